@@ -1,0 +1,554 @@
+/*
+ * engine.h — the public interface of the HoloVitals runtime.
+ *
+ * engine/ is the ground every module stands on. It includes no module: modules
+ * register what they provide (settings, CLI commands, HTTP routes, health checks,
+ * metrics) through the tables and registries declared here, and modules.c — the
+ * one place that knows them all — hands those tables to hv_main().
+ *
+ * Conventions (see STYLE.md):
+ *   - Every status is an int: 0 is HV_OK, failures are the negative HV_E* codes.
+ *     HV_AGAIN means "need more input" and is never a protocol error.
+ *   - Parameters are borrowed, return values are owned by the caller, unless the
+ *     name says otherwise (_take). Out-parameters are set only on success.
+ *   - _new/_free for heap objects (free accepts NULL), _init/_close for handles
+ *     with asynchronous teardown, _start/_stop for activity, _feed for parsers.
+ */
+#ifndef HV_ENGINE_H
+#define HV_ENGINE_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define HV_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#define HV_UNUSED __attribute__((unused))
+#else
+#define HV_PRINTF(f, a)
+#define HV_UNUSED
+#endif
+
+#define HV_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ------------------------------------------------------------------------- */
+/* Status codes                                                              */
+/* ------------------------------------------------------------------------- */
+
+enum hv_status {
+    HV_OK = 0,
+    HV_ENOMEM = -1,     /* an allocation failed */
+    HV_EINVAL = -2,     /* invalid argument or invalid input */
+    HV_AGAIN = -3,      /* need more input (incremental parsers); not an error */
+    HV_EIO = -4,        /* an operating-system I/O call failed */
+    HV_ENOTFOUND = -5,  /* the thing asked for does not exist */
+    HV_ETOOBIG = -6,    /* a configured cap was exceeded */
+    HV_EPROTO = -7,     /* a peer or document broke its protocol or syntax */
+    HV_ECONFIG = -8,    /* configuration is invalid */
+    HV_ENOTSUP = -9,    /* a feature that is not supported */
+    HV_ECONFLICT = -10, /* a version or uniqueness conflict */
+    HV_EBUSY = -11,     /* a bounded queue is full: back off */
+    HV_ETIMEDOUT = -12, /* a deadline passed */
+    HV_EDB = -13,       /* the database reported an error */
+    HV_EPERM = -14,     /* not allowed */
+    HV_ECLOSED = -15,   /* the object is closing or closed */
+    HV_EUSAGE = -16     /* bad command-line usage */
+};
+
+/* A static English description of a status code. */
+const char *hv_strerror(int status);
+
+/*
+ * A detailed error: what failed and where. Parsers, validators, mappers and the
+ * configuration loader fill one. `location` is a path in the input's own terms
+ * ("PID-3[2].1", "Patient.name[0].given", "channels/a.json"), and line/column
+ * are 1-based positions in a text input, 0 when not applicable.
+ */
+typedef struct hv_error {
+    int code;
+    int line;
+    int column;
+    char location[256];
+    char message[512];
+} hv_error_t;
+
+void hv_error_clear(hv_error_t *err);
+/* Sets code, location (may be NULL) and a formatted message. NULL err is a no-op. */
+void hv_error_set(hv_error_t *err, int code, const char *location, const char *fmt, ...)
+    HV_PRINTF(4, 5);
+/* Formats "location:line:column: message" (the parts that are set) into out. */
+void hv_error_format(const hv_error_t *err, char *out, size_t outlen);
+
+/* ------------------------------------------------------------------------- */
+/* Memory                                                                    */
+/* ------------------------------------------------------------------------- */
+
+/*
+ * All heap allocation goes through these so that tests can fail the Nth one
+ * (configure --enable-fault-injection; hv_alloc_fail_after()). hv_free(NULL) is a no-op.
+ */
+void *hv_malloc(size_t n);
+void *hv_calloc(size_t count, size_t size);
+void *hv_realloc(void *p, size_t n);
+void hv_free(void *p);
+char *hv_strdup(const char *s);
+char *hv_strndup(const char *s, size_t n);
+/* Fault injection: make the nth allocation from now fail (1 = the next one); 0 disables.
+ * Has effect only in builds configured with --enable-fault-injection. */
+void hv_alloc_fail_after(long nth);
+
+/*
+ * An arena: memory for one message or request, freed in one call. Foreign objects
+ * (json-c trees, libxml2 documents, statements) register a cleanup that runs when
+ * the arena is freed, last registered first.
+ */
+typedef struct hv_arena hv_arena_t;
+
+hv_arena_t *hv_arena_new(size_t block_size); /* 0 picks the default (8 KiB) */
+void hv_arena_free(hv_arena_t *a);
+/* Frees everything allocated so far, keeps the first block for reuse. */
+void hv_arena_reset(hv_arena_t *a);
+void *hv_arena_alloc(hv_arena_t *a, size_t n); /* 16-byte aligned; NULL on ENOMEM */
+void *hv_arena_calloc(hv_arena_t *a, size_t n);
+char *hv_arena_strndup(hv_arena_t *a, const char *s, size_t n);
+char *hv_arena_strdup(hv_arena_t *a, const char *s);
+char *hv_arena_sprintf(hv_arena_t *a, const char *fmt, ...) HV_PRINTF(2, 3);
+int hv_arena_cleanup_add(hv_arena_t *a, void (*fn)(void *), void *data);
+size_t hv_arena_bytes(const hv_arena_t *a); /* bytes handed out so far */
+
+/*
+ * A growable byte buffer with a cap. `max` of 0 means no cap; appending past the
+ * cap fails with HV_ETOOBIG and leaves the buffer as it was. data is always
+ * NUL-terminated when non-NULL (the NUL is not counted in len).
+ */
+typedef struct hv_buf {
+    char *data;
+    size_t len;
+    size_t cap;
+    size_t max;
+} hv_buf_t;
+
+void hv_buf_init(hv_buf_t *b, size_t max);
+void hv_buf_release(hv_buf_t *b); /* frees the storage; the buffer may be reused */
+void hv_buf_reset(hv_buf_t *b);   /* len = 0, keeps the storage */
+int hv_buf_reserve(hv_buf_t *b, size_t extra);
+int hv_buf_append(hv_buf_t *b, const void *p, size_t n);
+int hv_buf_puts(hv_buf_t *b, const char *s);
+int hv_buf_putc(hv_buf_t *b, char c);
+int hv_buf_printf(hv_buf_t *b, const char *fmt, ...) HV_PRINTF(2, 3);
+int hv_buf_vprintf(hv_buf_t *b, const char *fmt, va_list ap);
+/* Appends s (n bytes) as a quoted JSON string, escaping as RFC 8259 §7 requires. */
+int hv_buf_json_str(hv_buf_t *b, const char *s, size_t n);
+/* Removes the first n bytes. */
+void hv_buf_consume(hv_buf_t *b, size_t n);
+/* Returns the storage (NUL-terminated, owned by the caller) and empties the buffer. */
+char *hv_buf_take(hv_buf_t *b);
+
+/* ------------------------------------------------------------------------- */
+/* Small utilities                                                           */
+/* ------------------------------------------------------------------------- */
+
+uint64_t hv_now_ms(void);           /* wall clock, ms since the epoch */
+uint64_t hv_mono_ns(void);          /* monotonic clock */
+/* RFC 3339 UTC timestamp with milliseconds ("2026-11-25T18:27:48.123Z"); out >= 32 bytes. */
+void hv_time_rfc3339(uint64_t ms, char *out, size_t outlen);
+/* Fills p with n bytes from a fast non-cryptographic generator (per thread, seeded from
+ * the OS). Not for secrets: use hv_random_secure for those. */
+void hv_random_fast(void *p, size_t n);
+int hv_random_secure(void *p, size_t n);
+void hv_hex(const void *p, size_t n, char *out); /* out holds 2n+1 bytes */
+/* Parses "16MiB", "64k", "1000" into bytes. */
+int hv_parse_size(const char *s, uint64_t *out);
+/* Parses "30s", "500ms", "5m", "2h", "1000" (ms) into milliseconds. */
+int hv_parse_duration_ms(const char *s, uint64_t *out);
+/* Parses "host:port", "[v6]:port" or ":port" into host (default 0.0.0.0) and port. */
+int hv_parse_hostport(const char *s, char *host, size_t hostlen, int *port);
+/* Decodes %XX and (if plus_is_space) '+' in place; returns the new length or -1 on a bad escape. */
+long hv_url_decode(char *s, size_t n, int plus_is_space);
+
+/* ------------------------------------------------------------------------- */
+/* JSON helpers (json-c)                                                     */
+/* ------------------------------------------------------------------------- */
+
+struct json_object;
+
+/*
+ * Parses JSON text that may contain // and block comments (channel files, config).
+ * On a syntax error fills err with line and column and returns HV_EPROTO.
+ * The returned tree is owned by the caller (json_object_put).
+ */
+int hv_json_parse(const char *text, size_t len, const char *origin, struct json_object **out,
+                  hv_error_t *err);
+/*
+ * The position of every value in a JSON text, by JSON Pointer ("/http/listen",
+ * "/destinations/0/url"). Used to put file:line:column on semantic errors, which
+ * json-c cannot do since it keeps no positions.
+ */
+typedef struct hv_json_pos hv_json_pos_t;
+hv_json_pos_t *hv_json_pos_new(const char *text, size_t len);
+void hv_json_pos_free(hv_json_pos_t *p);
+/* Looks up a pointer; returns 0 and sets line/column, or HV_ENOTFOUND. */
+int hv_json_pos_get(const hv_json_pos_t *p, const char *pointer, int *line, int *column);
+
+/* json_object_object_add without the ownership trap: always consumes val, even on failure. */
+int hv_json_set(struct json_object *obj, const char *key, struct json_object *val);
+int hv_json_set_str(struct json_object *obj, const char *key, const char *val);
+int hv_json_set_int(struct json_object *obj, const char *key, int64_t val);
+const char *hv_json_get_str(struct json_object *obj, const char *key); /* NULL if absent or not a string */
+
+/* ------------------------------------------------------------------------- */
+/* Logs                                                                      */
+/* ------------------------------------------------------------------------- */
+
+enum hv_log_level { HV_LOG_DEBUG = 0, HV_LOG_INFO, HV_LOG_WARN, HV_LOG_ERROR, HV_LOG_OFF };
+enum hv_log_format { HV_LOG_JSON = 0, HV_LOG_TEXT };
+
+/*
+ * Structured logs: one JSON object per line on standard error (or text lines).
+ * Message contents and PHI must never be logged at info level or above: log ids,
+ * counts, sizes, positions and error codes, not values.
+ *
+ *   hv_logrec_t *r = hv_log_begin(HV_LOG_INFO, "http.request");
+ *   if (r) { hv_log_str(r, "method", "GET"); hv_log_int(r, "status", 200); hv_log_end(r); }
+ *
+ * hv_log_begin returns NULL when the level is disabled, so the fields cost nothing.
+ * Records are buffered per thread and written whole; warn and error flush at once.
+ */
+typedef struct hv_logrec hv_logrec_t;
+
+void hv_log_configure(int level, int format);
+int hv_log_level(void);
+int hv_log_parse_level(const char *s);  /* -1 if unknown */
+int hv_log_parse_format(const char *s); /* -1 if unknown */
+hv_logrec_t *hv_log_begin(int level, const char *event);
+void hv_log_str(hv_logrec_t *r, const char *key, const char *val);
+void hv_log_strn(hv_logrec_t *r, const char *key, const char *val, size_t n);
+void hv_log_int(hv_logrec_t *r, const char *key, int64_t val);
+void hv_log_dbl(hv_logrec_t *r, const char *key, double val);
+void hv_log_end(hv_logrec_t *r);
+/* Shorthand: an event with a formatted "msg" field. */
+void hv_log(int level, const char *event, const char *fmt, ...) HV_PRINTF(3, 4);
+void hv_log_flush(void);
+/* Releases the calling thread's record buffer; threads call it before they exit. */
+void hv_log_thread_exit(void);
+
+/* ------------------------------------------------------------------------- */
+/* Configuration                                                             */
+/* ------------------------------------------------------------------------- */
+
+typedef enum hv_setting_type {
+    HV_SET_STRING = 0,
+    HV_SET_INT,
+    HV_SET_BOOL,     /* true/false, on/off, yes/no, 1/0 */
+    HV_SET_SIZE,     /* bytes: "16MiB" */
+    HV_SET_DURATION, /* milliseconds: "30s" */
+    HV_SET_ENUM,     /* one of `choices`, "a|b|c" */
+    HV_SET_HOSTPORT  /* "host:port" */
+} hv_setting_type_t;
+
+/*
+ * One configuration setting, declared by the module that owns it. `key` is its
+ * dotted path in holovitals.json ("http.max_body"); `flag` (optional) its long
+ * option for `serve` ("http" → --http); its environment variable is HOLOVITALS_
+ * followed by the flag, or else the key, upper-cased with '.' and '-' as '_'.
+ * Precedence: default < file < environment < flag.
+ */
+typedef struct hv_setting {
+    const char *key;
+    const char *flag;
+    hv_setting_type_t type;
+    const char *def;
+    const char *choices;
+    const char *help;
+} hv_setting_t;
+
+typedef struct hv_config hv_config_t;
+
+hv_config_t *hv_config_new(void);
+void hv_config_free(hv_config_t *c);
+/* Adds a table of settings (terminated by an entry with key NULL). Borrowed: the table must outlive c. */
+int hv_config_declare(hv_config_t *c, const hv_setting_t *table);
+/* Loads a JSON file (comments allowed); unknown keys and bad values fail with file:line:column. */
+int hv_config_load_file(hv_config_t *c, const char *path, hv_error_t *err);
+/* Applies HOLOVITALS_* variables from the environment. */
+int hv_config_load_env(hv_config_t *c, hv_error_t *err);
+/* Sets a value from a flag or from code, checking it against its type. */
+int hv_config_set(hv_config_t *c, const char *key, const char *value, const char *origin,
+                  hv_error_t *err);
+/* Finds the setting whose flag is `flag` (without dashes); NULL if none. */
+const hv_setting_t *hv_config_find_flag(const hv_config_t *c, const char *flag);
+const hv_setting_t *hv_config_find(const hv_config_t *c, const char *key);
+/* Typed getters. Asking for an undeclared key is a programming error and aborts. */
+const char *hv_config_str(const hv_config_t *c, const char *key);
+int64_t hv_config_int(const hv_config_t *c, const char *key);
+int hv_config_bool(const hv_config_t *c, const char *key);
+uint64_t hv_config_size(const hv_config_t *c, const char *key);
+uint64_t hv_config_duration_ms(const hv_config_t *c, const char *key);
+/* Writes every setting with its value, origin and help, as the sample file documents them. */
+void hv_config_dump(const hv_config_t *c, hv_buf_t *out);
+/* The environment variable name of a setting, into out. */
+void hv_config_env_name(const hv_setting_t *s, char *out, size_t outlen);
+
+/* ------------------------------------------------------------------------- */
+/* Metrics (Prometheus text exposition format 0.0.4)                         */
+/* ------------------------------------------------------------------------- */
+
+typedef struct hv_metrics hv_metrics_t;
+typedef struct hv_counter hv_counter_t;
+typedef struct hv_gauge hv_gauge_t;
+typedef struct hv_histogram hv_histogram_t;
+
+/*
+ * Each series is a family name plus a label string ("route=\"/health\",code=\"200\"",
+ * or NULL). Asking twice for the same series returns the same object. Counters and
+ * gauges may be updated from any thread; histograms from the loop thread only.
+ */
+hv_counter_t *hv_metrics_counter(hv_metrics_t *m, const char *name, const char *help,
+                                 const char *labels);
+hv_gauge_t *hv_metrics_gauge(hv_metrics_t *m, const char *name, const char *help,
+                             const char *labels);
+/* Buckets in seconds (upper bounds), terminated by a value <= 0; NULL uses latency defaults. */
+hv_histogram_t *hv_metrics_histogram(hv_metrics_t *m, const char *name, const char *help,
+                                     const char *labels, const double *buckets);
+void hv_counter_add(hv_counter_t *c, uint64_t n);
+void hv_gauge_set(hv_gauge_t *g, double v);
+void hv_gauge_add(hv_gauge_t *g, double v);
+void hv_histogram_observe(hv_histogram_t *h, double v);
+/* A callback asked for the current value of a gauge at scrape time. */
+typedef double (*hv_gauge_cb)(void *ud);
+int hv_metrics_gauge_fn(hv_metrics_t *m, const char *name, const char *help, const char *labels,
+                        hv_gauge_cb fn, void *ud);
+int hv_metrics_render(hv_metrics_t *m, hv_buf_t *out);
+
+/* ------------------------------------------------------------------------- */
+/* Database (SQLite or PostgreSQL)                                           */
+/* ------------------------------------------------------------------------- */
+
+/*
+ * A connection to one module's own tables: with SQLite, the file <data>/<name>.db;
+ * with PostgreSQL, the schema <name> in the database of the URL. SQL is written
+ * once with $1, $2 … placeholders and runs on both. Values are always bound,
+ * never spliced. A connection is used by one thread at a time.
+ */
+typedef struct hv_db hv_db_t;
+typedef struct hv_db_stmt hv_db_stmt_t;
+
+enum hv_db_kind { HV_DB_SQLITE = 1, HV_DB_PG = 2 };
+enum { HV_DB_ROW = 1 }; /* hv_db_step: a row is available */
+
+/* url: NULL or a path → SQLite under data_dir; "postgresql://…" or "postgres://…" → libpq. */
+int hv_db_open(const char *url, const char *data_dir, const char *name, hv_db_t **out,
+               hv_error_t *err);
+void hv_db_close(hv_db_t *db);
+int hv_db_kind(const hv_db_t *db);
+const char *hv_db_errmsg(const hv_db_t *db);
+/* Runs SQL without parameters (may hold several statements). */
+int hv_db_exec(hv_db_t *db, const char *sql);
+int hv_db_begin(hv_db_t *db);
+int hv_db_commit(hv_db_t *db);
+int hv_db_rollback(hv_db_t *db);
+/*
+ * Applies the migrations a module has not applied yet, in order, each in its own
+ * transaction; the applied version is kept in table hv_schema. `migrations` ends with NULL.
+ */
+int hv_db_migrate(hv_db_t *db, const char *module, const char *const *migrations,
+                  hv_error_t *err);
+
+/* Prepared statements are cached by SQL text: preparing the same text again is cheap. */
+int hv_db_prepare(hv_db_t *db, const char *sql, hv_db_stmt_t **out);
+int hv_db_bind_text(hv_db_stmt_t *st, int idx, const char *s, size_t n); /* idx is 1-based */
+int hv_db_bind_blob(hv_db_stmt_t *st, int idx, const void *p, size_t n);
+int hv_db_bind_int64(hv_db_stmt_t *st, int idx, int64_t v);
+int hv_db_bind_double(hv_db_stmt_t *st, int idx, double v);
+int hv_db_bind_null(hv_db_stmt_t *st, int idx);
+/* HV_DB_ROW while rows come, HV_OK when done, a negative status on error. */
+int hv_db_step(hv_db_stmt_t *st);
+int hv_db_column_count(hv_db_stmt_t *st);
+int hv_db_column_is_null(hv_db_stmt_t *st, int col); /* col is 0-based */
+const char *hv_db_column_text(hv_db_stmt_t *st, int col, size_t *len);
+const void *hv_db_column_blob(hv_db_stmt_t *st, int col, size_t *len);
+int64_t hv_db_column_int64(hv_db_stmt_t *st, int col);
+double hv_db_column_double(hv_db_stmt_t *st, int col);
+/* Returns the statement to the cache, ready to bind again. */
+void hv_db_done(hv_db_stmt_t *st);
+/* Rows changed by the last INSERT/UPDATE/DELETE step. */
+int64_t hv_db_changes(hv_db_t *db);
+
+/*
+ * The storage thread: runs jobs against one connection in batches, one transaction
+ * per batch (group commit), and calls each job's done callback on the loop thread
+ * once its batch has committed (or failed). A job that fails is rolled back alone
+ * (a savepoint per job) without failing the rest of its batch.
+ */
+typedef struct hv_storage hv_storage_t;
+typedef int (*hv_storage_job_cb)(hv_db_t *db, void *arg);  /* storage thread */
+typedef void (*hv_storage_done_cb)(int status, void *arg); /* loop thread, after commit */
+
+/* Takes ownership of db. max_queue bounds the jobs waiting (back-pressure). */
+int hv_storage_new(uv_loop_t *loop, hv_db_t *db, size_t max_queue, size_t max_batch,
+                   hv_storage_t **out);
+/* HV_EBUSY when the queue is full, HV_ECLOSED when closing; done is then never called. */
+int hv_storage_submit(hv_storage_t *s, hv_storage_job_cb job, hv_storage_done_cb done, void *arg);
+size_t hv_storage_queued(hv_storage_t *s);
+/* Runs what is queued, stops the thread, closes the db, then frees. Call from the loop thread. */
+void hv_storage_free(hv_storage_t *s);
+
+/* ------------------------------------------------------------------------- */
+/* HTTP server and router                                                    */
+/* ------------------------------------------------------------------------- */
+
+typedef struct hv_engine hv_engine_t;
+typedef struct hv_http_req hv_http_req_t;
+
+enum hv_http_method {
+    HV_HTTP_OTHER = 0,
+    HV_HTTP_GET = 1 << 0,
+    HV_HTTP_HEAD = 1 << 1,
+    HV_HTTP_POST = 1 << 2,
+    HV_HTTP_PUT = 1 << 3,
+    HV_HTTP_DELETE = 1 << 4,
+    HV_HTTP_PATCH = 1 << 5,
+    HV_HTTP_OPTIONS = 1 << 6
+};
+
+/*
+ * A route handler. It must answer exactly once with one of hv_http_respond*,
+ * either before returning or later from the loop thread (after a storage job,
+ * say). If the client goes away meanwhile, the answer is discarded.
+ */
+typedef void (*hv_http_handler_cb)(hv_http_req_t *req, void *ud);
+/* Formats an error body for paths under a prefix (FHIR: OperationOutcome). */
+typedef void (*hv_http_error_cb)(hv_http_req_t *req, int status, const char *code,
+                                 const char *message);
+
+typedef struct hv_router hv_router_t;
+
+/*
+ * Patterns are literal segments, ":name" parameters and a final "*" that matches
+ * the rest ("/fhir/ *" without the space). More specific routes win: literal over parameter over
+ * wildcard. methods is a mask of HV_HTTP_*; a path that matches with another
+ * method answers 405 with Allow. HEAD is served by GET routes.
+ */
+int hv_router_add(hv_router_t *r, unsigned methods, const char *pattern, hv_http_handler_cb fn,
+                  void *ud);
+int hv_router_set_error_format(hv_router_t *r, const char *prefix, hv_http_error_cb fn);
+
+/* Request accessors. Strings are NUL-terminated and live as long as the request. */
+int hv_http_req_method(const hv_http_req_t *req);
+const char *hv_http_req_method_name(const hv_http_req_t *req);
+const char *hv_http_req_path(const hv_http_req_t *req);  /* percent-decoded, no query */
+const char *hv_http_req_target(const hv_http_req_t *req); /* as sent: path?query */
+const char *hv_http_req_query(const hv_http_req_t *req);  /* raw, without '?', "" if none */
+const char *hv_http_req_param(const hv_http_req_t *req, const char *name); /* route parameter */
+/* The first value of a query parameter, decoded; NULL if absent. */
+const char *hv_http_req_query_param(hv_http_req_t *req, const char *name);
+const char *hv_http_req_header(const hv_http_req_t *req, const char *name); /* case-insensitive */
+/* Iterates headers: returns 0 and sets name/value for index i, HV_ENOTFOUND past the end. */
+int hv_http_req_header_at(const hv_http_req_t *req, size_t i, const char **name,
+                          const char **value);
+const char *hv_http_req_body(const hv_http_req_t *req, size_t *len);
+const char *hv_http_req_trace_id(const hv_http_req_t *req);
+const char *hv_http_req_peer(const hv_http_req_t *req); /* "ip:port" */
+const char *hv_http_req_route(const hv_http_req_t *req); /* matched pattern, for metrics */
+hv_arena_t *hv_http_req_arena(hv_http_req_t *req);
+hv_engine_t *hv_http_req_engine(hv_http_req_t *req);
+int hv_http_req_is_tls(const hv_http_req_t *req);
+/* Handlers may keep one pointer of their own on a request. */
+void hv_http_req_set_data(hv_http_req_t *req, void *data);
+void *hv_http_req_data(const hv_http_req_t *req);
+
+/* Adds a response header (copied); call before responding. */
+int hv_http_header_add(hv_http_req_t *req, const char *name, const char *value);
+/* Answers with a body (copied). content_type may be NULL for no body type. */
+void hv_http_respond(hv_http_req_t *req, int status, const char *content_type, const char *body,
+                     size_t len);
+/* Answers with a body buffer, taking its storage. */
+void hv_http_respond_buf(hv_http_req_t *req, int status, const char *content_type, hv_buf_t *body);
+/* Answers with json serialized; takes ownership of json (json_object_put). */
+void hv_http_respond_json(hv_http_req_t *req, int status, struct json_object *json);
+/* Answers with an error body: {"error": code, "message": message}, or the prefix's format. */
+void hv_http_respond_error(hv_http_req_t *req, int status, const char *code, const char *fmt, ...)
+    HV_PRINTF(4, 5);
+const char *hv_http_status_text(int status);
+
+/* ------------------------------------------------------------------------- */
+/* Health                                                                    */
+/* ------------------------------------------------------------------------- */
+
+enum hv_health_status { HV_HEALTH_PASS = 0, HV_HEALTH_WARN = 1, HV_HEALTH_FAIL = 2 };
+
+/*
+ * A health check (draft-inadarei-api-health-check): asked on every GET /health,
+ * so it must be cheap — report cached state, do not do I/O. Fills status and a
+ * short output text (no PHI).
+ */
+typedef void (*hv_health_cb)(void *ud, int *status, char *output, size_t outlen);
+int hv_health_register(hv_engine_t *e, const char *name, hv_health_cb fn, void *ud);
+
+/* ------------------------------------------------------------------------- */
+/* CLI commands and modules                                                  */
+/* ------------------------------------------------------------------------- */
+
+/* Exit codes of the holovitals command. */
+enum { HV_EXIT_OK = 0, HV_EXIT_FAILURE = 1, HV_EXIT_USAGE = 2 };
+
+/*
+ * A subcommand. `name` is one or two words ("serve", "hl7 parse"); run receives
+ * the arguments after those words and returns an exit code. The engine passed in
+ * has its configuration loaded (--config, environment, --data, --db), but is not
+ * serving: commands that touch state open what they need.
+ */
+typedef struct hv_command {
+    const char *name;
+    const char *usage;   /* "hl7 parse FILE" */
+    const char *summary; /* one line */
+    const char *help;    /* paragraphs for `holovitals help NAME` */
+    int (*run)(hv_engine_t *e, int argc, char **argv);
+} hv_command_t;
+
+/*
+ * A module: one folder of the tree, plugged into the engine by modules.c.
+ * init registers routes, health checks, metrics and registry entries and may not
+ * block; start opens listeners and threads; stop begins an orderly shutdown;
+ * free releases what init made. Only `serve` calls start/stop; every command
+ * calls init/free for the modules it needs.
+ */
+typedef struct hv_module {
+    const char *name;               /* also a --services name */
+    const hv_setting_t *settings;   /* may be NULL */
+    const hv_command_t *commands;   /* terminated by {NULL}; may be NULL */
+    int (*init)(hv_engine_t *e, void **state);
+    int (*start)(hv_engine_t *e, void *state);
+    void (*stop)(hv_engine_t *e, void *state);
+    void (*free)(hv_engine_t *e, void *state);
+} hv_module_t;
+
+/* The entry point: runs the command line against a NULL-terminated table of modules. */
+int hv_main(int argc, char **argv, const hv_module_t *const *modules);
+
+/* Engine accessors for modules. */
+uv_loop_t *hv_engine_loop(hv_engine_t *e);
+hv_config_t *hv_engine_config(hv_engine_t *e);
+hv_router_t *hv_engine_router(hv_engine_t *e);
+hv_metrics_t *hv_engine_metrics(hv_engine_t *e);
+const char *hv_engine_data_dir(hv_engine_t *e);
+const char *hv_engine_db_url(hv_engine_t *e); /* NULL for SQLite */
+/* The state a module's init returned; NULL if that module is not running. */
+void *hv_engine_module_state(hv_engine_t *e, const char *module);
+/* True when module runs in this process (--services). */
+int hv_engine_service_enabled(hv_engine_t *e, const char *module);
+/* True once shutdown has begun: stop taking new work. */
+int hv_engine_stopping(hv_engine_t *e);
+/* Records an engine error (kept in the database, shown by GET /errors). No PHI in message. */
+void hv_engine_report_error(hv_engine_t *e, const char *source, const char *code,
+                            const char *message, const char *trace_id);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* HV_ENGINE_H */

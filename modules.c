@@ -1,0 +1,12 @@
+/*
+ * modules.c — the one table of modules: the only place that knows them all
+ * (as nginx's ngx_modules). The engine runs their init/start/stop/free in this
+ * order and stops them in reverse. A module listed here is compiled in; which
+ * ones run in a process is chosen with --services.
+ */
+#include "config.h"
+#include "engine/engine.h"
+
+const hv_module_t *const hv_modules[] = {
+    NULL,
+};

@@ -1,0 +1,11 @@
+/* main.c — runs every engine unit-test group; the exit status is the failure count. */
+#include "tests.h"
+
+int main(void) {
+    int failed = 0;
+    failed += run_arena_tests();
+    failed += run_buf_tests();
+    failed += run_config_tests();
+    failed += run_json_tests();
+    return failed;
+}
