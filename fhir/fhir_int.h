@@ -158,4 +158,38 @@ extern const uint32_t hv__fhir_search_idx_count;
 
 #define HV__S(off) (hv__fhir_pool + (off))
 
+struct json_object;
+
+/* What a JSON property key names on an object described by an owner element. */
+typedef struct hv__fhir_prop {
+    const hv_fhir_elem_t *elem;  /* the element (value[x] for valueQuantity) */
+    const hv_fhir_type_t *type;  /* the chosen or only type */
+    int underscore;              /* 1 for the `_x` primitive-extension twin */
+} hv__fhir_prop_t;
+
+/* Resolves key on owner; HV_ENOTFOUND if it names no element (resourceType included). */
+int hv__fhir_prop_resolve(const hv_fhir_elem_t *owner, const char *key, hv__fhir_prop_t *p);
+/*
+ * The owner element describing the children of `value`, a JSON object that is a value
+ * of element e with type t: for resource-typed elements (Bundle.entry.resource,
+ * contained) the root of the type its resourceType names; for a `_x` twin the root of
+ * the primitive type. NULL if that cannot be told (unknown resourceType).
+ */
+const hv_fhir_elem_t *hv__fhir_value_owner(const hv_fhir_elem_t *e, const hv_fhir_type_t *t,
+                                           int underscore, struct json_object *value);
+/* The root element of the resource type that obj's resourceType names, or NULL. */
+const hv_fhir_elem_t *hv__fhir_resource_root(struct json_object *obj);
+
+/* An element path being built during a walk ("Patient.name[0].given"), truncated
+ * (and marked) past its capacity. */
+typedef struct hv__fhir_path {
+    char buf[512];
+    size_t len;
+} hv__fhir_path_t;
+
+/* Appends ".name" (or "name" when empty) and "[index]" when index >= 0; returns the
+ * previous length, to pass to hv__fhir_path_pop. */
+size_t hv__fhir_path_push(hv__fhir_path_t *p, const char *name, long index);
+void hv__fhir_path_pop(hv__fhir_path_t *p, size_t len);
+
 #endif /* HV_FHIR_INT_H */

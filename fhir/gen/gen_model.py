@@ -287,6 +287,14 @@ def main():
             tfirst = len(typerefs)
             for ty in el.get("type", []):
                 tid = type_of_code(ty["code"])
+                # Element.id, Resource.id, Extension.url... are typed System.String with the
+                # FHIR type in an extension; use the FHIR type (id, string, uri) except for
+                # the primitive `value` itself, whose type is the System type.
+                if ty["code"].startswith("http://hl7.org/fhirpath/") and not (
+                        sd["kind"] == "primitive-type" and name == "value"):
+                    for x in ty.get("extension", []):
+                        if x["url"].endswith("/structuredefinition-fhir-type"):
+                            tid = tindex[x["valueUrl"]]
                 tgfirst = len(targets)
                 for tp in ty.get("targetProfile", []):
                     x = type_of_url(tp)

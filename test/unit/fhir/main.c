@@ -5,5 +5,6 @@ int main(void)
 {
     int failed = 0;
     failed += run_model_tests();
+    failed += run_json_tests();
     return failed;
 }

@@ -11,5 +11,13 @@
 #include "fhir/fhir.h"
 
 int run_model_tests(void);
+int run_json_tests(void);
+int run_examples_tests(void);
+int run_xml_tests(void);
+int run_validate_tests(void);
+
+/* The reference data folder (fails the test when absent) and a file reader (malloc). */
+const char *fhir_test_reference_dir(void);
+char *fhir_test_slurp(const char *path, size_t *len);
 
 #endif
