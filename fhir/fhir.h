@@ -313,6 +313,32 @@ int hv_fhir_json_equal(struct json_object *a, struct json_object *b);
 const char *hv_fhir_json_number_text(struct json_object *num);
 
 /* ------------------------------------------------------------------------- */
+/* XML (FHIR R4 xml.html), converted to and from the JSON form               */
+/* ------------------------------------------------------------------------- */
+
+/*
+ * Parses a FHIR resource in XML into its JSON form (the same tree
+ * hv_fhir_json_parse makes). libxml2 runs without network access, without entity
+ * substitution, with DTDs refused, under opts' size cap; nesting deeper than the
+ * depth cap fails with HV_ETOOBIG. Syntax errors fail with HV_EPROTO and
+ * line/column; content the model does not know fails with HV_EINVAL and the
+ * element path. The narrative `div` becomes its XHTML text; `value` attributes
+ * become JSON strings, booleans or numbers by the element's type (decimals keep
+ * their text); `id` attributes and extensions of primitives go to the `_x` twin.
+ */
+int hv_fhir_xml_parse(const char *text, size_t len, const hv_fhir_parse_opts_t *opts,
+                      struct json_object **out, hv_error_t *err);
+
+/*
+ * Appends the XML form of a resource (JSON tree) to out: elements in the
+ * specification order, repeating elements from the model's cardinality, the
+ * narrative div written as it is (it must be well-formed XHTML). No XML
+ * declaration. Properties the model does not know fail with HV_EINVAL (the XML
+ * form cannot carry them). HV_FHIR_WRITE_PRETTY indents.
+ */
+int hv_fhir_xml_write(struct json_object *resource, unsigned flags, hv_buf_t *out);
+
+/* ------------------------------------------------------------------------- */
 /* Validation (FHIR R4 validation.html)                                      */
 /* ------------------------------------------------------------------------- */
 

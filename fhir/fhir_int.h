@@ -180,6 +180,10 @@ const hv_fhir_elem_t *hv__fhir_value_owner(const hv_fhir_elem_t *e, const hv_fhi
 /* The root element of the resource type that obj's resourceType names, or NULL. */
 const hv_fhir_elem_t *hv__fhir_resource_root(struct json_object *obj);
 
+/* hv_fhir_xml_write with an error description (location = element path). */
+int hv__fhir_xml_write_err(struct json_object *resource, unsigned flags, hv_buf_t *out,
+                           hv_error_t *err);
+
 /* An element path being built during a walk ("Patient.name[0].given"), truncated
  * (and marked) past its capacity. */
 typedef struct hv__fhir_path {

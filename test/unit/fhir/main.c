@@ -6,5 +6,7 @@ int main(void)
     int failed = 0;
     failed += run_model_tests();
     failed += run_json_tests();
+    failed += run_xml_tests();
+    failed += run_examples_tests();
     return failed;
 }
