@@ -23,14 +23,18 @@
  */
 typedef struct hv__fp_elem {
     const char *path;  /* the element's definition path ("Observation.value[x]") */
-    const char *types; /* space-separated type codes ("Quantity CodeableConcept string") */
     const char *cref;  /* contentReference target path, "" if none */
     int is_array;
     int is_choice;
+    size_t ntypes;     /* allowed types (several for a choice) */
+    const void *h;     /* the model's handle */
 } hv__fp_elem_t;
 
 /* Looks up child `name` of the element or type `parent`. 0 or HV_ENOTFOUND. */
 int hv__fp_model_child(const char *parent, const char *name, size_t namelen, hv__fp_elem_t *out);
+/* The name of allowed type i of e ("Quantity", "string"; "System.String" for the System
+ * types of Element.id and Extension.url). Static storage. */
+const char *hv__fp_model_elem_type(const hv__fp_elem_t *e, size_t i);
 /* 'P' primitive, 'C' complex data type, 'R' resource, 0 unknown. */
 int hv__fp_model_kind(const char *type);
 /* The base type ("Age" → "Quantity", "code" → "string"), NULL for none/unknown. */
