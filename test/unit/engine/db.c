@@ -108,6 +108,9 @@ int dbtest_run_group(const char *name, const struct CMUnitTest *tests, size_t co
             copy[i].initial_state = &b;
         }
         snprintf(label, sizeof(label), "%s[%s]", name, kind);
+        printf("[ BACKEND  ] %s%s%s\n", label, b.url != NULL ? " at " : " in ",
+               b.url != NULL ? "HV_TEST_PG_URL" : b.dir);
+        fflush(stdout);
         failed += _cmocka_run_group_tests(label, copy, count, NULL, NULL);
         dbtest_backend_teardown(&b);
     }
