@@ -275,6 +275,9 @@ void hv_config_free(hv_config_t *c);
 int hv_config_declare(hv_config_t *c, const hv_setting_t *table);
 /* Loads a JSON file (comments allowed); unknown keys and bad values fail with file:line:column. */
 int hv_config_load_file(hv_config_t *c, const char *path, hv_error_t *err);
+/* The same from text in memory; path names it in errors. */
+int hv_config_load_text(hv_config_t *c, const char *text, size_t len, const char *path,
+                        hv_error_t *err);
 /* Applies HOLOVITALS_* variables from the environment. */
 int hv_config_load_env(hv_config_t *c, hv_error_t *err);
 /* Sets a value from a flag or from code, checking it against its type. */
@@ -557,10 +560,11 @@ typedef struct hv_command {
 
 /*
  * A module: one folder of the tree, plugged into the engine by modules.c.
- * init registers routes, health checks, metrics and registry entries and may not
- * block; start opens listeners and threads; stop begins an orderly shutdown;
- * free releases what init made. Only `serve` calls start/stop; every command
- * calls init/free for the modules it needs.
+ * Under `serve`, for each module enabled by --services: init registers routes,
+ * health checks, metrics and registry entries and may not block; start opens
+ * listeners and threads; stop begins an orderly shutdown (stop taking work);
+ * free releases everything once the loop has stopped. Modules' CLI commands run
+ * without init: a command opens what it needs itself.
  */
 typedef struct hv_module {
     const char *name;               /* also a --services name */
