@@ -7,7 +7,7 @@
  * average COMMIT time. Every job is durable when its done callback runs
  * (synchronous=FULL unless --sync says otherwise).
  *
- *   bench/storage [--dir DIR | --db URL] [--jobs N] [--inflight K] [--batch B]
+ *   bench/bin/storage [--dir DIR | --db URL] [--jobs N] [--inflight K] [--batch B]
  *                 [--sync FULL|NORMAL|OFF] [--bytes SIZE]
  *
  * DIR defaults to a fresh directory under /var/tmp (a real disk: tmpfs would
@@ -140,7 +140,7 @@ int main(int argc, char **argv) {
     if (made_dir) remove_tree(tmpdir);
     return b.failed != 0;
 usage:
-    fprintf(stderr, "usage: bench/storage [--dir DIR | --db URL] [--jobs N] [--inflight K] "
+    fprintf(stderr, "usage: bench/bin/storage [--dir DIR | --db URL] [--jobs N] [--inflight K] "
                     "[--batch B] [--sync FULL|NORMAL|OFF] [--bytes N]\n");
     return 2;
 }
