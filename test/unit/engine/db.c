@@ -170,6 +170,34 @@ static void db_open_rejects_bad_module_names(void **state) {
     }
     assert_int_equal(hv_db_open(NULL, NULL, "ok", &db, &err), HV_EINVAL);
     assert_null(db);
+    assert_int_equal(hv_db_open("mysql://u:secret@h/d", NULL, "ok", &db, &err), HV_ENOTSUP);
+    assert_null(db);
+    assert_non_null(strstr(err.message, "\"mysql\""));
+    assert_null(strstr(err.message, "secret"));
+}
+
+static void db_open_sqlite_url_is_a_directory(void **state) {
+    dbtest_backend_t b;
+    hv_db_t *db = NULL;
+    hv_error_t err;
+    char dir[512], path[600];
+    struct stat sb;
+    assert_int_equal(dbtest_backend_setup(&b, "sqlite", NULL), 0);
+    /* A URL that is a path names the data directory, created with missing parents. */
+    snprintf(dir, sizeof(dir), "%s/nested/data", b.dir);
+    assert_int_equal(hv_db_open(dir, "/ignored/when/url/is/given", "fhir", &db, &err), HV_OK);
+    assert_int_equal(hv_db_kind(db), HV_DB_SQLITE);
+    hv_db_close(db);
+    snprintf(path, sizeof(path), "%s/fhir.db", dir);
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(stat(dir, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0700);
+    /* An empty URL means the data directory. */
+    assert_int_equal(hv_db_open("", b.dir, "audit", &db, &err), HV_OK);
+    hv_db_close(db);
+    snprintf(path, sizeof(path), "%s/audit.db", b.dir);
+    assert_int_equal(stat(path, &sb), 0);
+    dbtest_backend_teardown(&b);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -529,6 +557,7 @@ int run_db_tests(void) {
     const struct CMUnitTest pure[] = {
         cmocka_unit_test(db_placeholders_translate_outside_literals),
         cmocka_unit_test(db_open_rejects_bad_module_names),
+        cmocka_unit_test(db_open_sqlite_url_is_a_directory),
     };
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(db_bind_and_read_back_every_type),
