@@ -40,6 +40,15 @@ hv_db_t *dbtest_open(const dbtest_backend_t *b) {
     return db;
 }
 
+hv_db_t *dbtest_reopen(const dbtest_backend_t *b, hv_db_t *db) {
+    hv_db_t *two = NULL;
+    hv_error_t err;
+    hv_error_clear(&err);
+    if (hv_db_open(b->url, b->dir, db->name, &two, &err) != HV_OK)
+        fail_msg("reopen(%s): %s", b->label, err.message);
+    return two;
+}
+
 int dbtest_backend_setup(dbtest_backend_t *b, const char *label, const char *url) {
     const char *tmp = getenv("TMPDIR");
     b->label = label;
@@ -482,6 +491,51 @@ static void db_migrations_apply_once_and_in_order(void **state) {
     hv_db_close(db);
 }
 
+typedef struct migrate_arg {
+    hv_db_t *db;
+    const char *const *migrations;
+    int rc;
+} migrate_arg_t;
+
+static void migrate_thread(void *p) {
+    migrate_arg_t *a = p;
+    hv_error_t err;
+    a->rc = hv_db_migrate(a->db, "race", a->migrations, &err);
+    hv_log_thread_exit();
+}
+
+static void db_concurrent_migrations_apply_each_once(void **state) {
+    static const char *const migrations[] = {
+        "CREATE TABLE m(x INTEGER); INSERT INTO m VALUES (1)",
+        "UPDATE m SET x = x * 10 + 2",
+        "UPDATE m SET x = x * 10 + 3",
+        "UPDATE m SET x = x * 10 + 4",
+        NULL,
+    };
+    const dbtest_backend_t *b = BACKEND(state);
+    migrate_arg_t args[2];
+    uv_thread_t threads[2];
+    int i, round;
+    for (round = 0; round < 3; round++) {
+        hv_db_t *first = dbtest_open(b);
+        args[0].db = first;
+        args[1].db = dbtest_reopen(b, first);
+        /* Two connections (two processes, in production) start together. */
+        for (i = 0; i < 2; i++) {
+            args[i].migrations = migrations;
+            args[i].rc = -100;
+            assert_int_equal(uv_thread_create(&threads[i], migrate_thread, &args[i]), 0);
+        }
+        for (i = 0; i < 2; i++) uv_thread_join(&threads[i]);
+        assert_int_equal(args[0].rc, HV_OK);
+        assert_int_equal(args[1].rc, HV_OK);
+        assert_int_equal(dbtest_query_int(first, "SELECT x FROM m"), 1234);
+        assert_int_equal(dbtest_query_int(args[1].db, "SELECT COUNT(*) FROM m"), 1);
+        hv_db_close(args[1].db);
+        hv_db_close(first);
+    }
+}
+
 static void db_open_configures_backend(void **state) {
     const dbtest_backend_t *b = BACKEND(state);
     hv_db_t *db = dbtest_open(b);
@@ -569,6 +623,7 @@ int run_db_tests(void) {
         cmocka_unit_test(db_changes_counts_rows_of_last_write),
         cmocka_unit_test(db_unique_violation_is_conflict_without_values),
         cmocka_unit_test(db_migrations_apply_once_and_in_order),
+        cmocka_unit_test(db_concurrent_migrations_apply_each_once),
         cmocka_unit_test(db_open_configures_backend),
         cmocka_unit_test(db_each_module_has_its_own_tables),
         cmocka_unit_test(db_double_special_values_round_trip),
