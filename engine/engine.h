@@ -194,6 +194,8 @@ hv_json_pos_t *hv_json_pos_new(const char *text, size_t len);
 void hv_json_pos_free(hv_json_pos_t *p);
 /* Looks up a pointer; returns 0 and sets line/column, or HV_ENOTFOUND. */
 int hv_json_pos_get(const hv_json_pos_t *p, const char *pointer, int *line, int *column);
+/* The position of the key naming the member at pointer ("/http/lisen" → where "lisen" is). */
+int hv_json_pos_get_key(const hv_json_pos_t *p, const char *pointer, int *line, int *column);
 
 /* json_object_object_add without the ownership trap: always consumes val, even on failure. */
 int hv_json_set(struct json_object *obj, const char *key, struct json_object *val);

@@ -60,6 +60,7 @@ class Engine:
 
     def __init__(self, workdir, args=(), env=None, config=None, tls=None):
         self.workdir = workdir
+        os.makedirs(workdir, exist_ok=True)
         self.data = os.path.join(workdir, "data")
         self.http_port = free_port()
         self.mllp_port = free_port()
@@ -89,6 +90,7 @@ class Engine:
         return cmd + self.args
 
     def start(self, wait=True, timeout=15):
+        self.close()
         self._out = open(self.stdout_path, "ab")
         self._err = open(self.stderr_path, "ab")
         t0 = time.monotonic()
@@ -141,6 +143,7 @@ class Engine:
         for f in (getattr(self, "_out", None), getattr(self, "_err", None)):
             if f:
                 f.close()
+        self._out = self._err = None
 
     def stderr(self):
         try:
