@@ -11,7 +11,8 @@
  *   exponent    ::= ["+" | "-"] digits          (§9; "10*3", "10^-3" are the atoms
  *                                                "10*" and "10^" with an exponent)
  *   factor      ::= digits                      (a positive integer, §11)
- *   annotation  ::= "{" ASCII 33-126 except "{" "}" ... "}"   (§12; alone it is unity)
+ *   annotation  ::= "{" ASCII 32-126 except "{" "}" ... "}"   (§12; alone it is unity;
+ *                                                the space is accepted as Ucum-java does)
  *
  * Codes are case-sensitive (the c/s column of the essence). An atom may contain
  * square-bracketed parts ("[in_i]", "m[H2O]", "[m/s2/Hz^(1/2)]") in which any
