@@ -121,7 +121,7 @@ static void advance_lc(hv_json_pos_t *s, size_t to) {
     }
 }
 
-static int pos_add(hv_json_pos_t *s, const hv_buf_t *ptr) {
+static int pos_add_at(hv_json_pos_t *s, const char *prefix, const hv_buf_t *ptr, size_t at) {
     if (s->n == s->cap) {
         size_t ncap = s->cap ? s->cap * 2 : 32;
         pos_entry_t *nv = hv_realloc(s->v, ncap * sizeof(*nv));
@@ -129,14 +129,23 @@ static int pos_add(hv_json_pos_t *s, const hv_buf_t *ptr) {
         s->v = nv;
         s->cap = ncap;
     }
-    advance_lc(s, s->p);
-    s->v[s->n].pointer = hv_strndup(ptr->data ? ptr->data : "", ptr->len);
-    if (s->v[s->n].pointer == NULL) return HV_ENOMEM;
+    advance_lc(s, at);
+    {
+        size_t plen = strlen(prefix);
+        char *p = hv_malloc(plen + ptr->len + 1);
+        if (p == NULL) return HV_ENOMEM;
+        memcpy(p, prefix, plen);
+        if (ptr->len > 0) memcpy(p + plen, ptr->data, ptr->len);
+        p[plen + ptr->len] = '\0';
+        s->v[s->n].pointer = p;
+    }
     s->v[s->n].line = s->line;
     s->v[s->n].column = s->col;
     s->n++;
     return HV_OK;
 }
+
+static int pos_add(hv_json_pos_t *s, const hv_buf_t *ptr) { return pos_add_at(s, "", ptr, s->p); }
 
 static void skip_string(hv_json_pos_t *s) {
     s->p++; /* opening quote */
@@ -186,6 +195,7 @@ static int scan_value(hv_json_pos_t *s, hv_buf_t *ptr, int depth) {
                 if (k == NULL) return HV_EPROTO;
                 rc = ptr_push(ptr, json_object_get_string(k), (size_t)json_object_get_string_len(k));
                 json_object_put(k);
+                if (rc == HV_OK) rc = pos_add_at(s, "#", ptr, kstart);
                 if (rc != HV_OK) return rc;
             }
             s->p = skip_ws(s->t, s->len, s->p);
@@ -250,6 +260,19 @@ int hv_json_pos_get(const hv_json_pos_t *p, const char *pointer, int *line, int 
     if (p == NULL) return HV_ENOTFOUND;
     for (i = 0; i < p->n; i++) {
         if (strcmp(p->v[i].pointer, pointer) == 0) {
+            *line = p->v[i].line;
+            *column = p->v[i].column;
+            return HV_OK;
+        }
+    }
+    return HV_ENOTFOUND;
+}
+
+int hv_json_pos_get_key(const hv_json_pos_t *p, const char *pointer, int *line, int *column) {
+    size_t i;
+    if (p == NULL) return HV_ENOTFOUND;
+    for (i = 0; i < p->n; i++) {
+        if (p->v[i].pointer[0] == '#' && strcmp(p->v[i].pointer + 1, pointer) == 0) {
             *line = p->v[i].line;
             *column = p->v[i].column;
             return HV_OK;
