@@ -1,0 +1,65 @@
+/*
+ * module.c — the terminology module: its settings, its CLI commands and (later)
+ * its routes, as the hv_module_t that modules.c lists.
+ *
+ * Settings:
+ *   terminology.ucum_essence  path of ucum-essence.xml; "" finds the installed copy
+ *                             ($(pkgdatadir)/ucum-essence.xml) or the source tree's
+ *   terminology.ucum_cache    parsed units kept in the UCUM cache
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "terminology/terminology.h"
+
+static const hv_setting_t settings[] = {
+    {"terminology.ucum_essence", NULL, HV_SET_STRING, "", NULL,
+     "Path of the UCUM essence file (ucum-essence.xml); empty finds the installed copy or the "
+     "source tree's."},
+    {"terminology.ucum_cache", NULL, HV_SET_INT, "4096", NULL,
+     "Parsed UCUM units kept in memory (a bounded cache)."},
+    {NULL, NULL, 0, NULL, NULL, NULL},
+};
+
+static const char *essence_path(hv_engine_t *e) {
+    const char *p = hv_config_str(hv_engine_config(e), "terminology.ucum_essence");
+    return p != NULL && p[0] != '\0' ? p : NULL;
+}
+
+static int run_convert(hv_engine_t *e, int argc, char **argv) {
+    return hv_terminology_ucum_convert_cmd(essence_path(e), argc, argv, stdout, stderr);
+}
+
+static int run_validate(hv_engine_t *e, int argc, char **argv) {
+    return hv_terminology_ucum_validate_cmd(essence_path(e), argc, argv, stdout, stderr);
+}
+
+static const hv_command_t commands[] = {
+    {"ucum convert", "ucum convert VALUE FROM TO", "convert a value between UCUM units",
+     "Prints VALUE converted from the UCUM unit FROM to the unit TO, e.g.\n"
+     "  holovitals ucum convert 37 Cel [degF]   -> 98.6\n"
+     "Fails (exit 1) with the position and reason if a unit is invalid, or if the units are not\n"
+     "commensurable.",
+     run_convert},
+    {"ucum validate", "ucum validate UNIT", "check a UCUM unit expression",
+     "Prints the canonical form of UNIT, or exits 1 with the column and reason it is invalid.",
+     run_validate},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static int module_init(hv_engine_t *e, void **state) {
+    const char *p = essence_path(e);
+    int rc;
+    *state = NULL;
+    /* The shared table loads lazily; point it at the configured file first. */
+    rc = hv_ucum_shared_set_path(p);
+    return rc == HV_EBUSY ? HV_OK : rc;
+}
+
+static void module_free(hv_engine_t *e, void *state) { (void)e; (void)state; }
+
+const hv_module_t hv_terminology_module = {
+    "terminology", settings, commands, module_init, NULL, NULL, module_free,
+};
