@@ -269,6 +269,8 @@ void hv__fp_make_node(hv__fp_item_t *it, struct json_object *j, struct json_obje
 /* Converts a primitive node to its System value (in place into out); returns 1 if converted,
  * 0 if the item is not a primitive (it is copied unchanged). */
 int hv__fp_prim(hv__fp_ctx_t *c, const hv__fp_item_t *it, hv__fp_item_t *out);
+/* Converts quantity q into unit (UCUM); HV_EINVAL when not commensurable. */
+int hv__fp_qty_convert(const hv__fp_item_t *q, const char *unit, hv__fp_dec_t *out);
 /* A FHIR Quantity node to a System Quantity; 1 on success. */
 int hv__fp_node_quantity(hv__fp_ctx_t *c, const hv__fp_item_t *it, hv__fp_item_t *out);
 /* The single item of a collection as a value, with errors per FHIRPath singleton evaluation. */
