@@ -39,9 +39,9 @@ int hv__fp_fail(hv__fp_ctx_t *c, const hv__fp_node_t *n, int code, const char *f
 static int grow(hv__fp_ctx_t *c, hv__fp_coll_t *o, size_t need) {
     size_t ncap;
     hv__fp_item_t *nv;
-    if (need <= o->cap) return HV_OK;
     if (need > c->fp->lim.max_items)
         return hv__fp_fail(c, NULL, HV_ETOOBIG, "collection larger than %zu items", c->fp->lim.max_items);
+    if (need <= o->cap) return HV_OK;
     ncap = o->cap ? o->cap * 2 : 4;
     while (ncap < need) ncap *= 2;
     nv = hv_arena_alloc(c->arena, ncap * sizeof(*nv));

@@ -8,6 +8,7 @@
 
 #include <json-c/json.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "engine/engine.h"
 #include "fhir/fhirpath.h"
@@ -323,6 +324,9 @@ int hv__fp_dt_cmp(const hv__fp_dt_t *a, const hv__fp_dt_t *b, int kind, int *r);
 int hv__fp_dt_add(hv__fp_dt_t *d, int kind, int unit, int64_t amount);
 /* The calendar unit of a quantity unit: 1..7, 8 (week), 0 none; *ucum set when a UCUM code. */
 int hv__fp_cal_unit(const char *u, int *ucum);
+
+/* The fhirpath command, with its streams (tests run it directly). Returns an exit code. */
+int hv__fp_cli(const hv_fhirpath_limits_t *lim, int argc, char **argv, FILE *in, FILE *out, FILE *errf);
 
 /* Text of an item for toString() and output; arena string. */
 const char *hv__fp_to_string(hv__fp_ctx_t *c, const hv__fp_item_t *it, size_t *len);
