@@ -47,7 +47,14 @@ typedef struct monitor {
     uint64_t db_probe_start;
     hv_counter_t *errors_dropped;
     hv_gauge_t *db_latency;
+    /* the last /health answer, reused for up to HEALTH_CACHE_MS: load balancers and
+     * orchestrators poll it often, and its state only changes on the engine's tick */
+    hv_buf_t health_body;
+    int health_status;
+    uint64_t health_at_ns;
 } monitor_t;
+
+#define HEALTH_CACHE_MS 250
 
 /* A stored record: used for inserts and as the job of a listing. */
 typedef struct record {
@@ -260,13 +267,23 @@ static void add_check(struct json_object *checks, const char *name, const char *
 static void h_health(hv_http_req_t *req, void *ud) {
     monitor_t *m = ud;
     hv_engine_t *e = m->e;
-    struct json_object *o = json_object_new_object(), *checks = json_object_new_object();
+    uint64_t now_ns = hv_mono_ns();
+    struct json_object *o, *checks;
     static const char *const st[] = {"pass", "warn", "fail"};
     char now[40], disk[32], out[256];
     int worst = HV_HEALTH_PASS;
     size_t i;
     const char *text;
     size_t len;
+    if (m->health_body.len > 0 && !e->stopping &&
+        now_ns - m->health_at_ns < (uint64_t)HEALTH_CACHE_MS * 1000000u) {
+        hv_http_header_add(req, "Cache-Control", "no-store");
+        hv_http_respond(req, m->health_status, "application/health+json", m->health_body.data,
+                        m->health_body.len);
+        return;
+    }
+    o = json_object_new_object();
+    checks = json_object_new_object();
     hv_time_rfc3339(hv_now_ms(), now, sizeof(now));
     add_check(checks, "database:responseTime", "datastore", e->db_status,
               e->db_status == HV_HEALTH_FAIL ? NULL : e->db_output, e->db_status == HV_HEALTH_FAIL ? NULL : "ms",
@@ -294,8 +311,11 @@ static void h_health(hv_http_req_t *req, void *ud) {
     hv_json_set_str(o, "description", "HoloVitals integration engine");
     hv_json_set(o, "checks", checks);
     text = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+    m->health_status = worst == HV_HEALTH_FAIL ? 503 : 200;
+    hv_buf_reset(&m->health_body);
+    if (hv_buf_append(&m->health_body, text, len) == HV_OK) m->health_at_ns = now_ns;
     hv_http_header_add(req, "Cache-Control", "no-store");
-    hv_http_respond(req, worst == HV_HEALTH_FAIL ? 503 : 200, "application/health+json", text, len);
+    hv_http_respond(req, m->health_status, "application/health+json", text, len);
     json_object_put(o);
 }
 
@@ -635,6 +655,7 @@ void hv__monitor_free(hv_engine_t *e) {
     monitor_t *m = e->monitor;
     if (m == NULL) return;
     e->monitor = NULL;
+    hv_buf_release(&m->health_body);
     hv_storage_free(m->storage);
     hv_free(m);
 }
