@@ -11,6 +11,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "terminology/terminology.h"
 
@@ -36,7 +37,30 @@ static int run_validate(hv_engine_t *e, int argc, char **argv) {
     return hv_terminology_ucum_validate_cmd(essence_path(e), argc, argv, stdout, stderr);
 }
 
+static int run_load(hv_engine_t *e, int argc, char **argv) {
+    return hv_terminology_load_cmd(hv_engine_db_url(e), hv_engine_data_dir(e), argc, argv, stdout,
+                                   stderr, isatty(2));
+}
+
+static int run_search(hv_engine_t *e, int argc, char **argv) {
+    return hv_terminology_search_cmd(hv_engine_db_url(e), hv_engine_data_dir(e), argc, argv, stdout,
+                                     stderr);
+}
+
 static const hv_command_t commands[] = {
+    {"terminology load", "terminology load loinc|snomed|icd10cm|cpt PATH [--version V]",
+     "load a code system into the terminology store",
+     "Loads a code system from its official files, replacing the loaded version in one\n"
+     "transaction (a failed load leaves the previous version in force):\n"
+     "  loinc    Loinc.csv of the LOINC table (loinc.org)\n"
+     "  snomed   a folder holding an RF2 snapshot (sct2_Concept_Snapshot..., Description, Relationship)\n"
+     "  icd10cm  the CMS/CDC order file icd10cm-order-<year>.txt (plain or .gz); the project ships\n"
+     "           the 2021 file as terminology/data/icd10cm-order-2021.txt.gz\n"
+     "  cpt      a CSV with a code column and a description column (CPT is licensed by the AMA)\n"
+     "--version sets the version recorded (else it is read from the file or its name).",
+     run_load},
+    {"terminology search", "terminology search loinc|snomed|icd10cm|cpt QUERY",
+     "search a loaded code system", "Prints the first 20 matches, code and display.", run_search},
     {"ucum convert", "ucum convert VALUE FROM TO", "convert a value between UCUM units",
      "Prints VALUE converted from the UCUM unit FROM to the unit TO, e.g.\n"
      "  holovitals ucum convert 37 Cel [degF]   -> 98.6\n"
