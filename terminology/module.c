@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "terminology/terminology.h"
+#include "terminology/terminology_int.h"
 
 static const hv_setting_t settings[] = {
     {"terminology.ucum_essence", NULL, HV_SET_STRING, "", NULL,
@@ -75,14 +75,55 @@ static const hv_command_t commands[] = {
 
 static int module_init(hv_engine_t *e, void **state) {
     const char *p = essence_path(e);
+    hv__term_t *t = NULL;
+    hv_db_t *db = NULL;
+    hv_error_t err;
+    char msg[1024];
     int rc;
     *state = NULL;
     /* The shared table loads lazily; point it at the configured file first. */
     rc = hv_ucum_shared_set_path(p);
-    return rc == HV_EBUSY ? HV_OK : rc;
+    if (rc != HV_OK && rc != HV_EBUSY) return rc;
+    t = hv_calloc(1, sizeof *t);
+    if (t == NULL) return HV_ENOMEM;
+    t->e = e;
+    hv_error_clear(&err);
+    t->ucum = hv_ucum_shared(&err);
+    if (t->ucum == NULL) {
+        hv_error_format(&err, msg, sizeof msg);
+        hv_log(HV_LOG_WARN, "terminology.ucum_unavailable", "%s", msg);
+    }
+    rc = hv_db_open(hv_engine_db_url(e), hv_engine_data_dir(e), "terminology", &db, &err);
+    if (rc == HV_OK) rc = hv_terminology_store_migrate(db, &err);
+    if (rc != HV_OK) {
+        hv_error_format(&err, msg, sizeof msg);
+        hv_log(HV_LOG_ERROR, "terminology.store_failed", "%s", msg);
+        goto out;
+    }
+    rc = hv_storage_new(hv_engine_loop(e), db, 1024, 64, &t->storage);
+    if (rc != HV_OK) goto out;
+    db = NULL; /* owned by the storage thread now */
+    rc = hv__api_register(t);
+    if (rc == HV_OK) rc = hv__standardize_register(t);
+    if (rc != HV_OK) goto out;
+    *state = t;
+    t = NULL;
+out:
+    hv_db_close(db);
+    if (t != NULL) {
+        if (t->storage != NULL) hv_storage_free(t->storage);
+        hv_free(t);
+    }
+    return rc;
 }
 
-static void module_free(hv_engine_t *e, void *state) { (void)e; (void)state; }
+static void module_free(hv_engine_t *e, void *state) {
+    hv__term_t *t = state;
+    (void)e;
+    if (t == NULL) return;
+    hv_storage_free(t->storage);
+    hv_free(t);
+}
 
 const hv_module_t hv_terminology_module = {
     "terminology", settings, commands, module_init, NULL, NULL, module_free,

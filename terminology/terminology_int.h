@@ -53,4 +53,23 @@ int hv__load_icd10cm(hv_db_t *db, const char *path, const char *version, FILE *p
 int hv__load_cpt(hv_db_t *db, const char *path, const char *version, FILE *progress,
                  hv_error_t *err);
 
+/* ---- module.c, api.c, standardize.c -------------------------------------- */
+struct json_object;
+
+/* The module's state while serving. */
+typedef struct hv__term {
+    hv_engine_t *e;
+    hv_storage_t *storage; /* owns the module's db connection */
+    hv_ucum_t *ucum;       /* the shared UCUM table, or NULL if it failed to load */
+} hv__term_t;
+
+int hv__api_register(hv__term_t *t);
+int hv__standardize_register(hv__term_t *t);
+/* Parses a JSON request body (object or array); answers 400/415 itself and returns NULL. */
+struct json_object *hv__json_body(hv_http_req_t *req);
+/* A number written with 15 significant digits. */
+struct json_object *hv__json_number(double v);
+/* A concept as a JSON object: code, display, active and its props as "properties". */
+struct json_object *hv__concept_json(const hv_terminology_concept_t *c);
+
 #endif /* HV_TERMINOLOGY_INT_H */
