@@ -6,6 +6,7 @@
  *   terminology.ucum_essence  path of ucum-essence.xml; "" finds the installed copy
  *                             ($(pkgdatadir)/ucum-essence.xml) or the source tree's
  *   terminology.ucum_cache    parsed units kept in the UCUM cache
+ *   terminology.min_confidence  percent a LOINC match needs to be applied (else review)
  */
 #include "config.h"
 
@@ -21,6 +22,9 @@ static const hv_setting_t settings[] = {
      "source tree's."},
     {"terminology.ucum_cache", NULL, HV_SET_INT, "4096", NULL,
      "Parsed UCUM units kept in memory (a bounded cache)."},
+    {"terminology.min_confidence", NULL, HV_SET_INT, "80", NULL,
+     "Lab-result standardization applies a LOINC match only at this confidence (percent) or more; "
+     "weaker matches go to the review list."},
     {NULL, NULL, 0, NULL, NULL, NULL},
 };
 
@@ -87,6 +91,7 @@ static int module_init(hv_engine_t *e, void **state) {
     t = hv_calloc(1, sizeof *t);
     if (t == NULL) return HV_ENOMEM;
     t->e = e;
+    t->min_confidence = (double)hv_config_int(hv_engine_config(e), "terminology.min_confidence") / 100.0;
     hv_error_clear(&err);
     t->ucum = hv_ucum_shared(&err);
     if (t->ucum == NULL) {

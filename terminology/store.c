@@ -9,6 +9,9 @@
  *   concept_parent(system, code, parent)            is-a (SNOMED CT), hierarchy (ICD-10-CM)
  *   concept_fts(system, code, text)                 display + synonyms, for search
  *   code_system_version(system, kind, version, loaded_at, concepts, source)
+ *   local_code_map(sender, local_code, loinc, map_name)   the integrators' ConceptMaps
+ *   review(id, received_at, sender, local_code, text, unit, candidate, confidence,
+ *          method, reason)                  standardizations held for a person to review
  *
  * A load deletes the system's rows and inserts the new ones inside one transaction,
  * so a failed or interrupted load leaves the previous version in force, and loading
@@ -36,6 +39,11 @@ static const char *const migrations_sqlite[] = {
     " tokenize = 'unicode61 remove_diacritics 2');"
     "CREATE TABLE code_system_version (system TEXT PRIMARY KEY, kind TEXT NOT NULL,"
     " version TEXT NOT NULL, loaded_at TEXT NOT NULL, concepts INTEGER NOT NULL, source TEXT)",
+    "CREATE TABLE local_code_map (sender TEXT NOT NULL, local_code TEXT NOT NULL,"
+    " loinc TEXT NOT NULL, map_name TEXT, PRIMARY KEY (sender, local_code));"
+    "CREATE TABLE review (id INTEGER PRIMARY KEY, received_at TEXT NOT NULL,"
+    " sender TEXT, local_code TEXT, text TEXT, unit TEXT, candidate TEXT,"
+    " confidence DOUBLE PRECISION, method TEXT, reason TEXT)",
     NULL,
 };
 
@@ -50,6 +58,11 @@ static const char *const migrations_pg[] = {
     "CREATE INDEX concept_fts_text ON concept_fts USING gin (to_tsvector('simple', text));"
     "CREATE TABLE code_system_version (system TEXT PRIMARY KEY, kind TEXT NOT NULL,"
     " version TEXT NOT NULL, loaded_at TEXT NOT NULL, concepts INTEGER NOT NULL, source TEXT)",
+    "CREATE TABLE local_code_map (sender TEXT NOT NULL, local_code TEXT NOT NULL,"
+    " loinc TEXT NOT NULL, map_name TEXT, PRIMARY KEY (sender, local_code));"
+    "CREATE TABLE review (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, received_at TEXT NOT NULL,"
+    " sender TEXT, local_code TEXT, text TEXT, unit TEXT, candidate TEXT,"
+    " confidence DOUBLE PRECISION, method TEXT, reason TEXT)",
     NULL,
 };
 

@@ -77,6 +77,31 @@ int hv_terminology_subsumes(hv_db_t *db, const char *system, const char *ancesto
 /* True if code is a well-formed LOINC code whose check digit (mod 10) is right. */
 int hv_terminology_loinc_code_valid(const char *code);
 
+struct json_object;
+
+/*
+ * Lab-result standardization (see standardize.c for the matching rules). input is a
+ * lab result, either {"sender", "code", "text", "value", "unit", "referenceRange":
+ * {"low", "high", "criticalLow", "criticalHigh", "unit", "normal"}} or a FHIR R4
+ * Observation. *out (owned by the caller) holds "status" (standardized | review |
+ * unmatched), "loinc" {code, display, confidence, method}, "value" {value, unit,
+ * original, originalUnit, converted}, "interpretation" (N L H LL HH A),
+ * "plausibility" and "warnings". A result below min_confidence, or implausible, is
+ * "review" and, if review is set, recorded in the review list. HV_EINVAL (err
+ * filled) if the input is not a lab result.
+ */
+int hv_terminology_standardize(hv_db_t *db, hv_ucum_t *ucum, struct json_object *input,
+                               double min_confidence, int review, struct json_object **out,
+                               hv_error_t *err);
+/* Checks a lab result without changing it: {"valid": bool, "issues": [{severity, code, message}]}. */
+int hv_terminology_validate_lab(hv_db_t *db, hv_ucum_t *ucum, struct json_object *input,
+                                struct json_object **out, hv_error_t *err);
+/* Replaces a sender's local-code -> LOINC mappings with those of a FHIR ConceptMap. */
+int hv_terminology_conceptmap_put(hv_db_t *db, const char *sender, struct json_object *conceptmap,
+                                  size_t *count, hv_error_t *err);
+/* The newest review items (at most limit), as a JSON array. */
+int hv_terminology_review_list(hv_db_t *db, size_t limit, struct json_object **out);
+
 /* The module (settings, CLI commands, routes), for modules.c. */
 extern const hv_module_t hv_terminology_module;
 

@@ -61,6 +61,7 @@ typedef struct hv__term {
     hv_engine_t *e;
     hv_storage_t *storage; /* owns the module's db connection */
     hv_ucum_t *ucum;       /* the shared UCUM table, or NULL if it failed to load */
+    double min_confidence; /* terminology.min_confidence / 100 */
 } hv__term_t;
 
 int hv__api_register(hv__term_t *t);
