@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -274,6 +275,9 @@ static void h_health(hv_http_req_t *req, void *ud) {
     snprintf(disk, sizeof(disk), "%llu", (unsigned long long)e->disk_free);
     add_check(checks, "disk:free", "system", e->disk_status, disk, "bytes", e->data_dir, now);
     if (e->disk_status > worst) worst = e->disk_status;
+    snprintf(disk, sizeof(disk), "%ld", e->channel_files);
+    add_check(checks, "channels:files", "system", e->channels_status, disk, "files", e->channels_output, now);
+    if (e->channels_status > worst) worst = e->channels_status;
     for (i = 0; i < e->nchecks; i++) {
         int s = HV_HEALTH_PASS;
         out[0] = '\0';
@@ -544,6 +548,26 @@ void hv__monitor_tick(hv_engine_t *e) {
                                                           : HV_HEALTH_PASS;
     } else {
         e->disk_status = HV_HEALTH_FAIL;
+    }
+    /* the channel directory: readable, and how many channel files it holds */
+    {
+        const char *dir = hv_config_str(e->config, "channels");
+        DIR *d = opendir(dir);
+        long n = 0;
+        if (d == NULL) {
+            e->channels_status = HV_HEALTH_WARN;
+            snprintf(e->channels_output, sizeof(e->channels_output), "%s cannot be read", dir);
+        } else {
+            struct dirent *de;
+            while ((de = readdir(d)) != NULL) {
+                size_t len = strlen(de->d_name);
+                if (de->d_name[0] != '.' && len > 5 && strcmp(de->d_name + len - 5, ".json") == 0) n++;
+            }
+            closedir(d);
+            e->channels_status = HV_HEALTH_PASS;
+            snprintf(e->channels_output, sizeof(e->channels_output), "%s", dir);
+        }
+        e->channel_files = n;
     }
     if (!m->db_probe_inflight && m->storage != NULL) {
         m->db_probe_start = hv_mono_ns();
