@@ -6,7 +6,9 @@
  */
 #include "config.h"
 #include "engine/engine.h"
+#include "terminology/terminology.h"
 
 const hv_module_t *const hv_modules[] = {
+    &hv_terminology_module,
     NULL,
 };
