@@ -1,0 +1,34 @@
+/*
+ * validate_int.h — the validation walk's context, shared by validate.c (the base
+ * specification checks), invariants.c (FHIRPath constraints) and validator.c (the
+ * validator object, profiles and the OperationOutcome).
+ */
+#ifndef HV_FHIR_VALIDATE_INT_H
+#define HV_FHIR_VALIDATE_INT_H
+
+#include "fhir/fhir_int.h"
+
+typedef struct hv__fhir_vctx {
+    hv_fhir_validator_t *v;      /* NULL in the parser's structural check */
+    unsigned flags;              /* HV_FHIR_VALIDATE_* */
+    int structure_only;          /* only structure: no formats, bindings, minimums */
+    int max_depth;
+    hv_error_t *err;             /* first-error mode when not NULL */
+    struct json_object *issues;  /* OperationOutcome.issue being filled */
+    size_t nissues, max_issues, dropped;
+    int errors;
+    int too_deep;
+    int oom;
+    hv__fhir_path_t path;
+} hv__fhir_vctx_t;
+
+/* Records an issue at the current path (severity "fatal", "error", "warning",
+ * "information"; code from the IssueType value set; key an invariant key or NULL). */
+void hv__fhir_issue(hv__fhir_vctx_t *c, const char *severity, const char *code, const char *key,
+                    const char *fmt, ...) HV_PRINTF(5, 6);
+/* Walks a resource, recording the base-specification issues. */
+void hv__fhir_walk_resource(hv__fhir_vctx_t *c, struct json_object *res);
+/* 1 when the text s (n bytes) of a value of primitive type t matches its format. */
+int hv__fhir_format_ok(const hv_fhir_type_t *t, const char *s, size_t n);
+
+#endif
