@@ -301,8 +301,39 @@ static void check_binding(hv__fhir_vctx_t *c, const hv_fhir_elem_t *e, const hv_
 static void walk_object(hv__fhir_vctx_t *c, struct json_object *obj, const hv_fhir_elem_t *owner,
                         int underscore, int depth);
 
+/* The `_key` twin of property key in obj, or NULL. */
+static struct json_object *twin_of(struct json_object *obj, const char *key)
+{
+    char us[160];
+    struct json_object *t = NULL;
+    if (snprintf(us, sizeof(us), "_%s", key) >= (int)sizeof(us))
+        return NULL;
+    return json_object_object_get_ex(obj, us, &t) ? t : NULL;
+}
+
+static void primitive_invariants(hv__fhir_vctx_t *c, const hv__fhir_prop_t *p, struct json_object *v,
+                                 struct json_object *twin)
+{
+    hv__fhir_focus_t f;
+    if (c->inv == NULL)
+        return;
+    /* ele-1 (natively): a primitive needs a value or an extension. */
+    if (v == NULL && (twin == NULL || !json_object_object_get_ex(twin, "extension", NULL))) {
+        hv__fhir_issue(c, "error", "invariant", "ele-1",
+                       "Constraint failed: ele-1: 'All FHIR elements must have a @value or children'");
+        return;
+    }
+    f.json = v;
+    f.ext = twin;
+    f.type = p->type;
+    f.path = hv_fhir_type_name(p->type);
+    f.resource = c->resource;
+    f.root_resource = c->root_resource;
+    hv__fhir_invariants_check(c, p->elem, &f);
+}
+
 static void walk_value(hv__fhir_vctx_t *c, const hv__fhir_prop_t *p, struct json_object *v,
-                       int in_array, int depth)
+                       struct json_object *twin, int in_array, int depth)
 {
     const hv_fhir_type_t *t = p->type;
     hv_fhir_kind_t k = hv_fhir_type_kind(t);
@@ -313,6 +344,8 @@ static void walk_value(hv__fhir_vctx_t *c, const hv__fhir_prop_t *p, struct json
     }
     if (k == HV_FHIR_KIND_PRIMITIVE && !p->underscore) {
         check_primitive(c, p->elem, t, v);
+        if (!c->structure_only)
+            primitive_invariants(c, p, v, twin);
         return;
     }
     if (!json_object_is_type(v, json_type_object)) {
@@ -333,7 +366,37 @@ static void walk_value(hv__fhir_vctx_t *c, const hv__fhir_prop_t *p, struct json
     }
     if (!c->structure_only && !(c->flags & HV_FHIR_VALIDATE_NO_BINDINGS) && !p->underscore)
         check_binding(c, p->elem, t, v);
-    walk_object(c, v, owner, p->underscore, depth + 1);
+    if (p->underscore) {
+        walk_object(c, v, owner, 1, depth + 1);
+        /* A `_x` without a value: its invariants are checked here, with no value. */
+        if (!c->structure_only && twin == NULL)
+            primitive_invariants(c, p, NULL, v);
+        return;
+    }
+    if (k == HV_FHIR_KIND_RESOURCE) {
+        struct json_object *saved = c->resource;
+        c->resource = v;
+        walk_object(c, v, owner, 0, depth + 1);
+        if (!c->structure_only && c->inv != NULL) {
+            hv__fhir_focus_t f = {v, NULL, hv_fhir_elem_owner_type(owner), hv_fhir_elem_path(owner),
+                                  v, c->root_resource};
+            hv__fhir_invariants_check(c, p->elem, &f);
+        }
+        c->resource = saved;
+        return;
+    }
+    walk_object(c, v, owner, 0, depth + 1);
+    if (!c->structure_only && c->inv != NULL) {
+        /* ele-1 (natively): an element needs children other than its id. */
+        size_t n = (size_t)json_object_object_length(v);
+        if (n == 1 && json_object_object_get_ex(v, "id", NULL)) {
+            hv__fhir_issue(c, "error", "invariant", "ele-1",
+                           "Constraint failed: ele-1: 'All FHIR elements must have a @value or children'");
+            return;
+        }
+        hv__fhir_focus_t f = {v, NULL, t, hv_fhir_elem_path(owner), c->resource, c->root_resource};
+        hv__fhir_invariants_check(c, p->elem, &f);
+    }
 }
 
 static void walk_object(hv__fhir_vctx_t *c, struct json_object *obj, const hv_fhir_elem_t *owner,
@@ -384,9 +447,17 @@ static void walk_object(hv__fhir_vctx_t *c, struct json_object *obj, const hv_fh
                 hv__fhir_issue(c, "error", "structure", NULL, "Arrays must not be empty");
                 hv__fhir_path_pop(&c->path, mark);
             }
+            struct json_object *twins = NULL;
+            if (!p.underscore && hv_fhir_type_kind(p.type) == HV_FHIR_KIND_PRIMITIVE)
+                twins = twin_of(obj, key);
+            else if (p.underscore)
+                twins = json_object_object_get_ex(obj, key + 1, &twins) ? twins : NULL;
+            int twins_arr = twins != NULL && json_object_is_type(twins, json_type_array);
             for (size_t i = 0; i < n && !c->too_deep; i++) {
+                struct json_object *tw = twins_arr && i < json_object_array_length(twins)
+                                             ? json_object_array_get_idx(twins, i) : NULL;
                 mark = hv__fhir_path_push(&c->path, pname, (long)i);
-                walk_value(c, &p, json_object_array_get_idx(val, i), 1, depth);
+                walk_value(c, &p, json_object_array_get_idx(val, i), tw, 1, depth);
                 hv__fhir_path_pop(&c->path, mark);
             }
             if (!c->structure_only && !p.underscore && hv_fhir_elem_max(p.elem) != HV_FHIR_UNBOUNDED &&
@@ -402,8 +473,12 @@ static void walk_object(hv__fhir_vctx_t *c, struct json_object *obj, const hv_fh
                 hv__fhir_issue(c, "error", "structure", NULL,
                                "Element %s does not repeat and must not be a JSON array",
                                hv_fhir_elem_path(p.elem));
+            else if (p.underscore)
+                walk_value(c, &p, val, json_object_object_get_ex(obj, key + 1, NULL) ? val : NULL, 0, depth);
             else
-                walk_value(c, &p, val, 0, depth);
+                walk_value(c, &p, val,
+                           hv_fhir_type_kind(p.type) == HV_FHIR_KIND_PRIMITIVE ? twin_of(obj, key) : NULL,
+                           0, depth);
             hv__fhir_path_pop(&c->path, mark);
         }
         if (c->too_deep)
@@ -455,7 +530,13 @@ void hv__fhir_walk_resource(hv__fhir_vctx_t *c, struct json_object *res)
         return;
     }
     hv__fhir_path_push(&c->path, hv_fhir_elem_name(root), -1);
+    c->resource = res;
+    c->root_resource = res;
     walk_object(c, res, root, 0, 0);
+    if (!c->structure_only && c->inv != NULL) {
+        hv__fhir_focus_t f = {res, NULL, hv_fhir_elem_owner_type(root), hv_fhir_elem_path(root), res, res};
+        hv__fhir_invariants_check(c, root, &f);
+    }
 }
 
 int hv_fhir_check_structure(struct json_object *resource, int max_depth, hv_error_t *err)
