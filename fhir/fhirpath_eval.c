@@ -232,6 +232,7 @@ int hv__fp_children(hv__fp_ctx_t *c, const hv__fp_node_t *n, const hv__fp_item_t
     if (obj == NULL || !json_object_is_type(obj, json_type_object)) return HV_OK;
     if (parent == NULL) return raw_children(c, obj, name, out);
     if (hv__fp_model_child(parent, name, nl, &e) != HV_OK) {
+        if (n == NULL) return HV_OK;
         return hv__fp_fail(c, n, HV_EINVAL, "'%s' is not an element of %s", name,
                            it->u.n.type != NULL ? it->u.n.type : parent);
     }
@@ -361,7 +362,7 @@ static int eval_ident(hv__fp_ctx_t *c, const hv__fp_node_t *n, const hv__fp_coll
         const hv__fp_item_t *it = &focus->v[i];
         int rc;
         if (kind != 0 && it->kind == HV__FP_NODE) {
-            if (hv__fp_is_type(it, n->name) == 1) {
+            if (hv__fp_is_type(it, n->name, 0) == 1) {
                 rc = hv__fp_push(c, out, it);
                 if (rc != HV_OK) return rc;
                 continue;
@@ -414,10 +415,16 @@ int hv__fp_eval(hv__fp_ctx_t *c, const hv__fp_node_t *n, const hv__fp_coll_t *fo
     case HV__FP_N_IDENT:
         rc = eval_ident(c, n, focus, out);
         break;
-    case HV__FP_N_MEMBER:
+    case HV__FP_N_MEMBER: {
+        /* A name that is not an element of the input's type is an error when the input is
+         * of one type (a static path); over mixed types (descendants()) it selects nothing. */
+        int same = 1;
         rc = hv__fp_eval(c, n->left, focus, &l);
-        for (size_t i = 0; rc == HV_OK && i < l.n; i++) rc = hv__fp_children(c, n, &l.v[i], n->name, out);
+        for (size_t i = 1; i < l.n && same; i++)
+            same = l.v[i].kind == HV__FP_NODE && l.v[0].kind == HV__FP_NODE && l.v[i].u.n.path == l.v[0].u.n.path;
+        for (size_t i = 0; rc == HV_OK && i < l.n; i++) rc = hv__fp_children(c, same ? n : NULL, &l.v[i], n->name, out);
         break;
+    }
     case HV__FP_N_FUNC:
         if (n->left != NULL) {
             rc = hv__fp_eval(c, n->left, focus, &l);
@@ -484,7 +491,7 @@ int hv__fp_eval(hv__fp_ctx_t *c, const hv__fp_node_t *n, const hv__fp_coll_t *fo
             break;
         }
         {
-            int t = hv__fp_is_type(&l.v[0], n->name);
+            int t = hv__fp_is_type(&l.v[0], n->name, n->op == HV__FP_N_AS);
             if (t < 0) {
                 rc = hv__fp_fail(c, n, HV_EINVAL, "unknown type '%s'", n->name);
                 break;

@@ -97,12 +97,15 @@ FN(count) {
     return hv__fp_push_int(c, out, (int64_t)in->n);
 }
 
+/* The functions that de-duplicate build apart from out, which may hold items of an
+ * enclosing select(). */
 FN(distinct) {
+    hv__fp_coll_t u = {0};
     int rc = HV_OK;
     (void)n;
     for (size_t i = 0; i < in->n && rc == HV_OK; i++)
-        if (!contains_item(c, out, &in->v[i])) rc = hv__fp_push(c, out, &in->v[i]);
-    return rc;
+        if (!contains_item(c, &u, &in->v[i])) rc = hv__fp_push(c, &u, &in->v[i]);
+    return rc == HV_OK ? hv__fp_push_all(c, out, &u) : rc;
 }
 
 FN(isDistinct) {
@@ -113,6 +116,8 @@ FN(isDistinct) {
 }
 
 /* ---- filtering and projection (fhirpath.html#filtering-and-projection) ---- */
+
+static int repeat_into(hv__fp_ctx_t *c, const hv__fp_node_t *n, hv__fp_coll_t *start, hv__fp_coll_t *out);
 
 FN(where) {
     for (size_t i = 0; i < in->n; i++) {
@@ -132,7 +137,13 @@ FN(select) {
 }
 
 FN(repeat) {
-    hv__fp_coll_t cur = *in;
+    hv__fp_coll_t cur = *in, all = {0};
+    int rc0 = repeat_into(c, n, &cur, &all);
+    return rc0 == HV_OK ? hv__fp_push_all(c, out, &all) : rc0;
+}
+
+static int repeat_into(hv__fp_ctx_t *c, const hv__fp_node_t *n, hv__fp_coll_t *start, hv__fp_coll_t *out) {
+    hv__fp_coll_t cur = *start;
     for (;;) {
         hv__fp_coll_t next = {0};
         for (size_t i = 0; i < cur.n; i++) {
@@ -152,8 +163,10 @@ FN(repeat) {
     return HV_OK;
 }
 
+static int fn_is(hv__fp_ctx_t *c, const hv__fp_node_t *n, const hv__fp_coll_t *in, hv__fp_coll_t *out);
+
 static int type_arg(hv__fp_ctx_t *c, const hv__fp_node_t *n, const hv__fp_item_t *it, int *is) {
-    int t = hv__fp_is_type(it, n->right->name);
+    int t = hv__fp_is_type(it, n->right->name, hv__fp_funcs[n->fn].fn != fn_is);
     if (t < 0) return hv__fp_fail(c, n, HV_EINVAL, "unknown type '%s'", n->right->name);
     *is = t;
     return HV_OK;
@@ -251,11 +264,11 @@ FN(take) {
 }
 
 FN(intersect) {
-    hv__fp_coll_t other = {0};
+    hv__fp_coll_t other = {0}, u = {0};
     int rc = hv__fp_eval_arg(c, n->args[0], in, &other);
     for (size_t i = 0; i < in->n && rc == HV_OK; i++)
-        if (contains_item(c, &other, &in->v[i]) && !contains_item(c, out, &in->v[i])) rc = hv__fp_push(c, out, &in->v[i]);
-    return rc;
+        if (contains_item(c, &other, &in->v[i]) && !contains_item(c, &u, &in->v[i])) rc = hv__fp_push(c, &u, &in->v[i]);
+    return rc == HV_OK ? hv__fp_push_all(c, out, &u) : rc;
 }
 
 FN(exclude) {
@@ -269,13 +282,13 @@ FN(exclude) {
 /* ---- combining (fhirpath.html#combining) ---- */
 
 FN(union) {
-    hv__fp_coll_t other = {0};
+    hv__fp_coll_t other = {0}, u = {0};
     int rc = hv__fp_eval_arg(c, n->args[0], in, &other);
     for (size_t i = 0; i < in->n && rc == HV_OK; i++)
-        if (!contains_item(c, out, &in->v[i])) rc = hv__fp_push(c, out, &in->v[i]);
+        if (!contains_item(c, &u, &in->v[i])) rc = hv__fp_push(c, &u, &in->v[i]);
     for (size_t i = 0; i < other.n && rc == HV_OK; i++)
-        if (!contains_item(c, out, &other.v[i])) rc = hv__fp_push(c, out, &other.v[i]);
-    return rc;
+        if (!contains_item(c, &u, &other.v[i])) rc = hv__fp_push(c, &u, &other.v[i]);
+    return rc == HV_OK ? hv__fp_push_all(c, out, &u) : rc;
 }
 
 FN(combine) {
@@ -410,7 +423,9 @@ static int sort_cmp(hv__fp_ctx_t *c, const hv__fp_node_t *n, const sort_ent_t *a
     for (int k = 0; k < nk; k++) {
         int r = 0;
         if (!a->has[k] || !b->has[k]) {
+            /* An item without the key sorts first in either direction. */
             r = a->has[k] - b->has[k];
+            if (r != 0) return r;
         } else if (hv__fp_item_cmp(c, n, &a->keys[k], &b->keys[k], &r) != 1) {
             r = 0;
         }
@@ -630,7 +645,7 @@ FN(conformsTo) {
         if (t == NULL) return HV_ENOMEM;
         if (hv__fp_model_kind(t) == 0) return hv__fp_fail(c, n, HV_ENOTSUP, "conformsTo: unknown profile");
         for (size_t i = 0; i < in->n; i++) {
-            rc = hv__fp_push_bool(c, out, hv__fp_is_type(&in->v[i], t) == 1);
+            rc = hv__fp_push_bool(c, out, hv__fp_is_type(&in->v[i], t, 0) == 1);
             if (rc != HV_OK) return rc;
         }
     }

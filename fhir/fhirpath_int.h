@@ -281,8 +281,9 @@ int hv__fp_arg_int(hv__fp_ctx_t *c, const hv__fp_node_t *n, const hv__fp_coll_t 
 
 /* Type names: the FHIRPath type of an item ("FHIR.HumanName", "System.Integer"). */
 const char *hv__fp_type_name(const hv__fp_item_t *it, const char **ns);
-/* is-a test of item against a qualified or bare type name; -1 if the type is unknown. */
-int hv__fp_is_type(const hv__fp_item_t *it, const char *tname);
+/* is-a test of item against a qualified or bare type name; -1 if the type is unknown.
+ * With exact_prim, a primitive matches only its own type (as() and ofType()). */
+int hv__fp_is_type(const hv__fp_item_t *it, const char *tname, int exact_prim);
 
 /* Equality (=) and equivalence (~) of two items: 1, 0, or -1 for empty (not comparable). */
 int hv__fp_item_eq(hv__fp_ctx_t *c, const hv__fp_item_t *a, const hv__fp_item_t *b);

@@ -89,8 +89,7 @@ int hv__fp_prim(hv__fp_ctx_t *c, const hv__fp_item_t *it, hv__fp_item_t *out) {
         int kind = cls == 't' ? HV__FP_TIME : HV__FP_DATETIME;
         if (s == NULL) return 0;
         if (hv__fp_dt_parse(s, n, kind, &out->u.dt) != HV_OK) return 0;
-        /* A dateTime without a time is a Date (FHIRPath compares them as such). */
-        out->kind = (uint8_t)(cls == 'D' || (cls == 'T' && out->u.dt.prec <= HV__FP_P_DAY) ? HV__FP_DATE : kind);
+        out->kind = (uint8_t)(cls == 'D' ? HV__FP_DATE : kind);
         return 1;
     }
     default:
@@ -206,7 +205,7 @@ const char *hv__fp_type_name(const hv__fp_item_t *it, const char **ns) {
 static const char *const system_types[] = {"Boolean", "Integer", "Decimal", "String", "Date",
                                            "DateTime", "Time", "Quantity", "Any", NULL};
 
-int hv__fp_is_type(const hv__fp_item_t *it, const char *tname) {
+int hv__fp_is_type(const hv__fp_item_t *it, const char *tname, int exact_prim) {
     const char *ns = NULL, *name = tname, *ins = NULL;
     const char *have = NULL;
     int is_system_name = 0, known = 0;
@@ -228,6 +227,10 @@ int hv__fp_is_type(const hv__fp_item_t *it, const char *tname) {
             strcmp(name, "BackboneElement") == 0) {
             /* walk the base chain below */
         }
+        /* For as() and ofType() a primitive matches exactly — a code is not cast to a
+         * string (the R4 suite's testFHIRPathAsFunction11) — while is() follows the
+         * base chain (testFHIRPathIsFunction2, testTypeA4). */
+        if (exact_prim && hv__fp_model_kind(have) == 'P') return strcmp(have, name) == 0;
         for (const char *t = have; t != NULL; t = hv__fp_model_base(t))
             if (strcmp(t, name) == 0) return 1;
         return 0;
@@ -261,10 +264,27 @@ static const char *unit_canon(const char *u, int *cal) {
     return names[k];
 }
 
+/* Milliseconds in a definite time unit (week and below), 0 for others. */
+static int64_t time_unit_ms(const char *u) {
+    int ucum;
+    static const int64_t ms[] = {0, 0, 0, 86400000LL, 3600000LL, 60000LL, 1000LL, 1LL, 604800000LL};
+    return ms[hv__fp_cal_unit(u, &ucum)];
+}
+
 /* 1 equal, 0 not, -1 incomparable (different dimensions or calendar vs UCUM year/month). */
 static int qty_eq(const hv__fp_item_t *a, const hv__fp_item_t *b, int *cmp) {
     int ca = 0, cb = 0;
     const char *ua = unit_canon(a->u.q.unit, &ca), *ub = unit_canon(b->u.q.unit, &cb);
+    int64_t ma = time_unit_ms(a->u.q.unit), mb = time_unit_ms(b->u.q.unit);
+    if (strcmp(ua, ub) != 0 && ma != 0 && mb != 0) {
+        /* Time units of week and below convert exactly (fhirpath.html#time-valued-quantities). */
+        hv__fp_dec_t x, y;
+        if (hv__fp_dec_mul(a->u.q.v, hv__fp_dec_from_int(ma), &x) != HV_OK ||
+            hv__fp_dec_mul(b->u.q.v, hv__fp_dec_from_int(mb), &y) != HV_OK)
+            return -1;
+        *cmp = hv__fp_dec_cmp(x, y);
+        return 1;
+    }
     if (strcmp(ua, ub) != 0) return -1;
     if (ca != cb && (strcmp(ua, "year") == 0 || strcmp(ua, "month") == 0)) return -1;
     *cmp = hv__fp_dec_cmp(a->u.q.v, b->u.q.v);
@@ -640,12 +660,16 @@ int hv__fp_binop(hv__fp_ctx_t *c, const hv__fp_node_t *n, const hv__fp_coll_t *l
                  const hv__fp_coll_t *r, hv__fp_coll_t *out) {
     int rc = HV_OK;
     switch (n->op) {
-    case HV__FP_N_UNION:
+    case HV__FP_N_UNION: {
+        /* out may already hold items of an enclosing select(): de-duplicate apart. */
+        hv__fp_coll_t u = {0};
         for (size_t i = 0; i < l->n && rc == HV_OK; i++)
-            if (!contains_item(c, out, &l->v[i])) rc = hv__fp_push(c, out, &l->v[i]);
+            if (!contains_item(c, &u, &l->v[i])) rc = hv__fp_push(c, &u, &l->v[i]);
         for (size_t i = 0; i < r->n && rc == HV_OK; i++)
-            if (!contains_item(c, out, &r->v[i])) rc = hv__fp_push(c, out, &r->v[i]);
+            if (!contains_item(c, &u, &r->v[i])) rc = hv__fp_push(c, &u, &r->v[i]);
+        if (rc == HV_OK) rc = hv__fp_push_all(c, out, &u);
         return rc;
+    }
     case HV__FP_N_EQ:
     case HV__FP_N_NE: {
         int e = eq_coll(c, l, r, 0);

@@ -564,8 +564,10 @@ static int print_node(const hv__fp_node_t *n, hv_buf_t *b) {
         case HV__FP_DATE:
         case HV__FP_DATETIME:
         case HV__FP_TIME:
+            /* A DateTime above hour precision keeps its 'T' so that it reads back as one. */
             hv__fp_dt_str(&n->lit.u.dt, n->lit.kind, tmp, sizeof(tmp));
-            return hv_buf_printf(b, "@%s%s", n->lit.kind == HV__FP_TIME ? "T" : "", tmp);
+            return hv_buf_printf(b, "@%s%s%s", n->lit.kind == HV__FP_TIME ? "T" : "", tmp,
+                                 n->lit.kind == HV__FP_DATETIME && n->lit.u.dt.prec < HV__FP_P_HOUR ? "T" : "");
         default: return HV_EINVAL;
         }
     case HV__FP_N_EMPTY: return hv_buf_puts(b, "{}");

@@ -794,24 +794,32 @@ static int boundary(hv__fp_ctx_t *c, const hv__fp_node_t *n, const hv__fp_coll_t
     }
     if (v.kind == HV__FP_INT || v.kind == HV__FP_DEC || v.kind == HV__FP_QTY) {
         hv__fp_dec_t d = v.kind == HV__FP_INT ? hv__fp_dec_from_int(v.u.i) : v.kind == HV__FP_DEC ? v.u.d : v.u.q.v;
-        hv__fp_dec_t half = {high ? 5 : -5, d.s + 1}, b;
-        if (p < 0) p = 8;
-        if (p > HV__FP_DEC_MAXSCALE - 1) return HV_OK;
+        /* The boundary is the value ± half a unit of its last digit. Below that precision
+         * the R4 suite truncates the low boundary and rounds the high one, mirrored for
+         * negative values (LowBoundary and HighBoundary groups). */
+        int neg = d.m < 0, up;
+        hv__fp_dec_t half, b;
+        if (n->nargs == 0) p = 8;
+        if (p < 0 || p > HV__FP_DEC_MAXSCALE - 1) return HV_OK;
+        if (neg) d.m = -d.m;
+        up = neg ? !high : high;
+        half.m = up ? 5 : -5;
+        half.s = d.s + 1;
         if (hv__fp_dec_add(d, half, &b) != HV_OK) return HV_OK;
         if (p >= b.s) {
             while (b.s < p) {
                 b.m *= 10;
                 b.s++;
             }
+        } else if (up) {
+            b = hv__fp_dec_round(b, (int)p);
         } else {
-            int64_t div = 1;
-            for (int i = 0; i < b.s - p; i++) div *= 10;
-            int64_t q = b.m / div, r = b.m % div;
-            if (r != 0 && !high && b.m < 0) q--;
-            if (r != 0 && high && b.m > 0) q++;
-            b.m = q;
-            b.s = (int)p;
+            while (b.s > p) {
+                b.m /= 10;
+                b.s--;
+            }
         }
+        if (neg) b.m = -b.m;
         if (v.kind == HV__FP_QTY) {
             v.u.q.v = b;
             return hv__fp_push(c, out, &v);
@@ -821,9 +829,11 @@ static int boundary(hv__fp_ctx_t *c, const hv__fp_node_t *n, const hv__fp_coll_t
     if (v.kind == HV__FP_DATE || v.kind == HV__FP_DATETIME || v.kind == HV__FP_TIME) {
         hv__fp_dt_t d = v.u.dt;
         int target = 0;
-        if (p < 0) p = v.kind == HV__FP_DATE ? 8 : v.kind == HV__FP_TIME ? 9 : 17;
+        if (n->nargs == 0) p = v.kind == HV__FP_DATE ? 8 : v.kind == HV__FP_TIME ? 9 : 17;
         target = prec_from_digits(v.kind, p);
         if (target == 0 || (v.kind == HV__FP_DATE && target > HV__FP_P_DAY)) return HV_OK;
+        /* An hour without minutes is read as hh:00 (the suite's HighBoundaryDateTime tests). */
+        if (v.kind == HV__FP_DATETIME && d.prec == HV__FP_P_HOUR) d.prec = HV__FP_P_MINUTE;
         if (d.prec < HV__FP_P_MONTH) d.month = high ? 12 : 1;
         if (d.prec < HV__FP_P_DAY) d.day = (int8_t)(high ? mdays(d.year, d.month ? d.month : 1) : 1);
         if (d.prec < HV__FP_P_HOUR) d.hour = high ? 23 : 0;

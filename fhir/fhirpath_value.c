@@ -61,7 +61,8 @@ int hv__fp_dec_parse(const char *s, size_t n, hv__fp_dec_t *out) {
         if (ch < '0' || ch > '9') return HV_EINVAL;
         any = 1;
         if (frac) {
-            if (scale >= HV__FP_DEC_MAXSCALE) continue; /* digits beyond the cap are dropped */
+            /* Fraction digits beyond the cap or the 64-bit mantissa are dropped. */
+            if (scale >= HV__FP_DEC_MAXSCALE || m * 10 + 9 > (i128)INT64_MAX) continue;
             scale++;
         }
         m = m * 10 + (ch - '0');
@@ -172,7 +173,10 @@ int hv__fp_dec_str(hv__fp_dec_t d, char *out, size_t outlen) {
     const char *sign = d.m < 0 ? "-" : "";
     if (d.s == 0) return snprintf(out, outlen, "%s%s", sign, digs);
     if (n <= d.s) {
-        return snprintf(out, outlen, "%s0.%0*d%s", sign, d.s - n, 0, digs) > 0 ? 0 : -1;
+        char zeros[48];
+        memset(zeros, '0', (size_t)(d.s - n));
+        zeros[d.s - n] = '\0';
+        return snprintf(out, outlen, "%s0.%s%s", sign, zeros, digs) > 0 ? 0 : -1;
     }
     return snprintf(out, outlen, "%s%.*s.%s", sign, n - d.s, digs, digs + n - d.s);
 }
@@ -294,7 +298,7 @@ int hv__fp_dt_str(const hv__fp_dt_t *d, int kind, char *out, size_t outlen) {
         n += (size_t)snprintf(b + n, sizeof(b) - n, "%04d", (int)d->year);
         if (prec >= HV__FP_P_MONTH) n += (size_t)snprintf(b + n, sizeof(b) - n, "-%02d", d->month);
         if (prec >= HV__FP_P_DAY) n += (size_t)snprintf(b + n, sizeof(b) - n, "-%02d", d->day);
-        if (kind == HV__FP_DATETIME) b[n++] = 'T';
+        if (kind == HV__FP_DATETIME && prec >= HV__FP_P_HOUR) b[n++] = 'T';
     }
     if (prec >= HV__FP_P_HOUR) n += (size_t)snprintf(b + n, sizeof(b) - n, "%02d", d->hour);
     if (prec >= HV__FP_P_MINUTE) n += (size_t)snprintf(b + n, sizeof(b) - n, ":%02d", d->minute);
@@ -320,6 +324,8 @@ int hv__fp_dt_cmp(const hv__fp_dt_t *a0, const hv__fp_dt_t *b0, int kind, int *r
     int p = pa < pb ? pa : pb;
     int64_t va[6], vb[6];
     /* Normalize to UTC when both carry a time zone and have a time. */
+    /* One with and one without a time zone cannot be ordered for sure (fhirpath.html#comparison). */
+    if (kind == HV__FP_DATETIME && a.prec >= HV__FP_P_HOUR && b.prec >= HV__FP_P_HOUR && a.has_tz != b.has_tz) return 0;
     if (kind == HV__FP_DATETIME && a.prec >= HV__FP_P_HOUR && b.prec >= HV__FP_P_HOUR && (a.has_tz || b.has_tz)) {
         if (a.has_tz && a.tz != 0) {
             int pr = a.prec;

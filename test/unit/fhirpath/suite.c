@@ -22,7 +22,7 @@
 #include "test/unit/fhirpath/xml2json.h"
 
 /* The pass count this build must reach (of 937); raise it as failures are fixed. */
-#define FHIRPATH_SUITE_MIN_PASS 0
+#define FHIRPATH_SUITE_MIN_PASS 924
 
 #define MAX_INPUTS 16
 
