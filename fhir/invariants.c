@@ -129,9 +129,20 @@ static void check_one(hv__fhir_vctx_t *c, hv__fhir_inv_t *inv, const hv_fhir_con
     hv_error_t err;
     if (strcmp(key, "ele-1") == 0)
         return; /* checked natively by the walk */
+    /* dom-6 (narrative, a best practice) is not asked of contained resources. */
+    if (strcmp(key, "dom-6") == 0 && f->resource != f->root_resource && f->contained)
+        return;
     hv_error_clear(&err);
-    const hv_fhirpath_t *fp = compiled(inv, k, &err);
-    int r = fp != NULL ? evaluate(c, inv, fp, f, &err) : HV_ENOTSUP;
+    int r;
+    if ((strcmp(key, "txt-1") == 0 || strcmp(key, "txt-2") == 0) && f->json != NULL &&
+        json_object_is_type(f->json, json_type_string)) {
+        /* htmlChecks(): the narrative rules, checked natively. */
+        r = hv__fhir_narrative_ok(key, json_object_get_string(f->json),
+                                  (size_t)json_object_get_string_len(f->json));
+    } else {
+        const hv_fhirpath_t *fp = compiled(inv, k, &err);
+        r = fp != NULL ? evaluate(c, inv, fp, f, &err) : HV_ENOTSUP;
+    }
     if (r == 1)
         return;
     if (r == 0) {

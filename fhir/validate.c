@@ -14,11 +14,13 @@
 #include "config.h"
 
 #include <json-c/json.h>
+#include <libxml/parser.h>
 #include <pthread.h>
 #include <regex.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "fhir/fhir_int.h"
 #include "fhir/validate_int.h"
@@ -329,6 +331,7 @@ static void primitive_invariants(hv__fhir_vctx_t *c, const hv__fhir_prop_t *p, s
     f.path = hv_fhir_type_name(p->type);
     f.resource = c->resource;
     f.root_resource = c->root_resource;
+    f.contained = 0;
     hv__fhir_invariants_check(c, p->elem, &f);
 }
 
@@ -379,7 +382,8 @@ static void walk_value(hv__fhir_vctx_t *c, const hv__fhir_prop_t *p, struct json
         walk_object(c, v, owner, 0, depth + 1);
         if (!c->structure_only && c->inv != NULL) {
             hv__fhir_focus_t f = {v, NULL, hv_fhir_elem_owner_type(owner), hv_fhir_elem_path(owner),
-                                  v, c->root_resource};
+                                  v, c->root_resource,
+                                  strcmp(hv_fhir_elem_name(p->elem), "contained") == 0};
             hv__fhir_invariants_check(c, p->elem, &f);
         }
         c->resource = saved;
@@ -394,7 +398,7 @@ static void walk_value(hv__fhir_vctx_t *c, const hv__fhir_prop_t *p, struct json
                            "Constraint failed: ele-1: 'All FHIR elements must have a @value or children'");
             return;
         }
-        hv__fhir_focus_t f = {v, NULL, t, hv_fhir_elem_path(owner), c->resource, c->root_resource};
+        hv__fhir_focus_t f = {v, NULL, t, hv_fhir_elem_path(owner), c->resource, c->root_resource, 0};
         hv__fhir_invariants_check(c, p->elem, &f);
     }
 }
@@ -534,7 +538,7 @@ void hv__fhir_walk_resource(hv__fhir_vctx_t *c, struct json_object *res)
     c->root_resource = res;
     walk_object(c, res, root, 0, 0);
     if (!c->structure_only && c->inv != NULL) {
-        hv__fhir_focus_t f = {res, NULL, hv_fhir_elem_owner_type(root), hv_fhir_elem_path(root), res, res};
+        hv__fhir_focus_t f = {res, NULL, hv_fhir_elem_owner_type(root), hv_fhir_elem_path(root), res, res, 0};
         hv__fhir_invariants_check(c, root, &f);
     }
 }
@@ -557,4 +561,60 @@ int hv_fhir_check_structure(struct json_object *resource, int max_depth, hv_erro
         err->code = rc;
     }
     return rc;
+}
+
+/* ---- narrative (FHIR R4 narrative.html#xhtml, constraints txt-1 and txt-2) ---------- */
+
+static const char *const forbidden_html[] = {"head",   "body",  "script", "form",  "input",
+                                             "base",   "link",  "frame",  "frameset", "iframe",
+                                             "object", "applet", "embed", "meta",  "button",
+                                             "select", "textarea", "style", "html", "title"};
+
+static int html_walk(xmlNodePtr n, int *text)
+{
+    for (; n != NULL; n = n->next) {
+        if (n->type == XML_TEXT_NODE || n->type == XML_CDATA_SECTION_NODE) {
+            for (const xmlChar *p = n->content; p != NULL && *p; p++)
+                if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n')
+                    *text = 1;
+            continue;
+        }
+        if (n->type != XML_ELEMENT_NODE)
+            continue;
+        if (n->ns == NULL || strcmp((const char *)n->ns->href, "http://www.w3.org/1999/xhtml") != 0)
+            return 0;
+        for (size_t i = 0; i < HV_ARRAY_LEN(forbidden_html); i++)
+            if (strcmp((const char *)n->name, forbidden_html[i]) == 0)
+                return 0;
+        if (strcmp((const char *)n->name, "img") == 0)
+            *text = 1;
+        for (xmlAttrPtr a = n->properties; a != NULL; a = a->next)
+            if (strncasecmp((const char *)a->name, "on", 2) == 0)
+                return 0; /* event handlers */
+        if (!html_walk(n->children, text))
+            return 0;
+    }
+    return 1;
+}
+
+/*
+ * txt-1: the XHTML is a div in the XHTML namespace with only basic formatting (no
+ * head, body, scripts, forms, frames, objects, event attributes); txt-2: it has some
+ * non-whitespace content (text or an image). Returns 1 when the rule holds.
+ */
+int hv__fhir_narrative_ok(const char *key, const char *s, size_t n)
+{
+    xmlDocPtr doc = xmlReadMemory(s, (int)n, NULL, "UTF-8",
+                                  XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+    int ok = 0, text = 0;
+    if (doc == NULL)
+        return 0;
+    xmlNodePtr root = xmlDocGetRootElement(doc);
+    if (doc->intSubset == NULL && root != NULL && strcmp((const char *)root->name, "div") == 0) {
+        ok = html_walk(root, &text);
+        if (strcmp(key, "txt-2") == 0)
+            ok = text;
+    }
+    xmlFreeDoc(doc);
+    return ok;
 }

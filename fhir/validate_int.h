@@ -33,6 +33,7 @@ typedef struct hv__fhir_focus {
     const hv_fhir_type_t *type;  /* its type (the actual resource type for resources) */
     const char *path;            /* where FHIRPath looks its children up: backbone path or type */
     struct json_object *resource, *root_resource;
+    int contained; /* the focus is a contained resource (DomainResource.contained) */
 } hv__fhir_focus_t;
 
 /* invariants.c: the compiled constraints of a validator. */
@@ -51,5 +52,8 @@ void hv__fhir_issue(hv__fhir_vctx_t *c, const char *severity, const char *code, 
 void hv__fhir_walk_resource(hv__fhir_vctx_t *c, struct json_object *res);
 /* 1 when the text s (n bytes) of a value of primitive type t matches its format. */
 int hv__fhir_format_ok(const hv_fhir_type_t *t, const char *s, size_t n);
+
+/* The narrative rules txt-1 and txt-2 on XHTML text s; 1 when key's rule holds. */
+int hv__fhir_narrative_ok(const char *key, const char *s, size_t n);
 
 #endif
