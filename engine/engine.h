@@ -425,7 +425,8 @@ void hv_storage_free(hv_storage_t *s);
 /*
  * Storage notes: max_queue bounds the jobs submitted whose done callback has not
  * run yet (waiting, running, or committed and waiting for the loop), so memory is
- * bounded even when the loop lags; hv_storage_queued counts exactly those. Jobs must
+ * bounded even when the loop lags; hv_storage_queued counts exactly those. Submit
+ * from the loop thread. On failure hv_storage_new does not take db. Jobs must
  * not begin, commit or roll back themselves. Done callbacks run on the loop thread
  * in submission order and may submit again. hv_storage_free joins the thread (it
  * blocks until the queued jobs have run), calls the remaining done callbacks, closes

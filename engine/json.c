@@ -147,13 +147,19 @@ static int pos_add_at(hv_json_pos_t *s, const char *prefix, const hv_buf_t *ptr,
 
 static int pos_add(hv_json_pos_t *s, const hv_buf_t *ptr) { return pos_add_at(s, "", ptr, s->p); }
 
-static void skip_string(hv_json_pos_t *s) {
+/* Moves past a string; returns HV_EPROTO (with p at the end) if it is not terminated. */
+static int skip_string(hv_json_pos_t *s) {
     s->p++; /* opening quote */
     while (s->p < s->len && s->t[s->p] != '"') {
         if (s->t[s->p] == '\\') s->p++;
         s->p++;
     }
+    if (s->p >= s->len) {
+        s->p = s->len;
+        return HV_EPROTO;
+    }
     s->p++;
+    return HV_OK;
 }
 
 /* Appends a pointer token, escaped per RFC 6901 (~ → ~0, / → ~1). */
@@ -184,7 +190,7 @@ static int scan_value(hv_json_pos_t *s, hv_buf_t *ptr, int depth) {
             if (s->t[s->p] == ',') { s->p++; continue; }
             if (s->t[s->p] != '"') return HV_EPROTO;
             kstart = s->p;
-            skip_string(s);
+            if (skip_string(s) != HV_OK) return HV_EPROTO;
             /* decode the key with json-c so that escapes in keys are handled */
             {
                 char *raw = hv_strndup(s->t + kstart, s->p - kstart);
@@ -224,9 +230,13 @@ static int scan_value(hv_json_pos_t *s, hv_buf_t *ptr, int depth) {
             if (rc != HV_OK) return rc;
         }
     } else if (s->t[s->p] == '"') {
-        skip_string(s);
+        return skip_string(s);
     } else {
-        while (s->p < s->len && strchr(",]} \t\r\n/", s->t[s->p]) == NULL) s->p++;
+        /* a bare token (number, true, false, null): at least one byte, so that
+         * malformed input always advances */
+        do {
+            s->p++;
+        } while (s->p < s->len && (s->t[s->p] == '\0' || strchr(",]} \t\r\n/", s->t[s->p]) == NULL));
     }
     return HV_OK;
 }
