@@ -6,7 +6,9 @@
  */
 #include "config.h"
 #include "engine/engine.h"
+#include "fhir/fhir.h"
 
 const hv_module_t *const hv_modules[] = {
+    &hv_fhir_module,
     NULL,
 };
