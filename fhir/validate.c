@@ -446,6 +446,23 @@ static void walk_object(hv__fhir_vctx_t *c, struct json_object *obj, const hv_fh
                 continue;
             }
             size_t n = json_object_array_length(val);
+            /* json.html: x and _x arrays run in parallel, same length, no item null in both. */
+            struct json_object *other = NULL;
+            if (p.underscore && json_object_object_get_ex(obj, key + 1, &other) &&
+                json_object_is_type(other, json_type_array)) {
+                size_t m = json_object_array_length(other);
+                int both_null = 0;
+                for (size_t i = 0; i < n && i < m; i++)
+                    if (json_object_array_get_idx(val, i) == NULL && json_object_array_get_idx(other, i) == NULL)
+                        both_null = 1;
+                if (m != n || both_null) {
+                    mark = hv__fhir_path_push(&c->path, pname, -1);
+                    hv__fhir_issue(c, "error", "structure", NULL,
+                                   "The arrays '%s' and '%s' must have the same length and no item null in both",
+                                   key + 1, key);
+                    hv__fhir_path_pop(&c->path, mark);
+                }
+            }
             if (n == 0) {
                 mark = hv__fhir_path_push(&c->path, pname, -1);
                 hv__fhir_issue(c, "error", "structure", NULL, "Arrays must not be empty");
