@@ -6,9 +6,11 @@
  */
 #include "config.h"
 #include "engine/engine.h"
+#include "fhir/fhir.h"
 #include "terminology/terminology.h"
 
 const hv_module_t *const hv_modules[] = {
+    &hv_fhir_module,
     &hv_terminology_module,
     NULL,
 };
