@@ -250,11 +250,29 @@ static int load_object(hv_config_t *c, struct json_object *obj, const char *pref
     return HV_OK;
 }
 
+int hv_config_load_text(hv_config_t *c, const char *text, size_t len, const char *path,
+                        hv_error_t *err) {
+    struct json_object *root = NULL;
+    hv_json_pos_t *pos = NULL;
+    int rc = hv_json_parse(text, len, path, &root, err);
+    if (rc != HV_OK) goto out;
+    if (!json_object_is_type(root, json_type_object)) {
+        hv_error_set(err, HV_ECONFIG, path, "the configuration must be a JSON object");
+        if (err) { err->line = 1; err->column = 1; }
+        rc = HV_ECONFIG;
+        goto out;
+    }
+    pos = hv_json_pos_new(text, len);
+    rc = load_object(c, root, "", path, pos, err);
+out:
+    json_object_put(root);
+    hv_json_pos_free(pos);
+    return rc;
+}
+
 int hv_config_load_file(hv_config_t *c, const char *path, hv_error_t *err) {
     FILE *f = NULL;
     hv_buf_t text;
-    struct json_object *root = NULL;
-    hv_json_pos_t *pos = NULL;
     char chunk[8192];
     size_t n;
     int rc = HV_OK;
@@ -278,20 +296,9 @@ int hv_config_load_file(hv_config_t *c, const char *path, hv_error_t *err) {
         rc = HV_EIO;
         goto out;
     }
-    rc = hv_json_parse(text.data ? text.data : "", text.len, path, &root, err);
-    if (rc != HV_OK) goto out;
-    if (!json_object_is_type(root, json_type_object)) {
-        hv_error_set(err, HV_ECONFIG, path, "the configuration must be a JSON object");
-        if (err) { err->line = 1; err->column = 1; }
-        rc = HV_ECONFIG;
-        goto out;
-    }
-    pos = hv_json_pos_new(text.data, text.len);
-    rc = load_object(c, root, "", path, pos, err);
+    rc = hv_config_load_text(c, text.data ? text.data : "", text.len, path, err);
 out:
     if (f != NULL) fclose(f);
-    json_object_put(root);
-    hv_json_pos_free(pos);
     hv_buf_release(&text);
     return rc;
 }

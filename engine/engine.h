@@ -275,6 +275,9 @@ void hv_config_free(hv_config_t *c);
 int hv_config_declare(hv_config_t *c, const hv_setting_t *table);
 /* Loads a JSON file (comments allowed); unknown keys and bad values fail with file:line:column. */
 int hv_config_load_file(hv_config_t *c, const char *path, hv_error_t *err);
+/* The same from text in memory; path names it in errors. */
+int hv_config_load_text(hv_config_t *c, const char *text, size_t len, const char *path,
+                        hv_error_t *err);
 /* Applies HOLOVITALS_* variables from the environment. */
 int hv_config_load_env(hv_config_t *c, hv_error_t *err);
 /* Sets a value from a flag or from code, checking it against its type. */
@@ -378,6 +381,25 @@ double hv_db_column_double(hv_db_stmt_t *st, int col);
 void hv_db_done(hv_db_stmt_t *st);
 /* Rows changed by the last INSERT/UPDATE/DELETE step. */
 int64_t hv_db_changes(hv_db_t *db);
+/*
+ * Durability of commits: "FULL" (the default: a commit is on disk when it returns),
+ * "NORMAL" (SQLite WAL: a power loss may lose the last commits, never corrupts;
+ * PostgreSQL: synchronous_commit off, same meaning) or "OFF" (SQLite: no fsync at all).
+ */
+int hv_db_set_synchronous(hv_db_t *db, const char *mode);
+/*
+ * Notes on the contract above, common to both backends:
+ *   - Errors: a uniqueness or primary-key violation is HV_ECONFLICT, every other
+ *     database failure HV_EDB; hv_db_errmsg says why (never with bound values).
+ *   - hv_db_begin takes the write lock at once (SQLite BEGIN IMMEDIATE), so a
+ *     transaction never fails half-way for lock upgrade.
+ *   - A NULL column reads as NULL text/blob (len 0), 0 and 0.0. A zero-length blob
+ *     or text is not NULL: its pointer is non-NULL.
+ *   - Text and blob pointers stay valid until the next step, reset or done.
+ *   - Preparing a text whose cached statement is in use (not yet done) gives a
+ *     separate statement, so a job may nest queries; the cache keeps the 256 most
+ *     recently used texts per connection.
+ */
 
 /*
  * The storage thread: runs jobs against one connection in batches, one transaction
@@ -397,6 +419,30 @@ int hv_storage_submit(hv_storage_t *s, hv_storage_job_cb job, hv_storage_done_cb
 size_t hv_storage_queued(hv_storage_t *s);
 /* Runs what is queued, stops the thread, closes the db, then frees. Call from the loop thread. */
 void hv_storage_free(hv_storage_t *s);
+
+/*
+ * Storage notes: max_queue bounds the jobs submitted whose done callback has not
+ * run yet (waiting, running, or committed and waiting for the loop), so memory is
+ * bounded even when the loop lags; hv_storage_queued counts exactly those. Jobs must
+ * not begin, commit or roll back themselves. Done callbacks run on the loop thread
+ * in submission order and may submit again. hv_storage_free joins the thread (it
+ * blocks until the queued jobs have run), calls the remaining done callbacks, closes
+ * the async handle: the memory is released in its close callback, so run the loop
+ * once more before uv_loop_close().
+ */
+typedef struct hv_storage_stats {
+    uint64_t batches;        /* transactions run (committed or failed) */
+    uint64_t jobs;           /* jobs run */
+    uint64_t jobs_failed;    /* jobs that failed (their own error or their batch's) */
+    uint64_t commits_failed; /* batches whose BEGIN or COMMIT failed */
+    uint64_t busy;           /* submissions refused with HV_EBUSY */
+    uint64_t largest_batch;  /* the most jobs one transaction held */
+    uint64_t commit_ns;      /* time spent in COMMIT (fsync), total */
+    uint64_t batch_ns;       /* time from BEGIN to the end of COMMIT, total */
+} hv_storage_stats_t;
+
+/* A consistent snapshot of the counters; any thread. */
+void hv_storage_stats(hv_storage_t *s, hv_storage_stats_t *out);
 
 /* ------------------------------------------------------------------------- */
 /* HTTP server and router                                                    */
@@ -513,10 +559,11 @@ typedef struct hv_command {
 
 /*
  * A module: one folder of the tree, plugged into the engine by modules.c.
- * init registers routes, health checks, metrics and registry entries and may not
- * block; start opens listeners and threads; stop begins an orderly shutdown;
- * free releases what init made. Only `serve` calls start/stop; every command
- * calls init/free for the modules it needs.
+ * Under `serve`, for each module enabled by --services: init registers routes,
+ * health checks, metrics and registry entries and may not block; start opens
+ * listeners and threads; stop begins an orderly shutdown (stop taking work);
+ * free releases everything once the loop has stopped. Modules' CLI commands run
+ * without init: a command opens what it needs itself.
  */
 typedef struct hv_module {
     const char *name;               /* also a --services name */

@@ -6,4 +6,155 @@
 
 #include "engine/engine.h"
 
+#include <openssl/ssl.h>
+
+/* ---- router ---- */
+
+#define HV_ROUTE_MAX_SEGMENTS 32
+#define HV_ROUTE_MAX_PARAMS 8
+
+/* Latency statistics of one route since start: a log-linear histogram of
+ * microseconds (8 sub-buckets per power of two, up to ~2^34 us). */
+#define HV_LAT_BUCKETS (35 * 8)
+typedef struct hv__latency {
+    uint64_t count;
+    uint64_t buckets[HV_LAT_BUCKETS];
+} hv__latency_t;
+
+typedef struct hv__route {
+    char *pattern;
+    unsigned methods;
+    hv_http_handler_cb fn;
+    void *ud;
+    int nseg;
+    char *seg[HV_ROUTE_MAX_SEGMENTS]; /* literal, ":name", or "*" */
+    int score;                        /* specificity, higher wins */
+    hv__latency_t latency;            /* for GET /performance */
+    hv_histogram_t *hist;             /* for /metrics */
+    int ncodes;                       /* request counters by status, made on first use */
+    struct {
+        int status;
+        hv_counter_t *counter;
+    } codes[16];
+} hv__route_t;
+
+typedef struct hv__route_match {
+    hv__route_t *route; /* NULL: no route for this path */
+    unsigned allowed;   /* methods allowed on the path when route is NULL and the path exists */
+    int nparam;
+    const char *pname[HV_ROUTE_MAX_PARAMS];
+    char *pval[HV_ROUTE_MAX_PARAMS]; /* allocated from the request arena */
+} hv__route_match_t;
+
+hv_router_t *hv__router_new(void);
+void hv__router_free(hv_router_t *r);
+/* Matches method and decoded path; parameter values come from arena. */
+int hv__router_match(hv_router_t *r, int method, const char *path, hv_arena_t *arena,
+                     hv__route_match_t *m);
+hv_http_error_cb hv__router_error_format(hv_router_t *r, const char *path);
+/* Calls fn for each route (for /performance and metric registration). */
+void hv__router_each(hv_router_t *r, void (*fn)(hv__route_t *route, void *ud), void *ud);
+void hv__latency_add(hv__latency_t *l, uint64_t us);
+/* The q-quantile (0..1) in microseconds. */
+double hv__latency_quantile(const hv__latency_t *l, double q);
+
+/* ---- metrics ---- */
+
+hv_metrics_t *hv__metrics_new(void);
+void hv__metrics_free(hv_metrics_t *m);
+
+/* ---- TLS over memory BIOs, shared by the HTTP server and MLLP ---- */
+
+typedef struct hv__tls hv__tls_t;
+
+/* Builds a server context for TLS 1.2+ from PEM files; NULL with err set on failure. */
+SSL_CTX *hv__tls_server_ctx(const char *cert_file, const char *key_file, hv_error_t *err);
+hv__tls_t *hv__tls_new(SSL_CTX *ctx);
+void hv__tls_free(hv__tls_t *t);
+/*
+ * Feeds bytes received from the network. Appends decrypted application data
+ * to plain and bytes to send back (handshake, alerts) to net. HV_EPROTO on a
+ * TLS failure (then send what is in net and close).
+ */
+int hv__tls_feed(hv__tls_t *t, const char *in, size_t n, hv_buf_t *plain, hv_buf_t *net);
+/* Encrypts application data, appending TLS records to net. */
+int hv__tls_write(hv__tls_t *t, const char *p, size_t n, hv_buf_t *net);
+int hv__tls_handshake_done(const hv__tls_t *t);
+
+/* ---- HTTP server ---- */
+
+typedef struct hv__http_server hv__http_server_t;
+
+typedef struct hv__http_limits {
+    size_t max_header;       /* request line + headers, bytes */
+    size_t max_body;         /* request body, bytes */
+    size_t max_connections;
+    uint64_t header_timeout; /* ms from the first byte of a request to the end of its headers */
+    uint64_t body_timeout;   /* ms allowed between two reads of a body */
+    uint64_t idle_timeout;   /* ms a keep-alive connection may wait for the next request */
+    size_t max_pending_out;  /* bytes queued for a slow reader before reading stops */
+    int access_log;          /* one info line per request */
+} hv__http_limits_t;
+
+int hv__http_server_new(hv_engine_t *e, const hv__http_limits_t *limits, SSL_CTX *tls,
+                        hv__http_server_t **out);
+int hv__http_server_listen(hv__http_server_t *s, const char *host, int port, hv_error_t *err);
+/* Stops accepting, lets in-flight requests finish, closes idle connections; calls
+ * done once every connection is closed, or after timeout_ms with the rest cut off. */
+void hv__http_server_shutdown(hv__http_server_t *s, uint64_t timeout_ms, void (*done)(void *),
+                              void *ud);
+void hv__http_server_free(hv__http_server_t *s);
+size_t hv__http_server_connections(hv__http_server_t *s);
+int hv__http_server_port(hv__http_server_t *s); /* the bound port, for tests */
+
+/* ---- health ---- */
+
+typedef struct hv__health_check {
+    char *name;
+    hv_health_cb fn;
+    void *ud;
+} hv__health_check_t;
+
+/* ---- the engine ---- */
+
+struct hv_engine {
+    uv_loop_t loop;
+    int loop_ready;
+    hv_config_t *config;
+    hv_router_t *router;
+    hv_metrics_t *metrics;
+    const hv_module_t *const *modules;
+    void **states; /* per module, NULL when not running */
+    unsigned char *enabled;
+    size_t nmodules;
+    char *data_dir;
+    char *db_url;
+    hv__http_server_t *http;
+    SSL_CTX *tls;
+    hv__health_check_t *checks;
+    size_t nchecks;
+    hv_storage_t *storage; /* the engine's own tables: errors, alerts */
+    uv_signal_t sigterm, sigint, sighup;
+    uv_timer_t tick; /* log flush, cached health state */
+    int stopping;
+    int exit_code;
+    uint64_t started_ms;
+    /* cached state refreshed by the tick timer */
+    int db_status;
+    char db_output[128];
+    uint64_t disk_free;
+    int disk_status;
+    hv_counter_t *errors_total;
+    void *monitor; /* monitor.c's state */
+};
+
+/* monitor.c: /health, /metrics, /errors, /performance, /alerts */
+int hv__monitor_init(hv_engine_t *e);
+void hv__monitor_free(hv_engine_t *e);
+void hv__monitor_tick(hv_engine_t *e);
+
+/* serve.c */
+int hv__serve(hv_engine_t *e, int argc, char **argv);
+extern const hv_setting_t hv__engine_settings[];
+
 #endif

@@ -1,0 +1,95 @@
+/*
+ * db_int.h — internals shared by the database dispatcher (db.c) and its
+ * backends (db_sqlite.c, db_pg.c). Not for modules: they use engine.h.
+ *
+ * A backend embeds hv_db_t first in its connection struct and hv_db_stmt_t
+ * first in its statement struct, and provides an hv__db_ops_t vtable. The
+ * dispatcher owns everything that is the same on both: argument checks, the
+ * statement cache keyed by SQL text, the "$N" placeholder scan, migrations
+ * and the last error message.
+ *
+ * This lives beside engine_int.h rather than in it so that the database layer
+ * can change without touching the header every engine file includes.
+ */
+#ifndef HV_DB_INT_H
+#define HV_DB_INT_H
+
+#include "engine/engine_int.h"
+
+typedef struct hv__db_ops hv__db_ops_t;
+
+/* Capacity of the statement cache (distinct SQL texts kept prepared per connection). */
+#define HV__DB_CACHE_MAX 256
+#define HV__DB_CACHE_BUCKETS 512 /* a power of two, at least twice HV__DB_CACHE_MAX */
+/* The largest $N a statement may use. */
+#define HV__DB_MAX_PARAMS 999
+
+struct hv_db_stmt {
+    hv_db_t *db;
+    char *sql;       /* the SQL text as the caller wrote it: the cache key */
+    uint32_t hash;   /* hash of sql */
+    int nparams;     /* the largest $N in sql */
+    int cached;      /* 1 when the statement belongs to the cache */
+    int in_use;      /* 1 between hv_db_prepare and hv_db_done */
+    hv_db_stmt_t *hnext;             /* hash bucket chain (cached statements) */
+    hv_db_stmt_t *lru_prev, *lru_next; /* most recently used first (cached statements) */
+};
+
+struct hv_db {
+    const hv__db_ops_t *ops;
+    int kind;                 /* HV_DB_SQLITE or HV_DB_PG */
+    int closing;              /* set by hv_db_close before it finalizes the cache */
+    char name[64];            /* the module name: SQLite file stem or PostgreSQL schema */
+    char errmsg[512];         /* the last error, "" if none */
+    hv_db_stmt_t *buckets[HV__DB_CACHE_BUCKETS];
+    hv_db_stmt_t *lru_head, *lru_tail;
+    size_t ncached;
+};
+
+/*
+ * A backend. Every function that can fail returns an HV_* status and, on
+ * failure, has written the reason into db->errmsg. Statement functions receive
+ * the backend's own statement (hv_db_stmt_t embedded first).
+ */
+struct hv__db_ops {
+    void (*close)(hv_db_t *db);
+    int (*exec)(hv_db_t *db, const char *sql);
+    int (*begin)(hv_db_t *db);
+    /* Prepares sql; nparams is the largest $N found by the dispatcher. */
+    int (*prepare)(hv_db_t *db, const char *sql, int nparams, hv_db_stmt_t **out);
+    void (*finalize)(hv_db_stmt_t *st);
+    /* Ends any execution and clears the bindings (values become NULL). */
+    void (*reset)(hv_db_stmt_t *st);
+    int (*bind_text)(hv_db_stmt_t *st, int idx, const char *s, size_t n);
+    int (*bind_blob)(hv_db_stmt_t *st, int idx, const void *p, size_t n);
+    int (*bind_int64)(hv_db_stmt_t *st, int idx, int64_t v);
+    int (*bind_double)(hv_db_stmt_t *st, int idx, double v);
+    int (*bind_null)(hv_db_stmt_t *st, int idx);
+    int (*step)(hv_db_stmt_t *st);
+    int (*column_count)(hv_db_stmt_t *st);
+    int (*column_is_null)(hv_db_stmt_t *st, int col);
+    const char *(*column_text)(hv_db_stmt_t *st, int col, size_t *len);
+    const void *(*column_blob)(hv_db_stmt_t *st, int col, size_t *len);
+    int64_t (*column_int64)(hv_db_stmt_t *st, int col);
+    double (*column_double)(hv_db_stmt_t *st, int col);
+    int64_t (*changes)(hv_db_t *db);
+    int (*set_synchronous)(hv_db_t *db, const char *mode);
+};
+
+/* Backend constructors. name is already validated ([a-z0-9_], 1-63 characters). */
+int hv__db_sqlite_open(const char *dir, const char *name, hv_db_t **out, hv_error_t *err);
+int hv__db_pg_open(const char *url, const char *name, hv_db_t **out, hv_error_t *err);
+
+/*
+ * Scans SQL for $N placeholders outside string literals, quoted identifiers,
+ * comments and PostgreSQL dollar-quoted strings. Sets *maxn to the largest N
+ * (0 if none). If out is not NULL, appends the SQL with every $N rewritten as
+ * ?N (SQLite's numbered parameter syntax). HV_EINVAL if N exceeds
+ * HV__DB_MAX_PARAMS.
+ */
+int hv__db_scan_params(const char *sql, hv_buf_t *out, int *maxn);
+
+/* Formats db->errmsg. */
+void hv__db_set_error(hv_db_t *db, const char *fmt, ...) HV_PRINTF(2, 3);
+
+#endif

@@ -1,0 +1,284 @@
+/*
+ * db_sqlite.c — the SQLite backend of the database layer (see db.c).
+ *
+ * One file per module, <dir>/<name>.db, created with mode 0600 (it holds PHI;
+ * SQLite gives its -wal and -shm files the same permissions). The connection is
+ * opened in multi-thread mode (SQLITE_OPEN_NOMUTEX): engine.h promises that one
+ * connection is used by one thread at a time, so SQLite's per-connection mutex
+ * would only cost time.
+ *
+ * Settings applied on open (sqlite.org/pragma.html):
+ *
+ *   auto_vacuum   INCREMENTAL  set before the first table exists, so that pruning
+ *                              old rows can give pages back (PRAGMA incremental_vacuum)
+ *   journal_mode  WAL          readers never block the writer (sqlite.org/wal.html)
+ *   synchronous   FULL         a commit is durable when COMMIT returns; NORMAL by
+ *                              hv_db_set_synchronous (WAL stays consistent, the last
+ *                              commits may be lost on power failure)
+ *   busy_timeout  5000 ms      another process or connection holding the write lock
+ *   foreign_keys  ON
+ *   temp_store    MEMORY
+ *
+ * Placeholders: $N is rewritten to ?N (see db.c), which SQLite binds by number.
+ */
+#include "config.h"
+#include "engine/db_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#define BUSY_TIMEOUT_MS 5000
+
+typedef struct sqlite_db {
+    hv_db_t base;
+    sqlite3 *h;
+} sqlite_db_t;
+
+typedef struct sqlite_stmt {
+    hv_db_stmt_t base;
+    sqlite3_stmt *st;
+} sqlite_stmt_t;
+
+#define SDB(db) ((sqlite_db_t *)(db))
+#define SST(s) ((sqlite_stmt_t *)(s))
+
+/* Maps an SQLite result code to an HV status, recording the message. */
+static int fail(hv_db_t *db, int src) {
+    int ext = sqlite3_extended_errcode(SDB(db)->h);
+    hv__db_set_error(db, "%s", sqlite3_errmsg(SDB(db)->h));
+    if (src == SQLITE_NOMEM) return HV_ENOMEM;
+    if (ext == SQLITE_CONSTRAINT_UNIQUE || ext == SQLITE_CONSTRAINT_PRIMARYKEY) return HV_ECONFLICT;
+    return HV_EDB;
+}
+
+static void sqlite_close(hv_db_t *db) {
+    /* close_v2 turns the handle into a zombie instead of failing if a statement
+     * that escaped the cache is still open; it is then freed with that statement. */
+    sqlite3_close_v2(SDB(db)->h);
+    hv_free(db);
+}
+
+static int sqlite_exec(hv_db_t *db, const char *sql) {
+    char *msg = NULL;
+    int rc = sqlite3_exec(SDB(db)->h, sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK) {
+        int ext = sqlite3_extended_errcode(SDB(db)->h);
+        hv__db_set_error(db, "%s", msg != NULL ? msg : sqlite3_errstr(rc));
+        sqlite3_free(msg);
+        if (rc == SQLITE_NOMEM) return HV_ENOMEM;
+        if (ext == SQLITE_CONSTRAINT_UNIQUE || ext == SQLITE_CONSTRAINT_PRIMARYKEY)
+            return HV_ECONFLICT;
+        return HV_EDB;
+    }
+    return HV_OK;
+}
+
+static int sqlite_begin(hv_db_t *db) { return sqlite_exec(db, "BEGIN IMMEDIATE"); }
+
+static int sqlite_prepare(hv_db_t *db, const char *sql, int nparams, hv_db_stmt_t **out) {
+    hv_buf_t tr;
+    sqlite_stmt_t *s = NULL;
+    sqlite3_stmt *st = NULL;
+    int rc;
+    (void)nparams;
+    hv_buf_init(&tr, 0);
+    rc = hv__db_scan_params(sql, &tr, &nparams);
+    if (rc != HV_OK) {
+        hv__db_set_error(db, "cannot translate placeholders");
+        goto out;
+    }
+    if (sqlite3_prepare_v3(SDB(db)->h, tr.data, (int)tr.len + 1, SQLITE_PREPARE_PERSISTENT, &st,
+                           NULL) != SQLITE_OK) {
+        rc = fail(db, sqlite3_errcode(SDB(db)->h));
+        goto out;
+    }
+    if (st == NULL) {
+        hv__db_set_error(db, "empty SQL statement");
+        rc = HV_EINVAL;
+        goto out;
+    }
+    s = hv_calloc(1, sizeof(*s));
+    if (s == NULL) {
+        hv__db_set_error(db, "out of memory");
+        rc = HV_ENOMEM;
+        goto out;
+    }
+    s->st = st;
+    st = NULL;
+    *out = &s->base;
+out:
+    sqlite3_finalize(st);
+    hv_buf_release(&tr);
+    return rc;
+}
+
+static void sqlite_finalize(hv_db_stmt_t *st) {
+    sqlite3_finalize(SST(st)->st);
+    hv_free(st->sql);
+    hv_free(st);
+}
+
+static void sqlite_reset(hv_db_stmt_t *st) {
+    sqlite3_reset(SST(st)->st);
+    sqlite3_clear_bindings(SST(st)->st);
+}
+
+static int bind_rc(hv_db_stmt_t *st, int rc) {
+    return rc == SQLITE_OK ? HV_OK : fail(st->db, rc);
+}
+
+static int sqlite_bind_text(hv_db_stmt_t *st, int idx, const char *s, size_t n) {
+    return bind_rc(st, sqlite3_bind_text64(SST(st)->st, idx, s, (sqlite3_uint64)n, SQLITE_TRANSIENT,
+                                           SQLITE_UTF8));
+}
+
+static int sqlite_bind_blob(hv_db_stmt_t *st, int idx, const void *p, size_t n) {
+    return bind_rc(st, sqlite3_bind_blob64(SST(st)->st, idx, p, (sqlite3_uint64)n, SQLITE_TRANSIENT));
+}
+
+static int sqlite_bind_int64(hv_db_stmt_t *st, int idx, int64_t v) {
+    return bind_rc(st, sqlite3_bind_int64(SST(st)->st, idx, (sqlite3_int64)v));
+}
+
+static int sqlite_bind_double(hv_db_stmt_t *st, int idx, double v) {
+    return bind_rc(st, sqlite3_bind_double(SST(st)->st, idx, v));
+}
+
+static int sqlite_bind_null(hv_db_stmt_t *st, int idx) {
+    return bind_rc(st, sqlite3_bind_null(SST(st)->st, idx));
+}
+
+static int sqlite_step(hv_db_stmt_t *st) {
+    int rc = sqlite3_step(SST(st)->st);
+    if (rc == SQLITE_ROW) return HV_DB_ROW;
+    if (rc == SQLITE_DONE) return HV_OK;
+    return fail(st->db, rc);
+}
+
+static int sqlite_column_count(hv_db_stmt_t *st) { return sqlite3_column_count(SST(st)->st); }
+
+static int sqlite_column_is_null(hv_db_stmt_t *st, int col) {
+    return sqlite3_column_type(SST(st)->st, col) == SQLITE_NULL;
+}
+
+static const char *sqlite_column_text(hv_db_stmt_t *st, int col, size_t *len) {
+    const unsigned char *p;
+    if (sqlite3_column_type(SST(st)->st, col) == SQLITE_NULL) return NULL;
+    p = sqlite3_column_text(SST(st)->st, col);
+    if (p == NULL) return NULL; /* out of memory converting */
+    *len = (size_t)sqlite3_column_bytes(SST(st)->st, col);
+    return (const char *)p;
+}
+
+static const void *sqlite_column_blob(hv_db_stmt_t *st, int col, size_t *len) {
+    const void *p;
+    if (sqlite3_column_type(SST(st)->st, col) == SQLITE_NULL) return NULL;
+    p = sqlite3_column_blob(SST(st)->st, col);
+    *len = (size_t)sqlite3_column_bytes(SST(st)->st, col);
+    /* SQLite returns NULL for a zero-length blob; engine.h promises non-NULL. */
+    return p != NULL ? p : "";
+}
+
+static int64_t sqlite_column_int64(hv_db_stmt_t *st, int col) {
+    return (int64_t)sqlite3_column_int64(SST(st)->st, col);
+}
+
+static double sqlite_column_double(hv_db_stmt_t *st, int col) {
+    return sqlite3_column_double(SST(st)->st, col);
+}
+
+static int64_t sqlite_changes(hv_db_t *db) { return (int64_t)sqlite3_changes(SDB(db)->h); }
+
+static int sqlite_set_synchronous(hv_db_t *db, const char *mode) {
+    char sql[64];
+    snprintf(sql, sizeof(sql), "PRAGMA synchronous=%s", mode);
+    return sqlite_exec(db, sql);
+}
+
+static const hv__db_ops_t sqlite_ops = {
+    sqlite_close,       sqlite_exec,          sqlite_begin,         sqlite_prepare,
+    sqlite_finalize,    sqlite_reset,         sqlite_bind_text,     sqlite_bind_blob,
+    sqlite_bind_int64,  sqlite_bind_double,   sqlite_bind_null,     sqlite_step,
+    sqlite_column_count, sqlite_column_is_null, sqlite_column_text, sqlite_column_blob,
+    sqlite_column_int64, sqlite_column_double, sqlite_changes,      sqlite_set_synchronous,
+};
+
+/* Creates dir and its missing parents with mode 0700 (it will hold PHI). */
+static int make_dirs(const char *dir) {
+    char path[4096];
+    size_t i, n = strlen(dir);
+    if (n == 0 || n >= sizeof(path)) return HV_EINVAL;
+    memcpy(path, dir, n + 1);
+    for (i = 1; i <= n; i++) {
+        if (path[i] == '/' || path[i] == '\0') {
+            char c = path[i];
+            path[i] = '\0';
+            if (mkdir(path, 0700) != 0 && errno != EEXIST) return HV_EIO;
+            path[i] = c;
+        }
+    }
+    return HV_OK;
+}
+
+int hv__db_sqlite_open(const char *dir, const char *name, hv_db_t **out, hv_error_t *err) {
+    static const char *const pragmas =
+        "PRAGMA auto_vacuum=INCREMENTAL;"
+        "PRAGMA journal_mode=WAL;"
+        "PRAGMA synchronous=FULL;"
+        "PRAGMA foreign_keys=ON;"
+        "PRAGMA temp_store=MEMORY;";
+    sqlite_db_t *db = NULL;
+    char path[4096];
+    int rc = HV_OK, fd;
+    if (make_dirs(dir) != HV_OK) {
+        hv_error_set(err, HV_EIO, dir, "cannot create the data directory: %s", strerror(errno));
+        return HV_EIO;
+    }
+    if ((size_t)snprintf(path, sizeof(path), "%s/%s.db", dir, name) >= sizeof(path)) {
+        hv_error_set(err, HV_EINVAL, dir, "data directory path too long");
+        return HV_EINVAL;
+    }
+    /* Create the file ourselves so that it is private from the first byte. */
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        hv_error_set(err, HV_EIO, path, "cannot open: %s", strerror(errno));
+        return HV_EIO;
+    }
+    close(fd);
+    db = hv_calloc(1, sizeof(*db));
+    if (db == NULL) {
+        hv_error_set(err, HV_ENOMEM, path, "out of memory");
+        return HV_ENOMEM;
+    }
+    db->base.ops = &sqlite_ops;
+    db->base.kind = HV_DB_SQLITE;
+    snprintf(db->base.name, sizeof(db->base.name), "%s", name);
+    if (sqlite3_open_v2(path, &db->h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+        SQLITE_OK) {
+        hv_error_set(err, HV_EDB, path, "cannot open: %s",
+                     db->h != NULL ? sqlite3_errmsg(db->h) : "out of memory");
+        rc = HV_EDB;
+        goto out;
+    }
+    sqlite3_extended_result_codes(db->h, 1);
+    sqlite3_busy_timeout(db->h, BUSY_TIMEOUT_MS);
+    rc = sqlite_exec(&db->base, pragmas);
+    if (rc != HV_OK) {
+        hv_error_set(err, rc, path, "cannot configure: %s", db->base.errmsg);
+        goto out;
+    }
+    *out = &db->base;
+    db = NULL;
+out:
+    if (db != NULL) {
+        sqlite3_close_v2(db->h);
+        hv_free(db);
+    }
+    return rc;
+}

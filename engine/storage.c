@@ -1,0 +1,307 @@
+/*
+ * storage.c — the storage thread: durable writes off the loop thread, with group
+ * commit.
+ *
+ * The loop thread submits jobs; one storage thread per hv_storage_t runs them
+ * against its own connection. The thread takes every job waiting (up to
+ * max_batch) and runs them in one transaction:
+ *
+ *   BEGIN
+ *     SAVEPOINT hv_job; job 1; RELEASE hv_job            (job 1 succeeded)
+ *     SAVEPOINT hv_job; job 2; ROLLBACK TO hv_job; RELEASE (job 2 failed: undone alone)
+ *     …
+ *   COMMIT                                                (one fsync for the batch)
+ *
+ * so one fsync covers many jobs, and the more jobs arrive while a commit is on
+ * disk, the bigger the next batch: throughput grows with load while a lone job
+ * still commits at once (no timer, no added latency). If BEGIN, a savepoint
+ * command or COMMIT fails, the transaction is rolled back and every job of the
+ * batch that had not failed on its own gets that error.
+ *
+ * Results go back to the loop thread through one uv_async_t; its callback calls
+ * each job's done callback in submission order. Jobs live in one ring of
+ * max_queue slots, indexed by four running counters (slot = counter % max_queue):
+ *
+ *   delivered <= finished <= taken <= submitted
+ *   [delivered, finished)  committed or failed, done callback not yet called
+ *   [finished, taken)      in the storage thread's current batch
+ *   [taken, submitted)     waiting
+ *
+ * submitted and delivered move on the loop thread, taken and finished on the
+ * storage thread, all under the mutex; a slot's fields are written by one side
+ * before the counter that hands it to the other moves, so the mutex orders them.
+ * The async handle is referenced only while some job is outstanding, so a loop
+ * with nothing else to do returns from uv_run once every done callback has run.
+ */
+#include "config.h"
+#include "engine/engine_int.h"
+
+#include <string.h>
+
+typedef struct slot {
+    hv_storage_job_cb job;
+    hv_storage_done_cb done;
+    void *arg;
+    int status;
+} slot_t;
+
+struct hv_storage {
+    uv_loop_t *loop;
+    hv_db_t *db;
+    uv_async_t async;
+    uv_thread_t thread;
+    uv_mutex_t lock;
+    uv_cond_t cond; /* signalled when there is work or when the thread must stop */
+    slot_t *ring;
+    size_t cap, max_batch;
+    uint64_t submitted, taken, finished, delivered;
+    int stop;      /* under lock: the thread exits once nothing is waiting */
+    int closing;   /* loop thread: hv_storage_free has begun */
+    int referenced; /* loop thread: the async handle holds the loop open */
+    hv_storage_stats_t stats; /* under lock */
+};
+
+/* Runs one transaction-control command. On SQLite the statement cache makes it a
+ * step of an already prepared statement; on PostgreSQL it is one simple-query round trip. */
+static int tx(hv_db_t *db, const char *sql) {
+    hv_db_stmt_t *st = NULL;
+    int rc;
+    if (hv_db_kind(db) != HV_DB_SQLITE) return hv_db_exec(db, sql);
+    rc = hv_db_prepare(db, sql, &st);
+    if (rc == HV_OK) rc = hv_db_step(st);
+    hv_db_done(st);
+    return rc;
+}
+
+static void log_batch_failure(hv_storage_t *s, const char *what, int rc, size_t jobs) {
+    hv_logrec_t *r = hv_log_begin(HV_LOG_WARN, "storage.batch_failed");
+    if (r == NULL) return;
+    hv_log_str(r, "step", what);
+    hv_log_str(r, "status", hv_strerror(rc));
+    hv_log_int(r, "jobs", (int64_t)jobs);
+    /* Database messages name constraints and tables; values stay out (see db_pg.c). */
+    hv_log_str(r, "error", hv_db_errmsg(s->db));
+    hv_log_end(r);
+}
+
+/* Runs slots [begin, end) in one transaction; fills their status. Returns the
+ * number of jobs that failed; *tx_failed is set when the transaction itself failed. */
+static size_t run_batch(hv_storage_t *s, uint64_t begin, uint64_t end, uint64_t *commit_ns,
+                        int *tx_failed) {
+    hv_db_t *db = s->db;
+    size_t n = (size_t)(end - begin), failed = 0;
+    uint64_t i, t0;
+    int rc, broken = HV_OK;
+    const char *what = "begin";
+    *commit_ns = 0;
+    *tx_failed = 0;
+    rc = hv_db_begin(db);
+    if (rc != HV_OK) {
+        broken = rc;
+        goto fail;
+    }
+    for (i = begin; i < end; i++) {
+        slot_t *sl = &s->ring[i % s->cap];
+        what = "savepoint";
+        rc = tx(db, "SAVEPOINT hv_job");
+        if (rc != HV_OK) {
+            broken = rc;
+            break;
+        }
+        sl->status = sl->job(db, sl->arg);
+        if (sl->status > 0) sl->status = HV_OK;
+        if (sl->status != HV_OK) {
+            failed++;
+            what = "rollback to savepoint";
+            rc = tx(db, "ROLLBACK TO SAVEPOINT hv_job");
+            if (rc != HV_OK) {
+                broken = rc;
+                break;
+            }
+        }
+        what = "release savepoint";
+        rc = tx(db, "RELEASE SAVEPOINT hv_job");
+        if (rc != HV_OK) {
+            broken = rc;
+            break;
+        }
+    }
+    if (broken == HV_OK) {
+        what = "commit";
+        t0 = hv_mono_ns();
+        rc = hv_db_commit(db);
+        *commit_ns = hv_mono_ns() - t0;
+        if (rc == HV_OK) return failed;
+        broken = rc;
+    }
+    /* The transaction is lost: nothing of this batch was stored. */
+    log_batch_failure(s, what, broken, n);
+    hv_db_rollback(db);
+fail:
+    *tx_failed = 1;
+    failed = 0;
+    for (i = begin; i < end; i++) {
+        slot_t *sl = &s->ring[i % s->cap];
+        /* Jobs that succeeded, and jobs not reached, get the batch's error. */
+        if (sl->status == HV_OK) sl->status = broken;
+        failed++;
+    }
+    return failed;
+}
+
+static void storage_thread(void *arg) {
+    hv_storage_t *s = arg;
+    uv_mutex_lock(&s->lock);
+    for (;;) {
+        uint64_t begin, end, t0, commit_ns;
+        size_t failed;
+        int tx_failed;
+        while (s->taken == s->submitted && !s->stop) uv_cond_wait(&s->cond, &s->lock);
+        if (s->taken == s->submitted) break; /* stopping and nothing waits */
+        begin = s->taken;
+        end = s->submitted;
+        if (end - begin > s->max_batch) end = begin + s->max_batch;
+        s->taken = end;
+        uv_mutex_unlock(&s->lock);
+
+        t0 = hv_mono_ns();
+        failed = run_batch(s, begin, end, &commit_ns, &tx_failed);
+
+        uv_mutex_lock(&s->lock);
+        s->finished = end;
+        s->stats.batches++;
+        s->stats.jobs += end - begin;
+        s->stats.jobs_failed += failed;
+        if (end - begin > s->stats.largest_batch) s->stats.largest_batch = end - begin;
+        s->stats.commit_ns += commit_ns;
+        s->stats.batch_ns += hv_mono_ns() - t0;
+        s->stats.commits_failed += (uint64_t)tx_failed;
+        uv_mutex_unlock(&s->lock);
+        uv_async_send(&s->async);
+        uv_mutex_lock(&s->lock);
+    }
+    uv_mutex_unlock(&s->lock);
+    hv_log_thread_exit();
+}
+
+/* Loop thread: calls the done callbacks of every finished job, in order. The
+ * counters are re-read each time, so a done callback may submit, or even free
+ * the storage (which delivers the rest itself). */
+static void deliver(hv_storage_t *s) {
+    for (;;) {
+        slot_t sl;
+        uv_mutex_lock(&s->lock);
+        if (s->delivered == s->finished) {
+            uv_mutex_unlock(&s->lock);
+            break;
+        }
+        sl = s->ring[s->delivered % s->cap];
+        s->delivered++;
+        uv_mutex_unlock(&s->lock);
+        if (sl.done != NULL) sl.done(sl.status, sl.arg);
+    }
+    if (s->referenced && s->delivered == s->submitted && !s->closing) {
+        uv_unref((uv_handle_t *)&s->async);
+        s->referenced = 0;
+    }
+}
+
+static void on_async(uv_async_t *h) { deliver(h->data); }
+
+static void on_close(uv_handle_t *h) {
+    hv_storage_t *s = h->data;
+    uv_cond_destroy(&s->cond);
+    uv_mutex_destroy(&s->lock);
+    hv_free(s->ring);
+    hv_free(s);
+}
+
+int hv_storage_new(uv_loop_t *loop, hv_db_t *db, size_t max_queue, size_t max_batch,
+                   hv_storage_t **out) {
+    hv_storage_t *s = NULL;
+    int rc = HV_ENOMEM, have_lock = 0, have_cond = 0;
+    if (loop == NULL || db == NULL || max_queue == 0 || max_batch == 0) return HV_EINVAL;
+    if (max_batch > max_queue) max_batch = max_queue;
+    s = hv_calloc(1, sizeof(*s));
+    if (s == NULL) goto out;
+    s->ring = hv_calloc(max_queue, sizeof(*s->ring));
+    if (s->ring == NULL) goto out;
+    s->loop = loop;
+    s->db = db;
+    s->cap = max_queue;
+    s->max_batch = max_batch;
+    rc = HV_EIO;
+    if (uv_mutex_init(&s->lock) != 0) goto out;
+    have_lock = 1;
+    if (uv_cond_init(&s->cond) != 0) goto out;
+    have_cond = 1;
+    if (uv_async_init(loop, &s->async, on_async) != 0) goto out;
+    s->async.data = s;
+    uv_unref((uv_handle_t *)&s->async);
+    if (uv_thread_create(&s->thread, storage_thread, s) != 0) {
+        /* From here the handle owns the memory: its close callback frees it. */
+        uv_close((uv_handle_t *)&s->async, on_close);
+        return HV_EIO;
+    }
+    *out = s;
+    return HV_OK;
+out:
+    if (have_cond) uv_cond_destroy(&s->cond);
+    if (have_lock) uv_mutex_destroy(&s->lock);
+    if (s != NULL) hv_free(s->ring);
+    hv_free(s);
+    return rc;
+}
+
+int hv_storage_submit(hv_storage_t *s, hv_storage_job_cb job, hv_storage_done_cb done, void *arg) {
+    slot_t *sl;
+    if (job == NULL) return HV_EINVAL;
+    if (s->closing) return HV_ECLOSED;
+    uv_mutex_lock(&s->lock);
+    if (s->submitted - s->delivered >= s->cap) {
+        s->stats.busy++;
+        uv_mutex_unlock(&s->lock);
+        return HV_EBUSY;
+    }
+    sl = &s->ring[s->submitted % s->cap];
+    sl->job = job;
+    sl->done = done;
+    sl->arg = arg;
+    sl->status = HV_OK;
+    s->submitted++;
+    uv_cond_signal(&s->cond);
+    uv_mutex_unlock(&s->lock);
+    if (!s->referenced) {
+        uv_ref((uv_handle_t *)&s->async);
+        s->referenced = 1;
+    }
+    return HV_OK;
+}
+
+size_t hv_storage_queued(hv_storage_t *s) {
+    size_t n;
+    uv_mutex_lock(&s->lock);
+    n = (size_t)(s->submitted - s->delivered);
+    uv_mutex_unlock(&s->lock);
+    return n;
+}
+
+void hv_storage_stats(hv_storage_t *s, hv_storage_stats_t *out) {
+    uv_mutex_lock(&s->lock);
+    *out = s->stats;
+    uv_mutex_unlock(&s->lock);
+}
+
+void hv_storage_free(hv_storage_t *s) {
+    if (s == NULL || s->closing) return;
+    s->closing = 1;
+    uv_mutex_lock(&s->lock);
+    s->stop = 1;
+    uv_cond_signal(&s->cond);
+    uv_mutex_unlock(&s->lock);
+    uv_thread_join(&s->thread);
+    deliver(s);
+    hv_db_close(s->db);
+    s->db = NULL;
+    uv_close((uv_handle_t *)&s->async, on_close);
+}

@@ -1,0 +1,282 @@
+"""harness.py — starts a real `holovitals serve` for integration tests.
+
+Every integration test drives the real binary over loopback, as its users do:
+
+    from harness import Engine, EngineTestCase
+
+    class HealthTest(EngineTestCase):
+        def test_health(self):
+            eng = self.engine()                 # fresh data dir, free ports, waits for /health
+            status, headers, body = eng.get("/health")
+
+An Engine runs in a work directory under $HV_BUILDDIR/test/integration/work/; it
+holds the data directory, the engine's stdout and stderr (the logs), and
+anything the test writes. The directory is removed when the test passes and
+kept, with its path printed, when it fails.
+
+Standard library only (the test command runs on a fresh Debian machine).
+Environment: HOLOVITALS_BIN (the binary), HV_SRCDIR, HV_BUILDDIR (set by make check).
+"""
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+SRCDIR = os.environ.get("HV_SRCDIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+BUILDDIR = os.environ.get("HV_BUILDDIR", SRCDIR)
+BIN = os.environ.get("HOLOVITALS_BIN", os.path.join(BUILDDIR, "holovitals"))
+REFERENCE = os.path.abspath(os.path.join(SRCDIR, "..", "shared", "reference"))
+WORKROOT = os.path.join(BUILDDIR, "test", "integration", "work")
+
+
+def free_port():
+    """A TCP port that was free on 127.0.0.1 a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_cli(*args, env=None, input=None, timeout=60):
+    """Runs `holovitals ARGS…` and returns (exit code, stdout, stderr) as text."""
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    p = subprocess.run([BIN, *args], capture_output=True, env=full_env, input=input,
+                       timeout=timeout, text=True)
+    return p.returncode, p.stdout, p.stderr
+
+
+class Engine:
+    """One `holovitals serve` process with its own data directory and ports."""
+
+    def __init__(self, workdir, args=(), env=None, config=None, tls=None):
+        self.workdir = workdir
+        self.data = os.path.join(workdir, "data")
+        self.http_port = free_port()
+        self.mllp_port = free_port()
+        self.args = list(args)
+        self.env = dict(os.environ)
+        self.env.update(env or {})
+        self.tls = tls  # (certfile, keyfile) or None
+        self.config_path = None
+        if config is not None:
+            self.config_path = os.path.join(workdir, "holovitals.json")
+            with open(self.config_path, "w") as f:
+                f.write(config if isinstance(config, str) else json.dumps(config))
+        self.proc = None
+        self.stdout_path = os.path.join(workdir, "stdout.log")
+        self.stderr_path = os.path.join(workdir, "stderr.log")
+        self.started_in = None
+
+    # -- process --
+
+    def command(self):
+        cmd = [BIN, "serve", "--data", self.data, "--http", "127.0.0.1:%d" % self.http_port,
+               "--mllp", "127.0.0.1:%d" % self.mllp_port]
+        if self.config_path:
+            cmd += ["--config", self.config_path]
+        if self.tls:
+            cmd += ["--tls-cert", self.tls[0], "--tls-key", self.tls[1]]
+        return cmd + self.args
+
+    def start(self, wait=True, timeout=15):
+        self._out = open(self.stdout_path, "ab")
+        self._err = open(self.stderr_path, "ab")
+        t0 = time.monotonic()
+        self.proc = subprocess.Popen(self.command(), stdout=self._out, stderr=self._err,
+                                     env=self.env, cwd=self.workdir)
+        if wait:
+            self.wait_healthy(timeout)
+            self.started_in = time.monotonic() - t0
+        return self
+
+    def wait_healthy(self, timeout=15):
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("engine exited with %s during start; stderr:\n%s"
+                                     % (self.proc.returncode, self.stderr()[-4000:]))
+            try:
+                status, _, _ = self.request("GET", "/health", timeout=2)
+                if status in (200, 503):
+                    return
+            except OSError as e:
+                last = e
+            time.sleep(0.02)
+        raise AssertionError("engine did not answer /health within %ss (%s)" % (timeout, last))
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout=10):
+        """SIGTERM, then wait; returns the exit code."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("engine did not exit within %ss of SIGTERM" % timeout)
+
+    def kill9(self):
+        self.proc.kill()
+        self.proc.wait()
+
+    def close(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        for f in (getattr(self, "_out", None), getattr(self, "_err", None)):
+            if f:
+                f.close()
+
+    def stderr(self):
+        try:
+            with open(self.stderr_path, "r", errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def stdout(self):
+        try:
+            with open(self.stdout_path, "r", errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def log_events(self):
+        """The JSON log lines written so far, parsed."""
+        out = []
+        for line in self.stderr().splitlines():
+            line = line.strip()
+            if line.startswith("{"):
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    pass
+        return out
+
+    # -- HTTP --
+
+    @property
+    def base(self):
+        return "%s://127.0.0.1:%d" % ("https" if self.tls else "http", self.http_port)
+
+    def connection(self, timeout=10):
+        if self.tls:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            return http.client.HTTPSConnection("127.0.0.1", self.http_port, timeout=timeout, context=ctx)
+        return http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=timeout)
+
+    def request(self, method, path, body=None, headers=None, timeout=10):
+        """One request on a fresh connection: (status, headers dict lower-cased, body bytes)."""
+        conn = self.connection(timeout)
+        try:
+            if isinstance(body, (dict, list)):
+                body = json.dumps(body)
+                headers = dict(headers or {})
+                headers.setdefault("Content-Type", "application/json")
+            conn.request(method, path, body=body, headers=headers or {})
+            r = conn.getresponse()
+            data = r.read()
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, data
+        finally:
+            conn.close()
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def get_json(self, path, **kw):
+        status, headers, body = self.request("GET", path, **kw)
+        return status, json.loads(body) if body else None
+
+    def post_json(self, path, obj, **kw):
+        status, headers, body = self.request("POST", path, body=obj, **kw)
+        return status, json.loads(body) if body else None
+
+    def raw(self, data, read_until_close=True, timeout=5):
+        """Sends raw bytes on a new TCP connection; returns what came back until close or timeout."""
+        s = socket.create_connection(("127.0.0.1", self.http_port), timeout=timeout)
+        try:
+            s.sendall(data)
+            chunks = []
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                try:
+                    c = s.recv(65536)
+                except socket.timeout:
+                    break
+                if not c:
+                    break
+                chunks.append(c)
+                if not read_until_close:
+                    break
+            return b"".join(chunks)
+        finally:
+            s.close()
+
+    def metric(self, name, labels=None):
+        """The value of one series from /metrics, or None."""
+        _, _, body = self.get("/metrics")
+        want = name + ("{" + labels + "}" if labels else "")
+        for line in body.decode().splitlines():
+            if line.startswith(want + " "):
+                return float(line.split(" ")[-1])
+        return None
+
+
+class EngineTestCase(unittest.TestCase):
+    """Gives each test fresh engines in a work directory kept on failure."""
+
+    def setUp(self):
+        os.makedirs(WORKROOT, exist_ok=True)
+        self.workdir = tempfile.mkdtemp(prefix=self.id().split(".")[-1] + "-", dir=WORKROOT)
+        self._engines = []
+
+    def engine(self, start=True, **kw):
+        eng = Engine(os.path.join(self.workdir, "engine%d" % len(self._engines)), **kw)
+        os.makedirs(eng.workdir, exist_ok=True)
+        self._engines.append(eng)
+        if start:
+            eng.start()
+        return eng
+
+    def tearDown(self):
+        for eng in self._engines:
+            eng.close()
+        failed = False
+        outcome = getattr(self, "_outcome", None)
+        if outcome is not None:
+            result = getattr(outcome, "result", None)
+            errors = getattr(outcome, "errors", None)
+            if errors:  # Python < 3.11
+                failed = any(exc for _, exc in errors)
+            elif result is not None:
+                failed = any(t is self for t, _ in result.failures + result.errors)
+        if failed:
+            sys.stderr.write("\n  logs kept in %s\n" % self.workdir)
+        else:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def main():
+    """Runs the tests of the calling module; exit status 0 only if all passed."""
+    prog = unittest.main(exit=False, verbosity=2)
+    r = prog.result
+    failed = len(r.failures) + len(r.errors)
+    print("%d passed, %d failed" % (r.testsRun - failed - len(r.skipped), failed))
+    sys.exit(1 if failed or r.testsRun == 0 else 0)

@@ -1,0 +1,329 @@
+/*
+ * storage.c — tests of engine/storage.c (the storage thread and group commit),
+ * on SQLite and, with HV_TEST_PG_URL, on PostgreSQL.
+ *
+ * Each test ends with every handle closed and uv_loop_close() == 0.
+ */
+#include "dbtest.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define NJOBS 100
+
+typedef struct ctx ctx_t;
+
+typedef struct job {
+    ctx_t *ctx;
+    int id;
+    int fail;       /* the job returns HV_EINVAL after writing its row */
+    int gate;       /* the job posts ctx->running, then waits for ctx->gate */
+    int status;     /* from the done callback */
+    int done_calls;
+    int done_seq;   /* order in which done ran */
+} job_t;
+
+struct ctx {
+    uv_loop_t loop;
+    uv_thread_t loop_thread;
+    uv_sem_t gate;
+    uv_sem_t running;
+    hv_storage_t *storage;
+    job_t jobs[NJOBS];
+    int seq;
+    int off_loop;    /* done callbacks that ran on another thread */
+    int resubmit_rc; /* what a submit from within a done callback returned */
+    int try_resubmit;
+};
+
+static int insert_job(hv_db_t *db, void *arg) {
+    job_t *j = arg;
+    hv_db_stmt_t *st = NULL;
+    char body[1024];
+    int rc;
+    if (j->gate) {
+        uv_sem_post(&j->ctx->running);
+        uv_sem_wait(&j->ctx->gate);
+    }
+    memset(body, 'a' + j->id % 26, sizeof(body));
+    rc = hv_db_prepare(db, "INSERT INTO jobs(id, body) VALUES ($1, $2)", &st);
+    if (rc == HV_OK) rc = hv_db_bind_int64(st, 1, j->id);
+    if (rc == HV_OK) rc = hv_db_bind_text(st, 2, body, sizeof(body));
+    if (rc == HV_OK) rc = hv_db_step(st);
+    hv_db_done(st);
+    if (rc == HV_OK && j->fail) rc = HV_EINVAL;
+    return rc;
+}
+
+static int noop_job(hv_db_t *db, void *arg) { return HV_OK; }
+
+static void on_done(int status, void *arg) {
+    job_t *j = arg;
+    uv_thread_t self = uv_thread_self();
+    if (!uv_thread_equal(&self, &j->ctx->loop_thread)) j->ctx->off_loop++;
+    j->status = status;
+    j->done_calls++;
+    j->done_seq = j->ctx->seq++;
+    if (j->ctx->try_resubmit)
+        j->ctx->resubmit_rc = hv_storage_submit(j->ctx->storage, noop_job, NULL, NULL);
+}
+
+static void ctx_start(ctx_t *c, void **state, size_t max_queue, size_t max_batch,
+                      const char *extra_ddl) {
+    hv_db_t *db = dbtest_open((const dbtest_backend_t *)*state);
+    int i;
+    memset(c, 0, sizeof(*c));
+    assert_int_equal(uv_loop_init(&c->loop), 0);
+    assert_int_equal(uv_sem_init(&c->gate, 0), 0);
+    assert_int_equal(uv_sem_init(&c->running, 0), 0);
+    c->loop_thread = uv_thread_self();
+    assert_int_equal(hv_db_exec(db, "CREATE TABLE jobs(id INTEGER PRIMARY KEY, body TEXT NOT NULL)"),
+                     HV_OK);
+    if (extra_ddl != NULL) assert_int_equal(hv_db_exec(db, extra_ddl), HV_OK);
+    for (i = 0; i < NJOBS; i++) {
+        c->jobs[i].ctx = c;
+        c->jobs[i].id = i;
+        c->jobs[i].status = 1; /* not a status: proves done ran */
+    }
+    assert_int_equal(hv_storage_new(&c->loop, db, max_queue, max_batch, &c->storage), HV_OK);
+}
+
+/* Frees the storage, lets its close callback run, and checks the loop is empty. */
+static void ctx_finish(ctx_t *c) {
+    hv_storage_free(c->storage);
+    c->storage = NULL;
+    assert_int_equal(uv_run(&c->loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(uv_loop_close(&c->loop), 0);
+    uv_sem_destroy(&c->gate);
+    uv_sem_destroy(&c->running);
+}
+
+/*
+ * Submits job j as a blocker and waits until the storage thread is running it:
+ * it is then alone in its batch, and every job submitted before the gate opens
+ * waits for the next batch. This makes batch composition deterministic.
+ */
+static void submit_blocker(ctx_t *c, job_t *j) {
+    j->gate = 1;
+    assert_int_equal(hv_storage_submit(c->storage, insert_job, on_done, j), HV_OK);
+    uv_sem_wait(&c->running);
+}
+
+/* Reads the ids committed in table jobs, through a job so that it runs on the storage thread. */
+typedef struct count_req {
+    int64_t count;
+    int64_t sum;
+} count_req_t;
+
+static int count_job(hv_db_t *db, void *arg) {
+    count_req_t *r = arg;
+    hv_db_stmt_t *st = NULL;
+    int rc = hv_db_prepare(db, "SELECT COUNT(*), COALESCE(SUM(id), 0) FROM jobs", &st);
+    if (rc == HV_OK) rc = hv_db_step(st);
+    if (rc == HV_DB_ROW) {
+        r->count = hv_db_column_int64(st, 0);
+        r->sum = hv_db_column_int64(st, 1);
+        rc = HV_OK;
+    }
+    hv_db_done(st);
+    return rc;
+}
+
+static void count_rows(ctx_t *c, count_req_t *r) {
+    memset(r, 0, sizeof(*r));
+    r->count = -1;
+    assert_int_equal(hv_storage_submit(c->storage, count_job, NULL, r), HV_OK);
+    uv_run(&c->loop, UV_RUN_DEFAULT);
+}
+
+static void storage_group_commit_batches_jobs(void **state) {
+    ctx_t *c = test_malloc(sizeof(*c));
+    hv_storage_stats_t stats;
+    count_req_t r;
+    int i;
+    ctx_start(c, state, 256, 32, NULL);
+    /* The first job holds the thread until every job is queued, so the other 99
+     * must be committed in batches of 32, 32, 32 and 3. */
+    submit_blocker(c, &c->jobs[0]);
+    for (i = 1; i < NJOBS; i++)
+        assert_int_equal(hv_storage_submit(c->storage, insert_job, on_done, &c->jobs[i]), HV_OK);
+    assert_int_equal(hv_storage_queued(c->storage), NJOBS);
+    uv_sem_post(&c->gate);
+    assert_int_equal(uv_run(&c->loop, UV_RUN_DEFAULT), 0);
+    for (i = 0; i < NJOBS; i++) {
+        assert_int_equal(c->jobs[i].status, HV_OK);
+        assert_int_equal(c->jobs[i].done_calls, 1);
+    }
+    assert_int_equal(hv_storage_queued(c->storage), 0);
+    hv_storage_stats(c->storage, &stats);
+    assert_int_equal(stats.jobs, NJOBS);
+    assert_int_equal(stats.batches, 5);
+    assert_int_equal(stats.largest_batch, 32);
+    assert_int_equal(stats.jobs_failed, 0);
+    count_rows(c, &r);
+    assert_int_equal(r.count, NJOBS);
+    assert_int_equal(r.sum, NJOBS * (NJOBS - 1) / 2);
+    ctx_finish(c);
+    test_free(c);
+}
+
+static void storage_failing_job_rolls_back_alone(void **state) {
+    ctx_t *c = test_malloc(sizeof(*c));
+    hv_storage_stats_t stats;
+    count_req_t r;
+    int i, n = 10;
+    ctx_start(c, state, 64, 64, NULL);
+    c->jobs[4].fail = 1; /* writes its row, then fails: the row must go */
+    c->jobs[7].id = 5;   /* a duplicate primary key: the database refuses it */
+    submit_blocker(c, &c->jobs[0]);
+    for (i = 1; i < n; i++)
+        assert_int_equal(hv_storage_submit(c->storage, insert_job, on_done, &c->jobs[i]), HV_OK);
+    uv_sem_post(&c->gate);
+    uv_run(&c->loop, UV_RUN_DEFAULT);
+    for (i = 0; i < n; i++) {
+        int want = i == 4 ? HV_EINVAL : i == 7 ? HV_ECONFLICT : HV_OK;
+        if (c->jobs[i].status != want) fail_msg("job %d: status %d, want %d", i, c->jobs[i].status, want);
+    }
+    hv_storage_stats(c->storage, &stats);
+    assert_int_equal(stats.jobs_failed, 2);
+    assert_int_equal(stats.commits_failed, 0);
+    assert_int_equal(stats.batches, 2); /* the failures shared their batch with 7 others */
+    count_rows(c, &r);
+    assert_int_equal(r.count, n - 2);
+    assert_int_equal(r.sum, 45 - 4 - 7);
+    ctx_finish(c);
+    test_free(c);
+}
+
+static void storage_done_runs_on_loop_thread_in_order(void **state) {
+    ctx_t *c = test_malloc(sizeof(*c));
+    int i;
+    ctx_start(c, state, 128, 7, NULL);
+    for (i = 0; i < NJOBS; i++) {
+        c->jobs[i].fail = (i % 13) == 0;
+        assert_int_equal(hv_storage_submit(c->storage, insert_job, on_done, &c->jobs[i]), HV_OK);
+    }
+    uv_run(&c->loop, UV_RUN_DEFAULT);
+    assert_int_equal(c->off_loop, 0);
+    for (i = 0; i < NJOBS; i++) {
+        assert_int_equal(c->jobs[i].done_calls, 1);
+        assert_int_equal(c->jobs[i].done_seq, i);
+    }
+    ctx_finish(c);
+    test_free(c);
+}
+
+static void storage_submit_is_busy_when_full(void **state) {
+    ctx_t *c = test_malloc(sizeof(*c));
+    hv_storage_stats_t stats;
+    int i;
+    ctx_start(c, state, 4, 4, NULL);
+    submit_blocker(c, &c->jobs[0]);
+    for (i = 1; i < 4; i++)
+        assert_int_equal(hv_storage_submit(c->storage, insert_job, on_done, &c->jobs[i]), HV_OK);
+    /* Full until done callbacks have run, whatever the thread has done meanwhile. */
+    assert_int_equal(hv_storage_submit(c->storage, insert_job, on_done, &c->jobs[4]), HV_EBUSY);
+    uv_sem_post(&c->gate);
+    uv_run(&c->loop, UV_RUN_DEFAULT);
+    assert_int_equal(c->jobs[4].done_calls, 0); /* refused: never called */
+    for (i = 0; i < 4; i++) assert_int_equal(c->jobs[i].status, HV_OK);
+    assert_int_equal(hv_storage_submit(c->storage, insert_job, on_done, &c->jobs[4]), HV_OK);
+    uv_run(&c->loop, UV_RUN_DEFAULT);
+    assert_int_equal(c->jobs[4].status, HV_OK);
+    hv_storage_stats(c->storage, &stats);
+    assert_int_equal(stats.busy, 1);
+    ctx_finish(c);
+    test_free(c);
+}
+
+/* A deferred foreign key is checked at COMMIT: the only way to make COMMIT fail on demand. */
+static int orphan_job(hv_db_t *db, void *arg) {
+    return hv_db_exec(db, "INSERT INTO child(parent) VALUES (424242)");
+}
+
+static void storage_commit_failure_fails_whole_batch(void **state) {
+    ctx_t *c = test_malloc(sizeof(*c));
+    hv_storage_stats_t stats;
+    count_req_t r;
+    job_t orphan;
+    int i;
+    ctx_start(c, state, 64, 64,
+              "CREATE TABLE parent(id INTEGER PRIMARY KEY);"
+              "CREATE TABLE child(parent INTEGER REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED)");
+    submit_blocker(c, &c->jobs[0]);
+    /* Jobs 1-3 and the orphan share the next batch; its COMMIT fails. */
+    memset(&orphan, 0, sizeof(orphan));
+    orphan.ctx = c;
+    orphan.status = 1;
+    for (i = 1; i < 4; i++)
+        assert_int_equal(hv_storage_submit(c->storage, insert_job, on_done, &c->jobs[i]), HV_OK);
+    assert_int_equal(hv_storage_submit(c->storage, orphan_job, on_done, &orphan), HV_OK);
+    uv_sem_post(&c->gate);
+    uv_run(&c->loop, UV_RUN_DEFAULT);
+    assert_int_equal(c->jobs[0].status, HV_OK);
+    for (i = 1; i < 4; i++) assert_int_not_equal(c->jobs[i].status, HV_OK);
+    assert_int_not_equal(orphan.status, HV_OK);
+    hv_storage_stats(c->storage, &stats);
+    assert_int_equal(stats.commits_failed, 1);
+    assert_int_equal(stats.jobs_failed, 4);
+    /* Nothing of the failed batch was stored, and the thread goes on working. */
+    c->jobs[10].status = 1;
+    assert_int_equal(hv_storage_submit(c->storage, insert_job, on_done, &c->jobs[10]), HV_OK);
+    uv_run(&c->loop, UV_RUN_DEFAULT);
+    assert_int_equal(c->jobs[10].status, HV_OK);
+    count_rows(c, &r);
+    assert_int_equal(r.count, 2);
+    assert_int_equal(r.sum, 10);
+    ctx_finish(c);
+    test_free(c);
+}
+
+static void storage_free_drains_queue_and_closes(void **state) {
+    ctx_t *c = test_malloc(sizeof(*c));
+    int i, n = 20;
+    ctx_start(c, state, 64, 8, NULL);
+    for (i = 0; i < n; i++)
+        assert_int_equal(hv_storage_submit(c->storage, insert_job, on_done, &c->jobs[i]), HV_OK);
+    /* Free without running the loop: it runs every queued job and calls every done,
+     * in order, before it returns; submitting from a done callback is refused. */
+    c->try_resubmit = 1;
+    c->resubmit_rc = 0;
+    hv_storage_free(c->storage);
+    for (i = 0; i < n; i++) {
+        assert_int_equal(c->jobs[i].done_calls, 1);
+        assert_int_equal(c->jobs[i].status, HV_OK);
+        assert_int_equal(c->jobs[i].done_seq, i);
+    }
+    assert_int_equal(c->resubmit_rc, HV_ECLOSED);
+    assert_int_equal(c->off_loop, 0);
+    c->storage = NULL;
+    /* The close callback releases the memory; then the loop is empty. */
+    assert_int_equal(uv_run(&c->loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(uv_loop_close(&c->loop), 0);
+    uv_sem_destroy(&c->gate);
+    uv_sem_destroy(&c->running);
+    test_free(c);
+}
+
+static void storage_idle_loop_returns_and_closes(void **state) {
+    ctx_t *c = test_malloc(sizeof(*c));
+    ctx_start(c, state, 8, 8, NULL);
+    /* With nothing outstanding the storage does not hold the loop open. */
+    assert_int_equal(uv_run(&c->loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(hv_storage_submit(c->storage, NULL, on_done, NULL), HV_EINVAL);
+    ctx_finish(c);
+    test_free(c);
+}
+
+int run_storage_tests(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(storage_group_commit_batches_jobs),
+        cmocka_unit_test(storage_failing_job_rolls_back_alone),
+        cmocka_unit_test(storage_done_runs_on_loop_thread_in_order),
+        cmocka_unit_test(storage_submit_is_busy_when_full),
+        cmocka_unit_test(storage_commit_failure_fails_whole_batch),
+        cmocka_unit_test(storage_free_drains_queue_and_closes),
+        cmocka_unit_test(storage_idle_loop_returns_and_closes),
+    };
+    return dbtest_run_group("engine/storage", tests, HV_ARRAY_LEN(tests));
+}
