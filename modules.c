@@ -6,7 +6,9 @@
  */
 #include "config.h"
 #include "engine/engine.h"
+#include "adapters/hl7v2/hl7v2.h"
 
 const hv_module_t *const hv_modules[] = {
+    &hv_hl7v2_module,
     NULL,
 };

@@ -323,6 +323,53 @@ int hv_mllp_framer_partial(const hv_mllp_framer_t *f);
 int hv_mllp_wrap(const char *p, size_t n, hv_buf_t *out);
 
 /* ------------------------------------------------------------------------- */
+/* MLLP sender (client)                                                      */
+/* ------------------------------------------------------------------------- */
+
+/*
+ * Sends messages to one peer over MLLP, one at a time, in order: connects (and
+ * reconnects with exponential backoff), writes a frame, waits for the ACK whose
+ * MSA-2 is the message's MSH-10 (ack_timeout_ms), and reports the outcome:
+ * AA/CA → delivered; AE/CE → retry (the peer could not process it now);
+ * AR/CR → error (the peer refuses it: do not resend). A connect failure, a lost
+ * connection or an ACK timeout resends the same message after the backoff, up to
+ * max_attempts (then the outcome is retry with status HV_ETIMEDOUT or HV_EIO).
+ */
+enum hv_mllp_outcome { HV_MLLP_DELIVERED = 0, HV_MLLP_RETRY = 1, HV_MLLP_ERROR = 2 };
+
+typedef struct hv_mllp_sender hv_mllp_sender_t;
+
+typedef struct hv_mllp_sender_opts {
+    const char *host;             /* name or address */
+    int port;
+    uint64_t connect_timeout_ms;  /* default 10 s */
+    uint64_t ack_timeout_ms;      /* default 30 s */
+    uint64_t backoff_min_ms;      /* default 200 ms */
+    uint64_t backoff_max_ms;      /* default 30 s */
+    int max_attempts;             /* default 5 */
+    size_t max_message;           /* largest ACK accepted; default 1 MiB */
+} hv_mllp_sender_opts_t;
+
+/*
+ * Called once per message on the loop thread: status HV_OK when an ACK came
+ * (outcome from MSA-1, ack/ack_len its bytes, valid during the call), else the
+ * transport error after the last attempt (outcome HV_MLLP_RETRY, ack NULL).
+ */
+typedef void (*hv_mllp_sent_cb)(int status, int outcome, const char *ack, size_t ack_len,
+                                void *ud);
+
+int hv_mllp_sender_new(uv_loop_t *loop, const hv_mllp_sender_opts_t *o, hv_mllp_sender_t **out);
+/* Queues a message (copied). HV_EINVAL when it has no readable MSH-10. */
+int hv_mllp_sender_send(hv_mllp_sender_t *s, const char *msg, size_t len, hv_mllp_sent_cb cb,
+                        void *ud);
+size_t hv_mllp_sender_queued(const hv_mllp_sender_t *s);
+/*
+ * Closes the connection and frees the sender once its handles have closed (run the
+ * loop). Messages still queued are reported with HV_ECLOSED. NULL is a no-op.
+ */
+void hv_mllp_sender_free(hv_mllp_sender_t *s);
+
+/* ------------------------------------------------------------------------- */
 /* The module                                                                */
 /* ------------------------------------------------------------------------- */
 
