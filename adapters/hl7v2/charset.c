@@ -63,9 +63,18 @@ int hv_hl7v2_utf8_valid(const char *p, size_t n) {
     const unsigned char *s = (const unsigned char *)p;
     size_t i = 0;
     while (i < n) {
-        unsigned c = s[i];
+        unsigned c;
         size_t k, need;
         unsigned cp;
+        /* ASCII runs, eight bytes at a time. */
+        while (i + 8 <= n) {
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+            if (w & 0x8080808080808080ull) break;
+            i += 8;
+        }
+        if (i >= n) break;
+        c = s[i];
         if (c < 0x80) {
             i++;
             continue;

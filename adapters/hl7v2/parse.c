@@ -200,11 +200,42 @@ static int setup_charset(hv_hl7v2_msg_t *m, const char *msh, size_t msh_len,
     return HV_OK;
 }
 
+/*
+ * Finds segment ends fast: the next CR and the next LF are each found with memchr
+ * and remembered until passed, so splitting costs two linear scans whatever the
+ * terminator style (CR, LF, CRLF or a mix).
+ */
+typedef struct eol_finder {
+    const char *t, *end, *cr, *lf;
+} eol_finder_t;
+
+static void eol_init(eol_finder_t *f, const char *t, size_t n) {
+    f->t = t;
+    f->end = t + n;
+    f->cr = NULL; /* NULL: not searched yet */
+    f->lf = NULL;
+}
+
+/* Offset of the first CR or LF at or after `from`, or n. */
+static size_t eol_next(eol_finder_t *f, size_t from) {
+    const char *p = f->t + from;
+    if (f->cr != f->end && (f->cr == NULL || f->cr < p)) {
+        f->cr = memchr(p, '\r', (size_t)(f->end - p));
+        if (f->cr == NULL) f->cr = f->end;
+    }
+    if (f->lf != f->end && (f->lf == NULL || f->lf < p)) {
+        f->lf = memchr(p, '\n', (size_t)(f->end - p));
+        if (f->lf == NULL) f->lf = f->end;
+    }
+    return (size_t)((f->cr < f->lf ? f->cr : f->lf) - f->t);
+}
+
 int hv_hl7v2_parse(hv_arena_t *arena, const char *raw, size_t len,
                    const hv_hl7v2_parse_opts_t *opts, hv_hl7v2_msg_t *out, hv_error_t *err,
                    int *hl7_code) {
     hv_hl7v2_parse_opts_t defo;
     hv_hl7v2_msg_t m;
+    eol_finder_t ef;
     const char *t;
     size_t tl, i, start, nsegs = 0, first_len;
     int rc;
@@ -256,9 +287,9 @@ int hv_hl7v2_parse(hv_arena_t *arena, const char *raw, size_t len,
     m.prefix_len = i;
 
     /* Pass 1: count segments, to allocate once. */
+    eol_init(&ef, t, tl);
     for (start = i; start < tl;) {
-        size_t e = start;
-        while (e < tl && !HV__HL7_EOL(t[e])) e++;
+        size_t e = eol_next(&ef, start);
         nsegs++;
         while (e < tl && HV__HL7_EOL(t[e])) e++;
         start = e;
@@ -272,10 +303,10 @@ int hv_hl7v2_parse(hv_arena_t *arena, const char *raw, size_t len,
     if (m.segs == NULL) return HV_ENOMEM;
 
     /* Pass 2: fill and check each segment. */
+    eol_init(&ef, t, tl);
     for (start = i; start < tl;) {
         hv_hl7v2_seg_t *s = &m.segs[m.nsegs];
-        size_t e = start, bad;
-        while (e < tl && !HV__HL7_EOL(t[e])) e++;
+        size_t e = eol_next(&ef, start), bad;
         s->p = t + start;
         s->len = e - start;
         s->term = t + e;

@@ -50,24 +50,30 @@ static int json_text(const hv_hl7v2_msg_t *m, hv_hl7v2_span_t s, hv_buf_t *scrat
     return hv_buf_json_str(out, scratch->data != NULL ? scratch->data : "", scratch->len);
 }
 
-/* Appends a span split by seps[0], each piece recursively by the rest. */
+/*
+ * Appends a span split by seps[0], each piece recursively by the rest. Pieces are
+ * visited in one left-to-right scan (memchr), so the cost is linear in the span.
+ */
 static int json_level(const hv_hl7v2_msg_t *m, hv_hl7v2_span_t s, const char *seps, int nseps,
                       hv_buf_t *scratch, hv_buf_t *out) {
-    size_t n, i;
-    int rc;
-    if (nseps == 0 || seps[0] == 0 || (n = hv_hl7v2_span_count(s, seps[0])) <= 1) {
-        if (nseps > 1)
-            return json_level(m, s, seps + 1, nseps - 1, scratch, out);
-        return json_text(m, s, scratch, out);
-    }
+    const char *p, *end;
+    int rc, first = 1;
+    if (nseps == 0) return json_text(m, s, scratch, out);
+    if (seps[0] == 0 || s.p == NULL || memchr(s.p, seps[0], s.len) == NULL)
+        return json_level(m, s, seps + 1, nseps - 1, scratch, out);
     if ((rc = hv_buf_putc(out, '[')) != HV_OK) return rc;
-    for (i = 0; i < n; i++) {
+    p = s.p;
+    end = s.p + s.len;
+    for (;;) {
+        const char *q = memchr(p, seps[0], (size_t)(end - p));
         hv_hl7v2_span_t piece;
-        hv_hl7v2_span_piece(s, seps[0], i, &piece);
-        if (i > 0 && (rc = hv_buf_putc(out, ',')) != HV_OK) return rc;
-        if (nseps > 1) rc = json_level(m, piece, seps + 1, nseps - 1, scratch, out);
-        else rc = json_text(m, piece, scratch, out);
-        if (rc != HV_OK) return rc;
+        piece.p = p;
+        piece.len = (size_t)((q != NULL ? q : end) - p);
+        if (!first && (rc = hv_buf_putc(out, ',')) != HV_OK) return rc;
+        first = 0;
+        if ((rc = json_level(m, piece, seps + 1, nseps - 1, scratch, out)) != HV_OK) return rc;
+        if (q == NULL) break;
+        p = q + 1;
     }
     return hv_buf_putc(out, ']');
 }
@@ -94,7 +100,7 @@ int hv_hl7v2_to_json(const hv_hl7v2_msg_t *m, hv_buf_t *out) {
         const hv_hl7v2_seg_t *s = &m->segs[i];
         int is_msh = memcmp(s->id, "MSH", 3) == 0;
         hv_hl7v2_span_t body = hv__hl7v2_seg_body(s);
-        size_t nf = body.len ? hv_hl7v2_span_count(body, m->delims.field) : 1, f;
+        size_t f;
         if (i > 0 && (rc = hv_buf_putc(out, ',')) != HV_OK) goto out;
         if ((rc = hv_buf_printf(out, "\n{\"id\":\"%s\",\"fields\":[null", s->id)) != HV_OK)
             goto out;
@@ -102,13 +108,20 @@ int hv_hl7v2_to_json(const hv_hl7v2_msg_t *m, hv_buf_t *out) {
             if ((rc = hv_buf_putc(out, ',')) != HV_OK) goto out;
             if ((rc = hv_buf_json_str(out, &m->delims.field, 1)) != HV_OK) goto out;
         }
-        for (f = 1; f < nf; f++) {
-            hv_hl7v2_span_t fs;
-            hv_hl7v2_span_piece(body, m->delims.field, f, &fs);
-            if ((rc = hv_buf_putc(out, ',')) != HV_OK) goto out;
-            if (is_msh && f == 1) rc = hv_buf_json_str(out, fs.p, fs.len);
-            else rc = json_level(m, fs, inner, 3, &scratch, out);
-            if (rc != HV_OK) goto out;
+        if (body.len > 0) {
+            const char *p = body.p + 1, *end = body.p + body.len;
+            for (f = 1;; f++) {
+                const char *q = memchr(p, m->delims.field, (size_t)(end - p));
+                hv_hl7v2_span_t fs;
+                fs.p = p;
+                fs.len = (size_t)((q != NULL ? q : end) - p);
+                if ((rc = hv_buf_putc(out, ',')) != HV_OK) goto out;
+                if (is_msh && f == 1) rc = hv_buf_json_str(out, fs.p, fs.len);
+                else rc = json_level(m, fs, inner, 3, &scratch, out);
+                if (rc != HV_OK) goto out;
+                if (q == NULL) break;
+                p = q + 1;
+            }
         }
         if ((rc = hv_buf_puts(out, "]}")) != HV_OK) goto out;
     }
