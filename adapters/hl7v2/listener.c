@@ -292,8 +292,12 @@ static void handle_frame(hv__hl7v2_conn_t *c, const char *frame, size_t len) {
     hv_error_clear(&err);
     rc = hv_hl7v2_parse(p->arena, raw, len, &po, &m, &err, &code);
     if (rc == HV_OK) {
-        /* HL7 v2.5.1 §2.15.9: MSH-9, MSH-10, MSH-11 and MSH-12 are required. */
-        static const char *const required[] = {"MSH-9", "MSH-10", "MSH-11", "MSH-12"};
+        /*
+         * HL7 v2.5.1 §2.15.9 also requires MSH-11 and MSH-12, but many senders leave
+         * them empty and the ACK has defaults for both; the engine needs MSH-9 (the
+         * type) and MSH-10 (the control id, for MSA-2 and dedup).
+         */
+        static const char *const required[] = {"MSH-9", "MSH-10"};
         size_t i;
         for (i = 0; i < HV_ARRAY_LEN(required); i++) {
             hv_hl7v2_span_t s;

@@ -273,6 +273,32 @@ class Hl7v2Mllp(EngineTestCase):
         self.assertNotIn("DOE^JANE", log)
         self.assertNotIn("Glucose", log)
 
+    def test_limits_idle_timeout_connection_cap_and_back_pressure(self):
+        eng = self.engine(env={"HOLOVITALS_MLLP_IDLE_TIMEOUT": "300ms",
+                               "HOLOVITALS_MLLP_MAX_CONNECTIONS": "3",
+                               "HOLOVITALS_MLLP_MAX_INFLIGHT": "4"})
+        # Idle: closed after the timeout without a byte.
+        idle = MllpClient(eng.mllp_port, timeout=5)
+        t0 = time.monotonic()
+        self.assertIsNone(idle.read_frame())
+        self.assertLess(time.monotonic() - t0, 3)
+        idle.close()
+        # Connection cap: the fourth concurrent connection is closed at once.
+        conns = [MllpClient(eng.mllp_port, timeout=5) for _ in range(3)]
+        time.sleep(0.05)
+        extra = MllpClient(eng.mllp_port, timeout=5)
+        self.assertIsNone(extra.read_frame())
+        extra.close()
+        # Back-pressure: 60 pipelined messages with at most 4 in flight per connection;
+        # reading pauses and resumes, every ACK arrives, in order.
+        c = conns[0]
+        c.sock.sendall(b"".join(frame(message("BP-%02d" % k)) for k in range(60)))
+        for k in range(60):
+            self.assertEqual(ack_fields(c.read_frame())[:2], ("AA", "BP-%02d" % k))
+        for x in conns:
+            x.close()
+        self.assertEqual(len(list_all(eng)), 60)
+
     def test_enhanced_mode_commit_ack(self):
         eng = self.engine()
         c = MllpClient(eng.mllp_port)
@@ -314,6 +340,14 @@ class Hl7v2Cli(EngineTestCase):
         rc, out, err = run_cli("hl7", "send", "--host", "127.0.0.1", "--port", str(eng.mllp_port), bad)
         self.assertEqual(rc, 1)
         self.assertIn("MSA|AR|CLI-3\n", out)
+        # Nobody listening: three attempts with backoff, then exit 1.
+        port = eng.mllp_port
+        eng.stop()
+        t0 = time.monotonic()
+        rc, out, err = run_cli("hl7", "send", "--host", "127.0.0.1", "--port", str(port), good)
+        self.assertEqual(rc, 1)
+        self.assertIn("no ACK", err)
+        self.assertGreater(time.monotonic() - t0, 0.5)  # 200 + 400 ms of backoff
 
 
 if __name__ == "__main__":
