@@ -393,6 +393,9 @@ int hv_fhir_validate(hv_fhir_validator_t *v, struct json_object *resource, const
  */
 int hv_fhir_check_structure(struct json_object *resource, int max_depth, hv_error_t *err);
 
+/* The module (fhir/module.c): settings fhir.*, commands `fhir validate`, `fhir convert`. */
+extern const hv_module_t hv_fhir_module;
+
 #ifdef __cplusplus
 }
 #endif

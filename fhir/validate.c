@@ -14,11 +14,13 @@
 #include "config.h"
 
 #include <json-c/json.h>
+#include <libxml/parser.h>
 #include <pthread.h>
 #include <regex.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "fhir/fhir_int.h"
 #include "fhir/validate_int.h"
@@ -301,8 +303,40 @@ static void check_binding(hv__fhir_vctx_t *c, const hv_fhir_elem_t *e, const hv_
 static void walk_object(hv__fhir_vctx_t *c, struct json_object *obj, const hv_fhir_elem_t *owner,
                         int underscore, int depth);
 
+/* The `_key` twin of property key in obj, or NULL. */
+static struct json_object *twin_of(struct json_object *obj, const char *key)
+{
+    char us[160];
+    struct json_object *t = NULL;
+    if (snprintf(us, sizeof(us), "_%s", key) >= (int)sizeof(us))
+        return NULL;
+    return json_object_object_get_ex(obj, us, &t) ? t : NULL;
+}
+
+static void primitive_invariants(hv__fhir_vctx_t *c, const hv__fhir_prop_t *p, struct json_object *v,
+                                 struct json_object *twin)
+{
+    hv__fhir_focus_t f;
+    if (c->inv == NULL)
+        return;
+    /* ele-1 (natively): a primitive needs a value or an extension. */
+    if (v == NULL && (twin == NULL || !json_object_object_get_ex(twin, "extension", NULL))) {
+        hv__fhir_issue(c, "error", "invariant", "ele-1",
+                       "Constraint failed: ele-1: 'All FHIR elements must have a @value or children'");
+        return;
+    }
+    f.json = v;
+    f.ext = twin;
+    f.type = p->type;
+    f.path = hv_fhir_type_name(p->type);
+    f.resource = c->resource;
+    f.root_resource = c->root_resource;
+    f.contained = 0;
+    hv__fhir_invariants_check(c, p->elem, &f);
+}
+
 static void walk_value(hv__fhir_vctx_t *c, const hv__fhir_prop_t *p, struct json_object *v,
-                       int in_array, int depth)
+                       struct json_object *twin, int in_array, int depth)
 {
     const hv_fhir_type_t *t = p->type;
     hv_fhir_kind_t k = hv_fhir_type_kind(t);
@@ -313,6 +347,8 @@ static void walk_value(hv__fhir_vctx_t *c, const hv__fhir_prop_t *p, struct json
     }
     if (k == HV_FHIR_KIND_PRIMITIVE && !p->underscore) {
         check_primitive(c, p->elem, t, v);
+        if (!c->structure_only)
+            primitive_invariants(c, p, v, twin);
         return;
     }
     if (!json_object_is_type(v, json_type_object)) {
@@ -333,7 +369,38 @@ static void walk_value(hv__fhir_vctx_t *c, const hv__fhir_prop_t *p, struct json
     }
     if (!c->structure_only && !(c->flags & HV_FHIR_VALIDATE_NO_BINDINGS) && !p->underscore)
         check_binding(c, p->elem, t, v);
-    walk_object(c, v, owner, p->underscore, depth + 1);
+    if (p->underscore) {
+        walk_object(c, v, owner, 1, depth + 1);
+        /* A `_x` without a value: its invariants are checked here, with no value. */
+        if (!c->structure_only && twin == NULL)
+            primitive_invariants(c, p, NULL, v);
+        return;
+    }
+    if (k == HV_FHIR_KIND_RESOURCE) {
+        struct json_object *saved = c->resource;
+        c->resource = v;
+        walk_object(c, v, owner, 0, depth + 1);
+        if (!c->structure_only && c->inv != NULL) {
+            hv__fhir_focus_t f = {v, NULL, hv_fhir_elem_owner_type(owner), hv_fhir_elem_path(owner),
+                                  v, c->root_resource,
+                                  strcmp(hv_fhir_elem_name(p->elem), "contained") == 0};
+            hv__fhir_invariants_check(c, p->elem, &f);
+        }
+        c->resource = saved;
+        return;
+    }
+    walk_object(c, v, owner, 0, depth + 1);
+    if (!c->structure_only && c->inv != NULL) {
+        /* ele-1 (natively): an element needs children other than its id. */
+        size_t n = (size_t)json_object_object_length(v);
+        if (n == 1 && json_object_object_get_ex(v, "id", NULL)) {
+            hv__fhir_issue(c, "error", "invariant", "ele-1",
+                           "Constraint failed: ele-1: 'All FHIR elements must have a @value or children'");
+            return;
+        }
+        hv__fhir_focus_t f = {v, NULL, t, hv_fhir_elem_path(owner), c->resource, c->root_resource, 0};
+        hv__fhir_invariants_check(c, p->elem, &f);
+    }
 }
 
 static void walk_object(hv__fhir_vctx_t *c, struct json_object *obj, const hv_fhir_elem_t *owner,
@@ -379,14 +446,39 @@ static void walk_object(hv__fhir_vctx_t *c, struct json_object *obj, const hv_fh
                 continue;
             }
             size_t n = json_object_array_length(val);
+            /* json.html: x and _x arrays run in parallel, same length, no item null in both. */
+            struct json_object *other = NULL;
+            if (p.underscore && json_object_object_get_ex(obj, key + 1, &other) &&
+                json_object_is_type(other, json_type_array)) {
+                size_t m = json_object_array_length(other);
+                int both_null = 0;
+                for (size_t i = 0; i < n && i < m; i++)
+                    if (json_object_array_get_idx(val, i) == NULL && json_object_array_get_idx(other, i) == NULL)
+                        both_null = 1;
+                if (m != n || both_null) {
+                    mark = hv__fhir_path_push(&c->path, pname, -1);
+                    hv__fhir_issue(c, "error", "structure", NULL,
+                                   "The arrays '%s' and '%s' must have the same length and no item null in both",
+                                   key + 1, key);
+                    hv__fhir_path_pop(&c->path, mark);
+                }
+            }
             if (n == 0) {
                 mark = hv__fhir_path_push(&c->path, pname, -1);
                 hv__fhir_issue(c, "error", "structure", NULL, "Arrays must not be empty");
                 hv__fhir_path_pop(&c->path, mark);
             }
+            struct json_object *twins = NULL;
+            if (!p.underscore && hv_fhir_type_kind(p.type) == HV_FHIR_KIND_PRIMITIVE)
+                twins = twin_of(obj, key);
+            else if (p.underscore)
+                twins = json_object_object_get_ex(obj, key + 1, &twins) ? twins : NULL;
+            int twins_arr = twins != NULL && json_object_is_type(twins, json_type_array);
             for (size_t i = 0; i < n && !c->too_deep; i++) {
+                struct json_object *tw = twins_arr && i < json_object_array_length(twins)
+                                             ? json_object_array_get_idx(twins, i) : NULL;
                 mark = hv__fhir_path_push(&c->path, pname, (long)i);
-                walk_value(c, &p, json_object_array_get_idx(val, i), 1, depth);
+                walk_value(c, &p, json_object_array_get_idx(val, i), tw, 1, depth);
                 hv__fhir_path_pop(&c->path, mark);
             }
             if (!c->structure_only && !p.underscore && hv_fhir_elem_max(p.elem) != HV_FHIR_UNBOUNDED &&
@@ -402,8 +494,12 @@ static void walk_object(hv__fhir_vctx_t *c, struct json_object *obj, const hv_fh
                 hv__fhir_issue(c, "error", "structure", NULL,
                                "Element %s does not repeat and must not be a JSON array",
                                hv_fhir_elem_path(p.elem));
+            else if (p.underscore)
+                walk_value(c, &p, val, json_object_object_get_ex(obj, key + 1, NULL) ? val : NULL, 0, depth);
             else
-                walk_value(c, &p, val, 0, depth);
+                walk_value(c, &p, val,
+                           hv_fhir_type_kind(p.type) == HV_FHIR_KIND_PRIMITIVE ? twin_of(obj, key) : NULL,
+                           0, depth);
             hv__fhir_path_pop(&c->path, mark);
         }
         if (c->too_deep)
@@ -455,7 +551,13 @@ void hv__fhir_walk_resource(hv__fhir_vctx_t *c, struct json_object *res)
         return;
     }
     hv__fhir_path_push(&c->path, hv_fhir_elem_name(root), -1);
+    c->resource = res;
+    c->root_resource = res;
     walk_object(c, res, root, 0, 0);
+    if (!c->structure_only && c->inv != NULL) {
+        hv__fhir_focus_t f = {res, NULL, hv_fhir_elem_owner_type(root), hv_fhir_elem_path(root), res, res, 0};
+        hv__fhir_invariants_check(c, root, &f);
+    }
 }
 
 int hv_fhir_check_structure(struct json_object *resource, int max_depth, hv_error_t *err)
@@ -476,4 +578,60 @@ int hv_fhir_check_structure(struct json_object *resource, int max_depth, hv_erro
         err->code = rc;
     }
     return rc;
+}
+
+/* ---- narrative (FHIR R4 narrative.html#xhtml, constraints txt-1 and txt-2) ---------- */
+
+static const char *const forbidden_html[] = {"head",   "body",  "script", "form",  "input",
+                                             "base",   "link",  "frame",  "frameset", "iframe",
+                                             "object", "applet", "embed", "meta",  "button",
+                                             "select", "textarea", "style", "html", "title"};
+
+static int html_walk(xmlNodePtr n, int *text)
+{
+    for (; n != NULL; n = n->next) {
+        if (n->type == XML_TEXT_NODE || n->type == XML_CDATA_SECTION_NODE) {
+            for (const xmlChar *p = n->content; p != NULL && *p; p++)
+                if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n')
+                    *text = 1;
+            continue;
+        }
+        if (n->type != XML_ELEMENT_NODE)
+            continue;
+        if (n->ns == NULL || strcmp((const char *)n->ns->href, "http://www.w3.org/1999/xhtml") != 0)
+            return 0;
+        for (size_t i = 0; i < HV_ARRAY_LEN(forbidden_html); i++)
+            if (strcmp((const char *)n->name, forbidden_html[i]) == 0)
+                return 0;
+        if (strcmp((const char *)n->name, "img") == 0)
+            *text = 1;
+        for (xmlAttrPtr a = n->properties; a != NULL; a = a->next)
+            if (strncasecmp((const char *)a->name, "on", 2) == 0)
+                return 0; /* event handlers */
+        if (!html_walk(n->children, text))
+            return 0;
+    }
+    return 1;
+}
+
+/*
+ * txt-1: the XHTML is a div in the XHTML namespace with only basic formatting (no
+ * head, body, scripts, forms, frames, objects, event attributes); txt-2: it has some
+ * non-whitespace content (text or an image). Returns 1 when the rule holds.
+ */
+int hv__fhir_narrative_ok(const char *key, const char *s, size_t n)
+{
+    xmlDocPtr doc = xmlReadMemory(s, (int)n, NULL, "UTF-8",
+                                  XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+    int ok = 0, text = 0;
+    if (doc == NULL)
+        return 0;
+    xmlNodePtr root = xmlDocGetRootElement(doc);
+    if (doc->intSubset == NULL && root != NULL && strcmp((const char *)root->name, "div") == 0) {
+        ok = html_walk(root, &text);
+        if (strcmp(key, "txt-2") == 0)
+            ok = text;
+    }
+    xmlFreeDoc(doc);
+    return ok;
 }

@@ -12,6 +12,7 @@
 
 struct hv_fhir_validator {
     size_t max_issues;
+    hv__fhir_inv_t *inv;
 };
 
 hv_fhir_validator_t *hv_fhir_validator_new(void)
@@ -20,6 +21,11 @@ hv_fhir_validator_t *hv_fhir_validator_new(void)
     if (v == NULL)
         return NULL;
     v->max_issues = 1000;
+    v->inv = hv__fhir_inv_new();
+    if (v->inv == NULL) {
+        hv_free(v);
+        return NULL;
+    }
     return v;
 }
 
@@ -27,6 +33,7 @@ void hv_fhir_validator_free(hv_fhir_validator_t *v)
 {
     if (v == NULL)
         return;
+    hv__fhir_inv_free(v->inv);
     hv_free(v);
 }
 
@@ -58,6 +65,10 @@ int hv_fhir_validate(hv_fhir_validator_t *v, struct json_object *resource, const
         goto out;
     c->v = v;
     c->flags = flags;
+    if (!(flags & HV_FHIR_VALIDATE_NO_INVARIANTS)) {
+        c->inv = v->inv;
+        hv__fhir_inv_begin(v->inv);
+    }
     c->max_depth = HV_FHIR_DEFAULT_MAX_DEPTH;
     c->max_issues = v->max_issues;
     c->issues = json_object_new_array();

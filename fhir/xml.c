@@ -89,8 +89,10 @@ static void put_attr_value(xw_t *w, const char *s, size_t n)
         case '\n': rep = "&#xA;"; break;
         case '\r': rep = "&#xD;"; break;
         default:
-            if (c < 0x20) {
-                xw_fail(w, HV_EINVAL, "a control character cannot be written in XML");
+            /* XML 1.0 §2.2 Char excludes the C0 controls but TAB/LF/CR, and U+FFFE/U+FFFF. */
+            if (c < 0x20 || (c == 0xEF && i + 2 < n && (unsigned char)s[i + 1] == 0xBF &&
+                             ((unsigned char)s[i + 2] == 0xBE || (unsigned char)s[i + 2] == 0xBF))) {
+                xw_fail(w, HV_EINVAL, "a character that XML cannot carry");
                 return;
             }
         }
@@ -139,10 +141,19 @@ static void write_children(xw_t *w, struct json_object *obj, const hv_fhir_elem_
 
 static int is_xhtml_div_ok(const char *s, size_t n)
 {
-    /* A well-formedness check of the narrative before it is copied into the output. */
+    /*
+     * The narrative is copied into the output as it is, so it must be one XHTML div
+     * element and nothing else: no XML declaration, DTD, or nodes around it, and the
+     * XHTML namespace declared on the div itself (xml.html §Narrative).
+     */
+    if (n < 6 || memcmp(s, "<div", 4) != 0 || s[n - 1] != '>')
+        return 0;
     xmlDocPtr doc = xmlReadMemory(s, (int)n, NULL, "UTF-8",
                                   XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
-    int ok = doc != NULL && doc->intSubset == NULL;
+    xmlNodePtr root = doc != NULL ? xmlDocGetRootElement(doc) : NULL;
+    int ok = root != NULL && doc->intSubset == NULL && doc->children == root && root->next == NULL &&
+             strcmp((const char *)root->name, "div") == 0 && root->ns != NULL &&
+             root->ns->prefix == NULL && strcmp((const char *)root->ns->href, XHTML_NS) == 0;
     xmlFreeDoc(doc);
     return ok;
 }

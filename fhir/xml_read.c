@@ -12,6 +12,7 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <json-c/json.h>
 #include <libxml/parser.h>
 #include <libxml/parserInternals.h>
@@ -198,8 +199,19 @@ static struct json_object *prim_value(rd_t *r, const hv_fhir_type_t *t, const ch
         }
         if (*p != '\0')
             goto bad;
-        if (!frac && strcmp(s, "-0") != 0 && strlen(s) < 19)
-            return json_object_new_int64(strtoll(s, NULL, 10));
+        if (!frac && strcmp(s, "-0") != 0) {
+            /* The JSON number json-c would make of the same text (int64, else uint64). */
+            errno = 0;
+            long long v = strtoll(s, NULL, 10);
+            if (errno == 0)
+                return json_object_new_int64(v);
+            errno = 0;
+            unsigned long long u = s[0] != '-' ? strtoull(s, NULL, 10) : 0;
+            if (s[0] != '-' && errno == 0)
+                return json_object_new_uint64(u);
+            if (!dec)
+                goto bad;
+        }
         if (!dec)
             goto bad;
         return json_object_new_double_s(strtod(s, NULL), s);

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "terminology/terminology.h"
 
@@ -100,4 +101,98 @@ int hv_terminology_ucum_validate_cmd(const char *essence, int argc, char **argv,
 out:
     hv_ucum_free(u);
     return rc;
+}
+
+/* ---- terminology load / search ------------------------------------------- */
+
+static int open_store(const char *db_url, const char *data_dir, hv_db_t **db, FILE *errf) {
+    hv_error_t err;
+    char msg[1024];
+    hv_error_clear(&err);
+    if (hv_db_open(db_url, data_dir, "terminology", db, &err) != HV_OK ||
+        hv_terminology_store_migrate(*db, &err) != HV_OK) {
+        hv_error_format(&err, msg, sizeof msg);
+        fprintf(errf, "holovitals: cannot open the terminology store: %s\n", msg);
+        hv_db_close(*db);
+        *db = NULL;
+        return HV_EXIT_FAILURE;
+    }
+    return HV_EXIT_OK;
+}
+
+static const char *system_of(const char *kind) {
+    if (strcmp(kind, "loinc") == 0) return HV_TERMINOLOGY_LOINC;
+    if (strcmp(kind, "snomed") == 0) return HV_TERMINOLOGY_SNOMED;
+    if (strcmp(kind, "icd10cm") == 0 || strcmp(kind, "icd10") == 0) return HV_TERMINOLOGY_ICD10CM;
+    if (strcmp(kind, "cpt") == 0) return HV_TERMINOLOGY_CPT;
+    return NULL;
+}
+
+int hv_terminology_load_cmd(const char *db_url, const char *data_dir, int argc, char **argv,
+                            FILE *out, FILE *errf, int show_progress) {
+    const char *kind = NULL, *path = NULL, *version = NULL;
+    hv_db_t *db = NULL;
+    hv_error_t err;
+    hv_arena_t *a = NULL;
+    int i, rc;
+    for (i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--version") == 0 && i + 1 < argc) version = argv[++i];
+        else if (kind == NULL) kind = argv[i];
+        else if (path == NULL) path = argv[i];
+        else kind = NULL, i = argc; /* too many arguments */
+    }
+    if (kind == NULL || path == NULL || system_of(kind) == NULL) {
+        fprintf(errf, "usage: holovitals terminology load loinc|snomed|icd10cm|cpt PATH "
+                      "[--version V]\n");
+        return HV_EXIT_USAGE;
+    }
+    rc = open_store(db_url, data_dir, &db, errf);
+    if (rc != HV_EXIT_OK) return rc;
+    hv_error_clear(&err);
+    rc = hv_terminology_load(db, kind, path, version, show_progress ? errf : NULL, &err);
+    if (rc != HV_OK) {
+        char msg[1024];
+        hv_error_format(&err, msg, sizeof msg);
+        fprintf(errf, "holovitals: load failed, the previous version stays in force: %s\n", msg);
+        hv_db_close(db);
+        return HV_EXIT_FAILURE;
+    }
+    a = hv_arena_new(0);
+    {
+        const char *v = "?";
+        int64_t n = 0;
+        if (a != NULL) (void)hv_terminology_version(db, system_of(kind), a, &v, &n);
+        fprintf(out, "loaded %s version %s: %lld concepts\n", kind, v, (long long)n);
+    }
+    hv_arena_free(a);
+    hv_db_close(db);
+    return HV_EXIT_OK;
+}
+
+int hv_terminology_search_cmd(const char *db_url, const char *data_dir, int argc, char **argv,
+                              FILE *out, FILE *errf) {
+    hv_db_t *db = NULL;
+    hv_arena_t *a = NULL;
+    hv_terminology_concept_t *res = NULL;
+    size_t n = 0, i;
+    int rc;
+    if (argc != 2 || system_of(argv[0]) == NULL) {
+        fprintf(errf, "usage: holovitals terminology search loinc|snomed|icd10cm|cpt QUERY\n");
+        return HV_EXIT_USAGE;
+    }
+    rc = open_store(db_url, data_dir, &db, errf);
+    if (rc != HV_EXIT_OK) return rc;
+    a = hv_arena_new(0);
+    rc = a != NULL ? hv_terminology_search(db, system_of(argv[0]), argv[1], 20, 0, a, &res, &n)
+                   : HV_ENOMEM;
+    if (rc == HV_OK) {
+        for (i = 0; i < n; i++)
+            fprintf(out, "%s\t%s%s\n", res[i].code, res[i].display, res[i].active ? "" : "\t(inactive)");
+    } else {
+        fprintf(errf, "holovitals: search failed: %s\n",
+                rc == HV_EINVAL ? "the query has no word" : hv_db_errmsg(db));
+    }
+    hv_arena_free(a);
+    hv_db_close(db);
+    return rc == HV_OK ? HV_EXIT_OK : HV_EXIT_FAILURE;
 }

@@ -295,6 +295,10 @@ def main():
                     for x in ty.get("extension", []):
                         if x["url"].endswith("/structuredefinition-fhir-type"):
                             tid = tindex[x["valueUrl"]]
+                    # The 4.0.1 snapshots say "string" for Resource.id; resource.html
+                    # defines it as `id` (1..64 characters of [A-Za-z0-9.-]).
+                    if sd["kind"] == "resource" and path.count(".") == 1 and name == "id":
+                        tid = tindex["id"]
                 tgfirst = len(targets)
                 for tp in ty.get("targetProfile", []):
                     x = type_of_url(tp)

@@ -26,5 +26,6 @@ int main(void) {
     int failed = 0;
     failed += run_ucum_tests();
     failed += run_ucum_functional_tests();
+    failed += run_store_tests();
     return failed;
 }
