@@ -284,12 +284,11 @@ static void check_primitive(hv__fhir_vctx_t *c, const hv_fhir_elem_t *e, const h
     }
     if (c->structure_only)
         return;
-    if (!(c->flags & HV_FHIR_VALIDATE_NO_FORMATS)) {
+    if (!(c->flags & HV_FHIR_VALIDATE_NO_FORMATS) && kind != JP_BOOL) {
+        /* For booleans the JSON type is the whole format. */
         const char *s = kind == JP_STRING ? json_object_get_string(v) : hv_fhir_json_number_text(v);
         size_t n = kind == JP_STRING ? (size_t)json_object_get_string_len(v) : strlen(s);
-        if (kind == JP_BOOL) {
-            /* The JSON type is the whole format. */
-        } else if (kind == JP_INTEGER && (json_object_get_int64(v) > INT32_MAX ||
+        if (kind == JP_INTEGER && (json_object_get_int64(v) > INT32_MAX ||
                                           json_object_get_int64(v) < INT32_MIN)) {
             hv__fhir_issue(c, "error", "value", NULL, "The value %s is outside the range of a 32-bit integer", s);
         } else if (!hv__fhir_format_ok(t, s, n)) {
