@@ -39,9 +39,9 @@ int hv__fp_fail(hv__fp_ctx_t *c, const hv__fp_node_t *n, int code, const char *f
 static int grow(hv__fp_ctx_t *c, hv__fp_coll_t *o, size_t need) {
     size_t ncap;
     hv__fp_item_t *nv;
-    if (need <= o->cap) return HV_OK;
     if (need > c->fp->lim.max_items)
         return hv__fp_fail(c, NULL, HV_ETOOBIG, "collection larger than %zu items", c->fp->lim.max_items);
+    if (need <= o->cap) return HV_OK;
     ncap = o->cap ? o->cap * 2 : 4;
     while (ncap < need) ncap *= 2;
     nv = hv_arena_alloc(c->arena, ncap * sizeof(*nv));
@@ -238,33 +238,24 @@ int hv__fp_children(hv__fp_ctx_t *c, const hv__fp_node_t *n, const hv__fp_item_t
     }
     if (nl + 40 > sizeof(key)) return HV_OK;
     if (e.is_choice) {
-        const char *p = e.types;
-        while (*p != '\0') {
-            const char *q = strchr(p, ' ');
-            size_t tl = q != NULL ? (size_t)(q - p) : strlen(p);
+        for (size_t i = 0; i < e.ntypes; i++) {
+            const char *t = hv__fp_model_elem_type(&e, i);
+            size_t tl = strlen(t);
             struct json_object *v, *x;
             if (tl + nl + 2 < sizeof(key)) {
                 key[0] = '_';
                 memcpy(key + 1, name, nl);
-                memcpy(key + 1 + nl, p, tl);
+                memcpy(key + 1 + nl, t, tl);
                 key[1 + nl] = (char)toupper((unsigned char)key[1 + nl]);
                 key[1 + nl + tl] = '\0';
                 v = get_key(obj, key + 1);
                 x = get_key(obj, key);
-                if (v != NULL || x != NULL) {
-                    const char *t = type_code(p, tl);
-                    return push_values(c, v, x, t, t, out);
-                }
+                if (v != NULL || x != NULL) return push_values(c, v, x, t, t, out);
             }
-            if (q == NULL) break;
-            p = q + 1;
         }
         return HV_OK;
     } else {
-        const char *type, *path, *t = NULL;
-        if (e.types[0] != '\0') {
-            t = strncmp(e.types, "System.", 7) == 0 ? "System.String" : type_code(e.types, strlen(e.types));
-        }
+        const char *type, *path, *t = e.ntypes > 0 ? hv__fp_model_elem_type(&e, 0) : NULL;
         child_type(&e, t, &type, &path);
         key[0] = '_';
         memcpy(key + 1, name, nl + 1);

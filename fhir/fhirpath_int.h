@@ -8,6 +8,7 @@
 
 #include <json-c/json.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "engine/engine.h"
 #include "fhir/fhirpath.h"
@@ -23,14 +24,18 @@
  */
 typedef struct hv__fp_elem {
     const char *path;  /* the element's definition path ("Observation.value[x]") */
-    const char *types; /* space-separated type codes ("Quantity CodeableConcept string") */
     const char *cref;  /* contentReference target path, "" if none */
     int is_array;
     int is_choice;
+    size_t ntypes;     /* allowed types (several for a choice) */
+    const void *h;     /* the model's handle */
 } hv__fp_elem_t;
 
 /* Looks up child `name` of the element or type `parent`. 0 or HV_ENOTFOUND. */
 int hv__fp_model_child(const char *parent, const char *name, size_t namelen, hv__fp_elem_t *out);
+/* The name of allowed type i of e ("Quantity", "string"; "System.String" for the System
+ * types of Element.id and Extension.url). Static storage. */
+const char *hv__fp_model_elem_type(const hv__fp_elem_t *e, size_t i);
 /* 'P' primitive, 'C' complex data type, 'R' resource, 0 unknown. */
 int hv__fp_model_kind(const char *type);
 /* The base type ("Age" → "Quantity", "code" → "string"), NULL for none/unknown. */
@@ -265,6 +270,8 @@ void hv__fp_make_node(hv__fp_item_t *it, struct json_object *j, struct json_obje
 /* Converts a primitive node to its System value (in place into out); returns 1 if converted,
  * 0 if the item is not a primitive (it is copied unchanged). */
 int hv__fp_prim(hv__fp_ctx_t *c, const hv__fp_item_t *it, hv__fp_item_t *out);
+/* Converts quantity q into unit (UCUM); HV_EINVAL when not commensurable. */
+int hv__fp_qty_convert(const hv__fp_item_t *q, const char *unit, hv__fp_dec_t *out);
 /* A FHIR Quantity node to a System Quantity; 1 on success. */
 int hv__fp_node_quantity(hv__fp_ctx_t *c, const hv__fp_item_t *it, hv__fp_item_t *out);
 /* The single item of a collection as a value, with errors per FHIRPath singleton evaluation. */
@@ -317,6 +324,9 @@ int hv__fp_dt_cmp(const hv__fp_dt_t *a, const hv__fp_dt_t *b, int kind, int *r);
 int hv__fp_dt_add(hv__fp_dt_t *d, int kind, int unit, int64_t amount);
 /* The calendar unit of a quantity unit: 1..7, 8 (week), 0 none; *ucum set when a UCUM code. */
 int hv__fp_cal_unit(const char *u, int *ucum);
+
+/* The fhirpath command, with its streams (tests run it directly). Returns an exit code. */
+int hv__fp_cli(const hv_fhirpath_limits_t *lim, int argc, char **argv, FILE *in, FILE *out, FILE *errf);
 
 /* Text of an item for toString() and output; arena string. */
 const char *hv__fp_to_string(hv__fp_ctx_t *c, const hv__fp_item_t *it, size_t *len);

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "fhir/fhirpath_int.h"
+#include "terminology/ucum.h"
 
 /* ------------------------------------------------------------------------- */
 /* Primitive FHIR elements as System values                                  */
@@ -285,10 +286,26 @@ static int qty_eq(const hv__fp_item_t *a, const hv__fp_item_t *b, int *cmp) {
         *cmp = hv__fp_dec_cmp(x, y);
         return 1;
     }
-    if (strcmp(ua, ub) != 0) return -1;
+    if (strcmp(ua, ub) != 0) {
+        /* Other units compare through UCUM when commensurable (fhirpath.html#quantity-equality):
+         * b is converted into a's unit. Calendar words are not UCUM units. */
+        hv__fp_dec_t y;
+        if (ca == 2 || cb == 2 || hv__fp_qty_convert(b, a->u.q.unit, &y) != HV_OK) return -1;
+        *cmp = hv__fp_dec_cmp(a->u.q.v, y);
+        return 1;
+    }
     if (ca != cb && (strcmp(ua, "year") == 0 || strcmp(ua, "month") == 0)) return -1;
     *cmp = hv__fp_dec_cmp(a->u.q.v, b->u.q.v);
     return 1;
+}
+
+int hv__fp_qty_convert(const hv__fp_item_t *q, const char *unit, hv__fp_dec_t *out) {
+    hv_error_t err;
+    hv_ucum_t *u = hv_ucum_shared(&err);
+    double v;
+    if (u == NULL) return HV_ENOTSUP;
+    if (hv_ucum_convert(u, hv__fp_dec_to_double(q->u.q.v), q->u.q.unit, unit, &v, &err) != HV_OK) return HV_EINVAL;
+    return hv__fp_dec_from_double(v, out);
 }
 
 static int json_deep_eq(struct json_object *a, struct json_object *b) {
@@ -379,10 +396,20 @@ int hv__fp_item_equiv(hv__fp_ctx_t *c, const hv__fp_item_t *a0, const hv__fp_ite
         return r == 0;
     }
     case HV__FP_QTY: {
-        int ca = 0, cb = 0;
-        const char *ua = unit_canon(a.u.q.unit, &ca), *ub = unit_canon(b.u.q.unit, &cb);
-        if (strcmp(ua, ub) != 0) return 0;
-        return hv__fp_dec_cmp(a.u.q.v, b.u.q.v) == 0;
+        /* Equivalent when equal at the precision of the less precise value, after
+         * converting b into a's unit. */
+        int r = 0;
+        hv__fp_item_t bb = b;
+        if (qty_eq(&a, &b, &r) < 0) return 0;
+        if (strcmp(a.u.q.unit, b.u.q.unit) != 0 && time_unit_ms(a.u.q.unit) == 0 &&
+            hv__fp_qty_convert(&b, a.u.q.unit, &bb.u.q.v) != HV_OK)
+            return 0;
+        {
+            int s = a.u.q.v.s < b.u.q.v.s ? a.u.q.v.s : b.u.q.v.s;
+            if (bb.u.q.v.s < s) s = bb.u.q.v.s;
+            if (time_unit_ms(a.u.q.unit) != 0) return r == 0;
+            return hv__fp_dec_cmp(hv__fp_dec_round(a.u.q.v, s), hv__fp_dec_round(bb.u.q.v, s)) == 0;
+        }
     }
     default: return 0;
     }

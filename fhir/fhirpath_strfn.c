@@ -741,8 +741,13 @@ static int convert(hv__fp_ctx_t *c, const hv__fp_node_t *n, const hv__fp_coll_t 
             int pu = 0;
             rc = hv__fp_arg_str(c, n, in, 0, &u, &ul, &pu);
             if (rc != HV_OK) return rc;
-            /* Unit conversion needs UCUM: only the same unit converts. */
-            if (pu && !(strlen(r.u.q.unit) == ul && memcmp(r.u.q.unit, u, ul) == 0)) ok = 0;
+            /* Another unit converts through UCUM. */
+            if (pu && !(strlen(r.u.q.unit) == ul && memcmp(r.u.q.unit, u, ul) == 0)) {
+                char *uz = hv_arena_strndup(c->arena, u, ul);
+                if (uz == NULL) return HV_ENOMEM;
+                ok = hv__fp_qty_convert(&r, uz, &r.u.q.v) == HV_OK;
+                r.u.q.unit = uz;
+            }
         }
         break;
     }
@@ -868,8 +873,7 @@ FN(precision) {
     }
 }
 
-/* comparable(q): same unit, or two calendar durations. Units of different spelling but the
- * same dimension need UCUM and are reported not comparable. */
+/* comparable(q): the same unit, two calendar durations, or commensurable UCUM units. */
 FN(comparable) {
     hv__fp_item_t v, w;
     hv__fp_coll_t r = {0};
@@ -881,6 +885,8 @@ FN(comparable) {
     if (v.kind != HV__FP_QTY || w.kind != HV__FP_QTY) return hv__fp_fail(c, n, HV_EINVAL, "comparable() needs quantities");
     {
         int u1, u2, a = hv__fp_cal_unit(v.u.q.unit, &u1), b = hv__fp_cal_unit(w.u.q.unit, &u2);
-        return hv__fp_push_bool(c, out, strcmp(v.u.q.unit, w.u.q.unit) == 0 || (a != 0 && b != 0));
+        hv__fp_dec_t tmp;
+        return hv__fp_push_bool(c, out, strcmp(v.u.q.unit, w.u.q.unit) == 0 || (a != 0 && b != 0) ||
+                                            hv__fp_qty_convert(&w, v.u.q.unit, &tmp) == HV_OK);
     }
 }

@@ -66,7 +66,7 @@ if scripts/build.sh sanitize CC=clang --enable-werror --enable-sanitizers --enab
     cp -r "test/fuzz/corpus/$name/." "$corpus/" 2>/dev/null || true
     if "$t" -max_total_time="$fuzz_seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=0 "$corpus" \
          > "build/sanitize/fuzz_$name.log" 2>&1; then
-      echo "PASS: fuzz_$name ($(grep -o 'stat::number_of_executed_units: *[0-9]*' "build/sanitize/fuzz_$name.log" | grep -o '[0-9]*$' || echo '?') runs)"
+      echo "PASS: fuzz_$name ($(grep -o 'Done [0-9]* runs' "build/sanitize/fuzz_$name.log" | tail -1))"
       passed=$((passed + 1))
     else
       echo "FAIL: fuzz_$name"; tail -40 "build/sanitize/fuzz_$name.log"

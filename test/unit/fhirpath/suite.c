@@ -19,10 +19,10 @@
 #include <string.h>
 
 #include "fhir/fhirpath.h"
-#include "test/unit/fhirpath/xml2json.h"
+#include "fhir/fhir.h"
 
 /* The pass count this build must reach (of 937); raise it as failures are fixed. */
-#define FHIRPATH_SUITE_MIN_PASS 924
+#define FHIRPATH_SUITE_MIN_PASS 931
 
 #define MAX_INPUTS 16
 
@@ -39,8 +39,36 @@ static struct json_object *load_input(const char *name) {
     for (size_t i = 0; i < ninputs; i++)
         if (strcmp(inputs[i].name, name) == 0) return inputs[i].json;
     snprintf(path, sizeof(path), "%s/%s", refdir, name);
-    if (strstr(name, ".json") != NULL) j = json_object_from_file(path);
-    else j = test_fhir_xml_to_json(path);
+    if (strstr(name, ".json") != NULL) {
+        j = json_object_from_file(path);
+    } else {
+        /* XML inputs through the FHIR XML reader of fhir/ (lenient: the suite's inputs were
+         * edited for the tests). */
+        FILE *f = fopen(path, "rb");
+        char *text = NULL;
+        long n = 0;
+        hv_fhir_parse_opts_t opts = {0, 0, HV_FHIR_PARSE_LENIENT};
+        hv_error_t err;
+        j = NULL;
+        if (f != NULL && fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) > 0 && fseek(f, 0, SEEK_SET) == 0) {
+            text = malloc((size_t)n + 1);
+            if (text != NULL && fread(text, 1, (size_t)n, f) == (size_t)n) text[n] = '\0';
+            /* The reader of fhir/ refuses xsi:schemaLocation on the root (reported to its
+             * owner): blank it out, it carries no content. */
+            if (text != NULL) {
+                char *sl = strstr(text, "xsi:schemaLocation=\"");
+                char *q = sl != NULL ? strchr(sl + 20, '"') : NULL;
+                if (sl != NULL && q != NULL) memset(sl, ' ', (size_t)(q + 1 - sl));
+            }
+            if (text != NULL &&
+                hv_fhir_xml_parse(text, (size_t)n, &opts, &j, &err) != HV_OK) {
+                fprintf(stderr, "fhirpath suite: %s: %s\n", path, err.message);
+                j = NULL;
+            }
+        }
+        if (f != NULL) fclose(f);
+        free(text);
+    }
     if (j == NULL) {
         fprintf(stderr, "fhirpath suite: cannot read input %s\n", path);
         return NULL;
