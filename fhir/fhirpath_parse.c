@@ -66,6 +66,13 @@ static int expect_op(parser_t *ps, const char *s) {
     return advance(ps);
 }
 
+/* Sets a node's name and, for a name that may be a type, its resolved type. */
+static void set_name(hv__fp_node_t *n, const char *name) {
+    n->name = name;
+    n->namelen = strlen(name);
+    if (n->op == HV__FP_N_IDENT || n->op == HV__FP_N_IS || n->op == HV__FP_N_AS) hv__fp_typeref_resolve(name, &n->tref);
+}
+
 static hv__fp_node_t *new_node(parser_t *ps, int op, const hv__fp_token_t *t) {
     hv__fp_node_t *n = hv_arena_calloc(ps->arena, sizeof(*n));
     if (n != NULL) {
@@ -177,8 +184,9 @@ static int parse_call(parser_t *ps, hv__fp_node_t *n, const hv__fp_token_t *nt) 
     if (hv__fp_func_takes_type(n->fn) && nargs == 1) {
         hv__fp_node_t *t = new_node(ps, HV__FP_N_IDENT, nt);
         if (t == NULL) return HV_ENOMEM;
-        t->name = type_arg_name(ps, args[0]);
-        if (t->name == NULL) return syntax_error(ps, nt, "'%s' expects a type name", n->name);
+        const char *tn = type_arg_name(ps, args[0]);
+        if (tn == NULL) return syntax_error(ps, nt, "'%s' expects a type name", n->name);
+        set_name(t, tn);
         n->right = t;
     }
     (void)d;
@@ -264,7 +272,7 @@ static int parse_postfix(parser_t *ps, hv__fp_node_t **out) {
     }
     case HV__FP_T_VAR:
         n->op = HV__FP_N_VAR;
-        n->name = t.val;
+        set_name(n, t.val);
         rc = advance(ps);
         if (rc != HV_OK) return rc;
         break;
@@ -285,7 +293,7 @@ static int parse_postfix(parser_t *ps, hv__fp_node_t **out) {
             break;
         }
         n->op = HV__FP_N_IDENT;
-        n->name = t.val;
+        set_name(n, t.val);
         rc = advance(ps);
         if (rc != HV_OK) return rc;
         if (t.type == HV__FP_T_IDENT && is_op(&ps->tok, "(")) {
@@ -326,7 +334,7 @@ static int parse_postfix(parser_t *ps, hv__fp_node_t **out) {
                                     tok_desc(&nt, d, sizeof(d)));
             m = new_node(ps, HV__FP_N_MEMBER, &nt);
             if (m == NULL) return HV_ENOMEM;
-            m->name = nt.val;
+            set_name(m, nt.val);
             m->left = n;
             rc = advance(ps);
             if (rc != HV_OK) return rc;
@@ -392,7 +400,7 @@ static int parse_expr(parser_t *ps, int minprec, hv__fp_node_t **out) {
             char *name = NULL;
             rc = parse_type_spec(ps, &name);
             if (rc != HV_OK) goto out;
-            n->name = name;
+            set_name(n, name);
         } else {
             rc = parse_expr(ps, prec + 1, &n->right);
             if (rc != HV_OK) goto out;
