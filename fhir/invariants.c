@@ -32,7 +32,6 @@ struct hv__fhir_inv {
     unsigned char *state;
     unsigned char *reported; /* per resource: "could not evaluate" already said */
     hv_arena_t *arena;
-    const char **mtypes;     /* per type id: FHIRPath's spelling of the type name, cached */
     struct extra *extra;     /* expressions of profiles, compiled on first use */
 };
 
@@ -53,9 +52,7 @@ hv__fhir_inv_t *hv__fhir_inv_new(void)
     inv->state = hv_calloc(inv->n, 1);
     inv->reported = hv_calloc(inv->n, 1);
     inv->arena = hv_arena_new(0);
-    inv->mtypes = hv_calloc(hv_fhir_type_count(), sizeof(*inv->mtypes));
-    if (inv->fp == NULL || inv->state == NULL || inv->reported == NULL || inv->arena == NULL ||
-        inv->mtypes == NULL) {
+    if (inv->fp == NULL || inv->state == NULL || inv->reported == NULL || inv->arena == NULL) {
         hv__fhir_inv_free(inv);
         return NULL;
     }
@@ -71,7 +68,6 @@ void hv__fhir_inv_free(hv__fhir_inv_t *inv)
     hv_free(inv->fp);
     hv_free(inv->state);
     hv_free(inv->reported);
-    hv_free(inv->mtypes);
     while (inv->extra != NULL) {
         struct extra *x = inv->extra;
         inv->extra = x->next;
@@ -123,13 +119,7 @@ static int evaluate(hv__fhir_vctx_t *c, hv__fhir_inv_t *inv, const hv_fhirpath_t
     ctx.env = &env;
     ctx.fp = fp;
     ctx.err = err;
-    size_t tid = hv_fhir_type_id(f->type);
-    if (inv->mtypes[tid] == NULL) {
-        const char *tname = hv_fhir_type_name(f->type);
-        inv->mtypes[tid] = hv__fp_model_type(tname, strlen(tname));
-    }
-    const char *mtype = inv->mtypes[tid];
-    hv__fp_make_node(&ctx.context, f->json, f->ext, mtype, f->path);
+    hv__fp_make_node(&ctx.context, f->json, f->ext, f->type, f->owner);
     hv__fp_make_node(&ctx.resource, f->resource, NULL, NULL, NULL);
     hv__fp_make_node(&ctx.root, f->root_resource, NULL, NULL, NULL);
     rc = hv__fp_push(&ctx, &focus, &ctx.context);

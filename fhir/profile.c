@@ -468,7 +468,7 @@ static void check_value(hv__fhir_vctx_t *c, pnode_t *n, struct json_object *v, c
             if (t == NULL)
                 continue;
             const hv_fhir_elem_t *owner = hv_fhir_elem_owner(base, t);
-            hv__fhir_focus_t f = {v, NULL, t, owner != NULL ? hv_fhir_elem_path(owner) : hv_fhir_type_name(t),
+            hv__fhir_focus_t f = {v, NULL, t, owner,
                                   c->resource, c->root_resource, 0};
             const char *sev = hv_json_get_str(k, "severity");
             hv__fhir_invariant_expr(c, key, expr, hv_json_get_str(k, "human"),

@@ -393,7 +393,7 @@ static void primitive_invariants(hv__fhir_vctx_t *c, const hv__fhir_prop_t *p, s
     f.json = v;
     f.ext = twin;
     f.type = p->type;
-    f.path = hv_fhir_type_name(p->type);
+    f.owner = hv_fhir_type_root(p->type);
     f.resource = c->resource;
     f.root_resource = c->root_resource;
     f.contained = 0;
@@ -446,7 +446,7 @@ static void walk_value(hv__fhir_vctx_t *c, const hv__fhir_prop_t *p, struct json
         c->resource = v;
         walk_object(c, v, owner, 0, depth + 1);
         if (!c->structure_only && c->inv != NULL) {
-            hv__fhir_focus_t f = {v, NULL, hv_fhir_elem_owner_type(owner), hv_fhir_elem_path(owner),
+            hv__fhir_focus_t f = {v, NULL, hv_fhir_elem_owner_type(owner), owner,
                                   v, c->root_resource,
                                   strcmp(hv_fhir_elem_name(p->elem), "contained") == 0};
             hv__fhir_invariants_check(c, p->elem, &f);
@@ -463,7 +463,7 @@ static void walk_value(hv__fhir_vctx_t *c, const hv__fhir_prop_t *p, struct json
                            "Constraint failed: ele-1: 'All FHIR elements must have a @value or children'");
             return;
         }
-        hv__fhir_focus_t f = {v, NULL, t, hv_fhir_elem_path(owner), c->resource, c->root_resource, 0};
+        hv__fhir_focus_t f = {v, NULL, t, owner, c->resource, c->root_resource, 0};
         hv__fhir_invariants_check(c, p->elem, &f);
     }
 }
@@ -620,7 +620,7 @@ void hv__fhir_walk_resource(hv__fhir_vctx_t *c, struct json_object *res)
     c->root_resource = res;
     walk_object(c, res, root, 0, 0);
     if (!c->structure_only && c->inv != NULL) {
-        hv__fhir_focus_t f = {res, NULL, hv_fhir_elem_owner_type(root), hv_fhir_elem_path(root), res, res, 0};
+        hv__fhir_focus_t f = {res, NULL, hv_fhir_elem_owner_type(root), root, res, res, 0};
         hv__fhir_invariants_check(c, root, &f);
     }
 }

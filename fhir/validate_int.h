@@ -31,7 +31,7 @@ typedef struct hv__fhir_focus {
     struct json_object *json;    /* the value (NULL for a primitive with only `_x`) */
     struct json_object *ext;     /* a primitive's `_x` twin, or NULL */
     const hv_fhir_type_t *type;  /* its type (the actual resource type for resources) */
-    const char *path;            /* where FHIRPath looks its children up: backbone path or type */
+    const hv_fhir_elem_t *owner; /* whose children describe it: backbone element or type root */
     struct json_object *resource, *root_resource;
     int contained; /* the focus is a contained resource (DomainResource.contained) */
 } hv__fhir_focus_t;
