@@ -32,6 +32,14 @@ struct hv__fhir_inv {
     unsigned char *state;
     unsigned char *reported; /* per resource: "could not evaluate" already said */
     hv_arena_t *arena;
+    struct extra *extra;     /* expressions of profiles, compiled on first use */
+};
+
+/* A compiled expression that is not in the model (a profile's constraint). */
+struct extra {
+    char *expr;
+    hv_fhirpath_t *fp; /* NULL when it does not compile */
+    struct extra *next;
 };
 
 hv__fhir_inv_t *hv__fhir_inv_new(void)
@@ -60,6 +68,13 @@ void hv__fhir_inv_free(hv__fhir_inv_t *inv)
     hv_free(inv->fp);
     hv_free(inv->state);
     hv_free(inv->reported);
+    while (inv->extra != NULL) {
+        struct extra *x = inv->extra;
+        inv->extra = x->next;
+        hv_fhirpath_free(x->fp);
+        hv_free(x->expr);
+        hv_free(x);
+    }
     hv_arena_free(inv->arena);
     hv_free(inv);
 }
@@ -104,9 +119,7 @@ static int evaluate(hv__fhir_vctx_t *c, hv__fhir_inv_t *inv, const hv_fhirpath_t
     ctx.env = &env;
     ctx.fp = fp;
     ctx.err = err;
-    const char *tname = hv_fhir_type_name(f->type);
-    const char *mtype = hv__fp_model_type(tname, strlen(tname));
-    hv__fp_make_node(&ctx.context, f->json, f->ext, mtype, f->path);
+    hv__fp_make_node(&ctx.context, f->json, f->ext, f->type, f->owner);
     hv__fp_make_node(&ctx.resource, f->resource, NULL, NULL, NULL);
     hv__fp_make_node(&ctx.root, f->root_resource, NULL, NULL, NULL);
     rc = hv__fp_push(&ctx, &focus, &ctx.context);
@@ -182,4 +195,38 @@ void hv__fhir_invariants_check(hv__fhir_vctx_t *c, const hv_fhir_elem_t *e, cons
                 check_one(c, inv, k, f);
         }
     }
+}
+
+void hv__fhir_invariant_expr(hv__fhir_vctx_t *c, const char *key, const char *expr, const char *human,
+                             int warning, const hv__fhir_focus_t *f)
+{
+    hv__fhir_inv_t *inv = c->inv;
+    struct extra *x;
+    hv_error_t err;
+    if (inv == NULL)
+        return;
+    hv_error_clear(&err);
+    for (x = inv->extra; x != NULL && strcmp(x->expr, expr) != 0; x = x->next)
+        ;
+    if (x == NULL) {
+        x = hv_calloc(1, sizeof(*x));
+        if (x == NULL || (x->expr = hv_strdup(expr)) == NULL) {
+            hv_free(x);
+            c->oom = 1;
+            return;
+        }
+        if (hv_fhirpath_compile(expr, 0, NULL, &x->fp, &err) != HV_OK)
+            x->fp = NULL;
+        x->next = inv->extra;
+        inv->extra = x;
+    }
+    int r = x->fp != NULL ? evaluate(c, inv, x->fp, f, &err) : HV_ENOTSUP;
+    if (r == 1)
+        return;
+    if (r == 0)
+        hv__fhir_issue(c, warning ? "warning" : "error", "invariant", key, "Constraint failed: %s: '%s' (%s)",
+                       key, human != NULL ? human : "", expr);
+    else
+        hv__fhir_issue(c, "information", "not-supported", key, "Constraint %s was not evaluated: %s", key,
+                       err.message[0] != '\0' ? err.message : hv_strerror(r));
 }

@@ -26,16 +26,33 @@
 
 size_t hv__fhir_path_push(hv__fhir_path_t *p, const char *name, long index)
 {
-    size_t old = p->len;
-    int n;
-    if (p->len >= sizeof(p->buf) - 1)
-        return old;
-    n = snprintf(p->buf + p->len, sizeof(p->buf) - p->len, index >= 0 ? "%s%s[%ld]" : "%s%s",
-                 p->len > 0 ? "." : "", name, index);
-    if (n < 0 || (size_t)n >= sizeof(p->buf) - p->len)
-        p->len = sizeof(p->buf) - 1; /* truncated: the path stays a prefix */
-    else
-        p->len += (size_t)n;
+    /* Called for every element of every validated resource: no printf here. */
+    size_t old = p->len, cap = sizeof(p->buf) - 1, n = strlen(name);
+    char digits[24];
+    size_t nd = 0;
+    if (index >= 0) {
+        unsigned long v = (unsigned long)index;
+        do {
+            digits[nd++] = (char)('0' + v % 10);
+            v /= 10;
+        } while (v > 0);
+    }
+    size_t need = (p->len > 0 ? 1 : 0) + n + (index >= 0 ? nd + 2 : 0);
+    if (p->len + need > cap)
+        return old; /* too long: the path stays a prefix */
+    char *w = p->buf + p->len;
+    if (p->len > 0)
+        *w++ = '.';
+    memcpy(w, name, n);
+    w += n;
+    if (index >= 0) {
+        *w++ = '[';
+        while (nd > 0)
+            *w++ = digits[--nd];
+        *w++ = ']';
+    }
+    *w = '\0';
+    p->len = (size_t)(w - p->buf);
     return old;
 }
 

@@ -30,6 +30,12 @@
 static pthread_once_t rx_once = PTHREAD_ONCE_INIT;
 static regex_t *rx_table;   /* one per type id; valid where rx_ok[id] */
 static unsigned char *rx_ok;
+/* Per type id: how its format is checked (FMT_*), resolved once along the base chain. */
+static unsigned char *fmt_kind;
+static const hv_fhir_type_t **fmt_type;
+enum { FMT_NONE = 0, FMT_REGEX, FMT_TEXT, FMT_BASE64, FMT_URI, FMT_CODE, FMT_ID };
+
+static const hv_fhir_type_t *format_type(const hv_fhir_type_t *t);
 
 static void rx_compile(void)
 {
@@ -43,10 +49,31 @@ static void rx_compile(void)
         rx_ok = NULL;
         return;
     }
+    fmt_kind = hv_calloc(n, 1);
+    fmt_type = hv_calloc(n, sizeof(*fmt_type));
     for (size_t i = 0; i < n; i++) {
         const hv_fhir_type_t *t = hv_fhir_type_at(i);
         if (t->posix != 0 && regcomp(&rx_table[i], HV__S(t->posix), REG_EXTENDED | REG_NOSUB) == 0)
             rx_ok[i] = 1;
+    }
+    for (size_t i = 0; fmt_kind != NULL && fmt_type != NULL && i < n; i++) {
+        const hv_fhir_type_t *ft = format_type(hv_fhir_type_at(i));
+        const char *fname = ft != NULL ? hv_fhir_type_name(ft) : "";
+        fmt_type[i] = ft;
+        if (ft == NULL)
+            fmt_kind[i] = FMT_NONE;
+        else if (strcmp(fname, "base64Binary") == 0)
+            fmt_kind[i] = FMT_BASE64;
+        else if (ft->posix == 0)
+            fmt_kind[i] = FMT_TEXT;
+        else if (strcmp(fname, "uri") == 0 || strcmp(fname, "url") == 0 || strcmp(fname, "canonical") == 0)
+            fmt_kind[i] = FMT_URI;
+        else if (strcmp(fname, "code") == 0)
+            fmt_kind[i] = FMT_CODE;
+        else if (strcmp(fname, "id") == 0)
+            fmt_kind[i] = FMT_ID;
+        else
+            fmt_kind[i] = FMT_REGEX;
     }
 }
 
@@ -94,14 +121,53 @@ static int text_ok(const char *s, size_t n)
 /* Returns 1 when the string value s of primitive type t matches its format. */
 int hv__fhir_format_ok(const hv_fhir_type_t *t, const char *s, size_t n)
 {
-    const hv_fhir_type_t *ft = format_type(t);
-    if (ft == NULL)
-        return 1;
     pthread_once(&rx_once, rx_compile);
-    if (strcmp(hv_fhir_type_name(ft), "base64Binary") == 0)
+    if (fmt_kind == NULL || fmt_type == NULL)
+        return 1;
+    size_t tid = hv_fhir_type_id(t);
+    const hv_fhir_type_t *ft = fmt_type[tid];
+    int kind = fmt_kind[tid];
+    if (kind == FMT_NONE)
+        return 1;
+    if (kind == FMT_BASE64)
         return base64_ok(s, n);
-    if (ft->posix == 0)
+    if (kind == FMT_TEXT)
         return text_ok(s, n);
+    /* Hand-written equivalents of the simplest regexes (hot: every uri, code and id). */
+    if (kind == FMT_URI) {
+        /* \S* */
+        for (size_t i = 0; i < n; i++)
+            if (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r' || s[i] == '\f' ||
+                s[i] == '\v' || s[i] == '\0')
+                return 0;
+        return 1;
+    }
+    if (kind == FMT_CODE) {
+        /* [^\s]+(\s[^\s]+)*: non-empty, single spaces between non-space runs */
+        if (n == 0)
+            return 0;
+        for (size_t i = 0; i < n; i++) {
+            int sp = s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r' || s[i] == '\f' ||
+                     s[i] == '\v';
+            if (s[i] == '\0' || (sp && (i == 0 || i == n - 1 || s[i + 1] == ' ' || s[i + 1] == '\t' ||
+                                         s[i + 1] == '\n' || s[i + 1] == '\r' || s[i + 1] == '\f' ||
+                                         s[i + 1] == '\v')))
+                return 0;
+        }
+        return 1;
+    }
+    if (kind == FMT_ID) {
+        /* [A-Za-z0-9\-\.]{1,64} */
+        if (n == 0 || n > 64)
+            return 0;
+        for (size_t i = 0; i < n; i++) {
+            char ch = s[i];
+            if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+                  ch == '-' || ch == '.'))
+                return 0;
+        }
+        return 1;
+    }
     if (strlen(s) != n)
         return 0; /* an embedded NUL */
     size_t id = hv_fhir_type_id(ft);
@@ -218,12 +284,11 @@ static void check_primitive(hv__fhir_vctx_t *c, const hv_fhir_elem_t *e, const h
     }
     if (c->structure_only)
         return;
-    if (!(c->flags & HV_FHIR_VALIDATE_NO_FORMATS)) {
+    if (!(c->flags & HV_FHIR_VALIDATE_NO_FORMATS) && kind != JP_BOOL) {
+        /* For booleans the JSON type is the whole format. */
         const char *s = kind == JP_STRING ? json_object_get_string(v) : hv_fhir_json_number_text(v);
         size_t n = kind == JP_STRING ? (size_t)json_object_get_string_len(v) : strlen(s);
-        if (kind == JP_BOOL) {
-            /* The JSON type is the whole format. */
-        } else if (kind == JP_INTEGER && (json_object_get_int64(v) > INT32_MAX ||
+        if (kind == JP_INTEGER && (json_object_get_int64(v) > INT32_MAX ||
                                           json_object_get_int64(v) < INT32_MIN)) {
             hv__fhir_issue(c, "error", "value", NULL, "The value %s is outside the range of a 32-bit integer", s);
         } else if (!hv__fhir_format_ok(t, s, n)) {
@@ -328,7 +393,7 @@ static void primitive_invariants(hv__fhir_vctx_t *c, const hv__fhir_prop_t *p, s
     f.json = v;
     f.ext = twin;
     f.type = p->type;
-    f.path = hv_fhir_type_name(p->type);
+    f.owner = hv_fhir_type_root(p->type);
     f.resource = c->resource;
     f.root_resource = c->root_resource;
     f.contained = 0;
@@ -381,7 +446,7 @@ static void walk_value(hv__fhir_vctx_t *c, const hv__fhir_prop_t *p, struct json
         c->resource = v;
         walk_object(c, v, owner, 0, depth + 1);
         if (!c->structure_only && c->inv != NULL) {
-            hv__fhir_focus_t f = {v, NULL, hv_fhir_elem_owner_type(owner), hv_fhir_elem_path(owner),
+            hv__fhir_focus_t f = {v, NULL, hv_fhir_elem_owner_type(owner), owner,
                                   v, c->root_resource,
                                   strcmp(hv_fhir_elem_name(p->elem), "contained") == 0};
             hv__fhir_invariants_check(c, p->elem, &f);
@@ -398,7 +463,7 @@ static void walk_value(hv__fhir_vctx_t *c, const hv__fhir_prop_t *p, struct json
                            "Constraint failed: ele-1: 'All FHIR elements must have a @value or children'");
             return;
         }
-        hv__fhir_focus_t f = {v, NULL, t, hv_fhir_elem_path(owner), c->resource, c->root_resource, 0};
+        hv__fhir_focus_t f = {v, NULL, t, owner, c->resource, c->root_resource, 0};
         hv__fhir_invariants_check(c, p->elem, &f);
     }
 }
@@ -555,7 +620,7 @@ void hv__fhir_walk_resource(hv__fhir_vctx_t *c, struct json_object *res)
     c->root_resource = res;
     walk_object(c, res, root, 0, 0);
     if (!c->structure_only && c->inv != NULL) {
-        hv__fhir_focus_t f = {res, NULL, hv_fhir_elem_owner_type(root), hv_fhir_elem_path(root), res, res, 0};
+        hv__fhir_focus_t f = {res, NULL, hv_fhir_elem_owner_type(root), root, res, res, 0};
         hv__fhir_invariants_check(c, root, &f);
     }
 }

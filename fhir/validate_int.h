@@ -31,7 +31,7 @@ typedef struct hv__fhir_focus {
     struct json_object *json;    /* the value (NULL for a primitive with only `_x`) */
     struct json_object *ext;     /* a primitive's `_x` twin, or NULL */
     const hv_fhir_type_t *type;  /* its type (the actual resource type for resources) */
-    const char *path;            /* where FHIRPath looks its children up: backbone path or type */
+    const hv_fhir_elem_t *owner; /* whose children describe it: backbone element or type root */
     struct json_object *resource, *root_resource;
     int contained; /* the focus is a contained resource (DomainResource.contained) */
 } hv__fhir_focus_t;
@@ -52,6 +52,22 @@ void hv__fhir_issue(hv__fhir_vctx_t *c, const char *severity, const char *code, 
 void hv__fhir_walk_resource(hv__fhir_vctx_t *c, struct json_object *res);
 /* 1 when the text s (n bytes) of a value of primitive type t matches its format. */
 int hv__fhir_format_ok(const hv_fhir_type_t *t, const char *s, size_t n);
+
+/* Evaluates an invariant given by its text (a profile's constraint) on the focus and
+ * records an issue when it fails (compiled once per validator and expression). */
+void hv__fhir_invariant_expr(hv__fhir_vctx_t *c, const char *key, const char *expr, const char *human,
+                             int warning, const hv__fhir_focus_t *f);
+
+/* profile.c: a profile StructureDefinition made ready for validation. */
+typedef struct hv__fhir_profile hv__fhir_profile_t;
+int hv__fhir_profile_new(struct json_object *sd, hv__fhir_profile_t **out, hv_error_t *err);
+/* Frees p and every profile chained after it. */
+void hv__fhir_profile_free(hv__fhir_profile_t *p);
+const char *hv__fhir_profile_url(const hv__fhir_profile_t *p);
+/* The link to the next profile of a validator's list. */
+hv__fhir_profile_t **hv__fhir_profile_next(hv__fhir_profile_t *p);
+/* Checks res against p, recording issues in c. */
+int hv__fhir_profile_check(hv__fhir_vctx_t *c, hv__fhir_profile_t *p, struct json_object *res);
 
 /* The narrative rules txt-1 and txt-2 on XHTML text s; 1 when key's rule holds. */
 int hv__fhir_narrative_ok(const char *key, const char *s, size_t n);

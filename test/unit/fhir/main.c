@@ -8,6 +8,7 @@ int main(void)
     failed += run_json_tests();
     failed += run_xml_tests();
     failed += run_validate_tests();
+    failed += run_profile_tests();
     failed += run_examples_tests();
     return failed;
 }
