@@ -567,6 +567,7 @@ int hv_fhirpath_eval(const hv_fhirpath_t *fp, struct json_object *resource,
     int rc;
 
     if (fp == NULL || arena == NULL || out == NULL) return HV_EINVAL;
+    hv_error_clear(err);
     res = hv_arena_calloc(arena, sizeof(*res));
     if (res == NULL) return HV_ENOMEM;
     c = &res->ctx;
