@@ -26,8 +26,13 @@
 
 enum { CS_UNTRIED = 0, CS_OK, CS_FAILED };
 
+enum { K_PLAIN = 0, K_ELE1, K_DOM6, K_TXT1, K_TXT2 };
+
 struct hv__fhir_inv {
     size_t n;
+    unsigned char *special;  /* per constraint id: K_* (the keys handled natively) */
+    struct json_object *div; /* the narrative last checked, and its txt-1/txt-2 results */
+    int txt1, txt2;
     hv_fhirpath_t **fp;
     unsigned char *state;
     unsigned char *reported; /* per resource: "could not evaluate" already said */
@@ -52,7 +57,17 @@ hv__fhir_inv_t *hv__fhir_inv_new(void)
     inv->state = hv_calloc(inv->n, 1);
     inv->reported = hv_calloc(inv->n, 1);
     inv->arena = hv_arena_new(0);
-    if (inv->fp == NULL || inv->state == NULL || inv->reported == NULL || inv->arena == NULL) {
+    inv->special = hv_calloc(inv->n, 1);
+    for (size_t i = 0; inv->special != NULL && i < inv->n; i++) {
+        const char *key = hv_fhir_constraint_key(hv_fhir_constraint_at(i));
+        inv->special[i] = strcmp(key, "ele-1") == 0   ? K_ELE1
+                          : strcmp(key, "dom-6") == 0 ? K_DOM6
+                          : strcmp(key, "txt-1") == 0 ? K_TXT1
+                          : strcmp(key, "txt-2") == 0 ? K_TXT2
+                                                      : K_PLAIN;
+    }
+    if (inv->fp == NULL || inv->state == NULL || inv->reported == NULL || inv->arena == NULL ||
+        inv->special == NULL) {
         hv__fhir_inv_free(inv);
         return NULL;
     }
@@ -68,6 +83,7 @@ void hv__fhir_inv_free(hv__fhir_inv_t *inv)
     hv_free(inv->fp);
     hv_free(inv->state);
     hv_free(inv->reported);
+    hv_free(inv->special);
     while (inv->extra != NULL) {
         struct extra *x = inv->extra;
         inv->extra = x->next;
@@ -82,6 +98,7 @@ void hv__fhir_inv_free(hv__fhir_inv_t *inv)
 void hv__fhir_inv_begin(hv__fhir_inv_t *inv)
 {
     memset(inv->reported, 0, inv->n);
+    inv->div = NULL;
 }
 
 static const hv_fhirpath_t *compiled(hv__fhir_inv_t *inv, const hv_fhir_constraint_t *k,
@@ -138,20 +155,26 @@ static int evaluate(hv__fhir_vctx_t *c, hv__fhir_inv_t *inv, const hv_fhirpath_t
 static void check_one(hv__fhir_vctx_t *c, hv__fhir_inv_t *inv, const hv_fhir_constraint_t *k,
                       const hv__fhir_focus_t *f)
 {
+    size_t cid = hv_fhir_constraint_id(k);
+    int special = inv->special[cid];
     const char *key = hv_fhir_constraint_key(k);
     hv_error_t err;
-    if (strcmp(key, "ele-1") == 0)
+    if (special == K_ELE1)
         return; /* checked natively by the walk */
     /* dom-6 (narrative, a best practice) is not asked of contained resources. */
-    if (strcmp(key, "dom-6") == 0 && f->resource != f->root_resource && f->contained)
+    if (special == K_DOM6 && f->resource != f->root_resource && f->contained)
         return;
     hv_error_clear(&err);
     int r;
-    if ((strcmp(key, "txt-1") == 0 || strcmp(key, "txt-2") == 0) && f->json != NULL &&
+    if ((special == K_TXT1 || special == K_TXT2) && f->json != NULL &&
         json_object_is_type(f->json, json_type_string)) {
-        /* htmlChecks(): the narrative rules, checked natively. */
-        r = hv__fhir_narrative_ok(key, json_object_get_string(f->json),
-                                  (size_t)json_object_get_string_len(f->json));
+        /* htmlChecks(): the narrative rules, checked natively, one parse for both. */
+        if (inv->div != f->json) {
+            hv__fhir_narrative_check(json_object_get_string(f->json),
+                                     (size_t)json_object_get_string_len(f->json), &inv->txt1, &inv->txt2);
+            inv->div = f->json;
+        }
+        r = special == K_TXT1 ? inv->txt1 : inv->txt2;
     } else {
         const hv_fhirpath_t *fp = compiled(inv, k, &err);
         r = fp != NULL ? evaluate(c, inv, fp, f, &err) : HV_ENOTSUP;

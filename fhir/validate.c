@@ -33,7 +33,8 @@ static unsigned char *rx_ok;
 /* Per type id: how its format is checked (FMT_*), resolved once along the base chain. */
 static unsigned char *fmt_kind;
 static const hv_fhir_type_t **fmt_type;
-enum { FMT_NONE = 0, FMT_REGEX, FMT_TEXT, FMT_BASE64, FMT_URI, FMT_CODE, FMT_ID };
+enum { FMT_NONE = 0, FMT_REGEX, FMT_TEXT, FMT_BASE64, FMT_URI, FMT_CODE, FMT_ID, FMT_DATE,
+       FMT_DATETIME, FMT_INSTANT, FMT_TIME };
 
 static const hv_fhir_type_t *format_type(const hv_fhir_type_t *t);
 
@@ -72,6 +73,14 @@ static void rx_compile(void)
             fmt_kind[i] = FMT_CODE;
         else if (strcmp(fname, "id") == 0)
             fmt_kind[i] = FMT_ID;
+        else if (strcmp(fname, "date") == 0)
+            fmt_kind[i] = FMT_DATE;
+        else if (strcmp(fname, "dateTime") == 0)
+            fmt_kind[i] = FMT_DATETIME;
+        else if (strcmp(fname, "instant") == 0)
+            fmt_kind[i] = FMT_INSTANT;
+        else if (strcmp(fname, "time") == 0)
+            fmt_kind[i] = FMT_TIME;
         else
             fmt_kind[i] = FMT_REGEX;
     }
@@ -118,6 +127,71 @@ static int text_ok(const char *s, size_t n)
     return 1;
 }
 
+/* Two digits at s forming a number in [lo, hi]. */
+static int two(const char *s, int lo, int hi)
+{
+    if (s[0] < '0' || s[0] > '9' || s[1] < '0' || s[1] > '9')
+        return 0;
+    int v = (s[0] - '0') * 10 + (s[1] - '0');
+    return v >= lo && v <= hi;
+}
+
+/* hh:mm:ss(.f+)? with hh 00-23, mm 00-59, ss 00-60; returns the length matched or 0. */
+static size_t time_part(const char *s, size_t n)
+{
+    size_t i = 8;
+    if (n < 8 || !two(s, 0, 23) || s[2] != ':' || !two(s + 3, 0, 59) || s[5] != ':' || !two(s + 6, 0, 60))
+        return 0;
+    if (i < n && s[i] == '.') {
+        size_t d = ++i;
+        while (i < n && s[i] >= '0' && s[i] <= '9')
+            i++;
+        if (i == d)
+            return 0;
+    }
+    return i;
+}
+
+/*
+ * The date, dateTime, instant and time regexes of datatypes.html, by hand (they are
+ * checked on every date of every resource): YYYY(-MM(-DD(Thh:mm:ss(.f+)?TZ)?)?)? with
+ * year 0001-9999, TZ = Z | (+|-)hh:mm up to 13:59, or 14:00. mode: 0 date, 1 dateTime,
+ * 2 instant, 3 time.
+ */
+static int datetime_ok(const char *s, size_t n, int mode)
+{
+    size_t i;
+    if (mode == 3)
+        return time_part(s, n) == n && n > 0;
+    if (n < 4 || !two(s, 0, 99) || !two(s + 2, 0, 99) || memcmp(s, "0000", 4) == 0)
+        return 0;
+    if (n == 4)
+        return mode != 2;
+    if (s[4] != '-' || n < 7 || !two(s + 5, 1, 12))
+        return 0;
+    if (n == 7)
+        return mode != 2;
+    if (s[7] != '-' || n < 10 || !two(s + 8, 1, 31))
+        return 0;
+    if (n == 10)
+        return mode != 2;
+    if (mode == 0 || s[10] != 'T')
+        return 0;
+    i = time_part(s + 11, n - 11);
+    if (i == 0)
+        return 0;
+    i += 11;
+    if (i == n)
+        return 0; /* a time needs a zone */
+    if (s[i] == 'Z')
+        return i + 1 == n;
+    if ((s[i] != '+' && s[i] != '-') || n - i != 6 || s[i + 3] != ':')
+        return 0;
+    if (two(s + i + 1, 0, 13) && two(s + i + 4, 0, 59))
+        return 1;
+    return memcmp(s + i + 1, "14:00", 5) == 0;
+}
+
 /* Returns 1 when the string value s of primitive type t matches its format. */
 int hv__fhir_format_ok(const hv_fhir_type_t *t, const char *s, size_t n)
 {
@@ -156,6 +230,8 @@ int hv__fhir_format_ok(const hv_fhir_type_t *t, const char *s, size_t n)
         }
         return 1;
     }
+    if (kind >= FMT_DATE && kind <= FMT_TIME)
+        return strlen(s) == n && datetime_ok(s, n, kind - FMT_DATE);
     if (kind == FMT_ID) {
         /* [A-Za-z0-9\-\.]{1,64} */
         if (n == 0 || n > 64)
@@ -249,7 +325,7 @@ static const char *json_type_word(struct json_object *v)
 /* The JSON representation of a primitive type's value (json.html §Primitive types). */
 enum { JP_STRING, JP_BOOL, JP_INTEGER, JP_DECIMAL };
 
-static int json_kind_of(const hv_fhir_type_t *t)
+static int json_kind_slow(const hv_fhir_type_t *t)
 {
     const hv_fhir_type_t *sys = hv_fhir_type_system(t);
     const char *n = sys != NULL ? hv_fhir_type_name(sys) : "";
@@ -260,6 +336,28 @@ static int json_kind_of(const hv_fhir_type_t *t)
     if (strcmp(n, "System.Decimal") == 0)
         return JP_DECIMAL;
     return JP_STRING;
+}
+
+/* Per type id, resolved once: the JSON kind (JP_*), and the types bindings look at. */
+static pthread_once_t kinds_once = PTHREAD_ONCE_INIT;
+static unsigned char *json_kinds;
+static const hv_fhir_type_t *type_code, *type_coding, *type_cc;
+
+static void kinds_init(void)
+{
+    size_t n = hv_fhir_type_count();
+    json_kinds = hv_calloc(n, 1);
+    for (size_t i = 0; json_kinds != NULL && i < n; i++)
+        json_kinds[i] = (unsigned char)json_kind_slow(hv_fhir_type_at(i));
+    type_code = hv_fhir_type_find("code", 4);
+    type_coding = hv_fhir_type_find("Coding", 6);
+    type_cc = hv_fhir_type_find("CodeableConcept", 15);
+}
+
+static int json_kind_of(const hv_fhir_type_t *t)
+{
+    pthread_once(&kinds_once, kinds_init);
+    return json_kinds != NULL ? json_kinds[hv_fhir_type_id(t)] : json_kind_slow(t);
 }
 
 static void check_binding(hv__fhir_vctx_t *c, const hv_fhir_elem_t *e, const hv_fhir_type_t *t,
@@ -334,19 +432,19 @@ static void check_binding(hv__fhir_vctx_t *c, const hv_fhir_elem_t *e, const hv_
     const hv_fhir_binding_t *b = hv_fhir_elem_binding(e);
     if (b == NULL || hv_fhir_binding_strength(b) != HV_FHIR_BIND_REQUIRED || !hv_fhir_binding_inlined(b))
         return;
-    const char *tn = hv_fhir_type_name(t);
-    if (json_object_is_type(v, json_type_string) && (strcmp(tn, "code") == 0)) {
+    pthread_once(&kinds_once, kinds_init);
+    if (json_object_is_type(v, json_type_string) && t == type_code) {
         if (hv_fhir_binding_has(b, NULL, json_object_get_string(v)) != 1)
             hv__fhir_issue(c, "error", "code-invalid", NULL,
                            "The value '%s' is not in the required value set %s",
                            json_object_get_string(v), hv_fhir_binding_valueset(b));
-    } else if (strcmp(tn, "Coding") == 0 && json_object_is_type(v, json_type_object)) {
+    } else if (t == type_coding && json_object_is_type(v, json_type_object)) {
         if (hv_json_get_str(v, "code") != NULL && !coding_in(b, v, NULL))
             hv__fhir_issue(c, "error", "code-invalid", NULL,
                            "The Coding %s#%s is not in the required value set %s",
                            hv_json_get_str(v, "system") ? hv_json_get_str(v, "system") : "",
                            hv_json_get_str(v, "code"), hv_fhir_binding_valueset(b));
-    } else if (strcmp(tn, "CodeableConcept") == 0 && json_object_is_type(v, json_type_object)) {
+    } else if (t == type_cc && json_object_is_type(v, json_type_object)) {
         struct json_object *codings = NULL;
         if (!json_object_object_get_ex(v, "coding", &codings) || !json_object_is_type(codings, json_type_array))
             return; /* text only: nothing to check against the value set */
@@ -682,21 +780,21 @@ static int html_walk(xmlNodePtr n, int *text)
 /*
  * txt-1: the XHTML is a div in the XHTML namespace with only basic formatting (no
  * head, body, scripts, forms, frames, objects, event attributes); txt-2: it has some
- * non-whitespace content (text or an image). Returns 1 when the rule holds.
+ * non-whitespace content (text or an image). Sets both results (1 when the rule holds)
+ * from one parse.
  */
-int hv__fhir_narrative_ok(const char *key, const char *s, size_t n)
+void hv__fhir_narrative_check(const char *s, size_t n, int *txt1, int *txt2)
 {
     xmlDocPtr doc = xmlReadMemory(s, (int)n, NULL, "UTF-8",
                                   XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
-    int ok = 0, text = 0;
+    int text = 0;
+    *txt1 = *txt2 = 0;
     if (doc == NULL)
-        return 0;
+        return;
     xmlNodePtr root = xmlDocGetRootElement(doc);
     if (doc->intSubset == NULL && root != NULL && strcmp((const char *)root->name, "div") == 0) {
-        ok = html_walk(root, &text);
-        if (strcmp(key, "txt-2") == 0)
-            ok = text;
+        *txt1 = html_walk(root, &text);
+        *txt2 = text;
     }
     xmlFreeDoc(doc);
-    return ok;
 }

@@ -69,7 +69,7 @@ hv__fhir_profile_t **hv__fhir_profile_next(hv__fhir_profile_t *p);
 /* Checks res against p, recording issues in c. */
 int hv__fhir_profile_check(hv__fhir_vctx_t *c, hv__fhir_profile_t *p, struct json_object *res);
 
-/* The narrative rules txt-1 and txt-2 on XHTML text s; 1 when key's rule holds. */
-int hv__fhir_narrative_ok(const char *key, const char *s, size_t n);
+/* The narrative rules txt-1 and txt-2 on XHTML text s, both from one parse (1: holds). */
+void hv__fhir_narrative_check(const char *s, size_t n, int *txt1, int *txt2);
 
 #endif

@@ -2,7 +2,10 @@
 #include "tests.h"
 
 #include <json-c/json.h>
+#include <regex.h>
 #include <string.h>
+
+#include "fhir/fhir_int.h"
 
 /* Validates text; returns the error count and copies the first error issue's expression,
  * code and constraint key (when any) into the out-parameters. */
@@ -151,11 +154,57 @@ static void fhir_validate_primitive_formats_table(void **state)
     for (size_t i = 0; i < HV_ARRAY_LEN(cases); i++) {
         const hv_fhir_type_t *t = hv_fhir_type_find(cases[i].type, strlen(cases[i].type));
         assert_non_null(t);
-        extern int hv__fhir_format_ok(const hv_fhir_type_t *t, const char *s, size_t n);
+        extern int hv__fhir_format_ok(const hv_fhir_type_t *ft, const char *s, size_t n);
         int ok = hv__fhir_format_ok(t, cases[i].value, strlen(cases[i].value));
         if (ok != cases[i].ok)
             print_error("%s '%s': %d\n", cases[i].type, cases[i].value, ok);
         assert_int_equal(ok, cases[i].ok);
+    }
+}
+
+/* The hand-written checks of the hot types agree with the definitions' regexes (POSIX ERE)
+ * on mutations of valid values. */
+static void fhir_validate_hand_formats_match_the_regexes(void **state)
+{
+    (void)state;
+    extern int hv__fhir_format_ok(const hv_fhir_type_t *t, const char *s, size_t n);
+    static const char *const types[] = {"date", "dateTime", "instant", "time", "code", "id", "uri", "canonical"};
+    static const char *const seeds[] = {"2020-01-02T10:11:12.345+14:00", "2020-01-02", "0001", "2020-12-31T23:59:60Z",
+                                        "10:11:12.5", "2020-01-02T10:11:12-13:59", "a b c", "abc-1.2", "urn:x:y"};
+    static const char alpha[] = "0123456789-:TZ+. \t\nx";
+    unsigned seed = 12345;
+    for (size_t ti = 0; ti < HV_ARRAY_LEN(types); ti++) {
+        const hv_fhir_type_t *t = hv_fhir_type_find(types[ti], strlen(types[ti]));
+        regex_t rx;
+        assert_int_equal(regcomp(&rx, HV__S(t->posix), REG_EXTENDED | REG_NOSUB), 0);
+        for (int it = 0; it < 20000; it++) {
+            char buf[80];
+            seed = seed * 1103515245u + 12345u;
+            snprintf(buf, sizeof(buf), "%s", seeds[(seed >> 16) % HV_ARRAY_LEN(seeds)]);
+            size_t n = strlen(buf);
+            for (int m = 0; m < 3; m++) {
+                seed = seed * 1103515245u + 12345u;
+                size_t pos = (seed >> 8) % (n + 1);
+                char ch = alpha[(seed >> 20) % (sizeof(alpha) - 1)];
+                if ((seed >> 28) % 3 == 0 && pos < n) {
+                    buf[pos] = ch;
+                } else if ((seed >> 28) % 3 == 1 && pos < n) {
+                    memmove(buf + pos, buf + pos + 1, n - pos);
+                    n--;
+                } else if (n < 70) {
+                    memmove(buf + pos + 1, buf + pos, n - pos + 1);
+                    buf[pos] = ch;
+                    n++;
+                }
+                buf[n] = '\0';
+            }
+            int hand = hv__fhir_format_ok(t, buf, n);
+            int posix = regexec(&rx, buf, 0, NULL, 0) == 0;
+            if (hand != posix)
+                print_error("%s '%s': hand %d, regex %d\n", types[ti], buf, hand, posix);
+            assert_int_equal(hand, posix);
+        }
+        regfree(&rx);
     }
 }
 
@@ -166,6 +215,7 @@ int run_validate_tests(void)
         cmocka_unit_test(fhir_validate_flags_skip_checks),
         cmocka_unit_test(fhir_validate_caps_issues),
         cmocka_unit_test(fhir_validate_primitive_formats_table),
+        cmocka_unit_test(fhir_validate_hand_formats_match_the_regexes),
     };
     return cmocka_run_group_tests_name("fhir_validate", tests, NULL, NULL);
 }
