@@ -58,6 +58,7 @@ struct hv_fhir_elem {
     uint16_t cn;     /* how many constraints */
     int16_t binding; /* row in hv__fhir_bindings, -1 for none */
     int32_t cref;    /* contentReference: element id whose definition is reused, else -1 */
+    uint16_t index;  /* position among the parent's children (specification order) */
 };
 typedef struct hv_fhir_elem hv__fhir_elem_row_t;
 

@@ -383,14 +383,7 @@ const hv_fhir_elem_t *hv_fhir_elem_child_at(const hv_fhir_elem_t *owner, size_t 
 
 size_t hv_fhir_elem_index(const hv_fhir_elem_t *child)
 {
-    if (child->parent < 0)
-        return 0;
-    const hv_fhir_elem_t *p = &hv__fhir_elems[child->parent];
-    int32_t id = (int32_t)(child - hv__fhir_elems);
-    for (size_t i = 0; i < p->kn; i++)
-        if (hv__fhir_children[p->kfirst + i] == id)
-            return i;
-    return 0;
+    return child->index;
 }
 
 /* ---- constraints and bindings --------------------------------------------- */
