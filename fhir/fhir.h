@@ -130,8 +130,8 @@ const hv_fhir_elem_t *hv_fhir_elem_child(const hv_fhir_elem_t *owner, const char
  */
 const hv_fhir_elem_t *hv_fhir_elem_owner(const hv_fhir_elem_t *e, const hv_fhir_type_t *t);
 
-const char *hv_fhir_elem_path(const hv_fhir_elem_t *e); /* "Patient.contact.name" */
-const char *hv_fhir_elem_name(const hv_fhir_elem_t *e); /* "name", "value[x]" */
+const char *hv_fhir_elem_path(const hv_fhir_elem_t *e);             /* "Patient.contact.name" */
+const char *hv_fhir_elem_name(const hv_fhir_elem_t *e);             /* "name", "value[x]" */
 const hv_fhir_elem_t *hv_fhir_elem_parent(const hv_fhir_elem_t *e); /* NULL for a root */
 /* The type whose StructureDefinition declares e (Patient for Patient.contact.name). */
 const hv_fhir_type_t *hv_fhir_elem_owner_type(const hv_fhir_elem_t *e);
@@ -179,7 +179,7 @@ typedef enum hv_fhir_severity { HV_FHIR_SEV_ERROR = 0, HV_FHIR_SEV_WARNING = 1 }
  * every element; a type's own invariants on its root element: dom-2, qty-3...). */
 size_t hv_fhir_elem_constraint_count(const hv_fhir_elem_t *e);
 const hv_fhir_constraint_t *hv_fhir_elem_constraint_at(const hv_fhir_elem_t *e, size_t i);
-const char *hv_fhir_constraint_key(const hv_fhir_constraint_t *c);  /* "ele-1" */
+const char *hv_fhir_constraint_key(const hv_fhir_constraint_t *c); /* "ele-1" */
 hv_fhir_severity_t hv_fhir_constraint_severity(const hv_fhir_constraint_t *c);
 const char *hv_fhir_constraint_human(const hv_fhir_constraint_t *c);
 const char *hv_fhir_constraint_expression(const hv_fhir_constraint_t *c); /* FHIRPath */

@@ -37,7 +37,7 @@ struct hv__fhir_inv {
     unsigned char *state;
     unsigned char *reported; /* per resource: "could not evaluate" already said */
     hv_arena_t *arena;
-    struct extra *extra;     /* expressions of profiles, compiled on first use */
+    struct extra *extra; /* expressions of profiles, compiled on first use */
 };
 
 /* A compiled expression that is not in the model (a profile's constraint). */
@@ -47,8 +47,7 @@ struct extra {
     struct extra *next;
 };
 
-hv__fhir_inv_t *hv__fhir_inv_new(void)
-{
+hv__fhir_inv_t *hv__fhir_inv_new(void) {
     hv__fhir_inv_t *inv = hv_calloc(1, sizeof(*inv));
     if (inv == NULL)
         return NULL;
@@ -74,8 +73,7 @@ hv__fhir_inv_t *hv__fhir_inv_new(void)
     return inv;
 }
 
-void hv__fhir_inv_free(hv__fhir_inv_t *inv)
-{
+void hv__fhir_inv_free(hv__fhir_inv_t *inv) {
     if (inv == NULL)
         return;
     for (size_t i = 0; inv->fp != NULL && i < inv->n; i++)
@@ -95,15 +93,13 @@ void hv__fhir_inv_free(hv__fhir_inv_t *inv)
     hv_free(inv);
 }
 
-void hv__fhir_inv_begin(hv__fhir_inv_t *inv)
-{
+void hv__fhir_inv_begin(hv__fhir_inv_t *inv) {
     memset(inv->reported, 0, inv->n);
     inv->div = NULL;
 }
 
 static const hv_fhirpath_t *compiled(hv__fhir_inv_t *inv, const hv_fhir_constraint_t *k,
-                                     hv_error_t *err)
-{
+                                     hv_error_t *err) {
     size_t id = hv_fhir_constraint_id(k);
     if (inv->state[id] == CS_UNTRIED) {
         const char *expr = hv_fhir_constraint_expression(k);
@@ -120,8 +116,7 @@ static const hv_fhirpath_t *compiled(hv__fhir_inv_t *inv, const hv_fhir_constrai
  * constraint says nothing about the focus.
  */
 static int evaluate(hv__fhir_vctx_t *c, hv__fhir_inv_t *inv, const hv_fhirpath_t *fp,
-                    const hv__fhir_focus_t *f, hv_error_t *err)
-{
+                    const hv__fhir_focus_t *f, hv_error_t *err) {
     hv__fp_ctx_t ctx;
     hv__fp_coll_t focus = {0}, out = {0};
     hv_fhirpath_env_t env;
@@ -153,8 +148,7 @@ static int evaluate(hv__fhir_vctx_t *c, hv__fhir_inv_t *inv, const hv_fhirpath_t
 }
 
 static void check_one(hv__fhir_vctx_t *c, hv__fhir_inv_t *inv, const hv_fhir_constraint_t *k,
-                      const hv__fhir_focus_t *f)
-{
+                      const hv__fhir_focus_t *f) {
     size_t cid = hv_fhir_constraint_id(k);
     int special = inv->special[cid];
     const char *key = hv_fhir_constraint_key(k);
@@ -171,7 +165,8 @@ static void check_one(hv__fhir_vctx_t *c, hv__fhir_inv_t *inv, const hv_fhir_con
         /* htmlChecks(): the narrative rules, checked natively, one parse for both. */
         if (inv->div != f->json) {
             hv__fhir_narrative_check(json_object_get_string(f->json),
-                                     (size_t)json_object_get_string_len(f->json), &inv->txt1, &inv->txt2);
+                                     (size_t)json_object_get_string_len(f->json), &inv->txt1,
+                                     &inv->txt2);
             inv->div = f->json;
         }
         r = special == K_TXT1 ? inv->txt1 : inv->txt2;
@@ -183,8 +178,9 @@ static void check_one(hv__fhir_vctx_t *c, hv__fhir_inv_t *inv, const hv_fhir_con
         return;
     if (r == 0) {
         int warn = hv_fhir_constraint_severity(k) == HV_FHIR_SEV_WARNING;
-        hv__fhir_issue(c, warn ? "warning" : "error", "invariant", key, "Constraint failed: %s: '%s' (%s)",
-                       key, hv_fhir_constraint_human(k), hv_fhir_constraint_expression(k));
+        hv__fhir_issue(c, warn ? "warning" : "error", "invariant", key,
+                       "Constraint failed: %s: '%s' (%s)", key, hv_fhir_constraint_human(k),
+                       hv_fhir_constraint_expression(k));
         return;
     }
     size_t id = hv_fhir_constraint_id(k);
@@ -196,8 +192,8 @@ static void check_one(hv__fhir_vctx_t *c, hv__fhir_inv_t *inv, const hv_fhir_con
     }
 }
 
-void hv__fhir_invariants_check(hv__fhir_vctx_t *c, const hv_fhir_elem_t *e, const hv__fhir_focus_t *f)
-{
+void hv__fhir_invariants_check(hv__fhir_vctx_t *c, const hv_fhir_elem_t *e,
+                               const hv__fhir_focus_t *f) {
     hv__fhir_inv_t *inv = c->inv;
     const hv_fhir_elem_t *root = hv_fhir_type_root(f->type);
     size_t n = e != NULL ? hv_fhir_elem_constraint_count(e) : 0;
@@ -220,9 +216,8 @@ void hv__fhir_invariants_check(hv__fhir_vctx_t *c, const hv_fhir_elem_t *e, cons
     }
 }
 
-void hv__fhir_invariant_expr(hv__fhir_vctx_t *c, const char *key, const char *expr, const char *human,
-                             int warning, const hv__fhir_focus_t *f)
-{
+void hv__fhir_invariant_expr(hv__fhir_vctx_t *c, const char *key, const char *expr,
+                             const char *human, int warning, const hv__fhir_focus_t *f) {
     hv__fhir_inv_t *inv = c->inv;
     struct extra *x;
     hv_error_t err;
@@ -247,9 +242,10 @@ void hv__fhir_invariant_expr(hv__fhir_vctx_t *c, const char *key, const char *ex
     if (r == 1)
         return;
     if (r == 0)
-        hv__fhir_issue(c, warning ? "warning" : "error", "invariant", key, "Constraint failed: %s: '%s' (%s)",
-                       key, human != NULL ? human : "", expr);
+        hv__fhir_issue(c, warning ? "warning" : "error", "invariant", key,
+                       "Constraint failed: %s: '%s' (%s)", key, human != NULL ? human : "", expr);
     else
-        hv__fhir_issue(c, "information", "not-supported", key, "Constraint %s was not evaluated: %s", key,
+        hv__fhir_issue(c, "information", "not-supported", key,
+                       "Constraint %s was not evaluated: %s", key,
                        err.message[0] != '\0' ? err.message : hv_strerror(r));
 }

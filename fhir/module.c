@@ -30,8 +30,7 @@ static const hv_setting_t fhir_settings[] = {
     {NULL, NULL, 0, NULL, NULL, NULL},
 };
 
-static void limits(hv_engine_t *e, hv_fhir_parse_opts_t *o, size_t *max_issues)
-{
+static void limits(hv_engine_t *e, hv_fhir_parse_opts_t *o, size_t *max_issues) {
     hv_config_t *cfg = e != NULL ? hv_engine_config(e) : NULL;
     memset(o, 0, sizeof(*o));
     *max_issues = 1000;
@@ -43,8 +42,7 @@ static void limits(hv_engine_t *e, hv_fhir_parse_opts_t *o, size_t *max_issues)
 }
 
 /* Reads a whole file, refusing more than max bytes. */
-static int read_file(const char *path, size_t max, char **out, size_t *len, hv_error_t *err)
-{
+static int read_file(const char *path, size_t max, char **out, size_t *len, hv_error_t *err) {
     FILE *f = fopen(path, "rb");
     hv_buf_t b;
     char chunk[65536];
@@ -61,8 +59,9 @@ static int read_file(const char *path, size_t max, char **out, size_t *len, hv_e
         rc = HV_EIO;
     fclose(f);
     if (rc != HV_OK) {
-        hv_error_set(err, rc, path, rc == HV_ETOOBIG ? "the file is larger than fhir.max_resource_bytes"
-                                                     : "cannot read the file");
+        hv_error_set(err, rc, path,
+                     rc == HV_ETOOBIG ? "the file is larger than fhir.max_resource_bytes"
+                                      : "cannot read the file");
         hv_buf_release(&b);
         return rc;
     }
@@ -73,10 +72,10 @@ static int read_file(const char *path, size_t max, char **out, size_t *len, hv_e
     return HV_OK;
 }
 
-static int is_xml(const char *t, size_t n)
-{
+static int is_xml(const char *t, size_t n) {
     size_t i = 0;
-    if (n >= 3 && (unsigned char)t[0] == 0xEF && (unsigned char)t[1] == 0xBB && (unsigned char)t[2] == 0xBF)
+    if (n >= 3 && (unsigned char)t[0] == 0xEF && (unsigned char)t[1] == 0xBB &&
+        (unsigned char)t[2] == 0xBF)
         i = 3; /* a UTF-8 byte order mark */
     while (i < n && (t[i] == ' ' || t[i] == '\t' || t[i] == '\r' || t[i] == '\n'))
         i++;
@@ -85,8 +84,7 @@ static int is_xml(const char *t, size_t n)
 
 /* Parses JSON or XML; strict content checks unless lenient. */
 static int parse_any(const char *text, size_t len, const hv_fhir_parse_opts_t *base, int lenient,
-                     struct json_object **out, hv_error_t *err)
-{
+                     struct json_object **out, hv_error_t *err) {
     hv_fhir_parse_opts_t o = *base;
     if (lenient)
         o.flags |= HV_FHIR_PARSE_LENIENT;
@@ -101,8 +99,7 @@ static int parse_any(const char *text, size_t len, const hv_fhir_parse_opts_t *b
 }
 
 /* An OperationOutcome with one fatal issue describing err. */
-static struct json_object *fatal_outcome(const hv_error_t *err)
-{
+static struct json_object *fatal_outcome(const hv_error_t *err) {
     struct json_object *oo = json_object_new_object(), *issues = json_object_new_array(),
                        *is = json_object_new_object();
     char msg[1024];
@@ -112,8 +109,11 @@ static struct json_object *fatal_outcome(const hv_error_t *err)
         snprintf(msg, sizeof(msg), "%s", err->message);
     hv_json_set_str(oo, "resourceType", "OperationOutcome");
     hv_json_set_str(is, "severity", "fatal");
-    hv_json_set_str(is, "code", err->code == HV_EIO ? "exception" : err->code == HV_ETOOBIG ? "too-costly"
-                                                                 : err->code == HV_EPROTO ? "structure" : "invalid");
+    hv_json_set_str(is, "code",
+                    err->code == HV_EIO       ? "exception"
+                    : err->code == HV_ETOOBIG ? "too-costly"
+                    : err->code == HV_EPROTO  ? "structure"
+                                              : "invalid");
     hv_json_set_str(is, "diagnostics", msg);
     if (err->location[0] != '\0') {
         struct json_object *ex = json_object_new_array();
@@ -125,8 +125,7 @@ static struct json_object *fatal_outcome(const hv_error_t *err)
     return oo;
 }
 
-static int print_json(struct json_object *o)
-{
+static int print_json(struct json_object *o) {
     hv_buf_t b;
     hv_buf_init(&b, 0);
     int rc = hv_fhir_json_write(o, HV_FHIR_WRITE_PRETTY, &b);
@@ -138,10 +137,10 @@ static int print_json(struct json_object *o)
     return rc;
 }
 
-static int load_profile(hv_engine_t *e, hv_fhir_validator_t *v, const char *arg, const char **url)
-{
+static int load_profile(hv_engine_t *e, hv_fhir_validator_t *v, const char *arg, const char **url) {
     /* A URL names a profile already known; anything else is a file holding one. */
-    if (strncmp(arg, "http://", 7) == 0 || strncmp(arg, "https://", 8) == 0 || strncmp(arg, "urn:", 4) == 0) {
+    if (strncmp(arg, "http://", 7) == 0 || strncmp(arg, "https://", 8) == 0 ||
+        strncmp(arg, "urn:", 4) == 0) {
         *url = arg;
         return HV_OK;
     }
@@ -154,14 +153,16 @@ static int load_profile(hv_engine_t *e, hv_fhir_validator_t *v, const char *arg,
     int rc;
     hv_error_clear(&err);
     limits(e, &o, &max_issues);
-    rc = read_file(arg, o.max_bytes > 0 ? o.max_bytes : HV_FHIR_DEFAULT_MAX_BYTES, &text, &len, &err);
+    rc = read_file(arg, o.max_bytes > 0 ? o.max_bytes : HV_FHIR_DEFAULT_MAX_BYTES, &text, &len,
+                   &err);
     if (rc == HV_OK)
         rc = parse_any(text, len, &o, 0, &sd, &err);
     if (rc == HV_OK)
         rc = hv_fhir_validator_add_profile(v, sd, &err);
     if (rc == HV_OK) {
         static char urlbuf[1024];
-        snprintf(urlbuf, sizeof(urlbuf), "%s", hv_json_get_str(sd, "url") ? hv_json_get_str(sd, "url") : "");
+        snprintf(urlbuf, sizeof(urlbuf), "%s",
+                 hv_json_get_str(sd, "url") ? hv_json_get_str(sd, "url") : "");
         *url = urlbuf;
     } else {
         char msg[1200];
@@ -173,8 +174,7 @@ static int load_profile(hv_engine_t *e, hv_fhir_validator_t *v, const char *arg,
     return rc;
 }
 
-static int cmd_validate(hv_engine_t *e, int argc, char **argv)
-{
+static int cmd_validate(hv_engine_t *e, int argc, char **argv) {
     hv_fhir_parse_opts_t o;
     size_t max_issues;
     const char *profile = NULL, *profile_url = NULL;
@@ -213,7 +213,8 @@ static int cmd_validate(hv_engine_t *e, int argc, char **argv)
         hv_error_t err;
         int errors = 0, rc;
         hv_error_clear(&err);
-        rc = read_file(argv[i], o.max_bytes > 0 ? o.max_bytes : HV_FHIR_DEFAULT_MAX_BYTES, &text, &len, &err);
+        rc = read_file(argv[i], o.max_bytes > 0 ? o.max_bytes : HV_FHIR_DEFAULT_MAX_BYTES, &text,
+                       &len, &err);
         if (rc == HV_OK)
             rc = parse_any(text, len, &o, 1, &res, &err);
         if (rc == HV_OK) {
@@ -246,8 +247,7 @@ static int cmd_validate(hv_engine_t *e, int argc, char **argv)
     return rc_exit;
 }
 
-static int cmd_convert(hv_engine_t *e, int argc, char **argv)
-{
+static int cmd_convert(hv_engine_t *e, int argc, char **argv) {
     const char *to = NULL, *file = NULL;
     int compact = 0;
     for (int i = 0; i < argc; i++) {
@@ -280,7 +280,8 @@ static int cmd_convert(hv_engine_t *e, int argc, char **argv)
     hv_error_clear(&err);
     hv_buf_init(&b, 0);
     limits(e, &o, &max_issues);
-    rc = read_file(file, o.max_bytes > 0 ? o.max_bytes : HV_FHIR_DEFAULT_MAX_BYTES, &text, &len, &err);
+    rc = read_file(file, o.max_bytes > 0 ? o.max_bytes : HV_FHIR_DEFAULT_MAX_BYTES, &text, &len,
+                   &err);
     if (rc == HV_OK)
         rc = parse_any(text, len, &o, 0, &res, &err);
     if (rc == HV_OK) {
