@@ -11,6 +11,10 @@
  * text as the serialization, so `1.50` is written back as `1.50` and `1e2` as
  * `1e2` (verified in test/unit/fhir/json.c, fhir_json_keeps_decimal_text).
  * Use hv_fhir_json_number_text() to read that text rather than the double.
+ * Code that creates a decimal should do the same (json_object_new_double_s(v, "1.50")):
+ * a plain json_object_new_double is written with json-c's %.17g formatting.
+ * A tree may be read by several threads only if none of them serializes it
+ * (json-c caches number text inside the objects).
  * Integers are json-c int64 values (their text is the canonical decimal).
  *
  * The model. Types and elements are handles (const pointers into generated

@@ -431,8 +431,15 @@ int hv_fhir_xml_parse(const char *text, size_t len, const hv_fhir_parse_opts_t *
                      max_bytes);
         return HV_ETOOBIG;
     }
+    if (len == 0) {
+        hv_error_set(err, HV_EPROTO, NULL, "invalid XML: the document is empty");
+        if (err != NULL)
+            err->line = err->column = 1;
+        return HV_EPROTO;
+    }
     ctxt = xmlCreateMemoryParserCtxt(text, (int)len);
     if (ctxt == NULL) {
+        hv_error_set(err, HV_ENOMEM, NULL, "out of memory");
         rc = HV_ENOMEM;
         goto out;
     }
