@@ -186,6 +186,14 @@ const hv_fhir_elem_t *hv__fhir_resource_root(struct json_object *obj);
 int hv__fhir_xml_write_err(struct json_object *resource, unsigned flags, hv_buf_t *out,
                            hv_error_t *err);
 
+/* Silences libxml2's generic error output on this thread around a parse. */
+typedef struct hv__fhir_xml_quiet {
+    void (*fn)(void *ctx, const char *msg, ...);
+    void *ctx;
+} hv__fhir_xml_quiet_t;
+void hv__fhir_xml_quiet_begin(hv__fhir_xml_quiet_t *q);
+void hv__fhir_xml_quiet_end(hv__fhir_xml_quiet_t *q);
+
 /* An element path being built during a walk ("Patient.name[0].given"), truncated
  * (and marked) past its capacity. */
 typedef struct hv__fhir_path {

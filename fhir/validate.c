@@ -797,8 +797,11 @@ static int html_walk(xmlNodePtr n, int *text) {
  * from one parse.
  */
 void hv__fhir_narrative_check(const char *s, size_t n, int *txt1, int *txt2) {
+    hv__fhir_xml_quiet_t quiet;
+    hv__fhir_xml_quiet_begin(&quiet);
     xmlDocPtr doc = xmlReadMemory(s, (int)n, NULL, "UTF-8",
                                   XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+    hv__fhir_xml_quiet_end(&quiet);
     int text = 0;
     *txt1 = *txt2 = 0;
     if (doc == NULL)

@@ -155,8 +155,11 @@ static int is_xhtml_div_ok(const char *s, size_t n) {
      */
     if (n < 6 || memcmp(s, "<div", 4) != 0 || s[n - 1] != '>')
         return 0;
+    hv__fhir_xml_quiet_t quiet;
+    hv__fhir_xml_quiet_begin(&quiet);
     xmlDocPtr doc = xmlReadMemory(s, (int)n, NULL, "UTF-8",
                                   XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+    hv__fhir_xml_quiet_end(&quiet);
     xmlNodePtr root = doc != NULL ? xmlDocGetRootElement(doc) : NULL;
     int ok = root != NULL && doc->intSubset == NULL && doc->children == root &&
              root->next == NULL && strcmp((const char *)root->name, "div") == 0 &&

@@ -44,6 +44,12 @@ typedef struct rd {
     int rc;
 } rd_t;
 
+static void quiet_error(void *ctx, const char *msg, ...)
+{
+    (void)ctx;
+    (void)msg;
+}
+
 static size_t abs_offset(xmlParserCtxtPtr ctxt) {
     return (size_t)ctxt->input->consumed + (size_t)(ctxt->input->cur - ctxt->input->base);
 }
@@ -110,6 +116,21 @@ static void sax_subset(void *ctx, const xmlChar *name, const xmlChar *eid, const
     (void)sid;
     r->dtd = 1; /* FHIR XML has no DTD; refusing it rules out entity expansion attacks */
     xmlStopParser(ctxt);
+}
+
+void hv__fhir_xml_quiet_begin(hv__fhir_xml_quiet_t *q)
+{
+    /* libxml2 reports some errors (encoding conversion) through its generic error
+     * function even with XML_PARSE_NOERROR: route them nowhere for this thread while we
+     * parse (documents may carry PHI; errors reach the caller through hv_error_t). */
+    q->fn = xmlGenericError;
+    q->ctx = xmlGenericErrorContext;
+    xmlSetGenericErrorFunc(NULL, quiet_error);
+}
+
+void hv__fhir_xml_quiet_end(hv__fhir_xml_quiet_t *q)
+{
+    xmlSetGenericErrorFunc(q->ctx, q->fn);
 }
 
 /* ---- conversion ---------------------------------------------------------------- */
@@ -419,6 +440,7 @@ int hv_fhir_xml_parse(const char *text, size_t len, const hv_fhir_parse_opts_t *
     xmlDocPtr doc = NULL;
     struct json_object *obj = NULL;
     rd_t r;
+    hv__fhir_xml_quiet_t quiet;
     int rc = HV_EPROTO;
 
     memset(&r, 0, sizeof(r));
@@ -449,7 +471,9 @@ int hv_fhir_xml_parse(const char *text, size_t len, const hv_fhir_parse_opts_t *
     ctxt->sax->internalSubset = sax_subset;
     ctxt->sax->externalSubset = sax_subset;
     xmlCtxtUseOptions(ctxt, XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+    hv__fhir_xml_quiet_begin(&quiet);
     xmlParseDocument(ctxt);
+    hv__fhir_xml_quiet_end(&quiet);
     doc = ctxt->myDoc;
     ctxt->myDoc = NULL;
     if (r.oom) {
