@@ -25,6 +25,7 @@
 
 #define FHIR_NS "http://hl7.org/fhir"
 #define XHTML_NS "http://www.w3.org/1999/xhtml"
+#define XSI_NS "http://www.w3.org/2001/XMLSchema-instance"
 #define MAX_DIVS 100000
 
 typedef struct div_span {
@@ -140,6 +141,11 @@ static void fail(rd_t *r, int rc, const char *fmt, const char *arg) {
         r->rc = rc;
         hv_error_set(r->err, rc, r->path.buf, fmt, arg);
     }
+}
+
+static int is_xsi(xmlAttrPtr a)
+{
+    return a->ns != NULL && a->ns->href != NULL && strcmp((const char *)a->ns->href, XSI_NS) == 0;
 }
 
 static int is_blank(const xmlChar *s) {
@@ -320,7 +326,9 @@ static void convert_child(rd_t *r, xmlNodePtr c, const hv_fhir_elem_t *owner,
         for (xmlAttrPtr a = c->properties; a != NULL && r->rc == HV_OK; a = a->next) {
             xmlChar *v = xmlNodeListGetString(c->doc, a->children, 1);
             const char *an = (const char *)a->name;
-            if (a->ns != NULL) {
+            if (is_xsi(a)) {
+                /* xsi:schemaLocation and the like say nothing about the content. */
+            } else if (a->ns != NULL) {
                 fail(r, HV_EINVAL, "unexpected attribute '%s'", an);
             } else if (strcmp(an, "value") == 0) {
                 val = prim_value(r, p.type, v != NULL ? (const char *)v : "");
@@ -400,6 +408,8 @@ static void convert(rd_t *r, xmlNodePtr node, const hv_fhir_elem_t *owner, struc
         for (xmlAttrPtr a = node->properties; a != NULL && r->rc == HV_OK; a = a->next) {
             hv__fhir_prop_t p;
             const char *an = (const char *)a->name;
+            if (is_xsi(a))
+                continue; /* xsi:schemaLocation on the root, as many documents carry */
             if (a->ns != NULL || hv__fhir_prop_resolve(owner, an, &p) != HV_OK || p.underscore ||
                 !hv_fhir_elem_is_xml_attr(p.elem)) {
                 fail(r, HV_EINVAL, "unexpected attribute '%s'", an);

@@ -28,7 +28,8 @@ static void fhir_xml_reads_values_ids_and_primitive_extensions(void **state) {
     (void)state;
     struct json_object *o =
         xml_ok("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-               "<Patient xmlns=\"http://hl7.org/fhir\"><!-- c --><id value=\"p1\"/>"
+               "<Patient xmlns=\"http://hl7.org/fhir\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" "
+        "xsi:schemaLocation=\"http://hl7.org/fhir patient.xsd\"><!-- c --><id value=\"p1\"/>"
                "<active value=\"true\"/><name id=\"n1\"><given value=\"A\"/><given id=\"g2\">"
                "<extension url=\"http://x\"><valueString value=\"ext\"/></extension></given></name>"
                "<birthDate value=\"1970-01-01\"/><multipleBirthInteger value=\"2\"/></Patient>");
