@@ -205,10 +205,28 @@ int hv__fp_children(hv__fp_ctx_t *c, const hv__fp_node_t *n, const hv__fp_item_t
     obj = it->u.n.t != NULL && hv_fhir_type_kind(it->u.n.t) == HV_FHIR_KIND_PRIMITIVE ? it->u.n.ext : it->u.n.j;
     if (obj == NULL || !json_object_is_type(obj, json_type_object)) return HV_OK;
     if (owner == NULL) return raw_children(c, obj, name, nl, out);
-    if (hv__fp_model_child(owner, name, nl, &e, &choice, &chosen) != HV_OK) {
-        if (n == NULL) return HV_OK;
-        return hv__fp_fail(c, n, HV_EINVAL, "'%s' is not an element of %s", name,
-                           it->u.n.t != NULL ? hv_fhir_type_name(it->u.n.t) : hv_fhir_elem_path(owner));
+    {
+        hv__fp_node_t *cn = n != NULL && n->name == name ? (hv__fp_node_t *)n : NULL;
+        uint64_t oid = (uint64_t)hv_fhir_elem_id(owner) + 1, cv = 0;
+        if (cn != NULL) cv = atomic_load_explicit(&cn->cache, memory_order_relaxed);
+        if (cv != 0 && (cv & 0xFFFF) == oid) {
+            uint64_t tid = (cv >> 32) & 0xFFFF;
+            e = hv_fhir_elem_at((size_t)((cv >> 16) & 0xFFFF) - 1);
+            chosen = tid != 0 ? hv_fhir_type_at((size_t)tid - 1) : NULL;
+            choice = (int)((cv >> 48) & 1);
+        } else {
+            if (hv__fp_model_child(owner, name, nl, &e, &choice, &chosen) != HV_OK) {
+                if (n == NULL) return HV_OK;
+                return hv__fp_fail(c, n, HV_EINVAL, "'%s' is not an element of %s", name,
+                                   it->u.n.t != NULL ? hv_fhir_type_name(it->u.n.t) : hv_fhir_elem_path(owner));
+            }
+            if (cn != NULL && oid < 0xFFFF && hv_fhir_elem_id(e) + 1 < 0xFFFF &&
+                (chosen == NULL || hv_fhir_type_id(chosen) + 1 < 0xFFFF)) {
+                cv = oid | ((uint64_t)(hv_fhir_elem_id(e) + 1) << 16) |
+                     ((uint64_t)(chosen != NULL ? hv_fhir_type_id(chosen) + 1 : 0) << 32) | ((uint64_t)choice << 48);
+                atomic_store_explicit(&cn->cache, cv, memory_order_relaxed);
+            }
+        }
     }
     if (nl + 40 > sizeof(key)) return HV_OK;
     key[0] = '_';
@@ -549,6 +567,7 @@ int hv_fhirpath_eval(const hv_fhirpath_t *fp, struct json_object *resource,
     int rc;
 
     if (fp == NULL || arena == NULL || out == NULL) return HV_EINVAL;
+    hv_error_clear(err);
     res = hv_arena_calloc(arena, sizeof(*res));
     if (res == NULL) return HV_ENOMEM;
     c = &res->ctx;

@@ -7,6 +7,7 @@
 #define HV_FHIRPATH_INT_H
 
 #include <json-c/json.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -142,6 +143,11 @@ struct hv__fp_node {
     const char *name; /* IDENT, MEMBER, FUNC, VAR, IS/AS (the qualified type), NUL-terminated */
     size_t namelen;
     hv__fp_typeref_t tref; /* IS/AS and the type argument of is/as/ofType; IDENT: a type name */
+    /* IDENT/MEMBER: the last model lookup of this name, packed as owner id + 1 (16 bits),
+     * element id + 1 (16), chosen type id + 1 (16) and the choice flag (bit 48). Written
+     * and read atomically (relaxed): a compiled expression stays shareable between
+     * threads, and a stale or racing entry is only a cache miss. */
+    _Atomic uint64_t cache;
     hv__fp_node_t *left, *right;
     hv__fp_node_t **args;
     hv__fp_item_t lit;

@@ -421,6 +421,7 @@ int hv_fhirpath_compile(const char *expr, size_t len, const hv_fhirpath_limits_t
     char d[64];
 
     if (expr == NULL || out == NULL) return HV_EINVAL;
+    hv_error_clear(err);
     if (len == 0) len = strlen(expr);
     fp = hv_calloc(1, sizeof(*fp));
     if (fp == NULL) return HV_ENOMEM;

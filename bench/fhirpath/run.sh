@@ -8,7 +8,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 build=${HV_BUILDDIR:-$(pwd)}
 export HV_SRCDIR="${HV_SRCDIR:-$(cd "$here/../.." && pwd)}"
 npmdir="$build/bench/fhirpath/npm"
-version=3.15.2
+version=5.2.2
 if [ ! -d "$npmdir/node_modules/fhirpath" ]; then
   mkdir -p "$npmdir"
   npm install --silent --no-audit --no-fund --prefix "$npmdir" "fhirpath@$version" >/dev/null

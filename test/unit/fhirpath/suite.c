@@ -175,8 +175,9 @@ static int run_test(xmlNode *t, int verbose, const char *group) {
         int is_pred = pred != NULL && strcmp((const char *)pred, "true") == 0;
         if (is_pred) {
             /* a predicate test expects the result's existence as a Boolean */
-            const char *exp = nouts > 0 ? (const char *)xmlNodeGetContent(outs[0]) : "";
-            ok = nouts == 1 && strcmp(exp, n > 0 ? "true" : "false") == 0;
+            xmlChar *exp = nouts > 0 ? xmlNodeGetContent(outs[0]) : NULL;
+            ok = nouts == 1 && exp != NULL && strcmp((const char *)exp, n > 0 ? "true" : "false") == 0;
+            xmlFree(exp);
             if (!ok) snprintf(why, sizeof(why), "predicate: got %zu items", n);
             pass = ok;
             goto out;
