@@ -12,6 +12,8 @@
  * ele-1 ("All FHIR elements must have a @value or children") is checked natively by
  * the walk, on every element, with the same meaning; evaluating it through FHIRPath
  * on each of the tens of thousands of elements of a Bundle would dominate the cost.
+ * Also native: the narrative rules txt-1/txt-2 (htmlChecks()) and dom-3 (contained
+ * resources are referenced), whose expression needs as() over collections.
  * A constraint whose expression the engine cannot compile or evaluate is reported
  * once per resource as an "information" issue (code "not-supported") and does not
  * count as an error.
@@ -26,7 +28,7 @@
 
 enum { CS_UNTRIED = 0, CS_OK, CS_FAILED };
 
-enum { K_PLAIN = 0, K_ELE1, K_DOM6, K_TXT1, K_TXT2 };
+enum { K_PLAIN = 0, K_ELE1, K_DOM6, K_TXT1, K_TXT2, K_DOM3 };
 
 struct hv__fhir_inv {
     size_t n;
@@ -63,6 +65,7 @@ hv__fhir_inv_t *hv__fhir_inv_new(void) {
                           : strcmp(key, "dom-6") == 0 ? K_DOM6
                           : strcmp(key, "txt-1") == 0 ? K_TXT1
                           : strcmp(key, "txt-2") == 0 ? K_TXT2
+                          : strcmp(key, "dom-3") == 0 ? K_DOM3
                                                       : K_PLAIN;
     }
     if (inv->fp == NULL || inv->state == NULL || inv->reported == NULL || inv->arena == NULL ||
@@ -96,6 +99,56 @@ void hv__fhir_inv_free(hv__fhir_inv_t *inv) {
 void hv__fhir_inv_begin(hv__fhir_inv_t *inv) {
     memset(inv->reported, 0, inv->n);
     inv->div = NULL;
+}
+
+/* Does some string value under v (the narrative excepted) equal s? Depth-capped. */
+static int has_string(struct json_object *v, const char *s, int depth) {
+    if (v == NULL || depth > HV_FHIR_DEFAULT_MAX_DEPTH * 2)
+        return 0;
+    switch (json_object_get_type(v)) {
+    case json_type_string:
+        return strcmp(json_object_get_string(v), s) == 0;
+    case json_type_array:
+        for (size_t i = 0; i < json_object_array_length(v); i++)
+            if (has_string(json_object_array_get_idx(v, i), s, depth + 1))
+                return 1;
+        return 0;
+    case json_type_object: {
+        json_object_object_foreach(v, k, x) {
+            if (strcmp(k, "div") != 0 && has_string(x, s, depth + 1))
+                return 1;
+        }
+        return 0;
+    }
+    default:
+        return 0;
+    }
+}
+
+/*
+ * dom-3 (DomainResource): every contained resource is referenced from elsewhere in the
+ * resource ("#id" as a reference, canonical, uri or url), or itself refers to its container
+ * ("#"). Checked natively: the FHIRPath expression needs as() over collections. A string of
+ * any type equal to "#id" counts as a reference here. Returns 1 when it holds, else 0 with
+ * the id of the first unreferenced contained resource in bad.
+ */
+static int dom3_ok(struct json_object *res, char *bad, size_t badlen) {
+    struct json_object *contained = NULL;
+    if (!json_object_object_get_ex(res, "contained", &contained) ||
+        !json_object_is_type(contained, json_type_array))
+        return 1;
+    for (size_t i = 0; i < json_object_array_length(contained); i++) {
+        struct json_object *cr = json_object_array_get_idx(contained, i);
+        const char *id = hv_json_get_str(cr, "id");
+        char ref[160];
+        if (id == NULL || snprintf(ref, sizeof(ref), "#%s", id) >= (int)sizeof(ref))
+            continue;
+        if (has_string(cr, "#", 0) || has_string(res, ref, 0))
+            continue;
+        snprintf(bad, badlen, "%s", id);
+        return 0;
+    }
+    return 1;
 }
 
 static const hv_fhirpath_t *compiled(hv__fhir_inv_t *inv, const hv_fhir_constraint_t *k,
@@ -170,6 +223,18 @@ static void check_one(hv__fhir_vctx_t *c, hv__fhir_inv_t *inv, const hv_fhir_con
             inv->div = f->json;
         }
         r = special == K_TXT1 ? inv->txt1 : inv->txt2;
+    } else if (special == K_DOM3 && f->json != NULL &&
+               json_object_is_type(f->json, json_type_object)) {
+        char bad[128];
+        r = dom3_ok(f->json, bad, sizeof(bad));
+        if (r == 0) {
+            hv__fhir_issue(
+                c, "error", "invariant", key,
+                "Constraint failed: dom-3: the contained resource '%s' is not referenced "
+                "from the resource and does not refer to it ('%s')",
+                bad, hv_fhir_constraint_human(k));
+            return;
+        }
     } else {
         const hv_fhirpath_t *fp = compiled(inv, k, &err);
         r = fp != NULL ? evaluate(c, inv, fp, f, &err) : HV_ENOTSUP;

@@ -547,20 +547,22 @@ static void walk_value(hv__fhir_vctx_t *c, const hv__fhir_prop_t *p, struct json
         return;
     }
     if (k == HV_FHIR_KIND_RESOURCE) {
-        struct json_object *saved = c->resource;
+        /* fhirpath.html (FHIR R4) §Variables: %resource is the resource that holds the
+         * element; %rootResource its container for a contained resource, else the resource
+         * itself (a Bundle entry is its own root). */
+        struct json_object *saved = c->resource, *saved_root = c->root_resource;
+        int contained = strcmp(hv_fhir_elem_name(p->elem), "contained") == 0;
         c->resource = v;
+        if (!contained)
+            c->root_resource = v;
         walk_object(c, v, owner, 0, depth + 1);
         if (!c->structure_only && c->inv != NULL) {
-            hv__fhir_focus_t f = {v,
-                                  NULL,
-                                  hv_fhir_elem_owner_type(owner),
-                                  owner,
-                                  v,
-                                  c->root_resource,
-                                  strcmp(hv_fhir_elem_name(p->elem), "contained") == 0};
+            hv__fhir_focus_t f = {
+                v, NULL, hv_fhir_elem_owner_type(owner), owner, v, c->root_resource, contained};
             hv__fhir_invariants_check(c, p->elem, &f);
         }
         c->resource = saved;
+        c->root_resource = saved_root;
         return;
     }
     walk_object(c, v, owner, 0, depth + 1);

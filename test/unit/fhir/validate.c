@@ -116,6 +116,21 @@ static void fhir_validate_reports_each_rule_at_its_path(void **state) {
          "{\"resourceType\":\"Patient\",\"text\":{\"status\":\"generated\",\"div\":"
          "\"<div xmlns=\\\"http://www.w3.org/1999/xhtml\\\">x<script>a()</script></div>\"}}",
          "Patient.text.div", "invariant", "txt-1"},
+        {"invariant dom-3 unreferenced contained",
+         "{\"resourceType\":\"Patient\",\"contained\":[{\"resourceType\":\"Organization\",\"id\":"
+         "\"o\","
+         "\"name\":\"x\"}]}",
+         "Patient", "invariant", "dom-3"},
+        {"dom-3 holds when referenced",
+         "{\"resourceType\":\"Patient\",\"contained\":[{\"resourceType\":\"Organization\",\"id\":"
+         "\"o\","
+         "\"name\":\"x\"}],\"managingOrganization\":{\"reference\":\"#o\"}}",
+         "", "", ""},
+        {"invariant ref-1 inside a Bundle entry",
+         "{\"resourceType\":\"Bundle\",\"type\":\"collection\",\"entry\":[{\"resource\":{"
+         "\"resourceType\":"
+         "\"Patient\",\"managingOrganization\":{\"reference\":\"#nope\"}}}]}",
+         "Bundle.entry[0].resource.managingOrganization", "invariant", "ref-1"},
         {"contained unknown type",
          "{\"resourceType\":\"Patient\",\"contained\":[{\"resourceType\":\"Nope\"}]}",
          "Patient.contained[0]", "structure", ""},
