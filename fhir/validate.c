@@ -5,7 +5,7 @@
  * primitive formats (the regexes of datatypes.html, as POSIX extended regular
  * expressions from libc, regcomp/regexec), required bindings
  * (terminologies.html#required, for value sets the model inlines), the invariants
- * (FHIRPath, through validate_fhirpath.c) and profiles (profiles.c).
+ * (FHIRPath, through invariants.c) and profiles (profile.c).
  *
  * One walk over the tree does all of it. The issues become an OperationOutcome
  * (operationoutcome.html) whose issue.expression holds the element path in

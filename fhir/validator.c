@@ -1,7 +1,9 @@
 /*
  * validator.c — the validator object and its entry point: runs the base
- * specification walk (validate.c), and builds the OperationOutcome (FHIR R4
- * operationoutcome.html) that reports the issues.
+ * specification walk (validate.c, with the invariants of invariants.c), then the
+ * profile asked for (profile.c), and builds the OperationOutcome (FHIR R4
+ * operationoutcome.html) that reports the issues. A validator holds the compiled
+ * invariants and the profiles added to it; one thread uses it at a time.
  */
 #include "config.h"
 
