@@ -37,8 +37,8 @@
 
 typedef struct pnode pnode_t;
 struct pnode {
-    char *name;  /* "component", "value[x]" */
-    char *slice; /* slice name or NULL */
+    char *name;             /* "component", "value[x]" */
+    char *slice;            /* slice name or NULL */
     struct json_object *el; /* the ElementDefinition (borrowed from the profile's copy) */
     pnode_t **kids;
     size_t nkids, capkids;
@@ -57,8 +57,8 @@ struct hv__fhir_profile {
 
 /* ---- building the tree ----------------------------------------------------------- */
 
-static pnode_t *node_new(hv_arena_t *a, const char *name, size_t nlen, const char *slice, size_t slen)
-{
+static pnode_t *node_new(hv_arena_t *a, const char *name, size_t nlen, const char *slice,
+                         size_t slen) {
     pnode_t *n = hv_arena_calloc(a, sizeof(*n));
     if (n == NULL)
         return NULL;
@@ -70,13 +70,13 @@ static pnode_t *node_new(hv_arena_t *a, const char *name, size_t nlen, const cha
 }
 
 static pnode_t *child(hv_arena_t *a, pnode_t *p, const char *name, size_t nlen, const char *slice,
-                      size_t slen)
-{
+                      size_t slen) {
     for (size_t i = 0; i < p->nkids; i++) {
         pnode_t *k = p->kids[i];
         if (strlen(k->name) == nlen && memcmp(k->name, name, nlen) == 0 &&
             ((slice == NULL && k->slice == NULL) ||
-             (slice != NULL && k->slice != NULL && strlen(k->slice) == slen && memcmp(k->slice, slice, slen) == 0)))
+             (slice != NULL && k->slice != NULL && strlen(k->slice) == slen &&
+              memcmp(k->slice, slice, slen) == 0)))
             return k;
     }
     if (p->nkids == p->capkids) {
@@ -95,8 +95,7 @@ static pnode_t *child(hv_arena_t *a, pnode_t *p, const char *name, size_t nlen, 
     return k;
 }
 
-static long parse_max(const char *m)
-{
+static long parse_max(const char *m) {
     if (m == NULL)
         return -1;
     if (strcmp(m, "*") == 0)
@@ -105,8 +104,7 @@ static long parse_max(const char *m)
 }
 
 /* Inserts one ElementDefinition by its id ("Observation.component:systolic.code"). */
-static int insert(hv__fhir_profile_t *p, struct json_object *el)
-{
+static int insert(hv__fhir_profile_t *p, struct json_object *el) {
     const char *id = hv_json_get_str(el, "id");
     if (id == NULL)
         id = hv_json_get_str(el, "path");
@@ -125,7 +123,8 @@ static int insert(hv__fhir_profile_t *p, struct json_object *el)
         const char *end = strchr(seg, '.');
         size_t len = end != NULL ? (size_t)(end - seg) : strlen(seg);
         const char *colon = memchr(seg, ':', len);
-        n = colon != NULL ? child(p->arena, n, seg, (size_t)(colon - seg), colon + 1, len - (size_t)(colon - seg) - 1)
+        n = colon != NULL ? child(p->arena, n, seg, (size_t)(colon - seg), colon + 1,
+                                  len - (size_t)(colon - seg) - 1)
                           : child(p->arena, n, seg, len, NULL, 0);
         if (n == NULL)
             return HV_ENOMEM;
@@ -152,8 +151,7 @@ static int insert(hv__fhir_profile_t *p, struct json_object *el)
     return HV_OK;
 }
 
-void hv__fhir_profile_free(hv__fhir_profile_t *p)
-{
+void hv__fhir_profile_free(hv__fhir_profile_t *p) {
     while (p != NULL) {
         hv__fhir_profile_t *next = p->next;
         json_object_put(p->sd);
@@ -164,8 +162,7 @@ void hv__fhir_profile_free(hv__fhir_profile_t *p)
     }
 }
 
-int hv__fhir_profile_new(struct json_object *sd, hv__fhir_profile_t **out, hv_error_t *err)
-{
+int hv__fhir_profile_new(struct json_object *sd, hv__fhir_profile_t **out, hv_error_t *err) {
     hv__fhir_profile_t *p = NULL;
     struct json_object *els = NULL, *holder = NULL;
     int rc = HV_EINVAL;
@@ -198,7 +195,8 @@ int hv__fhir_profile_new(struct json_object *sd, hv__fhir_profile_t **out, hv_er
     }
     if ((json_object_object_get_ex(p->sd, "snapshot", &holder) ||
          json_object_object_get_ex(p->sd, "differential", &holder)) &&
-        json_object_object_get_ex(holder, "element", &els) && json_object_is_type(els, json_type_array)) {
+        json_object_object_get_ex(holder, "element", &els) &&
+        json_object_is_type(els, json_type_array)) {
         for (size_t i = 0; i < json_object_array_length(els); i++) {
             rc = insert(p, json_object_array_get_idx(els, i));
             if (rc != HV_OK) {
@@ -218,25 +216,21 @@ out:
     return rc;
 }
 
-const char *hv__fhir_profile_url(const hv__fhir_profile_t *p)
-{
+const char *hv__fhir_profile_url(const hv__fhir_profile_t *p) {
     return p->url;
 }
 
-hv__fhir_profile_t **hv__fhir_profile_next(hv__fhir_profile_t *p)
-{
+hv__fhir_profile_t **hv__fhir_profile_next(hv__fhir_profile_t *p) {
     return &p->next;
 }
 
 /* ---- matching values ---------------------------------------------------------------- */
 
 /* The fixed[x] or pattern[x] value of an ElementDefinition; *is_pattern says which. */
-static struct json_object *fixed_or_pattern(struct json_object *el, int *is_pattern)
-{
+static struct json_object *fixed_or_pattern(struct json_object *el, int *is_pattern) {
     if (el == NULL)
         return NULL;
-    json_object_object_foreach(el, k, v)
-    {
+    json_object_object_foreach(el, k, v) {
         if (strncmp(k, "fixed", 5) == 0 && k[5] >= 'A' && k[5] <= 'Z') {
             *is_pattern = 0;
             return v;
@@ -250,13 +244,11 @@ static struct json_object *fixed_or_pattern(struct json_object *el, int *is_patt
 }
 
 /* profiling.html#pattern: value contains everything in pattern. */
-static int pattern_match(struct json_object *pattern, struct json_object *value)
-{
+static int pattern_match(struct json_object *pattern, struct json_object *value) {
     if (json_object_is_type(pattern, json_type_object)) {
         if (!json_object_is_type(value, json_type_object))
             return 0;
-        json_object_object_foreach(pattern, k, pv)
-        {
+        json_object_object_foreach(pattern, k, pv) {
             struct json_object *vv = NULL;
             if (!json_object_object_get_ex(value, k, &vv) || !pattern_match(pv, vv))
                 return 0;
@@ -269,7 +261,8 @@ static int pattern_match(struct json_object *pattern, struct json_object *value)
         for (size_t i = 0; i < json_object_array_length(pattern); i++) {
             int found = 0;
             for (size_t j = 0; j < json_object_array_length(value) && !found; j++)
-                found = pattern_match(json_object_array_get_idx(pattern, i), json_object_array_get_idx(value, j));
+                found = pattern_match(json_object_array_get_idx(pattern, i),
+                                      json_object_array_get_idx(value, j));
             if (!found)
                 return 0;
         }
@@ -280,15 +273,13 @@ static int pattern_match(struct json_object *pattern, struct json_object *value)
 
 /* The JSON key under which an element name occurs in obj: name itself, or for a choice
  * "value[x]" the first "valueXxx" key present. *tname gets the type suffix ("Quantity"). */
-static const char *find_key(struct json_object *obj, const char *name, const char **tsuffix)
-{
+static const char *find_key(struct json_object *obj, const char *name, const char **tsuffix) {
     size_t n = strlen(name);
     *tsuffix = NULL;
     if (!json_object_is_type(obj, json_type_object))
         return NULL;
     if (n > 3 && strcmp(name + n - 3, "[x]") == 0) {
-        json_object_object_foreach(obj, k, v)
-        {
+        json_object_object_foreach(obj, k, v) {
             (void)v;
             if (strncmp(k, name, n - 3) == 0 && k[n - 3] >= 'A' && k[n - 3] <= 'Z') {
                 *tsuffix = k + n - 3;
@@ -301,8 +292,8 @@ static const char *find_key(struct json_object *obj, const char *name, const cha
 }
 
 /* The values at a dotted discriminator path below v ("coding.system", "$this"), appended. */
-static void values_at(struct json_object *v, const char *path, struct json_object **out, size_t *n, size_t cap)
-{
+static void values_at(struct json_object *v, const char *path, struct json_object **out, size_t *n,
+                      size_t cap) {
     if (v == NULL || *n >= cap)
         return;
     if (json_object_is_type(v, json_type_array)) {
@@ -329,8 +320,7 @@ static void values_at(struct json_object *v, const char *path, struct json_objec
 }
 
 /* The profile node below slice at a dotted path ("coding.code"), or NULL. */
-static pnode_t *node_at(pnode_t *n, const char *path)
-{
+static pnode_t *node_at(pnode_t *n, const char *path) {
     while (n != NULL && path != NULL && *path != '\0' && strcmp(path, "$this") != 0) {
         const char *dot = strchr(path, '.');
         size_t len = dot != NULL ? (size_t)(dot - path) : strlen(path);
@@ -346,22 +336,22 @@ static pnode_t *node_at(pnode_t *n, const char *path)
 }
 
 /* The type code of the i-th type of an ElementDefinition, and its first profile. */
-static const char *el_type(struct json_object *el, size_t i, const char **profile)
-{
+static const char *el_type(struct json_object *el, size_t i, const char **profile) {
     struct json_object *types = NULL, *t, *profs = NULL;
     if (profile != NULL)
         *profile = NULL;
-    if (el == NULL || !json_object_object_get_ex(el, "type", &types) || i >= json_object_array_length(types))
+    if (el == NULL || !json_object_object_get_ex(el, "type", &types) ||
+        i >= json_object_array_length(types))
         return NULL;
     t = json_object_array_get_idx(types, i);
-    if (profile != NULL && json_object_object_get_ex(t, "profile", &profs) && json_object_array_length(profs) > 0)
+    if (profile != NULL && json_object_object_get_ex(t, "profile", &profs) &&
+        json_object_array_length(profs) > 0)
         *profile = json_object_get_string(json_object_array_get_idx(profs, 0));
     return hv_json_get_str(t, "code");
 }
 
 /* Does value v (under key with type suffix ts) belong to slice s by the discriminators? */
-static int in_slice(struct json_object *disc, pnode_t *s, struct json_object *v, const char *ts)
-{
+static int in_slice(struct json_object *disc, pnode_t *s, struct json_object *v, const char *ts) {
     size_t nd = json_object_array_length(disc);
     for (size_t d = 0; d < nd; d++) {
         struct json_object *di = json_object_array_get_idx(disc, d);
@@ -377,7 +367,8 @@ static int in_slice(struct json_object *disc, pnode_t *s, struct json_object *v,
             int isp = 0;
             struct json_object *want = at != NULL ? fixed_or_pattern(at->el, &isp) : NULL;
             const char *prof = NULL;
-            if (want == NULL && strcmp(path, "url") == 0 && el_type(s->el, 0, &prof) != NULL && prof != NULL) {
+            if (want == NULL && strcmp(path, "url") == 0 && el_type(s->el, 0, &prof) != NULL &&
+                prof != NULL) {
                 /* An extension slice: its url is the extension's canonical URL. */
                 int found = 0;
                 for (size_t i = 0; i < nv && !found; i++)
@@ -392,7 +383,7 @@ static int in_slice(struct json_object *disc, pnode_t *s, struct json_object *v,
             int found = 0;
             for (size_t i = 0; i < nv && !found; i++)
                 found = isp || strcmp(type, "pattern") == 0 ? pattern_match(want, vals[i])
-                                                             : hv_fhir_json_equal(want, vals[i]);
+                                                            : hv_fhir_json_equal(want, vals[i]);
             if (!found)
                 return 0;
         } else if (strcmp(type, "type") == 0) {
@@ -401,7 +392,8 @@ static int in_slice(struct json_object *disc, pnode_t *s, struct json_object *v,
             if (have == NULL && json_object_is_type(v, json_type_object))
                 have = hv_json_get_str(v, "resourceType");
             if (want == NULL || have == NULL ||
-                !((have[0] == want[0] || have[0] == want[0] - 'a' + 'A') && strcmp(have + 1, want + 1) == 0))
+                !((have[0] == want[0] || have[0] == want[0] - 'a' + 'A') &&
+                  strcmp(have + 1, want + 1) == 0))
                 return 0;
         } else if (strcmp(type, "exists") == 0) {
             pnode_t *at = node_at(s, path);
@@ -420,33 +412,39 @@ static int in_slice(struct json_object *disc, pnode_t *s, struct json_object *v,
 static void check_node(hv__fhir_vctx_t *c, pnode_t *n, struct json_object *parent, int depth);
 
 /* Checks one value of node n: fixed/pattern, types, constraints, children. */
-static void check_value(hv__fhir_vctx_t *c, pnode_t *n, struct json_object *v, const char *ts, int depth)
-{
+static void check_value(hv__fhir_vctx_t *c, pnode_t *n, struct json_object *v, const char *ts,
+                        int depth) {
     int isp = 0;
     struct json_object *want = fixed_or_pattern(n->el, &isp);
     if (want != NULL) {
         int ok = isp ? pattern_match(want, v) : hv_fhir_json_equal(want, v);
         if (!ok)
-            hv__fhir_issue(c, "error", "value", NULL, "The value does not match the profile's %s value %s",
-                           isp ? "pattern" : "fixed", json_object_to_json_string_ext(want, JSON_C_TO_STRING_PLAIN));
+            hv__fhir_issue(c, "error", "value", NULL,
+                           "The value does not match the profile's %s value %s",
+                           isp ? "pattern" : "fixed",
+                           json_object_to_json_string_ext(want, JSON_C_TO_STRING_PLAIN));
     }
     if (ts != NULL && n->el != NULL && n->slice == NULL) {
         struct json_object *types = NULL;
-        if (json_object_object_get_ex(n->el, "type", &types) && json_object_array_length(types) > 0) {
+        if (json_object_object_get_ex(n->el, "type", &types) &&
+            json_object_array_length(types) > 0) {
             int ok = 0;
             for (size_t i = 0; i < json_object_array_length(types) && !ok; i++) {
                 const char *code = el_type(n->el, i, NULL);
-                ok = code != NULL && (code[0] == ts[0] || code[0] - 'a' + 'A' == ts[0]) && strcmp(code + 1, ts + 1) == 0;
+                ok = code != NULL && (code[0] == ts[0] || code[0] - 'a' + 'A' == ts[0]) &&
+                     strcmp(code + 1, ts + 1) == 0;
             }
             if (!ok)
-                hv__fhir_issue(c, "error", "structure", NULL, "The type %s is not allowed by the profile", ts);
+                hv__fhir_issue(c, "error", "structure", NULL,
+                               "The type %s is not allowed by the profile", ts);
         }
     }
     /* The profile's own invariants: keys the base element does not have. */
     struct json_object *cons = NULL;
     const char *path = n->el != NULL ? hv_json_get_str(n->el, "path") : NULL;
     const hv_fhir_elem_t *base = path != NULL ? hv_fhir_elem_find(path) : NULL;
-    if (c->inv != NULL && n->el != NULL && json_object_object_get_ex(n->el, "constraint", &cons) && base != NULL) {
+    if (c->inv != NULL && n->el != NULL && json_object_object_get_ex(n->el, "constraint", &cons) &&
+        base != NULL) {
         for (size_t i = 0; i < json_object_array_length(cons); i++) {
             struct json_object *k = json_object_array_get_idx(cons, i);
             const char *key = hv_json_get_str(k, "key");
@@ -455,7 +453,8 @@ static void check_value(hv__fhir_vctx_t *c, pnode_t *n, struct json_object *v, c
             if (key == NULL || expr == NULL)
                 continue;
             for (size_t j = 0; j < hv_fhir_elem_constraint_count(base) && !known; j++)
-                known = strcmp(hv_fhir_constraint_key(hv_fhir_elem_constraint_at(base, j)), key) == 0;
+                known =
+                    strcmp(hv_fhir_constraint_key(hv_fhir_elem_constraint_at(base, j)), key) == 0;
             if (known)
                 continue;
             const hv_fhir_type_t *t = NULL;
@@ -468,8 +467,7 @@ static void check_value(hv__fhir_vctx_t *c, pnode_t *n, struct json_object *v, c
             if (t == NULL)
                 continue;
             const hv_fhir_elem_t *owner = hv_fhir_elem_owner(base, t);
-            hv__fhir_focus_t f = {v, NULL, t, owner,
-                                  c->resource, c->root_resource, 0};
+            hv__fhir_focus_t f = {v, NULL, t, owner, c->resource, c->root_resource, 0};
             const char *sev = hv_json_get_str(k, "severity");
             hv__fhir_invariant_expr(c, key, expr, hv_json_get_str(k, "human"),
                                     sev != NULL && strcmp(sev, "warning") == 0, &f);
@@ -480,8 +478,7 @@ static void check_value(hv__fhir_vctx_t *c, pnode_t *n, struct json_object *v, c
 }
 
 /* Checks the children of profile node n against the JSON object parent. */
-static void check_node(hv__fhir_vctx_t *c, pnode_t *n, struct json_object *parent, int depth)
-{
+static void check_node(hv__fhir_vctx_t *c, pnode_t *n, struct json_object *parent, int depth) {
     if (depth > c->max_depth)
         return;
     for (size_t i = 0; i < n->nkids; i++) {
@@ -493,7 +490,9 @@ static void check_node(hv__fhir_vctx_t *c, pnode_t *n, struct json_object *paren
         struct json_object *val = NULL;
         if (key != NULL)
             json_object_object_get_ex(parent, key, &val);
-        size_t count = val == NULL ? 0 : json_object_is_type(val, json_type_array) ? json_object_array_length(val) : 1;
+        size_t count = val == NULL                                 ? 0
+                       : json_object_is_type(val, json_type_array) ? json_object_array_length(val)
+                                                                   : 1;
         const char *pname = key != NULL && ts == NULL ? key : k->name;
         char nbuf[128];
         if (ts != NULL) {
@@ -502,9 +501,11 @@ static void check_node(hv__fhir_vctx_t *c, pnode_t *n, struct json_object *paren
         }
         size_t mark = hv__fhir_path_push(&c->path, pname, -1);
         if (k->min >= 0 && count < (size_t)k->min)
-            hv__fhir_issue(c, "error", "required", NULL, "The profile requires at least %d, found %zu", k->min, count);
+            hv__fhir_issue(c, "error", "required", NULL,
+                           "The profile requires at least %d, found %zu", k->min, count);
         if (k->max >= 0 && k->max != (long)HV_FHIR_UNBOUNDED && count > (size_t)k->max)
-            hv__fhir_issue(c, "error", "structure", NULL, "The profile allows at most %ld, found %zu", k->max, count);
+            hv__fhir_issue(c, "error", "structure", NULL,
+                           "The profile allows at most %ld, found %zu", k->max, count);
         hv__fhir_path_pop(&c->path, mark);
         /* Slices of this element, in the order the profile lists them. */
         pnode_t *slices[64];
@@ -520,8 +521,11 @@ static void check_node(hv__fhir_vctx_t *c, pnode_t *n, struct json_object *paren
         const char *rules = slicing != NULL ? hv_json_get_str(slicing, "rules") : NULL;
         size_t scount[64] = {0};
         for (size_t idx = 0; idx < count; idx++) {
-            struct json_object *v = json_object_is_type(val, json_type_array) ? json_object_array_get_idx(val, idx) : val;
-            mark = hv__fhir_path_push(&c->path, pname, json_object_is_type(val, json_type_array) ? (long)idx : -1);
+            struct json_object *v = json_object_is_type(val, json_type_array)
+                                        ? json_object_array_get_idx(val, idx)
+                                        : val;
+            mark = hv__fhir_path_push(&c->path, pname,
+                                      json_object_is_type(val, json_type_array) ? (long)idx : -1);
             if (v != NULL)
                 check_value(c, k, v, ts, depth);
             if (ns > 0 && v != NULL) {
@@ -536,32 +540,35 @@ static void check_node(hv__fhir_vctx_t *c, pnode_t *n, struct json_object *paren
                     }
                 }
                 if (!matched && rules != NULL && strcmp(rules, "closed") == 0)
-                    hv__fhir_issue(c, "error", "structure", NULL, "The value matches no slice of the profile (slicing is closed)");
+                    hv__fhir_issue(c, "error", "structure", NULL,
+                                   "The value matches no slice of the profile (slicing is closed)");
             }
             hv__fhir_path_pop(&c->path, mark);
         }
         for (size_t s = 0; s < ns; s++) {
             mark = hv__fhir_path_push(&c->path, pname, -1);
             if (slices[s]->min > 0 && scount[s] < (size_t)slices[s]->min)
-                hv__fhir_issue(c, "error", "required", NULL, "Slice '%s' requires at least %d, found %zu",
-                               slices[s]->slice, slices[s]->min, scount[s]);
-            if (slices[s]->max >= 0 && slices[s]->max != (long)HV_FHIR_UNBOUNDED && scount[s] > (size_t)slices[s]->max)
-                hv__fhir_issue(c, "error", "structure", NULL, "Slice '%s' allows at most %ld, found %zu",
-                               slices[s]->slice, slices[s]->max, scount[s]);
+                hv__fhir_issue(c, "error", "required", NULL,
+                               "Slice '%s' requires at least %d, found %zu", slices[s]->slice,
+                               slices[s]->min, scount[s]);
+            if (slices[s]->max >= 0 && slices[s]->max != (long)HV_FHIR_UNBOUNDED &&
+                scount[s] > (size_t)slices[s]->max)
+                hv__fhir_issue(c, "error", "structure", NULL,
+                               "Slice '%s' allows at most %ld, found %zu", slices[s]->slice,
+                               slices[s]->max, scount[s]);
             hv__fhir_path_pop(&c->path, mark);
         }
     }
 }
 
-int hv__fhir_profile_check(hv__fhir_vctx_t *c, hv__fhir_profile_t *p, struct json_object *res)
-{
+int hv__fhir_profile_check(hv__fhir_vctx_t *c, hv__fhir_profile_t *p, struct json_object *res) {
     const char *rt = hv_json_get_str(res, "resourceType");
     c->path.len = 0;
     c->path.buf[0] = '\0';
     hv__fhir_path_push(&c->path, rt != NULL ? rt : "?", -1);
     if (rt == NULL || strcmp(rt, hv_fhir_type_name(p->type)) != 0) {
-        hv__fhir_issue(c, "error", "structure", NULL, "The profile %s is for %s resources, not %s", p->url,
-                       hv_fhir_type_name(p->type), rt != NULL ? rt : "this");
+        hv__fhir_issue(c, "error", "structure", NULL, "The profile %s is for %s resources, not %s",
+                       p->url, hv_fhir_type_name(p->type), rt != NULL ? rt : "this");
         return HV_OK;
     }
     c->resource = res;

@@ -1,8 +1,7 @@
 /* main.c — runs every fhir unit-test group; the exit status is the failure count. */
 #include "tests.h"
 
-int main(void)
-{
+int main(void) {
     int failed = 0;
     failed += run_model_tests();
     failed += run_json_tests();

@@ -6,8 +6,7 @@
 #include <string.h>
 
 /* The US Core 5.0.1 profile with id `id`, from the reference data (a JSON array). */
-static struct json_object *us_core(const char *id)
-{
+static struct json_object *us_core(const char *id) {
     char path[1200];
     size_t len = 0;
     snprintf(path, sizeof(path), "%s/fhir/definitions/uscore-v5.0.1-structuredefinitions.json",
@@ -28,8 +27,8 @@ static struct json_object *us_core(const char *id)
 }
 
 /* Validates against profile url; returns the errors and collects "expression: diagnostics". */
-static int check(hv_fhir_validator_t *v, struct json_object *res, const char *url, char *out, size_t outlen)
-{
+static int check(hv_fhir_validator_t *v, struct json_object *res, const char *url, char *out,
+                 size_t outlen) {
     struct json_object *oo = NULL;
     int errors = -1;
     assert_int_equal(hv_fhir_validate(v, res, url, 0, &oo, &errors), HV_OK);
@@ -41,7 +40,8 @@ static int check(hv_fhir_validator_t *v, struct json_object *res, const char *ur
         if (strcmp(hv_json_get_str(is, "severity"), "error") != 0)
             continue;
         int n = snprintf(out + used, outlen - used, "%s|",
-                         json_object_get_string(json_object_array_get_idx(json_object_object_get(is, "expression"), 0)));
+                         json_object_get_string(json_object_array_get_idx(
+                             json_object_object_get(is, "expression"), 0)));
         if (n > 0 && (size_t)n < outlen - used)
             used += (size_t)n;
     }
@@ -49,8 +49,7 @@ static int check(hv_fhir_validator_t *v, struct json_object *res, const char *ur
     return errors;
 }
 
-static void fhir_profile_us_core_blood_pressure(void **state)
-{
+static void fhir_profile_us_core_blood_pressure(void **state) {
     (void)state;
     hv_fhir_validator_t *v = hv_fhir_validator_new();
     struct json_object *sd = us_core("us-core-blood-pressure");
@@ -60,27 +59,33 @@ static void fhir_profile_us_core_blood_pressure(void **state)
     const char *url = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-blood-pressure";
     char path[1200], got[2048];
     size_t len = 0;
-    snprintf(path, sizeof(path), "%s/fhir/examples/Observation-blood-pressure.json", fhir_test_reference_dir());
+    snprintf(path, sizeof(path), "%s/fhir/examples/Observation-blood-pressure.json",
+             fhir_test_reference_dir());
     char *text = fhir_test_slurp(path, &len);
     struct json_object *obs = json_tokener_parse(text);
     free(text);
     assert_int_equal(check(v, obs, url, got, sizeof(got)), 0);
     /* With a version suffix the URL still names it; an unknown one is HV_ENOTFOUND. */
-    assert_int_equal(check(v, obs, "http://hl7.org/fhir/us/core/StructureDefinition/us-core-blood-pressure|5.0.1",
-                           got, sizeof(got)), 0);
+    assert_int_equal(
+        check(v, obs,
+              "http://hl7.org/fhir/us/core/StructureDefinition/us-core-blood-pressure|5.0.1", got,
+              sizeof(got)),
+        0);
     struct json_object *oo = NULL;
     int e = 0;
     assert_int_equal(hv_fhir_validate(v, obs, "http://example.org/nope", 0, &oo, &e), HV_ENOTFOUND);
 
     /* Break it: category slice (value discriminator), code pattern, subject min, a fixed unit. */
     struct json_object *cat = json_object_array_get_idx(json_object_object_get(obs, "category"), 0);
-    struct json_object *coding = json_object_array_get_idx(json_object_object_get(cat, "coding"), 0);
+    struct json_object *coding =
+        json_object_array_get_idx(json_object_object_get(cat, "coding"), 0);
     hv_json_set_str(coding, "code", "laboratory");
     struct json_object *code0 = json_object_array_get_idx(
         json_object_object_get(json_object_object_get(obs, "code"), "coding"), 0);
     hv_json_set_str(code0, "code", "1234-5");
     json_object_object_del(obs, "subject");
-    struct json_object *comp0 = json_object_array_get_idx(json_object_object_get(obs, "component"), 0);
+    struct json_object *comp0 =
+        json_object_array_get_idx(json_object_object_get(obs, "component"), 0);
     hv_json_set_str(json_object_object_get(comp0, "valueQuantity"), "code", "mmHg");
     int errors = check(v, obs, url, got, sizeof(got));
     assert_int_equal(errors, 4);
@@ -96,23 +101,30 @@ static void fhir_profile_us_core_blood_pressure(void **state)
 /* A small hand-written profile: closed slicing by type, an exists discriminator, a fixed value,
  * a type restriction and an invariant of its own. */
 static const char *test_profile =
-    "{\"resourceType\":\"StructureDefinition\",\"url\":\"http://example.org/sd/obs\",\"type\":\"Observation\","
+    "{\"resourceType\":\"StructureDefinition\",\"url\":\"http://example.org/sd/"
+    "obs\",\"type\":\"Observation\","
     "\"snapshot\":{\"element\":["
-    "{\"id\":\"Observation\",\"path\":\"Observation\",\"constraint\":[{\"key\":\"tst-1\",\"severity\":\"error\","
+    "{\"id\":\"Observation\",\"path\":\"Observation\",\"constraint\":[{\"key\":\"tst-1\","
+    "\"severity\":\"error\","
     "\"human\":\"needs a note\",\"expression\":\"note.exists()\"}]},"
-    "{\"id\":\"Observation.status\",\"path\":\"Observation.status\",\"min\":1,\"max\":\"1\",\"fixedCode\":\"final\"},"
+    "{\"id\":\"Observation.status\",\"path\":\"Observation.status\",\"min\":1,\"max\":\"1\","
+    "\"fixedCode\":\"final\"},"
     "{\"id\":\"Observation.value[x]\",\"path\":\"Observation.value[x]\",\"min\":0,\"max\":\"1\","
     "\"type\":[{\"code\":\"Quantity\"},{\"code\":\"string\"}]},"
-    "{\"id\":\"Observation.identifier\",\"path\":\"Observation.identifier\",\"min\":0,\"max\":\"*\","
-    "\"slicing\":{\"discriminator\":[{\"type\":\"exists\",\"path\":\"period\"}],\"rules\":\"closed\"}},"
-    "{\"id\":\"Observation.identifier:timed\",\"path\":\"Observation.identifier\",\"sliceName\":\"timed\","
+    "{\"id\":\"Observation.identifier\",\"path\":\"Observation.identifier\",\"min\":0,\"max\":\"*"
+    "\","
+    "\"slicing\":{\"discriminator\":[{\"type\":\"exists\",\"path\":\"period\"}],\"rules\":"
+    "\"closed\"}},"
+    "{\"id\":\"Observation.identifier:timed\",\"path\":\"Observation.identifier\",\"sliceName\":"
+    "\"timed\","
     "\"min\":1,\"max\":\"1\"},"
-    "{\"id\":\"Observation.identifier:timed.period\",\"path\":\"Observation.identifier.period\",\"min\":1,\"max\":\"1\"},"
-    "{\"id\":\"Observation.identifier:timed.system\",\"path\":\"Observation.identifier.system\",\"min\":1,\"max\":\"1\"}"
+    "{\"id\":\"Observation.identifier:timed.period\",\"path\":\"Observation.identifier.period\","
+    "\"min\":1,\"max\":\"1\"},"
+    "{\"id\":\"Observation.identifier:timed.system\",\"path\":\"Observation.identifier.system\","
+    "\"min\":1,\"max\":\"1\"}"
     "]}}";
 
-static void fhir_profile_slicing_fixed_types_and_invariants(void **state)
-{
+static void fhir_profile_slicing_fixed_types_and_invariants(void **state) {
     (void)state;
     hv_fhir_validator_t *v = hv_fhir_validator_new();
     struct json_object *sd = json_tokener_parse(test_profile);
@@ -123,20 +135,33 @@ static void fhir_profile_slicing_fixed_types_and_invariants(void **state)
         int errors;
         const char *where;
     } cases[] = {
-        {"{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"x\"},\"note\":[{\"text\":\"n\"}],"
-         "\"identifier\":[{\"system\":\"s\",\"period\":{\"start\":\"2020\"}}],\"valueString\":\"v\"}", 0, ""},
-        {"{\"resourceType\":\"Observation\",\"status\":\"amended\",\"code\":{\"text\":\"x\"},\"note\":[{\"text\":\"n\"}],"
-         "\"identifier\":[{\"system\":\"s\",\"period\":{\"start\":\"2020\"}}]}", 1, "Observation.status|"},
-        {"{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"x\"},\"note\":[{\"text\":\"n\"}],"
-         "\"identifier\":[{\"system\":\"s\",\"period\":{\"start\":\"2020\"}}],\"valueBoolean\":true}", 1, "Observation.value|"},
         {"{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"x\"},"
-         "\"identifier\":[{\"system\":\"s\",\"period\":{\"start\":\"2020\"}}]}", 1, "Observation|"},
+         "\"note\":[{\"text\":\"n\"}],"
+         "\"identifier\":[{\"system\":\"s\",\"period\":{\"start\":\"2020\"}}],\"valueString\":"
+         "\"v\"}",
+         0, ""},
+        {"{\"resourceType\":\"Observation\",\"status\":\"amended\",\"code\":{\"text\":\"x\"},"
+         "\"note\":[{\"text\":\"n\"}],"
+         "\"identifier\":[{\"system\":\"s\",\"period\":{\"start\":\"2020\"}}]}",
+         1, "Observation.status|"},
+        {"{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"x\"},"
+         "\"note\":[{\"text\":\"n\"}],"
+         "\"identifier\":[{\"system\":\"s\",\"period\":{\"start\":\"2020\"}}],\"valueBoolean\":"
+         "true}",
+         1, "Observation.value|"},
+        {"{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"x\"},"
+         "\"identifier\":[{\"system\":\"s\",\"period\":{\"start\":\"2020\"}}]}",
+         1, "Observation|"},
         /* The timed slice is missing, and the untimed identifier is in no slice (closed). */
-        {"{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"x\"},\"note\":[{\"text\":\"n\"}],"
-         "\"identifier\":[{\"system\":\"s\"}]}", 2, "Observation.identifier[0]|Observation.identifier|"},
+        {"{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"x\"},"
+         "\"note\":[{\"text\":\"n\"}],"
+         "\"identifier\":[{\"system\":\"s\"}]}",
+         2, "Observation.identifier[0]|Observation.identifier|"},
         /* In the slice but without the system the slice requires. */
-        {"{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"x\"},\"note\":[{\"text\":\"n\"}],"
-         "\"identifier\":[{\"period\":{\"start\":\"2020\"}}]}", 1, "Observation.identifier[0].system|"},
+        {"{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"x\"},"
+         "\"note\":[{\"text\":\"n\"}],"
+         "\"identifier\":[{\"period\":{\"start\":\"2020\"}}]}",
+         1, "Observation.identifier[0].system|"},
         {"{\"resourceType\":\"Patient\"}", 1, "Patient|"},
     };
     for (size_t i = 0; i < HV_ARRAY_LEN(cases); i++) {
@@ -152,13 +177,13 @@ static void fhir_profile_slicing_fixed_types_and_invariants(void **state)
     hv_fhir_validator_free(v);
 }
 
-static void fhir_profile_rejects_non_profiles(void **state)
-{
+static void fhir_profile_rejects_non_profiles(void **state) {
     (void)state;
     hv_fhir_validator_t *v = hv_fhir_validator_new();
     static const char *const bad[] = {
         "{\"resourceType\":\"Patient\"}",
-        "{\"resourceType\":\"StructureDefinition\",\"url\":\"u\",\"type\":\"Nope\",\"snapshot\":{\"element\":[]}}",
+        "{\"resourceType\":\"StructureDefinition\",\"url\":\"u\",\"type\":\"Nope\",\"snapshot\":{"
+        "\"element\":[]}}",
         "{\"resourceType\":\"StructureDefinition\",\"url\":\"u\",\"type\":\"Patient\"}",
     };
     for (size_t i = 0; i < HV_ARRAY_LEN(bad); i++) {
@@ -172,8 +197,7 @@ static void fhir_profile_rejects_non_profiles(void **state)
     hv_fhir_validator_free(v);
 }
 
-int run_profile_tests(void)
-{
+int run_profile_tests(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(fhir_profile_us_core_blood_pressure),
         cmocka_unit_test(fhir_profile_slicing_fixed_types_and_invariants),
