@@ -197,6 +197,16 @@ static void hl7v2_batch_split_caps_message_count(void **state) {
     const char *t = "MSH|^~\\&|A\rMSH|^~\\&|B\rMSH|^~\\&|C\r";
     (void)state;
     assert_int_equal(hv_hl7v2_batch_split(a, t, strlen(t), 2, &spans, &cnt, NULL), HV_ETOOBIG);
+    assert_int_equal(hv_hl7v2_batch_split(a, t, strlen(t), 3, &spans, &cnt, NULL), HV_OK);
+    assert_int_equal(cnt, 3);
+    /* Regression (found by fuzz_hl7v2): an MSH right after a byte order mark was not
+     * counted when sizing the array, so a BOM file could hold max + 1 messages and
+     * overflow it. */
+    t = "\xef\xbb\xbfMSH|^~\\&|A\rMSH|^~\\&|B\r";
+    assert_int_equal(hv_hl7v2_batch_split(a, t, strlen(t), 1, &spans, &cnt, NULL), HV_ETOOBIG);
+    assert_int_equal(hv_hl7v2_batch_split(a, t, strlen(t), 2, &spans, &cnt, NULL), HV_OK);
+    assert_int_equal(cnt, 2);
+    assert_memory_equal(spans[1].p, "MSH|^~\\&|B", 10);
     hv_arena_free(a);
 }
 
