@@ -199,6 +199,7 @@ static int load_object(hv_config_t *c, struct json_object *obj, const char *pref
         snprintf(origin, sizeof(origin), "%s:%d:%d", path, line, col);
         if (json_object_is_type(v, json_type_object)) {
             if (!is_section(c, key)) {
+                hv_json_pos_get_key(pos, ptr, &line, &col);
                 hv_error_set(err, HV_ECONFIG, path, "unknown setting \"%s\"", key);
                 if (err) { err->line = line; err->column = col; }
                 return HV_ECONFIG;
@@ -208,6 +209,7 @@ static int load_object(hv_config_t *c, struct json_object *obj, const char *pref
             continue;
         }
         if (find_entry(c, key) == NULL) {
+            hv_json_pos_get_key(pos, ptr, &line, &col);
             hv_error_set(err, HV_ECONFIG, path, "unknown setting \"%s\"", key);
             if (err) { err->line = line; err->column = col; }
             return HV_ECONFIG;

@@ -9,6 +9,10 @@
  *   NULL or ""                       SQLite       <data_dir>/<name>.db
  *   anything else not below          SQLite       <url>/<name>.db (url is a directory)
  *   "postgresql://…", "postgres://…" PostgreSQL   schema <name> of the URL's database
+ *   any other "scheme://…"           refused with HV_ENOTSUP
+ *
+ * The module name must be 1-63 characters of [a-z0-9_]: it becomes a file name
+ * and an SQL identifier.
  *
  * SQL is written once with PostgreSQL's $1, $2 … placeholders. For SQLite they
  * are rewritten at prepare time to ?1, ?2 …, which SQLite binds by number
@@ -72,6 +76,12 @@ int hv_db_open(const char *url, const char *data_dir, const char *name, hv_db_t 
     }
     if (url != NULL && is_pg_url(url)) {
         rc = hv__db_pg_open(url, name, &db, err);
+    } else if (url != NULL && strstr(url, "://") != NULL) {
+        /* Only the scheme, never the whole URL: it may carry a password. */
+        hv_error_set(err, HV_ENOTSUP, "db",
+                     "unsupported database URL scheme \"%.*s\" (use postgresql:// or a directory)",
+                     (int)(strstr(url, "://") - url), url);
+        return HV_ENOTSUP;
     } else {
         const char *dir = (url != NULL && url[0] != '\0') ? url : data_dir;
         if (dir == NULL || dir[0] == '\0') {

@@ -18,6 +18,7 @@
  *   busy_timeout  5000 ms      another process or connection holding the write lock
  *   foreign_keys  ON
  *   temp_store    MEMORY
+ *   journal_size_limit 64 MiB  the WAL file is truncated back to this after a checkpoint
  *
  * Placeholders: $N is rewritten to ?N (see db.c), which SQLite binds by number.
  */
@@ -232,7 +233,8 @@ int hv__db_sqlite_open(const char *dir, const char *name, hv_db_t **out, hv_erro
         "PRAGMA journal_mode=WAL;"
         "PRAGMA synchronous=FULL;"
         "PRAGMA foreign_keys=ON;"
-        "PRAGMA temp_store=MEMORY;";
+        "PRAGMA temp_store=MEMORY;"
+        "PRAGMA journal_size_limit=67108864;";
     sqlite_db_t *db = NULL;
     char path[4096];
     int rc = HV_OK, fd;

@@ -194,6 +194,8 @@ hv_json_pos_t *hv_json_pos_new(const char *text, size_t len);
 void hv_json_pos_free(hv_json_pos_t *p);
 /* Looks up a pointer; returns 0 and sets line/column, or HV_ENOTFOUND. */
 int hv_json_pos_get(const hv_json_pos_t *p, const char *pointer, int *line, int *column);
+/* The position of the key naming the member at pointer ("/http/lisen" → where "lisen" is). */
+int hv_json_pos_get_key(const hv_json_pos_t *p, const char *pointer, int *line, int *column);
 
 /* json_object_object_add without the ownership trap: always consumes val, even on failure. */
 int hv_json_set(struct json_object *obj, const char *key, struct json_object *val);
@@ -423,7 +425,8 @@ void hv_storage_free(hv_storage_t *s);
 /*
  * Storage notes: max_queue bounds the jobs submitted whose done callback has not
  * run yet (waiting, running, or committed and waiting for the loop), so memory is
- * bounded even when the loop lags; hv_storage_queued counts exactly those. Jobs must
+ * bounded even when the loop lags; hv_storage_queued counts exactly those. Submit
+ * from the loop thread. On failure hv_storage_new does not take db. Jobs must
  * not begin, commit or roll back themselves. Done callbacks run on the loop thread
  * in submission order and may submit again. hv_storage_free joins the thread (it
  * blocks until the queued jobs have run), calls the remaining done callbacks, closes

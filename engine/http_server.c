@@ -83,6 +83,8 @@ struct conn {
     int in_process;
     int closing;
     int close_after_write;
+    int lingering; /* answered an error: shut the write side, drain input briefly, close */
+    uv_shutdown_t shutdown_req;
     int reading;
     int pending_writes;
     size_t out_bytes;
@@ -132,6 +134,7 @@ typedef struct wreq {
 
 static void process_input(conn_t *c);
 static void read_start(conn_t *c);
+static void linger(conn_t *c);
 static void conn_close(conn_t *c);
 static void maybe_done(hv__http_server_t *s);
 
@@ -274,6 +277,10 @@ static void on_write(uv_write_t *w, int status) {
         conn_close(c);
         return;
     }
+    if (c->lingering && c->pending_writes == 0) {
+        linger(c);
+        return;
+    }
     if (c->close_after_write && c->pending_writes == 0) {
         conn_close(c);
         return;
@@ -376,6 +383,7 @@ const char *hv_http_status_text(int status) {
     case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
     default: return "Unknown";
     }
 }
@@ -399,9 +407,34 @@ static void conn_fail(conn_t *c, int status, const char *code, const char *msg) 
     hv_log_str(r, "reason", code);
     hv_log_str(r, "peer", c->peer);
     hv_log_end(r);
-    c->close_after_write = 1;
-    if (conn_write(c, out.data, out.len) != HV_OK || c->pending_writes == 0) conn_close(c);
+    c->lingering = 1;
+    if (conn_write(c, out.data, out.len) != HV_OK) conn_close(c);
+    else if (c->pending_writes == 0) linger(c);
     hv_buf_release(&out);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+    conn_t *c = req->data;
+    (void)status;
+    if (!c->closing) c->deadline = uv_now(c->srv->loop) + 2000;
+}
+
+/*
+ * Lingering close (as nginx's lingering_close): after an error answer, shut our
+ * write side and read and discard what the client still sends, for at most two
+ * seconds, so that its unread request bytes do not make the kernel reset the
+ * connection and destroy the answer before the client has read it.
+ */
+static void linger(conn_t *c) {
+    if (c->closing) return;
+    c->phase = PH_HANDLING; /* no more parsing */
+    c->deadline = uv_now(c->srv->loop) + 2000;
+    c->shutdown_req.data = c;
+    if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+        conn_close(c);
+        return;
+    }
+    if (!c->reading) read_start(c);
 }
 
 static hv_counter_t *status_counter(hv__http_server_t *s, hv__route_t *rt, int status) {
@@ -661,6 +694,8 @@ static int on_headers_complete(http_parser *p) {
     r->method = method_of(p->method, &r->method_name);
     r->http_major = p->http_major;
     r->http_minor = p->http_minor;
+    if (p->http_major != 1)
+        return fail_cb(c, 505, "http_version_not_supported", "only HTTP/1.0 and HTTP/1.1 are served");
     target = r->target.data ? r->target.data : "";
     if (target[0] != '/')
         return fail_cb(c, 400, "bad_request", "the request target must be an absolute path");
@@ -783,7 +818,7 @@ static void process_input(conn_t *c) {
     hv__http_server_t *s = c->srv;
     if (c->in_process) return;
     c->in_process = 1;
-    while (!c->closing && !c->handling && c->in.len > 0) {
+    while (!c->closing && !c->lingering && !c->handling && c->in.len > 0) {
         size_t n;
         enum http_errno err;
         n = http_parser_execute(&c->parser, &s->settings, c->in.data, c->in.len);
@@ -801,7 +836,7 @@ static void process_input(conn_t *c) {
         if (c->ready) dispatch(c);
     }
     c->in_process = 0;
-    if (c->closing) return;
+    if (c->closing || c->lingering) return;
     /* read while there is room: pipelined input is bounded, so is queued output */
     if (c->in.len < s->lim.max_header + 65536 && c->out_bytes < s->lim.max_pending_out) {
         if (!c->reading) read_start(c);
@@ -829,6 +864,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
         return;
     }
     if (nread == 0) return;
+    if (c->lingering) return; /* discard */
     if (c->phase == PH_IDLE) {
         c->phase = PH_HEADERS;
         c->deadline = uv_now(c->srv->loop) + c->srv->lim.header_timeout;
@@ -946,6 +982,10 @@ static void on_sweep(uv_timer_t *t) {
     for (c = s->conns; c != NULL; c = next) {
         next = c->next;
         if (c->closing || c->deadline == 0 || now < c->deadline) continue;
+        if (c->lingering) {
+            conn_close(c);
+            continue;
+        }
         hv_counter_add(s->c_timeouts, 1);
         if (c->phase == PH_HEADERS || c->phase == PH_BODY) {
             if (c->in.len == 0 && c->req == NULL && c->phase == PH_HEADERS && c->header_bytes == 0 &&

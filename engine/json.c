@@ -121,7 +121,7 @@ static void advance_lc(hv_json_pos_t *s, size_t to) {
     }
 }
 
-static int pos_add(hv_json_pos_t *s, const hv_buf_t *ptr) {
+static int pos_add_at(hv_json_pos_t *s, const char *prefix, const hv_buf_t *ptr, size_t at) {
     if (s->n == s->cap) {
         size_t ncap = s->cap ? s->cap * 2 : 32;
         pos_entry_t *nv = hv_realloc(s->v, ncap * sizeof(*nv));
@@ -129,22 +129,37 @@ static int pos_add(hv_json_pos_t *s, const hv_buf_t *ptr) {
         s->v = nv;
         s->cap = ncap;
     }
-    advance_lc(s, s->p);
-    s->v[s->n].pointer = hv_strndup(ptr->data ? ptr->data : "", ptr->len);
-    if (s->v[s->n].pointer == NULL) return HV_ENOMEM;
+    advance_lc(s, at);
+    {
+        size_t plen = strlen(prefix);
+        char *p = hv_malloc(plen + ptr->len + 1);
+        if (p == NULL) return HV_ENOMEM;
+        memcpy(p, prefix, plen);
+        if (ptr->len > 0) memcpy(p + plen, ptr->data, ptr->len);
+        p[plen + ptr->len] = '\0';
+        s->v[s->n].pointer = p;
+    }
     s->v[s->n].line = s->line;
     s->v[s->n].column = s->col;
     s->n++;
     return HV_OK;
 }
 
-static void skip_string(hv_json_pos_t *s) {
+static int pos_add(hv_json_pos_t *s, const hv_buf_t *ptr) { return pos_add_at(s, "", ptr, s->p); }
+
+/* Moves past a string; returns HV_EPROTO (with p at the end) if it is not terminated. */
+static int skip_string(hv_json_pos_t *s) {
     s->p++; /* opening quote */
     while (s->p < s->len && s->t[s->p] != '"') {
         if (s->t[s->p] == '\\') s->p++;
         s->p++;
     }
+    if (s->p >= s->len) {
+        s->p = s->len;
+        return HV_EPROTO;
+    }
     s->p++;
+    return HV_OK;
 }
 
 /* Appends a pointer token, escaped per RFC 6901 (~ → ~0, / → ~1). */
@@ -175,7 +190,7 @@ static int scan_value(hv_json_pos_t *s, hv_buf_t *ptr, int depth) {
             if (s->t[s->p] == ',') { s->p++; continue; }
             if (s->t[s->p] != '"') return HV_EPROTO;
             kstart = s->p;
-            skip_string(s);
+            if (skip_string(s) != HV_OK) return HV_EPROTO;
             /* decode the key with json-c so that escapes in keys are handled */
             {
                 char *raw = hv_strndup(s->t + kstart, s->p - kstart);
@@ -186,6 +201,7 @@ static int scan_value(hv_json_pos_t *s, hv_buf_t *ptr, int depth) {
                 if (k == NULL) return HV_EPROTO;
                 rc = ptr_push(ptr, json_object_get_string(k), (size_t)json_object_get_string_len(k));
                 json_object_put(k);
+                if (rc == HV_OK) rc = pos_add_at(s, "#", ptr, kstart);
                 if (rc != HV_OK) return rc;
             }
             s->p = skip_ws(s->t, s->len, s->p);
@@ -214,9 +230,13 @@ static int scan_value(hv_json_pos_t *s, hv_buf_t *ptr, int depth) {
             if (rc != HV_OK) return rc;
         }
     } else if (s->t[s->p] == '"') {
-        skip_string(s);
+        return skip_string(s);
     } else {
-        while (s->p < s->len && strchr(",]} \t\r\n/", s->t[s->p]) == NULL) s->p++;
+        /* a bare token (number, true, false, null): at least one byte, so that
+         * malformed input always advances */
+        do {
+            s->p++;
+        } while (s->p < s->len && (s->t[s->p] == '\0' || strchr(",]} \t\r\n/", s->t[s->p]) == NULL));
     }
     return HV_OK;
 }
@@ -250,6 +270,19 @@ int hv_json_pos_get(const hv_json_pos_t *p, const char *pointer, int *line, int 
     if (p == NULL) return HV_ENOTFOUND;
     for (i = 0; i < p->n; i++) {
         if (strcmp(p->v[i].pointer, pointer) == 0) {
+            *line = p->v[i].line;
+            *column = p->v[i].column;
+            return HV_OK;
+        }
+    }
+    return HV_ENOTFOUND;
+}
+
+int hv_json_pos_get_key(const hv_json_pos_t *p, const char *pointer, int *line, int *column) {
+    size_t i;
+    if (p == NULL) return HV_ENOTFOUND;
+    for (i = 0; i < p->n; i++) {
+        if (p->v[i].pointer[0] == '#' && strcmp(p->v[i].pointer + 1, pointer) == 0) {
             *line = p->v[i].line;
             *column = p->v[i].column;
             return HV_OK;

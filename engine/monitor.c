@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -46,7 +47,14 @@ typedef struct monitor {
     uint64_t db_probe_start;
     hv_counter_t *errors_dropped;
     hv_gauge_t *db_latency;
+    /* the last /health answer, reused for up to HEALTH_CACHE_MS: load balancers and
+     * orchestrators poll it often, and its state only changes on the engine's tick */
+    hv_buf_t health_body;
+    int health_status;
+    uint64_t health_at_ns;
 } monitor_t;
+
+#define HEALTH_CACHE_MS 250
 
 /* A stored record: used for inserts and as the job of a listing. */
 typedef struct record {
@@ -259,13 +267,23 @@ static void add_check(struct json_object *checks, const char *name, const char *
 static void h_health(hv_http_req_t *req, void *ud) {
     monitor_t *m = ud;
     hv_engine_t *e = m->e;
-    struct json_object *o = json_object_new_object(), *checks = json_object_new_object();
+    uint64_t now_ns = hv_mono_ns();
+    struct json_object *o, *checks;
     static const char *const st[] = {"pass", "warn", "fail"};
     char now[40], disk[32], out[256];
     int worst = HV_HEALTH_PASS;
     size_t i;
     const char *text;
     size_t len;
+    if (m->health_body.len > 0 && !e->stopping &&
+        now_ns - m->health_at_ns < (uint64_t)HEALTH_CACHE_MS * 1000000u) {
+        hv_http_header_add(req, "Cache-Control", "no-store");
+        hv_http_respond(req, m->health_status, "application/health+json", m->health_body.data,
+                        m->health_body.len);
+        return;
+    }
+    o = json_object_new_object();
+    checks = json_object_new_object();
     hv_time_rfc3339(hv_now_ms(), now, sizeof(now));
     add_check(checks, "database:responseTime", "datastore", e->db_status,
               e->db_status == HV_HEALTH_FAIL ? NULL : e->db_output, e->db_status == HV_HEALTH_FAIL ? NULL : "ms",
@@ -274,6 +292,9 @@ static void h_health(hv_http_req_t *req, void *ud) {
     snprintf(disk, sizeof(disk), "%llu", (unsigned long long)e->disk_free);
     add_check(checks, "disk:free", "system", e->disk_status, disk, "bytes", e->data_dir, now);
     if (e->disk_status > worst) worst = e->disk_status;
+    snprintf(disk, sizeof(disk), "%ld", e->channel_files);
+    add_check(checks, "channels:files", "system", e->channels_status, disk, "files", e->channels_output, now);
+    if (e->channels_status > worst) worst = e->channels_status;
     for (i = 0; i < e->nchecks; i++) {
         int s = HV_HEALTH_PASS;
         out[0] = '\0';
@@ -290,8 +311,11 @@ static void h_health(hv_http_req_t *req, void *ud) {
     hv_json_set_str(o, "description", "HoloVitals integration engine");
     hv_json_set(o, "checks", checks);
     text = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+    m->health_status = worst == HV_HEALTH_FAIL ? 503 : 200;
+    hv_buf_reset(&m->health_body);
+    if (hv_buf_append(&m->health_body, text, len) == HV_OK) m->health_at_ns = now_ns;
     hv_http_header_add(req, "Cache-Control", "no-store");
-    hv_http_respond(req, worst == HV_HEALTH_FAIL ? 503 : 200, "application/health+json", text, len);
+    hv_http_respond(req, m->health_status, "application/health+json", text, len);
     json_object_put(o);
 }
 
@@ -545,6 +569,26 @@ void hv__monitor_tick(hv_engine_t *e) {
     } else {
         e->disk_status = HV_HEALTH_FAIL;
     }
+    /* the channel directory: readable, and how many channel files it holds */
+    {
+        const char *dir = hv_config_str(e->config, "channels");
+        DIR *d = opendir(dir);
+        long n = 0;
+        if (d == NULL) {
+            e->channels_status = HV_HEALTH_WARN;
+            snprintf(e->channels_output, sizeof(e->channels_output), "%s cannot be read", dir);
+        } else {
+            struct dirent *de;
+            while ((de = readdir(d)) != NULL) {
+                size_t len = strlen(de->d_name);
+                if (de->d_name[0] != '.' && len > 5 && strcmp(de->d_name + len - 5, ".json") == 0) n++;
+            }
+            closedir(d);
+            e->channels_status = HV_HEALTH_PASS;
+            snprintf(e->channels_output, sizeof(e->channels_output), "%s", dir);
+        }
+        e->channel_files = n;
+    }
     if (!m->db_probe_inflight && m->storage != NULL) {
         m->db_probe_start = hv_mono_ns();
         if (hv_storage_submit(m->storage, job_ping, done_ping, m) == HV_OK) m->db_probe_inflight = 1;
@@ -611,6 +655,7 @@ void hv__monitor_free(hv_engine_t *e) {
     monitor_t *m = e->monitor;
     if (m == NULL) return;
     e->monitor = NULL;
+    hv_buf_release(&m->health_body);
     hv_storage_free(m->storage);
     hv_free(m);
 }

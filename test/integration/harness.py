@@ -60,7 +60,10 @@ class Engine:
 
     def __init__(self, workdir, args=(), env=None, config=None, tls=None):
         self.workdir = workdir
+        os.makedirs(workdir, exist_ok=True)
         self.data = os.path.join(workdir, "data")
+        self.channels = os.path.join(workdir, "channels")
+        os.makedirs(self.channels, exist_ok=True)
         self.http_port = free_port()
         self.mllp_port = free_port()
         self.args = list(args)
@@ -81,7 +84,7 @@ class Engine:
 
     def command(self):
         cmd = [BIN, "serve", "--data", self.data, "--http", "127.0.0.1:%d" % self.http_port,
-               "--mllp", "127.0.0.1:%d" % self.mllp_port]
+               "--mllp", "127.0.0.1:%d" % self.mllp_port, "--channels", self.channels]
         if self.config_path:
             cmd += ["--config", self.config_path]
         if self.tls:
@@ -89,6 +92,7 @@ class Engine:
         return cmd + self.args
 
     def start(self, wait=True, timeout=15):
+        self.close()
         self._out = open(self.stdout_path, "ab")
         self._err = open(self.stderr_path, "ab")
         t0 = time.monotonic()
@@ -141,6 +145,7 @@ class Engine:
         for f in (getattr(self, "_out", None), getattr(self, "_err", None)):
             if f:
                 f.close()
+        self._out = self._err = None
 
     def stderr(self):
         try:

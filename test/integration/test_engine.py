@@ -69,7 +69,7 @@ class Cli(EngineTestCase):
             f.write('{"log": {"format": "text", "level": "debug"}}')
         rc, out, _ = run_cli("config", "show", "--config", cfg, env={"HOLOVITALS_LOG_LEVEL": "warn"})
         self.assertEqual(rc, 0)
-        self.assertRegex(out, r"log\.format\s+text\s.*from " + re.escape(cfg) + ":1:21")
+        self.assertRegex(out, r"log\.format\s+text\s.*from " + re.escape(cfg) + ":1:20")
         self.assertRegex(out, r"log\.level\s+warn\s.*from environment HOLOVITALS_LOG_LEVEL")
         rc, out, _ = run_cli("config", "show", "--config", cfg, "--log-level", "error",
                              env={"HOLOVITALS_LOG_LEVEL": "warn"})
@@ -111,7 +111,16 @@ class Monitoring(EngineTestCase):
         self.assertIn("disk:free", doc["checks"])
         self.assertEqual(doc["checks"]["disk:free"][0]["observedUnit"], "bytes")
         self.assertGreater(doc["checks"]["disk:free"][0]["observedValue"], 0)
+        self.assertEqual(doc["checks"]["channels:files"][0]["status"], "pass")
+        self.assertEqual(doc["checks"]["channels:files"][0]["observedValue"], 0)
         self.assertIn("FHIR base:  http://127.0.0.1:%d/fhir" % eng.http_port, eng.stdout())
+
+    def test_missing_channel_directory_is_a_warning(self):
+        eng = self.engine(args=["--channels", "/nonexistent/channels"])
+        status, _, body = eng.get("/health")
+        doc = json.loads(body)
+        self.assertEqual((status, doc["status"]), (200, "warn"))
+        self.assertEqual(doc["checks"]["channels:files"][0]["status"], "warn")
 
     def test_metrics_count_requests_per_route_and_status(self):
         eng = self.engine()
@@ -209,7 +218,7 @@ class Http(EngineTestCase):
         eng = self.engine()
         reqs = (b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
                 b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
-                b"POST /errors HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 17\r\n\r\n{\"message\":\"p\"}\n"
+                b"POST /errors HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 16\r\n\r\n{\"message\":\"p\"}\n"
                 b"GET /performance HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         out = eng.raw(reqs)
         statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", out)
@@ -256,7 +265,9 @@ class Http(EngineTestCase):
 
     def test_malformed_requests_get_400_and_server_survives(self):
         eng = self.engine()
-        for junk in (b"\x16\x03\x01\x02\x00garbage\r\n\r\n", b"GET /health HTTP/9.9\r\n\r\n",
+        out = eng.raw(b"GET /health HTTP/9.9\r\n\r\n")
+        self.assertTrue(out.startswith(b"HTTP/1.1 505 "), out[:120])
+        for junk in (b"\x16\x03\x01\x02\x00garbage\r\n\r\n",
                      b"GET relative HTTP/1.1\r\nHost: x\r\n\r\n", b"GET /%zz HTTP/1.1\r\nHost: x\r\n\r\n",
                      b"G\x00T / HTTP/1.1\r\n\r\n"):
             out = eng.raw(junk)
@@ -292,6 +303,7 @@ class Http(EngineTestCase):
 
     def test_connection_limit_answers_503(self):
         eng = self.engine(config={"http": {"max_connections": 2}})
+        time.sleep(0.3)  # let the start-up health probe's connection close
         a = socket.create_connection(("127.0.0.1", eng.http_port))
         b = socket.create_connection(("127.0.0.1", eng.http_port))
         time.sleep(0.2)

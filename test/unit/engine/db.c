@@ -40,6 +40,15 @@ hv_db_t *dbtest_open(const dbtest_backend_t *b) {
     return db;
 }
 
+hv_db_t *dbtest_reopen(const dbtest_backend_t *b, hv_db_t *db) {
+    hv_db_t *two = NULL;
+    hv_error_t err;
+    hv_error_clear(&err);
+    if (hv_db_open(b->url, b->dir, db->name, &two, &err) != HV_OK)
+        fail_msg("reopen(%s): %s", b->label, err.message);
+    return two;
+}
+
 int dbtest_backend_setup(dbtest_backend_t *b, const char *label, const char *url) {
     const char *tmp = getenv("TMPDIR");
     b->label = label;
@@ -108,6 +117,9 @@ int dbtest_run_group(const char *name, const struct CMUnitTest *tests, size_t co
             copy[i].initial_state = &b;
         }
         snprintf(label, sizeof(label), "%s[%s]", name, kind);
+        printf("[ BACKEND  ] %s%s%s\n", label, b.url != NULL ? " at " : " in ",
+               b.url != NULL ? "HV_TEST_PG_URL" : b.dir);
+        fflush(stdout);
         failed += _cmocka_run_group_tests(label, copy, count, NULL, NULL);
         dbtest_backend_teardown(&b);
     }
@@ -167,6 +179,34 @@ static void db_open_rejects_bad_module_names(void **state) {
     }
     assert_int_equal(hv_db_open(NULL, NULL, "ok", &db, &err), HV_EINVAL);
     assert_null(db);
+    assert_int_equal(hv_db_open("mysql://u:secret@h/d", NULL, "ok", &db, &err), HV_ENOTSUP);
+    assert_null(db);
+    assert_non_null(strstr(err.message, "\"mysql\""));
+    assert_null(strstr(err.message, "secret"));
+}
+
+static void db_open_sqlite_url_is_a_directory(void **state) {
+    dbtest_backend_t b;
+    hv_db_t *db = NULL;
+    hv_error_t err;
+    char dir[512], path[600];
+    struct stat sb;
+    assert_int_equal(dbtest_backend_setup(&b, "sqlite", NULL), 0);
+    /* A URL that is a path names the data directory, created with missing parents. */
+    snprintf(dir, sizeof(dir), "%s/nested/data", b.dir);
+    assert_int_equal(hv_db_open(dir, "/ignored/when/url/is/given", "fhir", &db, &err), HV_OK);
+    assert_int_equal(hv_db_kind(db), HV_DB_SQLITE);
+    hv_db_close(db);
+    snprintf(path, sizeof(path), "%s/fhir.db", dir);
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(stat(dir, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0700);
+    /* An empty URL means the data directory. */
+    assert_int_equal(hv_db_open("", b.dir, "audit", &db, &err), HV_OK);
+    hv_db_close(db);
+    snprintf(path, sizeof(path), "%s/audit.db", b.dir);
+    assert_int_equal(stat(path, &sb), 0);
+    dbtest_backend_teardown(&b);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -451,6 +491,51 @@ static void db_migrations_apply_once_and_in_order(void **state) {
     hv_db_close(db);
 }
 
+typedef struct migrate_arg {
+    hv_db_t *db;
+    const char *const *migrations;
+    int rc;
+} migrate_arg_t;
+
+static void migrate_thread(void *p) {
+    migrate_arg_t *a = p;
+    hv_error_t err;
+    a->rc = hv_db_migrate(a->db, "race", a->migrations, &err);
+    hv_log_thread_exit();
+}
+
+static void db_concurrent_migrations_apply_each_once(void **state) {
+    static const char *const migrations[] = {
+        "CREATE TABLE m(x INTEGER); INSERT INTO m VALUES (1)",
+        "UPDATE m SET x = x * 10 + 2",
+        "UPDATE m SET x = x * 10 + 3",
+        "UPDATE m SET x = x * 10 + 4",
+        NULL,
+    };
+    const dbtest_backend_t *b = BACKEND(state);
+    migrate_arg_t args[2];
+    uv_thread_t threads[2];
+    int i, round;
+    for (round = 0; round < 3; round++) {
+        hv_db_t *first = dbtest_open(b);
+        args[0].db = first;
+        args[1].db = dbtest_reopen(b, first);
+        /* Two connections (two processes, in production) start together. */
+        for (i = 0; i < 2; i++) {
+            args[i].migrations = migrations;
+            args[i].rc = -100;
+            assert_int_equal(uv_thread_create(&threads[i], migrate_thread, &args[i]), 0);
+        }
+        for (i = 0; i < 2; i++) uv_thread_join(&threads[i]);
+        assert_int_equal(args[0].rc, HV_OK);
+        assert_int_equal(args[1].rc, HV_OK);
+        assert_int_equal(dbtest_query_int(first, "SELECT x FROM m"), 1234);
+        assert_int_equal(dbtest_query_int(args[1].db, "SELECT COUNT(*) FROM m"), 1);
+        hv_db_close(args[1].db);
+        hv_db_close(first);
+    }
+}
+
 static void db_open_configures_backend(void **state) {
     const dbtest_backend_t *b = BACKEND(state);
     hv_db_t *db = dbtest_open(b);
@@ -526,6 +611,7 @@ int run_db_tests(void) {
     const struct CMUnitTest pure[] = {
         cmocka_unit_test(db_placeholders_translate_outside_literals),
         cmocka_unit_test(db_open_rejects_bad_module_names),
+        cmocka_unit_test(db_open_sqlite_url_is_a_directory),
     };
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(db_bind_and_read_back_every_type),
@@ -537,6 +623,7 @@ int run_db_tests(void) {
         cmocka_unit_test(db_changes_counts_rows_of_last_write),
         cmocka_unit_test(db_unique_violation_is_conflict_without_values),
         cmocka_unit_test(db_migrations_apply_once_and_in_order),
+        cmocka_unit_test(db_concurrent_migrations_apply_each_once),
         cmocka_unit_test(db_open_configures_backend),
         cmocka_unit_test(db_each_module_has_its_own_tables),
         cmocka_unit_test(db_double_special_values_round_trip),

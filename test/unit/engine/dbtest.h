@@ -16,6 +16,8 @@ typedef struct dbtest_backend {
 
 /* Opens a database with a new unique module name on the backend; fails the test on error. */
 hv_db_t *dbtest_open(const dbtest_backend_t *b);
+/* Opens a second connection to the same module database as db. */
+hv_db_t *dbtest_reopen(const dbtest_backend_t *b, hv_db_t *db);
 /* Prepares the backend (temporary directory) — 0 on success. */
 int dbtest_backend_setup(dbtest_backend_t *b, const char *label, const char *url);
 /* Removes every database dbtest_open made on the backend. */

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run calls this): installs what is missing, starts a
+# private PostgreSQL, then
+#   1. builds with gcc -Werror and runs every test (unit, integration, fuzz-corpus replays);
+#   2. builds with clang, ASan+UBSan and libFuzzer instrumentation, runs every test again;
+#   3. runs each fuzz target for a short bounded time (FUZZ_SECONDS, default 15) from its corpus.
+# Ends with one line "tests: N passed, M failed". Exit status 0 only if everything passed.
+set -uo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+fuzz_seconds=${FUZZ_SECONDS:-15}
+passed=0
+failed=0
+failures=()
+
+step() { printf '\n==== %s\n' "$*"; }
+
+# count results of one `make check` from its test-suite.log
+tally() {
+  local log=$1 name=$2 p f
+  p=$(sed -n 's/^# PASS: *//p' "$log" | head -1)
+  f=$(( $(sed -n 's/^# FAIL: *//p' "$log" | head -1) + $(sed -n 's/^# ERROR: *//p' "$log" | head -1) ))
+  passed=$((passed + ${p:-0}))
+  failed=$((failed + ${f:-0}))
+  if [ "${f:-0}" -gt 0 ]; then
+    failures+=("$name: $(grep -E '^(FAIL|ERROR):' "$log" | tr '\n' ' ')")
+    grep -E '^(FAIL|ERROR):' -A200 "$log" | head -400
+  fi
+}
+
+step "setup"
+"$top/scripts/setup.sh" || { echo "setup failed"; exit 1; }
+
+step "PostgreSQL for the tests"
+pgdir=$(mktemp -d /tmp/holovitals-pg.XXXXXX)
+if url=$("$top/scripts/pg.sh" start "$pgdir"); then
+  export HV_TEST_PG_URL="$url"
+  echo "PostgreSQL at $url"
+else
+  echo "could not start PostgreSQL"; failed=$((failed + 1)); failures+=("postgresql: did not start")
+fi
+cleanup() { [ -n "${HV_TEST_PG_URL:-}" ] && "$top/scripts/pg.sh" stop "$pgdir" >/dev/null 2>&1; rm -rf "$pgdir"; }
+trap cleanup EXIT
+
+step "build 1: gcc, -Werror"
+if scripts/build.sh release --enable-werror; then
+  step "tests (gcc build)"
+  (cd build/release && make -j2 -k check 2>&1 | grep -E '^(PASS|FAIL|ERROR|SKIP|XFAIL|XPASS):')
+  tally build/release/test-suite.log "gcc build"
+else
+  failed=$((failed + 1)); failures+=("gcc build failed")
+fi
+
+step "build 2: clang, ASan+UBSan, libFuzzer instrumentation, -Werror"
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+if scripts/build.sh sanitize CC=clang --enable-werror --enable-sanitizers --enable-fuzzers; then
+  step "tests (sanitizer build)"
+  (cd build/sanitize && make -j2 -k check 2>&1 | grep -E '^(PASS|FAIL|ERROR|SKIP|XFAIL|XPASS):')
+  tally build/sanitize/test-suite.log "sanitizer build"
+  step "fuzzing, ${fuzz_seconds}s per target"
+  for t in build/sanitize/test/fuzz/fuzz_*; do
+    [ -x "$t" ] || continue
+    name=${t##*/fuzz_}
+    corpus=$(mktemp -d)
+    cp -r "test/fuzz/corpus/$name/." "$corpus/" 2>/dev/null || true
+    if "$t" -max_total_time="$fuzz_seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=0 "$corpus" \
+         > "build/sanitize/fuzz_$name.log" 2>&1; then
+      echo "PASS: fuzz_$name ($(grep -o 'Done [0-9]* runs' "build/sanitize/fuzz_$name.log" | tail -1))"
+      passed=$((passed + 1))
+    else
+      echo "FAIL: fuzz_$name"; tail -40 "build/sanitize/fuzz_$name.log"
+      failed=$((failed + 1)); failures+=("fuzz_$name")
+    fi
+    rm -rf "$corpus"
+  done
+else
+  failed=$((failed + 1)); failures+=("sanitizer build failed")
+fi
+
+step "summary"
+for f in "${failures[@]}"; do echo "failed: $f"; done
+echo "tests: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
