@@ -57,15 +57,15 @@ typedef struct write_req {
     hv_buf_t buf;
 } write_req_t;
 
+static void pending_free(pending_t *p);
+
+/* Frees a closed connection once no handle and no storage job refers to it. */
 static void conn_maybe_free(hv__hl7v2_conn_t *c) {
     if (c->handles > 0 || c->in_store > 0) return;
     while (c->head != NULL) {
         pending_t *p = c->head;
         c->head = p->next;
-        hv_buf_release(&p->out);
-        hv_buf_release(&p->rec.ack);
-        hv_buf_release(&p->rec.orig_ack);
-        hv_arena_free(p->arena);
+        pending_free(p);
     }
     hv_mllp_framer_release(&c->fr);
     hv_free(c);

@@ -262,12 +262,23 @@ class Hl7v2Mllp(EngineTestCase):
         t.close()
         c.close()
 
+        # A peer that pipelines and leaves without reading its ACKs: all stored.
+        t = socket.create_connection(("127.0.0.1", eng.mllp_port))
+        t.sendall(b"".join(frame(message("GONE-%02d" % k)) for k in range(30)))
+        t.close()
+
         # Meanwhile the first connection is still served.
         good.send(message("STILL-OK"))
         self.assertEqual(ack_fields(good.read_frame())[:2], ("AA", "STILL-OK"))
         good.close()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and len(list_all(eng)) < 32:
+            time.sleep(0.02)
         ids = sorted(m["control_id"] for m in list_all(eng))
-        self.assertEqual(ids, ["BEFORE-BIG", "STILL-OK"])
+        self.assertEqual(ids, ["BEFORE-BIG"] + ["GONE-%02d" % k for k in range(30)] + ["STILL-OK"])
+        # A clean stop frees everything (the sanitizer build reports leaks at exit).
+        self.assertEqual(eng.stop(), 0)
+        self.assertNotIn("LeakSanitizer", eng.stderr())
         # Logs carry no message content.
         log = eng.stderr()
         self.assertNotIn("DOE^JANE", log)
