@@ -128,6 +128,7 @@ static void on_sent(int status, int outcome, const char *ack, size_t n, void *ud
 }
 
 static const char *MSG = "MSH|^~\\&|A|B|C|D|1||ADT^A01|CTL1|P|2.5\rPID|1\r";
+static const char *msg_to_send;
 
 /* Sends one message through a peer following `script`; returns the result. */
 static result_t send_through(const char *script, uint64_t ack_timeout_ms, int attempts) {
@@ -136,6 +137,7 @@ static result_t send_through(const char *script, uint64_t ack_timeout_ms, int at
     hv_mllp_sender_opts_t o;
     result_t r;
     memset(&r, 0, sizeof(r));
+    if (msg_to_send == NULL) msg_to_send = MSG;
     assert_int_equal(uv_loop_init(&loop), 0);
     peer_start(&loop, script);
     memset(&o, 0, sizeof(o));
@@ -146,11 +148,15 @@ static result_t send_through(const char *script, uint64_t ack_timeout_ms, int at
     o.backoff_max_ms = 20;
     o.max_attempts = attempts;
     assert_int_equal(hv_mllp_sender_new(&loop, &o, &s), HV_OK);
-    assert_int_equal(hv_mllp_sender_send(s, MSG, strlen(MSG), on_sent, &r), HV_OK);
+    assert_int_equal(hv_mllp_sender_send(s, msg_to_send, strlen(msg_to_send), on_sent, &r), HV_OK);
     while (r.calls == 0 && uv_run(&loop, UV_RUN_ONCE) != 0) {
+    }
+    /* A message delivered on write (MSH-15 NE) may not have reached the peer yet. */
+    while (P.frames == 0 && uv_run(&loop, UV_RUN_ONCE) != 0) {
     }
     hv_mllp_sender_free(s);
     peer_stop();
+    msg_to_send = MSG;
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&loop), 0);
     assert_int_equal(r.calls, 1);
@@ -198,6 +204,28 @@ static void hl7v2_sender_resends_after_timeout_or_wrong_ack(void **state) {
     assert_int_equal(P.frames, 2);
 }
 
+static void hl7v2_sender_follows_enhanced_mode_msh15(void **state) {
+    result_t r;
+    (void)state;
+    /* NE: no ACK expected; delivered once written, the peer stays silent. */
+    msg_to_send = "MSH|^~\\&|A|B|C|D|1||ADT^A01|CTL2|P|2.5|||NE|NE\rPID|1\r";
+    r = send_through("S", 5000, 3);
+    assert_int_equal(r.status, HV_OK);
+    assert_int_equal(r.outcome, HV_MLLP_DELIVERED);
+    assert_int_equal(P.frames, 1);
+    /* ER: silence until the ACK timeout means accepted; not resent. */
+    msg_to_send = "MSH|^~\\&|A|B|C|D|1||ADT^A01|CTL3|P|2.5|||ER|NE\rPID|1\r";
+    r = send_through("S", 50, 3);
+    assert_int_equal(r.status, HV_OK);
+    assert_int_equal(r.outcome, HV_MLLP_DELIVERED);
+    assert_int_equal(P.frames, 1);
+    /* ER with an error: CR is reported. */
+    msg_to_send = "MSH|^~\\&|A|B|C|D|1||ADT^A01|CTL4|P|2.5|||ER|NE\rPID|1\r";
+    r = send_through("R", 2000, 3);
+    assert_int_equal(r.outcome, HV_MLLP_ERROR);
+    assert_string_equal(r.code, "CR");
+}
+
 static void hl7v2_sender_reports_unreachable_peer(void **state) {
     uv_loop_t loop;
     uv_tcp_t probe;
@@ -239,6 +267,7 @@ int run_sender_tests(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(hl7v2_sender_maps_ack_codes_to_outcomes),
         cmocka_unit_test(hl7v2_sender_resends_after_timeout_or_wrong_ack),
+        cmocka_unit_test(hl7v2_sender_follows_enhanced_mode_msh15),
         cmocka_unit_test(hl7v2_sender_reports_unreachable_peer),
     };
     return cmocka_run_group_tests_name("hl7v2_sender", tests, NULL, NULL);
