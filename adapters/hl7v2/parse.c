@@ -57,7 +57,16 @@ static int is_alnum(char c) {
     return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
 }
 
-static int bad_delim(char c) { return c == 0 || HV__HL7_EOL(c) || is_alnum(c) || c == ' '; }
+/*
+ * Delimiters must be printable ASCII other than letters and digits (HL7 v2.5.1
+ * §2.5.4 recommends exactly these). Control characters and bytes above 0x7E are
+ * refused: after a character set conversion such a byte would no longer be the
+ * same byte, so the message could not be split consistently.
+ */
+static int bad_delim(char c) {
+    unsigned char u = (unsigned char)c;
+    return u <= 0x20 || u >= 0x7f || is_alnum(c);
+}
 
 int hv_hl7v2_delims_read(const char *p, size_t len, hv_hl7v2_delims_t *out, hv_error_t *err) {
     hv_hl7v2_delims_t d;

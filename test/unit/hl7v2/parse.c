@@ -102,6 +102,9 @@ static void hl7v2_parse_rejects_bad_input_precisely(void **state) {
         {"MSH||A|B\r", HV_EPROTO, "MSH-2", 1, 102},
         {"MSH|^^\\&|A\r", HV_EPROTO, "MSH-2", 1, 102},
         {"MSHA^~\\&|A\r", HV_EPROTO, "MSH-1", 1, 102},
+        /* Regression (fuzz_hl7v2): non-ASCII and control delimiters are refused. */
+        {"MSH|~\x01\xca\x83|A|B\r", HV_EPROTO, "MSH-2", 1, 102},
+        {"MSH\xc3^~\\&\xc3" "A\r", HV_EPROTO, "MSH-1", 1, 102},
         {"MSH|^~\\&|A|B|C|D|1||ADT^A01|9|P|2.5\rpid|1\r", HV_EPROTO, "", 2, 100},
         {"MSH|^~\\&|A|B|C|D|1||ADT^A01|9|P|2.5\rPI|1\r", HV_EPROTO, "", 2, 100},
         {"MSH|^~\\&|A|B|C|D|1||ADT^A01|9|P|2.5\rPID|1\rMSH|^~\\&|A\r", HV_EPROTO, "MSH", 3, 100},
