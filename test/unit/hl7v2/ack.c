@@ -4,7 +4,7 @@
 #include "tests.h"
 
 static char *build(const char *msg, int code, const hv_hl7v2_ack_err_t *errs, size_t nerrs) {
-    hv_arena_t *a;
+    hv_arena_t *a = NULL;
     hv_hl7v2_msg_t *m = msg != NULL ? test_parse(&a, msg) : NULL;
     hv_hl7v2_ack_opts_t o;
     hv_buf_t b;
