@@ -71,7 +71,7 @@ struct conn {
     conn_t *prev, *next;
     hv__http_server_t *srv;
     http_parser parser;
-    hv__tls_t *tls;
+    hv_tls_t *tls;
     hv_buf_t in;
     hv_http_req_t *req;
     hv_buf_t hname, hval;
@@ -99,7 +99,7 @@ struct hv__http_server {
     hv_engine_t *e;
     uv_loop_t *loop;
     hv__http_limits_t lim;
-    SSL_CTX *tls;
+    hv_tls_ctx_t *tls;
     uv_tcp_t listener;
     int listening;
     conn_t *conns;
@@ -329,7 +329,7 @@ static int conn_write(conn_t *c, const char *p, size_t n) {
     int rc;
     if (c->tls == NULL) return sock_write(c, p, n);
     hv_buf_init(&net, 0);
-    rc = hv__tls_write(c->tls, p, n, &net);
+    rc = hv_tls_write(c->tls, p, n, &net);
     if (rc == HV_OK && net.len > 0) rc = sock_write(c, net.data, net.len);
     hv_buf_release(&net);
     return rc;
@@ -872,7 +872,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
     if (c->tls != NULL) {
         hv_buf_t net;
         hv_buf_init(&net, 0);
-        rc = hv__tls_feed(c->tls, buf->base, (size_t)nread, &c->in, &net);
+        rc = hv_tls_feed(c->tls, buf->base, (size_t)nread, &c->in, &net);
         if (net.len > 0) sock_write(c, net.data, net.len);
         hv_buf_release(&net);
         if (rc != HV_OK) {
@@ -903,7 +903,7 @@ static void on_conn_closed(uv_handle_t *h) {
         if (c->handling) c->req->conn = NULL; /* the handler still owns it */
         else req_free(c->req);
     }
-    hv__tls_free(c->tls);
+    hv_tls_free(c->tls);
     hv_buf_release(&c->in);
     hv_buf_release(&c->hname);
     hv_buf_release(&c->hval);
@@ -965,7 +965,7 @@ static void on_connection(uv_stream_t *ls, int status) {
         return;
     }
     if (s->tls != NULL) {
-        c->tls = hv__tls_new(s->tls);
+        c->tls = hv_tls_new(s->tls, NULL);
         if (c->tls == NULL) {
             conn_close(c);
             return;
@@ -1000,7 +1000,7 @@ static void on_sweep(uv_timer_t *t) {
     }
 }
 
-int hv__http_server_new(hv_engine_t *e, const hv__http_limits_t *limits, SSL_CTX *tls,
+int hv__http_server_new(hv_engine_t *e, const hv__http_limits_t *limits, hv_tls_ctx_t *tls,
                         hv__http_server_t **out) {
     hv__http_server_t *s = hv_calloc(1, sizeof(*s));
     hv_metrics_t *m = hv_engine_metrics(e);
