@@ -410,7 +410,7 @@ static int rewrite_refs(hv_db_t *db, hv__bundle_job_t *bj, const urlmap_t *m, st
                 char msg[200];
                 snprintf(msg, sizeof(msg), "reference %.120s points at no entry of the transaction", ref);
                 return tx_fail(bj, entry, 400, "invalid", msg);
-            } else if (q != NULL && (size_t)(q - ref) < HV__FHIR_TYPE_MAX && strchr(ref, '/') == NULL) {
+            } else if (q != NULL && (size_t)(q - ref) < HV__FHIR_TYPE_MAX && memchr(ref, '/', (size_t)(q - ref)) == NULL) {
                 /* A conditional reference: Type?criteria must match exactly one resource. */
                 hv__fop_t t;
                 char ids[HV__COND_MAX][HV__FHIR_ID_MAX];
