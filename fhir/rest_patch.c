@@ -491,8 +491,10 @@ int hv__fhirpath_patch_apply(struct json_object *res, struct json_object *params
     int rc = HV_OK;
     if (arena == NULL)
         return HV_ENOMEM;
-    if (!json_object_object_get_ex(params, "parameter", &plist) || !json_object_is_type(plist, json_type_array)) {
-        snprintf(msg, msglen, "the Parameters has no operation");
+    if (!json_object_object_get_ex(params, "parameter", &plist))
+        goto out; /* no operation: nothing changes */
+    if (!json_object_is_type(plist, json_type_array)) {
+        snprintf(msg, msglen, "Parameters.parameter is not a list");
         rc = HV_EINVAL;
         goto out;
     }
@@ -546,16 +548,19 @@ int hv__fhirpath_patch_apply(struct json_object *res, struct json_object *params
                 rc = HV_EINVAL;
                 break;
             }
-            if (l.key != NULL) {
-                json_object_object_del(l.parent, l.key);
-            } else {
-                json_object_array_del_idx(l.parent, l.idx, 1);
-                if (json_object_array_length(l.parent) == 0) {
-                    /* An empty array is not valid FHIR JSON: drop the member. */
-                    loc_t pl;
-                    if (find_node(res, l.parent, &pl, 0) && pl.key != NULL)
-                        json_object_object_del(pl.parent, pl.key);
-                }
+            for (int up = 0; up < 64; up++) {
+                struct json_object *container = l.parent;
+                if (l.key != NULL)
+                    json_object_object_del(container, l.key);
+                else
+                    json_object_array_del_idx(container, l.idx, 1);
+                /* Empty objects and arrays are not valid FHIR JSON (json.html): a
+                 * container the deletion emptied goes too, up to the resource. */
+                if (container == res ||
+                    (json_object_is_type(container, json_type_object) ? (size_t)json_object_object_length(container)
+                                                                       : json_object_array_length(container)) > 0 ||
+                    !find_node(res, container, &l, 0))
+                    break;
             }
         } else if (strcmp(type, "replace") == 0) {
             struct json_object *v = part_value(op, 0);
