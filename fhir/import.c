@@ -7,8 +7,10 @@
  * ids the source gave its resources are kept (a POSTed resource with an id is
  * stored under it), urn:uuid references are rewritten to Type/id. NDJSON lines
  * are grouped into collection Bundles of --batch resources (default 1000), one
- * database transaction each. A Bundle that fails is rolled back alone and named
- * on standard error; the rest goes on.
+ * Bundle each. Every Bundle is atomic (a savepoint); a Bundle that fails is rolled
+ * back alone and named on standard error, the rest goes on. Bundles share commits
+ * of about --batch resources (group commit); the summary counts only what
+ * committed.
  *
  * On a terminal, standard error shows a progress bar (bytes read, resources/s,
  * ETA); at the end a summary line is printed on standard output:
@@ -36,7 +38,29 @@ typedef struct imp {
     uint64_t t0;
     int tty;
     uint64_t last_draw;
+    int in_tx;                /* a transaction is open */
+    uint64_t committed;       /* resources durable so far */
+    uint64_t commit_every;    /* resources per commit */
 } imp_t;
+
+/* Commits what is pending; the resources counted so far are then durable. */
+static int import_commit(imp_t *im)
+{
+    int rc;
+    if (!im->in_tx)
+        return HV_OK;
+    im->in_tx = 0;
+    rc = hv_db_commit(im->db);
+    if (rc != HV_OK) {
+        fprintf(stderr, "\nholovitals import: commit failed: %s\n", hv_db_errmsg(im->db));
+        hv_db_rollback(im->db);
+        im->failed += im->resources - im->committed;
+        im->resources = im->committed;
+        return rc;
+    }
+    im->committed = im->resources;
+    return HV_OK;
+}
 
 static void draw(imp_t *im, int final)
 {
@@ -75,11 +99,19 @@ static int run_bundle(imp_t *im, struct json_object *bundle, const char *origin)
         im->failed++;
         return rc;
     }
-    rc = hv_db_begin(im->db);
+    /* Each Bundle is atomic (a savepoint); several share one commit (group
+     * commit: an fsync per commit is what bounds the rate on a durable store). */
+    rc = HV_OK;
+    if (!im->in_tx) {
+        rc = hv_db_begin(im->db);
+        im->in_tx = rc == HV_OK;
+    }
+    if (rc == HV_OK)
+        rc = hv_db_exec(im->db, "SAVEPOINT hv_bundle");
     if (rc == HV_OK)
         rc = hv__bundle_run(im->db, bj);
     if (rc == HV_OK)
-        rc = hv_db_commit(im->db);
+        rc = hv_db_exec(im->db, "RELEASE SAVEPOINT hv_bundle");
     if (rc != HV_OK) {
         int st = 0;
         struct json_object *oo = hv__bundle_response(bj, "", &st);
@@ -90,12 +122,19 @@ static int run_bundle(imp_t *im, struct json_object *bundle, const char *origin)
         fprintf(stderr, "\nholovitals import: %s: rolled back: %s\n", origin,
                 d != NULL && st >= 400 ? d : hv_db_errmsg(im->db));
         json_object_put(oo);
-        hv_db_rollback(im->db);
+        if (im->in_tx && (hv_db_exec(im->db, "ROLLBACK TO SAVEPOINT hv_bundle") != HV_OK ||
+                          hv_db_exec(im->db, "RELEASE SAVEPOINT hv_bundle") != HV_OK)) {
+            hv_db_rollback(im->db);
+            im->in_tx = 0;
+            im->resources = im->committed;
+        }
         im->failed++;
     } else {
         for (size_t i = 0; i < hv__bundle_op_count(bj); i++)
             if (hv__bundle_op_at(bj, i)->change != HV__CHANGE_NONE)
                 im->resources++;
+        if (im->resources - im->committed >= im->commit_every)
+            rc = import_commit(im);
     }
     hv__bundle_job_free(bj);
     return rc;
@@ -294,9 +333,12 @@ int hv__fhir_cmd_import(hv_engine_t *e, int argc, char **argv)
     }
     im.tty = isatty(2);
     im.t0 = hv_mono_ns();
+    im.commit_every = batch;
     for (int i = first; i < argc; i++)
         if (import_file(&im, argv[i], batch) != HV_OK)
             status = HV_EXIT_FAILURE;
+    if (import_commit(&im) != HV_OK)
+        status = HV_EXIT_FAILURE;
     draw(&im, 1);
     secs = (double)(hv_mono_ns() - im.t0) / 1e9;
     printf("imported %llu resources from %d files in %.2f s (%.0f resources/s), %llu failed\n",

@@ -365,11 +365,37 @@ fail:
 
 /* ---- running (storage thread) ---- */
 
+/* fullUrl → Type/id of the entries that create or update; `idx` sorts `from` for lookups. */
 typedef struct urlmap {
     const char **from;
     char (*to)[HV__FHIR_TYPE_MAX + HV__FHIR_ID_MAX + 1];
+    size_t *idx;
     size_t n;
 } urlmap_t;
+
+static const urlmap_t *sort_map; /* qsort has no user pointer; the storage thread is the only user */
+
+static int cmp_idx(const void *a, const void *b)
+{
+    return strcmp(sort_map->from[*(const size_t *)a], sort_map->from[*(const size_t *)b]);
+}
+
+/* The position in idx of ref, or m->n when absent (binary search). */
+static size_t map_find(const urlmap_t *m, const char *ref)
+{
+    size_t lo = 0, hi = m->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(m->from[m->idx[mid]], ref);
+        if (c == 0)
+            return mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return m->n;
+}
 
 static int tx_fail(hv__bundle_job_t *bj, size_t i, int status, const char *code, const char *msg)
 {
@@ -400,12 +426,9 @@ static int rewrite_refs(hv_db_t *db, hv__bundle_job_t *bj, const urlmap_t *m, st
         if (strcmp(key, "reference") == 0 && json_object_is_type(val, json_type_string)) {
             const char *ref = json_object_get_string(val);
             const char *q = strchr(ref, '?');
-            size_t i;
-            for (i = 0; i < m->n; i++)
-                if (strcmp(m->from[i], ref) == 0)
-                    break;
+            size_t i = map_find(m, ref);
             if (i < m->n) {
-                json_object_set_string(val, m->to[i]);
+                json_object_set_string(val, m->to[m->idx[i]]);
             } else if (strncmp(ref, "urn:uuid:", 9) == 0 || strncmp(ref, "urn:oid:", 8) == 0) {
                 char msg[200];
                 snprintf(msg, sizeof(msg), "reference %.120s points at no entry of the transaction", ref);
@@ -499,7 +522,8 @@ static int run_transaction(hv_db_t *db, hv__bundle_job_t *bj)
     if (bj->n > 0) {
         m.from = hv_calloc(bj->n, sizeof(*m.from));
         m.to = hv_calloc(bj->n, sizeof(*m.to));
-        if (m.from == NULL || m.to == NULL) {
+        m.idx = hv_calloc(bj->n, sizeof(*m.idx));
+        if (m.from == NULL || m.to == NULL || m.idx == NULL) {
             rc = HV_ENOMEM;
             goto out;
         }
@@ -509,15 +533,19 @@ static int run_transaction(hv_db_t *db, hv__bundle_job_t *bj)
         if (e->full_url == NULL || e->op.id[0] == '\0' ||
             (e->method != M_POST && e->method != M_PUT))
             continue;
-        for (size_t j = 0; j < m.n; j++)
-            if (strcmp(m.from[j], e->full_url) == 0) {
-                rc = tx_fail(bj, i, 400, "invalid", "two entries have the same fullUrl");
-                goto out;
-            }
         m.from[m.n] = e->full_url;
         snprintf(m.to[m.n], sizeof(m.to[m.n]), "%s/%s", e->op.type, e->op.id);
+        m.idx[m.n] = m.n;
         m.n++;
     }
+    sort_map = &m;
+    qsort(m.idx, m.n, sizeof(*m.idx), cmp_idx);
+    sort_map = NULL;
+    for (size_t j = 1; j < m.n; j++)
+        if (strcmp(m.from[m.idx[j - 1]], m.from[m.idx[j]]) == 0) {
+            rc = tx_fail(bj, m.idx[j], 400, "invalid", "two entries have the same fullUrl");
+            goto out;
+        }
     for (size_t i = 0; i < bj->n; i++) {
         bentry_t *e = &bj->e[i];
         if (e->op.resource != NULL) {
@@ -543,6 +571,7 @@ static int run_transaction(hv_db_t *db, hv__bundle_job_t *bj)
 out:
     hv_free(m.from);
     hv_free(m.to);
+    hv_free(m.idx);
     return rc;
 }
 
