@@ -7,8 +7,9 @@
  * update (create-on-update), patch (JSON Patch and FHIRPath Patch), delete,
  * history-instance, history-type and create; versioned; conditional create,
  * update and delete (single) with the criteria _id and identifier (token). Search
- * (search-type) is not listed: it is not implemented yet. System level: batch,
- * transaction, history-system. Formats json and xml. `mode` summary/_summary
+ * (search-type) is not listed: it is not implemented yet. Operations: $validate on
+ * every type, $everything on Patient; the Patient compartment. System level:
+ * batch, transaction, history-system. Formats json and xml. `mode` summary/_summary
  * works on it as on any resource.
  */
 #include "config.h"
@@ -102,10 +103,28 @@ static struct json_object *capability(const char *base)
             json_object_array_add(cond, p);
         }
         hv_json_set(r, "searchParam", cond);
+        {
+            struct json_object *ops = json_object_new_array(), *o = json_object_new_object();
+            hv_json_set_str(o, "name", "validate");
+            hv_json_set_str(o, "definition", "http://hl7.org/fhir/OperationDefinition/Resource-validate");
+            json_object_array_add(ops, o);
+            if (strcmp(hv_fhir_type_name(t), "Patient") == 0) {
+                o = json_object_new_object();
+                hv_json_set_str(o, "name", "everything");
+                hv_json_set_str(o, "definition", "http://hl7.org/fhir/OperationDefinition/Patient-everything");
+                json_object_array_add(ops, o);
+            }
+            hv_json_set(r, "operation", ops);
+        }
         json_object_array_add(resources, r);
     }
     hv_json_set(server, "resource", resources);
     hv_json_set(server, "interaction", codes(system, HV_ARRAY_LEN(system), "code"));
+    {
+        struct json_object *comp = json_object_new_array();
+        json_object_array_add(comp, json_object_new_string("http://hl7.org/fhir/CompartmentDefinition/patient"));
+        hv_json_set(server, "compartment", comp);
+    }
     json_object_array_add(rest, server);
     hv_json_set(cs, "rest", rest);
     return cs;

@@ -188,14 +188,16 @@ out:
 static void h_read(hv_http_req_t *req, void *ud)
 {
     hv__rreq_t *r = hv__rreq_new(ud, req);
-    const char *vid;
+    const char *vid, *type;
     if (r == NULL)
         return;
-    if (check_type(r, hv_http_req_param(req, "type")) != HV_OK || check_id(r, hv_http_req_param(req, "id")) != HV_OK)
+    /* /fhir/Patient/:id/_history/:vid has the type as a literal segment. */
+    type = hv_http_req_param(req, "type") != NULL ? hv_http_req_param(req, "type") : "Patient";
+    if (check_type(r, type) != HV_OK || check_id(r, hv_http_req_param(req, "id")) != HV_OK)
         goto fail;
     vid = hv_http_req_param(req, "vid");
     hv__fop_init(&r->op, vid != NULL ? HV__FOP_VREAD : HV__FOP_READ);
-    snprintf(r->op.type, sizeof(r->op.type), "%s", hv_http_req_param(req, "type"));
+    snprintf(r->op.type, sizeof(r->op.type), "%s", type);
     snprintf(r->op.id, sizeof(r->op.id), "%s", hv_http_req_param(req, "id"));
     if (vid != NULL) {
         char *end = NULL;
@@ -397,6 +399,8 @@ int hv__rest_crud_routes(hv__fhir_t *f, hv_router_t *r)
     int rc = hv_router_add(r, HV_HTTP_GET, "/fhir/:type/:id", h_read, f);
     if (rc == HV_OK)
         rc = hv_router_add(r, HV_HTTP_GET, "/fhir/:type/:id/_history/:vid", h_read, f);
+    if (rc == HV_OK)
+        rc = hv_router_add(r, HV_HTTP_GET, "/fhir/Patient/:id/_history/:vid", h_read, f);
     if (rc == HV_OK)
         rc = hv_router_add(r, HV_HTTP_POST, "/fhir/:type", h_create, f);
     if (rc == HV_OK)

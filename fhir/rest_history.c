@@ -171,6 +171,8 @@ static void h_history(hv_http_req_t *req, void *ud)
     const char *count = hv_http_req_query_param(req, "_count"), *cursor = hv_http_req_query_param(req, "_cursor");
     if (r == NULL)
         return;
+    if (type == NULL && id != NULL)
+        type = "Patient"; /* the route /fhir/Patient/:id/_history */
     if (type != NULL && hv_fhir_resource_type(type) == NULL) {
         hv__rest_outcome(r, 404, "error", "not-supported", "unknown resource type \"%.64s\"", type);
         goto fail;
@@ -227,5 +229,7 @@ int hv__rest_history_routes(hv__fhir_t *f, hv_router_t *r)
         rc = hv_router_add(r, HV_HTTP_GET, "/fhir/:type/_history", h_history, f);
     if (rc == HV_OK)
         rc = hv_router_add(r, HV_HTTP_GET, "/fhir/:type/:id/_history", h_history, f);
+    if (rc == HV_OK) /* wins over the Patient compartment route /fhir/Patient/:id/:ctype */
+        rc = hv_router_add(r, HV_HTTP_GET, "/fhir/Patient/:id/_history", h_history, f);
     return rc;
 }

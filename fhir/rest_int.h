@@ -90,6 +90,7 @@ int hv__rest_crud_routes(hv__fhir_t *f, hv_router_t *r);
 int hv__rest_history_routes(hv__fhir_t *f, hv_router_t *r);
 int hv__rest_bundle_routes(hv__fhir_t *f, hv_router_t *r);
 int hv__rest_capability_routes(hv__fhir_t *f, hv_router_t *r);
+int hv__rest_compartment_routes(hv__fhir_t *f, hv_router_t *r);
 
 /* Module lifecycle (fhir/rest.c), plugged into hv_fhir_module. */
 int hv__fhir_rest_init(hv_engine_t *e, void **state);

@@ -30,6 +30,9 @@ static const char *const migrations_sqlite[] = {
     "CREATE TABLE ident (type TEXT NOT NULL, id TEXT NOT NULL, system TEXT, value TEXT NOT NULL);"
     "CREATE INDEX ident_value ON ident (type, value);"
     "CREATE INDEX ident_id ON ident (type, id);",
+    "CREATE TABLE refs (type TEXT NOT NULL, id TEXT NOT NULL, patient TEXT NOT NULL);"
+    "CREATE INDEX refs_patient ON refs (patient, type);"
+    "CREATE INDEX refs_id ON refs (type, id);",
     NULL,
 };
 
@@ -41,6 +44,9 @@ static const char *const migrations_pg[] = {
     "CREATE TABLE ident (type TEXT NOT NULL, id TEXT NOT NULL, system TEXT, value TEXT NOT NULL);"
     "CREATE INDEX ident_value ON ident (type, value);"
     "CREATE INDEX ident_id ON ident (type, id);",
+    "CREATE TABLE refs (type TEXT NOT NULL, id TEXT NOT NULL, patient TEXT NOT NULL);"
+    "CREATE INDEX refs_patient ON refs (patient, type);"
+    "CREATE INDEX refs_id ON refs (type, id);",
     NULL,
 };
 
@@ -151,9 +157,69 @@ static int ident_insert(hv_db_t *db, const char *type, const char *id, struct js
     return rc < 0 ? rc : HV_OK;
 }
 
-int hv__store_put(hv_db_t *db, const char *type, const char *id, int64_t version, uint64_t ms,
-                  const char *text, size_t len, struct json_object *identifiers)
+/* Collects the distinct patient ids a resource refers to ("Patient/ID" references). */
+static void collect_patients(struct json_object *o, char (*out)[HV__FHIR_ID_MAX], size_t max, size_t *n, int depth)
 {
+    if (depth > 64 || *n >= max)
+        return;
+    if (json_object_is_type(o, json_type_array)) {
+        for (size_t i = 0; i < json_object_array_length(o); i++)
+            collect_patients(json_object_array_get_idx(o, i), out, max, n, depth + 1);
+        return;
+    }
+    if (!json_object_is_type(o, json_type_object))
+        return;
+    json_object_object_foreach(o, key, val)
+    {
+        if (strcmp(key, "reference") == 0 && json_object_is_type(val, json_type_string)) {
+            const char *ref = json_object_get_string(val);
+            if (strncmp(ref, "Patient/", 8) == 0 && hv__fhir_id_valid(ref + 8)) {
+                size_t i;
+                for (i = 0; i < *n; i++)
+                    if (strcmp(out[i], ref + 8) == 0)
+                        break;
+                if (i == *n && *n < max)
+                    snprintf(out[(*n)++], HV__FHIR_ID_MAX, "%s", ref + 8);
+            }
+        } else if (key[0] != '_' && strcmp(key, "contained") != 0) {
+            collect_patients(val, out, max, n, depth + 1);
+        }
+    }
+}
+
+#define MAX_PATIENT_REFS 16
+
+static int refs_insert(hv_db_t *db, const char *type, const char *id, struct json_object *resource)
+{
+    char pats[MAX_PATIENT_REFS][HV__FHIR_ID_MAX];
+    size_t n = 0;
+    hv_db_stmt_t *st = NULL;
+    int rc = HV_OK;
+    if (strcmp(type, "Patient") == 0) {
+        /* A Patient is in its own compartment. */
+        snprintf(pats[n++], HV__FHIR_ID_MAX, "%s", id);
+    }
+    collect_patients(resource, pats, MAX_PATIENT_REFS, &n, 0);
+    for (size_t i = 0; i < n && rc == HV_OK; i++) {
+        if (strcmp(type, "Patient") == 0 && i > 0 && strcmp(pats[i], id) == 0)
+            continue;
+        rc = hv_db_prepare(db, "INSERT INTO refs (type, id, patient) VALUES ($1, $2, $3)", &st);
+        if (rc != HV_OK)
+            return rc;
+        bind_str(st, 1, type);
+        bind_str(st, 2, id);
+        bind_str(st, 3, pats[i]);
+        rc = hv_db_step(st);
+        hv_db_done(st);
+        rc = rc < 0 ? rc : HV_OK;
+    }
+    return rc;
+}
+
+int hv__store_put(hv_db_t *db, const char *type, const char *id, int64_t version, uint64_t ms,
+                  const char *text, size_t len, struct json_object *resource)
+{
+    struct json_object *identifiers = NULL;
     hv_db_stmt_t *st = NULL;
     int rc = hv_db_prepare(db,
                            "INSERT INTO resources (type, id, version, last_ms, deleted, json)"
@@ -165,6 +231,8 @@ int hv__store_put(hv_db_t *db, const char *type, const char *id, int64_t version
     bind_str(st, 2, id);
     hv_db_bind_int64(st, 3, version);
     hv_db_bind_int64(st, 4, (int64_t)ms);
+    if (resource != NULL)
+        json_object_object_get_ex(resource, "identifier", &identifiers);
     hv_db_bind_int64(st, 5, text == NULL ? 1 : 0);
     if (text != NULL)
         hv_db_bind_text(st, 6, text, len);
@@ -177,17 +245,28 @@ int hv__store_put(hv_db_t *db, const char *type, const char *id, int64_t version
     /* The identifier index holds the current version only: a first version has
      * nothing to replace, later ones drop their predecessor's rows. */
     if (version > 1) {
-        rc = hv_db_prepare(db, "DELETE FROM ident WHERE type = $1 AND id = $2", &st);
+        static const char *const del[] = {"DELETE FROM ident WHERE type = $1 AND id = $2",
+                                          "DELETE FROM refs WHERE type = $1 AND id = $2"};
+        for (size_t k = 0; k < HV_ARRAY_LEN(del); k++) {
+            rc = hv_db_prepare(db, del[k], &st);
+            if (rc != HV_OK)
+                return rc;
+            bind_str(st, 1, type);
+            bind_str(st, 2, id);
+            rc = hv_db_step(st);
+            hv_db_done(st);
+            if (rc < 0)
+                return rc;
+        }
+    }
+    if (text == NULL)
+        return HV_OK;
+    if (resource != NULL) {
+        rc = refs_insert(db, type, id, resource);
         if (rc != HV_OK)
             return rc;
-        bind_str(st, 1, type);
-        bind_str(st, 2, id);
-        rc = hv_db_step(st);
-        hv_db_done(st);
-        if (rc < 0)
-            return rc;
     }
-    if (text == NULL || identifiers == NULL)
+    if (identifiers == NULL)
         return HV_OK;
     if (json_object_is_type(identifiers, json_type_array)) {
         size_t n = json_object_array_length(identifiers);
@@ -315,6 +394,39 @@ int hv__store_each_current(hv_db_t *db, const char *type, hv__store_row_cb cb, v
         hv__store_row_t row;
         rc = row_from(st, &row);
         if (rc == HV_OK)
+            rc = cb(ud, &row);
+        hv__store_row_clear(&row);
+        if (rc != HV_OK)
+            break;
+    }
+    hv_db_done(st);
+    return rc < 0 ? rc : HV_OK;
+}
+
+int hv__store_compartment(hv_db_t *db, const char *patient, const char *type, hv__store_row_cb cb, void *ud)
+{
+    hv_db_stmt_t *st = NULL;
+    int rc = hv_db_prepare(
+        db,
+        type != NULL
+            ? "SELECT r.rid, r.type, r.id, r.version, r.last_ms, r.deleted, r.json FROM refs c JOIN resources r"
+              " ON r.type = c.type AND r.id = c.id WHERE c.patient = $1 AND c.type = $2 AND NOT EXISTS"
+              " (SELECT 1 FROM resources n WHERE n.type = r.type AND n.id = r.id AND n.version > r.version)"
+              " ORDER BY r.rid"
+            : "SELECT r.rid, r.type, r.id, r.version, r.last_ms, r.deleted, r.json FROM refs c JOIN resources r"
+              " ON r.type = c.type AND r.id = c.id WHERE c.patient = $1 AND NOT EXISTS"
+              " (SELECT 1 FROM resources n WHERE n.type = r.type AND n.id = r.id AND n.version > r.version)"
+              " ORDER BY r.rid",
+        &st);
+    if (rc != HV_OK)
+        return rc;
+    bind_str(st, 1, patient);
+    if (type != NULL)
+        bind_str(st, 2, type);
+    while ((rc = hv_db_step(st)) == HV_DB_ROW) {
+        hv__store_row_t row;
+        rc = row_from(st, &row);
+        if (rc == HV_OK && !row.deleted)
             rc = cb(ud, &row);
         hv__store_row_clear(&row);
         if (rc != HV_OK)

@@ -18,6 +18,8 @@
  *              json          the resource as stored, element order, meta set
  *   ident      type, id, system, value   Resource.identifier of the current
  *                            version of every live resource (conditional operations)
+ *   refs       type, id, patient         the Patients the current version of every
+ *                            live resource refers to (the Patient compartment)
  *
  * The current version is the one with the highest version for (type, id): one
  * descending seek on the unique index, never a scan of the history.
@@ -115,16 +117,27 @@ typedef struct hv__store_row {
 } hv__store_row_t;
 
 void hv__store_row_clear(hv__store_row_t *r);
+/* A row visitor: a status other than HV_OK stops the walk and is returned. */
+typedef int (*hv__store_row_cb)(void *ud, const hv__store_row_t *row);
 /* The current version (version 0) or a given version of type/id; HV_ENOTFOUND if none. */
 int hv__store_get(hv_db_t *db, const char *type, const char *id, int64_t version,
                   hv__store_row_t *out);
 /*
- * Appends a version. text is NULL for a deletion. Keeps the identifier index in
- * step: identifiers (a JSON array or NULL) replace those of the previous version.
- * HV_ECONFLICT when (type, id, version) exists already (a concurrent writer).
+ * Appends a version. text is NULL for a deletion. Keeps the identifier index and the
+ * patient compartment index in step with the current version: resource (the tree
+ * text was written from, or NULL) gives Resource.identifier and the Patient
+ * references. HV_ECONFLICT when (type, id, version) exists already (a concurrent writer).
  */
 int hv__store_put(hv_db_t *db, const char *type, const char *id, int64_t version, uint64_t ms,
-                  const char *text, size_t len, struct json_object *identifiers);
+                  const char *text, size_t len, struct json_object *resource);
+/*
+ * Calls cb for the live current resources in the compartment of Patient `patient`
+ * (of `type` only, unless NULL), oldest first. Membership: the Patient itself and
+ * every resource whose current version references Patient/patient (outside
+ * contained resources) — a superset of the CompartmentDefinition's parameters.
+ */
+int hv__store_compartment(hv_db_t *db, const char *patient, const char *type, hv__store_row_cb cb, void *ud);
+
 /*
  * The live resources of `type` whose Resource.identifier matches: system NULL
  * means any system, "" means no system. Fills up to max ids (each
@@ -144,7 +157,6 @@ typedef struct hv__store_hist_q {
     int64_t before_rid;   /* paging cursor: only rows with rid < before_rid; 0: none */
     int64_t count;        /* page size */
 } hv__store_hist_q_t;
-typedef int (*hv__store_row_cb)(void *ud, const hv__store_row_t *row);
 /* Calls cb for up to q->count + 1 rows (the extra one tells that a next page exists). */
 int hv__store_history(hv_db_t *db, const hv__store_hist_q_t *q, hv__store_row_cb cb, void *ud);
 /* Calls cb for every live current resource of type (NULL: all types), oldest first. */

@@ -187,7 +187,6 @@ out:
 static int write_version(hv_db_t *db, hv__fop_t *op, struct json_object *res, int64_t version)
 {
     uint64_t ms = op->now_ms != 0 ? op->now_ms : hv_now_ms();
-    struct json_object *idents = NULL;
     hv_buf_t b;
     int rc;
     hv_buf_init(&b, 0);
@@ -196,8 +195,7 @@ static int write_version(hv_db_t *db, hv__fop_t *op, struct json_object *res, in
         rc = hv_fhir_json_write(res, 0, &b);
     if (rc != HV_OK)
         goto out;
-    json_object_object_get_ex(res, "identifier", &idents);
-    rc = hv__store_put(db, op->type, op->id, version, ms, b.data, b.len, idents);
+    rc = hv__store_put(db, op->type, op->id, version, ms, b.data, b.len, res);
     if (rc == HV_ECONFLICT) {
         hv__fop_fail(op, 409, "conflict", "%s/%s was changed by another request at the same time", op->type,
                      op->id);

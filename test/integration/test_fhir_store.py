@@ -472,8 +472,54 @@ class FhirStoreTests(EngineTestCase):
                                  "history-type", "create"})
         self.assertNotIn("search-type", codes)
         self.assertEqual({i["code"] for i in rest["interaction"]}, {"transaction", "batch", "history-system"})
+        self.assertEqual({o["name"] for o in types["Patient"]["operation"]}, {"validate", "everything"})
         st, _, oo = self.jreq("GET", "/fhir/Patient?name=x")
         self.assertOutcome(st, oo, 501, "not-supported")
+
+    # -- compartments and operations --
+
+    def test_patient_compartment_everything_and_validate(self):
+        self.start()
+        st, _, a = self.jreq("POST", "/fhir/Patient", self.patient())
+        st, _, b = self.jreq("POST", "/fhir/Patient", self.patient(family="Other"))
+        obs = {"resourceType": "Observation", "status": "final", "code": {"text": "hr"},
+               "subject": {"reference": "Patient/" + a["id"]}}
+        st, _, o1 = self.jreq("POST", "/fhir/Observation", obs)
+        st, _, o2 = self.jreq("POST", "/fhir/Observation", dict(obs, subject={"reference": "Patient/" + b["id"]}))
+        st, _, c1 = self.jreq("POST", "/fhir/Condition", {
+            "resourceType": "Condition", "subject": {"reference": "Patient/" + a["id"]}, "code": {"text": "flu"}})
+        st, _, bundle = self.jreq("GET", "/fhir/Patient/%s/Observation" % a["id"])
+        self.assertEqual(st, 200, bundle)
+        self.assertEqual(bundle["type"], "searchset")
+        self.assertEqual([e["resource"]["id"] for e in bundle["entry"]], [o1["id"]])
+        st, _, ev = self.jreq("GET", "/fhir/Patient/%s/$everything" % a["id"])
+        self.assertEqual(st, 200, ev)
+        self.assertEqual(sorted(e["resource"]["id"] for e in ev["entry"]), sorted([a["id"], o1["id"], c1["id"]]))
+        self.assertEqual(ev["total"], 3)
+        # moving the observation to the other patient moves it out of the compartment
+        st, _, _ = self.jreq("PUT", "/fhir/Observation/" + o1["id"],
+                             dict(o1, subject={"reference": "Patient/" + b["id"]}))
+        st, _, bundle = self.jreq("GET", "/fhir/Patient/%s/Observation" % a["id"])
+        self.assertEqual(bundle["total"], 0)
+        st, _, bundle = self.jreq("GET", "/fhir/Patient/%s/Observation" % b["id"])
+        self.assertEqual(bundle["total"], 2)
+        st, _, oo = self.jreq("GET", "/fhir/Patient/nobody/$everything")
+        self.assertOutcome(st, oo, 404)
+        # the literal Patient routes still reach history and vread
+        st, _, h = self.jreq("GET", "/fhir/Patient/%s/_history" % a["id"])
+        self.assertEqual(len(h["entry"]), 1)
+        st, _, v = self.jreq("GET", "/fhir/Patient/%s/_history/1" % a["id"])
+        self.assertEqual((st, v["id"]), (200, a["id"]))
+        # $validate answers 200 with the OperationOutcome, valid or not
+        st, _, oo = self.jreq("POST", "/fhir/Patient/$validate", dict(self.patient(), gender="robot"))
+        self.assertEqual(st, 200)
+        self.assertTrue(any(i["severity"] == "error" for i in oo["issue"]), oo)
+        st, _, oo = self.jreq("POST", "/fhir/Patient/$validate", {"resourceType": "Parameters", "parameter": [
+            {"name": "resource", "resource": self.patient()}]})
+        self.assertEqual(st, 200)
+        self.assertFalse(any(i["severity"] in ("error", "fatal") for i in oo["issue"]), oo)
+        st, _, oo = self.jreq("POST", "/fhir/Observation/$validate", self.patient())
+        self.assertOutcome(st, oo, 400)
 
     # -- import --
 

@@ -64,7 +64,8 @@ static void store_keeps_every_version_and_finds_the_current_one(void **state)
 {
     hv_db_t *db = store_test_db();
     hv__store_row_t row;
-    struct json_object *idents = json_tokener_parse("[{\"system\":\"s\",\"value\":\"v1\"},{\"value\":\"v2\"}]");
+    struct json_object *idents = json_tokener_parse(
+        "{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"s\",\"value\":\"v1\"},{\"value\":\"v2\"}]}");
     char ids[HV__COND_MAX][HV__FHIR_ID_MAX];
     size_t n = 0;
     hv__store_hist_q_t q = {"Patient", "p1", -1, -1, 0, 10};
