@@ -512,6 +512,8 @@ int hv__fhir_rest_init(hv_engine_t *e, void **state)
             rc = hv__rest_bundle_routes(f, r);
         if (rc == HV_OK)
             rc = hv__rest_compartment_routes(f, r);
+        if (rc == HV_OK)
+            rc = hv__patients_routes(f, r);
         if (rc != HV_OK)
             goto fail;
     }

@@ -91,6 +91,7 @@ int hv__rest_history_routes(hv__fhir_t *f, hv_router_t *r);
 int hv__rest_bundle_routes(hv__fhir_t *f, hv_router_t *r);
 int hv__rest_capability_routes(hv__fhir_t *f, hv_router_t *r);
 int hv__rest_compartment_routes(hv__fhir_t *f, hv_router_t *r);
+int hv__patients_routes(hv__fhir_t *f, hv_router_t *r); /* fhir/patients.c: /patients views */
 
 /* Module lifecycle (fhir/rest.c), plugged into hv_fhir_module. */
 int hv__fhir_rest_init(hv_engine_t *e, void **state);

@@ -521,6 +521,71 @@ class FhirStoreTests(EngineTestCase):
         st, _, oo = self.jreq("POST", "/fhir/Observation/$validate", self.patient())
         self.assertOutcome(st, oo, 400)
 
+    # -- the plan's /patients views --
+
+    def test_patients_views(self):
+        self.start()
+        st, h, v = self.jreq("POST", "/patients", {"firstName": "Ada", "lastName": "Lovelace",
+                                                    "birthDate": "1815-12-10", "gender": "female",
+                                                    "identifiers": [{"system": "urn:mrn", "value": "A1"}]},
+                             ctype="application/json")
+        self.assertEqual(st, 201, v)
+        pid = v["id"]
+        self.assertEqual(h["location"], "/patients/" + pid)
+        self.assertEqual((v["name"], v["family"], v["given"], v["gender"]), ("Ada Lovelace", "Lovelace", ["Ada"], "female"))
+        self.assertEqual(v["identifiers"], [{"system": "urn:mrn", "value": "A1"}])
+        # the same resource through FHIR
+        st, _, fp = self.jreq("GET", "/fhir/Patient/" + pid)
+        self.assertEqual(fp["name"][0]["family"], "Lovelace")
+        st, _, lst = self.jreq("GET", "/patients")
+        self.assertEqual((st, lst["total"], lst["patients"][0]["id"]), (200, 1, pid))
+        st, _, u = self.jreq("PUT", "/patients/" + pid, {"gender": "other"}, ctype="application/json")
+        self.assertEqual((st, u["gender"], u["versionId"], u["family"]), (200, "other", "2", "Lovelace"))
+        st, _, e = self.jreq("PUT", "/patients/" + pid, {"gender": "robot"}, ctype="application/json")
+        self.assertEqual(st, 422, e)
+        vitals = {"resourceType": "Observation", "status": "final",
+                  "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                            "code": "vital-signs"}]}],
+                  "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}]},
+                  "effectiveDateTime": "2024-01-01T10:00:00Z",
+                  "valueQuantity": {"value": 72, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"}}
+        st, _, r = self.jreq("POST", "/patients/%s/fhir-resources" % pid, vitals, ctype="application/json")
+        self.assertEqual(st, 201, r)
+        self.assertEqual(r["fhir"]["subject"]["reference"], "Patient/" + pid)
+        lab = dict(vitals, category=[{"coding": [{"code": "laboratory"}]}], code={"text": "Glucose"})
+        st, _, r = self.jreq("POST", "/patients/%s/fhir-resources" % pid, lab, ctype="application/json")
+        self.assertEqual(st, 201, r)
+        for path, body in (("conditions", {"resourceType": "Condition", "code": {"text": "Asthma"},
+                                          "recordedDate": "2020-01-01"}),
+                           ("allergies", {"resourceType": "AllergyIntolerance", "code": {"text": "Peanut"},
+                                         "clinicalStatus": {"coding": [{
+                                             "system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical",
+                                             "code": "active"}]}}),
+                           ("medications", {"resourceType": "MedicationRequest", "status": "active",
+                                            "intent": "order", "medicationCodeableConcept": {"text": "Albuterol"}})):
+            st, _, r = self.jreq("POST", "/patients/%s/fhir-resources" % pid, body, ctype="application/json")
+            self.assertEqual(st, 201, r)
+        st, _, vs = self.jreq("GET", "/patients/%s/vitals" % pid)
+        self.assertEqual([(x["display"], x["value"], x["unit"]) for x in vs["vitals"]], [("Heart rate", 72, "/min")])
+        st, _, c = self.jreq("GET", "/patients/%s/conditions" % pid)
+        self.assertEqual([x["display"] for x in c["conditions"]], ["Asthma"])
+        st, _, a = self.jreq("GET", "/patients/%s/allergies" % pid)
+        self.assertEqual([x["display"] for x in a["allergies"]], ["Peanut"])
+        st, _, m = self.jreq("GET", "/patients/%s/medications" % pid)
+        self.assertEqual([(x["display"], x["status"]) for x in m["medications"]], [("Albuterol", "active")])
+        st, _, rs = self.jreq("GET", "/patients/%s/fhir-resources" % pid)
+        self.assertEqual(len(rs["resources"]), 6)  # the Patient and five resources
+        st, _, rs = self.jreq("GET", "/patients/%s/fhir-resources?type=Observation" % pid)
+        self.assertEqual(len(rs["resources"]), 2)
+        st, _, _ = self.req("DELETE", "/patients/" + pid)
+        self.assertEqual(st, 204)
+        st, _, e = self.jreq("GET", "/patients/" + pid)
+        self.assertEqual(st, 410)
+        st, _, e = self.jreq("GET", "/patients/%s/vitals" % pid)
+        self.assertEqual(st, 404)
+        st, _, e = self.jreq("GET", "/patients/bad%20id")
+        self.assertEqual(st, 400)
+
     # -- import --
 
     def test_import_synthea_reads_back_equal(self):
