@@ -514,6 +514,8 @@ int hv__fhir_rest_init(hv_engine_t *e, void **state)
             rc = hv__rest_compartment_routes(f, r);
         if (rc == HV_OK)
             rc = hv__patients_routes(f, r);
+        if (rc == HV_OK)
+            rc = hv__rest_export_routes(f, r);
         if (rc != HV_OK)
             goto fail;
     }
@@ -522,6 +524,7 @@ int hv__fhir_rest_init(hv_engine_t *e, void **state)
 fail:
     if (f->storage != NULL)
         hv_storage_free(f->storage);
+    hv__export_free(f);
     hv_fhir_validator_free(f->validator);
     hv_free(f);
     return rc;
@@ -534,7 +537,8 @@ void hv__fhir_rest_free(hv_engine_t *e, void *state)
     if (f == NULL)
         return;
     if (f->storage != NULL)
-        hv_storage_free(f->storage);
+        hv_storage_free(f->storage); /* runs the queued jobs and their done callbacks */
+    hv__export_free(f);
     hv_fhir_validator_free(f->validator);
     hv_free(f);
 }

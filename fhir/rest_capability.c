@@ -8,7 +8,8 @@
  * history-instance, history-type and create; versioned; conditional create,
  * update and delete (single) with the criteria _id and identifier (token). Search
  * (search-type) is not listed: it is not implemented yet. Operations: $validate on
- * every type, $everything on Patient; the Patient compartment. System level:
+ * every type, $everything on Patient, Bulk Data $export (system, Patient, Group);
+ * the Patient compartment. System level:
  * batch, transaction, history-system. Formats json and xml. `mode` summary/_summary
  * works on it as on any resource.
  */
@@ -114,12 +115,27 @@ static struct json_object *capability(const char *base)
                 hv_json_set_str(o, "definition", "http://hl7.org/fhir/OperationDefinition/Patient-everything");
                 json_object_array_add(ops, o);
             }
+            if (strcmp(hv_fhir_type_name(t), "Patient") == 0 || strcmp(hv_fhir_type_name(t), "Group") == 0) {
+                o = json_object_new_object();
+                hv_json_set_str(o, "name", "export");
+                hv_json_set_str(o, "definition", strcmp(hv_fhir_type_name(t), "Patient") == 0
+                                                     ? "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"
+                                                     : "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export");
+                json_object_array_add(ops, o);
+            }
             hv_json_set(r, "operation", ops);
         }
         json_object_array_add(resources, r);
     }
     hv_json_set(server, "resource", resources);
     hv_json_set(server, "interaction", codes(system, HV_ARRAY_LEN(system), "code"));
+    {
+        struct json_object *ops = json_object_new_array(), *o = json_object_new_object();
+        hv_json_set_str(o, "name", "export");
+        hv_json_set_str(o, "definition", "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export");
+        json_object_array_add(ops, o);
+        hv_json_set(server, "operation", ops);
+    }
     {
         struct json_object *comp = json_object_new_array();
         json_object_array_add(comp, json_object_new_string("http://hl7.org/fhir/CompartmentDefinition/patient"));

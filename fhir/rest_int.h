@@ -31,6 +31,7 @@ typedef struct hv__fhir {
     hv__fhir_listener_t listeners[HV__FHIR_MAX_LISTENERS];
     size_t nlisteners;
     hv_counter_t *m_reads, *m_writes, *m_errors;
+    void *export_state;             /* fhir/rest_export.c: the Bulk Data jobs */
 } hv__fhir_t;
 
 /* One REST request in flight: parsed on the loop thread, run as a storage job,
@@ -92,6 +93,8 @@ int hv__rest_bundle_routes(hv__fhir_t *f, hv_router_t *r);
 int hv__rest_capability_routes(hv__fhir_t *f, hv_router_t *r);
 int hv__rest_compartment_routes(hv__fhir_t *f, hv_router_t *r);
 int hv__patients_routes(hv__fhir_t *f, hv_router_t *r); /* fhir/patients.c: /patients views */
+int hv__rest_export_routes(hv__fhir_t *f, hv_router_t *r);
+void hv__export_free(hv__fhir_t *f);
 
 /* Module lifecycle (fhir/rest.c), plugged into hv_fhir_module. */
 int hv__fhir_rest_init(hv_engine_t *e, void **state);

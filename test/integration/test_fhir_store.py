@@ -472,7 +472,8 @@ class FhirStoreTests(EngineTestCase):
                                  "history-type", "create"})
         self.assertNotIn("search-type", codes)
         self.assertEqual({i["code"] for i in rest["interaction"]}, {"transaction", "batch", "history-system"})
-        self.assertEqual({o["name"] for o in types["Patient"]["operation"]}, {"validate", "everything"})
+        self.assertEqual({o["name"] for o in types["Patient"]["operation"]}, {"validate", "everything", "export"})
+        self.assertEqual([o["name"] for o in rest["operation"]], ["export"])
         st, _, oo = self.jreq("GET", "/fhir/Patient?name=x")
         self.assertOutcome(st, oo, 501, "not-supported")
 
@@ -520,6 +521,67 @@ class FhirStoreTests(EngineTestCase):
         self.assertFalse(any(i["severity"] in ("error", "fatal") for i in oo["issue"]), oo)
         st, _, oo = self.jreq("POST", "/fhir/Observation/$validate", self.patient())
         self.assertOutcome(st, oo, 400)
+
+    # -- Bulk Data export --
+
+    def export(self, path):
+        st, h, body = self.req("GET", path, headers={"Prefer": "respond-async"})
+        self.assertEqual(st, 202, body)
+        status_url = h["content-location"]
+        self.assertIn("/fhir/$export-poll-status/", status_url)
+        rel = status_url[status_url.index("/fhir/"):]
+        for _ in range(200):
+            st, h, body = self.req("GET", rel)
+            if st != 202:
+                break
+            time.sleep(0.02)
+        self.assertEqual(st, 200, body)
+        manifest = json.loads(body)
+        files = {}
+        for o in manifest["output"]:
+            st, h, data = self.req("GET", o["url"][o["url"].index("/fhir/"):])
+            self.assertEqual(st, 200)
+            self.assertTrue(h["content-type"].startswith("application/fhir+ndjson"))
+            lines = [json.loads(l) for l in data.decode().splitlines() if l]
+            self.assertEqual(len(lines), o["count"])
+            files[o["type"]] = lines
+        return manifest, files, rel
+
+    def test_bulk_export_system_patient_group(self):
+        self.start()
+        st, _, a = self.jreq("POST", "/fhir/Patient", self.patient())
+        st, _, b = self.jreq("POST", "/fhir/Patient", self.patient(family="B"))
+        obs = {"resourceType": "Observation", "status": "final", "code": {"text": "hr"},
+               "subject": {"reference": "Patient/" + a["id"]}}
+        st, _, o1 = self.jreq("POST", "/fhir/Observation", obs)
+        st, _, o2 = self.jreq("POST", "/fhir/Observation", dict(obs, subject={"reference": "Patient/" + b["id"]}))
+        st, _, org = self.jreq("POST", "/fhir/Organization", {"resourceType": "Organization", "name": "Org"})
+        st, _, g = self.jreq("POST", "/fhir/Group", {"resourceType": "Group", "type": "person", "actual": True,
+                                                     "member": [{"entity": {"reference": "Patient/" + b["id"]}}]})
+        manifest, files, rel = self.export("/fhir/$export")
+        self.assertEqual(sorted(files), ["Group", "Observation", "Organization", "Patient"])
+        self.assertEqual(sorted(p["id"] for p in files["Patient"]), sorted([a["id"], b["id"]]))
+        self.assertFalse(manifest["requiresAccessToken"])
+        manifest, files, _ = self.export("/fhir/$export?_type=Observation")
+        self.assertEqual(list(files), ["Observation"])
+        manifest, files, _ = self.export("/fhir/Patient/$export")
+        # no Organization: it is in no Patient compartment (the Group is: Group.member)
+        self.assertEqual(sorted(files), ["Group", "Observation", "Patient"])
+        manifest, files, _ = self.export("/fhir/Group/%s/$export" % g["id"])
+        self.assertEqual(sorted(r["id"] for rs in files.values() for r in rs), sorted([b["id"], o2["id"], g["id"]]))
+        later = o2["meta"]["lastUpdated"]
+        manifest, files, _ = self.export("/fhir/$export?_since=" + urllib.parse.quote(later))
+        self.assertNotIn(a["id"], [p["id"] for p in files.get("Patient", [])])
+        st, _, _ = self.req("DELETE", rel)
+        self.assertEqual(st, 202)
+        st, _, _ = self.req("GET", rel)
+        self.assertEqual(st, 404)
+        st, _, oo = self.jreq("GET", "/fhir/$export")
+        self.assertOutcome(st, oo, 400)  # not asynchronous
+        st, _, oo = self.jreq("GET", "/fhir/$export?_type=Nope", headers={"Prefer": "respond-async"})
+        self.assertOutcome(st, oo, 400)
+        st, _, oo = self.jreq("GET", "/fhir/$export-file/nope/Patient.ndjson")
+        self.assertOutcome(st, oo, 404)
 
     # -- the plan's /patients views --
 
