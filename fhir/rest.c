@@ -184,7 +184,11 @@ static void error_format(hv_http_req_t *req, int status, const char *code, const
     const char *fmt = hv_http_req_query_param(req, "_format");
     memset(&r, 0, sizeof(r));
     r.req = req;
-    r.xml = fmt != NULL && is_xml_type(fmt);
+    {
+        const char *accept = hv_http_req_header(req, "Accept");
+        r.xml = fmt != NULL ? is_xml_type(fmt)
+                            : accept != NULL && strstr(accept, "xml") != NULL && strstr(accept, "json") == NULL;
+    }
     (void)code;
     respond_tree(&r, status,
                  hv__outcome_new("error",

@@ -127,7 +127,7 @@ static void done_history(int status, void *arg)
             hv_buf_json_str(&out, self ? self : "", self ? strlen(self) : 0);
         }
         hv_buf_puts(&out, "}");
-        if (h->more) {
+        if (h->more && r->hq.count > 0) {
             char *next = hv_arena_sprintf(hv_http_req_arena(r->req), "%s%s?_count=%lld%s&_cursor=%lld", h->base, p,
                                           (long long)r->hq.count, q, (long long)h->last_rid);
             hv_buf_puts(&out, ",{\"relation\":\"next\",\"url\":");

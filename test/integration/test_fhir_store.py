@@ -266,6 +266,15 @@ class FhirStoreTests(EngineTestCase):
         st, _, oo = self.jreq("PUT", "/fhir/Patient?family=Doe", self.patient())
         self.assertOutcome(st, oo, 501, "not-supported")
         self.assertIn("family", oo["issue"][0]["diagnostics"])
+        # SQL metacharacters in criteria are bound values, never SQL
+        evil = "x'); DROP TABLE resources;--"
+        hdr2 = {"If-None-Exist": "identifier=" + urllib.parse.quote("urn:evil|" + evil)}
+        ev = self.patient()
+        ev["identifier"] = [{"system": "urn:evil", "value": evil}]
+        st, _, e1 = self.jreq("POST", "/fhir/Patient", ev, headers=hdr2)
+        self.assertEqual(st, 201, e1)
+        st, _, e2 = self.jreq("POST", "/fhir/Patient", ev, headers=hdr2)
+        self.assertEqual((st, e2["id"]), (200, e1["id"]))
         # conditional delete
         st, _, _ = self.req("DELETE", q)
         self.assertEqual(st, 204)
