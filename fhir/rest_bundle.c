@@ -373,11 +373,11 @@ typedef struct urlmap {
     size_t n;
 } urlmap_t;
 
-static const urlmap_t *sort_map; /* qsort has no user pointer; the storage thread is the only user */
-
-static int cmp_idx(const void *a, const void *b)
+/* qsort_r comparator (glibc; the build defines _GNU_SOURCE) over indexes into m->from. */
+static int cmp_idx(const void *a, const void *b, void *ud)
 {
-    return strcmp(sort_map->from[*(const size_t *)a], sort_map->from[*(const size_t *)b]);
+    const urlmap_t *m = ud;
+    return strcmp(m->from[*(const size_t *)a], m->from[*(const size_t *)b]);
 }
 
 /* The position in idx of ref, or m->n when absent (binary search). */
@@ -538,9 +538,7 @@ static int run_transaction(hv_db_t *db, hv__bundle_job_t *bj)
         m.idx[m.n] = m.n;
         m.n++;
     }
-    sort_map = &m;
-    qsort(m.idx, m.n, sizeof(*m.idx), cmp_idx);
-    sort_map = NULL;
+    qsort_r(m.idx, m.n, sizeof(*m.idx), cmp_idx, &m);
     for (size_t j = 1; j < m.n; j++)
         if (strcmp(m.from[m.idx[j - 1]], m.from[m.idx[j]]) == 0) {
             rc = tx_fail(bj, m.idx[j], 400, "invalid", "two entries have the same fullUrl");
