@@ -49,7 +49,15 @@ class FhirKitClientTest(EngineTestCase):
 
 if PG_URL:
     class FhirKitClientPgTest(FhirKitClientTest):
-        DB = PG_URL
+        DB = None
+
+        @classmethod
+        def setUpClass(cls):
+            # A database of its own: test_fhir_store.py may run at the same time.
+            base = PG_URL.rpartition("/")[0]
+            for sql in ("DROP DATABASE IF EXISTS hv_test_fhir_client", "CREATE DATABASE hv_test_fhir_client"):
+                subprocess.run(["psql", "-q", "-X", PG_URL, "-c", sql], check=True, capture_output=True, timeout=60)
+            cls.DB = base + "/hv_test_fhir_client"
 
 
 if __name__ == "__main__":

@@ -25,6 +25,15 @@ PG_URL = os.environ.get("HV_TEST_PG_URL")
 FJ = "application/fhir+json"
 
 
+def private_db(url, name):
+    """A database of its own on the test server (other test files run in parallel and use
+    the fhir schema of theirs); created empty. Returns its URL."""
+    base, _, _ = url.rpartition("/")
+    for sql in ("DROP DATABASE IF EXISTS %s" % name, "CREATE DATABASE %s" % name):
+        subprocess.run(["psql", "-q", "-X", url, "-c", sql], check=True, capture_output=True, timeout=60)
+    return base + "/" + name
+
+
 def reset_pg(url):
     """Drops the fhir schema so that a test starts from an empty store."""
     subprocess.run(["psql", "-q", "-X", url, "-c", "DROP SCHEMA IF EXISTS fhir CASCADE"],
@@ -722,7 +731,11 @@ class FhirStoreTests(EngineTestCase):
 
 if PG_URL:
     class FhirStorePgTests(FhirStoreTests):
-        DB = PG_URL
+        DB = None
+
+        @classmethod
+        def setUpClass(cls):
+            cls.DB = private_db(PG_URL, "hv_test_fhir_store")
 
 
 if __name__ == "__main__":
