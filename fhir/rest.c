@@ -427,7 +427,8 @@ void hv__fhir_notify(hv__fhir_t *f, const hv__fop_t *op)
     c = op->change == HV__CHANGE_CREATED   ? HV_FHIR_CHANGE_CREATED
         : op->change == HV__CHANGE_UPDATED ? HV_FHIR_CHANGE_UPDATED
                                            : HV_FHIR_CHANGE_DELETED;
-    hv_counter_add(f->m_writes, 1);
+    if (f->m_writes != NULL)
+        hv_counter_add(f->m_writes, 1);
     for (size_t i = 0; i < f->nlisteners; i++)
         f->listeners[i].cb(f->listeners[i].ud, op->type, op->id, op->out_version, c);
 }
