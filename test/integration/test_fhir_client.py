@@ -54,10 +54,17 @@ if PG_URL:
         @classmethod
         def setUpClass(cls):
             # A database of its own: test_fhir_store.py may run at the same time.
+            # Unique per run: two test runs may share the server.
+            cls.DB_NAME = "hv_test_fhir_client_%d" % os.getpid()
             base = PG_URL.rpartition("/")[0]
-            for sql in ("DROP DATABASE IF EXISTS hv_test_fhir_client", "CREATE DATABASE hv_test_fhir_client"):
+            for sql in ("DROP DATABASE IF EXISTS " + cls.DB_NAME, "CREATE DATABASE " + cls.DB_NAME):
                 subprocess.run(["psql", "-q", "-X", PG_URL, "-c", sql], check=True, capture_output=True, timeout=60)
-            cls.DB = base + "/hv_test_fhir_client"
+            cls.DB = base + "/" + cls.DB_NAME
+
+        @classmethod
+        def tearDownClass(cls):
+            subprocess.run(["psql", "-q", "-X", PG_URL, "-c", "DROP DATABASE IF EXISTS " + cls.DB_NAME],
+                           capture_output=True, timeout=60)
 
 
 if __name__ == "__main__":

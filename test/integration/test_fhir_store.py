@@ -560,7 +560,7 @@ class FhirStoreTests(EngineTestCase):
             st, h, data = self.req("GET", o["url"][o["url"].index("/fhir/"):])
             self.assertEqual(st, 200)
             self.assertTrue(h["content-type"].startswith("application/fhir+ndjson"))
-            lines = [json.loads(l) for l in data.decode().splitlines() if l]
+            lines = [json.loads(l, parse_float=str) for l in data.decode().splitlines() if l]
             self.assertEqual(len(lines), o["count"])
             files[o["type"]] = lines
         return manifest, files, rel
@@ -674,37 +674,51 @@ class FhirStoreTests(EngineTestCase):
         eng = self.start()
         eng.stop()
         args = ["import", "--data", eng.data] + (["--db", self.DB] if self.DB else []) + files
-        code, out, err = run_cli(*args, timeout=300)
+        code, cli_out, err = run_cli(*args, timeout=300)
         self.assertEqual(code, 0, err)
-        self.assertRegex(out, r"imported \d+ resources from %d files" % len(files))
+        self.assertRegex(cli_out, r"imported \d+ resources from %d files" % len(files))
+        entries = 0
         eng.start()
+        expected = {}
+        for f in files:
+            with open(f, encoding="utf-8") as fh:
+                bundle = json.load(fh, parse_float=str)
+            entries += len(bundle["entry"])
+            text = json.dumps(bundle)
+            for e in bundle["entry"]:
+                text = text.replace('"%s"' % e["fullUrl"], '"%s/%s"' % (e["resource"]["resourceType"],
+                                                                      e["resource"]["id"]))
+            for e in json.loads(text, parse_float=str)["entry"]:
+                want = e["resource"]
+                want.pop("meta", None)
+                expected["%s/%s" % (want["resourceType"], want["id"])] = want
+        # every resource, through a Bulk Data export (one pass over the store)
+        _, out, _ = self.export("/fhir/$export")
+        got = {}
+        for rs in out.values():
+            for r in rs:
+                r.pop("meta")
+                got["%s/%s" % (r["resourceType"], r["id"])] = r
+        self.assertEqual(sorted(got), sorted(expected))
+        for k, want in expected.items():
+            self.assertEqual(got[k], want, "%s differs" % k)
+        # and a sample one by one with read, decimals compared as text
         conn = http.client.HTTPConnection("127.0.0.1", eng.http_port, timeout=30)
-        n = 0
         try:
-            for f in files:
-                with open(f, encoding="utf-8") as fh:
-                    bundle = json.load(fh, parse_float=str)
-                ids = {e["fullUrl"]: "%s/%s" % (e["resource"]["resourceType"], e["resource"]["id"])
-                       for e in bundle["entry"]}
-                text = json.dumps(bundle)
-                for k, v in ids.items():
-                    text = text.replace('"%s"' % k, '"%s"' % v)
-                bundle = json.loads(text, parse_float=str)
-                for e in bundle["entry"]:
-                    want = e["resource"]
-                    conn.request("GET", "/fhir/%s/%s" % (want["resourceType"], want["id"]))
-                    r = conn.getresponse()
-                    data = r.read()
-                    self.assertEqual(r.status, 200, data[:300])
-                    got = json.loads(data, parse_float=str)
-                    got.pop("meta")
-                    want.pop("meta", None)
-                    self.assertEqual(got, want, "%s/%s differs" % (want["resourceType"], want["id"]))
-                    n += 1
+            for k in sorted(expected)[::25]:
+                conn.request("GET", "/fhir/" + k)
+                r = conn.getresponse()
+                data = r.read()
+                self.assertEqual(r.status, 200, data[:300])
+                one = json.loads(data, parse_float=str)
+                one.pop("meta")
+                self.assertEqual(one, expected[k], "%s differs" % k)
         finally:
             conn.close()
-        self.assertGreater(n, 1000)
-        self.assertIn("imported %d resources" % n, out)
+        self.assertGreater(len(expected), 1000)
+        # every entry was written (Organizations and Practitioners repeat across the bundles:
+        # one resource, several versions)
+        self.assertIn("imported %d resources" % entries, cli_out)
 
     def test_import_ndjson_and_bad_files(self):
         eng = self.start()
@@ -735,7 +749,14 @@ if PG_URL:
 
         @classmethod
         def setUpClass(cls):
-            cls.DB = private_db(PG_URL, "hv_test_fhir_store")
+            # unique per run: two test runs may share the server
+            cls.DB_NAME = "hv_test_fhir_store_%d" % os.getpid()
+            cls.DB = private_db(PG_URL, cls.DB_NAME)
+
+        @classmethod
+        def tearDownClass(cls):
+            subprocess.run(["psql", "-q", "-X", PG_URL, "-c", "DROP DATABASE IF EXISTS %s" % cls.DB_NAME],
+                           capture_output=True, timeout=60)
 
 
 if __name__ == "__main__":
