@@ -350,7 +350,11 @@ static int eval_ident(hv__fp_ctx_t *c, const hv__fp_node_t *n, const hv__fp_coll
                 if (rc != HV_OK) return rc;
                 continue;
             }
-            /* Another resource type's name selects nothing ("Patient.name | Practitioner.name"). */
+            /* Another resource type's name selects nothing ("Patient.name | Practitioner.name"),
+             * or is an error in strict mode. */
+            if (hv_fhir_type_kind(tn) == HV_FHIR_KIND_RESOURCE && (c->fp->lim.flags & HV_FHIRPATH_STRICT))
+                return hv__fp_fail(c, n, HV_EINVAL, "'%s' is not the type of the focus (%s)", n->name,
+                                   it->u.n.t != NULL ? hv_fhir_type_name(it->u.n.t) : "unknown");
             if (hv_fhir_type_kind(tn) == HV_FHIR_KIND_RESOURCE || it->u.n.owner == NULL) continue;
         }
         rc = hv__fp_children(c, n, it, n->name, out);
@@ -567,7 +571,12 @@ int hv_fhirpath_eval(const hv_fhirpath_t *fp, struct json_object *resource,
     int rc;
 
     if (fp == NULL || arena == NULL || out == NULL) return HV_EINVAL;
-    hv_error_clear(err);
+    if (err != NULL) {
+        /* Cheaper than hv_error_clear's memset of the whole struct, on every evaluation. */
+        err->code = 0;
+        err->line = err->column = 0;
+        err->location[0] = err->message[0] = '\0';
+    }
     res = hv_arena_calloc(arena, sizeof(*res));
     if (res == NULL) return HV_ENOMEM;
     c = &res->ctx;

@@ -268,6 +268,16 @@ static int json_deep_eq(struct json_object *a, struct json_object *b) {
 
 int hv__fp_item_eq(hv__fp_ctx_t *c, const hv__fp_item_t *a0, const hv__fp_item_t *b0) {
     hv__fp_item_t a, b;
+    if (a0->kind == HV__FP_NODE && b0->kind == HV__FP_NODE) {
+        const hv_fhir_type_t *ta = a0->u.n.t, *tb = b0->u.n.t;
+        /* The same element is equal to itself; complex elements of different types never
+         * are (fhirpath.html#equality compares them property by property), which spares the
+         * deep comparison when union() de-duplicates a resource against its parts. */
+        if (a0->u.n.j == b0->u.n.j && a0->u.n.ext == b0->u.n.ext) return 1;
+        if (ta != NULL && tb != NULL && ta != tb && hv_fhir_type_kind(ta) != HV_FHIR_KIND_PRIMITIVE &&
+            hv_fhir_type_kind(tb) != HV_FHIR_KIND_PRIMITIVE)
+            return 0;
+    }
     value_of(c, a0, &a);
     value_of(c, b0, &b);
     if (a.kind == HV__FP_NODE || b.kind == HV__FP_NODE) {

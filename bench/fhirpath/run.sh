@@ -1,6 +1,7 @@
 #!/bin/sh
 # run.sh — FHIRPath evaluations/s: HoloVitals and fhirpath.js (npm `fhirpath`) on the same
-# search-parameter expressions and examples, in the same run, with the ratio. fhirpath.js
+# search-parameter expressions, on the official examples and on Synthea resources, in the same
+# run, with the ratio. fhirpath.js
 # is installed at run time into a bench-local directory of the build tree (never
 # committed). Run from the build directory after `make`:  bench/fhirpath/run.sh
 set -eu

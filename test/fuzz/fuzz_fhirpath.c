@@ -29,7 +29,7 @@ static const char patient[] =
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static struct json_object *res;
-    hv_fhirpath_limits_t lim = {4096, 64, 5000};
+    hv_fhirpath_limits_t lim = {4096, 64, 5000, 0};
     hv_fhirpath_t *fp = NULL, *fp2 = NULL;
     hv_error_t err;
     hv_buf_t p1, p2;
