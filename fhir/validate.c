@@ -474,6 +474,50 @@ static void check_binding(hv__fhir_vctx_t *c, const hv_fhir_elem_t *e, const hv_
 static void walk_object(hv__fhir_vctx_t *c, struct json_object *obj, const hv_fhir_elem_t *owner,
                         int underscore, int depth);
 
+/*
+ * references.html#literal: a relative or absolute literal reference names the resource type
+ * ("Patient/123", "http://x/fhir/Patient/123", "Patient/123/_history/2"); that type must be
+ * one of the element's target profiles (Reference(Patient | Group)). Local ("#x"), urn: and
+ * other references say nothing about the type and are not checked.
+ */
+static void check_reference_target(hv__fhir_vctx_t *c, const hv__fhir_prop_t *p,
+                                   struct json_object *v) {
+    static const char hist[] = "/_history/";
+    const char *ref = hv_json_get_str(v, "reference");
+    size_t ti = 0, nt;
+    if (ref == NULL || strcmp(hv_fhir_type_name(p->type), "Reference") != 0)
+        return;
+    for (ti = 0; ti < hv_fhir_elem_type_count(p->elem); ti++)
+        if (hv_fhir_elem_type_at(p->elem, ti) == p->type)
+            break;
+    nt = hv_fhir_elem_target_count(p->elem, ti);
+    if (nt == 0 || ref[0] == '#' || strncmp(ref, "urn:", 4) == 0)
+        return;
+    /* Drop a version suffix, then take the last two segments: Type/id. */
+    size_t len = strlen(ref);
+    const char *h = strstr(ref, hist);
+    if (h != NULL)
+        len = (size_t)(h - ref);
+    const char *end = ref + len, *slash = NULL, *prev = NULL;
+    for (const char *q = ref; q < end; q++)
+        if (*q == '/') {
+            prev = slash;
+            slash = q;
+        }
+    if (slash == NULL || slash + 1 >= end || strchr(ref, '?') != NULL)
+        return;
+    const char *tstart = prev != NULL ? prev + 1 : ref;
+    const hv_fhir_type_t *rt = hv_fhir_type_find(tstart, (size_t)(slash - tstart));
+    if (rt == NULL || hv_fhir_type_kind(rt) != HV_FHIR_KIND_RESOURCE)
+        return;
+    for (size_t j = 0; j < nt; j++)
+        if (hv_fhir_type_is(rt, hv_fhir_elem_target_at(p->elem, ti, j)))
+            return;
+    hv__fhir_issue(c, "error", "structure", NULL,
+                   "The reference is to a %s, which %s does not allow", hv_fhir_type_name(rt),
+                   hv_fhir_elem_path(p->elem));
+}
+
 /* The `_key` twin of property key in obj, or NULL. */
 static struct json_object *twin_of(struct json_object *obj, const char *key) {
     char us[160];
@@ -539,6 +583,8 @@ static void walk_value(hv__fhir_vctx_t *c, const hv__fhir_prop_t *p, struct json
     }
     if (!c->structure_only && !(c->flags & HV_FHIR_VALIDATE_NO_BINDINGS) && !p->underscore)
         check_binding(c, p->elem, t, v);
+    if (!c->structure_only && !p->underscore)
+        check_reference_target(c, p, v);
     if (p->underscore) {
         walk_object(c, v, owner, 1, depth + 1);
         /* A `_x` without a value: its invariants are checked here, with no value. */
