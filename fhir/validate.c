@@ -513,9 +513,8 @@ static void check_reference_target(hv__fhir_vctx_t *c, const hv__fhir_prop_t *p,
     for (size_t j = 0; j < nt; j++)
         if (hv_fhir_type_is(rt, hv_fhir_elem_target_at(p->elem, ti, j)))
             return;
-    hv__fhir_issue(c, "error", "structure", NULL,
-                   "The reference is to a %s, which %s does not allow", hv_fhir_type_name(rt),
-                   hv_fhir_elem_path(p->elem));
+    hv__fhir_issue(c, "error", "invalid", NULL, "The reference is to a %s, which %s does not allow",
+                   hv_fhir_type_name(rt), hv_fhir_elem_path(p->elem));
 }
 
 /* The `_key` twin of property key in obj, or NULL. */
@@ -705,8 +704,8 @@ static void walk_object(hv__fhir_vctx_t *c, struct json_object *obj, const hv_fh
                 walk_value(c, &p, json_object_array_get_idx(val, i), tw, 1, depth);
                 hv__fhir_path_pop(&c->path, mark);
             }
-            if (!c->structure_only && !p.underscore &&
-                hv_fhir_elem_max(p.elem) != HV_FHIR_UNBOUNDED && n > hv_fhir_elem_max(p.elem)) {
+            if (!p.underscore && hv_fhir_elem_max(p.elem) != HV_FHIR_UNBOUNDED &&
+                n > hv_fhir_elem_max(p.elem)) {
                 mark = hv__fhir_path_push(&c->path, pname, -1);
                 hv__fhir_issue(c, "error", "structure", NULL,
                                "Element %s allows at most %u, found %zu", hv_fhir_elem_path(p.elem),

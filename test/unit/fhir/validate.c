@@ -134,7 +134,7 @@ static void fhir_validate_reports_each_rule_at_its_path(void **state) {
         {"reference to a type the element does not allow",
          "{\"resourceType\":\"Patient\",\"generalPractitioner\":[{\"reference\":\"Observation/"
          "1\"}]}",
-         "Patient.generalPractitioner[0]", "structure", ""},
+         "Patient.generalPractitioner[0]", "invalid", ""},
         {"absolute and versioned references of allowed types",
          "{\"resourceType\":\"Patient\",\"generalPractitioner\":[{\"reference\":"
          "\"http://x.org/fhir/Practitioner/1/_history/2\"},{\"reference\":\"urn:uuid:1\"}],"
