@@ -369,6 +369,38 @@ static int json_kind_of(const hv_fhir_type_t *t) {
 static void check_binding(hv__fhir_vctx_t *c, const hv_fhir_elem_t *e, const hv_fhir_type_t *t,
                           struct json_object *v);
 
+/* RFC 8259 §6: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? (also the FHIR decimal regex). */
+static int json_number_ok(const char *p) {
+    if (p == NULL)
+        return 0;
+    if (*p == '-')
+        p++;
+    if (*p == '0')
+        p++;
+    else if (*p >= '1' && *p <= '9')
+        while (*p >= '0' && *p <= '9')
+            p++;
+    else
+        return 0;
+    if (*p == '.') {
+        p++;
+        if (!(*p >= '0' && *p <= '9'))
+            return 0;
+        while (*p >= '0' && *p <= '9')
+            p++;
+    }
+    if (*p == 'e' || *p == 'E') {
+        p++;
+        if (*p == '+' || *p == '-')
+            p++;
+        if (!(*p >= '0' && *p <= '9'))
+            return 0;
+        while (*p >= '0' && *p <= '9')
+            p++;
+    }
+    return *p == '\0';
+}
+
 static void check_primitive(hv__fhir_vctx_t *c, const hv_fhir_elem_t *e, const hv_fhir_type_t *t,
                             struct json_object *v) {
     int kind = json_kind_of(t);
@@ -384,6 +416,12 @@ static void check_primitive(hv__fhir_vctx_t *c, const hv_fhir_elem_t *e, const h
                        : kind == JP_STRING ? "a JSON string"
                                            : "a JSON number",
                        json_type_word(v));
+        return;
+    }
+    if (jt == json_type_double && !json_number_ok(hv_fhir_json_number_text(v))) {
+        /* json-c takes "040e25" even in strict mode; RFC 8259 §6 does not. */
+        hv__fhir_issue(c, "error", "structure", NULL, "'%s' is not a valid JSON number",
+                       hv_fhir_json_number_text(v));
         return;
     }
     if (c->structure_only)

@@ -120,6 +120,8 @@ static void fhir_json_reports_content_errors_with_path(void **state) {
          "Patient.contained[0]"},
         {"{\"resourceType\":\"Patient\",\"multipleBirthInteger\":1.5}",
          "Patient.multipleBirthInteger"},
+        {"{\"resourceType\":\"Observation\",\"valueQuantity\":{\"value\":040e25}}",
+         "Observation.valueQuantity.value"},
     };
     for (size_t i = 0; i < HV_ARRAY_LEN(cases); i++) {
         struct json_object *o = NULL;
