@@ -1,7 +1,8 @@
 /*
  * fhirpath_int.h — internals shared by the FHIRPath lexer, parser, evaluator and
  * function library (fhirpath_lex.c, fhirpath_parse.c, fhirpath_eval.c,
- * fhirpath_funcs.c, fhirpath_ops.c, fhirpath_value.c, fhirpath_model.c).
+ * fhirpath_ops.c, fhirpath_value.c, fhirpath_funcs.c, fhirpath_strfn.c,
+ * fhirpath_model.c, fhirpath_cmd.c). fhir/invariants.c also evaluates through them.
  */
 #ifndef HV_FHIRPATH_INT_H
 #define HV_FHIRPATH_INT_H
@@ -129,8 +130,7 @@ enum hv__fp_op {
     HV__FP_N_LT, HV__FP_N_GT, HV__FP_N_LE, HV__FP_N_GE,
     HV__FP_N_EQ, HV__FP_N_EQUIV, HV__FP_N_NE, HV__FP_N_NEQUIV,
     HV__FP_N_IN, HV__FP_N_CONTAINS,
-    HV__FP_N_AND, HV__FP_N_OR, HV__FP_N_XOR, HV__FP_N_IMPLIES,
-    HV__FP_N_PAREN /* (left): kept only for printing fidelity, evaluates left */
+    HV__FP_N_AND, HV__FP_N_OR, HV__FP_N_XOR, HV__FP_N_IMPLIES
 };
 
 typedef struct hv__fp_node hv__fp_node_t;

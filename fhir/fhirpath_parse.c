@@ -646,11 +646,6 @@ static int print_node(const hv__fp_node_t *n, hv_buf_t *b) {
         if (rc == HV_OK) rc = print_node(n->right, b);
         if (rc == HV_OK) rc = hv_buf_putc(b, ']');
         return rc;
-    case HV__FP_N_PAREN:
-        rc = hv_buf_putc(b, '(');
-        if (rc == HV_OK) rc = print_node(n->left, b);
-        if (rc == HV_OK) rc = hv_buf_putc(b, ')');
-        return rc;
     case HV__FP_N_NEG:
     case HV__FP_N_POS:
         rc = hv_buf_puts(b, n->op == HV__FP_N_NEG ? "-(" : "+(");
