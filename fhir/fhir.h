@@ -375,6 +375,8 @@ int hv_fhir_validator_add_profile(hv_fhir_validator_t *v, struct json_object *sd
  * carrying an `expression` path ("Patient.contact[0].name.given[1]"):
  *   structure  unknown elements, JSON types, arrays (code "structure")
  *   cardinality min/max of every element (code "required" / "structure")
+ *   references the type a literal reference names is one of the element's target
+ *              profiles (code "invalid")
  *   formats    primitive values against the regexes of the definitions and
  *              maxLength (code "value")
  *   bindings   required bindings whose value set is inlined in the model

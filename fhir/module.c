@@ -10,6 +10,7 @@
  * "==> FILE <=="), and exits 1 when any file has an error. A file that cannot be
  * read or parsed yields an OperationOutcome with one fatal issue naming the line and
  * column. `convert` writes the resource in the other format on standard output.
+ * A FILE of "-" is standard input.
  */
 #include "config.h"
 
@@ -62,9 +63,10 @@ static void limits(hv_engine_t *e, hv_fhir_parse_opts_t *o, size_t *max_issues) 
     }
 }
 
-/* Reads a whole file, refusing more than max bytes. */
+/* Reads a whole file ("-": standard input), refusing more than max bytes. */
 static int read_file(const char *path, size_t max, char **out, size_t *len, hv_error_t *err) {
-    FILE *f = fopen(path, "rb");
+    int is_stdin = strcmp(path, "-") == 0;
+    FILE *f = is_stdin ? stdin : fopen(path, "rb");
     hv_buf_t b;
     char chunk[65536];
     size_t n;
@@ -78,7 +80,8 @@ static int read_file(const char *path, size_t max, char **out, size_t *len, hv_e
         rc = hv_buf_append(&b, chunk, n);
     if (rc == HV_OK && ferror(f))
         rc = HV_EIO;
-    fclose(f);
+    if (!is_stdin)
+        fclose(f);
     if (rc != HV_OK) {
         hv_error_set(err, rc, path,
                      rc == HV_ETOOBIG ? "the file is larger than fhir.max_resource_bytes"
@@ -421,13 +424,14 @@ static const hv_command_t fhir_commands[] = {
      "(FHIRPath), and with --profile also against a profile StructureDefinition: a FILE\n"
      "holding it (a StructureDefinition, or a Bundle or JSON array whose first one is used),\n"
      "or its canonical URL, looked up in the files of the setting fhir.profile_path.\n"
-     "Prints one OperationOutcome per file; exits 1 if any file has an error or fatal issue.",
+     "Prints one OperationOutcome per file; exits 1 if any file has an error or fatal issue.\n"
+     "A FILE of '-' is standard input.",
      cmd_validate},
     {"fhir convert", "fhir convert --to json|xml [--compact] FILE",
      "convert a FHIR R4 resource between JSON and XML",
      "Reads FILE (JSON or XML, checked against the model) and writes it in the format\n"
      "asked for on standard output, elements in the specification's order, indented unless\n"
-     "--compact.",
+     "--compact. A FILE of '-' is standard input.",
      cmd_convert},
     {"import", "import [--batch N] FILE...",
      "load FHIR Bundles and NDJSON files into the FHIR store",
