@@ -81,5 +81,102 @@ class TerminologyLoadCli(EngineTestCase):
         self.assertTrue(out.startswith("A00"), out)
 
 
+class MedicalStandardsApi(EngineTestCase):
+    """The medical-standards endpoints over HTTP, on the fixtures."""
+
+    def setUp(self):
+        super().setUp()
+        self.eng = self.engine(start=False)
+        for kind, path in (("loinc", "Loinc.csv"), ("snomed", "snomed"),
+                           ("icd10cm", "icd10cm-order-sample-2021.txt"), ("cpt", "cpt.csv")):
+            rc, _, err = run_cli("terminology", "load", kind, os.path.join(DATA, path), "--data", self.eng.data)
+            self.assertEqual(rc, 0, err)
+        self.eng.start()
+
+    def test_searches_and_lookup(self):
+        st, body = self.eng.get_json("/loinc/search?q=glucose%20serum&limit=5")
+        self.assertEqual(st, 200)
+        self.assertEqual(body["system"], "http://loinc.org")
+        self.assertEqual(body["version"], "2.74")
+        codes = [r["code"] for r in body["results"]]
+        self.assertIn("2345-7", codes)
+        self.assertEqual(body["count"], len(codes))
+        st, body = self.eng.get_json("/loinc/718-7")
+        self.assertEqual(st, 200)
+        self.assertEqual(body["display"], "Hemoglobin [Mass/volume] in Blood")
+        self.assertEqual(body["properties"]["exampleUcumUnits"], "g/dL")
+        st, body = self.eng.get_json("/loinc/1-8")
+        self.assertEqual((st, body["error"]), (404, "not_found"))
+        st, body = self.eng.get_json("/loinc/718-8")
+        self.assertEqual((st, body["error"]), (400, "invalid_code"))
+        st, body = self.eng.get_json("/snomed/search?q=type%202%20diabetes")
+        self.assertEqual(st, 200)
+        self.assertEqual(body["results"][0]["code"], "44054006")
+        st, body = self.eng.get_json("/icd10/search?q=cholera")
+        self.assertEqual(st, 200)
+        self.assertEqual(body["results"][0]["code"], "A00")
+        self.assertEqual(body["results"][0]["properties"], {"billable": False})
+        st, body = self.eng.get_json("/cpt/search?q=metabolic")
+        self.assertEqual((st, body["results"][0]["code"]), (200, "80053"))
+        st, body = self.eng.get_json("/cpt/search")
+        self.assertEqual((st, body["error"]), (400, "missing_parameter"))
+        st, body = self.eng.get_json("/loinc/search?q=x&limit=-1")
+        self.assertEqual(st, 400)
+
+    def test_convert_units(self):
+        st, body = self.eng.post_json("/convert/units", {"value": 100, "from": "mg/dL", "to": "g/L"})
+        self.assertEqual((st, body["result"]), (200, 1))
+        st, body = self.eng.post_json("/convert/units", {"value": 37, "from": "Cel", "to": "[degF]"})
+        self.assertEqual((st, body["result"]), (200, 98.6))
+        st, body = self.eng.post_json("/convert/units", {"value": 1, "from": "mg", "to": "mL"})
+        self.assertEqual((st, body["error"]), (422, "incommensurable_units"))
+        st, body = self.eng.post_json("/convert/units", {"value": 1, "from": "g/12h", "to": "g/h"})
+        self.assertEqual((st, body["error"], body["column"]), (422, "invalid_unit", 3))
+        st, body = self.eng.post_json("/convert/units", {"from": "g"})
+        self.assertEqual(st, 400)
+        st, _, _ = self.eng.request("POST", "/convert/units", body="{", headers={"Content-Type": "application/json"})
+        self.assertEqual(st, 400)
+
+    def test_standardize_validate_batch_and_review(self):
+        st, body = self.eng.post_json("/standardize/lab-result", {
+            "code": "GLU", "text": "Glucose, serum", "value": 95, "unit": "mg/dl",
+            "referenceRange": {"low": 70, "high": 99}})
+        self.assertEqual(st, 200)
+        self.assertEqual(body["status"], "standardized")
+        self.assertEqual(body["loinc"]["code"], "2345-7")
+        self.assertEqual(body["interpretation"], "N")
+        st, body = self.eng.post_json("/standardize/lab-result", {"code": "2345-7", "value": 9000, "unit": "mg/dL"})
+        self.assertEqual((st, body["status"], body["plausibility"]["plausible"]), (200, "review", False))
+        st, body = self.eng.post_json("/validate/lab-result", {"code": "2345-7", "value": 5, "unit": "mmol/L"})
+        self.assertEqual((st, body["valid"]), (200, False))
+        self.assertEqual(body["issues"][0]["code"], "incommensurable-unit")
+        st, body = self.eng.post_json("/standardize/batch", {"results": [
+            {"text": "Sodium serum", "value": 140, "unit": "mmol/L"},
+            {"text": "Hemoglobin blood", "value": 13, "unit": "g/dL"}, 7]})
+        self.assertEqual((st, body["count"]), (200, 3))
+        self.assertEqual([r.get("loinc", {}).get("code") for r in body["results"]], ["2951-2", "718-7", None])
+        self.assertEqual(body["results"][2]["status"], "error")
+        st, body = self.eng.get_json("/standardize/review")
+        self.assertEqual(st, 200)
+        self.assertGreaterEqual(body["count"], 1)
+        self.assertEqual(body["items"][0]["candidate"], "2345-7")
+        st, body = self.eng.post_json("/standardize/lab-result", {"value": 1})
+        self.assertEqual(st, 400)
+        st, body = self.eng.post_json("/standardize/batch", [{"text": "x"}] * 1001)
+        self.assertEqual(st, 413)
+
+    def test_conceptmap_per_sender(self):
+        cm = {"resourceType": "ConceptMap", "name": "labA", "group": [{
+            "target": "http://loinc.org",
+            "element": [{"code": "HGB", "target": [{"code": "718-7", "equivalence": "equivalent"}]}]}]}
+        st, body = self.eng.request("PUT", "/standardize/conceptmap/LAB-A", body=cm)[0], None
+        self.assertEqual(st, 200)
+        st, body = self.eng.post_json("/standardize/lab-result",
+                                      {"sender": "LAB-A", "code": "HGB", "text": "?", "value": 13, "unit": "g/dL"})
+        self.assertEqual((st, body["loinc"]["method"], body["loinc"]["code"]), (200, "conceptmap", "718-7"))
+        st = self.eng.request("PUT", "/standardize/conceptmap/LAB-A", body={"resourceType": "Patient"})[0]
+        self.assertEqual(st, 400)
+
+
 if __name__ == "__main__":
     main()

@@ -27,5 +27,6 @@ int main(void) {
     failed += run_ucum_tests();
     failed += run_ucum_functional_tests();
     failed += run_store_tests();
+    failed += run_standardize_tests();
     return failed;
 }

@@ -20,5 +20,6 @@ const char *test_reference_dir(void);
 int run_ucum_tests(void);
 int run_ucum_functional_tests(void);
 int run_store_tests(void);
+int run_standardize_tests(void);
 
 #endif
