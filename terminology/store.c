@@ -331,9 +331,12 @@ int hv_terminology_search(hv_db_t *db, const char *system, const char *q, size_t
                             " WHERE f.system = c.system AND f.code = c.code"
                             " AND to_tsvector('simple', f.text) @@ to_tsquery('simple', $2))"
                             " ORDER BY c.active DESC, length(c.display), c.code LIMIT $3 OFFSET $4"
+                          /* FTS5 answers "ORDER BY rank LIMIT n" without sorting every
+                           * match; $5 leaves room for several texts per concept. */
                           : "SELECT c.code, c.display, c.active, c.props FROM"
-                            " (SELECT code, min(rank) AS r FROM concept_fts"
-                            " WHERE concept_fts MATCH $2 AND system = $1 GROUP BY code) m"
+                            " (SELECT code, min(r) AS r FROM (SELECT code, rank AS r FROM concept_fts"
+                            " WHERE concept_fts MATCH $2 AND system = $1 ORDER BY rank LIMIT $5)"
+                            " GROUP BY code) m"
                             " JOIN concept c ON c.system = $1 AND c.code = m.code"
                             " ORDER BY c.active DESC, m.r, c.code LIMIT $3 OFFSET $4",
                        &st);
@@ -341,6 +344,7 @@ int hv_terminology_search(hv_db_t *db, const char *system, const char *q, size_t
     if (rc == HV_OK) rc = hv_db_bind_text(st, 2, query, strlen(query));
     if (rc == HV_OK) rc = hv_db_bind_int64(st, 3, (int64_t)limit);
     if (rc == HV_OK) rc = hv_db_bind_int64(st, 4, (int64_t)offset);
+    if (rc == HV_OK && !pg) rc = hv_db_bind_int64(st, 5, (int64_t)((limit + offset) * 4 + 16));
     while (rc == HV_OK && (rc = hv_db_step(st)) == HV_DB_ROW) {
         hv_terminology_concept_t c;
         rc = read_concept(st, system, a, &c);
