@@ -26,9 +26,7 @@ static int setup(void **state) {
     hv_error_t err;
     const char *src = getenv("HV_SRCDIR");
     if (f == NULL || src == NULL) return -1;
-    snprintf(f->dir, sizeof f->dir, "/tmp/hv_std_test_XXXXXX");
-    if (mkdtemp(f->dir) == NULL) return -1;
-    if (hv_db_open(NULL, f->dir, "terminology", &f->db, &err) != HV_OK) return -1;
+    if (test_store_open(f->dir, sizeof f->dir, &f->db) != 0) return -1;
     snprintf(path, sizeof path, "%s/test/data/terminology/Loinc.csv", src);
     if (hv_terminology_load(f->db, "loinc", path, NULL, NULL, &err) != HV_OK) return -1;
     if (hv_ucum_new(test_essence_path(), 0, &f->ucum, &err) != HV_OK) return -1;
@@ -38,11 +36,8 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
     fixture_t *f = *state;
-    char cmd[128];
-    hv_db_close(f->db);
+    test_store_close(f->dir, f->db);
     hv_ucum_free(f->ucum);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-    if (system(cmd) != 0) return -1;
     free(f);
     return 0;
 }
@@ -233,16 +228,18 @@ static void validate_lab_result_reports_issues(void **state) {
     }
 }
 
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
 int run_standardize_tests(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(standardize_matches_fuzzy_name_and_keeps_unit),
-        cmocka_unit_test(standardize_prefers_the_code_whose_unit_is_commensurable),
-        cmocka_unit_test(standardize_converts_to_the_loinc_unit),
-        cmocka_unit_test(standardize_uses_loinc_code_and_conceptmap),
-        cmocka_unit_test(standardize_flags_implausible_and_incommensurable),
-        cmocka_unit_test(standardize_reads_fhir_observations_and_text_values),
-        cmocka_unit_test(standardize_rejects_non_lab_input),
-        cmocka_unit_test(validate_lab_result_reports_issues),
+        T(standardize_matches_fuzzy_name_and_keeps_unit),
+        T(standardize_prefers_the_code_whose_unit_is_commensurable),
+        T(standardize_converts_to_the_loinc_unit),
+        T(standardize_uses_loinc_code_and_conceptmap),
+        T(standardize_flags_implausible_and_incommensurable),
+        T(standardize_reads_fhir_observations_and_text_values),
+        T(standardize_rejects_non_lab_input),
+        T(validate_lab_result_reports_issues),
     };
-    return cmocka_run_group_tests_name("terminology_standardize", tests, setup, teardown);
+    return test_run_on_backends("terminology_standardize", tests, HV_ARRAY_LEN(tests));
 }

@@ -26,12 +26,8 @@ static const char *data_path(const char *name) {
 
 static int setup(void **state) {
     fixture_t *f = calloc(1, sizeof *f);
-    hv_error_t err;
     if (f == NULL) return -1;
-    snprintf(f->dir, sizeof f->dir, "/tmp/hv_term_test_XXXXXX");
-    if (mkdtemp(f->dir) == NULL) return -1;
-    if (hv_db_open(NULL, f->dir, "terminology", &f->db, &err) != HV_OK) return -1;
-    if (hv_terminology_store_migrate(f->db, &err) != HV_OK) return -1;
+    if (test_store_open(f->dir, sizeof f->dir, &f->db) != 0) return -1;
     f->arena = hv_arena_new(0);
     *state = f;
     return 0;
@@ -39,11 +35,8 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
     fixture_t *f = *state;
-    char cmd[128];
-    hv_db_close(f->db);
+    test_store_close(f->dir, f->db);
     hv_arena_free(f->arena);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-    if (system(cmd) != 0) return -1;
     free(f);
     return 0;
 }
@@ -294,5 +287,5 @@ int run_store_tests(void) {
         cmocka_unit_test_setup_teardown(terminology_icd10cm_rejects_truncated_gzip, setup, teardown),
         cmocka_unit_test_setup_teardown(terminology_loads_cpt_csv, setup, teardown),
     };
-    return cmocka_run_group_tests_name("terminology_store", tests, NULL, NULL);
+    return test_run_on_backends("terminology_store", tests, HV_ARRAY_LEN(tests));
 }
