@@ -13,6 +13,8 @@
 typedef struct hv__csv hv__csv_t;
 /* sep ',' with quoting for RFC 4180 CSV; '\t' without quoting for RF2. */
 int hv__csv_open(const char *path, char sep, int quoting, hv__csv_t **out, hv_error_t *err);
+/* The same over a text in memory (borrowed: it must outlive the reader). */
+int hv__csv_open_mem(const char *data, size_t len, char sep, int quoting, hv__csv_t **out);
 void hv__csv_close(hv__csv_t *c);
 /* The next row: HV_OK (fields valid until the next call), HV_ENOTFOUND at the end. */
 int hv__csv_next(hv__csv_t *c, char ***fields, size_t *n, hv_error_t *err);
