@@ -110,6 +110,7 @@ static int module_init(hv_engine_t *e, void **state) {
     db = NULL; /* owned by the storage thread now */
     rc = hv__api_register(t);
     if (rc == HV_OK) rc = hv__standardize_register(t);
+    if (rc == HV_OK) rc = hv__fhir_ops_register(t);
     if (rc != HV_OK) goto out;
     *state = t;
     t = NULL;

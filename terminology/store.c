@@ -405,3 +405,61 @@ int hv_terminology_subsumes(hv_db_t *db, const char *system, const char *ancesto
     if (rc == HV_OK) return 0;
     return HV_EDB;
 }
+
+int hv__store_parents(hv_db_t *db, const char *system, const char *code, hv_arena_t *a,
+                      const char ***out, size_t *n) {
+    hv_db_stmt_t *st = NULL;
+    const char **res = hv_arena_alloc(a, 64 * sizeof *res);
+    size_t count = 0;
+    int rc = res != NULL ? HV_OK : HV_ENOMEM;
+    if (rc == HV_OK)
+        rc = hv_db_prepare(db, "SELECT parent FROM concept_parent WHERE system = $1 AND code = $2"
+                               " ORDER BY parent LIMIT 64", &st);
+    if (rc == HV_OK) rc = hv_db_bind_text(st, 1, system, strlen(system));
+    if (rc == HV_OK) rc = hv_db_bind_text(st, 2, code, strlen(code));
+    while (rc == HV_OK && (rc = hv_db_step(st)) == HV_DB_ROW) {
+        size_t len;
+        const char *s = hv_db_column_text(st, 0, &len);
+        res[count] = hv_arena_strndup(a, s != NULL ? s : "", s != NULL ? len : 0);
+        rc = res[count++] != NULL ? HV_OK : HV_ENOMEM;
+    }
+    if (st != NULL) hv_db_done(st);
+    if (rc != HV_OK) return rc;
+    *out = res;
+    *n = count;
+    return HV_OK;
+}
+
+int hv__store_list(hv_db_t *db, const char *system, const char *isa, size_t limit, size_t offset,
+                   hv_arena_t *a, hv_terminology_concept_t **out, size_t *n) {
+    hv_db_stmt_t *st = NULL;
+    hv_terminology_concept_t *res = hv_arena_alloc(a, (limit + 1) * sizeof *res);
+    size_t count = 0;
+    int rc = res != NULL ? HV_OK : HV_ENOMEM;
+    if (rc == HV_OK)
+        rc = hv_db_prepare(
+            db,
+            isa != NULL
+                ? "WITH RECURSIVE down(code) AS (SELECT CAST($2 AS TEXT)"
+                  " UNION SELECT p.code FROM concept_parent p JOIN down ON p.parent = down.code"
+                  " WHERE p.system = $1)"
+                  " SELECT c.code, c.display, c.active, c.props FROM down"
+                  " JOIN concept c ON c.system = $1 AND c.code = down.code"
+                  " ORDER BY c.code LIMIT $3 OFFSET $4"
+                : "SELECT code, display, active, props FROM concept WHERE system = $1"
+                  " AND $2 = $2 ORDER BY code LIMIT $3 OFFSET $4",
+            &st);
+    if (rc == HV_OK) rc = hv_db_bind_text(st, 1, system, strlen(system));
+    if (rc == HV_OK) rc = hv_db_bind_text(st, 2, isa != NULL ? isa : "", isa != NULL ? strlen(isa) : 0);
+    if (rc == HV_OK) rc = hv_db_bind_int64(st, 3, (int64_t)limit);
+    if (rc == HV_OK) rc = hv_db_bind_int64(st, 4, (int64_t)offset);
+    while (rc == HV_OK && (rc = hv_db_step(st)) == HV_DB_ROW) {
+        rc = read_concept(st, system, a, &res[count]);
+        if (rc == HV_OK && count < limit) count++;
+    }
+    if (st != NULL) hv_db_done(st);
+    if (rc != HV_OK) return rc == HV_ENOMEM ? rc : HV_EDB;
+    *out = res;
+    *n = count;
+    return HV_OK;
+}

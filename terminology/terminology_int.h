@@ -45,6 +45,13 @@ int hv__load_commit(hv__load_t *l, const char *kind, const char *version, hv_err
 void hv__load_abort(hv__load_t *l);
 void hv__load_progress(hv__load_t *l, long bytes_done);
 
+/* The parents (is-a) of a code, at most 64. */
+int hv__store_parents(hv_db_t *db, const char *system, const char *code, hv_arena_t *a,
+                      const char ***out, size_t *n);
+/* The concepts of a system in code order, or (isa not NULL) isa and its descendants. */
+int hv__store_list(hv_db_t *db, const char *system, const char *isa, size_t limit, size_t offset,
+                   hv_arena_t *a, hv_terminology_concept_t **out, size_t *n);
+
 /* ---- loaders ------------------------------------------------------------- */
 int hv__load_loinc(hv_db_t *db, const char *path, const char *version, FILE *progress,
                    hv_error_t *err);
@@ -68,6 +75,7 @@ typedef struct hv__term {
 
 int hv__api_register(hv__term_t *t);
 int hv__standardize_register(hv__term_t *t);
+int hv__fhir_ops_register(hv__term_t *t);
 /* Parses a JSON request body (object or array); answers 400/415 itself and returns NULL. */
 struct json_object *hv__json_body(hv_http_req_t *req);
 /* A number written with 15 significant digits. */

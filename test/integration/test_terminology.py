@@ -165,6 +165,53 @@ class MedicalStandardsApi(EngineTestCase):
         st, body = self.eng.post_json("/standardize/batch", [{"text": "x"}] * 1001)
         self.assertEqual(st, 413)
 
+    def params(self, body):
+        return {p["name"]: p for p in body["parameter"]} if body.get("resourceType") == "Parameters" else None
+
+    def test_fhir_lookup_validate_subsumes(self):
+        st, body = self.eng.get_json("/fhir/CodeSystem/$lookup?system=http://loinc.org&code=2345-7")
+        self.assertEqual(st, 200)
+        p = self.params(body)
+        self.assertEqual(p["name"]["valueString"], "LOINC")
+        self.assertEqual(p["display"]["valueString"], "Glucose [Mass/volume] in Serum or Plasma")
+        props = {x["part"][0]["valueCode"]: x["part"][1] for x in body["parameter"] if x["name"] == "property"}
+        self.assertEqual(props["COMPONENT"]["valueString"], "Glucose")
+        self.assertEqual(props["EXAMPLE_UCUM_UNITS"]["valueString"], "mg/dL")
+        st, body = self.eng.post_json("/fhir/CodeSystem/$lookup", {"resourceType": "Parameters", "parameter": [
+            {"name": "coding", "valueCoding": {"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "E11.00"}}]})
+        self.assertEqual(st, 200)
+        props = {x["part"][0]["valueCode"]: x["part"][1] for x in body["parameter"] if x["name"] == "property"}
+        self.assertEqual(props["parent"]["valueCode"], "E11.0")
+        st, body = self.eng.get_json("/fhir/CodeSystem/$lookup?system=http://loinc.org&code=0000-0")
+        self.assertEqual((st, body["resourceType"]), (404, "OperationOutcome"))
+        st, body = self.eng.get_json("/fhir/CodeSystem/$validate-code?url=http://loinc.org&code=718-7")
+        self.assertEqual((st, self.params(body)["result"]["valueBoolean"]), (200, True))
+        st, body = self.eng.get_json("/fhir/CodeSystem/$validate-code?url=http://loinc.org&code=718-7&display=Blood")
+        self.assertEqual(self.params(body)["result"]["valueBoolean"], False)
+        st, body = self.eng.get_json("/fhir/CodeSystem/$subsumes?system=http://snomed.info/sct&codeA=73211009&codeB=44054006")
+        self.assertEqual(self.params(body)["outcome"]["valueCode"], "subsumes")
+        st, body = self.eng.get_json("/fhir/CodeSystem/$subsumes?system=http://snomed.info/sct&codeA=44054006&codeB=73211009")
+        self.assertEqual(self.params(body)["outcome"]["valueCode"], "subsumed-by")
+        st, body = self.eng.get_json("/fhir/CodeSystem/$subsumes?system=http://snomed.info/sct&codeA=44054006&codeB=46635009")
+        self.assertEqual(self.params(body)["outcome"]["valueCode"], "not-subsumed")
+        st, body = self.eng.request("POST", "/fhir/CodeSystem/$lookup", body={"resourceType": "Patient"})[0], None
+        self.assertEqual(st, 400)
+
+    def test_fhir_valueset_expand_and_validate(self):
+        isa = "http://snomed.info/sct%3Ffhir_vs%3Disa/73211009"
+        st, body = self.eng.get_json("/fhir/ValueSet/$expand?url=" + isa)
+        self.assertEqual((st, body["resourceType"]), (200, "ValueSet"))
+        self.assertEqual(sorted(c["code"] for c in body["expansion"]["contains"]), ["44054006", "46635009", "73211009"])
+        st, body = self.eng.get_json("/fhir/ValueSet/$expand?url=http://loinc.org/vs&filter=glucose&count=2&offset=1")
+        self.assertEqual(len(body["expansion"]["contains"]), 2)
+        self.assertEqual(body["expansion"]["offset"], 1)
+        st, body = self.eng.get_json("/fhir/ValueSet/$validate-code?url=%s&system=http://snomed.info/sct&code=46635009" % isa)
+        self.assertEqual(self.params(body)["result"]["valueBoolean"], True)
+        st, body = self.eng.get_json("/fhir/ValueSet/$validate-code?url=%s&system=http://snomed.info/sct&code=404684003" % isa)
+        self.assertEqual(self.params(body)["result"]["valueBoolean"], False)
+        st, body = self.eng.get_json("/fhir/ValueSet/$expand?url=http://example.org/vs")
+        self.assertEqual((st, body["resourceType"]), (404, "OperationOutcome"))
+
     def test_conceptmap_per_sender(self):
         cm = {"resourceType": "ConceptMap", "name": "labA", "group": [{
             "target": "http://loinc.org",
@@ -176,6 +223,12 @@ class MedicalStandardsApi(EngineTestCase):
         self.assertEqual((st, body["loinc"]["method"], body["loinc"]["code"]), (200, "conceptmap", "718-7"))
         st = self.eng.request("PUT", "/standardize/conceptmap/LAB-A", body={"resourceType": "Patient"})[0]
         self.assertEqual(st, 400)
+        st, body = self.eng.get_json("/fhir/ConceptMap/$translate?url=urn:holovitals:conceptmap:LAB-A&code=HGB")
+        self.assertEqual(st, 200)
+        match = [p for p in body["parameter"] if p["name"] == "match"][0]
+        self.assertEqual(match["part"][1]["valueCoding"]["code"], "718-7")
+        st, body = self.eng.get_json("/fhir/ConceptMap/$translate?url=urn:holovitals:conceptmap:LAB-A&code=NOPE")
+        self.assertEqual(body["parameter"][0]["valueBoolean"], False)
 
 
 if __name__ == "__main__":
