@@ -65,13 +65,26 @@ int hv__load_cpt(hv_db_t *db, const char *path, const char *version, FILE *progr
 /* ---- module.c, api.c, standardize.c -------------------------------------- */
 struct json_object;
 
+typedef struct hv__cache hv__cache_t;
+
 /* The module's state while serving. */
 typedef struct hv__term {
     hv_engine_t *e;
     hv_storage_t *storage; /* owns the module's db connection */
     hv_ucum_t *ucum;       /* the shared UCUM table, or NULL if it failed to load */
     double min_confidence; /* terminology.min_confidence / 100 */
+    hv__cache_t *cache;    /* answers of the GET look-ups (cache.c) */
 } hv__term_t;
+
+/* cache.c: loop thread only. get returns 1 and the cached answer (valid until the next
+ * put or flush), or 0. */
+int hv__cache_new(hv__term_t *t, size_t entries, uint64_t ttl_ms, hv__cache_t **out);
+int hv__cache_get(hv__cache_t *c, const char *key, int *status, const char **body, size_t *len);
+void hv__cache_put(hv__cache_t *c, const char *key, int status, const char *body, size_t len);
+void hv__cache_flush(hv__cache_t *c);
+void hv__cache_stop(hv__cache_t *c);
+/* Closes the timer; the cache is freed in its close callback. */
+void hv__cache_free(hv__cache_t *c);
 
 int hv__api_register(hv__term_t *t);
 int hv__standardize_register(hv__term_t *t);

@@ -1,6 +1,7 @@
 """test_terminology.py — the terminology module through the real binary: the `ucum` commands."""
 
 import os
+import time
 
 from harness import EngineTestCase, main, run_cli
 
@@ -164,6 +165,29 @@ class MedicalStandardsApi(EngineTestCase):
         self.assertEqual(st, 400)
         st, body = self.eng.post_json("/standardize/batch", [{"text": "x"}] * 1001)
         self.assertEqual(st, 413)
+
+    def test_lookup_cache_hits_and_reload_invalidates(self):
+        hits0 = self.eng.metric("hv_terminology_cache_hits_total") or 0
+        st, first = self.eng.get_json("/loinc/2345-7")
+        st, again = self.eng.get_json("/loinc/2345-7")
+        self.assertEqual((st, again), (200, first))
+        self.assertEqual(self.eng.metric("hv_terminology_cache_hits_total"), hits0 + 1)
+        self.assertGreaterEqual(self.eng.metric("hv_terminology_cache_misses_total"), 1)
+        self.assertIsNotNone(self.eng.metric("hv_ucum_cache_hits"))
+        # A load from another process (a new version) empties the cache within a few seconds.
+        rc, _, err = run_cli("terminology", "load", "loinc", os.path.join(DATA, "Loinc.csv"),
+                             "--version", "9.99", "--data", self.eng.data)
+        self.assertEqual(rc, 0, err)
+        deadline = time.monotonic() + 10
+        version = None
+        while time.monotonic() < deadline:
+            st, body = self.eng.get_json("/loinc/2345-7")
+            version = body.get("version")
+            if version == "9.99":
+                break
+            time.sleep(0.2)
+        self.assertEqual(version, "9.99")
+        self.assertGreaterEqual(self.eng.metric("hv_terminology_cache_flushes_total"), 1)
 
     def params(self, body):
         return {p["name"]: p for p in body["parameter"]} if body.get("resourceType") == "Parameters" else None
