@@ -108,6 +108,15 @@ static void standardize_converts_to_the_loinc_unit(void **state) {
     assert_true(fabs(atof(at(o, "value.value")) - 38.5) < 1e-9);
     assert_string_equal(at(o, "interpretation"), "H");
     json_object_put(o);
+    /* A range in the original unit on an affine scale: 97-99 [degF] is 36.1-37.2 Cel. */
+    o = run(*state, "{\"text\":\"Body temperature\",\"value\":98.6,\"unit\":\"[degF]\","
+                    "\"referenceRange\":{\"low\":97,\"high\":99}}");
+    assert_string_equal(at(o, "interpretation"), "N");
+    json_object_put(o);
+    o = run(*state, "{\"text\":\"Body temperature\",\"value\":96.8,\"unit\":\"[degF]\","
+                    "\"referenceRange\":{\"low\":97,\"high\":99}}");
+    assert_string_equal(at(o, "interpretation"), "L");
+    json_object_put(o);
     /* A lab spelling that is other UCUM: K/uL is thousands per microliter, not kelvin. */
     o = run(*state, "{\"text\":\"WBC\",\"value\":7.2,\"unit\":\"K/uL\"}");
     assert_string_equal(at(o, "loinc.code"), "6690-2");
