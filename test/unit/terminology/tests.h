@@ -13,8 +13,8 @@
 /* The essence in the source tree ($HV_SRCDIR/terminology/data/ucum-essence.xml), or
  * NULL if HV_SRCDIR is not set (the test then fails). */
 const char *test_essence_path(void);
-/* The reference data folder: $HV_REFERENCE_DIR if set, else $HV_SRCDIR/../shared/reference;
- * NULL if neither is set. */
+/* The reference data folder: $HV_REFERENCE_DIR if set, else $HV_SRCDIR/../shared/reference
+ * (or ../../shared/reference for a worktree); NULL if HV_SRCDIR is not set either. */
 const char *test_reference_dir(void);
 
 /*
