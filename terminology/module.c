@@ -91,7 +91,10 @@ static int module_init(hv_engine_t *e, void **state) {
     int rc;
     *state = NULL;
     /* The shared table loads lazily; point it at the configured file first. */
-    rc = hv_ucum_shared_set_path(p);
+    {
+        int64_t cache = hv_config_int(hv_engine_config(e), "terminology.ucum_cache");
+        rc = hv_ucum_shared_configure(p, cache > 0 ? (size_t)cache : 0);
+    }
     if (rc != HV_OK && rc != HV_EBUSY) return rc;
     t = hv_calloc(1, sizeof *t);
     if (t == NULL) return HV_ENOMEM;
