@@ -19,10 +19,14 @@
  * codes; LOINC also "http://loinc.org/vs"), "http://snomed.info/sct?fhir_vs=isa/<id>"
  * (the concept and its descendants; also for ICD-10-CM). ConceptMaps: the per-sender
  * maps of lab standardization, url "urn:holovitals:conceptmap:<sender>". The FHIR
- * specification's own value sets are not served yet.
+ * specification's own ValueSets (after `terminology load fhir valuesets.json`): their
+ * compose is evaluated (included value sets, enumerated concepts, whole systems, is-a
+ * and descendent-of filters, excluded concepts; other filters answer not-supported),
+ * capped at 10,000 codes before the text filter and paging.
  */
 #include "config.h"
 
+#include <ctype.h>
 #include <json-c/json.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -149,6 +153,160 @@ static int implicit_vs(op_job_t *j, const char *url, const char **system, const 
     return 0;
 }
 
+/* ---- stored ValueSets (load fhir): their compose, evaluated ------------------ */
+
+#define MAX_STORED 10000
+#define MAX_VS_DEPTH 4
+
+typedef struct vs_item {
+    const char *system, *code, *display;
+} vs_item_t;
+
+typedef struct vs_acc {
+    vs_item_t *items;
+    size_t n;
+} vs_acc_t;
+
+static int acc_add(op_job_t *j, vs_acc_t *acc, const char *system, const char *code,
+                   const char *display) {
+    if (acc->items == NULL &&
+        (acc->items = hv_arena_alloc(j->arena, MAX_STORED * sizeof *acc->items)) == NULL)
+        return HV_ENOMEM;
+    if (acc->n >= MAX_STORED) return HV_ETOOBIG;
+    acc->items[acc->n].system = hv_arena_strdup(j->arena, system);
+    acc->items[acc->n].code = hv_arena_strdup(j->arena, code);
+    acc->items[acc->n].display = display != NULL ? hv_arena_strdup(j->arena, display) : NULL;
+    acc->n++;
+    return HV_OK;
+}
+
+static int acc_add_list(op_job_t *j, vs_acc_t *acc, const char *system, const char *isa,
+                        int skip_root, hv_db_t *db) {
+    hv_terminology_concept_t *res = NULL;
+    size_t n = 0, i;
+    int rc = hv__store_list(db, system, isa, MAX_STORED + 1, 0, j->arena, &res, &n);
+    for (i = 0; rc == HV_OK && i < n; i++)
+        if (!(skip_root && isa != NULL && strcmp(res[i].code, isa) == 0))
+            rc = acc_add(j, acc, system, res[i].code, res[i].display);
+    return rc;
+}
+
+static int expand_url(hv_db_t *db, op_job_t *j, const char *url, int depth, vs_acc_t *acc);
+
+static int expand_stored(hv_db_t *db, op_job_t *j, struct json_object *vs, int depth,
+                         vs_acc_t *acc) {
+    struct json_object *compose = NULL, *inc = NULL, *exc = NULL;
+    size_t i, k;
+    int rc = HV_OK;
+    if (json_object_object_get_ex(vs, "compose", &compose)) {
+        json_object_object_get_ex(compose, "include", &inc);
+        json_object_object_get_ex(compose, "exclude", &exc);
+    }
+    for (i = 0; rc == HV_OK && inc != NULL && i < json_object_array_length(inc); i++) {
+        struct json_object *in = json_object_array_get_idx(inc, i), *vsets = NULL, *concepts = NULL,
+                           *filters = NULL;
+        const char *system = hv_json_get_str(in, "system");
+        if (json_object_object_get_ex(in, "valueSet", &vsets))
+            for (k = 0; rc == HV_OK && k < json_object_array_length(vsets); k++)
+                rc = expand_url(db, j, json_object_get_string(json_object_array_get_idx(vsets, k)),
+                                depth + 1, acc);
+        if (rc != HV_OK || system == NULL) continue;
+        if (json_object_object_get_ex(in, "concept", &concepts)) {
+            for (k = 0; rc == HV_OK && k < json_object_array_length(concepts); k++) {
+                struct json_object *c = json_object_array_get_idx(concepts, k);
+                const char *code = hv_json_get_str(c, "code"), *display = hv_json_get_str(c, "display");
+                hv_terminology_concept_t known;
+                if (code == NULL) continue;
+                if (display == NULL && hv_terminology_lookup(db, system, code, j->arena, &known) == HV_OK)
+                    display = known.display;
+                rc = acc_add(j, acc, system, code, display);
+            }
+        } else if (json_object_object_get_ex(in, "filter", &filters)) {
+            for (k = 0; rc == HV_OK && k < json_object_array_length(filters); k++) {
+                struct json_object *f = json_object_array_get_idx(filters, k);
+                const char *op = hv_json_get_str(f, "op"), *prop = hv_json_get_str(f, "property");
+                const char *value = hv_json_get_str(f, "value");
+                if (op == NULL || value == NULL || prop == NULL || strcmp(prop, "concept") != 0 ||
+                    (strcmp(op, "is-a") != 0 && strcmp(op, "descendent-of") != 0))
+                    rc = HV_ENOTSUP; /* =, regex, is-not-a, in ... are not evaluated yet */
+                else
+                    rc = acc_add_list(j, acc, system, value, strcmp(op, "descendent-of") == 0, db);
+            }
+        } else {
+            rc = acc_add_list(j, acc, system, NULL, 0, db);
+        }
+    }
+    for (i = 0; rc == HV_OK && exc != NULL && i < json_object_array_length(exc); i++) {
+        struct json_object *ex = json_object_array_get_idx(exc, i), *concepts = NULL;
+        const char *system = hv_json_get_str(ex, "system");
+        if (system == NULL || !json_object_object_get_ex(ex, "concept", &concepts)) {
+            rc = HV_ENOTSUP;
+            break;
+        }
+        for (k = 0; k < json_object_array_length(concepts); k++) {
+            const char *code = hv_json_get_str(json_object_array_get_idx(concepts, k), "code");
+            size_t m;
+            for (m = 0; code != NULL && m < acc->n;)
+                if (strcmp(acc->items[m].system, system) == 0 && strcmp(acc->items[m].code, code) == 0)
+                    acc->items[m] = acc->items[--acc->n];
+                else
+                    m++;
+        }
+    }
+    return rc;
+}
+
+/* Expands a value set by url: implicit, or stored by `terminology load fhir`. HV_ENOTFOUND
+ * if unknown. */
+static int expand_url(hv_db_t *db, op_job_t *j, const char *url, int depth, vs_acc_t *acc) {
+    const char *system = NULL, *isa = NULL;
+    hv_db_stmt_t *st = NULL;
+    struct json_object *vs = NULL;
+    int rc;
+    if (url == NULL || depth > MAX_VS_DEPTH) return url == NULL ? HV_ENOTFOUND : HV_ETOOBIG;
+    if (implicit_vs(j, url, &system, &isa)) return acc_add_list(j, acc, system, isa, 0, db);
+    rc = hv_db_prepare(db, "SELECT resource FROM value_set WHERE url = $1", &st);
+    if (rc == HV_OK) rc = hv_db_bind_text(st, 1, url, strlen(url));
+    if (rc == HV_OK) rc = hv_db_step(st);
+    if (rc == HV_DB_ROW) {
+        size_t n;
+        const char *text = hv_db_column_text(st, 0, &n);
+        vs = text != NULL ? json_tokener_parse(text) : NULL;
+        rc = vs != NULL ? HV_OK : HV_EPROTO;
+    } else if (rc == HV_OK) {
+        rc = HV_ENOTFOUND;
+    }
+    if (st != NULL) hv_db_done(st);
+    if (rc == HV_OK) rc = expand_stored(db, j, vs, depth, acc);
+    json_object_put(vs);
+    return rc;
+}
+
+/* Answers an expansion failure as an OperationOutcome. */
+static void expand_failed(op_job_t *j, int rc) {
+    j->status = rc == HV_ENOTFOUND ? 404 : rc == HV_ETOOBIG || rc == HV_ENOTSUP ? 422 : 500;
+    j->out = rc == HV_ENOTFOUND ? outcome("not-found", "value set '%.200s' is not known", j->url)
+             : rc == HV_ETOOBIG ? outcome("too-costly", "the expansion has more than %d codes "
+                                                        "(use an implicit value set with a filter)",
+                                          MAX_STORED)
+             : rc == HV_ENOTSUP ? outcome("not-supported", "the value set uses a filter or exclude "
+                                                           "that is not evaluated yet")
+                                : outcome("exception", "the terminology store failed");
+}
+
+static int contains_ci(const char *hay, const char *needle) {
+    size_t n = strlen(needle), i;
+    if (hay == NULL) return 0;
+    for (; *hay != '\0'; hay++) {
+        for (i = 0; i < n && hay[i] != '\0' &&
+                    tolower((unsigned char)hay[i]) == tolower((unsigned char)needle[i]);
+             i++)
+            ;
+        if (i == n) return 1;
+    }
+    return n == 0;
+}
+
 /* LOINC's property codes in FHIR (loinc.org/fhir: the LOINC table column names). */
 static const char *loinc_property(const char *key) {
     static const struct {
@@ -177,13 +335,15 @@ static void run_lookup(hv_db_t *db, op_job_t *j) {
     }
     if (hv_terminology_lookup(db, j->system, j->code, j->arena, &c) != HV_OK) {
         j->status = 404;
-        j->out = outcome("not-found", "%s has no code '%.64s'%s", j->system, j->code,
-                         system_name(j->system) == NULL ? " (unknown code system)" : "");
+        j->out = outcome("not-found", "%s has no code '%.64s' (or the code system is not loaded)",
+                         j->system, j->code);
         return;
     }
     (void)hv_terminology_version(db, j->system, j->arena, &version, NULL);
     p = params_new();
-    param_add(p, "name", "valueString", json_object_new_string(system_name(j->system)));
+    param_add(p, "name", "valueString",
+              json_object_new_string(system_name(j->system) != NULL ? system_name(j->system)
+                                                                     : j->system));
     if (version != NULL) param_add(p, "version", "valueString", json_object_new_string(version));
     param_add(p, "display", "valueString", json_object_new_string(c.display));
     param_add(p, "abstract", "valueBoolean", json_object_new_boolean(0));
@@ -214,11 +374,34 @@ static void run_validate(hv_db_t *db, op_job_t *j, int valueset) {
     struct json_object *p;
     int ok, in = 1;
     char msg[300] = "";
+    if (valueset && j->url != NULL && !implicit_vs(j, j->url, &system, &isa)) {
+        vs_acc_t acc = {NULL, 0};
+        size_t i;
+        int rc = expand_url(db, j, j->url, 0, &acc), found = 0;
+        if (rc != HV_OK) {
+            expand_failed(j, rc);
+            return;
+        }
+        for (i = 0; j->code != NULL && i < acc.n && !found; i++)
+            if (strcmp(acc.items[i].code, j->code) == 0 &&
+                (j->system == NULL || strcmp(acc.items[i].system, j->system) == 0))
+                found = 1;
+        p = params_new();
+        param_add(p, "result", "valueBoolean", json_object_new_boolean(found));
+        if (found && acc.items[i - 1].display != NULL)
+            param_add(p, "display", "valueString", json_object_new_string(acc.items[i - 1].display));
+        if (!found)
+            param_add(p, "message", "valueString",
+                      json_object_new_string("the code is not in the value set"));
+        j->status = 200;
+        j->out = p;
+        return;
+    }
     if (valueset) {
         if (j->url == NULL || !implicit_vs(j, j->url, &system, &isa)) {
             j->status = 404;
-            j->out = outcome("not-found", "value set '%.200s' is not known (implicit value sets of "
-                                          "the loaded code systems only)", j->url != NULL ? j->url : "");
+            j->out = outcome("not-found", "value set '%.200s' is not known",
+                             j->url != NULL ? j->url : "");
             return;
         }
         if (j->system != NULL && strcmp(j->system, system) != 0) in = 0;
@@ -292,13 +475,46 @@ static void run_expand(hv_db_t *db, op_job_t *j) {
     struct json_object *vs, *exp, *contains;
     char when[32];
     int rc;
-    if (j->url == NULL || !implicit_vs(j, j->url, &system, &isa)) {
-        j->status = 404;
-        j->out = outcome("not-found", "value set '%.200s' is not known (implicit value sets of the "
-                                      "loaded code systems only)", j->url != NULL ? j->url : "");
+    if (count > MAX_EXPAND) count = MAX_EXPAND;
+    if (j->url != NULL && !implicit_vs(j, j->url, &system, &isa)) {
+        /* A stored ValueSet: evaluate its compose, then filter and page in memory. */
+        vs_acc_t acc = {NULL, 0};
+        size_t total = 0;
+        rc = expand_url(db, j, j->url, 0, &acc);
+        if (rc != HV_OK) {
+            expand_failed(j, rc);
+            return;
+        }
+        vs = json_object_new_object();
+        exp = json_object_new_object();
+        contains = json_object_new_array();
+        for (i = 0; i < acc.n; i++) {
+            if (j->filter != NULL && !contains_ci(acc.items[i].display, j->filter) &&
+                !contains_ci(acc.items[i].code, j->filter))
+                continue;
+            if (total >= (size_t)j->offset && total < (size_t)j->offset + (size_t)count)
+                json_object_array_add(contains,
+                                      coding(acc.items[i].system, acc.items[i].code, acc.items[i].display));
+            total++;
+        }
+        hv_json_set_str(vs, "resourceType", "ValueSet");
+        hv_json_set_str(vs, "url", j->url);
+        hv_json_set_str(vs, "status", "active");
+        hv_time_rfc3339(hv_now_ms(), when, sizeof when);
+        hv_json_set_str(exp, "timestamp", when);
+        hv_json_set_int(exp, "total", (int64_t)total);
+        hv_json_set_int(exp, "offset", j->offset);
+        hv_json_set(exp, "contains", contains);
+        hv_json_set(vs, "expansion", exp);
+        j->status = 200;
+        j->out = vs;
         return;
     }
-    if (count > MAX_EXPAND) count = MAX_EXPAND;
+    if (j->url == NULL) {
+        j->status = 400;
+        j->out = outcome("required", "$expand needs url");
+        return;
+    }
     if (j->filter != NULL && j->filter[0] != '\0') {
         rc = hv_terminology_search(db, system, j->filter, (size_t)count, (size_t)j->offset,
                                    j->arena, &res, &n);

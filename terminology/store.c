@@ -12,6 +12,7 @@
  *   local_code_map(sender, local_code, loinc, map_name)   the integrators' ConceptMaps
  *   review(id, received_at, sender, local_code, text, unit, candidate, confidence,
  *          method, reason)                  standardizations held for a person to review
+ *   value_set(url, version, name, resource)  FHIR ValueSet resources (load fhir), as JSON
  *
  * A load deletes the system's rows and inserts the new ones inside one transaction,
  * so a failed or interrupted load leaves the previous version in force, and loading
@@ -44,6 +45,7 @@ static const char *const migrations_sqlite[] = {
     "CREATE TABLE review (id INTEGER PRIMARY KEY, received_at TEXT NOT NULL,"
     " sender TEXT, local_code TEXT, text TEXT, unit TEXT, candidate TEXT,"
     " confidence DOUBLE PRECISION, method TEXT, reason TEXT)",
+    "CREATE TABLE value_set (url TEXT PRIMARY KEY, version TEXT, name TEXT, resource TEXT NOT NULL)",
     NULL,
 };
 
@@ -63,6 +65,7 @@ static const char *const migrations_pg[] = {
     "CREATE TABLE review (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, received_at TEXT NOT NULL,"
     " sender TEXT, local_code TEXT, text TEXT, unit TEXT, candidate TEXT,"
     " confidence DOUBLE PRECISION, method TEXT, reason TEXT)",
+    "CREATE TABLE value_set (url TEXT PRIMARY KEY, version TEXT, name TEXT, resource TEXT NOT NULL)",
     NULL,
 };
 
@@ -307,7 +310,8 @@ int hv_terminology_load(hv_db_t *db, const char *kind, const char *path, const c
     if (strcmp(kind, "snomed") == 0) return hv__load_snomed(db, path, version, progress, err);
     if (strcmp(kind, "icd10cm") == 0) return hv__load_icd10cm(db, path, version, progress, err);
     if (strcmp(kind, "cpt") == 0) return hv__load_cpt(db, path, version, progress, err);
-    hv_error_set(err, HV_EINVAL, NULL, "unknown code system '%s' (loinc, snomed, icd10cm, cpt)",
+    if (strcmp(kind, "fhir") == 0) return hv__load_fhir(db, path, version, progress, err);
+    hv_error_set(err, HV_EINVAL, NULL, "unknown code system '%s' (loinc, snomed, icd10cm, cpt, fhir)",
                  kind);
     return HV_EINVAL;
 }

@@ -82,6 +82,8 @@ int hv__load_icd10cm(hv_db_t *db, const char *path, const char *version, FILE *p
                      hv_error_t *err);
 int hv__load_cpt(hv_db_t *db, const char *path, const char *version, FILE *progress,
                  hv_error_t *err);
+int hv__load_fhir(hv_db_t *db, const char *path, const char *version, FILE *progress,
+                  hv_error_t *err);
 
 /* ---- module.c, api.c, standardize.c -------------------------------------- */
 struct json_object;

@@ -89,7 +89,8 @@ class MedicalStandardsApi(EngineTestCase):
         super().setUp()
         self.eng = self.engine(start=False)
         for kind, path in (("loinc", "Loinc.csv"), ("snomed", "snomed"),
-                           ("icd10cm", "icd10cm-order-sample-2021.txt"), ("cpt", "cpt.csv")):
+                           ("icd10cm", "icd10cm-order-sample-2021.txt"), ("cpt", "cpt.csv"),
+                           ("fhir", "fhir-valuesets.json")):
             rc, _, err = run_cli("terminology", "load", kind, os.path.join(DATA, path), "--data", self.eng.data)
             self.assertEqual(rc, 0, err)
         self.eng.start()
@@ -235,6 +236,28 @@ class MedicalStandardsApi(EngineTestCase):
         self.assertEqual(self.params(body)["result"]["valueBoolean"], False)
         st, body = self.eng.get_json("/fhir/ValueSet/$expand?url=http://example.org/vs")
         self.assertEqual((st, body["resourceType"]), (404, "OperationOutcome"))
+
+    def test_fhir_specification_value_sets(self):
+        st, body = self.eng.get_json("/fhir/ValueSet/$expand?url=http://hl7.org/fhir/ValueSet/administrative-gender")
+        self.assertEqual(st, 200)
+        self.assertEqual(body["expansion"]["total"], 4)
+        self.assertIn("female", [c["code"] for c in body["expansion"]["contains"]])
+        st, body = self.eng.get_json("/fhir/ValueSet/$expand?url=urn:holovitals:test:vs:polygons")
+        self.assertEqual(sorted(c["code"] for c in body["expansion"]["contains"]), ["polygon", "triangle"])
+        st, body = self.eng.get_json("/fhir/ValueSet/$expand?url=urn:holovitals:test:vs:mixed&filter=circ")
+        self.assertEqual([c["code"] for c in body["expansion"]["contains"]], ["circle"])
+        st, body = self.eng.get_json("/fhir/ValueSet/$expand?url=urn:holovitals:test:vs:mixed&count=1&offset=1")
+        self.assertEqual((body["expansion"]["total"], len(body["expansion"]["contains"])), (3, 1))
+        st, body = self.eng.get_json("/fhir/ValueSet/$validate-code?url=urn:holovitals:test:vs:polygons"
+                                     "&system=urn:holovitals:test:shapes&code=square")
+        self.assertEqual(self.params(body)["result"]["valueBoolean"], False)
+        st, body = self.eng.get_json("/fhir/ValueSet/$validate-code?url=http://hl7.org/fhir/ValueSet/observation-status"
+                                     "&system=http://hl7.org/fhir/observation-status&code=final")
+        self.assertEqual(self.params(body)["result"]["valueBoolean"], True)
+        st, body = self.eng.get_json("/fhir/ValueSet/$expand?url=urn:holovitals:test:vs:regex")
+        self.assertEqual((st, body["issue"][0]["code"]), (422, "not-supported"))
+        st, body = self.eng.get_json("/fhir/CodeSystem/$lookup?system=http://hl7.org/fhir/observation-status&code=amended")
+        self.assertEqual((st, self.params(body)["display"]["valueString"]), (200, "Amended"))
 
     def test_conceptmap_per_sender(self):
         cm = {"resourceType": "ConceptMap", "name": "labA", "group": [{
