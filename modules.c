@@ -8,10 +8,12 @@
 #include "engine/engine.h"
 #include "adapters/hl7v2/hl7v2.h"
 #include "fhir/fhir.h"
+#include "fhir/fhirpath.h"
 #include "terminology/terminology.h"
 
 const hv_module_t *const hv_modules[] = {
     &hv_fhir_module,
+    &hv_fhirpath_module,
     &hv_terminology_module,
     &hv_hl7v2_module,
     NULL,
