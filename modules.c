@@ -6,7 +6,9 @@
  */
 #include "config.h"
 #include "engine/engine.h"
+#include "engine/auth/auth.h"
 
 const hv_module_t *const hv_modules[] = {
+    &hv_auth_module, /* first: its guard must be in place before other modules take requests */
     NULL,
 };
