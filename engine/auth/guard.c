@@ -128,6 +128,7 @@ static const char *bearer(hv_http_req_t *req, int *other_scheme) {
     const char *h = hv_http_req_header(req, "Authorization");
     *other_scheme = 0;
     if (h == NULL) return NULL;
+    if (strcasecmp(h, "Bearer") == 0) return ""; /* an empty credential is an invalid token */
     if (strncasecmp(h, "Bearer ", 7) != 0) {
         *other_scheme = 1;
         return NULL;

@@ -207,7 +207,8 @@ class Engine:
 
     def cli(self, *args, input=None):
         """Runs `holovitals ARGS… --data <this engine's data>`: (exit code, stdout, stderr)."""
-        return run_cli(*args, "--data", self.data, input=input, env=self.env)
+        extra = ["--config", self.config_path] if self.config_path else []
+        return run_cli(*args, "--data", self.data, *extra, input=input, env=self.env)
 
     def get(self, path, **kw):
         return self.request("GET", path, **kw)
