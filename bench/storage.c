@@ -77,7 +77,7 @@ int main(int argc, char **argv) {
     b.total = 20000;
     b.inflight = 256;
     b.bytes = 1024;
-    for (i = 1; i < argc; i++) {
+    for (i = 1; i < argc; i += 2) { /* --option value pairs */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (v == NULL) goto usage;
         if (strcmp(a, "--dir") == 0) dir = v;
@@ -88,7 +88,6 @@ int main(int argc, char **argv) {
         else if (strcmp(a, "--sync") == 0) sync = v;
         else if (strcmp(a, "--bytes") == 0) b.bytes = (size_t)atol(v);
         else goto usage;
-        i++;
     }
     if (b.total <= 0 || b.inflight <= 0 || batch <= 0) goto usage;
     if (url == NULL && dir == NULL) {

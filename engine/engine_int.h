@@ -144,6 +144,9 @@ struct hv_engine {
     char db_output[128];
     uint64_t disk_free;
     int disk_status;
+    int channels_status;
+    char channels_output[160];
+    long channel_files;
     hv_counter_t *errors_total;
     void *monitor; /* monitor.c's state */
     hv_http_guard_cb guard; /* the authentication module's request guard, or NULL */

@@ -31,6 +31,7 @@ static int cmd_help(hv_engine_t *e, int argc, char **argv);
 static int cmd_config_check(hv_engine_t *e, int argc, char **argv);
 static int cmd_config_show(hv_engine_t *e, int argc, char **argv);
 static int cmd_serve(hv_engine_t *e, int argc, char **argv);
+static int cmd_config_sample(hv_engine_t *e, int argc, char **argv);
 
 static const hv_command_t engine_commands[] = {
     {"serve", "serve [--config F] [--data DIR] [--db URL] [--http H:P] [--mllp H:P] [--channels DIR] [--services LIST] [--log-level L] [--log-format json|text]",
@@ -48,6 +49,9 @@ static const hv_command_t engine_commands[] = {
      cmd_config_check},
     {"config show", "config show",
      "print every setting with its value and where it came from", NULL, cmd_config_show},
+    {"config sample", "config sample",
+     "print a holovitals.json that documents every setting with its default", NULL,
+     cmd_config_sample},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -196,6 +200,68 @@ static int cmd_config_show(hv_engine_t *e, int argc, char **argv) {
 }
 
 static int cmd_serve(hv_engine_t *e, int argc, char **argv) { return hv__serve(e, argc, argv); }
+
+/* Prints one setting with a comment above it, at the given indent. */
+static void sample_one(const hv_setting_t *t, const char *name, const char *indent, hv_buf_t *out) {
+    char env[128];
+    const char *def = t->def ? t->def : "";
+    hv_config_env_name(t, env, sizeof(env));
+    hv_buf_printf(out, "%s// %s%s%s (%s%s%s)\n", indent, t->help ? t->help : "", t->choices ? ": " : "",
+                  t->choices ? t->choices : "", env, t->flag ? ", --" : "", t->flag ? t->flag : "");
+    hv_buf_printf(out, "%s\"%s\": ", indent, name);
+    if (t->type == HV_SET_BOOL)
+        hv_buf_puts(out, (!strcmp(def, "on") || !strcmp(def, "true") || !strcmp(def, "yes")) ? "true" : "false");
+    else if (t->type == HV_SET_INT)
+        hv_buf_puts(out, def);
+    else
+        hv_buf_json_str(out, def, strlen(def));
+    hv_buf_puts(out, ",\n");
+}
+
+/* Prints every declared setting as holovitals.json: top-level keys first, then each
+ * section once with all of its keys, each under a comment saying what it is. */
+static int cmd_config_sample(hv_engine_t *e, int argc, char **argv) {
+    hv_buf_t out;
+    const hv_setting_t *all[512];
+    size_t n = 0, i, j;
+    (void)argv;
+    if (argc > 0) {
+        fprintf(stderr, "usage: holovitals config sample\n");
+        return HV_EXIT_USAGE;
+    }
+    for (i = 0; i < 1 + e->nmodules; i++) {
+        const hv_setting_t *t = i == 0 ? hv__engine_settings : e->modules[i - 1]->settings;
+        for (; t != NULL && t->key != NULL && n < HV_ARRAY_LEN(all); t++) {
+            for (j = 0; j < n && strcmp(all[j]->key, t->key) != 0; j++) {
+            }
+            if (j == n) all[n++] = t;
+        }
+    }
+    hv_buf_init(&out, 0);
+    hv_buf_puts(&out, "// holovitals.json — every setting with its default (holovitals config sample).\n"
+                      "// Comments and trailing commas are allowed. Precedence: default < this file <\n"
+                      "// HOLOVITALS_* environment < command-line flags.\n{\n");
+    for (i = 0; i < n; i++)
+        if (strchr(all[i]->key, '.') == NULL) sample_one(all[i], all[i]->key, "  ", &out);
+    for (i = 0; i < n; i++) {
+        const char *dot = strchr(all[i]->key, '.');
+        size_t sl;
+        int seen = 0;
+        if (dot == NULL) continue;
+        sl = (size_t)(dot - all[i]->key);
+        for (j = 0; j < i && !seen; j++) seen = strncmp(all[j]->key, all[i]->key, sl + 1) == 0;
+        if (seen) continue;
+        hv_buf_printf(&out, "  \"%.*s\": {\n", (int)sl, all[i]->key);
+        for (j = i; j < n; j++)
+            if (strncmp(all[j]->key, all[i]->key, sl + 1) == 0)
+                sample_one(all[j], all[j]->key + sl + 1, "    ", &out);
+        hv_buf_puts(&out, "  },\n");
+    }
+    hv_buf_puts(&out, "}\n");
+    fputs(out.data, stdout);
+    hv_buf_release(&out);
+    return HV_EXIT_OK;
+}
 
 /*
  * Takes setting flags out of args (in place), applying them to the config once

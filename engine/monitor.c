@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -46,7 +47,14 @@ typedef struct monitor {
     uint64_t db_probe_start;
     hv_counter_t *errors_dropped;
     hv_gauge_t *db_latency;
+    /* the last /health answer, reused for up to HEALTH_CACHE_MS: load balancers and
+     * orchestrators poll it often, and its state only changes on the engine's tick */
+    hv_buf_t health_body;
+    int health_status;
+    uint64_t health_at_ns;
 } monitor_t;
+
+#define HEALTH_CACHE_MS 250
 
 /* A stored record: used for inserts and as the job of a listing. */
 typedef struct record {
@@ -82,6 +90,23 @@ static char *clip(const char *s) {
     if (s == NULL) return hv_strdup("");
     n = strlen(s);
     return hv_strndup(s, n > MAX_FIELD ? MAX_FIELD : n);
+}
+
+/* A new record stamped now with a fresh id; the four fields are copied (clipped). */
+static record_t *record_new(monitor_t *m, hv_http_req_t *req, int kind, const char *f0,
+                            const char *f1, const char *f2, const char *f3) {
+    record_t *r = hv_calloc(1, sizeof(*r));
+    if (r == NULL) return NULL;
+    r->m = m;
+    r->req = req;
+    r->kind = kind;
+    make_id(r->id);
+    hv_time_rfc3339(hv_now_ms(), r->at, sizeof(r->at));
+    r->f[0] = clip(f0);
+    r->f[1] = clip(f1);
+    r->f[2] = clip(f2);
+    r->f[3] = clip(f3);
+    return r;
 }
 
 /* ---- storage jobs (storage thread) ---- */
@@ -225,15 +250,8 @@ void hv_engine_report_error(hv_engine_t *e, const char *source, const char *code
         hv_log_end(lr);
     }
     if (m == NULL || m->storage == NULL) return;
-    r = hv_calloc(1, sizeof(*r));
+    r = record_new(m, NULL, 0, source, code, message, trace_id);
     if (r == NULL) return;
-    r->m = m;
-    make_id(r->id);
-    hv_time_rfc3339(hv_now_ms(), r->at, sizeof(r->at));
-    r->f[0] = clip(source);
-    r->f[1] = clip(code);
-    r->f[2] = clip(message);
-    r->f[3] = clip(trace_id);
     if (hv_storage_submit(m->storage, job_insert, done_insert, r) != HV_OK) {
         hv_counter_add(m->errors_dropped, 1);
         record_free(r);
@@ -259,13 +277,23 @@ static void add_check(struct json_object *checks, const char *name, const char *
 static void h_health(hv_http_req_t *req, void *ud) {
     monitor_t *m = ud;
     hv_engine_t *e = m->e;
-    struct json_object *o = json_object_new_object(), *checks = json_object_new_object();
+    uint64_t now_ns = hv_mono_ns();
+    struct json_object *o, *checks;
     static const char *const st[] = {"pass", "warn", "fail"};
     char now[40], disk[32], out[256];
     int worst = HV_HEALTH_PASS;
     size_t i;
     const char *text;
     size_t len;
+    if (m->health_body.len > 0 && !e->stopping &&
+        now_ns - m->health_at_ns < (uint64_t)HEALTH_CACHE_MS * 1000000u) {
+        hv_http_header_add(req, "Cache-Control", "no-store");
+        hv_http_respond(req, m->health_status, "application/health+json", m->health_body.data,
+                        m->health_body.len);
+        return;
+    }
+    o = json_object_new_object();
+    checks = json_object_new_object();
     hv_time_rfc3339(hv_now_ms(), now, sizeof(now));
     add_check(checks, "database:responseTime", "datastore", e->db_status,
               e->db_status == HV_HEALTH_FAIL ? NULL : e->db_output, e->db_status == HV_HEALTH_FAIL ? NULL : "ms",
@@ -274,6 +302,9 @@ static void h_health(hv_http_req_t *req, void *ud) {
     snprintf(disk, sizeof(disk), "%llu", (unsigned long long)e->disk_free);
     add_check(checks, "disk:free", "system", e->disk_status, disk, "bytes", e->data_dir, now);
     if (e->disk_status > worst) worst = e->disk_status;
+    snprintf(disk, sizeof(disk), "%ld", e->channel_files);
+    add_check(checks, "channels:files", "system", e->channels_status, disk, "files", e->channels_output, now);
+    if (e->channels_status > worst) worst = e->channels_status;
     for (i = 0; i < e->nchecks; i++) {
         int s = HV_HEALTH_PASS;
         out[0] = '\0';
@@ -290,8 +321,11 @@ static void h_health(hv_http_req_t *req, void *ud) {
     hv_json_set_str(o, "description", "HoloVitals integration engine");
     hv_json_set(o, "checks", checks);
     text = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+    m->health_status = worst == HV_HEALTH_FAIL ? 503 : 200;
+    hv_buf_reset(&m->health_body);
+    if (hv_buf_append(&m->health_body, text, len) == HV_OK) m->health_at_ns = now_ns;
     hv_http_header_add(req, "Cache-Control", "no-store");
-    hv_http_respond(req, worst == HV_HEALTH_FAIL ? 503 : 200, "application/health+json", text, len);
+    hv_http_respond(req, m->health_status, "application/health+json", text, len);
     json_object_put(o);
 }
 
@@ -430,19 +464,12 @@ static void h_errors_post(hv_http_req_t *req, void *ud) {
         hv_http_respond_error(req, 400, "missing_field", "\"message\" is required");
         goto out;
     }
-    r = hv_calloc(1, sizeof(*r));
+    r = record_new(m, req, 0, source ? source : "client", code ? code : "client_error", msg,
+                   trace ? trace : hv_http_req_trace_id(req));
     if (r == NULL) {
         hv_http_respond_error(req, 503, "overloaded", "out of memory");
         goto out;
     }
-    r->m = m;
-    r->req = req;
-    make_id(r->id);
-    hv_time_rfc3339(hv_now_ms(), r->at, sizeof(r->at));
-    r->f[0] = clip(source ? source : "client");
-    r->f[1] = clip(code ? code : "client_error");
-    r->f[2] = clip(msg);
-    r->f[3] = clip(trace ? trace : hv_http_req_trace_id(req));
     hv_counter_add(m->e->errors_total, 1);
     submit_record(req, m, r);
 out:
@@ -470,20 +497,11 @@ static void h_alerts_post(hv_http_req_t *req, void *ud) {
                               "\"severity\" must be one of critical, warning, info");
         goto out;
     }
-    r = hv_calloc(1, sizeof(*r));
+    r = record_new(m, req, 1, severity, title, msg ? msg : "", source ? source : "api");
     if (r == NULL) {
         hv_http_respond_error(req, 503, "overloaded", "out of memory");
         goto out;
     }
-    r->m = m;
-    r->req = req;
-    r->kind = 1;
-    make_id(r->id);
-    hv_time_rfc3339(hv_now_ms(), r->at, sizeof(r->at));
-    r->f[0] = clip(severity);
-    r->f[1] = clip(title);
-    r->f[2] = clip(msg ? msg : "");
-    r->f[3] = clip(source ? source : "api");
     snprintf(labels, sizeof(labels), "severity=\"%s\"", severity);
     hv_counter_add(hv_metrics_counter(hv_engine_metrics(m->e), "hv_alerts_total",
                                       "Operational alerts raised, by severity.", labels),
@@ -544,6 +562,26 @@ void hv__monitor_tick(hv_engine_t *e) {
                                                           : HV_HEALTH_PASS;
     } else {
         e->disk_status = HV_HEALTH_FAIL;
+    }
+    /* the channel directory: readable, and how many channel files it holds */
+    {
+        const char *dir = hv_config_str(e->config, "channels");
+        DIR *d = opendir(dir);
+        long n = 0;
+        if (d == NULL) {
+            e->channels_status = HV_HEALTH_WARN;
+            snprintf(e->channels_output, sizeof(e->channels_output), "%s cannot be read", dir);
+        } else {
+            struct dirent *de;
+            while ((de = readdir(d)) != NULL) {
+                size_t len = strlen(de->d_name);
+                if (de->d_name[0] != '.' && len > 5 && strcmp(de->d_name + len - 5, ".json") == 0) n++;
+            }
+            closedir(d);
+            e->channels_status = HV_HEALTH_PASS;
+            snprintf(e->channels_output, sizeof(e->channels_output), "%s", dir);
+        }
+        e->channel_files = n;
     }
     if (!m->db_probe_inflight && m->storage != NULL) {
         m->db_probe_start = hv_mono_ns();
@@ -611,6 +649,7 @@ void hv__monitor_free(hv_engine_t *e) {
     monitor_t *m = e->monitor;
     if (m == NULL) return;
     e->monitor = NULL;
+    hv_buf_release(&m->health_body);
     hv_storage_free(m->storage);
     hv_free(m);
 }

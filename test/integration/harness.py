@@ -65,6 +65,8 @@ class Engine:
         self.auth = auth
         os.makedirs(workdir, exist_ok=True)
         self.data = os.path.join(workdir, "data")
+        self.channels = os.path.join(workdir, "channels")
+        os.makedirs(self.channels, exist_ok=True)
         self.http_port = free_port()
         self.mllp_port = free_port()
         self.args = list(args)
@@ -85,7 +87,7 @@ class Engine:
 
     def command(self):
         cmd = [BIN, "serve", "--data", self.data, "--http", "127.0.0.1:%d" % self.http_port,
-               "--mllp", "127.0.0.1:%d" % self.mllp_port]
+               "--mllp", "127.0.0.1:%d" % self.mllp_port, "--channels", self.channels]
         if self.config_path:
             cmd += ["--config", self.config_path]
         if self.tls:

@@ -111,7 +111,16 @@ class Monitoring(EngineTestCase):
         self.assertIn("disk:free", doc["checks"])
         self.assertEqual(doc["checks"]["disk:free"][0]["observedUnit"], "bytes")
         self.assertGreater(doc["checks"]["disk:free"][0]["observedValue"], 0)
+        self.assertEqual(doc["checks"]["channels:files"][0]["status"], "pass")
+        self.assertEqual(doc["checks"]["channels:files"][0]["observedValue"], 0)
         self.assertIn("FHIR base:  http://127.0.0.1:%d/fhir" % eng.http_port, eng.stdout())
+
+    def test_missing_channel_directory_is_a_warning(self):
+        eng = self.engine(args=["--channels", "/nonexistent/channels"])
+        status, _, body = eng.get("/health")
+        doc = json.loads(body)
+        self.assertEqual((status, doc["status"]), (200, "warn"))
+        self.assertEqual(doc["checks"]["channels:files"][0]["status"], "warn")
 
     def test_metrics_count_requests_per_route_and_status(self):
         eng = self.engine()

@@ -1,0 +1,660 @@
+/*
+ * fhirpath_eval.c — the FHIRPath evaluator (fhirpath.html#path-selection, #navigation,
+ * #environment-variables): walks the syntax tree over collections of items, navigates
+ * FHIR elements held as json-c trees with choice types (`value` → `valueQuantity`) and
+ * primitive extensions (`_birthDate`), and enforces the depth and size caps.
+ *
+ * A FHIR resource is the json-c tree of its JSON form (FHIR R4 json.html); its type
+ * information comes from the model interface of fhirpath_int.h.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "fhir/fhirpath_int.h"
+
+int hv__fp_fail(hv__fp_ctx_t *c, const hv__fp_node_t *n, int code, const char *fmt, ...) {
+    va_list ap;
+    char msg[400];
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (c->err != NULL && c->err->code == 0) {
+        hv_error_set(c->err, code, NULL, "%s", msg);
+        if (n != NULL) {
+            c->err->line = n->line;
+            c->err->column = n->col;
+        }
+    }
+    return code;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Collections                                                               */
+/* ------------------------------------------------------------------------- */
+
+static int grow(hv__fp_ctx_t *c, hv__fp_coll_t *o, size_t need) {
+    size_t ncap;
+    hv__fp_item_t *nv;
+    if (need > c->fp->lim.max_items)
+        return hv__fp_fail(c, NULL, HV_ETOOBIG, "collection larger than %zu items", c->fp->lim.max_items);
+    if (need <= o->cap) return HV_OK;
+    ncap = o->cap ? o->cap * 2 : 4;
+    while (ncap < need) ncap *= 2;
+    nv = hv_arena_alloc(c->arena, ncap * sizeof(*nv));
+    if (nv == NULL) return hv__fp_fail(c, NULL, HV_ENOMEM, "out of memory");
+    if (o->n > 0) memcpy(nv, o->v, o->n * sizeof(*nv));
+    o->v = nv;
+    o->cap = ncap;
+    return HV_OK;
+}
+
+int hv__fp_push(hv__fp_ctx_t *c, hv__fp_coll_t *o, const hv__fp_item_t *it) {
+    int rc = grow(c, o, o->n + 1);
+    if (rc != HV_OK) return rc;
+    o->v[o->n++] = *it;
+    return HV_OK;
+}
+
+int hv__fp_push_all(hv__fp_ctx_t *c, hv__fp_coll_t *o, const hv__fp_coll_t *in) {
+    int rc = grow(c, o, o->n + in->n);
+    if (rc != HV_OK) return rc;
+    if (in->n > 0) memcpy(o->v + o->n, in->v, in->n * sizeof(*o->v));
+    o->n += in->n;
+    return HV_OK;
+}
+
+int hv__fp_push_bool(hv__fp_ctx_t *c, hv__fp_coll_t *o, int b) {
+    hv__fp_item_t it;
+    it.kind = HV__FP_BOOL;
+    it.u.b = b != 0;
+    return hv__fp_push(c, o, &it);
+}
+
+int hv__fp_push_int(hv__fp_ctx_t *c, hv__fp_coll_t *o, int64_t i) {
+    hv__fp_item_t it;
+    it.kind = HV__FP_INT;
+    it.u.i = i;
+    return hv__fp_push(c, o, &it);
+}
+
+int hv__fp_push_dec(hv__fp_ctx_t *c, hv__fp_coll_t *o, hv__fp_dec_t d) {
+    hv__fp_item_t it;
+    it.kind = HV__FP_DEC;
+    it.u.d = d;
+    return hv__fp_push(c, o, &it);
+}
+
+int hv__fp_push_str(hv__fp_ctx_t *c, hv__fp_coll_t *o, const char *p, size_t len) {
+    hv__fp_item_t it;
+    it.kind = HV__FP_STR;
+    it.u.s.p = p;
+    it.u.s.len = len;
+    return hv__fp_push(c, o, &it);
+}
+
+/* ------------------------------------------------------------------------- */
+/* Nodes and navigation                                                      */
+/* ------------------------------------------------------------------------- */
+
+void hv__fp_make_node(hv__fp_item_t *it, struct json_object *j, struct json_object *ext,
+                      const char *type, const char *path) {
+    memset(it, 0, sizeof(*it));
+    it->kind = HV__FP_NODE;
+    it->u.n.j = j;
+    it->u.n.ext = ext;
+    if (type == NULL && j != NULL && json_object_is_type(j, json_type_object)) {
+        const char *rt = hv_json_get_str(j, "resourceType");
+        if (rt != NULL) {
+            const char *t = hv__fp_model_type(rt, strlen(rt));
+            if (t != NULL && hv__fp_model_kind(t) == 'R') {
+                type = t;
+                path = t;
+            }
+        }
+    }
+    it->u.n.type = type;
+    it->u.n.path = path;
+}
+
+/* The type code at position [p, p+len) as a static string of the model. */
+static const char *type_code(const char *p, size_t len) {
+    return hv__fp_model_type(p, len);
+}
+
+/* Pushes JSON value v (array or single) with its "_name" sibling x as nodes. */
+static int push_values(hv__fp_ctx_t *c, struct json_object *v, struct json_object *x,
+                       const char *type, const char *path, hv__fp_coll_t *out) {
+    hv__fp_item_t it;
+    int rc = HV_OK;
+    int sysstr = type != NULL && strncmp(type, "System.", 7) == 0;
+    if (v != NULL && json_object_is_type(v, json_type_array)) {
+        size_t n = json_object_array_length(v);
+        int xa = x != NULL && json_object_is_type(x, json_type_array);
+        for (size_t i = 0; i < n && rc == HV_OK; i++) {
+            struct json_object *e = json_object_array_get_idx(v, i);
+            struct json_object *xe = xa ? json_object_array_get_idx(x, i) : NULL;
+            if (e == NULL && xe == NULL) continue;
+            hv__fp_make_node(&it, e, xe, type, path);
+            rc = hv__fp_push(c, out, &it);
+        }
+        return rc;
+    }
+    if (v == NULL && x != NULL && json_object_is_type(x, json_type_array)) {
+        size_t n = json_object_array_length(x);
+        for (size_t i = 0; i < n && rc == HV_OK; i++) {
+            struct json_object *xe = json_object_array_get_idx(x, i);
+            if (xe == NULL) continue;
+            hv__fp_make_node(&it, NULL, xe, type, path);
+            rc = hv__fp_push(c, out, &it);
+        }
+        return rc;
+    }
+    if (v == NULL && x == NULL) return HV_OK;
+    if (sysstr && v != NULL) {
+        const char *s = json_object_get_string(v);
+        return hv__fp_push_str(c, out, s, (size_t)json_object_get_string_len(v));
+    }
+    hv__fp_make_node(&it, v, x, type, path);
+    return hv__fp_push(c, out, &it);
+}
+
+/* The type and definition path of a child of element e whose type code is t. */
+static void child_type(const hv__fp_elem_t *e, const char *t, const char **type, const char **path) {
+    if (e->cref != NULL && e->cref[0] != '\0') {
+        *type = "BackboneElement";
+        *path = e->cref;
+    } else if (t == NULL) {
+        *type = NULL;
+        *path = NULL;
+    } else if (strcmp(t, "BackboneElement") == 0 || strcmp(t, "Element") == 0) {
+        *type = t;
+        *path = e->path;
+    } else if (strcmp(t, "Resource") == 0) {
+        *type = NULL; /* from resourceType */
+        *path = NULL;
+    } else {
+        *type = t;
+        *path = t;
+    }
+}
+
+static struct json_object *get_key(struct json_object *obj, const char *key) {
+    struct json_object *v = NULL;
+    if (!json_object_object_get_ex(obj, key, &v)) return NULL;
+    return v;
+}
+
+/* Navigation without model knowledge: the key itself, or a choice key name+Type. */
+static int raw_children(hv__fp_ctx_t *c, struct json_object *obj, const char *name,
+                        hv__fp_coll_t *out) {
+    char key[256];
+    size_t nl = strlen(name);
+    struct json_object *v = get_key(obj, name);
+    if (nl + 2 > sizeof(key)) return HV_OK;
+    key[0] = '_';
+    memcpy(key + 1, name, nl + 1);
+    if (v != NULL || get_key(obj, key) != NULL) return push_values(c, v, get_key(obj, key), NULL, NULL, out);
+    json_object_object_foreach(obj, k, val) {
+        if (strncmp(k, name, nl) == 0 && isupper((unsigned char)k[nl])) {
+            const char *t = type_code(k + nl, strlen(k + nl));
+            char lower[64];
+            if (t == NULL && strlen(k + nl) < sizeof(lower)) {
+                snprintf(lower, sizeof(lower), "%s", k + nl);
+                lower[0] = (char)tolower((unsigned char)lower[0]);
+                t = type_code(lower, strlen(lower));
+            }
+            return push_values(c, val, NULL, t, t, out);
+        }
+    }
+    return HV_OK;
+}
+
+int hv__fp_children(hv__fp_ctx_t *c, const hv__fp_node_t *n, const hv__fp_item_t *it,
+                    const char *name, hv__fp_coll_t *out) {
+    struct json_object *obj;
+    hv__fp_elem_t e;
+    const char *parent;
+    size_t nl = strlen(name);
+    char key[256];
+
+    if (it->kind != HV__FP_NODE) return HV_OK;
+    parent = it->u.n.path;
+    if (it->u.n.type != NULL && hv__fp_model_kind(it->u.n.type) == 'P') {
+        obj = it->u.n.ext; /* a primitive's id and extension live in "_name" */
+        parent = it->u.n.type;
+    } else {
+        obj = it->u.n.j;
+    }
+    if (obj == NULL || !json_object_is_type(obj, json_type_object)) return HV_OK;
+    if (parent == NULL) return raw_children(c, obj, name, out);
+    if (hv__fp_model_child(parent, name, nl, &e) != HV_OK) {
+        if (n == NULL) return HV_OK;
+        return hv__fp_fail(c, n, HV_EINVAL, "'%s' is not an element of %s", name,
+                           it->u.n.type != NULL ? it->u.n.type : parent);
+    }
+    if (nl + 40 > sizeof(key)) return HV_OK;
+    if (e.is_choice) {
+        for (size_t i = 0; i < e.ntypes; i++) {
+            const char *t = hv__fp_model_elem_type(&e, i);
+            size_t tl = strlen(t);
+            struct json_object *v, *x;
+            if (tl + nl + 2 < sizeof(key)) {
+                key[0] = '_';
+                memcpy(key + 1, name, nl);
+                memcpy(key + 1 + nl, t, tl);
+                key[1 + nl] = (char)toupper((unsigned char)key[1 + nl]);
+                key[1 + nl + tl] = '\0';
+                v = get_key(obj, key + 1);
+                x = get_key(obj, key);
+                if (v != NULL || x != NULL) return push_values(c, v, x, t, t, out);
+            }
+        }
+        return HV_OK;
+    } else {
+        const char *type, *path, *t = e.ntypes > 0 ? hv__fp_model_elem_type(&e, 0) : NULL;
+        child_type(&e, t, &type, &path);
+        key[0] = '_';
+        memcpy(key + 1, name, nl + 1);
+        return push_values(c, get_key(obj, name), get_key(obj, key), type, path, out);
+    }
+}
+
+int hv__fp_all_children(hv__fp_ctx_t *c, const hv__fp_item_t *it, hv__fp_coll_t *out) {
+    struct json_object *obj;
+    int rc = HV_OK;
+    if (it->kind != HV__FP_NODE) return HV_OK;
+    if (it->u.n.type != NULL && hv__fp_model_kind(it->u.n.type) == 'P') obj = it->u.n.ext;
+    else obj = it->u.n.j;
+    if (obj == NULL || !json_object_is_type(obj, json_type_object)) return HV_OK;
+    json_object_object_foreach(obj, k, v) {
+        hv__fp_coll_t tmp = {0};
+        const char *name = k;
+        char base[128];
+        if (k[0] == '_') {
+            /* A primitive with only an extension: visited through its "_name" when no name. */
+            if (get_key(obj, k + 1) != NULL) continue;
+            name = k + 1;
+        }
+        if (strcmp(k, "resourceType") == 0) continue;
+        (void)v;
+        if (it->u.n.path != NULL && hv__fp_model_kind(it->u.n.type) != 'P') {
+            hv__fp_elem_t e;
+            if (hv__fp_model_child(it->u.n.path, name, strlen(name), &e) != HV_OK) {
+                /* A choice key "valueQuantity": navigate its base name. */
+                size_t i = 0;
+                while (name[i] != '\0' && !isupper((unsigned char)name[i])) i++;
+                if (name[i] == '\0' || i >= sizeof(base)) continue;
+                memcpy(base, name, i);
+                base[i] = '\0';
+                if (hv__fp_model_child(it->u.n.path, base, i, &e) != HV_OK || !e.is_choice) continue;
+                rc = hv__fp_children(c, NULL, it, base, &tmp);
+            } else {
+                rc = hv__fp_children(c, NULL, it, name, &tmp);
+            }
+        } else {
+            rc = raw_children(c, obj, name, &tmp);
+        }
+        if (rc == HV_OK) rc = hv__fp_push_all(c, out, &tmp);
+        if (rc != HV_OK) return rc;
+    }
+    return rc;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Evaluation                                                                */
+/* ------------------------------------------------------------------------- */
+
+static int eval_var(hv__fp_ctx_t *c, const hv__fp_node_t *n, hv__fp_coll_t *out) {
+    const char *name = n->name;
+    const hv_fhirpath_env_t *env = c->env;
+    if (env != NULL) {
+        for (size_t i = 0; i < env->nvars; i++) {
+            const hv_fhirpath_var_t *v = &env->vars[i];
+            if (strcmp(v->name, name) == 0) {
+                hv__fp_item_t it;
+                if (v->json == NULL) return HV_OK;
+                if (json_object_is_type(v->json, json_type_array))
+                    return push_values(c, v->json, NULL, v->type, v->type, out);
+                if (json_object_is_type(v->json, json_type_string) && v->type == NULL)
+                    return hv__fp_push_str(c, out, json_object_get_string(v->json),
+                                           (size_t)json_object_get_string_len(v->json));
+                hv__fp_make_node(&it, v->json, NULL, v->type, v->type);
+                return hv__fp_push(c, out, &it);
+            }
+        }
+    }
+    if (strcmp(name, "resource") == 0) return hv__fp_push(c, out, &c->resource);
+    if (strcmp(name, "rootResource") == 0) return hv__fp_push(c, out, &c->root);
+    if (strcmp(name, "context") == 0) return hv__fp_push(c, out, &c->context);
+    if (strcmp(name, "ucum") == 0) return hv__fp_push_str(c, out, "http://unitsofmeasure.org", 25);
+    if (strcmp(name, "sct") == 0) return hv__fp_push_str(c, out, "http://snomed.info/sct", 22);
+    if (strcmp(name, "loinc") == 0) return hv__fp_push_str(c, out, "http://loinc.org", 16);
+    if (strncmp(name, "vs-", 3) == 0) {
+        const char *s = hv_arena_sprintf(c->arena, "http://hl7.org/fhir/ValueSet/%s", name + 3);
+        return s != NULL ? hv__fp_push_str(c, out, s, strlen(s)) : HV_ENOMEM;
+    }
+    if (strncmp(name, "ext-", 4) == 0) {
+        const char *s = hv_arena_sprintf(c->arena, "http://hl7.org/fhir/StructureDefinition/%s", name + 4);
+        return s != NULL ? hv__fp_push_str(c, out, s, strlen(s)) : HV_ENOMEM;
+    }
+    return hv__fp_fail(c, n, HV_EINVAL, "unknown environment variable %%%s", name);
+}
+
+/* IDENT: the focus itself when it is of the named type (a resource type at the start of
+ * a path), else the children of that name. */
+static int eval_ident(hv__fp_ctx_t *c, const hv__fp_node_t *n, const hv__fp_coll_t *focus,
+                      hv__fp_coll_t *out) {
+    int kind = isupper((unsigned char)n->name[0]) ? hv__fp_model_kind(n->name) : 0;
+    for (size_t i = 0; i < focus->n; i++) {
+        const hv__fp_item_t *it = &focus->v[i];
+        int rc;
+        if (kind != 0 && it->kind == HV__FP_NODE) {
+            if (hv__fp_is_type(it, n->name, 0) == 1) {
+                rc = hv__fp_push(c, out, it);
+                if (rc != HV_OK) return rc;
+                continue;
+            }
+            if (kind == 'R' || it->u.n.path == NULL) continue;
+        }
+        rc = hv__fp_children(c, n, it, n->name, out);
+        if (rc != HV_OK) return rc;
+    }
+    return HV_OK;
+}
+
+int hv__fp_eval_with_this(hv__fp_ctx_t *c, const hv__fp_node_t *a, const hv__fp_item_t *it,
+                          int64_t index, hv__fp_coll_t *out) {
+    hv__fp_coll_t one;
+    hv__fp_coll_t *saved_this = c->this_;
+    int64_t saved_index = c->index;
+    int rc;
+    one.v = (hv__fp_item_t *)it;
+    one.n = one.cap = 1;
+    c->this_ = &one;
+    c->index = index;
+    rc = hv__fp_eval(c, a, &one, out);
+    c->this_ = saved_this;
+    c->index = saved_index;
+    return rc;
+}
+
+int hv__fp_eval_arg(hv__fp_ctx_t *c, const hv__fp_node_t *a, const hv__fp_coll_t *focus,
+                    hv__fp_coll_t *out) {
+    (void)focus;
+    return hv__fp_eval(c, a, c->this_, out);
+}
+
+int hv__fp_eval(hv__fp_ctx_t *c, const hv__fp_node_t *n, const hv__fp_coll_t *focus,
+                hv__fp_coll_t *out) {
+    int rc = HV_OK;
+    hv__fp_coll_t l = {0}, r = {0};
+
+    if (++c->depth > c->fp->lim.max_depth) {
+        c->depth--;
+        return hv__fp_fail(c, n, HV_ETOOBIG, "evaluation nested deeper than %u", c->fp->lim.max_depth);
+    }
+    switch (n->op) {
+    case HV__FP_N_LIT:
+        rc = hv__fp_push(c, out, &n->lit);
+        break;
+    case HV__FP_N_EMPTY:
+        break;
+    case HV__FP_N_IDENT:
+        rc = eval_ident(c, n, focus, out);
+        break;
+    case HV__FP_N_MEMBER: {
+        /* A name that is not an element of the input's type is an error when the input is
+         * of one type (a static path); over mixed types (descendants()) it selects nothing. */
+        int same = 1;
+        rc = hv__fp_eval(c, n->left, focus, &l);
+        for (size_t i = 1; i < l.n && same; i++)
+            same = l.v[i].kind == HV__FP_NODE && l.v[0].kind == HV__FP_NODE && l.v[i].u.n.path == l.v[0].u.n.path;
+        for (size_t i = 0; rc == HV_OK && i < l.n; i++) rc = hv__fp_children(c, same ? n : NULL, &l.v[i], n->name, out);
+        break;
+    }
+    case HV__FP_N_FUNC:
+        if (n->left != NULL) {
+            rc = hv__fp_eval(c, n->left, focus, &l);
+            if (rc == HV_OK) rc = hv__fp_funcs[n->fn].fn(c, n, &l, out);
+        } else {
+            rc = hv__fp_funcs[n->fn].fn(c, n, focus, out);
+        }
+        break;
+    case HV__FP_N_INDEX: {
+        hv__fp_item_t idx;
+        int present = 0;
+        rc = hv__fp_eval(c, n->left, focus, &l);
+        if (rc == HV_OK) rc = hv__fp_eval(c, n->right, c->this_, &r);
+        if (rc == HV_OK) rc = hv__fp_singleton(c, n, &r, &idx, &present);
+        if (rc != HV_OK || !present) break;
+        if (idx.kind != HV__FP_INT) {
+            rc = hv__fp_fail(c, n, HV_EINVAL, "an index must be an Integer");
+            break;
+        }
+        if (idx.u.i >= 0 && (size_t)idx.u.i < l.n) rc = hv__fp_push(c, out, &l.v[idx.u.i]);
+        break;
+    }
+    case HV__FP_N_VAR:
+        rc = eval_var(c, n, out);
+        break;
+    case HV__FP_N_THIS:
+        if (c->this_ != NULL) rc = hv__fp_push_all(c, out, c->this_);
+        break;
+    case HV__FP_N_INDEXVAR:
+        rc = hv__fp_push_int(c, out, c->index);
+        break;
+    case HV__FP_N_TOTAL:
+        if (c->total != NULL) rc = hv__fp_push_all(c, out, c->total);
+        break;
+    case HV__FP_N_NEG:
+    case HV__FP_N_POS: {
+        hv__fp_item_t v;
+        int present = 0;
+        rc = hv__fp_eval(c, n->left, focus, &l);
+        if (rc == HV_OK) rc = hv__fp_singleton(c, n, &l, &v, &present);
+        if (rc != HV_OK || !present) break;
+        if (n->op == HV__FP_N_NEG) {
+            if (v.kind == HV__FP_INT) v.u.i = -v.u.i;
+            else if (v.kind == HV__FP_DEC) v.u.d.m = -v.u.d.m;
+            else if (v.kind == HV__FP_QTY) v.u.q.v.m = -v.u.q.v.m;
+            else {
+                rc = hv__fp_fail(c, n, HV_EINVAL, "unary '-' needs a number or a quantity");
+                break;
+            }
+        } else if (v.kind != HV__FP_INT && v.kind != HV__FP_DEC && v.kind != HV__FP_QTY) {
+            rc = hv__fp_fail(c, n, HV_EINVAL, "unary '+' needs a number or a quantity");
+            break;
+        }
+        rc = hv__fp_push(c, out, &v);
+        break;
+    }
+    case HV__FP_N_IS:
+    case HV__FP_N_AS: {
+        rc = hv__fp_eval(c, n->left, focus, &l);
+        if (rc != HV_OK || l.n == 0) break;
+        if (l.n > 1) {
+            rc = hv__fp_fail(c, n, HV_EINVAL, "'%s' needs a single item, got %zu",
+                             n->op == HV__FP_N_IS ? "is" : "as", l.n);
+            break;
+        }
+        {
+            int t = hv__fp_is_type(&l.v[0], n->name, n->op == HV__FP_N_AS);
+            if (t < 0) {
+                rc = hv__fp_fail(c, n, HV_EINVAL, "unknown type '%s'", n->name);
+                break;
+            }
+            if (n->op == HV__FP_N_IS) rc = hv__fp_push_bool(c, out, t);
+            else if (t) rc = hv__fp_push(c, out, &l.v[0]);
+        }
+        break;
+    }
+    case HV__FP_N_AND:
+    case HV__FP_N_OR:
+    case HV__FP_N_IMPLIES: {
+        int a, b;
+        rc = hv__fp_eval(c, n->left, focus, &l);
+        if (rc == HV_OK) rc = hv__fp_as_bool(c, n, &l, &a);
+        if (rc != HV_OK) break;
+        /* Short circuits of the three-valued tables (fhirpath.html#boolean-logic). */
+        if (n->op == HV__FP_N_AND && a == 0) {
+            rc = hv__fp_push_bool(c, out, 0);
+            break;
+        }
+        if (n->op == HV__FP_N_OR && a == 1) {
+            rc = hv__fp_push_bool(c, out, 1);
+            break;
+        }
+        if (n->op == HV__FP_N_IMPLIES && a == 0) {
+            rc = hv__fp_push_bool(c, out, 1);
+            break;
+        }
+        rc = hv__fp_eval(c, n->right, focus, &r);
+        if (rc == HV_OK) rc = hv__fp_as_bool(c, n, &r, &b);
+        if (rc != HV_OK) break;
+        if (n->op == HV__FP_N_AND) {
+            if (b == 0) rc = hv__fp_push_bool(c, out, 0);
+            else if (a == 1 && b == 1) rc = hv__fp_push_bool(c, out, 1);
+        } else if (n->op == HV__FP_N_OR) {
+            if (b == 1) rc = hv__fp_push_bool(c, out, 1);
+            else if (a == 0 && b == 0) rc = hv__fp_push_bool(c, out, 0);
+        } else {
+            if (b == 1) rc = hv__fp_push_bool(c, out, 1);
+            else if (a == 1 && b == 0) rc = hv__fp_push_bool(c, out, 0);
+        }
+        break;
+    }
+    case HV__FP_N_XOR: {
+        int a, b;
+        rc = hv__fp_eval(c, n->left, focus, &l);
+        if (rc == HV_OK) rc = hv__fp_as_bool(c, n, &l, &a);
+        if (rc == HV_OK) rc = hv__fp_eval(c, n->right, focus, &r);
+        if (rc == HV_OK) rc = hv__fp_as_bool(c, n, &r, &b);
+        if (rc == HV_OK && a >= 0 && b >= 0) rc = hv__fp_push_bool(c, out, a != b);
+        break;
+    }
+    default:
+        rc = hv__fp_eval(c, n->left, focus, &l);
+        if (rc == HV_OK) rc = hv__fp_eval(c, n->right, focus, &r);
+        if (rc == HV_OK) rc = hv__fp_binop(c, n, &l, &r, out);
+        break;
+    }
+    c->depth--;
+    return rc;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Public entry                                                              */
+/* ------------------------------------------------------------------------- */
+
+struct hv_fhirpath_result {
+    hv__fp_ctx_t ctx;
+    hv__fp_coll_t items;
+};
+
+int hv_fhirpath_eval(const hv_fhirpath_t *fp, struct json_object *resource,
+                     const hv_fhirpath_env_t *env, hv_arena_t *arena,
+                     hv_fhirpath_result_t **out, hv_error_t *err) {
+    hv_fhirpath_result_t *res;
+    hv__fp_coll_t focus = {0};
+    hv__fp_ctx_t *c;
+    int rc;
+
+    if (fp == NULL || arena == NULL || out == NULL) return HV_EINVAL;
+    res = hv_arena_calloc(arena, sizeof(*res));
+    if (res == NULL) return HV_ENOMEM;
+    c = &res->ctx;
+    c->arena = arena;
+    c->env = env;
+    c->fp = fp;
+    c->err = err;
+    c->now_ms = env != NULL ? env->now_ms : 0;
+    if (resource != NULL) hv__fp_make_node(&c->context, resource, NULL, NULL, NULL);
+    else c->context.kind = 0xff;
+    c->resource = c->context;
+    c->root = c->context;
+    if (env != NULL && env->resource != NULL) hv__fp_make_node(&c->resource, env->resource, NULL, NULL, NULL);
+    if (env != NULL && env->root_resource != NULL)
+        hv__fp_make_node(&c->root, env->root_resource, NULL, NULL, NULL);
+    else c->root = c->resource;
+    if (resource != NULL) {
+        rc = hv__fp_push(c, &focus, &c->context);
+        if (rc != HV_OK) return rc;
+    }
+    c->this_ = &focus;
+    rc = hv__fp_eval(c, fp->root, &focus, &res->items);
+    if (rc != HV_OK) {
+        if (err != NULL && err->code == 0) hv_error_set(err, rc, NULL, "%s", hv_strerror(rc));
+        return rc;
+    }
+    *out = res;
+    return HV_OK;
+}
+
+size_t hv_fhirpath_result_count(const hv_fhirpath_result_t *r) {
+    return r != NULL ? r->items.n : 0;
+}
+
+int hv_fhirpath_result_item(hv_fhirpath_result_t *r, size_t i, hv_fhirpath_item_t *out) {
+    const hv__fp_item_t *it;
+    const char *ns;
+    size_t len;
+    if (r == NULL || i >= r->items.n) return HV_ENOTFOUND;
+    it = &r->items.v[i];
+    memset(out, 0, sizeof(*out));
+    out->type = hv__fp_type_name(it, &ns);
+    switch (it->kind) {
+    case HV__FP_NODE: out->kind = HV_FHIRPATH_NODE; out->json = it->u.n.j; return HV_OK;
+    case HV__FP_BOOL: out->kind = HV_FHIRPATH_BOOLEAN; break;
+    case HV__FP_INT: out->kind = HV_FHIRPATH_INTEGER; break;
+    case HV__FP_DEC: out->kind = HV_FHIRPATH_DECIMAL; break;
+    case HV__FP_STR: out->kind = HV_FHIRPATH_STRING; break;
+    case HV__FP_DATE: out->kind = HV_FHIRPATH_DATE; break;
+    case HV__FP_DATETIME: out->kind = HV_FHIRPATH_DATETIME; break;
+    case HV__FP_TIME: out->kind = HV_FHIRPATH_TIME; break;
+    case HV__FP_QTY: out->kind = HV_FHIRPATH_QUANTITY; out->unit = it->u.q.unit; break;
+    default: return HV_EINVAL;
+    }
+    out->text = hv__fp_to_string(&r->ctx, it, &len);
+    return out->text != NULL ? HV_OK : HV_ENOMEM;
+}
+
+int hv_fhirpath_result_json(hv_fhirpath_result_t *r, hv_buf_t *out) {
+    int rc = hv_buf_putc(out, '[');
+    for (size_t i = 0; r != NULL && i < r->items.n && rc == HV_OK; i++) {
+        const hv__fp_item_t *it = &r->items.v[i];
+        size_t len;
+        const char *s;
+        if (i > 0) rc = hv_buf_putc(out, ',');
+        if (rc != HV_OK) break;
+        switch (it->kind) {
+        case HV__FP_NODE:
+            if (it->u.n.j != NULL) rc = hv_buf_puts(out, json_object_to_json_string_ext(it->u.n.j, JSON_C_TO_STRING_PLAIN));
+            else rc = hv_buf_puts(out, "null");
+            break;
+        case HV__FP_BOOL:
+        case HV__FP_INT:
+        case HV__FP_DEC:
+            s = hv__fp_to_string(&r->ctx, it, &len);
+            rc = s != NULL ? hv_buf_append(out, s, len) : HV_ENOMEM;
+            break;
+        case HV__FP_QTY: {
+            char num[64];
+            hv__fp_dec_str(it->u.q.v, num, sizeof(num));
+            rc = hv_buf_printf(out, "{\"value\":%s,\"unit\":", num);
+            if (rc == HV_OK) rc = hv_buf_json_str(out, it->u.q.unit, strlen(it->u.q.unit));
+            if (rc == HV_OK) rc = hv_buf_putc(out, '}');
+            break;
+        }
+        default:
+            s = hv__fp_to_string(&r->ctx, it, &len);
+            rc = s != NULL ? hv_buf_json_str(out, s, len) : HV_ENOMEM;
+            break;
+        }
+    }
+    if (rc == HV_OK) rc = hv_buf_putc(out, ']');
+    return rc;
+}

@@ -1,0 +1,383 @@
+/*
+ * json.c — the FHIR R4 JSON format (FHIR R4 json.html): parsing into the json-c
+ * tree that is the in-memory form of a resource, and writing that tree back in
+ * the specification's element order.
+ *
+ * Reading: json-c's tokener in strict mode with UTF-8 validation and a depth cap;
+ * syntax errors get a line and column (counted in characters, 1-based). Then,
+ * unless the caller asks for leniency, the structural check of validate.c runs
+ * and the first content error is reported with its element path.
+ *
+ * Writing (json.html §Resource and element ordering): the properties of every
+ * object follow the order of the elements in the StructureDefinition; the `_x`
+ * twin of a primitive follows `x`; `resourceType` comes first; properties the model
+ * does not know keep their relative order at the end. Decimals are written with
+ * the text they were parsed from (json-c's json_object_new_double_s).
+ */
+#include "config.h"
+
+#include <json-c/json.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fhir/fhir_int.h"
+
+/* ---- helpers shared by the walkers ----------------------------------------- */
+
+size_t hv__fhir_path_push(hv__fhir_path_t *p, const char *name, long index)
+{
+    size_t old = p->len;
+    int n;
+    if (p->len >= sizeof(p->buf) - 1)
+        return old;
+    n = snprintf(p->buf + p->len, sizeof(p->buf) - p->len, index >= 0 ? "%s%s[%ld]" : "%s%s",
+                 p->len > 0 ? "." : "", name, index);
+    if (n < 0 || (size_t)n >= sizeof(p->buf) - p->len)
+        p->len = sizeof(p->buf) - 1; /* truncated: the path stays a prefix */
+    else
+        p->len += (size_t)n;
+    return old;
+}
+
+void hv__fhir_path_pop(hv__fhir_path_t *p, size_t len)
+{
+    p->len = len;
+    p->buf[len] = '\0';
+}
+
+int hv__fhir_prop_resolve(const hv_fhir_elem_t *owner, const char *key, hv__fhir_prop_t *p)
+{
+    int us = key[0] == '_';
+    const hv_fhir_type_t *t = NULL;
+    const hv_fhir_elem_t *e = hv_fhir_elem_child(owner, key + us, strlen(key + us), &t);
+    if (e == NULL)
+        return HV_ENOTFOUND;
+    p->elem = e;
+    p->type = t;
+    p->underscore = us;
+    return HV_OK;
+}
+
+const hv_fhir_elem_t *hv__fhir_resource_root(struct json_object *obj)
+{
+    struct json_object *rt = NULL;
+    if (!json_object_object_get_ex(obj, "resourceType", &rt) || !json_object_is_type(rt, json_type_string))
+        return NULL;
+    return hv_fhir_type_root(hv_fhir_resource_type(json_object_get_string(rt)));
+}
+
+const hv_fhir_elem_t *hv__fhir_value_owner(const hv_fhir_elem_t *e, const hv_fhir_type_t *t,
+                                           int underscore, struct json_object *value)
+{
+    if (t == NULL)
+        return NULL;
+    if (underscore)
+        return hv_fhir_type_root(t);
+    if (hv_fhir_type_kind(t) == HV_FHIR_KIND_RESOURCE)
+        return hv__fhir_resource_root(value);
+    return hv_fhir_elem_owner(e, t);
+}
+
+/* ---- parsing ---------------------------------------------------------------- */
+
+static void offset_to_linecol(const char *text, size_t off, int *line, int *col)
+{
+    int l = 1, c = 1;
+    for (size_t i = 0; i < off; i++) {
+        if (text[i] == '\n') {
+            l++;
+            c = 1;
+        } else if (((unsigned char)text[i] & 0xC0) != 0x80) {
+            c++;
+        }
+    }
+    *line = l;
+    *col = c;
+}
+
+int hv_fhir_json_parse(const char *text, size_t len, const hv_fhir_parse_opts_t *opts,
+                       struct json_object **out, hv_error_t *err)
+{
+    struct json_tokener *tok = NULL;
+    struct json_object *obj = NULL;
+    size_t max_bytes = opts != NULL && opts->max_bytes > 0 ? opts->max_bytes : HV_FHIR_DEFAULT_MAX_BYTES;
+    int max_depth = opts != NULL && opts->max_depth > 0 ? opts->max_depth : HV_FHIR_DEFAULT_MAX_DEPTH;
+    unsigned flags = opts != NULL ? opts->flags : 0;
+    int rc = HV_EPROTO;
+
+    if (len > max_bytes || len > INT32_MAX) {
+        hv_error_set(err, HV_ETOOBIG, NULL, "document of %zu bytes exceeds the cap of %zu", len,
+                     max_bytes);
+        return HV_ETOOBIG;
+    }
+    tok = json_tokener_new_ex(max_depth);
+    if (tok == NULL)
+        return HV_ENOMEM;
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+    obj = json_tokener_parse_ex(tok, text, (int)len);
+    enum json_tokener_error jerr = json_tokener_get_error(tok);
+    size_t end = json_tokener_get_parse_end(tok);
+    if (jerr == json_tokener_continue && obj == NULL) {
+        /* The whole text was consumed without completing a value. */
+        hv_error_set(err, HV_EPROTO, NULL, "invalid JSON: unexpected end of input");
+        if (err != NULL)
+            offset_to_linecol(text, len, &err->line, &err->column);
+        goto out;
+    }
+    if (jerr != json_tokener_success) {
+        rc = jerr == json_tokener_error_depth ? HV_ETOOBIG : HV_EPROTO;
+        hv_error_set(err, rc, NULL, "invalid JSON: %s", json_tokener_error_desc(jerr));
+        if (err != NULL)
+            offset_to_linecol(text, end, &err->line, &err->column);
+        goto out;
+    }
+    while (end < len && (text[end] == ' ' || text[end] == '\t' || text[end] == '\n' || text[end] == '\r'))
+        end++;
+    if (end < len) {
+        hv_error_set(err, HV_EPROTO, NULL, "invalid JSON: content after the document");
+        if (err != NULL)
+            offset_to_linecol(text, end, &err->line, &err->column);
+        goto out;
+    }
+    if (!json_object_is_type(obj, json_type_object)) {
+        hv_error_set(err, HV_EINVAL, NULL, "a FHIR resource must be a JSON object");
+        rc = HV_EINVAL;
+        goto out;
+    }
+    struct json_object *rt = NULL;
+    if (!json_object_object_get_ex(obj, "resourceType", &rt) || !json_object_is_type(rt, json_type_string)) {
+        hv_error_set(err, HV_EINVAL, NULL, "the resource has no resourceType");
+        rc = HV_EINVAL;
+        goto out;
+    }
+    if (hv_fhir_resource_type(json_object_get_string(rt)) == NULL) {
+        hv_error_set(err, HV_EINVAL, NULL, "unknown resourceType");
+        rc = HV_EINVAL;
+        goto out;
+    }
+    if (!(flags & HV_FHIR_PARSE_LENIENT)) {
+        rc = hv_fhir_check_structure(obj, max_depth, err);
+        if (rc != HV_OK)
+            goto out;
+    }
+    *out = obj;
+    obj = NULL;
+    rc = HV_OK;
+out:
+    json_object_put(obj);
+    json_tokener_free(tok);
+    return rc;
+}
+
+/* ---- writing ---------------------------------------------------------------- */
+
+typedef struct prop_ent {
+    const char *key;
+    struct json_object *val;
+    long order;
+    size_t seq;
+    hv__fhir_prop_t prop;
+    int known;
+} prop_ent_t;
+
+static int cmp_prop(const void *a, const void *b)
+{
+    const prop_ent_t *x = a, *y = b;
+    if (x->order != y->order)
+        return x->order < y->order ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static int write_value(hv_buf_t *out, struct json_object *v, const hv_fhir_elem_t *e,
+                       const hv_fhir_type_t *t, int underscore, unsigned flags, int depth);
+
+static int indent(hv_buf_t *out, unsigned flags, int depth)
+{
+    int rc = HV_OK;
+    if (!(flags & HV_FHIR_WRITE_PRETTY))
+        return HV_OK;
+    rc = hv_buf_putc(out, '\n');
+    for (int i = 0; rc == HV_OK && i < depth; i++)
+        rc = hv_buf_puts(out, "  ");
+    return rc;
+}
+
+static int write_object(hv_buf_t *out, struct json_object *obj, const hv_fhir_elem_t *owner,
+                        unsigned flags, int depth)
+{
+    prop_ent_t stackents[32];
+    prop_ent_t *ents = stackents;
+    size_t n = (size_t)json_object_object_length(obj), i = 0;
+    int rc = HV_OK;
+
+    /* resourceType comes first on a resource (an element may bear the same name:
+     * ExampleScenario.instance.resourceType). */
+    int is_resource = owner == NULL || (hv_fhir_elem_parent(owner) == NULL &&
+                                        hv_fhir_type_kind(hv_fhir_elem_owner_type(owner)) ==
+                                            HV_FHIR_KIND_RESOURCE);
+    if (n == 0)
+        return hv_buf_puts(out, "{}");
+    if (n > HV_ARRAY_LEN(stackents)) {
+        ents = hv_malloc(n * sizeof(*ents));
+        if (ents == NULL)
+            return HV_ENOMEM;
+    }
+    json_object_object_foreach(obj, key, val)
+    {
+        prop_ent_t *pe = &ents[i];
+        pe->key = key;
+        pe->val = val;
+        pe->seq = i;
+        pe->known = 0;
+        if (strcmp(key, "resourceType") == 0 && is_resource) {
+            pe->order = -1 - (1L << 30);
+        } else if (owner != NULL && hv__fhir_prop_resolve(owner, key, &pe->prop) == HV_OK) {
+            pe->known = 1;
+            /* XML attributes (Extension.url) come first, as the official serializers
+             * write them in JSON too; then the specification order. */
+            pe->order = (long)hv_fhir_elem_index(pe->prop.elem) * 2 + pe->prop.underscore -
+                        (hv_fhir_elem_is_xml_attr(pe->prop.elem) ? 100000 : 0);
+        } else {
+            pe->order = 1L << 30;
+        }
+        i++;
+    }
+    if (n > 1)
+        qsort(ents, n, sizeof(*ents), cmp_prop);
+    rc = hv_buf_putc(out, '{');
+    for (i = 0; rc == HV_OK && i < n; i++) {
+        if (i > 0)
+            rc = hv_buf_putc(out, ',');
+        if (rc == HV_OK)
+            rc = indent(out, flags, depth + 1);
+        if (rc == HV_OK)
+            rc = hv_buf_json_str(out, ents[i].key, strlen(ents[i].key));
+        if (rc == HV_OK)
+            rc = hv_buf_puts(out, (flags & HV_FHIR_WRITE_PRETTY) ? ": " : ":");
+        if (rc == HV_OK)
+            rc = write_value(out, ents[i].val, ents[i].known ? ents[i].prop.elem : NULL,
+                             ents[i].known ? ents[i].prop.type : NULL,
+                             ents[i].known ? ents[i].prop.underscore : 0, flags, depth + 1);
+    }
+    if (rc == HV_OK)
+        rc = indent(out, flags, depth);
+    if (rc == HV_OK)
+        rc = hv_buf_putc(out, '}');
+    if (ents != stackents)
+        hv_free(ents);
+    return rc;
+}
+
+static int write_value(hv_buf_t *out, struct json_object *v, const hv_fhir_elem_t *e,
+                       const hv_fhir_type_t *t, int underscore, unsigned flags, int depth)
+{
+    if (depth > HV_FHIR_DEFAULT_MAX_DEPTH * 2)
+        return HV_ETOOBIG;
+    switch (json_object_get_type(v)) {
+    case json_type_null:
+        return hv_buf_puts(out, "null");
+    case json_type_boolean:
+        return hv_buf_puts(out, json_object_get_boolean(v) ? "true" : "false");
+    case json_type_int:
+    case json_type_double:
+        return hv_buf_puts(out, json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
+    case json_type_string:
+        return hv_buf_json_str(out, json_object_get_string(v), (size_t)json_object_get_string_len(v));
+    case json_type_array: {
+        size_t n = json_object_array_length(v);
+        int rc = hv_buf_putc(out, '[');
+        for (size_t i = 0; rc == HV_OK && i < n; i++) {
+            if (i > 0)
+                rc = hv_buf_putc(out, ',');
+            if (rc == HV_OK)
+                rc = indent(out, flags, depth + 1);
+            if (rc == HV_OK)
+                rc = write_value(out, json_object_array_get_idx(v, i), e, t, underscore, flags,
+                                 depth + 1);
+        }
+        if (rc == HV_OK && n > 0)
+            rc = indent(out, flags, depth);
+        return rc == HV_OK ? hv_buf_putc(out, ']') : rc;
+    }
+    case json_type_object: {
+        const hv_fhir_elem_t *owner = e != NULL ? hv__fhir_value_owner(e, t, underscore, v)
+                                                : (depth == 0 ? hv__fhir_resource_root(v) : NULL);
+        return write_object(out, v, owner, flags, depth);
+    }
+    }
+    return HV_EINVAL;
+}
+
+int hv_fhir_json_write(struct json_object *resource, unsigned flags, hv_buf_t *out)
+{
+    size_t start = out->len;
+    int rc = write_value(out, resource, NULL, NULL, 0, flags, 0);
+    if (rc != HV_OK) {
+        out->len = start; /* leave the buffer as it was */
+        if (out->data != NULL)
+            out->data[start] = '\0';
+    }
+    return rc;
+}
+
+/* ---- comparison --------------------------------------------------------------- */
+
+const char *hv_fhir_json_number_text(struct json_object *num)
+{
+    if (!json_object_is_type(num, json_type_int) && !json_object_is_type(num, json_type_double))
+        return NULL;
+    return json_object_to_json_string_ext(num, JSON_C_TO_STRING_PLAIN);
+}
+
+static int equal_depth(struct json_object *a, struct json_object *b, int depth)
+{
+    enum json_type ta = json_object_get_type(a), tb = json_object_get_type(b);
+    if (depth > HV_FHIR_DEFAULT_MAX_DEPTH * 2)
+        return 0;
+    if ((ta == json_type_int || ta == json_type_double) && (tb == json_type_int || tb == json_type_double)) {
+        if (ta == json_type_int && tb == json_type_int)
+            return json_object_get_int64(a) == json_object_get_int64(b);
+        char ab[64];
+        snprintf(ab, sizeof(ab), "%s", hv_fhir_json_number_text(a));
+        return strcmp(ab, hv_fhir_json_number_text(b)) == 0;
+    }
+    if (ta != tb)
+        return 0;
+    switch (ta) {
+    case json_type_null:
+        return 1;
+    case json_type_boolean:
+        return json_object_get_boolean(a) == json_object_get_boolean(b);
+    case json_type_string:
+        return json_object_get_string_len(a) == json_object_get_string_len(b) &&
+               memcmp(json_object_get_string(a), json_object_get_string(b),
+                      (size_t)json_object_get_string_len(a)) == 0;
+    case json_type_array: {
+        size_t n = json_object_array_length(a);
+        if (n != json_object_array_length(b))
+            return 0;
+        for (size_t i = 0; i < n; i++)
+            if (!equal_depth(json_object_array_get_idx(a, i), json_object_array_get_idx(b, i), depth + 1))
+                return 0;
+        return 1;
+    }
+    case json_type_object: {
+        if (json_object_object_length(a) != json_object_object_length(b))
+            return 0;
+        json_object_object_foreach(a, key, va)
+        {
+            struct json_object *vb = NULL;
+            if (!json_object_object_get_ex(b, key, &vb) || !equal_depth(va, vb, depth + 1))
+                return 0;
+        }
+        return 1;
+    }
+    default:
+        return 0;
+    }
+}
+
+int hv_fhir_json_equal(struct json_object *a, struct json_object *b)
+{
+    return equal_depth(a, b, 0);
+}

@@ -1,0 +1,329 @@
+/*
+ * module.c — the fhir module: its settings and its commands,
+ *
+ *   holovitals fhir validate [--profile URL|FILE] FILE...
+ *   holovitals fhir convert --to json|xml [--compact] FILE
+ *
+ * Both read FHIR JSON or XML (told apart by the first non-blank character: '<' is
+ * XML). `validate` prints an OperationOutcome per file (FHIR R4
+ * operationoutcome.html; with several files each is preceded by a line
+ * "==> FILE <=="), and exits 1 when any file has an error. A file that cannot be
+ * read or parsed yields an OperationOutcome with one fatal issue naming the line and
+ * column. `convert` writes the resource in the other format on standard output.
+ */
+#include "config.h"
+
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fhir/fhir_int.h"
+
+static const hv_setting_t fhir_settings[] = {
+    {"fhir.max_resource_bytes", NULL, HV_SET_SIZE, "64MiB", NULL,
+     "Largest FHIR resource (JSON or XML) the readers accept."},
+    {"fhir.max_depth", NULL, HV_SET_INT, "128", NULL,
+     "Deepest nesting of objects/elements the readers accept."},
+    {"fhir.max_issues", NULL, HV_SET_INT, "1000", NULL,
+     "Most issues one validation lists in its OperationOutcome (the rest are counted)."},
+    {NULL, NULL, 0, NULL, NULL, NULL},
+};
+
+static void limits(hv_engine_t *e, hv_fhir_parse_opts_t *o, size_t *max_issues)
+{
+    hv_config_t *cfg = e != NULL ? hv_engine_config(e) : NULL;
+    memset(o, 0, sizeof(*o));
+    *max_issues = 1000;
+    if (cfg != NULL && hv_config_find(cfg, "fhir.max_resource_bytes") != NULL) {
+        o->max_bytes = (size_t)hv_config_size(cfg, "fhir.max_resource_bytes");
+        o->max_depth = (int)hv_config_int(cfg, "fhir.max_depth");
+        *max_issues = (size_t)hv_config_int(cfg, "fhir.max_issues");
+    }
+}
+
+/* Reads a whole file, refusing more than max bytes. */
+static int read_file(const char *path, size_t max, char **out, size_t *len, hv_error_t *err)
+{
+    FILE *f = fopen(path, "rb");
+    hv_buf_t b;
+    char chunk[65536];
+    size_t n;
+    int rc = HV_OK;
+    if (f == NULL) {
+        hv_error_set(err, HV_EIO, path, "cannot open the file");
+        return HV_EIO;
+    }
+    hv_buf_init(&b, max + 1);
+    while (rc == HV_OK && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        rc = hv_buf_append(&b, chunk, n);
+    if (rc == HV_OK && ferror(f))
+        rc = HV_EIO;
+    fclose(f);
+    if (rc != HV_OK) {
+        hv_error_set(err, rc, path, rc == HV_ETOOBIG ? "the file is larger than fhir.max_resource_bytes"
+                                                     : "cannot read the file");
+        hv_buf_release(&b);
+        return rc;
+    }
+    if (b.data == NULL && hv_buf_reserve(&b, 1) != HV_OK)
+        return HV_ENOMEM;
+    *len = b.len;
+    *out = hv_buf_take(&b);
+    return HV_OK;
+}
+
+static int is_xml(const char *t, size_t n)
+{
+    size_t i = 0;
+    if (n >= 3 && (unsigned char)t[0] == 0xEF && (unsigned char)t[1] == 0xBB && (unsigned char)t[2] == 0xBF)
+        i = 3; /* a UTF-8 byte order mark */
+    while (i < n && (t[i] == ' ' || t[i] == '\t' || t[i] == '\r' || t[i] == '\n'))
+        i++;
+    return i < n && t[i] == '<';
+}
+
+/* Parses JSON or XML; strict content checks unless lenient. */
+static int parse_any(const char *text, size_t len, const hv_fhir_parse_opts_t *base, int lenient,
+                     struct json_object **out, hv_error_t *err)
+{
+    hv_fhir_parse_opts_t o = *base;
+    if (lenient)
+        o.flags |= HV_FHIR_PARSE_LENIENT;
+    if (is_xml(text, len))
+        return hv_fhir_xml_parse(text, len, &o, out, err);
+    if (len >= 3 && (unsigned char)text[0] == 0xEF && (unsigned char)text[1] == 0xBB &&
+        (unsigned char)text[2] == 0xBF) {
+        text += 3;
+        len -= 3;
+    }
+    return hv_fhir_json_parse(text, len, &o, out, err);
+}
+
+/* An OperationOutcome with one fatal issue describing err. */
+static struct json_object *fatal_outcome(const hv_error_t *err)
+{
+    struct json_object *oo = json_object_new_object(), *issues = json_object_new_array(),
+                       *is = json_object_new_object();
+    char msg[1024];
+    if (err->line > 0)
+        snprintf(msg, sizeof(msg), "line %d, column %d: %s", err->line, err->column, err->message);
+    else
+        snprintf(msg, sizeof(msg), "%s", err->message);
+    hv_json_set_str(oo, "resourceType", "OperationOutcome");
+    hv_json_set_str(is, "severity", "fatal");
+    hv_json_set_str(is, "code", err->code == HV_EIO ? "exception" : err->code == HV_ETOOBIG ? "too-costly"
+                                                                 : err->code == HV_EPROTO ? "structure" : "invalid");
+    hv_json_set_str(is, "diagnostics", msg);
+    if (err->location[0] != '\0') {
+        struct json_object *ex = json_object_new_array();
+        json_object_array_add(ex, json_object_new_string(err->location));
+        hv_json_set(is, "expression", ex);
+    }
+    json_object_array_add(issues, is);
+    hv_json_set(oo, "issue", issues);
+    return oo;
+}
+
+static int print_json(struct json_object *o)
+{
+    hv_buf_t b;
+    hv_buf_init(&b, 0);
+    int rc = hv_fhir_json_write(o, HV_FHIR_WRITE_PRETTY, &b);
+    if (rc == HV_OK) {
+        fwrite(b.data, 1, b.len, stdout);
+        fputc('\n', stdout);
+    }
+    hv_buf_release(&b);
+    return rc;
+}
+
+static int load_profile(hv_engine_t *e, hv_fhir_validator_t *v, const char *arg, const char **url)
+{
+    /* A URL names a profile already known; anything else is a file holding one. */
+    if (strncmp(arg, "http://", 7) == 0 || strncmp(arg, "https://", 8) == 0 || strncmp(arg, "urn:", 4) == 0) {
+        *url = arg;
+        return HV_OK;
+    }
+    hv_fhir_parse_opts_t o;
+    size_t max_issues;
+    char *text = NULL;
+    size_t len = 0;
+    struct json_object *sd = NULL;
+    hv_error_t err;
+    int rc;
+    hv_error_clear(&err);
+    limits(e, &o, &max_issues);
+    rc = read_file(arg, o.max_bytes > 0 ? o.max_bytes : HV_FHIR_DEFAULT_MAX_BYTES, &text, &len, &err);
+    if (rc == HV_OK)
+        rc = parse_any(text, len, &o, 0, &sd, &err);
+    if (rc == HV_OK)
+        rc = hv_fhir_validator_add_profile(v, sd, &err);
+    if (rc == HV_OK) {
+        static char urlbuf[1024];
+        snprintf(urlbuf, sizeof(urlbuf), "%s", hv_json_get_str(sd, "url") ? hv_json_get_str(sd, "url") : "");
+        *url = urlbuf;
+    } else {
+        char msg[1200];
+        hv_error_format(&err, msg, sizeof(msg));
+        fprintf(stderr, "holovitals fhir validate: profile %s: %s\n", arg, msg);
+    }
+    json_object_put(sd);
+    hv_free(text);
+    return rc;
+}
+
+static int cmd_validate(hv_engine_t *e, int argc, char **argv)
+{
+    hv_fhir_parse_opts_t o;
+    size_t max_issues;
+    const char *profile = NULL, *profile_url = NULL;
+    int first = 0, any_error = 0, rc_exit = HV_EXIT_OK;
+    hv_fhir_validator_t *v = NULL;
+
+    while (first < argc && strncmp(argv[first], "--", 2) == 0) {
+        if (strcmp(argv[first], "--profile") == 0 && first + 1 < argc) {
+            profile = argv[first + 1];
+            first += 2;
+        } else if (strcmp(argv[first], "--") == 0) {
+            first++;
+            break;
+        } else {
+            fprintf(stderr, "usage: holovitals fhir validate [--profile URL|FILE] FILE...\n");
+            return HV_EXIT_USAGE;
+        }
+    }
+    if (first >= argc) {
+        fprintf(stderr, "usage: holovitals fhir validate [--profile URL|FILE] FILE...\n");
+        return HV_EXIT_USAGE;
+    }
+    limits(e, &o, &max_issues);
+    v = hv_fhir_validator_new();
+    if (v == NULL)
+        return HV_EXIT_FAILURE;
+    hv_fhir_validator_set_max_issues(v, max_issues);
+    if (profile != NULL && load_profile(e, v, profile, &profile_url) != HV_OK) {
+        hv_fhir_validator_free(v);
+        return HV_EXIT_FAILURE;
+    }
+    for (int i = first; i < argc; i++) {
+        char *text = NULL;
+        size_t len = 0;
+        struct json_object *res = NULL, *oo = NULL;
+        hv_error_t err;
+        int errors = 0, rc;
+        hv_error_clear(&err);
+        rc = read_file(argv[i], o.max_bytes > 0 ? o.max_bytes : HV_FHIR_DEFAULT_MAX_BYTES, &text, &len, &err);
+        if (rc == HV_OK)
+            rc = parse_any(text, len, &o, 1, &res, &err);
+        if (rc == HV_OK) {
+            rc = hv_fhir_validate(v, res, profile_url, 0, &oo, &errors);
+            if (rc == HV_ENOTFOUND) {
+                hv_error_set(&err, rc, NULL, "unknown profile %s", profile_url);
+                oo = fatal_outcome(&err);
+                errors = 1;
+            } else if (rc != HV_OK) {
+                hv_error_set(&err, rc, NULL, "validation failed: %s", hv_strerror(rc));
+                oo = fatal_outcome(&err);
+                errors = 1;
+            }
+        } else {
+            oo = fatal_outcome(&err);
+            errors = 1;
+        }
+        if (argc - first > 1)
+            printf("==> %s <==\n", argv[i]);
+        print_json(oo);
+        if (errors > 0)
+            any_error = 1;
+        json_object_put(oo);
+        json_object_put(res);
+        hv_free(text);
+    }
+    hv_fhir_validator_free(v);
+    if (any_error)
+        rc_exit = HV_EXIT_FAILURE;
+    return rc_exit;
+}
+
+static int cmd_convert(hv_engine_t *e, int argc, char **argv)
+{
+    const char *to = NULL, *file = NULL;
+    int compact = 0;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--to") == 0 && i + 1 < argc) {
+            to = argv[++i];
+        } else if (strcmp(argv[i], "--compact") == 0) {
+            compact = 1;
+        } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
+            to = NULL;
+            break;
+        } else if (file == NULL) {
+            file = argv[i];
+        } else {
+            to = NULL;
+            break;
+        }
+    }
+    if (to == NULL || file == NULL || (strcmp(to, "json") != 0 && strcmp(to, "xml") != 0)) {
+        fprintf(stderr, "usage: holovitals fhir convert --to json|xml [--compact] FILE\n");
+        return HV_EXIT_USAGE;
+    }
+    hv_fhir_parse_opts_t o;
+    size_t max_issues;
+    char *text = NULL;
+    size_t len = 0;
+    struct json_object *res = NULL;
+    hv_error_t err;
+    hv_buf_t b;
+    int rc;
+    hv_error_clear(&err);
+    hv_buf_init(&b, 0);
+    limits(e, &o, &max_issues);
+    rc = read_file(file, o.max_bytes > 0 ? o.max_bytes : HV_FHIR_DEFAULT_MAX_BYTES, &text, &len, &err);
+    if (rc == HV_OK)
+        rc = parse_any(text, len, &o, 0, &res, &err);
+    if (rc == HV_OK) {
+        unsigned flags = compact ? 0 : HV_FHIR_WRITE_PRETTY;
+        rc = strcmp(to, "xml") == 0 ? hv__fhir_xml_write_err(res, flags, &b, &err)
+                                    : hv_fhir_json_write(res, flags, &b);
+    }
+    if (rc == HV_OK) {
+        if (strcmp(to, "xml") == 0)
+            fputs("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n", stdout);
+        fwrite(b.data, 1, b.len, stdout);
+        fputc('\n', stdout);
+    } else {
+        char msg[1200];
+        if (err.message[0] == '\0')
+            hv_error_set(&err, rc, NULL, "%s", hv_strerror(rc));
+        hv_error_format(&err, msg, sizeof(msg));
+        fprintf(stderr, "holovitals fhir convert: %s: %s\n", file, msg);
+    }
+    hv_buf_release(&b);
+    json_object_put(res);
+    hv_free(text);
+    return rc == HV_OK ? HV_EXIT_OK : HV_EXIT_FAILURE;
+}
+
+static const hv_command_t fhir_commands[] = {
+    {"fhir validate", "fhir validate [--profile URL|FILE] FILE...",
+     "validate FHIR R4 resources (JSON or XML) and print an OperationOutcome per file",
+     "Checks each FILE against the FHIR R4 base specification: unknown elements, cardinality,\n"
+     "primitive formats, required bindings and the invariants of the StructureDefinitions\n"
+     "(FHIRPath), and with --profile also against a profile StructureDefinition (a FILE, or\n"
+     "the canonical URL of one). Prints one OperationOutcome per file; exits 1 if any file\n"
+     "has an error or fatal issue.",
+     cmd_validate},
+    {"fhir convert", "fhir convert --to json|xml [--compact] FILE",
+     "convert a FHIR R4 resource between JSON and XML",
+     "Reads FILE (JSON or XML, checked against the model) and writes it in the format\n"
+     "asked for on standard output, elements in the specification's order, indented unless\n"
+     "--compact.",
+     cmd_convert},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+const hv_module_t hv_fhir_module = {
+    "fhir", fhir_settings, fhir_commands, NULL, NULL, NULL, NULL,
+};

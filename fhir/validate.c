@@ -1,0 +1,637 @@
+/*
+ * validate.c — validation of a FHIR R4 resource (its JSON tree) against the base
+ * specification (FHIR R4 validation.html): structure (unknown elements, JSON
+ * types and array-ness, json.html), cardinality (elementdefinition.html min/max),
+ * primitive formats (the regexes of datatypes.html, as POSIX extended regular
+ * expressions from libc, regcomp/regexec), required bindings
+ * (terminologies.html#required, for value sets the model inlines), the invariants
+ * (FHIRPath, through validate_fhirpath.c) and profiles (profiles.c).
+ *
+ * One walk over the tree does all of it. The issues become an OperationOutcome
+ * (operationoutcome.html) whose issue.expression holds the element path in
+ * FHIRPath simple form, "Patient.contact[0].name.given[1]".
+ */
+#include "config.h"
+
+#include <json-c/json.h>
+#include <libxml/parser.h>
+#include <pthread.h>
+#include <regex.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "fhir/fhir_int.h"
+#include "fhir/validate_int.h"
+
+/* ---- format regexes, compiled once per process -------------------------------- */
+
+static pthread_once_t rx_once = PTHREAD_ONCE_INIT;
+static regex_t *rx_table;   /* one per type id; valid where rx_ok[id] */
+static unsigned char *rx_ok;
+
+static void rx_compile(void)
+{
+    size_t n = hv_fhir_type_count();
+    rx_table = hv_calloc(n, sizeof(regex_t));
+    rx_ok = hv_calloc(n, 1);
+    if (rx_table == NULL || rx_ok == NULL) {
+        hv_free(rx_table);
+        hv_free(rx_ok);
+        rx_table = NULL;
+        rx_ok = NULL;
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const hv_fhir_type_t *t = hv_fhir_type_at(i);
+        if (t->posix != 0 && regcomp(&rx_table[i], HV__S(t->posix), REG_EXTENDED | REG_NOSUB) == 0)
+            rx_ok[i] = 1;
+    }
+}
+
+/* The nearest type in t's base chain that has a format, or NULL. */
+static const hv_fhir_type_t *format_type(const hv_fhir_type_t *t)
+{
+    for (; t != NULL && hv_fhir_type_kind(t) == HV_FHIR_KIND_PRIMITIVE; t = hv_fhir_type_base(t))
+        if (t->regex != 0)
+            return t;
+    return NULL;
+}
+
+/* base64Binary checked by hand: the POSIX engine backtracks badly on megabyte inputs. */
+static int base64_ok(const char *s, size_t n)
+{
+    size_t count = 0, pad = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == ' ' || c == '\t' || c == '\r' || c == '\n')
+            continue;
+        if (c == '=') {
+            pad++;
+        } else if (pad > 0 || !((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+                                (c >= '0' && c <= '9') || c == '+' || c == '/')) {
+            return 0;
+        }
+        count++;
+    }
+    return count > 0 && count % 4 == 0 && pad <= 2;
+}
+
+/* string and markdown ("[ \r\n\t\S]+"): non-empty, no control characters but TAB CR LF. */
+static int text_ok(const char *s, size_t n)
+{
+    if (n == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 && c != '\t' && c != '\r' && c != '\n')
+            return 0;
+    }
+    return 1;
+}
+
+/* Returns 1 when the string value s of primitive type t matches its format. */
+int hv__fhir_format_ok(const hv_fhir_type_t *t, const char *s, size_t n)
+{
+    const hv_fhir_type_t *ft = format_type(t);
+    if (ft == NULL)
+        return 1;
+    pthread_once(&rx_once, rx_compile);
+    if (strcmp(hv_fhir_type_name(ft), "base64Binary") == 0)
+        return base64_ok(s, n);
+    if (ft->posix == 0)
+        return text_ok(s, n);
+    if (strlen(s) != n)
+        return 0; /* an embedded NUL */
+    size_t id = hv_fhir_type_id(ft);
+    if (rx_table == NULL || !rx_ok[id])
+        return 1;
+    return regexec(&rx_table[id], s, 0, NULL, 0) == 0;
+}
+
+/* ---- issues ----------------------------------------------------------------------- */
+
+void hv__fhir_issue(hv__fhir_vctx_t *c, const char *severity, const char *code, const char *key,
+                    const char *fmt, ...)
+{
+    int is_error = strcmp(severity, "error") == 0 || strcmp(severity, "fatal") == 0;
+    if (is_error)
+        c->errors++;
+    if (c->err != NULL) {
+        /* First-error mode (the parser's structural check). */
+        if (is_error && c->err->code == 0) {
+            char msg[400];
+            va_list ap;
+            va_start(ap, fmt);
+            vsnprintf(msg, sizeof(msg), fmt, ap);
+            va_end(ap);
+            hv_error_set(c->err, HV_EINVAL, c->path.buf, "%s", msg);
+        }
+        return;
+    }
+    if (c->issues == NULL || c->nissues >= c->max_issues) {
+        c->dropped++;
+        return;
+    }
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    struct json_object *iss = json_object_new_object();
+    if (iss == NULL) {
+        c->oom = 1;
+        return;
+    }
+    hv_json_set_str(iss, "severity", severity);
+    hv_json_set_str(iss, "code", code);
+    if (key != NULL) {
+        struct json_object *details = json_object_new_object();
+        struct json_object *codings = json_object_new_array();
+        struct json_object *coding = json_object_new_object();
+        hv_json_set_str(coding, "system", "urn:holovitals:fhir:constraint-key");
+        hv_json_set_str(coding, "code", key);
+        json_object_array_add(codings, coding);
+        hv_json_set(details, "coding", codings);
+        hv_json_set(iss, "details", details);
+    }
+    hv_json_set_str(iss, "diagnostics", msg);
+    struct json_object *expr = json_object_new_array();
+    json_object_array_add(expr, json_object_new_string(c->path.len > 0 ? c->path.buf : "?"));
+    hv_json_set(iss, "expression", expr);
+    json_object_array_add(c->issues, iss);
+    c->nissues++;
+}
+
+/* ---- the walk ------------------------------------------------------------------- */
+
+static const char *json_type_word(struct json_object *v)
+{
+    switch (json_object_get_type(v)) {
+    case json_type_null: return "null";
+    case json_type_boolean: return "a boolean";
+    case json_type_int:
+    case json_type_double: return "a number";
+    case json_type_string: return "a string";
+    case json_type_array: return "an array";
+    case json_type_object: return "an object";
+    }
+    return "?";
+}
+
+/* The JSON representation of a primitive type's value (json.html §Primitive types). */
+enum { JP_STRING, JP_BOOL, JP_INTEGER, JP_DECIMAL };
+
+static int json_kind_of(const hv_fhir_type_t *t)
+{
+    const hv_fhir_type_t *sys = hv_fhir_type_system(t);
+    const char *n = sys != NULL ? hv_fhir_type_name(sys) : "";
+    if (strcmp(n, "System.Boolean") == 0)
+        return JP_BOOL;
+    if (strcmp(n, "System.Integer") == 0)
+        return JP_INTEGER;
+    if (strcmp(n, "System.Decimal") == 0)
+        return JP_DECIMAL;
+    return JP_STRING;
+}
+
+static void check_binding(hv__fhir_vctx_t *c, const hv_fhir_elem_t *e, const hv_fhir_type_t *t,
+                          struct json_object *v);
+
+static void check_primitive(hv__fhir_vctx_t *c, const hv_fhir_elem_t *e, const hv_fhir_type_t *t,
+                            struct json_object *v)
+{
+    int kind = json_kind_of(t);
+    enum json_type jt = json_object_get_type(v);
+    int ok = (kind == JP_BOOL && jt == json_type_boolean) || (kind == JP_INTEGER && jt == json_type_int) ||
+             (kind == JP_DECIMAL && (jt == json_type_int || jt == json_type_double)) ||
+             (kind == JP_STRING && jt == json_type_string);
+    if (!ok) {
+        hv__fhir_issue(c, "error", "structure", NULL, "Element %s of type %s must be %s, not %s",
+                       hv_fhir_elem_path(e), hv_fhir_type_name(t),
+                       kind == JP_BOOL ? "a JSON boolean"
+                       : kind == JP_STRING ? "a JSON string"
+                                           : "a JSON number",
+                       json_type_word(v));
+        return;
+    }
+    if (c->structure_only)
+        return;
+    if (!(c->flags & HV_FHIR_VALIDATE_NO_FORMATS)) {
+        const char *s = kind == JP_STRING ? json_object_get_string(v) : hv_fhir_json_number_text(v);
+        size_t n = kind == JP_STRING ? (size_t)json_object_get_string_len(v) : strlen(s);
+        if (kind == JP_BOOL) {
+            /* The JSON type is the whole format. */
+        } else if (kind == JP_INTEGER && (json_object_get_int64(v) > INT32_MAX ||
+                                          json_object_get_int64(v) < INT32_MIN)) {
+            hv__fhir_issue(c, "error", "value", NULL, "The value %s is outside the range of a 32-bit integer", s);
+        } else if (!hv__fhir_format_ok(t, s, n)) {
+            if (kind == JP_STRING)
+                hv__fhir_issue(c, "error", "value", NULL, "The value is not a valid %s",
+                               hv_fhir_type_name(t));
+            else
+                hv__fhir_issue(c, "error", "value", NULL, "The value %s is not a valid %s", s,
+                               hv_fhir_type_name(t));
+        } else if (kind == JP_STRING && hv_fhir_type_max_length(t) > 0 &&
+                   n > hv_fhir_type_max_length(t)) {
+            hv__fhir_issue(c, "error", "value", NULL, "The value is longer than %zu characters",
+                           hv_fhir_type_max_length(t));
+        }
+    }
+    if (!(c->flags & HV_FHIR_VALIDATE_NO_BINDINGS))
+        check_binding(c, e, t, v);
+}
+
+static int coding_in(const hv_fhir_binding_t *b, struct json_object *coding, int *has_system_of_vs)
+{
+    const char *system = hv_json_get_str(coding, "system");
+    const char *code = hv_json_get_str(coding, "code");
+    if (code == NULL)
+        return 0;
+    if (system != NULL && has_system_of_vs != NULL) {
+        for (size_t i = 0; i < hv_fhir_binding_code_count(b); i++) {
+            const char *s;
+            hv_fhir_binding_code_at(b, i, &s, NULL);
+            if (strcmp(s, system) == 0) {
+                *has_system_of_vs = 1;
+                break;
+            }
+        }
+    }
+    return hv_fhir_binding_has(b, system, code) == 1;
+}
+
+/* FHIR R4 terminologies.html#required: the value SHALL be one of the value set's codes. */
+static void check_binding(hv__fhir_vctx_t *c, const hv_fhir_elem_t *e, const hv_fhir_type_t *t,
+                          struct json_object *v)
+{
+    const hv_fhir_binding_t *b = hv_fhir_elem_binding(e);
+    if (b == NULL || hv_fhir_binding_strength(b) != HV_FHIR_BIND_REQUIRED || !hv_fhir_binding_inlined(b))
+        return;
+    const char *tn = hv_fhir_type_name(t);
+    if (json_object_is_type(v, json_type_string) && (strcmp(tn, "code") == 0)) {
+        if (hv_fhir_binding_has(b, NULL, json_object_get_string(v)) != 1)
+            hv__fhir_issue(c, "error", "code-invalid", NULL,
+                           "The value '%s' is not in the required value set %s",
+                           json_object_get_string(v), hv_fhir_binding_valueset(b));
+    } else if (strcmp(tn, "Coding") == 0 && json_object_is_type(v, json_type_object)) {
+        if (hv_json_get_str(v, "code") != NULL && !coding_in(b, v, NULL))
+            hv__fhir_issue(c, "error", "code-invalid", NULL,
+                           "The Coding %s#%s is not in the required value set %s",
+                           hv_json_get_str(v, "system") ? hv_json_get_str(v, "system") : "",
+                           hv_json_get_str(v, "code"), hv_fhir_binding_valueset(b));
+    } else if (strcmp(tn, "CodeableConcept") == 0 && json_object_is_type(v, json_type_object)) {
+        struct json_object *codings = NULL;
+        if (!json_object_object_get_ex(v, "coding", &codings) || !json_object_is_type(codings, json_type_array))
+            return; /* text only: nothing to check against the value set */
+        size_t n = json_object_array_length(codings);
+        int found = 0, coded = 0;
+        for (size_t i = 0; i < n && !found; i++) {
+            struct json_object *cd = json_object_array_get_idx(codings, i);
+            if (hv_json_get_str(cd, "code") != NULL)
+                coded = 1;
+            found = coding_in(b, cd, NULL);
+        }
+        if (coded && !found)
+            hv__fhir_issue(c, "error", "code-invalid", NULL,
+                           "None of the codings is in the required value set %s",
+                           hv_fhir_binding_valueset(b));
+    }
+}
+
+static void walk_object(hv__fhir_vctx_t *c, struct json_object *obj, const hv_fhir_elem_t *owner,
+                        int underscore, int depth);
+
+/* The `_key` twin of property key in obj, or NULL. */
+static struct json_object *twin_of(struct json_object *obj, const char *key)
+{
+    char us[160];
+    struct json_object *t = NULL;
+    if (snprintf(us, sizeof(us), "_%s", key) >= (int)sizeof(us))
+        return NULL;
+    return json_object_object_get_ex(obj, us, &t) ? t : NULL;
+}
+
+static void primitive_invariants(hv__fhir_vctx_t *c, const hv__fhir_prop_t *p, struct json_object *v,
+                                 struct json_object *twin)
+{
+    hv__fhir_focus_t f;
+    if (c->inv == NULL)
+        return;
+    /* ele-1 (natively): a primitive needs a value or an extension. */
+    if (v == NULL && (twin == NULL || !json_object_object_get_ex(twin, "extension", NULL))) {
+        hv__fhir_issue(c, "error", "invariant", "ele-1",
+                       "Constraint failed: ele-1: 'All FHIR elements must have a @value or children'");
+        return;
+    }
+    f.json = v;
+    f.ext = twin;
+    f.type = p->type;
+    f.path = hv_fhir_type_name(p->type);
+    f.resource = c->resource;
+    f.root_resource = c->root_resource;
+    f.contained = 0;
+    hv__fhir_invariants_check(c, p->elem, &f);
+}
+
+static void walk_value(hv__fhir_vctx_t *c, const hv__fhir_prop_t *p, struct json_object *v,
+                       struct json_object *twin, int in_array, int depth)
+{
+    const hv_fhir_type_t *t = p->type;
+    hv_fhir_kind_t k = hv_fhir_type_kind(t);
+    if (v == NULL) {
+        if (!in_array)
+            hv__fhir_issue(c, "error", "structure", NULL, "null is not allowed here");
+        return; /* null in an array pairs with the `_x` twin (json.html) */
+    }
+    if (k == HV_FHIR_KIND_PRIMITIVE && !p->underscore) {
+        check_primitive(c, p->elem, t, v);
+        if (!c->structure_only)
+            primitive_invariants(c, p, v, twin);
+        return;
+    }
+    if (!json_object_is_type(v, json_type_object)) {
+        hv__fhir_issue(c, "error", "structure", NULL, "Element %s must be a JSON object, not %s",
+                       hv_fhir_elem_path(p->elem), json_type_word(v));
+        return;
+    }
+    const hv_fhir_elem_t *owner = hv__fhir_value_owner(p->elem, t, p->underscore, v);
+    if (owner == NULL) {
+        if (k == HV_FHIR_KIND_RESOURCE)
+            hv__fhir_issue(c, "error", "structure", NULL,
+                           "A contained resource needs a known resourceType");
+        return;
+    }
+    if (json_object_object_length(v) == 0) {
+        hv__fhir_issue(c, "error", "structure", "ele-1", "An element must have a value or children");
+        return;
+    }
+    if (!c->structure_only && !(c->flags & HV_FHIR_VALIDATE_NO_BINDINGS) && !p->underscore)
+        check_binding(c, p->elem, t, v);
+    if (p->underscore) {
+        walk_object(c, v, owner, 1, depth + 1);
+        /* A `_x` without a value: its invariants are checked here, with no value. */
+        if (!c->structure_only && twin == NULL)
+            primitive_invariants(c, p, NULL, v);
+        return;
+    }
+    if (k == HV_FHIR_KIND_RESOURCE) {
+        struct json_object *saved = c->resource;
+        c->resource = v;
+        walk_object(c, v, owner, 0, depth + 1);
+        if (!c->structure_only && c->inv != NULL) {
+            hv__fhir_focus_t f = {v, NULL, hv_fhir_elem_owner_type(owner), hv_fhir_elem_path(owner),
+                                  v, c->root_resource,
+                                  strcmp(hv_fhir_elem_name(p->elem), "contained") == 0};
+            hv__fhir_invariants_check(c, p->elem, &f);
+        }
+        c->resource = saved;
+        return;
+    }
+    walk_object(c, v, owner, 0, depth + 1);
+    if (!c->structure_only && c->inv != NULL) {
+        /* ele-1 (natively): an element needs children other than its id. */
+        size_t n = (size_t)json_object_object_length(v);
+        if (n == 1 && json_object_object_get_ex(v, "id", NULL)) {
+            hv__fhir_issue(c, "error", "invariant", "ele-1",
+                           "Constraint failed: ele-1: 'All FHIR elements must have a @value or children'");
+            return;
+        }
+        hv__fhir_focus_t f = {v, NULL, t, hv_fhir_elem_path(owner), c->resource, c->root_resource, 0};
+        hv__fhir_invariants_check(c, p->elem, &f);
+    }
+}
+
+static void walk_object(hv__fhir_vctx_t *c, struct json_object *obj, const hv_fhir_elem_t *owner,
+                        int underscore, int depth)
+{
+    if (depth > c->max_depth) {
+        hv__fhir_issue(c, "error", "too-costly", NULL, "The resource nests deeper than %d levels",
+                       c->max_depth);
+        c->too_deep = 1;
+        return;
+    }
+    int is_resource = hv_fhir_elem_parent(owner) == NULL &&
+                      hv_fhir_type_kind(hv_fhir_elem_owner_type(owner)) == HV_FHIR_KIND_RESOURCE;
+    json_object_object_foreach(obj, key, val)
+    {
+        hv__fhir_prop_t p;
+        size_t mark;
+        if (is_resource && strcmp(key, "resourceType") == 0)
+            continue;
+        if (hv__fhir_prop_resolve(owner, key, &p) != HV_OK ||
+            (underscore && strcmp(key, "value") == 0)) {
+            mark = hv__fhir_path_push(&c->path, key, -1);
+            hv__fhir_issue(c, "error", "structure", NULL, "Unknown element '%s'", key);
+            hv__fhir_path_pop(&c->path, mark);
+            continue;
+        }
+        if (p.underscore && hv_fhir_type_kind(p.type) != HV_FHIR_KIND_PRIMITIVE) {
+            mark = hv__fhir_path_push(&c->path, key, -1);
+            hv__fhir_issue(c, "error", "structure", NULL,
+                           "'%s' is not a primitive element and has no '_' form", key + 1);
+            hv__fhir_path_pop(&c->path, mark);
+            continue;
+        }
+        /* Paths use the element name, as FHIRPath navigates (valueQuantity → value). */
+        const char *pname = p.underscore ? key + 1 : key;
+        if (hv_fhir_elem_is_array(p.elem)) {
+            if (!json_object_is_type(val, json_type_array)) {
+                mark = hv__fhir_path_push(&c->path, pname, -1);
+                hv__fhir_issue(c, "error", "structure", NULL,
+                               "Element %s repeats and must be a JSON array",
+                               hv_fhir_elem_path(p.elem));
+                hv__fhir_path_pop(&c->path, mark);
+                continue;
+            }
+            size_t n = json_object_array_length(val);
+            /* json.html: x and _x arrays run in parallel, same length, no item null in both. */
+            struct json_object *other = NULL;
+            if (p.underscore && json_object_object_get_ex(obj, key + 1, &other) &&
+                json_object_is_type(other, json_type_array)) {
+                size_t m = json_object_array_length(other);
+                int both_null = 0;
+                for (size_t i = 0; i < n && i < m; i++)
+                    if (json_object_array_get_idx(val, i) == NULL && json_object_array_get_idx(other, i) == NULL)
+                        both_null = 1;
+                if (m != n || both_null) {
+                    mark = hv__fhir_path_push(&c->path, pname, -1);
+                    hv__fhir_issue(c, "error", "structure", NULL,
+                                   "The arrays '%s' and '%s' must have the same length and no item null in both",
+                                   key + 1, key);
+                    hv__fhir_path_pop(&c->path, mark);
+                }
+            }
+            if (n == 0) {
+                mark = hv__fhir_path_push(&c->path, pname, -1);
+                hv__fhir_issue(c, "error", "structure", NULL, "Arrays must not be empty");
+                hv__fhir_path_pop(&c->path, mark);
+            }
+            struct json_object *twins = NULL;
+            if (!p.underscore && hv_fhir_type_kind(p.type) == HV_FHIR_KIND_PRIMITIVE)
+                twins = twin_of(obj, key);
+            else if (p.underscore)
+                twins = json_object_object_get_ex(obj, key + 1, &twins) ? twins : NULL;
+            int twins_arr = twins != NULL && json_object_is_type(twins, json_type_array);
+            for (size_t i = 0; i < n && !c->too_deep; i++) {
+                struct json_object *tw = twins_arr && i < json_object_array_length(twins)
+                                             ? json_object_array_get_idx(twins, i) : NULL;
+                mark = hv__fhir_path_push(&c->path, pname, (long)i);
+                walk_value(c, &p, json_object_array_get_idx(val, i), tw, 1, depth);
+                hv__fhir_path_pop(&c->path, mark);
+            }
+            if (!c->structure_only && !p.underscore && hv_fhir_elem_max(p.elem) != HV_FHIR_UNBOUNDED &&
+                n > hv_fhir_elem_max(p.elem)) {
+                mark = hv__fhir_path_push(&c->path, pname, -1);
+                hv__fhir_issue(c, "error", "structure", NULL, "Element %s allows at most %u, found %zu",
+                               hv_fhir_elem_path(p.elem), hv_fhir_elem_max(p.elem), n);
+                hv__fhir_path_pop(&c->path, mark);
+            }
+        } else {
+            mark = hv__fhir_path_push(&c->path, pname, -1);
+            if (json_object_is_type(val, json_type_array))
+                hv__fhir_issue(c, "error", "structure", NULL,
+                               "Element %s does not repeat and must not be a JSON array",
+                               hv_fhir_elem_path(p.elem));
+            else if (p.underscore)
+                walk_value(c, &p, val, json_object_object_get_ex(obj, key + 1, NULL) ? val : NULL, 0, depth);
+            else
+                walk_value(c, &p, val,
+                           hv_fhir_type_kind(p.type) == HV_FHIR_KIND_PRIMITIVE ? twin_of(obj, key) : NULL,
+                           0, depth);
+            hv__fhir_path_pop(&c->path, mark);
+        }
+        if (c->too_deep)
+            return;
+    }
+    if (c->structure_only || underscore)
+        return;
+    /* Cardinality minimums (elementdefinition.html#min-max). */
+    size_t kn = hv_fhir_elem_child_count(owner);
+    for (size_t i = 0; i < kn; i++) {
+        const hv_fhir_elem_t *k = hv_fhir_elem_child_at(owner, i);
+        if (hv_fhir_elem_min(k) == 0)
+            continue;
+        size_t count = 0;
+        if (hv_fhir_elem_is_choice(k)) {
+            json_object_object_foreach(obj, key2, val2)
+            {
+                hv__fhir_prop_t p2;
+                (void)val2;
+                if (hv__fhir_prop_resolve(owner, key2, &p2) == HV_OK && p2.elem == k)
+                    count = 1;
+            }
+        } else {
+            struct json_object *v = NULL;
+            char us[128];
+            const char *kname = hv_fhir_elem_name(k);
+            if (json_object_object_get_ex(obj, kname, &v))
+                count = json_object_is_type(v, json_type_array) ? json_object_array_length(v) : 1;
+            snprintf(us, sizeof(us), "_%s", kname);
+            if (count == 0 && json_object_object_get_ex(obj, us, &v))
+                count = json_object_is_type(v, json_type_array) ? json_object_array_length(v) : 1;
+        }
+        if (count < hv_fhir_elem_min(k)) {
+            size_t mark = hv__fhir_path_push(&c->path, hv_fhir_elem_name(k), -1);
+            hv__fhir_issue(c, "error", "required", NULL, "Element %s is required (min %u), found %zu",
+                           hv_fhir_elem_path(k), hv_fhir_elem_min(k), count);
+            hv__fhir_path_pop(&c->path, mark);
+        }
+    }
+}
+
+void hv__fhir_walk_resource(hv__fhir_vctx_t *c, struct json_object *res)
+{
+    const hv_fhir_elem_t *root = hv__fhir_resource_root(res);
+    c->path.len = 0;
+    c->path.buf[0] = '\0';
+    if (root == NULL) {
+        hv__fhir_issue(c, "fatal", "structure", NULL, "The resource has no known resourceType");
+        return;
+    }
+    hv__fhir_path_push(&c->path, hv_fhir_elem_name(root), -1);
+    c->resource = res;
+    c->root_resource = res;
+    walk_object(c, res, root, 0, 0);
+    if (!c->structure_only && c->inv != NULL) {
+        hv__fhir_focus_t f = {res, NULL, hv_fhir_elem_owner_type(root), hv_fhir_elem_path(root), res, res, 0};
+        hv__fhir_invariants_check(c, root, &f);
+    }
+}
+
+int hv_fhir_check_structure(struct json_object *resource, int max_depth, hv_error_t *err)
+{
+    hv__fhir_vctx_t c;
+    hv_error_t local;
+    memset(&c, 0, sizeof(c));
+    hv_error_clear(&local);
+    c.err = &local;
+    c.structure_only = 1;
+    c.max_depth = max_depth > 0 ? max_depth : HV_FHIR_DEFAULT_MAX_DEPTH;
+    hv__fhir_walk_resource(&c, resource);
+    if (c.errors == 0)
+        return HV_OK;
+    int rc = c.too_deep ? HV_ETOOBIG : HV_EINVAL;
+    if (err != NULL) {
+        *err = local;
+        err->code = rc;
+    }
+    return rc;
+}
+
+/* ---- narrative (FHIR R4 narrative.html#xhtml, constraints txt-1 and txt-2) ---------- */
+
+static const char *const forbidden_html[] = {"head",   "body",  "script", "form",  "input",
+                                             "base",   "link",  "frame",  "frameset", "iframe",
+                                             "object", "applet", "embed", "meta",  "button",
+                                             "select", "textarea", "style", "html", "title"};
+
+static int html_walk(xmlNodePtr n, int *text)
+{
+    for (; n != NULL; n = n->next) {
+        if (n->type == XML_TEXT_NODE || n->type == XML_CDATA_SECTION_NODE) {
+            for (const xmlChar *p = n->content; p != NULL && *p; p++)
+                if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n')
+                    *text = 1;
+            continue;
+        }
+        if (n->type != XML_ELEMENT_NODE)
+            continue;
+        if (n->ns == NULL || strcmp((const char *)n->ns->href, "http://www.w3.org/1999/xhtml") != 0)
+            return 0;
+        for (size_t i = 0; i < HV_ARRAY_LEN(forbidden_html); i++)
+            if (strcmp((const char *)n->name, forbidden_html[i]) == 0)
+                return 0;
+        if (strcmp((const char *)n->name, "img") == 0)
+            *text = 1;
+        for (xmlAttrPtr a = n->properties; a != NULL; a = a->next)
+            if (strncasecmp((const char *)a->name, "on", 2) == 0)
+                return 0; /* event handlers */
+        if (!html_walk(n->children, text))
+            return 0;
+    }
+    return 1;
+}
+
+/*
+ * txt-1: the XHTML is a div in the XHTML namespace with only basic formatting (no
+ * head, body, scripts, forms, frames, objects, event attributes); txt-2: it has some
+ * non-whitespace content (text or an image). Returns 1 when the rule holds.
+ */
+int hv__fhir_narrative_ok(const char *key, const char *s, size_t n)
+{
+    xmlDocPtr doc = xmlReadMemory(s, (int)n, NULL, "UTF-8",
+                                  XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+    int ok = 0, text = 0;
+    if (doc == NULL)
+        return 0;
+    xmlNodePtr root = xmlDocGetRootElement(doc);
+    if (doc->intSubset == NULL && root != NULL && strcmp((const char *)root->name, "div") == 0) {
+        ok = html_walk(root, &text);
+        if (strcmp(key, "txt-2") == 0)
+            ok = text;
+    }
+    xmlFreeDoc(doc);
+    return ok;
+}

@@ -1,0 +1,171 @@
+/* validate.c — tests of fhir/validate.c, invariants.c and validator.c: one case per rule. */
+#include "tests.h"
+
+#include <json-c/json.h>
+#include <string.h>
+
+/* Validates text; returns the error count and copies the first error issue's expression,
+ * code and constraint key (when any) into the out-parameters. */
+static int run(const char *text, unsigned flags, char *expr, char *code, char *key)
+{
+    struct json_object *o = json_tokener_parse(text), *oo = NULL;
+    assert_non_null(o);
+    hv_fhir_validator_t *v = hv_fhir_validator_new();
+    int errors = -1;
+    assert_int_equal(hv_fhir_validate(v, o, NULL, flags, &oo, &errors), HV_OK);
+    assert_string_equal(hv_json_get_str(oo, "resourceType"), "OperationOutcome");
+    struct json_object *issues = json_object_object_get(oo, "issue");
+    expr[0] = code[0] = key[0] = '\0';
+    for (size_t i = 0; i < json_object_array_length(issues); i++) {
+        struct json_object *is = json_object_array_get_idx(issues, i);
+        if (strcmp(hv_json_get_str(is, "severity"), "error") != 0)
+            continue;
+        snprintf(expr, 256, "%s", json_object_get_string(json_object_array_get_idx(json_object_object_get(is, "expression"), 0)));
+        snprintf(code, 64, "%s", hv_json_get_str(is, "code"));
+        struct json_object *d = json_object_object_get(is, "details");
+        if (d != NULL)
+            snprintf(key, 64, "%s", hv_json_get_str(json_object_array_get_idx(json_object_object_get(d, "coding"), 0), "code"));
+        break;
+    }
+    json_object_put(oo);
+    json_object_put(o);
+    hv_fhir_validator_free(v);
+    return errors;
+}
+
+static void fhir_validate_reports_each_rule_at_its_path(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name, *text, *expr, *code, *key;
+    } cases[] = {
+        {"unknown element", "{\"resourceType\":\"Patient\",\"name\":[{\"nick\":\"x\"}]}", "Patient.name[0].nick", "structure", ""},
+        {"wrong JSON type", "{\"resourceType\":\"Patient\",\"active\":1}", "Patient.active", "structure", ""},
+        {"array expected", "{\"resourceType\":\"Patient\",\"name\":{\"family\":\"x\"}}", "Patient.name", "structure", ""},
+        {"empty array", "{\"resourceType\":\"Patient\",\"name\":[]}", "Patient.name", "structure", ""},
+        {"missing required", "{\"resourceType\":\"Observation\",\"code\":{\"text\":\"x\"}}", "Observation.status", "required", ""},
+        {"missing required in backbone", "{\"resourceType\":\"Patient\",\"link\":[{\"type\":\"seealso\"}]}", "Patient.link[0].other", "required", ""},
+        {"missing required choice", "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"x\"},"
+         "\"component\":[{\"code\":{\"text\":\"c\"},\"interpretation\":[{\"text\":\"i\"}]}],\"effectivePeriod\":{\"start\":\"2020\"}}", "", "", ""},
+        {"max exceeded", "{\"resourceType\":\"Patient\",\"photo\":[{\"url\":\"a\"}],\"deceasedBoolean\":true,"
+         "\"contact\":[{\"organization\":{\"reference\":\"Organization/1\"},\"name\":{\"text\":\"x\"}}]}", "", "", ""},
+        {"date format", "{\"resourceType\":\"Patient\",\"birthDate\":\"1970-13-01\"}", "Patient.birthDate", "value", ""},
+        {"id format", "{\"resourceType\":\"Patient\",\"id\":\"a b\"}", "Patient.id", "value", ""},
+        {"decimal format", "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"x\"},"
+         "\"valueQuantity\":{\"value\":\"1.0\"}}", "Observation.valueQuantity.value", "structure", ""},
+        {"integer range", "{\"resourceType\":\"Patient\",\"multipleBirthInteger\":3000000000}", "Patient.multipleBirthInteger", "value", ""},
+        {"empty string", "{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"\"}]}", "Patient.name[0].family", "value", ""},
+        {"required code", "{\"resourceType\":\"Patient\",\"gender\":\"woman\"}", "Patient.gender", "code-invalid", ""},
+        {"required CodeableConcept", "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"x\"},"
+         "\"component\":[{\"code\":{\"text\":\"c\"}}]}", "", "", ""},
+        {"invariant qty-3", "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"x\"},"
+         "\"valueQuantity\":{\"value\":1,\"code\":\"mg\"}}", "Observation.valueQuantity", "invariant", "qty-3"},
+        {"invariant per-1", "{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"x\",\"period\":{\"start\":\"2020-01-02\","
+         "\"end\":\"2020-01-01\"}}]}", "Patient.name[0].period", "invariant", "per-1"},
+        {"invariant pat-1 on a backbone", "{\"resourceType\":\"Patient\",\"contact\":[{\"gender\":\"male\"}]}",
+         "Patient.contact[0]", "invariant", "pat-1"},
+        {"invariant dom-2 on the resource", "{\"resourceType\":\"Patient\",\"contained\":[{\"resourceType\":\"Patient\","
+         "\"contained\":[{\"resourceType\":\"Patient\",\"active\":true}],\"active\":true}]}", "Patient", "invariant", "dom-2"},
+        {"invariant ext-1", "{\"resourceType\":\"Patient\",\"extension\":[{\"url\":\"http://x\"}]}", "Patient.extension[0]", "invariant", "ext-1"},
+        {"ele-1 on an id-only element", "{\"resourceType\":\"Patient\",\"name\":[{\"id\":\"a\"}]}", "Patient.name[0]", "invariant", "ele-1"},
+        {"ele-1 on a primitive with only an id", "{\"resourceType\":\"Patient\",\"_birthDate\":{\"id\":\"a\"}}", "Patient.birthDate", "invariant", "ele-1"},
+        {"txt-2 empty narrative", "{\"resourceType\":\"Patient\",\"text\":{\"status\":\"generated\",\"div\":"
+         "\"<div xmlns=\\\"http://www.w3.org/1999/xhtml\\\"> </div>\"}}", "Patient.text.div", "invariant", "txt-2"},
+        {"txt-1 script in narrative", "{\"resourceType\":\"Patient\",\"text\":{\"status\":\"generated\",\"div\":"
+         "\"<div xmlns=\\\"http://www.w3.org/1999/xhtml\\\">x<script>a()</script></div>\"}}", "Patient.text.div", "invariant", "txt-1"},
+        {"contained unknown type", "{\"resourceType\":\"Patient\",\"contained\":[{\"resourceType\":\"Nope\"}]}",
+         "Patient.contained[0]", "structure", ""},
+    };
+    for (size_t i = 0; i < HV_ARRAY_LEN(cases); i++) {
+        char expr[256], code[64], key[64];
+        int errors = run(cases[i].text, 0, expr, code, key);
+        if (cases[i].expr[0] == '\0') {
+            /* Cases that must validate. */
+            if (errors != 0)
+                print_error("case '%s': unexpected error at %s (%s %s)\n", cases[i].name, expr, code, key);
+            assert_int_equal(errors, 0);
+            continue;
+        }
+        if (errors == 0 || strcmp(expr, cases[i].expr) != 0 || strcmp(code, cases[i].code) != 0 ||
+            strcmp(key, cases[i].key) != 0)
+            print_error("case '%s': %d errors, first at '%s' code '%s' key '%s'\n", cases[i].name, errors,
+                        expr, code, key);
+        assert_true(errors > 0);
+        assert_string_equal(expr, cases[i].expr);
+        assert_string_equal(code, cases[i].code);
+        assert_string_equal(key, cases[i].key);
+    }
+}
+
+static void fhir_validate_flags_skip_checks(void **state)
+{
+    (void)state;
+    char expr[256], code[64], key[64];
+    const char *bad_code = "{\"resourceType\":\"Patient\",\"gender\":\"woman\"}";
+    assert_int_equal(run(bad_code, HV_FHIR_VALIDATE_NO_BINDINGS, expr, code, key), 0);
+    const char *bad_inv = "{\"resourceType\":\"Patient\",\"contact\":[{\"gender\":\"male\"}]}";
+    assert_int_equal(run(bad_inv, HV_FHIR_VALIDATE_NO_INVARIANTS, expr, code, key), 0);
+    const char *bad_fmt = "{\"resourceType\":\"Patient\",\"birthDate\":\"tomorrow\"}";
+    assert_int_equal(run(bad_fmt, HV_FHIR_VALIDATE_NO_FORMATS, expr, code, key), 0);
+    assert_int_equal(run(bad_fmt, 0, expr, code, key), 1);
+}
+
+static void fhir_validate_caps_issues(void **state)
+{
+    (void)state;
+    char text[8192];
+    size_t n = (size_t)snprintf(text, sizeof(text), "{\"resourceType\":\"Patient\"");
+    for (int i = 0; i < 50; i++)
+        n += (size_t)snprintf(text + n, sizeof(text) - n, ",\"x%d\":1", i);
+    snprintf(text + n, sizeof(text) - n, "}");
+    struct json_object *o = json_tokener_parse(text), *oo = NULL;
+    hv_fhir_validator_t *v = hv_fhir_validator_new();
+    hv_fhir_validator_set_max_issues(v, 10);
+    int errors = 0;
+    assert_int_equal(hv_fhir_validate(v, o, NULL, 0, &oo, &errors), HV_OK);
+    assert_int_equal(errors, 50);
+    assert_int_equal(json_object_array_length(json_object_object_get(oo, "issue")), 11);
+    json_object_put(oo);
+    json_object_put(o);
+    hv_fhir_validator_free(v);
+}
+
+static void fhir_validate_primitive_formats_table(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *type, *value;
+        int ok;
+    } cases[] = {
+        {"date", "2020", 1}, {"date", "2020-02", 1}, {"date", "2020-02-30", 1}, {"date", "2020-2-1", 0},
+        {"dateTime", "2020-01-01T10:00:00Z", 1}, {"dateTime", "2020-01-01T10:00:00", 0},
+        {"dateTime", "2020-01-01T10:00:00.123+14:00", 1}, {"instant", "2020-01-01", 0},
+        {"time", "23:59:60", 1}, {"time", "24:00:00", 0}, {"id", "abc-1.2", 1}, {"id", "a_b", 0},
+        {"code", "a b", 1}, {"code", " a", 0}, {"code", "a  b", 0}, {"uri", "urn:x", 1}, {"uri", "a b", 0},
+        {"oid", "urn:oid:1.2.3", 1}, {"oid", "urn:oid:1.02", 0}, {"uuid", "urn:uuid:0b2a6e1c-1e0d-4c2a-9b1f-7c2e1d0a9b3c", 1},
+        {"base64Binary", "aGVsbG8=", 1}, {"base64Binary", "aGVsbG8", 0}, {"base64Binary", "aGV sbG8=", 1},
+        {"string", "x", 1}, {"string", "", 0}, {"string", "a\x01", 0}, {"markdown", "# t\n", 1},
+        {"positiveInt", "0", 0}, {"positiveInt", "1", 1}, {"unsignedInt", "0", 1}, {"decimal", "1.50", 1},
+        {"decimal", "01", 0}, {"decimal", "-0.5e10", 1},
+    };
+    for (size_t i = 0; i < HV_ARRAY_LEN(cases); i++) {
+        const hv_fhir_type_t *t = hv_fhir_type_find(cases[i].type, strlen(cases[i].type));
+        assert_non_null(t);
+        extern int hv__fhir_format_ok(const hv_fhir_type_t *t, const char *s, size_t n);
+        int ok = hv__fhir_format_ok(t, cases[i].value, strlen(cases[i].value));
+        if (ok != cases[i].ok)
+            print_error("%s '%s': %d\n", cases[i].type, cases[i].value, ok);
+        assert_int_equal(ok, cases[i].ok);
+    }
+}
+
+int run_validate_tests(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(fhir_validate_reports_each_rule_at_its_path),
+        cmocka_unit_test(fhir_validate_flags_skip_checks),
+        cmocka_unit_test(fhir_validate_caps_issues),
+        cmocka_unit_test(fhir_validate_primitive_formats_table),
+    };
+    return cmocka_run_group_tests_name("fhir_validate", tests, NULL, NULL);
+}

@@ -1,0 +1,148 @@
+/* eval.c — tests of fhir/fhirpath_eval.c: navigation with choice types and primitive
+ * extensions, $this/$index, environment variables, errors and caps, the result API. */
+#include "tests.h"
+
+#include <json-c/json.h>
+#include <string.h>
+
+static void fhirpath_eval_navigates_elements(void **state) {
+    static const fp_case_t t[] = {
+        {"Patient.name.given", "[\"Peter\",\"James\",\"Jim\"]"},
+        {"name.given", "[\"Peter\",\"James\",\"Jim\"]"},
+        {"name[1].given", "[\"Jim\"]"},
+        {"name[5].given", "[]"},
+        {"Patient.contact.name.family", "[\"du Marché\"]"},
+        {"Patient.birthDate", "[\"1974-12-25\"]"},
+        {"Patient.active", "[true]"},
+        {"Observation.status", "[]"},
+        {"Patient.multipleBirth", "[2]"},
+        {"Patient.multipleBirth is Integer", "[false]"},
+        {"Patient.multipleBirth is integer", "[true]"},
+        {"Patient.multipleBirthInteger", NULL},
+        {"Patient.name.given1", NULL},
+        {"Patient.birthDate.extension.value", "[\"1974-12-25T14:35:45-05:00\"]"},
+        {"Patient.contained.name", "[\"Acme\"]"},
+        {"Patient.contained.ofType(Organization).id", "[\"org1\"]"},
+    };
+    fp_check_table(t, HV_ARRAY_LEN(t), NULL);
+}
+
+static void fhirpath_eval_binds_this_and_index(void **state) {
+    static const fp_case_t t[] = {
+        {"name.where($this.use = 'usual').given", "[\"Jim\"]"},
+        {"name.given.select($index)", "[0,1,2]"},
+        {"name.select(given.select($index))", "[0,1,0]"},
+        {"name.given.where($index = 1)", "[\"James\"]"},
+        {"(1 | 2 | 3).aggregate($total + $this, 0)", "[6]"},
+        {"name.select(given.where($this = 'Jim'))", "[\"Jim\"]"},
+    };
+    fp_check_table(t, HV_ARRAY_LEN(t), NULL);
+}
+
+static void fhirpath_eval_resolves_environment_variables(void **state) {
+    static const fp_case_t t[] = {
+        {"%resource.id", "[\"p1\"]"},
+        {"%context.gender", "[\"male\"]"},
+        {"%ucum", "[\"http://unitsofmeasure.org\"]"},
+        {"%`vs-administrative-gender`", "[\"http://hl7.org/fhir/ValueSet/administrative-gender\"]"},
+        {"%`ext-patient-birthTime`", "[\"http://hl7.org/fhir/StructureDefinition/patient-birthTime\"]"},
+        {"%sct", "[\"http://snomed.info/sct\"]"},
+        {"%nope", NULL},
+    };
+    fp_check_table(t, HV_ARRAY_LEN(t), NULL);
+}
+
+static void fhirpath_eval_takes_user_variables(void **state) {
+    hv_fhirpath_t *fp = NULL;
+    hv_fhirpath_result_t *r = NULL;
+    hv_arena_t *a = hv_arena_new(0);
+    struct json_object *res = json_tokener_parse(fp_patient_json), *v = json_object_new_string("Jim");
+    hv_fhirpath_var_t vars[] = {{"who", v, NULL}};
+    hv_fhirpath_env_t env;
+    hv_error_t err;
+    memset(&env, 0, sizeof(env));
+    env.vars = vars;
+    env.nvars = 1;
+    assert_int_equal(hv_fhirpath_compile("name.where(given = %who).use", 0, NULL, &fp, &err), HV_OK);
+    assert_int_equal(hv_fhirpath_eval(fp, res, &env, a, &r, &err), HV_OK);
+    assert_int_equal(hv_fhirpath_result_count(r), 1);
+    {
+        hv_fhirpath_item_t it;
+        assert_int_equal(hv_fhirpath_result_item(r, 0, &it), HV_OK);
+        assert_int_equal(it.kind, HV_FHIRPATH_NODE);
+        assert_string_equal(it.type, "code");
+        assert_string_equal(json_object_get_string(it.json), "usual");
+    }
+    hv_fhirpath_free(fp);
+    hv_arena_free(a);
+    json_object_put(res);
+    json_object_put(v);
+}
+
+static void fhirpath_eval_reports_errors(void **state) {
+    hv_error_t err;
+    assert_null(fp_eval("name.single()", NULL, &err));
+    assert_non_null(strstr(err.message, "single()"));
+    assert_int_equal(err.column, 6);
+    assert_null(fp_eval("name.given + 1", NULL, &err));
+    assert_null(fp_eval("'a' - 'b'", NULL, &err));
+    assert_null(fp_eval("(1 | 2).not()", NULL, &err));
+}
+
+static void fhirpath_eval_caps_collection_size(void **state) {
+    hv_fhirpath_limits_t lim = {0, 0, 100};
+    hv_fhirpath_t *fp = NULL;
+    hv_fhirpath_result_t *r = NULL;
+    hv_arena_t *a = hv_arena_new(0);
+    hv_error_t err;
+    /* 2^7 = 128 items after seven combines */
+    const char *x = "1.combine(1).select($this.combine($this)).select($this.combine($this))"
+                    ".select($this.combine($this)).select($this.combine($this)).select($this.combine($this))"
+                    ".select($this.combine($this)).count()";
+    assert_int_equal(hv_fhirpath_compile(x, 0, &lim, &fp, &err), HV_OK);
+    assert_int_equal(hv_fhirpath_eval(fp, NULL, NULL, a, &r, &err), HV_ETOOBIG);
+    hv_fhirpath_free(fp);
+    assert_int_equal(hv_fhirpath_compile(x, 0, NULL, &fp, &err), HV_OK);
+    assert_int_equal(hv_fhirpath_eval(fp, NULL, NULL, a, &r, &err), HV_OK);
+    assert_int_equal(hv_fhirpath_result_count(r), 1);
+    hv_fhirpath_free(fp);
+    hv_arena_free(a);
+}
+
+static void fhirpath_eval_result_items_have_types_and_text(void **state) {
+    hv_fhirpath_t *fp = NULL;
+    hv_fhirpath_result_t *r = NULL;
+    hv_arena_t *a = hv_arena_new(0);
+    hv_error_t err;
+    hv_fhirpath_item_t it;
+    assert_int_equal(hv_fhirpath_compile("1.5 'mg' | @2014-01-02 | 3 | true | 'x' | 0.10", 0, NULL, &fp, &err), HV_OK);
+    assert_int_equal(hv_fhirpath_eval(fp, NULL, NULL, a, &r, &err), HV_OK);
+    assert_int_equal(hv_fhirpath_result_count(r), 6);
+    assert_int_equal(hv_fhirpath_result_item(r, 0, &it), HV_OK);
+    assert_int_equal(it.kind, HV_FHIRPATH_QUANTITY);
+    assert_string_equal(it.unit, "mg");
+    assert_string_equal(it.text, "1.5 'mg'");
+    assert_int_equal(hv_fhirpath_result_item(r, 1, &it), HV_OK);
+    assert_int_equal(it.kind, HV_FHIRPATH_DATE);
+    assert_string_equal(it.text, "2014-01-02");
+    assert_int_equal(hv_fhirpath_result_item(r, 5, &it), HV_OK);
+    assert_int_equal(it.kind, HV_FHIRPATH_DECIMAL);
+    assert_string_equal(it.text, "0.10");
+    assert_string_equal(it.type, "Decimal");
+    assert_int_equal(hv_fhirpath_result_item(r, 6, &it), HV_ENOTFOUND);
+    hv_fhirpath_free(fp);
+    hv_arena_free(a);
+}
+
+int run_fhirpath_eval_tests(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(fhirpath_eval_navigates_elements),
+        cmocka_unit_test(fhirpath_eval_binds_this_and_index),
+        cmocka_unit_test(fhirpath_eval_resolves_environment_variables),
+        cmocka_unit_test(fhirpath_eval_takes_user_variables),
+        cmocka_unit_test(fhirpath_eval_reports_errors),
+        cmocka_unit_test(fhirpath_eval_caps_collection_size),
+        cmocka_unit_test(fhirpath_eval_result_items_have_types_and_text),
+    };
+    return cmocka_run_group_tests_name("fhirpath_eval", tests, NULL, NULL);
+}
