@@ -107,6 +107,7 @@ typedef struct hv__auth {
     hv_auth_patient_list_cb patients;
     void *patients_ud;
     hv_counter_t *c_denied, *c_ok, *c_limited, *c_login_fail;
+    void *vcache; /* tokens.c: verified-signature cache */
     uint64_t last_revocation_sync;
     int64_t revocation_cursor;
 } hv__auth_t;
@@ -125,6 +126,7 @@ int hv__auth_keys_load(hv__auth_t *a, hv_db_t *db, const char *passphrase, hv_er
 int hv__auth_keys_rotate(hv_db_t *db, const char *alg, const char *passphrase, char *kid_out,
                          size_t kidlen);
 void hv__auth_keys_free(hv__auth_t *a);
+void hv__auth_vcache_free(hv__auth_t *a);
 hv__auth_key_t *hv__auth_key_current(hv__auth_t *a);
 hv__auth_key_t *hv__auth_key_find(hv__auth_t *a, const char *kid);
 

@@ -48,14 +48,18 @@ int hv__b64url_encode(const void *p, size_t n, hv_buf_t *out) {
     return rc;
 }
 
-static int b64val(unsigned char c) {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '-') return 62;
-    if (c == '_') return 63;
-    return -1;
+/* Decoding table: the 6-bit value of each base64url character, -1 for others. */
+static signed char b64dec[256];
+static int b64dec_ready;
+
+static void b64dec_init(void) {
+    int i;
+    for (i = 0; i < 256; i++) b64dec[i] = -1;
+    for (i = 0; i < 64; i++) b64dec[(unsigned char)b64url[i]] = (signed char)i;
+    b64dec_ready = 1;
 }
+
+static int b64val(unsigned char c) { return b64dec[c]; }
 
 /* Strict base64url without padding (RFC 7515 §2): no '=', no whitespace, and the
  * unused low bits of the last character must be zero, so each value has one spelling. */
@@ -65,6 +69,7 @@ int hv__b64url_decode(const char *s, size_t n, unsigned char **out, size_t *outl
     uint32_t acc = 0;
     int bits = 0;
     if (n % 4 == 1) return HV_EINVAL;
+    if (!b64dec_ready) b64dec_init(); /* idempotent: a race writes the same bytes */
     b = hv_malloc(n * 3 / 4 + 1);
     if (b == NULL) return HV_ENOMEM;
     for (i = 0; i < n; i++) {

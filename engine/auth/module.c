@@ -392,6 +392,7 @@ static void auth_free(hv_engine_t *e, void *state) {
     hv_http_set_guard(e, NULL, NULL);
     hv_storage_free(a->storage);
     hv__auth_keys_free(a);
+    hv__auth_vcache_free(a);
     hv_free(a->cors);
     hv_free(a->anonymous);
     hv__ratelimit_free(a->rl);

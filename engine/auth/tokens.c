@@ -27,6 +27,7 @@
 #include "engine/auth/auth_int.h"
 
 #include <json-c/json.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/sha.h>
@@ -217,10 +218,72 @@ int hv__auth_idtoken_issue(hv__auth_t *a, const char *sub, const char *fhir_user
     return rc;
 }
 
+/*
+ * Validated-token cache. A client sends the same access token with every
+ * request for its whole lifetime, and an ECDSA verification plus JSON and scope
+ * parsing cost far more than the rest of the request path, so the principal of
+ * each token that validated is remembered under the SHA-256 of the token's exact
+ * bytes (direct-mapped, HV__VCACHE entries, each allocated on first use). A hit
+ * skips signature, decoding and claim parsing; expiry and every revocation check
+ * still run on each request. The issuer, audience and keys do not change while
+ * the engine runs, so a cached result stays right until the token expires.
+ */
+#define HV__VCACHE 1024
+
+typedef struct vcache_entry {
+    unsigned char h[SHA256_DIGEST_LENGTH];
+    hv_auth_principal_t *p; /* NULL: empty slot */
+} vcache_entry_t;
+
+static vcache_entry_t *vcache_slot(hv__auth_t *a, const unsigned char *h) {
+    size_t i;
+    if (a->vcache == NULL) {
+        a->vcache = hv_calloc(HV__VCACHE, sizeof(vcache_entry_t));
+        if (a->vcache == NULL) return NULL;
+    }
+    memcpy(&i, h, sizeof(i));
+    return &((vcache_entry_t *)a->vcache)[i % HV__VCACHE];
+}
+
+void hv__auth_vcache_free(hv__auth_t *a) {
+    size_t i;
+    if (a->vcache == NULL) return;
+    for (i = 0; i < HV__VCACHE; i++) hv_free(((vcache_entry_t *)a->vcache)[i].p);
+    hv_free(a->vcache);
+    a->vcache = NULL;
+}
+
 static void copy_claim(const hv__jwt_t *j, const char *name, char *out, size_t outlen) {
     const char *s = hv_json_get_str(j->claims, name);
     if (s == NULL || strlen(s) >= outlen) s = "";
     memcpy(out, s, strlen(s) + 1);
+}
+
+/* The checks that run on every request, cached or not: expiry and revocations. */
+static int still_valid(hv__auth_t *a, const hv_auth_principal_t *p, int64_t now, hv_error_t *err) {
+    char key[80];
+    if (now > p->exp + a->leeway) {
+        hv_error_set(err, HV_EPERM, "exp", "the token has expired");
+        return HV_EPERM;
+    }
+    snprintf(key, sizeof(key), "j:%s", p->jti);
+    if (hv__strset_has(a->revoked, key, now)) {
+        hv_error_set(err, HV_EPERM, "jti", "the token was revoked");
+        return HV_EPERM;
+    }
+    if (p->sid[0]) {
+        snprintf(key, sizeof(key), "s:%s", p->sid);
+        if (hv__strset_has(a->revoked, key, now)) {
+            hv_error_set(err, HV_EPERM, "sid", "the session has ended");
+            return HV_EPERM;
+        }
+    }
+    snprintf(key, sizeof(key), "u:%.70s", p->sub);
+    if (hv__strset_has(a->revoked, key, now)) {
+        hv_error_set(err, HV_EPERM, "sub", "the account was disabled");
+        return HV_EPERM;
+    }
+    return HV_OK;
 }
 
 int hv__auth_token_validate(hv__auth_t *a, const char *tok, size_t n, hv_auth_principal_t *p,
@@ -229,8 +292,20 @@ int hv__auth_token_validate(hv__auth_t *a, const char *tok, size_t n, hv_auth_pr
     hv__auth_key_t *k;
     int64_t now = (int64_t)(hv_now_ms() / 1000);
     const char *role, *sub, *cid;
-    char key[80];
+    unsigned char h[SHA256_DIGEST_LENGTH];
+    vcache_entry_t *slot;
     int rc = HV_EPERM;
+    if (tok == NULL || n == 0 || n > HV__JWT_MAX) {
+        hv_error_set(err, HV_EPERM, "token", "malformed token");
+        return HV_EPERM;
+    }
+    SHA256((const unsigned char *)tok, n, h);
+    slot = vcache_slot(a, h);
+    if (slot != NULL && slot->p != NULL && CRYPTO_memcmp(slot->h, h, sizeof(h)) == 0) {
+        memcpy(p, slot->p, sizeof(*p));
+        return still_valid(a, p, now, err);
+    }
+    memset(&j, 0, sizeof(j));
     if (hv__jwt_decode(tok, n, &j) != HV_OK) {
         hv_error_set(err, HV_EPERM, "token", "malformed token");
         return HV_EPERM;
@@ -260,23 +335,6 @@ int hv__auth_token_validate(hv__auth_t *a, const char *tok, size_t n, hv_auth_pr
         hv_error_set(err, HV_EPERM, "jti", "the token lacks jti or sub");
         goto out;
     }
-    snprintf(key, sizeof(key), "j:%s", p->jti);
-    if (hv__strset_has(a->revoked, key, now)) {
-        hv_error_set(err, HV_EPERM, "jti", "the token was revoked");
-        goto out;
-    }
-    if (p->sid[0]) {
-        snprintf(key, sizeof(key), "s:%s", p->sid);
-        if (hv__strset_has(a->revoked, key, now)) {
-            hv_error_set(err, HV_EPERM, "sid", "the session has ended");
-            goto out;
-        }
-    }
-    snprintf(key, sizeof(key), "u:%.70s", p->sub);
-    if (hv__strset_has(a->revoked, key, now)) {
-        hv_error_set(err, HV_EPERM, "sub", "the account was disabled");
-        goto out;
-    }
     {
         struct json_object *x;
         if (json_object_object_get_ex(j.claims, "exp", &x)) p->exp = json_object_get_int64(x);
@@ -284,9 +342,20 @@ int hv__auth_token_validate(hv__auth_t *a, const char *tok, size_t n, hv_auth_pr
     role = hv_json_get_str(j.claims, "role");
     cid = hv_json_get_str(j.claims, "client_id");
     p->role = role ? hv_auth_role_parse(role) : 0;
+    if (role != NULL && p->role == 0) {
+        hv_error_set(err, HV_EPERM, "role", "unknown role");
+        goto out;
+    }
     p->kind = (cid && cid[0] && role == NULL) ? HV_AUTH_PRINCIPAL_CLIENT : HV_AUTH_PRINCIPAL_USER;
     if (hv_auth_scopes_parse(hv_json_get_str(j.claims, "scope"), &p->scopes, err) != HV_OK) goto out;
-    rc = HV_OK;
+    if (slot != NULL) {
+        if (slot->p == NULL) slot->p = hv_malloc(sizeof(*p));
+        if (slot->p != NULL) {
+            memcpy(slot->p, p, sizeof(*p));
+            memcpy(slot->h, h, sizeof(h));
+        }
+    }
+    rc = still_valid(a, p, now, err);
 out:
     hv__jwt_free(&j);
     return rc;

@@ -212,6 +212,7 @@ static hv__auth_t *test_auth(void) {
 
 static void test_auth_free(hv__auth_t *a) {
     hv__auth_keys_free(a);
+    hv__auth_vcache_free(a);
     hv__strset_free(a->revoked);
     hv_free(a);
 }
@@ -245,15 +246,25 @@ static void token_issue_validate_and_revoke(void **state) {
     hv__strset_free(a->revoked);
     a->revoked = hv__strset_new(64);
     assert_int_equal(hv__auth_token_validate(a, tok.data, tok.len, p, &err), HV_OK);
-    /* another issuer or audience */
+    /* a tampered copy of a cached token does not hit the cache */
+    {
+        char *t2 = hv_strdup(tok.data);
+        t2[tok.len - 2] = t2[tok.len - 2] == 'A' ? 'B' : 'A';
+        assert_int_equal(hv__auth_token_validate(a, t2, tok.len, p, &err), HV_EPERM);
+        hv_free(t2);
+    }
+    /* another issuer or audience (configuration is fixed while running: the cache is cleared here) */
+    hv__auth_vcache_free(a);
     snprintf(a->audience, sizeof(a->audience), "https://other/fhir");
     assert_int_equal(hv__auth_token_validate(a, tok.data, tok.len, p, &err), HV_EPERM);
     snprintf(a->audience, sizeof(a->audience), "https://iss/fhir");
     snprintf(a->issuer, sizeof(a->issuer), "https://other");
+    hv__auth_vcache_free(a);
     assert_int_equal(hv__auth_token_validate(a, tok.data, tok.len, p, &err), HV_EPERM);
     snprintf(a->issuer, sizeof(a->issuer), "https://iss");
     /* the key's algorithm wins over the header's: re-label the key and it fails */
     snprintf(a->keys[0].alg, sizeof(a->keys[0].alg), "RS256");
+    hv__auth_vcache_free(a);
     assert_int_equal(hv__auth_token_validate(a, tok.data, tok.len, p, &err), HV_EPERM);
     snprintf(a->keys[0].alg, sizeof(a->keys[0].alg), "ES256");
     /* expired beyond the leeway */
