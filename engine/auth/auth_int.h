@@ -107,7 +107,8 @@ typedef struct hv__auth {
     hv_auth_patient_list_cb patients;
     void *patients_ud;
     hv_counter_t *c_denied, *c_ok, *c_limited, *c_login_fail;
-    void *vcache; /* tokens.c: verified-signature cache */
+    void *vcache; /* tokens.c: validated-token cache */
+    int revoked_overflow; /* a revocation did not fit in `revoked` */
     uint64_t last_revocation_sync;
     int64_t revocation_cursor;
 } hv__auth_t;
@@ -116,6 +117,8 @@ extern const hv_setting_t hv__auth_settings[];
 extern const hv_command_t hv__auth_commands[];
 extern const char *const hv__auth_migrations[];
 
+/* Adds id to the in-memory revocations (module.c); logs and fails /health when full. */
+void hv__auth_revoke_mem(hv__auth_t *a, const char *id, int64_t expires);
 /* Reads the auth.* settings into a (module.c). */
 void hv__auth_configure(hv__auth_t *a, hv_engine_t *e);
 /* Opens and migrates the auth tables (CLI and start). */

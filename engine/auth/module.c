@@ -131,6 +131,17 @@ const char *hv__auth_param(hv_http_req_t *req, const char *name, int *dup) {
     return form_param(arena, body, n, name, dup);
 }
 
+/* Adds a revocation to this process's set. The set is bounded (auth.revocations_max);
+ * when it is full of unexpired entries the revocation is only in the database, so the
+ * condition is logged as an error and /health fails until entries expire. */
+void hv__auth_revoke_mem(hv__auth_t *a, const char *id, int64_t expires) {
+    if (hv__strset_add(a->revoked, id, expires, (int64_t)(hv_now_ms() / 1000)) != HV_OK) {
+        a->revoked_overflow = 1;
+        hv_log(HV_LOG_ERROR, "auth.revocations_full",
+               "the in-memory revocation set is full: raise auth.revocations_max");
+    }
+}
+
 /* ---- lifecycle ---- */
 
 typedef struct revsync {
@@ -179,10 +190,9 @@ static int job_revsync(hv_db_t *db, void *arg) {
 static void done_revsync(int status, void *arg) {
     revsync_t *r = arg;
     size_t i;
-    int64_t now = (int64_t)(hv_now_ms() / 1000);
     for (i = 0; i < r->n; i++) {
         if (status == HV_OK) {
-            hv__strset_add(r->a->revoked, r->ids[i], r->exp[i], now);
+            hv__auth_revoke_mem(r->a, r->ids[i], r->exp[i]);
             if (r->at[i] > r->a->revocation_cursor) r->a->revocation_cursor = r->at[i];
         }
         hv_free(r->ids[i]);
@@ -219,7 +229,10 @@ typedef struct auth_state {
 
 static void health_cb(void *ud, int *status, char *output, size_t outlen) {
     hv__auth_t *a = ud;
-    if (!a->enabled) {
+    if (a->revoked_overflow) {
+        *status = HV_HEALTH_FAIL;
+        snprintf(output, outlen, "revocation set full: raise auth.revocations_max");
+    } else if (!a->enabled) {
         *status = HV_HEALTH_WARN;
         snprintf(output, outlen, "authentication is off: every request is allowed");
     } else {
@@ -317,7 +330,7 @@ static int load_revocations(hv__auth_t *a, hv_db_t *db) {
         rc = job_revsync(db, &r);
         for (i = 0; i < r.n; i++) {
             if (rc == HV_OK) {
-                hv__strset_add(a->revoked, r.ids[i], r.exp[i], (int64_t)(hv_now_ms() / 1000));
+                hv__auth_revoke_mem(a, r.ids[i], r.exp[i]);
                 if (r.at[i] > a->revocation_cursor) a->revocation_cursor = r.at[i];
             }
             hv_free(r.ids[i]);

@@ -659,7 +659,7 @@ static void done_token(int status, void *arg) {
     } else if (j->reuse) {
         char id[80];
         snprintf(id, sizeof(id), "s:%s", j->sid);
-        hv__strset_add(j->a->revoked, id, j->expires, (int64_t)(hv_now_ms() / 1000));
+        hv__auth_revoke_mem(j->a, id, j->expires);
         hv_log(HV_LOG_WARN, "auth.refresh_reuse", "a spent refresh token was presented: session revoked");
         hv__auth_oauth_error(j->req, 400, "invalid_grant", "invalid refresh token");
     } else if (!r->token_ok) {
@@ -884,14 +884,13 @@ static int job_revoke(hv_db_t *db, void *arg) {
 
 static void done_revoke(int status, void *arg) {
     hv__sjob_t *j = arg;
-    int64_t now = (int64_t)(hv_now_ms() / 1000);
     char id[80];
     if (status != HV_OK) {
         hv_http_respond_error(j->req, 503, "storage_failed", "try again");
     } else {
         if (j->sid[0]) snprintf(id, sizeof(id), "s:%s", j->sid);
         else snprintf(id, sizeof(id), "j:%s", j->jti);
-        if (j->sid[0] || j->jti[0]) hv__strset_add(j->a->revoked, id, j->sid[0] ? j->expires : j->jti_exp, now);
+        if (j->sid[0] || j->jti[0]) hv__auth_revoke_mem(j->a, id, j->sid[0] ? j->expires : j->jti_exp);
         hv_http_header_add(j->req, "Cache-Control", "no-store");
         hv_http_respond(j->req, 200, NULL, NULL, 0);
     }

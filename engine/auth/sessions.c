@@ -374,7 +374,7 @@ static void done_refresh(int status, void *arg) {
     } else if (j->reuse) {
         char id[80];
         snprintf(id, sizeof(id), "s:%s", j->sid);
-        hv__strset_add(j->a->revoked, id, j->expires, (int64_t)(hv_now_ms() / 1000));
+        hv__auth_revoke_mem(j->a, id, j->expires);
         hv_log(HV_LOG_WARN, "auth.refresh_reuse", "a spent refresh token was presented: session revoked");
         hv__auth_oauth_error(j->req, 401, "invalid_grant", "invalid refresh token");
     } else if (j->result != HV_OK) {
@@ -417,17 +417,16 @@ static int job_logout(hv_db_t *db, void *arg) {
 
 static void done_logout(int status, void *arg) {
     hv__sjob_t *j = arg;
-    int64_t now = (int64_t)(hv_now_ms() / 1000);
     char id[80];
     if (status != HV_OK) {
         hv_http_respond_error(j->req, 503, "storage_failed", "try again");
     } else {
         if (j->sid[0]) {
             snprintf(id, sizeof(id), "s:%s", j->sid);
-            hv__strset_add(j->a->revoked, id, j->expires, now);
+            hv__auth_revoke_mem(j->a, id, j->expires);
         }
         snprintf(id, sizeof(id), "j:%s", j->jti);
-        hv__strset_add(j->a->revoked, id, j->jti_exp, now);
+        hv__auth_revoke_mem(j->a, id, j->jti_exp);
         hv_http_respond(j->req, 204, NULL, NULL, 0);
     }
     hv__sjob_free(j);
