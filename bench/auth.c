@@ -77,7 +77,7 @@ static void bench_validate(const char *alg, double seconds) {
         n += 100;
         t = now_s() - t0;
     } while (t < seconds);
-    printf("token validations/s (%s, same token again, cached signature): %.0f  (%.1f us each)\n", alg, n / t,
+    printf("token validations/s (%s, same token again, cached): %.0f  (%.1f us each)\n", alg, n / t,
            t / n * 1e6);
     hv_buf_release(&tok);
     hv__auth_keys_free(&a);
