@@ -45,6 +45,7 @@ static const struct rule {
 } rules[] = {
     {"/health", ANYM, ANON, 0},
     {"/.well-known", ANYM, ANON, 0},
+    {"/fhir/.well-known", ANYM, ANON, 0},
     {"/auth", ANYM, SELF, 0},
     {"/channels", ANYM, ROLE, R_ADMIN | R_INT},
     {"/audit", ANYM, ROLE, R_ADMIN | R_AUD},

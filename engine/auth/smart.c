@@ -2,6 +2,9 @@
  * smart.c — discovery documents.
  *
  *   GET /.well-known/smart-configuration  SMART App Launch 2.0 §Conformance
+ *   GET /fhir/.well-known/smart-configuration  (the spec places it under the FHIR
+ *       base, [base]/.well-known/…, which is where clients such as fhirclient look;
+ *       the root copy serves tools that look at the server root)
  *       (https://hl7.org/fhir/smart-app-launch/conformance.html): endpoints,
  *       grant types, PKCE methods (S256 only), client authentication methods,
  *       scopes and capabilities this server actually implements.
@@ -75,6 +78,7 @@ static void h_jwks(hv_http_req_t *req, void *ud) {
 int hv__auth_smart_routes(hv__auth_t *a) {
     hv_router_t *r = hv_engine_router(a->e);
     int rc = hv_router_add(r, HV_HTTP_GET, "/.well-known/smart-configuration", h_smart, a);
+    if (rc == HV_OK) rc = hv_router_add(r, HV_HTTP_GET, "/fhir/.well-known/smart-configuration", h_smart, a);
     if (rc == HV_OK) rc = hv_router_add(r, HV_HTTP_GET, "/auth/jwks", h_jwks, a);
     return rc;
 }

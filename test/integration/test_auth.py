@@ -18,7 +18,8 @@ import time
 import urllib.parse
 
 from authlib import FORM, Key, assertion, b64u, b64u_dec, form, jwt_parts, pkce, unsigned
-from harness import EngineTestCase, main, run_cli
+from harness import SRCDIR, EngineTestCase, free_port, main, run_cli
+import subprocess
 
 # cheap password hashing and a roomy login throttle, so the tests stay fast
 FAST = {"auth": {"password": {"scrypt_n": 1024}, "rate": {"login_per_min": 600, "login_burst": 100}}}
@@ -35,6 +36,20 @@ def merge(a, b):
 
 
 class AuthCase(EngineTestCase):
+    def tearDown(self):
+        # every engine a test left running must stop cleanly: exit 0, and under
+        # --enable-sanitizers no leak or error report in its log
+        problems = []
+        for eng in self._engines:
+            if eng.proc is not None and eng.proc.poll() is None:
+                rc = eng.stop()
+                err = eng.stderr()
+                if rc != 0 or "Sanitizer" in err or "runtime error" in err:
+                    problems.append("engine exit %s:\n%s" % (rc, err[-3000:]))
+        super().tearDown()
+        if problems:
+            raise AssertionError("\n".join(problems))
+
     def auth_engine(self, users=(("admin", "admin"),), config=None, start=True, **kw):
         eng = self.engine(start=False, auth=True, config=merge(FAST, config or {}), **kw)
         for name, role in users:
@@ -565,6 +580,8 @@ class AppLaunch(AuthCase):
     def test_smart_configuration(self):
         st, doc = self.eng.get_json("/.well-known/smart-configuration")
         self.assertEqual(st, 200)
+        st, doc2 = self.eng.get_json("/fhir/.well-known/smart-configuration")  # [base]/.well-known, anonymous
+        self.assertEqual((st, doc2), (200, doc))
         self.assertEqual(doc["code_challenge_methods_supported"], ["S256"])
         self.assertEqual(doc["token_endpoint"], self.base + "/auth/token")
         self.assertEqual(doc["authorization_endpoint"], self.base + "/auth/authorize")
@@ -720,6 +737,40 @@ class AppLaunch(AuthCase):
         self.assertEqual(st, 200, body)
         self.assertEqual(body["scope"], "user/Observation.rs")
         self.assertNotIn("patient", body)
+
+
+class FhirClientLaunch(AuthCase):
+    """The App Launch flow driven by the real SMART client library, npm fhirclient, under Node."""
+
+    CLIENT = os.path.join(SRCDIR, "test", "integration", "smart-client")
+
+    def test_fhirclient_standalone_launch_with_pkce(self):
+        if not os.path.isdir(os.path.join(self.CLIENT, "node_modules", "fhirclient")):
+            self.fail("npm fhirclient is not installed: run scripts/setup.sh "
+                      "(npm ci --legacy-peer-deps in test/integration/smart-client)")
+        eng = self.auth_engine(users=(("carl", "clinician"),))
+        app_port = free_port()
+        rc, out, err = eng.cli("client", "add", "--name", "fhirclient", "--type", "public",
+                               "--redirect-uri", "http://127.0.0.1:%d/callback" % app_port)
+        self.assertEqual(rc, 0, err)
+        cid = out.strip()
+        iss = "http://127.0.0.1:%d/fhir" % eng.http_port
+        p = subprocess.run(["node", os.path.join(self.CLIENT, "smart_app.js"), iss, cid, str(app_port), "carl",
+                            "password-carl", "pat-7"], capture_output=True, text=True, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stderr[-3000:])
+        out = json.loads(p.stdout.strip().splitlines()[-1])
+        q = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(out["authorizeUrl"]).query))
+        self.assertEqual((q["code_challenge_method"], q["aud"], q["client_id"]), ("S256", iss, cid))
+        res = out["result"]
+        self.assertEqual(res["patient"], "pat-7")
+        self.assertEqual(res["fhirUser"], "Practitioner/carl")
+        tr = res["tokenResponse"]
+        self.assertEqual(tr["token_type"], "Bearer")
+        self.assertIn("patient/Observation.rs", tr["scope"].split())
+        for k in ("access_token", "refresh_token", "id_token"):
+            self.assertIn(k, tr)
+        st, v = eng.get_json("/auth/verify", headers=self.bearer(tr["access_token"]))
+        self.assertEqual((st, v["patient"], v["client_id"], v["sub"]), (200, "pat-7", cid, "carl"))
 
 
 class Tls(AuthCase):
