@@ -821,9 +821,6 @@ static void h_introspect(hv_http_req_t *req, void *ud) {
         hv_json_set(o, "active", json_object_new_boolean(0));
     } else {
         char sc[2048] = "";
-        size_t i;
-        hv_buf_t b;
-        hv_buf_init(&b, sizeof(sc) - 1);
         hv_json_set(o, "active", json_object_new_boolean(1));
         hv_json_set_str(o, "sub", p->sub);
         hv_json_set_int(o, "exp", p->exp);
@@ -833,7 +830,6 @@ static void h_introspect(hv_http_req_t *req, void *ud) {
         if (p->client_id[0]) hv_json_set_str(o, "client_id", p->client_id);
         if (p->patient[0]) hv_json_set_str(o, "patient", p->patient);
         if (p->role) hv_json_set_str(o, "role", hv_auth_role_name(p->role));
-        for (i = 0; i < p->scopes.n; i++) (void)i;
         {
             hv__jwt_t jw;
             if (hv__jwt_decode(tok, strlen(tok), &jw) == HV_OK) {
@@ -843,7 +839,6 @@ static void h_introspect(hv_http_req_t *req, void *ud) {
             }
         }
         hv_json_set_str(o, "scope", sc);
-        hv_buf_release(&b);
     }
     hv_http_header_add(req, "Cache-Control", "no-store");
     hv_http_respond_json(req, 200, o);
