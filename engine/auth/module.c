@@ -422,6 +422,8 @@ void hv_auth_set_patient_provider(hv_engine_t *e, hv_auth_patient_list_cb fn, vo
     s->a.patients_ud = ud;
 }
 
+/* The engine setting services_always (default "auth") makes this module run in
+ * every serving process, so that `--services fhir` still authenticates requests. */
 const hv_module_t hv_auth_module = {
     "auth", hv__auth_settings, hv__auth_commands, auth_init, auth_start, auth_stop, auth_free,
 };

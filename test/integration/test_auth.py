@@ -372,6 +372,14 @@ class Guard(AuthCase):
         st, _, _ = eng.get("/healthz")
         self.assertEqual(st, 401)
 
+    def test_guard_runs_whatever_services_are_chosen(self):
+        eng = self.auth_engine(args=["--services", "terminology"])
+        st, _, _ = eng.get("/errors")
+        self.assertEqual(st, 401)
+        t = self.login(eng, "admin")["access_token"]
+        st, _, _ = eng.get("/errors", headers=self.bearer(t))
+        self.assertEqual(st, 200)
+
     def test_anonymous_paths_are_configurable(self):
         eng = self.auth_engine(config={"auth": {"anonymous": "/metrics"}})
         st, _, _ = eng.get("/metrics")
