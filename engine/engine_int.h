@@ -130,6 +130,8 @@ struct hv_engine {
     long channel_files;
     hv_counter_t *errors_total;
     void *monitor; /* monitor.c's state */
+    hv_http_guard_cb guard; /* the authentication module's request guard, or NULL */
+    void *guard_ud;
 };
 
 /* monitor.c: /health, /metrics, /errors, /performance, /alerts */
