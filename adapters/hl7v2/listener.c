@@ -465,8 +465,17 @@ static int tls_read(hv__hl7v2_conn_t *c, const char *p, size_t n) {
     if (rc == HV_OK) return HV_OK;
     if (rc == HV_ECLOSED) return rc;
     if (!was_done && !hv_tls_handshake_done(c->tls)) {
+        hv_logrec_t *r = hv_log_begin(HV_LOG_WARN, "hl7v2.mllp.tls_handshake_failed");
+        if (r) {
+            hv_log_str(r, "peer", c->peer);
+            hv_log_int(r, "bytes", (int64_t)n);
+            hv_log_str(r, "hint", st->conf.tls_client_ca[0]
+                                      ? "not TLS, or no client certificate signed by mllp.tls_client_ca"
+                                      : "not TLS, or the client does not trust the certificate");
+            hv_log_end(r);
+        }
         hv_counter_add(st->m_tls_failed, 1);
-        conn_close(c, "TLS handshake failed");
+        conn_close(c, NULL);
     } else {
         conn_close(c, rc == HV_EPROTO ? "TLS error" : "TLS read failed");
     }

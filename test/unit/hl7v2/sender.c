@@ -147,7 +147,7 @@ static result_t send_through(const char *script, uint64_t ack_timeout_ms, int at
     o.backoff_min_ms = 5;
     o.backoff_max_ms = 20;
     o.max_attempts = attempts;
-    assert_int_equal(hv_mllp_sender_new(&loop, &o, &s), HV_OK);
+    assert_int_equal(hv_mllp_sender_new(&loop, &o, &s, NULL), HV_OK);
     assert_int_equal(hv_mllp_sender_send(s, msg_to_send, strlen(msg_to_send), on_sent, &r), HV_OK);
     while (r.calls == 0 && uv_run(&loop, UV_RUN_ONCE) != 0) {
     }
@@ -249,7 +249,7 @@ static void hl7v2_sender_reports_unreachable_peer(void **state) {
     o.port = port;
     o.backoff_min_ms = 5;
     o.max_attempts = 3;
-    assert_int_equal(hv_mllp_sender_new(&loop, &o, &s), HV_OK);
+    assert_int_equal(hv_mllp_sender_new(&loop, &o, &s, NULL), HV_OK);
     assert_int_equal(hv_mllp_sender_send(s, "garbage", 7, on_sent, &r), HV_EINVAL);
     assert_int_equal(hv_mllp_sender_send(s, MSG, strlen(MSG), on_sent, &r), HV_OK);
     assert_int_equal(hv_mllp_sender_queued(s), 1);
