@@ -469,9 +469,10 @@ static int tls_read(hv__hl7v2_conn_t *c, const char *p, size_t n) {
         if (r) {
             hv_log_str(r, "peer", c->peer);
             hv_log_int(r, "bytes", (int64_t)n);
-            hv_log_str(r, "hint", st->conf.tls_client_ca[0]
-                                      ? "not TLS, or no client certificate signed by mllp.tls_client_ca"
-                                      : "not TLS, or the client does not trust the certificate");
+            hv_log_str(r, "hint",
+                       st->conf.tls_client_ca[0]
+                           ? "not TLS, or no client certificate signed by mllp.tls_client_ca"
+                           : "not TLS, or the client does not trust the certificate");
             hv_log_end(r);
         }
         hv_counter_add(st->m_tls_failed, 1);

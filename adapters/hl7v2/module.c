@@ -1,8 +1,8 @@
 /*
  * module.c — the hl7v2 module: its settings, its lifecycle under `serve` (open the
- * message store, register the HTTP routes, listen for MLLP), and its CLI commands
- * (cli.c). The MLLP listen address itself, mllp.listen (--mllp), is declared by
- * the engine, which prints it in the start banner.
+ * message store and the MLLP TLS context of mllp.tls_*, register the HTTP routes,
+ * listen for MLLP), and its CLI commands (cli.c). The MLLP listen address itself,
+ * mllp.listen (--mllp), is declared by the engine, which prints it in the start banner.
  */
 #include "config.h"
 
@@ -126,9 +126,9 @@ static int hl7v2_init(hv_engine_t *e, void **state) {
                         gauge_connections, st);
     hv_metrics_gauge_fn(m, "hv_hl7v2_store_queued", "messages waiting for the message store",
                         NULL, gauge_store_queue, st);
-    st->m_tls_failed = hv_metrics_counter(m, "hv_hl7v2_mllp_tls_handshake_failures_total",
-                                          "MLLP connections closed because the TLS handshake failed",
-                                          NULL);
+    st->m_tls_failed =
+        hv_metrics_counter(m, "hv_hl7v2_mllp_tls_handshake_failures_total",
+                           "MLLP connections closed because the TLS handshake failed", NULL);
     hv_buf_init(&st->plain, 0);
     if (st->conf.mllp_enabled && st->conf.tls_cert[0] != '\0') {
         hv_error_t err;

@@ -133,9 +133,9 @@ static void transport_failed(hv_mllp_sender_t *s, int status) {
                  s->host, s->o.port);
     else if (s->state == S_HANDSHAKE)
         snprintf(s->last_error, sizeof(s->last_error),
-                 "TLS handshake with %s:%d failed (%s): the server certificate is not signed by "
+                 "TLS handshake with %s:%d failed%s: the server certificate is not signed by "
                  "the given CA or does not name %s, or the server refused this client",
-                 s->host, s->o.port, status == HV_ETIMEDOUT ? "timed out" : "refused",
+                 s->host, s->o.port, status == HV_ETIMEDOUT ? " (timed out)" : "",
                  s->server_name);
     else
         snprintf(s->last_error, sizeof(s->last_error), "%s:%d: %s", s->host, s->o.port,
