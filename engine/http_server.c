@@ -260,7 +260,11 @@ const char *hv_http_req_query_param(hv_http_req_t *req, const char *name) {
 int hv_http_header_add(hv_http_req_t *req, const char *name, const char *value) {
     /* refuse CR/LF so that no header injection can come from data */
     if (strpbrk(name, "\r\n:") != NULL || strpbrk(value, "\r\n") != NULL) return HV_EINVAL;
-    return hv_buf_printf(&req->resp_headers, "%s: %s\r\n", name, value);
+    if (hv_buf_puts(&req->resp_headers, name) != HV_OK ||
+        hv_buf_append(&req->resp_headers, ": ", 2) != HV_OK ||
+        hv_buf_puts(&req->resp_headers, value) != HV_OK)
+        return HV_ETOOBIG;
+    return hv_buf_append(&req->resp_headers, "\r\n", 2);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -521,12 +525,46 @@ void hv_http_respond(hv_http_req_t *req, int status, const char *content_type, c
     }
     if (!req->keep_alive || s->shutting_down) c->close_after_write = 1;
     hv_buf_reset(out);
-    hv_buf_printf(out, "HTTP/1.1 %d %s\r\nDate: %s\r\n", status, hv_http_status_text(status),
-                  date_header(s));
-    if (content_type != NULL) hv_buf_printf(out, "Content-Type: %s\r\n", content_type);
-    if (status >= 200 && status != 204 && status != 304)
-        hv_buf_printf(out, "Content-Length: %zu\r\n", len);
-    hv_buf_printf(out, "traceparent: 00-%s-%s-01\r\n", req->trace_id, req->span_id);
+    /* Built with plain appends: this runs once per response, and printf showed up as a
+     * fifth of the server's instructions in a callgrind profile. */
+    {
+        char num[24];
+        const char *text = hv_http_status_text(status);
+        size_t nlen;
+        hv_buf_reserve(out, 256 + strlen(text) + (content_type ? strlen(content_type) : 0));
+        hv_buf_append(out, "HTTP/1.1 ", 9);
+        num[0] = (char)('0' + status / 100 % 10);
+        num[1] = (char)('0' + status / 10 % 10);
+        num[2] = (char)('0' + status % 10);
+        num[3] = ' ';
+        hv_buf_append(out, num, 4);
+        hv_buf_puts(out, text);
+        hv_buf_append(out, "\r\nDate: ", 8);
+        hv_buf_puts(out, date_header(s));
+        hv_buf_append(out, "\r\n", 2);
+        if (content_type != NULL) {
+            hv_buf_append(out, "Content-Type: ", 14);
+            hv_buf_puts(out, content_type);
+            hv_buf_append(out, "\r\n", 2);
+        }
+        if (status >= 200 && status != 204 && status != 304) {
+            size_t v = len;
+            char *p = num + sizeof(num);
+            do {
+                *--p = (char)('0' + v % 10);
+                v /= 10;
+            } while (v > 0);
+            nlen = (size_t)(num + sizeof(num) - p);
+            hv_buf_append(out, "Content-Length: ", 16);
+            hv_buf_append(out, p, nlen);
+            hv_buf_append(out, "\r\n", 2);
+        }
+        hv_buf_append(out, "traceparent: 00-", 16);
+        hv_buf_append(out, req->trace_id, 32);
+        hv_buf_putc(out, '-');
+        hv_buf_append(out, req->span_id, 16);
+        hv_buf_append(out, "-01\r\n", 5);
+    }
     if (c->close_after_write) hv_buf_puts(out, "Connection: close\r\n");
     else if (req->http_minor == 0) hv_buf_puts(out, "Connection: keep-alive\r\n");
     if (req->resp_headers.len > 0) hv_buf_append(out, req->resp_headers.data, req->resp_headers.len);

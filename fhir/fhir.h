@@ -11,6 +11,10 @@
  * text as the serialization, so `1.50` is written back as `1.50` and `1e2` as
  * `1e2` (verified in test/unit/fhir/json.c, fhir_json_keeps_decimal_text).
  * Use hv_fhir_json_number_text() to read that text rather than the double.
+ * Code that creates a decimal should do the same (json_object_new_double_s(v, "1.50")):
+ * a plain json_object_new_double is written with json-c's %.17g formatting.
+ * A tree may be read by several threads only if none of them serializes it
+ * (json-c caches number text inside the objects).
  * Integers are json-c int64 values (their text is the canonical decimal).
  *
  * The model. Types and elements are handles (const pointers into generated
@@ -130,8 +134,8 @@ const hv_fhir_elem_t *hv_fhir_elem_child(const hv_fhir_elem_t *owner, const char
  */
 const hv_fhir_elem_t *hv_fhir_elem_owner(const hv_fhir_elem_t *e, const hv_fhir_type_t *t);
 
-const char *hv_fhir_elem_path(const hv_fhir_elem_t *e); /* "Patient.contact.name" */
-const char *hv_fhir_elem_name(const hv_fhir_elem_t *e); /* "name", "value[x]" */
+const char *hv_fhir_elem_path(const hv_fhir_elem_t *e);             /* "Patient.contact.name" */
+const char *hv_fhir_elem_name(const hv_fhir_elem_t *e);             /* "name", "value[x]" */
 const hv_fhir_elem_t *hv_fhir_elem_parent(const hv_fhir_elem_t *e); /* NULL for a root */
 /* The type whose StructureDefinition declares e (Patient for Patient.contact.name). */
 const hv_fhir_type_t *hv_fhir_elem_owner_type(const hv_fhir_elem_t *e);
@@ -179,7 +183,7 @@ typedef enum hv_fhir_severity { HV_FHIR_SEV_ERROR = 0, HV_FHIR_SEV_WARNING = 1 }
  * every element; a type's own invariants on its root element: dom-2, qty-3...). */
 size_t hv_fhir_elem_constraint_count(const hv_fhir_elem_t *e);
 const hv_fhir_constraint_t *hv_fhir_elem_constraint_at(const hv_fhir_elem_t *e, size_t i);
-const char *hv_fhir_constraint_key(const hv_fhir_constraint_t *c);  /* "ele-1" */
+const char *hv_fhir_constraint_key(const hv_fhir_constraint_t *c); /* "ele-1" */
 hv_fhir_severity_t hv_fhir_constraint_severity(const hv_fhir_constraint_t *c);
 const char *hv_fhir_constraint_human(const hv_fhir_constraint_t *c);
 const char *hv_fhir_constraint_expression(const hv_fhir_constraint_t *c); /* FHIRPath */

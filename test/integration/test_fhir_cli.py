@@ -58,6 +58,28 @@ class FhirCli(EngineTestCase):
         self.assertEqual(out.count("==> "), 2)
         self.assertEqual(out.count('"resourceType": "OperationOutcome"'), 2)
 
+    def test_validate_against_a_profile_by_file_and_by_url(self):
+        uscore = os.path.join(reference(), "fhir", "definitions", "uscore-v5.0.1-structuredefinitions.json")
+        with open(uscore, encoding="utf-8") as f:
+            bp = [sd for sd in json.load(f) if sd["id"] == "us-core-blood-pressure"][0]
+        prof = self.write("bp.json", json.dumps(bp))
+        ex = os.path.join(reference(), "fhir", "examples", "Observation-blood-pressure.json")
+        rc, out, err = run_cli("fhir", "validate", "--profile", prof, ex)
+        self.assertEqual(rc, 0, out + err)
+        with open(ex, encoding="utf-8") as f:
+            obs = json.load(f)
+        obs["code"]["coding"][0]["code"] = "1234-5"
+        bad = self.write("bp-bad.json", json.dumps(obs))
+        url = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-blood-pressure"
+        rc, out, _ = run_cli("fhir", "validate", "--profile", url, bad,
+                             env={"HOLOVITALS_FHIR_PROFILE_PATH": uscore})
+        self.assertEqual(rc, 1)
+        errors = [i for i in json.loads(out)["issue"] if i["severity"] == "error"]
+        self.assertEqual([i["expression"][0] for i in errors], ["Observation.code"])
+        rc, out, _ = run_cli("fhir", "validate", "--profile", "http://example.org/none", ex)
+        self.assertEqual(rc, 1)
+        self.assertIn("unknown profile", out)
+
     def test_convert_json_to_xml_and_back(self):
         ex = os.path.join(reference(), "fhir", "examples", "Observation-example.json")
         rc, xml, err = run_cli("fhir", "convert", "--to", "xml", ex)
