@@ -129,7 +129,8 @@ static int hl7v2_init(hv_engine_t *e, void **state) {
     st->m_tls_failed =
         hv_metrics_counter(m, "hv_hl7v2_mllp_tls_handshake_failures_total",
                            "MLLP connections closed because the TLS handshake failed", NULL);
-    hv_buf_init(&st->plain, 0);
+    /* One read (64 KiB of TLS records) decrypts to less; the cap only guards the contract. */
+    hv_buf_init(&st->plain, 4 * sizeof(st->readbuf));
     if (st->conf.mllp_enabled && st->conf.tls_cert[0] != '\0') {
         hv_error_t err;
         hv_error_clear(&err);

@@ -449,7 +449,8 @@ int hv_mllp_sender_new(uv_loop_t *loop, const hv_mllp_sender_opts_t *o, hv_mllp_
     }
     s->tls_ctx = ctx;
     snprintf(s->server_name, sizeof(s->server_name), "%s", sni);
-    hv_buf_init(&s->plain, 0);
+    /* One read (16 KiB of TLS records) decrypts to less; the cap only guards the contract. */
+    hv_buf_init(&s->plain, 4 * sizeof(s->rbuf));
     s->loop = loop;
     s->o = *o;
     /* The context holds what the TLS files said; the sender keeps no borrowed strings. */
