@@ -127,6 +127,9 @@ class MllpTls(EngineTestCase):
                 c.send(message("TLS-P%d" % k))
             for k in range(3):
                 self.assertEqual(ack_fields(c.read_frame())[:2], ("AA", "TLS-P%d" % k))
+            # A frame of 600 KB spans many TLS records and reads.
+            c.send(message("TLS-BIG", body="NTE|1||" + "x" * 600000))
+            self.assertEqual(ack_fields(c.read_frame())[:2], ("AA", "TLS-BIG"))
             # A plaintext MLLP client on the TLS port: no ACK, the connection is closed.
             s = socket.create_connection(("127.0.0.1", eng.mllp_port), timeout=10)
             try:
@@ -151,7 +154,8 @@ class MllpTls(EngineTestCase):
             c.close()
         self.assertGreaterEqual(eng.metric("hv_hl7v2_mllp_tls_handshake_failures_total"), 1)
         ids = sorted(m["control_id"] for m in list_all(eng))
-        self.assertEqual(ids, ["TLS-1", "TLS-2", "TLS-3", "TLS-P0", "TLS-P1", "TLS-P2"])
+        self.assertEqual(ids, ["TLS-1", "TLS-2", "TLS-3", "TLS-BIG", "TLS-P0", "TLS-P1",
+                               "TLS-P2"])
         self.assertEqual(eng.stop(), 0)  # flushes the logs
         events = [e.get("event") for e in eng.log_events()]
         self.assertIn("hl7v2.mllp.tls_handshake_failed", events)
