@@ -375,6 +375,8 @@ int hv_fhir_validator_add_profile(hv_fhir_validator_t *v, struct json_object *sd
  * carrying an `expression` path ("Patient.contact[0].name.given[1]"):
  *   structure  unknown elements, JSON types, arrays (code "structure")
  *   cardinality min/max of every element (code "required" / "structure")
+ *   references the type a literal reference names is one of the element's target
+ *              profiles (code "invalid")
  *   formats    primitive values against the regexes of the definitions and
  *              maxLength (code "value")
  *   bindings   required bindings whose value set is inlined in the model
@@ -396,6 +398,32 @@ int hv_fhir_validate(hv_fhir_validator_t *v, struct json_object *resource, const
  * set to its path; HV_ETOOBIG past max_depth levels (0 takes the default).
  */
 int hv_fhir_check_structure(struct json_object *resource, int max_depth, hv_error_t *err);
+
+/* ------------------------------------------------------------------------- */
+/* The resource store and REST API (fhir/store.c, fhir/rest*.c)              */
+/* ------------------------------------------------------------------------- */
+
+/* What a change to the store did (FHIR R4 http.html: create, update, delete). */
+typedef enum hv_fhir_change {
+    HV_FHIR_CHANGE_CREATED = 1,
+    HV_FHIR_CHANGE_UPDATED = 2,
+    HV_FHIR_CHANGE_DELETED = 3
+} hv_fhir_change_t;
+
+/*
+ * A change listener: called on the loop thread after the version it reports has
+ * committed, once per resource version written (also for each entry of a
+ * transaction or batch). type, id are borrowed for the call. No PHI is passed.
+ */
+typedef void (*hv_fhir_change_cb)(void *ud, const char *type, const char *id, int64_t version,
+                                  hv_fhir_change_t change);
+/*
+ * Subscribes to the store's changes (the hook the engine's event bus attaches to;
+ * e.g. patient.created for a Patient CREATED). Call after the fhir module's init,
+ * from the loop thread. HV_ENOTFOUND when the fhir module does not run in this
+ * process, HV_ETOOBIG past 8 listeners.
+ */
+int hv_fhir_store_on_change(hv_engine_t *e, hv_fhir_change_cb cb, void *ud);
 
 /* The module (fhir/module.c): settings fhir.*, commands `fhir validate`, `fhir convert`. */
 extern const hv_module_t hv_fhir_module;

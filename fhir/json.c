@@ -107,6 +107,51 @@ static void offset_to_linecol(const char *text, size_t off, int *line, int *col)
     *col = c;
 }
 
+/*
+ * The offset of the first byte that is not well-formed UTF-8 (RFC 3629 §4: no overlong
+ * forms, no surrogates, nothing above U+10FFFF), or len. json-c's own check lets some
+ * overlong forms (0xC1 0xAE) through, which XML then refuses.
+ */
+static size_t utf8_invalid_at(const char *text, size_t len) {
+    const unsigned char *s = (const unsigned char *)text;
+    size_t i = 0;
+    while (i < len) {
+        unsigned char c = s[i];
+        size_t n;
+        unsigned char lo = 0x80, hi = 0xBF;
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        if (c >= 0xC2 && c <= 0xDF) {
+            n = 1;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            n = 2;
+            if (c == 0xE0)
+                lo = 0xA0;
+            else if (c == 0xED)
+                hi = 0x9F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            n = 3;
+            if (c == 0xF0)
+                lo = 0x90;
+            else if (c == 0xF4)
+                hi = 0x8F;
+        } else {
+            return i;
+        }
+        if (i + n >= len)
+            return i;
+        if (s[i + 1] < lo || s[i + 1] > hi)
+            return i;
+        for (size_t k = 2; k <= n; k++)
+            if (s[i + k] < 0x80 || s[i + k] > 0xBF)
+                return i;
+        i += n + 1;
+    }
+    return len;
+}
+
 int hv_fhir_json_parse(const char *text, size_t len, const hv_fhir_parse_opts_t *opts,
                        struct json_object **out, hv_error_t *err) {
     struct json_tokener *tok = NULL;
@@ -122,6 +167,13 @@ int hv_fhir_json_parse(const char *text, size_t len, const hv_fhir_parse_opts_t 
         hv_error_set(err, HV_ETOOBIG, NULL, "document of %zu bytes exceeds the cap of %zu", len,
                      max_bytes);
         return HV_ETOOBIG;
+    }
+    size_t bad = utf8_invalid_at(text, len);
+    if (bad < len) {
+        hv_error_set(err, HV_EPROTO, NULL, "invalid JSON: the text is not valid UTF-8");
+        if (err != NULL)
+            offset_to_linecol(text, bad, &err->line, &err->column);
+        return HV_EPROTO;
     }
     tok = json_tokener_new_ex(max_depth);
     if (tok == NULL)

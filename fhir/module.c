@@ -10,6 +10,7 @@
  * "==> FILE <=="), and exits 1 when any file has an error. A file that cannot be
  * read or parsed yields an OperationOutcome with one fatal issue naming the line and
  * column. `convert` writes the resource in the other format on standard output.
+ * A FILE of "-" is standard input.
  */
 #include "config.h"
 
@@ -21,6 +22,7 @@
 #include <sys/stat.h>
 
 #include "fhir/fhir_int.h"
+#include "fhir/rest_int.h"
 
 static const hv_setting_t fhir_settings[] = {
     {"fhir.max_resource_bytes", NULL, HV_SET_SIZE, "64MiB", NULL,
@@ -33,6 +35,20 @@ static const hv_setting_t fhir_settings[] = {
      "Files or directories of profile StructureDefinitions (a StructureDefinition, a Bundle "
      "or a JSON array of them per file), separated by ':', that `fhir validate --profile URL` "
      "looks the URL up in."},
+    {"fhir.validation", NULL, HV_SET_ENUM, "reject", "off|warn|reject",
+     "Validation of resources written through /fhir: off, warn (accept, report on Prefer: "
+     "return=OperationOutcome) or reject (422 with the OperationOutcome)."},
+    {"fhir.base_url", NULL, HV_SET_STRING, "", NULL,
+     "The server's base URL in Location headers and Bundles; empty derives it from the Host header."},
+    {"fhir.max_bundle_entries", NULL, HV_SET_INT, "10000", NULL,
+     "Most entries a batch or transaction Bundle may hold (more is 413)."},
+    {"fhir.history_count", NULL, HV_SET_INT, "50", NULL, "Default page size of _history."},
+    {"fhir.history_max", NULL, HV_SET_INT, "1000", NULL, "Largest _count of _history."},
+    {"fhir.synchronous", NULL, HV_SET_ENUM, "FULL", "FULL|NORMAL|OFF",
+     "Durability of the FHIR store's commits (see hv_db_set_synchronous)."},
+    {"fhir.storage_queue", NULL, HV_SET_INT, "8192", NULL,
+     "Most FHIR store jobs waiting for the storage thread (more answers 503)."},
+    {"fhir.storage_batch", NULL, HV_SET_INT, "256", NULL, "Most FHIR store jobs one commit groups."},
     {NULL, NULL, 0, NULL, NULL, NULL},
 };
 
@@ -47,9 +63,10 @@ static void limits(hv_engine_t *e, hv_fhir_parse_opts_t *o, size_t *max_issues) 
     }
 }
 
-/* Reads a whole file, refusing more than max bytes. */
+/* Reads a whole file ("-": standard input), refusing more than max bytes. */
 static int read_file(const char *path, size_t max, char **out, size_t *len, hv_error_t *err) {
-    FILE *f = fopen(path, "rb");
+    int is_stdin = strcmp(path, "-") == 0;
+    FILE *f = is_stdin ? stdin : fopen(path, "rb");
     hv_buf_t b;
     char chunk[65536];
     size_t n;
@@ -63,7 +80,8 @@ static int read_file(const char *path, size_t max, char **out, size_t *len, hv_e
         rc = hv_buf_append(&b, chunk, n);
     if (rc == HV_OK && ferror(f))
         rc = HV_EIO;
-    fclose(f);
+    if (!is_stdin)
+        fclose(f);
     if (rc != HV_OK) {
         hv_error_set(err, rc, path,
                      rc == HV_ETOOBIG ? "the file is larger than fhir.max_resource_bytes"
@@ -406,17 +424,25 @@ static const hv_command_t fhir_commands[] = {
      "(FHIRPath), and with --profile also against a profile StructureDefinition: a FILE\n"
      "holding it (a StructureDefinition, or a Bundle or JSON array whose first one is used),\n"
      "or its canonical URL, looked up in the files of the setting fhir.profile_path.\n"
-     "Prints one OperationOutcome per file; exits 1 if any file has an error or fatal issue.",
+     "Prints one OperationOutcome per file; exits 1 if any file has an error or fatal issue.\n"
+     "A FILE of '-' is standard input.",
      cmd_validate},
     {"fhir convert", "fhir convert --to json|xml [--compact] FILE",
      "convert a FHIR R4 resource between JSON and XML",
      "Reads FILE (JSON or XML, checked against the model) and writes it in the format\n"
      "asked for on standard output, elements in the specification's order, indented unless\n"
-     "--compact.",
+     "--compact. A FILE of '-' is standard input.",
      cmd_convert},
+    {"import", "import [--batch N] FILE...",
+     "load FHIR Bundles and NDJSON files into the FHIR store",
+     "Loads each FILE — a Bundle (transaction, batch or collection; JSON or XML) or NDJSON, one\n"
+     "resource per line — into the FHIR store of --data/--db, through the transaction path of\n"
+     "POST /fhir, keeping the resources' own ids. NDJSON is committed every --batch resources\n"
+     "(default 1000). Shows a progress bar on a terminal and prints a summary.",
+     hv__fhir_cmd_import},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
 const hv_module_t hv_fhir_module = {
-    "fhir", fhir_settings, fhir_commands, NULL, NULL, NULL, NULL,
+    "fhir", fhir_settings, fhir_commands, hv__fhir_rest_init, NULL, NULL, hv__fhir_rest_free,
 };

@@ -22,9 +22,10 @@
  *                 rules "closed", a value in no slice is an error. Extension slices
  *                 discriminated by url use the slice's type profile URL.
  *
- * Not done: discriminators of type "profile", validating values against the
- * profiles their type names (an extension against its StructureDefinition),
- * bindings to value sets the base model does not inline, and ordered slicing.
+ * A value whose element type names a profile the validator also knows (an extension
+ * slice and the extension's StructureDefinition) is checked against that one too.
+ * Not done: discriminators of type "profile", bindings to value sets the base model
+ * does not inline, and ordered slicing.
  */
 #include "config.h"
 
@@ -473,8 +474,18 @@ static void check_value(hv__fhir_vctx_t *c, pnode_t *n, struct json_object *v, c
                                     sev != NULL && strcmp(sev, "warning") == 0, &f);
         }
     }
-    if (json_object_is_type(v, json_type_object))
+    if (json_object_is_type(v, json_type_object)) {
         check_node(c, n, v, depth + 1);
+        /* An element whose type names a profile the validator knows (an extension slice
+         * with its StructureDefinition, say) is checked against that profile too. */
+        const char *prof = NULL;
+        const char *code = el_type(n->el, 0, &prof);
+        hv__fhir_profile_t *tp =
+            prof != NULL && c->v != NULL ? hv__fhir_validator_profile(c->v, prof) : NULL;
+        if (tp != NULL && code != NULL && strcmp(hv_fhir_type_name(tp->type), code) == 0 &&
+            depth < c->max_depth)
+            check_value(c, tp->root, v, NULL, depth + 1);
+    }
 }
 
 /* Checks the children of profile node n against the JSON object parent. */

@@ -369,6 +369,38 @@ static int json_kind_of(const hv_fhir_type_t *t) {
 static void check_binding(hv__fhir_vctx_t *c, const hv_fhir_elem_t *e, const hv_fhir_type_t *t,
                           struct json_object *v);
 
+/* RFC 8259 §6: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? (also the FHIR decimal regex). */
+static int json_number_ok(const char *p) {
+    if (p == NULL)
+        return 0;
+    if (*p == '-')
+        p++;
+    if (*p == '0')
+        p++;
+    else if (*p >= '1' && *p <= '9')
+        while (*p >= '0' && *p <= '9')
+            p++;
+    else
+        return 0;
+    if (*p == '.') {
+        p++;
+        if (!(*p >= '0' && *p <= '9'))
+            return 0;
+        while (*p >= '0' && *p <= '9')
+            p++;
+    }
+    if (*p == 'e' || *p == 'E') {
+        p++;
+        if (*p == '+' || *p == '-')
+            p++;
+        if (!(*p >= '0' && *p <= '9'))
+            return 0;
+        while (*p >= '0' && *p <= '9')
+            p++;
+    }
+    return *p == '\0';
+}
+
 static void check_primitive(hv__fhir_vctx_t *c, const hv_fhir_elem_t *e, const hv_fhir_type_t *t,
                             struct json_object *v) {
     int kind = json_kind_of(t);
@@ -384,6 +416,12 @@ static void check_primitive(hv__fhir_vctx_t *c, const hv_fhir_elem_t *e, const h
                        : kind == JP_STRING ? "a JSON string"
                                            : "a JSON number",
                        json_type_word(v));
+        return;
+    }
+    if (jt == json_type_double && !json_number_ok(hv_fhir_json_number_text(v))) {
+        /* json-c takes "040e25" even in strict mode; RFC 8259 §6 does not. */
+        hv__fhir_issue(c, "error", "structure", NULL, "'%s' is not a valid JSON number",
+                       hv_fhir_json_number_text(v));
         return;
     }
     if (c->structure_only)
@@ -474,6 +512,49 @@ static void check_binding(hv__fhir_vctx_t *c, const hv_fhir_elem_t *e, const hv_
 static void walk_object(hv__fhir_vctx_t *c, struct json_object *obj, const hv_fhir_elem_t *owner,
                         int underscore, int depth);
 
+/*
+ * references.html#literal: a relative or absolute literal reference names the resource type
+ * ("Patient/123", "http://x/fhir/Patient/123", "Patient/123/_history/2"); that type must be
+ * one of the element's target profiles (Reference(Patient | Group)). Local ("#x"), urn: and
+ * other references say nothing about the type and are not checked.
+ */
+static void check_reference_target(hv__fhir_vctx_t *c, const hv__fhir_prop_t *p,
+                                   struct json_object *v) {
+    static const char hist[] = "/_history/";
+    const char *ref = hv_json_get_str(v, "reference");
+    size_t ti = 0, nt;
+    if (ref == NULL || strcmp(hv_fhir_type_name(p->type), "Reference") != 0)
+        return;
+    for (ti = 0; ti < hv_fhir_elem_type_count(p->elem); ti++)
+        if (hv_fhir_elem_type_at(p->elem, ti) == p->type)
+            break;
+    nt = hv_fhir_elem_target_count(p->elem, ti);
+    if (nt == 0 || ref[0] == '#' || strncmp(ref, "urn:", 4) == 0)
+        return;
+    /* Drop a version suffix, then take the last two segments: Type/id. */
+    size_t len = strlen(ref);
+    const char *h = strstr(ref, hist);
+    if (h != NULL)
+        len = (size_t)(h - ref);
+    const char *end = ref + len, *slash = NULL, *prev = NULL;
+    for (const char *q = ref; q < end; q++)
+        if (*q == '/') {
+            prev = slash;
+            slash = q;
+        }
+    if (slash == NULL || slash + 1 >= end || strchr(ref, '?') != NULL)
+        return;
+    const char *tstart = prev != NULL ? prev + 1 : ref;
+    const hv_fhir_type_t *rt = hv_fhir_type_find(tstart, (size_t)(slash - tstart));
+    if (rt == NULL || hv_fhir_type_kind(rt) != HV_FHIR_KIND_RESOURCE)
+        return;
+    for (size_t j = 0; j < nt; j++)
+        if (hv_fhir_type_is(rt, hv_fhir_elem_target_at(p->elem, ti, j)))
+            return;
+    hv__fhir_issue(c, "error", "invalid", NULL, "The reference is to a %s, which %s does not allow",
+                   hv_fhir_type_name(rt), hv_fhir_elem_path(p->elem));
+}
+
 /* The `_key` twin of property key in obj, or NULL. */
 static struct json_object *twin_of(struct json_object *obj, const char *key) {
     char us[160];
@@ -539,6 +620,8 @@ static void walk_value(hv__fhir_vctx_t *c, const hv__fhir_prop_t *p, struct json
     }
     if (!c->structure_only && !(c->flags & HV_FHIR_VALIDATE_NO_BINDINGS) && !p->underscore)
         check_binding(c, p->elem, t, v);
+    if (!c->structure_only && !p->underscore)
+        check_reference_target(c, p, v);
     if (p->underscore) {
         walk_object(c, v, owner, 1, depth + 1);
         /* A `_x` without a value: its invariants are checked here, with no value. */
@@ -659,8 +742,8 @@ static void walk_object(hv__fhir_vctx_t *c, struct json_object *obj, const hv_fh
                 walk_value(c, &p, json_object_array_get_idx(val, i), tw, 1, depth);
                 hv__fhir_path_pop(&c->path, mark);
             }
-            if (!c->structure_only && !p.underscore &&
-                hv_fhir_elem_max(p.elem) != HV_FHIR_UNBOUNDED && n > hv_fhir_elem_max(p.elem)) {
+            if (!p.underscore && hv_fhir_elem_max(p.elem) != HV_FHIR_UNBOUNDED &&
+                n > hv_fhir_elem_max(p.elem)) {
                 mark = hv__fhir_path_push(&c->path, pname, -1);
                 hv__fhir_issue(c, "error", "structure", NULL,
                                "Element %s allows at most %u, found %zu", hv_fhir_elem_path(p.elem),

@@ -67,6 +67,8 @@ void hv__fhir_profile_free(hv__fhir_profile_t *p);
 const char *hv__fhir_profile_url(const hv__fhir_profile_t *p);
 /* The link to the next profile of a validator's list. */
 hv__fhir_profile_t **hv__fhir_profile_next(hv__fhir_profile_t *p);
+/* The profile of v whose url is url (a "|version" suffix is ignored), or NULL. */
+hv__fhir_profile_t *hv__fhir_validator_profile(hv_fhir_validator_t *v, const char *url);
 /* Checks res against p, recording issues in c. */
 int hv__fhir_profile_check(hv__fhir_vctx_t *c, hv__fhir_profile_t *p, struct json_object *res);
 

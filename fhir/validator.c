@@ -54,7 +54,7 @@ int hv_fhir_validator_add_profile(hv_fhir_validator_t *v, struct json_object *sd
 }
 
 /* The profile whose url is `url` (a "|version" suffix is ignored), or NULL. */
-static hv__fhir_profile_t *find_profile(hv_fhir_validator_t *v, const char *url) {
+hv__fhir_profile_t *hv__fhir_validator_profile(hv_fhir_validator_t *v, const char *url) {
     size_t n = strcspn(url, "|");
     for (hv__fhir_profile_t *p = v->profiles; p != NULL; p = *hv__fhir_profile_next(p)) {
         const char *u = hv__fhir_profile_url(p);
@@ -71,7 +71,7 @@ int hv_fhir_validate(hv_fhir_validator_t *v, struct json_object *resource, const
     int rc = HV_ENOMEM;
 
     hv__fhir_profile_t *prof = NULL;
-    if (profile != NULL && (prof = find_profile(v, profile)) == NULL)
+    if (profile != NULL && (prof = hv__fhir_validator_profile(v, profile)) == NULL)
         return HV_ENOTFOUND;
     c = hv_calloc(1, sizeof(*c));
     oo = json_object_new_object();

@@ -93,6 +93,15 @@ class FhirCli(EngineTestCase):
         rc, out, _ = run_cli("fhir", "validate", x)  # XML input validates too
         self.assertEqual(rc, 0, out)
 
+    def test_standard_input(self):
+        rc, out, _ = run_cli("fhir", "validate", "-", input='{"resourceType": "Patient", "active": "yes"}')
+        self.assertEqual(rc, 1)
+        self.assertEqual(json.loads(out)["issue"][0]["expression"], ["Patient.active"])
+        rc, out, err = run_cli("fhir", "convert", "--to", "xml", "-",
+                               input='{"resourceType": "Patient", "active": true}')
+        self.assertEqual(rc, 0, err)
+        self.assertIn('<active value="true"/>', out)
+
     def test_convert_usage_and_bad_input(self):
         rc, _, err = run_cli("fhir", "convert", "x.json")
         self.assertEqual(rc, 2)

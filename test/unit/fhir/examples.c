@@ -27,6 +27,17 @@ static const struct {
     {"EventDefinition-example.json", "txt-2: the narrative div holds only whitespace"},
     {"Questionnaire-zika-virus-exposure-assessment.json",
      "txt-2: the narrative div holds only whitespace (an empty <pre>)"},
+    {"Observation-clinical-gender.json",
+     "Observation.performer refers to an Encounter; the element allows Practitioner, "
+     "PractitionerRole, Organization, CareTeam, Patient, RelatedPerson"},
+    {"DeviceUseStatement-example.json",
+     "DeviceUseStatement.reasonReference refers to a Procedure; the element allows Condition, "
+     "Observation, DiagnosticReport, DocumentReference, Media"},
+    {"MedicationRequest-medrx0301.json",
+     "MedicationRequest.dispenseRequest.performer refers to a Practitioner; the element allows "
+     "Organization"},
+    {"DeviceMetric-example.json",
+     "DeviceMetric.parent refers to a DeviceDefinition; the element allows Device"},
     /* Not invalid: our FHIRPath engine evaluates que-7's `answer is Boolean` to false on an
      * answerBoolean (FHIR boolean vs System.Boolean), see docs/fhir.md. */
     {"Questionnaire-bb.json",

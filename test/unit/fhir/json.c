@@ -90,6 +90,9 @@ static void fhir_json_reports_syntax_errors_with_position(void **state) {
         {"{\"resourceType\":\"Patient\" // c\n}", 1, 27},
         {"{\"resourceType\":\"Patient\"", 1, 26},
         {"{\"resourceType\":\"Patient\"} x", 1, 28},
+        {"{\"resourceType\":\"Patient\",\n\"id\":\"a\xc1\xae\"}", 2, 8},
+        {"{\"resourceType\":\"Patient\",\"id\":\"\xed\xa0\x80\"}", 1, 33},
+        {"{\"resourceType\":\"Patient\",\"id\":\"\xe2\x82\"}", 1, 33},
     };
     for (size_t i = 0; i < HV_ARRAY_LEN(cases); i++) {
         struct json_object *o = NULL;
@@ -120,6 +123,8 @@ static void fhir_json_reports_content_errors_with_path(void **state) {
          "Patient.contained[0]"},
         {"{\"resourceType\":\"Patient\",\"multipleBirthInteger\":1.5}",
          "Patient.multipleBirthInteger"},
+        {"{\"resourceType\":\"Observation\",\"valueQuantity\":{\"value\":040e25}}",
+         "Observation.valueQuantity.value"},
     };
     for (size_t i = 0; i < HV_ARRAY_LEN(cases); i++) {
         struct json_object *o = NULL;

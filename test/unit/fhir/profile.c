@@ -177,6 +177,33 @@ static void fhir_profile_slicing_fixed_types_and_invariants(void **state) {
     hv_fhir_validator_free(v);
 }
 
+/* An extension slice is checked against the extension's own profile when it is loaded. */
+static void fhir_profile_checks_extensions_against_their_profiles(void **state) {
+    (void)state;
+    hv_fhir_validator_t *v = hv_fhir_validator_new();
+    struct json_object *pat_sd = us_core("us-core-patient"), *race_sd = us_core("us-core-race");
+    assert_int_equal(hv_fhir_validator_add_profile(v, pat_sd, NULL), HV_OK);
+    const char *url = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-patient";
+    const char *text =
+        "{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"s\",\"value\":\"1\"}],"
+        "\"name\":[{\"family\":\"F\"}],\"gender\":\"female\",\"extension\":[{\"url\":"
+        "\"http://hl7.org/fhir/us/core/StructureDefinition/us-core-race\",\"extension\":[{\"url\":"
+        "\"ombCategory\",\"valueCoding\":{\"system\":\"urn:oid:2.16.840.1.113883.6.238\","
+        "\"code\":\"2106-3\"}}]}]}";
+    struct json_object *res = json_tokener_parse(text);
+    char got[2048];
+    /* Without the extension's profile, the race extension is not looked into. */
+    assert_int_equal(check(v, res, url, got, sizeof(got)), 0);
+    assert_int_equal(hv_fhir_validator_add_profile(v, race_sd, NULL), HV_OK);
+    /* us-core-race requires its "text" sub-extension. */
+    assert_int_equal(check(v, res, url, got, sizeof(got)), 1);
+    assert_string_equal(got, "Patient.extension[0].extension|");
+    json_object_put(res);
+    json_object_put(pat_sd);
+    json_object_put(race_sd);
+    hv_fhir_validator_free(v);
+}
+
 static void fhir_profile_rejects_non_profiles(void **state) {
     (void)state;
     hv_fhir_validator_t *v = hv_fhir_validator_new();
@@ -201,6 +228,7 @@ int run_profile_tests(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(fhir_profile_us_core_blood_pressure),
         cmocka_unit_test(fhir_profile_slicing_fixed_types_and_invariants),
+        cmocka_unit_test(fhir_profile_checks_extensions_against_their_profiles),
         cmocka_unit_test(fhir_profile_rejects_non_profiles),
     };
     return cmocka_run_group_tests_name("fhir_profile", tests, NULL, NULL);

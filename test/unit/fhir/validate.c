@@ -131,6 +131,15 @@ static void fhir_validate_reports_each_rule_at_its_path(void **state) {
          "\"resourceType\":"
          "\"Patient\",\"managingOrganization\":{\"reference\":\"#nope\"}}}]}",
          "Bundle.entry[0].resource.managingOrganization", "invariant", "ref-1"},
+        {"reference to a type the element does not allow",
+         "{\"resourceType\":\"Patient\",\"generalPractitioner\":[{\"reference\":\"Observation/"
+         "1\"}]}",
+         "Patient.generalPractitioner[0]", "invalid", ""},
+        {"absolute and versioned references of allowed types",
+         "{\"resourceType\":\"Patient\",\"generalPractitioner\":[{\"reference\":"
+         "\"http://x.org/fhir/Practitioner/1/_history/2\"},{\"reference\":\"urn:uuid:1\"}],"
+         "\"link\":[{\"other\":{\"reference\":\"RelatedPerson/r\"},\"type\":\"seealso\"}]}",
+         "", "", ""},
         {"contained unknown type",
          "{\"resourceType\":\"Patient\",\"contained\":[{\"resourceType\":\"Nope\"}]}",
          "Patient.contained[0]", "structure", ""},
