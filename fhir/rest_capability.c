@@ -43,7 +43,8 @@ static struct json_object *strings(const char *const *names, size_t n)
 static struct json_object *capability(const char *base)
 {
     static const char *const interactions[] = {"read",   "vread",            "update",       "patch",
-                                               "delete", "history-instance", "history-type", "create"};
+                                               "delete", "history-instance", "history-type", "create",
+                                               "search-type"};
     static const char *const system[] = {"transaction", "batch", "history-system"};
     static const char *const formats[] = {"application/fhir+json", "application/fhir+xml", "json", "xml"};
     static const char *const patch[] = {"application/json-patch+json", "application/fhir+json",
@@ -69,8 +70,9 @@ static struct json_object *capability(const char *base)
     hv_json_set(cs, "patchFormat", strings(patch, HV_ARRAY_LEN(patch)));
     hv_json_set_str(server, "mode", "server");
     hv_json_set_str(server, "documentation",
-                    "Search is not implemented yet: conditional create, update and delete understand the "
-                    "criteria _id and identifier only.");
+                    "Search: string, token, reference, date, number, quantity and uri parameters with the "
+                    "modifiers and prefixes listed in docs/fhir-search.md; no chaining, _has, _include or "
+                    "composite parameters yet. Conditional create, update and delete use the same criteria.");
     for (size_t i = 0; i < hv_fhir_type_count(); i++) {
         const hv_fhir_type_t *t = hv_fhir_type_at(i);
         struct json_object *r, *cond;
@@ -87,21 +89,33 @@ static struct json_object *capability(const char *base)
         hv_json_set_str(r, "conditionalRead", "not-supported");
         hv_json_set(r, "conditionalUpdate", json_object_new_boolean(1));
         hv_json_set_str(r, "conditionalDelete", "single");
+        /* The parameters search answers: _id, _lastUpdated and every parameter of the
+         * type (own and inherited) with a FHIRPath expression whose type is indexed
+         * (fhir/search_index.c); composite and special ones are not (yet). */
         cond = json_object_new_array();
         {
-            struct json_object *p = json_object_new_object();
-            hv_json_set_str(p, "name", "_id");
-            hv_json_set_str(p, "type", "token");
-            hv_json_set_str(p, "documentation", "Conditional operations only (search is not implemented yet).");
-            json_object_array_add(cond, p);
+            static const char *const meta[][2] = {{"_id", "token"}, {"_lastUpdated", "date"}};
+            for (size_t k = 0; k < HV_ARRAY_LEN(meta); k++) {
+                struct json_object *p = json_object_new_object();
+                hv_json_set_str(p, "name", meta[k][0]);
+                hv_json_set_str(p, "type", meta[k][1]);
+                json_object_array_add(cond, p);
+            }
         }
-        if (hv_fhir_search_find(t, "identifier") != NULL) {
-            struct json_object *p = json_object_new_object();
-            hv_json_set_str(p, "name", "identifier");
-            hv_json_set_str(p, "type", "token");
-            hv_json_set_str(p, "documentation",
-                            "system|value or value, on Resource.identifier; conditional operations only.");
-            json_object_array_add(cond, p);
+        for (const hv_fhir_type_t *bt = t; bt != NULL; bt = hv_fhir_type_base(bt)) {
+            for (size_t k = 0; k < hv_fhir_search_own_count(bt); k++) {
+                const hv_fhir_search_t *sp = hv_fhir_search_own_at(bt, k);
+                hv_fhir_search_type_t st = hv_fhir_search_type(sp);
+                struct json_object *p;
+                if (st == HV_FHIR_SP_COMPOSITE || st == HV_FHIR_SP_SPECIAL || hv_fhir_search_expression(sp) == NULL ||
+                    hv_fhir_search_code(sp)[0] == '_')
+                    continue;
+                p = json_object_new_object();
+                hv_json_set_str(p, "name", hv_fhir_search_code(sp));
+                hv_json_set_str(p, "definition", hv_fhir_search_url(sp));
+                hv_json_set_str(p, "type", hv_fhir_search_type_name(st));
+                json_object_array_add(cond, p);
+            }
         }
         hv_json_set(r, "searchParam", cond);
         {

@@ -9,7 +9,7 @@
  *   DELETE /fhir/:type/:id                 delete (If-Match) and /fhir/:type?criteria
  *   PATCH  /fhir/:type/:id                 JSON Patch (application/json-patch+json) or
  *                                          FHIRPath Patch (a Parameters resource); also ?criteria
- *   GET    /fhir/:type                     search: not supported yet (501)
+ *   GET    /fhir/:type                     search (fhir/search.c); also POST /fhir/:type/_search
  *
  * The handlers check what can be checked on the loop thread (type, id, body,
  * validation), then run the interaction (fhir/store_ops.c) as a storage job and
@@ -389,9 +389,11 @@ static void h_search(hv_http_req_t *req, void *ud)
     hv__rreq_t *r = hv__rreq_new(ud, req);
     if (r == NULL)
         return;
-    if (check_type(r, hv_http_req_param(req, "type")) == HV_OK)
-        hv__rest_outcome(r, 501, "error", "not-supported", "search is not supported yet");
-    hv__rreq_free(r);
+    if (check_type(r, hv_http_req_param(req, "type")) != HV_OK) {
+        hv__rreq_free(r);
+        return;
+    }
+    hv__search_handle(r); /* fhir/search.c */
 }
 
 int hv__rest_crud_routes(hv__fhir_t *f, hv_router_t *r)
@@ -405,6 +407,8 @@ int hv__rest_crud_routes(hv__fhir_t *f, hv_router_t *r)
         rc = hv_router_add(r, HV_HTTP_POST, "/fhir/:type", h_create, f);
     if (rc == HV_OK)
         rc = hv_router_add(r, HV_HTTP_GET, "/fhir/:type", h_search, f);
+    if (rc == HV_OK)
+        rc = hv_router_add(r, HV_HTTP_POST, "/fhir/:type/_search", h_search, f);
     if (rc == HV_OK)
         rc = hv_router_add(r, HV_HTTP_PUT, "/fhir/:type/:id", h_update, f);
     if (rc == HV_OK)

@@ -86,6 +86,9 @@ void hv__fhir_notify(hv__fhir_t *f, const hv__fop_t *op);
 /* An OperationOutcome tree with one issue. */
 struct json_object *hv__outcome_new(const char *severity, const char *code, const char *msg);
 
+/* Answers a search (fhir/search.c); r->op.type is set. Takes r. */
+void hv__search_handle(hv__rreq_t *r);
+
 /* Route registration, one per interaction family. */
 int hv__rest_crud_routes(hv__fhir_t *f, hv_router_t *r);
 int hv__rest_history_routes(hv__fhir_t *f, hv_router_t *r);

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "fhir/search_int.h"
 #include "fhir/store_int.h"
 
 static const char *const migrations_sqlite[] = {
@@ -33,6 +34,7 @@ static const char *const migrations_sqlite[] = {
     "CREATE TABLE refs (type TEXT NOT NULL, id TEXT NOT NULL, patient TEXT NOT NULL);"
     "CREATE INDEX refs_patient ON refs (patient, type);"
     "CREATE INDEX refs_id ON refs (type, id);",
+    hv__search_migration, /* the search index, fhir/search_index.c */
     NULL,
 };
 
@@ -47,6 +49,7 @@ static const char *const migrations_pg[] = {
     "CREATE TABLE refs (type TEXT NOT NULL, id TEXT NOT NULL, patient TEXT NOT NULL);"
     "CREATE INDEX refs_patient ON refs (patient, type);"
     "CREATE INDEX refs_id ON refs (type, id);",
+    hv__search_migration, /* the search index, fhir/search_index.c */
     NULL,
 };
 
@@ -259,6 +262,10 @@ int hv__store_put(hv_db_t *db, const char *type, const char *id, int64_t version
                 return rc;
         }
     }
+    /* The search index, also of the current version only (fhir/search_index.c). */
+    rc = hv__search_index_put(db, type, id, text != NULL ? resource : NULL, version > 1);
+    if (rc != HV_OK)
+        return rc;
     if (text == NULL)
         return HV_OK;
     if (resource != NULL) {

@@ -8,11 +8,9 @@
  * command's thread) and reports its outcome as an HTTP status in the op, so the
  * REST handlers, the Bundle processor and the importer share one implementation.
  *
- * Conditional criteria are FHIR search parameters. Search is a separate part of
- * the server still being built; until it lands the criteria understood here are
- * `_id=ID` and `identifier=[system|]value` (token search on Resource.identifier,
- * through the identifier index the store keeps). Any other parameter answers 501
- * with an OperationOutcome saying it is not supported yet.
+ * Conditional criteria are FHIR search parameters, resolved by the search planner
+ * (fhir/search_plan.c) against the search index; malformed or unknown criteria
+ * answer 400.
  */
 #include "config.h"
 
@@ -22,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fhir/search_int.h"
 #include "fhir/store_int.h"
 
 #define COND_MAX_MATCHES HV__COND_MAX
@@ -72,115 +71,9 @@ static void take_row(hv__fop_t *op, hv__store_row_t *row)
 /* See fhir/store_int.h. */
 int hv__fop_resolve(hv_db_t *db, hv__fop_t *op, char (*ids)[HV__FHIR_ID_MAX], size_t *n)
 {
-    char *q = hv_strdup(op->cond), *save = NULL, *part;
-    char want_id[HV__FHIR_ID_MAX] = "";
-    int have_id = 0, have_ident = 0, rc = HV_OK;
-    size_t k = 0;
-    if (q == NULL)
-        return HV_ENOMEM;
-    for (part = strtok_r(q, "&", &save); part != NULL; part = strtok_r(NULL, "&", &save)) {
-        char *eq = strchr(part, '=');
-        char *key = part, *val;
-        long vl;
-        if (eq == NULL) {
-            rc = hv__fop_fail(op, 400, "invalid", "conditional criteria: \"%.100s\" has no value", part);
-            goto out;
-        }
-        *eq = '\0';
-        val = eq + 1;
-        if (hv_url_decode(key, strlen(key), 1) < 0 || (vl = hv_url_decode(val, strlen(val), 1)) < 0) {
-            rc = hv__fop_fail(op, 400, "invalid", "conditional criteria: a bad percent escape");
-            goto out;
-        }
-        key[strlen(key)] = '\0';
-        val[vl] = '\0';
-        if (strcmp(key, "_format") == 0 || strcmp(key, "_pretty") == 0 || strcmp(key, "_summary") == 0 ||
-            strcmp(key, "_elements") == 0)
-            continue; /* result parameters, not criteria */
-        if (strcmp(key, "_id") == 0) {
-            if (!hv__fhir_id_valid(val)) {
-                rc = hv__fop_fail(op, 400, "invalid", "conditional criteria: _id is not a valid id");
-                goto out;
-            }
-            if (have_id && strcmp(want_id, val) != 0) {
-                k = 0;
-                have_ident = 1; /* two different ids: nothing can match */
-                continue;
-            }
-            snprintf(want_id, sizeof(want_id), "%s", val);
-            have_id = 1;
-        } else if (strcmp(key, "identifier") == 0) {
-            /* FHIR R4 search.html#token: [system]|[code] or code alone. */
-            char *bar = strchr(val, '|');
-            char found[COND_MAX_MATCHES][HV__FHIR_ID_MAX];
-            size_t nf = 0;
-            const char *system = NULL, *value = val;
-            if (bar != NULL) {
-                *bar = '\0';
-                system = val; /* "" means: no system */
-                value = bar + 1;
-            }
-            if (value[0] == '\0' || strchr(value, ',') != NULL) {
-                rc = hv__fop_fail(op, 501, "not-supported",
-                                  "conditional criteria: identifier needs one value (system| alone and "
-                                  "value lists are not supported yet)");
-                goto out;
-            }
-            rc = hv__store_find_identifier(db, op->type, system, value, found, COND_MAX_MATCHES, &nf);
-            if (rc != HV_OK)
-                goto out;
-            if (!have_ident) {
-                memcpy(ids, found, sizeof(found));
-                k = nf;
-                have_ident = 1;
-            } else {
-                /* AND of two identifier criteria: keep the ids in both. */
-                size_t w = 0;
-                for (size_t i = 0; i < k && i < COND_MAX_MATCHES; i++)
-                    for (size_t j = 0; j < nf && j < COND_MAX_MATCHES; j++)
-                        if (strcmp(ids[i], found[j]) == 0) {
-                            memmove(ids[w++], ids[i], HV__FHIR_ID_MAX);
-                            break;
-                        }
-                k = w;
-            }
-        } else {
-            rc = hv__fop_fail(op, 501, "not-supported",
-                              "conditional criteria: search parameter \"%.64s\" is not supported yet "
-                              "(supported: _id, identifier)",
-                              key);
-            goto out;
-        }
-    }
-    if (!have_id && !have_ident) {
-        rc = hv__fop_fail(op, 400, "invalid", "conditional criteria are empty");
-        goto out;
-    }
-    if (have_id) {
-        if (have_ident) {
-            size_t w = 0;
-            for (size_t i = 0; i < k && i < COND_MAX_MATCHES; i++)
-                if (strcmp(ids[i], want_id) == 0)
-                    memmove(ids[w++], ids[i], HV__FHIR_ID_MAX);
-            k = w;
-        } else {
-            hv__store_row_t row;
-            rc = hv__store_get(db, op->type, want_id, 0, &row);
-            if (rc == HV_OK) {
-                if (!row.deleted)
-                    snprintf(ids[k++], HV__FHIR_ID_MAX, "%s", want_id);
-                hv__store_row_clear(&row);
-            } else if (rc == HV_ENOTFOUND) {
-                rc = HV_OK;
-            } else {
-                goto out;
-            }
-        }
-    }
-    *n = k;
-out:
-    hv_free(q);
-    return rc;
+    /* Conditional criteria are search criteria (FHIR R4 http.html#cond-update): the
+     * search planner resolves them, every supported parameter included. */
+    return hv__search_resolve(db, op, ids, COND_MAX_MATCHES, n);
 }
 
 /* Serializes res with its new meta and appends it as version `version` of op->type/id. */

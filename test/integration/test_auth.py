@@ -354,8 +354,8 @@ class Guard(AuthCase):
             ("GET", "/channels", {"admin": 404, "ivy": 404, "carl": 403, "audrey": 403, "sam": 403}),
             ("GET", "/audit/events", {"admin": 404, "ivy": 403, "carl": 403, "audrey": 404, "sam": 403}),
             ("POST", "/terminology/load", {"admin": 404, "ivy": 403, "carl": 403, "audrey": 403, "sam": 403}),
-            # passed the guard: FHIR type search answers 501 until the search issue lands
-            ("GET", "/fhir/Patient", {"admin": 501, "ivy": 501, "carl": 501, "audrey": 501, "sam": 501}),
+            # passed the guard: FHIR type search answers 200
+            ("GET", "/fhir/Patient", {"admin": 200, "ivy": 200, "carl": 200, "audrey": 200, "sam": 200}),
         ]
         for method, path, want in matrix:
             for user, status in want.items():
@@ -482,7 +482,7 @@ class BackendServices(AuthCase):
             st, _, _ = self.eng.get("/errors", headers=self.bearer(body["access_token"]))
             self.assertEqual(st, 403)
             st, _, _ = self.eng.get("/fhir/Patient", headers=self.bearer(body["access_token"]))
-            self.assertEqual(st, 501)  # through the guard; FHIR type search is not built yet (501)
+            self.assertEqual(st, 200)  # through the guard: the FHIR type search answers
 
     def test_assertion_defects(self):
         key, stranger = Key(self.workdir, "RSA"), Key(self.workdir, "RSA")

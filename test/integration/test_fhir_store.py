@@ -271,10 +271,10 @@ class FhirStoreTests(EngineTestCase):
         st, _, oo = self.jreq("POST", "/fhir/Patient", self.patient(ident="M2"),
                               headers={"If-None-Exist": "identifier=http://hospital.example/mrn|M2"})
         self.assertOutcome(st, oo, 412)
-        # criteria not supported yet: 501 with a clear message
-        st, _, oo = self.jreq("PUT", "/fhir/Patient?family=Doe", self.patient())
-        self.assertOutcome(st, oo, 501, "not-supported")
-        self.assertIn("family", oo["issue"][0]["diagnostics"])
+        # unknown criteria: 400 naming the parameter (conditional operations are strict)
+        st, _, oo = self.jreq("PUT", "/fhir/Patient?nosuchparam=Doe", self.patient())
+        self.assertOutcome(st, oo, 400, "invalid")
+        self.assertIn("nosuchparam", oo["issue"][0]["diagnostics"])
         # SQL metacharacters in criteria are bound values, never SQL
         evil = "x'); DROP TABLE resources;--"
         hdr2 = {"If-None-Exist": "identifier=" + urllib.parse.quote("urn:evil|" + evil)}
@@ -487,13 +487,15 @@ class FhirStoreTests(EngineTestCase):
         self.assertNotIn("DomainResource", types)
         codes = {i["code"] for i in types["Patient"]["interaction"]}
         self.assertEqual(codes, {"read", "vread", "update", "patch", "delete", "history-instance",
-                                 "history-type", "create"})
-        self.assertNotIn("search-type", codes)
+                                 "history-type", "create", "search-type"})
+        sp = {p["name"]: p["type"] for p in types["Patient"]["searchParam"]}
+        self.assertEqual((sp["birthdate"], sp["name"], sp["identifier"], sp["general-practitioner"]),
+                         ("date", "string", "token", "reference"))
         self.assertEqual({i["code"] for i in rest["interaction"]}, {"transaction", "batch", "history-system"})
         self.assertEqual({o["name"] for o in types["Patient"]["operation"]}, {"validate", "everything", "export"})
         self.assertEqual([o["name"] for o in rest["operation"]], ["export"])
-        st, _, oo = self.jreq("GET", "/fhir/Patient?name=x")
-        self.assertOutcome(st, oo, 501, "not-supported")
+        st, _, b = self.jreq("GET", "/fhir/Patient?name=x")
+        self.assertEqual((st, b["resourceType"], b["type"]), (200, "Bundle", "searchset"), b)
 
     # -- compartments and operations --
 

@@ -101,12 +101,15 @@ static void fop_conditional_forms_use_identifier_and_id(void **state)
     assert_int_equal(op.change, HV__CHANGE_NONE);
     hv__fop_clear(&op);
 
-    /* criteria search does not support yet are 501, malformed ones 400 */
+    /* unknown parameters and malformed criteria are 400 */
     hv__fop_init(&op, HV__FOP_UPDATE);
     snprintf(op.type, sizeof(op.type), "Patient");
     op.resource = patient("B");
-    op.cond = hv_strdup("birthdate=2020");
-    run(db, &op, 501);
+    op.cond = hv_strdup("nosuchparam=2020");
+    run(db, &op, 400);
+    hv_free(op.cond);
+    op.cond = hv_strdup("birthdate=20x0");
+    run(db, &op, 400);
     hv_free(op.cond);
     op.cond = hv_strdup("identifier");
     run(db, &op, 400);

@@ -1,0 +1,245 @@
+/*
+ * search.c — the search interaction of FHIR R4 http.html#search and search.html:
+ *
+ *   GET  /fhir/:type?criteria
+ *   POST /fhir/:type/_search    criteria in the body (application/x-www-form-urlencoded)
+ *                               and/or the URL
+ *
+ * The query is planned on the loop thread (fhir/search_plan.c: malformed values
+ * answer 400 naming the parameter; unknown parameters are ignored and listed in an
+ * OperationOutcome entry of search mode "outcome", or answer 400 under
+ * `Prefer: handling=strict`), run as one SQL statement on the storage thread, and
+ * answered with a searchset Bundle with self and next links. The next link carries
+ * a keyset cursor (_cursor: the last row's sort key and row id), so pages never
+ * repeat or skip a resource while others are written.
+ *
+ * Conditional create/update/delete/patch resolve their criteria through the same
+ * planner (hv__search_resolve).
+ */
+#include "config.h"
+
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fhir/rest_int.h"
+#include "fhir/search_int.h"
+
+typedef struct srch {
+    hv__rreq_t *r;
+    hv__search_plan_t plan;
+    hv_buf_t body;   /* the entries, comma separated */
+    const char *base;
+    char *query;     /* the criteria (URL query and form body joined), raw */
+    size_t rows;
+    int more;
+    int64_t total;
+    hv__store_row_t last; /* the last row of the page (no text) */
+} srch_t;
+
+static int add_row(void *ud, const hv__store_row_t *row)
+{
+    srch_t *s = ud;
+    char url[512];
+    if ((int64_t)s->rows >= s->plan.count) {
+        s->more = 1;
+        return HV_OK;
+    }
+    if (s->rows > 0)
+        hv_buf_putc(&s->body, ',');
+    snprintf(url, sizeof(url), "%s/%s/%s", s->base, row->type, row->id);
+    hv_buf_puts(&s->body, "{\"fullUrl\":");
+    hv_buf_json_str(&s->body, url, strlen(url));
+    hv_buf_puts(&s->body, ",\"resource\":");
+    hv_buf_append(&s->body, row->text, row->text_len);
+    s->rows++;
+    s->last = *row;
+    s->last.text = NULL;
+    return hv_buf_puts(&s->body, ",\"search\":{\"mode\":\"match\"}}");
+}
+
+static int job_search(hv_db_t *db, void *arg)
+{
+    srch_t *s = arg;
+    return hv__search_plan_run(db, &s->plan, add_row, s, &s->total);
+}
+
+/* The query without _cursor, for the links. */
+static char *links_query(srch_t *s, hv_arena_t *a)
+{
+    hv_buf_t b;
+    char *q = hv_strdup(s->query), *save = NULL, *part, *out;
+    hv_buf_init(&b, 16384);
+    for (part = q ? strtok_r(q, "&", &save) : NULL; part != NULL; part = strtok_r(NULL, "&", &save)) {
+        if (strncmp(part, "_cursor=", 8) == 0)
+            continue;
+        hv_buf_printf(&b, "%s%s", b.len ? "&" : "", part);
+    }
+    out = hv_arena_sprintf(a, "%s", b.data ? b.data : "");
+    hv_buf_release(&b);
+    hv_free(q);
+    return out;
+}
+
+static void done_search(int status, void *arg)
+{
+    srch_t *s = arg;
+    hv__rreq_t *r = s->r;
+    hv_arena_t *a = hv_http_req_arena(r->req);
+    hv_buf_t out;
+    char *lq, *self;
+    hv_buf_init(&out, 0);
+    if (status != HV_OK) {
+        hv__rest_outcome(r, 500, "error", "exception", "search failed: %s", hv_strerror(status));
+        goto out;
+    }
+    if (s->total < 0 && s->rows == 0 && !s->plan.has_cursor && s->plan.total == HV__TOTAL_ACCURATE)
+        s->total = 0;
+    lq = links_query(s, a);
+    hv_buf_puts(&out, "{\"resourceType\":\"Bundle\",\"type\":\"searchset\"");
+    if (s->total >= 0)
+        hv_buf_printf(&out, ",\"total\":%lld", (long long)s->total);
+    hv_buf_puts(&out, ",\"link\":[{\"relation\":\"self\",\"url\":");
+    self = hv_arena_sprintf(a, "%s/%s?%s", s->base, s->plan.type, hv_http_req_query(r->req));
+    if (hv_http_req_query(r->req)[0] == '\0' || hv_http_req_method(r->req) == HV_HTTP_POST)
+        self = hv_arena_sprintf(a, "%s/%s%s%s", s->base, s->plan.type, lq && *lq ? "?" : "", lq ? lq : "");
+    hv_buf_json_str(&out, self ? self : "", self ? strlen(self) : 0);
+    hv_buf_puts(&out, "}");
+    if (s->more && s->plan.count > 0) {
+        char cur[128];
+        char *next;
+        if (s->plan.sort == HV__SORT_LASTUPDATED)
+            snprintf(cur, sizeof(cur), "%llu~%lld", (unsigned long long)s->last.last_ms, (long long)s->last.rid);
+        else if (s->plan.sort == HV__SORT_ID)
+            snprintf(cur, sizeof(cur), "%s~%lld", s->last.id, (long long)s->last.rid);
+        else
+            snprintf(cur, sizeof(cur), "%lld", (long long)s->last.rid);
+        next = hv_arena_sprintf(a, "%s/%s?%s%s_cursor=%s", s->base, s->plan.type, lq ? lq : "",
+                                lq && *lq ? "&" : "", cur);
+        hv_buf_puts(&out, ",{\"relation\":\"next\",\"url\":");
+        hv_buf_json_str(&out, next ? next : "", next ? strlen(next) : 0);
+        hv_buf_puts(&out, "}");
+    }
+    hv_buf_puts(&out, "]");
+    if (!s->plan.summary_count) {
+        hv_buf_puts(&out, ",\"entry\":[");
+        hv_buf_append(&out, s->body.data ? s->body.data : "", s->body.len);
+        if (s->plan.unknown.len > 0) {
+            /* search.html#errors: the parameters that were ignored, in an outcome entry. */
+            char *msg = hv_arena_sprintf(a, "unknown search parameters ignored: %.*s", (int)s->plan.unknown.len,
+                                         s->plan.unknown.data);
+            hv_buf_puts(&out, s->rows ? "," : "");
+            hv_buf_puts(&out, "{\"resource\":{\"resourceType\":\"OperationOutcome\",\"issue\":[{\"severity\":"
+                              "\"warning\",\"code\":\"not-supported\",\"diagnostics\":");
+            hv_buf_json_str(&out, msg ? msg : "", msg ? strlen(msg) : 0);
+            hv_buf_puts(&out, "}]},\"search\":{\"mode\":\"outcome\"}}");
+        }
+        hv_buf_puts(&out, "]");
+    }
+    if (hv_buf_puts(&out, "}") != HV_OK) {
+        hv__rest_outcome(r, 500, "error", "exception", "the result is too large; use a smaller _count");
+        goto out;
+    }
+    r->summary = NULL; /* _summary applies to the Bundle, handled above */
+    r->elements = NULL;
+    hv__rest_send_text(r, 200, out.data, out.len);
+out:
+    hv_buf_release(&out);
+    hv_buf_release(&s->body);
+    hv__search_plan_clear(&s->plan);
+    hv_free(s->query);
+    hv__rreq_free(r);
+    hv_free(s);
+}
+
+/* Answers the search of r (r->op.type is set and valid). Takes r. */
+void hv__search_handle(hv__rreq_t *r)
+{
+    hv__fhir_t *f = r->f;
+    hv_http_req_t *req = r->req;
+    srch_t *s = hv_calloc(1, sizeof(*s));
+    const char *prefer = hv_http_req_header(req, "Prefer");
+    const char *q = hv_http_req_query(req);
+    size_t blen = 0;
+    const char *body = hv_http_req_method(req) == HV_HTTP_POST ? hv_http_req_body(req, &blen) : NULL;
+    int strict = prefer != NULL && strstr(prefer, "handling=strict") != NULL;
+    if (s == NULL) {
+        hv__rest_outcome(r, 503, "error", "transient", "out of memory");
+        goto fail;
+    }
+    hv__search_plan_init(&s->plan);
+    s->r = r;
+    s->total = -1;
+    /* POST _search: the form body's parameters join the URL's (http.html#search). */
+    if (body != NULL && blen > 0)
+        s->query = hv_arena_sprintf(hv_http_req_arena(req), "%s%s%.*s", q, q[0] ? "&" : "", (int)blen, body);
+    else
+        s->query = hv_arena_sprintf(hv_http_req_arena(req), "%s", q);
+    s->query = s->query ? hv_strdup(s->query) : NULL;
+    if (s->query == NULL) {
+        hv__rest_outcome(r, 503, "error", "transient", "out of memory");
+        goto fail;
+    }
+    if (hv__search_plan_build(&s->plan, r->op.type, s->query, strict, f->history_count,
+                              f->history_max < HV__SEARCH_MAX_RESULTS ? f->history_max : HV__SEARCH_MAX_RESULTS) !=
+        HV_OK) {
+        hv__rest_outcome(r, 400, "error", "invalid", "%s", s->plan.msg[0] ? s->plan.msg : "the search is invalid");
+        goto fail;
+    }
+    s->base = hv__rest_base(r);
+    hv_buf_init(&s->body, (size_t)256 << 20);
+    if (hv_storage_submit(f->storage, job_search, done_search, s) != HV_OK) {
+        hv__rest_outcome(r, 503, "error", "transient", "the store is busy; retry later");
+        goto fail;
+    }
+    return;
+fail:
+    if (s != NULL) {
+        hv__search_plan_clear(&s->plan);
+        hv_free(s->query);
+        hv_free(s);
+    }
+    hv__rreq_free(r);
+}
+
+static int collect_id(void *ud, const hv__store_row_t *row)
+{
+    struct {
+        char (*ids)[HV__FHIR_ID_MAX];
+        size_t max, n;
+    } *c = ud;
+    if (c->n < c->max)
+        snprintf(c->ids[c->n], HV__FHIR_ID_MAX, "%s", row->id);
+    c->n++;
+    return HV_OK;
+}
+
+int hv__search_resolve(hv_db_t *db, hv__fop_t *op, char (*ids)[HV__FHIR_ID_MAX], size_t max, size_t *n)
+{
+    hv__search_plan_t p;
+    struct {
+        char (*ids)[HV__FHIR_ID_MAX];
+        size_t max, n;
+    } c = {ids, max, 0};
+    int64_t total = -1;
+    int rc;
+    hv__search_plan_init(&p);
+    rc = hv__search_plan_build(&p, op->type, op->cond, 1, (int64_t)max, (int64_t)max);
+    if (rc == HV_OK && p.where.len == 0) {
+        rc = hv__fop_fail(op, 400, "invalid", "conditional criteria are empty");
+        goto out;
+    }
+    if (rc != HV_OK) {
+        rc = hv__fop_fail(op, 400, "invalid", "conditional criteria: %s", p.msg[0] ? p.msg : "invalid");
+        goto out;
+    }
+    p.total = HV__TOTAL_NONE;
+    p.count = (int64_t)max;
+    rc = hv__search_plan_run(db, &p, collect_id, &c, &total);
+    if (rc == HV_OK)
+        *n = c.n > max ? max + 1 : c.n;
+out:
+    hv__search_plan_clear(&p);
+    return rc;
+}
