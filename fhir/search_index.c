@@ -65,6 +65,35 @@ static int cmp_entry(const void *a, const void *b)
     return x->sp < y->sp ? -1 : x->sp > y->sp ? 1 : 0;
 }
 
+/*
+ * Rewrites "where(resolve() is T)" into "where(reference.startsWith('T/'))": the
+ * index has no resolver, and a relative reference names its target's type (absolute
+ * URLs pointing elsewhere are therefore not restricted by type). Returns a new
+ * string or NULL when there is nothing to rewrite.
+ */
+static char *rewrite_resolve(const char *expr)
+{
+    static const char pat[] = "where(resolve() is ";
+    hv_buf_t b;
+    const char *p = expr, *hit;
+    char *out;
+    if (strstr(expr, pat) == NULL)
+        return NULL;
+    hv_buf_init(&b, 64 * 1024);
+    while ((hit = strstr(p, pat)) != NULL) {
+        const char *t = hit + sizeof(pat) - 1, *e = strchr(t, ')');
+        if (e == NULL)
+            break;
+        hv_buf_append(&b, p, (size_t)(hit - p));
+        hv_buf_printf(&b, "where(reference.startsWith('%.*s/'))", (int)(e - t), t);
+        p = e + 1;
+    }
+    hv_buf_puts(&b, p);
+    out = b.data != NULL ? hv_strndup(b.data, b.len) : NULL;
+    hv_buf_release(&b);
+    return out;
+}
+
 static void compile_all(void)
 {
     size_t n = hv_fhir_search_count();
@@ -79,9 +108,11 @@ static void compile_all(void)
         hv_fhir_search_type_t t = hv_fhir_search_type(sp);
         entries[nentries].sp = sp;
         if (expr != NULL && t != HV_FHIR_SP_COMPOSITE && t != HV_FHIR_SP_SPECIAL) {
+            char *rw = rewrite_resolve(expr);
             memset(&err, 0, sizeof(err));
-            if (hv_fhirpath_compile(expr, 0, NULL, &fp, &err) != HV_OK)
+            if (hv_fhirpath_compile(rw != NULL ? rw : expr, 0, NULL, &fp, &err) != HV_OK)
                 fp = NULL;
+            hv_free(rw);
         }
         entries[nentries++].fp = fp;
     }
