@@ -69,6 +69,7 @@ int main(void)
     failed += run_store_ops_tests();
     failed += run_patch_tests();
     failed += run_rest_tests();
+    failed += run_search_tests();
     for (int i = 0; i < ndb; i++) {
         static const char *const files[] = {"fhir.db", "fhir.db-wal", "fhir.db-shm"};
         char f[256];

@@ -1,0 +1,120 @@
+/* search_index.c — unit tests of fhir/search_index.c: date ranges by precision, prefixes,
+ * string normalization, and index rows written and replaced with the version. */
+#include "tests.h"
+
+#include <json-c/json.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "fhir/search_int.h"
+
+static void search_date_range_covers_the_precision(void **state)
+{
+    /* ms since the epoch of the first and last millisecond each value covers */
+    static const struct { const char *s; int64_t lo, hi; } cases[] = {
+        {"1970", 0, 31536000000LL - 1},
+        {"1972", 63072000000LL, 63072000000LL + 366LL * 86400000 - 1}, /* a leap year */
+        {"1970-02", 2678400000LL, 2678400000LL + 28LL * 86400000 - 1},
+        {"1972-02", 65750400000LL, 65750400000LL + 29LL * 86400000 - 1},
+        {"1970-01-02", 86400000LL, 2 * 86400000LL - 1},
+        {"1970-01-01T00:00:01Z", 1000, 1999},
+        {"1970-01-01T00:00:01.500Z", 1500, 1500},
+        {"1970-01-01T01:00:00+01:00", 0, 999},
+    };
+    static const char *const bad[] = {"19x0", "1970-1", "1970-13", "70", "1970-01-01T00", "", "1970-01-01 ",
+                                      "1970-01-01T00:00:00Zjunk"};
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int64_t lo = -1, hi = -1;
+        assert_int_equal(hv__search_date_range(cases[i].s, &lo, &hi), HV_OK);
+        if (lo != cases[i].lo || hi != cases[i].hi)
+            fail_msg("%s: [%lld, %lld] (want [%lld, %lld])", cases[i].s, (long long)lo, (long long)hi,
+                     (long long)cases[i].lo, (long long)cases[i].hi);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int64_t lo = 7, hi = 7;
+        if (hv__search_date_range(bad[i], &lo, &hi) != HV_EINVAL)
+            fail_msg("\"%s\" accepted as a date", bad[i]);
+        assert_int_equal(lo, 7);
+    }
+}
+
+static void search_prefix_reads_the_nine_prefixes(void **state)
+{
+    static const struct { const char *s; hv__sp_prefix_t p; const char *rest; } cases[] = {
+        {"eq2020", HV__SP_EQ, "2020"}, {"ne2020", HV__SP_NE, "2020"}, {"gt5", HV__SP_GT, "5"},
+        {"lt5", HV__SP_LT, "5"},       {"ge5", HV__SP_GE, "5"},       {"le5", HV__SP_LE, "5"},
+        {"sa5", HV__SP_SA, "5"},       {"eb5", HV__SP_EB, "5"},       {"ap5", HV__SP_AP, "5"},
+        {"2020", HV__SP_EQ, "2020"},   {"gt", HV__SP_EQ, "gt"},        {"ltx", HV__SP_EQ, "ltx"},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *s = cases[i].s;
+        assert_int_equal(hv__search_prefix(&s), cases[i].p);
+        assert_string_equal(s, cases[i].rest);
+    }
+}
+
+static void search_normalize_folds_case_and_accents(void **state)
+{
+    char out[32];
+    (void)state;
+    hv__search_normalize("MÜLLER Ça", out, sizeof(out));
+    assert_string_equal(out, "muller ca");
+    hv__search_normalize("Zoë–x", out, sizeof(out));
+    assert_string_equal(out, "zoe\xe2\x80\x93x"); /* other UTF-8 kept whole */
+    hv__search_normalize("abcdef", out, 4);
+    assert_string_equal(out, "abc");
+}
+
+static int64_t count(hv_db_t *db, const char *sql)
+{
+    hv_db_stmt_t *st = NULL;
+    int64_t n = -1;
+    assert_int_equal(hv_db_prepare(db, sql, &st), HV_OK);
+    if (hv_db_step(st) == HV_DB_ROW)
+        n = hv_db_column_int64(st, 0);
+    hv_db_done(st);
+    return n;
+}
+
+static void search_index_rows_follow_the_current_version(void **state)
+{
+    hv_db_t *db = store_test_db();
+    struct json_object *p = json_tokener_parse(
+        "{\"resourceType\":\"Patient\",\"id\":\"x\",\"name\":[{\"family\":\"Ünal\",\"given\":[\"A\",\"B\"]}],"
+        "\"gender\":\"male\",\"birthDate\":\"1970\",\"generalPractitioner\":[{\"reference\":\"Practitioner/d\"}]}");
+    (void)state;
+    assert_non_null(p);
+    assert_int_equal(hv__search_index_put(db, "Patient", "x", p, 0), HV_OK);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_str WHERE code = 'family' AND value = 'unal'"), 1);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_str WHERE code = 'given'"), 2);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_tok WHERE code = 'gender' AND value = 'male'"), 1);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_ref WHERE code = 'general-practitioner' AND"
+                               " rtype = 'Practitioner' AND rid = 'd'"),
+                     1);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_date WHERE code = 'birthdate' AND lo = 0 AND"
+                               " hi = 31535999999"),
+                     1);
+    /* a new version replaces the rows; a deletion drops them */
+    json_object_object_del(p, "name");
+    assert_int_equal(hv__search_index_put(db, "Patient", "x", p, 1), HV_OK);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_str"), 0);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_tok WHERE code = 'gender'"), 1);
+    assert_int_equal(hv__search_index_put(db, "Patient", "x", NULL, 1), HV_OK);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_tok"), 0);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_date"), 0);
+    json_object_put(p);
+    store_test_db_close(db);
+}
+
+int run_search_tests(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(search_date_range_covers_the_precision),
+        cmocka_unit_test(search_prefix_reads_the_nine_prefixes),
+        cmocka_unit_test(search_normalize_folds_case_and_accents),
+        cmocka_unit_test(search_index_rows_follow_the_current_version),
+    };
+    return cmocka_run_group_tests_name("fhir_search", tests, NULL, NULL);
+}
