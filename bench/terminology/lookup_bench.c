@@ -18,8 +18,7 @@ static const char *const icd_codes[] = {"E11.9", "I10", "J45.909", "A00.0", "E11
 static const char *const icd_queries[] = {"diabetes", "hypertension", "asthma", "cholera",
                                            "fracture femur", "pneumonia"};
 static const char *const lab_inputs[] = {
-    "{\"code\":\"GLU\",\"text\":\"Glucose, serum\",\"value\":95,\"unit\":\"mg/dl\","
-    "\"referenceRange\":{\"low\":70,\"high\":99}}",
+    "{\"code\":\"GLU\",\"text\":\"Glucose, serum\",\"value\":95,\"unit\":\"mg/dl\",\"referenceRange\":{\"low\":70,\"high\":99}}",
     "{\"code\":\"2345-7\",\"value\":120,\"unit\":\"mg/dL\"}",
     "{\"text\":\"Hemoglobin blood\",\"value\":140,\"unit\":\"g/L\"}",
     "{\"text\":\"Sodium serum\",\"value\":140,\"unit\":\"mEq/L\"}",

@@ -278,7 +278,7 @@ static int cmd_client_add(hv_engine_t *e, int argc, char **argv) {
     size_t ru = 0;
     int i, rc;
     memset(&c, 0, sizeof(c));
-    for (i = 0; i < argc; i++) {
+    for (i = 0; i < argc; i += 2) { /* --option value pairs */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (v == NULL) goto usage;
         if (strcmp(a, "--name") == 0) name = v;
@@ -295,7 +295,6 @@ static int cmd_client_add(hv_engine_t *e, int argc, char **argv) {
             memcpy(c.redirect_uris + ru, v, n + 1);
             ru += n;
         } else goto usage;
-        i++;
     }
     if (name == NULL || type == NULL || strlen(name) >= sizeof(c.name)) goto usage;
     if (strcmp(type, "backend") == 0) {
