@@ -266,11 +266,12 @@ static int value_clause(hv__search_plan_t *p, const char *name, hv_fhir_search_t
             sql(p, "value = ");
             return b_text(p, v);
         }
-        if (strchr(v, '|') == NULL) {
-            sql(p, "value = ");
-            return b_text(p, v);
-        }
         rest = piece(v, '|', a, sizeof(a));
+        if (*rest == '\0') {
+            /* no unescaped '|': a code alone, in any system */
+            sql(p, "value = ");
+            return b_text(p, a);
+        }
         piece(rest + 1, '\0', b, sizeof(b));
         if (a[0] == '\0') {
             sql(p, "(system IS NULL AND value = ");

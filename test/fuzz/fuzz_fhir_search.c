@@ -1,0 +1,84 @@
+/*
+ * fuzz_fhir_search.c — fuzzes the search planner of fhir/search_plan.c (FHIR R4
+ * search.html) and the date/prefix readers of fhir/search_index.c.
+ *
+ * Input: a query string as it arrives after '?' (the first byte picks the resource
+ * type). Invariants: planning never crashes; a refusal is HV_EINVAL with a message;
+ * planning is deterministic (the same SQL and the same bound values twice); the SQL
+ * holds exactly the placeholders $1..$nbinds, each value bound, and never a quote
+ * character coming from the input (values are bound, not spliced: the only quotes are
+ * the fixed ESCAPE '\' fragments); every date range accepted has lo <= hi.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "fhir/search_int.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void check_sql(const hv__search_plan_t *p)
+{
+    const char *s = p->where.data ? p->where.data : "";
+    int max = 0;
+    for (const char *c = s; *c; c++) {
+        if (*c == '$') {
+            int n = atoi(c + 1);
+            if (n < 1)
+                abort();
+            if (n > max)
+                max = n;
+        } else if (*c == '\'') {
+            /* the only literal the planner writes: ESCAPE '\' */
+            if (strncmp(c, "'\\'", 3) != 0)
+                abort();
+            c += 2;
+        }
+    }
+    if (max > p->nbinds)
+        abort();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static const char *const types[] = {"Patient", "Observation", "Encounter", "Condition"};
+    hv__search_plan_t a, b;
+    char *q;
+    int ra, rb;
+    if (size < 1 || size > 4096)
+        return 0;
+    q = hv_malloc(size);
+    if (q == NULL)
+        return 0;
+    memcpy(q, data + 1, size - 1);
+    q[size - 1] = '\0';
+    hv__search_plan_init(&a);
+    hv__search_plan_init(&b);
+    ra = hv__search_plan_build(&a, types[data[0] % 4], q, data[0] & 4, 10, 100);
+    rb = hv__search_plan_build(&b, types[data[0] % 4], q, data[0] & 4, 10, 100);
+    if (ra != rb)
+        abort();
+    if (ra == HV_EINVAL && a.msg[0] == '\0')
+        abort();
+    if (ra == HV_OK) {
+        check_sql(&a);
+        if (a.where.len != b.where.len || (a.where.len && memcmp(a.where.data, b.where.data, a.where.len) != 0) ||
+            a.nbinds != b.nbinds || a.count != b.count)
+            abort();
+        for (int i = 0; i < a.nbinds; i++)
+            if (a.binds[i].kind != b.binds[i].kind || (a.binds[i].kind == 0 && strcmp(a.binds[i].s, b.binds[i].s)))
+                abort();
+    }
+    {
+        int64_t lo, hi;
+        const char *v = q;
+        (void)hv__search_prefix(&v);
+        if (hv__search_date_range(v, &lo, &hi) == HV_OK && lo > hi)
+            abort();
+    }
+    hv__search_plan_clear(&a);
+    hv__search_plan_clear(&b);
+    hv_free(q);
+    return 0;
+}
