@@ -1,0 +1,297 @@
+"""test_channels.py — the channel runtime over the wire.
+
+Drives a real `holovitals serve` (harness.py) with channel files in its channels
+directory and local HTTP sinks as destinations: the lab-fanout channel of the
+issue with one destination down for a while (messages queue, then arrive in order,
+none duplicated), the same across a kill -9 and a restart, dead-lettering after
+max attempts and requeue, reprocessing, filter accounting, hot reload (an invalid
+file is refused and the running version kept), and `channel validate`.
+"""
+
+import json
+import os
+import signal
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from harness import EngineTestCase, free_port, main, run_cli
+
+LAB_FANOUT = """// channels/lab-fanout.json
+{
+  "id": "lab-fanout",
+  "source": { "type": "http" },
+  "destinations": [
+    { "name": "a", "type": "http-send", "url": "http://127.0.0.1:9001/in" },
+    { "name": "b", "type": "http-send", "url": "http://127.0.0.1:9002/in",
+      "queue": { "retry_interval_ms": 500, "max_attempts": 1000 } }
+  ]
+}
+"""
+
+
+class Sink:
+    """A local HTTP server that records every POST (headers and body) and answers `status`."""
+
+    def __init__(self, port):
+        self.port = port
+        self.received = []
+        self.status = 200
+        self.lock = threading.Lock()
+        self.server = None
+
+    def start(self):
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(n)
+                with sink.lock:
+                    status = sink.status
+                    if status == 200:
+                        sink.received.append((dict(self.headers), body))
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self):
+        if self.server:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+    def bodies(self):
+        with self.lock:
+            return [b for _, b in self.received]
+
+    def ids(self):
+        with self.lock:
+            return [h.get("X-Message-Id") for h, _ in self.received]
+
+    def wait_for(self, n, timeout=20):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if len(self.received) >= n:
+                    return True
+            time.sleep(0.05)
+        return False
+
+
+class ChannelTestCase(EngineTestCase):
+    def setUp(self):
+        super().setUp()
+        self.sinks = []
+
+    def tearDown(self):
+        for s in self.sinks:
+            s.stop()
+        super().tearDown()
+
+    def sink(self, start=True):
+        s = Sink(free_port())
+        self.sinks.append(s)
+        if start:
+            s.start()
+        return s
+
+    def write_channel(self, eng, name, text):
+        with open(os.path.join(eng.channels, name), "w") as f:
+            f.write(text)
+
+    def fanout(self, eng, a, b):
+        text = LAB_FANOUT.replace("9001", str(a.port)).replace("9002", str(b.port))
+        self.write_channel(eng, "lab-fanout.json", text)
+
+    def post(self, eng, i):
+        body = ("message %03d" % i).encode()
+        status, _, data = eng.request("POST", "/channels/lab-fanout/in", body=body,
+                                      headers={"Content-Type": "text/x-lab; charset=utf-8"})
+        self.assertEqual(status, 201, data)
+        return json.loads(data)["id"]
+
+
+class LabFanoutTest(ChannelTestCase):
+    def test_lab_fanout_file_validates_as_written(self):
+        path = os.path.join(self.workdir, "lab-fanout.json")
+        with open(path, "w") as f:
+            f.write(LAB_FANOUT)
+        code, out, err = run_cli("channel", "validate", path)
+        self.assertEqual(code, 0, err)
+        self.assertIn("lab-fanout", out)
+
+    def test_down_destination_queues_then_delivers_in_order_once(self):
+        a, b = self.sink(), self.sink(start=False)  # b is down
+        eng = self.engine(start=False)
+        self.fanout(eng, a, b)
+        eng.start()
+        ids = [self.post(eng, i) for i in range(20)]
+        self.assertTrue(a.wait_for(20), "destination a got %d" % len(a.bodies()))
+        self.assertEqual(a.bodies(), [("message %03d" % i).encode() for i in range(20)])
+        self.assertEqual(a.ids(), ids)
+        for h, _ in a.received:
+            self.assertEqual(h.get("Content-Type"), "text/x-lab; charset=utf-8")
+        time.sleep(1.0)
+        status, ch = eng.get_json("/channels/lab-fanout")
+        self.assertEqual(status, 200)
+        dest_b = [d for d in ch["destinations"] if d["name"] == "b"][0]
+        self.assertEqual(dest_b["statistics"]["queued"], 20)
+        self.assertGreater(dest_b["statistics"]["failed_attempts"], 0)
+        b.start()  # b comes back
+        self.assertTrue(b.wait_for(20, timeout=20), "destination b got %d" % len(b.bodies()))
+        time.sleep(0.5)
+        self.assertEqual(b.bodies(), [("message %03d" % i).encode() for i in range(20)])
+        self.assertEqual(b.ids(), ids)
+        status, ch = eng.get_json("/channels/lab-fanout")
+        self.assertEqual(ch["statistics"]["received"], 20)
+        self.assertEqual(ch["statistics"]["sent"], 20)
+        for d in ch["destinations"]:
+            self.assertEqual(d["statistics"]["sent"], 20)
+            self.assertEqual(d["statistics"]["queued"], 0)
+
+    def test_queue_survives_kill9_and_restart(self):
+        a, b = self.sink(), self.sink(start=False)
+        eng = self.engine(start=False)
+        self.fanout(eng, a, b)
+        eng.start()
+        ids = [self.post(eng, i) for i in range(10)]
+        self.assertTrue(a.wait_for(10))
+        eng.kill9()  # b never got anything; its queue is on disk
+        eng.start()
+        ids += [self.post(eng, i) for i in range(10, 15)]
+        b.start()
+        self.assertTrue(b.wait_for(15, timeout=20), "destination b got %d" % len(b.bodies()))
+        self.assertTrue(a.wait_for(15))
+        time.sleep(0.5)
+        self.assertEqual(b.ids(), ids)
+        self.assertEqual(a.ids(), ids)  # nothing sent twice to a across the kill
+        self.assertEqual(b.bodies(), [("message %03d" % i).encode() for i in range(15)])
+        eng.stop()
+
+
+class DeadLetterTest(ChannelTestCase):
+    def test_dead_letter_after_max_attempts_then_requeue(self):
+        s = self.sink()
+        s.status = 503
+        eng = self.engine(start=False)
+        self.write_channel(eng, "dl.json", json.dumps({
+            "id": "dl", "source": {"type": "http"},
+            "destinations": [{"name": "x", "type": "http-send",
+                              "url": "http://127.0.0.1:%d/in" % s.port,
+                              "queue": {"retry_interval_ms": 20, "max_attempts": 3,
+                                        "breaker_threshold": 0}}]}))
+        eng.start()
+        status, _, data = eng.request("POST", "/channels/dl/in", body=b"hello")
+        self.assertEqual(status, 201)
+        mid = json.loads(data)["id"]
+        deadline = time.monotonic() + 10
+        dead = []
+        while time.monotonic() < deadline and not dead:
+            _, body = eng.get_json("/channels/dl/deadletter")
+            dead = body["dead_letters"]
+            time.sleep(0.05)
+        self.assertEqual(len(dead), 1)
+        self.assertEqual(dead[0]["message"], mid)
+        self.assertEqual(dead[0]["attempts"], 3)
+        self.assertEqual(dead[0]["last_error"], "HTTP 503")
+        _, msg = eng.get_json("/channels/dl/messages/%s" % mid)
+        self.assertEqual(msg["status"], "errored")
+        self.assertEqual(msg["content"], "hello")
+        s.status = 200
+        status, body = eng.post_json("/channels/dl/deadletter/requeue", {})
+        self.assertEqual(status, 200)
+        self.assertEqual(body["requeued"], 1)
+        self.assertTrue(s.wait_for(1))
+        self.assertEqual(s.bodies(), [b"hello"])
+        # reprocess sends it again, with the same message id
+        status, _ = eng.post_json("/channels/dl/messages/%s/reprocess" % mid, {})
+        self.assertEqual(status, 200)
+        self.assertTrue(s.wait_for(2))
+        self.assertEqual(s.ids(), [mid, mid])
+
+    def test_filter_accounting_and_browser(self):
+        s = self.sink()
+        eng = self.engine(start=False)
+        self.write_channel(eng, "f.json", """{
+          "id": "f", "source": {"type": "http"},
+          // only JSON passes
+          "filter": {"any": [{"metadata": "content_type", "equals": "application/json"}],
+                     "name": "json-only"},
+          "destinations": [{"name": "x", "type": "http-send", "url": "http://127.0.0.1:%d/"}]
+        }""" % s.port)
+        eng.start()
+        eng.request("POST", "/channels/f/in", body=b'{"a": "needle"}',
+                    headers={"Content-Type": "application/json"})
+        eng.request("POST", "/channels/f/in", body=b"plain", headers={"Content-Type": "text/plain"})
+        self.assertTrue(s.wait_for(1))
+        time.sleep(0.3)
+        self.assertEqual(s.bodies(), [b'{"a": "needle"}'])
+        _, ch = eng.get_json("/channels/f")
+        self.assertEqual(ch["statistics"]["received"], 2)
+        self.assertEqual(ch["statistics"]["filtered"], 1)
+        _, lst = eng.get_json("/channels/f/messages?status=filtered")
+        self.assertEqual(len(lst["messages"]), 1)
+        self.assertEqual(lst["messages"][0]["filtered_by"], "json-only")
+        _, lst = eng.get_json("/channels/f/messages?text=needle")
+        self.assertEqual(len(lst["messages"]), 1)
+        _, lst = eng.get_json("/channels/f/messages?limit=1")
+        self.assertEqual(len(lst["messages"]), 1)
+        self.assertIsNotNone(lst["next"])
+        _, lst2 = eng.get_json("/channels/f/messages?limit=1&cursor=%s" % lst["next"])
+        self.assertEqual(len(lst2["messages"]), 1)
+        self.assertLess(int(lst2["messages"][0]["id"]), int(lst["messages"][0]["id"]))
+
+
+class ReloadTest(ChannelTestCase):
+    def test_invalid_file_refused_running_version_kept(self):
+        s1, s2 = self.sink(), self.sink()
+        eng = self.engine(start=False)
+        tmpl = '{"id": "r", "source": {"type": "http"}, "destinations": [{"name": "x", "type": "http-send", "url": "http://127.0.0.1:%d/"}]}'
+        self.write_channel(eng, "r.json", tmpl % s1.port)
+        eng.start()
+        eng.request("POST", "/channels/r/in", body=b"one")
+        self.assertTrue(s1.wait_for(1))
+        # a broken version is refused: the running one keeps working
+        self.write_channel(eng, "r.json", '{"id": "r",\n  "source": {"type": "htp"}}')
+        eng.signal(signal.SIGHUP)
+        time.sleep(0.5)
+        eng.request("POST", "/channels/r/in", body=b"two")
+        self.assertTrue(s1.wait_for(2))
+        _, lst = eng.get_json("/channels")
+        self.assertIn("r.json:2:22: unknown source type \"htp\"", lst["last_refused"])
+        # a valid change is deployed on SIGHUP
+        self.write_channel(eng, "r.json", tmpl % s2.port)
+        eng.signal(signal.SIGHUP)
+        time.sleep(0.5)
+        eng.request("POST", "/channels/r/in", body=b"three")
+        self.assertTrue(s2.wait_for(1))
+        self.assertEqual(s2.bodies(), [b"three"])
+        self.assertEqual(s1.bodies(), [b"one", b"two"])
+        # POST deploy of a broken file answers 422 with the position
+        self.write_channel(eng, "r.json", '{"id": "r", "source": {"type": "http"}, "x": 1}')
+        status, body = eng.post_json("/channels/r/deploy", {})
+        self.assertEqual(status, 422)
+        self.assertIn("r.json:1:42: unknown key", body["message"])
+
+    def test_missing_module_type_refused_with_clear_message(self):
+        eng = self.engine(start=False)
+        self.write_channel(eng, "m.json", '{"id": "m", "source": {"type": "http"},\n'
+                           ' "destinations": [{"name": "s", "type": "fhir-store"}]}')
+        eng.start()
+        _, lst = eng.get_json("/channels")
+        self.assertEqual([c["id"] for c in lst["channels"]], [])
+        self.assertIn("m.json:2:41: destination type \"fhir-store\" is not available",
+                      lst["last_refused"])
+
+
+if __name__ == "__main__":
+    main()
