@@ -280,7 +280,7 @@ class ReloadTest(ChannelTestCase):
         self.write_channel(eng, "r.json", '{"id": "r", "source": {"type": "http"}, "x": 1}')
         status, body = eng.post_json("/channels/r/deploy", {})
         self.assertEqual(status, 422)
-        self.assertIn("r.json:1:42: unknown key", body["message"])
+        self.assertIn("r.json:1:41: unknown key", body["message"])
 
     def test_missing_module_type_refused_with_clear_message(self):
         eng = self.engine(start=False)

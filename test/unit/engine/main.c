@@ -9,5 +9,6 @@ int main(void) {
     failed += run_json_tests();
     failed += run_db_tests();
     failed += run_storage_tests();
+    failed += run_channel_conf_tests();
     return failed;
 }

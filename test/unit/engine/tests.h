@@ -16,5 +16,6 @@ int run_config_tests(void);
 int run_json_tests(void);
 int run_db_tests(void);
 int run_storage_tests(void);
+int run_channel_conf_tests(void);
 
 #endif
