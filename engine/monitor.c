@@ -92,6 +92,23 @@ static char *clip(const char *s) {
     return hv_strndup(s, n > MAX_FIELD ? MAX_FIELD : n);
 }
 
+/* A new record stamped now with a fresh id; the four fields are copied (clipped). */
+static record_t *record_new(monitor_t *m, hv_http_req_t *req, int kind, const char *f0,
+                            const char *f1, const char *f2, const char *f3) {
+    record_t *r = hv_calloc(1, sizeof(*r));
+    if (r == NULL) return NULL;
+    r->m = m;
+    r->req = req;
+    r->kind = kind;
+    make_id(r->id);
+    hv_time_rfc3339(hv_now_ms(), r->at, sizeof(r->at));
+    r->f[0] = clip(f0);
+    r->f[1] = clip(f1);
+    r->f[2] = clip(f2);
+    r->f[3] = clip(f3);
+    return r;
+}
+
 /* ---- storage jobs (storage thread) ---- */
 
 static int job_insert(hv_db_t *db, void *arg) {
@@ -233,15 +250,8 @@ void hv_engine_report_error(hv_engine_t *e, const char *source, const char *code
         hv_log_end(lr);
     }
     if (m == NULL || m->storage == NULL) return;
-    r = hv_calloc(1, sizeof(*r));
+    r = record_new(m, NULL, 0, source, code, message, trace_id);
     if (r == NULL) return;
-    r->m = m;
-    make_id(r->id);
-    hv_time_rfc3339(hv_now_ms(), r->at, sizeof(r->at));
-    r->f[0] = clip(source);
-    r->f[1] = clip(code);
-    r->f[2] = clip(message);
-    r->f[3] = clip(trace_id);
     if (hv_storage_submit(m->storage, job_insert, done_insert, r) != HV_OK) {
         hv_counter_add(m->errors_dropped, 1);
         record_free(r);
@@ -454,19 +464,12 @@ static void h_errors_post(hv_http_req_t *req, void *ud) {
         hv_http_respond_error(req, 400, "missing_field", "\"message\" is required");
         goto out;
     }
-    r = hv_calloc(1, sizeof(*r));
+    r = record_new(m, req, 0, source ? source : "client", code ? code : "client_error", msg,
+                   trace ? trace : hv_http_req_trace_id(req));
     if (r == NULL) {
         hv_http_respond_error(req, 503, "overloaded", "out of memory");
         goto out;
     }
-    r->m = m;
-    r->req = req;
-    make_id(r->id);
-    hv_time_rfc3339(hv_now_ms(), r->at, sizeof(r->at));
-    r->f[0] = clip(source ? source : "client");
-    r->f[1] = clip(code ? code : "client_error");
-    r->f[2] = clip(msg);
-    r->f[3] = clip(trace ? trace : hv_http_req_trace_id(req));
     hv_counter_add(m->e->errors_total, 1);
     submit_record(req, m, r);
 out:
@@ -494,20 +497,11 @@ static void h_alerts_post(hv_http_req_t *req, void *ud) {
                               "\"severity\" must be one of critical, warning, info");
         goto out;
     }
-    r = hv_calloc(1, sizeof(*r));
+    r = record_new(m, req, 1, severity, title, msg ? msg : "", source ? source : "api");
     if (r == NULL) {
         hv_http_respond_error(req, 503, "overloaded", "out of memory");
         goto out;
     }
-    r->m = m;
-    r->req = req;
-    r->kind = 1;
-    make_id(r->id);
-    hv_time_rfc3339(hv_now_ms(), r->at, sizeof(r->at));
-    r->f[0] = clip(severity);
-    r->f[1] = clip(title);
-    r->f[2] = clip(msg ? msg : "");
-    r->f[3] = clip(source ? source : "api");
     snprintf(labels, sizeof(labels), "severity=\"%s\"", severity);
     hv_counter_add(hv_metrics_counter(hv_engine_metrics(m->e), "hv_alerts_total",
                                       "Operational alerts raised, by severity.", labels),

@@ -15,11 +15,17 @@ failures=()
 
 step() { printf '\n==== %s\n' "$*"; }
 
-# count results of one `make check` from its test-suite.log
+# count results of one `make check` from its test-suite.log (none: the check did not run)
 tally() {
-  local log=$1 name=$2 p f
+  local log=$1 name=$2 p f e
+  if [ ! -f "$log" ]; then
+    failed=$((failed + 1)); failures+=("$name: make check did not run (a build error above)")
+    return
+  fi
   p=$(sed -n 's/^# PASS: *//p' "$log" | head -1)
-  f=$(( $(sed -n 's/^# FAIL: *//p' "$log" | head -1) + $(sed -n 's/^# ERROR: *//p' "$log" | head -1) ))
+  f=$(sed -n 's/^# FAIL: *//p' "$log" | head -1)
+  e=$(sed -n 's/^# ERROR: *//p' "$log" | head -1)
+  f=$(( ${f:-0} + ${e:-0} ))
   passed=$((passed + ${p:-0}))
   failed=$((failed + ${f:-0}))
   if [ "${f:-0}" -gt 0 ]; then
@@ -27,6 +33,17 @@ tally() {
     grep -E '^(FAIL|ERROR):' -A200 "$log" | head -400
   fi
 }
+
+# The reference data (../shared/reference) sits beside the checkout, as CI lays it out. A clone
+# made elsewhere (e.g. by shared/tools/fresh-clone-test) finds it beside the repository it was
+# cloned from, through a symbolic link next to the clone.
+if [ ! -d "$top/../shared/reference" ]; then
+  origin=$(git -C "$top" remote get-url origin 2>/dev/null || true)
+  if [ -n "$origin" ] && [ -d "$origin/../shared/reference" ] && [ ! -e "$top/../shared" ]; then
+    ln -s "$(cd "$origin/../shared" && pwd)" "$top/../shared"
+    echo "reference data: linked $top/../shared -> $(cd "$origin/../shared" && pwd)"
+  fi
+fi
 
 step "setup"
 "$top/scripts/setup.sh" || { echo "setup failed"; exit 1; }
@@ -45,7 +62,7 @@ trap cleanup EXIT
 step "build 1: gcc, -Werror"
 if scripts/build.sh release --enable-werror; then
   step "tests (gcc build)"
-  (cd build/release && make -j2 -k check 2>&1 | grep -E '^(PASS|FAIL|ERROR|SKIP|XFAIL|XPASS):')
+  (cd build/release && make -j2 -k check 2>&1 | grep -E '^(PASS|FAIL|ERROR|SKIP|XFAIL|XPASS):|error:')
   tally build/release/test-suite.log "gcc build"
 else
   failed=$((failed + 1)); failures+=("gcc build failed")
@@ -56,7 +73,7 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 if scripts/build.sh sanitize CC=clang --enable-werror --enable-sanitizers --enable-fuzzers; then
   step "tests (sanitizer build)"
-  (cd build/sanitize && make -j2 -k check 2>&1 | grep -E '^(PASS|FAIL|ERROR|SKIP|XFAIL|XPASS):')
+  (cd build/sanitize && make -j2 -k check 2>&1 | grep -E '^(PASS|FAIL|ERROR|SKIP|XFAIL|XPASS):|error:')
   tally build/sanitize/test-suite.log "sanitizer build"
   step "fuzzing, ${fuzz_seconds}s per target"
   for t in build/sanitize/test/fuzz/fuzz_*; do

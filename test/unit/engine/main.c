@@ -7,6 +7,7 @@ int main(void) {
     failed += run_buf_tests();
     failed += run_config_tests();
     failed += run_json_tests();
+    failed += run_router_tests();
     failed += run_db_tests();
     failed += run_storage_tests();
     failed += run_channel_conf_tests();

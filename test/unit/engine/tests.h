@@ -14,6 +14,7 @@ int run_arena_tests(void);
 int run_buf_tests(void);
 int run_config_tests(void);
 int run_json_tests(void);
+int run_router_tests(void);
 int run_db_tests(void);
 int run_storage_tests(void);
 int run_channel_conf_tests(void);

@@ -77,7 +77,7 @@ static void hl7v2_mllp_refuses_oversized_frames(void **state) {
 }
 
 static void hl7v2_mllp_rejects_garbage_and_bad_trailer(void **state) {
-    static const char *inputs[] = {"GET / HTTP/1.1\r\n", "\x0b" "A\x1cX", "\x1c\r"};
+    static const char *inputs[] = {"GET / HTTP/1.1\r\n", "\x0b\x41\x1cX", "\x1c\r"};
     size_t i;
     (void)state;
     for (i = 0; i < HV_ARRAY_LEN(inputs); i++) {
