@@ -293,5 +293,108 @@ class ReloadTest(ChannelTestCase):
                       lst["last_refused"])
 
 
+def hl7(control_id, trigger="ORU^R01^ORU_R01"):
+    return ("MSH|^~\\&|LAB|FAC|HV|HV|20240101120000||%s|%s|P|2.5.1\r"
+            "PID|1||%s^^^MRN^MR||DOE^JANE\r" % (trigger, control_id, control_id)).encode()
+
+
+def mllp_roundtrip(port, msgs, timeout=10):
+    """Sends each message on one connection and returns the ACK frames."""
+    import socket
+    acks = []
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        buf = b""
+        for m in msgs:
+            sock.sendall(b"\x0b" + m + b"\x1c\r")
+            while b"\x1c\r" not in buf:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return acks
+                buf += chunk
+            frame, buf = buf.split(b"\x1c\r", 1)
+            acks.append(frame.lstrip(b"\x0b"))
+    return acks
+
+
+class MllpChannelTest(ChannelTestCase):
+    def test_mllp_source_filter_file_write_and_mllp_send(self):
+        eng = self.engine(start=False)
+        port = free_port()
+        out = os.path.join(self.workdir, "out")
+        self.write_channel(eng, "v2.json", json.dumps({
+            "id": "v2", "source": {"type": "mllp", "listen": "127.0.0.1:%d" % port},
+            "filter": {"path": "MSH-9.1", "in": ["ORU", "ADT"], "name": "lab-and-adt"},
+            "destinations": [
+                {"name": "files", "type": "file-write", "dir": out, "filename": "${id}.hl7"},
+                {"name": "fwd", "type": "mllp-send", "host": "127.0.0.1", "port": eng.mllp_port,
+                 "when": {"path": "MSH-9.1", "equals": "ORU"}}]}))
+        eng.start()
+        acks = mllp_roundtrip(port, [hl7("C1"), hl7("C2", "SIU^S12^SIU_S12"), hl7("C3", "ADT^A01^ADT_A01"),
+                                     b"garbage"])
+        self.assertEqual(len(acks), 4)
+        self.assertIn(b"MSA|AR", acks[3])  # a frame without MSH is rejected, not stored
+        self.assertIn(b"MSA|AA|C1", acks[0])
+        self.assertIn(b"MSA|AA|C2", acks[1])  # stored (and filtered), so accepted
+        self.assertIn(b"MSA|AA|C3", acks[2])
+        deadline = time.monotonic() + 10
+        files = []
+        while time.monotonic() < deadline and len(files) < 2:
+            files = sorted(os.listdir(out)) if os.path.isdir(out) else []
+            time.sleep(0.05)
+        self.assertEqual(len(files), 2)
+        got = [open(os.path.join(out, f), "rb").read() for f in files]
+        self.assertEqual(sorted(got), sorted([hl7("C1"), hl7("C3", "ADT^A01^ADT_A01")]))
+        # only the ORU went on over MLLP, into the hl7v2-inbound store
+        deadline = time.monotonic() + 10
+        inbound = []
+        while time.monotonic() < deadline and not inbound:
+            _, body = eng.get_json("/channels/hl7v2-inbound/messages")
+            inbound = body["messages"]
+            time.sleep(0.05)
+        self.assertEqual([m["control_id"] for m in inbound], ["C1"])
+        _, ch = eng.get_json("/channels/v2")
+        self.assertEqual(ch["statistics"]["received"], 3)
+        self.assertEqual(ch["statistics"]["filtered"], 1)
+        _, lst = eng.get_json("/channels/v2/messages?status=filtered")
+        self.assertEqual(lst["messages"][0]["filtered_by"], "lab-and-adt")
+
+    def test_garbage_frame_gets_reject_ack(self):
+        eng = self.engine(start=False)
+        port = free_port()
+        self.write_channel(eng, "g.json", json.dumps({
+            "id": "g", "source": {"type": "mllp", "listen": "127.0.0.1:%d" % port}}))
+        eng.start()
+        acks = mllp_roundtrip(port, [b"not hl7 at all"])
+        self.assertEqual(len(acks), 1)
+        self.assertIn(b"MSA|AR", acks[0])
+
+    def test_hot_reload_while_mllp_flows_on_another_channel(self):
+        s1 = self.sink()
+        eng = self.engine(start=False)
+        port = free_port()
+        self.write_channel(eng, "v2.json", json.dumps({
+            "id": "v2", "source": {"type": "mllp", "listen": "127.0.0.1:%d" % port}}))
+        tmpl = '{"id": "h", "source": {"type": "http"}, "name": "%s", "destinations": [{"name": "x", "type": "http-send", "url": "http://127.0.0.1:%d/"}]}'
+        self.write_channel(eng, "h.json", tmpl % ("v1", s1.port))
+        eng.start()
+        results = []
+
+        def traffic():
+            results.extend(mllp_roundtrip(port, [hl7("T%d" % i) for i in range(300)]))
+
+        t = threading.Thread(target=traffic)
+        t.start()
+        for i in range(5):
+            self.write_channel(eng, "h.json", tmpl % ("v%d" % (i + 2), s1.port))
+            eng.signal(signal.SIGHUP)
+            time.sleep(0.05)
+        t.join(30)
+        self.assertEqual(len(results), 300)
+        for i, a in enumerate(results):
+            self.assertIn(b"MSA|AA|T%d\r" % i, a + b"\r")
+        _, ch = eng.get_json("/channels/h")
+        self.assertEqual(ch["name"], "v6")
+
+
 if __name__ == "__main__":
     main()
