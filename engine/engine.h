@@ -702,6 +702,12 @@ int hv_channel_receive(hv_channel_t *ch, const char *content, size_t len,
 const char *hv_channel_id(const hv_channel_t *ch);
 hv_engine_t *hv_channel_engine(hv_channel_t *ch);
 
+/*
+ * A module whose name ends in "-channels" (hl7v2-channels, fhir-channels) only
+ * registers channel providers in its init and opens nothing: CLI commands such
+ * as `channel validate` and `channel test` call its init to know those types.
+ */
+
 /* The channel runtime as a module (listed in modules.c after the modules that register). */
 extern const hv_module_t hv_channels_module;
 

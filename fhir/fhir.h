@@ -395,6 +395,9 @@ int hv_fhir_check_structure(struct json_object *resource, int max_depth, hv_erro
 
 /* The module (fhir/module.c): settings fhir.*, commands `fhir validate`, `fhir convert`. */
 extern const hv_module_t hv_fhir_module;
+/* Registers the "fhirpath" filter syntax and the `validate` step with the channel
+ * runtime (fhir/channel.c); listed in modules.c before hv_channels_module. */
+extern const hv_module_t hv_fhir_channels_module;
 
 #ifdef __cplusplus
 }

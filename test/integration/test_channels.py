@@ -178,6 +178,54 @@ class LabFanoutTest(ChannelTestCase):
         eng.stop()
 
 
+class CliTest(ChannelTestCase):
+    def test_channel_test_on_shipped_channel(self):
+        from harness import SRCDIR
+        msg = os.path.join(self.workdir, "oru.hl7")
+        with open(msg, "wb") as f:
+            f.write(hl7("C9"))
+        shipped = os.path.join(SRCDIR, "channels", "examples", "hl7v2-inbound.json")
+        code, out, err = run_cli("channel", "test", shipped, msg)
+        self.assertEqual(code, 0, err)
+        self.assertIn("dry run", out)
+        self.assertIn("filter: passed", out)
+        self.assertIn("step 1 (hl7v2-to-fhir)", out)
+        self.assertIn("destination store (fhir-store): would receive 95 bytes", out)
+        with open(msg, "wb") as f:
+            f.write(hl7("C9", "SIU^S12^SIU_S12"))
+        code, out, err = run_cli("channel", "test", shipped, msg)
+        self.assertEqual(code, 0, err)
+        self.assertIn("filter: FILTERED by rule mapped-types", out)
+
+    def test_channel_test_reports_a_failing_step(self):
+        from harness import SRCDIR
+        msg = os.path.join(self.workdir, "obs.json")
+        with open(msg, "w") as f:
+            f.write('{"resourceType": "Observation", "status": "final"}')
+        code, out, err = run_cli("channel", "test",
+                                 os.path.join(SRCDIR, "channels", "examples", "fhir-intake.json"), msg)
+        self.assertEqual(code, 1)
+        self.assertIn("step 1 (validate): ERROR: 1 validation error", out)
+        self.assertIn("Observation.code", out)
+
+    def test_validate_every_shipped_example(self):
+        from harness import SRCDIR
+        d = os.path.join(SRCDIR, "channels", "examples")
+        files = sorted(os.path.join(d, f) for f in os.listdir(d) if f.endswith(".json"))
+        self.assertGreaterEqual(len(files), 5)
+        code, out, err = run_cli("channel", "validate", *files)
+        self.assertEqual(code, 0, err)
+        self.assertEqual(out.count(": ok"), len(files))
+
+    def test_validate_reports_file_line_column(self):
+        path = os.path.join(self.workdir, "bad.json")
+        with open(path, "w") as f:
+            f.write('{"id": "x",\n "source": {"type": "mllp", "listen": "nowhere"}}')
+        code, out, err = run_cli("channel", "validate", path)
+        self.assertEqual(code, 2)
+        self.assertEqual(err.strip(), path + ':2:29: "listen" must be "host:port" or ":port"')
+
+
 class DeadLetterTest(ChannelTestCase):
     def test_dead_letter_after_max_attempts_then_requeue(self):
         s = self.sink()
