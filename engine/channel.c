@@ -111,6 +111,8 @@ void hv__chan_register_builtins(hv_engine_t *e) {
     hv_channel_register_dest(e, &hv__dest_http_send);
     hv_channel_register_dest(e, &hv__dest_file_write);
     hv_channel_register_dest(e, &hv__dest_channel);
+    hv_channel_register_source(e, &hv__source_event);
+    hv_channel_register_dest(e, &hv__dest_event);
     hv__chan_register_builtin_steps(e);
 }
 
@@ -145,6 +147,9 @@ static const char *const migrations_sqlite[] = {
     "CREATE INDEX chan_queue_pending ON chan_queue (channel, dest, state, id);"
     "CREATE INDEX chan_queue_message ON chan_queue (message_id);"
     "CREATE VIRTUAL TABLE chan_fts USING fts5(content, content='chan_messages', content_rowid='id');",
+    "CREATE TABLE chan_events (id INTEGER PRIMARY KEY, type TEXT NOT NULL, payload BLOB NOT NULL,"
+    " created_at INTEGER NOT NULL, delivered INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX chan_events_pending ON chan_events (delivered, id);",
     NULL,
 };
 
@@ -174,6 +179,9 @@ static const char *const migrations_pg[] = {
     " updated_at BIGINT NOT NULL);"
     "CREATE INDEX chan_queue_pending ON chan_queue (channel, dest, state, id);"
     "CREATE INDEX chan_queue_message ON chan_queue (message_id);",
+    "CREATE TABLE chan_events (id BIGSERIAL PRIMARY KEY, type TEXT NOT NULL, payload BYTEA NOT NULL,"
+    " created_at BIGINT NOT NULL, delivered INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX chan_events_pending ON chan_events (delivered, id);",
     NULL,
 };
 
@@ -1106,6 +1114,8 @@ static int channels_init(hv_engine_t *e, void **state) {
         hv_db_close(db);
         goto fail;
     }
+    rc = hv__bus_new(rt);
+    if (rc != HV_OK) goto fail;
     rc = hv__chan_routes_add(e, rt);
     if (rc != HV_OK) goto fail;
     rc = hv_reload_register(e, on_reload, rt);
@@ -1114,6 +1124,7 @@ static int channels_init(hv_engine_t *e, void **state) {
     return HV_OK;
 fail:
     if (rt->storage != NULL) hv_storage_free(rt->storage);
+    hv__bus_free(rt);
     hv_free(rt->dir);
     hv_free(rt);
     return rc;
@@ -1125,6 +1136,7 @@ static int channels_start(hv_engine_t *e, void *state) {
     int refused = hv__chans_reload(rt);
     hv_log(HV_LOG_INFO, "channel.loaded", "%zu channels running, %d files refused", rt->nchans,
            refused);
+    hv__bus_replay(rt); /* after the event sources have subscribed */
     uv_timer_init(loop, &rt->watch_timer);
     rt->watch_timer.data = rt;
     rt->timers_open = 1;
@@ -1165,6 +1177,7 @@ static void channels_free(hv_engine_t *e, void *state) {
     if (rt->storage != NULL) hv_storage_free(rt->storage); /* runs the last done callbacks */
     rt->storage = NULL;
     hv__curl_free(e);
+    hv__bus_free(rt);
     hv_free(rt->chans);
     hv_free(rt->dir);
     hv_free(rt);

@@ -886,6 +886,34 @@ void hv__chan_prune_start(hv__chans_t *rt) {
 }
 
 /* ------------------------------------------------------------------------- */
+/* POST /events/:type — publishes an event on the bus (body: JSON payload)    */
+/* ------------------------------------------------------------------------- */
+
+static void event_published(int status, int64_t id, void *ud) {
+    hv_http_req_t *req = ud;
+    char body[64];
+    if (status != HV_OK) {
+        hv_http_respond_error(req, 503, "storage", "the event could not be stored");
+        return;
+    }
+    snprintf(body, sizeof(body), "{\"id\":\"%lld\"}", (long long)id);
+    hv_http_respond(req, 201, "application/json", body, strlen(body));
+}
+
+static void route_event(hv_http_req_t *req, void *ud) {
+    hv__chans_t *rt = ud;
+    const char *type = hv_http_req_param(req, "type");
+    size_t len = 0;
+    const char *body = hv_http_req_body(req, &len);
+    int rc;
+    (void)rt;
+    rc = hv_event_publish(hv_http_req_engine(req), type, body ? body : "{}", body ? len : 2,
+                          event_published, req);
+    if (rc == HV_EINVAL) hv_http_respond_error(req, 400, "invalid", "not a valid event type");
+    else if (rc != HV_OK) hv_http_respond_error(req, 503, "busy", "the event bus is busy; retry");
+}
+
+/* ------------------------------------------------------------------------- */
 
 int hv__chan_routes_add(hv_engine_t *e, hv__chans_t *rt) {
     hv_router_t *r = hv_engine_router(e);
@@ -896,6 +924,7 @@ int hv__chan_routes_add(hv_engine_t *e, hv__chans_t *rt) {
     rc = hv_router_add(r, HV_HTTP_GET, "/channels", route_list, rt);
     if (rc == HV_OK) rc = hv_router_add(r, HV_HTTP_GET, "/channels/:id", route_list, rt);
     if (rc == HV_OK) rc = hv_router_add(r, HV_HTTP_POST, "/channels/:id/in", route_in, rt);
+    if (rc == HV_OK) rc = hv_router_add(r, HV_HTTP_POST, "/events/:type", route_event, rt);
     for (i = 0; rc == HV_OK && actions[i] != NULL; i++) {
         char pat[64];
         snprintf(pat, sizeof(pat), "/channels/:id/%s", actions[i]);

@@ -13,6 +13,7 @@ enum { HV__CHAN_STARTED = 0, HV__CHAN_PAUSED, HV__CHAN_STOPPED };
 typedef struct hv__chans hv__chans_t;
 typedef struct hv_channel hv__chan_t;
 typedef struct hv__worker hv__worker_t;
+typedef struct hv__bus hv__bus_t;
 
 /* One queue row read into memory by a worker. */
 typedef struct hv__item {
@@ -82,6 +83,7 @@ struct hv__chans {
     uv_timer_t watch_timer, prune_timer;
     int watch_open, timers_open, stopped;
     hv__curl_t *curl; /* made on the first http-send delivery */
+    hv__bus_t *bus;   /* the event bus (event.c) */
     char last_error[1024];
 };
 
@@ -129,6 +131,13 @@ extern const hv_command_t hv__chan_commands[];
 /* channel_http.c */
 void hv__curl_cancel_all(hv_engine_t *e);
 void hv__curl_free(hv_engine_t *e);
+
+/* event.c */
+extern const hv_channel_source_t hv__source_event;
+extern const hv_channel_dest_t hv__dest_event;
+int hv__bus_new(hv__chans_t *rt);
+void hv__bus_replay(hv__chans_t *rt);
+void hv__bus_free(hv__chans_t *rt);
 
 /* channel_dest.c */
 extern const hv_channel_dest_t hv__dest_channel;

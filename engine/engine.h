@@ -712,6 +712,62 @@ hv_engine_t *hv_channel_engine(hv_channel_t *ch);
 extern const hv_module_t hv_channels_module;
 
 /* ------------------------------------------------------------------------- */
+/* Event bus                                                                 */
+/* ------------------------------------------------------------------------- */
+
+/*
+ * In-process publish/subscribe with a durable outbox (engine/event.c, run by the
+ * channels module). An event is a type ("patient.created") and a JSON payload.
+ * hv_event_publish stores the event first (its done callback runs after the
+ * commit), then hands it to every subscriber whose pattern matches; the event is
+ * marked delivered once every subscriber has acknowledged it. Events not yet
+ * delivered when the engine stops or crashes are delivered again at the next
+ * start (at-least-once: a subscriber keys on the event id to drop repeats).
+ * A channel takes events with the `event` source; the `event` destination publishes.
+ *
+ * To emit an event inside a module's own database transaction, so that it is
+ * delivered if and only if the transaction commits: apply
+ * hv_event_outbox_migrate to that database, call hv_event_outbox_add from a
+ * storage job, and hv_event_outbox_drain(e, storage) from that job's done
+ * callback (and once at start): the rows move to the bus and then leave the outbox.
+ */
+#define HV_EVENT_PATIENT_CREATED "patient.created"
+#define HV_EVENT_PATIENT_UPDATED "patient.updated"
+#define HV_EVENT_EHR_SYNC_COMPLETED "ehr.sync.completed"
+#define HV_EVENT_ANALYSIS_REQUESTED "analysis.requested"
+#define HV_EVENT_ANALYSIS_COMPLETED "analysis.completed"
+#define HV_EVENT_DOCUMENT_UPLOADED "document.uploaded"
+#define HV_EVENT_DOCUMENT_PROCESSED "document.processed"
+
+typedef struct hv_event {
+    int64_t id;
+    const char *type;
+    const char *payload; /* JSON text */
+    size_t len;
+    uint64_t created_at;
+} hv_event_t;
+
+typedef struct hv_event_sub hv_event_sub_t;
+/* Acknowledges one delivery (status HV_OK, or an error: the event is offered again later). */
+typedef void (*hv_event_ack_cb)(void *token, int status);
+/* A subscriber: ev is valid during the call; ack exactly once, now or later (loop thread). */
+typedef void (*hv_event_cb)(void *ud, const hv_event_t *ev, hv_event_ack_cb ack, void *token);
+typedef void (*hv_event_published_cb)(int status, int64_t id, void *ud);
+
+/* pattern: an exact type, or a prefix ending in ".*" ("patient.*"), or "*". */
+int hv_event_subscribe(hv_engine_t *e, const char *pattern, hv_event_cb fn, void *ud,
+                       hv_event_sub_t **out);
+void hv_event_unsubscribe(hv_engine_t *e, hv_event_sub_t *sub);
+/* Stores and then delivers an event; done (may be NULL) after the commit. HV_ENOTSUP
+ * when the bus is not running in this process (the channels module is not enabled). */
+int hv_event_publish(hv_engine_t *e, const char *type, const char *payload, size_t len,
+                     hv_event_published_cb done, void *ud);
+/* Creates the table hv_outbox in a module's database (SQLite or PostgreSQL). */
+int hv_event_outbox_migrate(hv_db_t *db, hv_error_t *err);
+int hv_event_outbox_add(hv_db_t *db, const char *type, const char *payload, size_t len);
+int hv_event_outbox_drain(hv_engine_t *e, hv_storage_t *storage);
+
+/* ------------------------------------------------------------------------- */
 /* Reload                                                                    */
 /* ------------------------------------------------------------------------- */
 

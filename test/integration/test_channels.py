@@ -178,6 +178,34 @@ class LabFanoutTest(ChannelTestCase):
         eng.stop()
 
 
+class EventTest(ChannelTestCase):
+    def test_event_destination_feeds_event_source(self):
+        eng = self.engine(start=False)
+        out = os.path.join(self.workdir, "events")
+        self.write_channel(eng, "pub.json", json.dumps({
+            "id": "pub", "source": {"type": "http"},
+            "destinations": [{"name": "ev", "type": "event", "event_type": "patient.created"}]}))
+        self.write_channel(eng, "sub.json", json.dumps({
+            "id": "sub", "source": {"type": "event", "event_type": "patient.*"},
+            "destinations": [{"name": "f", "type": "file-write", "dir": out, "filename": "${id}.json"}]}))
+        eng.start()
+        status, _, _ = eng.request("POST", "/channels/pub/in", body=b'{"resourceType": "Patient"}',
+                                   headers={"Content-Type": "application/fhir+json"})
+        self.assertEqual(status, 201)
+        status, _, _ = eng.request("POST", "/events/patient.updated", body=b'{"id": "p1"}')
+        self.assertEqual(status, 201)
+        status, _, _ = eng.request("POST", "/events/document.uploaded", body=b'{"id": "d1"}')
+        self.assertEqual(status, 201)
+        deadline = time.monotonic() + 10
+        files = []
+        while time.monotonic() < deadline and len(files) < 2:
+            files = sorted(os.listdir(out)) if os.path.isdir(out) else []
+            time.sleep(0.05)
+        time.sleep(0.3)
+        got = sorted(open(os.path.join(out, f), "rb").read() for f in os.listdir(out))
+        self.assertEqual(got, sorted([b'{"resourceType": "Patient"}', b'{"id": "p1"}']))
+
+
 class CliTest(ChannelTestCase):
     def test_channel_test_on_shipped_channel(self):
         from harness import SRCDIR
