@@ -552,9 +552,23 @@ static uint64_t backoff_ms(const hv__queue_conf_t *q, int64_t attempts) {
     return d < 1.0 ? 1 : (uint64_t)d;
 }
 
+/*
+ * The outcome of one attempt, recorded by a storage job. A delivered or
+ * dead-lettered message lets the worker move on at once (the job commits with the
+ * next group): storage jobs run in submission order, so the next fetch already
+ * sees the row as done, and a crash before the commit only sends it again
+ * (at-least-once, in order). A retry holds the head until its next_at is durable.
+ */
+typedef struct outcome {
+    hv__worker_t *w;
+    int64_t qid, mid, attempts; /* attempts including this one */
+    const char *state;          /* sent | dead | queued */
+    uint64_t next_at;
+    char error[256];
+} outcome_t;
+
 static int outcome_job(hv_db_t *db, void *arg) {
-    hv__worker_t *w = arg;
-    hv__item_t *it = &w->items[w->head];
+    outcome_t *o = arg;
     hv_db_stmt_t *st = NULL;
     int rc;
     rc = hv_db_prepare(db,
@@ -562,17 +576,17 @@ static int outcome_job(hv_db_t *db, void *arg) {
                        " last_error = $5, updated_at = $6 WHERE id = $1 AND state = 'queued'",
                        &st);
     if (rc != HV_OK) return rc;
-    hv_db_bind_int64(st, 1, it->qid);
-    bind_str(st, 2, w->out_state);
-    hv_db_bind_int64(st, 3, it->attempts + 1);
-    hv_db_bind_int64(st, 4, (int64_t)w->out_next_at);
-    bind_str(st, 5, w->out_error[0] ? w->out_error : NULL);
+    hv_db_bind_int64(st, 1, o->qid);
+    bind_str(st, 2, o->state);
+    hv_db_bind_int64(st, 3, o->attempts);
+    hv_db_bind_int64(st, 4, (int64_t)o->next_at);
+    bind_str(st, 5, o->error[0] ? o->error : NULL);
     hv_db_bind_int64(st, 6, (int64_t)hv_now_ms());
     rc = hv_db_step(st);
     hv_db_done(st);
     if (rc < 0) return rc;
     /* The message's status follows its queues: sent when none is left queued. */
-    if (strcmp(w->out_state, "queued") != 0) {
+    if (strcmp(o->state, "queued") != 0) {
         rc = hv_db_prepare(db,
                            "UPDATE chan_messages SET status = CASE WHEN EXISTS (SELECT 1 FROM"
                            " chan_queue WHERE message_id = $1 AND state = 'dead') THEN 'errored'"
@@ -580,7 +594,7 @@ static int outcome_job(hv_db_t *db, void *arg) {
                            " (SELECT 1 FROM chan_queue WHERE message_id = $1 AND state = 'queued')",
                            &st);
         if (rc != HV_OK) return rc;
-        hv_db_bind_int64(st, 1, it->mid);
+        hv_db_bind_int64(st, 1, o->mid);
         rc = hv_db_step(st);
         hv_db_done(st);
         if (rc < 0) return rc;
@@ -588,27 +602,35 @@ static int outcome_job(hv_db_t *db, void *arg) {
     return HV_OK;
 }
 
-static void outcome_done(int status, void *arg) {
-    hv__worker_t *w = arg;
+/* A delivered or dead outcome: the worker has moved on already. */
+static void outcome_done_final(int status, void *arg) {
+    outcome_t *o = arg;
+    hv__worker_t *w = o->w;
+    if (status != HV_OK) {
+        hv_logrec_t *r = hv_log_begin(HV_LOG_ERROR, "channel.outcome.lost");
+        hv_log_str(r, "channel", w->ch->conf->id);
+        hv_log_str(r, "destination", w->conf->name);
+        hv_log_int(r, "message", o->mid);
+        hv_log_str(r, "error", hv_strerror(status));
+        hv_log_end(r);
+    }
+    hv_free(o);
+    worker_unref(w);
+}
+
+/* A retry: the head waits for this commit, then for next_at. */
+static void outcome_done_retry(int status, void *arg) {
+    outcome_t *o = arg;
+    hv__worker_t *w = o->w;
     hv__item_t *it = &w->items[w->head];
     w->busy = 0;
     if (status == HV_OK) {
-        it->attempts++;
-        if (strcmp(w->out_state, "queued") == 0) {
-            it->next_at = w->out_next_at;
-        } else {
-            if (strcmp(w->out_state, "sent") == 0) w->sent++;
-            else w->dead++;
-            hv_free(it->content);
-            hv_free(it->content_type);
-            it->content = it->content_type = NULL;
-            w->head++;
-            if (w->head == w->nitems) w->nitems = w->head = 0;
-        }
-    } else if (!w->closing) {
-        /* The outcome is not recorded: try the same message again later. */
-        it->next_at = hv_now_ms() + 1000;
+        it->attempts = o->attempts;
+        it->next_at = o->next_at;
+    } else {
+        it->next_at = hv_now_ms() + 1000; /* not recorded: the same attempt again later */
     }
+    hv_free(o);
     if (!w->closing) worker_kick(w);
     worker_unref(w);
 }
@@ -617,18 +639,29 @@ static void on_sent(void *token, int result, const char *detail) {
     hv__worker_t *w = token;
     hv__item_t *it = &w->items[w->head];
     uint64_t now = hv_now_ms();
-    int rc;
+    outcome_t *o;
+    int rc, final;
     w->sending = 0;
     if (w->closing) {
         w->busy = 0;
         worker_unref(w);
         return;
     }
-    w->out_error[0] = '\0';
-    if (detail != NULL) snprintf(w->out_error, sizeof(w->out_error), "%s", detail);
-    w->out_next_at = 0;
+    o = hv_calloc(1, sizeof(*o));
+    if (o == NULL) {
+        w->busy = 0;
+        it->next_at = now + 1000;
+        uv_timer_start(&w->timer, on_worker_timer, 1000, 0);
+        worker_unref(w);
+        return;
+    }
+    o->w = w;
+    o->qid = it->qid;
+    o->mid = it->mid;
+    o->attempts = it->attempts + 1;
+    if (detail != NULL) snprintf(o->error, sizeof(o->error), "%s", detail);
     if (result == HV_CHANNEL_DELIVERED) {
-        w->out_state = "sent";
+        o->state = "sent";
         w->failures = 0;
         w->breaker_until = 0;
     } else {
@@ -644,21 +677,38 @@ static void on_sent(void *token, int result, const char *detail) {
                 hv_log_end(r);
             }
         }
-        if (result == HV_CHANNEL_ERROR || it->attempts + 1 >= w->conf->queue.max_attempts) {
-            w->out_state = "dead";
+        if (result == HV_CHANNEL_ERROR || o->attempts >= w->conf->queue.max_attempts) {
+            o->state = "dead";
         } else {
-            w->out_state = "queued";
-            w->out_next_at = now + backoff_ms(&w->conf->queue, it->attempts + 1);
+            o->state = "queued";
+            o->next_at = now + backoff_ms(&w->conf->queue, o->attempts);
         }
     }
-    rc = hv_storage_submit(w->ch->rt->storage, outcome_job, outcome_done, w);
+    final = strcmp(o->state, "queued") != 0;
+    rc = hv_storage_submit(w->ch->rt->storage, outcome_job,
+                           final ? outcome_done_final : outcome_done_retry, o);
     if (rc != HV_OK) {
         /* Not recorded: the same message goes again after a pause (nothing is lost). */
+        hv_free(o);
         w->busy = 0;
         it->next_at = now + 1000;
-        if (!w->closing) uv_timer_start(&w->timer, on_worker_timer, 1000, 0);
+        uv_timer_start(&w->timer, on_worker_timer, 1000, 0);
         worker_unref(w);
+        return;
     }
+    if (!final) return; /* busy until outcome_done_retry; the send's reference goes with it */
+    /* The send's reference now belongs to the outcome job; move past the item. */
+    w->refs++;
+    worker_unref(w);
+    if (strcmp(o->state, "sent") == 0) w->sent++;
+    else w->dead++;
+    hv_free(it->content);
+    hv_free(it->content_type);
+    it->content = it->content_type = NULL;
+    w->head++;
+    if (w->head == w->nitems) w->nitems = w->head = 0;
+    w->busy = 0;
+    worker_kick(w);
 }
 
 static void worker_kick(hv__worker_t *w) {

@@ -39,10 +39,6 @@ struct hv__worker {
     int closing;
     hv__item_t *items;
     size_t nitems, head;
-    /* the outcome being recorded */
-    const char *out_state;
-    uint64_t out_next_at;
-    char out_error[256];
     /* circuit breaker and statistics since start */
     int64_t failures; /* consecutive */
     uint64_t breaker_until;
