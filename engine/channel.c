@@ -326,9 +326,17 @@ static void ingest_done(int status, void *arg) {
     hv__chan_t *ch = in->ch;
     size_t i;
     if (status == HV_OK) {
-        if (in->reprocess_id <= 0) ch->received++;
-        if (strcmp(in->status, "filtered") == 0) ch->filtered++;
-        else if (strcmp(in->status, "errored") == 0) ch->errored++;
+        if (in->reprocess_id <= 0) {
+            ch->received++;
+            hv_counter_add(ch->m_received, 1);
+        }
+        if (strcmp(in->status, "filtered") == 0) {
+            ch->filtered++;
+            hv_counter_add(ch->m_filtered, 1);
+        } else if (strcmp(in->status, "errored") == 0) {
+            ch->errored++;
+            hv_counter_add(ch->m_errored, 1);
+        }
         hv__chan_t *live = ch;
         while (live->retired && live->successor != NULL) live = live->successor;
         if (live == ch && !ch->retired) {
@@ -666,6 +674,7 @@ static void on_sent(void *token, int result, const char *detail) {
         w->breaker_until = 0;
     } else {
         w->attempt_failures++;
+        hv_counter_add(w->m_failed, 1);
         w->failures++;
         if (w->conf->queue.breaker_threshold > 0 && w->failures >= w->conf->queue.breaker_threshold) {
             w->breaker_until = now + w->conf->queue.breaker_open_ms;
@@ -700,8 +709,13 @@ static void on_sent(void *token, int result, const char *detail) {
     /* The send's reference now belongs to the outcome job; move past the item. */
     w->refs++;
     worker_unref(w);
-    if (strcmp(o->state, "sent") == 0) w->sent++;
-    else w->dead++;
+    if (strcmp(o->state, "sent") == 0) {
+        w->sent++;
+        hv_counter_add(w->m_sent, 1);
+    } else {
+        w->dead++;
+        hv_counter_add(w->m_dead, 1);
+    }
     hv_free(it->content);
     hv_free(it->content_type);
     it->content = it->content_type = NULL;
@@ -792,6 +806,19 @@ static int worker_new(hv__chan_t *ch, size_t i, hv_error_t *err, hv__worker_t **
             return rc;
         }
     }
+    {
+        hv_metrics_t *mx = hv_engine_metrics(ch->rt->engine);
+        char labels[256];
+        snprintf(labels, sizeof(labels), "channel=\"%s\",destination=\"%s\"", ch->conf->id,
+                 d->name);
+        w->m_sent = hv_metrics_counter(mx, "hv_channel_delivered_total",
+                                       "messages delivered by a channel destination", labels);
+        w->m_dead = hv_metrics_counter(mx, "hv_channel_dead_lettered_total",
+                                       "messages dead-lettered by a channel destination", labels);
+        w->m_failed = hv_metrics_counter(mx, "hv_channel_failed_attempts_total",
+                                         "failed delivery attempts of a channel destination",
+                                         labels);
+    }
     uv_timer_init(hv_engine_loop(ch->rt->engine), &w->timer);
     w->timer.data = w;
     w->timer_open = 1;
@@ -856,6 +883,17 @@ int hv__chan_deploy(hv__chans_t *rt, hv__chan_conf_t *conf, hv_error_t *err) {
     ch->conf = conf;
     ch->refs = 1;
     ch->state = conf->enabled ? HV__CHAN_STARTED : HV__CHAN_STOPPED;
+    {
+        hv_metrics_t *mx = hv_engine_metrics(rt->engine);
+        char labels[128];
+        snprintf(labels, sizeof(labels), "channel=\"%s\"", conf->id);
+        ch->m_received = hv_metrics_counter(mx, "hv_channel_received_total",
+                                            "messages a channel received and stored", labels);
+        ch->m_filtered = hv_metrics_counter(mx, "hv_channel_filtered_total",
+                                            "messages a channel's filter dropped", labels);
+        ch->m_errored = hv_metrics_counter(mx, "hv_channel_errored_total",
+                                           "messages a channel's steps failed on", labels);
+    }
     ch->steps = hv_calloc(conf->nsteps ? conf->nsteps : 1, sizeof(*ch->steps));
     ch->workers = hv_calloc(conf->ndests ? conf->ndests : 1, sizeof(*ch->workers));
     if (ch->steps == NULL || ch->workers == NULL) {
@@ -932,6 +970,8 @@ int hv__chan_deploy(hv__chans_t *rt, hv__chan_conf_t *conf, hv_error_t *err) {
     }
     return HV_OK;
 fail:
+    if (err != NULL && err->location[0] == '\0')
+        snprintf(err->location, sizeof(err->location), "%s", conf->path);
     ch->retired = 1;
     for (i = 0; i < ch->nworkers; i++) worker_close(ch->workers[i]);
     hv__chan_unref(ch);

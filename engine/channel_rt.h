@@ -43,6 +43,7 @@ struct hv__worker {
     int64_t failures; /* consecutive */
     uint64_t breaker_until;
     uint64_t sent, dead, attempt_failures;
+    hv_counter_t *m_sent, *m_dead, *m_failed; /* /metrics, per destination */
 };
 
 typedef struct hv__step_inst {
@@ -66,6 +67,7 @@ struct hv_channel {
     hv__worker_t **workers;
     size_t nworkers;
     uint64_t received, filtered, errored; /* since start */
+    hv_counter_t *m_received, *m_filtered, *m_errored; /* /metrics, per channel */
 };
 
 struct hv__chans {

@@ -157,6 +157,11 @@ class LabFanoutTest(ChannelTestCase):
         for d in ch["destinations"]:
             self.assertEqual(d["statistics"]["sent"], 20)
             self.assertEqual(d["statistics"]["queued"], 0)
+        self.assertEqual(eng.metric("hv_channel_received_total", 'channel="lab-fanout"'), 20)
+        self.assertEqual(eng.metric("hv_channel_delivered_total",
+                                    'channel="lab-fanout",destination="b"'), 20)
+        self.assertGreater(eng.metric("hv_channel_failed_attempts_total",
+                                      'channel="lab-fanout",destination="b"'), 0)
 
     def test_queue_survives_kill9_and_restart(self):
         a, b = self.sink(), self.sink(start=False)
@@ -357,6 +362,32 @@ class ReloadTest(ChannelTestCase):
         status, body = eng.post_json("/channels/r/deploy", {})
         self.assertEqual(status, 422)
         self.assertIn("r.json:1:41: unknown key", body["message"])
+
+    def test_cycle_of_channel_destinations_refused(self):
+        eng = self.engine(start=False)
+        self.write_channel(eng, "a.json", json.dumps({
+            "id": "a", "source": {"type": "http"},
+            "destinations": [{"name": "to-b", "type": "channel", "channel": "b"}]}))
+        self.write_channel(eng, "b.json", json.dumps({
+            "id": "b", "source": {"type": "http"},
+            "destinations": [{"name": "to-a", "type": "channel", "channel": "a"}]}))
+        eng.start()
+        _, lst = eng.get_json("/channels")
+        self.assertEqual(len(lst["channels"]), 1)
+        self.assertIn("form a cycle", lst["last_refused"])
+
+    def test_duplicate_mllp_port_refused(self):
+        eng = self.engine(start=False)
+        port = free_port()
+        for name in ("m1", "m2"):
+            self.write_channel(eng, name + ".json", json.dumps({
+                "id": name, "source": {"type": "mllp", "listen": "127.0.0.1:%d" % port}}))
+        eng.start()
+        _, lst = eng.get_json("/channels")
+        self.assertEqual(len(lst["channels"]), 1)
+        self.assertIn("cannot listen on 127.0.0.1:%d" % port, lst["last_refused"])
+        acks = mllp_roundtrip(port, [hl7("D1")])
+        self.assertIn(b"MSA|AA|D1", acks[0])
 
     def test_missing_module_type_refused_with_clear_message(self):
         eng = self.engine(start=False)
