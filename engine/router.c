@@ -67,8 +67,8 @@ int hv_router_add(hv_router_t *r, unsigned methods, const char *pattern, hv_http
         if (rt->nseg == HV_ROUTE_MAX_SEGMENTS) { rc = HV_ETOOBIG; goto out; }
         rt->seg[rt->nseg] = hv_strndup(p, len);
         if (rt->seg[rt->nseg] == NULL) goto out;
-        if (rt->seg[rt->nseg][0] == '*' && slash != NULL) { rc = HV_EINVAL; goto out; }
         rt->nseg++;
+        if (rt->seg[rt->nseg - 1][0] == '*' && slash != NULL) { rc = HV_EINVAL; goto out; }
         p += len;
         while (*p == '/') p++;
     }
