@@ -436,7 +436,7 @@ int hv__chan_ingest(hv__chan_t *ch, const char *content, size_t len, const char 
 int hv_channel_receive(hv_channel_t *ch, const char *content, size_t len,
                        const char *content_type, hv_channel_stored_cb cb, void *ud) {
     if (ch == NULL || (content == NULL && len > 0)) return HV_EINVAL;
-    if (ch->state == HV__CHAN_STOPPED) return HV_ECLOSED;
+    if (ch->state != HV__CHAN_STARTED) return HV_ECLOSED;
     return hv__chan_ingest(ch, content ? content : "", len, content_type, 0, 0, cb, ud);
 }
 
@@ -729,7 +729,8 @@ static void worker_kick(hv__worker_t *w) {
     uint64_t now, at;
     hv__item_t *it;
     int rc;
-    if (w->busy || w->closing || w->paused || w->ch->held || w->ch->state != HV__CHAN_STARTED)
+    /* A paused channel's source is off but its queues keep delivering. */
+    if (w->busy || w->closing || w->paused || w->ch->held || w->ch->state == HV__CHAN_STOPPED)
         return;
     if (w->head >= w->nitems) {
         items_clear(w);
@@ -993,14 +994,22 @@ void hv__chan_set_state(hv__chan_t *ch, int state) {
     int was = ch->state;
     if (was == state) return;
     ch->state = state;
-    if (state == HV__CHAN_STOPPED && ch->src_state != NULL && ch->src->stop != NULL) {
+    /* started: source and queues; paused: queues only; stopped: neither. */
+    if (state != HV__CHAN_STARTED && ch->src_state != NULL && ch->src->stop != NULL) {
         ch->src->stop(ch->src_state);
         ch->src_state = NULL;
     }
-    if (was == HV__CHAN_STOPPED && state != HV__CHAN_STOPPED && ch->src->start != NULL &&
-        ch->src_state == NULL)
-        ch->src->start(ch, ch->conf->source, &ch->src_state, NULL);
-    if (state == HV__CHAN_STARTED)
+    if (state == HV__CHAN_STARTED && ch->src->start != NULL && ch->src_state == NULL) {
+        hv_error_t err;
+        hv_error_clear(&err);
+        if (ch->src->start(ch, ch->conf->source, &ch->src_state, &err) != HV_OK) {
+            hv_logrec_t *r = hv_log_begin(HV_LOG_ERROR, "channel.source.failed");
+            hv_log_str(r, "channel", ch->conf->id);
+            hv_log_str(r, "error", err.message);
+            hv_log_end(r);
+        }
+    }
+    if (state != HV__CHAN_STOPPED)
         for (i = 0; i < ch->nworkers; i++) worker_kick(ch->workers[i]);
 }
 

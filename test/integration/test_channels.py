@@ -211,6 +211,47 @@ class EventTest(ChannelTestCase):
         self.assertEqual(got, sorted([b'{"resourceType": "Patient"}', b'{"id": "p1"}']))
 
 
+class TogetherTest(ChannelTestCase):
+    def test_every_type_together_then_clean_exit(self):
+        """Every built-in type at once, operations, reloads; exit 0 without sanitizer reports."""
+        a, b = self.sink(), self.sink(start=False)
+        eng = self.engine(start=False)
+        self.fanout(eng, a, b)
+        out = os.path.join(self.workdir, "o")
+        self.write_channel(eng, "x.json", json.dumps({"id": "x", "source": {"type": "http"},
+            "filter": {"fhirpath": "Patient.active = true"},
+            "steps": [{"type": "set", "pointer": "/a/b", "value": 1}],
+            "destinations": [{"name": "f", "type": "file-write", "dir": out},
+                             {"name": "c", "type": "channel", "channel": "lab-fanout"},
+                             {"name": "e", "type": "event", "event_type": "patient.updated"}]}))
+        port = free_port()
+        self.write_channel(eng, "m.json", json.dumps({"id": "m", "source": {"type": "mllp", "listen": "127.0.0.1:%d" % port},
+            "filter": {"path": "MSH-9.1", "equals": "ORU"},
+            "destinations": [{"name": "s", "type": "mllp-send", "host": "127.0.0.1", "port": eng.mllp_port}]}))
+        self.write_channel(eng, "t.json", json.dumps({"id": "t", "source": {"type": "timer", "interval_ms": 50},
+            "destinations": [{"name": "f", "type": "file-write", "dir": out}]}))
+        self.write_channel(eng, "ev.json", json.dumps({"id": "ev", "source": {"type": "event", "event_type": "*"}}))
+        eng.start()
+        for i in range(5):
+            eng.request("POST", "/channels/lab-fanout/in", body=b"m%d" % i)
+            eng.request("POST", "/channels/x/in", body=b'{"resourceType":"Patient","active":true}')
+            eng.request("POST", "/channels/x/in", body=b'{"resourceType":"Patient","active":false}')
+            eng.request("POST", "/channels/x/in", body=b'not json')
+        mllp_roundtrip(port, [hl7("A%d" % i) for i in range(5)] + [b"junk"])
+        eng.get_json("/channels"); eng.get_json("/channels/x/messages?text=Patient"); eng.get_json("/channels/x/messages/2")
+        eng.post_json("/channels/x/messages/2/reprocess", {})
+        eng.post_json("/channels/lab-fanout/destinations/a/pause", {})
+        eng.post_json("/channels/lab-fanout/destinations/a/resume", {})
+        eng.post_json("/channels/lab-fanout/deploy", {})
+        eng.signal(signal.SIGHUP)
+        time.sleep(1.5)
+        eng.post_json("/channels/t/undeploy", {})
+        self.assertEqual(eng.stop(), 0)
+        err = eng.stderr()
+        for bad in ("AddressSanitizer", "LeakSanitizer", "runtime error"):
+            self.assertNotIn(bad, err, err[-3000:])
+
+
 class CliTest(ChannelTestCase):
     def test_channel_test_on_shipped_channel(self):
         from harness import SRCDIR
@@ -298,6 +339,29 @@ class DeadLetterTest(ChannelTestCase):
         self.assertEqual(status, 200)
         self.assertTrue(s.wait_for(2))
         self.assertEqual(s.ids(), [mid, mid])
+
+    def test_pause_stop_start_and_destination_pause(self):
+        s = self.sink()
+        eng = self.engine(start=False)
+        self.write_channel(eng, "p.json", json.dumps({
+            "id": "p", "source": {"type": "http"},
+            "destinations": [{"name": "x", "type": "http-send", "url": "http://127.0.0.1:%d/" % s.port}]}))
+        eng.start()
+        self.assertEqual(eng.post_json("/channels/p/destinations/x/pause", {})[0], 200)
+        self.assertEqual(eng.request("POST", "/channels/p/in", body=b"1")[0], 201)
+        time.sleep(0.5)
+        self.assertEqual(s.bodies(), [])  # queued while the destination is paused
+        self.assertEqual(eng.post_json("/channels/p/pause", {})[0], 200)
+        self.assertEqual(eng.request("POST", "/channels/p/in", body=b"2")[0], 503)  # source off
+        eng.post_json("/channels/p/destinations/x/resume", {})
+        self.assertTrue(s.wait_for(1))  # the queue of a paused channel still delivers
+        eng.post_json("/channels/p/stop", {})
+        _, ch = eng.get_json("/channels/p")
+        self.assertEqual(ch["state"], "stopped")
+        eng.post_json("/channels/p/start", {})
+        self.assertEqual(eng.request("POST", "/channels/p/in", body=b"3")[0], 201)
+        self.assertTrue(s.wait_for(2))
+        self.assertEqual(s.bodies(), [b"1", b"3"])
 
     def test_filter_accounting_and_browser(self):
         s = self.sink()
