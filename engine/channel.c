@@ -150,6 +150,8 @@ static const char *const migrations_sqlite[] = {
     "CREATE TABLE chan_events (id INTEGER PRIMARY KEY, type TEXT NOT NULL, payload BLOB NOT NULL,"
     " created_at INTEGER NOT NULL, delivered INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX chan_events_pending ON chan_events (delivered, id);",
+    "ALTER TABLE chan_queue ADD COLUMN lane INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX chan_queue_lane ON chan_queue (channel, dest, lane, state, id);",
     NULL,
 };
 
@@ -182,6 +184,8 @@ static const char *const migrations_pg[] = {
     "CREATE TABLE chan_events (id BIGSERIAL PRIMARY KEY, type TEXT NOT NULL, payload BYTEA NOT NULL,"
     " created_at BIGINT NOT NULL, delivered INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX chan_events_pending ON chan_events (delivered, id);",
+    "ALTER TABLE chan_queue ADD COLUMN lane INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX chan_queue_lane ON chan_queue (channel, dest, lane, state, id);",
     NULL,
 };
 
@@ -253,14 +257,15 @@ static int ingest_job(hv_db_t *db, void *arg) {
     for (i = 0; i < ch->conf->ndests; i++) {
         if (!in->dest_on[i]) continue;
         rc = hv_db_prepare(db,
-                           "INSERT INTO chan_queue (channel, dest, message_id, state, updated_at)"
-                           " VALUES ($1, $2, $3, 'queued', $4)",
+                           "INSERT INTO chan_queue (channel, dest, message_id, state, updated_at,"
+                           " lane) VALUES ($1, $2, $3, 'queued', $4, $5)",
                            &st);
         if (rc != HV_OK) return rc;
         hv_db_bind_text(st, 1, ch->conf->id, strlen(ch->conf->id));
         hv_db_bind_text(st, 2, ch->conf->dests[i].name, strlen(ch->conf->dests[i].name));
         hv_db_bind_int64(st, 3, in->id);
         hv_db_bind_int64(st, 4, (int64_t)now);
+        hv_db_bind_int64(st, 5, in->dest_lane[i]);
         rc = hv_db_step(st);
         hv_db_done(st);
         if (rc < 0) return rc;
@@ -340,8 +345,11 @@ static void ingest_done(int status, void *arg) {
         hv__chan_t *live = ch;
         while (live->retired && live->successor != NULL) live = live->successor;
         if (live == ch && !ch->retired) {
-            for (i = 0; i < ch->nworkers; i++)
-                if (in->dest_on[i]) worker_kick(ch->workers[i]);
+            for (i = 0; i < ch->nworkers; i++) {
+                hv__worker_t *w = ch->workers[i];
+                if (in->dest_on[w->dest_index] && in->dest_lane[w->dest_index] == w->lane)
+                    worker_kick(w);
+            }
         } else if (!live->retired) {
             hv__chan_wake(live);
         }
@@ -384,8 +392,26 @@ static void ingest_process(hv__ingest_t *in) {
         in->out_len = in->msg.len;
     }
     for (i = 0; i < ch->conf->ndests; i++) {
-        const hv__filter_t *w = ch->conf->dests[i].when;
+        const hv__dest_conf_t *d = &ch->conf->dests[i];
+        const hv__filter_t *w = d->when;
         in->dest_on[i] = w == NULL || hv__filter_eval(&ch->rt->engine->chan_reg, w, &in->msg, &rule);
+        in->dest_lane[i] = 0;
+        if (d->queue.workers > 1) {
+            /* The lane: by the ordering key's hash (one key's messages stay in order), or
+             * round robin when there is none. A message without the key goes to lane 0. */
+            const char *key = NULL;
+            if (d->queue.ordering_key == NULL) {
+                in->dest_lane[i] = (int64_t)(ch->next_lane++ % (uint64_t)d->queue.workers);
+            } else if (hv__filter_value(&ch->rt->engine->chan_reg, d->queue.ordering_key, &in->msg,
+                                        &key) == HV_OK && key != NULL) {
+                uint64_t h = 1469598103934665603ull;
+                for (; *key; key++) {
+                    h ^= (unsigned char)*key;
+                    h *= 1099511628211ull;
+                }
+                in->dest_lane[i] = (int64_t)(h % (uint64_t)d->queue.workers);
+            }
+        }
     }
     if (ch->conf->ndests == 0) in->status = "sent";
 }
@@ -490,13 +516,14 @@ static int fetch_job(hv_db_t *db, void *arg) {
                        "SELECT q.id, q.message_id, q.attempts, q.next_at, m.content_type,"
                        " COALESCE(m.transformed, m.content), m.received_at"
                        " FROM chan_queue q JOIN chan_messages m ON m.id = q.message_id"
-                       " WHERE q.channel = $1 AND q.dest = $2 AND q.state = 'queued'"
+                       " WHERE q.channel = $1 AND q.dest = $2 AND q.lane = $4 AND q.state = 'queued'"
                        " ORDER BY q.id LIMIT $3",
                        &st);
     if (rc != HV_OK) return rc;
     hv_db_bind_text(st, 1, w->ch->conf->id, strlen(w->ch->conf->id));
     hv_db_bind_text(st, 2, w->conf->name, strlen(w->conf->name));
     hv_db_bind_int64(st, 3, w->conf->queue.batch);
+    hv_db_bind_int64(st, 4, w->lane);
     while ((rc = hv_db_step(st)) == HV_DB_ROW) {
         hv__item_t *it = &w->items[w->nitems];
         size_t n = 0, tn = 0;
@@ -779,7 +806,8 @@ static void worker_kick(hv__worker_t *w) {
     }
 }
 
-static int worker_new(hv__chan_t *ch, size_t i, hv_error_t *err, hv__worker_t **out) {
+static int worker_new(hv__chan_t *ch, size_t i, int64_t lane, hv_error_t *err,
+                      hv__worker_t **out) {
     hv__worker_t *w = hv_calloc(1, sizeof(*w));
     hv__dest_conf_t *d = &ch->conf->dests[i];
     int rc;
@@ -791,6 +819,8 @@ static int worker_new(hv__chan_t *ch, size_t i, hv_error_t *err, hv__worker_t **
     }
     w->ch = ch;
     w->conf = d;
+    w->dest_index = i;
+    w->lane = lane;
     w->impl = hv__chan_find_dest(&ch->rt->engine->chan_reg, d->type);
     if (w->impl == NULL) {
         hv_error_set(err, HV_ECONFIG, ch->conf->path, "destination type %s is not available",
@@ -896,7 +926,11 @@ int hv__chan_deploy(hv__chans_t *rt, hv__chan_conf_t *conf, hv_error_t *err) {
                                            "messages a channel's steps failed on", labels);
     }
     ch->steps = hv_calloc(conf->nsteps ? conf->nsteps : 1, sizeof(*ch->steps));
-    ch->workers = hv_calloc(conf->ndests ? conf->ndests : 1, sizeof(*ch->workers));
+    {
+        size_t total = 0;
+        for (i = 0; i < conf->ndests; i++) total += (size_t)conf->dests[i].queue.workers;
+        ch->workers = hv_calloc(total ? total : 1, sizeof(*ch->workers));
+    }
     if (ch->steps == NULL || ch->workers == NULL) {
         rc = HV_ENOMEM;
         goto fail;
@@ -919,9 +953,12 @@ int hv__chan_deploy(hv__chans_t *rt, hv__chan_conf_t *conf, hv_error_t *err) {
         }
     }
     for (i = 0; i < conf->ndests; i++) {
-        rc = worker_new(ch, i, err, &ch->workers[i]);
-        if (rc != HV_OK) goto fail;
-        ch->nworkers = i + 1;
+        int64_t lane;
+        for (lane = 0; lane < conf->dests[i].queue.workers; lane++) {
+            rc = worker_new(ch, i, lane, err, &ch->workers[ch->nworkers]);
+            if (rc != HV_OK) goto fail;
+            ch->nworkers++;
+        }
     }
     ch->src = hv__chan_find_source(&rt->engine->chan_reg, conf->source_type);
     if (ch->src == NULL) {

@@ -256,24 +256,33 @@ static int put_channel(hv_buf_t *b, const stats_q_t *s, const hv__chan_t *ch) {
                            (long long)stat_of(s, id, "", "queued"),
                            (long long)stat_of(s, id, "", "sent"),
                            (long long)stat_of(s, id, "", "errored"));
-    for (i = 0; rc == HV_OK && i < ch->nworkers; i++) {
-        const hv__worker_t *w = ch->workers[i];
-        const char *breaker = w->breaker_until > now ? "open"
-                              : w->failures > 0 && w->conf->queue.breaker_threshold > 0 &&
-                                      w->failures >= w->conf->queue.breaker_threshold
-                                  ? "half-open"
-                                  : "closed";
+    for (i = 0; rc == HV_OK && i < ch->conf->ndests; i++) {
+        const hv__dest_conf_t *d = &ch->conf->dests[i];
+        const char *breaker = "closed";
+        unsigned long long failed = 0;
+        int paused = 0;
+        size_t k;
+        /* A destination with several workers (lanes) is shown as one. */
+        for (k = 0; k < ch->nworkers; k++) {
+            const hv__worker_t *w = ch->workers[k];
+            if (w->dest_index != i) continue;
+            failed += w->attempt_failures;
+            paused |= w->paused;
+            if (w->breaker_until > now) breaker = "open";
+            else if (strcmp(breaker, "closed") == 0 && d->queue.breaker_threshold > 0 &&
+                     w->failures >= d->queue.breaker_threshold)
+                breaker = "half-open";
+        }
         rc = hv_buf_printf(b,
-                           "%s{\"name\":\"%s\",\"type\":\"%s\",\"paused\":%s,\"circuit\":\"%s\","
-                           "\"statistics\":{\"queued\":%lld,\"sent\":%lld,\"dead_lettered\":%lld,"
-                           "\"discarded\":%lld,\"failed_attempts\":%llu}}",
-                           i ? "," : "", w->conf->name, w->conf->type,
-                           w->paused ? "true" : "false", breaker,
-                           (long long)stat_of(s, id, w->conf->name, "queued"),
-                           (long long)stat_of(s, id, w->conf->name, "sent"),
-                           (long long)stat_of(s, id, w->conf->name, "dead"),
-                           (long long)stat_of(s, id, w->conf->name, "discarded"),
-                           (unsigned long long)w->attempt_failures);
+                           "%s{\"name\":\"%s\",\"type\":\"%s\",\"workers\":%lld,\"paused\":%s,"
+                           "\"circuit\":\"%s\",\"statistics\":{\"queued\":%lld,\"sent\":%lld,"
+                           "\"dead_lettered\":%lld,\"discarded\":%lld,\"failed_attempts\":%llu}}",
+                           i ? "," : "", d->name, d->type, (long long)d->queue.workers,
+                           paused ? "true" : "false", breaker,
+                           (long long)stat_of(s, id, d->name, "queued"),
+                           (long long)stat_of(s, id, d->name, "sent"),
+                           (long long)stat_of(s, id, d->name, "dead"),
+                           (long long)stat_of(s, id, d->name, "discarded"), failed);
     }
     if (rc == HV_OK) rc = hv_buf_puts(b, "]}");
     return rc;
@@ -401,13 +410,16 @@ static void route_dest_action(hv_http_req_t *req, void *ud) {
     const char *dest = hv_http_req_param(req, "dest");
     size_t i;
     if (ch == NULL) return;
-    for (i = 0; i < ch->nworkers; i++) {
-        if (strcmp(ch->workers[i]->conf->name, dest) != 0) continue;
-        hv__worker_set_paused(ch->workers[i], strstr(route, "/pause") != NULL);
-        respond_ok(req, dest, strstr(route, "/pause") ? "paused" : "resumed");
-        return;
+    {
+        int found = 0;
+        for (i = 0; i < ch->nworkers; i++) {
+            if (strcmp(ch->workers[i]->conf->name, dest) != 0) continue;
+            hv__worker_set_paused(ch->workers[i], strstr(route, "/pause") != NULL);
+            found = 1;
+        }
+        if (found) respond_ok(req, dest, strstr(route, "/pause") ? "paused" : "resumed");
+        else hv_http_respond_error(req, 404, "not-found", "no such destination");
     }
-    hv_http_respond_error(req, 404, "not-found", "no such destination");
 }
 
 /* ------------------------------------------------------------------------- */

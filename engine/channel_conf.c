@@ -244,11 +244,16 @@ static void queue_defaults(hv__queue_conf_t *q) {
     q->breaker_threshold = 5;
     q->breaker_open_ms = 30000;
     q->batch = 64;
+    q->workers = 1;
+    q->ordering_key = NULL;
 }
 
 static const char *const queue_keys[] = {"retry_interval_ms", "max_interval_ms", "backoff",
                                          "jitter_pct",        "max_attempts",    "breaker_threshold",
-                                         "breaker_open_ms",   "batch",           NULL};
+                                         "breaker_open_ms",   "batch",           "workers",
+                                         "ordering_key",      NULL};
+
+static int parse_filter(ctx_t *c, json_object *o, const char *ptr, int depth, hv__filter_t **out);
 
 static int parse_queue(ctx_t *c, json_object *q, const char *ptr, hv__queue_conf_t *out) {
     int64_t v;
@@ -273,6 +278,36 @@ static int parse_queue(ctx_t *c, json_object *q, const char *ptr, hv__queue_conf
     if ((rc = get_int(c, q, ptr, "breaker_open_ms", 1, 86400000, &v)) != HV_OK) return rc;
     out->breaker_open_ms = (uint64_t)v;
     if ((rc = get_int(c, q, ptr, "batch", 1, 10000, &out->batch)) != HV_OK) return rc;
+    if ((rc = get_int(c, q, ptr, "workers", 1, 64, &out->workers)) != HV_OK) return rc;
+    if (json_object_object_get_ex(q, "ordering_key", &b)) {
+        char p[512];
+        hv__filter_t *k = NULL;
+        json_object *probe = NULL;
+        ptr_join(p, sizeof(p), ptr, "ordering_key");
+        if (!json_object_is_type(b, json_type_object) ||
+            json_object_object_get_ex(b, "all", &probe) || json_object_object_get_ex(b, "any", &probe) ||
+            json_object_object_get_ex(b, "not", &probe))
+            return fail_at(c, p, 0,
+                           "\"ordering_key\" is {\"path\": ...}, {\"fhirpath\": ...} or "
+                           "{\"metadata\": ...}");
+        /* Parsed as a rule with a dummy operator, so that the path syntax is checked too. */
+        probe = json_object_get(b);
+        if (!json_object_object_get_ex(b, "exists", NULL) && !json_object_object_get_ex(b, "fhirpath", NULL)) {
+            json_object *copy = NULL;
+            json_object_deep_copy(b, &copy, NULL);
+            json_object_put(probe);
+            probe = copy;
+            if (probe == NULL || hv_json_set(probe, "exists", json_object_new_boolean(1)) != HV_OK) {
+                json_object_put(probe);
+                return HV_ENOMEM;
+            }
+        }
+        rc = parse_filter(c, probe, p, 0, &k);
+        json_object_put(probe);
+        if (rc != HV_OK) return rc;
+        hv__filter_free(out->ordering_key);
+        out->ordering_key = k;
+    }
     if (json_object_object_get_ex(q, "backoff", &b)) {
         char p[512];
         ptr_join(p, sizeof(p), ptr, "backoff");
@@ -305,8 +340,6 @@ void hv__filter_free(hv__filter_t *f) {
 static const char *const meta_keys[] = {"content_type", "channel", "size", NULL};
 static const char *const leaf_keys[] = {"path",   "fhirpath", "metadata", "equals", "in",
                                         "exists", "contains", "name",     NULL};
-
-static int parse_filter(ctx_t *c, json_object *o, const char *ptr, int depth, hv__filter_t **out);
 
 static int parse_filter_list(ctx_t *c, json_object *arr, const char *ptr, int depth,
                              hv__filter_t *f) {
@@ -562,6 +595,7 @@ static int parse_dest(ctx_t *c, json_object *o, const char *ptr, const hv__queue
     d->type = hv_strdup(type);
     snprintf(d->pointer, sizeof(d->pointer), "%s", ptr);
     d->queue = *qdef;
+    d->queue.ordering_key = NULL; /* only a destination's own queue has one */
     if (d->name == NULL || d->type == NULL) return HV_ENOMEM;
     if ((rc = get_obj(c, o, ptr, "queue", 0, &q)) != HV_OK) return rc;
     if (q != NULL) {
@@ -638,6 +672,7 @@ void hv__chan_conf_free(hv__chan_conf_t *c) {
         hv_free(c->dests[i].type);
         json_object_put(c->dests[i].conf);
         hv__filter_free(c->dests[i].when);
+        hv__filter_free(c->dests[i].queue.ordering_key);
     }
     hv_free(c->steps);
     hv_free(c->dests);
@@ -719,7 +754,15 @@ static int parse_root(ctx_t *c, json_object *root, hv__chan_conf_t *cc) {
 
     queue_defaults(&qdef);
     if ((rc = get_obj(c, root, "", "queue", 0, &q)) != HV_OK) return rc;
-    if (q != NULL && (rc = parse_queue(c, q, "/queue", &qdef)) != HV_OK) return rc;
+    if (q != NULL && (rc = parse_queue(c, q, "/queue", &qdef)) != HV_OK) {
+        hv__filter_free(qdef.ordering_key);
+        return rc;
+    }
+    if (qdef.ordering_key != NULL) {
+        hv__filter_free(qdef.ordering_key);
+        return fail_at(c, "/queue/ordering_key", 1,
+                       "\"ordering_key\" belongs in a destination's own \"queue\"");
+    }
 
     if ((rc = get_arr(c, root, "", "destinations", &dests)) != HV_OK) return rc;
     if (dests != NULL) {

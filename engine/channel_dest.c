@@ -371,25 +371,39 @@ static const hv_channel_path_provider_t *find_paths(const hv__chan_registry_t *r
     return NULL;
 }
 
-static int leaf_eval(const hv__chan_registry_t *reg, const hv__filter_t *f,
-                     const hv_channel_msg_t *m) {
+int hv__filter_value(const hv__chan_registry_t *reg, const hv__filter_t *f,
+                     const hv_channel_msg_t *m, const char **out) {
     char *val = NULL;
-    char num[32];
-    int rc = HV_ENOTFOUND;
-    size_t i;
+    int rc;
     if (f->kind == HV__F_META) {
-        if (strcmp(f->path, "content_type") == 0) val = (char *)m->content_type;
-        else if (strcmp(f->path, "channel") == 0) val = (char *)m->channel;
-        else if (strcmp(f->path, "size") == 0) {
-            snprintf(num, sizeof(num), "%zu", m->len);
-            val = num;
-        }
-        rc = val != NULL ? HV_OK : HV_ENOTFOUND;
+        if (strcmp(f->path, "content_type") == 0) *out = m->content_type;
+        else if (strcmp(f->path, "channel") == 0) *out = m->channel;
+        else if (strcmp(f->path, "size") == 0 && m->arena != NULL)
+            *out = hv_arena_sprintf(m->arena, "%zu", m->len);
+        else return HV_ENOTFOUND;
+        return *out != NULL ? HV_OK : HV_ENOTFOUND;
     } else {
         const hv_channel_path_provider_t *p =
             find_paths(reg, f->kind == HV__F_HL7 ? "hl7v2" : "fhirpath");
-        if (p == NULL) return 0;
+        if (p == NULL) return HV_ENOTSUP;
         rc = p->get(m, f->path, &val);
+        if (rc == HV_OK) *out = val;
+        return rc;
+    }
+}
+
+static int leaf_eval(const hv__chan_registry_t *reg, const hv__filter_t *f,
+                     const hv_channel_msg_t *m) {
+    const char *val = NULL;
+    char num[32];
+    int rc;
+    size_t i;
+    if (f->kind == HV__F_META && strcmp(f->path, "size") == 0) {
+        snprintf(num, sizeof(num), "%zu", m->len);
+        val = num;
+        rc = HV_OK;
+    } else {
+        rc = hv__filter_value(reg, f, m, &val);
     }
     if (f->kind == HV__F_FHIRPATH) return rc == HV_OK && val != NULL && strcmp(val, "true") == 0;
     switch (f->op) {

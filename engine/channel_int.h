@@ -34,6 +34,8 @@ typedef struct hv__queue_conf {
     int64_t breaker_threshold;  /* 5 */
     uint64_t breaker_open_ms;   /* 30000 */
     int64_t batch;              /* queue rows read per storage job: 64 */
+    int64_t workers;            /* parallel lanes: 1 (ordered) */
+    struct hv__filter *ordering_key; /* a value rule (path/fhirpath/metadata, no op); NULL */
 } hv__queue_conf_t;
 
 /* A filter rule tree (all/any/not of leaves). */
@@ -112,6 +114,11 @@ void hv__filter_free(hv__filter_t *f);
 const hv_channel_source_t *hv__chan_find_source(const hv__chan_registry_t *r, const char *name);
 const hv_channel_step_t *hv__chan_find_step(const hv__chan_registry_t *r, const char *name);
 const hv_channel_dest_t *hv__chan_find_dest(const hv__chan_registry_t *r, const char *name);
+
+/* The value a leaf rule reads (for ordering keys): HV_OK with *out (may be borrowed
+ * from m or allocated in m->arena), or HV_ENOTFOUND. */
+int hv__filter_value(const hv__chan_registry_t *reg, const hv__filter_t *f,
+                     const hv_channel_msg_t *m, const char **out);
 
 /* Filters (channel_filter.c): evaluates f on a message; sets *rule to the name of the
  * leaf that decided a rejection (borrowed from f). Returns 1 pass, 0 filtered. */

@@ -27,6 +27,8 @@ typedef struct hv__item {
 struct hv__worker {
     hv__chan_t *ch;
     const hv__dest_conf_t *conf;
+    size_t dest_index; /* in conf->dests */
+    int64_t lane;      /* 0 .. queue.workers-1: the part of the queue this worker sends */
     const hv_channel_dest_t *impl;
     void *state;
     uv_timer_t timer;
@@ -67,6 +69,7 @@ struct hv_channel {
     hv__worker_t **workers;
     size_t nworkers;
     uint64_t received, filtered, errored; /* since start */
+    uint64_t next_lane; /* round robin of lanes for destinations without an ordering key */
     hv_counter_t *m_received, *m_filtered, *m_errored; /* /metrics, per channel */
 };
 
@@ -99,6 +102,7 @@ typedef struct hv__ingest {
     const char *error;
     const char *filtered_by;
     unsigned char dest_on[HV__CHAN_MAX_DESTS];
+    int64_t dest_lane[HV__CHAN_MAX_DESTS];
     int64_t id, reprocess_id;
     hv_channel_stored_cb cb;
     void *ud;

@@ -183,6 +183,81 @@ class LabFanoutTest(ChannelTestCase):
         eng.stop()
 
 
+def fnv1a(s):
+    h = 1469598103934665603
+    for b in s.encode():
+        h ^= b
+        h = (h * 1099511628211) % (1 << 64)
+    return h
+
+
+class LanesTest(ChannelTestCase):
+    def test_workers_with_ordering_key_keep_each_patient_in_order(self):
+        # four patients in four different lanes of 8
+        keys, lanes = [], set()
+        for i in range(100):
+            k = "P%d" % i
+            if fnv1a(k) % 8 not in lanes:
+                lanes.add(fnv1a(k) % 8)
+                keys.append(k)
+            if len(keys) == 4:
+                break
+        s = self.sink(start=False)
+        blocked = {"key": keys[0], "until": time.monotonic() + 2.5}
+        received = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                pid = body.split(b"PID|1||")[1].split(b"^")[0].decode()
+                if pid == blocked["key"] and time.monotonic() < blocked["until"]:
+                    self.send_response(503)
+                else:
+                    with s.lock:
+                        received.append((pid, body))
+                    self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        s.server = ThreadingHTTPServer(("127.0.0.1", s.port), Handler)
+        s.server.daemon_threads = True
+        threading.Thread(target=s.server.serve_forever, daemon=True).start()
+        eng = self.engine(start=False)
+        self.write_channel(eng, "lanes.json", json.dumps({
+            "id": "lanes", "source": {"type": "http"},
+            "destinations": [{"name": "x", "type": "http-send", "url": "http://127.0.0.1:%d/" % s.port,
+                              "queue": {"workers": 8, "ordering_key": {"path": "PID-3.1"},
+                                        "retry_interval_ms": 100, "max_interval_ms": 200, "max_attempts": 1000,
+                                        "breaker_threshold": 0}}]}))
+        eng.start()
+        sent = []
+        for n in range(10):
+            for k in keys:
+                body = hl7("%s-%d" % (k, n)).replace(b"PID|1||%s-%d^" % (k.encode(), n),
+                                                      b"PID|1||%s^" % k.encode())
+                body = body.replace(b"DOE^JANE", b"DOE^JANE|%d" % n)
+                self.assertEqual(eng.request("POST", "/channels/lanes/in", body=body)[0], 201)
+                sent.append((k, body))
+        # while the first patient is refused, the others are delivered
+        time.sleep(1.0)
+        with s.lock:
+            early = [pid for pid, _ in received]
+        self.assertNotIn(keys[0], early)
+        self.assertEqual(len(early), 30)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and len(received) < 40:
+            time.sleep(0.05)
+        self.assertEqual(len(received), 40)
+        for k in keys:
+            self.assertEqual([b for pid, b in received if pid == k], [b for kk, b in sent if kk == k])
+        _, ch = eng.get_json("/channels/lanes")
+        self.assertEqual(ch["destinations"][0]["workers"], 8)
+        self.assertEqual(ch["destinations"][0]["statistics"]["sent"], 40)
+
+
 class EventTest(ChannelTestCase):
     def test_event_destination_feeds_event_source(self):
         eng = self.engine(start=False)
@@ -204,10 +279,10 @@ class EventTest(ChannelTestCase):
         deadline = time.monotonic() + 10
         files = []
         while time.monotonic() < deadline and len(files) < 2:
-            files = sorted(os.listdir(out)) if os.path.isdir(out) else []
+            files = sorted(f for f in os.listdir(out) if not f.startswith(".")) if os.path.isdir(out) else []
             time.sleep(0.05)
         time.sleep(0.3)
-        got = sorted(open(os.path.join(out, f), "rb").read() for f in os.listdir(out))
+        got = sorted(open(os.path.join(out, f), "rb").read() for f in os.listdir(out) if not f.startswith("."))
         self.assertEqual(got, sorted([b'{"resourceType": "Patient"}', b'{"id": "p1"}']))
 
 
@@ -510,7 +585,7 @@ class MllpChannelTest(ChannelTestCase):
         deadline = time.monotonic() + 10
         files = []
         while time.monotonic() < deadline and len(files) < 2:
-            files = sorted(os.listdir(out)) if os.path.isdir(out) else []
+            files = sorted(f for f in os.listdir(out) if not f.startswith(".")) if os.path.isdir(out) else []
             time.sleep(0.05)
         self.assertEqual(len(files), 2)
         got = [open(os.path.join(out, f), "rb").read() for f in files]

@@ -47,13 +47,17 @@ static void channel_conf_channel_queue_defaults_apply_to_every_destination(void 
                     " \"queue\": {\"max_attempts\": 3, \"backoff\": 1.5},"
                     " \"destinations\": [{\"name\": \"a\", \"type\": \"file-write\", \"dir\": \"/tmp\"},"
                     " {\"name\": \"b\", \"type\": \"file-write\", \"dir\": \"/tmp\","
-                    "  \"queue\": {\"max_attempts\": 7}}]}";
+                    "  \"queue\": {\"max_attempts\": 7, \"workers\": 4, \"ordering_key\": {\"path\": \"PID-3.1\"}}}]}";
     hv__chan_conf_t *c = NULL;
     hv_error_t err;
     (void)state;
     assert_int_equal(hv__chan_conf_parse(t, strlen(t), "q.json", NULL, &c, &err), HV_OK);
     assert_int_equal(c->dests[0].queue.max_attempts, 3);
     assert_int_equal(c->dests[1].queue.max_attempts, 7);
+    assert_int_equal(c->dests[1].queue.workers, 4);
+    assert_non_null(c->dests[1].queue.ordering_key);
+    assert_string_equal(c->dests[1].queue.ordering_key->path, "PID-3.1");
+    assert_null(c->dests[0].queue.ordering_key);
     assert_true(c->dests[1].queue.backoff > 1.49 && c->dests[1].queue.backoff < 1.51);
     hv__chan_conf_free(c);
 }
@@ -100,6 +104,14 @@ static const struct bad_case {
     {"{\"id\": \"x\", \"source\": {\"type\": \"http\"}, \"storage\": {\"content\": \"some\"}}",
      "1:64: \"content\" is all or metadata"},
     {"[1, 2]", "1:1: a channel file holds one JSON object, not an array"},
+    {"{\"id\": \"x\", \"source\": {\"type\": \"http\"},\n \"queue\": {\"ordering_key\": {\"metadata\": \"size\"}}}",
+     "2:12: \"ordering_key\" belongs in a destination's own \"queue\""},
+    {"{\"id\": \"x\", \"source\": {\"type\": \"http\"}, \"destinations\": [\n"
+     " {\"name\": \"a\", \"type\": \"file-write\", \"dir\": \"/t\", \"queue\": {\"workers\": 65}}]}",
+     "2:72: \"workers\" must be between 1 and 64"},
+    {"{\"id\": \"x\", \"source\": {\"type\": \"http\"}, \"destinations\": [\n"
+     " {\"name\": \"a\", \"type\": \"file-write\", \"dir\": \"/t\", \"queue\": {\"ordering_key\": {\"all\": []}}}]}",
+     "2:77: \"ordering_key\" is"},
     {"{\"id\": \"x\",, }", "1:11: invalid JSON"},
 };
 
