@@ -704,6 +704,153 @@ static void route_reprocess(hv_http_req_t *req, void *ud) {
     query_submit(q, load_raw_job, load_raw_done);
 }
 
+/*
+ * Bulk: POST /channels/:id/reprocess?status=&since=&until=&limit= reprocesses the
+ * oldest matching messages whose content was kept (at most `limit`, default 100,
+ * cap 1000 per request; repeat for more). Answers {"reprocessed": n}.
+ */
+typedef struct bulk {
+    hv_http_req_t *req;
+    hv__chans_t *rt;
+    char channel[HV__CHAN_ID_MAX + 1];
+    char status[16];
+    int64_t since, until, limit;
+    struct brow {
+        int64_t id;
+        uint64_t received_at;
+        char *content;
+        size_t len;
+        char *ctype;
+    } *rows;
+    size_t n, done, failed;
+    uint64_t bytes;
+} bulk_t;
+
+static void bulk_free(bulk_t *b) {
+    size_t i;
+    for (i = 0; i < b->n; i++) {
+        hv_free(b->rows[i].content);
+        hv_free(b->rows[i].ctype);
+    }
+    hv_free(b->rows);
+    hv_free(b);
+}
+
+static int bulk_job(hv_db_t *db, void *arg) {
+    bulk_t *b = arg;
+    hv_db_stmt_t *st = NULL;
+    int rc = hv_db_prepare(db,
+                           "SELECT id, received_at, content, content_type FROM chan_messages"
+                           " WHERE channel = $1 AND ($2 = '' OR status = $2) AND received_at >= $3"
+                           " AND received_at <= $4 AND content IS NOT NULL ORDER BY id LIMIT $5",
+                           &st);
+    if (rc != HV_OK) return rc;
+    hv_db_bind_text(st, 1, b->channel, strlen(b->channel));
+    hv_db_bind_text(st, 2, b->status, strlen(b->status));
+    hv_db_bind_int64(st, 3, b->since);
+    hv_db_bind_int64(st, 4, b->until > 0 ? b->until : INT64_MAX);
+    hv_db_bind_int64(st, 5, b->limit);
+    b->rows = hv_calloc((size_t)b->limit, sizeof(*b->rows));
+    if (b->rows == NULL) {
+        hv_db_done(st);
+        return HV_ENOMEM;
+    }
+    /* Content is held in memory until reprocessed: at most 64 MiB per request. */
+    while ((rc = hv_db_step(st)) == HV_DB_ROW && b->bytes < (64u << 20)) {
+        size_t n = 0, tn = 0;
+        const void *p = hv_db_column_blob(st, 2, &n);
+        const char *ct = hv_db_column_text(st, 3, &tn);
+        struct brow *r = &b->rows[b->n];
+        r->id = hv_db_column_int64(st, 0);
+        r->received_at = (uint64_t)hv_db_column_int64(st, 1);
+        r->content = hv_malloc(n + 1);
+        r->ctype = hv_strndup(ct ? ct : "", tn);
+        if (r->content == NULL || r->ctype == NULL) {
+            hv_free(r->content);
+            hv_free(r->ctype);
+            rc = HV_ENOMEM;
+            break;
+        }
+        if (n) memcpy(r->content, p, n);
+        r->len = n;
+        b->bytes += n;
+        b->n++;
+    }
+    hv_db_done(st);
+    return rc < 0 ? rc : HV_OK;
+}
+
+static void bulk_answer(bulk_t *b) {
+    char body[96];
+    snprintf(body, sizeof(body), "{\"reprocessed\":%zu,\"failed\":%zu}", b->n - b->failed,
+             b->failed);
+    hv_http_respond(b->req, 200, "application/json", body, strlen(body));
+    bulk_free(b);
+}
+
+static void bulk_one_done(int status, int64_t id, void *ud) {
+    bulk_t *b = ud;
+    (void)id;
+    if (status != HV_OK) b->failed++;
+    if (++b->done == b->n) bulk_answer(b);
+}
+
+static void bulk_loaded(int status, void *arg) {
+    bulk_t *b = arg;
+    hv__chan_t *ch = hv__chan_find(b->rt, b->channel);
+    size_t i, submitted = 0;
+    if (status != HV_OK || ch == NULL) {
+        hv_http_respond_error(b->req, 503, "storage", "the channel store is unavailable");
+        bulk_free(b);
+        return;
+    }
+    if (b->n == 0) {
+        bulk_answer(b);
+        return;
+    }
+    for (i = 0; i < b->n; i++) {
+        if (hv__chan_ingest(ch, b->rows[i].content, b->rows[i].len, b->rows[i].ctype,
+                            b->rows[i].id, b->rows[i].received_at, bulk_one_done, b) == HV_OK)
+            submitted++;
+        else
+            b->failed++;
+    }
+    b->done += b->n - submitted;
+    if (submitted == 0) bulk_answer(b);
+}
+
+static void route_bulk_reprocess(hv_http_req_t *req, void *ud) {
+    hv__chans_t *rt = ud;
+    const char *id = hv_http_req_param(req, "id"), *v;
+    bulk_t *b;
+    if (hv__chan_find(rt, id) == NULL) {
+        hv_http_respond_error(req, 404, "not-found", "no such channel");
+        return;
+    }
+    b = hv_calloc(1, sizeof(*b));
+    if (b == NULL) {
+        hv_http_respond_error(req, 503, "memory", "out of memory");
+        return;
+    }
+    b->req = req;
+    b->rt = rt;
+    b->limit = 100;
+    snprintf(b->channel, sizeof(b->channel), "%s", id);
+    if ((v = hv_http_req_query_param(req, "status")) != NULL) snprintf(b->status, sizeof(b->status), "%s", v);
+    if (((v = hv_http_req_query_param(req, "limit")) != NULL &&
+         (parse_i64(v, &b->limit) != HV_OK || b->limit < 1 || b->limit > 1000)) ||
+        ((v = hv_http_req_query_param(req, "since")) != NULL && parse_i64(v, &b->since) != HV_OK) ||
+        ((v = hv_http_req_query_param(req, "until")) != NULL && parse_i64(v, &b->until) != HV_OK)) {
+        hv_http_respond_error(req, 400, "invalid", "limit is 1 to 1000; since/until are ms since the epoch");
+        hv_free(b);
+        return;
+    }
+    if (hv_storage_submit(rt->storage, bulk_job, bulk_loaded, b) != HV_OK) {
+        hv_http_respond_error(req, 503, "busy", "the channel store is busy; retry");
+        hv_free(b);
+    }
+}
+
 /* ------------------------------------------------------------------------- */
 /* Dead letters                                                              */
 /* ------------------------------------------------------------------------- */
@@ -954,6 +1101,8 @@ int hv__chan_routes_add(hv_engine_t *e, hv__chans_t *rt) {
     if (rc == HV_OK)
         rc = hv_router_add(r, HV_HTTP_POST, "/channels/:id/messages/:mid/reprocess",
                            route_reprocess, rt);
+    if (rc == HV_OK)
+        rc = hv_router_add(r, HV_HTTP_POST, "/channels/:id/reprocess", route_bulk_reprocess, rt);
     if (rc == HV_OK) rc = hv_router_add(r, HV_HTTP_GET, "/channels/:id/deadletter", route_dead, rt);
     if (rc == HV_OK)
         rc = hv_router_add(r, HV_HTTP_POST, "/channels/:id/deadletter/requeue", route_dead, rt);

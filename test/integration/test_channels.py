@@ -458,6 +458,12 @@ class DeadLetterTest(ChannelTestCase):
         _, ch = eng.get_json("/channels/f")
         self.assertEqual(ch["statistics"]["received"], 2)
         self.assertEqual(ch["statistics"]["filtered"], 1)
+        # bulk reprocess of the filtered ones: still filtered, by the same rule
+        status, body = eng.post_json("/channels/f/reprocess?status=filtered", {})
+        self.assertEqual(status, 200)
+        self.assertEqual(body, {"reprocessed": 1, "failed": 0})
+        _, ch = eng.get_json("/channels/f")
+        self.assertEqual(ch["statistics"]["filtered"], 1)
         _, lst = eng.get_json("/channels/f/messages?status=filtered")
         self.assertEqual(len(lst["messages"]), 1)
         self.assertEqual(lst["messages"][0]["filtered_by"], "json-only")
