@@ -312,5 +312,19 @@ int main(int argc, char **argv) {
                pct(0.999), g.nlat ? g.lat[g.nlat - 1] : 0);
         printf("non-AA or mismatched ACKs %ld\n", g.bad);
     }
+    fflush(stdout);
+    for (i = 0; i < g.nconn; i++) {
+        free(g.conns[i].seq_sent);
+        free(g.conns[i].t_sent);
+        hv_mllp_framer_release(&g.conns[i].fr);
+    }
+    for (i = 0; i < (int)g.nmsgs; i++) {
+        free(tmpls[i].pre);
+        free(tmpls[i].post);
+    }
+    free(tmpls);
+    free(g.conns);
+    free(g.lat);
+    uv_loop_close(&loop);
     return g.bad != 0 || g.nlat != (long)g.nconn * g.per_conn;
 }

@@ -448,6 +448,43 @@ typedef struct hv_storage_stats {
 void hv_storage_stats(hv_storage_t *s, hv_storage_stats_t *out);
 
 /* ------------------------------------------------------------------------- */
+/* TLS over memory BIOs (HTTP, MLLP listener and sender)                      */
+/* ------------------------------------------------------------------------- */
+
+/*
+ * libuv owns the socket, OpenSSL never touches it: bytes read from the network
+ * are fed in, plaintext comes out, and whatever TLS wants to send (handshake,
+ * records, alerts) is appended to a buffer the caller writes to the socket.
+ * TLS 1.2 and 1.3 only, forward-secret AEAD ciphers.
+ */
+typedef struct ssl_ctx_st hv_tls_ctx_t; /* OpenSSL's SSL_CTX */
+typedef struct hv_tls hv_tls_t;
+
+/* A server context from PEM files. client_ca (may be NULL) requires and verifies client
+ * certificates signed by it (mutual TLS). NULL with err set on failure. */
+hv_tls_ctx_t *hv_tls_server_ctx_new(const char *cert_file, const char *key_file,
+                                    const char *client_ca, hv_error_t *err);
+/* A client context: verifies the server against ca_file (NULL: the system store) unless
+ * verify is 0; presents cert/key (both NULL: none). */
+hv_tls_ctx_t *hv_tls_client_ctx_new(const char *ca_file, const char *cert_file,
+                                    const char *key_file, int verify, hv_error_t *err);
+void hv_tls_ctx_free(hv_tls_ctx_t *ctx);
+/* A connection: server side when server_name is NULL, else a client that sends SNI and
+ * checks the certificate's name (when the context verifies). */
+hv_tls_t *hv_tls_new(hv_tls_ctx_t *ctx, const char *server_name);
+void hv_tls_free(hv_tls_t *t);
+/* Client: appends the ClientHello to net. Call once after connecting. */
+int hv_tls_connect(hv_tls_t *t, hv_buf_t *net);
+/* Feeds network bytes; appends plaintext to plain and bytes to send to net. HV_EPROTO on a
+ * TLS failure (send net, then close), HV_ECLOSED when the peer closed TLS. */
+int hv_tls_feed(hv_tls_t *t, const char *in, size_t n, hv_buf_t *plain, hv_buf_t *net);
+/* Encrypts application data, appending TLS records to net. */
+int hv_tls_write(hv_tls_t *t, const char *p, size_t n, hv_buf_t *net);
+int hv_tls_handshake_done(const hv_tls_t *t);
+/* The verified peer certificate's subject CN into out ("" when none). */
+void hv_tls_peer_name(const hv_tls_t *t, char *out, size_t outlen);
+
+/* ------------------------------------------------------------------------- */
 /* HTTP server and router                                                    */
 /* ------------------------------------------------------------------------- */
 

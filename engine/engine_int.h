@@ -6,7 +6,6 @@
 
 #include "engine/engine.h"
 
-#include <openssl/ssl.h>
 
 /* ---- router ---- */
 
@@ -63,24 +62,6 @@ double hv__latency_quantile(const hv__latency_t *l, double q);
 hv_metrics_t *hv__metrics_new(void);
 void hv__metrics_free(hv_metrics_t *m);
 
-/* ---- TLS over memory BIOs, shared by the HTTP server and MLLP ---- */
-
-typedef struct hv__tls hv__tls_t;
-
-/* Builds a server context for TLS 1.2+ from PEM files; NULL with err set on failure. */
-SSL_CTX *hv__tls_server_ctx(const char *cert_file, const char *key_file, hv_error_t *err);
-hv__tls_t *hv__tls_new(SSL_CTX *ctx);
-void hv__tls_free(hv__tls_t *t);
-/*
- * Feeds bytes received from the network. Appends decrypted application data
- * to plain and bytes to send back (handshake, alerts) to net. HV_EPROTO on a
- * TLS failure (then send what is in net and close).
- */
-int hv__tls_feed(hv__tls_t *t, const char *in, size_t n, hv_buf_t *plain, hv_buf_t *net);
-/* Encrypts application data, appending TLS records to net. */
-int hv__tls_write(hv__tls_t *t, const char *p, size_t n, hv_buf_t *net);
-int hv__tls_handshake_done(const hv__tls_t *t);
-
 /* ---- HTTP server ---- */
 
 typedef struct hv__http_server hv__http_server_t;
@@ -96,7 +77,7 @@ typedef struct hv__http_limits {
     int access_log;          /* one info line per request */
 } hv__http_limits_t;
 
-int hv__http_server_new(hv_engine_t *e, const hv__http_limits_t *limits, SSL_CTX *tls,
+int hv__http_server_new(hv_engine_t *e, const hv__http_limits_t *limits, hv_tls_ctx_t *tls,
                         hv__http_server_t **out);
 int hv__http_server_listen(hv__http_server_t *s, const char *host, int port, hv_error_t *err);
 /* Stops accepting, lets in-flight requests finish, closes idle connections; calls
@@ -148,7 +129,7 @@ struct hv_engine {
     char *data_dir;
     char *db_url;
     hv__http_server_t *http;
-    SSL_CTX *tls;
+    hv_tls_ctx_t *tls;
     hv__health_check_t *checks;
     size_t nchecks;
     hv_storage_t *storage; /* the engine's own tables: errors, alerts */

@@ -71,7 +71,7 @@ struct conn {
     conn_t *prev, *next;
     hv__http_server_t *srv;
     http_parser parser;
-    hv__tls_t *tls;
+    hv_tls_t *tls;
     hv_buf_t in;
     hv_http_req_t *req;
     hv_buf_t hname, hval;
@@ -99,7 +99,7 @@ struct hv__http_server {
     hv_engine_t *e;
     uv_loop_t *loop;
     hv__http_limits_t lim;
-    SSL_CTX *tls;
+    hv_tls_ctx_t *tls;
     uv_tcp_t listener;
     int listening;
     conn_t *conns;
@@ -260,7 +260,11 @@ const char *hv_http_req_query_param(hv_http_req_t *req, const char *name) {
 int hv_http_header_add(hv_http_req_t *req, const char *name, const char *value) {
     /* refuse CR/LF so that no header injection can come from data */
     if (strpbrk(name, "\r\n:") != NULL || strpbrk(value, "\r\n") != NULL) return HV_EINVAL;
-    return hv_buf_printf(&req->resp_headers, "%s: %s\r\n", name, value);
+    if (hv_buf_puts(&req->resp_headers, name) != HV_OK ||
+        hv_buf_append(&req->resp_headers, ": ", 2) != HV_OK ||
+        hv_buf_puts(&req->resp_headers, value) != HV_OK)
+        return HV_ETOOBIG;
+    return hv_buf_append(&req->resp_headers, "\r\n", 2);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -329,7 +333,7 @@ static int conn_write(conn_t *c, const char *p, size_t n) {
     int rc;
     if (c->tls == NULL) return sock_write(c, p, n);
     hv_buf_init(&net, 0);
-    rc = hv__tls_write(c->tls, p, n, &net);
+    rc = hv_tls_write(c->tls, p, n, &net);
     if (rc == HV_OK && net.len > 0) rc = sock_write(c, net.data, net.len);
     hv_buf_release(&net);
     return rc;
@@ -521,12 +525,46 @@ void hv_http_respond(hv_http_req_t *req, int status, const char *content_type, c
     }
     if (!req->keep_alive || s->shutting_down) c->close_after_write = 1;
     hv_buf_reset(out);
-    hv_buf_printf(out, "HTTP/1.1 %d %s\r\nDate: %s\r\n", status, hv_http_status_text(status),
-                  date_header(s));
-    if (content_type != NULL) hv_buf_printf(out, "Content-Type: %s\r\n", content_type);
-    if (status >= 200 && status != 204 && status != 304)
-        hv_buf_printf(out, "Content-Length: %zu\r\n", len);
-    hv_buf_printf(out, "traceparent: 00-%s-%s-01\r\n", req->trace_id, req->span_id);
+    /* Built with plain appends: this runs once per response, and printf showed up as a
+     * fifth of the server's instructions in a callgrind profile. */
+    {
+        char num[24];
+        const char *text = hv_http_status_text(status);
+        size_t nlen;
+        hv_buf_reserve(out, 256 + strlen(text) + (content_type ? strlen(content_type) : 0));
+        hv_buf_append(out, "HTTP/1.1 ", 9);
+        num[0] = (char)('0' + status / 100 % 10);
+        num[1] = (char)('0' + status / 10 % 10);
+        num[2] = (char)('0' + status % 10);
+        num[3] = ' ';
+        hv_buf_append(out, num, 4);
+        hv_buf_puts(out, text);
+        hv_buf_append(out, "\r\nDate: ", 8);
+        hv_buf_puts(out, date_header(s));
+        hv_buf_append(out, "\r\n", 2);
+        if (content_type != NULL) {
+            hv_buf_append(out, "Content-Type: ", 14);
+            hv_buf_puts(out, content_type);
+            hv_buf_append(out, "\r\n", 2);
+        }
+        if (status >= 200 && status != 204 && status != 304) {
+            size_t v = len;
+            char *p = num + sizeof(num);
+            do {
+                *--p = (char)('0' + v % 10);
+                v /= 10;
+            } while (v > 0);
+            nlen = (size_t)(num + sizeof(num) - p);
+            hv_buf_append(out, "Content-Length: ", 16);
+            hv_buf_append(out, p, nlen);
+            hv_buf_append(out, "\r\n", 2);
+        }
+        hv_buf_append(out, "traceparent: 00-", 16);
+        hv_buf_append(out, req->trace_id, 32);
+        hv_buf_putc(out, '-');
+        hv_buf_append(out, req->span_id, 16);
+        hv_buf_append(out, "-01\r\n", 5);
+    }
     if (c->close_after_write) hv_buf_puts(out, "Connection: close\r\n");
     else if (req->http_minor == 0) hv_buf_puts(out, "Connection: keep-alive\r\n");
     if (req->resp_headers.len > 0) hv_buf_append(out, req->resp_headers.data, req->resp_headers.len);
@@ -872,7 +910,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
     if (c->tls != NULL) {
         hv_buf_t net;
         hv_buf_init(&net, 0);
-        rc = hv__tls_feed(c->tls, buf->base, (size_t)nread, &c->in, &net);
+        rc = hv_tls_feed(c->tls, buf->base, (size_t)nread, &c->in, &net);
         if (net.len > 0) sock_write(c, net.data, net.len);
         hv_buf_release(&net);
         if (rc != HV_OK) {
@@ -903,7 +941,7 @@ static void on_conn_closed(uv_handle_t *h) {
         if (c->handling) c->req->conn = NULL; /* the handler still owns it */
         else req_free(c->req);
     }
-    hv__tls_free(c->tls);
+    hv_tls_free(c->tls);
     hv_buf_release(&c->in);
     hv_buf_release(&c->hname);
     hv_buf_release(&c->hval);
@@ -965,7 +1003,7 @@ static void on_connection(uv_stream_t *ls, int status) {
         return;
     }
     if (s->tls != NULL) {
-        c->tls = hv__tls_new(s->tls);
+        c->tls = hv_tls_new(s->tls, NULL);
         if (c->tls == NULL) {
             conn_close(c);
             return;
@@ -1000,7 +1038,7 @@ static void on_sweep(uv_timer_t *t) {
     }
 }
 
-int hv__http_server_new(hv_engine_t *e, const hv__http_limits_t *limits, SSL_CTX *tls,
+int hv__http_server_new(hv_engine_t *e, const hv__http_limits_t *limits, hv_tls_ctx_t *tls,
                         hv__http_server_t **out) {
     hv__http_server_t *s = hv_calloc(1, sizeof(*s));
     hv_metrics_t *m = hv_engine_metrics(e);

@@ -206,7 +206,7 @@ int hv__serve(hv_engine_t *e, int argc, char **argv) {
         return HV_EXIT_USAGE;
     }
     if (cert[0] != '\0') {
-        e->tls = hv__tls_server_ctx(cert, key, &err);
+        e->tls = hv_tls_server_ctx_new(cert, key, NULL, &err);
         if (e->tls == NULL) {
             hv_error_format(&err, msg, sizeof(msg));
             fprintf(stderr, "holovitals: %s\n", msg);
@@ -311,7 +311,7 @@ out:
     } else {
         hv__http_server_free(e->http);
     }
-    if (e->tls) SSL_CTX_free(e->tls);
+    hv_tls_ctx_free(e->tls);
     hv_log_flush();
     return rc;
 }

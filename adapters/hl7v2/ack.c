@@ -27,10 +27,17 @@
 static int version_num(hv_hl7v2_span_t v) {
     int major = 0, minor = 0;
     size_t i = 0;
-    while (i < v.len && v.p[i] >= '0' && v.p[i] <= '9') major = major * 10 + (v.p[i++] - '0');
+    /* Digits beyond the third are ignored: no version has them, and they cannot overflow. */
+    while (i < v.len && v.p[i] >= '0' && v.p[i] <= '9') {
+        if (major < 100) major = major * 10 + (v.p[i] - '0');
+        i++;
+    }
     if (i < v.len && v.p[i] == '.') {
         i++;
-        while (i < v.len && v.p[i] >= '0' && v.p[i] <= '9') minor = minor * 10 + (v.p[i++] - '0');
+        while (i < v.len && v.p[i] >= '0' && v.p[i] <= '9') {
+            if (minor < 100) minor = minor * 10 + (v.p[i] - '0');
+            i++;
+        }
     }
     if (major == 0) return 251; /* unknown: answer in the modern form */
     return major * 100 + minor * 10;

@@ -79,10 +79,18 @@ int hv_hl7v2_utf8_valid(const char *p, size_t n) {
             i++;
             continue;
         }
-        if (c >= 0xc2 && c <= 0xdf) need = 1, cp = c & 0x1f;
-        else if (c >= 0xe0 && c <= 0xef) need = 2, cp = c & 0x0f;
-        else if (c >= 0xf0 && c <= 0xf4) need = 3, cp = c & 0x07;
-        else return 0;
+        if (c >= 0xc2 && c <= 0xdf) {
+            need = 1;
+            cp = c & 0x1f;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            need = 2;
+            cp = c & 0x0f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            need = 3;
+            cp = c & 0x07;
+        } else {
+            return 0;
+        }
         if (i + need >= n) return 0;
         for (k = 1; k <= need; k++) {
             if ((s[i + k] & 0xc0) != 0x80) return 0;

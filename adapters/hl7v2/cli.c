@@ -113,6 +113,10 @@ static void on_sent(int status, int outcome, const char *ack, size_t n, void *ud
         c->failed = 1;
         return;
     }
+    if (ack == NULL) {
+        printf("(no ACK: MSH-15 asks for none)\n\n");
+        return;
+    }
     for (i = 0; i < n; i++) putchar(ack[i] == '\r' ? '\n' : ack[i]);
     if (n > 0 && ack[n - 1] != '\r') putchar('\n');
     putchar('\n');

@@ -334,6 +334,8 @@ int hv_mllp_wrap(const char *p, size_t n, hv_buf_t *out);
  * AR/CR → error (the peer refuses it: do not resend). A connect failure, a lost
  * connection or an ACK timeout resends the same message after the backoff, up to
  * max_attempts (then the outcome is retry with status HV_ETIMEDOUT or HV_EIO).
+ * A message with MSH-15 NE is delivered once written (no ACK is expected: the
+ * callback gets ack NULL); with MSH-15 ER an ACK timeout means delivered.
  */
 enum hv_mllp_outcome { HV_MLLP_DELIVERED = 0, HV_MLLP_RETRY = 1, HV_MLLP_ERROR = 2 };
 

@@ -57,15 +57,15 @@ typedef struct write_req {
     hv_buf_t buf;
 } write_req_t;
 
+static void pending_free(pending_t *p);
+
+/* Frees a closed connection once no handle and no storage job refers to it. */
 static void conn_maybe_free(hv__hl7v2_conn_t *c) {
     if (c->handles > 0 || c->in_store > 0) return;
     while (c->head != NULL) {
         pending_t *p = c->head;
         c->head = p->next;
-        hv_buf_release(&p->out);
-        hv_buf_release(&p->rec.ack);
-        hv_buf_release(&p->rec.orig_ack);
-        hv_arena_free(p->arena);
+        pending_free(p);
     }
     hv_mllp_framer_release(&c->fr);
     hv_free(c);
@@ -170,6 +170,13 @@ static void flush(hv__hl7v2_conn_t *c) {
     reading_update(c);
 }
 
+/* Marks p as answered by closing the connection (nothing to send). */
+static void pending_close(pending_t *p) {
+    p->ready = 1;
+    p->send = 0;
+    p->close_after = 1;
+}
+
 static pending_t *pending_push(hv__hl7v2_conn_t *c) {
     pending_t *p = hv_calloc(1, sizeof(*p));
     if (p == NULL) return NULL;
@@ -232,7 +239,7 @@ static void on_stored(int status, void *arg) {
             hv_hl7v2_ack_build(&m, &o, &ack) == HV_OK)
             pending_ready(p, ack.data, ack.len);
         else
-            p->ready = 1, p->send = 0, p->close_after = 1;
+            pending_close(p);
         hv_buf_release(&ack);
     } else if (p->rec.duplicate) {
         hv_counter_add(st->m_duplicates, 1);
@@ -275,7 +282,7 @@ static void handle_frame(hv__hl7v2_conn_t *c, const char *frame, size_t len) {
     p = pending_push(c);
     if (p == NULL || (p->arena = hv_arena_new(len + 1024)) == NULL ||
         (raw = hv_arena_alloc(p->arena, len ? len : 1)) == NULL) {
-        if (p != NULL) p->ready = 1, p->send = 0, p->close_after = 1;
+        if (p != NULL) pending_close(p);
         else c->close_when_flushed = 1;
         return;
     }
@@ -335,7 +342,7 @@ static void handle_frame(hv__hl7v2_conn_t *c, const char *frame, size_t len) {
             pending_ready(p, ack.data, ack.len);
             p->send = hv_hl7v2_ack_wanted(&m, HV_HL7V2_ACK_REJECT);
         } else {
-            p->ready = 1, p->send = 0, p->close_after = 1;
+            pending_close(p);
         }
         hv_buf_release(&ack);
         flush(c);
@@ -355,7 +362,7 @@ static void handle_frame(hv__hl7v2_conn_t *c, const char *frame, size_t len) {
     ao.code = HV_HL7V2_ACK_ACCEPT;
     if (hv_hl7v2_ack_wanted(&m, HV_HL7V2_ACK_ACCEPT) &&
         hv_hl7v2_ack_build(&m, &ao, &p->rec.ack) != HV_OK) {
-        p->ready = 1, p->send = 0, p->close_after = 1;
+        pending_close(p);
         flush(c);
         return;
     }
@@ -374,7 +381,7 @@ static void handle_frame(hv__hl7v2_conn_t *c, const char *frame, size_t len) {
         hv_counter_add(st->m_errors, 1);
         hv_buf_init(&ack, 0);
         if (hv_hl7v2_ack_build(&m, &ao, &ack) == HV_OK) pending_ready(p, ack.data, ack.len);
-        else p->ready = 1, p->send = 0, p->close_after = 1;
+        else pending_close(p);
         hv_buf_release(&ack);
         flush(c);
         return;

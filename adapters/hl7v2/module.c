@@ -58,6 +58,24 @@ static int read_conf(hv_engine_t *e, hv__hl7v2_conf_t *c) {
     return HV_OK;
 }
 
+static double gauge_connections(void *ud) { return (double)((hv__hl7v2_state_t *)ud)->nconns; }
+
+static double gauge_store_queue(void *ud) {
+    hv__hl7v2_state_t *st = ud;
+    return st->storage != NULL ? (double)hv_storage_queued(st->storage) : 0;
+}
+
+/* GET /health: warn when the store's queue is over 80% full (new messages soon get AE). */
+static void health(void *ud, int *status, char *output, size_t outlen) {
+    hv__hl7v2_state_t *st = ud;
+    size_t q = st->storage != NULL ? hv_storage_queued(st->storage) : 0;
+    *status = HV_HEALTH_PASS;
+    if (st->storage == NULL) *status = HV_HEALTH_FAIL;
+    else if (q * 10 > st->conf.store_queue * 8) *status = HV_HEALTH_WARN;
+    snprintf(output, outlen, "%zu MLLP connections, %zu messages waiting for the store", st->nconns,
+             q);
+}
+
 static int hl7v2_init(hv_engine_t *e, void **state) {
     hv__hl7v2_state_t *st = hv_calloc(1, sizeof(*st));
     hv_metrics_t *m = hv_engine_metrics(e);
@@ -76,7 +94,13 @@ static int hl7v2_init(hv_engine_t *e, void **state) {
                                           "resends answered with the original ACK", NULL);
     st->m_errors = hv_metrics_counter(m, "hv_hl7v2_messages_error_total",
                                       "messages answered AE (store busy or failed)", NULL);
+    hv_metrics_gauge_fn(m, "hv_hl7v2_mllp_connections", "open MLLP connections", NULL,
+                        gauge_connections, st);
+    hv_metrics_gauge_fn(m, "hv_hl7v2_store_queued", "messages waiting for the message store",
+                        NULL, gauge_store_queue, st);
     rc = hv__hl7v2_store_open(e, &st->conf, &st->storage);
+    if (rc != HV_OK) goto fail;
+    rc = hv_health_register(e, "hl7v2:store", health, st);
     if (rc != HV_OK) goto fail;
     rc = hv__hl7v2_routes_add(e, st);
     if (rc != HV_OK) goto fail;

@@ -57,7 +57,16 @@ static int is_alnum(char c) {
     return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
 }
 
-static int bad_delim(char c) { return c == 0 || HV__HL7_EOL(c) || is_alnum(c) || c == ' '; }
+/*
+ * Delimiters must be printable ASCII other than letters and digits (HL7 v2.5.1
+ * §2.5.4 recommends exactly these). Control characters and bytes above 0x7E are
+ * refused: after a character set conversion such a byte would no longer be the
+ * same byte, so the message could not be split consistently.
+ */
+static int bad_delim(char c) {
+    unsigned char u = (unsigned char)c;
+    return u <= 0x20 || u >= 0x7f || is_alnum(c);
+}
 
 int hv_hl7v2_delims_read(const char *p, size_t len, hv_hl7v2_delims_t *out, hv_error_t *err) {
     hv_hl7v2_delims_t d;
@@ -403,12 +412,12 @@ int hv_hl7v2_batch_split(hv_arena_t *arena, const char *p, size_t n, size_t max,
     int in_file = 0, in_batch = 0, seen_file = 0, file_done = 0;
     size_t nmsgs_est = 0, k;
 
-    /* An upper bound on messages: the MSH segments. */
-    for (k = 0; k + 3 <= n; k++)
-        if ((k == 0 || HV__HL7_EOL(p[k - 1])) && memcmp(p + k, "MSH", 3) == 0) nmsgs_est++;
-    if (nmsgs_est > max) {
-        hv_error_set(err, HV_ETOOBIG, NULL, "more than %zu messages in one batch", max);
-        return HV_ETOOBIG;
+    /* An upper bound on messages: every "MSH" in the input, but no more than max. */
+    for (k = 0; k + 3 <= n && nmsgs_est <= max; k++) {
+        const char *q = memchr(p + k, 'M', n - k);
+        if (q == NULL) break;
+        k = (size_t)(q - p);
+        if (k + 3 <= n && q[1] == 'S' && q[2] == 'H') nmsgs_est++;
     }
     cap = nmsgs_est ? nmsgs_est : 1;
     spans = hv_arena_alloc(arena, cap * sizeof(*spans));
@@ -429,6 +438,7 @@ int hv_hl7v2_batch_split(hv_arena_t *arena, const char *p, size_t n, size_t max,
         segno++;
         if (seg_is(s, sl, "MSH")) {
             if (cur != NULL) {
+                if (cnt >= max) goto toomany;
                 spans[cnt].p = cur;
                 spans[cnt].len = (size_t)(s - cur);
                 cnt++;
@@ -438,6 +448,7 @@ int hv_hl7v2_batch_split(hv_arena_t *arena, const char *p, size_t n, size_t max,
         } else if (seg_is(s, sl, "FHS") || seg_is(s, sl, "BHS") || seg_is(s, sl, "BTS") ||
                    seg_is(s, sl, "FTS")) {
             if (cur != NULL) {
+                if (cnt >= max) goto toomany;
                 spans[cnt].p = cur;
                 spans[cnt].len = (size_t)(s - cur);
                 cnt++;
@@ -468,6 +479,7 @@ int hv_hl7v2_batch_split(hv_arena_t *arena, const char *p, size_t n, size_t max,
         i = e;
     }
     if (cur != NULL) {
+        if (cnt >= max) goto toomany;
         spans[cnt].p = cur;
         spans[cnt].len = (size_t)(p + n - cur);
         cnt++;
@@ -475,6 +487,13 @@ int hv_hl7v2_batch_split(hv_arena_t *arena, const char *p, size_t n, size_t max,
     *out = spans;
     *count = cnt;
     return HV_OK;
+toomany:
+    /*
+     * Every span starts at an "MSH" and cap >= min(count of "MSH", max + 1), so a
+     * span index below max is always below cap: the array cannot overflow.
+     */
+    hv_error_set(err, HV_ETOOBIG, NULL, "more than %zu messages in one batch", max);
+    return HV_ETOOBIG;
 misplaced:
     hv_error_set(err, HV_EPROTO, NULL, "segment %zu: misplaced batch envelope segment", segno);
     if (err) err->line = (int)segno;

@@ -9,6 +9,10 @@
  * names another message is a protocol error (the connection is dropped and the
  * message resent). Transport failures retry the same message after
  * min(backoff_min · 2^(attempt-1), backoff_max).
+ *
+ * Enhanced mode (§2.9.3): a message whose MSH-15 is NE expects no accept
+ * acknowledgement and counts as delivered once written; with ER only an error is
+ * acknowledged, so an ACK timeout counts as delivered.
  */
 #include "config.h"
 
@@ -26,7 +30,10 @@ typedef struct outmsg {
     hv_mllp_sent_cb cb;
     void *ud;
     int attempts;
+    int ack_mode;        /* MSH-15 (enhanced mode): ACK_ALWAYS, ACK_NEVER, ACK_ON_ERROR */
 } outmsg_t;
+
+enum { ACK_ALWAYS = 0, ACK_NEVER, ACK_ON_ERROR };
 
 struct hv_mllp_sender {
     uv_loop_t *loop;
@@ -116,6 +123,13 @@ static void transport_failed(hv_mllp_sender_t *s, int status) {
  */
 static void on_timeout(uv_timer_t *t) {
     hv_mllp_sender_t *s = t->data;
+    if (s->state == S_WAITING && s->head != NULL && s->head->ack_mode == ACK_ON_ERROR) {
+        /* MSH-15 ER: only an error is acknowledged, so silence means accepted. */
+        s->state = S_IDLE;
+        finish_head(s, HV_OK, HV_MLLP_DELIVERED, NULL, 0);
+        start_next(s);
+        return;
+    }
     if (s->state == S_RESOLVING) {
         uv_cancel((uv_req_t *)&s->gai);
         return;
@@ -177,7 +191,17 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
 static void on_write(uv_write_t *w, int status) {
     hv_mllp_sender_t *s = w->data;
     hv_free(w);
-    if (status < 0 && s->state == S_WAITING) transport_failed(s, HV_EIO);
+    if (status < 0 && s->state == S_WAITING) {
+        transport_failed(s, HV_EIO);
+        return;
+    }
+    /* MSH-15 NE: the peer sends no accept acknowledgement; written is delivered. */
+    if (s->state == S_WAITING && s->head != NULL && s->head->ack_mode == ACK_NEVER) {
+        uv_timer_stop(&s->timer);
+        s->state = S_IDLE;
+        finish_head(s, HV_OK, HV_MLLP_DELIVERED, NULL, 0);
+        if (!s->freeing) start_next(s);
+    }
 }
 
 static void write_head(hv_mllp_sender_t *s) {
@@ -314,6 +338,13 @@ int hv_mllp_sender_send(hv_mllp_sender_t *s, const char *msg, size_t len, hv_mll
         goto out;
     }
     memcpy(om->control_id, ctl.p, ctl.len);
+    {
+        hv_hl7v2_span_t m15;
+        if (hv_hl7v2_get(&m, "MSH-15", &m15) == HV_OK && m15.len == 2) {
+            if (memcmp(m15.p, "NE", 2) == 0) om->ack_mode = ACK_NEVER;
+            else if (memcmp(m15.p, "ER", 2) == 0) om->ack_mode = ACK_ON_ERROR;
+        }
+    }
     hv_buf_init(&om->frame, 0);
     rc = hv_mllp_wrap(msg, len, &om->frame);
     if (rc != HV_OK) {

@@ -44,6 +44,9 @@ out:
 static int json_text(const hv_hl7v2_msg_t *m, hv_hl7v2_span_t s, hv_buf_t *scratch,
                      hv_buf_t *out) {
     int rc;
+    /* Most values hold no escape sequence: write them as they are. */
+    if (m->delims.esc == 0 || s.len == 0 || memchr(s.p, m->delims.esc, s.len) == NULL)
+        return hv_buf_json_str(out, s.len ? s.p : "", s.len);
     hv_buf_reset(scratch);
     rc = hv_hl7v2_unescape(&m->delims, s.p, s.len, 0, scratch);
     if (rc != HV_OK) return rc;

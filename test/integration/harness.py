@@ -91,17 +91,30 @@ class Engine:
             cmd += ["--tls-cert", self.tls[0], "--tls-key", self.tls[1]]
         return cmd + self.args
 
-    def start(self, wait=True, timeout=15):
-        self.close()
-        self._out = open(self.stdout_path, "ab")
-        self._err = open(self.stderr_path, "ab")
-        t0 = time.monotonic()
-        self.proc = subprocess.Popen(self.command(), stdout=self._out, stderr=self._err,
-                                     env=self.env, cwd=self.workdir)
-        if wait:
-            self.wait_healthy(timeout)
+    def start(self, wait=True, timeout=15, fixed_ports=False):
+        """Starts the engine. A port taken by another test between free_port() and the
+        engine's bind (tests run in parallel) is retried on fresh ports, unless the
+        test needs the ports it had (a restart)."""
+        for attempt in range(5):
+            self.close()
+            self._out = open(self.stdout_path, "ab")
+            self._err = open(self.stderr_path, "ab")
+            t0 = time.monotonic()
+            self.proc = subprocess.Popen(self.command(), stdout=self._out, stderr=self._err,
+                                         env=self.env, cwd=self.workdir)
+            if not wait:
+                return self
+            try:
+                self.wait_healthy(timeout)
+            except AssertionError:
+                if (self.proc.poll() == 2 and "address already in use" in self.stderr()
+                        and attempt < 4 and not fixed_ports and self.started_in is None):
+                    self.http_port = free_port()
+                    self.mllp_port = free_port()
+                    continue
+                raise
             self.started_in = time.monotonic() - t0
-        return self
+            return self
 
     def wait_healthy(self, timeout=15):
         deadline = time.monotonic() + timeout

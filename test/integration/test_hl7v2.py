@@ -156,6 +156,10 @@ class Hl7v2Mllp(EngineTestCase):
         self.assertEqual(one["resend_count"], 1)
         self.assertEqual(one["raw"].encode(), msg)
         self.assertEqual(one["sending_facility"], "FAC")
+        self.assertEqual(eng.metric("hv_hl7v2_messages_duplicate_total"), 1)
+        self.assertEqual(eng.metric("hv_hl7v2_messages_stored_total"), 2)
+        status, health = eng.get_json("/health")
+        self.assertEqual(health["checks"]["hl7v2:store"][0]["status"], "pass")
         status, _ = eng.get_json("/channels/hl7v2-inbound/messages/999999")
         self.assertEqual(status, 404)
         status, _ = eng.get_json("/channels/hl7v2-inbound/messages?limit=0")
@@ -262,12 +266,23 @@ class Hl7v2Mllp(EngineTestCase):
         t.close()
         c.close()
 
+        # A peer that pipelines and leaves without reading its ACKs: all stored.
+        t = socket.create_connection(("127.0.0.1", eng.mllp_port))
+        t.sendall(b"".join(frame(message("GONE-%02d" % k)) for k in range(30)))
+        t.close()
+
         # Meanwhile the first connection is still served.
         good.send(message("STILL-OK"))
         self.assertEqual(ack_fields(good.read_frame())[:2], ("AA", "STILL-OK"))
         good.close()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and len(list_all(eng)) < 32:
+            time.sleep(0.02)
         ids = sorted(m["control_id"] for m in list_all(eng))
-        self.assertEqual(ids, ["BEFORE-BIG", "STILL-OK"])
+        self.assertEqual(ids, ["BEFORE-BIG"] + ["GONE-%02d" % k for k in range(30)] + ["STILL-OK"])
+        # A clean stop frees everything (the sanitizer build reports leaks at exit).
+        self.assertEqual(eng.stop(), 0)
+        self.assertNotIn("LeakSanitizer", eng.stderr())
         # Logs carry no message content.
         log = eng.stderr()
         self.assertNotIn("DOE^JANE", log)

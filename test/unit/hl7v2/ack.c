@@ -4,7 +4,7 @@
 #include "tests.h"
 
 static char *build(const char *msg, int code, const hv_hl7v2_ack_err_t *errs, size_t nerrs) {
-    hv_arena_t *a;
+    hv_arena_t *a = NULL;
     hv_hl7v2_msg_t *m = msg != NULL ? test_parse(&a, msg) : NULL;
     hv_hl7v2_ack_opts_t o;
     hv_buf_t b;
@@ -99,6 +99,15 @@ static void hl7v2_ack_old_versions_use_eld_and_msa3(void **state) {
     hv_free(ack);
 }
 
+static void hl7v2_ack_survives_absurd_versions(void **state) {
+    /* Regression (fuzz_hl7v2 under UBSan): a long MSH-12 overflowed the version number. */
+    char *ack = build("MSH|^~\\&|A|B|C|D|1||ADT^A01|X|P|99999999999999999999.99999999999999\r",
+                      HV_HL7V2_ACK_ACCEPT, NULL, 0);
+    (void)state;
+    assert_non_null(strstr(ack, "|ACK^A01^ACK|"));
+    hv_free(ack);
+}
+
 static void hl7v2_ack_keeps_delimiters_and_charset(void **state) {
     char *ack = build("MSH*@!$%*A*B*C*D*1**ADT@A01*X*T*2.5******UNICODE UTF-8\r",
                       HV_HL7V2_ACK_ACCEPT, NULL, 0);
@@ -158,6 +167,7 @@ int run_ack_tests(void) {
         cmocka_unit_test(hl7v2_ack_wanted_follows_msh15),
         cmocka_unit_test(hl7v2_ack_err_segment_says_what_and_where),
         cmocka_unit_test(hl7v2_ack_old_versions_use_eld_and_msa3),
+        cmocka_unit_test(hl7v2_ack_survives_absurd_versions),
         cmocka_unit_test(hl7v2_ack_keeps_delimiters_and_charset),
         cmocka_unit_test(hl7v2_ack_without_message_uses_defaults),
         cmocka_unit_test(hl7v2_ack_for_broken_body_echoes_control_id),

@@ -24,6 +24,7 @@ int main(void) {
     failed += run_path_tests();
     failed += run_ack_tests();
     failed += run_mllp_tests();
+    failed += run_sender_tests();
     failed += run_corpus_tests();
     return failed;
 }

@@ -102,6 +102,9 @@ static void hl7v2_parse_rejects_bad_input_precisely(void **state) {
         {"MSH||A|B\r", HV_EPROTO, "MSH-2", 1, 102},
         {"MSH|^^\\&|A\r", HV_EPROTO, "MSH-2", 1, 102},
         {"MSHA^~\\&|A\r", HV_EPROTO, "MSH-1", 1, 102},
+        /* Regression (fuzz_hl7v2): non-ASCII and control delimiters are refused. */
+        {"MSH|~\x01\xca\x83|A|B\r", HV_EPROTO, "MSH-2", 1, 102},
+        {"MSH\xc3^~\\&\xc3" "A\r", HV_EPROTO, "MSH-1", 1, 102},
         {"MSH|^~\\&|A|B|C|D|1||ADT^A01|9|P|2.5\rpid|1\r", HV_EPROTO, "", 2, 100},
         {"MSH|^~\\&|A|B|C|D|1||ADT^A01|9|P|2.5\rPI|1\r", HV_EPROTO, "", 2, 100},
         {"MSH|^~\\&|A|B|C|D|1||ADT^A01|9|P|2.5\rPID|1\rMSH|^~\\&|A\r", HV_EPROTO, "MSH", 3, 100},
@@ -197,6 +200,16 @@ static void hl7v2_batch_split_caps_message_count(void **state) {
     const char *t = "MSH|^~\\&|A\rMSH|^~\\&|B\rMSH|^~\\&|C\r";
     (void)state;
     assert_int_equal(hv_hl7v2_batch_split(a, t, strlen(t), 2, &spans, &cnt, NULL), HV_ETOOBIG);
+    assert_int_equal(hv_hl7v2_batch_split(a, t, strlen(t), 3, &spans, &cnt, NULL), HV_OK);
+    assert_int_equal(cnt, 3);
+    /* Regression (found by fuzz_hl7v2): an MSH right after a byte order mark was not
+     * counted when sizing the array, so a BOM file could hold max + 1 messages and
+     * overflow it. */
+    t = "\xef\xbb\xbfMSH|^~\\&|A\rMSH|^~\\&|B\r";
+    assert_int_equal(hv_hl7v2_batch_split(a, t, strlen(t), 1, &spans, &cnt, NULL), HV_ETOOBIG);
+    assert_int_equal(hv_hl7v2_batch_split(a, t, strlen(t), 2, &spans, &cnt, NULL), HV_OK);
+    assert_int_equal(cnt, 2);
+    assert_memory_equal(spans[1].p, "MSH|^~\\&|B", 10);
     hv_arena_free(a);
 }
 

@@ -18,6 +18,7 @@ int run_charset_tests(void);
 int run_path_tests(void);
 int run_ack_tests(void);
 int run_mllp_tests(void);
+int run_sender_tests(void);
 
 /* Parses a NUL-terminated message into a fresh arena (freed by the caller); asserts success. */
 hv_hl7v2_msg_t *test_parse(hv_arena_t **arena, const char *text);
