@@ -90,8 +90,33 @@ deliv=$(python3 -c "print(round($sent / ($t1 - $t0)))")
 echo "bench channel (filter + set step + file-write + http-send): $acc msg/s accepted; $sent of $received delivered to both destinations in $(python3 -c "print(round($t1 - $t0, 2))") s = $deliv msg/s end to end"
 echo "ratio accepted / raw store: $(python3 -c "print(round($acc / max($raw, 1), 2))"); delivered / raw store: $(python3 -c "print(round($deliv / max($raw, 1), 2))")"
 
-if [ -x "$(pwd)/bench/bin/mllp" ] && [ -d "$here/../../test/data/hl7v2" ] 2>/dev/null; then
-  "$(pwd)/bench/bin/mllp" --port "$mport" --connections "$conns" --messages 500 "$here/../../test/data/hl7v2" || true
+# HL7 v2 over MLLP, same run: the hl7v2-inbound store (raw, the HL7 v2 benchmark's figure) and
+# a channel with an mllp source, an HL7 v2 filter and the same two destinations.
+mbin="$(pwd)/bench/bin/mllp"
+if [ -x "$mbin" ]; then
+  mkdir -p "$work/msgs"
+  for i in 1 2 3 4 5; do
+    printf 'MSH|^~\\&|LAB|FAC|HV|HV|20240101120000||ORU^R01^ORU_R01|M%s|P|2.5.1\rPID|1||%s^^^MRN^MR||DOE^JANE||19800101|F\rOBR|1||%s|2345-7^Glucose^LN\rOBX|1|NM|2345-7^Glucose^LN||95|mg/dL|70-99|N|||F\r' "$i" "$i" "$i" > "$work/msgs/$i.hl7"
+  done
+  cport=$((hvport + 3))
+  cat > "$work/channels/v2bench.json" <<JSON
+{
+  "id": "v2bench",
+  "source": { "type": "mllp", "listen": "127.0.0.1:$cport" },
+  "filter": { "path": "MSH-9.1", "in": ["ORU", "ADT"] },
+  "destinations": [
+    { "name": "file", "type": "file-write", "dir": "$work/out2", "fsync": false },
+    { "name": "http", "type": "http-send", "url": "http://127.0.0.1:$ngport/in" }
+  ]
+}
+JSON
+  curl -s -X POST "http://127.0.0.1:$hvport/channels/v2bench/deploy" >/dev/null
+  echo "MLLP, bench/bin/mllp --connections $conns --messages 300 --window 8 (ORU^R01, ~200 bytes):"
+  echo -n "  hl7v2-inbound store (raw): "; "$mbin" --port "$mport" --connections "$conns" --messages 300 --window 8 "$work/msgs" | grep -i "msgs/s\|messages/s" | head -1
+  echo -n "  channel v2bench (mllp source, filter, 2 destinations): "; "$mbin" --port "$cport" --connections "$conns" --messages 300 --window 8 "$work/msgs" | grep -i "msgs/s\|messages/s" | head -1
+  t0=$(date +%s.%N)
+  while [ "$(stat v2bench queued)" != "0" ]; do sleep 0.05; done
+  echo "  v2bench queues drained $(python3 -c "print(round($(date +%s.%N) - $t0, 2))") s after the load ended; sent to both: $(stat v2bench sent)"
 fi
 curl -s "http://127.0.0.1:$hvport/channels/bench" | python3 -c "import json,sys; d=json.load(sys.stdin); print(\"destinations:\", [(x[\"name\"], x[\"statistics\"]) for x in d[\"destinations\"]])"
 echo "peak RSS of the engine: $(awk '/VmHWM/ { print $2, $3 }' /proc/$hvpid/status)"
