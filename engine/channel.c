@@ -506,6 +506,13 @@ static void worker_close(hv__worker_t *w) {
     w->closing = 1;
     uv_timer_stop(&w->timer);
     uv_close((uv_handle_t *)&w->timer, on_worker_timer_closed);
+    /* A delivery in flight is cancelled (its callback runs now, with w closing), so
+     * that undeploying or stopping never waits for a peer's timeout. */
+    if (w->sending && w->impl->close != NULL && w->state != NULL) {
+        void *st = w->state;
+        w->state = NULL;
+        w->impl->close(st);
+    }
 }
 
 static int fetch_job(hv_db_t *db, void *arg) {
@@ -1008,6 +1015,8 @@ int hv__chan_deploy(hv__chans_t *rt, hv__chan_conf_t *conf, hv_error_t *err) {
     }
     return HV_OK;
 fail:
+    if (ch->src_state != NULL && ch->src != NULL && ch->src->stop != NULL) ch->src->stop(ch->src_state);
+    ch->src_state = NULL;
     if (err != NULL && err->location[0] == '\0')
         snprintf(err->location, sizeof(err->location), "%s", conf->path);
     ch->retired = 1;
@@ -1302,8 +1311,9 @@ static void channels_stop(hv_engine_t *e, void *state) {
         uv_close((uv_handle_t *)&rt->prune_timer, on_closed_noop);
     }
     rt->watch_open = rt->timers_open = 0;
-    hv__curl_cancel_all(e);
+    /* Workers first (they cancel what they have in flight), then libcurl's handles. */
     while (rt->nchans > 0) hv__chan_undeploy(rt, rt->chans[rt->nchans - 1]);
+    hv__curl_cancel_all(e);
 }
 
 static void channels_free(hv_engine_t *e, void *state) {

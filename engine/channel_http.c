@@ -45,6 +45,7 @@ struct sockctx {
 
 struct xfer {
     hv__curl_t *c;
+    void *owner; /* the http-send destination that started it */
     CURL *easy;
     struct curl_slist *hdrs;
     char *body;
@@ -303,7 +304,22 @@ static int http_send_check(struct json_object *conf, hv_error_t *err) {
 
 static void http_send_close(void *state) {
     http_send_t *h = state;
+    hv__chans_t *rt;
     if (h == NULL) return;
+    /* Cancels this destination's transfers in flight: their callbacks run now. */
+    rt = hv__chans_of(h->engine);
+    if (rt != NULL && rt->curl != NULL) {
+        hv__curl_t *c = rt->curl;
+        xfer_t *x = c->xfers, *next;
+        for (; x != NULL; x = next) {
+            next = x->next;
+            if (x->owner != h) continue;
+            curl_multi_remove_handle(c->multi, x->easy);
+            xfer_unlink(x);
+            x->done(x->token, HV_CHANNEL_RETRY, "closed");
+            xfer_free(x);
+        }
+    }
     curl_slist_free_all(h->headers);
     hv_free(h->url);
     hv_free(h->method);
@@ -365,6 +381,7 @@ static int http_send_send(void *state, const hv_channel_msg_t *m, hv_channel_sen
     x = hv_calloc(1, sizeof(*x));
     if (x == NULL) return HV_ENOMEM;
     x->c = c;
+    x->owner = h;
     x->done = done;
     x->token = token;
     x->body = hv_malloc(m->len ? m->len : 1);

@@ -534,6 +534,28 @@ class ReloadTest(ChannelTestCase):
         acks = mllp_roundtrip(port, [hl7("D1")])
         self.assertIn(b"MSA|AA|D1", acks[0])
 
+    def test_stop_does_not_wait_for_a_hanging_peer(self):
+        import socket
+        hole = socket.socket()
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(16)  # accepts (in the kernel), never answers
+        self.addCleanup(hole.close)
+        eng = self.engine(start=False)
+        self.write_channel(eng, "hang.json", json.dumps({
+            "id": "hang", "source": {"type": "http"},
+            "destinations": [
+                {"name": "h", "type": "http-send", "timeout_ms": 60000,
+                 "url": "http://127.0.0.1:%d/" % hole.getsockname()[1]},
+                {"name": "m", "type": "mllp-send", "host": "127.0.0.1", "port": hole.getsockname()[1],
+                 "ack_timeout_ms": 60000}]}))
+        eng.start()
+        self.assertEqual(eng.request("POST", "/channels/hang/in", body=hl7("H1"))[0], 201)
+        time.sleep(0.5)
+        self.assertEqual(eng.post_json("/channels/hang/undeploy", {})[0], 200)
+        t0 = time.monotonic()
+        self.assertEqual(eng.stop(timeout=10), 0)
+        self.assertLess(time.monotonic() - t0, 5)
+
     def test_missing_module_type_refused_with_clear_message(self):
         eng = self.engine(start=False)
         self.write_channel(eng, "m.json", '{"id": "m", "source": {"type": "http"},\n'
