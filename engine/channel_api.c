@@ -964,10 +964,22 @@ static void route_dead(hv_http_req_t *req, void *ud) {
 
 typedef struct prune {
     hv__chans_t *rt;
+    hv_http_req_t *req; /* POST /channels/:id/prune, or NULL for the timer */
     char channel[HV__CHAN_ID_MAX + 1];
     int64_t before;
     int keep_fts;
+    int64_t deleted, total;              /* this job's, all jobs' */
+    int64_t pages_before, pages_after;   /* SQLite page_count around the run */
 } prune_t;
+
+static int64_t page_count(hv_db_t *db) {
+    hv_db_stmt_t *st = NULL;
+    int64_t n = -1;
+    if (hv_db_prepare(db, "PRAGMA page_count", &st) != HV_OK) return -1;
+    if (hv_db_step(st) == HV_DB_ROW) n = hv_db_column_int64(st, 0);
+    hv_db_done(st);
+    return n;
+}
 
 /* Deletes at most 1000 finished messages older than the cut-off per job, so that
  * pruning never holds the store for long; then gives pages back (incremental vacuum). */
@@ -977,6 +989,7 @@ static int prune_job(hv_db_t *db, void *arg) {
     int rc;
     const char *where = "channel = $1 AND received_at < $2 AND status <> 'queued'";
     char sql[512];
+    if (p->keep_fts && p->total == 0 && p->pages_before == 0) p->pages_before = page_count(db);
     if (p->keep_fts) {
         snprintf(sql, sizeof(sql),
                  "INSERT INTO chan_fts (chan_fts, rowid, content) SELECT 'delete', id, content"
@@ -1013,13 +1026,65 @@ static int prune_job(hv_db_t *db, void *arg) {
     rc = hv_db_step(st);
     hv_db_done(st);
     if (rc < 0) return rc;
+    p->deleted = hv_db_changes(db);
+    p->total += p->deleted;
     /* SQLite: give the freed pages back to the file system (auto_vacuum is INCREMENTAL). */
-    return p->keep_fts ? hv_db_exec(db, "PRAGMA incremental_vacuum(4096)") : HV_OK;
+    if (p->keep_fts) {
+        rc = hv_db_exec(db, "PRAGMA incremental_vacuum(4096)");
+        p->pages_after = page_count(db);
+    }
+    return rc;
 }
 
+/* Repeats while full chunks were deleted, so that each job stays short. */
 static void prune_done(int status, void *arg) {
-    (void)status;
-    hv_free(arg);
+    prune_t *p = arg;
+    if (status == HV_OK && p->deleted == 1000 &&
+        hv_storage_submit(p->rt->storage, prune_job, prune_done, p) == HV_OK)
+        return;
+    if (p->req != NULL) {
+        char body[160];
+        if (status != HV_OK) {
+            hv_http_respond_error(p->req, 503, "storage", "pruning failed: %s", hv_strerror(status));
+        } else {
+            snprintf(body, sizeof(body), "{\"pruned\":%lld,\"pages_before\":%lld,\"pages_after\":%lld}",
+                     (long long)p->total, (long long)p->pages_before, (long long)p->pages_after);
+            hv_http_respond(p->req, 200, "application/json", body, strlen(body));
+        }
+    } else if (p->total > 0) {
+        hv_log(HV_LOG_INFO, "channel.pruned", "%lld messages of %s", (long long)p->total, p->channel);
+    }
+    hv_free(p);
+}
+
+/* POST /channels/:id/prune[?before=MS]: prunes now (default cut-off: the retention). */
+static void route_prune(hv_http_req_t *req, void *ud) {
+    hv__chans_t *rt = ud;
+    hv__chan_t *ch = chan_or_404(req, rt);
+    const char *v;
+    prune_t *p;
+    if (ch == NULL) return;
+    p = hv_calloc(1, sizeof(*p));
+    if (p == NULL) {
+        hv_http_respond_error(req, 503, "memory", "out of memory");
+        return;
+    }
+    p->rt = rt;
+    p->req = req;
+    p->keep_fts = rt->fts;
+    snprintf(p->channel, sizeof(p->channel), "%s", ch->conf->id);
+    p->before = ch->conf->retention_days > 0
+                    ? (int64_t)hv_now_ms() - ch->conf->retention_days * 86400000LL
+                    : 0;
+    if ((v = hv_http_req_query_param(req, "before")) != NULL && parse_i64(v, &p->before) != HV_OK) {
+        hv_http_respond_error(req, 400, "invalid", "before is ms since the epoch");
+        hv_free(p);
+        return;
+    }
+    if (hv_storage_submit(rt->storage, prune_job, prune_done, p) != HV_OK) {
+        hv_http_respond_error(req, 503, "busy", "the channel store is busy; retry");
+        hv_free(p);
+    }
 }
 
 static void on_prune(uv_timer_t *t) {
@@ -1103,6 +1168,7 @@ int hv__chan_routes_add(hv_engine_t *e, hv__chans_t *rt) {
                            route_reprocess, rt);
     if (rc == HV_OK)
         rc = hv_router_add(r, HV_HTTP_POST, "/channels/:id/reprocess", route_bulk_reprocess, rt);
+    if (rc == HV_OK) rc = hv_router_add(r, HV_HTTP_POST, "/channels/:id/prune", route_prune, rt);
     if (rc == HV_OK) rc = hv_router_add(r, HV_HTTP_GET, "/channels/:id/deadletter", route_dead, rt);
     if (rc == HV_OK)
         rc = hv_router_add(r, HV_HTTP_POST, "/channels/:id/deadletter/requeue", route_dead, rt);

@@ -327,6 +327,29 @@ class TogetherTest(ChannelTestCase):
             self.assertNotIn(bad, err, err[-3000:])
 
 
+class PruneTest(ChannelTestCase):
+    def test_prune_deletes_finished_messages_and_gives_pages_back(self):
+        s = self.sink()
+        eng = self.engine(start=False)
+        self.write_channel(eng, "big.json", json.dumps({
+            "id": "big", "source": {"type": "http"},
+            "destinations": [{"name": "x", "type": "http-send", "url": "http://127.0.0.1:%d/" % s.port}]}))
+        eng.start()
+        body = b"lorem ipsum " * 2000  # 24 KB
+        for _ in range(1200):
+            self.assertEqual(eng.request("POST", "/channels/big/in", body=body)[0], 201)
+        self.assertTrue(s.wait_for(1200, timeout=60))
+        time.sleep(0.5)
+        status, res = eng.post_json("/channels/big/prune?before=%d" % (int(time.time() * 1000) + 1000), {})
+        self.assertEqual(status, 200)
+        self.assertEqual(res["pruned"], 1200)  # in two jobs of at most 1,000
+        self.assertLess(res["pages_after"], res["pages_before"] / 4)
+        _, lst = eng.get_json("/channels/big/messages")
+        self.assertEqual(lst["messages"], [])
+        _, lst = eng.get_json("/channels/big/messages?text=lorem")
+        self.assertEqual(lst["messages"], [])
+
+
 class CliTest(ChannelTestCase):
     def test_channel_test_on_shipped_channel(self):
         from harness import SRCDIR
