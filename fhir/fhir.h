@@ -11,6 +11,10 @@
  * text as the serialization, so `1.50` is written back as `1.50` and `1e2` as
  * `1e2` (verified in test/unit/fhir/json.c, fhir_json_keeps_decimal_text).
  * Use hv_fhir_json_number_text() to read that text rather than the double.
+ * Code that creates a decimal should do the same (json_object_new_double_s(v, "1.50")):
+ * a plain json_object_new_double is written with json-c's %.17g formatting.
+ * A tree may be read by several threads only if none of them serializes it
+ * (json-c caches number text inside the objects).
  * Integers are json-c int64 values (their text is the canonical decimal).
  *
  * The model. Types and elements are handles (const pointers into generated
@@ -130,8 +134,8 @@ const hv_fhir_elem_t *hv_fhir_elem_child(const hv_fhir_elem_t *owner, const char
  */
 const hv_fhir_elem_t *hv_fhir_elem_owner(const hv_fhir_elem_t *e, const hv_fhir_type_t *t);
 
-const char *hv_fhir_elem_path(const hv_fhir_elem_t *e); /* "Patient.contact.name" */
-const char *hv_fhir_elem_name(const hv_fhir_elem_t *e); /* "name", "value[x]" */
+const char *hv_fhir_elem_path(const hv_fhir_elem_t *e);             /* "Patient.contact.name" */
+const char *hv_fhir_elem_name(const hv_fhir_elem_t *e);             /* "name", "value[x]" */
 const hv_fhir_elem_t *hv_fhir_elem_parent(const hv_fhir_elem_t *e); /* NULL for a root */
 /* The type whose StructureDefinition declares e (Patient for Patient.contact.name). */
 const hv_fhir_type_t *hv_fhir_elem_owner_type(const hv_fhir_elem_t *e);
@@ -179,7 +183,7 @@ typedef enum hv_fhir_severity { HV_FHIR_SEV_ERROR = 0, HV_FHIR_SEV_WARNING = 1 }
  * every element; a type's own invariants on its root element: dom-2, qty-3...). */
 size_t hv_fhir_elem_constraint_count(const hv_fhir_elem_t *e);
 const hv_fhir_constraint_t *hv_fhir_elem_constraint_at(const hv_fhir_elem_t *e, size_t i);
-const char *hv_fhir_constraint_key(const hv_fhir_constraint_t *c);  /* "ele-1" */
+const char *hv_fhir_constraint_key(const hv_fhir_constraint_t *c); /* "ele-1" */
 hv_fhir_severity_t hv_fhir_constraint_severity(const hv_fhir_constraint_t *c);
 const char *hv_fhir_constraint_human(const hv_fhir_constraint_t *c);
 const char *hv_fhir_constraint_expression(const hv_fhir_constraint_t *c); /* FHIRPath */
@@ -371,6 +375,8 @@ int hv_fhir_validator_add_profile(hv_fhir_validator_t *v, struct json_object *sd
  * carrying an `expression` path ("Patient.contact[0].name.given[1]"):
  *   structure  unknown elements, JSON types, arrays (code "structure")
  *   cardinality min/max of every element (code "required" / "structure")
+ *   references the type a literal reference names is one of the element's target
+ *              profiles (code "invalid")
  *   formats    primitive values against the regexes of the definitions and
  *              maxLength (code "value")
  *   bindings   required bindings whose value set is inlined in the model
@@ -392,6 +398,32 @@ int hv_fhir_validate(hv_fhir_validator_t *v, struct json_object *resource, const
  * set to its path; HV_ETOOBIG past max_depth levels (0 takes the default).
  */
 int hv_fhir_check_structure(struct json_object *resource, int max_depth, hv_error_t *err);
+
+/* ------------------------------------------------------------------------- */
+/* The resource store and REST API (fhir/store.c, fhir/rest*.c)              */
+/* ------------------------------------------------------------------------- */
+
+/* What a change to the store did (FHIR R4 http.html: create, update, delete). */
+typedef enum hv_fhir_change {
+    HV_FHIR_CHANGE_CREATED = 1,
+    HV_FHIR_CHANGE_UPDATED = 2,
+    HV_FHIR_CHANGE_DELETED = 3
+} hv_fhir_change_t;
+
+/*
+ * A change listener: called on the loop thread after the version it reports has
+ * committed, once per resource version written (also for each entry of a
+ * transaction or batch). type, id are borrowed for the call. No PHI is passed.
+ */
+typedef void (*hv_fhir_change_cb)(void *ud, const char *type, const char *id, int64_t version,
+                                  hv_fhir_change_t change);
+/*
+ * Subscribes to the store's changes (the hook the engine's event bus attaches to;
+ * e.g. patient.created for a Patient CREATED). Call after the fhir module's init,
+ * from the loop thread. HV_ENOTFOUND when the fhir module does not run in this
+ * process, HV_ETOOBIG past 8 listeners.
+ */
+int hv_fhir_store_on_change(hv_engine_t *e, hv_fhir_change_cb cb, void *ud);
 
 /* The module (fhir/module.c): settings fhir.*, commands `fhir validate`, `fhir convert`. */
 extern const hv_module_t hv_fhir_module;

@@ -26,27 +26,28 @@
 
 /* A type: struct hv_fhir_type is the row itself, so handles are row pointers. */
 struct hv_fhir_type {
-    uint32_t name;      /* "Patient", "string", "System.String" */
-    uint32_t url;       /* canonical URL of the StructureDefinition */
-    uint8_t kind;       /* hv_fhir_kind_t */
-    uint8_t abstract;   /* 1 for abstract types (Resource, DomainResource, Element...) */
-    uint8_t constraint; /* 1 for constraint profiles among the types (SimpleQuantity, MoneyQuantity) */
-    int16_t base;       /* type id of the base type, -1 for none */
-    int32_t root;       /* element id of the root element, -1 for System types */
-    int16_t systype;    /* primitives: type id of the System type of `value`, else -1 */
-    uint32_t regex;     /* primitives: the regex of the definitions, 0 for none */
-    uint32_t posix;     /* the same as an anchored POSIX ERE; 0 for none or "any text" */
-    uint32_t maxlen;    /* primitives: maxLength in characters, 0 for none */
-    uint16_t sfirst;    /* first row in hv__fhir_search_idx of this type's own parameters */
-    uint16_t sn;        /* how many */
+    uint32_t name;    /* "Patient", "string", "System.String" */
+    uint32_t url;     /* canonical URL of the StructureDefinition */
+    uint8_t kind;     /* hv_fhir_kind_t */
+    uint8_t abstract; /* 1 for abstract types (Resource, DomainResource, Element...) */
+    uint8_t
+        constraint;  /* 1 for constraint profiles among the types (SimpleQuantity, MoneyQuantity) */
+    int16_t base;    /* type id of the base type, -1 for none */
+    int32_t root;    /* element id of the root element, -1 for System types */
+    int16_t systype; /* primitives: type id of the System type of `value`, else -1 */
+    uint32_t regex;  /* primitives: the regex of the definitions, 0 for none */
+    uint32_t posix;  /* the same as an anchored POSIX ERE; 0 for none or "any text" */
+    uint32_t maxlen; /* primitives: maxLength in characters, 0 for none */
+    uint16_t sfirst; /* first row in hv__fhir_search_idx of this type's own parameters */
+    uint16_t sn;     /* how many */
 };
 typedef struct hv_fhir_type hv__fhir_type_row_t;
 
 struct hv_fhir_elem {
-    uint32_t path;   /* "Patient.contact.name" */
-    uint32_t name;   /* last segment: "name", "value[x]" */
-    int32_t parent;  /* element id of the parent, -1 for a root */
-    int16_t owner;   /* type id of the StructureDefinition the element belongs to */
+    uint32_t path;  /* "Patient.contact.name" */
+    uint32_t name;  /* last segment: "name", "value[x]" */
+    int32_t parent; /* element id of the parent, -1 for a root */
+    int16_t owner;  /* type id of the StructureDefinition the element belongs to */
     uint32_t min;
     uint32_t max;    /* HV_FHIR_UNBOUNDED for "*" */
     uint16_t flags;  /* HV__EF_* */
@@ -58,18 +59,19 @@ struct hv_fhir_elem {
     uint16_t cn;     /* how many constraints */
     int16_t binding; /* row in hv__fhir_bindings, -1 for none */
     int32_t cref;    /* contentReference: element id whose definition is reused, else -1 */
+    uint16_t index;  /* position among the parent's children (specification order) */
 };
 typedef struct hv_fhir_elem hv__fhir_elem_row_t;
 
 typedef struct hv__fhir_typeref_row {
-    uint16_t type;   /* type id */
+    uint16_t type;    /* type id */
     uint32_t tgfirst; /* Reference/canonical targets: first entry in hv__fhir_targets */
     uint16_t tgn;
 } hv__fhir_typeref_row_t;
 
 struct hv_fhir_constraint {
-    uint32_t key;      /* "ele-1" */
-    uint8_t severity;  /* hv_fhir_severity_t */
+    uint32_t key;     /* "ele-1" */
+    uint8_t severity; /* hv_fhir_severity_t */
     uint32_t human;
     uint32_t expression; /* FHIRPath */
     uint32_t source;     /* canonical URL of the defining StructureDefinition, may be "" */
@@ -79,8 +81,8 @@ typedef struct hv_fhir_constraint hv__fhir_constraint_row_t;
 struct hv_fhir_binding {
     uint8_t strength; /* hv_fhir_strength_t */
     uint32_t valueset;
-    uint8_t inlined;  /* 1 when codes lists the whole expansion */
-    uint32_t cfirst;  /* first row in hv__fhir_codes */
+    uint8_t inlined; /* 1 when codes lists the whole expansion */
+    uint32_t cfirst; /* first row in hv__fhir_codes */
     uint32_t cn;
 };
 typedef struct hv_fhir_binding hv__fhir_binding_row_t;
@@ -93,15 +95,15 @@ typedef struct hv__fhir_code_row {
 struct hv_fhir_search {
     uint32_t code;
     uint32_t url;
-    uint8_t type;       /* hv_fhir_search_type_t */
+    uint8_t type;        /* hv_fhir_search_type_t */
     uint32_t expression; /* FHIRPath; 0 ("") for none */
-    uint32_t bfirst;    /* first entry in hv__fhir_targets listing the base types */
+    uint32_t bfirst;     /* first entry in hv__fhir_targets listing the base types */
     uint16_t bn;
-    uint32_t tgfirst;   /* reference targets in hv__fhir_targets */
+    uint32_t tgfirst; /* reference targets in hv__fhir_targets */
     uint16_t tgn;
-    uint32_t cfirst;    /* composite components in hv__fhir_comps */
+    uint32_t cfirst; /* composite components in hv__fhir_comps */
     uint16_t cn;
-    uint32_t usage;     /* xpathUsage: "normal", "phonetic", "nearby", "distance", "other" */
+    uint32_t usage; /* xpathUsage: "normal", "phonetic", "nearby", "distance", "other" */
 };
 typedef struct hv_fhir_search hv__fhir_search_row_t;
 
@@ -117,10 +119,10 @@ typedef struct hv__fhir_search_idx_row {
 
 /* A JSON property name of the children of an owner element (choice elements expanded). */
 typedef struct hv__fhir_childkey_row {
-    int32_t owner;  /* element id of the type root or backbone element */
-    uint32_t name;  /* "valueQuantity", "birthDate" */
-    int32_t elem;   /* the child element */
-    uint16_t type;  /* the chosen (or only) type id */
+    int32_t owner; /* element id of the type root or backbone element */
+    uint32_t name; /* "valueQuantity", "birthDate" */
+    int32_t elem;  /* the child element */
+    uint16_t type; /* the chosen (or only) type id */
 } hv__fhir_childkey_row_t;
 
 extern const char hv__fhir_pool[];
@@ -162,9 +164,9 @@ struct json_object;
 
 /* What a JSON property key names on an object described by an owner element. */
 typedef struct hv__fhir_prop {
-    const hv_fhir_elem_t *elem;  /* the element (value[x] for valueQuantity) */
-    const hv_fhir_type_t *type;  /* the chosen or only type */
-    int underscore;              /* 1 for the `_x` primitive-extension twin */
+    const hv_fhir_elem_t *elem; /* the element (value[x] for valueQuantity) */
+    const hv_fhir_type_t *type; /* the chosen or only type */
+    int underscore;             /* 1 for the `_x` primitive-extension twin */
 } hv__fhir_prop_t;
 
 /* Resolves key on owner; HV_ENOTFOUND if it names no element (resourceType included). */
@@ -183,6 +185,14 @@ const hv_fhir_elem_t *hv__fhir_resource_root(struct json_object *obj);
 /* hv_fhir_xml_write with an error description (location = element path). */
 int hv__fhir_xml_write_err(struct json_object *resource, unsigned flags, hv_buf_t *out,
                            hv_error_t *err);
+
+/* Silences libxml2's generic error output on this thread around a parse. */
+typedef struct hv__fhir_xml_quiet {
+    void (*fn)(void *ctx, const char *msg, ...);
+    void *ctx;
+} hv__fhir_xml_quiet_t;
+void hv__fhir_xml_quiet_begin(hv__fhir_xml_quiet_t *q);
+void hv__fhir_xml_quiet_end(hv__fhir_xml_quiet_t *q);
 
 /* An element path being built during a walk ("Patient.name[0].given"), truncated
  * (and marked) past its capacity. */

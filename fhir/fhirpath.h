@@ -40,7 +40,18 @@ typedef struct hv_fhirpath_limits {
     size_t max_expression;
     unsigned max_depth;
     size_t max_items;
+    unsigned flags; /* HV_FHIRPATH_STRICT */
 } hv_fhirpath_limits_t;
+
+/*
+ * Strict mode: the semantic checks of the FHIRPath suite's mode="strict" — a resource type
+ * name at the start of a path that is not the evaluated resource's type is an error (not an
+ * empty result); after `as T` / `as(T)` a name that is not an element of T is a compile
+ * error; order-dependent functions (first, last, tail, skip, take, []) on the unordered
+ * output of children()/descendants() are compile errors. Off by default: the shared R4
+ * search parameters rely on the lenient behaviour.
+ */
+#define HV_FHIRPATH_STRICT 1u
 
 /* A compiled expression. */
 typedef struct hv_fhirpath hv_fhirpath_t;

@@ -108,7 +108,7 @@ out:
 }
 
 static int cmd_fhirpath(hv_engine_t *e, int argc, char **argv) {
-    hv_fhirpath_limits_t lim = {0, 0, 0};
+    hv_fhirpath_limits_t lim = {0, 0, 0, 0};
     hv_config_t *cfg = e != NULL ? hv_engine_config(e) : NULL;
     if (cfg != NULL && hv_config_find(cfg, "fhirpath.max_expression") != NULL) {
         lim.max_expression = (size_t)hv_config_size(cfg, "fhirpath.max_expression");

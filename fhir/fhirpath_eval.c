@@ -101,36 +101,31 @@ int hv__fp_push_str(hv__fp_ctx_t *c, hv__fp_coll_t *o, const char *p, size_t len
 /* ------------------------------------------------------------------------- */
 
 void hv__fp_make_node(hv__fp_item_t *it, struct json_object *j, struct json_object *ext,
-                      const char *type, const char *path) {
-    memset(it, 0, sizeof(*it));
+                      const hv_fhir_type_t *t, const hv_fhir_elem_t *owner) {
     it->kind = HV__FP_NODE;
     it->u.n.j = j;
     it->u.n.ext = ext;
-    if (type == NULL && j != NULL && json_object_is_type(j, json_type_object)) {
-        const char *rt = hv_json_get_str(j, "resourceType");
-        if (rt != NULL) {
-            const char *t = hv__fp_model_type(rt, strlen(rt));
-            if (t != NULL && hv__fp_model_kind(t) == 'R') {
-                type = t;
-                path = t;
+    if ((t == NULL || hv_fhir_type_kind(t) == HV_FHIR_KIND_RESOURCE) && j != NULL &&
+        json_object_is_type(j, json_type_object)) {
+        /* A resource (the root, contained, Bundle.entry.resource): its own type. */
+        struct json_object *rt = NULL;
+        if (json_object_object_get_ex(j, "resourceType", &rt) && json_object_is_type(rt, json_type_string)) {
+            const hv_fhir_type_t *r = hv_fhir_resource_type(json_object_get_string(rt));
+            if (r != NULL) {
+                t = r;
+                owner = hv_fhir_type_root(r);
             }
         }
     }
-    it->u.n.type = type;
-    it->u.n.path = path;
+    it->u.n.t = t;
+    it->u.n.owner = owner;
 }
 
-/* The type code at position [p, p+len) as a static string of the model. */
-static const char *type_code(const char *p, size_t len) {
-    return hv__fp_model_type(p, len);
-}
-
-/* Pushes JSON value v (array or single) with its "_name" sibling x as nodes. */
+/* Pushes JSON value v (array or single) with its "_name" sibling x as nodes of type t. */
 static int push_values(hv__fp_ctx_t *c, struct json_object *v, struct json_object *x,
-                       const char *type, const char *path, hv__fp_coll_t *out) {
+                       const hv_fhir_type_t *t, const hv_fhir_elem_t *owner, hv__fp_coll_t *out) {
     hv__fp_item_t it;
     int rc = HV_OK;
-    int sysstr = type != NULL && strncmp(type, "System.", 7) == 0;
     if (v != NULL && json_object_is_type(v, json_type_array)) {
         size_t n = json_object_array_length(v);
         int xa = x != NULL && json_object_is_type(x, json_type_array);
@@ -138,7 +133,7 @@ static int push_values(hv__fp_ctx_t *c, struct json_object *v, struct json_objec
             struct json_object *e = json_object_array_get_idx(v, i);
             struct json_object *xe = xa ? json_object_array_get_idx(x, i) : NULL;
             if (e == NULL && xe == NULL) continue;
-            hv__fp_make_node(&it, e, xe, type, path);
+            hv__fp_make_node(&it, e, xe, t, owner);
             rc = hv__fp_push(c, out, &it);
         }
         return rc;
@@ -148,38 +143,14 @@ static int push_values(hv__fp_ctx_t *c, struct json_object *v, struct json_objec
         for (size_t i = 0; i < n && rc == HV_OK; i++) {
             struct json_object *xe = json_object_array_get_idx(x, i);
             if (xe == NULL) continue;
-            hv__fp_make_node(&it, NULL, xe, type, path);
+            hv__fp_make_node(&it, NULL, xe, t, owner);
             rc = hv__fp_push(c, out, &it);
         }
         return rc;
     }
     if (v == NULL && x == NULL) return HV_OK;
-    if (sysstr && v != NULL) {
-        const char *s = json_object_get_string(v);
-        return hv__fp_push_str(c, out, s, (size_t)json_object_get_string_len(v));
-    }
-    hv__fp_make_node(&it, v, x, type, path);
+    hv__fp_make_node(&it, v, x, t, owner);
     return hv__fp_push(c, out, &it);
-}
-
-/* The type and definition path of a child of element e whose type code is t. */
-static void child_type(const hv__fp_elem_t *e, const char *t, const char **type, const char **path) {
-    if (e->cref != NULL && e->cref[0] != '\0') {
-        *type = "BackboneElement";
-        *path = e->cref;
-    } else if (t == NULL) {
-        *type = NULL;
-        *path = NULL;
-    } else if (strcmp(t, "BackboneElement") == 0 || strcmp(t, "Element") == 0) {
-        *type = t;
-        *path = e->path;
-    } else if (strcmp(t, "Resource") == 0) {
-        *type = NULL; /* from resourceType */
-        *path = NULL;
-    } else {
-        *type = t;
-        *path = t;
-    }
 }
 
 static struct json_object *get_key(struct json_object *obj, const char *key) {
@@ -188,26 +159,32 @@ static struct json_object *get_key(struct json_object *obj, const char *key) {
     return v;
 }
 
+/* The type named by a choice key's suffix ("Quantity", "String" → string). */
+static const hv_fhir_type_t *suffix_type(const char *suf) {
+    const hv_fhir_type_t *t = hv_fhir_type_find(suf, strlen(suf));
+    char lower[64];
+    if ((t == NULL || hv_fhir_type_kind(t) == HV_FHIR_KIND_SYSTEM) && strlen(suf) < sizeof(lower)) {
+        snprintf(lower, sizeof(lower), "%s", suf);
+        lower[0] = (char)tolower((unsigned char)lower[0]);
+        t = hv_fhir_type_find(lower, strlen(lower));
+    }
+    return t != NULL && hv_fhir_type_kind(t) != HV_FHIR_KIND_SYSTEM ? t : NULL;
+}
+
 /* Navigation without model knowledge: the key itself, or a choice key name+Type. */
-static int raw_children(hv__fp_ctx_t *c, struct json_object *obj, const char *name,
+static int raw_children(hv__fp_ctx_t *c, struct json_object *obj, const char *name, size_t nl,
                         hv__fp_coll_t *out) {
     char key[256];
-    size_t nl = strlen(name);
-    struct json_object *v = get_key(obj, name);
+    struct json_object *v = get_key(obj, name), *x;
     if (nl + 2 > sizeof(key)) return HV_OK;
     key[0] = '_';
     memcpy(key + 1, name, nl + 1);
-    if (v != NULL || get_key(obj, key) != NULL) return push_values(c, v, get_key(obj, key), NULL, NULL, out);
+    x = get_key(obj, key);
+    if (v != NULL || x != NULL) return push_values(c, v, x, NULL, NULL, out);
     json_object_object_foreach(obj, k, val) {
         if (strncmp(k, name, nl) == 0 && isupper((unsigned char)k[nl])) {
-            const char *t = type_code(k + nl, strlen(k + nl));
-            char lower[64];
-            if (t == NULL && strlen(k + nl) < sizeof(lower)) {
-                snprintf(lower, sizeof(lower), "%s", k + nl);
-                lower[0] = (char)tolower((unsigned char)lower[0]);
-                t = type_code(lower, strlen(lower));
-            }
-            return push_values(c, val, NULL, t, t, out);
+            const hv_fhir_type_t *t = suffix_type(k + nl);
+            return push_values(c, val, NULL, t, t != NULL ? hv_fhir_type_root(t) : NULL, out);
         }
     }
     return HV_OK;
@@ -216,89 +193,103 @@ static int raw_children(hv__fp_ctx_t *c, struct json_object *obj, const char *na
 int hv__fp_children(hv__fp_ctx_t *c, const hv__fp_node_t *n, const hv__fp_item_t *it,
                     const char *name, hv__fp_coll_t *out) {
     struct json_object *obj;
-    hv__fp_elem_t e;
-    const char *parent;
-    size_t nl = strlen(name);
+    const hv_fhir_elem_t *owner, *e = NULL;
+    const hv_fhir_type_t *chosen = NULL;
+    int choice = 0;
+    size_t nl = n != NULL && n->name == name ? n->namelen : strlen(name);
     char key[256];
 
     if (it->kind != HV__FP_NODE) return HV_OK;
-    parent = it->u.n.path;
-    if (it->u.n.type != NULL && hv__fp_model_kind(it->u.n.type) == 'P') {
-        obj = it->u.n.ext; /* a primitive's id and extension live in "_name" */
-        parent = it->u.n.type;
-    } else {
-        obj = it->u.n.j;
-    }
+    owner = it->u.n.owner;
+    /* A primitive's id and extension live in its "_name" twin. */
+    obj = it->u.n.t != NULL && hv_fhir_type_kind(it->u.n.t) == HV_FHIR_KIND_PRIMITIVE ? it->u.n.ext : it->u.n.j;
     if (obj == NULL || !json_object_is_type(obj, json_type_object)) return HV_OK;
-    if (parent == NULL) return raw_children(c, obj, name, out);
-    if (hv__fp_model_child(parent, name, nl, &e) != HV_OK) {
-        if (n == NULL) return HV_OK;
-        return hv__fp_fail(c, n, HV_EINVAL, "'%s' is not an element of %s", name,
-                           it->u.n.type != NULL ? it->u.n.type : parent);
-    }
-    if (nl + 40 > sizeof(key)) return HV_OK;
-    if (e.is_choice) {
-        for (size_t i = 0; i < e.ntypes; i++) {
-            const char *t = hv__fp_model_elem_type(&e, i);
-            size_t tl = strlen(t);
-            struct json_object *v, *x;
-            if (tl + nl + 2 < sizeof(key)) {
-                key[0] = '_';
-                memcpy(key + 1, name, nl);
-                memcpy(key + 1 + nl, t, tl);
-                key[1 + nl] = (char)toupper((unsigned char)key[1 + nl]);
-                key[1 + nl + tl] = '\0';
-                v = get_key(obj, key + 1);
-                x = get_key(obj, key);
-                if (v != NULL || x != NULL) return push_values(c, v, x, t, t, out);
+    if (owner == NULL) return raw_children(c, obj, name, nl, out);
+    {
+        hv__fp_node_t *cn = n != NULL && n->name == name ? (hv__fp_node_t *)n : NULL;
+        uint64_t oid = (uint64_t)hv_fhir_elem_id(owner) + 1, cv = 0;
+        if (cn != NULL) cv = atomic_load_explicit(&cn->cache, memory_order_relaxed);
+        if (cv != 0 && (cv & 0xFFFF) == oid) {
+            uint64_t tid = (cv >> 32) & 0xFFFF;
+            e = hv_fhir_elem_at((size_t)((cv >> 16) & 0xFFFF) - 1);
+            chosen = tid != 0 ? hv_fhir_type_at((size_t)tid - 1) : NULL;
+            choice = (int)((cv >> 48) & 1);
+        } else {
+            if (hv__fp_model_child(owner, name, nl, &e, &choice, &chosen) != HV_OK) {
+                if (n == NULL) return HV_OK;
+                return hv__fp_fail(c, n, HV_EINVAL, "'%s' is not an element of %s", name,
+                                   it->u.n.t != NULL ? hv_fhir_type_name(it->u.n.t) : hv_fhir_elem_path(owner));
+            }
+            if (cn != NULL && oid < 0xFFFF && hv_fhir_elem_id(e) + 1 < 0xFFFF &&
+                (chosen == NULL || hv_fhir_type_id(chosen) + 1 < 0xFFFF)) {
+                cv = oid | ((uint64_t)(hv_fhir_elem_id(e) + 1) << 16) |
+                     ((uint64_t)(chosen != NULL ? hv_fhir_type_id(chosen) + 1 : 0) << 32) | ((uint64_t)choice << 48);
+                atomic_store_explicit(&cn->cache, cv, memory_order_relaxed);
             }
         }
+    }
+    if (nl + 40 > sizeof(key)) return HV_OK;
+    key[0] = '_';
+    memcpy(key + 1, name, nl + 1);
+    if (choice) {
+        size_t nt = hv_fhir_elem_type_count(e);
+        for (size_t i = 0; i < nt; i++) {
+            const hv_fhir_type_t *t = hv_fhir_elem_type_at(e, i);
+            const char *tn = hv_fhir_type_name(t);
+            size_t tl = strlen(tn);
+            struct json_object *v, *x;
+            if (tl + nl + 2 >= sizeof(key)) continue;
+            memcpy(key + 1 + nl, tn, tl + 1);
+            key[1 + nl] = (char)toupper((unsigned char)key[1 + nl]);
+            v = get_key(obj, key + 1);
+            x = get_key(obj, key);
+            if (v != NULL || x != NULL) return push_values(c, v, x, t, hv_fhir_type_root(t), out);
+        }
         return HV_OK;
-    } else {
-        const char *type, *path, *t = e.ntypes > 0 ? hv__fp_model_elem_type(&e, 0) : NULL;
-        child_type(&e, t, &type, &path);
-        key[0] = '_';
-        memcpy(key + 1, name, nl + 1);
-        return push_values(c, get_key(obj, name), get_key(obj, key), type, path, out);
+    }
+    {
+        struct json_object *v = get_key(obj, name), *x = get_key(obj, key);
+        if (v == NULL && x == NULL) return HV_OK;
+        return push_values(c, v, x, chosen, hv_fhir_elem_owner(e, chosen), out);
     }
 }
 
 int hv__fp_all_children(hv__fp_ctx_t *c, const hv__fp_item_t *it, hv__fp_coll_t *out) {
     struct json_object *obj;
     int rc = HV_OK;
+    int prim;
     if (it->kind != HV__FP_NODE) return HV_OK;
-    if (it->u.n.type != NULL && hv__fp_model_kind(it->u.n.type) == 'P') obj = it->u.n.ext;
-    else obj = it->u.n.j;
+    prim = it->u.n.t != NULL && hv_fhir_type_kind(it->u.n.t) == HV_FHIR_KIND_PRIMITIVE;
+    obj = prim ? it->u.n.ext : it->u.n.j;
     if (obj == NULL || !json_object_is_type(obj, json_type_object)) return HV_OK;
     json_object_object_foreach(obj, k, v) {
-        hv__fp_coll_t tmp = {0};
         const char *name = k;
         char base[128];
+        (void)v;
         if (k[0] == '_') {
-            /* A primitive with only an extension: visited through its "_name" when no name. */
+            /* A primitive with only an extension is visited through its "_name". */
             if (get_key(obj, k + 1) != NULL) continue;
             name = k + 1;
         }
         if (strcmp(k, "resourceType") == 0) continue;
-        (void)v;
-        if (it->u.n.path != NULL && hv__fp_model_kind(it->u.n.type) != 'P') {
-            hv__fp_elem_t e;
-            if (hv__fp_model_child(it->u.n.path, name, strlen(name), &e) != HV_OK) {
+        if (it->u.n.owner != NULL) {
+            const hv_fhir_elem_t *e;
+            const hv_fhir_type_t *chosen;
+            int choice;
+            if (hv__fp_model_child(it->u.n.owner, name, strlen(name), &e, &choice, &chosen) == HV_OK) {
+                rc = hv__fp_children(c, NULL, it, name, out);
+            } else {
                 /* A choice key "valueQuantity": navigate its base name. */
                 size_t i = 0;
                 while (name[i] != '\0' && !isupper((unsigned char)name[i])) i++;
                 if (name[i] == '\0' || i >= sizeof(base)) continue;
                 memcpy(base, name, i);
                 base[i] = '\0';
-                if (hv__fp_model_child(it->u.n.path, base, i, &e) != HV_OK || !e.is_choice) continue;
-                rc = hv__fp_children(c, NULL, it, base, &tmp);
-            } else {
-                rc = hv__fp_children(c, NULL, it, name, &tmp);
+                rc = hv__fp_children(c, NULL, it, base, out);
             }
         } else {
-            rc = raw_children(c, obj, name, &tmp);
+            rc = raw_children(c, obj, name, strlen(name), out);
         }
-        if (rc == HV_OK) rc = hv__fp_push_all(c, out, &tmp);
         if (rc != HV_OK) return rc;
     }
     return rc;
@@ -317,19 +308,20 @@ static int eval_var(hv__fp_ctx_t *c, const hv__fp_node_t *n, hv__fp_coll_t *out)
             if (strcmp(v->name, name) == 0) {
                 hv__fp_item_t it;
                 if (v->json == NULL) return HV_OK;
-                if (json_object_is_type(v->json, json_type_array))
-                    return push_values(c, v->json, NULL, v->type, v->type, out);
-                if (json_object_is_type(v->json, json_type_string) && v->type == NULL)
+                const hv_fhir_type_t *t = v->type != NULL ? hv_fhir_type_find(v->type, strlen(v->type)) : NULL;
+                const hv_fhir_elem_t *owner = t != NULL ? hv_fhir_type_root(t) : NULL;
+                if (json_object_is_type(v->json, json_type_array)) return push_values(c, v->json, NULL, t, owner, out);
+                if (json_object_is_type(v->json, json_type_string) && t == NULL)
                     return hv__fp_push_str(c, out, json_object_get_string(v->json),
                                            (size_t)json_object_get_string_len(v->json));
-                hv__fp_make_node(&it, v->json, NULL, v->type, v->type);
+                hv__fp_make_node(&it, v->json, NULL, t, owner);
                 return hv__fp_push(c, out, &it);
             }
         }
     }
-    if (strcmp(name, "resource") == 0) return hv__fp_push(c, out, &c->resource);
-    if (strcmp(name, "rootResource") == 0) return hv__fp_push(c, out, &c->root);
-    if (strcmp(name, "context") == 0) return hv__fp_push(c, out, &c->context);
+    if (strcmp(name, "resource") == 0) return c->resource.kind == HV__FP_NODE ? hv__fp_push(c, out, &c->resource) : HV_OK;
+    if (strcmp(name, "rootResource") == 0) return c->root.kind == HV__FP_NODE ? hv__fp_push(c, out, &c->root) : HV_OK;
+    if (strcmp(name, "context") == 0) return c->context.kind == HV__FP_NODE ? hv__fp_push(c, out, &c->context) : HV_OK;
     if (strcmp(name, "ucum") == 0) return hv__fp_push_str(c, out, "http://unitsofmeasure.org", 25);
     if (strcmp(name, "sct") == 0) return hv__fp_push_str(c, out, "http://snomed.info/sct", 22);
     if (strcmp(name, "loinc") == 0) return hv__fp_push_str(c, out, "http://loinc.org", 16);
@@ -345,20 +337,25 @@ static int eval_var(hv__fp_ctx_t *c, const hv__fp_node_t *n, hv__fp_coll_t *out)
 }
 
 /* IDENT: the focus itself when it is of the named type (a resource type at the start of
- * a path), else the children of that name. */
+ * a path, fhirpath.html#path-selection), else the children of that name. */
 static int eval_ident(hv__fp_ctx_t *c, const hv__fp_node_t *n, const hv__fp_coll_t *focus,
                       hv__fp_coll_t *out) {
-    int kind = isupper((unsigned char)n->name[0]) ? hv__fp_model_kind(n->name) : 0;
+    const hv_fhir_type_t *tn = n->tref.fhir;
     for (size_t i = 0; i < focus->n; i++) {
         const hv__fp_item_t *it = &focus->v[i];
         int rc;
-        if (kind != 0 && it->kind == HV__FP_NODE) {
-            if (hv__fp_is_type(it, n->name, 0) == 1) {
+        if (tn != NULL && it->kind == HV__FP_NODE) {
+            if (it->u.n.t != NULL && hv_fhir_type_is(it->u.n.t, tn)) {
                 rc = hv__fp_push(c, out, it);
                 if (rc != HV_OK) return rc;
                 continue;
             }
-            if (kind == 'R' || it->u.n.path == NULL) continue;
+            /* Another resource type's name selects nothing ("Patient.name | Practitioner.name"),
+             * or is an error in strict mode. */
+            if (hv_fhir_type_kind(tn) == HV_FHIR_KIND_RESOURCE && (c->fp->lim.flags & HV_FHIRPATH_STRICT))
+                return hv__fp_fail(c, n, HV_EINVAL, "'%s' is not the type of the focus (%s)", n->name,
+                                   it->u.n.t != NULL ? hv_fhir_type_name(it->u.n.t) : "unknown");
+            if (hv_fhir_type_kind(tn) == HV_FHIR_KIND_RESOURCE || it->u.n.owner == NULL) continue;
         }
         rc = hv__fp_children(c, n, it, n->name, out);
         if (rc != HV_OK) return rc;
@@ -412,7 +409,7 @@ int hv__fp_eval(hv__fp_ctx_t *c, const hv__fp_node_t *n, const hv__fp_coll_t *fo
         int same = 1;
         rc = hv__fp_eval(c, n->left, focus, &l);
         for (size_t i = 1; i < l.n && same; i++)
-            same = l.v[i].kind == HV__FP_NODE && l.v[0].kind == HV__FP_NODE && l.v[i].u.n.path == l.v[0].u.n.path;
+            same = l.v[i].kind == HV__FP_NODE && l.v[0].kind == HV__FP_NODE && l.v[i].u.n.owner == l.v[0].u.n.owner;
         for (size_t i = 0; rc == HV_OK && i < l.n; i++) rc = hv__fp_children(c, same ? n : NULL, &l.v[i], n->name, out);
         break;
     }
@@ -476,13 +473,23 @@ int hv__fp_eval(hv__fp_ctx_t *c, const hv__fp_node_t *n, const hv__fp_coll_t *fo
     case HV__FP_N_AS: {
         rc = hv__fp_eval(c, n->left, focus, &l);
         if (rc != HV_OK || l.n == 0) break;
+        if (l.n > 1 && n->op == HV__FP_N_AS) {
+            /* The R4 search parameters apply `as` to collections ("Observation.component.value
+             * as Quantity"): like fhirpath.js, the operator then filters as ofType() does. */
+            for (size_t i = 0; i < l.n && rc == HV_OK; i++) {
+                int t = hv__fp_is_type(&l.v[i], &n->tref, 1);
+                if (t < 0) rc = hv__fp_fail(c, n, HV_EINVAL, "unknown type '%s'", n->name);
+                else if (t) rc = hv__fp_push(c, out, &l.v[i]);
+            }
+            break;
+        }
         if (l.n > 1) {
             rc = hv__fp_fail(c, n, HV_EINVAL, "'%s' needs a single item, got %zu",
                              n->op == HV__FP_N_IS ? "is" : "as", l.n);
             break;
         }
         {
-            int t = hv__fp_is_type(&l.v[0], n->name, n->op == HV__FP_N_AS);
+            int t = hv__fp_is_type(&l.v[0], &n->tref, n->op == HV__FP_N_AS);
             if (t < 0) {
                 rc = hv__fp_fail(c, n, HV_EINVAL, "unknown type '%s'", n->name);
                 break;
@@ -564,6 +571,12 @@ int hv_fhirpath_eval(const hv_fhirpath_t *fp, struct json_object *resource,
     int rc;
 
     if (fp == NULL || arena == NULL || out == NULL) return HV_EINVAL;
+    if (err != NULL) {
+        /* Cheaper than hv_error_clear's memset of the whole struct, on every evaluation. */
+        err->code = 0;
+        err->line = err->column = 0;
+        err->location[0] = err->message[0] = '\0';
+    }
     res = hv_arena_calloc(arena, sizeof(*res));
     if (res == NULL) return HV_ENOMEM;
     c = &res->ctx;

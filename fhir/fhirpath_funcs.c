@@ -166,7 +166,7 @@ static int repeat_into(hv__fp_ctx_t *c, const hv__fp_node_t *n, hv__fp_coll_t *s
 static int fn_is(hv__fp_ctx_t *c, const hv__fp_node_t *n, const hv__fp_coll_t *in, hv__fp_coll_t *out);
 
 static int type_arg(hv__fp_ctx_t *c, const hv__fp_node_t *n, const hv__fp_item_t *it, int *is) {
-    int t = hv__fp_is_type(it, n->right->name, hv__fp_funcs[n->fn].fn != fn_is);
+    int t = hv__fp_is_type(it, &n->right->tref, hv__fp_funcs[n->fn].fn != fn_is);
     if (t < 0) return hv__fp_fail(c, n, HV_EINVAL, "unknown type '%s'", n->right->name);
     *is = t;
     return HV_OK;
@@ -599,7 +599,7 @@ FN(memberOf) {
     {
         const hv__fp_item_t *it = &in->v[0];
         struct json_object *j = it->kind == HV__FP_NODE ? it->u.n.j : NULL;
-        const char *t = it->kind == HV__FP_NODE ? it->u.n.type : NULL;
+        const char *t = it->kind == HV__FP_NODE && it->u.n.t != NULL ? hv_fhir_type_name(it->u.n.t) : NULL;
         int member = 0, any = 0, known = 1;
         if (it->kind == HV__FP_STR || (j != NULL && json_object_is_type(j, json_type_string))) {
             const char *code = it->kind == HV__FP_STR ? hv_arena_strndup(c->arena, it->u.s.p, it->u.s.len) : json_object_get_string(j);
@@ -641,11 +641,13 @@ FN(conformsTo) {
     if (len <= sizeof(base) - 1 || memcmp(url, base, sizeof(base) - 1) != 0)
         return hv__fp_fail(c, n, HV_ENOTSUP, "conformsTo: unknown profile");
     {
-        char *t = hv_arena_strndup(c->arena, url + sizeof(base) - 1, len - (sizeof(base) - 1));
-        if (t == NULL) return HV_ENOMEM;
-        if (hv__fp_model_kind(t) == 0) return hv__fp_fail(c, n, HV_ENOTSUP, "conformsTo: unknown profile");
+        hv__fp_typeref_t tr;
+        memset(&tr, 0, sizeof(tr));
+        tr.fhir = hv_fhir_type_find(url + sizeof(base) - 1, len - (sizeof(base) - 1));
+        if (tr.fhir == NULL || hv_fhir_type_kind(tr.fhir) == HV_FHIR_KIND_SYSTEM)
+            return hv__fp_fail(c, n, HV_ENOTSUP, "conformsTo: unknown profile");
         for (size_t i = 0; i < in->n; i++) {
-            rc = hv__fp_push_bool(c, out, hv__fp_is_type(&in->v[i], t, 0) == 1);
+            rc = hv__fp_push_bool(c, out, hv__fp_is_type(&in->v[i], &tr, 0) == 1);
             if (rc != HV_OK) return rc;
         }
     }

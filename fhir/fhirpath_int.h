@@ -1,47 +1,48 @@
 /*
  * fhirpath_int.h — internals shared by the FHIRPath lexer, parser, evaluator and
  * function library (fhirpath_lex.c, fhirpath_parse.c, fhirpath_eval.c,
- * fhirpath_funcs.c, fhirpath_ops.c, fhirpath_value.c, fhirpath_model.c).
+ * fhirpath_ops.c, fhirpath_value.c, fhirpath_funcs.c, fhirpath_strfn.c,
+ * fhirpath_model.c, fhirpath_cmd.c). fhir/invariants.c also evaluates through them.
  */
 #ifndef HV_FHIRPATH_INT_H
 #define HV_FHIRPATH_INT_H
 
 #include <json-c/json.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 
 #include "engine/engine.h"
+#include "fhir/fhir.h"
 #include "fhir/fhirpath.h"
 
 /* ------------------------------------------------------------------------- */
-/* Model questions (the only place FHIRPath asks about FHIR structure)        */
+/* Model questions (answered by the generated model of fhir/fhir.h)          */
 /* ------------------------------------------------------------------------- */
 
 /*
- * What FHIRPath needs of the FHIR model. An element is named by its definition
- * path ("Patient.contact", "HumanName"); the children of a complex data type are
- * looked up under the type name, those of a backbone element under its path.
+ * A node carries its FHIR type and its owner: the element definition whose children
+ * describe it (a type's root element, or a backbone element). Lookups go through
+ * the model's handles and hash tables; nothing here allocates.
  */
-typedef struct hv__fp_elem {
-    const char *path;  /* the element's definition path ("Observation.value[x]") */
-    const char *cref;  /* contentReference target path, "" if none */
-    int is_array;
-    int is_choice;
-    size_t ntypes;     /* allowed types (several for a choice) */
-    const void *h;     /* the model's handle */
-} hv__fp_elem_t;
 
-/* Looks up child `name` of the element or type `parent`. 0 or HV_ENOTFOUND. */
-int hv__fp_model_child(const char *parent, const char *name, size_t namelen, hv__fp_elem_t *out);
-/* The name of allowed type i of e ("Quantity", "string"; "System.String" for the System
- * types of Element.id and Extension.url). Static storage. */
-const char *hv__fp_model_elem_type(const hv__fp_elem_t *e, size_t i);
-/* 'P' primitive, 'C' complex data type, 'R' resource, 0 unknown. */
-int hv__fp_model_kind(const char *type);
-/* The base type ("Age" → "Quantity", "code" → "string"), NULL for none/unknown. */
-const char *hv__fp_model_base(const char *type);
-/* The canonical spelling of a type name as the model stores it, or NULL. */
-const char *hv__fp_model_type(const char *name, size_t len);
+/* Child `name` of owner: the element, whether it is a choice navigated by its base name
+ * ("value" for value[x]), and for a non-choice its one type. 0 or HV_ENOTFOUND. */
+int hv__fp_model_child(const hv_fhir_elem_t *owner, const char *name, size_t len, const hv_fhir_elem_t **e,
+                       int *is_choice, const hv_fhir_type_t **chosen);
+/* The System value class of a primitive type: 'b' Boolean, 'i' Integer, 'd' Decimal,
+ * 's' String, 'D' Date, 'T' DateTime, 't' Time; 0 for other types. */
+int hv__fp_prim_class(const hv_fhir_type_t *t);
+/* Whether t is Quantity or one of its specializations (Age, Duration...). */
+int hv__fp_is_quantity_type(const hv_fhir_type_t *t);
+
+/* A type specifier (is, as, ofType) resolved at compile time. */
+typedef struct hv__fp_typeref {
+    const hv_fhir_type_t *fhir; /* the FHIR type, or NULL */
+    int8_t sys;                 /* the System type (HV__FP_BOOL..HV__FP_QTY, 15 Any), 0 none */
+    int8_t ns;                  /* 0 bare name, 'S' System., 'F' FHIR. */
+} hv__fp_typeref_t;
+void hv__fp_typeref_resolve(const char *qualified, hv__fp_typeref_t *out);
 
 /* ------------------------------------------------------------------------- */
 /* Values                                                                    */
@@ -75,8 +76,8 @@ enum hv__fp_kind {
 /*
  * One item of a collection. A NODE is an element of the resource: j is its JSON
  * value (NULL when a primitive has only its "_name" extension object), ext that
- * "_name" object or NULL, type its FHIR type code, path the definition path its
- * children are looked up under (NULL when the model does not know it).
+ * "_name" object or NULL, t its FHIR type and owner the element definition its
+ * children are looked up under.
  */
 typedef struct hv__fp_item {
     uint8_t kind;
@@ -84,8 +85,8 @@ typedef struct hv__fp_item {
         struct {
             struct json_object *j;
             struct json_object *ext;
-            const char *type;
-            const char *path;
+            const hv_fhir_type_t *t;      /* NULL when the model does not know it */
+            const hv_fhir_elem_t *owner;  /* whose children describe it; NULL: plain JSON */
         } n;
         int b;
         int64_t i;
@@ -129,8 +130,7 @@ enum hv__fp_op {
     HV__FP_N_LT, HV__FP_N_GT, HV__FP_N_LE, HV__FP_N_GE,
     HV__FP_N_EQ, HV__FP_N_EQUIV, HV__FP_N_NE, HV__FP_N_NEQUIV,
     HV__FP_N_IN, HV__FP_N_CONTAINS,
-    HV__FP_N_AND, HV__FP_N_OR, HV__FP_N_XOR, HV__FP_N_IMPLIES,
-    HV__FP_N_PAREN /* (left): kept only for printing fidelity, evaluates left */
+    HV__FP_N_AND, HV__FP_N_OR, HV__FP_N_XOR, HV__FP_N_IMPLIES
 };
 
 typedef struct hv__fp_node hv__fp_node_t;
@@ -141,6 +141,13 @@ struct hv__fp_node {
     int col;        /* 1-based column of the node's first token */
     int line;
     const char *name; /* IDENT, MEMBER, FUNC, VAR, IS/AS (the qualified type), NUL-terminated */
+    size_t namelen;
+    hv__fp_typeref_t tref; /* IS/AS and the type argument of is/as/ofType; IDENT: a type name */
+    /* IDENT/MEMBER: the last model lookup of this name, packed as owner id + 1 (16 bits),
+     * element id + 1 (16), chosen type id + 1 (16) and the choice flag (bit 48). Written
+     * and read atomically (relaxed): a compiled expression stays shareable between
+     * threads, and a stale or racing entry is only a cache miss. */
+    _Atomic uint64_t cache;
     hv__fp_node_t *left, *right;
     hv__fp_node_t **args;
     hv__fp_item_t lit;
@@ -263,9 +270,9 @@ int hv__fp_children(hv__fp_ctx_t *c, const hv__fp_node_t *n, const hv__fp_item_t
                     const char *name, hv__fp_coll_t *out);
 /* All children of a node item, in document order. */
 int hv__fp_all_children(hv__fp_ctx_t *c, const hv__fp_item_t *it, hv__fp_coll_t *out);
-/* Builds a node item for JSON j of FHIR type `type` (may be NULL: inferred). */
+/* Builds a node item for JSON j of FHIR type t (NULL: from resourceType, if any). */
 void hv__fp_make_node(hv__fp_item_t *it, struct json_object *j, struct json_object *ext,
-                      const char *type, const char *path);
+                      const hv_fhir_type_t *t, const hv_fhir_elem_t *owner);
 
 /* Converts a primitive node to its System value (in place into out); returns 1 if converted,
  * 0 if the item is not a primitive (it is copied unchanged). */
@@ -288,9 +295,9 @@ int hv__fp_arg_int(hv__fp_ctx_t *c, const hv__fp_node_t *n, const hv__fp_coll_t 
 
 /* Type names: the FHIRPath type of an item ("FHIR.HumanName", "System.Integer"). */
 const char *hv__fp_type_name(const hv__fp_item_t *it, const char **ns);
-/* is-a test of item against a qualified or bare type name; -1 if the type is unknown.
- * With exact_prim, a primitive matches only its own type (as() and ofType()). */
-int hv__fp_is_type(const hv__fp_item_t *it, const char *tname, int exact_prim);
+/* is-a test of item against a resolved type; -1 if the type is unknown. With exact_prim,
+ * a primitive matches only its own type (as() and ofType()). */
+int hv__fp_is_type(const hv__fp_item_t *it, const hv__fp_typeref_t *tr, int exact_prim);
 
 /* Equality (=) and equivalence (~) of two items: 1, 0, or -1 for empty (not comparable). */
 int hv__fp_item_eq(hv__fp_ctx_t *c, const hv__fp_item_t *a, const hv__fp_item_t *b);

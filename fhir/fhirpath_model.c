@@ -1,88 +1,105 @@
 /*
  * fhirpath_model.c — the FHIR R4 model questions FHIRPath asks (fhirpath_int.h),
  * answered by the generated model of fhir/fhir.h: the children of an element with
- * their types and cardinality, choice elements (`value[x]`), contentReference, the
- * base of a type, and whether a type is primitive, complex or a resource.
+ * their types (choice elements `value[x]` by their base name, contentReference,
+ * backbone elements), the System class of primitive types, and type specifiers.
  *
- * Elements are named by their definition path ("Patient.contact") and types by
- * their name, both static strings of the model's tables.
+ * The per-type tables below are built once (pthread_once) so that the evaluator's
+ * hot paths compare handles instead of names.
  */
 #include "config.h"
 
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-#include "fhir/fhir.h"
 #include "fhir/fhirpath_int.h"
 
-static void fill(const hv_fhir_elem_t *e, int choice, hv__fp_elem_t *out) {
-    const hv_fhir_elem_t *cr = hv_fhir_elem_content_ref(e);
-    out->path = hv_fhir_elem_path(e);
-    out->cref = cr != NULL ? hv_fhir_elem_path(cr) : "";
-    out->is_array = hv_fhir_elem_is_array(e);
-    out->is_choice = choice;
-    out->ntypes = hv_fhir_elem_type_count(e);
-    out->h = e;
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static signed char *prim_cls;   /* by type id */
+static unsigned char *is_qty;   /* by type id */
+
+static void build(void) {
+    size_t n = hv_fhir_type_count();
+    static const struct {
+        const char *sys;
+        char cls;
+    } map[] = {{"System.Boolean", 'b'}, {"System.Integer", 'i'}, {"System.Decimal", 'd'}, {"System.String", 's'},
+               {"System.Date", 'D'},    {"System.DateTime", 'T'}, {"System.Time", 't'}};
+    const hv_fhir_type_t *qty = hv_fhir_type_find("Quantity", 8);
+    prim_cls = calloc(n, 1);
+    is_qty = calloc(n, 1);
+    if (prim_cls == NULL || is_qty == NULL) abort(); /* at start-up, a few hundred bytes */
+    for (size_t i = 0; i < n; i++) {
+        const hv_fhir_type_t *t = hv_fhir_type_at(i), *s = hv_fhir_type_system(t);
+        if (hv_fhir_type_kind(t) == HV_FHIR_KIND_PRIMITIVE && s != NULL) {
+            for (size_t k = 0; k < HV_ARRAY_LEN(map); k++)
+                if (strcmp(hv_fhir_type_name(s), map[k].sys) == 0) prim_cls[i] = map[k].cls;
+        }
+        is_qty[i] = qty != NULL && hv_fhir_type_is(t, qty);
+    }
 }
 
-int hv__fp_model_child(const char *parent, const char *name, size_t namelen, hv__fp_elem_t *out) {
-    const hv_fhir_elem_t *owner, *e;
-    char key[256];
-    size_t pl;
+int hv__fp_prim_class(const hv_fhir_type_t *t) {
+    if (t == NULL) return 0;
+    pthread_once(&once, build);
+    return prim_cls[hv_fhir_type_id(t)];
+}
 
-    if (parent == NULL) return HV_ENOTFOUND;
-    owner = hv_fhir_elem_find(parent);
+int hv__fp_is_quantity_type(const hv_fhir_type_t *t) {
+    if (t == NULL) return 0;
+    pthread_once(&once, build);
+    return is_qty[hv_fhir_type_id(t)];
+}
+
+int hv__fp_model_child(const hv_fhir_elem_t *owner, const char *name, size_t len, const hv_fhir_elem_t **e,
+                       int *is_choice, const hv_fhir_type_t **chosen) {
+    const hv_fhir_elem_t *c;
+    size_t n;
     if (owner == NULL) return HV_ENOTFOUND;
-    e = hv_fhir_elem_child(owner, name, namelen, NULL);
-    if (e != NULL && !hv_fhir_elem_is_choice(e)) {
-        fill(e, 0, out);
+    c = hv_fhir_elem_child(owner, name, len, chosen);
+    if (c != NULL) {
+        /* "valueQuantity": a choice is navigated by its base name only (FHIR R4
+         * fhirpath.html#polymorphism; the suite's testPolymorphicsB). */
+        if (hv_fhir_elem_is_choice(c)) return HV_ENOTFOUND;
+        *e = c;
+        *is_choice = 0;
         return HV_OK;
     }
-    if (e != NULL) return HV_ENOTFOUND; /* "valueQuantity": a choice is navigated by its base name */
-    /* A choice element by its base name: "Observation.value" is "Observation.value[x]". The
-     * element may be inherited, so ask the owner's declaring path. */
-    pl = strlen(parent);
-    if (pl + namelen + 5 >= sizeof(key)) return HV_ENOTFOUND;
-    memcpy(key, parent, pl);
-    key[pl] = '.';
-    memcpy(key + pl + 1, name, namelen);
-    memcpy(key + pl + 1 + namelen, "[x]", 4);
-    e = hv_fhir_elem_find(key);
-    if (e == NULL || !hv_fhir_elem_is_choice(e)) return HV_ENOTFOUND;
-    fill(e, 1, out);
-    return HV_OK;
-}
-
-const char *hv__fp_model_elem_type(const hv__fp_elem_t *e, size_t i) {
-    const hv_fhir_type_t *t = hv_fhir_elem_type_at(e->h, i);
-    if (t == NULL) return NULL;
-    if (hv_fhir_type_kind(t) == HV_FHIR_KIND_SYSTEM) return "System.String";
-    return hv_fhir_type_name(t);
-}
-
-int hv__fp_model_kind(const char *type) {
-    const hv_fhir_type_t *t;
-    if (type == NULL) return 0;
-    t = hv_fhir_type_find(type, strlen(type));
-    if (t == NULL) return 0;
-    switch (hv_fhir_type_kind(t)) {
-    case HV_FHIR_KIND_PRIMITIVE: return 'P';
-    case HV_FHIR_KIND_COMPLEX: return 'C';
-    case HV_FHIR_KIND_RESOURCE: return 'R';
-    default: return 0;
+    /* A choice by its base name: the child named "name[x]". */
+    n = hv_fhir_elem_child_count(owner);
+    for (size_t i = 0; i < n; i++) {
+        const hv_fhir_elem_t *k = hv_fhir_elem_child_at(owner, i);
+        const char *kn = hv_fhir_elem_name(k);
+        if (strncmp(kn, name, len) == 0 && strcmp(kn + len, "[x]") == 0) {
+            *e = k;
+            *is_choice = 1;
+            *chosen = NULL;
+            return HV_OK;
+        }
     }
+    return HV_ENOTFOUND;
 }
 
-const char *hv__fp_model_base(const char *type) {
-    const hv_fhir_type_t *t, *b;
-    if (type == NULL) return NULL;
-    t = hv_fhir_type_find(type, strlen(type));
-    b = t != NULL ? hv_fhir_type_base(t) : NULL;
-    return b != NULL ? hv_fhir_type_name(b) : NULL;
-}
-
-const char *hv__fp_model_type(const char *name, size_t len) {
-    const hv_fhir_type_t *t = hv_fhir_type_find(name, len);
-    if (t == NULL || hv_fhir_type_kind(t) == HV_FHIR_KIND_SYSTEM) return NULL;
-    return hv_fhir_type_name(t);
+void hv__fp_typeref_resolve(const char *q, hv__fp_typeref_t *out) {
+    static const char *sys[] = {NULL, "Boolean", "Integer", "Decimal", "String", "Date", "DateTime", "Time", "Quantity"};
+    const char *name = q;
+    memset(out, 0, sizeof(*out));
+    if (strncmp(q, "System.", 7) == 0) {
+        out->ns = 'S';
+        name = q + 7;
+    } else if (strncmp(q, "FHIR.", 5) == 0) {
+        out->ns = 'F';
+        name = q + 5;
+    }
+    if (out->ns != 'F') {
+        for (int i = 1; i < (int)HV_ARRAY_LEN(sys); i++)
+            if (strcmp(sys[i], name) == 0) out->sys = (int8_t)i; /* HV__FP_BOOL.. order */
+        if (strcmp(name, "Any") == 0) out->sys = 15;
+    }
+    if (out->ns != 'S') {
+        const hv_fhir_type_t *t = hv_fhir_type_find(name, strlen(name));
+        if (t != NULL && hv_fhir_type_kind(t) != HV_FHIR_KIND_SYSTEM) out->fhir = t;
+    }
 }

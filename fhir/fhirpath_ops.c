@@ -20,25 +20,6 @@
 /* Primitive FHIR elements as System values                                  */
 /* ------------------------------------------------------------------------- */
 
-static int prim_class(const char *t) {
-    /* 'b' boolean, 'i' integer, 'd' decimal, 's' string, 'D' date, 'T' dateTime, 't' time. */
-    if (t == NULL) return 0;
-    switch (t[0]) {
-    case 'b': return strcmp(t, "boolean") == 0 ? 'b' : strcmp(t, "base64Binary") == 0 ? 's' : 0;
-    case 'i': return strcmp(t, "integer") == 0 ? 'i' : strcmp(t, "instant") == 0 ? 'T' : strcmp(t, "id") == 0 ? 's' : 0;
-    case 'p': return strcmp(t, "positiveInt") == 0 ? 'i' : 0;
-    case 'u': return strcmp(t, "unsignedInt") == 0 ? 'i' : (strcmp(t, "uri") == 0 || strcmp(t, "url") == 0 || strcmp(t, "uuid") == 0) ? 's' : 0;
-    case 'd': return strcmp(t, "decimal") == 0 ? 'd' : strcmp(t, "date") == 0 ? 'D' : strcmp(t, "dateTime") == 0 ? 'T' : 0;
-    case 't': return strcmp(t, "time") == 0 ? 't' : 0;
-    case 's': return strcmp(t, "string") == 0 ? 's' : 0;
-    case 'c': return (strcmp(t, "code") == 0 || strcmp(t, "canonical") == 0) ? 's' : 0;
-    case 'm': return strcmp(t, "markdown") == 0 ? 's' : 0;
-    case 'o': return strcmp(t, "oid") == 0 ? 's' : 0;
-    case 'x': return strcmp(t, "xhtml") == 0 ? 's' : 0;
-    default: return 0;
-    }
-}
-
 int hv__fp_prim(hv__fp_ctx_t *c, const hv__fp_item_t *it, hv__fp_item_t *out) {
     struct json_object *j;
     int cls = 0;
@@ -47,8 +28,8 @@ int hv__fp_prim(hv__fp_ctx_t *c, const hv__fp_item_t *it, hv__fp_item_t *out) {
     if (it->kind != HV__FP_NODE) return 1;
     j = it->u.n.j;
     if (j == NULL) return 0;
-    cls = prim_class(it->u.n.type);
-    if (cls == 0 && it->u.n.type == NULL) {
+    cls = hv__fp_prim_class(it->u.n.t);
+    if (cls == 0 && it->u.n.t == NULL) {
         switch (json_object_get_type(j)) {
         case json_type_boolean: cls = 'b'; break;
         case json_type_int: cls = 'i'; break;
@@ -101,13 +82,9 @@ int hv__fp_prim(hv__fp_ctx_t *c, const hv__fp_item_t *it, hv__fp_item_t *out) {
 int hv__fp_node_quantity(hv__fp_ctx_t *c, const hv__fp_item_t *it, hv__fp_item_t *out) {
     struct json_object *j = it->u.n.j, *v = NULL;
     const char *unit = NULL;
-    const char *t = it->u.n.type;
     hv__fp_dec_t d;
     if (it->kind != HV__FP_NODE || j == NULL || !json_object_is_type(j, json_type_object)) return 0;
-    if (t == NULL || !(strcmp(t, "Quantity") == 0 || strcmp(t, "Age") == 0 || strcmp(t, "Duration") == 0 ||
-                       strcmp(t, "Distance") == 0 || strcmp(t, "Count") == 0 || strcmp(t, "MoneyQuantity") == 0 ||
-                       strcmp(t, "SimpleQuantity") == 0))
-        return 0;
+    if (!hv__fp_is_quantity_type(it->u.n.t)) return 0;
     if (!json_object_object_get_ex(j, "value", &v)) return 0;
     if (hv__fp_dec_parse(json_object_get_string(v), strlen(json_object_get_string(v)), &d) != HV_OK) return 0;
     unit = hv_json_get_str(j, "code");
@@ -190,7 +167,7 @@ const char *hv__fp_type_name(const hv__fp_item_t *it, const char **ns) {
     switch (it->kind) {
     case HV__FP_NODE:
         *ns = "FHIR";
-        return it->u.n.type != NULL ? it->u.n.type : "Element";
+        return it->u.n.t != NULL ? hv_fhir_type_name(it->u.n.t) : "Element";
     case HV__FP_BOOL: return "Boolean";
     case HV__FP_INT: return "Integer";
     case HV__FP_DEC: return "Decimal";
@@ -203,42 +180,19 @@ const char *hv__fp_type_name(const hv__fp_item_t *it, const char **ns) {
     }
 }
 
-static const char *const system_types[] = {"Boolean", "Integer", "Decimal", "String", "Date",
-                                           "DateTime", "Time", "Quantity", "Any", NULL};
-
-int hv__fp_is_type(const hv__fp_item_t *it, const char *tname, int exact_prim) {
-    const char *ns = NULL, *name = tname, *ins = NULL;
-    const char *have = NULL;
-    int is_system_name = 0, known = 0;
-    if (strncmp(tname, "System.", 7) == 0) {
-        ns = "System";
-        name = tname + 7;
-    } else if (strncmp(tname, "FHIR.", 5) == 0) {
-        ns = "FHIR";
-        name = tname + 5;
-    }
-    for (int i = 0; system_types[i] != NULL; i++)
-        if (strcmp(system_types[i], name) == 0) is_system_name = 1;
-    known = hv__fp_model_kind(name) != 0 || strcmp(name, "Element") == 0 || strcmp(name, "BackboneElement") == 0;
-    if (!known && !is_system_name) return -1;
-    have = hv__fp_type_name(it, &ins);
+int hv__fp_is_type(const hv__fp_item_t *it, const hv__fp_typeref_t *tr, int exact_prim) {
+    if (tr->fhir == NULL && tr->sys == 0) return tr->ns == 'S' ? 0 : -1; /* System.Patient: never */
     if (it->kind == HV__FP_NODE) {
-        if (ns != NULL && strcmp(ns, "FHIR") != 0) return 0;
-        if (strcmp(name, "Resource") == 0 || strcmp(name, "DomainResource") == 0 || strcmp(name, "Element") == 0 ||
-            strcmp(name, "BackboneElement") == 0) {
-            /* walk the base chain below */
-        }
+        const hv_fhir_type_t *t = it->u.n.t;
+        if (tr->fhir == NULL || t == NULL) return 0;
         /* For as() and ofType() a primitive matches exactly — a code is not cast to a
          * string (the R4 suite's testFHIRPathAsFunction11) — while is() follows the
          * base chain (testFHIRPathIsFunction2, testTypeA4). */
-        if (exact_prim && hv__fp_model_kind(have) == 'P') return strcmp(have, name) == 0;
-        for (const char *t = have; t != NULL; t = hv__fp_model_base(t))
-            if (strcmp(t, name) == 0) return 1;
-        return 0;
+        if (exact_prim && hv_fhir_type_kind(t) == HV_FHIR_KIND_PRIMITIVE) return t == tr->fhir;
+        return hv_fhir_type_is(t, tr->fhir) ? 1 : 0;
     }
-    if (ns != NULL && strcmp(ns, "System") != 0) return 0;
-    if (strcmp(name, "Any") == 0) return 1;
-    return strcmp(have, name) == 0;
+    if (tr->ns == 'F' || tr->sys == 0) return 0;
+    return tr->sys == 15 || tr->sys == it->kind;
 }
 
 /* ------------------------------------------------------------------------- */
@@ -314,6 +268,16 @@ static int json_deep_eq(struct json_object *a, struct json_object *b) {
 
 int hv__fp_item_eq(hv__fp_ctx_t *c, const hv__fp_item_t *a0, const hv__fp_item_t *b0) {
     hv__fp_item_t a, b;
+    if (a0->kind == HV__FP_NODE && b0->kind == HV__FP_NODE) {
+        const hv_fhir_type_t *ta = a0->u.n.t, *tb = b0->u.n.t;
+        /* The same element is equal to itself; complex elements of different types never
+         * are (fhirpath.html#equality compares them property by property), which spares the
+         * deep comparison when union() de-duplicates a resource against its parts. */
+        if (a0->u.n.j == b0->u.n.j && a0->u.n.ext == b0->u.n.ext) return 1;
+        if (ta != NULL && tb != NULL && ta != tb && hv_fhir_type_kind(ta) != HV_FHIR_KIND_PRIMITIVE &&
+            hv_fhir_type_kind(tb) != HV_FHIR_KIND_PRIMITIVE)
+            return 0;
+    }
     value_of(c, a0, &a);
     value_of(c, b0, &b);
     if (a.kind == HV__FP_NODE || b.kind == HV__FP_NODE) {

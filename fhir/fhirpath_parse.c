@@ -18,6 +18,7 @@
 #include "fhir/fhirpath_int.h"
 
 typedef struct parser {
+    unsigned flags; /* HV_FHIRPATH_STRICT */
     hv__fp_lexer_t lx;
     hv__fp_token_t tok; /* the current (lookahead) token */
     hv_arena_t *arena;
@@ -64,6 +65,13 @@ static int expect_op(parser_t *ps, const char *s) {
         return syntax_error(ps, &ps->tok, what, tok_desc(&ps->tok, b, sizeof(b)));
     }
     return advance(ps);
+}
+
+/* Sets a node's name and, for a name that may be a type, its resolved type. */
+static void set_name(hv__fp_node_t *n, const char *name) {
+    n->name = name;
+    n->namelen = strlen(name);
+    if (n->op == HV__FP_N_IDENT || n->op == HV__FP_N_IS || n->op == HV__FP_N_AS) hv__fp_typeref_resolve(name, &n->tref);
 }
 
 static hv__fp_node_t *new_node(parser_t *ps, int op, const hv__fp_token_t *t) {
@@ -177,8 +185,9 @@ static int parse_call(parser_t *ps, hv__fp_node_t *n, const hv__fp_token_t *nt) 
     if (hv__fp_func_takes_type(n->fn) && nargs == 1) {
         hv__fp_node_t *t = new_node(ps, HV__FP_N_IDENT, nt);
         if (t == NULL) return HV_ENOMEM;
-        t->name = type_arg_name(ps, args[0]);
-        if (t->name == NULL) return syntax_error(ps, nt, "'%s' expects a type name", n->name);
+        const char *tn = type_arg_name(ps, args[0]);
+        if (tn == NULL) return syntax_error(ps, nt, "'%s' expects a type name", n->name);
+        set_name(t, tn);
         n->right = t;
     }
     (void)d;
@@ -227,6 +236,36 @@ static int parse_literal_number(parser_t *ps, hv__fp_node_t *n) {
     return rc;
 }
 
+/* The type an expression is cast to (`x as T`, `x.as(T)`), or NULL. */
+static const hv_fhir_type_t *cast_type(const hv__fp_node_t *n) {
+    if (n->op == HV__FP_N_AS) return n->tref.fhir;
+    if (n->op == HV__FP_N_FUNC && n->right != NULL && strcmp(n->name, "as") == 0) return n->right->tref.fhir;
+    return NULL;
+}
+
+static int is_unordered(const hv__fp_node_t *n) {
+    return n != NULL && n->op == HV__FP_N_FUNC && (strcmp(n->name, "children") == 0 || strcmp(n->name, "descendants") == 0);
+}
+
+/* Strict mode's static checks of a postfix node m (see HV_FHIRPATH_STRICT). */
+static int strict_check(parser_t *ps, const hv__fp_node_t *m, const hv__fp_token_t *at) {
+    const hv_fhir_type_t *t;
+    if (!(ps->flags & HV_FHIRPATH_STRICT)) return HV_OK;
+    if (m->op == HV__FP_N_MEMBER && (t = cast_type(m->left)) != NULL) {
+        const hv_fhir_elem_t *e;
+        const hv_fhir_type_t *chosen;
+        int choice;
+        if (hv__fp_model_child(hv_fhir_type_root(t), m->name, m->namelen, &e, &choice, &chosen) != HV_OK)
+            return syntax_error(ps, at, "'%s' is not an element of the type cast to", m->name);
+    }
+    if ((m->op == HV__FP_N_INDEX || (m->op == HV__FP_N_FUNC &&
+         (strcmp(m->name, "first") == 0 || strcmp(m->name, "last") == 0 || strcmp(m->name, "tail") == 0 ||
+          strcmp(m->name, "skip") == 0 || strcmp(m->name, "take") == 0))) && is_unordered(m->left))
+        return syntax_error(ps, at, "'%s' depends on an order that children()/descendants() do not have",
+                            m->op == HV__FP_N_INDEX ? "[]" : m->name);
+    return HV_OK;
+}
+
 /* term and invocation, then postfix '.' invocation and '[' expression ']'. */
 static int parse_postfix(parser_t *ps, hv__fp_node_t **out) {
     hv__fp_node_t *n = NULL;
@@ -264,7 +303,7 @@ static int parse_postfix(parser_t *ps, hv__fp_node_t **out) {
     }
     case HV__FP_T_VAR:
         n->op = HV__FP_N_VAR;
-        n->name = t.val;
+        set_name(n, t.val);
         rc = advance(ps);
         if (rc != HV_OK) return rc;
         break;
@@ -285,7 +324,7 @@ static int parse_postfix(parser_t *ps, hv__fp_node_t **out) {
             break;
         }
         n->op = HV__FP_N_IDENT;
-        n->name = t.val;
+        set_name(n, t.val);
         rc = advance(ps);
         if (rc != HV_OK) return rc;
         if (t.type == HV__FP_T_IDENT && is_op(&ps->tok, "(")) {
@@ -326,7 +365,7 @@ static int parse_postfix(parser_t *ps, hv__fp_node_t **out) {
                                     tok_desc(&nt, d, sizeof(d)));
             m = new_node(ps, HV__FP_N_MEMBER, &nt);
             if (m == NULL) return HV_ENOMEM;
-            m->name = nt.val;
+            set_name(m, nt.val);
             m->left = n;
             rc = advance(ps);
             if (rc != HV_OK) return rc;
@@ -334,6 +373,8 @@ static int parse_postfix(parser_t *ps, hv__fp_node_t **out) {
                 rc = parse_call(ps, m, &nt);
                 if (rc != HV_OK) return rc;
             }
+            rc = strict_check(ps, m, &nt);
+            if (rc != HV_OK) return rc;
             n = m;
         } else if (is_op(&ps->tok, "[")) {
             hv__fp_node_t *m = new_node(ps, HV__FP_N_INDEX, &ps->tok);
@@ -343,6 +384,8 @@ static int parse_postfix(parser_t *ps, hv__fp_node_t **out) {
             if (rc == HV_OK) rc = expect_op(ps, "]");
             if (rc != HV_OK) return rc;
             m->left = n;
+            rc = strict_check(ps, m, &ps->tok);
+            if (rc != HV_OK) return rc;
             n = m;
         } else {
             break;
@@ -392,7 +435,7 @@ static int parse_expr(parser_t *ps, int minprec, hv__fp_node_t **out) {
             char *name = NULL;
             rc = parse_type_spec(ps, &name);
             if (rc != HV_OK) goto out;
-            n->name = name;
+            set_name(n, name);
         } else {
             rc = parse_expr(ps, prec + 1, &n->right);
             if (rc != HV_OK) goto out;
@@ -413,6 +456,7 @@ int hv_fhirpath_compile(const char *expr, size_t len, const hv_fhirpath_limits_t
     char d[64];
 
     if (expr == NULL || out == NULL) return HV_EINVAL;
+    hv_error_clear(err);
     if (len == 0) len = strlen(expr);
     fp = hv_calloc(1, sizeof(*fp));
     if (fp == NULL) return HV_ENOMEM;
@@ -423,6 +467,7 @@ int hv_fhirpath_compile(const char *expr, size_t len, const hv_fhirpath_limits_t
         if (limits->max_expression > 0) fp->lim.max_expression = limits->max_expression;
         if (limits->max_depth > 0) fp->lim.max_depth = limits->max_depth;
         if (limits->max_items > 0) fp->lim.max_items = limits->max_items;
+        fp->lim.flags = limits->flags;
     }
     if (len > fp->lim.max_expression) {
         hv_error_set(err, HV_ETOOBIG, NULL, "expression longer than %zu bytes", fp->lim.max_expression);
@@ -438,6 +483,7 @@ int hv_fhirpath_compile(const char *expr, size_t len, const hv_fhirpath_limits_t
     ps.arena = fp->arena;
     ps.err = err;
     ps.max_depth = fp->lim.max_depth;
+    ps.flags = fp->lim.flags;
     ps.lx.src = ps.lx.cur = ps.lx.line_start = expr;
     ps.lx.end = expr + len;
     ps.lx.line = 1;
@@ -599,11 +645,6 @@ static int print_node(const hv__fp_node_t *n, hv_buf_t *b) {
         if (rc == HV_OK) rc = hv_buf_putc(b, '[');
         if (rc == HV_OK) rc = print_node(n->right, b);
         if (rc == HV_OK) rc = hv_buf_putc(b, ']');
-        return rc;
-    case HV__FP_N_PAREN:
-        rc = hv_buf_putc(b, '(');
-        if (rc == HV_OK) rc = print_node(n->left, b);
-        if (rc == HV_OK) rc = hv_buf_putc(b, ')');
         return rc;
     case HV__FP_N_NEG:
     case HV__FP_N_POS:

@@ -40,6 +40,34 @@ static char *dupn(hv__fp_ctx_t *c, const char *s, size_t n) {
 
 /* ---- strings ---- */
 
+/* Positions and lengths count characters (Unicode code points of the UTF-8 text), as
+ * FHIRPath strings are sequences of characters (fhirpath.html#string). */
+static size_t u8_count(const char *s, size_t n) {
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (((unsigned char)s[i] & 0xC0) != 0x80) k++;
+    return k;
+}
+
+/* The byte offset of character k (n when past the end). */
+static size_t u8_offset(const char *s, size_t n, size_t k) {
+    size_t i = 0;
+    for (; i < n; i++) {
+        if (((unsigned char)s[i] & 0xC0) != 0x80) {
+            if (k == 0) return i;
+            k--;
+        }
+    }
+    return n;
+}
+
+/* The byte length of the character at s[i]. */
+static size_t u8_len(const char *s, size_t n, size_t i) {
+    size_t j = i + 1;
+    while (j < n && ((unsigned char)s[j] & 0xC0) == 0x80) j++;
+    return j - i;
+}
+
 static const char *find_sub(const char *s, size_t n, const char *sub, size_t sn) {
     if (sn == 0) return s;
     for (size_t i = 0; i + sn <= n; i++)
@@ -55,7 +83,7 @@ FN(indexOf) {
     rc = hv__fp_arg_str(c, n, in, 0, &sub, &n2, &pr2);
     if (rc != HV_OK || !pr2) return rc;
     p = find_sub(s, n1, sub, n2);
-    return hv__fp_push_int(c, out, p != NULL ? (int64_t)(p - s) : -1);
+    return hv__fp_push_int(c, out, p != NULL ? (int64_t)u8_count(s, (size_t)(p - s)) : -1);
 }
 
 FN(lastIndexOf) {
@@ -68,7 +96,7 @@ FN(lastIndexOf) {
     if (rc != HV_OK || !pr2) return rc;
     for (size_t i = 0; i + n2 <= n1; i++)
         if (memcmp(s + i, sub, n2) == 0) last = (int64_t)i;
-    return hv__fp_push_int(c, out, last);
+    return hv__fp_push_int(c, out, last >= 0 ? (int64_t)u8_count(s, (size_t)last) : -1);
 }
 
 FN(substring) {
@@ -84,9 +112,14 @@ FN(substring) {
         if (rc != HV_OK) return rc;
         if (!pr) cnt = -1;
     }
-    if (start < 0 || (size_t)start >= len) return HV_OK;
-    if (cnt < 0 || (size_t)cnt > len - (size_t)start) cnt = (int64_t)(len - (size_t)start);
-    return hv__fp_push_str(c, out, dupn(c, s + start, (size_t)cnt), (size_t)cnt);
+    {
+        size_t chars = u8_count(s, len), b0, b1;
+        if (start < 0 || (size_t)start >= chars) return HV_OK;
+        if (cnt < 0 || (size_t)cnt > chars - (size_t)start) cnt = (int64_t)(chars - (size_t)start);
+        b0 = u8_offset(s, len, (size_t)start);
+        b1 = u8_offset(s, len, (size_t)(start + cnt));
+        return hv__fp_push_str(c, out, dupn(c, s + b0, b1 - b0), b1 - b0);
+    }
 }
 
 static int str_pred(hv__fp_ctx_t *c, const hv__fp_node_t *n, const hv__fp_coll_t *in, hv__fp_coll_t *out, int which) {
@@ -252,14 +285,18 @@ FN(length) {
     size_t len = 0;
     int pr, rc = in_str(c, n, in, &s, &len, &pr);
     if (rc != HV_OK || !pr) return rc;
-    return hv__fp_push_int(c, out, (int64_t)len);
+    return hv__fp_push_int(c, out, (int64_t)u8_count(s, len));
 }
 
 FN(toChars) {
     const char *s = NULL;
     size_t len = 0;
     int pr, rc = in_str(c, n, in, &s, &len, &pr);
-    for (size_t i = 0; rc == HV_OK && pr && i < len; i++) rc = hv__fp_push_str(c, out, s + i, 1);
+    for (size_t i = 0; rc == HV_OK && pr && i < len;) {
+        size_t k = u8_len(s, len, i);
+        rc = hv__fp_push_str(c, out, dupn(c, s + i, k), k);
+        i += k;
+    }
     return rc;
 }
 

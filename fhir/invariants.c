@@ -12,6 +12,8 @@
  * ele-1 ("All FHIR elements must have a @value or children") is checked natively by
  * the walk, on every element, with the same meaning; evaluating it through FHIRPath
  * on each of the tens of thousands of elements of a Bundle would dominate the cost.
+ * Also native: the narrative rules txt-1/txt-2 (htmlChecks()) and dom-3 (contained
+ * resources are referenced), whose expression needs as() over collections.
  * A constraint whose expression the engine cannot compile or evaluate is reported
  * once per resource as an "information" issue (code "not-supported") and does not
  * count as an error.
@@ -26,16 +28,28 @@
 
 enum { CS_UNTRIED = 0, CS_OK, CS_FAILED };
 
+enum { K_PLAIN = 0, K_ELE1, K_DOM6, K_TXT1, K_TXT2, K_DOM3 };
+
 struct hv__fhir_inv {
     size_t n;
+    unsigned char *special;  /* per constraint id: K_* (the keys handled natively) */
+    struct json_object *div; /* the narrative last checked, and its txt-1/txt-2 results */
+    int txt1, txt2;
     hv_fhirpath_t **fp;
     unsigned char *state;
     unsigned char *reported; /* per resource: "could not evaluate" already said */
     hv_arena_t *arena;
+    struct extra *extra; /* expressions of profiles, compiled on first use */
 };
 
-hv__fhir_inv_t *hv__fhir_inv_new(void)
-{
+/* A compiled expression that is not in the model (a profile's constraint). */
+struct extra {
+    char *expr;
+    hv_fhirpath_t *fp; /* NULL when it does not compile */
+    struct extra *next;
+};
+
+hv__fhir_inv_t *hv__fhir_inv_new(void) {
     hv__fhir_inv_t *inv = hv_calloc(1, sizeof(*inv));
     if (inv == NULL)
         return NULL;
@@ -44,15 +58,25 @@ hv__fhir_inv_t *hv__fhir_inv_new(void)
     inv->state = hv_calloc(inv->n, 1);
     inv->reported = hv_calloc(inv->n, 1);
     inv->arena = hv_arena_new(0);
-    if (inv->fp == NULL || inv->state == NULL || inv->reported == NULL || inv->arena == NULL) {
+    inv->special = hv_calloc(inv->n, 1);
+    for (size_t i = 0; inv->special != NULL && i < inv->n; i++) {
+        const char *key = hv_fhir_constraint_key(hv_fhir_constraint_at(i));
+        inv->special[i] = strcmp(key, "ele-1") == 0   ? K_ELE1
+                          : strcmp(key, "dom-6") == 0 ? K_DOM6
+                          : strcmp(key, "txt-1") == 0 ? K_TXT1
+                          : strcmp(key, "txt-2") == 0 ? K_TXT2
+                          : strcmp(key, "dom-3") == 0 ? K_DOM3
+                                                      : K_PLAIN;
+    }
+    if (inv->fp == NULL || inv->state == NULL || inv->reported == NULL || inv->arena == NULL ||
+        inv->special == NULL) {
         hv__fhir_inv_free(inv);
         return NULL;
     }
     return inv;
 }
 
-void hv__fhir_inv_free(hv__fhir_inv_t *inv)
-{
+void hv__fhir_inv_free(hv__fhir_inv_t *inv) {
     if (inv == NULL)
         return;
     for (size_t i = 0; inv->fp != NULL && i < inv->n; i++)
@@ -60,18 +84,75 @@ void hv__fhir_inv_free(hv__fhir_inv_t *inv)
     hv_free(inv->fp);
     hv_free(inv->state);
     hv_free(inv->reported);
+    hv_free(inv->special);
+    while (inv->extra != NULL) {
+        struct extra *x = inv->extra;
+        inv->extra = x->next;
+        hv_fhirpath_free(x->fp);
+        hv_free(x->expr);
+        hv_free(x);
+    }
     hv_arena_free(inv->arena);
     hv_free(inv);
 }
 
-void hv__fhir_inv_begin(hv__fhir_inv_t *inv)
-{
+void hv__fhir_inv_begin(hv__fhir_inv_t *inv) {
     memset(inv->reported, 0, inv->n);
+    inv->div = NULL;
+}
+
+/* Does some string value under v (the narrative excepted) equal s? Depth-capped. */
+static int has_string(struct json_object *v, const char *s, int depth) {
+    if (v == NULL || depth > HV_FHIR_DEFAULT_MAX_DEPTH * 2)
+        return 0;
+    switch (json_object_get_type(v)) {
+    case json_type_string:
+        return strcmp(json_object_get_string(v), s) == 0;
+    case json_type_array:
+        for (size_t i = 0; i < json_object_array_length(v); i++)
+            if (has_string(json_object_array_get_idx(v, i), s, depth + 1))
+                return 1;
+        return 0;
+    case json_type_object: {
+        json_object_object_foreach(v, k, x) {
+            if (strcmp(k, "div") != 0 && has_string(x, s, depth + 1))
+                return 1;
+        }
+        return 0;
+    }
+    default:
+        return 0;
+    }
+}
+
+/*
+ * dom-3 (DomainResource): every contained resource is referenced from elsewhere in the
+ * resource ("#id" as a reference, canonical, uri or url), or itself refers to its container
+ * ("#"). Checked natively: the FHIRPath expression needs as() over collections. A string of
+ * any type equal to "#id" counts as a reference here. Returns 1 when it holds, else 0 with
+ * the id of the first unreferenced contained resource in bad.
+ */
+static int dom3_ok(struct json_object *res, char *bad, size_t badlen) {
+    struct json_object *contained = NULL;
+    if (!json_object_object_get_ex(res, "contained", &contained) ||
+        !json_object_is_type(contained, json_type_array))
+        return 1;
+    for (size_t i = 0; i < json_object_array_length(contained); i++) {
+        struct json_object *cr = json_object_array_get_idx(contained, i);
+        const char *id = hv_json_get_str(cr, "id");
+        char ref[160];
+        if (id == NULL || snprintf(ref, sizeof(ref), "#%s", id) >= (int)sizeof(ref))
+            continue;
+        if (has_string(cr, "#", 0) || has_string(res, ref, 0))
+            continue;
+        snprintf(bad, badlen, "%s", id);
+        return 0;
+    }
+    return 1;
 }
 
 static const hv_fhirpath_t *compiled(hv__fhir_inv_t *inv, const hv_fhir_constraint_t *k,
-                                     hv_error_t *err)
-{
+                                     hv_error_t *err) {
     size_t id = hv_fhir_constraint_id(k);
     if (inv->state[id] == CS_UNTRIED) {
         const char *expr = hv_fhir_constraint_expression(k);
@@ -88,8 +169,7 @@ static const hv_fhirpath_t *compiled(hv__fhir_inv_t *inv, const hv_fhir_constrai
  * constraint says nothing about the focus.
  */
 static int evaluate(hv__fhir_vctx_t *c, hv__fhir_inv_t *inv, const hv_fhirpath_t *fp,
-                    const hv__fhir_focus_t *f, hv_error_t *err)
-{
+                    const hv__fhir_focus_t *f, hv_error_t *err) {
     hv__fp_ctx_t ctx;
     hv__fp_coll_t focus = {0}, out = {0};
     hv_fhirpath_env_t env;
@@ -104,9 +184,7 @@ static int evaluate(hv__fhir_vctx_t *c, hv__fhir_inv_t *inv, const hv_fhirpath_t
     ctx.env = &env;
     ctx.fp = fp;
     ctx.err = err;
-    const char *tname = hv_fhir_type_name(f->type);
-    const char *mtype = hv__fp_model_type(tname, strlen(tname));
-    hv__fp_make_node(&ctx.context, f->json, f->ext, mtype, f->path);
+    hv__fp_make_node(&ctx.context, f->json, f->ext, f->type, f->owner);
     hv__fp_make_node(&ctx.resource, f->resource, NULL, NULL, NULL);
     hv__fp_make_node(&ctx.root, f->root_resource, NULL, NULL, NULL);
     rc = hv__fp_push(&ctx, &focus, &ctx.context);
@@ -123,22 +201,40 @@ static int evaluate(hv__fhir_vctx_t *c, hv__fhir_inv_t *inv, const hv_fhirpath_t
 }
 
 static void check_one(hv__fhir_vctx_t *c, hv__fhir_inv_t *inv, const hv_fhir_constraint_t *k,
-                      const hv__fhir_focus_t *f)
-{
+                      const hv__fhir_focus_t *f) {
+    size_t cid = hv_fhir_constraint_id(k);
+    int special = inv->special[cid];
     const char *key = hv_fhir_constraint_key(k);
     hv_error_t err;
-    if (strcmp(key, "ele-1") == 0)
+    if (special == K_ELE1)
         return; /* checked natively by the walk */
     /* dom-6 (narrative, a best practice) is not asked of contained resources. */
-    if (strcmp(key, "dom-6") == 0 && f->resource != f->root_resource && f->contained)
+    if (special == K_DOM6 && f->resource != f->root_resource && f->contained)
         return;
     hv_error_clear(&err);
     int r;
-    if ((strcmp(key, "txt-1") == 0 || strcmp(key, "txt-2") == 0) && f->json != NULL &&
+    if ((special == K_TXT1 || special == K_TXT2) && f->json != NULL &&
         json_object_is_type(f->json, json_type_string)) {
-        /* htmlChecks(): the narrative rules, checked natively. */
-        r = hv__fhir_narrative_ok(key, json_object_get_string(f->json),
-                                  (size_t)json_object_get_string_len(f->json));
+        /* htmlChecks(): the narrative rules, checked natively, one parse for both. */
+        if (inv->div != f->json) {
+            hv__fhir_narrative_check(json_object_get_string(f->json),
+                                     (size_t)json_object_get_string_len(f->json), &inv->txt1,
+                                     &inv->txt2);
+            inv->div = f->json;
+        }
+        r = special == K_TXT1 ? inv->txt1 : inv->txt2;
+    } else if (special == K_DOM3 && f->json != NULL &&
+               json_object_is_type(f->json, json_type_object)) {
+        char bad[128];
+        r = dom3_ok(f->json, bad, sizeof(bad));
+        if (r == 0) {
+            hv__fhir_issue(
+                c, "error", "invariant", key,
+                "Constraint failed: dom-3: the contained resource '%s' is not referenced "
+                "from the resource and does not refer to it ('%s')",
+                bad, hv_fhir_constraint_human(k));
+            return;
+        }
     } else {
         const hv_fhirpath_t *fp = compiled(inv, k, &err);
         r = fp != NULL ? evaluate(c, inv, fp, f, &err) : HV_ENOTSUP;
@@ -147,8 +243,9 @@ static void check_one(hv__fhir_vctx_t *c, hv__fhir_inv_t *inv, const hv_fhir_con
         return;
     if (r == 0) {
         int warn = hv_fhir_constraint_severity(k) == HV_FHIR_SEV_WARNING;
-        hv__fhir_issue(c, warn ? "warning" : "error", "invariant", key, "Constraint failed: %s: '%s' (%s)",
-                       key, hv_fhir_constraint_human(k), hv_fhir_constraint_expression(k));
+        hv__fhir_issue(c, warn ? "warning" : "error", "invariant", key,
+                       "Constraint failed: %s: '%s' (%s)", key, hv_fhir_constraint_human(k),
+                       hv_fhir_constraint_expression(k));
         return;
     }
     size_t id = hv_fhir_constraint_id(k);
@@ -160,8 +257,8 @@ static void check_one(hv__fhir_vctx_t *c, hv__fhir_inv_t *inv, const hv_fhir_con
     }
 }
 
-void hv__fhir_invariants_check(hv__fhir_vctx_t *c, const hv_fhir_elem_t *e, const hv__fhir_focus_t *f)
-{
+void hv__fhir_invariants_check(hv__fhir_vctx_t *c, const hv_fhir_elem_t *e,
+                               const hv__fhir_focus_t *f) {
     hv__fhir_inv_t *inv = c->inv;
     const hv_fhir_elem_t *root = hv_fhir_type_root(f->type);
     size_t n = e != NULL ? hv_fhir_elem_constraint_count(e) : 0;
@@ -182,4 +279,38 @@ void hv__fhir_invariants_check(hv__fhir_vctx_t *c, const hv_fhir_elem_t *e, cons
                 check_one(c, inv, k, f);
         }
     }
+}
+
+void hv__fhir_invariant_expr(hv__fhir_vctx_t *c, const char *key, const char *expr,
+                             const char *human, int warning, const hv__fhir_focus_t *f) {
+    hv__fhir_inv_t *inv = c->inv;
+    struct extra *x;
+    hv_error_t err;
+    if (inv == NULL)
+        return;
+    hv_error_clear(&err);
+    for (x = inv->extra; x != NULL && strcmp(x->expr, expr) != 0; x = x->next)
+        ;
+    if (x == NULL) {
+        x = hv_calloc(1, sizeof(*x));
+        if (x == NULL || (x->expr = hv_strdup(expr)) == NULL) {
+            hv_free(x);
+            c->oom = 1;
+            return;
+        }
+        if (hv_fhirpath_compile(expr, 0, NULL, &x->fp, &err) != HV_OK)
+            x->fp = NULL;
+        x->next = inv->extra;
+        inv->extra = x;
+    }
+    int r = x->fp != NULL ? evaluate(c, inv, x->fp, f, &err) : HV_ENOTSUP;
+    if (r == 1)
+        return;
+    if (r == 0)
+        hv__fhir_issue(c, warning ? "warning" : "error", "invariant", key,
+                       "Constraint failed: %s: '%s' (%s)", key, human != NULL ? human : "", expr);
+    else
+        hv__fhir_issue(c, "information", "not-supported", key,
+                       "Constraint %s was not evaluated: %s", key,
+                       err.message[0] != '\0' ? err.message : hv_strerror(r));
 }

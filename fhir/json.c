@@ -24,29 +24,43 @@
 
 /* ---- helpers shared by the walkers ----------------------------------------- */
 
-size_t hv__fhir_path_push(hv__fhir_path_t *p, const char *name, long index)
-{
-    size_t old = p->len;
-    int n;
-    if (p->len >= sizeof(p->buf) - 1)
-        return old;
-    n = snprintf(p->buf + p->len, sizeof(p->buf) - p->len, index >= 0 ? "%s%s[%ld]" : "%s%s",
-                 p->len > 0 ? "." : "", name, index);
-    if (n < 0 || (size_t)n >= sizeof(p->buf) - p->len)
-        p->len = sizeof(p->buf) - 1; /* truncated: the path stays a prefix */
-    else
-        p->len += (size_t)n;
+size_t hv__fhir_path_push(hv__fhir_path_t *p, const char *name, long index) {
+    /* Called for every element of every validated resource: no printf here. */
+    size_t old = p->len, cap = sizeof(p->buf) - 1, n = strlen(name);
+    char digits[24];
+    size_t nd = 0;
+    if (index >= 0) {
+        unsigned long v = (unsigned long)index;
+        do {
+            digits[nd++] = (char)('0' + v % 10);
+            v /= 10;
+        } while (v > 0);
+    }
+    size_t need = (p->len > 0 ? 1 : 0) + n + (index >= 0 ? nd + 2 : 0);
+    if (p->len + need > cap)
+        return old; /* too long: the path stays a prefix */
+    char *w = p->buf + p->len;
+    if (p->len > 0)
+        *w++ = '.';
+    memcpy(w, name, n);
+    w += n;
+    if (index >= 0) {
+        *w++ = '[';
+        while (nd > 0)
+            *w++ = digits[--nd];
+        *w++ = ']';
+    }
+    *w = '\0';
+    p->len = (size_t)(w - p->buf);
     return old;
 }
 
-void hv__fhir_path_pop(hv__fhir_path_t *p, size_t len)
-{
+void hv__fhir_path_pop(hv__fhir_path_t *p, size_t len) {
     p->len = len;
     p->buf[len] = '\0';
 }
 
-int hv__fhir_prop_resolve(const hv_fhir_elem_t *owner, const char *key, hv__fhir_prop_t *p)
-{
+int hv__fhir_prop_resolve(const hv_fhir_elem_t *owner, const char *key, hv__fhir_prop_t *p) {
     int us = key[0] == '_';
     const hv_fhir_type_t *t = NULL;
     const hv_fhir_elem_t *e = hv_fhir_elem_child(owner, key + us, strlen(key + us), &t);
@@ -58,17 +72,16 @@ int hv__fhir_prop_resolve(const hv_fhir_elem_t *owner, const char *key, hv__fhir
     return HV_OK;
 }
 
-const hv_fhir_elem_t *hv__fhir_resource_root(struct json_object *obj)
-{
+const hv_fhir_elem_t *hv__fhir_resource_root(struct json_object *obj) {
     struct json_object *rt = NULL;
-    if (!json_object_object_get_ex(obj, "resourceType", &rt) || !json_object_is_type(rt, json_type_string))
+    if (!json_object_object_get_ex(obj, "resourceType", &rt) ||
+        !json_object_is_type(rt, json_type_string))
         return NULL;
     return hv_fhir_type_root(hv_fhir_resource_type(json_object_get_string(rt)));
 }
 
 const hv_fhir_elem_t *hv__fhir_value_owner(const hv_fhir_elem_t *e, const hv_fhir_type_t *t,
-                                           int underscore, struct json_object *value)
-{
+                                           int underscore, struct json_object *value) {
     if (t == NULL)
         return NULL;
     if (underscore)
@@ -80,8 +93,7 @@ const hv_fhir_elem_t *hv__fhir_value_owner(const hv_fhir_elem_t *e, const hv_fhi
 
 /* ---- parsing ---------------------------------------------------------------- */
 
-static void offset_to_linecol(const char *text, size_t off, int *line, int *col)
-{
+static void offset_to_linecol(const char *text, size_t off, int *line, int *col) {
     int l = 1, c = 1;
     for (size_t i = 0; i < off; i++) {
         if (text[i] == '\n') {
@@ -95,13 +107,59 @@ static void offset_to_linecol(const char *text, size_t off, int *line, int *col)
     *col = c;
 }
 
+/*
+ * The offset of the first byte that is not well-formed UTF-8 (RFC 3629 §4: no overlong
+ * forms, no surrogates, nothing above U+10FFFF), or len. json-c's own check lets some
+ * overlong forms (0xC1 0xAE) through, which XML then refuses.
+ */
+static size_t utf8_invalid_at(const char *text, size_t len) {
+    const unsigned char *s = (const unsigned char *)text;
+    size_t i = 0;
+    while (i < len) {
+        unsigned char c = s[i];
+        size_t n;
+        unsigned char lo = 0x80, hi = 0xBF;
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        if (c >= 0xC2 && c <= 0xDF) {
+            n = 1;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            n = 2;
+            if (c == 0xE0)
+                lo = 0xA0;
+            else if (c == 0xED)
+                hi = 0x9F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            n = 3;
+            if (c == 0xF0)
+                lo = 0x90;
+            else if (c == 0xF4)
+                hi = 0x8F;
+        } else {
+            return i;
+        }
+        if (i + n >= len)
+            return i;
+        if (s[i + 1] < lo || s[i + 1] > hi)
+            return i;
+        for (size_t k = 2; k <= n; k++)
+            if (s[i + k] < 0x80 || s[i + k] > 0xBF)
+                return i;
+        i += n + 1;
+    }
+    return len;
+}
+
 int hv_fhir_json_parse(const char *text, size_t len, const hv_fhir_parse_opts_t *opts,
-                       struct json_object **out, hv_error_t *err)
-{
+                       struct json_object **out, hv_error_t *err) {
     struct json_tokener *tok = NULL;
     struct json_object *obj = NULL;
-    size_t max_bytes = opts != NULL && opts->max_bytes > 0 ? opts->max_bytes : HV_FHIR_DEFAULT_MAX_BYTES;
-    int max_depth = opts != NULL && opts->max_depth > 0 ? opts->max_depth : HV_FHIR_DEFAULT_MAX_DEPTH;
+    size_t max_bytes =
+        opts != NULL && opts->max_bytes > 0 ? opts->max_bytes : HV_FHIR_DEFAULT_MAX_BYTES;
+    int max_depth =
+        opts != NULL && opts->max_depth > 0 ? opts->max_depth : HV_FHIR_DEFAULT_MAX_DEPTH;
     unsigned flags = opts != NULL ? opts->flags : 0;
     int rc = HV_EPROTO;
 
@@ -109,6 +167,13 @@ int hv_fhir_json_parse(const char *text, size_t len, const hv_fhir_parse_opts_t 
         hv_error_set(err, HV_ETOOBIG, NULL, "document of %zu bytes exceeds the cap of %zu", len,
                      max_bytes);
         return HV_ETOOBIG;
+    }
+    size_t bad = utf8_invalid_at(text, len);
+    if (bad < len) {
+        hv_error_set(err, HV_EPROTO, NULL, "invalid JSON: the text is not valid UTF-8");
+        if (err != NULL)
+            offset_to_linecol(text, bad, &err->line, &err->column);
+        return HV_EPROTO;
     }
     tok = json_tokener_new_ex(max_depth);
     if (tok == NULL)
@@ -131,7 +196,8 @@ int hv_fhir_json_parse(const char *text, size_t len, const hv_fhir_parse_opts_t 
             offset_to_linecol(text, end, &err->line, &err->column);
         goto out;
     }
-    while (end < len && (text[end] == ' ' || text[end] == '\t' || text[end] == '\n' || text[end] == '\r'))
+    while (end < len &&
+           (text[end] == ' ' || text[end] == '\t' || text[end] == '\n' || text[end] == '\r'))
         end++;
     if (end < len) {
         hv_error_set(err, HV_EPROTO, NULL, "invalid JSON: content after the document");
@@ -145,7 +211,8 @@ int hv_fhir_json_parse(const char *text, size_t len, const hv_fhir_parse_opts_t 
         goto out;
     }
     struct json_object *rt = NULL;
-    if (!json_object_object_get_ex(obj, "resourceType", &rt) || !json_object_is_type(rt, json_type_string)) {
+    if (!json_object_object_get_ex(obj, "resourceType", &rt) ||
+        !json_object_is_type(rt, json_type_string)) {
         hv_error_set(err, HV_EINVAL, NULL, "the resource has no resourceType");
         rc = HV_EINVAL;
         goto out;
@@ -180,8 +247,7 @@ typedef struct prop_ent {
     int known;
 } prop_ent_t;
 
-static int cmp_prop(const void *a, const void *b)
-{
+static int cmp_prop(const void *a, const void *b) {
     const prop_ent_t *x = a, *y = b;
     if (x->order != y->order)
         return x->order < y->order ? -1 : 1;
@@ -191,8 +257,7 @@ static int cmp_prop(const void *a, const void *b)
 static int write_value(hv_buf_t *out, struct json_object *v, const hv_fhir_elem_t *e,
                        const hv_fhir_type_t *t, int underscore, unsigned flags, int depth);
 
-static int indent(hv_buf_t *out, unsigned flags, int depth)
-{
+static int indent(hv_buf_t *out, unsigned flags, int depth) {
     int rc = HV_OK;
     if (!(flags & HV_FHIR_WRITE_PRETTY))
         return HV_OK;
@@ -203,8 +268,7 @@ static int indent(hv_buf_t *out, unsigned flags, int depth)
 }
 
 static int write_object(hv_buf_t *out, struct json_object *obj, const hv_fhir_elem_t *owner,
-                        unsigned flags, int depth)
-{
+                        unsigned flags, int depth) {
     prop_ent_t stackents[32];
     prop_ent_t *ents = stackents;
     size_t n = (size_t)json_object_object_length(obj), i = 0;
@@ -212,9 +276,9 @@ static int write_object(hv_buf_t *out, struct json_object *obj, const hv_fhir_el
 
     /* resourceType comes first on a resource (an element may bear the same name:
      * ExampleScenario.instance.resourceType). */
-    int is_resource = owner == NULL || (hv_fhir_elem_parent(owner) == NULL &&
-                                        hv_fhir_type_kind(hv_fhir_elem_owner_type(owner)) ==
-                                            HV_FHIR_KIND_RESOURCE);
+    int is_resource = owner == NULL ||
+                      (hv_fhir_elem_parent(owner) == NULL &&
+                       hv_fhir_type_kind(hv_fhir_elem_owner_type(owner)) == HV_FHIR_KIND_RESOURCE);
     if (n == 0)
         return hv_buf_puts(out, "{}");
     if (n > HV_ARRAY_LEN(stackents)) {
@@ -222,8 +286,7 @@ static int write_object(hv_buf_t *out, struct json_object *obj, const hv_fhir_el
         if (ents == NULL)
             return HV_ENOMEM;
     }
-    json_object_object_foreach(obj, key, val)
-    {
+    json_object_object_foreach(obj, key, val) {
         prop_ent_t *pe = &ents[i];
         pe->key = key;
         pe->val = val;
@@ -269,8 +332,7 @@ static int write_object(hv_buf_t *out, struct json_object *obj, const hv_fhir_el
 }
 
 static int write_value(hv_buf_t *out, struct json_object *v, const hv_fhir_elem_t *e,
-                       const hv_fhir_type_t *t, int underscore, unsigned flags, int depth)
-{
+                       const hv_fhir_type_t *t, int underscore, unsigned flags, int depth) {
     if (depth > HV_FHIR_DEFAULT_MAX_DEPTH * 2)
         return HV_ETOOBIG;
     switch (json_object_get_type(v)) {
@@ -282,7 +344,8 @@ static int write_value(hv_buf_t *out, struct json_object *v, const hv_fhir_elem_
     case json_type_double:
         return hv_buf_puts(out, json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
     case json_type_string:
-        return hv_buf_json_str(out, json_object_get_string(v), (size_t)json_object_get_string_len(v));
+        return hv_buf_json_str(out, json_object_get_string(v),
+                               (size_t)json_object_get_string_len(v));
     case json_type_array: {
         size_t n = json_object_array_length(v);
         int rc = hv_buf_putc(out, '[');
@@ -308,8 +371,7 @@ static int write_value(hv_buf_t *out, struct json_object *v, const hv_fhir_elem_
     return HV_EINVAL;
 }
 
-int hv_fhir_json_write(struct json_object *resource, unsigned flags, hv_buf_t *out)
-{
+int hv_fhir_json_write(struct json_object *resource, unsigned flags, hv_buf_t *out) {
     size_t start = out->len;
     int rc = write_value(out, resource, NULL, NULL, 0, flags, 0);
     if (rc != HV_OK) {
@@ -322,19 +384,18 @@ int hv_fhir_json_write(struct json_object *resource, unsigned flags, hv_buf_t *o
 
 /* ---- comparison --------------------------------------------------------------- */
 
-const char *hv_fhir_json_number_text(struct json_object *num)
-{
+const char *hv_fhir_json_number_text(struct json_object *num) {
     if (!json_object_is_type(num, json_type_int) && !json_object_is_type(num, json_type_double))
         return NULL;
     return json_object_to_json_string_ext(num, JSON_C_TO_STRING_PLAIN);
 }
 
-static int equal_depth(struct json_object *a, struct json_object *b, int depth)
-{
+static int equal_depth(struct json_object *a, struct json_object *b, int depth) {
     enum json_type ta = json_object_get_type(a), tb = json_object_get_type(b);
     if (depth > HV_FHIR_DEFAULT_MAX_DEPTH * 2)
         return 0;
-    if ((ta == json_type_int || ta == json_type_double) && (tb == json_type_int || tb == json_type_double)) {
+    if ((ta == json_type_int || ta == json_type_double) &&
+        (tb == json_type_int || tb == json_type_double)) {
         if (ta == json_type_int && tb == json_type_int)
             return json_object_get_int64(a) == json_object_get_int64(b);
         char ab[64];
@@ -357,15 +418,15 @@ static int equal_depth(struct json_object *a, struct json_object *b, int depth)
         if (n != json_object_array_length(b))
             return 0;
         for (size_t i = 0; i < n; i++)
-            if (!equal_depth(json_object_array_get_idx(a, i), json_object_array_get_idx(b, i), depth + 1))
+            if (!equal_depth(json_object_array_get_idx(a, i), json_object_array_get_idx(b, i),
+                             depth + 1))
                 return 0;
         return 1;
     }
     case json_type_object: {
         if (json_object_object_length(a) != json_object_object_length(b))
             return 0;
-        json_object_object_foreach(a, key, va)
-        {
+        json_object_object_foreach(a, key, va) {
             struct json_object *vb = NULL;
             if (!json_object_object_get_ex(b, key, &vb) || !equal_depth(va, vb, depth + 1))
                 return 0;
@@ -377,7 +438,6 @@ static int equal_depth(struct json_object *a, struct json_object *b, int depth)
     }
 }
 
-int hv_fhir_json_equal(struct json_object *a, struct json_object *b)
-{
+int hv_fhir_json_equal(struct json_object *a, struct json_object *b) {
     return equal_depth(a, b, 0);
 }

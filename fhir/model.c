@@ -17,8 +17,7 @@
 static pthread_once_t index_once = PTHREAD_ONCE_INIT;
 
 /* FNV-1a over n bytes. */
-static uint32_t hash_bytes(const char *s, size_t n, uint32_t seed)
-{
+static uint32_t hash_bytes(const char *s, size_t n, uint32_t seed) {
     uint32_t h = 2166136261u ^ seed;
     for (size_t i = 0; i < n; i++) {
         h ^= (unsigned char)s[i];
@@ -27,21 +26,18 @@ static uint32_t hash_bytes(const char *s, size_t n, uint32_t seed)
     return h;
 }
 
-static uint32_t hash_owner(uint32_t owner)
-{
+static uint32_t hash_owner(uint32_t owner) {
     return owner * 2654435761u;
 }
 
-static void put(uint32_t *slots, uint32_t mask, uint32_t h, uint32_t value)
-{
+static void put(uint32_t *slots, uint32_t mask, uint32_t h, uint32_t value) {
     uint32_t i = h & mask;
     while (slots[i] != 0)
         i = (i + 1) & mask;
     slots[i] = value + 1;
 }
 
-static void build_index(void)
-{
+static void build_index(void) {
     for (uint32_t i = 0; i < hv__fhir_types_count; i++) {
         const char *n = HV__S(hv__fhir_types[i].name);
         put(hv__fhir_h_types, hv__fhir_h_types_mask, hash_bytes(n, strlen(n), 0), i);
@@ -65,36 +61,30 @@ static void build_index(void)
     }
 }
 
-static inline void ensure_index(void)
-{
+static inline void ensure_index(void) {
     pthread_once(&index_once, build_index);
 }
 
 /* Compares the NUL-terminated s with name[0..len). */
-static int eqn(const char *s, const char *name, size_t len)
-{
+static int eqn(const char *s, const char *name, size_t len) {
     return strncmp(s, name, len) == 0 && s[len] == '\0';
 }
 
 /* ---- types ---------------------------------------------------------------- */
 
-size_t hv_fhir_type_count(void)
-{
+size_t hv_fhir_type_count(void) {
     return hv__fhir_types_count;
 }
 
-const hv_fhir_type_t *hv_fhir_type_at(size_t id)
-{
+const hv_fhir_type_t *hv_fhir_type_at(size_t id) {
     return id < hv__fhir_types_count ? &hv__fhir_types[id] : NULL;
 }
 
-size_t hv_fhir_type_id(const hv_fhir_type_t *t)
-{
+size_t hv_fhir_type_id(const hv_fhir_type_t *t) {
     return (size_t)(t - hv__fhir_types);
 }
 
-const hv_fhir_type_t *hv_fhir_type_find(const char *name, size_t len)
-{
+const hv_fhir_type_t *hv_fhir_type_find(const char *name, size_t len) {
     if (name == NULL)
         return NULL;
     ensure_index();
@@ -112,8 +102,7 @@ const hv_fhir_type_t *hv_fhir_type_find(const char *name, size_t len)
     return NULL;
 }
 
-static uint32_t find_url(const char *url)
-{
+static uint32_t find_url(const char *url) {
     ensure_index();
     size_t len = strlen(url);
     const char *bar = memchr(url, '|', len); /* canonical|version */
@@ -122,24 +111,23 @@ static uint32_t find_url(const char *url)
     uint32_t i = hash_bytes(url, len, 0) & hv__fhir_h_urls_mask;
     for (; hv__fhir_h_urls[i] != 0; i = (i + 1) & hv__fhir_h_urls_mask) {
         uint32_t v = hv__fhir_h_urls[i] - 1;
-        const char *u = v < hv__fhir_types_count ? HV__S(hv__fhir_types[v].url)
-                                                 : HV__S(hv__fhir_search[v - hv__fhir_types_count].url);
+        const char *u = v < hv__fhir_types_count
+                            ? HV__S(hv__fhir_types[v].url)
+                            : HV__S(hv__fhir_search[v - hv__fhir_types_count].url);
         if (eqn(u, url, len))
             return v;
     }
     return UINT32_MAX;
 }
 
-const hv_fhir_type_t *hv_fhir_type_by_url(const char *url)
-{
+const hv_fhir_type_t *hv_fhir_type_by_url(const char *url) {
     if (url == NULL)
         return NULL;
     uint32_t v = find_url(url);
     return v < hv__fhir_types_count ? &hv__fhir_types[v] : NULL;
 }
 
-const hv_fhir_type_t *hv_fhir_resource_type(const char *name)
-{
+const hv_fhir_type_t *hv_fhir_resource_type(const char *name) {
     if (name == NULL)
         return NULL;
     const hv_fhir_type_t *t = hv_fhir_type_find(name, strlen(name));
@@ -149,33 +137,27 @@ const hv_fhir_type_t *hv_fhir_resource_type(const char *name)
     return t;
 }
 
-const char *hv_fhir_type_name(const hv_fhir_type_t *t)
-{
+const char *hv_fhir_type_name(const hv_fhir_type_t *t) {
     return HV__S(t->name);
 }
 
-const char *hv_fhir_type_url(const hv_fhir_type_t *t)
-{
+const char *hv_fhir_type_url(const hv_fhir_type_t *t) {
     return HV__S(t->url);
 }
 
-hv_fhir_kind_t hv_fhir_type_kind(const hv_fhir_type_t *t)
-{
+hv_fhir_kind_t hv_fhir_type_kind(const hv_fhir_type_t *t) {
     return (hv_fhir_kind_t)t->kind;
 }
 
-int hv_fhir_type_is_abstract(const hv_fhir_type_t *t)
-{
+int hv_fhir_type_is_abstract(const hv_fhir_type_t *t) {
     return t->abstract;
 }
 
-const hv_fhir_type_t *hv_fhir_type_base(const hv_fhir_type_t *t)
-{
+const hv_fhir_type_t *hv_fhir_type_base(const hv_fhir_type_t *t) {
     return t->base >= 0 ? &hv__fhir_types[t->base] : NULL;
 }
 
-int hv_fhir_type_is(const hv_fhir_type_t *t, const hv_fhir_type_t *base)
-{
+int hv_fhir_type_is(const hv_fhir_type_t *t, const hv_fhir_type_t *base) {
     while (t != NULL) {
         if (t == base)
             return 1;
@@ -184,45 +166,37 @@ int hv_fhir_type_is(const hv_fhir_type_t *t, const hv_fhir_type_t *base)
     return 0;
 }
 
-const hv_fhir_type_t *hv_fhir_type_system(const hv_fhir_type_t *t)
-{
+const hv_fhir_type_t *hv_fhir_type_system(const hv_fhir_type_t *t) {
     return t->systype >= 0 ? &hv__fhir_types[t->systype] : NULL;
 }
 
-const char *hv_fhir_type_regex(const hv_fhir_type_t *t)
-{
+const char *hv_fhir_type_regex(const hv_fhir_type_t *t) {
     return t->regex != 0 ? HV__S(t->regex) : NULL;
 }
 
-size_t hv_fhir_type_max_length(const hv_fhir_type_t *t)
-{
+size_t hv_fhir_type_max_length(const hv_fhir_type_t *t) {
     return t->maxlen;
 }
 
-const hv_fhir_elem_t *hv_fhir_type_root(const hv_fhir_type_t *t)
-{
+const hv_fhir_elem_t *hv_fhir_type_root(const hv_fhir_type_t *t) {
     return t != NULL && t->root >= 0 ? &hv__fhir_elems[t->root] : NULL;
 }
 
 /* ---- elements ------------------------------------------------------------- */
 
-size_t hv_fhir_elem_count(void)
-{
+size_t hv_fhir_elem_count(void) {
     return hv__fhir_elems_count;
 }
 
-const hv_fhir_elem_t *hv_fhir_elem_at(size_t id)
-{
+const hv_fhir_elem_t *hv_fhir_elem_at(size_t id) {
     return id < hv__fhir_elems_count ? &hv__fhir_elems[id] : NULL;
 }
 
-size_t hv_fhir_elem_id(const hv_fhir_elem_t *e)
-{
+size_t hv_fhir_elem_id(const hv_fhir_elem_t *e) {
     return (size_t)(e - hv__fhir_elems);
 }
 
-const hv_fhir_elem_t *hv_fhir_elem_find(const char *path)
-{
+const hv_fhir_elem_t *hv_fhir_elem_find(const char *path) {
     if (path == NULL)
         return NULL;
     ensure_index();
@@ -237,8 +211,7 @@ const hv_fhir_elem_t *hv_fhir_elem_find(const char *path)
 }
 
 const hv_fhir_elem_t *hv_fhir_elem_child(const hv_fhir_elem_t *owner, const char *name, size_t len,
-                                         const hv_fhir_type_t **chosen)
-{
+                                         const hv_fhir_type_t **chosen) {
     if (owner == NULL || name == NULL)
         return NULL;
     ensure_index();
@@ -255,8 +228,7 @@ const hv_fhir_elem_t *hv_fhir_elem_child(const hv_fhir_elem_t *owner, const char
     return NULL;
 }
 
-const hv_fhir_elem_t *hv_fhir_elem_owner(const hv_fhir_elem_t *e, const hv_fhir_type_t *t)
-{
+const hv_fhir_elem_t *hv_fhir_elem_owner(const hv_fhir_elem_t *e, const hv_fhir_type_t *t) {
     if (e != NULL && e->kn > 0)
         return e;
     if (e != NULL && e->cref >= 0)
@@ -264,93 +236,75 @@ const hv_fhir_elem_t *hv_fhir_elem_owner(const hv_fhir_elem_t *e, const hv_fhir_
     return hv_fhir_type_root(t);
 }
 
-const char *hv_fhir_elem_path(const hv_fhir_elem_t *e)
-{
+const char *hv_fhir_elem_path(const hv_fhir_elem_t *e) {
     return HV__S(e->path);
 }
 
-const char *hv_fhir_elem_name(const hv_fhir_elem_t *e)
-{
+const char *hv_fhir_elem_name(const hv_fhir_elem_t *e) {
     return HV__S(e->name);
 }
 
-const hv_fhir_elem_t *hv_fhir_elem_parent(const hv_fhir_elem_t *e)
-{
+const hv_fhir_elem_t *hv_fhir_elem_parent(const hv_fhir_elem_t *e) {
     return e->parent >= 0 ? &hv__fhir_elems[e->parent] : NULL;
 }
 
-const hv_fhir_type_t *hv_fhir_elem_owner_type(const hv_fhir_elem_t *e)
-{
+const hv_fhir_type_t *hv_fhir_elem_owner_type(const hv_fhir_elem_t *e) {
     return &hv__fhir_types[e->owner];
 }
 
-uint32_t hv_fhir_elem_min(const hv_fhir_elem_t *e)
-{
+uint32_t hv_fhir_elem_min(const hv_fhir_elem_t *e) {
     return e->min;
 }
 
-uint32_t hv_fhir_elem_max(const hv_fhir_elem_t *e)
-{
+uint32_t hv_fhir_elem_max(const hv_fhir_elem_t *e) {
     return e->max;
 }
 
-int hv_fhir_elem_is_array(const hv_fhir_elem_t *e)
-{
+int hv_fhir_elem_is_array(const hv_fhir_elem_t *e) {
     return (e->flags & HV__EF_ARRAY) != 0;
 }
 
-int hv_fhir_elem_is_choice(const hv_fhir_elem_t *e)
-{
+int hv_fhir_elem_is_choice(const hv_fhir_elem_t *e) {
     return (e->flags & HV__EF_CHOICE) != 0;
 }
 
-int hv_fhir_elem_is_backbone(const hv_fhir_elem_t *e)
-{
+int hv_fhir_elem_is_backbone(const hv_fhir_elem_t *e) {
     return (e->flags & HV__EF_BACKBONE) != 0;
 }
 
-int hv_fhir_elem_is_modifier(const hv_fhir_elem_t *e)
-{
+int hv_fhir_elem_is_modifier(const hv_fhir_elem_t *e) {
     return (e->flags & HV__EF_MODIFIER) != 0;
 }
 
-int hv_fhir_elem_is_summary(const hv_fhir_elem_t *e)
-{
+int hv_fhir_elem_is_summary(const hv_fhir_elem_t *e) {
     return (e->flags & HV__EF_SUMMARY) != 0;
 }
 
-int hv_fhir_elem_is_xml_attr(const hv_fhir_elem_t *e)
-{
+int hv_fhir_elem_is_xml_attr(const hv_fhir_elem_t *e) {
     return (e->flags & HV__EF_XMLATTR) != 0;
 }
 
-int hv_fhir_elem_is_xhtml(const hv_fhir_elem_t *e)
-{
+int hv_fhir_elem_is_xhtml(const hv_fhir_elem_t *e) {
     return (e->flags & HV__EF_XHTML) != 0;
 }
 
-const hv_fhir_elem_t *hv_fhir_elem_content_ref(const hv_fhir_elem_t *e)
-{
+const hv_fhir_elem_t *hv_fhir_elem_content_ref(const hv_fhir_elem_t *e) {
     return e->cref >= 0 ? &hv__fhir_elems[e->cref] : NULL;
 }
 
-size_t hv_fhir_elem_type_count(const hv_fhir_elem_t *e)
-{
+size_t hv_fhir_elem_type_count(const hv_fhir_elem_t *e) {
     return e->tn;
 }
 
-const hv_fhir_type_t *hv_fhir_elem_type_at(const hv_fhir_elem_t *e, size_t i)
-{
+const hv_fhir_type_t *hv_fhir_elem_type_at(const hv_fhir_elem_t *e, size_t i) {
     return i < e->tn ? &hv__fhir_types[hv__fhir_typerefs[e->tfirst + i].type] : NULL;
 }
 
-size_t hv_fhir_elem_target_count(const hv_fhir_elem_t *e, size_t i)
-{
+size_t hv_fhir_elem_target_count(const hv_fhir_elem_t *e, size_t i) {
     return i < e->tn ? hv__fhir_typerefs[e->tfirst + i].tgn : 0;
 }
 
-const hv_fhir_type_t *hv_fhir_elem_target_at(const hv_fhir_elem_t *e, size_t i, size_t j)
-{
+const hv_fhir_type_t *hv_fhir_elem_target_at(const hv_fhir_elem_t *e, size_t i, size_t j) {
     if (i >= e->tn)
         return NULL;
     const hv__fhir_typeref_row_t *r = &hv__fhir_typerefs[e->tfirst + i];
@@ -358,8 +312,7 @@ const hv_fhir_type_t *hv_fhir_elem_target_at(const hv_fhir_elem_t *e, size_t i, 
 }
 
 const hv_fhir_type_t *hv_fhir_elem_choice_type(const hv_fhir_elem_t *e, const char *suffix,
-                                               size_t len)
-{
+                                               size_t len) {
     if (!(e->flags & HV__EF_CHOICE) || len == 0)
         return NULL;
     for (size_t i = 0; i < e->tn; i++) {
@@ -371,108 +324,82 @@ const hv_fhir_type_t *hv_fhir_elem_choice_type(const hv_fhir_elem_t *e, const ch
     return NULL;
 }
 
-size_t hv_fhir_elem_child_count(const hv_fhir_elem_t *owner)
-{
+size_t hv_fhir_elem_child_count(const hv_fhir_elem_t *owner) {
     return owner->kn;
 }
 
-const hv_fhir_elem_t *hv_fhir_elem_child_at(const hv_fhir_elem_t *owner, size_t i)
-{
+const hv_fhir_elem_t *hv_fhir_elem_child_at(const hv_fhir_elem_t *owner, size_t i) {
     return i < owner->kn ? &hv__fhir_elems[hv__fhir_children[owner->kfirst + i]] : NULL;
 }
 
-size_t hv_fhir_elem_index(const hv_fhir_elem_t *child)
-{
-    if (child->parent < 0)
-        return 0;
-    const hv_fhir_elem_t *p = &hv__fhir_elems[child->parent];
-    int32_t id = (int32_t)(child - hv__fhir_elems);
-    for (size_t i = 0; i < p->kn; i++)
-        if (hv__fhir_children[p->kfirst + i] == id)
-            return i;
-    return 0;
+size_t hv_fhir_elem_index(const hv_fhir_elem_t *child) {
+    return child->index;
 }
 
 /* ---- constraints and bindings --------------------------------------------- */
 
-size_t hv_fhir_elem_constraint_count(const hv_fhir_elem_t *e)
-{
+size_t hv_fhir_elem_constraint_count(const hv_fhir_elem_t *e) {
     return e->cn;
 }
 
-const hv_fhir_constraint_t *hv_fhir_elem_constraint_at(const hv_fhir_elem_t *e, size_t i)
-{
+const hv_fhir_constraint_t *hv_fhir_elem_constraint_at(const hv_fhir_elem_t *e, size_t i) {
     return i < e->cn ? &hv__fhir_constraints[hv__fhir_cidx[e->cfirst + i]] : NULL;
 }
 
-const char *hv_fhir_constraint_key(const hv_fhir_constraint_t *c)
-{
+const char *hv_fhir_constraint_key(const hv_fhir_constraint_t *c) {
     return HV__S(c->key);
 }
 
-hv_fhir_severity_t hv_fhir_constraint_severity(const hv_fhir_constraint_t *c)
-{
+hv_fhir_severity_t hv_fhir_constraint_severity(const hv_fhir_constraint_t *c) {
     return (hv_fhir_severity_t)c->severity;
 }
 
-const char *hv_fhir_constraint_human(const hv_fhir_constraint_t *c)
-{
+const char *hv_fhir_constraint_human(const hv_fhir_constraint_t *c) {
     return HV__S(c->human);
 }
 
-const char *hv_fhir_constraint_expression(const hv_fhir_constraint_t *c)
-{
+const char *hv_fhir_constraint_expression(const hv_fhir_constraint_t *c) {
     return HV__S(c->expression);
 }
 
-const char *hv_fhir_constraint_source(const hv_fhir_constraint_t *c)
-{
+const char *hv_fhir_constraint_source(const hv_fhir_constraint_t *c) {
     return HV__S(c->source);
 }
 
-size_t hv_fhir_constraint_count(void)
-{
+size_t hv_fhir_constraint_count(void) {
     return hv__fhir_constraints_count;
 }
 
-const hv_fhir_constraint_t *hv_fhir_constraint_at(size_t id)
-{
+const hv_fhir_constraint_t *hv_fhir_constraint_at(size_t id) {
     return id < hv__fhir_constraints_count ? &hv__fhir_constraints[id] : NULL;
 }
 
-size_t hv_fhir_constraint_id(const hv_fhir_constraint_t *c)
-{
+size_t hv_fhir_constraint_id(const hv_fhir_constraint_t *c) {
     return (size_t)(c - hv__fhir_constraints);
 }
 
-const hv_fhir_binding_t *hv_fhir_elem_binding(const hv_fhir_elem_t *e)
-{
+const hv_fhir_binding_t *hv_fhir_elem_binding(const hv_fhir_elem_t *e) {
     return e->binding >= 0 ? &hv__fhir_bindings[e->binding] : NULL;
 }
 
-hv_fhir_strength_t hv_fhir_binding_strength(const hv_fhir_binding_t *b)
-{
+hv_fhir_strength_t hv_fhir_binding_strength(const hv_fhir_binding_t *b) {
     return (hv_fhir_strength_t)b->strength;
 }
 
-const char *hv_fhir_binding_valueset(const hv_fhir_binding_t *b)
-{
+const char *hv_fhir_binding_valueset(const hv_fhir_binding_t *b) {
     return HV__S(b->valueset);
 }
 
-int hv_fhir_binding_inlined(const hv_fhir_binding_t *b)
-{
+int hv_fhir_binding_inlined(const hv_fhir_binding_t *b) {
     return b->inlined;
 }
 
-size_t hv_fhir_binding_code_count(const hv_fhir_binding_t *b)
-{
+size_t hv_fhir_binding_code_count(const hv_fhir_binding_t *b) {
     return b->cn;
 }
 
 void hv_fhir_binding_code_at(const hv_fhir_binding_t *b, size_t i, const char **system,
-                             const char **code)
-{
+                             const char **code) {
     const hv__fhir_code_row_t *r = &hv__fhir_codes[b->cfirst + i];
     if (system != NULL)
         *system = i < b->cn ? HV__S(r->system) : NULL;
@@ -480,8 +407,7 @@ void hv_fhir_binding_code_at(const hv_fhir_binding_t *b, size_t i, const char **
         *code = i < b->cn ? HV__S(r->code) : NULL;
 }
 
-int hv_fhir_binding_has(const hv_fhir_binding_t *b, const char *system, const char *code)
-{
+int hv_fhir_binding_has(const hv_fhir_binding_t *b, const char *system, const char *code) {
     if (!b->inlined)
         return HV_ENOTSUP;
     if (code == NULL)
@@ -497,32 +423,26 @@ int hv_fhir_binding_has(const hv_fhir_binding_t *b, const char *system, const ch
 
 /* ---- search parameters ---------------------------------------------------- */
 
-static const char *const search_type_names[] = {"number",    "date",     "string",
-                                                "token",     "reference", "composite",
-                                                "quantity",  "uri",      "special"};
+static const char *const search_type_names[] = {
+    "number", "date", "string", "token", "reference", "composite", "quantity", "uri", "special"};
 
-size_t hv_fhir_search_count(void)
-{
+size_t hv_fhir_search_count(void) {
     return hv__fhir_search_count;
 }
 
-const hv_fhir_search_t *hv_fhir_search_at(size_t id)
-{
+const hv_fhir_search_t *hv_fhir_search_at(size_t id) {
     return id < hv__fhir_search_count ? &hv__fhir_search[id] : NULL;
 }
 
-size_t hv_fhir_search_own_count(const hv_fhir_type_t *t)
-{
+size_t hv_fhir_search_own_count(const hv_fhir_type_t *t) {
     return t->sn;
 }
 
-const hv_fhir_search_t *hv_fhir_search_own_at(const hv_fhir_type_t *t, size_t i)
-{
+const hv_fhir_search_t *hv_fhir_search_own_at(const hv_fhir_type_t *t, size_t i) {
     return i < t->sn ? &hv__fhir_search[hv__fhir_search_idx[t->sfirst + i].param] : NULL;
 }
 
-const hv_fhir_search_t *hv_fhir_search_find(const hv_fhir_type_t *t, const char *code)
-{
+const hv_fhir_search_t *hv_fhir_search_find(const hv_fhir_type_t *t, const char *code) {
     if (code == NULL)
         return NULL;
     /* Binary search over the type's own parameters (sorted by code), then its bases. */
@@ -530,7 +450,8 @@ const hv_fhir_search_t *hv_fhir_search_find(const hv_fhir_type_t *t, const char 
         size_t lo = 0, hi = t->sn;
         while (lo < hi) {
             size_t mid = (lo + hi) / 2;
-            const hv_fhir_search_t *s = &hv__fhir_search[hv__fhir_search_idx[t->sfirst + mid].param];
+            const hv_fhir_search_t *s =
+                &hv__fhir_search[hv__fhir_search_idx[t->sfirst + mid].param];
             int c = strcmp(HV__S(s->code), code);
             if (c == 0)
                 return s;
@@ -543,8 +464,7 @@ const hv_fhir_search_t *hv_fhir_search_find(const hv_fhir_type_t *t, const char 
     return NULL;
 }
 
-const hv_fhir_search_t *hv_fhir_search_by_url(const char *url)
-{
+const hv_fhir_search_t *hv_fhir_search_by_url(const char *url) {
     if (url == NULL)
         return NULL;
     uint32_t v = find_url(url);
@@ -553,64 +473,52 @@ const hv_fhir_search_t *hv_fhir_search_by_url(const char *url)
     return &hv__fhir_search[v - hv__fhir_types_count];
 }
 
-const char *hv_fhir_search_code(const hv_fhir_search_t *s)
-{
+const char *hv_fhir_search_code(const hv_fhir_search_t *s) {
     return HV__S(s->code);
 }
 
-const char *hv_fhir_search_url(const hv_fhir_search_t *s)
-{
+const char *hv_fhir_search_url(const hv_fhir_search_t *s) {
     return HV__S(s->url);
 }
 
-hv_fhir_search_type_t hv_fhir_search_type(const hv_fhir_search_t *s)
-{
+hv_fhir_search_type_t hv_fhir_search_type(const hv_fhir_search_t *s) {
     return (hv_fhir_search_type_t)s->type;
 }
 
-const char *hv_fhir_search_type_name(hv_fhir_search_type_t type)
-{
+const char *hv_fhir_search_type_name(hv_fhir_search_type_t type) {
     return (unsigned)type < HV_ARRAY_LEN(search_type_names) ? search_type_names[type] : "?";
 }
 
-const char *hv_fhir_search_expression(const hv_fhir_search_t *s)
-{
+const char *hv_fhir_search_expression(const hv_fhir_search_t *s) {
     return s->expression != 0 ? HV__S(s->expression) : NULL;
 }
 
-const char *hv_fhir_search_usage(const hv_fhir_search_t *s)
-{
+const char *hv_fhir_search_usage(const hv_fhir_search_t *s) {
     return HV__S(s->usage);
 }
 
-size_t hv_fhir_search_base_count(const hv_fhir_search_t *s)
-{
+size_t hv_fhir_search_base_count(const hv_fhir_search_t *s) {
     return s->bn;
 }
 
-const hv_fhir_type_t *hv_fhir_search_base_at(const hv_fhir_search_t *s, size_t i)
-{
+const hv_fhir_type_t *hv_fhir_search_base_at(const hv_fhir_search_t *s, size_t i) {
     return i < s->bn ? &hv__fhir_types[hv__fhir_targets[s->bfirst + i]] : NULL;
 }
 
-size_t hv_fhir_search_target_count(const hv_fhir_search_t *s)
-{
+size_t hv_fhir_search_target_count(const hv_fhir_search_t *s) {
     return s->tgn;
 }
 
-const hv_fhir_type_t *hv_fhir_search_target_at(const hv_fhir_search_t *s, size_t i)
-{
+const hv_fhir_type_t *hv_fhir_search_target_at(const hv_fhir_search_t *s, size_t i) {
     return i < s->tgn ? &hv__fhir_types[hv__fhir_targets[s->tgfirst + i]] : NULL;
 }
 
-size_t hv_fhir_search_component_count(const hv_fhir_search_t *s)
-{
+size_t hv_fhir_search_component_count(const hv_fhir_search_t *s) {
     return s->cn;
 }
 
 const hv_fhir_search_t *hv_fhir_search_component_at(const hv_fhir_search_t *s, size_t i,
-                                                    const char **expression)
-{
+                                                    const char **expression) {
     if (i >= s->cn)
         return NULL;
     const hv__fhir_comp_row_t *c = &hv__fhir_comps[s->cfirst + i];

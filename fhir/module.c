@@ -10,15 +10,19 @@
  * "==> FILE <=="), and exits 1 when any file has an error. A file that cannot be
  * read or parsed yields an OperationOutcome with one fatal issue naming the line and
  * column. `convert` writes the resource in the other format on standard output.
+ * A FILE of "-" is standard input.
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "fhir/fhir_int.h"
+#include "fhir/rest_int.h"
 
 static const hv_setting_t fhir_settings[] = {
     {"fhir.max_resource_bytes", NULL, HV_SET_SIZE, "64MiB", NULL,
@@ -27,11 +31,28 @@ static const hv_setting_t fhir_settings[] = {
      "Deepest nesting of objects/elements the readers accept."},
     {"fhir.max_issues", NULL, HV_SET_INT, "1000", NULL,
      "Most issues one validation lists in its OperationOutcome (the rest are counted)."},
+    {"fhir.profile_path", NULL, HV_SET_STRING, "", NULL,
+     "Files or directories of profile StructureDefinitions (a StructureDefinition, a Bundle "
+     "or a JSON array of them per file), separated by ':', that `fhir validate --profile URL` "
+     "looks the URL up in."},
+    {"fhir.validation", NULL, HV_SET_ENUM, "reject", "off|warn|reject",
+     "Validation of resources written through /fhir: off, warn (accept, report on Prefer: "
+     "return=OperationOutcome) or reject (422 with the OperationOutcome)."},
+    {"fhir.base_url", NULL, HV_SET_STRING, "", NULL,
+     "The server's base URL in Location headers and Bundles; empty derives it from the Host header."},
+    {"fhir.max_bundle_entries", NULL, HV_SET_INT, "10000", NULL,
+     "Most entries a batch or transaction Bundle may hold (more is 413)."},
+    {"fhir.history_count", NULL, HV_SET_INT, "50", NULL, "Default page size of _history."},
+    {"fhir.history_max", NULL, HV_SET_INT, "1000", NULL, "Largest _count of _history."},
+    {"fhir.synchronous", NULL, HV_SET_ENUM, "FULL", "FULL|NORMAL|OFF",
+     "Durability of the FHIR store's commits (see hv_db_set_synchronous)."},
+    {"fhir.storage_queue", NULL, HV_SET_INT, "8192", NULL,
+     "Most FHIR store jobs waiting for the storage thread (more answers 503)."},
+    {"fhir.storage_batch", NULL, HV_SET_INT, "256", NULL, "Most FHIR store jobs one commit groups."},
     {NULL, NULL, 0, NULL, NULL, NULL},
 };
 
-static void limits(hv_engine_t *e, hv_fhir_parse_opts_t *o, size_t *max_issues)
-{
+static void limits(hv_engine_t *e, hv_fhir_parse_opts_t *o, size_t *max_issues) {
     hv_config_t *cfg = e != NULL ? hv_engine_config(e) : NULL;
     memset(o, 0, sizeof(*o));
     *max_issues = 1000;
@@ -42,10 +63,10 @@ static void limits(hv_engine_t *e, hv_fhir_parse_opts_t *o, size_t *max_issues)
     }
 }
 
-/* Reads a whole file, refusing more than max bytes. */
-static int read_file(const char *path, size_t max, char **out, size_t *len, hv_error_t *err)
-{
-    FILE *f = fopen(path, "rb");
+/* Reads a whole file ("-": standard input), refusing more than max bytes. */
+static int read_file(const char *path, size_t max, char **out, size_t *len, hv_error_t *err) {
+    int is_stdin = strcmp(path, "-") == 0;
+    FILE *f = is_stdin ? stdin : fopen(path, "rb");
     hv_buf_t b;
     char chunk[65536];
     size_t n;
@@ -59,10 +80,12 @@ static int read_file(const char *path, size_t max, char **out, size_t *len, hv_e
         rc = hv_buf_append(&b, chunk, n);
     if (rc == HV_OK && ferror(f))
         rc = HV_EIO;
-    fclose(f);
+    if (!is_stdin)
+        fclose(f);
     if (rc != HV_OK) {
-        hv_error_set(err, rc, path, rc == HV_ETOOBIG ? "the file is larger than fhir.max_resource_bytes"
-                                                     : "cannot read the file");
+        hv_error_set(err, rc, path,
+                     rc == HV_ETOOBIG ? "the file is larger than fhir.max_resource_bytes"
+                                      : "cannot read the file");
         hv_buf_release(&b);
         return rc;
     }
@@ -73,10 +96,10 @@ static int read_file(const char *path, size_t max, char **out, size_t *len, hv_e
     return HV_OK;
 }
 
-static int is_xml(const char *t, size_t n)
-{
+static int is_xml(const char *t, size_t n) {
     size_t i = 0;
-    if (n >= 3 && (unsigned char)t[0] == 0xEF && (unsigned char)t[1] == 0xBB && (unsigned char)t[2] == 0xBF)
+    if (n >= 3 && (unsigned char)t[0] == 0xEF && (unsigned char)t[1] == 0xBB &&
+        (unsigned char)t[2] == 0xBF)
         i = 3; /* a UTF-8 byte order mark */
     while (i < n && (t[i] == ' ' || t[i] == '\t' || t[i] == '\r' || t[i] == '\n'))
         i++;
@@ -85,8 +108,7 @@ static int is_xml(const char *t, size_t n)
 
 /* Parses JSON or XML; strict content checks unless lenient. */
 static int parse_any(const char *text, size_t len, const hv_fhir_parse_opts_t *base, int lenient,
-                     struct json_object **out, hv_error_t *err)
-{
+                     struct json_object **out, hv_error_t *err) {
     hv_fhir_parse_opts_t o = *base;
     if (lenient)
         o.flags |= HV_FHIR_PARSE_LENIENT;
@@ -101,8 +123,7 @@ static int parse_any(const char *text, size_t len, const hv_fhir_parse_opts_t *b
 }
 
 /* An OperationOutcome with one fatal issue describing err. */
-static struct json_object *fatal_outcome(const hv_error_t *err)
-{
+static struct json_object *fatal_outcome(const hv_error_t *err) {
     struct json_object *oo = json_object_new_object(), *issues = json_object_new_array(),
                        *is = json_object_new_object();
     char msg[1024];
@@ -112,8 +133,11 @@ static struct json_object *fatal_outcome(const hv_error_t *err)
         snprintf(msg, sizeof(msg), "%s", err->message);
     hv_json_set_str(oo, "resourceType", "OperationOutcome");
     hv_json_set_str(is, "severity", "fatal");
-    hv_json_set_str(is, "code", err->code == HV_EIO ? "exception" : err->code == HV_ETOOBIG ? "too-costly"
-                                                                 : err->code == HV_EPROTO ? "structure" : "invalid");
+    hv_json_set_str(is, "code",
+                    err->code == HV_EIO       ? "exception"
+                    : err->code == HV_ETOOBIG ? "too-costly"
+                    : err->code == HV_EPROTO  ? "structure"
+                                              : "invalid");
     hv_json_set_str(is, "diagnostics", msg);
     if (err->location[0] != '\0') {
         struct json_object *ex = json_object_new_array();
@@ -125,8 +149,7 @@ static struct json_object *fatal_outcome(const hv_error_t *err)
     return oo;
 }
 
-static int print_json(struct json_object *o)
-{
+static int print_json(struct json_object *o) {
     hv_buf_t b;
     hv_buf_init(&b, 0);
     int rc = hv_fhir_json_write(o, HV_FHIR_WRITE_PRETTY, &b);
@@ -138,46 +161,129 @@ static int print_json(struct json_object *o)
     return rc;
 }
 
-static int load_profile(hv_engine_t *e, hv_fhir_validator_t *v, const char *arg, const char **url)
-{
-    /* A URL names a profile already known; anything else is a file holding one. */
-    if (strncmp(arg, "http://", 7) == 0 || strncmp(arg, "https://", 8) == 0 || strncmp(arg, "urn:", 4) == 0) {
-        *url = arg;
-        return HV_OK;
+/* Adds every StructureDefinition in j (one, a Bundle's entries, or an array) to v; counts them
+ * and keeps the url of the first in first_url. */
+static int add_profiles(hv_fhir_validator_t *v, struct json_object *j, char *first_url, size_t ulen,
+                        int *count, hv_error_t *err) {
+    const char *rt = hv_json_get_str(j, "resourceType");
+    struct json_object *entries = NULL;
+    int rc = HV_OK;
+    if (json_object_is_type(j, json_type_array)) {
+        for (size_t i = 0; rc == HV_OK && i < json_object_array_length(j); i++)
+            rc = add_profiles(v, json_object_array_get_idx(j, i), first_url, ulen, count, err);
+        return rc;
     }
+    if (rt != NULL && strcmp(rt, "Bundle") == 0 &&
+        json_object_object_get_ex(j, "entry", &entries) &&
+        json_object_is_type(entries, json_type_array)) {
+        for (size_t i = 0; rc == HV_OK && i < json_object_array_length(entries); i++) {
+            struct json_object *res =
+                json_object_object_get(json_object_array_get_idx(entries, i), "resource");
+            if (res != NULL)
+                rc = add_profiles(v, res, first_url, ulen, count, err);
+        }
+        return rc;
+    }
+    if (rt == NULL || strcmp(rt, "StructureDefinition") != 0)
+        return HV_OK; /* not a profile: skipped */
+    rc = hv_fhir_validator_add_profile(v, j, err);
+    if (rc == HV_OK && (*count)++ == 0)
+        snprintf(first_url, ulen, "%s", hv_json_get_str(j, "url"));
+    return rc;
+}
+
+/* Loads the profiles of one JSON file (XML profiles: one StructureDefinition). */
+static int load_profile_file(hv_engine_t *e, hv_fhir_validator_t *v, const char *path,
+                             char *first_url, size_t ulen, int *count, hv_error_t *err) {
     hv_fhir_parse_opts_t o;
     size_t max_issues;
     char *text = NULL;
     size_t len = 0;
-    struct json_object *sd = NULL;
-    hv_error_t err;
+    struct json_object *j = NULL;
     int rc;
-    hv_error_clear(&err);
     limits(e, &o, &max_issues);
-    rc = read_file(arg, o.max_bytes > 0 ? o.max_bytes : HV_FHIR_DEFAULT_MAX_BYTES, &text, &len, &err);
+    rc = read_file(path, o.max_bytes > 0 ? o.max_bytes : HV_FHIR_DEFAULT_MAX_BYTES, &text, &len,
+                   err);
     if (rc == HV_OK)
-        rc = parse_any(text, len, &o, 0, &sd, &err);
+        rc = is_xml(text, len) ? parse_any(text, len, &o, 1, &j, err)
+                               : hv_json_parse(text, len, path, &j, err);
     if (rc == HV_OK)
-        rc = hv_fhir_validator_add_profile(v, sd, &err);
-    if (rc == HV_OK) {
-        static char urlbuf[1024];
-        snprintf(urlbuf, sizeof(urlbuf), "%s", hv_json_get_str(sd, "url") ? hv_json_get_str(sd, "url") : "");
-        *url = urlbuf;
-    } else {
-        char msg[1200];
-        hv_error_format(&err, msg, sizeof(msg));
-        fprintf(stderr, "holovitals fhir validate: profile %s: %s\n", arg, msg);
-    }
-    json_object_put(sd);
+        rc = add_profiles(v, j, first_url, ulen, count, err);
+    json_object_put(j);
     hv_free(text);
     return rc;
 }
 
-static int cmd_validate(hv_engine_t *e, int argc, char **argv)
-{
+/* Loads every file of fhir.profile_path (files, or directories of *.json / *.xml). */
+static int load_profile_path(hv_engine_t *e, hv_fhir_validator_t *v, hv_error_t *err) {
+    hv_config_t *cfg = e != NULL ? hv_engine_config(e) : NULL;
+    const char *pp = cfg != NULL && hv_config_find(cfg, "fhir.profile_path") != NULL
+                         ? hv_config_str(cfg, "fhir.profile_path")
+                         : "";
+    char first[1024];
+    int count = 0, rc = HV_OK;
+    while (rc == HV_OK && *pp != '\0') {
+        size_t n = strcspn(pp, ":");
+        char path[4096];
+        struct stat st;
+        snprintf(path, sizeof(path), "%.*s", (int)n, pp);
+        pp += n + (pp[n] == ':');
+        if (path[0] == '\0')
+            continue;
+        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+            DIR *d = opendir(path);
+            struct dirent *de;
+            while (rc == HV_OK && d != NULL && (de = readdir(d)) != NULL) {
+                size_t nl = strlen(de->d_name);
+                char file[4400];
+                if (nl < 5 || (strcmp(de->d_name + nl - 5, ".json") != 0 &&
+                               strcmp(de->d_name + nl - 4, ".xml") != 0))
+                    continue;
+                snprintf(file, sizeof(file), "%s/%s", path, de->d_name);
+                rc = load_profile_file(e, v, file, first, sizeof(first), &count, err);
+            }
+            if (d != NULL)
+                closedir(d);
+        } else {
+            rc = load_profile_file(e, v, path, first, sizeof(first), &count, err);
+        }
+    }
+    return rc;
+}
+
+/*
+ * --profile ARG: a canonical URL is looked up among the profiles of fhir.profile_path; anything
+ * else is a file holding the profile (or several, of which the first is used).
+ */
+static int load_profile(hv_engine_t *e, hv_fhir_validator_t *v, const char *arg, char *url,
+                        size_t ulen) {
+    hv_error_t err;
+    int count = 0, rc;
+    hv_error_clear(&err);
+    if (strncmp(arg, "http://", 7) == 0 || strncmp(arg, "https://", 8) == 0 ||
+        strncmp(arg, "urn:", 4) == 0) {
+        snprintf(url, ulen, "%s", arg);
+        rc = load_profile_path(e, v, &err);
+    } else {
+        rc = load_profile_file(e, v, arg, url, ulen, &count, &err);
+        if (rc == HV_OK && count == 0) {
+            hv_error_set(&err, HV_EINVAL, NULL, "no StructureDefinition in the file");
+            rc = HV_EINVAL;
+        }
+    }
+    if (rc != HV_OK) {
+        char msg[1200];
+        hv_error_format(&err, msg, sizeof(msg));
+        fprintf(stderr, "holovitals fhir validate: profile %s: %s\n", arg, msg);
+    }
+    return rc;
+}
+
+static int cmd_validate(hv_engine_t *e, int argc, char **argv) {
     hv_fhir_parse_opts_t o;
     size_t max_issues;
     const char *profile = NULL, *profile_url = NULL;
+    char urlbuf[1024];
     int first = 0, any_error = 0, rc_exit = HV_EXIT_OK;
     hv_fhir_validator_t *v = NULL;
 
@@ -202,9 +308,12 @@ static int cmd_validate(hv_engine_t *e, int argc, char **argv)
     if (v == NULL)
         return HV_EXIT_FAILURE;
     hv_fhir_validator_set_max_issues(v, max_issues);
-    if (profile != NULL && load_profile(e, v, profile, &profile_url) != HV_OK) {
-        hv_fhir_validator_free(v);
-        return HV_EXIT_FAILURE;
+    if (profile != NULL) {
+        if (load_profile(e, v, profile, urlbuf, sizeof(urlbuf)) != HV_OK) {
+            hv_fhir_validator_free(v);
+            return HV_EXIT_FAILURE;
+        }
+        profile_url = urlbuf;
     }
     for (int i = first; i < argc; i++) {
         char *text = NULL;
@@ -213,7 +322,8 @@ static int cmd_validate(hv_engine_t *e, int argc, char **argv)
         hv_error_t err;
         int errors = 0, rc;
         hv_error_clear(&err);
-        rc = read_file(argv[i], o.max_bytes > 0 ? o.max_bytes : HV_FHIR_DEFAULT_MAX_BYTES, &text, &len, &err);
+        rc = read_file(argv[i], o.max_bytes > 0 ? o.max_bytes : HV_FHIR_DEFAULT_MAX_BYTES, &text,
+                       &len, &err);
         if (rc == HV_OK)
             rc = parse_any(text, len, &o, 1, &res, &err);
         if (rc == HV_OK) {
@@ -246,8 +356,7 @@ static int cmd_validate(hv_engine_t *e, int argc, char **argv)
     return rc_exit;
 }
 
-static int cmd_convert(hv_engine_t *e, int argc, char **argv)
-{
+static int cmd_convert(hv_engine_t *e, int argc, char **argv) {
     const char *to = NULL, *file = NULL;
     int compact = 0;
     for (int i = 0; i < argc; i++) {
@@ -280,7 +389,8 @@ static int cmd_convert(hv_engine_t *e, int argc, char **argv)
     hv_error_clear(&err);
     hv_buf_init(&b, 0);
     limits(e, &o, &max_issues);
-    rc = read_file(file, o.max_bytes > 0 ? o.max_bytes : HV_FHIR_DEFAULT_MAX_BYTES, &text, &len, &err);
+    rc = read_file(file, o.max_bytes > 0 ? o.max_bytes : HV_FHIR_DEFAULT_MAX_BYTES, &text, &len,
+                   &err);
     if (rc == HV_OK)
         rc = parse_any(text, len, &o, 0, &res, &err);
     if (rc == HV_OK) {
@@ -311,19 +421,28 @@ static const hv_command_t fhir_commands[] = {
      "validate FHIR R4 resources (JSON or XML) and print an OperationOutcome per file",
      "Checks each FILE against the FHIR R4 base specification: unknown elements, cardinality,\n"
      "primitive formats, required bindings and the invariants of the StructureDefinitions\n"
-     "(FHIRPath), and with --profile also against a profile StructureDefinition (a FILE, or\n"
-     "the canonical URL of one). Prints one OperationOutcome per file; exits 1 if any file\n"
-     "has an error or fatal issue.",
+     "(FHIRPath), and with --profile also against a profile StructureDefinition: a FILE\n"
+     "holding it (a StructureDefinition, or a Bundle or JSON array whose first one is used),\n"
+     "or its canonical URL, looked up in the files of the setting fhir.profile_path.\n"
+     "Prints one OperationOutcome per file; exits 1 if any file has an error or fatal issue.\n"
+     "A FILE of '-' is standard input.",
      cmd_validate},
     {"fhir convert", "fhir convert --to json|xml [--compact] FILE",
      "convert a FHIR R4 resource between JSON and XML",
      "Reads FILE (JSON or XML, checked against the model) and writes it in the format\n"
      "asked for on standard output, elements in the specification's order, indented unless\n"
-     "--compact.",
+     "--compact. A FILE of '-' is standard input.",
      cmd_convert},
+    {"import", "import [--batch N] FILE...",
+     "load FHIR Bundles and NDJSON files into the FHIR store",
+     "Loads each FILE — a Bundle (transaction, batch or collection; JSON or XML) or NDJSON, one\n"
+     "resource per line — into the FHIR store of --data/--db, through the transaction path of\n"
+     "POST /fhir, keeping the resources' own ids. NDJSON is committed every --batch resources\n"
+     "(default 1000). Shows a progress bar on a terminal and prints a summary.",
+     hv__fhir_cmd_import},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
 const hv_module_t hv_fhir_module = {
-    "fhir", fhir_settings, fhir_commands, NULL, NULL, NULL, NULL,
+    "fhir", fhir_settings, fhir_commands, hv__fhir_rest_init, NULL, NULL, hv__fhir_rest_free,
 };

@@ -5,7 +5,7 @@
  * primitive formats (the regexes of datatypes.html, as POSIX extended regular
  * expressions from libc, regcomp/regexec), required bindings
  * (terminologies.html#required, for value sets the model inlines), the invariants
- * (FHIRPath, through validate_fhirpath.c) and profiles (profiles.c).
+ * (FHIRPath, through invariants.c) and profiles (profile.c).
  *
  * One walk over the tree does all of it. The issues become an OperationOutcome
  * (operationoutcome.html) whose issue.expression holds the element path in
@@ -28,11 +28,28 @@
 /* ---- format regexes, compiled once per process -------------------------------- */
 
 static pthread_once_t rx_once = PTHREAD_ONCE_INIT;
-static regex_t *rx_table;   /* one per type id; valid where rx_ok[id] */
+static regex_t *rx_table; /* one per type id; valid where rx_ok[id] */
 static unsigned char *rx_ok;
+/* Per type id: how its format is checked (FMT_*), resolved once along the base chain. */
+static unsigned char *fmt_kind;
+static const hv_fhir_type_t **fmt_type;
+enum {
+    FMT_NONE = 0,
+    FMT_REGEX,
+    FMT_TEXT,
+    FMT_BASE64,
+    FMT_URI,
+    FMT_CODE,
+    FMT_ID,
+    FMT_DATE,
+    FMT_DATETIME,
+    FMT_INSTANT,
+    FMT_TIME
+};
 
-static void rx_compile(void)
-{
+static const hv_fhir_type_t *format_type(const hv_fhir_type_t *t);
+
+static void rx_compile(void) {
     size_t n = hv_fhir_type_count();
     rx_table = hv_calloc(n, sizeof(regex_t));
     rx_ok = hv_calloc(n, 1);
@@ -43,16 +60,45 @@ static void rx_compile(void)
         rx_ok = NULL;
         return;
     }
+    fmt_kind = hv_calloc(n, 1);
+    fmt_type = hv_calloc(n, sizeof(*fmt_type));
     for (size_t i = 0; i < n; i++) {
         const hv_fhir_type_t *t = hv_fhir_type_at(i);
         if (t->posix != 0 && regcomp(&rx_table[i], HV__S(t->posix), REG_EXTENDED | REG_NOSUB) == 0)
             rx_ok[i] = 1;
     }
+    for (size_t i = 0; fmt_kind != NULL && fmt_type != NULL && i < n; i++) {
+        const hv_fhir_type_t *ft = format_type(hv_fhir_type_at(i));
+        const char *fname = ft != NULL ? hv_fhir_type_name(ft) : "";
+        fmt_type[i] = ft;
+        if (ft == NULL)
+            fmt_kind[i] = FMT_NONE;
+        else if (strcmp(fname, "base64Binary") == 0)
+            fmt_kind[i] = FMT_BASE64;
+        else if (ft->posix == 0)
+            fmt_kind[i] = FMT_TEXT;
+        else if (strcmp(fname, "uri") == 0 || strcmp(fname, "url") == 0 ||
+                 strcmp(fname, "canonical") == 0)
+            fmt_kind[i] = FMT_URI;
+        else if (strcmp(fname, "code") == 0)
+            fmt_kind[i] = FMT_CODE;
+        else if (strcmp(fname, "id") == 0)
+            fmt_kind[i] = FMT_ID;
+        else if (strcmp(fname, "date") == 0)
+            fmt_kind[i] = FMT_DATE;
+        else if (strcmp(fname, "dateTime") == 0)
+            fmt_kind[i] = FMT_DATETIME;
+        else if (strcmp(fname, "instant") == 0)
+            fmt_kind[i] = FMT_INSTANT;
+        else if (strcmp(fname, "time") == 0)
+            fmt_kind[i] = FMT_TIME;
+        else
+            fmt_kind[i] = FMT_REGEX;
+    }
 }
 
 /* The nearest type in t's base chain that has a format, or NULL. */
-static const hv_fhir_type_t *format_type(const hv_fhir_type_t *t)
-{
+static const hv_fhir_type_t *format_type(const hv_fhir_type_t *t) {
     for (; t != NULL && hv_fhir_type_kind(t) == HV_FHIR_KIND_PRIMITIVE; t = hv_fhir_type_base(t))
         if (t->regex != 0)
             return t;
@@ -60,8 +106,7 @@ static const hv_fhir_type_t *format_type(const hv_fhir_type_t *t)
 }
 
 /* base64Binary checked by hand: the POSIX engine backtracks badly on megabyte inputs. */
-static int base64_ok(const char *s, size_t n)
-{
+static int base64_ok(const char *s, size_t n) {
     size_t count = 0, pad = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -79,8 +124,7 @@ static int base64_ok(const char *s, size_t n)
 }
 
 /* string and markdown ("[ \r\n\t\S]+"): non-empty, no control characters but TAB CR LF. */
-static int text_ok(const char *s, size_t n)
-{
+static int text_ok(const char *s, size_t n) {
     if (n == 0)
         return 0;
     for (size_t i = 0; i < n; i++) {
@@ -91,17 +135,120 @@ static int text_ok(const char *s, size_t n)
     return 1;
 }
 
-/* Returns 1 when the string value s of primitive type t matches its format. */
-int hv__fhir_format_ok(const hv_fhir_type_t *t, const char *s, size_t n)
-{
-    const hv_fhir_type_t *ft = format_type(t);
-    if (ft == NULL)
+/* Two digits at s forming a number in [lo, hi]. */
+static int two(const char *s, int lo, int hi) {
+    if (s[0] < '0' || s[0] > '9' || s[1] < '0' || s[1] > '9')
+        return 0;
+    int v = (s[0] - '0') * 10 + (s[1] - '0');
+    return v >= lo && v <= hi;
+}
+
+/* hh:mm:ss(.f+)? with hh 00-23, mm 00-59, ss 00-60; returns the length matched or 0. */
+static size_t time_part(const char *s, size_t n) {
+    size_t i = 8;
+    if (n < 8 || !two(s, 0, 23) || s[2] != ':' || !two(s + 3, 0, 59) || s[5] != ':' ||
+        !two(s + 6, 0, 60))
+        return 0;
+    if (i < n && s[i] == '.') {
+        size_t d = ++i;
+        while (i < n && s[i] >= '0' && s[i] <= '9')
+            i++;
+        if (i == d)
+            return 0;
+    }
+    return i;
+}
+
+/*
+ * The date, dateTime, instant and time regexes of datatypes.html, by hand (they are
+ * checked on every date of every resource): YYYY(-MM(-DD(Thh:mm:ss(.f+)?TZ)?)?)? with
+ * year 0001-9999, TZ = Z | (+|-)hh:mm up to 13:59, or 14:00. mode: 0 date, 1 dateTime,
+ * 2 instant, 3 time.
+ */
+static int datetime_ok(const char *s, size_t n, int mode) {
+    size_t i;
+    if (mode == 3)
+        return time_part(s, n) == n && n > 0;
+    if (n < 4 || !two(s, 0, 99) || !two(s + 2, 0, 99) || memcmp(s, "0000", 4) == 0)
+        return 0;
+    if (n == 4)
+        return mode != 2;
+    if (s[4] != '-' || n < 7 || !two(s + 5, 1, 12))
+        return 0;
+    if (n == 7)
+        return mode != 2;
+    if (s[7] != '-' || n < 10 || !two(s + 8, 1, 31))
+        return 0;
+    if (n == 10)
+        return mode != 2;
+    if (mode == 0 || s[10] != 'T')
+        return 0;
+    i = time_part(s + 11, n - 11);
+    if (i == 0)
+        return 0;
+    i += 11;
+    if (i == n)
+        return 0; /* a time needs a zone */
+    if (s[i] == 'Z')
+        return i + 1 == n;
+    if ((s[i] != '+' && s[i] != '-') || n - i != 6 || s[i + 3] != ':')
+        return 0;
+    if (two(s + i + 1, 0, 13) && two(s + i + 4, 0, 59))
         return 1;
+    return memcmp(s + i + 1, "14:00", 5) == 0;
+}
+
+/* Returns 1 when the string value s of primitive type t matches its format. */
+int hv__fhir_format_ok(const hv_fhir_type_t *t, const char *s, size_t n) {
     pthread_once(&rx_once, rx_compile);
-    if (strcmp(hv_fhir_type_name(ft), "base64Binary") == 0)
+    if (fmt_kind == NULL || fmt_type == NULL)
+        return 1;
+    size_t tid = hv_fhir_type_id(t);
+    const hv_fhir_type_t *ft = fmt_type[tid];
+    int kind = fmt_kind[tid];
+    if (kind == FMT_NONE)
+        return 1;
+    if (kind == FMT_BASE64)
         return base64_ok(s, n);
-    if (ft->posix == 0)
+    if (kind == FMT_TEXT)
         return text_ok(s, n);
+    /* Hand-written equivalents of the simplest regexes (hot: every uri, code and id). */
+    if (kind == FMT_URI) {
+        /* \S* */
+        for (size_t i = 0; i < n; i++)
+            if (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r' || s[i] == '\f' ||
+                s[i] == '\v' || s[i] == '\0')
+                return 0;
+        return 1;
+    }
+    if (kind == FMT_CODE) {
+        /* [^\s]+(\s[^\s]+)*: non-empty, single spaces between non-space runs */
+        if (n == 0)
+            return 0;
+        for (size_t i = 0; i < n; i++) {
+            int sp = s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r' || s[i] == '\f' ||
+                     s[i] == '\v';
+            if (s[i] == '\0' || (sp && (i == 0 || i == n - 1 || s[i + 1] == ' ' ||
+                                        s[i + 1] == '\t' || s[i + 1] == '\n' || s[i + 1] == '\r' ||
+                                        s[i + 1] == '\f' || s[i + 1] == '\v')))
+                return 0;
+        }
+        return 1;
+    }
+    if (kind >= FMT_DATE && kind <= FMT_TIME)
+        return strlen(s) == n && datetime_ok(s, n, kind - FMT_DATE);
+    if (kind == FMT_ID) {
+        /* [A-Za-z0-9\-\.]{1,64} */
+        if (n == 0 || n > 64)
+            return 0;
+        for (size_t i = 0; i < n; i++) {
+            char ch = s[i];
+            if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+                  (ch >= '0' && ch <= '9') || ch == '-' || ch == '.'))
+                return 0;
+        }
+        return 1;
+    }
     if (strlen(s) != n)
         return 0; /* an embedded NUL */
     size_t id = hv_fhir_type_id(ft);
@@ -113,8 +260,7 @@ int hv__fhir_format_ok(const hv_fhir_type_t *t, const char *s, size_t n)
 /* ---- issues ----------------------------------------------------------------------- */
 
 void hv__fhir_issue(hv__fhir_vctx_t *c, const char *severity, const char *code, const char *key,
-                    const char *fmt, ...)
-{
+                    const char *fmt, ...) {
     int is_error = strcmp(severity, "error") == 0 || strcmp(severity, "fatal") == 0;
     if (is_error)
         c->errors++;
@@ -166,16 +312,21 @@ void hv__fhir_issue(hv__fhir_vctx_t *c, const char *severity, const char *code, 
 
 /* ---- the walk ------------------------------------------------------------------- */
 
-static const char *json_type_word(struct json_object *v)
-{
+static const char *json_type_word(struct json_object *v) {
     switch (json_object_get_type(v)) {
-    case json_type_null: return "null";
-    case json_type_boolean: return "a boolean";
+    case json_type_null:
+        return "null";
+    case json_type_boolean:
+        return "a boolean";
     case json_type_int:
-    case json_type_double: return "a number";
-    case json_type_string: return "a string";
-    case json_type_array: return "an array";
-    case json_type_object: return "an object";
+    case json_type_double:
+        return "a number";
+    case json_type_string:
+        return "a string";
+    case json_type_array:
+        return "an array";
+    case json_type_object:
+        return "an object";
     }
     return "?";
 }
@@ -183,8 +334,7 @@ static const char *json_type_word(struct json_object *v)
 /* The JSON representation of a primitive type's value (json.html §Primitive types). */
 enum { JP_STRING, JP_BOOL, JP_INTEGER, JP_DECIMAL };
 
-static int json_kind_of(const hv_fhir_type_t *t)
-{
+static int json_kind_slow(const hv_fhir_type_t *t) {
     const hv_fhir_type_t *sys = hv_fhir_type_system(t);
     const char *n = sys != NULL ? hv_fhir_type_name(sys) : "";
     if (strcmp(n, "System.Boolean") == 0)
@@ -196,36 +346,94 @@ static int json_kind_of(const hv_fhir_type_t *t)
     return JP_STRING;
 }
 
+/* Per type id, resolved once: the JSON kind (JP_*), and the types bindings look at. */
+static pthread_once_t kinds_once = PTHREAD_ONCE_INIT;
+static unsigned char *json_kinds;
+static const hv_fhir_type_t *type_code, *type_coding, *type_cc;
+
+static void kinds_init(void) {
+    size_t n = hv_fhir_type_count();
+    json_kinds = hv_calloc(n, 1);
+    for (size_t i = 0; json_kinds != NULL && i < n; i++)
+        json_kinds[i] = (unsigned char)json_kind_slow(hv_fhir_type_at(i));
+    type_code = hv_fhir_type_find("code", 4);
+    type_coding = hv_fhir_type_find("Coding", 6);
+    type_cc = hv_fhir_type_find("CodeableConcept", 15);
+}
+
+static int json_kind_of(const hv_fhir_type_t *t) {
+    pthread_once(&kinds_once, kinds_init);
+    return json_kinds != NULL ? json_kinds[hv_fhir_type_id(t)] : json_kind_slow(t);
+}
+
 static void check_binding(hv__fhir_vctx_t *c, const hv_fhir_elem_t *e, const hv_fhir_type_t *t,
                           struct json_object *v);
 
+/* RFC 8259 §6: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? (also the FHIR decimal regex). */
+static int json_number_ok(const char *p) {
+    if (p == NULL)
+        return 0;
+    if (*p == '-')
+        p++;
+    if (*p == '0')
+        p++;
+    else if (*p >= '1' && *p <= '9')
+        while (*p >= '0' && *p <= '9')
+            p++;
+    else
+        return 0;
+    if (*p == '.') {
+        p++;
+        if (!(*p >= '0' && *p <= '9'))
+            return 0;
+        while (*p >= '0' && *p <= '9')
+            p++;
+    }
+    if (*p == 'e' || *p == 'E') {
+        p++;
+        if (*p == '+' || *p == '-')
+            p++;
+        if (!(*p >= '0' && *p <= '9'))
+            return 0;
+        while (*p >= '0' && *p <= '9')
+            p++;
+    }
+    return *p == '\0';
+}
+
 static void check_primitive(hv__fhir_vctx_t *c, const hv_fhir_elem_t *e, const hv_fhir_type_t *t,
-                            struct json_object *v)
-{
+                            struct json_object *v) {
     int kind = json_kind_of(t);
     enum json_type jt = json_object_get_type(v);
-    int ok = (kind == JP_BOOL && jt == json_type_boolean) || (kind == JP_INTEGER && jt == json_type_int) ||
+    int ok = (kind == JP_BOOL && jt == json_type_boolean) ||
+             (kind == JP_INTEGER && jt == json_type_int) ||
              (kind == JP_DECIMAL && (jt == json_type_int || jt == json_type_double)) ||
              (kind == JP_STRING && jt == json_type_string);
     if (!ok) {
         hv__fhir_issue(c, "error", "structure", NULL, "Element %s of type %s must be %s, not %s",
                        hv_fhir_elem_path(e), hv_fhir_type_name(t),
-                       kind == JP_BOOL ? "a JSON boolean"
+                       kind == JP_BOOL     ? "a JSON boolean"
                        : kind == JP_STRING ? "a JSON string"
                                            : "a JSON number",
                        json_type_word(v));
         return;
     }
+    if (jt == json_type_double && !json_number_ok(hv_fhir_json_number_text(v))) {
+        /* json-c takes "040e25" even in strict mode; RFC 8259 §6 does not. */
+        hv__fhir_issue(c, "error", "structure", NULL, "'%s' is not a valid JSON number",
+                       hv_fhir_json_number_text(v));
+        return;
+    }
     if (c->structure_only)
         return;
-    if (!(c->flags & HV_FHIR_VALIDATE_NO_FORMATS)) {
+    if (!(c->flags & HV_FHIR_VALIDATE_NO_FORMATS) && kind != JP_BOOL) {
+        /* For booleans the JSON type is the whole format. */
         const char *s = kind == JP_STRING ? json_object_get_string(v) : hv_fhir_json_number_text(v);
         size_t n = kind == JP_STRING ? (size_t)json_object_get_string_len(v) : strlen(s);
-        if (kind == JP_BOOL) {
-            /* The JSON type is the whole format. */
-        } else if (kind == JP_INTEGER && (json_object_get_int64(v) > INT32_MAX ||
-                                          json_object_get_int64(v) < INT32_MIN)) {
-            hv__fhir_issue(c, "error", "value", NULL, "The value %s is outside the range of a 32-bit integer", s);
+        if (kind == JP_INTEGER &&
+            (json_object_get_int64(v) > INT32_MAX || json_object_get_int64(v) < INT32_MIN)) {
+            hv__fhir_issue(c, "error", "value", NULL,
+                           "The value %s is outside the range of a 32-bit integer", s);
         } else if (!hv__fhir_format_ok(t, s, n)) {
             if (kind == JP_STRING)
                 hv__fhir_issue(c, "error", "value", NULL, "The value is not a valid %s",
@@ -243,8 +451,8 @@ static void check_primitive(hv__fhir_vctx_t *c, const hv_fhir_elem_t *e, const h
         check_binding(c, e, t, v);
 }
 
-static int coding_in(const hv_fhir_binding_t *b, struct json_object *coding, int *has_system_of_vs)
-{
+static int coding_in(const hv_fhir_binding_t *b, struct json_object *coding,
+                     int *has_system_of_vs) {
     const char *system = hv_json_get_str(coding, "system");
     const char *code = hv_json_get_str(coding, "code");
     if (code == NULL)
@@ -264,26 +472,27 @@ static int coding_in(const hv_fhir_binding_t *b, struct json_object *coding, int
 
 /* FHIR R4 terminologies.html#required: the value SHALL be one of the value set's codes. */
 static void check_binding(hv__fhir_vctx_t *c, const hv_fhir_elem_t *e, const hv_fhir_type_t *t,
-                          struct json_object *v)
-{
+                          struct json_object *v) {
     const hv_fhir_binding_t *b = hv_fhir_elem_binding(e);
-    if (b == NULL || hv_fhir_binding_strength(b) != HV_FHIR_BIND_REQUIRED || !hv_fhir_binding_inlined(b))
+    if (b == NULL || hv_fhir_binding_strength(b) != HV_FHIR_BIND_REQUIRED ||
+        !hv_fhir_binding_inlined(b))
         return;
-    const char *tn = hv_fhir_type_name(t);
-    if (json_object_is_type(v, json_type_string) && (strcmp(tn, "code") == 0)) {
+    pthread_once(&kinds_once, kinds_init);
+    if (json_object_is_type(v, json_type_string) && t == type_code) {
         if (hv_fhir_binding_has(b, NULL, json_object_get_string(v)) != 1)
             hv__fhir_issue(c, "error", "code-invalid", NULL,
                            "The value '%s' is not in the required value set %s",
                            json_object_get_string(v), hv_fhir_binding_valueset(b));
-    } else if (strcmp(tn, "Coding") == 0 && json_object_is_type(v, json_type_object)) {
+    } else if (t == type_coding && json_object_is_type(v, json_type_object)) {
         if (hv_json_get_str(v, "code") != NULL && !coding_in(b, v, NULL))
             hv__fhir_issue(c, "error", "code-invalid", NULL,
                            "The Coding %s#%s is not in the required value set %s",
                            hv_json_get_str(v, "system") ? hv_json_get_str(v, "system") : "",
                            hv_json_get_str(v, "code"), hv_fhir_binding_valueset(b));
-    } else if (strcmp(tn, "CodeableConcept") == 0 && json_object_is_type(v, json_type_object)) {
+    } else if (t == type_cc && json_object_is_type(v, json_type_object)) {
         struct json_object *codings = NULL;
-        if (!json_object_object_get_ex(v, "coding", &codings) || !json_object_is_type(codings, json_type_array))
+        if (!json_object_object_get_ex(v, "coding", &codings) ||
+            !json_object_is_type(codings, json_type_array))
             return; /* text only: nothing to check against the value set */
         size_t n = json_object_array_length(codings);
         int found = 0, coded = 0;
@@ -303,9 +512,51 @@ static void check_binding(hv__fhir_vctx_t *c, const hv_fhir_elem_t *e, const hv_
 static void walk_object(hv__fhir_vctx_t *c, struct json_object *obj, const hv_fhir_elem_t *owner,
                         int underscore, int depth);
 
+/*
+ * references.html#literal: a relative or absolute literal reference names the resource type
+ * ("Patient/123", "http://x/fhir/Patient/123", "Patient/123/_history/2"); that type must be
+ * one of the element's target profiles (Reference(Patient | Group)). Local ("#x"), urn: and
+ * other references say nothing about the type and are not checked.
+ */
+static void check_reference_target(hv__fhir_vctx_t *c, const hv__fhir_prop_t *p,
+                                   struct json_object *v) {
+    static const char hist[] = "/_history/";
+    const char *ref = hv_json_get_str(v, "reference");
+    size_t ti = 0, nt;
+    if (ref == NULL || strcmp(hv_fhir_type_name(p->type), "Reference") != 0)
+        return;
+    for (ti = 0; ti < hv_fhir_elem_type_count(p->elem); ti++)
+        if (hv_fhir_elem_type_at(p->elem, ti) == p->type)
+            break;
+    nt = hv_fhir_elem_target_count(p->elem, ti);
+    if (nt == 0 || ref[0] == '#' || strncmp(ref, "urn:", 4) == 0)
+        return;
+    /* Drop a version suffix, then take the last two segments: Type/id. */
+    size_t len = strlen(ref);
+    const char *h = strstr(ref, hist);
+    if (h != NULL)
+        len = (size_t)(h - ref);
+    const char *end = ref + len, *slash = NULL, *prev = NULL;
+    for (const char *q = ref; q < end; q++)
+        if (*q == '/') {
+            prev = slash;
+            slash = q;
+        }
+    if (slash == NULL || slash + 1 >= end || strchr(ref, '?') != NULL)
+        return;
+    const char *tstart = prev != NULL ? prev + 1 : ref;
+    const hv_fhir_type_t *rt = hv_fhir_type_find(tstart, (size_t)(slash - tstart));
+    if (rt == NULL || hv_fhir_type_kind(rt) != HV_FHIR_KIND_RESOURCE)
+        return;
+    for (size_t j = 0; j < nt; j++)
+        if (hv_fhir_type_is(rt, hv_fhir_elem_target_at(p->elem, ti, j)))
+            return;
+    hv__fhir_issue(c, "error", "invalid", NULL, "The reference is to a %s, which %s does not allow",
+                   hv_fhir_type_name(rt), hv_fhir_elem_path(p->elem));
+}
+
 /* The `_key` twin of property key in obj, or NULL. */
-static struct json_object *twin_of(struct json_object *obj, const char *key)
-{
+static struct json_object *twin_of(struct json_object *obj, const char *key) {
     char us[160];
     struct json_object *t = NULL;
     if (snprintf(us, sizeof(us), "_%s", key) >= (int)sizeof(us))
@@ -313,22 +564,22 @@ static struct json_object *twin_of(struct json_object *obj, const char *key)
     return json_object_object_get_ex(obj, us, &t) ? t : NULL;
 }
 
-static void primitive_invariants(hv__fhir_vctx_t *c, const hv__fhir_prop_t *p, struct json_object *v,
-                                 struct json_object *twin)
-{
+static void primitive_invariants(hv__fhir_vctx_t *c, const hv__fhir_prop_t *p,
+                                 struct json_object *v, struct json_object *twin) {
     hv__fhir_focus_t f;
     if (c->inv == NULL)
         return;
     /* ele-1 (natively): a primitive needs a value or an extension. */
     if (v == NULL && (twin == NULL || !json_object_object_get_ex(twin, "extension", NULL))) {
-        hv__fhir_issue(c, "error", "invariant", "ele-1",
-                       "Constraint failed: ele-1: 'All FHIR elements must have a @value or children'");
+        hv__fhir_issue(
+            c, "error", "invariant", "ele-1",
+            "Constraint failed: ele-1: 'All FHIR elements must have a @value or children'");
         return;
     }
     f.json = v;
     f.ext = twin;
     f.type = p->type;
-    f.path = hv_fhir_type_name(p->type);
+    f.owner = hv_fhir_type_root(p->type);
     f.resource = c->resource;
     f.root_resource = c->root_resource;
     f.contained = 0;
@@ -336,8 +587,7 @@ static void primitive_invariants(hv__fhir_vctx_t *c, const hv__fhir_prop_t *p, s
 }
 
 static void walk_value(hv__fhir_vctx_t *c, const hv__fhir_prop_t *p, struct json_object *v,
-                       struct json_object *twin, int in_array, int depth)
-{
+                       struct json_object *twin, int in_array, int depth) {
     const hv_fhir_type_t *t = p->type;
     hv_fhir_kind_t k = hv_fhir_type_kind(t);
     if (v == NULL) {
@@ -364,11 +614,14 @@ static void walk_value(hv__fhir_vctx_t *c, const hv__fhir_prop_t *p, struct json
         return;
     }
     if (json_object_object_length(v) == 0) {
-        hv__fhir_issue(c, "error", "structure", "ele-1", "An element must have a value or children");
+        hv__fhir_issue(c, "error", "structure", "ele-1",
+                       "An element must have a value or children");
         return;
     }
     if (!c->structure_only && !(c->flags & HV_FHIR_VALIDATE_NO_BINDINGS) && !p->underscore)
         check_binding(c, p->elem, t, v);
+    if (!c->structure_only && !p->underscore)
+        check_reference_target(c, p, v);
     if (p->underscore) {
         walk_object(c, v, owner, 1, depth + 1);
         /* A `_x` without a value: its invariants are checked here, with no value. */
@@ -377,16 +630,22 @@ static void walk_value(hv__fhir_vctx_t *c, const hv__fhir_prop_t *p, struct json
         return;
     }
     if (k == HV_FHIR_KIND_RESOURCE) {
-        struct json_object *saved = c->resource;
+        /* fhirpath.html (FHIR R4) §Variables: %resource is the resource that holds the
+         * element; %rootResource its container for a contained resource, else the resource
+         * itself (a Bundle entry is its own root). */
+        struct json_object *saved = c->resource, *saved_root = c->root_resource;
+        int contained = strcmp(hv_fhir_elem_name(p->elem), "contained") == 0;
         c->resource = v;
+        if (!contained)
+            c->root_resource = v;
         walk_object(c, v, owner, 0, depth + 1);
         if (!c->structure_only && c->inv != NULL) {
-            hv__fhir_focus_t f = {v, NULL, hv_fhir_elem_owner_type(owner), hv_fhir_elem_path(owner),
-                                  v, c->root_resource,
-                                  strcmp(hv_fhir_elem_name(p->elem), "contained") == 0};
+            hv__fhir_focus_t f = {
+                v, NULL, hv_fhir_elem_owner_type(owner), owner, v, c->root_resource, contained};
             hv__fhir_invariants_check(c, p->elem, &f);
         }
         c->resource = saved;
+        c->root_resource = saved_root;
         return;
     }
     walk_object(c, v, owner, 0, depth + 1);
@@ -394,18 +653,18 @@ static void walk_value(hv__fhir_vctx_t *c, const hv__fhir_prop_t *p, struct json
         /* ele-1 (natively): an element needs children other than its id. */
         size_t n = (size_t)json_object_object_length(v);
         if (n == 1 && json_object_object_get_ex(v, "id", NULL)) {
-            hv__fhir_issue(c, "error", "invariant", "ele-1",
-                           "Constraint failed: ele-1: 'All FHIR elements must have a @value or children'");
+            hv__fhir_issue(
+                c, "error", "invariant", "ele-1",
+                "Constraint failed: ele-1: 'All FHIR elements must have a @value or children'");
             return;
         }
-        hv__fhir_focus_t f = {v, NULL, t, hv_fhir_elem_path(owner), c->resource, c->root_resource, 0};
+        hv__fhir_focus_t f = {v, NULL, t, owner, c->resource, c->root_resource, 0};
         hv__fhir_invariants_check(c, p->elem, &f);
     }
 }
 
 static void walk_object(hv__fhir_vctx_t *c, struct json_object *obj, const hv_fhir_elem_t *owner,
-                        int underscore, int depth)
-{
+                        int underscore, int depth) {
     if (depth > c->max_depth) {
         hv__fhir_issue(c, "error", "too-costly", NULL, "The resource nests deeper than %d levels",
                        c->max_depth);
@@ -414,8 +673,7 @@ static void walk_object(hv__fhir_vctx_t *c, struct json_object *obj, const hv_fh
     }
     int is_resource = hv_fhir_elem_parent(owner) == NULL &&
                       hv_fhir_type_kind(hv_fhir_elem_owner_type(owner)) == HV_FHIR_KIND_RESOURCE;
-    json_object_object_foreach(obj, key, val)
-    {
+    json_object_object_foreach(obj, key, val) {
         hv__fhir_prop_t p;
         size_t mark;
         if (is_resource && strcmp(key, "resourceType") == 0)
@@ -453,12 +711,14 @@ static void walk_object(hv__fhir_vctx_t *c, struct json_object *obj, const hv_fh
                 size_t m = json_object_array_length(other);
                 int both_null = 0;
                 for (size_t i = 0; i < n && i < m; i++)
-                    if (json_object_array_get_idx(val, i) == NULL && json_object_array_get_idx(other, i) == NULL)
+                    if (json_object_array_get_idx(val, i) == NULL &&
+                        json_object_array_get_idx(other, i) == NULL)
                         both_null = 1;
                 if (m != n || both_null) {
                     mark = hv__fhir_path_push(&c->path, pname, -1);
                     hv__fhir_issue(c, "error", "structure", NULL,
-                                   "The arrays '%s' and '%s' must have the same length and no item null in both",
+                                   "The arrays '%s' and '%s' must have the same length and no item "
+                                   "null in both",
                                    key + 1, key);
                     hv__fhir_path_pop(&c->path, mark);
                 }
@@ -476,16 +736,18 @@ static void walk_object(hv__fhir_vctx_t *c, struct json_object *obj, const hv_fh
             int twins_arr = twins != NULL && json_object_is_type(twins, json_type_array);
             for (size_t i = 0; i < n && !c->too_deep; i++) {
                 struct json_object *tw = twins_arr && i < json_object_array_length(twins)
-                                             ? json_object_array_get_idx(twins, i) : NULL;
+                                             ? json_object_array_get_idx(twins, i)
+                                             : NULL;
                 mark = hv__fhir_path_push(&c->path, pname, (long)i);
                 walk_value(c, &p, json_object_array_get_idx(val, i), tw, 1, depth);
                 hv__fhir_path_pop(&c->path, mark);
             }
-            if (!c->structure_only && !p.underscore && hv_fhir_elem_max(p.elem) != HV_FHIR_UNBOUNDED &&
+            if (!p.underscore && hv_fhir_elem_max(p.elem) != HV_FHIR_UNBOUNDED &&
                 n > hv_fhir_elem_max(p.elem)) {
                 mark = hv__fhir_path_push(&c->path, pname, -1);
-                hv__fhir_issue(c, "error", "structure", NULL, "Element %s allows at most %u, found %zu",
-                               hv_fhir_elem_path(p.elem), hv_fhir_elem_max(p.elem), n);
+                hv__fhir_issue(c, "error", "structure", NULL,
+                               "Element %s allows at most %u, found %zu", hv_fhir_elem_path(p.elem),
+                               hv_fhir_elem_max(p.elem), n);
                 hv__fhir_path_pop(&c->path, mark);
             }
         } else {
@@ -495,10 +757,12 @@ static void walk_object(hv__fhir_vctx_t *c, struct json_object *obj, const hv_fh
                                "Element %s does not repeat and must not be a JSON array",
                                hv_fhir_elem_path(p.elem));
             else if (p.underscore)
-                walk_value(c, &p, val, json_object_object_get_ex(obj, key + 1, NULL) ? val : NULL, 0, depth);
+                walk_value(c, &p, val, json_object_object_get_ex(obj, key + 1, NULL) ? val : NULL,
+                           0, depth);
             else
                 walk_value(c, &p, val,
-                           hv_fhir_type_kind(p.type) == HV_FHIR_KIND_PRIMITIVE ? twin_of(obj, key) : NULL,
+                           hv_fhir_type_kind(p.type) == HV_FHIR_KIND_PRIMITIVE ? twin_of(obj, key)
+                                                                               : NULL,
                            0, depth);
             hv__fhir_path_pop(&c->path, mark);
         }
@@ -515,8 +779,7 @@ static void walk_object(hv__fhir_vctx_t *c, struct json_object *obj, const hv_fh
             continue;
         size_t count = 0;
         if (hv_fhir_elem_is_choice(k)) {
-            json_object_object_foreach(obj, key2, val2)
-            {
+            json_object_object_foreach(obj, key2, val2) {
                 hv__fhir_prop_t p2;
                 (void)val2;
                 if (hv__fhir_prop_resolve(owner, key2, &p2) == HV_OK && p2.elem == k)
@@ -534,15 +797,15 @@ static void walk_object(hv__fhir_vctx_t *c, struct json_object *obj, const hv_fh
         }
         if (count < hv_fhir_elem_min(k)) {
             size_t mark = hv__fhir_path_push(&c->path, hv_fhir_elem_name(k), -1);
-            hv__fhir_issue(c, "error", "required", NULL, "Element %s is required (min %u), found %zu",
-                           hv_fhir_elem_path(k), hv_fhir_elem_min(k), count);
+            hv__fhir_issue(c, "error", "required", NULL,
+                           "Element %s is required (min %u), found %zu", hv_fhir_elem_path(k),
+                           hv_fhir_elem_min(k), count);
             hv__fhir_path_pop(&c->path, mark);
         }
     }
 }
 
-void hv__fhir_walk_resource(hv__fhir_vctx_t *c, struct json_object *res)
-{
+void hv__fhir_walk_resource(hv__fhir_vctx_t *c, struct json_object *res) {
     const hv_fhir_elem_t *root = hv__fhir_resource_root(res);
     c->path.len = 0;
     c->path.buf[0] = '\0';
@@ -555,13 +818,12 @@ void hv__fhir_walk_resource(hv__fhir_vctx_t *c, struct json_object *res)
     c->root_resource = res;
     walk_object(c, res, root, 0, 0);
     if (!c->structure_only && c->inv != NULL) {
-        hv__fhir_focus_t f = {res, NULL, hv_fhir_elem_owner_type(root), hv_fhir_elem_path(root), res, res, 0};
+        hv__fhir_focus_t f = {res, NULL, hv_fhir_elem_owner_type(root), root, res, res, 0};
         hv__fhir_invariants_check(c, root, &f);
     }
 }
 
-int hv_fhir_check_structure(struct json_object *resource, int max_depth, hv_error_t *err)
-{
+int hv_fhir_check_structure(struct json_object *resource, int max_depth, hv_error_t *err) {
     hv__fhir_vctx_t c;
     hv_error_t local;
     memset(&c, 0, sizeof(c));
@@ -582,13 +844,12 @@ int hv_fhir_check_structure(struct json_object *resource, int max_depth, hv_erro
 
 /* ---- narrative (FHIR R4 narrative.html#xhtml, constraints txt-1 and txt-2) ---------- */
 
-static const char *const forbidden_html[] = {"head",   "body",  "script", "form",  "input",
-                                             "base",   "link",  "frame",  "frameset", "iframe",
-                                             "object", "applet", "embed", "meta",  "button",
-                                             "select", "textarea", "style", "html", "title"};
+static const char *const forbidden_html[] = {"head",   "body",     "script", "form",     "input",
+                                             "base",   "link",     "frame",  "frameset", "iframe",
+                                             "object", "applet",   "embed",  "meta",     "button",
+                                             "select", "textarea", "style",  "html",     "title"};
 
-static int html_walk(xmlNodePtr n, int *text)
-{
+static int html_walk(xmlNodePtr n, int *text) {
     for (; n != NULL; n = n->next) {
         if (n->type == XML_TEXT_NODE || n->type == XML_CDATA_SECTION_NODE) {
             for (const xmlChar *p = n->content; p != NULL && *p; p++)
@@ -617,21 +878,23 @@ static int html_walk(xmlNodePtr n, int *text)
 /*
  * txt-1: the XHTML is a div in the XHTML namespace with only basic formatting (no
  * head, body, scripts, forms, frames, objects, event attributes); txt-2: it has some
- * non-whitespace content (text or an image). Returns 1 when the rule holds.
+ * non-whitespace content (text or an image). Sets both results (1 when the rule holds)
+ * from one parse.
  */
-int hv__fhir_narrative_ok(const char *key, const char *s, size_t n)
-{
+void hv__fhir_narrative_check(const char *s, size_t n, int *txt1, int *txt2) {
+    hv__fhir_xml_quiet_t quiet;
+    hv__fhir_xml_quiet_begin(&quiet);
     xmlDocPtr doc = xmlReadMemory(s, (int)n, NULL, "UTF-8",
                                   XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
-    int ok = 0, text = 0;
+    hv__fhir_xml_quiet_end(&quiet);
+    int text = 0;
+    *txt1 = *txt2 = 0;
     if (doc == NULL)
-        return 0;
+        return;
     xmlNodePtr root = xmlDocGetRootElement(doc);
     if (doc->intSubset == NULL && root != NULL && strcmp((const char *)root->name, "div") == 0) {
-        ok = html_walk(root, &text);
-        if (strcmp(key, "txt-2") == 0)
-            ok = text;
+        *txt1 = html_walk(root, &text);
+        *txt2 = text;
     }
     xmlFreeDoc(doc);
-    return ok;
 }

@@ -11,14 +11,14 @@
 typedef struct hv__fhir_inv hv__fhir_inv_t;
 
 typedef struct hv__fhir_vctx {
-    hv__fhir_inv_t *inv;         /* compiled invariants; NULL: invariants not checked */
+    hv__fhir_inv_t *inv; /* compiled invariants; NULL: invariants not checked */
     struct json_object *resource, *root_resource; /* %resource and %rootResource */
-    hv_fhir_validator_t *v;      /* NULL in the parser's structural check */
-    unsigned flags;              /* HV_FHIR_VALIDATE_* */
-    int structure_only;          /* only structure: no formats, bindings, minimums */
+    hv_fhir_validator_t *v;                       /* NULL in the parser's structural check */
+    unsigned flags;                               /* HV_FHIR_VALIDATE_* */
+    int structure_only; /* only structure: no formats, bindings, minimums */
     int max_depth;
-    hv_error_t *err;             /* first-error mode when not NULL */
-    struct json_object *issues;  /* OperationOutcome.issue being filled */
+    hv_error_t *err;            /* first-error mode when not NULL */
+    struct json_object *issues; /* OperationOutcome.issue being filled */
     size_t nissues, max_issues, dropped;
     int errors;
     int too_deep;
@@ -31,7 +31,7 @@ typedef struct hv__fhir_focus {
     struct json_object *json;    /* the value (NULL for a primitive with only `_x`) */
     struct json_object *ext;     /* a primitive's `_x` twin, or NULL */
     const hv_fhir_type_t *type;  /* its type (the actual resource type for resources) */
-    const char *path;            /* where FHIRPath looks its children up: backbone path or type */
+    const hv_fhir_elem_t *owner; /* whose children describe it: backbone element or type root */
     struct json_object *resource, *root_resource;
     int contained; /* the focus is a contained resource (DomainResource.contained) */
 } hv__fhir_focus_t;
@@ -42,7 +42,8 @@ void hv__fhir_inv_free(hv__fhir_inv_t *inv);
 /* Called at the start of each resource validation. */
 void hv__fhir_inv_begin(hv__fhir_inv_t *inv);
 /* Checks the constraints of element e (NULL: only the type's) and of the focus' type. */
-void hv__fhir_invariants_check(hv__fhir_vctx_t *c, const hv_fhir_elem_t *e, const hv__fhir_focus_t *f);
+void hv__fhir_invariants_check(hv__fhir_vctx_t *c, const hv_fhir_elem_t *e,
+                               const hv__fhir_focus_t *f);
 
 /* Records an issue at the current path (severity "fatal", "error", "warning",
  * "information"; code from the IssueType value set; key an invariant key or NULL). */
@@ -53,7 +54,25 @@ void hv__fhir_walk_resource(hv__fhir_vctx_t *c, struct json_object *res);
 /* 1 when the text s (n bytes) of a value of primitive type t matches its format. */
 int hv__fhir_format_ok(const hv_fhir_type_t *t, const char *s, size_t n);
 
-/* The narrative rules txt-1 and txt-2 on XHTML text s; 1 when key's rule holds. */
-int hv__fhir_narrative_ok(const char *key, const char *s, size_t n);
+/* Evaluates an invariant given by its text (a profile's constraint) on the focus and
+ * records an issue when it fails (compiled once per validator and expression). */
+void hv__fhir_invariant_expr(hv__fhir_vctx_t *c, const char *key, const char *expr,
+                             const char *human, int warning, const hv__fhir_focus_t *f);
+
+/* profile.c: a profile StructureDefinition made ready for validation. */
+typedef struct hv__fhir_profile hv__fhir_profile_t;
+int hv__fhir_profile_new(struct json_object *sd, hv__fhir_profile_t **out, hv_error_t *err);
+/* Frees p and every profile chained after it. */
+void hv__fhir_profile_free(hv__fhir_profile_t *p);
+const char *hv__fhir_profile_url(const hv__fhir_profile_t *p);
+/* The link to the next profile of a validator's list. */
+hv__fhir_profile_t **hv__fhir_profile_next(hv__fhir_profile_t *p);
+/* The profile of v whose url is url (a "|version" suffix is ignored), or NULL. */
+hv__fhir_profile_t *hv__fhir_validator_profile(hv_fhir_validator_t *v, const char *url);
+/* Checks res against p, recording issues in c. */
+int hv__fhir_profile_check(hv__fhir_vctx_t *c, hv__fhir_profile_t *p, struct json_object *res);
+
+/* The narrative rules txt-1 and txt-2 on XHTML text s, both from one parse (1: holds). */
+void hv__fhir_narrative_check(const char *s, size_t n, int *txt1, int *txt2);
 
 #endif

@@ -1,7 +1,9 @@
 /*
  * validator.c — the validator object and its entry point: runs the base
- * specification walk (validate.c), and builds the OperationOutcome (FHIR R4
- * operationoutcome.html) that reports the issues.
+ * specification walk (validate.c, with the invariants of invariants.c), then the
+ * profile asked for (profile.c), and builds the OperationOutcome (FHIR R4
+ * operationoutcome.html) that reports the issues. A validator holds the compiled
+ * invariants and the profiles added to it; one thread uses it at a time.
  */
 #include "config.h"
 
@@ -13,10 +15,10 @@
 struct hv_fhir_validator {
     size_t max_issues;
     hv__fhir_inv_t *inv;
+    hv__fhir_profile_t *profiles; /* a list, most recently added first */
 };
 
-hv_fhir_validator_t *hv_fhir_validator_new(void)
-{
+hv_fhir_validator_t *hv_fhir_validator_new(void) {
     hv_fhir_validator_t *v = hv_calloc(1, sizeof(*v));
     if (v == NULL)
         return NULL;
@@ -29,35 +31,47 @@ hv_fhir_validator_t *hv_fhir_validator_new(void)
     return v;
 }
 
-void hv_fhir_validator_free(hv_fhir_validator_t *v)
-{
+void hv_fhir_validator_free(hv_fhir_validator_t *v) {
     if (v == NULL)
         return;
     hv__fhir_inv_free(v->inv);
+    hv__fhir_profile_free(v->profiles);
     hv_free(v);
 }
 
-void hv_fhir_validator_set_max_issues(hv_fhir_validator_t *v, size_t max)
-{
+void hv_fhir_validator_set_max_issues(hv_fhir_validator_t *v, size_t max) {
     v->max_issues = max;
 }
 
-int hv_fhir_validator_add_profile(hv_fhir_validator_t *v, struct json_object *sd, hv_error_t *err)
-{
-    (void)v;
-    (void)sd;
-    hv_error_set(err, HV_ENOTSUP, NULL, "profiles are not supported yet");
-    return HV_ENOTSUP;
+int hv_fhir_validator_add_profile(hv_fhir_validator_t *v, struct json_object *sd, hv_error_t *err) {
+    hv__fhir_profile_t *p = NULL;
+    int rc = hv__fhir_profile_new(sd, &p, err);
+    if (rc != HV_OK)
+        return rc;
+    *hv__fhir_profile_next(p) = v->profiles;
+    v->profiles = p;
+    return HV_OK;
+}
+
+/* The profile whose url is `url` (a "|version" suffix is ignored), or NULL. */
+hv__fhir_profile_t *hv__fhir_validator_profile(hv_fhir_validator_t *v, const char *url) {
+    size_t n = strcspn(url, "|");
+    for (hv__fhir_profile_t *p = v->profiles; p != NULL; p = *hv__fhir_profile_next(p)) {
+        const char *u = hv__fhir_profile_url(p);
+        if (strncmp(u, url, n) == 0 && (u[n] == '\0' || u[n] == '|'))
+            return p;
+    }
+    return NULL;
 }
 
 int hv_fhir_validate(hv_fhir_validator_t *v, struct json_object *resource, const char *profile,
-                     unsigned flags, struct json_object **outcome, int *errors)
-{
+                     unsigned flags, struct json_object **outcome, int *errors) {
     hv__fhir_vctx_t *c = NULL;
     struct json_object *oo = NULL;
     int rc = HV_ENOMEM;
 
-    if (profile != NULL)
+    hv__fhir_profile_t *prof = NULL;
+    if (profile != NULL && (prof = hv__fhir_validator_profile(v, profile)) == NULL)
         return HV_ENOTFOUND;
     c = hv_calloc(1, sizeof(*c));
     oo = json_object_new_object();
@@ -75,6 +89,8 @@ int hv_fhir_validate(hv_fhir_validator_t *v, struct json_object *resource, const
     if (c->issues == NULL)
         goto out;
     hv__fhir_walk_resource(c, resource);
+    if (prof != NULL)
+        hv__fhir_profile_check(c, prof, resource);
     if (c->oom)
         goto out;
     if (c->dropped > 0) {

@@ -43,28 +43,24 @@ typedef struct xw {
     int rc;
 } xw_t;
 
-static void xw_fail(xw_t *w, int rc, const char *msg)
-{
+static void xw_fail(xw_t *w, int rc, const char *msg) {
     if (w->rc == HV_OK) {
         w->rc = rc;
         hv_error_set(w->err, rc, w->path.buf, "%s", msg);
     }
 }
 
-static void put(xw_t *w, const char *s)
-{
+static void put(xw_t *w, const char *s) {
     if (w->rc == HV_OK)
         w->rc = hv_buf_puts(w->out, s);
 }
 
-static void putn(xw_t *w, const char *s, size_t n)
-{
+static void putn(xw_t *w, const char *s, size_t n) {
     if (w->rc == HV_OK)
         w->rc = hv_buf_append(w->out, s, n);
 }
 
-static void nl(xw_t *w, int depth)
-{
+static void nl(xw_t *w, int depth) {
     if (!(w->flags & HV_FHIR_WRITE_PRETTY))
         return;
     put(w, "\n");
@@ -74,24 +70,38 @@ static void nl(xw_t *w, int depth)
 
 /* Escapes an attribute value (XML 1.0 §3.3.3: literal TAB, CR, LF would be normalized
  * to spaces, so they are written as character references). */
-static void put_attr_value(xw_t *w, const char *s, size_t n)
-{
+static void put_attr_value(xw_t *w, const char *s, size_t n) {
     size_t start = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         const char *rep = NULL;
         switch (c) {
-        case '&': rep = "&amp;"; break;
-        case '<': rep = "&lt;"; break;
-        case '>': rep = "&gt;"; break;
-        case '"': rep = "&quot;"; break;
-        case '\t': rep = "&#x9;"; break;
-        case '\n': rep = "&#xA;"; break;
-        case '\r': rep = "&#xD;"; break;
+        case '&':
+            rep = "&amp;";
+            break;
+        case '<':
+            rep = "&lt;";
+            break;
+        case '>':
+            rep = "&gt;";
+            break;
+        case '"':
+            rep = "&quot;";
+            break;
+        case '\t':
+            rep = "&#x9;";
+            break;
+        case '\n':
+            rep = "&#xA;";
+            break;
+        case '\r':
+            rep = "&#xD;";
+            break;
         default:
             /* XML 1.0 §2.2 Char excludes the C0 controls but TAB/LF/CR, and U+FFFE/U+FFFF. */
-            if (c < 0x20 || (c == 0xEF && i + 2 < n && (unsigned char)s[i + 1] == 0xBF &&
-                             ((unsigned char)s[i + 2] == 0xBE || (unsigned char)s[i + 2] == 0xBF))) {
+            if (c < 0x20 ||
+                (c == 0xEF && i + 2 < n && (unsigned char)s[i + 1] == 0xBF &&
+                 ((unsigned char)s[i + 2] == 0xBE || (unsigned char)s[i + 2] == 0xBF))) {
                 xw_fail(w, HV_EINVAL, "a character that XML cannot carry");
                 return;
             }
@@ -105,8 +115,7 @@ static void put_attr_value(xw_t *w, const char *s, size_t n)
     putn(w, s + start, n - start);
 }
 
-static void put_attr(xw_t *w, const char *name, const char *s, size_t n)
-{
+static void put_attr(xw_t *w, const char *name, const char *s, size_t n) {
     put(w, " ");
     put(w, name);
     put(w, "=\"");
@@ -115,8 +124,7 @@ static void put_attr(xw_t *w, const char *name, const char *s, size_t n)
 }
 
 /* The text of a primitive JSON value for a value attribute. */
-static const char *prim_text(struct json_object *v, size_t *n)
-{
+static const char *prim_text(struct json_object *v, size_t *n) {
     const char *s;
     switch (json_object_get_type(v)) {
     case json_type_string:
@@ -136,11 +144,10 @@ static const char *prim_text(struct json_object *v, size_t *n)
     return s;
 }
 
-static void write_children(xw_t *w, struct json_object *obj, const hv_fhir_elem_t *owner,
-                           int depth, int in_start_tag);
+static void write_children(xw_t *w, struct json_object *obj, const hv_fhir_elem_t *owner, int depth,
+                           int in_start_tag);
 
-static int is_xhtml_div_ok(const char *s, size_t n)
-{
+static int is_xhtml_div_ok(const char *s, size_t n) {
     /*
      * The narrative is copied into the output as it is, so it must be one XHTML div
      * element and nothing else: no XML declaration, DTD, or nodes around it, and the
@@ -148,25 +155,29 @@ static int is_xhtml_div_ok(const char *s, size_t n)
      */
     if (n < 6 || memcmp(s, "<div", 4) != 0 || s[n - 1] != '>')
         return 0;
+    hv__fhir_xml_quiet_t quiet;
+    hv__fhir_xml_quiet_begin(&quiet);
     xmlDocPtr doc = xmlReadMemory(s, (int)n, NULL, "UTF-8",
                                   XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+    hv__fhir_xml_quiet_end(&quiet);
     xmlNodePtr root = doc != NULL ? xmlDocGetRootElement(doc) : NULL;
-    int ok = root != NULL && doc->intSubset == NULL && doc->children == root && root->next == NULL &&
-             strcmp((const char *)root->name, "div") == 0 && root->ns != NULL &&
-             root->ns->prefix == NULL && strcmp((const char *)root->ns->href, XHTML_NS) == 0;
+    int ok = root != NULL && doc->intSubset == NULL && doc->children == root &&
+             root->next == NULL && strcmp((const char *)root->name, "div") == 0 &&
+             root->ns != NULL && root->ns->prefix == NULL &&
+             strcmp((const char *)root->ns->href, XHTML_NS) == 0;
     xmlFreeDoc(doc);
     return ok;
 }
 
 /* Writes one occurrence of element `name`: value/twin for primitives, else an object. */
 static void write_item(xw_t *w, const char *name, const hv__fhir_prop_t *p, struct json_object *val,
-                       struct json_object *twin, int depth)
-{
+                       struct json_object *twin, int depth) {
     hv_fhir_kind_t k = hv_fhir_type_kind(p->type);
     nl(w, depth);
     if (hv_fhir_elem_is_xhtml(p->elem)) {
         if (!json_object_is_type(val, json_type_string) ||
-            !is_xhtml_div_ok(json_object_get_string(val), (size_t)json_object_get_string_len(val))) {
+            !is_xhtml_div_ok(json_object_get_string(val),
+                             (size_t)json_object_get_string_len(val))) {
             xw_fail(w, HV_EINVAL, "the narrative div is not well-formed XHTML");
             return;
         }
@@ -182,8 +193,7 @@ static void write_item(xw_t *w, const char *name, const hv__fhir_prop_t *p, stru
             return;
         }
         if (twin != NULL) {
-            json_object_object_foreach(twin, tk, tv)
-            {
+            json_object_object_foreach(twin, tk, tv) {
                 if (strcmp(tk, "id") == 0 && json_object_is_type(tv, json_type_string))
                     id = tv;
                 else if (strcmp(tk, "extension") == 0)
@@ -217,7 +227,8 @@ static void write_item(xw_t *w, const char *name, const hv__fhir_prop_t *p, stru
         write_children(w, holder, hv_fhir_type_root(p->type), depth, 0);
         json_object_put(holder);
     } else if (k == HV_FHIR_KIND_RESOURCE) {
-        const hv_fhir_elem_t *root = json_object_is_type(val, json_type_object) ? hv__fhir_resource_root(val) : NULL;
+        const hv_fhir_elem_t *root =
+            json_object_is_type(val, json_type_object) ? hv__fhir_resource_root(val) : NULL;
         if (root == NULL) {
             xw_fail(w, HV_EINVAL, "a contained resource needs a known resourceType");
             return;
@@ -252,8 +263,7 @@ typedef struct xent {
     long order;
 } xent_t;
 
-static int cmp_xent(const void *a, const void *b)
-{
+static int cmp_xent(const void *a, const void *b) {
     const xent_t *x = a, *y = b;
     return x->order < y->order ? -1 : x->order > y->order;
 }
@@ -263,9 +273,8 @@ static int cmp_xent(const void *a, const void *b)
  * then writes the child elements in specification order. The caller writes the end
  * tag. The root (depth 0) also gets the FHIR namespace declaration.
  */
-static void write_children(xw_t *w, struct json_object *obj, const hv_fhir_elem_t *owner,
-                           int depth, int in_start_tag)
-{
+static void write_children(xw_t *w, struct json_object *obj, const hv_fhir_elem_t *owner, int depth,
+                           int in_start_tag) {
     size_t n = (size_t)json_object_object_length(obj), m = 0;
     int is_resource = hv_fhir_elem_parent(owner) == NULL &&
                       hv_fhir_type_kind(hv_fhir_elem_owner_type(owner)) == HV_FHIR_KIND_RESOURCE;
@@ -278,8 +287,7 @@ static void write_children(xw_t *w, struct json_object *obj, const hv_fhir_elem_
         xw_fail(w, HV_ETOOBIG, "the resource nests too deeply");
         goto out;
     }
-    json_object_object_foreach(obj, key, val)
-    {
+    json_object_object_foreach(obj, key, val) {
         hv__fhir_prop_t p;
         if (is_resource && strcmp(key, "resourceType") == 0)
             continue;
@@ -334,9 +342,11 @@ static void write_children(xw_t *w, struct json_object *obj, const hv_fhir_elem_
         size_t mark = hv__fhir_path_push(&w->path, e->key, -1);
         if (hv_fhir_elem_is_array(e->prop.elem)) {
             size_t nv = e->val != NULL && json_object_is_type(e->val, json_type_array)
-                            ? json_object_array_length(e->val) : 0;
+                            ? json_object_array_length(e->val)
+                            : 0;
             size_t nt = e->twin != NULL && json_object_is_type(e->twin, json_type_array)
-                            ? json_object_array_length(e->twin) : 0;
+                            ? json_object_array_length(e->twin)
+                            : 0;
             if ((e->val != NULL && !json_object_is_type(e->val, json_type_array)) ||
                 (e->twin != NULL && !json_object_is_type(e->twin, json_type_array))) {
                 xw_fail(w, HV_EINVAL, "a repeating element must be an array");
@@ -361,15 +371,15 @@ out:
     hv_free(ents);
 }
 
-static int xml_write(struct json_object *resource, unsigned flags, hv_buf_t *out, hv_error_t *err)
-{
+static int xml_write(struct json_object *resource, unsigned flags, hv_buf_t *out, hv_error_t *err) {
     xw_t w;
     memset(&w, 0, sizeof(w));
     w.out = out;
     w.flags = flags;
     w.err = err;
     size_t start = out->len;
-    const hv_fhir_elem_t *root = json_object_is_type(resource, json_type_object) ? hv__fhir_resource_root(resource) : NULL;
+    const hv_fhir_elem_t *root =
+        json_object_is_type(resource, json_type_object) ? hv__fhir_resource_root(resource) : NULL;
     if (root == NULL) {
         hv_error_set(err, HV_EINVAL, NULL, "the resource has no known resourceType");
         return HV_EINVAL;
@@ -390,12 +400,11 @@ static int xml_write(struct json_object *resource, unsigned flags, hv_buf_t *out
     return w.rc;
 }
 
-int hv_fhir_xml_write(struct json_object *resource, unsigned flags, hv_buf_t *out)
-{
+int hv_fhir_xml_write(struct json_object *resource, unsigned flags, hv_buf_t *out) {
     return xml_write(resource, flags, out, NULL);
 }
 
-int hv__fhir_xml_write_err(struct json_object *resource, unsigned flags, hv_buf_t *out, hv_error_t *err)
-{
+int hv__fhir_xml_write_err(struct json_object *resource, unsigned flags, hv_buf_t *out,
+                           hv_error_t *err) {
     return xml_write(resource, flags, out, err);
 }

@@ -25,6 +25,7 @@
 
 #define FHIR_NS "http://hl7.org/fhir"
 #define XHTML_NS "http://www.w3.org/1999/xhtml"
+#define XSI_NS "http://www.w3.org/2001/XMLSchema-instance"
 #define MAX_DIVS 100000
 
 typedef struct div_span {
@@ -44,15 +45,19 @@ typedef struct rd {
     int rc;
 } rd_t;
 
-static size_t abs_offset(xmlParserCtxtPtr ctxt)
+static void quiet_error(void *ctx, const char *msg, ...)
 {
+    (void)ctx;
+    (void)msg;
+}
+
+static size_t abs_offset(xmlParserCtxtPtr ctxt) {
     return (size_t)ctxt->input->consumed + (size_t)(ctxt->input->cur - ctxt->input->base);
 }
 
-static void sax_start(void *ctx, const xmlChar *localname, const xmlChar *prefix, const xmlChar *uri,
-                      int nb_ns, const xmlChar **namespaces, int nb_attr, int nb_def,
-                      const xmlChar **attrs)
-{
+static void sax_start(void *ctx, const xmlChar *localname, const xmlChar *prefix,
+                      const xmlChar *uri, int nb_ns, const xmlChar **namespaces, int nb_attr,
+                      int nb_def, const xmlChar **attrs) {
     xmlParserCtxtPtr ctxt = ctx;
     rd_t *r = ctxt->_private;
     if (++r->depth > r->max_depth) {
@@ -87,8 +92,8 @@ static void sax_start(void *ctx, const xmlChar *localname, const xmlChar *prefix
     }
 }
 
-static void sax_end(void *ctx, const xmlChar *localname, const xmlChar *prefix, const xmlChar *uri)
-{
+static void sax_end(void *ctx, const xmlChar *localname, const xmlChar *prefix,
+                    const xmlChar *uri) {
     xmlParserCtxtPtr ctxt = ctx;
     rd_t *r = ctxt->_private;
     if (uri != NULL && strcmp((const char *)localname, "div") == 0 &&
@@ -104,8 +109,7 @@ static void sax_end(void *ctx, const xmlChar *localname, const xmlChar *prefix, 
     r->depth--;
 }
 
-static void sax_subset(void *ctx, const xmlChar *name, const xmlChar *eid, const xmlChar *sid)
-{
+static void sax_subset(void *ctx, const xmlChar *name, const xmlChar *eid, const xmlChar *sid) {
     xmlParserCtxtPtr ctxt = ctx;
     rd_t *r = ctxt->_private;
     (void)name;
@@ -115,18 +119,36 @@ static void sax_subset(void *ctx, const xmlChar *name, const xmlChar *eid, const
     xmlStopParser(ctxt);
 }
 
+void hv__fhir_xml_quiet_begin(hv__fhir_xml_quiet_t *q)
+{
+    /* libxml2 reports some errors (encoding conversion) through its generic error
+     * function even with XML_PARSE_NOERROR: route them nowhere for this thread while we
+     * parse (documents may carry PHI; errors reach the caller through hv_error_t). */
+    q->fn = xmlGenericError;
+    q->ctx = xmlGenericErrorContext;
+    xmlSetGenericErrorFunc(NULL, quiet_error);
+}
+
+void hv__fhir_xml_quiet_end(hv__fhir_xml_quiet_t *q)
+{
+    xmlSetGenericErrorFunc(q->ctx, q->fn);
+}
+
 /* ---- conversion ---------------------------------------------------------------- */
 
-static void fail(rd_t *r, int rc, const char *fmt, const char *arg)
-{
+static void fail(rd_t *r, int rc, const char *fmt, const char *arg) {
     if (r->rc == HV_OK) {
         r->rc = rc;
         hv_error_set(r->err, rc, r->path.buf, fmt, arg);
     }
 }
 
-static int is_blank(const xmlChar *s)
+static int is_xsi(xmlAttrPtr a)
 {
+    return a->ns != NULL && a->ns->href != NULL && strcmp((const char *)a->ns->href, XSI_NS) == 0;
+}
+
+static int is_blank(const xmlChar *s) {
     for (; s != NULL && *s; s++)
         if (*s != ' ' && *s != '\t' && *s != '\r' && *s != '\n')
             return 0;
@@ -134,14 +156,13 @@ static int is_blank(const xmlChar *s)
 }
 
 /* The div's text: the input bytes when the recorded span frames it, else a dump. */
-static struct json_object *div_text(rd_t *r, xmlNodePtr node)
-{
+static struct json_object *div_text(rd_t *r, xmlNodePtr node) {
     for (size_t i = 0; i < r->ndivs; i++) {
         div_span_t *d = &r->divs[i];
         if (d->node != node)
             continue;
-        if (d->end > d->start + 4 && d->end <= r->len && memcmp(r->text + d->start, "<div", 4) == 0 &&
-            r->text[d->end - 1] == '>')
+        if (d->end > d->start + 4 && d->end <= r->len &&
+            memcmp(r->text + d->start, "<div", 4) == 0 && r->text[d->end - 1] == '>')
             return json_object_new_string_len(r->text + d->start, (int)(d->end - d->start));
         break;
     }
@@ -156,8 +177,7 @@ static struct json_object *div_text(rd_t *r, xmlNodePtr node)
 }
 
 /* FHIR R4 json.html §Primitive types: the JSON value for a value attribute. */
-static struct json_object *prim_value(rd_t *r, const hv_fhir_type_t *t, const char *s)
-{
+static struct json_object *prim_value(rd_t *r, const hv_fhir_type_t *t, const char *s) {
     const hv_fhir_type_t *sys = hv_fhir_type_system(t);
     const char *sn = sys != NULL ? hv_fhir_type_name(sys) : "";
     if (strcmp(sn, "System.Boolean") == 0) {
@@ -227,8 +247,7 @@ static void convert(rd_t *r, xmlNodePtr node, const hv_fhir_elem_t *owner, struc
 
 /* Appends (val, twin) to key/_key of obj: arrays padded with nulls, or single values. */
 static void add_prop(rd_t *r, struct json_object *obj, const char *key, const hv__fhir_prop_t *p,
-                     struct json_object *val, struct json_object *twin)
-{
+                     struct json_object *val, struct json_object *twin) {
     char tkey[160];
     snprintf(tkey, sizeof(tkey), "_%s", key);
     if (hv_fhir_elem_is_array(p->elem)) {
@@ -260,12 +279,10 @@ static void add_prop(rd_t *r, struct json_object *obj, const char *key, const hv
 }
 
 /* Drops the all-null arrays left by add_prop (`_given` when no given has an id). */
-static void prune_nulls(struct json_object *obj)
-{
+static void prune_nulls(struct json_object *obj) {
     const char *drop[64];
     size_t nd = 0;
-    json_object_object_foreach(obj, key, val)
-    {
+    json_object_object_foreach(obj, key, val) {
         if (!json_object_is_type(val, json_type_array))
             continue;
         size_t n = json_object_array_length(val), i;
@@ -278,9 +295,8 @@ static void prune_nulls(struct json_object *obj)
         json_object_object_del(obj, drop[i]);
 }
 
-static void convert_child(rd_t *r, xmlNodePtr c, const hv_fhir_elem_t *owner, struct json_object *obj,
-                          int depth)
-{
+static void convert_child(rd_t *r, xmlNodePtr c, const hv_fhir_elem_t *owner,
+                          struct json_object *obj, int depth) {
     hv__fhir_prop_t p;
     const char *name = (const char *)c->name;
     size_t mark = hv__fhir_path_push(&r->path, name, -1);
@@ -310,7 +326,9 @@ static void convert_child(rd_t *r, xmlNodePtr c, const hv_fhir_elem_t *owner, st
         for (xmlAttrPtr a = c->properties; a != NULL && r->rc == HV_OK; a = a->next) {
             xmlChar *v = xmlNodeListGetString(c->doc, a->children, 1);
             const char *an = (const char *)a->name;
-            if (a->ns != NULL) {
+            if (is_xsi(a)) {
+                /* xsi:schemaLocation and the like say nothing about the content. */
+            } else if (a->ns != NULL) {
                 fail(r, HV_EINVAL, "unexpected attribute '%s'", an);
             } else if (strcmp(an, "value") == 0) {
                 val = prim_value(r, p.type, v != NULL ? (const char *)v : "");
@@ -328,8 +346,7 @@ static void convert_child(rd_t *r, xmlNodePtr c, const hv_fhir_elem_t *owner, st
         if (json_object_object_length(ext) > 0) {
             if (twin == NULL)
                 twin = json_object_new_object();
-            json_object_object_foreach(ext, ek, ev)
-            {
+            json_object_object_foreach(ext, ek, ev) {
                 if (strcmp(ek, "extension") != 0)
                     fail(r, HV_EINVAL, "unexpected element '%s' in a primitive", ek);
                 else
@@ -356,7 +373,8 @@ static void convert_child(rd_t *r, xmlNodePtr c, const hv_fhir_elem_t *owner, st
                 fail(r, HV_EINVAL, "unexpected text in '%s'", name);
             }
         }
-        const hv_fhir_type_t *rt = inner != NULL ? hv_fhir_resource_type((const char *)inner->name) : NULL;
+        const hv_fhir_type_t *rt =
+            inner != NULL ? hv_fhir_resource_type((const char *)inner->name) : NULL;
         if (r->rc == HV_OK && (rt == NULL || inner->ns == NULL ||
                                strcmp((const char *)inner->ns->href, FHIR_NS) != 0)) {
             fail(r, HV_EINVAL, "'%s' must hold a known FHIR resource", name);
@@ -378,8 +396,7 @@ out:
 
 /* Converts the attributes and child elements of node into properties of obj. */
 static void convert(rd_t *r, xmlNodePtr node, const hv_fhir_elem_t *owner, struct json_object *obj,
-                    int depth)
-{
+                    int depth) {
     int primitive = hv_fhir_type_kind(hv_fhir_elem_owner_type(owner)) == HV_FHIR_KIND_PRIMITIVE &&
                     hv_fhir_elem_parent(owner) == NULL;
     if (depth > r->max_depth) {
@@ -391,6 +408,8 @@ static void convert(rd_t *r, xmlNodePtr node, const hv_fhir_elem_t *owner, struc
         for (xmlAttrPtr a = node->properties; a != NULL && r->rc == HV_OK; a = a->next) {
             hv__fhir_prop_t p;
             const char *an = (const char *)a->name;
+            if (is_xsi(a))
+                continue; /* xsi:schemaLocation on the root, as many documents carry */
             if (a->ns != NULL || hv__fhir_prop_resolve(owner, an, &p) != HV_OK || p.underscore ||
                 !hv_fhir_elem_is_xml_attr(p.elem)) {
                 fail(r, HV_EINVAL, "unexpected attribute '%s'", an);
@@ -422,14 +441,16 @@ static void convert(rd_t *r, xmlNodePtr node, const hv_fhir_elem_t *owner, struc
 }
 
 int hv_fhir_xml_parse(const char *text, size_t len, const hv_fhir_parse_opts_t *opts,
-                      struct json_object **out, hv_error_t *err)
-{
-    size_t max_bytes = opts != NULL && opts->max_bytes > 0 ? opts->max_bytes : HV_FHIR_DEFAULT_MAX_BYTES;
-    int max_depth = opts != NULL && opts->max_depth > 0 ? opts->max_depth : HV_FHIR_DEFAULT_MAX_DEPTH;
+                      struct json_object **out, hv_error_t *err) {
+    size_t max_bytes =
+        opts != NULL && opts->max_bytes > 0 ? opts->max_bytes : HV_FHIR_DEFAULT_MAX_BYTES;
+    int max_depth =
+        opts != NULL && opts->max_depth > 0 ? opts->max_depth : HV_FHIR_DEFAULT_MAX_DEPTH;
     xmlParserCtxtPtr ctxt = NULL;
     xmlDocPtr doc = NULL;
     struct json_object *obj = NULL;
     rd_t r;
+    hv__fhir_xml_quiet_t quiet;
     int rc = HV_EPROTO;
 
     memset(&r, 0, sizeof(r));
@@ -438,11 +459,19 @@ int hv_fhir_xml_parse(const char *text, size_t len, const hv_fhir_parse_opts_t *
     r.max_depth = max_depth;
     r.err = err;
     if (len > max_bytes || len > INT32_MAX) {
-        hv_error_set(err, HV_ETOOBIG, NULL, "document of %zu bytes exceeds the cap of %zu", len, max_bytes);
+        hv_error_set(err, HV_ETOOBIG, NULL, "document of %zu bytes exceeds the cap of %zu", len,
+                     max_bytes);
         return HV_ETOOBIG;
+    }
+    if (len == 0) {
+        hv_error_set(err, HV_EPROTO, NULL, "invalid XML: the document is empty");
+        if (err != NULL)
+            err->line = err->column = 1;
+        return HV_EPROTO;
     }
     ctxt = xmlCreateMemoryParserCtxt(text, (int)len);
     if (ctxt == NULL) {
+        hv_error_set(err, HV_ENOMEM, NULL, "out of memory");
         rc = HV_ENOMEM;
         goto out;
     }
@@ -452,7 +481,9 @@ int hv_fhir_xml_parse(const char *text, size_t len, const hv_fhir_parse_opts_t *
     ctxt->sax->internalSubset = sax_subset;
     ctxt->sax->externalSubset = sax_subset;
     xmlCtxtUseOptions(ctxt, XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+    hv__fhir_xml_quiet_begin(&quiet);
     xmlParseDocument(ctxt);
+    hv__fhir_xml_quiet_end(&quiet);
     doc = ctxt->myDoc;
     ctxt->myDoc = NULL;
     if (r.oom) {
@@ -484,7 +515,8 @@ int hv_fhir_xml_parse(const char *text, size_t len, const hv_fhir_parse_opts_t *
         goto out;
     }
     xmlNodePtr root = xmlDocGetRootElement(doc);
-    const hv_fhir_type_t *rt = root != NULL ? hv_fhir_resource_type((const char *)root->name) : NULL;
+    const hv_fhir_type_t *rt =
+        root != NULL ? hv_fhir_resource_type((const char *)root->name) : NULL;
     if (rt == NULL || root->ns == NULL || strcmp((const char *)root->ns->href, FHIR_NS) != 0) {
         rc = HV_EINVAL;
         hv_error_set(err, rc, NULL, "the root element is not a FHIR resource");

@@ -130,8 +130,16 @@ static void done_lookup(int status, void *arg) {
         hv_json_set(o, "results", arr);
     }
 nomem:
-    if (o == NULL) hv_http_respond_error(req, 500, "no_memory", "out of memory");
-    else hv_http_respond_json(req, 200, o);
+    if (o == NULL) {
+        hv_http_respond_error(req, 500, "no_memory", "out of memory");
+    } else {
+        /* Serialize once: the same bytes answer and go into the look-up cache. */
+        size_t len;
+        const char *text = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &len);
+        hv__cache_put(j->t->cache, hv_http_req_target(req), 200, text, len);
+        hv_http_respond(req, 200, "application/json", text, len);
+        json_object_put(o);
+    }
 out:
     free_job(j);
 }
@@ -166,6 +174,15 @@ static void start_lookup(hv_http_req_t *req, hv__term_t *t, const char *system, 
         }
         if (strlen(q) > 256) {
             hv_http_respond_error(req, 400, "invalid_parameter", "q is longer than 256 bytes");
+            return;
+        }
+    }
+    {
+        const char *body;
+        size_t len;
+        int status;
+        if (hv__cache_get(t->cache, hv_http_req_target(req), &status, &body, &len)) {
+            hv_http_respond(req, status, "application/json", body, len);
             return;
         }
     }

@@ -125,6 +125,7 @@ static const char *system_of(const char *kind) {
     if (strcmp(kind, "snomed") == 0) return HV_TERMINOLOGY_SNOMED;
     if (strcmp(kind, "icd10cm") == 0 || strcmp(kind, "icd10") == 0) return HV_TERMINOLOGY_ICD10CM;
     if (strcmp(kind, "cpt") == 0) return HV_TERMINOLOGY_CPT;
+    if (strcmp(kind, "fhir") == 0) return "urn:holovitals:fhir";
     return NULL;
 }
 
@@ -142,7 +143,7 @@ int hv_terminology_load_cmd(const char *db_url, const char *data_dir, int argc, 
         else kind = NULL, i = argc; /* too many arguments */
     }
     if (kind == NULL || path == NULL || system_of(kind) == NULL) {
-        fprintf(errf, "usage: holovitals terminology load loinc|snomed|icd10cm|cpt PATH "
+        fprintf(errf, "usage: holovitals terminology load loinc|snomed|icd10cm|cpt|fhir PATH "
                       "[--version V]\n");
         return HV_EXIT_USAGE;
     }
@@ -162,7 +163,8 @@ int hv_terminology_load_cmd(const char *db_url, const char *data_dir, int argc, 
         const char *v = "?";
         int64_t n = 0;
         if (a != NULL) (void)hv_terminology_version(db, system_of(kind), a, &v, &n);
-        fprintf(out, "loaded %s version %s: %lld concepts\n", kind, v, (long long)n);
+        if (strcmp(kind, "fhir") == 0) fprintf(out, "loaded fhir: %s\n", v);
+        else fprintf(out, "loaded %s version %s: %lld concepts\n", kind, v, (long long)n);
     }
     hv_arena_free(a);
     hv_db_close(db);

@@ -15,7 +15,9 @@
 #define MAX_FIELDS 256
 
 struct hv__csv {
-    gzFile f;
+    gzFile f;           /* NULL when reading from memory */
+    const char *mem;    /* hv__csv_open_mem: the text and its length */
+    size_t memlen;
     char sep;
     int quoting;
     long line; /* 1-based line the current row started on */
@@ -46,9 +48,22 @@ int hv__csv_open(const char *path, char sep, int quoting, hv__csv_t **out, hv_er
     return HV_OK;
 }
 
+int hv__csv_open_mem(const char *data, size_t len, char sep, int quoting, hv__csv_t **out) {
+    hv__csv_t *c = hv_calloc(1, sizeof *c);
+    if (c == NULL) return HV_ENOMEM;
+    c->mem = data;
+    c->memlen = len;
+    c->sep = sep;
+    c->quoting = quoting;
+    c->next_line = 1;
+    hv_buf_init(&c->data, (size_t)MAX_FIELD * 4);
+    *out = c;
+    return HV_OK;
+}
+
 void hv__csv_close(hv__csv_t *c) {
     if (c == NULL) return;
-    gzclose(c->f);
+    if (c->f != NULL) gzclose(c->f);
     hv_buf_release(&c->data);
     hv_free(c);
 }
@@ -56,10 +71,11 @@ void hv__csv_close(hv__csv_t *c) {
 long hv__csv_line(const hv__csv_t *c) { return c->line; }
 
 /* Bytes of the (compressed) file consumed so far, for progress reports. */
-long hv__csv_offset(hv__csv_t *c) { return (long)gzoffset(c->f); }
+long hv__csv_offset(hv__csv_t *c) { return c->f != NULL ? (long)gzoffset(c->f) : (long)c->pos; }
 
 /* The next byte, or -1 at the end of the file (or on a read error, *ioerr set). */
 static int next_byte(hv__csv_t *c, int *ioerr) {
+    if (c->f == NULL) return c->pos < c->memlen ? (unsigned char)c->mem[c->pos++] : -1;
     if (c->pos == c->len) {
         int n;
         if (c->eof) return -1;
@@ -121,7 +137,7 @@ int hv__csv_next(hv__csv_t *c, char ***fields, size_t *n, hv_error_t *err) {
                     ch = '"';
                 } else {
                     quoted = 0;
-                    if (next >= 0) c->pos--; /* push back: next_byte just filled or advanced */
+                    if (next >= 0) c->pos--; /* push back: the byte just read is at pos - 1 */
                     continue;
                 }
             } else if (ch == '\n') {

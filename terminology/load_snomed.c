@@ -133,6 +133,8 @@ int hv__load_snomed(hv_db_t *db, const char *path, const char *version, FILE *pr
         hv__load_progress(&l, -1);
     }
     if (rc != HV_ENOTFOUND) goto out;
+    rc = hv__load_flush(&l, err); /* the FSN updates below need the concept rows */
+    if (rc != HV_OK) goto out;
     hv__csv_close(c);
     c = NULL;
     rc = open_rf2(dpath, dcols, HV_ARRAY_LEN(dcols), &c, err);
@@ -148,22 +150,16 @@ int hv__load_snomed(hv_db_t *db, const char *path, const char *version, FILE *pr
         p[0] = l.system;
         p[1] = f[4];
         p[2] = f[7];
-        rc = hv_db_prepare(db, "INSERT INTO concept_fts (system, code, text) VALUES ($1, $2, $3)",
-                           &st);
-        if (rc == HV_OK) rc = hv_db_bind_text(st, 1, p[0], strlen(p[0]));
-        if (rc == HV_OK) rc = hv_db_bind_text(st, 2, p[1], strlen(p[1]));
-        if (rc == HV_OK) rc = hv_db_bind_text(st, 3, p[2], strlen(p[2]));
-        if (rc == HV_OK) rc = hv_db_step(st);
-        hv_db_done(st);
-        st = NULL;
-        if (rc == HV_OK && strcmp(f[6], FSN_TYPE) == 0) {
+        rc = hv__load_text(&l, f[4], f[7], err);
+        if (rc != HV_OK) break;
+        if (strcmp(f[6], FSN_TYPE) == 0) {
             rc = hv_db_prepare(db, "UPDATE concept SET display = $3 WHERE system = $1 AND code = $2",
                                &st);
             if (rc == HV_OK) rc = hv_db_bind_text(st, 1, p[0], strlen(p[0]));
             if (rc == HV_OK) rc = hv_db_bind_text(st, 2, p[1], strlen(p[1]));
             if (rc == HV_OK) rc = hv_db_bind_text(st, 3, p[2], strlen(p[2]));
             if (rc == HV_OK) rc = hv_db_step(st);
-            hv_db_done(st);
+            if (st != NULL) hv_db_done(st);
             st = NULL;
         }
         if (rc != HV_OK) {

@@ -6,6 +6,7 @@
  *   terminology.ucum_essence  path of ucum-essence.xml; "" finds the installed copy
  *                             ($(pkgdatadir)/ucum-essence.xml) or the source tree's
  *   terminology.ucum_cache    parsed units kept in the UCUM cache
+ *   terminology.cache_size    look-up answers kept in memory; terminology.cache_ttl their life
  *   terminology.min_confidence  percent a LOINC match needs to be applied (else review)
  */
 #include "config.h"
@@ -22,6 +23,10 @@ static const hv_setting_t settings[] = {
      "source tree's."},
     {"terminology.ucum_cache", NULL, HV_SET_INT, "4096", NULL,
      "Parsed UCUM units kept in memory (a bounded cache)."},
+    {"terminology.cache_size", NULL, HV_SET_INT, "10000", NULL,
+     "Answers of the look-up and search endpoints kept in memory (0 disables the cache)."},
+    {"terminology.cache_ttl", NULL, HV_SET_DURATION, "5m", NULL,
+     "How long a cached look-up answer is served; a code system load empties the cache sooner."},
     {"terminology.min_confidence", NULL, HV_SET_INT, "80", NULL,
      "Lab-result standardization applies a LOINC match only at this confidence (percent) or more; "
      "weaker matches go to the review list."},
@@ -86,7 +91,10 @@ static int module_init(hv_engine_t *e, void **state) {
     int rc;
     *state = NULL;
     /* The shared table loads lazily; point it at the configured file first. */
-    rc = hv_ucum_shared_set_path(p);
+    {
+        int64_t cache = hv_config_int(hv_engine_config(e), "terminology.ucum_cache");
+        rc = hv_ucum_shared_configure(p, cache > 0 ? (size_t)cache : 0);
+    }
     if (rc != HV_OK && rc != HV_EBUSY) return rc;
     t = hv_calloc(1, sizeof *t);
     if (t == NULL) return HV_ENOMEM;
@@ -108,8 +116,17 @@ static int module_init(hv_engine_t *e, void **state) {
     rc = hv_storage_new(hv_engine_loop(e), db, 1024, 64, &t->storage);
     if (rc != HV_OK) goto out;
     db = NULL; /* owned by the storage thread now */
+    {
+        int64_t size = hv_config_int(hv_engine_config(e), "terminology.cache_size");
+        uint64_t ttl = hv_config_duration_ms(hv_engine_config(e), "terminology.cache_ttl");
+        if (size > 0 && ttl > 0) {
+            rc = hv__cache_new(t, (size_t)size, ttl, &t->cache);
+            if (rc != HV_OK) goto out;
+        }
+    }
     rc = hv__api_register(t);
     if (rc == HV_OK) rc = hv__standardize_register(t);
+    if (rc == HV_OK) rc = hv__fhir_ops_register(t);
     if (rc != HV_OK) goto out;
     *state = t;
     t = NULL;
@@ -117,19 +134,28 @@ out:
     hv_db_close(db);
     if (t != NULL) {
         if (t->storage != NULL) hv_storage_free(t->storage);
+        hv__cache_free(t->cache);
         hv_free(t);
     }
     return rc;
+}
+
+static void module_stop(hv_engine_t *e, void *state) {
+    hv__term_t *t = state;
+    (void)e;
+    if (t != NULL) hv__cache_stop(t->cache);
 }
 
 static void module_free(hv_engine_t *e, void *state) {
     hv__term_t *t = state;
     (void)e;
     if (t == NULL) return;
+    /* The storage thread first: its last done callbacks may still touch the cache. */
     hv_storage_free(t->storage);
+    hv__cache_free(t->cache);
     hv_free(t);
 }
 
 const hv_module_t hv_terminology_module = {
-    "terminology", settings, commands, module_init, NULL, NULL, module_free,
+    "terminology", settings, commands, module_init, NULL, module_stop, module_free,
 };

@@ -387,16 +387,26 @@ static int match(hv_db_t *db, hv_ucum_t *u, const lab_t *l, const hv_ucum_canon_
 
 /* ---- interpretation and plausibility --------------------------------------- */
 
-static const char *interpret(const lab_t *l, double v, double factor) {
+/* A range bound in the result's unit: converted with UCUM (affine for Cel/[degF]), or
+ * as is when either unit is unknown. */
+static double bound(const hv_ucum_canon_t *from, const hv_ucum_canon_t *to, double x) {
+    double v;
+    if (from != NULL && to != NULL && hv_ucum_canon_convert(from, x, to, &v, NULL) == HV_OK)
+        return v;
+    return x;
+}
+
+static const char *interpret(const lab_t *l, double v, const hv_ucum_canon_t *from,
+                             const hv_ucum_canon_t *to) {
     if (!l->has_value) {
         if (l->value_text != NULL && l->normal_text != NULL)
             return strcasecmp(l->value_text, l->normal_text) == 0 ? "N" : "A";
         return NULL;
     }
-    if (l->has_clow && v < l->clow * factor) return "LL";
-    if (l->has_chigh && v > l->chigh * factor) return "HH";
-    if (l->has_low && v < l->low * factor) return "L";
-    if (l->has_high && v > l->high * factor) return "H";
+    if (l->has_clow && v < bound(from, to, l->clow)) return "LL";
+    if (l->has_chigh && v > bound(from, to, l->chigh)) return "HH";
+    if (l->has_low && v < bound(from, to, l->low)) return "L";
+    if (l->has_high && v > bound(from, to, l->high)) return "H";
     if (l->has_low || l->has_high) return "N";
     return NULL;
 }
@@ -471,7 +481,7 @@ int hv_terminology_standardize(hv_db_t *db, hv_ucum_t *u, struct json_object *in
     const char *method = NULL, *uunit = NULL, *status = "standardized", *interp = NULL;
     const char *reason = NULL;
     char ex[64], why[256];
-    double confidence = 0, value = 0, factor = 1;
+    double confidence = 0, value = 0;
     int rc, unit_ok, matched, converted = 0;
     struct json_object *o = NULL, *warnings = NULL, *tmp;
 
@@ -507,7 +517,6 @@ int hv_terminology_standardize(hv_db_t *db, hv_ucum_t *u, struct json_object *in
             if (hv_ucum_canon_commensurable(&unit, &target)) {
                 double v;
                 if (hv_ucum_canon_convert(&unit, l.value, &target, &v, NULL) == HV_OK) {
-                    factor = l.value != 0 ? v / l.value : 1;
                     value = v;
                     uunit = hv_arena_strdup(a, ex);
                     converted = 1;
@@ -533,15 +542,14 @@ int hv_terminology_standardize(hv_db_t *db, hv_ucum_t *u, struct json_object *in
     } else if (l.value_text != NULL) {
         hv_json_set_str(o, "valueText", l.value_text);
     }
-    /* The range is in the result's unit unless it names its own. */
-    if (l.range_unit != NULL && unit_ok && l.has_value) {
+    /* The range is in the result's original unit unless it names its own; it is compared
+     * in the unit of the value reported. */
+    {
         hv_ucum_canon_t ru;
-        double one;
-        if (ucum_unit(u, l.range_unit, &ru) != NULL &&
-            hv_ucum_canon_convert(&ru, 1.0, converted ? &target : &unit, &one, NULL) == HV_OK)
-            factor = one;
+        const hv_ucum_canon_t *from = unit_ok ? &unit : NULL;
+        if (l.range_unit != NULL && ucum_unit(u, l.range_unit, &ru) != NULL) from = &ru;
+        interp = interpret(&l, value, from, converted ? &target : (unit_ok ? &unit : NULL));
     }
-    interp = interpret(&l, value, factor);
     if (interp != NULL) hv_json_set_str(o, "interpretation", interp);
     if (matched && l.has_value && unit_ok) {
         reason = implausible(u, &c, &unit, l.value, why, sizeof why);

@@ -12,6 +12,7 @@
  *   local_code_map(sender, local_code, loinc, map_name)   the integrators' ConceptMaps
  *   review(id, received_at, sender, local_code, text, unit, candidate, confidence,
  *          method, reason)                  standardizations held for a person to review
+ *   value_set(url, version, name, resource)  FHIR ValueSet resources (load fhir), as JSON
  *
  * A load deletes the system's rows and inserts the new ones inside one transaction,
  * so a failed or interrupted load leaves the previous version in force, and loading
@@ -44,6 +45,7 @@ static const char *const migrations_sqlite[] = {
     "CREATE TABLE review (id INTEGER PRIMARY KEY, received_at TEXT NOT NULL,"
     " sender TEXT, local_code TEXT, text TEXT, unit TEXT, candidate TEXT,"
     " confidence DOUBLE PRECISION, method TEXT, reason TEXT)",
+    "CREATE TABLE value_set (url TEXT PRIMARY KEY, version TEXT, name TEXT, resource TEXT NOT NULL)",
     NULL,
 };
 
@@ -63,6 +65,7 @@ static const char *const migrations_pg[] = {
     "CREATE TABLE review (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, received_at TEXT NOT NULL,"
     " sender TEXT, local_code TEXT, text TEXT, unit TEXT, candidate TEXT,"
     " confidence DOUBLE PRECISION, method TEXT, reason TEXT)",
+    "CREATE TABLE value_set (url TEXT PRIMARY KEY, version TEXT, name TEXT, resource TEXT NOT NULL)",
     NULL,
 };
 
@@ -93,6 +96,65 @@ static int exec_params(hv_db_t *db, const char *sql, const char *const *params, 
     return rc == HV_OK ? HV_OK : db_fail(db, err, "terminology store");
 }
 
+static void batch_init(hv__batch_t *b, const char *head, const char *tail, int ncols) {
+    memset(b, 0, sizeof *b);
+    b->head = head;
+    b->tail = tail;
+    b->ncols = ncols;
+}
+
+static void batch_release(hv__batch_t *b) {
+    hv_arena_free(b->arena);
+    b->arena = NULL;
+    b->nrows = 0;
+}
+
+static int batch_flush(hv_db_t *db, hv__batch_t *b, hv_error_t *err) {
+    hv_buf_t sql;
+    hv_db_stmt_t *st = NULL;
+    size_t r, i, n;
+    int c, rc = HV_OK;
+    if (b->nrows == 0) return HV_OK;
+    hv_buf_init(&sql, 0);
+    rc = hv_buf_puts(&sql, b->head);
+    for (r = 0, n = 1; rc == HV_OK && r < b->nrows; r++) {
+        rc = hv_buf_puts(&sql, r > 0 ? ", (" : "(");
+        for (c = 0; rc == HV_OK && c < b->ncols; c++)
+            rc = hv_buf_printf(&sql, "%s$%zu", c > 0 ? ", " : "", n++);
+        if (rc == HV_OK) rc = hv_buf_putc(&sql, ')');
+    }
+    if (rc == HV_OK) rc = hv_buf_puts(&sql, b->tail);
+    if (rc == HV_OK) rc = hv_db_prepare(db, sql.data, &st);
+    for (i = 0; rc == HV_OK && i < b->nrows * (size_t)b->ncols; i++)
+        rc = b->vals[i] != NULL ? hv_db_bind_text(st, (int)i + 1, b->vals[i], strlen(b->vals[i]))
+                                : hv_db_bind_null(st, (int)i + 1);
+    if (rc == HV_OK) rc = hv_db_step(st);
+    if (st != NULL) hv_db_done(st);
+    hv_buf_release(&sql);
+    hv_arena_reset(b->arena);
+    b->nrows = 0;
+    if (rc == HV_ENOMEM) return rc;
+    if (rc != HV_OK) {
+        hv_error_set(err, HV_EDB, NULL, "cannot store a batch of rows (is a code given twice?): %s",
+                     hv_db_errmsg(db));
+        return HV_EDB;
+    }
+    return HV_OK;
+}
+
+/* Adds one row (ncols values, copied); flushes when the batch is full. */
+static int batch_add(hv_db_t *db, hv__batch_t *b, const char *const *vals, hv_error_t *err) {
+    int c;
+    if (b->arena == NULL && (b->arena = hv_arena_new(0)) == NULL) return HV_ENOMEM;
+    for (c = 0; c < b->ncols; c++) {
+        const char *v = NULL;
+        if (vals[c] != NULL && (v = hv_arena_strdup(b->arena, vals[c])) == NULL) return HV_ENOMEM;
+        b->vals[b->nrows * (size_t)b->ncols + (size_t)c] = v;
+    }
+    b->nrows++;
+    return b->nrows == HV__BATCH_ROWS ? batch_flush(db, b, err) : HV_OK;
+}
+
 int hv__load_begin(hv__load_t *l, hv_db_t *db, const char *system, const char *path,
                    FILE *progress, hv_error_t *err) {
     const char *p[1] = {system};
@@ -103,6 +165,12 @@ int hv__load_begin(hv__load_t *l, hv_db_t *db, const char *system, const char *p
     l->system = system;
     l->path = path;
     l->progress = progress;
+    batch_init(&l->concept, "INSERT INTO concept (system, code, display, active, props) VALUES ",
+               "", 5);
+    batch_init(&l->text, "INSERT INTO concept_fts (system, code, text) VALUES ", "", 3);
+    /* ON CONFLICT DO NOTHING: RF2 may state the same is-a in several relationship groups. */
+    batch_init(&l->parent, "INSERT INTO concept_parent (system, code, parent) VALUES ",
+               " ON CONFLICT DO NOTHING", 3);
     f = fopen(path, "rb");
     if (f != NULL) {
         if (fseek(f, 0, SEEK_END) == 0) l->total_bytes = ftell(f);
@@ -118,32 +186,20 @@ int hv__load_begin(hv__load_t *l, hv_db_t *db, const char *system, const char *p
 
 int hv__load_concept(hv__load_t *l, const char *code, const char *display, int active,
                      const char *props_json, const char *search_text, hv_error_t *err) {
-    hv_db_stmt_t *st = NULL;
-    int rc;
     char *text = NULL;
-    const char *p[3];
+    const char *row[5];
+    int rc;
     if (code[0] == '\0') {
         hv_error_set(err, HV_EPROTO, NULL, "a concept has an empty code");
         return HV_EPROTO;
     }
-    rc = hv_db_prepare(l->db,
-                       "INSERT INTO concept (system, code, display, active, props)"
-                       " VALUES ($1, $2, $3, $4, $5)",
-                       &st);
-    if (rc == HV_OK) rc = hv_db_bind_text(st, 1, l->system, strlen(l->system));
-    if (rc == HV_OK) rc = hv_db_bind_text(st, 2, code, strlen(code));
-    if (rc == HV_OK) rc = hv_db_bind_text(st, 3, display, strlen(display));
-    if (rc == HV_OK) rc = hv_db_bind_int64(st, 4, active ? 1 : 0);
-    if (rc == HV_OK)
-        rc = props_json != NULL ? hv_db_bind_text(st, 5, props_json, strlen(props_json))
-                                : hv_db_bind_null(st, 5);
-    if (rc == HV_OK) rc = hv_db_step(st);
-    if (st != NULL) hv_db_done(st);
-    if (rc != HV_OK) {
-        hv_error_set(err, HV_EDB, NULL, "cannot store code '%.64s' (duplicate?): %s", code,
-                     hv_db_errmsg(l->db));
-        return HV_EDB;
-    }
+    row[0] = l->system;
+    row[1] = code;
+    row[2] = display;
+    row[3] = active ? "1" : "0";
+    row[4] = props_json;
+    rc = batch_add(l->db, &l->concept, row, err);
+    if (rc != HV_OK) return rc;
     if (search_text != NULL && search_text[0] != '\0') {
         size_t a = strlen(display), b = strlen(search_text);
         text = hv_malloc(a + b + 2);
@@ -152,23 +208,33 @@ int hv__load_concept(hv__load_t *l, const char *code, const char *display, int a
         text[a] = ' ';
         memcpy(text + a + 1, search_text, b + 1);
     }
-    p[0] = l->system;
-    p[1] = code;
-    p[2] = text != NULL ? text : display;
-    rc = exec_params(l->db, "INSERT INTO concept_fts (system, code, text) VALUES ($1, $2, $3)", p,
-                     3, err);
+    rc = hv__load_text(l, code, text != NULL ? text : display, err);
     hv_free(text);
     if (rc == HV_OK) l->concepts++;
     return rc;
 }
 
+int hv__load_text(hv__load_t *l, const char *code, const char *text, hv_error_t *err) {
+    const char *row[3] = {l->system, code, text};
+    return batch_add(l->db, &l->text, row, err);
+}
+
 int hv__load_parent(hv__load_t *l, const char *code, const char *parent, hv_error_t *err) {
-    const char *p[3] = {l->system, code, parent};
-    /* ON CONFLICT DO NOTHING: RF2 may state the same is-a in several relationship groups. */
-    return exec_params(l->db,
-                       "INSERT INTO concept_parent (system, code, parent) VALUES ($1, $2, $3)"
-                       " ON CONFLICT DO NOTHING",
-                       p, 3, err);
+    const char *row[3] = {l->system, code, parent};
+    return batch_add(l->db, &l->parent, row, err);
+}
+
+int hv__load_flush(hv__load_t *l, hv_error_t *err) {
+    int rc = batch_flush(l->db, &l->concept, err);
+    if (rc == HV_OK) rc = batch_flush(l->db, &l->text, err);
+    if (rc == HV_OK) rc = batch_flush(l->db, &l->parent, err);
+    return rc;
+}
+
+static void load_release(hv__load_t *l) {
+    batch_release(&l->concept);
+    batch_release(&l->text);
+    batch_release(&l->parent);
 }
 
 void hv__load_progress(hv__load_t *l, long bytes_done) {
@@ -190,6 +256,11 @@ int hv__load_commit(hv__load_t *l, const char *kind, const char *version, hv_err
     char when[32], count[32];
     const char *p[6];
     int rc;
+    rc = hv__load_flush(l, err);
+    if (rc != HV_OK) {
+        hv__load_abort(l);
+        return rc;
+    }
     hv_time_rfc3339(hv_now_ms(), when, sizeof when);
     snprintf(count, sizeof count, "%ld", l->concepts);
     p[0] = l->system;
@@ -214,6 +285,7 @@ int hv__load_commit(hv__load_t *l, const char *kind, const char *version, hv_err
         hv__load_abort(l);
         return rc;
     }
+    load_release(l);
     if (l->progress != NULL) {
         fprintf(l->progress, "\rloaded %s version %s: %ld concepts\n", l->system, p[2], l->concepts);
         fflush(l->progress);
@@ -222,6 +294,7 @@ int hv__load_commit(hv__load_t *l, const char *kind, const char *version, hv_err
 }
 
 void hv__load_abort(hv__load_t *l) {
+    load_release(l);
     (void)hv_db_rollback(l->db);
     if (l->progress != NULL) {
         fprintf(l->progress, "\n");
@@ -237,7 +310,8 @@ int hv_terminology_load(hv_db_t *db, const char *kind, const char *path, const c
     if (strcmp(kind, "snomed") == 0) return hv__load_snomed(db, path, version, progress, err);
     if (strcmp(kind, "icd10cm") == 0) return hv__load_icd10cm(db, path, version, progress, err);
     if (strcmp(kind, "cpt") == 0) return hv__load_cpt(db, path, version, progress, err);
-    hv_error_set(err, HV_EINVAL, NULL, "unknown code system '%s' (loinc, snomed, icd10cm, cpt)",
+    if (strcmp(kind, "fhir") == 0) return hv__load_fhir(db, path, version, progress, err);
+    hv_error_set(err, HV_EINVAL, NULL, "unknown code system '%s' (loinc, snomed, icd10cm, cpt, fhir)",
                  kind);
     return HV_EINVAL;
 }
@@ -331,9 +405,12 @@ int hv_terminology_search(hv_db_t *db, const char *system, const char *q, size_t
                             " WHERE f.system = c.system AND f.code = c.code"
                             " AND to_tsvector('simple', f.text) @@ to_tsquery('simple', $2))"
                             " ORDER BY c.active DESC, length(c.display), c.code LIMIT $3 OFFSET $4"
+                          /* FTS5 answers "ORDER BY rank LIMIT n" without sorting every
+                           * match; $5 leaves room for several texts per concept. */
                           : "SELECT c.code, c.display, c.active, c.props FROM"
-                            " (SELECT code, min(rank) AS r FROM concept_fts"
-                            " WHERE concept_fts MATCH $2 AND system = $1 GROUP BY code) m"
+                            " (SELECT code, min(r) AS r FROM (SELECT code, rank AS r FROM concept_fts"
+                            " WHERE concept_fts MATCH $2 AND system = $1 ORDER BY rank LIMIT $5)"
+                            " GROUP BY code) m"
                             " JOIN concept c ON c.system = $1 AND c.code = m.code"
                             " ORDER BY c.active DESC, m.r, c.code LIMIT $3 OFFSET $4",
                        &st);
@@ -341,6 +418,7 @@ int hv_terminology_search(hv_db_t *db, const char *system, const char *q, size_t
     if (rc == HV_OK) rc = hv_db_bind_text(st, 2, query, strlen(query));
     if (rc == HV_OK) rc = hv_db_bind_int64(st, 3, (int64_t)limit);
     if (rc == HV_OK) rc = hv_db_bind_int64(st, 4, (int64_t)offset);
+    if (rc == HV_OK && !pg) rc = hv_db_bind_int64(st, 5, (int64_t)((limit + offset) * 4 + 16));
     while (rc == HV_OK && (rc = hv_db_step(st)) == HV_DB_ROW) {
         hv_terminology_concept_t c;
         rc = read_concept(st, system, a, &c);
@@ -400,4 +478,62 @@ int hv_terminology_subsumes(hv_db_t *db, const char *system, const char *ancesto
     if (rc == HV_DB_ROW) return 1;
     if (rc == HV_OK) return 0;
     return HV_EDB;
+}
+
+int hv__store_parents(hv_db_t *db, const char *system, const char *code, hv_arena_t *a,
+                      const char ***out, size_t *n) {
+    hv_db_stmt_t *st = NULL;
+    const char **res = hv_arena_alloc(a, 64 * sizeof *res);
+    size_t count = 0;
+    int rc = res != NULL ? HV_OK : HV_ENOMEM;
+    if (rc == HV_OK)
+        rc = hv_db_prepare(db, "SELECT parent FROM concept_parent WHERE system = $1 AND code = $2"
+                               " ORDER BY parent LIMIT 64", &st);
+    if (rc == HV_OK) rc = hv_db_bind_text(st, 1, system, strlen(system));
+    if (rc == HV_OK) rc = hv_db_bind_text(st, 2, code, strlen(code));
+    while (rc == HV_OK && (rc = hv_db_step(st)) == HV_DB_ROW) {
+        size_t len;
+        const char *s = hv_db_column_text(st, 0, &len);
+        res[count] = hv_arena_strndup(a, s != NULL ? s : "", s != NULL ? len : 0);
+        rc = res[count++] != NULL ? HV_OK : HV_ENOMEM;
+    }
+    if (st != NULL) hv_db_done(st);
+    if (rc != HV_OK) return rc;
+    *out = res;
+    *n = count;
+    return HV_OK;
+}
+
+int hv__store_list(hv_db_t *db, const char *system, const char *isa, size_t limit, size_t offset,
+                   hv_arena_t *a, hv_terminology_concept_t **out, size_t *n) {
+    hv_db_stmt_t *st = NULL;
+    hv_terminology_concept_t *res = hv_arena_alloc(a, (limit + 1) * sizeof *res);
+    size_t count = 0;
+    int rc = res != NULL ? HV_OK : HV_ENOMEM;
+    if (rc == HV_OK)
+        rc = hv_db_prepare(
+            db,
+            isa != NULL
+                ? "WITH RECURSIVE down(code) AS (SELECT CAST($2 AS TEXT)"
+                  " UNION SELECT p.code FROM concept_parent p JOIN down ON p.parent = down.code"
+                  " WHERE p.system = $1)"
+                  " SELECT c.code, c.display, c.active, c.props FROM down"
+                  " JOIN concept c ON c.system = $1 AND c.code = down.code"
+                  " ORDER BY c.code LIMIT $3 OFFSET $4"
+                : "SELECT code, display, active, props FROM concept WHERE system = $1"
+                  " AND $2 = $2 ORDER BY code LIMIT $3 OFFSET $4",
+            &st);
+    if (rc == HV_OK) rc = hv_db_bind_text(st, 1, system, strlen(system));
+    if (rc == HV_OK) rc = hv_db_bind_text(st, 2, isa != NULL ? isa : "", isa != NULL ? strlen(isa) : 0);
+    if (rc == HV_OK) rc = hv_db_bind_int64(st, 3, (int64_t)limit);
+    if (rc == HV_OK) rc = hv_db_bind_int64(st, 4, (int64_t)offset);
+    while (rc == HV_OK && (rc = hv_db_step(st)) == HV_DB_ROW) {
+        rc = read_concept(st, system, a, &res[count]);
+        if (rc == HV_OK && count < limit) count++;
+    }
+    if (st != NULL) hv_db_done(st);
+    if (rc != HV_OK) return rc == HV_ENOMEM ? rc : HV_EDB;
+    *out = res;
+    *n = count;
+    return HV_OK;
 }

@@ -13,6 +13,8 @@
 typedef struct hv__csv hv__csv_t;
 /* sep ',' with quoting for RFC 4180 CSV; '\t' without quoting for RF2. */
 int hv__csv_open(const char *path, char sep, int quoting, hv__csv_t **out, hv_error_t *err);
+/* The same over a text in memory (borrowed: it must outlive the reader). */
+int hv__csv_open_mem(const char *data, size_t len, char sep, int quoting, hv__csv_t **out);
 void hv__csv_close(hv__csv_t *c);
 /* The next row: HV_OK (fields valid until the next call), HV_ENOTFOUND at the end. */
 int hv__csv_next(hv__csv_t *c, char ***fields, size_t *n, hv_error_t *err);
@@ -20,6 +22,22 @@ long hv__csv_line(const hv__csv_t *c);
 long hv__csv_offset(hv__csv_t *c);
 
 /* ---- store.c ------------------------------------------------------------- */
+/*
+ * Rows of one table waiting to be inserted with a single multi-row INSERT (a round
+ * trip per HV__BATCH_ROWS rows rather than per row: 95,000 ICD-10-CM codes load in
+ * seconds on PostgreSQL too). Values are copied into the batch's arena.
+ */
+#define HV__BATCH_ROWS 100
+#define HV__BATCH_COLS 5
+typedef struct hv__batch {
+    const char *head; /* "INSERT INTO t (a, b) VALUES " */
+    const char *tail; /* "" or " ON CONFLICT DO NOTHING" */
+    int ncols;
+    size_t nrows;
+    const char *vals[HV__BATCH_ROWS * HV__BATCH_COLS]; /* NULL binds NULL */
+    hv_arena_t *arena;
+} hv__batch_t;
+
 /* A load in progress: one transaction that replaces one code system. */
 typedef struct hv__load {
     hv_db_t *db;
@@ -29,6 +47,7 @@ typedef struct hv__load {
     FILE *progress;   /* NULL: silent */
     long concepts;
     uint64_t last_progress_ns;
+    hv__batch_t concept, text, parent;
 } hv__load_t;
 
 /* Begins the transaction and removes the system's previous concepts. */
@@ -38,10 +57,21 @@ int hv__load_begin(hv__load_t *l, hv_db_t *db, const char *system, const char *p
 int hv__load_concept(hv__load_t *l, const char *code, const char *display, int active,
                      const char *props_json, const char *search_text, hv_error_t *err);
 int hv__load_parent(hv__load_t *l, const char *code, const char *parent, hv_error_t *err);
+/* Adds a searchable text (a synonym) to a concept. */
+int hv__load_text(hv__load_t *l, const char *code, const char *text, hv_error_t *err);
+/* Writes the rows still batched (before SQL of a loader's own reads them). */
+int hv__load_flush(hv__load_t *l, hv_error_t *err);
 /* Records the version and commits; on failure the transaction is rolled back. */
 int hv__load_commit(hv__load_t *l, const char *kind, const char *version, hv_error_t *err);
 void hv__load_abort(hv__load_t *l);
 void hv__load_progress(hv__load_t *l, long bytes_done);
+
+/* The parents (is-a) of a code, at most 64. */
+int hv__store_parents(hv_db_t *db, const char *system, const char *code, hv_arena_t *a,
+                      const char ***out, size_t *n);
+/* The concepts of a system in code order, or (isa not NULL) isa and its descendants. */
+int hv__store_list(hv_db_t *db, const char *system, const char *isa, size_t limit, size_t offset,
+                   hv_arena_t *a, hv_terminology_concept_t **out, size_t *n);
 
 /* ---- loaders ------------------------------------------------------------- */
 int hv__load_loinc(hv_db_t *db, const char *path, const char *version, FILE *progress,
@@ -52,9 +82,13 @@ int hv__load_icd10cm(hv_db_t *db, const char *path, const char *version, FILE *p
                      hv_error_t *err);
 int hv__load_cpt(hv_db_t *db, const char *path, const char *version, FILE *progress,
                  hv_error_t *err);
+int hv__load_fhir(hv_db_t *db, const char *path, const char *version, FILE *progress,
+                  hv_error_t *err);
 
 /* ---- module.c, api.c, standardize.c -------------------------------------- */
 struct json_object;
+
+typedef struct hv__cache hv__cache_t;
 
 /* The module's state while serving. */
 typedef struct hv__term {
@@ -62,10 +96,22 @@ typedef struct hv__term {
     hv_storage_t *storage; /* owns the module's db connection */
     hv_ucum_t *ucum;       /* the shared UCUM table, or NULL if it failed to load */
     double min_confidence; /* terminology.min_confidence / 100 */
+    hv__cache_t *cache;    /* answers of the GET look-ups (cache.c) */
 } hv__term_t;
+
+/* cache.c: loop thread only. get returns 1 and the cached answer (valid until the next
+ * put or flush), or 0. */
+int hv__cache_new(hv__term_t *t, size_t entries, uint64_t ttl_ms, hv__cache_t **out);
+int hv__cache_get(hv__cache_t *c, const char *key, int *status, const char **body, size_t *len);
+void hv__cache_put(hv__cache_t *c, const char *key, int status, const char *body, size_t len);
+void hv__cache_flush(hv__cache_t *c);
+void hv__cache_stop(hv__cache_t *c);
+/* Closes the timer; the cache is freed in its close callback. */
+void hv__cache_free(hv__cache_t *c);
 
 int hv__api_register(hv__term_t *t);
 int hv__standardize_register(hv__term_t *t);
+int hv__fhir_ops_register(hv__term_t *t);
 /* Parses a JSON request body (object or array); answers 400/415 itself and returns NULL. */
 struct json_object *hv__json_body(hv_http_req_t *req);
 /* A number written with 15 significant digits. */

@@ -114,6 +114,8 @@ const char *hv_ucum_default_path(void);
 hv_ucum_t *hv_ucum_shared(hv_error_t *err);
 /* Chooses the path the shared table loads from; HV_EBUSY once it is loaded. */
 int hv_ucum_shared_set_path(const char *path);
+/* The same, with the size of its cache of parsed units (0: the default, 4096). */
+int hv_ucum_shared_configure(const char *path, size_t cache_max);
 
 /* The essence version ("2.2") and revision date ("2024-06-17") of a loaded table. */
 const char *hv_ucum_version(const hv_ucum_t *u);

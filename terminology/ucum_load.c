@@ -431,13 +431,16 @@ static uv_mutex_t shared_lock;
 static hv_ucum_t *shared_table;
 static hv_error_t shared_err;
 static char *shared_path;
+static size_t shared_cache;
 static int shared_tried;
 
 static void shared_init_lock(void) {
     if (uv_mutex_init(&shared_lock) != 0) abort();
 }
 
-int hv_ucum_shared_set_path(const char *path) {
+int hv_ucum_shared_set_path(const char *path) { return hv_ucum_shared_configure(path, 0); }
+
+int hv_ucum_shared_configure(const char *path, size_t cache_max) {
     int rc = HV_OK;
     char *p = NULL;
     uv_once(&shared_once, shared_init_lock);
@@ -448,6 +451,7 @@ int hv_ucum_shared_set_path(const char *path) {
     } else {
         hv_free(shared_path);
         shared_path = p;
+        shared_cache = cache_max;
         p = NULL;
     }
     uv_mutex_unlock(&shared_lock);
@@ -462,7 +466,8 @@ hv_ucum_t *hv_ucum_shared(hv_error_t *err) {
     if (!shared_tried) {
         shared_tried = 1;
         hv_error_clear(&shared_err);
-        if (hv_ucum_new(shared_path, 0, &shared_table, &shared_err) != HV_OK) shared_table = NULL;
+        if (hv_ucum_new(shared_path, shared_cache, &shared_table, &shared_err) != HV_OK)
+            shared_table = NULL;
     }
     u = shared_table;
     if (u == NULL && err != NULL) *err = shared_err;

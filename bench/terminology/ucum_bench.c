@@ -10,11 +10,13 @@
  * through hv_ucum_convert (the bounded cache), for about half a second each.
  *
  *   ucum_bench [--cases]   --cases prints both sets as JSON (for the ucum-lhc side)
- * The reference data folder is $HV_REFERENCE_DIR or $HV_SRCDIR/../shared/reference.
+ * The reference data folder is $HV_REFERENCE_DIR, else $HV_SRCDIR/../shared/reference (or
+ * ../../shared/reference from a worktree).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <libxml/parser.h>
 #include <libxml/tree.h>
@@ -46,6 +48,10 @@ static int load_parsed(conv_t *out, size_t *n) {
     else
         snprintf(path, sizeof path,
                  "%s/../shared/reference/ucum/FHIR-Ucum-java/src/test/resources/UcumFunctionalTests.xml",
+                 src != NULL ? src : ".");
+    if (access(path, R_OK) != 0 && (ref == NULL || ref[0] == '\0')) /* a worktree: one level up */
+        snprintf(path, sizeof path,
+                 "%s/../../shared/reference/ucum/FHIR-Ucum-java/src/test/resources/UcumFunctionalTests.xml",
                  src != NULL ? src : ".");
     doc = xmlReadFile(path, NULL, XML_PARSE_NONET);
     if (doc == NULL) {

@@ -322,7 +322,7 @@ def main():
             for c in el.get("constraint", []):
                 cidx.append(constraint_id(c))
             binding = binding_id(el["binding"]) if "binding" in el else -1
-            e = {"path": path, "name": name, "parent": parent, "type": ti,
+            e = {"id": eid, "path": path, "name": name, "parent": parent, "type": ti,
                  "min": el.get("min", 0), "max": 0xFFFFFFFF if mx == "*" else int(mx),
                  "flags": flags, "tfirst": tfirst, "tn": len(typerefs) - tfirst,
                  "cfirst": cfirst, "cn": len(cidx) - cfirst, "binding": binding,
@@ -400,9 +400,10 @@ def main():
                       t["sfirst"], t["sn"]))
     erows = []
     for e in elems:
+        sib = elems[e["parent"]]["kids"].index(e["id"]) if e["parent"] != -1 else 0
         erows.append((pool.add(e["path"]), pool.add(e["name"]), e["parent"], e["type"],
                       e["min"], e["max"], e["flags"], e["tfirst"], e["tn"], e["kfirst"],
-                      len(e["kids"]), e["cfirst"], e["cn"], e["binding"], e["cref"]))
+                      len(e["kids"]), e["cfirst"], e["cn"], e["binding"], e["cref"], sib))
     # Child keys: (owner element, JSON property name, element, chosen type), with the
     # choice elements expanded to one key per allowed type (value[x] → valueQuantity...).
     ckeys = []

@@ -20,8 +20,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static hv_fhir_validator_t *validator;
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     struct json_object *o = NULL, *o2 = NULL, *o3 = NULL, *oo = NULL;
     hv_error_t err;
     hv_buf_t b1, b2, bx;
@@ -44,12 +43,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (hv_fhir_json_write(o, 0, &b1) != HV_OK)
         abort();
-    if (hv_fhir_json_parse(b1.data, b1.len, &opts, &o2, &err) != HV_OK || !hv_fhir_json_equal(o, o2))
+    if (hv_fhir_json_parse(b1.data, b1.len, &opts, &o2, &err) != HV_OK ||
+        !hv_fhir_json_equal(o, o2))
         abort();
-    if (hv_fhir_json_write(o2, 0, &b2) != HV_OK || b1.len != b2.len || memcmp(b1.data, b2.data, b1.len) != 0)
+    if (hv_fhir_json_write(o2, 0, &b2) != HV_OK || b1.len != b2.len ||
+        memcmp(b1.data, b2.data, b1.len) != 0)
         abort();
     if (hv_fhir_xml_write(o, HV_FHIR_WRITE_PRETTY, &bx) == HV_OK) {
-        if (hv_fhir_xml_parse(bx.data, bx.len, &opts, &o3, &err) != HV_OK || !hv_fhir_json_equal(o, o3))
+        if (hv_fhir_xml_parse(bx.data, bx.len, &opts, &o3, &err) != HV_OK ||
+            !hv_fhir_json_equal(o, o3))
             abort();
     }
     if (validator != NULL) {

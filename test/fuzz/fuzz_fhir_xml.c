@@ -15,8 +15,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     struct json_object *o = NULL, *o2 = NULL, *o3 = NULL;
     hv_error_t err;
     hv_buf_t bx, bj;
@@ -35,12 +34,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     /* The div of the input may not be writable (a prefixed XHTML namespace, say). */
     if (hv_fhir_xml_write(o, 0, &bx) == HV_OK) {
-        if (hv_fhir_xml_parse(bx.data, bx.len, &opts, &o2, &err) != HV_OK || !hv_fhir_json_equal(o, o2))
+        if (hv_fhir_xml_parse(bx.data, bx.len, &opts, &o2, &err) != HV_OK ||
+            !hv_fhir_json_equal(o, o2))
             abort();
     }
     if (hv_fhir_json_write(o, 0, &bj) != HV_OK)
         abort();
-    if (hv_fhir_json_parse(bj.data, bj.len, &lenient, &o3, &err) != HV_OK || !hv_fhir_json_equal(o, o3))
+    if (hv_fhir_json_parse(bj.data, bj.len, &lenient, &o3, &err) != HV_OK ||
+        !hv_fhir_json_equal(o, o3))
         abort();
 out:
     json_object_put(o);

@@ -58,6 +58,28 @@ class FhirCli(EngineTestCase):
         self.assertEqual(out.count("==> "), 2)
         self.assertEqual(out.count('"resourceType": "OperationOutcome"'), 2)
 
+    def test_validate_against_a_profile_by_file_and_by_url(self):
+        uscore = os.path.join(reference(), "fhir", "definitions", "uscore-v5.0.1-structuredefinitions.json")
+        with open(uscore, encoding="utf-8") as f:
+            bp = [sd for sd in json.load(f) if sd["id"] == "us-core-blood-pressure"][0]
+        prof = self.write("bp.json", json.dumps(bp))
+        ex = os.path.join(reference(), "fhir", "examples", "Observation-blood-pressure.json")
+        rc, out, err = run_cli("fhir", "validate", "--profile", prof, ex)
+        self.assertEqual(rc, 0, out + err)
+        with open(ex, encoding="utf-8") as f:
+            obs = json.load(f)
+        obs["code"]["coding"][0]["code"] = "1234-5"
+        bad = self.write("bp-bad.json", json.dumps(obs))
+        url = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-blood-pressure"
+        rc, out, _ = run_cli("fhir", "validate", "--profile", url, bad,
+                             env={"HOLOVITALS_FHIR_PROFILE_PATH": uscore})
+        self.assertEqual(rc, 1)
+        errors = [i for i in json.loads(out)["issue"] if i["severity"] == "error"]
+        self.assertEqual([i["expression"][0] for i in errors], ["Observation.code"])
+        rc, out, _ = run_cli("fhir", "validate", "--profile", "http://example.org/none", ex)
+        self.assertEqual(rc, 1)
+        self.assertIn("unknown profile", out)
+
     def test_convert_json_to_xml_and_back(self):
         ex = os.path.join(reference(), "fhir", "examples", "Observation-example.json")
         rc, xml, err = run_cli("fhir", "convert", "--to", "xml", ex)
@@ -70,6 +92,15 @@ class FhirCli(EngineTestCase):
             self.assertEqual(json.loads(js), json.load(f))
         rc, out, _ = run_cli("fhir", "validate", x)  # XML input validates too
         self.assertEqual(rc, 0, out)
+
+    def test_standard_input(self):
+        rc, out, _ = run_cli("fhir", "validate", "-", input='{"resourceType": "Patient", "active": "yes"}')
+        self.assertEqual(rc, 1)
+        self.assertEqual(json.loads(out)["issue"][0]["expression"], ["Patient.active"])
+        rc, out, err = run_cli("fhir", "convert", "--to", "xml", "-",
+                               input='{"resourceType": "Patient", "active": true}')
+        self.assertEqual(rc, 0, err)
+        self.assertIn('<active value="true"/>', out)
 
     def test_convert_usage_and_bad_input(self):
         rc, _, err = run_cli("fhir", "convert", "x.json")

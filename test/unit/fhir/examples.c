@@ -18,19 +18,33 @@ static const struct {
     const char *file;
     const char *reason;
 } known_invalid[] = {
-    {"Questionnaire-qs1.json", "nested items lack the required linkId (Questionnaire.item.linkId 1..1)"},
-    {"ActivityDefinition-heart-valve-replacement.json", "txt-2: the narrative div holds only whitespace"},
-    {"ActivityDefinition-blood-tubes-supply.json", "txt-2: the narrative div holds only whitespace"},
+    {"Questionnaire-qs1.json",
+     "nested items lack the required linkId (Questionnaire.item.linkId 1..1)"},
+    {"ActivityDefinition-heart-valve-replacement.json",
+     "txt-2: the narrative div holds only whitespace"},
+    {"ActivityDefinition-blood-tubes-supply.json",
+     "txt-2: the narrative div holds only whitespace"},
     {"EventDefinition-example.json", "txt-2: the narrative div holds only whitespace"},
     {"Questionnaire-zika-virus-exposure-assessment.json",
      "txt-2: the narrative div holds only whitespace (an empty <pre>)"},
+    {"Observation-clinical-gender.json",
+     "Observation.performer refers to an Encounter; the element allows Practitioner, "
+     "PractitionerRole, Organization, CareTeam, Patient, RelatedPerson"},
+    {"DeviceUseStatement-example.json",
+     "DeviceUseStatement.reasonReference refers to a Procedure; the element allows Condition, "
+     "Observation, DiagnosticReport, DocumentReference, Media"},
+    {"MedicationRequest-medrx0301.json",
+     "MedicationRequest.dispenseRequest.performer refers to a Practitioner; the element allows "
+     "Organization"},
+    {"DeviceMetric-example.json",
+     "DeviceMetric.parent refers to a DeviceDefinition; the element allows Device"},
     /* Not invalid: our FHIRPath engine evaluates que-7's `answer is Boolean` to false on an
      * answerBoolean (FHIR boolean vs System.Boolean), see docs/fhir.md. */
-    {"Questionnaire-bb.json", "que-7 fails through the FHIRPath engine's `is Boolean` on a FHIR boolean"},
+    {"Questionnaire-bb.json",
+     "que-7 fails through the FHIRPath engine's `is Boolean` on a FHIR boolean"},
 };
 
-const char *fhir_test_reference_dir(void)
-{
+const char *fhir_test_reference_dir(void) {
     static char path[1024];
     const char *src = getenv("HV_SRCDIR");
     static const char *const rel[] = {"/../shared/reference", "/../../shared/reference"};
@@ -47,8 +61,7 @@ const char *fhir_test_reference_dir(void)
     return NULL;
 }
 
-char *fhir_test_slurp(const char *path, size_t *len)
-{
+char *fhir_test_slurp(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
     char *buf = NULL;
     long n;
@@ -68,16 +81,14 @@ char *fhir_test_slurp(const char *path, size_t *len)
     return buf;
 }
 
-static int is_known_invalid(const char *name)
-{
+static int is_known_invalid(const char *name) {
     for (size_t i = 0; i < HV_ARRAY_LEN(known_invalid); i++)
         if (strcmp(known_invalid[i].file, name) == 0)
             return 1;
     return 0;
 }
 
-static void fhir_examples_parse_roundtrip_and_validate(void **state)
-{
+static void fhir_examples_parse_roundtrip_and_validate(void **state) {
     (void)state;
     char dir[1100];
     snprintf(dir, sizeof(dir), "%s/fhir/examples", fhir_test_reference_dir());
@@ -88,7 +99,8 @@ static void fhir_examples_parse_roundtrip_and_validate(void **state)
     int files = 0, failures = 0, invalid = 0, xml_ok = 0;
     while ((de = readdir(d)) != NULL) {
         size_t nl = strlen(de->d_name);
-        if (nl < 6 || strcmp(de->d_name + nl - 5, ".json") != 0 || strcmp(de->d_name, "package.json") == 0)
+        if (nl < 6 || strcmp(de->d_name + nl - 5, ".json") != 0 ||
+            strcmp(de->d_name, "package.json") == 0)
             continue;
         char path[1500];
         size_t len = 0;
@@ -108,7 +120,8 @@ static void fhir_examples_parse_roundtrip_and_validate(void **state)
         hv_buf_t b;
         hv_buf_init(&b, 0);
         assert_int_equal(hv_fhir_json_write(o, 0, &b), HV_OK);
-        if (hv_fhir_json_parse(b.data, b.len, NULL, &o2, &err) != HV_OK || !hv_fhir_json_equal(o, o2)) {
+        if (hv_fhir_json_parse(b.data, b.len, NULL, &o2, &err) != HV_OK ||
+            !hv_fhir_json_equal(o, o2)) {
             print_error("%s: JSON round trip differs\n", de->d_name);
             failures++;
         }
@@ -152,8 +165,7 @@ static void fhir_examples_parse_roundtrip_and_validate(void **state)
     assert_int_equal(failures, 0);
 }
 
-int run_examples_tests(void)
-{
+int run_examples_tests(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(fhir_examples_parse_roundtrip_and_validate),
     };

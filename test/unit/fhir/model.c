@@ -3,24 +3,22 @@
 
 #include <string.h>
 
-static const hv_fhir_type_t *T(const char *name)
-{
+static const hv_fhir_type_t *T(const char *name) {
     const hv_fhir_type_t *t = hv_fhir_type_find(name, strlen(name));
     assert_non_null(t);
     return t;
 }
 
-static void fhir_model_finds_types_by_name_and_kind(void **state)
-{
+static void fhir_model_finds_types_by_name_and_kind(void **state) {
     (void)state;
     static const struct {
         const char *name;
         hv_fhir_kind_t kind;
     } cases[] = {
-        {"Patient", HV_FHIR_KIND_RESOURCE},      {"DomainResource", HV_FHIR_KIND_RESOURCE},
-        {"HumanName", HV_FHIR_KIND_COMPLEX},     {"BackboneElement", HV_FHIR_KIND_COMPLEX},
-        {"dateTime", HV_FHIR_KIND_PRIMITIVE},    {"code", HV_FHIR_KIND_PRIMITIVE},
-        {"System.String", HV_FHIR_KIND_SYSTEM},  {"System.Decimal", HV_FHIR_KIND_SYSTEM},
+        {"Patient", HV_FHIR_KIND_RESOURCE},       {"DomainResource", HV_FHIR_KIND_RESOURCE},
+        {"HumanName", HV_FHIR_KIND_COMPLEX},      {"BackboneElement", HV_FHIR_KIND_COMPLEX},
+        {"dateTime", HV_FHIR_KIND_PRIMITIVE},     {"code", HV_FHIR_KIND_PRIMITIVE},
+        {"System.String", HV_FHIR_KIND_SYSTEM},   {"System.Decimal", HV_FHIR_KIND_SYSTEM},
         {"SimpleQuantity", HV_FHIR_KIND_COMPLEX}, {"FHIR.Observation", HV_FHIR_KIND_RESOURCE},
     };
     for (size_t i = 0; i < HV_ARRAY_LEN(cases); i++)
@@ -36,8 +34,7 @@ static void fhir_model_finds_types_by_name_and_kind(void **state)
     assert_true(hv_fhir_type_count() > 200);
 }
 
-static void fhir_model_walks_the_base_chain(void **state)
-{
+static void fhir_model_walks_the_base_chain(void **state) {
     (void)state;
     const hv_fhir_type_t *p = T("Patient");
     assert_ptr_equal(hv_fhir_type_base(p), T("DomainResource"));
@@ -58,8 +55,7 @@ static void fhir_model_walks_the_base_chain(void **state)
     assert_int_equal(hv_fhir_type_max_length(T("string")), 1048576);
 }
 
-static void fhir_model_resolves_children_and_backbones(void **state)
-{
+static void fhir_model_resolves_children_and_backbones(void **state) {
     (void)state;
     const hv_fhir_type_t *chosen = NULL;
     const hv_fhir_elem_t *root = hv_fhir_type_root(T("Patient"));
@@ -90,8 +86,7 @@ static void fhir_model_resolves_children_and_backbones(void **state)
     assert_null(hv_fhir_elem_child(root, "contacts", 8, NULL));
 }
 
-static void fhir_model_resolves_choice_properties(void **state)
-{
+static void fhir_model_resolves_choice_properties(void **state) {
     (void)state;
     const hv_fhir_type_t *chosen = NULL;
     const hv_fhir_elem_t *root = hv_fhir_type_root(T("Observation"));
@@ -108,14 +103,13 @@ static void fhir_model_resolves_choice_properties(void **state)
     assert_ptr_equal(hv_fhir_elem_choice_type(v, "Boolean", 7), T("boolean"));
     assert_null(hv_fhir_elem_choice_type(v, "Money", 5));
     /* Extension.value[x] allows every type of the open list. */
-    const hv_fhir_elem_t *ev = hv_fhir_elem_child(hv_fhir_type_root(T("Extension")),
-                                                  "valueHumanName", 14, &chosen);
+    const hv_fhir_elem_t *ev =
+        hv_fhir_elem_child(hv_fhir_type_root(T("Extension")), "valueHumanName", 14, &chosen);
     assert_non_null(ev);
     assert_ptr_equal(chosen, T("HumanName"));
 }
 
-static void fhir_model_follows_content_references(void **state)
-{
+static void fhir_model_follows_content_references(void **state) {
     (void)state;
     const hv_fhir_type_t *chosen = NULL;
     const hv_fhir_elem_t *item = hv_fhir_elem_find("Questionnaire.item");
@@ -127,8 +121,7 @@ static void fhir_model_follows_content_references(void **state)
     assert_ptr_equal(chosen, T("BackboneElement"));
 }
 
-static void fhir_model_reports_cardinality_and_order(void **state)
-{
+static void fhir_model_reports_cardinality_and_order(void **state) {
     (void)state;
     const hv_fhir_elem_t *status = hv_fhir_elem_find("Observation.status");
     assert_int_equal(hv_fhir_elem_min(status), 1);
@@ -137,9 +130,10 @@ static void fhir_model_reports_cardinality_and_order(void **state)
     assert_int_equal(hv_fhir_elem_min(ident), 0);
     assert_int_equal(hv_fhir_elem_max(ident), HV_FHIR_UNBOUNDED);
     const hv_fhir_elem_t *root = hv_fhir_type_root(T("Patient"));
-    static const char *const first[] = {"id", "meta", "implicitRules", "language", "text",
-                                        "contained", "extension", "modifierExtension",
-                                        "identifier", "active", "name"};
+    static const char *const first[] = {
+        "id",         "meta",      "implicitRules", "language",
+        "text",       "contained", "extension",     "modifierExtension",
+        "identifier", "active",    "name"};
     for (size_t i = 0; i < HV_ARRAY_LEN(first); i++)
         assert_string_equal(hv_fhir_elem_name(hv_fhir_elem_child_at(root, i)), first[i]);
     assert_int_equal(hv_fhir_elem_index(hv_fhir_elem_find("Patient.active")), 9);
@@ -153,8 +147,7 @@ static void fhir_model_reports_cardinality_and_order(void **state)
     assert_ptr_equal(hv_fhir_elem_target_at(gp, 0, 0), T("Organization"));
 }
 
-static void fhir_model_lists_constraints_and_bindings(void **state)
-{
+static void fhir_model_lists_constraints_and_bindings(void **state) {
     (void)state;
     const hv_fhir_elem_t *root = hv_fhir_type_root(T("Patient"));
     int dom2 = 0;
@@ -176,21 +169,22 @@ static void fhir_model_lists_constraints_and_bindings(void **state)
     assert_int_equal(hv_fhir_binding_code_count(b), 4);
     assert_int_equal(hv_fhir_binding_has(b, NULL, "female"), 1);
     assert_int_equal(hv_fhir_binding_has(b, NULL, "woman"), 0);
-    assert_int_equal(hv_fhir_binding_has(b, "http://hl7.org/fhir/administrative-gender", "male"), 1);
+    assert_int_equal(hv_fhir_binding_has(b, "http://hl7.org/fhir/administrative-gender", "male"),
+                     1);
     const hv_fhir_binding_t *ms = hv_fhir_elem_binding(hv_fhir_elem_find("Attachment.contentType"));
     assert_non_null(ms);
     assert_false(hv_fhir_binding_inlined(ms));
     assert_int_equal(hv_fhir_binding_has(ms, NULL, "text/plain"), HV_ENOTSUP);
 }
 
-static void fhir_model_finds_search_parameters(void **state)
-{
+static void fhir_model_finds_search_parameters(void **state) {
     (void)state;
     const hv_fhir_type_t *p = T("Patient");
     const hv_fhir_search_t *s = hv_fhir_search_find(p, "birthdate");
     assert_non_null(s);
     assert_int_equal(hv_fhir_search_type(s), HV_FHIR_SP_DATE);
-    assert_string_equal(hv_fhir_search_expression(s), "Patient.birthDate | Person.birthDate | RelatedPerson.birthDate");
+    assert_string_equal(hv_fhir_search_expression(s),
+                        "Patient.birthDate | Person.birthDate | RelatedPerson.birthDate");
     const hv_fhir_search_t *id = hv_fhir_search_find(p, "_id");
     assert_non_null(id);
     assert_ptr_equal(hv_fhir_search_base_at(id, 0), T("Resource"));
@@ -199,7 +193,8 @@ static void fhir_model_finds_search_parameters(void **state)
     assert_int_equal(hv_fhir_search_type(org), HV_FHIR_SP_REFERENCE);
     assert_ptr_equal(hv_fhir_search_target_at(org, 0), T("Organization"));
     assert_ptr_equal(hv_fhir_search_by_url(hv_fhir_search_url(s)), s);
-    assert_ptr_equal(hv_fhir_search_by_url("http://hl7.org/fhir/SearchParameter/individual-birthdate"), s);
+    assert_ptr_equal(
+        hv_fhir_search_by_url("http://hl7.org/fhir/SearchParameter/individual-birthdate"), s);
     assert_null(hv_fhir_search_by_url("http://hl7.org/fhir/StructureDefinition/Patient"));
     size_t n = hv_fhir_search_own_count(p);
     assert_true(n > 10);
@@ -215,8 +210,7 @@ static void fhir_model_finds_search_parameters(void **state)
     assert_string_equal(expr, "code");
 }
 
-int run_model_tests(void)
-{
+int run_model_tests(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(fhir_model_finds_types_by_name_and_kind),
         cmocka_unit_test(fhir_model_walks_the_base_chain),

@@ -15,6 +15,7 @@ int run_json_tests(void);
 int run_examples_tests(void);
 int run_xml_tests(void);
 int run_validate_tests(void);
+int run_profile_tests(void);
 
 /* The reference data folder (fails the test when absent) and a file reader (malloc). */
 const char *fhir_test_reference_dir(void);

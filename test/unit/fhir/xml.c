@@ -4,20 +4,19 @@
 #include <json-c/json.h>
 #include <string.h>
 
-static struct json_object *xml_ok(const char *text)
-{
+static struct json_object *xml_ok(const char *text) {
     struct json_object *o = NULL;
     hv_error_t err;
     hv_error_clear(&err);
     int rc = hv_fhir_xml_parse(text, strlen(text), NULL, &o, &err);
     if (rc != HV_OK)
-        print_error("xml parse failed: %s at %s %d:%d\n", err.message, err.location, err.line, err.column);
+        print_error("xml parse failed: %s at %s %d:%d\n", err.message, err.location, err.line,
+                    err.column);
     assert_int_equal(rc, HV_OK);
     return o;
 }
 
-static void assert_json(struct json_object *o, const char *expected)
-{
+static void assert_json(struct json_object *o, const char *expected) {
     hv_buf_t b;
     hv_buf_init(&b, 0);
     assert_int_equal(hv_fhir_json_write(o, 0, &b), HV_OK);
@@ -25,32 +24,34 @@ static void assert_json(struct json_object *o, const char *expected)
     hv_buf_release(&b);
 }
 
-static void fhir_xml_reads_values_ids_and_primitive_extensions(void **state)
-{
+static void fhir_xml_reads_values_ids_and_primitive_extensions(void **state) {
     (void)state;
-    struct json_object *o = xml_ok(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-        "<Patient xmlns=\"http://hl7.org/fhir\"><!-- c --><id value=\"p1\"/>"
-        "<active value=\"true\"/><name id=\"n1\"><given value=\"A\"/><given id=\"g2\">"
-        "<extension url=\"http://x\"><valueString value=\"ext\"/></extension></given></name>"
-        "<birthDate value=\"1970-01-01\"/><multipleBirthInteger value=\"2\"/></Patient>");
-    assert_json(o, "{\"resourceType\":\"Patient\",\"id\":\"p1\",\"active\":true,\"name\":[{\"id\":\"n1\","
-                   "\"given\":[\"A\",null],\"_given\":[null,{\"id\":\"g2\",\"extension\":[{\"url\":"
-                   "\"http://x\",\"valueString\":\"ext\"}]}]}],\"birthDate\":\"1970-01-01\","
-                   "\"multipleBirthInteger\":2}");
+    struct json_object *o =
+        xml_ok("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+               "<Patient xmlns=\"http://hl7.org/fhir\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" "
+        "xsi:schemaLocation=\"http://hl7.org/fhir patient.xsd\"><!-- c --><id value=\"p1\"/>"
+               "<active value=\"true\"/><name id=\"n1\"><given value=\"A\"/><given id=\"g2\">"
+               "<extension url=\"http://x\"><valueString value=\"ext\"/></extension></given></name>"
+               "<birthDate value=\"1970-01-01\"/><multipleBirthInteger value=\"2\"/></Patient>");
+    assert_json(
+        o, "{\"resourceType\":\"Patient\",\"id\":\"p1\",\"active\":true,\"name\":[{\"id\":\"n1\","
+           "\"given\":[\"A\",null],\"_given\":[null,{\"id\":\"g2\",\"extension\":[{\"url\":"
+           "\"http://x\",\"valueString\":\"ext\"}]}]}],\"birthDate\":\"1970-01-01\","
+           "\"multipleBirthInteger\":2}");
     json_object_put(o);
 }
 
-static void fhir_xml_keeps_decimals_and_narrative_text(void **state)
-{
+static void fhir_xml_keeps_decimals_and_narrative_text(void **state) {
     (void)state;
     const char *div = "<div xmlns=\"http://www.w3.org/1999/xhtml\">a &quot;b&quot; &amp; <br/>"
                       "<p class='x'>c</p></div>";
     char doc[1024];
-    snprintf(doc, sizeof(doc),
-             "<Observation xmlns=\"http://hl7.org/fhir\"><text><status value=\"generated\"/>%s</text>"
-             "<status value=\"final\"/><code><text value=\"t\"/></code><valueQuantity>"
-             "<value value=\"1.50\"/></valueQuantity></Observation>", div);
+    snprintf(
+        doc, sizeof(doc),
+        "<Observation xmlns=\"http://hl7.org/fhir\"><text><status value=\"generated\"/>%s</text>"
+        "<status value=\"final\"/><code><text value=\"t\"/></code><valueQuantity>"
+        "<value value=\"1.50\"/></valueQuantity></Observation>",
+        div);
     struct json_object *o = xml_ok(doc);
     struct json_object *text = json_object_object_get(o, "text");
     assert_string_equal(json_object_get_string(json_object_object_get(text, "div")), div);
@@ -66,21 +67,22 @@ static void fhir_xml_keeps_decimals_and_narrative_text(void **state)
     json_object_put(o);
 }
 
-static void fhir_xml_wraps_contained_and_bundle_resources(void **state)
-{
+static void fhir_xml_wraps_contained_and_bundle_resources(void **state) {
     (void)state;
     struct json_object *o = NULL;
-    const char *j = "{\"resourceType\":\"Bundle\",\"type\":\"collection\",\"entry\":[{\"resource\":"
-                    "{\"resourceType\":\"Patient\",\"contained\":[{\"resourceType\":\"Organization\","
-                    "\"id\":\"o\"}],\"managingOrganization\":{\"reference\":\"#o\"}}}]}";
+    const char *j =
+        "{\"resourceType\":\"Bundle\",\"type\":\"collection\",\"entry\":[{\"resource\":"
+        "{\"resourceType\":\"Patient\",\"contained\":[{\"resourceType\":\"Organization\","
+        "\"id\":\"o\"}],\"managingOrganization\":{\"reference\":\"#o\"}}}]}";
     assert_int_equal(hv_fhir_json_parse(j, strlen(j), NULL, &o, NULL), HV_OK);
     hv_buf_t b;
     hv_buf_init(&b, 0);
     assert_int_equal(hv_fhir_xml_write(o, 0, &b), HV_OK);
-    assert_string_equal(b.data, "<Bundle xmlns=\"http://hl7.org/fhir\"><type value=\"collection\"/><entry>"
-                                "<resource><Patient><contained><Organization><id value=\"o\"/></Organization>"
-                                "</contained><managingOrganization><reference value=\"#o\"/>"
-                                "</managingOrganization></Patient></resource></entry></Bundle>");
+    assert_string_equal(
+        b.data, "<Bundle xmlns=\"http://hl7.org/fhir\"><type value=\"collection\"/><entry>"
+                "<resource><Patient><contained><Organization><id value=\"o\"/></Organization>"
+                "</contained><managingOrganization><reference value=\"#o\"/>"
+                "</managingOrganization></Patient></resource></entry></Bundle>");
     struct json_object *back = xml_ok(b.data);
     assert_true(hv_fhir_json_equal(o, back));
     json_object_put(back);
@@ -88,11 +90,11 @@ static void fhir_xml_wraps_contained_and_bundle_resources(void **state)
     json_object_put(o);
 }
 
-static void fhir_xml_escapes_attribute_whitespace(void **state)
-{
+static void fhir_xml_escapes_attribute_whitespace(void **state) {
     (void)state;
     struct json_object *o = NULL;
-    const char *j = "{\"resourceType\":\"Patient\",\"name\":[{\"text\":\"a\\n\\tb \\\"c\\\" <&>\"}]}";
+    const char *j =
+        "{\"resourceType\":\"Patient\",\"name\":[{\"text\":\"a\\n\\tb \\\"c\\\" <&>\"}]}";
     assert_int_equal(hv_fhir_json_parse(j, strlen(j), NULL, &o, NULL), HV_OK);
     hv_buf_t b;
     hv_buf_init(&b, 0);
@@ -105,8 +107,7 @@ static void fhir_xml_escapes_attribute_whitespace(void **state)
     json_object_put(o);
 }
 
-static void fhir_xml_refuses_bad_documents(void **state)
-{
+static void fhir_xml_refuses_bad_documents(void **state) {
     (void)state;
     static const struct {
         const char *text;
@@ -114,12 +115,16 @@ static void fhir_xml_refuses_bad_documents(void **state)
         const char *location;
     } cases[] = {
         {"<Patient xmlns=\"http://hl7.org/fhir\"><id value=\"a\"></Patient>", HV_EPROTO, NULL},
-        {"<!DOCTYPE p [<!ENTITY a \"aaaa\">]><Patient xmlns=\"http://hl7.org/fhir\"/>", HV_EPROTO, NULL},
+        {"<!DOCTYPE p [<!ENTITY a \"aaaa\">]><Patient xmlns=\"http://hl7.org/fhir\"/>", HV_EPROTO,
+         NULL},
         {"<Patient><id value=\"a\"/></Patient>", HV_EINVAL, NULL},
         {"<Nope xmlns=\"http://hl7.org/fhir\"/>", HV_EINVAL, NULL},
-        {"<Patient xmlns=\"http://hl7.org/fhir\"><foo value=\"a\"/></Patient>", HV_EINVAL, "Patient.foo"},
-        {"<Patient xmlns=\"http://hl7.org/fhir\"><active value=\"yes\"/></Patient>", HV_EINVAL, "Patient.active"},
-        {"<Patient xmlns=\"http://hl7.org/fhir\"><gender value=\"male\"/><gender value=\"male\"/></Patient>",
+        {"<Patient xmlns=\"http://hl7.org/fhir\"><foo value=\"a\"/></Patient>", HV_EINVAL,
+         "Patient.foo"},
+        {"<Patient xmlns=\"http://hl7.org/fhir\"><active value=\"yes\"/></Patient>", HV_EINVAL,
+         "Patient.active"},
+        {"<Patient xmlns=\"http://hl7.org/fhir\"><gender value=\"male\"/><gender "
+         "value=\"male\"/></Patient>",
          HV_EINVAL, "Patient.gender"},
         {"<Patient xmlns=\"http://hl7.org/fhir\"><name><family value=\"x\"/>text</name></Patient>",
          HV_EINVAL, "Patient.name"},
@@ -148,8 +153,7 @@ static void fhir_xml_refuses_bad_documents(void **state)
     assert_true(err.column > 0);
 }
 
-static void fhir_xml_caps_depth_and_size(void **state)
-{
+static void fhir_xml_caps_depth_and_size(void **state) {
     (void)state;
     char doc[8192];
     size_t n = (size_t)snprintf(doc, sizeof(doc), "<Questionnaire xmlns=\"http://hl7.org/fhir\">");
@@ -167,8 +171,7 @@ static void fhir_xml_caps_depth_and_size(void **state)
     assert_null(o);
 }
 
-static void fhir_xml_write_refuses_unknown_elements(void **state)
-{
+static void fhir_xml_write_refuses_unknown_elements(void **state) {
     (void)state;
     struct json_object *o = NULL;
     const char *j = "{\"resourceType\":\"Patient\",\"foo\":1}";
@@ -182,8 +185,7 @@ static void fhir_xml_write_refuses_unknown_elements(void **state)
     json_object_put(o);
 }
 
-int run_xml_tests(void)
-{
+int run_xml_tests(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(fhir_xml_reads_values_ids_and_primitive_extensions),
         cmocka_unit_test(fhir_xml_keeps_decimals_and_narrative_text),

@@ -90,7 +90,7 @@ static void fhirpath_eval_reports_errors(void **state) {
 }
 
 static void fhirpath_eval_caps_collection_size(void **state) {
-    hv_fhirpath_limits_t lim = {0, 0, 100};
+    hv_fhirpath_limits_t lim = {0, 0, 100, 0};
     hv_fhirpath_t *fp = NULL;
     hv_fhirpath_result_t *r = NULL;
     hv_arena_t *a = hv_arena_new(0);

@@ -2,6 +2,7 @@
  * their column, precedence, literals, printing back, and the caps. */
 #include "tests.h"
 
+#include <json-c/json.h>
 #include <string.h>
 
 #include "fhir/fhirpath_int.h"
@@ -69,7 +70,7 @@ static void fhirpath_parse_prints_canonical_text(void **state) {
 }
 
 static void fhirpath_parse_caps_length_and_depth(void **state) {
-    hv_fhirpath_limits_t lim = {16, 10, 0};
+    hv_fhirpath_limits_t lim = {16, 10, 0, 0};
     hv_fhirpath_t *fp = NULL;
     hv_error_t err;
     char deep[400];
@@ -104,12 +105,61 @@ static void fhirpath_parse_keeps_literal_types(void **state) {
     assert_int_equal(hv_fhirpath_compile(t[HV_ARRAY_LEN(t) - 1].expr, 0, NULL, &fp, &err), HV_EPROTO);
 }
 
+static void fhirpath_parse_strict_mode_checks_statically(void **state) {
+    hv_fhirpath_limits_t strict = {0, 0, 0, HV_FHIRPATH_STRICT};
+    static const struct {
+        const char *expr;
+        int ok_lenient, ok_strict;
+    } t[] = {
+        {"(Observation.value as Period).unit", 1, 0},
+        {"(Observation.value as Quantity).unit", 1, 1},
+        {"Observation.value.as(Period).unit", 1, 0},
+        {"Patient.children().skip(1)", 1, 0},
+        {"Patient.descendants()[0]", 1, 0},
+        {"Patient.children().count()", 1, 1},
+        {"Patient.name.skip(1)", 1, 1},
+    };
+    for (size_t i = 0; i < HV_ARRAY_LEN(t); i++) {
+        hv_fhirpath_t *fp = NULL;
+        hv_error_t err;
+        int a = hv_fhirpath_compile(t[i].expr, 0, NULL, &fp, &err) == HV_OK;
+        hv_fhirpath_free(fp);
+        fp = NULL;
+        int b = hv_fhirpath_compile(t[i].expr, 0, &strict, &fp, &err) == HV_OK;
+        hv_fhirpath_free(fp);
+        if (a != t[i].ok_lenient || b != t[i].ok_strict) fprintf(stderr, "  %s: lenient %d strict %d\n", t[i].expr, a, b);
+        assert_int_equal(a, t[i].ok_lenient);
+        assert_int_equal(b, t[i].ok_strict);
+    }
+}
+
+static void fhirpath_eval_strict_mode_refuses_another_resource_type(void **state) {
+    hv_fhirpath_limits_t strict = {0, 0, 0, HV_FHIRPATH_STRICT};
+    hv_fhirpath_t *fp = NULL;
+    hv_fhirpath_result_t *r = NULL;
+    hv_arena_t *a = hv_arena_new(0);
+    struct json_object *res = json_tokener_parse(fp_patient_json);
+    hv_error_t err;
+    assert_int_equal(hv_fhirpath_compile("Encounter.status", 0, NULL, &fp, &err), HV_OK);
+    assert_int_equal(hv_fhirpath_eval(fp, res, NULL, a, &r, &err), HV_OK);
+    assert_int_equal(hv_fhirpath_result_count(r), 0);
+    hv_fhirpath_free(fp);
+    assert_int_equal(hv_fhirpath_compile("Encounter.status", 0, &strict, &fp, &err), HV_OK);
+    assert_int_equal(hv_fhirpath_eval(fp, res, NULL, a, &r, &err), HV_EINVAL);
+    assert_non_null(strstr(err.message, "Encounter"));
+    hv_fhirpath_free(fp);
+    hv_arena_free(a);
+    json_object_put(res);
+}
+
 int run_fhirpath_parse_tests(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(fhirpath_parse_reports_column_of_syntax_errors),
         cmocka_unit_test(fhirpath_parse_prints_canonical_text),
         cmocka_unit_test(fhirpath_parse_caps_length_and_depth),
         cmocka_unit_test(fhirpath_parse_keeps_literal_types),
+        cmocka_unit_test(fhirpath_parse_strict_mode_checks_statically),
+        cmocka_unit_test(fhirpath_eval_strict_mode_refuses_another_resource_type),
     };
     return cmocka_run_group_tests_name("fhirpath_parse", tests, NULL, NULL);
 }

@@ -32,6 +32,11 @@ static void fhirpath_strfn_strings(void **state) {
         {"'&lt;a&gt;'.unescape('html')", "[\"<a>\"]"},
         {"name.startsWith('x')", NULL},
         {"{}.upper()", "[]"},
+        {"'Marché'.length()", "[6]"},
+        {"'Marché x'.indexOf('x')", "[7]"},
+        {"'éa'.lastIndexOf('a')", "[1]"},
+        {"'Marché'.substring(4, 2)", "[\"hé\"]"},
+        {"'hé'.toChars()", "[\"h\",\"é\"]"},
     };
     fp_check_table(t, HV_ARRAY_LEN(t), NULL);
 }

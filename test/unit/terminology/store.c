@@ -26,12 +26,8 @@ static const char *data_path(const char *name) {
 
 static int setup(void **state) {
     fixture_t *f = calloc(1, sizeof *f);
-    hv_error_t err;
     if (f == NULL) return -1;
-    snprintf(f->dir, sizeof f->dir, "/tmp/hv_term_test_XXXXXX");
-    if (mkdtemp(f->dir) == NULL) return -1;
-    if (hv_db_open(NULL, f->dir, "terminology", &f->db, &err) != HV_OK) return -1;
-    if (hv_terminology_store_migrate(f->db, &err) != HV_OK) return -1;
+    if (test_store_open(f->dir, sizeof f->dir, &f->db) != 0) return -1;
     f->arena = hv_arena_new(0);
     *state = f;
     return 0;
@@ -39,11 +35,8 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
     fixture_t *f = *state;
-    char cmd[128];
-    hv_db_close(f->db);
+    test_store_close(f->dir, f->db);
     hv_arena_free(f->arena);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-    if (system(cmd) != 0) return -1;
     free(f);
     return 0;
 }
@@ -280,6 +273,25 @@ static void terminology_loads_cpt_csv(void **state) {
     assert_non_null(strstr(err.message, "header"));
 }
 
+static void terminology_loads_fhir_code_systems_and_value_sets(void **state) {
+    fixture_t *f = *state;
+    hv_terminology_concept_t c;
+    hv_error_t err;
+    const char *v = NULL;
+    load_ok(f, "fhir", data_path("fhir-valuesets.json"));
+    assert_int_equal(hv_terminology_version(f->db, "urn:holovitals:fhir", f->arena, &v, NULL), HV_OK);
+    assert_string_equal(v, "3 code systems, 5 value sets");
+    assert_int_equal(hv_terminology_lookup(f->db, "http://hl7.org/fhir/administrative-gender", "female",
+                                           f->arena, &c), HV_OK);
+    assert_string_equal(c.display, "Female");
+    /* Nested concepts are is-a children. */
+    assert_int_equal(hv_terminology_subsumes(f->db, "urn:holovitals:test:shapes", "polygon", "square"), 1);
+    assert_int_equal(hv_terminology_subsumes(f->db, "urn:holovitals:test:shapes", "round", "square"), 0);
+    hv_error_clear(&err);
+    assert_int_equal(hv_terminology_load(f->db, "fhir", data_path("cpt.csv"), NULL, NULL, &err),
+                     HV_EPROTO);
+}
+
 int run_store_tests(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(terminology_csv_reads_rfc4180_quotes_and_line_breaks, setup,
@@ -293,6 +305,8 @@ int run_store_tests(void) {
         cmocka_unit_test_setup_teardown(terminology_loads_icd10cm_order_file, setup, teardown),
         cmocka_unit_test_setup_teardown(terminology_icd10cm_rejects_truncated_gzip, setup, teardown),
         cmocka_unit_test_setup_teardown(terminology_loads_cpt_csv, setup, teardown),
+        cmocka_unit_test_setup_teardown(terminology_loads_fhir_code_systems_and_value_sets, setup,
+                                        teardown),
     };
-    return cmocka_run_group_tests_name("terminology_store", tests, NULL, NULL);
+    return test_run_on_backends("terminology_store", tests, HV_ARRAY_LEN(tests));
 }

@@ -3,6 +3,8 @@
  * `ucum` commands (cli.c): loading, parsing and its errors, canonical forms,
  * conversion (ratio and special units), the unit algebra, caps, the cache, threads.
  */
+#include "config.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -497,6 +499,35 @@ static void ucum_shared_table_loads_once(void **state) {
     assert_true(fabs(v - 1000) < 1e-9);
 }
 
+/*
+ * With --enable-fault-injection: every allocation of a load may fail; the load must then
+ * fail cleanly with HV_ENOMEM (the sanitizer build checks that nothing leaks). Strided
+ * over the ~4,000 allocations of a load to stay fast.
+ */
+#ifdef HV_FAULT_INJECTION
+static void ucum_load_survives_allocation_failures(void **state) {
+    long n, failures = 0;
+    (void)state;
+    for (n = 1; n < 20000; n += n < 64 ? 1 : 97) {
+        hv_ucum_t *u = NULL;
+        hv_error_t err;
+        int rc;
+        hv_error_clear(&err);
+        hv_alloc_fail_after(n);
+        rc = hv_ucum_new(test_essence_path(), 16, &u, &err);
+        hv_alloc_fail_after(0);
+        if (rc == HV_OK) {
+            hv_ucum_free(u);
+            break; /* past the last allocation */
+        }
+        assert_int_equal(rc, HV_ENOMEM);
+        assert_null(u);
+        failures++;
+    }
+    assert_true(failures > 64);
+}
+#endif
+
 /* Runs a command with its output captured in a temporary file; returns the exit code. */
 static int run_cmd(int (*cmd)(const char *, int, char **, FILE *, FILE *), int argc, char **argv,
                    char *out, size_t outlen) {
@@ -557,6 +588,13 @@ int run_ucum_tests(void) {
         cmocka_unit_test(ucum_is_safe_to_share_between_threads),
         cmocka_unit_test(ucum_shared_table_loads_once),
         cmocka_unit_test(ucum_commands_convert_and_validate),
+#ifdef HV_FAULT_INJECTION
+        cmocka_unit_test(ucum_load_survives_allocation_failures),
+#endif
     };
+#ifndef HV_FAULT_INJECTION
+    printf("[ NOT RUN  ] ucum_load_survives_allocation_failures: needs configure "
+           "--enable-fault-injection\n");
+#endif
     return cmocka_run_group_tests_name("ucum", tests, setup, teardown);
 }

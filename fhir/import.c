@@ -1,0 +1,349 @@
+/*
+ * import.c — `holovitals import FILE…`: bulk loading into the FHIR store.
+ *
+ * A FILE is a Bundle (transaction, batch or collection; JSON or XML) or NDJSON
+ * (one resource per line, FHIR R4 / Bulk Data nd-json). Every Bundle runs through
+ * the transaction path of POST /fhir (fhir/rest_bundle.c) in import mode: the
+ * ids the source gave its resources are kept (a POSTed resource with an id is
+ * stored under it), urn:uuid references are rewritten to Type/id. NDJSON lines
+ * are grouped into collection Bundles of --batch resources (default 1000), one
+ * Bundle each. Every Bundle is atomic (a savepoint); a Bundle that fails is rolled
+ * back alone and named on standard error, the rest goes on. Bundles share commits
+ * of about --batch resources (group commit); the summary counts only what
+ * committed.
+ *
+ * On a terminal, standard error shows a progress bar (bytes read, resources/s,
+ * ETA); at the end a summary line is printed on standard output:
+ *   imported 3495 resources from 13 files in 1.23 s (2841 resources/s), 0 failed
+ * The exit status is 1 when any file or Bundle failed.
+ */
+#include "config.h"
+
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fhir/rest_int.h"
+
+#define IMPORT_MAX_FILE ((size_t)2 << 30)
+
+typedef struct imp {
+    hv_db_t *db;
+    hv_fhir_parse_opts_t parse;
+    uint64_t total_bytes, done_bytes;
+    uint64_t resources, failed;
+    uint64_t t0;
+    int tty;
+    uint64_t last_draw;
+    int in_tx;                /* a transaction is open */
+    uint64_t committed;       /* resources durable so far */
+    uint64_t commit_every;    /* resources per commit */
+} imp_t;
+
+/* Commits what is pending; the resources counted so far are then durable. */
+static int import_commit(imp_t *im)
+{
+    int rc;
+    if (!im->in_tx)
+        return HV_OK;
+    im->in_tx = 0;
+    rc = hv_db_commit(im->db);
+    if (rc != HV_OK) {
+        fprintf(stderr, "\nholovitals import: commit failed: %s\n", hv_db_errmsg(im->db));
+        hv_db_rollback(im->db);
+        im->failed += im->resources - im->committed;
+        im->resources = im->committed;
+        return rc;
+    }
+    im->committed = im->resources;
+    return HV_OK;
+}
+
+static void draw(imp_t *im, int final)
+{
+    uint64_t now = hv_mono_ns();
+    double secs, rate, frac;
+    int width = 30, filled;
+    char bar[64];
+    if (!im->tty || (!final && now - im->last_draw < 100000000ull))
+        return;
+    im->last_draw = now;
+    secs = (double)(now - im->t0) / 1e9;
+    rate = secs > 0 ? (double)im->resources / secs : 0;
+    frac = im->total_bytes > 0 ? (double)im->done_bytes / (double)im->total_bytes : 1;
+    if (frac > 1)
+        frac = 1;
+    filled = (int)(frac * width);
+    for (int i = 0; i < width; i++)
+        bar[i] = i < filled ? '#' : '.';
+    bar[width] = '\0';
+    fprintf(stderr, "\r[%s] %3d%%  %llu resources  %.0f/s  ETA %.0fs   ", bar, (int)(frac * 100),
+            (unsigned long long)im->resources, rate, frac > 0 && frac < 1 ? secs / frac - secs : 0.0);
+    if (final)
+        fputc('\n', stderr);
+    fflush(stderr);
+}
+
+/* Runs one Bundle (consumed) in its own transaction. */
+static int run_bundle(imp_t *im, struct json_object *bundle, const char *origin)
+{
+    hv__bundle_job_t *bj = NULL;
+    char msg[600];
+    int status = 0, rc;
+    rc = hv__bundle_prepare(bundle, 1, NULL, &bj, &status, msg, sizeof(msg));
+    if (rc != HV_OK) {
+        fprintf(stderr, "\nholovitals import: %s: %s\n", origin, msg);
+        im->failed++;
+        return rc;
+    }
+    /* Each Bundle is atomic (a savepoint); several share one commit (group
+     * commit: an fsync per commit is what bounds the rate on a durable store). */
+    rc = HV_OK;
+    if (!im->in_tx) {
+        rc = hv_db_begin(im->db);
+        im->in_tx = rc == HV_OK;
+    }
+    if (rc == HV_OK)
+        rc = hv_db_exec(im->db, "SAVEPOINT hv_bundle");
+    if (rc == HV_OK)
+        rc = hv__bundle_run(im->db, bj);
+    if (rc == HV_OK)
+        rc = hv_db_exec(im->db, "RELEASE SAVEPOINT hv_bundle");
+    if (rc != HV_OK) {
+        int st = 0;
+        struct json_object *oo = hv__bundle_response(bj, "", &st);
+        const char *d = NULL;
+        struct json_object *issues = NULL;
+        if (oo != NULL && json_object_object_get_ex(oo, "issue", &issues))
+            d = hv_json_get_str(json_object_array_get_idx(issues, 0), "diagnostics");
+        fprintf(stderr, "\nholovitals import: %s: rolled back: %s\n", origin,
+                d != NULL && st >= 400 ? d : hv_db_errmsg(im->db));
+        json_object_put(oo);
+        if (im->in_tx && (hv_db_exec(im->db, "ROLLBACK TO SAVEPOINT hv_bundle") != HV_OK ||
+                          hv_db_exec(im->db, "RELEASE SAVEPOINT hv_bundle") != HV_OK)) {
+            hv_db_rollback(im->db);
+            im->in_tx = 0;
+            im->resources = im->committed;
+        }
+        im->failed++;
+    } else {
+        for (size_t i = 0; i < hv__bundle_op_count(bj); i++)
+            if (hv__bundle_op_at(bj, i)->change != HV__CHANGE_NONE)
+                im->resources++;
+        if (im->resources - im->committed >= im->commit_every)
+            rc = import_commit(im);
+    }
+    hv__bundle_job_free(bj);
+    return rc;
+}
+
+static int read_all(const char *path, char **out, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    hv_buf_t b;
+    char chunk[65536];
+    size_t n;
+    int rc = HV_OK;
+    if (f == NULL)
+        return HV_EIO;
+    hv_buf_init(&b, IMPORT_MAX_FILE);
+    while (rc == HV_OK && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        rc = hv_buf_append(&b, chunk, n);
+    if (rc == HV_OK && ferror(f))
+        rc = HV_EIO;
+    fclose(f);
+    if (rc == HV_OK && b.data == NULL)
+        rc = hv_buf_reserve(&b, 1);
+    if (rc != HV_OK) {
+        hv_buf_release(&b);
+        return rc;
+    }
+    *len = b.len;
+    *out = hv_buf_take(&b);
+    return HV_OK;
+}
+
+static struct json_object *new_collection(void)
+{
+    struct json_object *b = json_object_new_object();
+    hv_json_set_str(b, "resourceType", "Bundle");
+    hv_json_set_str(b, "type", "collection");
+    hv_json_set(b, "entry", json_object_new_array());
+    return b;
+}
+
+static int import_ndjson(imp_t *im, const char *path, const char *text, size_t len, size_t batch)
+{
+    struct json_object *bundle = NULL, *entries = NULL;
+    size_t line = 0, pos = 0, last = 0;
+    int rc = HV_OK, any_fail = 0;
+    while (pos < len) {
+        const char *nl = memchr(text + pos, '\n', len - pos);
+        size_t end = nl != NULL ? (size_t)(nl - text) : len, n = end - pos;
+        struct json_object *res = NULL;
+        hv_error_t err;
+        line++;
+        while (n > 0 && (text[pos + n - 1] == '\r' || text[pos + n - 1] == ' '))
+            n--;
+        if (n > 0) {
+            hv_error_clear(&err);
+            if (hv_fhir_json_parse(text + pos, n, &im->parse, &res, &err) != HV_OK) {
+                fprintf(stderr, "\nholovitals import: %s:%zu: %s (at %s)\n", path, line, err.message, err.location);
+                im->failed++;
+                any_fail = 1;
+            } else {
+                struct json_object *ent = json_object_new_object();
+                if (bundle == NULL) {
+                    bundle = new_collection();
+                    json_object_object_get_ex(bundle, "entry", &entries);
+                }
+                hv_json_set(ent, "resource", res);
+                json_object_array_add(entries, ent);
+            }
+        }
+        pos = end + 1;
+        if (bundle != NULL && json_object_array_length(entries) >= batch) {
+            char origin[600];
+            snprintf(origin, sizeof(origin), "%s:%zu-%zu", path, last + 1, line);
+            if (run_bundle(im, bundle, origin) != HV_OK)
+                any_fail = 1;
+            bundle = NULL;
+            last = line;
+            draw(im, 0);
+        }
+    }
+    if (bundle != NULL) {
+        char origin[600];
+        snprintf(origin, sizeof(origin), "%s:%zu-%zu", path, last + 1, line);
+        if (run_bundle(im, bundle, origin) != HV_OK)
+            any_fail = 1;
+    }
+    (void)rc;
+    return any_fail ? HV_EINVAL : HV_OK;
+}
+
+static int import_file(imp_t *im, const char *path, size_t batch)
+{
+    char *text = NULL;
+    size_t len = 0, i = 0;
+    uint64_t before = im->done_bytes;
+    int rc = read_all(path, &text, &len);
+    if (rc != HV_OK) {
+        fprintf(stderr, "\nholovitals import: %s: cannot read: %s\n", path, hv_strerror(rc));
+        im->failed++;
+        return rc;
+    }
+    while (i < len && (text[i] == ' ' || text[i] == '\n' || text[i] == '\r' || text[i] == '\t'))
+        i++;
+    if (i < len && text[i] == '<') {
+        struct json_object *res = NULL;
+        hv_error_t err;
+        hv_error_clear(&err);
+        rc = hv_fhir_xml_parse(text, len, &im->parse, &res, &err);
+        if (rc == HV_OK)
+            rc = run_bundle(im, res, path);
+        else {
+            fprintf(stderr, "\nholovitals import: %s:%d:%d: %s\n", path, err.line, err.column, err.message);
+            im->failed++;
+        }
+    } else {
+        /* One JSON document with a Bundle, or NDJSON: a document whose first line
+         * is a whole resource is NDJSON. */
+        const char *nl = memchr(text + i, '\n', len - i);
+        struct json_object *res = NULL;
+        hv_error_t err;
+        hv_error_clear(&err);
+        if (nl != NULL && hv_fhir_json_parse(text + i, (size_t)(nl - text - (long)i), &im->parse, &res, &err) == HV_OK) {
+            json_object_put(res);
+            rc = import_ndjson(im, path, text, len, batch);
+        } else {
+            hv_error_clear(&err);
+            rc = hv_fhir_json_parse(text, len, &im->parse, &res, &err);
+            if (rc == HV_OK) {
+                const char *rt = hv_json_get_str(res, "resourceType");
+                if (rt != NULL && strcmp(rt, "Bundle") == 0) {
+                    rc = run_bundle(im, res, path);
+                } else {
+                    /* A single resource: a collection of one. */
+                    struct json_object *b = new_collection(), *entries = NULL, *ent = json_object_new_object();
+                    json_object_object_get_ex(b, "entry", &entries);
+                    hv_json_set(ent, "resource", res);
+                    json_object_array_add(entries, ent);
+                    rc = run_bundle(im, b, path);
+                }
+            } else {
+                fprintf(stderr, "\nholovitals import: %s:%d:%d: %s%s%s\n", path, err.line, err.column, err.message,
+                        err.location[0] ? " at " : "", err.location);
+                im->failed++;
+            }
+        }
+    }
+    im->done_bytes = before + len;
+    draw(im, 0);
+    hv_free(text);
+    return rc;
+}
+
+int hv__fhir_cmd_import(hv_engine_t *e, int argc, char **argv)
+{
+    hv_config_t *cfg = hv_engine_config(e);
+    imp_t im;
+    hv_error_t err;
+    int first = 0, rc, status = HV_EXIT_OK;
+    size_t batch = 1000;
+    double secs;
+    memset(&im, 0, sizeof(im));
+    hv_error_clear(&err);
+    while (first < argc && strncmp(argv[first], "--", 2) == 0) {
+        if (strcmp(argv[first], "--batch") == 0 && first + 1 < argc) {
+            batch = (size_t)strtoul(argv[first + 1], NULL, 10);
+            first += 2;
+        } else if (strcmp(argv[first], "--") == 0) {
+            first++;
+            break;
+        } else {
+            first = argc;
+        }
+    }
+    if (first >= argc || batch == 0) {
+        fprintf(stderr, "usage: holovitals import [--batch N] FILE...\n");
+        return HV_EXIT_USAGE;
+    }
+    im.parse.max_bytes = IMPORT_MAX_FILE;
+    im.parse.max_depth = (int)hv_config_int(cfg, "fhir.max_depth");
+    rc = hv_db_open(hv_engine_db_url(e), hv_engine_data_dir(e), "fhir", &im.db, &err);
+    if (rc == HV_OK)
+        rc = hv_db_migrate(im.db, "fhir", hv__store_migrations(im.db), &err);
+    if (rc == HV_OK)
+        rc = hv_db_set_synchronous(im.db, hv_config_str(cfg, "fhir.synchronous"));
+    if (rc != HV_OK) {
+        char msg[1024];
+        hv_error_format(&err, msg, sizeof(msg));
+        fprintf(stderr, "holovitals import: cannot open the FHIR store: %s\n", msg[0] ? msg : hv_strerror(rc));
+        hv_db_close(im.db);
+        return HV_EXIT_FAILURE;
+    }
+    for (int i = first; i < argc; i++) {
+        struct stat sb;
+        if (stat(argv[i], &sb) == 0)
+            im.total_bytes += (uint64_t)sb.st_size;
+    }
+    im.tty = isatty(2);
+    im.t0 = hv_mono_ns();
+    im.commit_every = batch;
+    for (int i = first; i < argc; i++)
+        if (import_file(&im, argv[i], batch) != HV_OK)
+            status = HV_EXIT_FAILURE;
+    if (import_commit(&im) != HV_OK)
+        status = HV_EXIT_FAILURE;
+    draw(&im, 1);
+    secs = (double)(hv_mono_ns() - im.t0) / 1e9;
+    printf("imported %llu resources from %d files in %.2f s (%.0f resources/s), %llu failed\n",
+           (unsigned long long)im.resources, argc - first, secs, secs > 0 ? (double)im.resources / secs : 0.0,
+           (unsigned long long)im.failed);
+    hv_db_close(im.db);
+    return status;
+}

@@ -1,0 +1,750 @@
+/*
+ * rest_bundle.c — batch and transaction Bundles (FHIR R4 http.html#transaction),
+ * `POST /fhir` with a Bundle of type batch or transaction; also the engine of
+ * `holovitals import` (fhir/import.c).
+ *
+ * Transaction (http.html#trules): all entries run in one storage job — one
+ * database transaction — and any entry that fails rolls back every entry. The
+ * entries are processed in the order the specification gives: DELETE, then POST,
+ * then PUT and PATCH, then GET/HEAD. Before anything is written, the ids of the
+ * created resources are fixed (new ids for POST, the match of If-None-Exist, the
+ * match or a new id for a conditional PUT), and every reference in the Bundle to
+ * an entry's fullUrl (urn:uuid:…, urn:oid:…, or an absolute URL) is rewritten to
+ * Type/id; a conditional reference (Type?identifier=…) is resolved to the one
+ * resource it matches (zero or several matches fail the transaction, 412). A
+ * urn:uuid/urn:oid reference that no entry defines fails it too (400).
+ *
+ * Batch: each entry runs alone (a savepoint each); one failing leaves the others
+ * in place; entries stay in Bundle order and must not refer to each other.
+ *
+ * The response Bundle (transaction-response / batch-response) lists the entries
+ * in the request's order with response.status, location, etag and lastModified,
+ * the resource for GET (and for writes with Prefer: return=representation), and
+ * an outcome for an entry of a batch that failed. A failed transaction answers
+ * with the failing entry's status and OperationOutcome alone.
+ */
+#include "config.h"
+
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fhir/rest_int.h"
+
+enum { M_GET = 1, M_HEAD, M_POST, M_PUT, M_DELETE, M_PATCH };
+
+typedef struct bentry {
+    hv__fop_t op;
+    int method;
+    int rank;          /* processing order of a transaction */
+    int cond_match;    /* a conditional create that matched: answered 200, nothing written */
+    const char *full_url;
+    int prep_status;   /* > 0: the entry was refused while preparing (batch) */
+    char prep_msg[256];
+} bentry_t;
+
+struct hv__bundle_job {
+    struct json_object *bundle;
+    int transaction;
+    int import;
+    int prefer;
+    size_t n;
+    bentry_t *e;
+    size_t *order;     /* entry indexes in processing order */
+    long failed;       /* transaction: the entry that failed, -1 if none */
+    int failed_status;
+    char failed_msg[600];
+    const char *failed_code;
+};
+
+static const char *status_text(int s)
+{
+    const char *t = hv_http_status_text(s);
+    return t != NULL ? t : "";
+}
+
+void hv__bundle_job_free(hv__bundle_job_t *bj)
+{
+    if (bj == NULL)
+        return;
+    for (size_t i = 0; i < bj->n; i++)
+        hv__fop_clear(&bj->e[i].op);
+    hv_free(bj->e);
+    hv_free(bj->order);
+    json_object_put(bj->bundle);
+    hv_free(bj);
+}
+
+size_t hv__bundle_op_count(const hv__bundle_job_t *bj)
+{
+    return bj->n;
+}
+
+const hv__fop_t *hv__bundle_op_at(const hv__bundle_job_t *bj, size_t i)
+{
+    return &bj->e[i].op;
+}
+
+static int refuse(bentry_t *e, int status, const char *fmt, const char *arg)
+{
+    e->prep_status = status;
+    snprintf(e->prep_msg, sizeof(e->prep_msg), fmt, arg);
+    return HV_EINVAL;
+}
+
+/*
+ * Splits request.url into type, id, version and query: "Patient",
+ * "Patient/1", "Patient/1/_history/2", "Patient?identifier=a|b"; an absolute URL
+ * is cut after its "/fhir/". Returns HV_OK or HV_EINVAL.
+ */
+static int split_url(const char *url, bentry_t *e, int *has_id, int *has_version)
+{
+    const char *p = url, *q, *s1, *s2;
+    char seg[256];
+    size_t n;
+    *has_id = *has_version = 0;
+    if (strncmp(p, "http://", 7) == 0 || strncmp(p, "https://", 8) == 0) {
+        const char *f = strstr(p, "/fhir/");
+        if (f == NULL)
+            return HV_EINVAL;
+        p = f + 6;
+    }
+    while (*p == '/')
+        p++;
+    q = strchr(p, '?');
+    n = q != NULL ? (size_t)(q - p) : strlen(p);
+    if (n == 0 || n >= sizeof(seg))
+        return HV_EINVAL;
+    memcpy(seg, p, n);
+    seg[n] = '\0';
+    if (q != NULL && q[1] != '\0') {
+        e->op.cond = hv_strdup(q + 1);
+        if (e->op.cond == NULL)
+            return HV_ENOMEM;
+    }
+    s1 = strchr(seg, '/');
+    if (s1 == NULL) {
+        if (strlen(seg) >= sizeof(e->op.type))
+            return HV_EINVAL;
+        memcpy(e->op.type, seg, strlen(seg) + 1);
+    } else {
+        if ((size_t)(s1 - seg) >= sizeof(e->op.type))
+            return HV_EINVAL;
+        memcpy(e->op.type, seg, (size_t)(s1 - seg));
+        e->op.type[s1 - seg] = '\0';
+        s2 = strchr(s1 + 1, '/');
+        if (s2 == NULL) {
+            snprintf(e->op.id, sizeof(e->op.id), "%s", s1 + 1);
+        } else {
+            char *end = NULL;
+            if ((size_t)(s2 - s1 - 1) >= sizeof(e->op.id) || strncmp(s2, "/_history/", 10) != 0)
+                return HV_EINVAL;
+            memcpy(e->op.id, s1 + 1, (size_t)(s2 - s1 - 1));
+            e->op.id[s2 - s1 - 1] = '\0';
+            e->op.version = strtoll(s2 + 10, &end, 10);
+            if (end == s2 + 10 || *end != '\0' || e->op.version < 1)
+                return HV_EINVAL;
+            *has_version = 1;
+        }
+        if (!hv__fhir_id_valid(e->op.id))
+            return HV_EINVAL;
+        *has_id = 1;
+    }
+    if (hv_fhir_resource_type(e->op.type) == NULL)
+        return HV_EINVAL;
+    return HV_OK;
+}
+
+static int method_of(const char *m)
+{
+    static const struct { const char *name; int m; } t[] = {
+        {"GET", M_GET}, {"HEAD", M_HEAD}, {"POST", M_POST}, {"PUT", M_PUT}, {"DELETE", M_DELETE}, {"PATCH", M_PATCH}};
+    for (size_t i = 0; m != NULL && i < HV_ARRAY_LEN(t); i++)
+        if (strcmp(m, t[i].name) == 0)
+            return t[i].m;
+    return 0;
+}
+
+/* Prepares one entry; HV_EINVAL with prep_status set when it is refused. */
+static int prepare_entry(hv__bundle_job_t *bj, bentry_t *e, struct json_object *entry)
+{
+    struct json_object *req = NULL, *res = NULL;
+    const char *url, *rt;
+    int has_id = 0, has_version = 0, rc;
+    json_object_object_get_ex(entry, "resource", &res);
+    e->full_url = hv_json_get_str(entry, "fullUrl");
+    if (!json_object_object_get_ex(entry, "request", &req)) {
+        /* A collection Bundle being imported: each resource is stored as it is. */
+        if (!bj->import || res == NULL)
+            return refuse(e, 400, "%s", "an entry has no request");
+        rt = hv_json_get_str(res, "resourceType");
+        const char *id = hv_json_get_str(res, "id");
+        snprintf(e->op.type, sizeof(e->op.type), "%s", rt ? rt : "");
+        e->method = id != NULL ? M_PUT : M_POST;
+        e->op.kind = id != NULL ? HV__FOP_UPDATE : HV__FOP_CREATE;
+        if (id != NULL) {
+            if (!hv__fhir_id_valid(id))
+                return refuse(e, 400, "%s", "a resource's id is not a valid FHIR id");
+            snprintf(e->op.id, sizeof(e->op.id), "%s", id);
+        }
+        e->op.resource = json_object_get(res);
+        e->rank = e->method == M_POST ? 1 : 2;
+        return HV_OK;
+    }
+    e->method = method_of(hv_json_get_str(req, "method"));
+    url = hv_json_get_str(req, "url");
+    if (e->method == 0)
+        return refuse(e, 400, "%s", "request.method must be GET, HEAD, POST, PUT, DELETE or PATCH");
+    if (url == NULL)
+        return refuse(e, 400, "%s", "request.url is required");
+    rc = split_url(url, e, &has_id, &has_version);
+    if (rc == HV_ENOMEM)
+        return rc;
+    if (rc != HV_OK)
+        return refuse(e, 400, "request.url \"%.120s\" is not Type, Type/id, Type/id/_history/vid or Type?criteria",
+                      url);
+    {
+        const char *im = hv_json_get_str(req, "ifMatch");
+        if (im != NULL) {
+            const char *p = im;
+            if (strncmp(p, "W/", 2) == 0)
+                p += 2;
+            if (*p == '"')
+                p++;
+            e->op.if_match = strtoll(p, NULL, 10);
+            if (e->op.if_match < 1)
+                return refuse(e, 400, "%s", "request.ifMatch must be an ETag W/\"version\"");
+        }
+    }
+    switch (e->method) {
+    case M_GET:
+    case M_HEAD:
+        if (!has_id || e->op.cond != NULL)
+            return refuse(e, 501, "%s", "search in a Bundle entry is not supported yet (read and vread are)");
+        e->op.kind = has_version ? HV__FOP_VREAD : HV__FOP_READ;
+        e->rank = 3;
+        break;
+    case M_POST:
+        if (has_id || res == NULL)
+            return refuse(e, 400, "%s", "POST needs request.url Type and a resource");
+        hv_free(e->op.cond);
+        e->op.cond = NULL;
+        if (hv_json_get_str(req, "ifNoneExist") != NULL) {
+            const char *ine = hv_json_get_str(req, "ifNoneExist");
+            const char *q = strchr(ine, '?');
+            e->op.cond = hv_strdup(q != NULL ? q + 1 : ine);
+        }
+        e->op.kind = HV__FOP_CREATE;
+        if (bj->import && hv_json_get_str(res, "id") != NULL && e->op.cond == NULL &&
+            hv__fhir_id_valid(hv_json_get_str(res, "id"))) {
+            /* Import keeps the ids the source gave its resources. */
+            e->op.kind = HV__FOP_UPDATE;
+            snprintf(e->op.id, sizeof(e->op.id), "%s", hv_json_get_str(res, "id"));
+        } else {
+            json_object_object_del(res, "id");
+        }
+        e->rank = 1;
+        break;
+    case M_PUT:
+        if (res == NULL || has_version || (!has_id && e->op.cond == NULL))
+            return refuse(e, 400, "%s", "PUT needs request.url Type/id or Type?criteria and a resource");
+        if (has_id) {
+            const char *bid = hv_json_get_str(res, "id");
+            if (bid != NULL && strcmp(bid, e->op.id) != 0)
+                return refuse(e, 400, "%s", "the resource's id does not match request.url");
+        }
+        e->op.kind = HV__FOP_UPDATE;
+        e->rank = 2;
+        break;
+    case M_DELETE:
+        if (has_version || (!has_id && e->op.cond == NULL))
+            return refuse(e, 400, "%s", "DELETE needs request.url Type/id or Type?criteria");
+        e->op.kind = HV__FOP_DELETE;
+        e->rank = 0;
+        break;
+    case M_PATCH:
+        rt = res != NULL ? hv_json_get_str(res, "resourceType") : NULL;
+        if (rt == NULL || strcmp(rt, "Parameters") != 0)
+            return refuse(e, 501, "%s", "PATCH in a Bundle takes a FHIRPath Patch (Parameters) resource");
+        if (has_version || (!has_id && e->op.cond == NULL))
+            return refuse(e, 400, "%s", "PATCH needs request.url Type/id or Type?criteria");
+        e->op.kind = HV__FOP_PATCH;
+        e->op.patch = json_object_get(res);
+        e->op.patch_fhirpath = 1;
+        e->rank = 2;
+        return HV_OK;
+    }
+    if (res != NULL && (e->method == M_POST || e->method == M_PUT)) {
+        rt = hv_json_get_str(res, "resourceType");
+        if (rt == NULL || strcmp(rt, e->op.type) != 0)
+            return refuse(e, 400, "%s", "the resource's type does not match request.url");
+        e->op.resource = json_object_get(res);
+    }
+    return HV_OK;
+}
+
+int hv__bundle_prepare(struct json_object *bundle, int import, const char *prefer, hv__bundle_job_t **out,
+                       int *status, char *msg, size_t msglen)
+{
+    hv__bundle_job_t *bj = NULL;
+    struct json_object *entries = NULL;
+    const char *rt = hv_json_get_str(bundle, "resourceType"), *type = hv_json_get_str(bundle, "type");
+    int rc = HV_OK;
+    *status = 400;
+    if (rt == NULL || strcmp(rt, "Bundle") != 0) {
+        snprintf(msg, msglen, "POST /fhir takes a Bundle of type batch or transaction");
+        rc = HV_EINVAL;
+        goto fail;
+    }
+    if (type == NULL || (strcmp(type, "batch") != 0 && strcmp(type, "transaction") != 0 &&
+                         !(import && strcmp(type, "collection") == 0))) {
+        snprintf(msg, msglen, "Bundle.type must be batch or transaction%s", import ? " (or collection)" : "");
+        rc = HV_EINVAL;
+        goto fail;
+    }
+    bj = hv_calloc(1, sizeof(*bj));
+    if (bj == NULL) {
+        rc = HV_ENOMEM;
+        goto fail;
+    }
+    bj->bundle = bundle;
+    bundle = NULL;
+    bj->transaction = strcmp(type, "batch") != 0;
+    bj->import = import;
+    bj->failed = -1;
+    bj->prefer = prefer != NULL && strstr(prefer, "return=representation") != NULL ? HV__PREFER_REPRESENTATION
+                 : prefer != NULL && strstr(prefer, "return=OperationOutcome") != NULL ? HV__PREFER_OUTCOME
+                                                                                       : HV__PREFER_MINIMAL;
+    if (json_object_object_get_ex(bj->bundle, "entry", &entries) && json_object_is_type(entries, json_type_array))
+        bj->n = json_object_array_length(entries);
+    if (bj->n > 0) {
+        bj->e = hv_calloc(bj->n, sizeof(*bj->e));
+        bj->order = hv_calloc(bj->n, sizeof(*bj->order));
+        if (bj->e == NULL || bj->order == NULL) {
+            rc = HV_ENOMEM;
+            goto fail;
+        }
+    }
+    for (size_t i = 0; i < bj->n; i++) {
+        bentry_t *e = &bj->e[i];
+        hv__fop_init(&e->op, HV__FOP_READ);
+        rc = prepare_entry(bj, e, json_object_array_get_idx(entries, i));
+        if (rc == HV_ENOMEM)
+            goto fail;
+        if (rc != HV_OK && bj->transaction) {
+            *status = e->prep_status;
+            snprintf(msg, msglen, "Bundle.entry[%zu]: %s", i, e->prep_msg);
+            goto fail;
+        }
+        rc = HV_OK;
+    }
+    /* The processing order: by rank, stable (insertion sort keeps equal ranks in order). */
+    for (size_t i = 0; i < bj->n; i++) {
+        size_t j = i;
+        bj->order[i] = i;
+        if (!bj->transaction)
+            continue;
+        while (j > 0 && bj->e[bj->order[j - 1]].rank > bj->e[i].rank) {
+            bj->order[j] = bj->order[j - 1];
+            j--;
+        }
+        bj->order[j] = i;
+    }
+    *out = bj;
+    return HV_OK;
+fail:
+    if (rc == HV_ENOMEM) {
+        *status = 500;
+        snprintf(msg, msglen, "out of memory");
+    }
+    json_object_put(bundle);
+    hv__bundle_job_free(bj);
+    return rc;
+}
+
+/* ---- running (storage thread) ---- */
+
+/* fullUrl → Type/id of the entries that create or update; `idx` sorts `from` for lookups. */
+typedef struct urlmap {
+    const char **from;
+    char (*to)[HV__FHIR_TYPE_MAX + HV__FHIR_ID_MAX + 1];
+    size_t *idx;
+    size_t n;
+} urlmap_t;
+
+/* qsort_r comparator (glibc; the build defines _GNU_SOURCE) over indexes into m->from. */
+static int cmp_idx(const void *a, const void *b, void *ud)
+{
+    const urlmap_t *m = ud;
+    return strcmp(m->from[*(const size_t *)a], m->from[*(const size_t *)b]);
+}
+
+/* The position in idx of ref, or m->n when absent (binary search). */
+static size_t map_find(const urlmap_t *m, const char *ref)
+{
+    size_t lo = 0, hi = m->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(m->from[m->idx[mid]], ref);
+        if (c == 0)
+            return mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return m->n;
+}
+
+static int tx_fail(hv__bundle_job_t *bj, size_t i, int status, const char *code, const char *msg)
+{
+    bj->failed = (long)i;
+    bj->failed_status = status;
+    bj->failed_code = code;
+    snprintf(bj->failed_msg, sizeof(bj->failed_msg), "Bundle.entry[%zu]: %s", i, msg);
+    return HV_EINVAL;
+}
+
+/* Rewrites the references of one tree (FHIR R4 references.html, http.html#trules). */
+static int rewrite_refs(hv_db_t *db, hv__bundle_job_t *bj, const urlmap_t *m, struct json_object *o, size_t entry,
+                        int depth)
+{
+    int rc = HV_OK;
+    if (depth > 128)
+        return HV_OK;
+    if (json_object_is_type(o, json_type_array)) {
+        size_t n = json_object_array_length(o);
+        for (size_t i = 0; i < n && rc == HV_OK; i++)
+            rc = rewrite_refs(db, bj, m, json_object_array_get_idx(o, i), entry, depth + 1);
+        return rc;
+    }
+    if (!json_object_is_type(o, json_type_object))
+        return HV_OK;
+    json_object_object_foreach(o, key, val)
+    {
+        if (strcmp(key, "reference") == 0 && json_object_is_type(val, json_type_string)) {
+            const char *ref = json_object_get_string(val);
+            const char *q = strchr(ref, '?');
+            size_t i = map_find(m, ref);
+            if (i < m->n) {
+                json_object_set_string(val, m->to[m->idx[i]]);
+            } else if (strncmp(ref, "urn:uuid:", 9) == 0 || strncmp(ref, "urn:oid:", 8) == 0) {
+                char msg[200];
+                snprintf(msg, sizeof(msg), "reference %.120s points at no entry of the transaction", ref);
+                return tx_fail(bj, entry, 400, "invalid", msg);
+            } else if (q != NULL && (size_t)(q - ref) < HV__FHIR_TYPE_MAX && memchr(ref, '/', (size_t)(q - ref)) == NULL) {
+                /* A conditional reference: Type?criteria must match exactly one resource. */
+                hv__fop_t t;
+                char ids[HV__COND_MAX][HV__FHIR_ID_MAX];
+                size_t n = 0;
+                hv__fop_init(&t, HV__FOP_READ);
+                memcpy(t.type, ref, (size_t)(q - ref));
+                t.type[q - ref] = '\0';
+                t.cond = hv_strdup(q + 1);
+                rc = t.cond == NULL ? HV_ENOMEM : hv__fop_resolve(db, &t, ids, &n);
+                if (rc == HV_OK && n != 1) {
+                    char msg[200];
+                    snprintf(msg, sizeof(msg), "conditional reference %.120s matches %s resources", ref,
+                             n == 0 ? "no" : "several");
+                    rc = tx_fail(bj, entry, 412, "not-found", msg);
+                } else if (rc == HV_EINVAL) {
+                    rc = tx_fail(bj, entry, t.status, t.issue_code, t.msg);
+                } else if (rc == HV_OK) {
+                    char to[HV__FHIR_TYPE_MAX + HV__FHIR_ID_MAX + 1];
+                    snprintf(to, sizeof(to), "%s/%s", t.type, ids[0]);
+                    json_object_set_string(val, to);
+                }
+                hv__fop_clear(&t);
+                if (rc != HV_OK)
+                    return rc;
+            }
+        } else if (json_object_is_type(val, json_type_object) || json_object_is_type(val, json_type_array)) {
+            rc = rewrite_refs(db, bj, m, val, entry, depth + 1);
+            if (rc != HV_OK)
+                return rc;
+        }
+    }
+    return HV_OK;
+}
+
+/* Fixes the ids of the entries that create resources, before anything runs. */
+static int assign_ids(hv_db_t *db, hv__bundle_job_t *bj)
+{
+    for (size_t k = 0; k < bj->n; k++) {
+        size_t i = bj->order[k];
+        bentry_t *e = &bj->e[i];
+        if ((e->op.kind == HV__FOP_CREATE || e->op.kind == HV__FOP_UPDATE) && e->op.cond != NULL) {
+            char ids[HV__COND_MAX][HV__FHIR_ID_MAX];
+            size_t n = 0;
+            int rc = hv__fop_resolve(db, &e->op, ids, &n);
+            if (rc == HV_EINVAL)
+                return tx_fail(bj, i, e->op.status, e->op.issue_code, e->op.msg);
+            if (rc != HV_OK)
+                return rc;
+            if (n > 1)
+                return tx_fail(bj, i, 412, "multiple-matches", "the criteria match several resources");
+            hv_free(e->op.cond);
+            e->op.cond = NULL;
+            if (n == 1) {
+                snprintf(e->op.id, sizeof(e->op.id), "%s", ids[0]);
+                if (e->op.kind == HV__FOP_CREATE) {
+                    /* http.html#ccreate: the match is the result; nothing is written. */
+                    e->cond_match = 1;
+                    e->op.kind = HV__FOP_READ;
+                }
+            } else if (e->op.kind == HV__FOP_UPDATE) {
+                const char *bid = hv_json_get_str(e->op.resource, "id");
+                if (bid != NULL && hv__fhir_id_valid(bid))
+                    snprintf(e->op.id, sizeof(e->op.id), "%s", bid);
+                else
+                    hv__fhir_new_id(e->op.id);
+            }
+        }
+        if (e->op.kind == HV__FOP_CREATE && e->op.id[0] == '\0')
+            hv__fhir_new_id(e->op.id);
+        if (e->op.kind == HV__FOP_UPDATE && e->op.resource != NULL &&
+            hv_json_set_str(e->op.resource, "id", e->op.id) != 0)
+            return HV_ENOMEM;
+    }
+    return HV_OK;
+}
+
+static int run_transaction(hv_db_t *db, hv__bundle_job_t *bj)
+{
+    urlmap_t m;
+    int rc;
+    uint64_t now = hv_now_ms();
+    memset(&m, 0, sizeof(m));
+    rc = assign_ids(db, bj);
+    if (rc != HV_OK)
+        return rc;
+    if (bj->n > 0) {
+        m.from = hv_calloc(bj->n, sizeof(*m.from));
+        m.to = hv_calloc(bj->n, sizeof(*m.to));
+        m.idx = hv_calloc(bj->n, sizeof(*m.idx));
+        if (m.from == NULL || m.to == NULL || m.idx == NULL) {
+            rc = HV_ENOMEM;
+            goto out;
+        }
+    }
+    for (size_t i = 0; i < bj->n; i++) {
+        bentry_t *e = &bj->e[i];
+        if (e->full_url == NULL || e->op.id[0] == '\0' ||
+            (e->method != M_POST && e->method != M_PUT))
+            continue;
+        m.from[m.n] = e->full_url;
+        snprintf(m.to[m.n], sizeof(m.to[m.n]), "%s/%s", e->op.type, e->op.id);
+        m.idx[m.n] = m.n;
+        m.n++;
+    }
+    qsort_r(m.idx, m.n, sizeof(*m.idx), cmp_idx, &m);
+    for (size_t j = 1; j < m.n; j++)
+        if (strcmp(m.from[m.idx[j - 1]], m.from[m.idx[j]]) == 0) {
+            rc = tx_fail(bj, m.idx[j], 400, "invalid", "two entries have the same fullUrl");
+            goto out;
+        }
+    for (size_t i = 0; i < bj->n; i++) {
+        bentry_t *e = &bj->e[i];
+        if (e->op.resource != NULL) {
+            rc = rewrite_refs(db, bj, &m, e->op.resource, i, 0);
+            if (rc != HV_OK)
+                goto out;
+        }
+    }
+    for (size_t k = 0; k < bj->n; k++) {
+        size_t i = bj->order[k];
+        bentry_t *e = &bj->e[i];
+        e->op.now_ms = now; /* one transaction, one lastUpdated */
+        rc = hv__fop_run(db, &e->op);
+        if (rc != HV_OK) {
+            tx_fail(bj, i, e->op.status, e->op.issue_code, e->op.msg);
+            goto out;
+        }
+        if (e->op.status >= 400) {
+            rc = tx_fail(bj, i, e->op.status, e->op.issue_code, e->op.msg);
+            goto out;
+        }
+    }
+out:
+    hv_free(m.from);
+    hv_free(m.to);
+    hv_free(m.idx);
+    return rc;
+}
+
+static int run_batch(hv_db_t *db, hv__bundle_job_t *bj)
+{
+    for (size_t i = 0; i < bj->n; i++) {
+        bentry_t *e = &bj->e[i];
+        int rc;
+        if (e->prep_status > 0)
+            continue;
+        if (e->op.kind == HV__FOP_CREATE && e->op.id[0] == '\0' && e->op.cond == NULL)
+            hv__fhir_new_id(e->op.id);
+        rc = hv_db_exec(db, "SAVEPOINT hv_entry");
+        if (rc != HV_OK)
+            return rc;
+        rc = hv__fop_run(db, &e->op);
+        if (rc != HV_OK || e->op.status >= 400) {
+            e->op.change = HV__CHANGE_NONE;
+            rc = hv_db_exec(db, "ROLLBACK TO SAVEPOINT hv_entry");
+            if (rc != HV_OK)
+                return rc;
+        }
+        rc = hv_db_exec(db, "RELEASE SAVEPOINT hv_entry");
+        if (rc != HV_OK)
+            return rc;
+    }
+    return HV_OK;
+}
+
+int hv__bundle_run(hv_db_t *db, hv__bundle_job_t *bj)
+{
+    return bj->transaction ? run_transaction(db, bj) : run_batch(db, bj);
+}
+
+/* ---- the response ---- */
+
+struct json_object *hv__bundle_response(hv__bundle_job_t *bj, const char *base, int *status)
+{
+    struct json_object *out, *entries;
+    if (bj->transaction && bj->failed >= 0) {
+        *status = bj->failed_status >= 400 ? bj->failed_status : 500;
+        return hv__outcome_new("error", bj->failed_code ? bj->failed_code : "processing", bj->failed_msg);
+    }
+    *status = 200;
+    out = json_object_new_object();
+    entries = json_object_new_array();
+    hv_json_set_str(out, "resourceType", "Bundle");
+    hv_json_set_str(out, "type", bj->transaction ? "transaction-response" : "batch-response");
+    for (size_t i = 0; i < bj->n; i++) {
+        bentry_t *e = &bj->e[i];
+        hv__fop_t *op = &e->op;
+        struct json_object *ent = json_object_new_object(), *resp = json_object_new_object();
+        char buf[512];
+        int st = e->prep_status > 0 ? e->prep_status : op->status;
+        if (e->cond_match)
+            st = 200;
+        snprintf(buf, sizeof(buf), "%d %s", st, status_text(st));
+        hv_json_set_str(resp, "status", buf);
+        if (st < 400) {
+            if (op->id[0] != '\0' && op->out_version > 0) {
+                char ts[40];
+                snprintf(buf, sizeof(buf), "%s/%s", base, op->type);
+                if (op->kind != HV__FOP_DELETE) {
+                    snprintf(buf, sizeof(buf), "%s/%s/%s", base, op->type, op->id);
+                    hv_json_set_str(ent, "fullUrl", buf);
+                }
+                if (op->kind != HV__FOP_READ && op->kind != HV__FOP_VREAD && op->kind != HV__FOP_DELETE) {
+                    snprintf(buf, sizeof(buf), "%s/%s/_history/%lld", op->type, op->id, (long long)op->out_version);
+                    hv_json_set_str(resp, "location", buf);
+                }
+                snprintf(buf, sizeof(buf), "W/\"%lld\"", (long long)op->out_version);
+                hv_json_set_str(resp, "etag", buf);
+                if (op->out_ms > 0) {
+                    hv__fhir_instant(op->out_ms, ts, sizeof(ts));
+                    hv_json_set_str(resp, "lastModified", ts);
+                }
+            }
+            if (op->text != NULL && e->method != M_HEAD &&
+                (op->kind == HV__FOP_READ || op->kind == HV__FOP_VREAD || bj->prefer == HV__PREFER_REPRESENTATION)) {
+                struct json_object *res = json_tokener_parse(op->text);
+                if (res != NULL)
+                    hv_json_set(ent, "resource", res);
+            }
+        } else {
+            hv_json_set(resp, "outcome",
+                        hv__outcome_new("error", e->prep_status > 0 ? "invalid" : op->issue_code ? op->issue_code
+                                                                                                   : "processing",
+                                        e->prep_status > 0 ? e->prep_msg : op->msg));
+        }
+        hv_json_set(ent, "response", resp);
+        json_object_array_add(entries, ent);
+    }
+    hv_json_set(out, "entry", entries);
+    return out;
+}
+
+/* ---- POST /fhir ---- */
+
+static int job_bundle(hv_db_t *db, void *arg)
+{
+    hv__rreq_t *r = arg;
+    return hv__bundle_run(db, r->bj);
+}
+
+static void done_bundle(int status, void *arg)
+{
+    hv__rreq_t *r = arg;
+    struct json_object *resp;
+    int st = 200;
+    if (status != HV_OK && !(r->bj->transaction && r->bj->failed >= 0)) {
+        hv__rest_outcome(r, 500, "error", "exception", "the Bundle could not be stored: %s", hv_strerror(status));
+        goto out;
+    }
+    resp = hv__bundle_response(r->bj, hv__rest_base(r), &st);
+    if (resp == NULL) {
+        hv__rest_outcome(r, 500, "error", "exception", "out of memory");
+        goto out;
+    }
+    if (st < 400)
+        for (size_t i = 0; i < r->bj->n; i++)
+            hv__fhir_notify(r->f, &r->bj->e[i].op);
+    hv__rest_send_json(r, st, resp);
+out:
+    hv__rreq_free(r);
+}
+
+static void h_bundle(hv_http_req_t *req, void *ud)
+{
+    hv__fhir_t *f = ud;
+    hv__rreq_t *r = hv__rreq_new(f, req);
+    struct json_object *bundle, *entries = NULL;
+    char msg[600];
+    int st = 400;
+    if (r == NULL)
+        return;
+    bundle = hv__rest_body(r);
+    if (bundle == NULL)
+        goto fail;
+    if (json_object_object_get_ex(bundle, "entry", &entries) && json_object_is_type(entries, json_type_array) &&
+        json_object_array_length(entries) > f->max_bundle_entries) {
+        json_object_put(bundle);
+        hv__rest_outcome(r, 413, "error", "too-costly", "the Bundle has more than %zu entries (fhir.max_bundle_entries)",
+                         f->max_bundle_entries);
+        goto fail;
+    }
+    if (hv__bundle_prepare(bundle, 0, hv_http_req_header(req, "Prefer"), &r->bj, &st, msg, sizeof(msg)) != HV_OK) {
+        hv__rest_outcome(r, st, "error", st == 501 ? "not-supported" : "invalid", "%s", msg);
+        goto fail;
+    }
+    /* Validation on write, per entry, before anything runs (loop thread: the validator is this thread's). */
+    if (f->validation == HV__VALIDATE_REJECT && f->validator != NULL) {
+        for (size_t i = 0; i < r->bj->n; i++) {
+            bentry_t *e = &r->bj->e[i];
+            struct json_object *oo = NULL;
+            int errors = 0;
+            if (e->op.resource == NULL || e->prep_status > 0)
+                continue;
+            if (hv_fhir_validate(f->validator, e->op.resource, NULL, 0, &oo, &errors) == HV_OK && errors > 0) {
+                if (r->bj->transaction) {
+                    hv__rest_send_json(r, 422, oo);
+                    goto fail;
+                }
+                e->prep_status = 422;
+                snprintf(e->prep_msg, sizeof(e->prep_msg), "the resource is not valid (%d errors)", errors);
+            }
+            json_object_put(oo);
+        }
+    }
+    hv__rreq_submit(r, job_bundle, done_bundle);
+    return;
+fail:
+    hv__rreq_free(r);
+}
+
+int hv__rest_bundle_routes(hv__fhir_t *f, hv_router_t *r)
+{
+    return hv_router_add(r, HV_HTTP_POST, "/fhir", h_bundle, f);
+}

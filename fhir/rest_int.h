@@ -1,0 +1,106 @@
+/*
+ * rest_int.h — internals shared by the files of the FHIR REST API (fhir/rest*.c):
+ * the module's running state and the per-request context every interaction uses.
+ */
+#ifndef HV_FHIR_REST_INT_H
+#define HV_FHIR_REST_INT_H
+
+#include "fhir/store_int.h"
+
+enum { HV__VALIDATE_OFF = 0, HV__VALIDATE_WARN, HV__VALIDATE_REJECT };
+enum { HV__PREFER_REPRESENTATION = 0, HV__PREFER_MINIMAL, HV__PREFER_OUTCOME };
+
+typedef struct hv__fhir_listener {
+    hv_fhir_change_cb cb;
+    void *ud;
+} hv__fhir_listener_t;
+
+#define HV__FHIR_MAX_LISTENERS 8
+
+/* The fhir module's state under `serve`. */
+typedef struct hv__fhir {
+    hv_engine_t *e;
+    hv_storage_t *storage;
+    hv_fhir_validator_t *validator; /* loop thread only */
+    int validation;                 /* HV__VALIDATE_* */
+    size_t max_bundle_entries;
+    int64_t history_count;          /* default page size */
+    int64_t history_max;            /* largest _count */
+    char base_url[256];             /* fhir.base_url, "" to derive it from Host */
+    hv_fhir_parse_opts_t parse;
+    hv__fhir_listener_t listeners[HV__FHIR_MAX_LISTENERS];
+    size_t nlisteners;
+    hv_counter_t *m_reads, *m_writes, *m_errors;
+    void *export_state;             /* fhir/rest_export.c: the Bulk Data jobs */
+} hv__fhir_t;
+
+/* One REST request in flight: parsed on the loop thread, run as a storage job,
+ * answered from the job's done callback. */
+typedef struct hv__rreq {
+    hv__fhir_t *f;
+    hv_http_req_t *req;
+    int xml;           /* answer in XML */
+    int pretty;        /* _pretty=true */
+    int prefer;        /* HV__PREFER_* */
+    const char *summary;  /* _summary value or NULL */
+    const char *elements; /* _elements value or NULL */
+    hv__fop_t op;
+    struct json_object *warnings; /* OperationOutcome of a validation in warn mode, or NULL */
+    /* history */
+    hv__store_hist_q_t hq;
+    struct json_object *entries;
+    int64_t last_rid;
+    size_t rows;
+    int more;
+    /* bundles */
+    hv__bundle_job_t *bj;
+} hv__rreq_t;
+
+/* Allocates a request context and reads the format and Prefer parameters; answers
+ * the request itself (and returns NULL) when they are invalid. */
+hv__rreq_t *hv__rreq_new(hv__fhir_t *f, hv_http_req_t *req);
+void hv__rreq_free(hv__rreq_t *r);
+/* Submits a storage job for r; on refusal answers 503 and frees r. */
+void hv__rreq_submit(hv__rreq_t *r, hv_storage_job_cb job, hv_storage_done_cb done);
+
+/* The server's base URL ("http://host:port/fhir"), allocated in the request arena. */
+const char *hv__rest_base(hv__rreq_t *r);
+/* Answers with an OperationOutcome of one issue. */
+void hv__rest_outcome(hv__rreq_t *r, int status, const char *severity, const char *code,
+                      const char *fmt, ...) HV_PRINTF(5, 6);
+/* Answers with a resource given as stored JSON text, honouring format, _pretty,
+ * _summary and _elements. */
+void hv__rest_send_text(hv__rreq_t *r, int status, const char *text, size_t len);
+/* Answers with a resource tree (consumed). */
+void hv__rest_send_json(hv__rreq_t *r, int status, struct json_object *res);
+/* Adds ETag and Last-Modified for a version. */
+void hv__rest_version_headers(hv__rreq_t *r, int64_t version, uint64_t ms);
+/* Reads the request body as a resource (JSON or XML by Content-Type); answers the
+ * error and returns NULL when it cannot be read. */
+struct json_object *hv__rest_body(hv__rreq_t *r);
+/* Runs the configured validation on a resource about to be written; answers 422
+ * and returns HV_EINVAL when it is refused. */
+int hv__rest_validate(hv__rreq_t *r, struct json_object *res);
+/* Calls the change listeners for a completed operation (loop thread). */
+void hv__fhir_notify(hv__fhir_t *f, const hv__fop_t *op);
+/* An OperationOutcome tree with one issue. */
+struct json_object *hv__outcome_new(const char *severity, const char *code, const char *msg);
+
+/* Route registration, one per interaction family. */
+int hv__rest_crud_routes(hv__fhir_t *f, hv_router_t *r);
+int hv__rest_history_routes(hv__fhir_t *f, hv_router_t *r);
+int hv__rest_bundle_routes(hv__fhir_t *f, hv_router_t *r);
+int hv__rest_capability_routes(hv__fhir_t *f, hv_router_t *r);
+int hv__rest_compartment_routes(hv__fhir_t *f, hv_router_t *r);
+int hv__patients_routes(hv__fhir_t *f, hv_router_t *r); /* fhir/patients.c: /patients views */
+int hv__rest_export_routes(hv__fhir_t *f, hv_router_t *r);
+void hv__export_free(hv__fhir_t *f);
+
+/* Module lifecycle (fhir/rest.c), plugged into hv_fhir_module. */
+int hv__fhir_rest_init(hv_engine_t *e, void **state);
+void hv__fhir_rest_free(hv_engine_t *e, void *state);
+
+/* `holovitals import` (fhir/import.c). */
+int hv__fhir_cmd_import(hv_engine_t *e, int argc, char **argv);
+
+#endif /* HV_FHIR_REST_INT_H */

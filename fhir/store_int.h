@@ -1,0 +1,210 @@
+/*
+ * store_int.h — internals of the FHIR resource store (fhir/store.c) and of the
+ * interactions that run on it (fhir/rest_*.c, fhir/import.c).
+ *
+ * Every function here that takes an hv_db_t runs on the thread that owns that
+ * connection: the storage thread under `serve`, the command's own thread under
+ * `import`. None of them begins or commits a transaction: the caller (the storage
+ * thread's group commit, or the import loop) does.
+ *
+ * Storage layout (one row per resource version, FHIR R4 http.html#versioning):
+ *
+ *   resources  rid           integer primary key, assigned in insertion order, so
+ *                            history is ORDER BY rid and inserts append to the tree
+ *              type, id      resource type and logical id
+ *              version       1, 2, 3… (meta.versionId); unique with (type, id)
+ *              last_ms       meta.lastUpdated in ms since the epoch
+ *              deleted       1 for the version a DELETE wrote (json is NULL)
+ *              json          the resource as stored, element order, meta set
+ *   ident      type, id, system, value   Resource.identifier of the current
+ *                            version of every live resource (conditional operations)
+ *   refs       type, id, patient         the Patients the current version of every
+ *                            live resource refers to (the Patient compartment)
+ *
+ * The current version is the one with the highest version for (type, id): one
+ * descending seek on the unique index, never a scan of the history.
+ */
+#ifndef HV_FHIR_STORE_INT_H
+#define HV_FHIR_STORE_INT_H
+
+#include <stdint.h>
+
+#include "fhir/fhir.h"
+
+#define HV__FHIR_TYPE_MAX 64  /* longest resource type name, with the NUL */
+#define HV__FHIR_ID_MAX 65    /* FHIR id: 64 characters and the NUL */
+
+/* The kinds of interaction one operation performs (FHIR R4 http.html). */
+typedef enum hv__fop_kind {
+    HV__FOP_READ = 1,
+    HV__FOP_VREAD,
+    HV__FOP_CREATE,
+    HV__FOP_UPDATE,
+    HV__FOP_DELETE,
+    HV__FOP_PATCH
+} hv__fop_kind_t;
+
+/* What an operation changed, for change events. */
+enum { HV__CHANGE_NONE = 0, HV__CHANGE_CREATED, HV__CHANGE_UPDATED, HV__CHANGE_DELETED };
+
+/*
+ * One interaction on one resource: the unit the REST handlers, the Bundle
+ * processor and the importer hand to hv__fop_run. Inputs are set by the caller;
+ * the outputs by hv__fop_run. `resource` and `patch` are owned by the op.
+ */
+typedef struct hv__fop {
+    /* in */
+    hv__fop_kind_t kind;
+    char type[HV__FHIR_TYPE_MAX];
+    char id[HV__FHIR_ID_MAX];      /* target id; for CREATE filled with the new id (may be preset) */
+    int64_t version;               /* VREAD: the version asked for */
+    int64_t if_match;              /* > 0: the current version must be this one (412 otherwise) */
+    char *cond;                    /* conditional criteria: If-None-Exist or the URL's query */
+    struct json_object *resource;  /* CREATE/UPDATE: the resource (owned) */
+    struct json_object *patch;     /* PATCH: the patch document (owned) */
+    int patch_fhirpath;            /* PATCH: 1 for FHIRPath Patch (Parameters), 0 for JSON Patch */
+    uint64_t now_ms;               /* the lastUpdated to write; 0 takes the clock */
+    /* out */
+    int status;                    /* the HTTP status of the outcome */
+    int64_t out_version;           /* the version read or written */
+    uint64_t out_ms;               /* its lastUpdated */
+    char *text;                    /* the resource as stored (owned, NUL-terminated), or NULL */
+    size_t text_len;
+    int change;                    /* HV__CHANGE_* */
+    const char *issue_code;        /* OperationOutcome issue code when status >= 400 */
+    char msg[512];                 /* diagnostics when status >= 400 */
+} hv__fop_t;
+
+void hv__fop_init(hv__fop_t *op, hv__fop_kind_t kind);
+/* Releases what the op owns (not the op itself). */
+void hv__fop_clear(hv__fop_t *op);
+/* Sets status, issue code and a formatted message. Returns HV_EINVAL for chaining. */
+int hv__fop_fail(hv__fop_t *op, int status, const char *code, const char *fmt, ...) HV_PRINTF(4, 5);
+
+/*
+ * Runs op against db. Returns HV_OK when the interaction produced an answer —
+ * success or a client error, told by op->status — and a negative status only when
+ * the database failed (op->status is then 500, or 409 for a version race). A
+ * caller that needs atomicity (a transaction) treats op->status >= 400 as failure.
+ */
+int hv__fop_run(hv_db_t *db, hv__fop_t *op);
+
+#define HV__COND_MAX 8 /* conditional operations tell 0, 1 and "several" matches apart */
+
+/*
+ * Resolves op->cond (conditional criteria, a raw query string) to the ids of the
+ * matching live resources of op->type: fills ids (HV__COND_MAX of them at most)
+ * and *n (HV__COND_MAX + 1 meaning "more"). Returns HV_OK, HV_EINVAL with the op
+ * failed (unsupported or malformed criteria: 400/501), or a database error.
+ */
+int hv__fop_resolve(hv_db_t *db, hv__fop_t *op, char (*ids)[HV__FHIR_ID_MAX], size_t *n);
+
+/* ---- the store (fhir/store.c) ---- */
+
+/* The migrations of the fhir module's tables for this backend. */
+const char *const *hv__store_migrations(hv_db_t *db);
+
+/* A stored version, as read. text is owned by the row (hv__store_row_clear). */
+typedef struct hv__store_row {
+    int64_t rid;
+    char type[HV__FHIR_TYPE_MAX];
+    char id[HV__FHIR_ID_MAX];
+    int64_t version;
+    uint64_t last_ms;
+    int deleted;
+    char *text;
+    size_t text_len;
+} hv__store_row_t;
+
+void hv__store_row_clear(hv__store_row_t *r);
+/* A row visitor: a status other than HV_OK stops the walk and is returned. */
+typedef int (*hv__store_row_cb)(void *ud, const hv__store_row_t *row);
+/* The current version (version 0) or a given version of type/id; HV_ENOTFOUND if none. */
+int hv__store_get(hv_db_t *db, const char *type, const char *id, int64_t version,
+                  hv__store_row_t *out);
+/*
+ * Appends a version. text is NULL for a deletion. Keeps the identifier index and the
+ * patient compartment index in step with the current version: resource (the tree
+ * text was written from, or NULL) gives Resource.identifier and the Patient
+ * references. HV_ECONFLICT when (type, id, version) exists already (a concurrent writer).
+ */
+int hv__store_put(hv_db_t *db, const char *type, const char *id, int64_t version, uint64_t ms,
+                  const char *text, size_t len, struct json_object *resource);
+/*
+ * Calls cb for the live current resources in the compartment of Patient `patient`
+ * (of `type` only, unless NULL), oldest first. Membership: the Patient itself and
+ * every resource whose current version references Patient/patient (outside
+ * contained resources) — a superset of the CompartmentDefinition's parameters.
+ */
+int hv__store_compartment(hv_db_t *db, const char *patient, const char *type, hv__store_row_cb cb, void *ud);
+
+/*
+ * The live resources of `type` whose Resource.identifier matches: system NULL
+ * means any system, "" means no system. Fills up to max ids (each
+ * HV__FHIR_ID_MAX bytes) and sets *n to how many matched (capped at max + 1, so a
+ * caller can tell "more than max").
+ */
+int hv__store_find_identifier(hv_db_t *db, const char *type, const char *system,
+                              const char *value, char (*ids)[HV__FHIR_ID_MAX], size_t max,
+                              size_t *n);
+
+/* History (FHIR R4 http.html#history): newest first. */
+typedef struct hv__store_hist_q {
+    const char *type;     /* NULL: system level */
+    const char *id;       /* NULL: type or system level */
+    int64_t since_ms;     /* -1: none; versions with lastUpdated >= since */
+    int64_t at_ms;        /* -1: none; the versions current at that instant */
+    int64_t before_rid;   /* paging cursor: only rows with rid < before_rid; 0: none */
+    int64_t count;        /* page size */
+} hv__store_hist_q_t;
+/* Calls cb for up to q->count + 1 rows (the extra one tells that a next page exists). */
+int hv__store_history(hv_db_t *db, const hv__store_hist_q_t *q, hv__store_row_cb cb, void *ud);
+/* Calls cb for every live current resource of type (NULL: all types), oldest first. */
+int hv__store_each_current(hv_db_t *db, const char *type, hv__store_row_cb cb, void *ud);
+
+/* ---- helpers (fhir/store.c) ---- */
+
+/* A new server-assigned id: a time-ordered UUID (RFC 9562 version 7), 36 characters. */
+void hv__fhir_new_id(char out[HV__FHIR_ID_MAX]);
+/* True when s is a valid FHIR id, [A-Za-z0-9\-\.]{1,64} (FHIR R4 datatypes.html#id). */
+int hv__fhir_id_valid(const char *s);
+/* Sets meta.versionId and meta.lastUpdated (and id) of a resource tree. */
+int hv__fhir_set_meta(struct json_object *res, const char *id, int64_t version, uint64_t ms);
+/* An instant as FHIR writes it: "2026-11-25T18:27:48.123Z". */
+void hv__fhir_instant(uint64_t ms, char *out, size_t outlen);
+/* Parses a FHIR date, dateTime or instant into ms since the epoch (UTC, missing parts low). */
+int hv__fhir_parse_time(const char *s, int64_t *out_ms);
+
+/* ---- patches (fhir/rest_patch.c) ---- */
+
+/* Applies a JSON Patch (RFC 6902) document to res in place. HV_EINVAL with msg on failure;
+ * *test_failed is set when a "test" operation did not hold. */
+int hv__json_patch_apply(struct json_object *res, struct json_object *patch, int *test_failed,
+                         char *msg, size_t msglen);
+/* Applies a FHIRPath Patch (FHIR R4 fhirpatch.html, a Parameters resource) to res in place. */
+int hv__fhirpath_patch_apply(struct json_object *res, struct json_object *params, char *msg,
+                             size_t msglen);
+
+/* ---- Bundles (fhir/rest_bundle.c) ---- */
+
+typedef struct hv__bundle_job hv__bundle_job_t;
+/*
+ * Prepares a batch or transaction Bundle (owned by the job from here on). import
+ * mode keeps the ids of POSTed resources that carry one (a Synthea bundle reads
+ * back with its own ids). Client errors fill status, code and msg.
+ */
+int hv__bundle_prepare(struct json_object *bundle, int import, const char *prefer,
+                       hv__bundle_job_t **out, int *status, char *msg, size_t msglen);
+/* Runs it on db (inside the caller's transaction). Returns HV_OK or a negative status;
+ * for a transaction, a failed entry makes it return HV_EINVAL (roll back). */
+int hv__bundle_run(hv_db_t *db, hv__bundle_job_t *bj);
+/* The response: a Bundle (transaction-response/batch-response) or, for a failed
+ * transaction, the OperationOutcome of the failing entry with its status. The tree is owned
+ * by the caller. base is the server's base URL for fullUrl. */
+struct json_object *hv__bundle_response(hv__bundle_job_t *bj, const char *base, int *status);
+/* How many entries the job wrote; the change events to emit. */
+size_t hv__bundle_op_count(const hv__bundle_job_t *bj);
+const hv__fop_t *hv__bundle_op_at(const hv__bundle_job_t *bj, size_t i);
+void hv__bundle_job_free(hv__bundle_job_t *bj);
+
+#endif /* HV_FHIR_STORE_INT_H */

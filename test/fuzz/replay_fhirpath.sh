@@ -1,0 +1,2 @@
+#!/bin/sh
+exec "$HV_BUILDDIR/test/fuzz/fuzz_fhirpath" "$HV_SRCDIR/test/fuzz/corpus/fhirpath"

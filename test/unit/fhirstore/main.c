@@ -1,0 +1,82 @@
+/* main.c — runs every FHIR store unit-test group, with the shared helpers; the exit status is the failure count. */
+#include "tests.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+const char *store_test_reference_dir(void)
+{
+    static char dir[4096];
+    const char *src = getenv("HV_SRCDIR");
+    struct stat sb;
+    snprintf(dir, sizeof(dir), "%s/../shared/reference", src != NULL ? src : ".");
+    if (getenv("HV_REFERENCE_DIR") != NULL)
+        snprintf(dir, sizeof(dir), "%s", getenv("HV_REFERENCE_DIR"));
+    if (stat(dir, &sb) != 0)
+        fail_msg("the reference data is missing: %s", dir);
+    return dir;
+}
+
+char *store_test_slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    hv_buf_t b;
+    char chunk[65536];
+    size_t n;
+    if (f == NULL)
+        fail_msg("cannot open %s", path);
+    hv_buf_init(&b, 0);
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        assert_int_equal(hv_buf_append(&b, chunk, n), HV_OK);
+    fclose(f);
+    if (len != NULL)
+        *len = b.len;
+    return hv_buf_take(&b);
+}
+
+static char dbdirs[8][64];
+static int ndb;
+
+hv_db_t *store_test_db(void)
+{
+    hv_db_t *db = NULL;
+    hv_error_t err;
+    char *d;
+    hv_error_clear(&err);
+    assert_true(ndb < 8);
+    snprintf(dbdirs[ndb], sizeof(dbdirs[ndb]), "/tmp/hvfstoreXXXXXX");
+    d = mkdtemp(dbdirs[ndb]);
+    assert_non_null(d);
+    ndb++;
+    assert_int_equal(hv_db_open(NULL, d, "fhir", &db, &err), HV_OK);
+    assert_int_equal(hv_db_migrate(db, "fhir", hv__store_migrations(db), &err), HV_OK);
+    assert_int_equal(hv_db_set_synchronous(db, "OFF"), HV_OK);
+    return db;
+}
+
+void store_test_db_close(hv_db_t *db)
+{
+    hv_db_close(db);
+}
+
+int main(void)
+{
+    int failed = 0;
+    failed += run_store_tests();
+    failed += run_store_ops_tests();
+    failed += run_patch_tests();
+    failed += run_rest_tests();
+    for (int i = 0; i < ndb; i++) {
+        static const char *const files[] = {"fhir.db", "fhir.db-wal", "fhir.db-shm"};
+        char f[256];
+        for (size_t k = 0; k < HV_ARRAY_LEN(files); k++) {
+            snprintf(f, sizeof(f), "%.64s/%s", dbdirs[i], files[k]);
+            unlink(f);
+        }
+        rmdir(dbdirs[i]);
+    }
+    return failed;
+}

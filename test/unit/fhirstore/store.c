@@ -1,0 +1,126 @@
+/* store.c — unit tests of fhir/store.c: ids, instants, versioned rows, the identifier index, history. */
+#include "tests.h"
+
+#include <json-c/json.h>
+#include <stdio.h>
+#include <string.h>
+
+static void fhir_id_valid_follows_the_id_regex(void **state)
+{
+    static const struct { const char *s; int ok; } cases[] = {
+        {"a", 1}, {"abc-123.X", 1}, {"0123456789012345678901234567890123456789012345678901234567890123", 1},
+        {"01234567890123456789012345678901234567890123456789012345678901234", 0}, {"", 0}, {"a b", 0},
+        {"a_b", 0}, {"a/b", 0}, {"1'; DROP TABLE resources;--", 0}, {"é", 0}};
+    (void)state;
+    for (size_t i = 0; i < HV_ARRAY_LEN(cases); i++)
+        assert_int_equal(hv__fhir_id_valid(cases[i].s), cases[i].ok);
+    assert_int_equal(hv__fhir_id_valid(NULL), 0);
+}
+
+static void fhir_new_id_is_a_time_ordered_uuid(void **state)
+{
+    char a[HV__FHIR_ID_MAX], b[HV__FHIR_ID_MAX];
+    (void)state;
+    hv__fhir_new_id(a);
+    for (int i = 0; i < 1000; i++)
+        hv__fhir_new_id(b);
+    assert_int_equal(strlen(a), 36);
+    assert_true(hv__fhir_id_valid(a));
+    assert_int_equal(a[14], '7'); /* RFC 9562 version 7 */
+    assert_true(strchr("89ab", a[19]) != NULL);
+    assert_true(strcmp(a, b) < 0 || strncmp(a, b, 13) == 0);
+    assert_string_not_equal(a, b);
+}
+
+static void fhir_parse_time_reads_dates_and_instants(void **state)
+{
+    static const struct { const char *s; int64_t ms; int ok; } cases[] = {
+        {"1970-01-01T00:00:00Z", 0, 1},
+        {"1970-01-01T00:00:01.5Z", 1500, 1},
+        {"2024-02-29T12:00:00+02:00", 1709200800000LL, 1},
+        {"2024-02-29", 1709164800000LL, 1},
+        {"2024", 1704067200000LL, 1},
+        {"2024-13", 0, 0},
+        {"yesterday", 0, 0},
+        {"2024-01-01T10:00", 0, 0}};
+    (void)state;
+    for (size_t i = 0; i < HV_ARRAY_LEN(cases); i++) {
+        int64_t ms = -1;
+        int rc = hv__fhir_parse_time(cases[i].s, &ms);
+        assert_int_equal(rc == HV_OK, cases[i].ok);
+        if (cases[i].ok)
+            assert_int_equal(ms, cases[i].ms);
+    }
+}
+
+static int count_rows(void *ud, const hv__store_row_t *row)
+{
+    (void)row;
+    (*(int *)ud)++;
+    return HV_OK;
+}
+
+static void store_keeps_every_version_and_finds_the_current_one(void **state)
+{
+    hv_db_t *db = store_test_db();
+    hv__store_row_t row;
+    struct json_object *idents = json_tokener_parse(
+        "{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"s\",\"value\":\"v1\"},{\"value\":\"v2\"}]}");
+    char ids[HV__COND_MAX][HV__FHIR_ID_MAX];
+    size_t n = 0;
+    hv__store_hist_q_t q = {"Patient", "p1", -1, -1, 0, 10};
+    int rows = 0;
+    (void)state;
+    assert_int_equal(hv__store_put(db, "Patient", "p1", 1, 1000, "{\"a\":1}", 7, idents), HV_OK);
+    assert_int_equal(hv__store_put(db, "Patient", "p1", 2, 2000, "{\"a\":2}", 7, idents), HV_OK);
+    /* the same version again is a conflict, not an overwrite */
+    assert_int_equal(hv__store_put(db, "Patient", "p1", 2, 3000, "{\"a\":3}", 7, NULL), HV_ECONFLICT);
+    assert_int_equal(hv__store_get(db, "Patient", "p1", 0, &row), HV_OK);
+    assert_int_equal(row.version, 2);
+    assert_string_equal(row.text, "{\"a\":2}");
+    hv__store_row_clear(&row);
+    assert_int_equal(hv__store_get(db, "Patient", "p1", 1, &row), HV_OK);
+    assert_string_equal(row.text, "{\"a\":1}");
+    hv__store_row_clear(&row);
+    assert_int_equal(hv__store_get(db, "Patient", "p2", 0, &row), HV_ENOTFOUND);
+    /* the identifier index holds the current version once */
+    assert_int_equal(hv__store_find_identifier(db, "Patient", "s", "v1", ids, HV__COND_MAX, &n), HV_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(ids[0], "p1");
+    assert_int_equal(hv__store_find_identifier(db, "Patient", "", "v2", ids, HV__COND_MAX, &n), HV_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(hv__store_find_identifier(db, "Patient", "", "v1", ids, HV__COND_MAX, &n), HV_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(hv__store_find_identifier(db, "Observation", NULL, "v1", ids, HV__COND_MAX, &n), HV_OK);
+    assert_int_equal(n, 0);
+    /* a deletion is a version without text and leaves the index */
+    assert_int_equal(hv__store_put(db, "Patient", "p1", 3, 4000, NULL, 0, NULL), HV_OK);
+    assert_int_equal(hv__store_get(db, "Patient", "p1", 0, &row), HV_OK);
+    assert_true(row.deleted);
+    assert_null(row.text);
+    hv__store_row_clear(&row);
+    assert_int_equal(hv__store_find_identifier(db, "Patient", NULL, "v1", ids, HV__COND_MAX, &n), HV_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(hv__store_history(db, &q, count_rows, &rows), HV_OK);
+    assert_int_equal(rows, 3);
+    rows = 0;
+    q.at_ms = 1500; /* the version current at 1.5 s: version 1 */
+    assert_int_equal(hv__store_history(db, &q, count_rows, &rows), HV_OK);
+    assert_int_equal(rows, 1);
+    rows = 0;
+    assert_int_equal(hv__store_each_current(db, "Patient", count_rows, &rows), HV_OK);
+    assert_int_equal(rows, 0); /* deleted */
+    json_object_put(idents);
+    store_test_db_close(db);
+}
+
+int run_store_tests(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(fhir_id_valid_follows_the_id_regex),
+        cmocka_unit_test(fhir_new_id_is_a_time_ordered_uuid),
+        cmocka_unit_test(fhir_parse_time_reads_dates_and_instants),
+        cmocka_unit_test(store_keeps_every_version_and_finds_the_current_one),
+    };
+    return cmocka_run_group_tests_name("fhir store", tests, NULL, NULL);
+}

@@ -1,0 +1,26 @@
+/* tests.h — the registry of the FHIR store unit-test groups (one per source file of fhir/store*.c, rest_patch.c). */
+#ifndef HV_TEST_FHIRSTORE_TESTS_H
+#define HV_TEST_FHIRSTORE_TESTS_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "fhir/store_int.h"
+
+int run_store_tests(void);
+int run_store_ops_tests(void);
+int run_patch_tests(void);
+int run_rest_tests(void);
+
+/* The reference data folder ($HV_SRCDIR/../shared/reference); fails the test when absent. */
+const char *store_test_reference_dir(void);
+/* Reads a whole file (hv_malloc'd, NUL-terminated); fails the test when it cannot. */
+char *store_test_slurp(const char *path, size_t *len);
+/* Opens the fhir tables in a fresh temporary SQLite database. */
+hv_db_t *store_test_db(void);
+void store_test_db_close(hv_db_t *db);
+
+#endif
