@@ -13,6 +13,10 @@
  * count and the first issue's diagnostics and location). Keys: "profile" (a
  * canonical URL of a profile the validator knows; default none), "bindings",
  * "invariants" (booleans, default true).
+ *
+ * It also attaches the FHIR store's changes to the engine's event bus: a Patient
+ * created or updated publishes patient.created / patient.updated (the seed's event
+ * types) with {"resourceType", "id", "version"} — ids only, no PHI.
  */
 #include "config.h"
 
@@ -153,9 +157,28 @@ static int v_run(void *state, hv_channel_msg_t *m, hv_error_t *err) {
 
 static const hv_channel_step_t validate_step = {"validate", v_check, v_init, v_run, v_free};
 
+static void on_store_change(void *ud, const char *type, const char *id, int64_t version,
+                            hv_fhir_change_t change) {
+    hv_engine_t *e = ud;
+    const char *ev = NULL;
+    char payload[256];
+    int n;
+    if (strcmp(type, "Patient") == 0 && change == HV_FHIR_CHANGE_CREATED) ev = HV_EVENT_PATIENT_CREATED;
+    else if (strcmp(type, "Patient") == 0 && change == HV_FHIR_CHANGE_UPDATED)
+        ev = HV_EVENT_PATIENT_UPDATED;
+    if (ev == NULL) return;
+    n = snprintf(payload, sizeof(payload), "{\"resourceType\":\"%s\",\"id\":\"%s\",\"version\":%lld}",
+                 type, id, (long long)version);
+    if (n < 0 || (size_t)n >= sizeof(payload)) return;
+    /* The bus stores it durably; HV_ENOTSUP when the channels module does not run here. */
+    (void)hv_event_publish(e, ev, payload, (size_t)n, NULL, NULL);
+}
+
 static int channels_init(hv_engine_t *e, void **state) {
     int rc = hv_channel_register_paths(e, &fhirpath_paths);
     if (rc == HV_OK) rc = hv_channel_register_step(e, &validate_step);
+    /* Under serve only (the fhir module's init has run): HV_ENOTFOUND otherwise. */
+    if (rc == HV_OK) (void)hv_fhir_store_on_change(e, on_store_change, e);
     *state = NULL;
     return rc;
 }

@@ -350,6 +350,30 @@ class PruneTest(ChannelTestCase):
         self.assertEqual(lst["messages"], [])
 
 
+class FhirEventTest(ChannelTestCase):
+    def test_patient_created_in_fhir_store_reaches_an_event_channel(self):
+        eng = self.engine(start=False)
+        out = os.path.join(self.workdir, "ev")
+        self.write_channel(eng, "pat.json", json.dumps({
+            "id": "pat", "source": {"type": "event", "event_type": "patient.*"},
+            "destinations": [{"name": "f", "type": "file-write", "dir": out, "filename": "${id}.json"}]}))
+        eng.start()
+        status, _, body = eng.request("POST", "/fhir/Patient",
+                                      body=json.dumps({"resourceType": "Patient", "active": True}),
+                                      headers={"Content-Type": "application/fhir+json"})
+        self.assertIn(status, (200, 201), body)
+        deadline = time.monotonic() + 10
+        files = []
+        while time.monotonic() < deadline and not files:
+            files = [f for f in os.listdir(out) if not f.startswith(".")] if os.path.isdir(out) else []
+            time.sleep(0.05)
+        self.assertEqual(len(files), 1)
+        with open(os.path.join(out, files[0])) as f:
+            ev = json.load(f)
+        self.assertEqual(ev["resourceType"], "Patient")
+        self.assertEqual(ev["version"], 1)
+
+
 class CliTest(ChannelTestCase):
     def test_channel_test_on_shipped_channel(self):
         from harness import SRCDIR
