@@ -6,12 +6,16 @@
  */
 #include "config.h"
 #include "engine/engine.h"
+#include "engine/auth/auth.h"
 #include "adapters/hl7v2/hl7v2.h"
 #include "fhir/fhir.h"
+#include "fhir/fhirpath.h"
 #include "terminology/terminology.h"
 
 const hv_module_t *const hv_modules[] = {
+    &hv_auth_module, /* first: its guard must be in place before other modules take requests */
     &hv_fhir_module,
+    &hv_fhirpath_module,
     &hv_fhir_channels_module,
     &hv_terminology_module,
     &hv_hl7v2_module,

@@ -562,6 +562,20 @@ void hv_http_respond_error(hv_http_req_t *req, int status, const char *code, con
     HV_PRINTF(4, 5);
 const char *hv_http_status_text(int status);
 
+/*
+ * The request guard: one callback, registered by the authentication module, that
+ * every request passes before routing (so it also sees CORS preflights and paths
+ * with no route). It returns HV_OK to let the request go on, or anything else once
+ * it has answered the request itself (401, 403, 429, a preflight's 204). It may
+ * attach the request's authenticated principal, which handlers read back with
+ * hv_http_req_principal (NULL when there is none, e.g. with authentication off).
+ * The principal must live as long as the request (allocate it from its arena).
+ */
+typedef int (*hv_http_guard_cb)(hv_http_req_t *req, void *ud);
+void hv_http_set_guard(hv_engine_t *e, hv_http_guard_cb fn, void *ud);
+void hv_http_req_set_principal(hv_http_req_t *req, const void *principal);
+const void *hv_http_req_principal(const hv_http_req_t *req);
+
 /* ------------------------------------------------------------------------- */
 /* Health                                                                    */
 /* ------------------------------------------------------------------------- */

@@ -151,6 +151,8 @@ struct hv_engine {
     hv__chan_registry_t chan_reg;
     hv__reload_hook_t reload[16];
     size_t nreload;
+    hv_http_guard_cb guard; /* the authentication module's request guard, or NULL */
+    void *guard_ud;
 };
 
 /* monitor.c: /health, /metrics, /errors, /performance, /alerts */

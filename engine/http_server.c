@@ -64,6 +64,7 @@ struct hv_http_req {
     size_t nq;
     int qparsed;
     void *data;
+    const void *principal; /* set by the guard */
 };
 
 struct conn {
@@ -815,6 +816,7 @@ static void dispatch(conn_t *c) {
     }
     hv_hex(rnd + 16, 8, r->span_id);
 
+    if (s->e->guard != NULL && s->e->guard(r, s->e->guard_ud) != HV_OK) return;
     rc = hv__router_match(router, r->method, r->path, r->arena, &r->match);
     if (rc == HV_OK) {
         r->match.route->fn(r, r->match.route->ud);
@@ -1173,3 +1175,12 @@ void hv__http_server_free(hv__http_server_t *s) {
     hv_buf_release(&s->scratch);
     hv_free(s);
 }
+
+void hv_http_set_guard(hv_engine_t *e, hv_http_guard_cb fn, void *ud) {
+    e->guard = fn;
+    e->guard_ud = ud;
+}
+
+void hv_http_req_set_principal(hv_http_req_t *req, const void *principal) { req->principal = principal; }
+
+const void *hv_http_req_principal(const hv_http_req_t *req) { return req->principal; }

@@ -33,6 +33,8 @@ const hv_setting_t hv__engine_settings[] = {
     {"channels", "channels", HV_SET_STRING, "./channels", NULL, "directory of channel files"},
     {"services", "services", HV_SET_STRING, "all", NULL,
      "modules that run in this process: all, or a comma-separated list"},
+    {"services_always", NULL, HV_SET_STRING, "auth", NULL,
+     "modules that run in every serving process whatever --services lists (the request guard)"},
     {"log.level", "log-level", HV_SET_ENUM, "info", "debug|info|warn|error|off", "log level"},
     {"log.format", "log-format", HV_SET_ENUM, "json", "json|text", "log format"},
     {"http.max_header", NULL, HV_SET_SIZE, "16KiB", NULL, "largest request line plus headers"},
@@ -87,10 +89,19 @@ static int check_data_dir(const char *dir) {
     return HV_EXIT_OK;
 }
 
-/* Marks the modules named in the comma-separated list (or all). */
+/* Marks the modules named in the comma-separated list (or all), plus those of
+ * services_always that are compiled in. */
 static int choose_services(hv_engine_t *e, const char *list) {
-    const char *p = list;
+    const char *p = list, *always = hv_config_str(e->config, "services_always");
     size_t i;
+    while (*always) {
+        const char *comma = strchr(always, ',');
+        size_t n = comma ? (size_t)(comma - always) : strlen(always);
+        for (i = 0; i < e->nmodules; i++)
+            if (strlen(e->modules[i]->name) == n && strncmp(e->modules[i]->name, always, n) == 0)
+                e->enabled[i] = 1;
+        always = comma ? comma + 1 : always + n;
+    }
     if (strcmp(list, "all") == 0 || list[0] == '\0') {
         for (i = 0; i < e->nmodules; i++) e->enabled[i] = 1;
         return HV_OK;

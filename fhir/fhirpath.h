@@ -147,6 +147,8 @@ int hv_fhirpath_result_json(hv_fhirpath_result_t *r, hv_buf_t *out);
 extern const hv_setting_t hv_fhirpath_settings[];
 /* The `fhirpath EXPRESSION [FILE]` command, terminated by {NULL}. */
 extern const hv_command_t hv_fhirpath_commands[];
+/* The settings and the `fhirpath` command as a module for modules.c. */
+extern const hv_module_t hv_fhirpath_module;
 
 #ifdef __cplusplus
 }

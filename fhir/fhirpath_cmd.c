@@ -127,3 +127,9 @@ const hv_command_t hv_fhirpath_commands[] = {
      "A syntax error names its column; exit status 1 on an error, 2 on bad usage.\n",
      cmd_fhirpath},
     {NULL, NULL, NULL, NULL, NULL}};
+
+/* FHIRPath's settings and command, plugged into the engine as a module of their own (it
+ * starts nothing: its init, start, stop and free are empty). */
+const hv_module_t hv_fhirpath_module = {
+    "fhirpath", hv_fhirpath_settings, hv_fhirpath_commands, NULL, NULL, NULL, NULL,
+};

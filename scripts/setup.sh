@@ -39,3 +39,12 @@ fi
 
 # nginx and PostgreSQL are started by the tests and benchmarks on their own ports as needed;
 # the packaged system services are not required.
+
+# The SMART App Launch integration test drives a real SMART client, npm `fhirclient` (pinned in
+# test/integration/smart-client/package-lock.json); its peer dependencies (React Native) are
+# not needed under Node.
+top=$(cd "$(dirname "$0")/.." && pwd)
+if [ ! -d "$top/test/integration/smart-client/node_modules/fhirclient" ]; then
+  echo "setup: installing test/integration/smart-client (npm ci)"
+  (cd "$top/test/integration/smart-client" && npm ci --no-audit --no-fund --legacy-peer-deps --loglevel=error)
+fi

@@ -9,6 +9,9 @@
  * send splits each file into messages, sends them in order over one MLLP
  * connection (sender.c), and prints each ACK with its segments on separate lines.
  * The exit code is 1 when any ACK is not AA/CA or a message could not be sent.
+ * With --tls the connection is MLLP over TLS: the server certificate is verified
+ * against --ca FILE (else the system's CAs) and must name --host, unless
+ * --insecure; --cert/--key present a client certificate (mutual TLS).
  */
 #include "config.h"
 
@@ -102,6 +105,7 @@ out:
 typedef struct send_ctx {
     int failed;
     int pending;
+    hv_mllp_sender_t *s; /* for the reason of a transport failure */
 } send_ctx_t;
 
 static void on_sent(int status, int outcome, const char *ack, size_t n, void *ud) {
@@ -109,7 +113,8 @@ static void on_sent(int status, int outcome, const char *ack, size_t n, void *ud
     size_t i;
     c->pending--;
     if (status != HV_OK) {
-        fprintf(stderr, "hl7 send: no ACK: %s\n", hv_strerror(status));
+        const char *why = c->s != NULL ? hv_mllp_sender_last_error(c->s) : "";
+        fprintf(stderr, "hl7 send: no ACK: %s\n", why[0] ? why : hv_strerror(status));
         c->failed = 1;
         return;
     }
@@ -127,7 +132,8 @@ static int cmd_send(hv_engine_t *e, int argc, char **argv) {
     hv_mllp_sender_opts_t o;
     hv_mllp_sender_t *s = NULL;
     uv_loop_t loop;
-    send_ctx_t ctx = {0, 0};
+    send_ctx_t ctx = {0, 0, NULL};
+    hv_error_t terr;
     const char *host = NULL;
     int port = 0, i, nfiles = 0, rc = HV_EXIT_FAILURE, loop_ok = 0;
     char **files;
@@ -142,17 +148,39 @@ static int cmd_send(hv_engine_t *e, int argc, char **argv) {
             uint64_t ms;
             if (hv_parse_duration_ms(argv[++i], &ms) != HV_OK) goto usage;
             o.ack_timeout_ms = ms;
-        } else if (argv[i][0] == '-' && argv[i][1] == '-') goto usage;
+        } else if (strcmp(argv[i], "--tls") == 0) o.tls = 1;
+        else if (strcmp(argv[i], "--ca") == 0 && i + 1 < argc) o.tls_ca_file = argv[++i];
+        else if (strcmp(argv[i], "--insecure") == 0) o.tls_insecure = 1;
+        else if (strcmp(argv[i], "--cert") == 0 && i + 1 < argc) o.tls_cert_file = argv[++i];
+        else if (strcmp(argv[i], "--key") == 0 && i + 1 < argc) o.tls_key_file = argv[++i];
+        else if (strcmp(argv[i], "--server-name") == 0 && i + 1 < argc)
+            o.tls_server_name = argv[++i];
+        else if (argv[i][0] == '-' && argv[i][1] == '-') goto usage;
         else files[nfiles++] = argv[i];
     }
     if (host == NULL || port <= 0 || port > 65535 || nfiles == 0) goto usage;
+    if (!o.tls && (o.tls_ca_file || o.tls_insecure || o.tls_cert_file || o.tls_key_file ||
+                   o.tls_server_name)) {
+        hv_free(files);
+        fprintf(stderr, "hl7 send: --ca, --insecure, --cert, --key and --server-name need --tls\n");
+        return HV_EXIT_USAGE;
+    }
     o.host = host;
     o.port = port;
     o.max_attempts = 3;
     o.connect_timeout_ms = 5000;
     if (uv_loop_init(&loop) != 0) goto out;
     loop_ok = 1;
-    if (hv_mllp_sender_new(&loop, &o, &s) != HV_OK) goto out;
+    hv_error_clear(&terr);
+    if (hv_mllp_sender_new(&loop, &o, &s, &terr) != HV_OK) {
+        if (terr.message[0])
+            fprintf(stderr, "hl7 send: TLS: %s%s%s\n", terr.location,
+                    terr.location[0] ? ": " : "", terr.message);
+        else
+            fprintf(stderr, "hl7 send: cannot create the MLLP sender\n");
+        goto out;
+    }
+    ctx.s = s;
     for (i = 0; i < nfiles; i++) {
         size_t len = 0, cnt = 0, k;
         char *text = read_file(files[i], &len);
@@ -193,7 +221,9 @@ out:
     return rc;
 usage:
     hv_free(files);
-    fprintf(stderr, "usage: holovitals hl7 send --host H --port P [--timeout 30s] FILE...\n");
+    fprintf(stderr, "usage: holovitals hl7 send --host H --port P [--timeout 30s]\n"
+                    "         [--tls [--ca FILE] [--insecure] [--cert FILE --key FILE]\n"
+                    "          [--server-name NAME]] FILE...\n");
     return HV_EXIT_USAGE;
 }
 
@@ -204,11 +234,16 @@ const hv_command_t hv__hl7v2_commands[] = {
      "repetitions, components and subcomponents nest as arrays, values are unescaped.\n"
      "Exit code 1 with the segment, column and field of the first error.\n",
      cmd_parse},
-    {"hl7 send", "hl7 send --host H --port P [--timeout 30s] FILE...",
+    {"hl7 send",
+     "hl7 send --host H --port P [--timeout 30s] [--tls [--ca FILE] [--insecure] "
+     "[--cert FILE --key FILE] [--server-name NAME]] FILE...",
      "send HL7 v2 messages over MLLP and print each ACK",
      "Sends every message of each FILE (a batch is split) in order over one MLLP\n"
      "connection, waiting for each ACK (default 30s), reconnecting with backoff (3\n"
-     "attempts). Prints each ACK; exit code 1 if any ACK is not AA/CA.\n",
+     "attempts). Prints each ACK; exit code 1 if any ACK is not AA/CA.\n"
+     "--tls: MLLP over TLS; the server certificate must be signed by --ca FILE (else\n"
+     "a CA of the system) and name --host (or --server-name), unless --insecure.\n"
+     "--cert/--key present a client certificate (servers that require mutual TLS).\n",
      cmd_send},
     {NULL, NULL, NULL, NULL, NULL},
 };

@@ -350,6 +350,17 @@ typedef struct hv_mllp_sender_opts {
     uint64_t backoff_max_ms;      /* default 30 s */
     int max_attempts;             /* default 5 */
     size_t max_message;           /* largest ACK accepted; default 1 MiB */
+    /*
+     * MLLP over TLS (tls set): the TLS handshake runs after each connect and
+     * before the first frame, within connect_timeout_ms; a failed handshake is a
+     * transport failure (retried with backoff like a refused connection).
+     */
+    int tls;
+    const char *tls_ca_file;      /* CA certificates (PEM) for the server; NULL: system store */
+    int tls_insecure;             /* 1: do not verify the server's certificate (default: verify) */
+    const char *tls_cert_file;    /* client certificate (PEM) for mutual TLS, with tls_key_file */
+    const char *tls_key_file;
+    const char *tls_server_name;  /* SNI and the name checked in the certificate; NULL: host */
 } hv_mllp_sender_opts_t;
 
 /*
@@ -360,11 +371,17 @@ typedef struct hv_mllp_sender_opts {
 typedef void (*hv_mllp_sent_cb)(int status, int outcome, const char *ack, size_t ack_len,
                                 void *ud);
 
-int hv_mllp_sender_new(uv_loop_t *loop, const hv_mllp_sender_opts_t *o, hv_mllp_sender_t **out);
+/* HV_EINVAL for a bad host/port, HV_ECONFIG when the TLS files cannot be loaded (err says
+ * why; err may be NULL). The option strings are copied. */
+int hv_mllp_sender_new(uv_loop_t *loop, const hv_mllp_sender_opts_t *o, hv_mllp_sender_t **out,
+                       hv_error_t *err);
 /* Queues a message (copied). HV_EINVAL when it has no readable MSH-10. */
 int hv_mllp_sender_send(hv_mllp_sender_t *s, const char *msg, size_t len, hv_mllp_sent_cb cb,
                         void *ud);
 size_t hv_mllp_sender_queued(const hv_mllp_sender_t *s);
+/* Why the last connection attempt failed, in words ("" when none failed): for messages to
+ * users, e.g. "TLS handshake failed: certificate verify failed: …". */
+const char *hv_mllp_sender_last_error(const hv_mllp_sender_t *s);
 /*
  * Closes the connection and frees the sender once its handles have closed (run the
  * loop). Messages still queued are reported with HV_ECLOSED. NULL is a no-op.

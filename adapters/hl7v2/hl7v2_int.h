@@ -35,6 +35,9 @@ typedef struct hv__hl7v2_conf {
     size_t store_queue;
     size_t store_batch;
     char synchronous[16];
+    char tls_cert[1024];     /* mllp.tls_cert: PEM chain; with tls_key, the port speaks TLS only */
+    char tls_key[1024];
+    char tls_client_ca[1024]; /* mllp.tls_client_ca: require client certificates signed by it */
 } hv__hl7v2_conf_t;
 
 typedef struct hv__hl7v2_conn hv__hl7v2_conn_t;
@@ -50,7 +53,10 @@ typedef struct hv__hl7v2_state {
     hv__hl7v2_conn_t *conns; /* open connections, a doubly linked list */
     size_t nconns;
     char readbuf[65536];     /* every read lands here; frames that span reads are copied */
+    hv_tls_ctx_t *tls;       /* MLLP over TLS when set (mllp.tls_cert, mllp.tls_key) */
+    hv_buf_t plain;          /* a TLS read's plaintext; framed before the next read */
     hv_counter_t *m_received, *m_acked, *m_rejected, *m_duplicates, *m_errors;
+    hv_counter_t *m_tls_failed; /* TLS handshakes that failed */
 } hv__hl7v2_state_t;
 
 /*

@@ -15,6 +15,16 @@
  *   - mllp.idle_timeout without a byte: the connection is closed;
  *   - mllp.max_connections: further connections are accepted and closed at once.
  * Logs carry sizes, positions, codes and the peer address, never message content.
+ *
+ * TLS (mllp.tls_cert and mllp.tls_key set): the port speaks TLS only (RFC 8446 /
+ * RFC 5246 through the engine's hv_tls_* over memory BIOs). Every read is fed to
+ * TLS and the plaintext goes through the same framer; every reply is encrypted
+ * before it is written, so framing, limits, back-pressure (counted in ciphertext
+ * bytes) and ACK-after-commit do not change. A handshake that fails — a plaintext
+ * client, a client without a certificate signed by mllp.tls_client_ca — writes
+ * the TLS alert, closes the connection and counts in
+ * hv_hl7v2_mllp_tls_handshake_failures_total. A completed handshake logs the
+ * peer certificate's subject CN (never message content).
  */
 #include "config.h"
 
@@ -49,6 +59,7 @@ struct hv__hl7v2_conn {
     int reading;
     int closing;
     int close_when_flushed;
+    hv_tls_t *tls;    /* NULL on a plaintext listener */
     char peer[64];
 };
 
@@ -68,6 +79,7 @@ static void conn_maybe_free(hv__hl7v2_conn_t *c) {
         pending_free(p);
     }
     hv_mllp_framer_release(&c->fr);
+    hv_tls_free(c->tls);
     hv_free(c);
 }
 
@@ -134,6 +146,47 @@ static void on_write(uv_write_t *req, int status) {
     reading_update(c);
 }
 
+/*
+ * Queues bytes on the socket: plaintext `b` is encrypted first on a TLS
+ * connection (`raw` set: b is already network bytes, e.g. a handshake). Takes
+ * ownership of b's storage. HV_OK or the failure (the caller closes).
+ */
+static int conn_write(hv__hl7v2_conn_t *c, hv_buf_t *b, int raw) {
+    write_req_t *w;
+    uv_buf_t ub;
+    int rc = HV_OK;
+    if (c->tls != NULL && !raw) {
+        hv_buf_t net;
+        hv_buf_init(&net, 0);
+        rc = hv_tls_write(c->tls, b->data, b->len, &net);
+        hv_buf_release(b);
+        *b = net;
+        if (rc != HV_OK) goto fail;
+    }
+    if (b->len == 0) {
+        hv_buf_release(b);
+        return HV_OK;
+    }
+    w = hv_calloc(1, sizeof(*w));
+    if (w == NULL) {
+        rc = HV_ENOMEM;
+        goto fail;
+    }
+    w->buf = *b; /* the write owns the bytes now */
+    hv_buf_init(b, 0);
+    ub = uv_buf_init(w->buf.data, (unsigned)w->buf.len);
+    w->req.data = c;
+    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &ub, 1, on_write) != 0) {
+        hv_buf_release(&w->buf);
+        hv_free(w);
+        return HV_EIO;
+    }
+    return HV_OK;
+fail:
+    hv_buf_release(b);
+    return rc;
+}
+
 /* Writes every ready entry at the head of the FIFO, in order. */
 static void flush(hv__hl7v2_conn_t *c) {
     while (c->head != NULL && c->head->ready) {
@@ -143,22 +196,8 @@ static void flush(hv__hl7v2_conn_t *c) {
         if (c->head == NULL) c->tail = NULL;
         c->npending--;
         if (!c->closing && p->send && p->out.len > 0) {
-            write_req_t *w = hv_calloc(1, sizeof(*w));
-            uv_buf_t b;
-            if (w == NULL) {
-                pending_free(p);
-                conn_close(c, "out of memory");
-                continue;
-            }
-            w->buf = p->out; /* the write owns the bytes now */
-            hv_buf_init(&p->out, 0);
-            b = uv_buf_init(w->buf.data, (unsigned)w->buf.len);
-            w->req.data = c;
-            if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
-                hv_buf_release(&w->buf);
-                hv_free(w);
-                conn_close(c, "write failed");
-            }
+            int rc = conn_write(c, &p->out, 0);
+            if (rc != HV_OK) conn_close(c, rc == HV_ENOMEM ? "out of memory" : "write failed");
         }
         pending_free(p);
         if (close_after) c->close_when_flushed = 1;
@@ -396,9 +435,59 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
     buf->len = sizeof(c->st->readbuf);
 }
 
+/* Logs a completed TLS handshake: protocol peer and certificate CN, no content. */
+static void log_tls_peer(hv__hl7v2_conn_t *c) {
+    char cn[256];
+    hv_logrec_t *r = hv_log_begin(HV_LOG_INFO, "hl7v2.mllp.tls");
+    if (r == NULL) return;
+    hv_tls_peer_name(c->tls, cn, sizeof(cn));
+    hv_log_str(r, "peer", c->peer);
+    hv_log_str(r, "peer_cn", cn);
+    hv_log_end(r);
+}
+
+/*
+ * Feeds a TLS connection's network bytes; on return st->plain holds the
+ * plaintext. HV_OK; HV_ECLOSED when the peer sent close_notify (the plaintext
+ * before it is still to be framed, then the connection closes once flushed);
+ * another code when the connection has been closed.
+ */
+static int tls_read(hv__hl7v2_conn_t *c, const char *p, size_t n) {
+    hv__hl7v2_state_t *st = c->st;
+    int was_done = hv_tls_handshake_done(c->tls), rc;
+    hv_buf_t net;
+    hv_buf_init(&net, 0);
+    hv_buf_reset(&st->plain);
+    rc = hv_tls_feed(c->tls, p, n, &st->plain, &net);
+    if (net.len > 0 && conn_write(c, &net, 1) != HV_OK) rc = HV_EIO;
+    hv_buf_release(&net);
+    if (!was_done && hv_tls_handshake_done(c->tls) && rc == HV_OK) log_tls_peer(c);
+    if (rc == HV_OK) return HV_OK;
+    if (rc == HV_ECLOSED) return rc;
+    if (!was_done && !hv_tls_handshake_done(c->tls)) {
+        hv_logrec_t *r = hv_log_begin(HV_LOG_WARN, "hl7v2.mllp.tls_handshake_failed");
+        if (r) {
+            hv_log_str(r, "peer", c->peer);
+            hv_log_int(r, "bytes", (int64_t)n);
+            hv_log_str(r, "hint",
+                       st->conf.tls_client_ca[0]
+                           ? "not TLS, or no client certificate signed by mllp.tls_client_ca"
+                           : "not TLS, or the client does not trust the certificate");
+            hv_log_end(r);
+        }
+        hv_counter_add(st->m_tls_failed, 1);
+        conn_close(c, NULL);
+    } else {
+        conn_close(c, rc == HV_EPROTO ? "TLS error" : "TLS read failed");
+    }
+    return rc;
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     hv__hl7v2_conn_t *c = s->data;
-    size_t off = 0;
+    const char *in;
+    size_t off = 0, n;
+    int tls_closed = 0;
     if (nread < 0) {
         conn_close(c, nread == UV_EOF ? (hv_mllp_framer_partial(&c->fr) ? "eof mid-frame" : NULL)
                                       : "read error");
@@ -406,11 +495,19 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     }
     if (nread == 0) return;
     uv_timer_again(&c->timer);
-    while (off < (size_t)nread && !c->closing && !c->close_when_flushed) {
+    in = buf->base;
+    n = (size_t)nread;
+    if (c->tls != NULL) {
+        int rc = tls_read(c, buf->base, (size_t)nread);
+        if (rc == HV_ECLOSED) tls_closed = 1;
+        else if (rc != HV_OK) return;
+        in = c->st->plain.data;
+        n = c->st->plain.len;
+    }
+    while (off < n && !c->closing && !c->close_when_flushed) {
         const char *msg;
         size_t len, used = 0;
-        int rc = hv_mllp_framer_feed(&c->fr, buf->base + off, (size_t)nread - off, &used, &msg,
-                                     &len);
+        int rc = hv_mllp_framer_feed(&c->fr, in + off, n - off, &used, &msg, &len);
         off += used;
         if (rc == HV_OK) {
             handle_frame(c, msg, len);
@@ -430,6 +527,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
         c->close_when_flushed = 1;
         break;
     }
+    if (tls_closed) c->close_when_flushed = 1; /* the peer sent close_notify */
     flush(c);
 }
 
@@ -476,6 +574,10 @@ static void on_connection(uv_stream_t *server, int status) {
         conn_close(c, "too many connections");
         return;
     }
+    if (st->tls != NULL && (c->tls = hv_tls_new(st->tls, NULL)) == NULL) {
+        conn_close(c, "out of memory");
+        return;
+    }
     uv_tcp_nodelay(&c->tcp, 1);
     if (st->conf.idle_timeout_ms > 0)
         uv_timer_start(&c->timer, on_idle, st->conf.idle_timeout_ms, st->conf.idle_timeout_ms);
@@ -513,6 +615,8 @@ int hv__hl7v2_listener_start(hv__hl7v2_state_t *st) {
         if (lr) {
             hv_log_str(lr, "address", st->conf.listen_host);
             hv_log_int(lr, "port", st->conf.listen_port);
+            hv_log_str(lr, "tls", st->tls == NULL ? "off"
+                                  : st->conf.tls_client_ca[0] ? "mutual" : "on");
             hv_log_end(lr);
         }
     }

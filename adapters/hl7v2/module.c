@@ -1,8 +1,8 @@
 /*
  * module.c — the hl7v2 module: its settings, its lifecycle under `serve` (open the
- * message store, register the HTTP routes, listen for MLLP), and its CLI commands
- * (cli.c). The MLLP listen address itself, mllp.listen (--mllp), is declared by
- * the engine, which prints it in the start banner.
+ * message store and the MLLP TLS context of mllp.tls_*, register the HTTP routes,
+ * listen for MLLP), and its CLI commands (cli.c). The MLLP listen address itself,
+ * mllp.listen (--mllp), is declared by the engine, which prints it in the start banner.
  */
 #include "config.h"
 
@@ -21,6 +21,11 @@ static const hv_setting_t settings[] = {
     {"mllp.max_connections", NULL, HV_SET_INT, "10000", NULL, "most open MLLP connections"},
     {"mllp.max_inflight", NULL, HV_SET_INT, "256", NULL,
      "unacknowledged messages per connection before reading pauses"},
+    {"mllp.tls_cert", NULL, HV_SET_STRING, "", NULL,
+     "PEM certificate chain: with mllp.tls_key, the MLLP port speaks TLS only"},
+    {"mllp.tls_key", NULL, HV_SET_STRING, "", NULL, "PEM private key of mllp.tls_cert"},
+    {"mllp.tls_client_ca", NULL, HV_SET_STRING, "", NULL,
+     "PEM CA certificate(s): MLLP peers must present a certificate signed by one (mutual TLS)"},
     {"hl7v2.dedup_window", NULL, HV_SET_DURATION, "24h", NULL,
      "a message with the same MSH-3, MSH-4 and MSH-10 within this window is a resend: "
      "it gets the original ACK and is not stored again (0: no dedup)"},
@@ -34,6 +39,20 @@ static const hv_setting_t settings[] = {
      "durability of the message store commits (FULL: on disk before the ACK)"},
     {NULL, NULL, 0, NULL, NULL, NULL},
 };
+
+/* Copies a path setting; 0 when it does not fit. */
+static int copy_path(char *dst, size_t cap, const char *v) {
+    if (v == NULL) v = "";
+    if (strlen(v) >= cap) return 0;
+    memcpy(dst, v, strlen(v) + 1);
+    return 1;
+}
+
+static int config_error(const char *what) {
+    fprintf(stderr, "holovitals: %s\n", what);
+    hv_log(HV_LOG_ERROR, "hl7v2.config", "%s", what);
+    return HV_ECONFIG;
+}
 
 static int read_conf(hv_engine_t *e, hv__hl7v2_conf_t *c) {
     hv_config_t *cfg = hv_engine_config(e);
@@ -52,6 +71,15 @@ static int read_conf(hv_engine_t *e, hv__hl7v2_conf_t *c) {
     c->store_queue = (size_t)hv_config_int(cfg, "hl7v2.store_queue");
     c->store_batch = (size_t)hv_config_int(cfg, "hl7v2.store_batch");
     snprintf(c->synchronous, sizeof(c->synchronous), "%s", hv_config_str(cfg, "hl7v2.synchronous"));
+    if (!copy_path(c->tls_cert, sizeof(c->tls_cert), hv_config_str(cfg, "mllp.tls_cert")) ||
+        !copy_path(c->tls_key, sizeof(c->tls_key), hv_config_str(cfg, "mllp.tls_key")) ||
+        !copy_path(c->tls_client_ca, sizeof(c->tls_client_ca),
+                   hv_config_str(cfg, "mllp.tls_client_ca")))
+        return config_error("a mllp.tls_* path is too long");
+    if ((c->tls_cert[0] == '\0') != (c->tls_key[0] == '\0'))
+        return config_error("mllp.tls_cert and mllp.tls_key must be set together");
+    if (c->tls_client_ca[0] != '\0' && c->tls_cert[0] == '\0')
+        return config_error("mllp.tls_client_ca needs mllp.tls_cert and mllp.tls_key");
     if (c->max_message == 0 || c->max_inflight == 0 || c->max_connections == 0 ||
         c->store_queue == 0 || c->store_batch == 0)
         return HV_ECONFIG;
@@ -98,6 +126,24 @@ static int hl7v2_init(hv_engine_t *e, void **state) {
                         gauge_connections, st);
     hv_metrics_gauge_fn(m, "hv_hl7v2_store_queued", "messages waiting for the message store",
                         NULL, gauge_store_queue, st);
+    st->m_tls_failed =
+        hv_metrics_counter(m, "hv_hl7v2_mllp_tls_handshake_failures_total",
+                           "MLLP connections closed because the TLS handshake failed", NULL);
+    /* One read (64 KiB of TLS records) decrypts to less; the cap only guards the contract. */
+    hv_buf_init(&st->plain, 4 * sizeof(st->readbuf));
+    if (st->conf.mllp_enabled && st->conf.tls_cert[0] != '\0') {
+        hv_error_t err;
+        hv_error_clear(&err);
+        st->tls = hv_tls_server_ctx_new(st->conf.tls_cert, st->conf.tls_key,
+                                        st->conf.tls_client_ca[0] ? st->conf.tls_client_ca : NULL,
+                                        &err);
+        if (st->tls == NULL) {
+            fprintf(stderr, "holovitals: MLLP TLS: %s%s%s\n", err.location,
+                    err.location[0] ? ": " : "", err.message);
+            rc = HV_ECONFIG;
+            goto fail;
+        }
+    }
     rc = hv__hl7v2_store_open(e, &st->conf, &st->storage);
     if (rc != HV_OK) goto fail;
     rc = hv_health_register(e, "hl7v2:store", health, st);
@@ -108,6 +154,7 @@ static int hl7v2_init(hv_engine_t *e, void **state) {
     return HV_OK;
 fail:
     if (st->storage != NULL) hv_storage_free(st->storage);
+    hv_tls_ctx_free(st->tls);
     hv_free(st);
     return rc;
 }
@@ -132,6 +179,8 @@ static void hl7v2_free(hv_engine_t *e, void *state) {
     /* Runs what is still queued; done callbacks find their connections closed. */
     if (st->storage != NULL) hv_storage_free(st->storage);
     st->storage = NULL;
+    hv_buf_release(&st->plain);
+    hv_tls_ctx_free(st->tls);
     hv_free(st);
 }
 

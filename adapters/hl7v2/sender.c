@@ -13,6 +13,14 @@
  * Enhanced mode (§2.9.3): a message whose MSH-15 is NE expects no accept
  * acknowledgement and counts as delivered once written; with ER only an error is
  * acknowledged, so an ACK timeout counts as delivered.
+ *
+ * TLS (opts.tls): after CONNECTING comes HANDSHAKE — the ClientHello is written,
+ * network bytes are fed to the engine's hv_tls_* (memory BIOs) until the
+ * handshake completes, then the first frame is written, encrypted. The
+ * handshake shares the connect deadline; a failed or timed-out handshake is a
+ * transport failure like a refused connection (same backoff and attempts).
+ * Server certificates are verified against tls_ca_file (or the system store)
+ * and must name tls_server_name (default: the host), unless tls_insecure.
  */
 #include "config.h"
 
@@ -21,7 +29,7 @@
 
 #include "adapters/hl7v2/hl7v2_int.h"
 
-enum { S_IDLE = 0, S_RESOLVING, S_CONNECTING, S_WAITING, S_CLOSED };
+enum { S_IDLE = 0, S_RESOLVING, S_CONNECTING, S_HANDSHAKE, S_WAITING, S_CLOSED };
 
 typedef struct outmsg {
     struct outmsg *next;
@@ -51,14 +59,29 @@ struct hv_mllp_sender {
     int handles;         /* open handles; memory is freed when 0 after free() */
     int freeing;
     int busy;            /* a resolve or connect request is outstanding */
+    hv_tls_ctx_t *tls_ctx; /* opts.tls: the client context, shared by every connection */
+    hv_tls_t *tls;       /* the current connection's TLS state */
+    char server_name[256];
+    hv_buf_t plain;      /* one read's plaintext (TLS) */
+    char last_error[1024];
+    int tls_error;       /* the failure being reported is TLS's (not MLLP's) */
     char rbuf[16384];
 };
+
+typedef struct write_req {
+    uv_write_t req;
+    hv_buf_t buf; /* owned bytes (TLS records), or empty when the frame is written in place */
+    int is_frame; /* the head message (not TLS handshake bytes) */
+} write_req_t;
 
 static void start_next(hv_mllp_sender_t *s);
 
 static void maybe_release(hv_mllp_sender_t *s) {
     if (s->freeing && s->handles == 0 && !s->busy) {
         hv_mllp_framer_release(&s->fr);
+        hv_tls_free(s->tls);
+        hv_tls_ctx_free(s->tls_ctx);
+        hv_buf_release(&s->plain);
         hv_free(s);
     }
 }
@@ -76,6 +99,8 @@ static void drop_connection(hv_mllp_sender_t *s) {
     }
     hv_mllp_framer_release(&s->fr);
     hv_mllp_framer_init(&s->fr, s->o.max_message);
+    hv_tls_free(s->tls);
+    s->tls = NULL;
 }
 
 static void finish_head(hv_mllp_sender_t *s, int status, int outcome, const char *ack, size_t n) {
@@ -100,6 +125,22 @@ static void transport_failed(hv_mllp_sender_t *s, int status) {
     outmsg_t *m = s->head;
     uint64_t delay;
     int k;
+    s->tls_error = s->tls_error && status == HV_EPROTO;
+    if (s->state == S_WAITING && s->tls_error)
+        snprintf(s->last_error, sizeof(s->last_error),
+                 "the TLS connection to %s:%d was ended by a TLS error or alert (does the server "
+                 "require a client certificate? --cert/--key)",
+                 s->host, s->o.port);
+    else if (s->state == S_HANDSHAKE)
+        snprintf(s->last_error, sizeof(s->last_error),
+                 "TLS handshake with %s:%d failed%s: the server certificate is not signed by "
+                 "the given CA or does not name %s, or the server refused this client",
+                 s->host, s->o.port, status == HV_ETIMEDOUT ? " (timed out)" : "",
+                 s->server_name);
+    else
+        snprintf(s->last_error, sizeof(s->last_error), "%s:%d: %s", s->host, s->o.port,
+                 hv_strerror(status));
+    s->tls_error = 0;
     drop_connection(s);
     uv_timer_stop(&s->timer);
     s->state = S_IDLE;
@@ -148,20 +189,18 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
     b->len = sizeof(s->rbuf);
 }
 
-static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
-    hv_mllp_sender_t *s = st->data;
+static void write_head(hv_mllp_sender_t *s);
+static int write_bytes(hv_mllp_sender_t *s, hv_buf_t *b, int is_frame);
+
+/* Frames the plaintext of one read and handles the ACK it completes. */
+static void on_plain(hv_mllp_sender_t *s, const char *in, size_t n) {
     size_t off = 0;
-    if (nread == 0) return;
-    if (nread < 0) {
-        transport_failed(s, HV_EIO);
-        return;
-    }
-    while (off < (size_t)nread) {
+    while (off < n) {
         const char *msg;
         size_t len, used;
         char code[3];
         hv_hl7v2_span_t ctl;
-        int rc = hv_mllp_framer_feed(&s->fr, b->base + off, (size_t)nread - off, &used, &msg, &len);
+        int rc = hv_mllp_framer_feed(&s->fr, in + off, n - off, &used, &msg, &len);
         off += used;
         if (rc == HV_AGAIN) return;
         if (rc != HV_OK || s->state != S_WAITING || s->head == NULL) {
@@ -188,15 +227,57 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
     }
 }
 
-static void on_write(uv_write_t *w, int status) {
-    hv_mllp_sender_t *s = w->data;
+/*
+ * A TLS connection's network bytes: completes the handshake (then writes the
+ * head message), and frames the plaintext. A TLS failure or close_notify ends
+ * the connection like a socket error, after what plaintext came before it.
+ */
+static void on_tls_read(hv_mllp_sender_t *s, const char *in, size_t n) {
+    hv_buf_t net;
+    int rc;
+    hv_buf_init(&net, 0);
+    hv_buf_reset(&s->plain);
+    rc = hv_tls_feed(s->tls, in, n, &s->plain, &net);
+    if (net.len > 0 && write_bytes(s, &net, 0) != HV_OK && rc == HV_OK) rc = HV_EIO;
+    hv_buf_release(&net);
+    if (rc != HV_OK && rc != HV_ECLOSED) {
+        s->tls_error = 1;
+        transport_failed(s, rc == HV_EPROTO ? HV_EPROTO : HV_EIO);
+        return;
+    }
+    if (s->state == S_HANDSHAKE && hv_tls_handshake_done(s->tls)) {
+        uv_timer_stop(&s->timer);
+        write_head(s);
+    }
+    if (s->plain.len > 0 && s->state == S_WAITING) on_plain(s, s->plain.data, s->plain.len);
+    else if (s->plain.len > 0) rc = HV_EPROTO; /* application data before any frame was sent */
+    if (rc != HV_OK && !s->freeing && s->tls != NULL)
+        transport_failed(s, rc == HV_ECLOSED ? HV_EIO : rc);
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
+    hv_mllp_sender_t *s = st->data;
+    if (nread == 0) return;
+    if (nread < 0) {
+        transport_failed(s, HV_EIO);
+        return;
+    }
+    if (s->tls != NULL) on_tls_read(s, b->base, (size_t)nread);
+    else on_plain(s, b->base, (size_t)nread);
+}
+
+static void on_write(uv_write_t *req, int status) {
+    write_req_t *w = (write_req_t *)req;
+    hv_mllp_sender_t *s = req->data;
+    int is_frame = w->is_frame;
+    hv_buf_release(&w->buf);
     hv_free(w);
     if (status < 0 && s->state == S_WAITING) {
         transport_failed(s, HV_EIO);
         return;
     }
     /* MSH-15 NE: the peer sends no accept acknowledgement; written is delivered. */
-    if (s->state == S_WAITING && s->head != NULL && s->head->ack_mode == ACK_NEVER) {
+    if (is_frame && s->state == S_WAITING && s->head != NULL && s->head->ack_mode == ACK_NEVER) {
         uv_timer_stop(&s->timer);
         s->state = S_IDLE;
         finish_head(s, HV_OK, HV_MLLP_DELIVERED, NULL, 0);
@@ -204,21 +285,64 @@ static void on_write(uv_write_t *w, int status) {
     }
 }
 
-static void write_head(hv_mllp_sender_t *s) {
-    uv_write_t *w = hv_calloc(1, sizeof(*w));
-    uv_buf_t b;
+/*
+ * Queues bytes on the socket. With b: its bytes (the write takes them over);
+ * without: the head message's frame, written in place (it outlives the write:
+ * the head is only finished after on_write or an ACK).
+ */
+static int write_bytes(hv_mllp_sender_t *s, hv_buf_t *b, int is_frame) {
+    write_req_t *w = hv_calloc(1, sizeof(*w));
+    uv_buf_t ub;
     if (w == NULL) {
-        transport_failed(s, HV_ENOMEM);
-        return;
+        if (b != NULL) hv_buf_release(b);
+        return HV_ENOMEM;
     }
-    w->data = s;
-    b = uv_buf_init(s->head->frame.data, (unsigned)s->head->frame.len);
+    w->req.data = s;
+    w->is_frame = is_frame;
+    if (b != NULL) {
+        w->buf = *b;
+        hv_buf_init(b, 0);
+        ub = uv_buf_init(w->buf.data, (unsigned)w->buf.len);
+    } else {
+        hv_buf_init(&w->buf, 0);
+        ub = uv_buf_init(s->head->frame.data, (unsigned)s->head->frame.len);
+    }
+    if (uv_write(&w->req, (uv_stream_t *)&s->tcp, &ub, 1, on_write) != 0) {
+        hv_buf_release(&w->buf);
+        hv_free(w);
+        return HV_EIO;
+    }
+    return HV_OK;
+}
+
+static void write_head(hv_mllp_sender_t *s) {
+    int rc;
     s->state = S_WAITING;
     uv_timer_start(&s->timer, on_timeout, s->o.ack_timeout_ms, 0);
-    if (uv_write(w, (uv_stream_t *)&s->tcp, &b, 1, on_write) != 0) {
-        hv_free(w);
-        transport_failed(s, HV_EIO);
+    if (s->tls != NULL) {
+        hv_buf_t net;
+        hv_buf_init(&net, 0);
+        rc = hv_tls_write(s->tls, s->head->frame.data, s->head->frame.len, &net);
+        if (rc == HV_OK) rc = write_bytes(s, &net, 1);
+        hv_buf_release(&net);
+    } else {
+        rc = write_bytes(s, NULL, 1);
     }
+    if (rc != HV_OK) transport_failed(s, rc == HV_ENOMEM ? HV_ENOMEM : HV_EIO);
+}
+
+/* Starts the TLS handshake on a new connection; the head is written once it completes. */
+static void start_tls(hv_mllp_sender_t *s) {
+    hv_buf_t net;
+    int rc = HV_ENOMEM;
+    hv_buf_init(&net, 0);
+    s->state = S_HANDSHAKE;
+    uv_timer_start(&s->timer, on_timeout, s->o.connect_timeout_ms, 0);
+    s->tls = hv_tls_new(s->tls_ctx, s->server_name);
+    if (s->tls != NULL) rc = hv_tls_connect(s->tls, &net);
+    if (rc == HV_OK) rc = write_bytes(s, &net, 0);
+    hv_buf_release(&net);
+    if (rc != HV_OK) transport_failed(s, rc);
 }
 
 static void on_connect(uv_connect_t *req, int status) {
@@ -237,7 +361,8 @@ static void on_connect(uv_connect_t *req, int status) {
         transport_failed(s, HV_EIO);
         return;
     }
-    write_head(s);
+    if (s->tls_ctx != NULL) start_tls(s);
+    else write_head(s);
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
@@ -292,14 +417,45 @@ static void start_next(hv_mllp_sender_t *s) {
     s->busy = 1;
 }
 
-int hv_mllp_sender_new(uv_loop_t *loop, const hv_mllp_sender_opts_t *o, hv_mllp_sender_t **out) {
+int hv_mllp_sender_new(uv_loop_t *loop, const hv_mllp_sender_opts_t *o, hv_mllp_sender_t **out,
+                       hv_error_t *err) {
     hv_mllp_sender_t *s;
+    hv_tls_ctx_t *ctx = NULL;
+    const char *sni;
     if (o->host == NULL || strlen(o->host) >= sizeof(s->host) || o->port <= 0 || o->port > 65535)
         return HV_EINVAL;
+    sni = o->tls_server_name != NULL && o->tls_server_name[0] ? o->tls_server_name : o->host;
+    if (strlen(sni) >= sizeof(s->server_name)) return HV_EINVAL;
+    if (o->tls) {
+        hv_error_t e;
+        hv_error_clear(&e);
+        if ((o->tls_cert_file != NULL && o->tls_cert_file[0]) !=
+            (o->tls_key_file != NULL && o->tls_key_file[0])) {
+            hv_error_set(&e, HV_ECONFIG, NULL,
+                         "a client certificate needs its key, and a key its certificate");
+        } else {
+            ctx = hv_tls_client_ctx_new(o->tls_ca_file, o->tls_cert_file, o->tls_key_file,
+                                        !o->tls_insecure, &e);
+        }
+        if (ctx == NULL) {
+            if (err != NULL) *err = e;
+            return HV_ECONFIG;
+        }
+    }
     s = hv_calloc(1, sizeof(*s));
-    if (s == NULL) return HV_ENOMEM;
+    if (s == NULL) {
+        hv_tls_ctx_free(ctx);
+        return HV_ENOMEM;
+    }
+    s->tls_ctx = ctx;
+    snprintf(s->server_name, sizeof(s->server_name), "%s", sni);
+    /* One read (16 KiB of TLS records) decrypts to less; the cap only guards the contract. */
+    hv_buf_init(&s->plain, 4 * sizeof(s->rbuf));
     s->loop = loop;
     s->o = *o;
+    /* The context holds what the TLS files said; the sender keeps no borrowed strings. */
+    s->o.tls_ca_file = s->o.tls_cert_file = s->o.tls_key_file = NULL;
+    s->o.tls_server_name = s->server_name;
     if (s->o.connect_timeout_ms == 0) s->o.connect_timeout_ms = 10000;
     if (s->o.ack_timeout_ms == 0) s->o.ack_timeout_ms = 30000;
     if (s->o.backoff_min_ms == 0) s->o.backoff_min_ms = 200;
@@ -365,6 +521,8 @@ out:
 }
 
 size_t hv_mllp_sender_queued(const hv_mllp_sender_t *s) { return s->queued; }
+
+const char *hv_mllp_sender_last_error(const hv_mllp_sender_t *s) { return s->last_error; }
 
 void hv_mllp_sender_free(hv_mllp_sender_t *s) {
     if (s == NULL || s->freeing) return;

@@ -1,2 +1,8 @@
 #!/bin/sh
+# Replays the committed fhirpath corpus through its fuzz target: a regression test in every build.
+# A libFuzzer build (--enable-fuzzers) runs the corpus once with -runs=0.
+set -e
+if [ "$HV_FUZZ_MODE" = libfuzzer ]; then
+  exec "$HV_BUILDDIR/test/fuzz/fuzz_fhirpath" -runs=0 "$HV_SRCDIR/test/fuzz/corpus/fhirpath"
+fi
 exec "$HV_BUILDDIR/test/fuzz/fuzz_fhirpath" "$HV_SRCDIR/test/fuzz/corpus/fhirpath"

@@ -58,8 +58,11 @@ def run_cli(*args, env=None, input=None, timeout=60):
 class Engine:
     """One `holovitals serve` process with its own data directory and ports."""
 
-    def __init__(self, workdir, args=(), env=None, config=None, tls=None):
+    def __init__(self, workdir, args=(), env=None, config=None, tls=None, auth=False):
         self.workdir = workdir
+        # Tests of other features run with authentication off (--auth off); auth
+        # tests pass auth=True and get the default (on).
+        self.auth = auth
         os.makedirs(workdir, exist_ok=True)
         self.data = os.path.join(workdir, "data")
         self.channels = os.path.join(workdir, "channels")
@@ -89,6 +92,8 @@ class Engine:
             cmd += ["--config", self.config_path]
         if self.tls:
             cmd += ["--tls-cert", self.tls[0], "--tls-key", self.tls[1]]
+        if not self.auth:
+            cmd += ["--auth", "off"]
         return cmd + self.args
 
     def start(self, wait=True, timeout=15, fixed_ports=False):
@@ -214,6 +219,11 @@ class Engine:
             return r.status, {k.lower(): v for k, v in r.getheaders()}, data
         finally:
             conn.close()
+
+    def cli(self, *args, input=None):
+        """Runs `holovitals ARGS… --data <this engine's data>`: (exit code, stdout, stderr)."""
+        extra = ["--config", self.config_path] if self.config_path else []
+        return run_cli(*args, "--data", self.data, *extra, input=input, env=self.env)
 
     def get(self, path, **kw):
         return self.request("GET", path, **kw)

@@ -209,8 +209,7 @@ static void fhir_profile_rejects_non_profiles(void **state) {
     hv_fhir_validator_t *v = hv_fhir_validator_new();
     static const char *const bad[] = {
         "{\"resourceType\":\"Patient\"}",
-        "{\"resourceType\":\"StructureDefinition\",\"url\":\"u\",\"type\":\"Nope\",\"snapshot\":{"
-        "\"element\":[]}}",
+        "{\"resourceType\":\"StructureDefinition\",\"url\":\"u\",\"type\":\"Nope\",\"snapshot\":{\"element\":[]}}",
         "{\"resourceType\":\"StructureDefinition\",\"url\":\"u\",\"type\":\"Patient\"}",
     };
     for (size_t i = 0; i < HV_ARRAY_LEN(bad); i++) {

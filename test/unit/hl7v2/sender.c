@@ -147,7 +147,7 @@ static result_t send_through(const char *script, uint64_t ack_timeout_ms, int at
     o.backoff_min_ms = 5;
     o.backoff_max_ms = 20;
     o.max_attempts = attempts;
-    assert_int_equal(hv_mllp_sender_new(&loop, &o, &s), HV_OK);
+    assert_int_equal(hv_mllp_sender_new(&loop, &o, &s, NULL), HV_OK);
     assert_int_equal(hv_mllp_sender_send(s, msg_to_send, strlen(msg_to_send), on_sent, &r), HV_OK);
     while (r.calls == 0 && uv_run(&loop, UV_RUN_ONCE) != 0) {
     }
@@ -249,7 +249,7 @@ static void hl7v2_sender_reports_unreachable_peer(void **state) {
     o.port = port;
     o.backoff_min_ms = 5;
     o.max_attempts = 3;
-    assert_int_equal(hv_mllp_sender_new(&loop, &o, &s), HV_OK);
+    assert_int_equal(hv_mllp_sender_new(&loop, &o, &s, NULL), HV_OK);
     assert_int_equal(hv_mllp_sender_send(s, "garbage", 7, on_sent, &r), HV_EINVAL);
     assert_int_equal(hv_mllp_sender_send(s, MSG, strlen(MSG), on_sent, &r), HV_OK);
     assert_int_equal(hv_mllp_sender_queued(s), 1);
@@ -258,6 +258,43 @@ static void hl7v2_sender_reports_unreachable_peer(void **state) {
     assert_int_equal(r.calls, 1);
     assert_int_equal(r.status, HV_EIO);
     assert_int_equal(r.outcome, HV_MLLP_RETRY);
+    /* The reason in words names the peer. */
+    assert_non_null(strstr(hv_mllp_sender_last_error(s), "127.0.0.1:"));
+    hv_mllp_sender_free(s);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+/* TLS files are loaded when the sender is made: a bad one fails at once, with the file named. */
+static void hl7v2_sender_tls_refuses_unloadable_files(void **state) {
+    uv_loop_t loop;
+    hv_mllp_sender_t *s = NULL;
+    hv_mllp_sender_opts_t o;
+    hv_error_t err;
+    (void)state;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    memset(&o, 0, sizeof(o));
+    o.host = "127.0.0.1";
+    o.port = 2575;
+    o.tls = 1;
+    o.tls_ca_file = "/nonexistent/ca.pem";
+    hv_error_clear(&err);
+    assert_int_equal(hv_mllp_sender_new(&loop, &o, &s, &err), HV_ECONFIG);
+    assert_null(s);
+    assert_string_equal(err.location, "/nonexistent/ca.pem");
+    assert_non_null(strstr(err.message, "cannot load the CA certificates"));
+    /* A certificate without its key. */
+    o.tls_insecure = 1;
+    o.tls_ca_file = NULL;
+    o.tls_cert_file = "/nonexistent/client.pem";
+    hv_error_clear(&err);
+    assert_int_equal(hv_mllp_sender_new(&loop, &o, &s, &err), HV_ECONFIG);
+    assert_null(s);
+    assert_non_null(strstr(err.message, "needs its key"));
+    /* Unverified TLS needs no file at all. */
+    o.tls_cert_file = NULL;
+    assert_int_equal(hv_mllp_sender_new(&loop, &o, &s, &err), HV_OK);
+    assert_string_equal(hv_mllp_sender_last_error(s), "");
     hv_mllp_sender_free(s);
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&loop), 0);
@@ -269,6 +306,7 @@ int run_sender_tests(void) {
         cmocka_unit_test(hl7v2_sender_resends_after_timeout_or_wrong_ack),
         cmocka_unit_test(hl7v2_sender_follows_enhanced_mode_msh15),
         cmocka_unit_test(hl7v2_sender_reports_unreachable_peer),
+        cmocka_unit_test(hl7v2_sender_tls_refuses_unloadable_files),
     };
     return cmocka_run_group_tests_name("hl7v2_sender", tests, NULL, NULL);
 }

@@ -1,0 +1,75 @@
+/* ratelimit.c — tests of engine/auth/ratelimit.c: token buckets and the expiring set. */
+#include "tests.h"
+
+#include <stdio.h>
+
+static void bucket_allows_burst_then_refills(void **state) {
+    hv__ratelimit_t *rl = hv__ratelimit_new(64);
+    unsigned retry = 0;
+    int i;
+    (void)state;
+    for (i = 0; i < 5; i++) assert_true(hv__ratelimit_take(rl, "ip:1", 2, 5, 1000, &retry));
+    assert_false(hv__ratelimit_take(rl, "ip:1", 2, 5, 1000, &retry));
+    assert_int_equal(retry, 1);
+    assert_true(hv__ratelimit_take(rl, "ip:2", 2, 5, 1000, &retry)); /* keys are separate */
+    assert_false(hv__ratelimit_take(rl, "ip:1", 2, 5, 1400, &retry)); /* 0.8 tokens */
+    assert_true(hv__ratelimit_take(rl, "ip:1", 2, 5, 1600, &retry));  /* 1.0 */
+    assert_true(hv__ratelimit_take(rl, "ip:1", 2, 5, 100000, &retry));
+    for (i = 0; i < 4; i++) assert_true(hv__ratelimit_take(rl, "ip:1", 2, 5, 100000, &retry)); /* capped at burst */
+    assert_false(hv__ratelimit_take(rl, "ip:1", 2, 5, 100000, &retry));
+    assert_true(hv__ratelimit_take(rl, "x", 0, 0, 0, &retry)); /* rate 0: unlimited */
+    hv__ratelimit_free(rl);
+}
+
+static void retry_after_rounds_up_for_slow_rates(void **state) {
+    hv__ratelimit_t *rl = hv__ratelimit_new(8);
+    unsigned retry = 0;
+    (void)state;
+    assert_true(hv__ratelimit_take(rl, "login", 1.0 / 60, 1, 0, &retry));
+    assert_false(hv__ratelimit_take(rl, "login", 1.0 / 60, 1, 0, &retry));
+    assert_int_equal(retry, 60);
+    hv__ratelimit_free(rl);
+}
+
+static void table_stays_bounded_with_many_keys(void **state) {
+    hv__ratelimit_t *rl = hv__ratelimit_new(16);
+    char key[32];
+    unsigned retry;
+    int i;
+    (void)state;
+    for (i = 0; i < 10000; i++) {
+        snprintf(key, sizeof(key), "ip:%d", i);
+        assert_true(hv__ratelimit_take(rl, key, 1, 1, (uint64_t)i, &retry));
+    }
+    hv__ratelimit_free(rl);
+}
+
+static void strset_expires_and_refuses_when_full(void **state) {
+    hv__strset_t *s = hv__strset_new(4);
+    (void)state;
+    assert_int_equal(hv__strset_add(s, "a", 100, 0), HV_OK);
+    assert_int_equal(hv__strset_add(s, "b", 100, 0), HV_OK);
+    assert_int_equal(hv__strset_add(s, "c", 10, 0), HV_OK);
+    assert_int_equal(hv__strset_add(s, "d", 100, 0), HV_OK);
+    assert_true(hv__strset_has(s, "a", 50));
+    assert_true(hv__strset_has(s, "c", 10));
+    assert_false(hv__strset_has(s, "c", 11));
+    assert_false(hv__strset_has(s, "zz", 0));
+    assert_int_equal(hv__strset_add(s, "e", 100, 0), HV_ETOOBIG);   /* full, nothing expired */
+    assert_int_equal(hv__strset_add(s, "e", 100, 50), HV_OK);       /* c expired: its slot is reused */
+    assert_true(hv__strset_has(s, "e", 50));
+    assert_true(hv__strset_has(s, "a", 50));
+    assert_int_equal(hv__strset_add(s, "a", 200, 50), HV_OK);       /* extends */
+    assert_true(hv__strset_has(s, "a", 150));
+    hv__strset_free(s);
+}
+
+int run_ratelimit_tests(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(bucket_allows_burst_then_refills),
+        cmocka_unit_test(retry_after_rounds_up_for_slow_rates),
+        cmocka_unit_test(table_stays_bounded_with_many_keys),
+        cmocka_unit_test(strset_expires_and_refuses_when_full),
+    };
+    return cmocka_run_group_tests_name("auth/ratelimit", tests, NULL, NULL);
+}
