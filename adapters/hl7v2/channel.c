@@ -84,13 +84,19 @@ static int msend_check(struct json_object *conf, hv_error_t *err) {
         } else if (strcmp(k, "port") == 0) {
             if (int_key(v, 1, 65535)) continue;
             hv_error_set(err, HV_ECONFIG, k, "\"port\" must be an integer from 1 to 65535");
+        } else if (strcmp(k, "tls") == 0 || strcmp(k, "tls_insecure") == 0) {
+            if (json_object_is_type(v, json_type_boolean)) continue;
+            hv_error_set(err, HV_ECONFIG, k, "\"%s\" must be true or false", k);
+        } else if (strcmp(k, "tls_ca_file") == 0) {
+            if (json_object_is_type(v, json_type_string)) continue;
+            hv_error_set(err, HV_ECONFIG, k, "\"tls_ca_file\" is the path of a PEM file");
         } else if (strcmp(k, "ack_timeout_ms") == 0 || strcmp(k, "connect_timeout_ms") == 0) {
             if (int_key(v, 1, 3600000)) continue;
             hv_error_set(err, HV_ECONFIG, k, "\"%s\" must be an integer from 1 to 3600000", k);
         } else {
             hv_error_set(err, HV_ECONFIG, k,
                          "unknown key \"%s\" in an mllp-send destination (known: host, port, "
-                         "ack_timeout_ms, connect_timeout_ms)",
+                         "ack_timeout_ms, connect_timeout_ms, tls, tls_ca_file, tls_insecure)",
                          k);
         }
         return HV_ECONFIG;
@@ -119,9 +125,13 @@ static int msend_open(hv_engine_t *e, const char *channel, struct json_object *c
         o.ack_timeout_ms = (uint64_t)json_object_get_int64(v);
     if (json_object_object_get_ex(conf, "connect_timeout_ms", &v))
         o.connect_timeout_ms = (uint64_t)json_object_get_int64(v);
-    rc = hv_mllp_sender_new(hv_engine_loop(e), &o, &s->sender);
+    if (json_object_object_get_ex(conf, "tls", &v)) o.tls = json_object_get_boolean(v);
+    if (json_object_object_get_ex(conf, "tls_insecure", &v)) o.tls_insecure = json_object_get_boolean(v);
+    o.tls_ca_file = hv_json_get_str(conf, "tls_ca_file");
+    rc = hv_mllp_sender_new(hv_engine_loop(e), &o, &s->sender, err);
     if (rc != HV_OK) {
-        hv_error_set(err, rc, NULL, "mllp-send: cannot create the sender: %s", hv_strerror(rc));
+        if (err != NULL && err->message[0] == '\0')
+            hv_error_set(err, rc, NULL, "mllp-send: cannot create the sender: %s", hv_strerror(rc));
         hv_free(s);
         return rc;
     }
