@@ -16,7 +16,10 @@ const hv_module_t *const hv_modules[] = {
     &hv_auth_module, /* first: its guard must be in place before other modules take requests */
     &hv_fhir_module,
     &hv_fhirpath_module,
+    &hv_fhir_channels_module,
     &hv_terminology_module,
     &hv_hl7v2_module,
+    &hv_hl7v2_channels_module,
+    &hv_channels_module, /* after the modules that register sources, steps, destinations */
     NULL,
 };

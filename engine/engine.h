@@ -649,6 +649,183 @@ int hv_engine_stopping(hv_engine_t *e);
 void hv_engine_report_error(hv_engine_t *e, const char *source, const char *code,
                             const char *message, const char *trace_id);
 
+/* ------------------------------------------------------------------------- */
+/* Channels: registries of sources, steps, destinations, path providers      */
+/* ------------------------------------------------------------------------- */
+
+/*
+ * The channel runtime (engine/channel*.c) runs the channel files of the
+ * `channels` directory: source → message store → filter → steps → one durable
+ * queue per destination. It knows no module: a module that provides a source,
+ * a step, a destination or a path syntax for filters registers a vtable from
+ * its init (the channel runtime starts after every module's init), nginx-style.
+ * Names are the `type` values of channel files. Registering a name twice
+ * replaces the earlier entry. Tables are borrowed and must outlive the engine.
+ *
+ * `check` functions validate the type's own keys of a channel-file object
+ * (the common keys — type, name, queue, when — are checked by the runtime);
+ * on an error they set err->location to the offending key relative to that
+ * object ("url", "headers/Accept") so that the loader can point at its line
+ * and column, and fill err->message.
+ */
+typedef struct hv_channel hv_channel_t;
+
+/* A message on its way through a channel. content lives in arena (or is borrowed). */
+typedef struct hv_channel_msg {
+    int64_t id;               /* the engine's message id (X-Message-Id) */
+    const char *channel;      /* channel id */
+    const char *content;
+    size_t len;
+    const char *content_type; /* as received; "" when unknown */
+    uint64_t received_at;     /* ms since the epoch */
+    hv_arena_t *arena;        /* for steps' output; NULL in destinations' send */
+} hv_channel_msg_t;
+
+/* The outcome of one delivery attempt. */
+enum hv_channel_result {
+    HV_CHANNEL_DELIVERED = 0, /* done: the message leaves the queue */
+    HV_CHANNEL_RETRY = 1,     /* transient: try again after the backoff */
+    HV_CHANNEL_ERROR = 2      /* permanent: dead-letter at once */
+};
+/* detail: a short reason without message content ("HTTP 503", "connect refused"). */
+typedef void (*hv_channel_sent_cb)(void *token, int result, const char *detail);
+
+typedef struct hv_channel_dest {
+    const char *name;
+    int (*check)(struct json_object *conf, hv_error_t *err);
+    /* Builds the destination's state from its (checked) object. Loop thread. */
+    int (*open)(hv_engine_t *e, const char *channel, struct json_object *conf, void **state,
+                hv_error_t *err);
+    /*
+     * Starts one delivery; done runs exactly once on the loop thread, never
+     * from inside send. A send that returns an error never calls done.
+     * m and its strings are valid only during the call: copy what you keep.
+     */
+    int (*send)(void *state, const hv_channel_msg_t *m, hv_channel_sent_cb done, void *token);
+    /* Cancels deliveries in flight (their done runs with HV_CHANNEL_RETRY, "closed")
+     * before it returns, then frees the state. */
+    void (*close)(void *state);
+} hv_channel_dest_t;
+
+typedef struct hv_channel_step {
+    const char *name;
+    int (*check)(struct json_object *conf, hv_error_t *err);
+    int (*init)(hv_engine_t *e, struct json_object *conf, void **state, hv_error_t *err);
+    /* Transforms m in place: new content comes from m->arena. An error (with err
+     * filled) marks the message errored with the step's name. Loop thread. */
+    int (*run)(void *state, hv_channel_msg_t *m, hv_error_t *err);
+    void (*free)(void *state);
+} hv_channel_step_t;
+
+typedef struct hv_channel_source {
+    const char *name;
+    int (*check)(struct json_object *conf, hv_error_t *err);
+    /* Starts taking messages for ch (listen, poll, subscribe) and hands each to
+     * hv_channel_receive. */
+    int (*start)(hv_channel_t *ch, struct json_object *conf, void **state, hv_error_t *err);
+    void (*stop)(void *state);
+} hv_channel_source_t;
+
+/*
+ * A path syntax for filter rules: "hl7v2" (`{"path": "MSH-9.1", "in": [...]}`)
+ * or "fhirpath" (`{"fhirpath": "Observation.status = 'final'"}`). get returns
+ * the value(s) at path as text from m->arena: HV_OK with *out, HV_ENOTFOUND
+ * when absent, HV_EPROTO when the content is not of that syntax. For FHIRPath,
+ * *out is "true" when the expression's result is the single boolean true.
+ */
+typedef struct hv_channel_path_provider {
+    const char *syntax;
+    int (*check)(const char *path, hv_error_t *err);
+    int (*get)(const hv_channel_msg_t *m, const char *path, char **out);
+} hv_channel_path_provider_t;
+
+int hv_channel_register_source(hv_engine_t *e, const hv_channel_source_t *s);
+int hv_channel_register_step(hv_engine_t *e, const hv_channel_step_t *s);
+int hv_channel_register_dest(hv_engine_t *e, const hv_channel_dest_t *d);
+int hv_channel_register_paths(hv_engine_t *e, const hv_channel_path_provider_t *p);
+
+/* Called by a source for each message: stores it (durably, before cb), then runs
+ * filter, steps and queues it for the destinations. cb (loop thread) receives
+ * HV_OK and the message id once stored, or an error (HV_EBUSY: back off). */
+typedef void (*hv_channel_stored_cb)(int status, int64_t id, void *ud);
+int hv_channel_receive(hv_channel_t *ch, const char *content, size_t len,
+                       const char *content_type, hv_channel_stored_cb cb, void *ud);
+const char *hv_channel_id(const hv_channel_t *ch);
+hv_engine_t *hv_channel_engine(hv_channel_t *ch);
+
+/*
+ * A module whose name ends in "-channels" (hl7v2-channels, fhir-channels) only
+ * registers channel providers in its init and opens nothing: CLI commands such
+ * as `channel validate` and `channel test` call its init to know those types.
+ */
+
+/* The channel runtime as a module (listed in modules.c after the modules that register). */
+extern const hv_module_t hv_channels_module;
+
+/* ------------------------------------------------------------------------- */
+/* Event bus                                                                 */
+/* ------------------------------------------------------------------------- */
+
+/*
+ * In-process publish/subscribe with a durable outbox (engine/event.c, run by the
+ * channels module). An event is a type ("patient.created") and a JSON payload.
+ * hv_event_publish stores the event first (its done callback runs after the
+ * commit), then hands it to every subscriber whose pattern matches; the event is
+ * marked delivered once every subscriber has acknowledged it. Events not yet
+ * delivered when the engine stops or crashes are delivered again at the next
+ * start (at-least-once: a subscriber keys on the event id to drop repeats).
+ * A channel takes events with the `event` source; the `event` destination publishes.
+ *
+ * To emit an event inside a module's own database transaction, so that it is
+ * delivered if and only if the transaction commits: apply
+ * hv_event_outbox_migrate to that database, call hv_event_outbox_add from a
+ * storage job, and hv_event_outbox_drain(e, storage) from that job's done
+ * callback (and once at start): the rows move to the bus and then leave the outbox.
+ */
+#define HV_EVENT_PATIENT_CREATED "patient.created"
+#define HV_EVENT_PATIENT_UPDATED "patient.updated"
+#define HV_EVENT_EHR_SYNC_COMPLETED "ehr.sync.completed"
+#define HV_EVENT_ANALYSIS_REQUESTED "analysis.requested"
+#define HV_EVENT_ANALYSIS_COMPLETED "analysis.completed"
+#define HV_EVENT_DOCUMENT_UPLOADED "document.uploaded"
+#define HV_EVENT_DOCUMENT_PROCESSED "document.processed"
+
+typedef struct hv_event {
+    int64_t id;
+    const char *type;
+    const char *payload; /* JSON text */
+    size_t len;
+    uint64_t created_at;
+} hv_event_t;
+
+typedef struct hv_event_sub hv_event_sub_t;
+/* Acknowledges one delivery (status HV_OK, or an error: the event is offered again later). */
+typedef void (*hv_event_ack_cb)(void *token, int status);
+/* A subscriber: ev is valid during the call; ack exactly once, now or later (loop thread). */
+typedef void (*hv_event_cb)(void *ud, const hv_event_t *ev, hv_event_ack_cb ack, void *token);
+typedef void (*hv_event_published_cb)(int status, int64_t id, void *ud);
+
+/* pattern: an exact type, or a prefix ending in ".*" ("patient.*"), or "*". */
+int hv_event_subscribe(hv_engine_t *e, const char *pattern, hv_event_cb fn, void *ud,
+                       hv_event_sub_t **out);
+void hv_event_unsubscribe(hv_engine_t *e, hv_event_sub_t *sub);
+/* Stores and then delivers an event; done (may be NULL) after the commit. HV_ENOTSUP
+ * when the bus is not running in this process (the channels module is not enabled). */
+int hv_event_publish(hv_engine_t *e, const char *type, const char *payload, size_t len,
+                     hv_event_published_cb done, void *ud);
+/* Creates the table hv_outbox in a module's database (SQLite or PostgreSQL). */
+int hv_event_outbox_migrate(hv_db_t *db, hv_error_t *err);
+int hv_event_outbox_add(hv_db_t *db, const char *type, const char *payload, size_t len);
+int hv_event_outbox_drain(hv_engine_t *e, hv_storage_t *storage);
+
+/* ------------------------------------------------------------------------- */
+/* Reload                                                                    */
+/* ------------------------------------------------------------------------- */
+
+/* Called on the loop thread on SIGHUP. A module re-reads what it can reload. */
+typedef void (*hv_reload_cb)(hv_engine_t *e, void *ud);
+int hv_reload_register(hv_engine_t *e, hv_reload_cb fn, void *ud);
+
 #ifdef __cplusplus
 }
 #endif

@@ -96,6 +96,24 @@ typedef struct hv__health_check {
     void *ud;
 } hv__health_check_t;
 
+/* ---- channel registries (filled by modules' init, read by engine/channel*.c) ---- */
+
+typedef struct hv__chan_registry {
+    const hv_channel_source_t *sources[32];
+    size_t nsources;
+    const hv_channel_step_t *steps[64];
+    size_t nsteps;
+    const hv_channel_dest_t *dests[32];
+    size_t ndests;
+    const hv_channel_path_provider_t *paths[8];
+    size_t npaths;
+} hv__chan_registry_t;
+
+typedef struct hv__reload_hook {
+    hv_reload_cb fn;
+    void *ud;
+} hv__reload_hook_t;
+
 /* ---- the engine ---- */
 
 struct hv_engine {
@@ -130,6 +148,9 @@ struct hv_engine {
     long channel_files;
     hv_counter_t *errors_total;
     void *monitor; /* monitor.c's state */
+    hv__chan_registry_t chan_reg;
+    hv__reload_hook_t reload[16];
+    size_t nreload;
     hv_http_guard_cb guard; /* the authentication module's request guard, or NULL */
     void *guard_ud;
 };

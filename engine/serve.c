@@ -151,7 +151,9 @@ static void begin_shutdown(hv_engine_t *e, const char *why) {
 static void on_signal(uv_signal_t *s, int signum) {
     hv_engine_t *e = s->data;
     if (signum == SIGHUP) {
+        size_t i;
         hv_log(HV_LOG_INFO, "engine.reload", "SIGHUP received");
+        for (i = 0; i < e->nreload && !e->stopping; i++) e->reload[i].fn(e, e->reload[i].ud);
         return;
     }
     if (e->stopping) {

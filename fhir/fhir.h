@@ -427,6 +427,9 @@ int hv_fhir_store_on_change(hv_engine_t *e, hv_fhir_change_cb cb, void *ud);
 
 /* The module (fhir/module.c): settings fhir.*, commands `fhir validate`, `fhir convert`. */
 extern const hv_module_t hv_fhir_module;
+/* Registers the "fhirpath" filter syntax and the `validate` step with the channel
+ * runtime (fhir/channel.c); listed in modules.c before hv_channels_module. */
+extern const hv_module_t hv_fhir_channels_module;
 
 #ifdef __cplusplus
 }

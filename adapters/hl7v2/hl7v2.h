@@ -393,6 +393,9 @@ void hv_mllp_sender_free(hv_mllp_sender_t *s);
 /* ------------------------------------------------------------------------- */
 
 extern const hv_module_t hv_hl7v2_module;
+/* Registers the mllp source, mllp-send destination and hl7v2 filter paths with the
+ * channel runtime (channel.c); listed in modules.c before hv_channels_module. */
+extern const hv_module_t hv_hl7v2_channels_module;
 
 #ifdef __cplusplus
 }

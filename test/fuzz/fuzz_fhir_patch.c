@@ -80,11 +80,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             char m3[400];
             json_object_object_foreach(a, key, val)
             {
-                struct json_object *t = json_object_new_object(), *v = NULL;
+                struct json_object *t, *v = NULL;
                 char path[600];
                 size_t k = 1;
                 if (strlen(key) > 250)
                     continue; /* the escaped pointer would not fit */
+                t = json_object_new_object();
                 path[0] = '/';
                 for (const char *p = key; *p != '\0' && k + 3 < sizeof(path); p++) {
                     if (*p == '~' || *p == '/') {

@@ -10,5 +10,6 @@ int main(void) {
     failed += run_router_tests();
     failed += run_db_tests();
     failed += run_storage_tests();
+    failed += run_channel_conf_tests();
     return failed;
 }

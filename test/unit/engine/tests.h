@@ -17,5 +17,6 @@ int run_json_tests(void);
 int run_router_tests(void);
 int run_db_tests(void);
 int run_storage_tests(void);
+int run_channel_conf_tests(void);
 
 #endif

@@ -1,0 +1,1335 @@
+/*
+ * channel.c — the channel runtime: registries, deployment of channel files, the
+ * message store and one durable queue per destination.
+ *
+ * A message flows: source → hv_channel_receive → filter and steps (loop thread,
+ * in the message's arena) → one storage job that inserts the message and one
+ * queue row per destination whose `when` holds, in the same transaction → the
+ * source is answered (after the commit) → each destination's worker delivers
+ * its queue in id order.
+ *
+ * Store (database "channels": <data>/channels.db, or schema channels):
+ *
+ *   chan_messages  id, channel, received_at (ms), content_type, content (raw, NULL when
+ *                  storage.content is "metadata"), transformed (after the steps, NULL
+ *                  when the steps changed nothing), size, status (queued | filtered |
+ *                  errored | sent), error, filtered_by (the rule that dropped it)
+ *   chan_queue     id, channel, dest, message_id, state (queued | sent | dead |
+ *                  discarded), attempts, next_at (ms: not before), last_error, updated_at
+ *   chan_fts       FTS5 over chan_messages.content (SQLite only), for ?text=
+ *
+ * Worker of one destination (ordered: one message in flight): it reads the oldest
+ * `queued` rows of its queue in batches, waits until the head's next_at (and the
+ * circuit breaker) allow, sends it, and records the outcome in a storage job
+ * before moving on: delivered → sent; retry → attempts+1, next_at = now + backoff
+ * (exponential with jitter), dead after max_attempts; error → dead at once. The
+ * head is not passed until its outcome is committed, so the order survives
+ * retries, restarts and kill -9. A delivery that succeeded but whose commit was
+ * lost to a crash is sent again after the restart with the same X-Message-Id
+ * (at-least-once on the wire; exactly once for a receiver that keys on it).
+ *
+ * Redeploying a channel starts the new version's workers only once the old
+ * version's have finished what they had in flight, so two workers never send
+ * the same queue.
+ */
+#include "config.h"
+#include "engine/channel_int.h"
+#include "engine/channel_rt.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* ------------------------------------------------------------------------- */
+/* Registries                                                                */
+/* ------------------------------------------------------------------------- */
+
+#define REG_ADD(arr, n, item, field)                                                        \
+    do {                                                                                    \
+        size_t i_;                                                                          \
+        for (i_ = 0; i_ < (n); i_++)                                                        \
+            if (strcmp((arr)[i_]->field, (item)->field) == 0) {                             \
+                (arr)[i_] = (item);                                                         \
+                return HV_OK;                                                               \
+            }                                                                               \
+        if ((n) >= HV_ARRAY_LEN(arr)) return HV_ETOOBIG;                                    \
+        (arr)[(n)++] = (item);                                                              \
+        return HV_OK;                                                                       \
+    } while (0)
+
+int hv_channel_register_source(hv_engine_t *e, const hv_channel_source_t *s) {
+    if (e == NULL || s == NULL || s->name == NULL) return HV_EINVAL;
+    REG_ADD(e->chan_reg.sources, e->chan_reg.nsources, s, name);
+}
+int hv_channel_register_step(hv_engine_t *e, const hv_channel_step_t *s) {
+    if (e == NULL || s == NULL || s->name == NULL || s->run == NULL) return HV_EINVAL;
+    REG_ADD(e->chan_reg.steps, e->chan_reg.nsteps, s, name);
+}
+int hv_channel_register_dest(hv_engine_t *e, const hv_channel_dest_t *d) {
+    if (e == NULL || d == NULL || d->name == NULL || d->send == NULL) return HV_EINVAL;
+    REG_ADD(e->chan_reg.dests, e->chan_reg.ndests, d, name);
+}
+int hv_channel_register_paths(hv_engine_t *e, const hv_channel_path_provider_t *p) {
+    if (e == NULL || p == NULL || p->syntax == NULL || p->get == NULL) return HV_EINVAL;
+    REG_ADD(e->chan_reg.paths, e->chan_reg.npaths, p, syntax);
+}
+
+int hv_reload_register(hv_engine_t *e, hv_reload_cb fn, void *ud) {
+    if (e == NULL || fn == NULL) return HV_EINVAL;
+    if (e->nreload >= HV_ARRAY_LEN(e->reload)) return HV_ETOOBIG;
+    e->reload[e->nreload].fn = fn;
+    e->reload[e->nreload].ud = ud;
+    e->nreload++;
+    return HV_OK;
+}
+
+const hv_channel_source_t *hv__chan_find_source(const hv__chan_registry_t *r, const char *name) {
+    size_t i;
+    for (i = 0; i < r->nsources; i++)
+        if (strcmp(r->sources[i]->name, name) == 0) return r->sources[i];
+    return NULL;
+}
+const hv_channel_step_t *hv__chan_find_step(const hv__chan_registry_t *r, const char *name) {
+    size_t i;
+    for (i = 0; i < r->nsteps; i++)
+        if (strcmp(r->steps[i]->name, name) == 0) return r->steps[i];
+    return NULL;
+}
+const hv_channel_dest_t *hv__chan_find_dest(const hv__chan_registry_t *r, const char *name) {
+    size_t i;
+    for (i = 0; i < r->ndests; i++)
+        if (strcmp(r->dests[i]->name, name) == 0) return r->dests[i];
+    return NULL;
+}
+
+/* The built-ins of engine/, registered before any module's init. */
+void hv__chan_register_builtins(hv_engine_t *e) {
+    hv_channel_register_source(e, &hv__source_http);
+    hv_channel_register_source(e, &hv__source_timer);
+    hv_channel_register_dest(e, &hv__dest_http_send);
+    hv_channel_register_dest(e, &hv__dest_file_write);
+    hv_channel_register_dest(e, &hv__dest_channel);
+    hv_channel_register_source(e, &hv__source_event);
+    hv_channel_register_dest(e, &hv__dest_event);
+    hv__chan_register_builtin_steps(e);
+}
+
+/* ------------------------------------------------------------------------- */
+/* Store                                                                     */
+/* ------------------------------------------------------------------------- */
+
+static const char *const migrations_sqlite[] = {
+    "CREATE TABLE chan_messages ("
+    " id INTEGER PRIMARY KEY,"
+    " channel TEXT NOT NULL,"
+    " received_at INTEGER NOT NULL,"
+    " content_type TEXT NOT NULL,"
+    " content BLOB,"
+    " transformed BLOB,"
+    " size INTEGER NOT NULL,"
+    " status TEXT NOT NULL,"
+    " error TEXT,"
+    " filtered_by TEXT);"
+    "CREATE INDEX chan_messages_channel ON chan_messages (channel, id);"
+    "CREATE INDEX chan_messages_status ON chan_messages (channel, status, id);"
+    "CREATE TABLE chan_queue ("
+    " id INTEGER PRIMARY KEY,"
+    " channel TEXT NOT NULL,"
+    " dest TEXT NOT NULL,"
+    " message_id INTEGER NOT NULL,"
+    " state TEXT NOT NULL,"
+    " attempts INTEGER NOT NULL DEFAULT 0,"
+    " next_at INTEGER NOT NULL DEFAULT 0,"
+    " last_error TEXT,"
+    " updated_at INTEGER NOT NULL);"
+    "CREATE INDEX chan_queue_pending ON chan_queue (channel, dest, state, id);"
+    "CREATE INDEX chan_queue_message ON chan_queue (message_id);"
+    "CREATE VIRTUAL TABLE chan_fts USING fts5(content, content='chan_messages', content_rowid='id');",
+    "CREATE TABLE chan_events (id INTEGER PRIMARY KEY, type TEXT NOT NULL, payload BLOB NOT NULL,"
+    " created_at INTEGER NOT NULL, delivered INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX chan_events_pending ON chan_events (delivered, id);",
+    "ALTER TABLE chan_queue ADD COLUMN lane INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX chan_queue_lane ON chan_queue (channel, dest, lane, state, id);",
+    NULL,
+};
+
+static const char *const migrations_pg[] = {
+    "CREATE TABLE chan_messages ("
+    " id BIGSERIAL PRIMARY KEY,"
+    " channel TEXT NOT NULL,"
+    " received_at BIGINT NOT NULL,"
+    " content_type TEXT NOT NULL,"
+    " content BYTEA,"
+    " transformed BYTEA,"
+    " size BIGINT NOT NULL,"
+    " status TEXT NOT NULL,"
+    " error TEXT,"
+    " filtered_by TEXT);"
+    "CREATE INDEX chan_messages_channel ON chan_messages (channel, id);"
+    "CREATE INDEX chan_messages_status ON chan_messages (channel, status, id);"
+    "CREATE TABLE chan_queue ("
+    " id BIGSERIAL PRIMARY KEY,"
+    " channel TEXT NOT NULL,"
+    " dest TEXT NOT NULL,"
+    " message_id BIGINT NOT NULL,"
+    " state TEXT NOT NULL,"
+    " attempts INTEGER NOT NULL DEFAULT 0,"
+    " next_at BIGINT NOT NULL DEFAULT 0,"
+    " last_error TEXT,"
+    " updated_at BIGINT NOT NULL);"
+    "CREATE INDEX chan_queue_pending ON chan_queue (channel, dest, state, id);"
+    "CREATE INDEX chan_queue_message ON chan_queue (message_id);",
+    "CREATE TABLE chan_events (id BIGSERIAL PRIMARY KEY, type TEXT NOT NULL, payload BYTEA NOT NULL,"
+    " created_at BIGINT NOT NULL, delivered INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX chan_events_pending ON chan_events (delivered, id);",
+    "ALTER TABLE chan_queue ADD COLUMN lane INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX chan_queue_lane ON chan_queue (channel, dest, lane, state, id);",
+    NULL,
+};
+
+static int bind_str(hv_db_stmt_t *st, int i, const char *s) {
+    if (s == NULL) return hv_db_bind_null(st, i);
+    return hv_db_bind_text(st, i, s, strlen(s));
+}
+
+/* Storage thread: inserts (or, for a reprocess, updates) the message and its queue rows. */
+static int ingest_job(hv_db_t *db, void *arg) {
+    hv__ingest_t *in = arg;
+    hv__chan_t *ch = in->ch;
+    hv_db_stmt_t *st = NULL;
+    uint64_t now = hv_now_ms();
+    size_t i;
+    int rc;
+    if (in->reprocess_id > 0) {
+        rc = hv_db_prepare(db,
+                           "UPDATE chan_messages SET status = $2, error = $3, filtered_by = $4,"
+                           " transformed = $5 WHERE id = $1",
+                           &st);
+        if (rc != HV_OK) return rc;
+        hv_db_bind_int64(st, 1, in->reprocess_id);
+    } else {
+        rc = hv_db_prepare(db,
+                           "INSERT INTO chan_messages (status, error, filtered_by, transformed,"
+                           " channel, received_at, content_type, content, size)"
+                           " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+                           &st);
+        if (rc != HV_OK) return rc;
+    }
+    {
+        int b = in->reprocess_id > 0 ? 2 : 1;
+        bind_str(st, b, in->status);
+        bind_str(st, b + 1, in->error);
+        bind_str(st, b + 2, in->filtered_by);
+        if (in->transformed) hv_db_bind_blob(st, b + 3, in->out, in->out_len);
+        else hv_db_bind_null(st, b + 3);
+    }
+    if (in->reprocess_id <= 0) {
+        hv_db_bind_text(st, 5, ch->conf->id, strlen(ch->conf->id));
+        hv_db_bind_int64(st, 6, (int64_t)in->msg.received_at);
+        bind_str(st, 7, in->msg.content_type);
+        if (ch->conf->keep == HV__KEEP_ALL) hv_db_bind_blob(st, 8, in->raw, in->raw_len);
+        else hv_db_bind_null(st, 8);
+        hv_db_bind_int64(st, 9, (int64_t)in->raw_len);
+    }
+    rc = hv_db_step(st);
+    if (in->reprocess_id > 0) {
+        in->id = in->reprocess_id;
+        rc = rc < 0 ? rc : HV_OK;
+    } else if (rc == HV_DB_ROW) {
+        in->id = hv_db_column_int64(st, 0);
+        rc = HV_OK;
+    } else if (rc == HV_OK) {
+        rc = HV_EDB;
+    }
+    hv_db_done(st);
+    if (rc != HV_OK) return rc;
+    if (in->reprocess_id <= 0 && ch->rt->fts && ch->conf->keep == HV__KEEP_ALL) {
+        rc = hv_db_prepare(db, "INSERT INTO chan_fts (rowid, content) VALUES ($1, $2)", &st);
+        if (rc != HV_OK) return rc;
+        hv_db_bind_int64(st, 1, in->id);
+        hv_db_bind_text(st, 2, in->raw, in->raw_len);
+        rc = hv_db_step(st);
+        hv_db_done(st);
+        if (rc < 0) return rc;
+    }
+    for (i = 0; i < ch->conf->ndests; i++) {
+        if (!in->dest_on[i]) continue;
+        rc = hv_db_prepare(db,
+                           "INSERT INTO chan_queue (channel, dest, message_id, state, updated_at,"
+                           " lane) VALUES ($1, $2, $3, 'queued', $4, $5)",
+                           &st);
+        if (rc != HV_OK) return rc;
+        hv_db_bind_text(st, 1, ch->conf->id, strlen(ch->conf->id));
+        hv_db_bind_text(st, 2, ch->conf->dests[i].name, strlen(ch->conf->dests[i].name));
+        hv_db_bind_int64(st, 3, in->id);
+        hv_db_bind_int64(st, 4, (int64_t)now);
+        hv_db_bind_int64(st, 5, in->dest_lane[i]);
+        rc = hv_db_step(st);
+        hv_db_done(st);
+        if (rc < 0) return rc;
+    }
+    return HV_OK;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Channel lifetime                                                          */
+/* ------------------------------------------------------------------------- */
+
+static void worker_kick(hv__worker_t *w);
+static void worker_close(hv__worker_t *w);
+
+void hv__chan_ref(hv__chan_t *ch) { ch->refs++; }
+
+static void chan_destroy(hv__chan_t *ch) {
+    size_t i;
+    hv__chan_t *succ = ch->successor;
+    int succ_ref = ch->successor_ref;
+    for (i = 0; i < ch->nsteps; i++)
+        if (ch->steps[i].impl != NULL && ch->steps[i].impl->free != NULL)
+            ch->steps[i].impl->free(ch->steps[i].state);
+    hv_free(ch->steps);
+    hv_free(ch->workers);
+    hv__chan_conf_free(ch->conf);
+    hv_free(ch);
+    if (succ != NULL) {
+        succ->held = 0;
+        if (!succ->retired)
+            for (i = 0; i < succ->nworkers; i++) worker_kick(succ->workers[i]);
+        if (succ_ref) hv__chan_unref(succ);
+    }
+}
+
+void hv__chan_unref(hv__chan_t *ch) {
+    if (--ch->refs == 0) chan_destroy(ch);
+}
+
+/* Stops the source and the workers; the channel is freed when the last reference goes. */
+static void chan_retire(hv__chan_t *ch) {
+    size_t i;
+    if (ch->retired) return;
+    ch->retired = 1;
+    if (ch->src != NULL && ch->src->stop != NULL && ch->src_state != NULL) ch->src->stop(ch->src_state);
+    ch->src_state = NULL;
+    for (i = 0; i < ch->nworkers; i++) worker_close(ch->workers[i]);
+    hv__chan_unref(ch); /* the runtime's own reference */
+}
+
+/* ------------------------------------------------------------------------- */
+/* Receiving                                                                 */
+/* ------------------------------------------------------------------------- */
+
+static void ingest_free(hv__ingest_t *in) {
+    if (in == NULL) return;
+    hv_arena_free(in->arena);
+    hv_free(in);
+}
+
+static void ingest_done(int status, void *arg) {
+    hv__ingest_t *in = arg;
+    hv__chan_t *ch = in->ch;
+    size_t i;
+    if (status == HV_OK) {
+        if (in->reprocess_id <= 0) {
+            ch->received++;
+            hv_counter_add(ch->m_received, 1);
+        }
+        if (strcmp(in->status, "filtered") == 0) {
+            ch->filtered++;
+            hv_counter_add(ch->m_filtered, 1);
+        } else if (strcmp(in->status, "errored") == 0) {
+            ch->errored++;
+            hv_counter_add(ch->m_errored, 1);
+        }
+        hv__chan_t *live = ch;
+        while (live->retired && live->successor != NULL) live = live->successor;
+        if (live == ch && !ch->retired) {
+            for (i = 0; i < ch->nworkers; i++) {
+                hv__worker_t *w = ch->workers[i];
+                if (in->dest_on[w->dest_index] && in->dest_lane[w->dest_index] == w->lane)
+                    worker_kick(w);
+            }
+        } else if (!live->retired) {
+            hv__chan_wake(live);
+        }
+    }
+    if (in->cb != NULL) in->cb(status, status == HV_OK ? in->id : 0, in->ud);
+    hv__chan_unref(ch);
+    ingest_free(in);
+}
+
+/* Runs the filter and the steps on the loop thread; sets status and dest_on. */
+static void ingest_process(hv__ingest_t *in) {
+    hv__chan_t *ch = in->ch;
+    const char *rule = NULL;
+    size_t i;
+    in->status = "queued";
+    in->out = in->raw;
+    in->out_len = in->raw_len;
+    if (ch->conf->filter != NULL && !hv__filter_eval(&ch->rt->engine->chan_reg, ch->conf->filter,
+                                                      &in->msg, &rule)) {
+        in->status = "filtered";
+        in->filtered_by = hv_arena_strdup(in->arena, rule ? rule : "filter");
+        return;
+    }
+    for (i = 0; i < ch->nsteps; i++) {
+        hv_error_t err;
+        int rc;
+        hv_error_clear(&err);
+        rc = ch->steps[i].impl->run(ch->steps[i].state, &in->msg, &err);
+        if (rc != HV_OK) {
+            in->status = "errored";
+            in->error = hv_arena_sprintf(in->arena, "step %zu (%s): %s", i + 1,
+                                         ch->conf->steps[i].type,
+                                         err.message[0] ? err.message : hv_strerror(rc));
+            return;
+        }
+    }
+    if (in->msg.content != in->raw || in->msg.len != in->raw_len) {
+        in->transformed = 1;
+        in->out = in->msg.content;
+        in->out_len = in->msg.len;
+    }
+    for (i = 0; i < ch->conf->ndests; i++) {
+        const hv__dest_conf_t *d = &ch->conf->dests[i];
+        const hv__filter_t *w = d->when;
+        in->dest_on[i] = w == NULL || hv__filter_eval(&ch->rt->engine->chan_reg, w, &in->msg, &rule);
+        in->dest_lane[i] = 0;
+        if (d->queue.workers > 1) {
+            /* The lane: by the ordering key's hash (one key's messages stay in order), or
+             * round robin when there is none. A message without the key goes to lane 0. */
+            const char *key = NULL;
+            if (d->queue.ordering_key == NULL) {
+                in->dest_lane[i] = (int64_t)(ch->next_lane++ % (uint64_t)d->queue.workers);
+            } else if (hv__filter_value(&ch->rt->engine->chan_reg, d->queue.ordering_key, &in->msg,
+                                        &key) == HV_OK && key != NULL) {
+                uint64_t h = 1469598103934665603ull;
+                for (; *key; key++) {
+                    h ^= (unsigned char)*key;
+                    h *= 1099511628211ull;
+                }
+                in->dest_lane[i] = (int64_t)(h % (uint64_t)d->queue.workers);
+            }
+        }
+    }
+    if (ch->conf->ndests == 0) in->status = "sent";
+}
+
+int hv__chan_ingest(hv__chan_t *ch, const char *content, size_t len, const char *content_type,
+                    int64_t reprocess_id, uint64_t received_at, hv_channel_stored_cb cb,
+                    void *ud) {
+    hv__ingest_t *in = NULL;
+    int rc;
+    if (ch->retired) return HV_ECLOSED;
+    in = hv_calloc(1, sizeof(*in));
+    if (in == NULL) return HV_ENOMEM;
+    in->arena = hv_arena_new(0);
+    if (in->arena == NULL) {
+        hv_free(in);
+        return HV_ENOMEM;
+    }
+    in->ch = ch;
+    in->raw = hv_arena_alloc(in->arena, len + 1);
+    if (in->raw == NULL) {
+        ingest_free(in);
+        return HV_ENOMEM;
+    }
+    memcpy(in->raw, content, len);
+    in->raw[len] = '\0';
+    in->raw_len = len;
+    in->reprocess_id = reprocess_id;
+    in->cb = cb;
+    in->ud = ud;
+    in->msg.channel = ch->conf->id;
+    in->msg.content = in->raw;
+    in->msg.len = len;
+    in->msg.content_type = hv_arena_strdup(in->arena, content_type ? content_type : "");
+    in->msg.received_at = received_at ? received_at : hv_now_ms();
+    in->msg.arena = in->arena;
+    in->msg.id = reprocess_id;
+    ingest_process(in);
+    hv__chan_ref(ch);
+    rc = hv_storage_submit(ch->rt->storage, ingest_job, ingest_done, in);
+    if (rc != HV_OK) {
+        hv__chan_unref(ch);
+        ingest_free(in);
+        return rc;
+    }
+    return HV_OK;
+}
+
+int hv_channel_receive(hv_channel_t *ch, const char *content, size_t len,
+                       const char *content_type, hv_channel_stored_cb cb, void *ud) {
+    if (ch == NULL || (content == NULL && len > 0)) return HV_EINVAL;
+    if (ch->state != HV__CHAN_STARTED) return HV_ECLOSED;
+    return hv__chan_ingest(ch, content ? content : "", len, content_type, 0, 0, cb, ud);
+}
+
+const char *hv_channel_id(const hv_channel_t *ch) { return ch->conf->id; }
+hv_engine_t *hv_channel_engine(hv_channel_t *ch) { return ch->rt->engine; }
+
+/* ------------------------------------------------------------------------- */
+/* Destination workers                                                       */
+/* ------------------------------------------------------------------------- */
+
+static void worker_unref(hv__worker_t *w);
+
+static void on_worker_timer_closed(uv_handle_t *h) {
+    hv__worker_t *w = h->data;
+    w->timer_open = 0;
+    worker_unref(w);
+}
+
+static void items_clear(hv__worker_t *w) {
+    size_t i;
+    for (i = 0; i < w->nitems; i++) {
+        hv_free(w->items[i].content);
+        hv_free(w->items[i].content_type);
+    }
+    w->nitems = w->head = 0;
+}
+
+static void worker_unref(hv__worker_t *w) {
+    hv__chan_t *ch;
+    if (--w->refs > 0) return;
+    ch = w->ch;
+    items_clear(w);
+    hv_free(w->items);
+    if (w->impl != NULL && w->impl->close != NULL && w->state != NULL) w->impl->close(w->state);
+    hv_free(w);
+    hv__chan_unref(ch);
+}
+
+static void worker_close(hv__worker_t *w) {
+    if (w->closing) return;
+    w->closing = 1;
+    uv_timer_stop(&w->timer);
+    uv_close((uv_handle_t *)&w->timer, on_worker_timer_closed);
+    /* A delivery in flight is cancelled (its callback runs now, with w closing), so
+     * that undeploying or stopping never waits for a peer's timeout. */
+    if (w->sending && w->impl->close != NULL && w->state != NULL) {
+        void *st = w->state;
+        w->state = NULL;
+        w->impl->close(st);
+    }
+}
+
+static int fetch_job(hv_db_t *db, void *arg) {
+    hv__worker_t *w = arg;
+    hv_db_stmt_t *st = NULL;
+    int rc;
+    rc = hv_db_prepare(db,
+                       "SELECT q.id, q.message_id, q.attempts, q.next_at, m.content_type,"
+                       " COALESCE(m.transformed, m.content), m.received_at"
+                       " FROM chan_queue q JOIN chan_messages m ON m.id = q.message_id"
+                       " WHERE q.channel = $1 AND q.dest = $2 AND q.lane = $4 AND q.state = 'queued'"
+                       " ORDER BY q.id LIMIT $3",
+                       &st);
+    if (rc != HV_OK) return rc;
+    hv_db_bind_text(st, 1, w->ch->conf->id, strlen(w->ch->conf->id));
+    hv_db_bind_text(st, 2, w->conf->name, strlen(w->conf->name));
+    hv_db_bind_int64(st, 3, w->conf->queue.batch);
+    hv_db_bind_int64(st, 4, w->lane);
+    while ((rc = hv_db_step(st)) == HV_DB_ROW) {
+        hv__item_t *it = &w->items[w->nitems];
+        size_t n = 0, tn = 0;
+        const void *c = hv_db_column_blob(st, 5, &n);
+        const char *ct = hv_db_column_text(st, 4, &tn);
+        memset(it, 0, sizeof(*it));
+        it->qid = hv_db_column_int64(st, 0);
+        it->mid = hv_db_column_int64(st, 1);
+        it->attempts = hv_db_column_int64(st, 2);
+        it->next_at = (uint64_t)hv_db_column_int64(st, 3);
+        it->received_at = (uint64_t)hv_db_column_int64(st, 6);
+        it->content = hv_malloc(n + 1);
+        it->content_type = hv_strndup(ct ? ct : "", tn);
+        if (it->content == NULL || it->content_type == NULL) {
+            hv_free(it->content);
+            hv_free(it->content_type);
+            rc = HV_ENOMEM;
+            break;
+        }
+        if (n > 0) memcpy(it->content, c, n);
+        it->content[n] = '\0';
+        it->len = n;
+        w->nitems++;
+    }
+    hv_db_done(st);
+    return rc < 0 ? rc : HV_OK;
+}
+
+static void on_worker_timer(uv_timer_t *t) {
+    hv__worker_t *w = t->data;
+    worker_kick(w);
+}
+
+static void fetch_done(int status, void *arg) {
+    hv__worker_t *w = arg;
+    w->busy = 0;
+    if (status != HV_OK) {
+        items_clear(w);
+        if (!w->closing) uv_timer_start(&w->timer, on_worker_timer, 1000, 0);
+    } else if (w->nitems == 0) {
+        w->idle = 1; /* nothing queued: woken by the next message */
+    } else {
+        w->idle = 0;
+    }
+    if (status == HV_OK && !w->closing && w->nitems > 0) worker_kick(w);
+    worker_unref(w);
+}
+
+static uint64_t backoff_ms(const hv__queue_conf_t *q, int64_t attempts) {
+    double d = (double)q->retry_interval_ms;
+    int64_t i;
+    uint32_t r = 0;
+    for (i = 1; i < attempts && d < (double)q->max_interval_ms; i++) d *= q->backoff;
+    if (d > (double)q->max_interval_ms) d = (double)q->max_interval_ms;
+    if (q->jitter_pct > 0) {
+        double j;
+        hv_random_fast(&r, sizeof(r));
+        j = ((double)r / 4294967295.0) * 2.0 - 1.0; /* -1 .. 1 */
+        d += d * j * q->jitter_pct / 100.0;
+    }
+    return d < 1.0 ? 1 : (uint64_t)d;
+}
+
+/*
+ * The outcome of one attempt, recorded by a storage job. A delivered or
+ * dead-lettered message lets the worker move on at once (the job commits with the
+ * next group): storage jobs run in submission order, so the next fetch already
+ * sees the row as done, and a crash before the commit only sends it again
+ * (at-least-once, in order). A retry holds the head until its next_at is durable.
+ */
+typedef struct outcome {
+    hv__worker_t *w;
+    int64_t qid, mid, attempts; /* attempts including this one */
+    const char *state;          /* sent | dead | queued */
+    uint64_t next_at;
+    char error[256];
+} outcome_t;
+
+static int outcome_job(hv_db_t *db, void *arg) {
+    outcome_t *o = arg;
+    hv_db_stmt_t *st = NULL;
+    int rc;
+    rc = hv_db_prepare(db,
+                       "UPDATE chan_queue SET state = $2, attempts = $3, next_at = $4,"
+                       " last_error = $5, updated_at = $6 WHERE id = $1 AND state = 'queued'",
+                       &st);
+    if (rc != HV_OK) return rc;
+    hv_db_bind_int64(st, 1, o->qid);
+    bind_str(st, 2, o->state);
+    hv_db_bind_int64(st, 3, o->attempts);
+    hv_db_bind_int64(st, 4, (int64_t)o->next_at);
+    bind_str(st, 5, o->error[0] ? o->error : NULL);
+    hv_db_bind_int64(st, 6, (int64_t)hv_now_ms());
+    rc = hv_db_step(st);
+    hv_db_done(st);
+    if (rc < 0) return rc;
+    /* The message's status follows its queues: sent when none is left queued. */
+    if (strcmp(o->state, "queued") != 0) {
+        rc = hv_db_prepare(db,
+                           "UPDATE chan_messages SET status = CASE WHEN EXISTS (SELECT 1 FROM"
+                           " chan_queue WHERE message_id = $1 AND state = 'dead') THEN 'errored'"
+                           " ELSE 'sent' END WHERE id = $1 AND status = 'queued' AND NOT EXISTS"
+                           " (SELECT 1 FROM chan_queue WHERE message_id = $1 AND state = 'queued')",
+                           &st);
+        if (rc != HV_OK) return rc;
+        hv_db_bind_int64(st, 1, o->mid);
+        rc = hv_db_step(st);
+        hv_db_done(st);
+        if (rc < 0) return rc;
+    }
+    return HV_OK;
+}
+
+/* A delivered or dead outcome: the worker has moved on already. */
+static void outcome_done_final(int status, void *arg) {
+    outcome_t *o = arg;
+    hv__worker_t *w = o->w;
+    if (status != HV_OK) {
+        hv_logrec_t *r = hv_log_begin(HV_LOG_ERROR, "channel.outcome.lost");
+        hv_log_str(r, "channel", w->ch->conf->id);
+        hv_log_str(r, "destination", w->conf->name);
+        hv_log_int(r, "message", o->mid);
+        hv_log_str(r, "error", hv_strerror(status));
+        hv_log_end(r);
+    }
+    hv_free(o);
+    worker_unref(w);
+}
+
+/* A retry: the head waits for this commit, then for next_at. */
+static void outcome_done_retry(int status, void *arg) {
+    outcome_t *o = arg;
+    hv__worker_t *w = o->w;
+    hv__item_t *it = &w->items[w->head];
+    w->busy = 0;
+    if (status == HV_OK) {
+        it->attempts = o->attempts;
+        it->next_at = o->next_at;
+    } else {
+        it->next_at = hv_now_ms() + 1000; /* not recorded: the same attempt again later */
+    }
+    hv_free(o);
+    if (!w->closing) worker_kick(w);
+    worker_unref(w);
+}
+
+static void on_sent(void *token, int result, const char *detail) {
+    hv__worker_t *w = token;
+    hv__item_t *it = &w->items[w->head];
+    uint64_t now = hv_now_ms();
+    outcome_t *o;
+    int rc, final;
+    w->sending = 0;
+    if (w->closing) {
+        w->busy = 0;
+        worker_unref(w);
+        return;
+    }
+    o = hv_calloc(1, sizeof(*o));
+    if (o == NULL) {
+        w->busy = 0;
+        it->next_at = now + 1000;
+        uv_timer_start(&w->timer, on_worker_timer, 1000, 0);
+        worker_unref(w);
+        return;
+    }
+    o->w = w;
+    o->qid = it->qid;
+    o->mid = it->mid;
+    o->attempts = it->attempts + 1;
+    if (detail != NULL) snprintf(o->error, sizeof(o->error), "%s", detail);
+    if (result == HV_CHANNEL_DELIVERED) {
+        o->state = "sent";
+        w->failures = 0;
+        w->breaker_until = 0;
+    } else {
+        w->attempt_failures++;
+        hv_counter_add(w->m_failed, 1);
+        w->failures++;
+        if (w->conf->queue.breaker_threshold > 0 && w->failures >= w->conf->queue.breaker_threshold) {
+            w->breaker_until = now + w->conf->queue.breaker_open_ms;
+            if (w->failures == w->conf->queue.breaker_threshold) {
+                hv_logrec_t *r = hv_log_begin(HV_LOG_WARN, "channel.breaker.open");
+                hv_log_str(r, "channel", w->ch->conf->id);
+                hv_log_str(r, "destination", w->conf->name);
+                hv_log_int(r, "failures", w->failures);
+                hv_log_end(r);
+            }
+        }
+        if (result == HV_CHANNEL_ERROR || o->attempts >= w->conf->queue.max_attempts) {
+            o->state = "dead";
+        } else {
+            o->state = "queued";
+            o->next_at = now + backoff_ms(&w->conf->queue, o->attempts);
+        }
+    }
+    final = strcmp(o->state, "queued") != 0;
+    rc = hv_storage_submit(w->ch->rt->storage, outcome_job,
+                           final ? outcome_done_final : outcome_done_retry, o);
+    if (rc != HV_OK) {
+        /* Not recorded: the same message goes again after a pause (nothing is lost). */
+        hv_free(o);
+        w->busy = 0;
+        it->next_at = now + 1000;
+        uv_timer_start(&w->timer, on_worker_timer, 1000, 0);
+        worker_unref(w);
+        return;
+    }
+    if (!final) return; /* busy until outcome_done_retry; the send's reference goes with it */
+    /* The send's reference now belongs to the outcome job; move past the item. */
+    w->refs++;
+    worker_unref(w);
+    if (strcmp(o->state, "sent") == 0) {
+        w->sent++;
+        hv_counter_add(w->m_sent, 1);
+    } else {
+        w->dead++;
+        hv_counter_add(w->m_dead, 1);
+    }
+    hv_free(it->content);
+    hv_free(it->content_type);
+    it->content = it->content_type = NULL;
+    w->head++;
+    if (w->head == w->nitems) w->nitems = w->head = 0;
+    w->busy = 0;
+    worker_kick(w);
+}
+
+static void worker_kick(hv__worker_t *w) {
+    uint64_t now, at;
+    hv__item_t *it;
+    int rc;
+    /* A paused channel's source is off but its queues keep delivering. */
+    if (w->busy || w->closing || w->paused || w->ch->held || w->ch->state == HV__CHAN_STOPPED)
+        return;
+    if (w->head >= w->nitems) {
+        items_clear(w);
+        w->busy = 1;
+        w->refs++;
+        rc = hv_storage_submit(w->ch->rt->storage, fetch_job, fetch_done, w);
+        if (rc != HV_OK) {
+            w->busy = 0;
+            w->refs--;
+            uv_timer_start(&w->timer, on_worker_timer, 200, 0);
+        }
+        return;
+    }
+    it = &w->items[w->head];
+    now = hv_now_ms();
+    at = it->next_at > w->breaker_until ? it->next_at : w->breaker_until;
+    if (at > now) {
+        uv_timer_start(&w->timer, on_worker_timer, at - now, 0);
+        return;
+    }
+    {
+        hv_channel_msg_t m;
+        memset(&m, 0, sizeof(m));
+        m.id = it->mid;
+        m.channel = w->ch->conf->id;
+        m.content = it->content;
+        m.len = it->len;
+        m.content_type = it->content_type;
+        m.received_at = it->received_at;
+        w->busy = 1;
+        w->sending = 1;
+        w->refs++;
+        rc = w->impl->send(w->state, &m, on_sent, w);
+        if (rc != HV_OK) {
+            char d[96];
+            w->refs--;
+            w->busy = 0;
+            w->sending = 0;
+            snprintf(d, sizeof(d), "send failed: %s", hv_strerror(rc));
+            /* Treated as a failed attempt, recorded like any other. */
+            w->busy = 1;
+            w->sending = 1;
+            w->refs++;
+            on_sent(w, HV_CHANNEL_RETRY, d);
+        }
+    }
+}
+
+static int worker_new(hv__chan_t *ch, size_t i, int64_t lane, hv_error_t *err,
+                      hv__worker_t **out) {
+    hv__worker_t *w = hv_calloc(1, sizeof(*w));
+    hv__dest_conf_t *d = &ch->conf->dests[i];
+    int rc;
+    if (w == NULL) return HV_ENOMEM;
+    w->items = hv_calloc((size_t)d->queue.batch, sizeof(*w->items));
+    if (w->items == NULL) {
+        hv_free(w);
+        return HV_ENOMEM;
+    }
+    w->ch = ch;
+    w->conf = d;
+    w->dest_index = i;
+    w->lane = lane;
+    w->impl = hv__chan_find_dest(&ch->rt->engine->chan_reg, d->type);
+    if (w->impl == NULL) {
+        hv_error_set(err, HV_ECONFIG, ch->conf->path, "destination type %s is not available",
+                     d->type);
+        hv_free(w->items);
+        hv_free(w);
+        return HV_ECONFIG;
+    }
+    if (w->impl->open != NULL) {
+        rc = w->impl->open(ch->rt->engine, ch->conf->id, d->conf, &w->state, err);
+        if (rc != HV_OK) {
+            hv_free(w->items);
+            hv_free(w);
+            return rc;
+        }
+    }
+    {
+        hv_metrics_t *mx = hv_engine_metrics(ch->rt->engine);
+        char labels[256];
+        snprintf(labels, sizeof(labels), "channel=\"%s\",destination=\"%s\"", ch->conf->id,
+                 d->name);
+        w->m_sent = hv_metrics_counter(mx, "hv_channel_delivered_total",
+                                       "messages delivered by a channel destination", labels);
+        w->m_dead = hv_metrics_counter(mx, "hv_channel_dead_lettered_total",
+                                       "messages dead-lettered by a channel destination", labels);
+        w->m_failed = hv_metrics_counter(mx, "hv_channel_failed_attempts_total",
+                                         "failed delivery attempts of a channel destination",
+                                         labels);
+    }
+    uv_timer_init(hv_engine_loop(ch->rt->engine), &w->timer);
+    w->timer.data = w;
+    w->timer_open = 1;
+    w->refs = 1; /* released by the timer's close callback */
+    hv__chan_ref(ch);
+    *out = w;
+    return HV_OK;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Deployment                                                                */
+/* ------------------------------------------------------------------------- */
+
+hv__chan_t *hv__chan_find(hv__chans_t *rt, const char *id) {
+    size_t i;
+    for (i = 0; i < rt->nchans; i++)
+        if (strcmp(rt->chans[i]->conf->id, id) == 0) return rt->chans[i];
+    return NULL;
+}
+
+/* Follows `channel` destinations from `from`; true when `target` is reachable. */
+static int reaches(hv__chans_t *rt, const hv__chan_conf_t *from, const char *target, int depth) {
+    size_t i;
+    if (depth > 64) return 1;
+    for (i = 0; i < from->ndests; i++) {
+        const char *to;
+        hv__chan_t *next;
+        if (strcmp(from->dests[i].type, "channel") != 0) continue;
+        to = hv_json_get_str(from->dests[i].conf, "channel");
+        if (to == NULL) continue;
+        if (strcmp(to, target) == 0) return 1;
+        next = hv__chan_find(rt, to);
+        if (next != NULL && strcmp(next->conf->id, target) != 0 &&
+            reaches(rt, next->conf, target, depth + 1))
+            return 1;
+    }
+    return 0;
+}
+
+/*
+ * Deploys a parsed configuration (taken): builds its steps, source and workers;
+ * replaces a running channel of the same id (whose workers finish first). On
+ * failure the running version stays and err says why.
+ */
+int hv__chan_deploy(hv__chans_t *rt, hv__chan_conf_t *conf, hv_error_t *err) {
+    hv__chan_t *ch = NULL, *old = hv__chan_find(rt, conf->id);
+    size_t i;
+    int rc = HV_OK;
+
+    if (reaches(rt, conf, conf->id, 0)) {
+        hv_error_set(err, HV_ECONFIG, conf->path,
+                     "channel destinations form a cycle back to \"%s\"", conf->id);
+        hv__chan_conf_free(conf);
+        return HV_ECONFIG;
+    }
+    ch = hv_calloc(1, sizeof(*ch));
+    if (ch == NULL) {
+        hv__chan_conf_free(conf);
+        return HV_ENOMEM;
+    }
+    ch->rt = rt;
+    ch->conf = conf;
+    ch->refs = 1;
+    ch->state = conf->enabled ? HV__CHAN_STARTED : HV__CHAN_STOPPED;
+    {
+        hv_metrics_t *mx = hv_engine_metrics(rt->engine);
+        char labels[128];
+        snprintf(labels, sizeof(labels), "channel=\"%s\"", conf->id);
+        ch->m_received = hv_metrics_counter(mx, "hv_channel_received_total",
+                                            "messages a channel received and stored", labels);
+        ch->m_filtered = hv_metrics_counter(mx, "hv_channel_filtered_total",
+                                            "messages a channel's filter dropped", labels);
+        ch->m_errored = hv_metrics_counter(mx, "hv_channel_errored_total",
+                                           "messages a channel's steps failed on", labels);
+    }
+    ch->steps = hv_calloc(conf->nsteps ? conf->nsteps : 1, sizeof(*ch->steps));
+    {
+        size_t total = 0;
+        for (i = 0; i < conf->ndests; i++) total += (size_t)conf->dests[i].queue.workers;
+        ch->workers = hv_calloc(total ? total : 1, sizeof(*ch->workers));
+    }
+    if (ch->steps == NULL || ch->workers == NULL) {
+        rc = HV_ENOMEM;
+        goto fail;
+    }
+    for (i = 0; i < conf->nsteps; i++) {
+        ch->steps[i].impl = hv__chan_find_step(&rt->engine->chan_reg, conf->steps[i].type);
+        if (ch->steps[i].impl == NULL) {
+            hv_error_set(err, HV_ECONFIG, conf->path, "step %s is not available",
+                         conf->steps[i].type);
+            rc = HV_ECONFIG;
+            goto fail;
+        }
+        ch->nsteps = i + 1;
+        if (ch->steps[i].impl->init != NULL) {
+            rc = ch->steps[i].impl->init(rt->engine, conf->steps[i].conf, &ch->steps[i].state, err);
+            if (rc != HV_OK) {
+                ch->steps[i].impl = NULL;
+                goto fail;
+            }
+        }
+    }
+    for (i = 0; i < conf->ndests; i++) {
+        int64_t lane;
+        for (lane = 0; lane < conf->dests[i].queue.workers; lane++) {
+            rc = worker_new(ch, i, lane, err, &ch->workers[ch->nworkers]);
+            if (rc != HV_OK) goto fail;
+            ch->nworkers++;
+        }
+    }
+    ch->src = hv__chan_find_source(&rt->engine->chan_reg, conf->source_type);
+    if (ch->src == NULL) {
+        hv_error_set(err, HV_ECONFIG, conf->path, "source %s is not available", conf->source_type);
+        rc = HV_ECONFIG;
+        goto fail;
+    }
+    if (old != NULL) {
+        /* The new version takes the old one's place; its workers wait for the old ones. */
+        ch->held = 1;
+        if (old->src != NULL && old->src->stop != NULL && old->src_state != NULL)
+            old->src->stop(old->src_state);
+        old->src_state = NULL;
+    }
+    if (ch->state == HV__CHAN_STARTED && ch->src->start != NULL) {
+        rc = ch->src->start(ch, conf->source, &ch->src_state, err);
+        if (rc != HV_OK) {
+            if (old != NULL && old->src != NULL && old->src->start != NULL && !old->retired)
+                old->src->start(old, old->conf->source, &old->src_state, NULL);
+            goto fail;
+        }
+    }
+    if (old != NULL) {
+        for (i = 0; i < rt->nchans; i++)
+            if (rt->chans[i] == old) rt->chans[i] = ch;
+        old->successor = ch;
+        hv__chan_ref(ch); /* held by old until it is freed */
+        old->successor_ref = 1;
+        chan_retire(old);
+    } else {
+        hv__chan_t **nc = hv_realloc(rt->chans, (rt->nchans + 1) * sizeof(*nc));
+        if (nc == NULL) {
+            rc = HV_ENOMEM;
+            goto fail;
+        }
+        rt->chans = nc;
+        rt->chans[rt->nchans++] = ch;
+    }
+    for (i = 0; i < ch->nworkers; i++) worker_kick(ch->workers[i]);
+    {
+        hv_logrec_t *r = hv_log_begin(HV_LOG_INFO, "channel.deployed");
+        hv_log_str(r, "channel", conf->id);
+        hv_log_str(r, "source", conf->source_type);
+        hv_log_int(r, "destinations", (int64_t)conf->ndests);
+        hv_log_str(r, "state", ch->state == HV__CHAN_STARTED ? "started" : "stopped");
+        hv_log_end(r);
+    }
+    return HV_OK;
+fail:
+    if (ch->src_state != NULL && ch->src != NULL && ch->src->stop != NULL) ch->src->stop(ch->src_state);
+    ch->src_state = NULL;
+    if (err != NULL && err->location[0] == '\0')
+        snprintf(err->location, sizeof(err->location), "%s", conf->path);
+    ch->retired = 1;
+    for (i = 0; i < ch->nworkers; i++) worker_close(ch->workers[i]);
+    hv__chan_unref(ch);
+    return rc;
+}
+
+void hv__chan_undeploy(hv__chans_t *rt, hv__chan_t *ch) {
+    size_t i;
+    for (i = 0; i < rt->nchans; i++) {
+        if (rt->chans[i] != ch) continue;
+        rt->chans[i] = rt->chans[--rt->nchans];
+        break;
+    }
+    chan_retire(ch);
+}
+
+void hv__chan_set_state(hv__chan_t *ch, int state) {
+    size_t i;
+    int was = ch->state;
+    if (was == state) return;
+    ch->state = state;
+    /* started: source and queues; paused: queues only; stopped: neither. */
+    if (state != HV__CHAN_STARTED && ch->src_state != NULL && ch->src->stop != NULL) {
+        ch->src->stop(ch->src_state);
+        ch->src_state = NULL;
+    }
+    if (state == HV__CHAN_STARTED && ch->src->start != NULL && ch->src_state == NULL) {
+        hv_error_t err;
+        hv_error_clear(&err);
+        if (ch->src->start(ch, ch->conf->source, &ch->src_state, &err) != HV_OK) {
+            hv_logrec_t *r = hv_log_begin(HV_LOG_ERROR, "channel.source.failed");
+            hv_log_str(r, "channel", ch->conf->id);
+            hv_log_str(r, "error", err.message);
+            hv_log_end(r);
+        }
+    }
+    if (state != HV__CHAN_STOPPED)
+        for (i = 0; i < ch->nworkers; i++) worker_kick(ch->workers[i]);
+}
+
+void hv__worker_set_paused(hv__worker_t *w, int paused) {
+    w->paused = paused;
+    if (!paused) {
+        w->breaker_until = 0;
+        worker_kick(w);
+    }
+}
+
+/* Re-reads the queue of every worker of ch (after a requeue or reprocess). */
+void hv__chan_wake(hv__chan_t *ch) {
+    size_t i;
+    for (i = 0; i < ch->nworkers; i++) {
+        hv__worker_t *w = ch->workers[i];
+        if (!w->busy && w->head >= w->nitems) worker_kick(w);
+        else if (!w->busy) worker_kick(w);
+    }
+}
+
+static int ends_with(const char *s, const char *suf) {
+    size_t n = strlen(s), m = strlen(suf);
+    return n >= m && strcmp(s + n - m, suf) == 0;
+}
+
+static void log_refused(hv__chans_t *rt, const hv_error_t *err) {
+    char msg[1024];
+    hv_logrec_t *r = hv_log_begin(HV_LOG_ERROR, "channel.refused");
+    hv_error_format(err, msg, sizeof(msg));
+    hv_log_str(r, "error", msg);
+    hv_log_end(r);
+    snprintf(rt->last_error, sizeof(rt->last_error), "%s", msg);
+}
+
+/*
+ * Loads every *.json of the directory: new files are deployed, changed ones
+ * redeployed, removed ones undeployed; a file that does not load is refused and
+ * the running version of its channel stays. Returns the number refused.
+ */
+int hv__chans_reload(hv__chans_t *rt) {
+    DIR *d = opendir(rt->dir);
+    struct dirent *de;
+    char **seen = NULL;
+    size_t nseen = 0, i, j;
+    int refused = 0;
+    if (d == NULL) return 0;
+    while ((de = readdir(d)) != NULL) {
+        char path[4096];
+        hv__chan_conf_t *conf = NULL;
+        hv__chan_t *cur;
+        hv_error_t err;
+        char **ns;
+        if (de->d_name[0] == '.' || !ends_with(de->d_name, ".json")) continue;
+        snprintf(path, sizeof(path), "%s/%s", rt->dir, de->d_name);
+        hv_error_clear(&err);
+        if (hv__chan_conf_load(path, &rt->engine->chan_reg, &conf, &err) != HV_OK) {
+            log_refused(rt, &err);
+            refused++;
+            /* The channel of a refused file keeps running: remember it by path. */
+            for (i = 0; i < rt->nchans; i++) {
+                if (strcmp(rt->chans[i]->conf->path, path) != 0) continue;
+                ns = hv_realloc(seen, (nseen + 1) * sizeof(*ns));
+                if (ns != NULL) {
+                    seen = ns;
+                    seen[nseen++] = hv_strdup(rt->chans[i]->conf->id);
+                }
+            }
+            continue;
+        }
+        for (j = 0; j < nseen; j++) {
+            if (seen[j] != NULL && strcmp(seen[j], conf->id) == 0) break;
+        }
+        if (j < nseen) {
+            hv_error_set(&err, HV_ECONFIG, path, "channel id \"%s\" is used by another file",
+                         conf->id);
+            log_refused(rt, &err);
+            hv__chan_conf_free(conf);
+            refused++;
+            continue;
+        }
+        ns = hv_realloc(seen, (nseen + 1) * sizeof(*ns));
+        if (ns == NULL) {
+            hv__chan_conf_free(conf);
+            continue;
+        }
+        seen = ns;
+        seen[nseen++] = hv_strdup(conf->id);
+        cur = hv__chan_find(rt, conf->id);
+        if (cur != NULL && strcmp(cur->conf->text_hash, conf->text_hash) == 0 &&
+            strcmp(cur->conf->path, conf->path) == 0) {
+            hv__chan_conf_free(conf); /* unchanged */
+            continue;
+        }
+        if (hv__chan_deploy(rt, conf, &err) != HV_OK) {
+            log_refused(rt, &err);
+            refused++;
+        }
+    }
+    closedir(d);
+    /* Channels whose file is gone are undeployed. */
+    for (i = rt->nchans; i-- > 0;) {
+        hv__chan_t *ch = rt->chans[i];
+        int found = 0;
+        for (j = 0; j < nseen; j++)
+            if (seen[j] != NULL && strcmp(seen[j], ch->conf->id) == 0) found = 1;
+        if (!found && ch->conf->path[0] != '\0') hv__chan_undeploy(rt, ch);
+    }
+    for (j = 0; j < nseen; j++) hv_free(seen[j]);
+    hv_free(seen);
+    return refused;
+}
+
+/* ------------------------------------------------------------------------- */
+/* The module                                                                */
+/* ------------------------------------------------------------------------- */
+
+static const hv_setting_t settings[] = {
+    {"channels.store_queue", NULL, HV_SET_INT, "65536", NULL,
+     "channel store jobs waiting before sources are answered busy"},
+    {"channels.store_batch", NULL, HV_SET_INT, "1024", NULL, "most channel store jobs per commit"},
+    {"channels.synchronous", NULL, HV_SET_ENUM, "FULL", "FULL|NORMAL|OFF",
+     "durability of the channel store (FULL: on disk before a source answers)"},
+    {"channels.watch", NULL, HV_SET_BOOL, "true", NULL,
+     "reload channel files when the channels directory changes"},
+    {"channels.prune_interval", NULL, HV_SET_DURATION, "1h", NULL,
+     "how often messages older than their channel's retention are pruned"},
+    {NULL, NULL, 0, NULL, NULL, NULL},
+};
+
+static void on_reload(hv_engine_t *e, void *ud) {
+    hv__chans_t *rt = ud;
+    int refused;
+    (void)e;
+    refused = hv__chans_reload(rt);
+    hv_log(HV_LOG_INFO, "channel.reloaded", "%zu channels running, %d files refused", rt->nchans,
+           refused);
+}
+
+static void on_watch_debounced(uv_timer_t *t) {
+    hv__chans_t *rt = t->data;
+    on_reload(rt->engine, rt);
+}
+
+static void on_dir_change(uv_fs_event_t *h, const char *filename, int events, int status) {
+    hv__chans_t *rt = h->data;
+    (void)events;
+    if (status < 0 || filename == NULL || !ends_with(filename, ".json")) return;
+    uv_timer_start(&rt->watch_timer, on_watch_debounced, 200, 0);
+}
+
+/* auto_vacuum must be set before the first table exists, or be followed by a
+ * VACUUM (done once, when the store is new and small) — so that pruning can give
+ * pages back with PRAGMA incremental_vacuum. */
+static int set_incremental_vacuum(hv_db_t *db) {
+    hv_db_stmt_t *st = NULL;
+    int64_t mode = 0;
+    int rc = hv_db_prepare(db, "PRAGMA auto_vacuum", &st);
+    if (rc != HV_OK) return rc;
+    if (hv_db_step(st) == HV_DB_ROW) mode = hv_db_column_int64(st, 0);
+    hv_db_done(st);
+    if (mode == 2) return HV_OK;
+    rc = hv_db_exec(db, "PRAGMA auto_vacuum = INCREMENTAL");
+    if (rc == HV_OK) rc = hv_db_exec(db, "VACUUM");
+    return rc;
+}
+
+static int channels_init(hv_engine_t *e, void **state) {
+    hv__chans_t *rt = hv_calloc(1, sizeof(*rt));
+    hv_config_t *cfg = hv_engine_config(e);
+    hv_db_t *db = NULL;
+    hv_error_t err;
+    int rc;
+    if (rt == NULL) return HV_ENOMEM;
+    hv_error_clear(&err);
+    rt->engine = e;
+    rt->dir = hv_strdup(hv_config_str(cfg, "channels"));
+    if (rt->dir == NULL) {
+        rc = HV_ENOMEM;
+        goto fail;
+    }
+    hv__chan_register_builtins(e);
+    rc = hv_db_open(hv_engine_db_url(e), hv_engine_data_dir(e), "channels", &db, &err);
+    if (rc == HV_OK) rc = hv_db_set_synchronous(db, hv_config_str(cfg, "channels.synchronous"));
+    if (rc == HV_OK) {
+        rt->fts = hv_db_kind(db) == HV_DB_SQLITE;
+        rc = hv_db_migrate(db, "channels", rt->fts ? migrations_sqlite : migrations_pg, &err);
+    }
+    if (rc == HV_OK && rt->fts) rc = set_incremental_vacuum(db);
+    if (rc != HV_OK) {
+        hv_logrec_t *r = hv_log_begin(HV_LOG_ERROR, "channel.store.open_failed");
+        hv_log_str(r, "error", hv_strerror(rc));
+        hv_log_str(r, "detail", err.message[0] ? err.message : db ? hv_db_errmsg(db) : "");
+        hv_log_end(r);
+        hv_db_close(db);
+        goto fail;
+    }
+    rc = hv_storage_new(hv_engine_loop(e), db, (size_t)hv_config_int(cfg, "channels.store_queue"),
+                        (size_t)hv_config_int(cfg, "channels.store_batch"), &rt->storage);
+    if (rc != HV_OK) {
+        hv_db_close(db);
+        goto fail;
+    }
+    rc = hv__bus_new(rt);
+    if (rc != HV_OK) goto fail;
+    rc = hv__chan_routes_add(e, rt);
+    if (rc != HV_OK) goto fail;
+    rc = hv_reload_register(e, on_reload, rt);
+    if (rc != HV_OK) goto fail;
+    *state = rt;
+    return HV_OK;
+fail:
+    if (rt->storage != NULL) hv_storage_free(rt->storage);
+    hv__bus_free(rt);
+    hv_free(rt->dir);
+    hv_free(rt);
+    return rc;
+}
+
+static int channels_start(hv_engine_t *e, void *state) {
+    hv__chans_t *rt = state;
+    uv_loop_t *loop = hv_engine_loop(e);
+    int refused = hv__chans_reload(rt);
+    hv_log(HV_LOG_INFO, "channel.loaded", "%zu channels running, %d files refused", rt->nchans,
+           refused);
+    hv__bus_replay(rt); /* after the event sources have subscribed */
+    uv_timer_init(loop, &rt->watch_timer);
+    rt->watch_timer.data = rt;
+    rt->timers_open = 1;
+    uv_timer_init(loop, &rt->prune_timer);
+    rt->prune_timer.data = rt;
+    hv__chan_prune_start(rt);
+    if (hv_config_bool(hv_engine_config(e), "channels.watch")) {
+        uv_fs_event_init(loop, &rt->watch);
+        rt->watch.data = rt;
+        rt->watch_open = 1;
+        if (uv_fs_event_start(&rt->watch, on_dir_change, rt->dir, 0) != 0)
+            hv_log(HV_LOG_WARN, "channel.watch", "cannot watch the channels directory");
+    }
+    return HV_OK;
+}
+
+static void on_closed_noop(uv_handle_t *h) { (void)h; }
+
+static void channels_stop(hv_engine_t *e, void *state) {
+    hv__chans_t *rt = state;
+    (void)e;
+    if (rt->stopped) return;
+    rt->stopped = 1;
+    if (rt->watch_open) uv_close((uv_handle_t *)&rt->watch, on_closed_noop);
+    if (rt->timers_open) {
+        uv_close((uv_handle_t *)&rt->watch_timer, on_closed_noop);
+        uv_close((uv_handle_t *)&rt->prune_timer, on_closed_noop);
+    }
+    rt->watch_open = rt->timers_open = 0;
+    /* Workers first (they cancel what they have in flight), then libcurl's handles. */
+    while (rt->nchans > 0) hv__chan_undeploy(rt, rt->chans[rt->nchans - 1]);
+    hv__curl_cancel_all(e);
+}
+
+static void channels_free(hv_engine_t *e, void *state) {
+    hv__chans_t *rt = state;
+    if (rt == NULL) return;
+    channels_stop(e, rt);
+    if (rt->storage != NULL) hv_storage_free(rt->storage); /* runs the last done callbacks */
+    rt->storage = NULL;
+    hv__curl_free(e);
+    hv__bus_free(rt);
+    hv_free(rt->chans);
+    hv_free(rt->dir);
+    hv_free(rt);
+}
+
+const hv_module_t hv_channels_module = {
+    "channels", settings, hv__chan_commands, channels_init, channels_start, channels_stop,
+    channels_free,
+};

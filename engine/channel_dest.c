@@ -1,0 +1,575 @@
+/*
+ * channel_dest.c — built-in destinations `file-write` and `channel`, the `timer`
+ * source, filter evaluation and the built-in steps of engine/.
+ *
+ * file-write writes each message to <dir>/<channel>-<message id>.msg (or the
+ * "filename" pattern with ${channel} and ${id}) through the libuv thread pool:
+ * written to a temporary name, fsync'd, then renamed, so a reader never sees a
+ * half-written file and a message written twice (a retry after a crash) simply
+ * replaces the same file.
+ *
+ * channel hands the message to another channel as if its source had received it;
+ * it is delivered once the other channel has stored it. Cycles are refused at
+ * deployment (channel.c).
+ */
+#include "config.h"
+#include "engine/channel_rt.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+hv__chans_t *hv__chans_of(hv_engine_t *e) { return hv_engine_module_state(e, "channels"); }
+
+/* ------------------------------------------------------------------------- */
+/* file-write                                                                */
+/* ------------------------------------------------------------------------- */
+
+typedef struct file_write {
+    char *dir;
+    char *pattern;
+    char *channel;
+    int fsync;
+    uv_loop_t *loop;
+} file_write_t;
+
+typedef struct fw_job {
+    uv_work_t work;
+    char path[4096];
+    char tmp[4200];
+    char *data;
+    size_t len;
+    int fsync;
+    int err; /* errno, 0 on success */
+    hv_channel_sent_cb done;
+    void *token;
+} fw_job_t;
+
+static int fw_check(struct json_object *conf, hv_error_t *err) {
+    json_object_object_foreach(conf, k, v) {
+        if (strcmp(k, "dir") == 0 || strcmp(k, "filename") == 0) {
+            if (!json_object_is_type(v, json_type_string) || json_object_get_string_len(v) == 0) {
+                hv_error_set(err, HV_ECONFIG, k, "\"%s\" must be a non-empty string", k);
+                return HV_ECONFIG;
+            }
+            if (strcmp(k, "filename") == 0 && strchr(json_object_get_string(v), '/') != NULL) {
+                hv_error_set(err, HV_ECONFIG, k, "\"filename\" must not contain '/'");
+                return HV_ECONFIG;
+            }
+        } else if (strcmp(k, "fsync") == 0) {
+            if (!json_object_is_type(v, json_type_boolean)) {
+                hv_error_set(err, HV_ECONFIG, k, "\"fsync\" must be true or false");
+                return HV_ECONFIG;
+            }
+        } else {
+            hv_error_set(err, HV_ECONFIG, k,
+                         "unknown key \"%s\" in a file-write destination (known: dir, filename, "
+                         "fsync)",
+                         k);
+            return HV_ECONFIG;
+        }
+    }
+    if (hv_json_get_str(conf, "dir") == NULL) {
+        hv_error_set(err, HV_ECONFIG, NULL, "a file-write destination needs \"dir\"");
+        return HV_ECONFIG;
+    }
+    return HV_OK;
+}
+
+static void fw_close(void *state) {
+    file_write_t *f = state;
+    if (f == NULL) return;
+    hv_free(f->dir);
+    hv_free(f->pattern);
+    hv_free(f->channel);
+    hv_free(f);
+}
+
+static int fw_open(hv_engine_t *e, const char *channel, struct json_object *conf, void **state,
+                   hv_error_t *err) {
+    file_write_t *f = hv_calloc(1, sizeof(*f));
+    json_object *v = NULL;
+    const char *pat = hv_json_get_str(conf, "filename");
+    if (f == NULL) return HV_ENOMEM;
+    f->dir = hv_strdup(hv_json_get_str(conf, "dir"));
+    f->pattern = hv_strdup(pat ? pat : "${channel}-${id}.msg");
+    f->channel = hv_strdup(channel);
+    f->fsync = 1;
+    f->loop = hv_engine_loop(e);
+    if (json_object_object_get_ex(conf, "fsync", &v)) f->fsync = json_object_get_boolean(v);
+    if (f->dir == NULL || f->pattern == NULL || f->channel == NULL) {
+        fw_close(f);
+        hv_error_set(err, HV_ENOMEM, NULL, "out of memory");
+        return HV_ENOMEM;
+    }
+    if (mkdir(f->dir, 0700) != 0 && errno != EEXIST) {
+        hv_error_set(err, HV_EIO, NULL, "file-write: cannot create %s: %s", f->dir, strerror(errno));
+        fw_close(f);
+        return HV_EIO;
+    }
+    *state = f;
+    return HV_OK;
+}
+
+static void expand(const char *pat, const char *channel, int64_t id, char *out, size_t outlen) {
+    size_t n = 0;
+    while (*pat && n + 1 < outlen) {
+        if (strncmp(pat, "${channel}", 10) == 0) {
+            n += (size_t)snprintf(out + n, outlen - n, "%s", channel);
+            pat += 10;
+        } else if (strncmp(pat, "${id}", 5) == 0) {
+            n += (size_t)snprintf(out + n, outlen - n, "%lld", (long long)id);
+            pat += 5;
+        } else {
+            out[n++] = *pat++;
+        }
+        if (n >= outlen) n = outlen - 1;
+    }
+    out[n] = '\0';
+}
+
+/* Thread pool. */
+static void fw_work(uv_work_t *w) {
+    fw_job_t *j = w->data;
+    size_t off = 0;
+    int fd = open(j->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        j->err = errno;
+        return;
+    }
+    while (off < j->len) {
+        ssize_t n = write(fd, j->data + off, j->len - off);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            j->err = errno;
+            break;
+        }
+        off += (size_t)n;
+    }
+    if (j->err == 0 && j->fsync && fsync(fd) != 0) j->err = errno;
+    if (close(fd) != 0 && j->err == 0) j->err = errno;
+    if (j->err == 0 && rename(j->tmp, j->path) != 0) j->err = errno;
+    if (j->err != 0) unlink(j->tmp);
+}
+
+static void fw_after(uv_work_t *w, int status) {
+    fw_job_t *j = w->data;
+    char detail[128];
+    if (status != 0 && j->err == 0) j->err = EIO;
+    snprintf(detail, sizeof(detail), "%s", j->err ? strerror(j->err) : "written");
+    j->done(j->token, j->err ? HV_CHANNEL_RETRY : HV_CHANNEL_DELIVERED, detail);
+    hv_free(j->data);
+    hv_free(j);
+}
+
+static int fw_send(void *state, const hv_channel_msg_t *m, hv_channel_sent_cb done, void *token) {
+    file_write_t *f = state;
+    fw_job_t *j = hv_calloc(1, sizeof(*j));
+    char name[1024];
+    if (j == NULL) return HV_ENOMEM;
+    j->data = hv_malloc(m->len ? m->len : 1);
+    if (j->data == NULL) {
+        hv_free(j);
+        return HV_ENOMEM;
+    }
+    if (m->len) memcpy(j->data, m->content, m->len);
+    j->len = m->len;
+    j->fsync = f->fsync;
+    j->done = done;
+    j->token = token;
+    expand(f->pattern, f->channel, m->id, name, sizeof(name));
+    snprintf(j->path, sizeof(j->path), "%s/%s", f->dir, name);
+    snprintf(j->tmp, sizeof(j->tmp), "%s/.%s.tmp", f->dir, name);
+    j->work.data = j;
+    if (uv_queue_work(f->loop, &j->work, fw_work, fw_after) != 0) {
+        hv_free(j->data);
+        hv_free(j);
+        return HV_EIO;
+    }
+    return HV_OK;
+}
+
+const hv_channel_dest_t hv__dest_file_write = {"file-write", fw_check, fw_open, fw_send, fw_close};
+
+/* ------------------------------------------------------------------------- */
+/* channel                                                                   */
+/* ------------------------------------------------------------------------- */
+
+typedef struct chan_dest {
+    hv_engine_t *engine;
+    char *target;
+} chan_dest_t;
+
+typedef struct chan_send {
+    hv_channel_sent_cb done;
+    void *token;
+} chan_send_t;
+
+static int cd_check(struct json_object *conf, hv_error_t *err) {
+    json_object_object_foreach(conf, k, v) {
+        if (strcmp(k, "channel") == 0 && json_object_is_type(v, json_type_string)) continue;
+        hv_error_set(err, HV_ECONFIG, k,
+                     strcmp(k, "channel") == 0 ? "\"channel\" must be a channel id"
+                                               : "unknown key in a channel destination (known: "
+                                                 "channel)");
+        return HV_ECONFIG;
+    }
+    if (hv_json_get_str(conf, "channel") == NULL) {
+        hv_error_set(err, HV_ECONFIG, NULL, "a channel destination needs \"channel\"");
+        return HV_ECONFIG;
+    }
+    return HV_OK;
+}
+
+static int cd_open(hv_engine_t *e, const char *channel, struct json_object *conf, void **state,
+                   hv_error_t *err) {
+    chan_dest_t *c = hv_calloc(1, sizeof(*c));
+    (void)channel;
+    (void)err;
+    if (c == NULL) return HV_ENOMEM;
+    c->engine = e;
+    c->target = hv_strdup(hv_json_get_str(conf, "channel"));
+    if (c->target == NULL) {
+        hv_free(c);
+        return HV_ENOMEM;
+    }
+    *state = c;
+    return HV_OK;
+}
+
+static void cd_stored(int status, int64_t id, void *ud) {
+    chan_send_t *s = ud;
+    char detail[64];
+    if (status == HV_OK) snprintf(detail, sizeof(detail), "stored as %lld", (long long)id);
+    else snprintf(detail, sizeof(detail), "not stored: %s", hv_strerror(status));
+    s->done(s->token, status == HV_OK ? HV_CHANNEL_DELIVERED : HV_CHANNEL_RETRY, detail);
+    hv_free(s);
+}
+
+static int cd_send(void *state, const hv_channel_msg_t *m, hv_channel_sent_cb done, void *token) {
+    chan_dest_t *c = state;
+    hv__chans_t *rt = hv__chans_of(c->engine);
+    hv__chan_t *t = rt ? hv__chan_find(rt, c->target) : NULL;
+    chan_send_t *s;
+    int rc;
+    if (t == NULL || t->state == HV__CHAN_STOPPED) return HV_ENOTFOUND;
+    s = hv_calloc(1, sizeof(*s));
+    if (s == NULL) return HV_ENOMEM;
+    s->done = done;
+    s->token = token;
+    rc = hv__chan_ingest(t, m->content, m->len, m->content_type, 0, 0, cd_stored, s);
+    if (rc != HV_OK) hv_free(s);
+    return rc;
+}
+
+static void cd_close(void *state) {
+    chan_dest_t *c = state;
+    if (c == NULL) return;
+    hv_free(c->target);
+    hv_free(c);
+}
+
+const hv_channel_dest_t hv__dest_channel = {"channel", cd_check, cd_open, cd_send, cd_close};
+
+/* ------------------------------------------------------------------------- */
+/* timer source                                                              */
+/* ------------------------------------------------------------------------- */
+
+typedef struct timer_src {
+    uv_timer_t timer;
+    hv_channel_t *ch;
+    char *content;
+    char *content_type;
+} timer_src_t;
+
+static int timer_check(struct json_object *conf, hv_error_t *err) {
+    json_object_object_foreach(conf, k, v) {
+        if (strcmp(k, "interval_ms") == 0) {
+            if (!json_object_is_type(v, json_type_int) || json_object_get_int64(v) < 10) {
+                hv_error_set(err, HV_ECONFIG, k, "\"interval_ms\" must be an integer >= 10");
+                return HV_ECONFIG;
+            }
+        } else if (strcmp(k, "content") == 0 || strcmp(k, "content_type") == 0) {
+            if (!json_object_is_type(v, json_type_string)) {
+                hv_error_set(err, HV_ECONFIG, k, "\"%s\" must be a string", k);
+                return HV_ECONFIG;
+            }
+        } else {
+            hv_error_set(err, HV_ECONFIG, k,
+                         "unknown key \"%s\" in a timer source (known: interval_ms, content, "
+                         "content_type)",
+                         k);
+            return HV_ECONFIG;
+        }
+    }
+    if (!json_object_object_get_ex(conf, "interval_ms", NULL)) {
+        hv_error_set(err, HV_ECONFIG, NULL, "a timer source needs \"interval_ms\"");
+        return HV_ECONFIG;
+    }
+    return HV_OK;
+}
+
+static void on_tick(uv_timer_t *t) {
+    timer_src_t *s = t->data;
+    /* A refused message (store busy) is simply the next tick's. */
+    (void)hv_channel_receive(s->ch, s->content, strlen(s->content), s->content_type, NULL, NULL);
+}
+
+static int timer_start(hv_channel_t *ch, struct json_object *conf, void **state, hv_error_t *err) {
+    timer_src_t *s = hv_calloc(1, sizeof(*s));
+    json_object *v = NULL;
+    uint64_t ms = 1000;
+    const char *content = hv_json_get_str(conf, "content");
+    const char *ct = hv_json_get_str(conf, "content_type");
+    (void)err;
+    if (s == NULL) return HV_ENOMEM;
+    if (json_object_object_get_ex(conf, "interval_ms", &v)) ms = (uint64_t)json_object_get_int64(v);
+    s->ch = ch;
+    s->content = hv_strdup(content ? content : "");
+    s->content_type = hv_strdup(ct ? ct : "text/plain");
+    if (s->content == NULL || s->content_type == NULL) {
+        hv_free(s->content);
+        hv_free(s->content_type);
+        hv_free(s);
+        return HV_ENOMEM;
+    }
+    uv_timer_init(hv_engine_loop(hv_channel_engine(ch)), &s->timer);
+    s->timer.data = s;
+    uv_timer_start(&s->timer, on_tick, ms, ms);
+    *state = s;
+    return HV_OK;
+}
+
+static void on_timer_closed(uv_handle_t *h) {
+    timer_src_t *s = h->data;
+    hv_free(s->content);
+    hv_free(s->content_type);
+    hv_free(s);
+}
+
+static void timer_stop(void *state) {
+    timer_src_t *s = state;
+    uv_timer_stop(&s->timer);
+    uv_close((uv_handle_t *)&s->timer, on_timer_closed);
+}
+
+const hv_channel_source_t hv__source_timer = {"timer", timer_check, timer_start, timer_stop};
+
+/* ------------------------------------------------------------------------- */
+/* Filters                                                                   */
+/* ------------------------------------------------------------------------- */
+
+static const hv_channel_path_provider_t *find_paths(const hv__chan_registry_t *reg,
+                                                    const char *syntax) {
+    size_t i;
+    for (i = 0; i < reg->npaths; i++)
+        if (strcmp(reg->paths[i]->syntax, syntax) == 0) return reg->paths[i];
+    return NULL;
+}
+
+int hv__filter_value(const hv__chan_registry_t *reg, const hv__filter_t *f,
+                     const hv_channel_msg_t *m, const char **out) {
+    char *val = NULL;
+    int rc;
+    if (f->kind == HV__F_META) {
+        if (strcmp(f->path, "content_type") == 0) *out = m->content_type;
+        else if (strcmp(f->path, "channel") == 0) *out = m->channel;
+        else if (strcmp(f->path, "size") == 0 && m->arena != NULL)
+            *out = hv_arena_sprintf(m->arena, "%zu", m->len);
+        else return HV_ENOTFOUND;
+        return *out != NULL ? HV_OK : HV_ENOTFOUND;
+    } else {
+        const hv_channel_path_provider_t *p =
+            find_paths(reg, f->kind == HV__F_HL7 ? "hl7v2" : "fhirpath");
+        if (p == NULL) return HV_ENOTSUP;
+        rc = p->get(m, f->path, &val);
+        if (rc == HV_OK) *out = val;
+        return rc;
+    }
+}
+
+static int leaf_eval(const hv__chan_registry_t *reg, const hv__filter_t *f,
+                     const hv_channel_msg_t *m) {
+    const char *val = NULL;
+    char num[32];
+    int rc;
+    size_t i;
+    if (f->kind == HV__F_META && strcmp(f->path, "size") == 0) {
+        snprintf(num, sizeof(num), "%zu", m->len);
+        val = num;
+        rc = HV_OK;
+    } else {
+        rc = hv__filter_value(reg, f, m, &val);
+    }
+    if (f->kind == HV__F_FHIRPATH) return rc == HV_OK && val != NULL && strcmp(val, "true") == 0;
+    switch (f->op) {
+    case HV__OP_EXISTS: {
+        int present = rc == HV_OK && val != NULL && val[0] != '\0';
+        return f->nvalues > 0 ? !present : present;
+    }
+    case HV__OP_EQUALS: return rc == HV_OK && val != NULL && strcmp(val, f->values[0]) == 0;
+    case HV__OP_CONTAINS: return rc == HV_OK && val != NULL && strstr(val, f->values[0]) != NULL;
+    case HV__OP_IN:
+        if (rc != HV_OK || val == NULL) return 0;
+        for (i = 0; i < f->nvalues; i++)
+            if (strcmp(val, f->values[i]) == 0) return 1;
+        return 0;
+    }
+    return 0;
+}
+
+int hv__filter_eval(const hv__chan_registry_t *reg, const hv__filter_t *f,
+                    const hv_channel_msg_t *m, const char **rule) {
+    size_t i;
+    switch (f->kind) {
+    case HV__F_ALL:
+        for (i = 0; i < f->nkids; i++)
+            if (!hv__filter_eval(reg, f->kids[i], m, rule)) return 0;
+        return 1;
+    case HV__F_ANY:
+        for (i = 0; i < f->nkids; i++) {
+            const char *ignored = NULL;
+            if (hv__filter_eval(reg, f->kids[i], m, &ignored)) return 1;
+        }
+        *rule = f->name;
+        return 0;
+    case HV__F_NOT: {
+        const char *ignored = NULL;
+        if (!hv__filter_eval(reg, f->kids[0], m, &ignored)) return 1;
+        *rule = f->name;
+        return 0;
+    }
+    default:
+        if (leaf_eval(reg, f, m)) return 1;
+        *rule = f->name;
+        return 0;
+    }
+}
+
+/* ------------------------------------------------------------------------- */
+/* Built-in steps                                                            */
+/* ------------------------------------------------------------------------- */
+
+/*
+ * set: assigns one value in JSON content at a JSON Pointer (RFC 6901), creating
+ * the objects on the way: {"type": "set", "pointer": "/meta/source", "value": "lab"}.
+ * "content_type" sets the message's content type instead (or as well).
+ */
+typedef struct set_step {
+    char *pointer;
+    json_object *value; /* owned */
+    char *content_type;
+} set_step_t;
+
+static int set_check(struct json_object *conf, hv_error_t *err) {
+    json_object_object_foreach(conf, k, v) {
+        if (strcmp(k, "pointer") == 0) {
+            const char *p = json_object_get_string(v);
+            if (json_object_is_type(v, json_type_string) && p[0] == '/' && strlen(p) > 1) continue;
+            hv_error_set(err, HV_ECONFIG, k, "\"pointer\" is a JSON Pointer such as \"/status\"");
+        } else if (strcmp(k, "value") == 0) {
+            continue;
+        } else if (strcmp(k, "content_type") == 0) {
+            if (json_object_is_type(v, json_type_string)) continue;
+            hv_error_set(err, HV_ECONFIG, k, "\"content_type\" must be a string");
+        } else {
+            hv_error_set(err, HV_ECONFIG, k,
+                         "unknown key \"%s\" in a set step (known: pointer, value, content_type)", k);
+        }
+        return HV_ECONFIG;
+    }
+    if (json_object_object_get_ex(conf, "pointer", NULL) != json_object_object_get_ex(conf, "value", NULL)) {
+        hv_error_set(err, HV_ECONFIG, NULL, "a set step takes \"pointer\" and \"value\" together");
+        return HV_ECONFIG;
+    }
+    if (!json_object_object_get_ex(conf, "pointer", NULL) && !json_object_object_get_ex(conf, "content_type", NULL)) {
+        hv_error_set(err, HV_ECONFIG, NULL, "a set step needs \"pointer\" and \"value\", or \"content_type\"");
+        return HV_ECONFIG;
+    }
+    return HV_OK;
+}
+
+static void set_free(void *state) {
+    set_step_t *s = state;
+    if (s == NULL) return;
+    hv_free(s->pointer);
+    hv_free(s->content_type);
+    json_object_put(s->value);
+    hv_free(s);
+}
+
+static int set_init(hv_engine_t *e, struct json_object *conf, void **state, hv_error_t *err) {
+    set_step_t *s = hv_calloc(1, sizeof(*s));
+    json_object *v = NULL;
+    (void)e;
+    (void)err;
+    if (s == NULL) return HV_ENOMEM;
+    if (hv_json_get_str(conf, "pointer")) s->pointer = hv_strdup(hv_json_get_str(conf, "pointer"));
+    if (hv_json_get_str(conf, "content_type"))
+        s->content_type = hv_strdup(hv_json_get_str(conf, "content_type"));
+    if (json_object_object_get_ex(conf, "value", &v)) s->value = json_object_get(v);
+    *state = s;
+    return HV_OK;
+}
+
+static void put_json(void *p) { json_object_put(p); }
+
+static int set_run(void *state, hv_channel_msg_t *m, hv_error_t *err) {
+    set_step_t *s = state;
+    json_object *root = NULL, *cur;
+    char tok[256];
+    const char *p;
+    const char *text;
+    if (s->content_type != NULL) m->content_type = hv_arena_strdup(m->arena, s->content_type);
+    if (s->pointer == NULL) return HV_OK;
+    if (hv_json_parse(m->content, m->len, "message", &root, err) != HV_OK) {
+        hv_error_set(err, HV_EINVAL, NULL, "set: the content is not JSON");
+        return HV_EINVAL;
+    }
+    if (hv_arena_cleanup_add(m->arena, put_json, root) != HV_OK) {
+        json_object_put(root);
+        return HV_ENOMEM;
+    }
+    cur = root;
+    p = s->pointer;
+    while (*p == '/') {
+        size_t n = 0;
+        json_object *next = NULL;
+        p++;
+        while (*p && *p != '/' && n + 1 < sizeof(tok)) {
+            if (p[0] == '~' && (p[1] == '0' || p[1] == '1')) {
+                tok[n++] = p[1] == '0' ? '~' : '/';
+                p += 2;
+            } else {
+                tok[n++] = *p++;
+            }
+        }
+        tok[n] = '\0';
+        if (!json_object_is_type(cur, json_type_object)) {
+            hv_error_set(err, HV_EINVAL, s->pointer, "set: %s does not lead through objects", s->pointer);
+            return HV_EINVAL;
+        }
+        if (*p == '\0') {
+            if (hv_json_set(cur, tok, json_object_get(s->value)) != HV_OK) return HV_ENOMEM;
+            break;
+        }
+        if (!json_object_object_get_ex(cur, tok, &next)) {
+            next = json_object_new_object();
+            if (next == NULL || hv_json_set(cur, tok, next) != HV_OK) return HV_ENOMEM;
+        }
+        cur = next;
+    }
+    text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+    m->content = hv_arena_strdup(m->arena, text);
+    if (m->content == NULL) return HV_ENOMEM;
+    m->len = strlen(m->content);
+    return HV_OK;
+}
+
+static const hv_channel_step_t set_step = {"set", set_check, set_init, set_run, set_free};
+
+void hv__chan_register_builtin_steps(hv_engine_t *e) { hv_channel_register_step(e, &set_step); }

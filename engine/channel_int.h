@@ -1,0 +1,139 @@
+/*
+ * channel_int.h — internals shared by the channel runtime files of engine/
+ * (channel_conf.c, channel_store.c, channel.c, channel_http.c, channel_dest.c).
+ * Not for modules: they use the registries declared in engine.h.
+ */
+#ifndef HV_ENGINE_CHANNEL_INT_H
+#define HV_ENGINE_CHANNEL_INT_H
+
+#include "engine/engine_int.h"
+
+#include <json-c/json.h>
+
+#define HV__CHAN_ID_MAX 64
+#define HV__CHAN_MAX_DESTS 32
+#define HV__CHAN_MAX_STEPS 64
+#define HV__CHAN_MAX_FILTER_DEPTH 16
+
+/* ---- channel files (channel_conf.c) ---- */
+
+/*
+ * The queue settings of one destination, with their documented defaults
+ * (docs/channels.md). Delay before attempt n+1 (n >= 1 failed attempts) is
+ * min(retry_interval_ms * backoff^(n-1), max_interval_ms), then +/- jitter
+ * percent at random. After max_attempts failures the message is dead-lettered.
+ * breaker_threshold consecutive failures open the circuit: the destination
+ * sends nothing for breaker_open_ms, then tries one message (half-open).
+ */
+typedef struct hv__queue_conf {
+    uint64_t retry_interval_ms; /* 1000 */
+    uint64_t max_interval_ms;   /* 60000 */
+    double backoff;             /* 2.0 */
+    int jitter_pct;             /* 20 */
+    int64_t max_attempts;       /* 10 */
+    int64_t breaker_threshold;  /* 5 */
+    uint64_t breaker_open_ms;   /* 30000 */
+    int64_t batch;              /* queue rows read per storage job: 64 */
+    int64_t workers;            /* parallel lanes: 1 (ordered) */
+    struct hv__filter *ordering_key; /* a value rule (path/fhirpath/metadata, no op); NULL */
+} hv__queue_conf_t;
+
+/* A filter rule tree (all/any/not of leaves). */
+enum { HV__F_ALL = 1, HV__F_ANY, HV__F_NOT, HV__F_HL7, HV__F_FHIRPATH, HV__F_META };
+enum { HV__OP_EXISTS = 1, HV__OP_EQUALS, HV__OP_IN, HV__OP_CONTAINS };
+
+typedef struct hv__filter {
+    int kind;
+    char *name;      /* for accounting: "rule 2" or the "name" key */
+    char *path;      /* hl7 path, FHIRPath expression, or metadata key */
+    int op;
+    char **values;   /* equals: 1, in: n */
+    size_t nvalues;
+    struct hv__filter **kids;
+    size_t nkids;
+} hv__filter_t;
+
+typedef struct hv__step_conf {
+    char *type;
+    json_object *conf; /* the step's object, owned */
+    char pointer[64];  /* "/steps/2" for errors */
+} hv__step_conf_t;
+
+typedef struct hv__dest_conf {
+    char *name;
+    char *type;
+    json_object *conf; /* the destination's object, owned */
+    hv__queue_conf_t queue;
+    hv__filter_t *when; /* NULL: always */
+    char pointer[64];
+} hv__dest_conf_t;
+
+enum { HV__RESP_AFTER_STORE = 0, HV__RESP_AFTER_FILTER, HV__RESP_AFTER_DESTINATIONS };
+enum { HV__KEEP_ALL = 0, HV__KEEP_METADATA };
+
+typedef struct hv__chan_conf {
+    char *path; /* the file it came from ("" for text) */
+    char *id;
+    char *name;
+    int enabled;
+    char *source_type;
+    json_object *source; /* owned */
+    hv__filter_t *filter;
+    hv__step_conf_t *steps;
+    size_t nsteps;
+    hv__dest_conf_t *dests;
+    size_t ndests;
+    int response;
+    int keep;
+    int64_t retention_days; /* 0: keep forever */
+    char *text_hash;        /* to tell whether a reload changed anything */
+} hv__chan_conf_t;
+
+/*
+ * Parses and validates a channel file's text. Every key is checked; an error
+ * is reported as err->location = path, err->line/column at the offending key or
+ * value. On success *out is a new configuration (hv__chan_conf_free).
+ * When `kinds` is non-NULL, the source, step and destination types must be
+ * registered in it (serve); when NULL only the catalog of known names is used
+ * (channel validate, which runs without the modules).
+ */
+int hv__chan_conf_parse(const char *text, size_t len, const char *path,
+                        const hv__chan_registry_t *reg, hv__chan_conf_t **out, hv_error_t *err);
+int hv__chan_conf_load(const char *path, const hv__chan_registry_t *reg, hv__chan_conf_t **out,
+                       hv_error_t *err);
+/* Like hv__chan_conf_load, but types of the catalog that reg lacks are accepted
+ * (channel validate, which runs without the modules); reg's entries are checked. */
+int hv__chan_conf_load_lenient(const char *path, const hv__chan_registry_t *reg,
+                               hv__chan_conf_t **out, hv_error_t *err);
+void hv__chan_conf_free(hv__chan_conf_t *c);
+void hv__filter_free(hv__filter_t *f);
+
+/* ---- registries (channel.c) ---- */
+
+
+const hv_channel_source_t *hv__chan_find_source(const hv__chan_registry_t *r, const char *name);
+const hv_channel_step_t *hv__chan_find_step(const hv__chan_registry_t *r, const char *name);
+const hv_channel_dest_t *hv__chan_find_dest(const hv__chan_registry_t *r, const char *name);
+
+/* The value a leaf rule reads (for ordering keys): HV_OK with *out (may be borrowed
+ * from m or allocated in m->arena), or HV_ENOTFOUND. */
+int hv__filter_value(const hv__chan_registry_t *reg, const hv__filter_t *f,
+                     const hv_channel_msg_t *m, const char **out);
+
+/* Filters (channel_filter.c): evaluates f on a message; sets *rule to the name of the
+ * leaf that decided a rejection (borrowed from f). Returns 1 pass, 0 filtered. */
+int hv__filter_eval(const hv__chan_registry_t *reg, const hv__filter_t *f,
+                    const hv_channel_msg_t *m, const char **rule);
+
+/* ---- built-in destinations and sources (channel_http.c, channel_dest.c) ---- */
+
+extern const hv_channel_dest_t hv__dest_http_send;
+extern const hv_channel_dest_t hv__dest_file_write;
+extern const hv_channel_source_t hv__source_http;
+extern const hv_channel_source_t hv__source_timer;
+
+/* A libcurl multi handle driven by the engine's loop (channel_http.c). */
+typedef struct hv__curl hv__curl_t;
+hv__curl_t *hv__curl_for(hv_engine_t *e);
+
+#endif

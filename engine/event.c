@@ -1,0 +1,580 @@
+/*
+ * event.c — the engine's event bus: durable publish/subscribe (engine.h "Event
+ * bus"), the transactional outbox for modules' own databases, and the channel
+ * `event` source and destination.
+ *
+ * Table chan_events (channels database): id, type, payload, created_at,
+ * delivered (0/1). Publishing is a storage job (group commit with the channel
+ * store); after the commit the event is offered to every matching subscriber and
+ * marked delivered once all have acknowledged. At start, undelivered events are
+ * offered again, oldest first. Subscribers therefore see each event at least
+ * once, in publication order per process.
+ *
+ * Outbox (a module's database): hv_outbox (id, type, payload, created_at). A row
+ * written in the module's transaction is moved by hv_event_outbox_drain: read,
+ * published to the bus (durable there), then deleted from the outbox — a crash
+ * in between publishes it again (at-least-once), never loses it.
+ */
+#include "config.h"
+#include "engine/channel_rt.h"
+
+#include <stdio.h>
+#include <string.h>
+
+struct hv_event_sub {
+    char *pattern;
+    hv_event_cb fn;
+    void *ud;
+    hv_event_sub_t *next;
+};
+
+struct hv__bus {
+    hv__chans_t *rt;
+    hv_event_sub_t *subs;
+    uint64_t published, delivered;
+};
+
+static hv__bus_t *bus_of(hv_engine_t *e) {
+    hv__chans_t *rt = hv__chans_of(e);
+    return rt ? rt->bus : NULL;
+}
+
+static int matches(const char *pattern, const char *type) {
+    size_t n = strlen(pattern);
+    if (strcmp(pattern, "*") == 0) return 1;
+    if (n >= 2 && strcmp(pattern + n - 2, ".*") == 0)
+        return strncmp(pattern, type, n - 1) == 0; /* "patient." prefix */
+    return strcmp(pattern, type) == 0;
+}
+
+int hv_event_subscribe(hv_engine_t *e, const char *pattern, hv_event_cb fn, void *ud,
+                       hv_event_sub_t **out) {
+    hv__bus_t *b = bus_of(e);
+    hv_event_sub_t *s;
+    if (b == NULL) return HV_ENOTSUP;
+    if (pattern == NULL || fn == NULL) return HV_EINVAL;
+    s = hv_calloc(1, sizeof(*s));
+    if (s == NULL || (s->pattern = hv_strdup(pattern)) == NULL) {
+        hv_free(s);
+        return HV_ENOMEM;
+    }
+    s->fn = fn;
+    s->ud = ud;
+    s->next = b->subs;
+    b->subs = s;
+    if (out) *out = s;
+    return HV_OK;
+}
+
+void hv_event_unsubscribe(hv_engine_t *e, hv_event_sub_t *sub) {
+    hv__bus_t *b = bus_of(e);
+    hv_event_sub_t **pp;
+    if (b == NULL || sub == NULL) return;
+    for (pp = &b->subs; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp != sub) continue;
+        *pp = sub->next;
+        hv_free(sub->pattern);
+        hv_free(sub);
+        return;
+    }
+}
+
+/* ---- delivery ---- */
+
+typedef struct delivery {
+    hv__bus_t *bus;
+    hv_event_t ev;
+    char *type;
+    char *payload;
+    int pending; /* acknowledgements still due, +1 while offering */
+    int failed;
+    hv_event_published_cb done;
+    void *ud;
+} delivery_t;
+
+static void delivery_free(delivery_t *d) {
+    hv_free(d->type);
+    hv_free(d->payload);
+    hv_free(d);
+}
+
+static int mark_job(hv_db_t *db, void *arg) {
+    delivery_t *d = arg;
+    hv_db_stmt_t *st = NULL;
+    int rc = hv_db_prepare(db, "UPDATE chan_events SET delivered = 1 WHERE id = $1", &st);
+    if (rc != HV_OK) return rc;
+    hv_db_bind_int64(st, 1, d->ev.id);
+    rc = hv_db_step(st);
+    hv_db_done(st);
+    return rc < 0 ? rc : HV_OK;
+}
+
+static void mark_done(int status, void *arg) {
+    delivery_t *d = arg;
+    if (status == HV_OK) d->bus->delivered++;
+    delivery_free(d);
+}
+
+static void delivery_unref(delivery_t *d) {
+    if (--d->pending > 0) return;
+    if (d->failed || d->bus->rt->storage == NULL ||
+        hv_storage_submit(d->bus->rt->storage, mark_job, mark_done, d) != HV_OK)
+        delivery_free(d); /* stays undelivered: offered again at the next start */
+}
+
+static void on_ack(void *token, int status) {
+    delivery_t *d = token;
+    if (status != HV_OK) d->failed = 1;
+    delivery_unref(d);
+}
+
+static void offer(delivery_t *d) {
+    hv_event_sub_t *s, *next;
+    d->pending = 1;
+    for (s = d->bus->subs; s != NULL; s = next) {
+        next = s->next;
+        if (!matches(s->pattern, d->ev.type)) continue;
+        d->pending++;
+        s->fn(s->ud, &d->ev, on_ack, d);
+    }
+    delivery_unref(d);
+}
+
+static delivery_t *delivery_new(hv__bus_t *b, int64_t id, const char *type, const char *payload,
+                                size_t len, uint64_t created_at) {
+    delivery_t *d = hv_calloc(1, sizeof(*d));
+    if (d == NULL) return NULL;
+    d->bus = b;
+    d->type = hv_strdup(type);
+    d->payload = hv_strndup(payload, len);
+    if (d->type == NULL || d->payload == NULL) {
+        delivery_free(d);
+        return NULL;
+    }
+    d->ev.id = id;
+    d->ev.type = d->type;
+    d->ev.payload = d->payload;
+    d->ev.len = len;
+    d->ev.created_at = created_at;
+    return d;
+}
+
+/* ---- publishing ---- */
+
+static int publish_job(hv_db_t *db, void *arg) {
+    delivery_t *d = arg;
+    hv_db_stmt_t *st = NULL;
+    int rc = hv_db_prepare(db,
+                           "INSERT INTO chan_events (type, payload, created_at, delivered)"
+                           " VALUES ($1, $2, $3, 0) RETURNING id",
+                           &st);
+    if (rc != HV_OK) return rc;
+    hv_db_bind_text(st, 1, d->type, strlen(d->type));
+    hv_db_bind_blob(st, 2, d->payload, d->ev.len);
+    hv_db_bind_int64(st, 3, (int64_t)d->ev.created_at);
+    rc = hv_db_step(st);
+    if (rc == HV_DB_ROW) {
+        d->ev.id = hv_db_column_int64(st, 0);
+        rc = HV_OK;
+    } else if (rc == HV_OK) {
+        rc = HV_EDB;
+    }
+    hv_db_done(st);
+    return rc;
+}
+
+static void publish_done(int status, void *arg) {
+    delivery_t *d = arg;
+    if (d->done != NULL) d->done(status, status == HV_OK ? d->ev.id : 0, d->ud);
+    if (status != HV_OK) {
+        delivery_free(d);
+        return;
+    }
+    d->bus->published++;
+    offer(d);
+}
+
+int hv_event_publish(hv_engine_t *e, const char *type, const char *payload, size_t len,
+                     hv_event_published_cb done, void *ud) {
+    hv__bus_t *b = bus_of(e);
+    delivery_t *d;
+    int rc;
+    if (b == NULL || b->rt->storage == NULL) return HV_ENOTSUP;
+    if (type == NULL || type[0] == '\0' || strlen(type) > 128) return HV_EINVAL;
+    d = delivery_new(b, 0, type, payload ? payload : "{}", payload ? len : 2, hv_now_ms());
+    if (d == NULL) return HV_ENOMEM;
+    d->done = done;
+    d->ud = ud;
+    rc = hv_storage_submit(b->rt->storage, publish_job, publish_done, d);
+    if (rc != HV_OK) delivery_free(d);
+    return rc;
+}
+
+/* ---- replay at start ---- */
+
+typedef struct replay {
+    hv__bus_t *bus;
+    delivery_t **ds;
+    size_t n;
+} replay_t;
+
+static int replay_job(hv_db_t *db, void *arg) {
+    replay_t *r = arg;
+    hv_db_stmt_t *st = NULL;
+    int rc = hv_db_prepare(db,
+                           "SELECT id, type, payload, created_at FROM chan_events"
+                           " WHERE delivered = 0 ORDER BY id LIMIT 10000",
+                           &st);
+    if (rc != HV_OK) return rc;
+    r->ds = hv_calloc(10000, sizeof(*r->ds));
+    if (r->ds == NULL) {
+        hv_db_done(st);
+        return HV_ENOMEM;
+    }
+    while ((rc = hv_db_step(st)) == HV_DB_ROW) {
+        size_t n = 0;
+        const char *p = hv_db_column_blob(st, 2, &n);
+        delivery_t *d = delivery_new(r->bus, hv_db_column_int64(st, 0),
+                                     hv_db_column_text(st, 1, NULL), p ? p : "", n,
+                                     (uint64_t)hv_db_column_int64(st, 3));
+        if (d == NULL) {
+            rc = HV_ENOMEM;
+            break;
+        }
+        r->ds[r->n++] = d;
+    }
+    hv_db_done(st);
+    return rc < 0 ? rc : HV_OK;
+}
+
+static void replay_done(int status, void *arg) {
+    replay_t *r = arg;
+    size_t i;
+    for (i = 0; i < r->n; i++) {
+        if (status == HV_OK) offer(r->ds[i]);
+        else delivery_free(r->ds[i]);
+    }
+    if (r->n > 0) hv_log(HV_LOG_INFO, "event.replayed", "%zu undelivered events offered again", r->n);
+    hv_free(r->ds);
+    hv_free(r);
+}
+
+int hv__bus_new(hv__chans_t *rt) {
+    rt->bus = hv_calloc(1, sizeof(*rt->bus));
+    if (rt->bus == NULL) return HV_ENOMEM;
+    rt->bus->rt = rt;
+    return HV_OK;
+}
+
+void hv__bus_replay(hv__chans_t *rt) {
+    replay_t *r = hv_calloc(1, sizeof(*r));
+    if (r == NULL) return;
+    r->bus = rt->bus;
+    if (hv_storage_submit(rt->storage, replay_job, replay_done, r) != HV_OK) hv_free(r);
+}
+
+void hv__bus_free(hv__chans_t *rt) {
+    hv__bus_t *b = rt->bus;
+    if (b == NULL) return;
+    while (b->subs != NULL) {
+        hv_event_sub_t *s = b->subs;
+        b->subs = s->next;
+        hv_free(s->pattern);
+        hv_free(s);
+    }
+    hv_free(b);
+    rt->bus = NULL;
+}
+
+/* ---- the outbox of a module's own database ---- */
+
+int hv_event_outbox_migrate(hv_db_t *db, hv_error_t *err) {
+    static const char *const sqlite[] = {
+        "CREATE TABLE hv_outbox (id INTEGER PRIMARY KEY, type TEXT NOT NULL,"
+        " payload BLOB NOT NULL, created_at INTEGER NOT NULL);",
+        NULL,
+    };
+    static const char *const pg[] = {
+        "CREATE TABLE hv_outbox (id BIGSERIAL PRIMARY KEY, type TEXT NOT NULL,"
+        " payload BYTEA NOT NULL, created_at BIGINT NOT NULL);",
+        NULL,
+    };
+    return hv_db_migrate(db, "hv_outbox", hv_db_kind(db) == HV_DB_PG ? pg : sqlite, err);
+}
+
+int hv_event_outbox_add(hv_db_t *db, const char *type, const char *payload, size_t len) {
+    hv_db_stmt_t *st = NULL;
+    int rc = hv_db_prepare(db, "INSERT INTO hv_outbox (type, payload, created_at) VALUES ($1, $2, $3)",
+                           &st);
+    if (rc != HV_OK) return rc;
+    hv_db_bind_text(st, 1, type, strlen(type));
+    hv_db_bind_blob(st, 2, payload ? payload : "{}", payload ? len : 2);
+    hv_db_bind_int64(st, 3, (int64_t)hv_now_ms());
+    rc = hv_db_step(st);
+    hv_db_done(st);
+    return rc < 0 ? rc : HV_OK;
+}
+
+typedef struct drain {
+    hv_engine_t *engine;
+    hv_storage_t *storage;
+    struct drow {
+        int64_t id;
+        char *type;
+        char *payload;
+        size_t len;
+    } *rows;
+    size_t n, published;
+    int failed;
+} drain_t;
+
+static void drain_free(drain_t *d) {
+    size_t i;
+    for (i = 0; i < d->n; i++) {
+        hv_free(d->rows[i].type);
+        hv_free(d->rows[i].payload);
+    }
+    hv_free(d->rows);
+    hv_free(d);
+}
+
+static int drain_read_job(hv_db_t *db, void *arg) {
+    drain_t *d = arg;
+    hv_db_stmt_t *st = NULL;
+    int rc = hv_db_prepare(db, "SELECT id, type, payload FROM hv_outbox ORDER BY id LIMIT 1000", &st);
+    if (rc != HV_OK) return rc;
+    d->rows = hv_calloc(1000, sizeof(*d->rows));
+    if (d->rows == NULL) {
+        hv_db_done(st);
+        return HV_ENOMEM;
+    }
+    while ((rc = hv_db_step(st)) == HV_DB_ROW) {
+        size_t n = 0;
+        const char *p = hv_db_column_blob(st, 2, &n);
+        struct drow *r = &d->rows[d->n];
+        r->id = hv_db_column_int64(st, 0);
+        r->type = hv_strdup(hv_db_column_text(st, 1, NULL));
+        r->payload = hv_strndup(p ? p : "", n);
+        r->len = n;
+        if (r->type == NULL || r->payload == NULL) {
+            hv_free(r->type);
+            hv_free(r->payload);
+            rc = HV_ENOMEM;
+            break;
+        }
+        d->n++;
+    }
+    hv_db_done(st);
+    return rc < 0 ? rc : HV_OK;
+}
+
+static int drain_delete_job(hv_db_t *db, void *arg) {
+    drain_t *d = arg;
+    hv_db_stmt_t *st = NULL;
+    size_t i;
+    int rc = HV_OK;
+    for (i = 0; i < d->n && rc == HV_OK; i++) {
+        rc = hv_db_prepare(db, "DELETE FROM hv_outbox WHERE id = $1", &st);
+        if (rc != HV_OK) break;
+        hv_db_bind_int64(st, 1, d->rows[i].id);
+        rc = hv_db_step(st);
+        hv_db_done(st);
+        rc = rc < 0 ? rc : HV_OK;
+    }
+    return rc;
+}
+
+static void drain_deleted(int status, void *arg) {
+    drain_t *d = arg;
+    int more = status == HV_OK && d->n == 1000;
+    hv_engine_t *e = d->engine;
+    hv_storage_t *s = d->storage;
+    drain_free(d);
+    if (more) hv_event_outbox_drain(e, s);
+}
+
+static void drain_published(int status, int64_t id, void *ud) {
+    drain_t *d = ud;
+    (void)id;
+    if (status != HV_OK) d->failed = 1;
+    if (++d->published < d->n) return;
+    /* Every row is durable on the bus (or not: then all stay for the next drain). */
+    if (d->failed || hv_storage_submit(d->storage, drain_delete_job, drain_deleted, d) != HV_OK)
+        drain_free(d);
+}
+
+static void drain_read(int status, void *arg) {
+    drain_t *d = arg;
+    size_t i, submitted = 0;
+    if (status != HV_OK || d->n == 0) {
+        drain_free(d);
+        return;
+    }
+    for (i = 0; i < d->n; i++) {
+        if (hv_event_publish(d->engine, d->rows[i].type, d->rows[i].payload, d->rows[i].len,
+                             drain_published, d) != HV_OK) {
+            d->failed = 1;
+            break;
+        }
+        submitted++;
+    }
+    if (submitted < d->n) {
+        d->published += d->n - submitted; /* those never get a callback */
+        if (submitted == 0) drain_free(d);
+    }
+}
+
+int hv_event_outbox_drain(hv_engine_t *e, hv_storage_t *storage) {
+    drain_t *d;
+    int rc;
+    if (bus_of(e) == NULL) return HV_ENOTSUP;
+    d = hv_calloc(1, sizeof(*d));
+    if (d == NULL) return HV_ENOMEM;
+    d->engine = e;
+    d->storage = storage;
+    rc = hv_storage_submit(storage, drain_read_job, drain_read, d);
+    if (rc != HV_OK) hv_free(d);
+    return rc;
+}
+
+/* ---- channel source and destination ---- */
+
+static int type_check(struct json_object *conf, hv_error_t *err, const char *what) {
+    json_object_object_foreach(conf, k, v) {
+        if (strcmp(k, "event_type") == 0 && json_object_is_type(v, json_type_string) &&
+            json_object_get_string_len(v) > 0 && json_object_get_string_len(v) <= 128)
+            continue;
+        hv_error_set(err, HV_ECONFIG, k,
+                     strcmp(k, "event_type") == 0
+                         ? "\"event_type\" is an event type such as \"patient.created\""
+                         : "unknown key in an event %s (known: event_type)",
+                     what);
+        return HV_ECONFIG;
+    }
+    if (hv_json_get_str(conf, "event_type") == NULL) {
+        hv_error_set(err, HV_ECONFIG, NULL, "an event %s needs \"event_type\"", what);
+        return HV_ECONFIG;
+    }
+    return HV_OK;
+}
+
+static int esrc_check(struct json_object *conf, hv_error_t *err) {
+    return type_check(conf, err, "source");
+}
+static int edst_check(struct json_object *conf, hv_error_t *err) {
+    return type_check(conf, err, "destination");
+}
+
+typedef struct esrc {
+    hv_channel_t *ch;
+    hv_event_sub_t *sub;
+} esrc_t;
+
+typedef struct eack {
+    hv_event_ack_cb ack;
+    void *token;
+} eack_t;
+
+static void esrc_stored(int status, int64_t id, void *ud) {
+    eack_t *a = ud;
+    (void)id;
+    a->ack(a->token, status);
+    hv_free(a);
+}
+
+static void esrc_on_event(void *ud, const hv_event_t *ev, hv_event_ack_cb ack, void *token) {
+    esrc_t *s = ud;
+    eack_t *a = hv_calloc(1, sizeof(*a));
+    int rc;
+    if (a == NULL) {
+        ack(token, HV_ENOMEM);
+        return;
+    }
+    a->ack = ack;
+    a->token = token;
+    rc = hv_channel_receive(s->ch, ev->payload, ev->len, "application/json", esrc_stored, a);
+    if (rc != HV_OK) {
+        hv_free(a);
+        ack(token, rc);
+    }
+}
+
+static int esrc_start(hv_channel_t *ch, struct json_object *conf, void **state, hv_error_t *err) {
+    esrc_t *s = hv_calloc(1, sizeof(*s));
+    int rc;
+    if (s == NULL) return HV_ENOMEM;
+    s->ch = ch;
+    rc = hv_event_subscribe(hv_channel_engine(ch), hv_json_get_str(conf, "event_type"),
+                            esrc_on_event, s, &s->sub);
+    if (rc != HV_OK) {
+        hv_error_set(err, rc, NULL, "event source: the event bus is not running");
+        hv_free(s);
+        return rc;
+    }
+    *state = s;
+    return HV_OK;
+}
+
+static void esrc_stop(void *state) {
+    esrc_t *s = state;
+    hv_event_unsubscribe(hv_channel_engine(s->ch), s->sub);
+    hv_free(s);
+}
+
+const hv_channel_source_t hv__source_event = {"event", esrc_check, esrc_start, esrc_stop};
+
+typedef struct edst {
+    hv_engine_t *engine;
+    char *type;
+} edst_t;
+
+typedef struct esend {
+    hv_channel_sent_cb done;
+    void *token;
+} esend_t;
+
+static int edst_open(hv_engine_t *e, const char *channel, struct json_object *conf, void **state,
+                     hv_error_t *err) {
+    edst_t *d = hv_calloc(1, sizeof(*d));
+    (void)channel;
+    (void)err;
+    if (d == NULL) return HV_ENOMEM;
+    d->engine = e;
+    d->type = hv_strdup(hv_json_get_str(conf, "event_type"));
+    if (d->type == NULL) {
+        hv_free(d);
+        return HV_ENOMEM;
+    }
+    *state = d;
+    return HV_OK;
+}
+
+static void edst_published(int status, int64_t id, void *ud) {
+    esend_t *s = ud;
+    char detail[64];
+    snprintf(detail, sizeof(detail), "event %lld", (long long)id);
+    s->done(s->token, status == HV_OK ? HV_CHANNEL_DELIVERED : HV_CHANNEL_RETRY,
+            status == HV_OK ? detail : hv_strerror(status));
+    hv_free(s);
+}
+
+static int edst_send(void *state, const hv_channel_msg_t *m, hv_channel_sent_cb done, void *token) {
+    edst_t *d = state;
+    esend_t *s = hv_calloc(1, sizeof(*s));
+    int rc;
+    if (s == NULL) return HV_ENOMEM;
+    s->done = done;
+    s->token = token;
+    rc = hv_event_publish(d->engine, d->type, m->content, m->len, edst_published, s);
+    if (rc != HV_OK) hv_free(s);
+    return rc;
+}
+
+static void edst_close(void *state) {
+    edst_t *d = state;
+    if (d == NULL) return;
+    hv_free(d->type);
+    hv_free(d);
+}
+
+const hv_channel_dest_t hv__dest_event = {"event", edst_check, edst_open, edst_send, edst_close};
