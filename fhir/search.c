@@ -111,6 +111,8 @@ static void done_search(int status, void *arg)
         char *next;
         if (s->plan.sort == HV__SORT_LASTUPDATED)
             snprintf(cur, sizeof(cur), "%llu~%lld", (unsigned long long)s->last.last_ms, (long long)s->last.rid);
+        else if (s->plan.sort == HV__SORT_DATE)
+            snprintf(cur, sizeof(cur), "%lld~%lld", (long long)s->last.sort_key, (long long)s->last.rid);
         else if (s->plan.sort == HV__SORT_ID)
             snprintf(cur, sizeof(cur), "%s~%lld", s->last.id, (long long)s->last.rid);
         else

@@ -70,7 +70,7 @@ typedef struct hv__sp_bind {
     double d;
 } hv__sp_bind_t;
 
-enum { HV__SORT_RID = 0, HV__SORT_LASTUPDATED, HV__SORT_ID };
+enum { HV__SORT_RID = 0, HV__SORT_LASTUPDATED, HV__SORT_ID, HV__SORT_DATE };
 enum { HV__TOTAL_ACCURATE = 0, HV__TOTAL_NONE };
 
 /*
@@ -85,6 +85,7 @@ typedef struct hv__search_plan {
     int nbinds;           /* $1 is the type; binds[0] */
     int64_t count;        /* page size */
     int sort, desc;       /* HV__SORT_*, descending */
+    char sort_code[64];   /* HV__SORT_DATE: the date parameter sorted on */
     int total;            /* HV__TOTAL_* */
     int summary_count;    /* _summary=count */
     int has_cursor;       /* the cursor: after (ckey, crid) in the sort order */

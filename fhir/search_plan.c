@@ -14,7 +14,7 @@
  *   - number and quantity [#number, #quantity]: prefixes, equality within the
  *     precision of the value; quantity value|system|code;
  *   - uri: equality; _id, _lastUpdated on the resources table;
- *   - result parameters: _count, _sort (_lastUpdated, _id, - for descending), _total,
+ *   - result parameters: _count, _sort (_lastUpdated, _id, a date parameter; - for descending), _total,
  *     _summary=count; the paging cursor _cursor is keyset (sort key and row id).
  * Every value is bound; the SQL text only holds placeholders and fixed fragments.
  */
@@ -489,8 +489,16 @@ static int result_param(hv__search_plan_t *p, const char *k, const char *v, int6
             p->sort = HV__SORT_LASTUPDATED;
         else if (strcmp(s, "_id") == 0)
             p->sort = HV__SORT_ID;
-        else
-            return fail(p, "_sort: only _lastUpdated and _id are supported yet (\"%.64s\")", s);
+        else {
+            /* A date parameter: ascending by the earliest value, descending by the latest;
+             * resources without one come last either way. */
+            const hv_fhir_search_t *sp = hv_fhir_search_find(hv_fhir_resource_type(p->type), s);
+            if (sp == NULL || hv_fhir_search_type(sp) != HV_FHIR_SP_DATE || strlen(s) >= sizeof(p->sort_code))
+                return fail(p, "_sort: only _lastUpdated, _id and date parameters are supported yet (\"%.64s\")",
+                            s);
+            p->sort = HV__SORT_DATE;
+            snprintf(p->sort_code, sizeof(p->sort_code), "%s", s);
+        }
     } else if (strcmp(k, "_cursor") == 0) {
         /* "rid" or "key~rid" — made by this server (fhir/search.c). */
         const char *t = strchr(v, '~');
@@ -588,19 +596,31 @@ int hv__search_plan_run(hv_db_t *db, const hv__search_plan_t *p, hv__store_row_c
     hv_buf_t q;
     hv_db_stmt_t *st = NULL;
     int rc, n = p->nbinds, want_total = p->summary_count || p->total == HV__TOTAL_ACCURATE;
-    const char *key = p->sort == HV__SORT_LASTUPDATED ? "m.last_ms" : p->sort == HV__SORT_ID ? "m.id" : NULL;
+    const char *key = p->sort == HV__SORT_LASTUPDATED ? "m.last_ms"
+                      : p->sort == HV__SORT_ID        ? "m.id"
+                      : p->sort == HV__SORT_DATE      ? "m.sk"
+                                                      : NULL;
+    int sortbind = p->sort == HV__SORT_DATE; /* the sorted parameter's code is bound as $n+1 */
     const char *gt = p->desc ? "<" : ">";
     *total = -1;
     hv_buf_init(&q, 128 * 1024);
-    hv_buf_puts(&q, "WITH m AS (SELECT r.rid, r.type, r.id, r.version, r.last_ms, r.deleted, r.json"
-                    " FROM resources r WHERE r.type = $1 AND r.deleted = 0 AND NOT EXISTS (SELECT 1 FROM"
+    hv_buf_puts(&q, "WITH m AS (SELECT r.rid, r.type, r.id, r.version, r.last_ms, r.deleted, r.json");
+    if (sortbind)
+        hv_buf_printf(&q,
+                      p->desc ? ", COALESCE((SELECT MAX(d.hi) FROM sp_date d WHERE d.type = r.type AND d.id = r.id"
+                                " AND d.code = $%d), -1152921504606846976) AS sk"
+                              : ", COALESCE((SELECT MIN(d.lo) FROM sp_date d WHERE d.type = r.type AND d.id = r.id"
+                                " AND d.code = $%d), 1152921504606846976) AS sk",
+                      n + 1);
+    n += sortbind;
+    hv_buf_puts(&q, " FROM resources r WHERE r.type = $1 AND r.deleted = 0 AND NOT EXISTS (SELECT 1 FROM"
                     " resources n WHERE n.type = r.type AND n.id = r.id AND n.version > r.version)");
     hv_buf_append(&q, p->where.data ? p->where.data : "", p->where.len);
     hv_buf_puts(&q, ") ");
     if (p->summary_count) {
         hv_buf_puts(&q, "SELECT COUNT(*) FROM m");
     } else {
-        hv_buf_printf(&q, "SELECT " ROW_COLS_M "%s FROM m", want_total ? ", (SELECT COUNT(*) FROM m)" : "");
+        hv_buf_printf(&q, "SELECT " ROW_COLS_M "%s%s FROM m", sortbind ? ", m.sk" : "", want_total ? ", (SELECT COUNT(*) FROM m)" : "");
         if (p->has_cursor) {
             if (key == NULL)
                 hv_buf_printf(&q, " WHERE m.rid > $%d", n + 1);
@@ -620,7 +640,9 @@ int hv__search_plan_run(hv_db_t *db, const hv__search_plan_t *p, hv__store_row_c
     rc = hv_db_prepare(db, q.data, &st);
     if (rc != HV_OK)
         goto out;
-    for (int i = 0; i < n; i++) {
+    if (sortbind)
+        hv_db_bind_text(st, n, p->sort_code, strlen(p->sort_code));
+    for (int i = 0; i < p->nbinds; i++) {
         const hv__sp_bind_t *b = &p->binds[i];
         if (b->kind == 0)
             hv_db_bind_text(st, i + 1, b->s, strlen(b->s));
@@ -637,6 +659,8 @@ int hv__search_plan_run(hv_db_t *db, const hv__search_plan_t *p, hv__store_row_c
             } else {
                 if (p->sort == HV__SORT_ID)
                     hv_db_bind_text(st, ++k, p->ckey_s, strlen(p->ckey_s));
+                else if (p->sort == HV__SORT_DATE)
+                    hv_db_bind_int64(st, ++k, p->ckey_i);
                 else
                     hv_db_bind_int64(st, ++k, p->ckey_i);
                 hv_db_bind_int64(st, ++k, p->crid);
@@ -663,8 +687,10 @@ int hv__search_plan_run(hv_db_t *db, const hv__search_plan_t *p, hv__store_row_c
         s = hv_db_column_text(st, 6, &len);
         row.text = hv_strndup(s ? s : "", s ? len : 0);
         row.text_len = s ? len : 0;
+        if (p->sort == HV__SORT_DATE)
+            row.sort_key = hv_db_column_int64(st, 7);
         if (want_total)
-            *total = hv_db_column_int64(st, 7);
+            *total = hv_db_column_int64(st, p->sort == HV__SORT_DATE ? 8 : 7);
         rc = row.text ? cb(ud, &row) : HV_ENOMEM;
         hv__store_row_clear(&row);
         if (rc != HV_OK)

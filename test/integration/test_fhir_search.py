@@ -239,6 +239,15 @@ class FhirSearchTests(EngineTestCase):
             self.assertEqual(len(set(got)), 23, sort)
             if sort.endswith("_id"):
                 self.assertEqual(got, sorted(got, reverse=sort.startswith("&_sort=-")))
+        # a date parameter: by the earliest value, descending by the latest; none last
+        self.put({"resourceType": "Patient", "id": "pgnodate", "gender": "male"})
+        for sort in ("birthdate", "-birthdate"):
+            got = self.ids("Patient?_count=4&_sort=" + sort)
+            self.assertEqual(len(got), 24, sort)
+            self.assertEqual(got[-1], "pgnodate", sort)
+            want = ["pg%02d" % i for i in range(23)]
+            self.assertEqual(got[:-1], want if sort == "birthdate" else want[::-1], sort)
+        self.jreq("DELETE", "/fhir/Patient/pgnodate")
         got = self.ids("Patient?gender=female&_count=3")
         self.assertEqual(sorted(got), ["pg%02d" % i for i in range(1, 23, 2)])
         # the cursor survives writes in between: no duplicates, no gaps
