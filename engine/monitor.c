@@ -52,6 +52,19 @@ typedef struct monitor {
     hv_buf_t health_body;
     int health_status;
     uint64_t health_at_ns;
+    /* disk and channel-directory readings, taken in the thread pool (no file-system calls
+     * on the loop thread) and copied into the engine when the work completes */
+    uv_work_t scan_req;
+    int scan_inflight;
+    int closing; /* freed by the scan's completion when it is still running */
+    char *data_dir;
+    char *channels_dir;
+    struct scan_result {
+        int disk_ok;
+        uint64_t disk_free;
+        int channels_ok;
+        long channel_files;
+    } scan;
 } monitor_t;
 
 #define HEALTH_CACHE_MS 250
@@ -549,39 +562,66 @@ static void h_performance(hv_http_req_t *req, void *ud) {
     hv_http_respond_json(req, 200, o);
 }
 
+/* Thread pool: reads the free space of the data directory and counts channel files. */
+static void scan_fs(monitor_t *m) {
+    struct statvfs sv;
+    DIR *d;
+    m->scan.disk_ok = statvfs(m->data_dir, &sv) == 0;
+    m->scan.disk_free = m->scan.disk_ok ? (uint64_t)sv.f_bavail * sv.f_frsize : 0;
+    m->scan.channel_files = 0;
+    d = opendir(m->channels_dir);
+    m->scan.channels_ok = d != NULL;
+    if (d != NULL) {
+        struct dirent *de;
+        while ((de = readdir(d)) != NULL) {
+            size_t len = strlen(de->d_name);
+            if (de->d_name[0] != '.' && len > 5 && strcmp(de->d_name + len - 5, ".json") == 0)
+                m->scan.channel_files++;
+        }
+        closedir(d);
+    }
+}
+
+static void monitor_release(monitor_t *m) {
+    hv_free(m->data_dir);
+    hv_free(m->channels_dir);
+    hv_free(m);
+}
+
+/* Loop thread: publishes a scan into the engine's cached health state. */
+static void apply_scan(monitor_t *m) {
+    hv_engine_t *e = m->e;
+    e->disk_free = m->scan.disk_free;
+    e->disk_status = !m->scan.disk_ok                  ? HV_HEALTH_FAIL
+                     : e->disk_free < DISK_FAIL_BYTES ? HV_HEALTH_FAIL
+                     : e->disk_free < DISK_WARN_BYTES ? HV_HEALTH_WARN
+                                                      : HV_HEALTH_PASS;
+    e->channel_files = m->scan.channel_files;
+    e->channels_status = m->scan.channels_ok ? HV_HEALTH_PASS : HV_HEALTH_WARN;
+    snprintf(e->channels_output, sizeof(e->channels_output), "%s%s", m->channels_dir,
+             m->scan.channels_ok ? "" : " cannot be read");
+}
+
+static void on_scan_work(uv_work_t *w) { scan_fs(w->data); }
+
+static void on_scan_done(uv_work_t *w, int status) {
+    monitor_t *m = w->data;
+    m->scan_inflight = 0;
+    if (m->closing) {
+        monitor_release(m);
+        return;
+    }
+    if (status == 0) apply_scan(m);
+}
+
 void hv__monitor_tick(hv_engine_t *e) {
     monitor_t *m = e->monitor;
     uint64_t now = hv_now_ms();
-    struct statvfs sv;
     if (m == NULL || now - m->last_check_ms < 5000) return;
     m->last_check_ms = now;
-    if (statvfs(e->data_dir, &sv) == 0) {
-        e->disk_free = (uint64_t)sv.f_bavail * sv.f_frsize;
-        e->disk_status = e->disk_free < DISK_FAIL_BYTES   ? HV_HEALTH_FAIL
-                         : e->disk_free < DISK_WARN_BYTES ? HV_HEALTH_WARN
-                                                          : HV_HEALTH_PASS;
-    } else {
-        e->disk_status = HV_HEALTH_FAIL;
-    }
-    /* the channel directory: readable, and how many channel files it holds */
-    {
-        const char *dir = hv_config_str(e->config, "channels");
-        DIR *d = opendir(dir);
-        long n = 0;
-        if (d == NULL) {
-            e->channels_status = HV_HEALTH_WARN;
-            snprintf(e->channels_output, sizeof(e->channels_output), "%s cannot be read", dir);
-        } else {
-            struct dirent *de;
-            while ((de = readdir(d)) != NULL) {
-                size_t len = strlen(de->d_name);
-                if (de->d_name[0] != '.' && len > 5 && strcmp(de->d_name + len - 5, ".json") == 0) n++;
-            }
-            closedir(d);
-            e->channels_status = HV_HEALTH_PASS;
-            snprintf(e->channels_output, sizeof(e->channels_output), "%s", dir);
-        }
-        e->channel_files = n;
+    if (!m->scan_inflight) {
+        m->scan_req.data = m;
+        if (uv_queue_work(&e->loop, &m->scan_req, on_scan_work, on_scan_done) == 0) m->scan_inflight = 1;
     }
     if (!m->db_probe_inflight && m->storage != NULL) {
         m->db_probe_start = hv_mono_ns();
@@ -603,26 +643,35 @@ int hv__monitor_init(hv_engine_t *e) {
     if (m == NULL) return HV_ENOMEM;
     m->e = e;
     m->keep = hv_config_int(e->config, "errors.keep");
+    m->data_dir = hv_strdup(e->data_dir);
+    m->channels_dir = hv_strdup(hv_config_str(e->config, "channels"));
+    if (m->data_dir == NULL || m->channels_dir == NULL) {
+        monitor_release(m);
+        return HV_ENOMEM;
+    }
     rc = hv_db_open(hv_engine_db_url(e), e->data_dir, "engine", &db, &err);
     if (rc == HV_OK) rc = hv_db_migrate(db, "engine", migrations, &err);
     if (rc != HV_OK) {
         hv_error_format(&err, msg, sizeof(msg));
         fprintf(stderr, "holovitals: cannot open the engine database: %s\n", msg);
         hv_db_close(db);
-        hv_free(m);
+        monitor_release(m);
         return rc;
     }
     rc = hv_storage_new(&e->loop, db, 4096, 256, &m->storage);
     if (rc != HV_OK) {
         hv_db_close(db);
-        hv_free(m);
+        monitor_release(m);
         return rc;
     }
     e->monitor = m;
     e->db_status = HV_HEALTH_PASS;
     snprintf(e->db_output, sizeof(e->db_output), "0");
+    /* first readings now, before the loop runs (blocking is fine at start-up) */
+    scan_fs(m);
+    apply_scan(m);
     m->last_check_ms = 0;
-    hv__monitor_tick(e); /* first disk reading and database probe now */
+    hv__monitor_tick(e);
 
     e->errors_total = hv_metrics_counter(mt, "hv_errors_total", "Errors recorded (engine and reported).", NULL);
     m->errors_dropped = hv_metrics_counter(mt, "hv_errors_dropped_total",
@@ -651,5 +700,12 @@ void hv__monitor_free(hv_engine_t *e) {
     e->monitor = NULL;
     hv_buf_release(&m->health_body);
     hv_storage_free(m->storage);
-    hv_free(m);
+    m->storage = NULL;
+    if (m->scan_inflight) {
+        /* cancelled or still running, its completion runs on the loop and frees m */
+        uv_cancel((uv_req_t *)&m->scan_req);
+        m->closing = 1;
+        return;
+    }
+    monitor_release(m);
 }

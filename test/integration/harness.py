@@ -39,7 +39,20 @@ WORKROOT = os.path.join(BUILDDIR, "test", "integration", "work")
 
 
 def free_port():
-    """A TCP port that was free on 127.0.0.1 a moment ago."""
+    """A TCP port that was free on 127.0.0.1 a moment ago.
+
+    Chosen at random below the kernel's ephemeral range (32768+): ports the kernel hands out
+    for bind(0) come in sequence, so tests running in parallel that probe with port 0 tend
+    to be given the same just-released port; random picks from 20000-32000 rarely collide."""
+    import random
+    for _ in range(200):
+        port = random.randrange(20000, 32000)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
