@@ -6,8 +6,8 @@
  * Every concrete resource type of the model gets the same entry: read, vread,
  * update (create-on-update), patch (JSON Patch and FHIRPath Patch), delete,
  * history-instance, history-type and create; versioned; conditional create,
- * update and delete (single) with the criteria _id and identifier (token). Search
- * (search-type) is not listed: it is not implemented yet. Operations: $validate on
+ * update and delete (single) with the criteria the search planner supports, and
+ * search-type with every indexed parameter (fhir/search*.c). Operations: $validate on
  * every type, $everything on Patient, Bulk Data $export (system, Patient, Group);
  * the Patient compartment. System level:
  * batch, transaction, history-system. Formats json and xml. `mode` summary/_summary

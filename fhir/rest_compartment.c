@@ -113,7 +113,8 @@ static void h_compartment(hv_http_req_t *req, void *ud)
     }
     if (hv_http_req_query(req)[0] != '\0') {
         const char *q = hv_http_req_query(req);
-        /* Result parameters are fine; search criteria are not implemented yet. */
+        /* Result parameters are fine; criteria on a compartment search are not supported
+         * yet (issue 6) and answer 501 "not-supported". */
         if (strstr(q, "=") != NULL && strncmp(q, "_format", 7) != 0 && strncmp(q, "_pretty", 7) != 0 &&
             strncmp(q, "_summary", 8) != 0 && strncmp(q, "_elements", 9) != 0) {
             hv__rest_outcome(r, 501, "error", "not-supported",
