@@ -132,12 +132,21 @@ int hv__fp_dec_div(hv__fp_dec_t a, hv__fp_dec_t b, hv__fp_dec_t *r) {
     int target = 8;
     i128 num, q;
     int rc;
+    int k = target + 1 + b.s, scale;
+    i128 mag = a.m < 0 ? -(i128)a.m : (i128)a.m;
     if (b.m == 0) return HV_EINVAL;
-    /* a/b = (a.m / b.m) × 10^(b.s - a.s); compute with target+1 digits then round. */
-    num = (i128)a.m * p10(target + 1 + b.s);
+    /* a/b = (a.m × 10^k / b.m) × 10^-(a.s + k - b.s): compute with one guard digit, then
+     * round. A dividend too large for 10^k digits more (found by fuzzing: an i128
+     * overflow) gives up fraction digits instead of overflowing. */
+    while (k > b.s && mag > (((i128)1 << 126) / p10(k))) k--;
+    num = (i128)a.m * p10(k);
     q = num / b.m;
-    q = round_div(q, 1);
-    rc = fit(q, target + a.s, r);
+    scale = a.s + k - b.s;
+    if (k - b.s >= 1) {
+        q = round_div(q, 1);
+        scale--;
+    }
+    rc = fit(q, scale, r);
     if (rc == HV_OK) {
         /* scale is target + a.s: normalize it down */
         hv__fp_dec_norm(r);
