@@ -3,12 +3,17 @@
 # private PostgreSQL, then
 #   1. builds with gcc -Werror and runs every test (unit, integration, fuzz-corpus replays);
 #   2. builds with clang, ASan+UBSan and libFuzzer instrumentation, runs every test again;
-#   3. runs each fuzz target for a short bounded time (FUZZ_SECONDS, default 15) from its corpus.
+#   3. runs each fuzz target from its corpus for a bounded, reproducible run: FUZZ_RUNS inputs
+#      (default 20000) from the fixed seed FUZZ_SEED (default 1), at most FUZZ_SECONDS (60) each.
+#      A fixed seed makes CI explore what the developer's run explored; pick another seed to
+#      explore further (FUZZ_SEED=$RANDOM ./scripts/test.sh).
 # Ends with one line "tests: N passed, M failed". Exit status 0 only if everything passed.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
-fuzz_seconds=${FUZZ_SECONDS:-15}
+fuzz_seconds=${FUZZ_SECONDS:-60}
+fuzz_runs=${FUZZ_RUNS:-20000}
+fuzz_seed=${FUZZ_SEED:-1}
 passed=0
 failed=0
 failures=()
@@ -75,13 +80,13 @@ if scripts/build.sh sanitize CC=clang --enable-werror --enable-sanitizers --enab
   step "tests (sanitizer build)"
   (cd build/sanitize && make -j2 -k check 2>&1 | grep -E '^(PASS|FAIL|ERROR|SKIP|XFAIL|XPASS):|error:')
   tally build/sanitize/test-suite.log "sanitizer build"
-  step "fuzzing, ${fuzz_seconds}s per target"
+  step "fuzzing: $fuzz_runs inputs per target from seed $fuzz_seed (at most ${fuzz_seconds}s each)"
   for t in build/sanitize/test/fuzz/fuzz_*; do
     [ -x "$t" ] || continue
     name=${t##*/fuzz_}
     corpus=$(mktemp -d)
-    cp -r "test/fuzz/corpus/$name/." "$corpus/" 2>/dev/null || true
-    if "$t" -max_total_time="$fuzz_seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=0 "$corpus" \
+    if "$t" -seed="$fuzz_seed" -runs="$fuzz_runs" -max_total_time="$fuzz_seconds" -timeout=10 \
+         -rss_limit_mb=2048 -print_final_stats=0 "$corpus" "test/fuzz/corpus/$name" \
          > "build/sanitize/fuzz_$name.log" 2>&1; then
       echo "PASS: fuzz_$name ($(grep -o 'Done [0-9]* runs' "build/sanitize/fuzz_$name.log" | tail -1))"
       passed=$((passed + 1))
