@@ -981,11 +981,22 @@ static int64_t page_count(hv_db_t *db) {
     return n;
 }
 
+/* Runs one pruning statement whose $1 is the channel and $2 the cut-off. */
+static int prune_exec(hv_db_t *db, const char *sql, const prune_t *p) {
+    hv_db_stmt_t *st = NULL;
+    int rc = hv_db_prepare(db, sql, &st);
+    if (rc != HV_OK) return rc;
+    hv_db_bind_text(st, 1, p->channel, strlen(p->channel));
+    hv_db_bind_int64(st, 2, p->before);
+    rc = hv_db_step(st);
+    hv_db_done(st);
+    return rc < 0 ? rc : HV_OK;
+}
+
 /* Deletes at most 1000 finished messages older than the cut-off per job, so that
  * pruning never holds the store for long; then gives pages back (incremental vacuum). */
 static int prune_job(hv_db_t *db, void *arg) {
     prune_t *p = arg;
-    hv_db_stmt_t *st = NULL;
     int rc;
     const char *where = "channel = $1 AND received_at < $2 AND status <> 'queued'";
     char sql[512];
@@ -996,36 +1007,21 @@ static int prune_job(hv_db_t *db, void *arg) {
                  " FROM chan_messages WHERE %s AND content IS NOT NULL AND id IN (SELECT id FROM"
                  " chan_messages WHERE %s ORDER BY id LIMIT 1000)",
                  where, where);
-        rc = hv_db_prepare(db, sql, &st);
+        rc = prune_exec(db, sql, p);
         if (rc != HV_OK) return rc;
-        hv_db_bind_text(st, 1, p->channel, strlen(p->channel));
-        hv_db_bind_int64(st, 2, p->before);
-        rc = hv_db_step(st);
-        hv_db_done(st);
-        if (rc < 0) return rc;
     }
     snprintf(sql, sizeof(sql),
              "DELETE FROM chan_queue WHERE message_id IN (SELECT id FROM chan_messages WHERE %s"
              " ORDER BY id LIMIT 1000)",
              where);
-    rc = hv_db_prepare(db, sql, &st);
+    rc = prune_exec(db, sql, p);
     if (rc != HV_OK) return rc;
-    hv_db_bind_text(st, 1, p->channel, strlen(p->channel));
-    hv_db_bind_int64(st, 2, p->before);
-    rc = hv_db_step(st);
-    hv_db_done(st);
-    if (rc < 0) return rc;
     snprintf(sql, sizeof(sql),
              "DELETE FROM chan_messages WHERE id IN (SELECT id FROM chan_messages WHERE %s"
              " ORDER BY id LIMIT 1000)",
              where);
-    rc = hv_db_prepare(db, sql, &st);
+    rc = prune_exec(db, sql, p);
     if (rc != HV_OK) return rc;
-    hv_db_bind_text(st, 1, p->channel, strlen(p->channel));
-    hv_db_bind_int64(st, 2, p->before);
-    rc = hv_db_step(st);
-    hv_db_done(st);
-    if (rc < 0) return rc;
     p->deleted = hv_db_changes(db);
     p->total += p->deleted;
     /* SQLite: give the freed pages back to the file system (auto_vacuum is INCREMENTAL). */
