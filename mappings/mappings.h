@@ -1,0 +1,50 @@
+/*
+ * mappings.h — the public interface of the mapping module: HL7 v2 → FHIR (driven
+ * by mapping files derived from the official HL7 v2-to-FHIR tables), C-CDA → FHIR
+ * (adapters/ccda) and FHIR → HL7 v2 (outbound ADT^A08 and ORU^R01).
+ *
+ * Every direction reports what it could not map in an OperationOutcome instead of
+ * stopping at the first problem; it fails (and produces nothing) only when the
+ * result would be unsafe to store, e.g. when the patient's identity cannot be
+ * mapped.
+ */
+#ifndef HV_MAPPINGS_H
+#define HV_MAPPINGS_H
+
+#include <stddef.h>
+
+#include "engine/engine.h"
+
+struct json_object;
+
+typedef struct hv_map_opts {
+    const char *override_file; /* a mapping file whose rows replace or add rows; NULL: none */
+    int explain;               /* non-zero: fill hv_map_result_t.explain */
+} hv_map_opts_t;
+
+typedef struct hv_map_result {
+    struct json_object *bundle;  /* FHIR R4 transaction Bundle (to FHIR), else NULL */
+    struct json_object *outcome; /* OperationOutcome listing every problem; never NULL on HV_OK */
+    struct json_object *explain; /* array of {"element", "rule"} when opts->explain, else NULL */
+} hv_map_result_t;
+
+/* Releases what a mapping produced; the result may be zeroed or partly filled. */
+void hv_map_result_free(hv_map_result_t *r);
+
+/* HL7 v2 (ER7) message → transaction Bundle. HV_EPROTO (err set) when the
+ * message cannot be mapped safely; out is filled only on HV_OK. */
+int hv_map_v2_to_fhir(const char *msg, size_t len, const hv_map_opts_t *opts, hv_map_result_t *out,
+                      hv_error_t *err);
+
+/* C-CDA R2.1 document (XML) → transaction Bundle; implemented in adapters/ccda. */
+int hv_map_ccda_to_fhir(const char *xml, size_t len, const hv_map_opts_t *opts,
+                        hv_map_result_t *out, hv_error_t *err);
+
+/* FHIR resource or Bundle (JSON) → one HL7 v2 message of the given structure
+ * ("ADT_A08" from Patient/Encounter, "ORU_R01" from DiagnosticReport/Observation).
+ * The ER7 text goes to msg; problems to out->outcome (out->bundle stays NULL). */
+int hv_map_fhir_to_v2(const char *json, size_t len, const char *structure,
+                      const hv_map_opts_t *opts, hv_buf_t *msg, hv_map_result_t *out,
+                      hv_error_t *err);
+
+#endif
