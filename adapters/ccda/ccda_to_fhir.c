@@ -178,7 +178,19 @@ const char *hv__ccda_add(hv__ccda_ctx_t *c, const char *type, struct json_object
 
 typedef struct rd {
     int depth, max_depth, too_deep, dtd;
+    int err_line, err_column; /* the first error libxml2 reported (0 if none) */
+    char err_msg[256];
 } rd_t;
+
+/* Keeps the first error: libxml2's lastError is the last one, often a consequence. */
+static void sax_error(void *ctx, xmlErrorPtr e) {
+    xmlParserCtxtPtr ctxt = ctx;
+    rd_t *r = ctxt != NULL ? ctxt->_private : NULL;
+    if (r == NULL || e == NULL || r->err_line != 0 || e->level < XML_ERR_ERROR) return;
+    r->err_line = e->line > 0 ? e->line : 1;
+    r->err_column = e->int2;
+    snprintf(r->err_msg, sizeof(r->err_msg), "%s", e->message != NULL ? e->message : "not well-formed");
+}
 
 static void sax_start(void *ctx, const xmlChar *localname, const xmlChar *prefix,
                       const xmlChar *uri, int nb_namespaces, const xmlChar **namespaces,
@@ -241,6 +253,7 @@ static int read_xml(const char *xml, size_t len, xmlDocPtr *out, hv_error_t *err
     ctxt->sax->internalSubset = sax_subset;
     ctxt->sax->externalSubset = sax_subset;
     ctxt->sax->entityDecl = NULL;
+    ctxt->sax->serror = sax_error;
     xmlCtxtUseOptions(ctxt, XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING |
                                 XML_PARSE_NOCDATA | XML_PARSE_COMPACT);
     /* Some errors (encoding conversion) go to the generic error function even with
@@ -262,14 +275,20 @@ static int read_xml(const char *xml, size_t len, xmlDocPtr *out, hv_error_t *err
     } else if (!ctxt->wellFormed || doc == NULL) {
         const xmlError *e = &ctxt->lastError;
         char msg[300];
-        snprintf(msg, sizeof(msg), "%s", e->message != NULL ? e->message : "not well-formed");
+        if (r.err_line == 0) {
+            r.err_line = e->line > 0 ? e->line : 1;
+            r.err_column = e->int2;
+            snprintf(r.err_msg, sizeof(r.err_msg), "%s",
+                     e->message != NULL ? e->message : "not well-formed");
+        }
+        snprintf(msg, sizeof(msg), "%s", r.err_msg);
         size_t ml = strlen(msg);
         while (ml > 0 && (msg[ml - 1] == '\n' || msg[ml - 1] == ' ')) msg[--ml] = '\0';
         rc = HV_EPROTO;
         hv_error_set(err, rc, NULL, "invalid XML: %s", msg);
         if (err != NULL) {
-            err->line = e->line > 0 ? e->line : 1;
-            err->column = e->int2;
+            err->line = r.err_line;
+            err->column = r.err_column;
         }
     }
     xmlFreeParserCtxt(ctxt);
