@@ -697,17 +697,20 @@ static const char *xhtml_name(const char *cda) {
 }
 
 static void xml_escape(hv_buf_t *b, const char *s, int attr) {
-    for (; *s; s++) {
+    /* Copies runs of ordinary characters at once; escapes the XML specials. */
+    const char *specials = attr ? "<>&\"" : "<>&";
+    while (*s) {
+        size_t run = strcspn(s, specials);
+        if (run > 0) hv_buf_append(b, s, run);
+        s += run;
         switch (*s) {
         case '<': hv_buf_puts(b, "&lt;"); break;
         case '>': hv_buf_puts(b, "&gt;"); break;
         case '&': hv_buf_puts(b, "&amp;"); break;
-        case '"':
-            if (attr) hv_buf_puts(b, "&quot;");
-            else hv_buf_putc(b, '"');
-            break;
-        default: hv_buf_putc(b, *s);
+        case '"': hv_buf_puts(b, "&quot;"); break;
+        default: return;
         }
+        s++;
     }
 }
 
@@ -717,8 +720,8 @@ static int narrative_walk(xmlNodePtr n, hv_buf_t *b, int depth, int *chars) {
         if (k->type == XML_TEXT_NODE || k->type == XML_CDATA_SECTION_NODE) {
             if (k->content == NULL) continue;
             xml_escape(b, (const char *)k->content, 0);
-            for (const char *p = (const char *)k->content; *p; p++)
-                if (*p != ' ' && *p != '\n' && *p != '\r' && *p != '\t') (*chars)++;
+            if (*chars == 0 && ((const char *)k->content)[strspn((const char *)k->content, " \t\r\n")] != '\0')
+                *chars = 1;
             continue;
         }
         if (k->type != XML_ELEMENT_NODE || !hv__ccda_is(k, (const char *)k->name)) continue;

@@ -174,12 +174,19 @@ static void non_xml_body(hv__ccda_ctx_t *c, xmlNodePtr root, xmlNodePtr body,
         hv_buf_t b;
         hv_buf_init(&b, HV_CCDA_MAX_BYTES * 2);
         if (rep != NULL && strcmp(rep, "B64") == 0) {
-            for (xmlNodePtr k = text->children; k != NULL; k = k->next)
-                if (k->type == XML_TEXT_NODE && k->content != NULL)
-                    for (const char *p = (const char *)k->content; *p; p++)
-                        if (strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=",
-                                   *p) != NULL)
-                            hv_buf_putc(&b, *p);
+            /* RFC 4648 §4 alphabet; runs of valid characters are copied at once. */
+            static const char b64[] =
+                "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=";
+            for (xmlNodePtr k = text->children; k != NULL; k = k->next) {
+                if (k->type != XML_TEXT_NODE || k->content == NULL) continue;
+                const char *p = (const char *)k->content;
+                while (*p) {
+                    size_t run = strspn(p, b64);
+                    if (run > 0) hv_buf_append(&b, p, run);
+                    p += run;
+                    p += strcspn(p, b64);
+                }
+            }
         } else {
             static const char tbl[] =
                 "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
