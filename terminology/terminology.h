@@ -104,6 +104,8 @@ int hv_terminology_review_list(hv_db_t *db, size_t limit, struct json_object **o
 
 /* The module (settings, CLI commands, routes), for modules.c. */
 extern const hv_module_t hv_terminology_module;
+/* The channel steps loinc-standardize and map-codes (channel.c), for modules.c. */
+extern const hv_module_t hv_terminology_channels_module;
 
 /*
  * The `ucum` commands, without the engine: essence is the essence path (NULL for
