@@ -195,6 +195,31 @@ class TerminologySteps(EngineTestCase):
             time.sleep(0.05)
         self.assertIn("not JSON", json.dumps(body["messages"][0]))
 
+    def test_fhirpath_member_of_asks_the_terminology_store(self):
+        for kind, path in (("snomed", "snomed"), ("fhir", "fhir-valuesets.json")):
+            rc, _, err = run_cli("terminology", "load", kind, os.path.join(DATA, path), "--data", self.eng.data)
+            self.assertEqual(rc, 0, err)
+        os.makedirs(os.path.join(self.out, "dm"), exist_ok=True)
+        with open(os.path.join(self.eng.channels, "dm.json"), "w") as f:
+            json.dump({"id": "dm", "source": {"type": "http"},
+                       "filter": {"any": [
+                           {"fhirpath": "Condition.code.memberOf('http://snomed.info/sct?fhir_vs=isa/73211009')"},
+                           {"fhirpath": "Observation.code.memberOf('urn:holovitals:test:vs:polygons')"}]},
+                       "destinations": [{"name": "f", "type": "file-write", "dir": os.path.join(self.out, "dm"),
+                                         "filename": "${id}.json"}]}, f)
+        self.eng.start()
+        sct = "http://snomed.info/sct"
+        shapes = "urn:holovitals:test:shapes"
+        for system, code in ((sct, "44054006"), (sct, "404684003"), ("http://loinc.org", "44054006")):
+            self.send("dm", {"resourceType": "Condition", "code": {"coding": [{"system": system, "code": code}]}})
+        for code in ("triangle", "square"):
+            self.send("dm", {"resourceType": "Observation", "status": "final",
+                             "code": {"coding": [{"system": shapes, "code": code}]}})
+        got = self.written("dm", 2)
+        self.assertEqual([r["code"]["coding"][0]["code"] for r in got], ["44054006", "triangle"])
+        st, body = self.eng.get_json("/channels/dm/messages?status=filtered")
+        self.assertEqual((st, len(body["messages"])), (200, 3), body)
+
     def test_bad_step_configuration_is_refused_with_its_position(self):
         bad = os.path.join(self.workdir, "bad.json")
         with open(bad, "w") as f:
