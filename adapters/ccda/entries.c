@@ -579,6 +579,77 @@ void hv__ccda_assessments(hv__ccda_ctx_t *c, xmlNodePtr section, struct json_obj
     }
 }
 
+/* ---- family history and medical equipment ------------------------------------------- */
+
+/* Family History Organizer (.4.45) → FamilyMemberHistory; its Family History
+ * Observations (.4.46) → condition[], a Family History Death Observation (.4.47) →
+ * contributedToDeath. */
+static void family_member(hv__ccda_ctx_t *c, xmlNodePtr org, struct json_object *refs, void *ud) {
+    (void)ud;
+    struct json_object *f = json_object_new_object();
+    xmlNodePtr rs = hv__ccda_child(hv__ccda_child(org, "subject"), "relatedSubject");
+    xmlNodePtr who = hv__ccda_child(rs, "subject");
+    set_if(f, "identifier", hv__ccda_identifiers(c, org));
+    hv_json_set_str(f, "status", "completed");
+    hv_json_set(f, "patient", hv__ccda_ref(c->patient_url));
+    struct json_object *rel = hv__ccda_concept(c, hv__ccda_child(rs, "code"));
+    if (rel == NULL)
+        rel = cc1("http://terminology.hl7.org/CodeSystem/v3-RoleCode", "FAMMEMB", "family member");
+    hv_json_set(f, "relationship", rel);
+    set_if(f, "sex", hv__ccda_concept(c, hv__ccda_child(who, "administrativeGenderCode")));
+    set_if(f, "bornDate", hv__ccda_ts_json(c, hv__ccda_child(who, "birthTime"), 1));
+    struct json_object *conds = json_object_new_array();
+    for (xmlNodePtr k = hv__ccda_child(org, "component"); k != NULL; k = hv__ccda_next(k, "component")) {
+        xmlNodePtr o = hv__ccda_child(k, "observation");
+        struct json_object *code = hv__ccda_concept(c, hv__ccda_child(o, "value"));
+        if (code == NULL) continue;
+        struct json_object *cond = json_object_new_object();
+        hv_json_set(cond, "code", code);
+        for (xmlNodePtr er = hv__ccda_child(o, "entryRelationship"); er != NULL;
+             er = hv__ccda_next(er, "entryRelationship")) {
+            xmlNodePtr d = hv__ccda_child(er, "observation");
+            if (d != NULL && hv__ccda_has_template(d, E("47")))
+                hv_json_set(cond, "contributedToDeath", json_object_new_boolean(1));
+            /* Age Observation (.4.31): the age at onset, in UCUM time units. */
+            if (d != NULL && hv__ccda_has_template(d, E("31")) &&
+                !json_object_object_get_ex(cond, "onsetAge", NULL))
+                set_if(cond, "onsetAge", hv__ccda_quantity(c, hv__ccda_child(d, "value")));
+        }
+        json_object_array_add(conds, cond);
+    }
+    if (json_object_array_length(conds) > 0)
+        hv_json_set(f, "condition", conds);
+    else
+        json_object_put(conds);
+    add_ref(refs, hv__ccda_add(c, "FamilyMemberHistory", f, NULL));
+}
+
+void hv__ccda_family_history(hv__ccda_ctx_t *c, xmlNodePtr section, struct json_object *refs) {
+    static const char *const t[] = {E("45"), NULL};
+    walk(c, section, t, family_member, refs, NULL, 0);
+}
+
+/* Non-Medicinal Supply Activity (.4.50) with a playingDevice → Device for the patient. */
+static void supply_device(hv__ccda_ctx_t *c, xmlNodePtr sup, struct json_object *refs, void *ud) {
+    (void)ud;
+    xmlNodePtr pr = hv__ccda_child(hv__ccda_child(sup, "participant"), "participantRole");
+    xmlNodePtr dev = hv__ccda_child(pr, "playingDevice");
+    struct json_object *type = hv__ccda_concept(c, hv__ccda_child(dev, "code"));
+    if (type == NULL) return;
+    struct json_object *d = json_object_new_object();
+    struct json_object *ids = hv__ccda_identifiers(c, sup);
+    if (ids == NULL) ids = hv__ccda_identifiers(c, pr);
+    set_if(d, "identifier", ids);
+    hv_json_set(d, "type", type);
+    hv_json_set(d, "patient", hv__ccda_ref(c->patient_url));
+    add_ref(refs, hv__ccda_add(c, "Device", d, NULL));
+}
+
+void hv__ccda_medical_equipment(hv__ccda_ctx_t *c, xmlNodePtr section, struct json_object *refs) {
+    static const char *const t[] = {E("50"), NULL};
+    walk(c, section, t, supply_device, refs, NULL, 0);
+}
+
 /* ---- immunizations ----------------------------------------------------------------- */
 
 static void immunization(hv__ccda_ctx_t *c, xmlNodePtr sa, struct json_object *refs, void *ud) {

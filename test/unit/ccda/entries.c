@@ -109,6 +109,24 @@ static const char body[] =
         "<code code=\"72166-2\" " LOINC "/><statusCode code=\"completed\"/>"
         "<effectiveTime value=\"20120806\"/><value xsi:type=\"CD\" code=\"8517006\" " SCT
         " displayName=\"Former smoker\"/></observation></entry>")
+    /* Family history (with age at onset and death) and medical equipment. */
+    SEC("15",
+        "<entry><organizer classCode=\"CLUSTER\" moodCode=\"EVN\">" TID("45") "<statusCode code=\"completed\"/>"
+        "<subject><relatedSubject classCode=\"PRS\"><code code=\"FTH\" codeSystem=\"2.16.840.1.113883.5.111\"/>"
+        "<subject><administrativeGenderCode code=\"M\" codeSystem=\"2.16.840.1.113883.5.1\"/>"
+        "<birthTime value=\"1910\"/></subject></relatedSubject></subject>"
+        "<component><observation classCode=\"OBS\" moodCode=\"EVN\">" TID("46")
+        "<value xsi:type=\"CD\" code=\"22298006\" " SCT "/>"
+        "<entryRelationship typeCode=\"SUBJ\" inversionInd=\"true\"><observation classCode=\"OBS\" "
+        "moodCode=\"EVN\">" TID("31") "<value xsi:type=\"PQ\" value=\"57\" unit=\"a\"/></observation>"
+        "</entryRelationship><entryRelationship typeCode=\"CAUS\"><observation classCode=\"OBS\" "
+        "moodCode=\"EVN\">" TID("47") "<value xsi:type=\"CD\" code=\"419099009\" " SCT "/></observation>"
+        "</entryRelationship></observation></component></organizer></entry>")
+    SEC("23",
+        "<entry><supply classCode=\"SPLY\" moodCode=\"EVN\">" TID("50") "<id root=\"1.2.3\" extension=\"d1\"/>"
+        "<participant typeCode=\"PRD\"><participantRole classCode=\"MANU\"><playingDevice>"
+        "<code code=\"87405001\" " SCT " displayName=\"Cane\"/></playingDevice></participantRole>"
+        "</participant></supply></entry>")
     /* Plan of treatment: an ordered procedure and a goal. */
     SEC("10",
         "<entry><procedure classCode=\"PROC\" moodCode=\"RQO\">" TID("41")
@@ -275,6 +293,23 @@ static void ccda_vitals_encounters_social_and_plan(void **state) {
     json_object_put(g);
 }
 
+static void ccda_family_history_and_equipment(void **state) {
+    (void)state;
+    struct json_object *f = nth(mapped.bundle, "FamilyMemberHistory", 0);
+    EXPECT(f, "relationship.coding.0.code", "FTH");
+    EXPECT(f, "sex.coding.0.code", "M");
+    EXPECT(f, "bornDate", "1910");
+    EXPECT(f, "condition.0.code.coding.0.code", "22298006");
+    EXPECT(f, "condition.0.onsetAge.value", "57");
+    EXPECT(f, "condition.0.onsetAge.code", "a");
+    EXPECT(f, "condition.0.contributedToDeath", "true");
+    struct json_object *d = nth(mapped.bundle, "Device", 0);
+    EXPECT(d, "type.coding.0.code", "87405001");
+    EXPECT(d, "identifier.0.value", "d1");
+    json_object_put(f);
+    json_object_put(d);
+}
+
 static void ccda_sections_reference_their_resources_and_validate(void **state) {
     (void)state;
     struct json_object *comp = nth(mapped.bundle, "Composition", 0);
@@ -300,6 +335,7 @@ int run_entries_tests(void) {
         cmocka_unit_test(ccda_procedures_done_and_not_done),
         cmocka_unit_test(ccda_results_map_to_report_and_observations),
         cmocka_unit_test(ccda_vitals_encounters_social_and_plan),
+        cmocka_unit_test(ccda_family_history_and_equipment),
         cmocka_unit_test(ccda_sections_reference_their_resources_and_validate),
     };
     return cmocka_run_group_tests_name("ccda_entries", tests, setup, teardown);
