@@ -24,7 +24,7 @@
  *   Encounter.identifier    PV1-19; period PV1-44 / PV1-45
  *   DiagnosticReport        OBR-3 filler number, OBR-4 code, OBR-7 effective,
  *                           OBR-22 issued, OBR-25 status (F P C X I)
- *   Observation             OBX-2 value type (NM SN CWE ST TX DT DTM TM), OBX-3 code,
+ *   Observation             OBX-2 value type (NM SN CWE ST TX DT TS TM), OBX-3 code,
  *                           OBX-5 value, OBX-6 units (UCUM code^unit^UCUM), OBX-7 range,
  *                           OBX-8 interpretation, OBX-11 status, OBX-14 effective time
  */
@@ -551,7 +551,8 @@ static void obx(ctx_t *c, struct json_object *obs, struct json_object *parent, c
     else if ((v = get(obs, "valueString")) != NULL) type = strlen(json_object_get_string(v)) > 199 ? "TX" : "ST";
     else if ((v = get(obs, "valueInteger")) != NULL) type = "NM";
     else if ((v = get(obs, "valueBoolean")) != NULL) type = "CWE";
-    else if ((v = get(obs, "valueDateTime")) != NULL) type = strlen(json_object_get_string(v)) > 10 ? "DTM" : "DT";
+    else if ((v = get(obs, "valueDateTime")) != NULL) /* HL7 v2.5.1 table 0125: TS, DT */
+        type = strlen(json_object_get_string(v)) > 10 ? "TS" : "DT";
     else if ((v = get(obs, "valueTime")) != NULL) type = "TM";
     else if ((v = get(obs, "valueRange")) != NULL) type = "SN";
     else if ((v = get(obs, "valueRatio")) != NULL) type = "SN";

@@ -199,7 +199,8 @@ static void fhir_to_v2_single_observation_gets_its_own_obr(void **state) {
         "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"coding\":[{\"system\":"
         "\"http://loinc.org\",\"code\":\"8480-6\"}]},\"subject\":{\"identifier\":{\"system\":"
         "\"urn:oid:9.9\",\"value\":\"X1\"}},\"component\":[{\"code\":{\"coding\":[{\"code\":\"a\"}]},"
-        "\"valueQuantity\":{\"value\":120,\"unit\":\"mm[Hg]\"}}]}";
+        "\"valueQuantity\":{\"value\":120,\"unit\":\"mm[Hg]\"}},{\"code\":{\"text\":\"t\"},"
+        "\"valueDateTime\":\"2024-01-02T03:04:05+01:00\"}]}";
     mapped_t m;
     map_ok(&m, obs, "ORU_R01");
     expect(&m, "PID-3.1", "X1");
@@ -208,6 +209,8 @@ static void fhir_to_v2_single_observation_gets_its_own_obr(void **state) {
     expect(&m, "OBX[2]-4", "1.1");
     expect(&m, "OBX[2]-5", "120");
     expect(&m, "OBX[2]-6.1", "mm[Hg]");
+    expect(&m, "OBX[3]-2", "TS");
+    expect(&m, "OBX[3]-5", "20240102030405+0100");
     mapped_free(&m);
 }
 
