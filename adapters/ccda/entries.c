@@ -857,13 +857,9 @@ static void planned(hv__ccda_ctx_t *c, xmlNodePtr n, struct json_object *refs) {
         if (code == NULL) return;
         struct json_object *mr = json_object_new_object();
         set_if(mr, "identifier", hv__ccda_identifiers(c, n));
-        hv_json_set_str(mr, "status", negated(n) ? "cancelled" : eq(request_status(n), "revoked")
-                                                                  ? "cancelled"
-                                                                  : eq(request_status(n), "on-hold")
-                                                                        ? "on-hold"
-                                                                        : eq(request_status(n), "completed")
-                                                                              ? "completed"
-                                                                              : "active");
+        /* Request status → MedicationRequest.status (revoked is "cancelled" there). */
+        const char *rs = request_status(n);
+        hv_json_set_str(mr, "status", negated(n) || eq(rs, "revoked") ? "cancelled" : rs);
         hv_json_set_str(mr, "intent", intent_of(mood));
         if (negated(n)) hv_json_set(mr, "doNotPerform", json_object_new_boolean(1));
         hv_json_set(mr, "medicationCodeableConcept", code);
