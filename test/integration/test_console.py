@@ -28,6 +28,7 @@ class Sink:
     """An HTTP destination whose answer the browser script switches (POST /__status/N)."""
 
     def __init__(self):
+        self.engine = None  # set by the test: /__stop and /__start stop and restart it
         self.status = 500
         self.count = 0
         self.lock = threading.Lock()
@@ -37,7 +38,13 @@ class Sink:
             def do_POST(self):
                 n = int(self.headers.get("Content-Length", "0"))
                 self.rfile.read(n)
-                if self.path.startswith("/__status/"):
+                if self.path in ("/__stop", "/__start"):
+                    if self.path == "/__stop":
+                        sink.engine.stop()
+                    else:
+                        sink.engine.start(fixed_ports=True)
+                    code = 200
+                elif self.path.startswith("/__status/"):
                     with sink.lock:
                         sink.status = int(self.path.rsplit("/", 1)[1])
                     code = 200
@@ -149,6 +156,7 @@ class ConsoleBrowserTest(EngineTestCase):
             rc, _, err = eng.cli("user", "add", user, "--role", role, input=pw + "\n")
             self.assertEqual(rc, 0, err)
         eng.start()
+        sink.engine = eng
         st, tok = eng.post_json("/auth/login", {"username": ADMIN, "password": ADMIN_PASS})
         self.assertEqual(st, 200, tok)
         auth = {"Authorization": "Bearer " + tok["access_token"]}
