@@ -307,6 +307,36 @@ export async function messagesView(main, { id }, _rerender, query) {
   await load();
 }
 
+// An XML document (a C-CDA) indented for reading: parsed with DOMParser (an XML
+// document runs no script) and written back as text, one element per line.
+function prettyXml(text) {
+  const doc = new DOMParser().parseFromString(text, "application/xml");
+  if (doc.getElementsByTagName("parsererror").length) return null;
+  const out = [];
+  const attrs = el => Array.from(el.attributes).map(a => ` ${a.name}="${a.value}"`).join("");
+  (function walk(node, depth) {
+    const pad = "  ".repeat(depth);
+    for (const c of node.childNodes) {
+      if (c.nodeType === Node.ELEMENT_NODE) {
+        const kids = Array.from(c.childNodes);
+        const onlyText = kids.length === 1 && kids[0].nodeType === Node.TEXT_NODE;
+        if (kids.length === 0) out.push(`${pad}<${c.nodeName}${attrs(c)}/>`);
+        else if (onlyText) out.push(`${pad}<${c.nodeName}${attrs(c)}>${kids[0].nodeValue.trim()}</${c.nodeName}>`);
+        else {
+          out.push(`${pad}<${c.nodeName}${attrs(c)}>`);
+          walk(c, depth + 1);
+          out.push(`${pad}</${c.nodeName}>`);
+        }
+      } else if (c.nodeType === Node.TEXT_NODE && c.nodeValue.trim()) {
+        out.push(pad + c.nodeValue.trim());
+      } else if (c.nodeType === Node.COMMENT_NODE) {
+        out.push(`${pad}<!--${c.nodeValue}-->`);
+      }
+    }
+  })(doc, 0);
+  return out.join("\n");
+}
+
 function hl7View(text) {
   return h("table", { class: "hl7", "data-testid": "segments" },
     h("caption", {}, "Segments (hover a field for its name)"),
@@ -328,6 +358,8 @@ function contentView(content, type, size) {
   let body;
   if (!truncated && hl7.looksLikeHl7(content)) body = hl7View(content);
   else if (/json/.test(type || "") && !truncated) body = h("pre", { class: "code" }, pretty(content));
+  else if (!truncated && (/xml/.test(type || "") || /^\s*</.test(content)))
+    body = h("pre", { class: "code", "data-testid": "xml" }, prettyXml(content) || content);
   else body = h("pre", { class: "code" }, shown);
   return h("div", {}, truncated ? h("p", { class: "warn" }, `Shown truncated: ${fmtBytes(size || content.length)}. `, dl) : null,
     body, truncated ? null : h("p", {}, dl));

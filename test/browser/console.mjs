@@ -21,9 +21,10 @@ const CHROMIUM = env.CHROMIUM || "/usr/bin/chromium";
 let failures = 0;
 
 async function check(name, fn) {
+  const t0 = Date.now();
   try {
     await fn();
-    console.log("ok - " + name);
+    console.log("ok - " + name + " (" + (Date.now() - t0) + " ms)");
   } catch (e) {
     failures++;
     console.log("not ok - " + name + ": " + (e && e.message ? e.message.split("\n")[0] : e));
@@ -118,6 +119,16 @@ await check("a message shows its segments with field names, and <script> in it i
   assert(ran === undefined, "the script in the message ran");
   assert((await page.locator("main script").count()) === 0, "a script element was created");
   await shot(page, "message");
+});
+
+await check("a C-CDA document is shown indented, its markup as text", async () => {
+  await page.goto(BASE + "/console/#/message/docs/" + env.DOC_ID);
+  const xml = page.getByTestId("xml");
+  await xml.waitFor();
+  const text = await xml.textContent();
+  assert(text.includes('\n  <title>Summary</title>\n'), "not indented: " + text.slice(0, 200));
+  assert(text.includes("<script>window.__xss2=1</script>"), "the script element is not shown as text");
+  assert((await page.evaluate(() => window.__xss2)) === undefined, "the script in the document ran");
 });
 
 await check("a JSON message shows its output after the steps", async () => {

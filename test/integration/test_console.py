@@ -152,6 +152,9 @@ class ConsoleBrowserTest(EngineTestCase):
             json.dump({"id": "json", "source": {"type": "http"},
                        "steps": [{"type": "set", "pointer": "/stamped", "value": "by-the-set-step"}],
                        "destinations": [{"name": "archive", "type": "file-write", "dir": out}]}, f)
+        with open(os.path.join(eng.channels, "docs.json"), "w") as f:
+            json.dump({"id": "docs", "source": {"type": "http"},
+                       "destinations": [{"name": "archive", "type": "file-write", "dir": out}]}, f)
         for user, role, pw in ((ADMIN, "admin", ADMIN_PASS), (CLIN, "clinician", CLIN_PASS)):
             rc, _, err = eng.cli("user", "add", user, "--role", role, input=pw + "\n")
             self.assertEqual(rc, 0, err)
@@ -173,12 +176,19 @@ class ConsoleBrowserTest(EngineTestCase):
                                   headers=dict(auth, **{"Content-Type": "application/json"}))
         self.assertEqual(st, 201, body)
         json_id = json.loads(body)["id"]
-        big = json.dumps({"resourceType": "Binary", "data": "A" * (5 << 20)})
+        big = json.dumps({"resourceType": "Binary", "data": "A" * (50 << 20)})
         st, _, body = eng.request("POST", "/channels/json/in", body=big,
                                   headers=dict(auth, **{"Content-Type": "application/json"}), timeout=60)
         self.assertEqual(st, 201, body)
         big_id = json.loads(body)["id"]
 
+        doc = ('<?xml version="1.0"?><ClinicalDocument xmlns="urn:hl7-org:v3"><title>Summary</title>'
+               '<component><section><code code="11450-4"/><text>Taking <b>aspirin</b>'
+               '<script>window.__xss2=1</script></text></section></component></ClinicalDocument>')
+        st, _, body = eng.request("POST", "/channels/docs/in", body=doc,
+                                  headers=dict(auth, **{"Content-Type": "application/xml"}))
+        self.assertEqual(st, 201, body)
+        doc_id = json.loads(body)["id"]
         st, pat = eng.post_json("/fhir/Patient", {"resourceType": "Patient", "name": [{"family": "Consoleperson"}]},
                                 headers=dict(auth, **{"Content-Type": "application/fhir+json"}))
         self.assertEqual(st, 201, pat)
@@ -194,7 +204,7 @@ class ConsoleBrowserTest(EngineTestCase):
                    SINK="http://127.0.0.1:%d" % sink.port, CHANNEL="adt", JSON_CHANNEL="json",
                    CHROMIUM=CHROMIUM, ADMIN_USER=ADMIN, ADMIN_PASS=ADMIN_PASS, CLIN_USER=CLIN,
                    CLIN_PASS=CLIN_PASS, CONTROL_ID="CTRL002", WORD="ZEBEDIAH", XSS_ID=str(xss_id),
-                   XSS_CONTROL_ID="CTRL003", JSON_ID=str(json_id), BIG_ID=str(big_id),
+                   XSS_CONTROL_ID="CTRL003", JSON_ID=str(json_id), BIG_ID=str(big_id), DOC_ID=str(doc_id),
                    PATIENT_ID=pat["id"], PATIENT_FAMILY="Consoleperson")
         p = subprocess.run(["node", os.path.join(BROWSER_DIR, "console.mjs")], env=env, cwd=BROWSER_DIR,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=400)
