@@ -489,13 +489,16 @@ export async function auditView(main, _p, _r, query) {
     for (const el of [user, patient, action]) if (el.value) p.set(el.name, el.value);
     location.hash = "#/audit?" + p.toString();
   });
+  // Verification walks the hash chain and the signed checkpoints (GET /compliance/report
+  // runs it for the period; docs/audit.md "Tamper evidence").
   async function verify() {
     clear(verifyOut);
     try {
-      const r = await api.get("/audit/verify");
-      mount(verifyOut, h("p", { class: r.ok || r.valid ? "ok" : "error" },
-        r.ok || r.valid ? `The audit chain is intact (${r.records ?? r.checked ?? "?"} records).` :
-          "The audit chain is BROKEN: " + (r.message || JSON.stringify(r.first_bad || r))));
+      const r = await api.get("/compliance/report");
+      const c = r.chain || {};
+      mount(verifyOut, h("p", { class: c.ok ? "ok" : "error" },
+        c.ok ? `The audit chain is intact (${c.records_checked} records, ${c.checkpoints} signed checkpoints).` :
+          `The audit chain is BROKEN at record ${c.first_bad}: ${c.problem || ""} ${c.detail || ""}`));
     } catch (e) { mount(verifyOut, errorBox(e)); }
   }
   mount(main, h("h1", {}, "Audit and compliance"), form,
@@ -518,8 +521,9 @@ export async function auditView(main, _p, _r, query) {
   try {
     const a = await api.get("/security/alerts");
     out.appendChild(section("Security alerts", table([
-      { title: "Time", cell: x => fmtTime(x.time || x.created) }, { title: "Rule", cell: x => x.rule || x.type || "" },
-      { title: "Detail", cell: x => x.message || x.detail || "" }], a.alerts || a.items || [])));
+      { title: "Time", cell: x => fmtTime(x.created || x.time) }, { title: "Rule", cell: x => x.rule || "" },
+      { title: "Severity", cell: x => x.severity || "" }, { title: "Who", cell: x => x.who || "" },
+      { title: "Detail", cell: x => x.detail || x.message || "" }], a.alerts || [])));
   } catch { /* shown by the log search already */ }
 }
 
@@ -557,9 +561,30 @@ export async function adminView(main) {
     try { const r = await api.post("/convert/units", { value: Number(cv.value), from: cf.value, to: ct.value }); cvOut.textContent = `${cv.value} ${cf.value} = ${r.value} ${ct.value}`; }
     catch (e) { cvOut.textContent = e.message; }
   });
+  const ehrVendor = h("select", { name: "vendor" }, ["epic", "cerner", "fhir"].map(x => h("option", { value: x }, x)));
+  const ehrUrl = h("input", { name: "base_url", size: 40, placeholder: "https://ehr.example.org/fhir/R4" });
+  const ehrClient = h("input", { name: "client_id" });
+  const ehrKey = h("textarea", { name: "private_key_pem", rows: 3, cols: 40, placeholder: "-----BEGIN PRIVATE KEY-----" });
+  const ehrTypes = h("input", { name: "resource_types", value: "Patient,Observation,Condition", size: 30 });
+  const ehrSchedule = h("input", { name: "schedule", value: "daily", size: 12 });
+  const ehrMsg = h("p", { role: "status" });
+  const ehrForm = h("form", { class: "filters", "aria-label": "Connect an EHR" }, field("Vendor", ehrVendor), field("Base URL", ehrUrl),
+    field("Client id", ehrClient), field("Private key (PEM; stored encrypted, never shown again)", ehrKey),
+    field("Resource types", ehrTypes), field("Schedule", ehrSchedule), h("button", { type: "submit" }, "Connect"), ehrMsg);
+  ehrForm.addEventListener("submit", async ev => {
+    ev.preventDefault();
+    try {
+      const r = await api.post("/ehr/connect", { vendor: ehrVendor.value, base_url: ehrUrl.value, client_id: ehrClient.value,
+        private_key_pem: ehrKey.value || undefined, resource_types: ehrTypes.value.split(",").map(x => x.trim()).filter(Boolean),
+        schedule: ehrSchedule.value });
+      ehrKey.value = "";
+      ehrMsg.textContent = "Connected (id " + r.id + ").";
+    } catch (e) { ehrMsg.textContent = e.message; }
+  });
+  const history = h("div");
   mount(main, h("h1", {}, "Administration"),
     section("Users", addUser),
-    section("EHR connections", out),
+    section("EHR connections", out, ehrForm, h("h3", {}, "Sync history"), history),
     section("Terminology look-up", termForm, termOut),
     section("UCUM converter", convForm));
   try {
@@ -570,4 +595,13 @@ export async function adminView(main) {
       { title: "", cell: x => button("Sync now", () => act("/ehr/sync/" + encodeURIComponent(x.id), () => {})) },
     ], c.connections || c.items || (Array.isArray(c) ? c : [])));
   } catch (e) { mount(out, errorBox(e)); }
+  try {
+    const r = await api.get("/ehr/sync-history");
+    mount(history, table([
+      { title: "Run", cell: x => String(x.run_id || x.id) }, { title: "Connection", cell: x => String(x.connection || x.connection_id || "") },
+      { title: "Status", cell: x => x.status }, { title: "Started", cell: x => fmtTime(x.started) },
+      { title: "Fetched", cell: x => String(x.fetched ?? "") }, { title: "Created", cell: x => String(x.created ?? "") },
+      { title: "Updated", cell: x => String(x.updated ?? "") }, { title: "Failed", cell: x => String(x.failed ?? "") },
+    ], r.runs || r.items || (Array.isArray(r) ? r : [])));
+  } catch (e) { mount(history, errorBox(e)); }
 }

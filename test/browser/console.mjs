@@ -195,6 +195,14 @@ await check("the FHIR browser searches and shows a resource with its references 
   await shot(page, "fhir");
 });
 
+await check("the audit chain is verified from the audit view, and the log lists what was done", async () => {
+  await page.goto(BASE + "/console/#/audit");
+  await page.getByRole("button", { name: "Verify the audit chain" }).click();
+  await page.getByTestId("verify-result").getByText(/^The audit chain is intact \(\d+ records/).waitFor();
+  await page.getByTestId("audit-results").locator("tbody tr").first().waitFor();
+  await shot(page, "audit");
+});
+
 await check("a large message opens truncated with a download link", async () => {
   await page.goto(BASE + "/console/#/message/" + JSON_CHANNEL + "/" + env.BIG_ID);
   await page.getByText(/^Shown truncated/).first().waitFor({ timeout: 30000 });
