@@ -582,11 +582,45 @@ export async function adminView(main) {
     } catch (e) { ehrMsg.textContent = e.message; }
   });
   const history = h("div");
+  const users = h("div", { "data-testid": "users" });
+  const clients = h("div", { "data-testid": "clients" });
   mount(main, h("h1", {}, "Administration"),
-    section("Users", addUser),
+    section("Users", users, addUser),
+    section("SMART clients", clients),
     section("EHR connections", out, ehrForm, h("h3", {}, "Sync history"), history),
     section("Terminology look-up", termForm, termOut),
     section("UCUM converter", convForm));
+  const reload = () => adminView(main);
+  try {
+    const r = await api.get("/auth/users");
+    mount(users, table([
+      { title: "User", cell: u => u.username },
+      { title: "Role", cell: u => h("select", { "aria-label": "role of " + u.username, onchange: async ev => {
+          try { await api.put("/auth/users/" + encodeURIComponent(u.username) + "/role", { role: ev.target.value }); } catch (e) { alert(e.message); }
+          reload();
+        } }, ["admin", "integrator", "clinician", "auditor", "service"].map(x => h("option", { value: x, selected: x === u.role }, x))) },
+      { title: "State", cell: u => u.disabled ? "disabled" : u.locked ? "locked" : "active" },
+      { title: "Created", cell: u => fmtTime(u.created) },
+      { title: "", cell: u => h("span", {},
+          button(u.disabled ? "Enable" : "Disable", () => act("/auth/users/" + encodeURIComponent(u.username) + (u.disabled ? "/enable" : "/disable"), reload)),
+          button("Reset password", async () => {
+            const pw = prompt("New password for " + u.username + " (8 or more characters)");
+            if (!pw) return;
+            try { await api.post("/auth/users/" + encodeURIComponent(u.username) + "/password", { password: pw }); alert("Password changed."); }
+            catch (e) { alert(e.message); }
+          })) },
+    ], r.users || []));
+  } catch (e) { mount(users, errorBox(e)); }
+  try {
+    const r = await api.get("/auth/clients");
+    mount(clients, (r.clients || []).length === 0 ? h("p", {}, "No SMART clients are registered (holovitals client add, or dynamic registration).") :
+      table([
+        { title: "Client id", cell: c => c.client_id }, { title: "Name", cell: c => c.name }, { title: "Type", cell: c => c.type },
+        { title: "Redirect URIs", cell: c => (c.redirect_uris || []).join(" ") }, { title: "Scope", cell: c => c.scope },
+        { title: "State", cell: c => c.disabled ? "revoked" : "active" },
+        { title: "", cell: c => c.disabled ? "" : button("Revoke", () => { if (confirm("Revoke client " + c.client_id + "?")) act("/auth/clients/" + encodeURIComponent(c.client_id) + "/revoke", reload); }) },
+      ], r.clients));
+  } catch (e) { mount(clients, errorBox(e)); }
   try {
     const c = await api.get("/ehr/connections");
     mount(out, table([

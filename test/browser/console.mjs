@@ -203,6 +203,15 @@ await check("the audit chain is verified from the audit view, and the log lists 
   await shot(page, "audit");
 });
 
+await check("the administration view lists users with their roles", async () => {
+  await page.goto(BASE + "/console/#/admin");
+  const users = page.getByTestId("users");
+  await users.getByRole("cell", { name: env.CLIN_USER, exact: true }).waitFor();
+  const role = users.getByLabel("role of " + env.CLIN_USER);
+  assert((await role.inputValue()) === "clinician", "role shown as " + (await role.inputValue()));
+  await shot(page, "admin");
+});
+
 await check("a large message opens truncated with a download link", async () => {
   await page.goto(BASE + "/console/#/message/" + JSON_CHANNEL + "/" + env.BIG_ID);
   await page.getByText(/^Shown truncated/).first().waitFor({ timeout: 30000 });

@@ -122,6 +122,67 @@ class ConsoleServingTest(EngineTestCase):
         self.assertEqual(st, 401)
 
 
+class AdminApiTest(EngineTestCase):
+    """The users and clients API the Administration view uses (engine/auth/admin.c)."""
+
+    def test_users_and_clients_are_managed_by_admins_only(self):
+        eng = self.engine(start=False, auth=True)
+        for user, role in (("root", "admin"), ("ivy", "integrator")):
+            rc, _, err = eng.cli("user", "add", user, "--role", role, input="password-%s\n" % user)
+            self.assertEqual(rc, 0, err)
+        rc, out, err = eng.cli("client", "add", "--name", "App one", "--type", "public", "--redirect-uri",
+                               "http://127.0.0.1:1/cb", "--scope", "launch/patient patient/*.read")
+        self.assertEqual(rc, 0, err)
+        eng.start()
+        def token(user):
+            st, body = eng.post_json("/auth/login", {"username": user, "password": "password-" + user})
+            self.assertEqual(st, 200, body)
+            return {"Authorization": "Bearer " + body["access_token"]}
+        root, ivy = token("root"), token("ivy")
+        st, _, _ = eng.request("GET", "/auth/users")
+        self.assertEqual(st, 401)
+        st, _, _ = eng.request("GET", "/auth/users", headers=ivy)
+        self.assertEqual(st, 403)
+        st, body = eng.get_json("/auth/users", headers=root)
+        self.assertEqual([(u["username"], u["role"], u["disabled"]) for u in body["users"]],
+                         [("ivy", "integrator", False), ("root", "admin", False)])
+        st, body = eng.get_json("/auth/clients", headers=root)
+        self.assertEqual([(c["name"], c["type"], c["disabled"]) for c in body["clients"]], [("App one", "public", False)])
+        app1 = body["clients"][0]["client_id"]
+        self.assertEqual(body["clients"][0]["redirect_uris"], ["http://127.0.0.1:1/cb"])
+        self.assertNotIn("secret_hash", json.dumps(body))
+        # Role change, password reset, disable (ends ivy's token), enable.
+        st, _, _ = eng.request("PUT", "/auth/users/ivy/role", body={"role": "wizard"}, headers=root)
+        self.assertEqual(st, 400)
+        st, _, _ = eng.request("PUT", "/auth/users/ivy/role", body={"role": "auditor"}, headers=root)
+        self.assertEqual(st, 204)
+        st, _, _ = eng.request("POST", "/auth/users/ivy/password", body={"password": "short"}, headers=root)
+        self.assertEqual(st, 400)
+        st, _, _ = eng.request("POST", "/auth/users/ivy/password", body={"password": "a-new-password"}, headers=root)
+        self.assertEqual(st, 204)
+        st, _ = eng.post_json("/auth/login", {"username": "ivy", "password": "password-ivy"})
+        self.assertEqual(st, 401)
+        st, body = eng.post_json("/auth/login", {"username": "ivy", "password": "a-new-password"})
+        self.assertEqual((st, body.get("role")), (200, "auditor"))
+        ivy2 = {"Authorization": "Bearer " + body["access_token"]}
+        st, _, _ = eng.request("POST", "/auth/users/ivy/disable", headers=root)
+        self.assertEqual(st, 204)
+        st, _, _ = eng.request("GET", "/auth/session", headers=ivy2)
+        self.assertEqual(st, 401)
+        st, _ = eng.post_json("/auth/login", {"username": "ivy", "password": "a-new-password"})
+        self.assertEqual(st, 401)
+        st, _, _ = eng.request("POST", "/auth/users/ivy/enable", headers=root)
+        self.assertEqual(st, 204)
+        st, _ = eng.post_json("/auth/login", {"username": "ivy", "password": "a-new-password"})
+        self.assertEqual(st, 200)
+        st, _, _ = eng.request("POST", "/auth/users/nobody/disable", headers=root)
+        self.assertEqual(st, 404)
+        st, _, _ = eng.request("POST", "/auth/clients/%s/revoke" % app1, headers=root)
+        self.assertEqual(st, 204)
+        st, body = eng.get_json("/auth/clients", headers=root)
+        self.assertTrue(body["clients"][0]["disabled"])
+
+
 class ConsoleBrowserTest(EngineTestCase):
     def test_console_in_chromium(self):
         self.assertTrue(os.path.exists(CHROMIUM), "Chromium is missing: run scripts/setup.sh")
