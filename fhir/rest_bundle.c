@@ -604,6 +604,96 @@ int hv__bundle_run(hv_db_t *db, hv__bundle_job_t *bj)
     return bj->transaction ? run_transaction(db, bj) : run_batch(db, bj);
 }
 
+/* ---- idempotent redelivery (the fhir-store channel destination) ---- */
+
+void hv__fhir_derived_id(const char *seed, size_t index, char out[HV__FHIR_ID_MAX])
+{
+    /* Two FNV-1a 64-bit hashes (different offset bases) of "seed#index" give 128
+     * bits, written as an RFC 9562 version 8 (custom) UUID. */
+    uint64_t h1 = 0xcbf29ce484222325ull, h2 = 0x84222325cbf29ce4ull;
+    char text[600], hex[33];
+    unsigned char b[16];
+    int n = snprintf(text, sizeof(text), "%s#%zu", seed, index);
+    for (int i = 0; i < n && i < (int)sizeof(text) - 1; i++) {
+        h1 = (h1 ^ (unsigned char)text[i]) * 0x100000001b3ull;
+        h2 = (h2 ^ (unsigned char)text[i]) * 0x100000001b3ull;
+    }
+    for (int i = 0; i < 8; i++) {
+        b[i] = (unsigned char)(h1 >> (8 * (7 - i)));
+        b[8 + i] = (unsigned char)(h2 >> (8 * (7 - i)));
+    }
+    b[6] = (unsigned char)(0x80 | (b[6] & 0x0f));
+    b[8] = (unsigned char)(0x80 | (b[8] & 0x3f));
+    hv_hex(b, 16, hex);
+    snprintf(out, HV__FHIR_ID_MAX, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
+}
+
+size_t hv__bundle_seed_ids(hv__bundle_job_t *bj, const char *seed)
+{
+    size_t seeded = 0;
+    if (!bj->transaction)
+        return 0;
+    for (size_t i = 0; i < bj->n; i++) {
+        bentry_t *e = &bj->e[i];
+        if (e->op.kind == HV__FOP_CREATE && e->op.cond == NULL && e->op.id[0] == '\0') {
+            hv__fhir_derived_id(seed, i, e->op.id);
+            seeded++;
+        }
+    }
+    return seeded;
+}
+
+int hv__bundle_applied(hv_db_t *db, const hv__bundle_job_t *bj, const char *seed, int *applied)
+{
+    *applied = 0;
+    if (!bj->transaction)
+        return HV_OK;
+    for (size_t i = 0; i < bj->n; i++) {
+        const bentry_t *e = &bj->e[i];
+        char id[HV__FHIR_ID_MAX];
+        hv__store_row_t row;
+        int rc;
+        if (e->op.kind != HV__FOP_CREATE || e->op.cond != NULL)
+            continue;
+        hv__fhir_derived_id(seed, i, id);
+        if (strcmp(id, e->op.id) != 0)
+            continue;
+        /* The first seeded create tells: a transaction is all or nothing. */
+        rc = hv__store_get(db, e->op.type, id, 0, &row);
+        if (rc == HV_ENOTFOUND)
+            return HV_OK;
+        if (rc != HV_OK)
+            return rc;
+        hv__store_row_clear(&row);
+        *applied = 1;
+        return HV_OK;
+    }
+    return HV_OK;
+}
+
+size_t hv__bundle_failed_count(const hv__bundle_job_t *bj, int *first_status)
+{
+    size_t k = 0;
+    *first_status = 0;
+    if (bj->transaction && bj->failed >= 0) {
+        *first_status = bj->failed_status;
+        return 1;
+    }
+    for (size_t i = 0; i < bj->n; i++) {
+        int st = bj->e[i].prep_status > 0 ? bj->e[i].prep_status : bj->e[i].op.status;
+        if (st >= 400) {
+            if (k++ == 0)
+                *first_status = st;
+        }
+    }
+    return k;
+}
+
+int hv__bundle_is_transaction(const hv__bundle_job_t *bj)
+{
+    return bj->transaction;
+}
+
 /* ---- the response ---- */
 
 struct json_object *hv__bundle_response(hv__bundle_job_t *bj, const char *base, int *status)

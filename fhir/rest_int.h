@@ -83,6 +83,16 @@ struct json_object *hv__rest_body(hv__rreq_t *r);
 int hv__rest_validate(hv__rreq_t *r, struct json_object *res);
 /* Calls the change listeners for a completed operation (loop thread). */
 void hv__fhir_notify(hv__fhir_t *f, const hv__fop_t *op);
+/* Removes a change listener added with hv_fhir_store_on_change (loop thread). */
+void hv__fhir_off_change(hv__fhir_t *f, hv_fhir_change_cb cb, void *ud);
+
+/* The fhir-store destination and fhir source (fhir/channel_store.c), registered by
+ * the fhir-channels module (fhir/channel.c); *out is its state, NULL when the fhir
+ * module does not run in this process. */
+typedef struct hv__fhir_sources hv__fhir_sources_t;
+int hv__fhir_channel_store_init(hv_engine_t *e, hv__fhir_sources_t **out);
+void hv__fhir_channel_store_free(hv_engine_t *e, hv__fhir_sources_t *reg);
+
 /* An OperationOutcome tree with one issue. */
 struct json_object *hv__outcome_new(const char *severity, const char *code, const char *msg);
 
