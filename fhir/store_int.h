@@ -203,6 +203,8 @@ int hv__bundle_run(hv_db_t *db, hv__bundle_job_t *bj);
  * transaction, the OperationOutcome of the failing entry with its status. The tree is owned
  * by the caller. base is the server's base URL for fullUrl. */
 struct json_object *hv__bundle_response(hv__bundle_job_t *bj, const char *base, int *status);
+/* The server's base URL for the fullUrls of search entries' results (default ""). */
+void hv__bundle_set_base(hv__bundle_job_t *bj, const char *base);
 /* How many entries the job wrote; the change events to emit. */
 size_t hv__bundle_op_count(const hv__bundle_job_t *bj);
 const hv__fop_t *hv__bundle_op_at(const hv__bundle_job_t *bj, size_t i);

@@ -407,20 +407,50 @@ class FhirStoreTests(EngineTestCase):
         self.assertEqual(resp["entry"][1]["resource"]["gender"], "male")
         self.assertEqual(resp["entry"][0]["response"]["status"], "200 OK")
 
+    def test_search_entries_in_bundles_run_through_the_planner(self):
+        self.start()
+        st, _, a = self.jreq("POST", "/fhir/Patient", self.patient(ident="S1"))
+        self.assertEqual(st, 201)
+        obs = {"resourceType": "Observation", "status": "final",
+               "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+               "subject": {"reference": "Patient/" + a["id"]}}
+        # In a transaction the GET runs last and sees the transaction's own writes.
+        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"request": {"method": "GET", "url": "Observation?subject=Patient/%s&code=http://loinc.org|8867-4"
+                         % a["id"]}},
+            {"request": {"method": "POST", "url": "Observation"}, "resource": obs},
+            {"request": {"method": "POST", "url": "Observation"},
+             "resource": dict(obs, code={"coding": [{"system": "http://loinc.org", "code": "8480-6"}]})},
+        ]}
+        st, _, resp = self.jreq("POST", "/fhir", bundle)
+        self.assertEqual(st, 200, resp)
+        ss = resp["entry"][0]["resource"]
+        self.assertEqual((resp["entry"][0]["response"]["status"], ss["type"], ss["total"]), ("200 OK", "searchset", 1))
+        self.assertEqual(ss["entry"][0]["resource"]["id"], resp["entry"][1]["response"]["location"].split("/")[1])
+        self.assertTrue(ss["entry"][0]["fullUrl"].endswith("/fhir/Observation/" + ss["entry"][0]["resource"]["id"]))
+        # A batch search with _count, and a malformed one that fails the transaction.
+        st, _, resp = self.jreq("POST", "/fhir", {"resourceType": "Bundle", "type": "batch", "entry": [
+            {"request": {"method": "GET", "url": "Observation?_count=1"}}]})
+        self.assertEqual((st, len(resp["entry"][0]["resource"]["entry"])), (200, 1))
+        st, _, oo = self.jreq("POST", "/fhir", {"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"request": {"method": "GET", "url": "Observation?nonsense=1"}}]})
+        self.assertOutcome(st, oo, 400)
+
     def test_batch_entries_are_independent(self):
         self.start()
         bundle = {"resourceType": "Bundle", "type": "batch", "entry": [
             {"resource": self.patient(ident="B1"), "request": {"method": "POST", "url": "Patient"}},
             {"request": {"method": "GET", "url": "Patient/doesnotexist"}},
             {"resource": self.patient(), "request": {"method": "PUT", "url": "Patient/b2"}},
-            {"request": {"method": "GET", "url": "Patient?name=x"}},
+            {"request": {"method": "GET", "url": "Patient?birthdate=notadate"}},
             {"resource": dict(self.patient(), id="b3"), "request": {"method": "PUT", "url": "Patient/b3"}},
         ]}
         st, _, resp = self.jreq("POST", "/fhir", bundle)
         self.assertEqual(st, 200, resp)
         self.assertEqual(resp["type"], "batch-response")
         codes = [e["response"]["status"].split()[0] for e in resp["entry"]]
-        self.assertEqual(codes, ["201", "404", "201", "501", "201"])
+        self.assertEqual(codes, ["201", "404", "201", "400", "201"])
+        self.assertIn("birthdate", resp["entry"][3]["response"]["outcome"]["issue"][0]["diagnostics"])
         self.assertEqual(resp["entry"][1]["response"]["outcome"]["resourceType"], "OperationOutcome")
         st, _, b3 = self.jreq("GET", "/fhir/Patient/b3")
         self.assertEqual(st, 200)
