@@ -572,6 +572,81 @@ class FhirStoreTests(EngineTestCase):
         st, _, oo = self.jreq("POST", "/fhir/Observation/$validate", self.patient())
         self.assertOutcome(st, oo, 400)
 
+    def test_compartment_search_with_criteria_other_compartments_and_everything_references(self):
+        self.start()
+        st, _, org = self.jreq("PUT", "/fhir/Organization/org1", {"resourceType": "Organization", "id": "org1",
+                                                                   "name": "Clinic"})
+        st, _, dr = self.jreq("PUT", "/fhir/Practitioner/dr1", {"resourceType": "Practitioner", "id": "dr1",
+                                                               "name": [{"family": "Who"}]})
+        self.assertEqual(st, 201)
+        st, _, a = self.jreq("POST", "/fhir/Patient", dict(self.patient(),
+                                                           managingOrganization={"reference": "Organization/org1"}))
+        st, _, enc = self.jreq("POST", "/fhir/Encounter", {
+            "resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"},
+            "subject": {"reference": "Patient/" + a["id"]},
+            "participant": [{"individual": {"reference": "Practitioner/dr1"}}]})
+        self.assertEqual(st, 201, enc)
+
+        def obs(code, enc_id=None):
+            o = {"resourceType": "Observation", "status": "final",
+                 "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+                 "subject": {"reference": "Patient/" + a["id"]},
+                 "performer": [{"reference": "Practitioner/dr1"}]}
+            if enc_id:
+                o["encounter"] = {"reference": "Encounter/" + enc_id}
+            st, _, r = self.jreq("POST", "/fhir/Observation", o)
+            self.assertEqual(st, 201, r)
+            return r["id"]
+        hr, bp, hr2 = obs("8867-4", enc["id"]), obs("8480-6", enc["id"]), obs("8867-4")
+        ids = lambda b: [e["resource"]["id"] for e in b.get("entry", [])]
+        # Patient compartment with criteria, through the search planner
+        st, _, b = self.jreq("GET", "/fhir/Patient/%s/Observation?code=http://loinc.org|8867-4" % a["id"])
+        self.assertEqual((st, ids(b), b["total"]), (200, [hr, hr2], 2), b)
+        # paging with _count follows the next link (keyset cursor) inside the compartment
+        st, _, b = self.jreq("GET", "/fhir/Patient/%s/Observation?_count=2" % a["id"])
+        self.assertEqual(ids(b), [hr, bp])
+        nxt = [l["url"] for l in b["link"] if l["relation"] == "next"][0]
+        st, _, b2 = self.jreq("GET", nxt[nxt.index("/fhir/"):])
+        self.assertEqual((st, ids(b2)), (200, [hr2]))
+        st, _, oo = self.jreq("GET", "/fhir/Patient/%s/Observation?date=notadate" % a["id"])
+        self.assertOutcome(st, oo, 400)
+        # the Encounter compartment (Observation.encounter), the Practitioner compartment (performer)
+        st, _, b = self.jreq("GET", "/fhir/Encounter/%s/Observation" % enc["id"])
+        self.assertEqual((st, ids(b)), (200, [hr, bp]), b)
+        st, _, b = self.jreq("GET", "/fhir/Encounter/%s/Observation?code=8480-6" % enc["id"])
+        self.assertEqual(ids(b), [bp])
+        st, _, b = self.jreq("GET", "/fhir/Practitioner/dr1/Observation")
+        self.assertEqual(ids(b), [hr, bp, hr2])
+        st, _, b = self.jreq("GET", "/fhir/Practitioner/dr1/Encounter")
+        self.assertEqual(ids(b), [enc["id"]])
+        st, _, oo = self.jreq("GET", "/fhir/Encounter/%s/Organization" % enc["id"])
+        self.assertOutcome(st, oo, 400)
+        st, _, oo = self.jreq("GET", "/fhir/Encounter/nope/Observation")
+        self.assertOutcome(st, oo, 404)
+        st, _, oo = self.jreq("GET", "/fhir/Observation/%s/Patient" % hr)
+        self.assertOutcome(st, oo, 404)
+        # history still has its own route for every type
+        st, _, h = self.jreq("GET", "/fhir/Encounter/%s/_history" % enc["id"])
+        self.assertEqual((st, len(h["entry"])), (200, 1))
+        # $everything follows references out of the compartment (mode include), _type and _since filter
+        st, _, ev = self.jreq("GET", "/fhir/Patient/%s/$everything" % a["id"])
+        self.assertEqual(st, 200, ev)
+        modes = {(e["resource"]["resourceType"], e["resource"]["id"]): e["search"]["mode"] for e in ev["entry"]}
+        self.assertEqual(modes[("Organization", "org1")], "include")
+        self.assertEqual(modes[("Practitioner", "dr1")], "include")
+        self.assertEqual(modes[("Observation", hr)], "match")
+        self.assertEqual(len(ev["entry"]), 1 + 1 + 3 + 2)  # Patient, Encounter, 3 Observations, 2 included
+        self.assertEqual(ev["total"], 5)
+        st, _, ev = self.jreq("GET", "/fhir/Patient/%s/$everything?_type=Patient,Practitioner" % a["id"])
+        self.assertEqual(sorted(e["resource"]["resourceType"] for e in ev["entry"]), ["Patient", "Practitioner"])
+        future = "2999-01-01T00:00:00Z"
+        st, _, ev = self.jreq("GET", "/fhir/Patient/%s/$everything?_since=%s" % (a["id"], future))
+        self.assertEqual((st, ev.get("entry", [])), (200, []))
+        st, _, ev = self.jreq("GET", "/fhir/Patient/%s/$everything?_count=2" % a["id"])
+        self.assertEqual(len(ev["entry"]), 2)
+        st, _, oo = self.jreq("GET", "/fhir/Patient/%s/$everything?_type=Nothing" % a["id"])
+        self.assertOutcome(st, oo, 400)
+
     # -- Bulk Data export --
 
     def export(self, path):
