@@ -545,12 +545,21 @@ fail:
     return rc;
 }
 
+void hv__fhir_rest_stop(hv_engine_t *e, void *state)
+{
+    hv__fhir_t *f = state;
+    (void)e;
+    if (f != NULL)
+        hv__export_stop(f);
+}
+
 void hv__fhir_rest_free(hv_engine_t *e, void *state)
 {
     hv__fhir_t *f = state;
     (void)e;
     if (f == NULL)
         return;
+    hv__export_stop(f); /* no export starts from the done callbacks below */
     if (f->storage != NULL)
         hv_storage_free(f->storage); /* runs the queued jobs and their done callbacks */
     hv__export_free(f);

@@ -107,10 +107,13 @@ int hv__rest_capability_routes(hv__fhir_t *f, hv_router_t *r);
 int hv__rest_compartment_routes(hv__fhir_t *f, hv_router_t *r);
 int hv__patients_routes(hv__fhir_t *f, hv_router_t *r); /* fhir/patients.c: /patients views */
 int hv__rest_export_routes(hv__fhir_t *f, hv_router_t *r);
+/* Cancels the running exports (they run again at the next start) and stops taking new ones. */
+void hv__export_stop(hv__fhir_t *f);
 void hv__export_free(hv__fhir_t *f);
 
 /* Module lifecycle (fhir/rest.c), plugged into hv_fhir_module. */
 int hv__fhir_rest_init(hv_engine_t *e, void **state);
+void hv__fhir_rest_stop(hv_engine_t *e, void *state);
 void hv__fhir_rest_free(hv_engine_t *e, void *state);
 
 /* `holovitals import` (fhir/import.c). */

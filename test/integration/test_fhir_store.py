@@ -708,6 +708,55 @@ class FhirStoreTests(EngineTestCase):
         st, _, oo = self.jreq("GET", "/fhir/$export-file/nope/Patient.ndjson")
         self.assertOutcome(st, oo, 404)
 
+    def test_bulk_export_state_survives_restart_resumes_and_expires(self):
+        eng = self.start(config={"fhir": {"export_retention": "3s"}})
+        st, _, a = self.jreq("POST", "/fhir/Patient", self.patient())
+        manifest, files, rel = self.export("/fhir/$export?_type=Patient")
+        self.assertEqual([p["id"] for p in files["Patient"]], [a["id"]])
+        # a restart keeps the finished job: its manifest and its files
+        eng.stop()
+        eng.start(fixed_ports=True)
+        st, _, body = self.req("GET", rel)
+        self.assertEqual(st, 200, body)
+        again = json.loads(body)
+        self.assertEqual(again["output"][0]["count"], 1)
+        self.assertEqual(again["transactionTime"], manifest["transactionTime"])
+        url = again["output"][0]["url"]
+        st, _, data = self.req("GET", url[url.index("/fhir/"):])
+        self.assertEqual((st, json.loads(data.decode().splitlines()[0])["id"]), (200, a["id"]))
+        if not self.DB:
+            # a job the engine was running when it stopped runs again at the next start
+            eng.stop()
+            import sqlite3
+            db = sqlite3.connect(os.path.join(eng.data, "fhir.db"))
+            db.execute("INSERT INTO export_jobs (id, request, level, grp, types, since_ms, started_ms, state)"
+                       " VALUES ('00aa11bb22cc33dd', 'http://x/fhir/$export', 0, NULL, 'Patient', -1, 1, 0)")
+            db.commit()
+            db.close()
+            eng.start(fixed_ports=True)
+            for _ in range(200):
+                st, _, body = self.req("GET", "/fhir/$export-poll-status/00aa11bb22cc33dd")
+                if st != 202:
+                    break
+                time.sleep(0.02)
+            self.assertEqual(st, 200, body)
+            self.assertEqual(json.loads(body)["output"][0]["count"], 1)
+        # finished jobs expire after fhir.export_retention: the row and the files go
+        deadline = time.monotonic() + 20
+        while True:
+            st, _, _ = self.req("GET", rel)
+            if st == 404:
+                break
+            self.assertLess(time.monotonic(), deadline, "the export did not expire")
+            time.sleep(0.2)
+        self.assertFalse(os.path.exists(os.path.join(eng.data, "fhir-export", rel.rsplit("/", 1)[1])))
+        # writes are not held up by a running export (it reads on its own connection)
+        st, h, _ = self.req("GET", "/fhir/$export", headers={"Prefer": "respond-async"})
+        self.assertEqual(st, 202)
+        st, _, _ = self.jreq("POST", "/fhir/Patient", self.patient())
+        self.assertEqual(st, 201)
+        eng.stop()
+
     # -- the plan's /patients views --
 
     def test_patients_views(self):
