@@ -122,6 +122,23 @@ static char *links_query(const char *query, hv_arena_t *a)
     return out;
 }
 
+/*
+ * The _cursor value continuing after row, in the form the search planner reads back
+ * (fhir/search.c writes the same for GET /fhir/:type). The one place here that knows
+ * the planner's cursor format.
+ */
+static void row_cursor(const hv__search_plan_t *p, const hv__store_row_t *row, char *cur, size_t cap)
+{
+    if (p->sort == HV__SORT_LASTUPDATED)
+        snprintf(cur, cap, "%llu~%lld", (unsigned long long)row->last_ms, (long long)row->rid);
+    else if (p->sort == HV__SORT_DATE)
+        snprintf(cur, cap, "%lld~%lld", (long long)row->sort_key, (long long)row->rid);
+    else if (p->sort == HV__SORT_ID)
+        snprintf(cur, cap, "%s~%lld", row->id, (long long)row->rid);
+    else
+        snprintf(cur, cap, "%lld", (long long)row->rid);
+}
+
 static void done_csearch(int status, void *arg)
 {
     csearch_t *c = arg;
@@ -151,17 +168,9 @@ static void done_csearch(int status, void *arg)
     hv_buf_json_str(&out, self ? self : "", self ? strlen(self) : 0);
     hv_buf_puts(&out, "}");
     if (c->more && c->plan.count > 0) {
-        /* The keyset cursor, in the form the search planner reads back (fhir/search.c). */
         char cur[128];
         char *next;
-        if (c->plan.sort == HV__SORT_LASTUPDATED)
-            snprintf(cur, sizeof(cur), "%llu~%lld", (unsigned long long)c->last.last_ms, (long long)c->last.rid);
-        else if (c->plan.sort == HV__SORT_DATE)
-            snprintf(cur, sizeof(cur), "%lld~%lld", (long long)c->last.sort_key, (long long)c->last.rid);
-        else if (c->plan.sort == HV__SORT_ID)
-            snprintf(cur, sizeof(cur), "%s~%lld", c->last.id, (long long)c->last.rid);
-        else
-            snprintf(cur, sizeof(cur), "%lld", (long long)c->last.rid);
+        row_cursor(&c->plan, &c->last, cur, sizeof(cur));
         next = hv_arena_sprintf(a, "%s/%s/%s/%s?%s%s_cursor=%s", c->base, c->comp, c->owner, c->type, lq ? lq : "",
                                 lq && *lq ? "&" : "", cur);
         hv_buf_puts(&out, ",{\"relation\":\"next\",\"url\":");
