@@ -205,6 +205,7 @@ static char *identifier_criteria(struct json_object *res)
     return out;
 }
 
+static void fail_req(dreq_t *q, int status, const char *fmt, const char *arg) HV_PRINTF(3, 4);
 static void fail_req(dreq_t *q, int status, const char *fmt, const char *arg)
 {
     char tmp[800];
