@@ -43,6 +43,7 @@
 #include "config.h"
 
 #include <json-c/json.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -205,14 +206,17 @@ static char *identifier_criteria(struct json_object *res)
     return out;
 }
 
-static void fail_req(dreq_t *q, int status, const char *fmt, const char *arg) HV_PRINTF(3, 4);
-static void fail_req(dreq_t *q, int status, const char *fmt, const char *arg)
+static void fail_req(dreq_t *q, int status, const char *fmt, ...) HV_PRINTF(3, 4);
+static void fail_req(dreq_t *q, int status, const char *fmt, ...)
 {
     char tmp[800];
     size_t n;
+    va_list ap;
     q->kind = DK_FAIL;
     q->fail_status = status;
-    snprintf(tmp, sizeof(tmp), fmt, arg);
+    va_start(ap, fmt);
+    vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
     n = strnlen(tmp, sizeof(q->fail_msg) - 1);
     memcpy(q->fail_msg, tmp, n);
     q->fail_msg[n] = '\0';
