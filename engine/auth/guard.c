@@ -57,6 +57,7 @@ static const struct rule {
     {"/metrics", ANYM, ROLE, R_ADMIN | R_INT | R_SVC},
     {"/terminology", WRITE, ROLE, R_ADMIN},
     {"/standardize/conceptmap", WRITE, ROLE, R_ADMIN | R_INT},
+    {"/ehr", ANYM, ROLE, R_ADMIN | R_INT},
     {"/console", ANYM, AUTHN, 0},
     {"/fhir", ANYM, AUTHN, 0},
 };
