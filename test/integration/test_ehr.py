@@ -17,6 +17,7 @@ import os
 import time
 import urllib.parse
 
+import authlib
 from authlib import Key
 from ehrpeer import TENANT, FaultProxy, epic_patient_required, epic_warning, html_page, storm
 from harness import REFERENCE, EngineTestCase, main
@@ -113,17 +114,27 @@ class EhrCase(EngineTestCase):
         return out["total"]
 
     def change_on_peer(self, type_, id_, mutate):
-        st, _, body = self.peer.request("GET", "/fhir/%s/%s" % (type_, id_), headers={"Authorization": "Bearer x"})
-        # The peer needs a token for reads; import is simpler and keeps ids.
-        path = os.path.join(self.workdir, "change-%s.ndjson" % id_)
-        res = self.read_peer_via_local(type_, id_)
+        """Changes a resource on the EHR side: read with a backend token, mutated, imported (keeps ids)."""
+        st, _, body = self.peer.get("/fhir/%s/%s" % (type_, id_),
+                                    headers={"Authorization": "Bearer " + self.peer_token()})
+        self.assertEqual(st, 200, body)
+        res = json.loads(body)
         mutate(res)
         res.pop("meta", None)
-        res["identifier"] = [i for i in res.get("identifier", []) if not i.get("system", "").startswith("urn:holovitals:ehr:")]
+        path = os.path.join(self.workdir, "change-%s.ndjson" % id_)
         with open(path, "w") as f:
             f.write(json.dumps(res) + "\n")
         rc, out, err = self.peer.cli("import", path)
         self.assertEqual(rc, 0, err)
+
+    def peer_token(self):
+        url = "%s/auth/token" % self.peer.base
+        st, _, body = self.peer.request("POST", "/auth/token", body=authlib.form({
+            "grant_type": "client_credentials", "scope": "system/*.rs",
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": authlib.assertion(self.key, self.client_id, url)}), headers=authlib.FORM)
+        self.assertEqual(st, 200, body)
+        return json.loads(body)["access_token"]
 
     def read_peer_via_local(self, type_, id_):
         """The resource as synced (the local copy minus what the sync added) stands for the peer's."""
@@ -296,7 +307,7 @@ class Conflicts(EhrCase):
                                              headers={"Content-Type": "application/fhir+json"})
             self.assertEqual(st, 200, body)
             time.sleep(0.05)
-            self.change_on_peer("Patient", pid, lambda r, i=i: r.update(gender=["male", "female", "other"][i]))
+            self.change_on_peer("Patient", pid, lambda r, i=i: r.update(maritalStatus={"text": "ehr-change-%d" % i}))
             run = self.sync(cid, "incremental")
             self.assertEqual(run["status"], "completed", run)
             self.assertEqual(run["conflicts"], 1, run)
@@ -305,17 +316,18 @@ class Conflicts(EhrCase):
             self.assertEqual(out["conflicts"][0]["policy"], policy)
             self.assertEqual(out["conflicts"][0]["remote_id"], pid)
             if policy == "ehr-wins":
-                self.assertEqual(now["gender"], "male")
+                self.assertEqual(now["maritalStatus"]["text"], "ehr-change-0")
                 self.assertNotEqual(now.get("birthDate"), "1900-01-01")
             elif policy == "local-wins":
                 self.assertEqual(now["birthDate"], "1900-01-02")
-                self.assertNotEqual(now["gender"], "female")
+                self.assertNotEqual(now.get("maritalStatus", {}).get("text"), "ehr-change-1")
             else:
                 self.assertEqual(now["birthDate"], "1900-01-03")
                 copy = out["conflicts"][0]["copy_id"]
                 st, c = self.local.get_json("/fhir/Patient/%s" % copy)
                 self.assertEqual(st, 200, c)
-                self.assertEqual(c["gender"], "other")
+                self.assertEqual(c["maritalStatus"]["text"], "ehr-change-2")
+                self.assertNotEqual(now.get("maritalStatus", {}).get("text"), "ehr-change-2")
                 self.assertEqual(c["meta"]["tag"][0]["code"], "needs-review")
 
 
@@ -376,16 +388,6 @@ class Vendors(EhrCase):
         run = self.sync(out["id"], "full")
         self.assertEqual(run["status"], "failed", run)
         self.assertIn("invalid_client", json.dumps(run["errors"]))
-
-    def peer_token(self):
-        import authlib
-        url = "%s/auth/token" % self.peer.base
-        st, _, body = self.peer.request("POST", "/auth/token", body=authlib.form({
-            "grant_type": "client_credentials", "scope": "system/*.rs",
-            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            "client_assertion": authlib.assertion(self.key, self.client_id, url)}), headers=authlib.FORM)
-        self.assertEqual(st, 200, body)
-        return json.loads(body)["access_token"]
 
 
 if __name__ == "__main__":
