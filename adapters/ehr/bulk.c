@@ -106,6 +106,7 @@ static void import_chunk(hv__ehr_run_t *r) {
     while (arr != NULL && n < BULK_CHUNK && (got = getline(&line, &cap, r->bulk_fp)) >= 0) {
         json_object *res = NULL;
         size_t len = (size_t)got;
+        int complete = len > 0 && line[len - 1] == '\n';
         r->bulk_line++;
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) len--;
         if (len == 0) continue;
@@ -114,8 +115,15 @@ static void import_chunk(hv__ehr_run_t *r) {
             json_object_put(res);
             r->fetched++;
             r->failed++;
-            hv__ehr_run_error(r, "bulk", "output file %zu line %lld is not a JSON resource (truncated file?)",
-                              r->bulk_file, (long long)r->bulk_line);
+            if (!complete) {
+                /* The last line stops mid-resource: the file was cut short, so the run is not complete. */
+                hv__ehr_run_error(r, "bulk", "output file %zu is truncated: line %lld ends mid-resource", r->bulk_file,
+                                  (long long)r->bulk_line);
+                r->page_failed = 1;
+            } else {
+                hv__ehr_run_error(r, "bulk", "output file %zu line %lld is not a JSON resource", r->bulk_file,
+                                  (long long)r->bulk_line);
+            }
             continue;
         }
         json_object_array_add(arr, res);

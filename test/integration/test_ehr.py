@@ -234,6 +234,25 @@ class Sync(EhrCase):
         self.assertEqual(self.local_total("Encounter"), self.peer_count(["Encounter"]))
         self.assertFalse(os.listdir(os.path.join(self.local.data, "ehr-bulk")), "bulk files left behind")
 
+    def test_truncated_ndjson_fails_the_run_and_keeps_whole_lines(self):
+        p = self.proxy()
+        cut = []
+
+        def truncate(method, path, data):
+            # The first NDJSON file of the export loses its last 40 bytes (mid-resource).
+            if not cut and data.startswith(b'{"resourceType"') and data.count(b"\n") > 2:
+                cut.append(path)
+                return data[:-40]
+            return data
+        p.rewrite = truncate
+        cid = self.connect(base=p.base + "/fhir")
+        run = self.sync(cid, "bulk")
+        self.assertTrue(cut, "no NDJSON file went through the proxy")
+        self.assertEqual(run["status"], "failed", run)
+        self.assertIn("truncated", json.dumps(run["errors"]))
+        self.assertEqual(run["failed"], 1, run)
+        self.assertEqual(run["created"], self.peer_count() - 1, run)
+
     def test_storm_of_429_and_5xx_is_ridden_out(self):
         p = self.proxy()
         p.rules.append(storm(r"/fhir/Patient\?", [429, 503, 500, 429, 502], retry_after="0"))
@@ -292,6 +311,40 @@ class Sync(EhrCase):
         for t in TYPES:
             self.assertEqual(self.local_total(t), self.peer_count([t]), t)
         self.assertIn("ehr.sync.resumed", [e.get("event") for e in self.local.log_events()])
+
+
+class Channels(EhrCase):
+    def test_bound_channel_sees_resources_and_the_event_is_published(self):
+        cid = self.connect(resource_types=["Patient"])
+        out_dir = os.path.join(self.workdir, "resources")
+        ev_dir = os.path.join(self.workdir, "events")
+        chans = {
+            "ehr-in": {"id": "ehr-in", "source": {"type": "fhir-pull", "connection": cid},
+                       "destinations": [{"name": "f", "type": "file-write", "dir": out_dir, "fsync": False}]},
+            "ehr-done": {"id": "ehr-done", "source": {"type": "event", "event_type": "ehr.sync.completed"},
+                         "destinations": [{"name": "f", "type": "file-write", "dir": ev_dir, "fsync": False}]},
+        }
+        for name, conf in chans.items():
+            with open(os.path.join(self.local.channels, name + ".json"), "w") as f:
+                json.dump(conf, f)
+            st, _, body = self.local.request("POST", "/channels/%s/deploy" % name)
+            self.assertEqual(st, 200, body)
+        run = self.sync(cid, "full")
+        self.assertEqual(run["status"], "completed", run)
+        n = self.peer_count(["Patient"])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if len(os.listdir(out_dir)) >= n and os.path.isdir(ev_dir) and os.listdir(ev_dir):
+                break
+            time.sleep(0.05)
+        files = os.listdir(out_dir)
+        self.assertEqual(len(files), n)
+        for f in files:
+            res = load(os.path.join(out_dir, f))
+            self.assertEqual(res["resourceType"], "Patient")
+            self.assertTrue(res["meta"]["source"].startswith(self.peer.base))
+        evs = [load(os.path.join(ev_dir, f)) for f in os.listdir(ev_dir)]
+        self.assertEqual([(e["run_id"], e["status"], e["created"]) for e in evs], [(run["run_id"], "completed", n)])
 
 
 class Conflicts(EhrCase):
