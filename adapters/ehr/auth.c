@@ -71,6 +71,10 @@ static void on_discovery(void *ud, hv__ehr_resp_t *resp) {
     hv__ehr_conn_t *c = r->c;
     json_object *root = NULL;
     const char *url = NULL;
+    if (resp->status == HV_ECLOSED) {
+        tok_end(t, HV_ECLOSED);
+        return;
+    }
     if (resp->status == HV_OK && resp->code == 200 &&
         hv_json_parse(resp->body.data, resp->body.len, "discovery", &root, NULL) == HV_OK &&
         json_object_is_type(root, json_type_object)) {
@@ -136,6 +140,10 @@ static void on_token(void *ud, hv__ehr_resp_t *resp) {
     json_object *root = NULL, *v = NULL;
     const char *tok;
     int64_t expires = 300;
+    if (resp->status == HV_ECLOSED) {
+        tok_end(t, HV_ECLOSED);
+        return;
+    }
     if (resp->status != HV_OK) {
         hv__ehr_run_error(r, "token", "the token endpoint did not answer: %s", resp->error);
         tok_end(t, resp->status);
@@ -236,7 +244,7 @@ out:
     if (jwt.data) OPENSSL_cleanse(jwt.data, jwt.len);
     hv_buf_release(&jwt);
     hv_buf_release(&form);
-    if (rc != HV_OK) tok_end(t, rc == HV_ENOMEM ? HV_ENOMEM : HV_EPERM);
+    if (rc != HV_OK) tok_end(t, rc == HV_ENOMEM || rc == HV_ECLOSED ? rc : HV_EPERM);
 }
 
 void hv__ehr_token_get(hv__ehr_run_t *r, hv__ehr_token_cb cb) {

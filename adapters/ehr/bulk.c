@@ -167,6 +167,7 @@ static void download(hv__ehr_run_t *r, int status) {
     const char *url = o ? hv_json_get_str(o, "url") : NULL;
     char dir[4096], path[4200];
     hv__ehr_req_t q;
+    if (status == HV_ECLOSED) return;
     if (status != HV_OK) {
         bulk_fail(r);
         return;
@@ -246,6 +247,7 @@ static void on_status(void *ud, hv__ehr_resp_t *resp) {
 
 static void poll_status(hv__ehr_run_t *r, int status) {
     hv__ehr_req_t q;
+    if (status == HV_ECLOSED) return;
     if (status != HV_OK) {
         bulk_fail(r);
         return;
@@ -280,6 +282,7 @@ static void kickoff(hv__ehr_run_t *r, int status) {
     hv_buf_t u;
     hv__ehr_req_t q;
     size_t i;
+    if (status == HV_ECLOSED) return;
     if (status != HV_OK) {
         bulk_fail(r);
         return;

@@ -363,6 +363,7 @@ static void fetch_page(hv__ehr_run_t *r, int status) {
     char url[4096];
     uint64_t h;
     size_t i;
+    if (status == HV_ECLOSED) return; /* stopping: resumed at the next start */
     if (status != HV_OK) {
         /* No token: nothing can be fetched; the error is recorded already. */
         r->page_failed = 1;
@@ -848,11 +849,11 @@ static void decide(wctx_t *w, item_t *it) {
     it->conflict = 1;
     r->conflicts++;
     if (strcmp(policy, "local-wins") == 0) {
+        /* Not written; its row records the new hash and the local version, so the next
+         * sync sees no change until either side changes again. */
         it->write = 0;
-        it->state = ITEM_SKIP;
         it->decision = "local-wins: the EHR's change was not applied";
         r->unchanged++;
-        it->state = ITEM_CHANGED; /* its row records the new hash and the local version */
     } else if (strcmp(policy, "keep-both") == 0) {
         it->write = 2;
         it->decision = "keep-both: the EHR's version was stored as a new resource tagged needs-review";
