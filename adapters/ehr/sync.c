@@ -707,8 +707,13 @@ static void on_batch(void *ud, hv__ehr_resp_t *resp) {
     if (resp->status != HV_OK || resp->code != 200 ||
         hv_json_parse(resp->body.data, resp->body.len, "batch", &root, NULL) != HV_OK ||
         !json_object_object_get_ex(root, "entry", &entries) || !json_object_is_type(entries, json_type_array)) {
-        hv__ehr_run_error(r, "store", "the FHIR store refused the batch: %s",
-                          resp->status != HV_OK ? resp->error : "HTTP error or no Bundle");
+        if (resp->status != HV_OK)
+            hv__ehr_run_error(r, "store", "the FHIR store at ehr.store_url did not answer: %s", resp->error);
+        else if (resp->code == 401 || resp->code == 403)
+            hv__ehr_run_error(r, "store", "the FHIR store refused the write (HTTP %ld): with authentication on, "
+                                          "set ehr.store_token", resp->code);
+        else
+            hv__ehr_run_error(r, "store", "the FHIR store answered the batch with HTTP %ld", resp->code);
         for (i = 0; i < w->n; i++)
             if (w->items[i].write) {
                 w->items[i].state = ITEM_FAILED;
