@@ -350,8 +350,8 @@ static void route_sync(hv_http_req_t *req, void *ud) {
     size_t len = 0;
     const char *text = hv_http_req_body(req, &len);
     const char *mode = "incremental";
-    json_object *body = NULL, *o;
-    hv__ehr_run_t *r = NULL;
+    json_object *body = NULL, *o = NULL;
+    char run_id[HV__EHR_ID_MAX];
     int rc;
     if (c == NULL) {
         hv_http_respond_error(req, 404, "not-found", "no such connection");
@@ -372,8 +372,18 @@ static void route_sync(hv_http_req_t *req, void *ud) {
     }
     /* An incremental sync with nothing synced before is a full one. */
     if (strcmp(mode, "incremental") == 0 && c->since_ms == 0) mode = "full";
-    rc = hv__ehr_run_start(m, c, mode, &r);
-    json_object_put(body);
+    {
+        char m_copy[16];
+        snprintf(m_copy, sizeof(m_copy), "%s", mode);
+        json_object_put(body);
+        mode = m_copy;
+        rc = hv__ehr_run_start(m, c, mode, run_id);
+        if (rc == HV_OK) {
+            o = json_object_new_object();
+            hv_json_set_str(o, "run_id", run_id);
+            hv_json_set_str(o, "mode", mode);
+        }
+    }
     if (rc == HV_EBUSY) {
         hv_http_respond_error(req, 409, "busy", "a sync of this connection is running (%s)", c->active ? c->active->id : "");
         return;
@@ -382,9 +392,6 @@ static void route_sync(hv_http_req_t *req, void *ud) {
         hv_http_respond_error(req, 503, "unavailable", "the sync could not start: %s", hv_strerror(rc));
         return;
     }
-    o = json_object_new_object();
-    hv_json_set_str(o, "run_id", r->id);
-    hv_json_set_str(o, "mode", mode);
     hv_http_respond_json(req, 202, o);
 }
 

@@ -186,7 +186,8 @@ hv__ehr_conn_t *hv__ehr_conn_find(hv__ehr_t *m, const char *id);
 int hv__ehr_store_pending_runs(hv__ehr_t *m, hv_db_t *db);
 
 /* sync.c */
-int hv__ehr_run_start(hv__ehr_t *m, hv__ehr_conn_t *c, const char *mode, hv__ehr_run_t **out);
+/* Starts a run; its id is copied to run_id (the run may end before this returns). */
+int hv__ehr_run_start(hv__ehr_t *m, hv__ehr_conn_t *c, const char *mode, char run_id[HV__EHR_ID_MAX]);
 void hv__ehr_run_resume(hv__ehr_run_t *r);
 void hv__ehr_run_error(hv__ehr_run_t *r, const char *where, const char *fmt, ...) HV_PRINTF(3, 4);
 /* Writes a batch of resources (array) of the run into the store; then cb. */

@@ -171,13 +171,13 @@ static void on_tick(uv_timer_t *t) {
     uint64_t now = hv_now_ms();
     if (m->stopping) return;
     for (c = m->conns; c != NULL; c = c->next) {
-        hv__ehr_run_t *r = NULL;
+        char run_id[HV__EHR_ID_MAX];
         if (c->removed || c->active != NULL || c->schedule.kind == HV_EHR_SCHED_MANUAL || c->next_run_at <= 0 ||
             (uint64_t)c->next_run_at > now)
             continue;
         /* The next start is computed now so that a failing sync is not retried every tick. */
         c->next_run_at = (int64_t)hv_ehr_schedule_next(&c->schedule, now);
-        if (hv__ehr_run_start(m, c, c->since_ms > 0 ? "incremental" : "full", &r) != HV_OK)
+        if (hv__ehr_run_start(m, c, c->since_ms > 0 ? "incremental" : "full", run_id) != HV_OK)
             hv_log(HV_LOG_WARN, "ehr.schedule_failed", "the scheduled sync of %s could not start", c->id);
     }
 }

@@ -127,7 +127,7 @@ static void unlink_run(hv__ehr_run_t *r) {
     if (r->c->active == r) r->c->active = NULL;
 }
 
-int hv__ehr_run_start(hv__ehr_t *m, hv__ehr_conn_t *c, const char *mode, hv__ehr_run_t **out) {
+int hv__ehr_run_start(hv__ehr_t *m, hv__ehr_conn_t *c, const char *mode, char run_id[HV__EHR_ID_MAX]) {
     hv__ehr_run_t *r;
     unsigned char rnd[8];
     char hex[17];
@@ -165,8 +165,8 @@ int hv__ehr_run_start(hv__ehr_t *m, hv__ehr_conn_t *c, const char *mode, hv__ehr
             hv_log_end(lr);
         }
     }
+    snprintf(run_id, HV__EHR_ID_MAX, "%s", r->id);
     step(r);
-    *out = r;
     return HV_OK;
 }
 
