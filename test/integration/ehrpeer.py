@@ -97,12 +97,15 @@ class FaultProxy:
             def send(self, status, hdrs, data, path=""):
                 with proxy.lock:
                     proxy.log.append((self.command, path, status))
-                self.send_response(status)
-                for k, v in hdrs:
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.send_response(status)
+                    for k, v in hdrs:
+                        self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the engine was killed mid-request (the kill -9 test)
 
             do_GET = do_POST = do_PUT = do_DELETE = handle_any
 

@@ -14,6 +14,7 @@ policy, key rotation and a refused key, Epic's and Oracle Health's quirks, the A
 import glob
 import json
 import os
+import subprocess
 import time
 import urllib.parse
 
@@ -40,7 +41,12 @@ def load(path):
         return json.load(f)
 
 
+PG_URL = os.environ.get("HV_TEST_PG_URL")
+
+
 class EhrCase(EngineTestCase):
+    DB = None  # a PostgreSQL URL for the engine under test (SyncPg), else SQLite
+
     def setUp(self):
         super().setUp()
         if not SYNTHEA:
@@ -50,7 +56,11 @@ class EhrCase(EngineTestCase):
         self.assertEqual(rc, 0, err)
         self.key = Key(self.workdir, "RSA")
         self.client_id = self.register(self.key)
-        self.local = self.engine(config=LOCAL)
+        if self.DB:
+            subprocess.run(["psql", "-q", "-X", self.DB, "-c", "DROP SCHEMA IF EXISTS ehr CASCADE; "
+                            "DROP SCHEMA IF EXISTS fhir CASCADE; DROP SCHEMA IF EXISTS channels CASCADE"],
+                           check=True, capture_output=True, timeout=60)
+        self.local = self.engine(config=LOCAL, args=["--db", self.DB] if self.DB else [])
         self.proxies = []
 
     def tearDown(self):
@@ -441,6 +451,28 @@ class Vendors(EhrCase):
         run = self.sync(out["id"], "full")
         self.assertEqual(run["status"], "failed", run)
         self.assertIn("invalid_client", json.dumps(run["errors"]))
+
+
+if PG_URL:
+    class SyncPg(EhrCase):
+        """The sync and its crash recovery with the engine under test on PostgreSQL."""
+
+        @classmethod
+        def setUpClass(cls):
+            cls.DB_NAME = "hv_test_ehr_%d" % os.getpid()
+            base, _, _ = PG_URL.rpartition("/")
+            for sql in ("DROP DATABASE IF EXISTS %s" % cls.DB_NAME, "CREATE DATABASE %s" % cls.DB_NAME):
+                subprocess.run(["psql", "-q", "-X", PG_URL, "-c", sql], check=True, capture_output=True, timeout=60)
+            cls.DB = base + "/" + cls.DB_NAME
+
+        @classmethod
+        def tearDownClass(cls):
+            subprocess.run(["psql", "-q", "-X", PG_URL, "-c", "DROP DATABASE IF EXISTS %s" % cls.DB_NAME],
+                           capture_output=True, timeout=60)
+
+        test_full_then_incremental_with_source_identity = Sync.test_full_then_incremental_with_source_identity
+        test_kill9_mid_sync_resumes_from_checkpoint = Sync.test_kill9_mid_sync_resumes_from_checkpoint
+        test_each_policy_decides_and_records = Conflicts.test_each_policy_decides_and_records
 
 
 if __name__ == "__main__":
