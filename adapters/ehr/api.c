@@ -171,6 +171,12 @@ static int conn_from_json(hv__ehr_t *m, json_object *body, const char *id, hv__e
     c->client_id = client_id ? hv_strdup(client_id) : NULL;
     c->scopes = hv_strdup(scopes ? scopes : "system/*.read");
     c->key_id = kid ? hv_strdup(kid) : NULL;
+    if (group != NULL && (strlen(group) == 0 || strlen(group) > 64 || strspn(group, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                                              "abcdefghijklmnopqrstuvwxyz0123456789-.") !=
+                                                                           strlen(group))) {
+        hv_error_set(err, HV_EINVAL, "group_id", "\"group_id\" is a FHIR id ([A-Za-z0-9.-], 1 to 64)");
+        goto out;
+    }
     c->group_id = group ? hv_strdup(group) : NULL;
     c->token_url = token_url ? hv_strdup(token_url) : NULL;
     schedule = schedule ? schedule : "daily";

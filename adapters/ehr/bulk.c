@@ -287,6 +287,11 @@ static void kickoff(hv__ehr_run_t *r, int status) {
         bulk_fail(r);
         return;
     }
+    if (c->group_id == NULL && strcmp(c->vendor->bulk_level, "group") == 0) {
+        hv__ehr_run_error(r, "bulk", "%s exports per Group: set the connection's group_id", c->vendor->display);
+        bulk_fail(r);
+        return;
+    }
     hv_buf_init(&u, 8192);
     if (c->group_id != NULL) hv_buf_printf(&u, "%s/Group/%s/$export?_type=", c->base_url, c->group_id);
     else if (strcmp(c->vendor->bulk_level, "patient") == 0) hv_buf_printf(&u, "%s/Patient/$export?_type=", c->base_url);

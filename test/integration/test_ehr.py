@@ -172,6 +172,7 @@ class Api(EhrCase):
             ({"vendor": "fhir", "base_url": "https://x/fhir", "schedule": "61 * * * *"}, "minute"),
             ({"vendor": "fhir", "base_url": "https://x/fhir", "resource_types": ["Patients"]}, "resource_types"),
             ({"vendor": "fhir", "base_url": "https://x/fhir", "conflict_policy": "newest"}, "conflict_policy"),
+            ({"vendor": "fhir", "base_url": "https://x/fhir", "group_id": "g/../x?"}, "group_id"),
             ({"vendor": "fhir", "base_url": "https://x/fhir", "client_id": "a", "private_key_pem": pem, "alg": "RS256"},
              "alg"),
         ]
@@ -266,8 +267,11 @@ class Sync(EhrCase):
     def test_storm_of_429_and_5xx_is_ridden_out(self):
         p = self.proxy()
         p.rules.append(storm(r"/fhir/Patient\?", [429, 503, 500, 429, 502], retry_after="0"))
+        p.rules.append(storm(r"/fhir/Condition\?", [429], retry_after="1"))
         cid = self.connect(base=p.base + "/fhir")
+        t0 = time.monotonic()
         run = self.sync(cid, "full")
+        self.assertGreaterEqual(time.monotonic() - t0, 1.0, "Retry-After: 1 was not honoured")
         self.assertEqual(run["status"], "completed", run)
         self.assertEqual(run["created"], self.peer_count(), run)
         self.assertEqual(p.count(r"/fhir/Patient\?_count", "GET"), 6)
@@ -428,6 +432,10 @@ class Vendors(EhrCase):
         self.assertEqual(run["created"], self.peer_count(), run)
         self.assertIn("Some results were filtered", json.dumps(run["errors"]))
         self.assertGreater(p.count(r"/fhir/Observation\?.*patient="), 0)
+        # Epic exports per Group: a bulk sync without group_id says so.
+        run = self.sync(out["id"], "bulk")
+        self.assertEqual(run["status"], "failed", run)
+        self.assertIn("group_id", json.dumps(run["errors"]))
 
     def test_cerner_tenant_url_and_system_account_secret(self):
         p = self.proxy()
