@@ -235,6 +235,8 @@ class Sync(EhrCase):
         st, out = self.local.get_json("/ehr/sync-history?connection=%s" % cid)
         self.assertEqual([r["run_id"] for r in out["runs"]][:2], [run4["run_id"], run3["run_id"]])
         self.assertIn("ehr.sync.finished", [e.get("event") for e in self.local.log_events()])
+        # A clean stop (under --enable-sanitizers a leak makes the exit status non-zero).
+        self.assertEqual(self.local.stop(), 0, self.local.stderr()[-3000:])
 
     def test_bulk_export_sync(self):
         cid = self.connect()
@@ -244,6 +246,7 @@ class Sync(EhrCase):
         self.assertEqual((run["fetched"], run["created"], run["failed"]), (want, want, 0), run)
         self.assertEqual(self.local_total("Encounter"), self.peer_count(["Encounter"]))
         self.assertFalse(os.listdir(os.path.join(self.local.data, "ehr-bulk")), "bulk files left behind")
+        self.assertEqual(self.local.stop(), 0, self.local.stderr()[-3000:])
 
     def test_truncated_ndjson_fails_the_run_and_keeps_whole_lines(self):
         p = self.proxy()
@@ -301,7 +304,7 @@ class Sync(EhrCase):
         # The loop was cut after the first repeat: one page of Observations, written once.
         self.assertEqual(self.local_total("Observation"), 50)
 
-    def test_kill9_mid_sync_resumes_from_checkpoint(self):
+    def interrupted(self, how):
         p = self.proxy()
         p.delay = 0.15
         cid = self.connect(base=p.base + "/fhir", page_size=10)
@@ -314,7 +317,10 @@ class Sync(EhrCase):
             if h["runs"] and h["runs"][0]["fetched"] >= 30:
                 break
             time.sleep(0.05)
-        self.local.kill9()
+        if how == "kill9":
+            self.local.kill9()
+        else:
+            self.assertEqual(self.local.stop(), 0, self.local.stderr()[-3000:])
         p.delay = 0
         self.local.start(fixed_ports=True)
         run = self.wait_run(cid, run_id)
@@ -325,6 +331,12 @@ class Sync(EhrCase):
         for t in TYPES:
             self.assertEqual(self.local_total(t), self.peer_count([t]), t)
         self.assertIn("ehr.sync.resumed", [e.get("event") for e in self.local.log_events()])
+
+    def test_kill9_mid_sync_resumes_from_checkpoint(self):
+        self.interrupted("kill9")
+
+    def test_stop_mid_sync_leaves_it_running_and_resumes(self):
+        self.interrupted("sigterm")
 
 
 class Channels(EhrCase):
@@ -436,6 +448,7 @@ class Vendors(EhrCase):
         run = self.sync(out["id"], "bulk")
         self.assertEqual(run["status"], "failed", run)
         self.assertIn("group_id", json.dumps(run["errors"]))
+        self.assertEqual(self.local.stop(), 0, self.local.stderr()[-3000:])
 
     def test_cerner_tenant_url_and_system_account_secret(self):
         p = self.proxy()

@@ -28,7 +28,7 @@ static void ehr_schedule_cron_next_times(void **state) {
         {"0 3 * * 7", 1795921200ULL},           /* 7 is Sunday too */
         {"0 9 1 * 1-5", 1795683600ULL},         /* either day field: Thu 26th 09:00 */
         {"0 0 1,15 1 *", 1798761600ULL},        /* 2027-01-01 */
-        {"5-10/5 20 * * *", 1795636200ULL},     /* 20:05 */
+        {"5-10/5 20 * * *", 1795637100ULL},     /* 20:05 */
     };
     size_t i;
     (void)state;
