@@ -122,6 +122,8 @@ struct hv__ehr {
     hv__ehr_binding_t *bindings;
     uv_timer_t sched;
     int sched_started;
+    int sched_closed;
+    int free_pending;
     int stopping;
     char store_url[512];   /* the FHIR store the sync writes to (loopback) */
     char store_token[2048];

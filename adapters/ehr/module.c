@@ -300,26 +300,53 @@ static int module_start(hv_engine_t *e, void *state) {
     return HV_OK;
 }
 
-static void on_sched_closed(uv_handle_t *h) { (void)h; }
+
+/* The state is freed here when module_free had to close the timer itself. */
+static void on_sched_closed(uv_handle_t *h) {
+    hv__ehr_t *m = h->data;
+    if (m->free_pending) module_free_state(m);
+}
+
+/* Stops the scheduler and the HTTP client; their memory goes in close callbacks, which the
+ * engine's last loop run calls. Calls in flight end with HV_ECLOSED: their runs stay
+ * "running" and resume at the next start. */
+static void close_handles(hv__ehr_t *m) {
+    if (!m->sched_closed) {
+        uv_timer_stop(&m->sched);
+        uv_close((uv_handle_t *)&m->sched, on_sched_closed);
+        m->sched_closed = 1;
+    }
+    hv__ehr_http_free(m->http);
+    m->http = NULL;
+}
 
 static void module_stop(hv_engine_t *e, void *state) {
     hv__ehr_t *m = state;
     (void)e;
     if (m == NULL) return;
     m->stopping = 1;
-    uv_timer_stop(&m->sched);
-    uv_close((uv_handle_t *)&m->sched, on_sched_closed);
-    /* Calls in flight end with HV_ECLOSED; their runs stay "running" and resume at the next start. */
-    hv__ehr_http_free(m->http);
-    m->http = NULL;
+    close_handles(m);
 }
 
 static void module_free(hv_engine_t *e, void *state) {
     hv__ehr_t *m = state;
     (void)e;
     if (m == NULL) return;
+    m->stopping = 1;
+    hv__ehr_http_free(m->http);
+    m->http = NULL;
     hv_storage_free(m->storage);
-    module_free_state(m);
+    m->storage = NULL;
+    if (m->sched_closed) {
+        module_free_state(m);
+        return;
+    }
+    /* The engine failed to start after our init (stop never ran): the timer is closed now and
+     * the state freed in its close callback, which the engine's last loop run calls. */
+    m->free_pending = 1;
+    m->sched_closed = 1;
+    uv_timer_stop(&m->sched);
+    uv_close((uv_handle_t *)&m->sched, on_sched_closed);
 }
 
 const hv_module_t hv_ehr_module = {
