@@ -321,8 +321,14 @@ static void on_stored(int status, int64_t id, void *ud) {
         if (c->closed && c->in_store == 0) conn_free(c);
         return;
     }
+    /* With response after-destinations the message may be stored (id > 0) and still
+     * not delivered: AE says so, and a resend is recognised by its MSH-10. */
     pend_ack(p, status == HV_OK ? HV_HL7V2_ACK_ACCEPT : HV_HL7V2_ACK_ERROR,
-             status == HV_OK ? NULL : "the message could not be stored; resend it later");
+             status == HV_OK             ? NULL
+             : status == HV_ETIMEDOUT    ? "stored, but not delivered in time"
+             : status == HV_EPROTO       ? "stored, but a destination refused it"
+             : status == HV_EINVAL       ? "stored, but a step failed on it"
+                                         : "the message could not be stored; resend it later");
     conn_flush(c);
 }
 
