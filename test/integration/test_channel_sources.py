@@ -14,10 +14,11 @@ delivered, 504 at the timeout, 502 when a destination dead-letters the message.
 
 import json
 import os
+import socket
 import time
 
 import test_channels as tc
-from harness import main, run_cli
+from harness import free_port, main, run_cli
 
 
 def wait_files(d, n, timeout=10):
@@ -333,6 +334,93 @@ class AfterDestinationsTest(tc.ChannelTestCase):
             code, _, err = run_cli("channel", "validate", path)
             self.assertNotEqual(code, 0, conf)
             self.assertIn(needle, err, conf)
+
+
+class MllpSourceParityTest(tc.ChannelTestCase):
+    def mllp_channel(self, eng, port, out, **source):
+        src = {"type": "mllp", "listen": "127.0.0.1:%d" % port}
+        src.update(source)
+        self.write_channel(eng, "v2.json", json.dumps({
+            "id": "v2", "source": src,
+            "destinations": [{"name": "f", "type": "file-write", "dir": out,
+                              "filename": "${id}.hl7", "fsync": False}]}))
+
+    def test_resend_within_window_is_acked_not_stored_again(self):
+        eng = self.engine(start=False)
+        port = free_port()
+        out = os.path.join(self.workdir, "out")
+        self.mllp_channel(eng, port, out)
+        eng.start()
+        acks = tc.mllp_roundtrip(port, [tc.hl7("R1"), tc.hl7("R2"), tc.hl7("R1")])
+        self.assertEqual(len(acks), 3)
+        self.assertTrue(all(b"MSA|AA|" in a for a in acks), acks)
+        acks = tc.mllp_roundtrip(port, [tc.hl7("R2")])  # on another connection too
+        self.assertIn(b"MSA|AA|R2", acks[0])
+        self.assertEqual(len(wait_files(out, 2)), 2)
+        time.sleep(0.3)
+        self.assertEqual(len(os.listdir(out)), 2)
+        _, ch = eng.get_json("/channels/v2")
+        self.assertEqual(ch["statistics"]["received"], 2)
+        eng.stop()
+
+    def test_no_dedup_when_window_is_zero(self):
+        eng = self.engine(start=False)
+        port = free_port()
+        out = os.path.join(self.workdir, "out")
+        self.mllp_channel(eng, port, out, dedup_window_ms=0)
+        eng.start()
+        acks = tc.mllp_roundtrip(port, [tc.hl7("R1"), tc.hl7("R1")])
+        self.assertEqual(len(acks), 2)
+        self.assertEqual(len(wait_files(out, 2)), 2)
+        eng.stop()
+
+    def test_idle_timeout_and_connection_cap(self):
+        eng = self.engine(start=False)
+        port = free_port()
+        out = os.path.join(self.workdir, "out")
+        self.mllp_channel(eng, port, out, idle_timeout_ms=300, max_connections=2)
+        eng.start()
+        a = socket.create_connection(("127.0.0.1", port), timeout=5)
+        b = socket.create_connection(("127.0.0.1", port), timeout=5)
+        time.sleep(0.1)
+        c = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.assertEqual(c.recv(10), b"")  # over the cap: closed at once
+        c.close()
+        t0 = time.monotonic()
+        self.assertEqual(a.recv(10), b"")  # idle: closed by the engine
+        self.assertLess(time.monotonic() - t0, 3)
+        a.close()
+        b.close()
+        acks = tc.mllp_roundtrip(port, [tc.hl7("I1")])  # a fresh connection works
+        self.assertIn(b"MSA|AA|I1", acks[0])
+        eng.stop()
+
+    def test_after_destinations_ack_waits_and_ae_on_timeout(self):
+        sink = self.sink(start=False)  # down
+        eng = self.engine(start=False)
+        port = free_port()
+        self.write_channel(eng, "v2.json", json.dumps({
+            "id": "v2", "source": {"type": "mllp", "listen": "127.0.0.1:%d" % port},
+            "response": "after-destinations", "response_timeout_ms": 500,
+            "destinations": [{"name": "h", "type": "http-send",
+                              "url": "http://127.0.0.1:%d/in" % sink.port,
+                              "queue": {"retry_interval_ms": 100, "jitter_pct": 0}}]}))
+        eng.start()
+        t0 = time.monotonic()
+        acks = tc.mllp_roundtrip(port, [tc.hl7("W1")])
+        self.assertGreaterEqual(time.monotonic() - t0, 0.45)
+        self.assertIn(b"MSA|AE|W1", acks[0])
+        sink.start()
+        self.assertTrue(sink.wait_for(1))
+        acks = tc.mllp_roundtrip(port, [tc.hl7("W2")])
+        self.assertIn(b"MSA|AA|W2", acks[0])
+        self.assertEqual(len(sink.bodies()), 2)  # delivered before the ACK
+        # W1 resent after the AE: recognised, not stored a second time.
+        acks = tc.mllp_roundtrip(port, [tc.hl7("W1")])
+        self.assertIn(b"MSA|AA|W1", acks[0])
+        time.sleep(0.3)
+        self.assertEqual(len(sink.bodies()), 2)
+        eng.stop()
 
 
 if __name__ == "__main__":
