@@ -39,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* ------------------------------------------------------------------------- */
 /* Registries                                                                */
@@ -205,10 +206,58 @@ static void worker_close(hv__worker_t *w) {
     }
 }
 
+static int bind_str(hv_db_stmt_t *st, int i, const char *s) {
+    if (s == NULL) return hv_db_bind_null(st, i);
+    return hv_db_bind_text(st, i, s, strlen(s));
+}
+
+/*
+ * Lanes shared by several processes (PostgreSQL): a lane's queue is sent by one
+ * process at a time, the holder of its lease (a row of chan_leases). The upsert
+ * takes the lease when it is free, expired, or already ours, and renews it; the
+ * row lock PostgreSQL takes on conflict makes two processes' attempts serialize,
+ * so exactly one wins. A process that dies loses its leases when they expire
+ * (channels.queue_lease); one that stops gives them back. Ordered delivery needs
+ * one sender per lane, which is why the claim is per lane and not per row.
+ */
+static int lease_take(hv_db_t *db, hv__worker_t *w, int *held) {
+    hv__chans_t *rt = w->ch->rt;
+    hv_db_stmt_t *st = NULL;
+    uint64_t now = hv_now_ms();
+    int rc = hv_db_prepare(db,
+                           "INSERT INTO chan_leases (channel, dest, lane, owner, expires_at)"
+                           " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (channel, dest, lane) DO UPDATE"
+                           " SET owner = excluded.owner, expires_at = excluded.expires_at"
+                           " WHERE chan_leases.owner = excluded.owner OR chan_leases.expires_at < $6"
+                           " RETURNING owner",
+                           &st);
+    *held = 0;
+    if (rc != HV_OK) return rc;
+    bind_str(st, 1, w->ch->conf->id);
+    bind_str(st, 2, w->conf->name);
+    hv_db_bind_int64(st, 3, w->lane);
+    bind_str(st, 4, rt->owner);
+    hv_db_bind_int64(st, 5, (int64_t)(now + rt->lease_ms));
+    hv_db_bind_int64(st, 6, (int64_t)now);
+    rc = hv_db_step(st);
+    if (rc == HV_DB_ROW) {
+        *held = 1;
+        w->lease_until = now + rt->lease_ms;
+    }
+    hv_db_done(st);
+    return rc < 0 ? rc : HV_OK;
+}
+
 static int fetch_job(hv_db_t *db, void *arg) {
     hv__worker_t *w = arg;
     hv_db_stmt_t *st = NULL;
     int rc;
+    if (w->ch->rt->shared) {
+        int held = 0;
+        rc = lease_take(db, w, &held);
+        w->lease_held = held;
+        if (rc != HV_OK || !held) return rc;
+    }
     rc = hv_db_prepare(db,
                        "SELECT q.id, q.message_id, q.attempts, q.next_at, m.content_type,"
                        " COALESCE(m.transformed, m.content), m.received_at"
@@ -260,6 +309,11 @@ static void fetch_done(int status, void *arg) {
     if (status != HV_OK) {
         items_clear(w);
         if (!w->closing) uv_timer_start(&w->timer, on_worker_timer, 1000, 0);
+    } else if (w->nitems == 0 && w->ch->rt->shared) {
+        /* Other processes queue messages too: look again soon (sooner with the lease). */
+        if (!w->closing)
+            uv_timer_start(&w->timer, on_worker_timer,
+                           w->lease_held ? HV__CHAN_SHARED_POLL_MS : 4 * HV__CHAN_SHARED_POLL_MS, 0);
     } else if (w->nitems == 0) {
         w->idle = 1; /* nothing queued: woken by the next message */
     } else {
@@ -291,11 +345,6 @@ static uint64_t backoff_ms(const hv__queue_conf_t *q, int64_t attempts) {
  * sees the row as done, and a crash before the commit only sends it again
  * (at-least-once, in order). A retry holds the head until its next_at is durable.
  */
-static int bind_str(hv_db_stmt_t *st, int i, const char *s) {
-    if (s == NULL) return hv_db_bind_null(st, i);
-    return hv_db_bind_text(st, i, s, strlen(s));
-}
-
 typedef struct outcome {
     hv__worker_t *w;
     int64_t qid, mid, attempts; /* attempts including this one */
@@ -477,6 +526,12 @@ void hv__worker_kick(hv__worker_t *w) {
     }
     it = &w->items[w->head];
     now = hv_now_ms();
+    if (w->ch->rt->shared && w->lease_until < now + w->ch->rt->lease_ms / 2) {
+        /* Too little of the lease is left for a send: renew it (and read the head again). */
+        items_clear(w);
+        hv__worker_kick(w);
+        return;
+    }
     at = it->next_at > w->breaker_until ? it->next_at : w->breaker_until;
     if (at > now) {
         uv_timer_start(&w->timer, on_worker_timer, at - now, 0);
@@ -880,6 +935,9 @@ static const hv_setting_t settings[] = {
      "reload channel files when the channels directory changes"},
     {"channels.prune_interval", NULL, HV_SET_DURATION, "1h", NULL,
      "how often messages older than their channel's retention are pruned"},
+    {"channels.queue_lease", NULL, HV_SET_DURATION, "2m", NULL,
+     "PostgreSQL: how long a process holds a destination lane; a lane of a process that died "
+     "is taken over after this (a single send must take less than half of it)"},
     {NULL, NULL, 0, NULL, NULL, NULL},
 };
 
@@ -939,6 +997,7 @@ static int channels_init(hv_engine_t *e, void **state) {
     if (rc == HV_OK) rc = hv_db_set_synchronous(db, hv_config_str(cfg, "channels.synchronous"));
     if (rc == HV_OK) {
         rt->fts = hv_db_kind(db) == HV_DB_SQLITE;
+        rt->shared = hv_db_kind(db) == HV_DB_PG;
         rc = hv_db_migrate(db, "channels", rt->fts ? hv__chan_migrations_sqlite : hv__chan_migrations_pg, &err);
     }
     if (rc == HV_OK && rt->fts) rc = set_incremental_vacuum(db);
@@ -949,6 +1008,14 @@ static int channels_init(hv_engine_t *e, void **state) {
         hv_log_end(r);
         hv_db_close(db);
         goto fail;
+    }
+    rt->lease_ms = hv_config_duration_ms(cfg, "channels.queue_lease");
+    if (rt->lease_ms < 1000) rt->lease_ms = 1000;
+    {
+        char host[64] = "";
+        gethostname(host, sizeof(host) - 1);
+        snprintf(rt->owner, sizeof(rt->owner), "%s:%ld:%llu", host, (long)getpid(),
+                 (unsigned long long)hv_now_ms());
     }
     rc = hv_storage_new(hv_engine_loop(e), db, (size_t)hv_config_int(cfg, "channels.store_queue"),
                         (size_t)hv_config_int(cfg, "channels.store_batch"), &rt->storage);
@@ -997,6 +1064,23 @@ static int channels_start(hv_engine_t *e, void *state) {
 
 static void on_closed_noop(uv_handle_t *h) { (void)h; }
 
+/* Gives this process's lanes back at a clean stop, so that another takes them at once. */
+static int lease_release_job(hv_db_t *db, void *arg) {
+    hv__chans_t *rt = arg;
+    hv_db_stmt_t *st = NULL;
+    int rc = hv_db_prepare(db, "DELETE FROM chan_leases WHERE owner = $1", &st);
+    if (rc != HV_OK) return rc;
+    bind_str(st, 1, rt->owner);
+    rc = hv_db_step(st);
+    hv_db_done(st);
+    return rc < 0 ? rc : HV_OK;
+}
+
+static void lease_release_done(int status, void *arg) {
+    (void)status;
+    (void)arg;
+}
+
 static void channels_stop(hv_engine_t *e, void *state) {
     hv__chans_t *rt = state;
     (void)e;
@@ -1009,6 +1093,8 @@ static void channels_stop(hv_engine_t *e, void *state) {
     }
     rt->watch_open = rt->timers_open = 0;
     hv__chan_waiters_stop(rt);
+    if (rt->shared && rt->storage != NULL)
+        (void)hv_storage_submit(rt->storage, lease_release_job, lease_release_done, rt);
     /* Workers first (they cancel what they have in flight), then libcurl's handles. */
     while (rt->nchans > 0) hv__chan_undeploy(rt, rt->chans[rt->nchans - 1]);
     hv__curl_cancel_all(e);

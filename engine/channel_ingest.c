@@ -72,6 +72,8 @@ const char *const hv__chan_migrations_sqlite[] = {
     "ALTER TABLE chan_messages ADD COLUMN parent_id INTEGER;"
     "CREATE INDEX chan_messages_key ON chan_messages (channel, source_key) WHERE source_key IS NOT NULL;"
     "CREATE INDEX chan_messages_parent ON chan_messages (parent_id) WHERE parent_id IS NOT NULL;",
+    "CREATE TABLE chan_leases (channel TEXT NOT NULL, dest TEXT NOT NULL, lane INTEGER NOT NULL,"
+    " owner TEXT NOT NULL, expires_at BIGINT NOT NULL, PRIMARY KEY (channel, dest, lane));",
     NULL,
 };
 
@@ -110,6 +112,8 @@ const char *const hv__chan_migrations_pg[] = {
     "ALTER TABLE chan_messages ADD COLUMN parent_id BIGINT;"
     "CREATE INDEX chan_messages_key ON chan_messages (channel, source_key) WHERE source_key IS NOT NULL;"
     "CREATE INDEX chan_messages_parent ON chan_messages (parent_id) WHERE parent_id IS NOT NULL;",
+    "CREATE TABLE chan_leases (channel TEXT NOT NULL, dest TEXT NOT NULL, lane INTEGER NOT NULL,"
+    " owner TEXT NOT NULL, expires_at BIGINT NOT NULL, PRIMARY KEY (channel, dest, lane));",
     NULL,
 };
 

@@ -10,6 +10,9 @@
 
 enum { HV__CHAN_STARTED = 0, HV__CHAN_PAUSED, HV__CHAN_STOPPED };
 
+/* Shared store (PostgreSQL): an idle worker looks for other processes' messages this often. */
+#define HV__CHAN_SHARED_POLL_MS 200
+
 typedef struct hv__chans hv__chans_t;
 typedef struct hv_channel hv__chan_t;
 typedef struct hv__worker hv__worker_t;
@@ -45,6 +48,8 @@ struct hv__worker {
     int64_t failures; /* consecutive */
     uint64_t breaker_until;
     uint64_t sent, dead, attempt_failures;
+    int lease_held;       /* shared store: this process sends this lane */
+    uint64_t lease_until; /* ms: the lease's expiry as last taken */
     hv_counter_t *m_sent, *m_dead, *m_failed; /* /metrics, per destination */
 };
 
@@ -84,6 +89,9 @@ struct hv__chans {
     uv_timer_t watch_timer, prune_timer;
     int watch_open, timers_open, stopped;
     hv__curl_t *curl; /* made on the first http-send delivery */
+    int shared;       /* PostgreSQL: other processes share the queues (lane leases) */
+    uint64_t lease_ms;
+    char owner[128];  /* this process in chan_leases: host:pid:start */
     hv__bus_t *bus;   /* the event bus (event.c) */
     struct hv__waiter *waiters; /* sources waiting for destinations (channel_ingest.c) */
     size_t nwaiters;
