@@ -935,6 +935,8 @@ static const hv_setting_t settings[] = {
      "reload channel files when the channels directory changes"},
     {"channels.prune_interval", NULL, HV_SET_DURATION, "1h", NULL,
      "how often messages older than their channel's retention are pruned"},
+    {"channels.fts_max", NULL, HV_SET_SIZE, "1MiB", NULL,
+     "bytes of each message's content indexed for full-text search (the rest is not searchable)"},
     {"channels.queue_lease", NULL, HV_SET_DURATION, "2m", NULL,
      "PostgreSQL: how long a process holds a destination lane; a lane of a process that died "
      "is taken over after this (a single send must take less than half of it)"},
@@ -1009,6 +1011,7 @@ static int channels_init(hv_engine_t *e, void **state) {
         hv_db_close(db);
         goto fail;
     }
+    rt->fts_max = (size_t)hv_config_size(cfg, "channels.fts_max");
     rt->lease_ms = hv_config_duration_ms(cfg, "channels.queue_lease");
     if (rt->lease_ms < 1000) rt->lease_ms = 1000;
     {

@@ -513,9 +513,10 @@ static int file_start(hv_channel_t *ch, struct json_object *conf, void **state, 
     dirs[1] = s->delete_after ? NULL : s->done_dir;
     dirs[2] = s->error_dir;
     for (i = 0; i < 3; i++) {
-        if (dirs[i] != NULL && mkdir(dirs[i], 0700) != 0 && errno != EEXIST) {
+        int e = dirs[i] != NULL ? hv__mkdirs(dirs[i]) : 0;
+        if (e != 0) {
             hv_error_set(err, HV_EIO, NULL, "file source: cannot create %s: %s", dirs[i],
-                         strerror(errno));
+                         strerror(e));
             src_free(s);
             return HV_EIO;
         }

@@ -253,8 +253,11 @@ static int ingest_job(hv_db_t *db, void *arg) {
         if (ch->rt->fts && ch->conf->keep == HV__KEEP_ALL) {
             rc = hv_db_prepare(db, "INSERT INTO chan_fts (rowid, content) VALUES ($1, $2)", &st);
             if (rc != HV_OK) return rc;
+            /* Only the first channels.fts_max bytes are indexed: a large message must not
+             * cost its size again in index memory and time (the rest is not searchable). */
             hv_db_bind_int64(st, 1, in->main.id);
-            hv_db_bind_text(st, 2, in->main.content, in->main.len);
+            hv_db_bind_text(st, 2, in->main.content,
+                            in->main.len < ch->rt->fts_max ? in->main.len : ch->rt->fts_max);
             rc = hv_db_step(st);
             hv_db_done(st);
             if (rc < 0) return rc;

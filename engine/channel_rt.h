@@ -83,6 +83,7 @@ struct hv__chans {
     char *dir;
     hv_storage_t *storage;
     int fts;
+    size_t fts_max;   /* bytes of a message's content indexed for ?text= (channels.fts_max) */
     hv__chan_t **chans;
     size_t nchans;
     uv_fs_event_t watch;
@@ -209,6 +210,8 @@ void hv__bus_replay(hv__chans_t *rt);
 void hv__bus_free(hv__chans_t *rt);
 
 /* channel_dest.c */
+/* mkdir -p with mode 0700 for the missing levels: 0 or errno. */
+int hv__mkdirs(const char *path);
 extern const hv_channel_dest_t hv__dest_channel;
 void hv__chan_register_builtin_steps(hv_engine_t *e);
 /* The runtime of the engine, for the channel destination (NULL outside serve). */
