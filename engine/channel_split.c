@@ -17,6 +17,8 @@
  * all in one transaction. The step's own run (the generic step interface) is
  * what `channel test` shows: it leaves the message unchanged.
  *
+ * An entry whose resource is not a JSON object is skipped like one without a resource.
+ *
  * Keys: by ("entry" | "resource-type"), max_parts (1–1,000,000, default 10,000:
  * a Bundle with more parts is an error, so that one message cannot make an
  * unbounded transaction), content_type of the parts (default
@@ -119,12 +121,13 @@ static int make_part(hv_arena_t *a, json_object *j, const char *ct, hv__part_t *
 
 /* The resourceType of an entry's resource, or NULL when the entry has none. */
 static const char *entry_type(json_object *entry, json_object **res) {
+    json_object *r = NULL;
     *res = NULL;
     if (!json_object_is_type(entry, json_type_object) ||
-        !json_object_object_get_ex(entry, "resource", res) ||
-        !json_object_is_type(*res, json_type_object))
+        !json_object_object_get_ex(entry, "resource", &r) || !json_object_is_type(r, json_type_object))
         return NULL;
-    return hv_json_get_str(*res, "resourceType");
+    *res = r;
+    return hv_json_get_str(r, "resourceType");
 }
 
 int hv__split_run(void *state, const hv_channel_msg_t *m, hv__part_t **parts, size_t *nparts,
