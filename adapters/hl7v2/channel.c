@@ -16,7 +16,9 @@
  * it is not stored again and gets AA. Limits as the hl7v2-inbound listener's:
  * max_message, max_connections (more are accepted and closed), idle_timeout_ms
  * (5 min), and back-pressure: reading pauses while max_inflight (256) messages
- * of the connection wait for their ACK or 1 MiB of ACKs is unread.
+ * of the connection wait for their ACK or 1 MiB of ACKs is unread. TLS (tls_cert
+ * and tls_key; tls_client_ca requires client certificates): the port speaks TLS
+ * only, through the engine's hv_tls_* over memory BIOs, like hl7v2-inbound.
  *
  * mllp-send wraps hv_mllp_sender with one attempt per delivery: the channel's
  * queue does the retries, backoff and dead-lettering. AA/CA → delivered, AE/CE
@@ -209,6 +211,7 @@ typedef struct mpend {
 
 struct mconn {
     uv_tcp_t tcp;
+    hv_tls_t *tls; /* NULL on a plaintext port */
     uv_timer_t idle;
     msrc_t *src;
     mconn_t *prev, *next;
@@ -232,6 +235,8 @@ struct msrc {
     size_t max_inflight;    /* unacknowledged messages per connection before reading pauses */
     uint64_t idle_ms;       /* a connection without a byte for this long is closed (0: never) */
     uint64_t dedup_ms;      /* resends (MSH-3, MSH-4, MSH-10) within this window: not stored again */
+    hv_tls_ctx_t *tls;      /* tls_cert + tls_key: the port speaks TLS only */
+    hv_buf_t plain;         /* scratch: the plaintext of one read */
     int stopping;
     int refs; /* the server handle plus one per connection */
 };
@@ -239,7 +244,10 @@ struct msrc {
 #define MCONN_MAX_UNWRITTEN (1u << 20) /* ACK bytes the peer has not read: reading pauses */
 
 static void msrc_unref(msrc_t *s) {
-    if (--s->refs == 0) hv_free(s);
+    if (--s->refs > 0) return;
+    hv_tls_ctx_free(s->tls);
+    hv_buf_release(&s->plain);
+    hv_free(s);
 }
 
 static void pend_free(mpend_t *p) {
@@ -251,6 +259,7 @@ static void pend_free(mpend_t *p) {
 static void conn_free(mconn_t *c) {
     msrc_t *s = c->src;
     hv_mllp_framer_release(&c->fr);
+    hv_tls_free(c->tls);
     hv_free(c);
     msrc_unref(s);
 }
@@ -306,25 +315,36 @@ static void on_written(uv_write_t *w, int status) {
     reading_update(c);
 }
 
-/* Writes the ACKs that are ready, in arrival order. */
+/* Writes bytes as they go on the wire (already encrypted on a TLS port); takes b's storage. */
+static void conn_write_raw(mconn_t *c, hv_buf_t *b) {
+    uv_write_t *w;
+    uv_buf_t ub;
+    if (b->len == 0) return;
+    w = hv_calloc(1, sizeof(*w));
+    if (w == NULL) return;
+    ub.len = b->len;
+    ub.base = b->data;
+    w->data = hv_buf_take(b);
+    if (uv_write(w, (uv_stream_t *)&c->tcp, &ub, 1, on_written) != 0) {
+        hv_free(w->data);
+        hv_free(w);
+    }
+}
+
+/* Writes the ACKs that are ready, in arrival order (encrypted first on a TLS port). */
 static void conn_flush(mconn_t *c) {
     while (c->head != NULL && c->head->ready) {
         mpend_t *p = c->head;
-        uv_write_t *w = hv_calloc(1, sizeof(*w));
-        uv_buf_t b;
         c->head = p->next;
         c->npending--;
         if (c->head == NULL) c->tail = NULL;
-        if (w != NULL && p->out.len > 0) {
-            b.base = p->out.data;
-            b.len = p->out.len;
-            w->data = hv_buf_take(&p->out);
-            if (uv_write(w, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0) {
-                hv_free(w->data);
-                hv_free(w);
-            }
+        if (c->tls != NULL && p->out.len > 0) {
+            hv_buf_t net;
+            hv_buf_init(&net, 0);
+            if (hv_tls_write(c->tls, p->out.data, p->out.len, &net) == HV_OK) conn_write_raw(c, &net);
+            hv_buf_release(&net);
         } else {
-            hv_free(w);
+            conn_write_raw(c, &p->out);
         }
         pend_free(p);
     }
@@ -430,17 +450,42 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
 
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
     mconn_t *c = st->data;
-    size_t off = 0;
+    const char *in = b->base;
+    size_t off = 0, len = n > 0 ? (size_t)n : 0;
+    int tls_closed = 0;
     if (n < 0) {
         hv_free(b->base);
         conn_close(c);
         return;
     }
     if (n > 0 && c->src->idle_ms > 0) uv_timer_again(&c->idle);
-    while (!c->closing && off < (size_t)n) {
+    if (c->tls != NULL && n > 0) {
+        /* TLS (RFC 8446 / 5246 through hv_tls_*): network bytes in, plaintext out, and
+         * whatever TLS answers (handshake, alerts) written at once. */
+        hv_buf_t net;
+        int rc;
+        hv_buf_init(&net, 0);
+        hv_buf_reset(&c->src->plain);
+        rc = hv_tls_feed(c->tls, b->base, (size_t)n, &c->src->plain, &net);
+        conn_write_raw(c, &net);
+        hv_buf_release(&net);
+        if (rc != HV_OK && rc != HV_ECLOSED) {
+            hv_logrec_t *r = hv_log_begin(HV_LOG_WARN, "channel.mllp.tls_failed");
+            hv_log_str(r, "channel", hv_channel_id(c->src->ch));
+            hv_log_str(r, "stage", hv_tls_handshake_done(c->tls) ? "records" : "handshake");
+            hv_log_end(r);
+            hv_free(b->base);
+            conn_close(c);
+            return;
+        }
+        tls_closed = rc == HV_ECLOSED;
+        in = c->src->plain.data;
+        len = c->src->plain.len;
+    }
+    while (!c->closing && off < len) {
         const char *msg = NULL;
         size_t used = 0, mlen = 0;
-        int rc = hv_mllp_framer_feed(&c->fr, b->base + off, (size_t)n - off, &used, &msg, &mlen);
+        int rc = hv_mllp_framer_feed(&c->fr, in + off, len - off, &used, &msg, &mlen);
         off += used;
         if (rc == HV_OK) on_frame(c, msg, mlen);
         else if (rc == HV_AGAIN) break;
@@ -451,6 +496,7 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
     }
     hv_free(b->base);
     if (!c->closing) conn_flush(c);
+    if (tls_closed && !c->closing && c->head == NULL) conn_close(c); /* close_notify */
 }
 
 static void on_idle(uv_timer_t *t) { conn_close(t->data); }
@@ -473,7 +519,8 @@ static void on_connection(uv_stream_t *server, int status) {
     if (s->conns) s->conns->prev = c;
     s->conns = c;
     s->nconns++;
-    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 || s->nconns > s->max_connections) {
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 || s->nconns > s->max_connections ||
+        (s->tls != NULL && (c->tls = hv_tls_new(s->tls, NULL)) == NULL)) {
         conn_close(c);
         return;
     }
@@ -498,19 +545,32 @@ static int msrc_check(struct json_object *conf, hv_error_t *err) {
         } else if (strcmp(k, "max_connections") == 0 || strcmp(k, "max_inflight") == 0) {
             if (int_key(v, 1, 1000000)) continue;
             hv_error_set(err, HV_ECONFIG, k, "\"%s\" is an integer from 1 to 1000000", k);
+        } else if (strcmp(k, "tls_cert") == 0 || strcmp(k, "tls_key") == 0 ||
+                   strcmp(k, "tls_client_ca") == 0) {
+            if (json_object_is_type(v, json_type_string) && json_object_get_string_len(v) > 0)
+                continue;
+            hv_error_set(err, HV_ECONFIG, k, "\"%s\" is the path of a PEM file", k);
         } else if (strcmp(k, "idle_timeout_ms") == 0 || strcmp(k, "dedup_window_ms") == 0) {
             if (int_key(v, 0, (int64_t)366 * 86400000)) continue;
             hv_error_set(err, HV_ECONFIG, k, "\"%s\" is a duration in ms from 0 to a year", k);
         } else {
             hv_error_set(err, HV_ECONFIG, k,
                          "unknown key \"%s\" in an mllp source (known: listen, max_message, "
-                         "max_connections, max_inflight, idle_timeout_ms, dedup_window_ms)",
+                         "max_connections, max_inflight, idle_timeout_ms, dedup_window_ms, "
+                         "tls_cert, tls_key, tls_client_ca)",
                          k);
         }
         return HV_ECONFIG;
     }
     if (hv_json_get_str(conf, "listen") == NULL) {
         hv_error_set(err, HV_ECONFIG, NULL, "an mllp source needs \"listen\"");
+        return HV_ECONFIG;
+    }
+    if ((hv_json_get_str(conf, "tls_cert") == NULL) != (hv_json_get_str(conf, "tls_key") == NULL) ||
+        (hv_json_get_str(conf, "tls_client_ca") != NULL && hv_json_get_str(conf, "tls_cert") == NULL)) {
+        hv_error_set(err, HV_ECONFIG, hv_json_get_str(conf, "tls_cert") ? "tls_cert" : "tls_key",
+                     "TLS needs \"tls_cert\" and \"tls_key\" together (and \"tls_client_ca\" "
+                     "only with them)");
         return HV_ECONFIG;
     }
     return HV_OK;
@@ -542,10 +602,21 @@ static int msrc_start(hv_channel_t *ch, struct json_object *conf, void **state, 
         s->idle_ms = (uint64_t)json_object_get_int64(v);
     if (json_object_object_get_ex(conf, "dedup_window_ms", &v))
         s->dedup_ms = (uint64_t)json_object_get_int64(v);
+    hv_buf_init(&s->plain, 0);
+    if (hv_json_get_str(conf, "tls_cert") != NULL) {
+        s->tls = hv_tls_server_ctx_new(hv_json_get_str(conf, "tls_cert"),
+                                       hv_json_get_str(conf, "tls_key"),
+                                       hv_json_get_str(conf, "tls_client_ca"), err);
+        if (s->tls == NULL) {
+            hv_free(s);
+            return HV_ECONFIG;
+        }
+    }
     hv_parse_hostport(hv_json_get_str(conf, "listen"), host, sizeof(host), &port);
     if (uv_ip4_addr(host, port, (struct sockaddr_in *)&addr) != 0 &&
         uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr) != 0) {
         hv_error_set(err, HV_ECONFIG, NULL, "mllp: %s is not an IP address", host);
+        hv_tls_ctx_free(s->tls);
         hv_free(s);
         return HV_ECONFIG;
     }

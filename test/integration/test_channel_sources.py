@@ -395,6 +395,36 @@ class MllpSourceParityTest(tc.ChannelTestCase):
         self.assertIn(b"MSA|AA|I1", acks[0])
         eng.stop()
 
+    def test_tls_with_client_certificates(self):
+        import test_mllp_tls as tt
+        certs = tt.Certs(os.path.join(self.workdir, "certs"))
+        eng = self.engine(start=False)
+        port = free_port()
+        out = os.path.join(self.workdir, "out")
+        self.mllp_channel(eng, port, out, tls_cert=certs.path("server.pem"),
+                          tls_key=certs.path("server.key"), tls_client_ca=certs.path("ca.pem"))
+        eng.start()
+        c = tt.TlsMllpClient(port, certs.path("ca.pem"), cert=certs.path("client.pem"),
+                             key=certs.path("client.key"))
+        for cid in ("T1", "T2"):
+            c.send(tc.hl7(cid))
+            self.assertIn(b"MSA|AA|" + cid.encode(), c.read_frame())
+        c.close()
+        self.assertEqual(len(wait_files(out, 2)), 2)
+        # No client certificate, or plaintext: no ACK, nothing stored.
+        self.assertTrue(tt.refused(port, certs.path("ca.pem")))
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            raw.sendall(b"\x0b" + tc.hl7("P1") + b"\x1c\r")
+            raw.settimeout(5)
+            try:
+                data = raw.recv(100)
+            except OSError:
+                data = b""
+            self.assertNotIn(b"MSA", data)
+        time.sleep(0.3)
+        self.assertEqual(len(os.listdir(out)), 2)
+        eng.stop()
+
     def test_after_destinations_ack_waits_and_ae_on_timeout(self):
         sink = self.sink(start=False)  # down
         eng = self.engine(start=False)
