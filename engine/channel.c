@@ -251,6 +251,7 @@ static int lease_take(hv_db_t *db, hv__worker_t *w, int *held) {
 static int fetch_job(hv_db_t *db, void *arg) {
     hv__worker_t *w = arg;
     hv_db_stmt_t *st = NULL;
+    size_t bytes = 0;
     int rc;
     if (w->ch->rt->shared) {
         int held = 0;
@@ -293,6 +294,9 @@ static int fetch_job(hv_db_t *db, void *arg) {
         it->content[n] = '\0';
         it->len = n;
         w->nitems++;
+        /* Memory: a batch holds at most HV__CHAN_FETCH_BYTES of content (or one message). */
+        bytes += n;
+        if (bytes >= HV__CHAN_FETCH_BYTES) break;
     }
     hv_db_done(st);
     return rc < 0 ? rc : HV_OK;

@@ -12,6 +12,8 @@ enum { HV__CHAN_STARTED = 0, HV__CHAN_PAUSED, HV__CHAN_STOPPED };
 
 /* Shared store (PostgreSQL): an idle worker looks for other processes' messages this often. */
 #define HV__CHAN_SHARED_POLL_MS 200
+/* A worker's batch of queue rows holds at most this much content (or a single message). */
+#define HV__CHAN_FETCH_BYTES (16u << 20)
 
 typedef struct hv__chans hv__chans_t;
 typedef struct hv_channel hv__chan_t;
