@@ -11,6 +11,7 @@
 #include "fhir/fhir.h"
 #include "fhir/fhirpath.h"
 #include "terminology/terminology.h"
+#include "console/console.h"
 
 const hv_module_t *const hv_modules[] = {
     &hv_auth_module, /* first: its guard must be in place before other modules take requests */
@@ -22,5 +23,6 @@ const hv_module_t *const hv_modules[] = {
     &hv_hl7v2_module,
     &hv_hl7v2_channels_module,
     &hv_channels_module, /* after the modules that register sources, steps, destinations */
+    &hv_console_module,
     NULL,
 };

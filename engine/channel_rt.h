@@ -195,6 +195,8 @@ int hv__chan_ingest_ex(hv__chan_t *ch, const hv__ingest_opts_t *o, hv_channel_st
 
 /* channel_api.c */
 int hv__chan_routes_add(hv_engine_t *e, hv__chans_t *rt);
+/* channel_edit.c: the channel file and dry-run routes (added by hv__chan_routes_add). */
+int hv__chan_edit_routes_add(hv_engine_t *e, hv__chans_t *rt);
 void hv__chan_prune_start(hv__chans_t *rt);
 
 /* channel_cli.c */
