@@ -35,6 +35,8 @@
 #include "engine/channel_rt.h"
 
 #include <dirent.h>
+#include <signal.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -220,6 +222,60 @@ static int bind_str(hv_db_stmt_t *st, int i, const char *s) {
  * (channels.queue_lease); one that stops gives them back. Ordered delivery needs
  * one sender per lane, which is why the claim is per lane and not per row.
  */
+/*
+ * A lease held by a process of this host that no longer exists (a restart after
+ * kill -9: owner "host:pid:start" with a pid that kill(2) does not find) is taken
+ * at once instead of after its expiry. Processes of other hosts wait for it.
+ */
+static int lease_take_from_dead(hv_db_t *db, hv__worker_t *w, uint64_t now, int *held) {
+    hv__chans_t *rt = w->ch->rt;
+    hv_db_stmt_t *st = NULL;
+    char owner[128] = "";
+    size_t hl = strcspn(rt->owner, ":"), n = 0;
+    const char *o;
+    long pid;
+    int rc = hv_db_prepare(db,
+                           "SELECT owner FROM chan_leases WHERE channel = $1 AND dest = $2"
+                           " AND lane = $3",
+                           &st);
+    if (rc != HV_OK) return rc;
+    bind_str(st, 1, w->ch->conf->id);
+    bind_str(st, 2, w->conf->name);
+    hv_db_bind_int64(st, 3, w->lane);
+    rc = hv_db_step(st);
+    if (rc == HV_DB_ROW) {
+        o = hv_db_column_text(st, 0, &n);
+        if (o != NULL && n < sizeof(owner)) {
+            memcpy(owner, o, n);
+            owner[n] = '\0';
+        }
+    }
+    hv_db_done(st);
+    if (rc < 0) return rc;
+    if (strncmp(owner, rt->owner, hl + 1) != 0) return HV_OK; /* another host, or none */
+    pid = strtol(owner + hl + 1, NULL, 10);
+    if (pid <= 0 || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+        return HV_OK;
+    rc = hv_db_prepare(db,
+                       "UPDATE chan_leases SET owner = $4, expires_at = $5 WHERE channel = $1"
+                       " AND dest = $2 AND lane = $3 AND owner = $6 RETURNING owner",
+                       &st);
+    if (rc != HV_OK) return rc;
+    bind_str(st, 1, w->ch->conf->id);
+    bind_str(st, 2, w->conf->name);
+    hv_db_bind_int64(st, 3, w->lane);
+    bind_str(st, 4, rt->owner);
+    hv_db_bind_int64(st, 5, (int64_t)(now + rt->lease_ms));
+    bind_str(st, 6, owner);
+    rc = hv_db_step(st);
+    if (rc == HV_DB_ROW) {
+        *held = 1;
+        w->lease_until = now + rt->lease_ms;
+    }
+    hv_db_done(st);
+    return rc < 0 ? rc : HV_OK;
+}
+
 static int lease_take(hv_db_t *db, hv__worker_t *w, int *held) {
     hv__chans_t *rt = w->ch->rt;
     hv_db_stmt_t *st = NULL;
@@ -245,7 +301,8 @@ static int lease_take(hv_db_t *db, hv__worker_t *w, int *held) {
         w->lease_until = now + rt->lease_ms;
     }
     hv_db_done(st);
-    return rc < 0 ? rc : HV_OK;
+    if (rc < 0 || *held) return rc < 0 ? rc : HV_OK;
+    return lease_take_from_dead(db, w, now, held);
 }
 
 static int fetch_job(hv_db_t *db, void *arg) {

@@ -619,13 +619,14 @@ class ReloadTest(ChannelTestCase):
 
     def test_missing_module_type_refused_with_clear_message(self):
         eng = self.engine(start=False)
-        # "file" is in the catalog but no module provides it yet (fhir-store now is: fhir module).
-        self.write_channel(eng, "m.json", '{"id": "m", "source": {"type": "file"},\n'
-                           ' "destinations": [{"name": "s", "type": "fhir-store"}]}')
+        # "ccda-to-fhir" is in the catalog but no module registers it yet (the mappings module
+        # will; every source type is provided now, the file source by the engine).
+        self.write_channel(eng, "m.json", '{"id": "m", "source": {"type": "http"},\n'
+                           ' "steps": [{"type": "ccda-to-fhir"}]}')
         eng.start()
         _, lst = eng.get_json("/channels")
         self.assertEqual([c["id"] for c in lst["channels"]], [])
-        self.assertIn("m.json:1:32: source type \"file\" is not available",
+        self.assertIn("m.json:2:21: step type \"ccda-to-fhir\" is not available",
                       lst["last_refused"])
 
 
