@@ -36,33 +36,58 @@ typedef struct srch {
     int more;
     int64_t total;
     hv__store_row_t last; /* the last row of the page (no text) */
+    char (*mtypes)[HV__FHIR_TYPE_MAX]; /* the page's matches, for _include/_revinclude */
+    char (*mids)[HV__FHIR_ID_MAX];
+    size_t included;
 } srch_t;
 
-static int add_row(void *ud, const hv__store_row_t *row)
+/* Appends one entry of search mode `mode` to the Bundle's entries. */
+static int put_entry(srch_t *s, const hv__store_row_t *row, const char *mode)
 {
-    srch_t *s = ud;
     char url[512];
-    if ((int64_t)s->rows >= s->plan.count) {
-        s->more = 1;
-        return HV_OK;
-    }
-    if (s->rows > 0)
+    if (s->body.len > 0)
         hv_buf_putc(&s->body, ',');
     snprintf(url, sizeof(url), "%s/%s/%s", s->base, row->type, row->id);
     hv_buf_puts(&s->body, "{\"fullUrl\":");
     hv_buf_json_str(&s->body, url, strlen(url));
     hv_buf_puts(&s->body, ",\"resource\":");
     hv_buf_append(&s->body, row->text, row->text_len);
+    hv_buf_printf(&s->body, ",\"search\":{\"mode\":\"%s\"}}", mode);
+    return hv_buf_puts(&s->body, "");
+}
+
+static int add_included(void *ud, const hv__store_row_t *row)
+{
+    srch_t *s = ud;
+    s->included++;
+    return put_entry(s, row, "include");
+}
+
+static int add_row(void *ud, const hv__store_row_t *row)
+{
+    srch_t *s = ud;
+    if ((int64_t)s->rows >= s->plan.count) {
+        s->more = 1;
+        return HV_OK;
+    }
+    if (s->mtypes != NULL) {
+        snprintf(s->mtypes[s->rows], HV__FHIR_TYPE_MAX, "%s", row->type);
+        snprintf(s->mids[s->rows], HV__FHIR_ID_MAX, "%s", row->id);
+    }
     s->rows++;
     s->last = *row;
     s->last.text = NULL;
-    return hv_buf_puts(&s->body, ",\"search\":{\"mode\":\"match\"}}");
+    return put_entry(s, row, "match");
 }
 
 static int job_search(hv_db_t *db, void *arg)
 {
     srch_t *s = arg;
-    return hv__search_plan_run(db, &s->plan, add_row, s, &s->total);
+    int rc = hv__search_plan_run(db, &s->plan, add_row, s, &s->total);
+    if (rc == HV_OK && s->mtypes != NULL && s->rows > 0)
+        rc = hv__search_include_run(db, &s->plan, (const char(*)[HV__FHIR_TYPE_MAX])s->mtypes,
+                                    (const char(*)[HV__FHIR_ID_MAX])s->mids, s->rows, add_included, s);
+    return rc;
 }
 
 /* The query without _cursor, for the links. */
@@ -131,7 +156,7 @@ static void done_search(int status, void *arg)
             /* search.html#errors: the parameters that were ignored, in an outcome entry. */
             char *msg = hv_arena_sprintf(a, "unknown search parameters ignored: %.*s", (int)s->plan.unknown.len,
                                          s->plan.unknown.data);
-            hv_buf_puts(&out, s->rows ? "," : "");
+            hv_buf_puts(&out, s->body.len ? "," : "");
             hv_buf_puts(&out, "{\"resource\":{\"resourceType\":\"OperationOutcome\",\"issue\":[{\"severity\":"
                               "\"warning\",\"code\":\"not-supported\",\"diagnostics\":");
             hv_buf_json_str(&out, msg ? msg : "", msg ? strlen(msg) : 0);
@@ -151,6 +176,8 @@ out:
     hv_buf_release(&s->body);
     hv__search_plan_clear(&s->plan);
     hv_free(s->query);
+    hv_free(s->mtypes);
+    hv_free(s->mids);
     hv__rreq_free(r);
     hv_free(s);
 }
@@ -191,6 +218,14 @@ void hv__search_handle(hv__rreq_t *r)
     }
     s->base = hv__rest_base(r);
     hv_buf_init(&s->body, (size_t)256 << 20);
+    if (s->plan.ninc > 0 && s->plan.count > 0) {
+        s->mtypes = hv_calloc((size_t)s->plan.count, sizeof(*s->mtypes));
+        s->mids = hv_calloc((size_t)s->plan.count, sizeof(*s->mids));
+        if (s->mtypes == NULL || s->mids == NULL) {
+            hv__rest_outcome(r, 503, "error", "transient", "out of memory");
+            goto fail;
+        }
+    }
     if (hv_storage_submit(f->storage, job_search, done_search, s) != HV_OK) {
         hv__rest_outcome(r, 503, "error", "transient", "the store is busy; retry later");
         goto fail;
@@ -200,6 +235,8 @@ fail:
     if (s != NULL) {
         hv__search_plan_clear(&s->plan);
         hv_free(s->query);
+        hv_free(s->mtypes);
+        hv_free(s->mids);
         hv_free(s);
     }
     hv__rreq_free(r);

@@ -70,6 +70,24 @@ typedef struct hv__sp_bind {
     double d;
 } hv__sp_bind_t;
 
+#define HV__SEARCH_MAX_INCLUDE_PARAMS 16 /* _include and _revinclude parameters in one query */
+#define HV__SEARCH_MAX_INCLUDED 1000     /* resources one page includes, all iterations together */
+#define HV__SEARCH_MAX_ITERATE 4         /* rounds of :iterate */
+
+/*
+ * One _include or _revinclude (FHIR R4 search.html#include): src:code[:target].
+ * _include adds the resources that the results of type src reference through the
+ * reference parameter code (any reference parameter when code is empty, "*"),
+ * restricted to type target when given; _revinclude adds the resources of type src
+ * that reference a result through code (restricted to results of type target).
+ */
+typedef struct hv__sp_include {
+    int rev, iterate;
+    char src[HV__FHIR_TYPE_MAX];
+    char code[64];
+    char target[HV__FHIR_TYPE_MAX];
+} hv__sp_include_t;
+
 enum { HV__SORT_RID = 0, HV__SORT_LASTUPDATED, HV__SORT_ID, HV__SORT_DATE };
 enum { HV__TOTAL_ACCURATE = 0, HV__TOTAL_NONE };
 
@@ -92,6 +110,8 @@ typedef struct hv__search_plan {
     int64_t ckey_i;
     char ckey_s[HV__FHIR_ID_MAX];
     int64_t crid;
+    hv__sp_include_t inc[HV__SEARCH_MAX_INCLUDE_PARAMS];
+    int ninc;
     hv_buf_t unknown;     /* names of ignored parameters, comma separated */
     hv_buf_t canon;       /* the criteria as a query string, for the links */
     char msg[320];        /* why a plan was refused (400) */
@@ -112,5 +132,15 @@ int hv__search_plan_build(hv__search_plan_t *p, const char *type, const char *qu
  * p->summary_count only the total is computed.
  */
 int hv__search_plan_run(hv_db_t *db, const hv__search_plan_t *p, hv__store_row_cb cb, void *ud, int64_t *total);
+
+/*
+ * The resources p's _include and _revinclude parameters add to a page whose matches
+ * are the n resources types[i]/ids[i] (fhir/search_include.c): calls cb once for
+ * each resource added (never a match, never twice), at most HV__SEARCH_MAX_INCLUDED,
+ * iterating :iterate parameters over what was added up to HV__SEARCH_MAX_ITERATE
+ * rounds. Runs on the storage thread.
+ */
+int hv__search_include_run(hv_db_t *db, const hv__search_plan_t *p, const char (*types)[HV__FHIR_TYPE_MAX],
+                           const char (*ids)[HV__FHIR_ID_MAX], size_t n, hv__store_row_cb cb, void *ud);
 
 #endif /* HV_FHIR_SEARCH_INT_H */

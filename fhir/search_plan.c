@@ -367,23 +367,183 @@ static const char *table_of(hv_fhir_search_type_t st)
     }
 }
 
-/* One criterion: name[:mod]=v1,v2… */
-static int criterion(hv__search_plan_t *p, const char *name, const char *mod, const char *val)
+#define MAX_CHAIN_DEPTH 4 /* levels of chaining and _has in one criterion */
+
+/* Binds s without writing a placeholder; returns the placeholder number, or <0 on error. */
+static int bind_only(hv__search_plan_t *p, const char *s)
 {
-    const hv_fhir_type_t *t = hv_fhir_resource_type(p->type);
+    if (p->nbinds >= HV__SEARCH_MAX_BINDS)
+        return HV_ETOOBIG;
+    p->binds[p->nbinds].kind = 0;
+    p->binds[p->nbinds].s = hv_strdup(s);
+    if (p->binds[p->nbinds].s == NULL)
+        return HV_ENOMEM;
+    return ++p->nbinds;
+}
+
+static int cond(hv__search_plan_t *p, const char *type, int tb, const char *idcol, const char *key,
+                const char *val, int depth);
+
+/* The first parameter name of a chain remainder ("name", "name:exact", "patient.name" → "name"/"patient"). */
+static void first_name(const char *rest, char *out, size_t cap)
+{
+    size_t n = strcspn(rest, ":.");
+    snprintf(out, cap, "%.*s", (int)(n < cap ? n : cap - 1), rest);
+}
+
+/* True when type t can answer the chain remainder rest (its first parameter exists there). */
+static int chain_fits(const hv_fhir_type_t *t, const char *rest)
+{
+    char name[128];
+    if (strncmp(rest, "_has:", 5) == 0)
+        return 1;
+    first_name(rest, name, sizeof(name));
+    return strcmp(name, "_id") == 0 || strcmp(name, "_lastUpdated") == 0 || hv_fhir_search_find(t, name) != NULL;
+}
+
+/*
+ * A chained parameter (search.html#chaining): ref[:Type].rest=val over resources of
+ * type (placeholder $tb). Matches when the reference ref points to a resource of
+ * Type (each target type of ref that has rest's parameter when no Type is given)
+ * that matches rest=val.
+ */
+static int chain(hv__search_plan_t *p, const char *type, int tb, const char *idcol, const char *left,
+                 const char *rest, const char *val, int depth)
+{
+    const hv_fhir_type_t *t = hv_fhir_resource_type(type);
+    char name[128];
+    const char *colon = strchr(left, ':');
     const hv_fhir_search_t *sp;
-    const char *tab, *s;
-    char one[VAL_MAX];
-    int first = 1, rc = HV_OK;
+    const hv_fhir_type_t *only = NULL;
+    int first = 1, rc = HV_OK, code_b;
+    snprintf(name, sizeof(name), "%.*s", (int)(colon ? (size_t)(colon - left) : strlen(left)), left);
+    sp = hv_fhir_search_find(t, name);
+    if (sp == NULL)
+        return HV_ENOTFOUND;
+    if (hv_fhir_search_type(sp) != HV_FHIR_SP_REFERENCE)
+        return fail(p, "search parameter \"%.64s\": chaining needs a reference parameter", name);
+    if (colon != NULL && (only = hv_fhir_resource_type(colon + 1)) == NULL)
+        return fail(p, "search parameter \"%.64s\": the chain's type is not a resource type", name);
+    if (rest[0] == '\0')
+        return fail(p, "search parameter \"%.64s\": an empty chain", name);
+    code_b = bind_only(p, name);
+    if (code_b < 0)
+        return code_b;
+    hv_buf_printf(&p->where, "%s IN (SELECT id FROM sp_ref WHERE type = $%d AND code = $%d AND (", idcol, tb, code_b);
+    for (size_t i = 0; i < (only ? 1 : hv_fhir_search_target_count(sp)); i++) {
+        const hv_fhir_type_t *tt = only ? only : hv_fhir_search_target_at(sp, i);
+        int ttb;
+        if (tt == NULL || (!only && !chain_fits(tt, rest)))
+            continue;
+        if ((ttb = bind_only(p, hv_fhir_type_name(tt))) < 0)
+            return ttb;
+        hv_buf_printf(&p->where, "%s(rtype = $%d AND ", first ? "" : " OR ", ttb);
+        rc = cond(p, hv_fhir_type_name(tt), ttb, "rid", rest, val, depth + 1);
+        if (rc == HV_ENOTFOUND)
+            return fail(p, "search parameter \"%.64s\": the chained parameter is not known", name);
+        if (rc != HV_OK)
+            return rc;
+        sql(p, ")");
+        first = 0;
+    }
+    if (first)
+        return fail(p, "search parameter \"%.64s\": no target type of the reference has the chained parameter",
+                    name);
+    sql(p, "))");
+    return HV_OK;
+}
+
+/*
+ * Reverse chaining (search.html#has): _has:Type:ref:rest=val over resources of type
+ * ($tb) matches those referenced through ref by a resource of Type matching rest=val.
+ * rest may itself be a _has (nested).
+ */
+static int has(hv__search_plan_t *p, int tb, const char *idcol, const char *spec, const char *val, int depth)
+{
+    char t2[HV__FHIR_TYPE_MAX], ref[128];
+    const char *c1 = strchr(spec, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+    const hv_fhir_type_t *tt;
+    const hv_fhir_search_t *sp;
+    int t2b, rb, rc;
+    if (c1 == NULL || c2 == NULL || c2[1] == '\0' || (size_t)(c1 - spec) >= sizeof(t2) ||
+        (size_t)(c2 - c1 - 1) >= sizeof(ref))
+        return fail(p, "search parameter \"%.64s\": _has takes _has:Type:reference:parameter", "_has");
+    snprintf(t2, sizeof(t2), "%.*s", (int)(c1 - spec), spec);
+    snprintf(ref, sizeof(ref), "%.*s", (int)(c2 - c1 - 1), c1 + 1);
+    if ((tt = hv_fhir_resource_type(t2)) == NULL)
+        return fail(p, "search parameter \"_has:%.50s\": not a resource type", t2);
+    sp = hv_fhir_search_find(tt, ref);
+    if (sp == NULL || hv_fhir_search_type(sp) != HV_FHIR_SP_REFERENCE)
+        return fail(p, "search parameter \"_has\": \"%.64s\" is not a reference parameter of the type", ref);
+    if ((t2b = bind_only(p, t2)) < 0 || (rb = bind_only(p, ref)) < 0)
+        return HV_ETOOBIG;
+    hv_buf_printf(&p->where, "%s IN (SELECT rid FROM sp_ref WHERE type = $%d AND code = $%d AND rtype = $%d AND ",
+                  idcol, t2b, rb, tb);
+    rc = cond(p, t2, t2b, "id", c2 + 1, val, depth + 1);
+    if (rc == HV_ENOTFOUND)
+        return fail(p, "search parameter \"_has\": \"%.64s\" is not known", c2 + 1);
+    if (rc != HV_OK)
+        return rc;
+    sql(p, ")");
+    return HV_OK;
+}
+
+/* Parameter-specific modifiers this planner accepts for a parameter of type st. */
+static int mod_ok(hv_fhir_search_type_t st, const char *mod)
+{
+    if (mod[0] == '\0' || strcmp(mod, "missing") == 0)
+        return 1;
+    if (st == HV_FHIR_SP_STRING)
+        return strcmp(mod, "exact") == 0 || strcmp(mod, "contains") == 0;
+    if (st == HV_FHIR_SP_TOKEN)
+        return strcmp(mod, "not") == 0;
+    if (st == HV_FHIR_SP_REFERENCE)
+        return hv_fhir_resource_type(mod) != NULL; /* :Type (search.html#reference) */
+    return 0;
+}
+
+/*
+ * One criterion key=val as a condition on idcol, the id column of resources of
+ * `type` whose type is bound as $tb: a plain parameter name[:modifier], a chain
+ * (ref[:Type].rest) or a reverse chain (_has:...). HV_ENOTFOUND: an unknown
+ * parameter (at the top level, ignored unless strict).
+ */
+static int cond(hv__search_plan_t *p, const char *type, int tb, const char *idcol, const char *key,
+                const char *val, int depth)
+{
+    const hv_fhir_type_t *t = hv_fhir_resource_type(type);
+    const hv_fhir_search_t *sp;
+    const char *tab, *s, *dot, *mod = "";
+    char name[128], one[VAL_MAX];
+    int first = 1, rc = HV_OK, nb;
+    hv_fhir_search_type_t st;
+    if (depth > MAX_CHAIN_DEPTH)
+        return fail(p, "search parameter \"%.64s\": chains deeper than 4 levels", key);
+    if (strncmp(key, "_has:", 5) == 0)
+        return has(p, tb, idcol, key + 5, val, depth);
+    if ((dot = strchr(key, '.')) != NULL) {
+        char left[192];
+        if ((size_t)(dot - key) >= sizeof(left))
+            return fail(p, "search parameter \"%.64s\": too long", key);
+        snprintf(left, sizeof(left), "%.*s", (int)(dot - key), key);
+        return chain(p, type, tb, idcol, left, dot + 1, val, depth);
+    }
+    s = strchr(key, ':');
+    if (strlen(key) >= sizeof(name))
+        return fail(p, "search parameter \"%.64s\": too long", key);
+    snprintf(name, sizeof(name), "%.*s", (int)(s ? (size_t)(s - key) : strlen(key)), key);
+    if (s != NULL)
+        mod = s + 1;
     if (strcmp(name, "_id") == 0) {
-        sql(p, " AND r.id IN (");
+        hv_buf_printf(&p->where, "%s IN (", idcol);
         for (s = val;; s++) {
             s = piece(s, ',', one, sizeof(one));
             if (!hv__fhir_id_valid(one))
                 return fail(p, "search parameter \"%.64s\": not a valid id", name);
             if (!first)
                 sql(p, ", ");
-            b_text(p, one);
+            if ((rc = b_text(p, one)) != HV_OK)
+                return rc;
             first = 0;
             if (*s == '\0')
                 break;
@@ -392,7 +552,12 @@ static int criterion(hv__search_plan_t *p, const char *name, const char *mod, co
         return HV_OK;
     }
     if (strcmp(name, "_lastUpdated") == 0) {
-        sql(p, " AND (");
+        /* The current version's time (the newest row of type/id, not deleted). */
+        hv_buf_printf(&p->where,
+                      "%s IN (SELECT lu.id FROM resources lu WHERE lu.type = $%d AND lu.deleted = 0 AND NOT EXISTS"
+                      " (SELECT 1 FROM resources ln WHERE ln.type = lu.type AND ln.id = lu.id AND ln.version >"
+                      " lu.version) AND (",
+                      idcol, tb);
         for (s = val;; s++) {
             const char *v = one;
             int64_t lo, hi;
@@ -403,46 +568,48 @@ static int criterion(hv__search_plan_t *p, const char *name, const char *mod, co
                 return fail(p, "search parameter \"%.64s\": not a date", name);
             if (!first)
                 sql(p, " OR ");
-            date_clause(p, pr, lo, hi, "r.last_ms", "r.last_ms");
+            date_clause(p, pr, lo, hi, "lu.last_ms", "lu.last_ms");
             first = 0;
             if (*s == '\0')
                 break;
         }
-        sql(p, ")");
-        return HV_OK;
+        sql(p, "))");
+        return p->nbinds >= HV__SEARCH_MAX_BINDS ? HV_ETOOBIG : HV_OK;
     }
     sp = hv_fhir_search_find(t, name);
     if (sp == NULL)
         return HV_ENOTFOUND;
-    tab = table_of(hv_fhir_search_type(sp));
+    st = hv_fhir_search_type(sp);
+    tab = table_of(st);
     if (tab == NULL || hv_fhir_search_expression(sp) == NULL)
         return fail(p, "search parameter \"%.64s\": composite and special parameters are not supported yet", name);
+    if (!mod_ok(st, mod))
+        return fail(p, "search parameter \"%.64s\": this modifier is not supported for its type", name);
+    if ((nb = bind_only(p, name)) < 0)
+        return nb;
     if (strcmp(mod, "missing") == 0) {
         if (strcmp(val, "true") != 0 && strcmp(val, "false") != 0)
             return fail(p, "search parameter \"%.64s\": :missing takes true or false", name);
-        hv_buf_printf(&p->where, " AND r.id %sIN (SELECT id FROM %s WHERE type = $1 AND code = ",
-                      strcmp(val, "true") == 0 ? "NOT " : "", tab);
-        b_text(p, name);
-        sql(p, ")");
+        hv_buf_printf(&p->where, "%s %sIN (SELECT id FROM %s WHERE type = $%d AND code = $%d)", idcol,
+                      strcmp(val, "true") == 0 ? "NOT " : "", tab, tb, nb);
         return HV_OK;
     }
-    if (mod[0] != '\0' && !(strcmp(mod, "exact") == 0 || strcmp(mod, "contains") == 0 || strcmp(mod, "not") == 0))
-        return fail(p, "search parameter \"%.64s\": this modifier is not supported", name);
-    if (strcmp(mod, "not") == 0 && hv_fhir_search_type(sp) != HV_FHIR_SP_TOKEN)
-        return fail(p, "search parameter \"%.64s\": :not applies to token parameters", name);
-    if ((strcmp(mod, "exact") == 0 || strcmp(mod, "contains") == 0) && hv_fhir_search_type(sp) != HV_FHIR_SP_STRING)
-        return fail(p, "search parameter \"%.64s\": :exact and :contains apply to string parameters", name);
-    hv_buf_printf(&p->where, " AND r.id %sIN (SELECT id FROM %s WHERE type = $1 AND code = ",
-                  strcmp(mod, "not") == 0 ? "NOT " : "", tab);
-    b_text(p, name);
-    sql(p, " AND (");
+    hv_buf_printf(&p->where, "%s %sIN (SELECT id FROM %s WHERE type = $%d AND code = $%d AND (", idcol,
+                  strcmp(mod, "not") == 0 ? "NOT " : "", tab, tb, nb);
     for (s = val;; s++) {
         s = piece(s, ',', one, sizeof(one));
         if (one[0] == '\0')
             return fail(p, "search parameter \"%.64s\": an empty value", name);
         if (!first)
             sql(p, " OR ");
-        rc = value_clause(p, name, hv_fhir_search_type(sp), mod, one);
+        if (st == HV_FHIR_SP_REFERENCE && mod[0] != '\0' && strchr(one, '/') == NULL) {
+            /* name:Type=id is name=Type/id (search.html#reference). */
+            char tv[VAL_MAX + HV__FHIR_TYPE_MAX];
+            snprintf(tv, sizeof(tv), "%s/%s", mod, one);
+            rc = value_clause(p, name, st, "", tv);
+        } else {
+            rc = value_clause(p, name, st, st == HV_FHIR_SP_REFERENCE ? "" : mod, one);
+        }
         if (rc != HV_OK)
             return rc;
         first = 0;
@@ -450,23 +617,83 @@ static int criterion(hv__search_plan_t *p, const char *name, const char *mod, co
             break;
     }
     sql(p, "))");
-    return HV_OK;
+    return p->nbinds >= HV__SEARCH_MAX_BINDS ? HV_ETOOBIG : HV_OK;
+}
+
+/* One top-level criterion key=val over the searched type ($1). */
+static int criterion(hv__search_plan_t *p, const char *key, const char *val)
+{
+    size_t len = p->where.len;
+    int nb = p->nbinds, rc;
+    sql(p, " AND ");
+    rc = cond(p, p->type, 1, "r.id", key, val, 0);
+    if (rc == HV_ENOTFOUND) {
+        /* An unknown parameter leaves nothing behind: the SQL and the binds as they were. */
+        p->where.len = len;
+        if (p->where.data != NULL)
+            p->where.data[len] = '\0';
+        while (p->nbinds > nb) {
+            p->nbinds--;
+            hv_free(p->binds[p->nbinds].s);
+            p->binds[p->nbinds].s = NULL;
+        }
+    }
+    return rc;
 }
 
 static int is_result_param(const char *k)
 {
-    static const char *const names[] = {"_format", "_pretty", "_summary", "_elements", "_count", "_cursor",
-                                        "_total",  "_sort"};
+    static const char *const names[] = {"_format",  "_pretty",          "_summary",           "_elements",
+                                        "_count",   "_cursor",          "_total",             "_sort",
+                                        "_include", "_include:iterate", "_include:recurse",   "_revinclude",
+                                        "_revinclude:iterate", "_revinclude:recurse"};
     for (size_t i = 0; i < HV_ARRAY_LEN(names); i++)
         if (strcmp(k, names[i]) == 0)
             return 1;
     return 0;
 }
 
+/* _include / _revinclude: Type:param[:target] or Type:* (search.html#include). */
+static int include_param(hv__search_plan_t *p, const char *k, const char *v)
+{
+    hv__sp_include_t *in;
+    const char *c1 = strchr(v, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+    const hv_fhir_type_t *t;
+    const hv_fhir_search_t *sp;
+    if (p->ninc >= HV__SEARCH_MAX_INCLUDE_PARAMS)
+        return fail(p, "more than 16 %s parameters", k);
+    in = &p->inc[p->ninc];
+    memset(in, 0, sizeof(*in));
+    in->rev = strncmp(k, "_revinclude", 11) == 0;
+    in->iterate = strchr(k, ':') != NULL;
+    if (c1 == NULL || (size_t)(c1 - v) >= sizeof(in->src) ||
+        (size_t)((c2 ? c2 : c1 + strlen(c1)) - c1 - 1) >= sizeof(in->code) || (c2 && strlen(c2 + 1) >= sizeof(in->target)))
+        return fail(p, "%s takes Type:parameter[:targetType] or Type:*", k);
+    snprintf(in->src, sizeof(in->src), "%.*s", (int)(c1 - v), v);
+    snprintf(in->code, sizeof(in->code), "%.*s", (int)((c2 ? c2 : c1 + strlen(c1)) - c1 - 1), c1 + 1);
+    if (c2 != NULL)
+        snprintf(in->target, sizeof(in->target), "%s", c2 + 1);
+    if ((t = hv_fhir_resource_type(in->src)) == NULL)
+        return fail(p, "%s: the source is not a resource type", k);
+    if (in->target[0] != '\0' && hv_fhir_resource_type(in->target) == NULL)
+        return fail(p, "%s: the target is not a resource type", k);
+    if (strcmp(in->code, "*") == 0) {
+        in->code[0] = '\0';
+    } else {
+        sp = hv_fhir_search_find(t, in->code);
+        if (sp == NULL || hv_fhir_search_type(sp) != HV_FHIR_SP_REFERENCE)
+            return fail(p, "%s: not a reference parameter of the source type", k);
+    }
+    p->ninc++;
+    return HV_OK;
+}
+
 static int result_param(hv__search_plan_t *p, const char *k, const char *v, int64_t max_count)
 {
     char *end = NULL;
-    if (strcmp(k, "_count") == 0) {
+    if (strncmp(k, "_include", 8) == 0 || strncmp(k, "_revinclude", 11) == 0) {
+        return include_param(p, k, v);
+    } else if (strcmp(k, "_count") == 0) {
         long long c = strtoll(v, &end, 10);
         if (end == v || *end != '\0' || c < 0)
             return fail(p, "%s must be a non-negative integer", k);
@@ -539,7 +766,6 @@ int hv__search_plan_build(hv__search_plan_t *p, const char *type, const char *qu
     for (part = strtok_r(q, "&", &save); part != NULL; part = strtok_r(NULL, "&", &save)) {
         char *eq = strchr(part, '='), *key = part, *val, *colon;
         long kl, vl;
-        const char *mod = "";
         if (eq == NULL) {
             rc = fail(p, "search parameter \"%.64s\" has no value", part);
             goto out;
@@ -558,17 +784,15 @@ int hv__search_plan_build(hv__search_plan_t *p, const char *type, const char *qu
                 goto out;
             continue;
         }
-        colon = strchr(key, ':');
-        if (colon != NULL) {
-            *colon = '\0';
-            mod = colon + 1;
-        }
         if (++ncrit > HV__SEARCH_MAX_PARAMS) {
             rc = fail(p, "more than %s search parameters", "32");
             goto out;
         }
-        rc = criterion(p, key, mod, val);
+        rc = criterion(p, key, val);
         if (rc == HV_ENOTFOUND) {
+            colon = strchr(key, ':');
+            if (colon != NULL)
+                *colon = '\0';
             if (strict) {
                 rc = fail(p, "unknown search parameter \"%.64s\"", key);
                 goto out;

@@ -1,0 +1,281 @@
+#!/usr/bin/env python3
+"""test_fhir_search2.py — FHIR search, second slice (FHIR R4 search.html, issue 6).
+
+Chaining (search.html#chaining: `subject:Patient.name=…`, untyped, several levels),
+reverse chaining (`_has`, nested), the reference `:Type` modifier, `_include` and
+`_revinclude` (target type, `*`, `:iterate`, entries of search mode `include`, no
+duplicates), and the errors of each (400 naming the parameter). Synthea bundles are
+imported and chained, `_has` and include searches are compared with the same query
+evaluated independently in Python over the resources read back. Runs on SQLite and,
+when HV_TEST_PG_URL is set, on PostgreSQL too.
+"""
+
+import glob
+import json
+import os
+import urllib.parse
+
+from harness import REFERENCE, EngineTestCase, main, run_cli
+import test_fhir_store as store_tests
+
+REFERENCE = os.environ.get("HV_REFERENCE_DIR", REFERENCE)
+FJ = "application/fhir+json"
+
+
+class SearchCase(EngineTestCase):
+    """Helpers (no tests)."""
+    DB = None
+
+    def start(self):
+        args = ["--db", self.DB] if self.DB else []
+        if self.DB:
+            store_tests.reset_pg(self.DB)
+        self.eng = self.engine(args=args)
+        return self.eng
+
+    def jreq(self, method, path, body=None, headers=None):
+        h = dict(headers or {})
+        if body is not None:
+            body = json.dumps(body)
+            h.setdefault("Content-Type", FJ)
+        st, hdrs, data = self.eng.request(method, path, body=body, headers=h)
+        return st, hdrs, (json.loads(data) if data else None)
+
+    def put(self, res):
+        st, _, body = self.jreq("PUT", "/fhir/%s/%s" % (res["resourceType"], res["id"]), res)
+        self.assertIn(st, (200, 201), body)
+
+    def search(self, query):
+        """(matches, includes) of every page: lists of "Type/id"."""
+        match, inc = [], []
+        path = "/fhir/" + query
+        pages = 0
+        while path:
+            st, _, b = self.jreq("GET", path)
+            self.assertEqual(st, 200, (query, b))
+            self.assertEqual((b["resourceType"], b["type"]), ("Bundle", "searchset"))
+            for e in b.get("entry", []):
+                key = "%s/%s" % (e["resource"]["resourceType"], e["resource"]["id"])
+                self.assertTrue(e["fullUrl"].endswith("/fhir/" + key), e["fullUrl"])
+                {"match": match, "include": inc}.get(e["search"]["mode"], []).append(key)
+            nxt = [l["url"] for l in b["link"] if l["relation"] == "next"]
+            path = None
+            if nxt:
+                u = urllib.parse.urlsplit(nxt[0])
+                path = u.path + "?" + u.query
+            pages += 1
+            self.assertLess(pages, 100)
+        return match, inc
+
+    def q(self, query):
+        """The ids matched (sorted)."""
+        return sorted(k.split("/", 1)[1] for k in self.search(query)[0])
+
+    def bad(self, query, name):
+        st, _, oo = self.jreq("GET", "/fhir/" + query)
+        self.assertEqual(st, 400, (query, oo))
+        self.assertEqual(oo["resourceType"], "OperationOutcome")
+        self.assertIn(name, oo["issue"][0]["diagnostics"])
+
+
+class FhirSearch2Tests(SearchCase):
+
+    def load(self):
+        self.start()
+        for pid, name, dob in (("dr1", "House", "1960"), ("dr2", "Wilson", "1965")):
+            self.put({"resourceType": "Practitioner", "id": pid, "name": [{"family": name}],
+                      "birthDate": dob})
+        self.put({"resourceType": "Organization", "id": "org1", "name": "General Hospital"})
+        pats = [("p1", "Anna", "female", "dr1"), ("p2", "Bob", "male", "dr2"), ("p3", "Carol", "female", None)]
+        for pid, given, gender, gp in pats:
+            p = {"resourceType": "Patient", "id": pid, "name": [{"family": "Fam" + pid, "given": [given]}],
+                 "gender": gender, "managingOrganization": {"reference": "Organization/org1"}}
+            if gp:
+                p["generalPractitioner"] = [{"reference": "Practitioner/" + gp}]
+            self.put(p)
+        obs = [("o1", "p1", "8302-2"), ("o2", "p1", "29463-7"), ("o3", "p2", "8302-2"), ("o4", "p3", "29463-7")]
+        for oid, pid, code in obs:
+            o = {"resourceType": "Observation", "id": oid, "status": "final",
+                 "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+                 "subject": {"reference": "Patient/" + pid}}
+            if oid == "o1":
+                o["performer"] = [{"reference": "Practitioner/dr1"}]
+            self.put(o)
+        # An observation about a Group: untyped chains must not confuse the targets.
+        self.put({"resourceType": "Group", "id": "g1", "type": "person", "actual": True, "name": "Anna group"})
+        self.put({"resourceType": "Observation", "id": "o5", "status": "final",
+                  "code": {"coding": [{"system": "http://loinc.org", "code": "8302-2"}]},
+                  "subject": {"reference": "Group/g1"}})
+        self.put({"resourceType": "Provenance", "id": "prov1", "recorded": "2020-01-01T00:00:00Z",
+                  "target": [{"reference": "Observation/o1"}, {"reference": "Observation/o3"}],
+                  "agent": [{"who": {"reference": "Practitioner/dr2"}}]})
+
+    def test_chaining(self):
+        self.load()
+        self.assertEqual(self.q("Observation?subject:Patient.name=anna"), ["o1", "o2"])
+        self.assertEqual(self.q("Observation?subject:Patient.gender=female"), ["o1", "o2", "o4"])
+        # untyped: every target type of subject that has the parameter (Patient and Location have name)
+        self.assertEqual(self.q("Observation?subject.name=anna"), ["o1", "o2"])
+        self.assertEqual(self.q("Observation?subject:Group.type=person"), ["o5"])
+        self.assertEqual(self.q("Observation?subject.type=person"), ["o5"])
+        # modifiers and OR inside the chain
+        self.assertEqual(self.q("Observation?subject:Patient.name:exact=famp2"), ["o3"])
+        self.assertEqual(self.q("Observation?subject:Patient.name=famp2,famp3"), ["o3", "o4"])
+        # chain AND a plain criterion
+        self.assertEqual(self.q("Observation?subject:Patient.gender=female&code=8302-2"), ["o1"])
+        # two levels, and three
+        self.assertEqual(self.q("Observation?subject:Patient.general-practitioner:Practitioner.name=house"),
+                         ["o1", "o2"])
+        self.assertEqual(self.q("Observation?patient.general-practitioner.family=wilson"), ["o3"])
+        self.assertEqual(self.q("Observation?subject:Patient.organization.name=general"), ["o1", "o2", "o3", "o4"])
+        self.assertEqual(self.q("Observation?subject:Patient._id=p2"), ["o3"])
+        # reference :Type modifier
+        self.assertEqual(self.q("Observation?subject:Patient=p1"), ["o1", "o2"])
+        self.assertEqual(self.q("Observation?subject:Group=p1"), [])
+        # errors
+        self.bad("Observation?code.name=x", "code")
+        self.bad("Observation?subject:Nope.name=x", "subject")
+        self.bad("Observation?subject:Patient.nosuch=x", "subject")
+        self.bad("Observation?subject:Patient.=x", "subject")
+        self.bad("Observation?subject:Patient.birthdate=notadate", "birthdate")
+        deep = "Observation?subject:Patient." + "link:Patient." * 4 + "name=x"
+        self.bad(deep, "deeper")
+        # the chain is applied: a change of the target changes the result
+        self.put({"resourceType": "Patient", "id": "p3", "name": [{"family": "Famp3", "given": ["Anna"]}],
+                  "gender": "female"})
+        self.assertEqual(self.q("Observation?subject:Patient.name=anna"), ["o1", "o2", "o4"])
+        st, _, _ = self.jreq("DELETE", "/fhir/Patient/p1")
+        self.assertIn(st, (200, 204))
+        self.assertEqual(self.q("Observation?subject:Patient.name=anna"), ["o4"])
+
+    def test_has(self):
+        self.load()
+        self.assertEqual(self.q("Patient?_has:Observation:patient:code=8302-2"), ["p1", "p2"])
+        self.assertEqual(self.q("Patient?_has:Observation:subject:code=29463-7"), ["p1", "p3"])
+        self.assertEqual(self.q("Patient?_has:Observation:patient:code=8302-2&gender=female"), ["p1"])
+        # two _has are AND
+        self.assertEqual(self.q("Patient?_has:Observation:patient:code=8302-2&_has:Observation:patient:code=29463-7"),
+                         ["p1"])
+        # nested: practitioners who are GP of a patient with an 8302-2 observation
+        self.assertEqual(self.q("Practitioner?_has:Patient:general-practitioner:_has:Observation:patient:code=8302-2"),
+                         ["dr1", "dr2"])
+        self.assertEqual(self.q("Practitioner?_has:Patient:general-practitioner:_has:Observation:patient:code=29463-7"),
+                         ["dr1"])
+        # _has then a chain
+        self.assertEqual(self.q("Practitioner?_has:Observation:performer:subject:Patient.gender=female"), ["dr1"])
+        self.assertEqual(self.q("Observation?_has:Provenance:target:agent=Practitioner/dr2"), ["o1", "o3"])
+        self.bad("Patient?_has:Observation:code:code=x", "code")
+        self.bad("Patient?_has:Nope:patient:code=x", "Nope")
+        self.bad("Patient?_has:Observation:patient=x", "_has")
+        self.bad("Patient?_has:Observation:patient:nosuch=x", "nosuch")
+
+    def test_include_revinclude(self):
+        self.load()
+        m, inc = self.search("Observation?code=8302-2&_include=Observation:subject")
+        self.assertEqual(sorted(m), ["Observation/o1", "Observation/o3", "Observation/o5"])
+        self.assertEqual(sorted(inc), ["Group/g1", "Patient/p1", "Patient/p2"])
+        m, inc = self.search("Observation?code=8302-2&_include=Observation:subject:Patient")
+        self.assertEqual(sorted(inc), ["Patient/p1", "Patient/p2"])
+        m, inc = self.search("Observation?code=8302-2&_include=Observation:subject:Practitioner")
+        self.assertEqual(inc, [])
+        m, inc = self.search("Observation?_id=o1&_include=Observation:*")
+        self.assertEqual(sorted(inc), ["Patient/p1", "Practitioner/dr1"])
+        # a source type other than the searched one includes nothing (without :iterate)
+        m, inc = self.search("Observation?_id=o1&_include=Observation:subject&_include=Patient:general-practitioner")
+        self.assertEqual(inc, ["Patient/p1"])
+        m, inc = self.search("Observation?_id=o1&_include=Observation:subject"
+                             "&_include:iterate=Patient:general-practitioner")
+        self.assertEqual(sorted(inc), ["Patient/p1", "Practitioner/dr1"])
+        # _revinclude
+        m, inc = self.search("Patient?_id=p1&_revinclude=Observation:subject")
+        self.assertEqual((m, sorted(inc)), (["Patient/p1"], ["Observation/o1", "Observation/o2"]))
+        m, inc = self.search("Patient?_id=p1,p3&_revinclude=Observation:*")
+        self.assertEqual(sorted(inc), ["Observation/o1", "Observation/o2", "Observation/o4"])
+        m, inc = self.search("Observation?_id=o1,o2,o3&_revinclude=Provenance:target")
+        self.assertEqual(inc, ["Provenance/prov1"])  # once, though it targets two matches
+        # iterate: patients, their observations, and the provenance of those
+        m, inc = self.search("Patient?_id=p2&_revinclude=Observation:subject&_revinclude:iterate=Provenance:target")
+        self.assertEqual(sorted(inc), ["Observation/o3", "Provenance/prov1"])
+        # a match is never also an include; nothing twice
+        m, inc = self.search("Patient?_revinclude=Observation:subject&_include=Patient:organization"
+                             "&_include:iterate=Observation:subject")
+        self.assertEqual(sorted(m), ["Patient/p1", "Patient/p2", "Patient/p3"])
+        self.assertEqual(sorted(inc), ["Observation/o1", "Observation/o2", "Observation/o3", "Observation/o4",
+                                       "Organization/org1"])
+        self.assertEqual(len(set(m + inc)), len(m + inc))
+        # includes follow each page: page size 1 gives each page its own included patient
+        st, _, b = self.jreq("GET", "/fhir/Observation?code=8302-2&_include=Observation:subject:Patient&_count=1")
+        self.assertEqual(st, 200)
+        self.assertEqual([e["search"]["mode"] for e in b["entry"]], ["match", "include"])
+        self.assertEqual(b["total"], 3)
+        self.assertIn("_include=Observation", [l for l in b["link"] if l["relation"] == "next"][0]["url"])
+        # a deleted resource is not included
+        self.jreq("DELETE", "/fhir/Patient/p2")
+        m, inc = self.search("Observation?code=8302-2&_include=Observation:subject:Patient")
+        self.assertEqual(inc, ["Patient/p1"])
+        # errors name the parameter
+        self.bad("Observation?_include=Observation", "_include")
+        self.bad("Observation?_include=Nope:subject", "_include")
+        self.bad("Observation?_include=Observation:code", "_include")
+        self.bad("Observation?_revinclude=Observation:subject:Nope", "_revinclude")
+
+
+class FhirSearch2SyntheaTests(SearchCase):
+
+    def test_synthea_chain_has_include_match_python(self):
+        files = sorted(glob.glob(os.path.join(REFERENCE, "fhir", "synthea", "*.json")))[:3]
+        self.assertEqual(len(files), 3, "the Synthea reference bundles are missing")
+        eng = self.start()
+        eng.stop()
+        code, _, err = run_cli(*(["import", "--data", eng.data] + (["--db", self.DB] if self.DB else []) + files),
+                               timeout=300)
+        self.assertEqual(code, 0, err)
+        eng.start()
+        res = {}
+        for t in ("Patient", "Observation", "Encounter"):
+            st, _, b = self.jreq("GET", "/fhir/%s?_count=1000" % t)
+            self.assertEqual(st, 200)
+            res[t] = {e["resource"]["id"]: e["resource"] for e in b.get("entry", [])}
+        pats = res["Patient"]
+        female = {pid for pid, p in pats.items() if p.get("gender") == "female"}
+        self.assertTrue(female and len(female) < len(pats), "need patients of both genders")
+
+        def subj(o):
+            return o.get("subject", {}).get("reference", "")
+
+        # chained: observations of female patients
+        want = sorted(oid for oid, o in res["Observation"].items() if subj(o).split("/")[-1] in female)
+        self.assertEqual(self.q("Observation?subject:Patient.gender=female&_count=500"), want)
+        # _has: patients with an encounter of a given class
+        enc = next(iter(res["Encounter"].values()))
+        cls = enc["class"]["code"]
+        want = sorted({subj(e).split("/")[-1] for e in res["Encounter"].values() if e["class"]["code"] == cls})
+        self.assertEqual(self.q("Patient?_has:Encounter:patient:class=" + cls), want)
+        # _revinclude: one patient's encounters
+        pid = sorted(pats)[0]
+        m, inc = self.search("Patient?_id=%s&_revinclude=Encounter:subject" % pid)
+        want = sorted("Encounter/" + eid for eid, e in res["Encounter"].items() if subj(e) == "Patient/" + pid)
+        self.assertEqual(sorted(inc), want)
+        self.assertGreater(len(want), 0)
+        # _include: the subjects of one code's observations
+        coding = next(iter(res["Observation"].values()))["code"]["coding"][0]
+        m, inc = self.search("Observation?code=%s|%s&_include=Observation:subject&_count=200"
+                             % (coding["system"], coding["code"]))
+        want = sorted({subj(res["Observation"][k.split("/")[1]]) for k in m})
+        self.assertEqual(sorted(set(inc)), want)
+
+
+if store_tests.PG_URL:
+    class FhirSearch2TestsPg(FhirSearch2Tests):
+        @classmethod
+        def setUpClass(cls):
+            cls.DB = store_tests.private_db(store_tests.PG_URL, "hv_test_fhir_search2")
+
+    class FhirSearch2SyntheaTestsPg(FhirSearch2SyntheaTests):
+        @classmethod
+        def setUpClass(cls):
+            cls.DB = store_tests.private_db(store_tests.PG_URL, "hv_test_fhir_search2s")
+
+
+if __name__ == "__main__":
+    main()
