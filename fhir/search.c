@@ -192,7 +192,7 @@ void hv__search_handle(hv__rreq_t *r)
     const char *q = hv_http_req_query(req);
     size_t blen = 0;
     const char *body = hv_http_req_method(req) == HV_HTTP_POST ? hv_http_req_body(req, &blen) : NULL;
-    int strict = prefer != NULL && strstr(prefer, "handling=strict") != NULL;
+    int strict = prefer != NULL && strstr(prefer, "handling=strict") != NULL, rc;
     if (s == NULL) {
         hv__rest_outcome(r, 503, "error", "transient", "out of memory");
         goto fail;
@@ -210,9 +210,13 @@ void hv__search_handle(hv__rreq_t *r)
         hv__rest_outcome(r, 503, "error", "transient", "out of memory");
         goto fail;
     }
-    if (hv__search_plan_build(&s->plan, r->op.type, s->query, strict, f->history_count,
-                              f->history_max < HV__SEARCH_MAX_RESULTS ? f->history_max : HV__SEARCH_MAX_RESULTS) !=
-        HV_OK) {
+    rc = hv__search_plan_build(&s->plan, r->op.type, s->query, strict, f->history_count,
+                               f->history_max < HV__SEARCH_MAX_RESULTS ? f->history_max : HV__SEARCH_MAX_RESULTS);
+    if (rc == HV_ENOTSUP) {
+        hv__rest_outcome(r, 501, "error", "not-supported", "%s", s->plan.msg);
+        goto fail;
+    }
+    if (rc != HV_OK) {
         hv__rest_outcome(r, 400, "error", "invalid", "%s", s->plan.msg[0] ? s->plan.msg : "the search is invalid");
         goto fail;
     }

@@ -21,6 +21,20 @@
 
 /* The migration creating the index tables (the same SQL on both backends). */
 extern const char hv__search_migration[];
+/* The second: composite groups (grp) and UCUM-canonical quantities (cvalue, cunit). */
+extern const char hv__search_migration2[];
+
+#define HV__UCUM_SYSTEM "http://unitsofmeasure.org"
+
+/*
+ * The UCUM-canonical form of value in unit (terminology/ucum.h, the shared table):
+ * *cv and cunit (NUL-terminated, cap bytes). HV_ENOTFOUND when UCUM is not
+ * available, HV_EINVAL when unit is not UCUM.
+ */
+int hv__search_ucum_canon(double v, const char *unit, double *cv, char *cunit, size_t cap);
+
+/* True when the index holds rows for parameter sp (its expression compiled). */
+int hv__search_indexed(const hv_fhir_search_t *sp);
 
 /*
  * Writes the index rows of the current version of type/id from its tree (NULL or

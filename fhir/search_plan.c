@@ -163,51 +163,99 @@ static int date_clause(hv__search_plan_t *p, hv__sp_prefix_t pr, int64_t lo, int
     return HV_OK;
 }
 
-/* The number criterion: equality within the value's precision (FHIR R4 search.html#number). */
-static int num_clause(hv__search_plan_t *p, hv__sp_prefix_t pr, const char *v, double x)
+/*
+ * The number criterion over column col (FHIR R4 search.html#number): x the value,
+ * [elo, ehi) the values equal to it within its precision, [alo, ahi] the values
+ * approximately equal (10%).
+ */
+static int num_bounds(hv__search_plan_t *p, hv__sp_prefix_t pr, const char *col, double x, double elo, double ehi,
+                      double alo, double ahi)
 {
-    const char *dot = strchr(v, '.');
-    int decimals = 0;
-    double half;
-    if (dot != NULL)
-        for (const char *c = dot + 1; *c >= '0' && *c <= '9'; c++)
-            decimals++;
-    half = 0.5 * pow(10.0, -decimals);
+    char a[96];
     switch (pr) {
     case HV__SP_EQ:
     case HV__SP_NE:
-        sql(p, pr == HV__SP_NE ? "NOT (value >= " : "(value >= ");
-        b_dbl(p, x - half);
-        sql(p, " AND value < ");
-        b_dbl(p, x + half);
+        snprintf(a, sizeof(a), "%s(%s >= ", pr == HV__SP_NE ? "NOT " : "", col);
+        sql(p, a);
+        b_dbl(p, elo);
+        snprintf(a, sizeof(a), " AND %s < ", col);
+        sql(p, a);
+        b_dbl(p, ehi);
         sql(p, ")");
         break;
     case HV__SP_GT:
     case HV__SP_SA:
-        sql(p, "value > ");
+        snprintf(a, sizeof(a), "%s > ", col);
+        sql(p, a);
         b_dbl(p, x);
         break;
     case HV__SP_LT:
     case HV__SP_EB:
-        sql(p, "value < ");
+        snprintf(a, sizeof(a), "%s < ", col);
+        sql(p, a);
         b_dbl(p, x);
         break;
     case HV__SP_GE:
-        sql(p, "value >= ");
+        snprintf(a, sizeof(a), "%s >= ", col);
+        sql(p, a);
         b_dbl(p, x);
         break;
     case HV__SP_LE:
-        sql(p, "value <= ");
+        snprintf(a, sizeof(a), "%s <= ", col);
+        sql(p, a);
         b_dbl(p, x);
         break;
     case HV__SP_AP:
-        sql(p, "(value >= ");
-        b_dbl(p, x - fabs(x) * 0.1);
-        sql(p, " AND value <= ");
-        b_dbl(p, x + fabs(x) * 0.1);
+        snprintf(a, sizeof(a), "(%s >= ", col);
+        sql(p, a);
+        b_dbl(p, alo);
+        snprintf(a, sizeof(a), " AND %s <= ", col);
+        sql(p, a);
+        b_dbl(p, ahi);
         sql(p, ")");
         break;
     }
+    return HV_OK;
+}
+
+/* Half the last digit of the decimal text v: 170 → 0.5, 170.5 → 0.05. */
+static double half_digit(const char *v)
+{
+    const char *dot = strchr(v, '.');
+    int decimals = 0;
+    if (dot != NULL)
+        for (const char *c = dot + 1; *c >= '0' && *c <= '9'; c++)
+            decimals++;
+    return 0.5 * pow(10.0, -decimals);
+}
+
+/* The number criterion: equality within the value's precision (FHIR R4 search.html#number). */
+static int num_clause(hv__search_plan_t *p, hv__sp_prefix_t pr, const char *v, double x)
+{
+    double half = half_digit(v);
+    return num_bounds(p, pr, "value", x, x - half, x + half, x - fabs(x) * 0.1, x + fabs(x) * 0.1);
+}
+
+/*
+ * A UCUM quantity criterion on the canonical columns: the bounds are converted to
+ * the canonical unit (every UCUM conversion is monotonic increasing), so that
+ * 5 g finds 5000 mg. HV_EINVAL when code is not a UCUM unit.
+ */
+static int ucum_clause(hv__search_plan_t *p, hv__sp_prefix_t pr, const char *v, double x, const char *code)
+{
+    double half = half_digit(v), cx, elo, ehi, alo, ahi;
+    char cu[64], cu2[64];
+    if (hv__search_ucum_canon(x, code, &cx, cu, sizeof(cu)) != HV_OK ||
+        hv__search_ucum_canon(x - half, code, &elo, cu2, sizeof(cu2)) != HV_OK ||
+        hv__search_ucum_canon(x + half, code, &ehi, cu2, sizeof(cu2)) != HV_OK ||
+        hv__search_ucum_canon(x - fabs(x) * 0.1, code, &alo, cu2, sizeof(cu2)) != HV_OK ||
+        hv__search_ucum_canon(x + fabs(x) * 0.1, code, &ahi, cu2, sizeof(cu2)) != HV_OK)
+        return HV_EINVAL;
+    sql(p, "(cunit = ");
+    b_text(p, cu);
+    sql(p, " AND ");
+    num_bounds(p, pr, "cvalue", cx, elo, ehi, alo, ahi);
+    sql(p, ")");
     return HV_OK;
 }
 
@@ -229,10 +277,35 @@ static const char *piece(const char *s, char c, char *out, size_t cap)
 
 #define VAL_MAX 1024
 
+/* Like piece() but keeps the escapes: an escaped c does not split, and "\c" stays. */
+static const char *piece_keep(const char *s, char c, char *out, size_t cap)
+{
+    size_t o = 0;
+    while (*s && *s != c) {
+        if (*s == '\\' && s[1] != '\0') {
+            if (o + 1 < cap)
+                out[o++] = *s;
+            s++;
+        }
+        if (o + 1 < cap)
+            out[o++] = *s;
+        s++;
+    }
+    out[o] = '\0';
+    return s;
+}
+
 static int fail(hv__search_plan_t *p, const char *fmt, const char *name)
 {
     snprintf(p->msg, sizeof(p->msg), fmt, name);
     return HV_EINVAL;
+}
+
+/* A valid request this server does not implement (501 at the REST layer). */
+static int unsupported(hv__search_plan_t *p, const char *fmt, const char *name)
+{
+    snprintf(p->msg, sizeof(p->msg), fmt, name);
+    return HV_ENOTSUP;
 }
 
 /* One value of parameter name (type st, modifier mod) as a condition on the index row. */
@@ -251,6 +324,25 @@ static int value_clause(hv__search_plan_t *p, const char *name, hv_fhir_search_t
             sql(p, "value = ");
             return b_text(p, norm);
         }
+        if (strcmp(mod, "text") == 0) {
+            /* token :text: a word of the display or text starts with the value */
+            char *l1 = like_escape(norm, "", "%"), *l2 = like_escape(norm, "%", "%");
+            if (l1 == NULL || l2 == NULL || strlen(l2) + 1 >= VAL_MAX) {
+                hv_free(l1);
+                hv_free(l2);
+                return HV_ENOMEM;
+            }
+            l2[0] = ' ';
+            snprintf(a, sizeof(a), "%%%s", l2);
+            sql(p, "(value LIKE ");
+            b_text(p, l1);
+            sql(p, " ESCAPE '\\' OR value LIKE ");
+            rc = b_text(p, a);
+            sql(p, " ESCAPE '\\')");
+            hv_free(l1);
+            hv_free(l2);
+            return rc;
+        }
         like = like_escape(norm, strcmp(mod, "contains") == 0 ? "%" : "", "%");
         if (like == NULL)
             return HV_ENOMEM;
@@ -263,8 +355,58 @@ static int value_clause(hv__search_plan_t *p, const char *name, hv_fhir_search_t
     case HV_FHIR_SP_TOKEN:
     case HV_FHIR_SP_URI:
         if (st == HV_FHIR_SP_URI) {
+            if (strcmp(mod, "below") == 0) {
+                /* the value, or a URL under it (path segments) */
+                char *like = like_escape(v, "", "");
+                if (like == NULL || strlen(like) + 3 > sizeof(a)) {
+                    hv_free(like);
+                    return fail(p, "search parameter \"%.64s\": the value is too long", name);
+                }
+                snprintf(a, sizeof(a), "%s/%%", like);
+                hv_free(like);
+                sql(p, "(value = ");
+                b_text(p, v);
+                sql(p, " OR value LIKE ");
+                rc = b_text(p, a);
+                sql(p, " ESCAPE '\\')");
+                return rc;
+            }
+            if (strcmp(mod, "above") == 0) {
+                /* the value, or a URL it is under: the stored value is a path prefix of it */
+                int k = p->nbinds + 1;
+                sql(p, "(value = ");
+                rc = b_text(p, v);
+                hv_buf_printf(&p->where, " OR SUBSTR($%d, 1, LENGTH(value) + 1) = value || '/')", k);
+                return rc;
+            }
             sql(p, "value = ");
             return b_text(p, v);
+        }
+        if (strcmp(mod, "of-type") == 0) {
+            /* system|code|value: the identifier's type coding and its value */
+            char c[VAL_MAX], *joined;
+            rest = piece(v, '|', a, sizeof(a));
+            if (*rest != '|')
+                return fail(p, "search parameter \"%.64s\": :of-type takes system|code|value", name);
+            rest = piece(rest + 1, '|', b, sizeof(b));
+            if (*rest != '|' || b[0] == '\0')
+                return fail(p, "search parameter \"%.64s\": :of-type takes system|code|value", name);
+            piece(rest + 1, '\0', c, sizeof(c));
+            joined = hv_malloc(strlen(b) + strlen(c) + 2);
+            if (joined == NULL)
+                return HV_ENOMEM;
+            sprintf(joined, "%s|%s", b, c);
+            sql(p, "(");
+            if (a[0] != '\0') {
+                sql(p, "system = ");
+                b_text(p, a);
+                sql(p, " AND ");
+            }
+            sql(p, "value = ");
+            rc = b_text(p, joined);
+            sql(p, ")");
+            hv_free(joined);
+            return rc;
         }
         rest = piece(v, '|', a, sizeof(a));
         if (*rest == '\0') {
@@ -333,6 +475,12 @@ static int value_clause(hv__search_plan_t *p, const char *name, hv_fhir_search_t
             char sys[VAL_MAX], code[VAL_MAX];
             rest = piece(rest + 1, '|', sys, sizeof(sys));
             piece(*rest ? rest + 1 : rest, '\0', code, sizeof(code));
+            if (strcmp(sys, HV__UCUM_SYSTEM) == 0 && code[0] != '\0') {
+                /* UCUM: compared in canonical units (search.html#quantity). */
+                if (ucum_clause(p, pr, a, x, code) != HV_OK)
+                    return fail(p, "search parameter \"%.64s\": the unit is not a UCUM unit", name);
+                return HV_OK;
+            }
             sql(p, "(");
             num_clause(p, pr, a, x);
             if (sys[0]) {
@@ -488,6 +636,66 @@ static int has(hv__search_plan_t *p, int tb, const char *idcol, const char *spec
     return HV_OK;
 }
 
+/*
+ * A composite parameter (search.html#composite): each value is c1$c2[$c3], every
+ * component matched by its own type's rules, all in the same element (grp) of the
+ * resource. Values are OR (comma).
+ */
+static int composite(hv__search_plan_t *p, const hv_fhir_search_t *sp, int tb, const char *idcol,
+                     const char *name, const char *mod, const char *val)
+{
+    size_t nc = hv_fhir_search_component_count(sp);
+    char one[VAL_MAX], part[VAL_MAX], code[160];
+    const char *s, *q;
+    int first = 1, rc;
+    if (mod[0] != '\0')
+        return fail(p, "search parameter \"%.64s\": composite parameters take no modifier", name);
+    sql(p, "(");
+    for (s = val;; s++) {
+        s = piece_keep(s, ',', one, sizeof(one));
+        if (!first)
+            sql(p, " OR ");
+        hv_buf_printf(&p->where, "%s IN (", idcol);
+        q = one;
+        for (size_t c = 0; c < nc; c++) {
+            const hv_fhir_search_t *csp = hv_fhir_search_component_at(sp, c, NULL);
+            hv_fhir_search_type_t cst = csp ? hv_fhir_search_type(csp) : HV_FHIR_SP_SPECIAL;
+            const char *tab = table_of(cst);
+            int cb;
+            /* '$' separates the components; "\$" is a literal dollar (search.html#escaping). */
+            q = piece_keep(q, '$', part, sizeof(part));
+            if (tab == NULL)
+                return fail(p, "search parameter \"%.64s\": a component type is not supported", name);
+            if (part[0] == '\0' || (c + 1 < nc && *q != '$') || (c + 1 == nc && *q != '\0'))
+                return fail(p, "search parameter \"%.64s\": a composite value has one part per component,"
+                               " separated by $",
+                            name);
+            if (*q == '$')
+                q++;
+            snprintf(code, sizeof(code), "%s$%zu", name, c);
+            if ((cb = bind_only(p, code)) < 0)
+                return cb;
+            if (c == 0)
+                hv_buf_printf(&p->where, "SELECT id FROM %s c0 WHERE type = $%d AND code = $%d AND (", tab, tb, cb);
+            else
+                hv_buf_printf(&p->where, " AND EXISTS (SELECT 1 FROM %s WHERE type = c0.type AND id = c0.id AND grp ="
+                                         " c0.grp AND code = $%d AND (", tab, cb);
+            rc = value_clause(p, name, cst, "", part);
+            if (rc != HV_OK)
+                return rc;
+            sql(p, ")");
+        }
+        for (size_t c = 1; c < nc; c++)
+            sql(p, ")");
+        sql(p, ")");
+        first = 0;
+        if (*s == '\0')
+            break;
+    }
+    sql(p, ")");
+    return p->nbinds >= HV__SEARCH_MAX_BINDS ? HV_ETOOBIG : HV_OK;
+}
+
 /* Parameter-specific modifiers this planner accepts for a parameter of type st. */
 static int mod_ok(hv_fhir_search_type_t st, const char *mod)
 {
@@ -496,9 +704,11 @@ static int mod_ok(hv_fhir_search_type_t st, const char *mod)
     if (st == HV_FHIR_SP_STRING)
         return strcmp(mod, "exact") == 0 || strcmp(mod, "contains") == 0;
     if (st == HV_FHIR_SP_TOKEN)
-        return strcmp(mod, "not") == 0;
-    if (st == HV_FHIR_SP_REFERENCE)
-        return hv_fhir_resource_type(mod) != NULL; /* :Type (search.html#reference) */
+        return strcmp(mod, "not") == 0 || strcmp(mod, "text") == 0 || strcmp(mod, "of-type") == 0;
+    if (st == HV_FHIR_SP_REFERENCE) /* :Type and :identifier (search.html#reference) */
+        return hv_fhir_resource_type(mod) != NULL || strcmp(mod, "identifier") == 0;
+    if (st == HV_FHIR_SP_URI)
+        return strcmp(mod, "above") == 0 || strcmp(mod, "below") == 0;
     return 0;
 }
 
@@ -516,7 +726,8 @@ static int cond(hv__search_plan_t *p, const char *type, int tb, const char *idco
     const char *tab, *s, *dot, *mod = "";
     char name[128], one[VAL_MAX];
     int first = 1, rc = HV_OK, nb;
-    hv_fhir_search_type_t st;
+    hv_fhir_search_type_t st, vst;
+    const char *vmod;
     if (depth > MAX_CHAIN_DEPTH)
         return fail(p, "search parameter \"%.64s\": chains deeper than 4 levels", key);
     if (strncmp(key, "_has:", 5) == 0)
@@ -580,13 +791,37 @@ static int cond(hv__search_plan_t *p, const char *type, int tb, const char *idco
     if (sp == NULL)
         return HV_ENOTFOUND;
     st = hv_fhir_search_type(sp);
+    if (st == HV_FHIR_SP_COMPOSITE && hv__search_indexed(sp))
+        return composite(p, sp, tb, idcol, name, mod, val);
     tab = table_of(st);
-    if (tab == NULL || hv_fhir_search_expression(sp) == NULL)
-        return fail(p, "search parameter \"%.64s\": composite and special parameters are not supported yet", name);
+    if (tab == NULL || !hv__search_indexed(sp))
+        return unsupported(p, "search parameter \"%.64s\": special parameters (_text, _content, near, _filter...) are not"
+                       " supported",
+                    name);
+    if (st == HV_FHIR_SP_TOKEN && (strcmp(mod, "in") == 0 || strcmp(mod, "not-in") == 0 ||
+                                   strcmp(mod, "above") == 0 || strcmp(mod, "below") == 0))
+        return unsupported(p, "search parameter \"%.64s\": the terminology modifiers :in, :not-in, :above and :below on"
+                       " tokens are not supported",
+                    name);
     if (!mod_ok(st, mod))
         return fail(p, "search parameter \"%.64s\": this modifier is not supported for its type", name);
-    if ((nb = bind_only(p, name)) < 0)
-        return nb;
+    {
+        /* The derived indexes of fhir/search_index.c: "<code>:text" (sp_str),
+         * "<code>:identifier" and "<code>:of-type" (sp_tok). */
+        char sub[160];
+        int derived = strcmp(mod, "text") == 0 || strcmp(mod, "identifier") == 0 || strcmp(mod, "of-type") == 0;
+        if (derived) {
+            snprintf(sub, sizeof(sub), "%s:%s", name, mod);
+            tab = strcmp(mod, "text") == 0 ? "sp_str" : "sp_tok";
+            vst = strcmp(mod, "text") == 0 ? HV_FHIR_SP_STRING : HV_FHIR_SP_TOKEN;
+            vmod = strcmp(mod, "identifier") == 0 ? "" : mod;
+        } else {
+            vst = st;
+            vmod = st == HV_FHIR_SP_REFERENCE ? "" : mod;
+        }
+        if ((nb = bind_only(p, derived ? sub : name)) < 0)
+            return nb;
+    }
     if (strcmp(mod, "missing") == 0) {
         if (strcmp(val, "true") != 0 && strcmp(val, "false") != 0)
             return fail(p, "search parameter \"%.64s\": :missing takes true or false", name);
@@ -602,13 +837,13 @@ static int cond(hv__search_plan_t *p, const char *type, int tb, const char *idco
             return fail(p, "search parameter \"%.64s\": an empty value", name);
         if (!first)
             sql(p, " OR ");
-        if (st == HV_FHIR_SP_REFERENCE && mod[0] != '\0' && strchr(one, '/') == NULL) {
+        if (st == HV_FHIR_SP_REFERENCE && vst == HV_FHIR_SP_REFERENCE && mod[0] != '\0' && strchr(one, '/') == NULL) {
             /* name:Type=id is name=Type/id (search.html#reference). */
             char tv[VAL_MAX + HV__FHIR_TYPE_MAX];
             snprintf(tv, sizeof(tv), "%s/%s", mod, one);
-            rc = value_clause(p, name, st, "", tv);
+            rc = value_clause(p, name, vst, "", tv);
         } else {
-            rc = value_clause(p, name, st, st == HV_FHIR_SP_REFERENCE ? "" : mod, one);
+            rc = value_clause(p, name, vst, vmod, one);
         }
         if (rc != HV_OK)
             return rc;

@@ -35,6 +35,7 @@ static const char *const migrations_sqlite[] = {
     "CREATE INDEX refs_patient ON refs (patient, type);"
     "CREATE INDEX refs_id ON refs (type, id);",
     hv__search_migration, /* the search index, fhir/search_index.c */
+    hv__search_migration2,
     NULL,
 };
 
@@ -50,6 +51,7 @@ static const char *const migrations_pg[] = {
     "CREATE INDEX refs_patient ON refs (patient, type);"
     "CREATE INDEX refs_id ON refs (type, id);",
     hv__search_migration, /* the search index, fhir/search_index.c */
+    hv__search_migration2,
     NULL,
 };
 
