@@ -315,6 +315,14 @@ static int subset(hv__rreq_t *r, struct json_object *res)
     return 1;
 }
 
+int hv__rest_subset(hv__rreq_t *r, struct json_object *res)
+{
+    if (!subset(r, res))
+        return 0;
+    add_subsetted(res);
+    return 1;
+}
+
 void hv__rest_send_json(hv__rreq_t *r, int status, struct json_object *res)
 {
     if (subset(r, res))

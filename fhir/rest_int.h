@@ -71,6 +71,9 @@ void hv__rest_outcome(hv__rreq_t *r, int status, const char *severity, const cha
 /* Answers with a resource given as stored JSON text, honouring format, _pretty,
  * _summary and _elements. */
 void hv__rest_send_text(hv__rreq_t *r, int status, const char *text, size_t len);
+/* Applies r's _summary and _elements to a resource tree (search.html#summary) and tags
+ * it SUBSETTED; returns 1 when it did. Reads only r's parameters (any thread). */
+int hv__rest_subset(hv__rreq_t *r, struct json_object *res);
 /* Answers with a resource tree (consumed). */
 void hv__rest_send_json(hv__rreq_t *r, int status, struct json_object *res);
 /* Adds ETag and Last-Modified for a version. */

@@ -10,8 +10,9 @@
  * OperationOutcome entry of search mode "outcome", or answer 400 under
  * `Prefer: handling=strict`), run as one SQL statement on the storage thread, and
  * answered with a searchset Bundle with self and next links. The next link carries
- * a keyset cursor (_cursor: the last row's sort key and row id), so pages never
- * repeat or skip a resource while others are written.
+ * a keyset cursor (_cursor: the last row's sort values and row id, fhir/search_run.c),
+ * so pages never repeat or skip a resource while others are written. _include and
+ * _revinclude add entries of search mode "include" (fhir/search_include.c).
  *
  * Conditional create/update/delete/patch resolve their criteria through the same
  * planner (hv__search_resolve).
@@ -35,10 +36,11 @@ typedef struct srch {
     size_t rows;
     int more;
     int64_t total;
-    hv__store_row_t last; /* the last row of the page (no text) */
+    char *cursor;    /* the cursor after the last row of the page */
     char (*mtypes)[HV__FHIR_TYPE_MAX]; /* the page's matches, for _include/_revinclude */
     char (*mids)[HV__FHIR_ID_MAX];
     size_t included;
+    int subset;      /* _summary (true, text, data) or _elements apply to the entries */
 } srch_t;
 
 /* Appends one entry of search mode `mode` to the Bundle's entries. */
@@ -51,7 +53,19 @@ static int put_entry(srch_t *s, const hv__store_row_t *row, const char *mode)
     hv_buf_puts(&s->body, "{\"fullUrl\":");
     hv_buf_json_str(&s->body, url, strlen(url));
     hv_buf_puts(&s->body, ",\"resource\":");
-    hv_buf_append(&s->body, row->text, row->text_len);
+    if (s->subset) {
+        /* _summary=true|text|data or _elements: applied to each entry's resource. */
+        struct json_object *res = json_tokener_parse(row->text);
+        const char *t;
+        if (res == NULL)
+            return HV_EPROTO;
+        hv__rest_subset(s->r, res);
+        t = json_object_to_json_string_ext(res, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+        hv_buf_puts(&s->body, t ? t : "{}");
+        json_object_put(res);
+    } else {
+        hv_buf_append(&s->body, row->text, row->text_len);
+    }
     hv_buf_printf(&s->body, ",\"search\":{\"mode\":\"%s\"}}", mode);
     return hv_buf_puts(&s->body, "");
 }
@@ -75,8 +89,10 @@ static int add_row(void *ud, const hv__store_row_t *row)
         snprintf(s->mids[s->rows], HV__FHIR_ID_MAX, "%s", row->id);
     }
     s->rows++;
-    s->last = *row;
-    s->last.text = NULL;
+    hv_free(s->cursor);
+    s->cursor = hv_strdup(row->cursor ? row->cursor : "");
+    if (s->cursor == NULL)
+        return HV_ENOMEM;
     return put_entry(s, row, "match");
 }
 
@@ -131,17 +147,9 @@ static void done_search(int status, void *arg)
         self = hv_arena_sprintf(a, "%s/%s%s%s", s->base, s->plan.type, lq && *lq ? "?" : "", lq ? lq : "");
     hv_buf_json_str(&out, self ? self : "", self ? strlen(self) : 0);
     hv_buf_puts(&out, "}");
-    if (s->more && s->plan.count > 0) {
-        char cur[128];
+    if (s->more && s->plan.count > 0 && s->cursor != NULL) {
+        const char *cur = s->cursor;
         char *next;
-        if (s->plan.sort == HV__SORT_LASTUPDATED)
-            snprintf(cur, sizeof(cur), "%llu~%lld", (unsigned long long)s->last.last_ms, (long long)s->last.rid);
-        else if (s->plan.sort == HV__SORT_DATE)
-            snprintf(cur, sizeof(cur), "%lld~%lld", (long long)s->last.sort_key, (long long)s->last.rid);
-        else if (s->plan.sort == HV__SORT_ID)
-            snprintf(cur, sizeof(cur), "%s~%lld", s->last.id, (long long)s->last.rid);
-        else
-            snprintf(cur, sizeof(cur), "%lld", (long long)s->last.rid);
         next = hv_arena_sprintf(a, "%s/%s?%s%s_cursor=%s", s->base, s->plan.type, lq ? lq : "",
                                 lq && *lq ? "&" : "", cur);
         hv_buf_puts(&out, ",{\"relation\":\"next\",\"url\":");
@@ -178,6 +186,7 @@ out:
     hv_free(s->query);
     hv_free(s->mtypes);
     hv_free(s->mids);
+    hv_free(s->cursor);
     hv__rreq_free(r);
     hv_free(s);
 }
@@ -221,6 +230,9 @@ void hv__search_handle(hv__rreq_t *r)
         goto fail;
     }
     s->base = hv__rest_base(r);
+    s->subset = r->elements != NULL ||
+                (r->summary != NULL && (strcmp(r->summary, "true") == 0 || strcmp(r->summary, "text") == 0 ||
+                                        strcmp(r->summary, "data") == 0));
     hv_buf_init(&s->body, (size_t)256 << 20);
     if (s->plan.ninc > 0 && s->plan.count > 0) {
         s->mtypes = hv_calloc((size_t)s->plan.count, sizeof(*s->mtypes));

@@ -102,7 +102,26 @@ typedef struct hv__sp_include {
     char target[HV__FHIR_TYPE_MAX];
 } hv__sp_include_t;
 
-enum { HV__SORT_RID = 0, HV__SORT_LASTUPDATED, HV__SORT_ID, HV__SORT_DATE };
+#define HV__SEARCH_MAX_SORT 4 /* keys of one _sort */
+#define HV__SEARCH_CURSOR_MAX 8192 /* the longest _cursor value */
+
+/* A sort key: the resources table's last_ms or id, or a parameter's values (the
+ * smallest ascending, the largest descending; resources without one come last). */
+enum { HV__SORT_LASTUPDATED = 1, HV__SORT_ID, HV__SORT_PARAM };
+typedef struct hv__sp_sort {
+    int kind, desc;
+    hv_fhir_search_type_t st; /* HV__SORT_PARAM: the parameter's type */
+    char code[64];
+} hv__sp_sort_t;
+
+/* A value of the keyset cursor: one per sort column, then the row id. */
+typedef struct hv__sp_ckey {
+    int kind; /* 0 text, 1 int64, 2 double (as hv__sp_bind_t) */
+    char *s;
+    int64_t i;
+    double d;
+} hv__sp_ckey_t;
+
 enum { HV__TOTAL_ACCURATE = 0, HV__TOTAL_NONE };
 
 /*
@@ -116,13 +135,13 @@ typedef struct hv__search_plan {
     hv__sp_bind_t binds[HV__SEARCH_MAX_BINDS];
     int nbinds;           /* $1 is the type; binds[0] */
     int64_t count;        /* page size */
-    int sort, desc;       /* HV__SORT_*, descending */
-    char sort_code[64];   /* HV__SORT_DATE: the date parameter sorted on */
+    hv__sp_sort_t sort[HV__SEARCH_MAX_SORT]; /* _sort; none: by row id */
+    int nsort;
     int total;            /* HV__TOTAL_* */
     int summary_count;    /* _summary=count */
-    int has_cursor;       /* the cursor: after (ckey, crid) in the sort order */
-    int64_t ckey_i;
-    char ckey_s[HV__FHIR_ID_MAX];
+    int has_cursor;       /* the cursor: after (ckeys..., crid) in the sort order */
+    hv__sp_ckey_t ckeys[2 * HV__SEARCH_MAX_SORT];
+    int nckeys;
     int64_t crid;
     hv__sp_include_t inc[HV__SEARCH_MAX_INCLUDE_PARAMS];
     int ninc;
@@ -140,10 +159,18 @@ void hv__search_plan_clear(hv__search_plan_t *p);
  */
 int hv__search_plan_build(hv__search_plan_t *p, const char *type, const char *query, int strict,
                           int64_t def_count, int64_t max_count);
+/* _sort=[-]key,... (fhir/search_run.c); HV_EINVAL with p->msg. */
+int hv__search_sort_parse(hv__search_plan_t *p, const char *v);
+/* _cursor: HV_EINVAL when it is not one made by hv__search_plan_run. */
+int hv__search_cursor_parse(hv__search_plan_t *p, const char *v);
+/* HV_EINVAL when the cursor's values do not fit the plan's _sort. */
+int hv__search_cursor_check(const hv__search_plan_t *p);
+
 /*
  * Runs a plan: calls cb for up to p->count + 1 rows of the page (the extra one says
  * a next page exists) and sets *total (-1 when not asked for). With
- * p->summary_count only the total is computed.
+ * p->summary_count only the total is computed. Each row's cursor field holds the
+ * _cursor value that continues after it (valid during the call).
  */
 int hv__search_plan_run(hv_db_t *db, const hv__search_plan_t *p, hv__store_row_cb cb, void *ud, int64_t *total);
 

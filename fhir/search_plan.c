@@ -14,8 +14,11 @@
  *   - number and quantity [#number, #quantity]: prefixes, equality within the
  *     precision of the value; quantity value|system|code;
  *   - uri: equality; _id, _lastUpdated on the resources table;
- *   - result parameters: _count, _sort (_lastUpdated, _id, a date parameter; - for descending), _total,
- *     _summary=count; the paging cursor _cursor is keyset (sort key and row id).
+ *   - chaining and reverse chaining (_has), composite parameters, :text, :of-type,
+ *     :identifier, :Type, uri :above/:below, UCUM-canonical quantities;
+ *   - result parameters: _count, _total, _summary=count, _include/_revinclude
+ *     (run by fhir/search_include.c); _sort and the keyset cursor are in
+ *     fhir/search_run.c, which also runs the plan.
  * Every value is bound; the SQL text only holds placeholders and fixed fragments.
  */
 #include "config.h"
@@ -40,6 +43,9 @@ void hv__search_plan_clear(hv__search_plan_t *p)
 {
     for (int i = 0; i < p->nbinds; i++)
         hv_free(p->binds[i].s);
+    for (int i = 0; i < p->nckeys; i++)
+        hv_free(p->ckeys[i].s);
+    p->nckeys = 0;
     hv_buf_release(&p->where);
     hv_buf_release(&p->unknown);
     hv_buf_release(&p->canon);
@@ -943,40 +949,10 @@ static int result_param(hv__search_plan_t *p, const char *k, const char *v, int6
     } else if (strcmp(k, "_summary") == 0) {
         p->summary_count = strcmp(v, "count") == 0;
     } else if (strcmp(k, "_sort") == 0) {
-        const char *s = v;
-        p->desc = s[0] == '-';
-        if (p->desc)
-            s++;
-        if (strcmp(s, "_lastUpdated") == 0)
-            p->sort = HV__SORT_LASTUPDATED;
-        else if (strcmp(s, "_id") == 0)
-            p->sort = HV__SORT_ID;
-        else {
-            /* A date parameter: ascending by the earliest value, descending by the latest;
-             * resources without one come last either way. */
-            const hv_fhir_search_t *sp = hv_fhir_search_find(hv_fhir_resource_type(p->type), s);
-            if (sp == NULL || hv_fhir_search_type(sp) != HV_FHIR_SP_DATE || strlen(s) >= sizeof(p->sort_code))
-                return fail(p, "_sort: only _lastUpdated, _id and date parameters are supported yet (\"%.64s\")",
-                            s);
-            p->sort = HV__SORT_DATE;
-            snprintf(p->sort_code, sizeof(p->sort_code), "%s", s);
-        }
+        return hv__search_sort_parse(p, v);
     } else if (strcmp(k, "_cursor") == 0) {
-        /* "rid" or "key~rid" — made by this server (fhir/search.c). */
-        const char *t = strchr(v, '~');
-        long long rid;
-        p->has_cursor = 1;
-        if (t != NULL) {
-            if ((size_t)(t - v) >= sizeof(p->ckey_s))
-                return fail(p, "%s is not a cursor this server made", k);
-            snprintf(p->ckey_s, sizeof(p->ckey_s), "%.*s", (int)(t - v), v);
-            p->ckey_i = strtoll(p->ckey_s, NULL, 10);
-            v = t + 1;
-        }
-        rid = strtoll(v, &end, 10);
-        if (end == v || *end != '\0' || rid < 0)
+        if (hv__search_cursor_parse(p, v) != HV_OK)
             return fail(p, "%s is not a cursor this server made", k);
-        p->crid = rid;
     }
     return HV_OK;
 }
@@ -1043,120 +1019,9 @@ int hv__search_plan_build(hv__search_plan_t *p, const char *type, const char *qu
         if (rc != HV_OK)
             goto out;
     }
+    if (p->has_cursor && hv__search_cursor_check(p) != HV_OK)
+        rc = fail(p, "%s is not a cursor this server made for this _sort", "_cursor");
 out:
     hv_free(q);
     return rc;
-}
-
-#define ROW_COLS_M "m.rid, m.type, m.id, m.version, m.last_ms, m.deleted, m.json"
-
-int hv__search_plan_run(hv_db_t *db, const hv__search_plan_t *p, hv__store_row_cb cb, void *ud, int64_t *total)
-{
-    hv_buf_t q;
-    hv_db_stmt_t *st = NULL;
-    int rc, n = p->nbinds, want_total = p->summary_count || p->total == HV__TOTAL_ACCURATE;
-    const char *key = p->sort == HV__SORT_LASTUPDATED ? "m.last_ms"
-                      : p->sort == HV__SORT_ID        ? "m.id"
-                      : p->sort == HV__SORT_DATE      ? "m.sk"
-                                                      : NULL;
-    int sortbind = p->sort == HV__SORT_DATE; /* the sorted parameter's code is bound as $n+1 */
-    const char *gt = p->desc ? "<" : ">";
-    *total = -1;
-    hv_buf_init(&q, 128 * 1024);
-    hv_buf_puts(&q, "WITH m AS (SELECT r.rid, r.type, r.id, r.version, r.last_ms, r.deleted, r.json");
-    if (sortbind)
-        hv_buf_printf(&q,
-                      p->desc ? ", COALESCE((SELECT MAX(d.hi) FROM sp_date d WHERE d.type = r.type AND d.id = r.id"
-                                " AND d.code = $%d), -1152921504606846976) AS sk"
-                              : ", COALESCE((SELECT MIN(d.lo) FROM sp_date d WHERE d.type = r.type AND d.id = r.id"
-                                " AND d.code = $%d), 1152921504606846976) AS sk",
-                      n + 1);
-    n += sortbind;
-    hv_buf_puts(&q, " FROM resources r WHERE r.type = $1 AND r.deleted = 0 AND NOT EXISTS (SELECT 1 FROM"
-                    " resources n WHERE n.type = r.type AND n.id = r.id AND n.version > r.version)");
-    hv_buf_append(&q, p->where.data ? p->where.data : "", p->where.len);
-    hv_buf_puts(&q, ") ");
-    if (p->summary_count) {
-        hv_buf_puts(&q, "SELECT COUNT(*) FROM m");
-    } else {
-        hv_buf_printf(&q, "SELECT " ROW_COLS_M "%s%s FROM m", sortbind ? ", m.sk" : "", want_total ? ", (SELECT COUNT(*) FROM m)" : "");
-        if (p->has_cursor) {
-            if (key == NULL)
-                hv_buf_printf(&q, " WHERE m.rid > $%d", n + 1);
-            else
-                hv_buf_printf(&q, " WHERE (%s %s $%d OR (%s = $%d AND m.rid %s $%d))", key, gt, n + 1, key, n + 1,
-                              gt, n + 2);
-        }
-        if (key == NULL)
-            hv_buf_puts(&q, " ORDER BY m.rid");
-        else
-            hv_buf_printf(&q, " ORDER BY %s%s, m.rid%s", key, p->desc ? " DESC" : "", p->desc ? " DESC" : "");
-        hv_buf_printf(&q, " LIMIT $%d", n + (p->has_cursor ? (key ? 3 : 2) : 1));
-    }
-    rc = hv_buf_puts(&q, "");
-    if (rc != HV_OK)
-        goto out;
-    rc = hv_db_prepare(db, q.data, &st);
-    if (rc != HV_OK)
-        goto out;
-    if (sortbind)
-        hv_db_bind_text(st, n, p->sort_code, strlen(p->sort_code));
-    for (int i = 0; i < p->nbinds; i++) {
-        const hv__sp_bind_t *b = &p->binds[i];
-        if (b->kind == 0)
-            hv_db_bind_text(st, i + 1, b->s, strlen(b->s));
-        else if (b->kind == 1)
-            hv_db_bind_int64(st, i + 1, b->i);
-        else
-            hv_db_bind_double(st, i + 1, b->d);
-    }
-    if (!p->summary_count) {
-        int k = n;
-        if (p->has_cursor) {
-            if (key == NULL) {
-                hv_db_bind_int64(st, ++k, p->crid);
-            } else {
-                if (p->sort == HV__SORT_ID)
-                    hv_db_bind_text(st, ++k, p->ckey_s, strlen(p->ckey_s));
-                else if (p->sort == HV__SORT_DATE)
-                    hv_db_bind_int64(st, ++k, p->ckey_i);
-                else
-                    hv_db_bind_int64(st, ++k, p->ckey_i);
-                hv_db_bind_int64(st, ++k, p->crid);
-            }
-        }
-        hv_db_bind_int64(st, ++k, p->count + 1);
-    }
-    while ((rc = hv_db_step(st)) == HV_DB_ROW) {
-        hv__store_row_t row;
-        size_t len = 0;
-        const char *s;
-        if (p->summary_count) {
-            *total = hv_db_column_int64(st, 0);
-            continue;
-        }
-        memset(&row, 0, sizeof(row));
-        row.rid = hv_db_column_int64(st, 0);
-        s = hv_db_column_text(st, 1, &len);
-        snprintf(row.type, sizeof(row.type), "%.*s", (int)len, s ? s : "");
-        s = hv_db_column_text(st, 2, &len);
-        snprintf(row.id, sizeof(row.id), "%.*s", (int)len, s ? s : "");
-        row.version = hv_db_column_int64(st, 3);
-        row.last_ms = (uint64_t)hv_db_column_int64(st, 4);
-        s = hv_db_column_text(st, 6, &len);
-        row.text = hv_strndup(s ? s : "", s ? len : 0);
-        row.text_len = s ? len : 0;
-        if (p->sort == HV__SORT_DATE)
-            row.sort_key = hv_db_column_int64(st, 7);
-        if (want_total)
-            *total = hv_db_column_int64(st, p->sort == HV__SORT_DATE ? 8 : 7);
-        rc = row.text ? cb(ud, &row) : HV_ENOMEM;
-        hv__store_row_clear(&row);
-        if (rc != HV_OK)
-            break;
-    }
-    hv_db_done(st);
-out:
-    hv_buf_release(&q);
-    return rc < 0 ? rc : HV_OK;
 }

@@ -322,6 +322,122 @@ class FhirSearch2ModifierTests(SearchCase):
         self.bad("Observation?value-quantity:text=x", "value-quantity")
 
 
+class FhirSearch2SortTests(SearchCase):
+    """_sort on several keys and parameter types, with the keyset cursor; _summary and _elements."""
+
+    def load(self):
+        self.start()
+        # (id, family, gender, birthDate or None); several share a family and a gender
+        self.pats = [("s%02d" % i, ["Zeta", "Alpha", "Mu", None][i % 4], ["male", "female", None][i % 3],
+                      None if i % 5 == 0 else "19%02d-01-01" % (50 + (i * 7) % 40)) for i in range(24)]
+        for pid, fam, gender, dob in self.pats:
+            p = {"resourceType": "Patient", "id": pid, "text": {"status": "generated",
+                                                                "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">x</div>"}}
+            if fam:
+                p["name"] = [{"family": fam}]
+            if gender:
+                p["gender"] = gender
+            if dob:
+                p["birthDate"] = dob
+            self.put(p)
+        for i, v in enumerate([5.5, 3, None, 12, 3]):
+            o = {"resourceType": "Observation", "id": "q%d" % i, "status": "final",
+                 "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]}}
+            if v is not None:
+                o["valueQuantity"] = {"value": v, "system": "http://unitsofmeasure.org", "code": "kg"}
+            self.put(o)
+
+    def expect(self, keys):
+        """The Patient ids in the order of _sort keys [(field, desc)], missing values last, ties by id
+        (the row id grows with the id here: the patients were written in id order)."""
+        def val(p, f):
+            return {"family": (p[1] or "").lower() or None, "gender": p[2], "birthdate": p[3], "_id": p[0]}[f]
+
+        order = sorted(self.pats, key=lambda p: p[0])
+        for f, desc in reversed(keys):
+            present = [p for p in order if val(p, f) is not None]
+            missing = [p for p in order if val(p, f) is None]
+            present.sort(key=lambda p: val(p, f), reverse=desc)
+            order = present + missing
+        return [p[0] for p in order]
+
+    def test_sort_several_keys_with_paging(self):
+        self.load()
+        cases = [
+            [("family", False)], [("family", True)], [("gender", False), ("birthdate", True)],
+            [("family", False), ("gender", True), ("birthdate", False)], [("birthdate", False)],
+            [("gender", True), ("family", False)],
+        ]
+        for keys in cases:
+            sort = ",".join(("-" if d else "") + f for f, d in keys)
+            want = self.expect(keys)
+            for count in (1000, 5, 3):
+                got = self.ids("Patient?_sort=%s&_count=%d" % (sort, count))
+                self.assertEqual(got, want, (sort, count))
+        # stable while writing: a patient added between pages sorts after the cursor or before it, never twice
+        st, _, b = self.jreq("GET", "/fhir/Patient?_sort=family,-birthdate&_count=4")
+        first = [e["resource"]["id"] for e in b["entry"]]
+        self.put({"resourceType": "Patient", "id": "zz", "name": [{"family": "Aardvark"}]})
+        self.put({"resourceType": "Patient", "id": "zy", "name": [{"family": "Zzz"}]})
+        nxt = [l["url"] for l in b["link"] if l["relation"] == "next"][0]
+        u = urllib.parse.urlsplit(nxt)
+        rest = self.ids("Patient" + u.path.rsplit("/Patient", 1)[1] + "?" + u.query)
+        allids = first + rest
+        self.assertEqual(len(allids), len(set(allids)))
+        self.assertNotIn("zz", allids)  # sorts before the cursor
+        self.assertIn("zy", allids)
+        self.assertEqual(set(allids) - {"zy"}, {p[0] for p in self.pats})
+        # quantity and token sorts, missing last
+        self.assertEqual(self.ids("Observation?_sort=value-quantity"), ["q1", "q4", "q0", "q3", "q2"])
+        self.assertEqual(self.ids("Observation?_sort=-value-quantity&_count=2"), ["q3", "q0", "q1", "q4", "q2"])
+        self.assertEqual(self.ids("Patient?_sort=-_lastUpdated,_id&_count=7")[:2], ["zy", "zz"])
+        # errors
+        self.bad("Patient?_sort=link", "link")
+        self.bad("Patient?_sort=nosuch", "nosuch")
+        self.bad("Patient?_sort=family&_cursor=i1~5", "_cursor")
+        self.bad("Patient?_sort=family&_cursor=zz~5", "_cursor")
+        self.bad("Patient?_sort=a,b,c,d,e", "_sort")
+
+    def ids(self, query):
+        out, path, pages = [], "/fhir/" + query, 0
+        while path:
+            st, _, b = self.jreq("GET", path)
+            self.assertEqual(st, 200, (query, b))
+            out += [e["resource"]["id"] for e in b.get("entry", []) if e["search"]["mode"] == "match"]
+            nxt = [l["url"] for l in b["link"] if l["relation"] == "next"]
+            path = None
+            if nxt:
+                u = urllib.parse.urlsplit(nxt[0])
+                path = u.path + "?" + u.query
+            pages += 1
+            self.assertLess(pages, 100)
+        return out
+
+    def test_summary_and_elements_on_entries(self):
+        self.load()
+        st, _, b = self.jreq("GET", "/fhir/Patient?_id=s01&_summary=true")
+        res = b["entry"][0]["resource"]
+        self.assertNotIn("text", res)
+        self.assertEqual(res["gender"], "female")
+        self.assertIn("SUBSETTED", [t["code"] for t in res["meta"]["tag"]])
+        self.assertEqual(b["resourceType"], "Bundle")
+        st, _, b = self.jreq("GET", "/fhir/Patient?_id=s01&_summary=data")
+        self.assertNotIn("text", b["entry"][0]["resource"])
+        self.assertIn("name", b["entry"][0]["resource"])
+        st, _, b = self.jreq("GET", "/fhir/Patient?_id=s01&_summary=text")
+        self.assertIn("text", b["entry"][0]["resource"])
+        self.assertNotIn("name", b["entry"][0]["resource"])
+        st, _, b = self.jreq("GET", "/fhir/Patient?_id=s01&_elements=gender")
+        res = b["entry"][0]["resource"]
+        self.assertEqual(sorted(k for k in res if k not in ("meta",)), ["gender", "id", "resourceType"])
+        # includes are subsetted too; the Bundle itself is not
+        st, _, b = self.jreq("GET", "/fhir/Observation?_id=q0&_elements=status")
+        self.assertEqual(sorted(b["entry"][0]["resource"]), ["id", "meta", "resourceType", "status"])
+        self.assertIn("link", b)
+        st, _, b = self.jreq("GET", "/fhir/Patient?_id=s01&_summary=false")
+        self.assertIn("text", b["entry"][0]["resource"])
+
+
 class FhirSearch2SyntheaTests(SearchCase):
 
     def test_synthea_chain_has_include_match_python(self):
@@ -377,6 +493,11 @@ if store_tests.PG_URL:
         @classmethod
         def setUpClass(cls):
             cls.DB = store_tests.private_db(store_tests.PG_URL, "hv_test_fhir_search2m")
+
+    class FhirSearch2SortTestsPg(FhirSearch2SortTests):
+        @classmethod
+        def setUpClass(cls):
+            cls.DB = store_tests.private_db(store_tests.PG_URL, "hv_test_fhir_search2o")
 
     class FhirSearch2SyntheaTestsPg(FhirSearch2SyntheaTests):
         @classmethod
