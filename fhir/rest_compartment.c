@@ -11,8 +11,10 @@
  * Membership comes from the store's refs index (fhir/store.c): the Patient and
  * every live resource whose current version references it. $everything returns
  * those resources only (not the resources they reference in turn), at most
- * fhir.max_bundle_entries entries; Bundle.total is the full count. The
- * compartment of another type (Encounter, Practitioner…) is not supported yet.
+ * fhir.max_bundle_entries entries; Bundle.total is the full count. A compartment
+ * search with criteria (GET /fhir/Patient/1/Observation?code=...) is answered by the
+ * search planner (fhir/search.c). The compartment of another type (Encounter,
+ * Practitioner…) is not supported yet.
  */
 #include "config.h"
 
@@ -113,13 +115,17 @@ static void h_compartment(hv_http_req_t *req, void *ud)
     }
     if (hv_http_req_query(req)[0] != '\0') {
         const char *q = hv_http_req_query(req);
-        /* Result parameters are fine; criteria on a compartment search are not supported
-         * yet (issue 6) and answer 501 "not-supported". */
+        /* Criteria on a compartment search go through the search planner (fhir/search.c);
+         * $everything takes none. */
         if (strstr(q, "=") != NULL && strncmp(q, "_format", 7) != 0 && strncmp(q, "_pretty", 7) != 0 &&
             strncmp(q, "_summary", 8) != 0 && strncmp(q, "_elements", 9) != 0) {
-            hv__rest_outcome(r, 501, "error", "not-supported",
-                             "search parameters on a compartment are not supported yet");
-            goto fail;
+            if (type == NULL) {
+                hv__rest_outcome(r, 501, "error", "not-supported", "$everything takes no search parameters");
+                goto fail;
+            }
+            snprintf(r->op.type, sizeof(r->op.type), "%s", type);
+            hv__search_handle_compartment(r, id);
+            return;
         }
     }
     c = hv_calloc(1, sizeof(*c));

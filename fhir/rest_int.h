@@ -91,6 +91,12 @@ struct json_object *hv__outcome_new(const char *severity, const char *code, cons
 
 /* Answers a search (fhir/search.c); r->op.type is set. Takes r. */
 void hv__search_handle(hv__rreq_t *r);
+/* A system-level search (GET /fhir?..., _type) and a search confined to the Patient
+ * compartment of patient (r->op.type set and valid) through the planner. Take r. */
+void hv__search_handle_system(hv__rreq_t *r);
+void hv__search_handle_compartment(hv__rreq_t *r, const char *patient);
+/* GET /fhir and POST /fhir/_search (fhir/search.c). */
+int hv__search_routes(hv__fhir_t *f, hv_router_t *r);
 
 /* Route registration, one per interaction family. */
 int hv__rest_crud_routes(hv__fhir_t *f, hv_router_t *r);

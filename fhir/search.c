@@ -4,6 +4,10 @@
  *   GET  /fhir/:type?criteria
  *   POST /fhir/:type/_search    criteria in the body (application/x-www-form-urlencoded)
  *                               and/or the URL
+ *   GET  /fhir?criteria         system level (_type=T1,T2 or the parameters of every
+ *   POST /fhir/_search          resource), http.html#search
+ *   GET  /fhir/Patient/:id/:type?criteria   compartment search (called by
+ *                               fhir/rest_compartment.c when there are criteria)
  *
  * The query is planned on the loop thread (fhir/search_plan.c: malformed values
  * answer 400 naming the parameter; unknown parameters are ignored and listed in an
@@ -32,6 +36,7 @@ typedef struct srch {
     hv__search_plan_t plan;
     hv_buf_t body;   /* the entries, comma separated */
     const char *base;
+    const char *path; /* the search's URL without the query (base/type, base, base/Patient/id/type) */
     char *query;     /* the criteria (URL query and form body joined), raw */
     size_t rows;
     int more;
@@ -142,15 +147,15 @@ static void done_search(int status, void *arg)
     if (s->total >= 0)
         hv_buf_printf(&out, ",\"total\":%lld", (long long)s->total);
     hv_buf_puts(&out, ",\"link\":[{\"relation\":\"self\",\"url\":");
-    self = hv_arena_sprintf(a, "%s/%s?%s", s->base, s->plan.type, hv_http_req_query(r->req));
+    self = hv_arena_sprintf(a, "%s?%s", s->path, hv_http_req_query(r->req));
     if (hv_http_req_query(r->req)[0] == '\0' || hv_http_req_method(r->req) == HV_HTTP_POST)
-        self = hv_arena_sprintf(a, "%s/%s%s%s", s->base, s->plan.type, lq && *lq ? "?" : "", lq ? lq : "");
+        self = hv_arena_sprintf(a, "%s%s%s", s->path, lq && *lq ? "?" : "", lq ? lq : "");
     hv_buf_json_str(&out, self ? self : "", self ? strlen(self) : 0);
     hv_buf_puts(&out, "}");
     if (s->more && s->plan.count > 0 && s->cursor != NULL) {
         const char *cur = s->cursor;
         char *next;
-        next = hv_arena_sprintf(a, "%s/%s?%s%s_cursor=%s", s->base, s->plan.type, lq ? lq : "",
+        next = hv_arena_sprintf(a, "%s?%s%s_cursor=%s", s->path, lq ? lq : "",
                                 lq && *lq ? "&" : "", cur);
         hv_buf_puts(&out, ",{\"relation\":\"next\",\"url\":");
         hv_buf_json_str(&out, next ? next : "", next ? strlen(next) : 0);
@@ -191,8 +196,11 @@ out:
     hv_free(s);
 }
 
-/* Answers the search of r (r->op.type is set and valid). Takes r. */
-void hv__search_handle(hv__rreq_t *r)
+/*
+ * Starts a search: of r->op.type (valid), or system-level (system set; r->op.type is
+ * ignored), or in the compartment of Patient/compartment (not NULL). Takes r.
+ */
+static void start(hv__rreq_t *r, int system, const char *compartment)
 {
     hv__fhir_t *f = r->f;
     hv_http_req_t *req = r->req;
@@ -209,6 +217,9 @@ void hv__search_handle(hv__rreq_t *r)
     hv__search_plan_init(&s->plan);
     s->r = r;
     s->total = -1;
+    s->plan.system = system;
+    if (compartment != NULL)
+        snprintf(s->plan.compartment, sizeof(s->plan.compartment), "%s", compartment);
     /* POST _search: the form body's parameters join the URL's (http.html#search). */
     if (body != NULL && blen > 0)
         s->query = hv_arena_sprintf(hv_http_req_arena(req), "%s%s%.*s", q, q[0] ? "&" : "", (int)blen, body);
@@ -219,7 +230,7 @@ void hv__search_handle(hv__rreq_t *r)
         hv__rest_outcome(r, 503, "error", "transient", "out of memory");
         goto fail;
     }
-    rc = hv__search_plan_build(&s->plan, r->op.type, s->query, strict, f->history_count,
+    rc = hv__search_plan_build(&s->plan, system ? "" : r->op.type, s->query, strict, f->history_count,
                                f->history_max < HV__SEARCH_MAX_RESULTS ? f->history_max : HV__SEARCH_MAX_RESULTS);
     if (rc == HV_ENOTSUP) {
         hv__rest_outcome(r, 501, "error", "not-supported", "%s", s->plan.msg);
@@ -230,6 +241,16 @@ void hv__search_handle(hv__rreq_t *r)
         goto fail;
     }
     s->base = hv__rest_base(r);
+    if (system)
+        s->path = s->base;
+    else if (compartment != NULL)
+        s->path = hv_arena_sprintf(hv_http_req_arena(req), "%s/Patient/%s/%s", s->base, compartment, r->op.type);
+    else
+        s->path = hv_arena_sprintf(hv_http_req_arena(req), "%s/%s", s->base, r->op.type);
+    if (s->path == NULL) {
+        hv__rest_outcome(r, 503, "error", "transient", "out of memory");
+        goto fail;
+    }
     s->subset = r->elements != NULL ||
                 (r->summary != NULL && (strcmp(r->summary, "true") == 0 || strcmp(r->summary, "text") == 0 ||
                                         strcmp(r->summary, "data") == 0));
@@ -256,6 +277,36 @@ fail:
         hv_free(s);
     }
     hv__rreq_free(r);
+}
+
+void hv__search_handle(hv__rreq_t *r)
+{
+    start(r, 0, NULL);
+}
+
+void hv__search_handle_system(hv__rreq_t *r)
+{
+    start(r, 1, NULL);
+}
+
+void hv__search_handle_compartment(hv__rreq_t *r, const char *patient)
+{
+    start(r, 0, patient);
+}
+
+static void h_system(hv_http_req_t *req, void *ud)
+{
+    hv__rreq_t *r = hv__rreq_new(ud, req);
+    if (r != NULL)
+        hv__search_handle_system(r);
+}
+
+int hv__search_routes(hv__fhir_t *f, hv_router_t *r)
+{
+    int rc = hv_router_add(r, HV_HTTP_GET, "/fhir", h_system, f);
+    if (rc == HV_OK)
+        rc = hv_router_add(r, HV_HTTP_POST, "/fhir/_search", h_system, f);
+    return rc;
 }
 
 static int collect_id(void *ud, const hv__store_row_t *row)

@@ -129,8 +129,15 @@ enum { HV__TOTAL_ACCURATE = 0, HV__TOTAL_NONE };
  * bound, never spliced) plus the result parameters. Built on the loop thread, run
  * on the storage thread.
  */
+#define HV__SEARCH_MAX_TYPES 32 /* types of one system-level search (_type) */
+
 typedef struct hv__search_plan {
-    char type[HV__FHIR_TYPE_MAX];
+    char type[HV__FHIR_TYPE_MAX]; /* "" for a system-level search */
+    /* Set before hv__search_plan_build: a system-level search (GET /fhir?...) and the
+     * Patient compartment the search is confined to ("" none). */
+    int system;
+    char compartment[HV__FHIR_ID_MAX];
+    char typesql[640];    /* the condition on r.type the run uses */
     hv_buf_t where;       /* " AND ..." clauses over resources r */
     hv__sp_bind_t binds[HV__SEARCH_MAX_BINDS];
     int nbinds;           /* $1 is the type; binds[0] */

@@ -523,6 +523,19 @@ static const char *table_of(hv_fhir_search_type_t st)
 
 #define MAX_CHAIN_DEPTH 4 /* levels of chaining and _has in one criterion */
 
+/*
+ * The type of the resources a condition is about: placeholder $tb, or with tb 0 the
+ * outer row's own type column (r.type: a system-level search over several types).
+ */
+static const char *tref(int tb, char *buf, size_t cap)
+{
+    if (tb == 0)
+        return "r.type";
+    snprintf(buf, cap, "$%d", tb);
+    return buf;
+}
+#define TREF(tb) tref((tb), (char[16]){0}, 16)
+
 /* Binds s without writing a placeholder; returns the placeholder number, or <0 on error. */
 static int bind_only(hv__search_plan_t *p, const char *s)
 {
@@ -537,6 +550,13 @@ static int bind_only(hv__search_plan_t *p, const char *s)
 
 static int cond(hv__search_plan_t *p, const char *type, int tb, const char *idcol, const char *key,
                 const char *val, int depth);
+
+/* A resource type, or the abstract Resource (the parameters every resource has). */
+static const hv_fhir_type_t *type_of(const char *type)
+{
+    const hv_fhir_type_t *t = hv_fhir_resource_type(type);
+    return t != NULL ? t : hv_fhir_type_find(type, strlen(type));
+}
 
 /* The first parameter name of a chain remainder ("name", "name:exact", "patient.name" → "name"/"patient"). */
 static void first_name(const char *rest, char *out, size_t cap)
@@ -564,7 +584,7 @@ static int chain_fits(const hv_fhir_type_t *t, const char *rest)
 static int chain(hv__search_plan_t *p, const char *type, int tb, const char *idcol, const char *left,
                  const char *rest, const char *val, int depth)
 {
-    const hv_fhir_type_t *t = hv_fhir_resource_type(type);
+    const hv_fhir_type_t *t = type_of(type);
     char name[128];
     const char *colon = strchr(left, ':');
     const hv_fhir_search_t *sp;
@@ -583,7 +603,8 @@ static int chain(hv__search_plan_t *p, const char *type, int tb, const char *idc
     code_b = bind_only(p, name);
     if (code_b < 0)
         return code_b;
-    hv_buf_printf(&p->where, "%s IN (SELECT id FROM sp_ref WHERE type = $%d AND code = $%d AND (", idcol, tb, code_b);
+    hv_buf_printf(&p->where, "%s IN (SELECT id FROM sp_ref WHERE type = %s AND code = $%d AND (", idcol, TREF(tb),
+                  code_b);
     for (size_t i = 0; i < (only ? 1 : hv_fhir_search_target_count(sp)); i++) {
         const hv_fhir_type_t *tt = only ? only : hv_fhir_search_target_at(sp, i);
         int ttb;
@@ -631,8 +652,8 @@ static int has(hv__search_plan_t *p, int tb, const char *idcol, const char *spec
         return fail(p, "search parameter \"_has\": \"%.64s\" is not a reference parameter of the type", ref);
     if ((t2b = bind_only(p, t2)) < 0 || (rb = bind_only(p, ref)) < 0)
         return HV_ETOOBIG;
-    hv_buf_printf(&p->where, "%s IN (SELECT rid FROM sp_ref WHERE type = $%d AND code = $%d AND rtype = $%d AND ",
-                  idcol, t2b, rb, tb);
+    hv_buf_printf(&p->where, "%s IN (SELECT rid FROM sp_ref WHERE type = $%d AND code = $%d AND rtype = %s AND ",
+                  idcol, t2b, rb, TREF(tb));
     rc = cond(p, t2, t2b, "id", c2 + 1, val, depth + 1);
     if (rc == HV_ENOTFOUND)
         return fail(p, "search parameter \"_has\": \"%.64s\" is not known", c2 + 1);
@@ -682,7 +703,8 @@ static int composite(hv__search_plan_t *p, const hv_fhir_search_t *sp, int tb, c
             if ((cb = bind_only(p, code)) < 0)
                 return cb;
             if (c == 0)
-                hv_buf_printf(&p->where, "SELECT id FROM %s c0 WHERE type = $%d AND code = $%d AND (", tab, tb, cb);
+                hv_buf_printf(&p->where, "SELECT id FROM %s c0 WHERE type = %s AND code = $%d AND (", tab, TREF(tb),
+                              cb);
             else
                 hv_buf_printf(&p->where, " AND EXISTS (SELECT 1 FROM %s WHERE type = c0.type AND id = c0.id AND grp ="
                                          " c0.grp AND code = $%d AND (", tab, cb);
@@ -727,7 +749,7 @@ static int mod_ok(hv_fhir_search_type_t st, const char *mod)
 static int cond(hv__search_plan_t *p, const char *type, int tb, const char *idcol, const char *key,
                 const char *val, int depth)
 {
-    const hv_fhir_type_t *t = hv_fhir_resource_type(type);
+    const hv_fhir_type_t *t = type_of(type);
     const hv_fhir_search_t *sp;
     const char *tab, *s, *dot, *mod = "";
     char name[128], one[VAL_MAX];
@@ -771,10 +793,10 @@ static int cond(hv__search_plan_t *p, const char *type, int tb, const char *idco
     if (strcmp(name, "_lastUpdated") == 0) {
         /* The current version's time (the newest row of type/id, not deleted). */
         hv_buf_printf(&p->where,
-                      "%s IN (SELECT lu.id FROM resources lu WHERE lu.type = $%d AND lu.deleted = 0 AND NOT EXISTS"
+                      "%s IN (SELECT lu.id FROM resources lu WHERE lu.type = %s AND lu.deleted = 0 AND NOT EXISTS"
                       " (SELECT 1 FROM resources ln WHERE ln.type = lu.type AND ln.id = lu.id AND ln.version >"
                       " lu.version) AND (",
-                      idcol, tb);
+                      idcol, TREF(tb));
         for (s = val;; s++) {
             const char *v = one;
             int64_t lo, hi;
@@ -831,12 +853,12 @@ static int cond(hv__search_plan_t *p, const char *type, int tb, const char *idco
     if (strcmp(mod, "missing") == 0) {
         if (strcmp(val, "true") != 0 && strcmp(val, "false") != 0)
             return fail(p, "search parameter \"%.64s\": :missing takes true or false", name);
-        hv_buf_printf(&p->where, "%s %sIN (SELECT id FROM %s WHERE type = $%d AND code = $%d)", idcol,
-                      strcmp(val, "true") == 0 ? "NOT " : "", tab, tb, nb);
+        hv_buf_printf(&p->where, "%s %sIN (SELECT id FROM %s WHERE type = %s AND code = $%d)", idcol,
+                      strcmp(val, "true") == 0 ? "NOT " : "", tab, TREF(tb), nb);
         return HV_OK;
     }
-    hv_buf_printf(&p->where, "%s %sIN (SELECT id FROM %s WHERE type = $%d AND code = $%d AND (", idcol,
-                  strcmp(mod, "not") == 0 ? "NOT " : "", tab, tb, nb);
+    hv_buf_printf(&p->where, "%s %sIN (SELECT id FROM %s WHERE type = %s AND code = $%d AND (", idcol,
+                  strcmp(mod, "not") == 0 ? "NOT " : "", tab, TREF(tb), nb);
     for (s = val;; s++) {
         s = piece(s, ',', one, sizeof(one));
         if (one[0] == '\0')
@@ -861,13 +883,31 @@ static int cond(hv__search_plan_t *p, const char *type, int tb, const char *idco
     return p->nbinds >= HV__SEARCH_MAX_BINDS ? HV_ETOOBIG : HV_OK;
 }
 
-/* One top-level criterion key=val over the searched type ($1). */
-static int criterion(hv__search_plan_t *p, const char *key, const char *val)
+/*
+ * One top-level criterion key=val over the searched type ($1) or, in a system-level
+ * search, over r.type: its parameter is looked up in the first _type (every _type
+ * must have it) or among the parameters of all resources (Resource) without _type.
+ */
+static int criterion(hv__search_plan_t *p, const char *key, const char *val, const char (*types)[HV__FHIR_TYPE_MAX],
+                     int ntypes)
 {
     size_t len = p->where.len;
     int nb = p->nbinds, rc;
+    if (p->system) {
+        char name[128];
+        first_name(key, name, sizeof(name));
+        if (strncmp(key, "_has:", 5) != 0 && strcmp(name, "_id") != 0 && strcmp(name, "_lastUpdated") != 0) {
+            if (ntypes == 0 && hv_fhir_search_find(hv_fhir_type_find("Resource", 8), name) == NULL)
+                return fail(p, "search parameter \"%.64s\": a system-level search without _type takes only the"
+                               " parameters of every resource",
+                            name);
+            for (int i = 0; i < ntypes; i++)
+                if (hv_fhir_search_find(hv_fhir_resource_type(types[i]), name) == NULL)
+                    return fail(p, "search parameter \"%.64s\": not a parameter of every _type", name);
+        }
+    }
     sql(p, " AND ");
-    rc = cond(p, p->type, 1, "r.id", key, val, 0);
+    rc = cond(p, p->system ? (ntypes ? types[0] : "Resource") : p->type, p->system ? 0 : 1, "r.id", key, val, 0);
     if (rc == HV_ENOTFOUND) {
         /* An unknown parameter leaves nothing behind: the SQL and the binds as they were. */
         p->where.len = len;
@@ -961,18 +1001,76 @@ int hv__search_plan_build(hv__search_plan_t *p, const char *type, const char *qu
                           int64_t def_count, int64_t max_count)
 {
     char *q = hv_strdup(query ? query : ""), *save = NULL, *part;
-    int rc = HV_OK, ncrit = 0;
+    char types[HV__SEARCH_MAX_TYPES][HV__FHIR_TYPE_MAX];
+    int rc = HV_OK, ncrit = 0, ntypes = 0;
     if (q == NULL)
         return HV_ENOMEM;
-    snprintf(p->type, sizeof(p->type), "%s", type);
+    snprintf(p->type, sizeof(p->type), "%s", p->system ? "" : type);
     p->count = def_count;
-    /* $1 is the resource type. */
+    if (p->system) {
+        /* _type=T1,T2 (http.html#search, system level): read before the criteria that depend on it. */
+        const char *t = strstr(query ? query : "", "_type=");
+        while (t != NULL && t != query && t[-1] != '&')
+            t = strstr(t + 1, "_type=");
+        if (t != NULL) {
+            char list[2048];
+            long n;
+            snprintf(list, sizeof(list), "%.*s", (int)strcspn(t + 6, "&"), t + 6);
+            if ((n = hv_url_decode(list, strlen(list), 1)) < 0) {
+                rc = fail(p, "a bad percent escape in \"%.64s\"", "_type");
+                goto out;
+            }
+            list[n] = '\0';
+            for (char *sv = NULL, *tt = strtok_r(list, ",", &sv); tt != NULL; tt = strtok_r(NULL, ",", &sv)) {
+                if (hv_fhir_resource_type(tt) == NULL) {
+                    rc = fail(p, "_type: \"%.64s\" is not a resource type", tt);
+                    goto out;
+                }
+                if (ntypes >= HV__SEARCH_MAX_TYPES) {
+                    rc = fail(p, "_type: more than %s types", "32");
+                    goto out;
+                }
+                snprintf(types[ntypes++], HV__FHIR_TYPE_MAX, "%s", tt);
+            }
+        }
+    }
+    /* $1 is the resource type (system level: the first _type, or "" matching no type). */
     p->binds[0].kind = 0;
-    p->binds[0].s = hv_strdup(type);
+    p->binds[0].s = hv_strdup(p->system ? (ntypes ? types[0] : "") : type);
     p->nbinds = 1;
     if (p->binds[0].s == NULL) {
         rc = HV_ENOMEM;
         goto out;
+    }
+    if (!p->system) {
+        snprintf(p->typesql, sizeof(p->typesql), "r.type = $1");
+    } else if (ntypes == 0) {
+        snprintf(p->typesql, sizeof(p->typesql), "r.type <> $1");
+    } else {
+        size_t o = (size_t)snprintf(p->typesql, sizeof(p->typesql), "r.type IN ($1");
+        for (int i = 1; i < ntypes; i++) {
+            int k = bind_only(p, types[i]);
+            if (k < 0) {
+                rc = k;
+                goto out;
+            }
+            o += (size_t)snprintf(p->typesql + o, sizeof(p->typesql) - o, ", $%d", k);
+        }
+        snprintf(p->typesql + o, sizeof(p->typesql) - o, ")");
+    }
+    if (p->compartment[0] != '\0') {
+        /* The Patient compartment (compartmentdefinition-patient.html) from the store's
+         * refs index; a Patient is in its own compartment. */
+        int k = bind_only(p, p->compartment);
+        if (k < 0) {
+            rc = k;
+            goto out;
+        }
+        hv_buf_printf(&p->where, " AND (r.id IN (SELECT id FROM refs WHERE type = $1 AND patient = $%d)%s", k,
+                      strcmp(type, "Patient") == 0 ? " OR r.id = $" : "");
+        if (strcmp(type, "Patient") == 0)
+            hv_buf_printf(&p->where, "%d", k);
+        sql(p, ")");
     }
     for (part = strtok_r(q, "&", &save); part != NULL; part = strtok_r(NULL, "&", &save)) {
         char *eq = strchr(part, '='), *key = part, *val, *colon;
@@ -999,7 +1097,9 @@ int hv__search_plan_build(hv__search_plan_t *p, const char *type, const char *qu
             rc = fail(p, "more than %s search parameters", "32");
             goto out;
         }
-        rc = criterion(p, key, val);
+        if (p->system && strcmp(key, "_type") == 0)
+            continue;
+        rc = criterion(p, key, val, (const char(*)[HV__FHIR_TYPE_MAX])types, ntypes);
         if (rc == HV_ENOTFOUND) {
             colon = strchr(key, ':');
             if (colon != NULL)

@@ -241,8 +241,9 @@ int hv__search_plan_run(hv_db_t *db, const hv__search_plan_t *p, hv__store_row_c
         hv_buf_printf(&q, ", (SELECT %s(d.%s) FROM %s d WHERE d.type = r.type AND d.id = r.id AND d.code = $%d) AS sk%d",
                       k->desc ? "MAX" : "MIN", col, table_of(k->st), ++n, i);
     }
-    hv_buf_puts(&q, " FROM resources r WHERE r.type = $1 AND r.deleted = 0 AND NOT EXISTS (SELECT 1 FROM"
-                    " resources n WHERE n.type = r.type AND n.id = r.id AND n.version > r.version)");
+    hv_buf_printf(&q, " FROM resources r WHERE %s AND r.deleted = 0 AND NOT EXISTS (SELECT 1 FROM"
+                      " resources n WHERE n.type = r.type AND n.id = r.id AND n.version > r.version)",
+                  p->typesql[0] ? p->typesql : "r.type = $1");
     hv_buf_append(&q, p->where.data ? p->where.data : "", p->where.len);
     hv_buf_puts(&q, ") ");
     key0 = n + 1;

@@ -220,6 +220,76 @@ class FhirSearch2Tests(SearchCase):
         self.bad("Observation?_revinclude=Observation:subject:Nope", "_revinclude")
 
 
+class FhirSearch2SystemTests(FhirSearch2Tests):
+    """System-level search (GET /fhir?_type=..., POST /fhir/_search) and compartment search with criteria."""
+
+    # the data of FhirSearch2Tests, not its tests
+    test_chaining = test_has = test_include_revinclude = None
+
+    def keys(self, path, method="GET", body=None):
+        h = {"Content-Type": "application/x-www-form-urlencoded"} if body else None
+        st, _, b = self.eng.request(method, path, body=body, headers=h)
+        b = json.loads(b)
+        self.assertEqual(st, 200, b)
+        self.assertEqual(b["type"], "searchset")
+        return sorted("%s/%s" % (e["resource"]["resourceType"], e["resource"]["id"]) for e in b.get("entry", [])
+                      if e["search"]["mode"] == "match"), b
+
+    def test_system_level(self):
+        self.load()
+        k, b = self.keys("/fhir?_type=Patient,Practitioner&_count=2")
+        self.assertEqual(len(k), 2)
+        self.assertEqual(b["total"], 5)
+        self.assertTrue(b["link"][0]["url"].endswith("/fhir?_type=Patient,Practitioner&_count=2"), b["link"])
+        # follow the pages of a system search
+        seen, path = [], "/fhir?_type=Patient,Practitioner&_count=2"
+        while path:
+            k, b = self.keys(path)
+            seen += k
+            nxt = [l["url"] for l in b["link"] if l["relation"] == "next"]
+            path = None
+            if nxt:
+                u = urllib.parse.urlsplit(nxt[0])
+                self.assertEqual(u.path, "/fhir")
+                path = u.path + "?" + u.query
+        self.assertEqual(sorted(seen), ["Patient/p1", "Patient/p2", "Patient/p3", "Practitioner/dr1",
+                                        "Practitioner/dr2"])
+        # a parameter shared by the types, and one of every resource
+        self.assertEqual(self.keys("/fhir?_type=Patient,Practitioner&name=house")[0], ["Practitioner/dr1"])
+        self.assertEqual(self.keys("/fhir?_type=Observation,Provenance&_id=o1,prov1,p1")[0],
+                         ["Observation/o1", "Provenance/prov1"])
+        self.assertEqual(self.keys("/fhir?_id=o1,prov1,p1")[0], ["Observation/o1", "Patient/p1", "Provenance/prov1"])
+        self.assertEqual(len(self.keys("/fhir?_lastUpdated=gt2000-01-01")[0]), 13)
+        self.assertEqual(self.keys("/fhir?_type=Observation&patient:Patient.name=bob")[0], ["Observation/o3"])
+        k, b = self.keys("/fhir/_search", "POST", "_type=Patient&gender=female")
+        self.assertEqual(k, ["Patient/p1", "Patient/p3"])
+        k, b = self.keys("/fhir?_type=Patient&_id=p1&_revinclude=Observation:subject")
+        self.assertEqual(len([e for e in b["entry"] if e["search"]["mode"] == "include"]), 2)
+        for q, name in (("_type=Patient,Practitioner&birthdate=2000", "birthdate"), ("name=x", "name"),
+                        ("_type=Nope", "Nope")):
+            st, _, oo = self.jreq("GET", "/fhir?" + q)
+            self.assertEqual(st, 400, (q, oo))
+            self.assertIn(name, oo["issue"][0]["diagnostics"])
+
+    def test_compartment_with_criteria(self):
+        self.load()
+        k, b = self.keys("/fhir/Patient/p1/Observation?code=8302-2")
+        self.assertEqual(k, ["Observation/o1"])
+        self.assertTrue(b["link"][0]["url"].endswith("/fhir/Patient/p1/Observation?code=8302-2"))
+        self.assertEqual(self.keys("/fhir/Patient/p1/Observation?code=8302-2,29463-7&_sort=_id")[0],
+                         ["Observation/o1", "Observation/o2"])
+        self.assertEqual(self.keys("/fhir/Patient/p2/Observation?code=29463-7")[0], [])
+        self.assertEqual(self.keys("/fhir/Patient/p1/Patient?gender=female")[0], ["Patient/p1"])
+        k, b = self.keys("/fhir/Patient/p1/Observation?_count=1&_sort=-_id")
+        self.assertEqual(k, ["Observation/o2"])
+        nxt = [l["url"] for l in b["link"] if l["relation"] == "next"][0]
+        u = urllib.parse.urlsplit(nxt)
+        self.assertEqual(u.path, "/fhir/Patient/p1/Observation")
+        self.assertEqual(self.keys(u.path + "?" + u.query)[0], ["Observation/o1"])
+        st, _, oo = self.jreq("GET", "/fhir/Patient/p1/Observation?code:bogus=1")
+        self.assertEqual(st, 400)
+
+
 class FhirSearch2ModifierTests(SearchCase):
     """Composite parameters, :text, :of-type, :identifier, uri :above/:below, UCUM quantities."""
 
@@ -488,6 +558,11 @@ if store_tests.PG_URL:
         @classmethod
         def setUpClass(cls):
             cls.DB = store_tests.private_db(store_tests.PG_URL, "hv_test_fhir_search2")
+
+    class FhirSearch2SystemTestsPg(FhirSearch2SystemTests):
+        @classmethod
+        def setUpClass(cls):
+            cls.DB = store_tests.private_db(store_tests.PG_URL, "hv_test_fhir_search2y")
 
     class FhirSearch2ModifierTestsPg(FhirSearch2ModifierTests):
         @classmethod
