@@ -528,6 +528,8 @@ int hv__fhir_rest_init(hv_engine_t *e, void **state)
         if (rc == HV_OK)
             rc = hv__search_routes(f, r);
         if (rc == HV_OK)
+            rc = hv__search_reindex_routes(f, r);
+        if (rc == HV_OK)
             rc = hv__patients_routes(f, r);
         if (rc == HV_OK)
             rc = hv__rest_export_routes(f, r);

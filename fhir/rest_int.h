@@ -114,5 +114,8 @@ void hv__fhir_rest_free(hv_engine_t *e, void *state);
 
 /* `holovitals import` (fhir/import.c). */
 int hv__fhir_cmd_import(hv_engine_t *e, int argc, char **argv);
+/* `holovitals reindex` and POST /fhir/$reindex (fhir/search_reindex.c). */
+int hv__fhir_cmd_reindex(hv_engine_t *e, int argc, char **argv);
+int hv__search_reindex_routes(hv__fhir_t *f, hv_router_t *r);
 
 #endif /* HV_FHIR_REST_INT_H */

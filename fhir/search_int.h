@@ -191,4 +191,11 @@ int hv__search_plan_run(hv_db_t *db, const hv__search_plan_t *p, hv__store_row_c
 int hv__search_include_run(hv_db_t *db, const hv__search_plan_t *p, const char (*types)[HV__FHIR_TYPE_MAX],
                            const char (*ids)[HV__FHIR_ID_MAX], size_t n, hv__store_row_cb cb, void *ud);
 
+/*
+ * Reindexes up to batch current live resources (of type, or all when NULL) whose row
+ * id is above *after, in row-id order, inside the caller's transaction
+ * (fhir/search_reindex.c). Sets *done, advances *after, and sets *more when rows remain.
+ */
+int hv__search_reindex_batch(hv_db_t *db, const char *type, int64_t *after, size_t batch, size_t *done, int *more);
+
 #endif /* HV_FHIR_SEARCH_INT_H */

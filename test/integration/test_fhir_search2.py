@@ -13,6 +13,8 @@ when HV_TEST_PG_URL is set, on PostgreSQL too.
 import glob
 import json
 import os
+import sqlite3
+import subprocess
 import urllib.parse
 
 from harness import REFERENCE, EngineTestCase, main, run_cli
@@ -290,6 +292,57 @@ class FhirSearch2SystemTests(FhirSearch2Tests):
         self.assertEqual(st, 400)
 
 
+class FhirSearch2ReindexTests(FhirSearch2Tests):
+    """$reindex and `holovitals reindex` rebuild index rows that are missing."""
+    test_chaining = test_has = test_include_revinclude = None
+    TABLES = ("sp_str", "sp_tok", "sp_ref", "sp_date", "sp_num", "sp_uri")
+
+    def wipe_index(self):
+        if self.DB:
+            stmts = "; ".join("DELETE FROM fhir.%s" % t for t in self.TABLES)
+            subprocess.run(["psql", "-q", "-X", self.DB, "-c", stmts], check=True, capture_output=True, timeout=30)
+        else:
+            con = sqlite3.connect(os.path.join(self.eng.data, "fhir.db"), timeout=10)
+            with con:
+                for t in self.TABLES:
+                    con.execute("DELETE FROM %s" % t)
+            con.close()
+
+    def test_reindex(self):
+        self.load()
+        queries = {"Observation?subject:Patient.name=anna": ["o1", "o2"],
+                   "Patient?_has:Observation:patient:code=8302-2": ["p1", "p2"],
+                   "Practitioner?name=house": ["dr1"]}
+        for q, want in queries.items():
+            self.assertEqual(self.q(q), want, q)
+        self.wipe_index()
+        for q in queries:
+            self.assertEqual(self.q(q), [], q)
+        st, _, b = self.jreq("POST", "/fhir/$reindex?_type=Practitioner")
+        self.assertEqual(st, 200, b)
+        self.assertEqual(b["parameter"][0], {"name": "reindexed", "valueInteger": 2})
+        self.assertEqual(self.q("Practitioner?name=house"), ["dr1"])
+        st, _, b = self.jreq("POST", "/fhir/$reindex")
+        self.assertEqual(st, 200, b)
+        self.assertEqual(b["parameter"][0], {"name": "reindexed", "valueInteger": 13})
+        for q, want in queries.items():
+            self.assertEqual(self.q(q), want, q)
+        st, _, b = self.jreq("POST", "/fhir/$reindex?_type=Nope")
+        self.assertEqual(st, 400)
+        # the command, on a stopped engine, in small batches
+        self.wipe_index()
+        self.eng.stop()
+        code, out, err = run_cli(*(["reindex", "--batch", "3", "--data", self.eng.data] +
+                                   (["--db", self.DB] if self.DB else [])))
+        self.assertEqual(code, 0, err)
+        self.assertIn("reindexed 13 resources", out)
+        self.eng.start()
+        for q, want in queries.items():
+            self.assertEqual(self.q(q), want, q)
+        code, _, _ = run_cli("reindex", "--batch", "0", "--data", self.eng.data)
+        self.assertNotEqual(code, 0)
+
+
 class FhirSearch2ModifierTests(SearchCase):
     """Composite parameters, :text, :of-type, :identifier, uri :above/:below, UCUM quantities."""
 
@@ -563,6 +616,11 @@ if store_tests.PG_URL:
         @classmethod
         def setUpClass(cls):
             cls.DB = store_tests.private_db(store_tests.PG_URL, "hv_test_fhir_search2y")
+
+    class FhirSearch2ReindexTestsPg(FhirSearch2ReindexTests):
+        @classmethod
+        def setUpClass(cls):
+            cls.DB = store_tests.private_db(store_tests.PG_URL, "hv_test_fhir_search2r")
 
     class FhirSearch2ModifierTestsPg(FhirSearch2ModifierTests):
         @classmethod
