@@ -219,7 +219,6 @@ static void bind_key(hv_db_stmt_t *st, int idx, const hv__sp_ckey_t *c)
         hv_db_bind_double(st, idx, c->d);
 }
 
-#define ROW_COLS_M "m.rid, m.type, m.id, m.version, m.last_ms, m.deleted, m.json"
 
 int hv__search_plan_run(hv_db_t *db, const hv__search_plan_t *p, hv__store_row_cb cb, void *ud, int64_t *total)
 {
@@ -231,7 +230,9 @@ int hv__search_plan_run(hv_db_t *db, const hv__search_plan_t *p, hv__store_row_c
     *total = -1;
     hv_buf_init(&q, 128 * 1024);
     hv_buf_init(&cur, HV__SEARCH_CURSOR_MAX + 64);
-    hv_buf_puts(&q, "WITH m AS (SELECT r.rid, r.type, r.id, r.version, r.last_ms, r.deleted, r.json");
+    /* m: the matches without their JSON (sorting the rows with it would carry every
+     * match's text through the sorter); the page's texts are read after the LIMIT. */
+    hv_buf_puts(&q, "WITH m AS (SELECT r.rid, r.type, r.id, r.version, r.last_ms");
     /* One value column per parameter key; its code is bound after the criteria's values. */
     for (int i = 0; i < p->nsort; i++) {
         const hv__sp_sort_t *k = &p->sort[i];
@@ -250,10 +251,10 @@ int hv__search_plan_run(hv_db_t *db, const hv__search_plan_t *p, hv__store_row_c
     if (p->summary_count) {
         hv_buf_puts(&q, "SELECT COUNT(*) FROM m");
     } else {
-        hv_buf_puts(&q, "SELECT " ROW_COLS_M);
+        hv_buf_puts(&q, ", pg AS (SELECT m.rid, m.type, m.id, m.version, m.last_ms");
         for (int c = 0; c < ncols; c++)
-            hv_buf_printf(&q, ", %s", cols[c].expr);
-        hv_buf_printf(&q, "%s FROM m", want_total ? ", (SELECT COUNT(*) FROM m)" : "");
+            hv_buf_printf(&q, ", %s AS k%d", cols[c].expr, c);
+        hv_buf_puts(&q, " FROM m");
         if (p->has_cursor) {
             /* After the cursor: (c1, ..., ck, rid) greater in the sort order, column by
              * column — the cursor's values are $key0.. and the row id follows them. */
@@ -273,7 +274,15 @@ int hv__search_plan_run(hv_db_t *db, const hv__search_plan_t *p, hv__store_row_c
         hv_buf_puts(&q, " ORDER BY ");
         for (int c = 0; c < ncols; c++)
             hv_buf_printf(&q, "%s%s, ", cols[c].expr, cols[c].desc ? " DESC" : "");
-        hv_buf_printf(&q, "m.rid LIMIT $%d", ++n);
+        hv_buf_printf(&q, "m.rid LIMIT $%d) ", ++n);
+        hv_buf_puts(&q, "SELECT pg.rid, pg.type, pg.id, pg.version, pg.last_ms, 0, r.json");
+        for (int c = 0; c < ncols; c++)
+            hv_buf_printf(&q, ", pg.k%d", c);
+        hv_buf_printf(&q, "%s FROM pg JOIN resources r ON r.rid = pg.rid ORDER BY ",
+                      want_total ? ", (SELECT COUNT(*) FROM m)" : "");
+        for (int c = 0; c < ncols; c++)
+            hv_buf_printf(&q, "pg.k%d%s, ", c, cols[c].desc ? " DESC" : "");
+        hv_buf_puts(&q, "pg.rid");
     }
     limit_at = n;
     rc = hv_buf_puts(&q, "");
