@@ -136,6 +136,11 @@ static void done_search(int status, void *arg)
     hv_buf_t out;
     char *lq, *self;
     hv_buf_init(&out, 0);
+    if (status == HV_EINVAL && s->plan.msg[0] != '\0') {
+        /* found when running: a value set of :in that cannot be expanded */
+        hv__rest_outcome(r, 400, "error", "invalid", "%s", s->plan.msg);
+        goto out;
+    }
     if (status != HV_OK) {
         hv__rest_outcome(r, 500, "error", "exception", "search failed: %s", hv_strerror(status));
         goto out;
@@ -345,6 +350,8 @@ int hv__search_resolve(hv_db_t *db, hv__fop_t *op, char (*ids)[HV__FHIR_ID_MAX],
     rc = hv__search_plan_run(db, &p, collect_id, &c, &total);
     if (rc == HV_OK)
         *n = c.n > max ? max + 1 : c.n;
+    else if (rc == HV_EINVAL && p.msg[0] != '\0')
+        rc = hv__fop_fail(op, 400, "invalid", "conditional criteria: %s", p.msg);
 out:
     hv__search_plan_clear(&p);
     return rc;

@@ -130,6 +130,15 @@ enum { HV__TOTAL_ACCURATE = 0, HV__TOTAL_NONE };
  * on the storage thread.
  */
 #define HV__SEARCH_MAX_TYPES 32 /* types of one system-level search (_type) */
+#define HV__SEARCH_MAX_VS 4       /* :in / :not-in value sets in one query */
+#define HV__SEARCH_MAX_VS_CODES 2000 /* distinct stored codes one :in checks against its value set */
+
+/* A token :in or :not-in (search.html#token): the codes stored under parameter code
+ * that are members of value set url, found when the plan runs. */
+typedef struct hv__sp_vs {
+    char url[512];
+    char code[64];
+} hv__sp_vs_t;
 
 typedef struct hv__search_plan {
     char type[HV__FHIR_TYPE_MAX]; /* "" for a system-level search */
@@ -152,6 +161,8 @@ typedef struct hv__search_plan {
     int64_t crid;
     hv__sp_include_t inc[HV__SEARCH_MAX_INCLUDE_PARAMS];
     int ninc;
+    hv__sp_vs_t vs[HV__SEARCH_MAX_VS]; /* "@VS<k>@" in where marks where its members go */
+    int nvs;
     hv_buf_t unknown;     /* names of ignored parameters, comma separated */
     hv_buf_t canon;       /* the criteria as a query string, for the links */
     char msg[320];        /* why a plan was refused (400) */
@@ -177,9 +188,10 @@ int hv__search_cursor_check(const hv__search_plan_t *p);
  * Runs a plan: calls cb for up to p->count + 1 rows of the page (the extra one says
  * a next page exists) and sets *total (-1 when not asked for). With
  * p->summary_count only the total is computed. Each row's cursor field holds the
- * _cursor value that continues after it (valid during the call).
+ * _cursor value that continues after it (valid during the call). A value set of
+ * :in / :not-in that cannot be expanded fails with HV_EINVAL and p->msg naming it.
  */
-int hv__search_plan_run(hv_db_t *db, const hv__search_plan_t *p, hv__store_row_cb cb, void *ud, int64_t *total);
+int hv__search_plan_run(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, void *ud, int64_t *total);
 
 /*
  * The resources p's _include and _revinclude parameters add to a page whose matches

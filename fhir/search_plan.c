@@ -826,11 +826,34 @@ static int cond(hv__search_plan_t *p, const char *type, int tb, const char *idco
         return unsupported(p, "search parameter \"%.64s\": special parameters (_text, _content, near, _filter...) are not"
                        " supported",
                     name);
-    if (st == HV_FHIR_SP_TOKEN && (strcmp(mod, "in") == 0 || strcmp(mod, "not-in") == 0 ||
-                                   strcmp(mod, "above") == 0 || strcmp(mod, "below") == 0))
-        return unsupported(p, "search parameter \"%.64s\": the terminology modifiers :in, :not-in, :above and :below on"
-                       " tokens are not supported",
-                    name);
+    if (st == HV_FHIR_SP_TOKEN && (strcmp(mod, "above") == 0 || strcmp(mod, "below") == 0))
+        return unsupported(p, "search parameter \"%.64s\": the terminology modifiers :above and :below on tokens are"
+                              " not supported",
+                           name);
+    if (st == HV_FHIR_SP_TOKEN && (strcmp(mod, "in") == 0 || strcmp(mod, "not-in") == 0)) {
+        /* The members are found when the plan runs (fhir/search_run.c) and replace the
+         * marker; each value is one value set (comma: OR). */
+        if ((nb = bind_only(p, name)) < 0)
+            return nb;
+        hv_buf_printf(&p->where, "%s %sIN (SELECT id FROM sp_tok WHERE type = %s AND code = $%d AND (", idcol,
+                      strcmp(mod, "not-in") == 0 ? "NOT " : "", TREF(tb), nb);
+        for (s = val;; s++) {
+            s = piece(s, ',', one, sizeof(one));
+            if (one[0] == '\0' || strlen(one) >= sizeof(p->vs[0].url) || strlen(name) >= sizeof(p->vs[0].code))
+                return fail(p, "search parameter \"%.64s\": :in and :not-in take a value set URL", name);
+            if (p->nvs >= HV__SEARCH_MAX_VS)
+                return fail(p, "search parameter \"%.64s\": more than 4 value sets in one search", name);
+            snprintf(p->vs[p->nvs].url, sizeof(p->vs[p->nvs].url), "%s", one);
+            snprintf(p->vs[p->nvs].code, sizeof(p->vs[p->nvs].code), "%s", name);
+            hv_buf_printf(&p->where, "%s@VS%d@", first ? "" : " OR ", p->nvs);
+            p->nvs++;
+            first = 0;
+            if (*s == '\0')
+                break;
+        }
+        sql(p, "))");
+        return HV_OK;
+    }
     if (!mod_ok(st, mod))
         return fail(p, "search parameter \"%.64s\": this modifier is not supported for its type", name);
     {

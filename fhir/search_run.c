@@ -18,11 +18,13 @@
  */
 #include "config.h"
 
+#include <json-c/json.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "fhir/fhirpath.h"
 #include "fhir/search_int.h"
 
 int hv__search_sort_parse(hv__search_plan_t *p, const char *v)
@@ -220,13 +222,146 @@ static void bind_key(hv_db_stmt_t *st, int idx, const hv__sp_ckey_t *c)
 }
 
 
-int hv__search_plan_run(hv_db_t *db, const hv__search_plan_t *p, hv__store_row_cb cb, void *ud, int64_t *total)
+/* Text values bound after the plan's own (the members of :in value sets). */
+typedef struct extra {
+    char **s;
+    int n, cap;
+} extra_t;
+
+static int extra_add(extra_t *x, const char *v)
+{
+    if (x->n == x->cap) {
+        int cap = x->cap ? 2 * x->cap : 64;
+        char **ns = hv_realloc(x->s, (size_t)cap * sizeof(*ns));
+        if (ns == NULL)
+            return HV_ENOMEM;
+        x->s = ns;
+        x->cap = cap;
+    }
+    x->s[x->n] = hv_strdup(v != NULL ? v : "");
+    return x->s[x->n++] != NULL ? HV_OK : HV_ENOMEM;
+}
+
+static void extra_free(extra_t *x)
+{
+    for (int i = 0; i < x->n; i++)
+        hv_free(x->s[i]);
+    hv_free(x->s);
+}
+
+/*
+ * The members of value set k (search.html#token, :in): every distinct system|code
+ * stored under the parameter is asked of FHIRPath memberOf() — the terminology
+ * module's provider (terminology/valueset.c) — and the members are written into sql
+ * as "(system = $a AND value = $b) OR ...", their values appended to x from
+ * placeholder *n + 1 on. HV_EINVAL with p->msg when the value set cannot be expanded.
+ */
+static int vs_clause(hv_db_t *db, hv__search_plan_t *p, int k, hv_buf_t *sql, extra_t *x, int *n)
+{
+    static const char expr[] = "%c.memberOf(%vs)";
+    hv_fhirpath_t *fp = NULL;
+    hv_db_stmt_t *st = NULL;
+    hv_arena_t *arena = hv_arena_new(0);
+    struct json_object *empty = json_object_new_object(), *url = json_object_new_string(p->vs[k].url);
+    hv_error_t err;
+    int rc, rows = 0, members = 0;
+    memset(&err, 0, sizeof(err));
+    if (arena == NULL || empty == NULL || url == NULL) {
+        rc = HV_ENOMEM;
+        goto out;
+    }
+    rc = hv_fhirpath_compile(expr, 0, NULL, &fp, &err);
+    if (rc != HV_OK)
+        goto out;
+    rc = hv_db_prepare(db, "SELECT DISTINCT system, value FROM sp_tok WHERE code = $1 LIMIT $2", &st);
+    if (rc != HV_OK)
+        goto out;
+    hv_db_bind_text(st, 1, p->vs[k].code, strlen(p->vs[k].code));
+    hv_db_bind_int64(st, 2, HV__SEARCH_MAX_VS_CODES + 1);
+    hv_buf_puts(sql, "(");
+    while ((rc = hv_db_step(st)) == HV_DB_ROW) {
+        size_t sl = 0, cl = 0;
+        const char *sys = hv_db_column_text(st, 0, &sl), *code = hv_db_column_text(st, 1, &cl);
+        struct json_object *coding = json_object_new_object();
+        hv_fhirpath_var_t vars[2];
+        hv_fhirpath_env_t env;
+        hv_fhirpath_result_t *res = NULL;
+        hv_fhirpath_item_t it;
+        char *syss = sys ? hv_strndup(sys, sl) : NULL, *codes = hv_strndup(code ? code : "", cl);
+        int member = -1;
+        if (++rows > HV__SEARCH_MAX_VS_CODES) {
+            snprintf(p->msg, sizeof(p->msg),
+                     "search parameter \"%.64s\": more than %d distinct codes are stored for it, too many to check"
+                     " against a value set",
+                     p->vs[k].code, HV__SEARCH_MAX_VS_CODES);
+            rc = HV_EINVAL;
+        }
+        if (rc != HV_EINVAL && (coding == NULL || codes == NULL || (sys != NULL && syss == NULL)))
+            rc = HV_ENOMEM;
+        if (rc == HV_DB_ROW) {
+            if (syss != NULL)
+                json_object_object_add(coding, "system", json_object_new_string(syss));
+            json_object_object_add(coding, "code", json_object_new_string(codes));
+            memset(vars, 0, sizeof(vars));
+            memset(&env, 0, sizeof(env));
+            vars[0].name = "c";
+            vars[0].json = coding;
+            vars[0].type = "Coding";
+            vars[1].name = "vs";
+            vars[1].json = url;
+            env.vars = vars;
+            env.nvars = 2;
+            hv_arena_reset(arena);
+            if (hv_fhirpath_eval(fp, empty, &env, arena, &res, &err) == HV_OK && hv_fhirpath_result_count(res) == 1 &&
+                hv_fhirpath_result_item(res, 0, &it) == HV_OK && it.kind == HV_FHIRPATH_BOOLEAN)
+                member = strcmp(it.text, "true") == 0;
+            if (member < 0) {
+                /* memberOf() is empty for a value set the terminology does not know (or
+                 * when no terminology runs), an error when it cannot expand it. */
+                snprintf(p->msg, sizeof(p->msg), "search parameter \"%.64s\": the value set %.200s cannot be expanded",
+                         p->vs[k].code, p->vs[k].url);
+                rc = HV_EINVAL;
+            } else if (member) {
+                hv_buf_printf(sql, "%s(%s", members ? " OR " : "", syss ? "system = $" : "system IS NULL");
+                if (syss) {
+                    hv_buf_printf(sql, "%d", ++*n);
+                    rc = extra_add(x, syss);
+                }
+                hv_buf_printf(sql, " AND value = $%d)", ++*n);
+                if (rc == HV_DB_ROW || rc == HV_OK)
+                    rc = extra_add(x, codes);
+                if (rc == HV_OK)
+                    rc = HV_DB_ROW;
+                members++;
+            }
+        }
+        json_object_put(coding);
+        hv_free(syss);
+        hv_free(codes);
+        if (rc != HV_DB_ROW)
+            break;
+    }
+    hv_db_done(st);
+    if (rc < 0 || rc == HV_EINVAL)
+        goto out;
+    rc = HV_OK;
+    hv_buf_puts(sql, members ? ")" : "1 = 0)");
+out:
+    hv_fhirpath_free(fp);
+    json_object_put(empty);
+    json_object_put(url);
+    hv_arena_free(arena);
+    return rc;
+}
+
+int hv__search_plan_run(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, void *ud, int64_t *total)
 {
     hv_buf_t q, cur;
     hv_db_stmt_t *st = NULL;
+    extra_t extra = {NULL, 0, 0};
     col_t cols[2 * HV__SEARCH_MAX_SORT];
     int rc, n = p->nbinds, ncols = sort_columns(p, cols), want_total = p->summary_count || p->total == HV__TOTAL_ACCURATE;
-    int code0 = n + 1, key0, limit_at;
+    int code0 = n + 1, key0, limit_at, extra0;
     *total = -1;
     hv_buf_init(&q, 128 * 1024);
     hv_buf_init(&cur, HV__SEARCH_CURSOR_MAX + 64);
@@ -245,7 +380,27 @@ int hv__search_plan_run(hv_db_t *db, const hv__search_plan_t *p, hv__store_row_c
     hv_buf_printf(&q, " FROM resources r WHERE %s AND r.deleted = 0 AND NOT EXISTS (SELECT 1 FROM"
                       " resources n WHERE n.type = r.type AND n.id = r.id AND n.version > r.version)",
                   p->typesql[0] ? p->typesql : "r.type = $1");
-    hv_buf_append(&q, p->where.data ? p->where.data : "", p->where.len);
+    /* The criteria, with the members of each :in value set in place of its marker. */
+    extra0 = n + 1;
+    for (const char *w = p->where.data ? p->where.data : "", *mk; *w; w = mk) {
+        int k;
+        mk = strstr(w, "@VS");
+        if (mk == NULL) {
+            hv_buf_puts(&q, w);
+            break;
+        }
+        hv_buf_append(&q, w, (size_t)(mk - w));
+        k = atoi(mk + 3);
+        mk = strchr(mk + 3, '@');
+        if (mk == NULL || k < 0 || k >= p->nvs) {
+            rc = HV_EINVAL;
+            goto out;
+        }
+        mk++;
+        rc = vs_clause(db, p, k, &q, &extra, &n);
+        if (rc != HV_OK)
+            goto out;
+    }
     hv_buf_puts(&q, ") ");
     key0 = n + 1;
     if (p->summary_count) {
@@ -303,6 +458,8 @@ int hv__search_plan_run(hv_db_t *db, const hv__search_plan_t *p, hv__store_row_c
     for (int i = 0, k = code0; i < p->nsort; i++)
         if (p->sort[i].kind == HV__SORT_PARAM)
             hv_db_bind_text(st, k++, p->sort[i].code, strlen(p->sort[i].code));
+    for (int i = 0; i < extra.n; i++)
+        hv_db_bind_text(st, extra0 + i, extra.s[i], strlen(extra.s[i]));
     if (!p->summary_count) {
         if (p->has_cursor) {
             for (int c = 0; c < ncols; c++)
@@ -367,5 +524,6 @@ int hv__search_plan_run(hv_db_t *db, const hv__search_plan_t *p, hv__store_row_c
 out:
     hv_buf_release(&q);
     hv_buf_release(&cur);
-    return rc < 0 ? rc : HV_OK;
+    extra_free(&extra);
+    return rc < 0 || rc == HV_EINVAL ? rc : HV_OK;
 }

@@ -17,7 +17,7 @@ import sqlite3
 import subprocess
 import urllib.parse
 
-from harness import REFERENCE, EngineTestCase, main, run_cli
+from harness import REFERENCE, SRCDIR, EngineTestCase, main, run_cli
 import test_fhir_store as store_tests
 
 REFERENCE = os.environ.get("HV_REFERENCE_DIR", REFERENCE)
@@ -417,6 +417,31 @@ class FhirSearch2ModifierTests(SearchCase):
         self.assertEqual(self.q("Observation?value-quantity=gt5||g"), [])
         self.bad("Observation?value-quantity=5|%s|notaunit" % u, "value-quantity")
 
+    def test_in_value_sets(self):
+        """:in / :not-in ask the terminology module's value sets (FHIR R4 search.html#token)."""
+        eng = self.start()
+        eng.stop()
+        vs = os.path.join(SRCDIR, "test", "data", "terminology", "fhir-valuesets.json")
+        code, _, err = run_cli(*(["terminology", "load", "fhir", vs, "--data", eng.data] +
+                                 (["--db", self.DB] if self.DB else [])))
+        self.assertEqual(code, 0, err)
+        eng.start()
+        shapes = "urn:holovitals:test:shapes"
+        for oid, system, c in (("s1", shapes, "triangle"), ("s2", shapes, "square"), ("s3", shapes, "circle"),
+                               ("s4", shapes, "polygon"), ("s5", "urn:other", "triangle")):
+            self.put({"resourceType": "Observation", "id": oid, "status": "final",
+                      "code": {"coding": [{"system": system, "code": c}]}})
+        # polygons: is-a polygon, square excluded
+        self.assertEqual(self.q("Observation?code:in=urn:holovitals:test:vs:polygons"), ["s1", "s4"])
+        self.assertEqual(self.q("Observation?code:not-in=urn:holovitals:test:vs:polygons"), ["s2", "s3", "s5"])
+        self.assertEqual(self.q("Observation?code:in=urn:holovitals:test:vs:mixed"), ["s1", "s3", "s4"])
+        self.assertEqual(self.q("Observation?code:in=urn:holovitals:test:vs:polygons,urn:holovitals:test:vs:regex"),
+                         ["s1", "s3", "s4"])
+        self.assertEqual(self.q("Observation?code:in=urn:holovitals:test:vs:polygons&status=final&_sort=-_id"),
+                         ["s1", "s4"])
+        self.bad("Observation?code:in=urn:holovitals:test:vs:unknown", "urn:holovitals:test:vs:unknown")
+        self.bad("Observation?code:in=urn:holovitals:test:vs:bad-op", "urn:holovitals:test:vs:bad-op")
+
     def test_token_and_uri_modifiers(self):
         self.load()
         self.assertEqual(self.q("Observation?code:text=pressure"), ["bp1"])
@@ -436,8 +461,7 @@ class FhirSearch2ModifierTests(SearchCase):
         self.assertEqual(self.q("ValueSet?url:above=http://acme.org/fhir/ValueSet/a"), ["vs1", "vs4"])
         self.assertEqual(self.q("ValueSet?url=http://acme.org/fhir"), ["vs4"])
         # not implemented: 501 naming the parameter
-        for query, name in (("Observation?code:in=http://acme.org/vs", "code"),
-                            ("Observation?code:below=http://snomed.info/sct|123", "code"),
+        for query, name in (("Observation?code:below=http://snomed.info/sct|123", "code"),
                             ("Observation?_text=pressure", "_text"), ("Observation?_content=x", "_content")):
             st, _, oo = self.jreq("GET", "/fhir/" + query)
             self.assertEqual(st, 501, (query, oo))
