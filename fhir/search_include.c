@@ -150,7 +150,7 @@ static int apply(inc_run_t *x, const hv__sp_include_t *in, size_t from, size_t t
 {
     /* The ids must be contiguous per type for a chunk: walk type by type. */
     int rc = HV_OK;
-    char done[8][HV__FHIR_TYPE_MAX];
+    char done[160][HV__FHIR_TYPE_MAX]; /* the types already applied (more than all resource types) */
     size_t ndone = 0;
     for (size_t i = from; i < to && rc == HV_OK; i++) {
         const char *type = x->seen.types[i];
