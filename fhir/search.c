@@ -6,8 +6,6 @@
  *                               and/or the URL
  *   GET  /fhir?criteria         system level (_type=T1,T2 or the parameters of every
  *   POST /fhir/_search          resource), http.html#search
- *   GET  /fhir/Patient/:id/:type?criteria   compartment search (called by
- *                               fhir/rest_compartment.c when there are criteria)
  *
  * The query is planned on the loop thread (fhir/search_plan.c: malformed values
  * answer 400 naming the parameter; unknown parameters are ignored and listed in an
@@ -292,11 +290,6 @@ void hv__search_handle(hv__rreq_t *r)
 void hv__search_handle_system(hv__rreq_t *r)
 {
     start(r, 1, NULL);
-}
-
-void hv__search_handle_compartment(hv__rreq_t *r, const char *patient)
-{
-    start(r, 0, patient);
 }
 
 static void h_system(hv_http_req_t *req, void *ud)
