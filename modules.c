@@ -11,6 +11,7 @@
 #include "fhir/fhir.h"
 #include "fhir/fhirpath.h"
 #include "terminology/terminology.h"
+#include "mappings/mappings.h"
 
 const hv_module_t *const hv_modules[] = {
     &hv_auth_module, /* first: its guard must be in place before other modules take requests */
@@ -20,6 +21,8 @@ const hv_module_t *const hv_modules[] = {
     &hv_terminology_module,
     &hv_hl7v2_module,
     &hv_hl7v2_channels_module,
+    &hv_mappings_module,
+    &hv_mappings_channels_module,
     &hv_channels_module, /* after the modules that register sources, steps, destinations */
     NULL,
 };
