@@ -209,21 +209,29 @@ static int finish(hv_map_tables_t *t) {
     return HV_OK;
 }
 
-/* Rows keep their table order: the generator writes seq per table, so the position in the
- * input breaks ties. We encode it into seq: seq*4096 + position within the map. */
+/* Rows keep their table order: seq becomes the position in the input (rows replaced by an
+ * override keep the position of the row they replace). */
 static void number_rows(hv_map_tables_t *t, size_t from_maps, size_t from_msgs) {
     size_t i;
     for (i = from_maps; i < t->nmaps; i++) t->maps[i].seq = (unsigned)i;
     for (i = from_msgs; i < t->nmsgs; i++) t->msgs[i].seq = (unsigned)i;
 }
 
+/* The generated lines, then (after "#override") the rows of mappings/v2/local.tsv. */
 static int load_builtin(builder_t *b, hv_error_t *err) {
     size_t i;
-    int rc = HV_OK;
+    int rc = HV_OK, override = 0;
     for (i = 0; hv__map_v2_lines[i] != NULL && rc == HV_OK; i++) {
-        char *line = hv_arena_strdup(b->t->arena, hv__map_v2_lines[i]);
+        char *line;
+        if (strcmp(hv__map_v2_lines[i], "#override") == 0) {
+            number_rows(b->t, 0, 0);
+            override = 1;
+            continue;
+        }
+        line = hv_arena_strdup(b->t->arena, hv__map_v2_lines[i]);
         if (line == NULL) return HV_ENOMEM;
-        rc = add_line(b, line, "mappings/v2", 0, err, (int)i + 1);
+        rc = add_line(b, line, override ? "mappings/v2/local.tsv" : "mappings/v2", override, err,
+                      (int)i + 1);
     }
     number_rows(b->t, 0, 0);
     return rc;

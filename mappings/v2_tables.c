@@ -4397,5 +4397,7 @@ const char *const hv__map_v2_lines[] = {
     "vocab\tYesNoIndicator\tN\tfalse\thttp://terminology.hl7.org/CodeSystem/special-values\t",
     "vocab\tYesNoIndicator[AvailabilityStatus]\tY\tavailable\thttp://hl7.org/fhir/specimen-status\tAvailable",
     "vocab\tYesNoIndicator[AvailabilityStatus]\tN\tunavailable\thttp://hl7.org/fhir/specimen-status\tUnavailable",
+    "#override",
+    "msg\tORU_R01\t0\tOBR\tORU_R01.PATIENT_RESULT.ORDER_OBSERVATION\t\tServiceRequest[1]\tOBR[ServiceRequest]\tDiagnosticReport[1].basedOn.reference=ServiceRequest[1].id",
     NULL,
 };

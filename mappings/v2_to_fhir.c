@@ -616,7 +616,11 @@ static void apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
     const hv_fhir_elem_t *oe = tg->owner_e;
     char pbuf[160];
     const char *p;
-    if (!strcmp(path, "$value") || !strcmp(path, "$this")) return; /* primitive maps: read by caller */
+    if (!strcmp(path, "$value") || !strcmp(path, "$this")) {
+        /* "$this" with a data-type map: that map writes into the same object (SPS into Specimen). */
+        if (row->dtmap[0] && depth < MAX_DEPTH) apply_map(c, row->dtmap, v, level, seg, tg, NULL, rep, depth + 1, NULL);
+        return;
+    }
     if (row->assign[0] == '=') return;                            /* an expression, not a constant */
     /* "[1].family" in XPN, "Quantity.code" in CWE[Quantity]: relative to the value itself. */
     if (path[0] == '[') {
@@ -810,7 +814,7 @@ static int apply_map(ctx_t *c, const char *map, span_t v, int level, span_t seg,
         span_t f = {NULL, 0};
         int is_prim_row = !strcmp(row->target, "$value") || !strcmp(row->target, "$this");
         if (prim_out != NULL && !is_prim_row) continue;
-        if (prim_out == NULL && is_prim_row) continue;
+        if (prim_out == NULL && is_prim_row && row->dtmap[0] == '\0') continue;
         if (level == 0) {
             if (row->src_f == 0) {
                 if (!row->assign[0] || !cond_eval(c, row->cond, seg, v, level)) continue;
@@ -860,7 +864,7 @@ static int apply_map(ctx_t *c, const char *map, span_t v, int level, span_t seg,
         }
         if (!span_valued(f)) continue;
         if (!cond_eval(c, row->cond, seg, v, level)) continue;
-        if (is_prim_row) {
+        if (is_prim_row && prim_out != NULL) {
             char *text;
             if (row->assign[0] == '=') {
                 /* "urn:oid:"+HD.2 style: the two expressions the tables use for HD. */
@@ -1120,7 +1124,7 @@ static void map_segment(ctx_t *c, size_t si, char *group, size_t group_cap) {
         snprintf(c->rule, sizeof(c->rule), "%s %s", structure, row->segmap);
         apply_map(c, row->segmap, seg, 0, seg, &tg, NULL, 0, 0, NULL);
         if (c->nres > before && json_object_object_length(c->res[before].obj) <= 1 &&
-            c->res[before].obj == r->obj) {
+            c->res[before].obj == r->obj && !(c->lenient && strcmp(r->type, "Patient") == 0)) {
             /* This row made nothing: the slot stays free for the next row. */
             r->dropped = 1;
             r->slot[0] = '\0';
@@ -1443,10 +1447,36 @@ static void drop_dangling(ctx_t *c, json_object *o) {
     }
 }
 
+/*
+ * Links a resource to the message's patient (or encounter) when the tables left the
+ * element empty: the IG's message tables name Observation.subject but not, e.g.,
+ * DiagnosticReport.subject or ServiceRequest.subject, which FHIR requires.
+ */
+static void link_to(ctx_t *c, res_t *r, const char *name, res_t *target) {
+    const hv_fhir_elem_t *root = hv_fhir_type_root(hv_fhir_resource_type(r->type)), *e;
+    const hv_fhir_type_t *chosen = NULL;
+    json_object *ref;
+    size_t i, n;
+    (void)c;
+    if (json_object_object_get_ex(r->obj, name, NULL)) return;
+    e = hv_fhir_elem_child(root, name, strlen(name), &chosen);
+    if (e == NULL || chosen == NULL || strcmp(hv_fhir_type_name(chosen), "Reference") != 0 ||
+        hv_fhir_elem_is_array(e))
+        return;
+    n = hv_fhir_elem_target_count(e, 0);
+    for (i = 0; i < n; i++)
+        if (strcmp(hv_fhir_type_name(hv_fhir_elem_target_at(e, 0, i)), target->type) == 0) break;
+    if (i == n) return;
+    ref = json_object_new_object();
+    hv_json_set_str(ref, "reference", target->tmp);
+    hv_json_set(r->obj, name, ref);
+}
+
 static int finish(ctx_t *c, json_object **bundle_out, hv_error_t *err) {
     size_t i, j;
     int pass, changed;
     char *ctl = NULL;
+    res_t *enc;
     res_t *patient = slot_find(c, "Patient[1]");
     const char *psys = NULL, *pval = NULL;
     json_object *bundle = c->bundle_obj, *entries;
@@ -1471,9 +1501,19 @@ static int finish(ctx_t *c, json_object **bundle_out, hv_error_t *err) {
     }
     if (patient != NULL && strcmp(c->trigger, "A40") == 0 && strncmp(c->structure, "ADT", 3) == 0)
         merge_a40(c, patient);
+    if (patient == NULL && c->lenient) patient = slot_find(c, "Patient[1]");
+    enc = slot_find(c, "Encounter[1]");
     pkey = fnv(fnv(FNV0, psys ? psys : "", psys ? strlen(psys) : 0), pval, strlen(pval));
-    for (i = 0; i < c->nres; i++)
-        if (!c->res[i].dropped) apply_defaults(c, &c->res[i]);
+    for (i = 0; i < c->nres; i++) {
+        if (c->res[i].dropped) continue;
+        apply_defaults(c, &c->res[i]);
+        if (patient != NULL && &c->res[i] != patient) {
+            link_to(c, &c->res[i], "subject", patient);
+            link_to(c, &c->res[i], "patient", patient);
+            link_to(c, &c->res[i], "beneficiary", patient);
+        }
+        if (enc != NULL && &c->res[i] != enc) link_to(c, &c->res[i], "encounter", enc);
+    }
     /* Leaving one resource out can leave another without a reference it requires
      * (Provenance.target): repeat until nothing changes. */
     for (pass = 0, changed = 1; changed && pass < 8; pass++) {
@@ -1482,7 +1522,8 @@ static int finish(ctx_t *c, json_object **bundle_out, hv_error_t *err) {
             res_t *r = &c->res[i];
             if (r->dropped) continue;
             drop_dangling(c, r->obj);
-            if (json_object_object_length(r->obj) <= 1 || !resource_ok(c, r)) {
+            if ((json_object_object_length(r->obj) <= 1 && !(c->lenient && !strcmp(r->type, "Patient"))) ||
+                !resource_ok(c, r)) {
                 r->dropped = 1;
                 changed = 1;
             }

@@ -15,7 +15,8 @@ embeds the same lines so that the binary needs no data files at run time:
   mappings/v2/messages.tsv   msg rows: structure → segment → resource (segment map, references)
   mappings/v2/maps.tsv       map rows: segment and data-type maps, field by field
   mappings/v2/vocab.tsv      vocab rows: v2 table code → FHIR code (concept maps)
-  mappings/v2_tables.c       the lines above as C strings (hv__map_v2_lines)
+  mappings/v2_tables.c       the lines above as C strings (hv__map_v2_lines), followed by the rows
+                             of the hand-written mappings/v2/local.tsv (applied as overrides)
 
 Conditions of the tables ("IF PID-33 AND PID-34 VALUED", "IF OBX-2 IN ("ST", "TX")")
 are compiled here into a small postfix language the engine evaluates; a condition the
@@ -388,6 +389,12 @@ def main(argv):
     for name in ("messages.tsv", "maps.tsv", "vocab.tsv"):
         for line in files[name]:
             c.append("    " + c_string(line) + ",")
+    # The project's own rows (mappings/v2/local.tsv, hand-written) apply over the generated ones.
+    c.append('    "#override",')
+    with open(os.path.join(outdir, "local.tsv"), encoding="utf-8") as f:
+        for line in f.read().splitlines():
+            if line and not line.startswith("#"):
+                c.append("    " + c_string(line) + ",")
     c += ["    NULL,", "};", ""]
     texts[os.path.join(os.path.dirname(outdir), "v2_tables.c")] = "\n".join(c)
     bad = 0
