@@ -4399,5 +4399,6 @@ const char *const hv__map_v2_lines[] = {
     "vocab\tYesNoIndicator[AvailabilityStatus]\tN\tunavailable\thttp://hl7.org/fhir/specimen-status\tUnavailable",
     "#override",
     "msg\tORU_R01\t0\tOBR\tORU_R01.PATIENT_RESULT.ORDER_OBSERVATION\t\tServiceRequest[1]\tOBR[ServiceRequest]\tDiagnosticReport[1].basedOn.reference=ServiceRequest[1].id",
+    "map\tCX[Identifier]\t4\t4\tHD\t\tsystem\turi\tHD[uri]\t\t",
     NULL,
 };

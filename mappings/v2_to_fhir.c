@@ -584,11 +584,11 @@ static json_object *slot_get(ctx_t *c, json_object *owner, const char *name, siz
     return e;
 }
 
-static void explain_add(ctx_t *c, const char *type, const char *path) {
+static void explain_add(ctx_t *c, const char *owner_path, const char *path) {
     json_object *o;
     if (c->explain == NULL) return;
     o = json_object_new_object();
-    hv_json_set_str(o, "element", hv_arena_sprintf(c->arena, "%s.%s", type, path));
+    hv_json_set_str(o, "element", hv_arena_sprintf(c->arena, "%s.%s", owner_path, path));
     hv_json_set_str(o, "rule", c->rule);
     json_object_array_add(c->explain, o);
 }
@@ -596,7 +596,8 @@ static void explain_add(ctx_t *c, const char *type, const char *path) {
 typedef struct target {
     json_object *owner;            /* the object holding the element */
     const hv_fhir_elem_t *owner_e; /* its element in the model */
-    const char *res_type;          /* for --explain */
+    const char *res_type;          /* the resource type */
+    const char *path;              /* the owner's element path, for --explain ("Patient.name") */
 } target_t;
 
 static int apply_map(ctx_t *c, const char *map, span_t v, int level, span_t seg, target_t *tg,
@@ -685,6 +686,7 @@ static void apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
             sub.owner = nr->obj;
             sub.owner_e = hv_fhir_type_root(hv_fhir_resource_type(nr->type));
             sub.res_type = nr->type;
+            sub.path = nr->type;
             apply_map(c, row->dtmap, v, level, seg, &sub, hv_fhir_resource_type(nr->type), rep,
                       depth + 1, NULL);
             if (json_object_object_length(nr->obj) <= 1) {
@@ -768,7 +770,7 @@ static void apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
             } else {
                 hv_json_set(owner, key, val);
             }
-            explain_add(c, tg->res_type, row->target);
+            explain_add(c, tg->path, path);
             return;
         }
         /* A complex element: step into it. */
@@ -780,7 +782,8 @@ static void apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
             if (oe == NULL) goto unmapped;
             if (last) {
                 if (row->dtmap[0] && depth < MAX_DEPTH) {
-                    target_t sub = {owner, oe, tg->res_type};
+                    target_t sub = {owner, oe, tg->res_type, NULL};
+                    sub.path = c->explain ? hv_arena_sprintf(c->arena, "%s.%s", tg->path, path) : tg->path;
                     apply_map(c, row->dtmap, v, level, seg, &sub, chosen, rep, depth + 1, NULL);
                 } else if (row->assign[0] || row->dtmap[0] == '\0') {
                     goto unmapped;
@@ -1103,6 +1106,7 @@ static void map_segment(ctx_t *c, size_t si, char *group, size_t group_cap) {
             tg.owner = c->bundle_obj;
             tg.owner_e = hv_fhir_type_root(hv_fhir_resource_type("Bundle"));
             tg.res_type = "Bundle";
+            tg.path = "Bundle";
             snprintf(c->rule, sizeof(c->rule), "%s %s", structure, row->segmap);
             apply_map(c, row->segmap, seg, 0, seg, &tg, NULL, 0, 0, NULL);
             continue;
@@ -1121,6 +1125,7 @@ static void map_segment(ctx_t *c, size_t si, char *group, size_t group_cap) {
         tg.owner = r->obj;
         tg.owner_e = hv_fhir_type_root(hv_fhir_resource_type(r->type));
         tg.res_type = r->type;
+        tg.path = r->type;
         snprintf(c->rule, sizeof(c->rule), "%s %s", structure, row->segmap);
         apply_map(c, row->segmap, seg, 0, seg, &tg, NULL, 0, 0, NULL);
         if (c->nres > before && json_object_object_length(c->res[before].obj) <= 1 &&
@@ -1263,6 +1268,13 @@ static int clean_node(json_object *o, const hv_fhir_elem_t *owner, const char **
         !json_object_object_get_ex(o, "address", NULL) &&
         !json_object_object_get_ex(o, "organization", NULL))
         return 1;
+    /* FHIR tim-8 (countMax needs count) and tim-10 (timeOfDay or when, not both). */
+    if (!strcmp(hv_fhir_elem_path(owner), "Timing.repeat")) {
+        if (json_object_object_get_ex(o, "countMax", NULL) && !json_object_object_get_ex(o, "count", NULL))
+            json_object_object_del(o, "countMax");
+        if (json_object_object_get_ex(o, "timeOfDay", NULL)) json_object_object_del(o, "when");
+        if (json_object_object_length(o) == 0) return 1;
+    }
     /* FHIR drt-1: a Duration needs a UCUM code. */
     if (!strcmp(hv_fhir_type_name(hv_fhir_elem_owner_type(owner)), "Duration") &&
         hv_fhir_elem_parent(owner) == NULL &&
@@ -1397,6 +1409,7 @@ static void merge_a40(ctx_t *c, res_t *survivor) {
         tg.owner = old->obj;
         tg.owner_e = hv_fhir_type_root(hv_fhir_resource_type("Patient"));
         tg.res_type = "Patient";
+        tg.path = "Patient";
         snprintf(c->rule, sizeof(c->rule), "ADT_A40 MRG-1 → Patient(merged).identifier");
         {
             size_t r, nr = hv_hl7v2_span_count(f, c->msg.delims.rep);
