@@ -84,6 +84,8 @@ const hv__msg_row_t *hv__msg_rows(const hv_map_tables_t *t, const char *structur
                                   size_t *n);
 /* True when the tables have rows for this structure. */
 int hv__msg_structure_known(const hv_map_tables_t *t, const char *structure);
+/* True when the tables have a concept map of that name. */
+int hv__vocab_known(const hv_map_tables_t *t, const char *map);
 /* A concept map entry, NULL when the code has none. */
 const hv__vocab_row_t *hv__vocab_find(const hv_map_tables_t *t, const char *map, const char *code);
 

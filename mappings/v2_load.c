@@ -380,6 +380,16 @@ int hv__msg_structure_known(const hv_map_tables_t *t, const char *structure) {
     return lo < t->nmsgs && strcmp(t->msgs[lo].structure, structure) == 0;
 }
 
+int hv__vocab_known(const hv_map_tables_t *t, const char *map) {
+    size_t lo = 0, hi = t->nvocab;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (strcasecmp(t->vocab[mid].map, map) < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < t->nvocab && strcasecmp(t->vocab[lo].map, map) == 0;
+}
+
 const hv__vocab_row_t *hv__vocab_find(const hv_map_tables_t *t, const char *map, const char *code) {
     size_t lo = 0, hi = t->nvocab;
     while (lo < hi) {

@@ -726,7 +726,8 @@ static void apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
                 }
             }
             if (text == NULL || text[0] == '\0') return;
-            if (row->vocab[0]) {
+            /* A concept map the IG names but does not publish (PrimaryLanguage): the code as sent. */
+            if (row->vocab[0] && hv__vocab_known(c->t, row->vocab)) {
                 const hv__vocab_row_t *vr = hv__vocab_find(c->t, row->vocab, text);
                 if (vr == NULL) {
                     issue(c, "warning", "code-invalid", c->rule, "code '%.40s' has no mapping in %s",
@@ -1348,7 +1349,7 @@ static int business_id(json_object *res, const char **sys, const char **val) {
     for (i = 0; i < n; i++) {
         id = json_object_array_get_idx(ids, i);
         if (hv_json_get_str(id, "value") == NULL) continue;
-        if (*val == NULL || (*sys == NULL && hv_json_get_str(id, "system") != NULL)) {
+        if (*val == NULL) {
             *val = hv_json_get_str(id, "value");
             *sys = hv_json_get_str(id, "system");
         }
@@ -1485,6 +1486,43 @@ static void link_to(ctx_t *c, res_t *r, const char *name, res_t *target) {
     hv_json_set(r->obj, name, ref);
 }
 
+/*
+ * The patient's identity is PID-3 (its first repetition with an ID number, HL7 v2.5.1
+ * §3.4.2.3) with its assigning authority: that identifier is moved first so that the
+ * conditional update searches by it rather than, e.g., by PID-2.
+ */
+static void patient_identity_first(ctx_t *c, res_t *patient) {
+    json_object *ids = NULL;
+    char *want = NULL;
+    size_t i, n;
+    for (i = 1; i <= 8; i++) {
+        char path[24];
+        snprintf(path, sizeof(path), "PID-3[%zu].1", i);
+        if (hv_hl7v2_get_text(&c->msg, path, &want, NULL) != HV_OK) return;
+        if (want != NULL && want[0]) break;
+    }
+    if (want == NULL || want[0] == '\0') return;
+    if (!json_object_object_get_ex(patient->obj, "identifier", &ids) ||
+        !json_object_is_type(ids, json_type_array))
+        return;
+    n = json_object_array_length(ids);
+    for (i = 0; i < n; i++) {
+        json_object *id = json_object_array_get_idx(ids, i);
+        const char *v = hv_json_get_str(id, "value");
+        if (v != NULL && strcmp(v, want) == 0) {
+            if (i > 0) {
+                json_object *arr = json_object_new_array();
+                size_t k;
+                json_object_array_add(arr, json_object_get(id));
+                for (k = 0; k < n; k++)
+                    if (k != i) json_object_array_add(arr, json_object_get(json_object_array_get_idx(ids, k)));
+                hv_json_set(patient->obj, "identifier", arr);
+            }
+            return;
+        }
+    }
+}
+
 static int finish(ctx_t *c, json_object **bundle_out, hv_error_t *err) {
     size_t i, j;
     int pass, changed;
@@ -1499,6 +1537,7 @@ static int finish(ctx_t *c, json_object **bundle_out, hv_error_t *err) {
         for (i = 0; i < c->nres && patient == NULL; i++)
             if (!c->res[i].dropped && strcmp(c->res[i].type, "Patient") == 0) patient = &c->res[i];
     }
+    if (patient != NULL) patient_identity_first(c, patient);
     if (patient == NULL || !business_id(patient->obj, &psys, &pval)) {
         if (!c->lenient) {
             hv_error_set(err, HV_EPROTO, "PID-3",
@@ -1520,6 +1559,9 @@ static int finish(ctx_t *c, json_object **bundle_out, hv_error_t *err) {
     for (i = 0; i < c->nres; i++) {
         if (c->res[i].dropped) continue;
         apply_defaults(c, &c->res[i]);
+        /* Resources of the message header (sender, receiving application) are not the patient's. */
+        if (!strcmp(c->res[i].seg, "MSH") || !strcmp(c->res[i].seg, "SFT") || !strcmp(c->res[i].seg, "EVN"))
+            continue;
         if (patient != NULL && &c->res[i] != patient) {
             link_to(c, &c->res[i], "subject", patient);
             link_to(c, &c->res[i], "patient", patient);

@@ -251,6 +251,12 @@ def compile_cond(text, ctx, stats):
 # Tables
 # ---------------------------------------------------------------------------
 
+def vocab_name(s):
+    """A concept map's name as both the segment tables and the concept map files can spell it:
+    'Yes/NoIndicator' and 'YesNoIndicator', 'Contact Role' and 'ContactRole' are one map."""
+    return re.sub(r"[^A-Za-z0-9\[\]\.\-]", "", s or "")
+
+
 def map_name(path):
     """'HL7 Segment - FHIR R4_ PID[Patient] - PID.csv' → 'PID[Patient]'."""
     base = os.path.basename(path)
@@ -294,7 +300,7 @@ def gen_maps(ref, kind, stats):
                 # Expressions (OBX-5.1+" "+OBX-5.2) are not constants: kept as "=expr", not applied.
                 assign = "=" + assign
             out.append("\t".join(["map", name, clean(row[0]) or "0", src, clean(row[3]), cond, target,
-                                  clean(row[11]), clean(row[14]), clean(row[15]), assign]))
+                                  clean(row[11]), clean(row[14]), vocab_name(clean(row[15])), assign]))
             stats["map_rows"] += 1
     return out
 
@@ -336,7 +342,7 @@ def gen_vocab(ref, stats):
         m = re.search(r"Concept Map_ (.+?) - ", os.path.basename(path))
         if not m:
             continue
-        name = clean(m.group(1))
+        name = vocab_name(clean(m.group(1)))
         seen = set()
         for row in read_rows(path)[2:]:
             row = row + [""] * (12 - len(row))
