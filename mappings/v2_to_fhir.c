@@ -85,7 +85,16 @@ typedef struct ctx {
     json_object *explain;     /* NULL unless asked */
     slot_t slots[1u << SLOT_BITS];
     size_t nslots;
-    char rule[512];           /* the chain of rows being applied, for --explain */
+    /* The chain of rows being applied, formatted only when an issue or --explain needs it. */
+    const char *rule_base;    /* "ORU_R01 OBX[Observation]" */
+    const hv__map_row_t *frames[MAX_DEPTH + 4];
+    int nframes;
+    char rule[512];
+    /* The fields of the segment last split (seg_field): found once per segment. */
+    const char *fc_seg;
+    size_t fc_len;
+    span_t fc[256];
+    unsigned fc_n;
     hv_buf_t tmp;             /* unescaping */
     size_t cur_seg;           /* index of the segment being mapped */
     char *order_key;          /* the current ORC/OBR order (placer/filler), arena */
@@ -107,6 +116,23 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n) {
     return h;
 }
 #define FNV0 1469598103934665603ULL
+
+/* "ORU_R01 OBX[Observation] > OBX[Observation] OBX-5 → valueQuantity > …": the rows that
+ * are being applied, for an issue's location and for --explain. */
+static const char *rule_text(ctx_t *c) {
+    size_t n = (size_t)snprintf(c->rule, sizeof(c->rule), "%s", c->rule_base ? c->rule_base : "");
+    int i;
+    for (i = 0; i < c->nframes && n < sizeof(c->rule); i++) {
+        const hv__map_row_t *r = c->frames[i];
+        int seglevel = strlen(r->map) > 3 && r->map[3] == '[';
+        if (seglevel && r->src_f)
+            n += (size_t)snprintf(c->rule + n, sizeof(c->rule) - n, " > %s %.3s-%u%s%.0u → %s", r->map, r->map,
+                                  r->src_f, r->src_c ? "." : "", r->src_c, r->target);
+        else
+            n += (size_t)snprintf(c->rule + n, sizeof(c->rule) - n, " > %s %u → %s", r->map, r->src_f, r->target);
+    }
+    return c->rule;
+}
 
 static void issue(ctx_t *c, const char *severity, const char *code, const char *where,
                   const char *fmt, ...) HV_PRINTF(5, 6);
@@ -163,18 +189,33 @@ static char level_sep(const ctx_t *c, int level) {
     }
 }
 
-/* Field f (1-based) of a segment span, all repetitions. MSH-1 is the separator itself. */
-static span_t seg_field(const ctx_t *c, span_t seg, unsigned f) {
+/* Field f (1-based) of a segment span, all repetitions. MSH-1 is the separator itself.
+ * The fields of the last segment asked for are found in one scan and kept. */
+static span_t seg_field(ctx_t *c, span_t seg, unsigned f) {
     span_t out = {NULL, 0};
     int is_msh = seg.len >= 3 && memcmp(seg.p, "MSH", 3) == 0;
-    if (f == 0) return out;
+    if (f == 0 || seg.p == NULL) return out;
     if (is_msh && f == 1) {
         out.p = seg.p + 3;
         out.len = seg.len > 3 ? 1 : 0;
         return out;
     }
-    if (hv_hl7v2_span_piece(seg, c->msg.delims.field, is_msh ? f - 1 : f, &out) != HV_OK)
-        out.p = NULL, out.len = 0;
+    if (c->fc_seg != seg.p || c->fc_len != seg.len) {
+        const char *p = seg.p, *end = seg.p + seg.len;
+        c->fc_seg = seg.p;
+        c->fc_len = seg.len;
+        c->fc_n = 0;
+        while (c->fc_n < HV_ARRAY_LEN(c->fc)) {
+            const char *q = memchr(p, c->msg.delims.field, (size_t)(end - p));
+            c->fc[c->fc_n].p = p;
+            c->fc[c->fc_n].len = (size_t)((q ? q : end) - p);
+            c->fc_n++;
+            if (q == NULL) break;
+            p = q + 1;
+        }
+    }
+    f = is_msh ? f - 1 : f;
+    if (f < c->fc_n) out = c->fc[f];
     return out;
 }
 
@@ -208,20 +249,23 @@ static span_t cond_path(ctx_t *c, const char *p, size_t n, span_t seg, span_t dt
                         size_t *count) {
     span_t v = {NULL, 0}, f;
     unsigned a = 0, b = 0;
-    char path[24];
+    char path[24], *end;
     if (n >= sizeof(path)) return v;
     memcpy(path, p, n);
     path[n] = '\0';
     *count = 0;
     if (path[0] == '.') {
-        if (sscanf(path + 1, "%u.%u", &a, &b) < 1) return v;
+        if (!isdigit((unsigned char)path[1])) return v;
+        a = (unsigned)strtoul(path + 1, &end, 10);
+        if (*end == '.') b = (unsigned)strtoul(end + 1, NULL, 10);
         v = piece(c, dt, dt_level, a);
         if (b) v = piece(c, v, dt_level + 1, b);
         *count = span_valued(v) ? 1 : 0;
         return v;
     }
-    if (n < 5 || path[3] != '-') return v;
-    if (sscanf(path + 4, "%u.%u", &a, &b) < 1) return v;
+    if (n < 5 || path[3] != '-' || !isdigit((unsigned char)path[4])) return v;
+    a = (unsigned)strtoul(path + 4, &end, 10);
+    if (*end == '.') b = (unsigned)strtoul(end + 1, NULL, 10);
     if (seg.p == NULL || seg.len < 3 || memcmp(seg.p, path, 3) != 0) {
         size_t i;
         seg.p = NULL;
@@ -589,7 +633,7 @@ static void explain_add(ctx_t *c, const char *owner_path, const char *path) {
     if (c->explain == NULL) return;
     o = json_object_new_object();
     hv_json_set_str(o, "element", hv_arena_sprintf(c->arena, "%s.%s", owner_path, path));
-    hv_json_set_str(o, "rule", c->rule);
+    hv_json_set_str(o, "rule", rule_text(c));
     json_object_array_add(c->explain, o);
 }
 
@@ -634,8 +678,11 @@ static void apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
         if (hv_fhir_elem_parent(oe) == NULL && strncmp(path, tn, tl) == 0 && path[tl] == '.')
             path += tl + 1;
     }
-    if (strlen(path) >= sizeof(pbuf)) return;
-    snprintf(pbuf, sizeof(pbuf), "%s", path);
+    {
+        size_t pl = strlen(path);
+        if (pl >= sizeof(pbuf)) return;
+        memcpy(pbuf, path, pl + 1);
+    }
     p = pbuf;
     while (*p) {
         const char *dot = strchr(p, '.'), *br, *par;
@@ -730,7 +777,7 @@ static void apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
             if (row->vocab[0] && hv__vocab_known(c->t, row->vocab)) {
                 const hv__vocab_row_t *vr = hv__vocab_find(c->t, row->vocab, text);
                 if (vr == NULL) {
-                    issue(c, "warning", "code-invalid", c->rule, "code '%.40s' has no mapping in %s",
+                    issue(c, "warning", "code-invalid", rule_text(c), "code '%.40s' has no mapping in %s",
                           text, row->vocab);
                     return;
                 }
@@ -742,13 +789,13 @@ static void apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
             if (!strcmp(tname, "code") && hv_fhir_elem_binding(e) != NULL &&
                 hv_fhir_binding_strength(hv_fhir_elem_binding(e)) == HV_FHIR_BIND_REQUIRED &&
                 hv_fhir_binding_has(hv_fhir_elem_binding(e), NULL, text) == 0) {
-                issue(c, "warning", "code-invalid", c->rule,
+                issue(c, "warning", "code-invalid", rule_text(c),
                       "code '%.40s' is not in the value set FHIR requires for %s", text, key);
                 return;
             }
             val = primitive(c, tname, text);
             if (val == NULL) {
-                issue(c, "warning", "value", c->rule, "value not valid as FHIR %s", tname);
+                issue(c, "warning", "value", rule_text(c), "value not valid as FHIR %s", tname);
                 return;
             }
             if (hv_fhir_elem_is_array(e)) {
@@ -806,7 +853,8 @@ unmapped:
  */
 static int apply_map(ctx_t *c, const char *map, span_t v, int level, span_t seg, target_t *tg,
                      const hv_fhir_type_t *ttype, unsigned rep, int depth, const char **prim_out) {
-    size_t n, i, rl = strlen(c->rule);
+    size_t n, i;
+    int fr = c->nframes;
     const hv__map_row_t *rows = hv__map_rows(c->t, map, &n);
     (void)ttype;
     if (rows == NULL || depth > MAX_DEPTH) {
@@ -822,22 +870,15 @@ static int apply_map(ctx_t *c, const char *map, span_t v, int level, span_t seg,
         if (level == 0) {
             if (row->src_f == 0) {
                 if (!row->assign[0] || !cond_eval(c, row->cond, seg, v, level)) continue;
-                snprintf(c->rule + rl, sizeof(c->rule) - rl, " > %s %s", row->map, row->target);
+                if (fr < (int)HV_ARRAY_LEN(c->frames)) c->frames[c->nframes++] = row;
                 apply_row(c, row, v, level, seg, tg, 0, depth);
-                c->rule[rl] = '\0';
+                c->nframes = fr;
                 continue;
             }
             f = seg_field(c, seg, row->src_f);
             if (!span_valued(f)) continue;
             if (!cond_eval(c, row->cond, seg, v, level)) continue;
-            snprintf(c->rule + rl, sizeof(c->rule) - rl, " > %s %s-%u %s", row->map, seg.p ? "" : "",
-                     row->src_f, row->target);
-            {
-                char sid[4];
-                memcpy(sid, c->msg.segs[c->cur_seg].id, 4);
-                snprintf(c->rule + rl, sizeof(c->rule) - rl, " > %s %s-%u%s%.0u → %s", row->map, sid,
-                         row->src_f, row->src_c ? "." : "", row->src_c, row->target);
-            }
+            if (fr < (int)HV_ARRAY_LEN(c->frames)) c->frames[c->nframes++] = row;
             if (seg.len >= 3 && memcmp(seg.p, "MSH", 3) == 0 && row->src_f <= 2) {
                 apply_row(c, row, f, 3, seg, tg, 0, depth);
             } else {
@@ -856,7 +897,7 @@ static int apply_map(ctx_t *c, const char *map, span_t v, int level, span_t seg,
                     }
                 }
             }
-            c->rule[rl] = '\0';
+            c->nframes = fr;
             continue;
         }
         /* A data-type map: the source is a component (or subcomponent) of v. */
@@ -890,10 +931,9 @@ static int apply_map(ctx_t *c, const char *map, span_t v, int level, span_t seg,
             }
             continue;
         }
-        snprintf(c->rule + rl, sizeof(c->rule) - rl, " > %s %u → %s", row->map, row->src_f,
-                 row->target);
+        if (fr < (int)HV_ARRAY_LEN(c->frames)) c->frames[c->nframes++] = row;
         apply_row(c, row, f, row->src_f ? level + 1 : level, seg, tg, rep, depth);
-        c->rule[rl] = '\0';
+        c->nframes = fr;
     }
     if (prim_out != NULL && *prim_out == NULL) *prim_out = span_text(c, piece(c, v, level, 1));
     return HV_OK;
@@ -1108,7 +1148,8 @@ static void map_segment(ctx_t *c, size_t si, char *group, size_t group_cap) {
             tg.owner_e = hv_fhir_type_root(hv_fhir_resource_type("Bundle"));
             tg.res_type = "Bundle";
             tg.path = "Bundle";
-            snprintf(c->rule, sizeof(c->rule), "%s %s", structure, row->segmap);
+            c->rule_base = row->segmap;
+            c->nframes = 0;
             apply_map(c, row->segmap, seg, 0, seg, &tg, NULL, 0, 0, NULL);
             continue;
         }
@@ -1127,7 +1168,8 @@ static void map_segment(ctx_t *c, size_t si, char *group, size_t group_cap) {
         tg.owner_e = hv_fhir_type_root(hv_fhir_resource_type(r->type));
         tg.res_type = r->type;
         tg.path = r->type;
-        snprintf(c->rule, sizeof(c->rule), "%s %s", structure, row->segmap);
+        c->rule_base = row->segmap; /* the structure is in the message; keep this cheap */
+        c->nframes = 0;
         apply_map(c, row->segmap, seg, 0, seg, &tg, NULL, 0, 0, NULL);
         if (c->nres > before && json_object_object_length(c->res[before].obj) <= 1 &&
             c->res[before].obj == r->obj && !(c->lenient && strcmp(r->type, "Patient") == 0)) {
@@ -1313,14 +1355,19 @@ static int resource_ok(ctx_t *c, res_t *r) {
 }
 
 static void uuid_from(uint64_t a, uint64_t b, char out[37]) {
+    static const char hex[] = "0123456789abcdef";
     unsigned char u[16];
-    int i;
+    int i, o = 0;
     for (i = 0; i < 8; i++) u[i] = (unsigned char)(a >> (56 - 8 * i));
     for (i = 0; i < 8; i++) u[8 + i] = (unsigned char)(b >> (56 - 8 * i));
     u[6] = (unsigned char)((u[6] & 0x0f) | 0x50); /* RFC 4122 §4.3: name-based */
     u[8] = (unsigned char)((u[8] & 0x3f) | 0x80);
-    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0], u[1],
-             u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
+    for (i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10) out[o++] = '-';
+        out[o++] = hex[u[i] >> 4];
+        out[o++] = hex[u[i] & 15];
+    }
+    out[o] = '\0';
 }
 
 static void url_encode(hv_buf_t *b, const char *s) {
@@ -1411,7 +1458,8 @@ static void merge_a40(ctx_t *c, res_t *survivor) {
         tg.owner_e = hv_fhir_type_root(hv_fhir_resource_type("Patient"));
         tg.res_type = "Patient";
         tg.path = "Patient";
-        snprintf(c->rule, sizeof(c->rule), "ADT_A40 MRG-1 → Patient(merged).identifier");
+        c->rule_base = "ADT_A40 MRG-1 → Patient(merged).identifier";
+        c->nframes = 0;
         {
             size_t r, nr = hv_hl7v2_span_count(f, c->msg.delims.rep);
             for (r = 0; r < nr && r < MAX_REPS; r++) {
