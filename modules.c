@@ -19,6 +19,7 @@ const hv_module_t *const hv_modules[] = {
     &hv_fhirpath_module,
     &hv_fhir_channels_module,
     &hv_terminology_module,
+    &hv_terminology_channels_module,
     &hv_hl7v2_module,
     &hv_hl7v2_channels_module,
     &hv_mappings_module,
