@@ -124,12 +124,15 @@ static const char *rule_text(ctx_t *c) {
     int i;
     for (i = 0; i < c->nframes && n < sizeof(c->rule); i++) {
         const hv__map_row_t *r = c->frames[i];
-        int seglevel = strlen(r->map) > 3 && r->map[3] == '[';
-        if (seglevel && r->src_f)
+        /* The first frame is the segment map's row (SEG-F), the others data-type rows. */
+        if (i == 0 && r->src_f)
             n += (size_t)snprintf(c->rule + n, sizeof(c->rule) - n, " > %s %.3s-%u%s%.0u → %s", r->map, r->map,
                                   r->src_f, r->src_c ? "." : "", r->src_c, r->target);
         else
             n += (size_t)snprintf(c->rule + n, sizeof(c->rule) - n, " > %s %u → %s", r->map, r->src_f, r->target);
+        /* A row of mappings/v2/local.tsv or of an override file says where it comes from. */
+        if (n < sizeof(c->rule) && r->origin != NULL && strcmp(r->origin, "mappings/v2") != 0)
+            n += (size_t)snprintf(c->rule + n, sizeof(c->rule) - n, " (%s)", r->origin);
     }
     return c->rule;
 }
