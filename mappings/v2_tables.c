@@ -4400,5 +4400,11 @@ const char *const hv__map_v2_lines[] = {
     "#override",
     "msg\tORU_R01\t0\tOBR\tORU_R01.PATIENT_RESULT.ORDER_OBSERVATION\t\tServiceRequest[1]\tOBR[ServiceRequest]\tDiagnosticReport[1].basedOn.reference=ServiceRequest[1].id",
     "map\tCX[Identifier]\t4\t4\tHD\t\tsystem\turi\tHD[uri]\t\t",
+    "map\tOBR[ServiceRequest]\t2\t2\tEI\t\tidentifier[1]\tIdentifier\tEI[Identifier-Extension]\t\t",
+    "map\tOBR[ServiceRequest]\t2\t2\tEI\t\tidentifier[1].type.coding.code\tcode\t\t\tPLAC",
+    "map\tOBR[ServiceRequest]\t2\t2\tEI\t\tidentifier[1].type.coding.system\turi\t\t\thttp://terminology.hl7.org/CodeSystem/v2-0203",
+    "map\tOBR[ServiceRequest]\t3\t3\tEI\t\tidentifier[2]\tIdentifier\tEI[Identifier-Extension]\t\t",
+    "map\tOBR[ServiceRequest]\t3\t3\tEI\t\tidentifier[2].type.coding.code\tcode\t\t\tFILL",
+    "map\tOBR[ServiceRequest]\t3\t3\tEI\t\tidentifier[2].type.coding.system\turi\t\t\thttp://terminology.hl7.org/CodeSystem/v2-0203",
     NULL,
 };

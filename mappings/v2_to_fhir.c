@@ -651,6 +651,54 @@ static int apply_map(ctx_t *c, const char *map, span_t v, int level, span_t seg,
                      const hv_fhir_type_t *ttype, unsigned rep, int depth, const char **prim_out);
 
 /*
+ * Evaluates an assignment that concatenates fields of the segment and quoted literals
+ * (`OBX-5.1+"-"+OBX-5.2`); NULL for anything else or when no field is valued.
+ */
+static char *concat_value(ctx_t *c, const char *expr, span_t seg) {
+    char out[512];
+    size_t o = 0;
+    int valued = 0;
+    const char *p = expr;
+    while (*p) {
+        if (*p == '"') {
+            const char *q = strchr(p + 1, '"');
+            size_t n;
+            if (q == NULL) return NULL;
+            n = (size_t)(q - p - 1);
+            if (o + n >= sizeof(out)) return NULL;
+            memcpy(out + o, p + 1, n);
+            o += n;
+            p = q + 1;
+        } else if (isupper((unsigned char)p[0]) && p[3] == '-' && isdigit((unsigned char)p[4])) {
+            char *end;
+            unsigned f = (unsigned)strtoul(p + 4, &end, 10), comp = 0;
+            span_t v, r0;
+            char *t;
+            size_t n;
+            if (memcmp(p, c->msg.segs[c->cur_seg].id, 3) != 0) return NULL;
+            if (*end == '.') comp = (unsigned)strtoul(end + 1, &end, 10);
+            v = seg_field(c, seg, f);
+            if (hv_hl7v2_span_piece(v, c->msg.delims.rep, 0, &r0) != HV_OK) r0.p = NULL, r0.len = 0;
+            if (comp) r0 = piece(c, r0, 1, comp);
+            t = span_text(c, r0);
+            n = strlen(t);
+            if (n) valued = 1;
+            if (o + n >= sizeof(out)) return NULL;
+            memcpy(out + o, t, n);
+            o += n;
+            p = end;
+        } else {
+            return NULL;
+        }
+        if (*p == '+') p++;
+        else if (*p != '\0') return NULL;
+    }
+    if (!valued) return NULL;
+    out[o] = '\0';
+    return hv_arena_strdup(c->arena, out);
+}
+
+/*
  * Writes one row's value at a target path under tg. The path is a dotted list of
  * steps "name[idx](Type)"; the FHIR model types each step. The last step gets a
  * primitive (converted from text, or from a primitive data-type map) or, for a
@@ -669,7 +717,10 @@ static void apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
         if (row->dtmap[0] && depth < MAX_DEPTH) apply_map(c, row->dtmap, v, level, seg, tg, NULL, rep, depth + 1, NULL);
         return;
     }
-    if (row->assign[0] == '=') return;                            /* an expression, not a constant */
+    /* An expression: only a concatenation of fields and literals with a condition of its own
+     * (OBX-5 VR: OBX-5.1+"-"+OBX-5.2) is evaluated; other expressions are not applied. */
+    if (row->assign[0] == '=' && (row->cond[0] == '\0' || concat_value(c, row->assign + 1, seg) == NULL))
+        return;
     /* "[1].family" in XPN, "Quantity.code" in CWE[Quantity]: relative to the value itself. */
     if (path[0] == '[') {
         if (strncmp(path, "[1].", 4) != 0) return;
@@ -762,7 +813,9 @@ static void apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
             if (nlen >= sizeof(key)) goto unmapped;
             memcpy(key, p, nlen);
             key[nlen] = '\0';
-            if (row->assign[0]) {
+            if (row->assign[0] == '=') {
+                text = concat_value(c, row->assign + 1, seg);
+            } else if (row->assign[0]) {
                 text = row->assign;
             } else if (row->dtmap[0] && depth < MAX_DEPTH) {
                 apply_map(c, row->dtmap, v, level, seg, tg, chosen, rep, depth + 1, &text);
