@@ -525,7 +525,11 @@ static json_object *primitive(ctx_t *c, const char *tname, const char *text) {
     if (!strcmp(tname, "date") || !strcmp(tname, "dateTime") || !strcmp(tname, "instant") ||
         !strcmp(tname, "time")) {
         char *v = dtm_to_fhir(c, text, tname);
-        if (v == NULL && (text[4] == '-' || text[2] == ':')) v = (char *)text; /* already FHIR */
+        size_t tl = strlen(text);
+        /* A value already in FHIR form (a constant of the tables, "2024-01-02"). */
+        if (v == NULL && ((tl > 4 && text[4] == '-' && isdigit((unsigned char)text[0])) ||
+                          (tl > 2 && text[2] == ':' && isdigit((unsigned char)text[0]))))
+            v = (char *)text;
         return v ? json_object_new_string(v) : NULL;
     }
     if (!strcmp(tname, "decimal")) return decimal_value(text);
@@ -669,7 +673,8 @@ static char *concat_value(ctx_t *c, const char *expr, span_t seg) {
             memcpy(out + o, p + 1, n);
             o += n;
             p = q + 1;
-        } else if (isupper((unsigned char)p[0]) && p[3] == '-' && isdigit((unsigned char)p[4])) {
+        } else if (strnlen(p, 5) == 5 && isupper((unsigned char)p[0]) && p[3] == '-' &&
+                   isdigit((unsigned char)p[4])) {
             char *end;
             unsigned f = (unsigned)strtoul(p + 4, &end, 10), comp = 0;
             span_t v, r0;
@@ -1197,6 +1202,7 @@ static void map_segment(ctx_t *c, size_t si, char *group, size_t group_cap) {
         res_t *r;
         target_t tg;
         size_t before;
+        int had_prev;
         if (strcmp(row->group, chosen) != 0) continue;
         if (!cond_eval(c, row->cond, seg, seg, 0)) continue;
         if (strcmp(row->target, "Bundle") == 0) {
@@ -1214,6 +1220,7 @@ static void map_segment(ctx_t *c, size_t si, char *group, size_t group_cap) {
         snprintf(type, sizeof(type), "%.*s", (int)(br ? (size_t)(br - row->target) : strlen(row->target)),
                  row->target);
         r = slot_find(c, row->target);
+        had_prev = r != NULL;
         if (r != NULL && strcmp(r->seg, sg->id) == 0 && r->seg_index != si) r = NULL;
         before = c->nres;
         if (r == NULL) {
@@ -1228,7 +1235,8 @@ static void map_segment(ctx_t *c, size_t si, char *group, size_t group_cap) {
         c->nframes = 0;
         apply_map(c, row->segmap, seg, 0, seg, &tg, NULL, 0, 0, NULL);
         if (c->nres > before && json_object_object_length(c->res[before].obj) <= 1 &&
-            c->res[before].obj == r->obj && !(c->lenient && strcmp(r->type, "Patient") == 0)) {
+            c->res[before].obj == r->obj &&
+            !(c->lenient && !had_prev && strcmp(r->type, "Patient") == 0 && strcmp(sg->id, "PID") == 0)) {
             /* This row made nothing: the slot stays free for the next row. */
             r->dropped = 1;
             r->slot[0] = '\0';
@@ -1681,7 +1689,8 @@ static int finish(ctx_t *c, json_object **bundle_out, hv_error_t *err) {
             res_t *r = &c->res[i];
             if (r->dropped) continue;
             drop_dangling(c, r->obj);
-            if ((json_object_object_length(r->obj) <= 1 && !(c->lenient && !strcmp(r->type, "Patient"))) ||
+            /* Lenient mode keeps the message's patient even when PID gave nothing (it is linked). */
+            if ((json_object_object_length(r->obj) <= 1 && !(c->lenient && r == patient)) ||
                 !resource_ok(c, r)) {
                 r->dropped = 1;
                 changed = 1;
