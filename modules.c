@@ -12,6 +12,7 @@
 #include "fhir/fhirpath.h"
 #include "terminology/terminology.h"
 #include "mappings/mappings.h"
+#include "console/console.h"
 
 const hv_module_t *const hv_modules[] = {
     &hv_auth_module, /* first: its guard must be in place before other modules take requests */
@@ -25,5 +26,6 @@ const hv_module_t *const hv_modules[] = {
     &hv_mappings_module,
     &hv_mappings_channels_module,
     &hv_channels_module, /* after the modules that register sources, steps, destinations */
+    &hv_console_module,
     NULL,
 };
