@@ -7,6 +7,8 @@
   (mapcompare.py); the pass count is printed and may not fall below the recorded one;
 - the ReportStream messages and the IG's MDM_T02 sample: patients, identifiers, names and codes
   of the expected Bundles are in ours;
+- round trip ORU^R01 → FHIR → ORU^R01 (mappings/fhir_to_v2.c) → FHIR keeps identifiers, names,
+  codes, values, units and times;
 - idempotence through a real engine: the same ADT posted twice and an A08 after the A01 leave
   one Patient with the updated data; an ORU resent leaves one Observation per result;
 - the hl7v2-to-fhir channel step turns an HL7 v2 message into the Bundle a destination gets.
@@ -42,8 +44,8 @@ ORU = ("MSH|^~\\&|LAB|LABFAC|EHR|HOSP|20240102080000-0500||ORU^R01^ORU_R01|LAB77
        "ORC|RE|PLC100^EHR|FIL200^LAB\r"
        "OBR|1|PLC100^EHR|FIL200^LAB|24331-1^Lipid panel^LN|||20240102070000-0500|||||||||||||||"
        "20240102075900-0500|||F\r"
-       "OBX|1|NM|2093-3^Cholesterol^LN||185.5|mg/dL^mg/dL^UCUM|<200|N|||F\r"
-       "OBX|2|NM|2571-8^Triglyceride^LN||120|mg/dL^mg/dL^UCUM|<150|N|||F\r")
+       "OBX|1|NM|2093-3^Cholesterol^LN||185.5|mg/dL^mg/dL^UCUM|<200|N|||F|||20240102075000-0500\r"
+       "OBX|2|NM|2571-8^Triglyceride^LN||120|mg/dL^mg/dL^UCUM|<150|N|||F|||20240102075000-0500\r")
 
 
 def map_text(test, text, *args):
@@ -93,15 +95,35 @@ class Cli(EngineTestCase):
         self.assertEqual(out, "")
         self.assertIn("PID-3", err)
 
-    def test_other_directions_answer_until_they_land(self):
+    def test_fhir_to_v2_needs_a_type(self):
         path = os.path.join(self.workdir, "p.json")
         with open(path, "w") as f:
             f.write('{"resourceType":"Patient"}')
         code, _, err = run_cli("map", "fhir-to-v2", path)
-        self.assertEqual(code, 2)  # --type is required
-        code, _, err = run_cli("map", "fhir-to-v2", "--type", "ORU_R01", path)
-        if code != 0:
-            self.assertIn("not supported", err)
+        self.assertEqual(code, 2)
+        self.assertIn("--type", err)
+
+    def test_round_trip_v2_fhir_v2_fhir_keeps_clinical_values(self):
+        """ORU^R01 → FHIR (this engine) → ORU^R01 (mappings/fhir_to_v2.c) → FHIR again: the
+        patient identifier, name, birth date, result codes, values, units and times survive."""
+        first = map_text(self, ORU)
+        path = os.path.join(self.workdir, "first.json")
+        with open(path, "w") as f:
+            json.dump(first, f)
+        code, v2, err = run_cli("map", "fhir-to-v2", "--type", "ORU_R01", path)
+        self.assertEqual(code, 0, err)
+        self.assertTrue(v2.startswith("MSH|"), v2[:80])
+        second = map_text(self, v2.strip().replace("\n", "\r"))
+
+        def values(b):
+            rs = mapcompare.resources(b)
+            pat = rs["Patient"][0]
+            obs = sorted(((o["code"]["coding"][0]["code"], o["valueQuantity"]["value"],
+                           o["valueQuantity"].get("unit"), o.get("effectiveDateTime"))
+                          for o in rs["Observation"]), key=str)
+            return (pat["identifier"][0]["value"], pat["name"][0]["family"], pat["birthDate"], obs)
+
+        self.assertEqual(values(first), values(second))
 
 
 class ReportStream(EngineTestCase):
