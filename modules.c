@@ -7,6 +7,7 @@
 #include "config.h"
 #include "engine/engine.h"
 #include "engine/auth/auth.h"
+#include "adapters/ehr/ehr.h"
 #include "adapters/hl7v2/hl7v2.h"
 #include "fhir/fhir.h"
 #include "fhir/fhirpath.h"
@@ -25,6 +26,7 @@ const hv_module_t *const hv_modules[] = {
     &hv_hl7v2_channels_module,
     &hv_mappings_module,
     &hv_mappings_channels_module,
+    &hv_ehr_module,
     &hv_channels_module, /* after the modules that register sources, steps, destinations */
     &hv_console_module,
     NULL,

@@ -389,6 +389,14 @@ static void collect_refs(every_t *ev, struct json_object *o, int depth)
             type[tl] = '\0';
             if (hv_fhir_resource_type(type) == NULL || strcmp(type, "Patient") == 0)
                 continue;
+            /* Distinct targets only, so that the cap counts resources, not mentions. */
+            {
+                size_t k;
+                for (k = 0; k < ev->nrefs && strcmp(ev->refs[k], ref) != 0; k++)
+                    ;
+                if (k < ev->nrefs)
+                    continue;
+            }
             snprintf(ev->refs[ev->nrefs++], sizeof(ev->refs[0]), "%s", ref);
             if (ev->nrefs >= EVERYTHING_MAX_REFS)
                 return;
