@@ -491,6 +491,7 @@ if PG_URL:
             subprocess.run(["psql", "-q", "-X", PG_URL, "-c", "DROP DATABASE IF EXISTS %s" % cls.DB_NAME],
                            capture_output=True, timeout=60)
 
+        interrupted = Sync.interrupted
         test_full_then_incremental_with_source_identity = Sync.test_full_then_incremental_with_source_identity
         test_kill9_mid_sync_resumes_from_checkpoint = Sync.test_kill9_mid_sync_resumes_from_checkpoint
         test_each_policy_decides_and_records = Conflicts.test_each_policy_decides_and_records
