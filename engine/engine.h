@@ -589,6 +589,9 @@ typedef void (*hv_http_respond_hook_cb)(hv_http_req_t *req, int status, const ch
 void hv_http_set_respond_hook(hv_engine_t *e, hv_http_respond_hook_cb fn, void *ud);
 void hv_http_req_hold(hv_http_req_t *req);
 void hv_http_req_release(hv_http_req_t *req, int status);
+/* From the respond hook only: answer with this instead of the handler's answer (copied);
+ * e.g. consent enforcement filtering a search result. */
+int hv_http_req_override(hv_http_req_t *req, int status, const char *content_type, const char *body, size_t len);
 /* Marks req as audited; returns 1 if it already was (one record per request). */
 int hv_http_req_mark_audited(hv_http_req_t *req);
 

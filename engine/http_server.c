@@ -72,6 +72,10 @@ struct hv_http_req {
     int hold_failed;
     int audited; /* an audit record of this request has been taken */
     int held_status;
+    int ovr_status; /* an answer the respond hook put in place of the handler's, or 0 */
+    char *ovr_type;
+    char *ovr_body;
+    size_t ovr_len;
     char *held_type;
     char *held_body;
     size_t held_len;
@@ -528,8 +532,15 @@ void hv_http_respond(hv_http_req_t *req, int status, const char *content_type, c
                hv_http_req_route(req));
         return;
     }
-    if (!req->held && s->e->respond_hook != NULL)
+    if (!req->held && s->e->respond_hook != NULL) {
         s->e->respond_hook(req, status, body, len, s->e->respond_hook_ud);
+        if (req->ovr_status != 0) {
+            status = req->ovr_status;
+            content_type = req->ovr_type;
+            body = req->ovr_body;
+            len = req->ovr_len;
+        }
+    }
     if (req->holds > 0 && !req->held) {
         /* Keep the answer until the audit records of this request have committed. */
         req->held = 1;
@@ -1211,6 +1222,22 @@ void hv_http_set_respond_hook(hv_engine_t *e, hv_http_respond_hook_cb fn, void *
 }
 
 void hv_http_req_hold(hv_http_req_t *req) { req->holds++; }
+
+int hv_http_req_override(hv_http_req_t *req, int status, const char *content_type, const char *body, size_t len) {
+    char *t = content_type ? hv_arena_strdup(req->arena, content_type) : NULL;
+    char *b = hv_arena_strndup(req->arena, body ? body : "", len);
+    if ((content_type && t == NULL) || b == NULL) return HV_ENOMEM;
+    if (status >= 400) {
+        /* The handler's headers (ETag, Location …) describe the answer that is not sent. */
+        req->resp_headers.len = 0;
+        if (req->resp_headers.data) req->resp_headers.data[0] = '\0';
+    }
+    req->ovr_status = status;
+    req->ovr_type = t;
+    req->ovr_body = b;
+    req->ovr_len = len;
+    return HV_OK;
+}
 
 int hv_http_req_mark_audited(hv_http_req_t *req) {
     int was = req->audited;

@@ -55,6 +55,9 @@ typedef struct hv__alert_cfg {
 
 typedef struct hv__alert_state hv__alert_state_t;
 
+#define HV__CONSENT_STR 64
+typedef struct hv__consent hv__consent_t;
+
 typedef struct hv__audit {
     hv_engine_t *e;
     hv_storage_t *storage;
@@ -69,6 +72,8 @@ typedef struct hv__audit {
     hv_metrics_t *metrics;
     int64_t alert_seq; /* the last alert id handed out (loop thread) */
     int verify_failed;  /* the last verification found a problem */
+    hv__consent_t **consents; /* the active Consents (consent.c), loop thread */
+    size_t nconsents, max_consents;
 } hv__audit_t;
 
 /* event.c: the AuditEvent, the FHIR request classifier, the patient scanner, POST /audit/log */
@@ -122,6 +127,29 @@ void hv__alert_raise(hv__audit_t *a, const char *rule, const char *severity, con
                      const char *detail);
 /* Parses "07:00-19:00" into minutes; "" gives -1/-1. */
 int hv__alert_parse_hours(const char *s, int *from, int *to);
+
+/* consent.c */
+/* Parses a Consent: HV_OK for an active one, HV_ENOTFOUND (id and patient set) for one that
+ * is not active, HV_EINVAL/HV_EPROTO when it cannot be read. */
+int hv__consent_parse(const char *text, size_t len, hv__consent_t *out);
+/* 1 when c denies user (purpose, resource type) at now. */
+int hv__consent_denies(const hv__consent_t *c, const char *user, const char *purpose, const char *type, int64_t now);
+int hv__consent_load(hv__audit_t *a, hv_db_t *db);
+void hv__consent_free(hv__audit_t *a);
+/* A FHIR write of a Consent was answered: update the registry. */
+void hv__consent_observe(hv__audit_t *a, int method, const char *id, int status, const char *resp, size_t rlen,
+                         const char *reqbody, size_t qlen);
+int hv__consent_has(const hv__audit_t *a, const char *patient);
+/*
+ * Enforces consent on a read or search answer about to leave (respond hook): returns 0
+ * when it goes as it is (nothing denied, or break-glass — then with an alert), 1 when
+ * it was replaced by 403, 2 when a searchset was replaced without the denied entries,
+ * -1 when the replacement could not be made. detail is set for the AuditEvent.
+ */
+int hv__consent_enforce(hv__audit_t *a, hv_http_req_t *req, const char *user, const char *type, const char *body,
+                        size_t len, const char **ids, size_t *n, const char **detail);
+int hv__consent_patient_denied(const hv__audit_t *a, const char *patient, const char *user, const char *purpose,
+                               const char *type, int64_t now);
 
 /* api.c */
 int hv__audit_routes(hv__audit_t *a, hv_router_t *r);

@@ -45,6 +45,7 @@ static const char *const migrations_sqlite[] = {
     " BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;"
     "CREATE TRIGGER audit_event_no_delete BEFORE DELETE ON audit_event"
     " BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;",
+    "CREATE TABLE audit_consent (id TEXT PRIMARY KEY, body TEXT NOT NULL);",
     NULL,
 };
 
@@ -63,6 +64,7 @@ static const char *const migrations_pg[] = {
     " severity TEXT NOT NULL, who TEXT NOT NULL, ip TEXT NOT NULL, detail TEXT NOT NULL);"
     "CREATE RULE audit_event_no_update AS ON UPDATE TO audit_event DO INSTEAD NOTHING;"
     "CREATE RULE audit_event_no_delete AS ON DELETE TO audit_event DO INSTEAD NOTHING;",
+    "CREATE TABLE audit_consent (id TEXT PRIMARY KEY, body TEXT NOT NULL);",
     NULL,
 };
 

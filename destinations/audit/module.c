@@ -51,6 +51,8 @@ static const hv_setting_t settings[] = {
     {"audit.retention.audit_days", NULL, HV_SET_INT, "2555", NULL, "retention of audit events (7 years)"},
     {"audit.retention.access_days", NULL, HV_SET_INT, "2190", NULL, "retention of access logs (6 years)"},
     {"audit.retention.alert_days", NULL, HV_SET_INT, "0", NULL, "retention of security alerts (0: indefinitely)"},
+    {"audit.consent_max", NULL, HV_SET_INT, "10000", NULL,
+     "active FHIR Consent resources enforced at most (kept in memory, about 14 KiB each)"},
     {"audit.hot_days", NULL, HV_SET_INT, "365", NULL,
      "records older than this are due for `holovitals audit archive` (they stay in the store until their"
      " retention ends)"},
@@ -181,10 +183,16 @@ static void respond_hook(hv_http_req_t *req, int status, const char *body, size_
     if (hv_http_req_mark_audited(req)) return; /* a site recorded this request itself */
     if (strcmp(type, "Patient") == 0 && id[0]) ids[n++] = id;
     if (status < 300 && body != NULL && len > 0) hv__audit_scan_patients(body, len, ar, ids, &n, HV_ARRAY_LEN(ids));
+    if (a->nconsents > 0 && status == 200 && (action == 'R' || action == 'E') && n > 0 && body != NULL) {
+        const hv_auth_principal_t *p = hv_auth_principal(req);
+        int c = hv__consent_enforce(a, req, p ? p->sub : "", type, body, len, ids, &n, &ev.detail);
+        if (c == 1 || c == -1) status = c == 1 ? 403 : 500;
+    }
     if (method != HV_HTTP_GET && method != HV_HTTP_HEAD) {
         size_t bl = 0;
         const char *rb = hv_http_req_body(req, &bl);
         if (rb != NULL && bl > 0) hv__audit_scan_patients(rb, bl, ar, ids, &n, HV_ARRAY_LEN(ids));
+        if (strcmp(type, "Consent") == 0) hv__consent_observe(a, method, id, status, body, len, rb, bl);
     }
     ev.action = action;
     ev.subtype = subtype;
@@ -195,7 +203,7 @@ static void respond_hook(hv_http_req_t *req, int status, const char *body, size_
     ev.query = hv_http_req_query(req);
     ev.patients = ids;
     ev.npatients = n;
-    if (status >= 400) ev.detail = hv_http_status_text(status);
+    if (status >= 400 && ev.detail == NULL) ev.detail = hv_http_status_text(status);
     (void)sink(a, &ev); /* a refusal has already turned the answer into 503 */
 }
 
@@ -331,6 +339,7 @@ static int read_config(hv__audit_t *a, hv_config_t *c) {
     a->retention_access_days = hv_config_int(c, "audit.retention.access_days");
     a->retention_alert_days = hv_config_int(c, "audit.retention.alert_days");
     a->hot_days = hv_config_int(c, "audit.hot_days");
+    a->max_consents = (size_t)hv_config_int(c, "audit.consent_max");
     if (hv__alert_parse_hours(hv_config_str(c, "audit.alerts.hours"), &a->alert_cfg.hours_from,
                               &a->alert_cfg.hours_to) != HV_OK) {
         fprintf(stderr, "holovitals: audit.alerts.hours must look like 07:00-19:00\n");
@@ -365,6 +374,7 @@ static int audit_init(hv_engine_t *e, void **state) {
     if (rc == HV_OK) rc = hv_db_open(hv_engine_db_url(e), hv_engine_data_dir(e), "audit", &db, &err);
     if (rc == HV_OK) rc = hv_db_migrate(db, "audit", hv__audit_migrations(db), &err);
     if (rc == HV_OK) rc = hv_db_set_synchronous(db, hv_config_str(c, "audit.synchronous"));
+    if (rc == HV_OK) rc = hv__consent_load(a, db);
     if (rc != HV_OK) {
         char msg[1024];
         hv_error_format(&err, msg, sizeof(msg));
@@ -403,6 +413,7 @@ fail:
     if (a->storage != NULL) hv_storage_free(a->storage);
     EVP_PKEY_free(a->key);
     hv__alert_state_free(a->alerts);
+    hv__consent_free(a);
     hv_free(a);
     return rc;
 }
@@ -420,6 +431,7 @@ static void audit_free(hv_engine_t *e, void *state) {
     hv_http_set_respond_hook(e, NULL, NULL);
     EVP_PKEY_free(a->key);
     hv__alert_state_free(a->alerts);
+    hv__consent_free(a);
     hv_free(a);
 }
 

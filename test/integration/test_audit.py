@@ -428,6 +428,61 @@ class Crash(AuditCase):
         self.assertEqual(missing, [])
 
 
+class Consent(AuditCase):
+    def consent(self, eng, h, cid, patient, provision):
+        self.put(eng, h, {"resourceType": "Consent", "id": cid, "status": "active",
+                          "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                                                "code": "patient-privacy"}]},
+                          "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+                          "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                                                     "code": "OPTIN"}]},
+                          "patient": {"reference": "Patient/" + patient}, "provision": provision})
+
+    def ids(self, eng, h, path):
+        st, body = eng.get_json(path, headers=h)
+        self.assertEqual(st, 200, body)
+        return sorted(e["resource"]["id"] for e in body.get("entry", []))
+
+    def test_consent_deny_blocks_reads_and_searches_break_glass_overrides(self):
+        eng = self.audit_engine()
+        adm = self.token(eng, "admin")
+        self.seed(eng, adm, 2)
+        self.consent(eng, adm, "c1", "p1", {"type": "deny", "actor": [
+            {"role": {"coding": [{"code": "PRCP"}]}, "reference": {"reference": "Practitioner/alice"}}]})
+        self.consent(eng, adm, "c2", "p2", {"type": "permit", "provision": [
+            {"type": "deny", "purpose": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason",
+                                          "code": "HRESCH"}]}]})
+        alice, bob = self.token(eng, "alice"), self.token(eng, "bob")
+        self.assertEqual(eng.get("/fhir/Patient/p1", headers=alice)[0], 403)
+        self.assertEqual(eng.get("/fhir/Observation/o1", headers=alice)[0], 403)
+        self.assertEqual(eng.get("/fhir/Patient/p1", headers=bob)[0], 200)
+        self.assertEqual(self.ids(eng, alice, "/fhir/Observation"), ["o2"])
+        self.assertEqual(self.ids(eng, bob, "/fhir/Observation"), ["o1", "o2"])
+        # purpose of use
+        research = dict(bob, **{"X-Purpose-Of-Use": "HRESCH"})
+        self.assertEqual(eng.get("/fhir/Patient/p2", headers=research)[0], 403)
+        self.assertEqual(self.ids(eng, research, "/fhir/Observation"), ["o1"])
+        self.assertEqual(eng.get("/fhir/Patient/p2", headers=bob)[0], 200)
+        # break-glass
+        bg = dict(alice, **{"X-Break-Glass": "emergency"})
+        self.assertEqual(eng.get("/fhir/Patient/p1", headers=bg)[0], 200)
+        self.assertEqual(self.ids(eng, bg, "/fhir/Observation"), ["o1", "o2"])
+        self.assertEqual(len(self.wait_alerts(eng, adm, "consent-override", 2)), 2)
+        # the trail says what happened
+        evs = self.events(eng, adm, "&user=alice&subtype=read")
+        self.assertEqual([(e["outcome"], e.get("outcomeDesc")) for e in evs[:2]],
+                         [("4", "denied by consent"), ("4", "denied by consent")])
+        searches = self.events(eng, adm, "&user=alice&subtype=search-type")
+        self.assertEqual(patients(searches[0]), ["p2"])  # only what left
+        # persisted across a restart; a deleted consent no longer applies
+        eng.stop()
+        eng.start(fixed_ports=True)
+        adm, alice = self.token(eng, "admin"), self.token(eng, "alice")
+        self.assertEqual(eng.get("/fhir/Patient/p1", headers=alice)[0], 403)
+        self.assertIn(eng.request("DELETE", "/fhir/Consent/c1", headers=adm)[0], (200, 204))
+        self.assertEqual(eng.get("/fhir/Patient/p1", headers=alice)[0], 200)
+
+
 class Destination(AuditCase):
     def test_audit_destination_records_channel_messages(self):
         eng = self.audit_engine(start=False)
