@@ -36,3 +36,14 @@ int hv_audit_note(hv_http_req_t *req, char action, const char *subtype, int outc
     ev.detail = detail;
     return hv_audit_record(hv_http_req_engine(req), &ev);
 }
+
+void hv_consent_set_filter(hv_engine_t *e, hv_consent_filter_cb fn, void *ud) {
+    e->consent_filter = fn;
+    e->consent_ud = ud;
+}
+
+int hv_consent_withholds(hv_engine_t *e, const char *purpose, const char *content, size_t len,
+                         const char *content_type) {
+    if (e == NULL || e->consent_filter == NULL || purpose == NULL) return 0;
+    return e->consent_filter(e->consent_ud, purpose, content, len, content_type);
+}

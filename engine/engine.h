@@ -891,6 +891,19 @@ void hv_audit_set_sink(hv_engine_t *e, hv_audit_sink_cb fn, void *ud);
 int hv_audit_record(hv_engine_t *e, const hv_audit_event_t *ev);
 /* The AuditEvent.outcome for an HTTP status: 2xx/3xx 0, 4xx 4, 5xx 8. */
 int hv_audit_outcome_http(int status);
+/*
+ * Consent for channel destinations: a destination with "purpose" (e.g. "HRESCH",
+ * research) does not receive a message when the consent filter (registered by the
+ * audit module) says a patient the message is about denies that purpose; the
+ * message counts as done for that destination ("withheld by patient consent").
+ * Without a filter nothing is withheld.
+ */
+typedef int (*hv_consent_filter_cb)(void *ud, const char *purpose, const char *content, size_t len,
+                                    const char *content_type);
+void hv_consent_set_filter(hv_engine_t *e, hv_consent_filter_cb fn, void *ud);
+/* 1 when the message must not go to a destination with this purpose. */
+int hv_consent_withholds(hv_engine_t *e, const char *purpose, const char *content, size_t len,
+                         const char *content_type);
 /* One-line form for call sites: an event about req (may be NULL with e given through
  * req's engine) with who = user when the request carries no principal (a login). */
 int hv_audit_note(hv_http_req_t *req, char action, const char *subtype, int outcome, const char *user,

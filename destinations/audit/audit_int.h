@@ -139,6 +139,8 @@ void hv__consent_free(hv__audit_t *a);
 /* A FHIR write of a Consent was answered: update the registry. */
 void hv__consent_observe(hv__audit_t *a, int method, const char *id, int status, const char *resp, size_t rlen,
                          const char *reqbody, size_t qlen);
+/* The engine's consent filter for channel destinations with a purpose (hv_consent_set_filter). */
+int hv__consent_filter(void *ud, const char *purpose, const char *content, size_t len, const char *content_type);
 int hv__consent_has(const hv__audit_t *a, const char *patient);
 /*
  * Enforces consent on a read or search answer about to leave (respond hook): returns 0

@@ -383,3 +383,36 @@ int hv__consent_enforce(hv__audit_t *a, hv_http_req_t *req, const char *user, co
                                                                                                                 : -1;
     }
 }
+
+int hv__consent_filter(void *ud, const char *purpose, const char *content, size_t len, const char *content_type) {
+    hv__audit_t *a = ud;
+    const char *ids[HV_AUDIT_MAX_PATIENTS], *type = "";
+    size_t n = 0;
+    int withhold = 0;
+    hv_arena_t *ar;
+    struct json_object *o = NULL;
+    (void)content_type;
+    if (a->nconsents == 0 || content == NULL || len == 0) return 0;
+    ar = hv_arena_new(2048);
+    if (ar == NULL) return 1; /* cannot tell: keep it back (it is retried as done, never sent) */
+    hv__audit_scan_patients(content, len, ar, ids, &n, HV_ARRAY_LEN(ids));
+    if (n > 0 && content[0] == '{' && (o = json_tokener_parse(content)) != NULL && hv_json_get_str(o, "resourceType"))
+        type = hv_json_get_str(o, "resourceType");
+    for (size_t i = 0; i < n && !withhold; i++)
+        withhold = hv__consent_patient_denied(a, ids[i], "", purpose, type, (int64_t)hv_now_ms());
+    if (withhold) {
+        hv_audit_event_t ev = {0};
+        ev.action = 'E';
+        ev.subtype = "consent-withheld";
+        ev.outcome = 0;
+        ev.user = "channel";
+        ev.purpose = purpose;
+        ev.patients = ids;
+        ev.npatients = n;
+        ev.detail = "a message was kept from a destination by patient consent";
+        (void)hv_audit_record(a->e, &ev);
+    }
+    json_object_put(o);
+    hv_arena_free(ar);
+    return withhold;
+}

@@ -407,6 +407,7 @@ static int audit_init(hv_engine_t *e, void **state) {
     if ((rc = hv_channel_register_dest(e, &audit_dest)) != HV_OK) goto fail;
     hv_audit_set_sink(e, sink, a);
     hv_http_set_respond_hook(e, respond_hook, a);
+    hv_consent_set_filter(e, hv__consent_filter, a);
     *state = a;
     return HV_OK;
 fail:
@@ -429,6 +430,7 @@ static void audit_free(hv_engine_t *e, void *state) {
     hv_storage_free(a->storage);
     hv_audit_set_sink(e, NULL, NULL);
     hv_http_set_respond_hook(e, NULL, NULL);
+    hv_consent_set_filter(e, NULL, NULL);
     EVP_PKEY_free(a->key);
     hv__alert_state_free(a->alerts);
     hv__consent_free(a);

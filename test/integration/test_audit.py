@@ -15,6 +15,7 @@ import os
 import sqlite3
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from harness import EngineTestCase, main
 
@@ -481,6 +482,51 @@ class Consent(AuditCase):
         self.assertEqual(eng.get("/fhir/Patient/p1", headers=alice)[0], 403)
         self.assertIn(eng.request("DELETE", "/fhir/Consent/c1", headers=adm)[0], (200, 204))
         self.assertEqual(eng.get("/fhir/Patient/p1", headers=alice)[0], 200)
+
+
+    def test_destination_with_purpose_does_not_receive_denied_patients_messages(self):
+        got = {"research": [], "care": []}
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                got[self.path.strip("/")].append(json.loads(body)["subject"]["reference"])
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        srv.daemon_threads = True
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        self.addCleanup(srv.shutdown)
+        url = "http://127.0.0.1:%d/" % srv.server_address[1]
+        eng = self.audit_engine(start=False)
+        with open(os.path.join(eng.channels, "labs.json"), "w") as f:
+            json.dump({"id": "labs", "source": {"type": "http"}, "destinations": [
+                {"name": "research", "type": "http-send", "url": url + "research", "purpose": "HRESCH"},
+                {"name": "care", "type": "http-send", "url": url + "care"}]}, f)
+        eng.start()
+        adm = self.token(eng, "admin")
+        self.seed(eng, adm, 2)
+        self.consent(eng, adm, "c2", "p2", {"type": "permit", "provision": [
+            {"type": "deny", "purpose": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason",
+                                          "code": "HRESCH"}]}]})
+        h = dict(adm, **{"Content-Type": "application/fhir+json"})
+        for p in ("p1", "p2"):
+            msg = json.dumps({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                              "subject": {"reference": "Patient/" + p}})
+            self.assertEqual(eng.request("POST", "/channels/labs/in", body=msg, headers=h)[0], 201)
+        deadline = time.monotonic() + 5
+        while len(got["care"]) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        self.assertEqual(sorted(got["care"]), ["Patient/p1", "Patient/p2"])
+        self.assertEqual(got["research"], ["Patient/p1"])
+        withheld = self.events(eng, adm, "&subtype=consent-withheld")
+        self.assertEqual([patients(e) for e in withheld], [["p2"]])
 
 
 class Destination(AuditCase):
