@@ -532,14 +532,12 @@ void hv_http_respond(hv_http_req_t *req, int status, const char *content_type, c
                hv_http_req_route(req));
         return;
     }
-    if (!req->held && s->e->respond_hook != NULL) {
-        s->e->respond_hook(req, status, body, len, s->e->respond_hook_ud);
-        if (req->ovr_status != 0) {
-            status = req->ovr_status;
-            content_type = req->ovr_type;
-            body = req->ovr_body;
-            len = req->ovr_len;
-        }
+    if (!req->held && s->e->respond_hook != NULL) s->e->respond_hook(req, status, body, len, s->e->respond_hook_ud);
+    if (!req->held && req->ovr_status != 0) {
+        status = req->ovr_status;
+        content_type = req->ovr_type;
+        body = req->ovr_body;
+        len = req->ovr_len;
     }
     if (req->holds > 0 && !req->held) {
         /* Keep the answer until the audit records of this request have committed. */
@@ -1246,16 +1244,24 @@ int hv_http_req_mark_audited(hv_http_req_t *req) {
 }
 
 void hv_http_req_release(hv_http_req_t *req, int status) {
+    static const char busy[] = "{\"error\":\"audit_unavailable\",\"message\":"
+                               "\"the audit trail could not record this request; retry later\"}";
     if (status != HV_OK) req->hold_failed = 1;
     if (req->holds > 0) req->holds--;
-    if (req->holds > 0 || !req->held) return;
+    if (req->holds > 0) return;
+    if (!req->held) {
+        /* Not answered yet: the answer, when it comes, is the 503 below. */
+        if (req->hold_failed && req->ovr_status != 503) {
+            hv_http_req_override(req, 503, "application/json", busy, sizeof(busy) - 1);
+            hv_http_header_add(req, "Retry-After", "1");
+        }
+        return;
+    }
     if (req->hold_failed) {
         /* The audit record could not be written: no data leaves without its record. */
         req->resp_headers.len = 0;
         if (req->resp_headers.data) req->resp_headers.data[0] = '\0';
         hv_http_header_add(req, "Retry-After", "1");
-        static const char busy[] = "{\"error\":\"audit_unavailable\",\"message\":"
-                                   "\"the audit trail could not record this request; retry later\"}";
         hv_http_respond(req, 503, "application/json", busy, sizeof(busy) - 1);
         return;
     }

@@ -41,6 +41,11 @@ typedef struct hv__aev {
     const char *patients_csv;
     int outcome;
     int64_t seq; /* set by the storage job */
+    struct hv__aev *next; /* in a batch */
+    /* Called once the record committed (status HV_OK) or failed, on the loop thread,
+     * instead of releasing req; it frees ev. NULL: the default (release req, free). */
+    void (*on_done)(struct hv__aev *ev, int status);
+    void *done_ud;
 } hv__aev_t;
 
 /* Alert rule settings and their sliding-window state (alerts.c). */
@@ -72,6 +77,10 @@ typedef struct hv__audit {
     hv_metrics_t *metrics;
     int64_t alert_seq; /* the last alert id handed out (loop thread) */
     int verify_failed;  /* the last verification found a problem */
+    /* Module-level group commit: events wait in pending while one batch is being written. */
+    hv__aev_t *pending, *pending_tail;
+    size_t npending, queue_max, batch_max;
+    int inflight;
     hv__consent_t **consents; /* the active Consents (consent.c), loop thread */
     size_t nconsents, max_consents;
 } hv__audit_t;
@@ -103,8 +112,12 @@ void hv__audit_hash(const char *prev, int64_t seq, int64_t recorded, const char 
                     int outcome, const char *who, const char *role, const char *ip, const char *patients,
                     const char *content, size_t clen, char out[65]);
 const char *const *hv__audit_migrations(hv_db_t *db);
-/* Storage job: appends ev (arg) to the chain. */
+/* Storage job: appends ev (arg) to the chain (reads the tail, then appends). */
 int hv__audit_append_job(hv_db_t *db, void *arg);
+/* The chain's tail: the last hash (zeros when empty) and the next sequence number. */
+int hv__audit_tail(hv_db_t *db, char prev[65], int64_t *next_seq);
+/* Appends ev after prev/next_seq and advances them. Storage thread. */
+int hv__audit_append(hv_db_t *db, hv__aev_t *ev, char prev[65], int64_t *next_seq);
 /* Loads (or creates, when create is set) the Ed25519 key under the data directory. */
 int hv__audit_key_load(const char *data_dir, int create, EVP_PKEY **out, hv_error_t *err);
 /* Signs or checks a checkpoint. */

@@ -228,27 +228,41 @@ int hv__audit_sig_ok(EVP_PKEY *key, int64_t seq, const char *hash, int64_t signe
 
 /* ---- the append job (storage thread) ---- */
 
-int hv__audit_append_job(hv_db_t *db, void *arg) {
-    hv__aev_t *ev = arg;
-    hv__audit_t *a = ev->a;
+int hv__audit_tail(hv_db_t *db, char prev[65], int64_t *next_seq) {
     hv_db_stmt_t *st = NULL;
-    char prev[65] = HV__AUDIT_ZERO_HASH, hash[65];
-    int64_t seq = 1;
     size_t len;
     int rc;
-    /* The tail is read in the same transaction, so a failed batch never leaves the
+    memcpy(prev, HV__AUDIT_ZERO_HASH, 65);
+    *next_seq = 1;
+    /* The tail is read in the transaction that appends, so a failed batch never leaves the
      * chain's idea of its end out of step with the table. */
     rc = hv_db_prepare(db, "SELECT seq, hash FROM audit_event ORDER BY seq DESC LIMIT 1", &st);
     if (rc != HV_OK) return rc;
     rc = hv_db_step(st);
     if (rc == HV_DB_ROW) {
         const char *h = hv_db_column_text(st, 1, &len);
-        seq = hv_db_column_int64(st, 0) + 1;
+        *next_seq = hv_db_column_int64(st, 0) + 1;
         if (h != NULL && len == 64) memcpy(prev, h, 65);
         rc = HV_OK;
     }
     hv_db_done(st);
+    return rc;
+}
+
+int hv__audit_append_job(hv_db_t *db, void *arg) {
+    char prev[65];
+    int64_t seq;
+    int rc = hv__audit_tail(db, prev, &seq);
     if (rc != HV_OK) return rc;
+    return hv__audit_append(db, arg, prev, &seq);
+}
+
+int hv__audit_append(hv_db_t *db, hv__aev_t *ev, char prev[65], int64_t *next_seq) {
+    hv__audit_t *a = ev->a;
+    hv_db_stmt_t *st = NULL;
+    char hash[65];
+    int64_t seq = *next_seq;
+    int rc;
     hv__audit_hash(prev, seq, ev->recorded, ev->action, ev->subtype, ev->outcome, ev->who, ev->role, ev->ip,
                    ev->patients_csv, ev->content.data, ev->content.len, hash);
     rc = hv_db_prepare(db,
@@ -298,6 +312,8 @@ int hv__audit_append_job(hv_db_t *db, void *arg) {
         if (rc != HV_OK) return rc;
     }
     ev->seq = seq;
+    memcpy(prev, hash, 65);
+    *next_seq = seq + 1;
     return HV_OK;
 }
 

@@ -61,31 +61,110 @@ static const hv_setting_t settings[] = {
 
 /* ---- submitting ---- */
 
-static void done_append(int status, void *arg) {
-    hv__aev_t *ev = arg;
-    hv__audit_t *a = ev->a;
+/*
+ * Group commit at the module level: events that arrive while a batch is being written
+ * wait in `pending`; when the batch commits, the next one (everything pending, up to
+ * audit.batch) goes as one storage job — one transaction, one tail read, no savepoint
+ * per event. Pending is bounded by audit.queue: beyond it events are refused (503).
+ */
+typedef struct batch {
+    hv__audit_t *a;
+    hv__aev_t *head;
+} batch_t;
+
+static int job_batch(hv_db_t *db, void *arg) {
+    batch_t *b = arg;
+    char prev[65];
+    int64_t seq;
+    int rc = hv__audit_tail(db, prev, &seq);
+    for (hv__aev_t *ev = b->head; rc == HV_OK && ev != NULL; ev = ev->next) rc = hv__audit_append(db, ev, prev, &seq);
+    return rc;
+}
+
+static void flush(hv__audit_t *a);
+
+static void finish(hv__audit_t *a, hv__aev_t *ev, int status) {
     if (status == HV_OK) {
         hv_counter_add(a->m_events, 1);
         hv__alerts_observe(a, ev);
     } else {
         hv_counter_add(a->m_failed, 1);
-        hv_log(HV_LOG_ERROR, "audit.write_failed", "an audit record could not be written: %s", hv_strerror(status));
+    }
+    if (ev->on_done != NULL) {
+        ev->on_done(ev, status);
+        return;
     }
     if (ev->req != NULL) hv_http_req_release(ev->req, status);
     hv__aev_free(ev);
 }
 
-int hv__audit_submit(hv__audit_t *a, hv__aev_t *ev) {
-    int rc;
-    if (ev->req != NULL) hv_http_req_hold(ev->req);
-    rc = hv_storage_submit(a->storage, hv__audit_append_job, done_append, ev);
-    if (rc != HV_OK) {
-        hv_counter_add(a->m_busy, 1);
-        hv_log(HV_LOG_WARN, "audit.busy", "the audit queue is full: the request is refused (%s)", hv_strerror(rc));
-        if (ev->req != NULL) hv_http_req_release(ev->req, rc);
-        hv__aev_free(ev);
+static void done_batch(int status, void *arg) {
+    batch_t *b = arg;
+    hv__audit_t *a = b->a;
+    hv__aev_t *ev = b->head, *next;
+    if (status != HV_OK)
+        hv_log(HV_LOG_ERROR, "audit.write_failed", "a batch of audit records could not be written: %s",
+               hv_strerror(status));
+    for (; ev != NULL; ev = next) {
+        next = ev->next;
+        finish(a, ev, status);
     }
-    return rc;
+    hv_free(b);
+    a->inflight = 0;
+    flush(a);
+}
+
+static void flush(hv__audit_t *a) {
+    batch_t *b;
+    hv__aev_t *last = NULL;
+    size_t n = 0;
+    int rc;
+    if (a->inflight || a->pending == NULL) return;
+    b = hv_calloc(1, sizeof(*b));
+    if (b == NULL) return; /* tried again at the next event or batch */
+    b->a = a;
+    b->head = a->pending;
+    for (hv__aev_t *ev = a->pending; ev != NULL && n < a->batch_max; ev = ev->next) {
+        last = ev;
+        n++;
+    }
+    a->pending = last->next;
+    if (a->pending == NULL) a->pending_tail = NULL;
+    last->next = NULL;
+    a->npending -= n;
+    a->inflight = 1;
+    rc = hv_storage_submit(a->storage, job_batch, done_batch, b);
+    if (rc != HV_OK) {
+        /* Only when closing: the storage queue holds at most this one job of ours
+         * (alerts and queries aside). The events fail like a failed commit. */
+        a->inflight = 0;
+        for (hv__aev_t *ev = b->head, *next; ev != NULL; ev = next) {
+            next = ev->next;
+            finish(a, ev, rc);
+        }
+        hv_free(b);
+    }
+}
+
+int hv__audit_submit(hv__audit_t *a, hv__aev_t *ev) {
+    if (a->npending >= a->queue_max || a->storage == NULL) {
+        hv_counter_add(a->m_busy, 1);
+        hv_log(HV_LOG_WARN, "audit.busy", "the audit queue is full: the request is refused");
+        if (ev->req != NULL) {
+            hv_http_req_hold(ev->req);
+            hv_http_req_release(ev->req, HV_EBUSY);
+        }
+        hv__aev_free(ev);
+        return HV_EBUSY;
+    }
+    if (ev->req != NULL && ev->on_done == NULL) hv_http_req_hold(ev->req);
+    ev->next = NULL;
+    if (a->pending_tail) a->pending_tail->next = ev;
+    else a->pending = ev;
+    a->pending_tail = ev;
+    a->npending++;
+    flush(a);
+    return HV_OK;
 }
 
 static int sink(void *ud, const hv_audit_event_t *in) {
@@ -247,27 +326,14 @@ static int dest_open(hv_engine_t *e, const char *channel, struct json_object *co
     return HV_OK;
 }
 
-/* The token of a delivery travels in a small heap object; the done runs on the loop thread. */
-typedef struct dest_ev {
-    hv__aev_t *ev;
-    dest_send_t s;
-} dest_ev_t;
-
-static void done_dest(int status, void *arg) {
-    dest_ev_t *x = arg;
-    hv__aev_t *ev = x->ev;
-    dest_send_t s = x->s;
-    if (status == HV_OK) {
-        hv_counter_add(ev->a->m_events, 1);
-        hv__alerts_observe(ev->a, ev);
-    }
-    hv__aev_free(ev);
+static void dest_done(hv__aev_t *ev, int status) {
+    dest_send_t *x = ev->done_ud;
+    dest_send_t s = *x;
     hv_free(x);
+    hv__aev_free(ev);
     s.done(s.token, status == HV_OK ? HV_CHANNEL_DELIVERED : HV_CHANNEL_RETRY,
            status == HV_OK ? NULL : "audit store busy");
 }
-
-static int job_dest(hv_db_t *db, void *arg) { return hv__audit_append_job(db, ((dest_ev_t *)arg)->ev); }
 
 /* The message becomes an AuditEvent of subtype "channel-message" (action C: provenance of
  * data received), with its channel and message id and, up to audit.dest_max_bytes, its
@@ -278,16 +344,19 @@ static int dest_send(void *state, const hv_channel_msg_t *m, hv_channel_sent_cb 
     char mid[32], digest[80];
     const char *ids[HV_AUDIT_MAX_PATIENTS];
     size_t n = 0;
-    dest_ev_t *x = hv_calloc(1, sizeof(*x));
+    hv__aev_t *ev;
+    dest_send_t *x;
     int rc;
-    if (x == NULL) return HV_ENOMEM;
-    x->ev = hv__aev_new(d->a);
-    if (x->ev == NULL) {
+    if (d->a->npending >= d->a->queue_max) return HV_EBUSY;
+    ev = hv__aev_new(d->a);
+    x = hv_calloc(1, sizeof(*x));
+    if (ev == NULL || x == NULL) {
+        hv__aev_free(ev);
         hv_free(x);
         return HV_ENOMEM;
     }
     snprintf(mid, sizeof(mid), "%lld", (long long)m->id);
-    hv__audit_scan_patients(m->content, m->len, x->ev->arena, ids, &n, HV_ARRAY_LEN(ids));
+    hv__audit_scan_patients(m->content, m->len, ev->arena, ids, &n, HV_ARRAY_LEN(ids));
     in.action = 'C';
     in.subtype = "channel-message";
     in.user = d->channel;
@@ -297,7 +366,7 @@ static int dest_send(void *state, const hv_channel_msg_t *m, hv_channel_sent_cb 
     in.patients = ids;
     in.npatients = n;
     if (m->len <= d->a->dest_max) {
-        in.query = hv_arena_strndup(x->ev->arena, m->content, m->len);
+        in.query = hv_arena_strndup(ev->arena, m->content, m->len);
     } else {
         unsigned char md[32];
         unsigned int ml = 0;
@@ -306,18 +375,20 @@ static int dest_send(void *state, const hv_channel_msg_t *m, hv_channel_sent_cb 
         hv_hex(md, 32, digest + 7);
         in.detail = digest;
     }
-    x->ev->source = hv_arena_strdup(x->ev->arena, d->channel);
-    rc = hv__aev_fill(x->ev, &in);
-    if (rc == HV_OK) {
-        x->s.done = done;
-        x->s.token = token;
-        rc = hv_storage_submit(d->a->storage, job_dest, done_dest, x);
-    }
+    ev->source = hv_arena_strdup(ev->arena, d->channel);
+    rc = hv__aev_fill(ev, &in);
     if (rc != HV_OK) {
-        hv__aev_free(x->ev);
+        hv__aev_free(ev);
         hv_free(x);
+        return rc;
     }
-    return rc;
+    x->done = done;
+    x->token = token;
+    ev->on_done = dest_done;
+    ev->done_ud = x;
+    /* done must never run from inside send: the batch is written by the storage thread
+     * and completes on a later loop iteration. */
+    return hv__audit_submit(d->a, ev);
 }
 
 static void dest_close(void *state) { hv_free(state); }
@@ -340,15 +411,18 @@ static int read_config(hv__audit_t *a, hv_config_t *c) {
     a->retention_alert_days = hv_config_int(c, "audit.retention.alert_days");
     a->hot_days = hv_config_int(c, "audit.hot_days");
     a->max_consents = (size_t)hv_config_int(c, "audit.consent_max");
+    a->queue_max = (size_t)hv_config_int(c, "audit.queue");
+    a->batch_max = (size_t)hv_config_int(c, "audit.batch");
     if (hv__alert_parse_hours(hv_config_str(c, "audit.alerts.hours"), &a->alert_cfg.hours_from,
                               &a->alert_cfg.hours_to) != HV_OK) {
         fprintf(stderr, "holovitals: audit.alerts.hours must look like 07:00-19:00\n");
         return HV_ECONFIG;
     }
     if (a->alert_cfg.failed_logins < 0 || a->alert_cfg.failed_logins > 64 || a->alert_cfg.patients < 0 ||
-        a->alert_cfg.patients > 64 || a->max_page < 1 || a->checkpoint_every < 0) {
+        a->alert_cfg.patients > 64 || a->max_page < 1 || a->checkpoint_every < 0 || a->queue_max < 1 ||
+        a->batch_max < 1) {
         fprintf(stderr, "holovitals: audit.alerts thresholds are 0-64, audit.max_page >= 1, "
-                        "audit.checkpoint_every >= 0\n");
+                        "audit.checkpoint_every >= 0, audit.queue and audit.batch >= 1\n");
         return HV_ECONFIG;
     }
     return HV_OK;
@@ -382,8 +456,9 @@ static int audit_init(hv_engine_t *e, void **state) {
         hv_db_close(db);
         goto fail;
     }
-    rc = hv_storage_new(hv_engine_loop(e), db, (size_t)hv_config_int(c, "audit.queue"),
-                        (size_t)hv_config_int(c, "audit.batch"), &a->storage);
+    /* The storage queue holds at most one batch of events at a time, plus alerts, consent
+     * updates and queries: audit.queue bounds the events themselves (pending). */
+    rc = hv_storage_new(hv_engine_loop(e), db, 4096, 64, &a->storage);
     if (rc != HV_OK) {
         hv_db_close(db);
         goto fail;
