@@ -61,6 +61,26 @@ typedef struct hv__alert_cfg {
 typedef struct hv__alert_state hv__alert_state_t;
 
 #define HV__CONSENT_STR 64
+#define HV__CONSENT_LIST 8   /* actors, purposes, classes kept per provision */
+#define HV__CONSENT_NESTED 8 /* nested provisions kept per Consent */
+
+/* One provision (R4 Consent.provision): lists empty = any. */
+typedef struct hv__consent_rule {
+    int deny;
+    int nactors, npurposes, nclasses;
+    char actors[HV__CONSENT_LIST][HV__CONSENT_STR];
+    char purposes[HV__CONSENT_LIST][HV__CONSENT_STR];
+    char classes[HV__CONSENT_LIST][HV__CONSENT_STR];
+    int64_t start, end; /* 0 / INT64_MAX when open */
+} hv__consent_rule_t;
+
+struct hv__consent {
+    char id[65];
+    char patient[65];
+    hv__consent_rule_t top;
+    hv__consent_rule_t nested[HV__CONSENT_NESTED];
+    int nnested;
+};
 typedef struct hv__consent hv__consent_t;
 
 typedef struct hv__audit {

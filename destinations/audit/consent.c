@@ -29,26 +29,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#define MAX_LIST 8
-#define MAX_NESTED 8
-
-typedef struct rule {
-    int deny;
-    int nactors, npurposes, nclasses;
-    char actors[MAX_LIST][HV__CONSENT_STR];
-    char purposes[MAX_LIST][HV__CONSENT_STR];
-    char classes[MAX_LIST][HV__CONSENT_STR];
-    int64_t start, end; /* 0 / INT64_MAX when open */
-} rule_t;
-
-struct hv__consent {
-    char id[65];
-    char patient[65];
-    rule_t top;
-    rule_t nested[MAX_NESTED];
-    int nnested;
-};
-
 int hv__audit_parse_time(const char *s, int64_t *out);
 
 static void copy_str(char *dst, const char *s) { snprintf(dst, HV__CONSENT_STR, "%s", s ? s : ""); }
@@ -60,20 +40,20 @@ static const char *last_segment(const char *ref) {
 
 static void codes(struct json_object *arr, char list[][HV__CONSENT_STR], int *n) {
     size_t len = json_object_is_type(arr, json_type_array) ? json_object_array_length(arr) : 0;
-    for (size_t i = 0; i < len && *n < MAX_LIST; i++) {
+    for (size_t i = 0; i < len && *n < HV__CONSENT_LIST; i++) {
         const char *c = hv_json_get_str(json_object_array_get_idx(arr, i), "code");
         if (c) copy_str(list[(*n)++], c);
     }
 }
 
-static void read_rule(struct json_object *p, rule_t *r) {
+static void read_rule(struct json_object *p, hv__consent_rule_t *r) {
     struct json_object *v, *per;
     const char *t = hv_json_get_str(p, "type");
     memset(r, 0, sizeof(*r));
     r->deny = t != NULL && strcmp(t, "deny") == 0;
     r->end = INT64_MAX;
     if (json_object_object_get_ex(p, "actor", &v) && json_object_is_type(v, json_type_array)) {
-        for (size_t i = 0; i < json_object_array_length(v) && r->nactors < MAX_LIST; i++) {
+        for (size_t i = 0; i < json_object_array_length(v) && r->nactors < HV__CONSENT_LIST; i++) {
             struct json_object *a = json_object_array_get_idx(v, i), *ref, *ident;
             if (!json_object_object_get_ex(a, "reference", &ref)) continue;
             if (hv_json_get_str(ref, "reference"))
@@ -112,7 +92,7 @@ int hv__consent_parse(const char *text, size_t len, hv__consent_t *out) {
     if (json_object_object_get_ex(o, "provision", &prov)) {
         read_rule(prov, &out->top);
         if (json_object_object_get_ex(prov, "provision", &nested) && json_object_is_type(nested, json_type_array))
-            for (size_t i = 0; i < json_object_array_length(nested) && out->nnested < MAX_NESTED; i++)
+            for (size_t i = 0; i < json_object_array_length(nested) && out->nnested < HV__CONSENT_NESTED; i++)
                 read_rule(json_object_array_get_idx(nested, i), &out->nested[out->nnested++]);
     } else {
         out->top.end = INT64_MAX; /* no provision: a permit with no limits */
@@ -130,7 +110,7 @@ static int in_list(char list[][HV__CONSENT_STR], int n, const char *v) {
     return 0;
 }
 
-static int matches(const rule_t *r, const char *user, const char *purpose, const char *type, int64_t now) {
+static int matches(const hv__consent_rule_t *r, const char *user, const char *purpose, const char *type, int64_t now) {
     return in_list((char (*)[HV__CONSENT_STR])r->actors, r->nactors, user) &&
            in_list((char (*)[HV__CONSENT_STR])r->purposes, r->npurposes, purpose) &&
            in_list((char (*)[HV__CONSENT_STR])r->classes, r->nclasses, type) && now >= r->start && now < r->end;

@@ -6,5 +6,6 @@ int main(void) {
     failed += run_event_tests();
     failed += run_chain_tests();
     failed += run_alerts_tests();
+    failed += run_consent_tests();
     return failed;
 }

@@ -14,5 +14,6 @@
 int run_event_tests(void);
 int run_chain_tests(void);
 int run_alerts_tests(void);
+int run_consent_tests(void);
 
 #endif
