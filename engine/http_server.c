@@ -521,13 +521,15 @@ static void req_finish(hv_http_req_t *req) {
     process_input(c);
 }
 
+static char *arena_memdup(hv_arena_t *a, const char *p, size_t n);
+
 void hv_http_respond(hv_http_req_t *req, int status, const char *content_type, const char *body,
                      size_t len) {
     hv__http_server_t *s = req->srv;
     conn_t *c = req->conn;
     hv_buf_t *out = &s->scratch;
     int rc;
-    if (req->responded) {
+    if (req->responded || (req->held && req->holds > 0)) {
         hv_log(HV_LOG_ERROR, "http.double_response", "a handler answered twice (route %s)",
                hv_http_req_route(req));
         return;
@@ -544,7 +546,7 @@ void hv_http_respond(hv_http_req_t *req, int status, const char *content_type, c
         req->held = 1;
         req->held_status = status;
         req->held_type = content_type ? hv_arena_strdup(req->arena, content_type) : NULL;
-        req->held_body = len > 0 ? hv_arena_strndup(req->arena, body, len) : NULL;
+        req->held_body = len > 0 ? arena_memdup(req->arena, body, len) : NULL;
         req->held_len = req->held_body ? len : 0;
         if ((content_type && !req->held_type) || (len > 0 && !req->held_body)) req->hold_failed = 1;
         return;
@@ -1221,9 +1223,18 @@ void hv_http_set_respond_hook(hv_engine_t *e, hv_http_respond_hook_cb fn, void *
 
 void hv_http_req_hold(hv_http_req_t *req) { req->holds++; }
 
+/* A copy of n bytes that may hold NULs (a body), NUL-terminated. */
+static char *arena_memdup(hv_arena_t *a, const char *p, size_t n) {
+    char *c = hv_arena_alloc(a, n + 1);
+    if (c == NULL) return NULL;
+    memcpy(c, p, n);
+    c[n] = '\0';
+    return c;
+}
+
 int hv_http_req_override(hv_http_req_t *req, int status, const char *content_type, const char *body, size_t len) {
     char *t = content_type ? hv_arena_strdup(req->arena, content_type) : NULL;
-    char *b = hv_arena_strndup(req->arena, body ? body : "", len);
+    char *b = arena_memdup(req->arena, body ? body : "", len);
     if ((content_type && t == NULL) || b == NULL) return HV_ENOMEM;
     if (status >= 400) {
         /* The handler's headers (ETag, Location …) describe the answer that is not sent. */

@@ -155,10 +155,7 @@ static int job_logs(hv_db_t *db, qjob_t *q) {
         size_t clen = 0;
         const char *c = hv_db_column_text(st, 1, &clen);
         int64_t seq = hv_db_column_int64(st, 0);
-        if (n == q->count) {
-            q->next = q->next; /* the extra row only says that there is a next page */
-            break;
-        }
+        if (n == q->count) break; /* the extra row only says that there is a next page */
         if (n > 0) hv_buf_putc(b, ',');
         /* The stored content has no id: it is the sequence number. */
         if (c != NULL && clen > 29 && strncmp(c, "{\"resourceType\":\"AuditEvent\",", 29) == 0) {
@@ -616,6 +613,5 @@ int hv__audit_routes(hv__audit_t *a, hv_router_t *r) {
     if (rc == HV_OK) rc = hv_router_add(r, w, "/audit/logs", h_tamper, a);
     if (rc == HV_OK) rc = hv_router_add(r, w, "/audit/logs/:userId", h_tamper, a);
     if (rc == HV_OK) rc = hv_router_add(r, w, "/audit/access-logs", h_tamper, a);
-    if (rc == HV_OK) rc = hv_router_add(r, w, "/audit/*", h_tamper, a);
     return rc;
 }
