@@ -71,6 +71,20 @@ class AuditCase(EngineTestCase):
     USERS = (("admin", "admin"), ("alice", "clinician"), ("bob", "clinician"), ("carl", "auditor"))
     DB = None  # a PostgreSQL URL for the PostgreSQL variants (end of file)
 
+    def tearDown(self):
+        # every engine a test left running must stop cleanly: exit 0, and under
+        # --enable-sanitizers no leak or error report in its log
+        problems = []
+        for eng in self._engines:
+            if eng.proc is not None and eng.proc.poll() is None:
+                rc = eng.stop()
+                err = eng.stderr()
+                if rc != 0 or "Sanitizer" in err or "runtime error" in err:
+                    problems.append("engine exit %s:\n%s" % (rc, err[-3000:]))
+        super().tearDown()
+        if problems:
+            raise AssertionError("\n".join(problems))
+
     def audit_engine(self, config=None, start=True, **kw):
         if self.DB:
             reset_pg(self.DB)
