@@ -101,6 +101,11 @@ typedef struct hv__audit {
     hv__aev_t *pending, *pending_tail;
     size_t npending, queue_max, batch_max;
     int inflight;
+    /* Periodic verification (module.c): a timer walks the chain since the last good check. */
+    uv_timer_t verify_timer;
+    uint64_t verify_interval_ms;
+    int timer_on, timer_closing, free_on_close, verifying;
+    int64_t verified_since; /* records before this time were found intact */
     hv__consent_t **consents; /* the active Consents (consent.c), loop thread */
     size_t nconsents, max_consents;
 } hv__audit_t;

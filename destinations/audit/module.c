@@ -53,6 +53,9 @@ static const hv_setting_t settings[] = {
     {"audit.retention.alert_days", NULL, HV_SET_INT, "0", NULL, "retention of security alerts (0: indefinitely)"},
     {"audit.consent_max", NULL, HV_SET_INT, "10000", NULL,
      "active FHIR Consent resources enforced at most (kept in memory, about 14 KiB each)"},
+    {"audit.verify_interval", NULL, HV_SET_DURATION, "1h", NULL,
+     "how often the running engine verifies the new part of the hash chain (0: never); a failure raises a"
+     " chain-verification alert"},
     {"audit.hot_days", NULL, HV_SET_INT, "365", NULL,
      "records older than this are due for `holovitals audit archive` (they stay in the store until their"
      " retention ends)"},
@@ -119,7 +122,7 @@ static void flush(hv__audit_t *a) {
     hv__aev_t *last = NULL;
     size_t n = 0;
     int rc;
-    if (a->inflight || a->pending == NULL) return;
+    if (a->inflight || a->pending == NULL || a->storage == NULL) return;
     b = hv_calloc(1, sizeof(*b));
     if (b == NULL) return; /* tried again at the next event or batch */
     b->a = a;
@@ -143,6 +146,7 @@ static void flush(hv__audit_t *a) {
             finish(a, ev, rc);
         }
         hv_free(b);
+        flush(a); /* the rest of pending fails the same way, so every held answer is released */
     }
 }
 
@@ -412,6 +416,7 @@ static int read_config(hv__audit_t *a, hv_config_t *c) {
     a->hot_days = hv_config_int(c, "audit.hot_days");
     a->max_consents = (size_t)hv_config_int(c, "audit.consent_max");
     a->queue_max = (size_t)hv_config_int(c, "audit.queue");
+    a->verify_interval_ms = hv_config_duration_ms(c, "audit.verify_interval");
     a->batch_max = (size_t)hv_config_int(c, "audit.batch");
     if (hv__alert_parse_hours(hv_config_str(c, "audit.alerts.hours"), &a->alert_cfg.hours_from,
                               &a->alert_cfg.hours_to) != HV_OK) {
@@ -427,6 +432,8 @@ static int read_config(hv__audit_t *a, hv_config_t *c) {
     }
     return HV_OK;
 }
+
+static void audit_stop(hv_engine_t *e, void *state);
 
 static int audit_init(hv_engine_t *e, void **state) {
     hv_config_t *c = hv_engine_config(e);
@@ -494,22 +501,97 @@ fail:
     return rc;
 }
 
+/* ---- periodic verification ---- */
+
+typedef struct vjob {
+    hv__audit_t *a;
+    int64_t since, started;
+    hv_audit_verify_t v;
+} vjob_t;
+
+static int job_verify(hv_db_t *db, void *arg) {
+    vjob_t *j = arg;
+    return hv__audit_verify_db(db, j->a->key, j->since, &j->v);
+}
+
+static void done_verify(int status, void *arg) {
+    vjob_t *j = arg;
+    hv__audit_t *a = j->a;
+    a->verifying = 0;
+    if (status == HV_OK && j->v.problem[0] == '\0') {
+        /* Records older than the start of this walk (less a margin for clocks) were intact. */
+        a->verified_since = j->started - 60000 > a->verified_since ? j->started - 60000 : a->verified_since;
+    } else if (status == HV_OK && !a->verify_failed) {
+        a->verify_failed = 1; /* once: the alert stands until someone looks */
+        hv__alert_raise(a, "chain-verification", "critical", "", "", j->v.detail);
+    }
+    hv_free(j);
+}
+
+static void on_verify_timer(uv_timer_t *t) {
+    hv__audit_t *a = t->data;
+    vjob_t *j;
+    if (a->verifying || a->verify_failed) return;
+    j = hv_calloc(1, sizeof(*j));
+    if (j == NULL) return;
+    j->a = a;
+    j->since = a->verified_since;
+    j->started = (int64_t)hv_now_ms();
+    a->verifying = 1;
+    if (hv_storage_submit(a->storage, job_verify, done_verify, j) != HV_OK) {
+        a->verifying = 0;
+        hv_free(j);
+    }
+}
+
+static int audit_start(hv_engine_t *e, void *state) {
+    hv__audit_t *a = state;
+    int rc;
+    if (a->verify_interval_ms == 0) return HV_OK;
+    rc = uv_timer_init(hv_engine_loop(e), &a->verify_timer);
+    if (rc != 0) return HV_EIO;
+    a->verify_timer.data = a;
+    a->timer_on = 1;
+    uv_timer_start(&a->verify_timer, on_verify_timer, a->verify_interval_ms, a->verify_interval_ms);
+    return HV_OK;
+}
+
+/* The timer is part of the state: the state is freed only once the handle has closed
+ * (libuv: a handle's memory is released in its close callback). */
+static void on_timer_closed(uv_handle_t *h) {
+    hv__audit_t *a = h->data;
+    a->timer_closing = 0;
+    if (a->free_on_close) hv_free(a);
+}
+
 static void audit_stop(hv_engine_t *e, void *state) {
+    hv__audit_t *a = state;
     (void)e;
-    (void)state;
+    if (a->timer_on) {
+        uv_timer_stop(&a->verify_timer);
+        a->timer_closing = 1;
+        uv_close((uv_handle_t *)&a->verify_timer, on_timer_closed);
+        a->timer_on = 0;
+    }
 }
 
 static void audit_free(hv_engine_t *e, void *state) {
     hv__audit_t *a = state;
-    /* Runs what is queued (releasing the requests it holds) before the sink goes away. */
-    hv_storage_free(a->storage);
+    audit_stop(e, state);
+    /* The modules listed after this one have stopped and freed: nothing records any more.
+     * Unhook first, then run what is queued (releasing the answers it holds). */
     hv_audit_set_sink(e, NULL, NULL);
     hv_http_set_respond_hook(e, NULL, NULL);
     hv_consent_set_filter(e, NULL, NULL);
+    hv_storage_free(a->storage);
+    a->storage = NULL;
     EVP_PKEY_free(a->key);
+    a->key = NULL;
     hv__alert_state_free(a->alerts);
+    a->alerts = NULL;
     hv__consent_free(a);
-    hv_free(a);
+    if (a->timer_closing) a->free_on_close = 1;
+    else hv_free(a);
 }
 
 /* ---- commands ---- */
@@ -677,5 +759,5 @@ static const hv_command_t commands[] = {
 };
 
 const hv_module_t hv_audit_module = {
-    "audit", settings, commands, audit_init, NULL, audit_stop, audit_free,
+    "audit", settings, commands, audit_init, audit_start, audit_stop, audit_free,
 };

@@ -394,6 +394,16 @@ class Tamper(AuditCase):
         self.assertEqual(rep["chain"]["first_bad"], 3)
         self.assertEqual(len(self.wait_alerts(eng, adm, "chain-verification", 1)), 1)
 
+    def test_running_engine_verifies_the_chain_and_alerts(self):
+        eng = self.audit_engine(config={"audit": {"verify_interval": "200ms"}})
+        adm = self.day(eng)
+        time.sleep(0.5)
+        self.assertEqual(self.alerts(eng, adm, "chain-verification"), [])
+        self.sql(eng, "DROP TRIGGER audit_event_no_update", "UPDATE audit_event SET subtype = 'vread' WHERE seq = 6")
+        got = self.wait_alerts(eng, adm, "chain-verification", 1)
+        self.assertEqual(len(got), 1)
+        self.assertIn("record 6", got[0]["detail"])
+
     def test_archive_round_trip_and_offline_verify(self):
         eng = self.audit_engine()
         self.day(eng)
