@@ -13,10 +13,12 @@
 #include "fhir/fhirpath.h"
 #include "terminology/terminology.h"
 #include "mappings/mappings.h"
+#include "destinations/audit/audit.h"
 #include "console/console.h"
 
 const hv_module_t *const hv_modules[] = {
     &hv_auth_module, /* first: its guard must be in place before other modules take requests */
+    &hv_audit_module, /* early: its sink records what the modules after it do; freed late */
     &hv_fhir_module,
     &hv_fhirpath_module,
     &hv_fhir_channels_module,

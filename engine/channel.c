@@ -610,6 +610,11 @@ void hv__worker_kick(hv__worker_t *w) {
         w->busy = 1;
         w->sending = 1;
         w->refs++;
+        if (w->conf->purpose != NULL &&
+            hv_consent_withholds(w->ch->rt->engine, w->conf->purpose, m.content, m.len, m.content_type)) {
+            on_sent(w, HV_CHANNEL_DELIVERED, "withheld by patient consent"); /* done: never sent */
+            return;
+        }
         rc = w->impl->send(w->state, &m, on_sent, w);
         if (rc != HV_OK) {
             char d[96];

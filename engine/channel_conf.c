@@ -560,7 +560,7 @@ static int resolve_type(ctx_t *c, const char *kind, const char *type, const char
     }
 }
 
-static const char *const dest_common[] = {"name", "type", "queue", "when", "enabled", NULL};
+static const char *const dest_common[] = {"name", "type", "queue", "when", "enabled", "purpose", NULL};
 
 /* Copies obj without the common keys, for the type's own check and open. */
 static json_object *strip_keys(json_object *obj, const char *const *common) {
@@ -605,6 +605,13 @@ static int parse_dest(ctx_t *c, json_object *o, const char *ptr, const hv__queue
         char p[512];
         ptr_join(p, sizeof(p), ptr, "queue");
         if ((rc = parse_queue(c, q, p, &d->queue)) != HV_OK) return rc;
+    }
+    {
+        /* "purpose": the purpose of use of what this destination receives; the consent
+         * filter (hv_consent_withholds) keeps back the messages of patients who deny it. */
+        const char *purpose = NULL;
+        if ((rc = get_str(c, o, ptr, "purpose", 0, &purpose)) != HV_OK) return rc;
+        if (purpose != NULL && (d->purpose = hv_strdup(purpose)) == NULL) return HV_ENOMEM;
     }
     if (json_object_object_get_ex(o, "enabled", NULL)) {
         int en = 1;
@@ -674,6 +681,7 @@ void hv__chan_conf_free(hv__chan_conf_t *c) {
     for (i = 0; i < c->ndests; i++) {
         hv_free(c->dests[i].name);
         hv_free(c->dests[i].type);
+        hv_free(c->dests[i].purpose);
         json_object_put(c->dests[i].conf);
         hv__filter_free(c->dests[i].when);
         hv__filter_free(c->dests[i].queue.ordering_key);

@@ -65,6 +65,7 @@ typedef struct hv__dest_conf {
     json_object *conf; /* the destination's object, owned */
     hv__queue_conf_t queue;
     hv__filter_t *when; /* NULL: always */
+    char *purpose;      /* purpose of use (v3 ActReason, e.g. HRESCH): consent may withhold; NULL: none */
     char pointer[64];
 } hv__dest_conf_t;
 

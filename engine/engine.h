@@ -576,6 +576,25 @@ void hv_http_set_guard(hv_engine_t *e, hv_http_guard_cb fn, void *ud);
 void hv_http_req_set_principal(hv_http_req_t *req, const void *principal);
 const void *hv_http_req_principal(const hv_http_req_t *req);
 
+/*
+ * Audit holds and the response observer (used by the audit trail, engine/audit.c).
+ * hv_http_req_hold makes the next answer to req wait: hv_http_respond keeps it
+ * until every hold has been released. hv_http_req_release with a status other
+ * than HV_OK turns the kept answer into 503 (nothing leaves without its audit
+ * record). The respond hook sees every answer (status and body) just before it is
+ * sent or kept, on the loop thread; it may take a hold.
+ */
+typedef void (*hv_http_respond_hook_cb)(hv_http_req_t *req, int status, const char *body, size_t len,
+                                        void *ud);
+void hv_http_set_respond_hook(hv_engine_t *e, hv_http_respond_hook_cb fn, void *ud);
+void hv_http_req_hold(hv_http_req_t *req);
+void hv_http_req_release(hv_http_req_t *req, int status);
+/* From the respond hook only: answer with this instead of the handler's answer (copied);
+ * e.g. consent enforcement filtering a search result. */
+int hv_http_req_override(hv_http_req_t *req, int status, const char *content_type, const char *body, size_t len);
+/* Marks req as audited; returns 1 if it already was (one record per request). */
+int hv_http_req_mark_audited(hv_http_req_t *req);
+
 /* ------------------------------------------------------------------------- */
 /* Health                                                                    */
 /* ------------------------------------------------------------------------- */
@@ -825,6 +844,78 @@ int hv_event_publish(hv_engine_t *e, const char *type, const char *payload, size
 int hv_event_outbox_migrate(hv_db_t *db, hv_error_t *err);
 int hv_event_outbox_add(hv_db_t *db, const char *type, const char *payload, size_t len);
 int hv_event_outbox_drain(hv_engine_t *e, hv_storage_t *storage);
+
+/* ------------------------------------------------------------------------- */
+/* Audit                                                                     */
+/* ------------------------------------------------------------------------- */
+
+/*
+ * Any module records a security-relevant event here without depending on the
+ * audit module (destinations/audit), which registers the sink. With no sink (the
+ * audit module is not running) hv_audit_record is a no-op that returns HV_OK.
+ * Fields follow FHIR R4 AuditEvent as IHE Basic Audit Log Patterns shape it:
+ *   action   'C' create, 'R' read/view/print, 'U' update, 'D' delete, 'E' execute
+ *   subtype  "read", "vread", "history", "search-type", "create", "update", "patch",
+ *            "delete", "export", "everything", "login", "logout", "login-failure",
+ *            "token", "client-registered", "message-viewed", "message-reprocessed",
+ *            "message-deleted", "config-change", "audit-read", ...
+ *   outcome  0 success, 4 minor failure, 8 serious failure, 12 major failure
+ * When req is set the sink takes who (principal, role, client address), the
+ * purpose of use and a break-glass reason from it, and holds the request's answer
+ * until the record has committed. Strings are borrowed for the call. No PHI in
+ * detail: the query may hold search parameters (the audit store is protected PHI
+ * storage; logs never show it).
+ */
+#define HV_AUDIT_MAX_PATIENTS 64 /* patient ids kept per event; more are counted, not listed */
+
+enum {
+    HV_AUDIT_OUTCOME_SUCCESS = 0,
+    HV_AUDIT_OUTCOME_MINOR = 4,
+    HV_AUDIT_OUTCOME_SERIOUS = 8,
+    HV_AUDIT_OUTCOME_MAJOR = 12
+};
+
+typedef struct hv_audit_event {
+    char action;
+    const char *subtype;
+    int outcome;
+    hv_http_req_t *req;     /* the request this event is about, or NULL */
+    const char *user;       /* who, when there is no request or no principal */
+    const char *role;
+    const char *client_id;
+    const char *ip;
+    const char *entity_type; /* "Patient", "Channel", "User", ... */
+    const char *entity_id;
+    const char *query;
+    const char *const *patients; /* patient ids touched */
+    size_t npatients;
+    const char *purpose;     /* purpose of use (v3 PurposeOfUse code), or NULL */
+    const char *detail;      /* a short reason or description, no PHI */
+} hv_audit_event_t;
+
+typedef int (*hv_audit_sink_cb)(void *ud, const hv_audit_event_t *ev);
+void hv_audit_set_sink(hv_engine_t *e, hv_audit_sink_cb fn, void *ud);
+/* HV_OK, or the sink's refusal (HV_EBUSY: its bounded queue is full). */
+int hv_audit_record(hv_engine_t *e, const hv_audit_event_t *ev);
+/* The AuditEvent.outcome for an HTTP status: 2xx/3xx 0, 4xx 4, 5xx 8. */
+int hv_audit_outcome_http(int status);
+/*
+ * Consent for channel destinations: a destination with "purpose" (e.g. "HRESCH",
+ * research) does not receive a message when the consent filter (registered by the
+ * audit module) says a patient the message is about denies that purpose; the
+ * message counts as done for that destination ("withheld by patient consent").
+ * Without a filter nothing is withheld.
+ */
+typedef int (*hv_consent_filter_cb)(void *ud, const char *purpose, const char *content, size_t len,
+                                    const char *content_type);
+void hv_consent_set_filter(hv_engine_t *e, hv_consent_filter_cb fn, void *ud);
+/* 1 when the message must not go to a destination with this purpose. */
+int hv_consent_withholds(hv_engine_t *e, const char *purpose, const char *content, size_t len,
+                         const char *content_type);
+/* One-line form for call sites: an event about req (may be NULL with e given through
+ * req's engine) with who = user when the request carries no principal (a login). */
+int hv_audit_note(hv_http_req_t *req, char action, const char *subtype, int outcome, const char *user,
+                  const char *detail);
 
 /* ------------------------------------------------------------------------- */
 /* Reload                                                                    */

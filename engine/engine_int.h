@@ -153,6 +153,12 @@ struct hv_engine {
     size_t nreload;
     hv_http_guard_cb guard; /* the authentication module's request guard, or NULL */
     void *guard_ud;
+    hv_audit_sink_cb audit_sink; /* the audit module's sink, or NULL (engine/audit.c) */
+    void *audit_ud;
+    hv_consent_filter_cb consent_filter; /* the audit module's consent check, or NULL */
+    void *consent_ud;
+    hv_http_respond_hook_cb respond_hook; /* observes every answer before it is sent, or NULL */
+    void *respond_hook_ud;
 };
 
 /* monitor.c: /health, /metrics, /errors, /performance, /alerts */

@@ -65,6 +65,20 @@ struct hv_http_req {
     int qparsed;
     void *data;
     const void *principal; /* set by the guard */
+    /* Audit holds (engine/audit.c): while holds > 0 an answer is kept, not sent, so
+     * that no client sees a response before the audit record of it has committed. */
+    int holds;
+    int held;
+    int hold_failed;
+    int audited; /* an audit record of this request has been taken */
+    int held_status;
+    int ovr_status; /* an answer the respond hook put in place of the handler's, or 0 */
+    char *ovr_type;
+    char *ovr_body;
+    size_t ovr_len;
+    char *held_type;
+    char *held_body;
+    size_t held_len;
 };
 
 struct conn {
@@ -507,15 +521,34 @@ static void req_finish(hv_http_req_t *req) {
     process_input(c);
 }
 
+static char *arena_memdup(hv_arena_t *a, const char *p, size_t n);
+
 void hv_http_respond(hv_http_req_t *req, int status, const char *content_type, const char *body,
                      size_t len) {
     hv__http_server_t *s = req->srv;
     conn_t *c = req->conn;
     hv_buf_t *out = &s->scratch;
     int rc;
-    if (req->responded) {
+    if (req->responded || (req->held && req->holds > 0)) {
         hv_log(HV_LOG_ERROR, "http.double_response", "a handler answered twice (route %s)",
                hv_http_req_route(req));
+        return;
+    }
+    if (!req->held && s->e->respond_hook != NULL) s->e->respond_hook(req, status, body, len, s->e->respond_hook_ud);
+    if (!req->held && req->ovr_status != 0) {
+        status = req->ovr_status;
+        content_type = req->ovr_type;
+        body = req->ovr_body;
+        len = req->ovr_len;
+    }
+    if (req->holds > 0 && !req->held) {
+        /* Keep the answer until the audit records of this request have committed. */
+        req->held = 1;
+        req->held_status = status;
+        req->held_type = content_type ? hv_arena_strdup(req->arena, content_type) : NULL;
+        req->held_body = len > 0 ? arena_memdup(req->arena, body, len) : NULL;
+        req->held_len = req->held_body ? len : 0;
+        if ((content_type && !req->held_type) || (len > 0 && !req->held_body)) req->hold_failed = 1;
         return;
     }
     req->responded = 1;
@@ -1182,5 +1215,68 @@ void hv_http_set_guard(hv_engine_t *e, hv_http_guard_cb fn, void *ud) {
 }
 
 void hv_http_req_set_principal(hv_http_req_t *req, const void *principal) { req->principal = principal; }
+
+void hv_http_set_respond_hook(hv_engine_t *e, hv_http_respond_hook_cb fn, void *ud) {
+    e->respond_hook = fn;
+    e->respond_hook_ud = ud;
+}
+
+void hv_http_req_hold(hv_http_req_t *req) { req->holds++; }
+
+/* A copy of n bytes that may hold NULs (a body), NUL-terminated. */
+static char *arena_memdup(hv_arena_t *a, const char *p, size_t n) {
+    char *c = hv_arena_alloc(a, n + 1);
+    if (c == NULL) return NULL;
+    memcpy(c, p, n);
+    c[n] = '\0';
+    return c;
+}
+
+int hv_http_req_override(hv_http_req_t *req, int status, const char *content_type, const char *body, size_t len) {
+    char *t = content_type ? hv_arena_strdup(req->arena, content_type) : NULL;
+    char *b = arena_memdup(req->arena, body ? body : "", len);
+    if ((content_type && t == NULL) || b == NULL) return HV_ENOMEM;
+    if (status >= 400) {
+        /* The handler's headers (ETag, Location …) describe the answer that is not sent. */
+        req->resp_headers.len = 0;
+        if (req->resp_headers.data) req->resp_headers.data[0] = '\0';
+    }
+    req->ovr_status = status;
+    req->ovr_type = t;
+    req->ovr_body = b;
+    req->ovr_len = len;
+    return HV_OK;
+}
+
+int hv_http_req_mark_audited(hv_http_req_t *req) {
+    int was = req->audited;
+    req->audited = 1;
+    return was;
+}
+
+void hv_http_req_release(hv_http_req_t *req, int status) {
+    static const char busy[] = "{\"error\":\"audit_unavailable\",\"message\":"
+                               "\"the audit trail could not record this request; retry later\"}";
+    if (status != HV_OK) req->hold_failed = 1;
+    if (req->holds > 0) req->holds--;
+    if (req->holds > 0) return;
+    if (!req->held) {
+        /* Not answered yet: the answer, when it comes, is the 503 below. */
+        if (req->hold_failed && req->ovr_status != 503) {
+            hv_http_req_override(req, 503, "application/json", busy, sizeof(busy) - 1);
+            hv_http_header_add(req, "Retry-After", "1");
+        }
+        return;
+    }
+    if (req->hold_failed) {
+        /* The audit record could not be written: no data leaves without its record. */
+        req->resp_headers.len = 0;
+        if (req->resp_headers.data) req->resp_headers.data[0] = '\0';
+        hv_http_header_add(req, "Retry-After", "1");
+        hv_http_respond(req, 503, "application/json", busy, sizeof(busy) - 1);
+        return;
+    }
+    hv_http_respond(req, req->held_status, req->held_type, req->held_body ? req->held_body : "", req->held_len);
+}
 
 const void *hv_http_req_principal(const hv_http_req_t *req) { return req->principal; }

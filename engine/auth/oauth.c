@@ -405,6 +405,7 @@ static void done_authorize(int status, void *arg) {
             render_page(j, NULL);
             break;
         case OUT_LOGIN_FAILED:
+            hv_audit_note(j->req, 'E', "login-failure", 4, j->user, "authorize");
             hv_counter_add(j->a->c_login_fail, 1);
             j->result = HV_EPERM;
             render_page(j, r->error_desc ? r->error_desc : "invalid credentials");
@@ -654,6 +655,7 @@ out:
 static void done_token(int status, void *arg) {
     hv__sjob_t *j = arg;
     areq_t *r = j->extra;
+    hv_audit_note(j->req, 'E', "token", status == HV_OK && r->token_ok && !j->reuse ? 0 : 4, r->sub[0] ? r->sub : j->client_id, r->grant_type);
     if (status != HV_OK) {
         hv_http_respond_error(j->req, 503, "storage_failed", "try again");
     } else if (j->reuse) {

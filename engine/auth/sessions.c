@@ -256,6 +256,7 @@ static void respond_tokens(hv__sjob_t *j, unsigned role) {
 
 static void done_login(int status, void *arg) {
     hv__sjob_t *j = arg;
+    hv_audit_note(j->req, 'E', status == HV_OK && j->result == HV_OK ? "login" : "login-failure", status != HV_OK ? 8 : j->result == HV_OK ? 0 : 4, j->user, j->result == HV_EBUSY ? "account locked" : NULL);
     if (status != HV_OK) {
         hv_http_respond_error(j->req, 503, "storage_failed", "try again");
     } else if (j->result == HV_EBUSY) {
@@ -319,6 +320,7 @@ static int job_register(hv_db_t *db, void *arg) {
 
 static void done_register(int status, void *arg) {
     hv__sjob_t *j = arg;
+    hv_audit_note(j->req, 'C', "user-registered", status == HV_OK && j->result == HV_OK ? 0 : 4, NULL, j->user);
     if (status != HV_OK) {
         hv_http_respond_error(j->req, 503, "storage_failed", "try again");
     } else if (j->result == HV_ECONFLICT) {
@@ -417,6 +419,7 @@ static int job_logout(hv_db_t *db, void *arg) {
 
 static void done_logout(int status, void *arg) {
     hv__sjob_t *j = arg;
+    hv_audit_note(j->req, 'E', "logout", status == HV_OK ? 0 : 8, NULL, NULL);
     char id[80];
     if (status != HV_OK) {
         hv_http_respond_error(j->req, 503, "storage_failed", "try again");

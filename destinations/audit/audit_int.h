@@ -1,0 +1,200 @@
+/*
+ * audit_int.h — internals shared by the files of destinations/audit.
+ *
+ * Storage (module-owned tables, SQLite <data>/audit.db or PostgreSQL schema audit):
+ *
+ *   audit_event       seq (1, 2, 3 … no gaps), recorded (ms), action, subtype, outcome,
+ *                     who, role, ip, patients ("p1,p2"), breakglass, content (the
+ *                     AuditEvent JSON without its id), prev_hash, hash
+ *   audit_patient     (seq, patient): who saw which patient's data, indexed by patient
+ *   audit_checkpoint  seq, hash, signed_at, sig: an Ed25519 signature over
+ *                     "holovitals-audit-checkpoint\n<seq>\n<hash>\n<signed_at>"
+ *   audit_alert       id, created, rule, severity, who, ip, detail
+ *
+ * hash = hex(SHA-256(prev_hash "\n" seq "\n" recorded "\n" action "\n" subtype "\n"
+ *        outcome "\n" who "\n" role "\n" ip "\n" patients "\n" content)); the first
+ * record's prev_hash is 64 zeros. Altering any hashed column, deleting or inserting
+ * a record breaks the chain; deleting the newest records is found by the latest
+ * signed checkpoint.
+ */
+#ifndef HV_AUDIT_INT_H
+#define HV_AUDIT_INT_H
+
+#include "destinations/audit/audit.h"
+
+#include <openssl/evp.h>
+
+#define HV__AUDIT_ZERO_HASH "0000000000000000000000000000000000000000000000000000000000000000"
+
+/* One event on its way to the store. Strings live in arena. */
+typedef struct hv__aev {
+    struct hv__audit *a;
+    hv_arena_t *arena;
+    hv_http_req_t *req;  /* held until the record commits, or NULL */
+    int64_t recorded;
+    char action[2];
+    const char *subtype, *who, *role, *ip, *client, *purpose, *breakglass, *etype, *eid, *query, *detail,
+        *source;
+    const char **patients;
+    size_t np;
+    hv_buf_t content; /* the AuditEvent JSON (without id) */
+    const char *patients_csv;
+    int outcome;
+    int64_t seq; /* set by the storage job */
+    struct hv__aev *next; /* in a batch */
+    /* Called once the record committed (status HV_OK) or failed, on the loop thread,
+     * instead of releasing req; it frees ev. NULL: the default (release req, free). */
+    void (*on_done)(struct hv__aev *ev, int status);
+    void *done_ud;
+} hv__aev_t;
+
+/* Alert rule settings and their sliding-window state (alerts.c). */
+typedef struct hv__alert_cfg {
+    int64_t failed_logins;       /* N failures per account or per IP … */
+    uint64_t failed_window_ms;   /* … within this window; 0 N disables */
+    int64_t patients;            /* N distinct patients read by one user … */
+    uint64_t patients_window_ms; /* … within this window */
+    int hours_from, hours_to;    /* allowed access hours, minutes of the UTC day; -1 off */
+    int new_ip;                  /* alert when a user logs in from an address not seen before */
+} hv__alert_cfg_t;
+
+typedef struct hv__alert_state hv__alert_state_t;
+
+#define HV__CONSENT_STR 64
+#define HV__CONSENT_LIST 8   /* actors, purposes, classes kept per provision */
+#define HV__CONSENT_NESTED 8 /* nested provisions kept per Consent */
+
+/* One provision (R4 Consent.provision): lists empty = any. */
+typedef struct hv__consent_rule {
+    int deny;
+    int nactors, npurposes, nclasses;
+    char actors[HV__CONSENT_LIST][HV__CONSENT_STR];
+    char purposes[HV__CONSENT_LIST][HV__CONSENT_STR];
+    char classes[HV__CONSENT_LIST][HV__CONSENT_STR];
+    int64_t start, end; /* 0 / INT64_MAX when open */
+} hv__consent_rule_t;
+
+struct hv__consent {
+    char id[65];
+    char patient[65];
+    hv__consent_rule_t top;
+    hv__consent_rule_t nested[HV__CONSENT_NESTED];
+    int nnested;
+};
+typedef struct hv__consent hv__consent_t;
+
+typedef struct hv__audit {
+    hv_engine_t *e;
+    hv_storage_t *storage;
+    EVP_PKEY *key;
+    int64_t checkpoint_every;
+    int64_t max_page;
+    size_t dest_max;
+    hv__alert_cfg_t alert_cfg;
+    hv__alert_state_t *alerts;
+    int64_t retention_audit_days, retention_access_days, retention_alert_days, hot_days;
+    hv_counter_t *m_events, *m_failed, *m_busy;
+    hv_metrics_t *metrics;
+    int64_t alert_seq; /* the last alert id handed out (loop thread) */
+    int verify_failed;  /* the last verification found a problem */
+    /* Module-level group commit: events wait in pending while one batch is being written. */
+    hv__aev_t *pending, *pending_tail;
+    size_t npending, queue_max, batch_max;
+    int inflight;
+    /* Periodic verification (module.c): a timer walks the chain since the last good check. */
+    uv_timer_t verify_timer;
+    uint64_t verify_interval_ms;
+    int timer_on, timer_closing, free_on_close, verifying;
+    int64_t verified_since; /* records before this time were found intact */
+    hv__consent_t **consents; /* the active Consents (consent.c), loop thread */
+    size_t nconsents, max_consents;
+} hv__audit_t;
+
+/* event.c: the AuditEvent, the FHIR request classifier, the patient scanner, POST /audit/log */
+hv__aev_t *hv__aev_new(hv__audit_t *a);
+void hv__aev_free(hv__aev_t *ev);
+/* Fills ev from an engine event (who from the request's principal when there is one) and
+ * builds its content. */
+int hv__aev_fill(hv__aev_t *ev, const hv_audit_event_t *in);
+/* The REST interaction of a FHIR request: action, subtype, resource type and id ("" when
+ * none). Returns 0 when the request is not audited (capability statement, OPTIONS). */
+int hv__audit_classify(int method, const char *path, char *action, const char **subtype, char *type,
+                       size_t typelen, char *id, size_t idlen);
+/* Appends to ids (deduplicated, at most max) the patient ids that text refers to:
+ * "reference": "…Patient/ID" (JSON), reference value="…Patient/ID" (XML), and the id of
+ * every resource whose resourceType is Patient. Returns how many it found in all
+ * (possibly more than max). ids are allocated in arena. */
+size_t hv__audit_scan_patients(const char *text, size_t len, hv_arena_t *arena, const char **ids, size_t *n,
+                               size_t max);
+/* Parses and validates a POST /audit/log body into an engine event (strings in arena). */
+int hv__audit_parse_post(const char *body, size_t len, hv_arena_t *arena, hv_audit_event_t *out,
+                         const char **source, hv_error_t *err);
+/* hex(base64) helpers */
+int hv__audit_b64(const char *s, size_t n, hv_buf_t *out);
+
+/* chain.c: hashing, the append job, checkpoints, verification, archives */
+void hv__audit_hash(const char *prev, int64_t seq, int64_t recorded, const char *action, const char *subtype,
+                    int outcome, const char *who, const char *role, const char *ip, const char *patients,
+                    const char *content, size_t clen, char out[65]);
+const char *const *hv__audit_migrations(hv_db_t *db);
+/* Storage job: appends ev (arg) to the chain (reads the tail, then appends). */
+int hv__audit_append_job(hv_db_t *db, void *arg);
+/* The chain's tail: the last hash (zeros when empty) and the next sequence number. */
+int hv__audit_tail(hv_db_t *db, char prev[65], int64_t *next_seq);
+/* Appends ev after prev/next_seq and advances them. Storage thread. */
+int hv__audit_append(hv_db_t *db, hv__aev_t *ev, char prev[65], int64_t *next_seq);
+/* Loads (or creates, when create is set) the Ed25519 key under the data directory. */
+int hv__audit_key_load(const char *data_dir, int create, EVP_PKEY **out, hv_error_t *err);
+/* Signs or checks a checkpoint. */
+int hv__audit_sign(EVP_PKEY *key, int64_t seq, const char *hash, int64_t signed_at, char *sig_hex, size_t siglen);
+int hv__audit_sig_ok(EVP_PKEY *key, int64_t seq, const char *hash, int64_t signed_at, const char *sig_hex);
+/* Walks the chain of db from the first record recorded at or after since_ms (0: all). */
+int hv__audit_verify_db(hv_db_t *db, EVP_PKEY *key, int64_t since_ms, hv_audit_verify_t *out);
+/* Writes every record recorded before before_ms to a gzip'd NDJSON archive at path. */
+int hv__audit_archive(hv_db_t *db, EVP_PKEY *key, int64_t before_ms, const char *path, int64_t *written,
+                      hv_error_t *err);
+int hv__audit_verify_archive(const char *path, EVP_PKEY *key, hv_audit_verify_t *out, hv_error_t *err);
+
+/* alerts.c */
+hv__alert_state_t *hv__alert_state_new(void);
+void hv__alert_state_free(hv__alert_state_t *s);
+/* Runs the rules over one committed event (loop thread). */
+void hv__alerts_observe(hv__audit_t *a, const hv__aev_t *ev);
+/* Stores, counts and publishes one alert (loop thread). */
+void hv__alert_raise(hv__audit_t *a, const char *rule, const char *severity, const char *who, const char *ip,
+                     const char *detail);
+/* Parses "07:00-19:00" into minutes; "" gives -1/-1. */
+int hv__alert_parse_hours(const char *s, int *from, int *to);
+
+/* consent.c */
+/* Parses a Consent: HV_OK for an active one, HV_ENOTFOUND (id and patient set) for one that
+ * is not active, HV_EINVAL/HV_EPROTO when it cannot be read. */
+int hv__consent_parse(const char *text, size_t len, hv__consent_t *out);
+/* 1 when c denies user (purpose, resource type) at now. */
+int hv__consent_denies(const hv__consent_t *c, const char *user, const char *purpose, const char *type, int64_t now);
+int hv__consent_load(hv__audit_t *a, hv_db_t *db);
+void hv__consent_free(hv__audit_t *a);
+/* A FHIR write of a Consent was answered: update the registry. */
+void hv__consent_observe(hv__audit_t *a, int method, const char *id, int status, const char *resp, size_t rlen,
+                         const char *reqbody, size_t qlen);
+/* The engine's consent filter for channel destinations with a purpose (hv_consent_set_filter). */
+int hv__consent_filter(void *ud, const char *purpose, const char *content, size_t len, const char *content_type);
+int hv__consent_has(const hv__audit_t *a, const char *patient);
+/*
+ * Enforces consent on a read or search answer about to leave (respond hook): returns 0
+ * when it goes as it is (nothing denied, or break-glass — then with an alert), 1 when
+ * it was replaced by 403, 2 when a searchset was replaced without the denied entries,
+ * -1 when the replacement could not be made. detail is set for the AuditEvent.
+ */
+int hv__consent_enforce(hv__audit_t *a, hv_http_req_t *req, const char *user, const char *type, const char *body,
+                        size_t len, const char **ids, size_t *n, const char **detail);
+int hv__consent_patient_denied(const hv__audit_t *a, const char *patient, const char *user, const char *purpose,
+                               const char *type, int64_t now);
+
+/* api.c */
+int hv__audit_routes(hv__audit_t *a, hv_router_t *r);
+
+/* module.c: submits one event (loop thread); takes ev. */
+int hv__audit_submit(hv__audit_t *a, hv__aev_t *ev);
+
+#endif /* HV_AUDIT_INT_H */

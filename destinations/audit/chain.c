@@ -1,0 +1,666 @@
+/*
+ * chain.c — the tamper-evident store: the append-only hash chain of AuditEvents,
+ * Ed25519-signed checkpoints (RFC 8032, through OpenSSL EVP), verification of the
+ * chain in the database and in archives, and the gzip'd NDJSON archive format.
+ *
+ * Archive format (one JSON object per line, gzip, RFC 1952):
+ *   line 1     {"archive":"holovitals-audit","version":1,"first_seq":N,"prev_hash":"…"}
+ *   lines 2…   {"seq":…,"prev_hash":…,"hash":…,"recorded":…,"action":…,"subtype":…,
+ *               "outcome":…,"who":…,"role":…,"ip":…,"patients":…,"content":"<AuditEvent JSON text>"}
+ *   last line  {"checkpoint":{"seq":…,"hash":…,"signed_at":…,"sig":"…"}} signed with the
+ *              engine's audit key, so an archive is verifiable offline with that key alone.
+ */
+#include "config.h"
+#include "destinations/audit/audit_int.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <json-c/json.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <zlib.h>
+
+/* SQLite: append-only enforced by triggers; PostgreSQL: by rules that drop UPDATE and DELETE.
+ * (Someone with the database file can remove them: that is what the hash chain is for.) */
+static const char *const migrations_sqlite[] = {
+    "CREATE TABLE audit_event (seq BIGINT PRIMARY KEY, recorded BIGINT NOT NULL, action TEXT NOT NULL,"
+    " subtype TEXT NOT NULL, outcome INTEGER NOT NULL, who TEXT NOT NULL, role TEXT NOT NULL, ip TEXT NOT NULL,"
+    " patients TEXT NOT NULL, breakglass INTEGER NOT NULL, content TEXT NOT NULL, prev_hash TEXT NOT NULL,"
+    " hash TEXT NOT NULL);"
+    "CREATE INDEX audit_event_who ON audit_event (who, seq);"
+    "CREATE INDEX audit_event_recorded ON audit_event (recorded);"
+    "CREATE TABLE audit_patient (patient TEXT NOT NULL, seq BIGINT NOT NULL);"
+    "CREATE INDEX audit_patient_p ON audit_patient (patient, seq);"
+    "CREATE TABLE audit_checkpoint (seq BIGINT PRIMARY KEY, hash TEXT NOT NULL, signed_at BIGINT NOT NULL,"
+    " sig TEXT NOT NULL);"
+    "CREATE TABLE audit_alert (id BIGINT PRIMARY KEY, created BIGINT NOT NULL, rule TEXT NOT NULL,"
+    " severity TEXT NOT NULL, who TEXT NOT NULL, ip TEXT NOT NULL, detail TEXT NOT NULL);"
+    "CREATE TRIGGER audit_event_no_update BEFORE UPDATE ON audit_event"
+    " BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;"
+    "CREATE TRIGGER audit_event_no_delete BEFORE DELETE ON audit_event"
+    " BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;",
+    "CREATE TABLE audit_consent (id TEXT PRIMARY KEY, body TEXT NOT NULL);",
+    NULL,
+};
+
+static const char *const migrations_pg[] = {
+    "CREATE TABLE audit_event (seq BIGINT PRIMARY KEY, recorded BIGINT NOT NULL, action TEXT NOT NULL,"
+    " subtype TEXT NOT NULL, outcome INTEGER NOT NULL, who TEXT NOT NULL, role TEXT NOT NULL, ip TEXT NOT NULL,"
+    " patients TEXT NOT NULL, breakglass INTEGER NOT NULL, content TEXT NOT NULL, prev_hash TEXT NOT NULL,"
+    " hash TEXT NOT NULL);"
+    "CREATE INDEX audit_event_who ON audit_event (who, seq);"
+    "CREATE INDEX audit_event_recorded ON audit_event (recorded);"
+    "CREATE TABLE audit_patient (patient TEXT NOT NULL, seq BIGINT NOT NULL);"
+    "CREATE INDEX audit_patient_p ON audit_patient (patient, seq);"
+    "CREATE TABLE audit_checkpoint (seq BIGINT PRIMARY KEY, hash TEXT NOT NULL, signed_at BIGINT NOT NULL,"
+    " sig TEXT NOT NULL);"
+    "CREATE TABLE audit_alert (id BIGINT PRIMARY KEY, created BIGINT NOT NULL, rule TEXT NOT NULL,"
+    " severity TEXT NOT NULL, who TEXT NOT NULL, ip TEXT NOT NULL, detail TEXT NOT NULL);"
+    "CREATE RULE audit_event_no_update AS ON UPDATE TO audit_event DO INSTEAD NOTHING;"
+    "CREATE RULE audit_event_no_delete AS ON DELETE TO audit_event DO INSTEAD NOTHING;",
+    "CREATE TABLE audit_consent (id TEXT PRIMARY KEY, body TEXT NOT NULL);",
+    NULL,
+};
+
+const char *const *hv__audit_migrations(hv_db_t *db) {
+    return hv_db_kind(db) == HV_DB_PG ? migrations_pg : migrations_sqlite;
+}
+
+void hv__audit_hash(const char *prev, int64_t seq, int64_t recorded, const char *action, const char *subtype,
+                    int outcome, const char *who, const char *role, const char *ip, const char *patients,
+                    const char *content, size_t clen, char out[65]) {
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    unsigned char d[32];
+    unsigned int dl = 0;
+    char head[96];
+    int n = snprintf(head, sizeof(head), "\n%lld\n%lld\n", (long long)seq, (long long)recorded);
+    if (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+        /* Out of memory: a hash that can never match, so the record is reported, never trusted. */
+        memset(out, 'x', 64);
+        out[64] = '\0';
+        EVP_MD_CTX_free(md);
+        return;
+    }
+    EVP_DigestUpdate(md, prev, strlen(prev));
+    EVP_DigestUpdate(md, head, (size_t)n);
+#define FIELD(s)                                                                                                   \
+    do {                                                                                                           \
+        EVP_DigestUpdate(md, (s), strlen(s));                                                                      \
+        EVP_DigestUpdate(md, "\n", 1);                                                                             \
+    } while (0)
+    FIELD(action);
+    FIELD(subtype);
+    n = snprintf(head, sizeof(head), "%d", outcome);
+    EVP_DigestUpdate(md, head, (size_t)n);
+    EVP_DigestUpdate(md, "\n", 1);
+    FIELD(who);
+    FIELD(role);
+    FIELD(ip);
+    FIELD(patients);
+#undef FIELD
+    EVP_DigestUpdate(md, content, clen);
+    EVP_DigestFinal_ex(md, d, &dl);
+    EVP_MD_CTX_free(md);
+    hv_hex(d, 32, out);
+}
+
+/* ---- signing key ---- */
+
+int hv__audit_key_load(const char *data_dir, int create, EVP_PKEY **out, hv_error_t *err) {
+    char path[4096];
+    FILE *f = NULL;
+    EVP_PKEY *k = NULL;
+    EVP_PKEY_CTX *kc = NULL;
+    int rc = HV_OK;
+    snprintf(path, sizeof(path), "%s/audit-signing.pem", data_dir ? data_dir : ".");
+    f = fopen(path, "r");
+    if (f != NULL) {
+        k = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+        fclose(f);
+        f = NULL;
+        if (k == NULL || EVP_PKEY_id(k) != EVP_PKEY_ED25519) {
+            hv_error_set(err, HV_ECONFIG, path, "not an Ed25519 private key in PEM");
+            rc = HV_ECONFIG;
+            goto out;
+        }
+        *out = k;
+        k = NULL;
+        goto out;
+    }
+    if (!create) {
+        hv_error_set(err, HV_ENOTFOUND, path, "the audit signing key does not exist");
+        rc = HV_ENOTFOUND;
+        goto out;
+    }
+    kc = EVP_PKEY_CTX_new_id(EVP_PKEY_ED25519, NULL);
+    if (kc == NULL || EVP_PKEY_keygen_init(kc) != 1 || EVP_PKEY_keygen(kc, &k) != 1) {
+        hv_error_set(err, HV_EIO, path, "cannot make an Ed25519 key");
+        rc = HV_EIO;
+        goto out;
+    }
+    {
+        /* The private key is readable by the engine's user only. */
+        int fd;
+        mkdir(data_dir, 0700);
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+        if (fd < 0 || (f = fdopen(fd, "w")) == NULL) {
+            if (fd >= 0) close(fd);
+            hv_error_set(err, HV_EIO, path, "cannot create the audit signing key: %s", strerror(errno));
+            rc = HV_EIO;
+            goto out;
+        }
+        if (PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL) != 1 || fflush(f) != 0 || fsync(fileno(f)) != 0) {
+            hv_error_set(err, HV_EIO, path, "cannot write the audit signing key");
+            rc = HV_EIO;
+            goto out;
+        }
+    }
+    *out = k;
+    k = NULL;
+out:
+    if (f != NULL) fclose(f);
+    EVP_PKEY_CTX_free(kc);
+    EVP_PKEY_free(k);
+    return rc;
+}
+
+static int checkpoint_text(int64_t seq, const char *hash, int64_t signed_at, char *buf, size_t n) {
+    return snprintf(buf, n, "holovitals-audit-checkpoint\n%lld\n%s\n%lld", (long long)seq, hash,
+                    (long long)signed_at);
+}
+
+int hv__audit_sign(EVP_PKEY *key, int64_t seq, const char *hash, int64_t signed_at, char *sig_hex, size_t siglen) {
+    char msg[160];
+    unsigned char sig[64];
+    size_t sl = sizeof(sig);
+    int n = checkpoint_text(seq, hash, signed_at, msg, sizeof(msg)), rc = HV_EIO;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    if (siglen < 129) goto out;
+    if (md == NULL || EVP_DigestSignInit(md, NULL, NULL, NULL, key) != 1 ||
+        EVP_DigestSign(md, sig, &sl, (const unsigned char *)msg, (size_t)n) != 1)
+        goto out;
+    hv_hex(sig, sl, sig_hex);
+    rc = HV_OK;
+out:
+    EVP_MD_CTX_free(md);
+    return rc;
+}
+
+static int unhex(const char *s, unsigned char *out, size_t max, size_t *n) {
+    size_t l = strlen(s);
+    if (l % 2 || l / 2 > max) return HV_EINVAL;
+    for (size_t i = 0; i < l / 2; i++) {
+        unsigned v = 0;
+        for (int k = 0; k < 2; k++) {
+            char c = s[2 * i + (size_t)k];
+            v <<= 4;
+            if (c >= '0' && c <= '9') v |= (unsigned)(c - '0');
+            else if (c >= 'a' && c <= 'f') v |= (unsigned)(c - 'a' + 10);
+            else return HV_EINVAL;
+        }
+        out[i] = (unsigned char)v;
+    }
+    *n = l / 2;
+    return HV_OK;
+}
+
+int hv__audit_sig_ok(EVP_PKEY *key, int64_t seq, const char *hash, int64_t signed_at, const char *sig_hex) {
+    char msg[160];
+    unsigned char sig[64];
+    size_t sl = 0;
+    int n = checkpoint_text(seq, hash, signed_at, msg, sizeof(msg)), ok = 0;
+    EVP_MD_CTX *md;
+    if (unhex(sig_hex, sig, sizeof(sig), &sl) != HV_OK) return 0;
+    md = EVP_MD_CTX_new();
+    if (md != NULL && EVP_DigestVerifyInit(md, NULL, NULL, NULL, key) == 1 &&
+        EVP_DigestVerify(md, sig, sl, (const unsigned char *)msg, (size_t)n) == 1)
+        ok = 1;
+    EVP_MD_CTX_free(md);
+    ERR_clear_error();
+    return ok;
+}
+
+/* ---- the append job (storage thread) ---- */
+
+int hv__audit_tail(hv_db_t *db, char prev[65], int64_t *next_seq) {
+    hv_db_stmt_t *st = NULL;
+    size_t len;
+    int rc;
+    memcpy(prev, HV__AUDIT_ZERO_HASH, 65);
+    *next_seq = 1;
+    /* The tail is read in the transaction that appends, so a failed batch never leaves the
+     * chain's idea of its end out of step with the table. */
+    rc = hv_db_prepare(db, "SELECT seq, hash FROM audit_event ORDER BY seq DESC LIMIT 1", &st);
+    if (rc != HV_OK) return rc;
+    rc = hv_db_step(st);
+    if (rc == HV_DB_ROW) {
+        const char *h = hv_db_column_text(st, 1, &len);
+        *next_seq = hv_db_column_int64(st, 0) + 1;
+        if (h != NULL && len == 64) memcpy(prev, h, 65);
+        rc = HV_OK;
+    }
+    hv_db_done(st);
+    return rc;
+}
+
+int hv__audit_append_job(hv_db_t *db, void *arg) {
+    char prev[65];
+    int64_t seq;
+    int rc = hv__audit_tail(db, prev, &seq);
+    if (rc != HV_OK) return rc;
+    return hv__audit_append(db, arg, prev, &seq);
+}
+
+int hv__audit_append(hv_db_t *db, hv__aev_t *ev, char prev[65], int64_t *next_seq) {
+    hv__audit_t *a = ev->a;
+    hv_db_stmt_t *st = NULL;
+    char hash[65];
+    int64_t seq = *next_seq;
+    int rc;
+    hv__audit_hash(prev, seq, ev->recorded, ev->action, ev->subtype, ev->outcome, ev->who, ev->role, ev->ip,
+                   ev->patients_csv, ev->content.data, ev->content.len, hash);
+    rc = hv_db_prepare(db,
+                       "INSERT INTO audit_event (seq, recorded, action, subtype, outcome, who, role, ip, patients,"
+                       " breakglass, content, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,"
+                       " $12, $13)",
+                       &st);
+    if (rc != HV_OK) return rc;
+    hv_db_bind_int64(st, 1, seq);
+    hv_db_bind_int64(st, 2, ev->recorded);
+    hv_db_bind_text(st, 3, ev->action, 1);
+    hv_db_bind_text(st, 4, ev->subtype, strlen(ev->subtype));
+    hv_db_bind_int64(st, 5, ev->outcome);
+    hv_db_bind_text(st, 6, ev->who, strlen(ev->who));
+    hv_db_bind_text(st, 7, ev->role, strlen(ev->role));
+    hv_db_bind_text(st, 8, ev->ip, strlen(ev->ip));
+    hv_db_bind_text(st, 9, ev->patients_csv, strlen(ev->patients_csv));
+    hv_db_bind_int64(st, 10, ev->breakglass[0] ? 1 : 0);
+    hv_db_bind_text(st, 11, ev->content.data, ev->content.len);
+    hv_db_bind_text(st, 12, prev, 64);
+    hv_db_bind_text(st, 13, hash, 64);
+    rc = hv_db_step(st);
+    hv_db_done(st);
+    if (rc != HV_OK) return rc;
+    for (size_t i = 0; i < ev->np; i++) {
+        rc = hv_db_prepare(db, "INSERT INTO audit_patient (patient, seq) VALUES ($1, $2)", &st);
+        if (rc != HV_OK) return rc;
+        hv_db_bind_text(st, 1, ev->patients[i], strlen(ev->patients[i]));
+        hv_db_bind_int64(st, 2, seq);
+        rc = hv_db_step(st);
+        hv_db_done(st);
+        if (rc != HV_OK) return rc;
+    }
+    if (a->key != NULL && a->checkpoint_every > 0 && seq % a->checkpoint_every == 0) {
+        char sig[160];
+        int64_t now = (int64_t)hv_now_ms();
+        rc = hv__audit_sign(a->key, seq, hash, now, sig, sizeof(sig));
+        if (rc != HV_OK) return rc;
+        rc = hv_db_prepare(db, "INSERT INTO audit_checkpoint (seq, hash, signed_at, sig) VALUES ($1, $2, $3, $4)", &st);
+        if (rc != HV_OK) return rc;
+        hv_db_bind_int64(st, 1, seq);
+        hv_db_bind_text(st, 2, hash, 64);
+        hv_db_bind_int64(st, 3, now);
+        hv_db_bind_text(st, 4, sig, strlen(sig));
+        rc = hv_db_step(st);
+        hv_db_done(st);
+        if (rc != HV_OK) return rc;
+    }
+    ev->seq = seq;
+    memcpy(prev, hash, 65);
+    *next_seq = seq + 1;
+    return HV_OK;
+}
+
+/* ---- verification ---- */
+
+/* The walker shared by the database and the archive: feed records in order. */
+typedef struct walker {
+    hv_audit_verify_t *out;
+    int64_t expect; /* the next seq, 0 before the first */
+    char prev[65];
+    int done;
+} walker_t;
+
+static void fail(walker_t *w, int64_t seq, const char *problem, const char *fmt, ...) HV_PRINTF(4, 5);
+static void fail(walker_t *w, int64_t seq, const char *problem, const char *fmt, ...) {
+    va_list ap;
+    if (w->done) return;
+    w->done = 1;
+    w->out->first_bad = seq;
+    snprintf(w->out->problem, sizeof(w->out->problem), "%s", problem);
+    va_start(ap, fmt);
+    vsnprintf(w->out->detail, sizeof(w->out->detail), fmt, ap);
+    va_end(ap);
+}
+
+static void walk(walker_t *w, int64_t seq, const char *prev_hash, const char *hash, int64_t recorded,
+                 const char *action, const char *subtype, int outcome, const char *who, const char *role,
+                 const char *ip, const char *patients, const char *content, size_t clen) {
+    char h[65];
+    if (w->done) return;
+    if (w->expect != 0 && seq != w->expect) {
+        if (seq > w->expect)
+            fail(w, w->expect, "deleted", "records %lld to %lld are missing", (long long)w->expect,
+                 (long long)seq - 1);
+        else
+            fail(w, seq, "inserted", "record %lld appears twice or out of order", (long long)seq);
+        return;
+    }
+    if (w->expect != 0 && strcmp(prev_hash, w->prev) != 0) {
+        fail(w, seq, "inserted", "record %lld does not link to record %lld (a record was replaced or inserted)",
+             (long long)seq, (long long)seq - 1);
+        return;
+    }
+    hv__audit_hash(prev_hash, seq, recorded, action, subtype, outcome, who, role, ip, patients, content, clen, h);
+    if (strcmp(h, hash) != 0) {
+        fail(w, seq, "altered", "record %lld was altered (its content no longer matches its hash)", (long long)seq);
+        return;
+    }
+    w->out->checked++;
+    w->expect = seq + 1;
+    memcpy(w->prev, hash, 65);
+}
+
+static const char *col(hv_db_stmt_t *st, int i) {
+    size_t n;
+    const char *s = hv_db_column_text(st, i, &n);
+    return s ? s : "";
+}
+
+int hv__audit_verify_db(hv_db_t *db, EVP_PKEY *key, int64_t since_ms, hv_audit_verify_t *out) {
+    hv_db_stmt_t *st = NULL;
+    walker_t w;
+    int64_t start = 1, last = 0;
+    int rc;
+    memset(out, 0, sizeof(*out));
+    memset(&w, 0, sizeof(w));
+    w.out = out;
+    memcpy(w.prev, HV__AUDIT_ZERO_HASH, 65);
+    if (since_ms > 0) {
+        rc = hv_db_prepare(db, "SELECT MIN(seq) FROM audit_event WHERE recorded >= $1", &st);
+        if (rc != HV_OK) return rc;
+        hv_db_bind_int64(st, 1, since_ms);
+        rc = hv_db_step(st);
+        if (rc == HV_DB_ROW && !hv_db_column_is_null(st, 0)) start = hv_db_column_int64(st, 0);
+        else if (rc == HV_DB_ROW) start = -1; /* nothing since then */
+        hv_db_done(st);
+        if (rc < 0) return rc;
+        if (start == -1) goto checkpoints;
+        if (start > 1) {
+            /* Start from the record before, whose own hash the walk then trusts. */
+            rc = hv_db_prepare(db, "SELECT hash FROM audit_event WHERE seq = $1", &st);
+            if (rc != HV_OK) return rc;
+            hv_db_bind_int64(st, 1, start - 1);
+            rc = hv_db_step(st);
+            if (rc == HV_DB_ROW) snprintf(w.prev, sizeof(w.prev), "%s", col(st, 0));
+            hv_db_done(st);
+            if (rc < 0) return rc;
+            if (rc != HV_DB_ROW) w.prev[0] = '\0'; /* the record before is gone */
+        }
+    }
+    w.expect = start;
+    rc = hv_db_prepare(db,
+                       "SELECT seq, prev_hash, hash, recorded, action, subtype, outcome, who, role, ip, patients, content"
+                       " FROM audit_event WHERE seq >= $1 ORDER BY seq",
+                       &st);
+    if (rc != HV_OK) return rc;
+    hv_db_bind_int64(st, 1, start);
+    while ((rc = hv_db_step(st)) == HV_DB_ROW && !w.done) {
+        size_t clen = 0;
+        const char *content = hv_db_column_text(st, 11, &clen);
+        int64_t seq = hv_db_column_int64(st, 0);
+        if (w.expect == 1 && seq == 1 && strcmp(col(st, 1), HV__AUDIT_ZERO_HASH) != 0) {
+            fail(&w, 1, "inserted", "the first record does not start the chain");
+            break;
+        }
+        walk(&w, seq, col(st, 1), col(st, 2), hv_db_column_int64(st, 3), col(st, 4), col(st, 5),
+             (int)hv_db_column_int64(st, 6), col(st, 7), col(st, 8), col(st, 9), col(st, 10), content ? content : "",
+             clen);
+        last = seq;
+    }
+    hv_db_done(st);
+    if (rc < 0) return rc;
+checkpoints:
+    /* Checkpoints: each signature must hold and match the record it names; the newest
+     * checkpoint past the last record means the newest records were deleted. */
+    rc = hv_db_prepare(db, "SELECT seq, hash, signed_at, sig FROM audit_checkpoint ORDER BY seq", &st);
+    if (rc != HV_OK) return rc;
+    while ((rc = hv_db_step(st)) == HV_DB_ROW) {
+        int64_t seq = hv_db_column_int64(st, 0);
+        out->checkpoints++;
+        if (key != NULL && !hv__audit_sig_ok(key, seq, col(st, 1), hv_db_column_int64(st, 2), col(st, 3))) {
+            fail(&w, seq, "checkpoint", "the signature of checkpoint %lld does not verify", (long long)seq);
+            break;
+        }
+        if (seq > last && last > 0 && !w.done) {
+            fail(&w, last + 1, "truncated", "records from %lld on were deleted (checkpoint %lld names them)",
+                 (long long)last + 1, (long long)seq);
+            break;
+        }
+    }
+    hv_db_done(st);
+    if (rc < 0) return rc;
+    if (!w.done) {
+        /* Each checkpoint hash must be the hash of the record it names. */
+        rc = hv_db_prepare(db,
+                           "SELECT c.seq FROM audit_checkpoint c LEFT JOIN audit_event e ON e.seq = c.seq"
+                           " WHERE e.hash IS NULL OR e.hash <> c.hash ORDER BY c.seq LIMIT 1",
+                           &st);
+        if (rc != HV_OK) return rc;
+        rc = hv_db_step(st);
+        if (rc == HV_DB_ROW && (since_ms == 0 || hv_db_column_int64(st, 0) >= start))
+            fail(&w, hv_db_column_int64(st, 0), "checkpoint", "record %lld differs from its signed checkpoint",
+                 (long long)hv_db_column_int64(st, 0));
+        hv_db_done(st);
+        if (rc < 0) return rc;
+    }
+    return HV_OK;
+}
+
+/* ---- archives ---- */
+
+static int gz_line(gzFile gz, struct json_object *o) {
+    size_t n = 0;
+    const char *s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
+    if (s == NULL || gzwrite(gz, s, (unsigned)n) != (int)n || gzwrite(gz, "\n", 1) != 1) return HV_EIO;
+    return HV_OK;
+}
+
+int hv__audit_archive(hv_db_t *db, EVP_PKEY *key, int64_t before_ms, const char *path, int64_t *written,
+                      hv_error_t *err) {
+    hv_db_stmt_t *st = NULL;
+    gzFile gz = NULL;
+    struct json_object *o = NULL;
+    char last_hash[65] = "", sig[160];
+    int64_t n = 0, last_seq = 0, now = (int64_t)hv_now_ms();
+    int rc;
+    gz = gzopen(path, "wb");
+    if (gz == NULL) {
+        hv_error_set(err, HV_EIO, path, "cannot create the archive: %s", strerror(errno));
+        return HV_EIO;
+    }
+    rc = hv_db_prepare(db,
+                       "SELECT seq, prev_hash, hash, recorded, action, subtype, outcome, who, role, ip, patients, content"
+                       " FROM audit_event WHERE recorded < $1 ORDER BY seq",
+                       &st);
+    if (rc != HV_OK) goto out;
+    hv_db_bind_int64(st, 1, before_ms);
+    while ((rc = hv_db_step(st)) == HV_DB_ROW) {
+        size_t clen = 0;
+        const char *content = hv_db_column_text(st, 11, &clen);
+        if (n == 0) {
+            o = json_object_new_object();
+            hv_json_set_str(o, "archive", "holovitals-audit");
+            hv_json_set_int(o, "version", 1);
+            hv_json_set_int(o, "first_seq", hv_db_column_int64(st, 0));
+            hv_json_set_str(o, "prev_hash", col(st, 1));
+            rc = gz_line(gz, o);
+            json_object_put(o);
+            o = NULL;
+            if (rc != HV_OK) break;
+        }
+        o = json_object_new_object();
+        hv_json_set_int(o, "seq", hv_db_column_int64(st, 0));
+        hv_json_set_str(o, "prev_hash", col(st, 1));
+        hv_json_set_str(o, "hash", col(st, 2));
+        hv_json_set_int(o, "recorded", hv_db_column_int64(st, 3));
+        hv_json_set_str(o, "action", col(st, 4));
+        hv_json_set_str(o, "subtype", col(st, 5));
+        hv_json_set_int(o, "outcome", hv_db_column_int64(st, 6));
+        hv_json_set_str(o, "who", col(st, 7));
+        hv_json_set_str(o, "role", col(st, 8));
+        hv_json_set_str(o, "ip", col(st, 9));
+        hv_json_set_str(o, "patients", col(st, 10));
+        hv_json_set(o, "content", json_object_new_string_len(content ? content : "", (int)clen));
+        last_seq = hv_db_column_int64(st, 0);
+        snprintf(last_hash, sizeof(last_hash), "%s", col(st, 2));
+        rc = gz_line(gz, o);
+        json_object_put(o);
+        o = NULL;
+        if (rc != HV_OK) break;
+        n++;
+    }
+    hv_db_done(st);
+    if (rc < 0) goto out;
+    rc = HV_OK;
+    if (n > 0) {
+        struct json_object *cp = json_object_new_object();
+        rc = hv__audit_sign(key, last_seq, last_hash, now, sig, sizeof(sig));
+        if (rc != HV_OK) {
+            json_object_put(cp);
+            goto out;
+        }
+        hv_json_set_int(cp, "seq", last_seq);
+        hv_json_set_str(cp, "hash", last_hash);
+        hv_json_set_int(cp, "signed_at", now);
+        hv_json_set_str(cp, "sig", sig);
+        o = json_object_new_object();
+        hv_json_set(o, "checkpoint", cp);
+        rc = gz_line(gz, o);
+    }
+out:
+    json_object_put(o);
+    if (gz != NULL && gzclose(gz) != Z_OK && rc == HV_OK) rc = HV_EIO;
+    if (rc != HV_OK) {
+        if (err && err->message[0] == '\0') hv_error_set(err, rc, path, "cannot write the archive: %s", hv_strerror(rc));
+        remove(path);
+        return rc;
+    }
+    *written = n;
+    return HV_OK;
+}
+
+static const char *jstr(struct json_object *o, const char *k) {
+    const char *s = hv_json_get_str(o, k);
+    return s ? s : "";
+}
+
+static int64_t jint(struct json_object *o, const char *k) {
+    struct json_object *v;
+    return json_object_object_get_ex(o, k, &v) ? json_object_get_int64(v) : 0;
+}
+
+#define HV__ARCHIVE_MAX_LINE (16u * 1024 * 1024)
+
+int hv__audit_verify_archive(const char *path, EVP_PKEY *key, hv_audit_verify_t *out, hv_error_t *err) {
+    gzFile gz = gzopen(path, "rb");
+    hv_buf_t line;
+    walker_t w;
+    int rc = HV_OK, header = 0, trailer = 0;
+    int64_t lineno = 0;
+    memset(out, 0, sizeof(*out));
+    memset(&w, 0, sizeof(w));
+    w.out = out;
+    hv_buf_init(&line, HV__ARCHIVE_MAX_LINE);
+    if (gz == NULL) {
+        hv_error_set(err, HV_EIO, path, "cannot open the archive: %s", strerror(errno));
+        return HV_EIO;
+    }
+    for (;;) {
+        char chunk[8192];
+        int got = gzread(gz, chunk, sizeof(chunk));
+        size_t start = 0;
+        if (got < 0) {
+            hv_error_set(err, HV_EIO, path, "the archive is not valid gzip");
+            rc = HV_EIO;
+            break;
+        }
+        if (got == 0 && line.len == 0) break;
+        if (got == 0) {
+            chunk[0] = '\n';
+            got = 1;
+        }
+        for (int i = 0; i < got && rc == HV_OK; i++) {
+            struct json_object *o;
+            if (chunk[i] != '\n') continue;
+            rc = hv_buf_append(&line, chunk + start, (size_t)i - start);
+            start = (size_t)i + 1;
+            if (rc != HV_OK) break;
+            lineno++;
+            o = line.len ? json_tokener_parse(line.data) : NULL;
+            hv_buf_reset(&line);
+            if (o == NULL) {
+                fail(&w, 0, "altered", "line %lld of the archive is not JSON", (long long)lineno);
+                continue;
+            }
+            if (!header) {
+                if (strcmp(jstr(o, "archive"), "holovitals-audit") != 0) {
+                    hv_error_set(err, HV_EPROTO, path, "not a holovitals audit archive");
+                    rc = HV_EPROTO;
+                } else {
+                    header = 1;
+                    w.expect = jint(o, "first_seq");
+                    snprintf(w.prev, sizeof(w.prev), "%s", jstr(o, "prev_hash"));
+                }
+            } else if (json_object_object_get_ex(o, "checkpoint", NULL)) {
+                struct json_object *cp = NULL;
+                json_object_object_get_ex(o, "checkpoint", &cp);
+                trailer = 1;
+                out->checkpoints++;
+                if (key != NULL && !hv__audit_sig_ok(key, jint(cp, "seq"), jstr(cp, "hash"), jint(cp, "signed_at"),
+                                                     jstr(cp, "sig")))
+                    fail(&w, jint(cp, "seq"), "checkpoint", "the archive's signature does not verify");
+                else if (jint(cp, "seq") != w.expect - 1 || strcmp(jstr(cp, "hash"), w.prev) != 0)
+                    fail(&w, w.expect, "truncated", "the archive's signed end is record %lld, its last record is %lld",
+                         (long long)jint(cp, "seq"), (long long)w.expect - 1);
+            } else if (trailer) {
+                fail(&w, jint(o, "seq"), "inserted", "a record follows the archive's signed end");
+            } else {
+                struct json_object *c = NULL;
+                const char *cs = "";
+                size_t cl = 0;
+                if (json_object_object_get_ex(o, "content", &c) && json_object_is_type(c, json_type_string)) {
+                    cs = json_object_get_string(c);
+                    cl = (size_t)json_object_get_string_len(c);
+                }
+                walk(&w, jint(o, "seq"), jstr(o, "prev_hash"), jstr(o, "hash"), jint(o, "recorded"), jstr(o, "action"),
+                     jstr(o, "subtype"), (int)jint(o, "outcome"), jstr(o, "who"), jstr(o, "role"), jstr(o, "ip"),
+                     jstr(o, "patients"), cs, cl);
+            }
+            json_object_put(o);
+        }
+        if (rc != HV_OK) break;
+        if ((size_t)got > start) {
+            rc = hv_buf_append(&line, chunk + start, (size_t)got - start);
+            if (rc != HV_OK) {
+                hv_error_set(err, HV_ETOOBIG, path, "a line of the archive is longer than %u bytes",
+                             HV__ARCHIVE_MAX_LINE);
+                break;
+            }
+        }
+    }
+    gzclose(gz);
+    hv_buf_release(&line);
+    if (rc == HV_OK && !header) {
+        hv_error_set(err, HV_EPROTO, path, "the archive is empty");
+        rc = HV_EPROTO;
+    }
+    if (rc == HV_OK && !trailer) fail(&w, w.expect, "truncated", "the archive has no signed end (it was cut short)");
+    return rc;
+}

@@ -1,0 +1,763 @@
+/*
+ * module.c — the audit module: settings, lifecycle, the engine's audit sink and
+ * response observer, the `audit` channel destination and the `audit` commands.
+ *
+ * Every event goes through one path: hv_audit_record (engine.h) → sink → an
+ * AuditEvent built on the loop thread → a storage job on the module's own storage
+ * thread (group commit, bounded queue) that appends it to the hash chain. While the
+ * job is pending, the HTTP answer of the request the event is about is held
+ * (hv_http_req_hold), so a client never sees the answer to a request whose audit
+ * record is not yet durable: a `kill -9` loses no event of a completed request.
+ * When the queue is full the event is refused and the request answers 503
+ * (back-pressure, never a silent drop).
+ *
+ * FHIR REST interactions are recorded by the response observer (one place instead
+ * of one call per handler): it classifies the request (read, vread, search-type,
+ * history, create, update, patch, delete, export, everything, …) and takes the
+ * patients from the path and from the resources in the body (for a search, every
+ * patient whose data was returned).
+ */
+#include "config.h"
+#include "destinations/audit/audit_int.h"
+#include "engine/auth/auth.h"
+
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const hv_setting_t settings[] = {
+    {"audit.queue", NULL, HV_SET_INT, "20000", NULL,
+     "audit events waiting to be written; when full, requests answer 503 instead of losing events"},
+    {"audit.batch", NULL, HV_SET_INT, "512", NULL, "audit events written per transaction at most"},
+    {"audit.synchronous", NULL, HV_SET_ENUM, "FULL", "FULL|NORMAL|OFF",
+     "durability of audit commits (FULL: an answer is sent only once its record is on disk)"},
+    {"audit.checkpoint_every", NULL, HV_SET_INT, "1000", NULL,
+     "sign a checkpoint of the hash chain every N records (Ed25519 key <data>/audit-signing.pem)"},
+    {"audit.max_page", NULL, HV_SET_INT, "500", NULL, "most records one GET /audit/... page returns"},
+    {"audit.dest_max_bytes", NULL, HV_SET_SIZE, "64KiB", NULL,
+     "largest message the audit channel destination keeps in the record (larger: its hash only)"},
+    {"audit.alerts.failed_logins", NULL, HV_SET_INT, "5", NULL,
+     "failed logins per account or per IP within the window that raise an alert (0: off, at most 64)"},
+    {"audit.alerts.failed_logins_window", NULL, HV_SET_DURATION, "10m", NULL, "window of the failed-login rule"},
+    {"audit.alerts.patients", NULL, HV_SET_INT, "50", NULL,
+     "distinct patients one user may read within the window; reaching it raises an alert (0: off, at most 64)"},
+    {"audit.alerts.patients_window", NULL, HV_SET_DURATION, "1h", NULL, "window of the patient-volume rule"},
+    {"audit.alerts.hours", NULL, HV_SET_STRING, "", NULL,
+     "permitted hours of PHI access, UTC, \"07:00-19:00\"; access outside raises an alert (\"\": off)"},
+    {"audit.alerts.new_ip", NULL, HV_SET_BOOL, "true", NULL,
+     "alert when a user logs in from an address not seen for them before"},
+    {"audit.retention.audit_days", NULL, HV_SET_INT, "2555", NULL, "retention of audit events (7 years)"},
+    {"audit.retention.access_days", NULL, HV_SET_INT, "2190", NULL, "retention of access logs (6 years)"},
+    {"audit.retention.alert_days", NULL, HV_SET_INT, "0", NULL, "retention of security alerts (0: indefinitely)"},
+    {"audit.consent_max", NULL, HV_SET_INT, "10000", NULL,
+     "active FHIR Consent resources enforced at most (kept in memory, about 14 KiB each)"},
+    {"audit.verify_interval", NULL, HV_SET_DURATION, "1h", NULL,
+     "how often the running engine verifies the new part of the hash chain (0: never); a failure raises a"
+     " chain-verification alert"},
+    {"audit.hot_days", NULL, HV_SET_INT, "365", NULL,
+     "records older than this are due for `holovitals audit archive` (they stay in the store until their"
+     " retention ends)"},
+    {NULL, NULL, 0, NULL, NULL, NULL},
+};
+
+/* ---- submitting ---- */
+
+/*
+ * Group commit at the module level: events that arrive while a batch is being written
+ * wait in `pending`; when the batch commits, the next one (everything pending, up to
+ * audit.batch) goes as one storage job — one transaction, one tail read, no savepoint
+ * per event. Pending is bounded by audit.queue: beyond it events are refused (503).
+ */
+typedef struct batch {
+    hv__audit_t *a;
+    hv__aev_t *head;
+} batch_t;
+
+static int job_batch(hv_db_t *db, void *arg) {
+    batch_t *b = arg;
+    char prev[65];
+    int64_t seq;
+    int rc = hv__audit_tail(db, prev, &seq);
+    for (hv__aev_t *ev = b->head; rc == HV_OK && ev != NULL; ev = ev->next) rc = hv__audit_append(db, ev, prev, &seq);
+    return rc;
+}
+
+static void flush(hv__audit_t *a);
+
+static void finish(hv__audit_t *a, hv__aev_t *ev, int status) {
+    if (status == HV_OK) {
+        hv_counter_add(a->m_events, 1);
+        hv__alerts_observe(a, ev);
+    } else {
+        hv_counter_add(a->m_failed, 1);
+    }
+    if (ev->on_done != NULL) {
+        ev->on_done(ev, status);
+        return;
+    }
+    if (ev->req != NULL) hv_http_req_release(ev->req, status);
+    hv__aev_free(ev);
+}
+
+static void done_batch(int status, void *arg) {
+    batch_t *b = arg;
+    hv__audit_t *a = b->a;
+    hv__aev_t *ev = b->head, *next;
+    if (status != HV_OK)
+        hv_log(HV_LOG_ERROR, "audit.write_failed", "a batch of audit records could not be written: %s",
+               hv_strerror(status));
+    for (; ev != NULL; ev = next) {
+        next = ev->next;
+        finish(a, ev, status);
+    }
+    hv_free(b);
+    a->inflight = 0;
+    flush(a);
+}
+
+static void flush(hv__audit_t *a) {
+    batch_t *b;
+    hv__aev_t *last = NULL;
+    size_t n = 0;
+    int rc;
+    if (a->inflight || a->pending == NULL || a->storage == NULL) return;
+    b = hv_calloc(1, sizeof(*b));
+    if (b == NULL) return; /* tried again at the next event or batch */
+    b->a = a;
+    b->head = a->pending;
+    for (hv__aev_t *ev = a->pending; ev != NULL && n < a->batch_max; ev = ev->next) {
+        last = ev;
+        n++;
+    }
+    a->pending = last->next;
+    if (a->pending == NULL) a->pending_tail = NULL;
+    last->next = NULL;
+    a->npending -= n;
+    a->inflight = 1;
+    rc = hv_storage_submit(a->storage, job_batch, done_batch, b);
+    if (rc != HV_OK) {
+        /* Only when closing: the storage queue holds at most this one job of ours
+         * (alerts and queries aside). The events fail like a failed commit. */
+        a->inflight = 0;
+        for (hv__aev_t *ev = b->head, *next; ev != NULL; ev = next) {
+            next = ev->next;
+            finish(a, ev, rc);
+        }
+        hv_free(b);
+        flush(a); /* the rest of pending fails the same way, so every held answer is released */
+    }
+}
+
+int hv__audit_submit(hv__audit_t *a, hv__aev_t *ev) {
+    if (a->npending >= a->queue_max || a->storage == NULL) {
+        hv_counter_add(a->m_busy, 1);
+        hv_log(HV_LOG_WARN, "audit.busy", "the audit queue is full: the request is refused");
+        if (ev->req != NULL) {
+            hv_http_req_hold(ev->req);
+            hv_http_req_release(ev->req, HV_EBUSY);
+        }
+        hv__aev_free(ev);
+        return HV_EBUSY;
+    }
+    if (ev->req != NULL && ev->on_done == NULL) hv_http_req_hold(ev->req);
+    ev->next = NULL;
+    if (a->pending_tail) a->pending_tail->next = ev;
+    else a->pending = ev;
+    a->pending_tail = ev;
+    a->npending++;
+    flush(a);
+    return HV_OK;
+}
+
+static int sink(void *ud, const hv_audit_event_t *in) {
+    hv__audit_t *a = ud;
+    hv__aev_t *ev = hv__aev_new(a);
+    int rc;
+    if (ev == NULL) return HV_ENOMEM;
+    if (in->req != NULL) hv_http_req_mark_audited(in->req);
+    rc = hv__aev_fill(ev, in);
+    if (rc != HV_OK) {
+        hv__aev_free(ev);
+        return rc;
+    }
+    return hv__audit_submit(a, ev);
+}
+
+/*
+ * The channel API (engine/channel_api.c) as audit events: the message browser and the
+ * operations that change what a channel does or holds. Returns 0 for other paths.
+ */
+static int classify_channels(int method, const char *path, char *action, const char **subtype, char *id,
+                             size_t idlen) {
+    const char *seg[6];
+    size_t len[6], n = 0;
+    const char *p = path + 9;
+    if (strncmp(path, "/channels/", 10) != 0) return 0;
+    while (*p && n < HV_ARRAY_LEN(seg)) {
+        while (*p == '/') p++;
+        if (!*p) break;
+        seg[n] = p;
+        len[n] = strcspn(p, "/");
+        p += len[n++];
+    }
+#define IS(i, lit) (n > (i) && len[i] == sizeof(lit) - 1 && memcmp(seg[i], lit, sizeof(lit) - 1) == 0)
+    if (n < 2) return 0; /* the channel list and one channel's status hold no messages */
+    snprintf(id, idlen, "%.*s", (int)len[0], seg[0]);
+    if (IS(1, "messages") && n == 3 && method == HV_HTTP_GET) {
+        *action = 'R';
+        *subtype = "message-viewed";
+        snprintf(id, idlen, "%.*s/%.*s", (int)len[0], seg[0], (int)len[2], seg[2]);
+    } else if (IS(1, "messages") && n == 2) {
+        *action = 'E';
+        *subtype = "message-search";
+    } else if ((IS(1, "messages") && IS(3, "reprocess")) || IS(1, "reprocess") || (IS(1, "deadletter") && IS(2, "requeue"))) {
+        *action = 'U';
+        *subtype = "message-reprocessed";
+        if (n >= 3 && IS(1, "messages")) snprintf(id, idlen, "%.*s/%.*s", (int)len[0], seg[0], (int)len[2], seg[2]);
+    } else if (IS(1, "prune") || (IS(1, "deadletter") && IS(2, "discard"))) {
+        *action = 'D';
+        *subtype = "message-deleted";
+    } else if (IS(1, "deadletter") && method == HV_HTTP_GET) {
+        *action = 'R';
+        *subtype = "message-viewed";
+    } else if (IS(1, "in")) {
+        return 0; /* data coming in is the channel's own record, not an access */
+    } else if (method == HV_HTTP_POST) {
+        *action = 'E';
+        *subtype = "config-change";
+    } else {
+        return 0;
+    }
+#undef IS
+    return 1;
+}
+
+/* The response observer: FHIR REST interactions (and the /patients views), the channel API. */
+static void respond_hook(hv_http_req_t *req, int status, const char *body, size_t len, void *ud) {
+    hv__audit_t *a = ud;
+    const char *path = hv_http_req_path(req), *subtype = NULL;
+    char action = 0, type[64], id[80];
+    const char *ids[HV_AUDIT_MAX_PATIENTS];
+    size_t n = 0;
+    hv_audit_event_t ev = {0};
+    hv_arena_t *ar = hv_http_req_arena(req);
+    int method = hv_http_req_method(req);
+    if (path[0] != '/' || (path[1] != 'f' && path[1] != 'p' && path[1] != 'c')) return;
+    if (path[1] == 'c') {
+        if (!classify_channels(method, path, &action, &subtype, id, sizeof(id))) return;
+        if (hv_http_req_mark_audited(req)) return;
+        ev.action = action;
+        ev.subtype = subtype;
+        ev.outcome = hv_audit_outcome_http(status);
+        ev.req = req;
+        ev.entity_type = strchr(id, '/') ? "Message" : "Channel";
+        ev.entity_id = id;
+        ev.query = hv_http_req_query(req);
+        if (status < 300 && action == 'R' && body != NULL)
+            hv__audit_scan_patients(body, len, ar, ids, &n, HV_ARRAY_LEN(ids));
+        ev.patients = ids;
+        ev.npatients = n;
+        (void)sink(a, &ev);
+        return;
+    }
+    if (!hv__audit_classify(method, path, &action, &subtype, type, sizeof(type), id, sizeof(id))) return;
+    if (hv_http_req_mark_audited(req)) return; /* a site recorded this request itself */
+    if (strcmp(type, "Patient") == 0 && id[0]) ids[n++] = id;
+    if (status < 300 && body != NULL && len > 0) hv__audit_scan_patients(body, len, ar, ids, &n, HV_ARRAY_LEN(ids));
+    if (a->nconsents > 0 && status == 200 && (action == 'R' || action == 'E') && n > 0 && body != NULL) {
+        const hv_auth_principal_t *p = hv_auth_principal(req);
+        int c = hv__consent_enforce(a, req, p ? p->sub : "", type, body, len, ids, &n, &ev.detail);
+        if (c == 1 || c == -1) status = c == 1 ? 403 : 500;
+    }
+    if (method != HV_HTTP_GET && method != HV_HTTP_HEAD) {
+        size_t bl = 0;
+        const char *rb = hv_http_req_body(req, &bl);
+        if (rb != NULL && bl > 0) hv__audit_scan_patients(rb, bl, ar, ids, &n, HV_ARRAY_LEN(ids));
+        if (strcmp(type, "Consent") == 0) hv__consent_observe(a, method, id, status, body, len, rb, bl);
+    }
+    ev.action = action;
+    ev.subtype = subtype;
+    ev.outcome = hv_audit_outcome_http(status);
+    ev.req = req;
+    ev.entity_type = type;
+    ev.entity_id = id;
+    ev.query = hv_http_req_query(req);
+    ev.patients = ids;
+    ev.npatients = n;
+    if (status >= 400 && ev.detail == NULL) ev.detail = hv_http_status_text(status);
+    (void)sink(a, &ev); /* a refusal has already turned the answer into 503 */
+}
+
+/* ---- the `audit` channel destination ---- */
+
+typedef struct dest {
+    hv__audit_t *a;
+    char channel[128];
+} dest_t;
+
+typedef struct dest_send {
+    hv_channel_sent_cb done;
+    void *token;
+} dest_send_t;
+
+static int dest_check(struct json_object *conf, hv_error_t *err) {
+    json_object_object_foreach(conf, key, val) {
+        (void)val;
+        if (strcmp(key, "type") && strcmp(key, "name") && strcmp(key, "queue") && strcmp(key, "when") &&
+            strcmp(key, "subtype")) {
+            hv_error_set(err, HV_EINVAL, key, "unknown key of the audit destination (subtype is the only one)");
+            return HV_EINVAL;
+        }
+    }
+    return HV_OK;
+}
+
+static int dest_open(hv_engine_t *e, const char *channel, struct json_object *conf, void **state, hv_error_t *err) {
+    hv__audit_t *a = hv_engine_module_state(e, "audit");
+    dest_t *d;
+    (void)conf;
+    if (a == NULL) {
+        hv_error_set(err, HV_ENOTSUP, "type", "the audit module is not running in this process (--services)");
+        return HV_ENOTSUP;
+    }
+    d = hv_calloc(1, sizeof(*d));
+    if (d == NULL) return HV_ENOMEM;
+    d->a = a;
+    snprintf(d->channel, sizeof(d->channel), "%s", channel ? channel : "");
+    *state = d;
+    return HV_OK;
+}
+
+static void dest_done(hv__aev_t *ev, int status) {
+    dest_send_t *x = ev->done_ud;
+    dest_send_t s = *x;
+    hv_free(x);
+    hv__aev_free(ev);
+    s.done(s.token, status == HV_OK ? HV_CHANNEL_DELIVERED : HV_CHANNEL_RETRY,
+           status == HV_OK ? NULL : "audit store busy");
+}
+
+/* The message becomes an AuditEvent of subtype "channel-message" (action C: provenance of
+ * data received), with its channel and message id and, up to audit.dest_max_bytes, its
+ * content as the entity query (base64); larger content is recorded by its SHA-256. */
+static int dest_send(void *state, const hv_channel_msg_t *m, hv_channel_sent_cb done, void *token) {
+    dest_t *d = state;
+    hv_audit_event_t in = {0};
+    char mid[32], digest[80];
+    const char *ids[HV_AUDIT_MAX_PATIENTS];
+    size_t n = 0;
+    hv__aev_t *ev;
+    dest_send_t *x;
+    int rc;
+    if (d->a->npending >= d->a->queue_max) return HV_EBUSY;
+    ev = hv__aev_new(d->a);
+    x = hv_calloc(1, sizeof(*x));
+    if (ev == NULL || x == NULL) {
+        hv__aev_free(ev);
+        hv_free(x);
+        return HV_ENOMEM;
+    }
+    snprintf(mid, sizeof(mid), "%lld", (long long)m->id);
+    hv__audit_scan_patients(m->content, m->len, ev->arena, ids, &n, HV_ARRAY_LEN(ids));
+    in.action = 'C';
+    in.subtype = "channel-message";
+    in.user = d->channel;
+    in.role = "channel";
+    in.entity_type = "Message";
+    in.entity_id = mid;
+    in.patients = ids;
+    in.npatients = n;
+    if (m->len <= d->a->dest_max) {
+        in.query = hv_arena_strndup(ev->arena, m->content, m->len);
+    } else {
+        unsigned char md[32];
+        unsigned int ml = 0;
+        EVP_Digest(m->content, m->len, md, &ml, EVP_sha256(), NULL);
+        memcpy(digest, "sha256:", 7);
+        hv_hex(md, 32, digest + 7);
+        in.detail = digest;
+    }
+    ev->source = hv_arena_strdup(ev->arena, d->channel);
+    rc = hv__aev_fill(ev, &in);
+    if (rc != HV_OK) {
+        hv__aev_free(ev);
+        hv_free(x);
+        return rc;
+    }
+    x->done = done;
+    x->token = token;
+    ev->on_done = dest_done;
+    ev->done_ud = x;
+    /* done must never run from inside send: the batch is written by the storage thread
+     * and completes on a later loop iteration. */
+    return hv__audit_submit(d->a, ev);
+}
+
+static void dest_close(void *state) { hv_free(state); }
+
+static const hv_channel_dest_t audit_dest = {"audit", dest_check, dest_open, dest_send, dest_close};
+
+/* ---- lifecycle ---- */
+
+static int read_config(hv__audit_t *a, hv_config_t *c) {
+    a->checkpoint_every = hv_config_int(c, "audit.checkpoint_every");
+    a->max_page = hv_config_int(c, "audit.max_page");
+    a->dest_max = (size_t)hv_config_size(c, "audit.dest_max_bytes");
+    a->alert_cfg.failed_logins = hv_config_int(c, "audit.alerts.failed_logins");
+    a->alert_cfg.failed_window_ms = hv_config_duration_ms(c, "audit.alerts.failed_logins_window");
+    a->alert_cfg.patients = hv_config_int(c, "audit.alerts.patients");
+    a->alert_cfg.patients_window_ms = hv_config_duration_ms(c, "audit.alerts.patients_window");
+    a->alert_cfg.new_ip = hv_config_bool(c, "audit.alerts.new_ip");
+    a->retention_audit_days = hv_config_int(c, "audit.retention.audit_days");
+    a->retention_access_days = hv_config_int(c, "audit.retention.access_days");
+    a->retention_alert_days = hv_config_int(c, "audit.retention.alert_days");
+    a->hot_days = hv_config_int(c, "audit.hot_days");
+    a->max_consents = (size_t)hv_config_int(c, "audit.consent_max");
+    a->queue_max = (size_t)hv_config_int(c, "audit.queue");
+    a->verify_interval_ms = hv_config_duration_ms(c, "audit.verify_interval");
+    a->batch_max = (size_t)hv_config_int(c, "audit.batch");
+    if (hv__alert_parse_hours(hv_config_str(c, "audit.alerts.hours"), &a->alert_cfg.hours_from,
+                              &a->alert_cfg.hours_to) != HV_OK) {
+        fprintf(stderr, "holovitals: audit.alerts.hours must look like 07:00-19:00\n");
+        return HV_ECONFIG;
+    }
+    if (a->alert_cfg.failed_logins < 0 || a->alert_cfg.failed_logins > 64 || a->alert_cfg.patients < 0 ||
+        a->alert_cfg.patients > 64 || a->max_page < 1 || a->checkpoint_every < 0 || a->queue_max < 1 ||
+        a->batch_max < 1) {
+        fprintf(stderr, "holovitals: audit.alerts thresholds are 0-64, audit.max_page >= 1, "
+                        "audit.checkpoint_every >= 0, audit.queue and audit.batch >= 1\n");
+        return HV_ECONFIG;
+    }
+    return HV_OK;
+}
+
+static void audit_stop(hv_engine_t *e, void *state);
+
+static int audit_init(hv_engine_t *e, void **state) {
+    hv_config_t *c = hv_engine_config(e);
+    hv__audit_t *a = hv_calloc(1, sizeof(*a));
+    hv_db_t *db = NULL;
+    hv_error_t err;
+    int rc;
+    hv_error_clear(&err);
+    if (a == NULL) return HV_ENOMEM;
+    a->e = e;
+    a->metrics = hv_engine_metrics(e);
+    if ((rc = read_config(a, c)) != HV_OK) goto fail;
+    a->alerts = hv__alert_state_new();
+    if (a->alerts == NULL) {
+        rc = HV_ENOMEM;
+        goto fail;
+    }
+    rc = hv__audit_key_load(hv_engine_data_dir(e), 1, &a->key, &err);
+    if (rc == HV_OK) rc = hv_db_open(hv_engine_db_url(e), hv_engine_data_dir(e), "audit", &db, &err);
+    if (rc == HV_OK) rc = hv_db_migrate(db, "audit", hv__audit_migrations(db), &err);
+    if (rc == HV_OK) rc = hv_db_set_synchronous(db, hv_config_str(c, "audit.synchronous"));
+    if (rc == HV_OK) rc = hv__consent_load(a, db);
+    if (rc != HV_OK) {
+        char msg[1024];
+        hv_error_format(&err, msg, sizeof(msg));
+        fprintf(stderr, "holovitals: cannot open the audit store: %s\n", msg[0] ? msg : hv_strerror(rc));
+        hv_db_close(db);
+        goto fail;
+    }
+    /* The storage queue holds at most one batch of events at a time, plus alerts, consent
+     * updates and queries: audit.queue bounds the events themselves (pending). */
+    rc = hv_storage_new(hv_engine_loop(e), db, 4096, 64, &a->storage);
+    if (rc != HV_OK) {
+        hv_db_close(db);
+        goto fail;
+    }
+    a->m_events = hv_metrics_counter(a->metrics, "hv_audit_events_total", "Audit events committed to the chain.", NULL);
+    a->m_failed = hv_metrics_counter(a->metrics, "hv_audit_write_failures_total", "Audit events that failed to commit.",
+                                     NULL);
+    a->m_busy = hv_metrics_counter(a->metrics, "hv_audit_busy_total",
+                                   "Requests refused with 503 because the audit queue was full.", NULL);
+    /* Every rule's series exists from the start, at 0, so a dashboard sees them. */
+    {
+        static const char *const rules[] = {"failed-logins", "patient-volume", "after-hours", "break-glass",
+                                            "new-ip", "chain-verification", "audit-tamper", "external"};
+        char labels[96];
+        for (size_t i = 0; i < HV_ARRAY_LEN(rules); i++) {
+            snprintf(labels, sizeof(labels), "rule=\"%s\"", rules[i]);
+            hv_metrics_counter(a->metrics, "hv_audit_alerts_total", "Security alerts raised, by rule.", labels);
+        }
+    }
+    if ((rc = hv__audit_routes(a, hv_engine_router(e))) != HV_OK) goto fail;
+    if ((rc = hv_channel_register_dest(e, &audit_dest)) != HV_OK) goto fail;
+    hv_audit_set_sink(e, sink, a);
+    hv_http_set_respond_hook(e, respond_hook, a);
+    hv_consent_set_filter(e, hv__consent_filter, a);
+    *state = a;
+    return HV_OK;
+fail:
+    if (a->storage != NULL) hv_storage_free(a->storage);
+    EVP_PKEY_free(a->key);
+    hv__alert_state_free(a->alerts);
+    hv__consent_free(a);
+    hv_free(a);
+    return rc;
+}
+
+/* ---- periodic verification ---- */
+
+typedef struct vjob {
+    hv__audit_t *a;
+    int64_t since, started;
+    hv_audit_verify_t v;
+} vjob_t;
+
+static int job_verify(hv_db_t *db, void *arg) {
+    vjob_t *j = arg;
+    return hv__audit_verify_db(db, j->a->key, j->since, &j->v);
+}
+
+static void done_verify(int status, void *arg) {
+    vjob_t *j = arg;
+    hv__audit_t *a = j->a;
+    a->verifying = 0;
+    if (status == HV_OK && j->v.problem[0] == '\0') {
+        /* Records older than the start of this walk (less a margin for clocks) were intact. */
+        a->verified_since = j->started - 60000 > a->verified_since ? j->started - 60000 : a->verified_since;
+    } else if (status == HV_OK && !a->verify_failed) {
+        a->verify_failed = 1; /* once: the alert stands until someone looks */
+        hv__alert_raise(a, "chain-verification", "critical", "", "", j->v.detail);
+    }
+    hv_free(j);
+}
+
+static void on_verify_timer(uv_timer_t *t) {
+    hv__audit_t *a = t->data;
+    vjob_t *j;
+    if (a->verifying || a->verify_failed) return;
+    j = hv_calloc(1, sizeof(*j));
+    if (j == NULL) return;
+    j->a = a;
+    j->since = a->verified_since;
+    j->started = (int64_t)hv_now_ms();
+    a->verifying = 1;
+    if (hv_storage_submit(a->storage, job_verify, done_verify, j) != HV_OK) {
+        a->verifying = 0;
+        hv_free(j);
+    }
+}
+
+static int audit_start(hv_engine_t *e, void *state) {
+    hv__audit_t *a = state;
+    int rc;
+    if (a->verify_interval_ms == 0) return HV_OK;
+    rc = uv_timer_init(hv_engine_loop(e), &a->verify_timer);
+    if (rc != 0) return HV_EIO;
+    a->verify_timer.data = a;
+    a->timer_on = 1;
+    uv_timer_start(&a->verify_timer, on_verify_timer, a->verify_interval_ms, a->verify_interval_ms);
+    return HV_OK;
+}
+
+/* The timer is part of the state: the state is freed only once the handle has closed
+ * (libuv: a handle's memory is released in its close callback). */
+static void on_timer_closed(uv_handle_t *h) {
+    hv__audit_t *a = h->data;
+    a->timer_closing = 0;
+    if (a->free_on_close) hv_free(a);
+}
+
+static void audit_stop(hv_engine_t *e, void *state) {
+    hv__audit_t *a = state;
+    (void)e;
+    if (a->timer_on) {
+        uv_timer_stop(&a->verify_timer);
+        a->timer_closing = 1;
+        uv_close((uv_handle_t *)&a->verify_timer, on_timer_closed);
+        a->timer_on = 0;
+    }
+}
+
+static void audit_free(hv_engine_t *e, void *state) {
+    hv__audit_t *a = state;
+    audit_stop(e, state);
+    /* The modules listed after this one have stopped and freed: nothing records any more.
+     * Unhook first, then run what is queued (releasing the answers it holds). */
+    hv_audit_set_sink(e, NULL, NULL);
+    hv_http_set_respond_hook(e, NULL, NULL);
+    hv_consent_set_filter(e, NULL, NULL);
+    hv_storage_free(a->storage);
+    a->storage = NULL;
+    EVP_PKEY_free(a->key);
+    a->key = NULL;
+    hv__alert_state_free(a->alerts);
+    a->alerts = NULL;
+    hv__consent_free(a);
+    if (a->timer_closing) a->free_on_close = 1;
+    else hv_free(a);
+}
+
+/* ---- commands ---- */
+
+/* "2026-11-25", "2026-11-25T10:00:00Z" or milliseconds since the epoch → ms. */
+int hv__audit_parse_time(const char *s, int64_t *out);
+int hv__audit_parse_time(const char *s, int64_t *out) {
+    struct tm tm;
+    int y, mo, d, h = 0, mi = 0, sec = 0, n = 0;
+    char *end;
+    long long v;
+    if (s == NULL || s[0] == '\0') return HV_EINVAL;
+    v = strtoll(s, &end, 10);
+    if (*end == '\0' && end - s > 8) {
+        *out = v;
+        return HV_OK;
+    }
+    if (sscanf(s, "%4d-%2d-%2d%n", &y, &mo, &d, &n) != 3) return HV_EINVAL;
+    if (s[n] == 'T' || s[n] == ' ') {
+        int m = 0;
+        if (sscanf(s + n + 1, "%2d:%2d:%2d%n", &h, &mi, &sec, &m) != 3) return HV_EINVAL;
+        n += 1 + m;
+        if (s[n] == '.') {
+            n++;
+            while (s[n] >= '0' && s[n] <= '9') n++;
+        }
+        if (s[n] == 'Z') n++;
+    }
+    if (s[n] != '\0' || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60) return HV_EINVAL;
+    memset(&tm, 0, sizeof(tm));
+    tm.tm_year = y - 1900;
+    tm.tm_mon = mo - 1;
+    tm.tm_mday = d;
+    tm.tm_hour = h;
+    tm.tm_min = mi;
+    tm.tm_sec = sec;
+    *out = (int64_t)timegm(&tm) * 1000;
+    return HV_OK;
+}
+
+static int open_store(hv_engine_t *e, hv_db_t **db, EVP_PKEY **key) {
+    hv_error_t err;
+    int rc;
+    hv_error_clear(&err);
+    rc = hv__audit_key_load(hv_engine_data_dir(e), 0, key, &err);
+    if (rc == HV_OK) rc = hv_db_open(hv_engine_db_url(e), hv_engine_data_dir(e), "audit", db, &err);
+    if (rc == HV_OK) rc = hv_db_migrate(*db, "audit", hv__audit_migrations(*db), &err);
+    if (rc != HV_OK) {
+        char msg[1024];
+        hv_error_format(&err, msg, sizeof(msg));
+        fprintf(stderr, "holovitals: cannot open the audit store: %s\n", msg[0] ? msg : hv_strerror(rc));
+        hv_db_close(*db);
+        *db = NULL;
+        EVP_PKEY_free(*key);
+        *key = NULL;
+    }
+    return rc;
+}
+
+static void print_result(const char *what, const hv_audit_verify_t *v) {
+    if (v->first_bad == 0 && v->problem[0] == '\0')
+        printf("ok: %s: %lld records and %lld signed checkpoints verified\n", what, (long long)v->checked,
+               (long long)v->checkpoints);
+    else
+        printf("FAILED: %s: %s at record %lld: %s (%lld records verified before it)\n", what, v->problem,
+               (long long)v->first_bad, v->detail, (long long)v->checked);
+}
+
+static int cmd_verify(hv_engine_t *e, int argc, char **argv) {
+    const char *since = NULL, *archive = NULL;
+    int64_t since_ms = 0;
+    hv_db_t *db = NULL;
+    EVP_PKEY *key = NULL;
+    hv_audit_verify_t v;
+    int rc;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--since") == 0 && i + 1 < argc) since = argv[++i];
+        else if (strcmp(argv[i], "--archive") == 0 && i + 1 < argc) archive = argv[++i];
+        else {
+            fprintf(stderr, "usage: holovitals audit verify [--since DATE] [--archive FILE]\n");
+            return HV_EXIT_USAGE;
+        }
+    }
+    if (since != NULL && hv__audit_parse_time(since, &since_ms) != HV_OK) {
+        fprintf(stderr, "holovitals: --since takes a date (2026-11-25 or 2026-11-25T10:00:00Z)\n");
+        return HV_EXIT_USAGE;
+    }
+    if (archive != NULL) {
+        hv_error_t err;
+        hv_error_clear(&err);
+        /* Offline: only the public half of the key in the data directory is needed. */
+        if (hv__audit_key_load(hv_engine_data_dir(e), 0, &key, &err) != HV_OK) {
+            fprintf(stderr, "holovitals: %s: %s\n", err.location, err.message);
+            return HV_EXIT_FAILURE;
+        }
+        rc = hv__audit_verify_archive(archive, key, &v, &err);
+        EVP_PKEY_free(key);
+        if (rc != HV_OK) {
+            fprintf(stderr, "holovitals: %s: %s\n", err.location, err.message);
+            return HV_EXIT_FAILURE;
+        }
+        print_result(archive, &v);
+        return v.problem[0] ? HV_EXIT_FAILURE : HV_EXIT_OK;
+    }
+    if (open_store(e, &db, &key) != HV_OK) return HV_EXIT_FAILURE;
+    rc = hv__audit_verify_db(db, key, since_ms, &v);
+    hv_db_close(db);
+    EVP_PKEY_free(key);
+    if (rc != HV_OK) {
+        fprintf(stderr, "holovitals: the audit store cannot be read: %s\n", hv_strerror(rc));
+        return HV_EXIT_FAILURE;
+    }
+    print_result("audit trail", &v);
+    return v.problem[0] ? HV_EXIT_FAILURE : HV_EXIT_OK;
+}
+
+static int cmd_archive(hv_engine_t *e, int argc, char **argv) {
+    const char *before = NULL, *out = NULL;
+    int64_t before_ms = 0, n = 0;
+    hv_db_t *db = NULL;
+    EVP_PKEY *key = NULL;
+    hv_error_t err;
+    int rc;
+    hv_error_clear(&err);
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--before") == 0 && i + 1 < argc) before = argv[++i];
+        else if (strcmp(argv[i], "--out") == 0 && i + 1 < argc) out = argv[++i];
+        else break;
+    }
+    if (out == NULL) {
+        fprintf(stderr, "usage: holovitals audit archive --out FILE.ndjson.gz [--before DATE]\n");
+        return HV_EXIT_USAGE;
+    }
+    if (before == NULL) {
+        before_ms = (int64_t)hv_now_ms() - hv_config_int(hv_engine_config(e), "audit.hot_days") * 86400000LL;
+    } else if (hv__audit_parse_time(before, &before_ms) != HV_OK) {
+        fprintf(stderr, "holovitals: --before takes a date (2026-11-25 or 2026-11-25T10:00:00Z)\n");
+        return HV_EXIT_USAGE;
+    }
+    if (open_store(e, &db, &key) != HV_OK) return HV_EXIT_FAILURE;
+    rc = hv__audit_archive(db, key, before_ms, out, &n, &err);
+    hv_db_close(db);
+    EVP_PKEY_free(key);
+    if (rc != HV_OK) {
+        fprintf(stderr, "holovitals: %s: %s\n", err.location, err.message);
+        return HV_EXIT_FAILURE;
+    }
+    printf("archived %lld records to %s (they stay in the store until their retention ends)\n", (long long)n, out);
+    return HV_EXIT_OK;
+}
+
+static const hv_command_t commands[] = {
+    {"audit verify", "audit verify [--since DATE] [--archive FILE]", "verify the audit trail's hash chain",
+     "Walks the hash chain of the audit store (or of an archive written by `audit archive`) and\n"
+     "checks every signed checkpoint with the key <data>/audit-signing.pem. Prints the first record\n"
+     "that was altered, deleted or inserted and exits 1, or prints ok and exits 0.",
+     cmd_verify},
+    {"audit archive", "audit archive --out FILE [--before DATE]",
+     "copy audit records to a gzip'd NDJSON archive with their chain, signed",
+     "Writes every record recorded before DATE (default: older than audit.hot_days) to FILE, one JSON\n"
+     "object per line, ending with a checkpoint signed by the engine's audit key, so that\n"
+     "`audit verify --archive FILE` checks it offline. Records are not deleted from the store.",
+     cmd_archive},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+const hv_module_t hv_audit_module = {
+    "audit", settings, commands, audit_init, audit_start, audit_stop, audit_free,
+};

@@ -1,0 +1,105 @@
+/*
+ * fuzz_audit.c — libFuzzer target for the audit module's parsers
+ * (destinations/audit/event.c): the POST /audit/log body, the patient scanner that
+ * reads response and request bodies, and the FHIR request classifier.
+ *
+ * Invariants checked on every input:
+ *   - an accepted POST body has action C/R/U/D/E, a 1-64 character subtype of
+ *     [a-z0-9-_.], outcome 0/4/8/12, at most HV_AUDIT_MAX_PATIENTS valid FHIR ids; the
+ *     AuditEvent built from it is JSON whose action and subtype code are those values,
+ *     and a refused body leaves an error message;
+ *   - the scanner returns distinct valid FHIR ids, no more than asked, never more than it
+ *     counted, and the same ids when run twice;
+ *   - the classifier, when it audits a path, names an action of C/R/U/D/E and a subtype.
+ */
+#include <json-c/json.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "destinations/audit/audit_int.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static int valid_id(const char *s) {
+    size_t n = strlen(s);
+    if (n == 0 || n > 64) return 0;
+    return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.") == n;
+}
+
+static void check_post(const char *s, size_t n) {
+    hv_arena_t *a = hv_arena_new(0);
+    hv_audit_event_t ev;
+    hv_error_t err;
+    const char *source = NULL;
+    hv_error_clear(&err);
+    if (hv__audit_parse_post(s, n, a, &ev, &source, &err) == HV_OK) {
+        hv__audit_t st;
+        hv__aev_t *e;
+        struct json_object *o, *v;
+        if (strchr("CRUDE", ev.action) == NULL || ev.action == 0) abort();
+        if (ev.subtype == NULL || ev.subtype[0] == '\0' || strlen(ev.subtype) > 64) abort();
+        if (strspn(ev.subtype, "abcdefghijklmnopqrstuvwxyz0123456789-_.") != strlen(ev.subtype)) abort();
+        if (ev.outcome != 0 && ev.outcome != 4 && ev.outcome != 8 && ev.outcome != 12) abort();
+        if (ev.npatients > HV_AUDIT_MAX_PATIENTS) abort();
+        for (size_t i = 0; i < ev.npatients; i++)
+            if (!valid_id(ev.patients[i])) abort();
+        memset(&st, 0, sizeof(st));
+        e = hv__aev_new(&st);
+        if (e == NULL) abort();
+        e->source = source ? source : "";
+        if (hv__aev_fill(e, &ev) != HV_OK) abort();
+        o = json_tokener_parse(e->content.data);
+        if (o == NULL) abort();
+        if (!json_object_object_get_ex(o, "action", &v) || json_object_get_string(v)[0] != ev.action) abort();
+        if (!json_object_object_get_ex(o, "subtype", &v) ||
+            strcmp(hv_json_get_str(json_object_array_get_idx(v, 0), "code"), ev.subtype) != 0)
+            abort();
+        json_object_put(o);
+        hv__aev_free(e);
+    } else if (err.message[0] == '\0') {
+        abort();
+    }
+    hv_arena_free(a);
+}
+
+static void check_scan(const char *s, size_t n) {
+    hv_arena_t *a = hv_arena_new(0);
+    const char *ids[8], *again[8];
+    size_t k = 0, k2 = 0, found, found2;
+    found = hv__audit_scan_patients(s, n, a, ids, &k, HV_ARRAY_LEN(ids));
+    found2 = hv__audit_scan_patients(s, n, a, again, &k2, HV_ARRAY_LEN(again));
+    if (k > HV_ARRAY_LEN(ids) || found < k || k != k2 || found != found2) abort();
+    for (size_t i = 0; i < k; i++) {
+        if (!valid_id(ids[i]) || strcmp(ids[i], again[i]) != 0) abort();
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(ids[i], ids[j]) == 0) abort();
+    }
+    hv_arena_free(a);
+}
+
+static void check_classify(const char *s) {
+    static const int methods[] = {HV_HTTP_GET, HV_HTTP_POST, HV_HTTP_PUT, HV_HTTP_PATCH, HV_HTTP_DELETE};
+    for (size_t i = 0; i < HV_ARRAY_LEN(methods); i++) {
+        char action = 0, type[64], id[80];
+        const char *sub = NULL;
+        if (hv__audit_classify(methods[i], s, &action, &sub, type, sizeof(type), id, sizeof(id))) {
+            if (action == 0 || strchr("CRUDE", action) == NULL || sub == NULL || sub[0] == '\0') abort();
+            if (strlen(type) >= sizeof(type) || strlen(id) >= sizeof(id)) abort();
+        }
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    char *s;
+    if (size > 65536) return 0;
+    s = malloc(size + 1);
+    if (s == NULL) return 0;
+    memcpy(s, data, size);
+    s[size] = '\0';
+    check_post(s, size);
+    check_scan(s, size);
+    if (strlen(s) < 2048) check_classify(s);
+    free(s);
+    return 0;
+}

@@ -1,0 +1,149 @@
+/* chain.c — tests destinations/audit/chain.c: the hash, signatures, the append job and verification. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tests.h"
+
+static void audit_hash_covers_every_field(void **state) {
+    char base[65], h[65];
+    (void)state;
+    hv__audit_hash(HV__AUDIT_ZERO_HASH, 1, 1000, "R", "read", 0, "alice", "clinician", "10.0.0.1", "p1", "{}", 2, base);
+    assert_int_equal(strlen(base), 64);
+    hv__audit_hash(HV__AUDIT_ZERO_HASH, 1, 1000, "R", "read", 0, "alice", "clinician", "10.0.0.1", "p1", "{}", 2, h);
+    assert_string_equal(h, base);
+#define DIFFERS(...)                                                                                               \
+    do {                                                                                                           \
+        hv__audit_hash(__VA_ARGS__, h);                                                                            \
+        assert_string_not_equal(h, base);                                                                          \
+    } while (0)
+    DIFFERS("1000000000000000000000000000000000000000000000000000000000000000", 1, 1000, "R", "read", 0, "alice", "clinician", "10.0.0.1", "p1", "{}", 2);
+    DIFFERS(HV__AUDIT_ZERO_HASH, 2, 1000, "R", "read", 0, "alice", "clinician", "10.0.0.1", "p1", "{}", 2);
+    DIFFERS(HV__AUDIT_ZERO_HASH, 1, 1001, "R", "read", 0, "alice", "clinician", "10.0.0.1", "p1", "{}", 2);
+    DIFFERS(HV__AUDIT_ZERO_HASH, 1, 1000, "U", "read", 0, "alice", "clinician", "10.0.0.1", "p1", "{}", 2);
+    DIFFERS(HV__AUDIT_ZERO_HASH, 1, 1000, "R", "vread", 0, "alice", "clinician", "10.0.0.1", "p1", "{}", 2);
+    DIFFERS(HV__AUDIT_ZERO_HASH, 1, 1000, "R", "read", 4, "alice", "clinician", "10.0.0.1", "p1", "{}", 2);
+    DIFFERS(HV__AUDIT_ZERO_HASH, 1, 1000, "R", "read", 0, "alicf", "clinician", "10.0.0.1", "p1", "{}", 2);
+    DIFFERS(HV__AUDIT_ZERO_HASH, 1, 1000, "R", "read", 0, "alice", "admin", "10.0.0.1", "p1", "{}", 2);
+    DIFFERS(HV__AUDIT_ZERO_HASH, 1, 1000, "R", "read", 0, "alice", "clinician", "10.0.0.2", "p1", "{}", 2);
+    DIFFERS(HV__AUDIT_ZERO_HASH, 1, 1000, "R", "read", 0, "alice", "clinician", "10.0.0.1", "p2", "{}", 2);
+    DIFFERS(HV__AUDIT_ZERO_HASH, 1, 1000, "R", "read", 0, "alice", "clinician", "10.0.0.1", "p1", "{ }", 3);
+    /* field boundaries are delimited: moving a character between fields changes the hash */
+    DIFFERS(HV__AUDIT_ZERO_HASH, 1, 1000, "R", "read", 0, "alicec", "linician", "10.0.0.1", "p1", "{}", 2);
+#undef DIFFERS
+}
+
+static char tmpdir[128];
+
+static int setup_dir(void **state) {
+    (void)state;
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/hv-audit-unit-XXXXXX");
+    return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int teardown_dir(void **state) {
+    char cmd[256];
+    (void)state;
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static void audit_key_is_created_once_and_signatures_verify(void **state) {
+    EVP_PKEY *k1 = NULL, *k2 = NULL;
+    hv_error_t err;
+    char sig[160];
+    (void)state;
+    hv_error_clear(&err);
+    assert_int_equal(hv__audit_key_load(tmpdir, 0, &k1, &err), HV_ENOTFOUND);
+    assert_int_equal(hv__audit_key_load(tmpdir, 1, &k1, &err), HV_OK);
+    assert_int_equal(hv__audit_key_load(tmpdir, 0, &k2, &err), HV_OK);
+    assert_int_equal(hv__audit_sign(k1, 7, HV__AUDIT_ZERO_HASH, 123, sig, sizeof(sig)), HV_OK);
+    assert_true(hv__audit_sig_ok(k2, 7, HV__AUDIT_ZERO_HASH, 123, sig));
+    assert_false(hv__audit_sig_ok(k2, 8, HV__AUDIT_ZERO_HASH, 123, sig));
+    assert_false(hv__audit_sig_ok(k2, 7, HV__AUDIT_ZERO_HASH, 124, sig));
+    sig[0] = sig[0] == 'a' ? 'b' : 'a';
+    assert_false(hv__audit_sig_ok(k2, 7, HV__AUDIT_ZERO_HASH, 123, sig));
+    assert_false(hv__audit_sig_ok(k2, 7, HV__AUDIT_ZERO_HASH, 123, "zz"));
+    EVP_PKEY_free(k1);
+    EVP_PKEY_free(k2);
+}
+
+/* Appends n events through the storage job, as the module does, in one transaction. */
+static void append(hv_db_t *db, hv__audit_t *a, int n) {
+    assert_int_equal(hv_db_begin(db), HV_OK);
+    for (int i = 0; i < n; i++) {
+        hv__aev_t *ev = hv__aev_new(a);
+        hv_audit_event_t in = {0};
+        char who[16];
+        const char *p[] = {"p1"};
+        snprintf(who, sizeof(who), "u%d", i);
+        in.action = 'R';
+        in.subtype = "read";
+        in.user = who;
+        in.patients = p;
+        in.npatients = 1;
+        assert_int_equal(hv__aev_fill(ev, &in), HV_OK);
+        assert_int_equal(hv__audit_append_job(db, ev), HV_OK);
+        hv__aev_free(ev);
+    }
+    assert_int_equal(hv_db_commit(db), HV_OK);
+}
+
+static void audit_chain_appends_and_verify_finds_each_kind_of_tampering(void **state) {
+    hv__audit_t a;
+    hv_db_t *db = NULL;
+    hv_error_t err;
+    hv_audit_verify_t v;
+    char archive[256];
+    int64_t written = 0;
+    (void)state;
+    memset(&a, 0, sizeof(a));
+    hv_error_clear(&err);
+    a.checkpoint_every = 5;
+    assert_int_equal(hv__audit_key_load(tmpdir, 1, &a.key, &err), HV_OK);
+    assert_int_equal(hv_db_open(NULL, tmpdir, "audit", &db, &err), HV_OK);
+    assert_int_equal(hv_db_migrate(db, "audit", hv__audit_migrations(db), &err), HV_OK);
+    append(db, &a, 12);
+    assert_int_equal(hv__audit_verify_db(db, a.key, 0, &v), HV_OK);
+    assert_int_equal(v.checked, 12);
+    assert_int_equal(v.checkpoints, 2);
+    assert_string_equal(v.problem, "");
+    /* the store refuses updates and deletes */
+    assert_int_not_equal(hv_db_exec(db, "UPDATE audit_event SET who = 'x' WHERE seq = 3"), HV_OK);
+    assert_int_not_equal(hv_db_exec(db, "DELETE FROM audit_event WHERE seq = 3"), HV_OK);
+    /* an archive of everything verifies */
+    snprintf(archive, sizeof(archive), "%s/a.ndjson.gz", tmpdir);
+    assert_int_equal(hv__audit_archive(db, a.key, INT64_MAX, archive, &written, &err), HV_OK);
+    assert_int_equal(written, 12);
+    assert_int_equal(hv__audit_verify_archive(archive, a.key, &v, &err), HV_OK);
+    assert_int_equal(v.checked, 12);
+    assert_string_equal(v.problem, "");
+    /* behind the engine's back */
+    assert_int_equal(hv_db_exec(db, "DROP TRIGGER audit_event_no_update; DROP TRIGGER audit_event_no_delete;"), HV_OK);
+    assert_int_equal(hv_db_exec(db, "UPDATE audit_event SET outcome = 4 WHERE seq = 3"), HV_OK);
+    assert_int_equal(hv__audit_verify_db(db, a.key, 0, &v), HV_OK);
+    assert_string_equal(v.problem, "altered");
+    assert_int_equal(v.first_bad, 3);
+    assert_int_equal(v.checked, 2);
+    assert_int_equal(hv_db_exec(db, "UPDATE audit_event SET outcome = 0 WHERE seq = 3"), HV_OK);
+    assert_int_equal(hv_db_exec(db, "DELETE FROM audit_event WHERE seq = 9"), HV_OK);
+    assert_int_equal(hv__audit_verify_db(db, a.key, 0, &v), HV_OK);
+    assert_string_equal(v.problem, "deleted");
+    assert_int_equal(v.first_bad, 9);
+    assert_int_equal(hv_db_exec(db, "DELETE FROM audit_event WHERE seq >= 9"), HV_OK);
+    assert_int_equal(hv__audit_verify_db(db, a.key, 0, &v), HV_OK);
+    assert_string_equal(v.problem, "truncated");
+    assert_int_equal(v.first_bad, 9);
+    hv_db_close(db);
+    EVP_PKEY_free(a.key);
+}
+
+int run_chain_tests(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(audit_hash_covers_every_field),
+        cmocka_unit_test(audit_key_is_created_once_and_signatures_verify),
+        cmocka_unit_test(audit_chain_appends_and_verify_finds_each_kind_of_tampering),
+    };
+    return cmocka_run_group_tests_name("audit_chain", tests, setup_dir, teardown_dir);
+}
