@@ -826,10 +826,28 @@ static int cond(hv__search_plan_t *p, const char *type, int tb, const char *idco
         return unsupported(p, "search parameter \"%.64s\": special parameters (_text, _content, near, _filter...) are not"
                        " supported",
                     name);
-    if (st == HV_FHIR_SP_TOKEN && (strcmp(mod, "above") == 0 || strcmp(mod, "below") == 0))
-        return unsupported(p, "search parameter \"%.64s\": the terminology modifiers :above and :below on tokens are"
-                              " not supported",
-                           name);
+    if (st == HV_FHIR_SP_TOKEN && (strcmp(mod, "above") == 0 || strcmp(mod, "below") == 0)) {
+        /* Subsumption (search.html#token): :below matches the code and the codes it
+         * subsumes, :above the code and the codes that subsume it, over the terminology
+         * store's is-a graph. Checked like :in, against the implicit value set
+         * <system>?fhir_vs=isa/<code> (below) or the store's own form
+         * <system>?fhir_vs=generalizes/<code> (above; terminology/valueset.c). */
+        const char *bar = strchr(val, '|');
+        if (bar == NULL || bar == val || bar[1] == '\0' || strchr(val, ',') != NULL ||
+            strlen(val) + 32 >= sizeof(p->vs[0].url) || strlen(name) >= sizeof(p->vs[0].code))
+            return fail(p, "search parameter \"%.64s\": :above and :below take one system|code", name);
+        if (p->nvs >= HV__SEARCH_MAX_VS)
+            return fail(p, "search parameter \"%.64s\": more than 4 value sets in one search", name);
+        if ((nb = bind_only(p, name)) < 0)
+            return nb;
+        snprintf(p->vs[p->nvs].url, sizeof(p->vs[p->nvs].url), "%.*s?fhir_vs=%s/%s", (int)(bar - val), val,
+                 strcmp(mod, "below") == 0 ? "isa" : "generalizes", bar + 1);
+        snprintf(p->vs[p->nvs].code, sizeof(p->vs[p->nvs].code), "%s", name);
+        hv_buf_printf(&p->where, "%s IN (SELECT id FROM sp_tok WHERE type = %s AND code = $%d AND (@VS%d@))", idcol,
+                      TREF(tb), nb, p->nvs);
+        p->nvs++;
+        return HV_OK;
+    }
     if (st == HV_FHIR_SP_TOKEN && (strcmp(mod, "in") == 0 || strcmp(mod, "not-in") == 0)) {
         /* The members are found when the plan runs (fhir/search_run.c) and replace the
          * marker; each value is one value set (comma: OR). */

@@ -421,6 +421,25 @@ int hv_terminology_member_of(hv_db_t *db, const char *valueset, const char *syst
     hv__vs_t vs = {NULL, 0};
     int rc;
     if (a == NULL) return HV_ENOMEM;
+    /* "<system>?fhir_vs=generalizes/<code>": the code and its ancestors — not an implicit
+     * value set of the specification but the store's own form, which FHIR search's token
+     * :above asks (fhir/search_plan.c). */
+    {
+        const char *g = strstr(valueset, "?fhir_vs=generalizes/");
+        size_t i;
+        for (i = 0; g != NULL && i < HV_ARRAY_LEN(implicit_systems); i++) {
+            size_t n = strlen(implicit_systems[i]);
+            if ((size_t)(g - valueset) == n && strncmp(valueset, implicit_systems[i], n) == 0 && g[21] != '\0') {
+                int r = system != NULL && strcmp(system, implicit_systems[i]) != 0
+                            ? 0
+                            : hv_terminology_subsumes(db, implicit_systems[i], code, g + 21);
+                hv_arena_free(a);
+                if (r < 0) return HV_EDB;
+                *member = r;
+                return HV_OK;
+            }
+        }
+    }
     if (hv__vs_implicit(a, valueset, &vsys, &isa)) {
         /* Implicit value sets: no expansion, one look-up (and one subsumption test). */
         hv_terminology_concept_t c;

@@ -1,5 +1,6 @@
 """test_terminology.py — the terminology module through the real binary: the `ucum` commands."""
 
+import json
 import os
 import time
 
@@ -281,6 +282,26 @@ class MedicalStandardsApi(EngineTestCase):
         st, body = self.eng.get_json("/fhir/ValueSet/$validate-code?url=urn:holovitals:test:vs:not-polygon"
                                      "&system=urn:holovitals:test:shapes&code=square")
         self.assertEqual(self.params(body)["result"]["valueBoolean"], False)
+
+    def test_search_token_below_and_above_use_the_hierarchy(self):
+        sct = "http://snomed.info/sct"
+        for code in ("44054006", "73211009", "404684003"):
+            st, _ = self.eng.post_json("/fhir/Condition", {
+                "resourceType": "Condition", "subject": {"reference": "Patient/p1"},
+                "code": {"coding": [{"system": sct, "code": code}]}})
+            self.assertEqual(st, 201)
+
+        def codes(q):
+            st, b = self.eng.get_json("/fhir/Condition?" + q)
+            self.assertEqual(st, 200, b)
+            return sorted(e["resource"]["code"]["coding"][0]["code"] for e in b.get("entry", []))
+
+        self.assertEqual(codes("code:below=%s|73211009" % sct), ["44054006", "73211009"])
+        self.assertEqual(codes("code:above=%s|73211009" % sct), ["404684003", "73211009"])
+        self.assertEqual(codes("code:in=%s?fhir_vs=isa/64572001" % sct), ["44054006", "73211009"])
+        st, b = self.eng.get_json("/fhir/Condition?code:below=73211009")
+        self.assertEqual((st, b["resourceType"]), (400, "OperationOutcome"))
+        self.assertIn("system|code", json.dumps(b))
 
     def test_conceptmap_per_sender(self):
         cm = {"resourceType": "ConceptMap", "name": "labA", "group": [{
