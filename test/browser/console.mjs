@@ -115,6 +115,10 @@ await check("a message shows its segments with field names, and <script> in it i
   assert((await msh10.getAttribute("title")) === "MSH-10 Message Control ID", "MSH-10 title");
   assert((await msh10.textContent()) === env.XSS_CONTROL_ID, "MSH-10 value " + (await msh10.textContent()));
   await page.getByText("<script>window.__xss=1</script>").first().waitFor();
+  // The FHIR output of the hl7v2-to-fhir step: a transaction Bundle with the Patient.
+  await page.getByRole("heading", { name: "Output (after the steps)" }).waitFor();
+  await page.getByText('"resourceType": "Bundle"').first().waitFor();
+  await page.getByText('"family": "<script>window.__xss=1</script>"').first().waitFor();
   const ran = await page.evaluate(() => window.__xss);
   assert(ran === undefined, "the script in the message ran");
   assert((await page.locator("main script").count()) === 0, "a script element was created");

@@ -199,6 +199,7 @@ class ConsoleBrowserTest(EngineTestCase):
             f.write("""{
   "id": "adt",
   "source": { "type": "mllp", "listen": "127.0.0.1:%d" },
+  "steps": [ { "type": "hl7v2-to-fhir" } ],
   "destinations": [
     { "name": "archive", "type": "file-write", "dir": "%s" },
     { "name": "downstream", "type": "http-send", "url": "http://127.0.0.1:%d/in",
