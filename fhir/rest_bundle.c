@@ -719,6 +719,10 @@ static void h_bundle(hv_http_req_t *req, void *ud)
         hv__rest_outcome(r, st, "error", st == 501 ? "not-supported" : "invalid", "%s", msg);
         goto fail;
     }
+    /* Every entry runs under the caller's scopes: the store checks each resource it reads
+     * or writes (fhir/rest_authz.c), so an entry outside them fails as its own request would. */
+    for (size_t i = 0; i < r->bj->n; i++)
+        r->bj->e[i].op.principal = r->principal;
     /* Validation on write, per entry, before anything runs (loop thread: the validator is this thread's). */
     if (f->validation == HV__VALIDATE_REJECT && f->validator != NULL) {
         for (size_t i = 0; i < r->bj->n; i++) {

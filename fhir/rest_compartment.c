@@ -31,12 +31,15 @@ typedef struct comp {
     hv_buf_t body;
     size_t count, max;
     int patient_live;
+    int check;          /* each resource goes through the scope check (fhir/rest_authz.c) */
 } comp_t;
 
 static int add_entry(void *ud, const hv__store_row_t *row)
 {
     comp_t *c = ud;
     char url[512];
+    if (c->check && hv__authz_resource(c->r->principal, HV_AUTH_SEARCH, row->type, row->id, NULL, row->text) != HV_OK)
+        return HV_OK; /* not counted either: the total is what the token may see */
     if (c->count++ >= c->max)
         return HV_OK;
     if (c->body.len > 0)
@@ -59,6 +62,13 @@ static int job_compartment(hv_db_t *db, void *arg)
     if (rc != HV_OK)
         return rc;
     c->patient_live = !row.deleted;
+    /* Another patient's compartment is answered as unknown (404), like a read: $everything
+     * needs the Patient itself readable, a compartment search the compartment searchable. */
+    if (c->patient_live && c->check &&
+        (c->type == NULL
+             ? hv__authz_resource(c->r->principal, HV_AUTH_READ, "Patient", c->patient, NULL, row.text) != HV_OK
+             : hv__authz_compartment(c->r->principal, HV_AUTH_SEARCH, c->type, c->patient) != HV_OK))
+        c->patient_live = 0;
     hv__store_row_clear(&row);
     if (!c->patient_live)
         return HV_OK;
@@ -122,12 +132,18 @@ static void h_compartment(hv_http_req_t *req, void *ud)
             goto fail;
         }
     }
+    /* SMART: a compartment search is a search (s) of its type; $everything needs the
+     * Patient readable (r) and returns, of the rest, what the token may search. */
+    if (hv__authz_type(r, type != NULL ? HV_AUTH_SEARCH : HV_AUTH_READ, type != NULL ? type : "Patient") != HV_OK)
+        goto fail;
     c = hv_calloc(1, sizeof(*c));
     if (c == NULL) {
         hv__rest_outcome(r, 503, "error", "transient", "out of memory");
         goto fail;
     }
     c->r = r;
+    c->check = hv__authz_restricted(r->principal, HV_AUTH_SEARCH, type) ||
+               (type == NULL && hv__authz_restricted(r->principal, HV_AUTH_READ, "Patient"));
     snprintf(c->patient, sizeof(c->patient), "%s", id);
     c->type = type;
     c->base = hv__rest_base(r);

@@ -46,7 +46,7 @@ typedef struct xjob {
     char id[40];
     char dir[1024];
     char request[1024];
-    int level;                  /* 0 system, 1 Patient, 2 Group */
+    int level;                  /* 0 system, 1 Patient, 2 Group, 3 the token's own patient */
     char group[HV__FHIR_ID_MAX];
     char *types;                /* _type, or NULL for all */
     int64_t since_ms;
@@ -59,6 +59,12 @@ typedef struct xjob {
     /* Patient and Group level: the patients whose compartments are exported */
     char (*patients)[HV__FHIR_ID_MAX];
     size_t npatients;
+    /* SMART scopes (fhir/rest_authz.c): a copy of the kick-off's principal (NULL: auth
+     * off) whose scopes filter every exported resource, and the owner ("client id" or
+     * user name) who alone may poll, download or cancel the job. */
+    hv_auth_principal_t *principal;
+    int check;
+    char owner[HV_AUTH_MAX_ID];
 } xjob_t;
 
 typedef struct xstate {
@@ -80,6 +86,7 @@ static void xjob_free(xjob_t *j)
     hv_free(j->files);
     hv_free(j->types);
     hv_free(j->patients);
+    hv_free(j->principal);
     hv_free(j);
 }
 
@@ -143,6 +150,8 @@ static int write_row(void *ud, const hv__store_row_t *row)
     if (row->deleted || row->text == NULL || !type_wanted(j, row->type) ||
         (j->since_ms >= 0 && (int64_t)row->last_ms < j->since_ms))
         return HV_OK;
+    if (j->check && hv__authz_resource(j->principal, HV_AUTH_SEARCH, row->type, row->id, NULL, row->text) != HV_OK)
+        return HV_OK; /* outside the kick-off token's scopes */
     fp = file_for(j, row->type);
     if (fp == NULL || fwrite(row->text, 1, row->text_len, fp) != row->text_len || fputc('\n', fp) == EOF)
         return HV_EIO;
@@ -210,6 +219,8 @@ static int job_export(hv_db_t *db, void *arg)
     int rc;
     if (j->level == 0)
         return hv__store_each_current(db, NULL, write_row, j);
+    if (j->level == 3) /* a patient/-only token: its patient's compartment, whatever it asked */
+        return hv__store_compartment(db, j->principal->patient, NULL, write_row, j);
     rc = j->level == 2 ? group_patients(db, j) : hv__store_each_current(db, "Patient", add_patient, j);
     for (size_t i = 0; rc == HV_OK && i < j->npatients; i++)
         rc = hv__store_compartment(db, j->patients[i], NULL, write_row, j);
@@ -255,6 +266,30 @@ static xjob_t *find_job(hv__fhir_t *f, const char *id)
     return NULL;
 }
 
+/* True when p may search some resource type (an export without _type exports those). */
+static int may_export(const hv_auth_principal_t *p)
+{
+    if (p == NULL || p->role == HV_AUTH_ROLE_ADMIN)
+        return 1;
+    for (size_t i = 0; i < p->scopes.n; i++)
+        if ((p->scopes.s[i].perms & HV_AUTH_SEARCH) &&
+            (p->scopes.s[i].context != HV_AUTH_CTX_PATIENT || p->patient[0] != '\0'))
+            return 1;
+    return 0;
+}
+
+/* Only the kick-off's owner sees a job: another token is told it does not exist. */
+static int owns(const xjob_t *j, const hv_auth_principal_t *p)
+{
+    const char *who;
+    if (j->principal == NULL)
+        return 1;
+    if (p == NULL)
+        return 0;
+    who = p->client_id[0] != '\0' ? p->client_id : p->sub;
+    return strcmp(who, j->owner) == 0;
+}
+
 static void h_kickoff(hv_http_req_t *req, void *ud)
 {
     hv__fhir_t *f = ud;
@@ -284,14 +319,25 @@ static void h_kickoff(hv_http_req_t *req, void *ud)
     }
     if (types != NULL) {
         char *copy = hv_strdup(types), *save = NULL;
-        int ok = copy != NULL;
-        for (char *t = copy ? strtok_r(copy, ",", &save) : NULL; t != NULL && ok; t = strtok_r(NULL, ",", &save))
+        int ok = copy != NULL, allowed = 1;
+        for (char *t = copy ? strtok_r(copy, ",", &save) : NULL; t != NULL && ok; t = strtok_r(NULL, ",", &save)) {
             ok = hv_fhir_resource_type(t) != NULL;
+            if (ok && hv_auth_allow_type(r->principal, HV_AUTH_SEARCH, t) != HV_OK)
+                allowed = 0;
+        }
         hv_free(copy);
         if (!ok) {
             hv__rest_outcome(r, 400, "error", "invalid", "_type lists an unknown resource type");
             goto out;
         }
+        if (!allowed) {
+            hv__rest_outcome(r, 403, "error", "forbidden", "the access token's scopes do not allow exporting "
+                                                           "every type _type lists");
+            goto out;
+        }
+    } else if (!may_export(r->principal)) {
+        hv__rest_outcome(r, 403, "error", "forbidden", "the access token's scopes allow no search to export");
+        goto out;
     }
     if (f->export_state == NULL) {
         f->export_state = hv_calloc(1, sizeof(xstate_t));
@@ -328,6 +374,26 @@ static void h_kickoff(hv_http_req_t *req, void *ud)
     }
     j->types = types != NULL ? hv_strdup(types) : NULL;
     j->level = gid != NULL ? 2 : strncmp(path, "/fhir/Patient/", 14) == 0 ? 1 : 0;
+    if (r->principal != NULL) {
+        /* Bulk Data with SMART scopes: the job keeps the token's scopes and filters every
+         * resource with them; a patient/-only token exports its own patient's compartment. */
+        int patient_only = r->principal->role != HV_AUTH_ROLE_ADMIN && r->principal->patient[0] != '\0';
+        for (size_t i = 0; i < r->principal->scopes.n; i++)
+            if ((r->principal->scopes.s[i].perms & HV_AUTH_SEARCH) &&
+                r->principal->scopes.s[i].context != HV_AUTH_CTX_PATIENT)
+                patient_only = 0;
+        j->principal = hv_malloc(sizeof(*j->principal));
+        if (j->principal == NULL) {
+            hv__rest_outcome(r, 503, "error", "transient", "out of memory");
+            goto out;
+        }
+        memcpy(j->principal, r->principal, sizeof(*j->principal));
+        j->check = 1;
+        snprintf(j->owner, sizeof(j->owner), "%s",
+                 r->principal->client_id[0] != '\0' ? r->principal->client_id : r->principal->sub);
+        if (patient_only)
+            j->level = 3;
+    }
     if (gid != NULL)
         snprintf(j->group, sizeof(j->group), "%s", gid);
     hv_random_fast(rnd, sizeof(rnd));
@@ -363,6 +429,8 @@ static void h_status(hv_http_req_t *req, void *ud)
     if (r == NULL)
         return;
     j = find_job(f, hv_http_req_param(req, "job"));
+    if (j != NULL && !owns(j, r->principal))
+        j = NULL;
     if (j == NULL || j->state == 3) {
         hv__rest_outcome(r, 404, "error", "not-found", "no such export");
     } else if (hv_http_req_method(req) == HV_HTTP_DELETE) {
@@ -458,6 +526,8 @@ static void h_file(hv_http_req_t *req, void *ud)
     if (r == NULL)
         return;
     j = find_job(f, hv_http_req_param(req, "job"));
+    if (j != NULL && !owns(j, r->principal))
+        j = NULL;
     n = file != NULL ? strlen(file) : 0;
     /* The name must be one of the job's files: Type.ndjson, nothing else. */
     if (j == NULL || j->state != 1 || n < 8 || strcmp(file + n - 7, ".ndjson") != 0) {

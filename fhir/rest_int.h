@@ -39,6 +39,7 @@ typedef struct hv__fhir {
 typedef struct hv__rreq {
     hv__fhir_t *f;
     hv_http_req_t *req;
+    const hv_auth_principal_t *principal; /* who asks (engine/auth); NULL with auth off */
     int xml;           /* answer in XML */
     int pretty;        /* _pretty=true */
     int prefer;        /* HV__PREFER_* */
@@ -85,6 +86,11 @@ int hv__rest_validate(hv__rreq_t *r, struct json_object *res);
 void hv__fhir_notify(hv__fhir_t *f, const hv__fop_t *op);
 /* An OperationOutcome tree with one issue. */
 struct json_object *hv__outcome_new(const char *severity, const char *code, const char *msg);
+
+/* Answers 403 (an OperationOutcome) and returns HV_EPERM when r's token may not perform
+ * interaction (HV_AUTH_*) on any resource of type (NULL: every type); HV_OK otherwise
+ * (fhir/rest_authz.c). */
+int hv__authz_type(hv__rreq_t *r, int interaction, const char *type);
 
 /* Answers a search (fhir/search.c); r->op.type is set. Takes r. */
 void hv__search_handle(hv__rreq_t *r);

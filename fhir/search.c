@@ -32,7 +32,9 @@ typedef struct srch {
     hv_buf_t body;   /* the entries, comma separated */
     const char *base;
     char *query;     /* the criteria (URL query and form body joined), raw */
-    size_t rows;
+    size_t rows;     /* entries written */
+    size_t seen;     /* rows the store returned for the page (paging counts these) */
+    int check;       /* each row goes through the scope check (fhir/rest_authz.c) */
     int more;
     int64_t total;
     hv__store_row_t last; /* the last row of the page (no text) */
@@ -42,10 +44,16 @@ static int add_row(void *ud, const hv__store_row_t *row)
 {
     srch_t *s = ud;
     char url[512];
-    if ((int64_t)s->rows >= s->plan.count) {
+    if ((int64_t)s->seen >= s->plan.count) {
         s->more = 1;
         return HV_OK;
     }
+    s->seen++;
+    s->last = *row;
+    s->last.text = NULL;
+    /* Rows the token may not see are left out; the cursor still moves past them. */
+    if (s->check && hv__authz_resource(s->r->principal, HV_AUTH_SEARCH, row->type, row->id, NULL, row->text) != HV_OK)
+        return HV_OK;
     if (s->rows > 0)
         hv_buf_putc(&s->body, ',');
     snprintf(url, sizeof(url), "%s/%s/%s", s->base, row->type, row->id);
@@ -54,8 +62,6 @@ static int add_row(void *ud, const hv__store_row_t *row)
     hv_buf_puts(&s->body, ",\"resource\":");
     hv_buf_append(&s->body, row->text, row->text_len);
     s->rows++;
-    s->last = *row;
-    s->last.text = NULL;
     return hv_buf_puts(&s->body, ",\"search\":{\"mode\":\"match\"}}");
 }
 
@@ -94,7 +100,7 @@ static void done_search(int status, void *arg)
         hv__rest_outcome(r, 500, "error", "exception", "search failed: %s", hv_strerror(status));
         goto out;
     }
-    if (s->total < 0 && s->rows == 0 && !s->plan.has_cursor && s->plan.total == HV__TOTAL_ACCURATE)
+    if (s->total < 0 && s->seen == 0 && !s->plan.has_cursor && s->plan.total == HV__TOTAL_ACCURATE)
         s->total = 0;
     lq = links_query(s, a);
     hv_buf_puts(&out, "{\"resourceType\":\"Bundle\",\"type\":\"searchset\"");
@@ -188,6 +194,20 @@ void hv__search_handle(hv__rreq_t *r)
         HV_OK) {
         hv__rest_outcome(r, 400, "error", "invalid", "%s", s->plan.msg[0] ? s->plan.msg : "the search is invalid");
         goto fail;
+    }
+    /* SMART scopes (fhir/rest_authz.c): a patient/-only token searches its patient's
+     * compartment (in the SQL, so totals and pages hold); any other limit (a category)
+     * is checked row by row. */
+    if (hv__authz_type(r, HV_AUTH_SEARCH, r->op.type) != HV_OK)
+        goto fail;
+    {
+        const char *pid = NULL;
+        if (hv_auth_patient_ids(r->principal, HV_AUTH_SEARCH, r->op.type, &pid) == 1 &&
+            hv__search_plan_compartment(&s->plan, pid) != HV_OK) {
+            hv__rest_outcome(r, 400, "error", "too-costly", "the search has too many values");
+            goto fail;
+        }
+        s->check = hv__authz_restricted(r->principal, HV_AUTH_SEARCH, r->op.type);
     }
     s->base = hv__rest_base(r);
     hv_buf_init(&s->body, (size_t)256 << 20);

@@ -589,6 +589,19 @@ out:
     return rc;
 }
 
+int hv__search_plan_compartment(hv__search_plan_t *p, const char *patient)
+{
+    if (strcmp(p->type, "Patient") == 0)
+        sql(p, " AND r.id = ");
+    else
+        sql(p, " AND r.id IN (SELECT c.id FROM refs c WHERE c.type = $1 AND c.patient = ");
+    if (b_text(p, patient) != HV_OK)
+        return HV_ETOOBIG;
+    if (strcmp(p->type, "Patient") != 0)
+        sql(p, ")");
+    return hv_buf_puts(&p->where, "");
+}
+
 #define ROW_COLS_M "m.rid, m.type, m.id, m.version, m.last_ms, m.deleted, m.json"
 
 int hv__search_plan_run(hv_db_t *db, const hv__search_plan_t *p, hv__store_row_cb cb, void *ud, int64_t *total)

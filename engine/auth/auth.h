@@ -141,6 +141,14 @@ int hv_auth_allow_type(const hv_auth_principal_t *p, int interaction, const char
  */
 int hv_auth_patient_ids(const hv_auth_principal_t *p, int interaction, const char *type,
                         const char **patient);
+/*
+ * 1 when p may perform interaction on every resource of type, whatever its patient
+ * compartment and categories (NULL principal, the admin role, or a user/ or system/
+ * scope without a category filter grants it); 0 when each resource must be checked
+ * with hv_auth_allow. Lets a caller skip reading a resource's compartment and
+ * categories for unrestricted tokens.
+ */
+int hv_auth_allow_all(const hv_auth_principal_t *p, int interaction, const char *type);
 
 /*
  * The patient picker's source: lists up to max patients as (id, display) pairs
