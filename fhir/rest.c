@@ -527,6 +527,7 @@ int hv__fhir_rest_init(hv_engine_t *e, void **state)
         if (rc != HV_OK)
             goto fail;
     }
+    hv__authz_register_picker(f, 1);
     *state = f;
     return HV_OK;
 fail:
@@ -544,6 +545,7 @@ void hv__fhir_rest_free(hv_engine_t *e, void *state)
     (void)e;
     if (f == NULL)
         return;
+    hv__authz_register_picker(f, 0);
     if (f->storage != NULL)
         hv_storage_free(f->storage); /* runs the queued jobs and their done callbacks */
     hv__export_free(f);

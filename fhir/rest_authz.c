@@ -30,6 +30,7 @@
 #include <json-c/json.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "fhir/rest_int.h"
 
@@ -168,4 +169,114 @@ int hv__authz_compartment(const hv_auth_principal_t *p, int interaction, const c
 int hv__authz_restricted(const hv_auth_principal_t *p, int interaction, const char *type)
 {
     return !hv_auth_allow_all(p, interaction, type);
+}
+
+/* ---- the SMART patient picker (hv_auth_set_patient_provider) ----
+ *
+ * The auth module asks for patients to list once a user has signed in to an app
+ * asking for launch/patient. The answer is a walk of the live Patients on the store's
+ * storage thread (oldest first, at most `max`, those whose name or id contains the
+ * search text, case-insensitively), displayed as "Given Family (id)". */
+
+#define PICK_MAX 100
+
+typedef struct pick {
+    hv_auth_patient_list_done_cb done;
+    void *done_ud;
+    char search[128];
+    size_t max, n;
+    char ids[PICK_MAX][HV_AUTH_MAX_ID];
+    char names[PICK_MAX][128];
+} pick_t;
+
+/* "Given Family" of a Patient's first name (HumanName.text when there is one). */
+static void display_name(struct json_object *pat, char *out, size_t cap)
+{
+    struct json_object *names = NULL, *n0, *given = NULL;
+    const char *text, *family;
+    size_t len = 0;
+    out[0] = '\0';
+    if (!json_object_object_get_ex(pat, "name", &names) || !json_object_is_type(names, json_type_array) ||
+        json_object_array_length(names) == 0)
+        return;
+    n0 = json_object_array_get_idx(names, 0);
+    text = hv_json_get_str(n0, "text");
+    if (text != NULL) {
+        snprintf(out, cap, "%s", text);
+        return;
+    }
+    if (json_object_object_get_ex(n0, "given", &given) && json_object_is_type(given, json_type_array))
+        for (size_t i = 0; i < json_object_array_length(given) && len + 1 < cap; i++)
+            len += (size_t)snprintf(out + len, cap - len, "%s%s", len ? " " : "",
+                                    json_object_get_string(json_object_array_get_idx(given, i)));
+    family = hv_json_get_str(n0, "family");
+    if (family != NULL && len + 1 < cap)
+        snprintf(out + len, cap - len, "%s%s", len ? " " : "", family);
+}
+
+static int contains_ci(const char *hay, const char *needle)
+{
+    size_t n = strlen(needle);
+    if (n == 0)
+        return 1;
+    for (; *hay != '\0'; hay++)
+        if (strncasecmp(hay, needle, n) == 0)
+            return 1;
+    return 0;
+}
+
+static int pick_row(void *ud, const hv__store_row_t *row)
+{
+    pick_t *p = ud;
+    struct json_object *pat;
+    char name[128];
+    if (p->n >= p->max)
+        return HV_ETOOBIG; /* enough: stops the walk */
+    pat = json_tokener_parse(row->text);
+    if (pat == NULL)
+        return HV_OK;
+    display_name(pat, name, sizeof(name));
+    json_object_put(pat);
+    if (!contains_ci(name, p->search) && !contains_ci(row->id, p->search))
+        return HV_OK;
+    snprintf(p->ids[p->n], HV_AUTH_MAX_ID, "%s", row->id);
+    snprintf(p->names[p->n], sizeof(p->names[p->n]), "%s (%s)", name[0] ? name : "unnamed", row->id);
+    p->n++;
+    return HV_OK;
+}
+
+static int job_pick(hv_db_t *db, void *arg)
+{
+    int rc = hv__store_each_current(db, "Patient", pick_row, arg);
+    return rc == HV_ETOOBIG ? HV_OK : rc;
+}
+
+static void done_pick(int status, void *arg)
+{
+    pick_t *p = arg;
+    p->done(p->done_ud, status, status == HV_OK ? p->n : 0, (const char(*)[HV_AUTH_MAX_ID])p->ids,
+            (const char(*)[128])p->names);
+    hv_free(p);
+}
+
+static int patient_list(void *ud, const char *search, size_t max, hv_auth_patient_list_done_cb done, void *done_ud)
+{
+    hv__fhir_t *f = ud;
+    pick_t *p = hv_calloc(1, sizeof(*p));
+    int rc;
+    if (p == NULL)
+        return HV_ENOMEM;
+    p->done = done;
+    p->done_ud = done_ud;
+    p->max = max < PICK_MAX ? max : PICK_MAX;
+    snprintf(p->search, sizeof(p->search), "%s", search != NULL ? search : "");
+    rc = hv_storage_submit(f->storage, job_pick, done_pick, p);
+    if (rc != HV_OK)
+        hv_free(p);
+    return rc;
+}
+
+void hv__authz_register_picker(hv__fhir_t *f, int on)
+{
+    hv_auth_set_patient_provider(f->e, on ? patient_list : NULL, on ? f : NULL);
 }

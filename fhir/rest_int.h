@@ -92,6 +92,9 @@ struct json_object *hv__outcome_new(const char *severity, const char *code, cons
  * (fhir/rest_authz.c). */
 int hv__authz_type(hv__rreq_t *r, int interaction, const char *type);
 
+/* Registers (on) or removes the SMART patient picker served from the store (fhir/rest_authz.c). */
+void hv__authz_register_picker(hv__fhir_t *f, int on);
+
 /* Answers a search (fhir/search.c); r->op.type is set. Takes r. */
 void hv__search_handle(hv__rreq_t *r);
 

@@ -315,6 +315,43 @@ class FhirScopes(EngineTestCase):
         st, _ = self.jreq(svc, "POST", "/fhir/Observation", body=obs("y", "pat-1", "laboratory"))
         self.assertEqual(st, 403)
 
+    def test_patient_picker_lists_patients_only_after_sign_in(self):
+        verifier, challenge = pkce()
+        params = {"response_type": "code", "client_id": self.app, "redirect_uri": REDIRECT,
+                  "scope": "launch/patient patient/*.rs", "state": "s1", "aud": self.base + "/fhir",
+                  "code_challenge": challenge, "code_challenge_method": "S256"}
+        st, _, page = self.eng.get("/auth/authorize?" + form(params))
+        self.assertEqual(st, 200)
+        self.assertNotIn(SECRET_OF_PAT2.encode(), page)  # nobody is listed before sign-in
+        self.assertNotIn(b"<select", page)
+        # signed in without choosing: the picker, served by a search of Patient on the store
+        d = dict(params, username="carl", password="password-carl", decision="allow")
+        st, hd, page = self.eng.request("POST", "/auth/authorize", body=form(d), headers=FORM)
+        self.assertEqual(st, 200, page)
+        self.assertIn(b'<option value="pat-2">' + SECRET_OF_PAT2.encode() + b" (pat-2)</option>", page)
+        self.assertIn(b'<option value="pat-1">One (pat-1)</option>', page)
+        ticket = page.split(b'name="ticket" value="')[1].split(b'"')[0].decode()
+        # a forged or foreign ticket is not a sign-in
+        for bad in (ticket[:-4] + "AAAA", ticket + "x"):
+            d = dict(params, ticket=bad, patient="pat-2", decision="allow")
+            st, hd, page = self.eng.request("POST", "/auth/authorize", body=form(d), headers=FORM)
+            self.assertEqual(st, 401)
+            self.assertNotIn("location", hd)
+        d = dict(params, ticket=ticket, patient="pat-2", decision="allow", code_challenge=pkce()[1])
+        st, hd, _ = self.eng.request("POST", "/auth/authorize", body=form(d), headers=FORM)
+        self.assertEqual(st, 401)  # bound to the PKCE challenge it was issued for
+        d = dict(params, ticket=ticket, patient="pat-2", decision="allow")
+        st, hd, _ = self.eng.request("POST", "/auth/authorize", body=form(d), headers=FORM)
+        self.assertEqual(st, 302)
+        code = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(hd["location"]).query))["code"]
+        st, _, body = self.eng.request("POST", "/auth/token", body=form({
+            "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT, "client_id": self.app,
+            "code_verifier": verifier}), headers=FORM)
+        tok = json.loads(body)
+        self.assertEqual((st, tok["patient"]), (200, "pat-2"))
+        st, out = self.jreq(tok["access_token"], "GET", "/fhir/Observation")
+        self.assertEqual(self.ids(out), ["Observation/obs-2"])
+
     def export(self, tok, path):
         st, hd, out = self.req(tok, "GET", path, headers={"Prefer": "respond-async"})
         self.assertEqual(st, 202, out)
