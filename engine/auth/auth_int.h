@@ -14,6 +14,7 @@ struct json_object;
 #define HV__MAX_KEYS 8           /* signing keys kept (current + retired, for verification) */
 #define HV__USERNAME_MAX 64
 #define HV__PASSWORD_MAX 1024
+#define HV__FHIR_USER_MAX 96     /* "Practitioner/" + a FHIR id */
 
 /* ---- jwt.c ---- */
 
@@ -93,7 +94,7 @@ typedef struct hv__auth {
     char issuer[512];
     char audience[512];
     char alg[8];
-    int64_t access_ttl, refresh_ttl, session_ttl, code_ttl, leeway;
+    int64_t access_ttl, refresh_ttl, session_ttl, code_ttl, leeway, launch_ttl;
     int64_t lock_threshold, lock_ms;
     uint64_t scrypt_n;
     double ip_rate, ip_burst, client_rate, client_burst, login_rate, login_burst;
@@ -162,6 +163,7 @@ const char *hv__auth_param(hv_http_req_t *req, const char *name, int *dup);
 typedef struct hv__user {
     char name[HV__USERNAME_MAX + 1];
     char role[16];
+    char fhir_user[HV__FHIR_USER_MAX]; /* "Practitioner/ID", "Patient/ID"…; "" when not linked */
     char hash[192];
     int disabled;
     int64_t failures;
@@ -178,6 +180,20 @@ int hv__user_check_login(hv_db_t *db, const char *name, const char *password, si
                          int64_t threshold, int64_t lock_ms, uint64_t scrypt_n, hv__user_t *out,
                          int64_t *retry_ms);
 int hv__username_valid(const char *name);
+/* Links a user to the FHIR resource that is its fhirUser ("" unlinks). HV_ENOTFOUND: no such user. */
+int hv__user_set_fhir_user(hv_db_t *db, const char *name, const char *ref);
+
+/* launch.c — EHR launch contexts and fhirUser references. */
+#define HV__LAUNCH_MAX 68 /* "lc." + 64 hex + NUL */
+/* True for "Practitioner/ID", "Patient/ID", "RelatedPerson/ID" or "Person/ID" (ID a FHIR id). */
+int hv__auth_fhir_user_valid(const char *ref);
+/* Stores a new launch context for patient (made by `by`), writing its value to out. */
+int hv__auth_launch_create(hv_db_t *db, const char *patient, const char *by, int64_t ttl, char *out, size_t outlen);
+/* The patient of an unspent, unexpired launch; HV_ENOTFOUND otherwise. */
+int hv__auth_launch_get(hv_db_t *db, const char *launch, char *patient, size_t cap);
+/* Spends a launch (a code was issued for it). */
+int hv__auth_launch_spend(hv_db_t *db, const char *launch);
+int hv__auth_launch_routes(hv__auth_t *a);
 
 /* sessions.c — a job of the session and token endpoints (storage thread + loop). */
 typedef struct hv__sjob {

@@ -6,6 +6,8 @@
  *
  *   user add NAME --role ROLE      password: one line on standard input
  *   user list | user disable NAME | user enable NAME | user passwd NAME
+ *   user link NAME Practitioner/ID  the user's fhirUser
+ *   launch create --patient ID     an EHR launch context; prints its value alone
  *   client add --name N --type backend|public|confidential [--jwks FILE]
  *              [--redirect-uri URI]... [--scope S]     prints the client_id alone
  *   client list
@@ -191,6 +193,59 @@ static int set_disabled(hv_engine_t *e, int argc, char **argv, int disabled) {
 
 static int cmd_user_disable(hv_engine_t *e, int argc, char **argv) { return set_disabled(e, argc, argv, 1); }
 static int cmd_user_enable(hv_engine_t *e, int argc, char **argv) { return set_disabled(e, argc, argv, 0); }
+
+/* user link NAME REF: the FHIR resource that is the user's fhirUser (SMART §fhirUser). */
+static int cmd_user_link(hv_engine_t *e, int argc, char **argv) {
+    hv_db_t *db = NULL;
+    int rc;
+    if (argc != 2 || (!hv__auth_fhir_user_valid(argv[1]) && strcmp(argv[1], "-") != 0)) {
+        fprintf(stderr, "usage: holovitals user link NAME Practitioner/ID|Patient/ID|RelatedPerson/ID|Person/ID  (- unlinks)\n");
+        return HV_EXIT_USAGE;
+    }
+    if ((rc = open_db(e, &db)) != HV_EXIT_OK) return rc;
+    rc = hv__user_set_fhir_user(db, argv[0], strcmp(argv[1], "-") == 0 ? "" : argv[1]);
+    hv_db_close(db);
+    if (rc == HV_ENOTFOUND) {
+        fprintf(stderr, "holovitals: no user '%s'\n", argv[0]);
+        return HV_EXIT_FAILURE;
+    }
+    if (rc != HV_OK) {
+        fprintf(stderr, "holovitals: cannot link the user: %s\n", hv_strerror(rc));
+        return HV_EXIT_FAILURE;
+    }
+    return HV_EXIT_OK;
+}
+
+/* launch create --patient ID: an EHR launch context; prints the launch value alone. */
+static int cmd_launch_create(hv_engine_t *e, int argc, char **argv) {
+    const char *patient = NULL;
+    char launch[HV__LAUNCH_MAX];
+    hv_db_t *db = NULL;
+    int i, rc;
+    for (i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--patient") == 0 && i + 1 < argc) patient = argv[++i];
+        else patient = NULL, i = argc;
+    }
+    if (patient == NULL) {
+        fprintf(stderr, "usage: holovitals launch create --patient ID\n");
+        return HV_EXIT_USAGE;
+    }
+    if ((rc = open_db(e, &db)) != HV_EXIT_OK) return rc;
+    rc = hv__auth_launch_create(db, patient, "cli",
+                                (int64_t)(hv_config_duration_ms(hv_engine_config(e), "auth.launch_ttl") / 1000), launch,
+                                sizeof(launch));
+    hv_db_close(db);
+    if (rc == HV_EINVAL) {
+        fprintf(stderr, "holovitals: the patient must be a FHIR id\n");
+        return HV_EXIT_USAGE;
+    }
+    if (rc != HV_OK) {
+        fprintf(stderr, "holovitals: cannot store the launch: %s\n", hv_strerror(rc));
+        return HV_EXIT_FAILURE;
+    }
+    printf("%s\n", launch);
+    return HV_EXIT_OK;
+}
 
 static int cmd_user_passwd(hv_engine_t *e, int argc, char **argv) {
     char pw[HV__PASSWORD_MAX + 2], hash[192];
@@ -531,6 +586,14 @@ const hv_command_t hv__auth_commands[] = {
     {"user disable", "user disable NAME", "disable a user and end their sessions", NULL, cmd_user_disable},
     {"user enable", "user enable NAME", "enable a disabled user", NULL, cmd_user_enable},
     {"user passwd", "user passwd NAME", "set a user's password (one line on standard input)", NULL, cmd_user_passwd},
+    {"user link", "user link NAME Practitioner/ID|Patient/ID|RelatedPerson/ID|Person/ID",
+     "link a user to the FHIR resource that is its fhirUser",
+     "The id_token of a SMART app launched by this user names the resource as fhirUser\n"
+     "(<FHIR base>/Practitioner/ID). '-' removes the link.", cmd_user_link},
+    {"launch create", "launch create --patient ID", "make an EHR launch context; prints the launch value",
+     "An EHR opens a SMART app with ?iss=<FHIR base>&launch=<value>; the app's token then carries\n"
+     "this patient. The value is single use and lives auth.launch_ttl (also POST /auth/launch).",
+     cmd_launch_create},
     {"client add", "client add --name N --type backend|public|confidential [--jwks FILE] [--redirect-uri URI]... [--scope S]",
      "register an OAuth2 client; prints its client_id",
      "backend: SMART Backend Services, authenticates with JWTs signed by a key of the JWKS in FILE\n"

@@ -38,6 +38,7 @@ const hv_setting_t hv__auth_settings[] = {
      "lifetime of a login session and of online_access refresh tokens"},
     {"auth.offline_ttl", NULL, HV_SET_DURATION, "720h", NULL, "lifetime of offline_access refresh tokens"},
     {"auth.code_ttl", NULL, HV_SET_DURATION, "60s", NULL, "lifetime of an authorization code"},
+    {"auth.launch_ttl", NULL, HV_SET_DURATION, "5m", NULL, "lifetime of an EHR launch context (POST /auth/launch)"},
     {"auth.leeway", NULL, HV_SET_DURATION, "30s", NULL, "clock skew allowed on exp, nbf and iat"},
     {"auth.lockout.threshold", NULL, HV_SET_INT, "5", NULL,
      "failed logins in a row that lock an account (0: never)"},
@@ -268,6 +269,7 @@ void hv__auth_configure(hv__auth_t *a, hv_engine_t *e) {
     a->session_ttl = (int64_t)(hv_config_duration_ms(c, "auth.session_ttl") / 1000);
     a->refresh_ttl = (int64_t)(hv_config_duration_ms(c, "auth.offline_ttl") / 1000);
     a->code_ttl = (int64_t)(hv_config_duration_ms(c, "auth.code_ttl") / 1000);
+    a->launch_ttl = (int64_t)(hv_config_duration_ms(c, "auth.launch_ttl") / 1000);
     a->leeway = (int64_t)(hv_config_duration_ms(c, "auth.leeway") / 1000);
     if (a->access_ttl < 1) a->access_ttl = 1;
     a->lock_threshold = hv_config_int(c, "auth.lockout.threshold");
@@ -305,6 +307,7 @@ static int auth_init(hv_engine_t *e, void **state) {
     if ((rc = hv__auth_sessions_routes(a)) != HV_OK) goto fail;
     if ((rc = hv__auth_oauth_routes(a)) != HV_OK) goto fail;
     if ((rc = hv__auth_smart_routes(a)) != HV_OK) goto fail;
+    if ((rc = hv__auth_launch_routes(a)) != HV_OK) goto fail;
     hv_http_set_guard(e, hv__auth_guard, a);
     *state = s;
     return HV_OK;

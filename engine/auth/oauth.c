@@ -42,6 +42,9 @@ typedef struct areq {
         aud[512], challenge[256], method[16], launch[256];
     int is_post;
     int via_ticket;     /* signed in by a picker ticket (see pick_ticket), not a password */
+    int launch_ok;      /* launch names an unspent, unexpired context (launch.c) */
+    char launch_patient[HV_AUTH_MAX_ID];
+    char fhir_user[HV__FHIR_USER_MAX]; /* token endpoint: the user's linked resource, or "" */
     char decision[16];
     /* outcome */
     int outcome;
@@ -192,9 +195,10 @@ static void check_request(hv__auth_t *a, areq_t *r, const hv__client_t *c, const
         r->error_desc = "aud must be this server's FHIR base URL";
         return;
     }
-    if (r->launch[0] != '\0') {
+    if (r->launch[0] != '\0' && !r->launch_ok) {
+        /* SMART App Launch §EHR launch: the launch value must be one the EHR made here. */
         r->error = "invalid_request";
-        r->error_desc = "EHR launch is not supported; use standalone launch";
+        r->error_desc = "the launch is unknown, spent or expired";
         return;
     }
     hv_buf_init(&g, sizeof(r->granted) - 1);
@@ -222,6 +226,12 @@ static void check_request(hv__auth_t *a, areq_t *r, const hv__client_t *c, const
         r->error_desc = "none of the requested scopes can be granted to this client";
         return;
     }
+    if (r->launch[0] != '\0' && !sc->launch) {
+        hv_free(sc);
+        r->error = "invalid_scope";
+        r->error_desc = "an EHR launch needs the scope launch, registered for the client";
+        return;
+    }
     hv_free(sc);
 }
 
@@ -241,6 +251,14 @@ static int job_authorize(hv_db_t *db, void *arg) {
     }
     if (rc != HV_OK) return rc;
     snprintf(r->client_type, sizeof(r->client_type), "%s", c.type);
+    if (r->launch[0] != '\0') {
+        rc = hv__auth_launch_get(db, r->launch, r->launch_patient, sizeof(r->launch_patient));
+        if (rc != HV_OK && rc != HV_ENOTFOUND) {
+            hv__client_release(&c);
+            return rc;
+        }
+        r->launch_ok = rc == HV_OK;
+    }
     if (!r->is_post) {
         check_request(j->a, r, &c, NULL);
         r->outcome = r->error ? OUT_REDIRECT_ERROR : OUT_PAGE;
@@ -282,14 +300,16 @@ static int job_authorize(hv_db_t *db, void *arg) {
     {
         hv_auth_scopes_t sc;
         hv_auth_scopes_parse(r->granted, &sc, NULL);
-        if (sc.launch_patient && !fhir_id_ok(j->patient)) {
+        if (r->launch_ok) /* EHR launch: the patient is the context's, whatever was posted */
+            snprintf(j->patient, sizeof(j->patient), "%s", r->launch_patient);
+        else if (sc.launch_patient && !fhir_id_ok(j->patient)) {
             /* Signed in, no patient chosen: the picker (listed only now, to a signed-in
              * user) when a provider is registered, else the page again. */
             r->outcome = j->a->patients != NULL ? OUT_PICK : OUT_LOGIN_FAILED;
             r->error_desc = "choose a patient";
             return HV_OK;
         }
-        if (!sc.launch_patient) j->patient[0] = '\0';
+        if (!sc.launch_patient && !r->launch_ok) j->patient[0] = '\0';
     }
     {
         char rnd[65], hash[65];
@@ -311,6 +331,7 @@ static int job_authorize(hv_db_t *db, void *arg) {
         rc = hv_db_step(st);
         hv_db_done(st);
         if (rc < 0) return rc;
+        if (r->launch_ok && (rc = hv__auth_launch_spend(db, r->launch)) != HV_OK) return rc;
     }
     r->outcome = OUT_CODE;
     return HV_OK;
@@ -386,7 +407,7 @@ static void render_page_ex(hv__sjob_t *j, const char *notice, const char *ticket
         hv_buf_puts(&b, "<label>User name <input name=username autocomplete=username required></label>"
                         "<label>Password <input name=password type=password autocomplete=current-password required></label>");
     }
-    if (sc->launch_patient) {
+    if (sc->launch_patient && r->launch[0] == '\0') {
         if (ticket != NULL && n > 0) {
             hv_buf_puts(&b, "<label>Patient <select name=patient required>");
             for (i = 0; i < n; i++) {
@@ -755,6 +776,10 @@ static int job_token(hv_db_t *db, void *arg) {
         snprintf(r->sub, sizeof(r->sub), "%s", j->user);
         r->token_ok = 1;
         {
+            hv__user_t u;
+            if (hv__user_get(db, j->user, &u) == HV_OK) snprintf(r->fhir_user, sizeof(r->fhir_user), "%s", u.fhir_user);
+        }
+        {
             hv_auth_scopes_t sc;
             if (hv_auth_scopes_parse(j->scope, &sc, NULL) == HV_OK && (sc.offline_access || sc.online_access)) {
                 int64_t ttl = sc.offline_access ? j->a->refresh_ttl : j->a->session_ttl;
@@ -778,8 +803,10 @@ static int job_token(hv_db_t *db, void *arg) {
         hv__auth_sha256_hex(r->refresh_in, strlen(r->refresh_in), j->presented);
         rc = hv__auth_refresh_job(db, j);
         if (rc == HV_OK && j->result == HV_OK) {
+            hv__user_t u;
             snprintf(r->sub, sizeof(r->sub), "%s", j->user);
             r->token_ok = 1;
+            if (hv__user_get(db, j->user, &u) == HV_OK) snprintf(r->fhir_user, sizeof(r->fhir_user), "%s", u.fhir_user);
         } else {
             r->token_error = "invalid_grant";
         }
@@ -827,7 +854,12 @@ static void done_token(int status, void *arg) {
             if (hv_auth_scopes_parse(j->scope, sc, NULL) == HV_OK && sc->openid &&
                 strcmp(r->grant_type, "client_credentials") != 0) {
                 char fu[700];
-                snprintf(fu, sizeof(fu), "%s/Practitioner/%s", j->a->audience, r->sub);
+                /* fhirUser: the FHIR resource the user is linked to (`user link`), else the
+                 * Practitioner named after the user. */
+                if (r->fhir_user[0] != '\0')
+                    snprintf(fu, sizeof(fu), "%s/%s", j->a->audience, r->fhir_user);
+                else
+                    snprintf(fu, sizeof(fu), "%s/Practitioner/%s", j->a->audience, r->sub);
                 if (hv__auth_idtoken_issue(j->a, r->sub, sc->fhir_user ? fu : NULL, j->client_id, &idt) == HV_OK)
                     hv_json_set_str(o, "id_token", idt.data);
             }

@@ -36,7 +36,7 @@ static void h_smart(hv_http_req_t *req, void *ud) {
         "patient/*.rs", "patient/*.cruds", "user/*.rs", "user/*.cruds", "system/*.rs", "system/*.cruds",
         "patient/*.read", "user/*.read", "user/*.write", "system/*.read", NULL};
     static const char *const caps[] = {
-        "launch-standalone", "client-public", "client-confidential-symmetric",
+        "launch-standalone", "launch-ehr", "context-ehr-patient", "client-public", "client-confidential-symmetric",
         "client-confidential-asymmetric", "context-standalone-patient", "permission-offline",
         "permission-online", "permission-patient", "permission-user", "permission-v1", "permission-v2",
         "sso-openid-connect", NULL};

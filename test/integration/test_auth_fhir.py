@@ -20,7 +20,7 @@ import subprocess
 import time
 import urllib.parse
 
-from authlib import FORM, Key, assertion, form, pkce
+from authlib import FORM, Key, assertion, form, jwt_parts, pkce
 from harness import EngineTestCase, main
 
 PG_URL = os.environ.get("HV_TEST_PG_URL")
@@ -58,7 +58,7 @@ class FhirScopes(EngineTestCase):
             rc, _, err = self.eng.cli("user", "add", name, "--role", role, input="password-%s\n" % name)
             self.assertEqual(rc, 0, err)
         rc, out, err = self.eng.cli("client", "add", "--name", "app", "--type", "public", "--redirect-uri", REDIRECT,
-                                    "--scope", "launch/patient openid fhirUser patient/*.cruds")
+                                    "--scope", "launch launch/patient openid fhirUser patient/*.cruds")
         self.assertEqual(rc, 0, err)
         self.app = out.strip()
         self.eng.start()
@@ -351,6 +351,56 @@ class FhirScopes(EngineTestCase):
         self.assertEqual((st, tok["patient"]), (200, "pat-2"))
         st, out = self.jreq(tok["access_token"], "GET", "/fhir/Observation")
         self.assertEqual(self.ids(out), ["Observation/obs-2"])
+
+    def ehr_launch(self, launch, scope="launch openid fhirUser patient/*.rs"):
+        verifier, challenge = pkce()
+        params = {"response_type": "code", "client_id": self.app, "redirect_uri": REDIRECT, "scope": scope,
+                  "state": "s2", "aud": self.base + "/fhir", "code_challenge": challenge,
+                  "code_challenge_method": "S256", "launch": launch}
+        d = dict(params, username="carl", password="password-carl", decision="allow")
+        st, hd, page = self.eng.request("POST", "/auth/authorize", body=form(d), headers=FORM)
+        self.assertEqual(st, 302, page)
+        q = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(hd["location"]).query))
+        if "code" not in q:
+            return q
+        st, _, body = self.eng.request("POST", "/auth/token", body=form({
+            "grant_type": "authorization_code", "code": q["code"], "redirect_uri": REDIRECT, "client_id": self.app,
+            "code_verifier": verifier}), headers=FORM)
+        self.assertEqual(st, 200, body)
+        return json.loads(body)
+
+    def test_ehr_launch_and_linked_fhir_user(self):
+        rc, _, err = self.eng.cli("user", "link", "carl", "Practitioner/prac-1")
+        self.assertEqual(rc, 0, err)
+        rc, _, _ = self.eng.cli("user", "link", "carl", "Observation/x")
+        self.assertEqual(rc, 2)
+        # the EHR (a clinician's session) makes a launch context for pat-2
+        carl = self.login("carl")
+        st, lc = self.eng.post_json("/auth/launch", {"patient": "pat-2"}, headers={"Authorization": "Bearer " + carl})
+        self.assertEqual(st, 201, lc)
+        self.assertRegex(lc["launch"], r"^lc\.[0-9a-f]{64}$")
+        for tok, want in ((self.login("aud"), 403), (self.app_token("patient/*.rs"), 403), (None, 401)):
+            h = {"Authorization": "Bearer " + tok} if tok else {}
+            st, _ = self.eng.post_json("/auth/launch", {"patient": "pat-2"}, headers=h)
+            self.assertEqual(st, want)
+        st, _ = self.eng.post_json("/auth/launch", {"patient": "../x"}, headers={"Authorization": "Bearer " + carl})
+        self.assertEqual(st, 400)
+        # the app launched with it gets pat-2 as its patient, with no picker, and fhirUser is the link
+        tok = self.ehr_launch(lc["launch"])
+        self.assertEqual(tok["patient"], "pat-2")
+        _, idc, _ = jwt_parts(tok["id_token"])
+        self.assertEqual(idc["fhirUser"], self.base + "/fhir/Practitioner/prac-1")
+        st, out = self.jreq(tok["access_token"], "GET", "/fhir/Observation")
+        self.assertEqual(self.ids(out), ["Observation/obs-2"])
+        # a launch is single use; an unknown one and one without the launch scope are refused
+        self.assertEqual(self.ehr_launch(lc["launch"])["error"], "invalid_request")
+        self.assertEqual(self.ehr_launch("lc." + "0" * 64)["error"], "invalid_request")
+        rc, out, err = self.eng.cli("launch", "create", "--patient", "pat-1")
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(out, r"^lc\.[0-9a-f]{64}\n$")
+        self.assertEqual(self.ehr_launch(out.strip(), scope="openid patient/*.rs")["error"], "invalid_scope")
+        tok = self.ehr_launch(out.strip())  # the refused request did not spend it
+        self.assertEqual(tok["patient"], "pat-1")
 
     def export(self, tok, path):
         st, hd, out = self.req(tok, "GET", path, headers={"Prefer": "respond-async"})
