@@ -9,6 +9,7 @@
 #include <openssl/evp.h>
 
 struct json_object;
+typedef struct hv__jwks_cache hv__jwks_cache_t;
 
 #define HV__JWT_MAX 8192         /* longest token accepted, bytes */
 #define HV__MAX_KEYS 8           /* signing keys kept (current + retired, for verification) */
@@ -109,6 +110,7 @@ typedef struct hv__auth {
     void *patients_ud;
     hv_counter_t *c_denied, *c_ok, *c_limited, *c_login_fail;
     void *vcache; /* tokens.c: validated-token cache */
+    hv__jwks_cache_t *jwks; /* jwks_uri.c */
     int revoked_overflow; /* a revocation did not fit in `revoked` */
     uint64_t last_revocation_sync;
     int64_t revocation_cursor;
@@ -230,6 +232,15 @@ int hv__auth_login_throttle(hv__auth_t *a, hv_http_req_t *req);
 int hv__auth_session_create(hv_db_t *db, const char *user, const char *client_id, const char *scope,
                             const char *patient, int64_t ttl, char *sid, char *refresh, int64_t *expires);
 
+/* jwks_uri.c — backend clients' JWKS by URL, cached per process. */
+hv__jwks_cache_t *hv__jwks_cache_new(size_t max_bytes, int64_t timeout_ms, int64_t min_refetch_ms);
+void hv__jwks_cache_free(hv__jwks_cache_t *c);
+/* True for an https URL (http only to a loopback host). */
+int hv__jwks_uri_valid(const char *url);
+/* The JWKS text of url (owned copy): cached while fresh; refresh asks the host again (at most
+ * once per auth.jwks.min_refetch). HV_EIO with err when it cannot be fetched and nothing fresh is cached. */
+int hv__jwks_cache_get(hv__jwks_cache_t *c, const char *url, int refresh, char **out, hv_error_t *err);
+
 /* clients.c */
 typedef struct hv__client {
     char client_id[HV_AUTH_MAX_ID];
@@ -238,7 +249,8 @@ typedef struct hv__client {
     char secret_hash[65];
     char redirect_uris[2048]; /* one per line */
     char scope[1024];
-    char *jwks; /* owned */
+    char *jwks; /* owned; "" when the keys are at jwks_uri */
+    char jwks_uri[1024]; /* backend clients: where the JWKS is fetched, or "" */
     int disabled;
 } hv__client_t;
 
@@ -248,7 +260,9 @@ int hv__client_insert(hv_db_t *db, const hv__client_t *c);
 int hv__client_redirect_ok(const hv__client_t *c, const char *uri);
 int hv__client_secret_ok(const hv__client_t *c, const char *secret);
 /* Verifies a private_key_jwt assertion and records its jti; c is filled on success. */
-int hv__client_assertion_check(hv_db_t *db, const char *assertion, const char *token_url, int64_t leeway,
-                               hv__client_t *c, hv_error_t *err);
+int hv__client_assertion_check(hv_db_t *db, hv__jwks_cache_t *cache, const char *assertion, const char *token_url,
+                               int64_t leeway, hv__client_t *c, hv_error_t *err);
+/* A JWKS must be {"keys": [...]} with at least one usable public key and no private parts: 0, or -1 with why. */
+int hv__jwks_check(const char *text, char *why, size_t whylen);
 
 #endif

@@ -292,42 +292,9 @@ static char *read_file(const char *path, size_t max) {
     return buf;
 }
 
-/* A JWKS must be {"keys": [...]} with at least one usable public key and no private parts. */
-static int check_jwks(const char *text, char *why, size_t whylen) {
-    struct json_object *o = NULL, *keys;
-    size_t i, good = 0;
-    hv_error_t err;
-    if (hv_json_parse(text, strlen(text), "jwks", &o, &err) != HV_OK) {
-        snprintf(why, whylen, "not JSON: %.200s", err.message);
-        return -1;
-    }
-    if (!json_object_object_get_ex(o, "keys", &keys) || !json_object_is_type(keys, json_type_array)) {
-        snprintf(why, whylen, "no \"keys\" array");
-        json_object_put(o);
-        return -1;
-    }
-    for (i = 0; i < json_object_array_length(keys); i++) {
-        struct json_object *k = json_object_array_get_idx(keys, i), *d;
-        EVP_PKEY *pk = NULL;
-        if (json_object_object_get_ex(k, "d", &d)) {
-            snprintf(why, whylen, "key %zu holds a private part (\"d\"): register the public key only", i);
-            json_object_put(o);
-            return -1;
-        }
-        if (hv__jwk_to_pkey(k, &pk) == HV_OK) good++;
-        EVP_PKEY_free(pk);
-    }
-    json_object_put(o);
-    if (good == 0) {
-        snprintf(why, whylen, "no usable RSA (>= 2048 bits) or EC P-256/P-384 key");
-        return -1;
-    }
-    return 0;
-}
-
 static int cmd_client_add(hv_engine_t *e, int argc, char **argv) {
     hv__client_t c;
-    const char *name = NULL, *type = NULL, *jwks_file = NULL, *scope = NULL;
+    const char *name = NULL, *type = NULL, *jwks_file = NULL, *scope = NULL, *jwks_uri = NULL;
     char secret[65] = "", why[256];
     hv_db_t *db = NULL;
     size_t ru = 0;
@@ -339,6 +306,7 @@ static int cmd_client_add(hv_engine_t *e, int argc, char **argv) {
         if (strcmp(a, "--name") == 0) name = v;
         else if (strcmp(a, "--type") == 0) type = v;
         else if (strcmp(a, "--jwks") == 0) jwks_file = v;
+        else if (strcmp(a, "--jwks-uri") == 0) jwks_uri = v;
         else if (strcmp(a, "--scope") == 0) scope = v;
         else if (strcmp(a, "--redirect-uri") == 0) {
             size_t n = strlen(v);
@@ -353,12 +321,17 @@ static int cmd_client_add(hv_engine_t *e, int argc, char **argv) {
     }
     if (name == NULL || type == NULL || strlen(name) >= sizeof(c.name)) goto usage;
     if (strcmp(type, "backend") == 0) {
-        if (jwks_file == NULL || ru) {
-            fprintf(stderr, "holovitals: a backend client needs --jwks FILE and takes no --redirect-uri\n");
+        if ((jwks_file == NULL) == (jwks_uri == NULL) || ru) {
+            fprintf(stderr, "holovitals: a backend client needs --jwks FILE or --jwks-uri URL (one of them) and takes"
+                            " no --redirect-uri\n");
+            return HV_EXIT_USAGE;
+        }
+        if (jwks_uri != NULL && !hv__jwks_uri_valid(jwks_uri)) {
+            fprintf(stderr, "holovitals: --jwks-uri must be an https URL (http only to 127.0.0.1, localhost, [::1])\n");
             return HV_EXIT_USAGE;
         }
     } else if (strcmp(type, "public") == 0 || strcmp(type, "confidential") == 0) {
-        if (ru == 0 || jwks_file) {
+        if (ru == 0 || jwks_file || jwks_uri) {
             fprintf(stderr, "holovitals: a %s client needs --redirect-uri URI and takes no --jwks\n", type);
             return HV_EXIT_USAGE;
         }
@@ -383,7 +356,7 @@ static int cmd_client_add(hv_engine_t *e, int argc, char **argv) {
             fprintf(stderr, "holovitals: cannot read %s (or larger than 256 KiB)\n", jwks_file);
             return HV_EXIT_USAGE;
         }
-        if (check_jwks(c.jwks, why, sizeof(why)) != 0) {
+        if (hv__jwks_check(c.jwks, why, sizeof(why)) != 0) {
             fprintf(stderr, "holovitals: %s: %s\n", jwks_file, why);
             hv_free(c.jwks);
             return HV_EXIT_USAGE;
@@ -391,6 +364,7 @@ static int cmd_client_add(hv_engine_t *e, int argc, char **argv) {
     }
     snprintf(c.name, sizeof(c.name), "%s", name);
     snprintf(c.type, sizeof(c.type), "%s", type);
+    if (jwks_uri != NULL) snprintf(c.jwks_uri, sizeof(c.jwks_uri), "%s", jwks_uri);
     snprintf(c.scope, sizeof(c.scope), "%s", scope);
     hv__auth_random_id(c.client_id, 16);
     if (strcmp(type, "confidential") == 0) {
@@ -415,7 +389,7 @@ static int cmd_client_add(hv_engine_t *e, int argc, char **argv) {
     }
     return HV_EXIT_OK;
 usage:
-    fprintf(stderr, "usage: holovitals client add --name N --type backend|public|confidential [--jwks FILE]"
+    fprintf(stderr, "usage: holovitals client add --name N --type backend|public|confidential [--jwks FILE|--jwks-uri URL]"
                     " [--redirect-uri URI]... [--scope S]\n");
     return HV_EXIT_USAGE;
 }
@@ -594,10 +568,11 @@ const hv_command_t hv__auth_commands[] = {
      "An EHR opens a SMART app with ?iss=<FHIR base>&launch=<value>; the app's token then carries\n"
      "this patient. The value is single use and lives auth.launch_ttl (also POST /auth/launch).",
      cmd_launch_create},
-    {"client add", "client add --name N --type backend|public|confidential [--jwks FILE] [--redirect-uri URI]... [--scope S]",
+    {"client add", "client add --name N --type backend|public|confidential [--jwks FILE|--jwks-uri URL] [--redirect-uri URI]... [--scope S]",
      "register an OAuth2 client; prints its client_id",
      "backend: SMART Backend Services, authenticates with JWTs signed by a key of the JWKS in FILE\n"
-     "(RS384 or ES384); default scope system/*.rs.\n"
+     "(RS384 or ES384), or of the JWKS fetched from URL (cached per its Cache-Control, refetched for an\n"
+     "unknown kid); default scope system/*.rs.\n"
      "public: a browser or native SMART app (PKCE); confidential: a server-side app whose secret is\n"
      "printed once on the line after the client_id. Redirect URIs are matched exactly.",
      cmd_client_add},

@@ -55,6 +55,10 @@ const hv_setting_t hv__auth_settings[] = {
      "password and token-endpoint attempts per minute per IP (0: no limit)"},
     {"auth.rate.login_burst", NULL, HV_SET_INT, "10", NULL, "burst of login attempts per IP"},
     {"auth.rate.max_keys", NULL, HV_SET_INT, "65536", NULL, "rate-limit buckets kept (IPs and clients)"},
+    {"auth.jwks.max_bytes", NULL, HV_SET_SIZE, "64KiB", NULL, "largest JWKS fetched from a backend client's jwks_uri"},
+    {"auth.jwks.timeout", NULL, HV_SET_DURATION, "5s", NULL, "time limit of a jwks_uri fetch"},
+    {"auth.jwks.min_refetch", NULL, HV_SET_DURATION, "10s", NULL,
+     "shortest time between two fetches of one jwks_uri (an unknown kid asks again no sooner)"},
     {"auth.cors_origins", NULL, HV_SET_STRING, "", NULL,
      "comma-separated origins allowed for browser apps (exact match, e.g. https://app.example.org)"},
     {"auth.anonymous", NULL, HV_SET_STRING, "", NULL,
@@ -297,7 +301,11 @@ static int auth_init(hv_engine_t *e, void **state) {
     a->rl = hv__ratelimit_new((size_t)hv_config_int(c, "auth.rate.max_keys"));
     a->revoked = hv__strset_new((size_t)hv_config_int(c, "auth.revocations_max"));
     a->assert_jti = hv__strset_new((size_t)hv_config_int(c, "auth.revocations_max"));
-    if (a->cors == NULL || a->anonymous == NULL || a->rl == NULL || a->revoked == NULL || a->assert_jti == NULL)
+    a->jwks = hv__jwks_cache_new((size_t)hv_config_size(c, "auth.jwks.max_bytes"),
+                                 (int64_t)hv_config_duration_ms(c, "auth.jwks.timeout"),
+                                 (int64_t)hv_config_duration_ms(c, "auth.jwks.min_refetch"));
+    if (a->cors == NULL || a->anonymous == NULL || a->rl == NULL || a->revoked == NULL || a->assert_jti == NULL ||
+        a->jwks == NULL)
         goto fail;
     a->c_ok = hv_metrics_counter(m, "holovitals_auth_requests_total", "requests through the auth guard", "result=\"allowed\"");
     a->c_denied = hv_metrics_counter(m, "holovitals_auth_requests_total", "requests through the auth guard", "result=\"denied\"");
@@ -409,6 +417,7 @@ static void auth_free(hv_engine_t *e, void *state) {
     hv_storage_free(a->storage);
     hv__auth_keys_free(a);
     hv__auth_vcache_free(a);
+    hv__jwks_cache_free(a->jwks);
     hv_free(a->cors);
     hv_free(a->anonymous);
     hv__ratelimit_free(a->rl);

@@ -669,7 +669,7 @@ static int token_client(hv_db_t *db, hv__sjob_t *j, areq_t *r, hv__client_t *c) 
     int rc;
     if (r->assertion != NULL) {
         snprintf(url, sizeof(url), "%s/auth/token", j->a->issuer);
-        rc = hv__client_assertion_check(db, r->assertion, url, j->a->leeway, c, &r->err);
+        rc = hv__client_assertion_check(db, j->a->jwks, r->assertion, url, j->a->leeway, c, &r->err);
         if (rc == HV_EPERM) return HV_EPERM;
         if (rc != HV_OK) return rc;
         if (r->client_id[0] && strcmp(r->client_id, c->client_id) != 0) {

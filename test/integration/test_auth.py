@@ -448,7 +448,7 @@ class AuthOff(AuthCase):
 class BackendServices(AuthCase):
     def setUp(self):
         super().setUp()
-        self.eng = self.auth_engine()
+        self.eng = self.auth_engine(config={"auth": {"jwks": {"min_refetch": "1s"}}})
         self.token_url = "http://127.0.0.1:%d/auth/token" % self.eng.http_port
 
     def register(self, keys, scope="system/*.rs"):
@@ -527,6 +527,57 @@ class BackendServices(AuthCase):
         self.assertEqual(st, 400)
         st, _, body = self.token(assertion(key, cid, self.token_url), extra={"grant_type": "password"})
         self.assertEqual(json.loads(body)["error"] if isinstance(body, bytes) else body["error"], "unsupported_grant_type")
+
+    def test_jwks_by_url_cached_and_refetched_for_a_new_key(self):
+        import http.server
+        import threading
+        k1, k2, k3 = Key(self.workdir, "RSA"), Key(self.workdir, "EC"), Key(self.workdir, "RSA")
+        served = {"keys": [k1.jwk]}
+        hits = []
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                hits.append(self.path)
+                body = json.dumps(served).encode() if self.path == "/jwks.json" else b'{"keys":[' + b" " * 100000 + b"]}"
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Cache-Control", "max-age=300")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        self.addCleanup(srv.shutdown)
+        url = "http://127.0.0.1:%d/jwks.json" % srv.server_address[1]
+        rc, _, err = self.eng.cli("client", "add", "--name", "peer", "--type", "backend", "--jwks-uri",
+                                  "http://example.org/jwks.json")
+        self.assertEqual(rc, 2, err)  # plain http only to loopback
+        rc, out, err = self.eng.cli("client", "add", "--name", "peer", "--type", "backend", "--jwks-uri", url)
+        self.assertEqual(rc, 0, err)
+        cid = out.strip()
+        for _ in range(2):
+            st, _, body = self.token(assertion(k1, cid, self.token_url))
+            self.assertEqual(st, 200, body)
+        self.assertEqual(len(hits), 1)  # fetched once, then cached (max-age=300)
+        served["keys"].append(k2.jwk)  # the client rotates: a new key, a new kid
+        time.sleep(1.1)  # auth.jwks.min_refetch is 1 s in this test (10 s by default)
+        st, _, body = self.token(assertion(k2, cid, self.token_url))
+        self.assertEqual(st, 200, body)
+        self.assertEqual(len(hits), 2)  # the unknown kid made one refetch
+        for _ in range(3):  # kids nobody published: refused, and no fetch storm
+            st, _, body = self.token(assertion(k3, cid, self.token_url))
+            self.assertEqual((st, body["error"]), (401, "invalid_client"))
+        self.assertEqual(len(hits), 2)
+        # a JWKS larger than auth.jwks.max_bytes is not read
+        rc, out, err = self.eng.cli("client", "add", "--name", "big", "--type", "backend", "--jwks-uri",
+                                    url.replace("jwks.json", "big.json"))
+        big = out.strip()
+        st, _, body = self.token(assertion(k1, big, self.token_url))
+        self.assertEqual((st, body["error"]), (401, "invalid_client"))
 
     def test_client_add_contract(self):
         rc, out, err = self.eng.cli("client", "add", "--name", "x", "--type", "backend")
