@@ -111,6 +111,7 @@ typedef struct hv__auth {
     hv_counter_t *c_denied, *c_ok, *c_limited, *c_login_fail;
     void *vcache; /* tokens.c: validated-token cache */
     hv__jwks_cache_t *jwks; /* jwks_uri.c */
+    char *registration_scope; /* register.c: the most an initial-access-token registration gets */
     int revoked_overflow; /* a revocation did not fit in `revoked` */
     uint64_t last_revocation_sync;
     int64_t revocation_cursor;
@@ -196,6 +197,11 @@ int hv__auth_launch_get(hv_db_t *db, const char *launch, char *patient, size_t c
 /* Spends a launch (a code was issued for it). */
 int hv__auth_launch_spend(hv_db_t *db, const char *launch);
 int hv__auth_launch_routes(hv__auth_t *a);
+
+/* register.c — RFC 7591 dynamic client registration. */
+/* Stores a new single-use initial access token "iat.<64 hex>" valid ttl seconds, written to out. */
+int hv__auth_initial_token_create(hv_db_t *db, int64_t ttl, char *out, size_t outlen);
+int hv__auth_register_routes(hv__auth_t *a);
 
 /* sessions.c — a job of the session and token endpoints (storage thread + loop). */
 typedef struct hv__sjob {

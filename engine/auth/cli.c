@@ -11,6 +11,7 @@
  *   client add --name N --type backend|public|confidential [--jwks FILE]
  *              [--redirect-uri URI]... [--scope S]     prints the client_id alone
  *   client list
+ *   client initial-token [--ttl D] an RFC 7591 initial access token; prints it alone
  *   keys rotate                    a new signing key becomes current
  *   tls selfsigned [--tls-cert F] [--tls-key F] [--host NAME] [--days N]
  */
@@ -213,6 +214,38 @@ static int cmd_user_link(hv_engine_t *e, int argc, char **argv) {
         fprintf(stderr, "holovitals: cannot link the user: %s\n", hv_strerror(rc));
         return HV_EXIT_FAILURE;
     }
+    return HV_EXIT_OK;
+}
+
+/* client initial-token [--ttl DURATION]: an RFC 7591 initial access token; prints it alone. */
+static int cmd_client_initial_token(hv_engine_t *e, int argc, char **argv) {
+    char tok[80];
+    hv_db_t *db = NULL;
+    int64_t ttl = 24 * 3600;
+    int rc;
+    if (argc == 2 && strcmp(argv[0], "--ttl") == 0) {
+        char *end = NULL;
+        long long v = strtoll(argv[1], &end, 10);
+        int64_t unit = end != NULL && strcmp(end, "m") == 0 ? 60 : end != NULL && strcmp(end, "h") == 0 ? 3600
+                       : end != NULL && strcmp(end, "d") == 0 ? 86400 : end != NULL && (strcmp(end, "s") == 0 || *end == '\0') ? 1
+                                                                                                            : 0;
+        if (end == argv[1] || v <= 0 || unit == 0 || v > 366LL * 86400 / unit) {
+            fprintf(stderr, "holovitals: --ttl takes a duration such as 30m, 24h or 7d\n");
+            return HV_EXIT_USAGE;
+        }
+        ttl = (int64_t)v * unit;
+    } else if (argc != 0) {
+        fprintf(stderr, "usage: holovitals client initial-token [--ttl DURATION]\n");
+        return HV_EXIT_USAGE;
+    }
+    if ((rc = open_db(e, &db)) != HV_EXIT_OK) return rc;
+    rc = hv__auth_initial_token_create(db, ttl, tok, sizeof(tok));
+    hv_db_close(db);
+    if (rc != HV_OK) {
+        fprintf(stderr, "holovitals: cannot store the token: %s\n", hv_strerror(rc));
+        return HV_EXIT_FAILURE;
+    }
+    printf("%s\n", tok);
     return HV_EXIT_OK;
 }
 
@@ -577,6 +610,11 @@ const hv_command_t hv__auth_commands[] = {
      "printed once on the line after the client_id. Redirect URIs are matched exactly.",
      cmd_client_add},
     {"client list", "client list", "list OAuth2 clients", NULL, cmd_client_list},
+    {"client initial-token", "client initial-token [--ttl DURATION]",
+     "make a single-use initial access token for POST /auth/register-client",
+     "Prints an RFC 7591 initial access token (default lifetime 24h). A client registered with it gets\n"
+     "at most auth.registration.max_scope; an admin's access token registers without that limit.",
+     cmd_client_initial_token},
     {"keys rotate", "keys rotate", "make a new token-signing key current",
      "Generates a new signing key (auth.alg) and makes it current. Tokens signed by the old keys\n"
      "stay valid until they expire; running engines switch after their next start.", cmd_keys_rotate},

@@ -55,6 +55,9 @@ const hv_setting_t hv__auth_settings[] = {
      "password and token-endpoint attempts per minute per IP (0: no limit)"},
     {"auth.rate.login_burst", NULL, HV_SET_INT, "10", NULL, "burst of login attempts per IP"},
     {"auth.rate.max_keys", NULL, HV_SET_INT, "65536", NULL, "rate-limit buckets kept (IPs and clients)"},
+    {"auth.registration.max_scope", NULL, HV_SET_STRING,
+     "launch launch/patient openid fhirUser offline_access online_access patient/*.rs user/*.rs system/*.rs", NULL,
+     "the most scope a client registered with an initial access token (POST /auth/register-client) gets"},
     {"auth.jwks.max_bytes", NULL, HV_SET_SIZE, "64KiB", NULL, "largest JWKS fetched from a backend client's jwks_uri"},
     {"auth.jwks.timeout", NULL, HV_SET_DURATION, "5s", NULL, "time limit of a jwks_uri fetch"},
     {"auth.jwks.min_refetch", NULL, HV_SET_DURATION, "10s", NULL,
@@ -298,6 +301,7 @@ static int auth_init(hv_engine_t *e, void **state) {
     hv__auth_configure(a, e);
     a->cors = hv_strdup(hv_config_str(c, "auth.cors_origins"));
     a->anonymous = hv_strdup(hv_config_str(c, "auth.anonymous"));
+    a->registration_scope = hv_strdup(hv_config_str(c, "auth.registration.max_scope"));
     a->rl = hv__ratelimit_new((size_t)hv_config_int(c, "auth.rate.max_keys"));
     a->revoked = hv__strset_new((size_t)hv_config_int(c, "auth.revocations_max"));
     a->assert_jti = hv__strset_new((size_t)hv_config_int(c, "auth.revocations_max"));
@@ -305,7 +309,7 @@ static int auth_init(hv_engine_t *e, void **state) {
                                  (int64_t)hv_config_duration_ms(c, "auth.jwks.timeout"),
                                  (int64_t)hv_config_duration_ms(c, "auth.jwks.min_refetch"));
     if (a->cors == NULL || a->anonymous == NULL || a->rl == NULL || a->revoked == NULL || a->assert_jti == NULL ||
-        a->jwks == NULL)
+        a->jwks == NULL || a->registration_scope == NULL)
         goto fail;
     a->c_ok = hv_metrics_counter(m, "holovitals_auth_requests_total", "requests through the auth guard", "result=\"allowed\"");
     a->c_denied = hv_metrics_counter(m, "holovitals_auth_requests_total", "requests through the auth guard", "result=\"denied\"");
@@ -316,12 +320,14 @@ static int auth_init(hv_engine_t *e, void **state) {
     if ((rc = hv__auth_oauth_routes(a)) != HV_OK) goto fail;
     if ((rc = hv__auth_smart_routes(a)) != HV_OK) goto fail;
     if ((rc = hv__auth_launch_routes(a)) != HV_OK) goto fail;
+    if ((rc = hv__auth_register_routes(a)) != HV_OK) goto fail;
     hv_http_set_guard(e, hv__auth_guard, a);
     *state = s;
     return HV_OK;
 fail:
     hv_free(a->cors);
     hv_free(a->anonymous);
+    hv_free(a->registration_scope);
     hv__ratelimit_free(a->rl);
     hv__strset_free(a->revoked);
     hv__strset_free(a->assert_jti);

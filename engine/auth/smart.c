@@ -51,6 +51,8 @@ static void h_smart(hv_http_req_t *req, void *ud) {
     hv_json_set_str(o, "introspection_endpoint", url);
     snprintf(url, sizeof(url), "%s/auth/revoke", a->issuer);
     hv_json_set_str(o, "revocation_endpoint", url);
+    snprintf(url, sizeof(url), "%s/auth/register-client", a->issuer);
+    hv_json_set_str(o, "registration_endpoint", url); /* RFC 8414 §2; RFC 7591 */
     hv_json_set(o, "grant_types_supported", strs(grants));
     hv_json_set(o, "code_challenge_methods_supported", strs(pkce));
     hv_json_set(o, "token_endpoint_auth_methods_supported", strs(authm));

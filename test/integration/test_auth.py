@@ -579,6 +579,72 @@ class BackendServices(AuthCase):
         st, _, body = self.token(assertion(k1, big, self.token_url))
         self.assertEqual((st, body["error"]), (401, "invalid_client"))
 
+    def test_dynamic_client_registration(self):
+        url = "/auth/register-client"
+        app = {"client_name": "reg app", "token_endpoint_auth_method": "none",
+               "redirect_uris": ["https://app.example.org/cb"], "scope": "launch/patient patient/*.rs system/*.cruds"}
+        st, body = self.eng.post_json(url, app)
+        self.assertEqual(st, 401)  # no credential
+        carl = None
+        rc, _, err = self.eng.cli("user", "add", "carl", "--role", "clinician", input="password-carl\n")
+        self.assertEqual(rc, 0, err)
+        carl = self.login(self.eng, "carl")["access_token"]
+        st, body = self.eng.post_json(url, app, headers=self.bearer(carl))
+        self.assertEqual(st, 403)  # not an admin
+        # an initial access token: single use, and the scope is narrowed to auth.registration.max_scope
+        rc, out, err = self.eng.cli("client", "initial-token", "--ttl", "10m")
+        self.assertEqual(rc, 0, err)
+        iat = out.strip()
+        self.assertRegex(iat, r"^iat\.[0-9a-f]{64}$")
+        st, body = self.eng.post_json(url, app, headers=self.bearer(iat))
+        self.assertEqual(st, 201, body)
+        self.assertEqual(body["scope"], "launch/patient patient/*.rs")  # system/*.cruds dropped
+        self.assertEqual(body["redirect_uris"], app["redirect_uris"])
+        self.assertNotIn("client_secret", body)
+        st, _ = self.eng.post_json(url, app, headers=self.bearer(iat))
+        self.assertEqual(st, 401)  # spent
+        st, _, _ = self.eng.get("/fhir/metadata", headers=self.bearer(iat))
+        self.assertEqual(st, 401)  # it is no access token anywhere else
+        # the registered app can run the authorization flow at once
+        verifier, challenge = pkce()
+        params = {"response_type": "code", "client_id": body["client_id"], "redirect_uri": app["redirect_uris"][0],
+                  "scope": "launch/patient patient/*.rs", "state": "x", "aud": self.eng.base + "/fhir",
+                  "code_challenge": challenge, "code_challenge_method": "S256"}
+        st, _, page = self.eng.get("/auth/authorize?" + form(params))
+        self.assertEqual(st, 200, page)
+        # an admin registers a backend service with inline keys; a confidential app gets its secret once
+        admin = self.login(self.eng, "admin")["access_token"]
+        key = Key(self.workdir, "EC")
+        st, b2 = self.eng.post_json(url, {"client_name": "svc", "token_endpoint_auth_method": "private_key_jwt",
+                                          "jwks": {"keys": [key.jwk]}, "scope": "system/*.cruds"},
+                                    headers=self.bearer(admin))
+        self.assertEqual((st, b2["scope"], b2["grant_types"]), (201, "system/*.cruds", ["client_credentials"]), b2)
+        st, _, tok = self.token(assertion(key, b2["client_id"], self.token_url), scope="system/*.cruds")
+        self.assertEqual(st, 200, tok)
+        st, b3 = self.eng.post_json(url, {"client_name": "portal", "redirect_uris": ["https://p.example/cb"]},
+                                    headers=self.bearer(admin))
+        self.assertEqual((st, len(b3["client_secret"])), (201, 64))
+        # bad metadata: 400 with an RFC 7591 error, nothing stored
+        bad = [
+            ({"client_name": "x", "token_endpoint_auth_method": "none", "redirect_uris": ["https://a/cb#frag"]},
+             "invalid_redirect_uri"),
+            ({"client_name": "x", "token_endpoint_auth_method": "none", "redirect_uris": []}, "invalid_redirect_uri"),
+            ({"client_name": "x", "token_endpoint_auth_method": "private_key_jwt",
+              "jwks": {"keys": [dict(key.jwk, d="AAAA")]}}, "invalid_client_metadata"),
+            ({"client_name": "x", "token_endpoint_auth_method": "private_key_jwt",
+              "jwks_uri": "http://example.org/jwks"}, "invalid_client_metadata"),
+            ({"client_name": "x", "token_endpoint_auth_method": "tls_client_auth",
+              "redirect_uris": ["https://a/cb"]}, "invalid_client_metadata"),
+            ({"token_endpoint_auth_method": "none", "redirect_uris": ["https://a/cb"]}, "invalid_client_metadata"),
+            ({"client_name": "x", "token_endpoint_auth_method": "none", "redirect_uris": ["https://a/cb"],
+              "scope": "patient/Obs.xyz"}, "invalid_client_metadata"),
+        ]
+        for meta, err in bad:
+            st, body = self.eng.post_json(url, meta, headers=self.bearer(admin))
+            self.assertEqual((st, body["error"]), (400, err), meta)
+        st, _, _ = self.eng.request("POST", url, body="not json", headers=self.bearer(admin))
+        self.assertEqual(st, 400)
+
     def test_client_add_contract(self):
         rc, out, err = self.eng.cli("client", "add", "--name", "x", "--type", "backend")
         self.assertEqual(rc, 2)
