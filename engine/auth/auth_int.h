@@ -114,6 +114,10 @@ typedef struct hv__auth {
     char *registration_scope; /* register.c: the most an initial-access-token registration gets */
     int revoked_overflow; /* a revocation did not fit in `revoked` */
     uint64_t last_revocation_sync;
+    char keys_fp[HV__MAX_KEYS * 72];   /* the keys held, as hv__auth_keys_read fingerprints them */
+    int keys_busy;                      /* a reload is in flight */
+    uint64_t keys_asked_ms;             /* when the last reload was asked */
+    uint64_t keys_check_ms;             /* auth.keys_check: the periodic look, 0 for none */
     int64_t revocation_cursor;
 } hv__auth_t;
 
@@ -133,6 +137,12 @@ int hv__auth_keys_load(hv__auth_t *a, hv_db_t *db, const char *passphrase, hv_er
 int hv__auth_keys_rotate(hv_db_t *db, const char *alg, const char *passphrase, char *kid_out,
                          size_t kidlen);
 void hv__auth_keys_free(hv__auth_t *a);
+/* Reads the keys (storage thread): their fingerprint into fp, and when it differs from
+ * known_fp the decoded keys into keys/n (n 0: unchanged). */
+int hv__auth_keys_read(hv_db_t *db, const char *pass, const char *known_fp, hv__auth_key_t *keys, size_t *n,
+                       char *fp, size_t fplen);
+/* Asks for a reload of the signing keys (module.c): at most one in flight, once a second. */
+void hv__auth_keys_refresh(hv__auth_t *a);
 void hv__auth_vcache_free(hv__auth_t *a);
 hv__auth_key_t *hv__auth_key_current(hv__auth_t *a);
 hv__auth_key_t *hv__auth_key_find(hv__auth_t *a, const char *kid);

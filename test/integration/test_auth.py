@@ -313,16 +313,59 @@ class Tokens(AuthCase):
         self.assertNotIn("d", k)
         rc, kid, err = eng.cli("keys", "rotate")
         self.assertEqual(rc, 0, err)
-        eng.stop()
-        eng.start()
-        st, jwks = eng.get_json("/auth/jwks")
-        self.assertEqual([x["kid"] for x in jwks["keys"]][0], kid.strip())
+        kid = kid.strip()
+        # the running engine picks the new key up without a restart (auth.keys_check, 2 s)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            st, jwks = eng.get_json("/auth/jwks")
+            if jwks["keys"][0]["kid"] == kid:
+                break
+            time.sleep(0.2)
+        self.assertEqual([x["kid"] for x in jwks["keys"]][0], kid)
         self.assertEqual(len(jwks["keys"]), 2)
         t2 = self.login(eng, "admin")["access_token"]
-        self.assertEqual(jwt_parts(t2)[0]["kid"], kid.strip())
+        self.assertEqual(jwt_parts(t2)[0]["kid"], kid)
         for t in (t1, t2):  # old tokens keep working until they expire
             st, _, _ = eng.get("/errors", headers=self.bearer(t))
             self.assertEqual(st, 200)
+
+    def test_unknown_kid_rereads_the_keys(self):
+        # two engines on one database (as processes behind a load balancer), one issuer;
+        # the second never looks for new keys on its own (auth.keys_check 0)
+        cfg = {"auth": {"issuer": "http://hv.test"}}
+        a = self.auth_engine(config=cfg)
+        b = self.engine(start=False, auth=True, config=merge(FAST, {"auth": {"issuer": "http://hv.test",
+                                                                              "keys_check": "0s"}}))
+        b.data = a.data
+        b.start()
+        rc, kid, err = a.cli("keys", "rotate")
+        self.assertEqual(rc, 0, err)
+        deadline = time.time() + 10
+        while time.time() < deadline and self.login(a, "admin") and \
+                jwt_parts(self.login(a, "admin")["access_token"])[0]["kid"] != kid.strip():
+            time.sleep(0.2)
+        tok = self.login(a, "admin")["access_token"]
+        self.assertEqual(jwt_parts(tok)[0]["kid"], kid.strip())
+        # b has not read the new key: the first request with it is refused and makes b
+        # re-read its keys; the next ones pass — no restart
+        sts = []
+        for _ in range(30):
+            st, _, _ = b.get("/errors", headers=self.bearer(tok))
+            sts.append(st)
+            if st == 200:
+                break
+            time.sleep(0.1)
+        self.assertEqual(sts[0], 401)
+        self.assertEqual(sts[-1], 200)
+        self.assertEqual(sts.count(401), 1)
+        st, jwks = b.get_json("/auth/jwks")
+        self.assertEqual(jwks["keys"][0]["kid"], kid.strip())
+        # forged kids are refused (and make at most one cheap re-read a second)
+        forged = unsigned({"alg": "ES256", "kid": "nope", "typ": "JWT"}, {"sub": "x"}) + ".AAAA"
+        for _ in range(20):
+            st, _, _ = b.get("/errors", headers=self.bearer(forged))
+            self.assertEqual(st, 401)
+        self.assertEqual(sum(1 for e in b.log_events() if e.get("event") == "auth.keys_reloaded"), 1)
 
     def test_encrypted_keys_and_rs256(self):
         eng = self.auth_engine(config={"auth": {"alg": "RS256", "key_passphrase": "correct horse"}})
