@@ -574,7 +574,7 @@ class BackendServices(AuthCase):
     def test_jwks_by_url_cached_and_refetched_for_a_new_key(self):
         import http.server
         import threading
-        k1, k2, k3 = Key(self.workdir, "RSA"), Key(self.workdir, "EC"), Key(self.workdir, "RSA")
+        k1, k2, k3 = Key(self.workdir, "EC"), Key(self.workdir, "EC"), Key(self.workdir, "EC")
         served = {"keys": [k1.jwk]}
         hits = []
 

@@ -70,6 +70,7 @@ int main(void)
     failed += run_patch_tests();
     failed += run_rest_tests();
     failed += run_search_tests();
+    failed += run_authz_tests();
     for (int i = 0; i < ndb; i++) {
         static const char *const files[] = {"fhir.db", "fhir.db-wal", "fhir.db-shm"};
         char f[256];

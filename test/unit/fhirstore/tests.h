@@ -15,6 +15,7 @@ int run_store_ops_tests(void);
 int run_patch_tests(void);
 int run_rest_tests(void);
 int run_search_tests(void); /* search_index.c */
+int run_authz_tests(void);  /* rest_authz.c */
 
 /* The reference data folder ($HV_SRCDIR/../shared/reference); fails the test when absent. */
 const char *store_test_reference_dir(void);
