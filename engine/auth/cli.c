@@ -617,7 +617,7 @@ const hv_command_t hv__auth_commands[] = {
      cmd_client_initial_token},
     {"keys rotate", "keys rotate", "make a new token-signing key current",
      "Generates a new signing key (auth.alg) and makes it current. Tokens signed by the old keys\n"
-     "stay valid until they expire; running engines switch after their next start.", cmd_keys_rotate},
+     "stay valid until they expire; running engines switch within auth.keys_check (2 s).", cmd_keys_rotate},
     {"tls selfsigned", "tls selfsigned [--tls-cert FILE] [--tls-key FILE] [--host NAME] [--days N]",
      "write a self-signed development certificate and key",
      "Writes an EC P-256 key and a self-signed certificate for NAME (default localhost; 127.0.0.1\n"

@@ -3,9 +3,9 @@
 Users, sessions and refresh rotation; JWT validation defects; roles on the
 engine's endpoints; rate limits and CORS; SMART Backend Services with RS384 and
 ES384 assertions signed by OpenSSL; the SMART App Launch authorization-code flow
-with PKCE driven as a browser-less client; `--auth off`; `tls selfsigned`.
-FHIR scope enforcement end-to-end waits for the FHIR REST layer: the decision
-function is unit-tested in test/unit/auth.
+with PKCE driven as a browser-less client; JWKS by URL; dynamic client
+registration; key rotation picked up by running engines; `--auth off`;
+`tls selfsigned`. SMART scopes on the FHIR API end to end: test_auth_fhir.py.
 """
 
 import json
