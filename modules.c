@@ -18,6 +18,7 @@ const hv_module_t *const hv_modules[] = {
     &hv_fhirpath_module,
     &hv_fhir_channels_module,
     &hv_terminology_module,
+    &hv_terminology_channels_module,
     &hv_hl7v2_module,
     &hv_hl7v2_channels_module,
     &hv_channels_module, /* after the modules that register sources, steps, destinations */

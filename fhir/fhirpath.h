@@ -76,6 +76,14 @@ int hv_fhirpath_print(const hv_fhirpath_t *fp, hv_buf_t *out);
 typedef int (*hv_fhirpath_member_cb)(void *ud, const char *valueset, const char *system,
                                      const char *code, int *member);
 
+/*
+ * Sets the process-wide memberOf() provider, used when an evaluation's environment
+ * names none (the terminology module sets it while it runs; NULL removes it). Call it
+ * only while no evaluation runs (module init and free). The provider may be called
+ * from any thread that evaluates FHIRPath, and must be thread-safe.
+ */
+void hv_fhirpath_set_member_provider(hv_fhirpath_member_cb fn, void *ud);
+
 /* A user-defined environment variable (%name): a JSON value, or a string. */
 typedef struct hv_fhirpath_var {
     const char *name;              /* without the '%' */

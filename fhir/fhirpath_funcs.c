@@ -585,15 +585,28 @@ FN(resolve) {
     return HV_OK;
 }
 
-/* memberOf(valueset): asks the terminology provider registered in the environment; with
- * none, or for an unknown value set, the result is empty (FHIR R4 fhirpath.html#functions). */
+/* The process-wide provider (hv_fhirpath_set_member_provider): set and cleared by the
+ * terminology module's init and free, while no evaluation runs. */
+static hv_fhirpath_member_cb default_member;
+static void *default_member_ud;
+
+void hv_fhirpath_set_member_provider(hv_fhirpath_member_cb fn, void *ud) {
+    default_member = fn;
+    default_member_ud = ud;
+}
+
+/* memberOf(valueset): asks the terminology provider of the environment, else the
+ * process-wide one; with none, or for an unknown value set, the result is empty
+ * (FHIR R4 fhirpath.html#functions). */
 FN(memberOf) {
     const char *vs = NULL;
     size_t len = 0;
     int present, rc = hv__fp_arg_str(c, n, in, 0, &vs, &len, &present);
     char *vsz;
     if (rc != HV_OK || !present || in->n != 1) return rc;
-    if (c->env == NULL || c->env->member_of == NULL) return HV_OK;
+    hv_fhirpath_member_cb cb = c->env != NULL && c->env->member_of != NULL ? c->env->member_of : default_member;
+    void *ud = c->env != NULL && c->env->member_of != NULL ? c->env->member_ud : default_member_ud;
+    if (cb == NULL) return HV_OK;
     vsz = hv_arena_strndup(c->arena, vs, len);
     if (vsz == NULL) return HV_ENOMEM;
     {
@@ -603,7 +616,7 @@ FN(memberOf) {
         int member = 0, any = 0, known = 1;
         if (it->kind == HV__FP_STR || (j != NULL && json_object_is_type(j, json_type_string))) {
             const char *code = it->kind == HV__FP_STR ? hv_arena_strndup(c->arena, it->u.s.p, it->u.s.len) : json_object_get_string(j);
-            rc = c->env->member_of(c->env->member_ud, vsz, NULL, code, &member);
+            rc = cb(ud, vsz, NULL, code, &member);
             if (rc == HV_ENOTFOUND) return HV_OK;
             if (rc != HV_OK) return hv__fp_fail(c, n, rc, "memberOf: terminology provider failed");
             return hv__fp_push_bool(c, out, member);
@@ -614,7 +627,7 @@ FN(memberOf) {
             if (json_object_object_get_ex(j, "coding", &codings) && json_object_is_type(codings, json_type_array)) {
                 for (size_t i = 0; i < json_object_array_length(codings) && !any; i++) {
                     struct json_object *cd = json_object_array_get_idx(codings, i);
-                    rc = c->env->member_of(c->env->member_ud, vsz, hv_json_get_str(cd, "system"),
+                    rc = cb(ud, vsz, hv_json_get_str(cd, "system"),
                                            hv_json_get_str(cd, "code"), &member);
                     if (rc == HV_ENOTFOUND) known = 0;
                     else if (rc != HV_OK) return hv__fp_fail(c, n, rc, "memberOf: terminology provider failed");
@@ -622,7 +635,7 @@ FN(memberOf) {
                 }
             }
         } else {
-            rc = c->env->member_of(c->env->member_ud, vsz, hv_json_get_str(j, "system"), hv_json_get_str(j, "code"), &any);
+            rc = cb(ud, vsz, hv_json_get_str(j, "system"), hv_json_get_str(j, "code"), &any);
             if (rc == HV_ENOTFOUND) known = 0;
             else if (rc != HV_OK) return hv__fp_fail(c, n, rc, "memberOf: terminology provider failed");
         }

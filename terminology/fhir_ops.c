@@ -20,9 +20,9 @@
  * (the concept and its descendants; also for ICD-10-CM). ConceptMaps: the per-sender
  * maps of lab standardization, url "urn:holovitals:conceptmap:<sender>". The FHIR
  * specification's own ValueSets (after `terminology load fhir valuesets.json`): their
- * compose is evaluated (included value sets, enumerated concepts, whole systems, is-a
- * and descendent-of filters, excluded concepts; other filters answer not-supported),
- * capped at 10,000 codes before the text filter and paging.
+ * compose is evaluated by valueset.c (included and excluded value sets, concepts,
+ * whole systems and filters: is-a, descendent-of, is-not-a, generalizes, =, regex, in,
+ * not-in, exists), capped at 10,000 codes before the text filter and paging.
  */
 #include "config.h"
 
@@ -129,168 +129,21 @@ static void property_add(struct json_object *p, const char *code, const char *vt
     json_object_array_add(arr, e);
 }
 
-/* Resolves an implicit value set URL into a system and an optional is-a root. */
-static int implicit_vs(op_job_t *j, const char *url, const char **system, const char **isa) {
-    size_t i;
-    *isa = NULL;
-    if (strcmp(url, "http://loinc.org/vs") == 0) {
-        *system = HV_TERMINOLOGY_LOINC;
-        return 1;
-    }
-    for (i = 0; i < HV_ARRAY_LEN(systems); i++) {
-        size_t n = strlen(systems[i].uri);
-        if (strncmp(url, systems[i].uri, n) != 0) continue;
-        if (strcmp(url + n, "?fhir_vs") == 0) {
-            *system = systems[i].uri;
-            return 1;
-        }
-        if (strncmp(url + n, "?fhir_vs=isa/", 13) == 0 && url[n + 13] != '\0') {
-            *system = systems[i].uri;
-            *isa = hv_arena_strdup(j->arena, url + n + 13);
-            return *isa != NULL;
-        }
-    }
-    return 0;
-}
-
-/* ---- stored ValueSets (load fhir): their compose, evaluated ------------------ */
-
-#define MAX_STORED 10000
-#define MAX_VS_DEPTH 4
-
-typedef struct vs_item {
-    const char *system, *code, *display;
-} vs_item_t;
-
-typedef struct vs_acc {
-    vs_item_t *items;
-    size_t n;
-} vs_acc_t;
-
-static int acc_add(op_job_t *j, vs_acc_t *acc, const char *system, const char *code,
-                   const char *display) {
-    if (acc->items == NULL &&
-        (acc->items = hv_arena_alloc(j->arena, MAX_STORED * sizeof *acc->items)) == NULL)
-        return HV_ENOMEM;
-    if (acc->n >= MAX_STORED) return HV_ETOOBIG;
-    acc->items[acc->n].system = hv_arena_strdup(j->arena, system);
-    acc->items[acc->n].code = hv_arena_strdup(j->arena, code);
-    acc->items[acc->n].display = display != NULL ? hv_arena_strdup(j->arena, display) : NULL;
-    acc->n++;
-    return HV_OK;
-}
-
-static int acc_add_list(op_job_t *j, vs_acc_t *acc, const char *system, const char *isa,
-                        int skip_root, hv_db_t *db) {
-    hv_terminology_concept_t *res = NULL;
-    size_t n = 0, i;
-    int rc = hv__store_list(db, system, isa, MAX_STORED + 1, 0, j->arena, &res, &n);
-    for (i = 0; rc == HV_OK && i < n; i++)
-        if (!(skip_root && isa != NULL && strcmp(res[i].code, isa) == 0))
-            rc = acc_add(j, acc, system, res[i].code, res[i].display);
-    return rc;
-}
-
-static int expand_url(hv_db_t *db, op_job_t *j, const char *url, int depth, vs_acc_t *acc);
-
-static int expand_stored(hv_db_t *db, op_job_t *j, struct json_object *vs, int depth,
-                         vs_acc_t *acc) {
-    struct json_object *compose = NULL, *inc = NULL, *exc = NULL;
-    size_t i, k;
-    int rc = HV_OK;
-    if (json_object_object_get_ex(vs, "compose", &compose)) {
-        json_object_object_get_ex(compose, "include", &inc);
-        json_object_object_get_ex(compose, "exclude", &exc);
-    }
-    for (i = 0; rc == HV_OK && inc != NULL && i < json_object_array_length(inc); i++) {
-        struct json_object *in = json_object_array_get_idx(inc, i), *vsets = NULL, *concepts = NULL,
-                           *filters = NULL;
-        const char *system = hv_json_get_str(in, "system");
-        if (json_object_object_get_ex(in, "valueSet", &vsets))
-            for (k = 0; rc == HV_OK && k < json_object_array_length(vsets); k++)
-                rc = expand_url(db, j, json_object_get_string(json_object_array_get_idx(vsets, k)),
-                                depth + 1, acc);
-        if (rc != HV_OK || system == NULL) continue;
-        if (json_object_object_get_ex(in, "concept", &concepts)) {
-            for (k = 0; rc == HV_OK && k < json_object_array_length(concepts); k++) {
-                struct json_object *c = json_object_array_get_idx(concepts, k);
-                const char *code = hv_json_get_str(c, "code"), *display = hv_json_get_str(c, "display");
-                hv_terminology_concept_t known;
-                if (code == NULL) continue;
-                if (display == NULL && hv_terminology_lookup(db, system, code, j->arena, &known) == HV_OK)
-                    display = known.display;
-                rc = acc_add(j, acc, system, code, display);
-            }
-        } else if (json_object_object_get_ex(in, "filter", &filters)) {
-            for (k = 0; rc == HV_OK && k < json_object_array_length(filters); k++) {
-                struct json_object *f = json_object_array_get_idx(filters, k);
-                const char *op = hv_json_get_str(f, "op"), *prop = hv_json_get_str(f, "property");
-                const char *value = hv_json_get_str(f, "value");
-                if (op == NULL || value == NULL || prop == NULL || strcmp(prop, "concept") != 0 ||
-                    (strcmp(op, "is-a") != 0 && strcmp(op, "descendent-of") != 0))
-                    rc = HV_ENOTSUP; /* =, regex, is-not-a, in ... are not evaluated yet */
-                else
-                    rc = acc_add_list(j, acc, system, value, strcmp(op, "descendent-of") == 0, db);
-            }
-        } else {
-            rc = acc_add_list(j, acc, system, NULL, 0, db);
-        }
-    }
-    for (i = 0; rc == HV_OK && exc != NULL && i < json_object_array_length(exc); i++) {
-        struct json_object *ex = json_object_array_get_idx(exc, i), *concepts = NULL;
-        const char *system = hv_json_get_str(ex, "system");
-        if (system == NULL || !json_object_object_get_ex(ex, "concept", &concepts)) {
-            rc = HV_ENOTSUP;
-            break;
-        }
-        for (k = 0; k < json_object_array_length(concepts); k++) {
-            const char *code = hv_json_get_str(json_object_array_get_idx(concepts, k), "code");
-            size_t m;
-            for (m = 0; code != NULL && m < acc->n;)
-                if (strcmp(acc->items[m].system, system) == 0 && strcmp(acc->items[m].code, code) == 0)
-                    acc->items[m] = acc->items[--acc->n];
-                else
-                    m++;
-        }
-    }
-    return rc;
-}
-
-/* Expands a value set by url: implicit, or stored by `terminology load fhir`. HV_ENOTFOUND
- * if unknown. */
-static int expand_url(hv_db_t *db, op_job_t *j, const char *url, int depth, vs_acc_t *acc) {
-    const char *system = NULL, *isa = NULL;
-    hv_db_stmt_t *st = NULL;
-    struct json_object *vs = NULL;
-    int rc;
-    if (url == NULL || depth > MAX_VS_DEPTH) return url == NULL ? HV_ENOTFOUND : HV_ETOOBIG;
-    if (implicit_vs(j, url, &system, &isa)) return acc_add_list(j, acc, system, isa, 0, db);
-    rc = hv_db_prepare(db, "SELECT resource FROM value_set WHERE url = $1", &st);
-    if (rc == HV_OK) rc = hv_db_bind_text(st, 1, url, strlen(url));
-    if (rc == HV_OK) rc = hv_db_step(st);
-    if (rc == HV_DB_ROW) {
-        size_t n;
-        const char *text = hv_db_column_text(st, 0, &n);
-        vs = text != NULL ? json_tokener_parse(text) : NULL;
-        rc = vs != NULL ? HV_OK : HV_EPROTO;
-    } else if (rc == HV_OK) {
-        rc = HV_ENOTFOUND;
-    }
-    if (st != NULL) hv_db_done(st);
-    if (rc == HV_OK) rc = expand_stored(db, j, vs, depth, acc);
-    json_object_put(vs);
-    return rc;
-}
-
 /* Answers an expansion failure as an OperationOutcome. */
 static void expand_failed(op_job_t *j, int rc) {
-    j->status = rc == HV_ENOTFOUND ? 404 : rc == HV_ETOOBIG || rc == HV_ENOTSUP ? 422 : 500;
+    j->status = rc == HV_ENOTFOUND ? 404
+                : rc == HV_ETOOBIG || rc == HV_ENOTSUP || rc == HV_EINVAL ? 422
+                                                                         : 500;
     j->out = rc == HV_ENOTFOUND ? outcome("not-found", "value set '%.200s' is not known", j->url)
              : rc == HV_ETOOBIG ? outcome("too-costly", "the expansion has more than %d codes "
                                                         "(use an implicit value set with a filter)",
-                                          MAX_STORED)
-             : rc == HV_ENOTSUP ? outcome("not-supported", "the value set uses a filter or exclude "
-                                                           "that is not evaluated yet")
+                                          HV__VS_MAX)
+             : rc == HV_ENOTSUP ? outcome("not-supported", "the value set uses a filter operator "
+                                                           "that is not evaluated (known: is-a, "
+                                                           "descendent-of, is-not-a, generalizes, =, "
+                                                           "regex, in, not-in, exists)")
+             : rc == HV_EINVAL  ? outcome("invalid", "the value set has a malformed filter (it needs "
+                                                     "property, op and value; regex must compile)")
                                 : outcome("exception", "the terminology store failed");
 }
 
@@ -374,10 +227,10 @@ static void run_validate(hv_db_t *db, op_job_t *j, int valueset) {
     struct json_object *p;
     int ok, in = 1;
     char msg[300] = "";
-    if (valueset && j->url != NULL && !implicit_vs(j, j->url, &system, &isa)) {
-        vs_acc_t acc = {NULL, 0};
+    if (valueset && j->url != NULL && !hv__vs_implicit(j->arena, j->url, &system, &isa)) {
+        hv__vs_t acc = {NULL, 0};
         size_t i;
-        int rc = expand_url(db, j, j->url, 0, &acc), found = 0;
+        int rc = hv__vs_expand(db, j->url, j->arena, &acc), found = 0;
         if (rc != HV_OK) {
             expand_failed(j, rc);
             return;
@@ -398,7 +251,7 @@ static void run_validate(hv_db_t *db, op_job_t *j, int valueset) {
         return;
     }
     if (valueset) {
-        if (j->url == NULL || !implicit_vs(j, j->url, &system, &isa)) {
+        if (j->url == NULL || !hv__vs_implicit(j->arena, j->url, &system, &isa)) {
             j->status = 404;
             j->out = outcome("not-found", "value set '%.200s' is not known",
                              j->url != NULL ? j->url : "");
@@ -476,11 +329,11 @@ static void run_expand(hv_db_t *db, op_job_t *j) {
     char when[32];
     int rc;
     if (count > MAX_EXPAND) count = MAX_EXPAND;
-    if (j->url != NULL && !implicit_vs(j, j->url, &system, &isa)) {
+    if (j->url != NULL && !hv__vs_implicit(j->arena, j->url, &system, &isa)) {
         /* A stored ValueSet: evaluate its compose, then filter and page in memory. */
-        vs_acc_t acc = {NULL, 0};
+        hv__vs_t acc = {NULL, 0};
         size_t total = 0;
-        rc = expand_url(db, j, j->url, 0, &acc);
+        rc = hv__vs_expand(db, j->url, j->arena, &acc);
         if (rc != HV_OK) {
             expand_failed(j, rc);
             return;

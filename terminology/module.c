@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "fhir/fhirpath.h"
 #include "terminology/terminology_int.h"
 
 static const hv_setting_t settings[] = {
@@ -82,6 +83,21 @@ static const hv_command_t commands[] = {
     {NULL, NULL, NULL, NULL, NULL},
 };
 
+/* The FHIRPath memberOf() provider: answers from the store through the module's
+ * memberOf connection; callers on any thread take turns on it. */
+static int member_of(void *ud, const char *valueset, const char *system, const char *code, int *member) {
+    hv__term_t *t = ud;
+    int rc;
+    if (code == NULL) {
+        *member = 0;
+        return HV_OK;
+    }
+    uv_mutex_lock(&t->member_lock);
+    rc = hv_terminology_member_of(t->member_db, valueset, system, code, member);
+    uv_mutex_unlock(&t->member_lock);
+    return rc;
+}
+
 static int module_init(hv_engine_t *e, void **state) {
     const char *p = essence_path(e);
     hv__term_t *t = NULL;
@@ -124,6 +140,15 @@ static int module_init(hv_engine_t *e, void **state) {
             if (rc != HV_OK) goto out;
         }
     }
+    /* memberOf() in FHIRPath (channel filters, invariants) asks this store. */
+    rc = hv_db_open(hv_engine_db_url(e), hv_engine_data_dir(e), "terminology", &t->member_db, &err);
+    if (rc != HV_OK) goto out;
+    if (uv_mutex_init(&t->member_lock) != 0) {
+        rc = HV_ENOMEM;
+        goto out;
+    }
+    t->member_lock_init = 1;
+    hv_fhirpath_set_member_provider(member_of, t);
     rc = hv__api_register(t);
     if (rc == HV_OK) rc = hv__standardize_register(t);
     if (rc == HV_OK) rc = hv__fhir_ops_register(t);
@@ -133,6 +158,11 @@ static int module_init(hv_engine_t *e, void **state) {
 out:
     hv_db_close(db);
     if (t != NULL) {
+        if (t->member_lock_init) {
+            hv_fhirpath_set_member_provider(NULL, NULL);
+            uv_mutex_destroy(&t->member_lock);
+        }
+        hv_db_close(t->member_db);
         if (t->storage != NULL) hv_storage_free(t->storage);
         hv__cache_free(t->cache);
         hv_free(t);
@@ -152,6 +182,11 @@ static void module_free(hv_engine_t *e, void *state) {
     if (t == NULL) return;
     /* The storage thread first: its last done callbacks may still touch the cache. */
     hv_storage_free(t->storage);
+    if (t->member_lock_init) {
+        hv_fhirpath_set_member_provider(NULL, NULL);
+        uv_mutex_destroy(&t->member_lock);
+    }
+    hv_db_close(t->member_db);
     hv__cache_free(t->cache);
     hv_free(t);
 }

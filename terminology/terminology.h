@@ -74,6 +74,14 @@ int hv_terminology_version(hv_db_t *db, const char *system, hv_arena_t *a, const
 /* 1 if ancestor subsumes code (is-a, reflexive), 0 if not, HV_EDB on error. */
 int hv_terminology_subsumes(hv_db_t *db, const char *system, const char *ancestor,
                             const char *code);
+/*
+ * Whether (system, code) is in the value set with canonical URL valueset (implicit
+ * value sets of the loaded code systems, or ValueSets loaded with `terminology load
+ * fhir`); system NULL matches any system. Sets *member; HV_ENOTFOUND when the value set
+ * is unknown, HV_ETOOBIG / HV_ENOTSUP / HV_EINVAL when it cannot be expanded.
+ */
+int hv_terminology_member_of(hv_db_t *db, const char *valueset, const char *system, const char *code,
+                             int *member);
 /* True if code is a well-formed LOINC code whose check digit (mod 10) is right. */
 int hv_terminology_loinc_code_valid(const char *code);
 
@@ -104,6 +112,8 @@ int hv_terminology_review_list(hv_db_t *db, size_t limit, struct json_object **o
 
 /* The module (settings, CLI commands, routes), for modules.c. */
 extern const hv_module_t hv_terminology_module;
+/* The channel steps loinc-standardize and map-codes (channel.c), for modules.c. */
+extern const hv_module_t hv_terminology_channels_module;
 
 /*
  * The `ucum` commands, without the engine: essence is the essence path (NULL for

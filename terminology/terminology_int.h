@@ -5,6 +5,7 @@
 #ifndef HV_TERMINOLOGY_INT_H
 #define HV_TERMINOLOGY_INT_H
 
+#include <uv.h>
 #include <zlib.h>
 
 #include "terminology/terminology.h"
@@ -73,6 +74,23 @@ int hv__store_parents(hv_db_t *db, const char *system, const char *code, hv_aren
 int hv__store_list(hv_db_t *db, const char *system, const char *isa, size_t limit, size_t offset,
                    hv_arena_t *a, hv_terminology_concept_t **out, size_t *n);
 
+/* ---- valueset.c ---------------------------------------------------------- */
+#define HV__VS_MAX 10000 /* codes in one expansion */
+typedef struct hv__vs_item {
+    const char *system, *code, *display;
+} hv__vs_item_t;
+/* An expansion: items in an arena; zero-initialize before use. */
+typedef struct hv__vs {
+    hv__vs_item_t *items;
+    size_t n;
+} hv__vs_t;
+/* 1 (system and the is-a root, or NULL, set) if url is an implicit value set of a loaded
+ * code system (http://loinc.org/vs, <system>?fhir_vs[=isa/<code>]), else 0. */
+int hv__vs_implicit(hv_arena_t *a, const char *url, const char **system, const char **isa);
+/* Expands a value set: implicit or stored. HV_ENOTFOUND unknown, HV_ETOOBIG over the cap,
+ * HV_ENOTSUP a filter operator it does not evaluate, HV_EINVAL a malformed filter. */
+int hv__vs_expand(hv_db_t *db, const char *url, hv_arena_t *a, hv__vs_t *out);
+int hv__vs_contains(const hv__vs_t *vs, const char *system, const char *code);
 /* ---- loaders ------------------------------------------------------------- */
 int hv__load_loinc(hv_db_t *db, const char *path, const char *version, FILE *progress,
                    hv_error_t *err);
@@ -97,6 +115,9 @@ typedef struct hv__term {
     hv_ucum_t *ucum;       /* the shared UCUM table, or NULL if it failed to load */
     double min_confidence; /* terminology.min_confidence / 100 */
     hv__cache_t *cache;    /* answers of the GET look-ups (cache.c) */
+    hv_db_t *member_db;    /* FHIRPath memberOf(): its own connection, under member_lock */
+    uv_mutex_t member_lock;
+    int member_lock_init;
 } hv__term_t;
 
 /* cache.c: loop thread only. get returns 1 and the cached answer (valid until the next

@@ -254,10 +254,33 @@ class MedicalStandardsApi(EngineTestCase):
         st, body = self.eng.get_json("/fhir/ValueSet/$validate-code?url=http://hl7.org/fhir/ValueSet/observation-status"
                                      "&system=http://hl7.org/fhir/observation-status&code=final")
         self.assertEqual(self.params(body)["result"]["valueBoolean"], True)
-        st, body = self.eng.get_json("/fhir/ValueSet/$expand?url=urn:holovitals:test:vs:regex")
+        st, body = self.eng.get_json("/fhir/ValueSet/$expand?url=urn:holovitals:test:vs:bad-op")
         self.assertEqual((st, body["issue"][0]["code"]), (422, "not-supported"))
+        st, body = self.eng.get_json("/fhir/ValueSet/$expand?url=urn:holovitals:test:vs:bad-regex")
+        self.assertEqual((st, body["issue"][0]["code"]), (422, "invalid"))
         st, body = self.eng.get_json("/fhir/CodeSystem/$lookup?system=http://hl7.org/fhir/observation-status&code=amended")
         self.assertEqual((st, self.params(body)["display"]["valueString"]), (200, "Amended"))
+
+    def expand(self, name):
+        st, body = self.eng.get_json("/fhir/ValueSet/$expand?url=urn:holovitals:test:vs:" + name)
+        self.assertEqual(st, 200, body)
+        return sorted(c["code"] for c in body["expansion"].get("contains", []))
+
+    def test_value_set_filters(self):
+        # regex matches the whole code (R4 codesystem-filter-operator).
+        self.assertEqual(self.expand("regex"), ["circle"])
+        self.assertEqual(self.expand("not-polygon"), ["circle", "round", "shape"])
+        self.assertEqual(self.expand("generalizes"), ["polygon", "shape", "triangle"])
+        self.assertEqual(self.expand("exclude-filter"), ["circle", "polygon", "round", "shape"])
+        self.assertEqual(self.expand("in"), ["circle", "triangle"])
+        # The filters of one include all apply; LOINC's own property codes are understood.
+        self.assertEqual(self.expand("loinc-chem-qn"), ["14749-6", "2339-0", "2345-7", "99990-4"])
+        self.assertEqual(self.expand("loinc-method"), ["6690-2"])
+        # 46635009's is-a to 44054006 is inactive in the fixture: only the active graph counts.
+        self.assertEqual(self.expand("diabetes-not-type2"), ["46635009", "73211009"])
+        st, body = self.eng.get_json("/fhir/ValueSet/$validate-code?url=urn:holovitals:test:vs:not-polygon"
+                                     "&system=urn:holovitals:test:shapes&code=square")
+        self.assertEqual(self.params(body)["result"]["valueBoolean"], False)
 
     def test_conceptmap_per_sender(self):
         cm = {"resourceType": "ConceptMap", "name": "labA", "group": [{
