@@ -254,11 +254,8 @@ static int cmd_launch_create(hv_engine_t *e, int argc, char **argv) {
     const char *patient = NULL;
     char launch[HV__LAUNCH_MAX];
     hv_db_t *db = NULL;
-    int i, rc;
-    for (i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--patient") == 0 && i + 1 < argc) patient = argv[++i];
-        else patient = NULL, i = argc;
-    }
+    int rc;
+    if (argc == 2 && strcmp(argv[0], "--patient") == 0) patient = argv[1];
     if (patient == NULL) {
         fprintf(stderr, "usage: holovitals launch create --patient ID\n");
         return HV_EXIT_USAGE;

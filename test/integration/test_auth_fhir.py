@@ -16,12 +16,14 @@ SQLite and, when HV_TEST_PG_URL names a server (scripts/pg.sh), on PostgreSQL.
 import json
 import os
 import secrets
+import shutil
 import subprocess
+import tempfile
 import time
 import urllib.parse
 
 from authlib import FORM, Key, assertion, form, jwt_parts, pkce
-from harness import EngineTestCase, main
+from harness import WORKROOT, Engine, EngineTestCase, main
 
 PG_URL = os.environ.get("HV_TEST_PG_URL")
 FJ = "application/fhir+json"
@@ -43,40 +45,43 @@ def obs(oid, patient, category, extra=""):
 class FhirScopes(EngineTestCase):
     DB = None
 
-    # -- each test: a fresh engine with the users, the app and the two patients' data --
+    # -- one engine per class (starting one, adding users and the data cost a second): the
+    #    tests only read the seeded data or write resources of their own, and undo it --
 
-    def setUp(self):
-        super().setUp()
+    @classmethod
+    def setUpClass(cls):
         config = json.loads(json.dumps(FAST))
-        if self.DB:
-            subprocess.run(["psql", "-q", "-X", self.DB, "-c",
+        if cls.DB:
+            subprocess.run(["psql", "-q", "-X", cls.DB, "-c",
                             "DROP SCHEMA IF EXISTS fhir CASCADE; DROP SCHEMA IF EXISTS auth CASCADE"],
                            check=True, capture_output=True, timeout=30)
-            config["db"] = self.DB
-        self.eng = self.engine(start=False, auth=True, config=config)
+            config["db"] = cls.DB
+        os.makedirs(WORKROOT, exist_ok=True)
+        cls.classdir = tempfile.mkdtemp(prefix=cls.__name__ + "-", dir=WORKROOT)
+        cls.eng = Engine(os.path.join(cls.classdir, "engine"), auth=True, config=config)
         for name, role in (("admin", "admin"), ("carl", "clinician"), ("aud", "auditor")):
-            rc, _, err = self.eng.cli("user", "add", name, "--role", role, input="password-%s\n" % name)
-            self.assertEqual(rc, 0, err)
-        rc, out, err = self.eng.cli("client", "add", "--name", "app", "--type", "public", "--redirect-uri", REDIRECT,
-                                    "--scope", "launch launch/patient openid fhirUser patient/*.cruds")
-        self.assertEqual(rc, 0, err)
-        self.app = out.strip()
-        self.eng.start()
-        self.base = "http://127.0.0.1:%d" % self.eng.http_port
-        self.admin = self.login("admin")
-        self.seed()
+            rc, _, err = cls.eng.cli("user", "add", name, "--role", role, input="password-%s\n" % name)
+            assert rc == 0, err
+        rc, out, err = cls.eng.cli("client", "add", "--name", "app", "--type", "public", "--redirect-uri", REDIRECT,
+                                   "--scope", "launch launch/patient openid fhirUser patient/*.cruds")
+        assert rc == 0, err
+        cls.app = out.strip()
+        cls.eng.start()
+        cls.base = "http://127.0.0.1:%d" % cls.eng.http_port
+        st, body = cls.eng.post_json("/auth/login", {"username": "admin", "password": "password-admin"})
+        assert st == 200, body
+        cls.admin = body["access_token"]
+        cls.seed()
 
-    def tearDown(self):
-        problems = []
-        for eng in self._engines:
-            if eng.proc is not None and eng.proc.poll() is None:
-                rc = eng.stop()
-                err = eng.stderr()
-                if rc != 0 or "Sanitizer" in err or "runtime error" in err:
-                    problems.append("engine exit %s:\n%s" % (rc, err[-3000:]))
-        super().tearDown()
-        if problems:
-            raise AssertionError("\n".join(problems))
+    @classmethod
+    def tearDownClass(cls):
+        # the engine must stop cleanly: exit 0, and under --enable-sanitizers no report
+        rc = cls.eng.stop()
+        err = cls.eng.stderr()
+        cls.eng.close()
+        if rc != 0 or "Sanitizer" in err or "runtime error" in err:
+            raise AssertionError("engine exit %s (logs in %s):\n%s" % (rc, cls.classdir, err[-3000:]))
+        shutil.rmtree(cls.classdir, ignore_errors=True)
 
     # -- helpers --
 
@@ -138,7 +143,8 @@ class FhirScopes(EngineTestCase):
                       for e in bundle.get("entry", []) if e.get("search", {}).get("mode") != "outcome"
                       and "resource" in e)
 
-    def seed(self):
+    @classmethod
+    def seed(cls):
         data = [
             {"resourceType": "Patient", "id": "pat-1", "name": [{"family": "One"}]},
             {"resourceType": "Patient", "id": "pat-2", "name": [{"family": SECRET_OF_PAT2}]},
@@ -150,8 +156,9 @@ class FhirScopes(EngineTestCase):
             {"resourceType": "Medication", "id": "med-1", "code": {"text": "aspirin"}},
         ]
         for r in data:
-            st, hd, out = self.req(self.admin, "PUT", "/fhir/%s/%s" % (r["resourceType"], r["id"]), r)
-            self.assertEqual(st, 201, out)
+            st, hd, out = cls.eng.request("PUT", "/fhir/%s/%s" % (r["resourceType"], r["id"]), body=json.dumps(r),
+                                          headers={"Authorization": "Bearer " + cls.admin, "Content-Type": FJ})
+            assert st == 201, out
 
     def assert_no_leak(self, raw):
         """Every resource of pat-2's (the Patient, obs-2, cond-2) holds the marker; an
@@ -401,6 +408,8 @@ class FhirScopes(EngineTestCase):
         self.assertEqual(self.ehr_launch(out.strip(), scope="openid patient/*.rs")["error"], "invalid_scope")
         tok = self.ehr_launch(out.strip())  # the refused request did not spend it
         self.assertEqual(tok["patient"], "pat-1")
+        rc, _, err = self.eng.cli("user", "link", "carl", "-")
+        self.assertEqual(rc, 0, err)
 
     def export(self, tok, path):
         st, hd, out = self.req(tok, "GET", path, headers={"Prefer": "respond-async"})
@@ -443,9 +452,11 @@ if PG_URL:
             for sql in ("DROP DATABASE IF EXISTS %s" % cls.DB_NAME, "CREATE DATABASE %s" % cls.DB_NAME):
                 subprocess.run(["psql", "-q", "-X", PG_URL, "-c", sql], check=True, capture_output=True, timeout=60)
             cls.DB = base + "/" + cls.DB_NAME
+            super().setUpClass()
 
         @classmethod
         def tearDownClass(cls):
+            super().tearDownClass()
             subprocess.run(["psql", "-q", "-X", PG_URL, "-c", "DROP DATABASE IF EXISTS %s" % cls.DB_NAME],
                            capture_output=True, timeout=60)
 
