@@ -392,6 +392,7 @@ static int auth_init(hv_engine_t *e, void **state) {
     *state = s;
     return HV_OK;
 fail:
+    hv__jwks_cache_free(a->jwks);
     hv_free(a->cors);
     hv_free(a->anonymous);
     hv_free(a->registration_scope);
@@ -503,6 +504,7 @@ static void auth_free(hv_engine_t *e, void *state) {
     hv__jwks_cache_free(a->jwks);
     hv_free(a->cors);
     hv_free(a->anonymous);
+    hv_free(a->registration_scope);
     hv__ratelimit_free(a->rl);
     hv__strset_free(a->revoked);
     hv__strset_free(a->assert_jti);
