@@ -136,9 +136,14 @@ static int run_read(hv_db_t *db, hv__fop_t *op)
         (row.deleted ? hv__authz_restricted(op->principal, HV_AUTH_READ, op->type)
                      : hv__authz_resource(op->principal, HV_AUTH_READ, op->type, op->id, NULL, row.text) != HV_OK)) {
         /* Outside the token's scopes: answered as an unknown id, so that nothing tells
-         * another patient's resources apart from absent ones (fhir/rest_authz.c). */
+         * another patient's resources apart from absent ones (fhir/rest_authz.c). A
+         * conditional create whose criteria found such a resource is refused without
+         * naming it. */
         hv__store_row_clear(&row);
-        hv__fop_fail(op, 404, "not-found", "%s/%s is not known", op->type, op->id);
+        if (op->kind == HV__FOP_CREATE)
+            hv__fop_fail(op, 403, "forbidden", "If-None-Exist matches a %s the access token may not read", op->type);
+        else
+            hv__fop_fail(op, 404, "not-found", "%s/%s is not known", op->type, op->id);
         return HV_OK;
     }
     if (row.deleted) {

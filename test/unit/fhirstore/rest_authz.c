@@ -113,6 +113,19 @@ static void store_refuses_what_the_scopes_do_not_cover(void **state)
     assert_int_equal(run_as(db, &p1, HV__FOP_DELETE, "theirs", NULL), 403);
     assert_int_equal(run_as(db, &p1, HV__FOP_UPDATE, "mine", obs_of("p1")), 200);
     assert_int_equal(run_as(db, &p1, HV__FOP_DELETE, "mine", NULL), 204);
+    {
+        /* a conditional create that finds another patient's resource is refused without its id */
+        hv__fop_t op;
+        hv__fop_init(&op, HV__FOP_CREATE);
+        snprintf(op.type, sizeof(op.type), "Observation");
+        op.resource = obs_of("p1");
+        op.cond = hv_strdup("subject=Patient/p2");
+        op.principal = &p1;
+        assert_int_equal(hv__fop_run(db, &op), HV_OK);
+        assert_int_equal(op.status, 403);
+        assert_null(strstr(op.msg, "theirs"));
+        hv__fop_clear(&op);
+    }
     /* a deleted resource tells a restricted token nothing either */
     assert_int_equal(run_as(db, &ro, HV__FOP_READ, "mine", NULL), 404);
     assert_int_equal(run_as(db, NULL, HV__FOP_READ, "mine", NULL), 410);
