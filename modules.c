@@ -7,10 +7,12 @@
 #include "config.h"
 #include "engine/engine.h"
 #include "engine/auth/auth.h"
+#include "adapters/ehr/ehr.h"
 #include "adapters/hl7v2/hl7v2.h"
 #include "fhir/fhir.h"
 #include "fhir/fhirpath.h"
 #include "terminology/terminology.h"
+#include "console/console.h"
 
 const hv_module_t *const hv_modules[] = {
     &hv_auth_module, /* first: its guard must be in place before other modules take requests */
@@ -21,6 +23,8 @@ const hv_module_t *const hv_modules[] = {
     &hv_terminology_channels_module,
     &hv_hl7v2_module,
     &hv_hl7v2_channels_module,
+    &hv_ehr_module,
     &hv_channels_module, /* after the modules that register sources, steps, destinations */
+    &hv_console_module,
     NULL,
 };

@@ -1170,5 +1170,6 @@ int hv__chan_routes_add(hv_engine_t *e, hv__chans_t *rt) {
         rc = hv_router_add(r, HV_HTTP_POST, "/channels/:id/deadletter/requeue", route_dead, rt);
     if (rc == HV_OK)
         rc = hv_router_add(r, HV_HTTP_POST, "/channels/:id/deadletter/discard", route_dead, rt);
+    if (rc == HV_OK) rc = hv__chan_edit_routes_add(e, rt);
     return rc;
 }

@@ -37,7 +37,8 @@
 /* The names the catalog knows: types that modules register later. A channel
  * naming one of these when no running module provides it fails to load with a
  * message that says so; a name outside the catalog is a plain "unknown type". */
-static const char *const known_sources[] = {"http", "mllp", "file", "timer", "event", "fhir", NULL};
+static const char *const known_sources[] = {"http", "mllp", "file", "timer", "event", "fhir",
+                                            "epic", "cerner", "fhir-pull", NULL};
 static const char *const known_dests[] = {"http-send",  "file-write", "channel", "event",
                                           "mllp-send", "fhir-store", NULL};
 static const char *const known_steps[] = {"hl7v2-to-fhir",     "ccda-to-fhir", "fhir-to-hl7v2",

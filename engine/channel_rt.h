@@ -125,6 +125,8 @@ int hv__chan_ingest(hv__chan_t *ch, const char *content, size_t len, const char 
 
 /* channel_api.c */
 int hv__chan_routes_add(hv_engine_t *e, hv__chans_t *rt);
+/* channel_edit.c: the channel file and dry-run routes (added by hv__chan_routes_add). */
+int hv__chan_edit_routes_add(hv_engine_t *e, hv__chans_t *rt);
 void hv__chan_prune_start(hv__chans_t *rt);
 
 /* channel_cli.c */

@@ -14,6 +14,8 @@
  * canonical URL of a profile the validator knows; default none), "bindings",
  * "invariants" (booleans, default true).
  *
+ * The fhir-store destination and the fhir source live in fhir/channel_store.c.
+ *
  * It also attaches the FHIR store's changes to the engine's event bus: a Patient
  * created or updated publishes patient.created / patient.updated (the seed's event
  * types) with {"resourceType", "id", "version"} — ids only, no PHI.
@@ -27,6 +29,7 @@
 
 #include "fhir/fhir.h"
 #include "fhir/fhirpath.h"
+#include "fhir/rest_int.h"
 
 static void put_json(void *p) { json_object_put(p); }
 
@@ -175,14 +178,21 @@ static void on_store_change(void *ud, const char *type, const char *id, int64_t 
 }
 
 static int channels_init(hv_engine_t *e, void **state) {
+    hv__fhir_sources_t *sources = NULL;
     int rc = hv_channel_register_paths(e, &fhirpath_paths);
     if (rc == HV_OK) rc = hv_channel_register_step(e, &validate_step);
     /* Under serve only (the fhir module's init has run): HV_ENOTFOUND otherwise. */
     if (rc == HV_OK) (void)hv_fhir_store_on_change(e, on_store_change, e);
-    *state = NULL;
+    /* The fhir-store destination and the fhir source (fhir/channel_store.c). */
+    if (rc == HV_OK) rc = hv__fhir_channel_store_init(e, &sources);
+    *state = sources;
     return rc;
 }
 
+static void channels_free(hv_engine_t *e, void *state) {
+    hv__fhir_channel_store_free(e, state);
+}
+
 const hv_module_t hv_fhir_channels_module = {
-    "fhir-channels", NULL, NULL, channels_init, NULL, NULL, NULL,
+    "fhir-channels", NULL, NULL, channels_init, NULL, NULL, channels_free,
 };

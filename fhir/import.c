@@ -12,6 +12,10 @@
  * of about --batch resources (group commit); the summary counts only what
  * committed.
  *
+ * Reading and parsing run on a thread of their own, a few Bundles ahead of the
+ * thread that writes them (a bounded queue of IMPORT_AHEAD units), so that on two
+ * cores parsing the next file overlaps storing this one.
+ *
  * On a terminal, standard error shows a progress bar (bytes read, resources/s,
  * ETA); at the end a summary line is printed on standard output:
  *   imported 3495 resources from 13 files in 1.23 s (2841 resources/s), 0 failed
@@ -29,6 +33,26 @@
 #include "fhir/rest_int.h"
 
 #define IMPORT_MAX_FILE ((size_t)2 << 30)
+#define IMPORT_AHEAD 2 /* parsed units waiting for the writer (each a whole Bundle tree) */
+
+/* One Bundle to store, parsed by the reader thread: its tree (owned), where it came
+ * from, and the bytes of input it finishes (for the progress bar). */
+typedef struct unit {
+    struct json_object *bundle;
+    char origin[600];
+    uint64_t bytes;
+    struct unit *next;
+} unit_t;
+
+/* The queue between the reader thread and the writer (the command's thread). */
+typedef struct uq {
+    uv_mutex_t lock;
+    uv_cond_t cond;
+    unit_t *head, *tail;
+    size_t n;
+    int done;                 /* the reader has pushed everything */
+    uint64_t failed;          /* files, lines and Bundles the reader could not parse */
+} uq_t;
 
 typedef struct imp {
     hv_db_t *db;
@@ -41,7 +65,64 @@ typedef struct imp {
     int in_tx;                /* a transaction is open */
     uint64_t committed;       /* resources durable so far */
     uint64_t commit_every;    /* resources per commit */
+    uq_t q;
+    char **files;
+    int nfiles;
+    size_t batch;
 } imp_t;
+
+/* Reader side: hands one unit over, waiting while IMPORT_AHEAD are queued. */
+static void push(imp_t *im, struct json_object *bundle, const char *origin, uint64_t bytes)
+{
+    unit_t *u = hv_calloc(1, sizeof(*u));
+    if (u == NULL) {
+        json_object_put(bundle);
+        uv_mutex_lock(&im->q.lock);
+        im->q.failed++;
+        uv_mutex_unlock(&im->q.lock);
+        return;
+    }
+    u->bundle = bundle;
+    u->bytes = bytes;
+    snprintf(u->origin, sizeof(u->origin), "%s", origin);
+    uv_mutex_lock(&im->q.lock);
+    while (im->q.n >= IMPORT_AHEAD)
+        uv_cond_wait(&im->q.cond, &im->q.lock);
+    if (im->q.tail != NULL)
+        im->q.tail->next = u;
+    else
+        im->q.head = u;
+    im->q.tail = u;
+    im->q.n++;
+    uv_cond_broadcast(&im->q.cond);
+    uv_mutex_unlock(&im->q.lock);
+}
+
+static void reader_failed(imp_t *im)
+{
+    uv_mutex_lock(&im->q.lock);
+    im->q.failed++;
+    uv_mutex_unlock(&im->q.lock);
+}
+
+/* Writer side: the next unit, or NULL once the reader is done and the queue empty. */
+static unit_t *pop(imp_t *im)
+{
+    unit_t *u;
+    uv_mutex_lock(&im->q.lock);
+    while (im->q.head == NULL && !im->q.done)
+        uv_cond_wait(&im->q.cond, &im->q.lock);
+    u = im->q.head;
+    if (u != NULL) {
+        im->q.head = u->next;
+        if (im->q.head == NULL)
+            im->q.tail = NULL;
+        im->q.n--;
+        uv_cond_broadcast(&im->q.cond);
+    }
+    uv_mutex_unlock(&im->q.lock);
+    return u;
+}
 
 /* Commits what is pending; the resources counted so far are then durable. */
 static int import_commit(imp_t *im)
@@ -177,6 +258,7 @@ static struct json_object *new_collection(void)
 
 static int import_ndjson(imp_t *im, const char *path, const char *text, size_t len, size_t batch)
 {
+    uint64_t pushed = 0;
     struct json_object *bundle = NULL, *entries = NULL;
     size_t line = 0, pos = 0, last = 0;
     int rc = HV_OK, any_fail = 0;
@@ -192,7 +274,7 @@ static int import_ndjson(imp_t *im, const char *path, const char *text, size_t l
             hv_error_clear(&err);
             if (hv_fhir_json_parse(text + pos, n, &im->parse, &res, &err) != HV_OK) {
                 fprintf(stderr, "\nholovitals import: %s:%zu: %s (at %s)\n", path, line, err.message, err.location);
-                im->failed++;
+                reader_failed(im);
                 any_fail = 1;
             } else {
                 struct json_object *ent = json_object_new_object();
@@ -208,33 +290,31 @@ static int import_ndjson(imp_t *im, const char *path, const char *text, size_t l
         if (bundle != NULL && json_object_array_length(entries) >= batch) {
             char origin[600];
             snprintf(origin, sizeof(origin), "%s:%zu-%zu", path, last + 1, line);
-            if (run_bundle(im, bundle, origin) != HV_OK)
-                any_fail = 1;
+            push(im, bundle, origin, (uint64_t)(pos < len ? pos : len) - pushed);
+            pushed = pos < len ? pos : len;
             bundle = NULL;
             last = line;
-            draw(im, 0);
         }
     }
     if (bundle != NULL) {
         char origin[600];
         snprintf(origin, sizeof(origin), "%s:%zu-%zu", path, last + 1, line);
-        if (run_bundle(im, bundle, origin) != HV_OK)
-            any_fail = 1;
+        push(im, bundle, origin, (uint64_t)len - pushed);
     }
     (void)rc;
     return any_fail ? HV_EINVAL : HV_OK;
 }
 
-static int import_file(imp_t *im, const char *path, size_t batch)
+/* Reader thread: reads and parses one file into units. */
+static void import_file(imp_t *im, const char *path, size_t batch)
 {
     char *text = NULL;
     size_t len = 0, i = 0;
-    uint64_t before = im->done_bytes;
     int rc = read_all(path, &text, &len);
     if (rc != HV_OK) {
         fprintf(stderr, "\nholovitals import: %s: cannot read: %s\n", path, hv_strerror(rc));
-        im->failed++;
-        return rc;
+        reader_failed(im);
+        return;
     }
     while (i < len && (text[i] == ' ' || text[i] == '\n' || text[i] == '\r' || text[i] == '\t'))
         i++;
@@ -243,11 +323,12 @@ static int import_file(imp_t *im, const char *path, size_t batch)
         hv_error_t err;
         hv_error_clear(&err);
         rc = hv_fhir_xml_parse(text, len, &im->parse, &res, &err);
-        if (rc == HV_OK)
-            rc = run_bundle(im, res, path);
-        else {
+        if (rc == HV_OK) {
+            push(im, res, path, len);
+        } else {
             fprintf(stderr, "\nholovitals import: %s:%d:%d: %s\n", path, err.line, err.column, err.message);
-            im->failed++;
+            reader_failed(im);
+            push(im, NULL, path, len);
         }
     } else {
         /* One JSON document with a Bundle, or NDJSON: a document whose first line
@@ -258,33 +339,55 @@ static int import_file(imp_t *im, const char *path, size_t batch)
         hv_error_clear(&err);
         if (nl != NULL && hv_fhir_json_parse(text + i, (size_t)(nl - text - (long)i), &im->parse, &res, &err) == HV_OK) {
             json_object_put(res);
-            rc = import_ndjson(im, path, text, len, batch);
+            (void)import_ndjson(im, path, text, len, batch);
         } else {
             hv_error_clear(&err);
             rc = hv_fhir_json_parse(text, len, &im->parse, &res, &err);
             if (rc == HV_OK) {
                 const char *rt = hv_json_get_str(res, "resourceType");
                 if (rt != NULL && strcmp(rt, "Bundle") == 0) {
-                    rc = run_bundle(im, res, path);
+                    push(im, res, path, len);
                 } else {
                     /* A single resource: a collection of one. */
                     struct json_object *b = new_collection(), *entries = NULL, *ent = json_object_new_object();
                     json_object_object_get_ex(b, "entry", &entries);
                     hv_json_set(ent, "resource", res);
                     json_object_array_add(entries, ent);
-                    rc = run_bundle(im, b, path);
+                    push(im, b, path, len);
                 }
             } else {
                 fprintf(stderr, "\nholovitals import: %s:%d:%d: %s%s%s\n", path, err.line, err.column, err.message,
                         err.location[0] ? " at " : "", err.location);
-                im->failed++;
+                reader_failed(im);
+                push(im, NULL, path, len);
             }
         }
     }
-    im->done_bytes = before + len;
-    draw(im, 0);
     hv_free(text);
-    return rc;
+}
+
+static void reader_main(void *arg)
+{
+    imp_t *im = arg;
+    for (int i = 0; i < im->nfiles; i++)
+        import_file(im, im->files[i], im->batch);
+    uv_mutex_lock(&im->q.lock);
+    im->q.done = 1;
+    uv_cond_broadcast(&im->q.cond);
+    uv_mutex_unlock(&im->q.lock);
+}
+
+/* The writer: stores the units in order as the reader hands them over. */
+static void write_all(imp_t *im)
+{
+    unit_t *u;
+    while ((u = pop(im)) != NULL) {
+        if (u->bundle != NULL)
+            (void)run_bundle(im, u->bundle, u->origin);
+        im->done_bytes += u->bytes;
+        draw(im, 0);
+        hv_free(u);
+    }
 }
 
 int hv__fhir_cmd_import(hv_engine_t *e, int argc, char **argv)
@@ -334,10 +437,24 @@ int hv__fhir_cmd_import(hv_engine_t *e, int argc, char **argv)
     im.tty = isatty(2);
     im.t0 = hv_mono_ns();
     im.commit_every = batch;
-    for (int i = first; i < argc; i++)
-        if (import_file(&im, argv[i], batch) != HV_OK)
-            status = HV_EXIT_FAILURE;
-    if (import_commit(&im) != HV_OK)
+    im.files = argv + first;
+    im.nfiles = argc - first;
+    im.batch = batch;
+    {
+        uv_thread_t reader;
+        if (uv_mutex_init(&im.q.lock) != 0 || uv_cond_init(&im.q.cond) != 0 ||
+            uv_thread_create(&reader, reader_main, &im) != 0) {
+            fprintf(stderr, "holovitals import: cannot start the reader thread\n");
+            hv_db_close(im.db);
+            return HV_EXIT_FAILURE;
+        }
+        write_all(&im);
+        uv_thread_join(&reader);
+        uv_cond_destroy(&im.q.cond);
+        uv_mutex_destroy(&im.q.lock);
+    }
+    im.failed += im.q.failed;
+    if (import_commit(&im) != HV_OK || im.failed > 0)
         status = HV_EXIT_FAILURE;
     draw(&im, 1);
     secs = (double)(hv_mono_ns() - im.t0) / 1e9;

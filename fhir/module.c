@@ -49,6 +49,11 @@ static const hv_setting_t fhir_settings[] = {
     {"fhir.storage_queue", NULL, HV_SET_INT, "8192", NULL,
      "Most FHIR store jobs waiting for the storage thread (more answers 503)."},
     {"fhir.storage_batch", NULL, HV_SET_INT, "256", NULL, "Most FHIR store jobs one commit groups."},
+    {"fhir.export_max_running", NULL, HV_SET_INT, "2", NULL,
+     "Most Bulk Data exports running at once (each takes a thread of the pool and a read connection; more "
+     "answers 429)."},
+    {"fhir.export_retention", NULL, HV_SET_DURATION, "24h", NULL,
+     "How long a finished Bulk Data export (its manifest and NDJSON files) is kept after it ended."},
     {NULL, NULL, 0, NULL, NULL, NULL},
 };
 
@@ -444,5 +449,5 @@ static const hv_command_t fhir_commands[] = {
 };
 
 const hv_module_t hv_fhir_module = {
-    "fhir", fhir_settings, fhir_commands, hv__fhir_rest_init, NULL, NULL, hv__fhir_rest_free,
+    "fhir", fhir_settings, fhir_commands, hv__fhir_rest_init, NULL, hv__fhir_rest_stop, hv__fhir_rest_free,
 };

@@ -449,6 +449,16 @@ int hv_fhir_store_on_change(hv_engine_t *e, hv_fhir_change_cb cb, void *ud)
     return HV_OK;
 }
 
+void hv__fhir_off_change(hv__fhir_t *f, hv_fhir_change_cb cb, void *ud)
+{
+    for (size_t i = 0; i < f->nlisteners; i++)
+        if (f->listeners[i].cb == cb && f->listeners[i].ud == ud) {
+            memmove(&f->listeners[i], &f->listeners[i + 1], (f->nlisteners - i - 1) * sizeof(f->listeners[0]));
+            f->nlisteners--;
+            return;
+        }
+}
+
 /* ---- the module ---- */
 
 int hv__fhir_rest_init(hv_engine_t *e, void **state)
@@ -539,6 +549,14 @@ fail:
     return rc;
 }
 
+void hv__fhir_rest_stop(hv_engine_t *e, void *state)
+{
+    hv__fhir_t *f = state;
+    (void)e;
+    if (f != NULL)
+        hv__export_stop(f);
+}
+
 void hv__fhir_rest_free(hv_engine_t *e, void *state)
 {
     hv__fhir_t *f = state;
@@ -546,6 +564,7 @@ void hv__fhir_rest_free(hv_engine_t *e, void *state)
     if (f == NULL)
         return;
     hv__authz_register_picker(f, 0);
+    hv__export_stop(f); /* no export starts from the done callbacks below */
     if (f->storage != NULL)
         hv_storage_free(f->storage); /* runs the queued jobs and their done callbacks */
     hv__export_free(f);

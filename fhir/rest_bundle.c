@@ -14,6 +14,11 @@
  * resource it matches (zero or several matches fail the transaction, 412). A
  * urn:uuid/urn:oid reference that no entry defines fails it too (400).
  *
+ * GET entries with search criteria (request.url "Observation?code=…") run through
+ * the search planner (fhir/search_plan.c) and answer a searchset Bundle of the
+ * first page (default _count 50) as the entry's resource; in a transaction they
+ * run last and see its writes.
+ *
  * Batch: each entry runs alone (a savepoint each); one failing leaves the others
  * in place; entries stay in Bundle order and must not refer to each other.
  *
@@ -31,6 +36,10 @@
 #include <string.h>
 
 #include "fhir/rest_int.h"
+#include "fhir/search_int.h"
+
+#define SEARCH_DEF_COUNT 50               /* _count of a search entry without one */
+#define SEARCH_MAX_BYTES ((size_t)64 << 20) /* the searchset of one entry */
 
 enum { M_GET = 1, M_HEAD, M_POST, M_PUT, M_DELETE, M_PATCH };
 
@@ -42,6 +51,8 @@ typedef struct bentry {
     const char *full_url;
     int prep_status;   /* > 0: the entry was refused while preparing (batch) */
     char prep_msg[256];
+    hv__search_plan_t *plan; /* a GET search entry: the planned search (op.text gets the searchset) */
+    char *query;             /* its raw query, for the self link */
 } bentry_t;
 
 struct hv__bundle_job {
@@ -56,6 +67,7 @@ struct hv__bundle_job {
     int failed_status;
     char failed_msg[600];
     const char *failed_code;
+    char base[256];    /* the server's base URL, for fullUrl in searchsets */
 };
 
 static const char *status_text(int s)
@@ -68,8 +80,14 @@ void hv__bundle_job_free(hv__bundle_job_t *bj)
 {
     if (bj == NULL)
         return;
-    for (size_t i = 0; i < bj->n; i++)
+    for (size_t i = 0; i < bj->n; i++) {
         hv__fop_clear(&bj->e[i].op);
+        if (bj->e[i].plan != NULL) {
+            hv__search_plan_clear(bj->e[i].plan);
+            hv_free(bj->e[i].plan);
+        }
+        hv_free(bj->e[i].query);
+    }
     hv_free(bj->e);
     hv_free(bj->order);
     json_object_put(bj->bundle);
@@ -220,10 +238,26 @@ static int prepare_entry(hv__bundle_job_t *bj, bentry_t *e, struct json_object *
     switch (e->method) {
     case M_GET:
     case M_HEAD:
-        if (!has_id || e->op.cond != NULL)
-            return refuse(e, 501, "%s", "search in a Bundle entry is not supported yet (read and vread are)");
-        e->op.kind = has_version ? HV__FOP_VREAD : HV__FOP_READ;
         e->rank = 3;
+        if (!has_id) {
+            /* A search (http.html#transaction: GET entries run last): planned now,
+             * so that a malformed query fails the Bundle before anything runs. */
+            e->op.kind = HV__FOP_READ;
+            e->query = hv_strdup(e->op.cond != NULL ? e->op.cond : "");
+            e->plan = hv_calloc(1, sizeof(*e->plan));
+            if (e->query == NULL || e->plan == NULL)
+                return HV_ENOMEM;
+            hv__search_plan_init(e->plan);
+            if (hv__search_plan_build(e->plan, e->op.type, e->query, 1, SEARCH_DEF_COUNT,
+                                      HV__SEARCH_MAX_RESULTS) != HV_OK)
+                return refuse(e, 400, "search: %.200s", e->plan->msg[0] ? e->plan->msg : "invalid");
+            hv_free(e->op.cond);
+            e->op.cond = NULL;
+            break;
+        }
+        if (e->op.cond != NULL)
+            return refuse(e, 400, "%s", "a read in a Bundle takes no parameters");
+        e->op.kind = has_version ? HV__FOP_VREAD : HV__FOP_READ;
         break;
     case M_POST:
         if (has_id || res == NULL)
@@ -510,6 +544,87 @@ static int assign_ids(hv_db_t *db, hv__bundle_job_t *bj)
     return HV_OK;
 }
 
+typedef struct sctx {
+    const char *base;
+    hv_buf_t *b;
+    int64_t count;
+    size_t rows;
+    const hv_auth_principal_t *p; /* the caller; rows its scopes do not cover are left out */
+    int check;
+} sctx_t;
+
+static int search_row(void *ud, const hv__store_row_t *row)
+{
+    sctx_t *c = ud;
+    char url[512];
+    if ((int64_t)c->rows >= c->count)
+        return HV_OK; /* the extra row only tells that there are more */
+    if (c->check && hv__authz_resource(c->p, HV_AUTH_SEARCH, row->type, row->id, NULL, row->text) != HV_OK)
+        return HV_OK; /* outside the caller's scopes (fhir/rest_authz.c) */
+    snprintf(url, sizeof(url), "%s/%s/%s", c->base, row->type, row->id);
+    hv_buf_puts(c->b, c->rows++ ? ",{\"fullUrl\":" : "{\"fullUrl\":");
+    hv_buf_json_str(c->b, url, strlen(url));
+    hv_buf_puts(c->b, ",\"resource\":");
+    hv_buf_append(c->b, row->text, row->text_len);
+    return hv_buf_puts(c->b, ",\"search\":{\"mode\":\"match\"}}");
+}
+
+/* Runs a search entry: op.text becomes a searchset Bundle (FHIR R4 http.html#search),
+ * its first page (no next link: a client pages with a plain search). */
+static int run_search(hv_db_t *db, hv__bundle_job_t *bj, bentry_t *e)
+{
+    hv_buf_t b, entries;
+    sctx_t c = {bj->base, &entries, e->plan->count, 0, e->op.principal,
+                hv__authz_restricted(e->op.principal, HV_AUTH_SEARCH, e->op.type)};
+    int64_t total = -1;
+    int rc;
+    char self[1024];
+    hv_buf_init(&b, SEARCH_MAX_BYTES);
+    hv_buf_init(&entries, SEARCH_MAX_BYTES);
+    rc = hv__search_plan_run(db, e->plan, search_row, &c, &total);
+    if (rc != HV_OK)
+        goto out;
+    if (total < 0 && e->plan->total == HV__TOTAL_ACCURATE && c.rows < (size_t)c.count)
+        total = (int64_t)c.rows;
+    snprintf(self, sizeof(self), "%s/%s%s%.400s", bj->base, e->op.type, e->query[0] ? "?" : "", e->query);
+    hv_buf_puts(&b, "{\"resourceType\":\"Bundle\",\"type\":\"searchset\"");
+    if (total >= 0)
+        hv_buf_printf(&b, ",\"total\":%lld", (long long)total);
+    hv_buf_puts(&b, ",\"link\":[{\"relation\":\"self\",\"url\":");
+    hv_buf_json_str(&b, self, strlen(self));
+    hv_buf_puts(&b, "}],\"entry\":[");
+    hv_buf_append(&b, entries.data ? entries.data : "", entries.len);
+    rc = hv_buf_puts(&b, "]}");
+    if (rc != HV_OK) {
+        hv__fop_fail(&e->op, 413, "too-costly", "the search result is too large; give a smaller _count");
+        rc = HV_OK;
+        goto out;
+    }
+    hv_free(e->op.text);
+    e->op.text_len = b.len;
+    e->op.text = hv_buf_take(&b);
+    e->op.status = 200;
+out:
+    hv_buf_release(&b);
+    hv_buf_release(&entries);
+    return rc;
+}
+
+/* Runs one entry: a search, or an interaction on one resource. */
+static int run_entry(hv_db_t *db, hv__bundle_job_t *bj, bentry_t *e)
+{
+    if (e->plan != NULL) {
+        e->op.status = 0;
+        return run_search(db, bj, e);
+    }
+    return hv__fop_run(db, &e->op);
+}
+
+void hv__bundle_set_base(hv__bundle_job_t *bj, const char *base)
+{
+    snprintf(bj->base, sizeof(bj->base), "%s", base != NULL ? base : "");
+}
+
 static int run_transaction(hv_db_t *db, hv__bundle_job_t *bj)
 {
     urlmap_t m;
@@ -556,7 +671,7 @@ static int run_transaction(hv_db_t *db, hv__bundle_job_t *bj)
         size_t i = bj->order[k];
         bentry_t *e = &bj->e[i];
         e->op.now_ms = now; /* one transaction, one lastUpdated */
-        rc = hv__fop_run(db, &e->op);
+        rc = run_entry(db, bj, e);
         if (rc != HV_OK) {
             tx_fail(bj, i, e->op.status, e->op.issue_code, e->op.msg);
             goto out;
@@ -585,7 +700,7 @@ static int run_batch(hv_db_t *db, hv__bundle_job_t *bj)
         rc = hv_db_exec(db, "SAVEPOINT hv_entry");
         if (rc != HV_OK)
             return rc;
-        rc = hv__fop_run(db, &e->op);
+        rc = run_entry(db, bj, e);
         if (rc != HV_OK || e->op.status >= 400) {
             e->op.change = HV__CHANGE_NONE;
             rc = hv_db_exec(db, "ROLLBACK TO SAVEPOINT hv_entry");
@@ -602,6 +717,96 @@ static int run_batch(hv_db_t *db, hv__bundle_job_t *bj)
 int hv__bundle_run(hv_db_t *db, hv__bundle_job_t *bj)
 {
     return bj->transaction ? run_transaction(db, bj) : run_batch(db, bj);
+}
+
+/* ---- idempotent redelivery (the fhir-store channel destination) ---- */
+
+void hv__fhir_derived_id(const char *seed, size_t index, char out[HV__FHIR_ID_MAX])
+{
+    /* Two FNV-1a 64-bit hashes (different offset bases) of "seed#index" give 128
+     * bits, written as an RFC 9562 version 8 (custom) UUID. */
+    uint64_t h1 = 0xcbf29ce484222325ull, h2 = 0x84222325cbf29ce4ull;
+    char text[600], hex[33];
+    unsigned char b[16];
+    int n = snprintf(text, sizeof(text), "%s#%zu", seed, index);
+    for (int i = 0; i < n && i < (int)sizeof(text) - 1; i++) {
+        h1 = (h1 ^ (unsigned char)text[i]) * 0x100000001b3ull;
+        h2 = (h2 ^ (unsigned char)text[i]) * 0x100000001b3ull;
+    }
+    for (int i = 0; i < 8; i++) {
+        b[i] = (unsigned char)(h1 >> (8 * (7 - i)));
+        b[8 + i] = (unsigned char)(h2 >> (8 * (7 - i)));
+    }
+    b[6] = (unsigned char)(0x80 | (b[6] & 0x0f));
+    b[8] = (unsigned char)(0x80 | (b[8] & 0x3f));
+    hv_hex(b, 16, hex);
+    snprintf(out, HV__FHIR_ID_MAX, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
+}
+
+size_t hv__bundle_seed_ids(hv__bundle_job_t *bj, const char *seed)
+{
+    size_t seeded = 0;
+    if (!bj->transaction)
+        return 0;
+    for (size_t i = 0; i < bj->n; i++) {
+        bentry_t *e = &bj->e[i];
+        if (e->op.kind == HV__FOP_CREATE && e->op.cond == NULL && e->op.id[0] == '\0') {
+            hv__fhir_derived_id(seed, i, e->op.id);
+            seeded++;
+        }
+    }
+    return seeded;
+}
+
+int hv__bundle_applied(hv_db_t *db, const hv__bundle_job_t *bj, const char *seed, int *applied)
+{
+    *applied = 0;
+    if (!bj->transaction)
+        return HV_OK;
+    for (size_t i = 0; i < bj->n; i++) {
+        const bentry_t *e = &bj->e[i];
+        char id[HV__FHIR_ID_MAX];
+        hv__store_row_t row;
+        int rc;
+        if (e->op.kind != HV__FOP_CREATE || e->op.cond != NULL)
+            continue;
+        hv__fhir_derived_id(seed, i, id);
+        if (strcmp(id, e->op.id) != 0)
+            continue;
+        /* The first seeded create tells: a transaction is all or nothing. */
+        rc = hv__store_get(db, e->op.type, id, 0, &row);
+        if (rc == HV_ENOTFOUND)
+            return HV_OK;
+        if (rc != HV_OK)
+            return rc;
+        hv__store_row_clear(&row);
+        *applied = 1;
+        return HV_OK;
+    }
+    return HV_OK;
+}
+
+size_t hv__bundle_failed_count(const hv__bundle_job_t *bj, int *first_status)
+{
+    size_t k = 0;
+    *first_status = 0;
+    if (bj->transaction && bj->failed >= 0) {
+        *first_status = bj->failed_status;
+        return 1;
+    }
+    for (size_t i = 0; i < bj->n; i++) {
+        int st = bj->e[i].prep_status > 0 ? bj->e[i].prep_status : bj->e[i].op.status;
+        if (st >= 400) {
+            if (k++ == 0)
+                *first_status = st;
+        }
+    }
+    return k;
+}
+
+int hv__bundle_is_transaction(const hv__bundle_job_t *bj)
+{
+    return bj->transaction;
 }
 
 /* ---- the response ---- */
@@ -719,10 +924,31 @@ static void h_bundle(hv_http_req_t *req, void *ud)
         hv__rest_outcome(r, st, "error", st == 501 ? "not-supported" : "invalid", "%s", msg);
         goto fail;
     }
+    hv__bundle_set_base(r->bj, hv__rest_base(r));
     /* Every entry runs under the caller's scopes: the store checks each resource it reads
      * or writes (fhir/rest_authz.c), so an entry outside them fails as its own request would. */
-    for (size_t i = 0; i < r->bj->n; i++)
-        r->bj->e[i].op.principal = r->principal;
+    for (size_t i = 0; i < r->bj->n; i++) {
+        bentry_t *e = &r->bj->e[i];
+        const char *pid = NULL;
+        e->op.principal = r->principal;
+        if (e->plan == NULL || e->prep_status > 0)
+            continue;
+        /* A search entry is a search: 403 for a type outside the scopes, and a patient/-only
+         * token searches its patient's compartment (in the SQL, as GET /fhir/:type does). */
+        if (hv_auth_allow_type(r->principal, HV_AUTH_SEARCH, e->op.type) != HV_OK) {
+            if (r->bj->transaction) {
+                hv__authz_type(r, HV_AUTH_SEARCH, e->op.type);
+                goto fail;
+            }
+            e->prep_status = 403;
+            snprintf(e->prep_msg, sizeof(e->prep_msg), "the access token's scopes do not allow search on %s",
+                     e->op.type);
+        } else if (hv_auth_patient_ids(r->principal, HV_AUTH_SEARCH, e->op.type, &pid) == 1 &&
+                   hv__search_plan_compartment(e->plan, pid) != HV_OK) {
+            hv__rest_outcome(r, 400, "error", "too-costly", "a search entry has too many values");
+            goto fail;
+        }
+    }
     /* Validation on write, per entry, before anything runs (loop thread: the validator is this thread's). */
     if (f->validation == HV__VALIDATE_REJECT && f->validator != NULL) {
         for (size_t i = 0; i < r->bj->n; i++) {

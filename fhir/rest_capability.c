@@ -9,7 +9,7 @@
  * update and delete (single) with the criteria the search planner supports, and
  * search-type with every indexed parameter (fhir/search*.c). Operations: $validate on
  * every type, $everything on Patient, Bulk Data $export (system, Patient, Group);
- * the Patient compartment. System level:
+ * the Patient, Encounter, Practitioner, RelatedPerson and Device compartments. System level:
  * batch, transaction, history-system. Formats json and xml. `mode` summary/_summary
  * works on it as on any resource.
  */
@@ -151,8 +151,14 @@ static struct json_object *capability(const char *base)
         hv_json_set(server, "operation", ops);
     }
     {
+        /* The compartments searchable at /fhir/:comp/:id/:type (fhir/rest_compartment.c). */
+        static const char *const comps[] = {"patient", "encounter", "practitioner", "relatedPerson", "device"};
         struct json_object *comp = json_object_new_array();
-        json_object_array_add(comp, json_object_new_string("http://hl7.org/fhir/CompartmentDefinition/patient"));
+        for (size_t i = 0; i < HV_ARRAY_LEN(comps); i++) {
+            char url[96];
+            snprintf(url, sizeof(url), "http://hl7.org/fhir/CompartmentDefinition/%s", comps[i]);
+            json_object_array_add(comp, json_object_new_string(url));
+        }
         hv_json_set(server, "compartment", comp);
     }
     json_object_array_add(rest, server);

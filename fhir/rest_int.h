@@ -84,6 +84,16 @@ struct json_object *hv__rest_body(hv__rreq_t *r);
 int hv__rest_validate(hv__rreq_t *r, struct json_object *res);
 /* Calls the change listeners for a completed operation (loop thread). */
 void hv__fhir_notify(hv__fhir_t *f, const hv__fop_t *op);
+/* Removes a change listener added with hv_fhir_store_on_change (loop thread). */
+void hv__fhir_off_change(hv__fhir_t *f, hv_fhir_change_cb cb, void *ud);
+
+/* The fhir-store destination and fhir source (fhir/channel_store.c), registered by
+ * the fhir-channels module (fhir/channel.c); *out is its state, NULL when the fhir
+ * module does not run in this process. */
+typedef struct hv__fhir_sources hv__fhir_sources_t;
+int hv__fhir_channel_store_init(hv_engine_t *e, hv__fhir_sources_t **out);
+void hv__fhir_channel_store_free(hv_engine_t *e, hv__fhir_sources_t *reg);
+
 /* An OperationOutcome tree with one issue. */
 struct json_object *hv__outcome_new(const char *severity, const char *code, const char *msg);
 
@@ -106,10 +116,13 @@ int hv__rest_capability_routes(hv__fhir_t *f, hv_router_t *r);
 int hv__rest_compartment_routes(hv__fhir_t *f, hv_router_t *r);
 int hv__patients_routes(hv__fhir_t *f, hv_router_t *r); /* fhir/patients.c: /patients views */
 int hv__rest_export_routes(hv__fhir_t *f, hv_router_t *r);
+/* Cancels the running exports (they run again at the next start) and stops taking new ones. */
+void hv__export_stop(hv__fhir_t *f);
 void hv__export_free(hv__fhir_t *f);
 
 /* Module lifecycle (fhir/rest.c), plugged into hv_fhir_module. */
 int hv__fhir_rest_init(hv_engine_t *e, void **state);
+void hv__fhir_rest_stop(hv_engine_t *e, void *state);
 void hv__fhir_rest_free(hv_engine_t *e, void *state);
 
 /* `holovitals import` (fhir/import.c). */

@@ -35,6 +35,11 @@ static const char *const migrations_sqlite[] = {
     "CREATE INDEX refs_patient ON refs (patient, type);"
     "CREATE INDEX refs_id ON refs (type, id);",
     hv__search_migration, /* the search index, fhir/search_index.c */
+    /* Bulk Data export jobs (fhir/rest_export.c). */
+    "CREATE TABLE export_jobs (id TEXT PRIMARY KEY, request TEXT NOT NULL, level INTEGER NOT NULL, grp TEXT,"
+    " types TEXT, since_ms BIGINT NOT NULL, started_ms BIGINT NOT NULL, state INTEGER NOT NULL, error TEXT,"
+    " output TEXT, finished_ms BIGINT);"
+    "CREATE INDEX export_jobs_state ON export_jobs (state, finished_ms);",
     NULL,
 };
 
@@ -50,6 +55,11 @@ static const char *const migrations_pg[] = {
     "CREATE INDEX refs_patient ON refs (patient, type);"
     "CREATE INDEX refs_id ON refs (type, id);",
     hv__search_migration, /* the search index, fhir/search_index.c */
+    /* Bulk Data export jobs (fhir/rest_export.c). */
+    "CREATE TABLE export_jobs (id TEXT PRIMARY KEY, request TEXT NOT NULL, level INTEGER NOT NULL, grp TEXT,"
+    " types TEXT, since_ms BIGINT NOT NULL, started_ms BIGINT NOT NULL, state INTEGER NOT NULL, error TEXT,"
+    " output TEXT, finished_ms BIGINT);"
+    "CREATE INDEX export_jobs_state ON export_jobs (state, finished_ms);",
     NULL,
 };
 

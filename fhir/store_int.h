@@ -221,9 +221,27 @@ int hv__bundle_run(hv_db_t *db, hv__bundle_job_t *bj);
  * transaction, the OperationOutcome of the failing entry with its status. The tree is owned
  * by the caller. base is the server's base URL for fullUrl. */
 struct json_object *hv__bundle_response(hv__bundle_job_t *bj, const char *base, int *status);
+/* The server's base URL for the fullUrls of search entries' results (default ""). */
+void hv__bundle_set_base(hv__bundle_job_t *bj, const char *base);
 /* How many entries the job wrote; the change events to emit. */
 size_t hv__bundle_op_count(const hv__bundle_job_t *bj);
 const hv__fop_t *hv__bundle_op_at(const hv__bundle_job_t *bj, size_t i);
 void hv__bundle_job_free(hv__bundle_job_t *bj);
+
+/*
+ * Idempotent redelivery (fhir/channel_store.c). hv__fhir_derived_id makes a stable
+ * id (a UUID, version 8) from a seed such as "channel:message-id" and an index.
+ * hv__bundle_seed_ids gives every plain create of a transaction (POST without
+ * ifNoneExist) the derived id of its entry index, so that the same message run
+ * twice would create the same resources; hv__bundle_applied tells, before running,
+ * whether the first of them exists already (a transaction is all or nothing, so
+ * then it was applied). Batches are not seeded (returns 0, *applied 0).
+ */
+void hv__fhir_derived_id(const char *seed, size_t index, char out[HV__FHIR_ID_MAX]);
+size_t hv__bundle_seed_ids(hv__bundle_job_t *bj, const char *seed);
+int hv__bundle_applied(hv_db_t *db, const hv__bundle_job_t *bj, const char *seed, int *applied);
+/* Entries that failed (a failed transaction counts 1) and the first one's status. */
+size_t hv__bundle_failed_count(const hv__bundle_job_t *bj, int *first_status);
+int hv__bundle_is_transaction(const hv__bundle_job_t *bj);
 
 #endif /* HV_FHIR_STORE_INT_H */

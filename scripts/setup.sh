@@ -9,7 +9,7 @@ packages=(
   libuv1-dev libhttp-parser-dev libjson-c-dev libxml2-dev libcurl4-openssl-dev
   libssl-dev libsqlite3-dev libpq-dev libtesseract-dev tesseract-ocr tesseract-ocr-eng
   libcmocka-dev clang libclang-rt-14-dev
-  curl wrk nginx-light postgresql nodejs npm python3
+  curl wrk nginx-light postgresql nodejs npm python3 chromium
 )
 
 sudo=""
@@ -47,4 +47,11 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 if [ ! -d "$top/test/integration/smart-client/node_modules/fhirclient" ]; then
   echo "setup: installing test/integration/smart-client (npm ci)"
   (cd "$top/test/integration/smart-client" && npm ci --no-audit --no-fund --legacy-peer-deps --loglevel=error)
+fi
+
+# The console's browser tests drive Debian's Chromium (installed above) through npm
+# `playwright-core` (pinned in test/browser/package-lock.json; it downloads no browser).
+if [ ! -d "$top/test/browser/node_modules/playwright-core" ]; then
+  echo "setup: installing test/browser (npm ci)"
+  (cd "$top/test/browser" && npm ci --no-audit --no-fund --loglevel=error)
 fi

@@ -6,7 +6,8 @@
 #   read     GET /fhir/Patient/ID with wrk; ceiling: nginx serving the same JSON as a static file
 #   create   POST /fhir/Patient (durable: synchronous=FULL, answered after the group commit)
 #   tx       POST /fhir with a two-entry transaction (Patient + Observation referencing it)
-# each at CONNS connections for DURATION seconds (wrk -t1), with p50/p99 latencies.
+# each at CONNS connections for DURATION seconds (wrk -t1), with p50/p99 latencies; the engine
+# runs with --auth off (this measures the store; bench/auth measures the guard).
 #
 #   bench/fhir-store/run.sh [DURATION=5] [CONNS=64] [VALIDATION=reject|warn|off]
 #
@@ -78,7 +79,7 @@ bench_backend() { # name dbargs...
   out=$("$bin" import --data "$data" "$@" "${files[@]}" 2>/dev/null)
   rate=$(echo "$out" | sed -n 's/.*(\([0-9]*\) resources\/s).*/\1/p')
   HOLOVITALS_FHIR_VALIDATION=$validation "$bin" serve --data "$data" "$@" --http "127.0.0.1:$port" --mllp "127.0.0.1:$((port + 2))" \
-    --channels "$work" --log-level warn >/dev/null 2>"$work/hv-$name.log" &
+    --channels "$work" --auth off --log-level warn >/dev/null 2>"$work/hv-$name.log" &
   hvpid=$!
   for _ in $(seq 200); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.05; done
   pid=$(head -1 "$work/resources.ndjson" | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["id"])')

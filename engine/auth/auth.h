@@ -167,6 +167,18 @@ typedef int (*hv_auth_patient_list_cb)(void *ud, const char *search, size_t max,
 /* Registers (fn NULL: removes) the provider; a module that registers one removes it when freed. */
 void hv_auth_set_patient_provider(hv_engine_t *e, hv_auth_patient_list_cb fn, void *ud);
 
+/*
+ * Signs a JWT (RFC 7519, JWS compact serialization RFC 7515 §7.1) with a private
+ * key given as PEM text (PKCS#8 or traditional, unencrypted), for clients of other
+ * servers: a SMART backend-services client assertion (SMART App Launch 2.0
+ * §Backend Services) is signed this way. alg is "RS384", "ES384", "RS256" or
+ * "ES256" and must suit the key (RSA >= 2048 bits, EC on the algorithm's curve);
+ * kid (may be NULL) goes into the header. The token is appended to out. HV_EINVAL
+ * when the PEM cannot be read or does not suit alg; the key is not kept.
+ */
+int hv_auth_jwt_sign_pem(const char *pem, size_t pem_len, const char *alg, const char *kid,
+                         struct json_object *claims, hv_buf_t *out);
+
 extern const hv_module_t hv_auth_module;
 
 #ifdef __cplusplus

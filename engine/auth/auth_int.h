@@ -164,6 +164,8 @@ void hv__auth_sha256_hex(const char *s, size_t n, char *out); /* out: 65 bytes *
 int hv__auth_sessions_routes(hv__auth_t *a);
 int hv__auth_oauth_routes(hv__auth_t *a);
 int hv__auth_smart_routes(hv__auth_t *a);
+/* admin.c: users and SMART clients managed over HTTP (admins only). */
+int hv__auth_admin_routes(hv__auth_t *a);
 /* The guard (guard.c). */
 int hv__auth_guard(hv_http_req_t *req, void *ud);
 /* Answers an OAuth2 error (RFC 6749 §5.2) with no-store headers. */

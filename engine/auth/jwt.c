@@ -19,6 +19,10 @@
 #include <openssl/evp.h>
 #include <openssl/param_build.h>
 #include <openssl/rsa.h>
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <limits.h>
 #include <string.h>
 
 static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -515,5 +519,23 @@ out:
     json_object_put(o);
     BN_free(a);
     BN_free(b);
+    return rc;
+}
+
+int hv_auth_jwt_sign_pem(const char *pem, size_t pem_len, const char *alg, const char *kid,
+                         struct json_object *claims, hv_buf_t *out) {
+    BIO *bio = NULL;
+    EVP_PKEY *key = NULL;
+    int rc = HV_EINVAL;
+    if (pem == NULL || pem_len == 0 || pem_len > INT_MAX || claims == NULL) return HV_EINVAL;
+    bio = BIO_new_mem_buf(pem, (int)pem_len);
+    if (bio == NULL) return HV_ENOMEM;
+    key = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+    if (key == NULL || !hv__jwt_key_fits(key, alg)) goto out;
+    rc = hv__jwt_sign(key, alg, kid, claims, out);
+out:
+    ERR_clear_error();
+    EVP_PKEY_free(key);
+    BIO_free(bio);
     return rc;
 }

@@ -388,6 +388,7 @@ static int auth_init(hv_engine_t *e, void **state) {
     if ((rc = hv__auth_smart_routes(a)) != HV_OK) goto fail;
     if ((rc = hv__auth_launch_routes(a)) != HV_OK) goto fail;
     if ((rc = hv__auth_register_routes(a)) != HV_OK) goto fail;
+    if ((rc = hv__auth_admin_routes(a)) != HV_OK) goto fail;
     hv_http_set_guard(e, hv__auth_guard, a);
     *state = s;
     return HV_OK;

@@ -255,11 +255,22 @@ class FhirScopes(EngineTestCase):
         self.assertEqual(out["total"], 3)
         batch = {"resourceType": "Bundle", "type": "batch", "entry": [
             {"request": {"method": "GET", "url": "Observation/obs-2"}},
-            {"request": {"method": "GET", "url": "Observation/obs-1"}}]}
+            {"request": {"method": "GET", "url": "Observation/obs-1"}},
+            {"request": {"method": "GET", "url": "Observation?_count=50"}},
+            {"request": {"method": "GET", "url": "Patient"}}]}
         st, out = self.jreq(tok, "POST", "/fhir", body=batch)
         self.assertEqual(st, 200, out)
-        self.assertEqual([e["response"]["status"][:3] for e in out["entry"]], ["404", "200"])
+        self.assertEqual([e["response"]["status"][:3] for e in out["entry"]], ["404", "200", "200", "200"])
+        self.assertEqual(self.ids(out["entry"][2]["resource"]), ["Observation/obs-1", "Observation/obs-3"])
+        self.assertEqual(self.ids(out["entry"][3]["resource"]), ["Patient/pat-1"])
         self.assert_no_leak(json.dumps(out))
+        narrow = self.app_token("patient/Observation.rs")
+        batch = {"resourceType": "Bundle", "type": "batch", "entry": [
+            {"request": {"method": "GET", "url": "Condition"}}, {"request": {"method": "GET", "url": "Observation"}}]}
+        st, out = self.jreq(narrow, "POST", "/fhir", body=batch)
+        self.assertEqual([e["response"]["status"][:3] for e in out["entry"]], ["403", "200"])
+        st, _ = self.jreq(narrow, "POST", "/fhir", body=dict(batch, type="transaction"))
+        self.assertEqual(st, 403)
         # the /patients views are the same data under the same scopes
         st, out = self.jreq(tok, "GET", "/patients")
         self.assertEqual([p["id"] for p in out["patients"]], ["pat-1"])

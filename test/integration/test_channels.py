@@ -610,12 +610,13 @@ class ReloadTest(ChannelTestCase):
 
     def test_missing_module_type_refused_with_clear_message(self):
         eng = self.engine(start=False)
-        self.write_channel(eng, "m.json", '{"id": "m", "source": {"type": "http"},\n'
+        # "file" is in the catalog but no module provides it yet (fhir-store now is: fhir module).
+        self.write_channel(eng, "m.json", '{"id": "m", "source": {"type": "file"},\n'
                            ' "destinations": [{"name": "s", "type": "fhir-store"}]}')
         eng.start()
         _, lst = eng.get_json("/channels")
         self.assertEqual([c["id"] for c in lst["channels"]], [])
-        self.assertIn("m.json:2:41: destination type \"fhir-store\" is not available",
+        self.assertIn("m.json:1:32: source type \"file\" is not available",
                       lst["last_refused"])
 
 

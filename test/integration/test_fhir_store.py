@@ -407,20 +407,50 @@ class FhirStoreTests(EngineTestCase):
         self.assertEqual(resp["entry"][1]["resource"]["gender"], "male")
         self.assertEqual(resp["entry"][0]["response"]["status"], "200 OK")
 
+    def test_search_entries_in_bundles_run_through_the_planner(self):
+        self.start()
+        st, _, a = self.jreq("POST", "/fhir/Patient", self.patient(ident="S1"))
+        self.assertEqual(st, 201)
+        obs = {"resourceType": "Observation", "status": "final",
+               "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+               "subject": {"reference": "Patient/" + a["id"]}}
+        # In a transaction the GET runs last and sees the transaction's own writes.
+        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"request": {"method": "GET", "url": "Observation?subject=Patient/%s&code=http://loinc.org|8867-4"
+                         % a["id"]}},
+            {"request": {"method": "POST", "url": "Observation"}, "resource": obs},
+            {"request": {"method": "POST", "url": "Observation"},
+             "resource": dict(obs, code={"coding": [{"system": "http://loinc.org", "code": "8480-6"}]})},
+        ]}
+        st, _, resp = self.jreq("POST", "/fhir", bundle)
+        self.assertEqual(st, 200, resp)
+        ss = resp["entry"][0]["resource"]
+        self.assertEqual((resp["entry"][0]["response"]["status"], ss["type"], ss["total"]), ("200 OK", "searchset", 1))
+        self.assertEqual(ss["entry"][0]["resource"]["id"], resp["entry"][1]["response"]["location"].split("/")[1])
+        self.assertTrue(ss["entry"][0]["fullUrl"].endswith("/fhir/Observation/" + ss["entry"][0]["resource"]["id"]))
+        # A batch search with _count, and a malformed one that fails the transaction.
+        st, _, resp = self.jreq("POST", "/fhir", {"resourceType": "Bundle", "type": "batch", "entry": [
+            {"request": {"method": "GET", "url": "Observation?_count=1"}}]})
+        self.assertEqual((st, len(resp["entry"][0]["resource"]["entry"])), (200, 1))
+        st, _, oo = self.jreq("POST", "/fhir", {"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"request": {"method": "GET", "url": "Observation?nonsense=1"}}]})
+        self.assertOutcome(st, oo, 400)
+
     def test_batch_entries_are_independent(self):
         self.start()
         bundle = {"resourceType": "Bundle", "type": "batch", "entry": [
             {"resource": self.patient(ident="B1"), "request": {"method": "POST", "url": "Patient"}},
             {"request": {"method": "GET", "url": "Patient/doesnotexist"}},
             {"resource": self.patient(), "request": {"method": "PUT", "url": "Patient/b2"}},
-            {"request": {"method": "GET", "url": "Patient?name=x"}},
+            {"request": {"method": "GET", "url": "Patient?birthdate=notadate"}},
             {"resource": dict(self.patient(), id="b3"), "request": {"method": "PUT", "url": "Patient/b3"}},
         ]}
         st, _, resp = self.jreq("POST", "/fhir", bundle)
         self.assertEqual(st, 200, resp)
         self.assertEqual(resp["type"], "batch-response")
         codes = [e["response"]["status"].split()[0] for e in resp["entry"]]
-        self.assertEqual(codes, ["201", "404", "201", "501", "201"])
+        self.assertEqual(codes, ["201", "404", "201", "400", "201"])
+        self.assertIn("birthdate", resp["entry"][3]["response"]["outcome"]["issue"][0]["diagnostics"])
         self.assertEqual(resp["entry"][1]["response"]["outcome"]["resourceType"], "OperationOutcome")
         st, _, b3 = self.jreq("GET", "/fhir/Patient/b3")
         self.assertEqual(st, 200)
@@ -542,6 +572,81 @@ class FhirStoreTests(EngineTestCase):
         st, _, oo = self.jreq("POST", "/fhir/Observation/$validate", self.patient())
         self.assertOutcome(st, oo, 400)
 
+    def test_compartment_search_with_criteria_other_compartments_and_everything_references(self):
+        self.start()
+        st, _, org = self.jreq("PUT", "/fhir/Organization/org1", {"resourceType": "Organization", "id": "org1",
+                                                                   "name": "Clinic"})
+        st, _, dr = self.jreq("PUT", "/fhir/Practitioner/dr1", {"resourceType": "Practitioner", "id": "dr1",
+                                                               "name": [{"family": "Who"}]})
+        self.assertEqual(st, 201)
+        st, _, a = self.jreq("POST", "/fhir/Patient", dict(self.patient(),
+                                                           managingOrganization={"reference": "Organization/org1"}))
+        st, _, enc = self.jreq("POST", "/fhir/Encounter", {
+            "resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"},
+            "subject": {"reference": "Patient/" + a["id"]},
+            "participant": [{"individual": {"reference": "Practitioner/dr1"}}]})
+        self.assertEqual(st, 201, enc)
+
+        def obs(code, enc_id=None):
+            o = {"resourceType": "Observation", "status": "final",
+                 "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+                 "subject": {"reference": "Patient/" + a["id"]},
+                 "performer": [{"reference": "Practitioner/dr1"}]}
+            if enc_id:
+                o["encounter"] = {"reference": "Encounter/" + enc_id}
+            st, _, r = self.jreq("POST", "/fhir/Observation", o)
+            self.assertEqual(st, 201, r)
+            return r["id"]
+        hr, bp, hr2 = obs("8867-4", enc["id"]), obs("8480-6", enc["id"]), obs("8867-4")
+        ids = lambda b: [e["resource"]["id"] for e in b.get("entry", [])]
+        # Patient compartment with criteria, through the search planner
+        st, _, b = self.jreq("GET", "/fhir/Patient/%s/Observation?code=http://loinc.org|8867-4" % a["id"])
+        self.assertEqual((st, ids(b), b["total"]), (200, [hr, hr2], 2), b)
+        # paging with _count follows the next link (keyset cursor) inside the compartment
+        st, _, b = self.jreq("GET", "/fhir/Patient/%s/Observation?_count=2" % a["id"])
+        self.assertEqual(ids(b), [hr, bp])
+        nxt = [l["url"] for l in b["link"] if l["relation"] == "next"][0]
+        st, _, b2 = self.jreq("GET", nxt[nxt.index("/fhir/"):])
+        self.assertEqual((st, ids(b2)), (200, [hr2]))
+        st, _, oo = self.jreq("GET", "/fhir/Patient/%s/Observation?date=notadate" % a["id"])
+        self.assertOutcome(st, oo, 400)
+        # the Encounter compartment (Observation.encounter), the Practitioner compartment (performer)
+        st, _, b = self.jreq("GET", "/fhir/Encounter/%s/Observation" % enc["id"])
+        self.assertEqual((st, ids(b)), (200, [hr, bp]), b)
+        st, _, b = self.jreq("GET", "/fhir/Encounter/%s/Observation?code=8480-6" % enc["id"])
+        self.assertEqual(ids(b), [bp])
+        st, _, b = self.jreq("GET", "/fhir/Practitioner/dr1/Observation")
+        self.assertEqual(ids(b), [hr, bp, hr2])
+        st, _, b = self.jreq("GET", "/fhir/Practitioner/dr1/Encounter")
+        self.assertEqual(ids(b), [enc["id"]])
+        st, _, oo = self.jreq("GET", "/fhir/Encounter/%s/Organization" % enc["id"])
+        self.assertOutcome(st, oo, 400)
+        st, _, oo = self.jreq("GET", "/fhir/Encounter/nope/Observation")
+        self.assertOutcome(st, oo, 404)
+        st, _, oo = self.jreq("GET", "/fhir/Observation/%s/Patient" % hr)
+        self.assertOutcome(st, oo, 404)
+        # history still has its own route for every type
+        st, _, h = self.jreq("GET", "/fhir/Encounter/%s/_history" % enc["id"])
+        self.assertEqual((st, len(h["entry"])), (200, 1))
+        # $everything follows references out of the compartment (mode include), _type and _since filter
+        st, _, ev = self.jreq("GET", "/fhir/Patient/%s/$everything" % a["id"])
+        self.assertEqual(st, 200, ev)
+        modes = {(e["resource"]["resourceType"], e["resource"]["id"]): e["search"]["mode"] for e in ev["entry"]}
+        self.assertEqual(modes[("Organization", "org1")], "include")
+        self.assertEqual(modes[("Practitioner", "dr1")], "include")
+        self.assertEqual(modes[("Observation", hr)], "match")
+        self.assertEqual(len(ev["entry"]), 1 + 1 + 3 + 2)  # Patient, Encounter, 3 Observations, 2 included
+        self.assertEqual(ev["total"], 5)
+        st, _, ev = self.jreq("GET", "/fhir/Patient/%s/$everything?_type=Patient,Practitioner" % a["id"])
+        self.assertEqual(sorted(e["resource"]["resourceType"] for e in ev["entry"]), ["Patient", "Practitioner"])
+        future = "2999-01-01T00:00:00Z"
+        st, _, ev = self.jreq("GET", "/fhir/Patient/%s/$everything?_since=%s" % (a["id"], future))
+        self.assertEqual((st, ev.get("entry", [])), (200, []))
+        st, _, ev = self.jreq("GET", "/fhir/Patient/%s/$everything?_count=2" % a["id"])
+        self.assertEqual(len(ev["entry"]), 2)
+        st, _, oo = self.jreq("GET", "/fhir/Patient/%s/$everything?_type=Nothing" % a["id"])
+        self.assertOutcome(st, oo, 400)
+
     # -- Bulk Data export --
 
     def export(self, path):
@@ -602,6 +707,55 @@ class FhirStoreTests(EngineTestCase):
         self.assertOutcome(st, oo, 400)
         st, _, oo = self.jreq("GET", "/fhir/$export-file/nope/Patient.ndjson")
         self.assertOutcome(st, oo, 404)
+
+    def test_bulk_export_state_survives_restart_resumes_and_expires(self):
+        eng = self.start(config={"fhir": {"export_retention": "3s"}})
+        st, _, a = self.jreq("POST", "/fhir/Patient", self.patient())
+        manifest, files, rel = self.export("/fhir/$export?_type=Patient")
+        self.assertEqual([p["id"] for p in files["Patient"]], [a["id"]])
+        # a restart keeps the finished job: its manifest and its files
+        eng.stop()
+        eng.start(fixed_ports=True)
+        st, _, body = self.req("GET", rel)
+        self.assertEqual(st, 200, body)
+        again = json.loads(body)
+        self.assertEqual(again["output"][0]["count"], 1)
+        self.assertEqual(again["transactionTime"], manifest["transactionTime"])
+        url = again["output"][0]["url"]
+        st, _, data = self.req("GET", url[url.index("/fhir/"):])
+        self.assertEqual((st, json.loads(data.decode().splitlines()[0])["id"]), (200, a["id"]))
+        if not self.DB:
+            # a job the engine was running when it stopped runs again at the next start
+            eng.stop()
+            import sqlite3
+            db = sqlite3.connect(os.path.join(eng.data, "fhir.db"))
+            db.execute("INSERT INTO export_jobs (id, request, level, grp, types, since_ms, started_ms, state)"
+                       " VALUES ('00aa11bb22cc33dd', 'http://x/fhir/$export', 0, NULL, 'Patient', -1, 1, 0)")
+            db.commit()
+            db.close()
+            eng.start(fixed_ports=True)
+            for _ in range(200):
+                st, _, body = self.req("GET", "/fhir/$export-poll-status/00aa11bb22cc33dd")
+                if st != 202:
+                    break
+                time.sleep(0.02)
+            self.assertEqual(st, 200, body)
+            self.assertEqual(json.loads(body)["output"][0]["count"], 1)
+        # finished jobs expire after fhir.export_retention: the row and the files go
+        deadline = time.monotonic() + 20
+        while True:
+            st, _, _ = self.req("GET", rel)
+            if st == 404:
+                break
+            self.assertLess(time.monotonic(), deadline, "the export did not expire")
+            time.sleep(0.2)
+        self.assertFalse(os.path.exists(os.path.join(eng.data, "fhir-export", rel.rsplit("/", 1)[1])))
+        # writes are not held up by a running export (it reads on its own connection)
+        st, h, _ = self.req("GET", "/fhir/$export", headers={"Prefer": "respond-async"})
+        self.assertEqual(st, 202)
+        st, _, _ = self.jreq("POST", "/fhir/Patient", self.patient())
+        self.assertEqual(st, 201)
+        eng.stop()
 
     # -- the plan's /patients views --
 

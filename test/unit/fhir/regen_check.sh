@@ -15,3 +15,9 @@ trap 'rm -f "$out"' EXIT
 python3 "$HV_SRCDIR/fhir/gen/gen_model.py" "$ref/fhir/definitions" "$out"
 cmp "$out" "$HV_SRCDIR/fhir/model_gen.c"
 echo "fhir/model_gen.c is up to date"
+# The compartments likewise (fhir/gen/gen_compartments.py → fhir/compartments_gen.c).
+out2="${TMPDIR:-/tmp}/hv-compartments-gen-$$.c"
+trap 'rm -f "$out" "$out2"' EXIT
+python3 "$HV_SRCDIR/fhir/gen/gen_compartments.py" "$ref/fhir/definitions" "$out2"
+cmp "$out2" "$HV_SRCDIR/fhir/compartments_gen.c"
+echo "fhir/compartments_gen.c is up to date"

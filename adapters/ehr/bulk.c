@@ -1,0 +1,340 @@
+/*
+ * bulk.c — a sync through Bulk Data Access (FHIR Bulk Data Access IG 2.0.0,
+ * "Export"): kick-off, status polling, NDJSON download streamed to disk, import.
+ *
+ *   kick-off  GET [base]/Group/[group_id]/$export (or [base]/Patient/$export, or
+ *             [base]/$export, by the connection and its vendor's bulk level)
+ *             ?_type=<resource_types>[&_since=<last run>] with Prefer: respond-async
+ *             → 202 and Content-Location, the status URL (kept in the checkpoint)
+ *   polling   GET status URL → 202 (wait Retry-After, else ehr.bulk_poll) or 200
+ *             with the manifest {output: [{type, url}], error: [...]} (kept in the
+ *             checkpoint); 4xx/5xx after the retries fail the run
+ *   download  each output file to <data>/ehr-bulk/<run>/<n>.ndjson through curl's
+ *             write callback (never whole in memory, ehr.max_download_bytes cap)
+ *   import    500 lines at a time through the same writer as search pages
+ *             (sync.c); the checkpoint holds (file, lines done), so a run resumed
+ *             after a crash skips what was imported and downloads again only the
+ *             file it was in; a line that is not JSON (a truncated file) is a
+ *             failed resource with its file and line number
+ *   end       the files are removed and the export is deleted on the server (DELETE
+ *             on the status URL, as the IG asks of clients)
+ */
+#include "config.h"
+#include "adapters/ehr/ehr_int.h"
+
+#include <errno.h>
+#include <json-c/json.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define BULK_CHUNK 500
+#define LINE_MAX_BYTES ((size_t)16 << 20)
+
+static void bulk_fail(hv__ehr_run_t *r) {
+    r->page_failed = 1;
+    hv__ehr_run_finish(r);
+}
+
+static void file_path(hv__ehr_run_t *r, size_t idx, char *out, size_t outlen) {
+    snprintf(out, outlen, "%s/ehr-bulk/%s/%zu.ndjson", hv_engine_data_dir(r->m->e), r->id, idx);
+}
+
+static void cleanup_files(hv__ehr_run_t *r) {
+    char dir[4096], p[4200];
+    size_t i, n = r->bulk_outputs ? json_object_array_length(r->bulk_outputs) : 0;
+    for (i = 0; i < n; i++) {
+        file_path(r, i, p, sizeof(p));
+        unlink(p);
+    }
+    snprintf(dir, sizeof(dir), "%s/ehr-bulk/%s", hv_engine_data_dir(r->m->e), r->id);
+    rmdir(dir);
+}
+
+static void on_deleted(void *ud, hv__ehr_resp_t *resp) {
+    (void)ud;
+    (void)resp;
+}
+
+static void bulk_done(hv__ehr_run_t *r) {
+    if (r->bulk_fp) {
+        fclose(r->bulk_fp);
+        r->bulk_fp = NULL;
+    }
+    cleanup_files(r);
+    if (r->bulk_status_url != NULL) {
+        hv__ehr_req_t q;
+        memset(&q, 0, sizeof(q));
+        q.method = "DELETE";
+        q.url = r->bulk_status_url;
+        q.bearer = r->c->token;
+        q.no_verify_tls = !r->c->verify_tls;
+        (void)hv__ehr_call(r->m->http, &q, on_deleted, NULL);
+    }
+    hv__ehr_run_finish(r);
+}
+
+/* ---- import ---- */
+
+static void import_chunk(hv__ehr_run_t *r);
+
+static void chunk_written(hv__ehr_run_t *r, int status) {
+    (void)status;
+    hv__ehr_run_checkpoint(r, import_chunk);
+}
+
+static void import_chunk(hv__ehr_run_t *r) {
+    char path[4200], *line = NULL;
+    size_t cap = 0, n = 0;
+    json_object *arr;
+    ssize_t got;
+    if (r->m->stopping) return;
+    if (r->bulk_fp == NULL) {
+        int64_t skip = r->bulk_line, i;
+        file_path(r, r->bulk_file, path, sizeof(path));
+        r->bulk_fp = fopen(path, "rb");
+        if (r->bulk_fp == NULL) {
+            hv__ehr_run_error(r, "bulk", "output file %zu is missing: %s", r->bulk_file, strerror(errno));
+            bulk_fail(r);
+            return;
+        }
+        for (i = 0; i < skip; i++)
+            if (getline(&line, &cap, r->bulk_fp) < 0) break;
+    }
+    arr = json_object_new_array();
+    while (arr != NULL && n < BULK_CHUNK && (got = getline(&line, &cap, r->bulk_fp)) >= 0) {
+        json_object *res = NULL;
+        size_t len = (size_t)got;
+        int complete = len > 0 && line[len - 1] == '\n';
+        r->bulk_line++;
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) len--;
+        if (len == 0) continue;
+        if (len > LINE_MAX_BYTES || hv_json_parse(line, len, "ndjson", &res, NULL) != HV_OK ||
+            !json_object_is_type(res, json_type_object)) {
+            json_object_put(res);
+            r->fetched++;
+            r->failed++;
+            if (!complete) {
+                /* The last line stops mid-resource: the file was cut short, so the run is not complete. */
+                hv__ehr_run_error(r, "bulk", "output file %zu is truncated: line %lld ends mid-resource", r->bulk_file,
+                                  (long long)r->bulk_line);
+                r->page_failed = 1;
+            } else {
+                hv__ehr_run_error(r, "bulk", "output file %zu line %lld is not a JSON resource", r->bulk_file,
+                                  (long long)r->bulk_line);
+            }
+            continue;
+        }
+        json_object_array_add(arr, res);
+        n++;
+    }
+    hv_free(line);
+    if (arr == NULL) {
+        bulk_fail(r);
+        return;
+    }
+    if (n == 0) {
+        json_object_put(arr);
+        fclose(r->bulk_fp);
+        r->bulk_fp = NULL;
+        r->bulk_file++;
+        r->bulk_line = 0;
+        hv__ehr_run_checkpoint(r, hv__ehr_bulk_step);
+        return;
+    }
+    hv__ehr_write_resources(r, arr, chunk_written);
+    json_object_put(arr);
+}
+
+/* ---- download ---- */
+
+static void on_download(void *ud, hv__ehr_resp_t *resp) {
+    hv__ehr_run_t *r = ud;
+    if (resp->status == HV_ECLOSED) return;
+    if (resp->status != HV_OK || resp->code != 200) {
+        hv__ehr_run_error(r, "bulk", "output file %zu was not downloaded: %s", r->bulk_file,
+                          resp->status != HV_OK ? resp->error : "HTTP error");
+        bulk_fail(r);
+        return;
+    }
+    r->bulk_line = 0;
+    import_chunk(r);
+}
+
+static void download(hv__ehr_run_t *r, int status) {
+    json_object *o = json_object_array_get_idx(r->bulk_outputs, r->bulk_file);
+    const char *url = o ? hv_json_get_str(o, "url") : NULL;
+    char dir[4096], path[4200];
+    hv__ehr_req_t q;
+    if (status == HV_ECLOSED) return;
+    if (status != HV_OK) {
+        bulk_fail(r);
+        return;
+    }
+    if (url == NULL) {
+        hv__ehr_run_error(r, "bulk", "output %zu of the manifest has no url", r->bulk_file);
+        r->bulk_file++;
+        hv__ehr_bulk_step(r);
+        return;
+    }
+    snprintf(dir, sizeof(dir), "%s/ehr-bulk", hv_engine_data_dir(r->m->e));
+    mkdir(dir, 0700);
+    snprintf(dir, sizeof(dir), "%s/ehr-bulk/%s", hv_engine_data_dir(r->m->e), r->id);
+    mkdir(dir, 0700);
+    file_path(r, r->bulk_file, path, sizeof(path));
+    memset(&q, 0, sizeof(q));
+    q.url = url;
+    q.accept = "application/fhir+ndjson";
+    q.bearer = r->c->token;
+    q.sink_path = path;
+    q.retry = 1;
+    q.no_verify_tls = !r->c->verify_tls;
+    q.rate_slot = &r->c->rate_slot;
+    q.rate_interval_ms = r->c->rate > 0 ? (uint64_t)(1000.0 / r->c->rate) : 0;
+    (void)hv__ehr_call(r->m->http, &q, on_download, r);
+}
+
+/* ---- kick-off and polling ---- */
+
+static void poll_status(hv__ehr_run_t *r, int status);
+
+static void on_status(void *ud, hv__ehr_resp_t *resp) {
+    hv__ehr_run_t *r = ud;
+    json_object *man = NULL, *out = NULL, *errs = NULL;
+    if (resp->status == HV_ECLOSED) return;
+    if (resp->status == HV_OK && resp->code == 202) {
+        int64_t ra = resp->retry_after[0] ? hv_ehr_retry_after_ms(resp->retry_after, hv_now_ms()) : -1;
+        hv__ehr_req_t q;
+        if (ra < 0) ra = (int64_t)r->m->bulk_poll_ms;
+        if ((uint64_t)ra > r->m->max_retry_after_ms) ra = (int64_t)r->m->max_retry_after_ms;
+        memset(&q, 0, sizeof(q));
+        q.url = r->bulk_status_url;
+        q.bearer = r->c->token;
+        q.retry = 1;
+        q.no_verify_tls = !r->c->verify_tls;
+        q.delay_ms = (uint64_t)ra;
+        if (hv__ehr_call(r->m->http, &q, on_status, r) != HV_OK) return;
+        return;
+    }
+    if (resp->status == HV_OK && resp->code == 401 && !r->auth_retried) {
+        r->auth_retried = 1;
+        hv__ehr_token_drop(r->c);
+        hv__ehr_token_get(r, poll_status);
+        return;
+    }
+    if (resp->status != HV_OK || resp->code != 200 ||
+        hv_json_parse(resp->body.data, resp->body.len, "manifest", &man, NULL) != HV_OK ||
+        !json_object_object_get_ex(man, "output", &out) || !json_object_is_type(out, json_type_array)) {
+        hv__ehr_run_error(r, "bulk", "the export status answered %s%ld without a manifest",
+                          resp->status != HV_OK ? resp->error : "HTTP ", resp->status != HV_OK ? 0L : resp->code);
+        json_object_put(man);
+        bulk_fail(r);
+        return;
+    }
+    r->auth_retried = 0;
+    if (json_object_object_get_ex(man, "error", &errs) && json_object_is_type(errs, json_type_array) &&
+        json_object_array_length(errs) > 0)
+        hv__ehr_run_error(r, "bulk", "the server reported %zu error file(s) with its export",
+                          json_object_array_length(errs));
+    json_object_put(r->bulk_outputs);
+    r->bulk_outputs = json_object_get(out);
+    json_object_put(man);
+    r->bulk_file = 0;
+    r->bulk_line = 0;
+    hv__ehr_run_checkpoint(r, hv__ehr_bulk_step);
+}
+
+static void poll_status(hv__ehr_run_t *r, int status) {
+    hv__ehr_req_t q;
+    if (status == HV_ECLOSED) return;
+    if (status != HV_OK) {
+        bulk_fail(r);
+        return;
+    }
+    memset(&q, 0, sizeof(q));
+    q.url = r->bulk_status_url;
+    q.bearer = r->c->token;
+    q.retry = 1;
+    q.no_verify_tls = !r->c->verify_tls;
+    (void)hv__ehr_call(r->m->http, &q, on_status, r);
+}
+
+static void on_kickoff(void *ud, hv__ehr_resp_t *resp) {
+    hv__ehr_run_t *r = ud;
+    if (resp->status == HV_ECLOSED) return;
+    if (resp->status != HV_OK || resp->code != 202 || resp->content_location[0] == '\0') {
+        hv__ehr_run_error(r, "bulk", "the export kick-off answered %s%ld (expected 202 with Content-Location)",
+                          resp->status != HV_OK ? resp->error : "HTTP ", resp->status != HV_OK ? 0L : resp->code);
+        bulk_fail(r);
+        return;
+    }
+    r->bulk_status_url = hv_strdup(resp->content_location);
+    if (r->bulk_status_url == NULL) {
+        bulk_fail(r);
+        return;
+    }
+    hv__ehr_run_checkpoint(r, hv__ehr_bulk_step);
+}
+
+static void kickoff(hv__ehr_run_t *r, int status) {
+    hv__ehr_conn_t *c = r->c;
+    hv_buf_t u;
+    hv__ehr_req_t q;
+    size_t i;
+    if (status == HV_ECLOSED) return;
+    if (status != HV_OK) {
+        bulk_fail(r);
+        return;
+    }
+    if (c->group_id == NULL && strcmp(c->vendor->bulk_level, "group") == 0) {
+        hv__ehr_run_error(r, "bulk", "%s exports per Group: set the connection's group_id", c->vendor->display);
+        bulk_fail(r);
+        return;
+    }
+    hv_buf_init(&u, 8192);
+    if (c->group_id != NULL) hv_buf_printf(&u, "%s/Group/%s/$export?_type=", c->base_url, c->group_id);
+    else if (strcmp(c->vendor->bulk_level, "patient") == 0) hv_buf_printf(&u, "%s/Patient/$export?_type=", c->base_url);
+    else hv_buf_printf(&u, "%s/$export?_type=", c->base_url);
+    for (i = 0; i < json_object_array_length(c->types); i++)
+        hv_buf_printf(&u, "%s%s", i ? "," : "", json_object_get_string(json_object_array_get_idx(c->types, i)));
+    if (c->since_ms > 0 && r->since_ms > 0) {
+        char ts[40];
+        hv_time_rfc3339((uint64_t)r->since_ms, ts, sizeof(ts));
+        hv_buf_printf(&u, "&_since=%s", ts);
+    }
+    memset(&q, 0, sizeof(q));
+    q.url = u.data;
+    q.bearer = c->token;
+    q.prefer = "respond-async";
+    q.retry = 1;
+    q.no_verify_tls = !c->verify_tls;
+    q.rate_slot = &c->rate_slot;
+    q.rate_interval_ms = c->rate > 0 ? (uint64_t)(1000.0 / c->rate) : 0;
+    if (u.data == NULL || hv__ehr_call(r->m->http, &q, on_kickoff, r) != HV_OK) {
+        hv_buf_release(&u);
+        return;
+    }
+    hv_buf_release(&u);
+}
+
+void hv__ehr_bulk_step(hv__ehr_run_t *r) {
+    if (r->m->stopping) return;
+    if (r->bulk_status_url == NULL) {
+        hv__ehr_token_get(r, kickoff);
+        return;
+    }
+    if (r->bulk_outputs == NULL) {
+        hv__ehr_token_get(r, poll_status);
+        return;
+    }
+    if (r->bulk_file >= json_object_array_length(r->bulk_outputs)) {
+        bulk_done(r);
+        return;
+    }
+    if (r->bulk_line > 0 || r->bulk_fp != NULL) {
+        import_chunk(r);
+        return;
+    }
+    hv__ehr_token_get(r, download);
+}

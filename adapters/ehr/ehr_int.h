@@ -1,0 +1,219 @@
+/*
+ * ehr_int.h — internals shared by the files of adapters/ehr.
+ *
+ *   http.c     libcurl multi on the libuv loop; calls with retries, backoff and a rate limit
+ *   page.c     searchset pages, NDJSON, Retry-After (pure)
+ *   schedule.c cron subset (pure)          seal.c  AES-256-GCM (pure)
+ *   auth.c     SMART discovery and backend-services tokens
+ *   store.c    the module's tables and their storage jobs
+ *   sync.c     a sync run: search paging, conflicts, writes into the FHIR store
+ *   bulk.c     Bulk Data $export: kick-off, polling, NDJSON download, import
+ *   api.c      the /ehr routes              module.c settings, sources, scheduler
+ */
+#ifndef HV_EHR_INT_H
+#define HV_EHR_INT_H
+
+#include "adapters/ehr/ehr.h"
+
+#include <stdio.h>
+
+struct json_object;
+
+#define HV__EHR_ID_MAX 40
+#define HV__EHR_MAX_ERRORS 100 /* errors kept per run; more are counted */
+
+typedef struct hv__ehr hv__ehr_t;
+typedef struct hv__ehr_conn hv__ehr_conn_t;
+typedef struct hv__ehr_run hv__ehr_run_t;
+typedef struct hv__ehr_http hv__ehr_http_t;
+typedef struct hv__ehr_call hv__ehr_call_t;
+
+/* ---- HTTP (http.c) ---- */
+
+/* A finished call as its callback sees it (borrowed for the call; body may be taken). */
+typedef struct hv__ehr_resp {
+    int status;           /* HV_OK when an HTTP answer came, else the transport failure */
+    long code;            /* HTTP status code */
+    hv_buf_t body;        /* the body (when not written to a file) */
+    char retry_after[64]; /* Retry-After, "" if none */
+    char content_location[1024];
+    char location[1024];
+    char content_type[128];
+    char etag[64];
+    char error[256];      /* transport error or "HTTP 503 after 5 attempts" */
+    int attempts;
+} hv__ehr_resp_t;
+
+typedef void (*hv__ehr_call_cb)(void *ud, hv__ehr_resp_t *resp);
+
+typedef struct hv__ehr_req {
+    const char *method;      /* NULL: GET */
+    const char *url;
+    const char *accept;      /* NULL: application/fhir+json */
+    const char *content_type;
+    const char *body;
+    size_t body_len;
+    const char *bearer;      /* access token, or NULL */
+    const char *basic_user;  /* HTTP Basic (client secret), or NULL */
+    const char *basic_pass;
+    const char *prefer;      /* Prefer header, or NULL */
+    const char *sink_path;   /* write the body to this file (bulk NDJSON), else to memory */
+    int retry;               /* retry 408/429/5xx and transport failures */
+    int no_verify_tls;       /* 1: do not verify the server's certificate (loopback, tests) */
+    uint64_t *rate_slot;     /* the connection's next free start (ms, monotonic); NULL: no limit */
+    uint64_t rate_interval_ms;
+    uint64_t delay_ms;       /* wait this long before the first attempt */
+} hv__ehr_req_t;
+
+int hv__ehr_http_new(hv__ehr_t *m, hv__ehr_http_t **out);
+/* Cancels every call (callbacks run with HV_ECLOSED) and frees once handles close. */
+void hv__ehr_http_free(hv__ehr_http_t *h);
+/* Starts a call; cb runs exactly once, later, on the loop thread. */
+int hv__ehr_call(hv__ehr_http_t *h, const hv__ehr_req_t *r, hv__ehr_call_cb cb, void *ud);
+
+/* ---- Module state ---- */
+
+struct hv__ehr_conn {
+    char id[HV__EHR_ID_MAX];
+    const hv_ehr_vendor_t *vendor;
+    char *base_url;        /* without a trailing '/' */
+    char *client_id;
+    char *scopes;
+    char *schedule_text;
+    char *key_id;          /* JWKS kid of the private key */
+    char *alg;             /* client assertion alg */
+    char *group_id;
+    char *conflict;        /* "ehr-wins" | "local-wins" | "keep-both" */
+    char *token_url;       /* configured or discovered */
+    struct json_object *types; /* array of resource type strings */
+    unsigned char *key_sealed;
+    size_t key_sealed_len;
+    unsigned char *secret_sealed;
+    size_t secret_sealed_len;
+    int page_size;
+    int verify_tls;
+    double rate;           /* requests per second, 0: no limit */
+    hv_ehr_schedule_t schedule;
+    int64_t created_at;
+    int64_t since_ms;      /* start of the last completed run: the next incremental's _lastUpdated */
+    int64_t next_run_at;   /* scheduled, ms; 0 none */
+    /* Runtime, never stored. */
+    char *token;
+    uint64_t token_exp_ms;
+    uint64_t rate_slot;
+    hv__ehr_run_t *active;
+    int removed;
+    hv__ehr_conn_t *next;
+};
+
+typedef struct hv__ehr_binding {
+    char conn[HV__EHR_ID_MAX];
+    hv_channel_t *ch;
+    struct hv__ehr_binding *next;
+} hv__ehr_binding_t;
+
+struct hv__ehr {
+    hv_engine_t *e;
+    hv_storage_t *storage;
+    hv__ehr_http_t *http;
+    unsigned char kek[32];
+    hv__ehr_conn_t *conns;
+    hv__ehr_run_t *runs;
+    hv__ehr_binding_t *bindings;
+    uv_timer_t sched;
+    int sched_started;
+    int sched_closed;
+    int free_pending;
+    int stopping;
+    char store_url[512];   /* the FHIR store the sync writes to (loopback) */
+    char store_token[2048];
+    /* settings */
+    uint64_t timeout_ms, retry_base_ms, max_retry_after_ms, token_renew_ms;
+    int max_attempts, max_pages;
+    uint64_t max_page_bytes;
+    uint64_t max_download_bytes;
+    uint64_t bulk_poll_ms;
+    uint64_t overlap_ms;
+    int verify_tls_default;
+    double rate_default;
+};
+
+/* ---- Runs (sync.c, bulk.c) ---- */
+
+struct hv__ehr_run {
+    hv__ehr_t *m;
+    hv__ehr_conn_t *c;
+    char id[HV__EHR_ID_MAX];
+    char mode[16];              /* full | incremental | bulk */
+    int64_t started_at;
+    int64_t since_ms;           /* 0: full */
+    /* progress: the checkpoint */
+    size_t type_idx;
+    size_t patient_idx;         /* for patient-scoped types */
+    char *next_url;             /* the page to fetch next; NULL: the type's first */
+    int64_t pages;
+    char *bulk_status_url;      /* bulk: the polling URL, once kicked off */
+    size_t bulk_file;           /* bulk: the output file being imported */
+    int64_t bulk_line;          /* bulk: lines of it already imported */
+    /* counts */
+    int64_t fetched, created, updated, unchanged, failed, conflicts;
+    struct json_object *errors; /* array of {"where", "message"} */
+    int64_t nerrors;
+    int page_failed;            /* a page could not be fetched or read */
+    /* loop detection: hashes of the page URLs of the current type */
+    uint64_t *seen;
+    size_t nseen, capseen;
+    /* patient ids for patient-scoped types */
+    char **patients;
+    size_t npatients;
+    struct json_object *bulk_outputs; /* array of {type, url} */
+    FILE *bulk_fp;              /* the NDJSON file being imported */
+    int auth_retried;
+    int patients_loaded;
+    char *pending_next;         /* the page being written: its next link */
+    void (*after_checkpoint)(hv__ehr_run_t *r);
+    int finished;
+    hv__ehr_run_t *next;
+};
+
+/* store.c */
+int hv__ehr_store_migrate(hv_db_t *db, hv_error_t *err);
+int hv__ehr_store_load(hv__ehr_t *m, hv_db_t *db); /* connections, at init */
+int hv__ehr_conn_save(hv__ehr_t *m, hv__ehr_conn_t *c, void (*done)(int status, void *ud), void *ud);
+int hv__ehr_conn_delete(hv__ehr_t *m, const char *id);
+int hv__ehr_run_save(hv__ehr_run_t *r, const char *status, void (*done)(int status, void *ud), void *ud);
+void hv__ehr_conn_free(hv__ehr_conn_t *c);
+hv__ehr_conn_t *hv__ehr_conn_find(hv__ehr_t *m, const char *id);
+/* Runs with status "running" found at start: resumed from their checkpoints. */
+int hv__ehr_store_pending_runs(hv__ehr_t *m, hv_db_t *db);
+
+/* sync.c */
+/* Starts a run; its id is copied to run_id (the run may end before this returns). */
+int hv__ehr_run_start(hv__ehr_t *m, hv__ehr_conn_t *c, const char *mode, char run_id[HV__EHR_ID_MAX]);
+void hv__ehr_run_resume(hv__ehr_run_t *r);
+void hv__ehr_run_error(hv__ehr_run_t *r, const char *where, const char *fmt, ...) HV_PRINTF(3, 4);
+/* Writes a batch of resources (array) of the run into the store; then cb. */
+typedef void (*hv__ehr_written_cb)(hv__ehr_run_t *r, int status);
+void hv__ehr_write_resources(hv__ehr_run_t *r, struct json_object *resources, hv__ehr_written_cb cb);
+void hv__ehr_run_finish(hv__ehr_run_t *r);
+void hv__ehr_run_free(hv__ehr_run_t *r);
+/* Saves the checkpoint and counts; then continues with next. */
+void hv__ehr_run_checkpoint(hv__ehr_run_t *r, void (*next)(hv__ehr_run_t *r));
+
+/* auth.c: ensures c has a fresh access token (or needs none); cb(status) on the loop. */
+typedef void (*hv__ehr_token_cb)(hv__ehr_run_t *r, int status);
+void hv__ehr_token_get(hv__ehr_run_t *r, hv__ehr_token_cb cb);
+void hv__ehr_token_drop(hv__ehr_conn_t *c);
+
+/* bulk.c */
+void hv__ehr_bulk_step(hv__ehr_run_t *r);
+
+/* api.c */
+int hv__ehr_api_register(hv__ehr_t *m);
+void hv__ehr_conn_json(const hv__ehr_conn_t *c, struct json_object *out);
+
+/* module.c */
+hv_channel_t *hv__ehr_channel_for(hv__ehr_t *m, const char *conn);
+void hv__ehr_schedule_arm(hv__ehr_t *m);
+
+#endif /* HV_EHR_INT_H */

@@ -1,0 +1,63 @@
+/*
+ * fuzz_ehr_page.c — the parsers of the EHR client (adapters/ehr/page.c) on any
+ * input: searchset pages, NDJSON lines, Retry-After, cron schedules.
+ * Invariants: a page that parses has every resource and outcome an object with
+ * a string resourceType; re-serializing the page and parsing it again gives the
+ * same counts and the same next link; NDJSON lines never contain '\n' and cover
+ * no more bytes than the input; a schedule that parses has a next time after
+ * `now` or none; Retry-After is -1 or non-negative.
+ */
+#include <json-c/json.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "adapters/ehr/ehr.h"
+
+static int count_line(void *ud, const char *line, size_t len, int64_t no) {
+    size_t *total = ud;
+    (void)no;
+    if (memchr(line, '\n', len) != NULL) abort();
+    *total += len;
+    return HV_OK;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    const char *text = (const char *)data;
+    hv_ehr_page_t p, q;
+    hv_error_t err;
+    size_t i, total = 0;
+    char small[256];
+    hv_error_clear(&err);
+    if (hv_ehr_page_parse(text, size, 1 << 20, &p, &err) == HV_OK) {
+        const char *again;
+        char *next = p.next ? strdup(p.next) : NULL;
+        for (i = 0; i < p.nresources; i++)
+            if (!json_object_is_type(p.resources[i], json_type_object) || hv_json_get_str(p.resources[i], "resourceType") == NULL)
+                abort();
+        for (i = 0; i < p.noutcomes; i++)
+            if (!json_object_is_type(p.outcomes[i], json_type_object)) abort();
+        again = json_object_to_json_string_ext(p.root, JSON_C_TO_STRING_PLAIN);
+        if (hv_ehr_page_parse(again, strlen(again), 0, &q, &err) != HV_OK) abort();
+        if (q.nresources != p.nresources || q.noutcomes != p.noutcomes || q.total != p.total) abort();
+        if ((next == NULL) != (q.next == NULL) || (next != NULL && strcmp(next, q.next) != 0)) abort();
+        free(next);
+        hv_ehr_page_release(&q);
+        hv_ehr_page_release(&p);
+    }
+    if (hv_ehr_ndjson_each(text, size, 1, count_line, &total) != HV_OK || total > size) abort();
+    if (size < sizeof(small)) {
+        hv_ehr_schedule_t s;
+        uint64_t now = 1795631268ULL * 1000, next;
+        memcpy(small, text, size);
+        small[size] = '\0';
+        if (hv_ehr_retry_after_ms(small, now) < -1) abort();
+        if (hv_ehr_schedule_parse(small, &s, &err) == HV_OK) {
+            next = hv_ehr_schedule_next(&s, now);
+            if (next != 0 && next <= now) abort();
+        }
+    }
+    return 0;
+}

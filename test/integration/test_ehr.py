@@ -1,0 +1,500 @@
+#!/usr/bin/env python3
+"""test_ehr.py — EHR sync (issue #12) over the wire.
+
+The EHR is a second `holovitals serve` (auth on: its FHIR API and its SMART backend-services
+token endpoint, a backend client registered with `holovitals client add`) loaded with Synthea
+bundles (`holovitals import`); ehrpeer.FaultProxy sits in between for faults and vendor quirks.
+The engine under test runs with auth off and writes what it syncs into its own FHIR store.
+Scenarios: full then incremental sync with source identity, Bulk export sync, 429/5xx storm,
+HTML error pages and next-link loops, kill -9 mid-sync then resume, a conflict under each
+policy, key rotation and a refused key, Epic's and Oracle Health's quirks, the API contract
+(validation, keys never returned nor stored in clear).
+"""
+
+import glob
+import json
+import os
+import subprocess
+import time
+import urllib.parse
+
+import authlib
+from authlib import Key
+from ehrpeer import TENANT, FaultProxy, epic_patient_required, epic_warning, html_page, storm
+from harness import REFERENCE, EngineTestCase, main
+
+# HV_REFERENCE overrides where the reference data is (a worktree without ../shared beside it).
+REFERENCE = os.environ.get("HV_REFERENCE", REFERENCE)
+SYNTHEA = sorted(glob.glob(os.path.join(REFERENCE, "fhir", "synthea", "*.json")), key=os.path.getsize)
+TYPES = ["Patient", "Encounter", "Condition", "Observation", "Immunization"]
+LOCAL = {"ehr": {"retry_base": "20ms", "max_retry_after": "2s", "incremental_overlap": "0s",
+                 "rate_limit": 0, "bulk_poll": "200ms", "schedule_check": "1s"}}
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+def load(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+PG_URL = os.environ.get("HV_TEST_PG_URL")
+
+
+class EhrCase(EngineTestCase):
+    DB = None  # a PostgreSQL URL for the engine under test (SyncPg), else SQLite
+
+    def setUp(self):
+        super().setUp()
+        if not SYNTHEA:
+            self.fail("no Synthea bundles under %s (the reference data is required)" % REFERENCE)
+        self.peer = self.engine(auth=True)
+        rc, out, err = self.peer.cli("import", *SYNTHEA[:2])
+        self.assertEqual(rc, 0, err)
+        self.key = Key(self.workdir, "RSA")
+        self.client_id = self.register(self.key)
+        if self.DB:
+            subprocess.run(["psql", "-q", "-X", self.DB, "-c", "DROP SCHEMA IF EXISTS ehr CASCADE; "
+                            "DROP SCHEMA IF EXISTS fhir CASCADE; DROP SCHEMA IF EXISTS channels CASCADE"],
+                           check=True, capture_output=True, timeout=60)
+        self.local = self.engine(config=LOCAL, args=["--db", self.DB] if self.DB else [])
+        self.proxies = []
+
+    def tearDown(self):
+        for p in self.proxies:
+            p.stop()
+        super().tearDown()
+
+    def register(self, key):
+        path = os.path.join(self.workdir, "jwks-%s.json" % key.kid)
+        with open(path, "w") as f:
+            json.dump({"keys": [key.jwk]}, f)
+        rc, out, err = self.peer.cli("client", "add", "--name", "holovitals-ehr", "--type", "backend",
+                                     "--jwks", path, "--scope", "system/*.rs")
+        self.assertEqual(rc, 0, err)
+        return out.strip()
+
+    def proxy(self):
+        p = FaultProxy(self.peer.http_port).start()
+        self.proxies.append(p)
+        return p
+
+    def connect(self, base=None, key=None, client_id=None, **extra):
+        key = key or self.key
+        body = {"vendor": "fhir", "base_url": base or self.peer.base + "/fhir",
+                "client_id": client_id or self.client_id, "private_key_pem": read(key.path),
+                "key_id": key.kid, "scopes": "system/*.rs", "resource_types": TYPES, "schedule": "manual",
+                "page_size": 50}
+        body.update(extra)
+        st, out = self.local.post_json("/ehr/connect", body)
+        self.assertIn(st, (200, 201), out)
+        return out["id"]
+
+    def sync(self, cid, mode="full", timeout=60):
+        st, out = self.local.post_json("/ehr/sync/%s" % cid, {"mode": mode})
+        self.assertEqual(st, 202, out)
+        return self.wait_run(cid, out["run_id"], timeout)
+
+    def wait_run(self, cid, run_id, timeout=60):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            st, out = self.local.get_json("/ehr/sync-history?connection=%s" % cid)
+            self.assertEqual(st, 200, out)
+            for r in out["runs"]:
+                if r["run_id"] == run_id and r["status"] != "running":
+                    return r
+            time.sleep(0.1)
+        self.fail("run %s did not finish in %ss" % (run_id, timeout))
+
+    def peer_count(self, types=TYPES):
+        """Resources of these types in the Synthea files loaded into the peer."""
+        n = 0
+        for f in SYNTHEA[:2]:
+            with open(f) as fh:
+                b = json.load(fh)
+            n += sum(1 for e in b["entry"] if e["resource"]["resourceType"] in types)
+        return n
+
+    def local_total(self, type_):
+        st, out = self.local.get_json("/fhir/%s?_summary=count" % type_)
+        self.assertEqual(st, 200, out)
+        return out["total"]
+
+    def change_on_peer(self, type_, id_, mutate):
+        """Changes a resource on the EHR side: read with a backend token, mutated, imported (keeps ids)."""
+        st, _, body = self.peer.get("/fhir/%s/%s" % (type_, id_),
+                                    headers={"Authorization": "Bearer " + self.peer_token()})
+        self.assertEqual(st, 200, body)
+        res = json.loads(body)
+        mutate(res)
+        res.pop("meta", None)
+        path = os.path.join(self.workdir, "change-%s.ndjson" % id_)
+        with open(path, "w") as f:
+            f.write(json.dumps(res) + "\n")
+        rc, out, err = self.peer.cli("import", path)
+        self.assertEqual(rc, 0, err)
+
+    def peer_token(self):
+        url = "%s/auth/token" % self.peer.base
+        st, _, body = self.peer.request("POST", "/auth/token", body=authlib.form({
+            "grant_type": "client_credentials", "scope": "system/*.rs",
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": authlib.assertion(self.key, self.client_id, url)}), headers=authlib.FORM)
+        self.assertEqual(st, 200, body)
+        return json.loads(body)["access_token"]
+
+    def read_peer_via_local(self, type_, id_):
+        """The resource as synced (the local copy minus what the sync added) stands for the peer's."""
+        st, out = self.local.get_json("/fhir/%s/%s" % (type_, id_))
+        self.assertEqual(st, 200, out)
+        return out
+
+
+class Api(EhrCase):
+    def test_providers_connect_validation_and_no_key_ever_returned(self):
+        st, out = self.local.get_json("/ehr/providers")
+        self.assertEqual(st, 200)
+        names = [p["vendor"] for p in out["providers"]]
+        self.assertEqual(sorted(names), ["cerner", "epic", "fhir"])
+        self.assertIn("eclinicalworks", [p["vendor"] for p in out["other"]])
+        pem = read(self.key.path)
+        bad = [
+            ({"vendor": "meditech", "base_url": "https://x/fhir"}, "vendor"),
+            ({"vendor": "fhir", "base_url": "ftp://x"}, "base_url"),
+            ({"vendor": "epic", "base_url": "https://x/fhir", "client_id": "a"}, "private_key_pem"),
+            ({"vendor": "cerner", "base_url": "https://fhir-ehr.cerner.com/r4", "client_id": "a", "client_secret": "s"},
+             "tenant"),
+            ({"vendor": "fhir", "base_url": "https://x/fhir", "client_id": "a", "private_key_pem": "not a key"},
+             "private_key_pem"),
+            ({"vendor": "fhir", "base_url": "https://x/fhir", "schedule": "61 * * * *"}, "minute"),
+            ({"vendor": "fhir", "base_url": "https://x/fhir", "resource_types": ["Patients"]}, "resource_types"),
+            ({"vendor": "fhir", "base_url": "https://x/fhir", "conflict_policy": "newest"}, "conflict_policy"),
+            ({"vendor": "fhir", "base_url": "https://x/fhir", "group_id": "g/../x?"}, "group_id"),
+            ({"vendor": "fhir", "base_url": "https://x/fhir", "client_id": "a", "private_key_pem": pem, "alg": "RS256"},
+             "alg"),
+        ]
+        for body, says in bad:
+            st, out = self.local.post_json("/ehr/connect", body)
+            self.assertEqual(st, 400, (body, out))
+            self.assertIn(says, out["message"], body)
+        cid = self.connect(schedule="0 3 * * *")
+        st, out = self.local.get_json("/ehr/connections")
+        self.assertEqual(st, 200)
+        text = json.dumps(out)
+        self.assertNotIn("PRIVATE KEY", text)
+        self.assertNotIn(pem.splitlines()[1], text)
+        c = [c for c in out["connections"] if c["id"] == cid][0]
+        self.assertTrue(c["has_private_key"])
+        self.assertEqual(c["schedule"], "0 3 * * *")
+        self.assertRegex(c["next_run_at"], r"T03:00:00")
+        # At rest the key is sealed: no line of the PEM is in the module's database file.
+        with open(os.path.join(self.local.data, "ehr.db"), "rb") as f:
+            raw = f.read()
+        self.assertNotIn(pem.splitlines()[1].encode(), raw)
+        self.assertEqual(self.local.post_json("/ehr/sync/nope", {})[0], 404)
+        self.assertEqual(self.local.post_json("/ehr/sync/%s" % cid, {"mode": "sideways"})[0], 400)
+        st, out = self.local.post_json("/ehr/disconnect", {"id": cid})
+        self.assertEqual(st, 200, out)
+        st, out = self.local.get_json("/ehr/connections")
+        self.assertEqual(out["connections"], [])
+
+
+class Sync(EhrCase):
+    def test_full_then_incremental_with_source_identity(self):
+        cid = self.connect()
+        run = self.sync(cid, "full")
+        want = self.peer_count()
+        self.assertEqual(run["status"], "completed", run)
+        self.assertEqual(run["fetched"], want, run)
+        self.assertEqual(run["created"], want, run)
+        self.assertEqual(run["failed"], 0, run)
+        self.assertEqual(self.local_total("Observation"), self.peer_count(["Observation"]))
+        # Source identity: the EHR's id, meta.source, and the connection's identifier.
+        pid = load(SYNTHEA[0])["entry"][0]["resource"]["id"]
+        pat = self.read_peer_via_local("Patient", pid)
+        self.assertEqual(pat["meta"]["source"], "%s/fhir/Patient/%s" % (self.peer.base, pid))
+        self.assertIn({"use": "secondary", "system": "urn:holovitals:ehr:%s" % cid, "value": pid}, pat["identifier"])
+        # Nothing changed: an incremental sync fetches nothing.
+        run2 = self.sync(cid, "incremental")
+        self.assertEqual(run2["status"], "completed", run2)
+        self.assertEqual(run2["mode"], "incremental")
+        self.assertEqual(run2["fetched"], 0, run2)
+        # A change on the EHR: the incremental fetches it alone and updates it.
+        time.sleep(0.05)
+        self.change_on_peer("Patient", pid, lambda r: r.update(gender="unknown"))
+        run3 = self.sync(cid, "incremental")
+        self.assertEqual((run3["fetched"], run3["updated"], run3["created"]), (1, 1, 0), run3)
+        self.assertEqual(self.read_peer_via_local("Patient", pid)["gender"], "unknown")
+        # A full sync again: everything unchanged but the one already updated.
+        run4 = self.sync(cid, "full")
+        self.assertEqual(run4["unchanged"], want, run4)
+        # History: newest first.
+        st, out = self.local.get_json("/ehr/sync-history?connection=%s" % cid)
+        self.assertEqual([r["run_id"] for r in out["runs"]][:2], [run4["run_id"], run3["run_id"]])
+        self.assertIn("ehr.sync.finished", [e.get("event") for e in self.local.log_events()])
+        # A clean stop (under --enable-sanitizers a leak makes the exit status non-zero).
+        self.assertEqual(self.local.stop(), 0, self.local.stderr()[-3000:])
+
+    def test_bulk_export_sync(self):
+        cid = self.connect()
+        run = self.sync(cid, "bulk")
+        want = self.peer_count()
+        self.assertEqual(run["status"], "completed", run)
+        self.assertEqual((run["fetched"], run["created"], run["failed"]), (want, want, 0), run)
+        self.assertEqual(self.local_total("Encounter"), self.peer_count(["Encounter"]))
+        self.assertFalse(os.listdir(os.path.join(self.local.data, "ehr-bulk")), "bulk files left behind")
+        self.assertEqual(self.local.stop(), 0, self.local.stderr()[-3000:])
+
+    def test_truncated_ndjson_fails_the_run_and_keeps_whole_lines(self):
+        p = self.proxy()
+        cut = []
+
+        def truncate(method, path, data):
+            # The first NDJSON file of the export loses its last 40 bytes (mid-resource).
+            if not cut and data.startswith(b'{"resourceType"') and data.count(b"\n") > 2:
+                cut.append(path)
+                return data[:-40]
+            return data
+        p.rewrite = truncate
+        cid = self.connect(base=p.base + "/fhir")
+        run = self.sync(cid, "bulk")
+        self.assertTrue(cut, "no NDJSON file went through the proxy")
+        self.assertEqual(run["status"], "failed", run)
+        self.assertIn("truncated", json.dumps(run["errors"]))
+        self.assertEqual(run["failed"], 1, run)
+        self.assertEqual(run["created"], self.peer_count() - 1, run)
+
+    def test_storm_of_429_and_5xx_is_ridden_out(self):
+        p = self.proxy()
+        p.rules.append(storm(r"/fhir/Patient\?", [429, 503, 500, 429, 502], retry_after="0"))
+        p.rules.append(storm(r"/fhir/Condition\?", [429], retry_after="1"))
+        cid = self.connect(base=p.base + "/fhir")
+        t0 = time.monotonic()
+        run = self.sync(cid, "full")
+        self.assertGreaterEqual(time.monotonic() - t0, 1.0, "Retry-After: 1 was not honoured")
+        self.assertEqual(run["status"], "completed", run)
+        self.assertEqual(run["created"], self.peer_count(), run)
+        self.assertEqual(p.count(r"/fhir/Patient\?_count", "GET"), 6)
+
+    def test_html_page_and_next_link_loop_are_errors_not_data(self):
+        p = self.proxy()
+        p.rules.append(html_page(r"/fhir/Condition\?"))
+
+        def loop(method, path, data):
+            # Every Observation page's next link points back at the first page.
+            if "/fhir/Observation" in path and b'"next"' in data:
+                b = json.loads(data)
+                for link in b.get("link", []):
+                    if link["relation"] == "next":
+                        link["url"] = p.base + "/fhir/Observation?_count=50"
+                return json.dumps(b).encode()
+            return data
+        p.rewrite = loop
+        cid = self.connect(base=p.base + "/fhir")
+        run = self.sync(cid, "full")
+        self.assertEqual(run["status"], "failed", run)
+        text = json.dumps(run["errors"])
+        self.assertIn("HTML", text)
+        self.assertIn("paging loop", text)
+        self.assertEqual(self.local_total("Condition"), 0)
+        self.assertEqual(self.local_total("Patient"), self.peer_count(["Patient"]))
+        # The loop was cut after the first repeat: one page of Observations, written once.
+        self.assertEqual(self.local_total("Observation"), 50)
+
+    def interrupted(self, how):
+        p = self.proxy()
+        p.delay = 0.15
+        cid = self.connect(base=p.base + "/fhir", page_size=10)
+        st, out = self.local.post_json("/ehr/sync/%s" % cid, {"mode": "full"})
+        self.assertEqual(st, 202)
+        run_id = out["run_id"]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            _, h = self.local.get_json("/ehr/sync-history?connection=%s" % cid)
+            if h["runs"] and h["runs"][0]["fetched"] >= 30:
+                break
+            time.sleep(0.05)
+        if how == "kill9":
+            self.local.kill9()
+        else:
+            self.assertEqual(self.local.stop(), 0, self.local.stderr()[-3000:])
+        p.delay = 0
+        self.local.start(fixed_ports=True)
+        run = self.wait_run(cid, run_id)
+        self.assertEqual(run["status"], "completed", run)
+        want = self.peer_count()
+        self.assertGreaterEqual(run["fetched"], want)
+        self.assertEqual(run["created"], want, run)
+        for t in TYPES:
+            self.assertEqual(self.local_total(t), self.peer_count([t]), t)
+        self.assertIn("ehr.sync.resumed", [e.get("event") for e in self.local.log_events()])
+
+    def test_kill9_mid_sync_resumes_from_checkpoint(self):
+        self.interrupted("kill9")
+
+    def test_stop_mid_sync_leaves_it_running_and_resumes(self):
+        self.interrupted("sigterm")
+
+
+class Channels(EhrCase):
+    def test_bound_channel_sees_resources_and_the_event_is_published(self):
+        cid = self.connect(resource_types=["Patient"])
+        out_dir = os.path.join(self.workdir, "resources")
+        ev_dir = os.path.join(self.workdir, "events")
+        chans = {
+            "ehr-in": {"id": "ehr-in", "source": {"type": "fhir-pull", "connection": cid},
+                       "destinations": [{"name": "f", "type": "file-write", "dir": out_dir, "fsync": False}]},
+            "ehr-done": {"id": "ehr-done", "source": {"type": "event", "event_type": "ehr.sync.completed"},
+                         "destinations": [{"name": "f", "type": "file-write", "dir": ev_dir, "fsync": False}]},
+        }
+        for name, conf in chans.items():
+            with open(os.path.join(self.local.channels, name + ".json"), "w") as f:
+                json.dump(conf, f)
+            st, _, body = self.local.request("POST", "/channels/%s/deploy" % name)
+            self.assertEqual(st, 200, body)
+        run = self.sync(cid, "full")
+        self.assertEqual(run["status"], "completed", run)
+        n = self.peer_count(["Patient"])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if len(os.listdir(out_dir)) >= n and os.path.isdir(ev_dir) and os.listdir(ev_dir):
+                break
+            time.sleep(0.05)
+        files = os.listdir(out_dir)
+        self.assertEqual(len(files), n)
+        for f in files:
+            res = load(os.path.join(out_dir, f))
+            self.assertEqual(res["resourceType"], "Patient")
+            self.assertTrue(res["meta"]["source"].startswith(self.peer.base))
+        evs = [load(os.path.join(ev_dir, f)) for f in os.listdir(ev_dir)]
+        self.assertEqual([(e["run_id"], e["status"], e["created"]) for e in evs], [(run["run_id"], "completed", n)])
+
+
+class Conflicts(EhrCase):
+    def test_each_policy_decides_and_records(self):
+        cid = self.connect(resource_types=["Patient"])
+        self.assertEqual(self.sync(cid, "full")["status"], "completed")
+        pid = load(SYNTHEA[0])["entry"][0]["resource"]["id"]
+        for i, policy in enumerate(["ehr-wins", "local-wins", "keep-both"]):
+            self.connect(id=cid, resource_types=["Patient"], conflict_policy=policy)
+            local = self.read_peer_via_local("Patient", pid)
+            local["birthDate"] = "1900-01-0%d" % (i + 1)
+            st, _, body = self.local.request("PUT", "/fhir/Patient/%s" % pid, body=json.dumps(local),
+                                             headers={"Content-Type": "application/fhir+json"})
+            self.assertEqual(st, 200, body)
+            time.sleep(0.05)
+            self.change_on_peer("Patient", pid, lambda r, i=i: r.update(maritalStatus={"text": "ehr-change-%d" % i}))
+            run = self.sync(cid, "incremental")
+            self.assertEqual(run["status"], "completed", run)
+            self.assertEqual(run["conflicts"], 1, run)
+            now = self.read_peer_via_local("Patient", pid)
+            st, out = self.local.get_json("/ehr/conflicts?connection=%s" % cid)
+            self.assertEqual(out["conflicts"][0]["policy"], policy)
+            self.assertEqual(out["conflicts"][0]["remote_id"], pid)
+            if policy == "ehr-wins":
+                self.assertEqual(now["maritalStatus"]["text"], "ehr-change-0")
+                self.assertNotEqual(now.get("birthDate"), "1900-01-01")
+            elif policy == "local-wins":
+                self.assertEqual(now["birthDate"], "1900-01-02")
+                self.assertNotEqual(now.get("maritalStatus", {}).get("text"), "ehr-change-1")
+            else:
+                self.assertEqual(now["birthDate"], "1900-01-03")
+                copy = out["conflicts"][0]["copy_id"]
+                st, c = self.local.get_json("/fhir/Patient/%s" % copy)
+                self.assertEqual(st, 200, c)
+                self.assertEqual(c["maritalStatus"]["text"], "ehr-change-2")
+                self.assertNotEqual(now.get("maritalStatus", {}).get("text"), "ehr-change-2")
+                self.assertEqual(c["meta"]["tag"][0]["code"], "needs-review")
+
+
+class Keys(EhrCase):
+    def test_key_rotation_and_refused_key(self):
+        cid = self.connect(resource_types=["Patient"])
+        self.assertEqual(self.sync(cid, "full")["status"], "completed")
+        # Rotation: a new key registered at the EHR (a new client), the connection updated.
+        key2 = Key(self.workdir, "EC")
+        cid2_client = self.register(key2)
+        self.connect(id=cid, key=key2, client_id=cid2_client, alg="ES384", resource_types=["Patient"])
+        run = self.sync(cid, "full")
+        self.assertEqual(run["status"], "completed", run)
+        self.assertEqual(run["unchanged"], self.peer_count(["Patient"]), run)
+        # A key the EHR does not know: the run fails, saying the token endpoint refused it.
+        stranger = Key(self.workdir, "RSA")
+        self.connect(id=cid, key=stranger, resource_types=["Patient"])
+        run = self.sync(cid, "full")
+        self.assertEqual(run["status"], "failed", run)
+        self.assertIn("invalid_client", json.dumps(run["errors"]))
+
+
+class Vendors(EhrCase):
+    def test_epic_patient_scoped_search_and_outcome_warnings(self):
+        p = self.proxy()
+        p.rules.append(epic_patient_required({"Observation", "Condition", "Encounter", "Immunization"}))
+        p.rewrite = epic_warning
+        st, out = self.local.post_json("/ehr/connect", {
+            "vendor": "epic", "base_url": p.base + "/fhir", "client_id": self.client_id,
+            "private_key_pem": read(self.key.path), "key_id": self.key.kid, "scopes": "system/*.rs",
+            "resource_types": TYPES, "schedule": "manual"})
+        self.assertEqual(st, 201, out)
+        run = self.sync(out["id"], "full")
+        self.assertEqual(run["status"], "completed", run)
+        self.assertEqual(run["created"], self.peer_count(), run)
+        self.assertIn("Some results were filtered", json.dumps(run["errors"]))
+        self.assertGreater(p.count(r"/fhir/Observation\?.*patient="), 0)
+        # Epic exports per Group: a bulk sync without group_id says so.
+        run = self.sync(out["id"], "bulk")
+        self.assertEqual(run["status"], "failed", run)
+        self.assertIn("group_id", json.dumps(run["errors"]))
+        self.assertEqual(self.local.stop(), 0, self.local.stderr()[-3000:])
+
+    def test_cerner_tenant_url_and_system_account_secret(self):
+        p = self.proxy()
+        p.cerner = True
+        p.cerner_secret = "cerner-client:s3cret"
+        p.peer_token = self.peer_token()
+        base = "%s/r4/%s" % (p.base, TENANT)
+        st, out = self.local.post_json("/ehr/connect", {
+            "vendor": "cerner", "base_url": base, "client_id": "cerner-client", "client_secret": "s3cret",
+            "scopes": "system/Patient.read", "resource_types": ["Patient"], "schedule": "manual"})
+        self.assertEqual(st, 201, out)
+        run = self.sync(out["id"], "full")
+        self.assertEqual(run["status"], "completed", run)
+        self.assertEqual(run["created"], self.peer_count(["Patient"]), run)
+        st, c = self.local.get_json("/ehr/connections")
+        self.assertNotIn("s3cret", json.dumps(c))
+        # A wrong secret: the tenant's token endpoint refuses it.
+        st, out = self.local.post_json("/ehr/connect", {
+            "vendor": "cerner", "base_url": base, "client_id": "cerner-client", "client_secret": "wrong",
+            "resource_types": ["Patient"], "schedule": "manual"})
+        run = self.sync(out["id"], "full")
+        self.assertEqual(run["status"], "failed", run)
+        self.assertIn("invalid_client", json.dumps(run["errors"]))
+
+
+if PG_URL:
+    class SyncPg(EhrCase):
+        """The sync and its crash recovery with the engine under test on PostgreSQL."""
+
+        @classmethod
+        def setUpClass(cls):
+            cls.DB_NAME = "hv_test_ehr_%d" % os.getpid()
+            base, _, _ = PG_URL.rpartition("/")
+            for sql in ("DROP DATABASE IF EXISTS %s" % cls.DB_NAME, "CREATE DATABASE %s" % cls.DB_NAME):
+                subprocess.run(["psql", "-q", "-X", PG_URL, "-c", sql], check=True, capture_output=True, timeout=60)
+            cls.DB = base + "/" + cls.DB_NAME
+
+        @classmethod
+        def tearDownClass(cls):
+            subprocess.run(["psql", "-q", "-X", PG_URL, "-c", "DROP DATABASE IF EXISTS %s" % cls.DB_NAME],
+                           capture_output=True, timeout=60)
+
+        test_full_then_incremental_with_source_identity = Sync.test_full_then_incremental_with_source_identity
+        test_kill9_mid_sync_resumes_from_checkpoint = Sync.test_kill9_mid_sync_resumes_from_checkpoint
+        test_each_policy_decides_and_records = Conflicts.test_each_policy_decides_and_records
+
+
+if __name__ == "__main__":
+    main()
