@@ -12,6 +12,7 @@
 #include "fhir/fhir.h"
 #include "fhir/fhirpath.h"
 #include "terminology/terminology.h"
+#include "mappings/mappings.h"
 #include "console/console.h"
 
 const hv_module_t *const hv_modules[] = {
@@ -23,6 +24,8 @@ const hv_module_t *const hv_modules[] = {
     &hv_terminology_channels_module,
     &hv_hl7v2_module,
     &hv_hl7v2_channels_module,
+    &hv_mappings_module,
+    &hv_mappings_channels_module,
     &hv_ehr_module,
     &hv_channels_module, /* after the modules that register sources, steps, destinations */
     &hv_console_module,

@@ -2,11 +2,9 @@
  * channel.c — the channel runtime: registries, deployment of channel files, the
  * message store and one durable queue per destination.
  *
- * A message flows: source → hv_channel_receive → filter and steps (loop thread,
- * in the message's arena) → one storage job that inserts the message and one
- * queue row per destination whose `when` holds, in the same transaction → the
- * source is answered (after the commit) → each destination's worker delivers
- * its queue in id order.
+ * A message flows: source → hv_channel_receive → filter and steps → one storage
+ * job that inserts the message and its queue rows (channel_ingest.c) → each
+ * destination's worker (here) delivers its queue in id order.
  *
  * Store (database "channels": <data>/channels.db, or schema channels):
  *
@@ -37,10 +35,13 @@
 #include "engine/channel_rt.h"
 
 #include <dirent.h>
+#include <signal.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* ------------------------------------------------------------------------- */
 /* Registries                                                                */
@@ -113,171 +114,15 @@ void hv__chan_register_builtins(hv_engine_t *e) {
     hv_channel_register_dest(e, &hv__dest_channel);
     hv_channel_register_source(e, &hv__source_event);
     hv_channel_register_dest(e, &hv__dest_event);
+    hv_channel_register_source(e, &hv__source_file);
+    hv_channel_register_step(e, &hv__step_split_bundle);
     hv__chan_register_builtin_steps(e);
-}
-
-/* ------------------------------------------------------------------------- */
-/* Store                                                                     */
-/* ------------------------------------------------------------------------- */
-
-static const char *const migrations_sqlite[] = {
-    "CREATE TABLE chan_messages ("
-    " id INTEGER PRIMARY KEY,"
-    " channel TEXT NOT NULL,"
-    " received_at INTEGER NOT NULL,"
-    " content_type TEXT NOT NULL,"
-    " content BLOB,"
-    " transformed BLOB,"
-    " size INTEGER NOT NULL,"
-    " status TEXT NOT NULL,"
-    " error TEXT,"
-    " filtered_by TEXT);"
-    "CREATE INDEX chan_messages_channel ON chan_messages (channel, id);"
-    "CREATE INDEX chan_messages_status ON chan_messages (channel, status, id);"
-    "CREATE TABLE chan_queue ("
-    " id INTEGER PRIMARY KEY,"
-    " channel TEXT NOT NULL,"
-    " dest TEXT NOT NULL,"
-    " message_id INTEGER NOT NULL,"
-    " state TEXT NOT NULL,"
-    " attempts INTEGER NOT NULL DEFAULT 0,"
-    " next_at INTEGER NOT NULL DEFAULT 0,"
-    " last_error TEXT,"
-    " updated_at INTEGER NOT NULL);"
-    "CREATE INDEX chan_queue_pending ON chan_queue (channel, dest, state, id);"
-    "CREATE INDEX chan_queue_message ON chan_queue (message_id);"
-    "CREATE VIRTUAL TABLE chan_fts USING fts5(content, content='chan_messages', content_rowid='id');",
-    "CREATE TABLE chan_events (id INTEGER PRIMARY KEY, type TEXT NOT NULL, payload BLOB NOT NULL,"
-    " created_at INTEGER NOT NULL, delivered INTEGER NOT NULL DEFAULT 0);"
-    "CREATE INDEX chan_events_pending ON chan_events (delivered, id);",
-    "ALTER TABLE chan_queue ADD COLUMN lane INTEGER NOT NULL DEFAULT 0;"
-    "CREATE INDEX chan_queue_lane ON chan_queue (channel, dest, lane, state, id);",
-    NULL,
-};
-
-static const char *const migrations_pg[] = {
-    "CREATE TABLE chan_messages ("
-    " id BIGSERIAL PRIMARY KEY,"
-    " channel TEXT NOT NULL,"
-    " received_at BIGINT NOT NULL,"
-    " content_type TEXT NOT NULL,"
-    " content BYTEA,"
-    " transformed BYTEA,"
-    " size BIGINT NOT NULL,"
-    " status TEXT NOT NULL,"
-    " error TEXT,"
-    " filtered_by TEXT);"
-    "CREATE INDEX chan_messages_channel ON chan_messages (channel, id);"
-    "CREATE INDEX chan_messages_status ON chan_messages (channel, status, id);"
-    "CREATE TABLE chan_queue ("
-    " id BIGSERIAL PRIMARY KEY,"
-    " channel TEXT NOT NULL,"
-    " dest TEXT NOT NULL,"
-    " message_id BIGINT NOT NULL,"
-    " state TEXT NOT NULL,"
-    " attempts INTEGER NOT NULL DEFAULT 0,"
-    " next_at BIGINT NOT NULL DEFAULT 0,"
-    " last_error TEXT,"
-    " updated_at BIGINT NOT NULL);"
-    "CREATE INDEX chan_queue_pending ON chan_queue (channel, dest, state, id);"
-    "CREATE INDEX chan_queue_message ON chan_queue (message_id);",
-    "CREATE TABLE chan_events (id BIGSERIAL PRIMARY KEY, type TEXT NOT NULL, payload BYTEA NOT NULL,"
-    " created_at BIGINT NOT NULL, delivered INTEGER NOT NULL DEFAULT 0);"
-    "CREATE INDEX chan_events_pending ON chan_events (delivered, id);",
-    "ALTER TABLE chan_queue ADD COLUMN lane INTEGER NOT NULL DEFAULT 0;"
-    "CREATE INDEX chan_queue_lane ON chan_queue (channel, dest, lane, state, id);",
-    NULL,
-};
-
-static int bind_str(hv_db_stmt_t *st, int i, const char *s) {
-    if (s == NULL) return hv_db_bind_null(st, i);
-    return hv_db_bind_text(st, i, s, strlen(s));
-}
-
-/* Storage thread: inserts (or, for a reprocess, updates) the message and its queue rows. */
-static int ingest_job(hv_db_t *db, void *arg) {
-    hv__ingest_t *in = arg;
-    hv__chan_t *ch = in->ch;
-    hv_db_stmt_t *st = NULL;
-    uint64_t now = hv_now_ms();
-    size_t i;
-    int rc;
-    if (in->reprocess_id > 0) {
-        rc = hv_db_prepare(db,
-                           "UPDATE chan_messages SET status = $2, error = $3, filtered_by = $4,"
-                           " transformed = $5 WHERE id = $1",
-                           &st);
-        if (rc != HV_OK) return rc;
-        hv_db_bind_int64(st, 1, in->reprocess_id);
-    } else {
-        rc = hv_db_prepare(db,
-                           "INSERT INTO chan_messages (status, error, filtered_by, transformed,"
-                           " channel, received_at, content_type, content, size)"
-                           " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
-                           &st);
-        if (rc != HV_OK) return rc;
-    }
-    {
-        int b = in->reprocess_id > 0 ? 2 : 1;
-        bind_str(st, b, in->status);
-        bind_str(st, b + 1, in->error);
-        bind_str(st, b + 2, in->filtered_by);
-        if (in->transformed) hv_db_bind_blob(st, b + 3, in->out, in->out_len);
-        else hv_db_bind_null(st, b + 3);
-    }
-    if (in->reprocess_id <= 0) {
-        hv_db_bind_text(st, 5, ch->conf->id, strlen(ch->conf->id));
-        hv_db_bind_int64(st, 6, (int64_t)in->msg.received_at);
-        bind_str(st, 7, in->msg.content_type);
-        if (ch->conf->keep == HV__KEEP_ALL) hv_db_bind_blob(st, 8, in->raw, in->raw_len);
-        else hv_db_bind_null(st, 8);
-        hv_db_bind_int64(st, 9, (int64_t)in->raw_len);
-    }
-    rc = hv_db_step(st);
-    if (in->reprocess_id > 0) {
-        in->id = in->reprocess_id;
-        rc = rc < 0 ? rc : HV_OK;
-    } else if (rc == HV_DB_ROW) {
-        in->id = hv_db_column_int64(st, 0);
-        rc = HV_OK;
-    } else if (rc == HV_OK) {
-        rc = HV_EDB;
-    }
-    hv_db_done(st);
-    if (rc != HV_OK) return rc;
-    if (in->reprocess_id <= 0 && ch->rt->fts && ch->conf->keep == HV__KEEP_ALL) {
-        rc = hv_db_prepare(db, "INSERT INTO chan_fts (rowid, content) VALUES ($1, $2)", &st);
-        if (rc != HV_OK) return rc;
-        hv_db_bind_int64(st, 1, in->id);
-        hv_db_bind_text(st, 2, in->raw, in->raw_len);
-        rc = hv_db_step(st);
-        hv_db_done(st);
-        if (rc < 0) return rc;
-    }
-    for (i = 0; i < ch->conf->ndests; i++) {
-        if (!in->dest_on[i]) continue;
-        rc = hv_db_prepare(db,
-                           "INSERT INTO chan_queue (channel, dest, message_id, state, updated_at,"
-                           " lane) VALUES ($1, $2, $3, 'queued', $4, $5)",
-                           &st);
-        if (rc != HV_OK) return rc;
-        hv_db_bind_text(st, 1, ch->conf->id, strlen(ch->conf->id));
-        hv_db_bind_text(st, 2, ch->conf->dests[i].name, strlen(ch->conf->dests[i].name));
-        hv_db_bind_int64(st, 3, in->id);
-        hv_db_bind_int64(st, 4, (int64_t)now);
-        hv_db_bind_int64(st, 5, in->dest_lane[i]);
-        rc = hv_db_step(st);
-        hv_db_done(st);
-        if (rc < 0) return rc;
-    }
-    return HV_OK;
 }
 
 /* ------------------------------------------------------------------------- */
 /* Channel lifetime                                                          */
 /* ------------------------------------------------------------------------- */
 
-static void worker_kick(hv__worker_t *w);
 static void worker_close(hv__worker_t *w);
 
 void hv__chan_ref(hv__chan_t *ch) { ch->refs++; }
@@ -296,7 +141,7 @@ static void chan_destroy(hv__chan_t *ch) {
     if (succ != NULL) {
         succ->held = 0;
         if (!succ->retired)
-            for (i = 0; i < succ->nworkers; i++) worker_kick(succ->workers[i]);
+            for (i = 0; i < succ->nworkers; i++) hv__worker_kick(succ->workers[i]);
         if (succ_ref) hv__chan_unref(succ);
     }
 }
@@ -316,158 +161,6 @@ static void chan_retire(hv__chan_t *ch) {
     hv__chan_unref(ch); /* the runtime's own reference */
 }
 
-/* ------------------------------------------------------------------------- */
-/* Receiving                                                                 */
-/* ------------------------------------------------------------------------- */
-
-static void ingest_free(hv__ingest_t *in) {
-    if (in == NULL) return;
-    hv_arena_free(in->arena);
-    hv_free(in);
-}
-
-static void ingest_done(int status, void *arg) {
-    hv__ingest_t *in = arg;
-    hv__chan_t *ch = in->ch;
-    size_t i;
-    if (status == HV_OK) {
-        if (in->reprocess_id <= 0) {
-            ch->received++;
-            hv_counter_add(ch->m_received, 1);
-        }
-        if (strcmp(in->status, "filtered") == 0) {
-            ch->filtered++;
-            hv_counter_add(ch->m_filtered, 1);
-        } else if (strcmp(in->status, "errored") == 0) {
-            ch->errored++;
-            hv_counter_add(ch->m_errored, 1);
-        }
-        hv__chan_t *live = ch;
-        while (live->retired && live->successor != NULL) live = live->successor;
-        if (live == ch && !ch->retired) {
-            for (i = 0; i < ch->nworkers; i++) {
-                hv__worker_t *w = ch->workers[i];
-                if (in->dest_on[w->dest_index] && in->dest_lane[w->dest_index] == w->lane)
-                    worker_kick(w);
-            }
-        } else if (!live->retired) {
-            hv__chan_wake(live);
-        }
-    }
-    if (in->cb != NULL) in->cb(status, status == HV_OK ? in->id : 0, in->ud);
-    hv__chan_unref(ch);
-    ingest_free(in);
-}
-
-/* Runs the filter and the steps on the loop thread; sets status and dest_on. */
-static void ingest_process(hv__ingest_t *in) {
-    hv__chan_t *ch = in->ch;
-    const char *rule = NULL;
-    size_t i;
-    in->status = "queued";
-    in->out = in->raw;
-    in->out_len = in->raw_len;
-    if (ch->conf->filter != NULL && !hv__filter_eval(&ch->rt->engine->chan_reg, ch->conf->filter,
-                                                      &in->msg, &rule)) {
-        in->status = "filtered";
-        in->filtered_by = hv_arena_strdup(in->arena, rule ? rule : "filter");
-        return;
-    }
-    for (i = 0; i < ch->nsteps; i++) {
-        hv_error_t err;
-        int rc;
-        hv_error_clear(&err);
-        rc = ch->steps[i].impl->run(ch->steps[i].state, &in->msg, &err);
-        if (rc != HV_OK) {
-            in->status = "errored";
-            in->error = hv_arena_sprintf(in->arena, "step %zu (%s): %s", i + 1,
-                                         ch->conf->steps[i].type,
-                                         err.message[0] ? err.message : hv_strerror(rc));
-            return;
-        }
-    }
-    if (in->msg.content != in->raw || in->msg.len != in->raw_len) {
-        in->transformed = 1;
-        in->out = in->msg.content;
-        in->out_len = in->msg.len;
-    }
-    for (i = 0; i < ch->conf->ndests; i++) {
-        const hv__dest_conf_t *d = &ch->conf->dests[i];
-        const hv__filter_t *w = d->when;
-        in->dest_on[i] = w == NULL || hv__filter_eval(&ch->rt->engine->chan_reg, w, &in->msg, &rule);
-        in->dest_lane[i] = 0;
-        if (d->queue.workers > 1) {
-            /* The lane: by the ordering key's hash (one key's messages stay in order), or
-             * round robin when there is none. A message without the key goes to lane 0. */
-            const char *key = NULL;
-            if (d->queue.ordering_key == NULL) {
-                in->dest_lane[i] = (int64_t)(ch->next_lane++ % (uint64_t)d->queue.workers);
-            } else if (hv__filter_value(&ch->rt->engine->chan_reg, d->queue.ordering_key, &in->msg,
-                                        &key) == HV_OK && key != NULL) {
-                uint64_t h = 1469598103934665603ull;
-                for (; *key; key++) {
-                    h ^= (unsigned char)*key;
-                    h *= 1099511628211ull;
-                }
-                in->dest_lane[i] = (int64_t)(h % (uint64_t)d->queue.workers);
-            }
-        }
-    }
-    if (ch->conf->ndests == 0) in->status = "sent";
-}
-
-int hv__chan_ingest(hv__chan_t *ch, const char *content, size_t len, const char *content_type,
-                    int64_t reprocess_id, uint64_t received_at, hv_channel_stored_cb cb,
-                    void *ud) {
-    hv__ingest_t *in = NULL;
-    int rc;
-    if (ch->retired) return HV_ECLOSED;
-    in = hv_calloc(1, sizeof(*in));
-    if (in == NULL) return HV_ENOMEM;
-    in->arena = hv_arena_new(0);
-    if (in->arena == NULL) {
-        hv_free(in);
-        return HV_ENOMEM;
-    }
-    in->ch = ch;
-    in->raw = hv_arena_alloc(in->arena, len + 1);
-    if (in->raw == NULL) {
-        ingest_free(in);
-        return HV_ENOMEM;
-    }
-    memcpy(in->raw, content, len);
-    in->raw[len] = '\0';
-    in->raw_len = len;
-    in->reprocess_id = reprocess_id;
-    in->cb = cb;
-    in->ud = ud;
-    in->msg.channel = ch->conf->id;
-    in->msg.content = in->raw;
-    in->msg.len = len;
-    in->msg.content_type = hv_arena_strdup(in->arena, content_type ? content_type : "");
-    in->msg.received_at = received_at ? received_at : hv_now_ms();
-    in->msg.arena = in->arena;
-    in->msg.id = reprocess_id;
-    ingest_process(in);
-    hv__chan_ref(ch);
-    rc = hv_storage_submit(ch->rt->storage, ingest_job, ingest_done, in);
-    if (rc != HV_OK) {
-        hv__chan_unref(ch);
-        ingest_free(in);
-        return rc;
-    }
-    return HV_OK;
-}
-
-int hv_channel_receive(hv_channel_t *ch, const char *content, size_t len,
-                       const char *content_type, hv_channel_stored_cb cb, void *ud) {
-    if (ch == NULL || (content == NULL && len > 0)) return HV_EINVAL;
-    if (ch->state != HV__CHAN_STARTED) return HV_ECLOSED;
-    return hv__chan_ingest(ch, content ? content : "", len, content_type, 0, 0, cb, ud);
-}
-
-const char *hv_channel_id(const hv_channel_t *ch) { return ch->conf->id; }
-hv_engine_t *hv_channel_engine(hv_channel_t *ch) { return ch->rt->engine; }
 
 /* ------------------------------------------------------------------------- */
 /* Destination workers                                                       */
@@ -515,10 +208,114 @@ static void worker_close(hv__worker_t *w) {
     }
 }
 
+static int bind_str(hv_db_stmt_t *st, int i, const char *s) {
+    if (s == NULL) return hv_db_bind_null(st, i);
+    return hv_db_bind_text(st, i, s, strlen(s));
+}
+
+/*
+ * Lanes shared by several processes (PostgreSQL): a lane's queue is sent by one
+ * process at a time, the holder of its lease (a row of chan_leases). The upsert
+ * takes the lease when it is free, expired, or already ours, and renews it; the
+ * row lock PostgreSQL takes on conflict makes two processes' attempts serialize,
+ * so exactly one wins. A process that dies loses its leases when they expire
+ * (channels.queue_lease); one that stops gives them back. Ordered delivery needs
+ * one sender per lane, which is why the claim is per lane and not per row.
+ */
+/*
+ * A lease held by a process of this host that no longer exists (a restart after
+ * kill -9: owner "host:pid:start" with a pid that kill(2) does not find) is taken
+ * at once instead of after its expiry. Processes of other hosts wait for it.
+ */
+static int lease_take_from_dead(hv_db_t *db, hv__worker_t *w, uint64_t now, int *held) {
+    hv__chans_t *rt = w->ch->rt;
+    hv_db_stmt_t *st = NULL;
+    char owner[128] = "";
+    size_t hl = strcspn(rt->owner, ":"), n = 0;
+    const char *o;
+    long pid;
+    int rc = hv_db_prepare(db,
+                           "SELECT owner FROM chan_leases WHERE channel = $1 AND dest = $2"
+                           " AND lane = $3",
+                           &st);
+    if (rc != HV_OK) return rc;
+    bind_str(st, 1, w->ch->conf->id);
+    bind_str(st, 2, w->conf->name);
+    hv_db_bind_int64(st, 3, w->lane);
+    rc = hv_db_step(st);
+    if (rc == HV_DB_ROW) {
+        o = hv_db_column_text(st, 0, &n);
+        if (o != NULL && n < sizeof(owner)) {
+            memcpy(owner, o, n);
+            owner[n] = '\0';
+        }
+    }
+    hv_db_done(st);
+    if (rc < 0) return rc;
+    if (strncmp(owner, rt->owner, hl + 1) != 0) return HV_OK; /* another host, or none */
+    pid = strtol(owner + hl + 1, NULL, 10);
+    if (pid <= 0 || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+        return HV_OK;
+    rc = hv_db_prepare(db,
+                       "UPDATE chan_leases SET owner = $4, expires_at = $5 WHERE channel = $1"
+                       " AND dest = $2 AND lane = $3 AND owner = $6 RETURNING owner",
+                       &st);
+    if (rc != HV_OK) return rc;
+    bind_str(st, 1, w->ch->conf->id);
+    bind_str(st, 2, w->conf->name);
+    hv_db_bind_int64(st, 3, w->lane);
+    bind_str(st, 4, rt->owner);
+    hv_db_bind_int64(st, 5, (int64_t)(now + rt->lease_ms));
+    bind_str(st, 6, owner);
+    rc = hv_db_step(st);
+    if (rc == HV_DB_ROW) {
+        *held = 1;
+        w->lease_until = now + rt->lease_ms;
+    }
+    hv_db_done(st);
+    return rc < 0 ? rc : HV_OK;
+}
+
+static int lease_take(hv_db_t *db, hv__worker_t *w, int *held) {
+    hv__chans_t *rt = w->ch->rt;
+    hv_db_stmt_t *st = NULL;
+    uint64_t now = hv_now_ms();
+    int rc = hv_db_prepare(db,
+                           "INSERT INTO chan_leases (channel, dest, lane, owner, expires_at)"
+                           " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (channel, dest, lane) DO UPDATE"
+                           " SET owner = excluded.owner, expires_at = excluded.expires_at"
+                           " WHERE chan_leases.owner = excluded.owner OR chan_leases.expires_at < $6"
+                           " RETURNING owner",
+                           &st);
+    *held = 0;
+    if (rc != HV_OK) return rc;
+    bind_str(st, 1, w->ch->conf->id);
+    bind_str(st, 2, w->conf->name);
+    hv_db_bind_int64(st, 3, w->lane);
+    bind_str(st, 4, rt->owner);
+    hv_db_bind_int64(st, 5, (int64_t)(now + rt->lease_ms));
+    hv_db_bind_int64(st, 6, (int64_t)now);
+    rc = hv_db_step(st);
+    if (rc == HV_DB_ROW) {
+        *held = 1;
+        w->lease_until = now + rt->lease_ms;
+    }
+    hv_db_done(st);
+    if (rc < 0 || *held) return rc < 0 ? rc : HV_OK;
+    return lease_take_from_dead(db, w, now, held);
+}
+
 static int fetch_job(hv_db_t *db, void *arg) {
     hv__worker_t *w = arg;
     hv_db_stmt_t *st = NULL;
+    size_t bytes = 0;
     int rc;
+    if (w->ch->rt->shared) {
+        int held = 0;
+        rc = lease_take(db, w, &held);
+        w->lease_held = held;
+        if (rc != HV_OK || !held) return rc;
+    }
     rc = hv_db_prepare(db,
                        "SELECT q.id, q.message_id, q.attempts, q.next_at, m.content_type,"
                        " COALESCE(m.transformed, m.content), m.received_at"
@@ -554,6 +351,9 @@ static int fetch_job(hv_db_t *db, void *arg) {
         it->content[n] = '\0';
         it->len = n;
         w->nitems++;
+        /* Memory: a batch holds at most HV__CHAN_FETCH_BYTES of content (or one message). */
+        bytes += n;
+        if (bytes >= HV__CHAN_FETCH_BYTES) break;
     }
     hv_db_done(st);
     return rc < 0 ? rc : HV_OK;
@@ -561,7 +361,7 @@ static int fetch_job(hv_db_t *db, void *arg) {
 
 static void on_worker_timer(uv_timer_t *t) {
     hv__worker_t *w = t->data;
-    worker_kick(w);
+    hv__worker_kick(w);
 }
 
 static void fetch_done(int status, void *arg) {
@@ -570,12 +370,17 @@ static void fetch_done(int status, void *arg) {
     if (status != HV_OK) {
         items_clear(w);
         if (!w->closing) uv_timer_start(&w->timer, on_worker_timer, 1000, 0);
+    } else if (w->nitems == 0 && w->ch->rt->shared) {
+        /* Other processes queue messages too: look again soon (sooner with the lease). */
+        if (!w->closing)
+            uv_timer_start(&w->timer, on_worker_timer,
+                           w->lease_held ? HV__CHAN_SHARED_POLL_MS : 4 * HV__CHAN_SHARED_POLL_MS, 0);
     } else if (w->nitems == 0) {
         w->idle = 1; /* nothing queued: woken by the next message */
     } else {
         w->idle = 0;
     }
-    if (status == HV_OK && !w->closing && w->nitems > 0) worker_kick(w);
+    if (status == HV_OK && !w->closing && w->nitems > 0) hv__worker_kick(w);
     worker_unref(w);
 }
 
@@ -655,6 +460,8 @@ static void outcome_done_final(int status, void *arg) {
         hv_log_int(r, "message", o->mid);
         hv_log_str(r, "error", hv_strerror(status));
         hv_log_end(r);
+    } else if (w->ch->rt->nwaiters > 0) {
+        hv__chan_waiters_note(w->ch->rt, o->mid, w->conf->name, strcmp(o->state, "sent") == 0);
     }
     hv_free(o);
     worker_unref(w);
@@ -673,7 +480,7 @@ static void outcome_done_retry(int status, void *arg) {
         it->next_at = hv_now_ms() + 1000; /* not recorded: the same attempt again later */
     }
     hv_free(o);
-    if (!w->closing) worker_kick(w);
+    if (!w->closing) hv__worker_kick(w);
     worker_unref(w);
 }
 
@@ -756,10 +563,10 @@ static void on_sent(void *token, int result, const char *detail) {
     w->head++;
     if (w->head == w->nitems) w->nitems = w->head = 0;
     w->busy = 0;
-    worker_kick(w);
+    hv__worker_kick(w);
 }
 
-static void worker_kick(hv__worker_t *w) {
+void hv__worker_kick(hv__worker_t *w) {
     uint64_t now, at;
     hv__item_t *it;
     int rc;
@@ -780,6 +587,12 @@ static void worker_kick(hv__worker_t *w) {
     }
     it = &w->items[w->head];
     now = hv_now_ms();
+    if (w->ch->rt->shared && w->lease_until < now + w->ch->rt->lease_ms / 2) {
+        /* Too little of the lease is left for a send: renew it (and read the head again). */
+        items_clear(w);
+        hv__worker_kick(w);
+        return;
+    }
     at = it->next_at > w->breaker_until ? it->next_at : w->breaker_until;
     if (at > now) {
         uv_timer_start(&w->timer, on_worker_timer, at - now, 0);
@@ -1004,7 +817,7 @@ int hv__chan_deploy(hv__chans_t *rt, hv__chan_conf_t *conf, hv_error_t *err) {
         rt->chans = nc;
         rt->chans[rt->nchans++] = ch;
     }
-    for (i = 0; i < ch->nworkers; i++) worker_kick(ch->workers[i]);
+    for (i = 0; i < ch->nworkers; i++) hv__worker_kick(ch->workers[i]);
     {
         hv_logrec_t *r = hv_log_begin(HV_LOG_INFO, "channel.deployed");
         hv_log_str(r, "channel", conf->id);
@@ -1056,14 +869,14 @@ void hv__chan_set_state(hv__chan_t *ch, int state) {
         }
     }
     if (state != HV__CHAN_STOPPED)
-        for (i = 0; i < ch->nworkers; i++) worker_kick(ch->workers[i]);
+        for (i = 0; i < ch->nworkers; i++) hv__worker_kick(ch->workers[i]);
 }
 
 void hv__worker_set_paused(hv__worker_t *w, int paused) {
     w->paused = paused;
     if (!paused) {
         w->breaker_until = 0;
-        worker_kick(w);
+        hv__worker_kick(w);
     }
 }
 
@@ -1072,8 +885,8 @@ void hv__chan_wake(hv__chan_t *ch) {
     size_t i;
     for (i = 0; i < ch->nworkers; i++) {
         hv__worker_t *w = ch->workers[i];
-        if (!w->busy && w->head >= w->nitems) worker_kick(w);
-        else if (!w->busy) worker_kick(w);
+        if (!w->busy && w->head >= w->nitems) hv__worker_kick(w);
+        else if (!w->busy) hv__worker_kick(w);
     }
 }
 
@@ -1183,6 +996,11 @@ static const hv_setting_t settings[] = {
      "reload channel files when the channels directory changes"},
     {"channels.prune_interval", NULL, HV_SET_DURATION, "1h", NULL,
      "how often messages older than their channel's retention are pruned"},
+    {"channels.fts_max", NULL, HV_SET_SIZE, "1MiB", NULL,
+     "bytes of each message's content indexed for full-text search (the rest is not searchable)"},
+    {"channels.queue_lease", NULL, HV_SET_DURATION, "2m", NULL,
+     "PostgreSQL: how long a process holds a destination lane; a lane of a process that died "
+     "is taken over after this (a single send must take less than half of it)"},
     {NULL, NULL, 0, NULL, NULL, NULL},
 };
 
@@ -1242,7 +1060,8 @@ static int channels_init(hv_engine_t *e, void **state) {
     if (rc == HV_OK) rc = hv_db_set_synchronous(db, hv_config_str(cfg, "channels.synchronous"));
     if (rc == HV_OK) {
         rt->fts = hv_db_kind(db) == HV_DB_SQLITE;
-        rc = hv_db_migrate(db, "channels", rt->fts ? migrations_sqlite : migrations_pg, &err);
+        rt->shared = hv_db_kind(db) == HV_DB_PG;
+        rc = hv_db_migrate(db, "channels", rt->fts ? hv__chan_migrations_sqlite : hv__chan_migrations_pg, &err);
     }
     if (rc == HV_OK && rt->fts) rc = set_incremental_vacuum(db);
     if (rc != HV_OK) {
@@ -1252,6 +1071,15 @@ static int channels_init(hv_engine_t *e, void **state) {
         hv_log_end(r);
         hv_db_close(db);
         goto fail;
+    }
+    rt->fts_max = (size_t)hv_config_size(cfg, "channels.fts_max");
+    rt->lease_ms = hv_config_duration_ms(cfg, "channels.queue_lease");
+    if (rt->lease_ms < 1000) rt->lease_ms = 1000;
+    {
+        char host[64] = "";
+        gethostname(host, sizeof(host) - 1);
+        snprintf(rt->owner, sizeof(rt->owner), "%s:%ld:%llu", host, (long)getpid(),
+                 (unsigned long long)hv_now_ms());
     }
     rc = hv_storage_new(hv_engine_loop(e), db, (size_t)hv_config_int(cfg, "channels.store_queue"),
                         (size_t)hv_config_int(cfg, "channels.store_batch"), &rt->storage);
@@ -1300,6 +1128,23 @@ static int channels_start(hv_engine_t *e, void *state) {
 
 static void on_closed_noop(uv_handle_t *h) { (void)h; }
 
+/* Gives this process's lanes back at a clean stop, so that another takes them at once. */
+static int lease_release_job(hv_db_t *db, void *arg) {
+    hv__chans_t *rt = arg;
+    hv_db_stmt_t *st = NULL;
+    int rc = hv_db_prepare(db, "DELETE FROM chan_leases WHERE owner = $1", &st);
+    if (rc != HV_OK) return rc;
+    bind_str(st, 1, rt->owner);
+    rc = hv_db_step(st);
+    hv_db_done(st);
+    return rc < 0 ? rc : HV_OK;
+}
+
+static void lease_release_done(int status, void *arg) {
+    (void)status;
+    (void)arg;
+}
+
 static void channels_stop(hv_engine_t *e, void *state) {
     hv__chans_t *rt = state;
     (void)e;
@@ -1311,6 +1156,9 @@ static void channels_stop(hv_engine_t *e, void *state) {
         uv_close((uv_handle_t *)&rt->prune_timer, on_closed_noop);
     }
     rt->watch_open = rt->timers_open = 0;
+    hv__chan_waiters_stop(rt);
+    if (rt->shared && rt->storage != NULL)
+        (void)hv_storage_submit(rt->storage, lease_release_job, lease_release_done, rt);
     /* Workers first (they cancel what they have in flight), then libcurl's handles. */
     while (rt->nchans > 0) hv__chan_undeploy(rt, rt->chans[rt->nchans - 1]);
     hv__curl_cancel_all(e);

@@ -35,6 +35,7 @@ typedef struct query {
     char *text;
     int64_t id, limit, since, until;
     int found;
+    int is_part; /* the message is a part of a split message */
     int64_t changed;
     hv_buf_t body;
 } query_t;
@@ -124,6 +125,28 @@ static int put_content(hv_buf_t *b, hv_db_stmt_t *st, int col) {
 static void in_stored(int status, int64_t id, void *ud) {
     hv_http_req_t *req = ud;
     char body[96];
+    /* response after-destinations: the message is stored (id) but was not delivered. */
+    if (status == HV_ETIMEDOUT) {
+        hv_http_respond_error(req, 504, "timeout",
+                              "message %lld is stored; its destinations did not finish in time",
+                              (long long)id);
+        return;
+    }
+    if (status == HV_EPROTO) {
+        hv_http_respond_error(req, 502, "dead-lettered",
+                              "message %lld is stored; a destination dead-lettered it",
+                              (long long)id);
+        return;
+    }
+    if (status == HV_EINVAL) {
+        hv_http_respond_error(req, 422, "errored", "message %lld is stored; a step failed on it",
+                              (long long)id);
+        return;
+    }
+    if (status == HV_ECLOSED) {
+        hv_http_respond_error(req, 503, "stopped", "the engine is stopping");
+        return;
+    }
     if (status == HV_EBUSY) {
         hv_http_header_add(req, "Retry-After", "1");
         hv_http_respond_error(req, 503, "busy", "the channel store is busy; retry");
@@ -155,7 +178,16 @@ static void route_in(hv_http_req_t *req, void *ud) {
     }
     body = hv_http_req_body(req, &len);
     ct = hv_http_req_header(req, "content-type");
-    rc = hv__chan_ingest(ch, body ? body : "", len, ct ? ct : "", 0, 0, in_stored, req);
+    {
+        hv__ingest_opts_t o;
+        memset(&o, 0, sizeof(o));
+        o.content = body ? body : "";
+        o.len = len;
+        o.content_type = ct ? ct : "";
+        o.wait = 1;
+        rc = hv__chan_ingest_ex(ch, &o, in_stored, req);
+    }
+    if (rc == HV_EINVAL) rc = HV_EIO; /* not "a step failed": it was not stored */
     if (rc != HV_OK) in_stored(rc, 0, req);
 }
 
@@ -567,7 +599,8 @@ static int get_job(hv_db_t *db, void *arg) {
     char ts[40];
     rc = hv_db_prepare(db,
                        "SELECT id, received_at, status, content_type, size, error, filtered_by,"
-                       " content, transformed FROM chan_messages WHERE channel = $1 AND id = $2",
+                       " content, transformed, parent_id FROM chan_messages WHERE channel = $1"
+                       " AND id = $2",
                        &st);
     if (rc != HV_OK) return rc;
     hv_db_bind_text(st, 1, q->channel, strlen(q->channel));
@@ -593,8 +626,22 @@ static int get_job(hv_db_t *db, void *arg) {
     if (rc == HV_OK) rc = put_content(&q->body, st, 7);
     if (rc == HV_OK) rc = hv_buf_puts(&q->body, ",\"transformed\":");
     if (rc == HV_OK) rc = put_content(&q->body, st, 8);
+    if (rc == HV_OK && !hv_db_column_is_null(st, 9))
+        rc = hv_buf_printf(&q->body, ",\"parent\":\"%lld\"", (long long)hv_db_column_int64(st, 9));
     hv_db_done(st);
     if (rc != HV_OK) return rc;
+    /* A split message: the ids of its parts (each a message of its own). */
+    rc = hv_db_prepare(db, "SELECT id FROM chan_messages WHERE parent_id = $1 ORDER BY id LIMIT 10001",
+                       &st);
+    if (rc != HV_OK) return rc;
+    hv_db_bind_int64(st, 1, q->id);
+    while (rc == HV_OK && (rc = hv_db_step(st)) == HV_DB_ROW)
+        rc = hv_buf_printf(&q->body, "%s\"%lld\"", n++ ? "," : ",\"parts\":[",
+                           (long long)hv_db_column_int64(st, 0));
+    hv_db_done(st);
+    if (rc < 0) return rc;
+    if (n > 0 && (rc = hv_buf_putc(&q->body, ']')) != HV_OK) return rc;
+    n = 0;
     rc = hv_db_prepare(db,
                        "SELECT dest, state, attempts, next_at, last_error, updated_at FROM"
                        " chan_queue WHERE message_id = $1 ORDER BY id",
@@ -641,7 +688,7 @@ static int load_raw_job(hv_db_t *db, void *arg) {
     query_t *q = arg;
     hv_db_stmt_t *st = NULL;
     int rc = hv_db_prepare(db,
-                           "SELECT content, content_type, received_at FROM chan_messages"
+                           "SELECT content, content_type, received_at, parent_id FROM chan_messages"
                            " WHERE channel = $1 AND id = $2 AND content IS NOT NULL",
                            &st);
     if (rc != HV_OK) return rc;
@@ -654,6 +701,7 @@ static int load_raw_job(hv_db_t *db, void *arg) {
         const char *ct = hv_db_column_text(st, 1, &tn);
         q->found = 1;
         q->since = hv_db_column_int64(st, 2);
+        q->is_part = !hv_db_column_is_null(st, 3);
         rc = hv_buf_append(&q->body, p, n);
         snprintf(q->type, sizeof(q->type), "%.*s", (int)tn, ct ? ct : "");
     }
@@ -682,8 +730,15 @@ static void load_raw_done(int status, void *arg) {
         hv_http_respond_error(q->req, 404, "not-found",
                               "no such message, or its content was not kept");
     } else {
-        rc = hv__chan_ingest(ch, q->body.data ? q->body.data : "", q->body.len, q->type, q->id,
-                             (uint64_t)q->since, reprocess_stored, q->req);
+        hv__ingest_opts_t o;
+        memset(&o, 0, sizeof(o));
+        o.content = q->body.data ? q->body.data : "";
+        o.len = q->body.len;
+        o.content_type = q->type;
+        o.reprocess_id = q->id;
+        o.received_at = (uint64_t)q->since;
+        o.is_part = q->is_part;
+        rc = hv__chan_ingest_ex(ch, &o, reprocess_stored, q->req);
         if (rc != HV_OK) reprocess_stored(rc, 0, q->req);
     }
     query_free(q);
@@ -721,6 +776,7 @@ typedef struct bulk {
         char *content;
         size_t len;
         char *ctype;
+        int is_part;
     } *rows;
     size_t n, done, failed;
     uint64_t bytes;
@@ -740,7 +796,7 @@ static int bulk_job(hv_db_t *db, void *arg) {
     bulk_t *b = arg;
     hv_db_stmt_t *st = NULL;
     int rc = hv_db_prepare(db,
-                           "SELECT id, received_at, content, content_type FROM chan_messages"
+                           "SELECT id, received_at, content, content_type, parent_id FROM chan_messages"
                            " WHERE channel = $1 AND ($2 = '' OR status = $2) AND received_at >= $3"
                            " AND received_at <= $4 AND content IS NOT NULL ORDER BY id LIMIT $5",
                            &st);
@@ -763,6 +819,7 @@ static int bulk_job(hv_db_t *db, void *arg) {
         struct brow *r = &b->rows[b->n];
         r->id = hv_db_column_int64(st, 0);
         r->received_at = (uint64_t)hv_db_column_int64(st, 1);
+        r->is_part = !hv_db_column_is_null(st, 4);
         r->content = hv_malloc(n + 1);
         r->ctype = hv_strndup(ct ? ct : "", tn);
         if (r->content == NULL || r->ctype == NULL) {
@@ -809,8 +866,15 @@ static void bulk_loaded(int status, void *arg) {
         return;
     }
     for (i = 0; i < b->n; i++) {
-        if (hv__chan_ingest(ch, b->rows[i].content, b->rows[i].len, b->rows[i].ctype,
-                            b->rows[i].id, b->rows[i].received_at, bulk_one_done, b) == HV_OK)
+        hv__ingest_opts_t o;
+        memset(&o, 0, sizeof(o));
+        o.content = b->rows[i].content;
+        o.len = b->rows[i].len;
+        o.content_type = b->rows[i].ctype;
+        o.reprocess_id = b->rows[i].id;
+        o.received_at = b->rows[i].received_at;
+        o.is_part = b->rows[i].is_part;
+        if (hv__chan_ingest_ex(ch, &o, bulk_one_done, b) == HV_OK)
             submitted++;
         else
             b->failed++;

@@ -200,7 +200,33 @@ static int cmd_test(hv_engine_t *e, int argc, char **argv) {
         }
         hv_error_clear(&err);
         r = st->init ? st->init(e, c->steps[i].conf, &state, &err) : HV_OK;
-        if (r == HV_OK) r = st->run(state, &m, &err);
+        if (r == HV_OK && st == &hv__step_split_bundle) {
+            /* The parts; the following steps are shown on the first one. */
+            hv__part_t *parts = NULL;
+            size_t np = 0, k;
+            r = hv__split_run(state, &m, &parts, &np, &err);
+            if (r == HV_OK) {
+                printf("step %zu (%s): %zu parts, each stored and sent as a message of its own%s\n",
+                       i + 1, c->steps[i].type, np,
+                       np > 0 && i + 1 < c->nsteps ? "; the next steps are shown on part 1" : "");
+                for (k = 0; k < np && k < 10; k++) {
+                    snprintf(label, sizeof(label), "part %zu", k + 1);
+                    print_content(label, parts[k].content, parts[k].len);
+                }
+                if (np == 0) {
+                    if (st->free && state) st->free(state);
+                    rc = HV_EXIT_OK;
+                    goto out;
+                }
+                m.content = parts[0].content;
+                m.len = parts[0].len;
+                m.content_type = parts[0].content_type;
+                if (st->free && state) st->free(state);
+                continue;
+            }
+        } else if (r == HV_OK) {
+            r = st->run(state, &m, &err);
+        }
         if (st->free && state) st->free(state);
         if (r != HV_OK) {
             printf("step %zu (%s): ERROR: %s\n", i + 1, c->steps[i].type,

@@ -21,6 +21,8 @@
  *   queue          object   see below      defaults for every destination's queue
  *   response       string   "after-store"  when the source answers: after-store | after-filter
  *                                          | after-destinations
+ *   response_destinations  array  all      after-destinations: the destination names waited for
+ *   response_timeout_ms    int    30000    after-destinations: error answer after this long
  *   storage        object   {"content": "all", "retention_days": 30}
  */
 #include "config.h"
@@ -659,7 +661,8 @@ static int parse_source(ctx_t *c, json_object *o, hv__chan_conf_t *cc) {
 
 static const char *const top_keys[] = {"id",      "name",         "description", "enabled",
                                        "source",  "filter",       "steps",       "destinations",
-                                       "queue",   "response",     "storage",     NULL};
+                                       "queue",   "response",     "storage",
+                                       "response_destinations", "response_timeout_ms", NULL};
 
 void hv__chan_conf_free(hv__chan_conf_t *c) {
     size_t i;
@@ -685,6 +688,38 @@ void hv__chan_conf_free(hv__chan_conf_t *c) {
     hv_free(c->name);
     hv_free(c->text_hash);
     hv_free(c);
+}
+
+/* response_destinations (names of this channel's destinations) and
+ * response_timeout_ms; both only with "response": "after-destinations". */
+static int parse_response(ctx_t *c, json_object *root, hv__chan_conf_t *cc) {
+    json_object *names = NULL;
+    int64_t timeout = 30000;
+    size_t i, j;
+    int rc;
+    if ((rc = get_int(c, root, "", "response_timeout_ms", 1, 3600000, &timeout)) != HV_OK) return rc;
+    cc->response_timeout_ms = (uint64_t)timeout;
+    if ((rc = get_arr(c, root, "", "response_destinations", &names)) != HV_OK) return rc;
+    if ((names != NULL || json_object_object_get_ex(root, "response_timeout_ms", NULL)) &&
+        cc->response != HV__RESP_AFTER_DESTINATIONS)
+        return fail_at(c, names != NULL ? "/response_destinations" : "/response_timeout_ms", 1,
+                       "this key goes with \"response\": \"after-destinations\"");
+    if (names == NULL) return HV_OK;
+    for (i = 0; i < json_object_array_length(names); i++) {
+        json_object *v = json_object_array_get_idx(names, i);
+        char p[64];
+        ptr_index(p, sizeof(p), "/response_destinations", i);
+        if (!json_object_is_type(v, json_type_string))
+            return fail_at(c, p, 0, "a destination name is a string");
+        for (j = 0; j < cc->ndests; j++)
+            if (strcmp(cc->dests[j].name, json_object_get_string(v)) == 0) break;
+        if (j == cc->ndests)
+            return fail_at(c, p, 0, "no destination is named \"%s\"", json_object_get_string(v));
+        cc->response_dests |= 1u << j;
+    }
+    if (cc->response_dests == 0)
+        return fail_at(c, "/response_destinations", 0, "name at least one destination");
+    return HV_OK;
 }
 
 static int parse_root(ctx_t *c, json_object *root, hv__chan_conf_t *cc) {
@@ -750,6 +785,12 @@ static int parse_root(ctx_t *c, json_object *root, hv__chan_conf_t *cc) {
             rc = parse_step(c, json_object_array_get_idx(steps, i), p, &cc->steps[i]);
             cc->nsteps = i + 1;
             if (rc != HV_OK) return rc;
+            if (i > 0 && strcmp(cc->steps[i].type, "split-bundle") == 0) {
+                size_t j;
+                for (j = 0; j < i; j++)
+                    if (strcmp(cc->steps[j].type, "split-bundle") == 0)
+                        return fail_at(c, p, 0, "a channel splits once: one split-bundle step");
+            }
         }
     }
 
@@ -797,7 +838,7 @@ static int parse_root(ctx_t *c, json_object *root, hv__chan_conf_t *cc) {
             }
         }
     }
-    return HV_OK;
+    return parse_response(c, root, cc);
 }
 
 static char *hash_text(const char *text, size_t len) {

@@ -25,6 +25,20 @@
 
 hv__chans_t *hv__chans_of(hv_engine_t *e) { return hv_engine_module_state(e, "channels"); }
 
+int hv__mkdirs(const char *path) {
+    char buf[4096];
+    size_t i, n = strlen(path);
+    if (n == 0 || n >= sizeof(buf)) return ENAMETOOLONG;
+    memcpy(buf, path, n + 1);
+    for (i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != '\0') continue;
+        buf[i] = '\0';
+        if (mkdir(buf, 0700) != 0 && errno != EEXIST) return errno;
+        buf[i] = i < n ? '/' : '\0';
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------------------- */
 /* file-write                                                                */
 /* ------------------------------------------------------------------------- */
@@ -94,6 +108,7 @@ static int fw_open(hv_engine_t *e, const char *channel, struct json_object *conf
     file_write_t *f = hv_calloc(1, sizeof(*f));
     json_object *v = NULL;
     const char *pat = hv_json_get_str(conf, "filename");
+    int mk;
     if (f == NULL) return HV_ENOMEM;
     f->dir = hv_strdup(hv_json_get_str(conf, "dir"));
     f->pattern = hv_strdup(pat ? pat : "${channel}-${id}.msg");
@@ -106,8 +121,8 @@ static int fw_open(hv_engine_t *e, const char *channel, struct json_object *conf
         hv_error_set(err, HV_ENOMEM, NULL, "out of memory");
         return HV_ENOMEM;
     }
-    if (mkdir(f->dir, 0700) != 0 && errno != EEXIST) {
-        hv_error_set(err, HV_EIO, NULL, "file-write: cannot create %s: %s", f->dir, strerror(errno));
+    if ((mk = hv__mkdirs(f->dir)) != 0) {
+        hv_error_set(err, HV_EIO, NULL, "file-write: cannot create %s: %s", f->dir, strerror(mk));
         fw_close(f);
         return HV_EIO;
     }

@@ -84,6 +84,8 @@ typedef struct hv__chan_conf {
     hv__dest_conf_t *dests;
     size_t ndests;
     int response;
+    uint32_t response_dests;      /* after-destinations: bit i = dests[i] is waited for (all) */
+    uint64_t response_timeout_ms; /* after-destinations: error answer after this (30000) */
     int keep;
     int64_t retention_days; /* 0: keep forever */
     char *text_hash;        /* to tell whether a reload changed anything */

@@ -10,6 +10,11 @@
 
 enum { HV__CHAN_STARTED = 0, HV__CHAN_PAUSED, HV__CHAN_STOPPED };
 
+/* Shared store (PostgreSQL): an idle worker looks for other processes' messages this often. */
+#define HV__CHAN_SHARED_POLL_MS 200
+/* A worker's batch of queue rows holds at most this much content (or a single message). */
+#define HV__CHAN_FETCH_BYTES (16u << 20)
+
 typedef struct hv__chans hv__chans_t;
 typedef struct hv_channel hv__chan_t;
 typedef struct hv__worker hv__worker_t;
@@ -45,6 +50,8 @@ struct hv__worker {
     int64_t failures; /* consecutive */
     uint64_t breaker_until;
     uint64_t sent, dead, attempt_failures;
+    int lease_held;       /* shared store: this process sends this lane */
+    uint64_t lease_until; /* ms: the lease's expiry as last taken */
     hv_counter_t *m_sent, *m_dead, *m_failed; /* /metrics, per destination */
 };
 
@@ -78,35 +85,94 @@ struct hv__chans {
     char *dir;
     hv_storage_t *storage;
     int fts;
+    size_t fts_max;   /* bytes of a message's content indexed for ?text= (channels.fts_max) */
     hv__chan_t **chans;
     size_t nchans;
     uv_fs_event_t watch;
     uv_timer_t watch_timer, prune_timer;
     int watch_open, timers_open, stopped;
     hv__curl_t *curl; /* made on the first http-send delivery */
+    int shared;       /* PostgreSQL: other processes share the queues (lane leases) */
+    uint64_t lease_ms;
+    char owner[128];  /* this process in chan_leases: host:pid:start */
     hv__bus_t *bus;   /* the event bus (event.c) */
+    struct hv__waiter *waiters; /* sources waiting for destinations (channel_ingest.c) */
+    size_t nwaiters;
     char last_error[1024];
 };
+
+/*
+ * One stored unit of a received message: the message itself, or one part of it
+ * made by the split-bundle step (a row of chan_messages whose parent_id is the
+ * message's id). content/len are the bytes stored as "content" (as received, or
+ * the part as split); out/out_len what the destinations receive.
+ */
+typedef struct hv__part {
+    const char *content;
+    size_t len;
+    const char *content_type;
+    const char *out;
+    size_t out_len;
+    int transformed;
+    const char *status; /* queued | filtered | errored | sent | split */
+    const char *error;
+    const char *filtered_by;
+    unsigned char dest_on[HV__CHAN_MAX_DESTS];
+    int64_t dest_lane[HV__CHAN_MAX_DESTS];
+    int64_t id;
+} hv__part_t;
+
+/* What a source (or reprocessing) hands to hv__chan_ingest_ex. */
+typedef struct hv__ingest_opts {
+    const char *content;
+    size_t len;
+    const char *content_type;
+    int64_t reprocess_id;     /* > 0: run this stored message again (same id) */
+    uint64_t received_at;     /* ms since the epoch; 0: now */
+    const char *source_key;   /* NULL, or a key that identifies this message at its source */
+    uint64_t dedup_window_ms; /* with source_key: a stored message with the same key received
+                                 this recently is a duplicate (0: any age) */
+    int is_part;              /* reprocessing a part: only the steps after split-bundle run */
+    int wait;                 /* a source: answer per the channel's "response" setting */
+} hv__ingest_opts_t;
 
 /* One message being received or reprocessed. */
 typedef struct hv__ingest {
     hv__chan_t *ch;
     hv_arena_t *arena;
-    hv_channel_msg_t msg;
-    char *raw;
-    size_t raw_len;
-    const char *out;
-    size_t out_len;
-    int transformed;
-    const char *status;
-    const char *error;
-    const char *filtered_by;
-    unsigned char dest_on[HV__CHAN_MAX_DESTS];
-    int64_t dest_lane[HV__CHAN_MAX_DESTS];
-    int64_t id, reprocess_id;
+    hv_channel_msg_t msg; /* the message as received (its id, channel, time, arena) */
+    hv__part_t main;
+    hv__part_t *parts; /* split-bundle: the parts, in the arena */
+    size_t nparts;
+    char *source_key;
+    uint64_t dedup_window_ms;
+    int is_part, wait, duplicate;
+    int64_t reprocess_id;
     hv_channel_stored_cb cb;
     void *ud;
 } hv__ingest_t;
+
+/*
+ * The split-bundle step (channel_split.c). The runtime calls hv__split_run instead
+ * of the step's run: it makes the parts of m in m->arena (at most the step's
+ * max_parts), each with its content and content type.
+ */
+extern const hv_channel_step_t hv__step_split_bundle;
+int hv__split_run(void *state, const hv_channel_msg_t *m, hv__part_t **parts, size_t *nparts,
+                  hv_error_t *err);
+
+/* The file source (channel_file.c). */
+extern const hv_channel_source_t hv__source_file;
+
+/* Sources answered after the destinations (response "after-destinations",
+ * channel_ingest.c): a worker reports each final outcome (delivered or dead) once
+ * it is committed; stop answers every waiting source with HV_ECLOSED. */
+void hv__chan_waiters_note(hv__chans_t *rt, int64_t mid, const char *dest, int delivered);
+void hv__chan_waiters_stop(hv__chans_t *rt);
+
+/* The store's migrations (channel_ingest.c). */
+extern const char *const hv__chan_migrations_sqlite[];
+extern const char *const hv__chan_migrations_pg[];
 
 /* channel.c */
 void hv__chan_register_builtins(hv_engine_t *e);
@@ -119,9 +185,13 @@ int hv__chans_reload(hv__chans_t *rt);
 void hv__chan_set_state(hv__chan_t *ch, int state);
 void hv__worker_set_paused(hv__worker_t *w, int paused);
 void hv__chan_wake(hv__chan_t *ch);
-/* Receives (reprocess_id 0) or reprocesses a message; cb after the commit. */
+void hv__worker_kick(hv__worker_t *w);
+/* Receives (reprocess_id 0) or reprocesses a message; cb after the commit
+ * (channel_ingest.c). hv__chan_ingest is the short form without key or waiting. */
 int hv__chan_ingest(hv__chan_t *ch, const char *content, size_t len, const char *content_type,
                     int64_t reprocess_id, uint64_t received_at, hv_channel_stored_cb cb, void *ud);
+int hv__chan_ingest_ex(hv__chan_t *ch, const hv__ingest_opts_t *o, hv_channel_stored_cb cb,
+                       void *ud);
 
 /* channel_api.c */
 int hv__chan_routes_add(hv_engine_t *e, hv__chans_t *rt);
@@ -144,6 +214,8 @@ void hv__bus_replay(hv__chans_t *rt);
 void hv__bus_free(hv__chans_t *rt);
 
 /* channel_dest.c */
+/* mkdir -p with mode 0700 for the missing levels: 0 or errno. */
+int hv__mkdirs(const char *path);
 extern const hv_channel_dest_t hv__dest_channel;
 void hv__chan_register_builtin_steps(hv_engine_t *e);
 /* The runtime of the engine, for the channel destination (NULL outside serve). */

@@ -750,6 +750,14 @@ int hv_channel_register_paths(hv_engine_t *e, const hv_channel_path_provider_t *
 typedef void (*hv_channel_stored_cb)(int status, int64_t id, void *ud);
 int hv_channel_receive(hv_channel_t *ch, const char *content, size_t len,
                        const char *content_type, hv_channel_stored_cb cb, void *ud);
+/* Like hv_channel_receive for a source that may see one message twice (a resend,
+ * a file read again after a crash): key identifies the message at its source
+ * (e.g. MSH-10); when a message of this channel with the same key was stored in
+ * the last window_ms (0: ever), nothing is stored and cb receives HV_OK with the
+ * first message's id. */
+int hv_channel_receive_keyed(hv_channel_t *ch, const char *content, size_t len,
+                             const char *content_type, const char *key, uint64_t window_ms,
+                             hv_channel_stored_cb cb, void *ud);
 const char *hv_channel_id(const hv_channel_t *ch);
 hv_engine_t *hv_channel_engine(hv_channel_t *ch);
 

@@ -445,6 +445,13 @@ static const hv_command_t fhir_commands[] = {
      "POST /fhir, keeping the resources' own ids. NDJSON is committed every --batch resources\n"
      "(default 1000). Shows a progress bar on a terminal and prints a summary.",
      hv__fhir_cmd_import},
+    {"reindex", "reindex [--type T] [--batch N]",
+     "rebuild the FHIR search index of the stored resources",
+     "Rewrites the search index rows (fhir/search_index.c) of every current resource of the\n"
+     "FHIR store of --data/--db (or of type T), N resources per transaction (default 1000),\n"
+     "for resources stored before an index migration or a change of the search parameters.\n"
+     "Safe to interrupt and run again. The running server offers the same as POST /fhir/$reindex.",
+     hv__fhir_cmd_reindex},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -318,6 +318,14 @@ static int subset(hv__rreq_t *r, struct json_object *res)
     return 1;
 }
 
+int hv__rest_subset(hv__rreq_t *r, struct json_object *res)
+{
+    if (!subset(r, res))
+        return 0;
+    add_subsetted(res);
+    return 1;
+}
+
 void hv__rest_send_json(hv__rreq_t *r, int status, struct json_object *res)
 {
     if (subset(r, res))
@@ -530,6 +538,10 @@ int hv__fhir_rest_init(hv_engine_t *e, void **state)
             rc = hv__rest_bundle_routes(f, r);
         if (rc == HV_OK)
             rc = hv__rest_compartment_routes(f, r);
+        if (rc == HV_OK)
+            rc = hv__search_routes(f, r);
+        if (rc == HV_OK)
+            rc = hv__search_reindex_routes(f, r);
         if (rc == HV_OK)
             rc = hv__patients_routes(f, r);
         if (rc == HV_OK)

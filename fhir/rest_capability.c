@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "fhir/rest_int.h"
+#include "fhir/search_int.h"
 
 static struct json_object *codes(const char *const *names, size_t n, const char *key)
 {
@@ -70,9 +71,10 @@ static struct json_object *capability(const char *base)
     hv_json_set(cs, "patchFormat", strings(patch, HV_ARRAY_LEN(patch)));
     hv_json_set_str(server, "mode", "server");
     hv_json_set_str(server, "documentation",
-                    "Search: string, token, reference, date, number, quantity and uri parameters with the "
-                    "modifiers and prefixes listed in docs/fhir-search.md; no chaining, _has, _include or "
-                    "composite parameters yet. Conditional create, update and delete use the same criteria.");
+                    "Search: string, token, reference, date, number, quantity, uri and composite parameters "
+                    "with the modifiers and prefixes listed in docs/fhir-search.md, chaining, _has, _include "
+                    "and _revinclude (with :iterate). Conditional create, update and delete use the same "
+                    "criteria.");
     for (size_t i = 0; i < hv_fhir_type_count(); i++) {
         const hv_fhir_type_t *t = hv_fhir_type_at(i);
         struct json_object *r, *cond;
@@ -91,7 +93,7 @@ static struct json_object *capability(const char *base)
         hv_json_set_str(r, "conditionalDelete", "single");
         /* The parameters search answers: _id, _lastUpdated and every parameter of the
          * type (own and inherited) with a FHIRPath expression whose type is indexed
-         * (fhir/search_index.c); composite and special ones are not (yet). */
+         * (fhir/search_index.c), composite ones included; special ones are not (yet). */
         cond = json_object_new_array();
         {
             static const char *const meta[][2] = {{"_id", "token"}, {"_lastUpdated", "date"}};
@@ -107,8 +109,8 @@ static struct json_object *capability(const char *base)
                 const hv_fhir_search_t *sp = hv_fhir_search_own_at(bt, k);
                 hv_fhir_search_type_t st = hv_fhir_search_type(sp);
                 struct json_object *p;
-                if (st == HV_FHIR_SP_COMPOSITE || st == HV_FHIR_SP_SPECIAL || hv_fhir_search_expression(sp) == NULL ||
-                    hv_fhir_search_code(sp)[0] == '_')
+                if (st == HV_FHIR_SP_SPECIAL || !hv__search_indexed(sp) ||
+                    strcmp(hv_fhir_search_code(sp), "_id") == 0 || strcmp(hv_fhir_search_code(sp), "_lastUpdated") == 0)
                     continue;
                 p = json_object_new_object();
                 hv_json_set_str(p, "name", hv_fhir_search_code(sp));

@@ -74,7 +74,7 @@ typedef struct csearch {
     int more, owner_live;
     int check;            /* rows go through the scope check (fhir/rest_authz.c) */
     int64_t total;
-    hv__store_row_t last; /* the page's last row, without text (the next link's cursor) */
+    char cursor[HV__SEARCH_CURSOR_MAX + 1]; /* the _cursor continuing after the page's last row */
 } csearch_t;
 
 static int cs_row(void *ud, const hv__store_row_t *row)
@@ -86,8 +86,7 @@ static int cs_row(void *ud, const hv__store_row_t *row)
         return HV_OK;
     }
     c->seen++;
-    c->last = *row;
-    c->last.text = NULL;
+    snprintf(c->cursor, sizeof(c->cursor), "%s", row->cursor != NULL ? row->cursor : "");
     if (c->check && hv__authz_resource(c->r->principal, HV_AUTH_SEARCH, row->type, row->id, NULL, row->text) != HV_OK)
         return HV_OK; /* left out; the cursor still moves past it */
     if (c->rows++ > 0)
@@ -140,23 +139,6 @@ static char *links_query(const char *query, hv_arena_t *a)
     return out;
 }
 
-/*
- * The _cursor value continuing after row, in the form the search planner reads back
- * (fhir/search.c writes the same for GET /fhir/:type). The one place here that knows
- * the planner's cursor format.
- */
-static void row_cursor(const hv__search_plan_t *p, const hv__store_row_t *row, char *cur, size_t cap)
-{
-    if (p->sort == HV__SORT_LASTUPDATED)
-        snprintf(cur, cap, "%llu~%lld", (unsigned long long)row->last_ms, (long long)row->rid);
-    else if (p->sort == HV__SORT_DATE)
-        snprintf(cur, cap, "%lld~%lld", (long long)row->sort_key, (long long)row->rid);
-    else if (p->sort == HV__SORT_ID)
-        snprintf(cur, cap, "%s~%lld", row->id, (long long)row->rid);
-    else
-        snprintf(cur, cap, "%lld", (long long)row->rid);
-}
-
 static void done_csearch(int status, void *arg)
 {
     csearch_t *c = arg;
@@ -186,11 +168,9 @@ static void done_csearch(int status, void *arg)
     hv_buf_json_str(&out, self ? self : "", self ? strlen(self) : 0);
     hv_buf_puts(&out, "}");
     if (c->more && c->plan.count > 0) {
-        char cur[128];
-        char *next;
-        row_cursor(&c->plan, &c->last, cur, sizeof(cur));
-        next = hv_arena_sprintf(a, "%s/%s/%s/%s?%s%s_cursor=%s", c->base, c->comp, c->owner, c->type, lq ? lq : "",
-                                lq && *lq ? "&" : "", cur);
+        /* the cursor the planner wrote for the page's last row (fhir/search_run.c) */
+        char *next = hv_arena_sprintf(a, "%s/%s/%s/%s?%s%s_cursor=%s", c->base, c->comp, c->owner, c->type,
+                                      lq ? lq : "", lq && *lq ? "&" : "", c->cursor);
         hv_buf_puts(&out, ",{\"relation\":\"next\",\"url\":");
         hv_buf_json_str(&out, next ? next : "", next ? strlen(next) : 0);
         hv_buf_puts(&out, "}");
@@ -419,6 +399,14 @@ static void collect_refs(every_t *ev, struct json_object *o, int depth)
             type[tl] = '\0';
             if (hv_fhir_resource_type(type) == NULL || strcmp(type, "Patient") == 0)
                 continue;
+            /* Distinct targets only, so that the cap counts resources, not mentions. */
+            {
+                size_t k;
+                for (k = 0; k < ev->nrefs && strcmp(ev->refs[k], ref) != 0; k++)
+                    ;
+                if (k < ev->nrefs)
+                    continue;
+            }
             snprintf(ev->refs[ev->nrefs++], sizeof(ev->refs[0]), "%s", ref);
             if (ev->nrefs >= EVERYTHING_MAX_REFS)
                 return;

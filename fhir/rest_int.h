@@ -72,6 +72,9 @@ void hv__rest_outcome(hv__rreq_t *r, int status, const char *severity, const cha
 /* Answers with a resource given as stored JSON text, honouring format, _pretty,
  * _summary and _elements. */
 void hv__rest_send_text(hv__rreq_t *r, int status, const char *text, size_t len);
+/* Applies r's _summary and _elements to a resource tree (search.html#summary) and tags
+ * it SUBSETTED; returns 1 when it did. Reads only r's parameters (any thread). */
+int hv__rest_subset(hv__rreq_t *r, struct json_object *res);
 /* Answers with a resource tree (consumed). */
 void hv__rest_send_json(hv__rreq_t *r, int status, struct json_object *res);
 /* Adds ETag and Last-Modified for a version. */
@@ -107,6 +110,10 @@ void hv__authz_register_picker(hv__fhir_t *f, int on);
 
 /* Answers a search (fhir/search.c); r->op.type is set. Takes r. */
 void hv__search_handle(hv__rreq_t *r);
+/* A system-level search (GET /fhir?..., _type) through the planner. Takes r. */
+void hv__search_handle_system(hv__rreq_t *r);
+/* GET /fhir and POST /fhir/_search (fhir/search.c). */
+int hv__search_routes(hv__fhir_t *f, hv_router_t *r);
 
 /* Route registration, one per interaction family. */
 int hv__rest_crud_routes(hv__fhir_t *f, hv_router_t *r);
@@ -127,5 +134,8 @@ void hv__fhir_rest_free(hv_engine_t *e, void *state);
 
 /* `holovitals import` (fhir/import.c). */
 int hv__fhir_cmd_import(hv_engine_t *e, int argc, char **argv);
+/* `holovitals reindex` and POST /fhir/$reindex (fhir/search_reindex.c). */
+int hv__fhir_cmd_reindex(hv_engine_t *e, int argc, char **argv);
+int hv__search_reindex_routes(hv__fhir_t *f, hv_router_t *r);
 
 #endif /* HV_FHIR_REST_INT_H */

@@ -20,6 +20,7 @@
 
 #include "fhir/fhirpath.h"
 #include "fhir/search_int.h"
+#include "terminology/ucum.h"
 
 const char hv__search_migration[] =
     "CREATE TABLE sp_str (type TEXT NOT NULL, id TEXT NOT NULL, code TEXT NOT NULL, value TEXT NOT NULL);"
@@ -45,14 +46,38 @@ const char hv__search_migration[] =
     "CREATE INDEX sp_uri_v ON sp_uri (type, code, value);"
     "CREATE INDEX sp_uri_id ON sp_uri (type, id);";
 
+/*
+ * The second migration: composite parameters keep their components' rows apart by
+ * grp (the element the composite's expression selected, 1-based; 0 for plain rows),
+ * and quantities keep their UCUM-canonical value and unit (NULL when the unit is not
+ * UCUM or does not parse). Rows written before it have grp 0 and no canonical
+ * value; `holovitals reindex` rewrites them.
+ */
+const char hv__search_migration2[] =
+    "ALTER TABLE sp_str ADD COLUMN grp INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE sp_tok ADD COLUMN grp INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE sp_ref ADD COLUMN grp INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE sp_date ADD COLUMN grp INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE sp_num ADD COLUMN grp INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE sp_uri ADD COLUMN grp INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE sp_num ADD COLUMN cvalue DOUBLE PRECISION;"
+    "ALTER TABLE sp_num ADD COLUMN cunit TEXT;"
+    "CREATE INDEX sp_num_c ON sp_num (type, code, cunit, cvalue);";
+
 #define MAX_VALUES_PER_PARAM 64 /* values one parameter indexes for one resource */
 #define MAX_STR 256            /* longest indexed string value (bytes), longer ones truncated */
 
 /* ---- the compiled expressions ---- */
 
+#define MAX_COMPONENTS 4 /* components of one composite parameter (R4 has two or three) */
+#define MAX_GROUPS 16    /* elements one composite parameter indexes per resource */
+
 typedef struct sp_entry {
     const hv_fhir_search_t *sp;
     hv_fhirpath_t *fp;
+    /* composite: "(<expression>)[%grp.toInteger()].select(<component>)" per component */
+    hv_fhirpath_t *comp[MAX_COMPONENTS];
+    size_t ncomp;
 } sp_entry_t;
 
 static sp_entry_t *entries; /* sorted by sp pointer */
@@ -107,7 +132,42 @@ static void compile_all(void)
         hv_fhirpath_t *fp = NULL;
         hv_fhir_search_type_t t = hv_fhir_search_type(sp);
         entries[nentries].sp = sp;
-        if (expr != NULL && t != HV_FHIR_SP_COMPOSITE && t != HV_FHIR_SP_SPECIAL) {
+        if (expr != NULL && t == HV_FHIR_SP_COMPOSITE) {
+            size_t nc = hv_fhir_search_component_count(sp);
+            hv_buf_t b;
+            char *rw = rewrite_resolve(expr);
+            int ok = nc > 0 && nc <= MAX_COMPONENTS;
+            hv_buf_init(&b, 16384);
+            for (size_t k = 0; k < nc && ok; k++) {
+                const char *cexpr = NULL;
+                const hv_fhir_search_t *csp = hv_fhir_search_component_at(sp, k, &cexpr);
+                hv_fhirpath_t *cfp = NULL;
+                if (csp == NULL || cexpr == NULL) {
+                    ok = 0;
+                    break;
+                }
+                b.len = 0;
+                hv_buf_printf(&b, "(%s)[%%grp.toInteger()].select(%s)", rw != NULL ? rw : expr, cexpr);
+                memset(&err, 0, sizeof(err));
+                if (b.data == NULL || hv_fhirpath_compile(b.data, b.len, NULL, &cfp, &err) != HV_OK) {
+                    ok = 0;
+                    break;
+                }
+                entries[nentries].comp[entries[nentries].ncomp++] = cfp;
+            }
+            /* The expression itself counts the elements. */
+            memset(&err, 0, sizeof(err));
+            if (ok && hv_fhirpath_compile(rw != NULL ? rw : expr, 0, NULL, &fp, &err) != HV_OK)
+                fp = NULL;
+            if (!ok || fp == NULL) {
+                for (size_t k = 0; k < entries[nentries].ncomp; k++)
+                    hv_fhirpath_free(entries[nentries].comp[k]);
+                entries[nentries].ncomp = 0;
+                fp = NULL;
+            }
+            hv_buf_release(&b);
+            hv_free(rw);
+        } else if (expr != NULL && t != HV_FHIR_SP_SPECIAL) {
             char *rw = rewrite_resolve(expr);
             memset(&err, 0, sizeof(err));
             if (hv_fhirpath_compile(rw != NULL ? rw : expr, 0, NULL, &fp, &err) != HV_OK)
@@ -119,17 +179,35 @@ static void compile_all(void)
     qsort(entries, nentries, sizeof(*entries), cmp_entry);
 }
 
-static const hv_fhirpath_t *expr_of(const hv_fhir_search_t *sp)
+static const sp_entry_t *entry_of(const hv_fhir_search_t *sp)
 {
-    sp_entry_t key = {sp, NULL}, *e;
+    sp_entry_t key;
+    memset(&key, 0, sizeof(key));
+    key.sp = sp;
     pthread_once(&compile_once, compile_all);
     if (entries == NULL)
         return NULL;
-    e = bsearch(&key, entries, nentries, sizeof(*entries), cmp_entry);
-    return e ? e->fp : NULL;
+    return bsearch(&key, entries, nentries, sizeof(*entries), cmp_entry);
+}
+
+int hv__search_indexed(const hv_fhir_search_t *sp)
+{
+    const sp_entry_t *e = entry_of(sp);
+    return e != NULL && e->fp != NULL;
 }
 
 /* ---- value helpers ---- */
+
+int hv__search_ucum_canon(double v, const char *unit, double *cv, char *cunit, size_t cap)
+{
+    hv_error_t err;
+    hv_ucum_t *u;
+    memset(&err, 0, sizeof(err));
+    u = hv_ucum_shared(&err);
+    if (u == NULL || unit == NULL)
+        return HV_ENOTFOUND;
+    return hv_ucum_canonicalize(u, v, unit, cv, cunit, cap, &err);
+}
 
 void hv__search_normalize(const char *s, char *out, size_t cap)
 {
@@ -235,6 +313,8 @@ typedef struct ix {
     const char *type, *id, *code;
     int rc;
     size_t nvalues;
+    int grp;         /* composite: the element's number (1-based); 0 otherwise */
+    char sub[96];    /* scratch for derived codes ("code:text") */
 } ix_t;
 
 static void bind_opt(hv_db_stmt_t *st, int idx, const char *s)
@@ -245,56 +325,90 @@ static void bind_opt(hv_db_stmt_t *st, int idx, const char *s)
         hv_db_bind_null(st, idx);
 }
 
-/* Inserts one row: sql has the placeholders $1 type, $2 id, $3 code, then the values. */
-static void row(ix_t *x, const char *sql, const char *a, const char *b, int64_t n1, int64_t n2, int nums,
-                const double *d)
+/* Counts a value against the cap; 0 when it must not be written. */
+static int admit(ix_t *x)
+{
+    if (x->rc != HV_OK || x->nvalues >= MAX_VALUES_PER_PARAM)
+        return 0;
+    x->nvalues++;
+    return 1;
+}
+
+/* Prepares sql (placeholders $1 type, $2 id, $3 code, $4 grp, then the values). */
+static hv_db_stmt_t *start(ix_t *x, const char *sql, const char *code)
 {
     hv_db_stmt_t *st = NULL;
-    int rc;
-    if (x->rc != HV_OK || x->nvalues >= MAX_VALUES_PER_PARAM)
-        return;
-    x->nvalues++;
-    rc = hv_db_prepare(x->db, sql, &st);
+    int rc = hv_db_prepare(x->db, sql, &st);
     if (rc != HV_OK) {
         x->rc = rc;
-        return;
+        return NULL;
     }
     hv_db_bind_text(st, 1, x->type, strlen(x->type));
     hv_db_bind_text(st, 2, x->id, strlen(x->id));
-    hv_db_bind_text(st, 3, x->code, strlen(x->code));
-    if (d != NULL) {
-        hv_db_bind_double(st, 4, *d);
-        bind_opt(st, 5, a);
-        bind_opt(st, 6, b);
-    } else if (nums) {
-        hv_db_bind_int64(st, 4, n1);
-        hv_db_bind_int64(st, 5, n2);
-    } else {
-        bind_opt(st, 4, a);
-        if (b != NULL || strstr(sql, "$5") != NULL)
-            bind_opt(st, 5, b);
-    }
-    rc = hv_db_step(st);
+    hv_db_bind_text(st, 3, code, strlen(code));
+    hv_db_bind_int64(st, 4, x->grp);
+    return st;
+}
+
+static void finish(ix_t *x, hv_db_stmt_t *st)
+{
+    int rc = hv_db_step(st);
     hv_db_done(st);
     if (rc < 0)
         x->rc = rc;
 }
 
-static void put_str(ix_t *x, const char *s)
+/* A text row of table sp_str or sp_uri under code. */
+static void put_text(ix_t *x, const char *table, const char *code, const char *v)
+{
+    char sql[160];
+    hv_db_stmt_t *st;
+    if (!admit(x))
+        return;
+    snprintf(sql, sizeof(sql), "INSERT INTO %s (type, id, code, grp, value) VALUES ($1, $2, $3, $4, $5)", table);
+    if ((st = start(x, sql, code)) == NULL)
+        return;
+    hv_db_bind_text(st, 5, v, strlen(v));
+    finish(x, st);
+}
+
+static void put_str_code(ix_t *x, const char *code, const char *s)
 {
     char norm[MAX_STR];
     if (s == NULL || s[0] == '\0')
         return;
     hv__search_normalize(s, norm, sizeof(norm));
-    row(x, "INSERT INTO sp_str (type, id, code, value) VALUES ($1, $2, $3, $4)", norm, NULL, 0, 0, 0, NULL);
+    put_text(x, "sp_str", code, norm);
+}
+
+static void put_str(ix_t *x, const char *s)
+{
+    put_str_code(x, x->code, s);
+}
+
+static void put_tok_code(ix_t *x, const char *code, const char *system, const char *value)
+{
+    hv_db_stmt_t *st;
+    if (value == NULL || value[0] == '\0' || !admit(x))
+        return;
+    st = start(x, "INSERT INTO sp_tok (type, id, code, grp, system, value) VALUES ($1, $2, $3, $4, $5, $6)", code);
+    if (st == NULL)
+        return;
+    bind_opt(st, 5, system);
+    hv_db_bind_text(st, 6, value, strlen(value));
+    finish(x, st);
 }
 
 static void put_tok(ix_t *x, const char *system, const char *code)
 {
-    if (code == NULL || code[0] == '\0')
-        return;
-    row(x, "INSERT INTO sp_tok (type, id, code, system, value) VALUES ($1, $2, $3, $4, $5)", system, code, 0, 0, 0,
-        NULL);
+    put_tok_code(x, x->code, system, code);
+}
+
+/* The code of a derived index ("code:text") of the current parameter. */
+static const char *sub(ix_t *x, const char *suffix)
+{
+    snprintf(x->sub, sizeof(x->sub), "%s:%s", x->code, suffix);
+    return x->sub;
 }
 
 /* A date, or a Period (period set: start and end, either may be absent — open). */
@@ -303,6 +417,7 @@ static void put_date(ix_t *x, const char *s, const char *end, int period)
     const int64_t open_lo = -((int64_t)1 << 60), open_hi = (int64_t)1 << 60;
     int64_t lo = open_lo, hi = open_hi, l2, h2;
     int have = 0;
+    hv_db_stmt_t *st;
     if (s != NULL && hv__search_date_range(s, &lo, &h2) == HV_OK) {
         have = 1;
         if (!period)
@@ -312,57 +427,91 @@ static void put_date(ix_t *x, const char *s, const char *end, int period)
         hi = h2;
         have = 1;
     }
-    if (!have)
+    if (!have || !admit(x))
         return;
-    row(x, "INSERT INTO sp_date (type, id, code, lo, hi) VALUES ($1, $2, $3, $4, $5)", NULL, NULL, lo, hi, 1, NULL);
+    st = start(x, "INSERT INTO sp_date (type, id, code, grp, lo, hi) VALUES ($1, $2, $3, $4, $5, $6)", x->code);
+    if (st == NULL)
+        return;
+    hv_db_bind_int64(st, 5, lo);
+    hv_db_bind_int64(st, 6, hi);
+    finish(x, st);
 }
 
+/*
+ * A number or quantity. A quantity whose system is UCUM (or that has no system) and
+ * whose code parses as UCUM also keeps its canonical value and unit (FHIR R4
+ * search.html#quantity: "the server may search on canonical units").
+ */
 static void put_num(ix_t *x, struct json_object *v, const char *system, const char *unit)
 {
-    double d;
+    double d, cv = 0;
+    char cu[64];
+    int canon = 0;
+    hv_db_stmt_t *st;
     if (v == NULL || !(json_object_is_type(v, json_type_double) || json_object_is_type(v, json_type_int)))
         return;
     d = json_object_get_double(v);
-    row(x, "INSERT INTO sp_num (type, id, code, value, system, unit) VALUES ($1, $2, $3, $4, $5, $6)", system, unit,
-        0, 0, 0, &d);
+    if (unit != NULL && (system == NULL || strcmp(system, HV__UCUM_SYSTEM) == 0))
+        canon = hv__search_ucum_canon(d, unit, &cv, cu, sizeof(cu)) == HV_OK;
+    if (!admit(x))
+        return;
+    st = start(x,
+               "INSERT INTO sp_num (type, id, code, grp, value, system, unit, cvalue, cunit) VALUES ($1, $2, $3, $4,"
+               " $5, $6, $7, $8, $9)",
+               x->code);
+    if (st == NULL)
+        return;
+    hv_db_bind_double(st, 5, d);
+    bind_opt(st, 6, system);
+    bind_opt(st, 7, unit);
+    if (canon) {
+        hv_db_bind_double(st, 8, cv);
+        hv_db_bind_text(st, 9, cu, strlen(cu));
+    } else {
+        hv_db_bind_null(st, 8);
+        hv_db_bind_null(st, 9);
+    }
+    finish(x, st);
 }
 
 static void put_ref(ix_t *x, const char *ref)
 {
     char rtype[HV__FHIR_TYPE_MAX] = "";
-    const char *slash, *id;
+    char buf[HV__FHIR_ID_MAX];
+    const char *h, *end, *p, *slash;
     size_t tl;
+    hv_db_stmt_t *st;
     if (ref == NULL || ref[0] == '#' || ref[0] == '\0')
         return;
     /* "Type/id", "Type/id/_history/n" or an absolute URL ending in Type/id. */
-    {
-        const char *h = strstr(ref, "/_history/");
-        const char *end = h ? h : ref + strlen(ref);
-        const char *p = end;
-        char buf[HV__FHIR_ID_MAX];
+    h = strstr(ref, "/_history/");
+    end = h ? h : ref + strlen(ref);
+    p = end;
+    while (p > ref && p[-1] != '/')
+        p--;
+    if ((size_t)(end - p) >= sizeof(buf))
+        return;
+    memcpy(buf, p, (size_t)(end - p));
+    buf[end - p] = '\0';
+    if (p > ref) {
+        slash = p - 1;
+        p = slash;
         while (p > ref && p[-1] != '/')
             p--;
-        id = p;
-        if ((size_t)(end - id) >= sizeof(buf))
-            return;
-        memcpy(buf, id, (size_t)(end - id));
-        buf[end - id] = '\0';
-        if (p > ref) {
-            slash = p - 1;
-            p = slash;
-            while (p > ref && p[-1] != '/')
-                p--;
-            tl = (size_t)(slash - p);
-            if (tl > 0 && tl < sizeof(rtype)) {
-                memcpy(rtype, p, tl);
-                rtype[tl] = '\0';
-            }
+        tl = (size_t)(slash - p);
+        if (tl > 0 && tl < sizeof(rtype)) {
+            memcpy(rtype, p, tl);
+            rtype[tl] = '\0';
         }
-        if (!hv__fhir_id_valid(buf))
-            return;
-        row(x, "INSERT INTO sp_ref (type, id, code, rtype, rid) VALUES ($1, $2, $3, $4, $5)",
-            rtype[0] ? rtype : NULL, buf, 0, 0, 0, NULL);
     }
+    if (!hv__fhir_id_valid(buf) || !admit(x))
+        return;
+    st = start(x, "INSERT INTO sp_ref (type, id, code, grp, rtype, rid) VALUES ($1, $2, $3, $4, $5, $6)", x->code);
+    if (st == NULL)
+        return;
+    bind_opt(st, 5, rtype[0] ? rtype : NULL);
+    hv_db_bind_text(st, 6, buf, strlen(buf));
+    finish(x, st);
 }
 
 static const char *jstr(struct json_object *o, const char *k)
@@ -390,9 +539,36 @@ static void put_str_member(ix_t *x, struct json_object *o, const char *k)
     }
 }
 
+/* A Coding: its token, and its display for :text (search.html#modifiers). */
 static void put_coding(ix_t *x, struct json_object *c)
 {
     put_tok(x, jstr(c, "system"), jstr(c, "code"));
+    put_str_code(x, sub(x, "text"), jstr(c, "display"));
+}
+
+/*
+ * An Identifier: its token, and for :of-type (search.html#token) a row under
+ * "<code>:of-type" per type coding with system = the coding's system and value =
+ * "<type code>|<identifier value>".
+ */
+static void put_identifier(ix_t *x, struct json_object *j)
+{
+    struct json_object *t = NULL, *cs = NULL;
+    const char *value = jstr(j, "value");
+    put_tok(x, jstr(j, "system"), value);
+    if (value == NULL || !json_object_object_get_ex(j, "type", &t) || !json_object_object_get_ex(t, "coding", &cs) ||
+        !json_object_is_type(cs, json_type_array))
+        return;
+    put_str_code(x, sub(x, "text"), jstr(t, "text"));
+    for (size_t i = 0; i < json_object_array_length(cs); i++) {
+        struct json_object *c = json_object_array_get_idx(cs, i);
+        const char *code = jstr(c, "code");
+        char v[MAX_STR];
+        if (code == NULL)
+            continue;
+        snprintf(v, sizeof(v), "%s|%s", code, value);
+        put_tok_code(x, sub(x, "of-type"), jstr(c, "system"), v);
+    }
 }
 
 /* Indexes one result item according to the parameter's type. */
@@ -407,8 +583,7 @@ static void index_item(ix_t *x, hv_fhir_search_type_t st, const hv_fhirpath_item
         else if (st == HV_FHIR_SP_TOKEN)
             put_tok(x, NULL, it->text);
         else if (st == HV_FHIR_SP_URI && it->text)
-            row(x, "INSERT INTO sp_uri (type, id, code, value) VALUES ($1, $2, $3, $4)", it->text, NULL, 0, 0, 0,
-                NULL);
+            put_text(x, "sp_uri", x->code, it->text);
         else if (st == HV_FHIR_SP_DATE)
             put_date(x, it->text, NULL, 0);
         return;
@@ -443,17 +618,23 @@ static void index_item(ix_t *x, hv_fhir_search_type_t st, const hv_fhirpath_item
             if (json_object_object_get_ex(j, "coding", &cs) && json_object_is_type(cs, json_type_array))
                 for (size_t i = 0; i < json_object_array_length(cs); i++)
                     put_coding(x, json_object_array_get_idx(cs, i));
+            put_str_code(x, sub(x, "text"), jstr(j, "text"));
         } else if (strcmp(ft, "Identifier") == 0) {
-            put_tok(x, jstr(j, "system"), jstr(j, "value"));
+            put_identifier(x, j);
         } else if (strcmp(ft, "ContactPoint") == 0) {
             put_tok(x, jstr(j, "system"), jstr(j, "value"));
         }
         break;
     case HV_FHIR_SP_REFERENCE:
-        if (json_object_is_type(j, json_type_string))
+        if (json_object_is_type(j, json_type_string)) {
             put_ref(x, json_object_get_string(j)); /* canonical, uri */
-        else
+        } else {
+            struct json_object *ident = NULL;
             put_ref(x, jstr(j, "reference"));
+            /* Reference.identifier, for :identifier (search.html#reference). */
+            if (json_object_object_get_ex(j, "identifier", &ident))
+                put_tok_code(x, sub(x, "identifier"), jstr(ident, "system"), jstr(ident, "value"));
+        }
         break;
     case HV_FHIR_SP_DATE:
         if (json_object_is_type(j, json_type_string))
@@ -476,12 +657,69 @@ static void index_item(ix_t *x, hv_fhir_search_type_t st, const hv_fhirpath_item
         break;
     case HV_FHIR_SP_URI:
         if (json_object_is_type(j, json_type_string))
-            row(x, "INSERT INTO sp_uri (type, id, code, value) VALUES ($1, $2, $3, $4)", json_object_get_string(j),
-                NULL, 0, 0, 0, NULL);
+            put_text(x, "sp_uri", x->code, json_object_get_string(j));
         break;
     default:
         break;
     }
+}
+
+/*
+ * A composite parameter (search.html#composite): for each element k its expression
+ * selects (at most MAX_GROUPS), each component's values are written under
+ * "<code>$<i>" with grp k + 1, so a search can require the components to match in
+ * the same element.
+ */
+static void index_composite(ix_t *x, const sp_entry_t *e, struct json_object *resource, hv_arena_t *arena)
+{
+    hv_fhirpath_result_t *res = NULL;
+    hv_error_t err;
+    size_t n;
+    char code[96];
+    const char *pcode = x->code;
+    memset(&err, 0, sizeof(err));
+    if (hv_fhirpath_eval(e->fp, resource, NULL, arena, &res, &err) != HV_OK)
+        return;
+    n = hv_fhirpath_result_count(res);
+    if (n > MAX_GROUPS)
+        n = MAX_GROUPS;
+    for (size_t k = 0; k < n && x->rc == HV_OK; k++) {
+        char num[24];
+        struct json_object *kv;
+        hv_fhirpath_var_t var;
+        hv_fhirpath_env_t env;
+        snprintf(num, sizeof(num), "%zu", k);
+        kv = json_object_new_string(num);
+        if (kv == NULL) {
+            x->rc = HV_ENOMEM;
+            break;
+        }
+        memset(&var, 0, sizeof(var));
+        memset(&env, 0, sizeof(env));
+        var.name = "grp";
+        var.json = kv;
+        env.vars = &var;
+        env.nvars = 1;
+        x->grp = (int)k + 1;
+        for (size_t c = 0; c < e->ncomp && x->rc == HV_OK; c++) {
+            hv_fhirpath_result_t *cr = NULL;
+            const hv_fhir_search_t *csp = hv_fhir_search_component_at(e->sp, c, NULL);
+            snprintf(code, sizeof(code), "%s$%zu", pcode, c);
+            x->code = code;
+            x->nvalues = 0;
+            memset(&err, 0, sizeof(err));
+            if (hv_fhirpath_eval(e->comp[c], resource, &env, arena, &cr, &err) != HV_OK)
+                continue;
+            for (size_t i = 0; i < hv_fhirpath_result_count(cr) && x->rc == HV_OK; i++) {
+                hv_fhirpath_item_t it;
+                if (hv_fhirpath_result_item(cr, i, &it) == HV_OK)
+                    index_item(x, hv_fhir_search_type(csp), &it);
+            }
+        }
+        json_object_put(kv);
+    }
+    x->code = pcode;
+    x->grp = 0;
 }
 
 static int index_params(ix_t *x, const hv_fhir_type_t *t, struct json_object *resource, hv_arena_t *arena)
@@ -489,7 +727,8 @@ static int index_params(ix_t *x, const hv_fhir_type_t *t, struct json_object *re
     size_t n = hv_fhir_search_own_count(t);
     for (size_t i = 0; i < n && x->rc == HV_OK; i++) {
         const hv_fhir_search_t *sp = hv_fhir_search_own_at(t, i);
-        const hv_fhirpath_t *fp = expr_of(sp);
+        const sp_entry_t *e = entry_of(sp);
+        const hv_fhirpath_t *fp = e ? e->fp : NULL;
         hv_fhirpath_result_t *res = NULL;
         hv_error_t err;
         hv_fhir_search_type_t st = hv_fhir_search_type(sp);
@@ -501,6 +740,10 @@ static int index_params(ix_t *x, const hv_fhir_type_t *t, struct json_object *re
         x->nvalues = 0;
         memset(&err, 0, sizeof(err));
         hv_arena_reset(arena);
+        if (st == HV_FHIR_SP_COMPOSITE) {
+            index_composite(x, e, resource, arena);
+            continue;
+        }
         if (hv_fhirpath_eval(fp, resource, NULL, arena, &res, &err) != HV_OK)
             continue;
         for (size_t k = 0; k < hv_fhirpath_result_count(res) && x->rc == HV_OK; k++) {
@@ -519,10 +762,15 @@ int hv__search_index_put(hv_db_t *db, const char *type, const char *id, struct j
         "DELETE FROM sp_str WHERE type = $1 AND id = $2",  "DELETE FROM sp_tok WHERE type = $1 AND id = $2",
         "DELETE FROM sp_ref WHERE type = $1 AND id = $2",  "DELETE FROM sp_date WHERE type = $1 AND id = $2",
         "DELETE FROM sp_num WHERE type = $1 AND id = $2",  "DELETE FROM sp_uri WHERE type = $1 AND id = $2"};
-    ix_t x = {db, type, id, NULL, HV_OK, 0};
+    ix_t x;
     hv_arena_t *arena = NULL;
     const hv_fhir_type_t *t;
     int rc = HV_OK;
+    memset(&x, 0, sizeof(x));
+    x.db = db;
+    x.type = type;
+    x.id = id;
+    x.rc = HV_OK;
     if (replace) {
         for (size_t k = 0; k < HV_ARRAY_LEN(del); k++) {
             hv_db_stmt_t *st = NULL;

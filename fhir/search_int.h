@@ -21,6 +21,20 @@
 
 /* The migration creating the index tables (the same SQL on both backends). */
 extern const char hv__search_migration[];
+/* The second: composite groups (grp) and UCUM-canonical quantities (cvalue, cunit). */
+extern const char hv__search_migration2[];
+
+#define HV__UCUM_SYSTEM "http://unitsofmeasure.org"
+
+/*
+ * The UCUM-canonical form of value in unit (terminology/ucum.h, the shared table):
+ * *cv and cunit (NUL-terminated, cap bytes). HV_ENOTFOUND when UCUM is not
+ * available, HV_EINVAL when unit is not UCUM.
+ */
+int hv__search_ucum_canon(double v, const char *unit, double *cv, char *cunit, size_t cap);
+
+/* True when the index holds rows for parameter sp (its expression compiled). */
+int hv__search_indexed(const hv_fhir_search_t *sp);
 
 /*
  * Writes the index rows of the current version of type/id from its tree (NULL or
@@ -70,7 +84,44 @@ typedef struct hv__sp_bind {
     double d;
 } hv__sp_bind_t;
 
-enum { HV__SORT_RID = 0, HV__SORT_LASTUPDATED, HV__SORT_ID, HV__SORT_DATE };
+#define HV__SEARCH_MAX_INCLUDE_PARAMS 16 /* _include and _revinclude parameters in one query */
+#define HV__SEARCH_MAX_INCLUDED 1000     /* resources one page includes, all iterations together */
+#define HV__SEARCH_MAX_ITERATE 4         /* rounds of :iterate */
+
+/*
+ * One _include or _revinclude (FHIR R4 search.html#include): src:code[:target].
+ * _include adds the resources that the results of type src reference through the
+ * reference parameter code (any reference parameter when code is empty, "*"),
+ * restricted to type target when given; _revinclude adds the resources of type src
+ * that reference a result through code (restricted to results of type target).
+ */
+typedef struct hv__sp_include {
+    int rev, iterate;
+    char src[HV__FHIR_TYPE_MAX];
+    char code[64];
+    char target[HV__FHIR_TYPE_MAX];
+} hv__sp_include_t;
+
+#define HV__SEARCH_MAX_SORT 4 /* keys of one _sort */
+#define HV__SEARCH_CURSOR_MAX 8192 /* the longest _cursor value */
+
+/* A sort key: the resources table's last_ms or id, or a parameter's values (the
+ * smallest ascending, the largest descending; resources without one come last). */
+enum { HV__SORT_LASTUPDATED = 1, HV__SORT_ID, HV__SORT_PARAM };
+typedef struct hv__sp_sort {
+    int kind, desc;
+    hv_fhir_search_type_t st; /* HV__SORT_PARAM: the parameter's type */
+    char code[64];
+} hv__sp_sort_t;
+
+/* A value of the keyset cursor: one per sort column, then the row id. */
+typedef struct hv__sp_ckey {
+    int kind; /* 0 text, 1 int64, 2 double (as hv__sp_bind_t) */
+    char *s;
+    int64_t i;
+    double d;
+} hv__sp_ckey_t;
+
 enum { HV__TOTAL_ACCURATE = 0, HV__TOTAL_NONE };
 
 /*
@@ -78,20 +129,40 @@ enum { HV__TOTAL_ACCURATE = 0, HV__TOTAL_NONE };
  * bound, never spliced) plus the result parameters. Built on the loop thread, run
  * on the storage thread.
  */
+#define HV__SEARCH_MAX_TYPES 32 /* types of one system-level search (_type) */
+#define HV__SEARCH_MAX_VS 4       /* :in / :not-in value sets in one query */
+#define HV__SEARCH_MAX_VS_CODES 2000 /* distinct stored codes one :in checks against its value set */
+
+/* A token :in or :not-in (search.html#token): the codes stored under parameter code
+ * that are members of value set url, found when the plan runs. */
+typedef struct hv__sp_vs {
+    char url[512];
+    char code[64];
+} hv__sp_vs_t;
+
 typedef struct hv__search_plan {
-    char type[HV__FHIR_TYPE_MAX];
+    char type[HV__FHIR_TYPE_MAX]; /* "" for a system-level search */
+    /* Set before hv__search_plan_build: a system-level search (GET /fhir?...) and the
+     * Patient compartment the search is confined to ("" none). */
+    int system;
+    char compartment[HV__FHIR_ID_MAX];
+    char typesql[640];    /* the condition on r.type the run uses */
     hv_buf_t where;       /* " AND ..." clauses over resources r */
     hv__sp_bind_t binds[HV__SEARCH_MAX_BINDS];
     int nbinds;           /* $1 is the type; binds[0] */
     int64_t count;        /* page size */
-    int sort, desc;       /* HV__SORT_*, descending */
-    char sort_code[64];   /* HV__SORT_DATE: the date parameter sorted on */
+    hv__sp_sort_t sort[HV__SEARCH_MAX_SORT]; /* _sort; none: by row id */
+    int nsort;
     int total;            /* HV__TOTAL_* */
     int summary_count;    /* _summary=count */
-    int has_cursor;       /* the cursor: after (ckey, crid) in the sort order */
-    int64_t ckey_i;
-    char ckey_s[HV__FHIR_ID_MAX];
+    int has_cursor;       /* the cursor: after (ckeys..., crid) in the sort order */
+    hv__sp_ckey_t ckeys[2 * HV__SEARCH_MAX_SORT];
+    int nckeys;
     int64_t crid;
+    hv__sp_include_t inc[HV__SEARCH_MAX_INCLUDE_PARAMS];
+    int ninc;
+    hv__sp_vs_t vs[HV__SEARCH_MAX_VS]; /* "@VS<k>@" in where marks where its members go */
+    int nvs;
     hv_buf_t unknown;     /* names of ignored parameters, comma separated */
     hv_buf_t canon;       /* the criteria as a query string, for the links */
     char msg[320];        /* why a plan was refused (400) */
@@ -106,6 +177,13 @@ void hv__search_plan_clear(hv__search_plan_t *p);
  */
 int hv__search_plan_build(hv__search_plan_t *p, const char *type, const char *query, int strict,
                           int64_t def_count, int64_t max_count);
+/* _sort=[-]key,... (fhir/search_run.c); HV_EINVAL with p->msg. */
+int hv__search_sort_parse(hv__search_plan_t *p, const char *v);
+/* _cursor: HV_EINVAL when it is not one made by hv__search_plan_run. */
+int hv__search_cursor_parse(hv__search_plan_t *p, const char *v);
+/* HV_EINVAL when the cursor's values do not fit the plan's _sort. */
+int hv__search_cursor_check(const hv__search_plan_t *p);
+
 /*
  * Limits a plan to the Patient compartment of `patient` (SMART patient/ scopes,
  * fhir/rest_authz.c): the Patient itself for a search of Patient, else the resources
@@ -116,8 +194,27 @@ int hv__search_plan_compartment(hv__search_plan_t *p, const char *patient);
 /*
  * Runs a plan: calls cb for up to p->count + 1 rows of the page (the extra one says
  * a next page exists) and sets *total (-1 when not asked for). With
- * p->summary_count only the total is computed.
+ * p->summary_count only the total is computed. Each row's cursor field holds the
+ * _cursor value that continues after it (valid during the call). A value set of
+ * :in / :not-in that cannot be expanded fails with HV_EINVAL and p->msg naming it.
  */
-int hv__search_plan_run(hv_db_t *db, const hv__search_plan_t *p, hv__store_row_cb cb, void *ud, int64_t *total);
+int hv__search_plan_run(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, void *ud, int64_t *total);
+
+/*
+ * The resources p's _include and _revinclude parameters add to a page whose matches
+ * are the n resources types[i]/ids[i] (fhir/search_include.c): calls cb once for
+ * each resource added (never a match, never twice), at most HV__SEARCH_MAX_INCLUDED,
+ * iterating :iterate parameters over what was added up to HV__SEARCH_MAX_ITERATE
+ * rounds. Runs on the storage thread.
+ */
+int hv__search_include_run(hv_db_t *db, const hv__search_plan_t *p, const char (*types)[HV__FHIR_TYPE_MAX],
+                           const char (*ids)[HV__FHIR_ID_MAX], size_t n, hv__store_row_cb cb, void *ud);
+
+/*
+ * Reindexes up to batch current live resources (of type, or all when NULL) whose row
+ * id is above *after, in row-id order, inside the caller's transaction
+ * (fhir/search_reindex.c). Sets *done, advances *after, and sets *more when rows remain.
+ */
+int hv__search_reindex_batch(hv_db_t *db, const char *type, int64_t *after, size_t batch, size_t *done, int *more);
 
 #endif /* HV_FHIR_SEARCH_INT_H */

@@ -14,8 +14,11 @@
  *   - number and quantity [#number, #quantity]: prefixes, equality within the
  *     precision of the value; quantity value|system|code;
  *   - uri: equality; _id, _lastUpdated on the resources table;
- *   - result parameters: _count, _sort (_lastUpdated, _id, a date parameter; - for descending), _total,
- *     _summary=count; the paging cursor _cursor is keyset (sort key and row id).
+ *   - chaining and reverse chaining (_has), composite parameters, :text, :of-type,
+ *     :identifier, :Type, uri :above/:below, UCUM-canonical quantities;
+ *   - result parameters: _count, _total, _summary=count, _include/_revinclude
+ *     (run by fhir/search_include.c); _sort and the keyset cursor are in
+ *     fhir/search_run.c, which also runs the plan.
  * Every value is bound; the SQL text only holds placeholders and fixed fragments.
  */
 #include "config.h"
@@ -40,6 +43,9 @@ void hv__search_plan_clear(hv__search_plan_t *p)
 {
     for (int i = 0; i < p->nbinds; i++)
         hv_free(p->binds[i].s);
+    for (int i = 0; i < p->nckeys; i++)
+        hv_free(p->ckeys[i].s);
+    p->nckeys = 0;
     hv_buf_release(&p->where);
     hv_buf_release(&p->unknown);
     hv_buf_release(&p->canon);
@@ -163,51 +169,99 @@ static int date_clause(hv__search_plan_t *p, hv__sp_prefix_t pr, int64_t lo, int
     return HV_OK;
 }
 
-/* The number criterion: equality within the value's precision (FHIR R4 search.html#number). */
-static int num_clause(hv__search_plan_t *p, hv__sp_prefix_t pr, const char *v, double x)
+/*
+ * The number criterion over column col (FHIR R4 search.html#number): x the value,
+ * [elo, ehi) the values equal to it within its precision, [alo, ahi] the values
+ * approximately equal (10%).
+ */
+static int num_bounds(hv__search_plan_t *p, hv__sp_prefix_t pr, const char *col, double x, double elo, double ehi,
+                      double alo, double ahi)
 {
-    const char *dot = strchr(v, '.');
-    int decimals = 0;
-    double half;
-    if (dot != NULL)
-        for (const char *c = dot + 1; *c >= '0' && *c <= '9'; c++)
-            decimals++;
-    half = 0.5 * pow(10.0, -decimals);
+    char a[96];
     switch (pr) {
     case HV__SP_EQ:
     case HV__SP_NE:
-        sql(p, pr == HV__SP_NE ? "NOT (value >= " : "(value >= ");
-        b_dbl(p, x - half);
-        sql(p, " AND value < ");
-        b_dbl(p, x + half);
+        snprintf(a, sizeof(a), "%s(%s >= ", pr == HV__SP_NE ? "NOT " : "", col);
+        sql(p, a);
+        b_dbl(p, elo);
+        snprintf(a, sizeof(a), " AND %s < ", col);
+        sql(p, a);
+        b_dbl(p, ehi);
         sql(p, ")");
         break;
     case HV__SP_GT:
     case HV__SP_SA:
-        sql(p, "value > ");
+        snprintf(a, sizeof(a), "%s > ", col);
+        sql(p, a);
         b_dbl(p, x);
         break;
     case HV__SP_LT:
     case HV__SP_EB:
-        sql(p, "value < ");
+        snprintf(a, sizeof(a), "%s < ", col);
+        sql(p, a);
         b_dbl(p, x);
         break;
     case HV__SP_GE:
-        sql(p, "value >= ");
+        snprintf(a, sizeof(a), "%s >= ", col);
+        sql(p, a);
         b_dbl(p, x);
         break;
     case HV__SP_LE:
-        sql(p, "value <= ");
+        snprintf(a, sizeof(a), "%s <= ", col);
+        sql(p, a);
         b_dbl(p, x);
         break;
     case HV__SP_AP:
-        sql(p, "(value >= ");
-        b_dbl(p, x - fabs(x) * 0.1);
-        sql(p, " AND value <= ");
-        b_dbl(p, x + fabs(x) * 0.1);
+        snprintf(a, sizeof(a), "(%s >= ", col);
+        sql(p, a);
+        b_dbl(p, alo);
+        snprintf(a, sizeof(a), " AND %s <= ", col);
+        sql(p, a);
+        b_dbl(p, ahi);
         sql(p, ")");
         break;
     }
+    return HV_OK;
+}
+
+/* Half the last digit of the decimal text v: 170 → 0.5, 170.5 → 0.05. */
+static double half_digit(const char *v)
+{
+    const char *dot = strchr(v, '.');
+    int decimals = 0;
+    if (dot != NULL)
+        for (const char *c = dot + 1; *c >= '0' && *c <= '9'; c++)
+            decimals++;
+    return 0.5 * pow(10.0, -decimals);
+}
+
+/* The number criterion: equality within the value's precision (FHIR R4 search.html#number). */
+static int num_clause(hv__search_plan_t *p, hv__sp_prefix_t pr, const char *v, double x)
+{
+    double half = half_digit(v);
+    return num_bounds(p, pr, "value", x, x - half, x + half, x - fabs(x) * 0.1, x + fabs(x) * 0.1);
+}
+
+/*
+ * A UCUM quantity criterion on the canonical columns: the bounds are converted to
+ * the canonical unit (every UCUM conversion is monotonic increasing), so that
+ * 5 g finds 5000 mg. HV_EINVAL when code is not a UCUM unit.
+ */
+static int ucum_clause(hv__search_plan_t *p, hv__sp_prefix_t pr, const char *v, double x, const char *code)
+{
+    double half = half_digit(v), cx, elo, ehi, alo, ahi;
+    char cu[64], cu2[64];
+    if (hv__search_ucum_canon(x, code, &cx, cu, sizeof(cu)) != HV_OK ||
+        hv__search_ucum_canon(x - half, code, &elo, cu2, sizeof(cu2)) != HV_OK ||
+        hv__search_ucum_canon(x + half, code, &ehi, cu2, sizeof(cu2)) != HV_OK ||
+        hv__search_ucum_canon(x - fabs(x) * 0.1, code, &alo, cu2, sizeof(cu2)) != HV_OK ||
+        hv__search_ucum_canon(x + fabs(x) * 0.1, code, &ahi, cu2, sizeof(cu2)) != HV_OK)
+        return HV_EINVAL;
+    sql(p, "(cunit = ");
+    b_text(p, cu);
+    sql(p, " AND ");
+    num_bounds(p, pr, "cvalue", cx, elo, ehi, alo, ahi);
+    sql(p, ")");
     return HV_OK;
 }
 
@@ -229,10 +283,35 @@ static const char *piece(const char *s, char c, char *out, size_t cap)
 
 #define VAL_MAX 1024
 
+/* Like piece() but keeps the escapes: an escaped c does not split, and "\c" stays. */
+static const char *piece_keep(const char *s, char c, char *out, size_t cap)
+{
+    size_t o = 0;
+    while (*s && *s != c) {
+        if (*s == '\\' && s[1] != '\0') {
+            if (o + 1 < cap)
+                out[o++] = *s;
+            s++;
+        }
+        if (o + 1 < cap)
+            out[o++] = *s;
+        s++;
+    }
+    out[o] = '\0';
+    return s;
+}
+
 static int fail(hv__search_plan_t *p, const char *fmt, const char *name)
 {
     snprintf(p->msg, sizeof(p->msg), fmt, name);
     return HV_EINVAL;
+}
+
+/* A valid request this server does not implement (501 at the REST layer). */
+static int unsupported(hv__search_plan_t *p, const char *fmt, const char *name)
+{
+    snprintf(p->msg, sizeof(p->msg), fmt, name);
+    return HV_ENOTSUP;
 }
 
 /* One value of parameter name (type st, modifier mod) as a condition on the index row. */
@@ -251,6 +330,25 @@ static int value_clause(hv__search_plan_t *p, const char *name, hv_fhir_search_t
             sql(p, "value = ");
             return b_text(p, norm);
         }
+        if (strcmp(mod, "text") == 0) {
+            /* token :text: a word of the display or text starts with the value */
+            char *l1 = like_escape(norm, "", "%"), *l2 = like_escape(norm, "%", "%");
+            if (l1 == NULL || l2 == NULL || strlen(l2) + 1 >= VAL_MAX) {
+                hv_free(l1);
+                hv_free(l2);
+                return HV_ENOMEM;
+            }
+            l2[0] = ' ';
+            snprintf(a, sizeof(a), "%%%s", l2);
+            sql(p, "(value LIKE ");
+            b_text(p, l1);
+            sql(p, " ESCAPE '\\' OR value LIKE ");
+            rc = b_text(p, a);
+            sql(p, " ESCAPE '\\')");
+            hv_free(l1);
+            hv_free(l2);
+            return rc;
+        }
         like = like_escape(norm, strcmp(mod, "contains") == 0 ? "%" : "", "%");
         if (like == NULL)
             return HV_ENOMEM;
@@ -263,8 +361,58 @@ static int value_clause(hv__search_plan_t *p, const char *name, hv_fhir_search_t
     case HV_FHIR_SP_TOKEN:
     case HV_FHIR_SP_URI:
         if (st == HV_FHIR_SP_URI) {
+            if (strcmp(mod, "below") == 0) {
+                /* the value, or a URL under it (path segments) */
+                char *like = like_escape(v, "", "");
+                if (like == NULL || strlen(like) + 3 > sizeof(a)) {
+                    hv_free(like);
+                    return fail(p, "search parameter \"%.64s\": the value is too long", name);
+                }
+                snprintf(a, sizeof(a), "%s/%%", like);
+                hv_free(like);
+                sql(p, "(value = ");
+                b_text(p, v);
+                sql(p, " OR value LIKE ");
+                rc = b_text(p, a);
+                sql(p, " ESCAPE '\\')");
+                return rc;
+            }
+            if (strcmp(mod, "above") == 0) {
+                /* the value, or a URL it is under: the stored value is a path prefix of it */
+                int k = p->nbinds + 1;
+                sql(p, "(value = ");
+                rc = b_text(p, v);
+                hv_buf_printf(&p->where, " OR SUBSTR($%d, 1, LENGTH(value) + 1) = value || '/')", k);
+                return rc;
+            }
             sql(p, "value = ");
             return b_text(p, v);
+        }
+        if (strcmp(mod, "of-type") == 0) {
+            /* system|code|value: the identifier's type coding and its value */
+            char c[VAL_MAX], *joined;
+            rest = piece(v, '|', a, sizeof(a));
+            if (*rest != '|')
+                return fail(p, "search parameter \"%.64s\": :of-type takes system|code|value", name);
+            rest = piece(rest + 1, '|', b, sizeof(b));
+            if (*rest != '|' || b[0] == '\0')
+                return fail(p, "search parameter \"%.64s\": :of-type takes system|code|value", name);
+            piece(rest + 1, '\0', c, sizeof(c));
+            joined = hv_malloc(strlen(b) + strlen(c) + 2);
+            if (joined == NULL)
+                return HV_ENOMEM;
+            sprintf(joined, "%s|%s", b, c);
+            sql(p, "(");
+            if (a[0] != '\0') {
+                sql(p, "system = ");
+                b_text(p, a);
+                sql(p, " AND ");
+            }
+            sql(p, "value = ");
+            rc = b_text(p, joined);
+            sql(p, ")");
+            hv_free(joined);
+            return rc;
         }
         rest = piece(v, '|', a, sizeof(a));
         if (*rest == '\0') {
@@ -333,6 +481,12 @@ static int value_clause(hv__search_plan_t *p, const char *name, hv_fhir_search_t
             char sys[VAL_MAX], code[VAL_MAX];
             rest = piece(rest + 1, '|', sys, sizeof(sys));
             piece(*rest ? rest + 1 : rest, '\0', code, sizeof(code));
+            if (strcmp(sys, HV__UCUM_SYSTEM) == 0 && code[0] != '\0') {
+                /* UCUM: compared in canonical units (search.html#quantity). */
+                if (ucum_clause(p, pr, a, x, code) != HV_OK)
+                    return fail(p, "search parameter \"%.64s\": the unit is not a UCUM unit", name);
+                return HV_OK;
+            }
             sql(p, "(");
             num_clause(p, pr, a, x);
             if (sys[0]) {
@@ -367,23 +521,268 @@ static const char *table_of(hv_fhir_search_type_t st)
     }
 }
 
-/* One criterion: name[:mod]=v1,v2… */
-static int criterion(hv__search_plan_t *p, const char *name, const char *mod, const char *val)
+#define MAX_CHAIN_DEPTH 4 /* levels of chaining and _has in one criterion */
+
+/*
+ * The type of the resources a condition is about: placeholder $tb, or with tb 0 the
+ * outer row's own type column (r.type: a system-level search over several types).
+ */
+static const char *tref(int tb, char *buf, size_t cap)
 {
-    const hv_fhir_type_t *t = hv_fhir_resource_type(p->type);
+    if (tb == 0)
+        return "r.type";
+    snprintf(buf, cap, "$%d", tb);
+    return buf;
+}
+#define TREF(tb) tref((tb), (char[16]){0}, 16)
+
+/* Binds s without writing a placeholder; returns the placeholder number, or <0 on error. */
+static int bind_only(hv__search_plan_t *p, const char *s)
+{
+    if (p->nbinds >= HV__SEARCH_MAX_BINDS)
+        return HV_ETOOBIG;
+    p->binds[p->nbinds].kind = 0;
+    p->binds[p->nbinds].s = hv_strdup(s);
+    if (p->binds[p->nbinds].s == NULL)
+        return HV_ENOMEM;
+    return ++p->nbinds;
+}
+
+static int cond(hv__search_plan_t *p, const char *type, int tb, const char *idcol, const char *key,
+                const char *val, int depth);
+
+/* A resource type, or the abstract Resource (the parameters every resource has). */
+static const hv_fhir_type_t *type_of(const char *type)
+{
+    const hv_fhir_type_t *t = hv_fhir_resource_type(type);
+    return t != NULL ? t : hv_fhir_type_find(type, strlen(type));
+}
+
+/* The first parameter name of a chain remainder ("name", "name:exact", "patient.name" → "name"/"patient"). */
+static void first_name(const char *rest, char *out, size_t cap)
+{
+    size_t n = strcspn(rest, ":.");
+    snprintf(out, cap, "%.*s", (int)(n < cap ? n : cap - 1), rest);
+}
+
+/* True when type t can answer the chain remainder rest (its first parameter exists there). */
+static int chain_fits(const hv_fhir_type_t *t, const char *rest)
+{
+    char name[128];
+    if (strncmp(rest, "_has:", 5) == 0)
+        return 1;
+    first_name(rest, name, sizeof(name));
+    return strcmp(name, "_id") == 0 || strcmp(name, "_lastUpdated") == 0 || hv_fhir_search_find(t, name) != NULL;
+}
+
+/*
+ * A chained parameter (search.html#chaining): ref[:Type].rest=val over resources of
+ * type (placeholder $tb). Matches when the reference ref points to a resource of
+ * Type (each target type of ref that has rest's parameter when no Type is given)
+ * that matches rest=val.
+ */
+static int chain(hv__search_plan_t *p, const char *type, int tb, const char *idcol, const char *left,
+                 const char *rest, const char *val, int depth)
+{
+    const hv_fhir_type_t *t = type_of(type);
+    char name[128];
+    const char *colon = strchr(left, ':');
     const hv_fhir_search_t *sp;
-    const char *tab, *s;
-    char one[VAL_MAX];
-    int first = 1, rc = HV_OK;
+    const hv_fhir_type_t *only = NULL;
+    int first = 1, rc = HV_OK, code_b;
+    snprintf(name, sizeof(name), "%.*s", (int)(colon ? (size_t)(colon - left) : strlen(left)), left);
+    sp = hv_fhir_search_find(t, name);
+    if (sp == NULL)
+        return HV_ENOTFOUND;
+    if (hv_fhir_search_type(sp) != HV_FHIR_SP_REFERENCE)
+        return fail(p, "search parameter \"%.64s\": chaining needs a reference parameter", name);
+    if (colon != NULL && (only = hv_fhir_resource_type(colon + 1)) == NULL)
+        return fail(p, "search parameter \"%.64s\": the chain's type is not a resource type", name);
+    if (rest[0] == '\0')
+        return fail(p, "search parameter \"%.64s\": an empty chain", name);
+    code_b = bind_only(p, name);
+    if (code_b < 0)
+        return code_b;
+    hv_buf_printf(&p->where, "%s IN (SELECT id FROM sp_ref WHERE type = %s AND code = $%d AND (", idcol, TREF(tb),
+                  code_b);
+    for (size_t i = 0; i < (only ? 1 : hv_fhir_search_target_count(sp)); i++) {
+        const hv_fhir_type_t *tt = only ? only : hv_fhir_search_target_at(sp, i);
+        int ttb;
+        if (tt == NULL || (!only && !chain_fits(tt, rest)))
+            continue;
+        if ((ttb = bind_only(p, hv_fhir_type_name(tt))) < 0)
+            return ttb;
+        hv_buf_printf(&p->where, "%s(rtype = $%d AND ", first ? "" : " OR ", ttb);
+        rc = cond(p, hv_fhir_type_name(tt), ttb, "rid", rest, val, depth + 1);
+        if (rc == HV_ENOTFOUND)
+            return fail(p, "search parameter \"%.64s\": the chained parameter is not known", name);
+        if (rc != HV_OK)
+            return rc;
+        sql(p, ")");
+        first = 0;
+    }
+    if (first)
+        return fail(p, "search parameter \"%.64s\": no target type of the reference has the chained parameter",
+                    name);
+    sql(p, "))");
+    return HV_OK;
+}
+
+/*
+ * Reverse chaining (search.html#has): _has:Type:ref:rest=val over resources of type
+ * ($tb) matches those referenced through ref by a resource of Type matching rest=val.
+ * rest may itself be a _has (nested).
+ */
+static int has(hv__search_plan_t *p, int tb, const char *idcol, const char *spec, const char *val, int depth)
+{
+    char t2[HV__FHIR_TYPE_MAX], ref[128];
+    const char *c1 = strchr(spec, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+    const hv_fhir_type_t *tt;
+    const hv_fhir_search_t *sp;
+    int t2b, rb, rc;
+    if (c1 == NULL || c2 == NULL || c2[1] == '\0' || (size_t)(c1 - spec) >= sizeof(t2) ||
+        (size_t)(c2 - c1 - 1) >= sizeof(ref))
+        return fail(p, "search parameter \"%.64s\": _has takes _has:Type:reference:parameter", "_has");
+    snprintf(t2, sizeof(t2), "%.*s", (int)(c1 - spec), spec);
+    snprintf(ref, sizeof(ref), "%.*s", (int)(c2 - c1 - 1), c1 + 1);
+    if ((tt = hv_fhir_resource_type(t2)) == NULL)
+        return fail(p, "search parameter \"_has:%.50s\": not a resource type", t2);
+    sp = hv_fhir_search_find(tt, ref);
+    if (sp == NULL || hv_fhir_search_type(sp) != HV_FHIR_SP_REFERENCE)
+        return fail(p, "search parameter \"_has\": \"%.64s\" is not a reference parameter of the type", ref);
+    if ((t2b = bind_only(p, t2)) < 0 || (rb = bind_only(p, ref)) < 0)
+        return HV_ETOOBIG;
+    hv_buf_printf(&p->where, "%s IN (SELECT rid FROM sp_ref WHERE type = $%d AND code = $%d AND rtype = %s AND ",
+                  idcol, t2b, rb, TREF(tb));
+    rc = cond(p, t2, t2b, "id", c2 + 1, val, depth + 1);
+    if (rc == HV_ENOTFOUND)
+        return fail(p, "search parameter \"_has\": \"%.64s\" is not known", c2 + 1);
+    if (rc != HV_OK)
+        return rc;
+    sql(p, ")");
+    return HV_OK;
+}
+
+/*
+ * A composite parameter (search.html#composite): each value is c1$c2[$c3], every
+ * component matched by its own type's rules, all in the same element (grp) of the
+ * resource. Values are OR (comma).
+ */
+static int composite(hv__search_plan_t *p, const hv_fhir_search_t *sp, int tb, const char *idcol,
+                     const char *name, const char *mod, const char *val)
+{
+    size_t nc = hv_fhir_search_component_count(sp);
+    char one[VAL_MAX], part[VAL_MAX], code[160];
+    const char *s, *q;
+    int first = 1, rc;
+    if (mod[0] != '\0')
+        return fail(p, "search parameter \"%.64s\": composite parameters take no modifier", name);
+    sql(p, "(");
+    for (s = val;; s++) {
+        s = piece_keep(s, ',', one, sizeof(one));
+        if (!first)
+            sql(p, " OR ");
+        hv_buf_printf(&p->where, "%s IN (", idcol);
+        q = one;
+        for (size_t c = 0; c < nc; c++) {
+            const hv_fhir_search_t *csp = hv_fhir_search_component_at(sp, c, NULL);
+            hv_fhir_search_type_t cst = csp ? hv_fhir_search_type(csp) : HV_FHIR_SP_SPECIAL;
+            const char *tab = table_of(cst);
+            int cb;
+            /* '$' separates the components; "\$" is a literal dollar (search.html#escaping). */
+            q = piece_keep(q, '$', part, sizeof(part));
+            if (tab == NULL)
+                return fail(p, "search parameter \"%.64s\": a component type is not supported", name);
+            if (part[0] == '\0' || (c + 1 < nc && *q != '$') || (c + 1 == nc && *q != '\0'))
+                return fail(p, "search parameter \"%.64s\": a composite value has one part per component,"
+                               " separated by $",
+                            name);
+            if (*q == '$')
+                q++;
+            snprintf(code, sizeof(code), "%s$%zu", name, c);
+            if ((cb = bind_only(p, code)) < 0)
+                return cb;
+            if (c == 0)
+                hv_buf_printf(&p->where, "SELECT id FROM %s c0 WHERE type = %s AND code = $%d AND (", tab, TREF(tb),
+                              cb);
+            else
+                hv_buf_printf(&p->where, " AND EXISTS (SELECT 1 FROM %s WHERE type = c0.type AND id = c0.id AND grp ="
+                                         " c0.grp AND code = $%d AND (", tab, cb);
+            rc = value_clause(p, name, cst, "", part);
+            if (rc != HV_OK)
+                return rc;
+            sql(p, ")");
+        }
+        for (size_t c = 1; c < nc; c++)
+            sql(p, ")");
+        sql(p, ")");
+        first = 0;
+        if (*s == '\0')
+            break;
+    }
+    sql(p, ")");
+    return p->nbinds >= HV__SEARCH_MAX_BINDS ? HV_ETOOBIG : HV_OK;
+}
+
+/* Parameter-specific modifiers this planner accepts for a parameter of type st. */
+static int mod_ok(hv_fhir_search_type_t st, const char *mod)
+{
+    if (mod[0] == '\0' || strcmp(mod, "missing") == 0)
+        return 1;
+    if (st == HV_FHIR_SP_STRING)
+        return strcmp(mod, "exact") == 0 || strcmp(mod, "contains") == 0;
+    if (st == HV_FHIR_SP_TOKEN)
+        return strcmp(mod, "not") == 0 || strcmp(mod, "text") == 0 || strcmp(mod, "of-type") == 0;
+    if (st == HV_FHIR_SP_REFERENCE) /* :Type and :identifier (search.html#reference) */
+        return hv_fhir_resource_type(mod) != NULL || strcmp(mod, "identifier") == 0;
+    if (st == HV_FHIR_SP_URI)
+        return strcmp(mod, "above") == 0 || strcmp(mod, "below") == 0;
+    return 0;
+}
+
+/*
+ * One criterion key=val as a condition on idcol, the id column of resources of
+ * `type` whose type is bound as $tb: a plain parameter name[:modifier], a chain
+ * (ref[:Type].rest) or a reverse chain (_has:...). HV_ENOTFOUND: an unknown
+ * parameter (at the top level, ignored unless strict).
+ */
+static int cond(hv__search_plan_t *p, const char *type, int tb, const char *idcol, const char *key,
+                const char *val, int depth)
+{
+    const hv_fhir_type_t *t = type_of(type);
+    const hv_fhir_search_t *sp;
+    const char *tab, *s, *dot, *mod = "";
+    char name[128], one[VAL_MAX];
+    int first = 1, rc = HV_OK, nb;
+    hv_fhir_search_type_t st, vst;
+    const char *vmod;
+    if (depth > MAX_CHAIN_DEPTH)
+        return fail(p, "search parameter \"%.64s\": chains deeper than 4 levels", key);
+    if (strncmp(key, "_has:", 5) == 0)
+        return has(p, tb, idcol, key + 5, val, depth);
+    if ((dot = strchr(key, '.')) != NULL) {
+        char left[192];
+        if ((size_t)(dot - key) >= sizeof(left))
+            return fail(p, "search parameter \"%.64s\": too long", key);
+        snprintf(left, sizeof(left), "%.*s", (int)(dot - key), key);
+        return chain(p, type, tb, idcol, left, dot + 1, val, depth);
+    }
+    s = strchr(key, ':');
+    if (strlen(key) >= sizeof(name))
+        return fail(p, "search parameter \"%.64s\": too long", key);
+    snprintf(name, sizeof(name), "%.*s", (int)(s ? (size_t)(s - key) : strlen(key)), key);
+    if (s != NULL)
+        mod = s + 1;
     if (strcmp(name, "_id") == 0) {
-        sql(p, " AND r.id IN (");
+        hv_buf_printf(&p->where, "%s IN (", idcol);
         for (s = val;; s++) {
             s = piece(s, ',', one, sizeof(one));
             if (!hv__fhir_id_valid(one))
                 return fail(p, "search parameter \"%.64s\": not a valid id", name);
             if (!first)
                 sql(p, ", ");
-            b_text(p, one);
+            if ((rc = b_text(p, one)) != HV_OK)
+                return rc;
             first = 0;
             if (*s == '\0')
                 break;
@@ -392,7 +791,12 @@ static int criterion(hv__search_plan_t *p, const char *name, const char *mod, co
         return HV_OK;
     }
     if (strcmp(name, "_lastUpdated") == 0) {
-        sql(p, " AND (");
+        /* The current version's time (the newest row of type/id, not deleted). */
+        hv_buf_printf(&p->where,
+                      "%s IN (SELECT lu.id FROM resources lu WHERE lu.type = %s AND lu.deleted = 0 AND NOT EXISTS"
+                      " (SELECT 1 FROM resources ln WHERE ln.type = lu.type AND ln.id = lu.id AND ln.version >"
+                      " lu.version) AND (",
+                      idcol, TREF(tb));
         for (s = val;; s++) {
             const char *v = one;
             int64_t lo, hi;
@@ -403,46 +807,95 @@ static int criterion(hv__search_plan_t *p, const char *name, const char *mod, co
                 return fail(p, "search parameter \"%.64s\": not a date", name);
             if (!first)
                 sql(p, " OR ");
-            date_clause(p, pr, lo, hi, "r.last_ms", "r.last_ms");
+            date_clause(p, pr, lo, hi, "lu.last_ms", "lu.last_ms");
             first = 0;
             if (*s == '\0')
                 break;
         }
-        sql(p, ")");
-        return HV_OK;
+        sql(p, "))");
+        return p->nbinds >= HV__SEARCH_MAX_BINDS ? HV_ETOOBIG : HV_OK;
     }
     sp = hv_fhir_search_find(t, name);
     if (sp == NULL)
         return HV_ENOTFOUND;
-    tab = table_of(hv_fhir_search_type(sp));
-    if (tab == NULL || hv_fhir_search_expression(sp) == NULL)
-        return fail(p, "search parameter \"%.64s\": composite and special parameters are not supported yet", name);
+    st = hv_fhir_search_type(sp);
+    if (st == HV_FHIR_SP_COMPOSITE && hv__search_indexed(sp))
+        return composite(p, sp, tb, idcol, name, mod, val);
+    tab = table_of(st);
+    if (tab == NULL || !hv__search_indexed(sp))
+        return unsupported(p, "search parameter \"%.64s\": special parameters (_text, _content, near, _filter...) are not"
+                       " supported",
+                    name);
+    if (st == HV_FHIR_SP_TOKEN && (strcmp(mod, "above") == 0 || strcmp(mod, "below") == 0))
+        return unsupported(p, "search parameter \"%.64s\": the terminology modifiers :above and :below on tokens are"
+                              " not supported",
+                           name);
+    if (st == HV_FHIR_SP_TOKEN && (strcmp(mod, "in") == 0 || strcmp(mod, "not-in") == 0)) {
+        /* The members are found when the plan runs (fhir/search_run.c) and replace the
+         * marker; each value is one value set (comma: OR). */
+        if ((nb = bind_only(p, name)) < 0)
+            return nb;
+        hv_buf_printf(&p->where, "%s %sIN (SELECT id FROM sp_tok WHERE type = %s AND code = $%d AND (", idcol,
+                      strcmp(mod, "not-in") == 0 ? "NOT " : "", TREF(tb), nb);
+        for (s = val;; s++) {
+            s = piece(s, ',', one, sizeof(one));
+            if (one[0] == '\0' || strlen(one) >= sizeof(p->vs[0].url) || strlen(name) >= sizeof(p->vs[0].code))
+                return fail(p, "search parameter \"%.64s\": :in and :not-in take a value set URL", name);
+            if (p->nvs >= HV__SEARCH_MAX_VS)
+                return fail(p, "search parameter \"%.64s\": more than 4 value sets in one search", name);
+            snprintf(p->vs[p->nvs].url, sizeof(p->vs[p->nvs].url), "%s", one);
+            snprintf(p->vs[p->nvs].code, sizeof(p->vs[p->nvs].code), "%s", name);
+            hv_buf_printf(&p->where, "%s@VS%d@", first ? "" : " OR ", p->nvs);
+            p->nvs++;
+            first = 0;
+            if (*s == '\0')
+                break;
+        }
+        sql(p, "))");
+        return HV_OK;
+    }
+    if (!mod_ok(st, mod))
+        return fail(p, "search parameter \"%.64s\": this modifier is not supported for its type", name);
+    {
+        /* The derived indexes of fhir/search_index.c: "<code>:text" (sp_str),
+         * "<code>:identifier" and "<code>:of-type" (sp_tok). */
+        char sub[160];
+        int derived = strcmp(mod, "text") == 0 || strcmp(mod, "identifier") == 0 || strcmp(mod, "of-type") == 0;
+        if (derived) {
+            snprintf(sub, sizeof(sub), "%s:%s", name, mod);
+            tab = strcmp(mod, "text") == 0 ? "sp_str" : "sp_tok";
+            vst = strcmp(mod, "text") == 0 ? HV_FHIR_SP_STRING : HV_FHIR_SP_TOKEN;
+            vmod = strcmp(mod, "identifier") == 0 ? "" : mod;
+        } else {
+            vst = st;
+            vmod = st == HV_FHIR_SP_REFERENCE ? "" : mod;
+        }
+        if ((nb = bind_only(p, derived ? sub : name)) < 0)
+            return nb;
+    }
     if (strcmp(mod, "missing") == 0) {
         if (strcmp(val, "true") != 0 && strcmp(val, "false") != 0)
             return fail(p, "search parameter \"%.64s\": :missing takes true or false", name);
-        hv_buf_printf(&p->where, " AND r.id %sIN (SELECT id FROM %s WHERE type = $1 AND code = ",
-                      strcmp(val, "true") == 0 ? "NOT " : "", tab);
-        b_text(p, name);
-        sql(p, ")");
+        hv_buf_printf(&p->where, "%s %sIN (SELECT id FROM %s WHERE type = %s AND code = $%d)", idcol,
+                      strcmp(val, "true") == 0 ? "NOT " : "", tab, TREF(tb), nb);
         return HV_OK;
     }
-    if (mod[0] != '\0' && !(strcmp(mod, "exact") == 0 || strcmp(mod, "contains") == 0 || strcmp(mod, "not") == 0))
-        return fail(p, "search parameter \"%.64s\": this modifier is not supported", name);
-    if (strcmp(mod, "not") == 0 && hv_fhir_search_type(sp) != HV_FHIR_SP_TOKEN)
-        return fail(p, "search parameter \"%.64s\": :not applies to token parameters", name);
-    if ((strcmp(mod, "exact") == 0 || strcmp(mod, "contains") == 0) && hv_fhir_search_type(sp) != HV_FHIR_SP_STRING)
-        return fail(p, "search parameter \"%.64s\": :exact and :contains apply to string parameters", name);
-    hv_buf_printf(&p->where, " AND r.id %sIN (SELECT id FROM %s WHERE type = $1 AND code = ",
-                  strcmp(mod, "not") == 0 ? "NOT " : "", tab);
-    b_text(p, name);
-    sql(p, " AND (");
+    hv_buf_printf(&p->where, "%s %sIN (SELECT id FROM %s WHERE type = %s AND code = $%d AND (", idcol,
+                  strcmp(mod, "not") == 0 ? "NOT " : "", tab, TREF(tb), nb);
     for (s = val;; s++) {
         s = piece(s, ',', one, sizeof(one));
         if (one[0] == '\0')
             return fail(p, "search parameter \"%.64s\": an empty value", name);
         if (!first)
             sql(p, " OR ");
-        rc = value_clause(p, name, hv_fhir_search_type(sp), mod, one);
+        if (st == HV_FHIR_SP_REFERENCE && vst == HV_FHIR_SP_REFERENCE && mod[0] != '\0' && strchr(one, '/') == NULL) {
+            /* name:Type=id is name=Type/id (search.html#reference). */
+            char tv[VAL_MAX + HV__FHIR_TYPE_MAX];
+            snprintf(tv, sizeof(tv), "%s/%s", mod, one);
+            rc = value_clause(p, name, vst, "", tv);
+        } else {
+            rc = value_clause(p, name, vst, vmod, one);
+        }
         if (rc != HV_OK)
             return rc;
         first = 0;
@@ -450,23 +903,101 @@ static int criterion(hv__search_plan_t *p, const char *name, const char *mod, co
             break;
     }
     sql(p, "))");
-    return HV_OK;
+    return p->nbinds >= HV__SEARCH_MAX_BINDS ? HV_ETOOBIG : HV_OK;
+}
+
+/*
+ * One top-level criterion key=val over the searched type ($1) or, in a system-level
+ * search, over r.type: its parameter is looked up in the first _type (every _type
+ * must have it) or among the parameters of all resources (Resource) without _type.
+ */
+static int criterion(hv__search_plan_t *p, const char *key, const char *val, const char (*types)[HV__FHIR_TYPE_MAX],
+                     int ntypes)
+{
+    size_t len = p->where.len;
+    int nb = p->nbinds, rc;
+    if (p->system) {
+        char name[128];
+        first_name(key, name, sizeof(name));
+        if (strncmp(key, "_has:", 5) != 0 && strcmp(name, "_id") != 0 && strcmp(name, "_lastUpdated") != 0) {
+            if (ntypes == 0 && hv_fhir_search_find(hv_fhir_type_find("Resource", 8), name) == NULL)
+                return fail(p, "search parameter \"%.64s\": a system-level search without _type takes only the"
+                               " parameters of every resource",
+                            name);
+            for (int i = 0; i < ntypes; i++)
+                if (hv_fhir_search_find(hv_fhir_resource_type(types[i]), name) == NULL)
+                    return fail(p, "search parameter \"%.64s\": not a parameter of every _type", name);
+        }
+    }
+    sql(p, " AND ");
+    rc = cond(p, p->system ? (ntypes ? types[0] : "Resource") : p->type, p->system ? 0 : 1, "r.id", key, val, 0);
+    if (rc == HV_ENOTFOUND) {
+        /* An unknown parameter leaves nothing behind: the SQL and the binds as they were. */
+        p->where.len = len;
+        if (p->where.data != NULL)
+            p->where.data[len] = '\0';
+        while (p->nbinds > nb) {
+            p->nbinds--;
+            hv_free(p->binds[p->nbinds].s);
+            p->binds[p->nbinds].s = NULL;
+        }
+    }
+    return rc;
 }
 
 static int is_result_param(const char *k)
 {
-    static const char *const names[] = {"_format", "_pretty", "_summary", "_elements", "_count", "_cursor",
-                                        "_total",  "_sort"};
+    static const char *const names[] = {"_format",  "_pretty",          "_summary",           "_elements",
+                                        "_count",   "_cursor",          "_total",             "_sort",
+                                        "_include", "_include:iterate", "_include:recurse",   "_revinclude",
+                                        "_revinclude:iterate", "_revinclude:recurse"};
     for (size_t i = 0; i < HV_ARRAY_LEN(names); i++)
         if (strcmp(k, names[i]) == 0)
             return 1;
     return 0;
 }
 
+/* _include / _revinclude: Type:param[:target] or Type:* (search.html#include). */
+static int include_param(hv__search_plan_t *p, const char *k, const char *v)
+{
+    hv__sp_include_t *in;
+    const char *c1 = strchr(v, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+    const hv_fhir_type_t *t;
+    const hv_fhir_search_t *sp;
+    if (p->ninc >= HV__SEARCH_MAX_INCLUDE_PARAMS)
+        return fail(p, "more than 16 %s parameters", k);
+    in = &p->inc[p->ninc];
+    memset(in, 0, sizeof(*in));
+    in->rev = strncmp(k, "_revinclude", 11) == 0;
+    in->iterate = strchr(k, ':') != NULL;
+    if (c1 == NULL || (size_t)(c1 - v) >= sizeof(in->src) ||
+        (size_t)((c2 ? c2 : c1 + strlen(c1)) - c1 - 1) >= sizeof(in->code) || (c2 && strlen(c2 + 1) >= sizeof(in->target)))
+        return fail(p, "%s takes Type:parameter[:targetType] or Type:*", k);
+    snprintf(in->src, sizeof(in->src), "%.*s", (int)(c1 - v), v);
+    snprintf(in->code, sizeof(in->code), "%.*s", (int)((c2 ? c2 : c1 + strlen(c1)) - c1 - 1), c1 + 1);
+    if (c2 != NULL)
+        snprintf(in->target, sizeof(in->target), "%s", c2 + 1);
+    if ((t = hv_fhir_resource_type(in->src)) == NULL)
+        return fail(p, "%s: the source is not a resource type", k);
+    if (in->target[0] != '\0' && hv_fhir_resource_type(in->target) == NULL)
+        return fail(p, "%s: the target is not a resource type", k);
+    if (strcmp(in->code, "*") == 0) {
+        in->code[0] = '\0';
+    } else {
+        sp = hv_fhir_search_find(t, in->code);
+        if (sp == NULL || hv_fhir_search_type(sp) != HV_FHIR_SP_REFERENCE)
+            return fail(p, "%s: not a reference parameter of the source type", k);
+    }
+    p->ninc++;
+    return HV_OK;
+}
+
 static int result_param(hv__search_plan_t *p, const char *k, const char *v, int64_t max_count)
 {
     char *end = NULL;
-    if (strcmp(k, "_count") == 0) {
+    if (strncmp(k, "_include", 8) == 0 || strncmp(k, "_revinclude", 11) == 0) {
+        return include_param(p, k, v);
+    } else if (strcmp(k, "_count") == 0) {
         long long c = strtoll(v, &end, 10);
         if (end == v || *end != '\0' || c < 0)
             return fail(p, "%s must be a non-negative integer", k);
@@ -481,40 +1012,10 @@ static int result_param(hv__search_plan_t *p, const char *k, const char *v, int6
     } else if (strcmp(k, "_summary") == 0) {
         p->summary_count = strcmp(v, "count") == 0;
     } else if (strcmp(k, "_sort") == 0) {
-        const char *s = v;
-        p->desc = s[0] == '-';
-        if (p->desc)
-            s++;
-        if (strcmp(s, "_lastUpdated") == 0)
-            p->sort = HV__SORT_LASTUPDATED;
-        else if (strcmp(s, "_id") == 0)
-            p->sort = HV__SORT_ID;
-        else {
-            /* A date parameter: ascending by the earliest value, descending by the latest;
-             * resources without one come last either way. */
-            const hv_fhir_search_t *sp = hv_fhir_search_find(hv_fhir_resource_type(p->type), s);
-            if (sp == NULL || hv_fhir_search_type(sp) != HV_FHIR_SP_DATE || strlen(s) >= sizeof(p->sort_code))
-                return fail(p, "_sort: only _lastUpdated, _id and date parameters are supported yet (\"%.64s\")",
-                            s);
-            p->sort = HV__SORT_DATE;
-            snprintf(p->sort_code, sizeof(p->sort_code), "%s", s);
-        }
+        return hv__search_sort_parse(p, v);
     } else if (strcmp(k, "_cursor") == 0) {
-        /* "rid" or "key~rid" — made by this server (fhir/search.c). */
-        const char *t = strchr(v, '~');
-        long long rid;
-        p->has_cursor = 1;
-        if (t != NULL) {
-            if ((size_t)(t - v) >= sizeof(p->ckey_s))
-                return fail(p, "%s is not a cursor this server made", k);
-            snprintf(p->ckey_s, sizeof(p->ckey_s), "%.*s", (int)(t - v), v);
-            p->ckey_i = strtoll(p->ckey_s, NULL, 10);
-            v = t + 1;
-        }
-        rid = strtoll(v, &end, 10);
-        if (end == v || *end != '\0' || rid < 0)
+        if (hv__search_cursor_parse(p, v) != HV_OK)
             return fail(p, "%s is not a cursor this server made", k);
-        p->crid = rid;
     }
     return HV_OK;
 }
@@ -523,23 +1024,80 @@ int hv__search_plan_build(hv__search_plan_t *p, const char *type, const char *qu
                           int64_t def_count, int64_t max_count)
 {
     char *q = hv_strdup(query ? query : ""), *save = NULL, *part;
-    int rc = HV_OK, ncrit = 0;
+    char types[HV__SEARCH_MAX_TYPES][HV__FHIR_TYPE_MAX];
+    int rc = HV_OK, ncrit = 0, ntypes = 0;
     if (q == NULL)
         return HV_ENOMEM;
-    snprintf(p->type, sizeof(p->type), "%s", type);
+    snprintf(p->type, sizeof(p->type), "%s", p->system ? "" : type);
     p->count = def_count;
-    /* $1 is the resource type. */
+    if (p->system) {
+        /* _type=T1,T2 (http.html#search, system level): read before the criteria that depend on it. */
+        const char *t = strstr(query ? query : "", "_type=");
+        while (t != NULL && t != query && t[-1] != '&')
+            t = strstr(t + 1, "_type=");
+        if (t != NULL) {
+            char list[2048];
+            long n;
+            snprintf(list, sizeof(list), "%.*s", (int)strcspn(t + 6, "&"), t + 6);
+            if ((n = hv_url_decode(list, strlen(list), 1)) < 0) {
+                rc = fail(p, "a bad percent escape in \"%.64s\"", "_type");
+                goto out;
+            }
+            list[n] = '\0';
+            for (char *sv = NULL, *tt = strtok_r(list, ",", &sv); tt != NULL; tt = strtok_r(NULL, ",", &sv)) {
+                if (hv_fhir_resource_type(tt) == NULL) {
+                    rc = fail(p, "_type: \"%.64s\" is not a resource type", tt);
+                    goto out;
+                }
+                if (ntypes >= HV__SEARCH_MAX_TYPES) {
+                    rc = fail(p, "_type: more than %s types", "32");
+                    goto out;
+                }
+                snprintf(types[ntypes++], HV__FHIR_TYPE_MAX, "%s", tt);
+            }
+        }
+    }
+    /* $1 is the resource type (system level: the first _type, or "" matching no type). */
     p->binds[0].kind = 0;
-    p->binds[0].s = hv_strdup(type);
+    p->binds[0].s = hv_strdup(p->system ? (ntypes ? types[0] : "") : type);
     p->nbinds = 1;
     if (p->binds[0].s == NULL) {
         rc = HV_ENOMEM;
         goto out;
     }
+    if (!p->system) {
+        snprintf(p->typesql, sizeof(p->typesql), "r.type = $1");
+    } else if (ntypes == 0) {
+        snprintf(p->typesql, sizeof(p->typesql), "r.type <> $1");
+    } else {
+        size_t o = (size_t)snprintf(p->typesql, sizeof(p->typesql), "r.type IN ($1");
+        for (int i = 1; i < ntypes; i++) {
+            int k = bind_only(p, types[i]);
+            if (k < 0) {
+                rc = k;
+                goto out;
+            }
+            o += (size_t)snprintf(p->typesql + o, sizeof(p->typesql) - o, ", $%d", k);
+        }
+        snprintf(p->typesql + o, sizeof(p->typesql) - o, ")");
+    }
+    if (p->compartment[0] != '\0') {
+        /* The Patient compartment (compartmentdefinition-patient.html) from the store's
+         * refs index; a Patient is in its own compartment. */
+        int k = bind_only(p, p->compartment);
+        if (k < 0) {
+            rc = k;
+            goto out;
+        }
+        hv_buf_printf(&p->where, " AND (r.id IN (SELECT id FROM refs WHERE type = $1 AND patient = $%d)%s", k,
+                      strcmp(type, "Patient") == 0 ? " OR r.id = $" : "");
+        if (strcmp(type, "Patient") == 0)
+            hv_buf_printf(&p->where, "%d", k);
+        sql(p, ")");
+    }
     for (part = strtok_r(q, "&", &save); part != NULL; part = strtok_r(NULL, "&", &save)) {
         char *eq = strchr(part, '='), *key = part, *val, *colon;
         long kl, vl;
-        const char *mod = "";
         if (eq == NULL) {
             rc = fail(p, "search parameter \"%.64s\" has no value", part);
             goto out;
@@ -558,17 +1116,17 @@ int hv__search_plan_build(hv__search_plan_t *p, const char *type, const char *qu
                 goto out;
             continue;
         }
-        colon = strchr(key, ':');
-        if (colon != NULL) {
-            *colon = '\0';
-            mod = colon + 1;
-        }
         if (++ncrit > HV__SEARCH_MAX_PARAMS) {
             rc = fail(p, "more than %s search parameters", "32");
             goto out;
         }
-        rc = criterion(p, key, mod, val);
+        if (p->system && strcmp(key, "_type") == 0)
+            continue;
+        rc = criterion(p, key, val, (const char(*)[HV__FHIR_TYPE_MAX])types, ntypes);
         if (rc == HV_ENOTFOUND) {
+            colon = strchr(key, ':');
+            if (colon != NULL)
+                *colon = '\0';
             if (strict) {
                 rc = fail(p, "unknown search parameter \"%.64s\"", key);
                 goto out;
@@ -584,6 +1142,8 @@ int hv__search_plan_build(hv__search_plan_t *p, const char *type, const char *qu
         if (rc != HV_OK)
             goto out;
     }
+    if (p->has_cursor && hv__search_cursor_check(p) != HV_OK)
+        rc = fail(p, "%s is not a cursor this server made for this _sort", "_cursor");
 out:
     hv_free(q);
     return rc;
@@ -591,126 +1151,14 @@ out:
 
 int hv__search_plan_compartment(hv__search_plan_t *p, const char *patient)
 {
-    if (strcmp(p->type, "Patient") == 0)
-        sql(p, " AND r.id = ");
-    else
-        sql(p, " AND r.id IN (SELECT c.id FROM refs c WHERE c.type = $1 AND c.patient = ");
+    /* The Patient itself for a Patient row, else the store's refs index (fhir/store.c); works
+     * for a typed and a system-level search alike. The id is bound once and used twice. */
+    sql(p, " AND ((r.type = 'Patient' AND r.id = ");
     if (b_text(p, patient) != HV_OK)
         return HV_ETOOBIG;
-    if (strcmp(p->type, "Patient") != 0)
-        sql(p, ")");
+    hv_buf_printf(&p->where,
+                  ") OR (r.type <> 'Patient' AND EXISTS (SELECT 1 FROM refs c WHERE c.patient = $%d"
+                  " AND c.type = r.type AND c.id = r.id)))",
+                  p->nbinds);
     return hv_buf_puts(&p->where, "");
-}
-
-#define ROW_COLS_M "m.rid, m.type, m.id, m.version, m.last_ms, m.deleted, m.json"
-
-int hv__search_plan_run(hv_db_t *db, const hv__search_plan_t *p, hv__store_row_cb cb, void *ud, int64_t *total)
-{
-    hv_buf_t q;
-    hv_db_stmt_t *st = NULL;
-    int rc, n = p->nbinds, want_total = p->summary_count || p->total == HV__TOTAL_ACCURATE;
-    const char *key = p->sort == HV__SORT_LASTUPDATED ? "m.last_ms"
-                      : p->sort == HV__SORT_ID        ? "m.id"
-                      : p->sort == HV__SORT_DATE      ? "m.sk"
-                                                      : NULL;
-    int sortbind = p->sort == HV__SORT_DATE; /* the sorted parameter's code is bound as $n+1 */
-    const char *gt = p->desc ? "<" : ">";
-    *total = -1;
-    hv_buf_init(&q, 128 * 1024);
-    hv_buf_puts(&q, "WITH m AS (SELECT r.rid, r.type, r.id, r.version, r.last_ms, r.deleted, r.json");
-    if (sortbind)
-        hv_buf_printf(&q,
-                      p->desc ? ", COALESCE((SELECT MAX(d.hi) FROM sp_date d WHERE d.type = r.type AND d.id = r.id"
-                                " AND d.code = $%d), -1152921504606846976) AS sk"
-                              : ", COALESCE((SELECT MIN(d.lo) FROM sp_date d WHERE d.type = r.type AND d.id = r.id"
-                                " AND d.code = $%d), 1152921504606846976) AS sk",
-                      n + 1);
-    n += sortbind;
-    hv_buf_puts(&q, " FROM resources r WHERE r.type = $1 AND r.deleted = 0 AND NOT EXISTS (SELECT 1 FROM"
-                    " resources n WHERE n.type = r.type AND n.id = r.id AND n.version > r.version)");
-    hv_buf_append(&q, p->where.data ? p->where.data : "", p->where.len);
-    hv_buf_puts(&q, ") ");
-    if (p->summary_count) {
-        hv_buf_puts(&q, "SELECT COUNT(*) FROM m");
-    } else {
-        hv_buf_printf(&q, "SELECT " ROW_COLS_M "%s%s FROM m", sortbind ? ", m.sk" : "", want_total ? ", (SELECT COUNT(*) FROM m)" : "");
-        if (p->has_cursor) {
-            if (key == NULL)
-                hv_buf_printf(&q, " WHERE m.rid > $%d", n + 1);
-            else
-                hv_buf_printf(&q, " WHERE (%s %s $%d OR (%s = $%d AND m.rid %s $%d))", key, gt, n + 1, key, n + 1,
-                              gt, n + 2);
-        }
-        if (key == NULL)
-            hv_buf_puts(&q, " ORDER BY m.rid");
-        else
-            hv_buf_printf(&q, " ORDER BY %s%s, m.rid%s", key, p->desc ? " DESC" : "", p->desc ? " DESC" : "");
-        hv_buf_printf(&q, " LIMIT $%d", n + (p->has_cursor ? (key ? 3 : 2) : 1));
-    }
-    rc = hv_buf_puts(&q, "");
-    if (rc != HV_OK)
-        goto out;
-    rc = hv_db_prepare(db, q.data, &st);
-    if (rc != HV_OK)
-        goto out;
-    if (sortbind)
-        hv_db_bind_text(st, n, p->sort_code, strlen(p->sort_code));
-    for (int i = 0; i < p->nbinds; i++) {
-        const hv__sp_bind_t *b = &p->binds[i];
-        if (b->kind == 0)
-            hv_db_bind_text(st, i + 1, b->s, strlen(b->s));
-        else if (b->kind == 1)
-            hv_db_bind_int64(st, i + 1, b->i);
-        else
-            hv_db_bind_double(st, i + 1, b->d);
-    }
-    if (!p->summary_count) {
-        int k = n;
-        if (p->has_cursor) {
-            if (key == NULL) {
-                hv_db_bind_int64(st, ++k, p->crid);
-            } else {
-                if (p->sort == HV__SORT_ID)
-                    hv_db_bind_text(st, ++k, p->ckey_s, strlen(p->ckey_s));
-                else if (p->sort == HV__SORT_DATE)
-                    hv_db_bind_int64(st, ++k, p->ckey_i);
-                else
-                    hv_db_bind_int64(st, ++k, p->ckey_i);
-                hv_db_bind_int64(st, ++k, p->crid);
-            }
-        }
-        hv_db_bind_int64(st, ++k, p->count + 1);
-    }
-    while ((rc = hv_db_step(st)) == HV_DB_ROW) {
-        hv__store_row_t row;
-        size_t len = 0;
-        const char *s;
-        if (p->summary_count) {
-            *total = hv_db_column_int64(st, 0);
-            continue;
-        }
-        memset(&row, 0, sizeof(row));
-        row.rid = hv_db_column_int64(st, 0);
-        s = hv_db_column_text(st, 1, &len);
-        snprintf(row.type, sizeof(row.type), "%.*s", (int)len, s ? s : "");
-        s = hv_db_column_text(st, 2, &len);
-        snprintf(row.id, sizeof(row.id), "%.*s", (int)len, s ? s : "");
-        row.version = hv_db_column_int64(st, 3);
-        row.last_ms = (uint64_t)hv_db_column_int64(st, 4);
-        s = hv_db_column_text(st, 6, &len);
-        row.text = hv_strndup(s ? s : "", s ? len : 0);
-        row.text_len = s ? len : 0;
-        if (p->sort == HV__SORT_DATE)
-            row.sort_key = hv_db_column_int64(st, 7);
-        if (want_total)
-            *total = hv_db_column_int64(st, p->sort == HV__SORT_DATE ? 8 : 7);
-        rc = row.text ? cb(ud, &row) : HV_ENOMEM;
-        hv__store_row_clear(&row);
-        if (rc != HV_OK)
-            break;
-    }
-    hv_db_done(st);
-out:
-    hv_buf_release(&q);
-    return rc < 0 ? rc : HV_OK;
 }

@@ -40,6 +40,7 @@ static const char *const migrations_sqlite[] = {
     " types TEXT, since_ms BIGINT NOT NULL, started_ms BIGINT NOT NULL, state INTEGER NOT NULL, error TEXT,"
     " output TEXT, finished_ms BIGINT);"
     "CREATE INDEX export_jobs_state ON export_jobs (state, finished_ms);",
+    hv__search_migration2,
     NULL,
 };
 
@@ -60,6 +61,7 @@ static const char *const migrations_pg[] = {
     " types TEXT, since_ms BIGINT NOT NULL, started_ms BIGINT NOT NULL, state INTEGER NOT NULL, error TEXT,"
     " output TEXT, finished_ms BIGINT);"
     "CREATE INDEX export_jobs_state ON export_jobs (state, finished_ms);",
+    hv__search_migration2,
     NULL,
 };
 

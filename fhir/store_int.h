@@ -132,7 +132,7 @@ typedef struct hv__store_row {
     int deleted;
     char *text;
     size_t text_len;
-    int64_t sort_key;  /* search sorted on a date parameter: the row's key (fhir/search_plan.c) */
+    const char *cursor; /* search: the keyset cursor continuing after this row (fhir/search_plan.c) */
 } hv__store_row_t;
 
 void hv__store_row_clear(hv__store_row_t *r);

@@ -16,10 +16,21 @@
 #include "engine/engine.h"
 
 struct json_object;
+struct hv_map_tables;
 
 typedef struct hv_map_opts {
     const char *override_file; /* a mapping file whose rows replace or add rows; NULL: none */
     int explain;               /* non-zero: fill hv_map_result_t.explain */
+    /* HL7 v2 → FHIR: tables already loaded with their override (the channel step loads
+     * them once); when set, override_file is not read again. NULL: load as needed. */
+    const struct hv_map_tables *tables;
+    /* HL7 v2 → FHIR: the message structure to map with ("ORU_R01") instead of the one
+     * MSH-9 names; NULL: from MSH-9. */
+    const char *structure;
+    /* HL7 v2 → FHIR: map a message without a patient identifier anyway (the Patient, if
+     * any, then gets an id hashed from its content, and a warning says so) instead of
+     * failing with HV_EPROTO. For conformance tests of single rules; 0 for real feeds. */
+    int lenient_identity;
 } hv_map_opts_t;
 
 typedef struct hv_map_result {
@@ -46,5 +57,11 @@ int hv_map_ccda_to_fhir(const char *xml, size_t len, const hv_map_opts_t *opts,
 int hv_map_fhir_to_v2(const char *json, size_t len, const char *structure,
                       const hv_map_opts_t *opts, hv_buf_t *msg, hv_map_result_t *out,
                       hv_error_t *err);
+
+/* The module (mappings/module.c): the `map` commands. */
+extern const hv_module_t hv_mappings_module;
+/* Registers the hl7v2-to-fhir, ccda-to-fhir and fhir-to-hl7v2 steps with the channel
+ * runtime; listed in modules.c before hv_channels_module. */
+extern const hv_module_t hv_mappings_channels_module;
 
 #endif

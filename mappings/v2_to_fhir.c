@@ -1,14 +1,1854 @@
 /*
- * v2_to_fhir.c — HL7 v2 → FHIR. Placeholder until the mapping engine lands: it
- * answers "not supported" so that callers can be written against the interface.
+ * v2_to_fhir.c — HL7 v2 → FHIR R4: runs the mapping tables generated from the HL7
+ * v2-to-FHIR Implementation Guide (the .tsv files of mappings/v2, read by v2_load.c) over a
+ * message parsed by adapters/hl7v2, and writes a FHIR transaction Bundle.
+ *
+ * How a message is mapped (docs/mappings.md has the long form):
+ *  1. The structure (MSH-9.3, else MSH-9.1_MSH-9.2, through an alias table: ADT_A04
+ *     and ADT_A08 use ADT_A01 …) selects the message table; a segment the table does
+ *     not name is looked up in ADT_A01 and ORU_R01, else reported as not mapped.
+ *  2. Each segment, in order, runs the rows of its message table: a row names a
+ *     resource slot ("Observation[2]"), a segment map ("OBX[Observation]") and the
+ *     references to set. When a segment id appears in several groups (OBX under
+ *     PATIENT_OBSERVATION, OBSERVATION, SPECIMEN_OBSERVATION) the group closest to the
+ *     previous segment's group is taken. A slot first filled by another occurrence
+ *     of the same segment id gets a new resource (each OBX its own Observation);
+ *     other segments merge into it (PD1 into the Patient made from PID).
+ *  3. A segment map row takes a field, checks its condition, and writes the FHIR
+ *     element its target path names, through a data-type map (CX[Identifier]) applied
+ *     recursively to components and subcomponents, a concept map, or a constant. The
+ *     FHIR model (fhir/fhir.h) checks every path and types every value (dateTime,
+ *     decimal, boolean …); rows whose path the model does not know are skipped.
+ *  4. Resources get stable identities: a business identifier (PID-3, PV1-19, placer
+ *     and filler numbers …) gives a conditional update `PUT Type?identifier=sys|val`;
+ *     others get `PUT Type/<id>` with an id hashed from the patient, the order and the
+ *     position (order results) or the content (everything else), so that a resend or
+ *     an A08 updates the same resources instead of creating new ones.
+ *
+ * Conditions are the postfix form the generator compiles (docs/mappings.md):
+ * `@PID-7 len #8 gt`, `@OBX-2 'ST 'TX in2`, `@.3 valued not`.
  */
 #include "config.h"
 
-#include "mappings/mappings.h"
+#include <ctype.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <json-c/json.h>
+
+#include "adapters/hl7v2/hl7v2.h"
+#include "fhir/fhir.h"
+#include "mappings/mappings_int.h"
+
+#define MAX_RESOURCES 512  /* resources one message may produce */
+#define MAX_REPS 64        /* repetitions of one field that are mapped */
+#define MAX_DEPTH 5        /* data-type maps within data-type maps */
+#define SLOT_BITS 11       /* the element slot table: 2048 entries */
+#define MAX_ISSUES 200     /* issues listed in the OperationOutcome */
+#define MAX_STACK 24       /* condition evaluation stack */
+
+typedef hv_hl7v2_span_t span_t;
+
+typedef struct res {
+    char slot[48];          /* "Patient[1]", "" for resources made by a reference */
+    const char *type;       /* static: from the FHIR model */
+    json_object *obj;
+    char seg[4];            /* the segment that created it */
+    size_t seg_index;
+    char tmp[24];           /* "#hvtmp-N": the reference used until identities are known */
+    char *full_url;         /* arena */
+    char *request_url;      /* arena */
+    int dropped;
+    int merged_into;        /* index of the resource it duplicates, or -1 */
+    char *order_key;        /* arena: the order it belongs to, or NULL */
+    size_t ordinal;         /* the segment's position, for ids of order results */
+} res_t;
+
+typedef struct slot {
+    uint64_t key;
+    json_object *elem;
+} slot_t;
+
+typedef struct ctx {
+    const hv_map_tables_t *t;
+    hv_hl7v2_msg_t msg;
+    hv_arena_t *arena;
+    char structure[16];
+    char trigger[8];
+    res_t *res;
+    size_t nres;
+    json_object *bundle_obj;  /* the Bundle object MSH[Bundle] writes into */
+    json_object *issues;      /* OperationOutcome.issue */
+    json_object *explain;     /* NULL unless asked */
+    slot_t slots[1u << SLOT_BITS];
+    size_t nslots;
+    /* The chain of rows being applied, formatted only when an issue or --explain needs it. */
+    const char *rule_base;    /* "ORU_R01 OBX[Observation]" */
+    const hv__map_row_t *frames[MAX_DEPTH + 4];
+    int nframes;
+    char rule[512];
+    /* The fields of the segment last split (seg_field): found once per segment. */
+    const char *fc_seg;
+    size_t fc_len;
+    span_t fc[256];
+    unsigned fc_n;
+    hv_buf_t tmp;             /* unescaping */
+    size_t cur_seg;           /* index of the segment being mapped */
+    char *order_key;          /* the current ORC/OBR order (placer/filler), arena */
+    size_t unmapped_rows;
+    int lenient;              /* hv_map_opts_t.lenient_identity */
+} ctx_t;
+
+/* ------------------------------------------------------------------------- */
+/* Small helpers                                                             */
+/* ------------------------------------------------------------------------- */
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+    const unsigned char *s = p;
+    size_t i;
+    for (i = 0; i < n; i++) {
+        h ^= s[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+#define FNV0 1469598103934665603ULL
+
+/* "ORU_R01 OBX[Observation] > OBX[Observation] OBX-5 → valueQuantity > …": the rows that
+ * are being applied, for an issue's location and for --explain. */
+static const char *rule_text(ctx_t *c) {
+    size_t n = (size_t)snprintf(c->rule, sizeof(c->rule), "%s", c->rule_base ? c->rule_base : "");
+    int i;
+    for (i = 0; i < c->nframes && n < sizeof(c->rule); i++) {
+        const hv__map_row_t *r = c->frames[i];
+        /* The first frame is the segment map's row (SEG-F), the others data-type rows. */
+        if (i == 0 && r->src_f)
+            n += (size_t)snprintf(c->rule + n, sizeof(c->rule) - n, " > %s %.3s-%u%s%.0u → %s", r->map, r->map,
+                                  r->src_f, r->src_c ? "." : "", r->src_c, r->target);
+        else
+            n += (size_t)snprintf(c->rule + n, sizeof(c->rule) - n, " > %s %u → %s", r->map, r->src_f, r->target);
+        /* A row of mappings/v2/local.tsv or of an override file says where it comes from. */
+        if (n < sizeof(c->rule) && r->origin != NULL && strcmp(r->origin, "mappings/v2") != 0)
+            n += (size_t)snprintf(c->rule + n, sizeof(c->rule) - n, " (%s)", r->origin);
+    }
+    return c->rule;
+}
+
+static void issue(ctx_t *c, const char *severity, const char *code, const char *where,
+                  const char *fmt, ...) HV_PRINTF(5, 6);
+static void issue(ctx_t *c, const char *severity, const char *code, const char *where,
+                  const char *fmt, ...) {
+    char msg[300];
+    va_list ap;
+    json_object *i, *ex;
+    if (json_object_array_length(c->issues) >= MAX_ISSUES) return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    i = json_object_new_object();
+    hv_json_set_str(i, "severity", severity);
+    hv_json_set_str(i, "code", code);
+    hv_json_set_str(i, "diagnostics", msg);
+    if (where != NULL && where[0]) {
+        ex = json_object_new_array();
+        json_object_array_add(ex, json_object_new_string(where));
+        hv_json_set(i, "location", ex);
+    }
+    json_object_array_add(c->issues, i);
+}
+
+/* The text of a raw span, unescaped (HL7 v2.5.1 §2.7), trimmed; arena. */
+static char *span_text(ctx_t *c, span_t s) {
+    size_t a = 0, b;
+    hv_buf_reset(&c->tmp);
+    if (s.p == NULL || s.len == 0) return hv_arena_strdup(c->arena, "");
+    if (hv_hl7v2_unescape(&c->msg.delims, s.p, s.len, 0, &c->tmp) != HV_OK || c->tmp.data == NULL)
+        return hv_arena_strndup(c->arena, s.p, s.len);
+    b = c->tmp.len;
+    while (a < b && isspace((unsigned char)c->tmp.data[a])) a++;
+    while (b > a && isspace((unsigned char)c->tmp.data[b - 1])) b--;
+    return hv_arena_strndup(c->arena, c->tmp.data + a, b - a);
+}
+
+static int span_valued(span_t s) {
+    size_t i;
+    if (s.p == NULL || s.len == 0 || hv_hl7v2_span_is_null(s)) return 0;
+    for (i = 0; i < s.len; i++)
+        if (!isspace((unsigned char)s.p[i])) return 1;
+    return 0;
+}
+
+/* The separator that splits a span of the given level: 0 segment → fields, 1 field
+ * repetition → components, 2 component → subcomponents, 3 nothing. */
+static char level_sep(const ctx_t *c, int level) {
+    switch (level) {
+    case 0: return c->msg.delims.field;
+    case 1: return c->msg.delims.comp;
+    case 2: return c->msg.delims.sub;
+    default: return 0;
+    }
+}
+
+/* Field f (1-based) of a segment span, all repetitions. MSH-1 is the separator itself.
+ * The fields of the last segment asked for are found in one scan and kept. */
+static span_t seg_field(ctx_t *c, span_t seg, unsigned f) {
+    span_t out = {NULL, 0};
+    int is_msh = seg.len >= 3 && memcmp(seg.p, "MSH", 3) == 0;
+    if (f == 0 || seg.p == NULL) return out;
+    if (is_msh && f == 1) {
+        out.p = seg.p + 3;
+        out.len = seg.len > 3 ? 1 : 0;
+        return out;
+    }
+    if (c->fc_seg != seg.p || c->fc_len != seg.len) {
+        const char *p = seg.p, *end = seg.p + seg.len;
+        c->fc_seg = seg.p;
+        c->fc_len = seg.len;
+        c->fc_n = 0;
+        while (c->fc_n < HV_ARRAY_LEN(c->fc)) {
+            const char *q = memchr(p, c->msg.delims.field, (size_t)(end - p));
+            c->fc[c->fc_n].p = p;
+            c->fc[c->fc_n].len = (size_t)((q ? q : end) - p);
+            c->fc_n++;
+            if (q == NULL) break;
+            p = q + 1;
+        }
+    }
+    f = is_msh ? f - 1 : f;
+    if (f < c->fc_n) out = c->fc[f];
+    return out;
+}
+
+/* Piece i (1-based) of a span at a level; the whole span at level 3 for i == 1. */
+static span_t piece(const ctx_t *c, span_t s, int level, unsigned i) {
+    span_t out = {NULL, 0};
+    char sep = level_sep(c, level);
+    if (i == 0 || s.p == NULL) return out;
+    if (sep == 0) return i == 1 ? s : out;
+    if (hv_hl7v2_span_piece(s, sep, i - 1, &out) != HV_OK) out.p = NULL, out.len = 0;
+    return out;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Conditions                                                                */
+/* ------------------------------------------------------------------------- */
+
+typedef struct val {
+    int kind; /* 0 string, 1 number, 2 boolean */
+    span_t s;
+    long n;
+} val_t;
+
+/*
+ * The raw value of a condition path in the current context: "PID-7", "OBX-5.3"
+ * (a field of the segment being mapped, or of the first segment with that id) or
+ * ".3" (a component of the data-type value being mapped). count: the number of
+ * repetitions instead.
+ */
+static span_t cond_path(ctx_t *c, const char *p, size_t n, span_t seg, span_t dt, int dt_level,
+                        size_t *count) {
+    span_t v = {NULL, 0}, f;
+    unsigned a = 0, b = 0;
+    char path[24], *end;
+    if (n >= sizeof(path)) return v;
+    memcpy(path, p, n);
+    path[n] = '\0';
+    *count = 0;
+    if (path[0] == '.') {
+        if (!isdigit((unsigned char)path[1])) return v;
+        a = (unsigned)strtoul(path + 1, &end, 10);
+        if (*end == '.') b = (unsigned)strtoul(end + 1, NULL, 10);
+        v = piece(c, dt, dt_level, a);
+        if (b) v = piece(c, v, dt_level + 1, b);
+        *count = span_valued(v) ? 1 : 0;
+        return v;
+    }
+    if (n < 5 || path[3] != '-' || !isdigit((unsigned char)path[4])) return v;
+    a = (unsigned)strtoul(path + 4, &end, 10);
+    if (*end == '.') b = (unsigned)strtoul(end + 1, NULL, 10);
+    if (seg.p == NULL || seg.len < 3 || memcmp(seg.p, path, 3) != 0) {
+        size_t i;
+        seg.p = NULL;
+        for (i = 0; i < c->msg.nsegs; i++) {
+            if (memcmp(c->msg.segs[i].id, path, 3) == 0) {
+                seg.p = c->msg.segs[i].p;
+                seg.len = c->msg.segs[i].len;
+                break;
+            }
+        }
+        if (seg.p == NULL) return v;
+    }
+    f = seg_field(c, seg, a);
+    if (!span_valued(f)) return v;
+    *count = hv_hl7v2_span_count(f, c->msg.delims.rep);
+    v = piece(c, f, 0 + 0, 1); /* placeholder, replaced below */
+    if (hv_hl7v2_span_piece(f, c->msg.delims.rep, 0, &v) != HV_OK) v.p = NULL, v.len = 0;
+    if (b) v = piece(c, v, 1, b);
+    return v;
+}
+
+static int val_eq(span_t s, const char *lit, size_t n) {
+    return s.p != NULL && s.len == n && strncasecmp(s.p, lit, n) == 0;
+}
+
+/* Decodes a literal of the postfix language ('text with %XX escapes) into buf. */
+static size_t lit_decode(const char *p, size_t n, char *buf, size_t cap) {
+    size_t i, o = 0;
+    for (i = 1; i < n && o + 1 < cap; i++) {
+        if (p[i] == '%' && i + 2 < n + 0 && isxdigit((unsigned char)p[i + 1]) &&
+            isxdigit((unsigned char)p[i + 2])) {
+            char hx[3] = {p[i + 1], p[i + 2], 0};
+            buf[o++] = (char)strtol(hx, NULL, 16);
+            i += 2;
+        } else {
+            buf[o++] = p[i];
+        }
+    }
+    buf[o] = '\0';
+    return o;
+}
+
+/* Evaluates a compiled condition; "" is true, "?" (not readable) false. */
+static int cond_eval(ctx_t *c, const char *cond, span_t seg, span_t dt, int dt_level) {
+    val_t st[MAX_STACK];
+    int sp = 0;
+    const char *p = cond;
+    if (cond == NULL || cond[0] == '\0') return 1;
+    if (cond[0] == '?') return 0;
+    while (*p) {
+        const char *q;
+        size_t n;
+        while (*p == ' ') p++;
+        if (*p == '\0') break;
+        q = strchr(p, ' ');
+        n = q ? (size_t)(q - p) : strlen(p);
+        if (sp >= MAX_STACK - 1) return 0;
+        if (p[0] == '@') {
+            size_t count = 0;
+            span_t v = cond_path(c, p + 1, n - 1, seg, dt, dt_level, &count);
+            st[sp].kind = 0;
+            st[sp].s = v;
+            st[sp].n = (long)count;
+            sp++;
+        } else if (p[0] == '\'') {
+            char *buf = hv_arena_alloc(c->arena, n + 1);
+            if (buf == NULL) return 0;
+            st[sp].kind = 0;
+            st[sp].s.len = lit_decode(p, n, buf, n + 1);
+            st[sp].s.p = buf;
+            sp++;
+        } else if (p[0] == '#') {
+            st[sp].kind = 1;
+            st[sp].n = strtol(p + 1, NULL, 10);
+            sp++;
+        } else if (n == 6 && memcmp(p, "valued", 6) == 0 && sp >= 1) {
+            st[sp - 1].n = span_valued(st[sp - 1].s);
+            st[sp - 1].kind = 2;
+        } else if (n == 3 && memcmp(p, "not", 3) == 0 && sp >= 1) {
+            st[sp - 1].n = !st[sp - 1].n;
+            st[sp - 1].kind = 2;
+        } else if (n == 5 && memcmp(p, "count", 5) == 0 && sp >= 1) {
+            st[sp - 1].kind = 1; /* n already holds the repetition count */
+        } else if (n == 3 && memcmp(p, "len", 3) == 0 && sp >= 1) {
+            st[sp - 1].n = (long)st[sp - 1].s.len;
+            st[sp - 1].kind = 1;
+        } else if (n == 2 && sp >= 2 && (!memcmp(p, "gt", 2) || !memcmp(p, "ge", 2) ||
+                                          !memcmp(p, "lt", 2) || !memcmp(p, "le", 2) ||
+                                          !memcmp(p, "eq", 2) || !memcmp(p, "or", 2))) {
+            val_t *x = &st[sp - 2], *y = &st[sp - 1];
+            long r;
+            if (!memcmp(p, "or", 2)) r = x->n || y->n;
+            else if (!memcmp(p, "eq", 2) && x->kind == 0 && y->kind == 0)
+                r = y->s.p != NULL && val_eq(x->s, y->s.p, y->s.len);
+            else if (!memcmp(p, "eq", 2)) r = x->n == y->n;
+            else if (!memcmp(p, "gt", 2)) r = x->n > y->n;
+            else if (!memcmp(p, "ge", 2)) r = x->n >= y->n;
+            else if (!memcmp(p, "lt", 2)) r = x->n < y->n;
+            else r = x->n <= y->n;
+            sp--;
+            st[sp - 1].kind = 2;
+            st[sp - 1].n = r;
+        } else if (n == 3 && memcmp(p, "and", 3) == 0 && sp >= 2) {
+            long r = st[sp - 2].n && st[sp - 1].n;
+            sp--;
+            st[sp - 1].kind = 2;
+            st[sp - 1].n = r;
+        } else if (n >= 3 && memcmp(p, "in", 2) == 0 && isdigit((unsigned char)p[2])) {
+            long k = strtol(p + 2, NULL, 10), j, r = 0;
+            if (k < 1 || k >= sp) return 0;
+            for (j = 0; j < k; j++) {
+                val_t *y = &st[sp - 1 - j];
+                if (y->s.p != NULL && val_eq(st[sp - 1 - k].s, y->s.p, y->s.len)) r = 1;
+            }
+            sp -= (int)k;
+            st[sp - 1].kind = 2;
+            st[sp - 1].n = r;
+        } else {
+            return 0; /* an operator this engine does not know: the row is not applied */
+        }
+        p += n;
+    }
+    return sp == 1 && st[0].kind == 2 && st[0].n != 0;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Values (FHIR R4 datatypes.html)                                           */
+/* ------------------------------------------------------------------------- */
+
+/*
+ * HL7 v2 DTM (v2.5.1 §2.A.22: YYYY[MM[DD[HH[MM[SS[.S[S[S[S]]]]]]]]][+/-ZZZZ]) → FHIR
+ * date, dateTime, instant or time. A time without an offset is read as UTC (FHIR
+ * requires a zone when a time is given). NULL when the text is not a DTM.
+ */
+static char *dtm_to_fhir(ctx_t *c, const char *s, const char *type) {
+    char d[20] = "", tz[8] = "", frac[8] = "";
+    size_t n = 0, i;
+    const char *p = s;
+    char out[48];
+    int want_date = strcmp(type, "date") == 0, want_time = strcmp(type, "time") == 0;
+    int instant = strcmp(type, "instant") == 0;
+    while (isdigit((unsigned char)*p) && n < 14) d[n++] = *p++;
+    d[n] = '\0';
+    if (*p == '.') {
+        p++;
+        for (i = 0; isdigit((unsigned char)*p) && i < 4; i++) frac[i] = *p++;
+        frac[i] = '\0';
+        while (isdigit((unsigned char)*p)) p++;
+    }
+    if ((*p == '+' || *p == '-') && strlen(p) >= 5 && isdigit((unsigned char)p[1]) &&
+        isdigit((unsigned char)p[4])) {
+        snprintf(tz, sizeof(tz), "%c%c%c:%c%c", p[0], p[1], p[2], p[3], p[4]);
+        p += 5;
+    }
+    if (*p != '\0') return NULL;
+    if (want_time) {
+        if (n < 4 || n % 2) return NULL;
+        snprintf(out, sizeof(out), "%.2s:%.2s:%.2s%s%s", d, d + 2, n >= 6 ? d + 4 : "00",
+                 frac[0] ? "." : "", frac);
+        return hv_arena_strdup(c->arena, out);
+    }
+    if (n != 4 && n != 6 && n != 8 && n != 10 && n != 12 && n != 14) return NULL;
+    if (memcmp(d, "0000", 4) == 0) return NULL; /* FHIR years start at 0001 */
+    if (n >= 6 && (memcmp(d + 4, "01", 2) < 0 || memcmp(d + 4, "12", 2) > 0)) return NULL;
+    if (n >= 8 && (memcmp(d + 6, "01", 2) < 0 || memcmp(d + 6, "31", 2) > 0)) return NULL;
+    if (n >= 10 && memcmp(d + 8, "23", 2) > 0) return NULL;
+    if (n >= 12 && memcmp(d + 10, "59", 2) > 0) return NULL;
+    if (n >= 14 && memcmp(d + 12, "59", 2) > 0) return NULL;
+    if (want_date || n <= 8) {
+        if (instant) return NULL;
+        if (n == 4) snprintf(out, sizeof(out), "%.4s", d);
+        else if (n == 6) snprintf(out, sizeof(out), "%.4s-%.2s", d, d + 4);
+        else snprintf(out, sizeof(out), "%.4s-%.2s-%.2s", d, d + 4, d + 6);
+        return hv_arena_strdup(c->arena, out);
+    }
+    snprintf(out, sizeof(out), "%.4s-%.2s-%.2sT%.2s:%.2s:%.2s%s%s%s", d, d + 4, d + 6, d + 8,
+             n >= 12 ? d + 10 : "00", n >= 14 ? d + 12 : "00", frac[0] ? "." : "", frac,
+             tz[0] ? tz : "Z");
+    return hv_arena_strdup(c->arena, out);
+}
+
+/* A decimal in FHIR form (json.html#number: no leading '+', no leading '.'). */
+static json_object *decimal_value(const char *s) {
+    char buf[64];
+    size_t o = 0;
+    const char *p = s;
+    int digits = 0, dot = 0;
+    if (*p == '+') p++;
+    else if (*p == '-') buf[o++] = *p++;
+    if (*p == '.') buf[o++] = '0';
+    for (; *p && o < sizeof(buf) - 2; p++) {
+        if (isdigit((unsigned char)*p)) digits++;
+        else if (*p == '.' && !dot) dot = 1;
+        else return NULL;
+        buf[o++] = *p;
+    }
+    if (*p || digits == 0 || buf[o - 1] == '.') return NULL;
+    buf[o] = '\0';
+    /* Leading zeros are not JSON: "007" → "7". */
+    {
+        char *q = buf + (buf[0] == '-');
+        while (q[0] == '0' && isdigit((unsigned char)q[1])) memmove(q, q + 1, strlen(q));
+    }
+    return json_object_new_double_s(strtod(buf, NULL), buf);
+}
+
+/* HL7 table 0396 coding system names → FHIR system URIs (terminologies.html). */
+static const char *const coding_systems[][2] = {
+    {"LN", "http://loinc.org"},
+    {"LOINC", "http://loinc.org"},
+    {"SCT", "http://snomed.info/sct"},
+    {"SNM", "http://snomed.info/sct"},
+    {"SNOMED", "http://snomed.info/sct"},
+    {"I10", "http://hl7.org/fhir/sid/icd-10"},
+    {"I10C", "http://hl7.org/fhir/sid/icd-10-cm"},
+    {"ICD10CM", "http://hl7.org/fhir/sid/icd-10-cm"},
+    {"I9", "http://hl7.org/fhir/sid/icd-9-cm"},
+    {"I9C", "http://hl7.org/fhir/sid/icd-9-cm"},
+    {"I9CDX", "http://hl7.org/fhir/sid/icd-9-cm"},
+    {"C4", "http://www.ama-assn.org/go/cpt"},
+    {"CPT", "http://www.ama-assn.org/go/cpt"},
+    {"CVX", "http://hl7.org/fhir/sid/cvx"},
+    {"MVX", "http://terminology.hl7.org/CodeSystem/MVX"},
+    {"NDC", "http://hl7.org/fhir/sid/ndc"},
+    {"RXNORM", "http://www.nlm.nih.gov/research/umls/rxnorm"},
+    {"RXN", "http://www.nlm.nih.gov/research/umls/rxnorm"},
+    {"UCUM", "http://unitsofmeasure.org"},
+    {"NUCC", "http://nucc.org/provider-taxonomy"},
+    {"NPI", "http://hl7.org/fhir/sid/us-npi"},
+    {"CDCREC", "urn:oid:2.16.840.1.113883.6.238"},
+    {"ISO3166_1", "urn:iso:std:iso:3166"},
+    {"ISO+", "urn:iso:std:iso:11073:10101"},
+    {"ISO639", "urn:ietf:bcp:47"},
+    {"HCPCS", "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"},
+    {"HL7nnnn", ""},
+};
+
+static const char *coding_system_uri(ctx_t *c, const char *name) {
+    size_t i;
+    if (strchr(name, ':') != NULL) return name; /* already a URI */
+    if ((name[0] == 'H' || name[0] == 'h') && strncasecmp(name, "HL7", 3) == 0 &&
+        strlen(name) == 7 && isdigit((unsigned char)name[3]))
+        return hv_arena_sprintf(c->arena, "http://terminology.hl7.org/CodeSystem/v2-%s", name + 3);
+    for (i = 0; i < HV_ARRAY_LEN(coding_systems) - 1; i++)
+        if (strcasecmp(name, coding_systems[i][0]) == 0) return coding_systems[i][1];
+    return hv_arena_sprintf(c->arena, "urn:id:%s", name);
+}
+
+/* Makes the JSON value of a primitive of FHIR type tname from text; NULL if the text
+ * is not a valid value of that type. */
+static json_object *primitive(ctx_t *c, const char *tname, const char *text) {
+    size_t i;
+    if (text[0] == '\0') return NULL;
+    if (!strcmp(tname, "date") || !strcmp(tname, "dateTime") || !strcmp(tname, "instant") ||
+        !strcmp(tname, "time")) {
+        char *v = dtm_to_fhir(c, text, tname);
+        size_t tl = strlen(text);
+        /* A value already in FHIR form (a constant of the tables, "2024-01-02"). */
+        if (v == NULL && ((tl > 4 && text[4] == '-' && isdigit((unsigned char)text[0])) ||
+                          (tl > 2 && text[2] == ':' && isdigit((unsigned char)text[0]))))
+            v = (char *)text;
+        return v ? json_object_new_string(v) : NULL;
+    }
+    if (!strcmp(tname, "decimal")) return decimal_value(text);
+    if (!strcmp(tname, "integer") || !strcmp(tname, "positiveInt") || !strcmp(tname, "unsignedInt")) {
+        char *end;
+        long v = strtol(text, &end, 10);
+        if (*end || end == text || v < 0 || v > 2147483647L) return NULL;
+        if (!strcmp(tname, "positiveInt") && v == 0) return NULL;
+        return json_object_new_int((int)v);
+    }
+    if (!strcmp(tname, "boolean")) {
+        if (!strcasecmp(text, "Y") || !strcasecmp(text, "true")) return json_object_new_boolean(1);
+        if (!strcasecmp(text, "N") || !strcasecmp(text, "false")) return json_object_new_boolean(0);
+        return NULL;
+    }
+    if (!strcmp(tname, "base64Binary")) {
+        size_t k = 0;
+        for (i = 0; text[i]; i++) {
+            if (isspace((unsigned char)text[i])) continue;
+            if (!isalnum((unsigned char)text[i]) && text[i] != '+' && text[i] != '/' && text[i] != '=')
+                return NULL;
+            k++;
+        }
+        if (k % 4 != 0) return NULL;
+        return json_object_new_string(text);
+    }
+    for (i = 0; text[i]; i++)
+        if ((unsigned char)text[i] < 32 && text[i] != '\n' && text[i] != '\t') return NULL;
+    if (!strcmp(tname, "code") || !strcmp(tname, "id") || !strcmp(tname, "uri") ||
+        !strcmp(tname, "url") || !strcmp(tname, "canonical") || !strcmp(tname, "oid")) {
+        for (i = 0; text[i]; i++)
+            if (text[i] == '\n' || text[i] == '\t') return NULL;
+        if (!strcmp(tname, "id") && strlen(text) > 64) return NULL;
+        if (strcmp(tname, "code") && strchr(text, ' ')) return NULL;
+    }
+    return json_object_new_string(text);
+}
+
+/* ------------------------------------------------------------------------- */
+/* Resources and element paths                                               */
+/* ------------------------------------------------------------------------- */
+
+static res_t *res_new(ctx_t *c, const char *type, const char *slot) {
+    res_t *r;
+    const hv_fhir_type_t *t = hv_fhir_resource_type(type);
+    if (t == NULL || c->nres >= MAX_RESOURCES) return NULL;
+    r = &c->res[c->nres];
+    memset(r, 0, sizeof(*r));
+    r->type = hv_fhir_type_name(t);
+    snprintf(r->slot, sizeof(r->slot), "%s", slot ? slot : "");
+    r->obj = json_object_new_object();
+    hv_json_set_str(r->obj, "resourceType", r->type);
+    snprintf(r->seg, sizeof(r->seg), "%s", c->msg.segs[c->cur_seg].id);
+    r->seg_index = c->cur_seg;
+    r->ordinal = c->cur_seg;
+    r->merged_into = -1;
+    r->order_key = c->order_key;
+    snprintf(r->tmp, sizeof(r->tmp), "#hvtmp-%zu", c->nres);
+    c->nres++;
+    return r;
+}
+
+/* The element object for (owner, name, index, rep): made once, found again by the
+ * rows that share it (extension[1].url and extension[1].valueString). */
+static json_object *slot_get(ctx_t *c, json_object *owner, const char *name, size_t nlen,
+                             unsigned idx, unsigned rep, int is_array) {
+    uint64_t k = FNV0;
+    size_t i, mask = (1u << SLOT_BITS) - 1;
+    json_object *arr = NULL, *e;
+    char key[64];
+    k = fnv(k, &owner, sizeof(owner));
+    k = fnv(k, name, nlen);
+    k = fnv(k, &idx, sizeof(idx));
+    k = fnv(k, &rep, sizeof(rep));
+    if (k == 0) k = 1;
+    for (i = k & mask;; i = (i + 1) & mask) {
+        if (c->slots[i].key == k) return c->slots[i].elem;
+        if (c->slots[i].key == 0) break;
+    }
+    if (c->nslots >= mask) return NULL; /* full: the cap of elements per message */
+    if (nlen >= sizeof(key)) return NULL;
+    memcpy(key, name, nlen);
+    key[nlen] = '\0';
+    e = json_object_new_object();
+    if (is_array) {
+        if (!json_object_object_get_ex(owner, key, &arr) || !json_object_is_type(arr, json_type_array)) {
+            arr = json_object_new_array();
+            hv_json_set(owner, key, arr);
+        }
+        json_object_array_add(arr, e);
+    } else {
+        json_object *old = NULL;
+        if (json_object_object_get_ex(owner, key, &old) && json_object_is_type(old, json_type_object)) {
+            json_object_put(e);
+            e = old;
+        } else {
+            hv_json_set(owner, key, e);
+        }
+    }
+    c->slots[i].key = k;
+    c->slots[i].elem = e;
+    c->nslots++;
+    return e;
+}
+
+static void explain_add(ctx_t *c, const char *owner_path, const char *path) {
+    json_object *o;
+    if (c->explain == NULL) return;
+    o = json_object_new_object();
+    hv_json_set_str(o, "element", hv_arena_sprintf(c->arena, "%s.%s", owner_path, path));
+    hv_json_set_str(o, "rule", rule_text(c));
+    json_object_array_add(c->explain, o);
+}
+
+typedef struct target {
+    json_object *owner;            /* the object holding the element */
+    const hv_fhir_elem_t *owner_e; /* its element in the model */
+    const char *res_type;          /* the resource type */
+    const char *path;              /* the owner's element path, for --explain ("Patient.name") */
+} target_t;
+
+static int apply_map(ctx_t *c, const char *map, span_t v, int level, span_t seg, target_t *tg,
+                     const hv_fhir_type_t *ttype, unsigned rep, int depth, const char **prim_out);
+
+/*
+ * Evaluates an assignment that concatenates fields of the segment and quoted literals
+ * (`OBX-5.1+"-"+OBX-5.2`); NULL for anything else or when no field is valued.
+ */
+static char *concat_value(ctx_t *c, const char *expr, span_t seg) {
+    char out[512];
+    size_t o = 0;
+    int valued = 0;
+    const char *p = expr;
+    while (*p) {
+        if (*p == '"') {
+            const char *q = strchr(p + 1, '"');
+            size_t n;
+            if (q == NULL) return NULL;
+            n = (size_t)(q - p - 1);
+            if (o + n >= sizeof(out)) return NULL;
+            memcpy(out + o, p + 1, n);
+            o += n;
+            p = q + 1;
+        } else if (strnlen(p, 5) == 5 && isupper((unsigned char)p[0]) && p[3] == '-' &&
+                   isdigit((unsigned char)p[4])) {
+            char *end;
+            unsigned f = (unsigned)strtoul(p + 4, &end, 10), comp = 0;
+            span_t v, r0;
+            char *t;
+            size_t n;
+            if (memcmp(p, c->msg.segs[c->cur_seg].id, 3) != 0) return NULL;
+            if (*end == '.') comp = (unsigned)strtoul(end + 1, &end, 10);
+            v = seg_field(c, seg, f);
+            if (hv_hl7v2_span_piece(v, c->msg.delims.rep, 0, &r0) != HV_OK) r0.p = NULL, r0.len = 0;
+            if (comp) r0 = piece(c, r0, 1, comp);
+            t = span_text(c, r0);
+            n = strlen(t);
+            if (n) valued = 1;
+            if (o + n >= sizeof(out)) return NULL;
+            memcpy(out + o, t, n);
+            o += n;
+            p = end;
+        } else {
+            return NULL;
+        }
+        if (*p == '+') p++;
+        else if (*p != '\0') return NULL;
+    }
+    if (!valued) return NULL;
+    out[o] = '\0';
+    return hv_arena_strdup(c->arena, out);
+}
+
+/*
+ * Writes one row's value at a target path under tg. The path is a dotted list of
+ * steps "name[idx](Type)"; the FHIR model types each step. The last step gets a
+ * primitive (converted from text, or from a primitive data-type map) or, for a
+ * complex type, the object the data-type map fills; "(Type)" makes a new resource
+ * of that type filled by the data-type map and puts a reference to it there.
+ */
+static void apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, span_t seg,
+                      target_t *tg, unsigned rep, int depth) {
+    const char *path = row->target;
+    json_object *owner = tg->owner;
+    const hv_fhir_elem_t *oe = tg->owner_e;
+    char pbuf[160];
+    const char *p;
+    if (!strcmp(path, "$value") || !strcmp(path, "$this")) {
+        /* "$this" with a data-type map: that map writes into the same object (SPS into Specimen). */
+        if (row->dtmap[0] && depth < MAX_DEPTH) apply_map(c, row->dtmap, v, level, seg, tg, NULL, rep, depth + 1, NULL);
+        return;
+    }
+    /* An expression: only a concatenation of fields and literals with a condition of its own
+     * (OBX-5 VR: OBX-5.1+"-"+OBX-5.2) is evaluated; other expressions are not applied. */
+    if (row->assign[0] == '=' && (row->cond[0] == '\0' || concat_value(c, row->assign + 1, seg) == NULL))
+        return;
+    /* "[1].family" in XPN, "Quantity.code" in CWE[Quantity]: relative to the value itself. */
+    if (path[0] == '[') {
+        if (strncmp(path, "[1].", 4) != 0) return;
+        path += 4;
+    }
+    {
+        const char *tn = hv_fhir_type_name(hv_fhir_elem_owner_type(oe));
+        size_t tl = strlen(tn);
+        if (hv_fhir_elem_parent(oe) == NULL && strncmp(path, tn, tl) == 0 && path[tl] == '.')
+            path += tl + 1;
+    }
+    {
+        size_t pl = strlen(path);
+        if (pl >= sizeof(pbuf)) return;
+        memcpy(pbuf, path, pl + 1);
+    }
+    p = pbuf;
+    while (*p) {
+        const char *dot = strchr(p, '.'), *br, *par;
+        size_t seglen, nlen;
+        unsigned idx = 1;
+        const hv_fhir_elem_t *e;
+        const hv_fhir_type_t *chosen = NULL;
+        char rtype[40] = "";
+        int last;
+        /* A step's parentheses may hold dots ("sender(Organization.address)"): not supported. */
+        par = strchr(p, '(');
+        if (par != NULL && (dot == NULL || par < dot)) {
+            const char *close = strchr(par, ')');
+            if (close == NULL || memchr(par, '.', (size_t)(close - par)) != NULL) goto unmapped;
+            dot = close[1] == '.' ? close + 1 : (close[1] == '\0' ? NULL : close + 1);
+            if (dot != NULL && *dot != '.') goto unmapped;
+        }
+        seglen = dot ? (size_t)(dot - p) : strlen(p);
+        last = dot == NULL;
+        nlen = seglen;
+        br = memchr(p, '[', seglen);
+        par = memchr(p, '(', seglen);
+        if (par != NULL) {
+            size_t rl = seglen - (size_t)(par - p) - 2;
+            if (rl >= sizeof(rtype)) goto unmapped;
+            memcpy(rtype, par + 1, rl);
+            rtype[rl] = '\0';
+            nlen = (size_t)(par - p);
+        }
+        if (br != NULL && (par == NULL || br < par)) {
+            char *end;
+            idx = (unsigned)strtoul(br + 1, &end, 10);
+            if (*end != ']' || idx == 0) idx = 1; /* "[each]", "[1-3]": the first */
+            nlen = (size_t)(br - p);
+        }
+        e = hv_fhir_elem_child(oe, p, nlen, &chosen);
+        if (e == NULL || chosen == NULL) goto unmapped;
+        if (rtype[0]) {
+            /* A reference to a new resource: apply the data-type map to it. */
+            res_t *nr;
+            json_object *ref;
+            target_t sub;
+            size_t before = c->nres;
+            if (!last || row->dtmap[0] == '\0' || strcmp(hv_fhir_type_name(chosen), "Reference") != 0)
+                goto unmapped;
+            nr = res_new(c, rtype, NULL);
+            if (nr == NULL) goto unmapped;
+            sub.owner = nr->obj;
+            sub.owner_e = hv_fhir_type_root(hv_fhir_resource_type(nr->type));
+            sub.res_type = nr->type;
+            sub.path = nr->type;
+            apply_map(c, row->dtmap, v, level, seg, &sub, hv_fhir_resource_type(nr->type), rep,
+                      depth + 1, NULL);
+            if (json_object_object_length(nr->obj) <= 1) {
+                /* Nothing mapped: forget it (and anything it made). */
+                size_t i;
+                for (i = before; i < c->nres; i++) json_object_put(c->res[i].obj);
+                c->nres = before;
+                return;
+            }
+            ref = slot_get(c, owner, p, nlen, idx, rep, hv_fhir_elem_is_array(e));
+            if (ref == NULL) return;
+            hv_json_set_str(ref, "reference", nr->tmp);
+            return;
+        }
+        if (hv_fhir_type_kind(chosen) == HV_FHIR_KIND_PRIMITIVE) {
+            char key[64];
+            const char *text = NULL, *tname = hv_fhir_type_name(chosen);
+            json_object *val;
+            if (!last) {
+                /* "birthDate.extension": primitive extensions are not mapped. */
+                goto unmapped;
+            }
+            if (nlen >= sizeof(key)) goto unmapped;
+            memcpy(key, p, nlen);
+            key[nlen] = '\0';
+            if (row->assign[0] == '=') {
+                text = concat_value(c, row->assign + 1, seg);
+            } else if (row->assign[0]) {
+                text = row->assign;
+            } else if (row->dtmap[0] && depth < MAX_DEPTH) {
+                apply_map(c, row->dtmap, v, level, seg, tg, chosen, rep, depth + 1, &text);
+            } else {
+                span_t first = piece(c, v, level, 1);
+                if (level == 1) {
+                    /* A primitive from a whole field repetition: its first component. */
+                    text = span_text(c, first);
+                } else {
+                    text = span_text(c, level >= 3 ? v : first);
+                }
+            }
+            if (text == NULL || text[0] == '\0') return;
+            /* A concept map the IG names but does not publish (PrimaryLanguage): the code as sent. */
+            if (row->vocab[0] && hv__vocab_known(c->t, row->vocab)) {
+                const hv__vocab_row_t *vr = hv__vocab_find(c->t, row->vocab, text);
+                if (vr == NULL) {
+                    issue(c, "warning", "code-invalid", rule_text(c), "code '%.40s' has no mapping in %s",
+                          text, row->vocab);
+                    return;
+                }
+                text = vr->fcode;
+            }
+            if (!strcmp(key, "system") && !row->assign[0] &&
+                !strcmp(hv_fhir_type_name(hv_fhir_elem_owner_type(oe)), "Coding"))
+                text = coding_system_uri(c, text);
+            if (!strcmp(tname, "code") && hv_fhir_elem_binding(e) != NULL &&
+                hv_fhir_binding_strength(hv_fhir_elem_binding(e)) == HV_FHIR_BIND_REQUIRED &&
+                hv_fhir_binding_has(hv_fhir_elem_binding(e), NULL, text) == 0) {
+                issue(c, "warning", "code-invalid", rule_text(c),
+                      "code '%.40s' is not in the value set FHIR requires for %s", text, key);
+                return;
+            }
+            val = primitive(c, tname, text);
+            if (val == NULL) {
+                issue(c, "warning", "value", rule_text(c), "value not valid as FHIR %s", tname);
+                return;
+            }
+            if (hv_fhir_elem_is_array(e)) {
+                json_object *arr = NULL;
+                if (!json_object_object_get_ex(owner, key, &arr) ||
+                    !json_object_is_type(arr, json_type_array)) {
+                    arr = json_object_new_array();
+                    hv_json_set(owner, key, arr);
+                }
+                /* given[1], given[2]: positions; a repeated value is not added twice. */
+                {
+                    size_t k, nn = json_object_array_length(arr);
+                    for (k = 0; k < nn; k++)
+                        if (json_object_equal(json_object_array_get_idx(arr, k), val)) {
+                            json_object_put(val);
+                            return;
+                        }
+                }
+                json_object_array_add(arr, val);
+            } else {
+                hv_json_set(owner, key, val);
+            }
+            explain_add(c, tg->path, path);
+            return;
+        }
+        /* A complex element: step into it. */
+        {
+            json_object *o = slot_get(c, owner, p, nlen, idx, rep, hv_fhir_elem_is_array(e));
+            if (o == NULL) return;
+            owner = o;
+            oe = hv_fhir_elem_owner(e, chosen);
+            if (oe == NULL) goto unmapped;
+            if (last) {
+                if (row->dtmap[0] && depth < MAX_DEPTH) {
+                    target_t sub = {owner, oe, tg->res_type, NULL};
+                    sub.path = c->explain ? hv_arena_sprintf(c->arena, "%s.%s", tg->path, path) : tg->path;
+                    apply_map(c, row->dtmap, v, level, seg, &sub, chosen, rep, depth + 1, NULL);
+                } else if (row->assign[0] || row->dtmap[0] == '\0') {
+                    goto unmapped;
+                }
+                return;
+            }
+        }
+        p = dot + 1;
+    }
+    return;
+unmapped:
+    c->unmapped_rows++;
+}
+
+/*
+ * Applies the rows of a map to value v (a segment at level 0, a field repetition at
+ * level 1, a component at level 2). For a primitive target (ttype primitive) only
+ * the "$value" rows count: the first that gives text sets *prim_out.
+ */
+static int apply_map(ctx_t *c, const char *map, span_t v, int level, span_t seg, target_t *tg,
+                     const hv_fhir_type_t *ttype, unsigned rep, int depth, const char **prim_out) {
+    size_t n, i;
+    int fr = c->nframes;
+    const hv__map_row_t *rows = hv__map_rows(c->t, map, &n);
+    (void)ttype;
+    if (rows == NULL || depth > MAX_DEPTH) {
+        if (prim_out != NULL) *prim_out = span_text(c, piece(c, v, level, 1));
+        return HV_ENOTFOUND;
+    }
+    for (i = 0; i < n; i++) {
+        const hv__map_row_t *row = &rows[i];
+        span_t f = {NULL, 0};
+        int is_prim_row = !strcmp(row->target, "$value") || !strcmp(row->target, "$this");
+        if (prim_out != NULL && !is_prim_row) continue;
+        if (prim_out == NULL && is_prim_row && row->dtmap[0] == '\0') continue;
+        if (level == 0) {
+            if (row->src_f == 0) {
+                if (!row->assign[0] || !cond_eval(c, row->cond, seg, v, level)) continue;
+                if (fr < (int)HV_ARRAY_LEN(c->frames)) c->frames[c->nframes++] = row;
+                apply_row(c, row, v, level, seg, tg, 0, depth);
+                c->nframes = fr;
+                continue;
+            }
+            f = seg_field(c, seg, row->src_f);
+            if (!span_valued(f)) continue;
+            if (!cond_eval(c, row->cond, seg, v, level)) continue;
+            if (fr < (int)HV_ARRAY_LEN(c->frames)) c->frames[c->nframes++] = row;
+            if (seg.len >= 3 && memcmp(seg.p, "MSH", 3) == 0 && row->src_f <= 2) {
+                apply_row(c, row, f, 3, seg, tg, 0, depth);
+            } else {
+                size_t r, nr = hv_hl7v2_span_count(f, c->msg.delims.rep);
+                if (nr > MAX_REPS) nr = MAX_REPS;
+                for (r = 0; r < nr; r++) {
+                    span_t rv;
+                    if (hv_hl7v2_span_piece(f, c->msg.delims.rep, r, &rv) != HV_OK || !span_valued(rv))
+                        continue;
+                    if (row->src_c) {
+                        rv = piece(c, rv, 1, row->src_c);
+                        if (!span_valued(rv)) continue;
+                        apply_row(c, row, rv, 2, seg, tg, (unsigned)r, depth);
+                    } else {
+                        apply_row(c, row, rv, 1, seg, tg, (unsigned)r, depth);
+                    }
+                }
+            }
+            c->nframes = fr;
+            continue;
+        }
+        /* A data-type map: the source is a component (or subcomponent) of v. */
+        if (row->src_f == 0) {
+            f = v;
+        } else {
+            f = piece(c, v, level, row->src_f);
+            if (row->src_c) f = piece(c, f, level + 1, row->src_c);
+        }
+        if (!span_valued(f)) continue;
+        if (!cond_eval(c, row->cond, seg, v, level)) continue;
+        if (is_prim_row && prim_out != NULL) {
+            char *text;
+            if (row->assign[0] == '=') {
+                /* "urn:oid:"+HD.2 style: the two expressions the tables use for HD. */
+                if (strstr(row->assign, "urn:oid:") != NULL)
+                    text = hv_arena_sprintf(c->arena, "urn:oid:%s", span_text(c, f));
+                else if (strstr(row->assign, "urn:uuid:") != NULL)
+                    text = hv_arena_sprintf(c->arena, "urn:uuid:%s", span_text(c, f));
+                else
+                    text = span_text(c, level + (row->src_f ? 1 : 0) >= 3 ? f : piece(c, f, level + (row->src_f ? 1 : 0), 1));
+            } else if (row->assign[0]) {
+                text = hv_arena_strdup(c->arena, row->assign);
+            } else {
+                int fl = level + (row->src_f ? 1 : 0);
+                text = span_text(c, fl >= 3 ? f : piece(c, f, fl, 1));
+            }
+            if (text != NULL && text[0]) {
+                *prim_out = text;
+                return HV_OK;
+            }
+            continue;
+        }
+        if (fr < (int)HV_ARRAY_LEN(c->frames)) c->frames[c->nframes++] = row;
+        apply_row(c, row, f, row->src_f ? level + 1 : level, seg, tg, rep, depth);
+        c->nframes = fr;
+    }
+    if (prim_out != NULL && *prim_out == NULL) *prim_out = span_text(c, piece(c, v, level, 1));
+    return HV_OK;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Message structure                                                         */
+/* ------------------------------------------------------------------------- */
+
+/* Structures the tables do not have, read with the table of one that has the same
+ * segments for what matters here (HL7 v2.5.1 chapter 3 message structures). */
+static const char *const aliases[][2] = {
+    {"ADT_A03", "ADT_A01"}, {"ADT_A04", "ADT_A01"}, {"ADT_A08", "ADT_A01"}, {"ADT_A13", "ADT_A01"},
+    {"ADT_A28", "ADT_A05"}, {"ADT_A31", "ADT_A05"}, {"ADT_A14", "ADT_A05"}, {"ADT_A39", "ADT_A01"},
+    {"ADT_A40", "ADT_A01"}, {"ADT_A30", "ADT_A01"}, {"ADT_A12", "ADT_A09"}, {"ADT_A10", "ADT_A09"},
+    {"MDM_T01", "MDM_T02"}, {"MDM_T06", "MDM_T02"}, {"MDM_T08", "MDM_T02"}, {"MDM_T04", "MDM_T02"},
+    {"SIU_S13", "SIU_S12"}, {"SIU_S14", "SIU_S12"}, {"SIU_S15", "SIU_S12"}, {"SIU_S17", "SIU_S12"},
+    {"SIU_S26", "SIU_S12"}, {"ORU_R30", "ORU_R01"}, {"OUL_R22", "ORU_R01"}, {"DFT_P03", "ADT_A01"},
+    {"DFT_P11", "ADT_A01"}, {"BAR_P01", "ADT_A01"}, {"BAR_P12", "ADT_A01"}, {"VXU_V04", "VXU_V04"},
+};
+
+static void pick_structure(ctx_t *c, const char *forced) {
+    char *s3 = NULL, *s1 = NULL, *s2 = NULL;
+    size_t i;
+    hv_hl7v2_get_text(&c->msg, "MSH-9.3", &s3, NULL);
+    hv_hl7v2_get_text(&c->msg, "MSH-9.1", &s1, NULL);
+    hv_hl7v2_get_text(&c->msg, "MSH-9.2", &s2, NULL);
+    snprintf(c->trigger, sizeof(c->trigger), "%.7s", s2 ? s2 : "");
+    if (forced != NULL && forced[0]) s3 = (char *)forced;
+    if (s3 != NULL && s3[0] && hv__msg_structure_known(c->t, s3))
+        snprintf(c->structure, sizeof(c->structure), "%.15s", s3);
+    else
+        snprintf(c->structure, sizeof(c->structure), "%.3s_%.7s", s1 ? s1 : "", s2 ? s2 : "");
+    if (hv__msg_structure_known(c->t, c->structure)) return;
+    for (i = 0; i < HV_ARRAY_LEN(aliases); i++) {
+        if (strcmp(c->structure, aliases[i][0]) == 0) {
+            snprintf(c->structure, sizeof(c->structure), "%s", aliases[i][1]);
+            return;
+        }
+    }
+    if (strncmp(c->structure, "ADT", 3) == 0) snprintf(c->structure, sizeof(c->structure), "ADT_A01");
+}
+
+static size_t common_prefix(const char *a, const char *b) {
+    size_t n = 0, last = 0;
+    while (a[n] && a[n] == b[n]) {
+        n++;
+        if (a[n] == '.' || a[n] == '\0') last = n;
+    }
+    return last;
+}
+
+static res_t *slot_find(ctx_t *c, const char *slot) {
+    size_t i;
+    for (i = c->nres; i-- > 0;)
+        if (!c->res[i].dropped && strcmp(c->res[i].slot, slot) == 0) return &c->res[i];
+    return NULL;
+}
+
+/* "Patient[1]" → that slot; "DiagnosticReport" → the latest resource of that type. */
+static res_t *res_lookup(ctx_t *c, const char *name, size_t n) {
+    char buf[48];
+    size_t i;
+    if (n >= sizeof(buf)) return NULL;
+    memcpy(buf, name, n);
+    buf[n] = '\0';
+    if (strchr(buf, '[') != NULL) {
+        res_t *r = slot_find(c, buf);
+        if (r != NULL) return r;
+        *strchr(buf, '[') = '\0';
+    }
+    for (i = c->nres; i-- > 0;)
+        if (!c->res[i].dropped && c->res[i].slot[0] && strcmp(c->res[i].type, buf) == 0)
+            return &c->res[i];
+    return NULL;
+}
+
+/* Sets one "A.path.reference=B.id" of a message row (HL7 v2-to-FHIR message tables). */
+static void apply_ref(ctx_t *c, const char *ref) {
+    const char *eq = strchr(ref, '='), *dot;
+    res_t *a, *b;
+    const hv_fhir_elem_t *oe;
+    json_object *owner;
+    char path[128];
+    char *p, *step;
+    size_t plen;
+    if (eq == NULL || strchr(ref, '(') != NULL) return;
+    if (strcmp(eq + strlen(eq) - 3, ".id") != 0) return;
+    dot = strchr(ref, '.');
+    if (dot == NULL || dot > eq) return;
+    plen = (size_t)(eq - dot - 1);
+    if (plen < 10 || plen >= sizeof(path) || strncmp(eq - 10, ".reference", 10) != 0) return;
+    a = res_lookup(c, ref, (size_t)(dot - ref));
+    b = res_lookup(c, eq + 1, strlen(eq + 1) - 3);
+    if (a == NULL || b == NULL || a == b) return;
+    if (json_object_object_length(a->obj) <= 1 || json_object_object_length(b->obj) <= 1) return;
+    memcpy(path, dot + 1, plen - 10);
+    path[plen - 10] = '\0';
+    owner = a->obj;
+    oe = hv_fhir_type_root(hv_fhir_resource_type(a->type));
+    for (step = strtok_r(path, ".", &p); step != NULL; step = strtok_r(NULL, ".", &p)) {
+        const hv_fhir_type_t *chosen = NULL;
+        const hv_fhir_elem_t *e;
+        char *br = strchr(step, '[');
+        int last = p == NULL || *p == '\0';
+        json_object *o = NULL;
+        if (br) *br = '\0';
+        e = hv_fhir_elem_child(oe, step, strlen(step), &chosen);
+        if (e == NULL || chosen == NULL) return;
+        if (last) {
+            size_t i, n;
+            json_object *arr = NULL, *r;
+            if (strcmp(hv_fhir_type_name(chosen), "Reference") != 0) return;
+            /* The target type must be one the element allows. */
+            n = hv_fhir_elem_target_count(e, 0);
+            for (i = 0; i < n; i++)
+                if (strcmp(hv_fhir_type_name(hv_fhir_elem_target_at(e, 0, i)), b->type) == 0 ||
+                    strcmp(hv_fhir_type_name(hv_fhir_elem_target_at(e, 0, i)), "Resource") == 0)
+                    break;
+            if (n > 0 && i == n) return;
+            if (hv_fhir_elem_is_array(e)) {
+                if (!json_object_object_get_ex(owner, step, &arr)) {
+                    arr = json_object_new_array();
+                    hv_json_set(owner, step, arr);
+                }
+                for (i = 0; i < json_object_array_length(arr); i++) {
+                    const char *s = hv_json_get_str(json_object_array_get_idx(arr, i), "reference");
+                    if (s && strcmp(s, b->tmp) == 0) return;
+                }
+                r = json_object_new_object();
+                hv_json_set_str(r, "reference", b->tmp);
+                json_object_array_add(arr, r);
+            } else {
+                if (json_object_object_get_ex(owner, step, &o)) return; /* set already */
+                r = json_object_new_object();
+                hv_json_set_str(r, "reference", b->tmp);
+                hv_json_set(owner, step, r);
+            }
+            return;
+        }
+        if (hv_fhir_elem_is_array(e)) {
+            json_object *arr = NULL;
+            if (!json_object_object_get_ex(owner, step, &arr)) {
+                arr = json_object_new_array();
+                hv_json_set(owner, step, arr);
+            }
+            if (json_object_array_length(arr) == 0) json_object_array_add(arr, json_object_new_object());
+            o = json_object_array_get_idx(arr, 0);
+        } else if (!json_object_object_get_ex(owner, step, &o)) {
+            o = json_object_new_object();
+            hv_json_set(owner, step, o);
+        }
+        owner = o;
+        oe = hv_fhir_elem_owner(e, chosen);
+        if (oe == NULL) return;
+    }
+}
+
+/* The order a segment belongs to (ORC-2/ORC-3/OBR-2/OBR-3 raw), for ids of results. */
+static void note_order(ctx_t *c, span_t seg) {
+    const char *id = c->msg.segs[c->cur_seg].id;
+    span_t a, b;
+    if (strcmp(id, "ORC") != 0 && strcmp(id, "OBR") != 0 && strcmp(id, "RXA") != 0 &&
+        strcmp(id, "SCH") != 0 && strcmp(id, "TXA") != 0)
+        return;
+    a = seg_field(c, seg, strcmp(id, "TXA") == 0 ? 12 : 2);
+    b = seg_field(c, seg, 3);
+    if (!span_valued(a) && !span_valued(b)) return;
+    c->order_key = hv_arena_sprintf(c->arena, "%.*s|%.*s", (int)a.len, a.p ? a.p : "", (int)b.len,
+                                    b.p ? b.p : "");
+}
+
+static void map_segment(ctx_t *c, size_t si, char *group, size_t group_cap) {
+    static const char *const fallback[] = {"ADT_A01", "ORU_R01"};
+    const hv_hl7v2_seg_t *sg = &c->msg.segs[si];
+    span_t seg = {sg->p, sg->len};
+    const hv__msg_row_t *rows;
+    size_t n, i, best = 0, fb;
+    const char *structure = c->structure, *chosen = NULL;
+    c->cur_seg = si;
+    note_order(c, seg);
+    rows = hv__msg_rows(c->t, structure, sg->id, &n);
+    for (fb = 0; rows == NULL && fb < HV_ARRAY_LEN(fallback); fb++) {
+        structure = fallback[fb];
+        rows = hv__msg_rows(c->t, structure, sg->id, &n);
+    }
+    if (rows == NULL) {
+        if (strcmp(sg->id, "MSH") && strcmp(sg->id, "EVN") && sg->id[0] != 'Z')
+            issue(c, "information", "not-supported", sg->id, "segment %s is not mapped", sg->id);
+        return;
+    }
+    /* The group of this occurrence: the candidate closest to the previous segment's group. */
+    for (i = 0; i < n; i++) {
+        size_t cp = common_prefix(rows[i].group, group);
+        if (chosen == NULL || cp > best) {
+            best = cp;
+            chosen = rows[i].group;
+        }
+    }
+    snprintf(group, group_cap, "%s.%s", chosen, sg->id);
+    for (i = 0; i < n; i++) {
+        const hv__msg_row_t *row = &rows[i];
+        char type[40];
+        const char *br;
+        res_t *r;
+        target_t tg;
+        size_t before;
+        int had_prev;
+        if (strcmp(row->group, chosen) != 0) continue;
+        if (!cond_eval(c, row->cond, seg, seg, 0)) continue;
+        if (strcmp(row->target, "Bundle") == 0) {
+            tg.owner = c->bundle_obj;
+            tg.owner_e = hv_fhir_type_root(hv_fhir_resource_type("Bundle"));
+            tg.res_type = "Bundle";
+            tg.path = "Bundle";
+            c->rule_base = row->segmap;
+            c->nframes = 0;
+            apply_map(c, row->segmap, seg, 0, seg, &tg, NULL, 0, 0, NULL);
+            continue;
+        }
+        if (strpbrk(row->target, ".(") != NULL) continue; /* element targets: not mapped */
+        br = strchr(row->target, '[');
+        snprintf(type, sizeof(type), "%.*s", (int)(br ? (size_t)(br - row->target) : strlen(row->target)),
+                 row->target);
+        r = slot_find(c, row->target);
+        had_prev = r != NULL;
+        if (r != NULL && strcmp(r->seg, sg->id) == 0 && r->seg_index != si) r = NULL;
+        before = c->nres;
+        if (r == NULL) {
+            r = res_new(c, type, row->target);
+            if (r == NULL) continue;
+        }
+        tg.owner = r->obj;
+        tg.owner_e = hv_fhir_type_root(hv_fhir_resource_type(r->type));
+        tg.res_type = r->type;
+        tg.path = r->type;
+        c->rule_base = row->segmap; /* the structure is in the message; keep this cheap */
+        c->nframes = 0;
+        apply_map(c, row->segmap, seg, 0, seg, &tg, NULL, 0, 0, NULL);
+        if (c->nres > before && json_object_object_length(c->res[before].obj) <= 1 &&
+            c->res[before].obj == r->obj &&
+            !(c->lenient && !had_prev && strcmp(r->type, "Patient") == 0 && strcmp(sg->id, "PID") == 0)) {
+            /* This row made nothing: the slot stays free for the next row. */
+            r->dropped = 1;
+            r->slot[0] = '\0';
+        }
+        if (row->refs[0]) {
+            char *refs = hv_arena_strdup(c->arena, row->refs), *save = NULL, *one;
+            for (one = strtok_r(refs, ";", &save); one; one = strtok_r(NULL, ";", &save)) {
+                while (*one == ' ') one++;
+                {
+                    size_t l = strlen(one);
+                    while (l && one[l - 1] == ' ') one[--l] = '\0';
+                }
+                apply_ref(c, one);
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------- */
+/* Finishing: defaults, pruning, identities, the Bundle                      */
+/* ------------------------------------------------------------------------- */
+
+/*
+ * Values FHIR requires that a v2 message often leaves out (FHIR R4 resource
+ * definitions, min 1): set only when the mapping gave none, so that the resource
+ * stays valid and storable. Encounter.status comes from the trigger event below.
+ */
+static const char *const defaults[][3] = {
+    {"Observation", "status", "\"unknown\""},
+    {"DiagnosticReport", "status", "\"unknown\""},
+    {"ServiceRequest", "status", "\"unknown\""},
+    {"ServiceRequest", "intent", "\"order\""},
+    {"MedicationRequest", "status", "\"unknown\""},
+    {"MedicationRequest", "intent", "\"order\""},
+    {"Immunization", "status", "\"completed\""},
+    {"DocumentReference", "status", "\"current\""},
+    {"Coverage", "status", "\"active\""},
+    {"Account", "status", "\"active\""},
+    {"EpisodeOfCare", "status", "\"active\""},
+    {"Procedure", "status", "\"unknown\""},
+    {"Appointment", "status", "\"booked\""},
+    {"Encounter", "class",
+     "{\"system\":\"http://terminology.hl7.org/CodeSystem/v3-NullFlavor\",\"code\":\"UNK\"}"},
+};
+
+/* Encounter.status by trigger event (HL7 v2.5.1 §3.3; FHIR encounter-status). */
+static const char *encounter_status(const char *trigger) {
+    if (!strcmp(trigger, "A03")) return "finished";
+    if (!strcmp(trigger, "A05") || !strcmp(trigger, "A14")) return "planned";
+    if (!strcmp(trigger, "A11") || !strcmp(trigger, "A27") || !strcmp(trigger, "A38")) return "cancelled";
+    if (!strcmp(trigger, "A01") || !strcmp(trigger, "A02") || !strcmp(trigger, "A04") ||
+        !strcmp(trigger, "A06") || !strcmp(trigger, "A07") || !strcmp(trigger, "A08") ||
+        !strcmp(trigger, "A13"))
+        return "in-progress";
+    return "unknown";
+}
+
+static void apply_defaults(ctx_t *c, res_t *r) {
+    size_t i;
+    json_object *v;
+    for (i = 0; i < HV_ARRAY_LEN(defaults); i++) {
+        if (strcmp(r->type, defaults[i][0]) != 0) continue;
+        if (json_object_object_get_ex(r->obj, defaults[i][1], NULL)) continue;
+        v = json_tokener_parse(defaults[i][2]);
+        if (v != NULL) hv_json_set(r->obj, defaults[i][1], v);
+    }
+    if (strcmp(r->type, "Encounter") == 0) {
+        const char *st = encounter_status(c->trigger);
+        /* A11 cancels the visit, A13 cancels the discharge: the trigger decides. */
+        if (!strcmp(c->trigger, "A11") || !strcmp(c->trigger, "A13") ||
+            !json_object_object_get_ex(r->obj, "status", NULL))
+            hv_json_set_str(r->obj, "status", st);
+        if (!strcmp(c->trigger, "A13")) {
+            json_object *per = NULL;
+            if (json_object_object_get_ex(r->obj, "period", &per)) json_object_object_del(per, "end");
+        }
+    }
+}
+
+static int has_choice(json_object *o, const char *name, size_t l) {
+    json_object_object_foreach(o, k, v) {
+        (void)v;
+        if (strncmp(k, name, l) == 0 && k[l] >= 'A' && k[l] <= 'Z') return 1;
+    }
+    return 0;
+}
+
+/*
+ * Cleans one object the mapping wrote, with its element in the FHIR model: removes
+ * empty objects and arrays, extensions without a value (FHIR ext-1), and any object
+ * that lacks an element FHIR requires in it (min ≥ 1), so that what a partial v2
+ * value gives is left out rather than written invalid. Returns 1 when the object
+ * itself must go. *missing (may be NULL) names the first required element missing.
+ */
+static int clean_node(json_object *o, const hv_fhir_elem_t *owner, const char **missing) {
+    struct lh_entry *e, *next;
+    size_t i, n;
+    if (owner == NULL) return 0;
+    for (e = json_object_get_object(o)->head; e != NULL; e = next) {
+        json_object *v = (json_object *)lh_entry_v(e);
+        const char *k = (const char *)lh_entry_k(e);
+        const hv_fhir_type_t *chosen = NULL;
+        const hv_fhir_elem_t *el, *sub;
+        next = e->next;
+        if (!strcmp(k, "resourceType") || !strcmp(k, "id")) continue;
+        el = hv_fhir_elem_child(owner, k, strlen(k), &chosen);
+        if (el == NULL) {
+            json_object_object_del(o, k);
+            continue;
+        }
+        sub = chosen != NULL && hv_fhir_type_kind(chosen) != HV_FHIR_KIND_PRIMITIVE
+                  ? hv_fhir_elem_owner(el, chosen)
+                  : NULL;
+        if (json_object_is_type(v, json_type_array)) {
+            size_t j = json_object_array_length(v);
+            while (j-- > 0) {
+                json_object *it = json_object_array_get_idx(v, j);
+                if (json_object_is_type(it, json_type_object) && sub != NULL &&
+                    clean_node(it, sub, NULL))
+                    json_object_array_del_idx(v, j, 1);
+            }
+            if (json_object_array_length(v) == 0) json_object_object_del(o, k);
+        } else if (json_object_is_type(v, json_type_object)) {
+            if (sub == NULL || clean_node(v, sub, NULL)) json_object_object_del(o, k);
+        }
+    }
+    if (json_object_object_length(o) == 0) return 1;
+    /* FHIR cpt-2: a ContactPoint with a value needs a system; XTN.3 may be empty. */
+    if (!strcmp(hv_fhir_type_name(hv_fhir_elem_owner_type(owner)), "ContactPoint") &&
+        hv_fhir_elem_parent(owner) == NULL && hv_json_get_str(o, "value") != NULL &&
+        !json_object_object_get_ex(o, "system", NULL))
+        hv_json_set_str(o, "system", strchr(hv_json_get_str(o, "value"), '@') ? "email" : "phone");
+    /* FHIR pat-1: a contact has a name, telecom, address or organization. */
+    if (!strcmp(hv_fhir_elem_path(owner), "Patient.contact") &&
+        !json_object_object_get_ex(o, "name", NULL) && !json_object_object_get_ex(o, "telecom", NULL) &&
+        !json_object_object_get_ex(o, "address", NULL) &&
+        !json_object_object_get_ex(o, "organization", NULL))
+        return 1;
+    /* FHIR tim-8 (countMax needs count) and tim-10 (timeOfDay or when, not both). */
+    if (!strcmp(hv_fhir_elem_path(owner), "Timing.repeat")) {
+        if (json_object_object_get_ex(o, "countMax", NULL) && !json_object_object_get_ex(o, "count", NULL))
+            json_object_object_del(o, "countMax");
+        if (json_object_object_get_ex(o, "timeOfDay", NULL)) json_object_object_del(o, "when");
+        if (json_object_object_length(o) == 0) return 1;
+    }
+    /* FHIR drt-1: a Duration needs a UCUM code. */
+    if (!strcmp(hv_fhir_type_name(hv_fhir_elem_owner_type(owner)), "Duration") &&
+        hv_fhir_elem_parent(owner) == NULL &&
+        (hv_json_get_str(o, "code") == NULL || hv_json_get_str(o, "system") == NULL ||
+         strcmp(hv_json_get_str(o, "system"), "http://unitsofmeasure.org") != 0))
+        return 1;
+    if (!strcmp(hv_fhir_type_name(hv_fhir_elem_owner_type(owner)), "Extension") &&
+        hv_fhir_elem_parent(owner) == NULL && !has_choice(o, "value", 5) &&
+        !json_object_object_get_ex(o, "extension", NULL))
+        return 1;
+    n = hv_fhir_elem_child_count(owner);
+    for (i = 0; i < n; i++) {
+        const hv_fhir_elem_t *c = hv_fhir_elem_child_at(owner, i);
+        const char *name = hv_fhir_elem_name(c);
+        size_t l = strlen(name);
+        if (hv_fhir_elem_min(c) == 0) continue;
+        if (l > 3 && strcmp(name + l - 3, "[x]") == 0 ? has_choice(o, name, l - 3)
+                                                      : json_object_object_get_ex(o, name, NULL))
+            continue;
+        if (missing != NULL) *missing = name;
+        return 1;
+    }
+    return 0;
+}
+
+/* Cleans a resource (clean_node); 0 when it must be left out, with an issue saying why. */
+static int resource_ok(ctx_t *c, res_t *r) {
+    const char *missing = NULL;
+    if (!clean_node(r->obj, hv_fhir_type_root(hv_fhir_resource_type(r->type)), &missing)) return 1;
+    if (missing != NULL)
+        issue(c, "information", "incomplete", r->slot[0] ? r->slot : r->type,
+              "%s left out: the message does not give %s.%s, which FHIR requires", r->type, r->type,
+              missing);
+    return 0;
+}
+
+static void uuid_from(uint64_t a, uint64_t b, char out[37]) {
+    static const char hex[] = "0123456789abcdef";
+    unsigned char u[16];
+    int i, o = 0;
+    for (i = 0; i < 8; i++) u[i] = (unsigned char)(a >> (56 - 8 * i));
+    for (i = 0; i < 8; i++) u[8 + i] = (unsigned char)(b >> (56 - 8 * i));
+    u[6] = (unsigned char)((u[6] & 0x0f) | 0x50); /* RFC 4122 §4.3: name-based */
+    u[8] = (unsigned char)((u[8] & 0x3f) | 0x80);
+    for (i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10) out[o++] = '-';
+        out[o++] = hex[u[i] >> 4];
+        out[o++] = hex[u[i] & 15];
+    }
+    out[o] = '\0';
+}
+
+static void url_encode(hv_buf_t *b, const char *s) {
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (isalnum(ch) || ch == '-' || ch == '.' || ch == '_' || ch == '~' || ch == ':' || ch == '/')
+            hv_buf_putc(b, (char)ch);
+        else
+            hv_buf_printf(b, "%%%02X", ch);
+    }
+}
+
+/* The business identifier of a resource: the first identifier with a value, one with a
+ * system preferred. */
+static int business_id(json_object *res, const char **sys, const char **val) {
+    json_object *ids = NULL, *id;
+    size_t i, n;
+    *sys = *val = NULL;
+    if (!json_object_object_get_ex(res, "identifier", &ids)) return 0;
+    if (json_object_is_type(ids, json_type_object)) {
+        *val = hv_json_get_str(ids, "value");
+        *sys = hv_json_get_str(ids, "system");
+        return *val != NULL;
+    }
+    n = json_object_array_length(ids);
+    for (i = 0; i < n; i++) {
+        id = json_object_array_get_idx(ids, i);
+        if (hv_json_get_str(id, "value") == NULL) continue;
+        if (*val == NULL) {
+            *val = hv_json_get_str(id, "value");
+            *sys = hv_json_get_str(id, "system");
+        }
+    }
+    return *val != NULL;
+}
+
+/* Rewrites "#hvtmp-N" references to the final fullUrl; a reference to a resource left
+ * out is removed (prune then drops the empty Reference). */
+static void rewrite_refs(ctx_t *c, json_object *o) {
+    if (json_object_is_type(o, json_type_object)) {
+        const char *ref = hv_json_get_str(o, "reference");
+        if (ref != NULL && strncmp(ref, "#hvtmp-", 7) == 0) {
+            size_t k = strtoul(ref + 7, NULL, 10);
+            while (k < c->nres && c->res[k].merged_into >= 0) k = (size_t)c->res[k].merged_into;
+            if (k < c->nres && !c->res[k].dropped && c->res[k].full_url)
+                hv_json_set_str(o, "reference", c->res[k].full_url);
+            else
+                json_object_object_del(o, "reference");
+        }
+        json_object_object_foreach(o, key, v) {
+            (void)key;
+            rewrite_refs(c, v);
+        }
+    } else if (json_object_is_type(o, json_type_array)) {
+        size_t i;
+        for (i = 0; i < json_object_array_length(o); i++) rewrite_refs(c, json_object_array_get_idx(o, i));
+    }
+}
+
+/*
+ * A40 (merge patient, HL7 v2.5.1 §3.3.40): MRG-1 names the identifier that is
+ * merged into the PID patient. The old record becomes an inactive Patient that
+ * links to the survivor (replaced-by), the survivor links back (replaces), FHIR R4
+ * patient.html#links.
+ */
+static void merge_a40(ctx_t *c, res_t *survivor) {
+    size_t i;
+    for (i = 0; i < c->msg.nsegs; i++) {
+        const hv_hl7v2_seg_t *sg = &c->msg.segs[i];
+        span_t seg = {sg->p, sg->len}, f;
+        res_t *old;
+        hv__map_row_t row;
+        target_t tg;
+        json_object *links, *l, *ref;
+        if (strcmp(sg->id, "MRG") != 0) continue;
+        f = seg_field(c, seg, 1);
+        if (!span_valued(f)) continue;
+        c->cur_seg = i;
+        old = res_new(c, "Patient", "Patient[merged]");
+        if (old == NULL) return;
+        memset(&row, 0, sizeof(row));
+        row.map = "MRG[Patient]";
+        row.src_f = 1;
+        row.cond = row.type = row.vocab = row.assign = "";
+        row.target = "identifier";
+        row.dtmap = "CX[Identifier]";
+        tg.owner = old->obj;
+        tg.owner_e = hv_fhir_type_root(hv_fhir_resource_type("Patient"));
+        tg.res_type = "Patient";
+        tg.path = "Patient";
+        c->rule_base = "ADT_A40 MRG-1 → Patient(merged).identifier";
+        c->nframes = 0;
+        {
+            size_t r, nr = hv_hl7v2_span_count(f, c->msg.delims.rep);
+            for (r = 0; r < nr && r < MAX_REPS; r++) {
+                span_t rv;
+                if (hv_hl7v2_span_piece(f, c->msg.delims.rep, r, &rv) == HV_OK && span_valued(rv))
+                    apply_row(c, &row, rv, 1, seg, &tg, (unsigned)r, 0);
+            }
+        }
+        hv_json_set(old->obj, "active", json_object_new_boolean(0));
+        links = json_object_new_array();
+        l = json_object_new_object();
+        ref = json_object_new_object();
+        hv_json_set_str(ref, "reference", survivor->tmp);
+        hv_json_set(l, "other", ref);
+        hv_json_set_str(l, "type", "replaced-by");
+        json_object_array_add(links, l);
+        hv_json_set(old->obj, "link", links);
+        links = json_object_new_array();
+        l = json_object_new_object();
+        ref = json_object_new_object();
+        hv_json_set_str(ref, "reference", old->tmp);
+        hv_json_set(l, "other", ref);
+        hv_json_set_str(l, "type", "replaces");
+        json_object_array_add(links, l);
+        hv_json_set(survivor->obj, "link", links);
+        return;
+    }
+    issue(c, "warning", "required", "MRG-1", "A40 without MRG-1: nothing to merge");
+}
+
+/* Removes references to resources that were left out (still in "#hvtmp-N" form). */
+static void drop_dangling(ctx_t *c, json_object *o) {
+    if (json_object_is_type(o, json_type_object)) {
+        const char *ref = hv_json_get_str(o, "reference");
+        if (ref != NULL && strncmp(ref, "#hvtmp-", 7) == 0) {
+            size_t k = strtoul(ref + 7, NULL, 10);
+            if (k >= c->nres || (c->res[k].dropped && c->res[k].merged_into < 0))
+                json_object_object_del(o, "reference");
+        }
+        json_object_object_foreach(o, key, v) {
+            (void)key;
+            drop_dangling(c, v);
+        }
+    } else if (json_object_is_type(o, json_type_array)) {
+        size_t i;
+        for (i = 0; i < json_object_array_length(o); i++) drop_dangling(c, json_object_array_get_idx(o, i));
+    }
+}
+
+/*
+ * Links a resource to the message's patient (or encounter) when the tables left the
+ * element empty: the IG's message tables name Observation.subject but not, e.g.,
+ * DiagnosticReport.subject or ServiceRequest.subject, which FHIR requires.
+ */
+static void link_to(ctx_t *c, res_t *r, const char *name, res_t *target) {
+    const hv_fhir_elem_t *root = hv_fhir_type_root(hv_fhir_resource_type(r->type)), *e;
+    const hv_fhir_type_t *chosen = NULL;
+    json_object *ref;
+    size_t i, n;
+    (void)c;
+    if (json_object_object_get_ex(r->obj, name, NULL)) return;
+    e = hv_fhir_elem_child(root, name, strlen(name), &chosen);
+    if (e == NULL || chosen == NULL || strcmp(hv_fhir_type_name(chosen), "Reference") != 0 ||
+        hv_fhir_elem_is_array(e))
+        return;
+    n = hv_fhir_elem_target_count(e, 0);
+    for (i = 0; i < n; i++)
+        if (strcmp(hv_fhir_type_name(hv_fhir_elem_target_at(e, 0, i)), target->type) == 0) break;
+    if (i == n) return;
+    ref = json_object_new_object();
+    hv_json_set_str(ref, "reference", target->tmp);
+    hv_json_set(r->obj, name, ref);
+}
+
+/*
+ * The patient's identity is PID-3 (its first repetition with an ID number, HL7 v2.5.1
+ * §3.4.2.3) with its assigning authority: that identifier is moved first so that the
+ * conditional update searches by it rather than, e.g., by PID-2.
+ */
+static void patient_identity_first(ctx_t *c, res_t *patient) {
+    json_object *ids = NULL;
+    char *want = NULL;
+    size_t i, n;
+    for (i = 1; i <= 8; i++) {
+        char path[24];
+        snprintf(path, sizeof(path), "PID-3[%zu].1", i);
+        if (hv_hl7v2_get_text(&c->msg, path, &want, NULL) != HV_OK) return;
+        if (want != NULL && want[0]) break;
+    }
+    if (want == NULL || want[0] == '\0') return;
+    if (!json_object_object_get_ex(patient->obj, "identifier", &ids) ||
+        !json_object_is_type(ids, json_type_array))
+        return;
+    n = json_object_array_length(ids);
+    for (i = 0; i < n; i++) {
+        json_object *id = json_object_array_get_idx(ids, i);
+        const char *v = hv_json_get_str(id, "value");
+        if (v != NULL && strcmp(v, want) == 0) {
+            if (i > 0) {
+                json_object *arr = json_object_new_array();
+                size_t k;
+                json_object_array_add(arr, json_object_get(id));
+                for (k = 0; k < n; k++)
+                    if (k != i) json_object_array_add(arr, json_object_get(json_object_array_get_idx(ids, k)));
+                hv_json_set(patient->obj, "identifier", arr);
+            }
+            return;
+        }
+    }
+}
+
+static int finish(ctx_t *c, json_object **bundle_out, hv_error_t *err) {
+    size_t i, j;
+    int pass, changed;
+    char *ctl = NULL;
+    res_t *enc;
+    res_t *patient = slot_find(c, "Patient[1]");
+    const char *psys = NULL, *pval = NULL;
+    json_object *bundle = c->bundle_obj, *entries;
+    hv_buf_t b;
+    uint64_t pkey;
+    if (patient == NULL) {
+        for (i = 0; i < c->nres && patient == NULL; i++)
+            if (!c->res[i].dropped && strcmp(c->res[i].type, "Patient") == 0) patient = &c->res[i];
+    }
+    if (patient != NULL) patient_identity_first(c, patient);
+    if (patient == NULL || !business_id(patient->obj, &psys, &pval)) {
+        if (!c->lenient) {
+            hv_error_set(err, HV_EPROTO, "PID-3",
+                         "the patient's identity cannot be mapped: no PID-3 identifier with an ID number");
+            return HV_EPROTO;
+        }
+        issue(c, "warning", "required", "PID-3",
+              "no patient identifier: the resources have no stable identity across messages");
+        psys = NULL;
+        pval = "";
+        if (hv_hl7v2_get_text(&c->msg, "MSH-10", &ctl, NULL) == HV_OK && ctl != NULL) pval = ctl;
+        patient = NULL;
+    }
+    if (patient != NULL && strcmp(c->trigger, "A40") == 0 && strncmp(c->structure, "ADT", 3) == 0)
+        merge_a40(c, patient);
+    if (patient == NULL && c->lenient) patient = slot_find(c, "Patient[1]");
+    enc = slot_find(c, "Encounter[1]");
+    pkey = fnv(fnv(FNV0, psys ? psys : "", psys ? strlen(psys) : 0), pval, strlen(pval));
+    for (i = 0; i < c->nres; i++) {
+        if (c->res[i].dropped) continue;
+        apply_defaults(c, &c->res[i]);
+        /* Resources of the message header (sender, receiving application) are not the patient's. */
+        if (!strcmp(c->res[i].seg, "MSH") || !strcmp(c->res[i].seg, "SFT") || !strcmp(c->res[i].seg, "EVN"))
+            continue;
+        if (patient != NULL && &c->res[i] != patient) {
+            link_to(c, &c->res[i], "subject", patient);
+            link_to(c, &c->res[i], "patient", patient);
+            link_to(c, &c->res[i], "beneficiary", patient);
+        }
+        if (enc != NULL && &c->res[i] != enc) link_to(c, &c->res[i], "encounter", enc);
+    }
+    /* Leaving one resource out can leave another without a reference it requires
+     * (Provenance.target): repeat until nothing changes. */
+    for (pass = 0, changed = 1; changed && pass < 8; pass++) {
+        changed = 0;
+        for (i = 0; i < c->nres; i++) {
+            res_t *r = &c->res[i];
+            if (r->dropped) continue;
+            drop_dangling(c, r->obj);
+            /* Lenient mode keeps the message's patient even when PID gave nothing (it is linked). */
+            if ((json_object_object_length(r->obj) <= 1 && !(c->lenient && r == patient)) ||
+                !resource_ok(c, r)) {
+                r->dropped = 1;
+                changed = 1;
+            }
+        }
+    }
+    /* Identities, and one entry per identity (the same Practitioner named twice). */
+    hv_buf_init(&b, 4096);
+    for (i = 0; i < c->nres; i++) {
+        res_t *r = &c->res[i];
+        const char *sys = NULL, *val = NULL;
+        char uuid[37];
+        uint64_t h1, h2;
+        if (r->dropped) continue;
+        hv_buf_reset(&b);
+        if (business_id(r->obj, &sys, &val)) {
+            hv_buf_printf(&b, "%s?identifier=", r->type);
+            if (sys != NULL) {
+                url_encode(&b, sys);
+                hv_buf_putc(&b, '|');
+            }
+            url_encode(&b, val);
+            h1 = fnv(FNV0, b.data, b.len);
+            h2 = fnv(h1 ^ 0x9e3779b97f4a7c15ULL, b.data, b.len);
+        } else {
+            hv_buf_t body;
+            h1 = fnv(pkey, r->type, strlen(r->type));
+            if (r->order_key != NULL && strcmp(r->type, "Patient") != 0 &&
+                strcmp(r->type, "Practitioner") != 0 && strcmp(r->type, "Organization") != 0) {
+                /* A result of an order: its place in the message names it. */
+                h1 = fnv(h1, r->order_key, strlen(r->order_key));
+                h1 = fnv(h1, &r->ordinal, sizeof(r->ordinal));
+            } else {
+                hv_buf_init(&body, 0);
+                hv_fhir_json_write(r->obj, 0, &body);
+                h1 = fnv(h1, body.data ? body.data : "", body.len);
+                hv_buf_release(&body);
+            }
+            h2 = fnv(h1 ^ 0x9e3779b97f4a7c15ULL, r->type, strlen(r->type));
+        }
+        uuid_from(h1, h2, uuid);
+        r->full_url = hv_arena_sprintf(c->arena, "urn:uuid:%s", uuid);
+        if (b.len > 0) {
+            r->request_url = hv_arena_strndup(c->arena, b.data, b.len);
+        } else {
+            r->request_url = hv_arena_sprintf(c->arena, "%s/%s", r->type, uuid);
+            hv_json_set_str(r->obj, "id", uuid);
+        }
+        for (j = 0; j < i; j++) {
+            if (!c->res[j].dropped && c->res[j].full_url && !strcmp(c->res[j].full_url, r->full_url)) {
+                r->merged_into = (int)j;
+                r->dropped = 1;
+                break;
+            }
+        }
+    }
+    hv_buf_release(&b);
+    entries = json_object_new_array();
+    for (i = 0; i < c->nres; i++) {
+        res_t *r = &c->res[i];
+        json_object *e, *req;
+        if (r->dropped) continue;
+        rewrite_refs(c, r->obj);
+        clean_node(r->obj, hv_fhir_type_root(hv_fhir_resource_type(r->type)), NULL);
+        e = json_object_new_object();
+        hv_json_set_str(e, "fullUrl", r->full_url);
+        hv_json_set(e, "resource", json_object_get(r->obj));
+        req = json_object_new_object();
+        hv_json_set_str(req, "method", "PUT");
+        hv_json_set_str(req, "url", r->request_url);
+        hv_json_set(e, "request", req);
+        json_object_array_add(entries, e);
+    }
+    hv_json_set_str(bundle, "type", "transaction");
+    json_object_object_del(bundle, "entry");
+    clean_node(bundle, hv_fhir_type_root(hv_fhir_resource_type("Bundle")), NULL);
+    if (json_object_array_length(entries) > 0) hv_json_set(bundle, "entry", entries);
+    else json_object_put(entries);
+    hv_json_set_str(bundle, "resourceType", "Bundle");
+    hv_json_set_str(bundle, "type", "transaction");
+    *bundle_out = json_object_get(bundle);
+    return HV_OK;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Entry point                                                               */
+/* ------------------------------------------------------------------------- */
 
 int hv_map_v2_to_fhir(const char *msg, size_t len, const hv_map_opts_t *opts, hv_map_result_t *out,
                       hv_error_t *err) {
-    (void)msg, (void)len, (void)opts, (void)out;
-    hv_error_set(err, HV_ENOTSUP, NULL, "HL7 v2 to FHIR mapping is not supported yet");
-    return HV_ENOTSUP;
+    ctx_t *c = NULL;
+    hv_map_tables_t *own = NULL;
+    hv_hl7v2_parse_opts_t po;
+    json_object *bundle = NULL, *oo = NULL;
+    char group[256] = "";
+    size_t i;
+    int rc;
+    c = hv_calloc(1, sizeof(*c));
+    if (c == NULL) return HV_ENOMEM;
+    hv_buf_init(&c->tmp, 1u << 20);
+    c->arena = hv_arena_new(0);
+    c->res = hv_calloc(MAX_RESOURCES, sizeof(*c->res));
+    c->issues = json_object_new_array();
+    c->bundle_obj = json_object_new_object();
+    if (c->arena == NULL || c->res == NULL) {
+        rc = HV_ENOMEM;
+        goto out;
+    }
+    if (opts != NULL && opts->tables != NULL) {
+        c->t = opts->tables;
+    } else if (opts != NULL && opts->override_file != NULL) {
+        rc = hv__map_tables_load(opts->override_file, &own, err);
+        if (rc != HV_OK) goto out;
+        c->t = own;
+    } else {
+        c->t = hv__map_tables_default();
+    }
+    if (c->t == NULL) {
+        rc = HV_ENOMEM;
+        goto out;
+    }
+    if (opts != NULL && opts->explain) c->explain = json_object_new_array();
+    c->lenient = opts != NULL && opts->lenient_identity;
+    hv_hl7v2_parse_opts_default(&po);
+    po.strict_escapes = 0;
+    rc = hv_hl7v2_parse(c->arena, msg, len, &po, &c->msg, err, NULL);
+    if (rc != HV_OK) goto out;
+    hv_json_set_str(c->bundle_obj, "resourceType", "Bundle");
+    pick_structure(c, opts != NULL ? opts->structure : NULL);
+    for (i = 0; i < c->msg.nsegs; i++) map_segment(c, i, group, sizeof(group));
+    if (c->unmapped_rows > 0)
+        issue(c, "information", "not-supported", NULL,
+              "%zu mapping rows name elements this engine does not write (see docs/mappings.md)",
+              c->unmapped_rows);
+    rc = finish(c, &bundle, err);
+    if (rc != HV_OK) goto out;
+    oo = json_object_new_object();
+    hv_json_set_str(oo, "resourceType", "OperationOutcome");
+    if (json_object_array_length(c->issues) == 0) issue(c, "information", "informational", NULL, "mapped");
+    hv_json_set(oo, "issue", json_object_get(c->issues));
+    memset(out, 0, sizeof(*out));
+    out->bundle = bundle;
+    out->outcome = oo;
+    out->explain = c->explain ? json_object_get(c->explain) : NULL;
+    bundle = NULL;
+out:
+    if (bundle != NULL) json_object_put(bundle);
+    if (c != NULL) {
+        for (i = 0; i < c->nres; i++) json_object_put(c->res[i].obj);
+        hv_free(c->res);
+        json_object_put(c->issues);
+        json_object_put(c->bundle_obj);
+        if (c->explain) json_object_put(c->explain);
+        hv_buf_release(&c->tmp);
+        hv_arena_free(c->arena);
+        hv_free(c);
+    }
+    hv__map_tables_free(own);
+    if (rc == HV_ENOMEM) hv_error_set(err, HV_ENOMEM, NULL, "out of memory");
+    return rc;
 }

@@ -133,6 +133,12 @@ struct json_object *hv__ccda_ref(const char *url);
  * patient's identity cannot be mapped. */
 int hv__ccda_header(hv__ccda_ctx_t *c, xmlNodePtr root, struct json_object *comp,
                     hv_error_t *err);
+/* assignedAuthor/assignedEntity (with an assignedPerson) → a Practitioner, added once per
+ * identifier (or name); returns its fullUrl, NULL when there is nothing to map. */
+const char *hv__ccda_practitioner(hv__ccda_ctx_t *c, xmlNodePtr assigned);
+/* The Practitioner of an entry's performer (else its author), as a reference; NULL if none. */
+struct json_object *hv__ccda_entry_actor(hv__ccda_ctx_t *c, xmlNodePtr entry);
+
 /* Maps the body: each section to a Composition.section with its entries. */
 void hv__ccda_body(hv__ccda_ctx_t *c, xmlNodePtr root, struct json_object *comp);
 /* Maps one section's entries by the section's template; the references of the

@@ -117,6 +117,28 @@ static void low_high(hv__ccda_ctx_t *c, xmlNodePtr n, struct json_object **low,
     *high = hv__ccda_ts_json(c, hv__ccda_child(et, "high"), 0);
 }
 
+struct json_object *hv__ccda_entry_actor(hv__ccda_ctx_t *c, xmlNodePtr entry) {
+    static const char *const roles[][2] = {{"performer", "assignedEntity"},
+                                           {"author", "assignedAuthor"}};
+    for (size_t i = 0; i < HV_ARRAY_LEN(roles); i++) {
+        xmlNodePtr a = hv__ccda_child(hv__ccda_child(entry, roles[i][0]), roles[i][1]);
+        if (a == NULL || hv__ccda_child(a, "assignedPerson") == NULL) continue;
+        const char *url = hv__ccda_practitioner(c, a);
+        if (url != NULL) return hv__ccda_ref(url);
+    }
+    return NULL;
+}
+
+/* {"actor": ref} in an array (Procedure.performer, Immunization.performer). */
+static struct json_object *performer_actor(hv__ccda_ctx_t *c, xmlNodePtr entry) {
+    struct json_object *ref = hv__ccda_entry_actor(c, entry);
+    if (ref == NULL) return NULL;
+    struct json_object *p = json_object_new_object(), *a = json_object_new_array();
+    hv_json_set(p, "actor", ref);
+    json_object_array_add(a, p);
+    return a;
+}
+
 /* ---- problems ------------------------------------------------------------------------- */
 
 typedef struct problem_ud {
@@ -153,6 +175,7 @@ static void problem_obs(hv__ccda_ctx_t *c, xmlNodePtr obs, struct json_object *r
     hv_json_set(cond, "subject", hv__ccda_ref(c->patient_url));
     set_if(cond, "onsetDateTime", low);
     set_if(cond, "abatementDateTime", high);
+    set_if(cond, "recorder", hv__ccda_entry_actor(c, obs));
     add_ref(refs, hv__ccda_add(c, "Condition", cond, NULL));
 }
 
@@ -270,6 +293,7 @@ static void allergy_obs(hv__ccda_ctx_t *c, xmlNodePtr obs, struct json_object *r
     low_high(c, obs, &low, &high);
     set_if(ai, "onsetDateTime", low);
     json_object_put(high);
+    set_if(ai, "recorder", hv__ccda_entry_actor(c, obs));
     /* Reactions (.4.9, typeCode MFST) with their severity (.4.8). */
     struct json_object *reactions = json_object_new_array();
     const char *overall = severity_of(obs);
@@ -413,6 +437,7 @@ static void medication(hv__ccda_ctx_t *c, xmlNodePtr sa, struct json_object *ref
     hv_json_set(ms, "medicationCodeableConcept", code);
     hv_json_set(ms, "subject", hv__ccda_ref(c->patient_url));
     hv__ccda_set_effective(c, ms, "effective", main_time(sa));
+    set_if(ms, "informationSource", hv__ccda_entry_actor(c, sa));
     struct json_object *d = dosage(c, sa);
     if (d != NULL) hv_json_set(ms, "dosage", arr1(d));
     add_ref(refs, hv__ccda_add(c, "MedicationStatement", ms, NULL));
@@ -495,6 +520,12 @@ static const char *observation(hv__ccda_ctx_t *c, xmlNodePtr obs, const char *ca
     struct json_object *interp = hv__ccda_all(c, obs, "interpretationCode", hv__ccda_concept);
     set_if(o, "interpretation", interp);
     set_if(o, "referenceRange", reference_ranges(c, obs));
+    struct json_object *actor = hv__ccda_entry_actor(c, obs);
+    if (actor != NULL) {
+        struct json_object *a = json_object_new_array();
+        json_object_array_add(a, actor);
+        hv_json_set(o, "performer", a);
+    }
     return hv__ccda_add(c, "Observation", o, NULL);
 }
 
@@ -688,6 +719,7 @@ static void immunization(hv__ccda_ctx_t *c, xmlNodePtr sa, struct json_object *r
     if (lot != NULL) hv_json_set_str(im, "lotNumber", lot);
     set_if(im, "route", hv__ccda_concept(c, hv__ccda_child(sa, "routeCode")));
     set_if(im, "doseQuantity", hv__ccda_quantity(c, hv__ccda_child(sa, "doseQuantity")));
+    set_if(im, "performer", performer_actor(c, sa));
     add_ref(refs, hv__ccda_add(c, "Immunization", im, NULL));
 }
 
@@ -718,6 +750,7 @@ static void procedure(hv__ccda_ctx_t *c, xmlNodePtr p, struct json_object *refs,
     hv_json_set(pr, "subject", hv__ccda_ref(c->patient_url));
     hv__ccda_set_effective(c, pr, "performed", hv__ccda_child(p, "effectiveTime"));
     set_if(pr, "bodySite", hv__ccda_all(c, p, "targetSiteCode", hv__ccda_concept));
+    set_if(pr, "performer", performer_actor(c, p));
     add_ref(refs, hv__ccda_add(c, "Procedure", pr, NULL));
 }
 
@@ -857,13 +890,9 @@ static void planned(hv__ccda_ctx_t *c, xmlNodePtr n, struct json_object *refs) {
         if (code == NULL) return;
         struct json_object *mr = json_object_new_object();
         set_if(mr, "identifier", hv__ccda_identifiers(c, n));
-        hv_json_set_str(mr, "status", negated(n) ? "cancelled" : eq(request_status(n), "revoked")
-                                                                  ? "cancelled"
-                                                                  : eq(request_status(n), "on-hold")
-                                                                        ? "on-hold"
-                                                                        : eq(request_status(n), "completed")
-                                                                              ? "completed"
-                                                                              : "active");
+        /* Request status → MedicationRequest.status (revoked is "cancelled" there). */
+        const char *rs = request_status(n);
+        hv_json_set_str(mr, "status", negated(n) || eq(rs, "revoked") ? "cancelled" : rs);
         hv_json_set_str(mr, "intent", intent_of(mood));
         if (negated(n)) hv_json_set(mr, "doNotPerform", json_object_new_boolean(1));
         hv_json_set(mr, "medicationCodeableConcept", code);

@@ -54,7 +54,7 @@ static const char *organization(hv__ccda_ctx_t *c, xmlNodePtr org) {
 }
 
 /* assignedAuthor / assignedEntity with an assignedPerson → Practitioner. */
-static const char *practitioner(hv__ccda_ctx_t *c, xmlNodePtr assigned) {
+const char *hv__ccda_practitioner(hv__ccda_ctx_t *c, xmlNodePtr assigned) {
     if (assigned == NULL) return NULL;
     xmlNodePtr person = hv__ccda_child(assigned, "assignedPerson");
     struct json_object *p = json_object_new_object();
@@ -374,7 +374,7 @@ int hv__ccda_header(hv__ccda_ctx_t *c, xmlNodePtr root, struct json_object *comp
     struct json_object *authors = json_object_new_array();
     for (xmlNodePtr au = hv__ccda_child(root, "author"); au != NULL; au = hv__ccda_next(au, "author")) {
         xmlNodePtr aa = hv__ccda_child(au, "assignedAuthor");
-        const char *url = hv__ccda_child(aa, "assignedPerson") != NULL ? practitioner(c, aa)
+        const char *url = hv__ccda_child(aa, "assignedPerson") != NULL ? hv__ccda_practitioner(c, aa)
                                                                         : device(c, aa);
         if (url != NULL) json_object_array_add(authors, hv__ccda_ref(url));
         const char *org = organization(c, hv__ccda_child(aa, "representedOrganization"));
@@ -400,7 +400,7 @@ int hv__ccda_header(hv__ccda_ctx_t *c, xmlNodePtr root, struct json_object *comp
 
     xmlNodePtr la = hv__ccda_child(root, "legalAuthenticator");
     if (la != NULL) {
-        const char *party = practitioner(c, hv__ccda_child(la, "assignedEntity"));
+        const char *party = hv__ccda_practitioner(c, hv__ccda_child(la, "assignedEntity"));
         struct json_object *at = json_object_new_object(), *ats = json_object_new_array();
         hv_json_set_str(at, "mode", "legal");
         set_if(at, "time", hv__ccda_ts_json(c, hv__ccda_child(la, "time"), 0));
@@ -456,7 +456,7 @@ int hv__ccda_header(hv__ccda_ctx_t *c, xmlNodePtr root, struct json_object *comp
              pf = hv__ccda_next(pf, "performer")) {
             xmlNodePtr ae = hv__ccda_child(pf, "assignedEntity");
             if (hv__ccda_child(ae, "assignedPerson") == NULL) continue;
-            const char *url = practitioner(c, ae);
+            const char *url = hv__ccda_practitioner(c, ae);
             if (url != NULL) json_object_array_add(who, hv__ccda_ref(url));
         }
         if (json_object_array_length(who) > 0)

@@ -60,7 +60,7 @@ cat > "$work/channels/bench.json" <<JSON
 }
 JSON
 "$bin" serve --data "$work/data" --http "127.0.0.1:$hvport" --mllp "127.0.0.1:$mport" \
-  --channels "$work/channels" --log-level warn >/dev/null 2>"$work/hv.log" &
+  --channels "$work/channels" --auth off --log-level warn >/dev/null 2>"$work/hv.log" &
 hvpid=$!
 for _ in $(seq 200); do curl -sf "http://127.0.0.1:$hvport/health" >/dev/null && break; sleep 0.05; done
 

@@ -3,11 +3,12 @@
  * search.html) and the date/prefix readers of fhir/search_index.c.
  *
  * Input: a query string as it arrives after '?' (the first byte picks the resource
- * type). Invariants: planning never crashes; a refusal is HV_EINVAL with a message;
+ * type, strict handling, and a system-level or compartment search). Invariants:
+ * planning never crashes; a refusal is HV_EINVAL (or HV_ENOTSUP) with a message;
  * planning is deterministic (the same SQL and the same bound values twice); the SQL
  * holds exactly the placeholders $1..$nbinds, each value bound, and never a quote
  * character coming from the input (values are bound, not spliced: the only quotes are
- * the fixed ESCAPE '\' fragments); every date range accepted has lo <= hi.
+ * the fixed ESCAPE '\' and '/' fragments); every date range accepted has lo <= hi.
  */
 #include "config.h"
 
@@ -30,8 +31,8 @@ static void check_sql(const hv__search_plan_t *p)
             if (n > max)
                 max = n;
         } else if (*c == '\'') {
-            /* the only literal the planner writes: ESCAPE '\' */
-            if (strncmp(c, "'\\'", 3) != 0)
+            /* the only literals the planner writes: ESCAPE '\' and uri :above's '/' */
+            if (strncmp(c, "'\\'", 3) != 0 && strncmp(c, "'/'", 3) != 0)
                 abort();
             c += 2;
         }
@@ -55,11 +56,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     q[size - 1] = '\0';
     hv__search_plan_init(&a);
     hv__search_plan_init(&b);
+    a.system = b.system = (data[0] & 8) != 0;
+    if (data[0] & 16) {
+        memcpy(a.compartment, "p1", 3);
+        memcpy(b.compartment, "p1", 3);
+    }
     ra = hv__search_plan_build(&a, types[data[0] % 4], q, data[0] & 4, 10, 100);
     rb = hv__search_plan_build(&b, types[data[0] % 4], q, data[0] & 4, 10, 100);
     if (ra != rb)
         abort();
-    if (ra == HV_EINVAL && a.msg[0] == '\0')
+    if ((ra == HV_EINVAL || ra == HV_ENOTSUP) && a.msg[0] == '\0')
         abort();
     if (ra == HV_OK) {
         check_sql(&a);

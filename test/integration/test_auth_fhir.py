@@ -221,6 +221,14 @@ class FhirScopes(EngineTestCase):
         st, out = self.jreq(tok, "GET", nxt[0][len(self.base):])
         seen += self.ids(out)
         self.assertEqual(sorted(seen), ["Observation/obs-1", "Observation/obs-3"])
+        # _include/_revinclude and system-level search stay within the compartment too
+        st, out = self.jreq(tok, "GET", "/fhir/Patient?_revinclude=Observation:subject")
+        self.assertEqual((st, self.ids(out)), (200, ["Observation/obs-1", "Observation/obs-3", "Patient/pat-1"]))
+        st, out = self.jreq(tok, "GET", "/fhir/Observation?_include=Observation:subject")
+        self.assertEqual(self.ids(out), ["Observation/obs-1", "Observation/obs-3", "Patient/pat-1"])
+        st, out = self.jreq(tok, "GET", "/fhir?_type=Observation,Condition,Patient")
+        self.assertEqual((st, self.ids(out)), (200, ["Observation/obs-1", "Observation/obs-3", "Patient/pat-1"]))
+        self.assert_no_leak(json.dumps(out))
         # the same searches for a clinician's user/ scopes see both patients
         st, out = self.jreq(self.login("carl"), "GET", "/fhir/Observation")
         self.assertEqual(self.ids(out), ["Observation/obs-1", "Observation/obs-2", "Observation/obs-3"])

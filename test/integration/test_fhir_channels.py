@@ -138,7 +138,7 @@ class FhirChannelTests(EngineTestCase):
         self.wait_final(eng, "st", [tx])
         self.assertEqual(len(self.search(eng, "Patient?family=Tx")), 1)
         self.assertEqual(len(self.search(eng, "Observation?identifier=urn:test:msg|m1")), 1)
-        eng.stop()
+        self.assertEqual(eng.stop(), 0, eng.stderr()[-3000:])
 
     def test_destination_conflict_is_permanent_and_transaction_rolls_back(self):
         eng = self.start([PLAIN])
@@ -163,7 +163,7 @@ class FhirChannelTests(EngineTestCase):
         ma, mb = self.wait_final(eng, "plain", [a, b])
         self.assertEqual(ma["destinations"][0]["last_error"], "201 Patient/p2/_history/1")
         self.assertEqual(mb["destinations"][0]["last_error"], "200 Patient/p2/_history/2")
-        eng.stop()
+        self.assertEqual(eng.stop(), 0, eng.stderr()[-3000:])
 
     def test_source_hands_matching_changes_to_the_channel_in_order(self):
         out = os.path.join(self.workdir, "out")
@@ -210,7 +210,7 @@ class FhirChannelTests(EngineTestCase):
         full = self.message(eng, "dels", dl["messages"][0]["id"])
         self.assertEqual(json.loads(full["content"]),
                          {"resourceType": "Patient", "id": "gone", "meta": {"versionId": "2"}})
-        eng.stop()
+        self.assertEqual(eng.stop(), 0, eng.stderr()[-3000:])
 
     def test_channel_files_with_bad_fhir_keys_are_refused(self):
         cases = [
@@ -271,7 +271,7 @@ class FhirChannelTests(EngineTestCase):
             v = e["resource"]["identifier"][0]["value"]
             counts[v] = counts.get(v, 0) + 1
         self.assertEqual(counts, {"m%d" % i: 1 for i in range(n)})
-        eng.stop()
+        self.assertEqual(eng.stop(), 0, eng.stderr()[-3000:])
 
 
 if PG_URL:

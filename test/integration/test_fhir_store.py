@@ -755,7 +755,7 @@ class FhirStoreTests(EngineTestCase):
         self.assertEqual(st, 202)
         st, _, _ = self.jreq("POST", "/fhir/Patient", self.patient())
         self.assertEqual(st, 201)
-        eng.stop()
+        self.assertEqual(eng.stop(), 0, eng.stderr()[-3000:])
 
     # -- the plan's /patients views --
 

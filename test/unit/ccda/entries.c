@@ -74,7 +74,9 @@ static const char body[] =
     SEC("7.1",
         "<entry><procedure classCode=\"PROC\" moodCode=\"EVN\">" TID("14")
         "<code code=\"73761001\" " SCT "/><statusCode code=\"completed\"/>"
-        "<effectiveTime value=\"20120512\"/></procedure></entry>"
+        "<effectiveTime value=\"20120512\"/><performer><assignedEntity><id root=\"2.16.840.1.113883.4.6\" "
+        "extension=\"1112223334\"/><assignedPerson><name><family>Cutter</family></name></assignedPerson>"
+        "</assignedEntity></performer></procedure></entry>"
         "<entry><procedure classCode=\"PROC\" moodCode=\"EVN\" negationInd=\"true\">" TID("14")
         "<code code=\"80146002\" " SCT "/><statusCode code=\"completed\"/></procedure></entry>")
     /* Results: an organizer with a numeric result, its unit, range and interpretation. */
@@ -242,6 +244,21 @@ static void ccda_procedures_done_and_not_done(void **state) {
     struct json_object *a = nth(mapped.bundle, "Procedure", 0), *b = nth(mapped.bundle, "Procedure", 1);
     EXPECT(a, "status", "completed");
     EXPECT(a, "performedDateTime", "2012-05-12");
+    /* The entry's performer is a Practitioner the Procedure points at. */
+    const char *actor = at(a, "performer.0.actor.reference");
+    assert_non_null(actor);
+    struct json_object *entries = NULL;
+    int found = 0;
+    json_object_object_get_ex(mapped.bundle, "entry", &entries);
+    for (size_t i = 0; i < json_object_array_length(entries); i++) {
+        struct json_object *e = json_object_array_get_idx(entries, i);
+        if (strcmp(at(e, "fullUrl"), actor) != 0) continue;
+        EXPECT(e, "resource.resourceType", "Practitioner");
+        EXPECT(e, "resource.identifier.0.value", "1112223334");
+        EXPECT(e, "resource.name.0.family", "Cutter");
+        found = 1;
+    }
+    assert_true(found);
     EXPECT(b, "status", "not-done");
     json_object_put(a);
     json_object_put(b);

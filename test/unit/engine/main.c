@@ -11,5 +11,6 @@ int main(void) {
     failed += run_db_tests();
     failed += run_storage_tests();
     failed += run_channel_conf_tests();
+    failed += run_channel_split_tests();
     return failed;
 }

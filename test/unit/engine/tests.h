@@ -18,5 +18,6 @@ int run_router_tests(void);
 int run_db_tests(void);
 int run_storage_tests(void);
 int run_channel_conf_tests(void);
+int run_channel_split_tests(void);
 
 #endif

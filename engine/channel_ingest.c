@@ -1,0 +1,656 @@
+/*
+ * channel_ingest.c — how a message enters a channel: the store's schema, the
+ * filter and steps run on the loop thread, the storage job that stores the
+ * message, its parts and its queue rows in one transaction, and the answer to
+ * the source (after the commit, or after the destinations).
+ *
+ * A message flows: source → hv_channel_receive → filter and steps (loop thread,
+ * in the message's arena) → one storage job that inserts the message and one
+ * queue row per destination whose `when` holds, in the same transaction → the
+ * source is answered (after the commit) → each destination's worker
+ * (channel.c) delivers its queue in id order.
+ *
+ * Exactly once into the store: a source that can see the same message twice
+ * (a file re-read after a crash, an HL7 v2 resend) passes a source key; the
+ * storage job looks the key up in the same transaction as the insert, and a
+ * message whose key is already stored (within the source's window) is a
+ * duplicate: nothing is stored and the source is answered with the first id.
+ *
+ * split-bundle (channel_split.c): the message is stored as received with status
+ * "split" and no queue rows; each part is a row of its own (parent_id = the
+ * message's id) that runs the steps after the split and has its own queue rows,
+ * all in the message's transaction.
+ *
+ * Response "after-destinations": once stored, the source's callback waits until
+ * the named destinations have a committed final outcome for the message (or
+ * each of its parts), or until the channel's response_timeout_ms.
+ */
+#include "config.h"
+#include "engine/channel_rt.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------------- */
+/* Store                                                                     */
+/* ------------------------------------------------------------------------- */
+
+const char *const hv__chan_migrations_sqlite[] = {
+    "CREATE TABLE chan_messages ("
+    " id INTEGER PRIMARY KEY,"
+    " channel TEXT NOT NULL,"
+    " received_at INTEGER NOT NULL,"
+    " content_type TEXT NOT NULL,"
+    " content BLOB,"
+    " transformed BLOB,"
+    " size INTEGER NOT NULL,"
+    " status TEXT NOT NULL,"
+    " error TEXT,"
+    " filtered_by TEXT);"
+    "CREATE INDEX chan_messages_channel ON chan_messages (channel, id);"
+    "CREATE INDEX chan_messages_status ON chan_messages (channel, status, id);"
+    "CREATE TABLE chan_queue ("
+    " id INTEGER PRIMARY KEY,"
+    " channel TEXT NOT NULL,"
+    " dest TEXT NOT NULL,"
+    " message_id INTEGER NOT NULL,"
+    " state TEXT NOT NULL,"
+    " attempts INTEGER NOT NULL DEFAULT 0,"
+    " next_at INTEGER NOT NULL DEFAULT 0,"
+    " last_error TEXT,"
+    " updated_at INTEGER NOT NULL);"
+    "CREATE INDEX chan_queue_pending ON chan_queue (channel, dest, state, id);"
+    "CREATE INDEX chan_queue_message ON chan_queue (message_id);"
+    "CREATE VIRTUAL TABLE chan_fts USING fts5(content, content='chan_messages', content_rowid='id');",
+    "CREATE TABLE chan_events (id INTEGER PRIMARY KEY, type TEXT NOT NULL, payload BLOB NOT NULL,"
+    " created_at INTEGER NOT NULL, delivered INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX chan_events_pending ON chan_events (delivered, id);",
+    "ALTER TABLE chan_queue ADD COLUMN lane INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX chan_queue_lane ON chan_queue (channel, dest, lane, state, id);",
+    "ALTER TABLE chan_messages ADD COLUMN source_key TEXT;"
+    "ALTER TABLE chan_messages ADD COLUMN parent_id INTEGER;"
+    "CREATE INDEX chan_messages_key ON chan_messages (channel, source_key) WHERE source_key IS NOT NULL;"
+    "CREATE INDEX chan_messages_parent ON chan_messages (parent_id) WHERE parent_id IS NOT NULL;",
+    "CREATE TABLE chan_leases (channel TEXT NOT NULL, dest TEXT NOT NULL, lane INTEGER NOT NULL,"
+    " owner TEXT NOT NULL, expires_at BIGINT NOT NULL, PRIMARY KEY (channel, dest, lane));",
+    NULL,
+};
+
+const char *const hv__chan_migrations_pg[] = {
+    "CREATE TABLE chan_messages ("
+    " id BIGSERIAL PRIMARY KEY,"
+    " channel TEXT NOT NULL,"
+    " received_at BIGINT NOT NULL,"
+    " content_type TEXT NOT NULL,"
+    " content BYTEA,"
+    " transformed BYTEA,"
+    " size BIGINT NOT NULL,"
+    " status TEXT NOT NULL,"
+    " error TEXT,"
+    " filtered_by TEXT);"
+    "CREATE INDEX chan_messages_channel ON chan_messages (channel, id);"
+    "CREATE INDEX chan_messages_status ON chan_messages (channel, status, id);"
+    "CREATE TABLE chan_queue ("
+    " id BIGSERIAL PRIMARY KEY,"
+    " channel TEXT NOT NULL,"
+    " dest TEXT NOT NULL,"
+    " message_id BIGINT NOT NULL,"
+    " state TEXT NOT NULL,"
+    " attempts INTEGER NOT NULL DEFAULT 0,"
+    " next_at BIGINT NOT NULL DEFAULT 0,"
+    " last_error TEXT,"
+    " updated_at BIGINT NOT NULL);"
+    "CREATE INDEX chan_queue_pending ON chan_queue (channel, dest, state, id);"
+    "CREATE INDEX chan_queue_message ON chan_queue (message_id);",
+    "CREATE TABLE chan_events (id BIGSERIAL PRIMARY KEY, type TEXT NOT NULL, payload BYTEA NOT NULL,"
+    " created_at BIGINT NOT NULL, delivered INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX chan_events_pending ON chan_events (delivered, id);",
+    "ALTER TABLE chan_queue ADD COLUMN lane INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX chan_queue_lane ON chan_queue (channel, dest, lane, state, id);",
+    "ALTER TABLE chan_messages ADD COLUMN source_key TEXT;"
+    "ALTER TABLE chan_messages ADD COLUMN parent_id BIGINT;"
+    "CREATE INDEX chan_messages_key ON chan_messages (channel, source_key) WHERE source_key IS NOT NULL;"
+    "CREATE INDEX chan_messages_parent ON chan_messages (parent_id) WHERE parent_id IS NOT NULL;",
+    "CREATE TABLE chan_leases (channel TEXT NOT NULL, dest TEXT NOT NULL, lane INTEGER NOT NULL,"
+    " owner TEXT NOT NULL, expires_at BIGINT NOT NULL, PRIMARY KEY (channel, dest, lane));",
+    NULL,
+};
+
+static int bind_str(hv_db_stmt_t *st, int i, const char *s) {
+    if (s == NULL) return hv_db_bind_null(st, i);
+    return hv_db_bind_text(st, i, s, strlen(s));
+}
+
+/* ------------------------------------------------------------------------- */
+/* Storage thread                                                            */
+/* ------------------------------------------------------------------------- */
+
+/* Finds a stored message of the channel with the same source key, received at or
+ * after `since`: *id > 0 when there is one. */
+static int find_duplicate(hv_db_t *db, const hv__ingest_t *in, int64_t *id) {
+    hv_db_stmt_t *st = NULL;
+    uint64_t since = 0;
+    int rc;
+    *id = 0;
+    if (in->dedup_window_ms > 0 && in->msg.received_at > in->dedup_window_ms)
+        since = in->msg.received_at - in->dedup_window_ms;
+    rc = hv_db_prepare(db,
+                       "SELECT id FROM chan_messages WHERE channel = $1 AND source_key = $2"
+                       " AND received_at >= $3 ORDER BY id DESC LIMIT 1",
+                       &st);
+    if (rc != HV_OK) return rc;
+    bind_str(st, 1, in->ch->conf->id);
+    bind_str(st, 2, in->source_key);
+    hv_db_bind_int64(st, 3, (int64_t)since);
+    rc = hv_db_step(st);
+    if (rc == HV_DB_ROW) *id = hv_db_column_int64(st, 0);
+    hv_db_done(st);
+    return rc < 0 ? rc : HV_OK;
+}
+
+/* Inserts the queue rows of one stored unit. */
+static int insert_queue(hv_db_t *db, const hv__chan_t *ch, const hv__part_t *p, uint64_t now) {
+    hv_db_stmt_t *st = NULL;
+    size_t i;
+    int rc;
+    for (i = 0; i < ch->conf->ndests; i++) {
+        if (!p->dest_on[i]) continue;
+        rc = hv_db_prepare(db,
+                           "INSERT INTO chan_queue (channel, dest, message_id, state, updated_at,"
+                           " lane) VALUES ($1, $2, $3, 'queued', $4, $5)",
+                           &st);
+        if (rc != HV_OK) return rc;
+        bind_str(st, 1, ch->conf->id);
+        bind_str(st, 2, ch->conf->dests[i].name);
+        hv_db_bind_int64(st, 3, p->id);
+        hv_db_bind_int64(st, 4, (int64_t)now);
+        hv_db_bind_int64(st, 5, p->dest_lane[i]);
+        rc = hv_db_step(st);
+        hv_db_done(st);
+        if (rc < 0) return rc;
+    }
+    return HV_OK;
+}
+
+/* Inserts one new row of chan_messages (a message, or a part when parent > 0). */
+static int insert_message(hv_db_t *db, hv__ingest_t *in, hv__part_t *p, int64_t parent) {
+    hv__chan_t *ch = in->ch;
+    hv_db_stmt_t *st = NULL;
+    int rc = hv_db_prepare(db,
+                           "INSERT INTO chan_messages (status, error, filtered_by, transformed,"
+                           " channel, received_at, content_type, content, size, source_key,"
+                           " parent_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                           " RETURNING id",
+                           &st);
+    if (rc != HV_OK) return rc;
+    bind_str(st, 1, p->status);
+    bind_str(st, 2, p->error);
+    bind_str(st, 3, p->filtered_by);
+    if (p->transformed) hv_db_bind_blob(st, 4, p->out, p->out_len);
+    else hv_db_bind_null(st, 4);
+    bind_str(st, 5, ch->conf->id);
+    hv_db_bind_int64(st, 6, (int64_t)in->msg.received_at);
+    bind_str(st, 7, p->content_type);
+    if (ch->conf->keep == HV__KEEP_ALL) hv_db_bind_blob(st, 8, p->content, p->len);
+    else hv_db_bind_null(st, 8);
+    hv_db_bind_int64(st, 9, (int64_t)p->len);
+    bind_str(st, 10, parent > 0 ? NULL : in->source_key);
+    if (parent > 0) hv_db_bind_int64(st, 11, parent);
+    else hv_db_bind_null(st, 11);
+    rc = hv_db_step(st);
+    if (rc == HV_DB_ROW) {
+        p->id = hv_db_column_int64(st, 0);
+        rc = HV_OK;
+    } else if (rc == HV_OK) {
+        rc = HV_EDB;
+    }
+    hv_db_done(st);
+    return rc;
+}
+
+/*
+ * Storage thread: inserts (or, for a reprocess, updates) the message, its parts
+ * and their queue rows in one transaction; a message whose source key is already
+ * stored (within the window) is a duplicate and stores nothing.
+ */
+static int ingest_job(hv_db_t *db, void *arg) {
+    hv__ingest_t *in = arg;
+    hv__chan_t *ch = in->ch;
+    hv_db_stmt_t *st = NULL;
+    uint64_t now = hv_now_ms();
+    size_t k;
+    int rc;
+    if (in->source_key != NULL && in->reprocess_id <= 0) {
+        int64_t dup = 0;
+        rc = find_duplicate(db, in, &dup);
+        if (rc != HV_OK) return rc;
+        if (dup > 0) {
+            in->duplicate = 1;
+            in->main.id = dup;
+            return HV_OK;
+        }
+    }
+    if (in->reprocess_id > 0) {
+        rc = hv_db_prepare(db,
+                           "UPDATE chan_messages SET status = $2, error = $3, filtered_by = $4,"
+                           " transformed = $5 WHERE id = $1",
+                           &st);
+        if (rc != HV_OK) return rc;
+        hv_db_bind_int64(st, 1, in->reprocess_id);
+        bind_str(st, 2, in->main.status);
+        bind_str(st, 3, in->main.error);
+        bind_str(st, 4, in->main.filtered_by);
+        if (in->main.transformed) hv_db_bind_blob(st, 5, in->main.out, in->main.out_len);
+        else hv_db_bind_null(st, 5);
+        rc = hv_db_step(st);
+        hv_db_done(st);
+        if (rc < 0) return rc;
+        in->main.id = in->reprocess_id;
+    } else {
+        rc = insert_message(db, in, &in->main, 0);
+        if (rc != HV_OK) return rc;
+        if (ch->rt->fts && ch->conf->keep == HV__KEEP_ALL) {
+            rc = hv_db_prepare(db, "INSERT INTO chan_fts (rowid, content) VALUES ($1, $2)", &st);
+            if (rc != HV_OK) return rc;
+            /* Only the first channels.fts_max bytes are indexed: a large message must not
+             * cost its size again in index memory and time (the rest is not searchable). */
+            hv_db_bind_int64(st, 1, in->main.id);
+            hv_db_bind_text(st, 2, in->main.content,
+                            in->main.len < ch->rt->fts_max ? in->main.len : ch->rt->fts_max);
+            rc = hv_db_step(st);
+            hv_db_done(st);
+            if (rc < 0) return rc;
+        }
+    }
+    rc = insert_queue(db, ch, &in->main, now);
+    if (rc != HV_OK) return rc;
+    for (k = 0; k < in->nparts; k++) {
+        rc = insert_message(db, in, &in->parts[k], in->main.id);
+        if (rc == HV_OK) rc = insert_queue(db, ch, &in->parts[k], now);
+        if (rc != HV_OK) return rc;
+    }
+    return HV_OK;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Sources answered after the destinations                                   */
+/* ------------------------------------------------------------------------- */
+
+/*
+ * A waiter holds a source's answer until every (message or part, destination)
+ * pair it waits for has a committed final outcome, or until the channel's
+ * response_timeout_ms. It answers HV_OK when all were delivered, HV_EPROTO when
+ * one was dead-lettered, HV_ETIMEDOUT at the deadline (the deliveries go on:
+ * the queue does not forget the message), HV_ECLOSED when the engine stops.
+ */
+typedef struct hv__waiter {
+    struct hv__waiter *next;
+    hv__chan_t *ch;        /* referenced: its conf names the destinations */
+    int64_t id;            /* the message id given to the source */
+    int64_t *mids;         /* the stored units waited for */
+    uint32_t *left;        /* per unit: bit i = dests[i] not yet final */
+    size_t nmids;
+    int failed;
+    uv_timer_t timer;
+    hv_channel_stored_cb cb;
+    void *ud;
+} hv__waiter_t;
+
+static void on_waiter_closed(uv_handle_t *h) {
+    hv__waiter_t *wt = h->data;
+    hv__chan_unref(wt->ch);
+    hv_free(wt->mids);
+    hv_free(wt->left);
+    hv_free(wt);
+}
+
+/* Unlinks wt, answers the source and frees wt once its timer is closed. */
+static void waiter_finish(hv__waiter_t *wt, int status) {
+    hv__chans_t *rt = wt->ch->rt;
+    hv__waiter_t **pp;
+    for (pp = &rt->waiters; *pp != NULL; pp = &(*pp)->next)
+        if (*pp == wt) {
+            *pp = wt->next;
+            rt->nwaiters--;
+            break;
+        }
+    uv_timer_stop(&wt->timer);
+    if (wt->cb != NULL) wt->cb(status, wt->id, wt->ud);
+    wt->cb = NULL;
+    uv_close((uv_handle_t *)&wt->timer, on_waiter_closed);
+}
+
+static void on_waiter_timeout(uv_timer_t *t) { waiter_finish(t->data, HV_ETIMEDOUT); }
+
+void hv__chan_waiters_note(hv__chans_t *rt, int64_t mid, const char *dest, int delivered) {
+    hv__waiter_t *wt;
+    size_t k, i;
+    for (wt = rt->waiters; wt != NULL; wt = wt->next) {
+        for (k = 0; k < wt->nmids; k++)
+            if (wt->mids[k] == mid) break;
+        if (k == wt->nmids) continue;
+        for (i = 0; i < wt->ch->conf->ndests; i++)
+            if (strcmp(wt->ch->conf->dests[i].name, dest) == 0) break;
+        if (i == wt->ch->conf->ndests || !(wt->left[k] & (1u << i))) return;
+        wt->left[k] &= ~(1u << i);
+        if (!delivered) wt->failed = 1;
+        for (k = 0; k < wt->nmids; k++)
+            if (wt->left[k] != 0) return;
+        waiter_finish(wt, wt->failed ? HV_EPROTO : HV_OK);
+        return;
+    }
+}
+
+void hv__chan_waiters_stop(hv__chans_t *rt) {
+    while (rt->waiters != NULL) waiter_finish(rt->waiters, HV_ECLOSED);
+}
+
+/* The destinations a unit waits for: the ones it is queued for that the channel's
+ * response names. */
+static uint32_t wait_mask(const hv__chan_t *ch, const hv__part_t *p) {
+    uint32_t m = 0;
+    size_t i;
+    if (strcmp(p->status, "queued") != 0) return 0;
+    for (i = 0; i < ch->conf->ndests; i++)
+        if (p->dest_on[i] && (ch->conf->response_dests == 0 || (ch->conf->response_dests & (1u << i))))
+            m |= 1u << i;
+    return m;
+}
+
+/* Registers a waiter for a stored message; HV_OK means the source's callback now
+ * belongs to the waiter. HV_EAGAIN-like HV_ENOTFOUND: nothing to wait for. */
+static int waiter_start(hv__ingest_t *in) {
+    hv__chan_t *ch = in->ch;
+    hv__waiter_t *wt = NULL;
+    size_t n = 1 + in->nparts, k, used = 0;
+    wt = hv_calloc(1, sizeof(*wt));
+    if (wt == NULL) return HV_ENOMEM;
+    wt->mids = hv_calloc(n, sizeof(*wt->mids));
+    wt->left = hv_calloc(n, sizeof(*wt->left));
+    if (wt->mids == NULL || wt->left == NULL) {
+        hv_free(wt->mids);
+        hv_free(wt->left);
+        hv_free(wt);
+        return HV_ENOMEM;
+    }
+    for (k = 0; k < n; k++) {
+        const hv__part_t *p = k == 0 ? &in->main : &in->parts[k - 1];
+        uint32_t m = wait_mask(ch, p);
+        if (m == 0) continue;
+        wt->mids[used] = p->id;
+        wt->left[used++] = m;
+    }
+    if (used == 0) {
+        hv_free(wt->mids);
+        hv_free(wt->left);
+        hv_free(wt);
+        return HV_ENOTFOUND;
+    }
+    wt->nmids = used;
+    wt->ch = ch;
+    hv__chan_ref(ch);
+    wt->id = in->main.id;
+    wt->cb = in->cb;
+    wt->ud = in->ud;
+    uv_timer_init(hv_engine_loop(ch->rt->engine), &wt->timer);
+    wt->timer.data = wt;
+    uv_timer_start(&wt->timer, on_waiter_timeout, ch->conf->response_timeout_ms, 0);
+    wt->next = ch->rt->waiters;
+    ch->rt->waiters = wt;
+    ch->rt->nwaiters++;
+    return HV_OK;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Receiving                                                                 */
+/* ------------------------------------------------------------------------- */
+
+static void ingest_free(hv__ingest_t *in) {
+    if (in == NULL) return;
+    hv_arena_free(in->arena);
+    hv_free(in);
+}
+
+static void count_unit(hv__chan_t *ch, const hv__part_t *p) {
+    if (strcmp(p->status, "filtered") == 0) {
+        ch->filtered++;
+        hv_counter_add(ch->m_filtered, 1);
+    } else if (strcmp(p->status, "errored") == 0) {
+        ch->errored++;
+        hv_counter_add(ch->m_errored, 1);
+    }
+}
+
+static void kick_unit(hv__chan_t *ch, const hv__part_t *p) {
+    size_t i;
+    for (i = 0; i < ch->nworkers; i++) {
+        hv__worker_t *w = ch->workers[i];
+        if (p->dest_on[w->dest_index] && p->dest_lane[w->dest_index] == w->lane) hv__worker_kick(w);
+    }
+}
+
+static void ingest_done(int status, void *arg) {
+    hv__ingest_t *in = arg;
+    hv__chan_t *ch = in->ch;
+    size_t k;
+    if (status == HV_OK && !in->duplicate) {
+        hv__chan_t *live = ch;
+        if (in->reprocess_id <= 0) {
+            ch->received++;
+            hv_counter_add(ch->m_received, 1);
+        }
+        count_unit(ch, &in->main);
+        for (k = 0; k < in->nparts; k++) count_unit(ch, &in->parts[k]);
+        while (live->retired && live->successor != NULL) live = live->successor;
+        if (live == ch && !ch->retired) {
+            kick_unit(ch, &in->main);
+            for (k = 0; k < in->nparts; k++) kick_unit(ch, &in->parts[k]);
+        } else if (!live->retired) {
+            hv__chan_wake(live);
+        }
+        if (in->wait && in->cb != NULL && ch->conf->response == HV__RESP_AFTER_DESTINATIONS) {
+            if (strcmp(in->main.status, "errored") == 0) {
+                status = HV_EINVAL;
+            } else if (!ch->rt->stopped && waiter_start(in) == HV_OK) {
+                in->cb = NULL; /* the waiter answers */
+            }
+        }
+    }
+    if (in->cb != NULL) {
+        int64_t id = status == HV_OK || status == HV_EINVAL ? in->main.id : 0;
+        in->cb(status, id, in->ud);
+    }
+    hv__chan_unref(ch);
+    ingest_free(in);
+}
+
+/* Routes one unit to the destinations whose `when` holds, with its lane. */
+static void route_unit(hv__ingest_t *in, hv__part_t *p, const hv_channel_msg_t *m) {
+    hv__chan_t *ch = in->ch;
+    const hv__chan_registry_t *reg = &ch->rt->engine->chan_reg;
+    const char *rule = NULL;
+    size_t i;
+    for (i = 0; i < ch->conf->ndests; i++) {
+        const hv__dest_conf_t *d = &ch->conf->dests[i];
+        p->dest_on[i] = d->when == NULL || hv__filter_eval(reg, d->when, m, &rule);
+        p->dest_lane[i] = 0;
+        if (d->queue.workers > 1) {
+            /* The lane: by the ordering key's hash (one key's messages stay in order), or
+             * round robin when there is none. A message without the key goes to lane 0. */
+            const char *key = NULL;
+            if (d->queue.ordering_key == NULL) {
+                p->dest_lane[i] = (int64_t)(ch->next_lane++ % (uint64_t)d->queue.workers);
+            } else if (hv__filter_value(reg, d->queue.ordering_key, m, &key) == HV_OK &&
+                       key != NULL) {
+                uint64_t h = 1469598103934665603ull; /* FNV-1a */
+                for (; *key; key++) {
+                    h ^= (unsigned char)*key;
+                    h *= 1099511628211ull;
+                }
+                p->dest_lane[i] = (int64_t)(h % (uint64_t)d->queue.workers);
+            }
+        }
+    }
+    if (ch->conf->ndests == 0) p->status = "sent";
+}
+
+/*
+ * Runs the filter (when `filter`) and the steps from `from` on one unit, on the
+ * loop thread, and routes it. At a split-bundle step of the message itself the
+ * parts are made, each runs the remaining steps, and the message is "split".
+ */
+static void process_unit(hv__ingest_t *in, hv__part_t *p, size_t from, int filter) {
+    hv__chan_t *ch = in->ch;
+    const hv__chan_registry_t *reg = &ch->rt->engine->chan_reg;
+    hv_channel_msg_t m = in->msg;
+    const char *rule = NULL;
+    size_t i, k;
+    m.content = p->content;
+    m.len = p->len;
+    m.content_type = p->content_type;
+    p->status = "queued";
+    p->out = p->content;
+    p->out_len = p->len;
+    if (filter && ch->conf->filter != NULL && !hv__filter_eval(reg, ch->conf->filter, &m, &rule)) {
+        p->status = "filtered";
+        p->filtered_by = hv_arena_strdup(in->arena, rule ? rule : "filter");
+        return;
+    }
+    for (i = from; i < ch->nsteps; i++) {
+        hv_error_t err;
+        int rc;
+        hv_error_clear(&err);
+        if (ch->steps[i].impl == &hv__step_split_bundle) {
+            if (p != &in->main) {
+                rc = HV_ECONFIG;
+                hv_error_set(&err, rc, NULL, "a part cannot be split again");
+            } else {
+                rc = hv__split_run(ch->steps[i].state, &m, &in->parts, &in->nparts, &err);
+            }
+            if (rc == HV_OK) {
+                for (k = 0; k < in->nparts; k++) process_unit(in, &in->parts[k], i + 1, 0);
+                p->status = "split";
+                memset(p->dest_on, 0, sizeof(p->dest_on));
+                return;
+            }
+        } else {
+            rc = ch->steps[i].impl->run(ch->steps[i].state, &m, &err);
+        }
+        if (rc != HV_OK) {
+            p->status = "errored";
+            p->error = hv_arena_sprintf(in->arena, "step %zu (%s): %s", i + 1,
+                                        ch->conf->steps[i].type,
+                                        err.message[0] ? err.message : hv_strerror(rc));
+            return;
+        }
+    }
+    p->content_type = m.content_type;
+    if (m.content != p->content || m.len != p->len) {
+        p->transformed = 1;
+        p->out = m.content;
+        p->out_len = m.len;
+    }
+    route_unit(in, p, &m);
+}
+
+/* The index after the channel's split-bundle step (0 when it has none). */
+static size_t after_split(const hv__chan_t *ch) {
+    size_t i;
+    for (i = 0; i < ch->nsteps; i++)
+        if (ch->steps[i].impl == &hv__step_split_bundle) return i + 1;
+    return 0;
+}
+
+int hv__chan_ingest_ex(hv__chan_t *ch, const hv__ingest_opts_t *o, hv_channel_stored_cb cb,
+                       void *ud) {
+    hv__ingest_t *in = NULL;
+    char *raw;
+    int rc;
+    if (ch->retired) return HV_ECLOSED;
+    in = hv_calloc(1, sizeof(*in));
+    if (in == NULL) return HV_ENOMEM;
+    in->arena = hv_arena_new(0);
+    if (in->arena == NULL) {
+        hv_free(in);
+        return HV_ENOMEM;
+    }
+    in->ch = ch;
+    raw = hv_arena_alloc(in->arena, o->len + 1);
+    if (raw == NULL) {
+        ingest_free(in);
+        return HV_ENOMEM;
+    }
+    if (o->len > 0) memcpy(raw, o->content, o->len);
+    raw[o->len] = '\0';
+    if (o->source_key != NULL) {
+        in->source_key = hv_arena_strdup(in->arena, o->source_key);
+        if (in->source_key == NULL) {
+            ingest_free(in);
+            return HV_ENOMEM;
+        }
+    }
+    in->dedup_window_ms = o->dedup_window_ms;
+    in->is_part = o->is_part;
+    in->wait = o->wait;
+    in->reprocess_id = o->reprocess_id;
+    in->cb = cb;
+    in->ud = ud;
+    in->msg.channel = ch->conf->id;
+    in->msg.content = raw;
+    in->msg.len = o->len;
+    in->msg.content_type = hv_arena_strdup(in->arena, o->content_type ? o->content_type : "");
+    in->msg.received_at = o->received_at ? o->received_at : hv_now_ms();
+    in->msg.arena = in->arena;
+    in->msg.id = o->reprocess_id;
+    in->main.content = raw;
+    in->main.len = o->len;
+    in->main.content_type = in->msg.content_type;
+    if (in->is_part) process_unit(in, &in->main, after_split(ch), 0);
+    else process_unit(in, &in->main, 0, 1);
+    hv__chan_ref(ch);
+    rc = hv_storage_submit(ch->rt->storage, ingest_job, ingest_done, in);
+    if (rc != HV_OK) {
+        hv__chan_unref(ch);
+        ingest_free(in);
+        return rc;
+    }
+    return HV_OK;
+}
+
+int hv__chan_ingest(hv__chan_t *ch, const char *content, size_t len, const char *content_type,
+                    int64_t reprocess_id, uint64_t received_at, hv_channel_stored_cb cb,
+                    void *ud) {
+    hv__ingest_opts_t o;
+    memset(&o, 0, sizeof(o));
+    o.content = content;
+    o.len = len;
+    o.content_type = content_type;
+    o.reprocess_id = reprocess_id;
+    o.received_at = received_at;
+    return hv__chan_ingest_ex(ch, &o, cb, ud);
+}
+
+int hv_channel_receive(hv_channel_t *ch, const char *content, size_t len,
+                       const char *content_type, hv_channel_stored_cb cb, void *ud) {
+    return hv_channel_receive_keyed(ch, content, len, content_type, NULL, 0, cb, ud);
+}
+
+int hv_channel_receive_keyed(hv_channel_t *ch, const char *content, size_t len,
+                             const char *content_type, const char *key, uint64_t window_ms,
+                             hv_channel_stored_cb cb, void *ud) {
+    hv__ingest_opts_t o;
+    if (ch == NULL || (content == NULL && len > 0)) return HV_EINVAL;
+    if (ch->state != HV__CHAN_STARTED) return HV_ECLOSED;
+    memset(&o, 0, sizeof(o));
+    o.content = content ? content : "";
+    o.len = len;
+    o.content_type = content_type;
+    o.source_key = key;
+    o.dedup_window_ms = window_ms;
+    o.wait = 1;
+    return hv__chan_ingest_ex(ch, &o, cb, ud);
+}
+
+const char *hv_channel_id(const hv_channel_t *ch) { return ch->conf->id; }
+hv_engine_t *hv_channel_engine(hv_channel_t *ch) { return ch->rt->engine; }

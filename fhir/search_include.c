@@ -1,0 +1,226 @@
+/*
+ * search_include.c — _include and _revinclude of FHIR R4 search.html#include: the
+ * resources a page of search results references (_include=Type:param[:target],
+ * Type:*) or is referenced by (_revinclude=...), added to the searchset Bundle with
+ * search.mode "include". :iterate parameters are applied again to what was added,
+ * round after round, until nothing new comes or HV__SEARCH_MAX_ITERATE rounds ran.
+ *
+ * Each parameter is answered from the reference index (sp_ref) by one statement
+ * per resource type and per chunk of at most CHUNK ids — never one query per
+ * result row. A resource is added once, never when it is a match itself, and at
+ * most HV__SEARCH_MAX_INCLUDED resources are added to one page (search.html leaves
+ * the limit to the server). Only current, live versions are included.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fhir/search_int.h"
+
+#define CHUNK 100 /* ids bound in one statement */
+
+/* The resources in the Bundle so far (matches and included), a set of type/id. */
+typedef struct seen {
+    char (*types)[HV__FHIR_TYPE_MAX];
+    char (*ids)[HV__FHIR_ID_MAX];
+    size_t n, cap;
+    uint32_t *slot; /* open addressing: index + 1, 0 = empty */
+    size_t nslot;
+} seen_t;
+
+static uint32_t hash2(const char *a, const char *b)
+{
+    uint32_t h = 2166136261u;
+    for (; *a; a++)
+        h = (h ^ (unsigned char)*a) * 16777619u;
+    h = (h ^ '/') * 16777619u;
+    for (; *b; b++)
+        h = (h ^ (unsigned char)*b) * 16777619u;
+    return h;
+}
+
+/* Adds type/id; returns 1 when it was new, 0 when already there, <0 when full. */
+static int seen_add(seen_t *s, const char *type, const char *id)
+{
+    size_t i = hash2(type, id) & (s->nslot - 1);
+    while (s->slot[i] != 0) {
+        size_t k = s->slot[i] - 1;
+        if (strcmp(s->ids[k], id) == 0 && strcmp(s->types[k], type) == 0)
+            return 0;
+        i = (i + 1) & (s->nslot - 1);
+    }
+    if (s->n >= s->cap)
+        return HV_ETOOBIG;
+    snprintf(s->types[s->n], HV__FHIR_TYPE_MAX, "%s", type);
+    snprintf(s->ids[s->n], HV__FHIR_ID_MAX, "%s", id);
+    s->slot[i] = (uint32_t)++s->n;
+    return 1;
+}
+
+typedef struct inc_run {
+    hv_db_t *db;
+    seen_t seen;
+    size_t added;
+    hv__store_row_cb cb;
+    void *ud;
+} inc_run_t;
+
+#define ROW_COLS "r.rid, r.type, r.id, r.version, r.last_ms, r.deleted, r.json"
+
+/*
+ * Runs one include statement over ids[from..to) of type `type` for parameter in and
+ * hands every new resource to the caller.
+ */
+static int run_chunk(inc_run_t *x, const hv__sp_include_t *in, const char *type, size_t from, size_t to)
+{
+    hv_buf_t q;
+    hv_db_stmt_t *st = NULL;
+    int rc, k = 0;
+    hv_buf_init(&q, 16384);
+    if (!in->rev)
+        hv_buf_puts(&q, "SELECT " ROW_COLS " FROM (SELECT DISTINCT rtype AS t, rid AS i FROM sp_ref WHERE type = $1"
+                        " AND id IN (");
+    else
+        hv_buf_puts(&q, "SELECT " ROW_COLS " FROM (SELECT DISTINCT type AS t, id AS i FROM sp_ref WHERE type = $1"
+                        " AND rtype = $2 AND rid IN (");
+    k = in->rev ? 2 : 1;
+    for (size_t i = from; i < to; i++)
+        hv_buf_printf(&q, "%s$%d", i > from ? ", " : "", ++k);
+    hv_buf_puts(&q, ")");
+    if (in->code[0] != '\0')
+        hv_buf_printf(&q, " AND code = $%d", ++k);
+    if (!in->rev && in->target[0] != '\0')
+        hv_buf_printf(&q, " AND rtype = $%d", ++k);
+    hv_buf_puts(&q, ") s JOIN resources r ON r.type = s.t AND r.id = s.i WHERE r.deleted = 0 AND NOT EXISTS"
+                    " (SELECT 1 FROM resources n WHERE n.type = r.type AND n.id = r.id AND n.version > r.version)"
+                    " ORDER BY r.rid");
+    rc = hv_buf_puts(&q, "");
+    if (rc != HV_OK)
+        goto out;
+    rc = hv_db_prepare(x->db, q.data, &st);
+    if (rc != HV_OK)
+        goto out;
+    k = 0;
+    hv_db_bind_text(st, ++k, in->src, strlen(in->src));
+    if (in->rev)
+        hv_db_bind_text(st, ++k, type, strlen(type));
+    for (size_t i = from; i < to; i++)
+        hv_db_bind_text(st, ++k, x->seen.ids[i], strlen(x->seen.ids[i]));
+    if (in->code[0] != '\0')
+        hv_db_bind_text(st, ++k, in->code, strlen(in->code));
+    if (!in->rev && in->target[0] != '\0')
+        hv_db_bind_text(st, ++k, in->target, strlen(in->target));
+    while ((rc = hv_db_step(st)) == HV_DB_ROW) {
+        hv__store_row_t row;
+        size_t len = 0;
+        const char *s;
+        int fresh;
+        memset(&row, 0, sizeof(row));
+        s = hv_db_column_text(st, 1, &len);
+        snprintf(row.type, sizeof(row.type), "%.*s", (int)len, s ? s : "");
+        s = hv_db_column_text(st, 2, &len);
+        snprintf(row.id, sizeof(row.id), "%.*s", (int)len, s ? s : "");
+        if (x->added >= HV__SEARCH_MAX_INCLUDED)
+            break;
+        fresh = seen_add(&x->seen, row.type, row.id);
+        if (fresh <= 0)
+            continue;
+        row.rid = hv_db_column_int64(st, 0);
+        row.version = hv_db_column_int64(st, 3);
+        row.last_ms = (uint64_t)hv_db_column_int64(st, 4);
+        s = hv_db_column_text(st, 6, &len);
+        row.text = hv_strndup(s ? s : "", s ? len : 0);
+        row.text_len = s ? len : 0;
+        x->added++;
+        rc = row.text ? x->cb(x->ud, &row) : HV_ENOMEM;
+        hv__store_row_clear(&row);
+        if (rc != HV_OK)
+            break;
+    }
+    hv_db_done(st);
+out:
+    hv_buf_release(&q);
+    return rc < 0 ? rc : HV_OK;
+}
+
+/* Applies parameter in to the resources seen[from..to) (the previous round's). */
+static int apply(inc_run_t *x, const hv__sp_include_t *in, size_t from, size_t to)
+{
+    /* The ids must be contiguous per type for a chunk: walk type by type. */
+    int rc = HV_OK;
+    char done[160][HV__FHIR_TYPE_MAX]; /* the types already applied (more than all resource types) */
+    size_t ndone = 0;
+    for (size_t i = from; i < to && rc == HV_OK; i++) {
+        const char *type = x->seen.types[i];
+        size_t k, a, b;
+        int skip = 0;
+        for (k = 0; k < ndone; k++)
+            if (strcmp(done[k], type) == 0)
+                skip = 1;
+        if (skip)
+            continue;
+        if (ndone < HV_ARRAY_LEN(done))
+            snprintf(done[ndone++], HV__FHIR_TYPE_MAX, "%s", type);
+        if (!in->rev && strcmp(type, in->src) != 0)
+            continue;
+        if (in->rev && in->target[0] != '\0' && strcmp(type, in->target) != 0)
+            continue;
+        /* Runs of this type inside [from, to): each run is chunked. */
+        for (a = i; a < to && rc == HV_OK; a = b) {
+            while (a < to && strcmp(x->seen.types[a], type) != 0)
+                a++;
+            for (b = a; b < to && b - a < CHUNK && strcmp(x->seen.types[b], type) == 0; b++)
+                ;
+            if (a < b)
+                rc = run_chunk(x, in, type, a, b);
+        }
+    }
+    return rc;
+}
+
+int hv__search_include_run(hv_db_t *db, const hv__search_plan_t *p, const char (*types)[HV__FHIR_TYPE_MAX],
+                           const char (*ids)[HV__FHIR_ID_MAX], size_t n, hv__store_row_cb cb, void *ud)
+{
+    inc_run_t x;
+    int rc = HV_OK, any_iterate = 0;
+    size_t from, to;
+    if (p->ninc == 0 || n == 0)
+        return HV_OK;
+    memset(&x, 0, sizeof(x));
+    x.db = db;
+    x.cb = cb;
+    x.ud = ud;
+    x.seen.cap = n + HV__SEARCH_MAX_INCLUDED;
+    x.seen.nslot = 1;
+    while (x.seen.nslot < 2 * x.seen.cap)
+        x.seen.nslot <<= 1;
+    x.seen.types = hv_calloc(x.seen.cap, sizeof(*x.seen.types));
+    x.seen.ids = hv_calloc(x.seen.cap, sizeof(*x.seen.ids));
+    x.seen.slot = hv_calloc(x.seen.nslot, sizeof(*x.seen.slot));
+    if (x.seen.types == NULL || x.seen.ids == NULL || x.seen.slot == NULL) {
+        rc = HV_ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++)
+        seen_add(&x.seen, types[i], ids[i]);
+    for (int i = 0; i < p->ninc; i++)
+        any_iterate |= p->inc[i].iterate;
+    from = 0;
+    to = x.seen.n;
+    for (int round = 0; round <= HV__SEARCH_MAX_ITERATE && from < to && rc == HV_OK; round++) {
+        for (int i = 0; i < p->ninc && rc == HV_OK; i++)
+            if (round == 0 || p->inc[i].iterate)
+                rc = apply(&x, &p->inc[i], from, to);
+        if (!any_iterate)
+            break;
+        from = to;
+        to = x.seen.n;
+    }
+out:
+    hv_free(x.seen.types);
+    hv_free(x.seen.ids);
+    hv_free(x.seen.slot);
+    return rc;
+}

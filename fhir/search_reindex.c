@@ -1,0 +1,248 @@
+/*
+ * search_reindex.c — rebuilding the search index (FHIR R4 search.html; the index of
+ * fhir/search_index.c) for resources already stored: after an index migration, or
+ * when the parameter definitions change.
+ *
+ *   POST /fhir/$reindex[?_type=T]   answers a Parameters resource ("reindexed": the
+ *                                   count, "batches") once every batch is done
+ *   holovitals reindex [--type T] [--batch N]
+ *
+ * The work is split into bounded jobs: each reindexes at most `batch` current,
+ * live resources in row-id order (one storage-thread job, one transaction), and
+ * the next job starts after the last row id done, so other requests run between
+ * the batches and a reindex interrupted half-way can simply be run again.
+ */
+#include "config.h"
+
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fhir/rest_int.h"
+#include "fhir/search_int.h"
+
+#define REINDEX_BATCH 200       /* resources per job (HTTP) and default of --batch */
+#define REINDEX_MAX_BATCH 10000 /* the largest --batch */
+
+typedef struct rx_row {
+    char type[HV__FHIR_TYPE_MAX];
+    char id[HV__FHIR_ID_MAX];
+    char *json;
+} rx_row_t;
+
+int hv__search_reindex_batch(hv_db_t *db, const char *type, int64_t *after, size_t batch, size_t *done, int *more)
+{
+    hv_db_stmt_t *st = NULL;
+    rx_row_t *rows = hv_calloc(batch, sizeof(*rows));
+    size_t n = 0;
+    int64_t last = *after;
+    int rc;
+    *done = 0;
+    *more = 0;
+    if (rows == NULL)
+        return HV_ENOMEM;
+    rc = hv_db_prepare(db,
+                       type != NULL
+                           ? "SELECT r.rid, r.type, r.id, r.json FROM resources r WHERE r.rid > $1 AND r.type = $3"
+                             " AND r.deleted = 0 AND NOT EXISTS (SELECT 1 FROM resources n WHERE n.type = r.type AND"
+                             " n.id = r.id AND n.version > r.version) ORDER BY r.rid LIMIT $2"
+                           : "SELECT r.rid, r.type, r.id, r.json FROM resources r WHERE r.rid > $1 AND r.deleted = 0"
+                             " AND NOT EXISTS (SELECT 1 FROM resources n WHERE n.type = r.type AND n.id = r.id AND"
+                             " n.version > r.version) ORDER BY r.rid LIMIT $2",
+                       &st);
+    if (rc != HV_OK)
+        goto out;
+    hv_db_bind_int64(st, 1, *after);
+    hv_db_bind_int64(st, 2, (int64_t)batch + 1);
+    if (type != NULL)
+        hv_db_bind_text(st, 3, type, strlen(type));
+    /* Read the batch first, then write: the statement is done before the index changes. */
+    while ((rc = hv_db_step(st)) == HV_DB_ROW) {
+        size_t len = 0;
+        const char *s;
+        if (n == batch) {
+            *more = 1;
+            break;
+        }
+        last = hv_db_column_int64(st, 0);
+        s = hv_db_column_text(st, 1, &len);
+        snprintf(rows[n].type, sizeof(rows[n].type), "%.*s", (int)len, s ? s : "");
+        s = hv_db_column_text(st, 2, &len);
+        snprintf(rows[n].id, sizeof(rows[n].id), "%.*s", (int)len, s ? s : "");
+        s = hv_db_column_text(st, 3, &len);
+        rows[n].json = hv_strndup(s ? s : "", s ? len : 0);
+        if (rows[n].json == NULL) {
+            rc = HV_ENOMEM;
+            break;
+        }
+        n++;
+    }
+    hv_db_done(st);
+    if (rc < 0)
+        goto out;
+    rc = HV_OK;
+    for (size_t i = 0; i < n && rc == HV_OK; i++) {
+        struct json_object *tree = json_tokener_parse(rows[i].json);
+        if (tree == NULL)
+            continue; /* stored text is always JSON; a damaged row keeps its old index rows */
+        rc = hv__search_index_put(db, rows[i].type, rows[i].id, tree, 1);
+        json_object_put(tree);
+    }
+    if (rc == HV_OK) {
+        *done = n;
+        *after = last;
+    }
+out:
+    for (size_t i = 0; i < n; i++)
+        hv_free(rows[i].json);
+    hv_free(rows);
+    return rc;
+}
+
+/* ---- POST /fhir/$reindex ---- */
+
+typedef struct rx {
+    hv__rreq_t *r;
+    char type[HV__FHIR_TYPE_MAX]; /* "" all */
+    int64_t after;
+    size_t total, batches, done;
+    int more;
+} rx_t;
+
+static int job_reindex(hv_db_t *db, void *arg)
+{
+    rx_t *x = arg;
+    return hv__search_reindex_batch(db, x->type[0] ? x->type : NULL, &x->after, REINDEX_BATCH, &x->done, &x->more);
+}
+
+static void done_reindex(int status, void *arg)
+{
+    rx_t *x = arg;
+    hv__rreq_t *r = x->r;
+    char body[512];
+    if (status != HV_OK) {
+        hv__rest_outcome(r, 500, "error", "exception", "reindexing failed after %zu resources: %s", x->total,
+                         hv_strerror(status));
+        goto out;
+    }
+    x->total += x->done;
+    x->batches++;
+    if (x->more) {
+        /* The next bounded job; the storage thread serves other requests in between. */
+        if (hv_storage_submit(r->f->storage, job_reindex, done_reindex, x) == HV_OK)
+            return;
+        hv__rest_outcome(r, 503, "error", "transient", "the store is busy; %zu resources were reindexed, run again",
+                         x->total);
+        goto out;
+    }
+    snprintf(body, sizeof(body),
+             "{\"resourceType\":\"Parameters\",\"parameter\":[{\"name\":\"reindexed\",\"valueInteger\":%zu},"
+             "{\"name\":\"batches\",\"valueInteger\":%zu}]}",
+             x->total, x->batches);
+    hv__rest_send_text(r, 200, body, strlen(body));
+out:
+    hv__rreq_free(r);
+    hv_free(x);
+}
+
+static void h_reindex(hv_http_req_t *req, void *ud)
+{
+    hv__fhir_t *f = ud;
+    hv__rreq_t *r = hv__rreq_new(f, req);
+    const char *type = hv_http_req_query_param(req, "_type");
+    rx_t *x;
+    if (r == NULL)
+        return;
+    if (type != NULL && hv_fhir_resource_type(type) == NULL) {
+        hv__rest_outcome(r, 400, "error", "invalid", "_type: \"%.64s\" is not a resource type", type);
+        hv__rreq_free(r);
+        return;
+    }
+    x = hv_calloc(1, sizeof(*x));
+    if (x == NULL) {
+        hv__rest_outcome(r, 503, "error", "transient", "out of memory");
+        hv__rreq_free(r);
+        return;
+    }
+    x->r = r;
+    snprintf(x->type, sizeof(x->type), "%s", type ? type : "");
+    if (hv_storage_submit(f->storage, job_reindex, done_reindex, x) != HV_OK) {
+        hv__rest_outcome(r, 503, "error", "transient", "the store is busy; retry later");
+        hv__rreq_free(r);
+        hv_free(x);
+    }
+}
+
+int hv__search_reindex_routes(hv__fhir_t *f, hv_router_t *r)
+{
+    return hv_router_add(r, HV_HTTP_POST, "/fhir/$reindex", h_reindex, f);
+}
+
+/* ---- holovitals reindex ---- */
+
+int hv__fhir_cmd_reindex(hv_engine_t *e, int argc, char **argv)
+{
+    hv_db_t *db = NULL;
+    hv_error_t err;
+    const char *type = NULL;
+    size_t batch = REINDEX_BATCH * 5, done = 0, total = 0;
+    int64_t after = 0;
+    int more = 1, rc, tty = isatty(2);
+    uint64_t t0 = hv_mono_ns();
+    double secs;
+    hv_error_clear(&err);
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--type") == 0 && i + 1 < argc) {
+            type = argv[++i];
+        } else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc) {
+            batch = (size_t)strtoul(argv[++i], NULL, 10);
+        } else {
+            fprintf(stderr, "usage: holovitals reindex [--type T] [--batch N]\n");
+            return HV_EXIT_USAGE;
+        }
+    }
+    if (batch == 0 || batch > REINDEX_MAX_BATCH || (type != NULL && hv_fhir_resource_type(type) == NULL)) {
+        fprintf(stderr, "holovitals reindex: --batch takes 1..%d, --type a resource type\n", REINDEX_MAX_BATCH);
+        return HV_EXIT_USAGE;
+    }
+    rc = hv_db_open(hv_engine_db_url(e), hv_engine_data_dir(e), "fhir", &db, &err);
+    if (rc == HV_OK)
+        rc = hv_db_migrate(db, "fhir", hv__store_migrations(db), &err);
+    if (rc != HV_OK) {
+        char msg[1024];
+        hv_error_format(&err, msg, sizeof(msg));
+        fprintf(stderr, "holovitals reindex: cannot open the FHIR store: %s\n", msg[0] ? msg : hv_strerror(rc));
+        hv_db_close(db);
+        return HV_EXIT_FAILURE;
+    }
+    while (more && rc == HV_OK) {
+        rc = hv_db_begin(db);
+        if (rc == HV_OK)
+            rc = hv__search_reindex_batch(db, type, &after, batch, &done, &more);
+        if (rc == HV_OK)
+            rc = hv_db_commit(db);
+        else
+            hv_db_rollback(db);
+        if (rc == HV_OK)
+            total += done;
+        if (tty) {
+            secs = (double)(hv_mono_ns() - t0) / 1e9;
+            fprintf(stderr, "\rreindexing: %zu resources (%.0f/s)  ", total, secs > 0 ? (double)total / secs : 0.0);
+        }
+    }
+    if (tty)
+        fputc('\n', stderr);
+    secs = (double)(hv_mono_ns() - t0) / 1e9;
+    if (rc != HV_OK) {
+        fprintf(stderr, "holovitals reindex: failed after %zu resources: %s\n", total,
+                hv_db_errmsg(db) ? hv_db_errmsg(db) : hv_strerror(rc));
+        hv_db_close(db);
+        return HV_EXIT_FAILURE;
+    }
+    printf("reindexed %zu resources in %.2f s (%.0f resources/s)\n", total, secs,
+           secs > 0 ? (double)total / secs : 0.0);
+    hv_db_close(db);
+    return HV_EXIT_OK;
+}

@@ -1,0 +1,529 @@
+/*
+ * search_run.c — sorting, keyset paging and running of a planned FHIR search
+ * (FHIR R4 search.html#sort, #count, http.html#paging).
+ *
+ * _sort takes up to HV__SEARCH_MAX_SORT keys, "-" for descending: _lastUpdated, _id,
+ * or a date, string, token, number, quantity or uri parameter. A parameter key
+ * sorts by the resource's smallest value ascending and its largest descending;
+ * resources without a value come last in either direction (search.html#sort leaves
+ * this to the server). Ties are broken by the row id, so the order is total.
+ *
+ * The statement: WITH m AS (the matching current versions, with one sort value
+ * column per parameter key) SELECT ... ORDER BY the keys, rid LIMIT count + 1.
+ * Each row's cursor is the list of its sort column values and its row id
+ * ("s<hex>", "i<int>", "d<double>", "~"-separated, the row id last); the next page
+ * is the rows after it in the same order (a keyset, not an offset), so pages never
+ * repeat or skip a resource while others are written, and page 1,000 costs what
+ * page 1 costs.
+ */
+#include "config.h"
+
+#include <json-c/json.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fhir/fhirpath.h"
+#include "fhir/search_int.h"
+
+int hv__search_sort_parse(hv__search_plan_t *p, const char *v)
+{
+    const hv_fhir_type_t *t = hv_fhir_resource_type(p->type);
+    char key[128];
+    p->nsort = 0;
+    while (*v) {
+        size_t n = strcspn(v, ",");
+        hv__sp_sort_t *k;
+        const char *s = key;
+        if (n == 0 || n >= sizeof(key)) {
+            snprintf(p->msg, sizeof(p->msg), "_sort: an empty or too long key");
+            return HV_EINVAL;
+        }
+        if (p->nsort >= HV__SEARCH_MAX_SORT) {
+            snprintf(p->msg, sizeof(p->msg), "_sort: more than %d keys", HV__SEARCH_MAX_SORT);
+            return HV_EINVAL;
+        }
+        snprintf(key, sizeof(key), "%.*s", (int)n, v);
+        k = &p->sort[p->nsort];
+        memset(k, 0, sizeof(*k));
+        k->desc = s[0] == '-';
+        if (k->desc)
+            s++;
+        if (strcmp(s, "_lastUpdated") == 0) {
+            k->kind = HV__SORT_LASTUPDATED;
+        } else if (strcmp(s, "_id") == 0) {
+            k->kind = HV__SORT_ID;
+        } else {
+            const hv_fhir_search_t *sp = hv_fhir_search_find(t, s);
+            hv_fhir_search_type_t st = sp ? hv_fhir_search_type(sp) : HV_FHIR_SP_SPECIAL;
+            if (sp == NULL || !hv__search_indexed(sp) ||
+                !(st == HV_FHIR_SP_DATE || st == HV_FHIR_SP_STRING || st == HV_FHIR_SP_TOKEN ||
+                  st == HV_FHIR_SP_NUMBER || st == HV_FHIR_SP_QUANTITY || st == HV_FHIR_SP_URI) ||
+                strlen(s) >= sizeof(k->code)) {
+                snprintf(p->msg, sizeof(p->msg),
+                         "_sort: \"%.64s\" is not a date, string, token, number, quantity or uri parameter of %s", s,
+                         p->type);
+                return HV_EINVAL;
+            }
+            k->kind = HV__SORT_PARAM;
+            k->st = st;
+            snprintf(k->code, sizeof(k->code), "%s", s);
+        }
+        p->nsort++;
+        v += n;
+        if (*v == ',')
+            v++;
+    }
+    return HV_OK;
+}
+
+/* The kind (0 text, 1 int64, 2 double) of the value column of a sort key. */
+static int value_kind(const hv__sp_sort_t *k)
+{
+    if (k->kind == HV__SORT_ID)
+        return 0;
+    if (k->kind == HV__SORT_LASTUPDATED)
+        return 1;
+    switch (k->st) {
+    case HV_FHIR_SP_DATE: return 1;
+    case HV_FHIR_SP_NUMBER:
+    case HV_FHIR_SP_QUANTITY: return 2;
+    default: return 0;
+    }
+}
+
+int hv__search_cursor_parse(hv__search_plan_t *p, const char *v)
+{
+    const char *t;
+    char *end = NULL;
+    long long rid;
+    p->has_cursor = 1;
+    for (int i = 0; i < p->nckeys; i++)
+        hv_free(p->ckeys[i].s);
+    p->nckeys = 0;
+    if (strlen(v) > HV__SEARCH_CURSOR_MAX)
+        return HV_EINVAL;
+    while ((t = strchr(v, '~')) != NULL) {
+        hv__sp_ckey_t *c;
+        size_t n = (size_t)(t - v);
+        if (p->nckeys >= 2 * HV__SEARCH_MAX_SORT || n == 0)
+            return HV_EINVAL;
+        c = &p->ckeys[p->nckeys];
+        memset(c, 0, sizeof(*c));
+        if (v[0] == 's' && (n - 1) % 2 == 0) {
+            size_t len = (n - 1) / 2;
+            c->s = hv_malloc(len + 1);
+            if (c->s == NULL)
+                return HV_ENOMEM;
+            p->nckeys++;
+            for (size_t i = 0; i < len; i++) {
+                unsigned x;
+                if (sscanf(v + 1 + 2 * i, "%2x", &x) != 1 || !strchr("0123456789abcdef", v[1 + 2 * i]) ||
+                    !strchr("0123456789abcdef", v[2 + 2 * i]))
+                    return HV_EINVAL;
+                c->s[i] = (char)x;
+            }
+            c->s[len] = '\0';
+            if (strlen(c->s) != len)
+                return HV_EINVAL;
+            c->kind = 0;
+        } else if (v[0] == 'i') {
+            c->i = strtoll(v + 1, &end, 10);
+            if (end != t || end == v + 1)
+                return HV_EINVAL;
+            c->kind = 1;
+            p->nckeys++;
+        } else if (v[0] == 'd') {
+            c->d = strtod(v + 1, &end);
+            if (end != t || end == v + 1 || !isfinite(c->d))
+                return HV_EINVAL;
+            c->kind = 2;
+            p->nckeys++;
+        } else {
+            return HV_EINVAL;
+        }
+        v = t + 1;
+    }
+    rid = strtoll(v, &end, 10);
+    if (end == v || *end != '\0' || rid < 0)
+        return HV_EINVAL;
+    p->crid = rid;
+    return HV_OK;
+}
+
+int hv__search_cursor_check(const hv__search_plan_t *p)
+{
+    int n = 0;
+    for (int i = 0; i < p->nsort; i++) {
+        if (p->sort[i].kind == HV__SORT_PARAM) {
+            if (n >= p->nckeys || p->ckeys[n].kind != 1)
+                return HV_EINVAL; /* the "no value" flag */
+            n++;
+        }
+        if (n >= p->nckeys || p->ckeys[n].kind != value_kind(&p->sort[i]))
+            return HV_EINVAL;
+        n++;
+    }
+    return n == p->nckeys ? HV_OK : HV_EINVAL;
+}
+
+/* The sort columns: their SQL expressions over m, directions and kinds. */
+typedef struct col {
+    char expr[96];
+    int desc, kind;
+} col_t;
+
+static int sort_columns(const hv__search_plan_t *p, col_t *cols)
+{
+    int n = 0;
+    for (int i = 0; i < p->nsort; i++) {
+        const hv__sp_sort_t *k = &p->sort[i];
+        if (k->kind == HV__SORT_LASTUPDATED) {
+            snprintf(cols[n].expr, sizeof(cols[n].expr), "m.last_ms");
+        } else if (k->kind == HV__SORT_ID) {
+            snprintf(cols[n].expr, sizeof(cols[n].expr), "m.id");
+        } else {
+            /* resources without a value last: a flag column first, always ascending */
+            snprintf(cols[n].expr, sizeof(cols[n].expr), "CASE WHEN m.sk%d IS NULL THEN 1 ELSE 0 END", i);
+            cols[n].desc = 0;
+            cols[n].kind = 1;
+            n++;
+            snprintf(cols[n].expr, sizeof(cols[n].expr), "COALESCE(m.sk%d, %s)", i,
+                     value_kind(k) == 0 ? "''" : "0");
+        }
+        cols[n].desc = k->desc;
+        cols[n].kind = value_kind(k);
+        n++;
+    }
+    return n;
+}
+
+static const char *table_of(hv_fhir_search_type_t st)
+{
+    switch (st) {
+    case HV_FHIR_SP_STRING: return "sp_str";
+    case HV_FHIR_SP_TOKEN: return "sp_tok";
+    case HV_FHIR_SP_DATE: return "sp_date";
+    case HV_FHIR_SP_NUMBER:
+    case HV_FHIR_SP_QUANTITY: return "sp_num";
+    default: return "sp_uri";
+    }
+}
+
+static void bind_key(hv_db_stmt_t *st, int idx, const hv__sp_ckey_t *c)
+{
+    if (c->kind == 0)
+        hv_db_bind_text(st, idx, c->s, strlen(c->s));
+    else if (c->kind == 1)
+        hv_db_bind_int64(st, idx, c->i);
+    else
+        hv_db_bind_double(st, idx, c->d);
+}
+
+
+/* Text values bound after the plan's own (the members of :in value sets). */
+typedef struct extra {
+    char **s;
+    int n, cap;
+} extra_t;
+
+static int extra_add(extra_t *x, const char *v)
+{
+    if (x->n == x->cap) {
+        int cap = x->cap ? 2 * x->cap : 64;
+        char **ns = hv_realloc(x->s, (size_t)cap * sizeof(*ns));
+        if (ns == NULL)
+            return HV_ENOMEM;
+        x->s = ns;
+        x->cap = cap;
+    }
+    x->s[x->n] = hv_strdup(v != NULL ? v : "");
+    return x->s[x->n++] != NULL ? HV_OK : HV_ENOMEM;
+}
+
+static void extra_free(extra_t *x)
+{
+    for (int i = 0; i < x->n; i++)
+        hv_free(x->s[i]);
+    hv_free(x->s);
+}
+
+/*
+ * The members of value set k (search.html#token, :in): every distinct system|code
+ * stored under the parameter is asked of FHIRPath memberOf() — the terminology
+ * module's provider (terminology/valueset.c) — and the members are written into sql
+ * as "(system = $a AND value = $b) OR ...", their values appended to x from
+ * placeholder *n + 1 on. HV_EINVAL with p->msg when the value set cannot be expanded.
+ */
+static int vs_clause(hv_db_t *db, hv__search_plan_t *p, int k, hv_buf_t *sql, extra_t *x, int *n)
+{
+    static const char expr[] = "%c.memberOf(%vs)";
+    hv_fhirpath_t *fp = NULL;
+    hv_db_stmt_t *st = NULL;
+    hv_arena_t *arena = hv_arena_new(0);
+    struct json_object *empty = json_object_new_object(), *url = json_object_new_string(p->vs[k].url);
+    hv_error_t err;
+    int rc, rows = 0, members = 0;
+    memset(&err, 0, sizeof(err));
+    if (arena == NULL || empty == NULL || url == NULL) {
+        rc = HV_ENOMEM;
+        goto out;
+    }
+    rc = hv_fhirpath_compile(expr, 0, NULL, &fp, &err);
+    if (rc != HV_OK)
+        goto out;
+    rc = hv_db_prepare(db, "SELECT DISTINCT system, value FROM sp_tok WHERE code = $1 LIMIT $2", &st);
+    if (rc != HV_OK)
+        goto out;
+    hv_db_bind_text(st, 1, p->vs[k].code, strlen(p->vs[k].code));
+    hv_db_bind_int64(st, 2, HV__SEARCH_MAX_VS_CODES + 1);
+    hv_buf_puts(sql, "(");
+    while ((rc = hv_db_step(st)) == HV_DB_ROW) {
+        size_t sl = 0, cl = 0;
+        const char *sys = hv_db_column_text(st, 0, &sl), *code = hv_db_column_text(st, 1, &cl);
+        struct json_object *coding = json_object_new_object();
+        hv_fhirpath_var_t vars[2];
+        hv_fhirpath_env_t env;
+        hv_fhirpath_result_t *res = NULL;
+        hv_fhirpath_item_t it;
+        char *syss = sys ? hv_strndup(sys, sl) : NULL, *codes = hv_strndup(code ? code : "", cl);
+        int member = -1;
+        if (++rows > HV__SEARCH_MAX_VS_CODES) {
+            snprintf(p->msg, sizeof(p->msg),
+                     "search parameter \"%.64s\": more than %d distinct codes are stored for it, too many to check"
+                     " against a value set",
+                     p->vs[k].code, HV__SEARCH_MAX_VS_CODES);
+            rc = HV_EINVAL;
+        }
+        if (rc != HV_EINVAL && (coding == NULL || codes == NULL || (sys != NULL && syss == NULL)))
+            rc = HV_ENOMEM;
+        if (rc == HV_DB_ROW) {
+            if (syss != NULL)
+                json_object_object_add(coding, "system", json_object_new_string(syss));
+            json_object_object_add(coding, "code", json_object_new_string(codes));
+            memset(vars, 0, sizeof(vars));
+            memset(&env, 0, sizeof(env));
+            vars[0].name = "c";
+            vars[0].json = coding;
+            vars[0].type = "Coding";
+            vars[1].name = "vs";
+            vars[1].json = url;
+            env.vars = vars;
+            env.nvars = 2;
+            hv_arena_reset(arena);
+            if (hv_fhirpath_eval(fp, empty, &env, arena, &res, &err) == HV_OK && hv_fhirpath_result_count(res) == 1 &&
+                hv_fhirpath_result_item(res, 0, &it) == HV_OK && it.kind == HV_FHIRPATH_BOOLEAN)
+                member = strcmp(it.text, "true") == 0;
+            if (member < 0) {
+                /* memberOf() is empty for a value set the terminology does not know (or
+                 * when no terminology runs), an error when it cannot expand it. */
+                snprintf(p->msg, sizeof(p->msg), "search parameter \"%.64s\": the value set %.200s cannot be expanded",
+                         p->vs[k].code, p->vs[k].url);
+                rc = HV_EINVAL;
+            } else if (member) {
+                hv_buf_printf(sql, "%s(%s", members ? " OR " : "", syss ? "system = $" : "system IS NULL");
+                if (syss) {
+                    hv_buf_printf(sql, "%d", ++*n);
+                    rc = extra_add(x, syss);
+                }
+                hv_buf_printf(sql, " AND value = $%d)", ++*n);
+                if (rc == HV_DB_ROW || rc == HV_OK)
+                    rc = extra_add(x, codes);
+                if (rc == HV_OK)
+                    rc = HV_DB_ROW;
+                members++;
+            }
+        }
+        json_object_put(coding);
+        hv_free(syss);
+        hv_free(codes);
+        if (rc != HV_DB_ROW)
+            break;
+    }
+    hv_db_done(st);
+    if (rc < 0 || rc == HV_EINVAL)
+        goto out;
+    rc = HV_OK;
+    hv_buf_puts(sql, members ? ")" : "1 = 0)");
+out:
+    hv_fhirpath_free(fp);
+    json_object_put(empty);
+    json_object_put(url);
+    hv_arena_free(arena);
+    return rc;
+}
+
+int hv__search_plan_run(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, void *ud, int64_t *total)
+{
+    hv_buf_t q, cur;
+    hv_db_stmt_t *st = NULL;
+    extra_t extra = {NULL, 0, 0};
+    col_t cols[2 * HV__SEARCH_MAX_SORT];
+    int rc, n = p->nbinds, ncols = sort_columns(p, cols), want_total = p->summary_count || p->total == HV__TOTAL_ACCURATE;
+    int code0 = n + 1, key0, limit_at, extra0;
+    *total = -1;
+    hv_buf_init(&q, 128 * 1024);
+    hv_buf_init(&cur, HV__SEARCH_CURSOR_MAX + 64);
+    /* m: the matches without their JSON (sorting the rows with it would carry every
+     * match's text through the sorter); the page's texts are read after the LIMIT. */
+    hv_buf_puts(&q, "WITH m AS (SELECT r.rid, r.type, r.id, r.version, r.last_ms");
+    /* One value column per parameter key; its code is bound after the criteria's values. */
+    for (int i = 0; i < p->nsort; i++) {
+        const hv__sp_sort_t *k = &p->sort[i];
+        const char *col = k->st == HV_FHIR_SP_DATE ? (k->desc ? "hi" : "lo") : "value";
+        if (k->kind != HV__SORT_PARAM)
+            continue;
+        hv_buf_printf(&q, ", (SELECT %s(d.%s) FROM %s d WHERE d.type = r.type AND d.id = r.id AND d.code = $%d) AS sk%d",
+                      k->desc ? "MAX" : "MIN", col, table_of(k->st), ++n, i);
+    }
+    hv_buf_printf(&q, " FROM resources r WHERE %s AND r.deleted = 0 AND NOT EXISTS (SELECT 1 FROM"
+                      " resources n WHERE n.type = r.type AND n.id = r.id AND n.version > r.version)",
+                  p->typesql[0] ? p->typesql : "r.type = $1");
+    /* The criteria, with the members of each :in value set in place of its marker. */
+    extra0 = n + 1;
+    for (const char *w = p->where.data ? p->where.data : "", *mk; *w; w = mk) {
+        int k;
+        mk = strstr(w, "@VS");
+        if (mk == NULL) {
+            hv_buf_puts(&q, w);
+            break;
+        }
+        hv_buf_append(&q, w, (size_t)(mk - w));
+        k = atoi(mk + 3);
+        mk = strchr(mk + 3, '@');
+        if (mk == NULL || k < 0 || k >= p->nvs) {
+            rc = HV_EINVAL;
+            goto out;
+        }
+        mk++;
+        rc = vs_clause(db, p, k, &q, &extra, &n);
+        if (rc != HV_OK)
+            goto out;
+    }
+    hv_buf_puts(&q, ") ");
+    key0 = n + 1;
+    if (p->summary_count) {
+        hv_buf_puts(&q, "SELECT COUNT(*) FROM m");
+    } else {
+        hv_buf_puts(&q, ", pg AS (SELECT m.rid, m.type, m.id, m.version, m.last_ms");
+        for (int c = 0; c < ncols; c++)
+            hv_buf_printf(&q, ", %s AS k%d", cols[c].expr, c);
+        hv_buf_puts(&q, " FROM m");
+        if (p->has_cursor) {
+            /* After the cursor: (c1, ..., ck, rid) greater in the sort order, column by
+             * column — the cursor's values are $key0.. and the row id follows them. */
+            hv_buf_puts(&q, " WHERE (");
+            for (int j = 0; j <= ncols; j++) {
+                hv_buf_puts(&q, j ? " OR (" : "(");
+                for (int e = 0; e < j; e++)
+                    hv_buf_printf(&q, "%s = $%d AND ", cols[e].expr, key0 + e);
+                if (j < ncols)
+                    hv_buf_printf(&q, "%s %s $%d)", cols[j].expr, cols[j].desc ? "<" : ">", key0 + j);
+                else
+                    hv_buf_printf(&q, "m.rid > $%d)", key0 + ncols);
+            }
+            hv_buf_puts(&q, ")");
+            n += ncols + 1;
+        }
+        hv_buf_puts(&q, " ORDER BY ");
+        for (int c = 0; c < ncols; c++)
+            hv_buf_printf(&q, "%s%s, ", cols[c].expr, cols[c].desc ? " DESC" : "");
+        hv_buf_printf(&q, "m.rid LIMIT $%d) ", ++n);
+        hv_buf_puts(&q, "SELECT pg.rid, pg.type, pg.id, pg.version, pg.last_ms, 0, r.json");
+        for (int c = 0; c < ncols; c++)
+            hv_buf_printf(&q, ", pg.k%d", c);
+        hv_buf_printf(&q, "%s FROM pg JOIN resources r ON r.rid = pg.rid ORDER BY ",
+                      want_total ? ", (SELECT COUNT(*) FROM m)" : "");
+        for (int c = 0; c < ncols; c++)
+            hv_buf_printf(&q, "pg.k%d%s, ", c, cols[c].desc ? " DESC" : "");
+        hv_buf_puts(&q, "pg.rid");
+    }
+    limit_at = n;
+    rc = hv_buf_puts(&q, "");
+    if (rc != HV_OK)
+        goto out;
+    rc = hv_db_prepare(db, q.data, &st);
+    if (rc != HV_OK)
+        goto out;
+    for (int i = 0; i < p->nbinds; i++) {
+        const hv__sp_bind_t *b = &p->binds[i];
+        if (b->kind == 0)
+            hv_db_bind_text(st, i + 1, b->s, strlen(b->s));
+        else if (b->kind == 1)
+            hv_db_bind_int64(st, i + 1, b->i);
+        else
+            hv_db_bind_double(st, i + 1, b->d);
+    }
+    for (int i = 0, k = code0; i < p->nsort; i++)
+        if (p->sort[i].kind == HV__SORT_PARAM)
+            hv_db_bind_text(st, k++, p->sort[i].code, strlen(p->sort[i].code));
+    for (int i = 0; i < extra.n; i++)
+        hv_db_bind_text(st, extra0 + i, extra.s[i], strlen(extra.s[i]));
+    if (!p->summary_count) {
+        if (p->has_cursor) {
+            for (int c = 0; c < ncols; c++)
+                bind_key(st, key0 + c, &p->ckeys[c]);
+            hv_db_bind_int64(st, key0 + ncols, p->crid);
+        }
+        hv_db_bind_int64(st, limit_at, p->count + 1);
+    }
+    while ((rc = hv_db_step(st)) == HV_DB_ROW) {
+        hv__store_row_t row;
+        size_t len = 0;
+        const char *s;
+        if (p->summary_count) {
+            *total = hv_db_column_int64(st, 0);
+            continue;
+        }
+        memset(&row, 0, sizeof(row));
+        row.rid = hv_db_column_int64(st, 0);
+        s = hv_db_column_text(st, 1, &len);
+        snprintf(row.type, sizeof(row.type), "%.*s", (int)len, s ? s : "");
+        s = hv_db_column_text(st, 2, &len);
+        snprintf(row.id, sizeof(row.id), "%.*s", (int)len, s ? s : "");
+        row.version = hv_db_column_int64(st, 3);
+        row.last_ms = (uint64_t)hv_db_column_int64(st, 4);
+        s = hv_db_column_text(st, 6, &len);
+        row.text = hv_strndup(s ? s : "", s ? len : 0);
+        row.text_len = s ? len : 0;
+        /* The cursor continuing after this row. */
+        cur.len = 0;
+        for (int c = 0; c < ncols; c++) {
+            if (cols[c].kind == 0) {
+                s = hv_db_column_text(st, 7 + c, &len);
+                hv_buf_putc(&cur, 's');
+                for (size_t i = 0; s != NULL && i < len; i++)
+                    hv_buf_printf(&cur, "%02x", (unsigned char)s[i]);
+            } else if (cols[c].kind == 1) {
+                hv_buf_printf(&cur, "i%lld", (long long)hv_db_column_int64(st, 7 + c));
+            } else {
+                /* "%.17g" round-trips; a '+' (of "e+20") is left out so the cursor is URL-safe. */
+                char d[40];
+                size_t o = 0;
+                snprintf(d, sizeof(d), "%.17g", hv_db_column_double(st, 7 + c));
+                for (size_t i = 0; d[i]; i++)
+                    if (d[i] != '+')
+                        d[o++] = d[i];
+                d[o] = '\0';
+                hv_buf_printf(&cur, "d%s", d);
+            }
+            hv_buf_putc(&cur, '~');
+        }
+        hv_buf_printf(&cur, "%lld", (long long)row.rid);
+        row.cursor = cur.data;
+        if (want_total)
+            *total = hv_db_column_int64(st, 7 + ncols);
+        rc = row.text ? cb(ud, &row) : HV_ENOMEM;
+        row.cursor = NULL;
+        hv__store_row_clear(&row);
+        if (rc != HV_OK)
+            break;
+    }
+    hv_db_done(st);
+out:
+    hv_buf_release(&q);
+    hv_buf_release(&cur);
+    extra_free(&extra);
+    return rc < 0 || rc == HV_EINVAL ? rc : HV_OK;
+}

@@ -1,0 +1,92 @@
+/*
+ * mappings_int.h — internals shared by the files of the mapping module: the loaded
+ * HL7 v2 → FHIR tables (mappings/v2_load.c) that the engine (mappings/v2_to_fhir.c)
+ * runs. The line format is documented in docs/mappings.md.
+ */
+#ifndef HV_MAPPINGS_INT_H
+#define HV_MAPPINGS_INT_H
+
+#include <stddef.h>
+
+#include "mappings/mappings.h"
+
+/* The generated lines (mappings/v2_tables.c), NULL-terminated. */
+extern const char *const hv__map_v2_lines[];
+
+/* One row of a segment or data-type map ("map" lines). */
+typedef struct hv__map_row {
+    const char *map;    /* "PID[Patient]", "CX[Identifier]" */
+    unsigned seq;       /* the table's sort order */
+    unsigned src_f;     /* the field (segment maps) or component (data-type maps); 0: none */
+    unsigned src_c;     /* a component of that field ("OBX-5.1" → 1); 0: the whole */
+    const char *cond;   /* postfix condition; "" always; "?" never (not readable) */
+    const char *target; /* FHIR path relative to the resource or data type */
+    const char *type;   /* FHIR type as the table names it */
+    const char *dtmap;  /* the data-type map to apply to the value, "" none */
+    const char *vocab;  /* the concept map for the value, "" none */
+    const char *assign; /* a constant to assign; "=..." an expression (not applied) */
+    const char *origin; /* "mappings/v2/maps.tsv" or the override file, for --explain */
+} hv__map_row_t;
+
+/* One row of a message structure ("msg" lines). */
+typedef struct hv__msg_row {
+    const char *structure; /* "ORU_R01" */
+    unsigned seq;
+    char seg[4];
+    const char *group;  /* "ORU_R01.PATIENT_RESULT.ORDER_OBSERVATION.OBSERVATION" */
+    const char *cond;
+    const char *target; /* "Observation[2]" */
+    const char *segmap; /* "OBX[Observation]" */
+    const char *refs;   /* "A.x.reference=B.id ; ..." */
+} hv__msg_row_t;
+
+/* One concept-map entry ("vocab" lines). */
+typedef struct hv__vocab_row {
+    const char *map, *code, *fcode, *system, *display;
+} hv__vocab_row_t;
+
+/* A run of rows with one key, found by binary search. */
+typedef struct hv__map_span {
+    const char *key;
+    size_t start, count;
+} hv__map_span_t;
+
+typedef struct hv_map_tables {
+    hv_arena_t *arena;
+    hv__map_row_t *maps;
+    size_t nmaps;
+    hv__msg_row_t *msgs;
+    size_t nmsgs;
+    hv__vocab_row_t *vocab;
+    size_t nvocab;
+    hv__map_span_t *map_index; /* by map name, case-insensitive */
+    size_t nmap_index;
+} hv_map_tables_t;
+
+/*
+ * The built-in tables, read once (thread-safe) from hv__map_v2_lines; NULL only
+ * when out of memory. Never freed.
+ */
+const hv_map_tables_t *hv__map_tables_default(void);
+/*
+ * The built-in tables with the rows of an override file (same line format): a row
+ * whose key (map rows: map, source, target, condition; msg rows: structure, segment,
+ * group, segment map, target; vocab rows: concept map, code) matches a built-in row
+ * replaces it, others are added. HV_ECONFIG with err "file:line: …" on a bad line.
+ */
+int hv__map_tables_load(const char *override_file, hv_map_tables_t **out, hv_error_t *err);
+void hv__map_tables_free(hv_map_tables_t *t);
+
+/* The rows of a map (case-insensitive name); *n = 0 when unknown. */
+const hv__map_row_t *hv__map_rows(const hv_map_tables_t *t, const char *map, size_t *n);
+/* The msg rows of a structure for a segment id, in table order; *n = 0 when none. */
+const hv__msg_row_t *hv__msg_rows(const hv_map_tables_t *t, const char *structure, const char *seg,
+                                  size_t *n);
+/* True when the tables have rows for this structure. */
+int hv__msg_structure_known(const hv_map_tables_t *t, const char *structure);
+/* True when the tables have a concept map of that name. */
+int hv__vocab_known(const hv_map_tables_t *t, const char *map);
+/* A concept map entry, NULL when the code has none. */
+const hv__vocab_row_t *hv__vocab_find(const hv_map_tables_t *t, const char *map, const char *code);
+
+#endif

@@ -1,0 +1,289 @@
+/*
+ * module.c — the mapping module: the `map` commands and the channel steps.
+ *
+ *   holovitals map v2-to-fhir [--override FILE] [--explain] FILE
+ *   holovitals map ccda-to-fhir [--explain] FILE
+ *   holovitals map fhir-to-v2 --type ADT_A08|ORU_R01 [--explain] FILE
+ *
+ * print the transaction Bundle (or the HL7 v2 message) on standard output and the
+ * OperationOutcome of what could not be mapped on standard error (with --explain,
+ * {"bundle","outcome","explain"} on standard output, each element with the mapping
+ * row that wrote it). A message that cannot be mapped exits 1 with the reason.
+ *
+ * Steps (registered by hv_mappings_channels_module, engine.h "Channels"):
+ *   hl7v2-to-fhir  content HL7 v2 → transaction Bundle (keys "override": a mapping file
+ *                  whose rows replace or add rows; "structure": the message structure to
+ *                  use when MSH-9 does not say, e.g. "ORU_R01")
+ *   ccda-to-fhir   C-CDA document → transaction Bundle
+ *   fhir-to-hl7v2  FHIR resource or Bundle → HL7 v2 message (key "structure", required)
+ * The step's output replaces the message content; a message that cannot be mapped
+ * fails the step (the message is stored as errored with the reason).
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "mappings/mappings_int.h"
+
+#define MAX_FILE (64u << 20)
+
+static char *read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    hv_buf_t b;
+    char chunk[65536];
+    size_t n;
+    if (f == NULL) return NULL;
+    hv_buf_init(&b, MAX_FILE);
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+        if (hv_buf_append(&b, chunk, n) != HV_OK) {
+            hv_buf_release(&b);
+            fclose(f);
+            return NULL;
+        }
+    }
+    fclose(f);
+    *len = b.len;
+    if (b.data == NULL) return hv_strdup("");
+    return hv_buf_take(&b);
+}
+
+static void print_json(FILE *f, json_object *o) {
+    fprintf(f, "%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+                                                             JSON_C_TO_STRING_NOSLASHESCAPE));
+}
+
+enum { DIR_V2, DIR_CCDA, DIR_FHIR };
+
+static int run_map(int dir, int argc, char **argv) {
+    hv_map_opts_t opts;
+    hv_map_result_t res;
+    hv_error_t err;
+    hv_buf_t msg;
+    const char *file = NULL, *type = NULL;
+    char *text = NULL;
+    size_t len = 0;
+    int i, rc, code = HV_EXIT_FAILURE;
+    memset(&opts, 0, sizeof(opts));
+    memset(&res, 0, sizeof(res));
+    hv_error_clear(&err);
+    hv_buf_init(&msg, 0);
+    for (i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--explain") == 0) opts.explain = 1;
+        else if (strcmp(argv[i], "--lenient") == 0) opts.lenient_identity = 1;
+        else if (strcmp(argv[i], "--override") == 0 && i + 1 < argc) opts.override_file = argv[++i];
+        else if (strcmp(argv[i], "--type") == 0 && i + 1 < argc) type = argv[++i];
+        else if (argv[i][0] == '-' || file != NULL) file = NULL, i = argc + 1;
+        else file = argv[i];
+    }
+    if (file == NULL || i > argc || (dir == DIR_FHIR && type == NULL)) {
+        fprintf(stderr, "usage: holovitals map %s\n",
+                dir == DIR_V2     ? "v2-to-fhir [--override FILE] [--explain] [--lenient] FILE"
+                : dir == DIR_CCDA ? "ccda-to-fhir [--explain] FILE"
+                                  : "fhir-to-v2 --type ADT_A08|ORU_R01 [--explain] FILE");
+        return HV_EXIT_USAGE;
+    }
+    text = read_file(file, &len);
+    if (text == NULL) {
+        fprintf(stderr, "%s: cannot read\n", file);
+        goto out;
+    }
+    if (dir == DIR_V2) rc = hv_map_v2_to_fhir(text, len, &opts, &res, &err);
+    else if (dir == DIR_CCDA) rc = hv_map_ccda_to_fhir(text, len, &opts, &res, &err);
+    else rc = hv_map_fhir_to_v2(text, len, type, &opts, &msg, &res, &err);
+    if (rc != HV_OK) {
+        char line[900];
+        hv_error_format(&err, line, sizeof(line));
+        fprintf(stderr, "%s: %s\n", file, line[0] ? line : hv_strerror(rc));
+        goto out;
+    }
+    if (opts.explain) {
+        json_object *o = json_object_new_object();
+        if (res.bundle) hv_json_set(o, "bundle", json_object_get(res.bundle));
+        if (dir == DIR_FHIR) hv_json_set(o, "message", json_object_new_string_len(msg.data ? msg.data : "", (int)msg.len));
+        if (res.outcome) hv_json_set(o, "outcome", json_object_get(res.outcome));
+        if (res.explain) hv_json_set(o, "explain", json_object_get(res.explain));
+        print_json(stdout, o);
+        json_object_put(o);
+    } else {
+        if (dir == DIR_FHIR) fwrite(msg.data ? msg.data : "", 1, msg.len, stdout), fputc('\n', stdout);
+        else print_json(stdout, res.bundle);
+        if (res.outcome != NULL) print_json(stderr, res.outcome);
+    }
+    code = HV_EXIT_OK;
+out:
+    hv_map_result_free(&res);
+    hv_buf_release(&msg);
+    hv_free(text);
+    return code;
+}
+
+static int cmd_v2(hv_engine_t *e, int argc, char **argv) {
+    (void)e;
+    return run_map(DIR_V2, argc, argv);
+}
+static int cmd_ccda(hv_engine_t *e, int argc, char **argv) {
+    (void)e;
+    return run_map(DIR_CCDA, argc, argv);
+}
+static int cmd_fhir(hv_engine_t *e, int argc, char **argv) {
+    (void)e;
+    return run_map(DIR_FHIR, argc, argv);
+}
+
+static const hv_command_t commands[] = {
+    {"map v2-to-fhir", "map v2-to-fhir [--override FILE] [--explain] [--lenient] FILE",
+     "map an HL7 v2 message to a FHIR transaction Bundle",
+     "Maps FHIR from the HL7 v2 message in FILE with the tables generated from the HL7\n"
+     "v2-to-FHIR IG (docs/mappings.md) and prints the transaction Bundle; what could not be\n"
+     "mapped is printed as an OperationOutcome on standard error. --override FILE adds or\n"
+     "replaces mapping rows. --explain prints {bundle, outcome, explain}, where explain lists\n"
+     "each element written with the mapping rows that wrote it. Exit code 1 when the\n"
+     "message cannot be mapped (e.g. no patient identifier in PID-3); --lenient maps such a\n"
+     "message anyway, for testing single mapping rules.\n",
+     cmd_v2},
+    {"map ccda-to-fhir", "map ccda-to-fhir [--explain] FILE",
+     "map a C-CDA R2.1 document to a FHIR transaction Bundle",
+     "Maps the C-CDA document in FILE and prints the transaction Bundle (adapters/ccda).\n", cmd_ccda},
+    {"map fhir-to-v2", "map fhir-to-v2 --type ADT_A08|ORU_R01 [--explain] FILE",
+     "map a FHIR resource or Bundle to an HL7 v2 message",
+     "Maps the FHIR JSON in FILE to one HL7 v2 message of the given structure and prints it.\n",
+     cmd_fhir},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+const hv_module_t hv_mappings_module = {
+    "mappings", NULL, commands, NULL, NULL, NULL, NULL,
+};
+
+/* ------------------------------------------------------------------------- */
+/* Channel steps                                                             */
+/* ------------------------------------------------------------------------- */
+
+typedef struct step {
+    int dir;
+    hv_map_tables_t *tables; /* loaded once with the override file */
+    char *structure;
+} step_t;
+
+static int check_keys(struct json_object *conf, int dir, hv_error_t *err) {
+    json_object_object_foreach(conf, k, v) {
+        if (!json_object_is_type(v, json_type_string) ||
+            (strcmp(k, "override") != 0 && strcmp(k, "structure") != 0) ||
+            (strcmp(k, "override") == 0 && dir != DIR_V2)) {
+            hv_error_set(err, HV_ECONFIG, k,
+                         "unknown or mistyped key \"%s\" in a mapping step (known: %s)", k,
+                         dir == DIR_V2 ? "override, structure (strings)" : "structure (string)");
+            return HV_ECONFIG;
+        }
+    }
+    if (dir == DIR_FHIR && hv_json_get_str(conf, "structure") == NULL) {
+        hv_error_set(err, HV_ECONFIG, "structure",
+                     "a fhir-to-hl7v2 step needs \"structure\" (ADT_A08 or ORU_R01)");
+        return HV_ECONFIG;
+    }
+    return HV_OK;
+}
+
+static int check_v2(struct json_object *conf, hv_error_t *err) { return check_keys(conf, DIR_V2, err); }
+static int check_ccda(struct json_object *conf, hv_error_t *err) { return check_keys(conf, DIR_CCDA, err); }
+static int check_fhir(struct json_object *conf, hv_error_t *err) { return check_keys(conf, DIR_FHIR, err); }
+
+static void step_free(void *state) {
+    step_t *s = state;
+    if (s == NULL) return;
+    hv__map_tables_free(s->tables);
+    hv_free(s->structure);
+    hv_free(s);
+}
+
+static int step_init(int dir, struct json_object *conf, void **state, hv_error_t *err) {
+    step_t *s = hv_calloc(1, sizeof(*s));
+    const char *ov = hv_json_get_str(conf, "override"), *st = hv_json_get_str(conf, "structure");
+    int rc;
+    if (s == NULL) return HV_ENOMEM;
+    s->dir = dir;
+    if (st != NULL) s->structure = hv_strdup(st);
+    if (ov != NULL) {
+        rc = hv__map_tables_load(ov, &s->tables, err);
+        if (rc != HV_OK) {
+            step_free(s);
+            return rc;
+        }
+    }
+    *state = s;
+    return HV_OK;
+}
+
+static int init_v2(hv_engine_t *e, struct json_object *conf, void **state, hv_error_t *err) {
+    (void)e;
+    return step_init(DIR_V2, conf, state, err);
+}
+static int init_ccda(hv_engine_t *e, struct json_object *conf, void **state, hv_error_t *err) {
+    (void)e;
+    return step_init(DIR_CCDA, conf, state, err);
+}
+static int init_fhir(hv_engine_t *e, struct json_object *conf, void **state, hv_error_t *err) {
+    (void)e;
+    return step_init(DIR_FHIR, conf, state, err);
+}
+
+static int step_run(void *state, hv_channel_msg_t *m, hv_error_t *err) {
+    step_t *s = state;
+    hv_map_opts_t opts;
+    hv_map_result_t res;
+    hv_buf_t out;
+    int rc;
+    memset(&opts, 0, sizeof(opts));
+    memset(&res, 0, sizeof(res));
+    hv_buf_init(&out, 0);
+    opts.tables = s->tables;
+    opts.structure = s->structure;
+    if (s->dir == DIR_V2) rc = hv_map_v2_to_fhir(m->content, m->len, &opts, &res, err);
+    else if (s->dir == DIR_CCDA) rc = hv_map_ccda_to_fhir(m->content, m->len, &opts, &res, err);
+    else rc = hv_map_fhir_to_v2(m->content, m->len, s->structure, &opts, &out, &res, err);
+    if (rc == HV_OK && s->dir != DIR_FHIR) {
+        const char *js = json_object_to_json_string_ext(res.bundle, JSON_C_TO_STRING_PLAIN |
+                                                                        JSON_C_TO_STRING_NOSLASHESCAPE);
+        char *copy = hv_arena_strdup(m->arena, js);
+        if (copy == NULL) {
+            rc = HV_ENOMEM;
+        } else {
+            m->content = copy;
+            m->len = strlen(copy);
+            m->content_type = "application/fhir+json";
+        }
+    } else if (rc == HV_OK) {
+        char *copy = hv_arena_strndup(m->arena, out.data ? out.data : "", out.len);
+        if (copy == NULL) {
+            rc = HV_ENOMEM;
+        } else {
+            m->content = copy;
+            m->len = out.len;
+            m->content_type = "x-application/hl7-v2+er7";
+        }
+    }
+    if (rc == HV_ENOMEM) hv_error_set(err, HV_ENOMEM, NULL, "out of memory");
+    hv_map_result_free(&res);
+    hv_buf_release(&out);
+    return rc;
+}
+
+static const hv_channel_step_t step_v2 = {"hl7v2-to-fhir", check_v2, init_v2, step_run, step_free};
+static const hv_channel_step_t step_ccda = {"ccda-to-fhir", check_ccda, init_ccda, step_run, step_free};
+static const hv_channel_step_t step_fhir = {"fhir-to-hl7v2", check_fhir, init_fhir, step_run, step_free};
+
+static int channels_init(hv_engine_t *e, void **state) {
+    int rc = hv_channel_register_step(e, &step_v2);
+    if (rc == HV_OK) rc = hv_channel_register_step(e, &step_ccda);
+    if (rc == HV_OK) rc = hv_channel_register_step(e, &step_fhir);
+    *state = NULL;
+    return rc;
+}
+
+const hv_module_t hv_mappings_channels_module = {
+    "mappings-channels", NULL, NULL, channels_init, NULL, NULL, NULL,
+};
