@@ -11,14 +11,19 @@
  *    against a real `holovitals serve` (PATH, default ./holovitals), first with
  *    --auth off and no token, then with authentication on and a Bearer token
  *    (rate limits set out of reach so that they do not cap the figure). The
- *    route is GET /errors?limit=1 — one indexed read through the storage thread,
- *    like a FHIR read by id — because FHIR read does not exist yet. Besides
+ *    route is a FHIR read, GET /fhir/Patient/bench-1 (an admin token: the scope
+ *    check's fast path; the per-resource compartment check of patient/ tokens is
+ *    measured in process, 3.). Besides
  *    requests per second (noisy on a shared machine) it prints the servers' CPU
  *    time per request, read from /proc, which load from other processes does
  *    not distort.
+ * 3. In process: the FHIR scope check of one stored Observation
+ *    (hv__authz_resource, fhir/rest_authz.c) for a patient/ token — parse, the
+ *    compartment walk and the category match — per second.
  */
 #include "config.h"
 #include "engine/auth/auth_int.h"
+#include "fhir/store_int.h"
 
 #include <arpa/inet.h>
 #include <json-c/json.h>
@@ -178,6 +183,51 @@ static double cpu_of(pid_t pid) {
 
 static long g_count; /* requests of the last http_rate */
 
+#define READ_PATH "/fhir/Patient/bench-1"
+
+static void bench_authz_resource(double seconds) {
+    static const char obs[] =
+        "{\"resourceType\":\"Observation\",\"id\":\"o1\",\"meta\":{\"versionId\":\"1\",\"lastUpdated\":"
+        "\"2026-01-01T00:00:00.000Z\"},\"status\":\"final\",\"category\":[{\"coding\":[{\"system\":"
+        "\"http://terminology.hl7.org/CodeSystem/observation-category\",\"code\":\"vital-signs\"}]}],\"code\":"
+        "{\"coding\":[{\"system\":\"http://loinc.org\",\"code\":\"8867-4\",\"display\":\"Heart rate\"}]},"
+        "\"subject\":{\"reference\":\"Patient/p1\"},\"effectiveDateTime\":\"2026-01-01T10:00:00Z\","
+        "\"valueQuantity\":{\"value\":72,\"unit\":\"beats/minute\",\"system\":\"http://unitsofmeasure.org\","
+        "\"code\":\"/min\"}}";
+    hv_auth_principal_t *p = hv_calloc(1, sizeof(*p));
+    long n = 0;
+    double t0, t;
+    if (p == NULL || hv_auth_scopes_parse("patient/*.rs", &p->scopes, NULL) != HV_OK) return;
+    snprintf(p->patient, sizeof(p->patient), "p1");
+    t0 = now_s();
+    do {
+        for (int i = 0; i < 1000; i++)
+            if (hv__authz_resource(p, HV_AUTH_READ, "Observation", "o1", NULL, obs) != HV_OK) abort();
+        n += 1000;
+        t = now_s() - t0;
+    } while (t < seconds);
+    printf("FHIR scope checks/s of a stored Observation (patient/*.rs token: parse, compartment, category): %.0f "
+           "(%.1f us each)\n", n / t, t / n * 1e6);
+    hv_free(p);
+}
+
+/* Stores the Patient the HTTP figure reads (PUT), with a token when auth is on. */
+static int put_patient(int port, const char *token) {
+    static const char pat[] = "{\"resourceType\":\"Patient\",\"id\":\"bench-1\",\"name\":[{\"family\":\"Bench\","
+                              "\"given\":[\"Ada\"]}],\"gender\":\"female\",\"birthDate\":\"1970-01-01\"}";
+    char req[4096], buf[1 << 16];
+    int fd = dial(port), st;
+    size_t n;
+    if (fd < 0) return -1;
+    n = (size_t)snprintf(req, sizeof(req),
+                         "PUT " READ_PATH " HTTP/1.1\r\nHost: x\r\nContent-Type: application/fhir+json\r\n"
+                         "Content-Length: %zu\r\n%s%s%s\r\n%s",
+                         strlen(pat), token ? "Authorization: Bearer " : "", token ? token : "", token ? "\r\n" : "", pat);
+    st = roundtrip(fd, req, n, buf, sizeof(buf), NULL);
+    close(fd);
+    return st == 200 || st == 201 ? 0 : -1;
+}
+
 static double http_rate(int port, const char *auth_header, double seconds) {
     char req[4096], buf[1 << 16];
     int fd = dial(port);
@@ -185,7 +235,7 @@ static double http_rate(int port, const char *auth_header, double seconds) {
     long count = 0;
     double t0, el;
     if (fd < 0) return 0;
-    n = (size_t)snprintf(req, sizeof(req), "GET /errors?limit=1 HTTP/1.1\r\nHost: x\r\n%s%s%s\r\n",
+    n = (size_t)snprintf(req, sizeof(req), "GET " READ_PATH " HTTP/1.1\r\nHost: x\r\n%s%s%s\r\n",
                          auth_header ? "Authorization: Bearer " : "", auth_header ? auth_header : "",
                          auth_header ? "\r\n" : "");
     t0 = now_s();
@@ -258,6 +308,10 @@ static void bench_http(const char *bin, double seconds) {
     o = json_tokener_parse(body);
     snprintf(token, sizeof(token), "%s", hv_json_get_str(o, "access_token") ? hv_json_get_str(o, "access_token") : "");
     json_object_put(o);
+    if (put_patient(port, NULL) != 0 || put_patient(port + 2, token) != 0) {
+        fprintf(stderr, "bench: cannot store the Patient to read\n");
+        goto out;
+    }
     off = on = 0;
     {
         /* wall-clock rates on a shared machine are noisy; the server's CPU time per request is not */
@@ -273,8 +327,8 @@ static void bench_http(const char *bin, double seconds) {
             c_on += cpu_of(pid2) - c0;
             n_on += g_count;
         }
-        printf("HTTP GET /errors?limit=1, 1 keep-alive client: %.0f req/s with --auth off, %.0f req/s with a Bearer "
-               "token (ES256)\n", off, on);
+        printf("HTTP GET " READ_PATH " (FHIR read), 1 keep-alive client: %.0f req/s with --auth off, %.0f req/s "
+               "with a Bearer token (ES256, admin)\n", off, on);
         printf("server CPU per request: %.1f us with --auth off, %.1f us with a Bearer token: authentication "
                "costs %.1f%% of the request\n", c_off / n_off * 1e6, c_on / n_on * 1e6,
                c_off > 0 ? (c_on / n_on - c_off / n_off) / (c_off / n_off) * 100 : 0);
@@ -309,6 +363,7 @@ int main(int argc, char **argv) {
         bench_validate("ES256", seconds);
         bench_validate("RS256", seconds);
         bench_allow(seconds);
+        bench_authz_resource(seconds);
     }
     bench_http(bin, seconds);
     return 0;

@@ -45,6 +45,8 @@ typedef struct pv {
     size_t total;
     struct json_object *list; /* FHIR resources collected by the job */
     struct json_object *merge; /* PUT: the fields to merge */
+    const hv_auth_principal_t *principal; /* who asks (engine/auth); NULL with auth off */
+    int check;              /* rows go through the scope check (fhir/rest_authz.c) */
 } pv_t;
 
 enum { VIEW_LIST = 1, VIEW_ONE, VIEW_CREATE, VIEW_UPDATE, VIEW_DELETE, VIEW_ITEMS, VIEW_RESOURCES, VIEW_ADD };
@@ -69,6 +71,7 @@ static pv_t *pv_new(hv__fhir_t *f, hv_http_req_t *req, int what)
     p->f = f;
     p->req = req;
     p->what = what;
+    p->principal = hv_auth_principal(req);
     return p;
 }
 
@@ -193,6 +196,9 @@ static int collect(void *ud, const hv__store_row_t *row)
 {
     pv_t *p = ud;
     struct json_object *res;
+    /* What the token's scopes do not cover is neither listed nor counted. */
+    if (p->check && hv__authz_resource(p->principal, HV_AUTH_SEARCH, row->type, row->id, NULL, row->text) != HV_OK)
+        return HV_OK;
     p->total++;
     if (p->what == VIEW_LIST && ((int64_t)p->total <= p->offset || (int64_t)p->total > p->offset + p->limit))
         return HV_OK;
@@ -219,6 +225,12 @@ static int job_view(hv_db_t *db, void *arg)
     if (rc != HV_OK)
         return rc;
     p->patient_live = !row.deleted;
+    /* Another patient's record answers 404, as an unknown one does. */
+    if (p->patient_live && p->principal != NULL &&
+        hv__authz_resource(p->principal, HV_AUTH_READ, "Patient", p->patient, NULL, row.text) != HV_OK &&
+        hv__authz_compartment(p->principal, HV_AUTH_SEARCH, p->filter_type != NULL ? p->filter_type : "Patient",
+                              p->patient) != HV_OK)
+        p->patient_live = 0;
     hv__store_row_clear(&row);
     if (!p->patient_live)
         return HV_OK;
@@ -293,8 +305,11 @@ static void done_op(int status, void *arg)
     if (status != HV_OK && op->status < 400) {
         hv_http_respond_error(p->req, 500, "storage_failed", "the store could not commit: %s", hv_strerror(status));
     } else if (op->status >= 400) {
-        hv_http_respond_error(p->req, op->status, op->status == 404 ? "not_found" : op->status == 410 ? "deleted"
-                                                                                                       : "invalid",
+        hv_http_respond_error(p->req, op->status,
+                              op->status == 404   ? "not_found"
+                              : op->status == 403 ? "forbidden"
+                              : op->status == 410 ? "deleted"
+                                                  : "invalid",
                               "%s", op->msg);
     } else {
         hv__fhir_notify(p->f, op);
@@ -353,6 +368,10 @@ out:
 
 static void submit(pv_t *p, hv_storage_job_cb job, hv_storage_done_cb done)
 {
+    /* The views are FHIR interactions under the token's SMART scopes (fhir/rest_authz.c):
+     * writes and reads are checked by the store, lists row by row. */
+    p->op.principal = p->principal;
+    p->check = p->principal != NULL;
     if (hv_storage_submit(p->f->storage, job, done, p) != HV_OK) {
         hv_http_header_add(p->req, "Retry-After", "1");
         hv_http_respond_error(p->req, 503, "overloaded", "the store is busy; retry later");

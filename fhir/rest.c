@@ -69,6 +69,7 @@ hv__rreq_t *hv__rreq_new(hv__fhir_t *f, hv_http_req_t *req)
     }
     r->f = f;
     r->req = req;
+    r->principal = hv_auth_principal(req);
     fmt = hv_http_req_query_param(req, "_format");
     accept = hv_http_req_header(req, "Accept");
     if (fmt != NULL) {
@@ -117,7 +118,9 @@ void hv__rreq_free(hv__rreq_t *r)
 
 void hv__rreq_submit(hv__rreq_t *r, hv_storage_job_cb job, hv_storage_done_cb done)
 {
-    int rc = hv_storage_submit(r->f->storage, job, done, r);
+    int rc;
+    r->op.principal = r->principal; /* the store checks the resources themselves (fhir/rest_authz.c) */
+    rc = hv_storage_submit(r->f->storage, job, done, r);
     if (rc != HV_OK) {
         hv_http_header_add(r->req, "Retry-After", "1");
         hv__rest_outcome(r, 503, "error", "transient", "the store is busy (%s); retry later", hv_strerror(rc));
@@ -546,6 +549,7 @@ int hv__fhir_rest_init(hv_engine_t *e, void **state)
         if (rc != HV_OK)
             goto fail;
     }
+    hv__authz_register_picker(f, 1);
     *state = f;
     return HV_OK;
 fail:
@@ -571,6 +575,7 @@ void hv__fhir_rest_free(hv_engine_t *e, void *state)
     (void)e;
     if (f == NULL)
         return;
+    hv__authz_register_picker(f, 0);
     hv__export_stop(f); /* no export starts from the done callbacks below */
     if (f->storage != NULL)
         hv_storage_free(f->storage); /* runs the queued jobs and their done callbacks */

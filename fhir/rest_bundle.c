@@ -549,6 +549,8 @@ typedef struct sctx {
     hv_buf_t *b;
     int64_t count;
     size_t rows;
+    const hv_auth_principal_t *p; /* the caller; rows its scopes do not cover are left out */
+    int check;
 } sctx_t;
 
 static int search_row(void *ud, const hv__store_row_t *row)
@@ -557,6 +559,8 @@ static int search_row(void *ud, const hv__store_row_t *row)
     char url[512];
     if ((int64_t)c->rows >= c->count)
         return HV_OK; /* the extra row only tells that there are more */
+    if (c->check && hv__authz_resource(c->p, HV_AUTH_SEARCH, row->type, row->id, NULL, row->text) != HV_OK)
+        return HV_OK; /* outside the caller's scopes (fhir/rest_authz.c) */
     snprintf(url, sizeof(url), "%s/%s/%s", c->base, row->type, row->id);
     hv_buf_puts(c->b, c->rows++ ? ",{\"fullUrl\":" : "{\"fullUrl\":");
     hv_buf_json_str(c->b, url, strlen(url));
@@ -570,7 +574,8 @@ static int search_row(void *ud, const hv__store_row_t *row)
 static int run_search(hv_db_t *db, hv__bundle_job_t *bj, bentry_t *e)
 {
     hv_buf_t b, entries;
-    sctx_t c = {bj->base, &entries, e->plan->count, 0};
+    sctx_t c = {bj->base, &entries, e->plan->count, 0, e->op.principal,
+                hv__authz_restricted(e->op.principal, HV_AUTH_SEARCH, e->op.type)};
     int64_t total = -1;
     int rc;
     char self[1024];
@@ -920,6 +925,30 @@ static void h_bundle(hv_http_req_t *req, void *ud)
         goto fail;
     }
     hv__bundle_set_base(r->bj, hv__rest_base(r));
+    /* Every entry runs under the caller's scopes: the store checks each resource it reads
+     * or writes (fhir/rest_authz.c), so an entry outside them fails as its own request would. */
+    for (size_t i = 0; i < r->bj->n; i++) {
+        bentry_t *e = &r->bj->e[i];
+        const char *pid = NULL;
+        e->op.principal = r->principal;
+        if (e->plan == NULL || e->prep_status > 0)
+            continue;
+        /* A search entry is a search: 403 for a type outside the scopes, and a patient/-only
+         * token searches its patient's compartment (in the SQL, as GET /fhir/:type does). */
+        if (hv_auth_allow_type(r->principal, HV_AUTH_SEARCH, e->op.type) != HV_OK) {
+            if (r->bj->transaction) {
+                hv__authz_type(r, HV_AUTH_SEARCH, e->op.type);
+                goto fail;
+            }
+            e->prep_status = 403;
+            snprintf(e->prep_msg, sizeof(e->prep_msg), "the access token's scopes do not allow search on %s",
+                     e->op.type);
+        } else if (hv_auth_patient_ids(r->principal, HV_AUTH_SEARCH, e->op.type, &pid) == 1 &&
+                   hv__search_plan_compartment(e->plan, pid) != HV_OK) {
+            hv__rest_outcome(r, 400, "error", "too-costly", "a search entry has too many values");
+            goto fail;
+        }
+    }
     /* Validation on write, per entry, before anything runs (loop thread: the validator is this thread's). */
     if (f->validation == HV__VALIDATE_REJECT && f->validator != NULL) {
         for (size_t i = 0; i < r->bj->n; i++) {

@@ -14,6 +14,12 @@
  * fhir/search_plan.c, with _count, _sort and the keyset cursor) restricted to the
  * resources whose linking parameters, from the official CompartmentDefinitions
  * (fhir/compartments_gen.c), refer to the owner in the search index.
+ *
+ * SMART scopes (fhir/rest_authz.c): a compartment search is a search (s) of its type,
+ * $everything a read (r) of the Patient; an owner the token may not read (another
+ * patient, another patient's Encounter…) answers 404 as a read does; a patient/-only
+ * token's search is also limited to its own patient's compartment in the SQL plan; every
+ * row, member or included resource the token may not see is left out (and not counted).
  */
 #include "config.h"
 
@@ -63,8 +69,10 @@ typedef struct csearch {
     char *query;
     const char *base;
     hv_buf_t body;
-    size_t rows;
+    size_t rows;          /* entries written */
+    size_t seen;          /* rows the store returned (paging counts these) */
     int more, owner_live;
+    int check;            /* rows go through the scope check (fhir/rest_authz.c) */
     int64_t total;
     char cursor[HV__SEARCH_CURSOR_MAX + 1]; /* the _cursor continuing after the page's last row */
 } csearch_t;
@@ -73,10 +81,14 @@ static int cs_row(void *ud, const hv__store_row_t *row)
 {
     csearch_t *c = ud;
     char url[512];
-    if ((int64_t)c->rows >= c->plan.count) {
+    if ((int64_t)c->seen >= c->plan.count) {
         c->more = 1;
         return HV_OK;
     }
+    c->seen++;
+    snprintf(c->cursor, sizeof(c->cursor), "%s", row->cursor != NULL ? row->cursor : "");
+    if (c->check && hv__authz_resource(c->r->principal, HV_AUTH_SEARCH, row->type, row->id, NULL, row->text) != HV_OK)
+        return HV_OK; /* left out; the cursor still moves past it */
     if (c->rows++ > 0)
         hv_buf_putc(&c->body, ',');
     snprintf(url, sizeof(url), "%s/%s/%s", c->base, row->type, row->id);
@@ -84,7 +96,6 @@ static int cs_row(void *ud, const hv__store_row_t *row)
     hv_buf_json_str(&c->body, url, strlen(url));
     hv_buf_puts(&c->body, ",\"resource\":");
     hv_buf_append(&c->body, row->text, row->text_len);
-    snprintf(c->cursor, sizeof(c->cursor), "%s", row->cursor != NULL ? row->cursor : "");
     return hv_buf_puts(&c->body, ",\"search\":{\"mode\":\"match\"}}");
 }
 
@@ -98,6 +109,13 @@ static int job_csearch(hv_db_t *db, void *arg)
     if (rc != HV_OK)
         return rc;
     c->owner_live = !row.deleted;
+    /* An owner the token may not read answers 404, unless (Patient compartment) the
+     * token may search that patient's compartment for the type anyway. */
+    if (c->owner_live && c->r->principal != NULL &&
+        hv__authz_resource(c->r->principal, HV_AUTH_READ, c->comp, c->owner, NULL, row.text) != HV_OK &&
+        (strcmp(c->comp, "Patient") != 0 ||
+         hv__authz_compartment(c->r->principal, HV_AUTH_SEARCH, c->type, c->owner) != HV_OK))
+        c->owner_live = 0;
     hv__store_row_clear(&row);
     if (!c->owner_live)
         return HV_OK;
@@ -269,6 +287,17 @@ static void compartment_search(hv__rreq_t *r, const hv__compartment_t *cd, const
         hv__rest_outcome(r, 400, "error", "too-costly", "the search has too many values");
         goto fail_c;
     }
+    if (hv__authz_type(r, HV_AUTH_SEARCH, type) != HV_OK)
+        goto fail_c;
+    {
+        const char *pid = NULL;
+        if (hv_auth_patient_ids(r->principal, HV_AUTH_SEARCH, type, &pid) == 1 &&
+            hv__search_plan_compartment(&c->plan, pid) != HV_OK) {
+            hv__rest_outcome(r, 400, "error", "too-costly", "the search has too many values");
+            goto fail_c;
+        }
+        c->check = hv__authz_restricted(r->principal, HV_AUTH_SEARCH, type);
+    }
     if (hv_storage_submit(f->storage, job_csearch, done_csearch, c) != HV_OK) {
         hv__rest_outcome(r, 503, "error", "transient", "the store is busy; retry later");
         goto fail_c;
@@ -306,6 +335,7 @@ typedef struct every {
     hv_buf_t body;
     size_t count, max, written;
     int patient_live;
+    int check;          /* members and includes go through the scope check (fhir/rest_authz.c) */
     char (*seen)[HV__FHIR_TYPE_MAX + HV__FHIR_ID_MAX + 1]; /* members and includes, "Type/id" */
     size_t nseen;
     char (*refs)[HV__FHIR_TYPE_MAX + HV__FHIR_ID_MAX + 1]; /* references out, to fetch */
@@ -390,6 +420,9 @@ static int every_row(void *ud, const hv__store_row_t *row)
 {
     every_t *ev = ud;
     struct json_object *tree;
+    /* A member the token may not see is left out, with what it refers to. */
+    if (ev->check && hv__authz_resource(ev->r->principal, HV_AUTH_SEARCH, row->type, row->id, NULL, row->text) != HV_OK)
+        return HV_OK;
     if (ev->nseen < EVERYTHING_MAX_REFS)
         snprintf(ev->seen[ev->nseen++], sizeof(ev->seen[0]), "%s/%s", row->type, row->id);
     /* The references out of the compartment, fetched once the members are known;
@@ -418,6 +451,10 @@ static int job_everything(hv_db_t *db, void *arg)
     if (rc != HV_OK)
         return rc;
     ev->patient_live = !row.deleted;
+    /* Another patient's record answers 404, as a read of it does. */
+    if (ev->patient_live && ev->check &&
+        hv__authz_resource(ev->r->principal, HV_AUTH_READ, "Patient", ev->patient, NULL, row.text) != HV_OK)
+        ev->patient_live = 0;
     hv__store_row_clear(&row);
     if (!ev->patient_live)
         return HV_OK;
@@ -441,7 +478,9 @@ static int job_everything(hv_db_t *db, void *arg)
         }
         if (rc != HV_OK)
             break;
-        if (!row.deleted && (ev->since_ms < 0 || (int64_t)row.last_ms >= ev->since_ms))
+        if (!row.deleted && (ev->since_ms < 0 || (int64_t)row.last_ms >= ev->since_ms) &&
+            (!ev->check ||
+             hv__authz_resource(ev->r->principal, HV_AUTH_READ, row.type, row.id, NULL, row.text) == HV_OK))
             put_entry(ev, &row, "include");
         hv__store_row_clear(&row);
     }
@@ -503,6 +542,15 @@ static void everything(hv__rreq_t *r, const char *patient)
         goto fail;
     }
     ev->r = r;
+    if (hv__authz_type(r, HV_AUTH_READ, "Patient") != HV_OK) {
+        every_free(ev);
+        hv__rreq_free(r);
+        return;
+    }
+    /* Unrestricted tokens (auth off, admin, user/ or system/ *) skip the checks; others
+     * have every member and include checked. */
+    ev->check = hv__authz_restricted(r->principal, HV_AUTH_SEARCH, NULL) ||
+                hv__authz_restricted(r->principal, HV_AUTH_READ, NULL);
     snprintf(ev->patient, sizeof(ev->patient), "%s", patient);
     ev->base = hv__rest_base(r);
     ev->max = f->max_bundle_entries;

@@ -14,7 +14,9 @@
  * The handlers check what can be checked on the loop thread (type, id, body,
  * validation), then run the interaction (fhir/store_ops.c) as a storage job and
  * answer from its done callback, after the commit: a 201 is only sent for a
- * version that is durable.
+ * version that is durable. A token whose scopes do not allow the interaction on
+ * the type gets 403 here; the store checks the resource itself (compartment and
+ * category, fhir/rest_authz.c): 404 for a read, 403 for a write.
  */
 #include "config.h"
 
@@ -193,7 +195,8 @@ static void h_read(hv_http_req_t *req, void *ud)
         return;
     /* /fhir/Patient/:id/_history/:vid has the type as a literal segment. */
     type = hv_http_req_param(req, "type") != NULL ? hv_http_req_param(req, "type") : "Patient";
-    if (check_type(r, type) != HV_OK || check_id(r, hv_http_req_param(req, "id")) != HV_OK)
+    if (check_type(r, type) != HV_OK || hv__authz_type(r, HV_AUTH_READ, type) != HV_OK ||
+        check_id(r, hv_http_req_param(req, "id")) != HV_OK)
         goto fail;
     vid = hv_http_req_param(req, "vid");
     hv__fop_init(&r->op, vid != NULL ? HV__FOP_VREAD : HV__FOP_READ);
@@ -235,7 +238,8 @@ static void h_create(hv_http_req_t *req, void *ud)
     if (r == NULL)
         return;
     hv__fop_init(&r->op, HV__FOP_CREATE);
-    if (check_type(r, hv_http_req_param(req, "type")) != HV_OK)
+    if (check_type(r, hv_http_req_param(req, "type")) != HV_OK ||
+        hv__authz_type(r, HV_AUTH_CREATE, r->op.type) != HV_OK)
         goto fail;
     res = hv__rest_body(r);
     if (res == NULL)
@@ -266,7 +270,8 @@ static void h_update(hv_http_req_t *req, void *ud)
     if (r == NULL)
         return;
     hv__fop_init(&r->op, HV__FOP_UPDATE);
-    if (check_type(r, hv_http_req_param(req, "type")) != HV_OK || read_if_match(r) != HV_OK)
+    if (check_type(r, hv_http_req_param(req, "type")) != HV_OK ||
+        hv__authz_type(r, HV_AUTH_UPDATE, r->op.type) != HV_OK || read_if_match(r) != HV_OK)
         goto fail;
     if (id != NULL && check_id(r, id) != HV_OK)
         goto fail;
@@ -310,7 +315,8 @@ static void h_delete(hv_http_req_t *req, void *ud)
     if (r == NULL)
         return;
     hv__fop_init(&r->op, HV__FOP_DELETE);
-    if (check_type(r, hv_http_req_param(req, "type")) != HV_OK || read_if_match(r) != HV_OK)
+    if (check_type(r, hv_http_req_param(req, "type")) != HV_OK ||
+        hv__authz_type(r, HV_AUTH_DELETE, r->op.type) != HV_OK || read_if_match(r) != HV_OK)
         goto fail;
     if (id != NULL) {
         if (check_id(r, id) != HV_OK)
@@ -338,7 +344,8 @@ static void h_patch(hv_http_req_t *req, void *ud)
     if (r == NULL)
         return;
     hv__fop_init(&r->op, HV__FOP_PATCH);
-    if (check_type(r, hv_http_req_param(req, "type")) != HV_OK || read_if_match(r) != HV_OK)
+    if (check_type(r, hv_http_req_param(req, "type")) != HV_OK ||
+        hv__authz_type(r, HV_AUTH_UPDATE, r->op.type) != HV_OK || read_if_match(r) != HV_OK)
         goto fail;
     if (id != NULL) {
         if (check_id(r, id) != HV_OK)

@@ -33,10 +33,20 @@
  * still running when the engine stops is cancelled and runs again from the start at
  * the next start. Finished jobs and their files are deleted fhir.export_retention
  * after they ended (checked at start and every few minutes).
+ *
+ * SMART scopes (fhir/rest_authz.c): a kick-off with a token keeps a copy of its
+ * principal in the job and filters every exported resource with it; _type naming a
+ * type the token may not search is 403; a patient/-only token exports its own
+ * patient's compartment whatever the level (level 3). Such a job's id is 32 hex
+ * characters, the first 16 those of SHA-256 of its owner (client id or user name):
+ * only the owner may poll, download or cancel it (others get 404). Its scopes live
+ * in memory only, so an owned job that a restart interrupts is not run again
+ * unfiltered: it is recorded as failed ("kick it off again").
  */
 #include "config.h"
 
 #include <dirent.h>
+#include <openssl/sha.h>
 #include <errno.h>
 #include <json-c/json.h>
 #include <stdatomic.h>
@@ -69,7 +79,7 @@ typedef struct xjob {
     char id[40];
     char dir[1024];
     char request[1024];
-    int level;                  /* 0 system, 1 Patient, 2 Group */
+    int level;                  /* 0 system, 1 Patient, 2 Group, 3 the token's own patient */
     char group[HV__FHIR_ID_MAX];
     char *types;                /* _type, or NULL for all */
     int64_t since_ms;
@@ -85,6 +95,7 @@ typedef struct xjob {
     char (*patients)[HV__FHIR_ID_MAX];
     size_t npatients;
     struct xjob *next;          /* the running list */
+    hv_auth_principal_t *principal; /* the kick-off's token (a copy), NULL with auth off */
 } xjob_t;
 
 struct xstate {
@@ -111,7 +122,41 @@ static void xjob_free(xjob_t *j)
     hv_free(j->files);
     hv_free(j->types);
     hv_free(j->patients);
+    hv_free(j->principal);
     hv_free(j);
+}
+
+/* The first 16 hex characters of SHA-256 of p's owner (client id, else user name). */
+static void owner_tag(const hv_auth_principal_t *p, char out[17])
+{
+    unsigned char d[SHA256_DIGEST_LENGTH];
+    const char *who = p->client_id[0] != '\0' ? p->client_id : p->sub;
+    SHA256((const unsigned char *)who, strlen(who), d);
+    hv_hex(d, 8, out);
+}
+
+/* Only the owner of an owned job (32-character id) sees it. */
+static int owns(const char *id, const hv_auth_principal_t *p)
+{
+    char tag[17];
+    if (strlen(id) != 32)
+        return 1; /* kicked off with authentication off */
+    if (p == NULL)
+        return 0;
+    owner_tag(p, tag);
+    return strncmp(id, tag, 16) == 0;
+}
+
+/* True when p may search some resource type (an export without _type exports those). */
+static int may_export(const hv_auth_principal_t *p)
+{
+    if (p == NULL || p->role == HV_AUTH_ROLE_ADMIN)
+        return 1;
+    for (size_t i = 0; i < p->scopes.n; i++)
+        if ((p->scopes.s[i].perms & HV_AUTH_SEARCH) &&
+            (p->scopes.s[i].context != HV_AUTH_CTX_PATIENT || p->patient[0] != '\0'))
+            return 1;
+    return 0;
 }
 
 static void unlink_running(xjob_t *j)
@@ -232,6 +277,9 @@ static int write_row(void *ud, const hv__store_row_t *row)
     if (row->deleted || row->text == NULL || !type_wanted(j, row->type) ||
         (j->since_ms >= 0 && (int64_t)row->last_ms < j->since_ms))
         return HV_OK;
+    if (j->principal != NULL &&
+        hv__authz_resource(j->principal, HV_AUTH_SEARCH, row->type, row->id, NULL, row->text) != HV_OK)
+        return HV_OK; /* outside the kick-off token's scopes */
     xf = file_for(j, row->type);
     if (xf == NULL || fwrite(row->text, 1, row->text_len, xf->fp) != row->text_len || fputc('\n', xf->fp) == EOF)
         return HV_EIO;
@@ -313,6 +361,8 @@ static void work_export(uv_work_t *w)
     if (rc == HV_OK) {
         if (j->level == 0) {
             rc = hv__store_each_current(db, NULL, write_row, j);
+        } else if (j->level == 3) {
+            rc = j->principal != NULL ? hv__store_compartment(db, j->principal->patient, NULL, write_row, j) : HV_EPERM;
         } else {
             rc = j->level == 2 ? group_patients(db, j) : hv__store_each_current(db, "Patient", add_patient, j);
             for (size_t i = 0; rc == HV_OK && i < j->npatients; i++)
@@ -479,13 +529,25 @@ static void h_kickoff(hv_http_req_t *req, void *ud)
     if (types != NULL) {
         char *copy = hv_strdup(types), *save = NULL;
         int ok = copy != NULL;
-        for (char *t = copy ? strtok_r(copy, ",", &save) : NULL; t != NULL && ok; t = strtok_r(NULL, ",", &save))
+        int allowed = 1;
+        for (char *t = copy ? strtok_r(copy, ",", &save) : NULL; t != NULL && ok; t = strtok_r(NULL, ",", &save)) {
             ok = hv_fhir_resource_type(t) != NULL;
+            if (ok && hv_auth_allow_type(r->principal, HV_AUTH_SEARCH, t) != HV_OK)
+                allowed = 0;
+        }
         hv_free(copy);
         if (!ok) {
             hv__rest_outcome(r, 400, "error", "invalid", "_type lists an unknown resource type");
             goto out;
         }
+        if (!allowed) {
+            hv__rest_outcome(r, 403, "error", "forbidden",
+                             "the access token's scopes do not allow exporting every type _type lists");
+            goto out;
+        }
+    } else if (!may_export(r->principal)) {
+        hv__rest_outcome(r, 403, "error", "forbidden", "the access token's scopes allow no search to export");
+        goto out;
     }
     if (xs == NULL || xs->closing) {
         hv__rest_outcome(r, 503, "error", "transient", "exports are not available");
@@ -514,6 +576,25 @@ static void h_kickoff(hv_http_req_t *req, void *ud)
     hv_random_fast(rnd, sizeof(rnd));
     hv_hex(rnd, sizeof(rnd), hex);
     snprintf(j->id, sizeof(j->id), "%s", hex);
+    if (r->principal != NULL) {
+        /* Owned by the token's client or user; its scopes filter what is exported. */
+        int patient_only = r->principal->role != HV_AUTH_ROLE_ADMIN && r->principal->patient[0] != '\0';
+        char tag[17];
+        for (size_t i = 0; i < r->principal->scopes.n; i++)
+            if ((r->principal->scopes.s[i].perms & HV_AUTH_SEARCH) &&
+                r->principal->scopes.s[i].context != HV_AUTH_CTX_PATIENT)
+                patient_only = 0;
+        j->principal = hv_malloc(sizeof(*j->principal));
+        if (j->principal == NULL) {
+            hv__rest_outcome(r, 503, "error", "transient", "out of memory");
+            goto out;
+        }
+        memcpy(j->principal, r->principal, sizeof(*j->principal));
+        if (patient_only)
+            j->level = 3; /* its own patient's compartment, whatever the level asked */
+        owner_tag(r->principal, tag);
+        snprintf(j->id, sizeof(j->id), "%s%s", tag, hex);
+    }
     export_dir(f, j->id, j->dir, sizeof(j->dir));
     snprintf(j->request, sizeof(j->request), "%s%s", hv__rest_base(r), hv_http_req_target(req) + 5);
     j->started_ms = hv_now_ms();
@@ -682,7 +763,7 @@ static void h_status(hv_http_req_t *req, void *ud)
     xq_t *q;
     if (r == NULL)
         return;
-    if (!job_id_valid(id)) {
+    if (!job_id_valid(id) || !owns(id, r->principal)) {
         hv__rest_outcome(r, 404, "error", "not-found", "no such export");
         goto fail;
     }
@@ -781,7 +862,8 @@ static void h_file(hv_http_req_t *req, void *ud)
     xq_t *q;
     if (r == NULL)
         return;
-    if (!job_id_valid(id) || n < 8 || n >= sizeof(q->file) || strcmp(file + n - 7, ".ndjson") != 0 ||
+    if (!job_id_valid(id) || !owns(id, r->principal) || n < 8 || n >= sizeof(q->file) ||
+        strcmp(file + n - 7, ".ndjson") != 0 ||
         strchr(file, '/') != NULL) {
         hv__rest_outcome(r, 404, "error", "not-found", "no such export file");
         goto fail;
@@ -855,6 +937,16 @@ static void done_resume(int status, void *arg)
         xjob_t *j = rs->jobs;
         rs->jobs = j->next;
         j->next = NULL;
+        if (status == HV_OK && !rs->xs->closing && strlen(j->id) == 32) {
+            /* An owned job's scopes were in memory only: never run it again unfiltered. */
+            j->rc = HV_EPERM;
+            snprintf(j->error, sizeof(j->error),
+                     "the export was interrupted by a restart and its access token's scopes are not kept: "
+                     "kick it off again");
+            if (hv_storage_submit(rs->xs->f->storage, job_finish, done_finish, j) != HV_OK)
+                xjob_free(j);
+            continue;
+        }
         if (status != HV_OK || rs->xs->closing || start_job(rs->xs, j) != HV_OK)
             xjob_free(j);
     }

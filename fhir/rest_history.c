@@ -30,9 +30,12 @@ typedef struct hist {
     hv_buf_t body;      /* the entries, comma separated */
     const char *base;
     int64_t last_rid;
-    size_t rows;
+    size_t rows;        /* entries written */
+    size_t seen;        /* rows the store returned (paging counts these) */
     int more;
     int exists;         /* instance level: the resource has any version */
+    int check;          /* each version goes through the scope check (fhir/rest_authz.c) */
+    int interaction;    /* HV_AUTH_READ (instance) or HV_AUTH_SEARCH (type, system) */
 } hist_t;
 
 static int add_row(void *ud, const hv__store_row_t *row)
@@ -41,10 +44,18 @@ static int add_row(void *ud, const hv__store_row_t *row)
     hv_buf_t *b = &h->body;
     char ts[40];
     int rc;
-    if ((int64_t)h->rows >= h->r->hq.count) {
+    if ((int64_t)h->seen >= h->r->hq.count) {
         h->more = 1;
         return HV_OK;
     }
+    h->seen++;
+    h->last_rid = row->rid;
+    /* A version the token may not see is left out (a deletion, which has no content to
+     * check, too); the cursor still moves past it. */
+    if (h->check && (row->deleted || row->text == NULL ||
+                     hv__authz_resource(h->r->principal, h->interaction, row->type, row->id, NULL, row->text) !=
+                         HV_OK))
+        return HV_OK;
     hv__fhir_instant(row->last_ms, ts, sizeof(ts));
     if (h->rows > 0)
         hv_buf_putc(b, ',');
@@ -64,15 +75,31 @@ static int add_row(void *ud, const hv__store_row_t *row)
     rc = hv_buf_printf(b, ",\"response\":{\"status\":\"%s\",\"etag\":\"W/\\\"%lld\\\"\",\"lastModified\":\"%s\"}}",
                        row->deleted ? "204" : row->version == 1 ? "201" : "200", (long long)row->version, ts);
     h->rows++;
-    h->last_rid = row->rid;
     return rc;
 }
 
 static int job_history(hv_db_t *db, void *arg)
 {
     hist_t *h = arg;
-    int rc = hv__store_history(db, &h->r->hq, add_row, h);
-    if (rc == HV_OK && h->rows == 0 && h->r->hq.id != NULL) {
+    int rc;
+    if (h->check && h->r->hq.id != NULL) {
+        /* Instance history of a resource whose current version the token may not read
+         * answers 404, as a read does. */
+        hv__store_row_t row;
+        int g = hv__store_get(db, h->r->hq.type, h->r->hq.id, 0, &row);
+        if (g != HV_OK && g != HV_ENOTFOUND)
+            return g;
+        if (g == HV_ENOTFOUND || row.deleted ||
+            hv__authz_resource(h->r->principal, HV_AUTH_READ, row.type, row.id, NULL, row.text) != HV_OK) {
+            if (g == HV_OK)
+                hv__store_row_clear(&row);
+            h->exists = 0;
+            return HV_OK;
+        }
+        hv__store_row_clear(&row);
+    }
+    rc = hv__store_history(db, &h->r->hq, add_row, h);
+    if (rc == HV_OK && h->seen == 0 && h->r->hq.id != NULL) {
         hv__store_row_t row;
         int g = hv__store_get(db, h->r->hq.type, h->r->hq.id, 0, &row);
         if (g == HV_OK) {
@@ -204,12 +231,17 @@ static void h_history(hv_http_req_t *req, void *ud)
     }
     if (time_param(r, "_since", &r->hq.since_ms) != HV_OK || time_param(r, "_at", &r->hq.at_ms) != HV_OK)
         goto fail;
+    /* SMART: instance history is a read (r), type and system history a search (s). */
+    if (hv__authz_type(r, id != NULL ? HV_AUTH_READ : HV_AUTH_SEARCH, type) != HV_OK)
+        goto fail;
     h = hv_calloc(1, sizeof(*h));
     if (h == NULL) {
         hv__rest_outcome(r, 503, "error", "transient", "out of memory");
         goto fail;
     }
     h->r = r;
+    h->interaction = id != NULL ? HV_AUTH_READ : HV_AUTH_SEARCH;
+    h->check = hv__authz_restricted(r->principal, h->interaction, type);
     h->base = hv__rest_base(r);
     hv_buf_init(&h->body, 0);
     if (hv_storage_submit(f->storage, job_history, done_history, h) != HV_OK) {

@@ -39,6 +39,7 @@ typedef struct hv__fhir {
 typedef struct hv__rreq {
     hv__fhir_t *f;
     hv_http_req_t *req;
+    const hv_auth_principal_t *principal; /* who asks (engine/auth); NULL with auth off */
     int xml;           /* answer in XML */
     int pretty;        /* _pretty=true */
     int prefer;        /* HV__PREFER_* */
@@ -98,6 +99,14 @@ void hv__fhir_channel_store_free(hv_engine_t *e, hv__fhir_sources_t *reg);
 
 /* An OperationOutcome tree with one issue. */
 struct json_object *hv__outcome_new(const char *severity, const char *code, const char *msg);
+
+/* Answers 403 (an OperationOutcome) and returns HV_EPERM when r's token may not perform
+ * interaction (HV_AUTH_*) on any resource of type (NULL: every type); HV_OK otherwise
+ * (fhir/rest_authz.c). */
+int hv__authz_type(hv__rreq_t *r, int interaction, const char *type);
+
+/* Registers (on) or removes the SMART patient picker served from the store (fhir/rest_authz.c). */
+void hv__authz_register_picker(hv__fhir_t *f, int on);
 
 /* Answers a search (fhir/search.c); r->op.type is set. Takes r. */
 void hv__search_handle(hv__rreq_t *r);

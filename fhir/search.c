@@ -44,6 +44,9 @@ typedef struct srch {
     char (*mids)[HV__FHIR_ID_MAX];
     size_t included;
     int subset;      /* _summary (true, text, data) or _elements apply to the entries */
+    size_t seen;     /* rows the store returned for the page (paging counts these) */
+    int check;       /* matches go through the scope check (fhir/rest_authz.c) */
+    int check_inc;   /* included resources do */
 } srch_t;
 
 /* Appends one entry of search mode `mode` to the Bundle's entries. */
@@ -76,6 +79,8 @@ static int put_entry(srch_t *s, const hv__store_row_t *row, const char *mode)
 static int add_included(void *ud, const hv__store_row_t *row)
 {
     srch_t *s = ud;
+    if (s->check_inc && hv__authz_resource(s->r->principal, HV_AUTH_SEARCH, row->type, row->id, NULL, row->text) != HV_OK)
+        return HV_OK; /* _include/_revinclude: what the token may not see is left out */
     s->included++;
     return put_entry(s, row, "include");
 }
@@ -83,19 +88,24 @@ static int add_included(void *ud, const hv__store_row_t *row)
 static int add_row(void *ud, const hv__store_row_t *row)
 {
     srch_t *s = ud;
-    if ((int64_t)s->rows >= s->plan.count) {
+    if ((int64_t)s->seen >= s->plan.count) {
         s->more = 1;
         return HV_OK;
     }
+    s->seen++;
+    hv_free(s->cursor);
+    s->cursor = hv_strdup(row->cursor ? row->cursor : "");
+    if (s->cursor == NULL)
+        return HV_ENOMEM;
+    /* A match the token may not see is left out (and includes nothing); the cursor
+     * still moves past it. */
+    if (s->check && hv__authz_resource(s->r->principal, HV_AUTH_SEARCH, row->type, row->id, NULL, row->text) != HV_OK)
+        return HV_OK;
     if (s->mtypes != NULL) {
         snprintf(s->mtypes[s->rows], HV__FHIR_TYPE_MAX, "%s", row->type);
         snprintf(s->mids[s->rows], HV__FHIR_ID_MAX, "%s", row->id);
     }
     s->rows++;
-    hv_free(s->cursor);
-    s->cursor = hv_strdup(row->cursor ? row->cursor : "");
-    if (s->cursor == NULL)
-        return HV_ENOMEM;
     return put_entry(s, row, "match");
 }
 
@@ -242,6 +252,22 @@ static void start(hv__rreq_t *r, int system, const char *compartment)
     if (rc != HV_OK) {
         hv__rest_outcome(r, 400, "error", "invalid", "%s", s->plan.msg[0] ? s->plan.msg : "the search is invalid");
         goto fail;
+    }
+    /* SMART scopes (fhir/rest_authz.c): 403 for a type outside them (system level: a
+     * wildcard scope is needed); a patient/-only token searches its patient's compartment
+     * (in the SQL, so totals and pages hold); any other limit is checked row by row, and
+     * every _include/_revinclude'd resource is. */
+    if (hv__authz_type(r, HV_AUTH_SEARCH, system ? NULL : r->op.type) != HV_OK)
+        goto fail;
+    {
+        const char *pid = NULL;
+        if (hv_auth_patient_ids(r->principal, HV_AUTH_SEARCH, system ? NULL : r->op.type, &pid) == 1 &&
+            hv__search_plan_compartment(&s->plan, pid) != HV_OK) {
+            hv__rest_outcome(r, 400, "error", "too-costly", "the search has too many values");
+            goto fail;
+        }
+        s->check = hv__authz_restricted(r->principal, HV_AUTH_SEARCH, system ? NULL : r->op.type);
+        s->check_inc = hv__authz_restricted(r->principal, HV_AUTH_SEARCH, NULL);
     }
     s->base = hv__rest_base(r);
     if (system)

@@ -185,6 +185,13 @@ int hv__search_cursor_parse(hv__search_plan_t *p, const char *v);
 int hv__search_cursor_check(const hv__search_plan_t *p);
 
 /*
+ * Limits a plan to the Patient compartment of `patient` (SMART patient/ scopes,
+ * fhir/rest_authz.c): the Patient itself for a search of Patient, else the resources
+ * whose current version references Patient/patient (the refs index of fhir/store.c).
+ * The id is bound, so totals and paging count only what the token may see.
+ */
+int hv__search_plan_compartment(hv__search_plan_t *p, const char *patient);
+/*
  * Runs a plan: calls cb for up to p->count + 1 rows of the page (the extra one says
  * a next page exists) and sets *total (-1 when not asked for). With
  * p->summary_count only the total is computed. Each row's cursor field holds the

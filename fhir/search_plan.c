@@ -1166,3 +1166,17 @@ out:
     hv_free(q);
     return rc;
 }
+
+int hv__search_plan_compartment(hv__search_plan_t *p, const char *patient)
+{
+    /* The Patient itself for a Patient row, else the store's refs index (fhir/store.c); works
+     * for a typed and a system-level search alike. The id is bound once and used twice. */
+    sql(p, " AND ((r.type = 'Patient' AND r.id = ");
+    if (b_text(p, patient) != HV_OK)
+        return HV_ETOOBIG;
+    hv_buf_printf(&p->where,
+                  ") OR (r.type <> 'Patient' AND EXISTS (SELECT 1 FROM refs c WHERE c.patient = $%d"
+                  " AND c.type = r.type AND c.id = r.id)))",
+                  p->nbinds);
+    return hv_buf_puts(&p->where, "");
+}

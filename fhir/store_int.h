@@ -29,6 +29,7 @@
 
 #include <stdint.h>
 
+#include "engine/auth/auth.h"
 #include "fhir/fhir.h"
 
 #define HV__FHIR_TYPE_MAX 64  /* longest resource type name, with the NUL */
@@ -64,6 +65,8 @@ typedef struct hv__fop {
     struct json_object *patch;     /* PATCH: the patch document (owned) */
     int patch_fhirpath;            /* PATCH: 1 for FHIRPath Patch (Parameters), 0 for JSON Patch */
     uint64_t now_ms;               /* the lastUpdated to write; 0 takes the clock */
+    const hv_auth_principal_t *principal; /* whose scopes limit the op (fhir/rest_authz.c); NULL: none
+                                           * (import, channels, auth off). Borrowed from the request. */
     /* out */
     int status;                    /* the HTTP status of the outcome */
     int64_t out_version;           /* the version read or written */
@@ -98,6 +101,21 @@ int hv__fop_run(hv_db_t *db, hv__fop_t *op);
  * failed (unsupported or malformed criteria: 400/501), or a database error.
  */
 int hv__fop_resolve(hv_db_t *db, hv__fop_t *op, char (*ids)[HV__FHIR_ID_MAX], size_t *n);
+
+/*
+ * SMART scope check of one resource (fhir/rest_authz.c): HV_OK when p may perform
+ * interaction (HV_AUTH_*) on the resource given as a tree (res) or as its JSON text
+ * (parsed only when p's scopes depend on the compartment or the categories), else
+ * HV_EPERM. id is the resource's id (for a Patient, its compartment), or NULL to take
+ * it from the resource. Safe on any thread: it only reads p.
+ */
+int hv__authz_resource(const hv_auth_principal_t *p, int interaction, const char *type, const char *id,
+                       struct json_object *res, const char *text);
+/* 1 when p's scopes make hv__authz_resource inspect each resource of type (0: all granted). */
+int hv__authz_restricted(const hv_auth_principal_t *p, int interaction, const char *type);
+/* HV_OK when p may see (interaction) resources of type in Patient/patient's compartment at all:
+ * a patient/-only token only its own patient's. */
+int hv__authz_compartment(const hv_auth_principal_t *p, int interaction, const char *type, const char *patient);
 
 /* ---- the store (fhir/store.c) ---- */
 

@@ -56,6 +56,19 @@ int hv__fop_fail(hv__fop_t *op, int status, const char *code, const char *fmt, .
     return HV_EINVAL;
 }
 
+/* The scope check of a write (fhir/rest_authz.c): fails op with 403 and returns 1 when
+ * the op's principal may not perform interaction on the resource (a tree or stored text). */
+static int write_denied(hv__fop_t *op, int interaction, struct json_object *res, const char *text)
+{
+    if (op->principal == NULL ||
+        hv__authz_resource(op->principal, interaction, op->type, op->id, res, text) == HV_OK)
+        return 0;
+    hv__fop_fail(op, 403, "forbidden", "the access token's scopes do not allow this %s of %s/%s",
+                 interaction == HV_AUTH_CREATE ? "create" : interaction == HV_AUTH_DELETE ? "delete" : "update",
+                 op->type, op->id[0] ? op->id : "(new)");
+    return 1;
+}
+
 /* Takes the stored text of a row into the op as its result. */
 static void take_row(hv__fop_t *op, hv__store_row_t *row)
 {
@@ -119,6 +132,20 @@ static int run_read(hv_db_t *db, hv__fop_t *op)
     }
     if (rc != HV_OK)
         return rc;
+    if (op->principal != NULL &&
+        (row.deleted ? hv__authz_restricted(op->principal, HV_AUTH_READ, op->type)
+                     : hv__authz_resource(op->principal, HV_AUTH_READ, op->type, op->id, NULL, row.text) != HV_OK)) {
+        /* Outside the token's scopes: answered as an unknown id, so that nothing tells
+         * another patient's resources apart from absent ones (fhir/rest_authz.c). A
+         * conditional create whose criteria found such a resource is refused without
+         * naming it. */
+        hv__store_row_clear(&row);
+        if (op->kind == HV__FOP_CREATE)
+            hv__fop_fail(op, 403, "forbidden", "If-None-Exist matches a %s the access token may not read", op->type);
+        else
+            hv__fop_fail(op, 404, "not-found", "%s/%s is not known", op->type, op->id);
+        return HV_OK;
+    }
     if (row.deleted) {
         op->out_version = row.version;
         op->out_ms = row.last_ms;
@@ -155,6 +182,8 @@ static int run_create(hv_db_t *db, hv__fop_t *op)
     }
     if (op->id[0] == '\0')
         hv__fhir_new_id(op->id);
+    if (write_denied(op, HV_AUTH_CREATE, op->resource, NULL))
+        return HV_OK;
     rc = write_version(db, op, op->resource, 1);
     if (rc == HV_OK) {
         op->status = 201;
@@ -210,6 +239,11 @@ static int run_update(hv_db_t *db, hv__fop_t *op)
                      op->id, (long long)cur.version, (long long)op->if_match);
         goto out;
     }
+    /* Both the version replaced and the one written must be within the token's scopes:
+     * no overwriting another patient's resource, no moving one into another compartment. */
+    if ((exists && !cur.deleted && write_denied(op, HV_AUTH_UPDATE, NULL, cur.text)) ||
+        write_denied(op, exists && !cur.deleted ? HV_AUTH_UPDATE : HV_AUTH_CREATE, op->resource, NULL))
+        goto out;
     rc = write_version(db, op, op->resource, exists ? cur.version + 1 : 1);
     if (rc == HV_OK) {
         op->status = exists && !cur.deleted ? 200 : 201;
@@ -269,6 +303,8 @@ static int run_delete(hv_db_t *db, hv__fop_t *op)
         op->out_version = cur.version;
         goto out;
     }
+    if (write_denied(op, HV_AUTH_DELETE, NULL, cur.text))
+        goto out;
     {
         uint64_t ms = op->now_ms != 0 ? op->now_ms : hv_now_ms();
         rc = hv__store_put(db, op->type, op->id, cur.version + 1, ms, NULL, 0, NULL);
@@ -323,6 +359,8 @@ static int run_patch(hv_db_t *db, hv__fop_t *op)
         rc = HV_EDB;
         goto out;
     }
+    if (write_denied(op, HV_AUTH_UPDATE, res, NULL))
+        goto out;
     rc = op->patch_fhirpath ? hv__fhirpath_patch_apply(res, op->patch, msg, sizeof(msg))
                             : hv__json_patch_apply(res, op->patch, &test_failed, msg, sizeof(msg));
     if (rc == HV_ENOMEM)
@@ -340,6 +378,8 @@ static int run_patch(hv_db_t *db, hv__fop_t *op)
         hv__fop_fail(op, 422, "processing", "patch: the patch may not change resourceType or id");
         goto out;
     }
+    if (write_denied(op, HV_AUTH_UPDATE, res, NULL))
+        goto out;
     if (hv_fhir_check_structure(res, 0, &err) != HV_OK) {
         hv__fop_fail(op, 422, "structure", "patch: the result is not a valid %s: %s at %s", op->type,
                      err.message, err.location);

@@ -141,14 +141,30 @@ int hv_auth_allow_type(const hv_auth_principal_t *p, int interaction, const char
  */
 int hv_auth_patient_ids(const hv_auth_principal_t *p, int interaction, const char *type,
                         const char **patient);
+/*
+ * 1 when p may perform interaction on every resource of type, whatever its patient
+ * compartment and categories (NULL principal, the admin role, or a user/ or system/
+ * scope without a category filter grants it); 0 when each resource must be checked
+ * with hv_auth_allow. Lets a caller skip reading a resource's compartment and
+ * categories for unrestricted tokens.
+ */
+int hv_auth_allow_all(const hv_auth_principal_t *p, int interaction, const char *type);
 
 /*
- * The patient picker's source: lists up to max patients as (id, display) pairs
- * matching a search text (may be ""). The FHIR module registers one; without it the
- * consent page asks for a patient id. Runs on the loop thread and must not block.
+ * The patient picker's source (SMART App Launch, launch/patient): lists up to max
+ * patients matching a search text ("" for any) as (id, display) pairs. The auth
+ * module asks only after the user has signed in (no patient is listed to an
+ * anonymous page). The provider answers asynchronously: it returns HV_OK and later
+ * calls done exactly once on the loop thread (ids and names are borrowed for the
+ * call), or returns an error and never calls done. The FHIR module registers one
+ * (a search of Patient on its store); without it the consent page asks for an id.
  */
+typedef void (*hv_auth_patient_list_done_cb)(void *done_ud, int status, size_t n,
+                                             const char (*ids)[HV_AUTH_MAX_ID],
+                                             const char (*names)[128]);
 typedef int (*hv_auth_patient_list_cb)(void *ud, const char *search, size_t max,
-                                       char ids[][HV_AUTH_MAX_ID], char names[][128], size_t *n);
+                                       hv_auth_patient_list_done_cb done, void *done_ud);
+/* Registers (fn NULL: removes) the provider; a module that registers one removes it when freed. */
 void hv_auth_set_patient_provider(hv_engine_t *e, hv_auth_patient_list_cb fn, void *ud);
 
 /*

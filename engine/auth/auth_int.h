@@ -9,11 +9,13 @@
 #include <openssl/evp.h>
 
 struct json_object;
+typedef struct hv__jwks_cache hv__jwks_cache_t;
 
 #define HV__JWT_MAX 8192         /* longest token accepted, bytes */
 #define HV__MAX_KEYS 8           /* signing keys kept (current + retired, for verification) */
 #define HV__USERNAME_MAX 64
 #define HV__PASSWORD_MAX 1024
+#define HV__FHIR_USER_MAX 96     /* "Practitioner/" + a FHIR id */
 
 /* ---- jwt.c ---- */
 
@@ -93,7 +95,7 @@ typedef struct hv__auth {
     char issuer[512];
     char audience[512];
     char alg[8];
-    int64_t access_ttl, refresh_ttl, session_ttl, code_ttl, leeway;
+    int64_t access_ttl, refresh_ttl, session_ttl, code_ttl, leeway, launch_ttl;
     int64_t lock_threshold, lock_ms;
     uint64_t scrypt_n;
     double ip_rate, ip_burst, client_rate, client_burst, login_rate, login_burst;
@@ -108,8 +110,14 @@ typedef struct hv__auth {
     void *patients_ud;
     hv_counter_t *c_denied, *c_ok, *c_limited, *c_login_fail;
     void *vcache; /* tokens.c: validated-token cache */
+    hv__jwks_cache_t *jwks; /* jwks_uri.c */
+    char *registration_scope; /* register.c: the most an initial-access-token registration gets */
     int revoked_overflow; /* a revocation did not fit in `revoked` */
     uint64_t last_revocation_sync;
+    char keys_fp[HV__MAX_KEYS * 72];   /* the keys held, as hv__auth_keys_read fingerprints them */
+    int keys_busy;                      /* a reload is in flight */
+    uint64_t keys_asked_ms;             /* when the last reload was asked */
+    uint64_t keys_check_ms;             /* auth.keys_check: the periodic look, 0 for none */
     int64_t revocation_cursor;
 } hv__auth_t;
 
@@ -129,6 +137,12 @@ int hv__auth_keys_load(hv__auth_t *a, hv_db_t *db, const char *passphrase, hv_er
 int hv__auth_keys_rotate(hv_db_t *db, const char *alg, const char *passphrase, char *kid_out,
                          size_t kidlen);
 void hv__auth_keys_free(hv__auth_t *a);
+/* Reads the keys (storage thread): their fingerprint into fp, and when it differs from
+ * known_fp the decoded keys into keys/n (n 0: unchanged). */
+int hv__auth_keys_read(hv_db_t *db, const char *pass, const char *known_fp, hv__auth_key_t *keys, size_t *n,
+                       char *fp, size_t fplen);
+/* Asks for a reload of the signing keys (module.c): at most one in flight, once a second. */
+void hv__auth_keys_refresh(hv__auth_t *a);
 void hv__auth_vcache_free(hv__auth_t *a);
 hv__auth_key_t *hv__auth_key_current(hv__auth_t *a);
 hv__auth_key_t *hv__auth_key_find(hv__auth_t *a, const char *kid);
@@ -164,6 +178,7 @@ const char *hv__auth_param(hv_http_req_t *req, const char *name, int *dup);
 typedef struct hv__user {
     char name[HV__USERNAME_MAX + 1];
     char role[16];
+    char fhir_user[HV__FHIR_USER_MAX]; /* "Practitioner/ID", "Patient/ID"…; "" when not linked */
     char hash[192];
     int disabled;
     int64_t failures;
@@ -180,6 +195,25 @@ int hv__user_check_login(hv_db_t *db, const char *name, const char *password, si
                          int64_t threshold, int64_t lock_ms, uint64_t scrypt_n, hv__user_t *out,
                          int64_t *retry_ms);
 int hv__username_valid(const char *name);
+/* Links a user to the FHIR resource that is its fhirUser ("" unlinks). HV_ENOTFOUND: no such user. */
+int hv__user_set_fhir_user(hv_db_t *db, const char *name, const char *ref);
+
+/* launch.c — EHR launch contexts and fhirUser references. */
+#define HV__LAUNCH_MAX 68 /* "lc." + 64 hex + NUL */
+/* True for "Practitioner/ID", "Patient/ID", "RelatedPerson/ID" or "Person/ID" (ID a FHIR id). */
+int hv__auth_fhir_user_valid(const char *ref);
+/* Stores a new launch context for patient (made by `by`), writing its value to out. */
+int hv__auth_launch_create(hv_db_t *db, const char *patient, const char *by, int64_t ttl, char *out, size_t outlen);
+/* The patient of an unspent, unexpired launch; HV_ENOTFOUND otherwise. */
+int hv__auth_launch_get(hv_db_t *db, const char *launch, char *patient, size_t cap);
+/* Spends a launch (a code was issued for it). */
+int hv__auth_launch_spend(hv_db_t *db, const char *launch);
+int hv__auth_launch_routes(hv__auth_t *a);
+
+/* register.c — RFC 7591 dynamic client registration. */
+/* Stores a new single-use initial access token "iat.<64 hex>" valid ttl seconds, written to out. */
+int hv__auth_initial_token_create(hv_db_t *db, int64_t ttl, char *out, size_t outlen);
+int hv__auth_register_routes(hv__auth_t *a);
 
 /* sessions.c — a job of the session and token endpoints (storage thread + loop). */
 typedef struct hv__sjob {
@@ -216,6 +250,15 @@ int hv__auth_login_throttle(hv__auth_t *a, hv_http_req_t *req);
 int hv__auth_session_create(hv_db_t *db, const char *user, const char *client_id, const char *scope,
                             const char *patient, int64_t ttl, char *sid, char *refresh, int64_t *expires);
 
+/* jwks_uri.c — backend clients' JWKS by URL, cached per process. */
+hv__jwks_cache_t *hv__jwks_cache_new(size_t max_bytes, int64_t timeout_ms, int64_t min_refetch_ms);
+void hv__jwks_cache_free(hv__jwks_cache_t *c);
+/* True for an https URL (http only to a loopback host). */
+int hv__jwks_uri_valid(const char *url);
+/* The JWKS text of url (owned copy): cached while fresh; refresh asks the host again (at most
+ * once per auth.jwks.min_refetch). HV_EIO with err when it cannot be fetched and nothing fresh is cached. */
+int hv__jwks_cache_get(hv__jwks_cache_t *c, const char *url, int refresh, char **out, hv_error_t *err);
+
 /* clients.c */
 typedef struct hv__client {
     char client_id[HV_AUTH_MAX_ID];
@@ -224,7 +267,8 @@ typedef struct hv__client {
     char secret_hash[65];
     char redirect_uris[2048]; /* one per line */
     char scope[1024];
-    char *jwks; /* owned */
+    char *jwks; /* owned; "" when the keys are at jwks_uri */
+    char jwks_uri[1024]; /* backend clients: where the JWKS is fetched, or "" */
     int disabled;
 } hv__client_t;
 
@@ -234,7 +278,9 @@ int hv__client_insert(hv_db_t *db, const hv__client_t *c);
 int hv__client_redirect_ok(const hv__client_t *c, const char *uri);
 int hv__client_secret_ok(const hv__client_t *c, const char *secret);
 /* Verifies a private_key_jwt assertion and records its jti; c is filled on success. */
-int hv__client_assertion_check(hv_db_t *db, const char *assertion, const char *token_url, int64_t leeway,
-                               hv__client_t *c, hv_error_t *err);
+int hv__client_assertion_check(hv_db_t *db, hv__jwks_cache_t *cache, const char *assertion, const char *token_url,
+                               int64_t leeway, hv__client_t *c, hv_error_t *err);
+/* A JWKS must be {"keys": [...]} with at least one usable public key and no private parts: 0, or -1 with why. */
+int hv__jwks_check(const char *text, char *why, size_t whylen);
 
 #endif

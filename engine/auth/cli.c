@@ -6,9 +6,12 @@
  *
  *   user add NAME --role ROLE      password: one line on standard input
  *   user list | user disable NAME | user enable NAME | user passwd NAME
+ *   user link NAME Practitioner/ID  the user's fhirUser
+ *   launch create --patient ID     an EHR launch context; prints its value alone
  *   client add --name N --type backend|public|confidential [--jwks FILE]
  *              [--redirect-uri URI]... [--scope S]     prints the client_id alone
  *   client list
+ *   client initial-token [--ttl D] an RFC 7591 initial access token; prints it alone
  *   keys rotate                    a new signing key becomes current
  *   tls selfsigned [--tls-cert F] [--tls-key F] [--host NAME] [--days N]
  */
@@ -192,6 +195,88 @@ static int set_disabled(hv_engine_t *e, int argc, char **argv, int disabled) {
 static int cmd_user_disable(hv_engine_t *e, int argc, char **argv) { return set_disabled(e, argc, argv, 1); }
 static int cmd_user_enable(hv_engine_t *e, int argc, char **argv) { return set_disabled(e, argc, argv, 0); }
 
+/* user link NAME REF: the FHIR resource that is the user's fhirUser (SMART §fhirUser). */
+static int cmd_user_link(hv_engine_t *e, int argc, char **argv) {
+    hv_db_t *db = NULL;
+    int rc;
+    if (argc != 2 || (!hv__auth_fhir_user_valid(argv[1]) && strcmp(argv[1], "-") != 0)) {
+        fprintf(stderr, "usage: holovitals user link NAME Practitioner/ID|Patient/ID|RelatedPerson/ID|Person/ID  (- unlinks)\n");
+        return HV_EXIT_USAGE;
+    }
+    if ((rc = open_db(e, &db)) != HV_EXIT_OK) return rc;
+    rc = hv__user_set_fhir_user(db, argv[0], strcmp(argv[1], "-") == 0 ? "" : argv[1]);
+    hv_db_close(db);
+    if (rc == HV_ENOTFOUND) {
+        fprintf(stderr, "holovitals: no user '%s'\n", argv[0]);
+        return HV_EXIT_FAILURE;
+    }
+    if (rc != HV_OK) {
+        fprintf(stderr, "holovitals: cannot link the user: %s\n", hv_strerror(rc));
+        return HV_EXIT_FAILURE;
+    }
+    return HV_EXIT_OK;
+}
+
+/* client initial-token [--ttl DURATION]: an RFC 7591 initial access token; prints it alone. */
+static int cmd_client_initial_token(hv_engine_t *e, int argc, char **argv) {
+    char tok[80];
+    hv_db_t *db = NULL;
+    int64_t ttl = 24 * 3600;
+    int rc;
+    if (argc == 2 && strcmp(argv[0], "--ttl") == 0) {
+        char *end = NULL;
+        long long v = strtoll(argv[1], &end, 10);
+        int64_t unit = end != NULL && strcmp(end, "m") == 0 ? 60 : end != NULL && strcmp(end, "h") == 0 ? 3600
+                       : end != NULL && strcmp(end, "d") == 0 ? 86400 : end != NULL && (strcmp(end, "s") == 0 || *end == '\0') ? 1
+                                                                                                            : 0;
+        if (end == argv[1] || v <= 0 || unit == 0 || v > 366LL * 86400 / unit) {
+            fprintf(stderr, "holovitals: --ttl takes a duration such as 30m, 24h or 7d\n");
+            return HV_EXIT_USAGE;
+        }
+        ttl = (int64_t)v * unit;
+    } else if (argc != 0) {
+        fprintf(stderr, "usage: holovitals client initial-token [--ttl DURATION]\n");
+        return HV_EXIT_USAGE;
+    }
+    if ((rc = open_db(e, &db)) != HV_EXIT_OK) return rc;
+    rc = hv__auth_initial_token_create(db, ttl, tok, sizeof(tok));
+    hv_db_close(db);
+    if (rc != HV_OK) {
+        fprintf(stderr, "holovitals: cannot store the token: %s\n", hv_strerror(rc));
+        return HV_EXIT_FAILURE;
+    }
+    printf("%s\n", tok);
+    return HV_EXIT_OK;
+}
+
+/* launch create --patient ID: an EHR launch context; prints the launch value alone. */
+static int cmd_launch_create(hv_engine_t *e, int argc, char **argv) {
+    const char *patient = NULL;
+    char launch[HV__LAUNCH_MAX];
+    hv_db_t *db = NULL;
+    int rc;
+    if (argc == 2 && strcmp(argv[0], "--patient") == 0) patient = argv[1];
+    if (patient == NULL) {
+        fprintf(stderr, "usage: holovitals launch create --patient ID\n");
+        return HV_EXIT_USAGE;
+    }
+    if ((rc = open_db(e, &db)) != HV_EXIT_OK) return rc;
+    rc = hv__auth_launch_create(db, patient, "cli",
+                                (int64_t)(hv_config_duration_ms(hv_engine_config(e), "auth.launch_ttl") / 1000), launch,
+                                sizeof(launch));
+    hv_db_close(db);
+    if (rc == HV_EINVAL) {
+        fprintf(stderr, "holovitals: the patient must be a FHIR id\n");
+        return HV_EXIT_USAGE;
+    }
+    if (rc != HV_OK) {
+        fprintf(stderr, "holovitals: cannot store the launch: %s\n", hv_strerror(rc));
+        return HV_EXIT_FAILURE;
+    }
+    printf("%s\n", launch);
+    return HV_EXIT_OK;
+}
+
 static int cmd_user_passwd(hv_engine_t *e, int argc, char **argv) {
     char pw[HV__PASSWORD_MAX + 2], hash[192];
     hv_db_t *db = NULL;
@@ -237,42 +322,9 @@ static char *read_file(const char *path, size_t max) {
     return buf;
 }
 
-/* A JWKS must be {"keys": [...]} with at least one usable public key and no private parts. */
-static int check_jwks(const char *text, char *why, size_t whylen) {
-    struct json_object *o = NULL, *keys;
-    size_t i, good = 0;
-    hv_error_t err;
-    if (hv_json_parse(text, strlen(text), "jwks", &o, &err) != HV_OK) {
-        snprintf(why, whylen, "not JSON: %.200s", err.message);
-        return -1;
-    }
-    if (!json_object_object_get_ex(o, "keys", &keys) || !json_object_is_type(keys, json_type_array)) {
-        snprintf(why, whylen, "no \"keys\" array");
-        json_object_put(o);
-        return -1;
-    }
-    for (i = 0; i < json_object_array_length(keys); i++) {
-        struct json_object *k = json_object_array_get_idx(keys, i), *d;
-        EVP_PKEY *pk = NULL;
-        if (json_object_object_get_ex(k, "d", &d)) {
-            snprintf(why, whylen, "key %zu holds a private part (\"d\"): register the public key only", i);
-            json_object_put(o);
-            return -1;
-        }
-        if (hv__jwk_to_pkey(k, &pk) == HV_OK) good++;
-        EVP_PKEY_free(pk);
-    }
-    json_object_put(o);
-    if (good == 0) {
-        snprintf(why, whylen, "no usable RSA (>= 2048 bits) or EC P-256/P-384 key");
-        return -1;
-    }
-    return 0;
-}
-
 static int cmd_client_add(hv_engine_t *e, int argc, char **argv) {
     hv__client_t c;
-    const char *name = NULL, *type = NULL, *jwks_file = NULL, *scope = NULL;
+    const char *name = NULL, *type = NULL, *jwks_file = NULL, *scope = NULL, *jwks_uri = NULL;
     char secret[65] = "", why[256];
     hv_db_t *db = NULL;
     size_t ru = 0;
@@ -284,6 +336,7 @@ static int cmd_client_add(hv_engine_t *e, int argc, char **argv) {
         if (strcmp(a, "--name") == 0) name = v;
         else if (strcmp(a, "--type") == 0) type = v;
         else if (strcmp(a, "--jwks") == 0) jwks_file = v;
+        else if (strcmp(a, "--jwks-uri") == 0) jwks_uri = v;
         else if (strcmp(a, "--scope") == 0) scope = v;
         else if (strcmp(a, "--redirect-uri") == 0) {
             size_t n = strlen(v);
@@ -298,12 +351,17 @@ static int cmd_client_add(hv_engine_t *e, int argc, char **argv) {
     }
     if (name == NULL || type == NULL || strlen(name) >= sizeof(c.name)) goto usage;
     if (strcmp(type, "backend") == 0) {
-        if (jwks_file == NULL || ru) {
-            fprintf(stderr, "holovitals: a backend client needs --jwks FILE and takes no --redirect-uri\n");
+        if ((jwks_file == NULL) == (jwks_uri == NULL) || ru) {
+            fprintf(stderr, "holovitals: a backend client needs --jwks FILE or --jwks-uri URL (one of them) and takes"
+                            " no --redirect-uri\n");
+            return HV_EXIT_USAGE;
+        }
+        if (jwks_uri != NULL && !hv__jwks_uri_valid(jwks_uri)) {
+            fprintf(stderr, "holovitals: --jwks-uri must be an https URL (http only to 127.0.0.1, localhost, [::1])\n");
             return HV_EXIT_USAGE;
         }
     } else if (strcmp(type, "public") == 0 || strcmp(type, "confidential") == 0) {
-        if (ru == 0 || jwks_file) {
+        if (ru == 0 || jwks_file || jwks_uri) {
             fprintf(stderr, "holovitals: a %s client needs --redirect-uri URI and takes no --jwks\n", type);
             return HV_EXIT_USAGE;
         }
@@ -328,7 +386,7 @@ static int cmd_client_add(hv_engine_t *e, int argc, char **argv) {
             fprintf(stderr, "holovitals: cannot read %s (or larger than 256 KiB)\n", jwks_file);
             return HV_EXIT_USAGE;
         }
-        if (check_jwks(c.jwks, why, sizeof(why)) != 0) {
+        if (hv__jwks_check(c.jwks, why, sizeof(why)) != 0) {
             fprintf(stderr, "holovitals: %s: %s\n", jwks_file, why);
             hv_free(c.jwks);
             return HV_EXIT_USAGE;
@@ -336,6 +394,7 @@ static int cmd_client_add(hv_engine_t *e, int argc, char **argv) {
     }
     snprintf(c.name, sizeof(c.name), "%s", name);
     snprintf(c.type, sizeof(c.type), "%s", type);
+    if (jwks_uri != NULL) snprintf(c.jwks_uri, sizeof(c.jwks_uri), "%s", jwks_uri);
     snprintf(c.scope, sizeof(c.scope), "%s", scope);
     hv__auth_random_id(c.client_id, 16);
     if (strcmp(type, "confidential") == 0) {
@@ -360,7 +419,7 @@ static int cmd_client_add(hv_engine_t *e, int argc, char **argv) {
     }
     return HV_EXIT_OK;
 usage:
-    fprintf(stderr, "usage: holovitals client add --name N --type backend|public|confidential [--jwks FILE]"
+    fprintf(stderr, "usage: holovitals client add --name N --type backend|public|confidential [--jwks FILE|--jwks-uri URL]"
                     " [--redirect-uri URI]... [--scope S]\n");
     return HV_EXIT_USAGE;
 }
@@ -531,17 +590,31 @@ const hv_command_t hv__auth_commands[] = {
     {"user disable", "user disable NAME", "disable a user and end their sessions", NULL, cmd_user_disable},
     {"user enable", "user enable NAME", "enable a disabled user", NULL, cmd_user_enable},
     {"user passwd", "user passwd NAME", "set a user's password (one line on standard input)", NULL, cmd_user_passwd},
-    {"client add", "client add --name N --type backend|public|confidential [--jwks FILE] [--redirect-uri URI]... [--scope S]",
+    {"user link", "user link NAME Practitioner/ID|Patient/ID|RelatedPerson/ID|Person/ID",
+     "link a user to the FHIR resource that is its fhirUser",
+     "The id_token of a SMART app launched by this user names the resource as fhirUser\n"
+     "(<FHIR base>/Practitioner/ID). '-' removes the link.", cmd_user_link},
+    {"launch create", "launch create --patient ID", "make an EHR launch context; prints the launch value",
+     "An EHR opens a SMART app with ?iss=<FHIR base>&launch=<value>; the app's token then carries\n"
+     "this patient. The value is single use and lives auth.launch_ttl (also POST /auth/launch).",
+     cmd_launch_create},
+    {"client add", "client add --name N --type backend|public|confidential [--jwks FILE|--jwks-uri URL] [--redirect-uri URI]... [--scope S]",
      "register an OAuth2 client; prints its client_id",
      "backend: SMART Backend Services, authenticates with JWTs signed by a key of the JWKS in FILE\n"
-     "(RS384 or ES384); default scope system/*.rs.\n"
+     "(RS384 or ES384), or of the JWKS fetched from URL (cached per its Cache-Control, refetched for an\n"
+     "unknown kid); default scope system/*.rs.\n"
      "public: a browser or native SMART app (PKCE); confidential: a server-side app whose secret is\n"
      "printed once on the line after the client_id. Redirect URIs are matched exactly.",
      cmd_client_add},
     {"client list", "client list", "list OAuth2 clients", NULL, cmd_client_list},
+    {"client initial-token", "client initial-token [--ttl DURATION]",
+     "make a single-use initial access token for POST /auth/register-client",
+     "Prints an RFC 7591 initial access token (default lifetime 24h). A client registered with it gets\n"
+     "at most auth.registration.max_scope; an admin's access token registers without that limit.",
+     cmd_client_initial_token},
     {"keys rotate", "keys rotate", "make a new token-signing key current",
      "Generates a new signing key (auth.alg) and makes it current. Tokens signed by the old keys\n"
-     "stay valid until they expire; running engines switch after their next start.", cmd_keys_rotate},
+     "stay valid until they expire; running engines switch within auth.keys_check (2 s).", cmd_keys_rotate},
     {"tls selfsigned", "tls selfsigned [--tls-cert FILE] [--tls-key FILE] [--host NAME] [--days N]",
      "write a self-signed development certificate and key",
      "Writes an EC P-256 key and a self-signed certificate for NAME (default localhost; 127.0.0.1\n"

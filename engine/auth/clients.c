@@ -29,8 +29,8 @@
 
 int hv__client_get(hv_db_t *db, const char *client_id, hv__client_t *c) {
     hv_db_stmt_t *st = NULL;
-    int rc = hv_db_prepare(db, "SELECT client_id, name, type, secret_hash, redirect_uris, scope, jwks, disabled"
-                               " FROM clients WHERE client_id = $1", &st);
+    int rc = hv_db_prepare(db, "SELECT client_id, name, type, secret_hash, redirect_uris, scope, jwks, disabled,"
+                               " jwks_uri FROM clients WHERE client_id = $1", &st);
     if (rc != HV_OK) return rc;
     hv_db_bind_text(st, 1, client_id, strlen(client_id));
     rc = hv_db_step(st);
@@ -47,6 +47,7 @@ int hv__client_get(hv_db_t *db, const char *client_id, hv__client_t *c) {
         s = hv_db_column_text(st, 6, &len);
         c->jwks = hv_strndup(s ? s : "", len);
         c->disabled = (int)hv_db_column_int64(st, 7);
+        snprintf(c->jwks_uri, sizeof(c->jwks_uri), "%s", hv_db_column_text(st, 8, &len));
         rc = c->jwks ? HV_OK : HV_ENOMEM;
     } else if (rc == HV_OK) {
         rc = HV_ENOTFOUND;
@@ -63,8 +64,8 @@ void hv__client_release(hv__client_t *c) {
 
 int hv__client_insert(hv_db_t *db, const hv__client_t *c) {
     hv_db_stmt_t *st = NULL;
-    int rc = hv_db_prepare(db, "INSERT INTO clients (client_id, name, type, secret_hash, redirect_uris, scope, jwks, created)"
-                               " VALUES ($1,$2,$3,$4,$5,$6,$7,$8)", &st);
+    int rc = hv_db_prepare(db, "INSERT INTO clients (client_id, name, type, secret_hash, redirect_uris, scope, jwks, created,"
+                               " jwks_uri) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)", &st);
     if (rc != HV_OK) return rc;
     hv_db_bind_text(st, 1, c->client_id, strlen(c->client_id));
     hv_db_bind_text(st, 2, c->name, strlen(c->name));
@@ -74,6 +75,7 @@ int hv__client_insert(hv_db_t *db, const hv__client_t *c) {
     hv_db_bind_text(st, 6, c->scope, strlen(c->scope));
     hv_db_bind_text(st, 7, c->jwks ? c->jwks : "", c->jwks ? strlen(c->jwks) : 0);
     hv_db_bind_int64(st, 8, (int64_t)(hv_now_ms() / 1000));
+    hv_db_bind_text(st, 9, c->jwks_uri, strlen(c->jwks_uri));
     rc = hv_db_step(st);
     hv_db_done(st);
     return rc < 0 ? rc : HV_OK;
@@ -98,6 +100,38 @@ int hv__client_secret_ok(const hv__client_t *c, const char *secret) {
     if (strcmp(c->type, "confidential") != 0 || secret == NULL || strlen(c->secret_hash) != 64) return 0;
     hv__auth_sha256_hex(secret, strlen(secret), h);
     return CRYPTO_memcmp(h, c->secret_hash, 64) == 0;
+}
+
+int hv__jwks_check(const char *text, char *why, size_t whylen) {
+    struct json_object *o = NULL, *keys;
+    size_t i, good = 0;
+    hv_error_t err;
+    if (hv_json_parse(text, strlen(text), "jwks", &o, &err) != HV_OK) {
+        snprintf(why, whylen, "not JSON: %.200s", err.message);
+        return -1;
+    }
+    if (!json_object_object_get_ex(o, "keys", &keys) || !json_object_is_type(keys, json_type_array)) {
+        snprintf(why, whylen, "no \"keys\" array");
+        json_object_put(o);
+        return -1;
+    }
+    for (i = 0; i < json_object_array_length(keys); i++) {
+        struct json_object *k = json_object_array_get_idx(keys, i), *d;
+        EVP_PKEY *pk = NULL;
+        if (json_object_object_get_ex(k, "d", &d)) {
+            snprintf(why, whylen, "key %zu holds a private part (\"d\"): register the public key only", i);
+            json_object_put(o);
+            return -1;
+        }
+        if (hv__jwk_to_pkey(k, &pk) == HV_OK) good++;
+        EVP_PKEY_free(pk);
+    }
+    json_object_put(o);
+    if (good == 0) {
+        snprintf(why, whylen, "no usable RSA (>= 2048 bits) or EC P-256/P-384 key");
+        return -1;
+    }
+    return 0;
 }
 
 /* Finds the key of the client's JWKS that signed j (kid, else the only fitting key). */
@@ -131,8 +165,8 @@ out:
     return found;
 }
 
-int hv__client_assertion_check(hv_db_t *db, const char *assertion, const char *token_url, int64_t leeway,
-                               hv__client_t *c, hv_error_t *err) {
+int hv__client_assertion_check(hv_db_t *db, hv__jwks_cache_t *cache, const char *assertion, const char *token_url,
+                               int64_t leeway, hv__client_t *c, hv_error_t *err) {
     hv__jwt_t j;
     EVP_PKEY *key = NULL;
     const char *iss, *sub, *jti;
@@ -167,7 +201,23 @@ int hv__client_assertion_check(hv_db_t *db, const char *assertion, const char *t
     }
     if (rc != HV_OK) goto out;
     rc = HV_EPERM;
-    key = jwks_key(c->jwks, &j);
+    if (c->jwks_uri[0] != '\0') {
+        /* Keys by URL: the cached set, refetched once when it lacks the assertion's key
+         * (the client rotated its keys). */
+        char *text = NULL;
+        hv_error_t ferr;
+        hv_error_clear(&ferr);
+        if (cache != NULL && hv__jwks_cache_get(cache, c->jwks_uri, 0, &text, &ferr) == HV_OK) key = jwks_key(text, &j);
+        hv_free(text);
+        text = NULL;
+        if (key == NULL && cache != NULL && hv__jwks_cache_get(cache, c->jwks_uri, 1, &text, &ferr) == HV_OK)
+            key = jwks_key(text, &j);
+        hv_free(text);
+        if (key == NULL && ferr.message[0] != '\0')
+            hv_log(HV_LOG_WARN, "auth.jwks_uri_failed", "client %s: %s", c->client_id, ferr.message);
+    } else {
+        key = jwks_key(c->jwks, &j);
+    }
     if (key == NULL) {
         hv_error_set(err, HV_EPERM, "kid", "no registered key matches the assertion");
         goto out;

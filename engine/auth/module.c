@@ -38,6 +38,7 @@ const hv_setting_t hv__auth_settings[] = {
      "lifetime of a login session and of online_access refresh tokens"},
     {"auth.offline_ttl", NULL, HV_SET_DURATION, "720h", NULL, "lifetime of offline_access refresh tokens"},
     {"auth.code_ttl", NULL, HV_SET_DURATION, "60s", NULL, "lifetime of an authorization code"},
+    {"auth.launch_ttl", NULL, HV_SET_DURATION, "5m", NULL, "lifetime of an EHR launch context (POST /auth/launch)"},
     {"auth.leeway", NULL, HV_SET_DURATION, "30s", NULL, "clock skew allowed on exp, nbf and iat"},
     {"auth.lockout.threshold", NULL, HV_SET_INT, "5", NULL,
      "failed logins in a row that lock an account (0: never)"},
@@ -54,6 +55,15 @@ const hv_setting_t hv__auth_settings[] = {
      "password and token-endpoint attempts per minute per IP (0: no limit)"},
     {"auth.rate.login_burst", NULL, HV_SET_INT, "10", NULL, "burst of login attempts per IP"},
     {"auth.rate.max_keys", NULL, HV_SET_INT, "65536", NULL, "rate-limit buckets kept (IPs and clients)"},
+    {"auth.registration.max_scope", NULL, HV_SET_STRING,
+     "launch launch/patient openid fhirUser offline_access online_access patient/*.rs user/*.rs system/*.rs", NULL,
+     "the most scope a client registered with an initial access token (POST /auth/register-client) gets"},
+    {"auth.keys_check", NULL, HV_SET_DURATION, "2s", NULL,
+     "how often a running engine looks for signing keys added by `keys rotate` (0: only on an unknown kid)"},
+    {"auth.jwks.max_bytes", NULL, HV_SET_SIZE, "64KiB", NULL, "largest JWKS fetched from a backend client's jwks_uri"},
+    {"auth.jwks.timeout", NULL, HV_SET_DURATION, "5s", NULL, "time limit of a jwks_uri fetch"},
+    {"auth.jwks.min_refetch", NULL, HV_SET_DURATION, "10s", NULL,
+     "shortest time between two fetches of one jwks_uri (an unknown kid asks again no sooner)"},
     {"auth.cors_origins", NULL, HV_SET_STRING, "", NULL,
      "comma-separated origins allowed for browser apps (exact match, e.g. https://app.example.org)"},
     {"auth.anonymous", NULL, HV_SET_STRING, "", NULL,
@@ -204,9 +214,12 @@ static void done_revsync(int status, void *arg) {
     hv_free(r);
 }
 
+static void keys_reload(hv__auth_t *a);
+
 static void on_revsync_timer(uv_timer_t *t) {
     hv__auth_t *a = t->data;
     revsync_t *r;
+    if (a->keys_check_ms > 0 && hv_now_ms() - a->keys_asked_ms >= a->keys_check_ms) keys_reload(a);
     if (a->storage == NULL || a->last_revocation_sync != 0 || hv_engine_stopping(a->e)) return;
     r = hv_calloc(1, sizeof(*r));
     if (r == NULL) return;
@@ -217,6 +230,67 @@ static void on_revsync_timer(uv_timer_t *t) {
         a->last_revocation_sync = 0;
         hv_free(r);
     }
+}
+
+/* ---- signing keys picked up while running ----
+ * Every two seconds (with the revocations) and when a token names an unknown kid, the
+ * storage thread compares the signing_keys table with the keys held; when a key was
+ * added (keys rotate, in the CLI or another process) the new set is decoded there and
+ * swapped in on the loop thread, the only thread that signs or verifies. */
+
+typedef struct keysync {
+    hv__auth_t *a;
+    const char *pass;
+    char known[HV__MAX_KEYS * 72];
+    char fp[HV__MAX_KEYS * 72];
+    hv__auth_key_t keys[HV__MAX_KEYS];
+    size_t n;
+} keysync_t;
+
+static int job_keysync(hv_db_t *db, void *arg) {
+    keysync_t *k = arg;
+    return hv__auth_keys_read(db, k->pass, k->known, k->keys, &k->n, k->fp, sizeof(k->fp));
+}
+
+static void done_keysync(int status, void *arg) {
+    keysync_t *k = arg;
+    hv__auth_t *a = k->a;
+    size_t i;
+    int current = 0;
+    for (i = 0; i < k->n; i++) current |= k->keys[i].current;
+    if (status == HV_OK && k->n > 0 && current) {
+        hv__auth_keys_free(a);
+        memcpy(a->keys, k->keys, k->n * sizeof(k->keys[0]));
+        a->nkeys = k->n;
+        snprintf(a->keys_fp, sizeof(a->keys_fp), "%s", k->fp);
+        hv_log(HV_LOG_INFO, "auth.keys_reloaded", "signing keys re-read: %zu, current %s", a->nkeys,
+               hv__auth_key_current(a) ? hv__auth_key_current(a)->kid : "?");
+    } else {
+        for (i = 0; i < k->n; i++) EVP_PKEY_free(k->keys[i].pkey);
+        if (status != HV_OK) hv_log(HV_LOG_WARN, "auth.keys_reload_failed", "%s", hv_strerror(status));
+    }
+    a->keys_busy = 0;
+    hv_free(k);
+}
+
+static void keys_reload(hv__auth_t *a) {
+    keysync_t *k;
+    if (a->storage == NULL || a->keys_busy || hv_engine_stopping(a->e)) return;
+    k = hv_calloc(1, sizeof(*k));
+    if (k == NULL) return;
+    k->a = a;
+    k->pass = hv_config_str(hv_engine_config(a->e), "auth.key_passphrase");
+    snprintf(k->known, sizeof(k->known), "%s", a->keys_fp);
+    a->keys_busy = 1;
+    a->keys_asked_ms = hv_now_ms();
+    if (hv_storage_submit(a->storage, job_keysync, done_keysync, k) != HV_OK) {
+        a->keys_busy = 0;
+        hv_free(k);
+    }
+}
+
+void hv__auth_keys_refresh(hv__auth_t *a) {
+    if (hv_now_ms() - a->keys_asked_ms >= 1000) keys_reload(a);
 }
 
 typedef struct auth_state {
@@ -268,6 +342,7 @@ void hv__auth_configure(hv__auth_t *a, hv_engine_t *e) {
     a->session_ttl = (int64_t)(hv_config_duration_ms(c, "auth.session_ttl") / 1000);
     a->refresh_ttl = (int64_t)(hv_config_duration_ms(c, "auth.offline_ttl") / 1000);
     a->code_ttl = (int64_t)(hv_config_duration_ms(c, "auth.code_ttl") / 1000);
+    a->launch_ttl = (int64_t)(hv_config_duration_ms(c, "auth.launch_ttl") / 1000);
     a->leeway = (int64_t)(hv_config_duration_ms(c, "auth.leeway") / 1000);
     if (a->access_ttl < 1) a->access_ttl = 1;
     a->lock_threshold = hv_config_int(c, "auth.lockout.threshold");
@@ -292,10 +367,16 @@ static int auth_init(hv_engine_t *e, void **state) {
     hv__auth_configure(a, e);
     a->cors = hv_strdup(hv_config_str(c, "auth.cors_origins"));
     a->anonymous = hv_strdup(hv_config_str(c, "auth.anonymous"));
+    a->registration_scope = hv_strdup(hv_config_str(c, "auth.registration.max_scope"));
+    a->keys_check_ms = hv_config_duration_ms(c, "auth.keys_check");
     a->rl = hv__ratelimit_new((size_t)hv_config_int(c, "auth.rate.max_keys"));
     a->revoked = hv__strset_new((size_t)hv_config_int(c, "auth.revocations_max"));
     a->assert_jti = hv__strset_new((size_t)hv_config_int(c, "auth.revocations_max"));
-    if (a->cors == NULL || a->anonymous == NULL || a->rl == NULL || a->revoked == NULL || a->assert_jti == NULL)
+    a->jwks = hv__jwks_cache_new((size_t)hv_config_size(c, "auth.jwks.max_bytes"),
+                                 (int64_t)hv_config_duration_ms(c, "auth.jwks.timeout"),
+                                 (int64_t)hv_config_duration_ms(c, "auth.jwks.min_refetch"));
+    if (a->cors == NULL || a->anonymous == NULL || a->rl == NULL || a->revoked == NULL || a->assert_jti == NULL ||
+        a->jwks == NULL || a->registration_scope == NULL)
         goto fail;
     a->c_ok = hv_metrics_counter(m, "holovitals_auth_requests_total", "requests through the auth guard", "result=\"allowed\"");
     a->c_denied = hv_metrics_counter(m, "holovitals_auth_requests_total", "requests through the auth guard", "result=\"denied\"");
@@ -305,13 +386,17 @@ static int auth_init(hv_engine_t *e, void **state) {
     if ((rc = hv__auth_sessions_routes(a)) != HV_OK) goto fail;
     if ((rc = hv__auth_oauth_routes(a)) != HV_OK) goto fail;
     if ((rc = hv__auth_smart_routes(a)) != HV_OK) goto fail;
+    if ((rc = hv__auth_launch_routes(a)) != HV_OK) goto fail;
+    if ((rc = hv__auth_register_routes(a)) != HV_OK) goto fail;
     if ((rc = hv__auth_admin_routes(a)) != HV_OK) goto fail;
     hv_http_set_guard(e, hv__auth_guard, a);
     *state = s;
     return HV_OK;
 fail:
+    hv__jwks_cache_free(a->jwks);
     hv_free(a->cors);
     hv_free(a->anonymous);
+    hv_free(a->registration_scope);
     hv__ratelimit_free(a->rl);
     hv__strset_free(a->revoked);
     hv__strset_free(a->assert_jti);
@@ -354,6 +439,16 @@ static int auth_start(hv_engine_t *e, void *state) {
     rc = hv__auth_db_open(e, &db, &err);
     if (rc == HV_OK) rc = hv__auth_keys_load(a, db, hv_config_str(hv_engine_config(e), "auth.key_passphrase"), &err);
     if (rc == HV_OK) rc = load_revocations(a, db);
+    if (rc == HV_OK) {
+        /* The fingerprint of the keys held (the order and form of hv__auth_keys_read), so
+         * that the periodic check decodes nothing until the table changes. */
+        size_t i, used = 0;
+        for (i = 0; i < a->nkeys && used < sizeof(a->keys_fp); i++) {
+            int w = snprintf(a->keys_fp + used, sizeof(a->keys_fp) - used, "%s:%d;", a->keys[i].kid, a->keys[i].current);
+            if (w < 0) break;
+            used += (size_t)w;
+        }
+    }
     if (rc != HV_OK) {
         hv_error_format(&err, msg, sizeof(msg));
         hv_log(HV_LOG_ERROR, "auth.start_failed", "%s", msg);
@@ -407,8 +502,10 @@ static void auth_free(hv_engine_t *e, void *state) {
     hv_storage_free(a->storage);
     hv__auth_keys_free(a);
     hv__auth_vcache_free(a);
+    hv__jwks_cache_free(a->jwks);
     hv_free(a->cors);
     hv_free(a->anonymous);
+    hv_free(a->registration_scope);
     hv__ratelimit_free(a->rl);
     hv__strset_free(a->revoked);
     hv__strset_free(a->assert_jti);

@@ -34,13 +34,17 @@
 
 #define MAX_PARAM 2048
 
-enum { OUT_NONE = 0, OUT_BAD_CLIENT, OUT_REDIRECT_ERROR, OUT_PAGE, OUT_CODE, OUT_LOGIN_FAILED, OUT_LOCKED };
+enum { OUT_NONE = 0, OUT_BAD_CLIENT, OUT_REDIRECT_ERROR, OUT_PAGE, OUT_CODE, OUT_LOGIN_FAILED, OUT_LOCKED, OUT_PICK };
 
 typedef struct areq {
     /* authorization request parameters (copied) */
     char response_type[32], client_id[HV_AUTH_MAX_ID], redirect_uri[1024], scope[1024], state[512],
         aud[512], challenge[256], method[16], launch[256];
     int is_post;
+    int via_ticket;     /* signed in by a picker ticket (see pick_ticket), not a password */
+    int launch_ok;      /* launch names an unspent, unexpired context (launch.c) */
+    char launch_patient[HV_AUTH_MAX_ID];
+    char fhir_user[HV__FHIR_USER_MAX]; /* token endpoint: the user's linked resource, or "" */
     char decision[16];
     /* outcome */
     int outcome;
@@ -191,9 +195,10 @@ static void check_request(hv__auth_t *a, areq_t *r, const hv__client_t *c, const
         r->error_desc = "aud must be this server's FHIR base URL";
         return;
     }
-    if (r->launch[0] != '\0') {
+    if (r->launch[0] != '\0' && !r->launch_ok) {
+        /* SMART App Launch §EHR launch: the launch value must be one the EHR made here. */
         r->error = "invalid_request";
-        r->error_desc = "EHR launch is not supported; use standalone launch";
+        r->error_desc = "the launch is unknown, spent or expired";
         return;
     }
     hv_buf_init(&g, sizeof(r->granted) - 1);
@@ -221,6 +226,12 @@ static void check_request(hv__auth_t *a, areq_t *r, const hv__client_t *c, const
         r->error_desc = "none of the requested scopes can be granted to this client";
         return;
     }
+    if (r->launch[0] != '\0' && !sc->launch) {
+        hv_free(sc);
+        r->error = "invalid_scope";
+        r->error_desc = "an EHR launch needs the scope launch, registered for the client";
+        return;
+    }
     hv_free(sc);
 }
 
@@ -240,6 +251,14 @@ static int job_authorize(hv_db_t *db, void *arg) {
     }
     if (rc != HV_OK) return rc;
     snprintf(r->client_type, sizeof(r->client_type), "%s", c.type);
+    if (r->launch[0] != '\0') {
+        rc = hv__auth_launch_get(db, r->launch, r->launch_patient, sizeof(r->launch_patient));
+        if (rc != HV_OK && rc != HV_ENOTFOUND) {
+            hv__client_release(&c);
+            return rc;
+        }
+        r->launch_ok = rc == HV_OK;
+    }
     if (!r->is_post) {
         check_request(j->a, r, &c, NULL);
         r->outcome = r->error ? OUT_REDIRECT_ERROR : OUT_PAGE;
@@ -253,8 +272,14 @@ static int job_authorize(hv_db_t *db, void *arg) {
         hv__client_release(&c);
         return HV_OK;
     }
-    rc = hv__user_check_login(db, j->user, j->password, j->plen, j->a->lock_threshold, j->a->lock_ms,
-                              j->a->scrypt_n, &u, &j->retry_ms);
+    if (r->via_ticket) {
+        /* The user signed in a minute ago (the ticket says so); still enabled? */
+        rc = hv__user_get(db, j->user, &u);
+        if (rc == HV_ENOTFOUND || (rc == HV_OK && u.disabled)) rc = HV_EPERM;
+    } else {
+        rc = hv__user_check_login(db, j->user, j->password, j->plen, j->a->lock_threshold, j->a->lock_ms,
+                                  j->a->scrypt_n, &u, &j->retry_ms);
+    }
     if (rc == HV_EPERM || rc == HV_EBUSY) {
         r->outcome = rc == HV_EBUSY ? OUT_LOCKED : OUT_LOGIN_FAILED;
         check_request(j->a, r, &c, NULL); /* to re-render the page */
@@ -275,12 +300,16 @@ static int job_authorize(hv_db_t *db, void *arg) {
     {
         hv_auth_scopes_t sc;
         hv_auth_scopes_parse(r->granted, &sc, NULL);
-        if (sc.launch_patient && !fhir_id_ok(j->patient)) {
-            r->outcome = OUT_LOGIN_FAILED;
+        if (r->launch_ok) /* EHR launch: the patient is the context's, whatever was posted */
+            snprintf(j->patient, sizeof(j->patient), "%s", r->launch_patient);
+        else if (sc.launch_patient && !fhir_id_ok(j->patient)) {
+            /* Signed in, no patient chosen: the picker (listed only now, to a signed-in
+             * user) when a provider is registered, else the page again. */
+            r->outcome = j->a->patients != NULL ? OUT_PICK : OUT_LOGIN_FAILED;
             r->error_desc = "choose a patient";
             return HV_OK;
         }
-        if (!sc.launch_patient) j->patient[0] = '\0';
+        if (!sc.launch_patient && !r->launch_ok) j->patient[0] = '\0';
     }
     {
         char rnd[65], hash[65];
@@ -302,6 +331,7 @@ static int job_authorize(hv_db_t *db, void *arg) {
         rc = hv_db_step(st);
         hv_db_done(st);
         if (rc < 0) return rc;
+        if (r->launch_ok && (rc = hv__auth_launch_spend(db, r->launch)) != HV_OK) return rc;
     }
     r->outcome = OUT_CODE;
     return HV_OK;
@@ -313,7 +343,14 @@ static void hidden(hv_buf_t *b, const char *name, const char *v) {
     hv_buf_puts(b, "\">");
 }
 
-static void render_page(hv__sjob_t *j, const char *notice) {
+/*
+ * The sign-in and consent page. Without a ticket: user name, password and (with
+ * launch/patient) a patient id field — no patient is listed before sign-in. With a
+ * ticket (the user has signed in): the patient picker, ids and names from the
+ * provider (n of them; none: an id field).
+ */
+static void render_page_ex(hv__sjob_t *j, const char *notice, const char *ticket, size_t n,
+                           const char (*ids)[HV_AUTH_MAX_ID], const char (*names)[128]) {
     areq_t *r = j->extra;
     hv__auth_t *a = j->a;
     hv_auth_scopes_t *sc = hv_malloc(sizeof(*sc));
@@ -334,16 +371,16 @@ static void render_page(hv__sjob_t *j, const char *notice) {
         const char *p = r->scope;
         while (*p) {
             const char *sp = strchr(p, ' ');
-            size_t n = sp ? (size_t)(sp - p) : strlen(p);
+            size_t len = sp ? (size_t)(sp - p) : strlen(p);
             char tok[300];
-            if (n > 0 && n < sizeof(tok)) {
-                memcpy(tok, p, n);
-                tok[n] = '\0';
+            if (len > 0 && len < sizeof(tok)) {
+                memcpy(tok, p, len);
+                tok[len] = '\0';
                 hv_buf_puts(&b, "<li>");
                 html_escape(&b, tok);
                 hv_buf_puts(&b, "</li>");
             }
-            p = sp ? sp + 1 : p + n;
+            p = sp ? sp + 1 : p + len;
         }
     }
     hv_buf_puts(&b, "</ul>");
@@ -361,14 +398,19 @@ static void render_page(hv__sjob_t *j, const char *notice) {
     hidden(&b, "aud", r->aud);
     hidden(&b, "code_challenge", r->challenge);
     hidden(&b, "code_challenge_method", r->method);
-    hv_buf_puts(&b, "<label>User name <input name=username autocomplete=username required></label>"
-                    "<label>Password <input name=password type=password autocomplete=current-password required></label>");
-    if (sc->launch_patient) {
-        char ids[50][HV_AUTH_MAX_ID], names[50][128];
-        size_t n = 0;
-        if (a->patients != NULL && a->patients(a->patients_ud, "", 50, ids, names, &n) == HV_OK && n > 0) {
+    if (ticket != NULL) {
+        hidden(&b, "ticket", ticket);
+        hv_buf_puts(&b, "<p>Signed in as <b>");
+        html_escape(&b, j->user);
+        hv_buf_puts(&b, "</b>.</p>");
+    } else {
+        hv_buf_puts(&b, "<label>User name <input name=username autocomplete=username required></label>"
+                        "<label>Password <input name=password type=password autocomplete=current-password required></label>");
+    }
+    if (sc->launch_patient && r->launch[0] == '\0') {
+        if (ticket != NULL && n > 0) {
             hv_buf_puts(&b, "<label>Patient <select name=patient required>");
-            for (i = 0; i < n && i < 50; i++) {
+            for (i = 0; i < n; i++) {
                 hv_buf_puts(&b, "<option value=\"");
                 html_escape(&b, ids[i]);
                 hv_buf_puts(&b, "\">");
@@ -376,6 +418,9 @@ static void render_page(hv__sjob_t *j, const char *notice) {
                 hv_buf_puts(&b, "</option>");
             }
             hv_buf_puts(&b, "</select></label>");
+        } else if (ticket == NULL && a->patients != NULL) {
+            hv_buf_puts(&b, "<label>Patient id (or choose from a list once signed in) <input name=patient "
+                            "pattern=\"[A-Za-z0-9.\\-]{1,64}\"></label>");
         } else {
             hv_buf_puts(&b, "<label>Patient id <input name=patient required pattern=\"[A-Za-z0-9.\\-]{1,64}\"></label>");
         }
@@ -386,6 +431,113 @@ static void render_page(hv__sjob_t *j, const char *notice) {
     set_page_headers(j->req);
     hv_http_respond_buf(j->req, j->result == HV_EPERM ? 401 : 200, "text/html; charset=utf-8", &b);
     hv_buf_release(&b);
+}
+
+static void render_page(hv__sjob_t *j, const char *notice) {
+    render_page_ex(j, notice, NULL, 0, NULL, NULL);
+}
+
+/* ---- the patient picker's ticket ----
+ *
+ * After a successful sign-in without a patient, the picker page carries a ticket
+ * instead of the password: a JWT signed with the server's current key, audience
+ * "<issuer>/auth/authorize", lifetime auth.code_ttl, bound to the user, the client and
+ * the PKCE challenge ({"sub","cid","cc"}). Posting it back with a patient stands for
+ * the sign-in. A stolen ticket is worth no more than the code it can mint, which only
+ * the holder of the PKCE verifier can redeem. */
+
+static int pick_ticket(hv__auth_t *a, const char *user, const areq_t *r, hv_buf_t *out) {
+    hv__auth_key_t *k = hv__auth_key_current(a);
+    struct json_object *c = json_object_new_object();
+    char aud[600], jti[33];
+    int64_t now = (int64_t)(hv_now_ms() / 1000);
+    int rc;
+    if (k == NULL || c == NULL) {
+        json_object_put(c);
+        return HV_ENOMEM;
+    }
+    snprintf(aud, sizeof(aud), "%s/auth/authorize", a->issuer);
+    hv__auth_random_id(jti, 16);
+    hv_json_set_str(c, "iss", a->issuer);
+    hv_json_set_str(c, "aud", aud);
+    hv_json_set_str(c, "sub", user);
+    hv_json_set_str(c, "cid", r->client_id);
+    hv_json_set_str(c, "cc", r->challenge);
+    hv_json_set_str(c, "jti", jti);
+    hv_json_set_int(c, "iat", now);
+    hv_json_set_int(c, "exp", now + a->code_ttl);
+    rc = hv__jwt_sign(k->pkey, k->alg, k->kid, c, out);
+    json_object_put(c);
+    return rc;
+}
+
+/* Checks a ticket against the request; fills user on success. */
+static int pick_ticket_check(hv__auth_t *a, const char *tok, const areq_t *r, char *user, size_t userlen) {
+    hv__jwt_t jw;
+    hv__auth_key_t *k;
+    hv_error_t err;
+    char aud[600];
+    const char *sub, *cid, *cc;
+    int rc = HV_EPERM;
+    memset(&jw, 0, sizeof(jw));
+    hv_error_clear(&err);
+    if (strlen(tok) > HV__JWT_MAX || hv__jwt_decode(tok, strlen(tok), &jw) != HV_OK) goto out;
+    k = jw.kid != NULL ? hv__auth_key_find(a, jw.kid) : NULL;
+    if (k == NULL || jw.alg == NULL || strcmp(jw.alg, k->alg) != 0 ||
+        hv__jws_verify(k->pkey, k->alg, tok, jw.signed_len, jw.sig, jw.siglen) != HV_OK)
+        goto out;
+    snprintf(aud, sizeof(aud), "%s/auth/authorize", a->issuer);
+    if (hv__jwt_check_claims(&jw, a->issuer, aud, (int64_t)(hv_now_ms() / 1000), a->leeway, a->code_ttl + a->leeway,
+                             &err) != HV_OK)
+        goto out;
+    sub = hv_json_get_str(jw.claims, "sub");
+    cid = hv_json_get_str(jw.claims, "cid");
+    cc = hv_json_get_str(jw.claims, "cc");
+    if (sub == NULL || cid == NULL || cc == NULL || strcmp(cid, r->client_id) != 0 || strcmp(cc, r->challenge) != 0 ||
+        strlen(sub) >= userlen)
+        goto out;
+    snprintf(user, userlen, "%s", sub);
+    rc = HV_OK;
+out:
+    hv__jwt_free(&jw);
+    return rc;
+}
+
+typedef struct pick {
+    hv__sjob_t *j;
+    char ticket[HV__JWT_MAX];
+} pick_t;
+
+static void pick_free(hv__sjob_t *j) {
+    areq_free(j->extra);
+    j->extra = NULL;
+    hv__sjob_free(j);
+}
+
+static void pick_done(void *ud, int status, size_t n, const char (*ids)[HV_AUTH_MAX_ID], const char (*names)[128]) {
+    pick_t *p = ud;
+    render_page_ex(p->j, "choose a patient", p->ticket, status == HV_OK ? n : 0, ids, names);
+    pick_free(p->j);
+    hv_free(p);
+}
+
+/* Shows the picker to a user who has just signed in. Takes j. */
+static void pick_start(hv__sjob_t *j) {
+    pick_t *p = hv_calloc(1, sizeof(*p));
+    hv_buf_t b;
+    hv_buf_init(&b, sizeof(p->ticket) - 1);
+    if (p == NULL || pick_ticket(j->a, j->user, j->extra, &b) != HV_OK) {
+        hv_buf_release(&b);
+        hv_free(p);
+        hv_http_respond_error(j->req, 503, "busy", "try again");
+        pick_free(j);
+        return;
+    }
+    snprintf(p->ticket, sizeof(p->ticket), "%s", b.data);
+    hv_buf_release(&b);
+    p->j = j;
+    if (j->a->patients == NULL || j->a->patients(j->a->patients_ud, "", 50, pick_done, p) != HV_OK)
+        pick_done(p, HV_ENOTSUP, 0, NULL, NULL);
 }
 
 static void done_authorize(int status, void *arg) {
@@ -418,6 +570,9 @@ static void done_authorize(int status, void *arg) {
             hv_log(HV_LOG_INFO, "auth.code_issued", "authorization code issued");
             redirect(j->req, r, r->code, NULL, NULL);
             break;
+        case OUT_PICK:
+            pick_start(j); /* takes j: answers once the provider has listed the patients */
+            return;
         default:
             hv_http_respond_error(j->req, 500, "internal", "unexpected state");
         }
@@ -464,12 +619,18 @@ static void h_authorize(hv_http_req_t *req, void *ud) {
     if (post && strcmp(r->decision, "allow") == 0) {
         int dup = 0;
         const char *u = hv__auth_param(req, "username", &dup), *p = hv__auth_param(req, "password", &dup),
-                   *pt = hv__auth_param(req, "patient", &dup);
-        if (dup || u == NULL || p == NULL || strlen(u) > HV__USERNAME_MAX || strlen(p) > HV__PASSWORD_MAX) {
+                   *pt = hv__auth_param(req, "patient", &dup), *tk = hv__auth_param(req, "ticket", &dup);
+        if (!dup && tk != NULL && u == NULL && p == NULL &&
+            pick_ticket_check(a, tk, r, j->user, sizeof(j->user)) == HV_OK) {
+            r->via_ticket = 1;
+            u = j->user;
+            p = "";
+        } else if (dup || tk != NULL || u == NULL || p == NULL || strlen(u) > HV__USERNAME_MAX ||
+                   strlen(p) > HV__PASSWORD_MAX) {
             u = "";
             p = "";
         }
-        snprintf(j->user, sizeof(j->user), "%s", u);
+        if (u != j->user) snprintf(j->user, sizeof(j->user), "%s", u);
         j->password = hv_strdup(p);
         j->plen = strlen(p);
         snprintf(j->patient, sizeof(j->patient), "%s", pt && strlen(pt) < sizeof(j->patient) ? pt : "");
@@ -509,7 +670,7 @@ static int token_client(hv_db_t *db, hv__sjob_t *j, areq_t *r, hv__client_t *c) 
     int rc;
     if (r->assertion != NULL) {
         snprintf(url, sizeof(url), "%s/auth/token", j->a->issuer);
-        rc = hv__client_assertion_check(db, r->assertion, url, j->a->leeway, c, &r->err);
+        rc = hv__client_assertion_check(db, j->a->jwks, r->assertion, url, j->a->leeway, c, &r->err);
         if (rc == HV_EPERM) return HV_EPERM;
         if (rc != HV_OK) return rc;
         if (r->client_id[0] && strcmp(r->client_id, c->client_id) != 0) {
@@ -616,6 +777,10 @@ static int job_token(hv_db_t *db, void *arg) {
         snprintf(r->sub, sizeof(r->sub), "%s", j->user);
         r->token_ok = 1;
         {
+            hv__user_t u;
+            if (hv__user_get(db, j->user, &u) == HV_OK) snprintf(r->fhir_user, sizeof(r->fhir_user), "%s", u.fhir_user);
+        }
+        {
             hv_auth_scopes_t sc;
             if (hv_auth_scopes_parse(j->scope, &sc, NULL) == HV_OK && (sc.offline_access || sc.online_access)) {
                 int64_t ttl = sc.offline_access ? j->a->refresh_ttl : j->a->session_ttl;
@@ -639,8 +804,10 @@ static int job_token(hv_db_t *db, void *arg) {
         hv__auth_sha256_hex(r->refresh_in, strlen(r->refresh_in), j->presented);
         rc = hv__auth_refresh_job(db, j);
         if (rc == HV_OK && j->result == HV_OK) {
+            hv__user_t u;
             snprintf(r->sub, sizeof(r->sub), "%s", j->user);
             r->token_ok = 1;
+            if (hv__user_get(db, j->user, &u) == HV_OK) snprintf(r->fhir_user, sizeof(r->fhir_user), "%s", u.fhir_user);
         } else {
             r->token_error = "invalid_grant";
         }
@@ -689,7 +856,12 @@ static void done_token(int status, void *arg) {
             if (hv_auth_scopes_parse(j->scope, sc, NULL) == HV_OK && sc->openid &&
                 strcmp(r->grant_type, "client_credentials") != 0) {
                 char fu[700];
-                snprintf(fu, sizeof(fu), "%s/Practitioner/%s", j->a->audience, r->sub);
+                /* fhirUser: the FHIR resource the user is linked to (`user link`), else the
+                 * Practitioner named after the user. */
+                if (r->fhir_user[0] != '\0')
+                    snprintf(fu, sizeof(fu), "%s/%s", j->a->audience, r->fhir_user);
+                else
+                    snprintf(fu, sizeof(fu), "%s/Practitioner/%s", j->a->audience, r->sub);
                 if (hv__auth_idtoken_issue(j->a, r->sub, sc->fhir_user ? fu : NULL, j->client_id, &idt) == HV_OK)
                     hv_json_set_str(o, "id_token", idt.data);
             }

@@ -36,7 +36,7 @@ static void h_smart(hv_http_req_t *req, void *ud) {
         "patient/*.rs", "patient/*.cruds", "user/*.rs", "user/*.cruds", "system/*.rs", "system/*.cruds",
         "patient/*.read", "user/*.read", "user/*.write", "system/*.read", NULL};
     static const char *const caps[] = {
-        "launch-standalone", "client-public", "client-confidential-symmetric",
+        "launch-standalone", "launch-ehr", "context-ehr-patient", "client-public", "client-confidential-symmetric",
         "client-confidential-asymmetric", "context-standalone-patient", "permission-offline",
         "permission-online", "permission-patient", "permission-user", "permission-v1", "permission-v2",
         "sso-openid-connect", NULL};
@@ -51,6 +51,8 @@ static void h_smart(hv_http_req_t *req, void *ud) {
     hv_json_set_str(o, "introspection_endpoint", url);
     snprintf(url, sizeof(url), "%s/auth/revoke", a->issuer);
     hv_json_set_str(o, "revocation_endpoint", url);
+    snprintf(url, sizeof(url), "%s/auth/register-client", a->issuer);
+    hv_json_set_str(o, "registration_endpoint", url); /* RFC 8414 §2; RFC 7591 */
     hv_json_set(o, "grant_types_supported", strs(grants));
     hv_json_set(o, "code_challenge_methods_supported", strs(pkce));
     hv_json_set(o, "token_endpoint_auth_methods_supported", strs(authm));

@@ -76,6 +76,55 @@ static EVP_PKEY *key_of_pem(const char *pem, size_t n, const char *pass) {
     return k;
 }
 
+int hv__auth_keys_read(hv_db_t *db, const char *pass, const char *known_fp, hv__auth_key_t *keys, size_t *n,
+                       char *fp, size_t fplen) {
+    hv_db_stmt_t *st = NULL;
+    size_t used = 0, i;
+    int rc;
+    *n = 0;
+    fp[0] = '\0';
+    /* The fingerprint first (kids and the current flag, newest first): the PEM is
+     * decoded only when it differs from what this process holds. */
+    rc = hv_db_prepare(db, "SELECT kid, is_current FROM signing_keys ORDER BY created DESC", &st);
+    if (rc != HV_OK) return rc;
+    for (i = 0; (rc = hv_db_step(st)) == HV_DB_ROW && i < HV__MAX_KEYS; i++) {
+        size_t len;
+        const char *kid = hv_db_column_text(st, 0, &len);
+        int w = snprintf(fp + used, fplen - used, "%.*s:%d;", (int)len, kid ? kid : "", (int)hv_db_column_int64(st, 1));
+        if (w < 0 || (size_t)w >= fplen - used) break;
+        used += (size_t)w;
+    }
+    hv_db_done(st);
+    if (rc < 0) return rc;
+    if (used == 0 || (known_fp != NULL && strcmp(fp, known_fp) == 0)) return HV_OK; /* unchanged */
+    rc = hv_db_prepare(db, "SELECT kid, alg, private_pem, is_current FROM signing_keys ORDER BY created DESC", &st);
+    if (rc != HV_OK) return rc;
+    while ((rc = hv_db_step(st)) == HV_DB_ROW && *n < HV__MAX_KEYS) {
+        hv__auth_key_t *k = &keys[*n];
+        size_t len;
+        const char *pem;
+        memset(k, 0, sizeof(*k));
+        snprintf(k->kid, sizeof(k->kid), "%s", hv_db_column_text(st, 0, &len));
+        snprintf(k->alg, sizeof(k->alg), "%s", hv_db_column_text(st, 1, &len));
+        k->current = hv_db_column_int64(st, 3) != 0;
+        pem = hv_db_column_text(st, 2, &len);
+        k->pkey = key_of_pem(pem, len, pass);
+        if (k->pkey == NULL || !hv__jwt_key_fits(k->pkey, k->alg)) {
+            EVP_PKEY_free(k->pkey);
+            rc = HV_ECONFIG;
+            break;
+        }
+        (*n)++;
+    }
+    hv_db_done(st);
+    if (rc != HV_DB_ROW && rc < 0) {
+        for (i = 0; i < *n; i++) EVP_PKEY_free(keys[i].pkey);
+        *n = 0;
+        return rc;
+    }
+    return HV_OK;
+}
+
 int hv__auth_keys_rotate(hv_db_t *db, const char *alg, const char *pass, char *kid_out, size_t kidlen) {
     EVP_PKEY *k = NULL;
     hv_buf_t pem;
@@ -312,6 +361,10 @@ int hv__auth_token_validate(hv__auth_t *a, const char *tok, size_t n, hv_auth_pr
     }
     k = hv__auth_key_find(a, j.kid);
     if (k == NULL) {
+        /* Perhaps a key another process (or `keys rotate`) made since this one read
+         * them: re-read the keys (bounded: one reload at a time, at most once a second);
+         * this request is refused, the next ones are checked against the new set. */
+        hv__auth_keys_refresh(a);
         hv_error_set(err, HV_EPERM, "kid", "unknown signing key");
         goto out;
     }

@@ -39,6 +39,12 @@ const char *const hv__auth_migrations[] = {
     " username TEXT NOT NULL, scope TEXT NOT NULL, patient TEXT NOT NULL, challenge TEXT NOT NULL,"
     " expires BIGINT NOT NULL, used BIGINT NOT NULL DEFAULT 0);"
     "CREATE TABLE assertion_jtis (id TEXT PRIMARY KEY, expires BIGINT NOT NULL);",
+    /* 2: EHR launch contexts (launch.c), fhirUser links, JWKS by URL, dynamic registration */
+    "CREATE TABLE launches (hash TEXT PRIMARY KEY, patient TEXT NOT NULL, created_by TEXT NOT NULL,"
+    " expires BIGINT NOT NULL, used BIGINT NOT NULL DEFAULT 0);"
+    "ALTER TABLE users ADD COLUMN fhir_user TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE clients ADD COLUMN jwks_uri TEXT NOT NULL DEFAULT '';"
+    "CREATE TABLE initial_tokens (hash TEXT PRIMARY KEY, expires BIGINT NOT NULL, created BIGINT NOT NULL);",
     NULL,
 };
 
@@ -74,7 +80,7 @@ static void copy_col(hv_db_stmt_t *st, int col, char *out, size_t outlen) {
 
 int hv__user_get(hv_db_t *db, const char *name, hv__user_t *u) {
     hv_db_stmt_t *st = NULL;
-    int rc = hv_db_prepare(db, "SELECT name, role, hash, disabled, failures, locked_until FROM users WHERE name = $1", &st);
+    int rc = hv_db_prepare(db, "SELECT name, role, hash, disabled, failures, locked_until, fhir_user FROM users WHERE name = $1", &st);
     if (rc != HV_OK) return rc;
     hv_db_bind_text(st, 1, name, strlen(name));
     rc = hv_db_step(st);
@@ -87,6 +93,7 @@ int hv__user_get(hv_db_t *db, const char *name, hv__user_t *u) {
         x.disabled = (int)hv_db_column_int64(st, 3);
         x.failures = hv_db_column_int64(st, 4);
         x.locked_until = hv_db_column_int64(st, 5);
+        copy_col(st, 6, x.fhir_user, sizeof(x.fhir_user));
         *u = x;
         rc = HV_OK;
     } else if (rc == HV_OK) {
@@ -118,6 +125,12 @@ int hv__user_insert(hv_db_t *db, const char *name, const char *role, const char 
 int hv__user_set_hash(hv_db_t *db, const char *name, const char *hash) {
     int rc = exec1(db, "UPDATE users SET hash = $1, failures = 0, locked_until = 0 WHERE name = $2", hash,
                    name, NULL, -1);
+    if (rc == HV_OK && hv_db_changes(db) == 0) rc = HV_ENOTFOUND;
+    return rc;
+}
+
+int hv__user_set_fhir_user(hv_db_t *db, const char *name, const char *ref) {
+    int rc = exec1(db, "UPDATE users SET fhir_user = $1 WHERE name = $2", ref, name, NULL, -1);
     if (rc == HV_OK && hv_db_changes(db) == 0) rc = HV_ENOTFOUND;
     return rc;
 }

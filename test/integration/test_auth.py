@@ -3,9 +3,9 @@
 Users, sessions and refresh rotation; JWT validation defects; roles on the
 engine's endpoints; rate limits and CORS; SMART Backend Services with RS384 and
 ES384 assertions signed by OpenSSL; the SMART App Launch authorization-code flow
-with PKCE driven as a browser-less client; `--auth off`; `tls selfsigned`.
-FHIR scope enforcement end-to-end waits for the FHIR REST layer: the decision
-function is unit-tested in test/unit/auth.
+with PKCE driven as a browser-less client; JWKS by URL; dynamic client
+registration; key rotation picked up by running engines; `--auth off`;
+`tls selfsigned`. SMART scopes on the FHIR API end to end: test_auth_fhir.py.
 """
 
 import json
@@ -313,16 +313,60 @@ class Tokens(AuthCase):
         self.assertNotIn("d", k)
         rc, kid, err = eng.cli("keys", "rotate")
         self.assertEqual(rc, 0, err)
-        eng.stop()
-        eng.start()
-        st, jwks = eng.get_json("/auth/jwks")
-        self.assertEqual([x["kid"] for x in jwks["keys"]][0], kid.strip())
+        kid = kid.strip()
+        # the running engine picks the new key up without a restart (auth.keys_check, 2 s)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            st, jwks = eng.get_json("/auth/jwks")
+            if jwks["keys"][0]["kid"] == kid:
+                break
+            time.sleep(0.2)
+        self.assertEqual([x["kid"] for x in jwks["keys"]][0], kid)
         self.assertEqual(len(jwks["keys"]), 2)
         t2 = self.login(eng, "admin")["access_token"]
-        self.assertEqual(jwt_parts(t2)[0]["kid"], kid.strip())
+        self.assertEqual(jwt_parts(t2)[0]["kid"], kid)
         for t in (t1, t2):  # old tokens keep working until they expire
             st, _, _ = eng.get("/errors", headers=self.bearer(t))
             self.assertEqual(st, 200)
+
+    def test_unknown_kid_rereads_the_keys(self):
+        # two engines on one database (as processes behind a load balancer), one issuer;
+        # the second never looks for new keys on its own (auth.keys_check 0)
+        cfg = {"auth": {"issuer": "http://hv.test"}}
+        a = self.auth_engine(config=cfg)
+        b = self.engine(start=False, auth=True, config=merge(FAST, {"auth": {"issuer": "http://hv.test",
+                                                                              "keys_check": "0s"}}))
+        b.data = a.data
+        b.start()
+        rc, kid, err = a.cli("keys", "rotate")
+        self.assertEqual(rc, 0, err)
+        deadline = time.time() + 10
+        while time.time() < deadline and self.login(a, "admin") and \
+                jwt_parts(self.login(a, "admin")["access_token"])[0]["kid"] != kid.strip():
+            time.sleep(0.2)
+        tok = self.login(a, "admin")["access_token"]
+        self.assertEqual(jwt_parts(tok)[0]["kid"], kid.strip())
+        # b has not read the new key: the first request with it is refused and makes b
+        # re-read its keys; the next ones pass — no restart
+        sts = []
+        for _ in range(30):
+            st, _, _ = b.get("/errors", headers=self.bearer(tok))
+            sts.append(st)
+            if st == 200:
+                break
+            time.sleep(0.1)
+        self.assertEqual(sts[0], 401)
+        self.assertEqual(sts[-1], 200)
+        self.assertEqual(sts.count(401), 1)
+        st, jwks = b.get_json("/auth/jwks")
+        self.assertEqual(jwks["keys"][0]["kid"], kid.strip())
+        # forged kids are refused (and make at most one cheap re-read a second)
+        forged = unsigned({"alg": "ES256", "kid": "nope", "typ": "JWT"}, {"sub": "x"}) + ".AAAA"
+        for _ in range(20):
+            st, _, _ = b.get("/errors", headers=self.bearer(forged))
+            self.assertEqual(st, 401)
+        self.assertEqual(b.stop(), 0)  # flushes its log
+        self.assertEqual(sum(1 for e in b.log_events() if e.get("event") == "auth.keys_reloaded"), 1)
 
     def test_encrypted_keys_and_rs256(self):
         eng = self.auth_engine(config={"auth": {"alg": "RS256", "key_passphrase": "correct horse"}})
@@ -354,8 +398,9 @@ class Guard(AuthCase):
             ("GET", "/channels", {"admin": 200, "ivy": 200, "carl": 403, "audrey": 403, "sam": 403}),
             ("GET", "/audit/events", {"admin": 404, "ivy": 403, "carl": 403, "audrey": 404, "sam": 403}),
             ("POST", "/terminology/load", {"admin": 404, "ivy": 403, "carl": 403, "audrey": 403, "sam": 403}),
-            # passed the guard: FHIR type search answers 200
-            ("GET", "/fhir/Patient", {"admin": 200, "ivy": 200, "carl": 200, "audrey": 200, "sam": 200}),
+            # passed the guard: FHIR type search answers 200 to the roles whose login tokens
+            # carry FHIR scopes; a service login token has none (403, fhir/rest_authz.c)
+            ("GET", "/fhir/Patient", {"admin": 200, "ivy": 200, "carl": 200, "audrey": 200, "sam": 403}),
         ]
         for method, path, want in matrix:
             for user, status in want.items():
@@ -447,7 +492,7 @@ class AuthOff(AuthCase):
 class BackendServices(AuthCase):
     def setUp(self):
         super().setUp()
-        self.eng = self.auth_engine()
+        self.eng = self.auth_engine(config={"auth": {"jwks": {"min_refetch": "1s"}}})
         self.token_url = "http://127.0.0.1:%d/auth/token" % self.eng.http_port
 
     def register(self, keys, scope="system/*.rs"):
@@ -526,6 +571,123 @@ class BackendServices(AuthCase):
         self.assertEqual(st, 400)
         st, _, body = self.token(assertion(key, cid, self.token_url), extra={"grant_type": "password"})
         self.assertEqual(json.loads(body)["error"] if isinstance(body, bytes) else body["error"], "unsupported_grant_type")
+
+    def test_jwks_by_url_cached_and_refetched_for_a_new_key(self):
+        import http.server
+        import threading
+        k1, k2, k3 = Key(self.workdir, "EC"), Key(self.workdir, "EC"), Key(self.workdir, "EC")
+        served = {"keys": [k1.jwk]}
+        hits = []
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                hits.append(self.path)
+                body = json.dumps(served).encode() if self.path == "/jwks.json" else b'{"keys":[' + b" " * 100000 + b"]}"
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Cache-Control", "max-age=300")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        self.addCleanup(srv.shutdown)
+        url = "http://127.0.0.1:%d/jwks.json" % srv.server_address[1]
+        rc, _, err = self.eng.cli("client", "add", "--name", "peer", "--type", "backend", "--jwks-uri",
+                                  "http://example.org/jwks.json")
+        self.assertEqual(rc, 2, err)  # plain http only to loopback
+        rc, out, err = self.eng.cli("client", "add", "--name", "peer", "--type", "backend", "--jwks-uri", url)
+        self.assertEqual(rc, 0, err)
+        cid = out.strip()
+        for _ in range(2):
+            st, _, body = self.token(assertion(k1, cid, self.token_url))
+            self.assertEqual(st, 200, body)
+        self.assertEqual(len(hits), 1)  # fetched once, then cached (max-age=300)
+        served["keys"].append(k2.jwk)  # the client rotates: a new key, a new kid
+        time.sleep(1.1)  # auth.jwks.min_refetch is 1 s in this test (10 s by default)
+        st, _, body = self.token(assertion(k2, cid, self.token_url))
+        self.assertEqual(st, 200, body)
+        self.assertEqual(len(hits), 2)  # the unknown kid made one refetch
+        for _ in range(3):  # kids nobody published: refused, and no fetch storm
+            st, _, body = self.token(assertion(k3, cid, self.token_url))
+            self.assertEqual((st, body["error"]), (401, "invalid_client"))
+        self.assertEqual(len(hits), 2)
+        # a JWKS larger than auth.jwks.max_bytes is not read
+        rc, out, err = self.eng.cli("client", "add", "--name", "big", "--type", "backend", "--jwks-uri",
+                                    url.replace("jwks.json", "big.json"))
+        big = out.strip()
+        st, _, body = self.token(assertion(k1, big, self.token_url))
+        self.assertEqual((st, body["error"]), (401, "invalid_client"))
+
+    def test_dynamic_client_registration(self):
+        url = "/auth/register-client"
+        app = {"client_name": "reg app", "token_endpoint_auth_method": "none",
+               "redirect_uris": ["https://app.example.org/cb"], "scope": "launch/patient patient/*.rs system/*.cruds"}
+        st, body = self.eng.post_json(url, app)
+        self.assertEqual(st, 401)  # no credential
+        carl = None
+        rc, _, err = self.eng.cli("user", "add", "carl", "--role", "clinician", input="password-carl\n")
+        self.assertEqual(rc, 0, err)
+        carl = self.login(self.eng, "carl")["access_token"]
+        st, body = self.eng.post_json(url, app, headers=self.bearer(carl))
+        self.assertEqual(st, 403)  # not an admin
+        # an initial access token: single use, and the scope is narrowed to auth.registration.max_scope
+        rc, out, err = self.eng.cli("client", "initial-token", "--ttl", "10m")
+        self.assertEqual(rc, 0, err)
+        iat = out.strip()
+        self.assertRegex(iat, r"^iat\.[0-9a-f]{64}$")
+        st, body = self.eng.post_json(url, app, headers=self.bearer(iat))
+        self.assertEqual(st, 201, body)
+        self.assertEqual(body["scope"], "launch/patient patient/*.rs")  # system/*.cruds dropped
+        self.assertEqual(body["redirect_uris"], app["redirect_uris"])
+        self.assertNotIn("client_secret", body)
+        st, _ = self.eng.post_json(url, app, headers=self.bearer(iat))
+        self.assertEqual(st, 401)  # spent
+        st, _, _ = self.eng.get("/fhir/metadata", headers=self.bearer(iat))
+        self.assertEqual(st, 401)  # it is no access token anywhere else
+        # the registered app can run the authorization flow at once
+        verifier, challenge = pkce()
+        params = {"response_type": "code", "client_id": body["client_id"], "redirect_uri": app["redirect_uris"][0],
+                  "scope": "launch/patient patient/*.rs", "state": "x", "aud": self.eng.base + "/fhir",
+                  "code_challenge": challenge, "code_challenge_method": "S256"}
+        st, _, page = self.eng.get("/auth/authorize?" + form(params))
+        self.assertEqual(st, 200, page)
+        # an admin registers a backend service with inline keys; a confidential app gets its secret once
+        admin = self.login(self.eng, "admin")["access_token"]
+        key = Key(self.workdir, "EC")
+        st, b2 = self.eng.post_json(url, {"client_name": "svc", "token_endpoint_auth_method": "private_key_jwt",
+                                          "jwks": {"keys": [key.jwk]}, "scope": "system/*.cruds"},
+                                    headers=self.bearer(admin))
+        self.assertEqual((st, b2["scope"], b2["grant_types"]), (201, "system/*.cruds", ["client_credentials"]), b2)
+        st, _, tok = self.token(assertion(key, b2["client_id"], self.token_url), scope="system/*.cruds")
+        self.assertEqual(st, 200, tok)
+        st, b3 = self.eng.post_json(url, {"client_name": "portal", "redirect_uris": ["https://p.example/cb"]},
+                                    headers=self.bearer(admin))
+        self.assertEqual((st, len(b3["client_secret"])), (201, 64))
+        # bad metadata: 400 with an RFC 7591 error, nothing stored
+        bad = [
+            ({"client_name": "x", "token_endpoint_auth_method": "none", "redirect_uris": ["https://a/cb#frag"]},
+             "invalid_redirect_uri"),
+            ({"client_name": "x", "token_endpoint_auth_method": "none", "redirect_uris": []}, "invalid_redirect_uri"),
+            ({"client_name": "x", "token_endpoint_auth_method": "private_key_jwt",
+              "jwks": {"keys": [dict(key.jwk, d="AAAA")]}}, "invalid_client_metadata"),
+            ({"client_name": "x", "token_endpoint_auth_method": "private_key_jwt",
+              "jwks_uri": "http://example.org/jwks"}, "invalid_client_metadata"),
+            ({"client_name": "x", "token_endpoint_auth_method": "tls_client_auth",
+              "redirect_uris": ["https://a/cb"]}, "invalid_client_metadata"),
+            ({"token_endpoint_auth_method": "none", "redirect_uris": ["https://a/cb"]}, "invalid_client_metadata"),
+            ({"client_name": "x", "token_endpoint_auth_method": "none", "redirect_uris": ["https://a/cb"],
+              "scope": "patient/Obs.xyz"}, "invalid_client_metadata"),
+        ]
+        for meta, err in bad:
+            st, body = self.eng.post_json(url, meta, headers=self.bearer(admin))
+            self.assertEqual((st, body["error"]), (400, err), meta)
+        st, _, _ = self.eng.request("POST", url, body="not json", headers=self.bearer(admin))
+        self.assertEqual(st, 400)
 
     def test_client_add_contract(self):
         rc, out, err = self.eng.cli("client", "add", "--name", "x", "--type", "backend")
@@ -717,10 +879,14 @@ class AppLaunch(AuthCase):
             self.assertEqual((st, body["error"]), (400, "invalid_grant"), over)
         st, _, body = self.form_post(self.eng, "/auth/token", dict(base, client_id="nope"))
         self.assertEqual((st, body["error"]), (401, "invalid_client"))
-        # a patient id that is not a FHIR id
+        # a patient id that is not a FHIR id: the user has signed in, so the picker comes
+        # (with a ticket standing for the sign-in, no password field), and no code
         st, hd, page = self.login_and_consent(params, user="carl", patient="../Patient/x")
-        self.assertEqual(st, 401)
+        self.assertEqual(st, 200)
+        self.assertNotIn("location", hd)
         self.assertIn(b"choose a patient", page)
+        self.assertIn(b'name="ticket"', page)
+        self.assertNotIn(b"name=password", page)
 
     def test_confidential_client_needs_its_secret(self):
         rc, out, err = self.eng.cli("client", "add", "--name", "srv", "--type", "confidential",

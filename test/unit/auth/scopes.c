@@ -229,6 +229,34 @@ static void patient_ids_restrict_searches(void **state) {
     assert_null(pid);
 }
 
+static void allow_all_only_for_unconditional_grants(void **state) {
+    static const struct {
+        const char *scope;
+        unsigned role;
+        const char *type;
+        int interaction;
+        int want;
+    } cases[] = {
+        {"user/*.rs", 0, "Observation", HV_AUTH_READ, 1},
+        {"system/Observation.rs", 0, "Observation", HV_AUTH_SEARCH, 1},
+        {"system/Observation.rs", 0, "Condition", HV_AUTH_SEARCH, 0},
+        {"user/*.rs", 0, "Observation", HV_AUTH_UPDATE, 0},
+        {"patient/*.cruds", 0, "Observation", HV_AUTH_READ, 0},      /* compartment-limited */
+        {"user/Observation.rs?category=laboratory", 0, "Observation", HV_AUTH_READ, 0}, /* category-limited */
+        {"patient/*.rs user/Observation.rs?category=laboratory", 0, "Observation", HV_AUTH_SEARCH, 0},
+        {"", HV_AUTH_ROLE_ADMIN, "Observation", HV_AUTH_DELETE, 1},
+        {"", HV_AUTH_ROLE_CLINICIAN, "Observation", HV_AUTH_READ, 0},
+    };
+    size_t i;
+    (void)state;
+    assert_int_equal(hv_auth_allow_all(NULL, HV_AUTH_DELETE, "Patient"), 1);
+    for (i = 0; i < HV_ARRAY_LEN(cases); i++) {
+        hv_auth_principal_t *p = principal(cases[i].scope, "p1", cases[i].role);
+        if (hv_auth_allow_all(p, cases[i].interaction, cases[i].type) != cases[i].want)
+            fail_msg("case %zu: %s on %s", i, cases[i].scope, cases[i].type);
+    }
+}
+
 static void roles_parse_and_name(void **state) {
     static const char *const names[] = {"admin", "integrator", "clinician", "auditor", "service"};
     size_t i;
@@ -250,6 +278,7 @@ int run_scopes_tests(void) {
         cmocka_unit_test(allow_granular_category),
         cmocka_unit_test(admin_role_and_auth_off_allow_everything),
         cmocka_unit_test(patient_ids_restrict_searches),
+        cmocka_unit_test(allow_all_only_for_unconditional_grants),
         cmocka_unit_test(roles_parse_and_name),
     };
     return cmocka_run_group_tests_name("auth/scopes", tests, NULL, NULL);

@@ -73,6 +73,7 @@ int main(void)
     failed += run_search_plan_tests();
     failed += run_bundle_tests();
     failed += run_compartment_tests();
+    failed += run_authz_tests();
     for (int i = 0; i < ndb; i++) {
         static const char *const files[] = {"fhir.db", "fhir.db-wal", "fhir.db-shm"};
         char f[256];

@@ -18,6 +18,7 @@ int run_search_tests(void); /* search_index.c */
 int run_search_plan_tests(void); /* search_plan.c */
 int run_bundle_tests(void); /* rest_bundle.c */
 int run_compartment_tests(void); /* rest_compartment.c */
+int run_authz_tests(void);  /* rest_authz.c */
 
 /* The reference data folder ($HV_SRCDIR/../shared/reference); fails the test when absent. */
 const char *store_test_reference_dir(void);
