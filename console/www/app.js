@@ -77,7 +77,12 @@ async function render() {
     names.forEach((n, i) => { params[n] = decodeURIComponent(m[i + 1]); });
     const rerender = () => { if (gen === generation) render(); };
     try {
-      const r = await view(main, params, rerender, query);
+      // The view fills its own element, shown only if no newer render started meanwhile
+      // (a slow answer for a view the user has left must not cover the current one).
+      const el = h("div");
+      const r = await view(el, params, rerender, query);
+      if (gen !== generation) return;
+      mount(main, el);
       banner.textContent = "";
       if (r && r.refresh && gen === generation) {
         const tick = async () => {
@@ -91,7 +96,7 @@ async function render() {
         timer = setTimeout(tick, r.refresh);
       }
     } catch (e) {
-      if (e.status === 401) return;
+      if (e.status === 401 || gen !== generation) return;
       mount(main, v.errorBox(e));
       // The engine went away: try again until it answers.
       if (e.status === 0 && gen === generation) timer = setTimeout(rerender, 3000);

@@ -584,9 +584,32 @@ export async function adminView(main) {
   const history = h("div");
   const users = h("div", { "data-testid": "users" });
   const clients = h("div", { "data-testid": "clients" });
+  // Registering a client: RFC 7591 metadata to POST /auth/register-client (docs/security.md).
+  const cName = h("input", { name: "client_name" });
+  const cType = h("select", { name: "type" }, [["public", "none"], ["confidential", "client_secret_basic"],
+    ["backend", "private_key_jwt"]].map(([label, method]) => h("option", { value: method }, label)));
+  const cRedirect = h("input", { name: "redirect_uris", size: 40, placeholder: "https://app.example.org/cb (apps)" });
+  const cJwks = h("input", { name: "jwks_uri", size: 40, placeholder: "https://backend.example.org/jwks.json (backend)" });
+  const cScope = h("input", { name: "scope", size: 40, value: "launch/patient openid fhirUser patient/*.rs" });
+  const cMsg = h("div", { role: "status", "data-testid": "client-result" });
+  const addClient = h("form", { class: "filters", "aria-label": "Register a SMART client" }, field("Name", cName),
+    field("Type", cType), field("Redirect URI", cRedirect), field("JWKS URL", cJwks), field("Scope", cScope),
+    h("button", { type: "submit" }, "Register client"), cMsg);
+  addClient.addEventListener("submit", async ev => {
+    ev.preventDefault();
+    const meta = { client_name: cName.value, token_endpoint_auth_method: cType.value, scope: cScope.value };
+    if (cType.value === "private_key_jwt") meta.jwks_uri = cJwks.value;
+    else meta.redirect_uris = cRedirect.value.split(/\s+/).filter(Boolean);
+    try {
+      const r = await api.post("/auth/register-client", meta);
+      // A confidential client's secret is shown once, here, and never again.
+      mount(cMsg, h("p", { class: "ok" }, "Registered: client id ", h("code", {}, r.client_id),
+        r.client_secret ? [" — secret (shown once): ", h("code", {}, r.client_secret)] : ""));
+    } catch (e) { mount(cMsg, errorBox(e)); }
+  });
   mount(main, h("h1", {}, "Administration"),
     section("Users", users, addUser),
-    section("SMART clients", clients),
+    section("SMART clients", clients, addClient),
     section("EHR connections", out, ehrForm, h("h3", {}, "Sync history"), history),
     section("Terminology look-up", termForm, termOut),
     section("UCUM converter", convForm));

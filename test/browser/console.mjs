@@ -28,6 +28,7 @@ async function check(name, fn) {
   } catch (e) {
     failures++;
     console.log("not ok - " + name + ": " + (e && e.message ? e.message.split("\n")[0] : e));
+    try { await shot(page, "failed-" + failures); } catch { /* the page may be gone */ }
   }
 }
 
@@ -213,6 +214,15 @@ await check("the administration view lists users with their roles", async () => 
   await users.getByRole("cell", { name: env.CLIN_USER, exact: true }).waitFor();
   const role = users.getByLabel("role of " + env.CLIN_USER);
   assert((await role.inputValue()) === "clinician", "role shown as " + (await role.inputValue()));
+  // Register a confidential SMART app: its secret is shown once, and it is listed.
+  await page.getByLabel("Name", { exact: true }).fill("Console app");
+  await page.getByLabel("Type", { exact: true }).selectOption({ label: "confidential" });
+  await page.getByLabel("Redirect URI", { exact: true }).fill("https://app.example.org/cb");
+  await page.getByRole("button", { name: "Register client" }).click();
+  await page.getByTestId("client-result").getByText(/secret \(shown once\)/).waitFor();
+  await page.goto(BASE + "/console/#/dashboard");
+  await page.goto(BASE + "/console/#/admin");
+  await page.getByTestId("clients").getByRole("cell", { name: "Console app" }).waitFor();
   await shot(page, "admin");
 });
 
