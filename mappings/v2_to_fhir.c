@@ -1779,8 +1779,31 @@ static int finish(ctx_t *c, json_object **bundle_out, hv_error_t *err) {
 /* Entry point                                                               */
 /* ------------------------------------------------------------------------- */
 
+static int map_once(const char *msg, size_t len, const hv_map_opts_t *opts, hv_map_result_t *out,
+                    hv_error_t *err);
+
+/* Lenient identity is a fallback: the message is mapped as strict mode maps it, and only
+ * a message strict mode refuses for want of a patient identity is mapped leniently — so a
+ * message both modes can map gives the same Bundle (the fuzz target's invariant). */
 int hv_map_v2_to_fhir(const char *msg, size_t len, const hv_map_opts_t *opts, hv_map_result_t *out,
                       hv_error_t *err) {
+    hv_map_opts_t strict;
+    hv_error_t first;
+    int rc;
+    if (opts == NULL || !opts->lenient_identity) return map_once(msg, len, opts, out, err);
+    strict = *opts;
+    strict.lenient_identity = 0;
+    hv_error_clear(&first);
+    rc = map_once(msg, len, &strict, out, &first);
+    if (rc != HV_EPROTO || strcmp(first.location, "PID-3") != 0) {
+        if (rc != HV_OK && err != NULL) *err = first;
+        return rc;
+    }
+    return map_once(msg, len, opts, out, err);
+}
+
+static int map_once(const char *msg, size_t len, const hv_map_opts_t *opts, hv_map_result_t *out,
+                    hv_error_t *err) {
     ctx_t *c = NULL;
     hv_map_tables_t *own = NULL;
     hv_hl7v2_parse_opts_t po;
