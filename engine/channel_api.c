@@ -88,7 +88,7 @@ static int parse_i64(const char *s, int64_t *out) {
     return HV_OK;
 }
 
-static hv__chan_t *chan_or_404(hv_http_req_t *req, hv__chans_t *rt) {
+hv__chan_t *hv__chan_or_404(hv_http_req_t *req, hv__chans_t *rt) {
     hv__chan_t *ch = hv__chan_find(rt, hv_http_req_param(req, "id"));
     if (ch == NULL) hv_http_respond_error(req, 404, "not-found", "no such channel");
     return ch;
@@ -162,7 +162,7 @@ static void in_stored(int status, int64_t id, void *ud) {
 
 static void route_in(hv_http_req_t *req, void *ud) {
     hv__chans_t *rt = ud;
-    hv__chan_t *ch = chan_or_404(req, rt);
+    hv__chan_t *ch = hv__chan_or_404(req, rt);
     const char *body, *ct;
     size_t len = 0;
     int rc;
@@ -437,7 +437,7 @@ static void route_action(hv_http_req_t *req, void *ud) {
 
 static void route_dest_action(hv_http_req_t *req, void *ud) {
     hv__chans_t *rt = ud;
-    hv__chan_t *ch = chan_or_404(req, rt);
+    hv__chan_t *ch = hv__chan_or_404(req, rt);
     const char *route = hv_http_req_route(req);
     const char *dest = hv_http_req_param(req, "dest");
     size_t i;
@@ -1120,7 +1120,7 @@ static void prune_done(int status, void *arg) {
 /* POST /channels/:id/prune[?before=MS]: prunes now (default cut-off: the retention). */
 static void route_prune(hv_http_req_t *req, void *ud) {
     hv__chans_t *rt = ud;
-    hv__chan_t *ch = chan_or_404(req, rt);
+    hv__chan_t *ch = hv__chan_or_404(req, rt);
     const char *v;
     prune_t *p;
     if (ch == NULL) return;

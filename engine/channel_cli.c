@@ -121,7 +121,7 @@ static char *read_all(const char *path, size_t *len) {
     return hv_buf_take(&b);
 }
 
-static const char *guess_type(const char *p, size_t n) {
+const char *hv__chan_guess_type(const char *p, size_t n) {
     while (n > 0 && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) {
         p++;
         n--;
@@ -175,7 +175,7 @@ static int cmd_test(hv_engine_t *e, int argc, char **argv) {
     m.channel = c->id;
     m.content = content;
     m.len = len;
-    m.content_type = guess_type(content, len);
+    m.content_type = hv__chan_guess_type(content, len);
     m.received_at = hv_now_ms();
     m.arena = arena;
     printf("channel %s (%s), dry run: nothing is stored or sent\n", c->id, argv[0]);

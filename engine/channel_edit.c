@@ -35,12 +35,6 @@
 #define FILE_MAX (4u << 20)
 #define OUTPUT_MAX 65536 /* bytes of a step's output shown by the dry run */
 
-static hv__chan_t *chan_or_404(hv_http_req_t *req, hv__chans_t *rt) {
-    hv__chan_t *ch = hv__chan_find(rt, hv_http_req_param(req, "id"));
-    if (ch == NULL) hv_http_respond_error(req, 404, "not-found", "no such channel");
-    return ch;
-}
-
 static int read_file(const char *path, hv_buf_t *out) {
     FILE *f = fopen(path, "rb");
     char chunk[8192];
@@ -54,7 +48,7 @@ static int read_file(const char *path, hv_buf_t *out) {
 }
 
 static void route_file_get(hv_http_req_t *req, void *ud) {
-    hv__chan_t *ch = chan_or_404(req, ud);
+    hv__chan_t *ch = hv__chan_or_404(req, ud);
     hv_buf_t text;
     struct json_object *o;
     if (ch == NULL) return;
@@ -96,7 +90,7 @@ static int write_atomic(const char *path, const char *text, size_t len) {
 
 static void route_file_put(hv_http_req_t *req, void *ud) {
     hv__chans_t *rt = ud;
-    hv__chan_t *ch = chan_or_404(req, rt);
+    hv__chan_t *ch = hv__chan_or_404(req, rt);
     const char *v = hv_http_req_query_param(req, "validate");
     int validate_only = v != NULL && strcmp(v, "true") == 0;
     hv__chan_conf_t *conf = NULL;
@@ -138,22 +132,13 @@ static void route_file_put(hv_http_req_t *req, void *ud) {
     hv_http_respond(req, 200, "application/json", "{\"valid\":true,\"saved\":true}", 27);
 }
 
-static const char *guess_type(const char *p, size_t n) {
-    while (n > 0 && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++, n--;
-    if (n >= 3 && (strncmp(p, "MSH", 3) == 0 || strncmp(p, "FHS", 3) == 0 || strncmp(p, "BHS", 3) == 0))
-        return "x-application/hl7-v2+er7";
-    if (n > 0 && (*p == '{' || *p == '[')) return "application/fhir+json";
-    if (n > 0 && *p == '<') return "application/xml";
-    return "text/plain";
-}
-
 static struct json_object *text_json(const char *p, size_t n) {
     return json_object_new_string_len(p, (int)(n > OUTPUT_MAX ? OUTPUT_MAX : n));
 }
 
 static void route_test(hv_http_req_t *req, void *ud) {
     hv__chans_t *rt = ud;
-    hv__chan_t *ch = chan_or_404(req, rt);
+    hv__chan_t *ch = hv__chan_or_404(req, rt);
     const hv__chan_registry_t *reg = &rt->engine->chan_reg;
     struct json_object *o, *steps, *dests, *filter;
     hv_channel_msg_t m;
@@ -175,7 +160,7 @@ static void route_test(hv_http_req_t *req, void *ud) {
     m.content_type = hv_http_req_header(req, "Content-Type");
     if (m.content_type == NULL || strcmp(m.content_type, "text/plain") == 0 ||
         strncmp(m.content_type, "application/octet-stream", 24) == 0)
-        m.content_type = guess_type(m.content, m.len);
+        m.content_type = hv__chan_guess_type(m.content, m.len);
     m.received_at = hv_now_ms();
     m.arena = arena;
     o = json_object_new_object();

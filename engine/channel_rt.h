@@ -195,6 +195,10 @@ int hv__chan_ingest_ex(hv__chan_t *ch, const hv__ingest_opts_t *o, hv_channel_st
 
 /* channel_api.c */
 int hv__chan_routes_add(hv_engine_t *e, hv__chans_t *rt);
+/* channel_api.c: the channel named by the route's :id, or a 404 answer and NULL. */
+hv__chan_t *hv__chan_or_404(hv_http_req_t *req, hv__chans_t *rt);
+/* channel_cli.c: a content type guessed from the first bytes (ER7, JSON, XML, text). */
+const char *hv__chan_guess_type(const char *p, size_t n);
 /* channel_edit.c: the channel file and dry-run routes (added by hv__chan_routes_add). */
 int hv__chan_edit_routes_add(hv_engine_t *e, hv__chans_t *rt);
 void hv__chan_prune_start(hv__chans_t *rt);

@@ -32,6 +32,8 @@ typedef struct ajob {
     int op;
     char name[HV_AUTH_MAX_ID];
     char role[16];
+    char *password; /* OP_PASSWORD: hashed on the storage thread, then wiped */
+    size_t plen;
     char hash[192];
     int found;
     int64_t horizon;
@@ -151,11 +153,25 @@ static int job(hv_db_t *db, void *arg) {
         if (rc == HV_OK && j->found) rc = exec_name(db, "UPDATE revoked SET expires = 0 WHERE id = $1", id, NULL, NULL);
         return rc;
     case OP_ROLE: return exec_name(db, "UPDATE users SET role = $2 WHERE name = $1", j->name, j->role, &j->found);
-    case OP_PASSWORD: return exec_name(db, "UPDATE users SET hash = $2 WHERE name = $1", j->name, j->hash, &j->found);
+    case OP_PASSWORD:
+        /* scrypt takes tens of milliseconds: here, on the storage thread, not on the loop. */
+        if (hv__password_hash(j->password, j->plen, j->a->scrypt_n, j->hash, sizeof j->hash) != HV_OK)
+            return HV_EIO;
+        return exec_name(db, "UPDATE users SET hash = $2 WHERE name = $1", j->name, j->hash, &j->found);
     case OP_REVOKE:
         return exec_name(db, "UPDATE clients SET disabled = 1 WHERE client_id = $1", j->name, NULL, &j->found);
     default: return HV_EINVAL;
     }
+}
+
+static void job_free(ajob_t *j) {
+    if (j->out != NULL) json_object_put(j->out);
+    if (j->password != NULL) {
+        explicit_bzero(j->password, j->plen);
+        hv_free(j->password);
+    }
+    explicit_bzero(j->hash, sizeof j->hash);
+    hv_free(j);
 }
 
 static void done(int status, void *arg) {
@@ -178,16 +194,14 @@ static void done(int status, void *arg) {
         hv_log(HV_LOG_INFO, what[j->op], "%s %s by an admin", j->op == OP_REVOKE ? "client" : "user", j->name);
         hv_http_respond(j->req, 204, NULL, NULL, 0);
     }
-    if (j->out != NULL) json_object_put(j->out);
-    explicit_bzero(j->hash, sizeof j->hash);
-    hv_free(j);
+    job_free(j);
 }
 
 static void submit(hv__auth_t *a, hv_http_req_t *req, ajob_t *j) {
     if (hv_storage_submit(a->storage, job, done, j) != HV_OK) {
         hv_http_header_add(req, "Retry-After", "1");
         hv_http_respond_error(req, 503, "busy", "the server is busy; retry");
-        hv_free(j);
+        job_free(j);
     }
 }
 
@@ -286,14 +300,14 @@ static void h_password(hv_http_req_t *req, void *ud) {
         hv_http_respond_error(req, 400, "invalid_request", "passwords have 8 or more characters");
         return;
     }
-    /* scrypt runs here, on the loop thread, as a password change is rare and admin-only. */
-    if (hv__password_hash(pw, strlen(pw), a->scrypt_n, j->hash, sizeof j->hash) != HV_OK) {
-        json_object_put(o);
-        hv_free(j);
-        hv_http_respond_error(req, 503, "busy", "the password could not be hashed; retry");
+    j->plen = strlen(pw);
+    j->password = hv_strdup(pw);
+    json_object_put(o);
+    if (j->password == NULL) {
+        job_free(j);
+        hv_http_respond_error(req, 503, "out_of_memory", "try again");
         return;
     }
-    json_object_put(o);
     submit(a, req, j);
 }
 
