@@ -786,8 +786,8 @@ int hv__search_index_put(hv_db_t *db, const char *type, const char *id, struct j
         }
         rc = HV_OK;
     }
-    if (resource == NULL)
-        return HV_OK;
+    if ((rc = hv__search_special_put(db, type, id, resource, replace)) != HV_OK || resource == NULL)
+        return rc;
     t = hv_fhir_resource_type(type);
     arena = hv_arena_new(0);
     if (arena == NULL)

@@ -23,6 +23,31 @@
 extern const char hv__search_migration[];
 /* The second: composite groups (grp) and UCUM-canonical quantities (cvalue, cunit). */
 extern const char hv__search_migration2[];
+/* The third (fhir/search_special.c), per backend: the full-text table sp_text (SQLite
+ * FTS5 / PostgreSQL tsvector), Location positions sp_geo, the long-date-range index. */
+extern const char hv__search_migration3_sqlite[];
+extern const char hv__search_migration3_pg[];
+
+#define HV__SEARCH_TEXT_MAX (256 * 1024) /* bytes of _text / _content one resource indexes */
+
+/*
+ * Date values whose range spans more than this many milliseconds (32 days: wider
+ * than any day- or month-precision value) are "long"; the partial index sp_date_long
+ * holds them, so that a date range scans the short values by their start and the
+ * long ones by that index (fhir/search_plan.c). The SQL literal must match the index.
+ */
+#define HV__SEARCH_DATE_SHORT 2764800000LL
+#define HV__SEARCH_DATE_SHORT_SQL "2764800000"
+
+/*
+ * Writes the special index rows of the current version of type/id (fhir/search_special.c):
+ * its full-text row and, for a Location, its position; drops the previous version's
+ * first when replace is set. resource NULL (a deletion) writes none.
+ */
+int hv__search_special_put(hv_db_t *db, const char *type, const char *id, struct json_object *resource, int replace);
+/* The unit vector of a WGS84 position given in degrees. */
+void hv__search_geo_vector(double lat, double lon, double *x, double *y, double *z);
+#define HV__EARTH_RADIUS_M 6371008.8 /* the mean Earth radius (IUGG), metres */
 
 #define HV__UCUM_SYSTEM "http://unitsofmeasure.org"
 

@@ -740,6 +740,155 @@ static int mod_ok(hv_fhir_search_type_t st, const char *mod)
     return 0;
 }
 
+#define TEXT_MAX_WORDS 16 /* words of one _text / _content value */
+#define TEXT_MAX_WORD 64  /* bytes of one word */
+
+/*
+ * _text and _content (FHIR R4 search.html#text, #content): each value's words (runs
+ * of letters and digits, normalized like the index, fhir/search_special.c) must all
+ * occur in the resource's narrative (_text) or in any of its string values
+ * (_content); comma-separated values are OR. The words are bound as one string of
+ * quoted words, which fhir/search_run.c hands to the backend's full-text search in
+ * place of the marker "@TX<column>:<placeholder>@" (FTS5 MATCH / tsvector @@).
+ */
+static int text_cond(hv__search_plan_t *p, int tb, const char *idcol, const char *name, const char *mod,
+                     const char *val)
+{
+    char one[VAL_MAX], norm[VAL_MAX], words[TEXT_MAX_WORDS * (TEXT_MAX_WORD + 3) + 1];
+    const char *s;
+    int first = 1, col = strcmp(name, "_text") == 0 ? 0 : 1;
+    if (mod[0] != '\0')
+        return fail(p, "search parameter \"%.64s\": takes no modifier", name);
+    sql(p, "(");
+    for (s = val;; s++) {
+        size_t o = 0, nw = 0;
+        int nb;
+        s = piece(s, ',', one, sizeof(one));
+        hv__search_normalize(one, norm, sizeof(norm));
+        for (const unsigned char *w = (const unsigned char *)norm; *w;) {
+            size_t len = 0;
+            while (*w && !(*w >= 0x80 || (*w >= 'a' && *w <= 'z') || (*w >= '0' && *w <= '9')))
+                w++;
+            while (w[len] && (w[len] >= 0x80 || (w[len] >= 'a' && w[len] <= 'z') || (w[len] >= '0' && w[len] <= '9')))
+                len++;
+            if (len == 0)
+                break;
+            if (nw == TEXT_MAX_WORDS || len > TEXT_MAX_WORD)
+                return fail(p, "search parameter \"%.64s\": at most 16 words of at most 64 bytes", name);
+            o += (size_t)snprintf(words + o, sizeof(words) - o, "%s\"%.*s\"", nw ? " " : "", (int)len, (const char *)w);
+            nw++;
+            w += len;
+        }
+        if (nw == 0)
+            return fail(p, "search parameter \"%.64s\": no word to search for", name);
+        if ((nb = bind_only(p, words)) < 0)
+            return nb;
+        hv_buf_printf(&p->where, "%s%s IN (SELECT id FROM sp_text WHERE type = %s AND @TX%d:%d@)", first ? "" : " OR ",
+                      idcol, TREF(tb), col, nb);
+        first = 0;
+        if (*s == '\0')
+            break;
+    }
+    sql(p, ")");
+    return p->nbinds >= HV__SEARCH_MAX_BINDS ? HV_ETOOBIG : HV_OK;
+}
+
+/* The metres in one unit of a near distance (UCUM codes; km when none is given). */
+static double distance_unit(const char *u)
+{
+    static const struct { const char *code; double m; } units[] = {
+        {"", 1000.0}, {"km", 1000.0}, {"m", 1.0}, {"[mi_i]", 1609.344}, {"[mi_us]", 1609.3472}, {"mi", 1609.344}};
+    for (size_t i = 0; i < HV_ARRAY_LEN(units); i++)
+        if (strcmp(u, units[i].code) == 0)
+            return units[i].m;
+    return 0.0;
+}
+
+#define NEAR_DEFAULT_M 10000.0 /* the distance of a near value that gives none (the server's choice) */
+
+/*
+ * Location near (FHIR R4 location.html#positional, search parameter "near"):
+ * latitude|longitude[|distance[|units]] in WGS84 degrees, distance in UCUM length
+ * units (km when absent; 10 km when no distance). A Location matches when the
+ * great-circle distance from its position is at most the distance: a bounding box
+ * on the index (latitude, and longitude unless the box crosses a pole or the
+ * antimeridian) narrows the rows, then the exact test on the stored unit vectors
+ * (chord c² ≤ (2·sin(d/2R))², the haversine distance; fhir/search_special.c).
+ */
+static int near_cond(hv__search_plan_t *p, int tb, const char *idcol, const char *name, const char *mod,
+                     const char *val)
+{
+    char one[VAL_MAX], a[VAL_MAX];
+    const char *s;
+    int first = 1;
+    if (mod[0] != '\0')
+        return fail(p, "search parameter \"%.64s\": takes no modifier", name);
+    sql(p, "(");
+    for (s = val;; s++) {
+        double v[3] = {0, 0, 0}, ang, c, dlat, x, y, z, unit = 1000.0;
+        const char *q;
+        int have_dist = 0, kx;
+        s = piece_keep(s, ',', one, sizeof(one));
+        q = one;
+        for (int np = 0; np < 4; np++) {
+            char *e = NULL;
+            q = piece(q, '|', a, sizeof(a));
+            if (np == 3) {
+                if ((unit = distance_unit(a)) <= 0.0)
+                    return fail(p, "search parameter \"%.64s\": the distance unit is not km, m, [mi_i] or [mi_us]",
+                                name);
+            } else if (np < 2 || a[0] != '\0') {
+                v[np] = strtod(a, &e);
+                if (a[0] == '\0' || e == NULL || *e != '\0' || !isfinite(v[np]))
+                    return fail(p, "search parameter \"%.64s\": takes latitude|longitude|distance|units", name);
+                have_dist |= np == 2;
+            }
+            if (*q != '|')
+                break;
+            q++;
+        }
+        if (*q != '\0' || v[0] < -90 || v[0] > 90 || v[1] < -180 || v[1] > 180 || v[2] < 0)
+            return fail(p, "search parameter \"%.64s\": takes latitude|longitude|distance|units", name);
+        ang = (have_dist ? v[2] * unit : NEAR_DEFAULT_M) / HV__EARTH_RADIUS_M;
+        hv__search_geo_vector(v[0], v[1], &x, &y, &z);
+        if (!first)
+            sql(p, " OR ");
+        hv_buf_printf(&p->where, "%s IN (SELECT id FROM sp_geo WHERE type = %s", idcol, TREF(tb));
+        if (ang < M_PI) {
+            dlat = ang * 180.0 / M_PI;
+            sql(p, " AND lat >= ");
+            b_dbl(p, v[0] - dlat);
+            sql(p, " AND lat <= ");
+            b_dbl(p, v[0] + dlat);
+            if (v[0] + dlat < 90.0 && v[0] - dlat > -90.0) {
+                double dlon = asin(fmin(1.0, sin(ang) / cos(v[0] * M_PI / 180.0))) * 180.0 / M_PI;
+                if (v[1] - dlon >= -180.0 && v[1] + dlon <= 180.0) {
+                    sql(p, " AND lon >= ");
+                    b_dbl(p, v[1] - dlon);
+                    sql(p, " AND lon <= ");
+                    b_dbl(p, v[1] + dlon);
+                }
+            }
+        }
+        c = ang < M_PI ? 2.0 * sin(ang / 2.0) : 2.0;
+        sql(p, " AND (x - ");
+        kx = p->nbinds + 1;
+        b_dbl(p, x);
+        hv_buf_printf(&p->where, ") * (x - $%d) + (y - ", kx);
+        b_dbl(p, y);
+        hv_buf_printf(&p->where, ") * (y - $%d) + (z - ", kx + 1);
+        b_dbl(p, z);
+        hv_buf_printf(&p->where, ") * (z - $%d) <= ", kx + 2);
+        b_dbl(p, c * c * (1.0 + 1e-12));
+        sql(p, ")");
+        first = 0;
+        if (*s == '\0')
+            break;
+    }
+    sql(p, ")");
+    return p->nbinds >= HV__SEARCH_MAX_BINDS ? HV_ETOOBIG : HV_OK;
+}
+
 /*
  * One criterion key=val as a condition on idcol, the id column of resources of
  * `type` whose type is bound as $tb: a plain parameter name[:modifier], a chain
@@ -819,12 +968,16 @@ static int cond(hv__search_plan_t *p, const char *type, int tb, const char *idco
     if (sp == NULL)
         return HV_ENOTFOUND;
     st = hv_fhir_search_type(sp);
+    if (strcmp(name, "_text") == 0 || strcmp(name, "_content") == 0) /* type "string" in R4, no expression */
+        return text_cond(p, tb, idcol, name, mod, val);
+    if (st == HV_FHIR_SP_SPECIAL && strcmp(name, "near") == 0 && strcmp(hv_fhir_type_name(t), "Location") == 0)
+        return near_cond(p, tb, idcol, name, mod, val);
     if (st == HV_FHIR_SP_COMPOSITE && hv__search_indexed(sp))
         return composite(p, sp, tb, idcol, name, mod, val);
     tab = table_of(st);
     if (tab == NULL || !hv__search_indexed(sp))
-        return unsupported(p, "search parameter \"%.64s\": special parameters (_text, _content, near, _filter...) are not"
-                       " supported",
+        return unsupported(p, "search parameter \"%.64s\": special parameters other than _text, _content and"
+                       " Location near (_filter, _list, _query...) are not supported",
                     name);
     if (st == HV_FHIR_SP_TOKEN && (strcmp(mod, "above") == 0 || strcmp(mod, "below") == 0)) {
         /* Subsumption (search.html#token): :below matches the code and the codes it
@@ -963,6 +1116,89 @@ static int criterion(hv__search_plan_t *p, const char *key, const char *val, con
     return rc;
 }
 
+#define MAX_PARTS 128 /* key=value pairs of one query string */
+
+/*
+ * The criteria on one date parameter of the searched type, all its non-OR values
+ * (date=ge2020-01-01&date=lt2021-01-01), as one range scan of sp_date: each value
+ * must hold for the same index row (so a resource matches when one of its values is
+ * in the range, as a range search means; HAPI and Blaze do the same). The values
+ * bound the stored range's start lo from below and above:
+ *
+ *   eq  lo ≥ q.lo, lo ≤ q.hi        gt  hi > q.hi      ge  hi ≥ q.lo
+ *   sa  lo > q.hi                   lt  lo < q.lo      le  lo ≤ q.hi     eb  lo ≤ hi < q.lo
+ *
+ * A bound on hi (gt, ge) bounds lo only for short values (hi - lo ≤ 32 days,
+ * HV__SEARCH_DATE_SHORT), so the long ones are read from the partial index
+ * sp_date_long in a second branch of the same sub-select. Returns 1 when the
+ * criterion at i is not such a date criterion (the caller plans it alone), and
+ * marks the criteria it took in used[].
+ */
+static int date_range(hv__search_plan_t *p, int i, char **keys, char **vals, int nparts, unsigned char *used)
+{
+    const hv_fhir_search_t *sp;
+    const int64_t none = INT64_MIN;
+    int64_t lo, hi, lo_min = none, lo_max = INT64_MAX, hi_min = none;
+    int nb, take[MAX_PARTS], ntake = 0;
+    if (p->system || keys[i][0] == '_' || strpbrk(keys[i], ":.") != NULL || strchr(vals[i], ',') != NULL ||
+        (sp = hv_fhir_search_find(type_of(p->type), keys[i])) == NULL || hv_fhir_search_type(sp) != HV_FHIR_SP_DATE ||
+        !hv__search_indexed(sp))
+        return 1;
+    for (int j = i; j < nparts; j++) {
+        const char *v = vals[j];
+        hv__sp_prefix_t pr;
+        if (used[j] || strcmp(keys[j], keys[i]) != 0 || strchr(vals[j], ',') != NULL)
+            continue;
+        pr = hv__search_prefix(&v);
+        if (hv__search_date_range(v, &lo, &hi) != HV_OK)
+            return fail(p, "search parameter \"%.64s\": not a date (YYYY[-MM[-DD[Thh:mm:ss[.sss][Z]]]])", keys[i]);
+        switch (pr) {
+        case HV__SP_EQ: lo_min = lo > lo_min ? lo : lo_min; lo_max = hi < lo_max ? hi : lo_max; break;
+        case HV__SP_SA: lo_min = hi + 1 > lo_min ? hi + 1 : lo_min; break;
+        case HV__SP_GT: hi_min = hi + 1 > hi_min ? hi + 1 : hi_min; break;
+        case HV__SP_GE: hi_min = lo > hi_min ? lo : hi_min; break;
+        case HV__SP_LT:
+        case HV__SP_EB: lo_max = lo - 1 < lo_max ? lo - 1 : lo_max; break;
+        case HV__SP_LE: lo_max = hi < lo_max ? hi : lo_max; break;
+        default: break; /* ne, ap: no bound */
+        }
+        take[ntake++] = j;
+        used[j] = 1;
+    }
+    if ((nb = bind_only(p, keys[i])) < 0)
+        return nb;
+    /* A lower bound on hi bounds the start of the short values only; it is worth a
+     * second branch unless a direct bound on lo is already at least as tight. */
+    int branches = hi_min != none && (lo_min == none || lo_min < hi_min - HV__SEARCH_DATE_SHORT) ? 2 : 1;
+    hv_buf_printf(&p->where, " AND r.id IN (");
+    for (int b = 0; b < branches; b++) {
+        hv_buf_printf(&p->where, "%sSELECT id FROM sp_date WHERE type = $1 AND code = $%d", b ? " UNION ALL " : "", nb);
+        if (b == 1) {
+            sql(p, " AND hi - lo > " HV__SEARCH_DATE_SHORT_SQL);
+        } else if (branches == 2) {
+            sql(p, " AND lo >= ");
+            b_int(p, lo_min != none && lo_min > hi_min - HV__SEARCH_DATE_SHORT ? lo_min : hi_min - HV__SEARCH_DATE_SHORT);
+        } else if (lo_min != none) {
+            sql(p, " AND lo >= ");
+            b_int(p, lo_min);
+        }
+        if (lo_max != INT64_MAX) {
+            sql(p, " AND lo <= ");
+            b_int(p, lo_max);
+        }
+        for (int k = 0; k < ntake; k++) {
+            const char *v = vals[take[k]];
+            hv__sp_prefix_t pr = hv__search_prefix(&v);
+            hv__search_date_range(v, &lo, &hi);
+            sql(p, " AND (");
+            date_clause(p, pr, lo, hi, "lo", "hi");
+            sql(p, ")");
+        }
+    }
+    sql(p, ")");
+    return p->nbinds >= HV__SEARCH_MAX_BINDS ? HV_ETOOBIG : HV_OK;
+}
+
 static int is_result_param(const char *k)
 {
     static const char *const names[] = {"_format",  "_pretty",          "_summary",           "_elements",
@@ -1043,7 +1279,9 @@ int hv__search_plan_build(hv__search_plan_t *p, const char *type, const char *qu
 {
     char *q = hv_strdup(query ? query : ""), *save = NULL, *part;
     char types[HV__SEARCH_MAX_TYPES][HV__FHIR_TYPE_MAX];
-    int rc = HV_OK, ncrit = 0, ntypes = 0;
+    char *keys[MAX_PARTS], *vals[MAX_PARTS];
+    unsigned char used[MAX_PARTS] = {0};
+    int rc = HV_OK, ncrit = 0, ntypes = 0, nparts = 0;
     if (q == NULL)
         return HV_ENOMEM;
     snprintf(p->type, sizeof(p->type), "%s", p->system ? "" : type);
@@ -1113,8 +1351,9 @@ int hv__search_plan_build(hv__search_plan_t *p, const char *type, const char *qu
             hv_buf_printf(&p->where, "%d", k);
         sql(p, ")");
     }
+    /* Decoded first, so that the criteria of one date parameter can be planned together. */
     for (part = strtok_r(q, "&", &save); part != NULL; part = strtok_r(NULL, "&", &save)) {
-        char *eq = strchr(part, '='), *key = part, *val, *colon;
+        char *eq = strchr(part, '='), *key = part, *val;
         long kl, vl;
         if (eq == NULL) {
             rc = fail(p, "search parameter \"%.64s\" has no value", part);
@@ -1128,6 +1367,17 @@ int hv__search_plan_build(hv__search_plan_t *p, const char *type, const char *qu
         }
         key[kl] = '\0';
         val[vl] = '\0';
+        if (nparts == MAX_PARTS) {
+            rc = fail(p, "more than %s parameters", "128");
+            goto out;
+        }
+        keys[nparts] = key;
+        vals[nparts++] = val;
+    }
+    for (int i = 0; i < nparts; i++) {
+        char *key = keys[i], *val = vals[i], *colon;
+        if (used[i])
+            continue;
         if (is_result_param(key)) {
             rc = result_param(p, key, val, max_count);
             if (rc != HV_OK)
@@ -1140,7 +1390,9 @@ int hv__search_plan_build(hv__search_plan_t *p, const char *type, const char *qu
         }
         if (p->system && strcmp(key, "_type") == 0)
             continue;
-        rc = criterion(p, key, val, (const char(*)[HV__FHIR_TYPE_MAX])types, ntypes);
+        rc = date_range(p, i, keys, vals, nparts, used);
+        if (rc == 1)
+            rc = criterion(p, key, val, (const char(*)[HV__FHIR_TYPE_MAX])types, ntypes);
         if (rc == HV_ENOTFOUND) {
             colon = strchr(key, ':');
             if (colon != NULL)

@@ -384,12 +384,37 @@ int hv__search_plan_run(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, 
     extra0 = n + 1;
     for (const char *w = p->where.data ? p->where.data : "", *mk; *w; w = mk) {
         int k;
-        mk = strstr(w, "@VS");
+        mk = strchr(w, '@');
         if (mk == NULL) {
             hv_buf_puts(&q, w);
             break;
         }
         hv_buf_append(&q, w, (size_t)(mk - w));
+        if (strncmp(mk, "@TX", 3) == 0) {
+            /* _text / _content (fhir/search_plan.c): "@TX<column>:<placeholder>@", the
+             * placeholder holding quoted words that must all occur in the column. */
+            int col = atoi(mk + 3), b = atoi(strchr(mk, ':') ? strchr(mk, ':') + 1 : "0");
+            const char *cn = col == 0 ? "narrative" : "content";
+            if (b < 1 || b > p->nbinds) {
+                rc = HV_EINVAL;
+                goto out;
+            }
+            if (hv_db_kind(db) == HV_DB_PG)
+                hv_buf_printf(&q, "%s @@ plainto_tsquery('simple', $%d)", cn, b);
+            else
+                hv_buf_printf(&q, "sp_text MATCH ('{%s} : (' || $%d || ')')", cn, b);
+            mk = strchr(mk + 3, '@');
+            if (mk == NULL) {
+                rc = HV_EINVAL;
+                goto out;
+            }
+            mk++;
+            continue;
+        }
+        if (strncmp(mk, "@VS", 3) != 0) {
+            rc = HV_EINVAL;
+            goto out;
+        }
         k = atoi(mk + 3);
         mk = strchr(mk + 3, '@');
         if (mk == NULL || k < 0 || k >= p->nvs) {

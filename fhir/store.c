@@ -41,6 +41,7 @@ static const char *const migrations_sqlite[] = {
     " output TEXT, finished_ms BIGINT);"
     "CREATE INDEX export_jobs_state ON export_jobs (state, finished_ms);",
     hv__search_migration2,
+    hv__search_migration3_sqlite, /* _text/_content, near: fhir/search_special.c */
     NULL,
 };
 
@@ -62,6 +63,7 @@ static const char *const migrations_pg[] = {
     " output TEXT, finished_ms BIGINT);"
     "CREATE INDEX export_jobs_state ON export_jobs (state, finished_ms);",
     hv__search_migration2,
+    hv__search_migration3_pg, /* _text/_content, near: fhir/search_special.c */
     NULL,
 };
 
