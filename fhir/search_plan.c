@@ -827,10 +827,10 @@ static int near_cond(hv__search_plan_t *p, int tb, const char *idcol, const char
     for (s = val;; s++) {
         double v[3] = {0, 0, 0}, ang, c, dlat, x, y, z, unit = 1000.0;
         const char *q;
-        int have_dist = 0, kx;
+        int have_dist = 0, kx, np;
         s = piece_keep(s, ',', one, sizeof(one));
         q = one;
-        for (int np = 0; np < 4; np++) {
+        for (np = 0; np < 4; np++) {
             char *e = NULL;
             q = piece(q, '|', a, sizeof(a));
             if (np == 3) {
@@ -847,7 +847,7 @@ static int near_cond(hv__search_plan_t *p, int tb, const char *idcol, const char
                 break;
             q++;
         }
-        if (*q != '\0' || v[0] < -90 || v[0] > 90 || v[1] < -180 || v[1] > 180 || v[2] < 0)
+        if (*q != '\0' || np < 1 || v[0] < -90 || v[0] > 90 || v[1] < -180 || v[1] > 180 || v[2] < 0)
             return fail(p, "search parameter \"%.64s\": takes latitude|longitude|distance|units", name);
         ang = (have_dist ? v[2] * unit : NEAR_DEFAULT_M) / HV__EARTH_RADIUS_M;
         hv__search_geo_vector(v[0], v[1], &x, &y, &z);

@@ -1,0 +1,358 @@
+#!/usr/bin/env python3
+"""test_fhir_search3.py — FHIR search, third slice (FHIR R4 search.html, issue 6).
+
+The special parameters `_text` and `_content` (search.html#text, #content: full text over
+the narrative and over every string value; SQLite FTS5, PostgreSQL tsvector) and Location
+`near` (location.html#positional), and date ranges written as several criteria on one
+parameter (`date=ge…&date=lt…`, planned as one range scan). Each result set is compared
+with the same query evaluated independently in Python over the resources read back from
+the server: words of the stripped narrative / of the string values, the haversine
+distance, the date ranges of each value at its precision. `holovitals reindex` refills
+the full-text and position rows. Runs on SQLite and, when HV_TEST_PG_URL is set, on
+PostgreSQL too.
+"""
+
+import datetime
+import glob
+import html
+import json
+import math
+import os
+import random
+import re
+import sqlite3
+import subprocess
+import unicodedata
+
+from harness import REFERENCE, main, run_cli
+import test_fhir_store as store_tests
+from test_fhir_search2 import SearchCase
+
+REFERENCE = os.environ.get("HV_REFERENCE_DIR", REFERENCE)
+
+
+def fold(s):
+    """Lower case, Latin-1 letters folded to their base letter (as the index does)."""
+    out = []
+    for ch in s:
+        if "\u00c0" <= ch <= "\u00ff" and ch not in "\u00d7\u00f7":
+            ch = unicodedata.normalize("NFKD", ch)[0]
+            ch = {"\u00c6": "a", "\u00e6": "a", "\u00d0": "d", "\u00f0": "d", "\u00d8": "o", "\u00f8": "o",
+                  "\u00de": "t", "\u00fe": "t", "\u00df": "s"}.get(ch, ch)
+        out.append(ch.lower() if ch < "\u0080" else ch)
+    return "".join(out)
+
+
+def strip_div(div):
+    return html.unescape(re.sub(r"<[^>]*>", " ", div))
+
+
+def strings(o):
+    if isinstance(o, str):
+        yield o
+    elif isinstance(o, list):
+        for v in o:
+            yield from strings(v)
+    elif isinstance(o, dict):
+        for k, v in o.items():
+            if k == "div" and isinstance(v, str):
+                yield strip_div(v)
+            elif k != "resourceType":
+                yield from strings(v)
+
+
+def words_loose(text):
+    return set(re.findall(r"[a-z0-9]+", fold(text)))
+
+
+def words_plain(text):
+    """Words separated by blanks and ordinary punctuation only (what every tokenizer agrees on)."""
+    out = set()
+    for tok in fold(text).split():
+        tok = tok.strip(".,;:()!?\"'[]")
+        if re.fullmatch(r"[a-z]+", tok):
+            out.add(tok)
+    return out
+
+
+def haversine_m(lat1, lon1, lat2, lon2):
+    f1, f2 = math.radians(lat1), math.radians(lat2)
+    df, dl = f2 - f1, math.radians(lon2 - lon1)
+    a = math.sin(df / 2) ** 2 + math.cos(f1) * math.cos(f2) * math.sin(dl / 2) ** 2
+    return 2 * 6371008.8 * math.asin(min(1.0, math.sqrt(a)))
+
+
+def date_range(s):
+    """[lo, hi] in ms of a FHIR date/dateTime at its precision (UTC 'Z' values only)."""
+    def ms(dt):
+        return int((dt - datetime.datetime(1970, 1, 1)).total_seconds() * 1000)
+    if len(s) == 4:
+        y = int(s)
+        return ms(datetime.datetime(y, 1, 1)), ms(datetime.datetime(y + 1, 1, 1)) - 1
+    if len(s) == 7:
+        y, m = int(s[:4]), int(s[5:7])
+        nxt = datetime.datetime(y + (m == 12), m % 12 + 1, 1)
+        return ms(datetime.datetime(y, m, 1)), ms(nxt) - 1
+    if len(s) == 10:
+        d = datetime.datetime(int(s[:4]), int(s[5:7]), int(s[8:10]))
+        return ms(d), ms(d) + 86400000 - 1
+    d = datetime.datetime.strptime(s, "%Y-%m-%dT%H:%M:%SZ")
+    return ms(d), ms(d) + 999
+
+
+OPEN_LO, OPEN_HI = -(1 << 60), 1 << 60
+
+
+def prefix_holds(pr, lo, hi, q):
+    qlo, qhi = date_range(q)
+    return {"eq": lo >= qlo and hi <= qhi, "ne": not (lo >= qlo and hi <= qhi), "gt": hi > qhi,
+            "sa": lo > qhi, "lt": lo < qlo, "eb": hi < qlo, "ge": hi >= qlo, "le": lo <= qhi}[pr]
+
+
+class FhirSearch3TextTests(SearchCase):
+    """_text and _content over official examples, compared with Python."""
+
+    def load_examples(self):
+        files = []
+        for t in ("Patient", "Practitioner", "Location", "Organization", "Observation", "Condition"):
+            files += sorted(glob.glob(os.path.join(REFERENCE, "fhir", "examples", t + "-*.json")))[:25]
+        self.assertGreater(len(files), 60, "the official examples are missing")
+        for f in files:
+            with open(f, encoding="utf-8") as fh:
+                res = json.load(fh)
+            if "id" not in res:
+                continue
+            self.jreq("PUT", "/fhir/%s/%s" % (res["resourceType"], res["id"]), res)
+        back = {}
+        for t in ("Patient", "Practitioner", "Location", "Organization", "Observation", "Condition"):
+            st, _, b = self.jreq("GET", "/fhir/%s?_count=1000" % t)
+            self.assertEqual(st, 200)
+            back[t] = {e["resource"]["id"]: e["resource"] for e in b.get("entry", [])}
+        self.assertGreater(sum(len(v) for v in back.values()), 50)
+        return back
+
+    def chosen_words(self, docs, k):
+        """k words that some but not all docs hold, on which loose and plain tokenization agree."""
+        loose = {i: words_loose(t) for i, t in docs.items()}
+        plain = {i: words_plain(t) for i, t in docs.items()}
+        cands = sorted(set().union(*plain.values())) if plain else []
+        good = []
+        for w in cands:
+            if len(w) < 4:
+                continue
+            have = [i for i in docs if w in plain[i]]
+            if not have or len(have) == len(docs):
+                continue
+            if all((w in loose[i]) == (w in plain[i]) for i in docs):
+                good.append(w)
+        rnd = random.Random(3)
+        rnd.shuffle(good)
+        return good[:k], plain
+
+    def check_param(self, param, text_of, back):
+        checked = 0
+        for t, res in back.items():
+            docs = {rid: text_of(r) for rid, r in res.items()}
+            docs = {rid: d for rid, d in docs.items() if d}
+            if len(docs) < 2:
+                continue
+            words, plain = self.chosen_words(docs, 4)
+            for w in words:
+                want = sorted(rid for rid in docs if w in plain[rid])
+                self.assertEqual(self.q("%s?%s=%s&_count=1000" % (t, param, w)), want, (t, param, w))
+                checked += 1
+            if len(words) >= 2:
+                a, b = words[0], words[1]
+                both = sorted(rid for rid in docs if a in plain[rid] and b in plain[rid])
+                either = sorted(rid for rid in docs if a in plain[rid] or b in plain[rid])
+                # words of one value: all must occur; comma: either value; repeated: AND
+                self.assertEqual(self.q("%s?%s=%s%%20%s&_count=1000" % (t, param, a.upper(), b)), both)
+                self.assertEqual(self.q("%s?%s=%s,%s&_count=1000" % (t, param, a, b)), either)
+                self.assertEqual(self.q("%s?%s=%s&%s=%s&_count=1000" % (t, param, a, param, b)), both)
+        return checked
+
+    def test_text_and_content_match_python(self):
+        self.start()
+        back = self.load_examples()
+        n = self.check_param("_text", lambda r: strip_div(r.get("text", {}).get("div", "")), back)
+        self.assertGreater(n, 10)
+        n = self.check_param("_content", lambda r: " ".join(strings(r)), back)
+        self.assertGreater(n, 10)
+
+    def test_text_follows_updates_accents_and_errors(self):
+        self.start()
+        div = '<div xmlns="http://www.w3.org/1999/xhtml"><p>Jos&#233; has <b>diab</b>etes &amp; Asthma</p></div>'
+        self.put({"resourceType": "Patient", "id": "t1", "text": {"status": "generated", "div": div},
+                  "name": [{"family": "Müller"}]})
+        self.put({"resourceType": "Patient", "id": "t2", "name": [{"family": "Zürich-Smith"}]})
+        self.assertEqual(self.q("Patient?_text=asthma"), ["t1"])
+        self.assertEqual(self.q("Patient?_text=diab"), ["t1"])       # a tag separates words
+        self.assertEqual(self.q("Patient?_text=muller"), [])          # not in the narrative
+        self.assertEqual(self.q("Patient?_content=MULLER"), ["t1"])   # accents and case folded
+        self.assertEqual(self.q("Patient?_content=m%C3%BCller"), ["t1"])
+        self.assertEqual(self.q("Patient?_content=zurich"), ["t2"])
+        self.assertEqual(self.q("Patient?_content=asthma"), ["t1"])   # the narrative is content too
+        # the index follows the current version, and deletion
+        self.put({"resourceType": "Patient", "id": "t1", "name": [{"family": "Other"}]})
+        self.assertEqual(self.q("Patient?_text=asthma"), [])
+        self.assertEqual(self.q("Patient?_content=other"), ["t1"])
+        st, _, _ = self.jreq("DELETE", "/fhir/Patient/t2")
+        self.assertIn(st, (200, 204))
+        self.assertEqual(self.q("Patient?_content=zurich"), [])
+        # FTS syntax in a value is only words
+        self.assertEqual(self.q('Patient?_content=other%22%20OR%20%22x'), [])
+        self.assertEqual(self.q('Patient?_content=other*'), ["t1"])
+        self.assertEqual(self.q('?_type=Patient&_content=other'), ["t1"])
+        self.bad("Patient?_text=%21%21", "_text")
+        self.bad("Patient?_text:exact=x", "_text")
+        self.bad("Patient?_content=" + "%20".join("w%d" % i for i in range(17)), "_content")
+
+
+class FhirSearch3NearTests(SearchCase):
+    """Location near, compared with the haversine distance in Python."""
+
+    def test_near_matches_haversine(self):
+        self.start()
+        rnd = random.Random(11)
+        locs = {}
+        center = (42.2565, -83.6948)
+        for i in range(40):
+            lat = center[0] + rnd.uniform(-1.5, 1.5)
+            lon = center[1] + rnd.uniform(-2, 2)
+            locs["l%d" % i] = (round(lat, 5), round(lon, 5))
+        # near the antimeridian and a pole: the bounding box gives way to the exact test
+        locs.update({"w1": (10.0, 179.95), "w2": (10.0, -179.95), "n1": (89.95, 0.0), "n2": (89.95, 180.0)})
+        for lid, (lat, lon) in locs.items():
+            self.put({"resourceType": "Location", "id": lid, "name": lid,
+                      "position": {"latitude": lat, "longitude": lon}})
+        self.put({"resourceType": "Location", "id": "nopos", "name": "no position"})
+        cases = [(center, 10, "km"), (center, 50, "km"), (center, 120, "km"), (center, 30000, "m"),
+                 (center, 40, "[mi_i]"), ((10.0, 179.99), 20, "km"), ((89.99, 90.0), 30, "km"),
+                 ((42.5, -83.5), 0.5, "km"), ((0.0, 0.0), 20000, "km")]
+        for (lat, lon), d, unit in cases:
+            metres = d * {"km": 1000.0, "m": 1.0, "[mi_i]": 1609.344}[unit]
+            want = sorted(k for k, (a, b) in locs.items() if haversine_m(lat, lon, a, b) <= metres)
+            got = self.q("Location?near=%s|%s|%s|%s&_count=1000" % (lat, lon, d, unit.replace("[", "%5B").replace("]", "%5D")))
+            self.assertEqual(got, want, (lat, lon, d, unit))
+        # km when no unit; OR of two values; AND with another parameter
+        want = sorted(k for k, (a, b) in locs.items() if haversine_m(center[0], center[1], a, b) <= 50000)
+        self.assertEqual(self.q("Location?near=%s|%s|50&_count=1000" % center), want)
+        self.assertEqual(self.q("Location?near=10|179.99|20,89.99|90|30&_count=1000"), ["n1", "n2", "w1", "w2"])
+        self.assertEqual(self.q("Location?near=10|179.99|20&name=w1"), ["w1"])
+        # moved: the row follows the version
+        self.put({"resourceType": "Location", "id": "w1", "position": {"latitude": -10.0, "longitude": 0.0}})
+        self.assertEqual(self.q("Location?near=10|179.99|20"), ["w2"])
+        for bad in ("42", "x|1", "91|0|1", "1|0|-1", "1|0|1|lightyear", "1|2|3|km|5"):
+            self.bad("Location?near=" + bad.replace("|", "%7C"), "near")
+        self.bad("Location?near:below=1|2", "near")
+
+
+class FhirSearch3DateTests(SearchCase):
+    """Several criteria on one date parameter, as one range: compared with Python."""
+
+    def test_date_ranges_match_python(self):
+        self.start()
+        rnd = random.Random(5)
+        vals = {}
+        for i in range(70):
+            y, m, d = rnd.randint(2018, 2022), rnd.randint(1, 12), rnd.randint(1, 28)
+            kind = i % 7
+            o = {"resourceType": "Observation", "id": "d%d" % i, "status": "final", "code": {"text": "t"}}
+            if kind == 0:
+                s = "%04d" % y
+            elif kind == 1:
+                s = "%04d-%02d" % (y, m)
+            elif kind == 2:
+                s = "%04d-%02d-%02d" % (y, m, d)
+            elif kind in (3, 4):
+                s = "%04d-%02d-%02dT%02d:%02d:00Z" % (y, m, d, rnd.randint(0, 23), rnd.randint(0, 59))
+            if kind <= 4:
+                o["effectiveDateTime"] = s
+                vals[o["id"]] = date_range(s)
+            else:
+                # Periods, some open-ended: long ranges come through the second branch
+                a = "%04d-%02d-%02d" % (y, m, d)
+                b = "%04d-%02d-%02d" % (y + rnd.randint(0, 2), rnd.randint(1, 12), 28)
+                if b < a:
+                    a, b = b, a
+                per = {"start": a} if kind == 6 and i % 2 else {"start": a, "end": b}
+                o["effectivePeriod"] = per
+                vals[o["id"]] = (date_range(a)[0], date_range(b)[1] if "end" in per else OPEN_HI)
+            self.put(o)
+        dates = ["2019", "2020-03", "2020-03-15", "2021-07-01T10:00:00Z", "2018-12", "2022"]
+        prefixes = ["ge", "gt", "le", "lt", "eq", "sa", "eb", "ne"]
+        checked = 0
+        for i in range(40):
+            crit = [(rnd.choice(prefixes), rnd.choice(dates)) for _ in range(rnd.choice((1, 2, 2, 3)))]
+            query = "&".join("date=%s%s" % c for c in crit)
+            want = sorted(k for k, (lo, hi) in vals.items() if all(prefix_holds(p, lo, hi, d) for p, d in crit))
+            self.assertEqual(self.q("Observation?%s&_count=1000" % query), want, query)
+            checked += bool(want)
+        self.assertGreater(checked, 10)
+        # the classic range, and a value with OR next to a merged pair
+        want = sorted(k for k, (lo, hi) in vals.items()
+                      if prefix_holds("ge", lo, hi, "2020-01-01") and prefix_holds("lt", lo, hi, "2021-01-01"))
+        self.assertEqual(self.q("Observation?date=ge2020-01-01&date=lt2021-01-01&_count=1000"), want)
+        want2 = sorted(k for k in want if prefix_holds("eq", *vals[k], "2020-03") or prefix_holds("eq", *vals[k], "2020-04"))
+        self.assertEqual(self.q("Observation?date=ge2020-01-01&date=eq2020-03,eq2020-04&date=lt2021-01-01&_count=1000"),
+                         want2)
+        self.bad("Observation?date=ge2020-01-01&date=lt2021-13", "date")
+
+
+class FhirSearch3ReindexTests(SearchCase):
+    """`holovitals reindex` fills the full-text and position rows of resources written before them."""
+
+    def test_reindex_fills_text_and_geo(self):
+        eng = self.start()
+        self.put({"resourceType": "Patient", "id": "r1", "name": [{"family": "Quimby"}]})
+        self.put({"resourceType": "Location", "id": "g1", "position": {"latitude": 1.0, "longitude": 2.0}})
+        self.assertEqual(self.q("Patient?_content=quimby"), ["r1"])
+        self.assertEqual(self.q("Location?near=1|2|1"), ["g1"])
+        if self.DB:
+            subprocess.run(["psql", "-q", "-X", self.DB, "-c", "DELETE FROM fhir.sp_text; DELETE FROM fhir.sp_geo"],
+                           check=True, capture_output=True, timeout=30)
+        else:
+            con = sqlite3.connect(os.path.join(eng.data, "fhir.db"), timeout=10)
+            with con:
+                con.execute("DELETE FROM sp_text")
+                con.execute("DELETE FROM sp_geo")
+            con.close()
+        self.assertEqual(self.q("Patient?_content=quimby"), [])
+        self.assertEqual(self.q("Location?near=1|2|1"), [])
+        eng.stop()
+        code, out, err = run_cli(*(["reindex", "--data", eng.data] + (["--db", self.DB] if self.DB else [])))
+        self.assertEqual(code, 0, err)
+        eng.start()
+        self.assertEqual(self.q("Patient?_content=quimby"), ["r1"])
+        self.assertEqual(self.q("Location?near=1|2|1"), ["g1"])
+        # reindexing again does not duplicate rows
+        st, _, b = self.jreq("POST", "/fhir/$reindex")
+        self.assertEqual(st, 200, b)
+        m, _ = self.search("Patient?_content=quimby")
+        self.assertEqual(m, ["Patient/r1"])
+
+
+if store_tests.PG_URL:
+    class FhirSearch3TextTestsPg(FhirSearch3TextTests):
+        @classmethod
+        def setUpClass(cls):
+            cls.DB = store_tests.private_db(store_tests.PG_URL, "hv_test_fhir_search3t")
+
+    class FhirSearch3NearTestsPg(FhirSearch3NearTests):
+        @classmethod
+        def setUpClass(cls):
+            cls.DB = store_tests.private_db(store_tests.PG_URL, "hv_test_fhir_search3n")
+
+    class FhirSearch3DateTestsPg(FhirSearch3DateTests):
+        @classmethod
+        def setUpClass(cls):
+            cls.DB = store_tests.private_db(store_tests.PG_URL, "hv_test_fhir_search3d")
+
+    class FhirSearch3ReindexTestsPg(FhirSearch3ReindexTests):
+        @classmethod
+        def setUpClass(cls):
+            cls.DB = store_tests.private_db(store_tests.PG_URL, "hv_test_fhir_search3r")
+
+
+if __name__ == "__main__":
+    main()
