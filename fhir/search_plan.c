@@ -793,6 +793,40 @@ static int text_cond(hv__search_plan_t *p, int tb, const char *idcol, const char
     return p->nbinds >= HV__SEARCH_MAX_BINDS ? HV_ETOOBIG : HV_OK;
 }
 
+/*
+ * _list (FHIR R4 search.html#list): the resources that are items of the List with
+ * the given id (List.entry.item, List's "item" reference parameter); comma: any of
+ * the lists. Functional lists ($current-allergies...) are not supported (501).
+ */
+static int list_cond(hv__search_plan_t *p, int tb, const char *idcol, const char *mod, const char *val)
+{
+    char one[VAL_MAX];
+    const char *s;
+    int first = 1, lt, ct;
+    if (mod[0] != '\0')
+        return fail(p, "search parameter \"%.64s\": takes no modifier", "_list");
+    if ((lt = bind_only(p, "List")) < 0 || (ct = bind_only(p, "item")) < 0)
+        return HV_ETOOBIG;
+    hv_buf_printf(&p->where, "%s IN (SELECT rid FROM sp_ref WHERE type = $%d AND code = $%d AND rtype = %s AND id IN (",
+                  idcol, lt, ct, TREF(tb));
+    for (s = val;; s++) {
+        s = piece(s, ',', one, sizeof(one));
+        if (one[0] == '$')
+            return unsupported(p, "search parameter \"%.64s\": functional lists ($name) are not supported", "_list");
+        if (!hv__fhir_id_valid(one))
+            return fail(p, "search parameter \"%.64s\": takes the id of a List", "_list");
+        if (!first)
+            sql(p, ", ");
+        if (b_text(p, one) != HV_OK)
+            return HV_ETOOBIG;
+        first = 0;
+        if (*s == '\0')
+            break;
+    }
+    sql(p, "))");
+    return HV_OK;
+}
+
 /* The metres in one unit of a near distance (UCUM codes; km when none is given). */
 static double distance_unit(const char *u)
 {
@@ -964,6 +998,10 @@ static int cond(hv__search_plan_t *p, const char *type, int tb, const char *idco
         sql(p, "))");
         return p->nbinds >= HV__SEARCH_MAX_BINDS ? HV_ETOOBIG : HV_OK;
     }
+    if (strcmp(name, "_filter") == 0)
+        return unsupported(p, "search parameter \"%.64s\": the _filter syntax is not supported", name);
+    if (strcmp(name, "_list") == 0)
+        return list_cond(p, tb, idcol, mod, val);
     sp = hv_fhir_search_find(t, name);
     if (sp == NULL)
         return HV_ENOTFOUND;

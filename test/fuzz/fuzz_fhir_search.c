@@ -30,6 +30,18 @@ static void check_sql(const hv__search_plan_t *p)
                 abort();
             if (n > max)
                 max = n;
+        } else if (*c == '@') {
+            /* a marker the run replaces: "@VS<k>@" or "@TX<column>:<placeholder>@" (_text, _content) */
+            const char *e = strchr(c + 1, '@');
+            if (e == NULL || (strncmp(c, "@VS", 3) != 0 && strncmp(c, "@TX", 3) != 0))
+                abort();
+            if (c[1] == 'T') {
+                const char *colon = strchr(c, ':');
+                int n = colon != NULL && colon < e ? atoi(colon + 1) : 0;
+                if (n < 1 || n > p->nbinds || (c[3] != '0' && c[3] != '1'))
+                    abort();
+            }
+            c = e;
         } else if (*c == '\'') {
             /* the only literals the planner writes: ESCAPE '\' and uri :above's '/' */
             if (strncmp(c, "'\\'", 3) != 0 && strncmp(c, "'/'", 3) != 0)
@@ -43,7 +55,7 @@ static void check_sql(const hv__search_plan_t *p)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static const char *const types[] = {"Patient", "Observation", "Encounter", "Condition"};
+    static const char *const types[] = {"Patient", "Observation", "Encounter", "Condition", "Location"};
     hv__search_plan_t a, b;
     char *q;
     int ra, rb;
@@ -61,8 +73,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         memcpy(a.compartment, "p1", 3);
         memcpy(b.compartment, "p1", 3);
     }
-    ra = hv__search_plan_build(&a, types[data[0] % 4], q, data[0] & 4, 10, 100);
-    rb = hv__search_plan_build(&b, types[data[0] % 4], q, data[0] & 4, 10, 100);
+    ra = hv__search_plan_build(&a, types[(data[0] & 32) ? 4 : data[0] % 4], q, data[0] & 4, 10, 100);
+    rb = hv__search_plan_build(&b, types[(data[0] & 32) ? 4 : data[0] % 4], q, data[0] & 4, 10, 100);
     if (ra != rb)
         abort();
     if ((ra == HV_EINVAL || ra == HV_ENOTSUP) && a.msg[0] == '\0')

@@ -466,7 +466,8 @@ class FhirSearch2ModifierTests(SearchCase):
         self.assertEqual(self.q("Observation?code:below=http://snomed.info/sct|123"), [])
         st, _, oo = self.jreq("GET", "/fhir/Observation?code:below=123")
         self.assertEqual(st, 400, oo)
-        for query, name in (("Observation?_text=pressure", "_text"), ("Observation?_content=x", "_content")):
+        for query, name in (("Observation?_query=x", "_query"), ("Observation?_filter=code%20eq%20x", "_filter"),
+                            ("Observation?_list=$current-allergies", "_list")):
             st, _, oo = self.jreq("GET", "/fhir/" + query)
             self.assertEqual(st, 501, (query, oo))
             self.assertIn(name, oo["issue"][0]["diagnostics"])

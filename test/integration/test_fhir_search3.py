@@ -208,6 +208,30 @@ class FhirSearch3TextTests(SearchCase):
         self.bad("Patient?_content=" + "%20".join("w%d" % i for i in range(17)), "_content")
 
 
+class FhirSearch3ListTests(SearchCase):
+    """_list: the items of a List (search.html#list)."""
+
+    def test_list(self):
+        self.start()
+        for i in range(4):
+            self.put({"resourceType": "Patient", "id": "lp%d" % i})
+        self.put({"resourceType": "Observation", "id": "lo1", "status": "final", "code": {"text": "x"}})
+        self.put({"resourceType": "List", "id": "l1", "status": "current", "mode": "working",
+                  "entry": [{"item": {"reference": "Patient/lp0"}}, {"item": {"reference": "Patient/lp2"}},
+                            {"item": {"reference": "Observation/lo1"}}]})
+        self.put({"resourceType": "List", "id": "l2", "status": "current", "mode": "working",
+                  "entry": [{"item": {"reference": "Patient/lp3"}}]})
+        self.assertEqual(self.q("Patient?_list=l1"), ["lp0", "lp2"])
+        self.assertEqual(self.q("Observation?_list=l1"), ["lo1"])
+        self.assertEqual(self.q("Patient?_list=l1,l2"), ["lp0", "lp2", "lp3"])
+        self.assertEqual(self.q("Patient?_list=l1&_list=l2"), [])
+        self.assertEqual(self.q("Patient?_list=nosuch"), [])
+        self.put({"resourceType": "List", "id": "l1", "status": "current", "mode": "working",
+                  "entry": [{"item": {"reference": "Patient/lp1"}}]})
+        self.assertEqual(self.q("Patient?_list=l1"), ["lp1"])
+        self.bad("Patient?_list=a%20b", "_list")
+
+
 class FhirSearch3NearTests(SearchCase):
     """Location near, compared with the haversine distance in Python."""
 
@@ -337,6 +361,11 @@ if store_tests.PG_URL:
         @classmethod
         def setUpClass(cls):
             cls.DB = store_tests.private_db(store_tests.PG_URL, "hv_test_fhir_search3t")
+
+    class FhirSearch3ListTestsPg(FhirSearch3ListTests):
+        @classmethod
+        def setUpClass(cls):
+            cls.DB = store_tests.private_db(store_tests.PG_URL, "hv_test_fhir_search3l")
 
     class FhirSearch3NearTestsPg(FhirSearch3NearTests):
         @classmethod
