@@ -92,8 +92,8 @@ static struct json_object *capability(const char *base)
         hv_json_set(r, "conditionalUpdate", json_object_new_boolean(1));
         hv_json_set_str(r, "conditionalDelete", "single");
         /* The parameters search answers: _id, _lastUpdated and every parameter of the
-         * type (own and inherited) with a FHIRPath expression whose type is indexed
-         * (fhir/search_index.c), composite ones included; special ones are not (yet). */
+         * type (own and inherited) the planner supports (hv__search_supported: indexed
+         * ones, composite ones, _text, _content, Location near); nothing else. */
         cond = json_object_new_array();
         {
             static const char *const meta[][2] = {{"_id", "token"}, {"_lastUpdated", "date"}};
@@ -109,8 +109,7 @@ static struct json_object *capability(const char *base)
                 const hv_fhir_search_t *sp = hv_fhir_search_own_at(bt, k);
                 hv_fhir_search_type_t st = hv_fhir_search_type(sp);
                 struct json_object *p;
-                if (st == HV_FHIR_SP_SPECIAL || !hv__search_indexed(sp) ||
-                    strcmp(hv_fhir_search_code(sp), "_id") == 0 || strcmp(hv_fhir_search_code(sp), "_lastUpdated") == 0)
+                if (!hv__search_supported(t, sp) || strcmp(hv_fhir_search_code(sp), "_id") == 0 || strcmp(hv_fhir_search_code(sp), "_lastUpdated") == 0)
                     continue;
                 p = json_object_new_object();
                 hv_json_set_str(p, "name", hv_fhir_search_code(sp));

@@ -202,6 +202,12 @@ void hv__search_plan_clear(hv__search_plan_t *p);
  */
 int hv__search_plan_build(hv__search_plan_t *p, const char *type, const char *query, int strict,
                           int64_t def_count, int64_t max_count);
+/*
+ * True when the planner answers parameter sp of resource type t (fhir/search_plan.c):
+ * the table the CapabilityStatement lists (fhir/rest_capability.c). The others are
+ * refused with 501 naming them.
+ */
+int hv__search_supported(const hv_fhir_type_t *t, const hv_fhir_search_t *sp);
 /* _sort=[-]key,... (fhir/search_run.c); HV_EINVAL with p->msg. */
 int hv__search_sort_parse(hv__search_plan_t *p, const char *v);
 /* _cursor: HV_EINVAL when it is not one made by hv__search_plan_run. */

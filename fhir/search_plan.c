@@ -1115,6 +1115,20 @@ static int cond(hv__search_plan_t *p, const char *type, int tb, const char *idco
     return p->nbinds >= HV__SEARCH_MAX_BINDS ? HV_ETOOBIG : HV_OK;
 }
 
+int hv__search_supported(const hv_fhir_type_t *t, const hv_fhir_search_t *sp)
+{
+    const char *code = hv_fhir_search_code(sp);
+    hv_fhir_search_type_t st = hv_fhir_search_type(sp);
+    if (strcmp(code, "_id") == 0 || strcmp(code, "_lastUpdated") == 0 || strcmp(code, "_text") == 0 ||
+        strcmp(code, "_content") == 0)
+        return 1;
+    if (strcmp(code, "near") == 0)
+        return strcmp(hv_fhir_type_name(t), "Location") == 0;
+    if (st == HV_FHIR_SP_COMPOSITE)
+        return hv__search_indexed(sp);
+    return table_of(st) != NULL && hv__search_indexed(sp);
+}
+
 /*
  * One top-level criterion key=val over the searched type ($1) or, in a system-level
  * search, over r.type: its parameter is looked up in the first _type (every _type

@@ -208,6 +208,57 @@ class FhirSearch3TextTests(SearchCase):
         self.bad("Patient?_content=" + "%20".join("w%d" % i for i in range(17)), "_content")
 
 
+class FhirSearch3CapabilityTests(SearchCase):
+    """The CapabilityStatement lists exactly the parameters the planner answers."""
+
+    SAMPLE = {"string": "x", "token": "x", "reference": "x", "date": "2020", "number": "1", "quantity": "1",
+              "uri": "http://x", "composite": "x$1", "special": "1|2|3"}
+
+    def test_capability_is_exact(self):
+        self.start()
+        st, _, cap = self.jreq("GET", "/fhir/metadata")
+        self.assertEqual(st, 200)
+        with open(os.path.join(REFERENCE, "fhir", "definitions", "search-parameters.json"), encoding="utf-8") as fh:
+            defs = [e["resource"] for e in json.load(fh)["entry"]]
+        conn = self.eng.connection(30)
+        checked = listed_total = 0
+        try:
+            for res in cap["rest"][0]["resource"]:
+                t = res["type"]
+                listed = {p["name"]: p["type"] for p in res.get("searchParam", [])}
+                self.assertEqual(len(listed), len(res.get("searchParam", [])), t)  # no parameter twice
+                cands = {}
+                for d in defs:
+                    if t in d["base"] or "Resource" in d["base"] or "DomainResource" in d["base"]:
+                        cands.setdefault(d["code"], d["type"])
+                for code, typ in sorted(cands.items()):
+                    conn.request("GET", "/fhir/%s?%s=%s" % (t, code, self.SAMPLE[typ]),
+                                 headers={"Prefer": "handling=strict"})
+                    r = conn.getresponse()
+                    body = json.loads(r.read())
+                    if r.status == 400 and "unknown search parameter" in body["issue"][0]["diagnostics"]:
+                        self.assertNotIn(code, listed, (t, code))  # e.g. _text of a non-DomainResource
+                        continue
+                    self.assertIn(r.status, (200, 400, 501), (t, code, body))
+                    if r.status == 501:
+                        self.assertNotIn(code, listed, (t, code, "listed but refused as not supported"))
+                        self.assertIn(code, body["issue"][0]["diagnostics"])
+                    else:
+                        self.assertIn(code, listed, (t, code, "answered but not listed"))
+                        self.assertEqual(listed[code], typ, (t, code))
+                    checked += 1
+                # nothing listed that the definitions do not have
+                self.assertEqual(sorted(set(listed) - set(cands)), [], t)
+                listed_total += len(listed)
+        finally:
+            conn.close()
+        self.assertGreater(checked, 1000)
+        self.assertGreater(listed_total, 1000)
+        loc = next(r for r in cap["rest"][0]["resource"] if r["type"] == "Location")
+        self.assertIn({"name": "near", "type": "special"},
+                      [{"name": p["name"], "type": p["type"]} for p in loc["searchParam"]])
+
+
 class FhirSearch3ListTests(SearchCase):
     """_list: the items of a List (search.html#list)."""
 
