@@ -551,14 +551,23 @@ typedef struct sctx {
     size_t rows;
     const hv_auth_principal_t *p; /* the caller; rows its scopes do not cover are left out */
     int check;
+    int more;      /* a row follows the page */
+    char *cursor;  /* the keyset cursor after the page's last row (owned) */
 } sctx_t;
 
 static int search_row(void *ud, const hv__store_row_t *row)
 {
     sctx_t *c = ud;
     char url[512];
-    if ((int64_t)c->rows >= c->count)
-        return HV_OK; /* the extra row only tells that there are more */
+    if ((int64_t)c->rows >= c->count) {
+        c->more = 1; /* the extra row only tells that there are more */
+        return HV_OK;
+    }
+    if (row->cursor != NULL) {
+        hv_free(c->cursor);
+        if ((c->cursor = hv_strdup(row->cursor)) == NULL)
+            return HV_ENOMEM;
+    }
     if (c->check && hv__authz_resource(c->p, HV_AUTH_SEARCH, row->type, row->id, NULL, row->text) != HV_OK)
         return HV_OK; /* outside the caller's scopes (fhir/rest_authz.c) */
     snprintf(url, sizeof(url), "%s/%s/%s", c->base, row->type, row->id);
@@ -570,12 +579,13 @@ static int search_row(void *ud, const hv__store_row_t *row)
 }
 
 /* Runs a search entry: op.text becomes a searchset Bundle (FHIR R4 http.html#search),
- * its first page (no next link: a client pages with a plain search). */
+ * one page of it; when more follow, its next link is the plain search's
+ * (GET [base]/[type]?criteria&_cursor=…, the keyset cursor of fhir/search_run.c). */
 static int run_search(hv_db_t *db, hv__bundle_job_t *bj, bentry_t *e)
 {
     hv_buf_t b, entries;
     sctx_t c = {bj->base, &entries, e->plan->count, 0, e->op.principal,
-                hv__authz_restricted(e->op.principal, HV_AUTH_SEARCH, e->op.type)};
+                hv__authz_restricted(e->op.principal, HV_AUTH_SEARCH, e->op.type), 0, NULL};
     int64_t total = -1;
     int rc;
     char self[1024];
@@ -592,6 +602,24 @@ static int run_search(hv_db_t *db, hv__bundle_job_t *bj, bentry_t *e)
         hv_buf_printf(&b, ",\"total\":%lld", (long long)total);
     hv_buf_puts(&b, ",\"link\":[{\"relation\":\"self\",\"url\":");
     hv_buf_json_str(&b, self, strlen(self));
+    if (c.more && c.cursor != NULL && c.count > 0) {
+        /* The query without its _cursor, then the cursor after this page. */
+        hv_buf_t next;
+        hv_buf_init(&next, 16384);
+        hv_buf_printf(&next, "%s/%s?", bj->base, e->op.type);
+        for (const char *p = e->query; *p;) {
+            size_t n = strcspn(p, "&");
+            if (n > 0 && strncmp(p, "_cursor=", 8) != 0) {
+                hv_buf_append(&next, p, n);
+                hv_buf_putc(&next, '&');
+            }
+            p += n + (p[n] == '&');
+        }
+        hv_buf_printf(&next, "_cursor=%s", c.cursor);
+        hv_buf_puts(&b, "},{\"relation\":\"next\",\"url\":");
+        hv_buf_json_str(&b, next.data ? next.data : "", next.len);
+        hv_buf_release(&next);
+    }
     hv_buf_puts(&b, "}],\"entry\":[");
     hv_buf_append(&b, entries.data ? entries.data : "", entries.len);
     rc = hv_buf_puts(&b, "]}");
@@ -605,6 +633,7 @@ static int run_search(hv_db_t *db, hv__bundle_job_t *bj, bentry_t *e)
     e->op.text = hv_buf_take(&b);
     e->op.status = 200;
 out:
+    hv_free(c.cursor);
     hv_buf_release(&b);
     hv_buf_release(&entries);
     return rc;

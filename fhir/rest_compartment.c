@@ -320,9 +320,16 @@ fail:
  * current version references the Patient — a superset of the CompartmentDefinition's
  * parameters), and the resources those refer to outside it (Practitioner,
  * Organization, Medication, Location… one level, search mode "include"). _type
- * (comma-separated) and _since (lastUpdated at or after) filter both; _count caps the
- * entries of the answer (default and maximum fhir.max_bundle_entries; there is no next
- * page). Bundle.total counts the compartment's matches.
+ * (comma-separated) and _since (lastUpdated at or after) filter both; start and end
+ * (dates) keep the members with a date index value (any date parameter: care dates,
+ * not record dates) overlapping [start, end], the members without one and the Patient.
+ *
+ * Paging: the members are read in row order; a page holds _count of them (default and
+ * maximum fhir.max_bundle_entries) and the resources the members read for it refer to
+ * (at most as many again; a resource several pages refer to is included on each).
+ * The next link carries _cursor=<row id of the page's last member>, a keyset cursor:
+ * page n costs what page 1 costs, and members written between pages are not skipped
+ * (they come last). Bundle.total counts every matching member.
  */
 #define EVERYTHING_MAX_REFS 4096
 
@@ -332,8 +339,13 @@ typedef struct every {
     const char *base;
     char **types;       /* _type, NULL-terminated, or NULL for all */
     int64_t since_ms;   /* -1: none */
+    int dates;          /* start/end given: [start_ms, end_ms] */
+    int64_t start_ms, end_ms;
+    int64_t after;      /* _cursor: members after this row id */
+    int64_t last_rid;   /* the page's last member */
+    int more;           /* a member follows the page */
     hv_buf_t body;
-    size_t count, max, written;
+    size_t count, max, written, inc_written, total;
     int patient_live;
     int check;          /* members and includes go through the scope check (fhir/rest_authz.c) */
     char (*seen)[HV__FHIR_TYPE_MAX + HV__FHIR_ID_MAX + 1]; /* members and includes, "Type/id" */
@@ -363,7 +375,7 @@ static int seen(const every_t *ev, const char *key)
 static void put_entry(every_t *ev, const hv__store_row_t *row, const char *mode)
 {
     char url[512];
-    if (ev->written >= ev->max)
+    if (mode[0] == 'i' && ev->inc_written++ >= ev->max)
         return;
     if (ev->written++ > 0)
         hv_buf_putc(&ev->body, ',');
@@ -416,29 +428,119 @@ static void collect_refs(every_t *ev, struct json_object *o, int depth)
     }
 }
 
-static int every_row(void *ud, const hv__store_row_t *row)
+/* True when a member passes _type and _since (the filters of the answer). */
+static int member_wanted(const every_t *ev, const char *type, int64_t last_ms)
 {
-    every_t *ev = ud;
-    struct json_object *tree;
-    /* A member the token may not see is left out, with what it refers to. */
-    if (ev->check && hv__authz_resource(ev->r->principal, HV_AUTH_SEARCH, row->type, row->id, NULL, row->text) != HV_OK)
-        return HV_OK;
-    if (ev->nseen < EVERYTHING_MAX_REFS)
-        snprintf(ev->seen[ev->nseen++], sizeof(ev->seen[0]), "%s/%s", row->type, row->id);
-    /* The references out of the compartment, fetched once the members are known;
-     * followed from every member, the filters apply to what is returned. */
-    tree = json_tokener_parse(row->text);
-    if (tree != NULL) {
-        collect_refs(ev, tree, 0);
-        json_object_put(tree);
+    return (ev->since_ms < 0 || last_ms >= ev->since_ms) && type_wanted(ev, type);
+}
+
+/*
+ * The compartment's members in row order after row id `after`, with the start/end
+ * filter in SQL. counting: counts the wanted members the token may see into
+ * ev->total (the JSON is read only when the scope check needs it). Otherwise fills
+ * the page: up to ev->max wanted members, the references of every member read for
+ * it collected, and ev->more set when another wanted member follows.
+ */
+static int scan_members(hv_db_t *db, every_t *ev, int64_t after, int counting)
+{
+    char sql[1024];
+    hv_db_stmt_t *st = NULL;
+    int rc, want_json = !counting || ev->check;
+    snprintf(sql, sizeof(sql),
+             "SELECT r.rid, r.type, r.id, r.version, r.last_ms, %s FROM refs c JOIN resources r ON r.type = c.type"
+             " AND r.id = c.id WHERE c.patient = $1 AND r.rid > $2 AND r.deleted = 0 AND NOT EXISTS (SELECT 1 FROM"
+             " resources n WHERE n.type = r.type AND n.id = r.id AND n.version > r.version)%s ORDER BY r.rid",
+             want_json ? "r.json" : "NULL",
+             ev->dates ? " AND (r.type = $3 OR NOT EXISTS (SELECT 1 FROM sp_date d WHERE d.type = r.type AND d.id ="
+                         " r.id) OR EXISTS (SELECT 1 FROM sp_date d WHERE d.type = r.type AND d.id = r.id AND d.hi >="
+                         " $4 AND d.lo <= $5))"
+                       : "");
+    rc = hv_db_prepare(db, sql, &st);
+    if (rc != HV_OK)
+        return rc;
+    hv_db_bind_text(st, 1, ev->patient, strlen(ev->patient));
+    hv_db_bind_int64(st, 2, after);
+    if (ev->dates) {
+        hv_db_bind_text(st, 3, "Patient", 7);
+        hv_db_bind_int64(st, 4, ev->start_ms);
+        hv_db_bind_int64(st, 5, ev->end_ms);
     }
-    if (ev->since_ms >= 0 && (int64_t)row->last_ms < ev->since_ms)
-        return HV_OK;
-    if (!type_wanted(ev, row->type))
-        return HV_OK;
-    ev->count++;
-    put_entry(ev, row, "match");
-    return HV_OK;
+    while ((rc = hv_db_step(st)) == HV_DB_ROW) {
+        hv__store_row_t row;
+        const char *s;
+        size_t len = 0;
+        int wanted;
+        struct json_object *tree;
+        memset(&row, 0, sizeof(row));
+        row.rid = hv_db_column_int64(st, 0);
+        s = hv_db_column_text(st, 1, &len);
+        snprintf(row.type, sizeof(row.type), "%.*s", (int)len, s ? s : "");
+        s = hv_db_column_text(st, 2, &len);
+        snprintf(row.id, sizeof(row.id), "%.*s", (int)len, s ? s : "");
+        row.version = hv_db_column_int64(st, 3);
+        row.last_ms = (uint64_t)hv_db_column_int64(st, 4);
+        wanted = member_wanted(ev, row.type, (int64_t)row.last_ms);
+        if (!want_json || (counting && !wanted)) {
+            ev->total += (size_t)(counting && wanted);
+            continue;
+        }
+        s = hv_db_column_text(st, 5, &len);
+        row.text = hv_strndup(s ? s : "", s ? len : 0);
+        row.text_len = s ? len : 0;
+        if (row.text == NULL) {
+            rc = HV_ENOMEM;
+            break;
+        }
+        /* A member the token may not see is left out, with what it refers to. */
+        if (ev->check &&
+            hv__authz_resource(ev->r->principal, HV_AUTH_SEARCH, row.type, row.id, NULL, row.text) != HV_OK) {
+            hv__store_row_clear(&row);
+            continue;
+        }
+        if (counting) {
+            ev->total++;
+            hv__store_row_clear(&row);
+            continue;
+        }
+        if (wanted && ev->count == ev->max) {
+            ev->more = 1;
+            hv__store_row_clear(&row);
+            break;
+        }
+        if (ev->nseen < EVERYTHING_MAX_REFS)
+            snprintf(ev->seen[ev->nseen++], sizeof(ev->seen[0]), "%s/%s", row.type, row.id);
+        /* The references out of the compartment, fetched once the page's members are
+         * known; followed from every member read, the filters apply to what is returned. */
+        tree = json_tokener_parse(row.text);
+        if (tree != NULL) {
+            collect_refs(ev, tree, 0);
+            json_object_put(tree);
+        }
+        if (wanted) {
+            ev->count++;
+            ev->last_rid = row.rid;
+            put_entry(ev, &row, "match");
+        }
+        hv__store_row_clear(&row);
+    }
+    hv_db_done(st);
+    return rc < 0 ? rc : HV_OK;
+}
+
+/* True when type/id is a member of the compartment (then it is a match on its own page,
+ * never an include). */
+static int is_member(hv_db_t *db, const every_t *ev, const char *type, const char *id)
+{
+    hv_db_stmt_t *st = NULL;
+    int rc;
+    if (hv_db_prepare(db, "SELECT 1 FROM refs WHERE patient = $1 AND type = $2 AND id = $3", &st) != HV_OK)
+        return 0;
+    hv_db_bind_text(st, 1, ev->patient, strlen(ev->patient));
+    hv_db_bind_text(st, 2, type, strlen(type));
+    hv_db_bind_text(st, 3, id, strlen(id));
+    rc = hv_db_step(st);
+    hv_db_done(st);
+    return rc == HV_DB_ROW;
 }
 
 static int job_everything(hv_db_t *db, void *arg)
@@ -458,7 +560,9 @@ static int job_everything(hv_db_t *db, void *arg)
     hv__store_row_clear(&row);
     if (!ev->patient_live)
         return HV_OK;
-    rc = hv__store_compartment(db, ev->patient, NULL, every_row, ev);
+    rc = scan_members(db, ev, 0, 1);
+    if (rc == HV_OK)
+        rc = scan_members(db, ev, ev->after, 0);
     for (size_t i = 0; rc == HV_OK && i < ev->nrefs; i++) {
         char type[HV__FHIR_TYPE_MAX];
         const char *slash = strchr(ev->refs[i], '/');
@@ -469,7 +573,7 @@ static int job_everything(hv_db_t *db, void *arg)
             snprintf(ev->seen[ev->nseen++], sizeof(ev->seen[0]), "%s", ev->refs[i]);
         memcpy(type, ev->refs[i], tl);
         type[tl] = '\0';
-        if (!type_wanted(ev, type))
+        if (!type_wanted(ev, type) || is_member(db, ev, type, slash + 1))
             continue;
         rc = hv__store_get(db, type, slash + 1, 0, &row);
         if (rc == HV_ENOTFOUND) {
@@ -516,8 +620,26 @@ static void done_everything(int status, void *arg)
                                       ev->patient, q[0] ? "?" : "", q);
         hv_buf_printf(&out, "{\"resourceType\":\"Bundle\",\"type\":\"searchset\",\"total\":%zu,\"link\":[{"
                             "\"relation\":\"self\",\"url\":",
-                      ev->count);
+                      ev->total);
         hv_buf_json_str(&out, self ? self : "", self ? strlen(self) : 0);
+        if (ev->more) {
+            /* The query as asked, without its _cursor, and the cursor after this page. */
+            hv_buf_t next;
+            hv_buf_init(&next, 16384);
+            hv_buf_printf(&next, "%s/Patient/%s/$everything?", ev->base, ev->patient);
+            for (const char *p = q; *p;) {
+                size_t n = strcspn(p, "&");
+                if (n > 0 && strncmp(p, "_cursor=", 8) != 0) {
+                    hv_buf_append(&next, p, n);
+                    hv_buf_putc(&next, '&');
+                }
+                p += n + (p[n] == '&');
+            }
+            hv_buf_printf(&next, "_cursor=%lld", (long long)ev->last_rid);
+            hv_buf_puts(&out, "},{\"relation\":\"next\",\"url\":");
+            hv_buf_json_str(&out, next.data ? next.data : "", next.len);
+            hv_buf_release(&next);
+        }
         hv_buf_puts(&out, "}],\"entry\":[");
         hv_buf_append(&out, ev->body.data ? ev->body.data : "", ev->body.len);
         if (hv_buf_puts(&out, "]}") == HV_OK)
@@ -535,7 +657,8 @@ static void everything(hv__rreq_t *r, const char *patient)
     hv__fhir_t *f = r->f;
     hv_http_req_t *req = r->req;
     const char *types = hv_http_req_query_param(req, "_type"), *since = hv_http_req_query_param(req, "_since");
-    const char *count = hv_http_req_query_param(req, "_count");
+    const char *count = hv_http_req_query_param(req, "_count"), *cursor = hv_http_req_query_param(req, "_cursor");
+    const char *start = hv_http_req_query_param(req, "start"), *until = hv_http_req_query_param(req, "end");
     every_t *ev = hv_calloc(1, sizeof(*ev));
     if (ev == NULL) {
         hv__rest_outcome(r, 503, "error", "transient", "out of memory");
@@ -561,6 +684,28 @@ static void everything(hv__rreq_t *r, const char *patient)
     if (ev->seen == NULL || ev->refs == NULL) {
         hv__rest_outcome(r, 503, "error", "transient", "out of memory");
         goto fail;
+    }
+    if (start != NULL || until != NULL) {
+        /* start and end are dates (patient-operation-everything.html): the first and
+         * the last millisecond they cover; either may be left out. */
+        int64_t lo, hi;
+        ev->dates = 1;
+        ev->start_ms = INT64_MIN / 2;
+        ev->end_ms = INT64_MAX / 2;
+        if ((start != NULL && hv__search_date_range(start, &ev->start_ms, &hi) != HV_OK) ||
+            (until != NULL && hv__search_date_range(until, &lo, &ev->end_ms) != HV_OK)) {
+            hv__rest_outcome(r, 400, "error", "invalid", "start and end must be dates (YYYY[-MM[-DD]])");
+            goto fail;
+        }
+    }
+    if (cursor != NULL) {
+        char *end_c = NULL;
+        long long n = strtoll(cursor, &end_c, 10);
+        if (end_c == cursor || *end_c != '\0' || n < 0) {
+            hv__rest_outcome(r, 400, "error", "invalid", "_cursor is not a cursor this server made");
+            goto fail;
+        }
+        ev->after = n;
     }
     if (since != NULL && hv__fhir_parse_time(since, &ev->since_ms) != HV_OK) {
         hv__rest_outcome(r, 400, "error", "invalid", "_since must be an instant (FHIR R4 datatypes.html#instant)");

@@ -259,6 +259,112 @@ class FhirSearch3CapabilityTests(SearchCase):
                       [{"name": p["name"], "type": p["type"]} for p in loc["searchParam"]])
 
 
+class FhirSearch3PagingTests(SearchCase):
+    """Patient/$everything pages (_count, keyset next link, start/end); searches inside batch Bundles page."""
+
+    def load_patient(self):
+        self.start()
+        self.put({"resourceType": "Organization", "id": "org1", "name": "Clinic"})
+        self.put({"resourceType": "Practitioner", "id": "dr1", "name": [{"family": "Who"}]})
+        self.put({"resourceType": "Patient", "id": "ep", "managingOrganization": {"reference": "Organization/org1"}})
+        self.put({"resourceType": "Patient", "id": "other"})
+        dates = {}
+        for i in range(25):
+            when = "%04d-%02d-15" % (2015 + i % 10, 1 + i % 12)
+            self.put({"resourceType": "Observation", "id": "eo%d" % i, "status": "final", "code": {"text": "x"},
+                      "subject": {"reference": "Patient/ep"}, "effectiveDateTime": when,
+                      "performer": [{"reference": "Practitioner/dr1"}]})
+            dates["eo%d" % i] = when
+        self.put({"resourceType": "Observation", "id": "eo-other", "status": "final", "code": {"text": "x"},
+                  "subject": {"reference": "Patient/other"}})
+        # a member without a care date (the Patient's own birthDate is left out of the compartment test)
+        self.put({"resourceType": "Flag", "id": "ef", "status": "active", "code": {"text": "f"},
+                  "subject": {"reference": "Patient/ep"}})
+        return dates
+
+    def pages(self, path, between=None):
+        """(matches in order, includes per page, totals, number of pages)."""
+        match, incs, totals, n = [], [], [], 0
+        while path:
+            st, _, b = self.jreq("GET", path)
+            self.assertEqual(st, 200, (path, b))
+            totals.append(b.get("total"))
+            match += ["%s/%s" % (e["resource"]["resourceType"], e["resource"]["id"])
+                      for e in b.get("entry", []) if e["search"]["mode"] == "match"]
+            incs.append(sorted("%s/%s" % (e["resource"]["resourceType"], e["resource"]["id"])
+                               for e in b.get("entry", []) if e["search"]["mode"] == "include"))
+            nxt = [l["url"] for l in b["link"] if l["relation"] == "next"]
+            path = nxt[0][nxt[0].index("/fhir/"):] if nxt else None
+            n += 1
+            if between and n == 1:
+                between()
+            self.assertLess(n, 50)
+        return match, incs, totals, n
+
+    def test_everything_pages_with_a_keyset_cursor(self):
+        dates = self.load_patient()
+        members = ["Patient/ep"] + ["Observation/eo%d" % i for i in range(25)] + ["Flag/ef"]
+        match, incs, totals, n = self.pages("/fhir/Patient/ep/$everything?_count=7")
+        self.assertEqual(match, members)  # row order, no duplicates, no gaps
+        self.assertEqual(n, 4)
+        self.assertEqual(set(totals), {27})
+        self.assertEqual(incs[0], ["Organization/org1", "Practitioner/dr1"])
+        for page in incs:
+            self.assertFalse(set(page) & set(members), "a member is never an include")
+        # one page with everything, as before
+        match1, _, _, n1 = self.pages("/fhir/Patient/ep/$everything")
+        self.assertEqual((sorted(match1), n1), (sorted(members), 1))
+        # a member written between pages is not lost (it comes last), none repeats
+        added = lambda: self.put({"resourceType": "Observation", "id": "eo-new", "status": "final",
+                                  "code": {"text": "x"}, "subject": {"reference": "Patient/ep"}})
+        match, _, _, _ = self.pages("/fhir/Patient/ep/$everything?_count=10", between=added)
+        self.assertEqual(match, members + ["Observation/eo-new"])
+        # start/end: members with a care date in the range, those without one, the Patient
+        for start, end in (("2018", "2019"), ("2016-03", None), (None, "2015-06-30")):
+            q = "&".join(k + "=" + v for k, v in (("start", start), ("end", end)) if v)
+            lo = date_range(start)[0] if start else -(1 << 62)
+            hi = date_range(end)[1] if end else 1 << 62
+            want = ["Patient/ep"] + ["Observation/" + k for k, d in sorted(dates.items(), key=lambda kv: int(kv[0][2:]))
+                                     if date_range(d)[1] >= lo and date_range(d)[0] <= hi]
+            want += ["Observation/eo-new", "Flag/ef"]
+            match, _, totals, _ = self.pages("/fhir/Patient/ep/$everything?_count=4&" + q)
+            self.assertEqual(sorted(match), sorted(want), q)
+            self.assertEqual(len(match), len(set(match)))
+            self.assertEqual(totals[0], len(want))
+        # _type with paging, and errors
+        match, _, totals, _ = self.pages("/fhir/Patient/ep/$everything?_type=Flag,Patient&_count=1")
+        self.assertEqual(match, ["Patient/ep", "Flag/ef"])
+        for bad in ("start=notadate", "end=2020-13", "_cursor=x", "_count=-1"):
+            st, _, oo = self.jreq("GET", "/fhir/Patient/ep/$everything?" + bad)
+            self.assertEqual(st, 400, (bad, oo))
+
+    def test_search_in_batch_has_next_link(self):
+        self.load_patient()
+        want = sorted(self.q("Observation?subject=Patient/ep&_count=1000"))
+        batch = {"resourceType": "Bundle", "type": "batch", "entry": [
+            {"request": {"method": "GET", "url": "Observation?subject=Patient/ep&_count=10&_sort=-date"}},
+            {"request": {"method": "GET", "url": "Observation?subject=Patient/ep&_count=100"}}]}
+        for kind in ("batch", "transaction"):
+            batch["type"] = kind
+            st, _, out = self.jreq("POST", "/fhir", batch)
+            self.assertEqual(st, 200, out)
+            inner = out["entry"][0]["resource"]
+            self.assertEqual(len(inner["entry"]), 10)
+            nxt = [l["url"] for l in inner["link"] if l["relation"] == "next"]
+            self.assertEqual(len(nxt), 1, inner["link"])
+            first = [e["resource"]["id"] for e in inner["entry"]]
+            rest, _, _, _ = self.pages(nxt[0][nxt[0].index("/fhir/"):])
+            got = first + [k.split("/", 1)[1] for k in rest]
+            self.assertEqual(sorted(got), want)
+            self.assertEqual(len(got), len(set(got)))
+            # the order is the plain search's order (-date), across the pages
+            plain, _, _, _ = self.pages("/fhir/Observation?subject=Patient/ep&_count=10&_sort=-date")
+            self.assertEqual(got, [k.split("/", 1)[1] for k in plain])
+            last = out["entry"][1]["resource"]
+            self.assertEqual(len(last["entry"]), len(want))
+            self.assertEqual([l["relation"] for l in last["link"]], ["self"])
+
+
 class FhirSearch3ListTests(SearchCase):
     """_list: the items of a List (search.html#list)."""
 
@@ -412,6 +518,11 @@ if store_tests.PG_URL:
         @classmethod
         def setUpClass(cls):
             cls.DB = store_tests.private_db(store_tests.PG_URL, "hv_test_fhir_search3t")
+
+    class FhirSearch3PagingTestsPg(FhirSearch3PagingTests):
+        @classmethod
+        def setUpClass(cls):
+            cls.DB = store_tests.private_db(store_tests.PG_URL, "hv_test_fhir_search3p")
 
     class FhirSearch3ListTestsPg(FhirSearch3ListTests):
         @classmethod

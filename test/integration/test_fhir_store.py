@@ -642,8 +642,11 @@ class FhirStoreTests(EngineTestCase):
         future = "2999-01-01T00:00:00Z"
         st, _, ev = self.jreq("GET", "/fhir/Patient/%s/$everything?_since=%s" % (a["id"], future))
         self.assertEqual((st, ev.get("entry", [])), (200, []))
+        # _count: members per page, with what they refer to; the rest through the next link
         st, _, ev = self.jreq("GET", "/fhir/Patient/%s/$everything?_count=2" % a["id"])
-        self.assertEqual(len(ev["entry"]), 2)
+        self.assertEqual(len([e for e in ev["entry"] if e["search"]["mode"] == "match"]), 2)
+        self.assertEqual(ev["total"], 5)
+        self.assertEqual([l["relation"] for l in ev["link"]], ["self", "next"])
         st, _, oo = self.jreq("GET", "/fhir/Patient/%s/$everything?_type=Nothing" % a["id"])
         self.assertOutcome(st, oo, 400)
 
