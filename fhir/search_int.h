@@ -188,6 +188,9 @@ typedef struct hv__search_plan {
     int ninc;
     hv__sp_vs_t vs[HV__SEARCH_MAX_VS]; /* "@VS<k>@" in where marks where its members go */
     int nvs;
+    /* During hv__search_plan_build of a system-level search: its _type list (for _sort). */
+    const char (*systypes)[HV__FHIR_TYPE_MAX];
+    int nsystypes;
     hv_buf_t unknown;     /* names of ignored parameters, comma separated */
     hv_buf_t canon;       /* the criteria as a query string, for the links */
     char msg[320];        /* why a plan was refused (400) */

@@ -1256,7 +1256,8 @@ static int is_result_param(const char *k)
     static const char *const names[] = {"_format",  "_pretty",          "_summary",           "_elements",
                                         "_count",   "_cursor",          "_total",             "_sort",
                                         "_include", "_include:iterate", "_include:recurse",   "_revinclude",
-                                        "_revinclude:iterate", "_revinclude:recurse"};
+                                        "_revinclude:iterate", "_revinclude:recurse", "_contained",
+                                        "_containedType"};
     for (size_t i = 0; i < HV_ARRAY_LEN(names); i++)
         if (strcmp(k, names[i]) == 0)
             return 1;
@@ -1319,6 +1320,14 @@ static int result_param(hv__search_plan_t *p, const char *k, const char *v, int6
         p->summary_count = strcmp(v, "count") == 0;
     } else if (strcmp(k, "_sort") == 0) {
         return hv__search_sort_parse(p, v);
+    } else if (strcmp(k, "_contained") == 0 || strcmp(k, "_containedType") == 0) {
+        /* search.html#contained: contained resources are not searched by this server;
+         * _contained=false (the default) is what every search does. */
+        if (strcmp(k, "_contained") == 0 && strcmp(v, "false") == 0)
+            return HV_OK;
+        if (strcmp(k, "_contained") == 0 && strcmp(v, "true") != 0 && strcmp(v, "both") != 0)
+            return fail(p, "%s must be true, false or both", k);
+        return unsupported(p, "%s: searching contained resources is not supported", k);
     } else if (strcmp(k, "_cursor") == 0) {
         if (hv__search_cursor_parse(p, v) != HV_OK)
             return fail(p, "%s is not a cursor this server made", k);
@@ -1365,6 +1374,8 @@ int hv__search_plan_build(hv__search_plan_t *p, const char *type, const char *qu
             }
         }
     }
+    p->systypes = (const char(*)[HV__FHIR_TYPE_MAX])types;
+    p->nsystypes = ntypes;
     /* $1 is the resource type (system level: the first _type, or "" matching no type). */
     p->binds[0].kind = 0;
     p->binds[0].s = hv_strdup(p->system ? (ntypes ? types[0] : "") : type);
@@ -1467,6 +1478,8 @@ int hv__search_plan_build(hv__search_plan_t *p, const char *type, const char *qu
     if (p->has_cursor && hv__search_cursor_check(p) != HV_OK)
         rc = fail(p, "%s is not a cursor this server made for this _sort", "_cursor");
 out:
+    p->systypes = NULL;
+    p->nsystypes = 0;
     hv_free(q);
     return rc;
 }

@@ -27,9 +27,28 @@
 #include "fhir/fhirpath.h"
 #include "fhir/search_int.h"
 
+/* The sortable type of parameter code of t (0 when t has none that can be sorted on). */
+static hv_fhir_search_type_t sortable(const hv_fhir_type_t *t, const char *code)
+{
+    const hv_fhir_search_t *sp = t != NULL ? hv_fhir_search_find(t, code) : NULL;
+    hv_fhir_search_type_t st = sp ? hv_fhir_search_type(sp) : HV_FHIR_SP_SPECIAL;
+    if (sp == NULL || !hv__search_indexed(sp) ||
+        !(st == HV_FHIR_SP_DATE || st == HV_FHIR_SP_STRING || st == HV_FHIR_SP_TOKEN || st == HV_FHIR_SP_NUMBER ||
+          st == HV_FHIR_SP_QUANTITY || st == HV_FHIR_SP_URI))
+        return 0;
+    return st;
+}
+
+/*
+ * _sort (FHIR R4 search.html#sort). In a system-level search a parameter key must
+ * be sortable, with the same type, in every _type (without _type: a parameter of
+ * every resource, Resource's); the sort values come from each row's own type's index.
+ */
 int hv__search_sort_parse(hv__search_plan_t *p, const char *v)
 {
-    const hv_fhir_type_t *t = hv_fhir_resource_type(p->type);
+    const hv_fhir_type_t *t = p->system ? (p->nsystypes > 0 ? hv_fhir_resource_type(p->systypes[0])
+                                                             : hv_fhir_type_find("Resource", 8))
+                                        : hv_fhir_resource_type(p->type);
     char key[128];
     p->nsort = 0;
     while (*v) {
@@ -55,15 +74,14 @@ int hv__search_sort_parse(hv__search_plan_t *p, const char *v)
         } else if (strcmp(s, "_id") == 0) {
             k->kind = HV__SORT_ID;
         } else {
-            const hv_fhir_search_t *sp = hv_fhir_search_find(t, s);
-            hv_fhir_search_type_t st = sp ? hv_fhir_search_type(sp) : HV_FHIR_SP_SPECIAL;
-            if (sp == NULL || !hv__search_indexed(sp) ||
-                !(st == HV_FHIR_SP_DATE || st == HV_FHIR_SP_STRING || st == HV_FHIR_SP_TOKEN ||
-                  st == HV_FHIR_SP_NUMBER || st == HV_FHIR_SP_QUANTITY || st == HV_FHIR_SP_URI) ||
-                strlen(s) >= sizeof(k->code)) {
+            hv_fhir_search_type_t st = sortable(t, s);
+            for (int i = 1; p->system && st != 0 && i < p->nsystypes; i++)
+                if (sortable(hv_fhir_resource_type(p->systypes[i]), s) != st)
+                    st = 0;
+            if (st == 0 || strlen(s) >= sizeof(k->code)) {
                 snprintf(p->msg, sizeof(p->msg),
                          "_sort: \"%.64s\" is not a date, string, token, number, quantity or uri parameter of %s", s,
-                         p->type);
+                         p->system ? "every _type" : p->type);
                 return HV_EINVAL;
             }
             k->kind = HV__SORT_PARAM;
