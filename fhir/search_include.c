@@ -13,10 +13,12 @@
  */
 #include "config.h"
 
+#include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "fhir/fhirpath.h"
 #include "fhir/search_int.h"
 
 #define CHUNK 100 /* ids bound in one statement */
@@ -69,6 +71,40 @@ typedef struct inc_run {
 
 #define ROW_COLS "r.rid, r.type, r.id, r.version, r.last_ms, r.deleted, r.json"
 
+/* Hands every new resource of statement st (ROW_COLS) to the caller; HV_OK or an error. */
+static int emit(inc_run_t *x, hv_db_stmt_t *st)
+{
+    int rc;
+    while ((rc = hv_db_step(st)) == HV_DB_ROW) {
+        hv__store_row_t row;
+        size_t len = 0;
+        const char *s;
+        int fresh;
+        memset(&row, 0, sizeof(row));
+        s = hv_db_column_text(st, 1, &len);
+        snprintf(row.type, sizeof(row.type), "%.*s", (int)len, s ? s : "");
+        s = hv_db_column_text(st, 2, &len);
+        snprintf(row.id, sizeof(row.id), "%.*s", (int)len, s ? s : "");
+        if (x->added >= HV__SEARCH_MAX_INCLUDED)
+            break;
+        fresh = seen_add(&x->seen, row.type, row.id);
+        if (fresh <= 0)
+            continue;
+        row.rid = hv_db_column_int64(st, 0);
+        row.version = hv_db_column_int64(st, 3);
+        row.last_ms = (uint64_t)hv_db_column_int64(st, 4);
+        s = hv_db_column_text(st, 6, &len);
+        row.text = hv_strndup(s ? s : "", s ? len : 0);
+        row.text_len = s ? len : 0;
+        x->added++;
+        rc = row.text ? x->cb(x->ud, &row) : HV_ENOMEM;
+        hv__store_row_clear(&row);
+        if (rc != HV_OK)
+            break;
+    }
+    return rc < 0 ? rc : HV_OK;
+}
+
 /*
  * Runs one include statement over ids[from..to) of type `type` for parameter in and
  * hands every new resource to the caller.
@@ -112,37 +148,159 @@ static int run_chunk(inc_run_t *x, const hv__sp_include_t *in, const char *type,
         hv_db_bind_text(st, ++k, in->code, strlen(in->code));
     if (!in->rev && in->target[0] != '\0')
         hv_db_bind_text(st, ++k, in->target, strlen(in->target));
-    while ((rc = hv_db_step(st)) == HV_DB_ROW) {
-        hv__store_row_t row;
-        size_t len = 0;
-        const char *s;
-        int fresh;
-        memset(&row, 0, sizeof(row));
-        s = hv_db_column_text(st, 1, &len);
-        snprintf(row.type, sizeof(row.type), "%.*s", (int)len, s ? s : "");
-        s = hv_db_column_text(st, 2, &len);
-        snprintf(row.id, sizeof(row.id), "%.*s", (int)len, s ? s : "");
-        if (x->added >= HV__SEARCH_MAX_INCLUDED)
-            break;
-        fresh = seen_add(&x->seen, row.type, row.id);
-        if (fresh <= 0)
-            continue;
-        row.rid = hv_db_column_int64(st, 0);
-        row.version = hv_db_column_int64(st, 3);
-        row.last_ms = (uint64_t)hv_db_column_int64(st, 4);
-        s = hv_db_column_text(st, 6, &len);
-        row.text = hv_strndup(s ? s : "", s ? len : 0);
-        row.text_len = s ? len : 0;
-        x->added++;
-        rc = row.text ? x->cb(x->ud, &row) : HV_ENOMEM;
-        hv__store_row_clear(&row);
-        if (rc != HV_OK)
-            break;
-    }
+    rc = emit(x, st);
     hv_db_done(st);
 out:
     hv_buf_release(&q);
     return rc < 0 ? rc : HV_OK;
+}
+
+#define MAX_CANONICALS 256 /* canonical values one chunk of sources resolves */
+
+/* The current, live resources of type whose url is url (and whose version is ver, unless NULL). */
+static int resolve_canonical(inc_run_t *x, const char *type, const char *url, const char *ver)
+{
+    hv_db_stmt_t *st = NULL;
+    int rc = hv_db_prepare(x->db,
+                           ver != NULL
+                               ? "SELECT " ROW_COLS " FROM resources r WHERE r.type = $1 AND r.id IN (SELECT id FROM"
+                                 " sp_uri WHERE type = $1 AND code = 'url' AND value = $2) AND r.id IN (SELECT id FROM"
+                                 " sp_tok WHERE type = $1 AND code = 'version' AND value = $3) AND r.deleted = 0 AND"
+                                 " NOT EXISTS (SELECT 1 FROM resources n WHERE n.type = r.type AND n.id = r.id AND"
+                                 " n.version > r.version) ORDER BY r.rid"
+                               : "SELECT " ROW_COLS " FROM resources r WHERE r.type = $1 AND r.id IN (SELECT id FROM"
+                                 " sp_uri WHERE type = $1 AND code = 'url' AND value = $2) AND r.deleted = 0 AND"
+                                 " NOT EXISTS (SELECT 1 FROM resources n WHERE n.type = r.type AND n.id = r.id AND"
+                                 " n.version > r.version) ORDER BY r.rid",
+                           &st);
+    if (rc != HV_OK)
+        return rc;
+    hv_db_bind_text(st, 1, type, strlen(type));
+    hv_db_bind_text(st, 2, url, strlen(url));
+    if (ver != NULL)
+        hv_db_bind_text(st, 3, ver, strlen(ver));
+    rc = emit(x, st);
+    hv_db_done(st);
+    return rc;
+}
+
+/*
+ * _include of canonical references (FHIR R4 references.html#canonical): a reference
+ * parameter over a canonical element (QuestionnaireResponse.questionnaire,
+ * MedicationRequest.instantiates-canonical...) holds "url[|version]", which the
+ * reference index (Type/id) does not resolve. For the sources seen[from..to) (of
+ * in->src) the parameter's expression is evaluated and every canonical value adds the
+ * resources of its target types (in->target, or the parameter's targets that have a
+ * url parameter) whose url — and version, when the value has one — equal it.
+ */
+static int run_canonical(inc_run_t *x, const hv__sp_include_t *in, const hv_fhir_search_t *sp, size_t from,
+                         size_t to)
+{
+    hv_buf_t q;
+    hv_db_stmt_t *st = NULL;
+    hv_fhirpath_t *fp = NULL;
+    hv_arena_t *arena = NULL;
+    hv_error_t err;
+    char (*canon)[512] = NULL;
+    size_t ncanon = 0;
+    int rc, k = 1;
+    const char *expr = hv_fhir_search_expression(sp);
+    int canonical_target = 0;
+    /* Only a parameter with a target that has a url (a canonical resource) can hold a
+     * canonical; the others (Observation:subject...) cost nothing here. */
+    for (size_t t = 0; t < (in->target[0] ? 1 : hv_fhir_search_target_count(sp)); t++) {
+        const hv_fhir_type_t *tt = in->target[0] ? hv_fhir_resource_type(in->target) : hv_fhir_search_target_at(sp, t);
+        canonical_target |= tt != NULL && hv_fhir_search_find(tt, "url") != NULL;
+    }
+    if (expr == NULL || !canonical_target)
+        return HV_OK;
+    memset(&err, 0, sizeof(err));
+    hv_buf_init(&q, 16384);
+    canon = hv_calloc(MAX_CANONICALS, sizeof(*canon));
+    arena = hv_arena_new(0);
+    if (canon == NULL || arena == NULL) {
+        rc = HV_ENOMEM;
+        goto out;
+    }
+    if (hv_fhirpath_compile(expr, 0, NULL, &fp, &err) != HV_OK) {
+        rc = HV_OK; /* an expression this engine cannot compile indexes nothing either */
+        goto out;
+    }
+    hv_buf_puts(&q, "SELECT r.json FROM resources r WHERE r.type = $1 AND r.id IN (");
+    for (size_t i = from; i < to; i++)
+        hv_buf_printf(&q, "%s$%d", i > from ? ", " : "", ++k);
+    hv_buf_puts(&q, ") AND r.deleted = 0 AND NOT EXISTS (SELECT 1 FROM resources n WHERE n.type = r.type AND"
+                    " n.id = r.id AND n.version > r.version)");
+    if ((rc = hv_buf_puts(&q, "")) != HV_OK || (rc = hv_db_prepare(x->db, q.data, &st)) != HV_OK)
+        goto out;
+    hv_db_bind_text(st, 1, in->src, strlen(in->src));
+    k = 1;
+    for (size_t i = from; i < to; i++)
+        hv_db_bind_text(st, ++k, x->seen.ids[i], strlen(x->seen.ids[i]));
+    while ((rc = hv_db_step(st)) == HV_DB_ROW) {
+        size_t len = 0;
+        const char *s = hv_db_column_text(st, 0, &len);
+        struct json_object *tree = s ? json_tokener_parse(s) : NULL;
+        hv_fhirpath_result_t *res = NULL;
+        if (tree == NULL)
+            continue;
+        hv_arena_reset(arena);
+        if (hv_fhirpath_eval(fp, tree, NULL, arena, &res, &err) == HV_OK) {
+            for (size_t i = 0; i < hv_fhirpath_result_count(res) && ncanon < MAX_CANONICALS; i++) {
+                hv_fhirpath_item_t it;
+                const char *v;
+                if (hv_fhirpath_result_item(res, i, &it) != HV_OK || it.kind != HV_FHIRPATH_NODE || it.type == NULL ||
+                    strcmp(it.type, "canonical") != 0 || it.json == NULL ||
+                    !json_object_is_type(it.json, json_type_string))
+                    continue;
+                v = json_object_get_string(it.json);
+                if (v[0] != '\0' && v[0] != '#' && strlen(v) < sizeof(canon[0]))
+                    snprintf(canon[ncanon++], sizeof(canon[0]), "%s", v);
+            }
+        }
+        json_object_put(tree);
+    }
+    hv_db_done(st);
+    if (rc < 0)
+        goto out;
+    rc = HV_OK;
+    for (size_t c = 0; c < ncanon && rc == HV_OK; c++) {
+        char *bar = strchr(canon[c], '|');
+        if (bar != NULL)
+            *bar = '\0';
+        for (size_t t = 0; t < (in->target[0] ? 1 : hv_fhir_search_target_count(sp)) && rc == HV_OK; t++) {
+            const hv_fhir_type_t *tt = in->target[0] ? hv_fhir_resource_type(in->target)
+                                                     : hv_fhir_search_target_at(sp, t);
+            if (tt == NULL || hv_fhir_search_find(tt, "url") == NULL)
+                continue;
+            rc = resolve_canonical(x, hv_fhir_type_name(tt), canon[c], bar != NULL && bar[1] ? bar + 1 : NULL);
+        }
+    }
+out:
+    hv_fhirpath_free(fp);
+    hv_arena_free(arena);
+    hv_free(canon);
+    hv_buf_release(&q);
+    return rc;
+}
+
+/* Canonical includes of the chunk seen[from..to): of parameter in->code, or of every
+ * reference parameter of the source type for "*". */
+static int run_canonicals(inc_run_t *x, const hv__sp_include_t *in, size_t from, size_t to)
+{
+    const hv_fhir_type_t *t = hv_fhir_resource_type(in->src);
+    int rc = HV_OK;
+    if (in->code[0] != '\0') {
+        const hv_fhir_search_t *sp = hv_fhir_search_find(t, in->code);
+        return sp != NULL ? run_canonical(x, in, sp, from, to) : HV_OK;
+    }
+    for (const hv_fhir_type_t *bt = t; bt != NULL && rc == HV_OK; bt = hv_fhir_type_base(bt))
+        for (size_t i = 0; i < hv_fhir_search_own_count(bt) && rc == HV_OK; i++) {
+            const hv_fhir_search_t *sp = hv_fhir_search_own_at(bt, i);
+            if (hv_fhir_search_type(sp) == HV_FHIR_SP_REFERENCE)
+                rc = run_canonical(x, in, sp, from, to);
+        }
+    return rc;
 }
 
 /* Applies parameter in to the resources seen[from..to) (the previous round's). */
@@ -175,6 +333,8 @@ static int apply(inc_run_t *x, const hv__sp_include_t *in, size_t from, size_t t
                 ;
             if (a < b)
                 rc = run_chunk(x, in, type, a, b);
+            if (a < b && rc == HV_OK && !in->rev)
+                rc = run_canonicals(x, in, a, b);
         }
     }
     return rc;

@@ -411,6 +411,34 @@ class FhirSearch3SystemSortTests(SearchCase):
         self.bad("Patient?_contained=maybe", "_contained")
 
 
+class FhirSearch3CanonicalTests(SearchCase):
+    """_include through canonical references (url|version)."""
+
+    def test_include_canonical(self):
+        self.start()
+        url = "http://example.org/fhir/Questionnaire/phq"
+        for qid, ver in (("q2", "2"), ("q3", "3")):
+            self.put({"resourceType": "Questionnaire", "id": qid, "url": url, "version": ver, "status": "active"})
+        self.put({"resourceType": "Questionnaire", "id": "qo", "url": "http://example.org/other", "status": "active"})
+        for rid, canon in (("r1", url + "|2"), ("r2", url), ("r3", "http://example.org/other"),
+                           ("r4", "http://example.org/unknown")):
+            self.put({"resourceType": "QuestionnaireResponse", "id": rid, "status": "completed",
+                      "questionnaire": canon})
+        cases = {"r1": ["Questionnaire/q2"], "r2": ["Questionnaire/q2", "Questionnaire/q3"],
+                 "r3": ["Questionnaire/qo"], "r4": []}
+        for rid, want in cases.items():
+            for inc in ("QuestionnaireResponse:questionnaire", "QuestionnaireResponse:*",
+                        "QuestionnaireResponse:questionnaire:Questionnaire"):
+                m, got = self.search("QuestionnaireResponse?_id=%s&_include=%s" % (rid, inc))
+                self.assertEqual((m, sorted(got)), (["QuestionnaireResponse/" + rid], want), (rid, inc))
+        m, got = self.search("QuestionnaireResponse?_include=QuestionnaireResponse:questionnaire&_count=2")
+        self.assertEqual(len(got), len(set(got)))  # never twice on one page
+        # a retired version is gone from the include once deleted
+        st, _, _ = self.jreq("DELETE", "/fhir/Questionnaire/q3")
+        m, got = self.search("QuestionnaireResponse?_id=r2&_include=QuestionnaireResponse:questionnaire")
+        self.assertEqual(got, ["Questionnaire/q2"])
+
+
 class FhirSearch3ListTests(SearchCase):
     """_list: the items of a List (search.html#list)."""
 
@@ -574,6 +602,11 @@ if store_tests.PG_URL:
         @classmethod
         def setUpClass(cls):
             cls.DB = store_tests.private_db(store_tests.PG_URL, "hv_test_fhir_search3s")
+
+    class FhirSearch3CanonicalTestsPg(FhirSearch3CanonicalTests):
+        @classmethod
+        def setUpClass(cls):
+            cls.DB = store_tests.private_db(store_tests.PG_URL, "hv_test_fhir_search3c")
 
     class FhirSearch3ListTestsPg(FhirSearch3ListTests):
         @classmethod
