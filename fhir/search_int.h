@@ -188,6 +188,16 @@ typedef struct hv__search_plan {
     int ninc;
     hv__sp_vs_t vs[HV__SEARCH_MAX_VS]; /* "@VS<k>@" in where marks where its members go */
     int nvs;
+    /*
+     * Correlation of the top-level criteria (fhir/search_run.c): criterion k's
+     * sub-selects carry markers "@C<k>@" (before "code = ...": becomes "id = r.id AND ")
+     * or "@R<k>@" ("rid = r.id AND "); crank[k] is how selective the criterion looks
+     * (0 _id, 1 a reference, 2 a token... 9 :not/:missing; 99 unknown). The lowest-ranked
+     * criterion drives the query (its sub-select is read once); the others are checked
+     * per candidate row through the (type, id) indexes instead of being read whole.
+     */
+    int crit, ncrit;
+    unsigned char crank[HV__SEARCH_MAX_PARAMS + 1];
     /* During hv__search_plan_build of a system-level search: its _type list (for _sort). */
     const char (*systypes)[HV__FHIR_TYPE_MAX];
     int nsystypes;

@@ -34,6 +34,7 @@
 void hv__search_plan_init(hv__search_plan_t *p)
 {
     memset(p, 0, sizeof(*p));
+    p->crit = -1;
     hv_buf_init(&p->where, 64 * 1024);
     hv_buf_init(&p->unknown, 4096);
     hv_buf_init(&p->canon, 8192);
@@ -536,6 +537,34 @@ static const char *tref(int tb, char *buf, size_t cap)
 }
 #define TREF(tb) tref((tb), (char[16]){0}, 16)
 
+/*
+ * The correlation marker of a top-level criterion's sub-select over idcol "r.id"
+ * (see crank in fhir/search_int.h), c 'C' (the sub-select's id column is id) or 'R'
+ * (rid); records rank as the criterion's selectivity guess. "" below the top level.
+ */
+static const char *corr(hv__search_plan_t *p, const char *idcol, int depth, int rank, char c, char *buf, size_t cap)
+{
+    if (depth != 0 || p->crit < 0 || p->crit > HV__SEARCH_MAX_PARAMS || strcmp(idcol, "r.id") != 0)
+        return "";
+    if (rank < p->crank[p->crit])
+        p->crank[p->crit] = (unsigned char)rank;
+    snprintf(buf, cap, "@%c%d@", c, p->crit);
+    return buf;
+}
+#define CORR(idcol, depth, rank, c) corr(p, (idcol), (depth), (rank), (c), (char[24]){0}, 24)
+
+/* The index marker "@I<k>:<table>@" written after the table of a correlated sub-select
+ * (on SQLite the run names the table's (type, id, code) index for it). */
+static const char *idx_mark(hv__search_plan_t *p, const char *idcol, int depth, const char *table, char *buf,
+                            size_t cap)
+{
+    if (depth != 0 || p->crit < 0 || p->crit > HV__SEARCH_MAX_PARAMS || strcmp(idcol, "r.id") != 0)
+        return "";
+    snprintf(buf, cap, "@I%d:%s@", p->crit, table);
+    return buf;
+}
+#define IDX(idcol, depth, table) idx_mark(p, (idcol), (depth), (table), (char[48]){0}, 48)
+
 /* Binds s without writing a placeholder; returns the placeholder number, or <0 on error. */
 static int bind_only(hv__search_plan_t *p, const char *s)
 {
@@ -603,8 +632,8 @@ static int chain(hv__search_plan_t *p, const char *type, int tb, const char *idc
     code_b = bind_only(p, name);
     if (code_b < 0)
         return code_b;
-    hv_buf_printf(&p->where, "%s IN (SELECT id FROM sp_ref WHERE type = %s AND code = $%d AND (", idcol, TREF(tb),
-                  code_b);
+    hv_buf_printf(&p->where, "%s IN (SELECT id FROM sp_ref%s WHERE type = %s AND %scode = $%d AND (", idcol,
+                  IDX(idcol, depth, "sp_ref"), TREF(tb), CORR(idcol, depth, 3, 'C'), code_b);
     for (size_t i = 0; i < (only ? 1 : hv_fhir_search_target_count(sp)); i++) {
         const hv_fhir_type_t *tt = only ? only : hv_fhir_search_target_at(sp, i);
         int ttb;
@@ -652,8 +681,8 @@ static int has(hv__search_plan_t *p, int tb, const char *idcol, const char *spec
         return fail(p, "search parameter \"_has\": \"%.64s\" is not a reference parameter of the type", ref);
     if ((t2b = bind_only(p, t2)) < 0 || (rb = bind_only(p, ref)) < 0)
         return HV_ETOOBIG;
-    hv_buf_printf(&p->where, "%s IN (SELECT rid FROM sp_ref WHERE type = $%d AND code = $%d AND rtype = %s AND ",
-                  idcol, t2b, rb, TREF(tb));
+    hv_buf_printf(&p->where, "%s IN (SELECT rid FROM sp_ref WHERE type = $%d AND %scode = $%d AND rtype = %s AND ",
+                  idcol, t2b, CORR(idcol, depth, 3, 'R'), rb, TREF(tb));
     rc = cond(p, t2, t2b, "id", c2 + 1, val, depth + 1);
     if (rc == HV_ENOTFOUND)
         return fail(p, "search parameter \"_has\": \"%.64s\" is not known", c2 + 1);
@@ -807,8 +836,8 @@ static int list_cond(hv__search_plan_t *p, int tb, const char *idcol, const char
         return fail(p, "search parameter \"%.64s\": takes no modifier", "_list");
     if ((lt = bind_only(p, "List")) < 0 || (ct = bind_only(p, "item")) < 0)
         return HV_ETOOBIG;
-    hv_buf_printf(&p->where, "%s IN (SELECT rid FROM sp_ref WHERE type = $%d AND code = $%d AND rtype = %s AND id IN (",
-                  idcol, lt, ct, TREF(tb));
+    hv_buf_printf(&p->where, "%s IN (SELECT rid FROM sp_ref WHERE type = $%d AND %scode = $%d AND rtype = %s AND id IN (",
+                  idcol, lt, CORR(idcol, 0, 1, 'R'), ct, TREF(tb));
     for (s = val;; s++) {
         s = piece(s, ',', one, sizeof(one));
         if (one[0] == '$')
@@ -957,6 +986,8 @@ static int cond(hv__search_plan_t *p, const char *type, int tb, const char *idco
     if (s != NULL)
         mod = s + 1;
     if (strcmp(name, "_id") == 0) {
+        if (depth == 0 && p->crit >= 0 && p->crit <= HV__SEARCH_MAX_PARAMS && strcmp(idcol, "r.id") == 0)
+            p->crank[p->crit] = 0; /* a list of ids: the driver */
         hv_buf_printf(&p->where, "%s IN (", idcol);
         for (s = val;; s++) {
             s = piece(s, ',', one, sizeof(one));
@@ -1085,12 +1116,24 @@ static int cond(hv__search_plan_t *p, const char *type, int tb, const char *idco
     if (strcmp(mod, "missing") == 0) {
         if (strcmp(val, "true") != 0 && strcmp(val, "false") != 0)
             return fail(p, "search parameter \"%.64s\": :missing takes true or false", name);
-        hv_buf_printf(&p->where, "%s %sIN (SELECT id FROM %s WHERE type = %s AND code = $%d)", idcol,
-                      strcmp(val, "true") == 0 ? "NOT " : "", tab, TREF(tb), nb);
+        hv_buf_printf(&p->where, "%s %sIN (SELECT id FROM %s%s WHERE type = %s AND %scode = $%d)", idcol,
+                      strcmp(val, "true") == 0 ? "NOT " : "", tab, IDX(idcol, depth, tab), TREF(tb),
+                      CORR(idcol, depth, 9, 'C'), nb);
         return HV_OK;
     }
-    hv_buf_printf(&p->where, "%s %sIN (SELECT id FROM %s WHERE type = %s AND code = $%d AND (", idcol,
-                  strcmp(mod, "not") == 0 ? "NOT " : "", tab, TREF(tb), nb);
+    {
+        /* How selective the criterion looks, for choosing the one that drives the query. */
+        int rank = strcmp(mod, "not") == 0                                    ? 9
+                   : st == HV_FHIR_SP_REFERENCE                               ? 1
+                   : strcmp(mod, "text") == 0 || strcmp(mod, "contains") == 0 ? 4
+                   : st == HV_FHIR_SP_TOKEN || st == HV_FHIR_SP_URI             ? 2
+                   : st == HV_FHIR_SP_STRING                                  ? (strcmp(mod, "exact") == 0 ? 2 : 3)
+                   : st == HV_FHIR_SP_DATE                                    ? 5
+                                                                              : 4;
+        hv_buf_printf(&p->where, "%s %sIN (SELECT id FROM %s%s WHERE type = %s AND %scode = $%d AND (", idcol,
+                      strcmp(mod, "not") == 0 ? "NOT " : "", tab, IDX(idcol, depth, tab), TREF(tb),
+                      CORR(idcol, depth, rank, 'C'), nb);
+    }
     for (s = val;; s++) {
         s = piece(s, ',', one, sizeof(one));
         if (one[0] == '\0')
@@ -1153,7 +1196,13 @@ static int criterion(hv__search_plan_t *p, const char *key, const char *val, con
         }
     }
     sql(p, " AND ");
+    p->crit = p->ncrit <= HV__SEARCH_MAX_PARAMS ? p->ncrit : -1;
+    if (p->crit >= 0)
+        p->crank[p->crit] = 99;
     rc = cond(p, p->system ? (ntypes ? types[0] : "Resource") : p->type, p->system ? 0 : 1, "r.id", key, val, 0);
+    if (rc == HV_OK && p->crit >= 0)
+        p->ncrit++;
+    p->crit = -1;
     if (rc == HV_ENOTFOUND) {
         /* An unknown parameter leaves nothing behind: the SQL and the binds as they were. */
         p->where.len = len;
@@ -1223,8 +1272,13 @@ static int date_range(hv__search_plan_t *p, int i, char **keys, char **vals, int
      * second branch unless a direct bound on lo is already at least as tight. */
     int branches = hi_min != none && (lo_min == none || lo_min < hi_min - HV__SEARCH_DATE_SHORT) ? 2 : 1;
     hv_buf_printf(&p->where, " AND r.id IN (");
+    p->crit = p->ncrit <= HV__SEARCH_MAX_PARAMS ? p->ncrit : -1;
+    if (p->crit >= 0)
+        p->crank[p->crit] = 99;
     for (int b = 0; b < branches; b++) {
-        hv_buf_printf(&p->where, "%sSELECT id FROM sp_date WHERE type = $1 AND code = $%d", b ? " UNION ALL " : "", nb);
+        hv_buf_printf(&p->where, "%sSELECT id FROM sp_date%s WHERE type = $1 AND %scode = $%d", b ? " UNION ALL " : "",
+                      IDX("r.id", 0, "sp_date"), CORR("r.id", 0, lo_min != none && lo_max != INT64_MAX ? 4 : 5, 'C'),
+                      nb);
         if (b == 1) {
             sql(p, " AND hi - lo > " HV__SEARCH_DATE_SHORT_SQL);
         } else if (branches == 2) {
@@ -1248,6 +1302,9 @@ static int date_range(hv__search_plan_t *p, int i, char **keys, char **vals, int
         }
     }
     sql(p, ")");
+    if (p->crit >= 0)
+        p->ncrit++;
+    p->crit = -1;
     return p->nbinds >= HV__SEARCH_MAX_BINDS ? HV_ETOOBIG : HV_OK;
 }
 

@@ -41,7 +41,15 @@
     " z DOUBLE PRECISION NOT NULL);"                                                                         \
     "CREATE INDEX sp_geo_v ON sp_geo (type, lat);"                                                           \
     "CREATE INDEX sp_geo_id ON sp_geo (type, id);"                                                           \
-    "CREATE INDEX sp_date_long ON sp_date (type, code, lo) WHERE hi - lo > " HV__SEARCH_DATE_SHORT_SQL ";"
+    "CREATE INDEX sp_date_long ON sp_date (type, code, lo) WHERE hi - lo > " HV__SEARCH_DATE_SHORT_SQL ";"        \
+    /* (type, id) becomes (type, id, code): a criterion checked per candidate row reads \
+     * only its own parameter's rows of the resource (fhir/search_run.c). */             \
+    "DROP INDEX sp_str_id; CREATE INDEX sp_str_idc ON sp_str (type, id, code);"                              \
+    "DROP INDEX sp_tok_id; CREATE INDEX sp_tok_idc ON sp_tok (type, id, code);"                              \
+    "DROP INDEX sp_ref_id; CREATE INDEX sp_ref_idc ON sp_ref (type, id, code);"                              \
+    "DROP INDEX sp_date_id; CREATE INDEX sp_date_idc ON sp_date (type, id, code);"                           \
+    "DROP INDEX sp_num_id; CREATE INDEX sp_num_idc ON sp_num (type, id, code);"                              \
+    "DROP INDEX sp_uri_id; CREATE INDEX sp_uri_idc ON sp_uri (type, id, code);"
 
 const char hv__search_migration3_sqlite[] =
     MIGRATION3_COMMON

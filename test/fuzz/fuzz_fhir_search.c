@@ -6,7 +6,8 @@
  * type, strict handling, and a system-level or compartment search). Invariants:
  * planning never crashes; a refusal is HV_EINVAL (or HV_ENOTSUP) with a message;
  * planning is deterministic (the same SQL and the same bound values twice); the SQL
- * holds exactly the placeholders $1..$nbinds, each value bound, and never a quote
+ * holds exactly the placeholders $1..$nbinds, each value bound, only the markers the run
+ * replaces (@VS, @TX, and @C/@R naming a planned criterion), and never a quote
  * character coming from the input (values are bound, not spliced: the only quotes are
  * the fixed ESCAPE '\' and '/' fragments); every date range accepted has lo <= hi.
  */
@@ -33,7 +34,20 @@ static void check_sql(const hv__search_plan_t *p)
         } else if (*c == '@') {
             /* a marker the run replaces: "@VS<k>@" or "@TX<column>:<placeholder>@" (_text, _content) */
             const char *e = strchr(c + 1, '@');
-            if (e == NULL || (strncmp(c, "@VS", 3) != 0 && strncmp(c, "@TX", 3) != 0))
+            if (e == NULL || (strncmp(c, "@VS", 3) != 0 && strncmp(c, "@TX", 3) != 0 && strncmp(c, "@C", 2) != 0 &&
+                              strncmp(c, "@R", 2) != 0 && strncmp(c, "@I", 2) != 0))
+                abort();
+            /* an index marker names a planned criterion and an index table */
+            if (c[1] == 'I') {
+                const char *colon = strchr(c, ':');
+                if (colon == NULL || colon > e || strncmp(colon + 1, "sp_", 3) != 0)
+                    abort();
+                for (const char *t = colon + 1; t < e; t++)
+                    if (!((*t >= 'a' && *t <= 'z') || *t == '_'))
+                        abort();
+            }
+            /* a correlation marker names a planned criterion */
+            if ((c[1] == 'C' || c[1] == 'R' || c[1] == 'I') && (atoi(c + 2) < 0 || atoi(c + 2) >= p->ncrit))
                 abort();
             if (c[1] == 'T') {
                 const char *colon = strchr(c, ':');
