@@ -786,7 +786,7 @@ static void bind_val(hv_db_stmt_t *st, int idx, const ixval_t *v)
 {
     switch (v->kind) {
     case V_TEXT:
-        hv_db_bind_text(st, idx, v->s, strlen(v->s));
+        hv_db_bind_text_static(st, idx, v->s, strlen(v->s)); /* the rows live until after the step */
         break;
     case V_INT:
         hv_db_bind_int64(st, idx, v->i);
@@ -820,10 +820,10 @@ static int flush_rows(ix_t *x)
             rc = hv_db_prepare(x->db, insert_sql[be][t][c], &st);
             if (rc != HV_OK)
                 return rc;
-            hv_db_bind_text(st, 1, x->type, strlen(x->type));
-            hv_db_bind_text(st, 2, x->id, strlen(x->id));
+            hv_db_bind_text_static(st, 1, x->type, strlen(x->type));
+            hv_db_bind_text_static(st, 2, x->id, strlen(x->id));
             for (size_t i = 0; i < n; i++, r = r->tnext) {
-                hv_db_bind_text(st, p++, r->code, strlen(r->code));
+                hv_db_bind_text_static(st, p++, r->code, strlen(r->code));
                 hv_db_bind_int64(st, p++, r->grp);
                 for (int k = 0; k < tables[t].ncols; k++)
                     bind_val(st, p++, &r->v[k]);

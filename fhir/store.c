@@ -265,7 +265,7 @@ int hv__store_put(hv_db_t *db, const char *type, const char *id, int64_t version
         json_object_object_get_ex(resource, "identifier", &identifiers);
     hv_db_bind_int64(st, 5, text == NULL ? 1 : 0);
     if (text != NULL)
-        hv_db_bind_text(st, 6, text, len);
+        hv_db_bind_text_static(st, 6, text, len); /* text outlives the step below */
     else
         hv_db_bind_null(st, 6);
     rc = hv_db_step(st);
