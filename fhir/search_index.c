@@ -7,8 +7,14 @@
  * that writes the version, so the index never disagrees with the current version.
  *
  * Expressions are compiled once per process (all of them, on first use) and kept
- * for its lifetime. An expression that fails to compile or to evaluate on a given
- * resource indexes nothing for that parameter (the failure is logged at debug).
+ * for its lifetime, each also specialized per resource type it applies to (see
+ * specialize: alternatives for other types dropped, evaluation skipped when the
+ * resource lacks the elements a plain path starts with). An expression that fails to
+ * compile or to evaluate on a given resource indexes nothing for that parameter.
+ *
+ * The one entry point that writes a version's rows is hv__search_index_put: the
+ * rows are collected, duplicates dropped, and written with multi-row INSERTs (see
+ * "row writers" below).
  */
 #include "config.h"
 
