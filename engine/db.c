@@ -346,6 +346,13 @@ int hv_db_bind_text(hv_db_stmt_t *st, int idx, const char *s, size_t n) {
     return st->db->ops->bind_text(st, idx, s, n);
 }
 
+int hv_db_bind_text_static(hv_db_stmt_t *st, int idx, const char *s, size_t n) {
+    if (!check_idx(st, idx)) return HV_EINVAL;
+    if (s == NULL) return st->db->ops->bind_null(st, idx);
+    if (st->db->kind == HV_DB_SQLITE) return hv__db_sqlite_bind_text_static(st, idx, s, n);
+    return st->db->ops->bind_text(st, idx, s, n); /* libpq sends the value at step: copied anyway */
+}
+
 int hv_db_bind_blob(hv_db_stmt_t *st, int idx, const void *p, size_t n) {
     if (!check_idx(st, idx)) return HV_EINVAL;
     if (p == NULL && n > 0) return HV_EINVAL;

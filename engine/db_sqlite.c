@@ -139,6 +139,13 @@ static int sqlite_bind_text(hv_db_stmt_t *st, int idx, const char *s, size_t n) 
                                            SQLITE_UTF8));
 }
 
+/* SQLITE_STATIC: SQLite keeps the pointer until the statement is reset or the
+ * parameter rebound (sqlite.org/c3ref/bind_blob.html); hv_db_done resets it. */
+int hv__db_sqlite_bind_text_static(hv_db_stmt_t *st, int idx, const char *s, size_t n) {
+    return bind_rc(st, sqlite3_bind_text64(SST(st)->st, idx, s, (sqlite3_uint64)n, SQLITE_STATIC,
+                                           SQLITE_UTF8));
+}
+
 static int sqlite_bind_blob(hv_db_stmt_t *st, int idx, const void *p, size_t n) {
     return bind_rc(st, sqlite3_bind_blob64(SST(st)->st, idx, p, (sqlite3_uint64)n, SQLITE_TRANSIENT));
 }

@@ -367,6 +367,9 @@ int hv_db_migrate(hv_db_t *db, const char *module, const char *const *migrations
 /* Prepared statements are cached by SQL text: preparing the same text again is cheap. */
 int hv_db_prepare(hv_db_t *db, const char *sql, hv_db_stmt_t **out);
 int hv_db_bind_text(hv_db_stmt_t *st, int idx, const char *s, size_t n); /* idx is 1-based */
+/* As hv_db_bind_text without copying s on SQLite: s must stay valid and unchanged until
+ * hv_db_done (or a rebind of idx). For large values and hot loops (the FHIR store's rows). */
+int hv_db_bind_text_static(hv_db_stmt_t *st, int idx, const char *s, size_t n);
 int hv_db_bind_blob(hv_db_stmt_t *st, int idx, const void *p, size_t n);
 int hv_db_bind_int64(hv_db_stmt_t *st, int idx, int64_t v);
 int hv_db_bind_double(hv_db_stmt_t *st, int idx, double v);

@@ -7,8 +7,14 @@
  * that writes the version, so the index never disagrees with the current version.
  *
  * Expressions are compiled once per process (all of them, on first use) and kept
- * for its lifetime. An expression that fails to compile or to evaluate on a given
- * resource indexes nothing for that parameter (the failure is logged at debug).
+ * for its lifetime, each also specialized per resource type it applies to (see
+ * specialize: alternatives for other types dropped, evaluation skipped when the
+ * resource lacks the elements a plain path starts with). An expression that fails to
+ * compile or to evaluate on a given resource indexes nothing for that parameter.
+ *
+ * The one entry point that writes a version's rows is hv__search_index_put: the
+ * rows are collected, duplicates dropped, and written with multi-row INSERTs (see
+ * "row writers" below).
  */
 #include "config.h"
 
@@ -78,6 +84,8 @@ typedef struct sp_entry {
     /* composite: "(<expression>)[%grp.toInteger()].select(<component>)" per component */
     hv_fhirpath_t *comp[MAX_COMPONENTS];
     size_t ncomp;
+    struct sp_spec *spec; /* per resource type the parameter applies to (see specialize) */
+    size_t nspec;
 } sp_entry_t;
 
 static sp_entry_t *entries; /* sorted by sp pointer */
@@ -119,8 +127,257 @@ static char *rewrite_resolve(const char *expr)
     return out;
 }
 
+/*
+ * Specialization per resource type. Most parameters shared by several types have
+ * an expression that is a union of one path per type ("Patient.name |
+ * Practitioner.name | …"); on a resource of type T, every alternative rooted at
+ * another resource type selects nothing (FHIRPath R4 §4.1: a type name as the first
+ * path step filters the focus by type). So for each type a parameter applies to, the
+ * alternatives rooted at a different resource type are dropped and the rest compiled
+ * once. When each remaining alternative is a plain path — T.elem followed only by
+ * element steps, where(…), ofType(…), as(…) or " as X", none of which can turn an
+ * empty collection into a non-empty one — the set of top-level elements (elem) is
+ * kept too: a resource having none of them (nor its choice variants elemX nor a
+ * primitive's _elem) cannot give a value, and the evaluation is skipped.
+ */
+#define MAX_ALTS 64    /* alternatives of one expression considered for specialization */
+#define MAX_KEYS 8     /* top-level elements one specialized expression may need */
+#define KEY_MAX 48     /* longest element name */
+
+typedef struct sp_spec {
+    const hv_fhir_type_t *type;
+    hv_fhirpath_t *fp;   /* NULL: nothing can match for this type */
+    int precheck;        /* 1 when keys is the complete list of needed top-level elements */
+    size_t nkeys;
+    char keys[MAX_KEYS][KEY_MAX];
+} sp_spec_t;
+
+static int is_ident(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+/* Splits expr at its top-level '|' (outside parentheses and quotes) into at most max spans. */
+static size_t split_alts(const char *expr, const char **start, size_t *len, size_t max)
+{
+    size_t n = 0;
+    int depth = 0;
+    const char *p = expr, *s = expr;
+    for (; *p != '\0'; p++) {
+        if (*p == '\'' || *p == '`') {
+            char q = *p;
+            for (p++; *p != '\0' && *p != q; p++)
+                if (*p == '\\' && p[1] != '\0')
+                    p++;
+            if (*p == '\0')
+                return 0;
+        } else if (*p == '(') {
+            depth++;
+        } else if (*p == ')') {
+            depth--;
+        } else if (*p == '|' && depth == 0) {
+            if (n == max)
+                return 0;
+            start[n] = s;
+            len[n++] = (size_t)(p - s);
+            s = p + 1;
+        }
+    }
+    if (depth != 0 || n == max)
+        return 0;
+    start[n] = s;
+    len[n++] = (size_t)(p - s);
+    return n;
+}
+
+/* Reads an identifier at *p (advancing) into out; 0 when there is none or it is too long. */
+static int read_ident(const char **p, const char *end, char *out, size_t cap)
+{
+    size_t k = 0;
+    while (*p < end && is_ident(**p)) {
+        if (k + 1 >= cap)
+            return 0;
+        out[k++] = *(*p)++;
+    }
+    out[k] = '\0';
+    return k > 0;
+}
+
+/* Skips a balanced parenthesized group starting at *p == '(' ; 0 when unbalanced. */
+static int skip_group(const char **p, const char *end)
+{
+    int depth = 0;
+    for (; *p < end; (*p)++) {
+        char c = **p;
+        if (c == '\'') {
+            for ((*p)++; *p < end && **p != '\''; (*p)++)
+                if (**p == '\\')
+                    (*p)++;
+        } else if (c == '(') {
+            depth++;
+        } else if (c == ')' && --depth == 0) {
+            (*p)++;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * Looks at one alternative: sets root (its first identifier) and, when it is a
+ * plain path from the root, elem (its first element) and *plain = 1.
+ */
+static void parse_alt(const char *s, size_t n, char *root, char *elem, int *plain)
+{
+    const char *p = s, *end = s + n;
+    int open = 0;
+    char id[KEY_MAX];
+    *plain = 0;
+    root[0] = elem[0] = '\0';
+    while (p < end && (*p == ' ' || *p == '('))
+        open += *p++ == '(';
+    while (end > p && (end[-1] == ' ' || end[-1] == ')')) {
+        if (end[-1] == ')') {
+            if (open == 0)
+                break;
+            open--;
+        }
+        end--;
+    }
+    if (!read_ident(&p, end, root, KEY_MAX) || open != 0 || p >= end || *p != '.')
+        return;
+    p++;
+    if (!read_ident(&p, end, elem, KEY_MAX) || (p < end && *p == '('))
+        return;
+    while (p < end) {
+        if (*p == '.') {
+            p++;
+            if (!read_ident(&p, end, id, sizeof(id)))
+                return;
+            if (p < end && *p == '(') {
+                if (strcmp(id, "where") != 0 && strcmp(id, "ofType") != 0 && strcmp(id, "as") != 0)
+                    return;
+                if (!skip_group(&p, end))
+                    return;
+            }
+        } else if (*p == ' ' && end - p > 4 && strncmp(p, " as ", 4) == 0) {
+            p += 4;
+            if (!read_ident(&p, end, id, sizeof(id)))
+                return;
+        } else {
+            return;
+        }
+    }
+    *plain = 1;
+}
+
+/* True when name is t or one of its bases. */
+static int type_or_base(const hv_fhir_type_t *t, const char *name)
+{
+    for (; t != NULL; t = hv_fhir_type_base(t))
+        if (strcmp(hv_fhir_type_name(t), name) == 0)
+            return 1;
+    return 0;
+}
+
+/* One alternative of an expression, looked at once (parse_alt). */
+typedef struct sp_alt {
+    const char *s;
+    size_t n;
+    int plain;
+    char root[KEY_MAX], elem[KEY_MAX];
+    const hv_fhir_type_t *rtype; /* root as a resource type, or NULL */
+} sp_alt_t;
+
+/* Splits expr into its alternatives; 0 when it cannot be specialized. */
+static size_t parse_alts(const char *expr, sp_alt_t *alts)
+{
+    const char *st[MAX_ALTS];
+    size_t ln[MAX_ALTS], n = split_alts(expr, st, ln, MAX_ALTS);
+    for (size_t i = 0; i < n; i++) {
+        alts[i].s = st[i];
+        alts[i].n = ln[i];
+        parse_alt(st[i], ln[i], alts[i].root, alts[i].elem, &alts[i].plain);
+        alts[i].rtype = alts[i].root[0] != '\0' ? hv_fhir_resource_type(alts[i].root) : NULL;
+    }
+    return n;
+}
+
+/* Builds the specialization for resource type t of an expression split into alts;
+ * HV_EINVAL when it cannot be done (the general expression is then used). */
+static int specialize(const sp_alt_t *alts, size_t n, const hv_fhir_type_t *t, sp_spec_t *out)
+{
+    size_t kept = 0;
+    hv_buf_t b;
+    int rc = HV_OK;
+    const char *tname = hv_fhir_type_name(t);
+    memset(out, 0, sizeof(*out));
+    out->type = t;
+    out->precheck = 1;
+    if (n == 0)
+        return HV_EINVAL;
+    hv_buf_init(&b, 64 * 1024);
+    for (size_t i = 0; i < n; i++) {
+        const sp_alt_t *a = &alts[i];
+        if (a->rtype != NULL && a->rtype != t && !type_or_base(t, a->root))
+            continue; /* rooted at another resource type: selects nothing on t */
+        if (!a->plain || strcmp(a->root, tname) != 0) {
+            out->precheck = 0;
+        } else {
+            size_t k;
+            for (k = 0; k < out->nkeys && strcmp(out->keys[k], a->elem) != 0; k++)
+                ;
+            if (k == out->nkeys) {
+                if (out->nkeys == MAX_KEYS)
+                    out->precheck = 0;
+                else
+                    snprintf(out->keys[out->nkeys++], KEY_MAX, "%s", a->elem);
+            }
+        }
+        if (kept++ > 0)
+            hv_buf_puts(&b, " | ");
+        hv_buf_append(&b, a->s, a->n);
+    }
+    if (kept > 0) {
+        hv_error_t err;
+        char *rw = NULL;
+        memset(&err, 0, sizeof(err));
+        if (b.data == NULL) {
+            rc = HV_ENOMEM;
+        } else {
+            rw = rewrite_resolve(b.data);
+            if (hv_fhirpath_compile(rw != NULL ? rw : b.data, 0, NULL, &out->fp, &err) != HV_OK)
+                rc = HV_EINVAL;
+        }
+        hv_free(rw);
+    }
+    hv_buf_release(&b);
+    return rc;
+}
+
+/* True when the resource (its top-level member names, keys) may give a value for s. */
+static int spec_may_match(const sp_spec_t *s, const char *const *keys, size_t nkeys)
+{
+    if (s->fp == NULL)
+        return 0;
+    if (!s->precheck)
+        return 1;
+    for (size_t i = 0; i < s->nkeys; i++) {
+        const char *e = s->keys[i];
+        size_t el = strlen(e);
+        for (size_t k = 0; k < nkeys; k++) {
+            const char *m = keys[k][0] == '_' ? keys[k] + 1 : keys[k];
+            /* elem itself, or a choice variant elemX (FHIR R4 formats.html#choice). */
+            if (strncmp(m, e, el) == 0 && (m[el] == '\0' || (m[el] >= 'A' && m[el] <= 'Z')))
+                return 1;
+        }
+    }
+    return 0;
+}
+
 static void compile_all(void)
 {
+    static sp_alt_t alts[MAX_ALTS]; /* compile_all runs once (pthread_once) */
     size_t n = hv_fhir_search_count();
     entries = hv_calloc(n ? n : 1, sizeof(*entries));
     if (entries == NULL)
@@ -169,10 +426,21 @@ static void compile_all(void)
             hv_free(rw);
         } else if (expr != NULL && t != HV_FHIR_SP_SPECIAL) {
             char *rw = rewrite_resolve(expr);
+            size_t nb = hv_fhir_search_base_count(sp), na;
             memset(&err, 0, sizeof(err));
             if (hv_fhirpath_compile(rw != NULL ? rw : expr, 0, NULL, &fp, &err) != HV_OK)
                 fp = NULL;
             hv_free(rw);
+            if (fp != NULL && nb > 0 && (na = parse_alts(expr, alts)) > 0 &&
+                (entries[nentries].spec = hv_malloc(nb * sizeof(sp_spec_t))) != NULL) {
+                for (size_t k = 0; k < nb; k++) {
+                    sp_spec_t *sc = &entries[nentries].spec[entries[nentries].nspec];
+                    if (specialize(alts, na, hv_fhir_search_base_at(sp, k), sc) == HV_OK)
+                        entries[nentries].nspec++;
+                    else
+                        hv_fhirpath_free(sc->fp);
+                }
+            }
         }
         entries[nentries++].fp = fp;
     }
@@ -331,6 +599,7 @@ static const struct {
     {"sp_date", "lo, hi", 2}, {"sp_num", "value, system, unit, cvalue, cunit", 5}, {"sp_uri", "value", 1},
 };
 
+#define MAX_TOP_KEYS 128 /* top-level members of a resource the specialization check looks at */
 #define MAX_CHUNK 32 /* rows of one INSERT: at most 2 + 32 * 7 = 226 placeholders */
 #define NCHUNKS 6    /* chunk sizes 1, 2, 4, 8, 16, 32 */
 #define MAX_ROWS 4096 /* rows one resource version writes, all tables together */
@@ -363,6 +632,9 @@ typedef struct ix {
     size_t nrows[T_COUNT], total;
     ixrow_t **set;   /* open-addressed hash set of the rows (duplicate check) */
     size_t setcap;
+    const hv_fhir_type_t *rtype;  /* the resource's type */
+    const char *keys[MAX_TOP_KEYS]; /* its top-level member names */
+    size_t nkeys;
 } ix_t;
 
 /*
@@ -520,7 +792,7 @@ static void bind_val(hv_db_stmt_t *st, int idx, const ixval_t *v)
 {
     switch (v->kind) {
     case V_TEXT:
-        hv_db_bind_text(st, idx, v->s, strlen(v->s));
+        hv_db_bind_text_static(st, idx, v->s, strlen(v->s)); /* the rows live until after the step */
         break;
     case V_INT:
         hv_db_bind_int64(st, idx, v->i);
@@ -554,10 +826,10 @@ static int flush_rows(ix_t *x)
             rc = hv_db_prepare(x->db, insert_sql[be][t][c], &st);
             if (rc != HV_OK)
                 return rc;
-            hv_db_bind_text(st, 1, x->type, strlen(x->type));
-            hv_db_bind_text(st, 2, x->id, strlen(x->id));
+            hv_db_bind_text_static(st, 1, x->type, strlen(x->type));
+            hv_db_bind_text_static(st, 2, x->id, strlen(x->id));
             for (size_t i = 0; i < n; i++, r = r->tnext) {
-                hv_db_bind_text(st, p++, r->code, strlen(r->code));
+                hv_db_bind_text_static(st, p++, r->code, strlen(r->code));
                 hv_db_bind_int64(st, p++, r->grp);
                 for (int k = 0; k < tables[t].ncols; k++)
                     bind_val(st, p++, &r->v[k]);
@@ -941,6 +1213,18 @@ static int index_params(ix_t *x, const hv_fhir_type_t *t, struct json_object *re
         hv_fhir_search_type_t st = hv_fhir_search_type(sp);
         if (fp == NULL)
             continue;
+        if (e->nspec > 0 && x->nkeys < MAX_TOP_KEYS) {
+            for (size_t k = 0; k < e->nspec; k++)
+                if (e->spec[k].type == x->rtype) {
+                    if (!spec_may_match(&e->spec[k], x->keys, x->nkeys))
+                        fp = NULL;
+                    else
+                        fp = e->spec[k].fp;
+                    break;
+                }
+            if (fp == NULL)
+                continue;
+        }
         x->code = hv_fhir_search_code(sp);
         if (strcmp(x->code, "_id") == 0 || strcmp(x->code, "_lastUpdated") == 0)
             continue; /* searched on the resources table itself */
@@ -996,6 +1280,18 @@ int hv__search_index_put(hv_db_t *db, const char *type, const char *id, struct j
     if ((rc = hv__search_special_put(db, type, id, resource, replace)) != HV_OK || resource == NULL)
         return rc;
     t = hv_fhir_resource_type(type);
+    x.rtype = t;
+    if (json_object_is_type(resource, json_type_object)) {
+        json_object_object_foreach(resource, key, val)
+        {
+            (void)val;
+            if (x.nkeys == MAX_TOP_KEYS) {
+                x.nkeys++; /* too many to look at: every expression is evaluated */
+                break;
+            }
+            x.keys[x.nkeys++] = key;
+        }
+    }
     arena = hv_arena_new(0);
     x.rows_arena = hv_arena_new(16384);
     if (arena == NULL || x.rows_arena == NULL) {

@@ -67,6 +67,21 @@ static const char *const migrations_pg[] = {
     NULL,
 };
 
+int hv__store_tune(hv_db_t *db, hv_config_t *cfg)
+{
+    char sql[64];
+    int64_t kib;
+    int rc = hv_db_set_synchronous(db, hv_config_str(cfg, "fhir.synchronous"));
+    if (rc != HV_OK || hv_db_kind(db) != HV_DB_SQLITE || hv_config_find(cfg, "fhir.cache_size") == NULL)
+        return rc;
+    /* A negative cache_size is in KiB (sqlite.org/pragma.html#pragma_cache_size). */
+    kib = (int64_t)(hv_config_size(cfg, "fhir.cache_size") / 1024);
+    if (kib < 64)
+        kib = 64;
+    snprintf(sql, sizeof(sql), "PRAGMA cache_size=-%lld", (long long)kib);
+    return hv_db_exec(db, sql);
+}
+
 const char *const *hv__store_migrations(hv_db_t *db)
 {
     return hv_db_kind(db) == HV_DB_PG ? migrations_pg : migrations_sqlite;
@@ -252,7 +267,7 @@ int hv__store_put(hv_db_t *db, const char *type, const char *id, int64_t version
         json_object_object_get_ex(resource, "identifier", &identifiers);
     hv_db_bind_int64(st, 5, text == NULL ? 1 : 0);
     if (text != NULL)
-        hv_db_bind_text(st, 6, text, len);
+        hv_db_bind_text_static(st, 6, text, len); /* text outlives the step below */
     else
         hv_db_bind_null(st, 6);
     rc = hv_db_step(st);

@@ -108,6 +108,85 @@ static void search_index_rows_follow_the_current_version(void **state)
     store_test_db_close(db);
 }
 
+
+/* Rows of one version are written in multi-row INSERTs of 32, 16 … 1 rows; exact
+ * duplicates (a concept's text equal to its coding's display, a code twice) once. */
+static void search_index_writes_each_distinct_row_once(void **state)
+{
+    hv_db_t *db = store_test_db();
+    hv_buf_t b;
+    struct json_object *o;
+    (void)state;
+    hv_buf_init(&b, 1 << 20);
+    /* 45 distinct given names (32 + 8 + 4 + 1 rows under "given"), each twice. */
+    hv_buf_puts(&b, "{\"resourceType\":\"Patient\",\"id\":\"many\",\"name\":[{\"given\":[");
+    for (int i = 0; i < 90; i++)
+        hv_buf_printf(&b, "%s\"g%02d\"", i ? "," : "", i % 45);
+    hv_buf_puts(&b, "]}]}");
+    o = json_tokener_parse(b.data);
+    assert_non_null(o);
+    assert_int_equal(hv__search_index_put(db, "Patient", "many", o, 0), HV_OK);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_str WHERE code = 'given' AND id = 'many'"), 45);
+    assert_int_equal(count(db, "SELECT COUNT(DISTINCT value) FROM sp_str WHERE code = 'given' AND id = 'many'"), 45);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_str WHERE code = 'given' AND value = 'g44'"), 1);
+    json_object_put(o);
+    o = json_tokener_parse(
+        "{\"resourceType\":\"Observation\",\"id\":\"o\",\"status\":\"final\",\"code\":{\"coding\":["
+        "{\"system\":\"http://loinc.org\",\"code\":\"8867-4\",\"display\":\"Heart rate\"},"
+        "{\"system\":\"http://loinc.org\",\"code\":\"8867-4\",\"display\":\"Heart rate\"}],\"text\":\"Heart rate\"}}");
+    assert_non_null(o);
+    assert_int_equal(hv__search_index_put(db, "Observation", "o", o, 0), HV_OK);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_tok WHERE id = 'o' AND code = 'code' AND value = '8867-4'"), 1);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_str WHERE id = 'o' AND code = 'code:text'"), 1);
+    /* the same value under two parameters is two rows */
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_tok WHERE id = 'o' AND code = 'combo-code' AND"
+                               " value = '8867-4'"),
+                     1);
+    json_object_put(o);
+    hv_buf_release(&b);
+    store_test_db_close(db);
+}
+
+/*
+ * Expressions are specialized per resource type and skipped when the resource lacks
+ * the top-level elements a plain path needs: a choice element (value[x]) still counts,
+ * a primitive that has only its extension (_birthDate) is looked at, and an expression
+ * that is not a plain path (deceased: "exists() and … != false") is always evaluated.
+ */
+static void search_index_specialized_expressions_index_the_same(void **state)
+{
+    hv_db_t *db = store_test_db();
+    struct json_object *o = json_tokener_parse(
+        "{\"resourceType\":\"Observation\",\"id\":\"q\",\"status\":\"final\",\"code\":{\"text\":\"x\"},"
+        "\"subject\":{\"reference\":\"Patient/p1\"},\"effectiveDateTime\":\"2020-01-02\","
+        "\"valueQuantity\":{\"value\":5,\"system\":\"http://unitsofmeasure.org\",\"code\":\"mg\"}}");
+    struct json_object *p = json_tokener_parse("{\"resourceType\":\"Patient\",\"id\":\"p1\",\"gender\":\"female\"}");
+    (void)state;
+    assert_non_null(o);
+    assert_non_null(p);
+    assert_int_equal(hv__search_index_put(db, "Observation", "q", o, 0), HV_OK);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_num WHERE id = 'q' AND code = 'value-quantity' AND"
+                               " value = 5"),
+                     1);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_date WHERE id = 'q' AND code = 'date'"), 1);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_ref WHERE id = 'q' AND code = 'patient' AND rid = 'p1'"), 1);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_ref WHERE id = 'q' AND code = 'subject' AND rid = 'p1'"), 1);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_tok WHERE id = 'q' AND code = 'status' AND value = 'final'"),
+                     1);
+    /* no value[x] of type CodeableConcept, no component: nothing under those */
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_tok WHERE id = 'q' AND code = 'value-concept'"), 0);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_tok WHERE id = 'q' AND code = 'component-code'"), 0);
+    assert_int_equal(hv__search_index_put(db, "Patient", "p1", p, 0), HV_OK);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_tok WHERE id = 'p1' AND code = 'deceased' AND"
+                               " value = 'false'"),
+                     1);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_tok WHERE id = 'p1' AND code = 'gender'"), 1);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_date WHERE id = 'p1'"), 0);
+    json_object_put(o);
+    json_object_put(p);
+    store_test_db_close(db);
+}
+
 int run_search_tests(void)
 {
     const struct CMUnitTest tests[] = {
@@ -115,6 +194,8 @@ int run_search_tests(void)
         cmocka_unit_test(search_prefix_reads_the_nine_prefixes),
         cmocka_unit_test(search_normalize_folds_case_and_accents),
         cmocka_unit_test(search_index_rows_follow_the_current_version),
+        cmocka_unit_test(search_index_writes_each_distinct_row_once),
+        cmocka_unit_test(search_index_specialized_expressions_index_the_same),
     };
     return cmocka_run_group_tests_name("fhir_search", tests, NULL, NULL);
 }
