@@ -196,12 +196,13 @@ static void route_in(hv_http_req_t *req, void *ud) {
                 if (rc == HV_OK) hv_http_req_body_file_take(req);
                 goto answered;
             }
-            if (flen > rt->max_message) {
+            /* (A channel that reads no content on a store without content files — PostgreSQL —
+             * takes the body in memory up to http.max_body, as before.) */
+            if (flen > rt->max_message && hv__chan_reads_content(ch)) {
                 hv_http_respond_error(req, 413, "too-large",
                                       "a message of %llu bytes exceeds channels.max_message_bytes"
-                                      " (%zu) for channel %s, which reads content (a content"
-                                      " filter rule, a step, a `when` or ordering key) or keeps"
-                                      " no content files (PostgreSQL store)",
+                                      " (%zu) for channel %s, which reads content (a step, or a"
+                                      " filter, `when` or ordering-key rule on content)",
                                       (unsigned long long)flen, rt->max_message, ch->conf->id);
                 return;
             }

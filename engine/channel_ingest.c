@@ -618,13 +618,17 @@ static int meta_only(const hv__filter_t *f) {
     return 1;
 }
 
-int hv__chan_streams(const hv__chan_t *ch) {
+int hv__chan_reads_content(const hv__chan_t *ch) {
     size_t i;
-    if (ch->rt->content_dir[0] == '\0' || ch->nsteps > 0 || !meta_only(ch->conf->filter)) return 0;
+    if (ch->nsteps > 0 || !meta_only(ch->conf->filter)) return 1;
     for (i = 0; i < ch->conf->ndests; i++)
         if (!meta_only(ch->conf->dests[i].when) || !meta_only(ch->conf->dests[i].queue.ordering_key))
-            return 0;
-    return 1;
+            return 1;
+    return 0;
+}
+
+int hv__chan_streams(const hv__chan_t *ch) {
+    return ch->rt->content_dir[0] != '\0' && !hv__chan_reads_content(ch);
 }
 
 int hv__chan_ingest_ex(hv__chan_t *ch, const hv__ingest_opts_t *o, hv_channel_stored_cb cb,

@@ -207,6 +207,8 @@ int hv__chan_ingest_ex(hv__chan_t *ch, const hv__ingest_opts_t *o, hv_channel_st
  * content (metadata rules only). Its destinations that stream read the file; the others
  * get the content in memory up to channels.max_message_bytes. */
 int hv__chan_streams(const hv__chan_t *ch);
+/* 1 when a step, or a filter, `when` or ordering-key rule that is not metadata, reads content. */
+int hv__chan_reads_content(const hv__chan_t *ch);
 
 /* channel_api.c */
 int hv__chan_routes_add(hv_engine_t *e, hv__chans_t *rt);
