@@ -461,6 +461,8 @@ static int http_send_send(void *state, const hv_channel_msg_t *m, hv_channel_sen
         curl_easy_setopt(x->easy, CURLOPT_READDATA, x);
         curl_easy_setopt(x->easy, CURLOPT_SEEKFUNCTION, seek_body);
         curl_easy_setopt(x->easy, CURLOPT_SEEKDATA, x);
+        /* Fewer loop turns per large body; the buffer is per transfer (memory stays bounded). */
+        curl_easy_setopt(x->easy, CURLOPT_UPLOAD_BUFFERSIZE, 512L * 1024);
     } else {
         curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, x->body);
     }
