@@ -1277,7 +1277,10 @@ fail:
 static int channels_start(hv_engine_t *e, void *state) {
     hv__chans_t *rt = state;
     uv_loop_t *loop = hv_engine_loop(e);
-    int refused = hv__chans_reload(rt);
+    int refused;
+    /* Before any source runs: storage jobs run in submission order. */
+    if (rt->content_dir[0] != '\0') hv_storage_submit(rt->storage, hv__chan_content_sweep_job, NULL, rt);
+    refused = hv__chans_reload(rt);
     hv_log(HV_LOG_INFO, "channel.loaded", "%zu channels running, %d files refused", rt->nchans,
            refused);
     hv__bus_replay(rt); /* after the event sources have subscribed */

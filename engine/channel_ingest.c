@@ -28,6 +28,7 @@
 #include "config.h"
 #include "engine/channel_rt.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -77,7 +78,8 @@ const char *const hv__chan_migrations_sqlite[] = {
     "CREATE INDEX chan_messages_parent ON chan_messages (parent_id) WHERE parent_id IS NOT NULL;",
     "CREATE TABLE chan_leases (channel TEXT NOT NULL, dest TEXT NOT NULL, lane INTEGER NOT NULL,"
     " owner TEXT NOT NULL, expires_at BIGINT NOT NULL, PRIMARY KEY (channel, dest, lane));",
-    "ALTER TABLE chan_messages ADD COLUMN content_file TEXT;",
+    "ALTER TABLE chan_messages ADD COLUMN content_file TEXT;"
+    "CREATE INDEX chan_messages_file ON chan_messages (content_file) WHERE content_file IS NOT NULL;",
     NULL,
 };
 
@@ -118,7 +120,8 @@ const char *const hv__chan_migrations_pg[] = {
     "CREATE INDEX chan_messages_parent ON chan_messages (parent_id) WHERE parent_id IS NOT NULL;",
     "CREATE TABLE chan_leases (channel TEXT NOT NULL, dest TEXT NOT NULL, lane INTEGER NOT NULL,"
     " owner TEXT NOT NULL, expires_at BIGINT NOT NULL, PRIMARY KEY (channel, dest, lane));",
-    "ALTER TABLE chan_messages ADD COLUMN content_file TEXT;",
+    "ALTER TABLE chan_messages ADD COLUMN content_file TEXT;"
+    "CREATE INDEX chan_messages_file ON chan_messages (content_file) WHERE content_file IS NOT NULL;",
     NULL,
 };
 
@@ -229,7 +232,8 @@ static int sync_path(const char *path, int dir) {
  * Storage thread: makes a large message's content file durable under its name in
  * the content directory before the row that names it commits: fsync the spooled
  * file, rename it, fsync the directory. A crash before the commit leaves at most
- * an unreferenced file (removed at the next start); never a row without its file.
+ * an unreferenced file (hv__chan_content_sweep_job removes it at the next start);
+ * never a row without its file.
  */
 static int content_file_store(hv__ingest_t *in) {
     char dst[4200];
@@ -244,6 +248,36 @@ static int content_file_store(hv__ingest_t *in) {
         return HV_EIO;
     }
     return HV_OK;
+}
+
+/*
+ * Storage thread, once at start before any message is received (storage jobs run in
+ * order): removes the content files that no row names — left by a crash between a
+ * storage job's rename and its commit.
+ */
+int hv__chan_content_sweep_job(hv_db_t *db, void *arg) {
+    hv__chans_t *rt = arg;
+    DIR *d;
+    struct dirent *de;
+    char path[4400];
+    int rc = HV_OK;
+    if (rt->content_dir[0] == '\0' || (d = opendir(rt->content_dir)) == NULL) return HV_OK;
+    while (rc == HV_OK && (de = readdir(d)) != NULL) {
+        hv_db_stmt_t *st = NULL;
+        if (de->d_name[0] == '.') continue;
+        rc = hv_db_prepare(db, "SELECT 1 FROM chan_messages WHERE content_file = $1", &st);
+        if (rc != HV_OK) break;
+        bind_str(st, 1, de->d_name);
+        rc = hv_db_step(st);
+        hv_db_done(st);
+        if (rc == HV_OK) { /* no row names it */
+            snprintf(path, sizeof(path), "%s/%s", rt->content_dir, de->d_name);
+            unlink(path);
+        }
+        if (rc >= 0) rc = HV_OK;
+    }
+    closedir(d);
+    return rc;
 }
 
 /*

@@ -180,6 +180,9 @@ extern const hv_channel_source_t hv__source_file;
 void hv__chan_waiters_note(hv__chans_t *rt, int64_t mid, const char *dest, int delivered);
 void hv__chan_waiters_stop(hv__chans_t *rt);
 
+/* Removes content files no row names (a crash mid-store); submit once before receiving. */
+int hv__chan_content_sweep_job(hv_db_t *db, void *arg);
+
 /* The store's migrations (channel_ingest.c). */
 extern const char *const hv__chan_migrations_sqlite[];
 extern const char *const hv__chan_migrations_pg[];

@@ -260,6 +260,33 @@ class LargeMessageTest(EngineTestCase):
         self.assertIn("does not stream", text)
         self.assertIn("channels.max_message_bytes 2097152", text)
 
+    def test_unreferenced_content_file_is_removed_at_start(self):
+        """A crash between a content file's rename and its row's commit leaves a file no
+        row names: the next start removes it and keeps the ones rows name."""
+        sink_dir = os.path.join(self.workdir, "out")
+        eng = self.engine(start=False)
+        self.write_channel(eng, "big", json.dumps({
+            "id": "big", "source": {"type": "http"},
+            "destinations": [{"name": "f", "type": "file-write", "dir": sink_dir}]}))
+        eng.start()
+        body = os.path.join(self.workdir, "body")
+        make_body(body, 2 * MIB)
+        status, answer = post_file(eng, "/channels/big/in", body)
+        self.assertEqual(status, 201, answer)
+        eng.stop()
+        cdir = os.path.join(eng.data, "channel-content")
+        kept = os.listdir(cdir)
+        self.assertEqual(len(kept), 1, kept)
+        stray = os.path.join(cdir, "1700000000000-00000000deadbeef")
+        with open(stray, "wb") as f:
+            f.write(b"left by a crash")
+        eng.start(fixed_ports=True)
+        deadline = time.monotonic() + 10
+        while os.path.exists(stray) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertFalse(os.path.exists(stray), "the unreferenced content file is still there")
+        self.assertEqual(os.listdir(cdir), kept)
+
 
 if __name__ == "__main__":
     main()
