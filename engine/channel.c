@@ -77,6 +77,23 @@ int hv_channel_register_paths(hv_engine_t *e, const hv_channel_path_provider_t *
     REG_ADD(e->chan_reg.paths, e->chan_reg.npaths, p, syntax);
 }
 
+int hv_channel_register_builtin(hv_engine_t *e, const char *id, const char *json) {
+    hv__chan_registry_t *r;
+    size_t i;
+    if (e == NULL || id == NULL || json == NULL) return HV_EINVAL;
+    r = &e->chan_reg;
+    if (strlen(id) >= sizeof(r->builtins[0].id) || strlen(json) >= sizeof(r->builtins[0].json))
+        return HV_ETOOBIG;
+    for (i = 0; i < r->nbuiltins && strcmp(r->builtins[i].id, id) != 0; i++) continue;
+    if (i == r->nbuiltins) {
+        if (r->nbuiltins >= HV_ARRAY_LEN(r->builtins)) return HV_ETOOBIG;
+        r->nbuiltins++;
+    }
+    memcpy(r->builtins[i].id, id, strlen(id) + 1);
+    memcpy(r->builtins[i].json, json, strlen(json) + 1);
+    return HV_OK;
+}
+
 int hv_reload_register(hv_engine_t *e, hv_reload_cb fn, void *ud) {
     if (e == NULL || fn == NULL) return HV_EINVAL;
     if (e->nreload >= HV_ARRAY_LEN(e->reload)) return HV_ETOOBIG;
@@ -974,6 +991,47 @@ int hv__chans_reload(hv__chans_t *rt) {
         }
     }
     closedir(d);
+    /* Built-in channels whose id no file took: deployed from their text. The path
+     * names them in errors and tells a built-in version from a file's. */
+    for (i = 0; i < rt->engine->chan_reg.nbuiltins; i++) {
+        const char *bid = rt->engine->chan_reg.builtins[i].id;
+        const char *text = rt->engine->chan_reg.builtins[i].json;
+        char path[128];
+        hv__chan_conf_t *conf = NULL;
+        hv__chan_t *cur;
+        hv_error_t err;
+        char **ns;
+        for (j = 0; j < nseen; j++)
+            if (seen[j] != NULL && strcmp(seen[j], bid) == 0) break;
+        if (j < nseen) continue;
+        snprintf(path, sizeof(path), "(built-in %s)", bid);
+        hv_error_clear(&err);
+        if (hv__chan_conf_parse(text, strlen(text), path, &rt->engine->chan_reg, &conf, &err) !=
+            HV_OK) {
+            log_refused(rt, &err);
+            refused++;
+            rt->builtin_refused++;
+            continue;
+        }
+        ns = hv_realloc(seen, (nseen + 1) * sizeof(*ns));
+        if (ns == NULL) {
+            hv__chan_conf_free(conf);
+            continue;
+        }
+        seen = ns;
+        seen[nseen++] = hv_strdup(conf->id);
+        cur = hv__chan_find(rt, conf->id);
+        if (cur != NULL && strcmp(cur->conf->text_hash, conf->text_hash) == 0 &&
+            strcmp(cur->conf->path, conf->path) == 0) {
+            hv__chan_conf_free(conf);
+            continue;
+        }
+        if (hv__chan_deploy(rt, conf, &err) != HV_OK) {
+            log_refused(rt, &err);
+            refused++;
+            rt->builtin_refused++;
+        }
+    }
     /* Channels whose file is gone are undeployed. */
     for (i = rt->nchans; i-- > 0;) {
         hv__chan_t *ch = rt->chans[i];
@@ -1114,6 +1172,12 @@ static int channels_start(hv_engine_t *e, void *state) {
     int refused = hv__chans_reload(rt);
     hv_log(HV_LOG_INFO, "channel.loaded", "%zu channels running, %d files refused", rt->nchans,
            refused);
+    if (rt->builtin_refused > 0) {
+        /* A built-in channel (hl7v2-inbound on --mllp) that cannot run stops the start:
+         * nobody wrote a file to fix, the settings or the address are wrong. */
+        fprintf(stderr, "holovitals: %s\n", rt->last_error);
+        return HV_ECONFIG;
+    }
     hv__bus_replay(rt); /* after the event sources have subscribed */
     uv_timer_init(loop, &rt->watch_timer);
     rt->watch_timer.data = rt;

@@ -99,6 +99,7 @@ struct hv__chans {
     struct hv__waiter *waiters; /* sources waiting for destinations (channel_ingest.c) */
     size_t nwaiters;
     char last_error[1024];
+    int builtin_refused; /* built-in channels that did not deploy (the first load stops) */
 };
 
 /*
@@ -134,6 +135,9 @@ typedef struct hv__ingest_opts {
                                  this recently is a duplicate (0: any age) */
     int is_part;              /* reprocessing a part: only the steps after split-bundle run */
     int wait;                 /* a source: answer per the channel's "response" setting */
+    const char *reply;        /* stored with the message: the source's answer (an ACK) */
+    size_t reply_len;
+    hv_buf_t *orig_reply;     /* a duplicate: the first copy's reply is appended here */
 } hv__ingest_opts_t;
 
 /* One message being received or reprocessed. */
@@ -148,6 +152,9 @@ typedef struct hv__ingest {
     uint64_t dedup_window_ms;
     int is_part, wait, duplicate;
     int64_t reprocess_id;
+    const char *reply; /* in the arena */
+    size_t reply_len;
+    hv_buf_t *orig_reply;
     hv_channel_stored_cb cb;
     void *ud;
 } hv__ingest_t;
