@@ -37,6 +37,7 @@
 #include <dirent.h>
 #include <signal.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -196,6 +197,7 @@ static void items_clear(hv__worker_t *w) {
     for (i = 0; i < w->nitems; i++) {
         hv_free(w->items[i].content);
         hv_free(w->items[i].content_type);
+        hv_free(w->items[i].file);
     }
     w->nitems = w->head = 0;
 }
@@ -322,6 +324,51 @@ static int lease_take(hv_db_t *db, hv__worker_t *w, int *held) {
     return lease_take_from_dead(db, w, now, held);
 }
 
+/* 1 when the worker's destination reads a large message from its content file. */
+static int worker_streams(const hv__worker_t *w) {
+    return (w->impl == &hv__dest_http_send || w->impl == &hv__dest_file_write) &&
+           w->conf->purpose == NULL;
+}
+
+/*
+ * Storage thread: prepares an item whose content is in a content file: a streaming
+ * destination gets the file's path; another gets the content read into memory when
+ * it is at most channels.max_message_bytes, and is refused (dead-lettered) otherwise.
+ */
+static int item_content_file(hv__worker_t *w, hv__item_t *it, const char *name, size_t nlen,
+                             int64_t size) {
+    hv__chans_t *rt = w->ch->rt;
+    char path[4400];
+    int fd;
+    size_t off = 0;
+    if (nlen > 256) return HV_EINVAL;
+    snprintf(path, sizeof(path), "%s/%.*s", rt->content_dir, (int)nlen, name);
+    it->len = size > 0 ? (size_t)size : 0;
+    if (worker_streams(w)) {
+        it->file = hv_strdup(path);
+        it->content = hv_strdup("");
+        return it->file && it->content ? HV_OK : HV_ENOMEM;
+    }
+    if (it->len > rt->max_message) {
+        it->refuse = "content too large for this destination type (it does not stream)";
+        it->content = hv_strdup("");
+        return it->content ? HV_OK : HV_ENOMEM;
+    }
+    it->content = hv_malloc(it->len + 1);
+    if (it->content == NULL) return HV_ENOMEM;
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    while (fd >= 0 && off < it->len) {
+        ssize_t n = read(fd, it->content + off, it->len - off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        off += (size_t)n;
+    }
+    if (fd >= 0) close(fd);
+    if (off != it->len) it->refuse = "its content file is missing or short";
+    it->content[off] = '\0';
+    return HV_OK;
+}
+
 static int fetch_job(hv_db_t *db, void *arg) {
     hv__worker_t *w = arg;
     hv_db_stmt_t *st = NULL;
@@ -335,7 +382,8 @@ static int fetch_job(hv_db_t *db, void *arg) {
     }
     rc = hv_db_prepare(db,
                        "SELECT q.id, q.message_id, q.attempts, q.next_at, m.content_type,"
-                       " COALESCE(m.transformed, m.content), m.received_at"
+                       " COALESCE(m.transformed, m.content), m.received_at,"
+                       " CASE WHEN m.transformed IS NULL THEN m.content_file END, m.size"
                        " FROM chan_queue q JOIN chan_messages m ON m.id = q.message_id"
                        " WHERE q.channel = $1 AND q.dest = $2 AND q.lane = $4 AND q.state = 'queued'"
                        " ORDER BY q.id LIMIT $3",
@@ -356,8 +404,26 @@ static int fetch_job(hv_db_t *db, void *arg) {
         it->attempts = hv_db_column_int64(st, 2);
         it->next_at = (uint64_t)hv_db_column_int64(st, 3);
         it->received_at = (uint64_t)hv_db_column_int64(st, 6);
-        it->content = hv_malloc(n + 1);
         it->content_type = hv_strndup(ct ? ct : "", tn);
+        {
+            size_t fn = 0;
+            const char *fname = hv_db_column_text(st, 7, &fn);
+            if (fname != NULL && it->content_type != NULL) {
+                /* A large message: its content is not read here (see item_content_file). */
+                rc = item_content_file(w, it, fname, fn, hv_db_column_int64(st, 8));
+                if (rc != HV_OK) {
+                    hv_free(it->content);
+                    hv_free(it->content_type);
+                    hv_free(it->file);
+                    break;
+                }
+                w->nitems++;
+                if (it->file == NULL) bytes += it->len;
+                if (bytes >= HV__CHAN_FETCH_BYTES) break;
+                continue;
+            }
+        }
+        it->content = hv_malloc(n + 1);
         if (it->content == NULL || it->content_type == NULL) {
             hv_free(it->content);
             hv_free(it->content_type);
@@ -576,7 +642,8 @@ static void on_sent(void *token, int result, const char *detail) {
     }
     hv_free(it->content);
     hv_free(it->content_type);
-    it->content = it->content_type = NULL;
+    hv_free(it->file);
+    it->content = it->content_type = it->file = NULL;
     w->head++;
     if (w->head == w->nitems) w->nitems = w->head = 0;
     w->busy = 0;
@@ -624,9 +691,17 @@ void hv__worker_kick(hv__worker_t *w) {
         m.len = it->len;
         m.content_type = it->content_type;
         m.received_at = it->received_at;
+        m.content_file = it->file;
         w->busy = 1;
         w->sending = 1;
         w->refs++;
+        if (it->refuse != NULL) {
+            char d[200];
+            snprintf(d, sizeof(d), "%s: %zu bytes, channels.max_message_bytes %zu", it->refuse,
+                     it->len, w->ch->rt->max_message);
+            on_sent(w, HV_CHANNEL_ERROR, d);
+            return;
+        }
         if (w->conf->purpose != NULL &&
             hv_consent_withholds(w->ch->rt->engine, w->conf->purpose, m.content, m.len, m.content_type)) {
             on_sent(w, HV_CHANNEL_DELIVERED, "withheld by patient consent"); /* done: never sent */
@@ -1059,6 +1134,9 @@ static const hv_setting_t settings[] = {
      "reload channel files when the channels directory changes"},
     {"channels.prune_interval", NULL, HV_SET_DURATION, "1h", NULL,
      "how often messages older than their channel's retention are pruned"},
+    {"channels.max_message_bytes", NULL, HV_SET_SIZE, "16MiB", NULL,
+     "largest message content read into memory by a filter rule, step or destination that does not "
+     "stream; larger messages pass only through channels that do not read content (kept in a file)"},
     {"channels.fts_max", NULL, HV_SET_SIZE, "1MiB", NULL,
      "bytes of each message's content indexed for full-text search (the rest is not searchable)"},
     {"channels.queue_lease", NULL, HV_SET_DURATION, "2m", NULL,
@@ -1136,6 +1214,15 @@ static int channels_init(hv_engine_t *e, void **state) {
         goto fail;
     }
     rt->fts_max = (size_t)hv_config_size(cfg, "channels.fts_max");
+    rt->max_message = (size_t)hv_config_size(cfg, "channels.max_message_bytes");
+    /* Content files live beside the SQLite store; a PostgreSQL store is shared by processes
+     * of other hosts, which could not read them, so there large messages stay in memory. */
+    if (rt->fts && snprintf(rt->content_dir, sizeof(rt->content_dir), "%s/channel-content",
+                            hv_engine_data_dir(e)) < (int)sizeof(rt->content_dir)) {
+        if (hv__mkdirs(rt->content_dir) != 0) rt->content_dir[0] = '\0';
+    } else {
+        rt->content_dir[0] = '\0';
+    }
     rt->lease_ms = hv_config_duration_ms(cfg, "channels.queue_lease");
     if (rt->lease_ms < 1000) rt->lease_ms = 1000;
     {

@@ -27,6 +27,8 @@ typedef struct hv__item {
     char *content;
     size_t len;
     char *content_type;
+    char *file;          /* the content is in this file (a large message), content is "" */
+    const char *refuse;  /* not sendable by this destination: dead-letter with this reason */
 } hv__item_t;
 
 struct hv__worker {
@@ -96,6 +98,8 @@ struct hv__chans {
     uint64_t lease_ms;
     char owner[128];  /* this process in chan_leases: host:pid:start */
     hv__bus_t *bus;   /* the event bus (event.c) */
+    size_t max_message; /* channels.max_message_bytes: content read into memory at most */
+    char content_dir[4096]; /* <data>/channel-content: large messages' content files ("": none) */
     struct hv__waiter *waiters; /* sources waiting for destinations (channel_ingest.c) */
     size_t nwaiters;
     char last_error[1024];
@@ -118,6 +122,7 @@ typedef struct hv__part {
     const char *status; /* queued | filtered | errored | sent | split */
     const char *error;
     const char *filtered_by;
+    const char *content_file; /* name in the content directory, or NULL: content is in the row */
     unsigned char dest_on[HV__CHAN_MAX_DESTS];
     int64_t dest_lane[HV__CHAN_MAX_DESTS];
     int64_t id;
@@ -134,6 +139,8 @@ typedef struct hv__ingest_opts {
     uint64_t dedup_window_ms; /* with source_key: a stored message with the same key received
                                  this recently is a duplicate (0: any age) */
     int is_part;              /* reprocessing a part: only the steps after split-bundle run */
+    const char *content_path; /* the content is this file (len bytes; content unused): it is
+                                 moved into the content directory when the message is stored */
     int wait;                 /* a source: answer per the channel's "response" setting */
     const char *reply;        /* stored with the message: the source's answer (an ACK) */
     size_t reply_len;
@@ -149,6 +156,7 @@ typedef struct hv__ingest {
     hv__part_t *parts; /* split-bundle: the parts, in the arena */
     size_t nparts;
     char *source_key;
+    char *spool_path; /* the content's file until the storage job moves it (content_path) */
     uint64_t dedup_window_ms;
     int is_part, wait, duplicate;
     int64_t reprocess_id;
@@ -199,6 +207,11 @@ int hv__chan_ingest(hv__chan_t *ch, const char *content, size_t len, const char 
                     int64_t reprocess_id, uint64_t received_at, hv_channel_stored_cb cb, void *ud);
 int hv__chan_ingest_ex(hv__chan_t *ch, const hv__ingest_opts_t *o, hv_channel_stored_cb cb,
                        void *ud);
+/* 1 when the channel can take a message whose content stays in a file: the store keeps
+ * content files (SQLite), no step runs, and no filter, `when` or ordering key reads
+ * content (metadata rules only). Its destinations that stream read the file; the others
+ * get the content in memory up to channels.max_message_bytes. */
+int hv__chan_streams(const hv__chan_t *ch);
 
 /* channel_api.c */
 int hv__chan_routes_add(hv_engine_t *e, hv__chans_t *rt);

@@ -538,6 +538,18 @@ const char *hv_http_req_header(const hv_http_req_t *req, const char *name); /* c
 int hv_http_req_header_at(const hv_http_req_t *req, size_t i, const char **name,
                           const char **value);
 const char *hv_http_req_body(const hv_http_req_t *req, size_t *len);
+/*
+ * Large bodies: a body larger than http.spool_body is written to a file (under
+ * <data>/tmp) as it arrives, so that receiving it costs no more memory than a read
+ * buffer. hv_http_req_body still works for such a body: it reads the file into
+ * memory on first use. A handler that can take the content from a file asks
+ * hv_http_req_body_file: HV_OK with the file's path and the body's length when the
+ * body is in a file, HV_ENOTFOUND when it is in memory. The file is removed with
+ * the request unless the handler calls hv_http_req_body_file_take (it then owns
+ * the file: it renames or removes it).
+ */
+int hv_http_req_body_file(const hv_http_req_t *req, const char **path, uint64_t *len);
+void hv_http_req_body_file_take(hv_http_req_t *req);
 const char *hv_http_req_trace_id(const hv_http_req_t *req);
 const char *hv_http_req_peer(const hv_http_req_t *req); /* "ip:port" */
 const char *hv_http_req_route(const hv_http_req_t *req); /* matched pattern, for metrics */
@@ -698,6 +710,10 @@ typedef struct hv_channel_msg {
     const char *content_type; /* as received; "" when unknown */
     uint64_t received_at;     /* ms since the epoch */
     hv_arena_t *arena;        /* for steps' output; NULL in destinations' send */
+    /* A destination that streams (http-send, file-write) may be handed a message whose
+     * content is in this file (len bytes) instead of in memory: content is then "".
+     * NULL for every other destination, filter and step (docs/channels.md, large messages). */
+    const char *content_file;
 } hv_channel_msg_t;
 
 /* The outcome of one delivery attempt. */

@@ -75,8 +75,12 @@ typedef struct hv__http_limits {
     uint64_t idle_timeout;   /* ms a keep-alive connection may wait for the next request */
     size_t max_pending_out;  /* bytes queued for a slow reader before reading stops */
     int access_log;          /* one info line per request */
+    size_t spool_body;       /* a body larger than this goes to a file in spool_dir (0: never) */
+    char spool_dir[4096];    /* "" : never spool */
 } hv__http_limits_t;
 
+/* Removes the spool files a previous process left in dir (a crash mid-upload). */
+void hv__http_spool_clean(const char *dir);
 int hv__http_server_new(hv_engine_t *e, const hv__http_limits_t *limits, hv_tls_ctx_t *tls,
                         hv__http_server_t **out);
 int hv__http_server_listen(hv__http_server_t *s, const char *host, int port, hv_error_t *err);
