@@ -490,6 +490,8 @@ static uint64_t backoff_ms(const hv__queue_conf_t *q, int64_t attempts) {
  * (at-least-once, in order). A retry holds the head until its next_at is durable.
  */
 typedef struct outcome {
+    struct outcome *next; /* in the runtime's list of outcomes not yet submitted */
+    int final;
     hv__worker_t *w;
     int64_t qid, mid, attempts; /* attempts including this one */
     const char *state;          /* sent | dead | queued */
@@ -497,8 +499,8 @@ typedef struct outcome {
     char error[256];
 } outcome_t;
 
-static int outcome_job(hv_db_t *db, void *arg) {
-    outcome_t *o = arg;
+/* Records one outcome (storage thread); see outcomes_job. */
+static int outcome_record(hv_db_t *db, outcome_t *o) {
     hv_db_stmt_t *st = NULL;
     int rc;
     rc = hv_db_prepare(db,
@@ -567,12 +569,90 @@ static void outcome_done_retry(int status, void *arg) {
     worker_unref(w);
 }
 
+/*
+ * Outcomes are recorded in batches: every outcome of every destination that arrives
+ * while a batch is being stored waits in the runtime's list and goes in the next
+ * one, so a busy engine records dozens of outcomes with one storage job (one
+ * savepoint, one done callback) instead of one job each. A lone outcome is
+ * submitted at once. Order: a worker's fetch flushes the list first (see
+ * outcomes_flush in hv__worker_kick), so a fetch never reads a row whose outcome
+ * is still waiting here.
+ */
+typedef struct outcome_batch {
+    hv__chans_t *rt;
+    outcome_t *head;
+} outcome_batch_t;
+
+static int outcomes_job(hv_db_t *db, void *arg) {
+    outcome_batch_t *b = arg;
+    outcome_t *o;
+    int rc;
+    /* One failing outcome fails the job: all of its outcomes are retried alike. */
+    for (o = b->head; o != NULL; o = o->next)
+        if ((rc = outcome_record(db, o)) != HV_OK) return rc;
+    return HV_OK;
+}
+
+static void outcomes_flush(hv__chans_t *rt);
+
+static void outcomes_done(int status, void *arg) {
+    outcome_batch_t *b = arg;
+    hv__chans_t *rt = b->rt;
+    outcome_t *o = b->head, *next;
+    hv_free(b);
+    rt->outcomes_inflight--;
+    /* The list is flushed first: a done callback may kick a worker that submits a fetch. */
+    if (rt->outcomes != NULL && rt->outcomes_inflight == 0) outcomes_flush(rt);
+    for (; o != NULL; o = next) {
+        next = o->next;
+        if (o->final) outcome_done_final(status, o);
+        else outcome_done_retry(status, o);
+    }
+}
+
+/* Submits the waiting outcomes as one job. On failure each outcome's callback
+ * runs with the error (a final one is logged as lost and sent again later;
+ * a retry waits 1 s), as when one job per outcome could not be submitted. */
+static void outcomes_flush(hv__chans_t *rt) {
+    outcome_batch_t *b;
+    outcome_t *o, *next;
+    int rc = HV_ENOMEM;
+    if (rt->outcomes == NULL) return;
+    b = hv_calloc(1, sizeof(*b));
+    if (b != NULL) {
+        b->rt = rt;
+        b->head = rt->outcomes;
+        rc = hv_storage_submit(rt->storage, outcomes_job, outcomes_done, b);
+    }
+    o = rt->outcomes;
+    rt->outcomes = NULL;
+    rt->outcomes_tail = NULL;
+    if (rc == HV_OK) {
+        rt->outcomes_inflight++;
+        return;
+    }
+    hv_free(b);
+    for (; o != NULL; o = next) {
+        next = o->next;
+        if (o->final) outcome_done_final(rc, o);
+        else outcome_done_retry(rc, o);
+    }
+}
+
+static void outcome_add(hv__chans_t *rt, outcome_t *o) {
+    o->next = NULL;
+    if (rt->outcomes_tail != NULL) rt->outcomes_tail->next = o;
+    else rt->outcomes = o;
+    rt->outcomes_tail = o;
+    if (rt->outcomes_inflight == 0) outcomes_flush(rt);
+}
+
 static void on_sent(void *token, int result, const char *detail) {
     hv__worker_t *w = token;
     hv__item_t *it = &w->items[w->head];
     uint64_t now = hv_now_ms();
     outcome_t *o;
-    int rc, final;
+    int final;
     w->sending = 0;
     if (w->closing) {
         w->busy = 0;
@@ -618,21 +698,14 @@ static void on_sent(void *token, int result, const char *detail) {
         }
     }
     final = strcmp(o->state, "queued") != 0;
-    rc = hv_storage_submit(w->ch->rt->storage, outcome_job,
-                           final ? outcome_done_final : outcome_done_retry, o);
-    if (rc != HV_OK) {
-        /* Not recorded: the same message goes again after a pause (nothing is lost). */
-        hv_free(o);
-        w->busy = 0;
-        it->next_at = now + 1000;
-        uv_timer_start(&w->timer, on_worker_timer, 1000, 0);
-        worker_unref(w);
+    o->final = final;
+    if (!final) {
+        /* busy until outcome_done_retry; the send's reference goes with the outcome */
+        outcome_add(w->ch->rt, o);
         return;
     }
-    if (!final) return; /* busy until outcome_done_retry; the send's reference goes with it */
-    /* The send's reference now belongs to the outcome job; move past the item. */
-    w->refs++;
-    worker_unref(w);
+    /* The send's reference now belongs to the outcome; move past the item. Counted
+     * first: outcome_add may call outcome_done_final (and free o) at once on failure. */
     if (strcmp(o->state, "sent") == 0) {
         w->sent++;
         hv_counter_add(w->m_sent, 1);
@@ -640,6 +713,9 @@ static void on_sent(void *token, int result, const char *detail) {
         w->dead++;
         hv_counter_add(w->m_dead, 1);
     }
+    w->refs++; /* kept across outcome_add: w stays valid below */
+    outcome_add(w->ch->rt, o);
+    worker_unref(w);
     hv_free(it->content);
     hv_free(it->content_type);
     hv_free(it->file);
@@ -659,6 +735,9 @@ void hv__worker_kick(hv__worker_t *w) {
         return;
     if (w->head >= w->nitems) {
         items_clear(w);
+        /* The fetch must see this worker's recorded outcomes: submit the waiting ones
+         * before it (storage jobs run in submission order). */
+        outcomes_flush(w->ch->rt);
         w->busy = 1;
         w->refs++;
         rc = hv_storage_submit(w->ch->rt->storage, fetch_job, fetch_done, w);

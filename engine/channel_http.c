@@ -89,6 +89,10 @@ static void xfer_unlink(xfer_t *x) {
     x->prev = x->next = NULL;
 }
 
+/* The http-send destination's state (below); its spare easy handle is reused. */
+typedef struct http_send http_send_t;
+static void recycle(xfer_t *x);
+
 static void check_done(hv__curl_t *c) {
     CURLMsg *m;
     int left;
@@ -112,6 +116,7 @@ static void check_done(hv__curl_t *c) {
         }
         curl_multi_remove_handle(c->multi, x->easy);
         xfer_unlink(x);
+        recycle(x); /* before done: done may close the destination */
         x->done(x->token, result, detail);
         xfer_free(x);
     }
@@ -233,15 +238,26 @@ void hv__curl_free(hv_engine_t *e) {
 /* The http-send destination                                                 */
 /* ------------------------------------------------------------------------- */
 
-typedef struct http_send {
+struct http_send {
     hv_engine_t *engine;
+    /* A finished transfer's easy handle, reset, for the next one: curl_easy_init and
+     * curl_easy_cleanup per message cost more than the rest of a small delivery. */
+    CURL *spare;
     char *url;
     char *method;
     struct curl_slist *headers; /* configured ones */
     long timeout_ms;
     long connect_timeout_ms;
     int verify_tls;
-} http_send_t;
+};
+
+static void recycle(xfer_t *x) {
+    http_send_t *h = x->owner;
+    if (h == NULL || h->spare != NULL || x->easy == NULL) return;
+    curl_easy_reset(x->easy);
+    h->spare = x->easy;
+    x->easy = NULL;
+}
 
 static int starts_with(const char *s, const char *p) { return strncmp(s, p, strlen(p)) == 0; }
 
@@ -325,6 +341,7 @@ static void http_send_close(void *state) {
             xfer_free(x);
         }
     }
+    if (h->spare != NULL) curl_easy_cleanup(h->spare);
     curl_slist_free_all(h->headers);
     hv_free(h->url);
     hv_free(h->method);
@@ -407,7 +424,8 @@ static int http_send_send(void *state, const hv_channel_msg_t *m, hv_channel_sen
     x->done = done;
     x->token = token;
     x->fd = -1;
-    x->easy = curl_easy_init();
+    x->easy = h->spare != NULL ? h->spare : curl_easy_init();
+    h->spare = NULL;
     if (x->easy == NULL) goto fail;
     if (m->content_file != NULL) {
         x->fd = open(m->content_file, O_RDONLY | O_CLOEXEC);

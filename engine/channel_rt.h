@@ -101,6 +101,8 @@ struct hv__chans {
     size_t max_message; /* channels.max_message_bytes: content read into memory at most */
     char content_dir[4096]; /* <data>/channel-content: large messages' content files ("": none) */
     struct hv__waiter *waiters; /* sources waiting for destinations (channel_ingest.c) */
+    struct outcome *outcomes, *outcomes_tail; /* delivery outcomes waiting for a batch (channel.c) */
+    int outcomes_inflight;                    /* batches submitted, not yet done */
     size_t nwaiters;
     char last_error[1024];
     int builtin_refused; /* built-in channels that did not deploy (the first load stops) */
