@@ -13,7 +13,8 @@
  * Outbox (a module's database): hv_outbox (id, type, payload, created_at). A row
  * written in the module's transaction is moved by hv_event_outbox_drain: read,
  * published to the bus (durable there), then deleted from the outbox — a crash
- * in between publishes it again (at-least-once), never loses it.
+ * in between publishes it again (at-least-once), never loses it. One drain per
+ * outbox runs at a time; asking while one runs makes it run once more after.
  */
 #include "config.h"
 #include "engine/channel_rt.h"
@@ -28,10 +29,19 @@ struct hv_event_sub {
     hv_event_sub_t *next;
 };
 
+/* One outbox being drained: at most one drain per storage runs at a time; a drain
+ * asked for meanwhile runs once the current one ends (so rows are published once). */
+typedef struct drain_slot {
+    hv_storage_t *storage;
+    int running, again;
+} drain_slot_t;
+
 struct hv__bus {
     hv__chans_t *rt;
     hv_event_sub_t *subs;
     uint64_t published, delivered;
+    drain_slot_t drains[8];
+    size_t ndrains;
 };
 
 static hv__bus_t *bus_of(hv_engine_t *e) {
@@ -328,7 +338,24 @@ typedef struct drain {
     int failed;
 } drain_t;
 
-static void drain_free(drain_t *d) {
+static int drain_start(hv_engine_t *e, hv_storage_t *storage);
+
+static drain_slot_t *drain_slot(hv__bus_t *b, hv_storage_t *storage, int add) {
+    size_t i;
+    for (i = 0; i < b->ndrains; i++)
+        if (b->drains[i].storage == storage) return &b->drains[i];
+    if (!add || b->ndrains >= HV_ARRAY_LEN(b->drains)) return NULL;
+    b->drains[b->ndrains].storage = storage;
+    b->drains[b->ndrains].running = b->drains[b->ndrains].again = 0;
+    return &b->drains[b->ndrains++];
+}
+
+/* Ends a drain: another one runs when there are more rows or one was asked for meanwhile. */
+static void drain_end(drain_t *d, int more) {
+    hv_engine_t *e = d->engine;
+    hv_storage_t *storage = d->storage;
+    hv__bus_t *b = bus_of(e);
+    drain_slot_t *slot = b != NULL ? drain_slot(b, storage, 0) : NULL;
     size_t i;
     for (i = 0; i < d->n; i++) {
         hv_free(d->rows[i].type);
@@ -336,6 +363,12 @@ static void drain_free(drain_t *d) {
     }
     hv_free(d->rows);
     hv_free(d);
+    if (slot == NULL) return;
+    if (more || slot->again) {
+        slot->again = 0;
+        if (drain_start(e, storage) == HV_OK) return;
+    }
+    slot->running = 0;
 }
 
 static int drain_read_job(hv_db_t *db, void *arg) {
@@ -343,7 +376,13 @@ static int drain_read_job(hv_db_t *db, void *arg) {
     hv_db_stmt_t *st = NULL;
     int rc = hv_db_prepare(db, "SELECT id, type, payload FROM hv_outbox ORDER BY id LIMIT 1000", &st);
     if (rc != HV_OK) return rc;
-    d->rows = hv_calloc(1000, sizeof(*d->rows));
+    /* A batch that failed runs its jobs again: start from nothing. */
+    while (d->n > 0) {
+        d->n--;
+        hv_free(d->rows[d->n].type);
+        hv_free(d->rows[d->n].payload);
+    }
+    if (d->rows == NULL) d->rows = hv_calloc(1000, sizeof(*d->rows));
     if (d->rows == NULL) {
         hv_db_done(st);
         return HV_ENOMEM;
@@ -386,11 +425,7 @@ static int drain_delete_job(hv_db_t *db, void *arg) {
 
 static void drain_deleted(int status, void *arg) {
     drain_t *d = arg;
-    int more = status == HV_OK && d->n == 1000;
-    hv_engine_t *e = d->engine;
-    hv_storage_t *s = d->storage;
-    drain_free(d);
-    if (more) hv_event_outbox_drain(e, s);
+    drain_end(d, status == HV_OK && d->n == 1000);
 }
 
 static void drain_published(int status, int64_t id, void *ud) {
@@ -400,14 +435,14 @@ static void drain_published(int status, int64_t id, void *ud) {
     if (++d->published < d->n) return;
     /* Every row is durable on the bus (or not: then all stay for the next drain). */
     if (d->failed || hv_storage_submit(d->storage, drain_delete_job, drain_deleted, d) != HV_OK)
-        drain_free(d);
+        drain_end(d, 0);
 }
 
 static void drain_read(int status, void *arg) {
     drain_t *d = arg;
     size_t i, submitted = 0;
     if (status != HV_OK || d->n == 0) {
-        drain_free(d);
+        drain_end(d, 0);
         return;
     }
     for (i = 0; i < d->n; i++) {
@@ -420,20 +455,33 @@ static void drain_read(int status, void *arg) {
     }
     if (submitted < d->n) {
         d->published += d->n - submitted; /* those never get a callback */
-        if (submitted == 0) drain_free(d);
+        if (submitted == 0) drain_end(d, 0);
     }
 }
 
-int hv_event_outbox_drain(hv_engine_t *e, hv_storage_t *storage) {
-    drain_t *d;
+static int drain_start(hv_engine_t *e, hv_storage_t *storage) {
+    drain_t *d = hv_calloc(1, sizeof(*d));
     int rc;
-    if (bus_of(e) == NULL) return HV_ENOTSUP;
-    d = hv_calloc(1, sizeof(*d));
     if (d == NULL) return HV_ENOMEM;
     d->engine = e;
     d->storage = storage;
     rc = hv_storage_submit(storage, drain_read_job, drain_read, d);
     if (rc != HV_OK) hv_free(d);
+    return rc;
+}
+
+int hv_event_outbox_drain(hv_engine_t *e, hv_storage_t *storage) {
+    hv__bus_t *b = bus_of(e);
+    drain_slot_t *slot;
+    int rc;
+    if (b == NULL) return HV_ENOTSUP;
+    slot = drain_slot(b, storage, 1);
+    if (slot != NULL && slot->running) {
+        slot->again = 1;
+        return HV_OK;
+    }
+    rc = drain_start(e, storage);
+    if (rc == HV_OK && slot != NULL) slot->running = 1;
     return rc;
 }
 
