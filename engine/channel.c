@@ -246,8 +246,9 @@ static int bind_str(hv_db_stmt_t *st, int i, const char *s) {
  * kill -9: owner "host:pid:start" with a pid that kill(2) does not find) is taken
  * at once instead of after its expiry. Processes of other hosts wait for it.
  */
-static int lease_take_from_dead(hv_db_t *db, hv__worker_t *w, uint64_t now, int *held) {
-    hv__chans_t *rt = w->ch->rt;
+static int lease_take_from_dead(hv_db_t *db, hv__chans_t *rt, const char *channel,
+                                const char *dest, int64_t lane, uint64_t now, uint64_t *until,
+                                int *held) {
     hv_db_stmt_t *st = NULL;
     char owner[128] = "";
     size_t hl = strcspn(rt->owner, ":"), n = 0;
@@ -258,9 +259,9 @@ static int lease_take_from_dead(hv_db_t *db, hv__worker_t *w, uint64_t now, int 
                            " AND lane = $3",
                            &st);
     if (rc != HV_OK) return rc;
-    bind_str(st, 1, w->ch->conf->id);
-    bind_str(st, 2, w->conf->name);
-    hv_db_bind_int64(st, 3, w->lane);
+    bind_str(st, 1, channel);
+    bind_str(st, 2, dest);
+    hv_db_bind_int64(st, 3, lane);
     rc = hv_db_step(st);
     if (rc == HV_DB_ROW) {
         o = hv_db_column_text(st, 0, &n);
@@ -280,23 +281,23 @@ static int lease_take_from_dead(hv_db_t *db, hv__worker_t *w, uint64_t now, int 
                        " AND dest = $2 AND lane = $3 AND owner = $6 RETURNING owner",
                        &st);
     if (rc != HV_OK) return rc;
-    bind_str(st, 1, w->ch->conf->id);
-    bind_str(st, 2, w->conf->name);
-    hv_db_bind_int64(st, 3, w->lane);
+    bind_str(st, 1, channel);
+    bind_str(st, 2, dest);
+    hv_db_bind_int64(st, 3, lane);
     bind_str(st, 4, rt->owner);
     hv_db_bind_int64(st, 5, (int64_t)(now + rt->lease_ms));
     bind_str(st, 6, owner);
     rc = hv_db_step(st);
     if (rc == HV_DB_ROW) {
         *held = 1;
-        w->lease_until = now + rt->lease_ms;
+        *until = now + rt->lease_ms;
     }
     hv_db_done(st);
     return rc < 0 ? rc : HV_OK;
 }
 
-static int lease_take(hv_db_t *db, hv__worker_t *w, int *held) {
-    hv__chans_t *rt = w->ch->rt;
+int hv__lease_take(hv_db_t *db, hv__chans_t *rt, const char *channel, const char *dest,
+                   int64_t lane, uint64_t *until, int *held) {
     hv_db_stmt_t *st = NULL;
     uint64_t now = hv_now_ms();
     int rc = hv_db_prepare(db,
@@ -308,20 +309,25 @@ static int lease_take(hv_db_t *db, hv__worker_t *w, int *held) {
                            &st);
     *held = 0;
     if (rc != HV_OK) return rc;
-    bind_str(st, 1, w->ch->conf->id);
-    bind_str(st, 2, w->conf->name);
-    hv_db_bind_int64(st, 3, w->lane);
+    bind_str(st, 1, channel);
+    bind_str(st, 2, dest);
+    hv_db_bind_int64(st, 3, lane);
     bind_str(st, 4, rt->owner);
     hv_db_bind_int64(st, 5, (int64_t)(now + rt->lease_ms));
     hv_db_bind_int64(st, 6, (int64_t)now);
     rc = hv_db_step(st);
     if (rc == HV_DB_ROW) {
         *held = 1;
-        w->lease_until = now + rt->lease_ms;
+        *until = now + rt->lease_ms;
     }
     hv_db_done(st);
     if (rc < 0 || *held) return rc < 0 ? rc : HV_OK;
-    return lease_take_from_dead(db, w, now, held);
+    return lease_take_from_dead(db, rt, channel, dest, lane, now, until, held);
+}
+
+static int lease_take(hv_db_t *db, hv__worker_t *w, int *held) {
+    return hv__lease_take(db, w->ch->rt, w->ch->conf->id, w->conf->name, w->lane,
+                          &w->lease_until, held);
 }
 
 /* 1 when the worker's destination reads a large message from its content file. */
@@ -1392,6 +1398,7 @@ static void channels_stop(hv_engine_t *e, void *state) {
     }
     rt->watch_open = rt->timers_open = 0;
     hv__chan_waiters_stop(rt);
+    hv__bus_stop(rt);
     if (rt->shared && rt->storage != NULL)
         (void)hv_storage_submit(rt->storage, lease_release_job, lease_release_done, rt);
     /* Workers first (they cancel what they have in flight), then libcurl's handles. */

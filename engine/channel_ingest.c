@@ -79,6 +79,7 @@ const char *const hv__chan_migrations_sqlite[] = {
     " owner TEXT NOT NULL, expires_at BIGINT NOT NULL, PRIMARY KEY (channel, dest, lane));",
     "ALTER TABLE chan_messages ADD COLUMN content_file TEXT;",
     "ALTER TABLE chan_messages ADD COLUMN reply BLOB;",
+    "CREATE TABLE chan_event_cursors (name TEXT PRIMARY KEY, last_id INTEGER NOT NULL);",
     NULL,
 };
 
@@ -121,6 +122,7 @@ const char *const hv__chan_migrations_pg[] = {
     " owner TEXT NOT NULL, expires_at BIGINT NOT NULL, PRIMARY KEY (channel, dest, lane));",
     "ALTER TABLE chan_messages ADD COLUMN content_file TEXT;",
     "ALTER TABLE chan_messages ADD COLUMN reply BYTEA;",
+    "CREATE TABLE chan_event_cursors (name TEXT PRIMARY KEY, last_id BIGINT NOT NULL);",
     NULL,
 };
 

@@ -215,6 +215,12 @@ int hv__chan_ingest_ex(hv__chan_t *ch, const hv__ingest_opts_t *o, hv_channel_st
  * get the content in memory up to channels.max_message_bytes. */
 int hv__chan_streams(const hv__chan_t *ch);
 
+/* channel.c: takes or renews the lease (channel, dest, lane) of chan_leases for this process
+ * (storage thread; PostgreSQL): *held and *until (ms) on success. Also the event bus's
+ * subscriber leases (channel "event-sub"). */
+int hv__lease_take(hv_db_t *db, hv__chans_t *rt, const char *channel, const char *dest,
+                   int64_t lane, uint64_t *until, int *held);
+
 /* channel_api.c */
 int hv__chan_routes_add(hv_engine_t *e, hv__chans_t *rt);
 /* channel_api.c: the channel named by the route's :id, or a 404 answer and NULL. */
@@ -237,6 +243,7 @@ extern const hv_channel_source_t hv__source_event;
 extern const hv_channel_dest_t hv__dest_event;
 int hv__bus_new(hv__chans_t *rt);
 void hv__bus_replay(hv__chans_t *rt);
+void hv__bus_stop(hv__chans_t *rt); /* closes the bus's timer (channels stop) */
 void hv__bus_free(hv__chans_t *rt);
 
 /* channel_dest.c */

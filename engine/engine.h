@@ -871,6 +871,19 @@ typedef void (*hv_event_published_cb)(int status, int64_t id, void *ud);
 int hv_event_subscribe(hv_engine_t *e, const char *pattern, hv_event_cb fn, void *ud,
                        hv_event_sub_t **out);
 void hv_event_unsubscribe(hv_engine_t *e, hv_event_sub_t *sub);
+/*
+ * A durable subscriber, named across restarts and across the processes that share
+ * one store (PostgreSQL): it receives every event of `pattern` published after its
+ * first subscription — by any process — exactly once per name in the cluster, in
+ * publication order, at-least-once across a crash between the subscriber's own
+ * commit and the cursor's (so fn should key what it stores by ev->id, as the
+ * event channel source does). One process at a time delivers a name (a lease in
+ * chan_leases); a cursor per name (chan_event_cursors) records what was acknowledged.
+ * An event fn acknowledges with an error is offered again after a pause, and the
+ * events after it wait (order). Unsubscribe with hv_event_unsubscribe.
+ */
+int hv_event_subscribe_durable(hv_engine_t *e, const char *name, const char *pattern,
+                               hv_event_cb fn, void *ud, hv_event_sub_t **out);
 /* Stores and then delivers an event; done (may be NULL) after the commit. HV_ENOTSUP
  * when the bus is not running in this process (the channels module is not enabled). */
 int hv_event_publish(hv_engine_t *e, const char *type, const char *payload, size_t len,

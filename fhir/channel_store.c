@@ -738,7 +738,13 @@ static int s_start(hv_channel_t *ch, struct json_object *conf, void **state, hv_
         return rc;
     }
     s->engine = e;
-    rc = hv_event_subscribe(e, "fhir.change", on_bus_change, s, &s->sub);
+    {
+        /* A durable cursor per channel: with several processes on one PostgreSQL store,
+         * each change enters the channel once in the cluster. */
+        char name[128];
+        snprintf(name, sizeof(name), "fhir-source:%s", hv_channel_id(ch));
+        rc = hv_event_subscribe_durable(e, name, "fhir.change", on_bus_change, s, &s->sub);
+    }
     if (rc != HV_OK) {
         hv_error_set(err, rc, NULL, "the fhir source needs the event bus (the channels service)");
         src_unref(s);
