@@ -78,6 +78,23 @@ int hv_channel_register_paths(hv_engine_t *e, const hv_channel_path_provider_t *
     REG_ADD(e->chan_reg.paths, e->chan_reg.npaths, p, syntax);
 }
 
+int hv_channel_register_builtin(hv_engine_t *e, const char *id, const char *json) {
+    hv__chan_registry_t *r;
+    size_t i;
+    if (e == NULL || id == NULL || json == NULL) return HV_EINVAL;
+    r = &e->chan_reg;
+    if (strlen(id) >= sizeof(r->builtins[0].id) || strlen(json) >= sizeof(r->builtins[0].json))
+        return HV_ETOOBIG;
+    for (i = 0; i < r->nbuiltins && strcmp(r->builtins[i].id, id) != 0; i++) continue;
+    if (i == r->nbuiltins) {
+        if (r->nbuiltins >= HV_ARRAY_LEN(r->builtins)) return HV_ETOOBIG;
+        r->nbuiltins++;
+    }
+    memcpy(r->builtins[i].id, id, strlen(id) + 1);
+    memcpy(r->builtins[i].json, json, strlen(json) + 1);
+    return HV_OK;
+}
+
 int hv_reload_register(hv_engine_t *e, hv_reload_cb fn, void *ud) {
     if (e == NULL || fn == NULL) return HV_EINVAL;
     if (e->nreload >= HV_ARRAY_LEN(e->reload)) return HV_ETOOBIG;
@@ -229,8 +246,9 @@ static int bind_str(hv_db_stmt_t *st, int i, const char *s) {
  * kill -9: owner "host:pid:start" with a pid that kill(2) does not find) is taken
  * at once instead of after its expiry. Processes of other hosts wait for it.
  */
-static int lease_take_from_dead(hv_db_t *db, hv__worker_t *w, uint64_t now, int *held) {
-    hv__chans_t *rt = w->ch->rt;
+static int lease_take_from_dead(hv_db_t *db, hv__chans_t *rt, const char *channel,
+                                const char *dest, int64_t lane, uint64_t now, uint64_t *until,
+                                int *held) {
     hv_db_stmt_t *st = NULL;
     char owner[128] = "";
     size_t hl = strcspn(rt->owner, ":"), n = 0;
@@ -241,9 +259,9 @@ static int lease_take_from_dead(hv_db_t *db, hv__worker_t *w, uint64_t now, int 
                            " AND lane = $3",
                            &st);
     if (rc != HV_OK) return rc;
-    bind_str(st, 1, w->ch->conf->id);
-    bind_str(st, 2, w->conf->name);
-    hv_db_bind_int64(st, 3, w->lane);
+    bind_str(st, 1, channel);
+    bind_str(st, 2, dest);
+    hv_db_bind_int64(st, 3, lane);
     rc = hv_db_step(st);
     if (rc == HV_DB_ROW) {
         o = hv_db_column_text(st, 0, &n);
@@ -263,23 +281,23 @@ static int lease_take_from_dead(hv_db_t *db, hv__worker_t *w, uint64_t now, int 
                        " AND dest = $2 AND lane = $3 AND owner = $6 RETURNING owner",
                        &st);
     if (rc != HV_OK) return rc;
-    bind_str(st, 1, w->ch->conf->id);
-    bind_str(st, 2, w->conf->name);
-    hv_db_bind_int64(st, 3, w->lane);
+    bind_str(st, 1, channel);
+    bind_str(st, 2, dest);
+    hv_db_bind_int64(st, 3, lane);
     bind_str(st, 4, rt->owner);
     hv_db_bind_int64(st, 5, (int64_t)(now + rt->lease_ms));
     bind_str(st, 6, owner);
     rc = hv_db_step(st);
     if (rc == HV_DB_ROW) {
         *held = 1;
-        w->lease_until = now + rt->lease_ms;
+        *until = now + rt->lease_ms;
     }
     hv_db_done(st);
     return rc < 0 ? rc : HV_OK;
 }
 
-static int lease_take(hv_db_t *db, hv__worker_t *w, int *held) {
-    hv__chans_t *rt = w->ch->rt;
+int hv__lease_take(hv_db_t *db, hv__chans_t *rt, const char *channel, const char *dest,
+                   int64_t lane, uint64_t *until, int *held) {
     hv_db_stmt_t *st = NULL;
     uint64_t now = hv_now_ms();
     int rc = hv_db_prepare(db,
@@ -291,20 +309,25 @@ static int lease_take(hv_db_t *db, hv__worker_t *w, int *held) {
                            &st);
     *held = 0;
     if (rc != HV_OK) return rc;
-    bind_str(st, 1, w->ch->conf->id);
-    bind_str(st, 2, w->conf->name);
-    hv_db_bind_int64(st, 3, w->lane);
+    bind_str(st, 1, channel);
+    bind_str(st, 2, dest);
+    hv_db_bind_int64(st, 3, lane);
     bind_str(st, 4, rt->owner);
     hv_db_bind_int64(st, 5, (int64_t)(now + rt->lease_ms));
     hv_db_bind_int64(st, 6, (int64_t)now);
     rc = hv_db_step(st);
     if (rc == HV_DB_ROW) {
         *held = 1;
-        w->lease_until = now + rt->lease_ms;
+        *until = now + rt->lease_ms;
     }
     hv_db_done(st);
     if (rc < 0 || *held) return rc < 0 ? rc : HV_OK;
-    return lease_take_from_dead(db, w, now, held);
+    return lease_take_from_dead(db, rt, channel, dest, lane, now, until, held);
+}
+
+static int lease_take(hv_db_t *db, hv__worker_t *w, int *held) {
+    return hv__lease_take(db, w->ch->rt, w->ch->conf->id, w->conf->name, w->lane,
+                          &w->lease_until, held);
 }
 
 /* 1 when the worker's destination reads a large message from its content file. */
@@ -1128,6 +1151,47 @@ int hv__chans_reload(hv__chans_t *rt) {
         }
     }
     closedir(d);
+    /* Built-in channels whose id no file took: deployed from their text. The path
+     * names them in errors and tells a built-in version from a file's. */
+    for (i = 0; i < rt->engine->chan_reg.nbuiltins; i++) {
+        const char *bid = rt->engine->chan_reg.builtins[i].id;
+        const char *text = rt->engine->chan_reg.builtins[i].json;
+        char path[128];
+        hv__chan_conf_t *conf = NULL;
+        hv__chan_t *cur;
+        hv_error_t err;
+        char **ns;
+        for (j = 0; j < nseen; j++)
+            if (seen[j] != NULL && strcmp(seen[j], bid) == 0) break;
+        if (j < nseen) continue;
+        snprintf(path, sizeof(path), "(built-in %s)", bid);
+        hv_error_clear(&err);
+        if (hv__chan_conf_parse(text, strlen(text), path, &rt->engine->chan_reg, &conf, &err) !=
+            HV_OK) {
+            log_refused(rt, &err);
+            refused++;
+            rt->builtin_refused++;
+            continue;
+        }
+        ns = hv_realloc(seen, (nseen + 1) * sizeof(*ns));
+        if (ns == NULL) {
+            hv__chan_conf_free(conf);
+            continue;
+        }
+        seen = ns;
+        seen[nseen++] = hv_strdup(conf->id);
+        cur = hv__chan_find(rt, conf->id);
+        if (cur != NULL && strcmp(cur->conf->text_hash, conf->text_hash) == 0 &&
+            strcmp(cur->conf->path, conf->path) == 0) {
+            hv__chan_conf_free(conf);
+            continue;
+        }
+        if (hv__chan_deploy(rt, conf, &err) != HV_OK) {
+            log_refused(rt, &err);
+            refused++;
+            rt->builtin_refused++;
+        }
+    }
     /* Channels whose file is gone are undeployed. */
     for (i = rt->nchans; i-- > 0;) {
         hv__chan_t *ch = rt->chans[i];
@@ -1283,6 +1347,12 @@ static int channels_start(hv_engine_t *e, void *state) {
     refused = hv__chans_reload(rt);
     hv_log(HV_LOG_INFO, "channel.loaded", "%zu channels running, %d files refused", rt->nchans,
            refused);
+    if (rt->builtin_refused > 0) {
+        /* A built-in channel (hl7v2-inbound on --mllp) that cannot run stops the start:
+         * nobody wrote a file to fix, the settings or the address are wrong. */
+        fprintf(stderr, "holovitals: %s\n", rt->last_error);
+        return HV_ECONFIG;
+    }
     hv__bus_replay(rt); /* after the event sources have subscribed */
     uv_timer_init(loop, &rt->watch_timer);
     rt->watch_timer.data = rt;
@@ -1331,6 +1401,7 @@ static void channels_stop(hv_engine_t *e, void *state) {
     }
     rt->watch_open = rt->timers_open = 0;
     hv__chan_waiters_stop(rt);
+    hv__bus_stop(rt);
     if (rt->shared && rt->storage != NULL)
         (void)hv_storage_submit(rt->storage, lease_release_job, lease_release_done, rt);
     /* Workers first (they cancel what they have in flight), then libcurl's handles. */

@@ -490,19 +490,19 @@ static int list_job(hv_db_t *db, void *arg) {
     int64_t n = 0, last = 0;
     int rc;
     const char *sql_fts =
-        "SELECT id, received_at, status, content_type, size, error, filtered_by"
+        "SELECT id, received_at, status, content_type, size, error, filtered_by, source_key"
         " FROM chan_messages WHERE channel = $1 AND id < $2 AND ($3 = '' OR status = $3)"
         " AND ($4 = '' OR content_type = $4) AND received_at >= $5 AND received_at <= $6"
         " AND id IN (SELECT rowid FROM chan_fts WHERE chan_fts MATCH $7)"
         " ORDER BY id DESC LIMIT $8";
     const char *sql_plain =
-        "SELECT id, received_at, status, content_type, size, error, filtered_by"
+        "SELECT id, received_at, status, content_type, size, error, filtered_by, source_key"
         " FROM chan_messages WHERE channel = $1 AND id < $2 AND ($3 = '' OR status = $3)"
         " AND ($4 = '' OR content_type = $4) AND received_at >= $5 AND received_at <= $6"
         " AND ($7 = '' OR POSITION($7 IN CONVERT_FROM(content, 'UTF8')) > 0)"
         " ORDER BY id DESC LIMIT $8";
     const char *sql_none =
-        "SELECT id, received_at, status, content_type, size, error, filtered_by"
+        "SELECT id, received_at, status, content_type, size, error, filtered_by, source_key"
         " FROM chan_messages WHERE channel = $1 AND id < $2 AND ($3 = '' OR status = $3)"
         " AND ($4 = '' OR content_type = $4) AND received_at >= $5 AND received_at <= $6"
         " AND $7 = '' ORDER BY id DESC LIMIT $8";
@@ -538,6 +538,8 @@ static int list_job(hv_db_t *db, void *arg) {
         if (rc == HV_OK) rc = put_col(&q->body, st, 5);
         if (rc == HV_OK) rc = hv_buf_puts(&q->body, ",\"filtered_by\":");
         if (rc == HV_OK) rc = put_col(&q->body, st, 6);
+        if (rc == HV_OK) rc = hv_buf_puts(&q->body, ",\"source_key\":");
+        if (rc == HV_OK) rc = put_col(&q->body, st, 7);
         if (rc == HV_OK) rc = hv_buf_putc(&q->body, '}');
         n++;
     }
@@ -625,7 +627,8 @@ static int get_job(hv_db_t *db, void *arg) {
     char ts[40];
     rc = hv_db_prepare(db,
                        "SELECT id, received_at, status, content_type, size, error, filtered_by,"
-                       " content, transformed, parent_id FROM chan_messages WHERE channel = $1"
+                       " content, transformed, parent_id, source_key FROM chan_messages"
+                       " WHERE channel = $1"
                        " AND id = $2",
                        &st);
     if (rc != HV_OK) return rc;
@@ -654,6 +657,8 @@ static int get_job(hv_db_t *db, void *arg) {
     if (rc == HV_OK) rc = put_content(&q->body, st, 8);
     if (rc == HV_OK && !hv_db_column_is_null(st, 9))
         rc = hv_buf_printf(&q->body, ",\"parent\":\"%lld\"", (long long)hv_db_column_int64(st, 9));
+    if (rc == HV_OK) rc = hv_buf_puts(&q->body, ",\"source_key\":");
+    if (rc == HV_OK) rc = put_col(&q->body, st, 10);
     hv_db_done(st);
     if (rc != HV_OK) return rc;
     /* A split message: the ids of its parts (each a message of its own). */

@@ -78,7 +78,9 @@ const char *const hv__chan_migrations_sqlite[] = {
     "CREATE INDEX chan_messages_parent ON chan_messages (parent_id) WHERE parent_id IS NOT NULL;",
     "CREATE TABLE chan_leases (channel TEXT NOT NULL, dest TEXT NOT NULL, lane INTEGER NOT NULL,"
     " owner TEXT NOT NULL, expires_at BIGINT NOT NULL, PRIMARY KEY (channel, dest, lane));",
-    "ALTER TABLE chan_messages ADD COLUMN content_file TEXT;"
+    "ALTER TABLE chan_messages ADD COLUMN content_file TEXT;",
+    "ALTER TABLE chan_messages ADD COLUMN reply BLOB;",
+    "CREATE TABLE chan_event_cursors (name TEXT PRIMARY KEY, last_id INTEGER NOT NULL);",
     "CREATE INDEX chan_messages_file ON chan_messages (content_file) WHERE content_file IS NOT NULL;",
     NULL,
 };
@@ -120,7 +122,9 @@ const char *const hv__chan_migrations_pg[] = {
     "CREATE INDEX chan_messages_parent ON chan_messages (parent_id) WHERE parent_id IS NOT NULL;",
     "CREATE TABLE chan_leases (channel TEXT NOT NULL, dest TEXT NOT NULL, lane INTEGER NOT NULL,"
     " owner TEXT NOT NULL, expires_at BIGINT NOT NULL, PRIMARY KEY (channel, dest, lane));",
-    "ALTER TABLE chan_messages ADD COLUMN content_file TEXT;"
+    "ALTER TABLE chan_messages ADD COLUMN content_file TEXT;",
+    "ALTER TABLE chan_messages ADD COLUMN reply BYTEA;",
+    "CREATE TABLE chan_event_cursors (name TEXT PRIMARY KEY, last_id BIGINT NOT NULL);",
     "CREATE INDEX chan_messages_file ON chan_messages (content_file) WHERE content_file IS NOT NULL;",
     NULL,
 };
@@ -144,7 +148,7 @@ static int find_duplicate(hv_db_t *db, const hv__ingest_t *in, int64_t *id) {
     if (in->dedup_window_ms > 0 && in->msg.received_at > in->dedup_window_ms)
         since = in->msg.received_at - in->dedup_window_ms;
     rc = hv_db_prepare(db,
-                       "SELECT id FROM chan_messages WHERE channel = $1 AND source_key = $2"
+                       "SELECT id, reply FROM chan_messages WHERE channel = $1 AND source_key = $2"
                        " AND received_at >= $3 ORDER BY id DESC LIMIT 1",
                        &st);
     if (rc != HV_OK) return rc;
@@ -152,7 +156,16 @@ static int find_duplicate(hv_db_t *db, const hv__ingest_t *in, int64_t *id) {
     bind_str(st, 2, in->source_key);
     hv_db_bind_int64(st, 3, (int64_t)since);
     rc = hv_db_step(st);
-    if (rc == HV_DB_ROW) *id = hv_db_column_int64(st, 0);
+    if (rc == HV_DB_ROW) {
+        size_t n = 0;
+        const void *r = hv_db_column_blob(st, 1, &n);
+        *id = hv_db_column_int64(st, 0);
+        rc = HV_OK;
+        /* The first copy's answer, for the source to give the resend unchanged (reset
+         * first: a batch that failed runs its jobs again). */
+        if (in->orig_reply != NULL) hv_buf_reset(in->orig_reply);
+        if (in->orig_reply != NULL && r != NULL && n > 0) rc = hv_buf_append(in->orig_reply, r, n);
+    }
     hv_db_done(st);
     return rc < 0 ? rc : HV_OK;
 }
@@ -188,8 +201,8 @@ static int insert_message(hv_db_t *db, hv__ingest_t *in, hv__part_t *p, int64_t 
     int rc = hv_db_prepare(db,
                            "INSERT INTO chan_messages (status, error, filtered_by, transformed,"
                            " channel, received_at, content_type, content, size, source_key,"
-                           " parent_id, content_file) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,"
-                           " $10, $11, $12) RETURNING id",
+                           " parent_id, content_file, reply) VALUES ($1, $2, $3, $4, $5, $6, $7,"
+                           " $8, $9, $10, $11, $12, $13) RETURNING id",
                            &st);
     if (rc != HV_OK) return rc;
     bind_str(st, 1, p->status);
@@ -208,6 +221,8 @@ static int insert_message(hv_db_t *db, hv__ingest_t *in, hv__part_t *p, int64_t 
     if (parent > 0) hv_db_bind_int64(st, 11, parent);
     else hv_db_bind_null(st, 11);
     bind_str(st, 12, p->content_file);
+    if (parent <= 0 && in->reply != NULL) hv_db_bind_blob(st, 13, in->reply, in->reply_len);
+    else hv_db_bind_null(st, 13);
     rc = hv_db_step(st);
     if (rc == HV_DB_ROW) {
         p->id = hv_db_column_int64(st, 0);
@@ -708,6 +723,17 @@ int hv__chan_ingest_ex(hv__chan_t *ch, const hv__ingest_opts_t *o, hv_channel_st
             return HV_ENOMEM;
         }
     }
+    if (o->reply != NULL) {
+        char *r = hv_arena_alloc(in->arena, o->reply_len + 1);
+        if (r == NULL) {
+            ingest_free(in);
+            return HV_ENOMEM;
+        }
+        memcpy(r, o->reply, o->reply_len);
+        in->reply = r;
+        in->reply_len = o->reply_len;
+    }
+    in->orig_reply = o->orig_reply;
     in->dedup_window_ms = o->dedup_window_ms;
     in->is_part = o->is_part;
     in->wait = o->wait;
@@ -766,6 +792,26 @@ int hv_channel_receive_keyed(hv_channel_t *ch, const char *content, size_t len,
     o.content_type = content_type;
     o.source_key = key;
     o.dedup_window_ms = window_ms;
+    o.wait = 1;
+    return hv__chan_ingest_ex(ch, &o, cb, ud);
+}
+
+int hv_channel_receive_reply(hv_channel_t *ch, const char *content, size_t len,
+                             const char *content_type, const char *key, uint64_t window_ms,
+                             const char *reply, size_t reply_len, hv_buf_t *orig_reply,
+                             hv_channel_stored_cb cb, void *ud) {
+    hv__ingest_opts_t o;
+    if (ch == NULL || (content == NULL && len > 0)) return HV_EINVAL;
+    if (ch->state != HV__CHAN_STARTED) return HV_ECLOSED;
+    memset(&o, 0, sizeof(o));
+    o.content = content ? content : "";
+    o.len = len;
+    o.content_type = content_type;
+    o.source_key = key;
+    o.dedup_window_ms = window_ms;
+    o.reply = reply;
+    o.reply_len = reply_len;
+    o.orig_reply = orig_reply;
     o.wait = 1;
     return hv__chan_ingest_ex(ch, &o, cb, ud);
 }

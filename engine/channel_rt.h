@@ -105,6 +105,7 @@ struct hv__chans {
     int outcomes_inflight;                    /* batches submitted, not yet done */
     size_t nwaiters;
     char last_error[1024];
+    int builtin_refused; /* built-in channels that did not deploy (the first load stops) */
 };
 
 /*
@@ -143,6 +144,9 @@ typedef struct hv__ingest_opts {
     const char *content_path; /* the content is this file (len bytes; content unused): it is
                                  moved into the content directory when the message is stored */
     int wait;                 /* a source: answer per the channel's "response" setting */
+    const char *reply;        /* stored with the message: the source's answer (an ACK) */
+    size_t reply_len;
+    hv_buf_t *orig_reply;     /* a duplicate: the first copy's reply is appended here */
 } hv__ingest_opts_t;
 
 /* One message being received or reprocessed. */
@@ -158,6 +162,9 @@ typedef struct hv__ingest {
     uint64_t dedup_window_ms;
     int is_part, wait, duplicate;
     int64_t reprocess_id;
+    const char *reply; /* in the arena */
+    size_t reply_len;
+    hv_buf_t *orig_reply;
     hv_channel_stored_cb cb;
     void *ud;
 } hv__ingest_t;
@@ -213,6 +220,12 @@ int hv__chan_streams(const hv__chan_t *ch);
 /* 1 when a step, or a filter, `when` or ordering-key rule that is not metadata, reads content. */
 int hv__chan_reads_content(const hv__chan_t *ch);
 
+/* channel.c: takes or renews the lease (channel, dest, lane) of chan_leases for this process
+ * (storage thread; PostgreSQL): *held and *until (ms) on success. Also the event bus's
+ * subscriber leases (channel "event-sub"). */
+int hv__lease_take(hv_db_t *db, hv__chans_t *rt, const char *channel, const char *dest,
+                   int64_t lane, uint64_t *until, int *held);
+
 /* channel_api.c */
 int hv__chan_routes_add(hv_engine_t *e, hv__chans_t *rt);
 /* channel_api.c: the channel named by the route's :id, or a 404 answer and NULL. */
@@ -235,6 +248,7 @@ extern const hv_channel_source_t hv__source_event;
 extern const hv_channel_dest_t hv__dest_event;
 int hv__bus_new(hv__chans_t *rt);
 void hv__bus_replay(hv__chans_t *rt);
+void hv__bus_stop(hv__chans_t *rt); /* closes the bus's timer (channels stop) */
 void hv__bus_free(hv__chans_t *rt);
 
 /* channel_dest.c */

@@ -111,6 +111,13 @@ typedef struct hv__chan_registry {
     size_t ndests;
     const hv_channel_path_provider_t *paths[8];
     size_t npaths;
+    /* Built-in channels (hv_channel_register_builtin): deployed when no file of the
+     * channels directory has their id. Copies, so that the registrar owns nothing. */
+    struct {
+        char id[65];
+        char json[8192];
+    } builtins[4];
+    size_t nbuiltins;
 } hv__chan_registry_t;
 
 typedef struct hv__reload_hook {
