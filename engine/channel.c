@@ -37,6 +37,7 @@
 #include <dirent.h>
 #include <signal.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,6 +76,23 @@ int hv_channel_register_dest(hv_engine_t *e, const hv_channel_dest_t *d) {
 int hv_channel_register_paths(hv_engine_t *e, const hv_channel_path_provider_t *p) {
     if (e == NULL || p == NULL || p->syntax == NULL || p->get == NULL) return HV_EINVAL;
     REG_ADD(e->chan_reg.paths, e->chan_reg.npaths, p, syntax);
+}
+
+int hv_channel_register_builtin(hv_engine_t *e, const char *id, const char *json) {
+    hv__chan_registry_t *r;
+    size_t i;
+    if (e == NULL || id == NULL || json == NULL) return HV_EINVAL;
+    r = &e->chan_reg;
+    if (strlen(id) >= sizeof(r->builtins[0].id) || strlen(json) >= sizeof(r->builtins[0].json))
+        return HV_ETOOBIG;
+    for (i = 0; i < r->nbuiltins && strcmp(r->builtins[i].id, id) != 0; i++) continue;
+    if (i == r->nbuiltins) {
+        if (r->nbuiltins >= HV_ARRAY_LEN(r->builtins)) return HV_ETOOBIG;
+        r->nbuiltins++;
+    }
+    memcpy(r->builtins[i].id, id, strlen(id) + 1);
+    memcpy(r->builtins[i].json, json, strlen(json) + 1);
+    return HV_OK;
 }
 
 int hv_reload_register(hv_engine_t *e, hv_reload_cb fn, void *ud) {
@@ -179,6 +197,7 @@ static void items_clear(hv__worker_t *w) {
     for (i = 0; i < w->nitems; i++) {
         hv_free(w->items[i].content);
         hv_free(w->items[i].content_type);
+        hv_free(w->items[i].file);
     }
     w->nitems = w->head = 0;
 }
@@ -227,8 +246,9 @@ static int bind_str(hv_db_stmt_t *st, int i, const char *s) {
  * kill -9: owner "host:pid:start" with a pid that kill(2) does not find) is taken
  * at once instead of after its expiry. Processes of other hosts wait for it.
  */
-static int lease_take_from_dead(hv_db_t *db, hv__worker_t *w, uint64_t now, int *held) {
-    hv__chans_t *rt = w->ch->rt;
+static int lease_take_from_dead(hv_db_t *db, hv__chans_t *rt, const char *channel,
+                                const char *dest, int64_t lane, uint64_t now, uint64_t *until,
+                                int *held) {
     hv_db_stmt_t *st = NULL;
     char owner[128] = "";
     size_t hl = strcspn(rt->owner, ":"), n = 0;
@@ -239,9 +259,9 @@ static int lease_take_from_dead(hv_db_t *db, hv__worker_t *w, uint64_t now, int 
                            " AND lane = $3",
                            &st);
     if (rc != HV_OK) return rc;
-    bind_str(st, 1, w->ch->conf->id);
-    bind_str(st, 2, w->conf->name);
-    hv_db_bind_int64(st, 3, w->lane);
+    bind_str(st, 1, channel);
+    bind_str(st, 2, dest);
+    hv_db_bind_int64(st, 3, lane);
     rc = hv_db_step(st);
     if (rc == HV_DB_ROW) {
         o = hv_db_column_text(st, 0, &n);
@@ -261,23 +281,23 @@ static int lease_take_from_dead(hv_db_t *db, hv__worker_t *w, uint64_t now, int 
                        " AND dest = $2 AND lane = $3 AND owner = $6 RETURNING owner",
                        &st);
     if (rc != HV_OK) return rc;
-    bind_str(st, 1, w->ch->conf->id);
-    bind_str(st, 2, w->conf->name);
-    hv_db_bind_int64(st, 3, w->lane);
+    bind_str(st, 1, channel);
+    bind_str(st, 2, dest);
+    hv_db_bind_int64(st, 3, lane);
     bind_str(st, 4, rt->owner);
     hv_db_bind_int64(st, 5, (int64_t)(now + rt->lease_ms));
     bind_str(st, 6, owner);
     rc = hv_db_step(st);
     if (rc == HV_DB_ROW) {
         *held = 1;
-        w->lease_until = now + rt->lease_ms;
+        *until = now + rt->lease_ms;
     }
     hv_db_done(st);
     return rc < 0 ? rc : HV_OK;
 }
 
-static int lease_take(hv_db_t *db, hv__worker_t *w, int *held) {
-    hv__chans_t *rt = w->ch->rt;
+int hv__lease_take(hv_db_t *db, hv__chans_t *rt, const char *channel, const char *dest,
+                   int64_t lane, uint64_t *until, int *held) {
     hv_db_stmt_t *st = NULL;
     uint64_t now = hv_now_ms();
     int rc = hv_db_prepare(db,
@@ -289,20 +309,70 @@ static int lease_take(hv_db_t *db, hv__worker_t *w, int *held) {
                            &st);
     *held = 0;
     if (rc != HV_OK) return rc;
-    bind_str(st, 1, w->ch->conf->id);
-    bind_str(st, 2, w->conf->name);
-    hv_db_bind_int64(st, 3, w->lane);
+    bind_str(st, 1, channel);
+    bind_str(st, 2, dest);
+    hv_db_bind_int64(st, 3, lane);
     bind_str(st, 4, rt->owner);
     hv_db_bind_int64(st, 5, (int64_t)(now + rt->lease_ms));
     hv_db_bind_int64(st, 6, (int64_t)now);
     rc = hv_db_step(st);
     if (rc == HV_DB_ROW) {
         *held = 1;
-        w->lease_until = now + rt->lease_ms;
+        *until = now + rt->lease_ms;
     }
     hv_db_done(st);
     if (rc < 0 || *held) return rc < 0 ? rc : HV_OK;
-    return lease_take_from_dead(db, w, now, held);
+    return lease_take_from_dead(db, rt, channel, dest, lane, now, until, held);
+}
+
+static int lease_take(hv_db_t *db, hv__worker_t *w, int *held) {
+    return hv__lease_take(db, w->ch->rt, w->ch->conf->id, w->conf->name, w->lane,
+                          &w->lease_until, held);
+}
+
+/* 1 when the worker's destination reads a large message from its content file. */
+static int worker_streams(const hv__worker_t *w) {
+    return (w->impl == &hv__dest_http_send || w->impl == &hv__dest_file_write) &&
+           w->conf->purpose == NULL;
+}
+
+/*
+ * Storage thread: prepares an item whose content is in a content file: a streaming
+ * destination gets the file's path; another gets the content read into memory when
+ * it is at most channels.max_message_bytes, and is refused (dead-lettered) otherwise.
+ */
+static int item_content_file(hv__worker_t *w, hv__item_t *it, const char *name, size_t nlen,
+                             int64_t size) {
+    hv__chans_t *rt = w->ch->rt;
+    char path[4400];
+    int fd;
+    size_t off = 0;
+    if (nlen > 256) return HV_EINVAL;
+    snprintf(path, sizeof(path), "%s/%.*s", rt->content_dir, (int)nlen, name);
+    it->len = size > 0 ? (size_t)size : 0;
+    if (worker_streams(w)) {
+        it->file = hv_strdup(path);
+        it->content = hv_strdup("");
+        return it->file && it->content ? HV_OK : HV_ENOMEM;
+    }
+    if (it->len > rt->max_message) {
+        it->refuse = "content too large for this destination type (it does not stream)";
+        it->content = hv_strdup("");
+        return it->content ? HV_OK : HV_ENOMEM;
+    }
+    it->content = hv_malloc(it->len + 1);
+    if (it->content == NULL) return HV_ENOMEM;
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    while (fd >= 0 && off < it->len) {
+        ssize_t n = read(fd, it->content + off, it->len - off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        off += (size_t)n;
+    }
+    if (fd >= 0) close(fd);
+    if (off != it->len) it->refuse = "its content file is missing or short";
+    it->content[off] = '\0';
+    return HV_OK;
 }
 
 static int fetch_job(hv_db_t *db, void *arg) {
@@ -318,7 +388,8 @@ static int fetch_job(hv_db_t *db, void *arg) {
     }
     rc = hv_db_prepare(db,
                        "SELECT q.id, q.message_id, q.attempts, q.next_at, m.content_type,"
-                       " COALESCE(m.transformed, m.content), m.received_at"
+                       " COALESCE(m.transformed, m.content), m.received_at,"
+                       " CASE WHEN m.transformed IS NULL THEN m.content_file END, m.size"
                        " FROM chan_queue q JOIN chan_messages m ON m.id = q.message_id"
                        " WHERE q.channel = $1 AND q.dest = $2 AND q.lane = $4 AND q.state = 'queued'"
                        " ORDER BY q.id LIMIT $3",
@@ -339,8 +410,26 @@ static int fetch_job(hv_db_t *db, void *arg) {
         it->attempts = hv_db_column_int64(st, 2);
         it->next_at = (uint64_t)hv_db_column_int64(st, 3);
         it->received_at = (uint64_t)hv_db_column_int64(st, 6);
-        it->content = hv_malloc(n + 1);
         it->content_type = hv_strndup(ct ? ct : "", tn);
+        {
+            size_t fn = 0;
+            const char *fname = hv_db_column_text(st, 7, &fn);
+            if (fname != NULL && it->content_type != NULL) {
+                /* A large message: its content is not read here (see item_content_file). */
+                rc = item_content_file(w, it, fname, fn, hv_db_column_int64(st, 8));
+                if (rc != HV_OK) {
+                    hv_free(it->content);
+                    hv_free(it->content_type);
+                    hv_free(it->file);
+                    break;
+                }
+                w->nitems++;
+                if (it->file == NULL) bytes += it->len;
+                if (bytes >= HV__CHAN_FETCH_BYTES) break;
+                continue;
+            }
+        }
+        it->content = hv_malloc(n + 1);
         if (it->content == NULL || it->content_type == NULL) {
             hv_free(it->content);
             hv_free(it->content_type);
@@ -407,6 +496,8 @@ static uint64_t backoff_ms(const hv__queue_conf_t *q, int64_t attempts) {
  * (at-least-once, in order). A retry holds the head until its next_at is durable.
  */
 typedef struct outcome {
+    struct outcome *next; /* in the runtime's list of outcomes not yet submitted */
+    int final;
     hv__worker_t *w;
     int64_t qid, mid, attempts; /* attempts including this one */
     const char *state;          /* sent | dead | queued */
@@ -414,8 +505,8 @@ typedef struct outcome {
     char error[256];
 } outcome_t;
 
-static int outcome_job(hv_db_t *db, void *arg) {
-    outcome_t *o = arg;
+/* Records one outcome (storage thread); see outcomes_job. */
+static int outcome_record(hv_db_t *db, outcome_t *o) {
     hv_db_stmt_t *st = NULL;
     int rc;
     rc = hv_db_prepare(db,
@@ -484,12 +575,90 @@ static void outcome_done_retry(int status, void *arg) {
     worker_unref(w);
 }
 
+/*
+ * Outcomes are recorded in batches: every outcome of every destination that arrives
+ * while a batch is being stored waits in the runtime's list and goes in the next
+ * one, so a busy engine records dozens of outcomes with one storage job (one
+ * savepoint, one done callback) instead of one job each. A lone outcome is
+ * submitted at once. Order: a worker's fetch flushes the list first (see
+ * outcomes_flush in hv__worker_kick), so a fetch never reads a row whose outcome
+ * is still waiting here.
+ */
+typedef struct outcome_batch {
+    hv__chans_t *rt;
+    outcome_t *head;
+} outcome_batch_t;
+
+static int outcomes_job(hv_db_t *db, void *arg) {
+    outcome_batch_t *b = arg;
+    outcome_t *o;
+    int rc;
+    /* One failing outcome fails the job: all of its outcomes are retried alike. */
+    for (o = b->head; o != NULL; o = o->next)
+        if ((rc = outcome_record(db, o)) != HV_OK) return rc;
+    return HV_OK;
+}
+
+static void outcomes_flush(hv__chans_t *rt);
+
+static void outcomes_done(int status, void *arg) {
+    outcome_batch_t *b = arg;
+    hv__chans_t *rt = b->rt;
+    outcome_t *o = b->head, *next;
+    hv_free(b);
+    rt->outcomes_inflight--;
+    /* The list is flushed first: a done callback may kick a worker that submits a fetch. */
+    if (rt->outcomes != NULL && rt->outcomes_inflight == 0) outcomes_flush(rt);
+    for (; o != NULL; o = next) {
+        next = o->next;
+        if (o->final) outcome_done_final(status, o);
+        else outcome_done_retry(status, o);
+    }
+}
+
+/* Submits the waiting outcomes as one job. On failure each outcome's callback
+ * runs with the error (a final one is logged as lost and sent again later;
+ * a retry waits 1 s), as when one job per outcome could not be submitted. */
+static void outcomes_flush(hv__chans_t *rt) {
+    outcome_batch_t *b;
+    outcome_t *o, *next;
+    int rc = HV_ENOMEM;
+    if (rt->outcomes == NULL) return;
+    b = hv_calloc(1, sizeof(*b));
+    if (b != NULL) {
+        b->rt = rt;
+        b->head = rt->outcomes;
+        rc = hv_storage_submit(rt->storage, outcomes_job, outcomes_done, b);
+    }
+    o = rt->outcomes;
+    rt->outcomes = NULL;
+    rt->outcomes_tail = NULL;
+    if (rc == HV_OK) {
+        rt->outcomes_inflight++;
+        return;
+    }
+    hv_free(b);
+    for (; o != NULL; o = next) {
+        next = o->next;
+        if (o->final) outcome_done_final(rc, o);
+        else outcome_done_retry(rc, o);
+    }
+}
+
+static void outcome_add(hv__chans_t *rt, outcome_t *o) {
+    o->next = NULL;
+    if (rt->outcomes_tail != NULL) rt->outcomes_tail->next = o;
+    else rt->outcomes = o;
+    rt->outcomes_tail = o;
+    if (rt->outcomes_inflight == 0) outcomes_flush(rt);
+}
+
 static void on_sent(void *token, int result, const char *detail) {
     hv__worker_t *w = token;
     hv__item_t *it = &w->items[w->head];
     uint64_t now = hv_now_ms();
     outcome_t *o;
-    int rc, final;
+    int final;
     w->sending = 0;
     if (w->closing) {
         w->busy = 0;
@@ -535,21 +704,14 @@ static void on_sent(void *token, int result, const char *detail) {
         }
     }
     final = strcmp(o->state, "queued") != 0;
-    rc = hv_storage_submit(w->ch->rt->storage, outcome_job,
-                           final ? outcome_done_final : outcome_done_retry, o);
-    if (rc != HV_OK) {
-        /* Not recorded: the same message goes again after a pause (nothing is lost). */
-        hv_free(o);
-        w->busy = 0;
-        it->next_at = now + 1000;
-        uv_timer_start(&w->timer, on_worker_timer, 1000, 0);
-        worker_unref(w);
+    o->final = final;
+    if (!final) {
+        /* busy until outcome_done_retry; the send's reference goes with the outcome */
+        outcome_add(w->ch->rt, o);
         return;
     }
-    if (!final) return; /* busy until outcome_done_retry; the send's reference goes with it */
-    /* The send's reference now belongs to the outcome job; move past the item. */
-    w->refs++;
-    worker_unref(w);
+    /* The send's reference now belongs to the outcome; move past the item. Counted
+     * first: outcome_add may call outcome_done_final (and free o) at once on failure. */
     if (strcmp(o->state, "sent") == 0) {
         w->sent++;
         hv_counter_add(w->m_sent, 1);
@@ -557,9 +719,13 @@ static void on_sent(void *token, int result, const char *detail) {
         w->dead++;
         hv_counter_add(w->m_dead, 1);
     }
+    w->refs++; /* kept across outcome_add: w stays valid below */
+    outcome_add(w->ch->rt, o);
+    worker_unref(w);
     hv_free(it->content);
     hv_free(it->content_type);
-    it->content = it->content_type = NULL;
+    hv_free(it->file);
+    it->content = it->content_type = it->file = NULL;
     w->head++;
     if (w->head == w->nitems) w->nitems = w->head = 0;
     w->busy = 0;
@@ -575,6 +741,9 @@ void hv__worker_kick(hv__worker_t *w) {
         return;
     if (w->head >= w->nitems) {
         items_clear(w);
+        /* The fetch must see this worker's recorded outcomes: submit the waiting ones
+         * before it (storage jobs run in submission order). */
+        outcomes_flush(w->ch->rt);
         w->busy = 1;
         w->refs++;
         rc = hv_storage_submit(w->ch->rt->storage, fetch_job, fetch_done, w);
@@ -607,9 +776,17 @@ void hv__worker_kick(hv__worker_t *w) {
         m.len = it->len;
         m.content_type = it->content_type;
         m.received_at = it->received_at;
+        m.content_file = it->file;
         w->busy = 1;
         w->sending = 1;
         w->refs++;
+        if (it->refuse != NULL) {
+            char d[200];
+            snprintf(d, sizeof(d), "%s: %zu bytes, channels.max_message_bytes %zu", it->refuse,
+                     it->len, w->ch->rt->max_message);
+            on_sent(w, HV_CHANNEL_ERROR, d);
+            return;
+        }
         if (w->conf->purpose != NULL &&
             hv_consent_withholds(w->ch->rt->engine, w->conf->purpose, m.content, m.len, m.content_type)) {
             on_sent(w, HV_CHANNEL_DELIVERED, "withheld by patient consent"); /* done: never sent */
@@ -974,6 +1151,47 @@ int hv__chans_reload(hv__chans_t *rt) {
         }
     }
     closedir(d);
+    /* Built-in channels whose id no file took: deployed from their text. The path
+     * names them in errors and tells a built-in version from a file's. */
+    for (i = 0; i < rt->engine->chan_reg.nbuiltins; i++) {
+        const char *bid = rt->engine->chan_reg.builtins[i].id;
+        const char *text = rt->engine->chan_reg.builtins[i].json;
+        char path[128];
+        hv__chan_conf_t *conf = NULL;
+        hv__chan_t *cur;
+        hv_error_t err;
+        char **ns;
+        for (j = 0; j < nseen; j++)
+            if (seen[j] != NULL && strcmp(seen[j], bid) == 0) break;
+        if (j < nseen) continue;
+        snprintf(path, sizeof(path), "(built-in %s)", bid);
+        hv_error_clear(&err);
+        if (hv__chan_conf_parse(text, strlen(text), path, &rt->engine->chan_reg, &conf, &err) !=
+            HV_OK) {
+            log_refused(rt, &err);
+            refused++;
+            rt->builtin_refused++;
+            continue;
+        }
+        ns = hv_realloc(seen, (nseen + 1) * sizeof(*ns));
+        if (ns == NULL) {
+            hv__chan_conf_free(conf);
+            continue;
+        }
+        seen = ns;
+        seen[nseen++] = hv_strdup(conf->id);
+        cur = hv__chan_find(rt, conf->id);
+        if (cur != NULL && strcmp(cur->conf->text_hash, conf->text_hash) == 0 &&
+            strcmp(cur->conf->path, conf->path) == 0) {
+            hv__chan_conf_free(conf);
+            continue;
+        }
+        if (hv__chan_deploy(rt, conf, &err) != HV_OK) {
+            log_refused(rt, &err);
+            refused++;
+            rt->builtin_refused++;
+        }
+    }
     /* Channels whose file is gone are undeployed. */
     for (i = rt->nchans; i-- > 0;) {
         hv__chan_t *ch = rt->chans[i];
@@ -1001,6 +1219,9 @@ static const hv_setting_t settings[] = {
      "reload channel files when the channels directory changes"},
     {"channels.prune_interval", NULL, HV_SET_DURATION, "1h", NULL,
      "how often messages older than their channel's retention are pruned"},
+    {"channels.max_message_bytes", NULL, HV_SET_SIZE, "16MiB", NULL,
+     "largest message content read into memory by a filter rule, step or destination that does not "
+     "stream; larger messages pass only through channels that do not read content (kept in a file)"},
     {"channels.fts_max", NULL, HV_SET_SIZE, "1MiB", NULL,
      "bytes of each message's content indexed for full-text search (the rest is not searchable)"},
     {"channels.queue_lease", NULL, HV_SET_DURATION, "2m", NULL,
@@ -1078,6 +1299,15 @@ static int channels_init(hv_engine_t *e, void **state) {
         goto fail;
     }
     rt->fts_max = (size_t)hv_config_size(cfg, "channels.fts_max");
+    rt->max_message = (size_t)hv_config_size(cfg, "channels.max_message_bytes");
+    /* Content files live beside the SQLite store; a PostgreSQL store is shared by processes
+     * of other hosts, which could not read them, so there large messages stay in memory. */
+    if (rt->fts && snprintf(rt->content_dir, sizeof(rt->content_dir), "%s/channel-content",
+                            hv_engine_data_dir(e)) < (int)sizeof(rt->content_dir)) {
+        if (hv__mkdirs(rt->content_dir) != 0) rt->content_dir[0] = '\0';
+    } else {
+        rt->content_dir[0] = '\0';
+    }
     rt->lease_ms = hv_config_duration_ms(cfg, "channels.queue_lease");
     if (rt->lease_ms < 1000) rt->lease_ms = 1000;
     {
@@ -1111,9 +1341,18 @@ fail:
 static int channels_start(hv_engine_t *e, void *state) {
     hv__chans_t *rt = state;
     uv_loop_t *loop = hv_engine_loop(e);
-    int refused = hv__chans_reload(rt);
+    int refused;
+    /* Before any source runs: storage jobs run in submission order. */
+    if (rt->content_dir[0] != '\0') hv_storage_submit(rt->storage, hv__chan_content_sweep_job, NULL, rt);
+    refused = hv__chans_reload(rt);
     hv_log(HV_LOG_INFO, "channel.loaded", "%zu channels running, %d files refused", rt->nchans,
            refused);
+    if (rt->builtin_refused > 0) {
+        /* A built-in channel (hl7v2-inbound on --mllp) that cannot run stops the start:
+         * nobody wrote a file to fix, the settings or the address are wrong. */
+        fprintf(stderr, "holovitals: %s\n", rt->last_error);
+        return HV_ECONFIG;
+    }
     hv__bus_replay(rt); /* after the event sources have subscribed */
     uv_timer_init(loop, &rt->watch_timer);
     rt->watch_timer.data = rt;
@@ -1162,6 +1401,7 @@ static void channels_stop(hv_engine_t *e, void *state) {
     }
     rt->watch_open = rt->timers_open = 0;
     hv__chan_waiters_stop(rt);
+    hv__bus_stop(rt);
     if (rt->shared && rt->storage != NULL)
         (void)hv_storage_submit(rt->storage, lease_release_job, lease_release_done, rt);
     /* Workers first (they cancel what they have in flight), then libcurl's handles. */

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct query {
     hv_http_req_t *req;
@@ -176,17 +177,42 @@ static void route_in(hv_http_req_t *req, void *ud) {
         hv_http_respond_error(req, 503, "stopped", "channel %s is not started", ch->conf->id);
         return;
     }
-    body = hv_http_req_body(req, &len);
     ct = hv_http_req_header(req, "content-type");
     {
         hv__ingest_opts_t o;
+        const char *file = NULL;
+        uint64_t flen = 0;
         memset(&o, 0, sizeof(o));
-        o.content = body ? body : "";
-        o.len = len;
         o.content_type = ct ? ct : "";
         o.wait = 1;
+        if (hv_http_req_body_file(req, &file, &flen) == HV_OK) {
+            /* A large body arrived in a file: it stays there when the channel never reads
+             * content; otherwise it is read into memory up to channels.max_message_bytes. */
+            if (hv__chan_streams(ch)) {
+                o.content = "";
+                o.content_path = file;
+                o.len = (size_t)flen;
+                rc = hv__chan_ingest_ex(ch, &o, in_stored, req);
+                if (rc == HV_OK) hv_http_req_body_file_take(req);
+                goto answered;
+            }
+            /* (A channel that reads no content on a store without content files — PostgreSQL —
+             * takes the body in memory up to http.max_body, as before.) */
+            if (flen > rt->max_message && hv__chan_reads_content(ch)) {
+                hv_http_respond_error(req, 413, "too-large",
+                                      "a message of %llu bytes exceeds channels.max_message_bytes"
+                                      " (%zu) for channel %s, which reads content (a step, or a"
+                                      " filter, `when` or ordering-key rule on content)",
+                                      (unsigned long long)flen, rt->max_message, ch->conf->id);
+                return;
+            }
+        }
+        body = hv_http_req_body(req, &len);
+        o.content = body ? body : "";
+        o.len = len;
         rc = hv__chan_ingest_ex(ch, &o, in_stored, req);
     }
+answered:
     if (rc == HV_EINVAL) rc = HV_EIO; /* not "a step failed": it was not stored */
     if (rc != HV_OK) in_stored(rc, 0, req);
 }
@@ -464,19 +490,19 @@ static int list_job(hv_db_t *db, void *arg) {
     int64_t n = 0, last = 0;
     int rc;
     const char *sql_fts =
-        "SELECT id, received_at, status, content_type, size, error, filtered_by"
+        "SELECT id, received_at, status, content_type, size, error, filtered_by, source_key"
         " FROM chan_messages WHERE channel = $1 AND id < $2 AND ($3 = '' OR status = $3)"
         " AND ($4 = '' OR content_type = $4) AND received_at >= $5 AND received_at <= $6"
         " AND id IN (SELECT rowid FROM chan_fts WHERE chan_fts MATCH $7)"
         " ORDER BY id DESC LIMIT $8";
     const char *sql_plain =
-        "SELECT id, received_at, status, content_type, size, error, filtered_by"
+        "SELECT id, received_at, status, content_type, size, error, filtered_by, source_key"
         " FROM chan_messages WHERE channel = $1 AND id < $2 AND ($3 = '' OR status = $3)"
         " AND ($4 = '' OR content_type = $4) AND received_at >= $5 AND received_at <= $6"
         " AND ($7 = '' OR POSITION($7 IN CONVERT_FROM(content, 'UTF8')) > 0)"
         " ORDER BY id DESC LIMIT $8";
     const char *sql_none =
-        "SELECT id, received_at, status, content_type, size, error, filtered_by"
+        "SELECT id, received_at, status, content_type, size, error, filtered_by, source_key"
         " FROM chan_messages WHERE channel = $1 AND id < $2 AND ($3 = '' OR status = $3)"
         " AND ($4 = '' OR content_type = $4) AND received_at >= $5 AND received_at <= $6"
         " AND $7 = '' ORDER BY id DESC LIMIT $8";
@@ -512,6 +538,8 @@ static int list_job(hv_db_t *db, void *arg) {
         if (rc == HV_OK) rc = put_col(&q->body, st, 5);
         if (rc == HV_OK) rc = hv_buf_puts(&q->body, ",\"filtered_by\":");
         if (rc == HV_OK) rc = put_col(&q->body, st, 6);
+        if (rc == HV_OK) rc = hv_buf_puts(&q->body, ",\"source_key\":");
+        if (rc == HV_OK) rc = put_col(&q->body, st, 7);
         if (rc == HV_OK) rc = hv_buf_putc(&q->body, '}');
         n++;
     }
@@ -599,7 +627,8 @@ static int get_job(hv_db_t *db, void *arg) {
     char ts[40];
     rc = hv_db_prepare(db,
                        "SELECT id, received_at, status, content_type, size, error, filtered_by,"
-                       " content, transformed, parent_id FROM chan_messages WHERE channel = $1"
+                       " content, transformed, parent_id, source_key FROM chan_messages"
+                       " WHERE channel = $1"
                        " AND id = $2",
                        &st);
     if (rc != HV_OK) return rc;
@@ -628,6 +657,8 @@ static int get_job(hv_db_t *db, void *arg) {
     if (rc == HV_OK) rc = put_content(&q->body, st, 8);
     if (rc == HV_OK && !hv_db_column_is_null(st, 9))
         rc = hv_buf_printf(&q->body, ",\"parent\":\"%lld\"", (long long)hv_db_column_int64(st, 9));
+    if (rc == HV_OK) rc = hv_buf_puts(&q->body, ",\"source_key\":");
+    if (rc == HV_OK) rc = put_col(&q->body, st, 10);
     hv_db_done(st);
     if (rc != HV_OK) return rc;
     /* A split message: the ids of its parts (each a message of its own). */
@@ -1034,7 +1065,57 @@ typedef struct prune {
     int keep_fts;
     int64_t deleted, total;              /* this job's, all jobs' */
     int64_t pages_before, pages_after;   /* SQLite page_count around the run */
+    char **files;  /* content files of this job's deleted messages: removed after the commit */
+    size_t nfiles;
 } prune_t;
+
+/* Loop thread, after the commit: removes the content files of the pruned messages. */
+static void prune_unlink(prune_t *p) {
+    size_t i;
+    char path[4400];
+    for (i = 0; i < p->nfiles; i++) {
+        snprintf(path, sizeof(path), "%s/%s", p->rt->content_dir, p->files[i]);
+        unlink(path);
+        hv_free(p->files[i]);
+    }
+    hv_free(p->files);
+    p->files = NULL;
+    p->nfiles = 0;
+}
+
+/* Storage thread: collects the content files of the messages the job deletes. */
+static int prune_collect(hv_db_t *db, const char *where, prune_t *p) {
+    hv_db_stmt_t *st = NULL;
+    char sql[512];
+    int rc;
+    snprintf(sql, sizeof(sql),
+             "SELECT content_file FROM chan_messages WHERE %s AND content_file IS NOT NULL AND id IN"
+             " (SELECT id FROM chan_messages WHERE %s ORDER BY id LIMIT 1000)",
+             where, where);
+    rc = hv_db_prepare(db, sql, &st);
+    if (rc != HV_OK) return rc;
+    hv_db_bind_text(st, 1, p->channel, strlen(p->channel));
+    hv_db_bind_int64(st, 2, p->before);
+    while ((rc = hv_db_step(st)) == HV_DB_ROW) {
+        size_t n = 0;
+        const char *f = hv_db_column_text(st, 0, &n);
+        char **grown;
+        if (f == NULL || n == 0 || memchr(f, '/', n) != NULL) continue;
+        grown = hv_realloc(p->files, (p->nfiles + 1) * sizeof(*grown));
+        if (grown == NULL) {
+            rc = HV_ENOMEM;
+            break;
+        }
+        p->files = grown;
+        if ((p->files[p->nfiles] = hv_strndup(f, n)) == NULL) {
+            rc = HV_ENOMEM;
+            break;
+        }
+        p->nfiles++;
+    }
+    hv_db_done(st);
+    return rc < 0 ? rc : HV_OK;
+}
 
 static int64_t page_count(hv_db_t *db) {
     hv_db_stmt_t *st = NULL;
@@ -1074,6 +1155,7 @@ static int prune_job(hv_db_t *db, void *arg) {
         rc = prune_exec(db, sql, p);
         if (rc != HV_OK) return rc;
     }
+    if (p->rt->content_dir[0] != '\0' && (rc = prune_collect(db, where, p)) != HV_OK) return rc;
     snprintf(sql, sizeof(sql),
              "DELETE FROM chan_queue WHERE message_id IN (SELECT id FROM chan_messages WHERE %s"
              " ORDER BY id LIMIT 1000)",
@@ -1099,6 +1181,15 @@ static int prune_job(hv_db_t *db, void *arg) {
 /* Repeats while full chunks were deleted, so that each job stays short. */
 static void prune_done(int status, void *arg) {
     prune_t *p = arg;
+    if (status == HV_OK) {
+        prune_unlink(p);
+    } else {
+        size_t i; /* not deleted: the files stay with their rows */
+        for (i = 0; i < p->nfiles; i++) hv_free(p->files[i]);
+        hv_free(p->files);
+        p->files = NULL;
+        p->nfiles = 0;
+    }
     if (status == HV_OK && p->deleted == 1000 &&
         hv_storage_submit(p->rt->storage, prune_job, prune_done, p) == HV_OK)
         return;

@@ -241,7 +241,7 @@ static int cmd_test(hv_engine_t *e, int argc, char **argv) {
     for (i = 0; i < c->ndests; i++) {
         const hv__dest_conf_t *d = &c->dests[i];
         int on = d->when == NULL || hv__filter_eval(&e->chan_reg, d->when, &m, &rule);
-        const char *avail = hv__chan_find_dest(&e->chan_reg, d->type) ? "" : " (type not available in this build)";
+        const char *avail = hv__chan_find_dest(&e->chan_reg, d->type) ? "" : " (its module registers it only under serve)";
         if (on)
             printf("destination %s (%s): would receive %zu bytes, content type %s, up to %lld "
                    "attempts%s\n",

@@ -42,7 +42,7 @@
 static const char *const known_sources[] = {"http", "mllp", "file", "timer", "event", "fhir",
                                             "epic", "cerner", "fhir-pull", NULL};
 static const char *const known_dests[] = {"http-send",  "file-write", "channel", "event",
-                                          "mllp-send", "fhir-store", NULL};
+                                          "mllp-send", "fhir-store", "audit",      NULL};
 static const char *const known_steps[] = {"hl7v2-to-fhir",     "ccda-to-fhir", "fhir-to-hl7v2",
                                           "loinc-standardize", "validate",     "map-codes",
                                           "set",               "split-bundle", NULL};

@@ -57,6 +57,7 @@ typedef struct fw_job {
     char tmp[4200];
     char *data;
     size_t len;
+    char *src;  /* a large message: copied from its content file, data unused */
     int fsync;
     int err; /* errno, 0 on success */
     hv_channel_sent_cb done;
@@ -147,6 +148,42 @@ static void expand(const char *pat, const char *channel, int64_t id, char *out, 
     out[n] = '\0';
 }
 
+/* Thread pool: copies len bytes of the file src to fd through a 256 KiB buffer (a
+ * large message's content file; memory stays at the buffer): 0 or errno. */
+static int copy_file(const char *src, int fd, size_t len) {
+    enum { CHUNK = 256 * 1024 };
+    char *buf = hv_malloc(CHUNK);
+    size_t done = 0;
+    int in, e = 0;
+    if (buf == NULL) return ENOMEM;
+    in = open(src, O_RDONLY | O_CLOEXEC);
+    if (in < 0) {
+        hv_free(buf);
+        return errno;
+    }
+    while (done < len && e == 0) {
+        ssize_t n = read(in, buf, len - done < CHUNK ? len - done : CHUNK), off = 0;
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            e = n < 0 ? errno : EIO; /* shorter than its recorded size */
+            break;
+        }
+        while (off < n) {
+            ssize_t w = write(fd, buf + off, (size_t)(n - off));
+            if (w < 0) {
+                if (errno == EINTR) continue;
+                e = errno;
+                break;
+            }
+            off += w;
+        }
+        done += (size_t)n;
+    }
+    close(in);
+    hv_free(buf);
+    return e;
+}
+
 /* Thread pool. */
 static void fw_work(uv_work_t *w) {
     fw_job_t *j = w->data;
@@ -156,14 +193,18 @@ static void fw_work(uv_work_t *w) {
         j->err = errno;
         return;
     }
-    while (off < j->len) {
-        ssize_t n = write(fd, j->data + off, j->len - off);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            j->err = errno;
-            break;
+    if (j->src != NULL) {
+        j->err = copy_file(j->src, fd, j->len);
+    } else {
+        while (off < j->len) {
+            ssize_t n = write(fd, j->data + off, j->len - off);
+            if (n < 0) {
+                if (errno == EINTR) continue;
+                j->err = errno;
+                break;
+            }
+            off += (size_t)n;
         }
-        off += (size_t)n;
     }
     if (j->err == 0 && j->fsync && fsync(fd) != 0) j->err = errno;
     if (close(fd) != 0 && j->err == 0) j->err = errno;
@@ -178,6 +219,7 @@ static void fw_after(uv_work_t *w, int status) {
     snprintf(detail, sizeof(detail), "%s", j->err ? strerror(j->err) : "written");
     j->done(j->token, j->err ? HV_CHANNEL_RETRY : HV_CHANNEL_DELIVERED, detail);
     hv_free(j->data);
+    hv_free(j->src);
     hv_free(j);
 }
 
@@ -186,12 +228,13 @@ static int fw_send(void *state, const hv_channel_msg_t *m, hv_channel_sent_cb do
     fw_job_t *j = hv_calloc(1, sizeof(*j));
     char name[1024];
     if (j == NULL) return HV_ENOMEM;
-    j->data = hv_malloc(m->len ? m->len : 1);
-    if (j->data == NULL) {
+    if (m->content_file != NULL) j->src = hv_strdup(m->content_file);
+    else j->data = hv_malloc(m->len ? m->len : 1);
+    if (j->data == NULL && j->src == NULL) {
         hv_free(j);
         return HV_ENOMEM;
     }
-    if (m->len) memcpy(j->data, m->content, m->len);
+    if (m->len && j->data != NULL) memcpy(j->data, m->content, m->len);
     j->len = m->len;
     j->fsync = f->fsync;
     j->done = done;
@@ -202,6 +245,7 @@ static int fw_send(void *state, const hv_channel_msg_t *m, hv_channel_sent_cb do
     j->work.data = j;
     if (uv_queue_work(f->loop, &j->work, fw_work, fw_after) != 0) {
         hv_free(j->data);
+        hv_free(j->src);
         hv_free(j);
         return HV_EIO;
     }

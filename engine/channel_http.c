@@ -19,8 +19,11 @@
 #include "engine/channel_rt.h"
 
 #include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #define RESPONSE_MAX 65536
 
@@ -50,6 +53,7 @@ struct xfer {
     struct curl_slist *hdrs;
     char *body;
     size_t len;
+    int fd;          /* a large message: the body is read from its content file, or -1 */
     size_t resp_len; /* bytes of response body seen (not kept) */
     hv_channel_sent_cb done;
     void *token;
@@ -72,6 +76,7 @@ static void xfer_free(xfer_t *x) {
     if (x == NULL) return;
     if (x->easy) curl_easy_cleanup(x->easy);
     curl_slist_free_all(x->hdrs);
+    if (x->fd >= 0) close(x->fd);
     hv_free(x->body);
     hv_free(x);
 }
@@ -83,6 +88,10 @@ static void xfer_unlink(xfer_t *x) {
     if (x->next) x->next->prev = x->prev;
     x->prev = x->next = NULL;
 }
+
+/* The http-send destination's state (below); its spare easy handle is reused. */
+typedef struct http_send http_send_t;
+static void recycle(xfer_t *x);
 
 static void check_done(hv__curl_t *c) {
     CURLMsg *m;
@@ -107,6 +116,7 @@ static void check_done(hv__curl_t *c) {
         }
         curl_multi_remove_handle(c->multi, x->easy);
         xfer_unlink(x);
+        recycle(x); /* before done: done may close the destination */
         x->done(x->token, result, detail);
         xfer_free(x);
     }
@@ -228,15 +238,26 @@ void hv__curl_free(hv_engine_t *e) {
 /* The http-send destination                                                 */
 /* ------------------------------------------------------------------------- */
 
-typedef struct http_send {
+struct http_send {
     hv_engine_t *engine;
+    /* A finished transfer's easy handle, reset, for the next one: curl_easy_init and
+     * curl_easy_cleanup per message cost more than the rest of a small delivery. */
+    CURL *spare;
     char *url;
     char *method;
     struct curl_slist *headers; /* configured ones */
     long timeout_ms;
     long connect_timeout_ms;
     int verify_tls;
-} http_send_t;
+};
+
+static void recycle(xfer_t *x) {
+    http_send_t *h = x->owner;
+    if (h == NULL || h->spare != NULL || x->easy == NULL) return;
+    curl_easy_reset(x->easy);
+    h->spare = x->easy;
+    x->easy = NULL;
+}
 
 static int starts_with(const char *s, const char *p) { return strncmp(s, p, strlen(p)) == 0; }
 
@@ -320,6 +341,7 @@ static void http_send_close(void *state) {
             xfer_free(x);
         }
     }
+    if (h->spare != NULL) curl_easy_cleanup(h->spare);
     curl_slist_free_all(h->headers);
     hv_free(h->url);
     hv_free(h->method);
@@ -369,6 +391,23 @@ static size_t discard_body(char *p, size_t size, size_t n, void *ud) {
     return size * n;
 }
 
+/* A large message's body, read from its content file as curl sends (CURLOPT_READFUNCTION):
+ * memory stays at curl's upload buffer whatever the size. The reads hit the page cache. */
+static size_t read_body(char *p, size_t size, size_t n, void *ud) {
+    xfer_t *x = ud;
+    for (;;) {
+        ssize_t r = read(x->fd, p, size * n);
+        if (r >= 0) return (size_t)r;
+        if (errno != EINTR) return CURL_READFUNC_ABORT;
+    }
+}
+
+/* curl rewinds the body for a redirect or an authentication round (CURLOPT_SEEKFUNCTION). */
+static int seek_body(void *ud, curl_off_t off, int origin) {
+    xfer_t *x = ud;
+    return lseek(x->fd, (off_t)off, origin) < 0 ? CURL_SEEKFUNC_FAIL : CURL_SEEKFUNC_OK;
+}
+
 static int http_send_send(void *state, const hv_channel_msg_t *m, hv_channel_sent_cb done,
                           void *token) {
     http_send_t *h = state;
@@ -384,10 +423,21 @@ static int http_send_send(void *state, const hv_channel_msg_t *m, hv_channel_sen
     x->owner = h;
     x->done = done;
     x->token = token;
-    x->body = hv_malloc(m->len ? m->len : 1);
-    x->easy = curl_easy_init();
-    if (x->body == NULL || x->easy == NULL) goto fail;
-    if (m->len) memcpy(x->body, m->content, m->len);
+    x->fd = -1;
+    x->easy = h->spare != NULL ? h->spare : curl_easy_init();
+    h->spare = NULL;
+    if (x->easy == NULL) goto fail;
+    if (m->content_file != NULL) {
+        x->fd = open(m->content_file, O_RDONLY | O_CLOEXEC);
+        if (x->fd < 0) {
+            rc = HV_EIO;
+            goto fail;
+        }
+    } else {
+        x->body = hv_malloc(m->len ? m->len : 1);
+        if (x->body == NULL) goto fail;
+        if (m->len) memcpy(x->body, m->content, m->len);
+    }
     x->len = m->len;
     for (l = h->headers; l != NULL; l = l->next) {
         struct curl_slist *n = curl_slist_append(x->hdrs, l->data);
@@ -406,7 +456,16 @@ static int http_send_send(void *state, const hv_channel_msg_t *m, hv_channel_sen
     curl_easy_setopt(x->easy, CURLOPT_URL, h->url);
     curl_easy_setopt(x->easy, CURLOPT_CUSTOMREQUEST, h->method);
     curl_easy_setopt(x->easy, CURLOPT_POST, 1L);
-    curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, x->body);
+    if (x->fd >= 0) {
+        curl_easy_setopt(x->easy, CURLOPT_READFUNCTION, read_body);
+        curl_easy_setopt(x->easy, CURLOPT_READDATA, x);
+        curl_easy_setopt(x->easy, CURLOPT_SEEKFUNCTION, seek_body);
+        curl_easy_setopt(x->easy, CURLOPT_SEEKDATA, x);
+        /* Fewer loop turns per large body; the buffer is per transfer (memory stays bounded). */
+        curl_easy_setopt(x->easy, CURLOPT_UPLOAD_BUFFERSIZE, 512L * 1024);
+    } else {
+        curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, x->body);
+    }
     curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->len);
     curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, x->hdrs);
     curl_easy_setopt(x->easy, CURLOPT_TIMEOUT_MS, h->timeout_ms);

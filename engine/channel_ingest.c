@@ -28,9 +28,13 @@
 #include "config.h"
 #include "engine/channel_rt.h"
 
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ------------------------------------------------------------------------- */
 /* Store                                                                     */
@@ -74,6 +78,10 @@ const char *const hv__chan_migrations_sqlite[] = {
     "CREATE INDEX chan_messages_parent ON chan_messages (parent_id) WHERE parent_id IS NOT NULL;",
     "CREATE TABLE chan_leases (channel TEXT NOT NULL, dest TEXT NOT NULL, lane INTEGER NOT NULL,"
     " owner TEXT NOT NULL, expires_at BIGINT NOT NULL, PRIMARY KEY (channel, dest, lane));",
+    "ALTER TABLE chan_messages ADD COLUMN content_file TEXT;",
+    "ALTER TABLE chan_messages ADD COLUMN reply BLOB;",
+    "CREATE TABLE chan_event_cursors (name TEXT PRIMARY KEY, last_id INTEGER NOT NULL);",
+    "CREATE INDEX chan_messages_file ON chan_messages (content_file) WHERE content_file IS NOT NULL;",
     NULL,
 };
 
@@ -114,6 +122,10 @@ const char *const hv__chan_migrations_pg[] = {
     "CREATE INDEX chan_messages_parent ON chan_messages (parent_id) WHERE parent_id IS NOT NULL;",
     "CREATE TABLE chan_leases (channel TEXT NOT NULL, dest TEXT NOT NULL, lane INTEGER NOT NULL,"
     " owner TEXT NOT NULL, expires_at BIGINT NOT NULL, PRIMARY KEY (channel, dest, lane));",
+    "ALTER TABLE chan_messages ADD COLUMN content_file TEXT;",
+    "ALTER TABLE chan_messages ADD COLUMN reply BYTEA;",
+    "CREATE TABLE chan_event_cursors (name TEXT PRIMARY KEY, last_id BIGINT NOT NULL);",
+    "CREATE INDEX chan_messages_file ON chan_messages (content_file) WHERE content_file IS NOT NULL;",
     NULL,
 };
 
@@ -136,7 +148,7 @@ static int find_duplicate(hv_db_t *db, const hv__ingest_t *in, int64_t *id) {
     if (in->dedup_window_ms > 0 && in->msg.received_at > in->dedup_window_ms)
         since = in->msg.received_at - in->dedup_window_ms;
     rc = hv_db_prepare(db,
-                       "SELECT id FROM chan_messages WHERE channel = $1 AND source_key = $2"
+                       "SELECT id, reply FROM chan_messages WHERE channel = $1 AND source_key = $2"
                        " AND received_at >= $3 ORDER BY id DESC LIMIT 1",
                        &st);
     if (rc != HV_OK) return rc;
@@ -144,7 +156,16 @@ static int find_duplicate(hv_db_t *db, const hv__ingest_t *in, int64_t *id) {
     bind_str(st, 2, in->source_key);
     hv_db_bind_int64(st, 3, (int64_t)since);
     rc = hv_db_step(st);
-    if (rc == HV_DB_ROW) *id = hv_db_column_int64(st, 0);
+    if (rc == HV_DB_ROW) {
+        size_t n = 0;
+        const void *r = hv_db_column_blob(st, 1, &n);
+        *id = hv_db_column_int64(st, 0);
+        rc = HV_OK;
+        /* The first copy's answer, for the source to give the resend unchanged (reset
+         * first: a batch that failed runs its jobs again). */
+        if (in->orig_reply != NULL) hv_buf_reset(in->orig_reply);
+        if (in->orig_reply != NULL && r != NULL && n > 0) rc = hv_buf_append(in->orig_reply, r, n);
+    }
     hv_db_done(st);
     return rc < 0 ? rc : HV_OK;
 }
@@ -180,8 +201,8 @@ static int insert_message(hv_db_t *db, hv__ingest_t *in, hv__part_t *p, int64_t 
     int rc = hv_db_prepare(db,
                            "INSERT INTO chan_messages (status, error, filtered_by, transformed,"
                            " channel, received_at, content_type, content, size, source_key,"
-                           " parent_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-                           " RETURNING id",
+                           " parent_id, content_file, reply) VALUES ($1, $2, $3, $4, $5, $6, $7,"
+                           " $8, $9, $10, $11, $12, $13) RETURNING id",
                            &st);
     if (rc != HV_OK) return rc;
     bind_str(st, 1, p->status);
@@ -192,12 +213,16 @@ static int insert_message(hv_db_t *db, hv__ingest_t *in, hv__part_t *p, int64_t 
     bind_str(st, 5, ch->conf->id);
     hv_db_bind_int64(st, 6, (int64_t)in->msg.received_at);
     bind_str(st, 7, p->content_type);
-    if (ch->conf->keep == HV__KEEP_ALL) hv_db_bind_blob(st, 8, p->content, p->len);
+    if (ch->conf->keep == HV__KEEP_ALL && p->content_file == NULL)
+        hv_db_bind_blob(st, 8, p->content, p->len);
     else hv_db_bind_null(st, 8);
     hv_db_bind_int64(st, 9, (int64_t)p->len);
     bind_str(st, 10, parent > 0 ? NULL : in->source_key);
     if (parent > 0) hv_db_bind_int64(st, 11, parent);
     else hv_db_bind_null(st, 11);
+    bind_str(st, 12, p->content_file);
+    if (parent <= 0 && in->reply != NULL) hv_db_bind_blob(st, 13, in->reply, in->reply_len);
+    else hv_db_bind_null(st, 13);
     rc = hv_db_step(st);
     if (rc == HV_DB_ROW) {
         p->id = hv_db_column_int64(st, 0);
@@ -206,6 +231,67 @@ static int insert_message(hv_db_t *db, hv__ingest_t *in, hv__part_t *p, int64_t 
         rc = HV_EDB;
     }
     hv_db_done(st);
+    return rc;
+}
+
+/* fsync(2) of a file or directory by path: 0 or errno. */
+static int sync_path(const char *path, int dir) {
+    int fd = open(path, (dir ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC), e = 0;
+    if (fd < 0) return errno;
+    if (fsync(fd) != 0) e = errno;
+    close(fd);
+    return e;
+}
+
+/*
+ * Storage thread: makes a large message's content file durable under its name in
+ * the content directory before the row that names it commits: fsync the spooled
+ * file, rename it, fsync the directory. A crash before the commit leaves at most
+ * an unreferenced file (hv__chan_content_sweep_job removes it at the next start);
+ * never a row without its file.
+ */
+static int content_file_store(hv__ingest_t *in) {
+    char dst[4200];
+    int e;
+    snprintf(dst, sizeof(dst), "%s/%s", in->ch->rt->content_dir, in->main.content_file);
+    if ((e = sync_path(in->spool_path, 0)) != 0 || rename(in->spool_path, dst) != 0 ||
+        (e = sync_path(in->ch->rt->content_dir, 1)) != 0) {
+        hv_logrec_t *r = hv_log_begin(HV_LOG_ERROR, "channel.content_file");
+        hv_log_str(r, "channel", in->ch->conf->id);
+        hv_log_str(r, "error", strerror(e ? e : errno));
+        hv_log_end(r);
+        return HV_EIO;
+    }
+    return HV_OK;
+}
+
+/*
+ * Storage thread, once at start before any message is received (storage jobs run in
+ * order): removes the content files that no row names — left by a crash between a
+ * storage job's rename and its commit.
+ */
+int hv__chan_content_sweep_job(hv_db_t *db, void *arg) {
+    hv__chans_t *rt = arg;
+    DIR *d;
+    struct dirent *de;
+    char path[4400];
+    int rc = HV_OK;
+    if (rt->content_dir[0] == '\0' || (d = opendir(rt->content_dir)) == NULL) return HV_OK;
+    while (rc == HV_OK && (de = readdir(d)) != NULL) {
+        hv_db_stmt_t *st = NULL;
+        if (de->d_name[0] == '.') continue;
+        rc = hv_db_prepare(db, "SELECT 1 FROM chan_messages WHERE content_file = $1", &st);
+        if (rc != HV_OK) break;
+        bind_str(st, 1, de->d_name);
+        rc = hv_db_step(st);
+        hv_db_done(st);
+        if (rc == HV_OK) { /* no row names it */
+            snprintf(path, sizeof(path), "%s/%s", rt->content_dir, de->d_name);
+            unlink(path);
+        }
+        if (rc >= 0) rc = HV_OK;
+    }
+    closedir(d);
     return rc;
 }
 
@@ -248,9 +334,11 @@ static int ingest_job(hv_db_t *db, void *arg) {
         if (rc < 0) return rc;
         in->main.id = in->reprocess_id;
     } else {
+        if (in->spool_path != NULL && (rc = content_file_store(in)) != HV_OK) return rc;
         rc = insert_message(db, in, &in->main, 0);
         if (rc != HV_OK) return rc;
-        if (ch->rt->fts && ch->conf->keep == HV__KEEP_ALL) {
+        /* Content kept in a file is not indexed: ?text= does not find it. */
+        if (ch->rt->fts && ch->conf->keep == HV__KEEP_ALL && in->main.content_file == NULL) {
             rc = hv_db_prepare(db, "INSERT INTO chan_fts (rowid, content) VALUES ($1, $2)", &st);
             if (rc != HV_OK) return rc;
             /* Only the first channels.fts_max bytes are indexed: a large message must not
@@ -434,6 +522,13 @@ static void ingest_done(int status, void *arg) {
     hv__ingest_t *in = arg;
     hv__chan_t *ch = in->ch;
     size_t k;
+    if (in->spool_path != NULL && (status != HV_OK || in->duplicate)) {
+        /* Not stored (or a duplicate): its content file, moved or not, goes. */
+        char path[4200];
+        unlink(in->spool_path);
+        snprintf(path, sizeof(path), "%s/%s", ch->rt->content_dir, in->main.content_file);
+        unlink(path);
+    }
     if (status == HV_OK && !in->duplicate) {
         hv__chan_t *live = ch;
         if (in->reprocess_id <= 0) {
@@ -562,12 +657,36 @@ static size_t after_split(const hv__chan_t *ch) {
     return 0;
 }
 
+/* 1 when a rule tree reads only metadata (content_type, channel, size). */
+static int meta_only(const hv__filter_t *f) {
+    size_t i;
+    if (f == NULL) return 1;
+    if (f->kind == HV__F_HL7 || f->kind == HV__F_FHIRPATH) return 0;
+    for (i = 0; i < f->nkids; i++)
+        if (!meta_only(f->kids[i])) return 0;
+    return 1;
+}
+
+int hv__chan_reads_content(const hv__chan_t *ch) {
+    size_t i;
+    if (ch->nsteps > 0 || !meta_only(ch->conf->filter)) return 1;
+    for (i = 0; i < ch->conf->ndests; i++)
+        if (!meta_only(ch->conf->dests[i].when) || !meta_only(ch->conf->dests[i].queue.ordering_key))
+            return 1;
+    return 0;
+}
+
+int hv__chan_streams(const hv__chan_t *ch) {
+    return ch->rt->content_dir[0] != '\0' && !hv__chan_reads_content(ch);
+}
+
 int hv__chan_ingest_ex(hv__chan_t *ch, const hv__ingest_opts_t *o, hv_channel_stored_cb cb,
                        void *ud) {
     hv__ingest_t *in = NULL;
     char *raw;
     int rc;
     if (ch->retired) return HV_ECLOSED;
+    if (o->content_path != NULL && (!hv__chan_streams(ch) || o->reprocess_id > 0)) return HV_EINVAL;
     in = hv_calloc(1, sizeof(*in));
     if (in == NULL) return HV_ENOMEM;
     in->arena = hv_arena_new(0);
@@ -576,13 +695,27 @@ int hv__chan_ingest_ex(hv__chan_t *ch, const hv__ingest_opts_t *o, hv_channel_st
         return HV_ENOMEM;
     }
     in->ch = ch;
-    raw = hv_arena_alloc(in->arena, o->len + 1);
-    if (raw == NULL) {
-        ingest_free(in);
-        return HV_ENOMEM;
+    if (o->content_path != NULL) {
+        /* Only metadata rules run: they see the size, never the content (""). */
+        uint32_t r[2] = {0, 0};
+        hv_random_fast(r, sizeof(r));
+        raw = hv_arena_strdup(in->arena, "");
+        in->spool_path = hv_arena_strdup(in->arena, o->content_path);
+        in->main.content_file = hv_arena_sprintf(in->arena, "%llu-%08x%08x",
+                                                 (unsigned long long)hv_now_ms(), r[0], r[1]);
+        if (raw == NULL || in->spool_path == NULL || in->main.content_file == NULL) {
+            ingest_free(in);
+            return HV_ENOMEM;
+        }
+    } else {
+        raw = hv_arena_alloc(in->arena, o->len + 1);
+        if (raw == NULL) {
+            ingest_free(in);
+            return HV_ENOMEM;
+        }
+        if (o->len > 0) memcpy(raw, o->content, o->len);
+        raw[o->len] = '\0';
     }
-    if (o->len > 0) memcpy(raw, o->content, o->len);
-    raw[o->len] = '\0';
     if (o->source_key != NULL) {
         in->source_key = hv_arena_strdup(in->arena, o->source_key);
         if (in->source_key == NULL) {
@@ -590,6 +723,17 @@ int hv__chan_ingest_ex(hv__chan_t *ch, const hv__ingest_opts_t *o, hv_channel_st
             return HV_ENOMEM;
         }
     }
+    if (o->reply != NULL) {
+        char *r = hv_arena_alloc(in->arena, o->reply_len + 1);
+        if (r == NULL) {
+            ingest_free(in);
+            return HV_ENOMEM;
+        }
+        memcpy(r, o->reply, o->reply_len);
+        in->reply = r;
+        in->reply_len = o->reply_len;
+    }
+    in->orig_reply = o->orig_reply;
     in->dedup_window_ms = o->dedup_window_ms;
     in->is_part = o->is_part;
     in->wait = o->wait;
@@ -648,6 +792,26 @@ int hv_channel_receive_keyed(hv_channel_t *ch, const char *content, size_t len,
     o.content_type = content_type;
     o.source_key = key;
     o.dedup_window_ms = window_ms;
+    o.wait = 1;
+    return hv__chan_ingest_ex(ch, &o, cb, ud);
+}
+
+int hv_channel_receive_reply(hv_channel_t *ch, const char *content, size_t len,
+                             const char *content_type, const char *key, uint64_t window_ms,
+                             const char *reply, size_t reply_len, hv_buf_t *orig_reply,
+                             hv_channel_stored_cb cb, void *ud) {
+    hv__ingest_opts_t o;
+    if (ch == NULL || (content == NULL && len > 0)) return HV_EINVAL;
+    if (ch->state != HV__CHAN_STARTED) return HV_ECLOSED;
+    memset(&o, 0, sizeof(o));
+    o.content = content ? content : "";
+    o.len = len;
+    o.content_type = content_type;
+    o.source_key = key;
+    o.dedup_window_ms = window_ms;
+    o.reply = reply;
+    o.reply_len = reply_len;
+    o.orig_reply = orig_reply;
     o.wait = 1;
     return hv__chan_ingest_ex(ch, &o, cb, ud);
 }

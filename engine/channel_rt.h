@@ -27,6 +27,8 @@ typedef struct hv__item {
     char *content;
     size_t len;
     char *content_type;
+    char *file;          /* the content is in this file (a large message), content is "" */
+    const char *refuse;  /* not sendable by this destination: dead-letter with this reason */
 } hv__item_t;
 
 struct hv__worker {
@@ -96,9 +98,14 @@ struct hv__chans {
     uint64_t lease_ms;
     char owner[128];  /* this process in chan_leases: host:pid:start */
     hv__bus_t *bus;   /* the event bus (event.c) */
+    size_t max_message; /* channels.max_message_bytes: content read into memory at most */
+    char content_dir[4096]; /* <data>/channel-content: large messages' content files ("": none) */
     struct hv__waiter *waiters; /* sources waiting for destinations (channel_ingest.c) */
+    struct outcome *outcomes, *outcomes_tail; /* delivery outcomes waiting for a batch (channel.c) */
+    int outcomes_inflight;                    /* batches submitted, not yet done */
     size_t nwaiters;
     char last_error[1024];
+    int builtin_refused; /* built-in channels that did not deploy (the first load stops) */
 };
 
 /*
@@ -117,6 +124,7 @@ typedef struct hv__part {
     const char *status; /* queued | filtered | errored | sent | split */
     const char *error;
     const char *filtered_by;
+    const char *content_file; /* name in the content directory, or NULL: content is in the row */
     unsigned char dest_on[HV__CHAN_MAX_DESTS];
     int64_t dest_lane[HV__CHAN_MAX_DESTS];
     int64_t id;
@@ -133,7 +141,12 @@ typedef struct hv__ingest_opts {
     uint64_t dedup_window_ms; /* with source_key: a stored message with the same key received
                                  this recently is a duplicate (0: any age) */
     int is_part;              /* reprocessing a part: only the steps after split-bundle run */
+    const char *content_path; /* the content is this file (len bytes; content unused): it is
+                                 moved into the content directory when the message is stored */
     int wait;                 /* a source: answer per the channel's "response" setting */
+    const char *reply;        /* stored with the message: the source's answer (an ACK) */
+    size_t reply_len;
+    hv_buf_t *orig_reply;     /* a duplicate: the first copy's reply is appended here */
 } hv__ingest_opts_t;
 
 /* One message being received or reprocessed. */
@@ -145,9 +158,13 @@ typedef struct hv__ingest {
     hv__part_t *parts; /* split-bundle: the parts, in the arena */
     size_t nparts;
     char *source_key;
+    char *spool_path; /* the content's file until the storage job moves it (content_path) */
     uint64_t dedup_window_ms;
     int is_part, wait, duplicate;
     int64_t reprocess_id;
+    const char *reply; /* in the arena */
+    size_t reply_len;
+    hv_buf_t *orig_reply;
     hv_channel_stored_cb cb;
     void *ud;
 } hv__ingest_t;
@@ -169,6 +186,9 @@ extern const hv_channel_source_t hv__source_file;
  * it is committed; stop answers every waiting source with HV_ECLOSED. */
 void hv__chan_waiters_note(hv__chans_t *rt, int64_t mid, const char *dest, int delivered);
 void hv__chan_waiters_stop(hv__chans_t *rt);
+
+/* Removes content files no row names (a crash mid-store); submit once before receiving. */
+int hv__chan_content_sweep_job(hv_db_t *db, void *arg);
 
 /* The store's migrations (channel_ingest.c). */
 extern const char *const hv__chan_migrations_sqlite[];
@@ -192,6 +212,19 @@ int hv__chan_ingest(hv__chan_t *ch, const char *content, size_t len, const char 
                     int64_t reprocess_id, uint64_t received_at, hv_channel_stored_cb cb, void *ud);
 int hv__chan_ingest_ex(hv__chan_t *ch, const hv__ingest_opts_t *o, hv_channel_stored_cb cb,
                        void *ud);
+/* 1 when the channel can take a message whose content stays in a file: the store keeps
+ * content files (SQLite), no step runs, and no filter, `when` or ordering key reads
+ * content (metadata rules only). Its destinations that stream read the file; the others
+ * get the content in memory up to channels.max_message_bytes. */
+int hv__chan_streams(const hv__chan_t *ch);
+/* 1 when a step, or a filter, `when` or ordering-key rule that is not metadata, reads content. */
+int hv__chan_reads_content(const hv__chan_t *ch);
+
+/* channel.c: takes or renews the lease (channel, dest, lane) of chan_leases for this process
+ * (storage thread; PostgreSQL): *held and *until (ms) on success. Also the event bus's
+ * subscriber leases (channel "event-sub"). */
+int hv__lease_take(hv_db_t *db, hv__chans_t *rt, const char *channel, const char *dest,
+                   int64_t lane, uint64_t *until, int *held);
 
 /* channel_api.c */
 int hv__chan_routes_add(hv_engine_t *e, hv__chans_t *rt);
@@ -215,6 +248,7 @@ extern const hv_channel_source_t hv__source_event;
 extern const hv_channel_dest_t hv__dest_event;
 int hv__bus_new(hv__chans_t *rt);
 void hv__bus_replay(hv__chans_t *rt);
+void hv__bus_stop(hv__chans_t *rt); /* closes the bus's timer (channels stop) */
 void hv__bus_free(hv__chans_t *rt);
 
 /* channel_dest.c */

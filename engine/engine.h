@@ -541,6 +541,18 @@ const char *hv_http_req_header(const hv_http_req_t *req, const char *name); /* c
 int hv_http_req_header_at(const hv_http_req_t *req, size_t i, const char **name,
                           const char **value);
 const char *hv_http_req_body(const hv_http_req_t *req, size_t *len);
+/*
+ * Large bodies: a body larger than http.spool_body is written to a file (under
+ * <data>/tmp) as it arrives, so that receiving it costs no more memory than a read
+ * buffer. hv_http_req_body still works for such a body: it reads the file into
+ * memory on first use. A handler that can take the content from a file asks
+ * hv_http_req_body_file: HV_OK with the file's path and the body's length when the
+ * body is in a file, HV_ENOTFOUND when it is in memory. The file is removed with
+ * the request unless the handler calls hv_http_req_body_file_take (it then owns
+ * the file: it renames or removes it).
+ */
+int hv_http_req_body_file(const hv_http_req_t *req, const char **path, uint64_t *len);
+void hv_http_req_body_file_take(hv_http_req_t *req);
 const char *hv_http_req_trace_id(const hv_http_req_t *req);
 const char *hv_http_req_peer(const hv_http_req_t *req); /* "ip:port" */
 const char *hv_http_req_route(const hv_http_req_t *req); /* matched pattern, for metrics */
@@ -701,6 +713,10 @@ typedef struct hv_channel_msg {
     const char *content_type; /* as received; "" when unknown */
     uint64_t received_at;     /* ms since the epoch */
     hv_arena_t *arena;        /* for steps' output; NULL in destinations' send */
+    /* A destination that streams (http-send, file-write) may be handed a message whose
+     * content is in this file (len bytes) instead of in memory: content is then "".
+     * NULL for every other destination, filter and step (docs/channels.md, large messages). */
+    const char *content_file;
 } hv_channel_msg_t;
 
 /* The outcome of one delivery attempt. */
@@ -780,8 +796,27 @@ int hv_channel_receive(hv_channel_t *ch, const char *content, size_t len,
 int hv_channel_receive_keyed(hv_channel_t *ch, const char *content, size_t len,
                              const char *content_type, const char *key, uint64_t window_ms,
                              hv_channel_stored_cb cb, void *ud);
+/* Like hv_channel_receive_keyed for a source that answers its peer with bytes
+ * that a resend must get again unchanged (an HL7 v2 ACK): reply (may be NULL) is
+ * stored with the message in the same transaction; for a duplicate, the stored
+ * reply of the first copy is appended to *orig_reply (on the storage thread —
+ * read it only in cb, and keep orig_reply alive until cb has run). */
+int hv_channel_receive_reply(hv_channel_t *ch, const char *content, size_t len,
+                             const char *content_type, const char *key, uint64_t window_ms,
+                             const char *reply, size_t reply_len, hv_buf_t *orig_reply,
+                             hv_channel_stored_cb cb, void *ud);
 const char *hv_channel_id(const hv_channel_t *ch);
 hv_engine_t *hv_channel_engine(hv_channel_t *ch);
+
+/*
+ * A built-in channel: json (a channel file's text, at most 8 KiB, whose "id" is id)
+ * is deployed like a file of the channels directory as long as no file there has
+ * the same id; a file with that id replaces it, and removing the file brings the
+ * built-in back. The hl7v2 module registers hl7v2-inbound this way, so that
+ * `serve --mllp` listens without any channel file. Call from a module's init
+ * (before the channels module starts). HV_ETOOBIG beyond 4 built-ins or 8 KiB.
+ */
+int hv_channel_register_builtin(hv_engine_t *e, const char *id, const char *json);
 
 /*
  * A module whose name ends in "-channels" (hl7v2-channels, fhir-channels) only
@@ -839,6 +874,19 @@ typedef void (*hv_event_published_cb)(int status, int64_t id, void *ud);
 int hv_event_subscribe(hv_engine_t *e, const char *pattern, hv_event_cb fn, void *ud,
                        hv_event_sub_t **out);
 void hv_event_unsubscribe(hv_engine_t *e, hv_event_sub_t *sub);
+/*
+ * A durable subscriber, named across restarts and across the processes that share
+ * one store (PostgreSQL): it receives every event of `pattern` published after its
+ * first subscription — by any process — exactly once per name in the cluster, in
+ * publication order, at-least-once across a crash between the subscriber's own
+ * commit and the cursor's (so fn should key what it stores by ev->id, as the
+ * event channel source does). One process at a time delivers a name (a lease in
+ * chan_leases); a cursor per name (chan_event_cursors) records what was acknowledged.
+ * An event fn acknowledges with an error is offered again after a pause, and the
+ * events after it wait (order). Unsubscribe with hv_event_unsubscribe.
+ */
+int hv_event_subscribe_durable(hv_engine_t *e, const char *name, const char *pattern,
+                               hv_event_cb fn, void *ud, hv_event_sub_t **out);
 /* Stores and then delivers an event; done (may be NULL) after the commit. HV_ENOTSUP
  * when the bus is not running in this process (the channels module is not enabled). */
 int hv_event_publish(hv_engine_t *e, const char *type, const char *payload, size_t len,

@@ -75,8 +75,12 @@ typedef struct hv__http_limits {
     uint64_t idle_timeout;   /* ms a keep-alive connection may wait for the next request */
     size_t max_pending_out;  /* bytes queued for a slow reader before reading stops */
     int access_log;          /* one info line per request */
+    size_t spool_body;       /* a body larger than this goes to a file in spool_dir (0: never) */
+    char spool_dir[4096];    /* "" : never spool */
 } hv__http_limits_t;
 
+/* Removes the spool files a previous process left in dir (a crash mid-upload). */
+void hv__http_spool_clean(const char *dir);
 int hv__http_server_new(hv_engine_t *e, const hv__http_limits_t *limits, hv_tls_ctx_t *tls,
                         hv__http_server_t **out);
 int hv__http_server_listen(hv__http_server_t *s, const char *host, int port, hv_error_t *err);
@@ -107,6 +111,13 @@ typedef struct hv__chan_registry {
     size_t ndests;
     const hv_channel_path_provider_t *paths[8];
     size_t npaths;
+    /* Built-in channels (hv_channel_register_builtin): deployed when no file of the
+     * channels directory has their id. Copies, so that the registrar owns nothing. */
+    struct {
+        char id[65];
+        char json[8192];
+    } builtins[4];
+    size_t nbuiltins;
 } hv__chan_registry_t;
 
 typedef struct hv__reload_hook {

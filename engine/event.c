@@ -13,7 +13,8 @@
  * Outbox (a module's database): hv_outbox (id, type, payload, created_at). A row
  * written in the module's transaction is moved by hv_event_outbox_drain: read,
  * published to the bus (durable there), then deleted from the outbox — a crash
- * in between publishes it again (at-least-once), never loses it.
+ * in between publishes it again (at-least-once), never loses it. One drain per
+ * outbox runs at a time; asking while one runs makes it run once more after.
  */
 #include "config.h"
 #include "engine/channel_rt.h"
@@ -21,17 +22,58 @@
 #include <stdio.h>
 #include <string.h>
 
+typedef struct dsub_row {
+    int64_t id;
+    char *type;
+    char *payload;
+    size_t len;
+    uint64_t created_at;
+} dsub_row_t;
+
+typedef struct dticket dticket_t;
+
 struct hv_event_sub {
     char *pattern;
     hv_event_cb fn;
     void *ud;
     hv_event_sub_t *next;
+    /* durable subscribers only (name != NULL) */
+    char *name;
+    hv__bus_t *bus;
+    int busy;  /* a read, a delivery or a cursor update is in flight */
+    int again; /* kicked while busy */
+    int dead;  /* unsubscribed: freed when what is in flight ends */
+    int failed;
+    int held;  /* this process delivers the name (its lease) */
+    uint64_t lease_until;
+    int64_t cursor, acked; /* the cursor as stored, and the last event acknowledged */
+    dsub_row_t *rows;
+    size_t nrows, next_row;
+    dticket_t *ticket; /* the delivery waiting for its acknowledgement */
 };
+
+/* The token of one durable delivery: outlives its subscriber if the acknowledgement
+ * comes after the subscriber was freed (then it is dropped). */
+struct dticket {
+    hv_event_sub_t *sub;
+};
+
+/* One outbox being drained: at most one drain per storage runs at a time; a drain
+ * asked for meanwhile runs once the current one ends (so rows are published once). */
+typedef struct drain_slot {
+    hv_storage_t *storage;
+    int running, again;
+} drain_slot_t;
 
 struct hv__bus {
     hv__chans_t *rt;
     hv_event_sub_t *subs;
     uint64_t published, delivered;
+    drain_slot_t drains[8];
+    size_t ndrains;
+    hv_event_sub_t *dsubs; /* durable subscribers */
+    uv_timer_t poll;       /* kicks them: other processes' events, retries */
+    int poll_open;
 };
 
 static hv__bus_t *bus_of(hv_engine_t *e) {
@@ -66,10 +108,22 @@ int hv_event_subscribe(hv_engine_t *e, const char *pattern, hv_event_cb fn, void
     return HV_OK;
 }
 
+static void dsub_free(hv_event_sub_t *s);
+
 void hv_event_unsubscribe(hv_engine_t *e, hv_event_sub_t *sub) {
     hv__bus_t *b = bus_of(e);
     hv_event_sub_t **pp;
     if (b == NULL || sub == NULL) return;
+    if (sub->name != NULL) {
+        for (pp = &b->dsubs; *pp != NULL; pp = &(*pp)->next) {
+            if (*pp != sub) continue;
+            *pp = sub->next;
+            break;
+        }
+        sub->dead = 1;
+        if (!sub->busy) dsub_free(sub);
+        return;
+    }
     for (pp = &b->subs; *pp != NULL; pp = &(*pp)->next) {
         if (*pp != sub) continue;
         *pp = sub->next;
@@ -77,6 +131,253 @@ void hv_event_unsubscribe(hv_engine_t *e, hv_event_sub_t *sub) {
         hv_free(sub);
         return;
     }
+}
+
+/* ---- durable subscribers ---- */
+
+#define DSUB_BATCH 100
+
+static void dsub_rows_free(hv_event_sub_t *s) {
+    size_t i;
+    for (i = 0; i < s->nrows; i++) {
+        hv_free(s->rows[i].type);
+        hv_free(s->rows[i].payload);
+    }
+    hv_free(s->rows);
+    s->rows = NULL;
+    s->nrows = s->next_row = 0;
+}
+
+static void dsub_free(hv_event_sub_t *s) {
+    if (s->ticket != NULL) s->ticket->sub = NULL; /* its acknowledgement is dropped */
+    dsub_rows_free(s);
+    hv_free(s->name);
+    hv_free(s->pattern);
+    hv_free(s);
+}
+
+/* Storage thread: the lease (shared store), the cursor (made at the newest event the
+ * first time), and the next events after it. */
+static int dsub_read_job(hv_db_t *db, void *arg) {
+    hv_event_sub_t *s = arg;
+    hv__chans_t *rt = s->bus->rt;
+    hv_db_stmt_t *st = NULL;
+    int rc;
+    dsub_rows_free(s);
+    s->held = 1;
+    if (rt->shared) {
+        rc = hv__lease_take(db, rt, "event-sub", s->name, 0, &s->lease_until, &s->held);
+        if (rc != HV_OK || !s->held) return rc;
+    }
+    rc = hv_db_prepare(db,
+                       "INSERT INTO chan_event_cursors (name, last_id) SELECT $1, COALESCE(MAX(id), 0)"
+                       " FROM chan_events WHERE 1 = 1 ON CONFLICT (name) DO NOTHING",
+                       &st);
+    if (rc != HV_OK) return rc;
+    hv_db_bind_text(st, 1, s->name, strlen(s->name));
+    rc = hv_db_step(st);
+    hv_db_done(st);
+    if (rc < 0) return rc;
+    rc = hv_db_prepare(db, "SELECT last_id FROM chan_event_cursors WHERE name = $1", &st);
+    if (rc != HV_OK) return rc;
+    hv_db_bind_text(st, 1, s->name, strlen(s->name));
+    rc = hv_db_step(st);
+    if (rc == HV_DB_ROW) s->cursor = hv_db_column_int64(st, 0);
+    hv_db_done(st);
+    if (rc < 0) return rc;
+    s->acked = s->cursor;
+    rc = hv_db_prepare(db,
+                       "SELECT id, type, payload, created_at FROM chan_events WHERE id > $1"
+                       " ORDER BY id LIMIT 100",
+                       &st);
+    if (rc != HV_OK) return rc;
+    hv_db_bind_int64(st, 1, s->cursor);
+    s->rows = hv_calloc(DSUB_BATCH, sizeof(*s->rows));
+    if (s->rows == NULL) {
+        hv_db_done(st);
+        return HV_ENOMEM;
+    }
+    while ((rc = hv_db_step(st)) == HV_DB_ROW) {
+        size_t n = 0;
+        const char *p = hv_db_column_blob(st, 2, &n);
+        dsub_row_t *r = &s->rows[s->nrows];
+        r->id = hv_db_column_int64(st, 0);
+        r->type = hv_strdup(hv_db_column_text(st, 1, NULL));
+        r->payload = hv_strndup(p ? p : "", n);
+        r->len = n;
+        r->created_at = (uint64_t)hv_db_column_int64(st, 3);
+        if (r->type == NULL || r->payload == NULL) {
+            hv_free(r->type);
+            hv_free(r->payload);
+            rc = HV_ENOMEM;
+            break;
+        }
+        s->nrows++;
+    }
+    hv_db_done(st);
+    return rc < 0 ? rc : HV_OK;
+}
+
+static int dsub_cursor_job(hv_db_t *db, void *arg) {
+    hv_event_sub_t *s = arg;
+    hv_db_stmt_t *st = NULL;
+    int rc = hv_db_prepare(db,
+                           "UPDATE chan_event_cursors SET last_id = $2 WHERE name = $1 AND last_id < $2",
+                           &st);
+    if (rc != HV_OK) return rc;
+    hv_db_bind_text(st, 1, s->name, strlen(s->name));
+    hv_db_bind_int64(st, 2, s->acked);
+    rc = hv_db_step(st);
+    hv_db_done(st);
+    return rc < 0 ? rc : HV_OK;
+}
+
+static void dsub_kick(hv_event_sub_t *s);
+
+static void dsub_idle(hv_event_sub_t *s) {
+    int again = s->again && !s->failed;
+    s->busy = 0;
+    s->again = 0;
+    if (s->dead) {
+        dsub_free(s);
+        return;
+    }
+    if (again) dsub_kick(s);
+}
+
+static void dsub_cursor_done(int status, void *arg) {
+    hv_event_sub_t *s = arg;
+    if (status == HV_OK) s->cursor = s->acked;
+    /* A full batch means more may wait: read on at once (unless a delivery failed). */
+    if (s->nrows == DSUB_BATCH && !s->failed) s->again = 1;
+    dsub_rows_free(s);
+    dsub_idle(s);
+}
+
+/* The batch is over (all acknowledged, or one failed): the cursor moves past what was. */
+static void dsub_batch_end(hv_event_sub_t *s) {
+    hv__chans_t *rt = s->bus->rt;
+    if (s->acked > s->cursor && !s->dead && rt->storage != NULL &&
+        hv_storage_submit(rt->storage, dsub_cursor_job, dsub_cursor_done, s) == HV_OK)
+        return;
+    if (s->nrows == DSUB_BATCH && !s->failed) s->again = 1;
+    dsub_rows_free(s);
+    dsub_idle(s);
+}
+
+static void dsub_offer_next(hv_event_sub_t *s);
+
+static void dsub_on_ack(void *token, int status) {
+    dticket_t *t = token;
+    hv_event_sub_t *s = t->sub;
+    hv_free(t);
+    if (s == NULL) return; /* the subscriber is gone */
+    s->ticket = NULL;
+    if (status != HV_OK) {
+        s->failed = 1;
+        hv_log(HV_LOG_WARN, "event.delivery_failed", "%s: %s (offered again later)", s->name,
+               hv_strerror(status));
+        dsub_batch_end(s);
+        return;
+    }
+    s->acked = s->rows[s->next_row].id;
+    s->next_row++;
+    dsub_offer_next(s);
+}
+
+static void dsub_offer_next(hv_event_sub_t *s) {
+    while (s->next_row < s->nrows && !s->dead) {
+        dsub_row_t *r = &s->rows[s->next_row];
+        hv_event_t ev;
+        dticket_t *t;
+        if (!matches(s->pattern, r->type)) {
+            s->acked = r->id;
+            s->next_row++;
+            continue;
+        }
+        t = hv_calloc(1, sizeof(*t));
+        if (t == NULL) {
+            s->failed = 1;
+            break;
+        }
+        t->sub = s;
+        s->ticket = t;
+        ev.id = r->id;
+        ev.type = r->type;
+        ev.payload = r->payload;
+        ev.len = r->len;
+        ev.created_at = r->created_at;
+        s->fn(s->ud, &ev, dsub_on_ack, t); /* may acknowledge at once */
+        return;
+    }
+    dsub_batch_end(s);
+}
+
+static void dsub_read_done(int status, void *arg) {
+    hv_event_sub_t *s = arg;
+    if (s->dead || status != HV_OK || !s->held) {
+        dsub_rows_free(s);
+        dsub_idle(s);
+        return;
+    }
+    s->failed = 0;
+    s->next_row = 0;
+    dsub_offer_next(s);
+}
+
+static void dsub_kick(hv_event_sub_t *s) {
+    hv__chans_t *rt = s->bus->rt;
+    if (s->busy) {
+        s->again = 1;
+        return;
+    }
+    if (rt->storage == NULL || rt->stopped) return;
+    s->busy = 1;
+    if (hv_storage_submit(rt->storage, dsub_read_job, dsub_read_done, s) != HV_OK) s->busy = 0;
+}
+
+static void dsub_kick_all(hv__bus_t *b) {
+    hv_event_sub_t *s, *next;
+    for (s = b->dsubs; s != NULL; s = next) {
+        next = s->next;
+        s->failed = 0;
+        dsub_kick(s);
+    }
+}
+
+static void on_poll(uv_timer_t *t) { dsub_kick_all(t->data); }
+
+int hv_event_subscribe_durable(hv_engine_t *e, const char *name, const char *pattern,
+                               hv_event_cb fn, void *ud, hv_event_sub_t **out) {
+    hv__bus_t *b = bus_of(e);
+    hv_event_sub_t *s;
+    if (b == NULL) return HV_ENOTSUP;
+    if (name == NULL || name[0] == '\0' || strlen(name) > 200 || pattern == NULL || fn == NULL)
+        return HV_EINVAL;
+    s = hv_calloc(1, sizeof(*s));
+    if (s == NULL) return HV_ENOMEM;
+    s->pattern = hv_strdup(pattern);
+    s->name = hv_strdup(name);
+    if (s->pattern == NULL || s->name == NULL) {
+        dsub_free(s);
+        return HV_ENOMEM;
+    }
+    s->fn = fn;
+    s->ud = ud;
+    s->bus = b;
+    s->next = b->dsubs;
+    b->dsubs = s;
+    if (!b->poll_open && !b->rt->stopped) {
+        /* Other processes' events (shared store) and retries after a failed delivery. */
+        uv_timer_init(hv_engine_loop(e), &b->poll);
+        b->poll.data = b;
+        b->poll_open = 1;
+        uv_timer_start(&b->poll, on_poll, b->rt->shared ? HV__CHAN_SHARED_POLL_MS : 1000,
+                       b->rt->shared ? HV__CHAN_SHARED_POLL_MS : 1000);
+    }
+    dsub_kick(s); /* makes its cursor now: it sees what is published from here on */
+    if (out) *out = s;
+    return HV_OK;
 }
 
 /* ---- delivery ---- */
@@ -164,7 +465,15 @@ static delivery_t *delivery_new(hv__bus_t *b, int64_t id, const char *type, cons
 static int publish_job(hv_db_t *db, void *arg) {
     delivery_t *d = arg;
     hv_db_stmt_t *st = NULL;
-    int rc = hv_db_prepare(db,
+    int rc;
+    if (hv_db_kind(db) == HV_DB_PG) {
+        /* Publishers of all processes take turns until their commit, so that event ids
+         * become visible in increasing order: a durable subscriber's cursor (the last id
+         * it acknowledged) then never passes an id another process commits later. */
+        rc = hv_db_exec(db, "SELECT pg_advisory_xact_lock(7306151)");
+        if (rc != HV_OK) return rc;
+    }
+    rc = hv_db_prepare(db,
                            "INSERT INTO chan_events (type, payload, created_at, delivered)"
                            " VALUES ($1, $2, $3, 0) RETURNING id",
                            &st);
@@ -191,6 +500,7 @@ static void publish_done(int status, void *arg) {
         return;
     }
     d->bus->published++;
+    dsub_kick_all(d->bus);
     offer(d);
 }
 
@@ -273,9 +583,23 @@ void hv__bus_replay(hv__chans_t *rt) {
     if (hv_storage_submit(rt->storage, replay_job, replay_done, r) != HV_OK) hv_free(r);
 }
 
+static void on_poll_closed(uv_handle_t *h) { (void)h; }
+
+void hv__bus_stop(hv__chans_t *rt) {
+    hv__bus_t *b = rt->bus;
+    if (b == NULL || !b->poll_open) return;
+    uv_close((uv_handle_t *)&b->poll, on_poll_closed);
+    b->poll_open = 0;
+}
+
 void hv__bus_free(hv__chans_t *rt) {
     hv__bus_t *b = rt->bus;
     if (b == NULL) return;
+    while (b->dsubs != NULL) {
+        hv_event_sub_t *s = b->dsubs;
+        b->dsubs = s->next;
+        dsub_free(s);
+    }
     while (b->subs != NULL) {
         hv_event_sub_t *s = b->subs;
         b->subs = s->next;
@@ -328,7 +652,24 @@ typedef struct drain {
     int failed;
 } drain_t;
 
-static void drain_free(drain_t *d) {
+static int drain_start(hv_engine_t *e, hv_storage_t *storage);
+
+static drain_slot_t *drain_slot(hv__bus_t *b, hv_storage_t *storage, int add) {
+    size_t i;
+    for (i = 0; i < b->ndrains; i++)
+        if (b->drains[i].storage == storage) return &b->drains[i];
+    if (!add || b->ndrains >= HV_ARRAY_LEN(b->drains)) return NULL;
+    b->drains[b->ndrains].storage = storage;
+    b->drains[b->ndrains].running = b->drains[b->ndrains].again = 0;
+    return &b->drains[b->ndrains++];
+}
+
+/* Ends a drain: another one runs when there are more rows or one was asked for meanwhile. */
+static void drain_end(drain_t *d, int more) {
+    hv_engine_t *e = d->engine;
+    hv_storage_t *storage = d->storage;
+    hv__bus_t *b = bus_of(e);
+    drain_slot_t *slot = b != NULL ? drain_slot(b, storage, 0) : NULL;
     size_t i;
     for (i = 0; i < d->n; i++) {
         hv_free(d->rows[i].type);
@@ -336,6 +677,12 @@ static void drain_free(drain_t *d) {
     }
     hv_free(d->rows);
     hv_free(d);
+    if (slot == NULL) return;
+    if (more || slot->again) {
+        slot->again = 0;
+        if (drain_start(e, storage) == HV_OK) return;
+    }
+    slot->running = 0;
 }
 
 static int drain_read_job(hv_db_t *db, void *arg) {
@@ -343,7 +690,13 @@ static int drain_read_job(hv_db_t *db, void *arg) {
     hv_db_stmt_t *st = NULL;
     int rc = hv_db_prepare(db, "SELECT id, type, payload FROM hv_outbox ORDER BY id LIMIT 1000", &st);
     if (rc != HV_OK) return rc;
-    d->rows = hv_calloc(1000, sizeof(*d->rows));
+    /* A batch that failed runs its jobs again: start from nothing. */
+    while (d->n > 0) {
+        d->n--;
+        hv_free(d->rows[d->n].type);
+        hv_free(d->rows[d->n].payload);
+    }
+    if (d->rows == NULL) d->rows = hv_calloc(1000, sizeof(*d->rows));
     if (d->rows == NULL) {
         hv_db_done(st);
         return HV_ENOMEM;
@@ -386,11 +739,7 @@ static int drain_delete_job(hv_db_t *db, void *arg) {
 
 static void drain_deleted(int status, void *arg) {
     drain_t *d = arg;
-    int more = status == HV_OK && d->n == 1000;
-    hv_engine_t *e = d->engine;
-    hv_storage_t *s = d->storage;
-    drain_free(d);
-    if (more) hv_event_outbox_drain(e, s);
+    drain_end(d, status == HV_OK && d->n == 1000);
 }
 
 static void drain_published(int status, int64_t id, void *ud) {
@@ -400,14 +749,14 @@ static void drain_published(int status, int64_t id, void *ud) {
     if (++d->published < d->n) return;
     /* Every row is durable on the bus (or not: then all stay for the next drain). */
     if (d->failed || hv_storage_submit(d->storage, drain_delete_job, drain_deleted, d) != HV_OK)
-        drain_free(d);
+        drain_end(d, 0);
 }
 
 static void drain_read(int status, void *arg) {
     drain_t *d = arg;
     size_t i, submitted = 0;
     if (status != HV_OK || d->n == 0) {
-        drain_free(d);
+        drain_end(d, 0);
         return;
     }
     for (i = 0; i < d->n; i++) {
@@ -420,20 +769,33 @@ static void drain_read(int status, void *arg) {
     }
     if (submitted < d->n) {
         d->published += d->n - submitted; /* those never get a callback */
-        if (submitted == 0) drain_free(d);
+        if (submitted == 0) drain_end(d, 0);
     }
 }
 
-int hv_event_outbox_drain(hv_engine_t *e, hv_storage_t *storage) {
-    drain_t *d;
+static int drain_start(hv_engine_t *e, hv_storage_t *storage) {
+    drain_t *d = hv_calloc(1, sizeof(*d));
     int rc;
-    if (bus_of(e) == NULL) return HV_ENOTSUP;
-    d = hv_calloc(1, sizeof(*d));
     if (d == NULL) return HV_ENOMEM;
     d->engine = e;
     d->storage = storage;
     rc = hv_storage_submit(storage, drain_read_job, drain_read, d);
     if (rc != HV_OK) hv_free(d);
+    return rc;
+}
+
+int hv_event_outbox_drain(hv_engine_t *e, hv_storage_t *storage) {
+    hv__bus_t *b = bus_of(e);
+    drain_slot_t *slot;
+    int rc;
+    if (b == NULL) return HV_ENOTSUP;
+    slot = drain_slot(b, storage, 1);
+    if (slot != NULL && slot->running) {
+        slot->again = 1;
+        return HV_OK;
+    }
+    rc = drain_start(e, storage);
+    if (rc == HV_OK && slot != NULL) slot->running = 1;
     return rc;
 }
 
@@ -514,8 +876,14 @@ static int esrc_start(hv_channel_t *ch, struct json_object *conf, void **state, 
     int rc;
     if (s == NULL) return HV_ENOMEM;
     s->ch = ch;
-    rc = hv_event_subscribe(hv_channel_engine(ch), hv_json_get_str(conf, "event_type"),
-                            esrc_on_event, s, &s->sub);
+    {
+        /* One cursor per channel: each event enters the channel once per cluster. */
+        char name[128];
+        snprintf(name, sizeof(name), "channel:%s", hv_channel_id(ch));
+        rc = hv_event_subscribe_durable(hv_channel_engine(ch), name,
+                                        hv_json_get_str(conf, "event_type"), esrc_on_event, s,
+                                        &s->sub);
+    }
     if (rc != HV_OK) {
         hv_error_set(err, rc, NULL, "event source: the event bus is not running");
         hv_free(s);

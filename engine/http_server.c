@@ -22,8 +22,13 @@
 #include "config.h"
 #include "engine/engine_int.h"
 
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <http_parser.h>
 #include <limits.h>
+#include <stdlib.h>
+#include <unistd.h>
 #include <json-c/json.h>
 #include <stdio.h>
 #include <string.h>
@@ -51,6 +56,12 @@ struct hv_http_req {
     header_t *headers;
     size_t nheaders, capheaders;
     hv_buf_t body;
+    /* A body spooled to a file (http.spool_body): fd while it arrives, then closed. */
+    int spool_fd;
+    char *spool_path;     /* NULL: the body is in `body` */
+    uint64_t spool_len;
+    int spool_taken;      /* the handler owns the file now */
+    int spool_loaded;     /* hv_http_req_body read it into `body` */
     hv__route_match_t match;
     hv_buf_t resp_headers;
     int responded;
@@ -169,6 +180,7 @@ static hv_http_req_t *req_new(conn_t *c) {
     r->srv = c->srv;
     hv_buf_init(&r->target, c->srv->lim.max_header);
     hv_buf_init(&r->body, c->srv->lim.max_body);
+    r->spool_fd = -1;
     hv_buf_init(&r->resp_headers, 64 * 1024);
     r->start_ns = hv_mono_ns();
     return r;
@@ -176,6 +188,9 @@ static hv_http_req_t *req_new(conn_t *c) {
 
 static void req_free(hv_http_req_t *r) {
     if (r == NULL) return;
+    if (r->spool_fd >= 0) close(r->spool_fd);
+    if (r->spool_path != NULL && !r->spool_taken) unlink(r->spool_path);
+    hv_free(r->spool_path);
     hv_buf_release(&r->target);
     hv_buf_release(&r->body);
     hv_buf_release(&r->resp_headers);
@@ -227,9 +242,91 @@ int hv_http_req_header_at(const hv_http_req_t *req, size_t i, const char **name,
     return HV_OK;
 }
 
+/* Reads a spooled body into req->body once (hv_http_req_body's callers want memory). */
+static void spool_load(hv_http_req_t *r) {
+    int fd;
+    char buf[65536];
+    ssize_t n;
+    r->spool_loaded = 1;
+    if (r->spool_taken) return;
+    fd = open(r->spool_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    while ((n = read(fd, buf, sizeof(buf))) != 0) {
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            break;
+        }
+        if (hv_buf_append(&r->body, buf, (size_t)n) != HV_OK) break;
+    }
+    close(fd);
+}
+
 const char *hv_http_req_body(const hv_http_req_t *req, size_t *len) {
+    /* The request is the caller's; const only says the body is not changed. */
+    if (req->spool_path != NULL && !req->spool_loaded) spool_load((hv_http_req_t *)req);
     if (len != NULL) *len = req->body.len;
     return req->body.data ? req->body.data : "";
+}
+
+int hv_http_req_body_file(const hv_http_req_t *req, const char **path, uint64_t *len) {
+    if (req->spool_path == NULL || req->spool_taken || req->spool_fd >= 0) return HV_ENOTFOUND;
+    *path = req->spool_path;
+    *len = req->spool_len;
+    return HV_OK;
+}
+
+void hv_http_req_body_file_take(hv_http_req_t *req) {
+    if (req->spool_path != NULL) req->spool_taken = 1;
+}
+
+/* Spool files are named body-XXXXXX in the spool directory; none outlives its process. */
+void hv__http_spool_clean(const char *dir) {
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    char path[4400];
+    if (d == NULL) return;
+    while ((de = readdir(d)) != NULL) {
+        if (strncmp(de->d_name, "body-", 5) != 0) continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+        unlink(path);
+    }
+    closedir(d);
+}
+
+/* Writes all of p to fd: 0, or -1 with errno. */
+static int write_all(int fd, const char *p, size_t n) {
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Moves the body to a new spool file once it grows past http.spool_body. The write
+ * is a blocking one on the loop thread, into the page cache (as nginx's
+ * client_body_temp_path): bounded by the read buffer per call. */
+static int spool_start(hv_http_req_t *r) {
+    const hv__http_limits_t *lim = &r->srv->lim;
+    size_t n = strlen(lim->spool_dir) + 32;
+    r->spool_path = hv_malloc(n);
+    if (r->spool_path == NULL) return -1;
+    snprintf(r->spool_path, n, "%s/body-XXXXXX", lim->spool_dir);
+    r->spool_fd = mkostemp(r->spool_path, O_CLOEXEC);
+    if (r->spool_fd < 0) {
+        hv_free(r->spool_path);
+        r->spool_path = NULL;
+        return -1;
+    }
+    if (write_all(r->spool_fd, r->body.data ? r->body.data : "", r->body.len) != 0) return -1;
+    r->spool_len = r->body.len;
+    hv_buf_release(&r->body);
+    hv_buf_init(&r->body, lim->max_body);
+    return 0;
 }
 
 /* Splits the query string at & and = and decodes each part (application/x-www-form-urlencoded). */
@@ -806,14 +903,31 @@ static int on_headers_complete(http_parser *p) {
 
 static int on_body(http_parser *p, const char *at, size_t n) {
     conn_t *c = p->data;
-    if (hv_buf_append(&c->req->body, at, n) != HV_OK)
+    hv_http_req_t *r = c->req;
+    const hv__http_limits_t *lim = &c->srv->lim;
+    if (r->spool_path == NULL && lim->spool_body > 0 && lim->spool_dir[0] != '\0' &&
+        r->body.len + n > lim->spool_body && r->body.len + n <= lim->max_body &&
+        spool_start(r) != 0)
+        return fail_cb(c, 503, "spool_failed", "the request body could not be written to disk");
+    if (r->spool_path != NULL) {
+        if (r->spool_len + n > lim->max_body)
+            return fail_cb(c, 413, "body_too_large", "the request body exceeds the configured limit");
+        if (write_all(r->spool_fd, at, n) != 0)
+            return fail_cb(c, 503, "spool_failed", "the request body could not be written to disk");
+        r->spool_len += n;
+    } else if (hv_buf_append(&r->body, at, n) != HV_OK) {
         return fail_cb(c, 413, "body_too_large", "the request body exceeds the configured limit");
+    }
     c->deadline = uv_now(c->srv->loop) + c->srv->lim.body_timeout;
     return 0;
 }
 
 static int on_message_complete(http_parser *p) {
     conn_t *c = p->data;
+    if (c->req->spool_fd >= 0) {
+        close(c->req->spool_fd);
+        c->req->spool_fd = -1;
+    }
     c->req->keep_alive = http_should_keep_alive(p);
     c->ready = 1;
     http_parser_pause(p, 1);

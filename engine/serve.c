@@ -39,6 +39,8 @@ const hv_setting_t hv__engine_settings[] = {
     {"log.format", "log-format", HV_SET_ENUM, "json", "json|text", "log format"},
     {"http.max_header", NULL, HV_SET_SIZE, "16KiB", NULL, "largest request line plus headers"},
     {"http.max_body", NULL, HV_SET_SIZE, "64MiB", NULL, "largest request body"},
+    {"http.spool_body", NULL, HV_SET_SIZE, "1MiB", NULL,
+     "a request body larger than this is written to a file under <data>/tmp as it arrives, not kept in memory (0: never)"},
     {"http.max_connections", NULL, HV_SET_INT, "10000", NULL, "most open HTTP connections"},
     {"http.header_timeout", NULL, HV_SET_DURATION, "10s", NULL,
      "time from a request's first byte to the end of its headers"},
@@ -241,6 +243,14 @@ int hv__serve(hv_engine_t *e, int argc, char **argv) {
     lim.idle_timeout = hv_config_duration_ms(e->config, "http.idle_timeout");
     lim.max_pending_out = hv_config_size(e->config, "http.max_pending_out");
     lim.access_log = hv_config_bool(e->config, "http.access_log");
+    lim.spool_body = hv_config_size(e->config, "http.spool_body");
+    lim.spool_dir[0] = '\0';
+    if (lim.spool_body > 0 &&
+        snprintf(lim.spool_dir, sizeof(lim.spool_dir), "%s/tmp", e->data_dir) < (int)sizeof(lim.spool_dir) &&
+        make_dirs(lim.spool_dir) == 0)
+        hv__http_spool_clean(lim.spool_dir);
+    else
+        lim.spool_dir[0] = '\0';
     if (hv__http_server_new(e, &lim, e->tls, &e->http) != HV_OK) goto out;
 
     if (hv__monitor_init(e) != HV_OK) {

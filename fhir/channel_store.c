@@ -37,8 +37,21 @@
  * enters the channel with the version's JSON as content (application/fhir+json;
  * a deletion as {"resourceType":…, "id":…, "meta":{"versionId":…}} with content
  * type application/fhir+json;deleted=true). Changes are handed over in commit
- * order. Delivery is at-most-once across a crash between the store's commit and
- * the channel's message store (there is no outbox between them yet).
+ * order.
+ *
+ * Exactly once, across crashes (kill -9 anywhere): while a fhir source runs, every
+ * write of the store also adds a row to the store's own outbox table (hv_outbox,
+ * engine.h "Event bus") in the write's transaction — event type "fhir.change",
+ * payload {"resourceType", "id", "version", "change": created|updated|deleted}.
+ * After the commit the outbox is drained onto the engine's event bus (durable in
+ * chan_events, then deleted from hv_outbox); each source subscribes to
+ * "fhir.change" and acknowledges an event only once the channel store has
+ * committed the message — keyed "fhir:Type/id/_history/version", so that an event
+ * offered again (a drain or a bus delivery repeated after a crash) is found in the
+ * channel store and not stored twice. Undelivered bus events are offered again at
+ * the next start, and a source's start drains what a crash left in the outbox.
+ * Changes committed while no fhir source runs are not recorded (nothing waits
+ * for them).
  */
 #include "config.h"
 
@@ -47,6 +60,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <pthread.h>
 
 #include "fhir/rest_int.h"
 #include "fhir/search_int.h"
@@ -441,7 +456,10 @@ enum { ON_CREATE = 1, ON_UPDATE = 2, ON_DELETE = 4 };
 typedef struct src src_t;
 struct src {
     hv__fhir_t *f;
+    hv_engine_t *engine;
     hv_channel_t *ch;
+    hv_event_sub_t *sub; /* "fhir.change" on the bus */
+    char channel[72];    /* the channel's id: the name in an event's "sources" */
     char type[HV__FHIR_TYPE_MAX];
     char *query;      /* the criteria after '?', or NULL */
     unsigned on;      /* ON_* */
@@ -452,11 +470,14 @@ struct src {
 
 /* The sources running in this process; the fhir-channels module's state. */
 struct hv__fhir_sources {
+    hv_engine_t *engine;
     src_t *head;
 };
 
 typedef struct change {
     src_t *s;
+    hv_event_ack_cb ack; /* the bus event this change came in */
+    void *token;
     char id[HV__FHIR_ID_MAX];
     int64_t version;
     int deleted;
@@ -571,6 +592,125 @@ static int s_check(struct json_object *conf, hv_error_t *err)
     return rc;
 }
 
+/*
+ * The criteria of the fhir sources running in this process, for the storage
+ * thread: a write is matched against them in its own transaction (so that a
+ * version is judged as it was written, not as the resource is when the source
+ * gets to it), and only a write some source matches adds an outbox row.
+ */
+#define MAX_SOURCES 64
+typedef struct crit {
+    const src_t *s;    /* identity only: never dereferenced on the storage thread */
+    char channel[72];
+    char type[HV__FHIR_TYPE_MAX];
+    char *query;       /* a copy, or NULL */
+    unsigned on;
+} crit_t;
+
+static pthread_mutex_t crit_lock = PTHREAD_MUTEX_INITIALIZER;
+static crit_t crits[MAX_SOURCES];
+static size_t ncrits;
+
+static int crit_add(const src_t *s, const char *channel)
+{
+    int rc = HV_OK;
+    pthread_mutex_lock(&crit_lock);
+    if (ncrits >= MAX_SOURCES) {
+        rc = HV_ETOOBIG;
+    } else {
+        crit_t *c = &crits[ncrits];
+        memset(c, 0, sizeof(*c));
+        c->s = s;
+        snprintf(c->channel, sizeof(c->channel), "%s", channel);
+        snprintf(c->type, sizeof(c->type), "%s", s->type);
+        c->on = s->on;
+        if (s->query != NULL && (c->query = hv_strdup(s->query)) == NULL)
+            rc = HV_ENOMEM;
+        else
+            ncrits++;
+    }
+    pthread_mutex_unlock(&crit_lock);
+    return rc;
+}
+
+static void crit_remove(const src_t *s)
+{
+    pthread_mutex_lock(&crit_lock);
+    for (size_t i = 0; i < ncrits; i++)
+        if (crits[i].s == s) {
+            hv_free(crits[i].query);
+            crits[i] = crits[--ncrits];
+            break;
+        }
+    pthread_mutex_unlock(&crit_lock);
+}
+
+/* Storage thread: does the version op wrote match the criteria c? */
+static int crit_match(hv_db_t *db, const crit_t *c, const hv__fop_t *op, int *match)
+{
+    hv__fop_t q;
+    char ids[1][HV__FHIR_ID_MAX];
+    size_t n = 0;
+    int rc;
+    *match = 0;
+    if (c->query == NULL || op->change == HV__CHANGE_DELETED) {
+        *match = 1;
+        return HV_OK;
+    }
+    hv__fop_init(&q, HV__FOP_READ);
+    snprintf(q.type, sizeof(q.type), "%s", c->type);
+    q.cond = hv_malloc(strlen(c->query) + strlen(op->id) + 6);
+    if (q.cond == NULL)
+        return HV_ENOMEM;
+    sprintf(q.cond, "%s&_id=%s", c->query, op->id);
+    rc = hv__search_resolve(db, &q, ids, 1, &n);
+    hv__fop_clear(&q);
+    if (rc == HV_EINVAL)
+        return HV_OK; /* criteria the planner refuses match nothing */
+    *match = rc == HV_OK && n > 0;
+    return rc;
+}
+
+int hv__fhir_outbox_change(hv_db_t *db, const hv__fop_t *op)
+{
+    unsigned bit = op->change == HV__CHANGE_CREATED   ? ON_CREATE
+                   : op->change == HV__CHANGE_UPDATED ? ON_UPDATE
+                                                      : ON_DELETE;
+    hv_buf_t b;
+    size_t nmatch = 0;
+    int rc = HV_OK;
+    pthread_mutex_lock(&crit_lock);
+    if (ncrits == 0) {
+        pthread_mutex_unlock(&crit_lock);
+        return HV_OK;
+    }
+    hv_buf_init(&b, 64 * 1024);
+    rc = hv_buf_printf(&b, "{\"resourceType\":\"%s\",\"id\":\"%s\",\"version\":%lld,\"change\":\"%s\",\"sources\":[",
+                       op->type, op->id, (long long)op->out_version,
+                       bit == ON_CREATE ? "created" : bit == ON_UPDATE ? "updated" : "deleted");
+    for (size_t i = 0; i < ncrits && rc == HV_OK; i++) {
+        int match = 0;
+        if (!(crits[i].on & bit) || strcmp(crits[i].type, op->type) != 0)
+            continue;
+        rc = crit_match(db, &crits[i], op, &match);
+        if (rc == HV_OK && match) {
+            if (nmatch++ > 0)
+                rc = hv_buf_putc(&b, ',');
+            if (rc == HV_OK)
+                rc = hv_buf_json_str(&b, crits[i].channel, strlen(crits[i].channel));
+        }
+    }
+    pthread_mutex_unlock(&crit_lock);
+    if (rc == HV_OK)
+        rc = hv_buf_puts(&b, "]}");
+    if (rc == HV_OK && nmatch > 0)
+        rc = hv_event_outbox_add(db, "fhir.change", b.data, b.len);
+    hv_buf_release(&b);
+    return rc;
+}
+
+static void on_bus_change(void *ud, const hv_event_t *ev, hv_event_ack_cb ack, void *token);
+
 static int s_start(hv_channel_t *ch, struct json_object *conf, void **state, hv_error_t *err)
 {
     hv_engine_t *e = hv_channel_engine(ch);
@@ -597,8 +737,32 @@ static int s_start(hv_channel_t *ch, struct json_object *conf, void **state, hv_
         src_unref(s);
         return rc;
     }
+    s->engine = e;
+    {
+        /* A durable cursor per channel: with several processes on one PostgreSQL store,
+         * each change enters the channel once in the cluster. */
+        char name[128];
+        snprintf(name, sizeof(name), "fhir-source:%s", hv_channel_id(ch));
+        rc = hv_event_subscribe_durable(e, name, "fhir.change", on_bus_change, s, &s->sub);
+    }
+    if (rc != HV_OK) {
+        hv_error_set(err, rc, NULL, "the fhir source needs the event bus (the channels service)");
+        src_unref(s);
+        return rc;
+    }
+    rc = crit_add(s, hv_channel_id(ch));
+    if (rc != HV_OK) {
+        hv_event_unsubscribe(e, s->sub);
+        hv_error_set(err, rc, NULL, "at most %d fhir sources run in one process", MAX_SOURCES);
+        src_unref(s);
+        return rc;
+    }
+    snprintf(s->channel, sizeof(s->channel), "%s", hv_channel_id(ch));
     s->next = reg->head;
     reg->head = s;
+    /* What a crash left in the outbox; published once every channel has started
+     * (the drain's read is a storage job, so it completes on a later turn of the loop). */
+    (void)hv_event_outbox_drain(e, f->storage);
     *state = s;
     return HV_OK;
 }
@@ -616,31 +780,19 @@ static void s_stop(void *state)
                 *pp = s->next;
                 break;
             }
+    hv_event_unsubscribe(s->engine, s->sub);
+    crit_remove(s);
     s->stopped = 1;
     s->ch = NULL;
     src_unref(s);
 }
 
+/* Storage thread: reads the version the event names (it matched when written). */
 static int job_match(hv_db_t *db, void *arg)
 {
     change_t *c = arg;
     hv__store_row_t row;
     int rc;
-    if (c->s->query != NULL && !c->deleted) {
-        hv__fop_t op;
-        char ids[1][HV__FHIR_ID_MAX];
-        size_t n = 0;
-        hv__fop_init(&op, HV__FOP_READ);
-        snprintf(op.type, sizeof(op.type), "%s", c->s->type);
-        op.cond = hv_malloc(strlen(c->s->query) + strlen(c->id) + 6);
-        if (op.cond == NULL)
-            return HV_ENOMEM;
-        sprintf(op.cond, "%s&_id=%s", c->s->query, c->id);
-        rc = hv__search_resolve(db, &op, ids, 1, &n);
-        hv__fop_clear(&op);
-        if (rc != HV_OK || n == 0)
-            return rc == HV_EINVAL ? HV_OK : rc; /* no match */
-    }
     if (c->deleted) {
         c->match = 1;
         return HV_OK;
@@ -660,70 +812,140 @@ static int job_match(hv_db_t *db, void *arg)
     return HV_OK;
 }
 
+static void change_free(change_t *c)
+{
+    src_t *s = c->s;
+    hv_free(c->text);
+    hv_free(c);
+    src_unref(s);
+}
+
+/* The channel store committed the message (or found it stored: a repeated event). */
 static void stored(int status, int64_t id, void *ud)
 {
-    (void)ud;
+    change_t *c = ud;
+    /* Stored but not (yet) delivered — response after-destinations — is stored. */
+    if (id > 0 && (status == HV_ETIMEDOUT || status == HV_EPROTO || status == HV_EINVAL))
+        status = HV_OK;
     if (status != HV_OK) {
-        hv_logrec_t *r = hv_log_begin(HV_LOG_WARN, "fhir.source.dropped");
+        hv_logrec_t *r = hv_log_begin(HV_LOG_WARN, "fhir.source.not_stored");
         hv_log_str(r, "error", hv_strerror(status));
-        hv_log_int(r, "message", id);
         hv_log_end(r);
     }
+    c->ack(c->token, status); /* an error leaves the event for the next start */
+    change_free(c);
 }
 
 static void done_match(int status, void *arg)
 {
     change_t *c = arg;
     src_t *s = c->s;
+    char key[HV__FHIR_TYPE_MAX + HV__FHIR_ID_MAX + 48];
+    int rc = status;
     if (status == HV_OK && c->match && !s->stopped) {
+        snprintf(key, sizeof(key), "fhir:%s/%s/_history/%lld", s->type, c->id, (long long)c->version);
         if (c->deleted) {
-            char body[256];
+            char body[HV__FHIR_TYPE_MAX + HV__FHIR_ID_MAX + 96];
             int n = snprintf(body, sizeof(body),
                              "{\"resourceType\":\"%s\",\"id\":\"%s\",\"meta\":{\"versionId\":\"%lld\"}}", s->type,
                              c->id, (long long)c->version);
-            if (n > 0 && (size_t)n < sizeof(body))
-                (void)hv_channel_receive(s->ch, body, (size_t)n, "application/fhir+json;deleted=true", stored, NULL);
+            rc = n > 0 && (size_t)n < sizeof(body)
+                     ? hv_channel_receive_keyed(s->ch, body, (size_t)n, "application/fhir+json;deleted=true",
+                                                key, 0, stored, c)
+                     : HV_ETOOBIG;
         } else {
-            (void)hv_channel_receive(s->ch, c->text, c->len, "application/fhir+json", stored, NULL);
+            rc = hv_channel_receive_keyed(s->ch, c->text, c->len, "application/fhir+json", key, 0, stored, c);
         }
-    } else if (status != HV_OK) {
+        if (rc == HV_OK)
+            return; /* stored() acknowledges */
+    } else if (status == HV_OK && s->stopped) {
+        rc = HV_ECLOSED; /* offered again at the next start */
+    }
+    if (rc != HV_OK) {
         hv_logrec_t *r = hv_log_begin(HV_LOG_WARN, "fhir.source.failed");
         hv_log_str(r, "type", s->type);
-        hv_log_str(r, "error", hv_strerror(status));
+        hv_log_str(r, "error", hv_strerror(rc));
         hv_log_end(r);
     }
-    hv_free(c->text);
-    hv_free(c);
-    src_unref(s);
+    c->ack(c->token, rc);
+    change_free(c);
 }
 
-/* A committed change of the store (loop thread): offered to every matching source. */
+/* Whether the event's "sources" (the channels whose criteria the version matched) has channel. */
+static int names_source(struct json_object *o, const char *channel)
+{
+    struct json_object *a = NULL;
+    if (!json_object_object_get_ex(o, "sources", &a) || !json_object_is_type(a, json_type_array))
+        return 0;
+    for (size_t i = 0; i < json_object_array_length(a); i++) {
+        const char *n = json_object_get_string(json_object_array_get_idx(a, i));
+        if (n != NULL && strcmp(n, channel) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* A "fhir.change" event of the bus (loop thread): for this source when it names its channel. */
+static void on_bus_change(void *ud, const hv_event_t *ev, hv_event_ack_cb ack, void *token)
+{
+    src_t *s = ud;
+    struct json_object *o = NULL, *v = NULL;
+    hv_error_t err;
+    const char *type, *id, *kind;
+    unsigned bit;
+    change_t *c;
+    if (hv_json_parse(ev->payload, ev->len, "event", &o, &err) != HV_OK) {
+        ack(token, HV_OK); /* not ours to fix: never offered again */
+        return;
+    }
+    type = hv_json_get_str(o, "resourceType");
+    id = hv_json_get_str(o, "id");
+    kind = hv_json_get_str(o, "change");
+    bit = kind == NULL                     ? 0
+          : strcmp(kind, "created") == 0 ? ON_CREATE
+          : strcmp(kind, "updated") == 0 ? ON_UPDATE
+          : strcmp(kind, "deleted") == 0 ? ON_DELETE
+                                         : 0;
+    if (type == NULL || id == NULL || !(s->on & bit) || strcmp(s->type, type) != 0 || s->stopped ||
+        strlen(id) >= HV__FHIR_ID_MAX || !json_object_object_get_ex(o, "version", &v) ||
+        !names_source(o, s->channel)) {
+        json_object_put(o);
+        ack(token, HV_OK);
+        return;
+    }
+    c = hv_calloc(1, sizeof(*c));
+    if (c == NULL) {
+        json_object_put(o);
+        ack(token, HV_ENOMEM);
+        return;
+    }
+    c->s = s;
+    c->ack = ack;
+    c->token = token;
+    snprintf(c->id, sizeof(c->id), "%s", id);
+    c->version = json_object_get_int64(v);
+    c->deleted = bit == ON_DELETE;
+    json_object_put(o);
+    s->refs++;
+    if (hv_storage_submit(s->f->storage, job_match, done_match, c) != HV_OK) {
+        hv_logrec_t *r = hv_log_begin(HV_LOG_WARN, "fhir.source.busy");
+        hv_log_str(r, "type", s->type);
+        hv_log_end(r);
+        ack(token, HV_EBUSY);
+        change_free(c);
+    }
+}
+
+/* A committed change of the store (loop thread): its outbox row goes to the bus. */
 static void on_change(void *ud, const char *type, const char *id, int64_t version, hv_fhir_change_t change)
 {
     hv__fhir_sources_t *reg = ud;
-    unsigned bit = change == HV_FHIR_CHANGE_CREATED   ? ON_CREATE
-                   : change == HV_FHIR_CHANGE_UPDATED ? ON_UPDATE
-                                                      : ON_DELETE;
-    for (src_t *s = reg->head; s != NULL; s = s->next) {
-        change_t *c;
-        if (!(s->on & bit) || strcmp(s->type, type) != 0)
-            continue;
-        c = hv_calloc(1, sizeof(*c));
-        if (c == NULL)
-            continue;
-        c->s = s;
-        snprintf(c->id, sizeof(c->id), "%s", id);
-        c->version = version;
-        c->deleted = bit == ON_DELETE;
-        s->refs++;
-        if (hv_storage_submit(s->f->storage, job_match, done_match, c) != HV_OK) {
-            hv_logrec_t *r = hv_log_begin(HV_LOG_WARN, "fhir.source.busy");
-            hv_log_str(r, "type", type);
-            hv_log_end(r);
-            s->refs--;
-            hv_free(c);
-        }
-    }
+    (void)type;
+    (void)id;
+    (void)version;
+    (void)change;
+    if (reg->head != NULL)
+        (void)hv_event_outbox_drain(reg->engine, reg->head->f->storage);
 }
 
 static const hv_channel_source_t fhir_source = {"fhir", s_check, s_start, s_stop};
@@ -744,6 +966,7 @@ int hv__fhir_channel_store_init(hv_engine_t *e, hv__fhir_sources_t **out)
     reg = hv_calloc(1, sizeof(*reg));
     if (reg == NULL)
         return HV_ENOMEM;
+    reg->engine = e;
     rc = hv_fhir_store_on_change(e, on_change, reg);
     if (rc != HV_OK) {
         hv_free(reg);

@@ -507,6 +507,8 @@ int hv__fhir_rest_init(hv_engine_t *e, void **state)
     rc = hv_db_open(hv_engine_db_url(e), hv_engine_data_dir(e), "fhir", &db, &err);
     if (rc == HV_OK)
         rc = hv_db_migrate(db, "fhir", hv__store_migrations(db), &err);
+    if (rc == HV_OK) /* the fhir channel source's outbox (fhir/channel_store.c) */
+        rc = hv_event_outbox_migrate(db, &err);
     if (rc == HV_OK)
         rc = hv__store_tune(db, cfg);
     if (rc != HV_OK) {

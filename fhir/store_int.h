@@ -92,6 +92,14 @@ int hv__fop_fail(hv__fop_t *op, int status, const char *code, const char *fmt, .
  */
 int hv__fop_run(hv_db_t *db, hv__fop_t *op);
 
+/*
+ * fhir/channel_store.c: while a `fhir` channel source runs in this process, adds
+ * the change op made (type, id, version, kind) to the store's hv_outbox in the
+ * op's own transaction, so that the change reaches the source exactly once even
+ * across a crash right after the commit. HV_OK and nothing written otherwise.
+ */
+int hv__fhir_outbox_change(hv_db_t *db, const hv__fop_t *op);
+
 #define HV__COND_MAX 8 /* conditional operations tell 0, 1 and "several" matches apart */
 
 /*

@@ -423,6 +423,8 @@ int hv__fop_run(hv_db_t *db, hv__fop_t *op)
     default:
         rc = HV_EINVAL;
     }
+    if (rc == HV_OK && op->change != HV__CHANGE_NONE && op->status < 400)
+        rc = hv__fhir_outbox_change(db, op); /* in the write's transaction (channel_store.c) */
     if (rc != HV_OK && op->status < 400) {
         op->status = 500;
         op->issue_code = "exception";

@@ -17,73 +17,21 @@ const hv_hl7v2_seg_t *hv__hl7v2_seg_find(const hv_hl7v2_msg_t *m, const char *id
 /* Raw span of an MSH field by number (3 = sending application …); empty span when absent. */
 hv_hl7v2_span_t hv__hl7v2_msh_field(const hv_hl7v2_msg_t *m, unsigned field);
 
-/* The default channel's name, until the channel engine lands. */
+/* The channel that takes HL7 v2 on mllp.listen (--mllp): channels/hl7v2-inbound.json, or
+ * the built-in one the module registers when no file has this id (module.c). */
 #define HV__HL7V2_CHANNEL "hl7v2-inbound"
 
-/* Settings of the module (module.c), read at init into this struct. */
-typedef struct hv__hl7v2_conf {
-    char listen_host[256];
-    int listen_port;
-    int mllp_enabled;
-    size_t max_message;
-    uint64_t idle_timeout_ms;
-    uint64_t dedup_window_ms;
-    size_t max_connections;
-    size_t max_inflight;     /* unacknowledged messages per connection before reads pause */
-    size_t max_segments;
-    int strict_escapes;
-    size_t store_queue;
-    size_t store_batch;
-    char synchronous[16];
-    char tls_cert[1024];     /* mllp.tls_cert: PEM chain; with tls_key, the port speaks TLS only */
-    char tls_key[1024];
-    char tls_client_ca[1024]; /* mllp.tls_client_ca: require client certificates signed by it */
-} hv__hl7v2_conf_t;
+/* The MLLP counters of /metrics, shared by every mllp source (channel.c owns them). */
+typedef struct hv__hl7v2_metrics {
+    hv_counter_t *received, *stored, *rejected, *duplicates, *errors, *tls_failed;
+    size_t nconns; /* open MLLP connections of all mllp sources */
+} hv__hl7v2_metrics_t;
 
-typedef struct hv__hl7v2_conn hv__hl7v2_conn_t;
+/* The counters of the running engine; NULL when the hl7v2-channels module is not running. */
+hv__hl7v2_metrics_t *hv__hl7v2_metrics(hv_engine_t *e);
 
-/* The module's state (one per engine). */
-typedef struct hv__hl7v2_state {
-    hv_engine_t *engine;
-    hv__hl7v2_conf_t conf;
-    hv_storage_t *storage;
-    uv_tcp_t server;
-    int listening;
-    int stopping;
-    hv__hl7v2_conn_t *conns; /* open connections, a doubly linked list */
-    size_t nconns;
-    char readbuf[65536];     /* every read lands here; frames that span reads are copied */
-    hv_tls_ctx_t *tls;       /* MLLP over TLS when set (mllp.tls_cert, mllp.tls_key) */
-    hv_buf_t plain;          /* a TLS read's plaintext; framed before the next read */
-    hv_counter_t *m_received, *m_acked, *m_rejected, *m_duplicates, *m_errors;
-    hv_counter_t *m_tls_failed; /* TLS handshakes that failed */
-} hv__hl7v2_state_t;
-
-/*
- * One message on its way to the store. Strings are NUL-terminated raw field
- * values from the message (or "" when absent).
- */
-typedef struct hv__hl7v2_rec {
-    const char *raw;
-    size_t raw_len;
-    const char *control_id, *sending_app, *sending_facility, *type;
-    uint64_t received_at;
-    uint64_t dedup_window_ms;
-    hv_buf_t ack;      /* the ACK for a new message */
-    /* set by the storage job */
-    int64_t id;
-    int duplicate;
-    hv_buf_t orig_ack; /* for a duplicate: the ACK the original got */
-} hv__hl7v2_rec_t;
-
-/* store.c */
-int hv__hl7v2_store_open(hv_engine_t *e, const hv__hl7v2_conf_t *conf, hv_storage_t **out);
-int hv__hl7v2_store_submit(hv_storage_t *s, hv__hl7v2_rec_t *r, hv_storage_done_cb done);
-int hv__hl7v2_routes_add(hv_engine_t *e, hv__hl7v2_state_t *st);
-
-/* listener.c */
-int hv__hl7v2_listener_start(hv__hl7v2_state_t *st);
-void hv__hl7v2_listener_stop(hv__hl7v2_state_t *st);
+/* source.c: the `mllp` channel source. */
+extern const hv_channel_source_t hv__hl7v2_mllp_source;
 
 /* cli.c */
 extern const hv_command_t hv__hl7v2_commands[];

@@ -1,13 +1,18 @@
 /*
- * module.c — the hl7v2 module: its settings, its lifecycle under `serve` (open the
- * message store and the MLLP TLS context of mllp.tls_*, register the HTTP routes,
- * listen for MLLP), and its CLI commands (cli.c). The MLLP listen address itself,
- * mllp.listen (--mllp), is declared by the engine, which prints it in the start banner.
+ * module.c — the hl7v2 module: its settings and its CLI commands (cli.c). Under
+ * `serve` it registers the built-in hl7v2-inbound channel (engine.h
+ * hv_channel_register_builtin): an mllp source on mllp.listen (--mllp) with the
+ * mllp.* and hl7v2.* settings, storing every message in the channel store and
+ * acknowledging it after the commit. A file channels/hl7v2-inbound.json (the
+ * shipped one maps to FHIR) replaces it. The receiving itself is the mllp
+ * channel source (source.c): there is one MLLP path.
  */
 #include "config.h"
 
 #include <stdio.h>
 #include <string.h>
+
+#include <json-c/json.h>
 
 #include "adapters/hl7v2/hl7v2_int.h"
 
@@ -32,21 +37,8 @@ static const hv_setting_t settings[] = {
     {"hl7v2.max_segments", NULL, HV_SET_INT, "100000", NULL, "most segments in one message"},
     {"hl7v2.strict_escapes", NULL, HV_SET_BOOL, "true", NULL,
      "reject (AR) a message with an unknown or unterminated escape sequence"},
-    {"hl7v2.store_queue", NULL, HV_SET_INT, "65536", NULL,
-     "messages waiting for the store before new ones are answered AE (busy)"},
-    {"hl7v2.store_batch", NULL, HV_SET_INT, "1024", NULL, "most messages in one commit"},
-    {"hl7v2.synchronous", NULL, HV_SET_ENUM, "FULL", "FULL|NORMAL|OFF",
-     "durability of the message store commits (FULL: on disk before the ACK)"},
     {NULL, NULL, 0, NULL, NULL, NULL},
 };
-
-/* Copies a path setting; 0 when it does not fit. */
-static int copy_path(char *dst, size_t cap, const char *v) {
-    if (v == NULL) v = "";
-    if (strlen(v) >= cap) return 0;
-    memcpy(dst, v, strlen(v) + 1);
-    return 1;
-}
 
 static int config_error(const char *what) {
     fprintf(stderr, "holovitals: %s\n", what);
@@ -54,136 +46,104 @@ static int config_error(const char *what) {
     return HV_ECONFIG;
 }
 
-static int read_conf(hv_engine_t *e, hv__hl7v2_conf_t *c) {
+static void put_int(json_object *o, const char *k, int64_t v) {
+    json_object_object_add(o, k, json_object_new_int64(v));
+}
+
+/*
+ * The built-in hl7v2-inbound channel's text, from the settings: a channel file
+ * with an mllp source and nothing else (store, ACK after the commit). NULL when
+ * the settings are invalid (said on stderr).
+ */
+static char *builtin_json(hv_engine_t *e) {
     hv_config_t *cfg = hv_engine_config(e);
-    memset(c, 0, sizeof(*c));
-    if (hv_parse_hostport(hv_config_str(cfg, "mllp.listen"), c->listen_host,
-                          sizeof(c->listen_host), &c->listen_port) != HV_OK)
-        return HV_ECONFIG;
-    c->mllp_enabled = hv_config_bool(cfg, "mllp.enabled");
-    c->max_message = (size_t)hv_config_size(cfg, "mllp.max_message");
-    c->idle_timeout_ms = hv_config_duration_ms(cfg, "mllp.idle_timeout");
-    c->max_connections = (size_t)hv_config_int(cfg, "mllp.max_connections");
-    c->max_inflight = (size_t)hv_config_int(cfg, "mllp.max_inflight");
-    c->dedup_window_ms = hv_config_duration_ms(cfg, "hl7v2.dedup_window");
-    c->max_segments = (size_t)hv_config_int(cfg, "hl7v2.max_segments");
-    c->strict_escapes = hv_config_bool(cfg, "hl7v2.strict_escapes");
-    c->store_queue = (size_t)hv_config_int(cfg, "hl7v2.store_queue");
-    c->store_batch = (size_t)hv_config_int(cfg, "hl7v2.store_batch");
-    snprintf(c->synchronous, sizeof(c->synchronous), "%s", hv_config_str(cfg, "hl7v2.synchronous"));
-    if (!copy_path(c->tls_cert, sizeof(c->tls_cert), hv_config_str(cfg, "mllp.tls_cert")) ||
-        !copy_path(c->tls_key, sizeof(c->tls_key), hv_config_str(cfg, "mllp.tls_key")) ||
-        !copy_path(c->tls_client_ca, sizeof(c->tls_client_ca),
-                   hv_config_str(cfg, "mllp.tls_client_ca")))
-        return config_error("a mllp.tls_* path is too long");
-    if ((c->tls_cert[0] == '\0') != (c->tls_key[0] == '\0'))
-        return config_error("mllp.tls_cert and mllp.tls_key must be set together");
-    if (c->tls_client_ca[0] != '\0' && c->tls_cert[0] == '\0')
-        return config_error("mllp.tls_client_ca needs mllp.tls_cert and mllp.tls_key");
-    if (c->max_message == 0 || c->max_inflight == 0 || c->max_connections == 0 ||
-        c->store_queue == 0 || c->store_batch == 0)
-        return HV_ECONFIG;
-    return HV_OK;
-}
-
-static double gauge_connections(void *ud) { return (double)((hv__hl7v2_state_t *)ud)->nconns; }
-
-static double gauge_store_queue(void *ud) {
-    hv__hl7v2_state_t *st = ud;
-    return st->storage != NULL ? (double)hv_storage_queued(st->storage) : 0;
-}
-
-/* GET /health: warn when the store's queue is over 80% full (new messages soon get AE). */
-static void health(void *ud, int *status, char *output, size_t outlen) {
-    hv__hl7v2_state_t *st = ud;
-    size_t q = st->storage != NULL ? hv_storage_queued(st->storage) : 0;
-    *status = HV_HEALTH_PASS;
-    if (st->storage == NULL) *status = HV_HEALTH_FAIL;
-    else if (q * 10 > st->conf.store_queue * 8) *status = HV_HEALTH_WARN;
-    snprintf(output, outlen, "%zu MLLP connections, %zu messages waiting for the store", st->nconns,
-             q);
+    const char *listen = hv_config_str(cfg, "mllp.listen");
+    const char *cert = hv_config_str(cfg, "mllp.tls_cert");
+    const char *key = hv_config_str(cfg, "mllp.tls_key");
+    const char *ca = hv_config_str(cfg, "mllp.tls_client_ca");
+    json_object *root = NULL, *src = NULL;
+    char host[256];
+    char *out = NULL;
+    int port = 0;
+    int64_t max_message = hv_config_size(cfg, "mllp.max_message");
+    int64_t max_conns = hv_config_int(cfg, "mllp.max_connections");
+    int64_t max_inflight = hv_config_int(cfg, "mllp.max_inflight");
+    if (cert == NULL) cert = "";
+    if (key == NULL) key = "";
+    if (ca == NULL) ca = "";
+    if (listen == NULL || hv_parse_hostport(listen, host, sizeof(host), &port) != HV_OK) {
+        config_error("mllp.listen must be host:port");
+        return NULL;
+    }
+    if ((cert[0] == '\0') != (key[0] == '\0')) {
+        config_error("mllp.tls_cert and mllp.tls_key must be set together");
+        return NULL;
+    }
+    if (ca[0] != '\0' && cert[0] == '\0') {
+        config_error("mllp.tls_client_ca needs mllp.tls_cert and mllp.tls_key");
+        return NULL;
+    }
+    if (max_message < 1024 || max_message > ((int64_t)1 << 31) || max_conns < 1 ||
+        max_conns > 1000000 || max_inflight < 1 || max_inflight > 1000000) {
+        config_error("mllp.max_message (1 KiB to 2 GiB), mllp.max_connections and "
+                     "mllp.max_inflight (1 to 1000000) are out of range");
+        return NULL;
+    }
+    if (cert[0] != '\0') {
+        /* Loaded once here so that a bad certificate stops the start with its reason. */
+        hv_error_t err;
+        hv_tls_ctx_t *tls;
+        hv_error_clear(&err);
+        tls = hv_tls_server_ctx_new(cert, key, ca[0] ? ca : NULL, &err);
+        if (tls == NULL) {
+            fprintf(stderr, "holovitals: MLLP TLS: %s%s%s\n", err.location,
+                    err.location[0] ? ": " : "", err.message);
+            return NULL;
+        }
+        hv_tls_ctx_free(tls);
+    }
+    root = json_object_new_object();
+    src = json_object_new_object();
+    if (root == NULL || src == NULL) goto out;
+    json_object_object_add(root, "id", json_object_new_string(HV__HL7V2_CHANNEL));
+    json_object_object_add(root, "name", json_object_new_string("HL7 v2 inbound (built-in)"));
+    json_object_object_add(root, "description",
+                           json_object_new_string("HL7 v2 over MLLP on mllp.listen, stored and "
+                                                  "acknowledged; channels/hl7v2-inbound.json "
+                                                  "replaces it"));
+    json_object_object_add(src, "type", json_object_new_string("mllp"));
+    json_object_object_add(src, "listen", json_object_new_string(listen));
+    put_int(src, "max_message", max_message);
+    put_int(src, "max_connections", max_conns);
+    put_int(src, "max_inflight", max_inflight);
+    put_int(src, "idle_timeout_ms", (int64_t)hv_config_duration_ms(cfg, "mllp.idle_timeout"));
+    put_int(src, "dedup_window_ms", (int64_t)hv_config_duration_ms(cfg, "hl7v2.dedup_window"));
+    if (cert[0] != '\0') {
+        json_object_object_add(src, "tls_cert", json_object_new_string(cert));
+        json_object_object_add(src, "tls_key", json_object_new_string(key));
+        if (ca[0] != '\0') json_object_object_add(src, "tls_client_ca", json_object_new_string(ca));
+    }
+    json_object_object_add(root, "source", src);
+    src = NULL;
+    out = hv_strdup(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN));
+out:
+    json_object_put(src);
+    json_object_put(root);
+    return out;
 }
 
 static int hl7v2_init(hv_engine_t *e, void **state) {
-    hv__hl7v2_state_t *st = hv_calloc(1, sizeof(*st));
-    hv_metrics_t *m = hv_engine_metrics(e);
-    int rc;
-    if (st == NULL) return HV_ENOMEM;
-    st->engine = e;
-    rc = read_conf(e, &st->conf);
-    if (rc != HV_OK) goto fail;
-    st->m_received = hv_metrics_counter(m, "hv_hl7v2_messages_received_total",
-                                        "MLLP frames received", NULL);
-    st->m_acked = hv_metrics_counter(m, "hv_hl7v2_messages_stored_total",
-                                     "messages stored and acknowledged", NULL);
-    st->m_rejected = hv_metrics_counter(m, "hv_hl7v2_messages_rejected_total",
-                                        "messages answered AR/CR (unparseable)", NULL);
-    st->m_duplicates = hv_metrics_counter(m, "hv_hl7v2_messages_duplicate_total",
-                                          "resends answered with the original ACK", NULL);
-    st->m_errors = hv_metrics_counter(m, "hv_hl7v2_messages_error_total",
-                                      "messages answered AE (store busy or failed)", NULL);
-    hv_metrics_gauge_fn(m, "hv_hl7v2_mllp_connections", "open MLLP connections", NULL,
-                        gauge_connections, st);
-    hv_metrics_gauge_fn(m, "hv_hl7v2_store_queued", "messages waiting for the message store",
-                        NULL, gauge_store_queue, st);
-    st->m_tls_failed =
-        hv_metrics_counter(m, "hv_hl7v2_mllp_tls_handshake_failures_total",
-                           "MLLP connections closed because the TLS handshake failed", NULL);
-    /* One read (64 KiB of TLS records) decrypts to less; the cap only guards the contract. */
-    hv_buf_init(&st->plain, 4 * sizeof(st->readbuf));
-    if (st->conf.mllp_enabled && st->conf.tls_cert[0] != '\0') {
-        hv_error_t err;
-        hv_error_clear(&err);
-        st->tls = hv_tls_server_ctx_new(st->conf.tls_cert, st->conf.tls_key,
-                                        st->conf.tls_client_ca[0] ? st->conf.tls_client_ca : NULL,
-                                        &err);
-        if (st->tls == NULL) {
-            fprintf(stderr, "holovitals: MLLP TLS: %s%s%s\n", err.location,
-                    err.location[0] ? ": " : "", err.message);
-            rc = HV_ECONFIG;
-            goto fail;
-        }
-    }
-    rc = hv__hl7v2_store_open(e, &st->conf, &st->storage);
-    if (rc != HV_OK) goto fail;
-    rc = hv_health_register(e, "hl7v2:store", health, st);
-    if (rc != HV_OK) goto fail;
-    rc = hv__hl7v2_routes_add(e, st);
-    if (rc != HV_OK) goto fail;
-    *state = st;
-    return HV_OK;
-fail:
-    if (st->storage != NULL) hv_storage_free(st->storage);
-    hv_tls_ctx_free(st->tls);
-    hv_free(st);
+    char *json = NULL;
+    int rc = HV_OK;
+    *state = NULL;
+    if (!hv_config_bool(hv_engine_config(e), "mllp.enabled")) return HV_OK;
+    json = builtin_json(e);
+    if (json == NULL) return HV_ECONFIG;
+    rc = hv_channel_register_builtin(e, HV__HL7V2_CHANNEL, json);
+    hv_free(json);
     return rc;
 }
 
-static int hl7v2_start(hv_engine_t *e, void *state) {
-    hv__hl7v2_state_t *st = state;
-    (void)e;
-    if (!st->conf.mllp_enabled) return HV_OK;
-    return hv__hl7v2_listener_start(st);
-}
-
-static void hl7v2_stop(hv_engine_t *e, void *state) {
-    (void)e;
-    hv__hl7v2_listener_stop(state);
-}
-
-static void hl7v2_free(hv_engine_t *e, void *state) {
-    hv__hl7v2_state_t *st = state;
-    (void)e;
-    if (st == NULL) return;
-    hv__hl7v2_listener_stop(st);
-    /* Runs what is still queued; done callbacks find their connections closed. */
-    if (st->storage != NULL) hv_storage_free(st->storage);
-    st->storage = NULL;
-    hv_buf_release(&st->plain);
-    hv_tls_ctx_free(st->tls);
-    hv_free(st);
-}
-
 const hv_module_t hv_hl7v2_module = {
-    "hl7v2", settings, hv__hl7v2_commands, hl7v2_init, hl7v2_start, hl7v2_stop, hl7v2_free,
+    "hl7v2", settings, hv__hl7v2_commands, hl7v2_init, NULL, NULL, NULL,
 };

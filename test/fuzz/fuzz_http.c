@@ -43,7 +43,7 @@ static void h_param(hv_http_req_t *req, void *ud) {
 }
 
 static void setup(void) {
-    hv__http_limits_t lim = {1024, 4096, 16, 1000, 1000, 1000, 65536, 0};
+    hv__http_limits_t lim = {1024, 4096, 16, 1000, 1000, 1000, 65536, 0, 0, ""}; /* no spooling */
     hv_error_t err;
     eng = calloc(1, sizeof(*eng));
     uv_loop_init(&eng->loop);

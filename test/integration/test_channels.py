@@ -9,6 +9,7 @@ file is refused and the running version kept), and `channel validate`.
 """
 
 import json
+import re
 import os
 import signal
 import threading
@@ -388,24 +389,26 @@ class CliTest(ChannelTestCase):
         from harness import SRCDIR
         msg = os.path.join(self.workdir, "oru.hl7")
         with open(msg, "wb") as f:
-            f.write(hl7("C9"))
-        shipped = os.path.join(SRCDIR, "channels", "examples", "hl7v2-inbound.json")
+            f.write(hl7("C9") + b"OBR|1||C9|2345-7^Glucose^LN\r"
+                    b"OBX|1|NM|2345-7^Glucose^LN||95|mg/dL|70-99|N|||F\r")
+        shipped = os.path.join(SRCDIR, "channels", "hl7v2-inbound.json")
         code, out, err = run_cli("channel", "test", shipped, msg)
+        self.assertEqual(code, 0, err + out)
+        self.assertIn("channel hl7v2-inbound", out)
         self.assertIn("dry run", out)
-        self.assertIn("filter: passed", out)
-        self.assertIn("step 1 (hl7v2-to-fhir)", out)
-        if "step 1 (hl7v2-to-fhir): not available" in out:
-            # Without the mapping, loinc-standardize receives HL7 v2 and says what it needs.
-            self.assertEqual(code, 1, err)
-            self.assertIn("step 2 (loinc-standardize): ERROR: loinc-standardize takes a FHIR resource", out)
-        else:
-            self.assertEqual(code, 0, err)
-            self.assertIn("destination store (fhir-store): would receive", out)
-        with open(msg, "wb") as f:
-            f.write(hl7("C9", "SIU^S12^SIU_S12"))
-        code, out, err = run_cli("channel", "test", shipped, msg)
-        self.assertEqual(code, 0, err)
-        self.assertIn("filter: FILTERED by rule mapped-types", out)
+        self.assertIn("source: mllp", out)
+        self.assertIn("filter: none", out)
+        # Every stage: the mapping's Bundle, the LOINC step's (longer: codes and units
+        # added), and both destinations.
+        self.assertRegex(out, r"step 1 \(hl7v2-to-fhir\) output \(\d+ bytes\):\n  \{\"resourceType\":\"Bundle\"")
+        sizes = [int(x) for x in re.findall(r"step \d \([a-z0-9-]+\) output \((\d+) bytes\)", out)]
+        self.assertEqual(len(sizes), 2, out)
+        self.assertGreater(sizes[1], sizes[0])
+        self.assertIn("destination store (fhir-store): would receive %d bytes, content type "
+                      "application/fhir+json" % sizes[1], out)
+        self.assertIn("destination audit (audit): would receive %d bytes" % sizes[1], out)
+        code, out, err = run_cli("channel", "validate", shipped)
+        self.assertEqual(code, 0, err + out)
 
     def test_channel_test_reports_a_failing_step(self):
         from harness import SRCDIR
@@ -579,7 +582,8 @@ class ReloadTest(ChannelTestCase):
             "destinations": [{"name": "to-a", "type": "channel", "channel": "a"}]}))
         eng.start()
         _, lst = eng.get_json("/channels")
-        self.assertEqual(len(lst["channels"]), 1)
+        # Besides the built-in hl7v2-inbound (the MLLP listener on --mllp).
+        self.assertEqual(len(files_channels(lst)), 1)
         self.assertIn("form a cycle", lst["last_refused"])
 
     def test_duplicate_mllp_port_refused(self):
@@ -590,7 +594,7 @@ class ReloadTest(ChannelTestCase):
                 "id": name, "source": {"type": "mllp", "listen": "127.0.0.1:%d" % port}}))
         eng.start()
         _, lst = eng.get_json("/channels")
-        self.assertEqual(len(lst["channels"]), 1)
+        self.assertEqual(len(files_channels(lst)), 1)
         self.assertIn("cannot listen on 127.0.0.1:%d" % port, lst["last_refused"])
         acks = mllp_roundtrip(port, [hl7("D1")])
         self.assertIn(b"MSA|AA|D1", acks[0])
@@ -627,9 +631,14 @@ class ReloadTest(ChannelTestCase):
                            ' "steps": [{"type": "ccda-to-fhir"}]}')
         eng.start()
         _, lst = eng.get_json("/channels")
-        self.assertEqual([c["id"] for c in lst["channels"]], [])
+        self.assertEqual([c["id"] for c in files_channels(lst)], [])
         self.assertIn("m.json:2:21: step type \"ccda-to-fhir\" is not available",
                       lst["last_refused"])
+
+
+def files_channels(lst):
+    """The channels of GET /channels other than the built-in hl7v2-inbound."""
+    return [c for c in lst["channels"] if c["id"] != "hl7v2-inbound"]
 
 
 def hl7(control_id, trigger="ORU^R01^ORU_R01"):
@@ -690,7 +699,7 @@ class MllpChannelTest(ChannelTestCase):
             _, body = eng.get_json("/channels/hl7v2-inbound/messages")
             inbound = body["messages"]
             time.sleep(0.05)
-        self.assertEqual([m["control_id"] for m in inbound], ["C1"])
+        self.assertEqual([m["source_key"] for m in inbound], ["msh:LAB|FAC|C1"])
         _, ch = eng.get_json("/channels/v2")
         self.assertEqual(ch["statistics"]["received"], 3)
         self.assertEqual(ch["statistics"]["filtered"], 1)

@@ -116,6 +116,49 @@ class ChannelsOnPostgres(tc.ChannelTestCase):
         self.assertLessEqual(len(got) - len(set(got)), LANES * 64)
         b.stop()
 
+    def test_events_published_by_either_engine_enter_the_event_channel_once(self):
+        # The event bus across processes: an event published by either engine (POST
+        # /events/TYPE) enters the event-source channel — which both engines run — exactly
+        # once in the cluster (one cursor per channel, delivered by the process holding its
+        # lease), in publication order; an event the other engine published is seen too.
+        out = os.path.join(self.workdir, "ev-out")
+        conf = json.dumps({"id": "ev", "source": {"type": "event", "event_type": "lab.*"},
+                           "destinations": [{"name": "f", "type": "file-write", "dir": out}]})
+        engines = []
+        for _ in range(2):
+            eng = self.engine(start=False, args=["--db", self.db],
+                              env={"HOLOVITALS_CHANNELS_QUEUE_LEASE": "2s"})
+            self.write_channel(eng, "ev.json", conf)
+            eng.start()
+            engines.append(eng)
+        a, b = engines
+        n = 60
+        for i in range(n):
+            eng = a if i % 2 == 0 else b
+            status, _ = eng.post_json("/events/lab.result", {"n": i})
+            self.assertIn(status, (200, 201, 202))
+        deadline = time.monotonic() + 20
+        msgs = []
+        while time.monotonic() < deadline:
+            _, lst = a.get_json("/channels/ev/messages?limit=1000")
+            msgs = lst["messages"]
+            if len(msgs) >= n:
+                break
+            time.sleep(0.1)
+        time.sleep(1.0)  # a second delivery would arrive now
+        _, lst = a.get_json("/channels/ev/messages?limit=1000")
+        keys = [m["source_key"] for m in lst["messages"]]
+        self.assertEqual(len(keys), n, keys)
+        self.assertEqual(len(set(keys)), n)
+        got = []
+        for m in reversed(lst["messages"]):
+            _, full = a.get_json("/channels/ev/messages/" + m["id"])
+            got.append(json.loads(full["content"])["n"])
+        # Publication order (the two engines' posts alternate, each answered before the next).
+        self.assertEqual(got, list(range(n)))
+        for eng in (a, b):
+            eng.stop()
+
 
 if not PG_URL:
     del ChannelsOnPostgres

@@ -83,6 +83,9 @@ def list_all(eng):
             path += "&cursor=" + cursor
         status, body = eng.get_json(path)
         assert status == 200, (status, body)
+        for m in body["messages"]:
+            # The mllp source keys each message by MSH-3|MSH-4|MSH-10 (its dedup key).
+            m["control_id"] = m["source_key"].split("|")[-1]
         out += body["messages"]
         cursor = body["next"]
         if cursor is None:
@@ -127,8 +130,10 @@ class Hl7v2Mllp(EngineTestCase):
         # Newest first, ids strictly decreasing.
         nums = [int(m["id"]) for m in stored]
         self.assertEqual(nums, sorted(nums, reverse=True))
-        self.assertEqual(stored[0]["type"], "ORU^R01")
-        self.assertEqual(stored[0]["status"], "received")
+        self.assertEqual(stored[0]["content_type"], "x-application/hl7-v2+er7")
+        self.assertRegex(stored[0]["source_key"], r"^msh:SENDER\|FAC\|P0\d\d-2$")
+        # The built-in hl7v2-inbound has no destinations: stored is final.
+        self.assertEqual(stored[0]["status"], "sent")
 
     def test_resend_gets_the_original_ack_and_is_stored_once(self):
         eng = self.engine()
@@ -153,13 +158,13 @@ class Hl7v2Mllp(EngineTestCase):
         oldest = stored[-1]
         status, one = eng.get_json("/channels/hl7v2-inbound/messages/" + oldest["id"])
         self.assertEqual(status, 200)
-        self.assertEqual(one["resend_count"], 1)
-        self.assertEqual(one["raw"].encode(), msg)
-        self.assertEqual(one["sending_facility"], "FAC")
+        self.assertEqual(one["content"].encode(), msg)
+        self.assertEqual(one["source_key"], "msh:SENDER|FAC|RESEND-1")
         self.assertEqual(eng.metric("hv_hl7v2_messages_duplicate_total"), 1)
         self.assertEqual(eng.metric("hv_hl7v2_messages_stored_total"), 2)
-        status, health = eng.get_json("/health")
-        self.assertEqual(health["checks"]["hl7v2:store"][0]["status"], "pass")
+        status, ch = eng.get_json("/channels/hl7v2-inbound")
+        self.assertEqual(status, 200)
+        self.assertEqual(ch["statistics"]["received"], 2)
         status, _ = eng.get_json("/channels/hl7v2-inbound/messages/999999")
         self.assertEqual(status, 404)
         status, _ = eng.get_json("/channels/hl7v2-inbound/messages?limit=0")
@@ -235,10 +240,10 @@ class Hl7v2Mllp(EngineTestCase):
         self.assertIsNone(c.read_frame())
         c.close()
 
-        # A frame without MSH: closed.
+        # A frame without MSH: AR with default MSH fields, nothing stored.
         c = MllpClient(eng.mllp_port)
         c.sock.sendall(frame(b"PID|1||X\r"))
-        self.assertIsNone(c.read_frame())
+        self.assertEqual(ack_fields(c.read_frame())[0], "AR")
         c.close()
 
         # Bad escape, bad charset, missing MSH-10: AR with an ERR saying where.
@@ -323,6 +328,39 @@ class Hl7v2Mllp(EngineTestCase):
         self.assertEqual((code, ctl), ("CA", "ENH-1"))
         self.assertTrue(segs[0].endswith(b"|NE|NE"), segs[0])
         c.close()
+
+
+class ShippedInboundChannel(EngineTestCase):
+    def test_shipped_file_replaces_the_builtin_on_the_mllp_address_and_reaches_the_fhir_store(self):
+        import shutil
+        from harness import SRCDIR
+        eng = self.engine(start=False)
+        shutil.copy(os.path.join(SRCDIR, "channels", "hl7v2-inbound.json"), eng.channels)
+        eng.start()
+        status, ch = eng.get_json("/channels/hl7v2-inbound")
+        self.assertEqual(status, 200)
+        self.assertEqual([d["name"] for d in ch["destinations"]], ["store", "audit"])
+        # --mllp (the harness's port) is the listen address of the file's source.
+        c = MllpClient(eng.mllp_port)
+        c.send(message("SHIP-1"))
+        self.assertEqual(ack_fields(c.read_frame())[:2], ("AA", "SHIP-1"))
+        c.close()
+        deadline = time.monotonic() + 15
+        obs = []
+        while time.monotonic() < deadline and not obs:
+            status, b = eng.get_json("/fhir/Observation?code=http://loinc.org|2345-7")
+            obs = b.get("entry", []) if status == 200 else []
+            time.sleep(0.1)
+        self.assertEqual(len(obs), 1)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            _, ch = eng.get_json("/channels/hl7v2-inbound")
+            sent = {d["name"]: d["statistics"]["sent"] for d in ch["destinations"]}
+            if sent == {"store": 1, "audit": 1}:
+                break
+            time.sleep(0.1)
+        self.assertEqual(sent, {"store": 1, "audit": 1})
+        self.assertEqual(list_all(eng)[0]["control_id"], "SHIP-1")
 
 
 class Hl7v2Cli(EngineTestCase):
