@@ -41,6 +41,7 @@ typedef struct hv__aev {
     const char *patients_csv;
     int outcome;
     int64_t seq; /* set by the storage job */
+    int64_t jid; /* its audit journal id (journal.c), 0 when not journaled */
     struct hv__aev *next; /* in a batch */
     /* Called once the record committed (status HV_OK) or failed, on the loop thread,
      * instead of releasing req; it frees ev. NULL: the default (release req, free). */
@@ -83,6 +84,8 @@ struct hv__consent {
 };
 typedef struct hv__consent hv__consent_t;
 
+typedef struct hv__journal hv__journal_t;
+
 typedef struct hv__audit {
     hv_engine_t *e;
     hv_storage_t *storage;
@@ -100,6 +103,20 @@ typedef struct hv__audit {
     /* Module-level group commit: events wait in pending while one batch is being written. */
     hv__aev_t *pending, *pending_tail;
     size_t npending, queue_max, batch_max;
+    /* audit.synchronous NORMAL/OFF: answers leave once their record is in the journal
+     * (journal.c); FULL: once their record's batch has committed (journal NULL). */
+    hv__journal_t *journal;
+    /* Write requests admitted with a reserved queue slot whose event is not yet
+     * submitted (module.c admit hook): a write never runs when its record could be
+     * refused afterwards. */
+    size_t reserved;
+    /* Journaled events need no prompt commit: they wait up to audit.flush_interval (or
+     * until a batch is full) so that one transaction takes many; held ones (nheld) go at
+     * once. */
+    uv_timer_t flush_timer;
+    uint64_t flush_ms;
+    size_t nheld;
+    int flush_timer_on, handles_closing;
     int inflight;
     /* Periodic verification (module.c): a timer walks the chain since the last good check. */
     uv_timer_t verify_timer;
@@ -114,8 +131,17 @@ typedef struct hv__audit {
 hv__aev_t *hv__aev_new(hv__audit_t *a);
 void hv__aev_free(hv__aev_t *ev);
 /* Fills ev from an engine event (who from the request's principal when there is one) and
- * builds its content. */
+ * builds its stored content (the compact form, event.c build_compact). */
 int hv__aev_fill(hv__aev_t *ev, const hv_audit_event_t *in);
+/* 1 when a stored content is the compact form ({"v":2…}), 0 for the AuditEvent JSON of
+ * older records. */
+int hv__aev_compact(const char *content, size_t len);
+/* Fills ev from a stored row whose content is compact (strings copied into its arena). */
+int hv__aev_load(hv__aev_t *ev, int64_t recorded, const char *action, const char *subtype, int outcome,
+                 const char *who, const char *role, const char *ip, const char *patients_csv, const char *content,
+                 size_t clen);
+/* Appends the FHIR R4 AuditEvent (BALP) of ev, without id, to out. */
+int hv__aev_render(const hv__aev_t *ev, hv_buf_t *out);
 /* The REST interaction of a FHIR request: action, subtype, resource type and id ("" when
  * none). Returns 0 when the request is not audited (capability statement, OPTIONS). */
 int hv__audit_classify(int method, const char *path, char *action, const char **subtype, char *type,
@@ -154,6 +180,27 @@ int hv__audit_verify_db(hv_db_t *db, EVP_PKEY *key, int64_t since_ms, hv_audit_v
 int hv__audit_archive(hv_db_t *db, EVP_PKEY *key, int64_t before_ms, const char *path, int64_t *written,
                       hv_error_t *err);
 int hv__audit_verify_archive(const char *path, EVP_PKEY *key, hv_audit_verify_t *out, hv_error_t *err);
+
+/* journal.c: the crash-safe journal in front of the store */
+int hv__journal_open(const char *data_dir, hv__journal_t **out, hv_error_t *err);
+void hv__journal_close(hv__journal_t *j);
+/* Appends ev's record (assigns ev->jid); once it returns HV_OK the record survives a crash
+ * of the process. Loop thread. */
+int hv__journal_write(hv__journal_t *j, hv__aev_t *ev);
+/* A batch committed every record up to jid: drops journal files that hold nothing newer. */
+void hv__journal_committed(hv__journal_t *j, int64_t jid);
+/* At start, before the storage thread: appends to the chain every journal record the
+ * store has not committed (one transaction), then empties the journal. */
+int hv__journal_replay(hv__journal_t *j, hv__audit_t *a, hv_db_t *db, int64_t *replayed);
+/* The highest journal id committed (table audit_journal_pos), and raising it (in the
+ * batch's transaction). */
+int hv__journal_pos(hv_db_t *db, const char *name, int64_t *jid);
+int hv__journal_set_pos(hv_db_t *db, const char *name, int64_t jid);
+const char *hv__journal_name(const hv__journal_t *j);
+/* One frame: encode appends to out; decode reads one frame of data into ev (strings in
+ * its arena) and sets *used, or returns HV_EPROTO for a short or corrupt frame. */
+int hv__journal_encode(const hv__aev_t *ev, uint64_t gen, hv_buf_t *out);
+int hv__journal_decode(const char *data, size_t len, uint64_t gen, size_t *used, hv__aev_t *ev);
 
 /* alerts.c */
 hv__alert_state_t *hv__alert_state_new(void);
@@ -194,7 +241,8 @@ int hv__consent_patient_denied(const hv__audit_t *a, const char *patient, const 
 /* api.c */
 int hv__audit_routes(hv__audit_t *a, hv_router_t *r);
 
-/* module.c: submits one event (loop thread); takes ev. */
-int hv__audit_submit(hv__audit_t *a, hv__aev_t *ev);
+/* module.c: submits one event (loop thread); takes ev. reserved: its queue slot was
+ * reserved at admission (a write), so it is never refused. */
+int hv__audit_submit(hv__audit_t *a, hv__aev_t *ev, int reserved);
 
 #endif /* HV_AUDIT_INT_H */

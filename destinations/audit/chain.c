@@ -46,6 +46,7 @@ static const char *const migrations_sqlite[] = {
     "CREATE TRIGGER audit_event_no_delete BEFORE DELETE ON audit_event"
     " BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;",
     "CREATE TABLE audit_consent (id TEXT PRIMARY KEY, body TEXT NOT NULL);",
+    "CREATE TABLE audit_journal_pos (journal TEXT PRIMARY KEY, jid BIGINT NOT NULL);",
     NULL,
 };
 
@@ -65,6 +66,7 @@ static const char *const migrations_pg[] = {
     "CREATE RULE audit_event_no_update AS ON UPDATE TO audit_event DO INSTEAD NOTHING;"
     "CREATE RULE audit_event_no_delete AS ON DELETE TO audit_event DO INSTEAD NOTHING;",
     "CREATE TABLE audit_consent (id TEXT PRIMARY KEY, body TEXT NOT NULL);",
+    "CREATE TABLE audit_journal_pos (journal TEXT PRIMARY KEY, jid BIGINT NOT NULL);",
     NULL,
 };
 

@@ -49,7 +49,23 @@ static void check_post(const char *s, size_t n) {
         if (e == NULL) abort();
         e->source = source ? source : "";
         if (hv__aev_fill(e, &ev) != HV_OK) abort();
-        o = json_tokener_parse(e->content.data);
+        {
+            /* The stored compact record renders to the same AuditEvent as the filled event
+             * once loaded back from its columns (what GET /audit/logs does). */
+            hv_buf_t r1, r2;
+            hv__aev_t *back = hv__aev_new(&st);
+            hv_buf_init(&r1, 0);
+            hv_buf_init(&r2, 0);
+            if (back == NULL || !hv__aev_compact(e->content.data, e->content.len) || hv__aev_render(e, &r1) != HV_OK ||
+                hv__aev_load(back, e->recorded, e->action, e->subtype, e->outcome, e->who, e->role, e->ip,
+                             e->patients_csv, e->content.data, e->content.len) != HV_OK ||
+                hv__aev_render(back, &r2) != HV_OK || strcmp(r1.data, r2.data) != 0)
+                abort();
+            hv__aev_free(back);
+            o = json_tokener_parse(r1.data);
+            hv_buf_release(&r1);
+            hv_buf_release(&r2);
+        }
         if (o == NULL) abort();
         if (!json_object_object_get_ex(o, "action", &v) || json_object_get_string(v)[0] != ev.action) abort();
         if (!json_object_object_get_ex(o, "subtype", &v) ||
