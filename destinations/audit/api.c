@@ -514,6 +514,7 @@ static void run_query(hv__audit_t *a, hv_http_req_t *req, int kind, const char *
     if (hv_audit_record(a->e, &ev) != HV_OK) {
         /* The hold was released with the refusal: the answer below becomes 503. */
     }
+    hv__audit_sync(a);
     rc = hv_storage_submit(a->storage, job_query, done_query, q);
     if (rc != HV_OK) {
         hv_http_header_add(req, "Retry-After", "1");

@@ -125,6 +125,13 @@ typedef struct hv__audit {
     int64_t verified_since; /* records before this time were found intact */
     hv__consent_t **consents; /* the active Consents (consent.c), loop thread */
     size_t nconsents, max_consents;
+    /* The FHIR store as the source of Consents (consent.c): a connection of this module's
+     * storage thread, the newest Consent version installed, the refresh timer. */
+    hv_db_t *fhir_db;
+    int64_t consent_rid;
+    uint64_t consent_refresh_ms;
+    uv_timer_t consent_timer;
+    int consent_timer_on, consent_reloading, consent_again;
 } hv__audit_t;
 
 /* event.c: the AuditEvent, the FHIR request classifier, the patient scanner, POST /audit/log */
@@ -227,6 +234,11 @@ void hv__consent_observe(hv__audit_t *a, int method, const char *id, int status,
 /* The engine's consent filter for channel destinations with a purpose (hv_consent_set_filter). */
 int hv__consent_filter(void *ud, const char *purpose, const char *content, size_t len, const char *content_type);
 int hv__consent_has(const hv__audit_t *a, const char *patient);
+/* Reads the active Consents from the FHIR store when it runs in this process (start), and
+ * keeps following it (every write path, other processes). */
+int hv__consent_store_start(hv__audit_t *a);
+/* Rebuilds the registry from the store (force), or when the newest Consent changed. */
+void hv__consent_reload(hv__audit_t *a, int force);
 /*
  * Enforces consent on a read or search answer about to leave (respond hook): returns 0
  * when it goes as it is (nothing denied, or break-glass — then with an alert), 1 when
@@ -244,5 +256,7 @@ int hv__audit_routes(hv__audit_t *a, hv_router_t *r);
 /* module.c: submits one event (loop thread); takes ev. reserved: its queue slot was
  * reserved at admission (a write), so it is never refused. */
 int hv__audit_submit(hv__audit_t *a, hv__aev_t *ev, int reserved);
+/* Submits every pending record now, ahead of a query of the store (loop thread). */
+void hv__audit_sync(hv__audit_t *a);
 
 #endif /* HV_AUDIT_INT_H */

@@ -56,6 +56,9 @@ static const hv_setting_t settings[] = {
     {"audit.retention.audit_days", NULL, HV_SET_INT, "2555", NULL, "retention of audit events (7 years)"},
     {"audit.retention.access_days", NULL, HV_SET_INT, "2190", NULL, "retention of access logs (6 years)"},
     {"audit.retention.alert_days", NULL, HV_SET_INT, "0", NULL, "retention of security alerts (0: indefinitely)"},
+    {"audit.consent_refresh", NULL, HV_SET_DURATION, "5s", NULL,
+     "how often the FHIR store is checked for Consents written by other processes (`holovitals import`, other"
+     " engines on the same database); 0: only at start and on this process's own writes"},
     {"audit.consent_max", NULL, HV_SET_INT, "10000", NULL,
      "active FHIR Consent resources enforced at most (kept in memory, about 14 KiB each)"},
     {"audit.verify_interval", NULL, HV_SET_DURATION, "1h", NULL,
@@ -104,6 +107,17 @@ static int job_batch(hv_db_t *db, void *arg) {
 }
 
 static void flush(hv__audit_t *a);
+static void flush_one(hv__audit_t *a, int force);
+
+/* Before a query of the store: everything recorded so far goes ahead of it (the storage
+ * thread runs jobs in order), so that a reader sees its own request's records. */
+void hv__audit_sync(hv__audit_t *a) {
+    while (a->pending != NULL && a->storage != NULL) {
+        size_t before = a->npending;
+        flush_one(a, 1);
+        if (a->npending == before) break; /* out of memory: tried again later */
+    }
+}
 
 static void on_flush_timer(uv_timer_t *t) { flush(t->data); }
 
@@ -165,16 +179,19 @@ static void done_batch(int status, void *arg) {
         a->npending += nkeep;
     }
     hv_free(b);
-    a->inflight = 0;
+    a->inflight--;
     if (keep == NULL) kick(a); /* after a failure: tried again at the next event */
 }
 
-static void flush(hv__audit_t *a) {
+static void flush(hv__audit_t *a) { flush_one(a, 0); }
+
+/* Starts one batch of what is pending: when none is being written, or always (force). */
+static void flush_one(hv__audit_t *a, int force) {
     batch_t *b;
     hv__aev_t *last = NULL;
     size_t n = 0;
     int rc;
-    if (a->inflight || a->pending == NULL || a->storage == NULL) return;
+    if ((a->inflight && !force) || a->pending == NULL || a->storage == NULL) return;
     b = hv_calloc(1, sizeof(*b));
     if (b == NULL) return; /* tried again at the next event or batch */
     b->a = a;
@@ -191,13 +208,13 @@ static void flush(hv__audit_t *a) {
     if (a->pending == NULL) a->pending_tail = NULL;
     last->next = NULL;
     a->npending -= n;
-    a->inflight = 1;
+    a->inflight++;
     rc = hv_storage_submit(a->storage, job_batch, done_batch, b);
     if (rc != HV_OK) {
         /* Only when closing: the storage queue holds at most this one job of ours
          * (alerts and queries aside). The events fail like a failed commit (journaled
          * ones are written at the next start). */
-        a->inflight = 0;
+        a->inflight--;
         for (hv__aev_t *ev = b->head, *next; ev != NULL; ev = next) {
             next = ev->next;
             finish(a, ev, rc);
@@ -521,6 +538,7 @@ static int read_config(hv__audit_t *a, hv_config_t *c) {
     a->verify_interval_ms = hv_config_duration_ms(c, "audit.verify_interval");
     a->batch_max = (size_t)hv_config_int(c, "audit.batch");
     a->flush_ms = hv_config_duration_ms(c, "audit.flush_interval");
+    a->consent_refresh_ms = hv_config_duration_ms(c, "audit.consent_refresh");
     if (hv__alert_parse_hours(hv_config_str(c, "audit.alerts.hours"), &a->alert_cfg.hours_from,
                               &a->alert_cfg.hours_to) != HV_OK) {
         fprintf(stderr, "holovitals: audit.alerts.hours must look like 07:00-19:00\n");
@@ -671,7 +689,11 @@ static void on_verify_timer(uv_timer_t *t) {
 
 static int audit_start(hv_engine_t *e, void *state) {
     hv__audit_t *a = state;
-    int rc;
+    int rc = hv__consent_store_start(a);
+    if (rc != HV_OK) {
+        fprintf(stderr, "holovitals: the audit module cannot read Consents from the FHIR store: %s\n", hv_strerror(rc));
+        return rc;
+    }
     if (a->verify_interval_ms == 0) return HV_OK;
     rc = uv_timer_init(hv_engine_loop(e), &a->verify_timer);
     if (rc != 0) return HV_EIO;
@@ -697,6 +719,12 @@ static void audit_stop(hv_engine_t *e, void *state) {
         uv_close((uv_handle_t *)&a->verify_timer, on_timer_closed);
         a->timer_on = 0;
     }
+    if (a->consent_timer_on) {
+        uv_timer_stop(&a->consent_timer);
+        a->handles_closing++;
+        uv_close((uv_handle_t *)&a->consent_timer, on_timer_closed);
+        a->consent_timer_on = 0;
+    }
     if (a->flush_timer_on) {
         /* From now on batches start at once; what waits goes now. */
         uv_timer_stop(&a->flush_timer);
@@ -720,6 +748,8 @@ static void audit_free(hv_engine_t *e, void *state) {
     a->storage = NULL;
     hv__journal_close(a->journal);
     a->journal = NULL;
+    hv_db_close(a->fhir_db);
+    a->fhir_db = NULL;
     EVP_PKEY_free(a->key);
     a->key = NULL;
     hv__alert_state_free(a->alerts);
