@@ -132,6 +132,10 @@ typedef struct hv__audit {
     uint64_t consent_refresh_ms;
     uv_timer_t consent_timer;
     int consent_timer_on, consent_reloading, consent_again;
+    /* Answers to writes that changed a Consent, held until the registry has it (so the
+     * next request of the client is judged by it). */
+    hv_http_req_t *consent_waiters[64];
+    size_t nconsent_waiters;
 } hv__audit_t;
 
 /* event.c: the AuditEvent, the FHIR request classifier, the patient scanner, POST /audit/log */
@@ -239,6 +243,9 @@ int hv__consent_has(const hv__audit_t *a, const char *patient);
 int hv__consent_store_start(hv__audit_t *a);
 /* Rebuilds the registry from the store (force), or when the newest Consent changed. */
 void hv__consent_reload(hv__audit_t *a, int force);
+/* From the respond hook: a write is answered while a Consent reload it caused runs; its
+ * answer waits for it. */
+void hv__consent_hold_answer(hv__audit_t *a, hv_http_req_t *req);
 /*
  * Enforces consent on a read or search answer about to leave (respond hook): returns 0
  * when it goes as it is (nothing denied, or break-glass — then with an alert), 1 when

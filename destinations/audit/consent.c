@@ -478,6 +478,18 @@ static void install(reload_t *r) {
                r->skipped);
 }
 
+static void release_waiters(hv__audit_t *a) {
+    size_t n = a->nconsent_waiters;
+    a->nconsent_waiters = 0;
+    for (size_t i = 0; i < n; i++) hv_http_req_release(a->consent_waiters[i], HV_OK);
+}
+
+void hv__consent_hold_answer(hv__audit_t *a, hv_http_req_t *req) {
+    if (!a->consent_reloading || a->nconsent_waiters == HV_ARRAY_LEN(a->consent_waiters)) return;
+    hv_http_req_hold(req);
+    a->consent_waiters[a->nconsent_waiters++] = req;
+}
+
 static void done_reload(int status, void *arg) {
     reload_t *r = arg;
     r->a->consent_reloading = 0;
@@ -490,6 +502,7 @@ static void done_reload(int status, void *arg) {
         r->a->consent_again = 0;
         hv__consent_reload(r->a, 1);
     }
+    if (!r->a->consent_reloading) release_waiters(r->a);
     reload_free(r);
 }
 
@@ -509,6 +522,7 @@ void hv__consent_reload(hv__audit_t *a, int force) {
     if (hv_storage_submit(a->storage, job_reload, done_reload, r) != HV_OK) {
         a->consent_reloading = 0;
         reload_free(r);
+        release_waiters(a);
     }
 }
 

@@ -395,6 +395,7 @@ static void respond_hook(hv_http_req_t *req, int status, const char *body, size_
         const char *rb = hv_http_req_body(req, &bl);
         if (rb != NULL && bl > 0) hv__audit_scan_patients(rb, bl, ar, ids, &n, HV_ARRAY_LEN(ids));
         if (strcmp(type, "Consent") == 0) hv__consent_observe(a, method, id, status, body, len, rb, bl);
+        if (status < 300) hv__consent_hold_answer(a, req);
     }
     ev.action = action;
     ev.subtype = subtype;

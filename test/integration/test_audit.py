@@ -13,6 +13,7 @@ import base64
 import gzip
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import threading
@@ -744,6 +745,47 @@ class ConsentPaths(AuditCase):
         self.assertEqual(eng.get("/fhir/Patient/p1", headers=alice)[0], 403)
 
 
+class SharedChain(AuditCase):
+    """Several engines on one PostgreSQL database append to ONE hash chain: each batch
+    takes a transaction-level advisory lock before it reads the chain's tail. (They share
+    the signing key: a checkpoint signed by one is verified with the other's copy.)"""
+
+    def test_two_engines_sharing_the_database_keep_one_chain(self):
+        cfg = {"audit": {"checkpoint_every": 25, "flush_interval": "5ms", "alerts": {"patients": 0}}}
+        a = self.audit_engine(config=cfg)
+        b = self.engine(start=False, auth=True, config=merge(FAST, cfg), env={"HOLOVITALS_DB": self.DB})
+        os.makedirs(b.data, exist_ok=True)
+        shutil.copy(os.path.join(a.data, "audit-signing.pem"), os.path.join(b.data, "audit-signing.pem"))
+        os.chmod(os.path.join(b.data, "audit-signing.pem"), 0o600)
+        b.start()
+        ha, hb = self.token(a, "admin"), self.token(b, "admin")
+        self.seed(a, ha, 1)
+        done, lock, stop = [0], threading.Lock(), threading.Event()
+
+        def worker(eng, h):
+            while not stop.is_set():
+                st, _, _ = eng.request("GET", "/fhir/Patient/p1", headers=h, timeout=10)
+                if st == 200:
+                    with lock:
+                        done[0] += 1
+
+        threads = [threading.Thread(target=worker, args=(e, h)) for e, h in ((a, ha), (b, hb), (a, ha), (b, hb))]
+        for t in threads:
+            t.start()
+        time.sleep(1.5)
+        stop.set()
+        for t in threads:
+            t.join()
+        a.stop()
+        b.stop()
+        self.assertGreater(done[0], 40)
+        for eng in (a, b):
+            rc, out, err = eng.cli("audit", "verify")
+            self.assertEqual(rc, 0, out + err)
+            n = int(out.split("audit trail: ")[1].split(" records")[0])
+            self.assertGreaterEqual(n, done[0])
+
+
 def pg_variant(base, name):
     """The same tests against PostgreSQL (--db), in a database of their own."""
 
@@ -768,6 +810,12 @@ def pg_variant(base, name):
 if PG_URL:
     ScriptedDayPg = pg_variant(ScriptedDay, "day")
     CrashPg = pg_variant(Crash, "crash")
+    JournalPg = pg_variant(Journal, "journal")
+    SharedChainPg = pg_variant(SharedChain, "shared")
+    ConsentPathsPg = pg_variant(ConsentPaths, "consent")
+
+# SharedChain needs PostgreSQL: it runs only as SharedChainPg.
+del SharedChain
 
 
 if __name__ == "__main__":
