@@ -187,9 +187,20 @@ int hv__audit_sign(EVP_PKEY *key, int64_t seq, const char *hash, int64_t signed_
 int hv__audit_sig_ok(EVP_PKEY *key, int64_t seq, const char *hash, int64_t signed_at, const char *sig_hex);
 /* Walks the chain of db from the first record recorded at or after since_ms (0: all). */
 int hv__audit_verify_db(hv_db_t *db, EVP_PKEY *key, int64_t since_ms, hv_audit_verify_t *out);
-/* Writes every record recorded before before_ms to a gzip'd NDJSON archive at path. */
-int hv__audit_archive(hv_db_t *db, EVP_PKEY *key, int64_t before_ms, const char *path, int64_t *written,
+/* What an archive holds. */
+typedef struct hv__audit_archived {
+    int64_t n, first_seq, last_seq;
+    char last_hash[65];
+} hv__audit_archived_t;
+/* Writes the oldest records of the store, in chain order up to the first one recorded at
+ * or after before_ms, to a gzip'd NDJSON archive at path. */
+int hv__audit_archive(hv_db_t *db, EVP_PKEY *key, int64_t before_ms, const char *path, hv__audit_archived_t *res,
                       hv_error_t *err);
+/* The last record archived and purged (0 and zeros when none). */
+int hv__audit_archived_tail(hv_db_t *db, int64_t *upto, char hash[65]);
+/* Verifies the archive at path and removes its records from the store (see chain.c). */
+int hv__audit_purge(hv_db_t *db, EVP_PKEY *key, const char *path, const hv__audit_archived_t *ar, int64_t cutoff_ms,
+                    int64_t *purged, hv_error_t *err);
 int hv__audit_verify_archive(const char *path, EVP_PKEY *key, hv_audit_verify_t *out, hv_error_t *err);
 
 /* journal.c: the crash-safe journal in front of the store */

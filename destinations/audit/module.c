@@ -876,36 +876,51 @@ static int cmd_verify(hv_engine_t *e, int argc, char **argv) {
 
 static int cmd_archive(hv_engine_t *e, int argc, char **argv) {
     const char *before = NULL, *out = NULL;
-    int64_t before_ms = 0, n = 0;
+    int64_t before_ms = 0, purged = 0;
+    int64_t cutoff = (int64_t)hv_now_ms() - hv_config_int(hv_engine_config(e), "audit.hot_days") * 86400000LL;
+    int purge = 0;
+    hv__audit_archived_t ar;
     hv_db_t *db = NULL;
     EVP_PKEY *key = NULL;
     hv_error_t err;
     int rc;
     hv_error_clear(&err);
+    memset(&ar, 0, sizeof(ar));
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--before") == 0 && i + 1 < argc) before = argv[++i];
         else if (strcmp(argv[i], "--out") == 0 && i + 1 < argc) out = argv[++i];
-        else break;
+        else if (strcmp(argv[i], "--purge") == 0) purge = 1;
+        else {
+            out = NULL;
+            break;
+        }
     }
     if (out == NULL) {
-        fprintf(stderr, "usage: holovitals audit archive --out FILE.ndjson.gz [--before DATE]\n");
+        fprintf(stderr, "usage: holovitals audit archive --out FILE.ndjson.gz [--before DATE] [--purge]\n");
         return HV_EXIT_USAGE;
     }
     if (before == NULL) {
-        before_ms = (int64_t)hv_now_ms() - hv_config_int(hv_engine_config(e), "audit.hot_days") * 86400000LL;
+        before_ms = cutoff;
     } else if (hv__audit_parse_time(before, &before_ms) != HV_OK) {
         fprintf(stderr, "holovitals: --before takes a date (2026-11-25 or 2026-11-25T10:00:00Z)\n");
         return HV_EXIT_USAGE;
     }
     if (open_store(e, &db, &key) != HV_OK) return HV_EXIT_FAILURE;
-    rc = hv__audit_archive(db, key, before_ms, out, &n, &err);
+    rc = hv__audit_archive(db, key, before_ms, out, &ar, &err);
+    if (rc == HV_OK && purge) rc = hv__audit_purge(db, key, out, &ar, cutoff, &purged, &err);
     hv_db_close(db);
     EVP_PKEY_free(key);
     if (rc != HV_OK) {
         fprintf(stderr, "holovitals: %s: %s\n", err.location, err.message);
         return HV_EXIT_FAILURE;
     }
-    printf("archived %lld records to %s (they stay in the store until their retention ends)\n", (long long)n, out);
+    if (purge)
+        printf("archived %lld records to %s, verified it, and removed them from the store (records %lld to %lld;"
+               " keep the file until their retention ends)\n",
+               (long long)ar.n, out, (long long)ar.first_seq, (long long)ar.last_seq);
+    else
+        printf("archived %lld records to %s (they stay in the store; --purge removes them once verified)\n",
+               (long long)ar.n, out);
     return HV_EXIT_OK;
 }
 
@@ -915,11 +930,14 @@ static const hv_command_t commands[] = {
      "checks every signed checkpoint with the key <data>/audit-signing.pem. Prints the first record\n"
      "that was altered, deleted or inserted and exits 1, or prints ok and exits 0.",
      cmd_verify},
-    {"audit archive", "audit archive --out FILE [--before DATE]",
-     "copy audit records to a gzip'd NDJSON archive with their chain, signed",
-     "Writes every record recorded before DATE (default: older than audit.hot_days) to FILE, one JSON\n"
-     "object per line, ending with a checkpoint signed by the engine's audit key, so that\n"
-     "`audit verify --archive FILE` checks it offline. Records are not deleted from the store.",
+    {"audit archive", "audit archive --out FILE [--before DATE] [--purge]",
+     "copy audit records to a gzip'd NDJSON archive with their chain, signed; optionally purge them",
+     "Writes the oldest records, in chain order up to the first recorded at or after DATE (default:\n"
+     "older than audit.hot_days), to FILE, one JSON object per line, ending with a checkpoint signed by\n"
+     "the engine's audit key, so that `audit verify --archive FILE` checks it offline. With --purge the\n"
+     "archive is read back and verified, then its records are removed from the store (only records\n"
+     "older than audit.hot_days; the store keeps a register of archives so that `audit verify` goes on\n"
+     "from the last archived record). Keep archives until their retention (audit.retention.*) ends.",
      cmd_archive},
     {NULL, NULL, NULL, NULL, NULL},
 };

@@ -745,6 +745,102 @@ class ConsentPaths(AuditCase):
         self.assertEqual(eng.get("/fhir/Patient/p1", headers=alice)[0], 403)
 
 
+class Retention(AuditCase):
+    """Past the hot window records are archived, the archive verified, then purged from
+    the store; the chain stays verifiable across archives and the hot table; the
+    append-only guard lets only the purge path delete."""
+
+    def verified(self, eng):
+        rc, out, err = eng.cli("audit", "verify")
+        self.assertEqual(rc, 0, out + err)
+        return int(out.split("audit trail: ")[1].split(" records")[0])
+
+    def test_archive_purge_keeps_the_chain_verifiable(self):
+        eng = self.audit_engine(config={"audit": {"hot_days": 0, "checkpoint_every": 4}})
+        adm = self.token(eng, "admin")
+        self.seed(eng, adm, 2)
+        eng.stop()
+        before = self.verified(eng)
+        self.assertGreater(before, 3)
+        f1 = os.path.join(self.workdir, "a1.ndjson.gz")
+        rc, out, err = eng.cli("audit", "archive", "--out", f1, "--purge")
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn("removed them from the store", out)
+        self.assertEqual(self.verified(eng), 0)  # all archived; nothing hot
+        rc, out, err = eng.cli("audit", "verify", "--archive", f1)
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn("%d records" % before, out)
+        # the engine goes on: the first hot record links to the last archived one
+        eng.start(fixed_ports=True)
+        adm = self.token(eng, "admin")
+        for _ in range(3):
+            eng.get("/fhir/Patient/p1", headers=adm)
+        eng.stop()
+        more = self.verified(eng)
+        self.assertGreater(more, 3)
+        with gzip.open(f1, "rt") as f:
+            lines = f.read().splitlines()
+        last1 = json.loads(lines[-2])
+        f2 = os.path.join(self.workdir, "a2.ndjson.gz")
+        rc, out, err = eng.cli("audit", "archive", "--out", f2, "--purge")
+        self.assertEqual(rc, 0, out + err)
+        with gzip.open(f2, "rt") as f:
+            head2 = json.loads(f.readline())
+        self.assertEqual(head2["first_seq"], last1["seq"] + 1)
+        self.assertEqual(head2["prev_hash"], last1["hash"])
+        rc, out, err = eng.cli("audit", "verify", "--archive", f2)
+        self.assertEqual(rc, 0, out + err)
+        self.assertEqual(self.verified(eng), 0)
+        if not self.DB:
+            db = sqlite3.connect(os.path.join(eng.data, "audit.db"))
+            self.assertEqual(db.execute("SELECT COUNT(*) FROM audit_archive").fetchone()[0], 2)
+            with self.assertRaises(sqlite3.DatabaseError):
+                db.execute("DELETE FROM audit_archive")
+            db.close()
+
+    def test_purge_never_touches_the_hot_window_and_guards_hold(self):
+        eng = self.audit_engine()  # hot_days 365: everything is hot
+        adm = self.token(eng, "admin")
+        self.seed(eng, adm, 1)
+        eng.stop()
+        n = self.verified(eng)
+        f = os.path.join(self.workdir, "hot.ndjson.gz")
+        rc, out, err = eng.cli("audit", "archive", "--out", f, "--before", "2100-01-01", "--purge")
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("hot window", err)
+        self.assertEqual(self.verified(eng), n)  # nothing removed
+        if self.DB:
+            return
+        db = sqlite3.connect(os.path.join(eng.data, "audit.db"))
+        with self.assertRaises(sqlite3.DatabaseError):
+            db.execute("DELETE FROM audit_event WHERE seq = 1")
+        db.close()
+
+    def test_deleting_the_first_hot_record_after_a_purge_is_found(self):
+        eng = self.audit_engine(config={"audit": {"hot_days": 0}})
+        adm = self.token(eng, "admin")
+        self.seed(eng, adm, 1)
+        eng.stop()
+        rc, out, err = eng.cli("audit", "archive", "--out", os.path.join(self.workdir, "x.ndjson.gz"), "--purge")
+        self.assertEqual(rc, 0, out + err)
+        eng.start(fixed_ports=True)
+        adm = self.token(eng, "admin")
+        for _ in range(3):
+            eng.get("/fhir/Patient/p1", headers=adm)
+        eng.stop()
+        if self.DB:
+            return
+        db = sqlite3.connect(os.path.join(eng.data, "audit.db"))
+        first = db.execute("SELECT MIN(seq) FROM audit_event").fetchone()[0]
+        db.execute("DROP TRIGGER audit_event_no_delete")
+        db.execute("DELETE FROM audit_event WHERE seq = ?", (first,))
+        db.commit()
+        db.close()
+        rc, out, _ = eng.cli("audit", "verify")
+        self.assertEqual(rc, 1, out)
+        self.assertIn("deleted at record %d" % first, out)
+
+
 class SharedChain(AuditCase):
     """Several engines on one PostgreSQL database append to ONE hash chain: each batch
     takes a transaction-level advisory lock before it reads the chain's tail. (They share
@@ -813,6 +909,7 @@ if PG_URL:
     JournalPg = pg_variant(Journal, "journal")
     SharedChainPg = pg_variant(SharedChain, "shared")
     ConsentPathsPg = pg_variant(ConsentPaths, "consent")
+    RetentionPg = pg_variant(Retention, "retention")
 
 # SharedChain needs PostgreSQL: it runs only as SharedChainPg.
 del SharedChain
