@@ -10,6 +10,14 @@
  *   audit_checkpoint  seq, hash, signed_at, sig: an Ed25519 signature over
  *                     "holovitals-audit-checkpoint\n<seq>\n<hash>\n<signed_at>"
  *   audit_alert       id, created, rule, severity, who, ip, detail
+ *   audit_journal_pos journal, jid: the highest journal id committed, per journal (journal.c)
+ *   audit_archive     last_seq, first_seq, last_hash, archived_at, file, file_sha256: the
+ *                     archives whose records were purged (append-only); the chain of the
+ *                     table goes on from the newest one's last_hash
+ *   audit_purge       (SQLite) the mark that lets the purge transaction's deletes through
+ *
+ * content is the compact record (event.c build_compact: {"v":2,…}); older records hold
+ * the AuditEvent JSON itself. The AuditEvent is rendered from the row on read.
  *
  * hash = hex(SHA-256(prev_hash "\n" seq "\n" recorded "\n" action "\n" subtype "\n"
  *        outcome "\n" who "\n" role "\n" ip "\n" patients "\n" content)); the first

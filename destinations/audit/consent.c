@@ -2,12 +2,10 @@
  * consent.c — patient consent (FHIR R4 Consent, consent.html) enforced when data
  * leaves the FHIR store through reads and searches.
  *
- * The registry: the module keeps the active Consent resources it has seen written
- * through the FHIR REST API (PUT/POST /fhir/Consent, DELETE /fhir/Consent/id) in its
- * own table audit_consent and in memory; modules do not read each other's tables,
- * and the FHIR store reports changes without content, so this is the module's own
- * copy of the decisions. (Consents loaded with `holovitals import` or inside a
- * transaction Bundle are not seen — see docs/compliance.md.)
+ * The registry: the active Consent resources, in memory. Their source is the FHIR store
+ * itself (the end of this file: read at start, on every store change in this process and
+ * on a refresh for other processes); the module's table audit_consent keeps the ones seen
+ * through the REST API for a process that runs the audit module without the fhir module.
  *
  * The decision for (patient, user, purpose of use, resource type, now), per Consent
  * of that patient with status "active" (R4 §Consent.provision):

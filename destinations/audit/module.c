@@ -2,14 +2,15 @@
  * module.c — the audit module: settings, lifecycle, the engine's audit sink and
  * response observer, the `audit` channel destination and the `audit` commands.
  *
- * Every event goes through one path: hv_audit_record (engine.h) → sink → an
- * AuditEvent built on the loop thread → a storage job on the module's own storage
- * thread (group commit, bounded queue) that appends it to the hash chain. While the
- * job is pending, the HTTP answer of the request the event is about is held
- * (hv_http_req_hold), so a client never sees the answer to a request whose audit
- * record is not yet durable: a `kill -9` loses no event of a completed request.
- * When the queue is full the event is refused and the request answers 503
- * (back-pressure, never a silent drop).
+ * Every event goes through one path: hv_audit_record (engine.h) → sink → a compact
+ * record built on the loop thread → (audit.synchronous NORMAL/OFF) the crash-safe journal
+ * (journal.c), after which the answer may leave → a batch job on the module's own storage
+ * thread (group commit every audit.flush_interval or audit.batch records) that appends it
+ * to the hash chain. With FULL the HTTP answer is held (hv_http_req_hold) until the
+ * record's batch has committed instead. Either way a `kill -9` loses no event of a
+ * completed request. Writes reserve their record's queue slot before they run (admit
+ * hook); when the queue is full the request answers 503 (back-pressure, never a silent
+ * drop), a write before it touches the store.
  *
  * FHIR REST interactions are recorded by the response observer (one place instead
  * of one call per handler): it classifies the request (read, vread, search-type,
