@@ -10,7 +10,10 @@
  *     and a refused body leaves an error message;
  *   - the scanner returns distinct valid FHIR ids, no more than asked, never more than it
  *     counted, and the same ids when run twice;
- *   - the classifier, when it audits a path, names an action of C/R/U/D/E and a subtype.
+ *   - the classifier, when it audits a path, names an action of C/R/U/D/E and a subtype;
+ *   - the audit journal's frame decoder (journal.c; generation 0) accepts only frames that
+ *     encode back to exactly the bytes it consumed, with action C/R/U/D/E, and never reads
+ *     past the input.
  */
 #include <json-c/json.h>
 #include <stdint.h>
@@ -106,6 +109,24 @@ static void check_classify(const char *s) {
     }
 }
 
+static void check_journal(const char *s, size_t n) {
+    hv__audit_t st;
+    hv__aev_t *ev;
+    size_t used = 0;
+    memset(&st, 0, sizeof(st));
+    ev = hv__aev_new(&st);
+    if (ev == NULL) return;
+    if (hv__journal_decode(s, n, 0, &used, ev) == HV_OK) {
+        hv_buf_t out;
+        hv_buf_init(&out, 0);
+        if (used == 0 || used > n || strchr("CRUDE", ev->action[0]) == NULL || ev->action[0] == 0) abort();
+        if (ev->np > HV_AUDIT_MAX_PATIENTS) abort();
+        if (hv__journal_encode(ev, 0, &out) != HV_OK || out.len != used || memcmp(out.data, s, used) != 0) abort();
+        hv_buf_release(&out);
+    }
+    hv__aev_free(ev);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char *s;
     if (size > 65536) return 0;
@@ -116,6 +137,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     check_post(s, size);
     check_scan(s, size);
     if (strlen(s) < 2048) check_classify(s);
+    check_journal(s, size);
     free(s);
     return 0;
 }
