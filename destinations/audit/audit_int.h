@@ -32,6 +32,10 @@
 
 #include <openssl/evp.h>
 
+/* Taken by every transaction that appends to the chain on PostgreSQL (module.c job_batch,
+ * journal.c replay), so engines sharing a database append one at a time. */
+#define HV__AUDIT_PG_LOCK "SELECT pg_advisory_xact_lock(4851537455616839681)"
+
 #define HV__AUDIT_ZERO_HASH "0000000000000000000000000000000000000000000000000000000000000000"
 
 /* One event on its way to the store. Strings live in arena. */
@@ -133,9 +137,9 @@ typedef struct hv__audit {
     int64_t verified_since; /* records before this time were found intact */
     hv__consent_t **consents; /* the active Consents (consent.c), loop thread */
     size_t nconsents, max_consents;
-    /* The FHIR store as the source of Consents (consent.c): a connection of this module's
-     * storage thread, the newest Consent version installed, the refresh timer. */
-    hv_db_t *fhir_db;
+    /* The FHIR store as the source of Consents (consent.c): the fhir module's storage
+     * (NULL once stopping), the newest Consent version installed, the refresh timer. */
+    hv_storage_t *fhir_storage;
     int64_t consent_rid;
     uint64_t consent_refresh_ms;
     uv_timer_t consent_timer;

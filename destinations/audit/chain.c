@@ -697,6 +697,7 @@ int hv__audit_purge(hv_db_t *db, EVP_PKEY *key, const char *path, const hv__audi
     }
     if ((rc = hv_db_begin(db)) != HV_OK) goto out;
     began = 1;
+    if (hv_db_kind(db) == HV_DB_PG && (rc = hv_db_exec(db, HV__AUDIT_PG_LOCK)) != HV_OK) goto out;
     if ((rc = hv__audit_archived_tail(db, &upto, upto_hash)) != HV_OK) goto out;
     rc = hv_db_prepare(db, "SELECT prev_hash, recorded FROM audit_event WHERE seq = $1", &st);
     if (rc != HV_OK) goto out;

@@ -25,6 +25,7 @@
 
 #include <json-c/json.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int hv__audit_parse_time(const char *s, int64_t *out);
@@ -401,13 +402,17 @@ int hv__consent_filter(void *ud, const char *purpose, const char *content, size_
  * Every write path of the FHIR store — REST, transaction and batch Bundles, the fhir-store
  * channel destination, `holovitals import` (another process), another engine sharing the
  * PostgreSQL database — ends in the store's resources table. So the registry is rebuilt
- * from the store's current Consents (fhir/store_int.h, read on the module's storage thread
- * through its own connection): at start, when the store reports a Consent change in this
+ * from the store's current Consents (fhir/store_int.h), read by a job on the fhir module's
+ * own storage thread and connection — a second connection to its database disturbed its
+ * Bulk Data jobs — so that every FHIR request submitted after a reload is answered after
+ * the new list is in place (a storage thread runs its jobs and their callbacks in order):
+ * at start, when the store reports a Consent change in this
  * process (hv_fhir_store_on_change, also per entry of a transaction), and every
  * audit.consent_refresh when the newest Consent version (its rid) changed — which is how
  * writes by other processes are seen. The audit_consent copy stays for processes that run
  * the audit module without the fhir module.
  */
+#include "fhir/rest_int.h"
 #include "fhir/store_int.h"
 
 typedef struct reload {
@@ -444,20 +449,19 @@ static void reload_free(reload_t *r) {
     hv_free(r);
 }
 
-/* Storage thread (or the loop thread at start, before the storage thread uses fhir_db). */
+/* The fhir module's storage thread, on its connection (db). */
 static int job_reload(hv_db_t *db, void *arg) {
     reload_t *r = arg;
     hv__store_hist_q_t q = {"Consent", NULL, -1, -1, 0, 1};
     int rc;
-    (void)db;
     r->top_rid = 0;
-    rc = hv__store_history(r->a->fhir_db, &q, newest_cb, &r->top_rid);
+    rc = hv__store_history(db, &q, newest_cb, &r->top_rid);
     if (rc != HV_OK) return rc;
     if (!r->force && r->top_rid == r->a->consent_rid) return HV_OK;
     r->max = r->a->max_consents ? r->a->max_consents : 1;
     r->list = hv_calloc(r->max, sizeof(*r->list));
     if (r->list == NULL) return HV_ENOMEM;
-    rc = hv__store_each_current(r->a->fhir_db, "Consent", collect_cb, r);
+    rc = hv__store_each_current(db, "Consent", collect_cb, r);
     if (rc == HV_OK) r->changed = 1;
     return rc;
 }
@@ -506,18 +510,24 @@ static void done_reload(int status, void *arg) {
 
 void hv__consent_reload(hv__audit_t *a, int force) {
     reload_t *r;
-    if (a->fhir_db == NULL || a->storage == NULL) return;
+    if (a->fhir_storage == NULL) {
+        release_waiters(a);
+        return;
+    }
     if (a->consent_reloading) {
         /* One at a time; a change during the walk is read by one more walk after it. */
         if (force) a->consent_again = 1;
         return;
     }
     r = hv_calloc(1, sizeof(*r));
-    if (r == NULL) return;
+    if (r == NULL) {
+        release_waiters(a);
+        return;
+    }
     r->a = a;
     r->force = force;
     a->consent_reloading = 1;
-    if (hv_storage_submit(a->storage, job_reload, done_reload, r) != HV_OK) {
+    if (hv_storage_submit(a->fhir_storage, job_reload, done_reload, r) != HV_OK) {
         a->consent_reloading = 0;
         reload_free(r);
         release_waiters(a);
@@ -534,22 +544,11 @@ static void on_store_change(void *ud, const char *type, const char *id, int64_t 
 static void on_refresh(uv_timer_t *t) { hv__consent_reload(t->data, 0); }
 
 int hv__consent_store_start(hv__audit_t *a) {
-    hv_error_t err;
-    reload_t *r;
-    int rc;
-    hv_error_clear(&err);
-    /* Only where the fhir module runs in this process (it has made its tables). */
-    if (hv_fhir_store_on_change(a->e, on_store_change, a) != HV_OK) return HV_OK;
-    rc = hv_db_open(hv_engine_db_url(a->e), hv_engine_data_dir(a->e), "fhir", &a->fhir_db, &err);
-    if (rc != HV_OK) return rc;
-    r = hv_calloc(1, sizeof(*r));
-    if (r == NULL) return HV_ENOMEM;
-    r->a = a;
-    r->force = 1;
-    rc = job_reload(NULL, r);
-    if (rc == HV_OK) install(r);
-    reload_free(r);
-    if (rc != HV_OK) return rc;
+    hv__fhir_t *f = hv_engine_module_state(a->e, "fhir");
+    /* Only where the fhir module runs in this process. */
+    if (f == NULL || f->storage == NULL || hv_fhir_store_on_change(a->e, on_store_change, a) != HV_OK) return HV_OK;
+    a->fhir_storage = f->storage;
+    hv__consent_reload(a, 1); /* ahead of every FHIR request: they queue behind it */
     if (a->consent_refresh_ms > 0 && uv_timer_init(hv_engine_loop(a->e), &a->consent_timer) == 0) {
         a->consent_timer.data = a;
         a->consent_timer_on = 1;

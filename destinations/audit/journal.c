@@ -339,6 +339,7 @@ int hv__journal_replay(hv__journal_t *j, hv__audit_t *a, hv_db_t *db, int64_t *r
             if (ev->jid > top) {
                 if (!began) {
                     if ((rc = hv_db_begin(db)) == HV_OK) began = 1;
+                    if (rc == HV_OK && hv_db_kind(db) == HV_DB_PG) rc = hv_db_exec(db, HV__AUDIT_PG_LOCK);
                     if (rc == HV_OK) rc = hv__audit_tail(db, prev, &seq);
                 }
                 if (rc == HV_OK) rc = hv__audit_append(db, ev, prev, &seq);

@@ -93,7 +93,6 @@ typedef struct batch {
  * released by the batch's COMMIT or ROLLBACK. SQLite needs none: BEGIN IMMEDIATE already
  * serialises writers of the file.
  */
-#define HV__AUDIT_PG_LOCK "SELECT pg_advisory_xact_lock(4851537455616839681)"
 
 static int job_batch(hv_db_t *db, void *arg) {
     batch_t *b = arg;
@@ -721,6 +720,7 @@ static void audit_stop(hv_engine_t *e, void *state) {
         uv_close((uv_handle_t *)&a->verify_timer, on_timer_closed);
         a->timer_on = 0;
     }
+    a->fhir_storage = NULL; /* the fhir module stops too: no more reloads */
     if (a->consent_timer_on) {
         uv_timer_stop(&a->consent_timer);
         a->handles_closing++;
@@ -750,8 +750,6 @@ static void audit_free(hv_engine_t *e, void *state) {
     a->storage = NULL;
     hv__journal_close(a->journal);
     a->journal = NULL;
-    hv_db_close(a->fhir_db);
-    a->fhir_db = NULL;
     EVP_PKEY_free(a->key);
     a->key = NULL;
     hv__alert_state_free(a->alerts);
