@@ -609,6 +609,17 @@ void hv_http_req_release(hv_http_req_t *req, int status);
 int hv_http_req_override(hv_http_req_t *req, int status, const char *content_type, const char *body, size_t len);
 /* Marks req as audited; returns 1 if it already was (one record per request). */
 int hv_http_req_mark_audited(hv_http_req_t *req);
+/*
+ * The admission hook (the audit trail's back-pressure): called after the guard and
+ * before routing; it returns HV_OK to let the request go on, or anything else once it
+ * has answered it (e.g. 503 with Retry-After when the audit queue cannot take the
+ * record of a write, before the write touches any store). It may note a reservation on
+ * the request, which the respond hook takes back (returns 1 once, then 0).
+ */
+typedef int (*hv_http_admit_cb)(hv_http_req_t *req, void *ud);
+void hv_http_set_admit_hook(hv_engine_t *e, hv_http_admit_cb fn, void *ud);
+void hv_http_req_set_reserved(hv_http_req_t *req);
+int hv_http_req_take_reserved(hv_http_req_t *req);
 
 /* ------------------------------------------------------------------------- */
 /* Health                                                                    */

@@ -170,6 +170,8 @@ struct hv_engine {
     void *consent_ud;
     hv_http_respond_hook_cb respond_hook; /* observes every answer before it is sent, or NULL */
     void *respond_hook_ud;
+    hv_http_admit_cb admit_hook; /* the audit trail's admission check, or NULL */
+    void *admit_hook_ud;
 };
 
 /* monitor.c: /health, /metrics, /errors, /performance, /alerts */

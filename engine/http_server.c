@@ -82,6 +82,7 @@ struct hv_http_req {
     int held;
     int hold_failed;
     int audited; /* an audit record of this request has been taken */
+    int reserved; /* the admit hook reserved a slot for this request's audit record */
     int held_status;
     int ovr_status; /* an answer the respond hook put in place of the handler's, or 0 */
     char *ovr_type;
@@ -964,6 +965,7 @@ static void dispatch(conn_t *c) {
     hv_hex(rnd + 16, 8, r->span_id);
 
     if (s->e->guard != NULL && s->e->guard(r, s->e->guard_ud) != HV_OK) return;
+    if (s->e->admit_hook != NULL && s->e->admit_hook(r, s->e->admit_hook_ud) != HV_OK) return;
     rc = hv__router_match(router, r->method, r->path, r->arena, &r->match);
     if (rc == HV_OK) {
         r->match.route->fn(r, r->match.route->ud);
@@ -1360,6 +1362,19 @@ int hv_http_req_override(hv_http_req_t *req, int status, const char *content_typ
     req->ovr_body = b;
     req->ovr_len = len;
     return HV_OK;
+}
+
+void hv_http_set_admit_hook(hv_engine_t *e, hv_http_admit_cb fn, void *ud) {
+    e->admit_hook = fn;
+    e->admit_hook_ud = ud;
+}
+
+void hv_http_req_set_reserved(hv_http_req_t *req) { req->reserved = 1; }
+
+int hv_http_req_take_reserved(hv_http_req_t *req) {
+    int was = req->reserved;
+    req->reserved = 0;
+    return was;
 }
 
 int hv_http_req_mark_audited(hv_http_req_t *req) {

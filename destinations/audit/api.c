@@ -130,12 +130,15 @@ static void next_link(qjob_t *q, hv_buf_t *b) {
     hv_buf_puts(b, "}]");
 }
 
+static const char *col(hv_db_stmt_t *st, int i);
+
 static int job_logs(hv_db_t *db, qjob_t *q) {
     hv_db_stmt_t *st = NULL;
-    hv_buf_t *b = &q->out;
+    hv_buf_t *b = &q->out, rendered;
     int64_t n = 0;
     int rc = hv_db_prepare(db,
-                           "SELECT seq, content FROM audit_event WHERE seq < $1 AND ($2 = '' OR who = $2)"
+                           "SELECT seq, content, recorded, action, subtype, outcome, who, role, ip, patients"
+                           " FROM audit_event WHERE seq < $1 AND ($2 = '' OR who = $2)"
                            " AND ($3 = '' OR action = $3) AND ($4 < 0 OR outcome = $4) AND recorded >= $5"
                            " AND recorded < $6 AND ($7 = '' OR seq IN (SELECT seq FROM audit_patient WHERE patient = $7))"
                            " AND ($8 = '' OR subtype = $8) ORDER BY seq DESC LIMIT $9",
@@ -150,6 +153,7 @@ static int job_logs(hv_db_t *db, qjob_t *q) {
     hv_db_bind_text(st, 7, q->patient, strlen(q->patient));
     hv_db_bind_text(st, 8, q->subtype, strlen(q->subtype));
     hv_db_bind_int64(st, 9, q->count + 1);
+    hv_buf_init(&rendered, 0);
     hv_buf_puts(b, "{\"resourceType\":\"Bundle\",\"type\":\"searchset\",\"entry\":[");
     while ((rc = hv_db_step(st)) == HV_DB_ROW) {
         size_t clen = 0;
@@ -157,7 +161,20 @@ static int job_logs(hv_db_t *db, qjob_t *q) {
         int64_t seq = hv_db_column_int64(st, 0);
         if (n == q->count) break; /* the extra row only says that there is a next page */
         if (n > 0) hv_buf_putc(b, ',');
-        /* The stored content has no id: it is the sequence number. */
+        /* The stored content has no id: it is the sequence number. A compact record is
+         * rendered to its AuditEvent here (event.c). */
+        if (hv__aev_compact(c, clen)) {
+            hv__aev_t *ev = hv__aev_new(q->a);
+            rendered.len = 0;
+            if (ev != NULL &&
+                hv__aev_load(ev, hv_db_column_int64(st, 2), col(st, 3), col(st, 4), (int)hv_db_column_int64(st, 5),
+                             col(st, 6), col(st, 7), col(st, 8), col(st, 9), c, clen) == HV_OK &&
+                hv__aev_render(ev, &rendered) == HV_OK) {
+                c = rendered.data;
+                clen = rendered.len;
+            }
+            hv__aev_free(ev);
+        }
         if (c != NULL && clen > 29 && strncmp(c, "{\"resourceType\":\"AuditEvent\",", 29) == 0) {
             hv_buf_printf(b, "{\"fullUrl\":\"AuditEvent/%lld\",\"resource\":{\"resourceType\":\"AuditEvent\",\"id\":\"%lld\",",
                           (long long)seq, (long long)seq);
@@ -168,6 +185,7 @@ static int job_logs(hv_db_t *db, qjob_t *q) {
         n++;
     }
     hv_db_done(st);
+    hv_buf_release(&rendered);
     if (rc < 0) return rc;
     hv_buf_putc(b, ']');
     if (rc == HV_DB_ROW) next_link(q, b);
@@ -496,6 +514,7 @@ static void run_query(hv__audit_t *a, hv_http_req_t *req, int kind, const char *
     if (hv_audit_record(a->e, &ev) != HV_OK) {
         /* The hold was released with the refusal: the answer below becomes 503. */
     }
+    hv__audit_sync(a);
     rc = hv_storage_submit(a->storage, job_query, done_query, q);
     if (rc != HV_OK) {
         hv_http_header_add(req, "Retry-After", "1");
@@ -542,10 +561,10 @@ static void h_post_log(hv_http_req_t *req, void *ud) {
         hv_http_respond_error(req, 400, "invalid_event", "the event cannot be recorded: %s", hv_strerror(rc));
         return;
     }
-    if (hv__audit_submit(a, ev) == HV_OK) {
+    if (hv__audit_submit(a, ev, 0) == HV_OK) {
         struct json_object *o = json_object_new_object();
         hv_json_set_str(o, "status", "recorded");
-        hv_http_respond_json(req, 201, o); /* held until the record commits */
+        hv_http_respond_json(req, 201, o); /* once journaled (NORMAL) or committed (FULL) */
     } else {
         hv_http_respond_error(req, 503, "busy", "the audit queue is full; retry later");
     }

@@ -10,6 +10,14 @@
  *   audit_checkpoint  seq, hash, signed_at, sig: an Ed25519 signature over
  *                     "holovitals-audit-checkpoint\n<seq>\n<hash>\n<signed_at>"
  *   audit_alert       id, created, rule, severity, who, ip, detail
+ *   audit_journal_pos journal, jid: the highest journal id committed, per journal (journal.c)
+ *   audit_archive     last_seq, first_seq, last_hash, archived_at, file, file_sha256: the
+ *                     archives whose records were purged (append-only); the chain of the
+ *                     table goes on from the newest one's last_hash
+ *   audit_purge       (SQLite) the mark that lets the purge transaction's deletes through
+ *
+ * content is the compact record (event.c build_compact: {"v":2,…}); older records hold
+ * the AuditEvent JSON itself. The AuditEvent is rendered from the row on read.
  *
  * hash = hex(SHA-256(prev_hash "\n" seq "\n" recorded "\n" action "\n" subtype "\n"
  *        outcome "\n" who "\n" role "\n" ip "\n" patients "\n" content)); the first
@@ -23,6 +31,10 @@
 #include "destinations/audit/audit.h"
 
 #include <openssl/evp.h>
+
+/* Taken by every transaction that appends to the chain on PostgreSQL (module.c job_batch,
+ * journal.c replay), so engines sharing a database append one at a time. */
+#define HV__AUDIT_PG_LOCK "SELECT pg_advisory_xact_lock(4851537455616839681)"
 
 #define HV__AUDIT_ZERO_HASH "0000000000000000000000000000000000000000000000000000000000000000"
 
@@ -41,6 +53,7 @@ typedef struct hv__aev {
     const char *patients_csv;
     int outcome;
     int64_t seq; /* set by the storage job */
+    int64_t jid; /* its audit journal id (journal.c), 0 when not journaled */
     struct hv__aev *next; /* in a batch */
     /* Called once the record committed (status HV_OK) or failed, on the loop thread,
      * instead of releasing req; it frees ev. NULL: the default (release req, free). */
@@ -83,6 +96,8 @@ struct hv__consent {
 };
 typedef struct hv__consent hv__consent_t;
 
+typedef struct hv__journal hv__journal_t;
+
 typedef struct hv__audit {
     hv_engine_t *e;
     hv_storage_t *storage;
@@ -100,6 +115,20 @@ typedef struct hv__audit {
     /* Module-level group commit: events wait in pending while one batch is being written. */
     hv__aev_t *pending, *pending_tail;
     size_t npending, queue_max, batch_max;
+    /* audit.synchronous NORMAL/OFF: answers leave once their record is in the journal
+     * (journal.c); FULL: once their record's batch has committed (journal NULL). */
+    hv__journal_t *journal;
+    /* Write requests admitted with a reserved queue slot whose event is not yet
+     * submitted (module.c admit hook): a write never runs when its record could be
+     * refused afterwards. */
+    size_t reserved;
+    /* Journaled events need no prompt commit: they wait up to audit.flush_interval (or
+     * until a batch is full) so that one transaction takes many; held ones (nheld) go at
+     * once. */
+    uv_timer_t flush_timer;
+    uint64_t flush_ms;
+    size_t nheld;
+    int flush_timer_on, handles_closing;
     int inflight;
     /* Periodic verification (module.c): a timer walks the chain since the last good check. */
     uv_timer_t verify_timer;
@@ -108,14 +137,34 @@ typedef struct hv__audit {
     int64_t verified_since; /* records before this time were found intact */
     hv__consent_t **consents; /* the active Consents (consent.c), loop thread */
     size_t nconsents, max_consents;
+    /* The FHIR store as the source of Consents (consent.c): the fhir module's storage
+     * (NULL once stopping), the newest Consent version installed, the refresh timer. */
+    hv_storage_t *fhir_storage;
+    int64_t consent_rid;
+    uint64_t consent_refresh_ms;
+    uv_timer_t consent_timer;
+    int consent_timer_on, consent_reloading, consent_again;
+    /* Answers to writes that changed a Consent, held until the registry has it (so the
+     * next request of the client is judged by it). */
+    hv_http_req_t *consent_waiters[64];
+    size_t nconsent_waiters;
 } hv__audit_t;
 
 /* event.c: the AuditEvent, the FHIR request classifier, the patient scanner, POST /audit/log */
 hv__aev_t *hv__aev_new(hv__audit_t *a);
 void hv__aev_free(hv__aev_t *ev);
 /* Fills ev from an engine event (who from the request's principal when there is one) and
- * builds its content. */
+ * builds its stored content (the compact form, event.c build_compact). */
 int hv__aev_fill(hv__aev_t *ev, const hv_audit_event_t *in);
+/* 1 when a stored content is the compact form ({"v":2…}), 0 for the AuditEvent JSON of
+ * older records. */
+int hv__aev_compact(const char *content, size_t len);
+/* Fills ev from a stored row whose content is compact (strings copied into its arena). */
+int hv__aev_load(hv__aev_t *ev, int64_t recorded, const char *action, const char *subtype, int outcome,
+                 const char *who, const char *role, const char *ip, const char *patients_csv, const char *content,
+                 size_t clen);
+/* Appends the FHIR R4 AuditEvent (BALP) of ev, without id, to out. */
+int hv__aev_render(const hv__aev_t *ev, hv_buf_t *out);
 /* The REST interaction of a FHIR request: action, subtype, resource type and id ("" when
  * none). Returns 0 when the request is not audited (capability statement, OPTIONS). */
 int hv__audit_classify(int method, const char *path, char *action, const char **subtype, char *type,
@@ -150,10 +199,42 @@ int hv__audit_sign(EVP_PKEY *key, int64_t seq, const char *hash, int64_t signed_
 int hv__audit_sig_ok(EVP_PKEY *key, int64_t seq, const char *hash, int64_t signed_at, const char *sig_hex);
 /* Walks the chain of db from the first record recorded at or after since_ms (0: all). */
 int hv__audit_verify_db(hv_db_t *db, EVP_PKEY *key, int64_t since_ms, hv_audit_verify_t *out);
-/* Writes every record recorded before before_ms to a gzip'd NDJSON archive at path. */
-int hv__audit_archive(hv_db_t *db, EVP_PKEY *key, int64_t before_ms, const char *path, int64_t *written,
+/* What an archive holds. */
+typedef struct hv__audit_archived {
+    int64_t n, first_seq, last_seq;
+    char last_hash[65];
+} hv__audit_archived_t;
+/* Writes the oldest records of the store, in chain order up to the first one recorded at
+ * or after before_ms, to a gzip'd NDJSON archive at path. */
+int hv__audit_archive(hv_db_t *db, EVP_PKEY *key, int64_t before_ms, const char *path, hv__audit_archived_t *res,
                       hv_error_t *err);
+/* The last record archived and purged (0 and zeros when none). */
+int hv__audit_archived_tail(hv_db_t *db, int64_t *upto, char hash[65]);
+/* Verifies the archive at path and removes its records from the store (see chain.c). */
+int hv__audit_purge(hv_db_t *db, EVP_PKEY *key, const char *path, const hv__audit_archived_t *ar, int64_t cutoff_ms,
+                    int64_t *purged, hv_error_t *err);
 int hv__audit_verify_archive(const char *path, EVP_PKEY *key, hv_audit_verify_t *out, hv_error_t *err);
+
+/* journal.c: the crash-safe journal in front of the store */
+int hv__journal_open(const char *data_dir, hv__journal_t **out, hv_error_t *err);
+void hv__journal_close(hv__journal_t *j);
+/* Appends ev's record (assigns ev->jid); once it returns HV_OK the record survives a crash
+ * of the process. Loop thread. */
+int hv__journal_write(hv__journal_t *j, hv__aev_t *ev);
+/* A batch committed every record up to jid: drops journal files that hold nothing newer. */
+void hv__journal_committed(hv__journal_t *j, int64_t jid);
+/* At start, before the storage thread: appends to the chain every journal record the
+ * store has not committed (one transaction), then empties the journal. */
+int hv__journal_replay(hv__journal_t *j, hv__audit_t *a, hv_db_t *db, int64_t *replayed);
+/* The highest journal id committed (table audit_journal_pos), and raising it (in the
+ * batch's transaction). */
+int hv__journal_pos(hv_db_t *db, const char *name, int64_t *jid);
+int hv__journal_set_pos(hv_db_t *db, const char *name, int64_t jid);
+const char *hv__journal_name(const hv__journal_t *j);
+/* One frame: encode appends to out; decode reads one frame of data into ev (strings in
+ * its arena) and sets *used, or returns HV_EPROTO for a short or corrupt frame. */
+int hv__journal_encode(const hv__aev_t *ev, uint64_t gen, hv_buf_t *out);
+int hv__journal_decode(const char *data, size_t len, uint64_t gen, size_t *used, hv__aev_t *ev);
 
 /* alerts.c */
 hv__alert_state_t *hv__alert_state_new(void);
@@ -180,6 +261,14 @@ void hv__consent_observe(hv__audit_t *a, int method, const char *id, int status,
 /* The engine's consent filter for channel destinations with a purpose (hv_consent_set_filter). */
 int hv__consent_filter(void *ud, const char *purpose, const char *content, size_t len, const char *content_type);
 int hv__consent_has(const hv__audit_t *a, const char *patient);
+/* Reads the active Consents from the FHIR store when it runs in this process (start), and
+ * keeps following it (every write path, other processes). */
+int hv__consent_store_start(hv__audit_t *a);
+/* Rebuilds the registry from the store (force), or when the newest Consent changed. */
+void hv__consent_reload(hv__audit_t *a, int force);
+/* From the respond hook: a write is answered while a Consent reload it caused runs; its
+ * answer waits for it. */
+void hv__consent_hold_answer(hv__audit_t *a, hv_http_req_t *req);
 /*
  * Enforces consent on a read or search answer about to leave (respond hook): returns 0
  * when it goes as it is (nothing denied, or break-glass — then with an alert), 1 when
@@ -194,7 +283,10 @@ int hv__consent_patient_denied(const hv__audit_t *a, const char *patient, const 
 /* api.c */
 int hv__audit_routes(hv__audit_t *a, hv_router_t *r);
 
-/* module.c: submits one event (loop thread); takes ev. */
-int hv__audit_submit(hv__audit_t *a, hv__aev_t *ev);
+/* module.c: submits one event (loop thread); takes ev. reserved: its queue slot was
+ * reserved at admission (a write), so it is never refused. */
+int hv__audit_submit(hv__audit_t *a, hv__aev_t *ev, int reserved);
+/* Submits every pending record now, ahead of a query of the store (loop thread). */
+void hv__audit_sync(hv__audit_t *a);
 
 #endif /* HV_AUDIT_INT_H */

@@ -14,6 +14,7 @@
 #include "destinations/audit/audit_int.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <json-c/json.h>
 #include <openssl/err.h>
@@ -46,6 +47,20 @@ static const char *const migrations_sqlite[] = {
     "CREATE TRIGGER audit_event_no_delete BEFORE DELETE ON audit_event"
     " BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;",
     "CREATE TABLE audit_consent (id TEXT PRIMARY KEY, body TEXT NOT NULL);",
+    "CREATE TABLE audit_journal_pos (journal TEXT PRIMARY KEY, jid BIGINT NOT NULL);",
+    /* Retention: the purge path (hv__audit_purge) is the only delete the trigger lets
+     * through — rows up to the mark its own transaction puts in audit_purge. */
+    "CREATE TABLE audit_archive (last_seq BIGINT PRIMARY KEY, first_seq BIGINT NOT NULL, last_hash TEXT NOT NULL,"
+    " archived_at BIGINT NOT NULL, file TEXT NOT NULL, file_sha256 TEXT NOT NULL);"
+    "CREATE TABLE audit_purge (upto BIGINT NOT NULL);"
+    "DROP TRIGGER audit_event_no_delete;"
+    "CREATE TRIGGER audit_event_no_delete BEFORE DELETE ON audit_event"
+    " WHEN OLD.seq > COALESCE((SELECT MAX(upto) FROM audit_purge), 0)"
+    " BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;"
+    "CREATE TRIGGER audit_archive_no_update BEFORE UPDATE ON audit_archive"
+    " BEGIN SELECT RAISE(ABORT, 'the archive register is append-only'); END;"
+    "CREATE TRIGGER audit_archive_no_delete BEFORE DELETE ON audit_archive"
+    " BEGIN SELECT RAISE(ABORT, 'the archive register is append-only'); END;",
     NULL,
 };
 
@@ -65,12 +80,31 @@ static const char *const migrations_pg[] = {
     "CREATE RULE audit_event_no_update AS ON UPDATE TO audit_event DO INSTEAD NOTHING;"
     "CREATE RULE audit_event_no_delete AS ON DELETE TO audit_event DO INSTEAD NOTHING;",
     "CREATE TABLE audit_consent (id TEXT PRIMARY KEY, body TEXT NOT NULL);",
+    "CREATE TABLE audit_journal_pos (journal TEXT PRIMARY KEY, jid BIGINT NOT NULL);",
+    /* Retention: deletes go through only in a transaction that set the session flag
+     * holovitals.audit_purge (SET LOCAL, hv__audit_purge). */
+    "CREATE TABLE audit_archive (last_seq BIGINT PRIMARY KEY, first_seq BIGINT NOT NULL, last_hash TEXT NOT NULL,"
+    " archived_at BIGINT NOT NULL, file TEXT NOT NULL, file_sha256 TEXT NOT NULL);"
+    "DROP RULE audit_event_no_delete ON audit_event;"
+    "CREATE RULE audit_event_no_delete AS ON DELETE TO audit_event"
+    " WHERE current_setting('holovitals.audit_purge', true) IS DISTINCT FROM 'on' DO INSTEAD NOTHING;"
+    "CREATE RULE audit_archive_no_update AS ON UPDATE TO audit_archive DO INSTEAD NOTHING;"
+    "CREATE RULE audit_archive_no_delete AS ON DELETE TO audit_archive DO INSTEAD NOTHING;",
     NULL,
 };
+
+static const char *col(hv_db_stmt_t *st, int i);
 
 const char *const *hv__audit_migrations(hv_db_t *db) {
     return hv_db_kind(db) == HV_DB_PG ? migrations_pg : migrations_sqlite;
 }
+
+/* SHA-256 fetched once: OpenSSL 3 looks the algorithm up in its providers on every
+ * EVP_sha256() init otherwise, which was a tenth of the cost of appending a record. */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void) { sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL); }
 
 void hv__audit_hash(const char *prev, int64_t seq, int64_t recorded, const char *action, const char *subtype,
                     int outcome, const char *who, const char *role, const char *ip, const char *patients,
@@ -80,7 +114,8 @@ void hv__audit_hash(const char *prev, int64_t seq, int64_t recorded, const char 
     unsigned int dl = 0;
     char head[96];
     int n = snprintf(head, sizeof(head), "\n%lld\n%lld\n", (long long)seq, (long long)recorded);
-    if (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+    pthread_once(&sha256_once, sha256_fetch);
+    if (md == NULL || EVP_DigestInit_ex(md, sha256_md ? sha256_md : EVP_sha256(), NULL) != 1) {
         /* Out of memory: a hash that can never match, so the record is reported, never trusted. */
         memset(out, 'x', 64);
         out[64] = '\0';
@@ -246,6 +281,13 @@ int hv__audit_tail(hv_db_t *db, char prev[65], int64_t *next_seq) {
         rc = HV_OK;
     }
     hv_db_done(st);
+    if (rc == HV_OK && *next_seq == 1) {
+        /* Empty: every record so far was archived and purged; the chain goes on from the
+         * last archived one. */
+        int64_t upto = 0;
+        rc = hv__audit_archived_tail(db, &upto, prev);
+        *next_seq = upto + 1;
+    }
     return rc;
 }
 
@@ -373,15 +415,38 @@ static const char *col(hv_db_stmt_t *st, int i) {
     return s ? s : "";
 }
 
+int hv__audit_archived_tail(hv_db_t *db, int64_t *upto, char hash[65]) {
+    hv_db_stmt_t *st = NULL;
+    int rc = hv_db_prepare(db, "SELECT last_seq, last_hash FROM audit_archive ORDER BY last_seq DESC LIMIT 1", &st);
+    *upto = 0;
+    memcpy(hash, HV__AUDIT_ZERO_HASH, 65);
+    if (rc != HV_OK) return rc;
+    rc = hv_db_step(st);
+    if (rc == HV_DB_ROW) {
+        *upto = hv_db_column_int64(st, 0);
+        snprintf(hash, 65, "%s", col(st, 1));
+    }
+    hv_db_done(st);
+    return rc < 0 ? rc : HV_OK;
+}
+
 int hv__audit_verify_db(hv_db_t *db, EVP_PKEY *key, int64_t since_ms, hv_audit_verify_t *out) {
     hv_db_stmt_t *st = NULL;
     walker_t w;
-    int64_t start = 1, last = 0;
+    int64_t start = 1, last = 0, upto = 0;
+    char upto_hash[65];
     int rc;
     memset(out, 0, sizeof(*out));
     memset(&w, 0, sizeof(w));
     w.out = out;
     memcpy(w.prev, HV__AUDIT_ZERO_HASH, 65);
+    /* Records archived and purged (hv__audit_purge): the hot table continues the chain
+     * from the last archived record's hash. */
+    if ((rc = hv__audit_archived_tail(db, &upto, upto_hash)) != HV_OK) return rc;
+    if (upto > 0) {
+        start = upto + 1;
+        memcpy(w.prev, upto_hash, 65);
+    }
     if (since_ms > 0) {
         rc = hv_db_prepare(db, "SELECT MIN(seq) FROM audit_event WHERE recorded >= $1", &st);
         if (rc != HV_OK) return rc;
@@ -392,7 +457,11 @@ int hv__audit_verify_db(hv_db_t *db, EVP_PKEY *key, int64_t since_ms, hv_audit_v
         hv_db_done(st);
         if (rc < 0) return rc;
         if (start == -1) goto checkpoints;
-        if (start > 1) {
+        if (start <= upto) {
+            start = upto + 1; /* the rest is in the archives */
+        } else if (start == upto + 1) {
+            memcpy(w.prev, upto_hash, 65);
+        } else if (start > 1) {
             /* Start from the record before, whose own hash the walk then trusts. */
             rc = hv_db_prepare(db, "SELECT hash FROM audit_event WHERE seq = $1", &st);
             if (rc != HV_OK) return rc;
@@ -450,9 +519,10 @@ checkpoints:
         /* Each checkpoint hash must be the hash of the record it names. */
         rc = hv_db_prepare(db,
                            "SELECT c.seq FROM audit_checkpoint c LEFT JOIN audit_event e ON e.seq = c.seq"
-                           " WHERE e.hash IS NULL OR e.hash <> c.hash ORDER BY c.seq LIMIT 1",
+                           " WHERE c.seq > $1 AND (e.hash IS NULL OR e.hash <> c.hash) ORDER BY c.seq LIMIT 1",
                            &st);
         if (rc != HV_OK) return rc;
+        hv_db_bind_int64(st, 1, upto);
         rc = hv_db_step(st);
         if (rc == HV_DB_ROW && (since_ms == 0 || hv_db_column_int64(st, 0) >= start))
             fail(&w, hv_db_column_int64(st, 0), "checkpoint", "record %lld differs from its signed checkpoint",
@@ -472,29 +542,33 @@ static int gz_line(gzFile gz, struct json_object *o) {
     return HV_OK;
 }
 
-int hv__audit_archive(hv_db_t *db, EVP_PKEY *key, int64_t before_ms, const char *path, int64_t *written,
+int hv__audit_archive(hv_db_t *db, EVP_PKEY *key, int64_t before_ms, const char *path, hv__audit_archived_t *res,
                       hv_error_t *err) {
     hv_db_stmt_t *st = NULL;
     gzFile gz = NULL;
     struct json_object *o = NULL;
     char last_hash[65] = "", sig[160];
-    int64_t n = 0, last_seq = 0, now = (int64_t)hv_now_ms();
+    int64_t n = 0, last_seq = 0, first_seq = 0, now = (int64_t)hv_now_ms();
     int rc;
     gz = gzopen(path, "wb");
     if (gz == NULL) {
         hv_error_set(err, HV_EIO, path, "cannot create the archive: %s", strerror(errno));
         return HV_EIO;
     }
+    /* The oldest records, in chain order, up to the first one recorded at or after
+     * before_ms: an archive is a contiguous piece of the chain (engines sharing a database
+     * may append slightly out of clock order). */
     rc = hv_db_prepare(db,
                        "SELECT seq, prev_hash, hash, recorded, action, subtype, outcome, who, role, ip, patients, content"
-                       " FROM audit_event WHERE recorded < $1 ORDER BY seq",
+                       " FROM audit_event ORDER BY seq",
                        &st);
     if (rc != HV_OK) goto out;
-    hv_db_bind_int64(st, 1, before_ms);
     while ((rc = hv_db_step(st)) == HV_DB_ROW) {
         size_t clen = 0;
         const char *content = hv_db_column_text(st, 11, &clen);
+        if (hv_db_column_int64(st, 3) >= before_ms) break;
         if (n == 0) {
+            first_seq = hv_db_column_int64(st, 0);
             o = json_object_new_object();
             hv_json_set_str(o, "archive", "holovitals-audit");
             hv_json_set_int(o, "version", 1);
@@ -552,8 +626,138 @@ out:
         remove(path);
         return rc;
     }
-    *written = n;
+    res->n = n;
+    res->first_seq = first_seq;
+    res->last_seq = last_seq;
+    memcpy(res->last_hash, last_hash, sizeof(res->last_hash));
     return HV_OK;
+}
+
+/* SHA-256 of a file, hex. */
+static int file_sha256(const char *path, char out[65]) {
+    FILE *f = fopen(path, "rb");
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    unsigned char buf[65536], d[32];
+    unsigned int dl = 0;
+    size_t got;
+    int rc = HV_EIO;
+    if (f == NULL || md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) goto out;
+    while ((got = fread(buf, 1, sizeof(buf), f)) > 0) EVP_DigestUpdate(md, buf, got);
+    if (ferror(f) || EVP_DigestFinal_ex(md, d, &dl) != 1) goto out;
+    hv_hex(d, 32, out);
+    rc = HV_OK;
+out:
+    if (f != NULL) fclose(f);
+    EVP_MD_CTX_free(md);
+    return rc;
+}
+
+static int exec_del(hv_db_t *db, const char *sql, int64_t upto, int64_t *changed) {
+    hv_db_stmt_t *st = NULL;
+    int rc = hv_db_prepare(db, sql, &st);
+    if (rc != HV_OK) return rc;
+    hv_db_bind_int64(st, 1, upto);
+    rc = hv_db_step(st);
+    hv_db_done(st);
+    if (rc == HV_OK && changed != NULL) *changed = hv_db_changes(db);
+    return rc;
+}
+
+/*
+ * Retention: removes from the hot table the records an archive holds — only after the
+ * archive has been read back and verified with the key, only when it continues the chain
+ * exactly where the last purge ended (its first record's prev_hash is the last archived
+ * hash), and only records recorded before `cutoff_ms` (the end of the hot window). The
+ * delete passes the append-only guard only inside this transaction: SQLite's trigger lets
+ * through rows up to the mark this transaction puts in audit_purge (and takes out again);
+ * PostgreSQL's rule only when the transaction SET LOCAL holovitals.audit_purge = 'on'.
+ * The register audit_archive (append-only) keeps each archive's range, last hash, file
+ * name and SHA-256, so verification of the hot table starts where the archives end.
+ */
+int hv__audit_purge(hv_db_t *db, EVP_PKEY *key, const char *path, const hv__audit_archived_t *ar, int64_t cutoff_ms,
+                    int64_t *purged, hv_error_t *err) {
+    hv_audit_verify_t v;
+    hv_db_stmt_t *st = NULL;
+    char upto_hash[65], sha[65];
+    int64_t upto = 0, n = 0, newest = 0;
+    int rc, began = 0;
+    if (ar->n == 0) {
+        *purged = 0;
+        return HV_OK;
+    }
+    rc = hv__audit_verify_archive(path, key, &v, err);
+    if (rc != HV_OK) return rc;
+    if (v.problem[0] || v.checked != ar->n) {
+        hv_error_set(err, HV_EPROTO, path, "the archive does not verify (%s): nothing purged", v.problem);
+        return HV_EPROTO;
+    }
+    if ((rc = file_sha256(path, sha)) != HV_OK) {
+        hv_error_set(err, rc, path, "cannot read the archive back: nothing purged");
+        return rc;
+    }
+    if ((rc = hv_db_begin(db)) != HV_OK) goto out;
+    began = 1;
+    if (hv_db_kind(db) == HV_DB_PG && (rc = hv_db_exec(db, HV__AUDIT_PG_LOCK)) != HV_OK) goto out;
+    if ((rc = hv__audit_archived_tail(db, &upto, upto_hash)) != HV_OK) goto out;
+    rc = hv_db_prepare(db, "SELECT prev_hash, recorded FROM audit_event WHERE seq = $1", &st);
+    if (rc != HV_OK) goto out;
+    hv_db_bind_int64(st, 1, ar->first_seq);
+    rc = hv_db_step(st);
+    if (rc == HV_DB_ROW && (ar->first_seq != upto + 1 || strcmp(col(st, 0), upto_hash) != 0)) rc = HV_ECONFLICT;
+    hv_db_done(st);
+    if (rc != HV_DB_ROW) {
+        hv_error_set(err, HV_ECONFLICT, path,
+                     "the archive does not continue the chain where the last purge ended (record %lld): nothing purged",
+                     (long long)upto);
+        rc = HV_ECONFLICT;
+        goto out;
+    }
+    rc = hv_db_prepare(db, "SELECT MAX(recorded) FROM audit_event WHERE seq <= $1", &st);
+    if (rc != HV_OK) goto out;
+    hv_db_bind_int64(st, 1, ar->last_seq);
+    rc = hv_db_step(st);
+    if (rc == HV_DB_ROW) newest = hv_db_column_int64(st, 0);
+    hv_db_done(st);
+    if (rc < 0) goto out;
+    if (newest >= cutoff_ms) {
+        hv_error_set(err, HV_EINVAL, path, "the archive holds records of the hot window (audit.hot_days): nothing purged");
+        rc = HV_EINVAL;
+        goto out;
+    }
+    if (hv_db_kind(db) == HV_DB_PG) rc = hv_db_exec(db, "SET LOCAL holovitals.audit_purge = 'on'");
+    else rc = exec_del(db, "INSERT INTO audit_purge (upto) VALUES ($1)", ar->last_seq, NULL);
+    if (rc == HV_OK) rc = exec_del(db, "DELETE FROM audit_patient WHERE seq <= $1", ar->last_seq, NULL);
+    if (rc == HV_OK) rc = exec_del(db, "DELETE FROM audit_event WHERE seq <= $1", ar->last_seq, &n);
+    if (rc == HV_OK && hv_db_kind(db) != HV_DB_PG) rc = hv_db_exec(db, "DELETE FROM audit_purge");
+    if (rc != HV_OK) goto out;
+    if (n != ar->n) {
+        hv_error_set(err, HV_ECONFLICT, path, "%lld records in the table, %lld in the archive: nothing purged",
+                     (long long)n, (long long)ar->n);
+        rc = HV_ECONFLICT;
+        goto out;
+    }
+    rc = hv_db_prepare(db,
+                       "INSERT INTO audit_archive (last_seq, first_seq, last_hash, archived_at, file, file_sha256)"
+                       " VALUES ($1, $2, $3, $4, $5, $6)",
+                       &st);
+    if (rc != HV_OK) goto out;
+    hv_db_bind_int64(st, 1, ar->last_seq);
+    hv_db_bind_int64(st, 2, ar->first_seq);
+    hv_db_bind_text(st, 3, ar->last_hash, strlen(ar->last_hash));
+    hv_db_bind_int64(st, 4, (int64_t)hv_now_ms());
+    hv_db_bind_text(st, 5, path, strlen(path));
+    hv_db_bind_text(st, 6, sha, 64);
+    rc = hv_db_step(st);
+    hv_db_done(st);
+    if (rc != HV_OK) goto out;
+    rc = hv_db_commit(db);
+    began = 0;
+    if (rc == HV_OK) *purged = n;
+out:
+    if (began) hv_db_rollback(db);
+    if (rc != HV_OK && err && err->message[0] == '\0')
+        hv_error_set(err, rc, path, "the purge failed (%s): nothing purged", hv_strerror(rc));
+    return rc;
 }
 
 static const char *jstr(struct json_object *o, const char *k) {

@@ -2,12 +2,10 @@
  * consent.c — patient consent (FHIR R4 Consent, consent.html) enforced when data
  * leaves the FHIR store through reads and searches.
  *
- * The registry: the module keeps the active Consent resources it has seen written
- * through the FHIR REST API (PUT/POST /fhir/Consent, DELETE /fhir/Consent/id) in its
- * own table audit_consent and in memory; modules do not read each other's tables,
- * and the FHIR store reports changes without content, so this is the module's own
- * copy of the decisions. (Consents loaded with `holovitals import` or inside a
- * transaction Bundle are not seen — see docs/compliance.md.)
+ * The registry: the active Consent resources, in memory. Their source is the FHIR store
+ * itself (the end of this file: read at start, on every store change in this process and
+ * on a refresh for other processes); the module's table audit_consent keeps the ones seen
+ * through the REST API for a process that runs the audit module without the fhir module.
  *
  * The decision for (patient, user, purpose of use, resource type, now), per Consent
  * of that patient with status "active" (R4 §Consent.provision):
@@ -27,6 +25,7 @@
 
 #include <json-c/json.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int hv__audit_parse_time(const char *s, int64_t *out);
@@ -395,4 +394,165 @@ int hv__consent_filter(void *ud, const char *purpose, const char *content, size_
     json_object_put(o);
     hv_arena_free(ar);
     return withhold;
+}
+
+/* ---- the FHIR store as the source of Consents ---- */
+
+/*
+ * Every write path of the FHIR store — REST, transaction and batch Bundles, the fhir-store
+ * channel destination, `holovitals import` (another process), another engine sharing the
+ * PostgreSQL database — ends in the store's resources table. So the registry is rebuilt
+ * from the store's current Consents (fhir/store_int.h), read by a job on the fhir module's
+ * own storage thread and connection — a second connection to its database disturbed its
+ * Bulk Data jobs — so that every FHIR request submitted after a reload is answered after
+ * the new list is in place (a storage thread runs its jobs and their callbacks in order):
+ * at start, when the store reports a Consent change in this
+ * process (hv_fhir_store_on_change, also per entry of a transaction), and every
+ * audit.consent_refresh when the newest Consent version (its rid) changed — which is how
+ * writes by other processes are seen. The audit_consent copy stays for processes that run
+ * the audit module without the fhir module.
+ */
+#include "fhir/rest_int.h"
+#include "fhir/store_int.h"
+
+typedef struct reload {
+    hv__audit_t *a;
+    int force;
+    int changed;      /* the job rebuilt the list */
+    int64_t top_rid;  /* the newest Consent version seen */
+    hv__consent_t **list;
+    size_t n, max, skipped;
+} reload_t;
+
+static int newest_cb(void *ud, const hv__store_row_t *row) {
+    int64_t *top = ud;
+    if (row->rid > *top) *top = row->rid;
+    return HV_OK;
+}
+
+static int collect_cb(void *ud, const hv__store_row_t *row) {
+    reload_t *r = ud;
+    hv__consent_t c;
+    if (row->text == NULL || hv__consent_parse(row->text, row->text_len, &c) != HV_OK) return HV_OK;
+    if (r->n == r->max) {
+        r->skipped++;
+        return HV_OK;
+    }
+    if ((r->list[r->n] = hv_malloc(sizeof(c))) == NULL) return HV_ENOMEM;
+    *r->list[r->n++] = c;
+    return HV_OK;
+}
+
+static void reload_free(reload_t *r) {
+    for (size_t i = 0; r->list != NULL && i < r->n; i++) hv_free(r->list[i]);
+    hv_free(r->list);
+    hv_free(r);
+}
+
+/* The fhir module's storage thread, on its connection (db). */
+static int job_reload(hv_db_t *db, void *arg) {
+    reload_t *r = arg;
+    hv__store_hist_q_t q = {"Consent", NULL, -1, -1, 0, 1};
+    int rc;
+    r->top_rid = 0;
+    rc = hv__store_history(db, &q, newest_cb, &r->top_rid);
+    if (rc != HV_OK) return rc;
+    if (!r->force && r->top_rid == r->a->consent_rid) return HV_OK;
+    r->max = r->a->max_consents ? r->a->max_consents : 1;
+    r->list = hv_calloc(r->max, sizeof(*r->list));
+    if (r->list == NULL) return HV_ENOMEM;
+    rc = hv__store_each_current(db, "Consent", collect_cb, r);
+    if (rc == HV_OK) r->changed = 1;
+    return rc;
+}
+
+static void install(reload_t *r) {
+    hv__audit_t *a = r->a;
+    if (!r->changed) return;
+    hv__consent_free(a);
+    a->consents = r->list;
+    a->nconsents = r->n;
+    a->consent_rid = r->top_rid;
+    r->list = NULL;
+    r->n = 0;
+    if (r->skipped > 0)
+        hv_log(HV_LOG_ERROR, "audit.consent_full", "more than audit.consent_max active consents: %zu not enforced",
+               r->skipped);
+}
+
+static void release_waiters(hv__audit_t *a) {
+    size_t n = a->nconsent_waiters;
+    a->nconsent_waiters = 0;
+    for (size_t i = 0; i < n; i++) hv_http_req_release(a->consent_waiters[i], HV_OK);
+}
+
+void hv__consent_hold_answer(hv__audit_t *a, hv_http_req_t *req) {
+    if (!a->consent_reloading || a->nconsent_waiters == HV_ARRAY_LEN(a->consent_waiters)) return;
+    hv_http_req_hold(req);
+    a->consent_waiters[a->nconsent_waiters++] = req;
+}
+
+static void done_reload(int status, void *arg) {
+    reload_t *r = arg;
+    r->a->consent_reloading = 0;
+    if (status != HV_OK)
+        hv_log(HV_LOG_ERROR, "audit.consent_reload", "the Consents could not be read from the FHIR store: %s",
+               hv_strerror(status));
+    else
+        install(r);
+    if (r->a->consent_again) {
+        r->a->consent_again = 0;
+        hv__consent_reload(r->a, 1);
+    }
+    if (!r->a->consent_reloading) release_waiters(r->a);
+    reload_free(r);
+}
+
+void hv__consent_reload(hv__audit_t *a, int force) {
+    reload_t *r;
+    if (a->fhir_storage == NULL) {
+        release_waiters(a);
+        return;
+    }
+    if (a->consent_reloading) {
+        /* One at a time; a change during the walk is read by one more walk after it. */
+        if (force) a->consent_again = 1;
+        return;
+    }
+    r = hv_calloc(1, sizeof(*r));
+    if (r == NULL) {
+        release_waiters(a);
+        return;
+    }
+    r->a = a;
+    r->force = force;
+    a->consent_reloading = 1;
+    if (hv_storage_submit(a->fhir_storage, job_reload, done_reload, r) != HV_OK) {
+        a->consent_reloading = 0;
+        reload_free(r);
+        release_waiters(a);
+    }
+}
+
+static void on_store_change(void *ud, const char *type, const char *id, int64_t version, hv_fhir_change_t change) {
+    (void)id;
+    (void)version;
+    (void)change;
+    if (strcmp(type, "Consent") == 0) hv__consent_reload(ud, 1);
+}
+
+static void on_refresh(uv_timer_t *t) { hv__consent_reload(t->data, 0); }
+
+int hv__consent_store_start(hv__audit_t *a) {
+    hv__fhir_t *f = hv_engine_module_state(a->e, "fhir");
+    /* Only where the fhir module runs in this process. */
+    if (f == NULL || f->storage == NULL || hv_fhir_store_on_change(a->e, on_store_change, a) != HV_OK) return HV_OK;
+    a->fhir_storage = f->storage;
+    hv__consent_reload(a, 1); /* ahead of every FHIR request: they queue behind it */
+    if (a->consent_refresh_ms > 0 && uv_timer_init(hv_engine_loop(a->e), &a->consent_timer) == 0) {
+        a->consent_timer.data = a;
+        a->consent_timer_on = 1;
+        uv_timer_start(&a->consent_timer, on_refresh, a->consent_refresh_ms, a->consent_refresh_ms);
+    }
+    return HV_OK;
 }

@@ -101,12 +101,10 @@ static int is_rest_subtype(const char *s) {
  * agent[0] is the requestor (who), the source is this engine, entity[] are the
  * patients (role 1 patient) and the resource or query that was the subject.
  */
-static int build_content(hv__aev_t *ev) {
-    hv_buf_t *b = &ev->content;
+int hv__aev_render(const hv__aev_t *ev, hv_buf_t *b) {
     char when[40];
     int rc = HV_OK;
     hv_time_rfc3339((uint64_t)ev->recorded, when, sizeof(when));
-    hv_buf_reset(b);
     rc = hv_buf_puts(b, "{\"resourceType\":\"AuditEvent\",\"type\":");
     if (rc != HV_OK) return rc;
     if (is_rest_subtype(ev->subtype))
@@ -210,6 +208,35 @@ static int build_content(hv__aev_t *ev) {
     return rc;
 }
 
+int hv__aev_compact(const char *content, size_t len) {
+    return content != NULL && len >= 6 && memcmp(content, "{\"v\":2", 6) == 0;
+}
+
+/*
+ * The stored record (column content, hashed with the other columns): only what the
+ * columns do not hold, as a small JSON object with short keys, empty members left out —
+ * {"v":2,"c":client,"p":purpose,"b":break-glass reason,"t":entity type,"i":entity id,
+ * "q":query,"d":outcome detail,"s":source}. The AuditEvent is rendered from the row when
+ * it is read (hv__aev_render); building it per request cost more than the rest of the
+ * record. Records written before this format hold the AuditEvent JSON itself.
+ */
+static int build_compact(hv__aev_t *ev) {
+    hv_buf_t *b = &ev->content;
+    const char *keys = "cpbtiqds";
+    const char *vals[] = {ev->client, ev->purpose, ev->breakglass, ev->etype, ev->eid, ev->query, ev->detail, ev->source};
+    int rc;
+    hv_buf_reset(b);
+    rc = hv_buf_append(b, "{\"v\":2", 6);
+    for (size_t i = 0; rc == HV_OK && i < HV_ARRAY_LEN(vals); i++) {
+        char k[6] = {',', '"', keys[i], '"', ':', 0};
+        if (vals[i] == NULL || vals[i][0] == '\0') continue;
+        rc = hv_buf_append(b, k, 5);
+        if (rc == HV_OK) rc = hv_buf_json_str(b, vals[i], strlen(vals[i]));
+    }
+    if (rc == HV_OK) rc = hv_buf_putc(b, '}');
+    return rc;
+}
+
 int hv__aev_fill(hv__aev_t *ev, const hv_audit_event_t *in) {
     hv_arena_t *ar = ev->arena;
     const hv_auth_principal_t *p = in->req ? hv_auth_principal(in->req) : NULL;
@@ -276,7 +303,68 @@ int hv__aev_fill(hv__aev_t *ev, const hv_audit_event_t *in) {
     hv_buf_release(&csv);
     if (rc != HV_OK) return rc;
     if (ev->patients_csv == NULL) return HV_ENOMEM;
-    return build_content(ev);
+    return build_compact(ev);
+}
+
+int hv__aev_load(hv__aev_t *ev, int64_t recorded, const char *action, const char *subtype, int outcome,
+                 const char *who, const char *role, const char *ip, const char *patients_csv, const char *content,
+                 size_t clen) {
+    hv_arena_t *ar = ev->arena;
+    struct json_object *o = NULL, *v;
+    static const char *const keys[] = {"c", "p", "b", "t", "i", "q", "d", "s"};
+    const char **dst[] = {&ev->client, &ev->purpose, &ev->breakglass, &ev->etype,
+                          &ev->eid,    &ev->query,   &ev->detail,     &ev->source};
+    int rc = HV_OK;
+    if (!hv__aev_compact(content, clen) || action == NULL || strlen(action) != 1) return HV_EINVAL;
+    ev->recorded = recorded;
+    ev->action[0] = action[0];
+    ev->action[1] = '\0';
+    ev->outcome = outcome;
+    ev->subtype = dup0(ar, subtype);
+    ev->who = dup0(ar, who);
+    ev->role = dup0(ar, role);
+    ev->ip = dup0(ar, ip);
+    ev->patients_csv = dup0(ar, patients_csv);
+    o = json_tokener_parse(content);
+    if (o == NULL || !json_object_is_type(o, json_type_object)) {
+        rc = HV_EPROTO;
+        goto out;
+    }
+    for (size_t i = 0; i < HV_ARRAY_LEN(keys); i++) {
+        const char *s = "";
+        if (json_object_object_get_ex(o, keys[i], &v) && json_object_is_type(v, json_type_string))
+            s = json_object_get_string(v);
+        *dst[i] = dup0(ar, s);
+    }
+    if (!ev->subtype || !ev->who || !ev->role || !ev->ip || !ev->patients_csv) {
+        rc = HV_ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < HV_ARRAY_LEN(dst); i++)
+        if (*dst[i] == NULL) rc = HV_ENOMEM;
+    if (rc != HV_OK) goto out;
+    /* The patients, from the comma-separated list (FHIR ids hold no comma). */
+    {
+        const char *p = ev->patients_csv;
+        ev->np = 0;
+        ev->patients = hv_arena_alloc(ar, HV_AUDIT_MAX_PATIENTS * sizeof(*ev->patients));
+        if (ev->patients == NULL) {
+            rc = HV_ENOMEM;
+            goto out;
+        }
+        while (*p && ev->np < HV_AUDIT_MAX_PATIENTS) {
+            size_t k = strcspn(p, ",");
+            if (k > 0 && (ev->patients[ev->np++] = hv_arena_strndup(ar, p, k)) == NULL) {
+                rc = HV_ENOMEM;
+                goto out;
+            }
+            p += k;
+            if (*p == ',') p++;
+        }
+    }
+out:
+    json_object_put(o);
+    return rc;
 }
 
 /* ---- FHIR REST classification (FHIR R4 http.html §3.1.0) ---- */

@@ -2,14 +2,15 @@
  * module.c — the audit module: settings, lifecycle, the engine's audit sink and
  * response observer, the `audit` channel destination and the `audit` commands.
  *
- * Every event goes through one path: hv_audit_record (engine.h) → sink → an
- * AuditEvent built on the loop thread → a storage job on the module's own storage
- * thread (group commit, bounded queue) that appends it to the hash chain. While the
- * job is pending, the HTTP answer of the request the event is about is held
- * (hv_http_req_hold), so a client never sees the answer to a request whose audit
- * record is not yet durable: a `kill -9` loses no event of a completed request.
- * When the queue is full the event is refused and the request answers 503
- * (back-pressure, never a silent drop).
+ * Every event goes through one path: hv_audit_record (engine.h) → sink → a compact
+ * record built on the loop thread → (audit.synchronous NORMAL/OFF) the crash-safe journal
+ * (journal.c), after which the answer may leave → a batch job on the module's own storage
+ * thread (group commit every audit.flush_interval or audit.batch records) that appends it
+ * to the hash chain. With FULL the HTTP answer is held (hv_http_req_hold) until the
+ * record's batch has committed instead. Either way a `kill -9` loses no event of a
+ * completed request. Writes reserve their record's queue slot before they run (admit
+ * hook); when the queue is full the request answers 503 (back-pressure, never a silent
+ * drop), a write before it touches the store.
  *
  * FHIR REST interactions are recorded by the response observer (one place instead
  * of one call per handler): it classifies the request (read, vread, search-type,
@@ -31,8 +32,13 @@ static const hv_setting_t settings[] = {
     {"audit.queue", NULL, HV_SET_INT, "20000", NULL,
      "audit events waiting to be written; when full, requests answer 503 instead of losing events"},
     {"audit.batch", NULL, HV_SET_INT, "512", NULL, "audit events written per transaction at most"},
-    {"audit.synchronous", NULL, HV_SET_ENUM, "FULL", "FULL|NORMAL|OFF",
-     "durability of audit commits (FULL: an answer is sent only once its record is on disk)"},
+    {"audit.synchronous", NULL, HV_SET_ENUM, "NORMAL", "FULL|NORMAL|OFF",
+     "when an answer may leave: NORMAL once its record is in the audit journal (survives a crash or kill of the"
+     " engine, not a power loss), FULL once its record's batch is committed and on disk (survives a power loss,"
+     " costs a commit wait per request); OFF as NORMAL, with the store not synced at all"},
+    {"audit.flush_interval", NULL, HV_SET_DURATION, "20ms", NULL,
+     "with audit.synchronous NORMAL or OFF: how long journaled records may wait to be committed together"
+     " (a full batch goes at once)"},
     {"audit.checkpoint_every", NULL, HV_SET_INT, "1000", NULL,
      "sign a checkpoint of the hash chain every N records (Ed25519 key <data>/audit-signing.pem)"},
     {"audit.max_page", NULL, HV_SET_INT, "500", NULL, "most records one GET /audit/... page returns"},
@@ -51,6 +57,9 @@ static const hv_setting_t settings[] = {
     {"audit.retention.audit_days", NULL, HV_SET_INT, "2555", NULL, "retention of audit events (7 years)"},
     {"audit.retention.access_days", NULL, HV_SET_INT, "2190", NULL, "retention of access logs (6 years)"},
     {"audit.retention.alert_days", NULL, HV_SET_INT, "0", NULL, "retention of security alerts (0: indefinitely)"},
+    {"audit.consent_refresh", NULL, HV_SET_DURATION, "5s", NULL,
+     "how often the FHIR store is checked for Consents written by other processes (`holovitals import`, other"
+     " engines on the same database); 0: only at start and on this process's own writes"},
     {"audit.consent_max", NULL, HV_SET_INT, "10000", NULL,
      "active FHIR Consent resources enforced at most (kept in memory, about 14 KiB each)"},
     {"audit.verify_interval", NULL, HV_SET_DURATION, "1h", NULL,
@@ -73,18 +82,55 @@ static const hv_setting_t settings[] = {
 typedef struct batch {
     hv__audit_t *a;
     hv__aev_t *head;
+    int64_t top_jid;     /* the highest journal id in the batch, 0 when none */
+    const char *journal; /* the journal's name in audit_journal_pos */
 } batch_t;
+
+/*
+ * On PostgreSQL several engines may share one audit schema: the append takes a
+ * transaction-level advisory lock first, so one batch at a time, across processes, reads
+ * the chain's tail and appends after it (one chain, no gaps, no forks). The lock is
+ * released by the batch's COMMIT or ROLLBACK. SQLite needs none: BEGIN IMMEDIATE already
+ * serialises writers of the file.
+ */
 
 static int job_batch(hv_db_t *db, void *arg) {
     batch_t *b = arg;
     char prev[65];
     int64_t seq;
-    int rc = hv__audit_tail(db, prev, &seq);
+    int rc = HV_OK;
+    if (hv_db_kind(db) == HV_DB_PG) rc = hv_db_exec(db, HV__AUDIT_PG_LOCK);
+    if (rc == HV_OK) rc = hv__audit_tail(db, prev, &seq);
     for (hv__aev_t *ev = b->head; rc == HV_OK && ev != NULL; ev = ev->next) rc = hv__audit_append(db, ev, prev, &seq);
+    if (rc == HV_OK && b->top_jid > 0) rc = hv__journal_set_pos(db, b->journal, b->top_jid);
     return rc;
 }
 
 static void flush(hv__audit_t *a);
+static void flush_one(hv__audit_t *a, int force);
+
+/* Before a query of the store: everything recorded so far goes ahead of it (the storage
+ * thread runs jobs in order), so that a reader sees its own request's records. */
+void hv__audit_sync(hv__audit_t *a) {
+    while (a->pending != NULL && a->storage != NULL) {
+        size_t before = a->npending;
+        flush_one(a, 1);
+        if (a->npending == before) break; /* out of memory: tried again later */
+    }
+}
+
+static void on_flush_timer(uv_timer_t *t) { flush(t->data); }
+
+/* Starts a batch now when one is due (a held answer waits, a batch is full, or no timer
+ * runs any more), otherwise once audit.flush_interval has passed. */
+static void kick(hv__audit_t *a) {
+    if (a->pending == NULL || a->inflight) return;
+    if (a->nheld > 0 || a->npending >= a->batch_max || !a->flush_timer_on || a->flush_ms == 0) {
+        flush(a);
+        return;
+    }
+    if (!uv_is_active((uv_handle_t *)&a->flush_timer)) uv_timer_start(&a->flush_timer, on_flush_timer, a->flush_ms, 0);
+}
 
 static void finish(hv__audit_t *a, hv__aev_t *ev, int status) {
     if (status == HV_OK) {
@@ -104,43 +150,71 @@ static void finish(hv__audit_t *a, hv__aev_t *ev, int status) {
 static void done_batch(int status, void *arg) {
     batch_t *b = arg;
     hv__audit_t *a = b->a;
-    hv__aev_t *ev = b->head, *next;
+    hv__aev_t *ev = b->head, *next, *keep = NULL, *keep_tail = NULL;
+    size_t nkeep = 0;
     if (status != HV_OK)
         hv_log(HV_LOG_ERROR, "audit.write_failed", "a batch of audit records could not be written: %s",
                hv_strerror(status));
+    else if (a->journal != NULL && b->top_jid > 0)
+        hv__journal_committed(a->journal, b->top_jid);
     for (; ev != NULL; ev = next) {
         next = ev->next;
+        if (status != HV_OK && ev->jid > 0 && a->storage != NULL) {
+            /* Journaled: its answer may have left already, so the record must reach the
+             * store; it goes back to the head of the queue, in order, and is written again
+             * with the next batch (the journal keeps it across a restart meanwhile). */
+            ev->next = NULL;
+            if (keep_tail) keep_tail->next = ev;
+            else keep = ev;
+            keep_tail = ev;
+            nkeep++;
+            continue;
+        }
         finish(a, ev, status);
     }
+    if (keep != NULL) {
+        keep_tail->next = a->pending;
+        if (a->pending == NULL) a->pending_tail = keep_tail;
+        a->pending = keep;
+        a->npending += nkeep;
+    }
     hv_free(b);
-    a->inflight = 0;
-    flush(a);
+    a->inflight--;
+    if (keep == NULL) kick(a); /* after a failure: tried again at the next event */
 }
 
-static void flush(hv__audit_t *a) {
+static void flush(hv__audit_t *a) { flush_one(a, 0); }
+
+/* Starts one batch of what is pending: when none is being written, or always (force). */
+static void flush_one(hv__audit_t *a, int force) {
     batch_t *b;
     hv__aev_t *last = NULL;
     size_t n = 0;
     int rc;
-    if (a->inflight || a->pending == NULL || a->storage == NULL) return;
+    if ((a->inflight && !force) || a->pending == NULL || a->storage == NULL) return;
     b = hv_calloc(1, sizeof(*b));
     if (b == NULL) return; /* tried again at the next event or batch */
     b->a = a;
     b->head = a->pending;
+    b->journal = a->journal ? hv__journal_name(a->journal) : "";
     for (hv__aev_t *ev = a->pending; ev != NULL && n < a->batch_max; ev = ev->next) {
         last = ev;
+        if (ev->jid > b->top_jid) b->top_jid = ev->jid;
+        if (ev->jid == 0 && a->nheld > 0) a->nheld--;
         n++;
     }
+    if (a->flush_timer_on) uv_timer_stop(&a->flush_timer);
     a->pending = last->next;
     if (a->pending == NULL) a->pending_tail = NULL;
     last->next = NULL;
     a->npending -= n;
-    a->inflight = 1;
+    a->inflight++;
     rc = hv_storage_submit(a->storage, job_batch, done_batch, b);
     if (rc != HV_OK) {
         /* Only when closing: the storage queue holds at most this one job of ours
-         * (alerts and queries aside). The events fail like a failed commit. */
-        a->inflight = 0;
+         * (alerts and queries aside). The events fail like a failed commit (journaled
+         * ones are written at the next start). */
+        a->inflight--;
         for (hv__aev_t *ev = b->head, *next; ev != NULL; ev = next) {
             next = ev->next;
             finish(a, ev, rc);
@@ -150,8 +224,10 @@ static void flush(hv__audit_t *a) {
     }
 }
 
-int hv__audit_submit(hv__audit_t *a, hv__aev_t *ev) {
-    if (a->npending >= a->queue_max || a->storage == NULL) {
+int hv__audit_submit(hv__audit_t *a, hv__aev_t *ev, int reserved) {
+    /* A reserved event (a write admitted by admit_hook) was counted at admission; the
+     * others leave room for the reservations outstanding. */
+    if (a->storage == NULL || (!reserved && a->npending + a->reserved >= a->queue_max)) {
         hv_counter_add(a->m_busy, 1);
         hv_log(HV_LOG_WARN, "audit.busy", "the audit queue is full: the request is refused");
         if (ev->req != NULL) {
@@ -161,18 +237,23 @@ int hv__audit_submit(hv__audit_t *a, hv__aev_t *ev) {
         hv__aev_free(ev);
         return HV_EBUSY;
     }
+    if (a->journal != NULL && hv__journal_write(a->journal, ev) != HV_OK) {
+        ev->jid = 0; /* not journaled: this one is held until its batch commits */
+        hv_log(HV_LOG_WARN, "audit.journal_failed", "the audit journal cannot be written; answers wait for the store");
+    }
+    if (ev->jid > 0 && ev->on_done == NULL) ev->req = NULL; /* safe from a crash: the answer may leave now */
     if (ev->req != NULL && ev->on_done == NULL) hv_http_req_hold(ev->req);
+    if (ev->jid == 0) a->nheld++;
     ev->next = NULL;
     if (a->pending_tail) a->pending_tail->next = ev;
     else a->pending = ev;
     a->pending_tail = ev;
     a->npending++;
-    flush(a);
+    kick(a);
     return HV_OK;
 }
 
-static int sink(void *ud, const hv_audit_event_t *in) {
-    hv__audit_t *a = ud;
+static int submit_event(hv__audit_t *a, const hv_audit_event_t *in, int reserved) {
     hv__aev_t *ev = hv__aev_new(a);
     int rc;
     if (ev == NULL) return HV_ENOMEM;
@@ -182,7 +263,43 @@ static int sink(void *ud, const hv_audit_event_t *in) {
         hv__aev_free(ev);
         return rc;
     }
-    return hv__audit_submit(a, ev);
+    return hv__audit_submit(a, ev, reserved);
+}
+
+static int sink(void *ud, const hv_audit_event_t *in) { return submit_event(ud, in, 0); }
+
+/* The requests whose audit record gets a queue slot at admission: those that may change
+ * what the FHIR store or a channel holds (and are recorded by respond_hook). */
+static int is_write(hv_http_req_t *req) {
+    int m = hv_http_req_method(req);
+    const char *path = hv_http_req_path(req);
+    if (m != HV_HTTP_POST && m != HV_HTTP_PUT && m != HV_HTTP_PATCH && m != HV_HTTP_DELETE) return 0;
+    return (strncmp(path, "/fhir", 5) == 0 && (path[5] == '\0' || path[5] == '/')) ||
+           strncmp(path, "/channels/", 10) == 0;
+}
+
+/*
+ * The admission hook: a write runs only when its audit record has a slot in the queue.
+ * Without it a write could commit and then have its record refused (queue full): the
+ * client would see 503 for a change that happened, unaudited. Here the refusal comes
+ * first — 503 with Retry-After before the store is touched — and the slot is kept
+ * (a->reserved) until respond_hook submits the record, which is then never refused.
+ */
+static int admit_hook(hv_http_req_t *req, void *ud) {
+    hv__audit_t *a = ud;
+    if (!is_write(req)) return HV_OK;
+    if (a->storage == NULL || a->npending + a->reserved >= a->queue_max) {
+        hv_counter_add(a->m_busy, 1);
+        hv_log(HV_LOG_WARN, "audit.busy", "the audit queue is full: a write is refused before it runs");
+        hv_http_req_mark_audited(req); /* nothing happened: no record, no slot */
+        hv_http_header_add(req, "Retry-After", "1");
+        hv_http_respond_error(req, 503, "audit_unavailable",
+                              "the audit trail cannot take more records now; nothing was changed, retry later");
+        return HV_EBUSY;
+    }
+    a->reserved++;
+    hv_http_req_set_reserved(req);
+    return HV_OK;
 }
 
 /*
@@ -244,6 +361,8 @@ static void respond_hook(hv_http_req_t *req, int status, const char *body, size_
     hv_audit_event_t ev = {0};
     hv_arena_t *ar = hv_http_req_arena(req);
     int method = hv_http_req_method(req);
+    int reserved = hv_http_req_take_reserved(req);
+    if (reserved && a->reserved > 0) a->reserved--;
     if (path[0] != '/' || (path[1] != 'f' && path[1] != 'p' && path[1] != 'c')) return;
     if (path[1] == 'c') {
         if (!classify_channels(method, path, &action, &subtype, id, sizeof(id))) return;
@@ -259,7 +378,7 @@ static void respond_hook(hv_http_req_t *req, int status, const char *body, size_
             hv__audit_scan_patients(body, len, ar, ids, &n, HV_ARRAY_LEN(ids));
         ev.patients = ids;
         ev.npatients = n;
-        (void)sink(a, &ev);
+        (void)submit_event(a, &ev, reserved);
         return;
     }
     if (!hv__audit_classify(method, path, &action, &subtype, type, sizeof(type), id, sizeof(id))) return;
@@ -276,6 +395,7 @@ static void respond_hook(hv_http_req_t *req, int status, const char *body, size_
         const char *rb = hv_http_req_body(req, &bl);
         if (rb != NULL && bl > 0) hv__audit_scan_patients(rb, bl, ar, ids, &n, HV_ARRAY_LEN(ids));
         if (strcmp(type, "Consent") == 0) hv__consent_observe(a, method, id, status, body, len, rb, bl);
+        if (status < 300) hv__consent_hold_answer(a, req);
     }
     ev.action = action;
     ev.subtype = subtype;
@@ -287,7 +407,7 @@ static void respond_hook(hv_http_req_t *req, int status, const char *body, size_
     ev.patients = ids;
     ev.npatients = n;
     if (status >= 400 && ev.detail == NULL) ev.detail = hv_http_status_text(status);
-    (void)sink(a, &ev); /* a refusal has already turned the answer into 503 */
+    (void)submit_event(a, &ev, reserved); /* a refusal has already turned the answer into 503 */
 }
 
 /* ---- the `audit` channel destination ---- */
@@ -392,7 +512,7 @@ static int dest_send(void *state, const hv_channel_msg_t *m, hv_channel_sent_cb 
     ev->done_ud = x;
     /* done must never run from inside send: the batch is written by the storage thread
      * and completes on a later loop iteration. */
-    return hv__audit_submit(d->a, ev);
+    return hv__audit_submit(d->a, ev, 0);
 }
 
 static void dest_close(void *state) { hv_free(state); }
@@ -418,6 +538,8 @@ static int read_config(hv__audit_t *a, hv_config_t *c) {
     a->queue_max = (size_t)hv_config_int(c, "audit.queue");
     a->verify_interval_ms = hv_config_duration_ms(c, "audit.verify_interval");
     a->batch_max = (size_t)hv_config_int(c, "audit.batch");
+    a->flush_ms = hv_config_duration_ms(c, "audit.flush_interval");
+    a->consent_refresh_ms = hv_config_duration_ms(c, "audit.consent_refresh");
     if (hv__alert_parse_hours(hv_config_str(c, "audit.alerts.hours"), &a->alert_cfg.hours_from,
                               &a->alert_cfg.hours_to) != HV_OK) {
         fprintf(stderr, "holovitals: audit.alerts.hours must look like 07:00-19:00\n");
@@ -455,6 +577,21 @@ static int audit_init(hv_engine_t *e, void **state) {
     if (rc == HV_OK) rc = hv_db_open(hv_engine_db_url(e), hv_engine_data_dir(e), "audit", &db, &err);
     if (rc == HV_OK) rc = hv_db_migrate(db, "audit", hv__audit_migrations(db), &err);
     if (rc == HV_OK) rc = hv_db_set_synchronous(db, hv_config_str(c, "audit.synchronous"));
+    if (rc == HV_OK) rc = hv__journal_open(hv_engine_data_dir(e), &a->journal, &err);
+    if (rc == HV_OK) {
+        /* Records a crash left in the journal join the chain before anything else. */
+        int64_t replayed = 0;
+        rc = hv__journal_replay(a->journal, a, db, &replayed);
+        if (rc == HV_OK && replayed > 0)
+            hv_log(HV_LOG_WARN, "audit.journal_replayed",
+                   "%lld audit records written after the last shutdown were recovered from the journal",
+                   (long long)replayed);
+        if (rc != HV_OK) hv_error_set(&err, rc, "audit.journal", "cannot recover the audit journal");
+    }
+    if (rc == HV_OK && strcmp(hv_config_str(c, "audit.synchronous"), "FULL") == 0) {
+        hv__journal_close(a->journal); /* FULL: every answer waits for its record's commit */
+        a->journal = NULL;
+    }
     if (rc == HV_OK) rc = hv__consent_load(a, db);
     if (rc != HV_OK) {
         char msg[1024];
@@ -489,11 +626,18 @@ static int audit_init(hv_engine_t *e, void **state) {
     if ((rc = hv_channel_register_dest(e, &audit_dest)) != HV_OK) goto fail;
     hv_audit_set_sink(e, sink, a);
     hv_http_set_respond_hook(e, respond_hook, a);
+    hv_http_set_admit_hook(e, admit_hook, a);
     hv_consent_set_filter(e, hv__consent_filter, a);
+    /* Last: a failure above frees a, which must not hold a live handle. */
+    if (uv_timer_init(hv_engine_loop(e), &a->flush_timer) == 0) {
+        a->flush_timer.data = a;
+        a->flush_timer_on = 1;
+    }
     *state = a;
     return HV_OK;
 fail:
     if (a->storage != NULL) hv_storage_free(a->storage);
+    hv__journal_close(a->journal);
     EVP_PKEY_free(a->key);
     hv__alert_state_free(a->alerts);
     hv__consent_free(a);
@@ -546,7 +690,11 @@ static void on_verify_timer(uv_timer_t *t) {
 
 static int audit_start(hv_engine_t *e, void *state) {
     hv__audit_t *a = state;
-    int rc;
+    int rc = hv__consent_store_start(a);
+    if (rc != HV_OK) {
+        fprintf(stderr, "holovitals: the audit module cannot read Consents from the FHIR store: %s\n", hv_strerror(rc));
+        return rc;
+    }
     if (a->verify_interval_ms == 0) return HV_OK;
     rc = uv_timer_init(hv_engine_loop(e), &a->verify_timer);
     if (rc != 0) return HV_EIO;
@@ -560,8 +708,7 @@ static int audit_start(hv_engine_t *e, void *state) {
  * (libuv: a handle's memory is released in its close callback). */
 static void on_timer_closed(uv_handle_t *h) {
     hv__audit_t *a = h->data;
-    a->timer_closing = 0;
-    if (a->free_on_close) hv_free(a);
+    if (--a->handles_closing == 0 && a->free_on_close) hv_free(a);
 }
 
 static void audit_stop(hv_engine_t *e, void *state) {
@@ -569,9 +716,24 @@ static void audit_stop(hv_engine_t *e, void *state) {
     (void)e;
     if (a->timer_on) {
         uv_timer_stop(&a->verify_timer);
-        a->timer_closing = 1;
+        a->handles_closing++;
         uv_close((uv_handle_t *)&a->verify_timer, on_timer_closed);
         a->timer_on = 0;
+    }
+    a->fhir_storage = NULL; /* the fhir module stops too: no more reloads */
+    if (a->consent_timer_on) {
+        uv_timer_stop(&a->consent_timer);
+        a->handles_closing++;
+        uv_close((uv_handle_t *)&a->consent_timer, on_timer_closed);
+        a->consent_timer_on = 0;
+    }
+    if (a->flush_timer_on) {
+        /* From now on batches start at once; what waits goes now. */
+        uv_timer_stop(&a->flush_timer);
+        a->handles_closing++;
+        uv_close((uv_handle_t *)&a->flush_timer, on_timer_closed);
+        a->flush_timer_on = 0;
+        flush(a);
     }
 }
 
@@ -582,15 +744,18 @@ static void audit_free(hv_engine_t *e, void *state) {
      * Unhook first, then run what is queued (releasing the answers it holds). */
     hv_audit_set_sink(e, NULL, NULL);
     hv_http_set_respond_hook(e, NULL, NULL);
+    hv_http_set_admit_hook(e, NULL, NULL);
     hv_consent_set_filter(e, NULL, NULL);
     hv_storage_free(a->storage);
     a->storage = NULL;
+    hv__journal_close(a->journal);
+    a->journal = NULL;
     EVP_PKEY_free(a->key);
     a->key = NULL;
     hv__alert_state_free(a->alerts);
     a->alerts = NULL;
     hv__consent_free(a);
-    if (a->timer_closing) a->free_on_close = 1;
+    if (a->handles_closing > 0) a->free_on_close = 1;
     else hv_free(a);
 }
 
@@ -710,36 +875,51 @@ static int cmd_verify(hv_engine_t *e, int argc, char **argv) {
 
 static int cmd_archive(hv_engine_t *e, int argc, char **argv) {
     const char *before = NULL, *out = NULL;
-    int64_t before_ms = 0, n = 0;
+    int64_t before_ms = 0, purged = 0;
+    int64_t cutoff = (int64_t)hv_now_ms() - hv_config_int(hv_engine_config(e), "audit.hot_days") * 86400000LL;
+    int purge = 0;
+    hv__audit_archived_t ar;
     hv_db_t *db = NULL;
     EVP_PKEY *key = NULL;
     hv_error_t err;
     int rc;
     hv_error_clear(&err);
+    memset(&ar, 0, sizeof(ar));
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--before") == 0 && i + 1 < argc) before = argv[++i];
         else if (strcmp(argv[i], "--out") == 0 && i + 1 < argc) out = argv[++i];
-        else break;
+        else if (strcmp(argv[i], "--purge") == 0) purge = 1;
+        else {
+            out = NULL;
+            break;
+        }
     }
     if (out == NULL) {
-        fprintf(stderr, "usage: holovitals audit archive --out FILE.ndjson.gz [--before DATE]\n");
+        fprintf(stderr, "usage: holovitals audit archive --out FILE.ndjson.gz [--before DATE] [--purge]\n");
         return HV_EXIT_USAGE;
     }
     if (before == NULL) {
-        before_ms = (int64_t)hv_now_ms() - hv_config_int(hv_engine_config(e), "audit.hot_days") * 86400000LL;
+        before_ms = cutoff;
     } else if (hv__audit_parse_time(before, &before_ms) != HV_OK) {
         fprintf(stderr, "holovitals: --before takes a date (2026-11-25 or 2026-11-25T10:00:00Z)\n");
         return HV_EXIT_USAGE;
     }
     if (open_store(e, &db, &key) != HV_OK) return HV_EXIT_FAILURE;
-    rc = hv__audit_archive(db, key, before_ms, out, &n, &err);
+    rc = hv__audit_archive(db, key, before_ms, out, &ar, &err);
+    if (rc == HV_OK && purge) rc = hv__audit_purge(db, key, out, &ar, cutoff, &purged, &err);
     hv_db_close(db);
     EVP_PKEY_free(key);
     if (rc != HV_OK) {
         fprintf(stderr, "holovitals: %s: %s\n", err.location, err.message);
         return HV_EXIT_FAILURE;
     }
-    printf("archived %lld records to %s (they stay in the store until their retention ends)\n", (long long)n, out);
+    if (purge)
+        printf("archived %lld records to %s, verified it, and removed them from the store (records %lld to %lld;"
+               " keep the file until their retention ends)\n",
+               (long long)ar.n, out, (long long)ar.first_seq, (long long)ar.last_seq);
+    else
+        printf("archived %lld records to %s (they stay in the store; --purge removes them once verified)\n",
+               (long long)ar.n, out);
     return HV_EXIT_OK;
 }
 
@@ -749,11 +929,14 @@ static const hv_command_t commands[] = {
      "checks every signed checkpoint with the key <data>/audit-signing.pem. Prints the first record\n"
      "that was altered, deleted or inserted and exits 1, or prints ok and exits 0.",
      cmd_verify},
-    {"audit archive", "audit archive --out FILE [--before DATE]",
-     "copy audit records to a gzip'd NDJSON archive with their chain, signed",
-     "Writes every record recorded before DATE (default: older than audit.hot_days) to FILE, one JSON\n"
-     "object per line, ending with a checkpoint signed by the engine's audit key, so that\n"
-     "`audit verify --archive FILE` checks it offline. Records are not deleted from the store.",
+    {"audit archive", "audit archive --out FILE [--before DATE] [--purge]",
+     "copy audit records to a gzip'd NDJSON archive with their chain, signed; optionally purge them",
+     "Writes the oldest records, in chain order up to the first recorded at or after DATE (default:\n"
+     "older than audit.hot_days), to FILE, one JSON object per line, ending with a checkpoint signed by\n"
+     "the engine's audit key, so that `audit verify --archive FILE` checks it offline. With --purge the\n"
+     "archive is read back and verified, then its records are removed from the store (only records\n"
+     "older than audit.hot_days; the store keeps a register of archives so that `audit verify` goes on\n"
+     "from the last archived record). Keep archives until their retention (audit.retention.*) ends.",
      cmd_archive},
     {NULL, NULL, NULL, NULL, NULL},
 };

@@ -10,7 +10,10 @@
  *     and a refused body leaves an error message;
  *   - the scanner returns distinct valid FHIR ids, no more than asked, never more than it
  *     counted, and the same ids when run twice;
- *   - the classifier, when it audits a path, names an action of C/R/U/D/E and a subtype.
+ *   - the classifier, when it audits a path, names an action of C/R/U/D/E and a subtype;
+ *   - the audit journal's frame decoder (journal.c; generation 0) accepts only frames that
+ *     encode back to exactly the bytes it consumed, with action C/R/U/D/E, and never reads
+ *     past the input.
  */
 #include <json-c/json.h>
 #include <stdint.h>
@@ -49,7 +52,23 @@ static void check_post(const char *s, size_t n) {
         if (e == NULL) abort();
         e->source = source ? source : "";
         if (hv__aev_fill(e, &ev) != HV_OK) abort();
-        o = json_tokener_parse(e->content.data);
+        {
+            /* The stored compact record renders to the same AuditEvent as the filled event
+             * once loaded back from its columns (what GET /audit/logs does). */
+            hv_buf_t r1, r2;
+            hv__aev_t *back = hv__aev_new(&st);
+            hv_buf_init(&r1, 0);
+            hv_buf_init(&r2, 0);
+            if (back == NULL || !hv__aev_compact(e->content.data, e->content.len) || hv__aev_render(e, &r1) != HV_OK ||
+                hv__aev_load(back, e->recorded, e->action, e->subtype, e->outcome, e->who, e->role, e->ip,
+                             e->patients_csv, e->content.data, e->content.len) != HV_OK ||
+                hv__aev_render(back, &r2) != HV_OK || strcmp(r1.data, r2.data) != 0)
+                abort();
+            hv__aev_free(back);
+            o = json_tokener_parse(r1.data);
+            hv_buf_release(&r1);
+            hv_buf_release(&r2);
+        }
         if (o == NULL) abort();
         if (!json_object_object_get_ex(o, "action", &v) || json_object_get_string(v)[0] != ev.action) abort();
         if (!json_object_object_get_ex(o, "subtype", &v) ||
@@ -90,6 +109,24 @@ static void check_classify(const char *s) {
     }
 }
 
+static void check_journal(const char *s, size_t n) {
+    hv__audit_t st;
+    hv__aev_t *ev;
+    size_t used = 0;
+    memset(&st, 0, sizeof(st));
+    ev = hv__aev_new(&st);
+    if (ev == NULL) return;
+    if (hv__journal_decode(s, n, 0, &used, ev) == HV_OK) {
+        hv_buf_t out;
+        hv_buf_init(&out, 0);
+        if (used == 0 || used > n || strchr("CRUDE", ev->action[0]) == NULL || ev->action[0] == 0) abort();
+        if (ev->np > HV_AUDIT_MAX_PATIENTS) abort();
+        if (hv__journal_encode(ev, 0, &out) != HV_OK || out.len != used || memcmp(out.data, s, used) != 0) abort();
+        hv_buf_release(&out);
+    }
+    hv__aev_free(ev);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char *s;
     if (size > 65536) return 0;
@@ -100,6 +137,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     check_post(s, size);
     check_scan(s, size);
     if (strlen(s) < 2048) check_classify(s);
+    check_journal(s, size);
     free(s);
     return 0;
 }

@@ -13,6 +13,7 @@ import base64
 import gzip
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import threading
@@ -600,6 +601,287 @@ class Destination(AuditCase):
         self.assertEqual(base64.b64decode(q).decode(), msg)
 
 
+class Journal(AuditCase):
+    """Answers leave once their record is in the crash-safe journal (audit.synchronous
+    NORMAL); records commit to the chain later, in batches. A kill -9 before any batch
+    committed loses nothing: the next start appends the journal to the chain."""
+
+    def test_kill9_before_any_commit_replays_the_journal(self):
+        # nothing commits on its own for a minute: every record is only in the journal
+        eng = self.audit_engine(config={"audit": {"flush_interval": "60s", "batch": 100000,
+                                                  "alerts": {"patients": 0}}})
+        adm = self.token(eng, "admin")
+        self.seed(eng, adm, 1)
+        for k in range(1, 31):
+            self.assertEqual(eng.get("/fhir/Patient?_id=p1&_count=%d" % k, headers=adm)[0], 200)
+        n = sqlite3.connect(os.path.join(eng.data, "audit.db")).execute(
+            "SELECT COUNT(*) FROM audit_event WHERE subtype = 'search-type'").fetchone()[0] if not self.DB else 0
+        self.assertEqual(n, 0)  # answered, not yet committed
+        eng.kill9()
+        eng.start(fixed_ports=True)
+        self.assertIn("recovered from the journal", eng.stderr())
+        rc, out, err = eng.cli("audit", "verify")
+        self.assertEqual(rc, 0, out + err)
+        adm = self.token(eng, "admin")
+        got = sorted(int(base64.b64decode(ent["query"]).decode().split("_count=")[1])
+                     for e in self.events(eng, adm, "&user=admin&subtype=search-type")
+                     for ent in e.get("entity", []) if "query" in ent)
+        self.assertEqual(got, list(range(1, 31)))
+        # a clean restart replays nothing twice
+        eng.stop()
+        eng.start(fixed_ports=True)
+        rc, out, err = eng.cli("audit", "verify")
+        self.assertEqual(rc, 0, out + err)
+        adm = self.token(eng, "admin")
+        self.assertEqual(len(self.events(eng, adm, "&user=admin&subtype=search-type")), 30)
+
+    def test_full_mode_holds_answers_until_commit_and_survives_kill9(self):
+        eng = self.audit_engine(config={"audit": {"synchronous": "FULL", "alerts": {"patients": 0}}})
+        adm = self.token(eng, "admin")
+        self.seed(eng, adm, 1)
+        for k in range(1, 11):
+            self.assertEqual(eng.get("/fhir/Patient?_id=p1&_count=%d" % k, headers=adm)[0], 200)
+        if not self.DB:
+            n = sqlite3.connect(os.path.join(eng.data, "audit.db")).execute(
+                "SELECT COUNT(*) FROM audit_event WHERE subtype = 'search-type'").fetchone()[0]
+            self.assertEqual(n, 10)  # each answer waited for its commit
+        eng.kill9()
+        eng.start(fixed_ports=True)
+        rc, out, err = eng.cli("audit", "verify")
+        self.assertEqual(rc, 0, out + err)
+
+
+class BackPressure(AuditCase):
+    def test_write_refused_before_it_runs_when_the_audit_queue_is_full(self):
+        # one slot, and records wait a minute before committing: the first write takes the slot
+        cfg = {"audit": {"queue": 1, "flush_interval": "60s", "batch": 100000}}
+        eng = self.engine(config=cfg)
+        h = {"Content-Type": "application/fhir+json"}
+        st, _, body = eng.request("PUT", "/fhir/Patient/a", body=json.dumps(
+            {"resourceType": "Patient", "id": "a"}), headers=h)
+        self.assertIn(st, (200, 201), body)
+        st, hd, body = eng.request("PUT", "/fhir/Patient/b", body=json.dumps(
+            {"resourceType": "Patient", "id": "b"}), headers=h)
+        self.assertEqual(st, 503, body)
+        self.assertEqual(hd.get("retry-after"), "1")
+        self.assertIn(b"nothing was changed", body)
+        eng.stop()
+        with open(eng.config_path, "w") as f:
+            json.dump({}, f)
+        eng.start(fixed_ports=True)
+        self.assertEqual(eng.get("/fhir/Patient/a")[0], 200)
+        self.assertEqual(eng.get("/fhir/Patient/b")[0], 404)  # the refused write never ran
+        st, body = eng.get_json("/audit/logs?subtype=update")
+        self.assertEqual(st, 200, body)
+        ents = [ent["what"]["reference"] for e in body["entry"] for ent in e["resource"].get("entity", [])
+                if "query" not in ent and ent["what"].get("reference", "").startswith("Patient/")]
+        self.assertIn("Patient/a", ents)
+        self.assertNotIn("Patient/b", ents)
+
+
+class ConsentPaths(AuditCase):
+    """Consents reach enforcement from every write path of the FHIR store."""
+
+    DENY_ALICE = {"type": "deny", "actor": [{"role": {"coding": [{"code": "PRCP"}]},
+                                             "reference": {"reference": "Practitioner/alice"}}]}
+
+    def consent_res(self, cid, patient):
+        return {"resourceType": "Consent", "id": cid, "status": "active",
+                "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                                      "code": "patient-privacy"}]},
+                "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+                "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                                           "code": "OPTIN"}]},
+                "patient": {"reference": "Patient/" + patient}, "provision": self.DENY_ALICE}
+
+    def test_consent_in_a_transaction_bundle_is_enforced(self):
+        eng = self.audit_engine()
+        adm = self.token(eng, "admin")
+        self.seed(eng, adm, 2)
+        alice = self.token(eng, "alice")
+        self.assertEqual(eng.get("/fhir/Patient/p1", headers=alice)[0], 200)
+        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"resource": self.consent_res("tc1", "p1"), "request": {"method": "PUT", "url": "Consent/tc1"}},
+            {"resource": {"resourceType": "Observation", "id": "ox", "status": "final", "code": {"text": "y"},
+                          "subject": {"reference": "Patient/p2"}},
+             "request": {"method": "PUT", "url": "Observation/ox"}}]}
+        hh = dict(adm, **{"Content-Type": "application/fhir+json", "Prefer": "return=minimal"})
+        st, _, body = eng.request("POST", "/fhir", body=json.dumps(bundle), headers=hh)
+        self.assertEqual(st, 200, body)
+        self.assertEqual(eng.get("/fhir/Patient/p1", headers=alice)[0], 403)
+        self.assertEqual(eng.get("/fhir/Patient/p2", headers=alice)[0], 200)
+        # a transaction that deletes it lifts it
+        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"request": {"method": "DELETE", "url": "Consent/tc1"}}]}
+        st, _, body = eng.request("POST", "/fhir", body=json.dumps(bundle), headers=hh)
+        self.assertEqual(st, 200, body)
+        self.assertEqual(eng.get("/fhir/Patient/p1", headers=alice)[0], 200)
+
+    def test_consent_loaded_by_import_is_enforced(self):
+        eng = self.audit_engine(config={"audit": {"consent_refresh": "100ms"}})
+        adm = self.token(eng, "admin")
+        self.seed(eng, adm, 2)
+        alice = self.token(eng, "alice")
+        self.assertEqual(eng.get("/fhir/Patient/p1", headers=alice)[0], 200)
+        # imported while the engine runs (another process): seen within the refresh interval
+        path = os.path.join(self.workdir, "consents.ndjson")
+        with open(path, "w") as f:
+            f.write(json.dumps(self.consent_res("ic1", "p1")) + "\n")
+        rc, out, err = eng.cli("import", path)
+        self.assertEqual(rc, 0, out + err)
+        deadline = time.monotonic() + 5
+        while eng.get("/fhir/Patient/p1", headers=alice)[0] != 403 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(eng.get("/fhir/Patient/p1", headers=alice)[0], 403)
+        # imported while it is stopped: enforced from the start
+        eng.stop()
+        with open(path, "w") as f:
+            f.write(json.dumps(self.consent_res("ic2", "p2")) + "\n")
+        rc, out, err = eng.cli("import", path)
+        self.assertEqual(rc, 0, out + err)
+        eng.start(fixed_ports=True)
+        alice = self.token(eng, "alice")
+        self.assertEqual(eng.get("/fhir/Patient/p2", headers=alice)[0], 403)
+        self.assertEqual(eng.get("/fhir/Patient/p1", headers=alice)[0], 403)
+
+
+class Retention(AuditCase):
+    """Past the hot window records are archived, the archive verified, then purged from
+    the store; the chain stays verifiable across archives and the hot table; the
+    append-only guard lets only the purge path delete."""
+
+    def verified(self, eng):
+        rc, out, err = eng.cli("audit", "verify")
+        self.assertEqual(rc, 0, out + err)
+        return int(out.split("audit trail: ")[1].split(" records")[0])
+
+    def test_archive_purge_keeps_the_chain_verifiable(self):
+        eng = self.audit_engine(config={"audit": {"hot_days": 0, "checkpoint_every": 4}})
+        adm = self.token(eng, "admin")
+        self.seed(eng, adm, 2)
+        eng.stop()
+        before = self.verified(eng)
+        self.assertGreater(before, 3)
+        f1 = os.path.join(self.workdir, "a1.ndjson.gz")
+        rc, out, err = eng.cli("audit", "archive", "--out", f1, "--purge")
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn("removed them from the store", out)
+        self.assertEqual(self.verified(eng), 0)  # all archived; nothing hot
+        rc, out, err = eng.cli("audit", "verify", "--archive", f1)
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn("%d records" % before, out)
+        # the engine goes on: the first hot record links to the last archived one
+        eng.start(fixed_ports=True)
+        adm = self.token(eng, "admin")
+        for _ in range(3):
+            eng.get("/fhir/Patient/p1", headers=adm)
+        eng.stop()
+        more = self.verified(eng)
+        self.assertGreater(more, 3)
+        with gzip.open(f1, "rt") as f:
+            lines = f.read().splitlines()
+        last1 = json.loads(lines[-2])
+        f2 = os.path.join(self.workdir, "a2.ndjson.gz")
+        rc, out, err = eng.cli("audit", "archive", "--out", f2, "--purge")
+        self.assertEqual(rc, 0, out + err)
+        with gzip.open(f2, "rt") as f:
+            head2 = json.loads(f.readline())
+        self.assertEqual(head2["first_seq"], last1["seq"] + 1)
+        self.assertEqual(head2["prev_hash"], last1["hash"])
+        rc, out, err = eng.cli("audit", "verify", "--archive", f2)
+        self.assertEqual(rc, 0, out + err)
+        self.assertEqual(self.verified(eng), 0)
+        if not self.DB:
+            db = sqlite3.connect(os.path.join(eng.data, "audit.db"))
+            self.assertEqual(db.execute("SELECT COUNT(*) FROM audit_archive").fetchone()[0], 2)
+            with self.assertRaises(sqlite3.DatabaseError):
+                db.execute("DELETE FROM audit_archive")
+            db.close()
+
+    def test_purge_never_touches_the_hot_window_and_guards_hold(self):
+        eng = self.audit_engine()  # hot_days 365: everything is hot
+        adm = self.token(eng, "admin")
+        self.seed(eng, adm, 1)
+        eng.stop()
+        n = self.verified(eng)
+        f = os.path.join(self.workdir, "hot.ndjson.gz")
+        rc, out, err = eng.cli("audit", "archive", "--out", f, "--before", "2100-01-01", "--purge")
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("hot window", err)
+        self.assertEqual(self.verified(eng), n)  # nothing removed
+        if self.DB:
+            return
+        db = sqlite3.connect(os.path.join(eng.data, "audit.db"))
+        with self.assertRaises(sqlite3.DatabaseError):
+            db.execute("DELETE FROM audit_event WHERE seq = 1")
+        db.close()
+
+    def test_deleting_the_first_hot_record_after_a_purge_is_found(self):
+        eng = self.audit_engine(config={"audit": {"hot_days": 0}})
+        adm = self.token(eng, "admin")
+        self.seed(eng, adm, 1)
+        eng.stop()
+        rc, out, err = eng.cli("audit", "archive", "--out", os.path.join(self.workdir, "x.ndjson.gz"), "--purge")
+        self.assertEqual(rc, 0, out + err)
+        eng.start(fixed_ports=True)
+        adm = self.token(eng, "admin")
+        for _ in range(3):
+            eng.get("/fhir/Patient/p1", headers=adm)
+        eng.stop()
+        if self.DB:
+            return
+        db = sqlite3.connect(os.path.join(eng.data, "audit.db"))
+        first = db.execute("SELECT MIN(seq) FROM audit_event").fetchone()[0]
+        db.execute("DROP TRIGGER audit_event_no_delete")
+        db.execute("DELETE FROM audit_event WHERE seq = ?", (first,))
+        db.commit()
+        db.close()
+        rc, out, _ = eng.cli("audit", "verify")
+        self.assertEqual(rc, 1, out)
+        self.assertIn("deleted at record %d" % first, out)
+
+
+class SharedChain(AuditCase):
+    """Several engines on one PostgreSQL database append to ONE hash chain: each batch
+    takes a transaction-level advisory lock before it reads the chain's tail. (They share
+    the signing key: a checkpoint signed by one is verified with the other's copy.)"""
+
+    def test_two_engines_sharing_the_database_keep_one_chain(self):
+        cfg = {"audit": {"checkpoint_every": 25, "flush_interval": "5ms", "alerts": {"patients": 0}}}
+        a = self.audit_engine(config=cfg)
+        b = self.engine(start=False, auth=True, config=merge(FAST, cfg), env={"HOLOVITALS_DB": self.DB})
+        os.makedirs(b.data, exist_ok=True)
+        shutil.copy(os.path.join(a.data, "audit-signing.pem"), os.path.join(b.data, "audit-signing.pem"))
+        os.chmod(os.path.join(b.data, "audit-signing.pem"), 0o600)
+        b.start()
+        ha, hb = self.token(a, "admin"), self.token(b, "admin")
+        self.seed(a, ha, 1)
+        done, lock, stop = [0], threading.Lock(), threading.Event()
+
+        def worker(eng, h):
+            while not stop.is_set():
+                st, _, _ = eng.request("GET", "/fhir/Patient/p1", headers=h, timeout=10)
+                if st == 200:
+                    with lock:
+                        done[0] += 1
+
+        threads = [threading.Thread(target=worker, args=(e, h)) for e, h in ((a, ha), (b, hb), (a, ha), (b, hb))]
+        for t in threads:
+            t.start()
+        time.sleep(1.5)
+        stop.set()
+        for t in threads:
+            t.join()
+        a.stop()
+        b.stop()
+        self.assertGreater(done[0], 40)
+        for eng in (a, b):
+            rc, out, err = eng.cli("audit", "verify")
+            self.assertEqual(rc, 0, out + err)
+            n = int(out.split("audit trail: ")[1].split(" records")[0])
+            self.assertGreaterEqual(n, done[0])
+
+
 def pg_variant(base, name):
     """The same tests against PostgreSQL (--db), in a database of their own."""
 
@@ -624,6 +906,13 @@ def pg_variant(base, name):
 if PG_URL:
     ScriptedDayPg = pg_variant(ScriptedDay, "day")
     CrashPg = pg_variant(Crash, "crash")
+    JournalPg = pg_variant(Journal, "journal")
+    SharedChainPg = pg_variant(SharedChain, "shared")
+    ConsentPathsPg = pg_variant(ConsentPaths, "consent")
+    RetentionPg = pg_variant(Retention, "retention")
+
+# SharedChain needs PostgreSQL: it runs only as SharedChainPg.
+del SharedChain
 
 
 if __name__ == "__main__":

@@ -7,5 +7,6 @@ int main(void) {
     failed += run_chain_tests();
     failed += run_alerts_tests();
     failed += run_consent_tests();
+    failed += run_journal_tests();
     return failed;
 }

@@ -15,5 +15,6 @@ int run_event_tests(void);
 int run_chain_tests(void);
 int run_alerts_tests(void);
 int run_consent_tests(void);
+int run_journal_tests(void);
 
 #endif
