@@ -6,7 +6,8 @@
  *   schedule.c cron subset (pure)          seal.c  AES-256-GCM (pure)
  *   auth.c     SMART discovery and backend-services tokens
  *   store.c    the module's tables and their storage jobs
- *   sync.c     a sync run: search paging, conflicts, writes into the FHIR store
+ *   sync.c     a sync run: search paging, checkpoints, the end of a run
+ *   write.c    a page into the FHIR store in-process: local ids, conflicts, rows
  *   bulk.c     Bulk Data $export: kick-off, polling, NDJSON download, import
  *   api.c      the /ehr routes              module.c settings, sources, scheduler
  */
@@ -125,8 +126,6 @@ struct hv__ehr {
     int sched_closed;
     int free_pending;
     int stopping;
-    char store_url[512];   /* the FHIR store the sync writes to (loopback) */
-    char store_token[2048];
     /* settings */
     uint64_t timeout_ms, retry_base_ms, max_retry_after_ms, token_renew_ms;
     int max_attempts, max_pages;
@@ -192,9 +191,14 @@ int hv__ehr_store_pending_runs(hv__ehr_t *m, hv_db_t *db);
 int hv__ehr_run_start(hv__ehr_t *m, hv__ehr_conn_t *c, const char *mode, char run_id[HV__EHR_ID_MAX]);
 void hv__ehr_run_resume(hv__ehr_run_t *r);
 void hv__ehr_run_error(hv__ehr_run_t *r, const char *where, const char *fmt, ...) HV_PRINTF(3, 4);
-/* Writes a batch of resources (array) of the run into the store; then cb. */
+/* write.c: writes a batch of resources (array) of the run into the store; then cb. */
 typedef void (*hv__ehr_written_cb)(hv__ehr_run_t *r, int status);
 void hv__ehr_write_resources(hv__ehr_run_t *r, struct json_object *resources, hv__ehr_written_cb cb);
+#define HV__EHR_LOCAL_ID_MAX 65
+/* The local id of the EHR's type/id synced through connection conn (write.c explains the rule). */
+void hv__ehr_local_id(const char *conn, const char *type, const char *id, char out[HV__EHR_LOCAL_ID_MAX]);
+/* Rewrites the references of res to the connection's local ids; HV_EINVAL when nested too deep. */
+int hv__ehr_rewrite_refs(struct json_object *res, const char *conn, const char *base);
 void hv__ehr_run_finish(hv__ehr_run_t *r);
 void hv__ehr_run_free(hv__ehr_run_t *r);
 /* Saves the checkpoint and counts; then continues with next. */

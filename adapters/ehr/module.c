@@ -21,10 +21,6 @@ static const hv_setting_t settings[] = {
     {"ehr.secret_key", NULL, HV_SET_STRING, "", NULL,
      "AES-256-GCM key sealing EHR private keys and client secrets: 64 hex digits; empty keeps a generated key in "
      "<data>/ehr-secret.key (mode 0600)"},
-    {"ehr.store_url", NULL, HV_SET_STRING, "", NULL,
-     "FHIR store that syncs write to (a FHIR batch endpoint); empty is this engine's own /fhir on loopback"},
-    {"ehr.store_token", NULL, HV_SET_STRING, "", NULL,
-     "bearer token for ehr.store_url when authentication is on (a service account's token)"},
     {"ehr.timeout", NULL, HV_SET_DURATION, "60s", NULL, "time allowed for one request to an EHR"},
     {"ehr.retry_base", NULL, HV_SET_DURATION, "500ms", NULL,
      "first backoff after a 429, 5xx or transport failure (doubles per attempt, ±25% jitter)"},
@@ -191,24 +187,6 @@ void hv__ehr_schedule_arm(hv__ehr_t *m) {
 
 /* ---- lifecycle ---- */
 
-static void store_url_default(hv__ehr_t *m) {
-    hv_config_t *cfg = hv_engine_config(m->e);
-    const char *u = hv_config_str(cfg, "ehr.store_url"), *listen = hv_config_str(cfg, "http.listen");
-    const char *cert = hv_config_str(cfg, "tls.cert"), *tok = hv_config_str(cfg, "ehr.store_token");
-    char host[256] = "127.0.0.1";
-    int port = 8080;
-    if (u != NULL && u[0] != '\0') {
-        snprintf(m->store_url, sizeof(m->store_url), "%s", u);
-    } else {
-        if (listen != NULL) hv_parse_hostport(listen, host, sizeof(host), &port);
-        if (strcmp(host, "0.0.0.0") == 0 || host[0] == '\0') snprintf(host, sizeof(host), "127.0.0.1");
-        if (strcmp(host, "::") == 0) snprintf(host, sizeof(host), "[::1]");
-        snprintf(m->store_url, sizeof(m->store_url), "%s://%s:%d/fhir", cert && cert[0] ? "https" : "http", host,
-                 port);
-    }
-    snprintf(m->store_token, sizeof(m->store_token), "%s", tok ? tok : "");
-}
-
 static void module_free_state(hv__ehr_t *m) {
     while (m->runs != NULL) {
         hv__ehr_run_t *r = m->runs;
@@ -253,7 +231,6 @@ static int module_init(hv_engine_t *e, void **state) {
     if (m->max_attempts < 1) m->max_attempts = 1;
     if (m->max_pages < 1) m->max_pages = 1;
     if (m->timeout_ms == 0) m->timeout_ms = 60000;
-    store_url_default(m);
     rc = load_kek(m, &err);
     if (rc == HV_OK) rc = hv_db_open(hv_engine_db_url(e), hv_engine_data_dir(e), "ehr", &db, &err);
     if (rc == HV_OK) rc = hv__ehr_store_migrate(db, &err);

@@ -44,6 +44,20 @@ def load(path):
 PG_URL = os.environ.get("HV_TEST_PG_URL")
 
 
+def local_id(cid, type_, id_):
+    """The store's id of the EHR's type_/id_ synced through connection cid (adapters/ehr/write.c):
+    two FNV-1a 64-bit hashes of "ehr:<cid>:<type>/<id>#0" as a version 8 UUID."""
+    h1, h2, mask = 0xcbf29ce484222325, 0x84222325cbf29ce4, (1 << 64) - 1
+    for ch in ("ehr:%s:%s/%s#0" % (cid, type_, id_)).encode():
+        h1 = ((h1 ^ ch) * 0x100000001b3) & mask
+        h2 = ((h2 ^ ch) * 0x100000001b3) & mask
+    b = bytearray(h1.to_bytes(8, "big") + h2.to_bytes(8, "big"))
+    b[6] = 0x80 | (b[6] & 0x0f)
+    b[8] = 0x80 | (b[8] & 0x3f)
+    h = b.hex()
+    return "%s-%s-%s-%s-%s" % (h[:8], h[8:12], h[12:16], h[16:20], h[20:])
+
+
 class EhrCase(EngineTestCase):
     DB = None  # a PostgreSQL URL for the engine under test (SyncPg), else SQLite
 
@@ -146,9 +160,9 @@ class EhrCase(EngineTestCase):
         self.assertEqual(st, 200, body)
         return json.loads(body)["access_token"]
 
-    def read_peer_via_local(self, type_, id_):
+    def read_peer_via_local(self, cid, type_, id_):
         """The resource as synced (the local copy minus what the sync added) stands for the peer's."""
-        st, out = self.local.get_json("/fhir/%s/%s" % (type_, id_))
+        st, out = self.local.get_json("/fhir/%s/%s" % (type_, local_id(cid, type_, id_)))
         self.assertEqual(st, 200, out)
         return out
 
@@ -214,7 +228,7 @@ class Sync(EhrCase):
         self.assertEqual(self.local_total("Observation"), self.peer_count(["Observation"]))
         # Source identity: the EHR's id, meta.source, and the connection's identifier.
         pid = load(SYNTHEA[0])["entry"][0]["resource"]["id"]
-        pat = self.read_peer_via_local("Patient", pid)
+        pat = self.read_peer_via_local(cid, "Patient", pid)
         self.assertEqual(pat["meta"]["source"], "%s/fhir/Patient/%s" % (self.peer.base, pid))
         self.assertIn({"use": "secondary", "system": "urn:holovitals:ehr:%s" % cid, "value": pid}, pat["identifier"])
         # Nothing changed: an incremental sync fetches nothing.
@@ -227,7 +241,7 @@ class Sync(EhrCase):
         self.change_on_peer("Patient", pid, lambda r: r.update(gender="unknown"))
         run3 = self.sync(cid, "incremental")
         self.assertEqual((run3["fetched"], run3["updated"], run3["created"]), (1, 1, 0), run3)
-        self.assertEqual(self.read_peer_via_local("Patient", pid)["gender"], "unknown")
+        self.assertEqual(self.read_peer_via_local(cid, "Patient", pid)["gender"], "unknown")
         # A full sync again: everything unchanged but the one already updated.
         run4 = self.sync(cid, "full")
         self.assertEqual(run4["unchanged"], want, run4)
@@ -237,6 +251,44 @@ class Sync(EhrCase):
         self.assertIn("ehr.sync.finished", [e.get("event") for e in self.local.log_events()])
         # A clean stop (under --enable-sanitizers a leak makes the exit status non-zero).
         self.assertEqual(self.local.stop(), 0, self.local.stderr()[-3000:])
+
+    def test_two_connections_to_ehrs_with_the_same_ids_do_not_collide(self):
+        # Both connections reach the same peer: every remote id exists in both EHRs.
+        types = ["Patient", "Observation"]
+        a, b = self.connect(resource_types=types), self.connect(resource_types=types)
+        want = self.peer_count(types)
+        for cid in (a, b):
+            run = self.sync(cid, "full")
+            self.assertEqual((run["status"], run["created"], run["updated"]), ("completed", want, 0), run)
+        self.assertEqual(self.local_total("Patient"), 2 * self.peer_count(["Patient"]))
+        self.assertEqual(self.local_total("Observation"), 2 * self.peer_count(["Observation"]))
+        entries = [e["resource"] for e in load(SYNTHEA[0])["entry"]]
+        pid = entries[0]["id"]
+        oid = [r["id"] for r in entries if r["resourceType"] == "Observation"][0]
+        for cid in (a, b):
+            # References inside fetched resources point at the same connection's local copies.
+            obs = self.read_peer_via_local(cid, "Observation", oid)
+            self.assertEqual(obs["subject"]["reference"], "Patient/%s" % local_id(cid, "Patient", pid))
+            self.assertEqual(obs["meta"]["source"], "%s/fhir/Observation/%s" % (self.peer.base, oid))
+            st, found = self.local.get_json("/fhir/Patient?identifier=urn:holovitals:ehr:%s|%s" % (cid, pid))
+            self.assertEqual([e["resource"]["id"] for e in found.get("entry", [])], [local_id(cid, "Patient", pid)])
+
+    def test_scheduled_sync_runs_on_its_own_and_is_recorded(self):
+        cid = self.connect(resource_types=["Patient"], schedule="every 1s")
+        deadline, done = time.monotonic() + 30, []
+        while time.monotonic() < deadline and len(done) < 2:
+            st, out = self.local.get_json("/ehr/sync-history?connection=%s" % cid)
+            self.assertEqual(st, 200, out)
+            done = [r for r in out["runs"] if r["status"] == "completed"]
+            time.sleep(0.1)
+        self.assertGreaterEqual(len(done), 2, "no two scheduled runs in 30 s: %s" % done)
+        first, second = done[-1], done[-2]
+        self.assertEqual((first["mode"], first["created"]), ("full", self.peer_count(["Patient"])), first)
+        self.assertEqual((second["mode"], second["fetched"]), ("incremental", 0), second)
+        st, out = self.local.get_json("/ehr/connections")
+        c = [c for c in out["connections"] if c["id"] == cid][0]
+        self.assertEqual(c["schedule"], "every 1s")
+        self.assertIn("ehr.sync.started", [e.get("event") for e in self.local.log_events()])
 
     def test_bulk_export_sync(self):
         cid = self.connect()
@@ -380,9 +432,10 @@ class Conflicts(EhrCase):
         pid = load(SYNTHEA[0])["entry"][0]["resource"]["id"]
         for i, policy in enumerate(["ehr-wins", "local-wins", "keep-both"]):
             self.connect(id=cid, resource_types=["Patient"], conflict_policy=policy)
-            local = self.read_peer_via_local("Patient", pid)
+            local = self.read_peer_via_local(cid, "Patient", pid)
             local["birthDate"] = "1900-01-0%d" % (i + 1)
-            st, _, body = self.local.request("PUT", "/fhir/Patient/%s" % pid, body=json.dumps(local),
+            st, _, body = self.local.request("PUT", "/fhir/Patient/%s" % local_id(cid, "Patient", pid),
+                                             body=json.dumps(local),
                                              headers={"Content-Type": "application/fhir+json"})
             self.assertEqual(st, 200, body)
             time.sleep(0.05)
@@ -390,7 +443,7 @@ class Conflicts(EhrCase):
             run = self.sync(cid, "incremental")
             self.assertEqual(run["status"], "completed", run)
             self.assertEqual(run["conflicts"], 1, run)
-            now = self.read_peer_via_local("Patient", pid)
+            now = self.read_peer_via_local(cid, "Patient", pid)
             st, out = self.local.get_json("/ehr/conflicts?connection=%s" % cid)
             self.assertEqual(out["conflicts"][0]["policy"], policy)
             self.assertEqual(out["conflicts"][0]["remote_id"], pid)
