@@ -172,6 +172,7 @@ struct hv__ehr_run {
     char *pending_next;         /* the page being written: its next link */
     void (*after_checkpoint)(hv__ehr_run_t *r);
     int finished;
+    uint64_t fetch_started_ms, fetch_ms; /* the page in flight: for the debug log */
     hv__ehr_run_t *next;
 };
 

@@ -370,6 +370,7 @@ static void fetch_page(hv__ehr_run_t *r, int status) {
     q.no_verify_tls = !c->verify_tls;
     q.rate_slot = &c->rate_slot;
     q.rate_interval_ms = c->rate > 0 ? (uint64_t)(1000.0 / c->rate) : 0;
+    r->fetch_started_ms = hv_now_ms();
     if (hv__ehr_call(r->m->http, &q, on_page, r) != HV_OK) {
         /* The engine is stopping: the run stays "running" and resumes at the next start. */
         return;
@@ -387,6 +388,7 @@ static void on_page(void *ud, hv__ehr_resp_t *resp) {
     char where[96];
     snprintf(where, sizeof(where), "%s page %lld", type, (long long)r->nseen);
     if (resp->status == HV_ECLOSED) return;
+    r->fetch_ms = hv_now_ms() - r->fetch_started_ms;
     /* The page is fetched again when resumed: forget it was seen. */
     if (resp->status == HV_OK && resp->code == 401 && !r->auth_retried && (r->c->key_sealed || r->c->secret_sealed)) {
         r->auth_retried = 1;

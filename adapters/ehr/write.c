@@ -84,6 +84,7 @@ typedef struct wctx {
     char conn[HV__EHR_ID_MAX];
     char run_id[HV__EHR_ID_MAX];
     char policy_name[16];
+    uint64_t t0, t_prep, t_lookup, t_store; /* hv_now_ms at each step, for the debug log */
 } wctx_t;
 
 /* ---- pure helpers ---- */
@@ -290,6 +291,18 @@ static int rows_job(hv_db_t *db, void *arg) {
 
 static void rows_done(int status, void *arg) {
     wctx_t *w = arg;
+    hv_logrec_t *lr = hv_log_begin(HV_LOG_DEBUG, "ehr.sync.page");
+    if (lr) {
+        uint64_t now = hv_now_ms();
+        hv_log_str(lr, "run", w->r->id);
+        hv_log_int(lr, "resources", (int64_t)w->n);
+        hv_log_int(lr, "fetch_ms", (int64_t)w->r->fetch_ms);
+        hv_log_int(lr, "prepare_ms", (int64_t)(w->t_prep - w->t0));
+        hv_log_int(lr, "lookup_ms", (int64_t)(w->t_lookup - w->t_prep));
+        hv_log_int(lr, "store_ms", (int64_t)(w->t_store - w->t_lookup));
+        hv_log_int(lr, "rows_ms", (int64_t)(now - w->t_store));
+        hv_log_end(lr);
+    }
     if (status != HV_OK) hv__ehr_run_error(w->r, "store", "recording the synced resources failed: %s", hv_strerror(status));
     w_end(w, status);
 }
@@ -367,6 +380,7 @@ static void store_done(int status, void *arg) {
     hv__ehr_run_t *r = w->r;
     hv_channel_t *ch = hv__ehr_channel_for(r->m, r->c->id);
     size_t i;
+    w->t_store = hv_now_ms();
     if (status != HV_OK) {
         hv__ehr_run_error(r, "store", "the FHIR store failed writing the page (rolled back): %s", hv_strerror(status));
         for (i = 0; i < w->n; i++)
@@ -449,6 +463,7 @@ static void lookup_done(int status, void *arg) {
     wctx_t *w = arg;
     hv__ehr_run_t *r = w->r;
     size_t i, nwrite = 0;
+    w->t_lookup = hv_now_ms();
     if (status != HV_OK) {
         hv__ehr_run_error(r, "store", "reading the synced resources failed: %s", hv_strerror(status));
         r->page_failed = 1;
@@ -500,6 +515,7 @@ void hv__ehr_write_resources(hv__ehr_run_t *r, json_object *resources, hv__ehr_w
     w->r = r;
     w->cb = cb;
     w->f = f;
+    w->t0 = hv_now_ms();
     w->n = n;
     snprintf(w->conn, sizeof(w->conn), "%s", r->c->id);
     snprintf(w->run_id, sizeof(w->run_id), "%s", r->id);
@@ -551,6 +567,7 @@ void hv__ehr_write_resources(hv__ehr_run_t *r, json_object *resources, hv__ehr_w
         }
         if (it->state == ITEM_FAILED) r->failed++;
     }
+    w->t_prep = hv_now_ms();
     if (hv_storage_submit(r->m->storage, lookup_job, lookup_done, w) != HV_OK) {
         hv__ehr_run_error(r, "store", "the ehr store is busy");
         r->page_failed = 1;
