@@ -155,7 +155,8 @@ struct hv__ehr_run {
     size_t bulk_file;           /* bulk: the output file being imported */
     int64_t bulk_line;          /* bulk: lines of it already imported */
     /* counts */
-    int64_t fetched, created, updated, unchanged, failed, conflicts;
+    int64_t fetched, created, updated, unchanged, failed, conflicts, deleted;
+    int reconciled;             /* a full sync's deletions were looked for (reconcile.c) */
     struct json_object *errors; /* array of {"where", "message"} */
     int64_t nerrors;
     int page_failed;            /* a page could not be fetched or read */
@@ -204,6 +205,10 @@ void hv__ehr_run_finish(hv__ehr_run_t *r);
 void hv__ehr_run_free(hv__ehr_run_t *r);
 /* Saves the checkpoint and counts; then continues with next. */
 void hv__ehr_run_checkpoint(hv__ehr_run_t *r, void (*next)(hv__ehr_run_t *r));
+
+/* reconcile.c: after a full search sync, deletes locally what the EHR no longer has
+ * (ehr.deletions); then hv__ehr_run_finish. */
+void hv__ehr_reconcile(hv__ehr_run_t *r);
 
 /* auth.c: ensures c has a fresh access token (or needs none); cb(status) on the loop. */
 typedef void (*hv__ehr_token_cb)(hv__ehr_run_t *r, int status);

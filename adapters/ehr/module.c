@@ -34,6 +34,8 @@ static const hv_setting_t settings[] = {
     {"ehr.rate_limit", NULL, HV_SET_INT, "20", NULL, "default requests per second per connection (0: no limit)"},
     {"ehr.incremental_overlap", NULL, HV_SET_DURATION, "1m", NULL,
      "an incremental sync asks for changes since the last completed run's start minus this (clock skew)"},
+    {"ehr.deletions", NULL, HV_SET_ENUM, "delete", "delete|keep",
+     "resources a full sync no longer finds in the EHR: deleted locally, or kept (a warning of the run)"},
     {"ehr.schedule_check", NULL, HV_SET_DURATION, "30s", NULL, "how often scheduled syncs are looked for"},
     {NULL, NULL, 0, NULL, NULL, NULL},
 };

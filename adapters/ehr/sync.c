@@ -156,6 +156,7 @@ static void on_final_saved(int status, void *ud) {
         hv_json_set_int(ev, "unchanged", r->unchanged);
         hv_json_set_int(ev, "failed", r->failed);
         hv_json_set_int(ev, "conflicts", r->conflicts);
+        hv_json_set_int(ev, "deleted", r->deleted);
         txt = json_object_to_json_string_ext(ev, JSON_C_TO_STRING_PLAIN);
         (void)hv_event_publish(r->m->e, HV_EVENT_EHR_SYNC_COMPLETED, txt, strlen(txt), published, NULL);
         json_object_put(ev);
@@ -450,7 +451,9 @@ static void step(hv__ehr_run_t *r) {
     }
     type = cur_type(r);
     if (type == NULL) {
-        hv__ehr_run_finish(r);
+        /* A full search sync saw everything the EHR has of its types: what it did not see was deleted. */
+        if (strcmp(r->mode, "full") == 0 && !r->page_failed && !r->reconciled) hv__ehr_reconcile(r);
+        else hv__ehr_run_finish(r);
         return;
     }
     if (patient_scoped(r, type)) {

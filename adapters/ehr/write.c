@@ -66,6 +66,7 @@ typedef struct item {
     json_object *res;               /* transformed resource (one reference owned here) */
     int state;
     int known;                      /* a row exists */
+    int seen;                       /* type and id are valid: the EHR has it (reconcile.c) */
     int write;                      /* WRITE_* */
     int decided;                    /* DECIDE_*: a conflict and what the policy did */
     char new_version[32];
@@ -243,9 +244,10 @@ static int rows_job(hv_db_t *db, void *arg) {
         if (it->state == ITEM_FAILED || it->state == ITEM_UNCHANGED) continue;
         ver = it->write == WRITE_PUT ? it->new_version : it->cur_version;
         rc = hv_db_prepare(db,
-                           "INSERT INTO resources (connection, rtype, rid, hash, local_version, synced_at) VALUES"
-                           " ($1, $2, $3, $4, $5, $6) ON CONFLICT (connection, rtype, rid) DO UPDATE SET"
-                           " hash = excluded.hash, local_version = excluded.local_version, synced_at = excluded.synced_at",
+                           "INSERT INTO resources (connection, rtype, rid, hash, local_version, synced_at, seen_run) VALUES"
+                           " ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (connection, rtype, rid) DO UPDATE SET"
+                           " hash = excluded.hash, local_version = excluded.local_version, synced_at = excluded.synced_at,"
+                           " seen_run = excluded.seen_run",
                            &st);
         if (rc != HV_OK) return rc;
         hv_db_bind_text(st, 1, w->conn, strlen(w->conn));
@@ -254,6 +256,7 @@ static int rows_job(hv_db_t *db, void *arg) {
         hv_db_bind_text(st, 4, it->hash, strlen(it->hash));
         hv_db_bind_text(st, 5, ver, strlen(ver));
         hv_db_bind_int64(st, 6, now);
+        hv_db_bind_text(st, 7, w->run_id, strlen(w->run_id));
         rc = hv_db_step(st);
         hv_db_done(st);
         if (rc < 0) return rc;
@@ -437,6 +440,17 @@ static int lookup_job(hv_db_t *db, void *arg) {
     int rc;
     for (i = 0; i < w->n; i++) {
         item_t *it = &w->items[i];
+        if (!it->seen) continue;
+        /* Seen by this run: a full sync's reconciliation keeps it (a failed one too). */
+        rc = hv_db_prepare(db, "UPDATE resources SET seen_run = $1 WHERE connection = $2 AND rtype = $3 AND rid = $4", &st);
+        if (rc != HV_OK) return rc;
+        hv_db_bind_text(st, 1, w->run_id, strlen(w->run_id));
+        hv_db_bind_text(st, 2, w->conn, strlen(w->conn));
+        hv_db_bind_text(st, 3, it->type, strlen(it->type));
+        hv_db_bind_text(st, 4, it->id, strlen(it->id));
+        rc = hv_db_step(st);
+        hv_db_done(st);
+        if (rc < 0) return rc;
         if (it->state == ITEM_FAILED) continue;
         rc = hv_db_prepare(db, "SELECT hash, local_version FROM resources WHERE connection = $1 AND rtype = $2 AND rid = $3",
                            &st);
@@ -537,7 +551,7 @@ void hv__ehr_write_resources(hv__ehr_run_t *r, json_object *resources, hv__ehr_w
             hv__ehr_run_error(r, "resource", "entry with unknown resourceType %.64s", type ? type : "(none)");
         } else if (id == NULL || !id_ok(id)) {
             hv__ehr_run_error(r, type, "a %s without a valid id", type);
-        } else if (hv_fhir_check_structure(res, 0, &err) != HV_OK) {
+        } else if ((it->seen = 1) && hv_fhir_check_structure(res, 0, &err) != HV_OK) {
             hv__ehr_run_error(r, type, "%s/%s is not valid FHIR R4: %s: %s", type, id, err.location, err.message);
         } else if (json_object_deep_copy(res, &copy, NULL) != 0) {
             hv__ehr_run_error(r, type, "%s/%s: out of memory", type, id);

@@ -273,6 +273,33 @@ class Sync(EhrCase):
             st, found = self.local.get_json("/fhir/Patient?identifier=urn:holovitals:ehr:%s|%s" % (cid, pid))
             self.assertEqual([e["resource"]["id"] for e in found.get("entry", [])], [local_id(cid, "Patient", pid)])
 
+    def test_full_sync_deletes_what_the_ehr_no_longer_has(self):
+        p = self.proxy()
+        cid = self.connect(base=p.base + "/fhir", resource_types=["Patient", "Condition"])
+        want = self.peer_count(["Patient", "Condition"])
+        run = self.sync(cid, "full")
+        self.assertEqual((run["status"], run["created"], run["deleted"]), ("completed", want, 0), run)
+        gone = [e["resource"]["id"] for e in load(SYNTHEA[0])["entry"]
+                if e["resource"]["resourceType"] == "Condition"][0]
+
+        def deleted_in_ehr(method, path, data):
+            # The EHR's searches stop returning one Condition (FHIR search shows only what exists).
+            if "/fhir/Condition" in path and gone.encode() in data:
+                b = json.loads(data)
+                b["entry"] = [e for e in b["entry"] if e["resource"].get("id") != gone]
+                return json.dumps(b).encode()
+            return data
+        p.rewrite = deleted_in_ehr
+        run = self.sync(cid, "incremental")
+        self.assertEqual((run["status"], run["deleted"]), ("completed", 0), run)  # incremental: not reconciled
+        run = self.sync(cid, "full")
+        self.assertEqual((run["status"], run["deleted"], run["unchanged"]), ("completed", 1, want - 1), run)
+        st, _, _ = self.local.get("/fhir/Condition/%s" % local_id(cid, "Condition", gone))
+        self.assertEqual(st, 410)
+        self.assertEqual(self.local_total("Condition"), self.peer_count(["Condition"]) - 1)
+        run = self.sync(cid, "full")
+        self.assertEqual((run["status"], run["deleted"]), ("completed", 0), run)
+
     def test_scheduled_sync_runs_on_its_own_and_is_recorded(self):
         cid = self.connect(resource_types=["Patient"], schedule="every 1s")
         deadline, done = time.monotonic() + 30, []
