@@ -383,7 +383,7 @@ static void route_sync(hv_http_req_t *req, void *ud) {
         snprintf(m_copy, sizeof(m_copy), "%s", mode);
         json_object_put(body);
         mode = m_copy;
-        rc = hv__ehr_run_start(m, c, mode, run_id);
+        rc = hv__ehr_run_start(m, c, mode, run_id, 0);
         if (rc == HV_OK) {
             o = json_object_new_object();
             hv_json_set_str(o, "run_id", run_id);

@@ -21,6 +21,7 @@
 struct json_object;
 
 #define HV__EHR_ID_MAX 40
+#define HV__EHR_HOLDER_MAX 24 /* an engine's id (lease.c): 16 hex digits */
 #define HV__EHR_MAX_ERRORS 100 /* errors kept per run; more are counted */
 
 typedef struct hv__ehr hv__ehr_t;
@@ -135,6 +136,8 @@ struct hv__ehr {
     uint64_t overlap_ms;
     int verify_tls_default;
     double rate_default;
+    uint64_t lease_ttl_ms;
+    char holder[HV__EHR_HOLDER_MAX]; /* this engine's id for leases */
 };
 
 /* ---- Runs (sync.c, bulk.c) ---- */
@@ -156,7 +159,8 @@ struct hv__ehr_run {
     int64_t bulk_line;          /* bulk: lines of it already imported */
     /* counts */
     int64_t fetched, created, updated, unchanged, failed, conflicts, deleted;
-    int reconciled;             /* a full sync's deletions were looked for (reconcile.c) */
+    int reconciled;
+    int leased;                 /* this engine holds the connection's lease for the run (lease.c) */             /* a full sync's deletions were looked for (reconcile.c) */
     struct json_object *errors; /* array of {"where", "message"} */
     int64_t nerrors;
     int page_failed;            /* a page could not be fetched or read */
@@ -190,7 +194,9 @@ int hv__ehr_store_pending_runs(hv__ehr_t *m, hv_db_t *db);
 
 /* sync.c */
 /* Starts a run; its id is copied to run_id (the run may end before this returns). */
-int hv__ehr_run_start(hv__ehr_t *m, hv__ehr_conn_t *c, const char *mode, char run_id[HV__EHR_ID_MAX]);
+/* leased: the caller took the connection's lease already (a scheduled start); else the run
+ * takes it first and ends "failed" when another engine holds it. */
+int hv__ehr_run_start(hv__ehr_t *m, hv__ehr_conn_t *c, const char *mode, char run_id[HV__EHR_ID_MAX], int leased);
 void hv__ehr_run_resume(hv__ehr_run_t *r);
 void hv__ehr_run_error(hv__ehr_run_t *r, const char *where, const char *fmt, ...) HV_PRINTF(3, 4);
 /* write.c: writes a batch of resources (array) of the run into the store; then cb. */
@@ -209,6 +215,14 @@ void hv__ehr_run_checkpoint(hv__ehr_run_t *r, void (*next)(hv__ehr_run_t *r));
 /* reconcile.c: after a full search sync, deletes locally what the EHR no longer has
  * (ehr.deletions); then hv__ehr_run_finish. */
 void hv__ehr_reconcile(hv__ehr_run_t *r);
+
+/* lease.c */
+typedef void (*hv__ehr_lease_cb)(hv__ehr_t *m, hv__ehr_conn_t *c, int ok, const char *holder, void *ud);
+/* Takes c's lease (scheduled: also claims its due start); cb(ok, the holder now) on the loop.
+ * c is looked up again by id for cb (NULL when removed meanwhile). */
+int hv__ehr_lease_claim(hv__ehr_t *m, hv__ehr_conn_t *c, int scheduled, hv__ehr_lease_cb cb, void *ud);
+/* Reads or creates <data>/ehr-engine.id into m->holder. */
+int hv__ehr_engine_id(hv__ehr_t *m);
 
 /* auth.c: ensures c has a fresh access token (or needs none); cb(status) on the loop. */
 typedef void (*hv__ehr_token_cb)(hv__ehr_run_t *r, int status);

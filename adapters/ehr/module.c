@@ -36,6 +36,8 @@ static const hv_setting_t settings[] = {
      "an incremental sync asks for changes since the last completed run's start minus this (clock skew)"},
     {"ehr.deletions", NULL, HV_SET_ENUM, "delete", "delete|keep",
      "resources a full sync no longer finds in the EHR: deleted locally, or kept (a warning of the run)"},
+    {"ehr.lease_ttl", NULL, HV_SET_DURATION, "10m", NULL,
+     "a sync holds its connection's lease this long past its last checkpoint (engines sharing a database)"},
     {"ehr.schedule_check", NULL, HV_SET_DURATION, "30s", NULL, "how often scheduled syncs are looked for"},
     {NULL, NULL, 0, NULL, NULL, NULL},
 };
@@ -163,19 +165,28 @@ static const hv_channel_source_t src_fhir = {"fhir-pull", src_check, src_start, 
 
 /* ---- scheduler ---- */
 
+static void on_sched_claimed(hv__ehr_t *m, hv__ehr_conn_t *c, int ok, const char *holder, void *ud) {
+    char run_id[HV__EHR_ID_MAX];
+    (void)holder;
+    (void)ud;
+    if (!ok || c == NULL || c->removed || c->active != NULL || m->stopping) return;
+    if (hv__ehr_run_start(m, c, c->since_ms > 0 ? "incremental" : "full", run_id, 1) != HV_OK)
+        hv_log(HV_LOG_WARN, "ehr.schedule_failed", "the scheduled sync of %s could not start", c->id);
+}
+
 static void on_tick(uv_timer_t *t) {
     hv__ehr_t *m = t->data;
     hv__ehr_conn_t *c;
     uint64_t now = hv_now_ms();
     if (m->stopping) return;
     for (c = m->conns; c != NULL; c = c->next) {
-        char run_id[HV__EHR_ID_MAX];
         if (c->removed || c->active != NULL || c->schedule.kind == HV_EHR_SCHED_MANUAL || c->next_run_at <= 0 ||
             (uint64_t)c->next_run_at > now)
             continue;
-        /* The next start is computed now so that a failing sync is not retried every tick. */
+        /* The next start is computed now so that a failing sync is not retried every tick; the
+         * claim (lease.c) sets it in the database too, or reads the one another engine set. */
         c->next_run_at = (int64_t)hv_ehr_schedule_next(&c->schedule, now);
-        if (hv__ehr_run_start(m, c, c->since_ms > 0 ? "incremental" : "full", run_id) != HV_OK)
+        if (hv__ehr_lease_claim(m, c, 1, on_sched_claimed, NULL) != HV_OK)
             hv_log(HV_LOG_WARN, "ehr.schedule_failed", "the scheduled sync of %s could not start", c->id);
     }
 }
@@ -230,10 +241,13 @@ static int module_init(hv_engine_t *e, void **state) {
     m->token_renew_ms = hv_config_duration_ms(cfg, "ehr.token_renew");
     m->rate_default = (double)hv_config_int(cfg, "ehr.rate_limit");
     m->overlap_ms = hv_config_duration_ms(cfg, "ehr.incremental_overlap");
+    m->lease_ttl_ms = hv_config_duration_ms(cfg, "ehr.lease_ttl");
+    if (m->lease_ttl_ms < 1000) m->lease_ttl_ms = 1000;
     if (m->max_attempts < 1) m->max_attempts = 1;
     if (m->max_pages < 1) m->max_pages = 1;
     if (m->timeout_ms == 0) m->timeout_ms = 60000;
     rc = load_kek(m, &err);
+    if (rc == HV_OK) rc = hv__ehr_engine_id(m);
     if (rc == HV_OK) rc = hv_db_open(hv_engine_db_url(e), hv_engine_data_dir(e), "ehr", &db, &err);
     if (rc == HV_OK) rc = hv__ehr_store_migrate(db, &err);
     if (rc == HV_OK) rc = hv__ehr_store_load(m, db);

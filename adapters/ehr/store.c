@@ -304,6 +304,10 @@ typedef struct run_job {
     /* when the run ended completed: the connection's new since and next run */
     int update_conn;
     int64_t since_ms, next_run_at;
+    /* the run holds the connection's lease: renewed while running, given back at the end (lease.c) */
+    int leased;
+    int64_t lease_until;
+    char holder[HV__EHR_HOLDER_MAX];
     void (*done)(int, void *);
     void *ud;
 } run_job_t;
@@ -336,6 +340,16 @@ static int run_job_run(hv_db_t *db, void *arg) {
     rc = hv_db_step(st);
     hv_db_done(st);
     if (rc < 0) return rc;
+    if (j->leased) {
+        rc = hv_db_prepare(db, "UPDATE connections SET lease_until = $1 WHERE id = $2 AND lease_holder = $3", &st);
+        if (rc != HV_OK) return rc;
+        hv_db_bind_int64(st, 1, j->lease_until);
+        hv_db_bind_text(st, 2, j->conn, strlen(j->conn));
+        hv_db_bind_text(st, 3, j->holder, strlen(j->holder));
+        rc = hv_db_step(st);
+        hv_db_done(st);
+        if (rc < 0) return rc;
+    }
     if (j->update_conn) {
         rc = hv_db_prepare(db, "UPDATE connections SET since_ms = $1, next_run_at = $2 WHERE id = $3", &st);
         if (rc != HV_OK) return rc;
@@ -399,6 +413,11 @@ int hv__ehr_run_save(hv__ehr_run_t *r, const char *status, void (*done)(int stat
         j->update_conn = 1;
         j->since_ms = r->c->since_ms;
         j->next_run_at = r->c->next_run_at;
+    }
+    if (r->leased) {
+        j->leased = 1;
+        j->lease_until = strcmp(status, "running") == 0 ? (int64_t)(hv_now_ms() + r->m->lease_ttl_ms) : 0;
+        snprintf(j->holder, sizeof(j->holder), "%s", r->m->holder);
     }
     j->done = done;
     j->ud = ud;

@@ -79,7 +79,35 @@ static void unlink_run(hv__ehr_run_t *r) {
     if (r->c->active == r) r->c->active = NULL;
 }
 
-int hv__ehr_run_start(hv__ehr_t *m, hv__ehr_conn_t *c, const char *mode, char run_id[HV__EHR_ID_MAX]) {
+static void on_claimed(hv__ehr_t *m, hv__ehr_conn_t *c, int ok, const char *holder, void *ud) {
+    hv__ehr_run_t *r = ud;
+    (void)c;
+    if (m->stopping) return; /* resumed at the next start */
+    if (ok) {
+        r->leased = 1;
+        step(r);
+        return;
+    }
+    hv__ehr_run_error(r, "lease", "another engine (%s) is running a sync of this connection: this run did not start",
+                      holder[0] ? holder : "?");
+    r->page_failed = 1;
+    hv__ehr_run_finish(r);
+}
+
+/* Takes the lease unless held, then goes on. */
+static void lease_then_step(hv__ehr_run_t *r) {
+    if (r->leased) {
+        step(r);
+        return;
+    }
+    if (hv__ehr_lease_claim(r->m, r->c, 0, on_claimed, r) != HV_OK) {
+        hv__ehr_run_error(r, "lease", "the ehr store is busy: the run could not take the connection's lease");
+        r->page_failed = 1;
+        hv__ehr_run_finish(r);
+    }
+}
+
+int hv__ehr_run_start(hv__ehr_t *m, hv__ehr_conn_t *c, const char *mode, char run_id[HV__EHR_ID_MAX], int leased) {
     hv__ehr_run_t *r;
     unsigned char rnd[8];
     char hex[17];
@@ -118,7 +146,8 @@ int hv__ehr_run_start(hv__ehr_t *m, hv__ehr_conn_t *c, const char *mode, char ru
         }
     }
     snprintf(run_id, HV__EHR_ID_MAX, "%s", r->id);
-    step(r);
+    r->leased = leased;
+    lease_then_step(r);
     return HV_OK;
 }
 
@@ -130,7 +159,7 @@ void hv__ehr_run_resume(hv__ehr_run_t *r) {
         hv_log_int(lr, "pages", r->pages);
         hv_log_end(lr);
     }
-    step(r);
+    lease_then_step(r);
 }
 
 static void published(int status, int64_t id, void *ud) {
