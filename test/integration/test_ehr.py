@@ -60,6 +60,7 @@ def local_id(cid, type_, id_):
 
 class EhrCase(EngineTestCase):
     DB = None  # a PostgreSQL URL for the engine under test (SyncPg), else SQLite
+    CONFIG = LOCAL
 
     def setUp(self):
         super().setUp()
@@ -74,7 +75,7 @@ class EhrCase(EngineTestCase):
             subprocess.run(["psql", "-q", "-X", self.DB, "-c", "DROP SCHEMA IF EXISTS ehr CASCADE; "
                             "DROP SCHEMA IF EXISTS fhir CASCADE; DROP SCHEMA IF EXISTS channels CASCADE"],
                            check=True, capture_output=True, timeout=60)
-        self.local = self.engine(config=LOCAL, args=["--db", self.DB] if self.DB else [])
+        self.local = self.engine(config=self.CONFIG, args=["--db", self.DB] if self.DB else [])
         self.proxies = []
 
     def tearDown(self):
@@ -555,6 +556,70 @@ class Vendors(EhrCase):
 
 
 if PG_URL:
+    def pg_database(cls):
+        cls.DB_NAME = "hv_test_ehr_%d_%s" % (os.getpid(), cls.__name__.lower())
+        base, _, _ = PG_URL.rpartition("/")
+        for sql in ("DROP DATABASE IF EXISTS %s" % cls.DB_NAME, "CREATE DATABASE %s" % cls.DB_NAME):
+            subprocess.run(["psql", "-q", "-X", PG_URL, "-c", sql], check=True, capture_output=True, timeout=60)
+        cls.DB = base + "/" + cls.DB_NAME
+
+    class TwoEnginesPg(EhrCase):
+        """Two engines on one PostgreSQL database: a connection syncs on one of them at a time."""
+        # Both engines unseal the connection's key: they share the sealing key.
+        CONFIG = {"ehr": dict(LOCAL["ehr"], secret_key="5e" * 32)}
+
+        @classmethod
+        def setUpClass(cls):
+            pg_database(cls)
+
+        @classmethod
+        def tearDownClass(cls):
+            subprocess.run(["psql", "-q", "-X", PG_URL, "-c", "DROP DATABASE IF EXISTS %s" % cls.DB_NAME],
+                           capture_output=True, timeout=60)
+
+        def runs(self, cid):
+            st, out = self.local.get_json("/ehr/sync-history?connection=%s&limit=100" % cid)
+            self.assertEqual(st, 200, out)
+            return out["runs"]
+
+        def test_a_connection_syncs_on_one_engine_at_a_time(self):
+            p = self.proxy()
+            p.delay = 0.1
+            cid = self.connect(base=p.base + "/fhir", resource_types=["Patient", "Condition"], page_size=20)
+            other = self.engine(config=self.CONFIG, args=["--db", self.DB])  # loads the connection at start
+            # On demand on both: the second engine finds the lease held and its run does not start.
+            st, first = other.post_json("/ehr/sync/%s" % cid, {"mode": "full"})
+            self.assertEqual(st, 202, first)
+            time.sleep(0.3)
+            st, second = self.local.post_json("/ehr/sync/%s" % cid, {"mode": "full"})
+            self.assertEqual(st, 202, second)
+            refused = self.wait_run(cid, second["run_id"])
+            self.assertEqual(refused["status"], "failed", refused)
+            self.assertIn("another engine", json.dumps(refused["errors"]))
+            self.assertEqual(refused["fetched"], 0, refused)
+            done = self.wait_run(cid, first["run_id"])
+            self.assertEqual((done["status"], done["created"]), ("completed", self.peer_count(["Patient", "Condition"])),
+                             done)
+            # Scheduled every second on both engines: each due start runs once, runs never overlap.
+            p.delay = 0
+            self.connect(id=cid, base=p.base + "/fhir", resource_types=["Patient", "Condition"], page_size=20,
+                         schedule="every 1s")
+            other.stop()
+            other.start(fixed_ports=True)  # reloads the connection with its schedule
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and len([r for r in self.runs(cid) if r["status"] == "completed"]) < 6:
+                time.sleep(0.2)
+            # The refused run never ran: every other run held the lease from its start to its end.
+            runs = sorted([r for r in self.runs(cid) if r["status"] != "running" and r["run_id"] != second["run_id"]],
+                          key=lambda r: r["started"])
+            self.assertGreaterEqual(len(runs), 6, runs)
+            for a, b in zip(runs, runs[1:]):
+                self.assertLessEqual(a["finished"], b["started"], (a, b))
+            scheduled = [r for r in runs if r["run_id"] not in (first["run_id"], second["run_id"])]
+            self.assertTrue(all(r["status"] == "completed" for r in scheduled), scheduled)
+            starts = sum(1 for e in self.local.log_events() + other.log_events() if e.get("event") == "ehr.sync.started")
+            self.assertGreaterEqual(starts, len(runs))
+
     class SyncPg(EhrCase):
         """The sync and its crash recovery with the engine under test on PostgreSQL."""
 
