@@ -178,6 +178,7 @@ struct hv__ehr_run {
     void (*after_checkpoint)(hv__ehr_run_t *r);
     int finished;
     uint64_t fetch_started_ms, fetch_ms; /* the page in flight: for the debug log */
+    struct hv__ehr_pf *pf;      /* the next page, fetched and prepared ahead (sync.c) */
     hv__ehr_run_t *next;
 };
 
@@ -202,6 +203,13 @@ void hv__ehr_run_error(hv__ehr_run_t *r, const char *where, const char *fmt, ...
 /* write.c: writes a batch of resources (array) of the run into the store; then cb. */
 typedef void (*hv__ehr_written_cb)(hv__ehr_run_t *r, int status);
 void hv__ehr_write_resources(hv__ehr_run_t *r, struct json_object *resources, hv__ehr_written_cb cb);
+/* The same in two steps, so that a page can be prepared while the one before is written:
+ * prepare (checks, validation, hashes, local ids; errors and counts kept in the batch, NULL
+ * when out of memory), then write (adds them to the run; takes the batch), or free. */
+typedef struct hv__ehr_batch hv__ehr_batch_t;
+hv__ehr_batch_t *hv__ehr_batch_prepare(hv__ehr_run_t *r, struct json_object *resources);
+void hv__ehr_batch_write(hv__ehr_run_t *r, hv__ehr_batch_t *b, hv__ehr_written_cb cb);
+void hv__ehr_batch_free(hv__ehr_batch_t *b);
 #define HV__EHR_LOCAL_ID_MAX 65
 /* The local id of the EHR's type/id synced through connection conn (write.c explains the rule). */
 void hv__ehr_local_id(const char *conn, const char *type, const char *id, char out[HV__EHR_LOCAL_ID_MAX]);

@@ -12,6 +12,14 @@
  * error of the run (the run ends "failed"; the checkpoint lets a later run redo it).
  *
  * Writing a page is write.c (also used by bulk.c for NDJSON chunks).
+ *
+ * Pipelining: while a page is written (the FHIR store's storage thread), its
+ * `next` page is fetched, parsed and prepared (write.c step 1) on the loop
+ * thread. The prepared page is used when the run gets there — after the page
+ * before it was recorded and checkpointed, exactly as without prefetching — and
+ * only if the run asks for that same URL; a prefetch that failed in any way
+ * (HTTP error, a page that does not parse, a 401) is dropped and the page is
+ * fetched again the ordinary way, with its retries and its precise errors.
  */
 #include "config.h"
 #include "adapters/ehr/ehr_int.h"
@@ -24,6 +32,7 @@
 
 
 static void step(hv__ehr_run_t *r);
+static void pf_drop(hv__ehr_run_t *r);
 
 /* ---- errors ---- */
 
@@ -60,6 +69,7 @@ void hv__ehr_run_free(hv__ehr_run_t *r) {
     json_object_put(r->errors);
     json_object_put(r->bulk_outputs);
     if (r->bulk_fp) fclose(r->bulk_fp);
+    pf_drop(r);
     hv_free(r->next_url);
     hv_free(r->pending_next);
     hv_free(r->bulk_status_url);
@@ -324,6 +334,144 @@ static void patients_done(int status, void *arg) {
 }
 
 static void on_page(void *ud, hv__ehr_resp_t *resp);
+static void page_written(hv__ehr_run_t *r, int status);
+
+/* ---- the next page, ahead ---- */
+
+enum { PF_FLIGHT = 0, PF_READY, PF_FAILED };
+
+typedef struct hv__ehr_pf {
+    hv__ehr_run_t *r;        /* NULL once the run let go of it: freed when its call ends */
+    char *url;
+    int state;               /* PF_* */
+    int waiting;             /* the run asked for it while in flight */
+    char *next;              /* its next link */
+    json_object *warnings;   /* its OperationOutcome texts */
+    hv__ehr_batch_t *b;      /* its resources, prepared */
+    uint64_t fetch_ms;
+    uint64_t started_ms;
+} hv__ehr_pf_t;
+
+static void pf_free(hv__ehr_pf_t *pf) {
+    if (pf == NULL) return;
+    hv_free(pf->url);
+    hv_free(pf->next);
+    json_object_put(pf->warnings);
+    hv__ehr_batch_free(pf->b);
+    hv_free(pf);
+}
+
+/* Lets go of the run's prefetch: freed now, or when its call ends. */
+static void pf_drop(hv__ehr_run_t *r) {
+    hv__ehr_pf_t *pf = r->pf;
+    if (pf == NULL) return;
+    r->pf = NULL;
+    if (pf->state == PF_FLIGHT) pf->r = NULL;
+    else pf_free(pf);
+}
+
+static void issue(hv__ehr_run_t *r, const char *url);
+
+/* Writes the prefetched page as on_page would have (the run asked for its URL). */
+static void pf_consume(hv__ehr_run_t *r) {
+    hv__ehr_pf_t *pf = r->pf;
+    hv__ehr_batch_t *b = pf->b;
+    const char *type = cur_type(r);
+    char where[96];
+    size_t i;
+    r->pf = NULL;
+    r->fetch_ms = pf->fetch_ms;
+    r->auth_retried = 0;
+    snprintf(where, sizeof(where), "%s page %lld", type ? type : "?", (long long)r->nseen);
+    for (i = 0; pf->warnings != NULL && i < json_object_array_length(pf->warnings); i++)
+        hv__ehr_run_error(r, where, "warning from the server: %.300s",
+                          json_object_get_string(json_object_array_get_idx(pf->warnings, i)));
+    hv_free(r->pending_next);
+    r->pending_next = pf->next;
+    pf->next = NULL;
+    pf->b = NULL;
+    pf_free(pf);
+    hv__ehr_batch_write(r, b, page_written);
+}
+
+static void on_prefetch(void *ud, hv__ehr_resp_t *resp) {
+    hv__ehr_pf_t *pf = ud;
+    hv__ehr_run_t *r = pf->r;
+    hv_ehr_page_t page;
+    hv_error_t err;
+    size_t i;
+    if (r == NULL) {
+        pf_free(pf);
+        return;
+    }
+    pf->fetch_ms = hv_now_ms() - pf->started_ms;
+    pf->state = PF_FAILED;
+    if (resp->status == HV_ECLOSED) return; /* stopping: the run resumes from its checkpoint */
+    hv_error_clear(&err);
+    if (resp->status == HV_OK && resp->code == 200 &&
+        hv_ehr_page_parse(resp->body.data, resp->body.len, (size_t)r->m->max_page_bytes, &page, &err) == HV_OK) {
+        json_object *arr = json_object_new_array();
+        pf->warnings = json_object_new_array();
+        for (i = 0; i < page.noutcomes && pf->warnings != NULL; i++) {
+            json_object *issues = NULL, *first, *d = NULL;
+            const char *text = "an OperationOutcome entry";
+            if (json_object_object_get_ex(page.outcomes[i], "issue", &issues) &&
+                json_object_is_type(issues, json_type_array) && (first = json_object_array_get_idx(issues, 0)) &&
+                json_object_object_get_ex(first, "diagnostics", &d) && json_object_is_type(d, json_type_string))
+                text = json_object_get_string(d);
+            json_object_array_add(pf->warnings, json_object_new_string(text));
+        }
+        for (i = 0; arr != NULL && i < page.nresources; i++)
+            json_object_array_add(arr, json_object_get(page.resources[i]));
+        pf->next = page.next ? hv_strdup(page.next) : NULL;
+        hv_ehr_page_release(&page);
+        if (arr != NULL && pf->warnings != NULL && (page.next == NULL || pf->next != NULL) &&
+            (pf->b = hv__ehr_batch_prepare(r, arr)) != NULL)
+            pf->state = PF_READY;
+        json_object_put(arr);
+    }
+    if (!pf->waiting) return;
+    pf->waiting = 0;
+    if (pf->state == PF_READY) {
+        pf_consume(r);
+    } else {
+        char *url = hv_strdup(pf->url);
+        pf_drop(r);
+        if (url != NULL) issue(r, url);
+        else {
+            r->page_failed = 1;
+            hv__ehr_run_finish(r);
+        }
+        hv_free(url);
+    }
+}
+
+/* Starts fetching url ahead (the page after the one being written). */
+static void pf_start(hv__ehr_run_t *r, const char *url) {
+    hv__ehr_conn_t *c = r->c;
+    hv__ehr_pf_t *pf;
+    hv__ehr_req_t q;
+    pf_drop(r);
+    pf = hv_calloc(1, sizeof(*pf));
+    if (pf == NULL || (pf->url = hv_strdup(url)) == NULL) {
+        hv_free(pf);
+        return; /* no prefetch: the page is fetched when its turn comes */
+    }
+    pf->r = r;
+    pf->started_ms = hv_now_ms();
+    memset(&q, 0, sizeof(q));
+    q.url = url;
+    q.bearer = c->token;
+    q.retry = 0; /* a failure is retried by the ordinary fetch */
+    q.no_verify_tls = !c->verify_tls;
+    q.rate_slot = &c->rate_slot;
+    q.rate_interval_ms = c->rate > 0 ? (uint64_t)(1000.0 / c->rate) : 0;
+    if (hv__ehr_call(r->m->http, &q, on_prefetch, pf) != HV_OK) {
+        pf_free(pf);
+        return;
+    }
+    r->pf = pf;
+}
 
 static void page_written(hv__ehr_run_t *r, int status) {
     (void)status;
@@ -341,7 +489,6 @@ static void page_written(hv__ehr_run_t *r, int status) {
 static void fetch_page(hv__ehr_run_t *r, int status) {
     hv__ehr_conn_t *c = r->c;
     const char *type = cur_type(r);
-    hv__ehr_req_t q;
     char url[4096];
     uint64_t h;
     size_t i;
@@ -393,6 +540,19 @@ static void fetch_page(hv__ehr_run_t *r, int status) {
         r->capseen = nc;
     }
     r->seen[r->nseen++] = h;
+    issue(r, url);
+}
+
+/* Fetches url: from the prefetch when it is that page, else with a request of its own. */
+static void issue(hv__ehr_run_t *r, const char *url) {
+    hv__ehr_conn_t *c = r->c;
+    hv__ehr_req_t q;
+    if (r->pf != NULL && strcmp(r->pf->url, url) == 0 && r->pf->state != PF_FAILED) {
+        if (r->pf->state == PF_READY) pf_consume(r);
+        else r->pf->waiting = 1;
+        return;
+    }
+    pf_drop(r);
     memset(&q, 0, sizeof(q));
     q.url = url;
     q.bearer = c->token;
@@ -467,6 +627,8 @@ static void on_page(void *ud, hv__ehr_resp_t *resp) {
         hv__ehr_run_finish(r);
         return;
     }
+    /* The next page is fetched and prepared while this one is written. */
+    if (r->pending_next != NULL) pf_start(r, r->pending_next);
     hv__ehr_write_resources(r, arr, page_written);
     json_object_put(arr);
 }

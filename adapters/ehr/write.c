@@ -45,6 +45,7 @@
 
 #include <json-c/json.h>
 #include <openssl/evp.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -75,7 +76,7 @@ typedef struct item {
     hv__fop_t op;                   /* the store write (fhir storage thread) */
 } item_t;
 
-typedef struct wctx {
+struct hv__ehr_batch {
     hv__ehr_run_t *r;
     hv__ehr_written_cb cb;
     hv__fhir_t *f;
@@ -86,7 +87,10 @@ typedef struct wctx {
     char run_id[HV__EHR_ID_MAX];
     char policy_name[16];
     uint64_t t0, t_prep, t_lookup, t_store; /* hv_now_ms at each step, for the debug log */
-} wctx_t;
+    int64_t fetched, failed;        /* counted by the preparation, added to the run when written */
+    json_object *errs;              /* the preparation's errors, recorded when written */
+};
+typedef struct hv__ehr_batch wctx_t;
 
 /* ---- pure helpers ---- */
 
@@ -191,25 +195,26 @@ static int add_identity(hv__ehr_run_t *r, json_object *res, const char *type, co
     return json_object_array_add(idents, ident) == 0 ? HV_OK : HV_ENOMEM;
 }
 
-/* fhir.validation = reject refuses what the REST API would refuse; 1 when refused. */
-static int refused(hv__ehr_run_t *r, hv__fhir_t *f, json_object *res, const char *type, const char *id) {
+/* fhir.validation = reject refuses what the REST API would refuse: the reason (a static
+ * buffer of the loop thread, element paths only), or NULL when it is accepted. */
+static const char *refused(hv__fhir_t *f, json_object *res) {
+    static char why[160];
     json_object *oo = NULL, *issues = NULL;
     int errors = 0;
     const char *loc = "?";
-    if (f->validation != HV__VALIDATE_REJECT || f->validator == NULL) return 0;
+    if (f->validation != HV__VALIDATE_REJECT || f->validator == NULL) return NULL;
     if (hv_fhir_validate(f->validator, res, NULL, 0, &oo, &errors) != HV_OK || errors == 0) {
         json_object_put(oo);
-        return 0;
+        return NULL;
     }
     if (json_object_object_get_ex(oo, "issue", &issues) && json_object_array_length(issues) > 0) {
         json_object *ex = NULL, *i0 = json_object_array_get_idx(issues, 0);
         if (json_object_object_get_ex(i0, "expression", &ex) && json_object_array_length(ex) > 0)
             loc = json_object_get_string(json_object_array_get_idx(ex, 0));
     }
-    hv__ehr_run_error(r, type, "%s/%s was not stored: %d validation error%s, first at %.80s", type, id, errors,
-                      errors == 1 ? "" : "s", loc);
+    snprintf(why, sizeof(why), "%d validation error%s, first at %.80s", errors, errors == 1 ? "" : "s", loc);
     json_object_put(oo);
-    return 1;
+    return why;
 }
 
 static void wctx_free(wctx_t *w) {
@@ -220,6 +225,7 @@ static void wctx_free(wctx_t *w) {
         if (w->items[i].has_op) hv__fop_clear(&w->items[i].op);
     }
     hv_free(w->items);
+    json_object_put(w->errs);
     hv_free(w);
 }
 
@@ -508,27 +514,30 @@ static int id_ok(const char *id) {
     return n >= 1 && n <= 64 && hv__fhir_id_valid(id);
 }
 
-void hv__ehr_write_resources(hv__ehr_run_t *r, json_object *resources, hv__ehr_written_cb cb) {
+/* A preparation error, kept in the batch until it is written (a prepared-ahead page may be dropped). */
+static void berr(wctx_t *w, const char *where, const char *fmt, ...) HV_PRINTF(3, 4);
+static void berr(wctx_t *w, const char *where, const char *fmt, ...) {
+    char msg[512];
+    json_object *e;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (w->errs == NULL && (w->errs = json_object_new_array()) == NULL) return;
+    if ((e = json_object_new_object()) == NULL) return;
+    hv_json_set_str(e, "where", where);
+    hv_json_set_str(e, "message", msg);
+    json_object_array_add(w->errs, e);
+}
+
+hv__ehr_batch_t *hv__ehr_batch_prepare(hv__ehr_run_t *r, json_object *resources) {
     size_t n = json_object_array_length(resources), i;
-    hv__fhir_t *f = hv_engine_module_state(r->m->e, "fhir");
-    wctx_t *w;
-    if (f == NULL || f->storage == NULL) {
-        hv__ehr_run_error(r, "store", "the ehr module needs the fhir service in this process (--services)");
-        r->page_failed = 1;
-        r->fetched += (int64_t)n;
-        r->failed += (int64_t)n;
-        cb(r, HV_ECONFIG);
-        return;
-    }
-    w = hv_calloc(1, sizeof(*w));
+    wctx_t *w = hv_calloc(1, sizeof(*w));
     if (w == NULL || (n > 0 && (w->items = hv_calloc(n, sizeof(item_t))) == NULL)) {
         hv_free(w);
-        cb(r, HV_ENOMEM);
-        return;
+        return NULL;
     }
-    w->r = r;
-    w->cb = cb;
-    w->f = f;
+    w->f = hv_engine_module_state(r->m->e, "fhir");
     w->t0 = hv_now_ms();
     w->n = n;
     snprintf(w->conn, sizeof(w->conn), "%s", r->c->id);
@@ -537,27 +546,33 @@ void hv__ehr_write_resources(hv__ehr_run_t *r, json_object *resources, hv__ehr_w
     w->policy = strcmp(w->policy_name, "local-wins") == 0  ? DECIDE_LOCAL
                 : strcmp(w->policy_name, "keep-both") == 0 ? DECIDE_BOTH
                                                            : DECIDE_EHR;
+    if (w->f == NULL || w->f->storage == NULL) {
+        w->f = NULL;
+        w->fetched = (int64_t)n;
+        return w;
+    }
     for (i = 0; i < n; i++) {
         item_t *it = &w->items[i];
         json_object *res = json_object_array_get_idx(resources, i), *copy = NULL, *bare = NULL;
         const char *type = hv_json_get_str(res, "resourceType"), *id = hv_json_get_str(res, "id");
         hv_error_t err;
-        r->fetched++;
+        w->fetched++;
         snprintf(it->type, sizeof(it->type), "%s", type ? type : "?");
         snprintf(it->id, sizeof(it->id), "%s", id ? id : "");
         hv_error_clear(&err);
         it->state = ITEM_FAILED;
         if (type == NULL || hv_fhir_resource_type(type) == NULL) {
-            hv__ehr_run_error(r, "resource", "entry with unknown resourceType %.64s", type ? type : "(none)");
+            berr(w, "resource", "entry with unknown resourceType %.64s", type ? type : "(none)");
         } else if (id == NULL || !id_ok(id)) {
-            hv__ehr_run_error(r, type, "a %s without a valid id", type);
+            berr(w, type, "a %s without a valid id", type);
         } else if ((it->seen = 1) && hv_fhir_check_structure(res, 0, &err) != HV_OK) {
-            hv__ehr_run_error(r, type, "%s/%s is not valid FHIR R4: %s: %s", type, id, err.location, err.message);
+            berr(w, type, "%s/%s is not valid FHIR R4: %s: %s", type, id, err.location, err.message);
         } else if (json_object_deep_copy(res, &copy, NULL) != 0) {
-            hv__ehr_run_error(r, type, "%s/%s: out of memory", type, id);
+            berr(w, type, "%s/%s: out of memory", type, id);
         } else {
             /* The hash is of the EHR's content: meta left out, before anything is added. */
             json_object *meta = NULL;
+            const char *why = NULL;
             if (json_object_object_get_ex(copy, "meta", &meta)) {
                 json_object_get(meta);
                 json_object_object_del(copy, "meta");
@@ -571,20 +586,53 @@ void hv__ehr_write_resources(hv__ehr_run_t *r, json_object *resources, hv__ehr_w
             hv__ehr_local_id(r->c->id, type, id, it->local_id);
             if (add_identity(r, copy, type, id) != HV_OK || hv_json_set_str(copy, "id", it->local_id) != HV_OK ||
                 hv__ehr_rewrite_refs(copy, r->c->id, r->c->base_url) != HV_OK) {
-                hv__ehr_run_error(r, type, "%s/%s could not be prepared (out of memory or nested too deep)", type, id);
-            } else if (!refused(r, f, copy, type, id)) {
+                berr(w, type, "%s/%s could not be prepared (out of memory or nested too deep)", type, id);
+            } else if ((why = refused(w->f, copy)) != NULL) {
+                berr(w, type, "%s/%s was not stored: %s", type, id, why);
+            } else {
                 it->res = copy;
                 copy = NULL;
                 it->state = ITEM_NEW;
             }
             json_object_put(copy);
         }
-        if (it->state == ITEM_FAILED) r->failed++;
+        if (it->state == ITEM_FAILED) w->failed++;
     }
     w->t_prep = hv_now_ms();
+    return w;
+}
+
+void hv__ehr_batch_free(hv__ehr_batch_t *b) { wctx_free(b); }
+
+void hv__ehr_batch_write(hv__ehr_run_t *r, hv__ehr_batch_t *w, hv__ehr_written_cb cb) {
+    size_t i;
+    w->r = r;
+    w->cb = cb;
+    r->fetched += w->fetched;
+    r->failed += w->failed;
+    for (i = 0; w->errs != NULL && i < json_object_array_length(w->errs); i++) {
+        json_object *e = json_object_array_get_idx(w->errs, i);
+        hv__ehr_run_error(r, hv_json_get_str(e, "where"), "%s", hv_json_get_str(e, "message"));
+    }
+    if (w->f == NULL) {
+        hv__ehr_run_error(r, "store", "the ehr module needs the fhir service in this process (--services)");
+        r->page_failed = 1;
+        r->failed += (int64_t)w->n;
+        w_end(w, HV_ECONFIG);
+        return;
+    }
     if (hv_storage_submit(r->m->storage, lookup_job, lookup_done, w) != HV_OK) {
         hv__ehr_run_error(r, "store", "the ehr store is busy");
         r->page_failed = 1;
         w_end(w, HV_EBUSY);
     }
+}
+
+void hv__ehr_write_resources(hv__ehr_run_t *r, json_object *resources, hv__ehr_written_cb cb) {
+    hv__ehr_batch_t *b = hv__ehr_batch_prepare(r, resources);
+    if (b == NULL) {
+        cb(r, HV_ENOMEM);
+        return;
+    }
+    hv__ehr_batch_write(r, b, cb);
 }
