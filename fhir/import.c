@@ -421,7 +421,7 @@ int hv__fhir_cmd_import(hv_engine_t *e, int argc, char **argv)
     if (rc == HV_OK)
         rc = hv_db_migrate(im.db, "fhir", hv__store_migrations(im.db), &err);
     if (rc == HV_OK)
-        rc = hv_db_set_synchronous(im.db, hv_config_str(cfg, "fhir.synchronous"));
+        rc = hv__store_tune(im.db, cfg);
     if (rc != HV_OK) {
         char msg[1024];
         hv_error_format(&err, msg, sizeof(msg));

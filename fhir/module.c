@@ -46,6 +46,9 @@ static const hv_setting_t fhir_settings[] = {
     {"fhir.history_max", NULL, HV_SET_INT, "1000", NULL, "Largest _count of _history."},
     {"fhir.synchronous", NULL, HV_SET_ENUM, "FULL", "FULL|NORMAL|OFF",
      "Durability of the FHIR store's commits (see hv_db_set_synchronous)."},
+    {"fhir.cache_size", NULL, HV_SET_SIZE, "64MiB", NULL,
+     "Page cache of the FHIR store's SQLite writer connection (PRAGMA cache_size): the search index's "
+     "B-trees are written at random places, and a cache that holds them saves a read per page."},
     {"fhir.storage_queue", NULL, HV_SET_INT, "8192", NULL,
      "Most FHIR store jobs waiting for the storage thread (more answers 503)."},
     {"fhir.storage_batch", NULL, HV_SET_INT, "256", NULL, "Most FHIR store jobs one commit groups."},

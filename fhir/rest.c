@@ -508,7 +508,7 @@ int hv__fhir_rest_init(hv_engine_t *e, void **state)
     if (rc == HV_OK)
         rc = hv_db_migrate(db, "fhir", hv__store_migrations(db), &err);
     if (rc == HV_OK)
-        rc = hv_db_set_synchronous(db, hv_config_str(cfg, "fhir.synchronous"));
+        rc = hv__store_tune(db, cfg);
     if (rc != HV_OK) {
         char msg[1024];
         hv_error_format(&err, msg, sizeof(msg));

@@ -306,70 +306,284 @@ hv__sp_prefix_t hv__search_prefix(const char **s)
     return HV__SP_EQ;
 }
 
-/* ---- row writers ---- */
+/* ---- row writers ----
+ *
+ * Rows are not inserted one by one: the values of one resource version are
+ * collected first (exact duplicates dropped — a CodeableConcept whose text equals
+ * its coding's display, or the same code under two codings, would otherwise be
+ * written twice), then written table by table with multi-row INSERTs of up to
+ * MAX_CHUNK rows, (type, id) bound once as $1 and $2. On SQLite this saves the
+ * statement start (cursor opens on the table and its two indexes) per row; on
+ * PostgreSQL it saves a network round trip per row.
+ */
+
+enum { T_STR, T_TOK, T_REF, T_DATE, T_NUM, T_URI, T_COUNT };
+
+/* The value columns of each table after (type, id, code, grp), and their kinds. */
+enum { V_NULL = 0, V_TEXT, V_INT, V_DOUBLE };
+#define MAX_VCOLS 5
+static const struct {
+    const char *name;
+    const char *cols;
+    int ncols;
+} tables[T_COUNT] = {
+    {"sp_str", "value", 1},   {"sp_tok", "system, value", 2}, {"sp_ref", "rtype, rid", 2},
+    {"sp_date", "lo, hi", 2}, {"sp_num", "value, system, unit, cvalue, cunit", 5}, {"sp_uri", "value", 1},
+};
+
+#define MAX_CHUNK 32 /* rows of one INSERT: at most 2 + 32 * 7 = 226 placeholders */
+#define NCHUNKS 6    /* chunk sizes 1, 2, 4, 8, 16, 32 */
+#define MAX_ROWS 4096 /* rows one resource version writes, all tables together */
+
+typedef struct ixval {
+    int kind;
+    const char *s;
+    int64_t i;
+    double d;
+} ixval_t;
+
+typedef struct ixrow {
+    int table;
+    int grp;
+    const char *code;
+    ixval_t v[MAX_VCOLS];
+    uint32_t hash;
+    struct ixrow *tnext; /* the next row of the same table, in insertion order */
+} ixrow_t;
 
 typedef struct ix {
     hv_db_t *db;
+    hv_arena_t *rows_arena; /* the rows and their strings, for one resource version */
     const char *type, *id, *code;
     int rc;
     size_t nvalues;
     int grp;         /* composite: the element's number (1-based); 0 otherwise */
     char sub[96];    /* scratch for derived codes ("code:text") */
+    ixrow_t *head[T_COUNT], *tail[T_COUNT];
+    size_t nrows[T_COUNT], total;
+    ixrow_t **set;   /* open-addressed hash set of the rows (duplicate check) */
+    size_t setcap;
 } ix_t;
 
-static void bind_opt(hv_db_stmt_t *st, int idx, const char *s)
+/*
+ * The INSERT texts per backend, table and chunk size, built once. On SQLite they
+ * read INSERT OR FAIL: a multi-row INSERT with the default ABORT resolution makes
+ * SQLite keep a statement journal (every page it touches copied, so that a failing
+ * row can undo the earlier rows of the statement: sqlite.org/lang_conflict.html),
+ * which cost more than the rows themselves; FAIL keeps the earlier rows instead, and
+ * since any failure here fails the whole write and its transaction is rolled back,
+ * nothing of a failed statement survives either way.
+ */
+static char *insert_sql[2][T_COUNT][NCHUNKS];
+static pthread_once_t sql_once = PTHREAD_ONCE_INIT;
+
+static void build_sql(void)
 {
-    if (s != NULL)
-        hv_db_bind_text(st, idx, s, strlen(s));
-    else
-        hv_db_bind_null(st, idx);
+    for (int be = 0; be < 2; be++)
+    for (int t = 0; t < T_COUNT; t++)
+        for (int c = 0; c < NCHUNKS; c++) {
+            hv_buf_t b;
+            int p = 3, n = 1 << c;
+            hv_buf_init(&b, 64 * 1024);
+            hv_buf_printf(&b, "INSERT %sINTO %s (type, id, code, grp, %s) VALUES ", be == 0 ? "OR FAIL " : "",
+                          tables[t].name, tables[t].cols);
+            for (int r = 0; r < n; r++) {
+                hv_buf_puts(&b, r > 0 ? ", ($1, $2" : "($1, $2");
+                for (int k = 0; k < 2 + tables[t].ncols; k++)
+                    hv_buf_printf(&b, ", $%d", p++);
+                hv_buf_putc(&b, ')');
+            }
+            insert_sql[be][t][c] = b.data != NULL ? hv_strndup(b.data, b.len) : NULL;
+            hv_buf_release(&b);
+        }
 }
 
-/* Counts a value against the cap; 0 when it must not be written. */
-static int admit(ix_t *x)
+static uint32_t fnv(uint32_t h, const void *p, size_t n)
 {
-    if (x->rc != HV_OK || x->nvalues >= MAX_VALUES_PER_PARAM)
+    const unsigned char *s = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ s[i]) * 16777619u;
+    return h;
+}
+
+static uint32_t row_hash(const ixrow_t *r, int ncols)
+{
+    uint32_t h = 2166136261u;
+    h = fnv(h, &r->table, sizeof(r->table));
+    h = fnv(h, &r->grp, sizeof(r->grp));
+    h = fnv(h, r->code, strlen(r->code));
+    for (int k = 0; k < ncols; k++) {
+        const ixval_t *v = &r->v[k];
+        h = fnv(h, &v->kind, sizeof(v->kind));
+        if (v->kind == V_TEXT)
+            h = fnv(h, v->s, strlen(v->s) + 1);
+        else if (v->kind == V_INT)
+            h = fnv(h, &v->i, sizeof(v->i));
+        else if (v->kind == V_DOUBLE)
+            h = fnv(h, &v->d, sizeof(v->d));
+    }
+    return h;
+}
+
+static int row_equal(const ixrow_t *a, const ixrow_t *b, int ncols)
+{
+    if (a->hash != b->hash || a->table != b->table || a->grp != b->grp || strcmp(a->code, b->code) != 0)
         return 0;
-    x->nvalues++;
+    for (int k = 0; k < ncols; k++) {
+        const ixval_t *x = &a->v[k], *y = &b->v[k];
+        if (x->kind != y->kind)
+            return 0;
+        if ((x->kind == V_TEXT && strcmp(x->s, y->s) != 0) || (x->kind == V_INT && x->i != y->i) ||
+            (x->kind == V_DOUBLE && memcmp(&x->d, &y->d, sizeof(double)) != 0))
+            return 0;
+    }
     return 1;
 }
 
-/* Prepares sql (placeholders $1 type, $2 id, $3 code, $4 grp, then the values). */
-static hv_db_stmt_t *start(ix_t *x, const char *sql, const char *code)
+/* Grows the duplicate set to hold at least 2 * (total + 1) slots. */
+static int set_grow(ix_t *x)
 {
-    hv_db_stmt_t *st = NULL;
-    int rc = hv_db_prepare(x->db, sql, &st);
-    if (rc != HV_OK) {
-        x->rc = rc;
-        return NULL;
+    size_t cap = x->setcap ? x->setcap * 2 : 64;
+    ixrow_t **set;
+    if (x->setcap > 2 * (x->total + 1))
+        return HV_OK;
+    set = hv_calloc(cap, sizeof(*set));
+    if (set == NULL)
+        return HV_ENOMEM;
+    for (size_t i = 0; i < x->setcap; i++) {
+        ixrow_t *r = x->set[i];
+        size_t j;
+        if (r == NULL)
+            continue;
+        for (j = r->hash & (cap - 1); set[j] != NULL; j = (j + 1) & (cap - 1))
+            ;
+        set[j] = r;
     }
-    hv_db_bind_text(st, 1, x->type, strlen(x->type));
-    hv_db_bind_text(st, 2, x->id, strlen(x->id));
-    hv_db_bind_text(st, 3, code, strlen(code));
-    hv_db_bind_int64(st, 4, x->grp);
-    return st;
+    hv_free(x->set);
+    x->set = set;
+    x->setcap = cap;
+    return HV_OK;
 }
 
-static void finish(ix_t *x, hv_db_stmt_t *st)
+/*
+ * Adds a row of table t under code with the ncols values of vals (strings are
+ * copied). A duplicate of a row already collected for this version is dropped
+ * and does not count against the parameter's cap.
+ */
+static void add_row(ix_t *x, int t, const char *code, const ixval_t *vals)
 {
-    int rc = hv_db_step(st);
-    hv_db_done(st);
-    if (rc < 0)
-        x->rc = rc;
+    ixrow_t key, *r;
+    int nc = tables[t].ncols;
+    size_t j;
+    if (x->rc != HV_OK)
+        return;
+    memset(&key, 0, sizeof(key));
+    key.table = t;
+    key.grp = x->grp;
+    key.code = code;
+    memcpy(key.v, vals, (size_t)nc * sizeof(*vals));
+    key.hash = row_hash(&key, nc);
+    if ((x->rc = set_grow(x)) != HV_OK)
+        return;
+    for (j = key.hash & (x->setcap - 1); x->set[j] != NULL; j = (j + 1) & (x->setcap - 1))
+        if (row_equal(x->set[j], &key, nc))
+            return;
+    if (x->nvalues >= MAX_VALUES_PER_PARAM || x->total >= MAX_ROWS)
+        return;
+    x->nvalues++;
+    r = hv_arena_alloc(x->rows_arena, sizeof(*r));
+    if (r == NULL) {
+        x->rc = HV_ENOMEM;
+        return;
+    }
+    *r = key;
+    r->code = hv_arena_strdup(x->rows_arena, code);
+    if (r->code == NULL)
+        x->rc = HV_ENOMEM;
+    for (int k = 0; k < nc; k++)
+        if (r->v[k].kind == V_TEXT && (r->v[k].s = hv_arena_strdup(x->rows_arena, vals[k].s)) == NULL)
+            x->rc = HV_ENOMEM;
+    if (x->rc != HV_OK)
+        return;
+    r->tnext = NULL;
+    if (x->tail[t] != NULL)
+        x->tail[t]->tnext = r;
+    else
+        x->head[t] = r;
+    x->tail[t] = r;
+    x->nrows[t]++;
+    x->total++;
+    x->set[j] = r;
+}
+
+static void bind_val(hv_db_stmt_t *st, int idx, const ixval_t *v)
+{
+    switch (v->kind) {
+    case V_TEXT:
+        hv_db_bind_text(st, idx, v->s, strlen(v->s));
+        break;
+    case V_INT:
+        hv_db_bind_int64(st, idx, v->i);
+        break;
+    case V_DOUBLE:
+        hv_db_bind_double(st, idx, v->d);
+        break;
+    default:
+        hv_db_bind_null(st, idx);
+        break;
+    }
+}
+
+/* Writes the collected rows: per table, INSERTs of the largest chunk sizes that fit. */
+static int flush_rows(ix_t *x)
+{
+    int be = hv_db_kind(x->db) == HV_DB_SQLITE ? 0 : 1;
+    pthread_once(&sql_once, build_sql);
+    for (int t = 0; t < T_COUNT; t++) {
+        ixrow_t *r = x->head[t];
+        size_t left = x->nrows[t];
+        while (left > 0) {
+            int c = NCHUNKS - 1, p = 3, rc;
+            hv_db_stmt_t *st = NULL;
+            size_t n;
+            while ((size_t)1 << c > left)
+                c--;
+            n = (size_t)1 << c;
+            if (insert_sql[be][t][c] == NULL)
+                return HV_ENOMEM;
+            rc = hv_db_prepare(x->db, insert_sql[be][t][c], &st);
+            if (rc != HV_OK)
+                return rc;
+            hv_db_bind_text(st, 1, x->type, strlen(x->type));
+            hv_db_bind_text(st, 2, x->id, strlen(x->id));
+            for (size_t i = 0; i < n; i++, r = r->tnext) {
+                hv_db_bind_text(st, p++, r->code, strlen(r->code));
+                hv_db_bind_int64(st, p++, r->grp);
+                for (int k = 0; k < tables[t].ncols; k++)
+                    bind_val(st, p++, &r->v[k]);
+            }
+            rc = hv_db_step(st);
+            hv_db_done(st);
+            if (rc < 0)
+                return rc;
+            left -= n;
+        }
+    }
+    return HV_OK;
+}
+
+static ixval_t vtext(const char *s)
+{
+    ixval_t v = {s != NULL ? V_TEXT : V_NULL, s, 0, 0};
+    return v;
 }
 
 /* A text row of table sp_str or sp_uri under code. */
-static void put_text(ix_t *x, const char *table, const char *code, const char *v)
+static void put_text(ix_t *x, int table, const char *code, const char *v)
 {
-    char sql[160];
-    hv_db_stmt_t *st;
-    if (!admit(x))
-        return;
-    snprintf(sql, sizeof(sql), "INSERT INTO %s (type, id, code, grp, value) VALUES ($1, $2, $3, $4, $5)", table);
-    if ((st = start(x, sql, code)) == NULL)
-        return;
-    hv_db_bind_text(st, 5, v, strlen(v));
-    finish(x, st);
+    ixval_t vals[1];
+    vals[0] = vtext(v);
+    add_row(x, table, code, vals);
 }
 
 static void put_str_code(ix_t *x, const char *code, const char *s)
@@ -378,7 +592,7 @@ static void put_str_code(ix_t *x, const char *code, const char *s)
     if (s == NULL || s[0] == '\0')
         return;
     hv__search_normalize(s, norm, sizeof(norm));
-    put_text(x, "sp_str", code, norm);
+    put_text(x, T_STR, code, norm);
 }
 
 static void put_str(ix_t *x, const char *s)
@@ -388,15 +602,12 @@ static void put_str(ix_t *x, const char *s)
 
 static void put_tok_code(ix_t *x, const char *code, const char *system, const char *value)
 {
-    hv_db_stmt_t *st;
-    if (value == NULL || value[0] == '\0' || !admit(x))
+    ixval_t vals[2];
+    if (value == NULL || value[0] == '\0')
         return;
-    st = start(x, "INSERT INTO sp_tok (type, id, code, grp, system, value) VALUES ($1, $2, $3, $4, $5, $6)", code);
-    if (st == NULL)
-        return;
-    bind_opt(st, 5, system);
-    hv_db_bind_text(st, 6, value, strlen(value));
-    finish(x, st);
+    vals[0] = vtext(system);
+    vals[1] = vtext(value);
+    add_row(x, T_TOK, code, vals);
 }
 
 static void put_tok(ix_t *x, const char *system, const char *code)
@@ -407,7 +618,14 @@ static void put_tok(ix_t *x, const char *system, const char *code)
 /* The code of a derived index ("code:text") of the current parameter. */
 static const char *sub(ix_t *x, const char *suffix)
 {
-    snprintf(x->sub, sizeof(x->sub), "%s:%s", x->code, suffix);
+    size_t n = strlen(x->code), m = strlen(suffix);
+    if (n + 1 + m >= sizeof(x->sub)) {
+        snprintf(x->sub, sizeof(x->sub), "%s:%s", x->code, suffix);
+        return x->sub;
+    }
+    memcpy(x->sub, x->code, n);
+    x->sub[n] = ':';
+    memcpy(x->sub + n + 1, suffix, m + 1);
     return x->sub;
 }
 
@@ -417,7 +635,7 @@ static void put_date(ix_t *x, const char *s, const char *end, int period)
     const int64_t open_lo = -((int64_t)1 << 60), open_hi = (int64_t)1 << 60;
     int64_t lo = open_lo, hi = open_hi, l2, h2;
     int have = 0;
-    hv_db_stmt_t *st;
+    ixval_t vals[2];
     if (s != NULL && hv__search_date_range(s, &lo, &h2) == HV_OK) {
         have = 1;
         if (!period)
@@ -427,14 +645,14 @@ static void put_date(ix_t *x, const char *s, const char *end, int period)
         hi = h2;
         have = 1;
     }
-    if (!have || !admit(x))
+    if (!have)
         return;
-    st = start(x, "INSERT INTO sp_date (type, id, code, grp, lo, hi) VALUES ($1, $2, $3, $4, $5, $6)", x->code);
-    if (st == NULL)
-        return;
-    hv_db_bind_int64(st, 5, lo);
-    hv_db_bind_int64(st, 6, hi);
-    finish(x, st);
+    memset(vals, 0, sizeof(vals));
+    vals[0].kind = V_INT;
+    vals[0].i = lo;
+    vals[1].kind = V_INT;
+    vals[1].i = hi;
+    add_row(x, T_DATE, x->code, vals);
 }
 
 /*
@@ -447,31 +665,23 @@ static void put_num(ix_t *x, struct json_object *v, const char *system, const ch
     double d, cv = 0;
     char cu[64];
     int canon = 0;
-    hv_db_stmt_t *st;
+    ixval_t vals[5];
     if (v == NULL || !(json_object_is_type(v, json_type_double) || json_object_is_type(v, json_type_int)))
         return;
     d = json_object_get_double(v);
     if (unit != NULL && (system == NULL || strcmp(system, HV__UCUM_SYSTEM) == 0))
         canon = hv__search_ucum_canon(d, unit, &cv, cu, sizeof(cu)) == HV_OK;
-    if (!admit(x))
-        return;
-    st = start(x,
-               "INSERT INTO sp_num (type, id, code, grp, value, system, unit, cvalue, cunit) VALUES ($1, $2, $3, $4,"
-               " $5, $6, $7, $8, $9)",
-               x->code);
-    if (st == NULL)
-        return;
-    hv_db_bind_double(st, 5, d);
-    bind_opt(st, 6, system);
-    bind_opt(st, 7, unit);
+    memset(vals, 0, sizeof(vals));
+    vals[0].kind = V_DOUBLE;
+    vals[0].d = d;
+    vals[1] = vtext(system);
+    vals[2] = vtext(unit);
     if (canon) {
-        hv_db_bind_double(st, 8, cv);
-        hv_db_bind_text(st, 9, cu, strlen(cu));
-    } else {
-        hv_db_bind_null(st, 8);
-        hv_db_bind_null(st, 9);
+        vals[3].kind = V_DOUBLE;
+        vals[3].d = cv;
+        vals[4] = vtext(cu);
     }
-    finish(x, st);
+    add_row(x, T_NUM, x->code, vals);
 }
 
 static void put_ref(ix_t *x, const char *ref)
@@ -480,7 +690,7 @@ static void put_ref(ix_t *x, const char *ref)
     char buf[HV__FHIR_ID_MAX];
     const char *h, *end, *p, *slash;
     size_t tl;
-    hv_db_stmt_t *st;
+    ixval_t vals[2];
     if (ref == NULL || ref[0] == '#' || ref[0] == '\0')
         return;
     /* "Type/id", "Type/id/_history/n" or an absolute URL ending in Type/id. */
@@ -504,14 +714,11 @@ static void put_ref(ix_t *x, const char *ref)
             rtype[tl] = '\0';
         }
     }
-    if (!hv__fhir_id_valid(buf) || !admit(x))
+    if (!hv__fhir_id_valid(buf))
         return;
-    st = start(x, "INSERT INTO sp_ref (type, id, code, grp, rtype, rid) VALUES ($1, $2, $3, $4, $5, $6)", x->code);
-    if (st == NULL)
-        return;
-    bind_opt(st, 5, rtype[0] ? rtype : NULL);
-    hv_db_bind_text(st, 6, buf, strlen(buf));
-    finish(x, st);
+    vals[0] = vtext(rtype[0] ? rtype : NULL);
+    vals[1] = vtext(buf);
+    add_row(x, T_REF, x->code, vals);
 }
 
 static const char *jstr(struct json_object *o, const char *k)
@@ -583,7 +790,7 @@ static void index_item(ix_t *x, hv_fhir_search_type_t st, const hv_fhirpath_item
         else if (st == HV_FHIR_SP_TOKEN)
             put_tok(x, NULL, it->text);
         else if (st == HV_FHIR_SP_URI && it->text)
-            put_text(x, "sp_uri", x->code, it->text);
+            put_text(x, T_URI, x->code, it->text);
         else if (st == HV_FHIR_SP_DATE)
             put_date(x, it->text, NULL, 0);
         return;
@@ -657,7 +864,7 @@ static void index_item(ix_t *x, hv_fhir_search_type_t st, const hv_fhirpath_item
         break;
     case HV_FHIR_SP_URI:
         if (json_object_is_type(j, json_type_string))
-            put_text(x, "sp_uri", x->code, json_object_get_string(j));
+            put_text(x, T_URI, x->code, json_object_get_string(j));
         break;
     default:
         break;
@@ -790,11 +997,19 @@ int hv__search_index_put(hv_db_t *db, const char *type, const char *id, struct j
         return HV_OK;
     t = hv_fhir_resource_type(type);
     arena = hv_arena_new(0);
-    if (arena == NULL)
-        return HV_ENOMEM;
+    x.rows_arena = hv_arena_new(16384);
+    if (arena == NULL || x.rows_arena == NULL) {
+        rc = HV_ENOMEM;
+        goto out;
+    }
     /* The type's own parameters, then those inherited (DomainResource, Resource). */
     for (; t != NULL && rc == HV_OK; t = hv_fhir_type_base(t))
         rc = index_params(&x, t, resource, arena);
+    if (rc == HV_OK)
+        rc = flush_rows(&x);
+out:
+    hv_free(x.set);
+    hv_arena_free(x.rows_arena);
     hv_arena_free(arena);
     return rc;
 }

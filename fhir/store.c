@@ -65,6 +65,21 @@ static const char *const migrations_pg[] = {
     NULL,
 };
 
+int hv__store_tune(hv_db_t *db, hv_config_t *cfg)
+{
+    char sql[64];
+    int64_t kib;
+    int rc = hv_db_set_synchronous(db, hv_config_str(cfg, "fhir.synchronous"));
+    if (rc != HV_OK || hv_db_kind(db) != HV_DB_SQLITE || hv_config_find(cfg, "fhir.cache_size") == NULL)
+        return rc;
+    /* A negative cache_size is in KiB (sqlite.org/pragma.html#pragma_cache_size). */
+    kib = (int64_t)(hv_config_size(cfg, "fhir.cache_size") / 1024);
+    if (kib < 64)
+        kib = 64;
+    snprintf(sql, sizeof(sql), "PRAGMA cache_size=-%lld", (long long)kib);
+    return hv_db_exec(db, sql);
+}
+
 const char *const *hv__store_migrations(hv_db_t *db)
 {
     return hv_db_kind(db) == HV_DB_PG ? migrations_pg : migrations_sqlite;

@@ -119,6 +119,12 @@ int hv__authz_compartment(const hv_auth_principal_t *p, int interaction, const c
 
 /* ---- the store (fhir/store.c) ---- */
 
+/*
+ * Applies the store's connection settings to a writer connection: fhir.synchronous,
+ * and on SQLite fhir.cache_size (PRAGMA cache_size, in KiB). HV_EINVAL on a bad value.
+ */
+int hv__store_tune(hv_db_t *db, hv_config_t *cfg);
+
 /* The migrations of the fhir module's tables for this backend. */
 const char *const *hv__store_migrations(hv_db_t *db);
 
