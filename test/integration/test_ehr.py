@@ -419,6 +419,36 @@ class Sync(EhrCase):
         self.interrupted("sigterm")
 
 
+class AuthOn(EhrCase):
+    def test_sync_writes_with_authentication_on_and_no_store_token(self):
+        # The engine under test with authentication on: the sync writes in-process, so no
+        # token of the engine's own is needed (there is no ehr.store_token any more).
+        eng = self.engine(start=False, auth=True, config=LOCAL)
+        rc, out, err = eng.cli("user", "add", "ops", "--role", "integrator", input="password-ops\n")
+        self.assertEqual(rc, 0, err)
+        eng.start()
+        st, body = eng.post_json("/auth/login", {"username": "ops", "password": "password-ops"})
+        self.assertEqual(st, 200, body)
+        auth = {"Authorization": "Bearer " + body["access_token"]}
+        self.assertEqual(eng.post_json("/ehr/connect", {"vendor": "fhir", "base_url": "https://x/fhir"})[0], 401)
+        st, out = eng.post_json("/ehr/connect", {
+            "vendor": "fhir", "base_url": self.peer.base + "/fhir", "client_id": self.client_id,
+            "private_key_pem": read(self.key.path), "key_id": self.key.kid, "scopes": "system/*.rs",
+            "resource_types": ["Patient", "Condition"], "schedule": "manual"}, headers=auth)
+        self.assertEqual(st, 201, out)
+        st, started = eng.post_json("/ehr/sync/%s" % out["id"], {"mode": "full"}, headers=auth)
+        self.assertEqual(st, 202, started)
+        deadline, run = time.monotonic() + 60, None
+        while time.monotonic() < deadline and run is None:
+            st, h = eng.get_json("/ehr/sync-history?connection=%s" % out["id"], headers=auth)
+            self.assertEqual(st, 200, h)
+            run = next((r for r in h["runs"] if r["run_id"] == started["run_id"] and r["status"] != "running"), None)
+            time.sleep(0.1)
+        self.assertIsNotNone(run, "the run did not finish")
+        self.assertEqual((run["status"], run["created"], run["failed"]),
+                         ("completed", self.peer_count(["Patient", "Condition"]), 0), run)
+
+
 class Channels(EhrCase):
     def test_bound_channel_sees_resources_and_the_event_is_published(self):
         cid = self.connect(resource_types=["Patient"])
