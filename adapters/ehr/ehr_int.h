@@ -160,7 +160,8 @@ struct hv__ehr_run {
     /* counts */
     int64_t fetched, created, updated, unchanged, failed, conflicts, deleted;
     int reconciled;
-    int leased;                 /* this engine holds the connection's lease for the run (lease.c) */             /* a full sync's deletions were looked for (reconcile.c) */
+    int leased;                 /* this engine holds the connection's lease for the run (lease.c) */
+    uint64_t lease_saved_ms;    /* when a save last renewed it */             /* a full sync's deletions were looked for (reconcile.c) */
     struct json_object *errors; /* array of {"where", "message"} */
     int64_t nerrors;
     int page_failed;            /* a page could not be fetched or read */

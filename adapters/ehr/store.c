@@ -415,6 +415,7 @@ int hv__ehr_run_save(hv__ehr_run_t *r, const char *status, void (*done)(int stat
         j->next_run_at = r->c->next_run_at;
     }
     if (r->leased) {
+        r->lease_saved_ms = hv_now_ms();
         j->leased = 1;
         j->lease_until = strcmp(status, "running") == 0 ? (int64_t)(hv_now_ms() + r->m->lease_ttl_ms) : 0;
         snprintf(j->holder, sizeof(j->holder), "%s", r->m->holder);
