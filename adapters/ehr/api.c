@@ -383,7 +383,7 @@ static void route_sync(hv_http_req_t *req, void *ud) {
         snprintf(m_copy, sizeof(m_copy), "%s", mode);
         json_object_put(body);
         mode = m_copy;
-        rc = hv__ehr_run_start(m, c, mode, run_id);
+        rc = hv__ehr_run_start(m, c, mode, run_id, 0);
         if (rc == HV_OK) {
             o = json_object_new_object();
             hv_json_set_str(o, "run_id", run_id);
@@ -428,10 +428,10 @@ static int hist_job(hv_db_t *db, void *arg) {
                            " conflicts WHERE $1 = '' ORDER BY at DESC, id DESC LIMIT $2";
     else
         sql = h->conn[0] ? "SELECT id, connection, mode, status, started_at, finished_at, fetched, created, updated,"
-                           " unchanged, failed, conflicts, errors FROM runs WHERE connection = $1 ORDER BY started_at"
+                           " unchanged, failed, conflicts, errors, deleted FROM runs WHERE connection = $1 ORDER BY started_at"
                            " DESC, id DESC LIMIT $2"
                          : "SELECT id, connection, mode, status, started_at, finished_at, fetched, created, updated,"
-                           " unchanged, failed, conflicts, errors FROM runs WHERE $1 = '' ORDER BY started_at DESC,"
+                           " unchanged, failed, conflicts, errors, deleted FROM runs WHERE $1 = '' ORDER BY started_at DESC,"
                            " id DESC LIMIT $2";
     rc = hv_db_prepare(db, sql, &st);
     if (rc != HV_OK) return rc;
@@ -467,6 +467,7 @@ static int hist_job(hv_db_t *db, void *arg) {
                 hv_json_set_str(o, "finished", ts);
             }
             for (i = 0; i < 6; i++) hv_json_set_int(o, counts[i], hv_db_column_int64(st, 6 + i));
+            hv_json_set_int(o, "deleted", hv_db_column_int64(st, 13));
             s = hv_db_column_text(st, 12, &n);
             if (s == NULL || hv_json_parse(s, n, "errors", &errs, NULL) != HV_OK) errs = json_object_new_array();
             hv_json_set(o, "errors", errs);

@@ -208,6 +208,9 @@ static void on_status(void *ud, hv__ehr_resp_t *resp) {
         hv__ehr_req_t q;
         if (ra < 0) ra = (int64_t)r->m->bulk_poll_ms;
         if ((uint64_t)ra > r->m->max_retry_after_ms) ra = (int64_t)r->m->max_retry_after_ms;
+        /* A long export: the polls keep the connection's lease (lease.c) from running out. */
+        if (r->leased && hv_now_ms() - r->lease_saved_ms > r->m->lease_ttl_ms / 3)
+            (void)hv__ehr_run_save(r, "running", NULL, NULL);
         memset(&q, 0, sizeof(q));
         q.url = r->bulk_status_url;
         q.bearer = r->c->token;

@@ -123,7 +123,9 @@ int64_t hv_ehr_retry_after_ms(const char *value, uint64_t now_ms);
 
 /*
  * A sync schedule: "manual" (never on its own), "daily" (24 h after the last
- * scheduled start; the first 24 h after connecting), "hourly", or a five-field
+ * scheduled start; the first 24 h after connecting), "hourly", "every <duration>"
+ * (an interval from 1s, e.g. "every 15m": after connecting, then after each
+ * scheduled start), or a five-field
  * cron expression "minute hour day-of-month month day-of-week" in UTC with the
  * subset `*`, numbers, lists `a,b`, ranges `a-b` and steps `*\/n`, `a-b/n`
  * (day-of-week 0-7, 0 and 7 are Sunday; when both day fields are restricted,
@@ -136,9 +138,11 @@ typedef struct hv_ehr_schedule {
     uint32_t hour, dom, month;
     uint8_t dow;
     int dom_star, dow_star;
+    uint64_t every_ms; /* HV_EHR_SCHED_EVERY: the interval */
 } hv_ehr_schedule_t;
 
-enum { HV_EHR_SCHED_MANUAL = 0, HV_EHR_SCHED_DAILY = 1, HV_EHR_SCHED_HOURLY = 2, HV_EHR_SCHED_CRON = 3 };
+enum { HV_EHR_SCHED_MANUAL = 0, HV_EHR_SCHED_DAILY = 1, HV_EHR_SCHED_HOURLY = 2, HV_EHR_SCHED_CRON = 3,
+       HV_EHR_SCHED_EVERY = 4 };
 
 int hv_ehr_schedule_parse(const char *text, hv_ehr_schedule_t *out, hv_error_t *err);
 /*

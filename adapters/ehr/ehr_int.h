@@ -6,7 +6,8 @@
  *   schedule.c cron subset (pure)          seal.c  AES-256-GCM (pure)
  *   auth.c     SMART discovery and backend-services tokens
  *   store.c    the module's tables and their storage jobs
- *   sync.c     a sync run: search paging, conflicts, writes into the FHIR store
+ *   sync.c     a sync run: search paging, checkpoints, the end of a run
+ *   write.c    a page into the FHIR store in-process: local ids, conflicts, rows
  *   bulk.c     Bulk Data $export: kick-off, polling, NDJSON download, import
  *   api.c      the /ehr routes              module.c settings, sources, scheduler
  */
@@ -20,6 +21,7 @@
 struct json_object;
 
 #define HV__EHR_ID_MAX 40
+#define HV__EHR_HOLDER_MAX 24 /* an engine's id (lease.c): 16 hex digits */
 #define HV__EHR_MAX_ERRORS 100 /* errors kept per run; more are counted */
 
 typedef struct hv__ehr hv__ehr_t;
@@ -125,8 +127,6 @@ struct hv__ehr {
     int sched_closed;
     int free_pending;
     int stopping;
-    char store_url[512];   /* the FHIR store the sync writes to (loopback) */
-    char store_token[2048];
     /* settings */
     uint64_t timeout_ms, retry_base_ms, max_retry_after_ms, token_renew_ms;
     int max_attempts, max_pages;
@@ -136,6 +136,8 @@ struct hv__ehr {
     uint64_t overlap_ms;
     int verify_tls_default;
     double rate_default;
+    uint64_t lease_ttl_ms;
+    char holder[HV__EHR_HOLDER_MAX]; /* this engine's id for leases */
 };
 
 /* ---- Runs (sync.c, bulk.c) ---- */
@@ -156,7 +158,10 @@ struct hv__ehr_run {
     size_t bulk_file;           /* bulk: the output file being imported */
     int64_t bulk_line;          /* bulk: lines of it already imported */
     /* counts */
-    int64_t fetched, created, updated, unchanged, failed, conflicts;
+    int64_t fetched, created, updated, unchanged, failed, conflicts, deleted;
+    int reconciled;
+    int leased;                 /* this engine holds the connection's lease for the run (lease.c) */
+    uint64_t lease_saved_ms;    /* when a save last renewed it */             /* a full sync's deletions were looked for (reconcile.c) */
     struct json_object *errors; /* array of {"where", "message"} */
     int64_t nerrors;
     int page_failed;            /* a page could not be fetched or read */
@@ -173,6 +178,8 @@ struct hv__ehr_run {
     char *pending_next;         /* the page being written: its next link */
     void (*after_checkpoint)(hv__ehr_run_t *r);
     int finished;
+    uint64_t fetch_started_ms, fetch_ms; /* the page in flight: for the debug log */
+    struct hv__ehr_pf *pf;      /* the next page, fetched and prepared ahead (sync.c) */
     hv__ehr_run_t *next;
 };
 
@@ -189,16 +196,42 @@ int hv__ehr_store_pending_runs(hv__ehr_t *m, hv_db_t *db);
 
 /* sync.c */
 /* Starts a run; its id is copied to run_id (the run may end before this returns). */
-int hv__ehr_run_start(hv__ehr_t *m, hv__ehr_conn_t *c, const char *mode, char run_id[HV__EHR_ID_MAX]);
+/* leased: the caller took the connection's lease already (a scheduled start); else the run
+ * takes it first and ends "failed" when another engine holds it. */
+int hv__ehr_run_start(hv__ehr_t *m, hv__ehr_conn_t *c, const char *mode, char run_id[HV__EHR_ID_MAX], int leased);
 void hv__ehr_run_resume(hv__ehr_run_t *r);
 void hv__ehr_run_error(hv__ehr_run_t *r, const char *where, const char *fmt, ...) HV_PRINTF(3, 4);
-/* Writes a batch of resources (array) of the run into the store; then cb. */
+/* write.c: writes a batch of resources (array) of the run into the store; then cb. */
 typedef void (*hv__ehr_written_cb)(hv__ehr_run_t *r, int status);
 void hv__ehr_write_resources(hv__ehr_run_t *r, struct json_object *resources, hv__ehr_written_cb cb);
+/* The same in two steps, so that a page can be prepared while the one before is written:
+ * prepare (checks, validation, hashes, local ids; errors and counts kept in the batch, NULL
+ * when out of memory), then write (adds them to the run; takes the batch), or free. */
+typedef struct hv__ehr_batch hv__ehr_batch_t;
+hv__ehr_batch_t *hv__ehr_batch_prepare(hv__ehr_run_t *r, struct json_object *resources);
+void hv__ehr_batch_write(hv__ehr_run_t *r, hv__ehr_batch_t *b, hv__ehr_written_cb cb);
+void hv__ehr_batch_free(hv__ehr_batch_t *b);
+#define HV__EHR_LOCAL_ID_MAX 65
+/* The local id of the EHR's type/id synced through connection conn (write.c explains the rule). */
+void hv__ehr_local_id(const char *conn, const char *type, const char *id, char out[HV__EHR_LOCAL_ID_MAX]);
+/* Rewrites the references of res to the connection's local ids; HV_EINVAL when nested too deep. */
+int hv__ehr_rewrite_refs(struct json_object *res, const char *conn, const char *base);
 void hv__ehr_run_finish(hv__ehr_run_t *r);
 void hv__ehr_run_free(hv__ehr_run_t *r);
 /* Saves the checkpoint and counts; then continues with next. */
 void hv__ehr_run_checkpoint(hv__ehr_run_t *r, void (*next)(hv__ehr_run_t *r));
+
+/* reconcile.c: after a full search sync, deletes locally what the EHR no longer has
+ * (ehr.deletions); then hv__ehr_run_finish. */
+void hv__ehr_reconcile(hv__ehr_run_t *r);
+
+/* lease.c */
+typedef void (*hv__ehr_lease_cb)(hv__ehr_t *m, hv__ehr_conn_t *c, int ok, const char *holder, void *ud);
+/* Takes c's lease (scheduled: also claims its due start); cb(ok, the holder now) on the loop.
+ * c is looked up again by id for cb (NULL when removed meanwhile). */
+int hv__ehr_lease_claim(hv__ehr_t *m, hv__ehr_conn_t *c, int scheduled, hv__ehr_lease_cb cb, void *ud);
+/* Reads or creates <data>/ehr-engine.id into m->holder. */
+int hv__ehr_engine_id(hv__ehr_t *m);
 
 /* auth.c: ensures c has a fresh access token (or needs none); cb(status) on the loop. */
 typedef void (*hv__ehr_token_cb)(hv__ehr_run_t *r, int status);

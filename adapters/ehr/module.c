@@ -21,10 +21,6 @@ static const hv_setting_t settings[] = {
     {"ehr.secret_key", NULL, HV_SET_STRING, "", NULL,
      "AES-256-GCM key sealing EHR private keys and client secrets: 64 hex digits; empty keeps a generated key in "
      "<data>/ehr-secret.key (mode 0600)"},
-    {"ehr.store_url", NULL, HV_SET_STRING, "", NULL,
-     "FHIR store that syncs write to (a FHIR batch endpoint); empty is this engine's own /fhir on loopback"},
-    {"ehr.store_token", NULL, HV_SET_STRING, "", NULL,
-     "bearer token for ehr.store_url when authentication is on (a service account's token)"},
     {"ehr.timeout", NULL, HV_SET_DURATION, "60s", NULL, "time allowed for one request to an EHR"},
     {"ehr.retry_base", NULL, HV_SET_DURATION, "500ms", NULL,
      "first backoff after a 429, 5xx or transport failure (doubles per attempt, ±25% jitter)"},
@@ -38,6 +34,10 @@ static const hv_setting_t settings[] = {
     {"ehr.rate_limit", NULL, HV_SET_INT, "20", NULL, "default requests per second per connection (0: no limit)"},
     {"ehr.incremental_overlap", NULL, HV_SET_DURATION, "1m", NULL,
      "an incremental sync asks for changes since the last completed run's start minus this (clock skew)"},
+    {"ehr.deletions", NULL, HV_SET_ENUM, "delete", "delete|keep",
+     "resources a full sync no longer finds in the EHR: deleted locally, or kept (a warning of the run)"},
+    {"ehr.lease_ttl", NULL, HV_SET_DURATION, "10m", NULL,
+     "a sync holds its connection's lease this long past its last checkpoint (engines sharing a database)"},
     {"ehr.schedule_check", NULL, HV_SET_DURATION, "30s", NULL, "how often scheduled syncs are looked for"},
     {NULL, NULL, 0, NULL, NULL, NULL},
 };
@@ -165,19 +165,28 @@ static const hv_channel_source_t src_fhir = {"fhir-pull", src_check, src_start, 
 
 /* ---- scheduler ---- */
 
+static void on_sched_claimed(hv__ehr_t *m, hv__ehr_conn_t *c, int ok, const char *holder, void *ud) {
+    char run_id[HV__EHR_ID_MAX];
+    (void)holder;
+    (void)ud;
+    if (!ok || c == NULL || c->removed || c->active != NULL || m->stopping) return;
+    if (hv__ehr_run_start(m, c, c->since_ms > 0 ? "incremental" : "full", run_id, 1) != HV_OK)
+        hv_log(HV_LOG_WARN, "ehr.schedule_failed", "the scheduled sync of %s could not start", c->id);
+}
+
 static void on_tick(uv_timer_t *t) {
     hv__ehr_t *m = t->data;
     hv__ehr_conn_t *c;
     uint64_t now = hv_now_ms();
     if (m->stopping) return;
     for (c = m->conns; c != NULL; c = c->next) {
-        char run_id[HV__EHR_ID_MAX];
         if (c->removed || c->active != NULL || c->schedule.kind == HV_EHR_SCHED_MANUAL || c->next_run_at <= 0 ||
             (uint64_t)c->next_run_at > now)
             continue;
-        /* The next start is computed now so that a failing sync is not retried every tick. */
+        /* The next start is computed now so that a failing sync is not retried every tick; the
+         * claim (lease.c) sets it in the database too, or reads the one another engine set. */
         c->next_run_at = (int64_t)hv_ehr_schedule_next(&c->schedule, now);
-        if (hv__ehr_run_start(m, c, c->since_ms > 0 ? "incremental" : "full", run_id) != HV_OK)
+        if (hv__ehr_lease_claim(m, c, 1, on_sched_claimed, NULL) != HV_OK)
             hv_log(HV_LOG_WARN, "ehr.schedule_failed", "the scheduled sync of %s could not start", c->id);
     }
 }
@@ -190,24 +199,6 @@ void hv__ehr_schedule_arm(hv__ehr_t *m) {
 }
 
 /* ---- lifecycle ---- */
-
-static void store_url_default(hv__ehr_t *m) {
-    hv_config_t *cfg = hv_engine_config(m->e);
-    const char *u = hv_config_str(cfg, "ehr.store_url"), *listen = hv_config_str(cfg, "http.listen");
-    const char *cert = hv_config_str(cfg, "tls.cert"), *tok = hv_config_str(cfg, "ehr.store_token");
-    char host[256] = "127.0.0.1";
-    int port = 8080;
-    if (u != NULL && u[0] != '\0') {
-        snprintf(m->store_url, sizeof(m->store_url), "%s", u);
-    } else {
-        if (listen != NULL) hv_parse_hostport(listen, host, sizeof(host), &port);
-        if (strcmp(host, "0.0.0.0") == 0 || host[0] == '\0') snprintf(host, sizeof(host), "127.0.0.1");
-        if (strcmp(host, "::") == 0) snprintf(host, sizeof(host), "[::1]");
-        snprintf(m->store_url, sizeof(m->store_url), "%s://%s:%d/fhir", cert && cert[0] ? "https" : "http", host,
-                 port);
-    }
-    snprintf(m->store_token, sizeof(m->store_token), "%s", tok ? tok : "");
-}
 
 static void module_free_state(hv__ehr_t *m) {
     while (m->runs != NULL) {
@@ -250,11 +241,13 @@ static int module_init(hv_engine_t *e, void **state) {
     m->token_renew_ms = hv_config_duration_ms(cfg, "ehr.token_renew");
     m->rate_default = (double)hv_config_int(cfg, "ehr.rate_limit");
     m->overlap_ms = hv_config_duration_ms(cfg, "ehr.incremental_overlap");
+    m->lease_ttl_ms = hv_config_duration_ms(cfg, "ehr.lease_ttl");
+    if (m->lease_ttl_ms < 1000) m->lease_ttl_ms = 1000;
     if (m->max_attempts < 1) m->max_attempts = 1;
     if (m->max_pages < 1) m->max_pages = 1;
     if (m->timeout_ms == 0) m->timeout_ms = 60000;
-    store_url_default(m);
     rc = load_kek(m, &err);
+    if (rc == HV_OK) rc = hv__ehr_engine_id(m);
     if (rc == HV_OK) rc = hv_db_open(hv_engine_db_url(e), hv_engine_data_dir(e), "ehr", &db, &err);
     if (rc == HV_OK) rc = hv__ehr_store_migrate(db, &err);
     if (rc == HV_OK) rc = hv__ehr_store_load(m, db);

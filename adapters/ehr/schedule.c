@@ -2,7 +2,9 @@
  * schedule.c — sync schedules: "manual", "daily", "hourly" and a subset of the
  * five-field cron syntax (POSIX crontab, "minute hour day-of-month month
  * day-of-week", with Vixie cron's steps and its rule that two restricted day
- * fields match when either does). Times are UTC. See ehr.h for the contract.
+ * fields match when either does), and "every <duration>" intervals (a
+ * duration as settings take it, "90s", "15m", at least 1s: the only way to
+ * schedule below a minute, which tests use). Times are UTC. See ehr.h.
  */
 #include "config.h"
 #include "adapters/ehr/ehr.h"
@@ -97,6 +99,16 @@ int hv_ehr_schedule_parse(const char *text, hv_ehr_schedule_t *out, hv_error_t *
         s.kind = HV_EHR_SCHED_HOURLY;
         goto ok;
     }
+    if (strncmp(text, "every ", 6) == 0) {
+        uint64_t ms = 0;
+        if (hv_parse_duration_ms(text + 6, &ms) != HV_OK || ms < 1000 || ms > 366ULL * 86400 * 1000) {
+            hv_error_set(err, HV_EINVAL, "schedule", "\"every\" takes a duration from 1s to a year (\"every 15m\", \"every 6h\")");
+            return HV_EINVAL;
+        }
+        s.kind = HV_EHR_SCHED_EVERY;
+        s.every_ms = ms;
+        goto ok;
+    }
     if (strlen(text) > 200) {
         hv_error_set(err, HV_EINVAL, "schedule", "the schedule is longer than 200 characters");
         return HV_EINVAL;
@@ -116,7 +128,7 @@ int hv_ehr_schedule_parse(const char *text, hv_ehr_schedule_t *out, hv_error_t *
     }
     if (nf != 5) {
         hv_error_set(err, HV_EINVAL, "schedule",
-                     "the schedule is \"manual\", \"daily\", \"hourly\" or a five-field cron expression");
+                     "the schedule is \"manual\", \"daily\", \"hourly\", \"every <duration>\" or a five-field cron expression");
         return HV_EINVAL;
     }
     for (i = 0; i < 5; i++)
@@ -146,6 +158,7 @@ uint64_t hv_ehr_schedule_next(const hv_ehr_schedule_t *s, uint64_t after_ms) {
     switch (s->kind) {
     case HV_EHR_SCHED_DAILY: return after_ms + 24ULL * 3600 * 1000;
     case HV_EHR_SCHED_HOURLY: return after_ms + 3600ULL * 1000;
+    case HV_EHR_SCHED_EVERY: return after_ms + s->every_ms;
     case HV_EHR_SCHED_CRON: break;
     default: return 0;
     }

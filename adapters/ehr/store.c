@@ -12,6 +12,11 @@
  *   resources    per connection and remote (type, id): the hash of the content
  *                last written, and the local version that write produced
  *   conflicts    each conflict met and the decision the policy took
+ *
+ * Migration 2: resources.seen_run (the last run that saw the resource in the
+ * EHR: a full sync deletes what it did not see, reconcile.c), runs.deleted, and
+ * connections.lease_holder / lease_until (the engine that runs a sync of the
+ * connection and until when).
  */
 #include "config.h"
 #include "adapters/ehr/ehr_int.h"
@@ -34,6 +39,10 @@ static const char *const migrations[] = {
     " local_version TEXT, synced_at BIGINT, PRIMARY KEY (connection, rtype, rid));"
     "CREATE TABLE conflicts (id TEXT PRIMARY KEY, connection TEXT NOT NULL, run_id TEXT, rtype TEXT, rid TEXT,"
     " policy TEXT, decision TEXT, local_version TEXT, copy_id TEXT, at BIGINT);",
+    "ALTER TABLE resources ADD COLUMN seen_run TEXT;"
+    "ALTER TABLE runs ADD COLUMN deleted BIGINT;"
+    "ALTER TABLE connections ADD COLUMN lease_holder TEXT;"
+    "ALTER TABLE connections ADD COLUMN lease_until BIGINT;",
     NULL,
 };
 
@@ -290,11 +299,15 @@ int hv__ehr_store_load(hv__ehr_t *m, hv_db_t *db) {
 
 typedef struct run_job {
     char id[HV__EHR_ID_MAX], conn[HV__EHR_ID_MAX], mode[16], status[16];
-    int64_t started_at, finished_at, n[6];
+    int64_t started_at, finished_at, n[7];
     char *errors, *checkpoint;
     /* when the run ended completed: the connection's new since and next run */
     int update_conn;
     int64_t since_ms, next_run_at;
+    /* the run holds the connection's lease: renewed while running, given back at the end (lease.c) */
+    int leased;
+    int64_t lease_until;
+    char holder[HV__EHR_HOLDER_MAX];
     void (*done)(int, void *);
     void *ud;
 } run_job_t;
@@ -305,11 +318,12 @@ static int run_job_run(hv_db_t *db, void *arg) {
     int rc, i;
     rc = hv_db_prepare(db,
                        "INSERT INTO runs (id, connection, mode, status, started_at, finished_at, fetched, created,"
-                       " updated, unchanged, failed, conflicts, errors, checkpoint) VALUES ($1, $2, $3, $4, $5, $6,"
-                       " $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT (id) DO UPDATE SET status = excluded.status,"
+                       " updated, unchanged, failed, conflicts, errors, checkpoint, deleted) VALUES ($1, $2, $3, $4, $5,"
+                       " $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT (id) DO UPDATE SET status = excluded.status,"
                        " finished_at = excluded.finished_at, fetched = excluded.fetched, created = excluded.created,"
                        " updated = excluded.updated, unchanged = excluded.unchanged, failed = excluded.failed,"
-                       " conflicts = excluded.conflicts, errors = excluded.errors, checkpoint = excluded.checkpoint",
+                       " conflicts = excluded.conflicts, errors = excluded.errors, checkpoint = excluded.checkpoint,"
+                       " deleted = excluded.deleted",
                        &st);
     if (rc != HV_OK) return rc;
     hv_db_bind_text(st, 1, j->id, strlen(j->id));
@@ -322,9 +336,20 @@ static int run_job_run(hv_db_t *db, void *arg) {
     for (i = 0; i < 6; i++) hv_db_bind_int64(st, 7 + i, j->n[i]);
     bind_opt(st, 13, j->errors);
     bind_opt(st, 14, j->checkpoint);
+    hv_db_bind_int64(st, 15, j->n[6]);
     rc = hv_db_step(st);
     hv_db_done(st);
     if (rc < 0) return rc;
+    if (j->leased) {
+        rc = hv_db_prepare(db, "UPDATE connections SET lease_until = $1 WHERE id = $2 AND lease_holder = $3", &st);
+        if (rc != HV_OK) return rc;
+        hv_db_bind_int64(st, 1, j->lease_until);
+        hv_db_bind_text(st, 2, j->conn, strlen(j->conn));
+        hv_db_bind_text(st, 3, j->holder, strlen(j->holder));
+        rc = hv_db_step(st);
+        hv_db_done(st);
+        if (rc < 0) return rc;
+    }
     if (j->update_conn) {
         rc = hv_db_prepare(db, "UPDATE connections SET since_ms = $1, next_run_at = $2 WHERE id = $3", &st);
         if (rc != HV_OK) return rc;
@@ -379,6 +404,7 @@ int hv__ehr_run_save(hv__ehr_run_t *r, const char *status, void (*done)(int stat
     j->n[3] = r->unchanged;
     j->n[4] = r->failed;
     j->n[5] = r->conflicts;
+    j->n[6] = r->deleted;
     j->errors = hv_strdup(json_object_to_json_string_ext(r->errors, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
     cp = checkpoint_json(r);
     j->checkpoint = cp ? hv_strdup(json_object_to_json_string_ext(cp, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)) : NULL;
@@ -387,6 +413,12 @@ int hv__ehr_run_save(hv__ehr_run_t *r, const char *status, void (*done)(int stat
         j->update_conn = 1;
         j->since_ms = r->c->since_ms;
         j->next_run_at = r->c->next_run_at;
+    }
+    if (r->leased) {
+        r->lease_saved_ms = hv_now_ms();
+        j->leased = 1;
+        j->lease_until = strcmp(status, "running") == 0 ? (int64_t)(hv_now_ms() + r->m->lease_ttl_ms) : 0;
+        snprintf(j->holder, sizeof(j->holder), "%s", r->m->holder);
     }
     j->done = done;
     j->ud = ud;
@@ -404,7 +436,7 @@ int hv__ehr_store_pending_runs(hv__ehr_t *m, hv_db_t *db) {
     hv_db_stmt_t *st = NULL;
     int rc = hv_db_prepare(db,
                            "SELECT id, connection, mode, started_at, fetched, created, updated, unchanged, failed,"
-                           " conflicts, errors, checkpoint FROM runs WHERE status = 'running' ORDER BY started_at",
+                           " conflicts, errors, checkpoint, deleted FROM runs WHERE status = 'running' ORDER BY started_at",
                            &st);
     if (rc != HV_OK) return rc;
     while ((rc = hv_db_step(st)) == HV_DB_ROW) {
@@ -435,6 +467,7 @@ int hv__ehr_store_pending_runs(hv__ehr_t *m, hv_db_t *db) {
         r->unchanged = hv_db_column_int64(st, 7);
         r->failed = hv_db_column_int64(st, 8);
         r->conflicts = hv_db_column_int64(st, 9);
+        r->deleted = hv_db_column_int64(st, 12);
         s = hv_db_column_text(st, 10, &n);
         if (s == NULL || hv_json_parse(s, n, "errors", &r->errors, NULL) != HV_OK ||
             !json_object_is_type(r->errors, json_type_array)) {

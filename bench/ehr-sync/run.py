@@ -8,7 +8,7 @@ its data).
 Starts two `holovitals serve` (auth off): the peer, loaded with RESOURCES resources made by
 cloning the Synthea bundles of the reference data with fresh ids (`holovitals import`), and
 the engine under test. Measures, from POST /ehr/sync to the run's completion:
-  full   search paging (_count=1000) → FHIR batch writes into the local store
+  full   search paging (_count=1000) → in-process writes into the local store (one store job per page)
   bulk   $export kick-off, polling, NDJSON download to disk, import
 and the peer's export alone (kick-off to the last NDJSON file downloaded, in Python).
 Standard library only; run from the build directory after `make` (HOLOVITALS_BIN overrides).
@@ -75,6 +75,13 @@ def peer_export(peer):
     return n, time.monotonic() - t0
 
 
+def cpu_seconds(pid):
+    """User + system CPU time of a process so far (Linux /proc): less sensitive to a loaded machine than wall time."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def sync(local, cid, mode):
     t0 = time.monotonic()
     _, _, body = http("POST", "%s/ehr/sync/%s" % (local.base, cid), {"mode": mode})
@@ -99,11 +106,11 @@ def main():
         t0 = time.monotonic()
         subprocess.run([peer.command()[0], "import", "--data", peer.data] + sorted(glob.glob(pop + "/*.json")),
                        check=True, capture_output=True)
-        print("peer: imported %d resources in %.1f s" % (n, time.monotonic() - t0))
+        print("peer: imported %d resources in %.1f s" % (n, time.monotonic() - t0), flush=True)
         types = sorted({e["resource"]["resourceType"] for f in glob.glob(pop + "/p0000*.json")
                         for e in json.load(open(f))["entry"]})
         en, et = peer_export(peer)
-        print("peer export (ceiling): %d resources in %.2f s = %.0f resources/s" % (en, et, en / et))
+        print("peer export (ceiling): %d resources in %.2f s = %.0f resources/s" % (en, et, en / et), flush=True)
         for mode in ("full", "bulk"):
             local = Engine(os.path.join(work, "local-" + mode),
                            config={"ehr": {"rate_limit": 0}, "fhir": {"synchronous": "NORMAL", "validation": os.environ.get("VALIDATION", "reject")}}).start()
@@ -111,10 +118,13 @@ def main():
                 "vendor": "fhir", "base_url": peer.base + "/fhir", "resource_types": types,
                 "schedule": "manual", "page_size": 1000})
             cid = json.loads(body)["id"]
+            c0 = cpu_seconds(local.proc.pid)
             run, secs = sync(local, cid, mode)
-            print("%-4s sync: %s, fetched %d, created %d, failed %d in %.2f s = %.0f resources/s (%.0f%% of the "
-                  "peer's export)" % (mode, run["status"], run["fetched"], run["created"], run["failed"], secs,
-                                      run["fetched"] / secs, 100.0 * run["fetched"] / secs / (en / et)))
+            cpu = cpu_seconds(local.proc.pid) - c0
+            print("%-4s sync: %s, fetched %d, created %d, failed %d in %.2f s = %.0f resources/s (%.1f%% of the "
+                  "peer's export); engine CPU %.1f s = %.0f us/resource"
+                  % (mode, run["status"], run["fetched"], run["created"], run["failed"], secs, run["fetched"] / secs,
+                     100.0 * run["fetched"] / secs / (en / et), cpu, 1e6 * cpu / max(run["fetched"], 1)), flush=True)
             local.close()
             local = None
     finally:

@@ -5,14 +5,39 @@
  * a string resourceType; re-serializing the page and parsing it again gives the
  * same counts and the same next link; NDJSON lines never contain '\n' and cover
  * no more bytes than the input; a schedule that parses has a next time after
- * `now` or none; Retry-After is -1 or non-negative.
+ * `now` or none; Retry-After is -1 or non-negative. The references of each
+ * resource rewritten to local ids (adapters/ehr/write.c): the serialized length
+ * changes only by the rewritten references, each of which reads Type/<uuid>.
  */
 #include <json-c/json.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "adapters/ehr/ehr.h"
+#include "adapters/ehr/ehr_int.h"
+
+/* Checks every "reference" string after hv__ehr_rewrite_refs: unchanged, or Type/<36-char id>. */
+static void check_refs(json_object *before, json_object *after, int depth) {
+    if (depth > 80) return;
+    if (json_object_is_type(after, json_type_array)) {
+        size_t i;
+        if (json_object_array_length(before) != json_object_array_length(after)) abort();
+        for (i = 0; i < json_object_array_length(after); i++)
+            check_refs(json_object_array_get_idx(before, i), json_object_array_get_idx(after, i), depth + 1);
+        return;
+    }
+    if (!json_object_is_type(after, json_type_object)) return;
+    json_object_object_foreach(after, k, v) {
+        json_object *b = NULL;
+        if (!json_object_object_get_ex(before, k, &b)) abort();
+        if (strcmp(k, "reference") == 0 && json_object_is_type(v, json_type_string)) {
+            const char *s = json_object_get_string(v), *slash = strrchr(s, '/');
+            if (strcmp(s, json_object_get_string(b)) != 0 && (slash == NULL || strlen(slash + 1) != 36)) abort();
+        } else {
+            check_refs(b, v, depth + 1);
+        }
+    }
+}
 
 static int count_line(void *ud, const char *line, size_t len, int64_t no) {
     size_t *total = ud;
@@ -37,6 +62,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         for (i = 0; i < p.nresources; i++)
             if (!json_object_is_type(p.resources[i], json_type_object) || hv_json_get_str(p.resources[i], "resourceType") == NULL)
                 abort();
+        for (i = 0; i < p.nresources; i++) {
+            json_object *copy = NULL;
+            if (json_object_deep_copy(p.resources[i], &copy, NULL) != 0) continue;
+            if (hv__ehr_rewrite_refs(copy, "fuzz", "https://ehr.example/fhir") == HV_OK) check_refs(p.resources[i], copy, 0);
+            json_object_put(copy);
+        }
         for (i = 0; i < p.noutcomes; i++)
             if (!json_object_is_type(p.outcomes[i], json_type_object)) abort();
         again = json_object_to_json_string_ext(p.root, JSON_C_TO_STRING_PLAIN);

@@ -44,8 +44,23 @@ def load(path):
 PG_URL = os.environ.get("HV_TEST_PG_URL")
 
 
+def local_id(cid, type_, id_):
+    """The store's id of the EHR's type_/id_ synced through connection cid (adapters/ehr/write.c):
+    two FNV-1a 64-bit hashes of "ehr:<cid>:<type>/<id>#0" as a version 8 UUID."""
+    h1, h2, mask = 0xcbf29ce484222325, 0x84222325cbf29ce4, (1 << 64) - 1
+    for ch in ("ehr:%s:%s/%s#0" % (cid, type_, id_)).encode():
+        h1 = ((h1 ^ ch) * 0x100000001b3) & mask
+        h2 = ((h2 ^ ch) * 0x100000001b3) & mask
+    b = bytearray(h1.to_bytes(8, "big") + h2.to_bytes(8, "big"))
+    b[6] = 0x80 | (b[6] & 0x0f)
+    b[8] = 0x80 | (b[8] & 0x3f)
+    h = b.hex()
+    return "%s-%s-%s-%s-%s" % (h[:8], h[8:12], h[12:16], h[16:20], h[20:])
+
+
 class EhrCase(EngineTestCase):
     DB = None  # a PostgreSQL URL for the engine under test (SyncPg), else SQLite
+    CONFIG = LOCAL
 
     def setUp(self):
         super().setUp()
@@ -60,7 +75,7 @@ class EhrCase(EngineTestCase):
             subprocess.run(["psql", "-q", "-X", self.DB, "-c", "DROP SCHEMA IF EXISTS ehr CASCADE; "
                             "DROP SCHEMA IF EXISTS fhir CASCADE; DROP SCHEMA IF EXISTS channels CASCADE"],
                            check=True, capture_output=True, timeout=60)
-        self.local = self.engine(config=LOCAL, args=["--db", self.DB] if self.DB else [])
+        self.local = self.engine(config=self.CONFIG, args=["--db", self.DB] if self.DB else [])
         self.proxies = []
 
     def tearDown(self):
@@ -146,9 +161,9 @@ class EhrCase(EngineTestCase):
         self.assertEqual(st, 200, body)
         return json.loads(body)["access_token"]
 
-    def read_peer_via_local(self, type_, id_):
+    def read_peer_via_local(self, cid, type_, id_):
         """The resource as synced (the local copy minus what the sync added) stands for the peer's."""
-        st, out = self.local.get_json("/fhir/%s/%s" % (type_, id_))
+        st, out = self.local.get_json("/fhir/%s/%s" % (type_, local_id(cid, type_, id_)))
         self.assertEqual(st, 200, out)
         return out
 
@@ -214,7 +229,7 @@ class Sync(EhrCase):
         self.assertEqual(self.local_total("Observation"), self.peer_count(["Observation"]))
         # Source identity: the EHR's id, meta.source, and the connection's identifier.
         pid = load(SYNTHEA[0])["entry"][0]["resource"]["id"]
-        pat = self.read_peer_via_local("Patient", pid)
+        pat = self.read_peer_via_local(cid, "Patient", pid)
         self.assertEqual(pat["meta"]["source"], "%s/fhir/Patient/%s" % (self.peer.base, pid))
         self.assertIn({"use": "secondary", "system": "urn:holovitals:ehr:%s" % cid, "value": pid}, pat["identifier"])
         # Nothing changed: an incremental sync fetches nothing.
@@ -227,7 +242,7 @@ class Sync(EhrCase):
         self.change_on_peer("Patient", pid, lambda r: r.update(gender="unknown"))
         run3 = self.sync(cid, "incremental")
         self.assertEqual((run3["fetched"], run3["updated"], run3["created"]), (1, 1, 0), run3)
-        self.assertEqual(self.read_peer_via_local("Patient", pid)["gender"], "unknown")
+        self.assertEqual(self.read_peer_via_local(cid, "Patient", pid)["gender"], "unknown")
         # A full sync again: everything unchanged but the one already updated.
         run4 = self.sync(cid, "full")
         self.assertEqual(run4["unchanged"], want, run4)
@@ -237,6 +252,71 @@ class Sync(EhrCase):
         self.assertIn("ehr.sync.finished", [e.get("event") for e in self.local.log_events()])
         # A clean stop (under --enable-sanitizers a leak makes the exit status non-zero).
         self.assertEqual(self.local.stop(), 0, self.local.stderr()[-3000:])
+
+    def test_two_connections_to_ehrs_with_the_same_ids_do_not_collide(self):
+        # Both connections reach the same peer: every remote id exists in both EHRs.
+        types = ["Patient", "Observation"]
+        a, b = self.connect(resource_types=types), self.connect(resource_types=types)
+        want = self.peer_count(types)
+        for cid in (a, b):
+            run = self.sync(cid, "full")
+            self.assertEqual((run["status"], run["created"], run["updated"]), ("completed", want, 0), run)
+        self.assertEqual(self.local_total("Patient"), 2 * self.peer_count(["Patient"]))
+        self.assertEqual(self.local_total("Observation"), 2 * self.peer_count(["Observation"]))
+        entries = [e["resource"] for e in load(SYNTHEA[0])["entry"]]
+        pid = entries[0]["id"]
+        oid = [r["id"] for r in entries if r["resourceType"] == "Observation"][0]
+        for cid in (a, b):
+            # References inside fetched resources point at the same connection's local copies.
+            obs = self.read_peer_via_local(cid, "Observation", oid)
+            self.assertEqual(obs["subject"]["reference"], "Patient/%s" % local_id(cid, "Patient", pid))
+            self.assertEqual(obs["meta"]["source"], "%s/fhir/Observation/%s" % (self.peer.base, oid))
+            st, found = self.local.get_json("/fhir/Patient?identifier=urn:holovitals:ehr:%s|%s" % (cid, pid))
+            self.assertEqual([e["resource"]["id"] for e in found.get("entry", [])], [local_id(cid, "Patient", pid)])
+
+    def test_full_sync_deletes_what_the_ehr_no_longer_has(self):
+        p = self.proxy()
+        cid = self.connect(base=p.base + "/fhir", resource_types=["Patient", "Condition"])
+        want = self.peer_count(["Patient", "Condition"])
+        run = self.sync(cid, "full")
+        self.assertEqual((run["status"], run["created"], run["deleted"]), ("completed", want, 0), run)
+        gone = [e["resource"]["id"] for e in load(SYNTHEA[0])["entry"]
+                if e["resource"]["resourceType"] == "Condition"][0]
+
+        def deleted_in_ehr(method, path, data):
+            # The EHR's searches stop returning one Condition (FHIR search shows only what exists).
+            if "/fhir/Condition" in path and gone.encode() in data:
+                b = json.loads(data)
+                b["entry"] = [e for e in b["entry"] if e["resource"].get("id") != gone]
+                return json.dumps(b).encode()
+            return data
+        p.rewrite = deleted_in_ehr
+        run = self.sync(cid, "incremental")
+        self.assertEqual((run["status"], run["deleted"]), ("completed", 0), run)  # incremental: not reconciled
+        run = self.sync(cid, "full")
+        self.assertEqual((run["status"], run["deleted"], run["unchanged"]), ("completed", 1, want - 1), run)
+        st, _, _ = self.local.get("/fhir/Condition/%s" % local_id(cid, "Condition", gone))
+        self.assertEqual(st, 410)
+        self.assertEqual(self.local_total("Condition"), self.peer_count(["Condition"]) - 1)
+        run = self.sync(cid, "full")
+        self.assertEqual((run["status"], run["deleted"]), ("completed", 0), run)
+
+    def test_scheduled_sync_runs_on_its_own_and_is_recorded(self):
+        cid = self.connect(resource_types=["Patient"], schedule="every 1s")
+        deadline, done = time.monotonic() + 30, []
+        while time.monotonic() < deadline and len(done) < 2:
+            st, out = self.local.get_json("/ehr/sync-history?connection=%s" % cid)
+            self.assertEqual(st, 200, out)
+            done = [r for r in out["runs"] if r["status"] == "completed"]
+            time.sleep(0.1)
+        self.assertGreaterEqual(len(done), 2, "no two scheduled runs in 30 s: %s" % done)
+        first, second = done[-1], done[-2]
+        self.assertEqual((first["mode"], first["created"]), ("full", self.peer_count(["Patient"])), first)
+        self.assertEqual((second["mode"], second["fetched"]), ("incremental", 0), second)
+        st, out = self.local.get_json("/ehr/connections")
+        c = [c for c in out["connections"] if c["id"] == cid][0]
+        self.assertEqual(c["schedule"], "every 1s")
+        self.assertIn("ehr.sync.started", [e.get("event") for e in self.local.log_events()])
 
     def test_bulk_export_sync(self):
         cid = self.connect()
@@ -339,6 +419,36 @@ class Sync(EhrCase):
         self.interrupted("sigterm")
 
 
+class AuthOn(EhrCase):
+    def test_sync_writes_with_authentication_on_and_no_store_token(self):
+        # The engine under test with authentication on: the sync writes in-process, so no
+        # token of the engine's own is needed (there is no ehr.store_token any more).
+        eng = self.engine(start=False, auth=True, config=LOCAL)
+        rc, out, err = eng.cli("user", "add", "ops", "--role", "integrator", input="password-ops\n")
+        self.assertEqual(rc, 0, err)
+        eng.start()
+        st, body = eng.post_json("/auth/login", {"username": "ops", "password": "password-ops"})
+        self.assertEqual(st, 200, body)
+        auth = {"Authorization": "Bearer " + body["access_token"]}
+        self.assertEqual(eng.post_json("/ehr/connect", {"vendor": "fhir", "base_url": "https://x/fhir"})[0], 401)
+        st, out = eng.post_json("/ehr/connect", {
+            "vendor": "fhir", "base_url": self.peer.base + "/fhir", "client_id": self.client_id,
+            "private_key_pem": read(self.key.path), "key_id": self.key.kid, "scopes": "system/*.rs",
+            "resource_types": ["Patient", "Condition"], "schedule": "manual"}, headers=auth)
+        self.assertEqual(st, 201, out)
+        st, started = eng.post_json("/ehr/sync/%s" % out["id"], {"mode": "full"}, headers=auth)
+        self.assertEqual(st, 202, started)
+        deadline, run = time.monotonic() + 60, None
+        while time.monotonic() < deadline and run is None:
+            st, h = eng.get_json("/ehr/sync-history?connection=%s" % out["id"], headers=auth)
+            self.assertEqual(st, 200, h)
+            run = next((r for r in h["runs"] if r["run_id"] == started["run_id"] and r["status"] != "running"), None)
+            time.sleep(0.1)
+        self.assertIsNotNone(run, "the run did not finish")
+        self.assertEqual((run["status"], run["created"], run["failed"]),
+                         ("completed", self.peer_count(["Patient", "Condition"]), 0), run)
+
+
 class Channels(EhrCase):
     def test_bound_channel_sees_resources_and_the_event_is_published(self):
         cid = self.connect(resource_types=["Patient"])
@@ -380,9 +490,10 @@ class Conflicts(EhrCase):
         pid = load(SYNTHEA[0])["entry"][0]["resource"]["id"]
         for i, policy in enumerate(["ehr-wins", "local-wins", "keep-both"]):
             self.connect(id=cid, resource_types=["Patient"], conflict_policy=policy)
-            local = self.read_peer_via_local("Patient", pid)
+            local = self.read_peer_via_local(cid, "Patient", pid)
             local["birthDate"] = "1900-01-0%d" % (i + 1)
-            st, _, body = self.local.request("PUT", "/fhir/Patient/%s" % pid, body=json.dumps(local),
+            st, _, body = self.local.request("PUT", "/fhir/Patient/%s" % local_id(cid, "Patient", pid),
+                                             body=json.dumps(local),
                                              headers={"Content-Type": "application/fhir+json"})
             self.assertEqual(st, 200, body)
             time.sleep(0.05)
@@ -390,7 +501,7 @@ class Conflicts(EhrCase):
             run = self.sync(cid, "incremental")
             self.assertEqual(run["status"], "completed", run)
             self.assertEqual(run["conflicts"], 1, run)
-            now = self.read_peer_via_local("Patient", pid)
+            now = self.read_peer_via_local(cid, "Patient", pid)
             st, out = self.local.get_json("/ehr/conflicts?connection=%s" % cid)
             self.assertEqual(out["conflicts"][0]["policy"], policy)
             self.assertEqual(out["conflicts"][0]["remote_id"], pid)
@@ -475,6 +586,70 @@ class Vendors(EhrCase):
 
 
 if PG_URL:
+    def pg_database(cls):
+        cls.DB_NAME = "hv_test_ehr_%d_%s" % (os.getpid(), cls.__name__.lower())
+        base, _, _ = PG_URL.rpartition("/")
+        for sql in ("DROP DATABASE IF EXISTS %s" % cls.DB_NAME, "CREATE DATABASE %s" % cls.DB_NAME):
+            subprocess.run(["psql", "-q", "-X", PG_URL, "-c", sql], check=True, capture_output=True, timeout=60)
+        cls.DB = base + "/" + cls.DB_NAME
+
+    class TwoEnginesPg(EhrCase):
+        """Two engines on one PostgreSQL database: a connection syncs on one of them at a time."""
+        # Both engines unseal the connection's key: they share the sealing key.
+        CONFIG = {"ehr": dict(LOCAL["ehr"], secret_key="5e" * 32)}
+
+        @classmethod
+        def setUpClass(cls):
+            pg_database(cls)
+
+        @classmethod
+        def tearDownClass(cls):
+            subprocess.run(["psql", "-q", "-X", PG_URL, "-c", "DROP DATABASE IF EXISTS %s" % cls.DB_NAME],
+                           capture_output=True, timeout=60)
+
+        def runs(self, cid):
+            st, out = self.local.get_json("/ehr/sync-history?connection=%s&limit=100" % cid)
+            self.assertEqual(st, 200, out)
+            return out["runs"]
+
+        def test_a_connection_syncs_on_one_engine_at_a_time(self):
+            p = self.proxy()
+            p.delay = 0.1
+            cid = self.connect(base=p.base + "/fhir", resource_types=["Patient", "Condition"], page_size=20)
+            other = self.engine(config=self.CONFIG, args=["--db", self.DB])  # loads the connection at start
+            # On demand on both: the second engine finds the lease held and its run does not start.
+            st, first = other.post_json("/ehr/sync/%s" % cid, {"mode": "full"})
+            self.assertEqual(st, 202, first)
+            time.sleep(0.3)
+            st, second = self.local.post_json("/ehr/sync/%s" % cid, {"mode": "full"})
+            self.assertEqual(st, 202, second)
+            refused = self.wait_run(cid, second["run_id"])
+            self.assertEqual(refused["status"], "failed", refused)
+            self.assertIn("another engine", json.dumps(refused["errors"]))
+            self.assertEqual(refused["fetched"], 0, refused)
+            done = self.wait_run(cid, first["run_id"])
+            self.assertEqual((done["status"], done["created"]), ("completed", self.peer_count(["Patient", "Condition"])),
+                             done)
+            # Scheduled every second on both engines: each due start runs once, runs never overlap.
+            p.delay = 0
+            self.connect(id=cid, base=p.base + "/fhir", resource_types=["Patient", "Condition"], page_size=20,
+                         schedule="every 1s")
+            other.stop()
+            other.start(fixed_ports=True)  # reloads the connection with its schedule
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and len([r for r in self.runs(cid) if r["status"] == "completed"]) < 5:
+                time.sleep(0.2)
+            # The refused run never ran: every other run held the lease from its start to its end.
+            runs = sorted([r for r in self.runs(cid) if r["status"] != "running" and r["run_id"] != second["run_id"]],
+                          key=lambda r: r["started"])
+            self.assertGreaterEqual(len(runs), 5, runs)
+            for a, b in zip(runs, runs[1:]):
+                self.assertLessEqual(a["finished"], b["started"], (a, b))
+            scheduled = [r for r in runs if r["run_id"] not in (first["run_id"], second["run_id"])]
+            self.assertTrue(all(r["status"] == "completed" for r in scheduled), scheduled)
+            starts = sum(1 for e in self.local.log_events() + other.log_events() if e.get("event") == "ehr.sync.started")
+            self.assertGreaterEqual(starts, len(runs))
+
     class SyncPg(EhrCase):
         """The sync and its crash recovery with the engine under test on PostgreSQL."""
 

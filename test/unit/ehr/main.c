@@ -7,5 +7,6 @@ int main(void) {
     failed += run_schedule_tests();
     failed += run_seal_tests();
     failed += run_vendor_tests();
+    failed += run_write_tests();
     return failed;
 }

@@ -45,6 +45,8 @@ static void ehr_schedule_words(void **state) {
     assert_int_equal(next_of("daily", NOW_MS), NOW_MS + 86400000ULL);
     assert_int_equal(next_of("hourly", NOW_MS), NOW_MS + 3600000ULL);
     assert_int_equal(next_of("manual", NOW_MS), 0);
+    assert_int_equal(next_of("every 2s", NOW_MS), NOW_MS + 2000ULL);
+    assert_int_equal(next_of("every 15m", NOW_MS), NOW_MS + 900000ULL);
     assert_int_equal(next_of("0 0 30 2 *", NOW_MS), 0); /* February 30th never comes */
 }
 
@@ -52,6 +54,7 @@ static void ehr_schedule_rejects_bad_expressions(void **state) {
     static const char *const bad[] = {
         "", "* * * *", "* * * * * *", "60 * * * *", "* 24 * * *", "* * 0 * *", "* * * 13 *", "* * * * 8",
         "5-1 * * * *", "*/0 * * * *", "1, * * * *", "MON * * * *", "@weekly", "a b c d e", "1-2-3 * * * *",
+        "every", "every 500ms", "every 0s", "every soon", "every 400d",
     };
     size_t i;
     (void)state;

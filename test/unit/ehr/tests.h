@@ -15,5 +15,6 @@ int run_page_tests(void);
 int run_schedule_tests(void);
 int run_seal_tests(void);
 int run_vendor_tests(void);
+int run_write_tests(void);
 
 #endif

@@ -1,0 +1,638 @@
+/*
+ * write.c — writing a page of fetched resources (a search page, or a chunk of a
+ * Bulk Data NDJSON file) into the engine's FHIR store, in-process.
+ *
+ *   1. loop thread: each resource is checked (structure against the FHIR R4 model,
+ *      id syntax, and fhir.validation as for REST writes), hashed (SHA-256 of its
+ *      JSON without meta), given its local id and its source identity, and its
+ *      references are rewritten to local ids (below); a bad one is a failed
+ *      resource with its own error, the rest go on;
+ *   2. ehr storage thread, one job: the resources table says, per (type, remote
+ *      id), the hash last written and the local version that write produced:
+ *      same hash → unchanged, not written;
+ *   3. fhir storage thread, ONE job for the whole page (one savepoint of the
+ *      store's group commit): for each changed resource that was written before,
+ *      the current local version is read; one other than the version our last
+ *      write produced means the resource was also changed locally → a conflict,
+ *      decided by the connection's policy (ehr-wins: overwrite; local-wins: keep
+ *      the local version; keep-both: keep it and create the EHR's as a new
+ *      resource tagged for review); then each write is an update (create-on-update,
+ *      FHIR R4 http.html#update) of the local id through hv__fop_run, the same
+ *      store call the `fhir-store` channel destination and the REST API make.
+ *      A database failure rolls the page back and fails every write of it; an
+ *      entry the store refuses (4xx) is a failed resource, the rest stand;
+ *   4. loop thread: counts, conflict records, the store's change listeners (fhir
+ *      sources, subscriptions) and the channel bound to the connection (source
+ *      type epic / cerner / fhir-pull) receives each stored resource as a message
+ *      (application/fhir+json), so its filters, steps and destinations apply;
+ *   5. ehr storage thread, one job: hashes and versions, conflicts.
+ *
+ * Local ids (namespaced per connection). Two EHRs may both have Patient/123: the
+ * local id of the EHR's Type/id synced through connection C is
+ * hv__fhir_derived_id("ehr:C:Type/id", 0), a version 8 UUID made of two FNV-1a
+ * hashes — stable, so a re-sync, a resumed run or a Bulk sync of the same
+ * connection lands on the same resource, and a reference can be rewritten without
+ * a look-up. Every Reference.reference of the resource (contained ones too) of the
+ * form "Type/id", "Type/id/_history/v" or "[base]/Type/id[/_history/v]" (the
+ * connection's base) becomes "Type/<local id>" (the version is dropped: local
+ * versions differ); other references (urn:uuid:, "#contained", other servers, a
+ * type the FHIR R4 model does not know) are left as they are. The remote id stays
+ * in meta.source and in the connection's identifier.
+ */
+#include "config.h"
+#include "adapters/ehr/ehr_int.h"
+#include "fhir/rest_int.h"
+
+#include <json-c/json.h>
+#include <openssl/evp.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define IDENT_SYSTEM_PREFIX "urn:holovitals:ehr:"
+#define CONFLICT_TAG_SYSTEM "urn:holovitals:ehr:conflict"
+#define REF_DEPTH_MAX 64 /* nesting walked when rewriting references (FHIR resources are far shallower) */
+
+enum { ITEM_NEW = 0, ITEM_UNCHANGED, ITEM_CHANGED, ITEM_FAILED };
+enum { WRITE_NONE = 0, WRITE_PUT, WRITE_COPY };
+enum { DECIDE_NONE = 0, DECIDE_EHR, DECIDE_LOCAL, DECIDE_BOTH };
+
+typedef struct item {
+    char type[HV__FHIR_TYPE_MAX];
+    char id[HV__FHIR_ID_MAX];       /* the EHR's id */
+    char local_id[HV__FHIR_ID_MAX]; /* the store's id (derived, above) */
+    char hash[65];
+    char old_version[32];           /* the local version our last write produced */
+    char cur_version[32];           /* the local version found by the conflict check */
+    json_object *res;               /* transformed resource (one reference owned here) */
+    int state;
+    int known;                      /* a row exists */
+    int seen;                       /* type and id are valid: the EHR has it (reconcile.c) */
+    int write;                      /* WRITE_* */
+    int decided;                    /* DECIDE_*: a conflict and what the policy did */
+    char new_version[32];
+    char copy_id[HV__FHIR_ID_MAX];
+    int has_op;
+    hv__fop_t op;                   /* the store write (fhir storage thread) */
+} item_t;
+
+struct hv__ehr_batch {
+    hv__ehr_run_t *r;
+    hv__ehr_written_cb cb;
+    hv__fhir_t *f;
+    item_t *items;
+    size_t n;
+    int policy;                     /* DECIDE_* the connection's policy maps to */
+    char conn[HV__EHR_ID_MAX];
+    char run_id[HV__EHR_ID_MAX];
+    char policy_name[16];
+    uint64_t t0, t_prep, t_lookup, t_store; /* hv_now_ms at each step, for the debug log */
+    int64_t fetched, failed;        /* counted by the preparation, added to the run when written */
+    json_object *errs;              /* the preparation's errors, recorded when written */
+};
+typedef struct hv__ehr_batch wctx_t;
+
+/* ---- pure helpers ---- */
+
+static void sha256_hex(const char *s, size_t n, char out[65]) {
+    unsigned char md[32];
+    unsigned int len = 0;
+    EVP_Digest(s, n, md, &len, EVP_sha256(), NULL);
+    hv_hex(md, 32, out);
+}
+
+void hv__ehr_local_id(const char *conn, const char *type, const char *id, char out[HV__EHR_LOCAL_ID_MAX]) {
+    char seed[HV__EHR_ID_MAX + HV__FHIR_TYPE_MAX + HV__FHIR_ID_MAX + 8];
+    snprintf(seed, sizeof(seed), "ehr:%s:%s/%s", conn, type, id);
+    hv__fhir_derived_id(seed, 0, out);
+}
+
+/* Rewrites one reference string; returns the new value in out, or 0 when it stays. */
+static int rewrite_ref(const char *conn, const char *base, const char *ref, char *out, size_t outlen) {
+    size_t blen = strlen(base), tlen;
+    const char *p = ref, *slash, *end;
+    char type[HV__FHIR_TYPE_MAX], id[HV__FHIR_ID_MAX], local[HV__EHR_LOCAL_ID_MAX];
+    if (blen > 0 && strncmp(ref, base, blen) == 0 && ref[blen] == '/') p = ref + blen + 1;
+    slash = strchr(p, '/');
+    if (slash == NULL) return 0;
+    tlen = (size_t)(slash - p);
+    if (tlen == 0 || tlen >= sizeof(type)) return 0;
+    memcpy(type, p, tlen);
+    type[tlen] = '\0';
+    if (hv_fhir_resource_type(type) == NULL) return 0;
+    end = strchr(slash + 1, '/');
+    if (end == NULL) end = slash + 1 + strlen(slash + 1);
+    else if (strncmp(end, "/_history/", 10) != 0) return 0;
+    if ((size_t)(end - slash - 1) >= sizeof(id)) return 0;
+    memcpy(id, slash + 1, (size_t)(end - slash - 1));
+    id[end - slash - 1] = '\0';
+    if (!hv__fhir_id_valid(id)) return 0;
+    hv__ehr_local_id(conn, type, id, local);
+    snprintf(out, outlen, "%s/%s", type, local);
+    return 1;
+}
+
+static int rewrite_walk(json_object *o, const char *conn, const char *base, int depth) {
+    char buf[HV__FHIR_TYPE_MAX + HV__EHR_LOCAL_ID_MAX + 2];
+    int rc = HV_OK;
+    if (depth > REF_DEPTH_MAX) return HV_EINVAL;
+    if (json_object_is_type(o, json_type_array)) {
+        size_t i, n = json_object_array_length(o);
+        for (i = 0; i < n && rc == HV_OK; i++) rc = rewrite_walk(json_object_array_get_idx(o, i), conn, base, depth + 1);
+        return rc;
+    }
+    if (!json_object_is_type(o, json_type_object)) return HV_OK;
+    {
+        json_object_object_foreach(o, k, v) {
+            if (rc != HV_OK) break;
+            if (strcmp(k, "reference") == 0 && json_object_is_type(v, json_type_string)) {
+                if (rewrite_ref(conn, base, json_object_get_string(v), buf, sizeof(buf)) &&
+                    json_object_set_string(v, buf) != 1)
+                    rc = HV_ENOMEM;
+            } else if (json_object_is_type(v, json_type_object) || json_object_is_type(v, json_type_array)) {
+                rc = rewrite_walk(v, conn, base, depth + 1);
+            }
+        }
+    }
+    return rc;
+}
+
+int hv__ehr_rewrite_refs(json_object *res, const char *conn, const char *base) {
+    return rewrite_walk(res, conn, base, 0);
+}
+
+/* Adds the source identity: meta.source and the connection's identifier. */
+static int add_identity(hv__ehr_run_t *r, json_object *res, const char *type, const char *id) {
+    json_object *meta = NULL, *idents = NULL, *ident;
+    const hv_fhir_type_t *t = hv_fhir_resource_type(type);
+    const hv_fhir_elem_t *root = t ? hv_fhir_type_root(t) : NULL;
+    char sys[128], src[2048];
+    size_t i;
+    snprintf(sys, sizeof(sys), IDENT_SYSTEM_PREFIX "%s", r->c->id);
+    snprintf(src, sizeof(src), "%s/%s/%s", r->c->base_url, type, id);
+    if (!json_object_object_get_ex(res, "meta", &meta) || !json_object_is_type(meta, json_type_object)) {
+        meta = json_object_new_object();
+        if (meta == NULL || hv_json_set(res, "meta", meta) != HV_OK) return HV_ENOMEM;
+    }
+    json_object_object_del(meta, "versionId");
+    json_object_object_del(meta, "lastUpdated");
+    if (hv_json_set_str(meta, "source", src) != HV_OK) return HV_ENOMEM;
+    if (root == NULL || hv_fhir_elem_child(root, "identifier", 10, NULL) == NULL) return HV_OK;
+    if (!json_object_object_get_ex(res, "identifier", &idents)) {
+        idents = json_object_new_array();
+        if (idents == NULL || hv_json_set(res, "identifier", idents) != HV_OK) return HV_ENOMEM;
+    }
+    if (!json_object_is_type(idents, json_type_array)) return HV_OK; /* single identifier (rare): leave it */
+    for (i = 0; i < json_object_array_length(idents); i++) {
+        const char *s = hv_json_get_str(json_object_array_get_idx(idents, i), "system");
+        if (s != NULL && strcmp(s, sys) == 0) return HV_OK;
+    }
+    ident = json_object_new_object();
+    if (ident == NULL) return HV_ENOMEM;
+    hv_json_set_str(ident, "use", "secondary");
+    hv_json_set_str(ident, "system", sys);
+    hv_json_set_str(ident, "value", id);
+    return json_object_array_add(idents, ident) == 0 ? HV_OK : HV_ENOMEM;
+}
+
+/* fhir.validation = reject refuses what the REST API would refuse: the reason (a static
+ * buffer of the loop thread, element paths only), or NULL when it is accepted. */
+static const char *refused(hv__fhir_t *f, json_object *res) {
+    static char why[160];
+    json_object *oo = NULL, *issues = NULL;
+    int errors = 0;
+    const char *loc = "?";
+    if (f->validation != HV__VALIDATE_REJECT || f->validator == NULL) return NULL;
+    if (hv_fhir_validate(f->validator, res, NULL, 0, &oo, &errors) != HV_OK || errors == 0) {
+        json_object_put(oo);
+        return NULL;
+    }
+    if (json_object_object_get_ex(oo, "issue", &issues) && json_object_array_length(issues) > 0) {
+        json_object *ex = NULL, *i0 = json_object_array_get_idx(issues, 0);
+        if (json_object_object_get_ex(i0, "expression", &ex) && json_object_array_length(ex) > 0)
+            loc = json_object_get_string(json_object_array_get_idx(ex, 0));
+    }
+    snprintf(why, sizeof(why), "%d validation error%s, first at %.80s", errors, errors == 1 ? "" : "s", loc);
+    json_object_put(oo);
+    return why;
+}
+
+static void wctx_free(wctx_t *w) {
+    size_t i;
+    if (w == NULL) return;
+    for (i = 0; i < w->n; i++) {
+        json_object_put(w->items[i].res);
+        if (w->items[i].has_op) hv__fop_clear(&w->items[i].op);
+    }
+    hv_free(w->items);
+    json_object_put(w->errs);
+    hv_free(w);
+}
+
+static void w_end(wctx_t *w, int status) {
+    hv__ehr_run_t *r = w->r;
+    hv__ehr_written_cb cb = w->cb;
+    wctx_free(w);
+    cb(r, status);
+}
+
+/* ---- step 5: the rows (ehr storage thread) ---- */
+
+static int rows_job(hv_db_t *db, void *arg) {
+    wctx_t *w = arg;
+    hv_db_stmt_t *st = NULL;
+    int64_t now = (int64_t)hv_now_ms();
+    size_t i;
+    int rc;
+    for (i = 0; i < w->n; i++) {
+        item_t *it = &w->items[i];
+        const char *ver;
+        if (it->state == ITEM_FAILED || it->state == ITEM_UNCHANGED) continue;
+        ver = it->write == WRITE_PUT ? it->new_version : it->cur_version;
+        rc = hv_db_prepare(db,
+                           "INSERT INTO resources (connection, rtype, rid, hash, local_version, synced_at, seen_run) VALUES"
+                           " ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (connection, rtype, rid) DO UPDATE SET"
+                           " hash = excluded.hash, local_version = excluded.local_version, synced_at = excluded.synced_at,"
+                           " seen_run = excluded.seen_run",
+                           &st);
+        if (rc != HV_OK) return rc;
+        hv_db_bind_text(st, 1, w->conn, strlen(w->conn));
+        hv_db_bind_text(st, 2, it->type, strlen(it->type));
+        hv_db_bind_text(st, 3, it->id, strlen(it->id));
+        hv_db_bind_text(st, 4, it->hash, strlen(it->hash));
+        hv_db_bind_text(st, 5, ver, strlen(ver));
+        hv_db_bind_int64(st, 6, now);
+        hv_db_bind_text(st, 7, w->run_id, strlen(w->run_id));
+        rc = hv_db_step(st);
+        hv_db_done(st);
+        if (rc < 0) return rc;
+        if (it->decided != DECIDE_NONE) {
+            unsigned char rnd[8];
+            char cid[40];
+            const char *decision = it->decided == DECIDE_LOCAL ? "local-wins: the EHR's change was not applied"
+                                   : it->decided == DECIDE_BOTH
+                                       ? "keep-both: the EHR's version was stored as a new resource tagged needs-review"
+                                       : "ehr-wins: the local change was overwritten";
+            hv_random_secure(rnd, sizeof(rnd));
+            hv_hex(rnd, sizeof(rnd), cid);
+            rc = hv_db_prepare(db,
+                               "INSERT INTO conflicts (id, connection, run_id, rtype, rid, policy, decision,"
+                               " local_version, copy_id, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                               &st);
+            if (rc != HV_OK) return rc;
+            hv_db_bind_text(st, 1, cid, strlen(cid));
+            hv_db_bind_text(st, 2, w->conn, strlen(w->conn));
+            hv_db_bind_text(st, 3, w->run_id, strlen(w->run_id));
+            hv_db_bind_text(st, 4, it->type, strlen(it->type));
+            hv_db_bind_text(st, 5, it->id, strlen(it->id));
+            hv_db_bind_text(st, 6, w->policy_name, strlen(w->policy_name));
+            hv_db_bind_text(st, 7, decision, strlen(decision));
+            hv_db_bind_text(st, 8, it->cur_version, strlen(it->cur_version));
+            hv_db_bind_text(st, 9, it->copy_id, strlen(it->copy_id));
+            hv_db_bind_int64(st, 10, now);
+            rc = hv_db_step(st);
+            hv_db_done(st);
+            if (rc < 0) return rc;
+        }
+    }
+    return HV_OK;
+}
+
+static void rows_done(int status, void *arg) {
+    wctx_t *w = arg;
+    hv_logrec_t *lr = hv_log_begin(HV_LOG_DEBUG, "ehr.sync.page");
+    if (lr) {
+        uint64_t now = hv_now_ms();
+        hv_log_str(lr, "run", w->r->id);
+        hv_log_int(lr, "resources", (int64_t)w->n);
+        hv_log_int(lr, "fetch_ms", (int64_t)w->r->fetch_ms);
+        hv_log_int(lr, "prepare_ms", (int64_t)(w->t_prep - w->t0));
+        hv_log_int(lr, "lookup_ms", (int64_t)(w->t_lookup - w->t_prep));
+        hv_log_int(lr, "store_ms", (int64_t)(w->t_store - w->t_lookup));
+        hv_log_int(lr, "rows_ms", (int64_t)(now - w->t_store));
+        hv_log_end(lr);
+    }
+    if (status != HV_OK) hv__ehr_run_error(w->r, "store", "recording the synced resources failed: %s", hv_strerror(status));
+    w_end(w, status);
+}
+
+static void commit_rows(wctx_t *w) {
+    if (hv_storage_submit(w->r->m->storage, rows_job, rows_done, w) != HV_OK) {
+        hv__ehr_run_error(w->r, "store", "the ehr store is busy");
+        w_end(w, HV_EBUSY);
+    }
+}
+
+/* ---- step 3: the page into the store (fhir storage thread) ---- */
+
+/* The copy keep-both stores: the EHR's version under a new id, tagged for review. */
+static json_object *review_copy(json_object *res) {
+    json_object *copy = NULL, *meta = NULL, *tags, *tag;
+    if (json_object_deep_copy(res, &copy, NULL) != 0) return NULL;
+    json_object_object_del(copy, "id");
+    if (!json_object_object_get_ex(copy, "meta", &meta)) {
+        meta = json_object_new_object();
+        hv_json_set(copy, "meta", meta);
+    }
+    tags = json_object_new_array();
+    tag = json_object_new_object();
+    hv_json_set_str(tag, "system", CONFLICT_TAG_SYSTEM);
+    hv_json_set_str(tag, "code", "needs-review");
+    hv_json_set_str(tag, "display", "EHR version kept beside a locally changed resource");
+    json_object_array_add(tags, tag);
+    hv_json_set(meta, "tag", tags);
+    return copy;
+}
+
+static int store_job(hv_db_t *db, void *arg) {
+    wctx_t *w = arg;
+    size_t i;
+    int rc;
+    for (i = 0; i < w->n; i++) {
+        item_t *it = &w->items[i];
+        if (it->state != ITEM_NEW && it->state != ITEM_CHANGED) continue;
+        it->write = WRITE_PUT;
+        if (it->known && it->old_version[0]) {
+            hv__store_row_t row;
+            rc = hv__store_get(db, it->type, it->local_id, 0, &row);
+            if (rc == HV_OK) {
+                if (!row.deleted) snprintf(it->cur_version, sizeof(it->cur_version), "%lld", (long long)row.version);
+                hv__store_row_clear(&row);
+            } else if (rc != HV_ENOTFOUND) {
+                return rc;
+            }
+            if (it->cur_version[0] && strcmp(it->cur_version, it->old_version) != 0) {
+                it->decided = w->policy;
+                it->write = w->policy == DECIDE_LOCAL ? WRITE_NONE : w->policy == DECIDE_BOTH ? WRITE_COPY : WRITE_PUT;
+            }
+        }
+        if (it->write == WRITE_NONE) continue;
+        hv__fop_init(&it->op, it->write == WRITE_PUT ? HV__FOP_UPDATE : HV__FOP_CREATE);
+        it->has_op = 1;
+        snprintf(it->op.type, sizeof(it->op.type), "%s", it->type);
+        if (it->write == WRITE_PUT) {
+            snprintf(it->op.id, sizeof(it->op.id), "%s", it->local_id);
+            it->op.resource = json_object_get(it->res);
+        } else {
+            hv__fhir_new_id(it->op.id);
+            it->op.resource = review_copy(it->res);
+            if (it->op.resource == NULL) return HV_ENOMEM;
+        }
+        rc = hv__fop_run(db, &it->op);
+        if (rc != HV_OK) return rc; /* the database failed: the page rolls back */
+    }
+    return HV_OK;
+}
+
+static void store_done(int status, void *arg) {
+    wctx_t *w = arg;
+    hv__ehr_run_t *r = w->r;
+    hv_channel_t *ch = hv__ehr_channel_for(r->m, r->c->id);
+    size_t i;
+    w->t_store = hv_now_ms();
+    if (status != HV_OK) {
+        hv__ehr_run_error(r, "store", "the FHIR store failed writing the page (rolled back): %s", hv_strerror(status));
+        for (i = 0; i < w->n; i++)
+            if (w->items[i].state == ITEM_NEW || w->items[i].state == ITEM_CHANGED) {
+                w->items[i].state = ITEM_FAILED;
+                r->failed++;
+            }
+        r->page_failed = 1;
+        w_end(w, status);
+        return;
+    }
+    for (i = 0; i < w->n; i++) {
+        item_t *it = &w->items[i];
+        if (it->state != ITEM_NEW && it->state != ITEM_CHANGED) continue;
+        if (it->decided != DECIDE_NONE) {
+            r->conflicts++;
+            if (it->decided != DECIDE_EHR) r->unchanged++;
+            hv__ehr_run_error(r, "conflict", "%s/%s changed locally (version %s, we wrote %s) and in the EHR: %s",
+                              it->type, it->id, it->cur_version, it->old_version,
+                              it->decided == DECIDE_LOCAL ? "local-wins: the EHR's change was not applied"
+                              : it->decided == DECIDE_BOTH
+                                  ? "keep-both: the EHR's version was stored as a new resource tagged needs-review"
+                                  : "ehr-wins: the local change was overwritten");
+        }
+        if (!it->has_op) continue;
+        if (it->op.status != 200 && it->op.status != 201) {
+            hv__ehr_run_error(r, it->type, "%s/%s was not stored: %d %.300s", it->type, it->id, it->op.status,
+                              it->op.msg);
+            it->state = ITEM_FAILED;
+            r->failed++;
+            continue;
+        }
+        hv__fhir_notify(w->f, &it->op);
+        if (it->write == WRITE_COPY) {
+            snprintf(it->copy_id, sizeof(it->copy_id), "%s", it->op.id);
+            continue;
+        }
+        snprintf(it->new_version, sizeof(it->new_version), "%lld", (long long)it->op.out_version);
+        if (it->op.status == 201) r->created++;
+        else r->updated++;
+        /* The bound channel sees every resource written, as stored (filters, steps, destinations, audit). */
+        if (ch != NULL && it->op.text != NULL)
+            (void)hv_channel_receive(ch, it->op.text, it->op.text_len, "application/fhir+json", NULL, NULL);
+    }
+    commit_rows(w);
+}
+
+/* ---- step 2: hashes and versions of earlier writes (ehr storage thread) ---- */
+
+static int lookup_job(hv_db_t *db, void *arg) {
+    wctx_t *w = arg;
+    hv_db_stmt_t *st = NULL;
+    size_t i;
+    int rc;
+    for (i = 0; i < w->n; i++) {
+        item_t *it = &w->items[i];
+        if (!it->seen) continue;
+        /* Seen by this run: a full sync's reconciliation keeps it (a failed one too). */
+        rc = hv_db_prepare(db, "UPDATE resources SET seen_run = $1 WHERE connection = $2 AND rtype = $3 AND rid = $4", &st);
+        if (rc != HV_OK) return rc;
+        hv_db_bind_text(st, 1, w->run_id, strlen(w->run_id));
+        hv_db_bind_text(st, 2, w->conn, strlen(w->conn));
+        hv_db_bind_text(st, 3, it->type, strlen(it->type));
+        hv_db_bind_text(st, 4, it->id, strlen(it->id));
+        rc = hv_db_step(st);
+        hv_db_done(st);
+        if (rc < 0) return rc;
+        if (it->state == ITEM_FAILED) continue;
+        rc = hv_db_prepare(db, "SELECT hash, local_version FROM resources WHERE connection = $1 AND rtype = $2 AND rid = $3",
+                           &st);
+        if (rc != HV_OK) return rc;
+        hv_db_bind_text(st, 1, w->conn, strlen(w->conn));
+        hv_db_bind_text(st, 2, it->type, strlen(it->type));
+        hv_db_bind_text(st, 3, it->id, strlen(it->id));
+        rc = hv_db_step(st);
+        if (rc == HV_DB_ROW) {
+            size_t n = 0;
+            const char *h = hv_db_column_text(st, 0, &n);
+            it->known = 1;
+            it->state = (h != NULL && n == 64 && memcmp(h, it->hash, 64) == 0) ? ITEM_UNCHANGED : ITEM_CHANGED;
+            h = hv_db_column_text(st, 1, &n);
+            snprintf(it->old_version, sizeof(it->old_version), "%.*s", (int)n, h ? h : "");
+        }
+        hv_db_done(st);
+        if (rc < 0) return rc;
+    }
+    return HV_OK;
+}
+
+static void lookup_done(int status, void *arg) {
+    wctx_t *w = arg;
+    hv__ehr_run_t *r = w->r;
+    size_t i, nwrite = 0;
+    w->t_lookup = hv_now_ms();
+    if (status != HV_OK) {
+        hv__ehr_run_error(r, "store", "reading the synced resources failed: %s", hv_strerror(status));
+        r->page_failed = 1;
+        w_end(w, status);
+        return;
+    }
+    for (i = 0; i < w->n; i++) {
+        if (w->items[i].state == ITEM_UNCHANGED) r->unchanged++;
+        else if (w->items[i].state != ITEM_FAILED) nwrite++;
+    }
+    if (nwrite == 0) {
+        w_end(w, HV_OK);
+        return;
+    }
+    if (hv_storage_submit(w->f->storage, store_job, store_done, w) != HV_OK) {
+        hv__ehr_run_error(r, "store", "the FHIR store's queue is full");
+        for (i = 0; i < w->n; i++)
+            if (w->items[i].state == ITEM_NEW || w->items[i].state == ITEM_CHANGED) r->failed++;
+        r->page_failed = 1;
+        w_end(w, HV_EBUSY);
+    }
+}
+
+/* ---- step 1 ---- */
+
+static int id_ok(const char *id) {
+    size_t n = strlen(id);
+    return n >= 1 && n <= 64 && hv__fhir_id_valid(id);
+}
+
+/* A preparation error, kept in the batch until it is written (a prepared-ahead page may be dropped). */
+static void berr(wctx_t *w, const char *where, const char *fmt, ...) HV_PRINTF(3, 4);
+static void berr(wctx_t *w, const char *where, const char *fmt, ...) {
+    char msg[512];
+    json_object *e;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (w->errs == NULL && (w->errs = json_object_new_array()) == NULL) return;
+    if ((e = json_object_new_object()) == NULL) return;
+    hv_json_set_str(e, "where", where);
+    hv_json_set_str(e, "message", msg);
+    json_object_array_add(w->errs, e);
+}
+
+hv__ehr_batch_t *hv__ehr_batch_prepare(hv__ehr_run_t *r, json_object *resources) {
+    size_t n = json_object_array_length(resources), i;
+    wctx_t *w = hv_calloc(1, sizeof(*w));
+    if (w == NULL || (n > 0 && (w->items = hv_calloc(n, sizeof(item_t))) == NULL)) {
+        hv_free(w);
+        return NULL;
+    }
+    w->f = hv_engine_module_state(r->m->e, "fhir");
+    w->t0 = hv_now_ms();
+    w->n = n;
+    snprintf(w->conn, sizeof(w->conn), "%s", r->c->id);
+    snprintf(w->run_id, sizeof(w->run_id), "%s", r->id);
+    snprintf(w->policy_name, sizeof(w->policy_name), "%s", r->c->conflict ? r->c->conflict : "ehr-wins");
+    w->policy = strcmp(w->policy_name, "local-wins") == 0  ? DECIDE_LOCAL
+                : strcmp(w->policy_name, "keep-both") == 0 ? DECIDE_BOTH
+                                                           : DECIDE_EHR;
+    if (w->f == NULL || w->f->storage == NULL) {
+        w->f = NULL;
+        w->fetched = (int64_t)n;
+        return w;
+    }
+    for (i = 0; i < n; i++) {
+        item_t *it = &w->items[i];
+        json_object *res = json_object_array_get_idx(resources, i), *copy = NULL, *bare = NULL;
+        const char *type = hv_json_get_str(res, "resourceType"), *id = hv_json_get_str(res, "id");
+        hv_error_t err;
+        w->fetched++;
+        snprintf(it->type, sizeof(it->type), "%s", type ? type : "?");
+        snprintf(it->id, sizeof(it->id), "%s", id ? id : "");
+        hv_error_clear(&err);
+        it->state = ITEM_FAILED;
+        if (type == NULL || hv_fhir_resource_type(type) == NULL) {
+            berr(w, "resource", "entry with unknown resourceType %.64s", type ? type : "(none)");
+        } else if (id == NULL || !id_ok(id)) {
+            berr(w, type, "a %s without a valid id", type);
+        } else if ((it->seen = 1) && hv_fhir_check_structure(res, 0, &err) != HV_OK) {
+            berr(w, type, "%s/%s is not valid FHIR R4: %s: %s", type, id, err.location, err.message);
+        } else if (json_object_deep_copy(res, &copy, NULL) != 0) {
+            berr(w, type, "%s/%s: out of memory", type, id);
+        } else {
+            /* The hash is of the EHR's content: meta left out, before anything is added. */
+            json_object *meta = NULL;
+            const char *why = NULL;
+            if (json_object_object_get_ex(copy, "meta", &meta)) {
+                json_object_get(meta);
+                json_object_object_del(copy, "meta");
+            }
+            bare = copy;
+            {
+                const char *t = json_object_to_json_string_ext(bare, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+                sha256_hex(t, strlen(t), it->hash);
+            }
+            if (meta != NULL) hv_json_set(copy, "meta", meta);
+            hv__ehr_local_id(r->c->id, type, id, it->local_id);
+            if (add_identity(r, copy, type, id) != HV_OK || hv_json_set_str(copy, "id", it->local_id) != HV_OK ||
+                hv__ehr_rewrite_refs(copy, r->c->id, r->c->base_url) != HV_OK) {
+                berr(w, type, "%s/%s could not be prepared (out of memory or nested too deep)", type, id);
+            } else if ((why = refused(w->f, copy)) != NULL) {
+                berr(w, type, "%s/%s was not stored: %s", type, id, why);
+            } else {
+                it->res = copy;
+                copy = NULL;
+                it->state = ITEM_NEW;
+            }
+            json_object_put(copy);
+        }
+        if (it->state == ITEM_FAILED) w->failed++;
+    }
+    w->t_prep = hv_now_ms();
+    return w;
+}
+
+void hv__ehr_batch_free(hv__ehr_batch_t *b) { wctx_free(b); }
+
+void hv__ehr_batch_write(hv__ehr_run_t *r, hv__ehr_batch_t *w, hv__ehr_written_cb cb) {
+    size_t i;
+    w->r = r;
+    w->cb = cb;
+    r->fetched += w->fetched;
+    r->failed += w->failed;
+    for (i = 0; w->errs != NULL && i < json_object_array_length(w->errs); i++) {
+        json_object *e = json_object_array_get_idx(w->errs, i);
+        hv__ehr_run_error(r, hv_json_get_str(e, "where"), "%s", hv_json_get_str(e, "message"));
+    }
+    if (w->f == NULL) {
+        hv__ehr_run_error(r, "store", "the ehr module needs the fhir service in this process (--services)");
+        r->page_failed = 1;
+        r->failed += (int64_t)w->n;
+        w_end(w, HV_ECONFIG);
+        return;
+    }
+    if (hv_storage_submit(r->m->storage, lookup_job, lookup_done, w) != HV_OK) {
+        hv__ehr_run_error(r, "store", "the ehr store is busy");
+        r->page_failed = 1;
+        w_end(w, HV_EBUSY);
+    }
+}
+
+void hv__ehr_write_resources(hv__ehr_run_t *r, json_object *resources, hv__ehr_written_cb cb) {
+    hv__ehr_batch_t *b = hv__ehr_batch_prepare(r, resources);
+    if (b == NULL) {
+        cb(r, HV_ENOMEM);
+        return;
+    }
+    hv__ehr_batch_write(r, b, cb);
+}
