@@ -1837,6 +1837,58 @@ static void merge_a40(ctx_t *c, res_t *survivor) {
     issue(c, "warning", "required", "MRG-1", "A40 without MRG-1: nothing to merge");
 }
 
+/*
+ * Provenance (HL7 v2-to-FHIR IG message tables: MSH → Provenance-Source and
+ * Provenance-Transformation, EVN → Provenance): the IG's target is the Bundle and the
+ * MessageHeader, which a transaction cannot reference (a transaction Bundle is not stored
+ * as a resource). A Provenance of the message without a target therefore names what the
+ * message writes: every other resource of the Bundle except the Provenances (FHIR R4
+ * provenance.html: "target — the Reference(s) that were generated or updated by the
+ * activity"). References to resources later left out are removed with them.
+ */
+static void provenance_targets(ctx_t *c) {
+    size_t i, j;
+    for (i = 0; i < c->nres; i++) {
+        res_t *p = &c->res[i];
+        json_object *arr = NULL;
+        if (p->dropped || strcmp(p->type, "Provenance") != 0) continue;
+        if (!json_object_object_get_ex(p->obj, "target", &arr) || !json_object_is_type(arr, json_type_array)) {
+            arr = json_object_new_array();
+            hv_json_set(p->obj, "target", arr);
+        }
+        for (j = 0; j < c->nres; j++) {
+            const res_t *t = &c->res[j];
+            json_object *ref;
+            /* The message header's own resources (sender, software, the engine as agent) are
+             * what the Provenance is about, not what the message wrote. */
+            if (t->dropped || strcmp(t->type, "Provenance") == 0 || !strcmp(t->seg, "MSH") ||
+                !strcmp(t->seg, "SFT") || !strcmp(t->seg, "EVN"))
+                continue;
+            ref = json_object_new_object();
+            hv_json_set_str(ref, "reference", t->tmp);
+            json_object_array_add(arr, ref);
+        }
+    }
+}
+
+/* Removes repeated references from a Provenance's target (two rows that made the same
+ * resource, merged by identity, name it once). Run after rewrite_refs. */
+static void provenance_dedupe(json_object *prov) {
+    json_object *arr = NULL;
+    size_t i, j;
+    if (!json_object_object_get_ex(prov, "target", &arr) || !json_object_is_type(arr, json_type_array)) return;
+    for (i = json_object_array_length(arr); i-- > 1;) {
+        const char *a = hv_json_get_str(json_object_array_get_idx(arr, i), "reference");
+        for (j = 0; a != NULL && j < i; j++) {
+            const char *b = hv_json_get_str(json_object_array_get_idx(arr, j), "reference");
+            if (b != NULL && strcmp(a, b) == 0) {
+                json_object_array_del_idx(arr, i, 1);
+                break;
+            }
+        }
+    }
+}
+
 /* Removes references to resources that were left out (still in "#hvtmp-N" form). */
 static void drop_dangling(ctx_t *c, json_object *o) {
     if (json_object_is_type(o, json_type_object)) {
@@ -1964,6 +2016,7 @@ static int finish(ctx_t *c, json_object **bundle_out, hv_error_t *err) {
         }
         if (enc != NULL && &c->res[i] != enc) link_to(c, &c->res[i], "encounter", enc);
     }
+    provenance_targets(c);
     /* Leaving one resource out can leave another without a reference it requires
      * (Provenance.target): repeat until nothing changes. */
     for (pass = 0, changed = 1; changed && pass < 8; pass++) {
@@ -2037,6 +2090,7 @@ static int finish(ctx_t *c, json_object **bundle_out, hv_error_t *err) {
         json_object *e, *req;
         if (r->dropped) continue;
         rewrite_refs(c, r->obj);
+        if (strcmp(r->type, "Provenance") == 0) provenance_dedupe(r->obj);
         clean_node(r->obj, hv_fhir_type_root(hv_fhir_resource_type(r->type)), NULL);
         e = json_object_new_object();
         hv_json_set_str(e, "fullUrl", r->full_url);
