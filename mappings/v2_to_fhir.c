@@ -712,6 +712,52 @@ static char *concat_value(ctx_t *c, const char *expr, span_t seg) {
     return hv_arena_strdup(c->arena, out);
 }
 
+/*
+ * The concept map of a row whose target is a Coding or CodeableConcept (PV1-2 → Encounter.class
+ * through PatientClass[EncounterClass]: "O" → v3-ActCode AMB): the code the data-type map wrote
+ * is looked up; a Coding takes the mapped code, system and display, a CodeableConcept gets the
+ * mapped coding first and keeps the one sent. A code the map does not have stays as sent, with
+ * a warning.
+ */
+static void vocab_complex(ctx_t *c, json_object *o, const char *tname, const char *vocab) {
+    json_object *codings = NULL, *first, *mapped;
+    const hv__vocab_row_t *vr;
+    const char *code;
+    if (strcmp(tname, "Coding") == 0) {
+        first = o;
+    } else if (strcmp(tname, "CodeableConcept") == 0) {
+        if (!json_object_object_get_ex(o, "coding", &codings) || !json_object_is_type(codings, json_type_array) ||
+            json_object_array_length(codings) == 0)
+            return;
+        first = json_object_array_get_idx(codings, 0);
+    } else {
+        return;
+    }
+    code = hv_json_get_str(first, "code");
+    if (code == NULL) return;
+    vr = hv__vocab_find(c->t, vocab, code);
+    if (vr == NULL) {
+        issue(c, "warning", "code-invalid", rule_text(c), "code '%.40s' has no mapping in %s (kept as sent)", code,
+              vocab);
+        return;
+    }
+    mapped = first;
+    if (codings != NULL) {
+        json_object *arr = json_object_new_array();
+        size_t i;
+        mapped = json_object_new_object();
+        json_object_array_add(arr, mapped);
+        for (i = 0; i < json_object_array_length(codings); i++)
+            json_object_array_add(arr, json_object_get(json_object_array_get_idx(codings, i)));
+        hv_json_set(o, "coding", arr);
+    }
+    hv_json_set_str(mapped, "code", vr->fcode);
+    if (vr->system[0]) hv_json_set_str(mapped, "system", vr->system);
+    else json_object_object_del(mapped, "system");
+    if (vr->display[0]) hv_json_set_str(mapped, "display", vr->display);
+    else json_object_object_del(mapped, "display");
+}
+
 /* Repetition n (> 1) of the element tg->owner is one repetition of: a new object appended to
  * tg->arr at the first row that names it, found again by the rows after. */
 static json_object *sibling(ctx_t *c, const target_t *tg, unsigned n) {
@@ -1149,6 +1195,8 @@ static void apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
                     }
                     sub.path = c->explain ? hv_arena_sprintf(c->arena, "%s.%s", tg->path, path) : tg->path;
                     apply_map(c, row->dtmap, v, level, seg, &sub, chosen, rep, depth + 1, NULL);
+                    if (row->vocab[0] && hv__vocab_known(c->t, row->vocab))
+                        vocab_complex(c, owner, hv_fhir_type_name(chosen), row->vocab);
                 } else if (row->assign[0] || row->dtmap[0] == '\0') {
                     goto unmapped;
                 }
