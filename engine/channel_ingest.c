@@ -82,6 +82,8 @@ const char *const hv__chan_migrations_sqlite[] = {
     "ALTER TABLE chan_messages ADD COLUMN reply BLOB;",
     "CREATE TABLE chan_event_cursors (name TEXT PRIMARY KEY, last_id INTEGER NOT NULL);",
     "CREATE INDEX chan_messages_file ON chan_messages (content_file) WHERE content_file IS NOT NULL;",
+    /* The steps' OperationOutcomes (hv_channel_msg_t.outcome), a JSON array or NULL. */
+    "ALTER TABLE chan_messages ADD COLUMN outcome TEXT;",
     NULL,
 };
 
@@ -126,6 +128,8 @@ const char *const hv__chan_migrations_pg[] = {
     "ALTER TABLE chan_messages ADD COLUMN reply BYTEA;",
     "CREATE TABLE chan_event_cursors (name TEXT PRIMARY KEY, last_id BIGINT NOT NULL);",
     "CREATE INDEX chan_messages_file ON chan_messages (content_file) WHERE content_file IS NOT NULL;",
+    /* The steps' OperationOutcomes (hv_channel_msg_t.outcome), a JSON array or NULL. */
+    "ALTER TABLE chan_messages ADD COLUMN outcome TEXT;",
     NULL,
 };
 
@@ -201,8 +205,8 @@ static int insert_message(hv_db_t *db, hv__ingest_t *in, hv__part_t *p, int64_t 
     int rc = hv_db_prepare(db,
                            "INSERT INTO chan_messages (status, error, filtered_by, transformed,"
                            " channel, received_at, content_type, content, size, source_key,"
-                           " parent_id, content_file, reply) VALUES ($1, $2, $3, $4, $5, $6, $7,"
-                           " $8, $9, $10, $11, $12, $13) RETURNING id",
+                           " parent_id, content_file, reply, outcome) VALUES ($1, $2, $3, $4, $5, $6,"
+                           " $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
                            &st);
     if (rc != HV_OK) return rc;
     bind_str(st, 1, p->status);
@@ -223,6 +227,7 @@ static int insert_message(hv_db_t *db, hv__ingest_t *in, hv__part_t *p, int64_t 
     bind_str(st, 12, p->content_file);
     if (parent <= 0 && in->reply != NULL) hv_db_bind_blob(st, 13, in->reply, in->reply_len);
     else hv_db_bind_null(st, 13);
+    bind_str(st, 14, p->outcome);
     rc = hv_db_step(st);
     if (rc == HV_DB_ROW) {
         p->id = hv_db_column_int64(st, 0);
@@ -320,7 +325,7 @@ static int ingest_job(hv_db_t *db, void *arg) {
     if (in->reprocess_id > 0) {
         rc = hv_db_prepare(db,
                            "UPDATE chan_messages SET status = $2, error = $3, filtered_by = $4,"
-                           " transformed = $5 WHERE id = $1",
+                           " transformed = $5, outcome = $6 WHERE id = $1",
                            &st);
         if (rc != HV_OK) return rc;
         hv_db_bind_int64(st, 1, in->reprocess_id);
@@ -329,6 +334,7 @@ static int ingest_job(hv_db_t *db, void *arg) {
         bind_str(st, 4, in->main.filtered_by);
         if (in->main.transformed) hv_db_bind_blob(st, 5, in->main.out, in->main.out_len);
         else hv_db_bind_null(st, 5);
+        bind_str(st, 6, in->main.outcome);
         rc = hv_db_step(st);
         hv_db_done(st);
         if (rc < 0) return rc;
@@ -590,6 +596,18 @@ static void route_unit(hv__ingest_t *in, hv__part_t *p, const hv_channel_msg_t *
     if (ch->conf->ndests == 0) p->status = "sent";
 }
 
+/* Appends step i's OperationOutcome to the unit's list (a JSON array kept as text). */
+static void add_outcome(hv__ingest_t *in, hv__part_t *p, size_t i, const char *type, const char *outcome) {
+    char *t;
+    if (p->outcome == NULL)
+        t = hv_arena_sprintf(in->arena, "[{\"step\":%zu,\"type\":\"%s\",\"outcome\":%s}]", i + 1, type,
+                             outcome);
+    else
+        t = hv_arena_sprintf(in->arena, "%.*s,{\"step\":%zu,\"type\":\"%s\",\"outcome\":%s}]",
+                             (int)(strlen(p->outcome) - 1), p->outcome, i + 1, type, outcome);
+    if (t != NULL) p->outcome = t;
+}
+
 /*
  * Runs the filter (when `filter`) and the steps from `from` on one unit, on the
  * loop thread, and routes it. At a split-bundle step of the message itself the
@@ -630,7 +648,9 @@ static void process_unit(hv__ingest_t *in, hv__part_t *p, size_t from, int filte
                 return;
             }
         } else {
+            m.outcome = NULL;
             rc = ch->steps[i].impl->run(ch->steps[i].state, &m, &err);
+            if (m.outcome != NULL) add_outcome(in, p, i, ch->conf->steps[i].type, m.outcome);
         }
         if (rc != HV_OK) {
             p->status = "errored";

@@ -125,6 +125,8 @@ typedef struct hv__part {
     const char *error;
     const char *filtered_by;
     const char *content_file; /* name in the content directory, or NULL: content is in the row */
+    /* The steps' outcomes: NULL, or a JSON array [{"step": n, "type": "…", "outcome": {…}}]. */
+    const char *outcome;
     unsigned char dest_on[HV__CHAN_MAX_DESTS];
     int64_t dest_lane[HV__CHAN_MAX_DESTS];
     int64_t id;

@@ -728,6 +728,11 @@ typedef struct hv_channel_msg {
      * content is in this file (len bytes) instead of in memory: content is then "".
      * NULL for every other destination, filter and step (docs/channels.md, large messages). */
     const char *content_file;
+    /* A step may set this (text from arena) to a FHIR OperationOutcome in JSON listing the
+     * problems it met without failing (a code with no mapping, a segment not mapped). The
+     * runtime resets it before each step and stores the steps' outcomes with the message
+     * (chan_messages.outcome, shown by GET /channels/:id/messages). NULL elsewhere. */
+    const char *outcome;
 } hv_channel_msg_t;
 
 /* The outcome of one delivery attempt. */

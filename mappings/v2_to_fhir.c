@@ -49,6 +49,7 @@
 #define SLOT_BITS 11       /* the element slot table: 2048 entries */
 #define MAX_ISSUES 200     /* issues listed in the OperationOutcome */
 #define MAX_STACK 24       /* condition evaluation stack */
+#define MAX_FAMILY 8       /* members of a resource family ("[1]".."[8]" rows) */
 
 typedef hv_hl7v2_span_t span_t;
 
@@ -100,6 +101,13 @@ typedef struct ctx {
     char *order_key;          /* the current ORC/OBR order (placer/filler), arena */
     size_t unmapped_rows;
     int lenient;              /* hv_map_opts_t.lenient_identity */
+    /* Members [2]..[MAX_FAMILY] of resource families (PL[Location]: bed [1], room [2], floor
+     * [3], point of care [4], building [5], facility [6]): base and member resource indexes. */
+    struct {
+        size_t base, member;
+        unsigned n;
+    } fam[64];
+    size_t nfam;
 } ctx_t;
 
 /* ------------------------------------------------------------------------- */
@@ -649,6 +657,7 @@ typedef struct target {
     const hv_fhir_elem_t *owner_e; /* its element in the model */
     const char *res_type;          /* the resource type */
     const char *path;              /* the owner's element path, for --explain ("Patient.name") */
+    json_object *arr;              /* the array holding owner when it is one repetition, else NULL */
 } target_t;
 
 static int apply_map(ctx_t *c, const char *map, span_t v, int level, span_t seg, target_t *tg,
@@ -704,6 +713,289 @@ static char *concat_value(ctx_t *c, const char *expr, span_t seg) {
 }
 
 /*
+ * The concept map of a row whose target is a Coding or CodeableConcept (PV1-2 → Encounter.class
+ * through PatientClass[EncounterClass]: "O" → v3-ActCode AMB): the code the data-type map wrote
+ * is looked up; a Coding takes the mapped code, system and display, a CodeableConcept gets the
+ * mapped coding first and keeps the one sent. A code the map does not have stays as sent, with
+ * a warning unless it came with a coding system of its own.
+ */
+static void vocab_complex(ctx_t *c, json_object *o, const char *tname, const char *vocab) {
+    json_object *codings = NULL, *first, *mapped;
+    const hv__vocab_row_t *vr;
+    const char *code;
+    if (strcmp(tname, "Coding") == 0) {
+        first = o;
+    } else if (strcmp(tname, "CodeableConcept") == 0) {
+        if (!json_object_object_get_ex(o, "coding", &codings) || !json_object_is_type(codings, json_type_array) ||
+            json_object_array_length(codings) == 0)
+            return;
+        first = json_object_array_get_idx(codings, 0);
+    } else {
+        return;
+    }
+    code = hv_json_get_str(first, "code");
+    if (code == NULL) return;
+    vr = hv__vocab_find(c->t, vocab, code);
+    /* A code sent with its own coding system (SPM-4 in SNOMED CT) is not a code of the v2
+     * table the concept map reads: it is kept, without a warning. */
+    if (vr == NULL && hv_json_get_str(first, "system") != NULL) return;
+    if (vr == NULL) {
+        issue(c, "warning", "code-invalid", rule_text(c), "code '%.40s' has no mapping in %s (kept as sent)", code,
+              vocab);
+        return;
+    }
+    mapped = first;
+    if (codings != NULL) {
+        json_object *arr = json_object_new_array();
+        size_t i;
+        mapped = json_object_new_object();
+        json_object_array_add(arr, mapped);
+        for (i = 0; i < json_object_array_length(codings); i++)
+            json_object_array_add(arr, json_object_get(json_object_array_get_idx(codings, i)));
+        hv_json_set(o, "coding", arr);
+    }
+    hv_json_set_str(mapped, "code", vr->fcode);
+    if (vr->system[0]) hv_json_set_str(mapped, "system", vr->system);
+    else json_object_object_del(mapped, "system");
+    if (vr->display[0]) hv_json_set_str(mapped, "display", vr->display);
+    else json_object_object_del(mapped, "display");
+}
+
+/* Repetition n (> 1) of the element tg->owner is one repetition of: a new object appended to
+ * tg->arr at the first row that names it, found again by the rows after. */
+static json_object *sibling(ctx_t *c, const target_t *tg, unsigned n) {
+    uint64_t k = FNV0;
+    size_t i, mask = (1u << SLOT_BITS) - 1;
+    json_object *e;
+    k = fnv(k, &tg->owner, sizeof(tg->owner));
+    k = fnv(k, "#sibling", 8);
+    k = fnv(k, &n, sizeof(n));
+    if (k == 0) k = 1;
+    for (i = k & mask;; i = (i + 1) & mask) {
+        if (c->slots[i].key == k) return c->slots[i].elem;
+        if (c->slots[i].key == 0) break;
+    }
+    if (c->nslots >= mask) return NULL;
+    e = json_object_new_object();
+    json_object_array_add(tg->arr, e);
+    c->slots[i].key = k;
+    c->slots[i].elem = e;
+    c->nslots++;
+    return e;
+}
+
+/* True when a data-type map has a row for the value itself ("$value"/"$this"), i.e. it
+ * converts a value to one primitive; an unknown map counts as such (the value as sent). */
+static int map_has_value_rows(ctx_t *c, const char *map) {
+    size_t n, i;
+    const hv__map_row_t *rows = hv__map_rows(c->t, map, &n);
+    if (rows == NULL) return 1;
+    for (i = 0; i < n; i++)
+        if (!strcmp(rows[i].target, "$value") || !strcmp(rows[i].target, "$this")) return 1;
+    return 0;
+}
+
+static void apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, span_t seg,
+                      target_t *tg, unsigned rep, int depth);
+
+/* The resource whose JSON object is o, NULL when none. */
+static res_t *res_of(ctx_t *c, json_object *o) {
+    size_t i;
+    for (i = c->nres; i-- > 0;)
+        if (c->res[i].obj == o) return &c->res[i];
+    return NULL;
+}
+
+/* Member n (2..MAX_FAMILY) of the family of resource base; made when make is set. */
+static res_t *family_member(ctx_t *c, res_t *base, unsigned n, int make) {
+    size_t i, bi = (size_t)(base - c->res);
+    res_t *m;
+    for (i = 0; i < c->nfam; i++)
+        if (c->fam[i].base == bi && c->fam[i].n == n && !c->res[c->fam[i].member].dropped)
+            return &c->res[c->fam[i].member];
+    if (!make || c->nfam >= HV_ARRAY_LEN(c->fam)) return NULL;
+    m = res_new(c, base->type, NULL);
+    if (m == NULL) return NULL;
+    c->fam[c->nfam].base = bi;
+    c->fam[c->nfam].member = (size_t)(m - c->res);
+    c->fam[c->nfam].n = n;
+    c->nfam++;
+    return m;
+}
+
+/*
+ * A row "[a-b].path" of a map that makes a family of resources (HL7 v2-to-FHIR IG PL[Location]:
+ * [1] the bed the element references, [2] its room, [3] floor, [4] point of care, [5] building,
+ * [6] facility): applied to member n, made at the first row that gives it a value; a range
+ * applies to the members that exist. "partOf.reference(Location[m])" rows are set by
+ * family_link once the map is done.
+ */
+static void apply_family(ctx_t *c, const hv__map_row_t *row, span_t v, int level, span_t seg,
+                         target_t *tg, unsigned a, unsigned b, const char *rest, unsigned rep, int depth) {
+    res_t *base = res_of(c, tg->owner);
+    unsigned k;
+    if (base == NULL || strncmp(rest, "partOf.reference(", 17) == 0) return;
+    for (k = a; k <= b; k++) {
+        res_t *m;
+        target_t sub = {NULL, NULL, NULL, NULL, NULL};
+        hv__map_row_t r2 = *row;
+        int made = 0;
+        if (k == 1) {
+            m = base;
+        } else {
+            m = family_member(c, base, k, 0);
+            if (m == NULL && a == b) {
+                m = family_member(c, base, k, 1);
+                made = m != NULL;
+            }
+        }
+        if (m == NULL) continue;
+        sub.owner = m->obj;
+        sub.owner_e = hv_fhir_type_root(hv_fhir_resource_type(m->type));
+        sub.res_type = m->type;
+        sub.path = m->type;
+        r2.target = rest;
+        apply_row(c, &r2, v, level, seg, &sub, rep, depth);
+        if (made && json_object_object_length(m->obj) <= 1) m->dropped = 1;
+    }
+}
+
+static void set_ref(json_object *o, const char *name, const res_t *to) {
+    json_object *ref = json_object_new_object();
+    hv_json_set_str(ref, "reference", to->tmp);
+    hv_json_set(o, name, ref);
+}
+
+/*
+ * After a family map: when the base (the referenced resource) got nothing, the most
+ * specific member that did takes its place (a PL with only a facility references the
+ * facility); then the map's "[k].partOf.reference(Type[m])" rows link the members that exist.
+ */
+static void family_link(ctx_t *c, res_t *base, const char *map) {
+    size_t who[MAX_FAMILY + 1], i, n, bi = (size_t)(base - c->res);
+    const hv__map_row_t *rows;
+    unsigned k;
+    int any = 0;
+    for (k = 0; k <= MAX_FAMILY; k++) who[k] = SIZE_MAX;
+    for (i = 0; i < c->nfam; i++)
+        if (c->fam[i].base == bi && !c->res[c->fam[i].member].dropped) {
+            who[c->fam[i].n] = c->fam[i].member;
+            any = 1;
+        }
+    if (!any) return;
+    if (json_object_object_length(base->obj) > 1) {
+        who[1] = bi;
+    } else {
+        for (k = 2; k <= MAX_FAMILY; k++) {
+            if (who[k] != SIZE_MAX) {
+                json_object *tmp = base->obj;
+                base->obj = c->res[who[k]].obj;
+                c->res[who[k]].obj = tmp;
+                c->res[who[k]].dropped = 1;
+                who[k] = bi;
+                break;
+            }
+        }
+    }
+    rows = hv__map_rows(c->t, map, &n);
+    for (i = 0; rows != NULL && i < n; i++) {
+        const char *t = rows[i].target, *q;
+        unsigned from, to;
+        char *end;
+        if (t[0] != '[') continue;
+        from = (unsigned)strtoul(t + 1, &end, 10);
+        if (strncmp(end, "].partOf.reference(", 19) != 0) continue;
+        q = strchr(end, '[');
+        if (q == NULL) continue;
+        to = (unsigned)strtoul(q + 1, NULL, 10);
+        if (from == to || from > MAX_FAMILY || to > MAX_FAMILY || who[from] == SIZE_MAX || who[to] == SIZE_MAX)
+            continue;
+        if (!json_object_object_get_ex(c->res[who[from]].obj, "partOf", NULL))
+            set_ref(c->res[who[from]].obj, "partOf", &c->res[who[to]]);
+    }
+}
+
+/* The ')' that closes the '(' at p, NULL when unbalanced. */
+static const char *match_paren(const char *p) {
+    int d = 0;
+    for (; *p; p++) {
+        if (*p == '(') d++;
+        else if (*p == ')' && --d == 0) return p;
+    }
+    return NULL;
+}
+
+/*
+ * A target step "name[idx](Type[n].path)" (HL7 v2-to-FHIR IG: a value that goes into a
+ * resource the element references): the Reference at owner.name[idx] — one per index and
+ * repetition, so that the rows naming the same index fill one resource, e.g. NK1-13, -30,
+ * -31 and -32 all write contact.organization[1](Organization…) — points at a resource of
+ * that type, made at the first row that gives it a value. With no path, the row's
+ * data-type map fills the resource; with a path (which may itself hold "(Type…)"), the
+ * row is applied to the resource with that path as its target. A resource that ends up
+ * empty is left out and the reference removed.
+ */
+static void apply_in_resource(ctx_t *c, const hv__map_row_t *row, span_t v, int level, span_t seg,
+                              json_object *owner, const char *name, size_t nlen, unsigned idx,
+                              unsigned rep, int is_array, const char *inner, int depth) {
+    char type[40];
+    size_t tl = 0;
+    const char *rest, *ref;
+    json_object *slot;
+    res_t *nr = NULL;
+    target_t sub = {NULL, NULL, NULL, NULL, NULL};
+    int made = 0;
+    while (isalpha((unsigned char)inner[tl]) && tl + 1 < sizeof(type)) tl++;
+    memcpy(type, inner, tl);
+    type[tl] = '\0';
+    rest = inner + tl;
+    if (*rest == '[') {
+        rest = strchr(rest, ']');
+        if (rest == NULL) goto unmapped;
+        rest++;
+    }
+    if (*rest != '\0' && *rest != '.') goto unmapped;
+    if (*rest == '.') rest++;
+    if (hv_fhir_resource_type(type) == NULL) goto unmapped;
+    if (*rest == '\0' && row->dtmap[0] == '\0') goto unmapped;
+    slot = slot_get(c, owner, name, nlen, idx, rep, is_array);
+    if (slot == NULL) return;
+    ref = hv_json_get_str(slot, "reference");
+    if (ref != NULL && strncmp(ref, "#hvtmp-", 7) == 0) {
+        size_t k = strtoul(ref + 7, NULL, 10);
+        if (k < c->nres && !c->res[k].dropped && strcmp(c->res[k].type, type) == 0) nr = &c->res[k];
+        else goto unmapped;
+    }
+    if (nr == NULL) {
+        nr = res_new(c, type, NULL);
+        if (nr == NULL) goto unmapped;
+        hv_json_set_str(slot, "reference", nr->tmp);
+        made = 1;
+    }
+    sub.owner = nr->obj;
+    sub.owner_e = hv_fhir_type_root(hv_fhir_resource_type(nr->type));
+    sub.res_type = nr->type;
+    sub.path = nr->type;
+    if (*rest == '\0') {
+        apply_map(c, row->dtmap, v, level, seg, &sub, hv_fhir_resource_type(nr->type), rep, depth + 1, NULL);
+        if (made) family_link(c, nr, row->dtmap);
+    } else {
+        hv__map_row_t inner_row = *row;
+        inner_row.target = hv_arena_strdup(c->arena, rest);
+        if (inner_row.target == NULL) return;
+        apply_row(c, &inner_row, v, level, seg, &sub, rep, depth + 1);
+    }
+    if (made && json_object_object_length(nr->obj) <= 1) {
+        /* Nothing mapped: the resource is left out (its slot entries stay unique). */
+        nr->dropped = 1;
+        json_object_object_del(slot, "reference");
+    }
+    return;
+unmapped:
+    c->unmapped_rows++;
+}
+
+/*
  * Writes one row's value at a target path under tg. The path is a dotted list of
  * steps "name[idx](Type)"; the FHIR model types each step. The last step gets a
  * primitive (converted from text, or from a primitive data-type map) or, for a
@@ -728,8 +1020,19 @@ static void apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
         return;
     /* "[1].family" in XPN, "Quantity.code" in CWE[Quantity]: relative to the value itself. */
     if (path[0] == '[') {
-        if (strncmp(path, "[1].", 4) != 0) return;
-        path += 4;
+        /* "[n].path": member n of the family of resources one map makes (PL[Location]); in a
+         * data type, "[1].family" is the value itself. */
+        char *end;
+        unsigned a = (unsigned)strtoul(path + 1, &end, 10), b = a;
+        if (*end == '-') b = (unsigned)strtoul(end + 1, &end, 10);
+        if (*end != ']' || end[1] != '.' || a == 0 || b < a || b > MAX_FAMILY) return;
+        if (a != 1 || b != 1 || strncmp(end + 2, "partOf.reference(", 17) == 0) {
+            if (hv_fhir_elem_parent(oe) == NULL && hv_fhir_resource_type(tg->res_type) != NULL &&
+                tg->owner_e == hv_fhir_type_root(hv_fhir_resource_type(tg->res_type)))
+                apply_family(c, row, v, level, seg, tg, a, b, end + 2, rep, depth);
+            return;
+        }
+        path = end + 2;
     }
     {
         const char *tn = hv_fhir_type_name(hv_fhir_elem_owner_type(oe));
@@ -749,15 +1052,15 @@ static void apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
         unsigned idx = 1;
         const hv_fhir_elem_t *e;
         const hv_fhir_type_t *chosen = NULL;
-        char rtype[40] = "";
+        char rtype[160] = "";
         int last;
-        /* A step's parentheses may hold dots ("sender(Organization.address)"): not supported. */
+        /* A step "name[idx](Type[n].path)": the parentheses hold a resource and a path in it,
+         * possibly with parentheses of their own; they close at the end of the target. */
         par = strchr(p, '(');
         if (par != NULL && (dot == NULL || par < dot)) {
-            const char *close = strchr(par, ')');
-            if (close == NULL || memchr(par, '.', (size_t)(close - par)) != NULL) goto unmapped;
-            dot = close[1] == '.' ? close + 1 : (close[1] == '\0' ? NULL : close + 1);
-            if (dot != NULL && *dot != '.') goto unmapped;
+            const char *close = match_paren(par);
+            if (close == NULL || close[1] != '\0') goto unmapped;
+            dot = NULL;
         }
         seglen = dot ? (size_t)(dot - p) : strlen(p);
         last = dot == NULL;
@@ -779,32 +1082,18 @@ static void apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
         }
         e = hv_fhir_elem_child(oe, p, nlen, &chosen);
         if (e == NULL || chosen == NULL) goto unmapped;
+        if (p == pbuf && idx > 1 && !hv_fhir_elem_is_array(e) && tg->arr != NULL) {
+            /* "value[2]" in HD[Identifier]: the element of the owner's repetition n (HD.1 →
+             * identifier[1].value, HD.2 → identifier[2].value), a sibling in the same array. */
+            owner = sibling(c, tg, idx);
+            if (owner == NULL) return;
+            idx = 1;
+        }
         if (rtype[0]) {
-            /* A reference to a new resource: apply the data-type map to it. */
-            res_t *nr;
-            json_object *ref;
-            target_t sub;
-            size_t before = c->nres;
-            if (!last || row->dtmap[0] == '\0' || strcmp(hv_fhir_type_name(chosen), "Reference") != 0)
+            if (!last || strcmp(hv_fhir_type_name(chosen), "Reference") != 0 || depth >= MAX_DEPTH)
                 goto unmapped;
-            nr = res_new(c, rtype, NULL);
-            if (nr == NULL) goto unmapped;
-            sub.owner = nr->obj;
-            sub.owner_e = hv_fhir_type_root(hv_fhir_resource_type(nr->type));
-            sub.res_type = nr->type;
-            sub.path = nr->type;
-            apply_map(c, row->dtmap, v, level, seg, &sub, hv_fhir_resource_type(nr->type), rep,
-                      depth + 1, NULL);
-            if (json_object_object_length(nr->obj) <= 1) {
-                /* Nothing mapped: forget it (and anything it made). */
-                size_t i;
-                for (i = before; i < c->nres; i++) json_object_put(c->res[i].obj);
-                c->nres = before;
-                return;
-            }
-            ref = slot_get(c, owner, p, nlen, idx, rep, hv_fhir_elem_is_array(e));
-            if (ref == NULL) return;
-            hv_json_set_str(ref, "reference", nr->tmp);
+            apply_in_resource(c, row, v, level, seg, owner, p, nlen, idx, rep, hv_fhir_elem_is_array(e),
+                              rtype, depth);
             return;
         }
         if (hv_fhir_type_kind(chosen) == HV_FHIR_KIND_PRIMITIVE) {
@@ -822,6 +1111,12 @@ static void apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
                 text = concat_value(c, row->assign + 1, seg);
             } else if (row->assign[0]) {
                 text = row->assign;
+            } else if (row->dtmap[0] && depth < MAX_DEPTH && !map_has_value_rows(c, row->dtmap)) {
+                /* A map of the parts of one repeating primitive (XAD.1 SAD → line[1-3]: SAD.1,
+                 * .2, .3 → line[1], line[2], line[3]) writes them into the owner itself. */
+                target_t same = {owner, oe, tg->res_type, tg->path, NULL};
+                apply_map(c, row->dtmap, v, level, seg, &same, NULL, rep, depth + 1, NULL);
+                return;
             } else if (row->dtmap[0] && depth < MAX_DEPTH) {
                 apply_map(c, row->dtmap, v, level, seg, tg, chosen, rep, depth + 1, &text);
             } else {
@@ -885,15 +1180,26 @@ static void apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
         /* A complex element: step into it. */
         {
             json_object *o = slot_get(c, owner, p, nlen, idx, rep, hv_fhir_elem_is_array(e));
+            json_object *parent = owner;
             if (o == NULL) return;
             owner = o;
             oe = hv_fhir_elem_owner(e, chosen);
             if (oe == NULL) goto unmapped;
             if (last) {
                 if (row->dtmap[0] && depth < MAX_DEPTH) {
-                    target_t sub = {owner, oe, tg->res_type, NULL};
+                    target_t sub = {owner, oe, tg->res_type, NULL, NULL};
+                    json_object *holder = NULL;
+                    char hk[64];
+                    if (hv_fhir_elem_is_array(e) && nlen < sizeof(hk)) {
+                        memcpy(hk, p, nlen);
+                        hk[nlen] = '\0';
+                        if (json_object_object_get_ex(parent, hk, &holder))
+                            sub.arr = holder;
+                    }
                     sub.path = c->explain ? hv_arena_sprintf(c->arena, "%s.%s", tg->path, path) : tg->path;
                     apply_map(c, row->dtmap, v, level, seg, &sub, chosen, rep, depth + 1, NULL);
+                    if (row->vocab[0] && hv__vocab_known(c->t, row->vocab))
+                        vocab_complex(c, owner, hv_fhir_type_name(chosen), row->vocab);
                 } else if (row->assign[0] || row->dtmap[0] == '\0') {
                     goto unmapped;
                 }
@@ -1207,6 +1513,7 @@ static void map_segment(ctx_t *c, size_t si, char *group, size_t group_cap) {
         if (!cond_eval(c, row->cond, seg, seg, 0)) continue;
         if (strcmp(row->target, "Bundle") == 0) {
             tg.owner = c->bundle_obj;
+            tg.arr = NULL;
             tg.owner_e = hv_fhir_type_root(hv_fhir_resource_type("Bundle"));
             tg.res_type = "Bundle";
             tg.path = "Bundle";
@@ -1228,6 +1535,7 @@ static void map_segment(ctx_t *c, size_t si, char *group, size_t group_cap) {
             if (r == NULL) continue;
         }
         tg.owner = r->obj;
+        tg.arr = NULL;
         tg.owner_e = hv_fhir_type_root(hv_fhir_resource_type(r->type));
         tg.res_type = r->type;
         tg.path = r->type;
@@ -1410,7 +1718,32 @@ static int clean_node(json_object *o, const hv_fhir_elem_t *owner, const char **
 /* Cleans a resource (clean_node); 0 when it must be left out, with an issue saying why. */
 static int resource_ok(ctx_t *c, res_t *r) {
     const char *missing = NULL;
-    if (!clean_node(r->obj, hv_fhir_type_root(hv_fhir_resource_type(r->type)), &missing)) return 1;
+    int ok = !clean_node(r->obj, hv_fhir_type_root(hv_fhir_resource_type(r->type)), &missing);
+    /* FHIR org-1: an Organization has a name or an identifier (an NK1 with only the contact
+     * person's address of an unnamed organization gives neither). */
+    if (ok && strcmp(r->type, "Organization") == 0 && !json_object_object_get_ex(r->obj, "name", NULL) &&
+        !json_object_object_get_ex(r->obj, "identifier", NULL)) {
+        issue(c, "information", "incomplete", r->slot[0] ? r->slot : r->type,
+              "Organization left out: the message gives neither its name nor an identifier (FHIR org-1)");
+        return 0;
+    }
+    if (ok && strcmp(r->type, "Organization") == 0) {
+        /* FHIR org-2, org-3: an organization's address and telecom are not "home"; the use
+         * the message gives is dropped, the address or number kept. */
+        static const char *const uses[] = {"address", "telecom"};
+        size_t u, k;
+        for (u = 0; u < HV_ARRAY_LEN(uses); u++) {
+            json_object *arr = NULL;
+            if (!json_object_object_get_ex(r->obj, uses[u], &arr) || !json_object_is_type(arr, json_type_array))
+                continue;
+            for (k = 0; k < json_object_array_length(arr); k++) {
+                json_object *it = json_object_array_get_idx(arr, k);
+                const char *use = hv_json_get_str(it, "use");
+                if (use != NULL && strcmp(use, "home") == 0) json_object_object_del(it, "use");
+            }
+        }
+    }
+    if (ok) return 1;
     if (missing != NULL)
         issue(c, "information", "incomplete", r->slot[0] ? r->slot : r->type,
               "%s left out: the message does not give %s.%s, which FHIR requires", r->type, r->type,
@@ -1519,6 +1852,7 @@ static void merge_a40(ctx_t *c, res_t *survivor) {
         row.target = "identifier";
         row.dtmap = "CX[Identifier]";
         tg.owner = old->obj;
+        tg.arr = NULL;
         tg.owner_e = hv_fhir_type_root(hv_fhir_resource_type("Patient"));
         tg.res_type = "Patient";
         tg.path = "Patient";
@@ -1552,6 +1886,58 @@ static void merge_a40(ctx_t *c, res_t *survivor) {
         return;
     }
     issue(c, "warning", "required", "MRG-1", "A40 without MRG-1: nothing to merge");
+}
+
+/*
+ * Provenance (HL7 v2-to-FHIR IG message tables: MSH → Provenance-Source and
+ * Provenance-Transformation, EVN → Provenance): the IG's target is the Bundle and the
+ * MessageHeader, which a transaction cannot reference (a transaction Bundle is not stored
+ * as a resource). A Provenance of the message without a target therefore names what the
+ * message writes: every other resource of the Bundle except the Provenances (FHIR R4
+ * provenance.html: "target — the Reference(s) that were generated or updated by the
+ * activity"). References to resources later left out are removed with them.
+ */
+static void provenance_targets(ctx_t *c) {
+    size_t i, j;
+    for (i = 0; i < c->nres; i++) {
+        res_t *p = &c->res[i];
+        json_object *arr = NULL;
+        if (p->dropped || strcmp(p->type, "Provenance") != 0) continue;
+        if (!json_object_object_get_ex(p->obj, "target", &arr) || !json_object_is_type(arr, json_type_array)) {
+            arr = json_object_new_array();
+            hv_json_set(p->obj, "target", arr);
+        }
+        for (j = 0; j < c->nres; j++) {
+            const res_t *t = &c->res[j];
+            json_object *ref;
+            /* The message header's own resources (sender, software, the engine as agent) are
+             * what the Provenance is about, not what the message wrote. */
+            if (t->dropped || strcmp(t->type, "Provenance") == 0 || !strcmp(t->seg, "MSH") ||
+                !strcmp(t->seg, "SFT") || !strcmp(t->seg, "EVN"))
+                continue;
+            ref = json_object_new_object();
+            hv_json_set_str(ref, "reference", t->tmp);
+            json_object_array_add(arr, ref);
+        }
+    }
+}
+
+/* Removes repeated references from a Provenance's target (two rows that made the same
+ * resource, merged by identity, name it once). Run after rewrite_refs. */
+static void provenance_dedupe(json_object *prov) {
+    json_object *arr = NULL;
+    size_t i, j;
+    if (!json_object_object_get_ex(prov, "target", &arr) || !json_object_is_type(arr, json_type_array)) return;
+    for (i = json_object_array_length(arr); i-- > 1;) {
+        const char *a = hv_json_get_str(json_object_array_get_idx(arr, i), "reference");
+        for (j = 0; a != NULL && j < i; j++) {
+            const char *b = hv_json_get_str(json_object_array_get_idx(arr, j), "reference");
+            if (b != NULL && strcmp(a, b) == 0) {
+                json_object_array_del_idx(arr, i, 1);
+                break;
+            }
+        }
+    }
 }
 
 /* Removes references to resources that were left out (still in "#hvtmp-N" form). */
@@ -1681,6 +2067,7 @@ static int finish(ctx_t *c, json_object **bundle_out, hv_error_t *err) {
         }
         if (enc != NULL && &c->res[i] != enc) link_to(c, &c->res[i], "encounter", enc);
     }
+    provenance_targets(c);
     /* Leaving one resource out can leave another without a reference it requires
      * (Provenance.target): repeat until nothing changes. */
     for (pass = 0, changed = 1; changed && pass < 8; pass++) {
@@ -1754,6 +2141,7 @@ static int finish(ctx_t *c, json_object **bundle_out, hv_error_t *err) {
         json_object *e, *req;
         if (r->dropped) continue;
         rewrite_refs(c, r->obj);
+        if (strcmp(r->type, "Provenance") == 0) provenance_dedupe(r->obj);
         clean_node(r->obj, hv_fhir_type_root(hv_fhir_resource_type(r->type)), NULL);
         e = json_object_new_object();
         hv_json_set_str(e, "fullUrl", r->full_url);
