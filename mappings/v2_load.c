@@ -206,6 +206,14 @@ static int finish(hv_map_tables_t *t) {
         t->map_index[k - 1].count++;
     }
     t->nmap_index = k;
+    /* Conditions are compiled once here, not per message (v2_cond.c). */
+    for (i = 0; i < t->nmaps; i++) {
+        hv__map_row_t *r = &t->maps[i];
+        r->prim = !strcmp(r->target, "$value") || !strcmp(r->target, "$this");
+        if (hv__map_cond_compile(t->arena, r->cond, &r->cc) != HV_OK) return HV_ENOMEM;
+    }
+    for (i = 0; i < t->nmsgs; i++)
+        if (hv__map_cond_compile(t->arena, t->msgs[i].cond, &t->msgs[i].cc) != HV_OK) return HV_ENOMEM;
     return HV_OK;
 }
 
