@@ -64,6 +64,9 @@ typedef struct hv__map_row {
     /* Set when the tables are loaded (finish() in v2_load.c): */
     const hv__cond_t *cc;            /* the compiled condition; NULL: always true */
     unsigned char prim;              /* the target is "$value" or "$this" */
+    unsigned char dt_resolved;       /* dt_rows/dt_n are the rows of dtmap */
+    const struct hv__map_row *dt_rows; /* NULL: dtmap has no rows */
+    size_t dt_n;
 } hv__map_row_t;
 
 /* One row of a message structure ("msg" lines). */
@@ -77,6 +80,9 @@ typedef struct hv__msg_row {
     const char *segmap; /* "OBX[Observation]" */
     const char *refs;   /* "A.x.reference=B.id ; ..." */
     const hv__cond_t *cc; /* the compiled condition (set at load); NULL: always true */
+    unsigned char seg_resolved; /* seg_rows/seg_n are the rows of segmap (set at load) */
+    const hv__map_row_t *seg_rows;
+    size_t seg_n;
 } hv__msg_row_t;
 
 /* One concept-map entry ("vocab" lines). */

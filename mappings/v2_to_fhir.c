@@ -104,7 +104,17 @@ typedef struct ctx {
     char *order_key;          /* the current ORC/OBR order (placer/filler), arena */
     size_t unmapped_rows;
     int lenient;              /* hv_map_opts_t.lenient_identity */
+    /* Rows for the next apply_map call, found at load (USE_ROWS sets them). */
+    int map_rows_resolved;
+    const hv__map_row_t *map_rows;
+    size_t map_rows_n;
 } ctx_t;
+
+/* The next apply_map runs these rows instead of looking the map's name up. */
+#define USE_DT_ROWS(c, row) \
+    ((c)->map_rows_resolved = (row)->dt_resolved, (c)->map_rows = (row)->dt_rows, (c)->map_rows_n = (row)->dt_n)
+#define USE_SEG_ROWS(c, row) \
+    ((c)->map_rows_resolved = (row)->seg_resolved, (c)->map_rows = (row)->seg_rows, (c)->map_rows_n = (row)->seg_n)
 
 /* ------------------------------------------------------------------------- */
 /* Small helpers                                                             */
@@ -755,9 +765,12 @@ static void apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
     const hv_fhir_elem_t *oe = tg->owner_e;
     char pbuf[160];
     const char *p;
-    if (!strcmp(path, "$value") || !strcmp(path, "$this")) {
+    if (row->prim || (path[0] == '$' && (!strcmp(path, "$value") || !strcmp(path, "$this")))) {
         /* "$this" with a data-type map: that map writes into the same object (SPS into Specimen). */
-        if (row->dtmap[0] && depth < MAX_DEPTH) apply_map(c, row->dtmap, v, level, seg, tg, NULL, rep, depth + 1, NULL);
+        if (row->dtmap[0] && depth < MAX_DEPTH) {
+            USE_DT_ROWS(c, row);
+            apply_map(c, row->dtmap, v, level, seg, tg, NULL, rep, depth + 1, NULL);
+        }
         return;
     }
     /* An expression: only a concatenation of fields and literals with a condition of its own
@@ -831,6 +844,7 @@ static void apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
             sub.owner_e = hv_fhir_type_root(hv_fhir_resource_type(nr->type));
             sub.res_type = nr->type;
             sub.path = nr->type;
+            USE_DT_ROWS(c, row);
             apply_map(c, row->dtmap, v, level, seg, &sub, hv_fhir_resource_type(nr->type), rep,
                       depth + 1, NULL);
             if (json_object_object_length(nr->obj) <= 1) {
@@ -861,6 +875,7 @@ static void apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
             } else if (row->assign[0]) {
                 text = row->assign;
             } else if (row->dtmap[0] && depth < MAX_DEPTH) {
+                USE_DT_ROWS(c, row);
                 apply_map(c, row->dtmap, v, level, seg, tg, chosen, rep, depth + 1, &text);
             } else {
                 span_t first = piece(c, v, level, 1);
@@ -931,6 +946,7 @@ static void apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
                 if (row->dtmap[0] && depth < MAX_DEPTH) {
                     target_t sub = {owner, oe, tg->res_type, NULL};
                     sub.path = c->explain ? hv_arena_sprintf(c->arena, "%s.%s", tg->path, path) : tg->path;
+                    USE_DT_ROWS(c, row);
                     apply_map(c, row->dtmap, v, level, seg, &sub, chosen, rep, depth + 1, NULL);
                 } else if (row->assign[0] || row->dtmap[0] == '\0') {
                     goto unmapped;
@@ -954,7 +970,15 @@ static int apply_map(ctx_t *c, const char *map, span_t v, int level, span_t seg,
                      const hv_fhir_type_t *ttype, unsigned rep, int depth, const char **prim_out) {
     size_t n, i;
     int fr = c->nframes;
-    const hv__map_row_t *rows = hv__map_rows(c->t, map, &n);
+    const hv__map_row_t *rows;
+    /* The rows were found at load when the map is a loaded row's data-type or segment map. */
+    if (c->map_rows_resolved) {
+        rows = c->map_rows;
+        n = c->map_rows_n;
+        c->map_rows_resolved = 0;
+    } else {
+        rows = hv__map_rows(c->t, map, &n);
+    }
     (void)ttype;
     if (rows == NULL || depth > MAX_DEPTH) {
         if (prim_out != NULL) *prim_out = span_text(c, piece(c, v, level, 1));
@@ -1250,7 +1274,9 @@ static void map_segment(ctx_t *c, size_t si, char *group, size_t group_cap) {
             tg.path = "Bundle";
             c->rule_base = row->segmap;
             c->nframes = 0;
-            apply_map(c, row->segmap, seg, 0, seg, &tg, NULL, 0, 0, NULL);
+            USE_SEG_ROWS(c, row);
+            USE_SEG_ROWS(c, row);
+        apply_map(c, row->segmap, seg, 0, seg, &tg, NULL, 0, 0, NULL);
             continue;
         }
         if (strpbrk(row->target, ".(") != NULL) continue; /* element targets: not mapped */
@@ -1275,6 +1301,7 @@ static void map_segment(ctx_t *c, size_t si, char *group, size_t group_cap) {
         tg.path = r->type;
         c->rule_base = row->segmap; /* the structure is in the message; keep this cheap */
         c->nframes = 0;
+        USE_SEG_ROWS(c, row);
         apply_map(c, row->segmap, seg, 0, seg, &tg, NULL, 0, 0, NULL);
         if (c->nres > before && json_object_object_length(c->res[before].obj) <= 1 &&
             c->res[before].obj == r->obj &&
