@@ -102,6 +102,17 @@ static int put_col(hv_buf_t *b, hv_db_stmt_t *st, int col) {
     return hv_buf_json_str(b, t ? t : "", n);
 }
 
+/* The steps' outcomes as stored (a JSON array the runtime wrote, channel_ingest.c), embedded
+ * as JSON; anything else as null. */
+static int put_outcome(hv_buf_t *b, hv_db_stmt_t *st, int col) {
+    size_t n = 0;
+    const char *t;
+    if (hv_db_column_is_null(st, col)) return hv_buf_puts(b, "null");
+    t = hv_db_column_text(st, col, &n);
+    if (t == NULL || n < 2 || t[0] != '[' || t[n - 1] != ']') return hv_buf_puts(b, "null");
+    return hv_buf_append(b, t, n);
+}
+
 /* JSON strings are UTF-8: content that is not goes as null (the size says it exists). */
 static int put_content(hv_buf_t *b, hv_db_stmt_t *st, int col) {
     size_t n = 0, i;
@@ -464,19 +475,19 @@ static int list_job(hv_db_t *db, void *arg) {
     int64_t n = 0, last = 0;
     int rc;
     const char *sql_fts =
-        "SELECT id, received_at, status, content_type, size, error, filtered_by"
+        "SELECT id, received_at, status, content_type, size, error, filtered_by, outcome"
         " FROM chan_messages WHERE channel = $1 AND id < $2 AND ($3 = '' OR status = $3)"
         " AND ($4 = '' OR content_type = $4) AND received_at >= $5 AND received_at <= $6"
         " AND id IN (SELECT rowid FROM chan_fts WHERE chan_fts MATCH $7)"
         " ORDER BY id DESC LIMIT $8";
     const char *sql_plain =
-        "SELECT id, received_at, status, content_type, size, error, filtered_by"
+        "SELECT id, received_at, status, content_type, size, error, filtered_by, outcome"
         " FROM chan_messages WHERE channel = $1 AND id < $2 AND ($3 = '' OR status = $3)"
         " AND ($4 = '' OR content_type = $4) AND received_at >= $5 AND received_at <= $6"
         " AND ($7 = '' OR POSITION($7 IN CONVERT_FROM(content, 'UTF8')) > 0)"
         " ORDER BY id DESC LIMIT $8";
     const char *sql_none =
-        "SELECT id, received_at, status, content_type, size, error, filtered_by"
+        "SELECT id, received_at, status, content_type, size, error, filtered_by, outcome"
         " FROM chan_messages WHERE channel = $1 AND id < $2 AND ($3 = '' OR status = $3)"
         " AND ($4 = '' OR content_type = $4) AND received_at >= $5 AND received_at <= $6"
         " AND $7 = '' ORDER BY id DESC LIMIT $8";
@@ -512,6 +523,8 @@ static int list_job(hv_db_t *db, void *arg) {
         if (rc == HV_OK) rc = put_col(&q->body, st, 5);
         if (rc == HV_OK) rc = hv_buf_puts(&q->body, ",\"filtered_by\":");
         if (rc == HV_OK) rc = put_col(&q->body, st, 6);
+        if (rc == HV_OK) rc = hv_buf_puts(&q->body, ",\"outcome\":");
+        if (rc == HV_OK) rc = put_outcome(&q->body, st, 7);
         if (rc == HV_OK) rc = hv_buf_putc(&q->body, '}');
         n++;
     }
@@ -599,7 +612,7 @@ static int get_job(hv_db_t *db, void *arg) {
     char ts[40];
     rc = hv_db_prepare(db,
                        "SELECT id, received_at, status, content_type, size, error, filtered_by,"
-                       " content, transformed, parent_id FROM chan_messages WHERE channel = $1"
+                       " content, transformed, parent_id, outcome FROM chan_messages WHERE channel = $1"
                        " AND id = $2",
                        &st);
     if (rc != HV_OK) return rc;
@@ -628,6 +641,8 @@ static int get_job(hv_db_t *db, void *arg) {
     if (rc == HV_OK) rc = put_content(&q->body, st, 8);
     if (rc == HV_OK && !hv_db_column_is_null(st, 9))
         rc = hv_buf_printf(&q->body, ",\"parent\":\"%lld\"", (long long)hv_db_column_int64(st, 9));
+    if (rc == HV_OK) rc = hv_buf_puts(&q->body, ",\"outcome\":");
+    if (rc == HV_OK) rc = put_outcome(&q->body, st, 10);
     hv_db_done(st);
     if (rc != HV_OK) return rc;
     /* A split message: the ids of its parts (each a message of its own). */

@@ -225,6 +225,7 @@ static int cmd_test(hv_engine_t *e, int argc, char **argv) {
                 continue;
             }
         } else if (r == HV_OK) {
+            m.outcome = NULL;
             r = st->run(state, &m, &err);
         }
         if (st->free && state) st->free(state);
@@ -237,6 +238,11 @@ static int cmd_test(hv_engine_t *e, int argc, char **argv) {
         }
         snprintf(label, sizeof(label), "step %zu (%s) output", i + 1, c->steps[i].type);
         print_content(label, m.content, m.len);
+        if (m.outcome != NULL) {
+            /* Stored with the message as its outcome (chan_messages.outcome). */
+            snprintf(label, sizeof(label), "step %zu (%s) outcome", i + 1, c->steps[i].type);
+            print_content(label, m.outcome, strlen(m.outcome));
+        }
     }
     for (i = 0; i < c->ndests; i++) {
         const hv__dest_conf_t *d = &c->dests[i];

@@ -74,6 +74,8 @@ const char *const hv__chan_migrations_sqlite[] = {
     "CREATE INDEX chan_messages_parent ON chan_messages (parent_id) WHERE parent_id IS NOT NULL;",
     "CREATE TABLE chan_leases (channel TEXT NOT NULL, dest TEXT NOT NULL, lane INTEGER NOT NULL,"
     " owner TEXT NOT NULL, expires_at BIGINT NOT NULL, PRIMARY KEY (channel, dest, lane));",
+    /* The steps' OperationOutcomes (hv_channel_msg_t.outcome), a JSON array or NULL. */
+    "ALTER TABLE chan_messages ADD COLUMN outcome TEXT;",
     NULL,
 };
 
@@ -114,6 +116,8 @@ const char *const hv__chan_migrations_pg[] = {
     "CREATE INDEX chan_messages_parent ON chan_messages (parent_id) WHERE parent_id IS NOT NULL;",
     "CREATE TABLE chan_leases (channel TEXT NOT NULL, dest TEXT NOT NULL, lane INTEGER NOT NULL,"
     " owner TEXT NOT NULL, expires_at BIGINT NOT NULL, PRIMARY KEY (channel, dest, lane));",
+    /* The steps' OperationOutcomes (hv_channel_msg_t.outcome), a JSON array or NULL. */
+    "ALTER TABLE chan_messages ADD COLUMN outcome TEXT;",
     NULL,
 };
 
@@ -180,8 +184,8 @@ static int insert_message(hv_db_t *db, hv__ingest_t *in, hv__part_t *p, int64_t 
     int rc = hv_db_prepare(db,
                            "INSERT INTO chan_messages (status, error, filtered_by, transformed,"
                            " channel, received_at, content_type, content, size, source_key,"
-                           " parent_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-                           " RETURNING id",
+                           " parent_id, outcome) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
+                           " $11, $12) RETURNING id",
                            &st);
     if (rc != HV_OK) return rc;
     bind_str(st, 1, p->status);
@@ -198,6 +202,7 @@ static int insert_message(hv_db_t *db, hv__ingest_t *in, hv__part_t *p, int64_t 
     bind_str(st, 10, parent > 0 ? NULL : in->source_key);
     if (parent > 0) hv_db_bind_int64(st, 11, parent);
     else hv_db_bind_null(st, 11);
+    bind_str(st, 12, p->outcome);
     rc = hv_db_step(st);
     if (rc == HV_DB_ROW) {
         p->id = hv_db_column_int64(st, 0);
@@ -234,7 +239,7 @@ static int ingest_job(hv_db_t *db, void *arg) {
     if (in->reprocess_id > 0) {
         rc = hv_db_prepare(db,
                            "UPDATE chan_messages SET status = $2, error = $3, filtered_by = $4,"
-                           " transformed = $5 WHERE id = $1",
+                           " transformed = $5, outcome = $6 WHERE id = $1",
                            &st);
         if (rc != HV_OK) return rc;
         hv_db_bind_int64(st, 1, in->reprocess_id);
@@ -243,6 +248,7 @@ static int ingest_job(hv_db_t *db, void *arg) {
         bind_str(st, 4, in->main.filtered_by);
         if (in->main.transformed) hv_db_bind_blob(st, 5, in->main.out, in->main.out_len);
         else hv_db_bind_null(st, 5);
+        bind_str(st, 6, in->main.outcome);
         rc = hv_db_step(st);
         hv_db_done(st);
         if (rc < 0) return rc;
@@ -495,6 +501,18 @@ static void route_unit(hv__ingest_t *in, hv__part_t *p, const hv_channel_msg_t *
     if (ch->conf->ndests == 0) p->status = "sent";
 }
 
+/* Appends step i's OperationOutcome to the unit's list (a JSON array kept as text). */
+static void add_outcome(hv__ingest_t *in, hv__part_t *p, size_t i, const char *type, const char *outcome) {
+    char *t;
+    if (p->outcome == NULL)
+        t = hv_arena_sprintf(in->arena, "[{\"step\":%zu,\"type\":\"%s\",\"outcome\":%s}]", i + 1, type,
+                             outcome);
+    else
+        t = hv_arena_sprintf(in->arena, "%.*s,{\"step\":%zu,\"type\":\"%s\",\"outcome\":%s}]",
+                             (int)(strlen(p->outcome) - 1), p->outcome, i + 1, type, outcome);
+    if (t != NULL) p->outcome = t;
+}
+
 /*
  * Runs the filter (when `filter`) and the steps from `from` on one unit, on the
  * loop thread, and routes it. At a split-bundle step of the message itself the
@@ -535,7 +553,9 @@ static void process_unit(hv__ingest_t *in, hv__part_t *p, size_t from, int filte
                 return;
             }
         } else {
+            m.outcome = NULL;
             rc = ch->steps[i].impl->run(ch->steps[i].state, &m, &err);
+            if (m.outcome != NULL) add_outcome(in, p, i, ch->conf->steps[i].type, m.outcome);
         }
         if (rc != HV_OK) {
             p->status = "errored";

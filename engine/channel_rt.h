@@ -117,6 +117,8 @@ typedef struct hv__part {
     const char *status; /* queued | filtered | errored | sent | split */
     const char *error;
     const char *filtered_by;
+    /* The steps' outcomes: NULL, or a JSON array [{"step": n, "type": "…", "outcome": {…}}]. */
+    const char *outcome;
     unsigned char dest_on[HV__CHAN_MAX_DESTS];
     int64_t dest_lane[HV__CHAN_MAX_DESTS];
     int64_t id;

@@ -698,6 +698,11 @@ typedef struct hv_channel_msg {
     const char *content_type; /* as received; "" when unknown */
     uint64_t received_at;     /* ms since the epoch */
     hv_arena_t *arena;        /* for steps' output; NULL in destinations' send */
+    /* A step may set this (text from arena) to a FHIR OperationOutcome in JSON listing the
+     * problems it met without failing (a code with no mapping, a segment not mapped). The
+     * runtime resets it before each step and stores the steps' outcomes with the message
+     * (chan_messages.outcome, shown by GET /channels/:id/messages). NULL elsewhere. */
+    const char *outcome;
 } hv_channel_msg_t;
 
 /* The outcome of one delivery attempt. */

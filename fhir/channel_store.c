@@ -18,6 +18,11 @@
  *                                        plain creates of a transaction get derived
  *                                        ids (a redelivered transaction is found
  *                                        applied and not run twice)
+ *                                        A Patient the transaction writes with
+ *                                        link.type "replaced-by" (an HL7 v2 A40
+ *                                        merge) has every resource that refers to
+ *                                        it re-pointed to the survivor, in the same
+ *                                        database transaction
  *   a Bundle, type collection            every resource stored as it is (the import
  *                                        path: ids kept, one transaction)
  *
@@ -297,6 +302,8 @@ static int prepare(dest_t *d, dreq_t *q, const hv_channel_msg_t *m)
                 return HV_OK;
         }
         hv__bundle_seed_ids(q->bj, q->seed);
+        /* A merge (HL7 v2 A40: Patient.link replaced-by) moves the references too. */
+        hv__bundle_set_move_merged(q->bj, 1);
         q->kind = DK_BUNDLE;
         return HV_OK;
     }
@@ -392,8 +399,13 @@ static void done_write(int status, void *arg)
         hv__fhir_notify(d->f, &q->op);
     } else {
         size_t n = hv__bundle_op_count(q->bj), failed = hv__bundle_failed_count(q->bj, &st);
-        snprintf(detail, sizeof(detail), "200 %s: %zu entries, %zu failed",
-                 hv__bundle_is_transaction(q->bj) ? "transaction" : "batch", n, failed);
+        size_t moved = hv__bundle_moved(q->bj);
+        if (moved > 0)
+            snprintf(detail, sizeof(detail), "200 %s: %zu entries, %zu failed, %zu re-pointed to a merged Patient",
+                     hv__bundle_is_transaction(q->bj) ? "transaction" : "batch", n, failed, moved);
+        else
+            snprintf(detail, sizeof(detail), "200 %s: %zu entries, %zu failed",
+                     hv__bundle_is_transaction(q->bj) ? "transaction" : "batch", n, failed);
         for (size_t i = 0; i < n; i++)
             hv__fhir_notify(d->f, hv__bundle_op_at(q->bj, i));
         st = 0;

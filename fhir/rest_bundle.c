@@ -68,6 +68,8 @@ struct hv__bundle_job {
     char failed_msg[600];
     const char *failed_code;
     char base[256];    /* the server's base URL, for fullUrl in searchsets */
+    int move_merged;   /* hv__bundle_set_move_merged: re-point references to replaced Patients */
+    size_t moved;      /* resources re-pointed by the last run */
 };
 
 static const char *status_text(int s)
@@ -625,6 +627,141 @@ void hv__bundle_set_base(hv__bundle_job_t *bj, const char *base)
     snprintf(bj->base, sizeof(bj->base), "%s", base != NULL ? base : "");
 }
 
+/* ---- merged patients (hv__bundle_set_move_merged) ---- */
+
+#define MERGE_MAX 10000 /* resources one merge may re-point; more fails the transaction */
+
+static int collect_referrer(void *ud, const hv__store_row_t *row)
+{
+    struct json_object *arr = ud;
+    /* The replaced and the surviving Patient refer to each other through link: that stays. */
+    if (strcmp(row->type, "Patient") == 0)
+        return HV_OK;
+    if (json_object_array_length(arr) >= MERGE_MAX)
+        return HV_ETOOBIG;
+    json_object_array_add(arr, json_object_new_string(row->type));
+    json_object_array_add(arr, json_object_new_string(row->id));
+    return HV_OK;
+}
+
+/* Rewrites every reference to Patient/from (relative, or an absolute URL ending in
+ * /Patient/from) under o to Patient/to; returns how many. */
+static size_t repoint(struct json_object *o, const char *from, const char *to)
+{
+    size_t n = 0;
+    if (json_object_is_type(o, json_type_array)) {
+        for (size_t i = 0; i < json_object_array_length(o); i++)
+            n += repoint(json_object_array_get_idx(o, i), from, to);
+        return n;
+    }
+    if (!json_object_is_type(o, json_type_object))
+        return 0;
+    json_object_object_foreach(o, k, v) {
+        if (strcmp(k, "reference") == 0 && json_object_is_type(v, json_type_string)) {
+            const char *ref = json_object_get_string(v);
+            size_t rl = strlen(ref), fl = strlen(from);
+            if (rl >= fl && strcmp(ref + rl - fl, from) == 0 && (rl == fl || ref[rl - fl - 1] == '/')) {
+                hv_json_set_str(o, "reference", to);
+                n++;
+            }
+        } else if (strcmp(k, "contained") != 0) {
+            n += repoint(v, from, to);
+        }
+    }
+    return n;
+}
+
+/*
+ * A Patient written by the transaction with link.type "replaced-by" (FHIR R4
+ * patient.html#links: "the patient resource containing this link must no longer be
+ * used") has been merged into link.other: every current resource that refers to it
+ * (its compartment, fhir/store.c refs) gets a new version that refers to the survivor
+ * instead — in the same database transaction as the Bundle, so the merge is atomic.
+ * Patients themselves are left alone (their links say who replaced whom).
+ */
+static int move_merged(hv_db_t *db, hv__bundle_job_t *bj, uint64_t now)
+{
+    int rc = HV_OK;
+    bj->moved = 0;
+    for (size_t i = 0; i < bj->n && rc == HV_OK; i++) {
+        bentry_t *e = &bj->e[i];
+        struct json_object *links = NULL, *found = NULL;
+        const char *survivor = NULL;
+        char from[HV__FHIR_ID_MAX + 8], to[HV__FHIR_ID_MAX + 8];
+        if (strcmp(e->op.type, "Patient") != 0 || e->op.resource == NULL || e->op.id[0] == '\0' ||
+            (e->method != M_PUT && e->method != M_POST))
+            continue;
+        if (!json_object_object_get_ex(e->op.resource, "link", &links) ||
+            !json_object_is_type(links, json_type_array))
+            continue;
+        for (size_t k = 0; k < json_object_array_length(links); k++) {
+            struct json_object *l = json_object_array_get_idx(links, k), *other = NULL;
+            const char *t = hv_json_get_str(l, "type");
+            if (t != NULL && strcmp(t, "replaced-by") == 0 && json_object_object_get_ex(l, "other", &other))
+                survivor = hv_json_get_str(other, "reference");
+        }
+        if (survivor == NULL || strncmp(survivor, "Patient/", 8) != 0 || strcmp(survivor + 8, e->op.id) == 0)
+            continue;
+        snprintf(from, sizeof(from), "Patient/%s", e->op.id);
+        snprintf(to, sizeof(to), "%s", survivor);
+        found = json_object_new_array();
+        rc = hv__store_compartment(db, e->op.id, NULL, collect_referrer, found);
+        if (rc == HV_ETOOBIG) {
+            json_object_put(found);
+            return tx_fail(bj, i, 422, "too-costly", "the merged Patient has more referring resources than "
+                                                     "one transaction re-points");
+        }
+        for (size_t k = 0; rc == HV_OK && k + 1 < json_object_array_length(found); k += 2) {
+            const char *type = json_object_get_string(json_object_array_get_idx(found, k));
+            const char *id = json_object_get_string(json_object_array_get_idx(found, k + 1));
+            hv__store_row_t row;
+            hv__fop_t op;
+            struct json_object *res;
+            memset(&row, 0, sizeof(row));
+            rc = hv__store_get(db, type, id, 0, &row);
+            if (rc == HV_ENOTFOUND) {
+                rc = HV_OK;
+                continue;
+            }
+            if (rc != HV_OK)
+                break;
+            res = json_tokener_parse(row.text);
+            if (res == NULL || repoint(res, from, to) == 0) {
+                json_object_put(res);
+                hv__store_row_clear(&row);
+                continue;
+            }
+            hv__fop_init(&op, HV__FOP_UPDATE);
+            snprintf(op.type, sizeof(op.type), "%s", type);
+            snprintf(op.id, sizeof(op.id), "%s", id);
+            op.if_match = row.version;
+            op.resource = res;
+            op.now_ms = now;
+            hv__store_row_clear(&row);
+            rc = hv__fop_run(db, &op);
+            if (rc == HV_OK && op.status >= 400)
+                rc = tx_fail(bj, i, op.status, op.issue_code, op.msg);
+            else if (rc != HV_OK)
+                tx_fail(bj, i, op.status, op.issue_code, op.msg);
+            else
+                bj->moved++;
+            hv__fop_clear(&op);
+        }
+        json_object_put(found);
+    }
+    return rc;
+}
+
+void hv__bundle_set_move_merged(hv__bundle_job_t *bj, int on)
+{
+    bj->move_merged = on;
+}
+
+size_t hv__bundle_moved(const hv__bundle_job_t *bj)
+{
+    return bj->moved;
+}
+
 static int run_transaction(hv_db_t *db, hv__bundle_job_t *bj)
 {
     urlmap_t m;
@@ -681,6 +818,8 @@ static int run_transaction(hv_db_t *db, hv__bundle_job_t *bj)
             goto out;
         }
     }
+    if (bj->move_merged)
+        rc = move_merged(db, bj, now);
 out:
     hv_free(m.from);
     hv_free(m.to);

@@ -243,5 +243,11 @@ int hv__bundle_applied(hv_db_t *db, const hv__bundle_job_t *bj, const char *seed
 /* Entries that failed (a failed transaction counts 1) and the first one's status. */
 size_t hv__bundle_failed_count(const hv__bundle_job_t *bj, int *first_status);
 int hv__bundle_is_transaction(const hv__bundle_job_t *bj);
+/* Merges (fhir/channel_store.c, for HL7 v2 A40): when on, a transaction that writes a Patient
+ * with link.type "replaced-by" also re-points, in the same database transaction, every
+ * current non-Patient resource that refers to it to the surviving Patient (a new version
+ * each). hv__bundle_moved: how many the last run re-pointed. */
+void hv__bundle_set_move_merged(hv__bundle_job_t *bj, int on);
+size_t hv__bundle_moved(const hv__bundle_job_t *bj);
 
 #endif /* HV_FHIR_STORE_INT_H */

@@ -231,6 +231,25 @@ static int init_fhir(hv_engine_t *e, struct json_object *conf, void **state, hv_
     return step_init(DIR_FHIR, conf, state, err);
 }
 
+/* The mapping's OperationOutcome goes with the message (hv_channel_msg_t.outcome, stored by
+ * the channel runtime) unless its only issue is the "mapped" note of a clean mapping. */
+static int keep_outcome(hv_channel_msg_t *m, json_object *oo) {
+    json_object *issues = NULL;
+    char *copy;
+    if (oo == NULL || !json_object_object_get_ex(oo, "issue", &issues) ||
+        !json_object_is_type(issues, json_type_array) || json_object_array_length(issues) == 0)
+        return HV_OK;
+    if (json_object_array_length(issues) == 1) {
+        const char *code = hv_json_get_str(json_object_array_get_idx(issues, 0), "code");
+        if (code != NULL && strcmp(code, "informational") == 0) return HV_OK;
+    }
+    copy = hv_arena_strdup(m->arena, json_object_to_json_string_ext(oo, JSON_C_TO_STRING_PLAIN |
+                                                                           JSON_C_TO_STRING_NOSLASHESCAPE));
+    if (copy == NULL) return HV_ENOMEM;
+    m->outcome = copy;
+    return HV_OK;
+}
+
 static int step_run(void *state, hv_channel_msg_t *m, hv_error_t *err) {
     step_t *s = state;
     hv_map_opts_t opts;
@@ -266,6 +285,7 @@ static int step_run(void *state, hv_channel_msg_t *m, hv_error_t *err) {
             m->content_type = "x-application/hl7-v2+er7";
         }
     }
+    if (rc == HV_OK) rc = keep_outcome(m, res.outcome);
     if (rc == HV_ENOMEM) hv_error_set(err, HV_ENOMEM, NULL, "out of memory");
     hv_map_result_free(&res);
     hv_buf_release(&out);

@@ -4406,5 +4406,8 @@ const char *const hv__map_v2_lines[] = {
     "map\tOBR[ServiceRequest]\t3\t3\tEI\t\tidentifier[2]\tIdentifier\tEI[Identifier-Extension]\t\t",
     "map\tOBR[ServiceRequest]\t3\t3\tEI\t\tidentifier[2].type.coding.code\tcode\t\t\tFILL",
     "map\tOBR[ServiceRequest]\t3\t3\tEI\t\tidentifier[2].type.coding.system\turi\t\t\thttp://terminology.hl7.org/CodeSystem/v2-0203",
+    "map\tMSH[Provenance-Transformation]\t0\t7\tDTM\t\trecorded\tinstant\t\t\t",
+    "map\tMSH[Provenance-Transformation]\t0\t0\t\t\tagent[1].who(Device.deviceName[1].name)\tstring\t\t\tHoloVitals",
+    "map\tMSH[Provenance-Transformation]\t0\t0\t\t\tagent[1].who(Device.deviceName[1].type)\tcode\t\t\tmanufacturer-name",
     NULL,
 };

@@ -51,6 +51,7 @@
 #define SLOT_BITS 11       /* the element slot table: at most 2048 entries */
 #define SLOT_BITS_MIN 7    /* it starts with 128 and doubles when half full */
 #define MAX_ISSUES 200     /* issues listed in the OperationOutcome */
+#define MAX_FAMILY 8       /* members of a resource family ("[1]".."[8]" rows) */
 
 typedef hv_hl7v2_span_t span_t;
 
@@ -68,6 +69,7 @@ typedef struct res {
     char *order_key;        /* arena: the order it belongs to, or NULL */
     size_t ordinal;         /* the segment's position, for ids of order results */
     int referenced;         /* its tmp reference was handed out (ref_to) */
+    int dirty;              /* lost a reference since it was last cleaned */
 } res_t;
 
 typedef struct slot {
@@ -104,10 +106,25 @@ typedef struct ctx {
     char *order_key;          /* the current ORC/OBR order (placer/filler), arena */
     size_t unmapped_rows;
     int lenient;              /* hv_map_opts_t.lenient_identity */
+    /* The "#hvtmp-N" references of the resources, found once when mapping is done
+     * (collect_refs): holder object (a counted reference of ours), its resource, target N. */
+    struct refent {
+        json_object *holder;
+        size_t owner, target;
+        int live;
+    } *refs;
+    size_t nrefs, caprefs;
     /* Rows for the next apply_map call, found at load (USE_ROWS sets them). */
     int map_rows_resolved;
     const hv__map_row_t *map_rows;
     size_t map_rows_n;
+    /* Members [2]..[MAX_FAMILY] of resource families (PL[Location]: bed [1], room [2], floor
+     * [3], point of care [4], building [5], facility [6]): base and member resource indexes. */
+    struct {
+        size_t base, member;
+        unsigned n;
+    } fam[64];
+    size_t nfam;
 } ctx_t;
 
 /* The next apply_map runs these rows instead of looking the map's name up. */
@@ -626,27 +643,27 @@ static const char *ref_to(res_t *r) {
 
 /* The element object for (owner, name, index, rep): made once, found again by the
  * rows that share it (extension[1].url and extension[1].valueString). */
-static json_object *slot_get(ctx_t *c, json_object *owner, const char *name, size_t nlen,
-                             unsigned idx, unsigned rep, int is_array) {
-    uint64_t k = FNV0;
+/*
+ * The place of key k in the element slot table: *found is set when k is there; else the
+ * free place where it goes (the table doubled first when half full). SIZE_MAX when the
+ * table holds its cap of elements per message, or on ENOMEM.
+ */
+static size_t slot_place(ctx_t *c, uint64_t k, int *found) {
     size_t i, mask = c->slot_mask;
-    json_object *arr = NULL, *e;
-    char key[64];
-    k = fnv(k, &owner, sizeof(owner));
-    k = fnv(k, name, nlen);
-    k = fnv(k, &idx, sizeof(idx));
-    k = fnv(k, &rep, sizeof(rep));
-    if (k == 0) k = 1;
+    *found = 0;
     for (i = k & mask;; i = (i + 1) & mask) {
-        if (c->slots[i].key == k) return c->slots[i].elem;
+        if (c->slots[i].key == k) {
+            *found = 1;
+            return i;
+        }
         if (c->slots[i].key == 0) break;
     }
-    if (c->nslots >= (1u << SLOT_BITS) - 1) return NULL; /* full: the cap of elements per message */
+    if (c->nslots >= (1u << SLOT_BITS) - 1) return SIZE_MAX; /* full: the cap of elements per message */
     if (2 * (c->nslots + 1) > mask + 1 && mask + 1 < (1u << SLOT_BITS)) {
         /* Half full: double the table (the keys are hashes already) and find the place again. */
         size_t j, nmask = 2 * mask + 1;
         slot_t *ns = hv_calloc(nmask + 1, sizeof(*ns));
-        if (ns == NULL) return NULL;
+        if (ns == NULL) return SIZE_MAX;
         for (j = 0; j <= mask; j++) {
             size_t h;
             if (c->slots[j].key == 0) continue;
@@ -658,6 +675,24 @@ static json_object *slot_get(ctx_t *c, json_object *owner, const char *name, siz
         c->slot_mask = mask = nmask;
         for (i = k & mask; c->slots[i].key != 0; i = (i + 1) & mask) {}
     }
+    return i;
+}
+
+static json_object *slot_get(ctx_t *c, json_object *owner, const char *name, size_t nlen,
+                             unsigned idx, unsigned rep, int is_array) {
+    uint64_t k = FNV0;
+    size_t i;
+    int found;
+    json_object *arr = NULL, *e;
+    char key[64];
+    k = fnv(k, &owner, sizeof(owner));
+    k = fnv(k, name, nlen);
+    k = fnv(k, &idx, sizeof(idx));
+    k = fnv(k, &rep, sizeof(rep));
+    if (k == 0) k = 1;
+    i = slot_place(c, k, &found);
+    if (found) return c->slots[i].elem;
+    if (i == SIZE_MAX) return NULL;
     if (nlen >= sizeof(key)) return NULL;
     memcpy(key, name, nlen);
     key[nlen] = '\0';
@@ -697,6 +732,7 @@ typedef struct target {
     const hv_fhir_elem_t *owner_e; /* its element in the model */
     const char *res_type;          /* the resource type */
     const char *path;              /* the owner's element path, for --explain ("Patient.name") */
+    json_object *arr;              /* the array holding owner when it is one repetition, else NULL */
 } target_t;
 
 static int apply_map(ctx_t *c, const char *map, span_t v, int level, span_t seg, target_t *tg,
@@ -752,6 +788,286 @@ static char *concat_value(ctx_t *c, const char *expr, span_t seg) {
 }
 
 /*
+ * The concept map of a row whose target is a Coding or CodeableConcept (PV1-2 → Encounter.class
+ * through PatientClass[EncounterClass]: "O" → v3-ActCode AMB): the code the data-type map wrote
+ * is looked up; a Coding takes the mapped code, system and display, a CodeableConcept gets the
+ * mapped coding first and keeps the one sent. A code the map does not have stays as sent, with
+ * a warning.
+ */
+static void vocab_complex(ctx_t *c, json_object *o, const char *tname, const char *vocab) {
+    json_object *codings = NULL, *first, *mapped;
+    const hv__vocab_row_t *vr;
+    const char *code;
+    if (strcmp(tname, "Coding") == 0) {
+        first = o;
+    } else if (strcmp(tname, "CodeableConcept") == 0) {
+        if (!json_object_object_get_ex(o, "coding", &codings) || !json_object_is_type(codings, json_type_array) ||
+            json_object_array_length(codings) == 0)
+            return;
+        first = json_object_array_get_idx(codings, 0);
+    } else {
+        return;
+    }
+    code = hv_json_get_str(first, "code");
+    if (code == NULL) return;
+    vr = hv__vocab_find(c->t, vocab, code);
+    if (vr == NULL) {
+        issue(c, "warning", "code-invalid", rule_text(c), "code '%.40s' has no mapping in %s (kept as sent)", code,
+              vocab);
+        return;
+    }
+    mapped = first;
+    if (codings != NULL) {
+        json_object *arr = json_object_new_array();
+        size_t i;
+        mapped = json_object_new_object();
+        json_object_array_add(arr, mapped);
+        for (i = 0; i < json_object_array_length(codings); i++)
+            json_object_array_add(arr, json_object_get(json_object_array_get_idx(codings, i)));
+        hv_json_set(o, "coding", arr);
+    }
+    hv_json_set_str(mapped, "code", vr->fcode);
+    if (vr->system[0]) hv_json_set_str(mapped, "system", vr->system);
+    else json_object_object_del(mapped, "system");
+    if (vr->display[0]) hv_json_set_str(mapped, "display", vr->display);
+    else json_object_object_del(mapped, "display");
+}
+
+/* Repetition n (> 1) of the element tg->owner is one repetition of: a new object appended to
+ * tg->arr at the first row that names it, found again by the rows after. */
+static json_object *sibling(ctx_t *c, const target_t *tg, unsigned n) {
+    uint64_t k = FNV0;
+    size_t i;
+    int found;
+    json_object *e;
+    k = fnv(k, &tg->owner, sizeof(tg->owner));
+    k = fnv(k, "#sibling", 8);
+    k = fnv(k, &n, sizeof(n));
+    if (k == 0) k = 1;
+    i = slot_place(c, k, &found);
+    if (found) return c->slots[i].elem;
+    if (i == SIZE_MAX) return NULL;
+    e = json_object_new_object();
+    json_object_array_add(tg->arr, e);
+    c->slots[i].key = k;
+    c->slots[i].elem = e;
+    c->nslots++;
+    return e;
+}
+
+/* True when a data-type map has a row for the value itself ("$value"/"$this"), i.e. it
+ * converts a value to one primitive; an unknown map counts as such (the value as sent). */
+static int map_has_value_rows(ctx_t *c, const char *map) {
+    size_t n, i;
+    const hv__map_row_t *rows = hv__map_rows(c->t, map, &n);
+    if (rows == NULL) return 1;
+    for (i = 0; i < n; i++)
+        if (!strcmp(rows[i].target, "$value") || !strcmp(rows[i].target, "$this")) return 1;
+    return 0;
+}
+
+static void apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, span_t seg,
+                      target_t *tg, unsigned rep, int depth);
+
+/* The resource whose JSON object is o, NULL when none. */
+static res_t *res_of(ctx_t *c, json_object *o) {
+    size_t i;
+    for (i = c->nres; i-- > 0;)
+        if (c->res[i].obj == o) return &c->res[i];
+    return NULL;
+}
+
+/* Member n (2..MAX_FAMILY) of the family of resource base; made when make is set. */
+static res_t *family_member(ctx_t *c, res_t *base, unsigned n, int make) {
+    size_t i, bi = (size_t)(base - c->res);
+    res_t *m;
+    for (i = 0; i < c->nfam; i++)
+        if (c->fam[i].base == bi && c->fam[i].n == n && !c->res[c->fam[i].member].dropped)
+            return &c->res[c->fam[i].member];
+    if (!make || c->nfam >= HV_ARRAY_LEN(c->fam)) return NULL;
+    m = res_new(c, base->type, NULL);
+    if (m == NULL) return NULL;
+    c->fam[c->nfam].base = bi;
+    c->fam[c->nfam].member = (size_t)(m - c->res);
+    c->fam[c->nfam].n = n;
+    c->nfam++;
+    return m;
+}
+
+/*
+ * A row "[a-b].path" of a map that makes a family of resources (HL7 v2-to-FHIR IG PL[Location]:
+ * [1] the bed the element references, [2] its room, [3] floor, [4] point of care, [5] building,
+ * [6] facility): applied to member n, made at the first row that gives it a value; a range
+ * applies to the members that exist. "partOf.reference(Location[m])" rows are set by
+ * family_link once the map is done.
+ */
+static void apply_family(ctx_t *c, const hv__map_row_t *row, span_t v, int level, span_t seg,
+                         target_t *tg, unsigned a, unsigned b, const char *rest, unsigned rep, int depth) {
+    res_t *base = res_of(c, tg->owner);
+    unsigned k;
+    if (base == NULL || strncmp(rest, "partOf.reference(", 17) == 0) return;
+    for (k = a; k <= b; k++) {
+        res_t *m;
+        target_t sub = {NULL, NULL, NULL, NULL, NULL};
+        hv__map_row_t r2 = *row;
+        int made = 0;
+        if (k == 1) {
+            m = base;
+        } else {
+            m = family_member(c, base, k, 0);
+            if (m == NULL && a == b) {
+                m = family_member(c, base, k, 1);
+                made = m != NULL;
+            }
+        }
+        if (m == NULL) continue;
+        sub.owner = m->obj;
+        sub.owner_e = hv_fhir_type_root(hv_fhir_resource_type(m->type));
+        sub.res_type = m->type;
+        sub.path = m->type;
+        r2.target = rest;
+        apply_row(c, &r2, v, level, seg, &sub, rep, depth);
+        if (made && json_object_object_length(m->obj) <= 1) m->dropped = 1;
+    }
+}
+
+static void set_ref(json_object *o, const char *name, res_t *to) {
+    json_object *ref = json_object_new_object();
+    hv_json_set_str(ref, "reference", ref_to(to));
+    hv_json_set(o, name, ref);
+}
+
+/*
+ * After a family map: when the base (the referenced resource) got nothing, the most
+ * specific member that did takes its place (a PL with only a facility references the
+ * facility); then the map's "[k].partOf.reference(Type[m])" rows link the members that exist.
+ */
+static void family_link(ctx_t *c, res_t *base, const char *map) {
+    size_t who[MAX_FAMILY + 1], i, n, bi = (size_t)(base - c->res);
+    const hv__map_row_t *rows;
+    unsigned k;
+    int any = 0;
+    for (k = 0; k <= MAX_FAMILY; k++) who[k] = SIZE_MAX;
+    for (i = 0; i < c->nfam; i++)
+        if (c->fam[i].base == bi && !c->res[c->fam[i].member].dropped) {
+            who[c->fam[i].n] = c->fam[i].member;
+            any = 1;
+        }
+    if (!any) return;
+    if (json_object_object_length(base->obj) > 1) {
+        who[1] = bi;
+    } else {
+        for (k = 2; k <= MAX_FAMILY; k++) {
+            if (who[k] != SIZE_MAX) {
+                json_object *tmp = base->obj;
+                base->obj = c->res[who[k]].obj;
+                c->res[who[k]].obj = tmp;
+                c->res[who[k]].dropped = 1;
+                who[k] = bi;
+                break;
+            }
+        }
+    }
+    rows = hv__map_rows(c->t, map, &n);
+    for (i = 0; rows != NULL && i < n; i++) {
+        const char *t = rows[i].target, *q;
+        unsigned from, to;
+        char *end;
+        if (t[0] != '[') continue;
+        from = (unsigned)strtoul(t + 1, &end, 10);
+        if (strncmp(end, "].partOf.reference(", 19) != 0) continue;
+        q = strchr(end, '[');
+        if (q == NULL) continue;
+        to = (unsigned)strtoul(q + 1, NULL, 10);
+        if (from == to || from > MAX_FAMILY || to > MAX_FAMILY || who[from] == SIZE_MAX || who[to] == SIZE_MAX)
+            continue;
+        if (!json_object_object_get_ex(c->res[who[from]].obj, "partOf", NULL))
+            set_ref(c->res[who[from]].obj, "partOf", &c->res[who[to]]);
+    }
+}
+
+/* The ')' that closes the '(' at p, NULL when unbalanced. */
+static const char *match_paren(const char *p) {
+    int d = 0;
+    for (; *p; p++) {
+        if (*p == '(') d++;
+        else if (*p == ')' && --d == 0) return p;
+    }
+    return NULL;
+}
+
+/*
+ * A target step "name[idx](Type[n].path)" (HL7 v2-to-FHIR IG: a value that goes into a
+ * resource the element references): the Reference at owner.name[idx] — one per index and
+ * repetition, so that the rows naming the same index fill one resource, e.g. NK1-13, -30,
+ * -31 and -32 all write contact.organization[1](Organization…) — points at a resource of
+ * that type, made at the first row that gives it a value. With no path, the row's
+ * data-type map fills the resource; with a path (which may itself hold "(Type…)"), the
+ * row is applied to the resource with that path as its target. A resource that ends up
+ * empty is left out and the reference removed.
+ */
+static void apply_in_resource(ctx_t *c, const hv__map_row_t *row, span_t v, int level, span_t seg,
+                              json_object *owner, const char *name, size_t nlen, unsigned idx,
+                              unsigned rep, int is_array, const char *inner, int depth) {
+    char type[40];
+    size_t tl = 0;
+    const char *rest, *ref;
+    json_object *slot;
+    res_t *nr = NULL;
+    target_t sub = {NULL, NULL, NULL, NULL, NULL};
+    int made = 0;
+    while (isalpha((unsigned char)inner[tl]) && tl + 1 < sizeof(type)) tl++;
+    memcpy(type, inner, tl);
+    type[tl] = '\0';
+    rest = inner + tl;
+    if (*rest == '[') {
+        rest = strchr(rest, ']');
+        if (rest == NULL) goto unmapped;
+        rest++;
+    }
+    if (*rest != '\0' && *rest != '.') goto unmapped;
+    if (*rest == '.') rest++;
+    if (hv_fhir_resource_type(type) == NULL) goto unmapped;
+    if (*rest == '\0' && row->dtmap[0] == '\0') goto unmapped;
+    slot = slot_get(c, owner, name, nlen, idx, rep, is_array);
+    if (slot == NULL) return;
+    ref = hv_json_get_str(slot, "reference");
+    if (ref != NULL && strncmp(ref, "#hvtmp-", 7) == 0) {
+        size_t k = strtoul(ref + 7, NULL, 10);
+        if (k < c->nres && !c->res[k].dropped && strcmp(c->res[k].type, type) == 0) nr = &c->res[k];
+        else goto unmapped;
+    }
+    if (nr == NULL) {
+        nr = res_new(c, type, NULL);
+        if (nr == NULL) goto unmapped;
+        hv_json_set_str(slot, "reference", ref_to(nr));
+        made = 1;
+    }
+    sub.owner = nr->obj;
+    sub.owner_e = hv_fhir_type_root(hv_fhir_resource_type(nr->type));
+    sub.res_type = nr->type;
+    sub.path = nr->type;
+    if (*rest == '\0') {
+        USE_DT_ROWS(c, row);
+        apply_map(c, row->dtmap, v, level, seg, &sub, hv_fhir_resource_type(nr->type), rep, depth + 1, NULL);
+        if (made) family_link(c, nr, row->dtmap);
+    } else {
+        hv__map_row_t inner_row = *row;
+        inner_row.target = hv_arena_strdup(c->arena, rest);
+        if (inner_row.target == NULL) return;
+        apply_row(c, &inner_row, v, level, seg, &sub, rep, depth + 1);
+    }
+    if (made && json_object_object_length(nr->obj) <= 1) {
+        /* Nothing mapped: the resource is left out (its slot entries stay unique). */
+        nr->dropped = 1;
+        json_object_object_del(slot, "reference");
+    }
+    return;
+unmapped:
+    c->unmapped_rows++;
+}
+
+/*
  * Writes one row's value at a target path under tg. The path is a dotted list of
  * steps "name[idx](Type)"; the FHIR model types each step. The last step gets a
  * primitive (converted from text, or from a primitive data-type map) or, for a
@@ -779,8 +1095,19 @@ static void apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
         return;
     /* "[1].family" in XPN, "Quantity.code" in CWE[Quantity]: relative to the value itself. */
     if (path[0] == '[') {
-        if (strncmp(path, "[1].", 4) != 0) return;
-        path += 4;
+        /* "[n].path": member n of the family of resources one map makes (PL[Location]); in a
+         * data type, "[1].family" is the value itself. */
+        char *end;
+        unsigned a = (unsigned)strtoul(path + 1, &end, 10), b = a;
+        if (*end == '-') b = (unsigned)strtoul(end + 1, &end, 10);
+        if (*end != ']' || end[1] != '.' || a == 0 || b < a || b > MAX_FAMILY) return;
+        if (a != 1 || b != 1 || strncmp(end + 2, "partOf.reference(", 17) == 0) {
+            if (hv_fhir_elem_parent(oe) == NULL && hv_fhir_resource_type(tg->res_type) != NULL &&
+                tg->owner_e == hv_fhir_type_root(hv_fhir_resource_type(tg->res_type)))
+                apply_family(c, row, v, level, seg, tg, a, b, end + 2, rep, depth);
+            return;
+        }
+        path = end + 2;
     }
     {
         const char *tn = hv_fhir_type_name(hv_fhir_elem_owner_type(oe));
@@ -800,15 +1127,15 @@ static void apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
         unsigned idx = 1;
         const hv_fhir_elem_t *e;
         const hv_fhir_type_t *chosen = NULL;
-        char rtype[40] = "";
+        char rtype[160] = "";
         int last;
-        /* A step's parentheses may hold dots ("sender(Organization.address)"): not supported. */
+        /* A step "name[idx](Type[n].path)": the parentheses hold a resource and a path in it,
+         * possibly with parentheses of their own; they close at the end of the target. */
         par = strchr(p, '(');
         if (par != NULL && (dot == NULL || par < dot)) {
-            const char *close = strchr(par, ')');
-            if (close == NULL || memchr(par, '.', (size_t)(close - par)) != NULL) goto unmapped;
-            dot = close[1] == '.' ? close + 1 : (close[1] == '\0' ? NULL : close + 1);
-            if (dot != NULL && *dot != '.') goto unmapped;
+            const char *close = match_paren(par);
+            if (close == NULL || close[1] != '\0') goto unmapped;
+            dot = NULL;
         }
         seglen = dot ? (size_t)(dot - p) : strlen(p);
         last = dot == NULL;
@@ -830,33 +1157,18 @@ static void apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
         }
         e = hv_fhir_elem_child(oe, p, nlen, &chosen);
         if (e == NULL || chosen == NULL) goto unmapped;
+        if (p == pbuf && idx > 1 && !hv_fhir_elem_is_array(e) && tg->arr != NULL) {
+            /* "value[2]" in HD[Identifier]: the element of the owner's repetition n (HD.1 →
+             * identifier[1].value, HD.2 → identifier[2].value), a sibling in the same array. */
+            owner = sibling(c, tg, idx);
+            if (owner == NULL) return;
+            idx = 1;
+        }
         if (rtype[0]) {
-            /* A reference to a new resource: apply the data-type map to it. */
-            res_t *nr;
-            json_object *ref;
-            target_t sub;
-            size_t before = c->nres;
-            if (!last || row->dtmap[0] == '\0' || strcmp(hv_fhir_type_name(chosen), "Reference") != 0)
+            if (!last || strcmp(hv_fhir_type_name(chosen), "Reference") != 0 || depth >= MAX_DEPTH)
                 goto unmapped;
-            nr = res_new(c, rtype, NULL);
-            if (nr == NULL) goto unmapped;
-            sub.owner = nr->obj;
-            sub.owner_e = hv_fhir_type_root(hv_fhir_resource_type(nr->type));
-            sub.res_type = nr->type;
-            sub.path = nr->type;
-            USE_DT_ROWS(c, row);
-            apply_map(c, row->dtmap, v, level, seg, &sub, hv_fhir_resource_type(nr->type), rep,
-                      depth + 1, NULL);
-            if (json_object_object_length(nr->obj) <= 1) {
-                /* Nothing mapped: forget it (and anything it made). */
-                size_t i;
-                for (i = before; i < c->nres; i++) json_object_put(c->res[i].obj);
-                c->nres = before;
-                return;
-            }
-            ref = slot_get(c, owner, p, nlen, idx, rep, hv_fhir_elem_is_array(e));
-            if (ref == NULL) return;
-            hv_json_set_str(ref, "reference", ref_to(nr));
+            apply_in_resource(c, row, v, level, seg, owner, p, nlen, idx, rep, hv_fhir_elem_is_array(e),
+                              rtype, depth);
             return;
         }
         if (hv_fhir_type_kind(chosen) == HV_FHIR_KIND_PRIMITIVE) {
@@ -874,6 +1186,12 @@ static void apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
                 text = concat_value(c, row->assign + 1, seg);
             } else if (row->assign[0]) {
                 text = row->assign;
+            } else if (row->dtmap[0] && depth < MAX_DEPTH && !map_has_value_rows(c, row->dtmap)) {
+                /* A map of the parts of one repeating primitive (XAD.1 SAD → line[1-3]: SAD.1,
+                 * .2, .3 → line[1], line[2], line[3]) writes them into the owner itself. */
+                target_t same = {owner, oe, tg->res_type, tg->path, NULL};
+                apply_map(c, row->dtmap, v, level, seg, &same, NULL, rep, depth + 1, NULL);
+                return;
             } else if (row->dtmap[0] && depth < MAX_DEPTH) {
                 USE_DT_ROWS(c, row);
                 apply_map(c, row->dtmap, v, level, seg, tg, chosen, rep, depth + 1, &text);
@@ -938,16 +1256,27 @@ static void apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
         /* A complex element: step into it. */
         {
             json_object *o = slot_get(c, owner, p, nlen, idx, rep, hv_fhir_elem_is_array(e));
+            json_object *parent = owner;
             if (o == NULL) return;
             owner = o;
             oe = hv_fhir_elem_owner(e, chosen);
             if (oe == NULL) goto unmapped;
             if (last) {
                 if (row->dtmap[0] && depth < MAX_DEPTH) {
-                    target_t sub = {owner, oe, tg->res_type, NULL};
+                    target_t sub = {owner, oe, tg->res_type, NULL, NULL};
+                    json_object *holder = NULL;
+                    char hk[64];
+                    if (hv_fhir_elem_is_array(e) && nlen < sizeof(hk)) {
+                        memcpy(hk, p, nlen);
+                        hk[nlen] = '\0';
+                        if (json_object_object_get_ex(parent, hk, &holder))
+                            sub.arr = holder;
+                    }
                     sub.path = c->explain ? hv_arena_sprintf(c->arena, "%s.%s", tg->path, path) : tg->path;
                     USE_DT_ROWS(c, row);
                     apply_map(c, row->dtmap, v, level, seg, &sub, chosen, rep, depth + 1, NULL);
+                    if (row->vocab[0] && hv__vocab_known(c->t, row->vocab))
+                        vocab_complex(c, owner, hv_fhir_type_name(chosen), row->vocab);
                 } else if (row->assign[0] || row->dtmap[0] == '\0') {
                     goto unmapped;
                 }
@@ -1269,6 +1598,7 @@ static void map_segment(ctx_t *c, size_t si, char *group, size_t group_cap) {
         if (!cond_eval(c, row->cc, row->cond, seg, seg, 0)) continue;
         if (strcmp(row->target, "Bundle") == 0) {
             tg.owner = c->bundle_obj;
+            tg.arr = NULL;
             tg.owner_e = hv_fhir_type_root(hv_fhir_resource_type("Bundle"));
             tg.res_type = "Bundle";
             tg.path = "Bundle";
@@ -1296,6 +1626,7 @@ static void map_segment(ctx_t *c, size_t si, char *group, size_t group_cap) {
             if (r == NULL) continue;
         }
         tg.owner = r->obj;
+        tg.arr = NULL;
         tg.owner_e = hv_fhir_type_root(hv_fhir_resource_type(r->type));
         tg.res_type = r->type;
         tg.path = r->type;
@@ -1492,7 +1823,32 @@ static int clean_node(json_object *o, const hv_fhir_elem_t *owner, const char **
 /* Cleans a resource (clean_node); 0 when it must be left out, with an issue saying why. */
 static int resource_ok(ctx_t *c, res_t *r) {
     const char *missing = NULL;
-    if (!clean_node(r->obj, hv_fhir_type_root(hv_fhir_resource_type(r->type)), &missing)) return 1;
+    int ok = !clean_node(r->obj, hv_fhir_type_root(hv_fhir_resource_type(r->type)), &missing);
+    /* FHIR org-1: an Organization has a name or an identifier (an NK1 with only the contact
+     * person's address of an unnamed organization gives neither). */
+    if (ok && strcmp(r->type, "Organization") == 0 && !json_object_object_get_ex(r->obj, "name", NULL) &&
+        !json_object_object_get_ex(r->obj, "identifier", NULL)) {
+        issue(c, "information", "incomplete", r->slot[0] ? r->slot : r->type,
+              "Organization left out: the message gives neither its name nor an identifier (FHIR org-1)");
+        return 0;
+    }
+    if (ok && strcmp(r->type, "Organization") == 0) {
+        /* FHIR org-2, org-3: an organization's address and telecom are not "home"; the use
+         * the message gives is dropped, the address or number kept. */
+        static const char *const uses[] = {"address", "telecom"};
+        size_t u, k;
+        for (u = 0; u < HV_ARRAY_LEN(uses); u++) {
+            json_object *arr = NULL;
+            if (!json_object_object_get_ex(r->obj, uses[u], &arr) || !json_object_is_type(arr, json_type_array))
+                continue;
+            for (k = 0; k < json_object_array_length(arr); k++) {
+                json_object *it = json_object_array_get_idx(arr, k);
+                const char *use = hv_json_get_str(it, "use");
+                if (use != NULL && strcmp(use, "home") == 0) json_object_object_del(it, "use");
+            }
+        }
+    }
+    if (ok) return 1;
     if (missing != NULL)
         issue(c, "information", "incomplete", r->slot[0] ? r->slot : r->type,
               "%s left out: the message does not give %s.%s, which FHIR requires", r->type, r->type,
@@ -1550,34 +1906,23 @@ static int business_id(json_object *res, const char **sys, const char **val) {
     return *val != NULL;
 }
 
-/* Rewrites "#hvtmp-N" references to the final fullUrl; a reference to a resource left
- * out is removed (prune then drops the empty Reference). Returns how many were removed. */
-static size_t rewrite_refs(ctx_t *c, json_object *o) {
-    size_t removed = 0;
-    if (json_object_is_type(o, json_type_object)) {
-        json_object *rv = NULL;
-        if (json_object_object_get_ex(o, "reference", &rv) && json_object_is_type(rv, json_type_string) &&
-            strncmp(json_object_get_string(rv), "#hvtmp-", 7) == 0) {
-            size_t k = strtoul(json_object_get_string(rv) + 7, NULL, 10);
-            while (k < c->nres && c->res[k].merged_into >= 0) k = (size_t)c->res[k].merged_into;
-            if (k < c->nres && !c->res[k].dropped && c->res[k].full_url) {
-                hv_json_set_str(o, "reference", c->res[k].full_url);
-            } else {
-                json_object_object_del(o, "reference");
-                removed++;
-            }
+/* Rewrites the "#hvtmp-N" references to the final fullUrl; a reference to a resource left
+ * out is removed (the resource that held it is marked dirty, to be cleaned again). */
+static void rewrite_refs(ctx_t *c) {
+    size_t i;
+    for (i = 0; i < c->nrefs; i++) {
+        struct refent *e = &c->refs[i];
+        size_t k = e->target;
+        if (!e->live || c->res[e->owner].dropped) continue;
+        while (k < c->nres && c->res[k].merged_into >= 0) k = (size_t)c->res[k].merged_into;
+        if (k < c->nres && !c->res[k].dropped && c->res[k].full_url) {
+            hv_json_set_str(e->holder, "reference", c->res[k].full_url);
+        } else {
+            json_object_object_del(e->holder, "reference");
+            c->res[e->owner].dirty = 1;
         }
-        json_object_object_foreach(o, key, v) {
-            (void)key;
-            if (json_object_is_type(v, json_type_object) || json_object_is_type(v, json_type_array))
-                removed += rewrite_refs(c, v);
-        }
-    } else if (json_object_is_type(o, json_type_array)) {
-        size_t i;
-        for (i = 0; i < json_object_array_length(o); i++)
-            removed += rewrite_refs(c, json_object_array_get_idx(o, i));
+        e->live = 0;
     }
-    return removed;
 }
 
 /*
@@ -1608,6 +1953,7 @@ static void merge_a40(ctx_t *c, res_t *survivor) {
         row.target = "identifier";
         row.dtmap = "CX[Identifier]";
         tg.owner = old->obj;
+        tg.arr = NULL;
         tg.owner_e = hv_fhir_type_root(hv_fhir_resource_type("Patient"));
         tg.res_type = "Patient";
         tg.path = "Patient";
@@ -1643,33 +1989,105 @@ static void merge_a40(ctx_t *c, res_t *survivor) {
     issue(c, "warning", "required", "MRG-1", "A40 without MRG-1: nothing to merge");
 }
 
-/* Removes references to resources that were left out (still in "#hvtmp-N" form);
- * returns how many it removed. */
-static size_t drop_dangling(ctx_t *c, json_object *o) {
-    size_t removed = 0;
+/*
+ * Provenance (HL7 v2-to-FHIR IG message tables: MSH → Provenance-Source and
+ * Provenance-Transformation, EVN → Provenance): the IG's target is the Bundle and the
+ * MessageHeader, which a transaction cannot reference (a transaction Bundle is not stored
+ * as a resource). A Provenance of the message without a target therefore names what the
+ * message writes: every other resource of the Bundle except the Provenances (FHIR R4
+ * provenance.html: "target — the Reference(s) that were generated or updated by the
+ * activity"). References to resources later left out are removed with them.
+ */
+static void provenance_targets(ctx_t *c) {
+    size_t i, j;
+    for (i = 0; i < c->nres; i++) {
+        res_t *p = &c->res[i];
+        json_object *arr = NULL;
+        if (p->dropped || strcmp(p->type, "Provenance") != 0) continue;
+        if (!json_object_object_get_ex(p->obj, "target", &arr) || !json_object_is_type(arr, json_type_array)) {
+            arr = json_object_new_array();
+            hv_json_set(p->obj, "target", arr);
+        }
+        for (j = 0; j < c->nres; j++) {
+            res_t *t = &c->res[j];
+            json_object *ref;
+            /* The message header's own resources (sender, software, the engine as agent) are
+             * what the Provenance is about, not what the message wrote. */
+            if (t->dropped || strcmp(t->type, "Provenance") == 0 || !strcmp(t->seg, "MSH") ||
+                !strcmp(t->seg, "SFT") || !strcmp(t->seg, "EVN"))
+                continue;
+            ref = json_object_new_object();
+            hv_json_set_str(ref, "reference", ref_to(t));
+            json_object_array_add(arr, ref);
+        }
+    }
+}
+
+/* Removes repeated references from a Provenance's target (two rows that made the same
+ * resource, merged by identity, name it once). Run after rewrite_refs. */
+static void provenance_dedupe(json_object *prov) {
+    json_object *arr = NULL;
+    size_t i, j;
+    if (!json_object_object_get_ex(prov, "target", &arr) || !json_object_is_type(arr, json_type_array)) return;
+    for (i = json_object_array_length(arr); i-- > 1;) {
+        const char *a = hv_json_get_str(json_object_array_get_idx(arr, i), "reference");
+        for (j = 0; a != NULL && j < i; j++) {
+            const char *b = hv_json_get_str(json_object_array_get_idx(arr, j), "reference");
+            if (b != NULL && strcmp(a, b) == 0) {
+                json_object_array_del_idx(arr, i, 1);
+                break;
+            }
+        }
+    }
+}
+
+/* Finds the "#hvtmp-N" references of resource `owner` (its JSON tree, once, when the mapping
+ * of the message is done) and records each with its holder object. */
+static void collect_refs(ctx_t *c, json_object *o, size_t owner, int depth) {
+    if (depth > 64) return;
     if (json_object_is_type(o, json_type_object)) {
         json_object *rv = NULL;
-        if (json_object_object_get_ex(o, "reference", &rv) && json_object_is_type(rv, json_type_string)) {
-            const char *ref = json_object_get_string(rv);
-            if (strncmp(ref, "#hvtmp-", 7) == 0) {
-                size_t k = strtoul(ref + 7, NULL, 10);
-                if (k >= c->nres || (c->res[k].dropped && c->res[k].merged_into < 0)) {
-                    json_object_object_del(o, "reference");
-                    removed++;
-                }
+        if (json_object_object_get_ex(o, "reference", &rv) && json_object_is_type(rv, json_type_string) &&
+            strncmp(json_object_get_string(rv), "#hvtmp-", 7) == 0) {
+            if (c->nrefs == c->caprefs) {
+                size_t nc = c->caprefs ? 2 * c->caprefs : 64;
+                struct refent *n = hv_realloc(c->refs, nc * sizeof(*n));
+                if (n == NULL) return; /* ENOMEM: the reference stays (the validator names it) */
+                c->refs = n;
+                c->caprefs = nc;
             }
+            c->refs[c->nrefs].holder = json_object_get(o);
+            c->refs[c->nrefs].owner = owner;
+            c->refs[c->nrefs].target = strtoul(json_object_get_string(rv) + 7, NULL, 10);
+            c->refs[c->nrefs].live = 1;
+            c->nrefs++;
         }
         json_object_object_foreach(o, key, v) {
             (void)key;
             if (json_object_is_type(v, json_type_object) || json_object_is_type(v, json_type_array))
-                removed += drop_dangling(c, v);
+                collect_refs(c, v, owner, depth + 1);
         }
     } else if (json_object_is_type(o, json_type_array)) {
         size_t i;
         for (i = 0; i < json_object_array_length(o); i++)
-            removed += drop_dangling(c, json_object_array_get_idx(o, i));
+            collect_refs(c, json_object_array_get_idx(o, i), owner, depth + 1);
     }
-    return removed;
+}
+
+/* Removes the references to resources left out (target `only`, or any when SIZE_MAX) and
+ * marks the resources that held them dirty (to be cleaned again). */
+static void drop_dangling(ctx_t *c, size_t only) {
+    size_t i;
+    for (i = 0; i < c->nrefs; i++) {
+        struct refent *e = &c->refs[i];
+        size_t k = e->target;
+        if (!e->live || (only != SIZE_MAX && k != only)) continue;
+        if (k >= c->nres || (c->res[k].dropped && c->res[k].merged_into < 0)) {
+            json_object_object_del(e->holder, "reference");
+            e->live = 0;
+            c->res[e->owner].dirty = 1;
+        }
+    }
 }
 
 /*
@@ -1780,29 +2198,29 @@ static int finish(ctx_t *c, json_object **bundle_out, hv_error_t *err) {
         }
         if (enc != NULL && &c->res[i] != enc) link_to(c, &c->res[i], "encounter", enc);
     }
+    provenance_targets(c);
     /* Leaving one resource out can leave another without a reference it requires
-     * (Provenance.target): repeat until nothing changes. */
-    /* The first pass cleans every resource; a later pass only looks again at those
-     * that lost a reference to a resource the previous pass left out (clean_node is
-     * idempotent, and only drop_dangling changes a resource between passes). */
+     * (Provenance.target): repeat until nothing changes. The references are found once;
+     * the first pass cleans every resource, a later pass only those that lost a reference
+     * to a resource left out (clean_node is idempotent, and only that changes a resource
+     * between passes). A resource left out takes the references to it away at once, so
+     * the resources after it in the same pass are checked without them. */
+    for (i = 0; i < c->nres; i++)
+        if (!c->res[i].dropped) collect_refs(c, c->res[i].obj, i, 0);
+    drop_dangling(c, SIZE_MAX);
     for (pass = 0, changed = 1; changed && pass < 8; pass++) {
-        /* Is any resource that something refers to left out? Else there is nothing to drop.
-         * (A reference made without ref_to is still removed by rewrite_refs below.) */
-        int dangling = 0;
-        for (i = 0; i < c->nres && !dangling; i++)
-            dangling = c->res[i].dropped && c->res[i].referenced && c->res[i].merged_into < 0;
         changed = 0;
         for (i = 0; i < c->nres; i++) {
             res_t *r = &c->res[i];
             if (r->dropped) continue;
-            if ((!dangling || drop_dangling(c, r->obj) == 0) && pass > 0) continue;
+            if (pass > 0 && !r->dirty) continue;
+            r->dirty = 0;
             /* Lenient mode keeps the message's patient even when PID gave nothing (it is linked). */
             if ((json_object_object_length(r->obj) <= 1 && !(c->lenient && r == patient)) ||
                 !resource_ok(c, r)) {
                 r->dropped = 1;
                 changed = 1;
-                /* The resources after this one lose their references to it in this pass. */
-                if (r->referenced) dangling = 1;
+                drop_dangling(c, i);
             }
         }
     }
@@ -1867,14 +2285,15 @@ static int finish(ctx_t *c, json_object **bundle_out, hv_error_t *err) {
         }
     }
     hv_buf_release(&b);
+    rewrite_refs(c);
     entries = json_object_new_array();
     for (i = 0; i < c->nres; i++) {
         res_t *r = &c->res[i];
         json_object *e, *req;
         if (r->dropped) continue;
         /* Cleaned already; again only when a reference was removed here. */
-        if (rewrite_refs(c, r->obj) > 0)
-            clean_node(r->obj, hv_fhir_type_root(hv_fhir_resource_type(r->type)), NULL);
+        if (strcmp(r->type, "Provenance") == 0) provenance_dedupe(r->obj);
+        if (r->dirty) clean_node(r->obj, hv_fhir_type_root(hv_fhir_resource_type(r->type)), NULL);
         e = json_object_new_object();
         hv_json_set_str(e, "fullUrl", r->full_url);
         hv_json_set(e, "resource", json_object_get(r->obj));
@@ -1932,6 +2351,7 @@ static _Atomic(ctx_t *) spare_ctx;
 
 static void ctx_free(ctx_t *c) {
     if (c == NULL) return;
+    hv_free(c->refs);
     hv_free(c->res);
     hv_free(c->slots);
     hv_buf_release(&c->tmp);
@@ -1959,6 +2379,8 @@ static ctx_t *ctx_get(void) {
 
 static void ctx_put(ctx_t *c) {
     ctx_t keep, *expected = NULL;
+    size_t i;
+    for (i = 0; i < c->nrefs; i++) json_object_put(c->refs[i].holder);
     /* What outlives a message: the allocations; everything else starts from zero. */
     hv_arena_reset(c->arena);
     hv_buf_reset(&c->tmp);
@@ -1971,6 +2393,8 @@ static void ctx_put(ctx_t *c) {
     c->res = keep.res;
     c->slots = keep.slots;
     c->slot_mask = keep.slot_mask;
+    c->refs = keep.refs;
+    c->caprefs = keep.caprefs;
     if (!atomic_compare_exchange_strong(&spare_ctx, &expected, c)) ctx_free(c);
 }
 

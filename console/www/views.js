@@ -288,7 +288,7 @@ export async function messagesView(main, { id }, _rerender, query) {
         tbody.appendChild(h("tr", {}, h("td", {}, cb),
           h("td", {}, link("#/message/" + encodeURIComponent(id) + "/" + m.id, m.id)),
           h("td", {}, fmtTime(m.received_at)), h("td", {}, m.status), h("td", {}, m.content_type),
-          h("td", {}, fmtBytes(m.size)), h("td", {}, m.error || m.filtered_by || "")));
+          h("td", {}, fmtBytes(m.size)), h("td", {}, m.error || m.filtered_by || issueCount(m.outcome))));
       }
       cursor = r.next;
       more.hidden = !cursor;
@@ -365,6 +365,15 @@ function contentView(content, type, size) {
     body, truncated ? null : h("p", {}, dl));
 }
 
+// The steps' OperationOutcomes stored with a message ([{step, type, outcome}]), one row per issue.
+function outcomeIssues(outcome) {
+  return (outcome || []).flatMap(o => ((o.outcome || {}).issue || []).map(issue => ({ step: o.step, type: o.type, issue })));
+}
+function issueCount(outcome) {
+  const n = outcomeIssues(outcome).length;
+  return n ? n + (n === 1 ? " mapping issue" : " mapping issues") : "";
+}
+
 export async function messageView(main, { id, mid }, rerender) {
   const m = await api.get("/channels/" + encodeURIComponent(id) + "/messages/" + encodeURIComponent(mid));
   mount(main,
@@ -375,6 +384,12 @@ export async function messageView(main, { id, mid }, rerender) {
     h("div", { class: "actions" }, button("Reprocess", () => act("/channels/" + encodeURIComponent(id) + "/messages/" + m.id + "/reprocess", rerender))),
     section("Raw message", contentView(m.content, m.content_type, m.size)),
     section("Output (after the steps)", m.transformed ? contentView(m.transformed, "application/json") : h("p", {}, "The steps did not change the message.")),
+    m.outcome ? section("Step outcomes", table([
+      { title: "Step", cell: o => o.step + " (" + o.type + ")" },
+      { title: "Severity", cell: o => o.issue.severity || "" }, { title: "Code", cell: o => o.issue.code || "" },
+      { title: "Problem", cell: o => o.issue.diagnostics || "" },
+      { title: "Where", cell: o => (o.issue.location || []).join(", ") },
+    ], outcomeIssues(m.outcome))) : null,
     section("Destinations", table([
       { title: "Destination", cell: d => d.name }, { title: "State", cell: d => d.state },
       { title: "Attempts", cell: d => String(d.attempts) }, { title: "Last result", cell: d => d.last_error || "" },

@@ -86,8 +86,12 @@ def resources(bundle):
     referenced_by_skipped, referenced_by_kept = set(), set()
     for e in entries:
         r = e["resource"]
-        (referenced_by_skipped if r.get("resourceType") in SKIP_TYPES else referenced_by_kept).update(
-            refs(r, set()))
+        if r.get("resourceType") in SKIP_TYPES:
+            # A Provenance's target is what the message wrote (the clinical resources), not
+            # transformation metadata; its agents and entities are.
+            referenced_by_skipped.update(refs({k: v for k, v in r.items() if k != "target"}, set()))
+        else:
+            referenced_by_kept.update(refs(r, set()))
     out = {}
     for e in entries:
         r = e["resource"]

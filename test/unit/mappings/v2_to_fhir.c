@@ -175,6 +175,152 @@ static void v2_to_fhir_a40_links_the_merged_patient(void **state) {
     hv_map_result_free(&r);
 }
 
+/* The entry resource whose fullUrl is url (borrowed), or NULL. */
+static json_object *by_full_url(json_object *bundle, const char *url) {
+    json_object *entries = NULL;
+    size_t i;
+    if (url == NULL || !json_object_object_get_ex(bundle, "entry", &entries)) return NULL;
+    for (i = 0; i < json_object_array_length(entries); i++) {
+        json_object *e = json_object_array_get_idx(entries, i), *res = NULL;
+        const char *u = test_str(e, "fullUrl");
+        if (u != NULL && strcmp(u, url) == 0 && json_object_object_get_ex(e, "resource", &res)) return res;
+    }
+    return NULL;
+}
+
+static void v2_to_fhir_rows_with_one_index_fill_one_referenced_resource(void **state) {
+    /* NK1-13 (organization name), -31 (its phone) and -32 (its address): the IG writes them into
+     * contact.organization[1](Organization…) — one Organization, referenced by the contact. */
+    const char *msg = MSH_A01 PID_DOE
+        "NK1|1||||||||||||ACME LABS||||||||||||||||||^WPN^PH^^1^555^1234567|9 ELM ST^^AURORA^CO^80010\r";
+    hv_map_result_t r;
+    json_object *p, *org;
+    (void)state;
+    test_map(msg, NULL, &r);
+    p = test_entry(r.bundle, "Patient", 0, NULL);
+    org = by_full_url(r.bundle, test_str(p, "contact[0].organization.reference"));
+    assert_non_null(org);
+    assert_string_equal(test_str(org, "resourceType"), "Organization");
+    assert_string_equal(test_str(org, "name"), "ACME LABS");
+    assert_string_equal(test_str(org, "contact[0].address.city"), "AURORA");
+    assert_string_equal(test_str(org, "contact[0].address.line[0]"), "9 ELM ST");
+    assert_string_equal(test_str(org, "contact[0].telecom[0].use"), "work");
+    hv_map_result_free(&r);
+}
+
+static void v2_to_fhir_an_unnamed_organization_is_left_out(void **state) {
+    /* FHIR org-1: NK1-32 without NK1-13 gives an Organization with neither name nor identifier. */
+    const char *msg = MSH_A01 PID_DOE "NK1|1|||||||||||||||||||||||||||||||9 ELM ST^^AURORA^CO^80010\r";
+    hv_map_result_t r;
+    json_object *p;
+    (void)state;
+    test_map(msg, NULL, &r);
+    /* The Organizations left are the sender's, the receiver's and the assigning authority's. */
+    assert_int_equal(test_count(r.bundle, "Organization"), 3);
+    p = test_entry(r.bundle, "Patient", 0, NULL);
+    assert_null(test_str(p, "contact[0].organization.reference"));
+    assert_non_null(strstr(json_object_to_json_string(r.outcome), "FHIR org-1"));
+    hv_map_result_free(&r);
+}
+
+static void v2_to_fhir_pl_makes_a_family_of_locations(void **state) {
+    /* PV1-3 PL: point of care ^ room ^ bed ^ facility ^^^ building ^ floor — the bed is the
+     * Location the Encounter names; each level is a Location with partOf the next. */
+    const char *msg = MSH_A01 PID_DOE
+        "PV1|1|I|POC&2.1.1.1&ISO^Room 10&2.2.2.2&ISO^Bed A&2.3.3.3&ISO^Hospital A&2.4.4.4&ISO^^^"
+        "Building B&2.7.7.7&ISO^Floor 2&2.8.8.8&ISO|||||||||||||||V100^^^HOSP^VN\r";
+    hv_map_result_t r;
+    json_object *enc, *loc;
+    /* The IG's chain: bed [1] → room [2] → floor [3] → point of care [4] → facility [6] (its
+     * building row [5] points at itself, so the building stands alone); the point of care's
+     * physical type is prose in the IG ("=/extension??-poc/") and not written. */
+    const char *want[][2] = {{"Bed A", "bd"}, {"Room 10", "ro"}, {"Floor 2", "lvl"}, {"POC", NULL},
+                             {"Hospital A", "si"}};
+    size_t i;
+    (void)state;
+    test_map(msg, NULL, &r);
+    enc = test_entry(r.bundle, "Encounter", 0, NULL);
+    loc = by_full_url(r.bundle, test_str(enc, "location[0].location.reference"));
+    assert_int_equal(test_count(r.bundle, "Location"), 6);
+    /* Bed → room → floor → building → facility through partOf (HD.1 and HD.2 two identifiers). */
+    for (i = 0; i < HV_ARRAY_LEN(want); i++) {
+        assert_non_null(loc);
+        assert_string_equal(test_str(loc, "identifier[0].value"), want[i][0]);
+        if (want[i][1] != NULL) assert_string_equal(test_str(loc, "physicalType.coding[0].code"), want[i][1]);
+        else assert_null(test_str(loc, "physicalType.coding[0].code"));
+        loc = by_full_url(r.bundle, test_str(loc, "partOf.reference"));
+    }
+    assert_null(loc); /* the facility is the top */
+    hv_map_result_free(&r);
+}
+
+static void v2_to_fhir_sad_gives_address_lines(void **state) {
+    const char *msg = MSH_A01
+        "PID|1||12345^^^HOSP^MR||DOE^JANE||19800102|F|||4861&20TH AVE&1^Apt 2^THUNDER MOUNTAIN^IG^99999\r";
+    hv_map_result_t r;
+    json_object *p;
+    (void)state;
+    test_map(msg, NULL, &r);
+    p = test_entry(r.bundle, "Patient", 0, NULL);
+    assert_string_equal(test_str(p, "address[0].line[0]"), "4861");
+    assert_string_equal(test_str(p, "address[0].line[1]"), "20TH AVE");
+    assert_string_equal(test_str(p, "address[0].line[2]"), "1");
+    assert_string_equal(test_str(p, "address[0].line[3]"), "Apt 2");
+    hv_map_result_free(&r);
+}
+
+static void v2_to_fhir_concept_map_applies_to_codings(void **state) {
+    const char *msg = MSH_A01 PID_DOE "PV1|1|O|||||||||||||||||V100^^^HOSP^VN\r";
+    hv_map_result_t r;
+    json_object *enc;
+    (void)state;
+    test_map(msg, NULL, &r);
+    enc = test_entry(r.bundle, "Encounter", 0, NULL);
+    assert_string_equal(test_str(enc, "class.code"), "AMB");
+    assert_string_equal(test_str(enc, "class.system"), "http://terminology.hl7.org/CodeSystem/v3-ActCode");
+    hv_map_result_free(&r);
+}
+
+static void v2_to_fhir_provenance_names_what_the_message_wrote(void **state) {
+    hv_map_result_t r, again;
+    size_t i, n;
+    int found_transformation = 0;
+    (void)state;
+    test_map(oru, NULL, &r);
+    n = test_count(r.bundle, "Provenance");
+    assert_true(n >= 2);
+    for (i = 0; i < n; i++) {
+        json_object *prov = test_entry(r.bundle, "Provenance", i, NULL), *targets = NULL;
+        size_t k, nt;
+        assert_non_null(test_str(prov, "recorded"));
+        assert_non_null(test_str(prov, "agent[0].who.reference"));
+        assert_true(json_object_object_get_ex(prov, "target", &targets));
+        nt = json_object_array_length(targets);
+        /* Patient, Observations, DiagnosticReport, ServiceRequest …: each once, each an entry. */
+        assert_true(nt >= 4);
+        for (k = 0; k < nt; k++) {
+            const char *ref = test_str(json_object_array_get_idx(targets, k), "reference");
+            json_object *t = by_full_url(r.bundle, ref);
+            size_t j;
+            assert_non_null(t);
+            assert_string_not_equal(test_str(t, "resourceType"), "Provenance");
+            for (j = 0; j < k; j++)
+                assert_string_not_equal(test_str(json_object_array_get_idx(targets, j), "reference"), ref);
+        }
+        if (test_str(prov, "activity.coding[0].code") != NULL &&
+            strcmp(test_str(prov, "activity.coding[0].code"), "v2-fhir-transformation") == 0) {
+            found_transformation = 1;
+            assert_string_equal(test_str(prov, "recorded"), "2024-01-02T08:00:00-05:00");
+        }
+    }
+    assert_true(found_transformation);
+    /* The same message gives the same Provenances (resends update them). */
+    test_map(oru, NULL, &again);
+    assert_true(json_object_equal(r.bundle, again.bundle));
+    hv_map_result_free(&again);
+    hv_map_result_free(&r);
+}
+
 static void v2_to_fhir_a11_cancels_the_encounter(void **state) {
     hv_map_result_t r;
     const char *msg = "MSH|^~\\&|A|B|C|D|20240101120000||ADT^A11^ADT_A09|M11|P|2.5.1\r"
@@ -298,6 +444,12 @@ int run_v2_to_fhir_tests(void) {
         cmocka_unit_test(v2_to_fhir_explain_names_the_rows),
         cmocka_unit_test(v2_to_fhir_converts_dtm_values),
         cmocka_unit_test(v2_to_fhir_reports_unmapped_segments_and_codes),
+        cmocka_unit_test(v2_to_fhir_rows_with_one_index_fill_one_referenced_resource),
+        cmocka_unit_test(v2_to_fhir_an_unnamed_organization_is_left_out),
+        cmocka_unit_test(v2_to_fhir_pl_makes_a_family_of_locations),
+        cmocka_unit_test(v2_to_fhir_sad_gives_address_lines),
+        cmocka_unit_test(v2_to_fhir_concept_map_applies_to_codings),
+        cmocka_unit_test(v2_to_fhir_provenance_names_what_the_message_wrote),
     };
     return cmocka_run_group_tests_name("mappings/v2_to_fhir", tests, NULL, NULL);
 }
