@@ -1856,6 +1856,46 @@ static int resource_ok(ctx_t *c, res_t *r) {
     return 0;
 }
 
+/* splitmix64's finalizer: spreads a hash before it is summed with others. */
+static uint64_t mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/*
+ * A hash of a resource's content for its name-based id: the members of an object are
+ * summed (so the order they were written in does not matter), arrays hashed in order,
+ * values by their JSON text. Cheaper than writing the resource out and hashing the text.
+ */
+static uint64_t content_hash(uint64_t h, json_object *v, int depth) {
+    if (depth > 64) return h;
+    switch (json_object_get_type(v)) {
+    case json_type_object: {
+        uint64_t sum = 0;
+        json_object_object_foreach(v, key, val) {
+            uint64_t m = fnv(FNV0, key, strlen(key));
+            sum += mix64(content_hash(m, val, depth + 1));
+        }
+        return fnv(fnv(h, "{", 1), &sum, sizeof(sum));
+    }
+    case json_type_array: {
+        size_t i, n = json_object_array_length(v);
+        h = fnv(h, "[", 1);
+        for (i = 0; i < n; i++) h = content_hash(h, json_object_array_get_idx(v, i), depth + 1);
+        return fnv(h, "]", 1);
+    }
+    case json_type_string:
+        return fnv(fnv(h, "s", 1), json_object_get_string(v), (size_t)json_object_get_string_len(v));
+    case json_type_null:
+        return fnv(h, "n", 1);
+    default: {
+        const char *t = json_object_get_string(v); /* numbers and booleans: their JSON text */
+        return fnv(fnv(h, "v", 1), t, strlen(t));
+    }
+    }
+}
+
 static void uuid_from(uint64_t a, uint64_t b, char out[37]) {
     static const char hex[] = "0123456789abcdef";
     unsigned char u[16];
@@ -2243,7 +2283,6 @@ static int finish(ctx_t *c, json_object **bundle_out, hv_error_t *err) {
             h1 = fnv(FNV0, b.data, b.len);
             h2 = fnv(h1 ^ 0x9e3779b97f4a7c15ULL, b.data, b.len);
         } else {
-            hv_buf_t body;
             h1 = fnv(pkey, r->type, strlen(r->type));
             if (r->order_key != NULL && strcmp(r->type, "Patient") != 0 &&
                 strcmp(r->type, "Practitioner") != 0 && strcmp(r->type, "Organization") != 0) {
@@ -2251,10 +2290,7 @@ static int finish(ctx_t *c, json_object **bundle_out, hv_error_t *err) {
                 h1 = fnv(h1, r->order_key, strlen(r->order_key));
                 h1 = fnv(h1, &r->ordinal, sizeof(r->ordinal));
             } else {
-                hv_buf_init(&body, 0);
-                hv_fhir_json_write(r->obj, 0, &body);
-                h1 = fnv(h1, body.data ? body.data : "", body.len);
-                hv_buf_release(&body);
+                h1 = content_hash(h1, r->obj, 0);
             }
             h2 = fnv(h1 ^ 0x9e3779b97f4a7c15ULL, r->type, strlen(r->type));
         }
