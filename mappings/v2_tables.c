@@ -4409,5 +4409,9 @@ const char *const hv__map_v2_lines[] = {
     "map\tMSH[Provenance-Transformation]\t0\t7\tDTM\t\trecorded\tinstant\t\t\t",
     "map\tMSH[Provenance-Transformation]\t0\t0\t\t\tagent[1].who(Device.deviceName[1].name)\tstring\t\t\tHoloVitals",
     "map\tMSH[Provenance-Transformation]\t0\t0\t\t\tagent[1].who(Device.deviceName[1].type)\tcode\t\t\tmanufacturer-name",
+    "map\tMSH[Provenance-Source]\t0\t0\t\t\tentity[1].what(DocumentReference.status)\t\t\t\t",
+    "map\tMSH[Provenance-Source]\t0\t0\t\t\tentity[1].role\t\t\t\t",
+    "map\tMSH[Provenance-Transformation]\t0\t0\t\t\tentity[1].what(DocumentReference.status)\t\t\t\t",
+    "map\tMSH[Provenance-Transformation]\t0\t0\t\t\tentity[1].role\t\t\t\t",
     NULL,
 };

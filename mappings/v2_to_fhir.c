@@ -792,7 +792,7 @@ static char *concat_value(ctx_t *c, const char *expr, span_t seg) {
  * through PatientClass[EncounterClass]: "O" → v3-ActCode AMB): the code the data-type map wrote
  * is looked up; a Coding takes the mapped code, system and display, a CodeableConcept gets the
  * mapped coding first and keeps the one sent. A code the map does not have stays as sent, with
- * a warning.
+ * a warning unless it came with a coding system of its own.
  */
 static void vocab_complex(ctx_t *c, json_object *o, const char *tname, const char *vocab) {
     json_object *codings = NULL, *first, *mapped;
@@ -811,6 +811,9 @@ static void vocab_complex(ctx_t *c, json_object *o, const char *tname, const cha
     code = hv_json_get_str(first, "code");
     if (code == NULL) return;
     vr = hv__vocab_find(c->t, vocab, code);
+    /* A code sent with its own coding system (SPM-4 in SNOMED CT) is not a code of the v2
+     * table the concept map reads: it is kept, without a warning. */
+    if (vr == NULL && hv_json_get_str(first, "system") != NULL) return;
     if (vr == NULL) {
         issue(c, "warning", "code-invalid", rule_text(c), "code '%.40s' has no mapping in %s (kept as sent)", code,
               vocab);
