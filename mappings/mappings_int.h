@@ -13,6 +13,41 @@
 /* The generated lines (mappings/v2_tables.c), NULL-terminated. */
 extern const char *const hv__map_v2_lines[];
 
+/*
+ * A condition compiled once at load (mappings/v2_cond.c). A row's compiled condition is
+ * NULL when it is always true; `never` is set when the text cannot be read ("?", an
+ * unknown operator): such a row is never applied.
+ */
+#define HV__COND_MAX_STACK 24
+enum {
+    HV__COND_EMPTY,  /* an operand path that names nothing: unvalued */
+    HV__COND_FIELD,  /* @SEG-a[.b] */
+    HV__COND_COMP,   /* @.a[.b] */
+    HV__COND_LIT,    /* 'text */
+    HV__COND_NUM,    /* #n */
+    HV__COND_VALUED, HV__COND_NOT, HV__COND_COUNT, HV__COND_LEN,
+    HV__COND_GT, HV__COND_GE, HV__COND_LT, HV__COND_LE,
+    HV__COND_EQ,      /* numbers (or counts) */
+    HV__COND_EQ_TEXT, /* two texts, case-insensitive */
+    HV__COND_OR, HV__COND_AND,
+    HV__COND_IN /* num: how many candidates follow the value */
+};
+typedef struct hv__cond_op {
+    unsigned char kind;
+    char seg[4];   /* FIELD: the segment id */
+    unsigned a, b; /* FIELD: field and component; COMP: component and subcomponent */
+    const char *s; /* LIT: the decoded text */
+    size_t n;      /* LIT: its length */
+    long num;      /* NUM: the number; IN: the candidate count */
+} hv__cond_op_t;
+typedef struct hv__cond {
+    int never;
+    size_t nops;
+    hv__cond_op_t *ops;
+} hv__cond_t;
+/* Compiles a condition's text into arena memory; *cc as described above. HV_ENOMEM only. */
+int hv__map_cond_compile(hv_arena_t *arena, const char *text, const hv__cond_t **cc);
+
 /* One row of a segment or data-type map ("map" lines). */
 typedef struct hv__map_row {
     const char *map;    /* "PID[Patient]", "CX[Identifier]" */
@@ -26,6 +61,12 @@ typedef struct hv__map_row {
     const char *vocab;  /* the concept map for the value, "" none */
     const char *assign; /* a constant to assign; "=..." an expression (not applied) */
     const char *origin; /* "mappings/v2/maps.tsv" or the override file, for --explain */
+    /* Set when the tables are loaded (finish() in v2_load.c): */
+    const hv__cond_t *cc;            /* the compiled condition; NULL: always true */
+    unsigned char prim;              /* the target is "$value" or "$this" */
+    unsigned char dt_resolved;       /* dt_rows/dt_n are the rows of dtmap */
+    const struct hv__map_row *dt_rows; /* NULL: dtmap has no rows */
+    size_t dt_n;
 } hv__map_row_t;
 
 /* One row of a message structure ("msg" lines). */
@@ -38,6 +79,10 @@ typedef struct hv__msg_row {
     const char *target; /* "Observation[2]" */
     const char *segmap; /* "OBX[Observation]" */
     const char *refs;   /* "A.x.reference=B.id ; ..." */
+    const hv__cond_t *cc; /* the compiled condition (set at load); NULL: always true */
+    unsigned char seg_resolved; /* seg_rows/seg_n are the rows of segmap (set at load) */
+    const hv__map_row_t *seg_rows;
+    size_t seg_n;
 } hv__msg_row_t;
 
 /* One concept-map entry ("vocab" lines). */

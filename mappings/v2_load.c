@@ -206,6 +206,24 @@ static int finish(hv_map_tables_t *t) {
         t->map_index[k - 1].count++;
     }
     t->nmap_index = k;
+    /* Conditions are compiled once here, not per message (v2_cond.c). */
+    for (i = 0; i < t->nmaps; i++) {
+        hv__map_row_t *r = &t->maps[i];
+        r->prim = !strcmp(r->target, "$value") || !strcmp(r->target, "$this");
+        if (hv__map_cond_compile(t->arena, r->cond, &r->cc) != HV_OK) return HV_ENOMEM;
+    }
+    for (i = 0; i < t->nmsgs; i++)
+        if (hv__map_cond_compile(t->arena, t->msgs[i].cond, &t->msgs[i].cc) != HV_OK) return HV_ENOMEM;
+    /* The rows a row's data-type map (or a message row's segment map) names, found once. */
+    for (i = 0; i < t->nmaps; i++) {
+        hv__map_row_t *r = &t->maps[i];
+        if (r->dtmap[0]) r->dt_rows = hv__map_rows(t, r->dtmap, &r->dt_n);
+        r->dt_resolved = 1;
+    }
+    for (i = 0; i < t->nmsgs; i++) {
+        t->msgs[i].seg_rows = hv__map_rows(t, t->msgs[i].segmap, &t->msgs[i].seg_n);
+        t->msgs[i].seg_resolved = 1;
+    }
     return HV_OK;
 }
 

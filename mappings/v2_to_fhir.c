@@ -31,6 +31,8 @@
 #include "config.h"
 
 #include <ctype.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,9 +48,9 @@
 #define MAX_RESOURCES 512  /* resources one message may produce */
 #define MAX_REPS 64        /* repetitions of one field that are mapped */
 #define MAX_DEPTH 5        /* data-type maps within data-type maps */
-#define SLOT_BITS 11       /* the element slot table: 2048 entries */
+#define SLOT_BITS 11       /* the element slot table: at most 2048 entries */
+#define SLOT_BITS_MIN 7    /* it starts with 128 and doubles when half full */
 #define MAX_ISSUES 200     /* issues listed in the OperationOutcome */
-#define MAX_STACK 24       /* condition evaluation stack */
 #define MAX_FAMILY 8       /* members of a resource family ("[1]".."[8]" rows) */
 
 typedef hv_hl7v2_span_t span_t;
@@ -66,6 +68,8 @@ typedef struct res {
     int merged_into;        /* index of the resource it duplicates, or -1 */
     char *order_key;        /* arena: the order it belongs to, or NULL */
     size_t ordinal;         /* the segment's position, for ids of order results */
+    int referenced;         /* its tmp reference was handed out (ref_to) */
+    int dirty;              /* lost a reference since it was last cleaned */
 } res_t;
 
 typedef struct slot {
@@ -84,7 +88,8 @@ typedef struct ctx {
     json_object *bundle_obj;  /* the Bundle object MSH[Bundle] writes into */
     json_object *issues;      /* OperationOutcome.issue */
     json_object *explain;     /* NULL unless asked */
-    slot_t slots[1u << SLOT_BITS];
+    slot_t *slots;            /* open addressing, slot_mask + 1 entries */
+    size_t slot_mask;
     size_t nslots;
     /* The chain of rows being applied, formatted only when an issue or --explain needs it. */
     const char *rule_base;    /* "ORU_R01 OBX[Observation]" */
@@ -101,6 +106,18 @@ typedef struct ctx {
     char *order_key;          /* the current ORC/OBR order (placer/filler), arena */
     size_t unmapped_rows;
     int lenient;              /* hv_map_opts_t.lenient_identity */
+    /* The "#hvtmp-N" references of the resources, found once when mapping is done
+     * (collect_refs): holder object (a counted reference of ours), its resource, target N. */
+    struct refent {
+        json_object *holder;
+        size_t owner, target;
+        int live;
+    } *refs;
+    size_t nrefs, caprefs;
+    /* Rows for the next apply_map call, found at load (USE_ROWS sets them). */
+    int map_rows_resolved;
+    const hv__map_row_t *map_rows;
+    size_t map_rows_n;
     /* Members [2]..[MAX_FAMILY] of resource families (PL[Location]: bed [1], room [2], floor
      * [3], point of care [4], building [5], facility [6]): base and member resource indexes. */
     struct {
@@ -109,6 +126,12 @@ typedef struct ctx {
     } fam[64];
     size_t nfam;
 } ctx_t;
+
+/* The next apply_map runs these rows instead of looking the map's name up. */
+#define USE_DT_ROWS(c, row) \
+    ((c)->map_rows_resolved = (row)->dt_resolved, (c)->map_rows = (row)->dt_rows, (c)->map_rows_n = (row)->dt_n)
+#define USE_SEG_ROWS(c, row) \
+    ((c)->map_rows_resolved = (row)->seg_resolved, (c)->map_rows = (row)->seg_rows, (c)->map_rows_n = (row)->seg_n)
 
 /* ------------------------------------------------------------------------- */
 /* Small helpers                                                             */
@@ -251,37 +274,27 @@ typedef struct val {
 } val_t;
 
 /*
- * The raw value of a condition path in the current context: "PID-7", "OBX-5.3"
- * (a field of the segment being mapped, or of the first segment with that id) or
- * ".3" (a component of the data-type value being mapped). count: the number of
- * repetitions instead.
+ * The raw value of a compiled condition path in the current context: FIELD "PID-7",
+ * "OBX-5.3" (a field of the segment being mapped, or of the first segment with that id)
+ * or COMP ".3" (a component of the data-type value being mapped). *count: the number of
+ * repetitions (FIELD) or 1/0 valued (COMP).
  */
-static span_t cond_path(ctx_t *c, const char *p, size_t n, span_t seg, span_t dt, int dt_level,
+static span_t cond_path(ctx_t *c, const hv__cond_op_t *op, span_t seg, span_t dt, int dt_level,
                         size_t *count) {
     span_t v = {NULL, 0}, f;
-    unsigned a = 0, b = 0;
-    char path[24], *end;
-    if (n >= sizeof(path)) return v;
-    memcpy(path, p, n);
-    path[n] = '\0';
     *count = 0;
-    if (path[0] == '.') {
-        if (!isdigit((unsigned char)path[1])) return v;
-        a = (unsigned)strtoul(path + 1, &end, 10);
-        if (*end == '.') b = (unsigned)strtoul(end + 1, NULL, 10);
-        v = piece(c, dt, dt_level, a);
-        if (b) v = piece(c, v, dt_level + 1, b);
+    if (op->kind == HV__COND_COMP) {
+        v = piece(c, dt, dt_level, op->a);
+        if (op->b) v = piece(c, v, dt_level + 1, op->b);
         *count = span_valued(v) ? 1 : 0;
         return v;
     }
-    if (n < 5 || path[3] != '-' || !isdigit((unsigned char)path[4])) return v;
-    a = (unsigned)strtoul(path + 4, &end, 10);
-    if (*end == '.') b = (unsigned)strtoul(end + 1, NULL, 10);
-    if (seg.p == NULL || seg.len < 3 || memcmp(seg.p, path, 3) != 0) {
+    if (op->kind != HV__COND_FIELD) return v;
+    if (seg.p == NULL || seg.len < 3 || memcmp(seg.p, op->seg, 3) != 0) {
         size_t i;
         seg.p = NULL;
         for (i = 0; i < c->msg.nsegs; i++) {
-            if (memcmp(c->msg.segs[i].id, path, 3) == 0) {
+            if (memcmp(c->msg.segs[i].id, op->seg, 3) == 0) {
                 seg.p = c->msg.segs[i].p;
                 seg.len = c->msg.segs[i].len;
                 break;
@@ -289,12 +302,11 @@ static span_t cond_path(ctx_t *c, const char *p, size_t n, span_t seg, span_t dt
         }
         if (seg.p == NULL) return v;
     }
-    f = seg_field(c, seg, a);
+    f = seg_field(c, seg, op->a);
     if (!span_valued(f)) return v;
     *count = hv_hl7v2_span_count(f, c->msg.delims.rep);
-    v = piece(c, f, 0 + 0, 1); /* placeholder, replaced below */
     if (hv_hl7v2_span_piece(f, c->msg.delims.rep, 0, &v) != HV_OK) v.p = NULL, v.len = 0;
-    if (b) v = piece(c, v, 1, b);
+    if (op->b) v = piece(c, v, 1, op->b);
     return v;
 }
 
@@ -302,104 +314,94 @@ static int val_eq(span_t s, const char *lit, size_t n) {
     return s.p != NULL && s.len == n && strncasecmp(s.p, lit, n) == 0;
 }
 
-/* Decodes a literal of the postfix language ('text with %XX escapes) into buf. */
-static size_t lit_decode(const char *p, size_t n, char *buf, size_t cap) {
-    size_t i, o = 0;
-    for (i = 1; i < n && o + 1 < cap; i++) {
-        if (p[i] == '%' && i + 2 < n + 0 && isxdigit((unsigned char)p[i + 1]) &&
-            isxdigit((unsigned char)p[i + 2])) {
-            char hx[3] = {p[i + 1], p[i + 2], 0};
-            buf[o++] = (char)strtol(hx, NULL, 16);
-            i += 2;
-        } else {
-            buf[o++] = p[i];
-        }
-    }
-    buf[o] = '\0';
-    return o;
-}
-
-/* Evaluates a compiled condition; "" is true, "?" (not readable) false. */
-static int cond_eval(ctx_t *c, const char *cond, span_t seg, span_t dt, int dt_level) {
-    val_t st[MAX_STACK];
+/*
+ * Evaluates a row's condition: the program compiled at load (v2_cond.c), or — for a row
+ * made by hand with a condition text and no program — the text compiled now. No
+ * condition is true; one that could not be read is false.
+ */
+static int cond_eval(ctx_t *c, const hv__cond_t *cc, const char *text, span_t seg, span_t dt, int dt_level) {
+    val_t st[HV__COND_MAX_STACK];
     int sp = 0;
-    const char *p = cond;
-    if (cond == NULL || cond[0] == '\0') return 1;
-    if (cond[0] == '?') return 0;
-    while (*p) {
-        const char *q;
-        size_t n;
-        while (*p == ' ') p++;
-        if (*p == '\0') break;
-        q = strchr(p, ' ');
-        n = q ? (size_t)(q - p) : strlen(p);
-        if (sp >= MAX_STACK - 1) return 0;
-        if (p[0] == '@') {
+    size_t i;
+    if (cc == NULL) {
+        if (text == NULL || text[0] == '\0') return 1;
+        if (hv__map_cond_compile(c->arena, text, &cc) != HV_OK || cc == NULL) return cc == NULL;
+    }
+    if (cc->never) return 0;
+    for (i = 0; i < cc->nops; i++) {
+        const hv__cond_op_t *op = &cc->ops[i];
+        val_t *x, *y;
+        long r = 0, j, k;
+        switch (op->kind) {
+        case HV__COND_EMPTY:
+        case HV__COND_FIELD:
+        case HV__COND_COMP: {
             size_t count = 0;
-            span_t v = cond_path(c, p + 1, n - 1, seg, dt, dt_level, &count);
+            st[sp].s = op->kind == HV__COND_EMPTY ? (span_t){NULL, 0} : cond_path(c, op, seg, dt, dt_level, &count);
             st[sp].kind = 0;
-            st[sp].s = v;
             st[sp].n = (long)count;
             sp++;
-        } else if (p[0] == '\'') {
-            char *buf = hv_arena_alloc(c->arena, n + 1);
-            if (buf == NULL) return 0;
+            break;
+        }
+        case HV__COND_LIT:
             st[sp].kind = 0;
-            st[sp].s.len = lit_decode(p, n, buf, n + 1);
-            st[sp].s.p = buf;
+            st[sp].s.p = op->s;
+            st[sp].s.len = op->n;
+            st[sp].n = 0;
             sp++;
-        } else if (p[0] == '#') {
+            break;
+        case HV__COND_NUM:
             st[sp].kind = 1;
-            st[sp].n = strtol(p + 1, NULL, 10);
+            st[sp].s.p = NULL;
+            st[sp].s.len = 0;
+            st[sp].n = op->num;
             sp++;
-        } else if (n == 6 && memcmp(p, "valued", 6) == 0 && sp >= 1) {
+            break;
+        case HV__COND_VALUED:
             st[sp - 1].n = span_valued(st[sp - 1].s);
             st[sp - 1].kind = 2;
-        } else if (n == 3 && memcmp(p, "not", 3) == 0 && sp >= 1) {
+            break;
+        case HV__COND_NOT:
             st[sp - 1].n = !st[sp - 1].n;
             st[sp - 1].kind = 2;
-        } else if (n == 5 && memcmp(p, "count", 5) == 0 && sp >= 1) {
+            break;
+        case HV__COND_COUNT:
             st[sp - 1].kind = 1; /* n already holds the repetition count */
-        } else if (n == 3 && memcmp(p, "len", 3) == 0 && sp >= 1) {
+            break;
+        case HV__COND_LEN:
             st[sp - 1].n = (long)st[sp - 1].s.len;
             st[sp - 1].kind = 1;
-        } else if (n == 2 && sp >= 2 && (!memcmp(p, "gt", 2) || !memcmp(p, "ge", 2) ||
-                                          !memcmp(p, "lt", 2) || !memcmp(p, "le", 2) ||
-                                          !memcmp(p, "eq", 2) || !memcmp(p, "or", 2))) {
-            val_t *x = &st[sp - 2], *y = &st[sp - 1];
-            long r;
-            if (!memcmp(p, "or", 2)) r = x->n || y->n;
-            else if (!memcmp(p, "eq", 2) && x->kind == 0 && y->kind == 0)
-                r = y->s.p != NULL && val_eq(x->s, y->s.p, y->s.len);
-            else if (!memcmp(p, "eq", 2)) r = x->n == y->n;
-            else if (!memcmp(p, "gt", 2)) r = x->n > y->n;
-            else if (!memcmp(p, "ge", 2)) r = x->n >= y->n;
-            else if (!memcmp(p, "lt", 2)) r = x->n < y->n;
-            else r = x->n <= y->n;
-            sp--;
-            st[sp - 1].kind = 2;
-            st[sp - 1].n = r;
-        } else if (n == 3 && memcmp(p, "and", 3) == 0 && sp >= 2) {
-            long r = st[sp - 2].n && st[sp - 1].n;
-            sp--;
-            st[sp - 1].kind = 2;
-            st[sp - 1].n = r;
-        } else if (n >= 3 && memcmp(p, "in", 2) == 0 && isdigit((unsigned char)p[2])) {
-            long k = strtol(p + 2, NULL, 10), j, r = 0;
-            if (k < 1 || k >= sp) return 0;
+            break;
+        case HV__COND_IN:
+            k = op->num;
             for (j = 0; j < k; j++) {
-                val_t *y = &st[sp - 1 - j];
+                y = &st[sp - 1 - j];
                 if (y->s.p != NULL && val_eq(st[sp - 1 - k].s, y->s.p, y->s.len)) r = 1;
             }
             sp -= (int)k;
             st[sp - 1].kind = 2;
             st[sp - 1].n = r;
-        } else {
-            return 0; /* an operator this engine does not know: the row is not applied */
+            break;
+        default:
+            x = &st[sp - 2];
+            y = &st[sp - 1];
+            switch (op->kind) {
+            case HV__COND_OR: r = x->n || y->n; break;
+            case HV__COND_AND: r = x->n && y->n; break;
+            case HV__COND_EQ_TEXT: r = y->s.p != NULL && val_eq(x->s, y->s.p, y->s.len); break;
+            case HV__COND_EQ: r = x->n == y->n; break;
+            case HV__COND_GT: r = x->n > y->n; break;
+            case HV__COND_GE: r = x->n >= y->n; break;
+            case HV__COND_LT: r = x->n < y->n; break;
+            default: r = x->n <= y->n; break;
+            }
+            sp--;
+            st[sp - 1].kind = 2;
+            st[sp - 1].n = r;
+            break;
         }
-        p += n;
     }
-    return sp == 1 && st[0].kind == 2 && st[0].n != 0;
+    return sp == 1 && st[0].n != 0;
 }
 
 /* ------------------------------------------------------------------------- */
@@ -428,7 +430,7 @@ static char *dtm_to_fhir(ctx_t *c, const char *s, const char *type) {
     }
     if ((*p == '+' || *p == '-') && strlen(p) >= 5 && isdigit((unsigned char)p[1]) &&
         isdigit((unsigned char)p[4])) {
-        snprintf(tz, sizeof(tz), "%c%c%c:%c%c", p[0], p[1], p[2], p[3], p[4]);
+        tz[0] = p[0], tz[1] = p[1], tz[2] = p[2], tz[3] = ':', tz[4] = p[3], tz[5] = p[4], tz[6] = '\0';
         p += 5;
     }
     if (*p != '\0') return NULL;
@@ -452,9 +454,26 @@ static char *dtm_to_fhir(ctx_t *c, const char *s, const char *type) {
         else snprintf(out, sizeof(out), "%.4s-%.2s-%.2s", d, d + 4, d + 6);
         return hv_arena_strdup(c->arena, out);
     }
-    snprintf(out, sizeof(out), "%.4s-%.2s-%.2sT%.2s:%.2s:%.2s%s%s%s", d, d + 4, d + 6, d + 8,
-             n >= 12 ? d + 10 : "00", n >= 14 ? d + 12 : "00", frac[0] ? "." : "", frac,
-             tz[0] ? tz : "Z");
+    {
+        /* YYYY-MM-DDThh:mm:ss[.f][zone]: 19 characters, then the fraction and the zone. */
+        size_t o = 0, k;
+        memcpy(out, d, 4), out[4] = '-', memcpy(out + 5, d + 4, 2), out[7] = '-';
+        memcpy(out + 8, d + 6, 2), out[10] = 'T', memcpy(out + 11, d + 8, 2), out[13] = ':';
+        memcpy(out + 14, n >= 12 ? d + 10 : "00", 2), out[16] = ':';
+        memcpy(out + 17, n >= 14 ? d + 12 : "00", 2);
+        o = 19;
+        if (frac[0]) {
+            out[o++] = '.';
+            for (k = 0; frac[k]; k++) out[o++] = frac[k];
+        }
+        if (tz[0]) {
+            memcpy(out + o, tz, 6);
+            o += 6;
+        } else {
+            out[o++] = 'Z';
+        }
+        out[o] = '\0';
+    }
     return hv_arena_strdup(c->arena, out);
 }
 
@@ -587,25 +606,83 @@ static res_t *res_new(ctx_t *c, const char *type, const char *slot) {
     r = &c->res[c->nres];
     memset(r, 0, sizeof(*r));
     r->type = hv_fhir_type_name(t);
-    snprintf(r->slot, sizeof(r->slot), "%s", slot ? slot : "");
+    if (slot != NULL) {
+        size_t sl = strnlen(slot, sizeof(r->slot) - 1);
+        memcpy(r->slot, slot, sl);
+        r->slot[sl] = '\0';
+    }
     r->obj = json_object_new_object();
     hv_json_set_str(r->obj, "resourceType", r->type);
-    snprintf(r->seg, sizeof(r->seg), "%s", c->msg.segs[c->cur_seg].id);
+    memcpy(r->seg, c->msg.segs[c->cur_seg].id, 3);
+    r->seg[3] = '\0';
     r->seg_index = c->cur_seg;
     r->ordinal = c->cur_seg;
     r->merged_into = -1;
     r->order_key = c->order_key;
-    snprintf(r->tmp, sizeof(r->tmp), "#hvtmp-%zu", c->nres);
+    {
+        /* "#hvtmp-N" */
+        char digits[24];
+        size_t nd = 0, k = c->nres;
+        do digits[nd++] = (char)('0' + k % 10), k /= 10;
+        while (k > 0);
+        memcpy(r->tmp, "#hvtmp-", 7);
+        for (k = 0; k < nd; k++) r->tmp[7 + k] = digits[nd - 1 - k];
+        r->tmp[7 + nd] = '\0';
+    }
     c->nres++;
     return r;
 }
 
+/* The reference to a resource until identities are known ("#hvtmp-N"); noting that it
+ * was handed out lets finish() skip looking for dangling references when no resource
+ * that anything refers to was left out. */
+static const char *ref_to(res_t *r) {
+    r->referenced = 1;
+    return r->tmp;
+}
+
 /* The element object for (owner, name, index, rep): made once, found again by the
  * rows that share it (extension[1].url and extension[1].valueString). */
+/*
+ * The place of key k in the element slot table: *found is set when k is there; else the
+ * free place where it goes (the table doubled first when half full). SIZE_MAX when the
+ * table holds its cap of elements per message, or on ENOMEM.
+ */
+static size_t slot_place(ctx_t *c, uint64_t k, int *found) {
+    size_t i, mask = c->slot_mask;
+    *found = 0;
+    for (i = k & mask;; i = (i + 1) & mask) {
+        if (c->slots[i].key == k) {
+            *found = 1;
+            return i;
+        }
+        if (c->slots[i].key == 0) break;
+    }
+    if (c->nslots >= (1u << SLOT_BITS) - 1) return SIZE_MAX; /* full: the cap of elements per message */
+    if (2 * (c->nslots + 1) > mask + 1 && mask + 1 < (1u << SLOT_BITS)) {
+        /* Half full: double the table (the keys are hashes already) and find the place again. */
+        size_t j, nmask = 2 * mask + 1;
+        slot_t *ns = hv_calloc(nmask + 1, sizeof(*ns));
+        if (ns == NULL) return SIZE_MAX;
+        for (j = 0; j <= mask; j++) {
+            size_t h;
+            if (c->slots[j].key == 0) continue;
+            for (h = c->slots[j].key & nmask; ns[h].key != 0; h = (h + 1) & nmask) {}
+            ns[h] = c->slots[j];
+        }
+        hv_free(c->slots);
+        c->slots = ns;
+        c->slot_mask = mask = nmask;
+        for (i = k & mask; c->slots[i].key != 0; i = (i + 1) & mask) {}
+    }
+    return i;
+}
+
 static json_object *slot_get(ctx_t *c, json_object *owner, const char *name, size_t nlen,
                              unsigned idx, unsigned rep, int is_array) {
     uint64_t k = FNV0;
-    size_t i, mask = (1u << SLOT_BITS) - 1;
+    size_t i;
+    int found;
     json_object *arr = NULL, *e;
     char key[64];
     k = fnv(k, &owner, sizeof(owner));
@@ -613,16 +690,14 @@ static json_object *slot_get(ctx_t *c, json_object *owner, const char *name, siz
     k = fnv(k, &idx, sizeof(idx));
     k = fnv(k, &rep, sizeof(rep));
     if (k == 0) k = 1;
-    for (i = k & mask;; i = (i + 1) & mask) {
-        if (c->slots[i].key == k) return c->slots[i].elem;
-        if (c->slots[i].key == 0) break;
-    }
-    if (c->nslots >= mask) return NULL; /* full: the cap of elements per message */
+    i = slot_place(c, k, &found);
+    if (found) return c->slots[i].elem;
+    if (i == SIZE_MAX) return NULL;
     if (nlen >= sizeof(key)) return NULL;
     memcpy(key, name, nlen);
     key[nlen] = '\0';
-    e = json_object_new_object();
     if (is_array) {
+        e = json_object_new_object();
         if (!json_object_object_get_ex(owner, key, &arr) || !json_object_is_type(arr, json_type_array)) {
             arr = json_object_new_array();
             hv_json_set(owner, key, arr);
@@ -631,9 +706,9 @@ static json_object *slot_get(ctx_t *c, json_object *owner, const char *name, siz
     } else {
         json_object *old = NULL;
         if (json_object_object_get_ex(owner, key, &old) && json_object_is_type(old, json_type_object)) {
-            json_object_put(e);
             e = old;
         } else {
+            e = json_object_new_object();
             hv_json_set(owner, key, e);
         }
     }
@@ -765,17 +840,16 @@ static void vocab_complex(ctx_t *c, json_object *o, const char *tname, const cha
  * tg->arr at the first row that names it, found again by the rows after. */
 static json_object *sibling(ctx_t *c, const target_t *tg, unsigned n) {
     uint64_t k = FNV0;
-    size_t i, mask = (1u << SLOT_BITS) - 1;
+    size_t i;
+    int found;
     json_object *e;
     k = fnv(k, &tg->owner, sizeof(tg->owner));
     k = fnv(k, "#sibling", 8);
     k = fnv(k, &n, sizeof(n));
     if (k == 0) k = 1;
-    for (i = k & mask;; i = (i + 1) & mask) {
-        if (c->slots[i].key == k) return c->slots[i].elem;
-        if (c->slots[i].key == 0) break;
-    }
-    if (c->nslots >= mask) return NULL;
+    i = slot_place(c, k, &found);
+    if (found) return c->slots[i].elem;
+    if (i == SIZE_MAX) return NULL;
     e = json_object_new_object();
     json_object_array_add(tg->arr, e);
     c->slots[i].key = k;
@@ -860,9 +934,9 @@ static void apply_family(ctx_t *c, const hv__map_row_t *row, span_t v, int level
     }
 }
 
-static void set_ref(json_object *o, const char *name, const res_t *to) {
+static void set_ref(json_object *o, const char *name, res_t *to) {
     json_object *ref = json_object_new_object();
-    hv_json_set_str(ref, "reference", to->tmp);
+    hv_json_set_str(ref, "reference", ref_to(to));
     hv_json_set(o, name, ref);
 }
 
@@ -969,7 +1043,7 @@ static void apply_in_resource(ctx_t *c, const hv__map_row_t *row, span_t v, int 
     if (nr == NULL) {
         nr = res_new(c, type, NULL);
         if (nr == NULL) goto unmapped;
-        hv_json_set_str(slot, "reference", nr->tmp);
+        hv_json_set_str(slot, "reference", ref_to(nr));
         made = 1;
     }
     sub.owner = nr->obj;
@@ -977,6 +1051,7 @@ static void apply_in_resource(ctx_t *c, const hv__map_row_t *row, span_t v, int 
     sub.res_type = nr->type;
     sub.path = nr->type;
     if (*rest == '\0') {
+        USE_DT_ROWS(c, row);
         apply_map(c, row->dtmap, v, level, seg, &sub, hv_fhir_resource_type(nr->type), rep, depth + 1, NULL);
         if (made) family_link(c, nr, row->dtmap);
     } else {
@@ -1009,9 +1084,12 @@ static void apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
     const hv_fhir_elem_t *oe = tg->owner_e;
     char pbuf[160];
     const char *p;
-    if (!strcmp(path, "$value") || !strcmp(path, "$this")) {
+    if (row->prim || (path[0] == '$' && (!strcmp(path, "$value") || !strcmp(path, "$this")))) {
         /* "$this" with a data-type map: that map writes into the same object (SPS into Specimen). */
-        if (row->dtmap[0] && depth < MAX_DEPTH) apply_map(c, row->dtmap, v, level, seg, tg, NULL, rep, depth + 1, NULL);
+        if (row->dtmap[0] && depth < MAX_DEPTH) {
+            USE_DT_ROWS(c, row);
+            apply_map(c, row->dtmap, v, level, seg, tg, NULL, rep, depth + 1, NULL);
+        }
         return;
     }
     /* An expression: only a concatenation of fields and literals with a condition of its own
@@ -1118,6 +1196,7 @@ static void apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
                 apply_map(c, row->dtmap, v, level, seg, &same, NULL, rep, depth + 1, NULL);
                 return;
             } else if (row->dtmap[0] && depth < MAX_DEPTH) {
+                USE_DT_ROWS(c, row);
                 apply_map(c, row->dtmap, v, level, seg, tg, chosen, rep, depth + 1, &text);
             } else {
                 span_t first = piece(c, v, level, 1);
@@ -1197,6 +1276,7 @@ static void apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
                             sub.arr = holder;
                     }
                     sub.path = c->explain ? hv_arena_sprintf(c->arena, "%s.%s", tg->path, path) : tg->path;
+                    USE_DT_ROWS(c, row);
                     apply_map(c, row->dtmap, v, level, seg, &sub, chosen, rep, depth + 1, NULL);
                     if (row->vocab[0] && hv__vocab_known(c->t, row->vocab))
                         vocab_complex(c, owner, hv_fhir_type_name(chosen), row->vocab);
@@ -1222,7 +1302,15 @@ static int apply_map(ctx_t *c, const char *map, span_t v, int level, span_t seg,
                      const hv_fhir_type_t *ttype, unsigned rep, int depth, const char **prim_out) {
     size_t n, i;
     int fr = c->nframes;
-    const hv__map_row_t *rows = hv__map_rows(c->t, map, &n);
+    const hv__map_row_t *rows;
+    /* The rows were found at load when the map is a loaded row's data-type or segment map. */
+    if (c->map_rows_resolved) {
+        rows = c->map_rows;
+        n = c->map_rows_n;
+        c->map_rows_resolved = 0;
+    } else {
+        rows = hv__map_rows(c->t, map, &n);
+    }
     (void)ttype;
     if (rows == NULL || depth > MAX_DEPTH) {
         if (prim_out != NULL) *prim_out = span_text(c, piece(c, v, level, 1));
@@ -1231,12 +1319,12 @@ static int apply_map(ctx_t *c, const char *map, span_t v, int level, span_t seg,
     for (i = 0; i < n; i++) {
         const hv__map_row_t *row = &rows[i];
         span_t f = {NULL, 0};
-        int is_prim_row = !strcmp(row->target, "$value") || !strcmp(row->target, "$this");
+        int is_prim_row = row->prim;
         if (prim_out != NULL && !is_prim_row) continue;
         if (prim_out == NULL && is_prim_row && row->dtmap[0] == '\0') continue;
         if (level == 0) {
             if (row->src_f == 0) {
-                if (!row->assign[0] || !cond_eval(c, row->cond, seg, v, level)) continue;
+                if (!row->assign[0] || !cond_eval(c, row->cc, row->cond, seg, v, level)) continue;
                 if (fr < (int)HV_ARRAY_LEN(c->frames)) c->frames[c->nframes++] = row;
                 apply_row(c, row, v, level, seg, tg, 0, depth);
                 c->nframes = fr;
@@ -1244,7 +1332,7 @@ static int apply_map(ctx_t *c, const char *map, span_t v, int level, span_t seg,
             }
             f = seg_field(c, seg, row->src_f);
             if (!span_valued(f)) continue;
-            if (!cond_eval(c, row->cond, seg, v, level)) continue;
+            if (!cond_eval(c, row->cc, row->cond, seg, v, level)) continue;
             if (fr < (int)HV_ARRAY_LEN(c->frames)) c->frames[c->nframes++] = row;
             if (seg.len >= 3 && memcmp(seg.p, "MSH", 3) == 0 && row->src_f <= 2) {
                 apply_row(c, row, f, 3, seg, tg, 0, depth);
@@ -1275,7 +1363,7 @@ static int apply_map(ctx_t *c, const char *map, span_t v, int level, span_t seg,
             if (row->src_c) f = piece(c, f, level + 1, row->src_c);
         }
         if (!span_valued(f)) continue;
-        if (!cond_eval(c, row->cond, seg, v, level)) continue;
+        if (!cond_eval(c, row->cc, row->cond, seg, v, level)) continue;
         if (is_prim_row && prim_out != NULL) {
             char *text;
             if (row->assign[0] == '=') {
@@ -1431,12 +1519,12 @@ static void apply_ref(ctx_t *c, const char *ref) {
                     if (s && strcmp(s, b->tmp) == 0) return;
                 }
                 r = json_object_new_object();
-                hv_json_set_str(r, "reference", b->tmp);
+                hv_json_set_str(r, "reference", ref_to(b));
                 json_object_array_add(arr, r);
             } else {
                 if (json_object_object_get_ex(owner, step, &o)) return; /* set already */
                 r = json_object_new_object();
-                hv_json_set_str(r, "reference", b->tmp);
+                hv_json_set_str(r, "reference", ref_to(b));
                 hv_json_set(owner, step, r);
             }
             return;
@@ -1510,7 +1598,7 @@ static void map_segment(ctx_t *c, size_t si, char *group, size_t group_cap) {
         size_t before;
         int had_prev;
         if (strcmp(row->group, chosen) != 0) continue;
-        if (!cond_eval(c, row->cond, seg, seg, 0)) continue;
+        if (!cond_eval(c, row->cc, row->cond, seg, seg, 0)) continue;
         if (strcmp(row->target, "Bundle") == 0) {
             tg.owner = c->bundle_obj;
             tg.arr = NULL;
@@ -1519,13 +1607,19 @@ static void map_segment(ctx_t *c, size_t si, char *group, size_t group_cap) {
             tg.path = "Bundle";
             c->rule_base = row->segmap;
             c->nframes = 0;
-            apply_map(c, row->segmap, seg, 0, seg, &tg, NULL, 0, 0, NULL);
+            USE_SEG_ROWS(c, row);
+            USE_SEG_ROWS(c, row);
+        apply_map(c, row->segmap, seg, 0, seg, &tg, NULL, 0, 0, NULL);
             continue;
         }
         if (strpbrk(row->target, ".(") != NULL) continue; /* element targets: not mapped */
         br = strchr(row->target, '[');
-        snprintf(type, sizeof(type), "%.*s", (int)(br ? (size_t)(br - row->target) : strlen(row->target)),
-                 row->target);
+        {
+            size_t tl = br ? (size_t)(br - row->target) : strlen(row->target);
+            if (tl >= sizeof(type)) tl = sizeof(type) - 1;
+            memcpy(type, row->target, tl);
+            type[tl] = '\0';
+        }
         r = slot_find(c, row->target);
         had_prev = r != NULL;
         if (r != NULL && strcmp(r->seg, sg->id) == 0 && r->seg_index != si) r = NULL;
@@ -1541,6 +1635,7 @@ static void map_segment(ctx_t *c, size_t si, char *group, size_t group_cap) {
         tg.path = r->type;
         c->rule_base = row->segmap; /* the structure is in the message; keep this cheap */
         c->nframes = 0;
+        USE_SEG_ROWS(c, row);
         apply_map(c, row->segmap, seg, 0, seg, &tg, NULL, 0, 0, NULL);
         if (c->nres > before && json_object_object_length(c->res[before].obj) <= 1 &&
             c->res[before].obj == r->obj &&
@@ -1639,10 +1734,22 @@ static int has_choice(json_object *o, const char *name, size_t l) {
  * value gives is left out rather than written invalid. Returns 1 when the object
  * itself must go. *missing (may be NULL) names the first required element missing.
  */
+/* The model types clean_node repairs, found once. */
+static const hv_fhir_type_t *ty_contactpoint, *ty_duration, *ty_extension;
+static pthread_once_t ty_once = PTHREAD_ONCE_INIT;
+static void find_types(void) {
+    ty_contactpoint = hv_fhir_type_find("ContactPoint", 12);
+    ty_duration = hv_fhir_type_find("Duration", 8);
+    ty_extension = hv_fhir_type_find("Extension", 9);
+}
+
 static int clean_node(json_object *o, const hv_fhir_elem_t *owner, const char **missing) {
     struct lh_entry *e, *next;
     size_t i, n;
+    const hv_fhir_type_t *otype;
+    int type_root;
     if (owner == NULL) return 0;
+    pthread_once(&ty_once, find_types);
     for (e = json_object_get_object(o)->head; e != NULL; e = next) {
         json_object *v = (json_object *)lh_entry_v(e);
         const char *k = (const char *)lh_entry_k(e);
@@ -1672,40 +1779,41 @@ static int clean_node(json_object *o, const hv_fhir_elem_t *owner, const char **
         }
     }
     if (json_object_object_length(o) == 0) return 1;
+    otype = hv_fhir_elem_owner_type(owner);
+    type_root = hv_fhir_elem_parent(owner) == NULL;
     /* FHIR cpt-2: a ContactPoint with a value needs a system; XTN.3 may be empty. */
-    if (!strcmp(hv_fhir_type_name(hv_fhir_elem_owner_type(owner)), "ContactPoint") &&
-        hv_fhir_elem_parent(owner) == NULL && hv_json_get_str(o, "value") != NULL &&
+    if (otype == ty_contactpoint && type_root && hv_json_get_str(o, "value") != NULL &&
         !json_object_object_get_ex(o, "system", NULL))
         hv_json_set_str(o, "system", strchr(hv_json_get_str(o, "value"), '@') ? "email" : "phone");
     /* FHIR pat-1: a contact has a name, telecom, address or organization. */
-    if (!strcmp(hv_fhir_elem_path(owner), "Patient.contact") &&
+    if (!type_root && !strcmp(hv_fhir_elem_path(owner), "Patient.contact") &&
         !json_object_object_get_ex(o, "name", NULL) && !json_object_object_get_ex(o, "telecom", NULL) &&
         !json_object_object_get_ex(o, "address", NULL) &&
         !json_object_object_get_ex(o, "organization", NULL))
         return 1;
     /* FHIR tim-8 (countMax needs count) and tim-10 (timeOfDay or when, not both). */
-    if (!strcmp(hv_fhir_elem_path(owner), "Timing.repeat")) {
+    if (!type_root && !strcmp(hv_fhir_elem_path(owner), "Timing.repeat")) {
         if (json_object_object_get_ex(o, "countMax", NULL) && !json_object_object_get_ex(o, "count", NULL))
             json_object_object_del(o, "countMax");
         if (json_object_object_get_ex(o, "timeOfDay", NULL)) json_object_object_del(o, "when");
         if (json_object_object_length(o) == 0) return 1;
     }
     /* FHIR drt-1: a Duration needs a UCUM code. */
-    if (!strcmp(hv_fhir_type_name(hv_fhir_elem_owner_type(owner)), "Duration") &&
-        hv_fhir_elem_parent(owner) == NULL &&
+    if (otype == ty_duration && type_root &&
         (hv_json_get_str(o, "code") == NULL || hv_json_get_str(o, "system") == NULL ||
          strcmp(hv_json_get_str(o, "system"), "http://unitsofmeasure.org") != 0))
         return 1;
-    if (!strcmp(hv_fhir_type_name(hv_fhir_elem_owner_type(owner)), "Extension") &&
-        hv_fhir_elem_parent(owner) == NULL && !has_choice(o, "value", 5) &&
+    if (otype == ty_extension && type_root && !has_choice(o, "value", 5) &&
         !json_object_object_get_ex(o, "extension", NULL))
         return 1;
     n = hv_fhir_elem_child_count(owner);
     for (i = 0; i < n; i++) {
         const hv_fhir_elem_t *c = hv_fhir_elem_child_at(owner, i);
-        const char *name = hv_fhir_elem_name(c);
-        size_t l = strlen(name);
+        const char *name;
+        size_t l;
         if (hv_fhir_elem_min(c) == 0) continue;
+        name = hv_fhir_elem_name(c);
+        l = strlen(name);
         if (l > 3 && strcmp(name + l - 3, "[x]") == 0 ? has_choice(o, name, l - 3)
                                                       : json_object_object_get_ex(o, name, NULL))
             continue;
@@ -1749,6 +1857,46 @@ static int resource_ok(ctx_t *c, res_t *r) {
               "%s left out: the message does not give %s.%s, which FHIR requires", r->type, r->type,
               missing);
     return 0;
+}
+
+/* splitmix64's finalizer: spreads a hash before it is summed with others. */
+static uint64_t mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/*
+ * A hash of a resource's content for its name-based id: the members of an object are
+ * summed (so the order they were written in does not matter), arrays hashed in order,
+ * values by their JSON text. Cheaper than writing the resource out and hashing the text.
+ */
+static uint64_t content_hash(uint64_t h, json_object *v, int depth) {
+    if (depth > 64) return h;
+    switch (json_object_get_type(v)) {
+    case json_type_object: {
+        uint64_t sum = 0;
+        json_object_object_foreach(v, key, val) {
+            uint64_t m = fnv(FNV0, key, strlen(key));
+            sum += mix64(content_hash(m, val, depth + 1));
+        }
+        return fnv(fnv(h, "{", 1), &sum, sizeof(sum));
+    }
+    case json_type_array: {
+        size_t i, n = json_object_array_length(v);
+        h = fnv(h, "[", 1);
+        for (i = 0; i < n; i++) h = content_hash(h, json_object_array_get_idx(v, i), depth + 1);
+        return fnv(h, "]", 1);
+    }
+    case json_type_string:
+        return fnv(fnv(h, "s", 1), json_object_get_string(v), (size_t)json_object_get_string_len(v));
+    case json_type_null:
+        return fnv(h, "n", 1);
+    default: {
+        const char *t = json_object_get_string(v); /* numbers and booleans: their JSON text */
+        return fnv(fnv(h, "v", 1), t, strlen(t));
+    }
+    }
 }
 
 static void uuid_from(uint64_t a, uint64_t b, char out[37]) {
@@ -1801,26 +1949,22 @@ static int business_id(json_object *res, const char **sys, const char **val) {
     return *val != NULL;
 }
 
-/* Rewrites "#hvtmp-N" references to the final fullUrl; a reference to a resource left
- * out is removed (prune then drops the empty Reference). */
-static void rewrite_refs(ctx_t *c, json_object *o) {
-    if (json_object_is_type(o, json_type_object)) {
-        const char *ref = hv_json_get_str(o, "reference");
-        if (ref != NULL && strncmp(ref, "#hvtmp-", 7) == 0) {
-            size_t k = strtoul(ref + 7, NULL, 10);
-            while (k < c->nres && c->res[k].merged_into >= 0) k = (size_t)c->res[k].merged_into;
-            if (k < c->nres && !c->res[k].dropped && c->res[k].full_url)
-                hv_json_set_str(o, "reference", c->res[k].full_url);
-            else
-                json_object_object_del(o, "reference");
+/* Rewrites the "#hvtmp-N" references to the final fullUrl; a reference to a resource left
+ * out is removed (the resource that held it is marked dirty, to be cleaned again). */
+static void rewrite_refs(ctx_t *c) {
+    size_t i;
+    for (i = 0; i < c->nrefs; i++) {
+        struct refent *e = &c->refs[i];
+        size_t k = e->target;
+        if (!e->live || c->res[e->owner].dropped) continue;
+        while (k < c->nres && c->res[k].merged_into >= 0) k = (size_t)c->res[k].merged_into;
+        if (k < c->nres && !c->res[k].dropped && c->res[k].full_url) {
+            hv_json_set_str(e->holder, "reference", c->res[k].full_url);
+        } else {
+            json_object_object_del(e->holder, "reference");
+            c->res[e->owner].dirty = 1;
         }
-        json_object_object_foreach(o, key, v) {
-            (void)key;
-            rewrite_refs(c, v);
-        }
-    } else if (json_object_is_type(o, json_type_array)) {
-        size_t i;
-        for (i = 0; i < json_object_array_length(o); i++) rewrite_refs(c, json_object_array_get_idx(o, i));
+        e->live = 0;
     }
 }
 
@@ -1870,7 +2014,7 @@ static void merge_a40(ctx_t *c, res_t *survivor) {
         links = json_object_new_array();
         l = json_object_new_object();
         ref = json_object_new_object();
-        hv_json_set_str(ref, "reference", survivor->tmp);
+        hv_json_set_str(ref, "reference", ref_to(survivor));
         hv_json_set(l, "other", ref);
         hv_json_set_str(l, "type", "replaced-by");
         json_object_array_add(links, l);
@@ -1878,7 +2022,7 @@ static void merge_a40(ctx_t *c, res_t *survivor) {
         links = json_object_new_array();
         l = json_object_new_object();
         ref = json_object_new_object();
-        hv_json_set_str(ref, "reference", old->tmp);
+        hv_json_set_str(ref, "reference", ref_to(old));
         hv_json_set(l, "other", ref);
         hv_json_set_str(l, "type", "replaces");
         json_object_array_add(links, l);
@@ -1908,7 +2052,7 @@ static void provenance_targets(ctx_t *c) {
             hv_json_set(p->obj, "target", arr);
         }
         for (j = 0; j < c->nres; j++) {
-            const res_t *t = &c->res[j];
+            res_t *t = &c->res[j];
             json_object *ref;
             /* The message header's own resources (sender, software, the engine as agent) are
              * what the Provenance is about, not what the message wrote. */
@@ -1916,7 +2060,7 @@ static void provenance_targets(ctx_t *c) {
                 !strcmp(t->seg, "SFT") || !strcmp(t->seg, "EVN"))
                 continue;
             ref = json_object_new_object();
-            hv_json_set_str(ref, "reference", t->tmp);
+            hv_json_set_str(ref, "reference", ref_to(t));
             json_object_array_add(arr, ref);
         }
     }
@@ -1940,22 +2084,52 @@ static void provenance_dedupe(json_object *prov) {
     }
 }
 
-/* Removes references to resources that were left out (still in "#hvtmp-N" form). */
-static void drop_dangling(ctx_t *c, json_object *o) {
+/* Finds the "#hvtmp-N" references of resource `owner` (its JSON tree, once, when the mapping
+ * of the message is done) and records each with its holder object. */
+static void collect_refs(ctx_t *c, json_object *o, size_t owner, int depth) {
+    if (depth > 64) return;
     if (json_object_is_type(o, json_type_object)) {
-        const char *ref = hv_json_get_str(o, "reference");
-        if (ref != NULL && strncmp(ref, "#hvtmp-", 7) == 0) {
-            size_t k = strtoul(ref + 7, NULL, 10);
-            if (k >= c->nres || (c->res[k].dropped && c->res[k].merged_into < 0))
-                json_object_object_del(o, "reference");
+        json_object *rv = NULL;
+        if (json_object_object_get_ex(o, "reference", &rv) && json_object_is_type(rv, json_type_string) &&
+            strncmp(json_object_get_string(rv), "#hvtmp-", 7) == 0) {
+            if (c->nrefs == c->caprefs) {
+                size_t nc = c->caprefs ? 2 * c->caprefs : 64;
+                struct refent *n = hv_realloc(c->refs, nc * sizeof(*n));
+                if (n == NULL) return; /* ENOMEM: the reference stays (the validator names it) */
+                c->refs = n;
+                c->caprefs = nc;
+            }
+            c->refs[c->nrefs].holder = json_object_get(o);
+            c->refs[c->nrefs].owner = owner;
+            c->refs[c->nrefs].target = strtoul(json_object_get_string(rv) + 7, NULL, 10);
+            c->refs[c->nrefs].live = 1;
+            c->nrefs++;
         }
         json_object_object_foreach(o, key, v) {
             (void)key;
-            drop_dangling(c, v);
+            if (json_object_is_type(v, json_type_object) || json_object_is_type(v, json_type_array))
+                collect_refs(c, v, owner, depth + 1);
         }
     } else if (json_object_is_type(o, json_type_array)) {
         size_t i;
-        for (i = 0; i < json_object_array_length(o); i++) drop_dangling(c, json_object_array_get_idx(o, i));
+        for (i = 0; i < json_object_array_length(o); i++)
+            collect_refs(c, json_object_array_get_idx(o, i), owner, depth + 1);
+    }
+}
+
+/* Removes the references to resources left out (target `only`, or any when SIZE_MAX) and
+ * marks the resources that held them dirty (to be cleaned again). */
+static void drop_dangling(ctx_t *c, size_t only) {
+    size_t i;
+    for (i = 0; i < c->nrefs; i++) {
+        struct refent *e = &c->refs[i];
+        size_t k = e->target;
+        if (!e->live || (only != SIZE_MAX && k != only)) continue;
+        if (k >= c->nres || (c->res[k].dropped && c->res[k].merged_into < 0)) {
+            json_object_object_del(e->holder, "reference");
+            e->live = 0;
+            c->res[e->owner].dirty = 1;
+        }
     }
 }
 
@@ -1980,7 +2154,7 @@ static void link_to(ctx_t *c, res_t *r, const char *name, res_t *target) {
         if (strcmp(hv_fhir_type_name(hv_fhir_elem_target_at(e, 0, i)), target->type) == 0) break;
     if (i == n) return;
     ref = json_object_new_object();
-    hv_json_set_str(ref, "reference", target->tmp);
+    hv_json_set_str(ref, "reference", ref_to(target));
     hv_json_set(r->obj, name, ref);
 }
 
@@ -2069,18 +2243,27 @@ static int finish(ctx_t *c, json_object **bundle_out, hv_error_t *err) {
     }
     provenance_targets(c);
     /* Leaving one resource out can leave another without a reference it requires
-     * (Provenance.target): repeat until nothing changes. */
+     * (Provenance.target): repeat until nothing changes. The references are found once;
+     * the first pass cleans every resource, a later pass only those that lost a reference
+     * to a resource left out (clean_node is idempotent, and only that changes a resource
+     * between passes). A resource left out takes the references to it away at once, so
+     * the resources after it in the same pass are checked without them. */
+    for (i = 0; i < c->nres; i++)
+        if (!c->res[i].dropped) collect_refs(c, c->res[i].obj, i, 0);
+    drop_dangling(c, SIZE_MAX);
     for (pass = 0, changed = 1; changed && pass < 8; pass++) {
         changed = 0;
         for (i = 0; i < c->nres; i++) {
             res_t *r = &c->res[i];
             if (r->dropped) continue;
-            drop_dangling(c, r->obj);
+            if (pass > 0 && !r->dirty) continue;
+            r->dirty = 0;
             /* Lenient mode keeps the message's patient even when PID gave nothing (it is linked). */
             if ((json_object_object_length(r->obj) <= 1 && !(c->lenient && r == patient)) ||
                 !resource_ok(c, r)) {
                 r->dropped = 1;
                 changed = 1;
+                drop_dangling(c, i);
             }
         }
     }
@@ -2103,7 +2286,6 @@ static int finish(ctx_t *c, json_object **bundle_out, hv_error_t *err) {
             h1 = fnv(FNV0, b.data, b.len);
             h2 = fnv(h1 ^ 0x9e3779b97f4a7c15ULL, b.data, b.len);
         } else {
-            hv_buf_t body;
             h1 = fnv(pkey, r->type, strlen(r->type));
             if (r->order_key != NULL && strcmp(r->type, "Patient") != 0 &&
                 strcmp(r->type, "Practitioner") != 0 && strcmp(r->type, "Organization") != 0) {
@@ -2111,19 +2293,26 @@ static int finish(ctx_t *c, json_object **bundle_out, hv_error_t *err) {
                 h1 = fnv(h1, r->order_key, strlen(r->order_key));
                 h1 = fnv(h1, &r->ordinal, sizeof(r->ordinal));
             } else {
-                hv_buf_init(&body, 0);
-                hv_fhir_json_write(r->obj, 0, &body);
-                h1 = fnv(h1, body.data ? body.data : "", body.len);
-                hv_buf_release(&body);
+                h1 = content_hash(h1, r->obj, 0);
             }
             h2 = fnv(h1 ^ 0x9e3779b97f4a7c15ULL, r->type, strlen(r->type));
         }
         uuid_from(h1, h2, uuid);
-        r->full_url = hv_arena_sprintf(c->arena, "urn:uuid:%s", uuid);
+        r->full_url = hv_arena_alloc(c->arena, 9 + 37);
+        if (r->full_url != NULL) {
+            memcpy(r->full_url, "urn:uuid:", 9);
+            memcpy(r->full_url + 9, uuid, 37);
+        }
         if (b.len > 0) {
             r->request_url = hv_arena_strndup(c->arena, b.data, b.len);
         } else {
-            r->request_url = hv_arena_sprintf(c->arena, "%s/%s", r->type, uuid);
+            size_t tl = strlen(r->type);
+            r->request_url = hv_arena_alloc(c->arena, tl + 1 + 37);
+            if (r->request_url != NULL) {
+                memcpy(r->request_url, r->type, tl);
+                r->request_url[tl] = '/';
+                memcpy(r->request_url + tl + 1, uuid, 37);
+            }
             hv_json_set_str(r->obj, "id", uuid);
         }
         for (j = 0; j < i; j++) {
@@ -2135,14 +2324,15 @@ static int finish(ctx_t *c, json_object **bundle_out, hv_error_t *err) {
         }
     }
     hv_buf_release(&b);
+    rewrite_refs(c);
     entries = json_object_new_array();
     for (i = 0; i < c->nres; i++) {
         res_t *r = &c->res[i];
         json_object *e, *req;
         if (r->dropped) continue;
-        rewrite_refs(c, r->obj);
+        /* Cleaned already; again only when a reference was removed here. */
         if (strcmp(r->type, "Provenance") == 0) provenance_dedupe(r->obj);
-        clean_node(r->obj, hv_fhir_type_root(hv_fhir_resource_type(r->type)), NULL);
+        if (r->dirty) clean_node(r->obj, hv_fhir_type_root(hv_fhir_resource_type(r->type)), NULL);
         e = json_object_new_object();
         hv_json_set_str(e, "fullUrl", r->full_url);
         hv_json_set(e, "resource", json_object_get(r->obj));
@@ -2190,6 +2380,63 @@ int hv_map_v2_to_fhir(const char *msg, size_t len, const hv_map_opts_t *opts, hv
     return map_once(msg, len, opts, out, err);
 }
 
+/*
+ * One mapping context is kept for the next message (of any thread): allocating and
+ * clearing its ~100 KB (resource table, element slots, arena) for every message cost
+ * more than mapping a short ADT. ctx_get hands out the kept one or a new one, cleared;
+ * ctx_put keeps it (when none is kept) or frees it.
+ */
+static _Atomic(ctx_t *) spare_ctx;
+
+static void ctx_free(ctx_t *c) {
+    if (c == NULL) return;
+    hv_free(c->refs);
+    hv_free(c->res);
+    hv_free(c->slots);
+    hv_buf_release(&c->tmp);
+    hv_arena_free(c->arena);
+    hv_free(c);
+}
+
+static ctx_t *ctx_get(void) {
+    ctx_t *c = atomic_exchange(&spare_ctx, NULL);
+    if (c != NULL) return c;
+    c = hv_calloc(1, sizeof(*c));
+    if (c == NULL) return NULL;
+    hv_buf_init(&c->tmp, 1u << 20);
+    c->arena = hv_arena_new(0);
+    /* Not zeroed: res_new clears each entry it hands out, and only those are read. */
+    c->res = hv_malloc(MAX_RESOURCES * sizeof(*c->res));
+    c->slot_mask = (1u << SLOT_BITS_MIN) - 1;
+    c->slots = hv_calloc(c->slot_mask + 1, sizeof(*c->slots));
+    if (c->arena == NULL || c->res == NULL || c->slots == NULL) {
+        ctx_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+static void ctx_put(ctx_t *c) {
+    ctx_t keep, *expected = NULL;
+    size_t i;
+    for (i = 0; i < c->nrefs; i++) json_object_put(c->refs[i].holder);
+    /* What outlives a message: the allocations; everything else starts from zero. */
+    hv_arena_reset(c->arena);
+    hv_buf_reset(&c->tmp);
+    if (c->tmp.cap > 64 * 1024) hv_buf_release(&c->tmp); /* a big message's buffer is not kept */
+    memset(c->slots, 0, (c->slot_mask + 1) * sizeof(*c->slots));
+    keep = *c;
+    memset(c, 0, sizeof(*c));
+    c->arena = keep.arena;
+    c->tmp = keep.tmp;
+    c->res = keep.res;
+    c->slots = keep.slots;
+    c->slot_mask = keep.slot_mask;
+    c->refs = keep.refs;
+    c->caprefs = keep.caprefs;
+    if (!atomic_compare_exchange_strong(&spare_ctx, &expected, c)) ctx_free(c);
+}
+
 static int map_once(const char *msg, size_t len, const hv_map_opts_t *opts, hv_map_result_t *out,
                     hv_error_t *err) {
     ctx_t *c = NULL;
@@ -2199,17 +2446,13 @@ static int map_once(const char *msg, size_t len, const hv_map_opts_t *opts, hv_m
     char group[256] = "";
     size_t i;
     int rc;
-    c = hv_calloc(1, sizeof(*c));
-    if (c == NULL) return HV_ENOMEM;
-    hv_buf_init(&c->tmp, 1u << 20);
-    c->arena = hv_arena_new(0);
-    c->res = hv_calloc(MAX_RESOURCES, sizeof(*c->res));
+    c = ctx_get();
+    if (c == NULL) {
+        hv_error_set(err, HV_ENOMEM, NULL, "out of memory");
+        return HV_ENOMEM;
+    }
     c->issues = json_object_new_array();
     c->bundle_obj = json_object_new_object();
-    if (c->arena == NULL || c->res == NULL) {
-        rc = HV_ENOMEM;
-        goto out;
-    }
     if (opts != NULL && opts->tables != NULL) {
         c->t = opts->tables;
     } else if (opts != NULL && opts->override_file != NULL) {
@@ -2251,13 +2494,10 @@ out:
     if (bundle != NULL) json_object_put(bundle);
     if (c != NULL) {
         for (i = 0; i < c->nres; i++) json_object_put(c->res[i].obj);
-        hv_free(c->res);
         json_object_put(c->issues);
         json_object_put(c->bundle_obj);
         if (c->explain) json_object_put(c->explain);
-        hv_buf_release(&c->tmp);
-        hv_arena_free(c->arena);
-        hv_free(c);
+        ctx_put(c);
     }
     hv__map_tables_free(own);
     if (rc == HV_ENOMEM) hv_error_set(err, HV_ENOMEM, NULL, "out of memory");

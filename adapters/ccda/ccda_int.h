@@ -162,6 +162,7 @@ void hv__ccda_anesthesia(hv__ccda_ctx_t *c, xmlNodePtr section, struct json_obje
 void hv__ccda_assessments(hv__ccda_ctx_t *c, xmlNodePtr section, struct json_object *refs);
 void hv__ccda_family_history(hv__ccda_ctx_t *c, xmlNodePtr section, struct json_object *refs);
 void hv__ccda_medical_equipment(hv__ccda_ctx_t *c, xmlNodePtr section, struct json_object *refs);
+void hv__ccda_nutrition(hv__ccda_ctx_t *c, xmlNodePtr section, struct json_object *refs);
 void hv__ccda_plan_of_care(hv__ccda_ctx_t *c, xmlNodePtr section, struct json_object *refs);
 
 #endif

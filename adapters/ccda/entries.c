@@ -117,12 +117,23 @@ static void low_high(hv__ccda_ctx_t *c, xmlNodePtr n, struct json_object **low,
     *high = hv__ccda_ts_json(c, hv__ccda_child(et, "high"), 0);
 }
 
+/* An assigned entity/author names a person when it has an assignedPerson, or — not being
+ * a device — an id that is not a nullFlavor (a clinician known by NPI, whose name the
+ * document leaves out). */
+static int names_person(xmlNodePtr a) {
+    if (hv__ccda_child(a, "assignedPerson") != NULL) return 1;
+    if (hv__ccda_child(a, "assignedAuthoringDevice") != NULL) return 0;
+    for (xmlNodePtr id = hv__ccda_child(a, "id"); id != NULL; id = hv__ccda_next(id, "id"))
+        if (hv__ccda_attr(id, "nullFlavor") == NULL && hv__ccda_attr(id, "root") != NULL) return 1;
+    return 0;
+}
+
 struct json_object *hv__ccda_entry_actor(hv__ccda_ctx_t *c, xmlNodePtr entry) {
     static const char *const roles[][2] = {{"performer", "assignedEntity"},
                                            {"author", "assignedAuthor"}};
     for (size_t i = 0; i < HV_ARRAY_LEN(roles); i++) {
         xmlNodePtr a = hv__ccda_child(hv__ccda_child(entry, roles[i][0]), roles[i][1]);
-        if (a == NULL || hv__ccda_child(a, "assignedPerson") == NULL) continue;
+        if (a == NULL || !names_person(a)) continue;
         const char *url = hv__ccda_practitioner(c, a);
         if (url != NULL) return hv__ccda_ref(url);
     }
@@ -610,6 +621,35 @@ void hv__ccda_assessments(hv__ccda_ctx_t *c, xmlNodePtr section, struct json_obj
     }
 }
 
+/* Nutrition (.2.57): each Nutritional Status Observation (.4.124) → Observation (category
+ * exam), and the Nutrition Assessments (.4.138) it holds → Observation (category survey);
+ * the assessment takes the status observation's time when it has none of its own. */
+static void nutrition_status(hv__ccda_ctx_t *c, xmlNodePtr obs, struct json_object *refs, void *ud) {
+    (void)ud;
+    const char *url = observation(c, obs, "exam", NULL);
+    struct json_object *time = NULL;
+    add_ref(refs, url);
+    time = hv__ccda_ts_json(c, hv__ccda_child(obs, "effectiveTime"), 0);
+    for (xmlNodePtr er = hv__ccda_child(obs, "entryRelationship"); er != NULL;
+         er = hv__ccda_next(er, "entryRelationship")) {
+        xmlNodePtr a = hv__ccda_child(er, "observation");
+        if (a != NULL && hv__ccda_has_template(a, E("138")))
+            add_ref(refs, observation(c, a, "survey", time != NULL ? json_object_get_string(time) : NULL));
+    }
+    json_object_put(time);
+}
+
+void hv__ccda_nutrition(hv__ccda_ctx_t *c, xmlNodePtr section, struct json_object *refs) {
+    static const char *const t[] = {E("124"), NULL};
+    static const char *const a[] = {E("138"), NULL};
+    walk(c, section, t, nutrition_status, refs, NULL, 0);
+    /* Assessments recorded directly as entries of the section. */
+    for (xmlNodePtr e = hv__ccda_child(section, "entry"); e != NULL; e = hv__ccda_next(e, "entry")) {
+        xmlNodePtr o = hv__ccda_child(e, "observation");
+        if (o != NULL && hv__ccda_has_template(o, a[0])) add_ref(refs, observation(c, o, "survey", NULL));
+    }
+}
+
 /* ---- family history and medical equipment ------------------------------------------- */
 
 /* Family History Organizer (.4.45) → FamilyMemberHistory; its Family History
@@ -767,6 +807,31 @@ void hv__ccda_anesthesia(hv__ccda_ctx_t *c, xmlNodePtr section, struct json_obje
 
 /* ---- encounters ---------------------------------------------------------------------- */
 
+/* A participant typeCode LOC with a Service Delivery Location (.4.32) → Location: the
+ * playing entity's name, the HSLOC type, address and telecom. NULL when it names nothing. */
+static const char *service_location(hv__ccda_ctx_t *c, xmlNodePtr participant) {
+    xmlNodePtr role = hv__ccda_child(participant, "participantRole");
+    const char *tc = hv__ccda_attr(participant, "typeCode");
+    if (role == NULL || !eq(tc, "LOC")) return NULL;
+    struct json_object *l = json_object_new_object();
+    char *name = hv__ccda_text(c, hv__ccda_child(hv__ccda_child(role, "playingEntity"), "name"));
+    set_if(l, "identifier", hv__ccda_identifiers(c, role));
+    if (name != NULL) hv_json_set_str(l, "name", name);
+    struct json_object *type = hv__ccda_concept(c, hv__ccda_child(role, "code"));
+    if (type != NULL) hv_json_set(l, "type", arr1(type));
+    xmlNodePtr addr = hv__ccda_child(role, "addr");
+    if (addr != NULL) set_if(l, "address", hv__ccda_address(c, addr));
+    set_if(l, "telecom", hv__ccda_all(c, role, "telecom", hv__ccda_telecom));
+    if (json_object_object_length(l) == 0) {
+        json_object_put(l);
+        return NULL;
+    }
+    /* The same place named by several encounters is one Location. */
+    return hv__ccda_add(c, "Location", l,
+                        hv_arena_sprintf(c->arena, "Location||%s",
+                                         json_object_to_json_string_ext(l, JSON_C_TO_STRING_PLAIN)));
+}
+
 static void encounter(hv__ccda_ctx_t *c, xmlNodePtr en, struct json_object *refs, void *ud) {
     (void)ud;
     struct json_object *e = json_object_new_object();
@@ -838,6 +903,32 @@ static void encounter(hv__ccda_ctx_t *c, xmlNodePtr en, struct json_object *refs
         hv_json_set(e, "diagnosis", dx);
     else
         json_object_put(dx);
+    /* Encounter performers → participant.individual; Service Delivery Locations (.4.32,
+     * participant typeCode LOC) → location. */
+    struct json_object *parts = json_object_new_array(), *locs = json_object_new_array();
+    for (xmlNodePtr pf = hv__ccda_child(en, "performer"); pf != NULL; pf = hv__ccda_next(pf, "performer")) {
+        xmlNodePtr a = hv__ccda_child(pf, "assignedEntity");
+        const char *url = a != NULL && names_person(a) ? hv__ccda_practitioner(c, a) : NULL;
+        if (url == NULL) continue;
+        struct json_object *p = json_object_new_object();
+        hv_json_set(p, "individual", hv__ccda_ref(url));
+        json_object_array_add(parts, p);
+    }
+    for (xmlNodePtr pt = hv__ccda_child(en, "participant"); pt != NULL; pt = hv__ccda_next(pt, "participant")) {
+        const char *url = service_location(c, pt);
+        if (url == NULL) continue;
+        struct json_object *l = json_object_new_object();
+        hv_json_set(l, "location", hv__ccda_ref(url));
+        json_object_array_add(locs, l);
+    }
+    if (json_object_array_length(parts) > 0)
+        hv_json_set(e, "participant", parts);
+    else
+        json_object_put(parts);
+    if (json_object_array_length(locs) > 0)
+        hv_json_set(e, "location", locs);
+    else
+        json_object_put(locs);
     add_ref(refs, hv__ccda_add(c, "Encounter", e, NULL));
 }
 

@@ -45,7 +45,9 @@ static const struct {
     {T("37"), hv__ccda_diagnoses},       {T("28"), hv__ccda_diagnoses},
     {T("25"), hv__ccda_anesthesia},      {T("14"), hv__ccda_assessments},
     {T("56"), hv__ccda_assessments},     {T("15"), hv__ccda_family_history},
-    {T("23"), hv__ccda_medical_equipment},
+    {T("23"), hv__ccda_medical_equipment}, {T("57"), hv__ccda_nutrition},
+    /* Reason for Referral: its Patient Referral Acts (.4.140, moodCode INT) are requests. */
+    {"1.3.6.1.4.1.19376.1.5.3.1.3.1", hv__ccda_plan_of_care},
 };
 
 /* Sections C-CDA R2.1 defines that are narrative only here (their entries, if any,
@@ -53,7 +55,7 @@ static const struct {
 static const char *const narrative_only[] = {
     T("8"),  T("9"),   T("12"), T("13"), T("18"), T("20"), T("21"),
     T("21.1"), T("26"), T("27"), T("29"), T("30"), T("31"),
-    T("39"),  T("40"), T("41"), T("42"), T("45"), T("57"), T("60"), T("64"),
+    T("39"),  T("40"), T("41"), T("42"), T("45"), T("60"), T("64"),
     T("61"), T("65"),  T("500"),
     "2.16.840.1.113883.10.20.2.10",          /* Physical Exam */
     "2.16.840.1.113883.10.20.2.5",           /* General Status */
@@ -67,7 +69,6 @@ static const char *const narrative_only[] = {
     "1.3.6.1.4.1.19376.1.5.3.1.3.4",         /* History of Present Illness */
     "1.3.6.1.4.1.19376.1.5.3.1.3.18",        /* Review of Systems */
     "1.3.6.1.4.1.19376.1.5.3.1.3.5",         /* Hospital Course */
-    "1.3.6.1.4.1.19376.1.5.3.1.3.1",         /* Reason for Referral */
     "1.3.6.1.4.1.19376.1.5.3.1.1.21.2.9",    /* Subjective */
     "1.3.6.1.4.1.19376.1.5.3.1.1.16.2.1",    /* Objective */
     "1.3.6.1.4.1.19376.1.5.3.1.1.9.15",      /* Hospital Discharge Physical */

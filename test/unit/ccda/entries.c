@@ -343,6 +343,98 @@ static void ccda_sections_reference_their_resources_and_validate(void **state) {
     hv_fhir_validator_free(v);
 }
 
+/* Nutrition, Reason for Referral, and the people and places of an encounter (a document of
+ * its own, so that the other tests' resource positions stay as they are). */
+static const char body2[] =
+    SEC("57",
+        "<entry><observation classCode=\"OBS\" moodCode=\"EVN\">" TID("124")
+        "<code code=\"75305-3\" " LOINC "/><statusCode code=\"completed\"/>"
+        "<effectiveTime value=\"20130512\"/><value xsi:type=\"CD\" code=\"248324001\" " SCT "/>"
+        "<entryRelationship typeCode=\"SUBJ\"><observation classCode=\"OBS\" moodCode=\"EVN\">" TID("138")
+        "<id root=\"ab1791b0-5c71-11db-b0de-0800200c9a66\"/><code code=\"75303-8\" " LOINC "/>"
+        "<statusCode code=\"completed\"/><value xsi:type=\"CD\" code=\"386619000\" " SCT "/>"
+        "<author>" TID("119") "<time value=\"20130512\"/><assignedAuthor>"
+        "<id root=\"2.16.840.1.113883.4.6\" extension=\"333444444\"/>"
+        "<code code=\"246Q00000X\" codeSystem=\"2.16.840.1.113883.6.101\"/></assignedAuthor></author>"
+        "</observation></entryRelationship></observation></entry>")
+    "<component><section><templateId root=\"1.3.6.1.4.1.19376.1.5.3.1.3.1\"/><title>Referral</title>"
+    "<text>r</text><entry><act classCode=\"PCPR\" moodCode=\"INT\">" TID("140")
+    "<id root=\"70bdd7db-e02d-4eff-9829-35e3b7d9e154\"/><code code=\"44383000\" " SCT "/>"
+    "<statusCode code=\"active\"/><effectiveTime value=\"20130311\"/></act></entry></section></component>\n"
+    SEC("22.1",
+        "<entry><encounter classCode=\"ENC\" moodCode=\"EVN\">" TID("49")
+        "<code code=\"99213\" codeSystem=\"2.16.840.1.113883.6.12\"/><effectiveTime value=\"20120806\"/>"
+        "<performer><assignedEntity><id root=\"2.16.840.1.113883.4.6\" extension=\"555\"/>"
+        "<code code=\"59058001\" " SCT "/><assignedPerson><name><given>Ann</given><family>Lee</family>"
+        "</name></assignedPerson></assignedEntity></performer>"
+        "<participant typeCode=\"LOC\"><participantRole classCode=\"SDLOC\">" TID("32")
+        "<code code=\"1060-3\" codeSystem=\"2.16.840.1.113883.6.259\"/><addr><city>Blue Bell</city></addr>"
+        "<playingEntity classCode=\"PLC\"><name>Good Health Clinic</name></playingEntity>"
+        "</participantRole></participant></encounter></entry>");
+
+/* The resource of a type whose path has the value (a new reference), or a failure. */
+static struct json_object *find(struct json_object *bundle, const char *type, const char *path,
+                                const char *want) {
+    struct json_object *a = test_resources(bundle, type), *r = NULL;
+    for (size_t i = 0; i < json_object_array_length(a) && r == NULL; i++) {
+        const char *got = at(json_object_array_get_idx(a, i), path);
+        if (got != NULL && strcmp(got, want) == 0) r = json_object_get(json_object_array_get_idx(a, i));
+    }
+    json_object_put(a);
+    if (r == NULL) fail_msg("no %s with %s = %s", type, path, want);
+    return r;
+}
+
+static void ccda_nutrition_referral_and_encounter_people_and_places(void **state) {
+    (void)state;
+    char *doc = test_doc(body2);
+    hv_map_result_t m = test_map(doc);
+    free(doc);
+    /* Nutritional Status (.4.124) and the Nutrition Assessment (.4.138) it holds, which takes
+     * its time; its author, known by NPI only, is a Practitioner with the specialty. */
+    struct json_object *st = nth(m.bundle, "Observation", 0), *as = nth(m.bundle, "Observation", 1);
+    EXPECT(st, "code.coding.0.code", "75305-3");
+    EXPECT(st, "valueCodeableConcept.coding.0.code", "248324001");
+    EXPECT(st, "effectiveDateTime", "2013-05-12");
+    EXPECT(as, "code.coding.0.code", "75303-8");
+    EXPECT(as, "valueCodeableConcept.coding.0.code", "386619000");
+    EXPECT(as, "effectiveDateTime", "2013-05-12");
+    assert_non_null(at(as, "performer.0.reference"));
+    struct json_object *pr = find(m.bundle, "Practitioner", "identifier.0.value", "333444444");
+    EXPECT(pr, "identifier.0.value", "333444444");
+    EXPECT(pr, "qualification.0.code.coding.0.code", "246Q00000X");
+    /* Patient Referral Act (.4.140, INT) → ServiceRequest. */
+    struct json_object *sr = nth(m.bundle, "ServiceRequest", 0);
+    EXPECT(sr, "code.coding.0.code", "44383000");
+    EXPECT(sr, "intent", "plan");
+    EXPECT(sr, "occurrenceDateTime", "2013-03-11");
+    /* Encounter performer → participant; Service Delivery Location (.4.32) → Location. */
+    struct json_object *e = nth(m.bundle, "Encounter", 0), *loc = nth(m.bundle, "Location", 0);
+    struct json_object *doc_pr = find(m.bundle, "Practitioner", "identifier.0.value", "555");
+    assert_non_null(at(e, "participant.0.individual.reference"));
+    assert_non_null(at(e, "location.0.location.reference"));
+    EXPECT(doc_pr, "name.0.family", "Lee");
+    EXPECT(doc_pr, "qualification.0.code.coding.0.code", "59058001");
+    EXPECT(loc, "name", "Good Health Clinic");
+    EXPECT(loc, "type.0.coding.0.code", "1060-3");
+    EXPECT(loc, "address.city", "Blue Bell");
+    hv_fhir_validator_t *v = hv_fhir_validator_new();
+    struct json_object *oo = NULL;
+    int errors = -1;
+    assert_int_equal(hv_fhir_validate(v, m.bundle, NULL, 0, &oo, &errors), HV_OK);
+    if (errors != 0) fail_msg("validation errors: %s", json_object_to_json_string(oo));
+    json_object_put(oo);
+    hv_fhir_validator_free(v);
+    json_object_put(st);
+    json_object_put(as);
+    json_object_put(pr);
+    json_object_put(sr);
+    json_object_put(e);
+    json_object_put(loc);
+    json_object_put(doc_pr);
+    hv_map_result_free(&m);
+}
+
 int run_entries_tests(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(ccda_problems_keep_status_onset_and_negation),
@@ -354,6 +446,7 @@ int run_entries_tests(void) {
         cmocka_unit_test(ccda_vitals_encounters_social_and_plan),
         cmocka_unit_test(ccda_family_history_and_equipment),
         cmocka_unit_test(ccda_sections_reference_their_resources_and_validate),
+        cmocka_unit_test(ccda_nutrition_referral_and_encounter_people_and_places),
     };
     return cmocka_run_group_tests_name("ccda_entries", tests, setup, teardown);
 }
