@@ -34,7 +34,9 @@ static void register_providers(hv_engine_t *e) {
         const hv_module_t *m = e->modules[i];
         size_t n = strlen(m->name);
         void *st = NULL;
-        if (n > 9 && strcmp(m->name + n - 9, "-channels") == 0 && m->init != NULL) m->init(e, &st);
+        if (n > 9 && strcmp(m->name + n - 9, "-channels") == 0 && m->init != NULL &&
+            m->init(e, &st) == HV_OK && st != NULL && m->free != NULL)
+            m->free(e, st); /* the registrations stay; commands keep no module state */
     }
 }
 
