@@ -169,22 +169,31 @@ static int dsub_read_job(hv_db_t *db, void *arg) {
         rc = hv__lease_take(db, rt, "event-sub", s->name, 0, &s->lease_until, &s->held);
         if (rc != HV_OK || !s->held) return rc;
     }
-    rc = hv_db_prepare(db,
-                       "INSERT INTO chan_event_cursors (name, last_id) SELECT $1, COALESCE(MAX(id), 0)"
-                       " FROM chan_events WHERE 1 = 1 ON CONFLICT (name) DO NOTHING",
-                       &st);
-    if (rc != HV_OK) return rc;
-    hv_db_bind_text(st, 1, s->name, strlen(s->name));
-    rc = hv_db_step(st);
-    hv_db_done(st);
-    if (rc < 0) return rc;
-    rc = hv_db_prepare(db, "SELECT last_id FROM chan_event_cursors WHERE name = $1", &st);
-    if (rc != HV_OK) return rc;
-    hv_db_bind_text(st, 1, s->name, strlen(s->name));
-    rc = hv_db_step(st);
-    if (rc == HV_DB_ROW) s->cursor = hv_db_column_int64(st, 0);
-    hv_db_done(st);
-    if (rc < 0) return rc;
+    for (int pass = 0; pass < 2; pass++) {
+        int found;
+        rc = hv_db_prepare(db, "SELECT last_id FROM chan_event_cursors WHERE name = $1", &st);
+        if (rc != HV_OK) return rc;
+        hv_db_bind_text(st, 1, s->name, strlen(s->name));
+        rc = hv_db_step(st);
+        found = rc == HV_DB_ROW;
+        if (found) s->cursor = hv_db_column_int64(st, 0);
+        hv_db_done(st);
+        if (rc < 0) return rc;
+        if (found) break;
+        if (pass == 1) return HV_EDB;
+        /* The first subscription: the cursor starts at the newest event (another process
+         * may make it at the same moment: then its row stands). */
+        rc = hv_db_prepare(db,
+                           "INSERT INTO chan_event_cursors (name, last_id) SELECT $1,"
+                           " COALESCE(MAX(id), 0) FROM chan_events WHERE 1 = 1"
+                           " ON CONFLICT (name) DO NOTHING",
+                           &st);
+        if (rc != HV_OK) return rc;
+        hv_db_bind_text(st, 1, s->name, strlen(s->name));
+        rc = hv_db_step(st);
+        hv_db_done(st);
+        if (rc < 0) return rc;
+    }
     s->acked = s->cursor;
     rc = hv_db_prepare(db,
                        "SELECT id, type, payload, created_at FROM chan_events WHERE id > $1"
@@ -315,6 +324,7 @@ static void dsub_offer_next(hv_event_sub_t *s) {
 
 static void dsub_read_done(int status, void *arg) {
     hv_event_sub_t *s = arg;
+    if (status != HV_OK) s->failed = 1; /* the poll timer tries again */
     if (s->dead || status != HV_OK || !s->held) {
         dsub_rows_free(s);
         dsub_idle(s);
@@ -333,7 +343,10 @@ static void dsub_kick(hv_event_sub_t *s) {
     }
     if (rt->storage == NULL || rt->stopped) return;
     s->busy = 1;
-    if (hv_storage_submit(rt->storage, dsub_read_job, dsub_read_done, s) != HV_OK) s->busy = 0;
+    if (hv_storage_submit(rt->storage, dsub_read_job, dsub_read_done, s) != HV_OK) {
+        s->busy = 0;
+        s->failed = 1; /* the store is busy: the poll timer tries again */
+    }
 }
 
 static void dsub_kick_all(hv__bus_t *b) {
@@ -345,7 +358,22 @@ static void dsub_kick_all(hv__bus_t *b) {
     }
 }
 
-static void on_poll(uv_timer_t *t) { dsub_kick_all(t->data); }
+/* Shared store: every subscriber looks for other processes' events. Alone: only the
+ * subscribers whose last delivery failed try again (local publishes kick the others). */
+static void on_poll(uv_timer_t *t) {
+    hv__bus_t *b = t->data;
+    hv_event_sub_t *s, *next;
+    if (b->rt->shared) {
+        dsub_kick_all(b);
+        return;
+    }
+    for (s = b->dsubs; s != NULL; s = next) {
+        next = s->next;
+        if (!s->failed) continue;
+        s->failed = 0;
+        dsub_kick(s);
+    }
+}
 
 int hv_event_subscribe_durable(hv_engine_t *e, const char *name, const char *pattern,
                                hv_event_cb fn, void *ud, hv_event_sub_t **out) {

@@ -1,8 +1,8 @@
 /*
  * channel.c — HL7 v2 for the channel runtime (engine.h "Channels"): registers the
  * `mllp` source (source.c), the `mllp-send` destination and the "hl7v2" path
- * syntax of filter rules, from the small module hv_hl7v2_channels_module, which
- * also owns the MLLP counters of /metrics that every mllp source adds to.
+ * syntax of filter rules, from the small module hv_hl7v2_channels_module (it
+ * registers only: `channel validate` and `channel test` call its init).
  *
  * The mllp source itself is described in source.c.
  *
@@ -182,47 +182,14 @@ static const hv_channel_dest_t mllp_send = {"mllp-send", msend_check, msend_open
 /* The module: registrations, and the MLLP counters of every mllp source      */
 /* ------------------------------------------------------------------------- */
 
-static double gauge_connections(void *ud) { return (double)((hv__hl7v2_metrics_t *)ud)->nconns; }
-
-hv__hl7v2_metrics_t *hv__hl7v2_metrics(hv_engine_t *e) {
-    return hv_engine_module_state(e, "hl7v2-channels");
-}
-
 static int channels_init(hv_engine_t *e, void **state) {
-    hv_metrics_t *mt = hv_engine_metrics(e);
-    hv__hl7v2_metrics_t *m = NULL;
     int rc = hv_channel_register_paths(e, &hl7_paths);
     if (rc == HV_OK) rc = hv_channel_register_dest(e, &mllp_send);
     if (rc == HV_OK) rc = hv_channel_register_source(e, &hv__hl7v2_mllp_source);
-    if (rc != HV_OK) return rc;
-    m = hv_calloc(1, sizeof(*m));
-    if (m == NULL) return HV_ENOMEM;
-    if (mt != NULL) {
-        m->received = hv_metrics_counter(mt, "hv_hl7v2_messages_received_total",
-                                         "MLLP frames received (all mllp sources)", NULL);
-        m->stored = hv_metrics_counter(mt, "hv_hl7v2_messages_stored_total",
-                                       "messages stored and acknowledged", NULL);
-        m->rejected = hv_metrics_counter(mt, "hv_hl7v2_messages_rejected_total",
-                                         "messages answered AR/CR (unparseable)", NULL);
-        m->duplicates = hv_metrics_counter(mt, "hv_hl7v2_messages_duplicate_total",
-                                           "resends answered with the original ACK", NULL);
-        m->errors = hv_metrics_counter(mt, "hv_hl7v2_messages_error_total",
-                                       "messages answered AE (store busy or failed)", NULL);
-        m->tls_failed =
-            hv_metrics_counter(mt, "hv_hl7v2_mllp_tls_handshake_failures_total",
-                               "MLLP connections closed because the TLS handshake failed", NULL);
-        hv_metrics_gauge_fn(mt, "hv_hl7v2_mllp_connections", "open MLLP connections", NULL,
-                            gauge_connections, m);
-    }
-    *state = m;
-    return HV_OK;
-}
-
-static void channels_free(hv_engine_t *e, void *state) {
-    (void)e;
-    hv_free(state);
+    *state = NULL;
+    return rc;
 }
 
 const hv_module_t hv_hl7v2_channels_module = {
-    "hl7v2-channels", NULL, NULL, channels_init, NULL, NULL, channels_free,
+    "hl7v2-channels", NULL, NULL, channels_init, NULL, NULL, NULL,
 };

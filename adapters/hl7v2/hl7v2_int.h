@@ -21,13 +21,13 @@ hv_hl7v2_span_t hv__hl7v2_msh_field(const hv_hl7v2_msg_t *m, unsigned field);
  * the built-in one the module registers when no file has this id (module.c). */
 #define HV__HL7V2_CHANNEL "hl7v2-inbound"
 
-/* The MLLP counters of /metrics, shared by every mllp source (channel.c owns them). */
+/* The MLLP counters of /metrics, shared by every mllp source (the hl7v2 module's state, module.c). */
 typedef struct hv__hl7v2_metrics {
     hv_counter_t *received, *stored, *rejected, *duplicates, *errors, *tls_failed;
     size_t nconns; /* open MLLP connections of all mllp sources */
 } hv__hl7v2_metrics_t;
 
-/* The counters of the running engine; NULL when the hl7v2-channels module is not running. */
+/* The counters of the running engine; NULL when the hl7v2 module is not running (--services). */
 hv__hl7v2_metrics_t *hv__hl7v2_metrics(hv_engine_t *e);
 
 /* source.c: the `mllp` channel source. */

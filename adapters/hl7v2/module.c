@@ -1,6 +1,6 @@
 /*
- * module.c — the hl7v2 module: its settings and its CLI commands (cli.c). Under
- * `serve` it registers the built-in hl7v2-inbound channel (engine.h
+ * module.c — the hl7v2 module: its settings, its CLI commands (cli.c) and the
+ * MLLP counters of /metrics. Under `serve` it registers the built-in hl7v2-inbound channel (engine.h
  * hv_channel_register_builtin): an mllp source on mllp.listen (--mllp) with the
  * mllp.* and hl7v2.* settings, storing every message in the channel store and
  * acknowledging it after the commit. A file channels/hl7v2-inbound.json (the
@@ -132,18 +132,55 @@ out:
     return out;
 }
 
+static double gauge_connections(void *ud) { return (double)((hv__hl7v2_metrics_t *)ud)->nconns; }
+
+hv__hl7v2_metrics_t *hv__hl7v2_metrics(hv_engine_t *e) { return hv_engine_module_state(e, "hl7v2"); }
+
+/* The module's state: the MLLP counters of /metrics that every mllp source adds to. */
 static int hl7v2_init(hv_engine_t *e, void **state) {
+    hv_metrics_t *mt = hv_engine_metrics(e);
+    hv__hl7v2_metrics_t *m = NULL;
     char *json = NULL;
     int rc = HV_OK;
     *state = NULL;
-    if (!hv_config_bool(hv_engine_config(e), "mllp.enabled")) return HV_OK;
-    json = builtin_json(e);
-    if (json == NULL) return HV_ECONFIG;
-    rc = hv_channel_register_builtin(e, HV__HL7V2_CHANNEL, json);
-    hv_free(json);
-    return rc;
+    m = hv_calloc(1, sizeof(*m));
+    if (m == NULL) return HV_ENOMEM;
+    if (mt != NULL) {
+        m->received = hv_metrics_counter(mt, "hv_hl7v2_messages_received_total",
+                                         "MLLP frames received (all mllp sources)", NULL);
+        m->stored = hv_metrics_counter(mt, "hv_hl7v2_messages_stored_total",
+                                       "messages stored and acknowledged", NULL);
+        m->rejected = hv_metrics_counter(mt, "hv_hl7v2_messages_rejected_total",
+                                         "messages answered AR/CR (unparseable)", NULL);
+        m->duplicates = hv_metrics_counter(mt, "hv_hl7v2_messages_duplicate_total",
+                                           "resends answered with the original ACK", NULL);
+        m->errors = hv_metrics_counter(mt, "hv_hl7v2_messages_error_total",
+                                       "messages answered AE (store busy or failed)", NULL);
+        m->tls_failed =
+            hv_metrics_counter(mt, "hv_hl7v2_mllp_tls_handshake_failures_total",
+                               "MLLP connections closed because the TLS handshake failed", NULL);
+        hv_metrics_gauge_fn(mt, "hv_hl7v2_mllp_connections", "open MLLP connections", NULL,
+                            gauge_connections, m);
+    }
+    if (hv_config_bool(hv_engine_config(e), "mllp.enabled")) {
+        json = builtin_json(e);
+        rc = json != NULL ? hv_channel_register_builtin(e, HV__HL7V2_CHANNEL, json) : HV_ECONFIG;
+        hv_free(json);
+    }
+    if (rc != HV_OK) {
+        hv_free(m);
+        return rc;
+    }
+    *state = m;
+    return HV_OK;
+}
+
+/* After the channels module (listed later, freed earlier): no mllp source runs any more. */
+static void hl7v2_free(hv_engine_t *e, void *state) {
+    (void)e;
+    hv_free(state);
 }
 
 const hv_module_t hv_hl7v2_module = {
-    "hl7v2", settings, hv__hl7v2_commands, hl7v2_init, NULL, NULL, NULL,
+    "hl7v2", settings, hv__hl7v2_commands, hl7v2_init, NULL, NULL, hl7v2_free,
 };
