@@ -238,7 +238,7 @@ class ConsoleBrowserTest(EngineTestCase):
                                   headers=dict(auth, **{"Content-Type": "application/json"}))
         self.assertEqual(st, 201, body)
         json_id = json.loads(body)["id"]
-        big = json.dumps({"resourceType": "Binary", "data": "A" * (50 << 20)})
+        big = json.dumps({"resourceType": "Binary", "data": "A" * (8 << 20)})
         st, _, body = eng.request("POST", "/channels/json/in", body=big,
                                   headers=dict(auth, **{"Content-Type": "application/json"}), timeout=60)
         self.assertEqual(st, 201, body)
