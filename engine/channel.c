@@ -1097,8 +1097,8 @@ int hv__chans_reload(hv__chans_t *rt) {
     char **seen = NULL;
     size_t nseen = 0, i, j;
     int refused = 0;
-    if (d == NULL) return 0;
-    while ((de = readdir(d)) != NULL) {
+    /* A missing directory has no files; the built-in channels still run. */
+    while (d != NULL && (de = readdir(d)) != NULL) {
         char path[4096];
         hv__chan_conf_t *conf = NULL;
         hv__chan_t *cur;
@@ -1150,7 +1150,7 @@ int hv__chans_reload(hv__chans_t *rt) {
             refused++;
         }
     }
-    closedir(d);
+    if (d != NULL) closedir(d);
     /* Built-in channels whose id no file took: deployed from their text. The path
      * names them in errors and tells a built-in version from a file's. */
     for (i = 0; i < rt->engine->chan_reg.nbuiltins; i++) {
@@ -1192,8 +1192,9 @@ int hv__chans_reload(hv__chans_t *rt) {
             rt->builtin_refused++;
         }
     }
-    /* Channels whose file is gone are undeployed. */
-    for (i = rt->nchans; i-- > 0;) {
+    /* Channels whose file is gone are undeployed (not when the directory itself could
+     * not be read: a directory that vanished for a moment must not stop every channel). */
+    for (i = rt->nchans; d != NULL && i-- > 0;) {
         hv__chan_t *ch = rt->chans[i];
         int found = 0;
         for (j = 0; j < nseen; j++)
@@ -1338,6 +1339,32 @@ fail:
     return rc;
 }
 
+/* Deferred full-text indexing (hv__chan_fts_catch_up): a 250 ms tick indexes at most
+ * 4,096 messages in a job of their own, so that a search has little to catch up. */
+static int fts_job(hv_db_t *db, void *arg) {
+    hv__chans_t *rt = arg;
+    return hv__chan_fts_catch_up(db, rt, 4096);
+}
+
+static void fts_done(int status, void *arg) {
+    hv__chans_t *rt = arg;
+    (void)status; /* a failed catch-up is retried by the next tick or search */
+    rt->fts_busy = 0;
+}
+
+/* A tick indexes when the store has nothing else waiting, or when it skipped 5 s of
+ * ticks: bursts are acknowledged at the store's own rate and indexed after them, while
+ * under sustained load the backlog a search must catch up stays bounded. */
+static void on_fts_tick(uv_timer_t *t) {
+    hv__chans_t *rt = t->data;
+    if (rt->fts_busy || rt->stopped) return;
+    if (hv_storage_queued(rt->storage) > 0 && ++rt->fts_skipped < 20) return;
+    if (hv_storage_submit(rt->storage, fts_job, fts_done, rt) == HV_OK) {
+        rt->fts_busy = 1;
+        rt->fts_skipped = 0;
+    }
+}
+
 static int channels_start(hv_engine_t *e, void *state) {
     hv__chans_t *rt = state;
     uv_loop_t *loop = hv_engine_loop(e);
@@ -1359,6 +1386,12 @@ static int channels_start(hv_engine_t *e, void *state) {
     rt->timers_open = 1;
     uv_timer_init(loop, &rt->prune_timer);
     rt->prune_timer.data = rt;
+    uv_timer_init(loop, &rt->fts_timer);
+    rt->fts_timer.data = rt;
+    if (rt->fts) {
+        uv_timer_start(&rt->fts_timer, on_fts_tick, 250, 250);
+        uv_unref((uv_handle_t *)&rt->fts_timer);
+    }
     hv__chan_prune_start(rt);
     if (hv_config_bool(hv_engine_config(e), "channels.watch")) {
         uv_fs_event_init(loop, &rt->watch);
@@ -1398,6 +1431,7 @@ static void channels_stop(hv_engine_t *e, void *state) {
     if (rt->timers_open) {
         uv_close((uv_handle_t *)&rt->watch_timer, on_closed_noop);
         uv_close((uv_handle_t *)&rt->prune_timer, on_closed_noop);
+        uv_close((uv_handle_t *)&rt->fts_timer, on_closed_noop);
     }
     rt->watch_open = rt->timers_open = 0;
     hv__chan_waiters_stop(rt);

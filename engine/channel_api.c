@@ -518,6 +518,8 @@ static int list_job(hv_db_t *db, void *arg) {
         " AND ($4 = '' OR content_type = $4) AND received_at >= $5 AND received_at <= $6"
         " AND $7 = '' ORDER BY id DESC LIMIT $8";
     const char *sql = q->text == NULL ? sql_none : q->rt->fts ? sql_fts : sql_plain;
+    /* Indexing is deferred: first index what was stored since, so the search sees it all. */
+    if (sql == sql_fts && (rc = hv__chan_fts_catch_up(db, q->rt, 0)) != HV_OK) return rc;
     rc = hv_db_prepare(db, sql, &st);
     if (rc != HV_OK) return rc;
     hv_db_bind_text(st, 1, q->channel, strlen(q->channel));
@@ -1159,14 +1161,18 @@ static int prune_job(hv_db_t *db, void *arg) {
     prune_t *p = arg;
     int rc;
     const char *where = "channel = $1 AND received_at < $2 AND status <> 'queued'";
-    char sql[512];
+    char sql[1024];
     if (p->keep_fts && p->total == 0 && p->pages_before == 0) p->pages_before = page_count(db);
     if (p->keep_fts) {
+        /* Exactly the rows and values hv__chan_fts_catch_up indexed: FTS5 external-content
+         * 'delete' must be given what was inserted. */
         snprintf(sql, sizeof(sql),
-                 "INSERT INTO chan_fts (chan_fts, rowid, content) SELECT 'delete', id, content"
-                 " FROM chan_messages WHERE %s AND content IS NOT NULL AND id IN (SELECT id FROM"
+                 "INSERT INTO chan_fts (chan_fts, rowid, content) SELECT 'delete', id,"
+                 " CAST(substr(content, 1, %zu) AS TEXT) FROM chan_messages WHERE %s"
+                 " AND content IS NOT NULL AND content_file IS NULL AND parent_id IS NULL"
+                 " AND id <= (SELECT last_id FROM chan_fts_mark) AND id IN (SELECT id FROM"
                  " chan_messages WHERE %s ORDER BY id LIMIT 1000)",
-                 where, where);
+                 p->rt->fts_max, where, where);
         rc = prune_exec(db, sql, p);
         if (rc != HV_OK) return rc;
     }

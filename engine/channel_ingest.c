@@ -84,6 +84,10 @@ const char *const hv__chan_migrations_sqlite[] = {
     "CREATE INDEX chan_messages_file ON chan_messages (content_file) WHERE content_file IS NOT NULL;",
     /* The steps' OperationOutcomes (hv_channel_msg_t.outcome), a JSON array or NULL. */
     "ALTER TABLE chan_messages ADD COLUMN outcome TEXT;",
+    /* Full-text indexing is deferred (hv__chan_fts_catch_up): chan_fts holds every
+     * message with an id up to last_id. Existing stores were indexed at write time. */
+    "CREATE TABLE chan_fts_mark (one INTEGER PRIMARY KEY CHECK (one = 1), last_id INTEGER NOT NULL);"
+    "INSERT INTO chan_fts_mark VALUES (1, (SELECT COALESCE(MAX(id), 0) FROM chan_messages));",
     NULL,
 };
 
@@ -130,6 +134,8 @@ const char *const hv__chan_migrations_pg[] = {
     "CREATE INDEX chan_messages_file ON chan_messages (content_file) WHERE content_file IS NOT NULL;",
     /* The steps' OperationOutcomes (hv_channel_msg_t.outcome), a JSON array or NULL. */
     "ALTER TABLE chan_messages ADD COLUMN outcome TEXT;",
+    /* Kept in step with the SQLite list; PostgreSQL searches content directly (no FTS). */
+    "CREATE TABLE chan_fts_mark (one INTEGER PRIMARY KEY, last_id BIGINT NOT NULL);",
     NULL,
 };
 
@@ -343,19 +349,8 @@ static int ingest_job(hv_db_t *db, void *arg) {
         if (in->spool_path != NULL && (rc = content_file_store(in)) != HV_OK) return rc;
         rc = insert_message(db, in, &in->main, 0);
         if (rc != HV_OK) return rc;
-        /* Content kept in a file is not indexed: ?text= does not find it. */
-        if (ch->rt->fts && ch->conf->keep == HV__KEEP_ALL && in->main.content_file == NULL) {
-            rc = hv_db_prepare(db, "INSERT INTO chan_fts (rowid, content) VALUES ($1, $2)", &st);
-            if (rc != HV_OK) return rc;
-            /* Only the first channels.fts_max bytes are indexed: a large message must not
-             * cost its size again in index memory and time (the rest is not searchable). */
-            hv_db_bind_int64(st, 1, in->main.id);
-            hv_db_bind_text(st, 2, in->main.content,
-                            in->main.len < ch->rt->fts_max ? in->main.len : ch->rt->fts_max);
-            rc = hv_db_step(st);
-            hv_db_done(st);
-            if (rc < 0) return rc;
-        }
+        /* Full-text indexing happens later, off the acknowledgement path
+         * (hv__chan_fts_catch_up). */
     }
     rc = insert_queue(db, ch, &in->main, now);
     if (rc != HV_OK) return rc;
@@ -838,3 +833,47 @@ int hv_channel_receive_reply(hv_channel_t *ch, const char *content, size_t len,
 
 const char *hv_channel_id(const hv_channel_t *ch) { return ch->conf->id; }
 hv_engine_t *hv_channel_engine(hv_channel_t *ch) { return ch->rt->engine; }
+
+/*
+ * Deferred full-text indexing (SQLite). Indexing a message in FTS5 costs several times
+ * what storing it does, so the store does not do it before the acknowledgement: a timer
+ * (channels.c) and every text search first call this, on the storage thread, which
+ * indexes the messages stored since chan_fts_mark.last_id — at most `limit` of them (0:
+ * all) — and moves the mark in the same transaction. So a search always sees every
+ * committed message, and the index never holds a row twice. Indexed: top-level messages
+ * whose content is kept in the row, the first channels.fts_max bytes of it (the prune job
+ * deletes with the same expression, which FTS5's external-content 'delete' requires).
+ */
+int hv__chan_fts_catch_up(hv_db_t *db, hv__chans_t *rt, int64_t limit) {
+    hv_db_stmt_t *st = NULL;
+    int64_t mark = 0, top = 0;
+    int rc = hv_db_prepare(db, "SELECT last_id, (SELECT COALESCE(MAX(id), 0) FROM chan_messages)"
+                               " FROM chan_fts_mark WHERE one = 1", &st);
+    if (rc != HV_OK) return rc;
+    rc = hv_db_step(st);
+    if (rc == HV_DB_ROW) {
+        mark = hv_db_column_int64(st, 0);
+        top = hv_db_column_int64(st, 1);
+    }
+    hv_db_done(st);
+    if (rc < 0) return rc;
+    if (limit > 0 && top - mark > limit) top = mark + limit;
+    if (top <= mark) return HV_OK;
+    rc = hv_db_prepare(db, "INSERT INTO chan_fts (rowid, content) SELECT id,"
+                           " CAST(substr(content, 1, $3) AS TEXT) FROM chan_messages"
+                           " WHERE id > $1 AND id <= $2 AND content IS NOT NULL"
+                           " AND content_file IS NULL AND parent_id IS NULL", &st);
+    if (rc != HV_OK) return rc;
+    hv_db_bind_int64(st, 1, mark);
+    hv_db_bind_int64(st, 2, top);
+    hv_db_bind_int64(st, 3, (int64_t)rt->fts_max);
+    rc = hv_db_step(st);
+    hv_db_done(st);
+    if (rc < 0) return rc;
+    rc = hv_db_prepare(db, "UPDATE chan_fts_mark SET last_id = $1 WHERE one = 1", &st);
+    if (rc != HV_OK) return rc;
+    hv_db_bind_int64(st, 1, top);
+    rc = hv_db_step(st);
+    hv_db_done(st);
+    return rc < 0 ? rc : HV_OK;
+}

@@ -91,8 +91,10 @@ struct hv__chans {
     hv__chan_t **chans;
     size_t nchans;
     uv_fs_event_t watch;
-    uv_timer_t watch_timer, prune_timer;
+    uv_timer_t watch_timer, prune_timer, fts_timer;
     int watch_open, timers_open, stopped;
+    int fts_busy;    /* a full-text catch-up job is in the storage queue */
+    int fts_skipped; /* ticks skipped because the store was busy */
     hv__curl_t *curl; /* made on the first http-send delivery */
     int shared;       /* PostgreSQL: other processes share the queues (lane leases) */
     uint64_t lease_ms;
@@ -191,6 +193,7 @@ void hv__chan_waiters_stop(hv__chans_t *rt);
 
 /* Removes content files no row names (a crash mid-store); submit once before receiving. */
 int hv__chan_content_sweep_job(hv_db_t *db, void *arg);
+int hv__chan_fts_catch_up(hv_db_t *db, hv__chans_t *rt, int64_t limit);
 
 /* The store's migrations (channel_ingest.c). */
 extern const char *const hv__chan_migrations_sqlite[];
