@@ -330,6 +330,28 @@ class Hl7v2Mllp(EngineTestCase):
         c.close()
 
 
+class BuiltinWithoutChannelsDir(EngineTestCase):
+    def test_builtin_inbound_runs_when_the_channels_directory_is_missing(self):
+        """`serve --mllp` with no channels directory still listens (the built-in
+        hl7v2-inbound), and a text search sees a message as soon as it is acknowledged
+        (full-text indexing is deferred; a search catches up first)."""
+        eng = self.engine(start=False)
+        os.rmdir(eng.channels)
+        eng.start()
+        c = MllpClient(eng.mllp_port)
+        try:
+            for i in range(20):
+                c.send(message("NODIR%02d" % i))
+                self.assertEqual(ack_fields(c.read_frame())[:2], ("AA", "NODIR%02d" % i))
+        finally:
+            c.close()
+        status, body = eng.get_json("/channels/hl7v2-inbound/messages?text=NODIR07")
+        self.assertEqual(status, 200, body)
+        self.assertEqual(len(body["messages"]), 1, body)
+        status, body = eng.get_json("/channels/hl7v2-inbound/messages?text=SENDER&limit=100")
+        self.assertEqual(len(body["messages"]), 20, body)
+
+
 class ShippedInboundChannel(EngineTestCase):
     def test_shipped_file_replaces_the_builtin_on_the_mllp_address_and_reaches_the_fhir_store(self):
         import shutil
