@@ -1164,12 +1164,10 @@ static int prune_job(hv_db_t *db, void *arg) {
     char sql[1024];
     if (p->keep_fts && p->total == 0 && p->pages_before == 0) p->pages_before = page_count(db);
     if (p->keep_fts) {
-        /* Exactly the rows and values hv__chan_fts_catch_up indexed: FTS5 external-content
-         * 'delete' must be given what was inserted. */
+        /* Exactly the rows and values hv__chan_fts_catch_up indexed (up to its mark). */
         snprintf(sql, sizeof(sql),
-                 "INSERT INTO chan_fts (chan_fts, rowid, content) SELECT 'delete', id,"
-                 " CAST(substr(content, 1, %zu) AS TEXT) FROM chan_messages WHERE %s"
-                 " AND content IS NOT NULL AND content_file IS NULL AND parent_id IS NULL"
+                 "INSERT INTO chan_fts (chan_fts, rowid, content) SELECT 'delete', id, "
+                 HV__CHAN_FTS_VALUE("%zu") " FROM chan_messages WHERE %s AND " HV__CHAN_FTS_ROWS
                  " AND id <= (SELECT last_id FROM chan_fts_mark) AND id IN (SELECT id FROM"
                  " chan_messages WHERE %s ORDER BY id LIMIT 1000)",
                  p->rt->fts_max, where, where);

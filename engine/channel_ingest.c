@@ -859,10 +859,8 @@ int hv__chan_fts_catch_up(hv_db_t *db, hv__chans_t *rt, int64_t limit) {
     if (rc < 0) return rc;
     if (limit > 0 && top - mark > limit) top = mark + limit;
     if (top <= mark) return HV_OK;
-    rc = hv_db_prepare(db, "INSERT INTO chan_fts (rowid, content) SELECT id,"
-                           " CAST(substr(content, 1, $3) AS TEXT) FROM chan_messages"
-                           " WHERE id > $1 AND id <= $2 AND content IS NOT NULL"
-                           " AND content_file IS NULL AND parent_id IS NULL", &st);
+    rc = hv_db_prepare(db, "INSERT INTO chan_fts (rowid, content) SELECT id, " HV__CHAN_FTS_VALUE("$3")
+                           " FROM chan_messages WHERE id > $1 AND id <= $2 AND " HV__CHAN_FTS_ROWS, &st);
     if (rc != HV_OK) return rc;
     hv_db_bind_int64(st, 1, mark);
     hv_db_bind_int64(st, 2, top);

@@ -193,6 +193,12 @@ void hv__chan_waiters_stop(hv__chans_t *rt);
 
 /* Removes content files no row names (a crash mid-store); submit once before receiving. */
 int hv__chan_content_sweep_job(hv_db_t *db, void *arg);
+/* Which messages the full-text index holds, and the value indexed for each (the first
+ * channels.fts_max bytes, bound as parameter FTS_MAX): one definition for the catch-up that
+ * inserts and the prune that deletes, since FTS5's external-content 'delete' must be given
+ * exactly what was inserted. */
+#define HV__CHAN_FTS_ROWS "content IS NOT NULL AND content_file IS NULL AND parent_id IS NULL"
+#define HV__CHAN_FTS_VALUE(FTS_MAX) "CAST(substr(content, 1, " FTS_MAX ") AS TEXT)"
 int hv__chan_fts_catch_up(hv_db_t *db, hv__chans_t *rt, int64_t limit);
 
 /* The store's migrations (channel_ingest.c). */
