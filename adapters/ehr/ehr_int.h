@@ -126,6 +126,7 @@ struct hv__ehr {
     int sched_started;
     int sched_closed;
     int free_pending;
+    int sched_done; /* the timer's close callback ran */
     int stopping;
     /* settings */
     uint64_t timeout_ms, retry_base_ms, max_retry_after_ms, token_renew_ms;

@@ -297,6 +297,7 @@ static int module_start(hv_engine_t *e, void *state) {
 /* The state is freed here when module_free had to close the timer itself. */
 static void on_sched_closed(uv_handle_t *h) {
     hv__ehr_t *m = h->data;
+    m->sched_done = 1;
     if (m->free_pending) module_free_state(m);
 }
 
@@ -330,16 +331,19 @@ static void module_free(hv_engine_t *e, void *state) {
     m->http = NULL;
     hv_storage_free(m->storage);
     m->storage = NULL;
-    if (m->sched_closed) {
+    if (m->sched_done) {
         module_free_state(m);
         return;
     }
-    /* The engine failed to start after our init (stop never ran): the timer is closed now and
-     * the state freed in its close callback, which the engine's last loop run calls. */
+    /* The timer's close callback has not run yet: either stop closed it and the loop has not
+     * turned since (a module after us failed to start), or stop never ran. The state goes in
+     * that callback, which the engine's last loop run calls. */
     m->free_pending = 1;
-    m->sched_closed = 1;
-    uv_timer_stop(&m->sched);
-    uv_close((uv_handle_t *)&m->sched, on_sched_closed);
+    if (!m->sched_closed) {
+        m->sched_closed = 1;
+        uv_timer_stop(&m->sched);
+        uv_close((uv_handle_t *)&m->sched, on_sched_closed);
+    }
 }
 
 const hv_module_t hv_ehr_module = {

@@ -88,6 +88,24 @@ class Cli(EngineTestCase):
         self.assertEqual(rc, 2)
         self.assertIn("address already in use", err)
 
+    def test_mllp_port_in_use_exits_2_after_other_modules_started(self):
+        # The built-in hl7v2-inbound (no channels directory) listens when the channels start,
+        # after the modules before them (EHR, audit, ...) have started: those are stopped
+        # and freed again, cleanly (the EHR scheduler's timer was once freed twice here).
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        try:
+            rc, _, err = run_cli("serve", "--data", os.path.join(self.workdir, "d"),
+                                 "--channels", os.path.join(self.workdir, "no-channels"),
+                                 "--http", "127.0.0.1:%d" % free_port(), "--mllp", "127.0.0.1:%d" % port)
+        finally:
+            s.close()
+        self.assertEqual(rc, 2, err)
+        self.assertIn("address already in use", err)
+        self.assertNotIn("Sanitizer", err)
+
     def test_unusable_data_directory_exits_2(self):
         blocker = os.path.join(self.workdir, "file")
         with open(blocker, "w") as f:
