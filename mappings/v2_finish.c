@@ -25,21 +25,19 @@
  * stays valid and storable. Encounter.status comes from the trigger event below.
  */
 static const char *const defaults[][3] = {
-    {"Observation", "status", "\"unknown\""},
-    {"DiagnosticReport", "status", "\"unknown\""},
-    {"ServiceRequest", "status", "\"unknown\""},
-    {"ServiceRequest", "intent", "\"order\""},
-    {"MedicationRequest", "status", "\"unknown\""},
-    {"MedicationRequest", "intent", "\"order\""},
-    {"Immunization", "status", "\"completed\""},
-    {"DocumentReference", "status", "\"current\""},
-    {"Coverage", "status", "\"active\""},
-    {"Account", "status", "\"active\""},
-    {"EpisodeOfCare", "status", "\"active\""},
-    {"Procedure", "status", "\"unknown\""},
-    {"Appointment", "status", "\"booked\""},
-    {"Encounter", "class",
-     "{\"system\":\"http://terminology.hl7.org/CodeSystem/v3-NullFlavor\",\"code\":\"UNK\"}"},
+    {"Observation", "status", "unknown"},
+    {"DiagnosticReport", "status", "unknown"},
+    {"ServiceRequest", "status", "unknown"},
+    {"ServiceRequest", "intent", "order"},
+    {"MedicationRequest", "status", "unknown"},
+    {"MedicationRequest", "intent", "order"},
+    {"Immunization", "status", "completed"},
+    {"DocumentReference", "status", "current"},
+    {"Coverage", "status", "active"},
+    {"Account", "status", "active"},
+    {"EpisodeOfCare", "status", "active"},
+    {"Procedure", "status", "unknown"},
+    {"Appointment", "status", "booked"},
 };
 
 /* Encounter.status by trigger event (HL7 v2.5.1 §3.3; FHIR encounter-status). */
@@ -56,12 +54,17 @@ static const char *encounter_status(const char *trigger) {
 
 static void apply_defaults(ctx_t *c, res_t *r) {
     size_t i;
-    json_object *v;
     for (i = 0; i < HV_ARRAY_LEN(defaults); i++) {
         if (strcmp(r->type, defaults[i][0]) != 0) continue;
         if (json_object_object_get_ex(r->obj, defaults[i][1], NULL)) continue;
-        v = json_tokener_parse(defaults[i][2]);
-        if (v != NULL) hv_json_set(r->obj, defaults[i][1], v);
+        hv_json_set_str(r->obj, defaults[i][1], defaults[i][2]);
+    }
+    /* Encounter.class is required (1..1): a Coding, the v3 NullFlavor UNK when v2 gives none. */
+    if (strcmp(r->type, "Encounter") == 0 && !json_object_object_get_ex(r->obj, "class", NULL)) {
+        json_object *cls = json_object_new_object();
+        hv_json_set_str(cls, "system", "http://terminology.hl7.org/CodeSystem/v3-NullFlavor");
+        hv_json_set_str(cls, "code", "UNK");
+        hv_json_set(r->obj, "class", cls);
     }
     if (strcmp(r->type, "Encounter") == 0) {
         const char *st = encounter_status(c->trigger);
@@ -316,7 +319,11 @@ static void rewrite_refs(ctx_t *c) {
         if (!e->live || c->res[e->owner].dropped) continue;
         while (k < c->nres && c->res[k].merged_into >= 0) k = (size_t)c->res[k].merged_into;
         if (k < c->nres && !c->res[k].dropped && c->res[k].full_url) {
-            hv_json_set_str(e->holder, "reference", c->res[k].full_url);
+            json_object *rv = NULL;
+            /* The string object is rewritten in place (collect_refs found it a string). */
+            if (!json_object_object_get_ex(e->holder, "reference", &rv) ||
+                json_object_set_string(rv, c->res[k].full_url) == 0)
+                hv_json_set_str(e->holder, "reference", c->res[k].full_url);
         } else {
             json_object_object_del(e->holder, "reference");
             c->res[e->owner].dirty = 1;
@@ -425,15 +432,20 @@ static void provenance_targets(ctx_t *c) {
 
 /* Removes repeated references from a Provenance's target (two rows that made the same
  * resource, merged by identity, name it once). Run after rewrite_refs. */
-static void provenance_dedupe(json_object *prov) {
+static void provenance_dedupe(ctx_t *c, json_object *prov) {
     json_object *arr = NULL;
-    size_t i, j;
+    const char **refs;
+    size_t i, j, n;
     if (!json_object_object_get_ex(prov, "target", &arr) || !json_object_is_type(arr, json_type_array)) return;
-    for (i = json_object_array_length(arr); i-- > 1;) {
-        const char *a = hv_json_get_str(json_object_array_get_idx(arr, i), "reference");
-        for (j = 0; a != NULL && j < i; j++) {
-            const char *b = hv_json_get_str(json_object_array_get_idx(arr, j), "reference");
-            if (b != NULL && strcmp(a, b) == 0) {
+    n = json_object_array_length(arr);
+    if (n < 2) return;
+    /* The reference texts, read once: the target lists are as long as the Bundle. */
+    refs = hv_arena_alloc(c->arena, n * sizeof(*refs));
+    if (refs == NULL) return;
+    for (i = 0; i < n; i++) refs[i] = hv_json_get_str(json_object_array_get_idx(arr, i), "reference");
+    for (i = n; i-- > 1;) {
+        for (j = 0; refs[i] != NULL && j < i; j++) {
+            if (refs[j] != NULL && strcmp(refs[i], refs[j]) == 0) {
                 json_object_array_del_idx(arr, i, 1);
                 break;
             }
@@ -446,26 +458,27 @@ static void provenance_dedupe(json_object *prov) {
 static void collect_refs(ctx_t *c, json_object *o, size_t owner, int depth) {
     if (depth > 64) return;
     if (json_object_is_type(o, json_type_object)) {
-        json_object *rv = NULL;
-        if (json_object_object_get_ex(o, "reference", &rv) && json_object_is_type(rv, json_type_string) &&
-            strncmp(json_object_get_string(rv), "#hvtmp-", 7) == 0) {
-            if (c->nrefs == c->caprefs) {
-                size_t nc = c->caprefs ? 2 * c->caprefs : 64;
-                struct refent *n = hv_realloc(c->refs, nc * sizeof(*n));
-                if (n == NULL) return; /* ENOMEM: the reference stays (the validator names it) */
-                c->refs = n;
-                c->caprefs = nc;
-            }
-            c->refs[c->nrefs].holder = json_object_get(o);
-            c->refs[c->nrefs].owner = owner;
-            c->refs[c->nrefs].target = strtoul(json_object_get_string(rv) + 7, NULL, 10);
-            c->refs[c->nrefs].live = 1;
-            c->nrefs++;
-        }
+        /* One walk over the members finds both the reference and the objects below. */
         json_object_object_foreach(o, key, v) {
-            (void)key;
-            if (json_object_is_type(v, json_type_object) || json_object_is_type(v, json_type_array))
+            if (v == NULL) continue;
+            if (json_object_is_type(v, json_type_string)) {
+                const char *rv = json_object_get_string(v);
+                if (key[0] != 'r' || strcmp(key, "reference") != 0 || strncmp(rv, "#hvtmp-", 7) != 0) continue;
+                if (c->nrefs == c->caprefs) {
+                    size_t nc = c->caprefs ? 2 * c->caprefs : 64;
+                    struct refent *n = hv_realloc(c->refs, nc * sizeof(*n));
+                    if (n == NULL) continue; /* ENOMEM: the reference stays (the validator names it) */
+                    c->refs = n;
+                    c->caprefs = nc;
+                }
+                c->refs[c->nrefs].holder = json_object_get(o);
+                c->refs[c->nrefs].owner = owner;
+                c->refs[c->nrefs].target = strtoul(rv + 7, NULL, 10);
+                c->refs[c->nrefs].live = 1;
+                c->nrefs++;
+            } else if (json_object_is_type(v, json_type_object) || json_object_is_type(v, json_type_array)) {
                 collect_refs(c, v, owner, depth + 1);
+            }
         }
     } else if (json_object_is_type(o, json_type_array)) {
         size_t i;
@@ -688,7 +701,7 @@ int hv__v2_finish(ctx_t *c, json_object **bundle_out, hv_error_t *err) {
         json_object *e, *req;
         if (r->dropped) continue;
         /* Cleaned already; again only when a reference was removed here. */
-        if (strcmp(r->type, "Provenance") == 0) provenance_dedupe(r->obj);
+        if (strcmp(r->type, "Provenance") == 0) provenance_dedupe(c, r->obj);
         if (r->dirty) clean_node(r->obj, hv_fhir_type_root(hv_fhir_resource_type(r->type)), NULL);
         e = json_object_new_object();
         hv_json_set_str(e, "fullUrl", r->full_url);
