@@ -32,7 +32,7 @@ res_t *hv__v2_res_new(ctx_t *c, const char *type, const char *slot) {
         r->slot[sl] = '\0';
     }
     r->obj = json_object_new_object();
-    hv_json_set_str(r->obj, "resourceType", r->type);
+    hv__v2_put_str(r->obj, "resourceType", r->type, HV__V2_NEW);
     memcpy(r->seg, c->msg.segs[c->cur_seg].id, 3);
     r->seg[3] = '\0';
     r->seg_index = c->cur_seg;
@@ -98,13 +98,16 @@ static size_t slot_place(ctx_t *c, uint64_t k, int *found) {
     return i;
 }
 
-static json_object *slot_get(ctx_t *c, json_object *owner, const char *name, size_t nlen,
+/* ckey: the element's name as a constant key (hv__v2_model_key), NULL when it is not one. */
+static json_object *slot_get(ctx_t *c, json_object *owner, const char *name, size_t nlen, const char *ckey,
                              unsigned idx, unsigned rep, int is_array) {
     uint64_t k = FNV0;
     size_t i;
     int found;
     json_object *arr = NULL, *e;
     char key[64];
+    const char *jk;
+    unsigned fl;
     k = hv__v2_fnv(k, &owner, sizeof(owner));
     k = hv__v2_fnv(k, name, nlen);
     k = hv__v2_fnv(k, &idx, sizeof(idx));
@@ -116,20 +119,26 @@ static json_object *slot_get(ctx_t *c, json_object *owner, const char *name, siz
     if (nlen >= sizeof(key)) return NULL;
     memcpy(key, name, nlen);
     key[nlen] = '\0';
+    jk = ckey != NULL ? ckey : key;
+    fl = ckey != NULL ? HV__V2_CONST : 0;
     if (is_array) {
         e = json_object_new_object();
-        if (!json_object_object_get_ex(owner, key, &arr) || !json_object_is_type(arr, json_type_array)) {
+        if (!json_object_object_get_ex(owner, key, &arr)) {
             arr = json_object_new_array();
-            hv_json_set(owner, key, arr);
+            hv__v2_put(owner, jk, arr, fl | JSON_C_OBJECT_ADD_KEY_IS_NEW);
+        } else if (!json_object_is_type(arr, json_type_array)) {
+            arr = json_object_new_array();
+            hv__v2_put(owner, jk, arr, fl);
         }
         json_object_array_add(arr, e);
     } else {
         json_object *old = NULL;
-        if (json_object_object_get_ex(owner, key, &old) && json_object_is_type(old, json_type_object)) {
+        int had = json_object_object_get_ex(owner, key, &old);
+        if (had && json_object_is_type(old, json_type_object)) {
             e = old;
         } else {
             e = json_object_new_object();
-            hv_json_set(owner, key, e);
+            hv__v2_put(owner, jk, e, fl | (had ? 0 : JSON_C_OBJECT_ADD_KEY_IS_NEW));
         }
     }
     c->slots[i].key = k;
@@ -345,8 +354,8 @@ static void apply_family(ctx_t *c, const hv__map_row_t *row, span_t v, int level
 
 static void set_ref(json_object *o, const char *name, res_t *to) {
     json_object *ref = json_object_new_object();
-    hv_json_set_str(ref, "reference", hv__v2_ref_to(to));
-    hv_json_set(o, name, ref);
+    hv__v2_put_str(ref, "reference", hv__v2_ref_to(to), HV__V2_NEW);
+    hv__v2_put(o, name, ref, HV__V2_CONST);
 }
 
 /*
@@ -441,7 +450,7 @@ static void apply_in_resource(ctx_t *c, const hv__map_row_t *row, span_t v, int 
     if (*rest == '.') rest++;
     if (hv_fhir_resource_type(type) == NULL) goto unmapped;
     if (*rest == '\0' && row->dtmap[0] == '\0') goto unmapped;
-    slot = slot_get(c, owner, name, nlen, idx, rep, is_array);
+    slot = slot_get(c, owner, name, nlen, NULL, idx, rep, is_array);
     if (slot == NULL) return;
     ref = hv_json_get_str(slot, "reference");
     if (ref != NULL && strncmp(ref, "#hvtmp-", 7) == 0) {
@@ -452,7 +461,7 @@ static void apply_in_resource(ctx_t *c, const hv__map_row_t *row, span_t v, int 
     if (nr == NULL) {
         nr = hv__v2_res_new(c, type, NULL);
         if (nr == NULL) goto unmapped;
-        hv_json_set_str(slot, "reference", hv__v2_ref_to(nr));
+        hv__v2_put_str(slot, "reference", hv__v2_ref_to(nr), HV__V2_CONST);
         made = 1;
     }
     sub.owner = nr->obj;
@@ -585,7 +594,7 @@ void hv__v2_apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
         }
         if (hv_fhir_type_kind(chosen) == HV_FHIR_KIND_PRIMITIVE) {
             char key[64];
-            const char *text = NULL, *tname = hv_fhir_type_name(chosen);
+            const char *text = NULL, *tname = hv_fhir_type_name(chosen), *ckey;
             json_object *val;
             if (!last) {
                 /* "birthDate.extension": primitive extensions are not mapped. */
@@ -642,12 +651,13 @@ void hv__v2_apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
                 hv__v2_issue(c, "warning", "value", hv__v2_rule_text(c), "value not valid as FHIR %s", tname);
                 return;
             }
+            ckey = hv__v2_model_key(e, p, nlen);
             if (hv_fhir_elem_is_array(e)) {
                 json_object *arr = NULL;
                 if (!json_object_object_get_ex(owner, key, &arr) ||
                     !json_object_is_type(arr, json_type_array)) {
                     arr = json_object_new_array();
-                    hv_json_set(owner, key, arr);
+                    hv__v2_put(owner, ckey ? ckey : key, arr, ckey ? HV__V2_CONST : 0);
                 }
                 /* given[1], given[2]: positions; a repeated value is not added twice. */
                 {
@@ -660,14 +670,15 @@ void hv__v2_apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
                 }
                 json_object_array_add(arr, val);
             } else {
-                hv_json_set(owner, key, val);
+                hv__v2_put(owner, ckey ? ckey : key, val, ckey ? HV__V2_CONST : 0);
             }
             explain_add(c, tg->path, path);
             return;
         }
         /* A complex element: step into it. */
         {
-            json_object *o = slot_get(c, owner, p, nlen, idx, rep, hv_fhir_elem_is_array(e));
+            json_object *o = slot_get(c, owner, p, nlen, hv__v2_model_key(e, p, nlen), idx, rep,
+                                      hv_fhir_elem_is_array(e));
             json_object *parent = owner;
             if (o == NULL) return;
             owner = o;

@@ -17,6 +17,7 @@
 #include "config.h"
 
 #include <ctype.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -172,9 +173,10 @@ typedef struct val {
  * or COMP ".3" (a component of the data-type value being mapped). *count: the number of
  * repetitions (FIELD) or 1/0 valued (COMP).
  */
+static span_t field_operand(ctx_t *c, const hv__cond_op_t *op, span_t seg, size_t *count);
 static span_t cond_path(ctx_t *c, const hv__cond_op_t *op, span_t seg, span_t dt, int dt_level,
                         size_t *count) {
-    span_t v = {NULL, 0}, f;
+    span_t v = {NULL, 0};
     *count = 0;
     if (op->kind == HV__COND_COMP) {
         v = hv__v2_piece(c, dt, dt_level, op->a);
@@ -183,6 +185,33 @@ static span_t cond_path(ctx_t *c, const hv__cond_op_t *op, span_t seg, span_t dt
         return v;
     }
     if (op->kind != HV__COND_FIELD) return v;
+    {
+        /* The rows of one segment test the same few fields again and again (the 25 OBX-5
+         * rows each test OBX-2): a field operand's value is found once per segment. */
+        size_t h = ((uintptr_t)seg.p >> 3) ^ ((size_t)op->a * 31u) ^ ((size_t)op->b * 7u) ^
+                   ((size_t)(unsigned char)op->seg[0] << 5) ^ ((size_t)(unsigned char)op->seg[2] << 9);
+        struct hv__v2_opcache *e = &c->opcache[h & (HV_ARRAY_LEN(c->opcache) - 1)];
+        if (e->gen == c->opgen && e->segp == seg.p && e->a == op->a && e->b == op->b &&
+            memcmp(e->id, op->seg, 3) == 0) {
+            *count = e->count;
+            return e->v;
+        }
+        v = field_operand(c, op, seg, count);
+        e->segp = seg.p;
+        e->gen = c->opgen;
+        memcpy(e->id, op->seg, 3);
+        e->a = op->a;
+        e->b = op->b;
+        e->v = v;
+        e->count = *count;
+        return v;
+    }
+}
+
+/* The value and repetition count of a FIELD operand, for cond_path. */
+static span_t field_operand(ctx_t *c, const hv__cond_op_t *op, span_t seg, size_t *count) {
+    span_t v = {NULL, 0}, f;
+    *count = 0;
     if (seg.p == NULL || seg.len < 3 || memcmp(seg.p, op->seg, 3) != 0) {
         size_t i;
         seg.p = NULL;
@@ -203,8 +232,16 @@ static span_t cond_path(ctx_t *c, const hv__cond_op_t *op, span_t seg, span_t dt
     return v;
 }
 
+/* Case-insensitive (ASCII) equality of a span and a text of n bytes. */
 static int val_eq(span_t s, const char *lit, size_t n) {
-    return s.p != NULL && s.len == n && strncasecmp(s.p, lit, n) == 0;
+    size_t i;
+    if (s.p == NULL || s.len != n) return 0;
+    for (i = 0; i < n; i++) {
+        unsigned char a = (unsigned char)s.p[i], b = (unsigned char)lit[i];
+        if (a != b && (a | 0x20) != (b | 0x20)) return 0;
+        if (a != b && !isalpha(a)) return 0;
+    }
+    return 1;
 }
 
 /*

@@ -424,7 +424,7 @@ static void provenance_targets(ctx_t *c) {
                 !strcmp(t->seg, "SFT") || !strcmp(t->seg, "EVN"))
                 continue;
             ref = json_object_new_object();
-            hv_json_set_str(ref, "reference", hv__v2_ref_to(t));
+            hv__v2_put_str(ref, "reference", hv__v2_ref_to(t), HV__V2_NEW);
             json_object_array_add(arr, ref);
         }
     }
@@ -524,8 +524,8 @@ static void link_to(ctx_t *c, res_t *r, const char *name, res_t *target) {
         if (strcmp(hv_fhir_type_name(hv_fhir_elem_target_at(e, 0, i)), target->type) == 0) break;
     if (i == n) return;
     ref = json_object_new_object();
-    hv_json_set_str(ref, "reference", hv__v2_ref_to(target));
-    hv_json_set(r->obj, name, ref);
+    hv__v2_put_str(ref, "reference", hv__v2_ref_to(target), HV__V2_NEW);
+    hv__v2_put(r->obj, name, ref, HV__V2_NEW); /* absent: looked for above; name is a literal */
 }
 
 /*
@@ -683,7 +683,7 @@ int hv__v2_finish(ctx_t *c, json_object **bundle_out, hv_error_t *err) {
                 r->request_url[tl] = '/';
                 memcpy(r->request_url + tl + 1, uuid, 37);
             }
-            hv_json_set_str(r->obj, "id", uuid);
+            hv__v2_put_str(r->obj, "id", uuid, HV__V2_CONST);
         }
         for (j = 0; j < i; j++) {
             if (!c->res[j].dropped && c->res[j].full_url && !strcmp(c->res[j].full_url, r->full_url)) {
@@ -704,12 +704,12 @@ int hv__v2_finish(ctx_t *c, json_object **bundle_out, hv_error_t *err) {
         if (strcmp(r->type, "Provenance") == 0) provenance_dedupe(c, r->obj);
         if (r->dirty) clean_node(r->obj, hv_fhir_type_root(hv_fhir_resource_type(r->type)), NULL);
         e = json_object_new_object();
-        hv_json_set_str(e, "fullUrl", r->full_url);
-        hv_json_set(e, "resource", json_object_get(r->obj));
+        hv__v2_put_str(e, "fullUrl", r->full_url, HV__V2_NEW);
+        hv__v2_put(e, "resource", json_object_get(r->obj), HV__V2_NEW);
         req = json_object_new_object();
-        hv_json_set_str(req, "method", "PUT");
-        hv_json_set_str(req, "url", r->request_url);
-        hv_json_set(e, "request", req);
+        hv__v2_put_str(req, "method", "PUT", HV__V2_NEW);
+        hv__v2_put_str(req, "url", r->request_url, HV__V2_NEW);
+        hv__v2_put(e, "request", req, HV__V2_NEW);
         json_object_array_add(entries, e);
     }
     hv_json_set_str(bundle, "type", "transaction");

@@ -33,6 +33,7 @@
 #include <ctype.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -359,6 +360,7 @@ static ctx_t *ctx_get(void) {
     c->res = hv_malloc(MAX_RESOURCES * sizeof(*c->res));
     c->slot_mask = (1u << SLOT_BITS_MIN) - 1;
     c->slots = hv_calloc(c->slot_mask + 1, sizeof(*c->slots));
+    c->opgen = 1;
     if (c->arena == NULL || c->res == NULL || c->slots == NULL) {
         ctx_free(c);
         return NULL;
@@ -367,23 +369,20 @@ static ctx_t *ctx_get(void) {
 }
 
 static void ctx_put(ctx_t *c) {
-    ctx_t keep, *expected = NULL;
+    ctx_t *expected = NULL;
     size_t i;
     for (i = 0; i < c->nrefs; i++) json_object_put(c->refs[i].holder);
-    /* What outlives a message: the allocations; everything else starts from zero. */
+    /* What outlives a message: the allocations and the caches that know their valid
+     * entries; the per-message part starts from zero. */
     hv_arena_reset(c->arena);
     hv_buf_reset(&c->tmp);
     if (c->tmp.cap > 64 * 1024) hv_buf_release(&c->tmp); /* a big message's buffer is not kept */
     memset(c->slots, 0, (c->slot_mask + 1) * sizeof(*c->slots));
-    keep = *c;
-    memset(c, 0, sizeof(*c));
-    c->arena = keep.arena;
-    c->tmp = keep.tmp;
-    c->res = keep.res;
-    c->slots = keep.slots;
-    c->slot_mask = keep.slot_mask;
-    c->refs = keep.refs;
-    c->caprefs = keep.caprefs;
+    memset(c, 0, offsetof(ctx_t, arena));
+    if (++c->opgen == 0) {
+        memset(c->opcache, 0, sizeof(c->opcache));
+        c->opgen = 1;
+    }
     if (!atomic_compare_exchange_strong(&spare_ctx, &expected, c)) ctx_free(c);
 }
 
