@@ -26,6 +26,8 @@ res_t *hv__v2_res_new(ctx_t *c, const char *type, const char *slot) {
     r = &c->res[c->nres];
     memset(r, 0, sizeof(*r));
     r->type = hv_fhir_type_name(t);
+    r->ftype = t;
+    r->root = hv_fhir_type_root(t);
     if (slot != NULL) {
         size_t sl = strnlen(slot, sizeof(r->slot) - 1);
         memcpy(r->slot, slot, sl);
@@ -207,6 +209,26 @@ static char *concat_value(ctx_t *c, const char *expr, span_t seg) {
     return hv_arena_strdup(c->arena, out);
 }
 
+/* True when the row's concept map is one the tables have (its entries found at load). */
+static int row_vocab_known(ctx_t *c, const hv__map_row_t *row) {
+    if (row->vocab[0] == '\0') return 0;
+    return row->vocab_resolved ? row->vocab_rows != NULL : hv__vocab_known(c->t, row->vocab);
+}
+
+/* The entry of the row's concept map for a code, NULL when it has none. */
+static const hv__vocab_row_t *row_vocab_find(ctx_t *c, const hv__map_row_t *row, const char *code) {
+    size_t lo = 0, hi = row->vocab_n;
+    if (!row->vocab_resolved) return hv__vocab_find(c->t, row->vocab, code);
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int r = strcmp(row->vocab_rows[mid].code, code);
+        if (r == 0) return &row->vocab_rows[mid];
+        if (r < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return NULL;
+}
+
 /*
  * The concept map of a row whose target is a Coding or CodeableConcept (PV1-2 → Encounter.class
  * through PatientClass[EncounterClass]: "O" → v3-ActCode AMB): the code the data-type map wrote
@@ -214,7 +236,8 @@ static char *concat_value(ctx_t *c, const char *expr, span_t seg) {
  * mapped coding first and keeps the one sent. A code the map does not have stays as sent, with
  * a warning unless it came with a coding system of its own.
  */
-static void vocab_complex(ctx_t *c, json_object *o, const char *tname, const char *vocab) {
+static void vocab_complex(ctx_t *c, json_object *o, const char *tname, const hv__map_row_t *row) {
+    const char *vocab = row->vocab;
     json_object *codings = NULL, *first, *mapped;
     const hv__vocab_row_t *vr;
     const char *code;
@@ -230,7 +253,7 @@ static void vocab_complex(ctx_t *c, json_object *o, const char *tname, const cha
     }
     code = hv_json_get_str(first, "code");
     if (code == NULL) return;
-    vr = hv__vocab_find(c->t, vocab, code);
+    vr = row_vocab_find(c, row, code);
     /* A code sent with its own coding system (SPM-4 in SNOMED CT) is not a code of the v2
      * table the concept map reads: it is kept, without a warning. */
     if (vr == NULL && hv_json_get_str(first, "system") != NULL) return;
@@ -343,7 +366,7 @@ static void apply_family(ctx_t *c, const hv__map_row_t *row, span_t v, int level
         }
         if (m == NULL) continue;
         sub.owner = m->obj;
-        sub.owner_e = hv_fhir_type_root(hv_fhir_resource_type(m->type));
+        sub.owner_e = m->root;
         sub.res_type = m->type;
         sub.path = m->type;
         r2.target = rest;
@@ -465,12 +488,12 @@ static void apply_in_resource(ctx_t *c, const hv__map_row_t *row, span_t v, int 
         made = 1;
     }
     sub.owner = nr->obj;
-    sub.owner_e = hv_fhir_type_root(hv_fhir_resource_type(nr->type));
+    sub.owner_e = nr->root;
     sub.res_type = nr->type;
     sub.path = nr->type;
     if (*rest == '\0') {
         USE_DT_ROWS(c, row);
-        hv__v2_apply_map(c, row->dtmap, v, level, seg, &sub, hv_fhir_resource_type(nr->type), rep, depth + 1, NULL);
+        hv__v2_apply_map(c, row->dtmap, v, level, seg, &sub, nr->ftype, rep, depth + 1, NULL);
         if (made) family_link(c, nr, row->dtmap);
     } else {
         hv__map_row_t inner_row = *row;
@@ -627,8 +650,8 @@ void hv__v2_apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
             }
             if (text == NULL || text[0] == '\0') return;
             /* A concept map the IG names but does not publish (PrimaryLanguage): the code as sent. */
-            if (row->vocab[0] && hv__vocab_known(c->t, row->vocab)) {
-                const hv__vocab_row_t *vr = hv__vocab_find(c->t, row->vocab, text);
+            if (row_vocab_known(c, row)) {
+                const hv__vocab_row_t *vr = row_vocab_find(c, row, text);
                 if (vr == NULL) {
                     hv__v2_issue(c, "warning", "code-invalid", hv__v2_rule_text(c), "code '%.40s' has no mapping in %s",
                           text, row->vocab);
@@ -698,8 +721,7 @@ void hv__v2_apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
                     sub.path = c->explain ? hv_arena_sprintf(c->arena, "%s.%s", tg->path, path) : tg->path;
                     USE_DT_ROWS(c, row);
                     hv__v2_apply_map(c, row->dtmap, v, level, seg, &sub, chosen, rep, depth + 1, NULL);
-                    if (row->vocab[0] && hv__vocab_known(c->t, row->vocab))
-                        vocab_complex(c, owner, hv_fhir_type_name(chosen), row->vocab);
+                    if (row_vocab_known(c, row)) vocab_complex(c, owner, hv_fhir_type_name(chosen), row);
                 } else if (row->assign[0] || row->dtmap[0] == '\0') {
                     goto unmapped;
                 }

@@ -186,7 +186,7 @@ static int clean_node(json_object *o, const hv_fhir_elem_t *owner, const char **
 /* Cleans a resource (clean_node); 0 when it must be left out, with an issue saying why. */
 static int resource_ok(ctx_t *c, res_t *r) {
     const char *missing = NULL;
-    int ok = !clean_node(r->obj, hv_fhir_type_root(hv_fhir_resource_type(r->type)), &missing);
+    int ok = !clean_node(r->obj, r->root, &missing);
     /* FHIR org-1: an Organization has a name or an identifier (an NK1 with only the contact
      * person's address of an unnamed organization gives neither). */
     if (ok && strcmp(r->type, "Organization") == 0 && !json_object_object_get_ex(r->obj, "name", NULL) &&
@@ -509,7 +509,7 @@ static void drop_dangling(ctx_t *c, size_t only) {
  * DiagnosticReport.subject or ServiceRequest.subject, which FHIR requires.
  */
 static void link_to(ctx_t *c, res_t *r, const char *name, res_t *target) {
-    const hv_fhir_elem_t *root = hv_fhir_type_root(hv_fhir_resource_type(r->type)), *e;
+    const hv_fhir_elem_t *root = r->root, *e;
     const hv_fhir_type_t *chosen = NULL;
     json_object *ref;
     size_t i, n;
@@ -702,7 +702,7 @@ int hv__v2_finish(ctx_t *c, json_object **bundle_out, hv_error_t *err) {
         if (r->dropped) continue;
         /* Cleaned already; again only when a reference was removed here. */
         if (strcmp(r->type, "Provenance") == 0) provenance_dedupe(c, r->obj);
-        if (r->dirty) clean_node(r->obj, hv_fhir_type_root(hv_fhir_resource_type(r->type)), NULL);
+        if (r->dirty) clean_node(r->obj, r->root, NULL);
         e = json_object_new_object();
         hv__v2_put_str(e, "fullUrl", r->full_url, HV__V2_NEW);
         hv__v2_put(e, "resource", json_object_get(r->obj), HV__V2_NEW);

@@ -31,6 +31,8 @@ typedef hv_hl7v2_span_t span_t;
 typedef struct res {
     char slot[48];          /* "Patient[1]", "" for resources made by a reference */
     const char *type;       /* static: from the FHIR model */
+    const hv_fhir_type_t *ftype; /* the model's type */
+    const hv_fhir_elem_t *root;  /* its root element (the owner of the resource's elements) */
     json_object *obj;
     char seg[4];            /* the segment that created it */
     size_t seg_index;

@@ -134,7 +134,7 @@ static void apply_ref(ctx_t *c, const char *ref) {
     memcpy(path, dot + 1, plen - 10);
     path[plen - 10] = '\0';
     owner = a->obj;
-    oe = hv_fhir_type_root(hv_fhir_resource_type(a->type));
+    oe = a->root;
     for (step = strtok_r(path, ".", &p); step != NULL; step = strtok_r(NULL, ".", &p)) {
         const hv_fhir_type_t *chosen = NULL;
         const hv_fhir_elem_t *e;
@@ -276,7 +276,7 @@ static void map_segment(ctx_t *c, size_t si, char *group, size_t group_cap) {
         }
         tg.owner = r->obj;
         tg.arr = NULL;
-        tg.owner_e = hv_fhir_type_root(hv_fhir_resource_type(r->type));
+        tg.owner_e = r->root;
         tg.res_type = r->type;
         tg.path = r->type;
         c->rule_base = row->segmap; /* the structure is in the message; keep this cheap */
