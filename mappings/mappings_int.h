@@ -39,6 +39,10 @@ typedef struct hv__cond_op {
     const char *s; /* LIT: the decoded text */
     size_t n;      /* LIT: its length */
     long num;      /* NUM: the number; IN: the candidate count */
+    /* Short-circuit: this op ends the left operand of the AND (jf) or OR (jt) at index
+     * jf - 1 (jt - 1); when its value already decides that op, evaluation continues after
+     * it. 0: none. */
+    unsigned short jf, jt;
 } hv__cond_op_t;
 typedef struct hv__cond {
     int never;

@@ -71,6 +71,7 @@ static const hv__cond_t never = {1, 0, NULL};
 int hv__map_cond_compile(hv_arena_t *arena, const char *text, const hv__cond_t **cc) {
     hv__cond_op_t ops[MAX_OPS];
     unsigned char kind[HV__COND_MAX_STACK];
+    size_t last[HV__COND_MAX_STACK]; /* the last op of the value in each stack slot */
     hv__cond_t *out;
     size_t nops = 0;
     int sp = 0;
@@ -92,6 +93,7 @@ int hv__map_cond_compile(hv_arena_t *arena, const char *text, const hv__cond_t *
         memset(op, 0, sizeof(*op));
         if (p[0] == '@') {
             compile_path(p + 1, n - 1, op);
+            last[sp] = nops - 1;
             kind[sp++] = 0;
         } else if (p[0] == '\'') {
             char *buf = hv_arena_alloc(arena, n + 1);
@@ -99,10 +101,12 @@ int hv__map_cond_compile(hv_arena_t *arena, const char *text, const hv__cond_t *
             op->kind = HV__COND_LIT;
             op->n = lit_decode(p, n, buf, n + 1);
             op->s = buf;
+            last[sp] = nops - 1;
             kind[sp++] = 0;
         } else if (p[0] == '#') {
             op->kind = HV__COND_NUM;
             op->num = strtol(p + 1, NULL, 10);
+            last[sp] = nops - 1;
             kind[sp++] = 1;
         } else if (n == 6 && memcmp(p, "valued", 6) == 0 && sp >= 1) {
             op->kind = HV__COND_VALUED;
@@ -129,9 +133,9 @@ int hv__map_cond_compile(hv_arena_t *arena, const char *text, const hv__cond_t *
             op->kind = kind[sp - 2] == 0 && kind[sp - 1] == 0 ? HV__COND_EQ_TEXT : HV__COND_EQ;
             sp--, kind[sp - 1] = 2;
         } else if (n == 2 && sp >= 2 && !memcmp(p, "or", 2)) {
-            op->kind = HV__COND_OR, sp--, kind[sp - 1] = 2;
+            op->kind = HV__COND_OR, ops[last[sp - 2]].jt = (unsigned short)nops, sp--, kind[sp - 1] = 2;
         } else if (n == 3 && memcmp(p, "and", 3) == 0 && sp >= 2) {
-            op->kind = HV__COND_AND, sp--, kind[sp - 1] = 2;
+            op->kind = HV__COND_AND, ops[last[sp - 2]].jf = (unsigned short)nops, sp--, kind[sp - 1] = 2;
         } else if (n >= 3 && memcmp(p, "in", 2) == 0 && isdigit((unsigned char)p[2])) {
             long k = strtol(p + 2, NULL, 10);
             if (k < 1 || k >= sp) return HV_OK;
@@ -142,6 +146,7 @@ int hv__map_cond_compile(hv_arena_t *arena, const char *text, const hv__cond_t *
         } else {
             return HV_OK; /* an operator this engine does not know: the row is never applied */
         }
+        if (sp >= 1) last[sp - 1] = nops - 1; /* an operator's value ends with it */
         p += n;
     }
     /* The result must be one boolean. */
@@ -260,6 +265,20 @@ int hv__v2_cond_eval(ctx_t *c, const hv__cond_t *cc, const char *text, span_t se
     if (cc->never) return 0;
     for (i = 0; i < cc->nops; i++) {
         const hv__cond_op_t *op = &cc->ops[i];
+        if (i > 0) {
+            /* Short-circuit (compiled jf/jt): the op before decided an AND or an OR; its
+             * result, as that operator gives it, replaces the right operand's evaluation. */
+            const hv__cond_op_t *prev = &cc->ops[i - 1];
+            while (sp > 0 && ((prev->jf && st[sp - 1].n == 0) || (prev->jt && st[sp - 1].n != 0))) {
+                size_t to = prev->jf && st[sp - 1].n == 0 ? prev->jf : prev->jt;
+                st[sp - 1].n = st[sp - 1].n != 0;
+                st[sp - 1].kind = 2;
+                i = to; /* the op after the AND/OR */
+                prev = &cc->ops[to - 1];
+            }
+            if (i >= cc->nops) break;
+            op = &cc->ops[i];
+        }
         val_t *x, *y;
         long r = 0, j, k;
         switch (op->kind) {
