@@ -644,6 +644,10 @@ static void step(hv__ehr_run_t *r) {
     if (type == NULL) {
         /* A full search sync saw everything the EHR has of its types: what it did not see was deleted. */
         if (strcmp(r->mode, "full") == 0 && !r->page_failed && !r->reconciled) hv__ehr_reconcile(r);
+        /* An incremental one reads the deletions from the EHR's history (history.c). */
+        else if (strcmp(r->mode, "incremental") == 0 && r->since_ms > 0 && !r->page_failed && !r->reconciled &&
+                 r->c->vendor->history_deletions)
+            hv__ehr_history_deletions(r);
         else hv__ehr_run_finish(r);
         return;
     }

@@ -83,12 +83,12 @@ class EhrCase(EngineTestCase):
             p.stop()
         super().tearDown()
 
-    def register(self, key):
+    def register(self, key, scope="system/*.rs"):
         path = os.path.join(self.workdir, "jwks-%s.json" % key.kid)
         with open(path, "w") as f:
             json.dump({"keys": [key.jwk]}, f)
         rc, out, err = self.peer.cli("client", "add", "--name", "holovitals-ehr", "--type", "backend",
-                                     "--jwks", path, "--scope", "system/*.rs")
+                                     "--jwks", path, "--scope", scope)
         self.assertEqual(rc, 0, err)
         return out.strip()
 
@@ -152,14 +152,22 @@ class EhrCase(EngineTestCase):
         rc, out, err = self.peer.cli("import", path)
         self.assertEqual(rc, 0, err)
 
-    def peer_token(self):
+    def peer_token(self, client_id=None, scope="system/*.rs"):
         url = "%s/auth/token" % self.peer.base
         st, _, body = self.peer.request("POST", "/auth/token", body=authlib.form({
-            "grant_type": "client_credentials", "scope": "system/*.rs",
+            "grant_type": "client_credentials", "scope": scope,
             "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            "client_assertion": authlib.assertion(self.key, self.client_id, url)}), headers=authlib.FORM)
+            "client_assertion": authlib.assertion(self.key, client_id or self.client_id, url)}), headers=authlib.FORM)
         self.assertEqual(st, 200, body)
         return json.loads(body)["access_token"]
+
+    def delete_on_peer(self, type_, id_):
+        """Deletes a resource on the EHR side (REST DELETE with a writing backend client)."""
+        if not hasattr(self, "writer"):
+            self.writer = self.register(self.key, "system/*.cruds")
+        st, _, body = self.peer.request("DELETE", "/fhir/%s/%s" % (type_, id_), headers={
+            "Authorization": "Bearer " + self.peer_token(self.writer, "system/*.cruds")})
+        self.assertIn(st, (200, 204), body)
 
     def read_peer_via_local(self, cid, type_, id_):
         """The resource as synced (the local copy minus what the sync added) stands for the peer's."""
@@ -300,6 +308,33 @@ class Sync(EhrCase):
         self.assertEqual(self.local_total("Condition"), self.peer_count(["Condition"]) - 1)
         run = self.sync(cid, "full")
         self.assertEqual((run["status"], run["deleted"]), ("completed", 0), run)
+
+    def test_incremental_and_bulk_syncs_delete_what_the_ehr_deleted(self):
+        types = ["Patient", "Condition"]
+        cid = self.connect(resource_types=types)
+        want = self.peer_count(types)
+        run = self.sync(cid, "full")
+        self.assertEqual((run["status"], run["created"]), ("completed", want), run)
+        conds = [e["resource"]["id"] for e in load(SYNTHEA[0])["entry"] if e["resource"]["resourceType"] == "Condition"]
+        self.assertGreaterEqual(len(conds), 3)
+        # Incremental: the deletion is read from the EHR's Condition/_history?_since (newest entry DELETE).
+        self.delete_on_peer("Condition", conds[0])
+        run = self.sync(cid, "incremental")
+        self.assertEqual((run["status"], run["fetched"], run["deleted"]), ("completed", 0, 1), run)
+        st, _, _ = self.local.get("/fhir/Condition/%s" % local_id(cid, "Condition", conds[0]))
+        self.assertEqual(st, 410)
+        # Nothing more deleted since: the next incremental deletes nothing.
+        run = self.sync(cid, "incremental")
+        self.assertEqual((run["status"], run["deleted"]), ("completed", 0), run)
+        # Bulk (a system-level export holds every resource of its types): reconciled like a full sync.
+        self.delete_on_peer("Condition", conds[1])
+        run = self.sync(cid, "bulk")
+        self.assertEqual((run["status"], run["deleted"], run["unchanged"]), ("completed", 1, want - 2), run)
+        st, _, _ = self.local.get("/fhir/Condition/%s" % local_id(cid, "Condition", conds[1]))
+        self.assertEqual(st, 410)
+        st, _, _ = self.local.get("/fhir/Condition/%s" % local_id(cid, "Condition", conds[2]))
+        self.assertEqual(st, 200)
+        self.assertEqual(self.local_total("Condition"), self.peer_count(["Condition"]) - 2)
 
     def test_scheduled_sync_runs_on_its_own_and_is_recorded(self):
         cid = self.connect(resource_types=["Patient"], schedule="every 1s")
