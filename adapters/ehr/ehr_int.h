@@ -139,6 +139,8 @@ struct hv__ehr {
     double rate_default;
     uint64_t lease_ttl_ms;
     char holder[HV__EHR_HOLDER_MAX]; /* this engine's id for leases */
+    uint64_t conn_writes;            /* connection rows written by this engine (store.c refresh) */
+    int refreshing;                  /* a reload of the connection rows is in flight */
 };
 
 /* ---- Runs (sync.c, bulk.c) ---- */
@@ -189,6 +191,8 @@ struct hv__ehr_run {
 /* store.c */
 int hv__ehr_store_migrate(hv_db_t *db, hv_error_t *err);
 int hv__ehr_store_load(hv__ehr_t *m, hv_db_t *db); /* connections, at init */
+/* Reloads the connection rows (other engines' changes) and merges them on the loop. */
+int hv__ehr_conn_refresh(hv__ehr_t *m);
 int hv__ehr_conn_save(hv__ehr_t *m, hv__ehr_conn_t *c, void (*done)(int status, void *ud), void *ud);
 int hv__ehr_conn_delete(hv__ehr_t *m, const char *id);
 int hv__ehr_run_save(hv__ehr_run_t *r, const char *status, void (*done)(int status, void *ud), void *ud);

@@ -647,6 +647,44 @@ if PG_URL:
             self.assertEqual(st, 200, out)
             return out["runs"]
 
+        def connections_of(self, engine):
+            st, out = engine.get_json("/ehr/connections")
+            self.assertEqual(st, 200, out)
+            return {c["id"]: c for c in out["connections"]}
+
+        def wait_for(self, what, cond, timeout=15):
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if cond():
+                    return
+                time.sleep(0.2)
+            self.fail("%s did not happen in %ss" % (what, timeout))
+
+        def test_connections_reach_the_other_engine_without_a_restart(self):
+            other = self.engine(config=self.CONFIG, args=["--db", self.DB])  # started before the connection
+            cid = self.connect(resource_types=["Patient"])
+            self.wait_for("the new connection on the other engine", lambda: cid in self.connections_of(other))
+            # The other engine syncs it (it unseals the key made on the first one).
+            st, out = other.post_json("/ehr/sync/%s" % cid, {"mode": "full"})
+            self.assertEqual(st, 202, out)
+            deadline, run = time.monotonic() + 60, None
+            while time.monotonic() < deadline and (run is None or run["status"] == "running"):
+                time.sleep(0.1)
+                st, h = other.get_json("/ehr/sync-history?connection=%s" % cid)
+                run = [r for r in h["runs"] if r["run_id"] == out["run_id"]][0]
+            self.assertEqual((run["status"], run["created"]), ("completed", self.peer_count(["Patient"])), run)
+            # A change (new types, schedule) made on the first engine reaches it too.
+            self.connect(id=cid, resource_types=["Patient", "Condition"], schedule="daily")
+            self.wait_for("the changed connection on the other engine",
+                          lambda: self.connections_of(other)[cid]["resource_types"] == ["Patient", "Condition"])
+            self.assertEqual(self.connections_of(other)[cid]["schedule"], "daily")
+            # Disconnected on the first engine: gone from the other.
+            st, out = self.local.post_json("/ehr/disconnect", {"id": cid})
+            self.assertIn(st, (200, 204), out)
+            self.wait_for("the disconnection on the other engine", lambda: cid not in self.connections_of(other))
+            st, out = other.post_json("/ehr/sync/%s" % cid, {"mode": "full"})
+            self.assertEqual(st, 404, out)
+
         def test_a_connection_syncs_on_one_engine_at_a_time(self):
             p = self.proxy()
             p.delay = 0.1
