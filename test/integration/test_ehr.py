@@ -14,14 +14,16 @@ policy, key rotation and a refused key, Epic's and Oracle Health's quirks, the A
 import glob
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 import time
 import urllib.parse
 
 import authlib
 from authlib import Key
 from ehrpeer import TENANT, FaultProxy, epic_patient_required, epic_warning, html_page, storm
-from harness import REFERENCE, EngineTestCase, main
+from harness import REFERENCE, WORKROOT, Engine, EngineTestCase, main
 
 # HV_REFERENCE overrides where the reference data is (a worktree without ../shared beside it).
 REFERENCE = os.environ.get("HV_REFERENCE", REFERENCE)
@@ -58,19 +60,56 @@ def local_id(cid, type_, id_):
     return "%s-%s-%s-%s-%s" % (h[:8], h[8:12], h[12:16], h[16:20], h[20:])
 
 
+def own_peer(test):
+    """Marks a test that changes the EHR's data: it gets a peer of its own instead of the class's."""
+    test.own_peer = True
+    return test
+
+
 class EhrCase(EngineTestCase):
     DB = None  # a PostgreSQL URL for the engine under test (SyncPg), else SQLite
     CONFIG = LOCAL
+    _shared = None  # the class's peer: (workdir, engine, key, client id), made by the first test that needs it
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls._shared = None
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls._shared is not None:
+            cls._shared[1].close()
+            shutil.rmtree(cls._shared[0], ignore_errors=True)
+            cls._shared = None
+        super().tearDownClass()
+
+    def make_peer(self, workdir):
+        """The EHR: a peer engine (auth on) loaded with two Synthea bundles, and a backend client of it."""
+        peer = Engine(os.path.join(workdir, "peer"), auth=True)
+        os.makedirs(peer.workdir, exist_ok=True)
+        peer.start()
+        rc, out, err = peer.cli("import", *SYNTHEA[:2])
+        self.assertEqual(rc, 0, err)
+        self.peer = peer
+        self.key = Key(workdir, "RSA")
+        self.client_id = self.register(self.key)
+        return peer
 
     def setUp(self):
         super().setUp()
         if not SYNTHEA:
             self.fail("no Synthea bundles under %s (the reference data is required)" % REFERENCE)
-        self.peer = self.engine(auth=True)
-        rc, out, err = self.peer.cli("import", *SYNTHEA[:2])
-        self.assertEqual(rc, 0, err)
-        self.key = Key(self.workdir, "RSA")
-        self.client_id = self.register(self.key)
+        # Tests that only read the EHR share one peer per class (its start and import are most of a
+        # short test's time); a test that changes the EHR's data has its own.
+        if getattr(getattr(self, self._testMethodName), "own_peer", False):
+            self._engines.append(self.make_peer(self.workdir))
+        elif type(self)._shared is None:
+            os.makedirs(WORKROOT, exist_ok=True)
+            wd = tempfile.mkdtemp(prefix=type(self).__name__ + "-peer-", dir=WORKROOT)
+            type(self)._shared = (wd, self.make_peer(wd), self.key, self.client_id)
+        else:
+            _, self.peer, self.key, self.client_id = type(self)._shared
         if self.DB:
             subprocess.run(["psql", "-q", "-X", self.DB, "-c", "DROP SCHEMA IF EXISTS ehr CASCADE; "
                             "DROP SCHEMA IF EXISTS fhir CASCADE; DROP SCHEMA IF EXISTS channels CASCADE"],
@@ -226,6 +265,7 @@ class Api(EhrCase):
 
 
 class Sync(EhrCase):
+    @own_peer
     def test_full_then_incremental_with_source_identity(self):
         cid = self.connect()
         run = self.sync(cid, "full")
@@ -309,6 +349,7 @@ class Sync(EhrCase):
         run = self.sync(cid, "full")
         self.assertEqual((run["status"], run["deleted"]), ("completed", 0), run)
 
+    @own_peer
     def test_incremental_and_bulk_syncs_delete_what_the_ehr_deleted(self):
         types = ["Patient", "Condition"]
         cid = self.connect(resource_types=types)
@@ -519,6 +560,7 @@ class Channels(EhrCase):
 
 
 class Conflicts(EhrCase):
+    @own_peer
     def test_each_policy_decides_and_records(self):
         cid = self.connect(resource_types=["Patient"])
         self.assertEqual(self.sync(cid, "full")["status"], "completed")
@@ -635,12 +677,14 @@ if PG_URL:
 
         @classmethod
         def setUpClass(cls):
+            super().setUpClass()
             pg_database(cls)
 
         @classmethod
         def tearDownClass(cls):
             subprocess.run(["psql", "-q", "-X", PG_URL, "-c", "DROP DATABASE IF EXISTS %s" % cls.DB_NAME],
                            capture_output=True, timeout=60)
+            super().tearDownClass()
 
         def runs(self, cid):
             st, out = self.local.get_json("/ehr/sync-history?connection=%s&limit=100" % cid)
@@ -728,6 +772,7 @@ if PG_URL:
 
         @classmethod
         def setUpClass(cls):
+            super().setUpClass()
             cls.DB_NAME = "hv_test_ehr_%d" % os.getpid()
             base, _, _ = PG_URL.rpartition("/")
             for sql in ("DROP DATABASE IF EXISTS %s" % cls.DB_NAME, "CREATE DATABASE %s" % cls.DB_NAME):
@@ -738,6 +783,7 @@ if PG_URL:
         def tearDownClass(cls):
             subprocess.run(["psql", "-q", "-X", PG_URL, "-c", "DROP DATABASE IF EXISTS %s" % cls.DB_NAME],
                            capture_output=True, timeout=60)
+            super().tearDownClass()
 
         interrupted = Sync.interrupted
         test_full_then_incremental_with_source_identity = Sync.test_full_then_incremental_with_source_identity
