@@ -499,31 +499,37 @@ typedef struct text_tick {
     uv_timer_t timer;
     int busy;    /* a catch-up job is in the storage queue */
     int skipped; /* ticks skipped because the store was busy */
+    int64_t seen; /* storage thread: versions the last job looked at (read by its done callback) */
+    int behind;  /* the last job stopped at TICK_LIMIT: more versions wait */
     int closing;
 } text_tick_t;
 
 static int tick_job(hv_db_t *db, void *arg)
 {
-    (void)arg;
-    return hv__search_text_catch_up(db, TICK_LIMIT, NULL);
+    text_tick_t *t = arg;
+    t->seen = 0;
+    return hv__search_text_catch_up(db, TICK_LIMIT, &t->seen);
 }
 
 static void tick_done(int status, void *arg)
 {
     text_tick_t *t = arg;
-    (void)status; /* a failed catch-up is run again by the next tick or search */
+    /* A failed catch-up is run again by the next tick or search. */
+    t->behind = status == HV_OK && t->seen >= TICK_LIMIT;
     t->busy = 0;
 }
 
-/* A tick indexes when the store has nothing else waiting, or when it skipped 5 s of
- * ticks: bursts of writes are answered at the store's own rate and indexed after
- * them, while under sustained load the backlog a search must catch up stays bounded. */
+/* A tick indexes when the store has nothing else waiting, when it skipped 5 s of
+ * ticks, or when the last job left versions waiting: bursts of writes are answered
+ * at the store's own rate and indexed after them, while under sustained load the
+ * catch-up keeps pace (up to TICK_LIMIT versions a tick), so that the backlog a
+ * search must index first stays bounded. */
 static void on_tick(uv_timer_t *timer)
 {
     text_tick_t *t = timer->data;
     if (t->busy || t->closing)
         return;
-    if (hv_storage_queued(t->f->storage) > 0 && ++t->skipped < TICK_FORCE)
+    if (hv_storage_queued(t->f->storage) > 0 && !t->behind && ++t->skipped < TICK_FORCE)
         return;
     if (hv_storage_submit(t->f->storage, tick_job, tick_done, t) == HV_OK) {
         t->busy = 1;
