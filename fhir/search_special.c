@@ -278,6 +278,9 @@ static int text_behind_mark(hv_db_t *db, const char *type, const char *id)
 }
 
 #define CATCH_UP_CHUNK 256 /* versions one catch-up step reads before it writes */
+/* JSON nesting the catch-up parses a stored version to: above any fhir.max_depth a write
+ * accepts in practice (default 128), so that no stored version fails to parse here. */
+#define CATCH_UP_PARSE_DEPTH 1024
 
 typedef struct tx_row {
     int64_t rid;
@@ -291,6 +294,7 @@ typedef struct tx_row {
 static int catch_up_step(hv_db_t *db, int64_t *mark, size_t max, size_t *n_out)
 {
     hv_db_stmt_t *st = NULL;
+    struct json_tokener *tok = NULL;
     tx_row_t *rows = hv_calloc(max, sizeof(*rows));
     size_t n = 0;
     int64_t last = *mark;
@@ -329,19 +333,16 @@ static int catch_up_step(hv_db_t *db, int64_t *mark, size_t max, size_t *n_out)
     if (rc < 0)
         goto out;
     rc = HV_OK;
+    tok = n > 0 ? json_tokener_new_ex(CATCH_UP_PARSE_DEPTH) : NULL;
+    if (n > 0 && tok == NULL)
+        rc = HV_ENOMEM;
     for (size_t i = 0; i < n && rc == HV_OK; i++) {
-        struct json_tokener *tok = NULL;
         struct json_object *tree = NULL;
         char *n1 = NULL, *n2 = NULL;
         if (rows[i].json == NULL)
             continue;
-        tok = json_tokener_new_ex(MAX_DEPTH + 1);
-        if (tok == NULL) {
-            rc = HV_ENOMEM;
-            break;
-        }
+        json_tokener_reset(tok);
         tree = json_tokener_parse_ex(tok, rows[i].json, (int)strlen(rows[i].json));
-        json_tokener_free(tok);
         if (tree == NULL)
             continue; /* stored text is always JSON; a damaged row is left out of the full text */
         rc = text_of(tree, &n1, &n2);
@@ -368,6 +369,8 @@ static int catch_up_step(hv_db_t *db, int64_t *mark, size_t max, size_t *n_out)
         *n_out = n;
     }
 out:
+    if (tok != NULL)
+        json_tokener_free(tok);
     for (size_t i = 0; i < n; i++)
         hv_free(rows[i].json);
     hv_free(rows);
