@@ -278,6 +278,9 @@ static int text_behind_mark(hv_db_t *db, const char *type, const char *id)
 }
 
 #define CATCH_UP_CHUNK 256 /* versions one catch-up step reads before it writes */
+/* JSON nesting the catch-up parses a stored version to: above any fhir.max_depth a write
+ * accepts in practice (default 128), so that no stored version fails to parse here. */
+#define CATCH_UP_PARSE_DEPTH 1024
 
 typedef struct tx_row {
     int64_t rid;
@@ -291,6 +294,7 @@ typedef struct tx_row {
 static int catch_up_step(hv_db_t *db, int64_t *mark, size_t max, size_t *n_out)
 {
     hv_db_stmt_t *st = NULL;
+    struct json_tokener *tok = NULL;
     tx_row_t *rows = hv_calloc(max, sizeof(*rows));
     size_t n = 0;
     int64_t last = *mark;
@@ -329,19 +333,16 @@ static int catch_up_step(hv_db_t *db, int64_t *mark, size_t max, size_t *n_out)
     if (rc < 0)
         goto out;
     rc = HV_OK;
+    tok = n > 0 ? json_tokener_new_ex(CATCH_UP_PARSE_DEPTH) : NULL;
+    if (n > 0 && tok == NULL)
+        rc = HV_ENOMEM;
     for (size_t i = 0; i < n && rc == HV_OK; i++) {
-        struct json_tokener *tok = NULL;
         struct json_object *tree = NULL;
         char *n1 = NULL, *n2 = NULL;
         if (rows[i].json == NULL)
             continue;
-        tok = json_tokener_new_ex(MAX_DEPTH + 1);
-        if (tok == NULL) {
-            rc = HV_ENOMEM;
-            break;
-        }
+        json_tokener_reset(tok);
         tree = json_tokener_parse_ex(tok, rows[i].json, (int)strlen(rows[i].json));
-        json_tokener_free(tok);
         if (tree == NULL)
             continue; /* stored text is always JSON; a damaged row is left out of the full text */
         rc = text_of(tree, &n1, &n2);
@@ -368,6 +369,8 @@ static int catch_up_step(hv_db_t *db, int64_t *mark, size_t max, size_t *n_out)
         *n_out = n;
     }
 out:
+    if (tok != NULL)
+        json_tokener_free(tok);
     for (size_t i = 0; i < n; i++)
         hv_free(rows[i].json);
     hv_free(rows);
@@ -499,31 +502,37 @@ typedef struct text_tick {
     uv_timer_t timer;
     int busy;    /* a catch-up job is in the storage queue */
     int skipped; /* ticks skipped because the store was busy */
+    int64_t seen; /* storage thread: versions the last job looked at (read by its done callback) */
+    int behind;  /* the last job stopped at TICK_LIMIT: more versions wait */
     int closing;
 } text_tick_t;
 
 static int tick_job(hv_db_t *db, void *arg)
 {
-    (void)arg;
-    return hv__search_text_catch_up(db, TICK_LIMIT, NULL);
+    text_tick_t *t = arg;
+    t->seen = 0;
+    return hv__search_text_catch_up(db, TICK_LIMIT, &t->seen);
 }
 
 static void tick_done(int status, void *arg)
 {
     text_tick_t *t = arg;
-    (void)status; /* a failed catch-up is run again by the next tick or search */
+    /* A failed catch-up is run again by the next tick or search. */
+    t->behind = status == HV_OK && t->seen >= TICK_LIMIT;
     t->busy = 0;
 }
 
-/* A tick indexes when the store has nothing else waiting, or when it skipped 5 s of
- * ticks: bursts of writes are answered at the store's own rate and indexed after
- * them, while under sustained load the backlog a search must catch up stays bounded. */
+/* A tick indexes when the store has nothing else waiting, when it skipped 5 s of
+ * ticks, or when the last job left versions waiting: bursts of writes are answered
+ * at the store's own rate and indexed after them, while under sustained load the
+ * catch-up keeps pace (up to TICK_LIMIT versions a tick), so that the backlog a
+ * search must index first stays bounded. */
 static void on_tick(uv_timer_t *timer)
 {
     text_tick_t *t = timer->data;
     if (t->busy || t->closing)
         return;
-    if (hv_storage_queued(t->f->storage) > 0 && ++t->skipped < TICK_FORCE)
+    if (hv_storage_queued(t->f->storage) > 0 && !t->behind && ++t->skipped < TICK_FORCE)
         return;
     if (hv_storage_submit(t->f->storage, tick_job, tick_done, t) == HV_OK) {
         t->busy = 1;

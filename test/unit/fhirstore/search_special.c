@@ -126,12 +126,37 @@ static void search_text_reindex_writes_rows_only_behind_the_mark(void **state)
     store_test_db_close(db);
 }
 
+/* A stored version nested deeper than the text walk descends (64) but within what a write
+ * accepts (fhir.max_depth, 128) is still parsed by the catch-up: its shallow words are found. */
+static void search_text_catch_up_parses_deeply_nested_versions(void **state)
+{
+    hv_db_t *db = store_test_db();
+    hv_buf_t b;
+    struct json_object *o;
+    (void)state;
+    hv_buf_init(&b, 1 << 20);
+    hv_buf_puts(&b, "{\"resourceType\":\"Patient\",\"id\":\"deep\",\"name\":[{\"family\":\"Shallowword\"}]");
+    for (int i = 0; i < 50; i++) /* an object and an array each: depth 100 */
+        hv_buf_puts(&b, ",\"extension\":[{\"url\":\"urn:x\"");
+    for (int i = 0; i < 50; i++)
+        hv_buf_puts(&b, "}]");
+    hv_buf_puts(&b, "}");
+    o = json_tokener_parse(b.data); /* json-c's default depth (32) refuses it: no tree for the write */
+    assert_null(o);
+    assert_int_equal(hv__store_put(db, "Patient", "deep", 1, 1000, b.data, b.len, NULL), HV_OK);
+    assert_int_equal(hv__search_text_catch_up(db, 0, NULL), HV_OK);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_text WHERE sp_text MATCH 'shallowword' AND id = 'deep'"), 1);
+    hv_buf_release(&b);
+    store_test_db_close(db);
+}
+
 int run_search_special_tests(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(search_text_catch_up_indexes_current_versions_behind_the_mark),
         cmocka_unit_test(search_text_update_and_delete_drop_the_old_row_at_write),
         cmocka_unit_test(search_text_reindex_writes_rows_only_behind_the_mark),
+        cmocka_unit_test(search_text_catch_up_parses_deeply_nested_versions),
     };
     return cmocka_run_group_tests_name("fhir_search_special", tests, NULL, NULL);
 }
