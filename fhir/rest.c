@@ -551,6 +551,8 @@ int hv__fhir_rest_init(hv_engine_t *e, void **state)
         if (rc != HV_OK)
             goto fail;
     }
+    if ((rc = hv__search_text_start(f)) != HV_OK)
+        goto fail;
     hv__authz_register_picker(f, 1);
     *state = f;
     return HV_OK;
@@ -567,8 +569,10 @@ void hv__fhir_rest_stop(hv_engine_t *e, void *state)
 {
     hv__fhir_t *f = state;
     (void)e;
-    if (f != NULL)
+    if (f != NULL) {
         hv__export_stop(f);
+        hv__search_text_stop(f);
+    }
 }
 
 void hv__fhir_rest_free(hv_engine_t *e, void *state)
@@ -582,6 +586,7 @@ void hv__fhir_rest_free(hv_engine_t *e, void *state)
     if (f->storage != NULL)
         hv_storage_free(f->storage); /* runs the queued jobs and their done callbacks */
     hv__export_free(f);
+    hv__search_text_free(f); /* after the storage thread: a tick's done callback uses it */
     hv_fhir_validator_free(f->validator);
     hv_free(f);
 }

@@ -32,6 +32,7 @@ typedef struct hv__fhir {
     size_t nlisteners;
     hv_counter_t *m_reads, *m_writes, *m_errors;
     void *export_state;             /* fhir/rest_export.c: the Bulk Data jobs */
+    void *text_state;               /* fhir/search_special.c: the deferred full-text tick */
 } hv__fhir_t;
 
 /* One REST request in flight: parsed on the loop thread, run as a storage job,
@@ -126,6 +127,11 @@ int hv__rest_export_routes(hv__fhir_t *f, hv_router_t *r);
 /* Cancels the running exports (they run again at the next start) and stops taking new ones. */
 void hv__export_stop(hv__fhir_t *f);
 void hv__export_free(hv__fhir_t *f);
+/* The deferred full-text index's tick (fhir/search_special.c): started once the storage
+ * thread runs, stopped with the module, freed after the storage thread. */
+int hv__search_text_start(hv__fhir_t *f);
+void hv__search_text_stop(hv__fhir_t *f);
+void hv__search_text_free(hv__fhir_t *f);
 
 /* Module lifecycle (fhir/rest.c), plugged into hv_fhir_module. */
 int hv__fhir_rest_init(hv_engine_t *e, void **state);

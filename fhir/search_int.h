@@ -45,6 +45,17 @@ extern const char hv__search_migration3_pg[];
  * first when replace is set. resource NULL (a deletion) writes none.
  */
 int hv__search_special_put(hv_db_t *db, const char *type, const char *id, struct json_object *resource, int replace);
+/* The fourth (SQLite only): sp_text_mark, the deferred full-text index's mark. */
+extern const char hv__search_migration4_sqlite[];
+
+/*
+ * Indexes for _text/_content the versions written since the last catch-up
+ * (fhir/search_special.c, SQLite; HV_OK and nothing done on PostgreSQL): at most
+ * `limit` versions (0: all of them), moving sp_text_mark past them in the caller's
+ * transaction. *indexed (may be NULL) is how many versions it looked at.
+ */
+int hv__search_text_catch_up(hv_db_t *db, int64_t limit, int64_t *indexed);
+
 /* The unit vector of a WGS84 position given in degrees. */
 void hv__search_geo_vector(double lat, double lon, double *x, double *y, double *z);
 #define HV__EARTH_RADIUS_M 6371008.8 /* the mean Earth radius (IUGG), metres */

@@ -381,6 +381,10 @@ int hv__search_plan_run(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, 
     int rc, n = p->nbinds, ncols = sort_columns(p, cols), want_total = p->summary_count || p->total == HV__TOTAL_ACCURATE;
     int code0 = n + 1, key0, limit_at, extra0, driver = -1;
     *total = -1;
+    /* _text/_content rows are written after the commit (fhir/search_special.c): a
+     * search using them first indexes every committed version, in its own job. */
+    if (p->where.len > 0 && strstr(p->where.data, "@TX") != NULL && (rc = hv__search_text_catch_up(db, 0, NULL)) != HV_OK)
+        return rc;
     hv_buf_init(&q, 128 * 1024);
     hv_buf_init(&cur, HV__SEARCH_CURSOR_MAX + 64);
     /* m: the matches without their JSON (sorting the rows with it would carry every

@@ -3,7 +3,25 @@
  * (search.html#text, #content; location.html#near): the full-text rows of `_text`
  * and `_content` and the position rows of Location `near`. Called from
  * hv__search_index_put (fhir/search_index.c) in the transaction that writes the
- * version, so these rows follow the current version like the other index rows.
+ * version, so these rows follow the current version like the other index rows —
+ * except the full-text rows on SQLite, which are written after the commit:
+ *
+ * Deferred full-text indexing (SQLite). Computing and inserting a resource's FTS5
+ * row was about 40% of an import, so a write only deletes the rows of the versions
+ * it supersedes, and hv__search_text_catch_up indexes later, in order of rid, the
+ * versions written since sp_text_mark.last_rid, advancing the mark in the same
+ * transaction as the rows it inserts. rids are assigned in commit order (one
+ * writer; `rid INTEGER PRIMARY KEY` takes max + 1 and no version is ever removed),
+ * so every version above the mark is unindexed and every current version at or
+ * below it is indexed: a crash between a write's commit and its catch-up leaves
+ * the mark behind, never ahead. The engine runs a catch-up on an idle 250 ms tick
+ * (forced every 5 s) and every search using _text/_content runs one to the end
+ * first, in its own storage job (fhir/search_run.c), so it sees every committed
+ * version. A version superseded or deleted before its catch-up is skipped (it is
+ * not current); one superseded after it loses its row in the superseding write.
+ * PostgreSQL keeps the write-time tsvector: its identity rids are not committed
+ * in order when several processes write, so a mark could pass a row committed
+ * late; and its rows cost a GIN pending-list append, not an FTS5 segment merge.
  *
  *   table    backend      key                      columns
  *   sp_text  SQLite FTS5  rowid = resources.rid     type, id (unindexed); narrative, content
@@ -31,6 +49,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fhir/rest_int.h"
 #include "fhir/search_int.h"
 
 /* The third migration's parts that are the same on both backends: Location positions
@@ -55,6 +74,12 @@ const char hv__search_migration3_sqlite[] =
     MIGRATION3_COMMON
     "CREATE VIRTUAL TABLE sp_text USING fts5(type UNINDEXED, id UNINDEXED, narrative, content,"
     " tokenize = 'unicode61 remove_diacritics 2');";
+
+/* The fourth (SQLite only): the deferred full-text index's mark. The versions already
+ * stored were indexed when written, so the mark starts at the highest rid. */
+const char hv__search_migration4_sqlite[] =
+    "CREATE TABLE sp_text_mark (one INTEGER PRIMARY KEY CHECK (one = 1), last_rid INTEGER NOT NULL);"
+    "INSERT INTO sp_text_mark VALUES (1, (SELECT COALESCE(MAX(rid), 0) FROM resources));";
 
 const char hv__search_migration3_pg[] =
     MIGRATION3_COMMON
@@ -171,27 +196,44 @@ static int exec2(hv_db_t *db, const char *sql, const char *type, const char *id)
     return rc < 0 ? rc : HV_OK;
 }
 
+/* The normalized narrative (*nar) and content (*con) of a resource (both owned). */
+static int text_of(struct json_object *resource, char **nar, char **con)
+{
+    hv_buf_t bn, bc;
+    struct json_object *text = NULL, *div = NULL;
+    char *n1 = NULL, *n2 = NULL;
+    int rc = HV_OK;
+    hv_buf_init(&bn, HV__SEARCH_TEXT_MAX);
+    hv_buf_init(&bc, HV__SEARCH_TEXT_MAX);
+    if (json_object_object_get_ex(resource, "text", &text) && json_object_object_get_ex(text, "div", &div) &&
+        json_object_is_type(div, json_type_string))
+        strip_xhtml(json_object_get_string(div), &bn);
+    walk_strings(resource, &bc, 0);
+    n1 = normalized(&bn);
+    n2 = normalized(&bc);
+    if (n1 == NULL || n2 == NULL) {
+        hv_free(n1);
+        hv_free(n2);
+        rc = HV_ENOMEM;
+        goto out;
+    }
+    *nar = n1;
+    *con = n2;
+out:
+    hv_buf_release(&bn);
+    hv_buf_release(&bc);
+    return rc;
+}
+
 /* The full-text row of the current version (the newest row of type/id). */
 static int put_text(hv_db_t *db, const char *type, const char *id, struct json_object *resource)
 {
     int pg = hv_db_kind(db) == HV_DB_PG;
-    hv_buf_t nar, con;
     hv_db_stmt_t *st = NULL;
-    struct json_object *text = NULL, *div = NULL;
     char *n1 = NULL, *n2 = NULL;
-    int rc;
-    hv_buf_init(&nar, HV__SEARCH_TEXT_MAX);
-    hv_buf_init(&con, HV__SEARCH_TEXT_MAX);
-    if (json_object_object_get_ex(resource, "text", &text) && json_object_object_get_ex(text, "div", &div) &&
-        json_object_is_type(div, json_type_string))
-        strip_xhtml(json_object_get_string(div), &nar);
-    walk_strings(resource, &con, 0);
-    n1 = normalized(&nar);
-    n2 = normalized(&con);
-    if (n1 == NULL || n2 == NULL) {
-        rc = HV_ENOMEM;
-        goto out;
-    }
+    int rc = text_of(resource, &n1, &n2);
+    if (rc != HV_OK)
+        return rc;
     rc = hv_db_prepare(db,
                        pg ? "INSERT INTO sp_text (rid, type, id, narrative, content) SELECT rid, $1, $2,"
                             " to_tsvector('simple', $3), to_tsvector('simple', $4) FROM resources WHERE type = $1"
@@ -211,9 +253,172 @@ static int put_text(hv_db_t *db, const char *type, const char *id, struct json_o
 out:
     hv_free(n1);
     hv_free(n2);
-    hv_buf_release(&nar);
-    hv_buf_release(&con);
     return rc;
+}
+
+/*
+ * SQLite: 1 when the current version of type/id is at or below the mark — indexed by
+ * an earlier catch-up, so a rewrite of its index rows (reindex) writes its text row
+ * now; 0 when the catch-up is still to see it. Negative on a database error.
+ */
+static int text_behind_mark(hv_db_t *db, const char *type, const char *id)
+{
+    hv_db_stmt_t *st = NULL;
+    int rc = hv_db_prepare(db,
+                           "SELECT 1 FROM (SELECT rid FROM resources WHERE type = $1 AND id = $2 ORDER BY version DESC"
+                           " LIMIT 1) c, sp_text_mark m WHERE c.rid <= m.last_rid",
+                           &st);
+    if (rc != HV_OK)
+        return rc;
+    hv_db_bind_text(st, 1, type, strlen(type));
+    hv_db_bind_text(st, 2, id, strlen(id));
+    rc = hv_db_step(st);
+    hv_db_done(st);
+    return rc == HV_DB_ROW ? 1 : rc < 0 ? rc : 0;
+}
+
+#define CATCH_UP_CHUNK 256 /* versions one catch-up step reads before it writes */
+/* JSON nesting the catch-up parses a stored version to: above any fhir.max_depth a write
+ * accepts in practice (default 128), so that no stored version fails to parse here. */
+#define CATCH_UP_PARSE_DEPTH 1024
+
+typedef struct tx_row {
+    int64_t rid;
+    char type[HV__FHIR_TYPE_MAX];
+    char id[HV__FHIR_ID_MAX];
+    char *json; /* NULL: not current (superseded or deleted), nothing to index */
+} tx_row_t;
+
+/* One step of the catch-up: indexes the current versions among the first `max`
+ * versions above *mark and moves *mark past all of them; *n is how many it read. */
+static int catch_up_step(hv_db_t *db, int64_t *mark, size_t max, size_t *n_out)
+{
+    hv_db_stmt_t *st = NULL;
+    struct json_tokener *tok = NULL;
+    tx_row_t *rows = hv_calloc(max, sizeof(*rows));
+    size_t n = 0;
+    int64_t last = *mark;
+    int rc;
+    if (rows == NULL)
+        return HV_ENOMEM;
+    rc = hv_db_prepare(db,
+                       "SELECT r.rid, r.type, r.id, CASE WHEN r.deleted = 0 AND NOT EXISTS (SELECT 1 FROM resources n"
+                       " WHERE n.type = r.type AND n.id = r.id AND n.version > r.version) THEN r.json END"
+                       " FROM resources r WHERE r.rid > $1 ORDER BY r.rid LIMIT $2",
+                       &st);
+    if (rc != HV_OK)
+        goto out;
+    hv_db_bind_int64(st, 1, *mark);
+    hv_db_bind_int64(st, 2, (int64_t)max);
+    /* Read the step's versions first, then write: the statement is done before sp_text changes. */
+    while ((rc = hv_db_step(st)) == HV_DB_ROW && n < max) {
+        size_t len = 0;
+        const char *s;
+        rows[n].rid = last = hv_db_column_int64(st, 0);
+        s = hv_db_column_text(st, 1, &len);
+        snprintf(rows[n].type, sizeof(rows[n].type), "%.*s", (int)len, s ? s : "");
+        s = hv_db_column_text(st, 2, &len);
+        snprintf(rows[n].id, sizeof(rows[n].id), "%.*s", (int)len, s ? s : "");
+        if (!hv_db_column_is_null(st, 3)) {
+            s = hv_db_column_text(st, 3, &len);
+            rows[n].json = hv_strndup(s ? s : "", s ? len : 0);
+            if (rows[n].json == NULL) {
+                rc = HV_ENOMEM;
+                break;
+            }
+        }
+        n++;
+    }
+    hv_db_done(st);
+    if (rc < 0)
+        goto out;
+    rc = HV_OK;
+    tok = n > 0 ? json_tokener_new_ex(CATCH_UP_PARSE_DEPTH) : NULL;
+    if (n > 0 && tok == NULL)
+        rc = HV_ENOMEM;
+    for (size_t i = 0; i < n && rc == HV_OK; i++) {
+        struct json_object *tree = NULL;
+        char *n1 = NULL, *n2 = NULL;
+        if (rows[i].json == NULL)
+            continue;
+        json_tokener_reset(tok);
+        tree = json_tokener_parse_ex(tok, rows[i].json, (int)strlen(rows[i].json));
+        if (tree == NULL)
+            continue; /* stored text is always JSON; a damaged row is left out of the full text */
+        rc = text_of(tree, &n1, &n2);
+        json_object_put(tree);
+        if (rc != HV_OK)
+            break;
+        rc = hv_db_prepare(db, "INSERT INTO sp_text (rowid, type, id, narrative, content) VALUES ($1, $2, $3, $4, $5)",
+                           &st);
+        if (rc == HV_OK) {
+            hv_db_bind_int64(st, 1, rows[i].rid);
+            hv_db_bind_text(st, 2, rows[i].type, strlen(rows[i].type));
+            hv_db_bind_text(st, 3, rows[i].id, strlen(rows[i].id));
+            hv_db_bind_text(st, 4, n1, strlen(n1));
+            hv_db_bind_text(st, 5, n2, strlen(n2));
+            rc = hv_db_step(st);
+            hv_db_done(st);
+            rc = rc < 0 ? rc : HV_OK;
+        }
+        hv_free(n1);
+        hv_free(n2);
+    }
+    if (rc == HV_OK) {
+        *mark = last;
+        *n_out = n;
+    }
+out:
+    if (tok != NULL)
+        json_tokener_free(tok);
+    for (size_t i = 0; i < n; i++)
+        hv_free(rows[i].json);
+    hv_free(rows);
+    return rc;
+}
+
+int hv__search_text_catch_up(hv_db_t *db, int64_t limit, int64_t *indexed)
+{
+    hv_db_stmt_t *st = NULL;
+    int64_t mark = 0, start, seen = 0;
+    int rc;
+    if (hv_db_kind(db) != HV_DB_SQLITE)
+        return HV_OK; /* PostgreSQL writes its text rows with the version */
+    rc = hv_db_prepare(db, "SELECT last_rid FROM sp_text_mark WHERE one = 1", &st);
+    if (rc != HV_OK)
+        return rc;
+    rc = hv_db_step(st);
+    if (rc == HV_DB_ROW)
+        mark = hv_db_column_int64(st, 0);
+    hv_db_done(st);
+    if (rc != HV_DB_ROW)
+        return rc < 0 ? rc : HV_EINVAL; /* the migration inserts the one row */
+    start = mark;
+    for (;;) {
+        size_t n = 0, max = CATCH_UP_CHUNK;
+        if (limit > 0 && limit - seen < (int64_t)max)
+            max = (size_t)(limit - seen);
+        if (max == 0)
+            break;
+        if ((rc = catch_up_step(db, &mark, max, &n)) != HV_OK)
+            return rc;
+        seen += (int64_t)n;
+        if (n < max)
+            break;
+    }
+    if (mark != start) {
+        rc = hv_db_prepare(db, "UPDATE sp_text_mark SET last_rid = $1 WHERE one = 1", &st);
+        if (rc != HV_OK)
+            return rc;
+        hv_db_bind_int64(st, 1, mark);
+        rc = hv_db_step(st);
+        hv_db_done(st);
+        if (rc < 0)
+            return rc;
+    }
+    if (indexed != NULL)
+        *indexed = seen;
+    return HV_OK;
 }
 
 /* Location.position (location.html#position): latitude and longitude in decimal degrees. */
@@ -273,8 +478,105 @@ int hv__search_special_put(hv_db_t *db, const char *type, const char *id, struct
     }
     if (resource == NULL)
         return HV_OK;
-    rc = put_text(db, type, id, resource);
-    if (rc == HV_OK && loc)
+    if (hv_db_kind(db) == HV_DB_PG)
+        rc = put_text(db, type, id, resource);
+    else if (replace && (rc = text_behind_mark(db, type, id)) > 0)
+        rc = put_text(db, type, id, resource); /* a reindex of a version the catch-up has passed */
+    /* else a new version: above the mark, hv__search_text_catch_up indexes it after the commit */
+    if (rc < 0)
+        return rc;
+    rc = HV_OK;
+    if (loc)
         rc = put_geo(db, type, id, resource);
     return rc;
+}
+
+/* ---- the catch-up tick (serve) ---- */
+
+#define TICK_MS 250       /* how often the engine looks for versions to index */
+#define TICK_LIMIT 4096   /* versions one tick's job indexes at most */
+#define TICK_FORCE 20     /* ticks skipped for a busy store before one runs anyway (5 s) */
+
+typedef struct text_tick {
+    hv__fhir_t *f;
+    uv_timer_t timer;
+    int busy;    /* a catch-up job is in the storage queue */
+    int skipped; /* ticks skipped because the store was busy */
+    int64_t seen; /* storage thread: versions the last job looked at (read by its done callback) */
+    int behind;  /* the last job stopped at TICK_LIMIT: more versions wait */
+    int closing;
+} text_tick_t;
+
+static int tick_job(hv_db_t *db, void *arg)
+{
+    text_tick_t *t = arg;
+    t->seen = 0;
+    return hv__search_text_catch_up(db, TICK_LIMIT, &t->seen);
+}
+
+static void tick_done(int status, void *arg)
+{
+    text_tick_t *t = arg;
+    /* A failed catch-up is run again by the next tick or search. */
+    t->behind = status == HV_OK && t->seen >= TICK_LIMIT;
+    t->busy = 0;
+}
+
+/* A tick indexes when the store has nothing else waiting, when it skipped 5 s of
+ * ticks, or when the last job left versions waiting: bursts of writes are answered
+ * at the store's own rate and indexed after them, while under sustained load the
+ * catch-up keeps pace (up to TICK_LIMIT versions a tick), so that the backlog a
+ * search must index first stays bounded. */
+static void on_tick(uv_timer_t *timer)
+{
+    text_tick_t *t = timer->data;
+    if (t->busy || t->closing)
+        return;
+    if (hv_storage_queued(t->f->storage) > 0 && !t->behind && ++t->skipped < TICK_FORCE)
+        return;
+    if (hv_storage_submit(t->f->storage, tick_job, tick_done, t) == HV_OK) {
+        t->busy = 1;
+        t->skipped = 0;
+    }
+}
+
+int hv__search_text_start(hv__fhir_t *f)
+{
+    text_tick_t *t;
+    if (hv_engine_db_url(f->e) != NULL)
+        return HV_OK; /* PostgreSQL: the text rows are written with the version */
+    t = hv_calloc(1, sizeof(*t));
+    if (t == NULL)
+        return HV_ENOMEM;
+    t->f = f;
+    uv_timer_init(hv_engine_loop(f->e), &t->timer);
+    t->timer.data = t;
+    uv_timer_start(&t->timer, on_tick, TICK_MS, TICK_MS);
+    uv_unref((uv_handle_t *)&t->timer); /* the tick never keeps the loop alive */
+    f->text_state = t;
+    return HV_OK;
+}
+
+void hv__search_text_stop(hv__fhir_t *f)
+{
+    text_tick_t *t = f->text_state;
+    if (t == NULL)
+        return;
+    t->closing = 1;
+    uv_timer_stop(&t->timer);
+}
+
+static void on_tick_closed(uv_handle_t *h)
+{
+    hv_free(h->data);
+}
+
+void hv__search_text_free(hv__fhir_t *f)
+{
+    text_tick_t *t = f->text_state;
+    if (t == NULL)
+        return;
+    t->closing = 1;
+    f->text_state = NULL;
+    uv_close((uv_handle_t *)&t->timer, on_tick_closed);
 }

@@ -42,6 +42,7 @@ static const char *const migrations_sqlite[] = {
     "CREATE INDEX export_jobs_state ON export_jobs (state, finished_ms);",
     hv__search_migration2,
     hv__search_migration3_sqlite, /* _text/_content, near: fhir/search_special.c */
+    hv__search_migration4_sqlite, /* the deferred full-text index's mark, likewise */
     NULL,
 };
 

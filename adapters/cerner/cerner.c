@@ -52,4 +52,5 @@ const hv_ehr_vendor_t hv_cerner_vendor = {
     NULL,
     "patient",
     hv_cerner_check_base_url,
+    0, /* Oracle Health offers no type-level _history */
 };

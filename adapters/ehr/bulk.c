@@ -17,7 +17,10 @@
  *             file it was in; a line that is not JSON (a truncated file) is a
  *             failed resource with its file and line number
  *   end       the files are removed and the export is deleted on the server (DELETE
- *             on the status URL, as the IG asks of clients)
+ *             on the status URL, as the IG asks of clients); a system-level export
+ *             (no Group, no _since) holds every resource of the run's types, so a run
+ *             with every file imported reconciles as a full search sync does: what it
+ *             did not see is gone from the EHR (reconcile.c)
  */
 #include "config.h"
 #include "adapters/ehr/ehr_int.h"
@@ -72,7 +75,11 @@ static void bulk_done(hv__ehr_run_t *r) {
         q.no_verify_tls = !r->c->verify_tls;
         (void)hv__ehr_call(r->m->http, &q, on_deleted, NULL);
     }
-    hv__ehr_run_finish(r);
+    if (!r->page_failed && !r->reconciled && !r->unreadable && r->since_ms == 0 && r->c->group_id == NULL &&
+        strcmp(r->c->vendor->bulk_level, "system") == 0)
+        hv__ehr_reconcile(r);
+    else
+        hv__ehr_run_finish(r);
 }
 
 /* ---- import ---- */
@@ -115,6 +122,7 @@ static void import_chunk(hv__ehr_run_t *r) {
             json_object_put(res);
             r->fetched++;
             r->failed++;
+            r->unreadable = 1; /* a resource of unknown id: no reconciliation (it might be any) */
             if (!complete) {
                 /* The last line stops mid-resource: the file was cut short, so the run is not complete. */
                 hv__ehr_run_error(r, "bulk", "output file %zu is truncated: line %lld ends mid-resource", r->bulk_file,

@@ -58,6 +58,10 @@ typedef struct hv_ehr_vendor {
     const char *bulk_level;
     /* Checks the base URL (tenant-specific URLs); NULL accepts any http(s) URL. */
     int (*check_base_url)(const char *url, hv_error_t *err);
+    /* 1: incremental syncs read the deletions from [base]/[type]/_history?_since (FHIR R4
+     * http.html#history); 0: the vendor has no type-level history (deletions are found by
+     * full syncs only). */
+    int history_deletions;
 } hv_ehr_vendor_t;
 
 extern const hv_ehr_vendor_t hv_ehr_vendor_fhir;
@@ -100,6 +104,22 @@ typedef struct hv_ehr_page {
 int hv_ehr_page_parse(const char *body, size_t len, size_t max_bytes, hv_ehr_page_t *out,
                       hv_error_t *err);
 void hv_ehr_page_release(hv_ehr_page_t *p);
+
+/*
+ * Reads a history page (FHIR R4 http.html#history, a Bundle of type history,
+ * newest version first): fn is called for each entry, in order, with the
+ * resource's type and id and deleted = 1 for a deletion (request.method DELETE:
+ * no resource; the type and id come from request.url or fullUrl, "[base/]Type/id"
+ * with an optional "/_history/v"). next (when not NULL) receives the "next" link
+ * (hv_free; NULL on the last page). The same non-Bundle errors as a search page;
+ * an entry that names no resource fails the page with HV_EINVAL ("Bundle.entry[i]");
+ * fn's status other than HV_OK stops and is returned.
+ */
+#define HV_EHR_HIST_TYPE_MAX 64
+#define HV_EHR_HIST_ID_MAX 65
+typedef int (*hv_ehr_hist_cb)(void *ud, const char *type, const char *id, int deleted);
+int hv_ehr_history_parse(const char *body, size_t len, size_t max_bytes, hv_ehr_hist_cb fn, void *ud,
+                         char **next, hv_error_t *err);
 
 /*
  * Splits NDJSON (Bulk Data Access IG: one resource per line, "\n" or "\r\n")

@@ -139,6 +139,8 @@ struct hv__ehr {
     double rate_default;
     uint64_t lease_ttl_ms;
     char holder[HV__EHR_HOLDER_MAX]; /* this engine's id for leases */
+    uint64_t conn_writes;            /* connection rows written by this engine (store.c refresh) */
+    int refreshing;                  /* a reload of the connection rows is in flight */
 };
 
 /* ---- Runs (sync.c, bulk.c) ---- */
@@ -161,6 +163,7 @@ struct hv__ehr_run {
     /* counts */
     int64_t fetched, created, updated, unchanged, failed, conflicts, deleted;
     int reconciled;
+    int unreadable;             /* bulk: a line that is not a resource was met (no reconciliation; not saved) */
     int leased;                 /* this engine holds the connection's lease for the run (lease.c) */
     uint64_t lease_saved_ms;    /* when a save last renewed it */             /* a full sync's deletions were looked for (reconcile.c) */
     struct json_object *errors; /* array of {"where", "message"} */
@@ -181,12 +184,15 @@ struct hv__ehr_run {
     int finished;
     uint64_t fetch_started_ms, fetch_ms; /* the page in flight: for the debug log */
     struct hv__ehr_pf *pf;      /* the next page, fetched and prepared ahead (sync.c) */
+    struct hv__ehr_hist *hist;  /* an incremental's history read for deletions (history.c) */
     hv__ehr_run_t *next;
 };
 
 /* store.c */
 int hv__ehr_store_migrate(hv_db_t *db, hv_error_t *err);
 int hv__ehr_store_load(hv__ehr_t *m, hv_db_t *db); /* connections, at init */
+/* Reloads the connection rows (other engines' changes) and merges them on the loop. */
+int hv__ehr_conn_refresh(hv__ehr_t *m);
 int hv__ehr_conn_save(hv__ehr_t *m, hv__ehr_conn_t *c, void (*done)(int status, void *ud), void *ud);
 int hv__ehr_conn_delete(hv__ehr_t *m, const char *id);
 int hv__ehr_run_save(hv__ehr_run_t *r, const char *status, void (*done)(int status, void *ud), void *ud);
@@ -225,6 +231,17 @@ void hv__ehr_run_checkpoint(hv__ehr_run_t *r, void (*next)(hv__ehr_run_t *r));
 /* reconcile.c: after a full search sync, deletes locally what the EHR no longer has
  * (ehr.deletions); then hv__ehr_run_finish. */
 void hv__ehr_reconcile(hv__ehr_run_t *r);
+/* A resource gone from the EHR: its type and the EHR's id. */
+typedef struct hv__ehr_gone_ref {
+    char type[64];
+    char id[65];
+} hv__ehr_gone_t;
+/* reconcile.c: deletes locally those of gone[0..n) the connection synced (ehr.deletions); takes
+ * gone (hv_free); then hv__ehr_run_finish. */
+void hv__ehr_reconcile_gone(hv__ehr_run_t *r, hv__ehr_gone_t *gone, size_t n);
+/* history.c: an incremental's deletions from the EHR's [type]/_history?_since (vendors with
+ * history_deletions); then hv__ehr_reconcile_gone. */
+void hv__ehr_history_deletions(hv__ehr_run_t *r);
 
 /* lease.c */
 typedef void (*hv__ehr_lease_cb)(hv__ehr_t *m, hv__ehr_conn_t *c, int ok, const char *holder, void *ud);

@@ -189,6 +189,9 @@ static void on_tick(uv_timer_t *t) {
         if (hv__ehr_lease_claim(m, c, 1, on_sched_claimed, NULL) != HV_OK)
             hv_log(HV_LOG_WARN, "ehr.schedule_failed", "the scheduled sync of %s could not start", c->id);
     }
+    /* Connections made, changed or removed on other engines sharing the database (store.c). */
+    if (hv__ehr_conn_refresh(m) != HV_OK)
+        hv_log(HV_LOG_WARN, "ehr.refresh_failed", "the connections could not be reloaded from the database");
 }
 
 void hv__ehr_schedule_arm(hv__ehr_t *m) {

@@ -161,6 +161,133 @@ out:
     return rc;
 }
 
+/* Splits "[base/]Type/id[/_history/v][?query]" into its type and id; 0 when it is not that shape. */
+static int type_id_of_url(const char *url, char type[HV_EHR_HIST_TYPE_MAX], char id[HV_EHR_HIST_ID_MAX]) {
+    char tmp[2048];
+    char *cut, *slash, *t;
+    size_t len;
+    if (url == NULL || (len = strlen(url)) == 0 || len >= sizeof(tmp)) return 0;
+    memcpy(tmp, url, len + 1);
+    if ((cut = strchr(tmp, '?')) != NULL) *cut = '\0';
+    if ((cut = strstr(tmp, "/_history")) != NULL) *cut = '\0';
+    if ((slash = strrchr(tmp, '/')) == NULL || slash[1] == '\0') return 0;
+    *slash = '\0';
+    t = strrchr(tmp, '/');
+    t = t ? t + 1 : tmp;
+    if (t[0] == '\0' || strlen(t) >= HV_EHR_HIST_TYPE_MAX || strlen(slash + 1) >= HV_EHR_HIST_ID_MAX) return 0;
+    snprintf(type, HV_EHR_HIST_TYPE_MAX, "%s", t);
+    snprintf(id, HV_EHR_HIST_ID_MAX, "%s", slash + 1);
+    return 1;
+}
+
+int hv_ehr_history_parse(const char *body, size_t len, size_t max_bytes, hv_ehr_hist_cb fn, void *ud,
+                         char **next, hv_error_t *err) {
+    json_object *root = NULL, *entries = NULL, *links = NULL;
+    const char *rt;
+    char *nx = NULL;
+    size_t i, n = 0;
+    int rc = HV_EPROTO;
+    if (max_bytes == 0) max_bytes = PAGE_DEFAULT_MAX;
+    if (len > max_bytes) {
+        hv_error_set(err, HV_ETOOBIG, NULL, "the page is larger than %zu bytes", max_bytes);
+        return HV_ETOOBIG;
+    }
+    if (body == NULL || len == 0) {
+        describe_non_json("", 0, err);
+        return HV_EPROTO;
+    }
+    {
+        hv_error_t perr;
+        hv_error_clear(&perr);
+        if (hv_json_parse(body, len, "page", &root, &perr) != HV_OK) {
+            if (memchr(body, '<', len < 64 ? len : 64) != NULL) describe_non_json(body, len, err);
+            else hv_error_set(err, HV_EPROTO, NULL, "the page is not valid JSON (line %d, column %d)",
+                              perr.line, perr.column);
+            return HV_EPROTO;
+        }
+    }
+    rt = json_object_is_type(root, json_type_object) ? hv_json_get_str(root, "resourceType") : NULL;
+    if (rt != NULL && strcmp(rt, "OperationOutcome") == 0) {
+        hv_error_set(err, HV_EPROTO, NULL, "the server answered an OperationOutcome: %.200s", outcome_text(root));
+        goto out;
+    }
+    if (rt == NULL || strcmp(rt, "Bundle") != 0) {
+        hv_error_set(err, HV_EPROTO, NULL, "the page is not a Bundle (resourceType %.64s)", rt ? rt : "absent");
+        goto out;
+    }
+    if (json_object_object_get_ex(root, "entry", &entries)) {
+        if (!json_object_is_type(entries, json_type_array)) {
+            hv_error_set(err, HV_EINVAL, "Bundle.entry", "Bundle.entry is not an array");
+            rc = HV_EINVAL;
+            goto out;
+        }
+        n = json_object_array_length(entries);
+    }
+    if (n > HV_EHR_PAGE_MAX_ENTRIES) {
+        hv_error_set(err, HV_ETOOBIG, "Bundle.entry", "the page has %zu entries (at most %d)", n,
+                     HV_EHR_PAGE_MAX_ENTRIES);
+        rc = HV_ETOOBIG;
+        goto out;
+    }
+    if (json_object_object_get_ex(root, "link", &links) && json_object_is_type(links, json_type_array)) {
+        for (i = 0; i < json_object_array_length(links); i++) {
+            json_object *l = json_object_array_get_idx(links, i);
+            const char *rel = json_object_is_type(l, json_type_object) ? hv_json_get_str(l, "relation") : NULL;
+            const char *url = rel ? hv_json_get_str(l, "url") : NULL;
+            if (rel != NULL && url != NULL && strcmp(rel, "next") == 0 && url[0] != '\0') {
+                if ((nx = hv_strdup(url)) == NULL) {
+                    rc = HV_ENOMEM;
+                    goto out;
+                }
+                break;
+            }
+        }
+    }
+    for (i = 0; i < n; i++) {
+        json_object *e = json_object_array_get_idx(entries, i), *req = NULL, *res = NULL;
+        const char *method = NULL, *url = NULL;
+        char type[HV_EHR_HIST_TYPE_MAX], id[HV_EHR_HIST_ID_MAX], loc[48];
+        int deleted, ok = 0;
+        snprintf(loc, sizeof(loc), "Bundle.entry[%zu]", i);
+        if (!json_object_is_type(e, json_type_object)) {
+            hv_error_set(err, HV_EINVAL, loc, "entry %zu is not an object", i);
+            rc = HV_EINVAL;
+            goto out;
+        }
+        if (json_object_object_get_ex(e, "request", &req) && json_object_is_type(req, json_type_object)) {
+            method = hv_json_get_str(req, "method");
+            url = hv_json_get_str(req, "url");
+        }
+        deleted = method != NULL && strcmp(method, "DELETE") == 0;
+        /* FHIR R4 http.html#history: a deletion has no resource; its request.url names it. */
+        if (!deleted && json_object_object_get_ex(e, "resource", &res) && json_object_is_type(res, json_type_object)) {
+            const char *t = hv_json_get_str(res, "resourceType"), *d = hv_json_get_str(res, "id");
+            if (t != NULL && d != NULL && strlen(t) < sizeof(type) && strlen(d) < sizeof(id)) {
+                snprintf(type, sizeof(type), "%s", t);
+                snprintf(id, sizeof(id), "%s", d);
+                ok = 1;
+            }
+        }
+        if (!ok && deleted) ok = type_id_of_url(url, type, id);
+        if (!ok) ok = type_id_of_url(hv_json_get_str(e, "fullUrl"), type, id);
+        if (!ok) {
+            hv_error_set(err, HV_EINVAL, loc, "entry %zu names no resource (no resource, request.url or fullUrl)", i);
+            rc = HV_EINVAL;
+            goto out;
+        }
+        if ((rc = fn(ud, type, id, deleted)) != HV_OK) goto out;
+    }
+    if (next != NULL) {
+        *next = nx;
+        nx = NULL;
+    }
+    rc = HV_OK;
+out:
+    hv_free(nx);
+    json_object_put(root);
+    return rc;
+}
+
 int hv_ehr_ndjson_each(const char *text, size_t len, int64_t first_lineno, hv_ehr_line_cb fn,
                        void *ud) {
     size_t i = 0;

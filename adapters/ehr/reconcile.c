@@ -17,8 +17,11 @@
  *   keep              nothing is deleted; the run records one warning with the
  *                     count (the rows stay, so every full sync says it again)
  *
- * Incremental and Bulk syncs do not reconcile (they see only changes, or only a
- * Group). A run resumed after a crash reconciles again: deleting what is gone
+ * A Bulk sync of a whole system-level export (no Group, no _since) reconciles the
+ * same way (it sees every resource of its types). Incremental syncs see only
+ * changes: their deletions come from the EHR's history (history.c), whose ids
+ * are handed to hv__ehr_reconcile_gone and deleted here the same way (only
+ * those the connection synced). A run resumed after a crash reconciles again: deleting what is gone
  * already writes nothing. At most HV__EHR_MAX_GONE deletions per run; more are
  * left to the next full sync (an error says so).
  */
@@ -47,6 +50,7 @@ typedef struct rctx {
     gone_t *g;
     size_t n, cap;
     int more; /* over HV__EHR_MAX_GONE */
+    int listed; /* g holds candidates (history.c): keep those the connection synced */
 } rctx_t;
 
 static void rctx_end(rctx_t *x) {
@@ -66,11 +70,37 @@ static int of_run_types(const rctx_t *x, const char *type, size_t len) {
     return 0;
 }
 
+/* ehr storage thread: of the listed candidates, those the connection has a row for. */
+static int known_job(hv_db_t *db, void *arg) {
+    rctx_t *x = arg;
+    hv_db_stmt_t *st = NULL;
+    size_t i, k = 0;
+    int rc = HV_OK;
+    for (i = 0; i < x->n; i++) {
+        rc = hv_db_prepare(db, "SELECT 1 FROM resources WHERE connection = $1 AND rtype = $2 AND rid = $3", &st);
+        if (rc != HV_OK) return rc;
+        hv_db_bind_text(st, 1, x->conn, strlen(x->conn));
+        hv_db_bind_text(st, 2, x->g[i].type, strlen(x->g[i].type));
+        hv_db_bind_text(st, 3, x->g[i].id, strlen(x->g[i].id));
+        rc = hv_db_step(st);
+        hv_db_done(st);
+        if (rc < 0) return rc;
+        if (rc == HV_DB_ROW) {
+            if (k != i) x->g[k] = x->g[i];
+            k++;
+        }
+    }
+    x->n = k;
+    return HV_OK;
+}
+
 /* ehr storage thread: the rows the run did not see. */
 static int list_job(hv_db_t *db, void *arg) {
     rctx_t *x = arg;
     hv_db_stmt_t *st = NULL;
-    int rc = hv_db_prepare(db,
+    int rc;
+    if (x->listed) return known_job(db, arg);
+    rc = hv_db_prepare(db,
                            "SELECT rtype, rid FROM resources WHERE connection = $1 AND (seen_run IS NULL OR seen_run <> $2)"
                            " ORDER BY rtype, rid",
                            &st);
@@ -230,6 +260,40 @@ void hv__ehr_reconcile(hv__ehr_run_t *r) {
     if (hv_storage_submit(r->m->storage, list_job, list_done, x) != HV_OK) {
         hv__ehr_run_error(r, "deletions", "the ehr store is busy");
         x->r = r;
+        rctx_end(x);
+    }
+}
+
+void hv__ehr_reconcile_gone(hv__ehr_run_t *r, hv__ehr_gone_t *gone, size_t n) {
+    rctx_t *x = hv_calloc(1, sizeof(*x));
+    size_t i;
+    r->reconciled = 1;
+    if (n == 0) {
+        hv_free(x);
+        hv_free(gone);
+        hv__ehr_run_finish(r);
+        return;
+    }
+    if (x == NULL || (x->g = hv_calloc(n, sizeof(*x->g))) == NULL) {
+        hv_free(x);
+        hv_free(gone);
+        hv__ehr_run_error(r, "deletions", "out of memory");
+        hv__ehr_run_finish(r);
+        return;
+    }
+    x->r = r;
+    x->f = hv_engine_module_state(r->m->e, "fhir");
+    x->listed = 1;
+    snprintf(x->conn, sizeof(x->conn), "%s", r->c->id);
+    snprintf(x->run_id, sizeof(x->run_id), "%s", r->id);
+    for (i = 0; i < n; i++) {
+        snprintf(x->g[i].type, sizeof(x->g[i].type), "%s", gone[i].type);
+        snprintf(x->g[i].id, sizeof(x->g[i].id), "%s", gone[i].id);
+    }
+    x->n = x->cap = n;
+    hv_free(gone);
+    if (hv_storage_submit(r->m->storage, list_job, list_done, x) != HV_OK) {
+        hv__ehr_run_error(r, "deletions", "the ehr store is busy");
         rctx_end(x);
     }
 }

@@ -13,6 +13,15 @@
  *                last written, and the local version that write produced
  *   conflicts    each conflict met and the decision the policy took
  *
+ * Engines sharing a database (PostgreSQL) see each other's connections without a
+ * restart: every ehr.schedule_check the scheduler reloads the rows (a storage job,
+ * hv__ehr_conn_refresh) and the loop thread merges them — a new row is a new
+ * connection, a row gone is a connection disconnected elsewhere, a changed row (key
+ * rotation, schedule, types) replaces the in-memory connection. A connection with
+ * a run in progress on this engine is left as it is until the run ends. A reload
+ * that raced with a write of this engine (m->conn_writes changed meanwhile) is
+ * dropped and done again at the next tick, so that it never undoes a local change.
+ *
  * Migration 2: resources.seen_run (the last run that saw the resource in the
  * EHR: a full sync deletes what it did not see, reconcile.c), runs.deleted, and
  * connections.lease_holder / lease_until (the engine that runs a sync of the
@@ -184,6 +193,7 @@ int hv__ehr_conn_save(hv__ehr_t *m, hv__ehr_conn_t *c, void (*done)(int status, 
     conn_job_t *j = hv_calloc(1, sizeof(*j));
     int rc;
     if (j == NULL) return HV_ENOMEM;
+    m->conn_writes++;
     j->v[0] = hv_strdup(c->id);
     j->v[1] = hv_strdup(c->vendor->name);
     j->v[2] = dup_opt(c->base_url);
@@ -219,6 +229,7 @@ int hv__ehr_conn_delete(hv__ehr_t *m, const char *id) {
     conn_job_t *j = hv_calloc(1, sizeof(*j));
     int rc;
     if (j == NULL) return HV_ENOMEM;
+    m->conn_writes++;
     j->remove = 1;
     j->v[0] = hv_strdup(id);
     if (j->v[0] == NULL) {
@@ -238,7 +249,8 @@ static char *col_dup(hv_db_stmt_t *st, int col) {
     return hv_strndup(s ? s : "", n);
 }
 
-int hv__ehr_store_load(hv__ehr_t *m, hv_db_t *db) {
+/* Reads every connection row into a new list (prepended to *list); any thread. */
+static int load_rows(hv_db_t *db, hv__ehr_conn_t **list) {
     hv_db_stmt_t *st = NULL;
     int rc = hv_db_prepare(db,
                            "SELECT id, vendor, base_url, client_id, scopes, schedule, key_id, alg, group_id, conflict,"
@@ -288,11 +300,105 @@ int hv__ehr_store_load(hv__ehr_t *m, hv_db_t *db) {
             hv__ehr_conn_free(c);
             continue;
         }
-        c->next = m->conns;
-        m->conns = c;
+        c->next = *list;
+        *list = c;
     }
     hv_db_done(st);
     return rc < 0 ? rc : HV_OK;
+}
+
+int hv__ehr_store_load(hv__ehr_t *m, hv_db_t *db) { return load_rows(db, &m->conns); }
+
+typedef struct refresh {
+    hv__ehr_t *m;
+    hv__ehr_conn_t *fresh;
+    uint64_t writes; /* m->conn_writes when submitted */
+} refresh_t;
+
+static int refresh_job(hv_db_t *db, void *arg) {
+    refresh_t *x = arg;
+    return load_rows(db, &x->fresh);
+}
+
+static int same(const char *a, const char *b) { return (a == NULL && b == NULL) || (a && b && strcmp(a, b) == 0); }
+
+static int same_bytes(const unsigned char *a, size_t an, const unsigned char *b, size_t bn) {
+    return an == bn && (an == 0 || (a != NULL && b != NULL && memcmp(a, b, an) == 0));
+}
+
+/* Loop thread: the rows replace the connections not syncing here. */
+static void merge(hv__ehr_t *m, hv__ehr_conn_t *fresh) {
+    hv__ehr_conn_t **pp, *f, *c;
+    /* Gone from the database: disconnected on another engine. */
+    for (c = m->conns; c != NULL; c = c->next) {
+        if (c->removed || c->active != NULL) continue;
+        for (f = fresh; f != NULL; f = f->next)
+            if (strcmp(f->id, c->id) == 0) break;
+        if (f == NULL) c->removed = 1;
+    }
+    while ((f = fresh) != NULL) {
+        fresh = f->next;
+        f->next = NULL;
+        for (pp = &m->conns; *pp != NULL; pp = &(*pp)->next)
+            if (!(*pp)->removed && strcmp((*pp)->id, f->id) == 0) break;
+        c = *pp;
+        if (c == NULL) {
+            /* Made on another engine. */
+            f->next = m->conns;
+            m->conns = f;
+            continue;
+        }
+        if (c->active != NULL) {
+            hv__ehr_conn_free(f);
+            continue;
+        }
+        if (f->token_url == NULL && c->token_url != NULL && same(c->base_url, f->base_url)) {
+            f->token_url = c->token_url; /* discovered here, never stored */
+            c->token_url = NULL;
+        }
+        /* The runtime state carries over; the token only while the credentials are the same. */
+        if (same(c->base_url, f->base_url) && same(c->client_id, f->client_id) && same(c->token_url, f->token_url) &&
+            same(c->scopes, f->scopes) && same_bytes(c->key_sealed, c->key_sealed_len, f->key_sealed, f->key_sealed_len) &&
+            same_bytes(c->secret_sealed, c->secret_sealed_len, f->secret_sealed, f->secret_sealed_len)) {
+            f->token = c->token;
+            f->token_exp_ms = c->token_exp_ms;
+            c->token = NULL;
+        }
+        f->rate_slot = c->rate_slot;
+        if (c->since_ms > f->since_ms) f->since_ms = c->since_ms;
+        f->next = c->next;
+        *pp = f;
+        hv__ehr_conn_free(c);
+    }
+}
+
+static void refresh_done(int status, void *arg) {
+    refresh_t *x = arg;
+    hv__ehr_t *m = x->m;
+    m->refreshing = 0;
+    if (status == HV_OK && x->writes == m->conn_writes && !m->stopping) {
+        merge(m, x->fresh);
+        x->fresh = NULL;
+    }
+    while (x->fresh != NULL) {
+        hv__ehr_conn_t *c = x->fresh;
+        x->fresh = c->next;
+        hv__ehr_conn_free(c);
+    }
+    hv_free(x);
+}
+
+int hv__ehr_conn_refresh(hv__ehr_t *m) {
+    refresh_t *x;
+    int rc;
+    if (m->refreshing) return HV_OK;
+    if ((x = hv_calloc(1, sizeof(*x))) == NULL) return HV_ENOMEM;
+    x->m = m;
+    x->writes = m->conn_writes;
+    rc = hv_storage_submit(m->storage, refresh_job, refresh_done, x);
+    if (rc != HV_OK) hv_free(x);
+    else m->refreshing = 1;
+    return rc;
 }
 
 /* ---- runs ---- */
@@ -411,6 +517,7 @@ int hv__ehr_run_save(hv__ehr_run_t *r, const char *status, void (*done)(int stat
     json_object_put(cp);
     if (strcmp(status, "completed") == 0) {
         j->update_conn = 1;
+        r->m->conn_writes++;
         j->since_ms = r->c->since_ms;
         j->next_run_at = r->c->next_run_at;
     }

@@ -86,6 +86,12 @@ static void unlink_run(hv__ehr_run_t *r) {
             *pp = r->next;
             break;
         }
+}
+
+/* The connection is free again once the run's final row is saved: until then the run still
+ * uses it (on_final_saved), so neither a reload of the connections (store.c) nor a key
+ * rotation may replace it. */
+static void release_conn(hv__ehr_run_t *r) {
     if (r->c->active == r) r->c->active = NULL;
 }
 
@@ -200,6 +206,7 @@ static void on_final_saved(int status, void *ud) {
         (void)hv_event_publish(r->m->e, HV_EVENT_EHR_SYNC_COMPLETED, txt, strlen(txt), published, NULL);
         json_object_put(ev);
     }
+    release_conn(r);
     hv__ehr_run_free(r);
 }
 
@@ -223,7 +230,10 @@ void hv__ehr_run_finish(hv__ehr_run_t *r) {
         r->c->next_run_at = (int64_t)hv_ehr_schedule_next(&r->c->schedule, hv_now_ms());
     }
     unlink_run(r);
-    if (hv__ehr_run_save(r, status, on_final_saved, r) != HV_OK) hv__ehr_run_free(r);
+    if (hv__ehr_run_save(r, status, on_final_saved, r) != HV_OK) {
+        release_conn(r);
+        hv__ehr_run_free(r);
+    }
     hv__ehr_schedule_arm(r->m);
 }
 
@@ -644,6 +654,10 @@ static void step(hv__ehr_run_t *r) {
     if (type == NULL) {
         /* A full search sync saw everything the EHR has of its types: what it did not see was deleted. */
         if (strcmp(r->mode, "full") == 0 && !r->page_failed && !r->reconciled) hv__ehr_reconcile(r);
+        /* An incremental one reads the deletions from the EHR's history (history.c). */
+        else if (strcmp(r->mode, "incremental") == 0 && r->since_ms > 0 && !r->page_failed && !r->reconciled &&
+                 r->c->vendor->history_deletions)
+            hv__ehr_history_deletions(r);
         else hv__ehr_run_finish(r);
         return;
     }

@@ -24,6 +24,7 @@ const hv_ehr_vendor_t hv_ehr_vendor_fhir = {
     NULL,
     "system",
     NULL,
+    1,
 };
 
 static const hv_ehr_vendor_t *const vendors[] = {&hv_epic_vendor, &hv_cerner_vendor, &hv_ehr_vendor_fhir,

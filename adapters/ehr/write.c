@@ -86,7 +86,8 @@ struct hv__ehr_batch {
     char conn[HV__EHR_ID_MAX];
     char run_id[HV__EHR_ID_MAX];
     char policy_name[16];
-    uint64_t t0, t_prep, t_lookup, t_store; /* hv_now_ms at each step, for the debug log */
+    uint64_t t0, t_prep, t_write, t_lookup, t_store; /* hv_now_ms at each step, for the debug log (t_write:
+                                                      * the write began; a page prepared ahead waits before) */
     int64_t fetched, failed;        /* counted by the preparation, added to the run when written */
     json_object *errs;              /* the preparation's errors, recorded when written */
 };
@@ -307,7 +308,7 @@ static void rows_done(int status, void *arg) {
         hv_log_int(lr, "resources", (int64_t)w->n);
         hv_log_int(lr, "fetch_ms", (int64_t)w->r->fetch_ms);
         hv_log_int(lr, "prepare_ms", (int64_t)(w->t_prep - w->t0));
-        hv_log_int(lr, "lookup_ms", (int64_t)(w->t_lookup - w->t_prep));
+        hv_log_int(lr, "lookup_ms", (int64_t)(w->t_lookup - w->t_write));
         hv_log_int(lr, "store_ms", (int64_t)(w->t_store - w->t_lookup));
         hv_log_int(lr, "rows_ms", (int64_t)(now - w->t_store));
         hv_log_end(lr);
@@ -608,6 +609,7 @@ void hv__ehr_batch_write(hv__ehr_run_t *r, hv__ehr_batch_t *w, hv__ehr_written_c
     size_t i;
     w->r = r;
     w->cb = cb;
+    w->t_write = hv_now_ms();
     r->fetched += w->fetched;
     r->failed += w->failed;
     for (i = 0; w->errs != NULL && i < json_object_array_length(w->errs); i++) {

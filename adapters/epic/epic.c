@@ -40,4 +40,5 @@ const hv_ehr_vendor_t hv_epic_vendor = {
     epic_patient_scoped,
     "group",
     NULL,
+    0, /* Epic offers no _history on its R4 APIs */
 };

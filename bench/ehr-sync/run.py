@@ -12,6 +12,14 @@ the engine under test. Measures, from POST /ehr/sync to the run's completion:
   bulk   $export kick-off, polling, NDJSON download to disk, import
 and the peer's export alone (kick-off to the last NDJSON file downloaded, in Python).
 Standard library only; run from the build directory after `make` (HOLOVITALS_BIN overrides).
+
+A/B and reuse (environment):
+  HV_BENCH_PEER=DIR     keep the peer (population and data) in DIR and reuse it when DIR holds one
+                        already made for the same RESOURCES (the import is the slow part)
+  HV_BENCH_BINS=A,B     engines under test (binaries), alternated in each round (default: HOLOVITALS_BIN)
+  HV_BENCH_ROUNDS=N     rounds (default 1); HV_BENCH_MODES=full,bulk (default both)
+The peer's export (the ceiling) is measured again before each sync, and each line prints the sync's
+rate beside it; medians per binary and mode at the end.
 """
 
 import glob
@@ -94,39 +102,82 @@ def sync(local, cid, mode):
         time.sleep(0.05)
 
 
+class BinEngine(Engine):
+    """An engine run from a given binary (A/B runs)."""
+
+    def __init__(self, binary, *a, **kw):
+        super().__init__(*a, **kw)
+        self.binary = binary
+
+    def command(self):
+        cmd = super().command()
+        if self.binary:
+            cmd[0] = self.binary
+        return cmd
+
+
+def median(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
+
+
 def main():
     want = int(sys.argv[1]) if len(sys.argv) > 1 else 100000
+    keep = os.environ.get("HV_BENCH_PEER")
+    bins = [b for b in os.environ.get("HV_BENCH_BINS", "").split(",") if b] or [None]
+    rounds = int(os.environ.get("HV_BENCH_ROUNDS", "1"))
+    modes = os.environ.get("HV_BENCH_MODES", "full,bulk").split(",")
     work = tempfile.mkdtemp(prefix="hv-bench-ehr.")
     peer = local = None
+    results = {}
     try:
-        pop = os.path.join(work, "pop")
-        os.makedirs(pop)
-        n = population(want, pop)
-        peer = Engine(os.path.join(work, "peer"), config={"fhir": {"synchronous": "NORMAL"}}).start()
-        t0 = time.monotonic()
-        subprocess.run([peer.command()[0], "import", "--data", peer.data] + sorted(glob.glob(pop + "/*.json")),
-                       check=True, capture_output=True)
-        print("peer: imported %d resources in %.1f s" % (n, time.monotonic() - t0), flush=True)
+        home = keep or work
+        pop = os.path.join(home, "pop")
+        marker = os.path.join(home, "ready-%d" % want)
+        peer = Engine(os.path.join(home, "peer"), config={"fhir": {"synchronous": "NORMAL"}})
+        if not os.path.exists(marker):
+            shutil.rmtree(pop, ignore_errors=True)
+            shutil.rmtree(peer.data, ignore_errors=True)
+            os.makedirs(pop)
+            n = population(want, pop)
+            t0 = time.monotonic()
+            subprocess.run([peer.command()[0], "import", "--data", peer.data] + sorted(glob.glob(pop + "/*.json")),
+                           check=True, capture_output=True)
+            print("peer: imported %d resources in %.1f s" % (n, time.monotonic() - t0), flush=True)
+            with open(marker, "w") as f:
+                f.write("%d\n" % n)
+        peer.start()
         types = sorted({e["resource"]["resourceType"] for f in glob.glob(pop + "/p0000*.json")
                         for e in json.load(open(f))["entry"]})
-        en, et = peer_export(peer)
-        print("peer export (ceiling): %d resources in %.2f s = %.0f resources/s" % (en, et, en / et), flush=True)
-        for mode in ("full", "bulk"):
-            local = Engine(os.path.join(work, "local-" + mode),
-                           config={"ehr": {"rate_limit": 0}, "fhir": {"synchronous": "NORMAL", "validation": os.environ.get("VALIDATION", "reject")}}).start()
-            _, _, body = http("POST", local.base + "/ehr/connect", {
-                "vendor": "fhir", "base_url": peer.base + "/fhir", "resource_types": types,
-                "schedule": "manual", "page_size": 1000})
-            cid = json.loads(body)["id"]
-            c0 = cpu_seconds(local.proc.pid)
-            run, secs = sync(local, cid, mode)
-            cpu = cpu_seconds(local.proc.pid) - c0
-            print("%-4s sync: %s, fetched %d, created %d, failed %d in %.2f s = %.0f resources/s (%.1f%% of the "
-                  "peer's export); engine CPU %.1f s = %.0f us/resource"
-                  % (mode, run["status"], run["fetched"], run["created"], run["failed"], secs, run["fetched"] / secs,
-                     100.0 * run["fetched"] / secs / (en / et), cpu, 1e6 * cpu / max(run["fetched"], 1)), flush=True)
-            local.close()
-            local = None
+        for rnd in range(rounds):
+            for mode in modes:
+                for b in bins:
+                    en, et = peer_export(peer)
+                    local = BinEngine(b, os.path.join(work, "local-%d-%s" % (rnd, mode)),
+                                      config={"ehr": {"rate_limit": 0},
+                                              "fhir": {"synchronous": "NORMAL",
+                                                       "validation": os.environ.get("VALIDATION", "reject")}}).start()
+                    _, _, body = http("POST", local.base + "/ehr/connect", {
+                        "vendor": "fhir", "base_url": peer.base + "/fhir", "resource_types": types,
+                        "schedule": "manual", "page_size": 1000})
+                    cid = json.loads(body)["id"]
+                    c0 = cpu_seconds(local.proc.pid)
+                    run, secs = sync(local, cid, mode)
+                    cpu = cpu_seconds(local.proc.pid) - c0
+                    rate, ceil = run["fetched"] / secs, en / et
+                    print("%s %-4s sync: %s, fetched %d, created %d, failed %d in %.2f s = %.0f resources/s; peer "
+                          "export %.0f resources/s (%.1f%%); engine CPU %.1f s = %.0f us/resource"
+                          % (b or "holovitals", mode, run["status"], run["fetched"], run["created"], run["failed"],
+                             secs, rate, ceil, 100.0 * rate / ceil, cpu, 1e6 * cpu / max(run["fetched"], 1)),
+                          flush=True)
+                    results.setdefault((b or "holovitals", mode), []).append((rate, rate / ceil, 1e6 * cpu / max(run["fetched"], 1)))
+                    local.close()
+                    shutil.rmtree(local.workdir, ignore_errors=True)
+                    local = None
+        for (b, mode), rs in sorted(results.items()):
+            print("median of %d: %s %-4s %.0f resources/s, %.3fx the peer's export, %.0f us/resource engine CPU"
+                  % (len(rs), b, mode, median([r[0] for r in rs]), median([r[1] for r in rs]),
+                     median([r[2] for r in rs])), flush=True)
     finally:
         for e in (peer, local):
             if e is not None:

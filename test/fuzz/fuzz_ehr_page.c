@@ -8,6 +8,9 @@
  * `now` or none; Retry-After is -1 or non-negative. The references of each
  * resource rewritten to local ids (adapters/ehr/write.c): the serialized length
  * changes only by the rewritten references, each of which reads Type/<uuid>.
+ * History pages (hv_ehr_history_parse): every entry named has a non-empty type
+ * and id, a deletion's id holds no '/' or '?', and a page that parses calls back
+ * once per Bundle.entry, the same sequence when read twice.
  */
 #include <json-c/json.h>
 #include <stdint.h>
@@ -37,6 +40,44 @@ static void check_refs(json_object *before, json_object *after, int depth) {
             check_refs(b, v, depth + 1);
         }
     }
+}
+
+typedef struct hseen {
+    uint64_t sum; /* FNV-1a over the sequence of (type, id, deleted) */
+    size_t n;
+} hseen_t;
+
+static int hist_entry(void *ud, const char *type, const char *id, int deleted) {
+    hseen_t *h = ud;
+    const char *p;
+    if (type[0] == '\0' || id[0] == '\0') abort();
+    if (deleted && (strchr(id, '/') != NULL || strchr(id, '?') != NULL)) abort();
+    for (p = type; *p; p++) h->sum = (h->sum ^ (unsigned char)*p) * 0x100000001b3ULL;
+    h->sum = (h->sum ^ '/') * 0x100000001b3ULL;
+    for (p = id; *p; p++) h->sum = (h->sum ^ (unsigned char)*p) * 0x100000001b3ULL;
+    h->sum = (h->sum ^ (unsigned)deleted) * 0x100000001b3ULL;
+    h->n++;
+    return HV_OK;
+}
+
+static void check_history(const char *text, size_t size) {
+    hseen_t a = {0xcbf29ce484222325ULL, 0}, b = {0xcbf29ce484222325ULL, 0};
+    hv_error_t err;
+    char *next = NULL, *next2 = NULL;
+    json_object *root = NULL, *entries = NULL;
+    hv_error_clear(&err);
+    if (hv_ehr_history_parse(text, size, 1 << 20, hist_entry, &a, &next, &err) != HV_OK) {
+        if (next != NULL) abort();
+        return;
+    }
+    if (hv_ehr_history_parse(text, size, 1 << 20, hist_entry, &b, &next2, &err) != HV_OK) abort();
+    if (a.n != b.n || a.sum != b.sum || (next == NULL) != (next2 == NULL) || (next && strcmp(next, next2) != 0)) abort();
+    if (hv_json_parse(text, size, "fuzz", &root, NULL) != HV_OK) abort();
+    if (json_object_object_get_ex(root, "entry", &entries) && json_object_array_length(entries) != a.n) abort();
+    if (entries == NULL && a.n != 0) abort();
+    json_object_put(root);
+    hv_free(next);
+    hv_free(next2);
 }
 
 static int count_line(void *ud, const char *line, size_t len, int64_t no) {
@@ -78,6 +119,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         hv_ehr_page_release(&q);
         hv_ehr_page_release(&p);
     }
+    check_history(text, size);
     if (hv_ehr_ndjson_each(text, size, 1, count_line, &total) != HV_OK || total > size) abort();
     if (size < sizeof(small)) {
         hv_ehr_schedule_t s;

@@ -14,14 +14,16 @@ policy, key rotation and a refused key, Epic's and Oracle Health's quirks, the A
 import glob
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 import time
 import urllib.parse
 
 import authlib
 from authlib import Key
 from ehrpeer import TENANT, FaultProxy, epic_patient_required, epic_warning, html_page, storm
-from harness import REFERENCE, EngineTestCase, main
+from harness import REFERENCE, WORKROOT, Engine, EngineTestCase, main
 
 # HV_REFERENCE overrides where the reference data is (a worktree without ../shared beside it).
 REFERENCE = os.environ.get("HV_REFERENCE", REFERENCE)
@@ -58,19 +60,56 @@ def local_id(cid, type_, id_):
     return "%s-%s-%s-%s-%s" % (h[:8], h[8:12], h[12:16], h[16:20], h[20:])
 
 
+def own_peer(test):
+    """Marks a test that changes the EHR's data: it gets a peer of its own instead of the class's."""
+    test.own_peer = True
+    return test
+
+
 class EhrCase(EngineTestCase):
     DB = None  # a PostgreSQL URL for the engine under test (SyncPg), else SQLite
     CONFIG = LOCAL
+    _shared = None  # the class's peer: (workdir, engine, key, client id), made by the first test that needs it
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls._shared = None
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls._shared is not None:
+            cls._shared[1].close()
+            shutil.rmtree(cls._shared[0], ignore_errors=True)
+            cls._shared = None
+        super().tearDownClass()
+
+    def make_peer(self, workdir):
+        """The EHR: a peer engine (auth on) loaded with two Synthea bundles, and a backend client of it."""
+        peer = Engine(os.path.join(workdir, "peer"), auth=True)
+        os.makedirs(peer.workdir, exist_ok=True)
+        peer.start()
+        rc, out, err = peer.cli("import", *SYNTHEA[:2])
+        self.assertEqual(rc, 0, err)
+        self.peer = peer
+        self.key = Key(workdir, "RSA")
+        self.client_id = self.register(self.key)
+        return peer
 
     def setUp(self):
         super().setUp()
         if not SYNTHEA:
             self.fail("no Synthea bundles under %s (the reference data is required)" % REFERENCE)
-        self.peer = self.engine(auth=True)
-        rc, out, err = self.peer.cli("import", *SYNTHEA[:2])
-        self.assertEqual(rc, 0, err)
-        self.key = Key(self.workdir, "RSA")
-        self.client_id = self.register(self.key)
+        # Tests that only read the EHR share one peer per class (its start and import are most of a
+        # short test's time); a test that changes the EHR's data has its own.
+        if getattr(getattr(self, self._testMethodName), "own_peer", False):
+            self._engines.append(self.make_peer(self.workdir))
+        elif type(self)._shared is None:
+            os.makedirs(WORKROOT, exist_ok=True)
+            wd = tempfile.mkdtemp(prefix=type(self).__name__ + "-peer-", dir=WORKROOT)
+            type(self)._shared = (wd, self.make_peer(wd), self.key, self.client_id)
+        else:
+            _, self.peer, self.key, self.client_id = type(self)._shared
         if self.DB:
             subprocess.run(["psql", "-q", "-X", self.DB, "-c", "DROP SCHEMA IF EXISTS ehr CASCADE; "
                             "DROP SCHEMA IF EXISTS fhir CASCADE; DROP SCHEMA IF EXISTS channels CASCADE"],
@@ -83,12 +122,12 @@ class EhrCase(EngineTestCase):
             p.stop()
         super().tearDown()
 
-    def register(self, key):
+    def register(self, key, scope="system/*.rs"):
         path = os.path.join(self.workdir, "jwks-%s.json" % key.kid)
         with open(path, "w") as f:
             json.dump({"keys": [key.jwk]}, f)
         rc, out, err = self.peer.cli("client", "add", "--name", "holovitals-ehr", "--type", "backend",
-                                     "--jwks", path, "--scope", "system/*.rs")
+                                     "--jwks", path, "--scope", scope)
         self.assertEqual(rc, 0, err)
         return out.strip()
 
@@ -152,14 +191,22 @@ class EhrCase(EngineTestCase):
         rc, out, err = self.peer.cli("import", path)
         self.assertEqual(rc, 0, err)
 
-    def peer_token(self):
+    def peer_token(self, client_id=None, scope="system/*.rs"):
         url = "%s/auth/token" % self.peer.base
         st, _, body = self.peer.request("POST", "/auth/token", body=authlib.form({
-            "grant_type": "client_credentials", "scope": "system/*.rs",
+            "grant_type": "client_credentials", "scope": scope,
             "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            "client_assertion": authlib.assertion(self.key, self.client_id, url)}), headers=authlib.FORM)
+            "client_assertion": authlib.assertion(self.key, client_id or self.client_id, url)}), headers=authlib.FORM)
         self.assertEqual(st, 200, body)
         return json.loads(body)["access_token"]
+
+    def delete_on_peer(self, type_, id_):
+        """Deletes a resource on the EHR side (REST DELETE with a writing backend client)."""
+        if not hasattr(self, "writer"):
+            self.writer = self.register(self.key, "system/*.cruds")
+        st, _, body = self.peer.request("DELETE", "/fhir/%s/%s" % (type_, id_), headers={
+            "Authorization": "Bearer " + self.peer_token(self.writer, "system/*.cruds")})
+        self.assertIn(st, (200, 204), body)
 
     def read_peer_via_local(self, cid, type_, id_):
         """The resource as synced (the local copy minus what the sync added) stands for the peer's."""
@@ -218,6 +265,7 @@ class Api(EhrCase):
 
 
 class Sync(EhrCase):
+    @own_peer
     def test_full_then_incremental_with_source_identity(self):
         cid = self.connect()
         run = self.sync(cid, "full")
@@ -300,6 +348,34 @@ class Sync(EhrCase):
         self.assertEqual(self.local_total("Condition"), self.peer_count(["Condition"]) - 1)
         run = self.sync(cid, "full")
         self.assertEqual((run["status"], run["deleted"]), ("completed", 0), run)
+
+    @own_peer
+    def test_incremental_and_bulk_syncs_delete_what_the_ehr_deleted(self):
+        types = ["Patient", "Condition"]
+        cid = self.connect(resource_types=types)
+        want = self.peer_count(types)
+        run = self.sync(cid, "full")
+        self.assertEqual((run["status"], run["created"]), ("completed", want), run)
+        conds = [e["resource"]["id"] for e in load(SYNTHEA[0])["entry"] if e["resource"]["resourceType"] == "Condition"]
+        self.assertGreaterEqual(len(conds), 3)
+        # Incremental: the deletion is read from the EHR's Condition/_history?_since (newest entry DELETE).
+        self.delete_on_peer("Condition", conds[0])
+        run = self.sync(cid, "incremental")
+        self.assertEqual((run["status"], run["fetched"], run["deleted"]), ("completed", 0, 1), run)
+        st, _, _ = self.local.get("/fhir/Condition/%s" % local_id(cid, "Condition", conds[0]))
+        self.assertEqual(st, 410)
+        # Nothing more deleted since: the next incremental deletes nothing.
+        run = self.sync(cid, "incremental")
+        self.assertEqual((run["status"], run["deleted"]), ("completed", 0), run)
+        # Bulk (a system-level export holds every resource of its types): reconciled like a full sync.
+        self.delete_on_peer("Condition", conds[1])
+        run = self.sync(cid, "bulk")
+        self.assertEqual((run["status"], run["deleted"], run["unchanged"]), ("completed", 1, want - 2), run)
+        st, _, _ = self.local.get("/fhir/Condition/%s" % local_id(cid, "Condition", conds[1]))
+        self.assertEqual(st, 410)
+        st, _, _ = self.local.get("/fhir/Condition/%s" % local_id(cid, "Condition", conds[2]))
+        self.assertEqual(st, 200)
+        self.assertEqual(self.local_total("Condition"), self.peer_count(["Condition"]) - 2)
 
     def test_scheduled_sync_runs_on_its_own_and_is_recorded(self):
         cid = self.connect(resource_types=["Patient"], schedule="every 1s")
@@ -484,6 +560,7 @@ class Channels(EhrCase):
 
 
 class Conflicts(EhrCase):
+    @own_peer
     def test_each_policy_decides_and_records(self):
         cid = self.connect(resource_types=["Patient"])
         self.assertEqual(self.sync(cid, "full")["status"], "completed")
@@ -600,17 +677,57 @@ if PG_URL:
 
         @classmethod
         def setUpClass(cls):
+            super().setUpClass()
             pg_database(cls)
 
         @classmethod
         def tearDownClass(cls):
             subprocess.run(["psql", "-q", "-X", PG_URL, "-c", "DROP DATABASE IF EXISTS %s" % cls.DB_NAME],
                            capture_output=True, timeout=60)
+            super().tearDownClass()
 
         def runs(self, cid):
             st, out = self.local.get_json("/ehr/sync-history?connection=%s&limit=100" % cid)
             self.assertEqual(st, 200, out)
             return out["runs"]
+
+        def connections_of(self, engine):
+            st, out = engine.get_json("/ehr/connections")
+            self.assertEqual(st, 200, out)
+            return {c["id"]: c for c in out["connections"]}
+
+        def wait_for(self, what, cond, timeout=15):
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if cond():
+                    return
+                time.sleep(0.2)
+            self.fail("%s did not happen in %ss" % (what, timeout))
+
+        def test_connections_reach_the_other_engine_without_a_restart(self):
+            other = self.engine(config=self.CONFIG, args=["--db", self.DB])  # started before the connection
+            cid = self.connect(resource_types=["Patient"])
+            self.wait_for("the new connection on the other engine", lambda: cid in self.connections_of(other))
+            # The other engine syncs it (it unseals the key made on the first one).
+            st, out = other.post_json("/ehr/sync/%s" % cid, {"mode": "full"})
+            self.assertEqual(st, 202, out)
+            deadline, run = time.monotonic() + 60, None
+            while time.monotonic() < deadline and (run is None or run["status"] == "running"):
+                time.sleep(0.1)
+                st, h = other.get_json("/ehr/sync-history?connection=%s" % cid)
+                run = [r for r in h["runs"] if r["run_id"] == out["run_id"]][0]
+            self.assertEqual((run["status"], run["created"]), ("completed", self.peer_count(["Patient"])), run)
+            # A change (new types, schedule) made on the first engine reaches it too.
+            self.connect(id=cid, resource_types=["Patient", "Condition"], schedule="daily")
+            self.wait_for("the changed connection on the other engine",
+                          lambda: self.connections_of(other)[cid]["resource_types"] == ["Patient", "Condition"])
+            self.assertEqual(self.connections_of(other)[cid]["schedule"], "daily")
+            # Disconnected on the first engine: gone from the other.
+            st, out = self.local.post_json("/ehr/disconnect", {"id": cid})
+            self.assertIn(st, (200, 204), out)
+            self.wait_for("the disconnection on the other engine", lambda: cid not in self.connections_of(other))
+            st, out = other.post_json("/ehr/sync/%s" % cid, {"mode": "full"})
+            self.assertEqual(st, 404, out)
 
         def test_a_connection_syncs_on_one_engine_at_a_time(self):
             p = self.proxy()
@@ -655,6 +772,7 @@ if PG_URL:
 
         @classmethod
         def setUpClass(cls):
+            super().setUpClass()
             cls.DB_NAME = "hv_test_ehr_%d" % os.getpid()
             base, _, _ = PG_URL.rpartition("/")
             for sql in ("DROP DATABASE IF EXISTS %s" % cls.DB_NAME, "CREATE DATABASE %s" % cls.DB_NAME):
@@ -665,6 +783,7 @@ if PG_URL:
         def tearDownClass(cls):
             subprocess.run(["psql", "-q", "-X", PG_URL, "-c", "DROP DATABASE IF EXISTS %s" % cls.DB_NAME],
                            capture_output=True, timeout=60)
+            super().tearDownClass()
 
         interrupted = Sync.interrupted
         test_full_then_incremental_with_source_identity = Sync.test_full_then_incremental_with_source_identity

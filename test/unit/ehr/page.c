@@ -1,5 +1,6 @@
 /* page.c — tests of adapters/ehr/page.c: searchset pages, NDJSON lines, Retry-After. */
 #include <json-c/json.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "tests.h"
@@ -105,6 +106,65 @@ static void ehr_ndjson_passes_every_line_and_a_truncated_tail(void **state) {
     assert_string_equal(l.last, "{\"c\":");
 }
 
+typedef struct hist_seen {
+    char got[8][160];
+    int n;
+} hist_seen_t;
+
+static int hist_cb(void *ud, const char *type, const char *id, int deleted) {
+    hist_seen_t *s = ud;
+    if (s->n < 8) snprintf(s->got[s->n], sizeof(s->got[0]), "%s/%s%s", type, id, deleted ? " deleted" : "");
+    s->n++;
+    return HV_OK;
+}
+
+static void ehr_history_names_each_entry_and_its_deletions(void **state) {
+    /* FHIR R4 http.html#history: a deletion has no resource; request.url (or fullUrl) names it. */
+    const char *body =
+        "{\"resourceType\":\"Bundle\",\"type\":\"history\",\"link\":[{\"relation\":\"next\",\"url\":\"https://e/fhir/Condition/_history?_cursor=9\"}],"
+        "\"entry\":[{\"fullUrl\":\"https://e/fhir/Condition/c1\",\"request\":{\"method\":\"DELETE\",\"url\":\"Condition/c1\"}},"
+        "{\"resource\":{\"resourceType\":\"Condition\",\"id\":\"c2\"},\"request\":{\"method\":\"PUT\",\"url\":\"Condition/c2\"}},"
+        "{\"fullUrl\":\"https://e/fhir/Condition/c3/_history/4\",\"request\":{\"method\":\"DELETE\",\"url\":\"https://e/fhir/Condition/c3/_history/4?x=1\"}},"
+        "{\"fullUrl\":\"https://e/fhir/Condition/c4\",\"request\":{\"method\":\"DELETE\"}}]}";
+    hist_seen_t s;
+    hv_error_t err;
+    char *next = NULL;
+    (void)state;
+    memset(&s, 0, sizeof(s));
+    hv_error_clear(&err);
+    assert_int_equal(hv_ehr_history_parse(body, strlen(body), 0, hist_cb, &s, &next, &err), HV_OK);
+    assert_int_equal(s.n, 4);
+    assert_string_equal(s.got[0], "Condition/c1 deleted");
+    assert_string_equal(s.got[1], "Condition/c2");
+    assert_string_equal(s.got[2], "Condition/c3 deleted");
+    assert_string_equal(s.got[3], "Condition/c4 deleted");
+    assert_non_null(next);
+    assert_string_equal(next, "https://e/fhir/Condition/_history?_cursor=9");
+    hv_free(next);
+}
+
+static void ehr_history_rejects_entries_naming_nothing_and_non_bundles(void **state) {
+    static const char *const bad[] = {
+        "{\"resourceType\":\"Bundle\",\"entry\":[{\"request\":{\"method\":\"DELETE\",\"url\":\"nothing\"}}]}",
+        "{\"resourceType\":\"Bundle\",\"entry\":[{\"request\":{\"method\":\"PUT\"}}]}",
+        "{\"resourceType\":\"Bundle\",\"entry\":[7]}",
+        "{\"resourceType\":\"OperationOutcome\",\"issue\":[{\"diagnostics\":\"no history here\"}]}",
+        "<html>not found</html>",
+    };
+    size_t i;
+    (void)state;
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        hist_seen_t s;
+        hv_error_t err;
+        char *next = NULL;
+        memset(&s, 0, sizeof(s));
+        hv_error_clear(&err);
+        assert_int_not_equal(hv_ehr_history_parse(bad[i], strlen(bad[i]), 0, hist_cb, &s, &next, &err), HV_OK);
+        assert_null(next);
+        assert_true(err.message[0] != '\0');
+    }
+}
+
 static void ehr_retry_after_reads_seconds_and_dates(void **state) {
     /* 2026-11-25T18:00:00Z = 1795629600 s. */
     uint64_t now = 1795629600ULL * 1000;
@@ -126,6 +186,8 @@ int run_page_tests(void) {
         cmocka_unit_test(ehr_page_enforces_its_byte_cap),
         cmocka_unit_test(ehr_ndjson_passes_every_line_and_a_truncated_tail),
         cmocka_unit_test(ehr_retry_after_reads_seconds_and_dates),
+        cmocka_unit_test(ehr_history_names_each_entry_and_its_deletions),
+        cmocka_unit_test(ehr_history_rejects_entries_naming_nothing_and_non_bundles),
     };
     return cmocka_run_group_tests_name("ehr_page", tests, NULL, NULL);
 }

@@ -1,0 +1,162 @@
+/* search_special.c — unit tests of fhir/search_special.c: the deferred full-text index
+ * of _text/_content on SQLite (rows written after the commit by the catch-up, behind
+ * the mark sp_text_mark, following the current version). */
+#include "tests.h"
+
+#include <json-c/json.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "fhir/search_int.h"
+
+static int64_t count(hv_db_t *db, const char *sql)
+{
+    hv_db_stmt_t *st = NULL;
+    int64_t n = -1;
+    assert_int_equal(hv_db_prepare(db, sql, &st), HV_OK);
+    if (hv_db_step(st) == HV_DB_ROW)
+        n = hv_db_column_int64(st, 0);
+    hv_db_done(st);
+    return n;
+}
+
+/* Writes version `version` of Patient/id with `word` as its family name (NULL: deletes it). */
+static void put_patient(hv_db_t *db, const char *id, int64_t version, const char *word)
+{
+    char text[256];
+    struct json_object *o = NULL;
+    if (word != NULL) {
+        snprintf(text, sizeof(text), "{\"resourceType\":\"Patient\",\"id\":\"%s\",\"name\":[{\"family\":\"%s\"}]}",
+                 id, word);
+        o = json_tokener_parse(text);
+        assert_non_null(o);
+    }
+    assert_int_equal(hv__store_put(db, "Patient", id, version, 1000 + (uint64_t)version, word ? text : NULL,
+                                   word ? strlen(text) : 0, o),
+                     HV_OK);
+    if (o != NULL)
+        json_object_put(o);
+}
+
+#define MARK "SELECT last_rid FROM sp_text_mark"
+#define MAXRID "SELECT MAX(rid) FROM resources"
+
+/* Writes leave the full text to the catch-up; it indexes the current live versions in
+ * rid order, at most `limit` versions a call, and moves the mark past what it read. */
+static void search_text_catch_up_indexes_current_versions_behind_the_mark(void **state)
+{
+    hv_db_t *db = store_test_db();
+    int64_t n = -1;
+    (void)state;
+    assert_int_equal(count(db, MARK), 0);
+    put_patient(db, "a", 1, "alpha");
+    put_patient(db, "b", 1, "beta");
+    put_patient(db, "a", 2, "gamma");
+    put_patient(db, "c", 1, "delta");
+    put_patient(db, "c", 2, NULL);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_text"), 0); /* nothing at write time */
+    /* two versions: a/1 (superseded: skipped) and b/1 */
+    assert_int_equal(hv__search_text_catch_up(db, 2, &n), HV_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(count(db, MARK), count(db, "SELECT rid FROM resources WHERE id = 'b'"));
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_text"), 1);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_text WHERE sp_text MATCH 'beta' AND id = 'b'"), 1);
+    /* the rest: a/2 indexed, c/1 superseded by its deletion, c/2 deleted */
+    assert_int_equal(hv__search_text_catch_up(db, 0, &n), HV_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(count(db, MARK), count(db, MAXRID));
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_text"), 2);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_text WHERE sp_text MATCH 'gamma'"), 1);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_text WHERE sp_text MATCH 'alpha OR delta'"), 0);
+    /* the row's rowid is the version's rid */
+    assert_int_equal(count(db, "SELECT rowid FROM sp_text WHERE sp_text MATCH 'gamma'"),
+                     count(db, "SELECT rid FROM resources WHERE id = 'a' AND version = 2"));
+    /* nothing new: nothing read, the mark stays */
+    assert_int_equal(hv__search_text_catch_up(db, 0, &n), HV_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(count(db, MARK), count(db, MAXRID));
+    store_test_db_close(db);
+}
+
+/* A new version drops the indexed row of the one it supersedes at once (a search never
+ * sees the old words), and its own row comes with the next catch-up. */
+static void search_text_update_and_delete_drop_the_old_row_at_write(void **state)
+{
+    hv_db_t *db = store_test_db();
+    (void)state;
+    put_patient(db, "a", 1, "alpha");
+    put_patient(db, "b", 1, "beta");
+    assert_int_equal(hv__search_text_catch_up(db, 0, NULL), HV_OK);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_text"), 2);
+    put_patient(db, "a", 2, "omega");
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_text WHERE sp_text MATCH 'alpha'"), 0);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_text"), 1);
+    put_patient(db, "b", 2, NULL);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_text"), 0);
+    assert_int_equal(hv__search_text_catch_up(db, 0, NULL), HV_OK);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_text WHERE sp_text MATCH 'omega'"), 1);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_text"), 1);
+    store_test_db_close(db);
+}
+
+/* Reindexing (replace) a version the catch-up has passed writes its row again; one
+ * above the mark is left to the catch-up, which must then not find a row there. */
+static void search_text_reindex_writes_rows_only_behind_the_mark(void **state)
+{
+    hv_db_t *db = store_test_db();
+    struct json_object *o = json_tokener_parse("{\"resourceType\":\"Patient\",\"id\":\"a\",\"name\":[{\"family\":"
+                                               "\"alpha\"}]}");
+    struct json_object *b = json_tokener_parse("{\"resourceType\":\"Patient\",\"id\":\"b\",\"name\":[{\"family\":"
+                                               "\"beta\"}]}");
+    (void)state;
+    assert_non_null(o);
+    assert_non_null(b);
+    put_patient(db, "a", 1, "alpha");
+    assert_int_equal(hv__search_text_catch_up(db, 0, NULL), HV_OK);
+    assert_int_equal(hv_db_exec(db, "DELETE FROM sp_text"), HV_OK);
+    assert_int_equal(hv__search_index_put(db, "Patient", "a", o, 1), HV_OK);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_text WHERE sp_text MATCH 'alpha' AND id = 'a'"), 1);
+    put_patient(db, "b", 1, "beta");
+    assert_int_equal(hv__search_index_put(db, "Patient", "b", b, 1), HV_OK);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_text WHERE id = 'b'"), 0);
+    assert_int_equal(hv__search_text_catch_up(db, 0, NULL), HV_OK); /* would fail on a duplicate rowid */
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_text WHERE sp_text MATCH 'beta' AND id = 'b'"), 1);
+    json_object_put(o);
+    json_object_put(b);
+    store_test_db_close(db);
+}
+
+/* A stored version nested deeper than the text walk descends (64) but within what a write
+ * accepts (fhir.max_depth, 128) is still parsed by the catch-up: its shallow words are found. */
+static void search_text_catch_up_parses_deeply_nested_versions(void **state)
+{
+    hv_db_t *db = store_test_db();
+    hv_buf_t b;
+    struct json_object *o;
+    (void)state;
+    hv_buf_init(&b, 1 << 20);
+    hv_buf_puts(&b, "{\"resourceType\":\"Patient\",\"id\":\"deep\",\"name\":[{\"family\":\"Shallowword\"}]");
+    for (int i = 0; i < 50; i++) /* an object and an array each: depth 100 */
+        hv_buf_puts(&b, ",\"extension\":[{\"url\":\"urn:x\"");
+    for (int i = 0; i < 50; i++)
+        hv_buf_puts(&b, "}]");
+    hv_buf_puts(&b, "}");
+    o = json_tokener_parse(b.data); /* json-c's default depth (32) refuses it: no tree for the write */
+    assert_null(o);
+    assert_int_equal(hv__store_put(db, "Patient", "deep", 1, 1000, b.data, b.len, NULL), HV_OK);
+    assert_int_equal(hv__search_text_catch_up(db, 0, NULL), HV_OK);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_text WHERE sp_text MATCH 'shallowword' AND id = 'deep'"), 1);
+    hv_buf_release(&b);
+    store_test_db_close(db);
+}
+
+int run_search_special_tests(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(search_text_catch_up_indexes_current_versions_behind_the_mark),
+        cmocka_unit_test(search_text_update_and_delete_drop_the_old_row_at_write),
+        cmocka_unit_test(search_text_reindex_writes_rows_only_behind_the_mark),
+        cmocka_unit_test(search_text_catch_up_parses_deeply_nested_versions),
+    };
+    return cmocka_run_group_tests_name("fhir_search_special", tests, NULL, NULL);
+}
