@@ -1,7 +1,7 @@
 /*
  * mappings_int.h — internals shared by the files of the mapping module: the loaded
- * HL7 v2 → FHIR tables (mappings/v2_load.c) that the engine (mappings/v2_to_fhir.c)
- * runs. The line format is documented in docs/mappings.md.
+ * HL7 v2 → FHIR tables (mappings/v2_load.c) that the engine (mappings/v2_to_fhir.c and the
+ * files of mappings/v2_int.h) runs. The line format is documented in docs/mappings.md.
  */
 #ifndef HV_MAPPINGS_INT_H
 #define HV_MAPPINGS_INT_H

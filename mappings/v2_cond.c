@@ -2,7 +2,7 @@
  * v2_cond.c — compiles the postfix conditions of the HL7 v2 → FHIR mapping tables
  * (docs/mappings.md, "CONDITION") into a program of operations once, when the tables are
  * loaded, so that mapping a message does not tokenize, parse numbers or decode literals
- * per row and per message. v2_to_fhir.c runs the program against the message.
+ * per row and per message. hv__v2_cond_eval runs the program against the message.
  *
  * The language: operands `@SEG-F[.C]` (a field of the segment, or of the first segment
  * with that id), `@.C[.S]` (a component of the value being mapped), `'text` (%XX escapes),
@@ -10,14 +10,18 @@
  * cannot read entirely — `?` (the generator could not read the table's condition), an
  * unknown operator, an operator without its operands, a stack deeper than HV__COND_MAX_STACK —
  * compiles to a program that is never true, as the text interpreter this replaces did.
+ *
+ * hv__v2_cond_eval (the end of this file) runs a program against the segment and the value
+ * being mapped.
  */
 #include "config.h"
 
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
-#include "mappings/mappings_int.h"
+#include "mappings/v2_int.h"
 
 #define MAX_OPS 64 /* operations in one condition; the tables' longest has about 20 */
 
@@ -150,4 +154,145 @@ int hv__map_cond_compile(hv_arena_t *arena, const char *text, const hv__cond_t *
     memcpy(out->ops, ops, nops * sizeof(*ops));
     *cc = out;
     return HV_OK;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Conditions                                                                */
+/* ------------------------------------------------------------------------- */
+
+typedef struct val {
+    int kind; /* 0 string, 1 number, 2 boolean */
+    span_t s;
+    long n;
+} val_t;
+
+/*
+ * The raw value of a compiled condition path in the current context: FIELD "PID-7",
+ * "OBX-5.3" (a field of the segment being mapped, or of the first segment with that id)
+ * or COMP ".3" (a component of the data-type value being mapped). *count: the number of
+ * repetitions (FIELD) or 1/0 valued (COMP).
+ */
+static span_t cond_path(ctx_t *c, const hv__cond_op_t *op, span_t seg, span_t dt, int dt_level,
+                        size_t *count) {
+    span_t v = {NULL, 0}, f;
+    *count = 0;
+    if (op->kind == HV__COND_COMP) {
+        v = hv__v2_piece(c, dt, dt_level, op->a);
+        if (op->b) v = hv__v2_piece(c, v, dt_level + 1, op->b);
+        *count = hv__v2_span_valued(v) ? 1 : 0;
+        return v;
+    }
+    if (op->kind != HV__COND_FIELD) return v;
+    if (seg.p == NULL || seg.len < 3 || memcmp(seg.p, op->seg, 3) != 0) {
+        size_t i;
+        seg.p = NULL;
+        for (i = 0; i < c->msg.nsegs; i++) {
+            if (memcmp(c->msg.segs[i].id, op->seg, 3) == 0) {
+                seg.p = c->msg.segs[i].p;
+                seg.len = c->msg.segs[i].len;
+                break;
+            }
+        }
+        if (seg.p == NULL) return v;
+    }
+    f = hv__v2_seg_field(c, seg, op->a);
+    if (!hv__v2_span_valued(f)) return v;
+    *count = hv_hl7v2_span_count(f, c->msg.delims.rep);
+    if (hv_hl7v2_span_piece(f, c->msg.delims.rep, 0, &v) != HV_OK) v.p = NULL, v.len = 0;
+    if (op->b) v = hv__v2_piece(c, v, 1, op->b);
+    return v;
+}
+
+static int val_eq(span_t s, const char *lit, size_t n) {
+    return s.p != NULL && s.len == n && strncasecmp(s.p, lit, n) == 0;
+}
+
+/*
+ * Evaluates a row's condition: the program compiled at load (v2_cond.c), or — for a row
+ * made by hand with a condition text and no program — the text compiled now. No
+ * condition is true; one that could not be read is false.
+ */
+int hv__v2_cond_eval(ctx_t *c, const hv__cond_t *cc, const char *text, span_t seg, span_t dt, int dt_level) {
+    val_t st[HV__COND_MAX_STACK];
+    int sp = 0;
+    size_t i;
+    if (cc == NULL) {
+        if (text == NULL || text[0] == '\0') return 1;
+        if (hv__map_cond_compile(c->arena, text, &cc) != HV_OK || cc == NULL) return cc == NULL;
+    }
+    if (cc->never) return 0;
+    for (i = 0; i < cc->nops; i++) {
+        const hv__cond_op_t *op = &cc->ops[i];
+        val_t *x, *y;
+        long r = 0, j, k;
+        switch (op->kind) {
+        case HV__COND_EMPTY:
+        case HV__COND_FIELD:
+        case HV__COND_COMP: {
+            size_t count = 0;
+            st[sp].s = op->kind == HV__COND_EMPTY ? (span_t){NULL, 0} : cond_path(c, op, seg, dt, dt_level, &count);
+            st[sp].kind = 0;
+            st[sp].n = (long)count;
+            sp++;
+            break;
+        }
+        case HV__COND_LIT:
+            st[sp].kind = 0;
+            st[sp].s.p = op->s;
+            st[sp].s.len = op->n;
+            st[sp].n = 0;
+            sp++;
+            break;
+        case HV__COND_NUM:
+            st[sp].kind = 1;
+            st[sp].s.p = NULL;
+            st[sp].s.len = 0;
+            st[sp].n = op->num;
+            sp++;
+            break;
+        case HV__COND_VALUED:
+            st[sp - 1].n = hv__v2_span_valued(st[sp - 1].s);
+            st[sp - 1].kind = 2;
+            break;
+        case HV__COND_NOT:
+            st[sp - 1].n = !st[sp - 1].n;
+            st[sp - 1].kind = 2;
+            break;
+        case HV__COND_COUNT:
+            st[sp - 1].kind = 1; /* n already holds the repetition count */
+            break;
+        case HV__COND_LEN:
+            st[sp - 1].n = (long)st[sp - 1].s.len;
+            st[sp - 1].kind = 1;
+            break;
+        case HV__COND_IN:
+            k = op->num;
+            for (j = 0; j < k; j++) {
+                y = &st[sp - 1 - j];
+                if (y->s.p != NULL && val_eq(st[sp - 1 - k].s, y->s.p, y->s.len)) r = 1;
+            }
+            sp -= (int)k;
+            st[sp - 1].kind = 2;
+            st[sp - 1].n = r;
+            break;
+        default:
+            x = &st[sp - 2];
+            y = &st[sp - 1];
+            switch (op->kind) {
+            case HV__COND_OR: r = x->n || y->n; break;
+            case HV__COND_AND: r = x->n && y->n; break;
+            case HV__COND_EQ_TEXT: r = y->s.p != NULL && val_eq(x->s, y->s.p, y->s.len); break;
+            case HV__COND_EQ: r = x->n == y->n; break;
+            case HV__COND_GT: r = x->n > y->n; break;
+            case HV__COND_GE: r = x->n >= y->n; break;
+            case HV__COND_LT: r = x->n < y->n; break;
+            default: r = x->n <= y->n; break;
+            }
+            sp--;
+            st[sp - 1].kind = 2;
+            st[sp - 1].n = r;
+            break;
+        }
+    }
+    return sp == 1 && st[0].n != 0;
 }

@@ -1,0 +1,804 @@
+/*
+ * v2_apply.c — the rows of the HL7 v2 → FHIR mapping tables applied to a value: resources
+ * and their slots, element paths typed by the FHIR model ("name[idx](Type[n].path)"), data-type
+ * maps applied recursively to components and subcomponents, concept maps, resource families
+ * (PL[Location]) and resources made inside a reference (HL7 v2-to-FHIR IG segment and
+ * data-type maps; docs/mappings.md).
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "mappings/v2_int.h"
+
+/* ------------------------------------------------------------------------- */
+/* Resources and element paths                                               */
+/* ------------------------------------------------------------------------- */
+
+res_t *hv__v2_res_new(ctx_t *c, const char *type, const char *slot) {
+    res_t *r;
+    const hv_fhir_type_t *t = hv_fhir_resource_type(type);
+    if (t == NULL || c->nres >= MAX_RESOURCES) return NULL;
+    r = &c->res[c->nres];
+    memset(r, 0, sizeof(*r));
+    r->type = hv_fhir_type_name(t);
+    if (slot != NULL) {
+        size_t sl = strnlen(slot, sizeof(r->slot) - 1);
+        memcpy(r->slot, slot, sl);
+        r->slot[sl] = '\0';
+    }
+    r->obj = json_object_new_object();
+    hv_json_set_str(r->obj, "resourceType", r->type);
+    memcpy(r->seg, c->msg.segs[c->cur_seg].id, 3);
+    r->seg[3] = '\0';
+    r->seg_index = c->cur_seg;
+    r->ordinal = c->cur_seg;
+    r->merged_into = -1;
+    r->order_key = c->order_key;
+    {
+        /* "#hvtmp-N" */
+        char digits[24];
+        size_t nd = 0, k = c->nres;
+        do digits[nd++] = (char)('0' + k % 10), k /= 10;
+        while (k > 0);
+        memcpy(r->tmp, "#hvtmp-", 7);
+        for (k = 0; k < nd; k++) r->tmp[7 + k] = digits[nd - 1 - k];
+        r->tmp[7 + nd] = '\0';
+    }
+    c->nres++;
+    return r;
+}
+
+/* The reference to a resource until identities are known ("#hvtmp-N"); noting that it
+ * was handed out lets hv__v2_finish() skip looking for dangling references when no resource
+ * that anything refers to was left out. */
+const char *hv__v2_ref_to(res_t *r) {
+    r->referenced = 1;
+    return r->tmp;
+}
+
+/* The element object for (owner, name, index, rep): made once, found again by the
+ * rows that share it (extension[1].url and extension[1].valueString). */
+/*
+ * The place of key k in the element slot table: *found is set when k is there; else the
+ * free place where it goes (the table doubled first when half full). SIZE_MAX when the
+ * table holds its cap of elements per message, or on ENOMEM.
+ */
+static size_t slot_place(ctx_t *c, uint64_t k, int *found) {
+    size_t i, mask = c->slot_mask;
+    *found = 0;
+    for (i = k & mask;; i = (i + 1) & mask) {
+        if (c->slots[i].key == k) {
+            *found = 1;
+            return i;
+        }
+        if (c->slots[i].key == 0) break;
+    }
+    if (c->nslots >= (1u << SLOT_BITS) - 1) return SIZE_MAX; /* full: the cap of elements per message */
+    if (2 * (c->nslots + 1) > mask + 1 && mask + 1 < (1u << SLOT_BITS)) {
+        /* Half full: double the table (the keys are hashes already) and find the place again. */
+        size_t j, nmask = 2 * mask + 1;
+        slot_t *ns = hv_calloc(nmask + 1, sizeof(*ns));
+        if (ns == NULL) return SIZE_MAX;
+        for (j = 0; j <= mask; j++) {
+            size_t h;
+            if (c->slots[j].key == 0) continue;
+            for (h = c->slots[j].key & nmask; ns[h].key != 0; h = (h + 1) & nmask) {}
+            ns[h] = c->slots[j];
+        }
+        hv_free(c->slots);
+        c->slots = ns;
+        c->slot_mask = mask = nmask;
+        for (i = k & mask; c->slots[i].key != 0; i = (i + 1) & mask) {}
+    }
+    return i;
+}
+
+static json_object *slot_get(ctx_t *c, json_object *owner, const char *name, size_t nlen,
+                             unsigned idx, unsigned rep, int is_array) {
+    uint64_t k = FNV0;
+    size_t i;
+    int found;
+    json_object *arr = NULL, *e;
+    char key[64];
+    k = hv__v2_fnv(k, &owner, sizeof(owner));
+    k = hv__v2_fnv(k, name, nlen);
+    k = hv__v2_fnv(k, &idx, sizeof(idx));
+    k = hv__v2_fnv(k, &rep, sizeof(rep));
+    if (k == 0) k = 1;
+    i = slot_place(c, k, &found);
+    if (found) return c->slots[i].elem;
+    if (i == SIZE_MAX) return NULL;
+    if (nlen >= sizeof(key)) return NULL;
+    memcpy(key, name, nlen);
+    key[nlen] = '\0';
+    if (is_array) {
+        e = json_object_new_object();
+        if (!json_object_object_get_ex(owner, key, &arr) || !json_object_is_type(arr, json_type_array)) {
+            arr = json_object_new_array();
+            hv_json_set(owner, key, arr);
+        }
+        json_object_array_add(arr, e);
+    } else {
+        json_object *old = NULL;
+        if (json_object_object_get_ex(owner, key, &old) && json_object_is_type(old, json_type_object)) {
+            e = old;
+        } else {
+            e = json_object_new_object();
+            hv_json_set(owner, key, e);
+        }
+    }
+    c->slots[i].key = k;
+    c->slots[i].elem = e;
+    c->nslots++;
+    return e;
+}
+
+static void explain_add(ctx_t *c, const char *owner_path, const char *path) {
+    json_object *o;
+    if (c->explain == NULL) return;
+    o = json_object_new_object();
+    hv_json_set_str(o, "element", hv_arena_sprintf(c->arena, "%s.%s", owner_path, path));
+    hv_json_set_str(o, "rule", hv__v2_rule_text(c));
+    json_object_array_add(c->explain, o);
+}
+
+
+
+/*
+ * Evaluates an assignment that concatenates fields of the segment and quoted literals
+ * (`OBX-5.1+"-"+OBX-5.2`); NULL for anything else or when no field is valued.
+ */
+static char *concat_value(ctx_t *c, const char *expr, span_t seg) {
+    char out[512];
+    size_t o = 0;
+    int valued = 0;
+    const char *p = expr;
+    while (*p) {
+        if (*p == '"') {
+            const char *q = strchr(p + 1, '"');
+            size_t n;
+            if (q == NULL) return NULL;
+            n = (size_t)(q - p - 1);
+            if (o + n >= sizeof(out)) return NULL;
+            memcpy(out + o, p + 1, n);
+            o += n;
+            p = q + 1;
+        } else if (strnlen(p, 5) == 5 && isupper((unsigned char)p[0]) && p[3] == '-' &&
+                   isdigit((unsigned char)p[4])) {
+            char *end;
+            unsigned f = (unsigned)strtoul(p + 4, &end, 10), comp = 0;
+            span_t v, r0;
+            char *t;
+            size_t n;
+            if (memcmp(p, c->msg.segs[c->cur_seg].id, 3) != 0) return NULL;
+            if (*end == '.') comp = (unsigned)strtoul(end + 1, &end, 10);
+            v = hv__v2_seg_field(c, seg, f);
+            if (hv_hl7v2_span_piece(v, c->msg.delims.rep, 0, &r0) != HV_OK) r0.p = NULL, r0.len = 0;
+            if (comp) r0 = hv__v2_piece(c, r0, 1, comp);
+            t = hv__v2_span_text(c, r0);
+            n = strlen(t);
+            if (n) valued = 1;
+            if (o + n >= sizeof(out)) return NULL;
+            memcpy(out + o, t, n);
+            o += n;
+            p = end;
+        } else {
+            return NULL;
+        }
+        if (*p == '+') p++;
+        else if (*p != '\0') return NULL;
+    }
+    if (!valued) return NULL;
+    out[o] = '\0';
+    return hv_arena_strdup(c->arena, out);
+}
+
+/*
+ * The concept map of a row whose target is a Coding or CodeableConcept (PV1-2 → Encounter.class
+ * through PatientClass[EncounterClass]: "O" → v3-ActCode AMB): the code the data-type map wrote
+ * is looked up; a Coding takes the mapped code, system and display, a CodeableConcept gets the
+ * mapped coding first and keeps the one sent. A code the map does not have stays as sent, with
+ * a warning unless it came with a coding system of its own.
+ */
+static void vocab_complex(ctx_t *c, json_object *o, const char *tname, const char *vocab) {
+    json_object *codings = NULL, *first, *mapped;
+    const hv__vocab_row_t *vr;
+    const char *code;
+    if (strcmp(tname, "Coding") == 0) {
+        first = o;
+    } else if (strcmp(tname, "CodeableConcept") == 0) {
+        if (!json_object_object_get_ex(o, "coding", &codings) || !json_object_is_type(codings, json_type_array) ||
+            json_object_array_length(codings) == 0)
+            return;
+        first = json_object_array_get_idx(codings, 0);
+    } else {
+        return;
+    }
+    code = hv_json_get_str(first, "code");
+    if (code == NULL) return;
+    vr = hv__vocab_find(c->t, vocab, code);
+    /* A code sent with its own coding system (SPM-4 in SNOMED CT) is not a code of the v2
+     * table the concept map reads: it is kept, without a warning. */
+    if (vr == NULL && hv_json_get_str(first, "system") != NULL) return;
+    if (vr == NULL) {
+        hv__v2_issue(c, "warning", "code-invalid", hv__v2_rule_text(c), "code '%.40s' has no mapping in %s (kept as sent)", code,
+              vocab);
+        return;
+    }
+    mapped = first;
+    if (codings != NULL) {
+        json_object *arr = json_object_new_array();
+        size_t i;
+        mapped = json_object_new_object();
+        json_object_array_add(arr, mapped);
+        for (i = 0; i < json_object_array_length(codings); i++)
+            json_object_array_add(arr, json_object_get(json_object_array_get_idx(codings, i)));
+        hv_json_set(o, "coding", arr);
+    }
+    hv_json_set_str(mapped, "code", vr->fcode);
+    if (vr->system[0]) hv_json_set_str(mapped, "system", vr->system);
+    else json_object_object_del(mapped, "system");
+    if (vr->display[0]) hv_json_set_str(mapped, "display", vr->display);
+    else json_object_object_del(mapped, "display");
+}
+
+/* Repetition n (> 1) of the element tg->owner is one repetition of: a new object appended to
+ * tg->arr at the first row that names it, found again by the rows after. */
+static json_object *sibling(ctx_t *c, const target_t *tg, unsigned n) {
+    uint64_t k = FNV0;
+    size_t i;
+    int found;
+    json_object *e;
+    k = hv__v2_fnv(k, &tg->owner, sizeof(tg->owner));
+    k = hv__v2_fnv(k, "#sibling", 8);
+    k = hv__v2_fnv(k, &n, sizeof(n));
+    if (k == 0) k = 1;
+    i = slot_place(c, k, &found);
+    if (found) return c->slots[i].elem;
+    if (i == SIZE_MAX) return NULL;
+    e = json_object_new_object();
+    json_object_array_add(tg->arr, e);
+    c->slots[i].key = k;
+    c->slots[i].elem = e;
+    c->nslots++;
+    return e;
+}
+
+/* True when a data-type map has a row for the value itself ("$value"/"$this"), i.e. it
+ * converts a value to one primitive; an unknown map counts as such (the value as sent). */
+static int map_has_value_rows(ctx_t *c, const char *map) {
+    size_t n, i;
+    const hv__map_row_t *rows = hv__map_rows(c->t, map, &n);
+    if (rows == NULL) return 1;
+    for (i = 0; i < n; i++)
+        if (!strcmp(rows[i].target, "$value") || !strcmp(rows[i].target, "$this")) return 1;
+    return 0;
+}
+
+
+/* The resource whose JSON object is o, NULL when none. */
+static res_t *res_of(ctx_t *c, json_object *o) {
+    size_t i;
+    for (i = c->nres; i-- > 0;)
+        if (c->res[i].obj == o) return &c->res[i];
+    return NULL;
+}
+
+/* Member n (2..MAX_FAMILY) of the family of resource base; made when make is set. */
+static res_t *family_member(ctx_t *c, res_t *base, unsigned n, int make) {
+    size_t i, bi = (size_t)(base - c->res);
+    res_t *m;
+    for (i = 0; i < c->nfam; i++)
+        if (c->fam[i].base == bi && c->fam[i].n == n && !c->res[c->fam[i].member].dropped)
+            return &c->res[c->fam[i].member];
+    if (!make || c->nfam >= HV_ARRAY_LEN(c->fam)) return NULL;
+    m = hv__v2_res_new(c, base->type, NULL);
+    if (m == NULL) return NULL;
+    c->fam[c->nfam].base = bi;
+    c->fam[c->nfam].member = (size_t)(m - c->res);
+    c->fam[c->nfam].n = n;
+    c->nfam++;
+    return m;
+}
+
+/*
+ * A row "[a-b].path" of a map that makes a family of resources (HL7 v2-to-FHIR IG PL[Location]:
+ * [1] the bed the element references, [2] its room, [3] floor, [4] point of care, [5] building,
+ * [6] facility): applied to member n, made at the first row that gives it a value; a range
+ * applies to the members that exist. "partOf.reference(Location[m])" rows are set by
+ * family_link once the map is done.
+ */
+static void apply_family(ctx_t *c, const hv__map_row_t *row, span_t v, int level, span_t seg,
+                         target_t *tg, unsigned a, unsigned b, const char *rest, unsigned rep, int depth) {
+    res_t *base = res_of(c, tg->owner);
+    unsigned k;
+    if (base == NULL || strncmp(rest, "partOf.reference(", 17) == 0) return;
+    for (k = a; k <= b; k++) {
+        res_t *m;
+        target_t sub = {NULL, NULL, NULL, NULL, NULL};
+        hv__map_row_t r2 = *row;
+        int made = 0;
+        if (k == 1) {
+            m = base;
+        } else {
+            m = family_member(c, base, k, 0);
+            if (m == NULL && a == b) {
+                m = family_member(c, base, k, 1);
+                made = m != NULL;
+            }
+        }
+        if (m == NULL) continue;
+        sub.owner = m->obj;
+        sub.owner_e = hv_fhir_type_root(hv_fhir_resource_type(m->type));
+        sub.res_type = m->type;
+        sub.path = m->type;
+        r2.target = rest;
+        hv__v2_apply_row(c, &r2, v, level, seg, &sub, rep, depth);
+        if (made && json_object_object_length(m->obj) <= 1) m->dropped = 1;
+    }
+}
+
+static void set_ref(json_object *o, const char *name, res_t *to) {
+    json_object *ref = json_object_new_object();
+    hv_json_set_str(ref, "reference", hv__v2_ref_to(to));
+    hv_json_set(o, name, ref);
+}
+
+/*
+ * After a family map: when the base (the referenced resource) got nothing, the most
+ * specific member that did takes its place (a PL with only a facility references the
+ * facility); then the map's "[k].partOf.reference(Type[m])" rows link the members that exist.
+ */
+static void family_link(ctx_t *c, res_t *base, const char *map) {
+    size_t who[MAX_FAMILY + 1], i, n, bi = (size_t)(base - c->res);
+    const hv__map_row_t *rows;
+    unsigned k;
+    int any = 0;
+    for (k = 0; k <= MAX_FAMILY; k++) who[k] = SIZE_MAX;
+    for (i = 0; i < c->nfam; i++)
+        if (c->fam[i].base == bi && !c->res[c->fam[i].member].dropped) {
+            who[c->fam[i].n] = c->fam[i].member;
+            any = 1;
+        }
+    if (!any) return;
+    if (json_object_object_length(base->obj) > 1) {
+        who[1] = bi;
+    } else {
+        for (k = 2; k <= MAX_FAMILY; k++) {
+            if (who[k] != SIZE_MAX) {
+                json_object *tmp = base->obj;
+                base->obj = c->res[who[k]].obj;
+                c->res[who[k]].obj = tmp;
+                c->res[who[k]].dropped = 1;
+                who[k] = bi;
+                break;
+            }
+        }
+    }
+    rows = hv__map_rows(c->t, map, &n);
+    for (i = 0; rows != NULL && i < n; i++) {
+        const char *t = rows[i].target, *q;
+        unsigned from, to;
+        char *end;
+        if (t[0] != '[') continue;
+        from = (unsigned)strtoul(t + 1, &end, 10);
+        if (strncmp(end, "].partOf.reference(", 19) != 0) continue;
+        q = strchr(end, '[');
+        if (q == NULL) continue;
+        to = (unsigned)strtoul(q + 1, NULL, 10);
+        if (from == to || from > MAX_FAMILY || to > MAX_FAMILY || who[from] == SIZE_MAX || who[to] == SIZE_MAX)
+            continue;
+        if (!json_object_object_get_ex(c->res[who[from]].obj, "partOf", NULL))
+            set_ref(c->res[who[from]].obj, "partOf", &c->res[who[to]]);
+    }
+}
+
+/* The ')' that closes the '(' at p, NULL when unbalanced. */
+static const char *match_paren(const char *p) {
+    int d = 0;
+    for (; *p; p++) {
+        if (*p == '(') d++;
+        else if (*p == ')' && --d == 0) return p;
+    }
+    return NULL;
+}
+
+/*
+ * A target step "name[idx](Type[n].path)" (HL7 v2-to-FHIR IG: a value that goes into a
+ * resource the element references): the Reference at owner.name[idx] — one per index and
+ * repetition, so that the rows naming the same index fill one resource, e.g. NK1-13, -30,
+ * -31 and -32 all write contact.organization[1](Organization…) — points at a resource of
+ * that type, made at the first row that gives it a value. With no path, the row's
+ * data-type map fills the resource; with a path (which may itself hold "(Type…)"), the
+ * row is applied to the resource with that path as its target. A resource that ends up
+ * empty is left out and the reference removed.
+ */
+static void apply_in_resource(ctx_t *c, const hv__map_row_t *row, span_t v, int level, span_t seg,
+                              json_object *owner, const char *name, size_t nlen, unsigned idx,
+                              unsigned rep, int is_array, const char *inner, int depth) {
+    char type[40];
+    size_t tl = 0;
+    const char *rest, *ref;
+    json_object *slot;
+    res_t *nr = NULL;
+    target_t sub = {NULL, NULL, NULL, NULL, NULL};
+    int made = 0;
+    while (isalpha((unsigned char)inner[tl]) && tl + 1 < sizeof(type)) tl++;
+    memcpy(type, inner, tl);
+    type[tl] = '\0';
+    rest = inner + tl;
+    if (*rest == '[') {
+        rest = strchr(rest, ']');
+        if (rest == NULL) goto unmapped;
+        rest++;
+    }
+    if (*rest != '\0' && *rest != '.') goto unmapped;
+    if (*rest == '.') rest++;
+    if (hv_fhir_resource_type(type) == NULL) goto unmapped;
+    if (*rest == '\0' && row->dtmap[0] == '\0') goto unmapped;
+    slot = slot_get(c, owner, name, nlen, idx, rep, is_array);
+    if (slot == NULL) return;
+    ref = hv_json_get_str(slot, "reference");
+    if (ref != NULL && strncmp(ref, "#hvtmp-", 7) == 0) {
+        size_t k = strtoul(ref + 7, NULL, 10);
+        if (k < c->nres && !c->res[k].dropped && strcmp(c->res[k].type, type) == 0) nr = &c->res[k];
+        else goto unmapped;
+    }
+    if (nr == NULL) {
+        nr = hv__v2_res_new(c, type, NULL);
+        if (nr == NULL) goto unmapped;
+        hv_json_set_str(slot, "reference", hv__v2_ref_to(nr));
+        made = 1;
+    }
+    sub.owner = nr->obj;
+    sub.owner_e = hv_fhir_type_root(hv_fhir_resource_type(nr->type));
+    sub.res_type = nr->type;
+    sub.path = nr->type;
+    if (*rest == '\0') {
+        USE_DT_ROWS(c, row);
+        hv__v2_apply_map(c, row->dtmap, v, level, seg, &sub, hv_fhir_resource_type(nr->type), rep, depth + 1, NULL);
+        if (made) family_link(c, nr, row->dtmap);
+    } else {
+        hv__map_row_t inner_row = *row;
+        inner_row.target = hv_arena_strdup(c->arena, rest);
+        if (inner_row.target == NULL) return;
+        hv__v2_apply_row(c, &inner_row, v, level, seg, &sub, rep, depth + 1);
+    }
+    if (made && json_object_object_length(nr->obj) <= 1) {
+        /* Nothing mapped: the resource is left out (its slot entries stay unique). */
+        nr->dropped = 1;
+        json_object_object_del(slot, "reference");
+    }
+    return;
+unmapped:
+    c->unmapped_rows++;
+}
+
+/*
+ * Writes one row's value at a target path under tg. The path is a dotted list of
+ * steps "name[idx](Type)"; the FHIR model types each step. The last step gets a
+ * primitive (converted from text, or from a primitive data-type map) or, for a
+ * complex type, the object the data-type map fills; "(Type)" makes a new resource
+ * of that type filled by the data-type map and puts a reference to it there.
+ */
+void hv__v2_apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, span_t seg,
+               target_t *tg, unsigned rep, int depth) {
+    const char *path = row->target;
+    json_object *owner = tg->owner;
+    const hv_fhir_elem_t *oe = tg->owner_e;
+    char pbuf[160];
+    const char *p;
+    if (row->prim || (path[0] == '$' && (!strcmp(path, "$value") || !strcmp(path, "$this")))) {
+        /* "$this" with a data-type map: that map writes into the same object (SPS into Specimen). */
+        if (row->dtmap[0] && depth < MAX_DEPTH) {
+            USE_DT_ROWS(c, row);
+            hv__v2_apply_map(c, row->dtmap, v, level, seg, tg, NULL, rep, depth + 1, NULL);
+        }
+        return;
+    }
+    /* An expression: only a concatenation of fields and literals with a condition of its own
+     * (OBX-5 VR: OBX-5.1+"-"+OBX-5.2) is evaluated; other expressions are not applied. */
+    if (row->assign[0] == '=' && (row->cond[0] == '\0' || concat_value(c, row->assign + 1, seg) == NULL))
+        return;
+    /* "[1].family" in XPN, "Quantity.code" in CWE[Quantity]: relative to the value itself. */
+    if (path[0] == '[') {
+        /* "[n].path": member n of the family of resources one map makes (PL[Location]); in a
+         * data type, "[1].family" is the value itself. */
+        char *end;
+        unsigned a = (unsigned)strtoul(path + 1, &end, 10), b = a;
+        if (*end == '-') b = (unsigned)strtoul(end + 1, &end, 10);
+        if (*end != ']' || end[1] != '.' || a == 0 || b < a || b > MAX_FAMILY) return;
+        if (a != 1 || b != 1 || strncmp(end + 2, "partOf.reference(", 17) == 0) {
+            if (hv_fhir_elem_parent(oe) == NULL && hv_fhir_resource_type(tg->res_type) != NULL &&
+                tg->owner_e == hv_fhir_type_root(hv_fhir_resource_type(tg->res_type)))
+                apply_family(c, row, v, level, seg, tg, a, b, end + 2, rep, depth);
+            return;
+        }
+        path = end + 2;
+    }
+    {
+        const char *tn = hv_fhir_type_name(hv_fhir_elem_owner_type(oe));
+        size_t tl = strlen(tn);
+        if (hv_fhir_elem_parent(oe) == NULL && strncmp(path, tn, tl) == 0 && path[tl] == '.')
+            path += tl + 1;
+    }
+    {
+        size_t pl = strlen(path);
+        if (pl >= sizeof(pbuf)) return;
+        memcpy(pbuf, path, pl + 1);
+    }
+    p = pbuf;
+    while (*p) {
+        const char *dot = strchr(p, '.'), *br, *par;
+        size_t seglen, nlen;
+        unsigned idx = 1;
+        const hv_fhir_elem_t *e;
+        const hv_fhir_type_t *chosen = NULL;
+        char rtype[160] = "";
+        int last;
+        /* A step "name[idx](Type[n].path)": the parentheses hold a resource and a path in it,
+         * possibly with parentheses of their own; they close at the end of the target. */
+        par = strchr(p, '(');
+        if (par != NULL && (dot == NULL || par < dot)) {
+            const char *close = match_paren(par);
+            if (close == NULL || close[1] != '\0') goto unmapped;
+            dot = NULL;
+        }
+        seglen = dot ? (size_t)(dot - p) : strlen(p);
+        last = dot == NULL;
+        nlen = seglen;
+        br = memchr(p, '[', seglen);
+        par = memchr(p, '(', seglen);
+        if (par != NULL) {
+            size_t rl = seglen - (size_t)(par - p) - 2;
+            if (rl >= sizeof(rtype)) goto unmapped;
+            memcpy(rtype, par + 1, rl);
+            rtype[rl] = '\0';
+            nlen = (size_t)(par - p);
+        }
+        if (br != NULL && (par == NULL || br < par)) {
+            char *end;
+            idx = (unsigned)strtoul(br + 1, &end, 10);
+            if (*end != ']' || idx == 0) idx = 1; /* "[each]", "[1-3]": the first */
+            nlen = (size_t)(br - p);
+        }
+        e = hv_fhir_elem_child(oe, p, nlen, &chosen);
+        if (e == NULL || chosen == NULL) goto unmapped;
+        if (p == pbuf && idx > 1 && !hv_fhir_elem_is_array(e) && tg->arr != NULL) {
+            /* "value[2]" in HD[Identifier]: the element of the owner's repetition n (HD.1 →
+             * identifier[1].value, HD.2 → identifier[2].value), a sibling in the same array. */
+            owner = sibling(c, tg, idx);
+            if (owner == NULL) return;
+            idx = 1;
+        }
+        if (rtype[0]) {
+            if (!last || strcmp(hv_fhir_type_name(chosen), "Reference") != 0 || depth >= MAX_DEPTH)
+                goto unmapped;
+            apply_in_resource(c, row, v, level, seg, owner, p, nlen, idx, rep, hv_fhir_elem_is_array(e),
+                              rtype, depth);
+            return;
+        }
+        if (hv_fhir_type_kind(chosen) == HV_FHIR_KIND_PRIMITIVE) {
+            char key[64];
+            const char *text = NULL, *tname = hv_fhir_type_name(chosen);
+            json_object *val;
+            if (!last) {
+                /* "birthDate.extension": primitive extensions are not mapped. */
+                goto unmapped;
+            }
+            if (nlen >= sizeof(key)) goto unmapped;
+            memcpy(key, p, nlen);
+            key[nlen] = '\0';
+            if (row->assign[0] == '=') {
+                text = concat_value(c, row->assign + 1, seg);
+            } else if (row->assign[0]) {
+                text = row->assign;
+            } else if (row->dtmap[0] && depth < MAX_DEPTH && !map_has_value_rows(c, row->dtmap)) {
+                /* A map of the parts of one repeating primitive (XAD.1 SAD → line[1-3]: SAD.1,
+                 * .2, .3 → line[1], line[2], line[3]) writes them into the owner itself. */
+                target_t same = {owner, oe, tg->res_type, tg->path, NULL};
+                hv__v2_apply_map(c, row->dtmap, v, level, seg, &same, NULL, rep, depth + 1, NULL);
+                return;
+            } else if (row->dtmap[0] && depth < MAX_DEPTH) {
+                USE_DT_ROWS(c, row);
+                hv__v2_apply_map(c, row->dtmap, v, level, seg, tg, chosen, rep, depth + 1, &text);
+            } else {
+                span_t first = hv__v2_piece(c, v, level, 1);
+                if (level == 1) {
+                    /* A primitive from a whole field repetition: its first component. */
+                    text = hv__v2_span_text(c, first);
+                } else {
+                    text = hv__v2_span_text(c, level >= 3 ? v : first);
+                }
+            }
+            if (text == NULL || text[0] == '\0') return;
+            /* A concept map the IG names but does not publish (PrimaryLanguage): the code as sent. */
+            if (row->vocab[0] && hv__vocab_known(c->t, row->vocab)) {
+                const hv__vocab_row_t *vr = hv__vocab_find(c->t, row->vocab, text);
+                if (vr == NULL) {
+                    hv__v2_issue(c, "warning", "code-invalid", hv__v2_rule_text(c), "code '%.40s' has no mapping in %s",
+                          text, row->vocab);
+                    return;
+                }
+                text = vr->fcode;
+            }
+            if (!strcmp(key, "system") && !row->assign[0] &&
+                !strcmp(hv_fhir_type_name(hv_fhir_elem_owner_type(oe)), "Coding"))
+                text = hv__v2_coding_system_uri(c, text);
+            if (!strcmp(tname, "code") && hv_fhir_elem_binding(e) != NULL &&
+                hv_fhir_binding_strength(hv_fhir_elem_binding(e)) == HV_FHIR_BIND_REQUIRED &&
+                hv_fhir_binding_has(hv_fhir_elem_binding(e), NULL, text) == 0) {
+                hv__v2_issue(c, "warning", "code-invalid", hv__v2_rule_text(c),
+                      "code '%.40s' is not in the value set FHIR requires for %s", text, key);
+                return;
+            }
+            val = hv__v2_primitive(c, tname, text);
+            if (val == NULL) {
+                hv__v2_issue(c, "warning", "value", hv__v2_rule_text(c), "value not valid as FHIR %s", tname);
+                return;
+            }
+            if (hv_fhir_elem_is_array(e)) {
+                json_object *arr = NULL;
+                if (!json_object_object_get_ex(owner, key, &arr) ||
+                    !json_object_is_type(arr, json_type_array)) {
+                    arr = json_object_new_array();
+                    hv_json_set(owner, key, arr);
+                }
+                /* given[1], given[2]: positions; a repeated value is not added twice. */
+                {
+                    size_t k, nn = json_object_array_length(arr);
+                    for (k = 0; k < nn; k++)
+                        if (json_object_equal(json_object_array_get_idx(arr, k), val)) {
+                            json_object_put(val);
+                            return;
+                        }
+                }
+                json_object_array_add(arr, val);
+            } else {
+                hv_json_set(owner, key, val);
+            }
+            explain_add(c, tg->path, path);
+            return;
+        }
+        /* A complex element: step into it. */
+        {
+            json_object *o = slot_get(c, owner, p, nlen, idx, rep, hv_fhir_elem_is_array(e));
+            json_object *parent = owner;
+            if (o == NULL) return;
+            owner = o;
+            oe = hv_fhir_elem_owner(e, chosen);
+            if (oe == NULL) goto unmapped;
+            if (last) {
+                if (row->dtmap[0] && depth < MAX_DEPTH) {
+                    target_t sub = {owner, oe, tg->res_type, NULL, NULL};
+                    json_object *holder = NULL;
+                    char hk[64];
+                    if (hv_fhir_elem_is_array(e) && nlen < sizeof(hk)) {
+                        memcpy(hk, p, nlen);
+                        hk[nlen] = '\0';
+                        if (json_object_object_get_ex(parent, hk, &holder))
+                            sub.arr = holder;
+                    }
+                    sub.path = c->explain ? hv_arena_sprintf(c->arena, "%s.%s", tg->path, path) : tg->path;
+                    USE_DT_ROWS(c, row);
+                    hv__v2_apply_map(c, row->dtmap, v, level, seg, &sub, chosen, rep, depth + 1, NULL);
+                    if (row->vocab[0] && hv__vocab_known(c->t, row->vocab))
+                        vocab_complex(c, owner, hv_fhir_type_name(chosen), row->vocab);
+                } else if (row->assign[0] || row->dtmap[0] == '\0') {
+                    goto unmapped;
+                }
+                return;
+            }
+        }
+        p = dot + 1;
+    }
+    return;
+unmapped:
+    c->unmapped_rows++;
+}
+
+/*
+ * Applies the rows of a map to value v (a segment at level 0, a field repetition at
+ * level 1, a component at level 2). For a primitive target (ttype primitive) only
+ * the "$value" rows count: the first that gives text sets *prim_out.
+ */
+int hv__v2_apply_map(ctx_t *c, const char *map, span_t v, int level, span_t seg, target_t *tg,
+              const hv_fhir_type_t *ttype, unsigned rep, int depth, const char **prim_out) {
+    size_t n, i;
+    int fr = c->nframes;
+    const hv__map_row_t *rows;
+    /* The rows were found at load when the map is a loaded row's data-type or segment map. */
+    if (c->map_rows_resolved) {
+        rows = c->map_rows;
+        n = c->map_rows_n;
+        c->map_rows_resolved = 0;
+    } else {
+        rows = hv__map_rows(c->t, map, &n);
+    }
+    (void)ttype;
+    if (rows == NULL || depth > MAX_DEPTH) {
+        if (prim_out != NULL) *prim_out = hv__v2_span_text(c, hv__v2_piece(c, v, level, 1));
+        return HV_ENOTFOUND;
+    }
+    for (i = 0; i < n; i++) {
+        const hv__map_row_t *row = &rows[i];
+        span_t f = {NULL, 0};
+        int is_prim_row = row->prim;
+        if (prim_out != NULL && !is_prim_row) continue;
+        if (prim_out == NULL && is_prim_row && row->dtmap[0] == '\0') continue;
+        if (level == 0) {
+            if (row->src_f == 0) {
+                if (!row->assign[0] || !hv__v2_cond_eval(c, row->cc, row->cond, seg, v, level)) continue;
+                if (fr < (int)HV_ARRAY_LEN(c->frames)) c->frames[c->nframes++] = row;
+                hv__v2_apply_row(c, row, v, level, seg, tg, 0, depth);
+                c->nframes = fr;
+                continue;
+            }
+            f = hv__v2_seg_field(c, seg, row->src_f);
+            if (!hv__v2_span_valued(f)) continue;
+            if (!hv__v2_cond_eval(c, row->cc, row->cond, seg, v, level)) continue;
+            if (fr < (int)HV_ARRAY_LEN(c->frames)) c->frames[c->nframes++] = row;
+            if (seg.len >= 3 && memcmp(seg.p, "MSH", 3) == 0 && row->src_f <= 2) {
+                hv__v2_apply_row(c, row, f, 3, seg, tg, 0, depth);
+            } else {
+                size_t r, nr = hv_hl7v2_span_count(f, c->msg.delims.rep);
+                if (nr > MAX_REPS) nr = MAX_REPS;
+                for (r = 0; r < nr; r++) {
+                    span_t rv;
+                    if (hv_hl7v2_span_piece(f, c->msg.delims.rep, r, &rv) != HV_OK || !hv__v2_span_valued(rv))
+                        continue;
+                    if (row->src_c) {
+                        rv = hv__v2_piece(c, rv, 1, row->src_c);
+                        if (!hv__v2_span_valued(rv)) continue;
+                        hv__v2_apply_row(c, row, rv, 2, seg, tg, (unsigned)r, depth);
+                    } else {
+                        hv__v2_apply_row(c, row, rv, 1, seg, tg, (unsigned)r, depth);
+                    }
+                }
+            }
+            c->nframes = fr;
+            continue;
+        }
+        /* A data-type map: the source is a component (or subcomponent) of v. */
+        if (row->src_f == 0) {
+            f = v;
+        } else {
+            f = hv__v2_piece(c, v, level, row->src_f);
+            if (row->src_c) f = hv__v2_piece(c, f, level + 1, row->src_c);
+        }
+        if (!hv__v2_span_valued(f)) continue;
+        if (!hv__v2_cond_eval(c, row->cc, row->cond, seg, v, level)) continue;
+        if (is_prim_row && prim_out != NULL) {
+            char *text;
+            if (row->assign[0] == '=') {
+                /* "urn:oid:"+HD.2 style: the two expressions the tables use for HD. */
+                if (strstr(row->assign, "urn:oid:") != NULL)
+                    text = hv_arena_sprintf(c->arena, "urn:oid:%s", hv__v2_span_text(c, f));
+                else if (strstr(row->assign, "urn:uuid:") != NULL)
+                    text = hv_arena_sprintf(c->arena, "urn:uuid:%s", hv__v2_span_text(c, f));
+                else
+                    text = hv__v2_span_text(c, level + (row->src_f ? 1 : 0) >= 3 ? f : hv__v2_piece(c, f, level + (row->src_f ? 1 : 0), 1));
+            } else if (row->assign[0]) {
+                text = hv_arena_strdup(c->arena, row->assign);
+            } else {
+                int fl = level + (row->src_f ? 1 : 0);
+                text = hv__v2_span_text(c, fl >= 3 ? f : hv__v2_piece(c, f, fl, 1));
+            }
+            if (text != NULL && text[0]) {
+                *prim_out = text;
+                return HV_OK;
+            }
+            continue;
+        }
+        if (fr < (int)HV_ARRAY_LEN(c->frames)) c->frames[c->nframes++] = row;
+        hv__v2_apply_row(c, row, f, row->src_f ? level + 1 : level, seg, tg, rep, depth);
+        c->nframes = fr;
+    }
+    if (prim_out != NULL && *prim_out == NULL) *prim_out = hv__v2_span_text(c, hv__v2_piece(c, v, level, 1));
+    return HV_OK;
+}

@@ -1,0 +1,724 @@
+/*
+ * v2_finish.c — what the HL7 v2 → FHIR engine does once every segment is mapped: the values
+ * FHIR requires that v2 leaves out, cleaning against the FHIR model (empty elements, required
+ * elements, invariants cpt-2, pat-1, tim-8, tim-10, drt-1, ext-1, org-1..3), links to the
+ * patient and encounter, A40 merges, Provenance targets, stable identities (conditional
+ * updates by business identifier, name-based UUIDs, RFC 4122 §4.3) and the transaction Bundle.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mappings/v2_int.h"
+
+/* ------------------------------------------------------------------------- */
+/* Finishing: defaults, pruning, identities, the Bundle                      */
+/* ------------------------------------------------------------------------- */
+
+/*
+ * Values FHIR requires that a v2 message often leaves out (FHIR R4 resource
+ * definitions, min 1): set only when the mapping gave none, so that the resource
+ * stays valid and storable. Encounter.status comes from the trigger event below.
+ */
+static const char *const defaults[][3] = {
+    {"Observation", "status", "unknown"},
+    {"DiagnosticReport", "status", "unknown"},
+    {"ServiceRequest", "status", "unknown"},
+    {"ServiceRequest", "intent", "order"},
+    {"MedicationRequest", "status", "unknown"},
+    {"MedicationRequest", "intent", "order"},
+    {"Immunization", "status", "completed"},
+    {"DocumentReference", "status", "current"},
+    {"Coverage", "status", "active"},
+    {"Account", "status", "active"},
+    {"EpisodeOfCare", "status", "active"},
+    {"Procedure", "status", "unknown"},
+    {"Appointment", "status", "booked"},
+};
+
+/* Encounter.status by trigger event (HL7 v2.5.1 §3.3; FHIR encounter-status). */
+static const char *encounter_status(const char *trigger) {
+    if (!strcmp(trigger, "A03")) return "finished";
+    if (!strcmp(trigger, "A05") || !strcmp(trigger, "A14")) return "planned";
+    if (!strcmp(trigger, "A11") || !strcmp(trigger, "A27") || !strcmp(trigger, "A38")) return "cancelled";
+    if (!strcmp(trigger, "A01") || !strcmp(trigger, "A02") || !strcmp(trigger, "A04") ||
+        !strcmp(trigger, "A06") || !strcmp(trigger, "A07") || !strcmp(trigger, "A08") ||
+        !strcmp(trigger, "A13"))
+        return "in-progress";
+    return "unknown";
+}
+
+static void apply_defaults(ctx_t *c, res_t *r) {
+    size_t i;
+    for (i = 0; i < HV_ARRAY_LEN(defaults); i++) {
+        if (strcmp(r->type, defaults[i][0]) != 0) continue;
+        if (json_object_object_get_ex(r->obj, defaults[i][1], NULL)) continue;
+        hv_json_set_str(r->obj, defaults[i][1], defaults[i][2]);
+    }
+    /* Encounter.class is required (1..1): a Coding, the v3 NullFlavor UNK when v2 gives none. */
+    if (strcmp(r->type, "Encounter") == 0 && !json_object_object_get_ex(r->obj, "class", NULL)) {
+        json_object *cls = json_object_new_object();
+        hv_json_set_str(cls, "system", "http://terminology.hl7.org/CodeSystem/v3-NullFlavor");
+        hv_json_set_str(cls, "code", "UNK");
+        hv_json_set(r->obj, "class", cls);
+    }
+    if (strcmp(r->type, "Encounter") == 0) {
+        const char *st = encounter_status(c->trigger);
+        /* A11 cancels the visit, A13 cancels the discharge: the trigger decides. */
+        if (!strcmp(c->trigger, "A11") || !strcmp(c->trigger, "A13") ||
+            !json_object_object_get_ex(r->obj, "status", NULL))
+            hv_json_set_str(r->obj, "status", st);
+        if (!strcmp(c->trigger, "A13")) {
+            json_object *per = NULL;
+            if (json_object_object_get_ex(r->obj, "period", &per)) json_object_object_del(per, "end");
+        }
+    }
+}
+
+static int has_choice(json_object *o, const char *name, size_t l) {
+    json_object_object_foreach(o, k, v) {
+        (void)v;
+        if (strncmp(k, name, l) == 0 && k[l] >= 'A' && k[l] <= 'Z') return 1;
+    }
+    return 0;
+}
+
+/*
+ * Cleans one object the mapping wrote, with its element in the FHIR model: removes
+ * empty objects and arrays, extensions without a value (FHIR ext-1), and any object
+ * that lacks an element FHIR requires in it (min ≥ 1), so that what a partial v2
+ * value gives is left out rather than written invalid. Returns 1 when the object
+ * itself must go. *missing (may be NULL) names the first required element missing.
+ */
+/* The model types clean_node repairs, found once. */
+static const hv_fhir_type_t *ty_contactpoint, *ty_duration, *ty_extension;
+static pthread_once_t ty_once = PTHREAD_ONCE_INIT;
+static void find_types(void) {
+    ty_contactpoint = hv_fhir_type_find("ContactPoint", 12);
+    ty_duration = hv_fhir_type_find("Duration", 8);
+    ty_extension = hv_fhir_type_find("Extension", 9);
+}
+
+static int clean_node(json_object *o, const hv_fhir_elem_t *owner, const char **missing) {
+    struct lh_entry *e, *next;
+    size_t i, n;
+    const hv_fhir_type_t *otype;
+    int type_root;
+    if (owner == NULL) return 0;
+    pthread_once(&ty_once, find_types);
+    for (e = json_object_get_object(o)->head; e != NULL; e = next) {
+        json_object *v = (json_object *)lh_entry_v(e);
+        const char *k = (const char *)lh_entry_k(e);
+        const hv_fhir_type_t *chosen = NULL;
+        const hv_fhir_elem_t *el, *sub;
+        next = e->next;
+        if (!strcmp(k, "resourceType") || !strcmp(k, "id")) continue;
+        el = hv_fhir_elem_child(owner, k, strlen(k), &chosen);
+        if (el == NULL) {
+            json_object_object_del(o, k);
+            continue;
+        }
+        sub = chosen != NULL && hv_fhir_type_kind(chosen) != HV_FHIR_KIND_PRIMITIVE
+                  ? hv_fhir_elem_owner(el, chosen)
+                  : NULL;
+        if (json_object_is_type(v, json_type_array)) {
+            size_t j = json_object_array_length(v);
+            while (j-- > 0) {
+                json_object *it = json_object_array_get_idx(v, j);
+                if (json_object_is_type(it, json_type_object) && sub != NULL &&
+                    clean_node(it, sub, NULL))
+                    json_object_array_del_idx(v, j, 1);
+            }
+            if (json_object_array_length(v) == 0) json_object_object_del(o, k);
+        } else if (json_object_is_type(v, json_type_object)) {
+            if (sub == NULL || clean_node(v, sub, NULL)) json_object_object_del(o, k);
+        }
+    }
+    if (json_object_object_length(o) == 0) return 1;
+    otype = hv_fhir_elem_owner_type(owner);
+    type_root = hv_fhir_elem_parent(owner) == NULL;
+    /* FHIR cpt-2: a ContactPoint with a value needs a system; XTN.3 may be empty. */
+    if (otype == ty_contactpoint && type_root && hv_json_get_str(o, "value") != NULL &&
+        !json_object_object_get_ex(o, "system", NULL))
+        hv_json_set_str(o, "system", strchr(hv_json_get_str(o, "value"), '@') ? "email" : "phone");
+    /* FHIR pat-1: a contact has a name, telecom, address or organization. */
+    if (!type_root && !strcmp(hv_fhir_elem_path(owner), "Patient.contact") &&
+        !json_object_object_get_ex(o, "name", NULL) && !json_object_object_get_ex(o, "telecom", NULL) &&
+        !json_object_object_get_ex(o, "address", NULL) &&
+        !json_object_object_get_ex(o, "organization", NULL))
+        return 1;
+    /* FHIR tim-8 (countMax needs count) and tim-10 (timeOfDay or when, not both). */
+    if (!type_root && !strcmp(hv_fhir_elem_path(owner), "Timing.repeat")) {
+        if (json_object_object_get_ex(o, "countMax", NULL) && !json_object_object_get_ex(o, "count", NULL))
+            json_object_object_del(o, "countMax");
+        if (json_object_object_get_ex(o, "timeOfDay", NULL)) json_object_object_del(o, "when");
+        if (json_object_object_length(o) == 0) return 1;
+    }
+    /* FHIR drt-1: a Duration needs a UCUM code. */
+    if (otype == ty_duration && type_root &&
+        (hv_json_get_str(o, "code") == NULL || hv_json_get_str(o, "system") == NULL ||
+         strcmp(hv_json_get_str(o, "system"), "http://unitsofmeasure.org") != 0))
+        return 1;
+    if (otype == ty_extension && type_root && !has_choice(o, "value", 5) &&
+        !json_object_object_get_ex(o, "extension", NULL))
+        return 1;
+    n = hv_fhir_elem_child_count(owner);
+    for (i = 0; i < n; i++) {
+        const hv_fhir_elem_t *c = hv_fhir_elem_child_at(owner, i);
+        const char *name;
+        size_t l;
+        if (hv_fhir_elem_min(c) == 0) continue;
+        name = hv_fhir_elem_name(c);
+        l = strlen(name);
+        if (l > 3 && strcmp(name + l - 3, "[x]") == 0 ? has_choice(o, name, l - 3)
+                                                      : json_object_object_get_ex(o, name, NULL))
+            continue;
+        if (missing != NULL) *missing = name;
+        return 1;
+    }
+    return 0;
+}
+
+/* Cleans a resource (clean_node); 0 when it must be left out, with an issue saying why. */
+static int resource_ok(ctx_t *c, res_t *r) {
+    const char *missing = NULL;
+    int ok = !clean_node(r->obj, hv_fhir_type_root(hv_fhir_resource_type(r->type)), &missing);
+    /* FHIR org-1: an Organization has a name or an identifier (an NK1 with only the contact
+     * person's address of an unnamed organization gives neither). */
+    if (ok && strcmp(r->type, "Organization") == 0 && !json_object_object_get_ex(r->obj, "name", NULL) &&
+        !json_object_object_get_ex(r->obj, "identifier", NULL)) {
+        hv__v2_issue(c, "information", "incomplete", r->slot[0] ? r->slot : r->type,
+              "Organization left out: the message gives neither its name nor an identifier (FHIR org-1)");
+        return 0;
+    }
+    if (ok && strcmp(r->type, "Organization") == 0) {
+        /* FHIR org-2, org-3: an organization's address and telecom are not "home"; the use
+         * the message gives is dropped, the address or number kept. */
+        static const char *const uses[] = {"address", "telecom"};
+        size_t u, k;
+        for (u = 0; u < HV_ARRAY_LEN(uses); u++) {
+            json_object *arr = NULL;
+            if (!json_object_object_get_ex(r->obj, uses[u], &arr) || !json_object_is_type(arr, json_type_array))
+                continue;
+            for (k = 0; k < json_object_array_length(arr); k++) {
+                json_object *it = json_object_array_get_idx(arr, k);
+                const char *use = hv_json_get_str(it, "use");
+                if (use != NULL && strcmp(use, "home") == 0) json_object_object_del(it, "use");
+            }
+        }
+    }
+    if (ok) return 1;
+    if (missing != NULL)
+        hv__v2_issue(c, "information", "incomplete", r->slot[0] ? r->slot : r->type,
+              "%s left out: the message does not give %s.%s, which FHIR requires", r->type, r->type,
+              missing);
+    return 0;
+}
+
+/* splitmix64's finalizer: spreads a hash before it is summed with others. */
+static uint64_t mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/*
+ * A hash of a resource's content for its name-based id: the members of an object are
+ * summed (so the order they were written in does not matter), arrays hashed in order,
+ * values by their JSON text. Cheaper than writing the resource out and hashing the text.
+ */
+static uint64_t content_hash(uint64_t h, json_object *v, int depth) {
+    if (depth > 64) return h;
+    switch (json_object_get_type(v)) {
+    case json_type_object: {
+        uint64_t sum = 0;
+        json_object_object_foreach(v, key, val) {
+            uint64_t m = hv__v2_fnv(FNV0, key, strlen(key));
+            sum += mix64(content_hash(m, val, depth + 1));
+        }
+        return hv__v2_fnv(hv__v2_fnv(h, "{", 1), &sum, sizeof(sum));
+    }
+    case json_type_array: {
+        size_t i, n = json_object_array_length(v);
+        h = hv__v2_fnv(h, "[", 1);
+        for (i = 0; i < n; i++) h = content_hash(h, json_object_array_get_idx(v, i), depth + 1);
+        return hv__v2_fnv(h, "]", 1);
+    }
+    case json_type_string:
+        return hv__v2_fnv(hv__v2_fnv(h, "s", 1), json_object_get_string(v), (size_t)json_object_get_string_len(v));
+    case json_type_null:
+        return hv__v2_fnv(h, "n", 1);
+    default: {
+        const char *t = json_object_get_string(v); /* numbers and booleans: their JSON text */
+        return hv__v2_fnv(hv__v2_fnv(h, "v", 1), t, strlen(t));
+    }
+    }
+}
+
+static void uuid_from(uint64_t a, uint64_t b, char out[37]) {
+    static const char hex[] = "0123456789abcdef";
+    unsigned char u[16];
+    int i, o = 0;
+    for (i = 0; i < 8; i++) u[i] = (unsigned char)(a >> (56 - 8 * i));
+    for (i = 0; i < 8; i++) u[8 + i] = (unsigned char)(b >> (56 - 8 * i));
+    u[6] = (unsigned char)((u[6] & 0x0f) | 0x50); /* RFC 4122 §4.3: name-based */
+    u[8] = (unsigned char)((u[8] & 0x3f) | 0x80);
+    for (i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10) out[o++] = '-';
+        out[o++] = hex[u[i] >> 4];
+        out[o++] = hex[u[i] & 15];
+    }
+    out[o] = '\0';
+}
+
+static void url_encode(hv_buf_t *b, const char *s) {
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (isalnum(ch) || ch == '-' || ch == '.' || ch == '_' || ch == '~' || ch == ':' || ch == '/')
+            hv_buf_putc(b, (char)ch);
+        else
+            hv_buf_printf(b, "%%%02X", ch);
+    }
+}
+
+/* The business identifier of a resource: the first identifier with a value, one with a
+ * system preferred. */
+static int business_id(json_object *res, const char **sys, const char **val) {
+    json_object *ids = NULL, *id;
+    size_t i, n;
+    *sys = *val = NULL;
+    if (!json_object_object_get_ex(res, "identifier", &ids)) return 0;
+    if (json_object_is_type(ids, json_type_object)) {
+        *val = hv_json_get_str(ids, "value");
+        *sys = hv_json_get_str(ids, "system");
+        return *val != NULL;
+    }
+    n = json_object_array_length(ids);
+    for (i = 0; i < n; i++) {
+        id = json_object_array_get_idx(ids, i);
+        if (hv_json_get_str(id, "value") == NULL) continue;
+        if (*val == NULL) {
+            *val = hv_json_get_str(id, "value");
+            *sys = hv_json_get_str(id, "system");
+        }
+    }
+    return *val != NULL;
+}
+
+/* Rewrites the "#hvtmp-N" references to the final fullUrl; a reference to a resource left
+ * out is removed (the resource that held it is marked dirty, to be cleaned again). */
+static void rewrite_refs(ctx_t *c) {
+    size_t i;
+    for (i = 0; i < c->nrefs; i++) {
+        struct refent *e = &c->refs[i];
+        size_t k = e->target;
+        if (!e->live || c->res[e->owner].dropped) continue;
+        while (k < c->nres && c->res[k].merged_into >= 0) k = (size_t)c->res[k].merged_into;
+        if (k < c->nres && !c->res[k].dropped && c->res[k].full_url) {
+            json_object *rv = NULL;
+            /* The string object is rewritten in place (collect_refs found it a string). */
+            if (!json_object_object_get_ex(e->holder, "reference", &rv) ||
+                json_object_set_string(rv, c->res[k].full_url) == 0)
+                hv_json_set_str(e->holder, "reference", c->res[k].full_url);
+        } else {
+            json_object_object_del(e->holder, "reference");
+            c->res[e->owner].dirty = 1;
+        }
+        e->live = 0;
+    }
+}
+
+/*
+ * A40 (merge patient, HL7 v2.5.1 §3.3.40): MRG-1 names the identifier that is
+ * merged into the PID patient. The old record becomes an inactive Patient that
+ * links to the survivor (replaced-by), the survivor links back (replaces), FHIR R4
+ * patient.html#links.
+ */
+static void merge_a40(ctx_t *c, res_t *survivor) {
+    size_t i;
+    for (i = 0; i < c->msg.nsegs; i++) {
+        const hv_hl7v2_seg_t *sg = &c->msg.segs[i];
+        span_t seg = {sg->p, sg->len}, f;
+        res_t *old;
+        hv__map_row_t row;
+        target_t tg;
+        json_object *links, *l, *ref;
+        if (strcmp(sg->id, "MRG") != 0) continue;
+        f = hv__v2_seg_field(c, seg, 1);
+        if (!hv__v2_span_valued(f)) continue;
+        c->cur_seg = i;
+        old = hv__v2_res_new(c, "Patient", "Patient[merged]");
+        if (old == NULL) return;
+        memset(&row, 0, sizeof(row));
+        row.map = "MRG[Patient]";
+        row.src_f = 1;
+        row.cond = row.type = row.vocab = row.assign = "";
+        row.target = "identifier";
+        row.dtmap = "CX[Identifier]";
+        tg.owner = old->obj;
+        tg.arr = NULL;
+        tg.owner_e = hv_fhir_type_root(hv_fhir_resource_type("Patient"));
+        tg.res_type = "Patient";
+        tg.path = "Patient";
+        c->rule_base = "ADT_A40 MRG-1 → Patient(merged).identifier";
+        c->nframes = 0;
+        {
+            size_t r, nr = hv_hl7v2_span_count(f, c->msg.delims.rep);
+            for (r = 0; r < nr && r < MAX_REPS; r++) {
+                span_t rv;
+                if (hv_hl7v2_span_piece(f, c->msg.delims.rep, r, &rv) == HV_OK && hv__v2_span_valued(rv))
+                    hv__v2_apply_row(c, &row, rv, 1, seg, &tg, (unsigned)r, 0);
+            }
+        }
+        hv_json_set(old->obj, "active", json_object_new_boolean(0));
+        links = json_object_new_array();
+        l = json_object_new_object();
+        ref = json_object_new_object();
+        hv_json_set_str(ref, "reference", hv__v2_ref_to(survivor));
+        hv_json_set(l, "other", ref);
+        hv_json_set_str(l, "type", "replaced-by");
+        json_object_array_add(links, l);
+        hv_json_set(old->obj, "link", links);
+        links = json_object_new_array();
+        l = json_object_new_object();
+        ref = json_object_new_object();
+        hv_json_set_str(ref, "reference", hv__v2_ref_to(old));
+        hv_json_set(l, "other", ref);
+        hv_json_set_str(l, "type", "replaces");
+        json_object_array_add(links, l);
+        hv_json_set(survivor->obj, "link", links);
+        return;
+    }
+    hv__v2_issue(c, "warning", "required", "MRG-1", "A40 without MRG-1: nothing to merge");
+}
+
+/*
+ * Provenance (HL7 v2-to-FHIR IG message tables: MSH → Provenance-Source and
+ * Provenance-Transformation, EVN → Provenance): the IG's target is the Bundle and the
+ * MessageHeader, which a transaction cannot reference (a transaction Bundle is not stored
+ * as a resource). A Provenance of the message without a target therefore names what the
+ * message writes: every other resource of the Bundle except the Provenances (FHIR R4
+ * provenance.html: "target — the Reference(s) that were generated or updated by the
+ * activity"). References to resources later left out are removed with them.
+ */
+static void provenance_targets(ctx_t *c) {
+    size_t i, j;
+    for (i = 0; i < c->nres; i++) {
+        res_t *p = &c->res[i];
+        json_object *arr = NULL;
+        if (p->dropped || strcmp(p->type, "Provenance") != 0) continue;
+        if (!json_object_object_get_ex(p->obj, "target", &arr) || !json_object_is_type(arr, json_type_array)) {
+            arr = json_object_new_array();
+            hv_json_set(p->obj, "target", arr);
+        }
+        for (j = 0; j < c->nres; j++) {
+            res_t *t = &c->res[j];
+            json_object *ref;
+            /* The message header's own resources (sender, software, the engine as agent) are
+             * what the Provenance is about, not what the message wrote. */
+            if (t->dropped || strcmp(t->type, "Provenance") == 0 || !strcmp(t->seg, "MSH") ||
+                !strcmp(t->seg, "SFT") || !strcmp(t->seg, "EVN"))
+                continue;
+            ref = json_object_new_object();
+            hv_json_set_str(ref, "reference", hv__v2_ref_to(t));
+            json_object_array_add(arr, ref);
+        }
+    }
+}
+
+/* Removes repeated references from a Provenance's target (two rows that made the same
+ * resource, merged by identity, name it once). Run after rewrite_refs. */
+static void provenance_dedupe(ctx_t *c, json_object *prov) {
+    json_object *arr = NULL;
+    const char **refs;
+    size_t i, j, n;
+    if (!json_object_object_get_ex(prov, "target", &arr) || !json_object_is_type(arr, json_type_array)) return;
+    n = json_object_array_length(arr);
+    if (n < 2) return;
+    /* The reference texts, read once: the target lists are as long as the Bundle. */
+    refs = hv_arena_alloc(c->arena, n * sizeof(*refs));
+    if (refs == NULL) return;
+    for (i = 0; i < n; i++) refs[i] = hv_json_get_str(json_object_array_get_idx(arr, i), "reference");
+    for (i = n; i-- > 1;) {
+        for (j = 0; refs[i] != NULL && j < i; j++) {
+            if (refs[j] != NULL && strcmp(refs[i], refs[j]) == 0) {
+                json_object_array_del_idx(arr, i, 1);
+                break;
+            }
+        }
+    }
+}
+
+/* Finds the "#hvtmp-N" references of resource `owner` (its JSON tree, once, when the mapping
+ * of the message is done) and records each with its holder object. */
+static void collect_refs(ctx_t *c, json_object *o, size_t owner, int depth) {
+    if (depth > 64) return;
+    if (json_object_is_type(o, json_type_object)) {
+        /* One walk over the members finds both the reference and the objects below. */
+        json_object_object_foreach(o, key, v) {
+            if (v == NULL) continue;
+            if (json_object_is_type(v, json_type_string)) {
+                const char *rv = json_object_get_string(v);
+                if (key[0] != 'r' || strcmp(key, "reference") != 0 || strncmp(rv, "#hvtmp-", 7) != 0) continue;
+                if (c->nrefs == c->caprefs) {
+                    size_t nc = c->caprefs ? 2 * c->caprefs : 64;
+                    struct refent *n = hv_realloc(c->refs, nc * sizeof(*n));
+                    if (n == NULL) continue; /* ENOMEM: the reference stays (the validator names it) */
+                    c->refs = n;
+                    c->caprefs = nc;
+                }
+                c->refs[c->nrefs].holder = json_object_get(o);
+                c->refs[c->nrefs].owner = owner;
+                c->refs[c->nrefs].target = strtoul(rv + 7, NULL, 10);
+                c->refs[c->nrefs].live = 1;
+                c->nrefs++;
+            } else if (json_object_is_type(v, json_type_object) || json_object_is_type(v, json_type_array)) {
+                collect_refs(c, v, owner, depth + 1);
+            }
+        }
+    } else if (json_object_is_type(o, json_type_array)) {
+        size_t i;
+        for (i = 0; i < json_object_array_length(o); i++)
+            collect_refs(c, json_object_array_get_idx(o, i), owner, depth + 1);
+    }
+}
+
+/* Removes the references to resources left out (target `only`, or any when SIZE_MAX) and
+ * marks the resources that held them dirty (to be cleaned again). */
+static void drop_dangling(ctx_t *c, size_t only) {
+    size_t i;
+    for (i = 0; i < c->nrefs; i++) {
+        struct refent *e = &c->refs[i];
+        size_t k = e->target;
+        if (!e->live || (only != SIZE_MAX && k != only)) continue;
+        if (k >= c->nres || (c->res[k].dropped && c->res[k].merged_into < 0)) {
+            json_object_object_del(e->holder, "reference");
+            e->live = 0;
+            c->res[e->owner].dirty = 1;
+        }
+    }
+}
+
+/*
+ * Links a resource to the message's patient (or encounter) when the tables left the
+ * element empty: the IG's message tables name Observation.subject but not, e.g.,
+ * DiagnosticReport.subject or ServiceRequest.subject, which FHIR requires.
+ */
+static void link_to(ctx_t *c, res_t *r, const char *name, res_t *target) {
+    const hv_fhir_elem_t *root = hv_fhir_type_root(hv_fhir_resource_type(r->type)), *e;
+    const hv_fhir_type_t *chosen = NULL;
+    json_object *ref;
+    size_t i, n;
+    (void)c;
+    if (json_object_object_get_ex(r->obj, name, NULL)) return;
+    e = hv_fhir_elem_child(root, name, strlen(name), &chosen);
+    if (e == NULL || chosen == NULL || strcmp(hv_fhir_type_name(chosen), "Reference") != 0 ||
+        hv_fhir_elem_is_array(e))
+        return;
+    n = hv_fhir_elem_target_count(e, 0);
+    for (i = 0; i < n; i++)
+        if (strcmp(hv_fhir_type_name(hv_fhir_elem_target_at(e, 0, i)), target->type) == 0) break;
+    if (i == n) return;
+    ref = json_object_new_object();
+    hv_json_set_str(ref, "reference", hv__v2_ref_to(target));
+    hv_json_set(r->obj, name, ref);
+}
+
+/*
+ * The patient's identity is PID-3 (its first repetition with an ID number, HL7 v2.5.1
+ * §3.4.2.3) with its assigning authority: that identifier is moved first so that the
+ * conditional update searches by it rather than, e.g., by PID-2.
+ */
+static void patient_identity_first(ctx_t *c, res_t *patient) {
+    json_object *ids = NULL;
+    char *want = NULL;
+    size_t i, n;
+    for (i = 1; i <= 8; i++) {
+        char path[24];
+        snprintf(path, sizeof(path), "PID-3[%zu].1", i);
+        if (hv_hl7v2_get_text(&c->msg, path, &want, NULL) != HV_OK) return;
+        if (want != NULL && want[0]) break;
+    }
+    if (want == NULL || want[0] == '\0') return;
+    if (!json_object_object_get_ex(patient->obj, "identifier", &ids) ||
+        !json_object_is_type(ids, json_type_array))
+        return;
+    n = json_object_array_length(ids);
+    for (i = 0; i < n; i++) {
+        json_object *id = json_object_array_get_idx(ids, i);
+        const char *v = hv_json_get_str(id, "value");
+        if (v != NULL && strcmp(v, want) == 0) {
+            if (i > 0) {
+                json_object *arr = json_object_new_array();
+                size_t k;
+                json_object_array_add(arr, json_object_get(id));
+                for (k = 0; k < n; k++)
+                    if (k != i) json_object_array_add(arr, json_object_get(json_object_array_get_idx(ids, k)));
+                hv_json_set(patient->obj, "identifier", arr);
+            }
+            return;
+        }
+    }
+}
+
+int hv__v2_finish(ctx_t *c, json_object **bundle_out, hv_error_t *err) {
+    size_t i, j;
+    int pass, changed;
+    char *ctl = NULL;
+    res_t *enc;
+    res_t *patient = hv__v2_slot_find(c, "Patient[1]");
+    const char *psys = NULL, *pval = NULL;
+    json_object *bundle = c->bundle_obj, *entries;
+    hv_buf_t b;
+    uint64_t pkey;
+    if (patient == NULL) {
+        for (i = 0; i < c->nres && patient == NULL; i++)
+            if (!c->res[i].dropped && strcmp(c->res[i].type, "Patient") == 0) patient = &c->res[i];
+    }
+    if (patient != NULL) patient_identity_first(c, patient);
+    if (patient == NULL || !business_id(patient->obj, &psys, &pval)) {
+        if (!c->lenient) {
+            hv_error_set(err, HV_EPROTO, "PID-3",
+                         "the patient's identity cannot be mapped: no PID-3 identifier with an ID number");
+            return HV_EPROTO;
+        }
+        hv__v2_issue(c, "warning", "required", "PID-3",
+              "no patient identifier: the resources have no stable identity across messages");
+        psys = NULL;
+        pval = "";
+        if (hv_hl7v2_get_text(&c->msg, "MSH-10", &ctl, NULL) == HV_OK && ctl != NULL) pval = ctl;
+        patient = NULL;
+    }
+    if (patient != NULL && strcmp(c->trigger, "A40") == 0 && strncmp(c->structure, "ADT", 3) == 0)
+        merge_a40(c, patient);
+    if (patient == NULL && c->lenient) patient = hv__v2_slot_find(c, "Patient[1]");
+    enc = hv__v2_slot_find(c, "Encounter[1]");
+    pkey = hv__v2_fnv(hv__v2_fnv(FNV0, psys ? psys : "", psys ? strlen(psys) : 0), pval, strlen(pval));
+    for (i = 0; i < c->nres; i++) {
+        if (c->res[i].dropped) continue;
+        apply_defaults(c, &c->res[i]);
+        /* Resources of the message header (sender, receiving application) are not the patient's. */
+        if (!strcmp(c->res[i].seg, "MSH") || !strcmp(c->res[i].seg, "SFT") || !strcmp(c->res[i].seg, "EVN"))
+            continue;
+        if (patient != NULL && &c->res[i] != patient) {
+            link_to(c, &c->res[i], "subject", patient);
+            link_to(c, &c->res[i], "patient", patient);
+            link_to(c, &c->res[i], "beneficiary", patient);
+        }
+        if (enc != NULL && &c->res[i] != enc) link_to(c, &c->res[i], "encounter", enc);
+    }
+    provenance_targets(c);
+    /* Leaving one resource out can leave another without a reference it requires
+     * (Provenance.target): repeat until nothing changes. The references are found once;
+     * the first pass cleans every resource, a later pass only those that lost a reference
+     * to a resource left out (clean_node is idempotent, and only that changes a resource
+     * between passes). A resource left out takes the references to it away at once, so
+     * the resources after it in the same pass are checked without them. */
+    for (i = 0; i < c->nres; i++)
+        if (!c->res[i].dropped) collect_refs(c, c->res[i].obj, i, 0);
+    drop_dangling(c, SIZE_MAX);
+    for (pass = 0, changed = 1; changed && pass < 8; pass++) {
+        changed = 0;
+        for (i = 0; i < c->nres; i++) {
+            res_t *r = &c->res[i];
+            if (r->dropped) continue;
+            if (pass > 0 && !r->dirty) continue;
+            r->dirty = 0;
+            /* Lenient mode keeps the message's patient even when PID gave nothing (it is linked). */
+            if ((json_object_object_length(r->obj) <= 1 && !(c->lenient && r == patient)) ||
+                !resource_ok(c, r)) {
+                r->dropped = 1;
+                changed = 1;
+                drop_dangling(c, i);
+            }
+        }
+    }
+    /* Identities, and one entry per identity (the same Practitioner named twice). */
+    hv_buf_init(&b, 4096);
+    for (i = 0; i < c->nres; i++) {
+        res_t *r = &c->res[i];
+        const char *sys = NULL, *val = NULL;
+        char uuid[37];
+        uint64_t h1, h2;
+        if (r->dropped) continue;
+        hv_buf_reset(&b);
+        if (business_id(r->obj, &sys, &val)) {
+            hv_buf_printf(&b, "%s?identifier=", r->type);
+            if (sys != NULL) {
+                url_encode(&b, sys);
+                hv_buf_putc(&b, '|');
+            }
+            url_encode(&b, val);
+            h1 = hv__v2_fnv(FNV0, b.data, b.len);
+            h2 = hv__v2_fnv(h1 ^ 0x9e3779b97f4a7c15ULL, b.data, b.len);
+        } else {
+            h1 = hv__v2_fnv(pkey, r->type, strlen(r->type));
+            if (r->order_key != NULL && strcmp(r->type, "Patient") != 0 &&
+                strcmp(r->type, "Practitioner") != 0 && strcmp(r->type, "Organization") != 0) {
+                /* A result of an order: its place in the message names it. */
+                h1 = hv__v2_fnv(h1, r->order_key, strlen(r->order_key));
+                h1 = hv__v2_fnv(h1, &r->ordinal, sizeof(r->ordinal));
+            } else {
+                h1 = content_hash(h1, r->obj, 0);
+            }
+            h2 = hv__v2_fnv(h1 ^ 0x9e3779b97f4a7c15ULL, r->type, strlen(r->type));
+        }
+        uuid_from(h1, h2, uuid);
+        r->full_url = hv_arena_alloc(c->arena, 9 + 37);
+        if (r->full_url != NULL) {
+            memcpy(r->full_url, "urn:uuid:", 9);
+            memcpy(r->full_url + 9, uuid, 37);
+        }
+        if (b.len > 0) {
+            r->request_url = hv_arena_strndup(c->arena, b.data, b.len);
+        } else {
+            size_t tl = strlen(r->type);
+            r->request_url = hv_arena_alloc(c->arena, tl + 1 + 37);
+            if (r->request_url != NULL) {
+                memcpy(r->request_url, r->type, tl);
+                r->request_url[tl] = '/';
+                memcpy(r->request_url + tl + 1, uuid, 37);
+            }
+            hv_json_set_str(r->obj, "id", uuid);
+        }
+        for (j = 0; j < i; j++) {
+            if (!c->res[j].dropped && c->res[j].full_url && !strcmp(c->res[j].full_url, r->full_url)) {
+                r->merged_into = (int)j;
+                r->dropped = 1;
+                break;
+            }
+        }
+    }
+    hv_buf_release(&b);
+    rewrite_refs(c);
+    entries = json_object_new_array();
+    for (i = 0; i < c->nres; i++) {
+        res_t *r = &c->res[i];
+        json_object *e, *req;
+        if (r->dropped) continue;
+        /* Cleaned already; again only when a reference was removed here. */
+        if (strcmp(r->type, "Provenance") == 0) provenance_dedupe(c, r->obj);
+        if (r->dirty) clean_node(r->obj, hv_fhir_type_root(hv_fhir_resource_type(r->type)), NULL);
+        e = json_object_new_object();
+        hv_json_set_str(e, "fullUrl", r->full_url);
+        hv_json_set(e, "resource", json_object_get(r->obj));
+        req = json_object_new_object();
+        hv_json_set_str(req, "method", "PUT");
+        hv_json_set_str(req, "url", r->request_url);
+        hv_json_set(e, "request", req);
+        json_object_array_add(entries, e);
+    }
+    hv_json_set_str(bundle, "type", "transaction");
+    json_object_object_del(bundle, "entry");
+    clean_node(bundle, hv_fhir_type_root(hv_fhir_resource_type("Bundle")), NULL);
+    if (json_object_array_length(entries) > 0) hv_json_set(bundle, "entry", entries);
+    else json_object_put(entries);
+    hv_json_set_str(bundle, "resourceType", "Bundle");
+    hv_json_set_str(bundle, "type", "transaction");
+    *bundle_out = json_object_get(bundle);
+    return HV_OK;
+}

@@ -1,0 +1,170 @@
+/*
+ * v2_int.h — internals shared by the files of the HL7 v2 → FHIR engine (v2_to_fhir.c: the
+ * entry point, message structure and references; v2_values.c: spans, issues, FHIR values;
+ * v2_cond.c: conditions; v2_apply.c: rows and element paths; v2_finish.c: defaults,
+ * cleaning, identities, the Bundle). Only those files include it; the short type names
+ * (ctx_t, res_t, target_t, span_t) are private to them.
+ */
+#ifndef HV_MAPPINGS_V2_INT_H
+#define HV_MAPPINGS_V2_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <json-c/json.h>
+
+#include "adapters/hl7v2/hl7v2.h"
+#include "fhir/fhir.h"
+#include "mappings/mappings_int.h"
+
+#define MAX_RESOURCES 512  /* resources one message may produce */
+#define MAX_REPS 64        /* repetitions of one field that are mapped */
+#define MAX_DEPTH 5        /* data-type maps within data-type maps */
+#define SLOT_BITS 11       /* the element slot table: at most 2048 entries */
+#define SLOT_BITS_MIN 7    /* it starts with 128 and doubles when half full */
+#define MAX_ISSUES 200     /* issues listed in the OperationOutcome */
+#define MAX_FAMILY 8       /* members of a resource family ("[1]".."[8]" rows) */
+
+typedef hv_hl7v2_span_t span_t;
+
+typedef struct res {
+    char slot[48];          /* "Patient[1]", "" for resources made by a reference */
+    const char *type;       /* static: from the FHIR model */
+    json_object *obj;
+    char seg[4];            /* the segment that created it */
+    size_t seg_index;
+    char tmp[24];           /* "#hvtmp-N": the reference used until identities are known */
+    char *full_url;         /* arena */
+    char *request_url;      /* arena */
+    int dropped;
+    int merged_into;        /* index of the resource it duplicates, or -1 */
+    char *order_key;        /* arena: the order it belongs to, or NULL */
+    size_t ordinal;         /* the segment's position, for ids of order results */
+    int referenced;         /* its tmp reference was handed out (ref_to) */
+    int dirty;              /* lost a reference since it was last cleaned */
+} res_t;
+
+typedef struct slot {
+    uint64_t key;
+    json_object *elem;
+} slot_t;
+
+typedef struct ctx {
+    const hv_map_tables_t *t;
+    hv_hl7v2_msg_t msg;
+    hv_arena_t *arena;
+    char structure[16];
+    char trigger[8];
+    res_t *res;
+    size_t nres;
+    json_object *bundle_obj;  /* the Bundle object MSH[Bundle] writes into */
+    json_object *issues;      /* OperationOutcome.issue */
+    json_object *explain;     /* NULL unless asked */
+    slot_t *slots;            /* open addressing, slot_mask + 1 entries */
+    size_t slot_mask;
+    size_t nslots;
+    /* The chain of rows being applied, formatted only when an issue or --explain needs it. */
+    const char *rule_base;    /* "ORU_R01 OBX[Observation]" */
+    const hv__map_row_t *frames[MAX_DEPTH + 4];
+    int nframes;
+    char rule[512];
+    /* The fields of the segment last split (seg_field): found once per segment. */
+    const char *fc_seg;
+    size_t fc_len;
+    span_t fc[256];
+    unsigned fc_n;
+    hv_buf_t tmp;             /* unescaping */
+    size_t cur_seg;           /* index of the segment being mapped */
+    char *order_key;          /* the current ORC/OBR order (placer/filler), arena */
+    size_t unmapped_rows;
+    int lenient;              /* hv_map_opts_t.lenient_identity */
+    /* The "#hvtmp-N" references of the resources, found once when mapping is done
+     * (collect_refs): holder object (a counted reference of ours), its resource, target N. */
+    struct refent {
+        json_object *holder;
+        size_t owner, target;
+        int live;
+    } *refs;
+    size_t nrefs, caprefs;
+    /* Rows for the next apply_map call, found at load (USE_ROWS sets them). */
+    int map_rows_resolved;
+    const hv__map_row_t *map_rows;
+    size_t map_rows_n;
+    /* Members [2]..[MAX_FAMILY] of resource families (PL[Location]: bed [1], room [2], floor
+     * [3], point of care [4], building [5], facility [6]): base and member resource indexes. */
+    struct {
+        size_t base, member;
+        unsigned n;
+    } fam[64];
+    size_t nfam;
+} ctx_t;
+
+/* The next apply_map runs these rows instead of looking the map's name up. */
+#define USE_DT_ROWS(c, row) \
+    ((c)->map_rows_resolved = (row)->dt_resolved, (c)->map_rows = (row)->dt_rows, (c)->map_rows_n = (row)->dt_n)
+#define USE_SEG_ROWS(c, row) \
+    ((c)->map_rows_resolved = (row)->seg_resolved, (c)->map_rows = (row)->seg_rows, (c)->map_rows_n = (row)->seg_n)
+
+typedef struct target {
+    json_object *owner;            /* the object holding the element */
+    const hv_fhir_elem_t *owner_e; /* its element in the model */
+    const char *res_type;          /* the resource type */
+    const char *path;              /* the owner's element path, for --explain ("Patient.name") */
+    json_object *arr;              /* the array holding owner when it is one repetition, else NULL */
+} target_t;
+
+/* FNV-1a over n bytes, continuing hash h (FNV0 starts one). */
+static inline uint64_t hv__v2_fnv(uint64_t h, const void *p, size_t n) {
+    const unsigned char *s = p;
+    size_t i;
+    for (i = 0; i < n; i++) {
+        h ^= s[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+#define FNV0 1469598103934665603ULL
+
+/* v2_values.c: spans of the message, issues, FHIR primitive values. */
+
+/* The rows being applied as text, for an issue's location and --explain (in c->rule). */
+const char *hv__v2_rule_text(ctx_t *c);
+/* Adds an issue to the OperationOutcome (at most MAX_ISSUES). */
+void hv__v2_issue(ctx_t *c, const char *severity, const char *code, const char *where, const char *fmt, ...)
+    HV_PRINTF(5, 6);
+/* The text of a raw span, unescaped (HL7 v2.5.1 §2.7), trimmed; arena. */
+char *hv__v2_span_text(ctx_t *c, span_t s);
+/* True when the span holds something other than blanks and is not the null value "". */
+int hv__v2_span_valued(span_t s);
+/* Field f (1-based, all repetitions) of a segment span; MSH-1 is the separator itself. */
+span_t hv__v2_seg_field(ctx_t *c, span_t seg, unsigned f);
+/* Piece i (1-based) of a span at a level (1 components, 2 subcomponents). */
+span_t hv__v2_piece(const ctx_t *c, span_t s, int level, unsigned i);
+/* An HL7 table 0396 coding system name as a FHIR system URI (arena or static). */
+const char *hv__v2_coding_system_uri(ctx_t *c, const char *name);
+/* The JSON value of a FHIR primitive of type tname from text; NULL when not valid. */
+json_object *hv__v2_primitive(ctx_t *c, const char *tname, const char *text);
+
+/* v2_cond.c: evaluates a row's compiled condition (or, for a hand-made row, its text). */
+int hv__v2_cond_eval(ctx_t *c, const hv__cond_t *cc, const char *text, span_t seg, span_t dt, int dt_level);
+
+/* v2_apply.c: resources and the rows that write their elements. */
+
+/* A new resource of the type in a slot ("Patient[1]", NULL none); NULL at the cap. */
+res_t *hv__v2_res_new(ctx_t *c, const char *type, const char *slot);
+/* The "#hvtmp-N" reference to a resource until identities are known. */
+const char *hv__v2_ref_to(res_t *r);
+/* Writes one row's value v (level: 1 field repetition, 2 component, 3 raw) under tg. */
+void hv__v2_apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, span_t seg, target_t *tg,
+                      unsigned rep, int depth);
+/* Applies the rows of a map to value v; with prim_out, only its "$value" rows, giving text. */
+int hv__v2_apply_map(ctx_t *c, const char *map, span_t v, int level, span_t seg, target_t *tg,
+                     const hv_fhir_type_t *ttype, unsigned rep, int depth, const char **prim_out);
+
+/* v2_to_fhir.c: the resource in a slot ("Patient[1]"), NULL when none. */
+res_t *hv__v2_slot_find(ctx_t *c, const char *slot);
+
+/* v2_finish.c: defaults, cleaning, identities and the transaction Bundle (a new reference). */
+int hv__v2_finish(ctx_t *c, json_object **bundle_out, hv_error_t *err);
+
+#endif
