@@ -294,6 +294,15 @@ def gen_maps(ref, kind, stats):
                 stats["source_unread"] += 1
                 continue
             cond = compile_cond(row[6], ctx, stats)
+            # A few rows write their constant into the target ('status="finished"',
+            # 'intent="original-order"') and leave the assignment empty or repeat it: the
+            # element is the target, the quoted text the assignment.
+            m = re.match(r'^([^="]+)="([^"]*)"$', target)
+            if m:
+                target = m.group(1)
+                if not assign:
+                    assign = '"%s"' % m.group(2)
+                stats["target_assign"] += 1
             if assign.startswith('"') and assign.endswith('"') and len(assign) >= 2:
                 assign = assign[1:-1]
             elif assign:
@@ -379,7 +388,7 @@ def main(argv):
     if not os.path.isdir(os.path.join(ref, "segments")):
         sys.stderr.write("gen-mappings: no tables under %s\n" % ref)
         return 2
-    stats = {k: 0 for k in ("map_rows", "msg_rows", "vocab_rows", "cond_ok", "cond_unread", "source_unread")}
+    stats = {k: 0 for k in ("map_rows", "msg_rows", "vocab_rows", "cond_ok", "cond_unread", "source_unread", "target_assign")}
     files = {
         "messages.tsv": gen_messages(ref, stats),
         "maps.tsv": gen_maps(ref, "segments", stats) + gen_maps(ref, "datatypes", stats),

@@ -112,6 +112,26 @@ static void v2_local_pv1_37_is_the_discharge_destination(void **state) {
     hv_map_result_free(&r);
 }
 
+/* PV1-45 (discharge date) valued: the IG row 'status="finished"' had its constant in the
+ * target; scripts/gen-mappings.py now reads it as target status, assignment finished. */
+static void v2_local_pv1_45_discharge_finishes_the_encounter(void **state) {
+    static const char *oru =
+        "MSH|^~\\&|LAB|LABFAC|EHR|HOSP|20240106080000+0000||ORU^R01^ORU_R01|L1|P|2.5.1\r"
+        "PID|1||12345^^^HOSP^MR||DOE^JANE||19800102|F\r"
+        "PV1|1|I|||||||||||||||||V200^^^HOSP^VN|||||||||||||||||||||||||20240101080000+0000|"
+        "20240105100000+0000\r"
+        "OBR|1|P1^EHR|F1^LAB|24331-1^Lipid panel^LN|||20240102070000+0000\r";
+    hv_map_result_t r;
+    json_object *enc;
+    (void)state;
+    test_map(oru, NULL, &r);
+    enc = test_entry(r.bundle, "Encounter", 0, NULL);
+    assert_non_null(enc);
+    assert_string_equal(test_str(enc, "status"), "finished");
+    assert_string_equal(test_str(enc, "period.end"), "2024-01-05T10:00:00+00:00");
+    hv_map_result_free(&r);
+}
+
 static char *write_tmp(const char *text) {
     static char path[64];
     FILE *f;
@@ -156,6 +176,7 @@ int run_v2_local_tests(void) {
         cmocka_unit_test(v2_local_pv1_and_pv2_participants_keep_their_types),
         cmocka_unit_test(v2_local_pv2_length_of_stay_is_a_ucum_duration),
         cmocka_unit_test(v2_local_pv1_37_is_the_discharge_destination),
+        cmocka_unit_test(v2_local_pv1_45_discharge_finishes_the_encounter),
         cmocka_unit_test(v2_load_override_dash_type_removes_a_row),
     };
     return cmocka_run_group_tests_name("mappings/v2_local", tests, NULL, NULL);
