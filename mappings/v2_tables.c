@@ -1402,7 +1402,7 @@ const char *const hv__map_v2_lines[] = {
     "map\tSPM[Specimen]\t30\t30\tCX\t\taccessionIdentifier\tIdentifier\tCX[Identifier]\t\t",
     "map\tSPM[Specimen]\t31\t31\tCX\t\tidentifier[2]\tIdentifier\tCX[Identifier]\t\t",
     "map\tSPM[Specimen]\t32\t32\tEI\t\tidentifier[3]\tIdentifier\tEI[Identifier-Extension]\t\t",
-    "map\tSPM[Specimen]\t32\t32\tEI\t\tidentifier[3].type.coding.code\tcode\t\t\t",
+    "map\tSPM[Specimen]\t32\t32\tEI\t\tidentifier[3].type.coding.code\tcode\t\t\tSHIP",
     "map\tSPM[Specimen]\t32\t32\tEI\t\tidentifier[3].type.coding.system\turi\t\t\thttp://terminology.hl7.org/CodeSystem/v2-0203",
     "map\tTQ1[MedicationRequest]\t2\t2\tCQ\t\tdosageInstruction.doseAndRate.doseQuantity\tsimpleQuantity\tCQ[Quantity]\t\t",
     "map\tTQ1[MedicationRequest]\t3\t3\tRPT\t\tdosageInstruction.timing\tCodeableConcept\tRPT[Timing]\t\t",
@@ -4426,5 +4426,7 @@ const char *const hv__map_v2_lines[] = {
     "map\tPV2[Encounter]\t13\t13\tXCN\t\tparticipant[6].type.coding.code\tcode\t\t\tREF",
     "map\tPV2[Encounter]\t13\t13\tXCN\t\tparticipant[6].type.coding.system\turi\t\t\thttp://terminology.hl7.org/CodeSystem/v3-ParticipationType",
     "map\tPV2[Encounter]\t13\t13\tXCN\t\tparticipant[6].type.text\tstring\t\t\treferrer",
+    "map\tSPM[Specimen]\t31\t31\tCX\t\tidentifier[2]\t-\t\t\t",
+    "map\tSPM[Specimen]\t31\t31\tCX\t\tidentifier[4]\tIdentifier\tCX[Identifier]\t\t",
     NULL,
 };

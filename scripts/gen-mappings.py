@@ -281,6 +281,11 @@ def gen_maps(ref, kind, stats):
             src = clean(row[1])
             target = clean(row[9])
             assign = clean(row[16])
+            # One row (SPM-32 type code) has its assignment in the column after the target
+            # ('assign: "SHIP"') instead of the Assignment column.
+            m = re.match(r'(?i)^assign:\s*"([^"]*)"$', clean(row[10]))
+            if m and not assign:
+                assign = '"%s"' % m.group(1)
             if not target and not assign:
                 continue
             if not target:

@@ -132,6 +132,50 @@ static void v2_local_pv1_45_discharge_finishes_the_encounter(void **state) {
     hv_map_result_free(&r);
 }
 
+/* SPM-2 placer/filler, SPM-31 other id and SPM-32 shipment id are four identifiers (the IG
+ * gave SPM-31 the filler's index [2], and SPM-32's SHIP in its comments column); the
+ * repeated SPM-30 accession id fills the single accessionIdentifier with its first
+ * repetition instead of mixing both. */
+static void v2_local_spm_identifiers_stay_apart(void **state) {
+    static const char *oru =
+        "MSH|^~\\&|LAB|LABFAC|EHR|HOSP|20240106080000+0000||ORU^R01^ORU_R01|L2|P|2.5.1\r"
+        "PID|1||12345^^^HOSP^MR||DOE^JANE||19800102|F\r"
+        "OBR|1|P1^EHR|F1^LAB|24331-1^Lipid panel^LN|||20240102070000+0000\r"
+        "SPM|1|P100&LAB^F200&LAB||119297000^Blood^SCT||||||||||||||||||||||||||ACC1~ACC2|OTHER1|"
+        "SHIP1\r";
+    hv_map_result_t r;
+    json_object *sp = NULL;
+    size_t i, n;
+    char path[64];
+    const char *want[][2] = {{"P100", "PGN"}, {"F200", "FGN"}, {"SHIP1", "SHIP"}, {"OTHER1", NULL}};
+    (void)state;
+    test_map(oru, NULL, &r);
+    n = test_count(r.bundle, "Specimen");
+    for (i = 0; i < n && sp == NULL; i++) {
+        json_object *s = test_entry(r.bundle, "Specimen", i, NULL);
+        if (test_str(s, "type.coding[0].code") != NULL) sp = s;
+    }
+    assert_non_null(sp);
+    for (i = 0; i < HV_ARRAY_LEN(want); i++) {
+        size_t k;
+        int found = 0;
+        for (k = 0; k < 8 && !found; k++) {
+            const char *v, *code;
+            snprintf(path, sizeof(path), "identifier[%zu].value", k);
+            v = test_str(sp, path);
+            if (v == NULL || strcmp(v, want[i][0]) != 0) continue;
+            snprintf(path, sizeof(path), "identifier[%zu].type.coding[0].code", k);
+            code = test_str(sp, path);
+            if (want[i][1] != NULL) assert_string_equal(code, want[i][1]);
+            found = 1;
+        }
+        if (!found) fail_msg("no Specimen identifier %s", want[i][0]);
+    }
+    assert_string_equal(test_str(sp, "accessionIdentifier.value"), "ACC1");
+    assert_non_null(strstr(json_object_to_json_string(r.outcome), "repetition 2 left out"));
+    hv_map_result_free(&r);
+}
+
 static char *write_tmp(const char *text) {
     static char path[64];
     FILE *f;
@@ -177,6 +221,7 @@ int run_v2_local_tests(void) {
         cmocka_unit_test(v2_local_pv2_length_of_stay_is_a_ucum_duration),
         cmocka_unit_test(v2_local_pv1_37_is_the_discharge_destination),
         cmocka_unit_test(v2_local_pv1_45_discharge_finishes_the_encounter),
+        cmocka_unit_test(v2_local_spm_identifiers_stay_apart),
         cmocka_unit_test(v2_load_override_dash_type_removes_a_row),
     };
     return cmocka_run_group_tests_name("mappings/v2_local", tests, NULL, NULL);
