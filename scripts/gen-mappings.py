@@ -156,8 +156,11 @@ class CondParser:
             raise CondError("expected a field at " + str(self.peek()))
         paths = [norm_path(self.take(), self.ctx)]
         # "PID-33 AND PID-34 VALUED": a list of fields sharing one predicate.
+        # "PID-33 AND PID-34 VALUED", "SN.3 OR SN.4 VALUED", "TQ1-7 AND TQ1-8 NOT VALUED": the
+        # predicate after the last field is every field's; "OBX-29 AND OBX-29 IN (…)" is not.
         while self.peek() in ("AND", "OR") and self.peek(1) and PATH.match(self.toks[self.i + 1]) \
-                and self.peek(2) not in ("EQUALS", "=", "IS", "IN", "NOT", "VALUED", "VALUE", "LST.COUNT", "COUNT"):
+                and (self.peek(2) not in ("EQUALS", "=", "IS", "IN", "NOT", "VALUED", "VALUE", "LST.COUNT", "COUNT")
+                     or self.valued_after(2)):
             join = self.take().lower()
             paths.append((join, norm_path(self.take(), self.ctx)))
         pred = self.predicate(paths[0])
@@ -167,6 +170,15 @@ class CondParser:
         if neg:
             out = out + ["not"]
         return out
+
+    def valued_after(self, k):
+        """True when the tokens from k on are a valued-ness predicate that ends the factor
+        (VALUED, IS VALUED, NOT VALUED, IS NOT VALUED), followed by nothing, AND, OR or )."""
+        for form in (["VALUED"], ["VALUE"], ["IS", "VALUED"], ["NOT", "VALUED"], ["IS", "NOT", "VALUED"]):
+            if all(self.peek(k + j) == w for j, w in enumerate(form)) and \
+                    self.peek(k + len(form)) in (None, "AND", "OR", ")"):
+                return True
+        return False
 
     def predicate_again(self, path):
         code = self.last_pred
