@@ -39,6 +39,10 @@ typedef struct hv__cond_op {
     const char *s; /* LIT: the decoded text */
     size_t n;      /* LIT: its length */
     long num;      /* NUM: the number; IN: the candidate count */
+    /* Short-circuit: this op ends the left operand of the AND (jf) or OR (jt) at index
+     * jf - 1 (jt - 1); when its value already decides that op, evaluation continues after
+     * it. 0: none. */
+    unsigned short jf, jt;
 } hv__cond_op_t;
 typedef struct hv__cond {
     int never;
@@ -67,6 +71,9 @@ typedef struct hv__map_row {
     unsigned char dt_resolved;       /* dt_rows/dt_n are the rows of dtmap */
     const struct hv__map_row *dt_rows; /* NULL: dtmap has no rows */
     size_t dt_n;
+    unsigned char vocab_resolved;    /* vocab_rows/vocab_n are the entries of vocab */
+    const struct hv__vocab_row *vocab_rows; /* sorted by code; NULL: vocab is not a known map */
+    size_t vocab_n;
 } hv__map_row_t;
 
 /* One row of a message structure ("msg" lines). */
@@ -85,7 +92,7 @@ typedef struct hv__msg_row {
     size_t seg_n;
 } hv__msg_row_t;
 
-/* One concept-map entry ("vocab" lines). */
+/* One concept-map entry ("vocab" lines); sorted by map (case-insensitive), then code. */
 typedef struct hv__vocab_row {
     const char *map, *code, *fcode, *system, *display;
 } hv__vocab_row_t;

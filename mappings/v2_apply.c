@@ -26,13 +26,15 @@ res_t *hv__v2_res_new(ctx_t *c, const char *type, const char *slot) {
     r = &c->res[c->nres];
     memset(r, 0, sizeof(*r));
     r->type = hv_fhir_type_name(t);
+    r->ftype = t;
+    r->root = hv_fhir_type_root(t);
     if (slot != NULL) {
         size_t sl = strnlen(slot, sizeof(r->slot) - 1);
         memcpy(r->slot, slot, sl);
         r->slot[sl] = '\0';
     }
     r->obj = json_object_new_object();
-    hv_json_set_str(r->obj, "resourceType", r->type);
+    hv__v2_put_str(r->obj, "resourceType", r->type, HV__V2_NEW);
     memcpy(r->seg, c->msg.segs[c->cur_seg].id, 3);
     r->seg[3] = '\0';
     r->seg_index = c->cur_seg;
@@ -98,13 +100,16 @@ static size_t slot_place(ctx_t *c, uint64_t k, int *found) {
     return i;
 }
 
-static json_object *slot_get(ctx_t *c, json_object *owner, const char *name, size_t nlen,
+/* ckey: the element's name as a constant key (hv__v2_model_key), NULL when it is not one. */
+static json_object *slot_get(ctx_t *c, json_object *owner, const char *name, size_t nlen, const char *ckey,
                              unsigned idx, unsigned rep, int is_array) {
     uint64_t k = FNV0;
     size_t i;
     int found;
     json_object *arr = NULL, *e;
     char key[64];
+    const char *jk;
+    unsigned fl;
     k = hv__v2_fnv(k, &owner, sizeof(owner));
     k = hv__v2_fnv(k, name, nlen);
     k = hv__v2_fnv(k, &idx, sizeof(idx));
@@ -116,20 +121,26 @@ static json_object *slot_get(ctx_t *c, json_object *owner, const char *name, siz
     if (nlen >= sizeof(key)) return NULL;
     memcpy(key, name, nlen);
     key[nlen] = '\0';
+    jk = ckey != NULL ? ckey : key;
+    fl = ckey != NULL ? HV__V2_CONST : 0;
     if (is_array) {
         e = json_object_new_object();
-        if (!json_object_object_get_ex(owner, key, &arr) || !json_object_is_type(arr, json_type_array)) {
+        if (!json_object_object_get_ex(owner, key, &arr)) {
             arr = json_object_new_array();
-            hv_json_set(owner, key, arr);
+            hv__v2_put(owner, jk, arr, fl | JSON_C_OBJECT_ADD_KEY_IS_NEW);
+        } else if (!json_object_is_type(arr, json_type_array)) {
+            arr = json_object_new_array();
+            hv__v2_put(owner, jk, arr, fl);
         }
         json_object_array_add(arr, e);
     } else {
         json_object *old = NULL;
-        if (json_object_object_get_ex(owner, key, &old) && json_object_is_type(old, json_type_object)) {
+        int had = json_object_object_get_ex(owner, key, &old);
+        if (had && json_object_is_type(old, json_type_object)) {
             e = old;
         } else {
             e = json_object_new_object();
-            hv_json_set(owner, key, e);
+            hv__v2_put(owner, jk, e, fl | (had ? 0 : JSON_C_OBJECT_ADD_KEY_IS_NEW));
         }
     }
     c->slots[i].key = k;
@@ -198,6 +209,26 @@ static char *concat_value(ctx_t *c, const char *expr, span_t seg) {
     return hv_arena_strdup(c->arena, out);
 }
 
+/* True when the row's concept map is one the tables have (its entries found at load). */
+static int row_vocab_known(ctx_t *c, const hv__map_row_t *row) {
+    if (row->vocab[0] == '\0') return 0;
+    return row->vocab_resolved ? row->vocab_rows != NULL : hv__vocab_known(c->t, row->vocab);
+}
+
+/* The entry of the row's concept map for a code, NULL when it has none. */
+static const hv__vocab_row_t *row_vocab_find(ctx_t *c, const hv__map_row_t *row, const char *code) {
+    size_t lo = 0, hi = row->vocab_n;
+    if (!row->vocab_resolved) return hv__vocab_find(c->t, row->vocab, code);
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int r = strcmp(row->vocab_rows[mid].code, code);
+        if (r == 0) return &row->vocab_rows[mid];
+        if (r < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return NULL;
+}
+
 /*
  * The concept map of a row whose target is a Coding or CodeableConcept (PV1-2 → Encounter.class
  * through PatientClass[EncounterClass]: "O" → v3-ActCode AMB): the code the data-type map wrote
@@ -205,7 +236,8 @@ static char *concat_value(ctx_t *c, const char *expr, span_t seg) {
  * mapped coding first and keeps the one sent. A code the map does not have stays as sent, with
  * a warning unless it came with a coding system of its own.
  */
-static void vocab_complex(ctx_t *c, json_object *o, const char *tname, const char *vocab) {
+static void vocab_complex(ctx_t *c, json_object *o, const char *tname, const hv__map_row_t *row) {
+    const char *vocab = row->vocab;
     json_object *codings = NULL, *first, *mapped;
     const hv__vocab_row_t *vr;
     const char *code;
@@ -221,7 +253,7 @@ static void vocab_complex(ctx_t *c, json_object *o, const char *tname, const cha
     }
     code = hv_json_get_str(first, "code");
     if (code == NULL) return;
-    vr = hv__vocab_find(c->t, vocab, code);
+    vr = row_vocab_find(c, row, code);
     /* A code sent with its own coding system (SPM-4 in SNOMED CT) is not a code of the v2
      * table the concept map reads: it is kept, without a warning. */
     if (vr == NULL && hv_json_get_str(first, "system") != NULL) return;
@@ -359,7 +391,7 @@ static void apply_family(ctx_t *c, const hv__map_row_t *row, span_t v, int level
         }
         if (m == NULL) continue;
         sub.owner = m->obj;
-        sub.owner_e = hv_fhir_type_root(hv_fhir_resource_type(m->type));
+        sub.owner_e = m->root;
         sub.res_type = m->type;
         sub.path = m->type;
         r2.target = rest;
@@ -370,8 +402,8 @@ static void apply_family(ctx_t *c, const hv__map_row_t *row, span_t v, int level
 
 static void set_ref(json_object *o, const char *name, res_t *to) {
     json_object *ref = json_object_new_object();
-    hv_json_set_str(ref, "reference", hv__v2_ref_to(to));
-    hv_json_set(o, name, ref);
+    hv__v2_put_str(ref, "reference", hv__v2_ref_to(to), HV__V2_NEW);
+    hv__v2_put(o, name, ref, HV__V2_CONST);
 }
 
 /*
@@ -466,7 +498,7 @@ static void apply_in_resource(ctx_t *c, const hv__map_row_t *row, span_t v, int 
     if (*rest == '.') rest++;
     if (hv_fhir_resource_type(type) == NULL) goto unmapped;
     if (*rest == '\0' && row->dtmap[0] == '\0') goto unmapped;
-    slot = slot_get(c, owner, name, nlen, idx, rep, is_array);
+    slot = slot_get(c, owner, name, nlen, NULL, idx, rep, is_array);
     if (slot == NULL) return;
     ref = hv_json_get_str(slot, "reference");
     if (ref != NULL && strncmp(ref, "#hvtmp-", 7) == 0) {
@@ -477,16 +509,16 @@ static void apply_in_resource(ctx_t *c, const hv__map_row_t *row, span_t v, int 
     if (nr == NULL) {
         nr = hv__v2_res_new(c, type, NULL);
         if (nr == NULL) goto unmapped;
-        hv_json_set_str(slot, "reference", hv__v2_ref_to(nr));
+        hv__v2_put_str(slot, "reference", hv__v2_ref_to(nr), HV__V2_CONST);
         made = 1;
     }
     sub.owner = nr->obj;
-    sub.owner_e = hv_fhir_type_root(hv_fhir_resource_type(nr->type));
+    sub.owner_e = nr->root;
     sub.res_type = nr->type;
     sub.path = nr->type;
     if (*rest == '\0') {
         USE_DT_ROWS(c, row);
-        hv__v2_apply_map(c, row->dtmap, v, level, seg, &sub, hv_fhir_resource_type(nr->type), rep, depth + 1, NULL);
+        hv__v2_apply_map(c, row->dtmap, v, level, seg, &sub, nr->ftype, rep, depth + 1, NULL);
         if (made) family_link(c, nr, row->dtmap);
     } else {
         hv__map_row_t inner_row = *row;
@@ -610,7 +642,7 @@ void hv__v2_apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
         }
         if (hv_fhir_type_kind(chosen) == HV_FHIR_KIND_PRIMITIVE) {
             char key[64];
-            const char *text = NULL, *tname = hv_fhir_type_name(chosen);
+            const char *text = NULL, *tname = hv_fhir_type_name(chosen), *ckey;
             json_object *val;
             if (!last) {
                 /* "birthDate.extension": primitive extensions are not mapped. */
@@ -643,8 +675,8 @@ void hv__v2_apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
             }
             if (text == NULL || text[0] == '\0') return;
             /* A concept map the IG names but does not publish (PrimaryLanguage): the code as sent. */
-            if (row->vocab[0] && hv__vocab_known(c->t, row->vocab)) {
-                const hv__vocab_row_t *vr = hv__vocab_find(c->t, row->vocab, text);
+            if (row_vocab_known(c, row)) {
+                const hv__vocab_row_t *vr = row_vocab_find(c, row, text);
                 if (vr == NULL) {
                     hv__v2_issue(c, "warning", "code-invalid", hv__v2_rule_text(c), "code '%.40s' has no mapping in %s",
                           text, row->vocab);
@@ -667,12 +699,13 @@ void hv__v2_apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
                 hv__v2_issue(c, "warning", "value", hv__v2_rule_text(c), "value not valid as FHIR %s", tname);
                 return;
             }
+            ckey = hv__v2_model_key(e, p, nlen);
             if (hv_fhir_elem_is_array(e)) {
                 json_object *arr = NULL;
                 if (!json_object_object_get_ex(owner, key, &arr) ||
                     !json_object_is_type(arr, json_type_array)) {
                     arr = json_object_new_array();
-                    hv_json_set(owner, key, arr);
+                    hv__v2_put(owner, ckey ? ckey : key, arr, ckey ? HV__V2_CONST : 0);
                 }
                 /* given[1], given[2]: positions; a repeated value is not added twice. */
                 {
@@ -685,7 +718,7 @@ void hv__v2_apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
                 }
                 json_object_array_add(arr, val);
             } else {
-                hv_json_set(owner, key, val);
+                hv__v2_put(owner, ckey ? ckey : key, val, ckey ? HV__V2_CONST : 0);
             }
             explain_add(c, tg->path, path);
             return;
@@ -694,7 +727,8 @@ void hv__v2_apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
         {
             json_object *o;
             if (last && single_taken(c, owner, p, nlen, e, chosen, rep)) return;
-            o = slot_get(c, owner, p, nlen, idx, rep, hv_fhir_elem_is_array(e));
+            o = slot_get(c, owner, p, nlen, hv__v2_model_key(e, p, nlen), idx, rep,
+                         hv_fhir_elem_is_array(e));
             json_object *parent = owner;
             if (o == NULL) return;
             owner = o;
@@ -714,8 +748,7 @@ void hv__v2_apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
                     sub.path = c->explain ? hv_arena_sprintf(c->arena, "%s.%s", tg->path, path) : tg->path;
                     USE_DT_ROWS(c, row);
                     hv__v2_apply_map(c, row->dtmap, v, level, seg, &sub, chosen, rep, depth + 1, NULL);
-                    if (row->vocab[0] && hv__vocab_known(c->t, row->vocab))
-                        vocab_complex(c, owner, hv_fhir_type_name(chosen), row->vocab);
+                    if (row_vocab_known(c, row)) vocab_complex(c, owner, hv_fhir_type_name(chosen), row);
                 } else if (row->assign[0] || row->dtmap[0] == '\0') {
                     goto unmapped;
                 }

@@ -17,6 +17,7 @@
 #include "config.h"
 
 #include <ctype.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -70,6 +71,7 @@ static const hv__cond_t never = {1, 0, NULL};
 int hv__map_cond_compile(hv_arena_t *arena, const char *text, const hv__cond_t **cc) {
     hv__cond_op_t ops[MAX_OPS];
     unsigned char kind[HV__COND_MAX_STACK];
+    size_t last[HV__COND_MAX_STACK]; /* the last op of the value in each stack slot */
     hv__cond_t *out;
     size_t nops = 0;
     int sp = 0;
@@ -91,6 +93,7 @@ int hv__map_cond_compile(hv_arena_t *arena, const char *text, const hv__cond_t *
         memset(op, 0, sizeof(*op));
         if (p[0] == '@') {
             compile_path(p + 1, n - 1, op);
+            last[sp] = nops - 1;
             kind[sp++] = 0;
         } else if (p[0] == '\'') {
             char *buf = hv_arena_alloc(arena, n + 1);
@@ -98,10 +101,12 @@ int hv__map_cond_compile(hv_arena_t *arena, const char *text, const hv__cond_t *
             op->kind = HV__COND_LIT;
             op->n = lit_decode(p, n, buf, n + 1);
             op->s = buf;
+            last[sp] = nops - 1;
             kind[sp++] = 0;
         } else if (p[0] == '#') {
             op->kind = HV__COND_NUM;
             op->num = strtol(p + 1, NULL, 10);
+            last[sp] = nops - 1;
             kind[sp++] = 1;
         } else if (n == 6 && memcmp(p, "valued", 6) == 0 && sp >= 1) {
             op->kind = HV__COND_VALUED;
@@ -128,9 +133,9 @@ int hv__map_cond_compile(hv_arena_t *arena, const char *text, const hv__cond_t *
             op->kind = kind[sp - 2] == 0 && kind[sp - 1] == 0 ? HV__COND_EQ_TEXT : HV__COND_EQ;
             sp--, kind[sp - 1] = 2;
         } else if (n == 2 && sp >= 2 && !memcmp(p, "or", 2)) {
-            op->kind = HV__COND_OR, sp--, kind[sp - 1] = 2;
+            op->kind = HV__COND_OR, ops[last[sp - 2]].jt = (unsigned short)nops, sp--, kind[sp - 1] = 2;
         } else if (n == 3 && memcmp(p, "and", 3) == 0 && sp >= 2) {
-            op->kind = HV__COND_AND, sp--, kind[sp - 1] = 2;
+            op->kind = HV__COND_AND, ops[last[sp - 2]].jf = (unsigned short)nops, sp--, kind[sp - 1] = 2;
         } else if (n >= 3 && memcmp(p, "in", 2) == 0 && isdigit((unsigned char)p[2])) {
             long k = strtol(p + 2, NULL, 10);
             if (k < 1 || k >= sp) return HV_OK;
@@ -141,6 +146,7 @@ int hv__map_cond_compile(hv_arena_t *arena, const char *text, const hv__cond_t *
         } else {
             return HV_OK; /* an operator this engine does not know: the row is never applied */
         }
+        if (sp >= 1) last[sp - 1] = nops - 1; /* an operator's value ends with it */
         p += n;
     }
     /* The result must be one boolean. */
@@ -172,9 +178,10 @@ typedef struct val {
  * or COMP ".3" (a component of the data-type value being mapped). *count: the number of
  * repetitions (FIELD) or 1/0 valued (COMP).
  */
+static span_t field_operand(ctx_t *c, const hv__cond_op_t *op, span_t seg, size_t *count);
 static span_t cond_path(ctx_t *c, const hv__cond_op_t *op, span_t seg, span_t dt, int dt_level,
                         size_t *count) {
-    span_t v = {NULL, 0}, f;
+    span_t v = {NULL, 0};
     *count = 0;
     if (op->kind == HV__COND_COMP) {
         v = hv__v2_piece(c, dt, dt_level, op->a);
@@ -183,6 +190,33 @@ static span_t cond_path(ctx_t *c, const hv__cond_op_t *op, span_t seg, span_t dt
         return v;
     }
     if (op->kind != HV__COND_FIELD) return v;
+    {
+        /* The rows of one segment test the same few fields again and again (the 25 OBX-5
+         * rows each test OBX-2): a field operand's value is found once per segment. */
+        size_t h = ((uintptr_t)seg.p >> 3) ^ ((size_t)op->a * 31u) ^ ((size_t)op->b * 7u) ^
+                   ((size_t)(unsigned char)op->seg[0] << 5) ^ ((size_t)(unsigned char)op->seg[2] << 9);
+        struct hv__v2_opcache *e = &c->opcache[h & (HV_ARRAY_LEN(c->opcache) - 1)];
+        if (e->gen == c->opgen && e->segp == seg.p && e->a == op->a && e->b == op->b &&
+            memcmp(e->id, op->seg, 3) == 0) {
+            *count = e->count;
+            return e->v;
+        }
+        v = field_operand(c, op, seg, count);
+        e->segp = seg.p;
+        e->gen = c->opgen;
+        memcpy(e->id, op->seg, 3);
+        e->a = op->a;
+        e->b = op->b;
+        e->v = v;
+        e->count = *count;
+        return v;
+    }
+}
+
+/* The value and repetition count of a FIELD operand, for cond_path. */
+static span_t field_operand(ctx_t *c, const hv__cond_op_t *op, span_t seg, size_t *count) {
+    span_t v = {NULL, 0}, f;
+    *count = 0;
     if (seg.p == NULL || seg.len < 3 || memcmp(seg.p, op->seg, 3) != 0) {
         size_t i;
         seg.p = NULL;
@@ -203,8 +237,16 @@ static span_t cond_path(ctx_t *c, const hv__cond_op_t *op, span_t seg, span_t dt
     return v;
 }
 
+/* Case-insensitive (ASCII) equality of a span and a text of n bytes. */
 static int val_eq(span_t s, const char *lit, size_t n) {
-    return s.p != NULL && s.len == n && strncasecmp(s.p, lit, n) == 0;
+    size_t i;
+    if (s.p == NULL || s.len != n) return 0;
+    for (i = 0; i < n; i++) {
+        unsigned char a = (unsigned char)s.p[i], b = (unsigned char)lit[i];
+        if (a != b && (a | 0x20) != (b | 0x20)) return 0;
+        if (a != b && !isalpha(a)) return 0;
+    }
+    return 1;
 }
 
 /*
@@ -223,6 +265,20 @@ int hv__v2_cond_eval(ctx_t *c, const hv__cond_t *cc, const char *text, span_t se
     if (cc->never) return 0;
     for (i = 0; i < cc->nops; i++) {
         const hv__cond_op_t *op = &cc->ops[i];
+        if (i > 0) {
+            /* Short-circuit (compiled jf/jt): the op before decided an AND or an OR; its
+             * result, as that operator gives it, replaces the right operand's evaluation. */
+            const hv__cond_op_t *prev = &cc->ops[i - 1];
+            while (sp > 0 && ((prev->jf && st[sp - 1].n == 0) || (prev->jt && st[sp - 1].n != 0))) {
+                size_t to = prev->jf && st[sp - 1].n == 0 ? prev->jf : prev->jt;
+                st[sp - 1].n = st[sp - 1].n != 0;
+                st[sp - 1].kind = 2;
+                i = to; /* the op after the AND/OR */
+                prev = &cc->ops[to - 1];
+            }
+            if (i >= cc->nops) break;
+            op = &cc->ops[i];
+        }
         val_t *x, *y;
         long r = 0, j, k;
         switch (op->kind) {

@@ -186,7 +186,7 @@ static int clean_node(json_object *o, const hv_fhir_elem_t *owner, const char **
 /* Cleans a resource (clean_node); 0 when it must be left out, with an issue saying why. */
 static int resource_ok(ctx_t *c, res_t *r) {
     const char *missing = NULL;
-    int ok = !clean_node(r->obj, hv_fhir_type_root(hv_fhir_resource_type(r->type)), &missing);
+    int ok = !clean_node(r->obj, r->root, &missing);
     /* FHIR org-1: an Organization has a name or an identifier (an NK1 with only the contact
      * person's address of an unnamed organization gives neither). */
     if (ok && strcmp(r->type, "Organization") == 0 && !json_object_object_get_ex(r->obj, "name", NULL) &&
@@ -424,7 +424,7 @@ static void provenance_targets(ctx_t *c) {
                 !strcmp(t->seg, "SFT") || !strcmp(t->seg, "EVN"))
                 continue;
             ref = json_object_new_object();
-            hv_json_set_str(ref, "reference", hv__v2_ref_to(t));
+            hv__v2_put_str(ref, "reference", hv__v2_ref_to(t), HV__V2_NEW);
             json_object_array_add(arr, ref);
         }
     }
@@ -509,7 +509,7 @@ static void drop_dangling(ctx_t *c, size_t only) {
  * DiagnosticReport.subject or ServiceRequest.subject, which FHIR requires.
  */
 static void link_to(ctx_t *c, res_t *r, const char *name, res_t *target) {
-    const hv_fhir_elem_t *root = hv_fhir_type_root(hv_fhir_resource_type(r->type)), *e;
+    const hv_fhir_elem_t *root = r->root, *e;
     const hv_fhir_type_t *chosen = NULL;
     json_object *ref;
     size_t i, n;
@@ -524,8 +524,8 @@ static void link_to(ctx_t *c, res_t *r, const char *name, res_t *target) {
         if (strcmp(hv_fhir_type_name(hv_fhir_elem_target_at(e, 0, i)), target->type) == 0) break;
     if (i == n) return;
     ref = json_object_new_object();
-    hv_json_set_str(ref, "reference", hv__v2_ref_to(target));
-    hv_json_set(r->obj, name, ref);
+    hv__v2_put_str(ref, "reference", hv__v2_ref_to(target), HV__V2_NEW);
+    hv__v2_put(r->obj, name, ref, HV__V2_NEW); /* absent: looked for above; name is a literal */
 }
 
 /*
@@ -683,7 +683,7 @@ int hv__v2_finish(ctx_t *c, json_object **bundle_out, hv_error_t *err) {
                 r->request_url[tl] = '/';
                 memcpy(r->request_url + tl + 1, uuid, 37);
             }
-            hv_json_set_str(r->obj, "id", uuid);
+            hv__v2_put_str(r->obj, "id", uuid, HV__V2_CONST);
         }
         for (j = 0; j < i; j++) {
             if (!c->res[j].dropped && c->res[j].full_url && !strcmp(c->res[j].full_url, r->full_url)) {
@@ -702,14 +702,14 @@ int hv__v2_finish(ctx_t *c, json_object **bundle_out, hv_error_t *err) {
         if (r->dropped) continue;
         /* Cleaned already; again only when a reference was removed here. */
         if (strcmp(r->type, "Provenance") == 0) provenance_dedupe(c, r->obj);
-        if (r->dirty) clean_node(r->obj, hv_fhir_type_root(hv_fhir_resource_type(r->type)), NULL);
+        if (r->dirty) clean_node(r->obj, r->root, NULL);
         e = json_object_new_object();
-        hv_json_set_str(e, "fullUrl", r->full_url);
-        hv_json_set(e, "resource", json_object_get(r->obj));
+        hv__v2_put_str(e, "fullUrl", r->full_url, HV__V2_NEW);
+        hv__v2_put(e, "resource", json_object_get(r->obj), HV__V2_NEW);
         req = json_object_new_object();
-        hv_json_set_str(req, "method", "PUT");
-        hv_json_set_str(req, "url", r->request_url);
-        hv_json_set(e, "request", req);
+        hv__v2_put_str(req, "method", "PUT", HV__V2_NEW);
+        hv__v2_put_str(req, "url", r->request_url, HV__V2_NEW);
+        hv__v2_put(e, "request", req, HV__V2_NEW);
         json_object_array_add(entries, e);
     }
     hv_json_set_str(bundle, "type", "transaction");

@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <json-c/json.h>
 
@@ -30,6 +31,8 @@ typedef hv_hl7v2_span_t span_t;
 typedef struct res {
     char slot[48];          /* "Patient[1]", "" for resources made by a reference */
     const char *type;       /* static: from the FHIR model */
+    const hv_fhir_type_t *ftype; /* the model's type */
+    const hv_fhir_elem_t *root;  /* its root element (the owner of the resource's elements) */
     json_object *obj;
     char seg[4];            /* the segment that created it */
     size_t seg_index;
@@ -50,34 +53,39 @@ typedef struct slot {
 } slot_t;
 
 typedef struct ctx {
+    /* Per message: ctx_put (v2_to_fhir.c) zeroes everything before `arena`. */
     const hv_map_tables_t *t;
     hv_hl7v2_msg_t msg;
-    hv_arena_t *arena;
     char structure[16];
     char trigger[8];
-    res_t *res;
     size_t nres;
     json_object *bundle_obj;  /* the Bundle object MSH[Bundle] writes into */
     json_object *issues;      /* OperationOutcome.issue */
     json_object *explain;     /* NULL unless asked */
-    slot_t *slots;            /* open addressing, slot_mask + 1 entries */
-    size_t slot_mask;
     size_t nslots;
-    /* The chain of rows being applied, formatted only when an issue or --explain needs it. */
     const char *rule_base;    /* "ORU_R01 OBX[Observation]" */
-    const hv__map_row_t *frames[MAX_DEPTH + 4];
-    int nframes;
-    char rule[512];
-    /* The fields of the segment last split (seg_field): found once per segment. */
-    const char *fc_seg;
+    int nframes;              /* frames[0..nframes) */
+    const char *fc_seg;       /* the segment whose fields fc holds (seg_field) */
     size_t fc_len;
-    span_t fc[256];
     unsigned fc_n;
-    hv_buf_t tmp;             /* unescaping */
     size_t cur_seg;           /* index of the segment being mapped */
     char *order_key;          /* the current ORC/OBR order (placer/filler), arena */
     size_t unmapped_rows;
     int lenient;              /* hv_map_opts_t.lenient_identity */
+    size_t nrefs;
+    /* Rows for the next apply_map call, found at load (USE_ROWS sets them). */
+    int map_rows_resolved;
+    const hv__map_row_t *map_rows;
+    size_t map_rows_n;
+    size_t nfam;              /* fam[0..nfam) */
+
+    /* Kept from one message to the next (allocations and caches whose entries say whether
+     * they are valid): not zeroed. */
+    hv_arena_t *arena;
+    hv_buf_t tmp;             /* unescaping */
+    res_t *res;               /* MAX_RESOURCES entries; res_new clears each it hands out */
+    slot_t *slots;            /* open addressing, slot_mask + 1 entries, cleared by ctx_put */
+    size_t slot_mask;
     /* The "#hvtmp-N" references of the resources, found once when mapping is done
      * (collect_refs): holder object (a counted reference of ours), its resource, target N. */
     struct refent {
@@ -85,18 +93,30 @@ typedef struct ctx {
         size_t owner, target;
         int live;
     } *refs;
-    size_t nrefs, caprefs;
-    /* Rows for the next apply_map call, found at load (USE_ROWS sets them). */
-    int map_rows_resolved;
-    const hv__map_row_t *map_rows;
-    size_t map_rows_n;
+    size_t caprefs;
+    unsigned opgen;           /* the message's generation for opcache entries, never 0 */
+    /* The chain of rows being applied, formatted only when an issue or --explain needs it. */
+    const hv__map_row_t *frames[MAX_DEPTH + 4];
+    char rule[512];
+    /* The fields of the segment last split (seg_field): found once per segment. */
+    span_t fc[256];
+    /* Field operands of conditions already read in this message (v2_cond.c): keyed by the
+     * segment being mapped and the operand (segment id, field, component); direct-mapped,
+     * valid when gen is opgen. */
+    struct hv__v2_opcache {
+        const char *segp;
+        unsigned gen;
+        char id[3];
+        unsigned a, b;
+        span_t v;
+        size_t count;
+    } opcache[64];
     /* Members [2]..[MAX_FAMILY] of resource families (PL[Location]: bed [1], room [2], floor
      * [3], point of care [4], building [5], facility [6]): base and member resource indexes. */
     struct {
         size_t base, member;
         unsigned n;
     } fam[64];
-    size_t nfam;
 } ctx_t;
 
 /* The next apply_map runs these rows instead of looking the map's name up. */
@@ -124,6 +144,28 @@ static inline uint64_t hv__v2_fnv(uint64_t h, const void *p, size_t n) {
     return h;
 }
 #define FNV0 1469598103934665603ULL
+
+/*
+ * Sets member key of o to val (taken; released on failure). flags as json_object_object_add_ex:
+ * JSON_C_OBJECT_ADD_CONSTANT_KEY when key lives as long as the program (a literal, a FHIR model
+ * name: json-c then keeps the pointer instead of a copy), JSON_C_OBJECT_ADD_KEY_IS_NEW only when
+ * o is known not to have the key (json-c then skips looking for it; a duplicate would be written).
+ */
+static inline void hv__v2_put(json_object *o, const char *key, json_object *val, unsigned flags) {
+    if (json_object_object_add_ex(o, key, val, flags) != 0) json_object_put(val);
+}
+#define HV__V2_CONST JSON_C_OBJECT_ADD_CONSTANT_KEY
+#define HV__V2_NEW (JSON_C_OBJECT_ADD_CONSTANT_KEY | JSON_C_OBJECT_ADD_KEY_IS_NEW)
+/* A string member; as hv__v2_put. */
+static inline void hv__v2_put_str(json_object *o, const char *key, const char *s, unsigned flags) {
+    hv__v2_put(o, key, json_object_new_string(s), flags);
+}
+/* The FHIR model's name of element e when it is the text name[0..n) (not a choice "value[x]"
+ * written as "valueQuantity"), for a constant key; NULL otherwise. */
+static inline const char *hv__v2_model_key(const hv_fhir_elem_t *e, const char *name, size_t n) {
+    const char *k = hv_fhir_elem_name(e);
+    return strncmp(k, name, n) == 0 && k[n] == '\0' ? k : NULL;
+}
 
 /* v2_values.c: spans of the message, issues, FHIR primitive values. */
 

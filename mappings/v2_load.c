@@ -203,6 +203,19 @@ static int cmp_vocab(const void *a, const void *b) {
  * qsort's ties are broken by address, which keeps the insertion order only when the
  * rows carry it: the sequence number is made unique per table position first.
  */
+/* The entries of concept map `map` (case-insensitive), NULL with *n = 0 when it has none. */
+static const hv__vocab_row_t *vocab_span(const hv_map_tables_t *t, const char *map, size_t *n) {
+    size_t lo = 0, hi = t->nvocab, end;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (strcasecmp(t->vocab[mid].map, map) < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    for (end = lo; end < t->nvocab && strcasecmp(t->vocab[end].map, map) == 0; end++) {}
+    *n = end - lo;
+    return end > lo ? &t->vocab[lo] : NULL;
+}
+
 static int finish(hv_map_tables_t *t) {
     size_t i, k = 0;
     qsort(t->maps, t->nmaps, sizeof(*t->maps), cmp_map);
@@ -233,6 +246,8 @@ static int finish(hv_map_tables_t *t) {
         hv__map_row_t *r = &t->maps[i];
         if (r->dtmap[0]) r->dt_rows = hv__map_rows(t, r->dtmap, &r->dt_n);
         r->dt_resolved = 1;
+        if (r->vocab[0]) r->vocab_rows = vocab_span(t, r->vocab, &r->vocab_n);
+        r->vocab_resolved = 1;
     }
     for (i = 0; i < t->nmsgs; i++) {
         t->msgs[i].seg_rows = hv__map_rows(t, t->msgs[i].segmap, &t->msgs[i].seg_n);

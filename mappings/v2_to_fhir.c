@@ -33,6 +33,7 @@
 #include <ctype.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,7 +134,7 @@ static void apply_ref(ctx_t *c, const char *ref) {
     memcpy(path, dot + 1, plen - 10);
     path[plen - 10] = '\0';
     owner = a->obj;
-    oe = hv_fhir_type_root(hv_fhir_resource_type(a->type));
+    oe = a->root;
     for (step = strtok_r(path, ".", &p); step != NULL; step = strtok_r(NULL, ".", &p)) {
         const hv_fhir_type_t *chosen = NULL;
         const hv_fhir_elem_t *e;
@@ -275,7 +276,7 @@ static void map_segment(ctx_t *c, size_t si, char *group, size_t group_cap) {
         }
         tg.owner = r->obj;
         tg.arr = NULL;
-        tg.owner_e = hv_fhir_type_root(hv_fhir_resource_type(r->type));
+        tg.owner_e = r->root;
         tg.res_type = r->type;
         tg.path = r->type;
         c->rule_base = row->segmap; /* the structure is in the message; keep this cheap */
@@ -359,6 +360,7 @@ static ctx_t *ctx_get(void) {
     c->res = hv_malloc(MAX_RESOURCES * sizeof(*c->res));
     c->slot_mask = (1u << SLOT_BITS_MIN) - 1;
     c->slots = hv_calloc(c->slot_mask + 1, sizeof(*c->slots));
+    c->opgen = 1;
     if (c->arena == NULL || c->res == NULL || c->slots == NULL) {
         ctx_free(c);
         return NULL;
@@ -367,23 +369,20 @@ static ctx_t *ctx_get(void) {
 }
 
 static void ctx_put(ctx_t *c) {
-    ctx_t keep, *expected = NULL;
+    ctx_t *expected = NULL;
     size_t i;
     for (i = 0; i < c->nrefs; i++) json_object_put(c->refs[i].holder);
-    /* What outlives a message: the allocations; everything else starts from zero. */
+    /* What outlives a message: the allocations and the caches that know their valid
+     * entries; the per-message part starts from zero. */
     hv_arena_reset(c->arena);
     hv_buf_reset(&c->tmp);
     if (c->tmp.cap > 64 * 1024) hv_buf_release(&c->tmp); /* a big message's buffer is not kept */
     memset(c->slots, 0, (c->slot_mask + 1) * sizeof(*c->slots));
-    keep = *c;
-    memset(c, 0, sizeof(*c));
-    c->arena = keep.arena;
-    c->tmp = keep.tmp;
-    c->res = keep.res;
-    c->slots = keep.slots;
-    c->slot_mask = keep.slot_mask;
-    c->refs = keep.refs;
-    c->caprefs = keep.caprefs;
+    memset(c, 0, offsetof(ctx_t, arena));
+    if (++c->opgen == 0) {
+        memset(c->opcache, 0, sizeof(c->opcache));
+        c->opgen = 1;
+    }
     if (!atomic_compare_exchange_strong(&spare_ctx, &expected, c)) ctx_free(c);
 }
 

@@ -274,11 +274,53 @@ const char *hv__v2_coding_system_uri(ctx_t *c, const char *name) {
 
 /* Makes the JSON value of a primitive of FHIR type tname from text; NULL if the text
  * is not a valid value of that type. */
+/* The FHIR primitive types primitive() treats apart (FHIR R4 datatypes.html#primitive). */
+enum { P_TEXT, P_DATE, P_DECIMAL, P_INT, P_POSINT, P_BOOL, P_B64, P_TOKEN, P_ID };
+
+/* The kind of a primitive type name: a switch on the first letter, one strcmp. */
+static int prim_kind(const char *t) {
+    switch (t[0]) {
+    case 'b':
+        if (!strcmp(t, "boolean")) return P_BOOL;
+        if (!strcmp(t, "base64Binary")) return P_B64;
+        break;
+    case 'c':
+        if (!strcmp(t, "code") || !strcmp(t, "canonical")) return P_TOKEN;
+        break;
+    case 'd':
+        if (!strcmp(t, "date") || !strcmp(t, "dateTime")) return P_DATE;
+        if (!strcmp(t, "decimal")) return P_DECIMAL;
+        break;
+    case 'i':
+        if (!strcmp(t, "instant")) return P_DATE;
+        if (!strcmp(t, "integer")) return P_INT;
+        if (!strcmp(t, "id")) return P_ID;
+        break;
+    case 'o':
+        if (!strcmp(t, "oid")) return P_TOKEN;
+        break;
+    case 'p':
+        if (!strcmp(t, "positiveInt")) return P_POSINT;
+        break;
+    case 't':
+        if (!strcmp(t, "time")) return P_DATE;
+        break;
+    case 'u':
+        if (!strcmp(t, "unsignedInt")) return P_INT;
+        if (!strcmp(t, "uri") || !strcmp(t, "url")) return P_TOKEN;
+        break;
+    default:
+        break;
+    }
+    return P_TEXT;
+}
+
 json_object *hv__v2_primitive(ctx_t *c, const char *tname, const char *text) {
     size_t i;
+    int kind;
     if (text[0] == '\0') return NULL;
-    if (!strcmp(tname, "date") || !strcmp(tname, "dateTime") || !strcmp(tname, "instant") ||
-        !strcmp(tname, "time")) {
+    kind = prim_kind(tname);
+    if (kind == P_DATE) {
         char *v = dtm_to_fhir(c, text, tname);
         size_t tl = strlen(text);
         /* A value already in FHIR form (a constant of the tables, "2024-01-02"). */
@@ -287,20 +329,20 @@ json_object *hv__v2_primitive(ctx_t *c, const char *tname, const char *text) {
             v = (char *)text;
         return v ? json_object_new_string(v) : NULL;
     }
-    if (!strcmp(tname, "decimal")) return decimal_value(text);
-    if (!strcmp(tname, "integer") || !strcmp(tname, "positiveInt") || !strcmp(tname, "unsignedInt")) {
+    if (kind == P_DECIMAL) return decimal_value(text);
+    if (kind == P_INT || kind == P_POSINT) {
         char *end;
         long v = strtol(text, &end, 10);
         if (*end || end == text || v < 0 || v > 2147483647L) return NULL;
-        if (!strcmp(tname, "positiveInt") && v == 0) return NULL;
+        if (kind == P_POSINT && v == 0) return NULL;
         return json_object_new_int((int)v);
     }
-    if (!strcmp(tname, "boolean")) {
+    if (kind == P_BOOL) {
         if (!strcasecmp(text, "Y") || !strcasecmp(text, "true")) return json_object_new_boolean(1);
         if (!strcasecmp(text, "N") || !strcasecmp(text, "false")) return json_object_new_boolean(0);
         return NULL;
     }
-    if (!strcmp(tname, "base64Binary")) {
+    if (kind == P_B64) {
         size_t k = 0;
         for (i = 0; text[i]; i++) {
             if (isspace((unsigned char)text[i])) continue;
@@ -313,12 +355,11 @@ json_object *hv__v2_primitive(ctx_t *c, const char *tname, const char *text) {
     }
     for (i = 0; text[i]; i++)
         if ((unsigned char)text[i] < 32 && text[i] != '\n' && text[i] != '\t') return NULL;
-    if (!strcmp(tname, "code") || !strcmp(tname, "id") || !strcmp(tname, "uri") ||
-        !strcmp(tname, "url") || !strcmp(tname, "canonical") || !strcmp(tname, "oid")) {
+    if (kind == P_TOKEN || kind == P_ID) {
         for (i = 0; text[i]; i++)
             if (text[i] == '\n' || text[i] == '\t') return NULL;
-        if (!strcmp(tname, "id") && strlen(text) > 64) return NULL;
+        if (kind == P_ID && i > 64) return NULL;
         if (strcmp(tname, "code") && strchr(text, ' ')) return NULL;
     }
-    return json_object_new_string(text);
+    return json_object_new_string_len(text, (int)i);
 }

@@ -1,0 +1,117 @@
+/*
+ * v2_cond.c — tests of mappings/v2_cond.c: conditions of mapping rows as a message sees
+ * them, through override rows (docs/mappings.md) that assign a constant under a condition:
+ * AND/OR chains evaluated with their short-circuit jumps, and field operands that are read
+ * once per segment and never carried over to the next message.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tests.h"
+
+/* PID-7 and PID-8 valued, PID-99 not; PID-3 has one repetition. */
+#define MSG(dob, sex)                                                                                    \
+    "MSH|^~\\&|SENDAPP|SENDFAC|RECAPP|RECFAC|20240101120000+0000||ADT^A01^ADT_A01|MSG001|P|2.5.1\r"      \
+    "PID|1||12345^^^HOSP^MR||DOE^JANE||" dob "|" sex "\r"
+
+/* Each case: a condition and whether it holds for PID-8 = F (and for PID-8 = M). */
+static const struct {
+    const char *cond;
+    int if_f, if_m;
+} cases[] = {
+    {"@PID-8 'F eq @PID-7 valued and", 1, 0},
+    {"@PID-8 'M eq @PID-7 valued and", 0, 1},
+    {"@PID-8 'M eq @PID-7 valued or", 1, 1},
+    {"@PID-8 'F eq @PID-99 valued or", 1, 0},
+    {"@PID-8 'M eq @PID-7 valued and not", 1, 0},
+    {"@PID-8 'M eq @PID-99 valued and @PID-5 valued or", 1, 1},
+    {"@PID-8 'F eq @PID-8 'M eq @PID-7 valued and or", 1, 1},
+    {"@PID-8 'M eq @PID-8 'F eq @PID-99 valued and or", 0, 1},
+    {"@PID-8 'M eq @PID-7 valued and @PID-5 valued and", 0, 1},
+    {"@PID-3 count #1 eq @PID-8 'f eq and", 1, 0},
+    {"@PID-99 valued @PID-8 'F 'M in2 and not @PID-7 valued and", 1, 1},
+    {"@PID-8 'X eq @PID-8 'Y eq or @PID-8 'F eq or", 1, 0},
+};
+
+/* Writes the override file: case i assigns "c<i>" to Patient.name[i + 5].text. */
+static void write_rows(const char *path) {
+    FILE *f = fopen(path, "w");
+    size_t i;
+    assert_non_null(f);
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        fprintf(f, "map\tPID[Patient]\t%zu\t0\tST\t%s\tname[%zu].text\tstring\t\t\tc%zu\n", 900 + i, cases[i].cond,
+                i + 5, i);
+    fclose(f);
+}
+
+/* Whether the Patient has a name whose text is t. */
+static int has_name_text(json_object *bundle, const char *t) {
+    json_object *p = test_entry(bundle, "Patient", 0, NULL), *names = NULL;
+    size_t i;
+    if (p == NULL || !json_object_object_get_ex(p, "name", &names)) return 0;
+    for (i = 0; i < json_object_array_length(names); i++) {
+        const char *x = hv_json_get_str(json_object_array_get_idx(names, i), "text");
+        if (x != NULL && strcmp(x, t) == 0) return 1;
+    }
+    return 0;
+}
+
+static void check(const char *msg, const hv_map_opts_t *o, int female) {
+    hv_map_result_t r;
+    size_t i;
+    test_map(msg, o, &r);
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char t[16];
+        int want = female ? cases[i].if_f : cases[i].if_m;
+        snprintf(t, sizeof(t), "c%zu", i);
+        if (has_name_text(r.bundle, t) != want)
+            fail_msg("PID-8 %s: '%s' should be %s", female ? "F" : "M", cases[i].cond, want ? "true" : "false");
+    }
+    hv_map_result_free(&r);
+}
+
+static void v2_cond_and_or_chains_short_circuit_to_the_same_result(void **state) {
+    hv_map_opts_t o;
+    char path[] = "/tmp/hv-map-cond-XXXXXX";
+    int fd = mkstemp(path);
+    (void)state;
+    assert_true(fd >= 0);
+    close(fd);
+    write_rows(path);
+    memset(&o, 0, sizeof(o));
+    o.override_file = path;
+    check(MSG("19800102", "F"), &o, 1);
+    check(MSG("19800102", "M"), &o, 0);
+    unlink(path);
+}
+
+/* The field operands of one message's segments are cached by their address: the next
+ * message, even in the same buffer with its fields at other offsets (a shorter PID-7 leaves
+ * the previous message's 'F' where PID-8 was), reads its own values. */
+static void v2_cond_operands_are_not_carried_to_the_next_message(void **state) {
+    hv_map_opts_t o;
+    char path[] = "/tmp/hv-map-cond-XXXXXX";
+    char buf[256];
+    int fd = mkstemp(path), k;
+    (void)state;
+    assert_true(fd >= 0);
+    close(fd);
+    write_rows(path);
+    memset(&o, 0, sizeof(o));
+    o.override_file = path;
+    for (k = 0; k < 4; k++) {
+        snprintf(buf, sizeof(buf), "%s", k % 2 ? MSG("1980", "M") : MSG("19800102", "F"));
+        check(buf, &o, k % 2 == 0);
+    }
+    unlink(path);
+}
+
+int run_v2_cond_tests(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(v2_cond_and_or_chains_short_circuit_to_the_same_result),
+        cmocka_unit_test(v2_cond_operands_are_not_carried_to_the_next_message),
+    };
+    return cmocka_run_group_tests_name("mappings/v2_cond", tests, NULL, NULL);
+}
