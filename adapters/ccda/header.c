@@ -212,6 +212,15 @@ static const char *patient(hv__ccda_ctx_t *c, xmlNodePtr root, hv_error_t *err) 
         return NULL;
     }
     struct json_object *ids = hv__ccda_identifiers(c, role);
+    /* The patient's identity is an identifier with a namespace (system): a bare value from a
+     * malformed root cannot match the same patient in another document. */
+    int has_system = 0;
+    for (size_t i = 0; ids != NULL && i < json_object_array_length(ids); i++)
+        if (hv_json_get_str(json_object_array_get_idx(ids, i), "system") != NULL) has_system = 1;
+    if (!has_system) {
+        json_object_put(ids);
+        ids = NULL;
+    }
     if (ids == NULL) {
         hv_error_set(err, HV_EINVAL, "ClinicalDocument/recordTarget/patientRole/id",
                      "the patient has no usable identifier; the document cannot be matched to a "
