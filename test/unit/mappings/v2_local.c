@@ -176,6 +176,34 @@ static void v2_local_spm_identifiers_stay_apart(void **state) {
     hv_map_result_free(&r);
 }
 
+/* The order's placer number: ORC-2 when the message has it (the common order segment), else
+ * OBR-2 (the IG's OBR row, "IF ORC-2 NOT VALUED"). */
+static void v2_local_orc_gives_the_placer_number_obr_without_orc(void **state) {
+    static const char *both =
+        "MSH|^~\\&|LAB|LABFAC|EHR|HOSP|20240106080000+0000||ORU^R01^ORU_R01|L3|P|2.5.1\r"
+        "PID|1||12345^^^HOSP^MR||DOE^JANE||19800102|F\r"
+        "ORC|RE|ORC-PLC^EHR\r"
+        "OBR|1|OBR-PLC^EHR||24331-1^Lipid panel^LN|||20240102070000+0000\r";
+    static const char *obr_only =
+        "MSH|^~\\&|LAB|LABFAC|EHR|HOSP|20240106080000+0000||ORU^R01^ORU_R01|L4|P|2.5.1\r"
+        "PID|1||12345^^^HOSP^MR||DOE^JANE||19800102|F\r"
+        "OBR|1|OBR-PLC^EHR||24331-1^Lipid panel^LN|||20240102070000+0000\r";
+    hv_map_result_t r;
+    json_object *sr;
+    (void)state;
+    test_map(both, NULL, &r);
+    sr = test_entry(r.bundle, "ServiceRequest", 0, NULL);
+    assert_non_null(sr);
+    assert_string_equal(test_str(sr, "identifier[0].value"), "ORC-PLC");
+    assert_string_equal(test_str(sr, "identifier[0].type.coding[0].code"), "PLAC");
+    assert_null(test_str(sr, "identifier[1].value"));
+    hv_map_result_free(&r);
+    test_map(obr_only, NULL, &r);
+    sr = test_entry(r.bundle, "ServiceRequest", 0, NULL);
+    assert_string_equal(test_str(sr, "identifier[0].value"), "OBR-PLC");
+    hv_map_result_free(&r);
+}
+
 static char *write_tmp(const char *text) {
     static char path[64];
     FILE *f;
@@ -222,6 +250,7 @@ int run_v2_local_tests(void) {
         cmocka_unit_test(v2_local_pv1_37_is_the_discharge_destination),
         cmocka_unit_test(v2_local_pv1_45_discharge_finishes_the_encounter),
         cmocka_unit_test(v2_local_spm_identifiers_stay_apart),
+        cmocka_unit_test(v2_local_orc_gives_the_placer_number_obr_without_orc),
         cmocka_unit_test(v2_load_override_dash_type_removes_a_row),
     };
     return cmocka_run_group_tests_name("mappings/v2_local", tests, NULL, NULL);
