@@ -71,7 +71,18 @@ def norm_path(p, ctx):
         return p
     if m and ctx and m.group(1) == ctx:
         return "." + m.group(2)
+    # In a segment map, "CWE.3", "XAD.7", "CX.5" name a component of the field the row maps
+    # (ROL-11 "IF XAD.7 IN (...)", IN1-10 "IF CX.5 IS \"SN\""): the value being mapped.
+    if m and p[len(m.group(1))] == "." and m.group(1) in DATATYPES and \
+            re.match(r'^[A-Z][A-Z0-9]{2}$', ctx or ""):
+        return "." + m.group(2)
     raise CondError("path " + p)
+
+
+# HL7 v2 data types whose components conditions name (v2.5.1 chapter 2A).
+DATATYPES = {"CE", "CF", "CNE", "CNN", "CQ", "CWE", "CX", "DLD", "DR", "DTM", "ED", "EI", "EIP",
+             "FN", "HD", "MSG", "NDL", "PL", "PLN", "PT", "RI", "RPT", "SAD", "SN", "TQ", "TS",
+             "XAD", "XCN", "XON", "XPN", "XTN"}
 
 
 class CondParser:

@@ -83,6 +83,9 @@ class MappingFiles(EngineTestCase):
             ("IF PRT-5 OR PRT-6 IS VALUED", "PRT", "@PRT-5 valued @PRT-6 valued or"),
             # Fields with predicates of their own are not a list.
             ("IF PV1-2 VALUED AND PV1-3 NOT VALUED", "PV1", "@PV1-2 valued @PV1-3 valued not and"),
+            # A data-type component in a segment map is a component of the field the row maps.
+            ('IF CX.5 IS "SN"', "IN1", "@.5 'SN eq"),
+            ('IF XAD.7 IN ("B","BI","L")', "ROL", "@.7 'B 'BI 'L in3"),
             # What it cannot read stays "?" (never applied).
             ("IF CX.4 IN http://hl7.org/x.html", "CX", "?"),
         ]
