@@ -204,6 +204,38 @@ static void v2_local_orc_gives_the_placer_number_obr_without_orc(void **state) {
     hv_map_result_free(&r);
 }
 
+/* PID-21 is the mother's identifier: a RelatedPerson (MTH) of the patient, never one of the
+ * patient's own identifiers (the IG's "$this" row wrote it into the Patient). */
+static void v2_local_pid_21_is_the_mother_not_the_patient(void **state) {
+    static const char *a01 =
+        "MSH|^~\\&|SENDAPP|SENDFAC|RECAPP|RECFAC|20240101120000+0000||ADT^A01^ADT_A01|M21|P|2.5.1\r"
+        "EVN|A01|20240101120000\r"
+        "PID|1||12345^^^HOSP^MR||DOE^BABY||20240101|F|||||||||||||MOM777^^^HOSP^MR\r";
+    hv_map_result_t r;
+    json_object *p, *rp;
+    const char *url = NULL;
+    size_t i;
+    char path[64];
+    (void)state;
+    test_map(a01, NULL, &r);
+    p = test_entry(r.bundle, "Patient", 0, &url);
+    assert_string_equal(url, "Patient?identifier=HOSP|12345");
+    for (i = 0; i < 4; i++) {
+        const char *v;
+        snprintf(path, sizeof(path), "identifier[%zu].value", i);
+        v = test_str(p, path);
+        if (v != NULL) assert_string_not_equal(v, "MOM777");
+    }
+    rp = test_entry(r.bundle, "RelatedPerson", 0, NULL);
+    assert_non_null(rp);
+    assert_string_equal(test_str(rp, "identifier[0].value"), "MOM777");
+    assert_string_equal(test_str(rp, "relationship[0].coding[0].code"), "MTH");
+    assert_string_equal(test_str(rp, "relationship[0].coding[0].system"),
+                        "http://terminology.hl7.org/CodeSystem/v3-RoleCode");
+    assert_non_null(test_str(rp, "patient.reference"));
+    hv_map_result_free(&r);
+}
+
 static char *write_tmp(const char *text) {
     static char path[64];
     FILE *f;
@@ -251,6 +283,7 @@ int run_v2_local_tests(void) {
         cmocka_unit_test(v2_local_pv1_45_discharge_finishes_the_encounter),
         cmocka_unit_test(v2_local_spm_identifiers_stay_apart),
         cmocka_unit_test(v2_local_orc_gives_the_placer_number_obr_without_orc),
+        cmocka_unit_test(v2_local_pid_21_is_the_mother_not_the_patient),
         cmocka_unit_test(v2_load_override_dash_type_removes_a_row),
     };
     return cmocka_run_group_tests_name("mappings/v2_local", tests, NULL, NULL);
