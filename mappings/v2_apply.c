@@ -301,6 +301,31 @@ static json_object *sibling(ctx_t *c, const target_t *tg, unsigned n) {
     return e;
 }
 
+/*
+ * Repetition rep (0-based) of a repeating field whose target is a single (0..1) complex
+ * element that an earlier repetition already filled: a second Identifier, Period or
+ * Quantity written into the first would mix the two values, so the first repetition is kept
+ * and this one reported. A CodeableConcept gathers the codings of all repetitions (each
+ * repetition gets a coding of its own).
+ */
+static int single_taken(ctx_t *c, json_object *owner, const char *name, size_t nlen,
+                        const hv_fhir_elem_t *e, const hv_fhir_type_t *t, unsigned rep) {
+    char key[64];
+    json_object *old = NULL;
+    if (rep == 0 || hv_fhir_elem_is_array(e) || nlen >= sizeof(key) ||
+        strcmp(hv_fhir_type_name(t), "CodeableConcept") == 0)
+        return 0;
+    memcpy(key, name, nlen);
+    key[nlen] = '\0';
+    if (!json_object_object_get_ex(owner, key, &old) || !json_object_is_type(old, json_type_object) ||
+        json_object_object_length(old) == 0)
+        return 0;
+    hv__v2_issue(c, "information", "multiplicity", hv__v2_rule_text(c),
+                 "repetition %u left out: %s holds one value (the first repetition is kept)",
+                 rep + 1, key);
+    return 1;
+}
+
 /* True when a data-type map has a row for the value itself ("$value"/"$this"), i.e. it
  * converts a value to one primitive; an unknown map counts as such (the value as sent). */
 static int map_has_value_rows(ctx_t *c, const char *map) {
@@ -700,8 +725,10 @@ void hv__v2_apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
         }
         /* A complex element: step into it. */
         {
-            json_object *o = slot_get(c, owner, p, nlen, hv__v2_model_key(e, p, nlen), idx, rep,
-                                      hv_fhir_elem_is_array(e));
+            json_object *o;
+            if (last && single_taken(c, owner, p, nlen, e, chosen, rep)) return;
+            o = slot_get(c, owner, p, nlen, hv__v2_model_key(e, p, nlen), idx, rep,
+                         hv_fhir_elem_is_array(e));
             json_object *parent = owner;
             if (o == NULL) return;
             owner = o;

@@ -94,10 +94,24 @@ static int add_line(builder_t *b, char *line, const char *origin, int override, 
                 hv__map_row_t *o = &t->maps[i];
                 if (strcasecmp(o->map, r.map) == 0 && o->src_f == r.src_f && o->src_c == r.src_c &&
                     strcmp(o->target, r.target) == 0 && strcmp(o->cond, r.cond) == 0) {
+                    if (strcmp(r.type, "-") == 0) {
+                        /* FHIR-TYPE "-": the row is removed (docs/mappings.md, overrides). */
+                        memmove(o, o + 1, (t->nmaps - i - 1) * sizeof(*o));
+                        t->nmaps--;
+                        return HV_OK;
+                    }
                     r.seq = o->seq;
                     *o = r;
                     return HV_OK;
                 }
+            }
+            /* Removing a row that is not there is an error of the override file. */
+            if (strcmp(r.type, "-") == 0) {
+                hv_error_set(err, HV_ECONFIG, origin,
+                             "%s:%d: no row %s %s → %s to remove", origin, lineno, r.map, src,
+                             r.target);
+                err->line = lineno;
+                return HV_ECONFIG;
             }
         }
         if (grow((void **)&t->maps, &b->cap_maps, t->nmaps, sizeof(r)) != HV_OK) return HV_ENOMEM;

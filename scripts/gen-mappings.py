@@ -71,7 +71,18 @@ def norm_path(p, ctx):
         return p
     if m and ctx and m.group(1) == ctx:
         return "." + m.group(2)
+    # In a segment map, "CWE.3", "XAD.7", "CX.5" name a component of the field the row maps
+    # (ROL-11 "IF XAD.7 IN (...)", IN1-10 "IF CX.5 IS \"SN\""): the value being mapped.
+    if m and p[len(m.group(1))] == "." and m.group(1) in DATATYPES and \
+            re.match(r'^[A-Z][A-Z0-9]{2}$', ctx or ""):
+        return "." + m.group(2)
     raise CondError("path " + p)
+
+
+# HL7 v2 data types whose components conditions name (v2.5.1 chapter 2A).
+DATATYPES = {"CE", "CF", "CNE", "CNN", "CQ", "CWE", "CX", "DLD", "DR", "DTM", "ED", "EI", "EIP",
+             "FN", "HD", "MSG", "NDL", "PL", "PLN", "PT", "RI", "RPT", "SAD", "SN", "TQ", "TS",
+             "XAD", "XCN", "XON", "XPN", "XTN"}
 
 
 class CondParser:
@@ -156,8 +167,11 @@ class CondParser:
             raise CondError("expected a field at " + str(self.peek()))
         paths = [norm_path(self.take(), self.ctx)]
         # "PID-33 AND PID-34 VALUED": a list of fields sharing one predicate.
+        # "PID-33 AND PID-34 VALUED", "SN.3 OR SN.4 VALUED", "TQ1-7 AND TQ1-8 NOT VALUED": the
+        # predicate after the last field is every field's; "OBX-29 AND OBX-29 IN (…)" is not.
         while self.peek() in ("AND", "OR") and self.peek(1) and PATH.match(self.toks[self.i + 1]) \
-                and self.peek(2) not in ("EQUALS", "=", "IS", "IN", "NOT", "VALUED", "VALUE", "LST.COUNT", "COUNT"):
+                and (self.peek(2) not in ("EQUALS", "=", "IS", "IN", "NOT", "VALUED", "VALUE", "LST.COUNT", "COUNT")
+                     or self.valued_after(2)):
             join = self.take().lower()
             paths.append((join, norm_path(self.take(), self.ctx)))
         pred = self.predicate(paths[0])
@@ -167,6 +181,15 @@ class CondParser:
         if neg:
             out = out + ["not"]
         return out
+
+    def valued_after(self, k):
+        """True when the tokens from k on are a valued-ness predicate that ends the factor
+        (VALUED, IS VALUED, NOT VALUED, IS NOT VALUED), followed by nothing, AND, OR or )."""
+        for form in (["VALUED"], ["VALUE"], ["IS", "VALUED"], ["NOT", "VALUED"], ["IS", "NOT", "VALUED"]):
+            if all(self.peek(k + j) == w for j, w in enumerate(form)) and \
+                    self.peek(k + len(form)) in (None, "AND", "OR", ")"):
+                return True
+        return False
 
     def predicate_again(self, path):
         code = self.last_pred
@@ -281,6 +304,11 @@ def gen_maps(ref, kind, stats):
             src = clean(row[1])
             target = clean(row[9])
             assign = clean(row[16])
+            # One row (SPM-32 type code) has its assignment in the column after the target
+            # ('assign: "SHIP"') instead of the Assignment column.
+            m = re.match(r'(?i)^assign:\s*"([^"]*)"$', clean(row[10]))
+            if m and not assign:
+                assign = '"%s"' % m.group(1)
             if not target and not assign:
                 continue
             if not target:
@@ -294,6 +322,15 @@ def gen_maps(ref, kind, stats):
                 stats["source_unread"] += 1
                 continue
             cond = compile_cond(row[6], ctx, stats)
+            # A few rows write their constant into the target ('status="finished"',
+            # 'intent="original-order"') and leave the assignment empty or repeat it: the
+            # element is the target, the quoted text the assignment.
+            m = re.match(r'^([^="]+)="([^"]*)"$', target)
+            if m:
+                target = m.group(1)
+                if not assign:
+                    assign = '"%s"' % m.group(2)
+                stats["target_assign"] += 1
             if assign.startswith('"') and assign.endswith('"') and len(assign) >= 2:
                 assign = assign[1:-1]
             elif assign:
@@ -379,7 +416,7 @@ def main(argv):
     if not os.path.isdir(os.path.join(ref, "segments")):
         sys.stderr.write("gen-mappings: no tables under %s\n" % ref)
         return 2
-    stats = {k: 0 for k in ("map_rows", "msg_rows", "vocab_rows", "cond_ok", "cond_unread", "source_unread")}
+    stats = {k: 0 for k in ("map_rows", "msg_rows", "vocab_rows", "cond_ok", "cond_unread", "source_unread", "target_assign")}
     files = {
         "messages.tsv": gen_messages(ref, stats),
         "maps.tsv": gen_maps(ref, "segments", stats) + gen_maps(ref, "datatypes", stats),

@@ -136,6 +136,9 @@ int hv__ccda_header(hv__ccda_ctx_t *c, xmlNodePtr root, struct json_object *comp
 /* assignedAuthor/assignedEntity (with an assignedPerson) → a Practitioner, added once per
  * identifier (or name); returns its fullUrl, NULL when there is nothing to map. */
 const char *hv__ccda_practitioner(hv__ccda_ctx_t *c, xmlNodePtr assigned);
+/* representedOrganization / providerOrganization / custodian organization → Organization,
+ * added once per identifier (or name); NULL when it has neither (FHIR org-1). */
+const char *hv__ccda_organization(hv__ccda_ctx_t *c, xmlNodePtr org);
 /* The Practitioner of an entry's performer (else its author), as a reference; NULL if none. */
 struct json_object *hv__ccda_entry_actor(hv__ccda_ctx_t *c, xmlNodePtr entry);
 
@@ -144,6 +147,13 @@ void hv__ccda_body(hv__ccda_ctx_t *c, xmlNodePtr root, struct json_object *comp)
 /* Maps one section's entries by the section's template; the references of the
  * resources made go to refs (an array). Returns 0 when the template is known. */
 int hv__ccda_section_entries(hv__ccda_ctx_t *c, xmlNodePtr section, struct json_object *refs);
+
+/* Calls fn(c, element, refs, ud) for every descendant element of n carrying one of the
+ * templates in oids (NULL-terminated), not descending into a match nor into narrative
+ * or nested sections (entries.c). */
+void hv__ccda_walk(hv__ccda_ctx_t *c, xmlNodePtr n, const char *const *oids,
+                   void (*fn)(hv__ccda_ctx_t *c, xmlNodePtr n, struct json_object *refs, void *ud),
+                   struct json_object *refs, void *ud);
 
 /* ---- entries (entries.c): one function per section kind; each appends the
  * references of the resources it made to refs. ---------------------------------------- */
@@ -164,5 +174,13 @@ void hv__ccda_family_history(hv__ccda_ctx_t *c, xmlNodePtr section, struct json_
 void hv__ccda_medical_equipment(hv__ccda_ctx_t *c, xmlNodePtr section, struct json_object *refs);
 void hv__ccda_nutrition(hv__ccda_ctx_t *c, xmlNodePtr section, struct json_object *refs);
 void hv__ccda_plan_of_care(hv__ccda_ctx_t *c, xmlNodePtr section, struct json_object *refs);
+
+/* ---- administrative sections (admin.c) ------------------------------------------------ */
+/* Advance Directives (2.21/2.21.1): Advance Directive Organizer (.4.108) / Observation
+ * (.4.48) → Consent (scope adr), the referenced document → DocumentReference, the author
+ * → Provenance. */
+void hv__ccda_advance_directives(hv__ccda_ctx_t *c, xmlNodePtr section, struct json_object *refs);
+/* Payers (2.18): Coverage Activity (.4.60) / Policy Activity (.4.61) → Coverage. */
+void hv__ccda_payers(hv__ccda_ctx_t *c, xmlNodePtr section, struct json_object *refs);
 
 #endif

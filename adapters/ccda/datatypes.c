@@ -428,6 +428,11 @@ struct json_object *hv__ccda_identifier(hv__ccda_ctx_t *c, xmlNodePtr ii) {
         const char *sys = hv__ccda_system(c, root);
         if (strncmp(sys, "urn:", 4) != 0) sys = hv_arena_sprintf(c->arena, "urn:oid:%s", root);
         hv_json_set_str(id, "value", sys);
+    } else if ((v = str_or_null(root)) != NULL) {
+        /* A root that is neither an OID nor a UUID (a typo such as "…-957fd49d2ceg") names no
+         * namespace: the value is kept as sent, without a system (so it never serves as a
+         * conditional-update identity). */
+        hv_json_set(id, "value", v);
     } else {
         json_object_put(id);
         return NULL;

@@ -50,6 +50,11 @@ static void walk(hv__ccda_ctx_t *c, xmlNodePtr n, const char *const *oids, entry
     }
 }
 
+void hv__ccda_walk(hv__ccda_ctx_t *c, xmlNodePtr n, const char *const *oids, entry_fn fn,
+                   struct json_object *refs, void *ud) {
+    walk(c, n, oids, fn, refs, ud, 0);
+}
+
 static void add_ref(struct json_object *refs, const char *url) {
     if (url != NULL) json_object_array_add(refs, hv__ccda_ref(url));
 }
@@ -148,6 +153,30 @@ static struct json_object *performer_actor(hv__ccda_ctx_t *c, xmlNodePtr entry) 
     hv_json_set(p, "actor", ref);
     json_object_array_add(a, p);
     return a;
+}
+
+/* Procedure.performer: the performer's Practitioner as actor with its representedOrganization
+ * as onBehalfOf (C-CDA on FHIR Procedure mapping); a performer that names no person is
+ * performed by its organization (actor). NULL when neither maps. */
+static struct json_object *procedure_performers(hv__ccda_ctx_t *c, xmlNodePtr p) {
+    struct json_object *out = json_object_new_array();
+    for (xmlNodePtr pf = hv__ccda_child(p, "performer"); pf != NULL;
+         pf = hv__ccda_next(pf, "performer")) {
+        xmlNodePtr a = hv__ccda_child(pf, "assignedEntity");
+        if (a == NULL) continue;
+        const char *who = names_person(a) ? hv__ccda_practitioner(c, a) : NULL;
+        const char *org = hv__ccda_organization(c, hv__ccda_child(a, "representedOrganization"));
+        if (who == NULL && org == NULL) continue;
+        struct json_object *e = json_object_new_object();
+        hv_json_set(e, "actor", hv__ccda_ref(who != NULL ? who : org));
+        if (who != NULL && org != NULL) hv_json_set(e, "onBehalfOf", hv__ccda_ref(org));
+        json_object_array_add(out, e);
+    }
+    if (json_object_array_length(out) == 0) {
+        json_object_put(out);
+        return NULL;
+    }
+    return out;
 }
 
 /* ---- problems ------------------------------------------------------------------------- */
@@ -373,9 +402,12 @@ static struct json_object *dosage(hv__ccda_ctx_t *c, xmlNodePtr sa) {
             hv_json_set(q, "value", v);
         }
     }
-    if (q != NULL) {
+    /* rateQuantity (an infusion rate, e.g. mL/min) → Dosage.doseAndRate.rateQuantity. */
+    struct json_object *rate = hv__ccda_quantity(c, hv__ccda_child(sa, "rateQuantity"));
+    if (q != NULL || rate != NULL) {
         struct json_object *dr = json_object_new_object();
-        hv_json_set(dr, "doseQuantity", q);
+        set_if(dr, "doseQuantity", q);
+        set_if(dr, "rateQuantity", rate);
         hv_json_set(d, "doseAndRate", arr1(dr));
     }
     for (xmlNodePtr et = hv__ccda_child(sa, "effectiveTime"); et != NULL;
@@ -716,9 +748,16 @@ static void supply_device(hv__ccda_ctx_t *c, xmlNodePtr sup, struct json_object 
     add_ref(refs, hv__ccda_add(c, "Device", d, NULL));
 }
 
+static void procedure(hv__ccda_ctx_t *c, xmlNodePtr p, struct json_object *refs, void *ud);
+
+/* Medical Equipment (2.23): Non-Medicinal Supply Activities (.4.50) → Device, and the
+ * Procedure Activity Procedures (.4.14) the section allows for implanted devices →
+ * Procedure (C-CDA R2.1 Medical Equipment Section entries). */
 void hv__ccda_medical_equipment(hv__ccda_ctx_t *c, xmlNodePtr section, struct json_object *refs) {
     static const char *const t[] = {E("50"), NULL};
+    static const char *const pt[] = {E("14"), NULL};
     walk(c, section, t, supply_device, refs, NULL, 0);
+    walk(c, section, pt, procedure, refs, NULL, 0);
 }
 
 /* ---- immunizations ----------------------------------------------------------------- */
@@ -790,7 +829,9 @@ static void procedure(hv__ccda_ctx_t *c, xmlNodePtr p, struct json_object *refs,
     hv_json_set(pr, "subject", hv__ccda_ref(c->patient_url));
     hv__ccda_set_effective(c, pr, "performed", hv__ccda_child(p, "effectiveTime"));
     set_if(pr, "bodySite", hv__ccda_all(c, p, "targetSiteCode", hv__ccda_concept));
-    set_if(pr, "performer", performer_actor(c, p));
+    struct json_object *perf = procedure_performers(c, p);
+    /* Without a performer, the author is the one who did it (as before). */
+    set_if(pr, "performer", perf != NULL ? perf : performer_actor(c, p));
     add_ref(refs, hv__ccda_add(c, "Procedure", pr, NULL));
 }
 
@@ -957,6 +998,15 @@ static const char *request_status(xmlNodePtr n) {
                                                         : "active";
 }
 
+/* The author of a planned act (Author Participation .4.119) is who asks for it:
+ * ServiceRequest/MedicationRequest.requester (C-CDA on FHIR). NULL when it names no person. */
+static struct json_object *requester(hv__ccda_ctx_t *c, xmlNodePtr n) {
+    xmlNodePtr a = hv__ccda_child(hv__ccda_child(n, "author"), "assignedAuthor");
+    if (a == NULL || !names_person(a)) return NULL;
+    const char *url = hv__ccda_practitioner(c, a);
+    return url != NULL ? hv__ccda_ref(url) : NULL;
+}
+
 static void planned(hv__ccda_ctx_t *c, xmlNodePtr n, struct json_object *refs) {
     const char *mood = hv__ccda_attr(n, "moodCode");
     if (mood == NULL || eq(mood, "EVN")) return;
@@ -988,6 +1038,7 @@ static void planned(hv__ccda_ctx_t *c, xmlNodePtr n, struct json_object *refs) {
         if (negated(n)) hv_json_set(mr, "doNotPerform", json_object_new_boolean(1));
         hv_json_set(mr, "medicationCodeableConcept", code);
         hv_json_set(mr, "subject", hv__ccda_ref(c->patient_url));
+        set_if(mr, "requester", requester(c, n));
         struct json_object *d = dosage(c, n);
         if (d != NULL) hv_json_set(mr, "dosageInstruction", arr1(d));
         add_ref(refs, hv__ccda_add(c, "MedicationRequest", mr, NULL));
@@ -1003,6 +1054,7 @@ static void planned(hv__ccda_ctx_t *c, xmlNodePtr n, struct json_object *refs) {
     hv_json_set(sr, "code", code);
     hv_json_set(sr, "subject", hv__ccda_ref(c->patient_url));
     hv__ccda_set_effective(c, sr, "occurrence", hv__ccda_child(n, "effectiveTime"));
+    set_if(sr, "requester", requester(c, n));
     add_ref(refs, hv__ccda_add(c, "ServiceRequest", sr, NULL));
 }
 

@@ -35,7 +35,7 @@ static void set_if(struct json_object *o, const char *key, struct json_object *v
 }
 
 /* Organization (US Core Organization): org-1 needs a name or an identifier. */
-static const char *organization(hv__ccda_ctx_t *c, xmlNodePtr org) {
+const char *hv__ccda_organization(hv__ccda_ctx_t *c, xmlNodePtr org) {
     if (org == NULL) return NULL;
     struct json_object *o = json_object_new_object();
     struct json_object *ids = hv__ccda_identifiers(c, org);
@@ -212,6 +212,15 @@ static const char *patient(hv__ccda_ctx_t *c, xmlNodePtr root, hv_error_t *err) 
         return NULL;
     }
     struct json_object *ids = hv__ccda_identifiers(c, role);
+    /* The patient's identity is an identifier with a namespace (system): a bare value from a
+     * malformed root cannot match the same patient in another document. */
+    int has_system = 0;
+    for (size_t i = 0; ids != NULL && i < json_object_array_length(ids); i++)
+        if (hv_json_get_str(json_object_array_get_idx(ids, i), "system") != NULL) has_system = 1;
+    if (!has_system) {
+        json_object_put(ids);
+        ids = NULL;
+    }
     if (ids == NULL) {
         hv_error_set(err, HV_EINVAL, "ClinicalDocument/recordTarget/patientRole/id",
                      "the patient has no usable identifier; the document cannot be matched to a "
@@ -285,7 +294,7 @@ static const char *patient(hv__ccda_ctx_t *c, xmlNodePtr root, hv_error_t *err) 
         hv_json_set(p, "communication", comm);
     else
         json_object_put(comm);
-    const char *org = organization(c, hv__ccda_child(role, "providerOrganization"));
+    const char *org = hv__ccda_organization(c, hv__ccda_child(role, "providerOrganization"));
     if (org != NULL) hv_json_set(p, "managingOrganization", hv__ccda_ref(org));
     const char *url = hv__ccda_add(c, "Patient", p, NULL);
     if (url == NULL) hv_error_set(err, HV_ENOMEM, NULL, "the Patient could not be added");
@@ -377,7 +386,7 @@ int hv__ccda_header(hv__ccda_ctx_t *c, xmlNodePtr root, struct json_object *comp
         const char *url = hv__ccda_child(aa, "assignedPerson") != NULL ? hv__ccda_practitioner(c, aa)
                                                                         : device(c, aa);
         if (url != NULL) json_object_array_add(authors, hv__ccda_ref(url));
-        const char *org = organization(c, hv__ccda_child(aa, "representedOrganization"));
+        const char *org = hv__ccda_organization(c, hv__ccda_child(aa, "representedOrganization"));
         if (org != NULL && url == NULL) json_object_array_add(authors, hv__ccda_ref(org));
     }
     if (json_object_array_length(authors) == 0) {
@@ -408,7 +417,7 @@ int hv__ccda_header(hv__ccda_ctx_t *c, xmlNodePtr root, struct json_object *comp
         json_object_array_add(ats, at);
         hv_json_set(comp, "attester", ats);
     }
-    const char *cust = organization(
+    const char *cust = hv__ccda_organization(
         c, hv__ccda_child(hv__ccda_child(hv__ccda_child(root, "custodian"), "assignedCustodian"),
                           "representedCustodianOrganization"));
     if (cust != NULL) hv_json_set(comp, "custodian", hv__ccda_ref(cust));

@@ -46,15 +46,16 @@ static const struct {
     {T("25"), hv__ccda_anesthesia},      {T("14"), hv__ccda_assessments},
     {T("56"), hv__ccda_assessments},     {T("15"), hv__ccda_family_history},
     {T("23"), hv__ccda_medical_equipment}, {T("57"), hv__ccda_nutrition},
+    {T("21"), hv__ccda_advance_directives}, {T("21.1"), hv__ccda_advance_directives},
+    {T("18"), hv__ccda_payers},
     /* Reason for Referral: its Patient Referral Acts (.4.140, moodCode INT) are requests. */
     {"1.3.6.1.4.1.19376.1.5.3.1.3.1", hv__ccda_plan_of_care},
 };
 
 /* Sections C-CDA R2.1 defines that are narrative only here (their entries, if any,
- * are not mapped: family history organizers, payers, functional status …). */
+ * are not mapped: functional status, …). */
 static const char *const narrative_only[] = {
-    T("8"),  T("9"),   T("12"), T("13"), T("18"), T("20"), T("21"),
-    T("21.1"), T("26"), T("27"), T("29"), T("30"), T("31"),
+    T("8"),  T("9"),   T("12"), T("13"), T("20"), T("26"), T("27"), T("29"), T("30"), T("31"),
     T("39"),  T("40"), T("41"), T("42"), T("45"), T("60"), T("64"),
     T("61"), T("65"),  T("500"),
     "2.16.840.1.113883.10.20.2.10",          /* Physical Exam */

@@ -54,6 +54,9 @@ def norm(v):
         return repr(float(v))
     s = str(v).strip()
     if len(s) >= 19 and s[4:5] == "-" and s[10:11] == "T":
+        # "Z" is the zone +00:00 (FHIR datatypes.html#dateTime, RFC 3339 §4.3).
+        if s.endswith("Z"):
+            s = s[:-1] + "+00:00"
         # Fractions of a second are formatting ("…:31.000-06:00" == "…:31-06:00" shifted).
         return s[:19] + "|" + s[s.find("+", 19) if "+" in s[19:] else (s.rfind("-") if s.rfind("-") > 18 else len(s)):]
     return " ".join(s.lower().split())

@@ -195,6 +195,48 @@ static void ccda_without_patient_identity_fails(void **state) {
     free(doc);
 }
 
+/* An id root that is neither an OID nor a UUID is kept as a bare value (no system, so no
+ * conditional update); it cannot be the patient's identity. */
+static void ccda_malformed_id_root_is_a_bare_value_not_an_identity(void **state) {
+    (void)state;
+    static const char body[] =
+        "<component><section><templateId root=\"2.16.840.1.113883.10.20.22.2.5.1\"/>"
+        "<title>P</title><text>p</text><entry><act classCode=\"ACT\" moodCode=\"EVN\">"
+        "<templateId root=\"2.16.840.1.113883.10.20.22.4.3\"/><statusCode code=\"active\"/>"
+        "<entryRelationship typeCode=\"SUBJ\"><observation classCode=\"OBS\" moodCode=\"EVN\">"
+        "<templateId root=\"2.16.840.1.113883.10.20.22.4.4\"/>"
+        "<id root=\"37f76c51-6411-4e1d-8a37-957fd49d2ceg\"/>"
+        "<value xsi:type=\"CD\" code=\"233604007\" codeSystem=\"2.16.840.1.113883.6.96\"/>"
+        "</observation></entryRelationship></act></entry></section></component>\n";
+    char *doc = test_doc(body);
+    hv_map_result_t r = test_map(doc);
+    struct json_object *conds = test_resources(r.bundle, "Condition"), *ids = NULL;
+    assert_int_equal(json_object_array_length(conds), 1);
+    assert_true(json_object_object_get_ex(json_object_array_get_idx(conds, 0), "identifier", &ids));
+    struct json_object *id = json_object_array_get_idx(ids, 0);
+    assert_string_equal(hv_json_get_str(id, "value"), "37f76c51-6411-4e1d-8a37-957fd49d2ceg");
+    assert_null(hv_json_get_str(id, "system"));
+    json_object_put(conds);
+    hv_map_result_free(&r);
+    /* The same kind of root as the patient's only ids: the document is refused. */
+    static const char *const pids[] = {
+        "<id root=\"2.16.840.1.113883.19.5.99999.2\" extension=\"MRN-998991\"/>",
+        "<id root=\"2.16.840.1.113883.4.1\" extension=\"111-00-2330\"/>"};
+    static const char bad[] = "<id root=\"not-an-oid\"/>";
+    for (size_t i = 0; i < 2; i++) {
+        char *p = strstr(doc, pids[i]);
+        assert_non_null(p);
+        memcpy(p, bad, strlen(bad));
+        memset(p + strlen(bad), ' ', strlen(pids[i]) - strlen(bad));
+    }
+    hv_map_result_t r2 = {0};
+    hv_error_t err;
+    hv_error_clear(&err);
+    assert_int_equal(hv_map_ccda_to_fhir(doc, strlen(doc), NULL, &r2, &err), HV_EINVAL);
+    assert_null(r2.bundle);
+    free(doc);
+}
+
 static void ccda_rejects_a_non_cda_root(void **state) {
     (void)state;
     static const char x[] = "<Patient xmlns=\"http://hl7.org/fhir\"/>";
@@ -214,6 +256,7 @@ int run_ccda_to_fhir_tests(void) {
         cmocka_unit_test(ccda_refuses_too_deep_documents),
         cmocka_unit_test(ccda_without_patient_identity_fails),
         cmocka_unit_test(ccda_rejects_a_non_cda_root),
+        cmocka_unit_test(ccda_malformed_id_root_is_a_bare_value_not_an_identity),
     };
     return cmocka_run_group_tests_name("ccda_to_fhir", tests, NULL, NULL);
 }

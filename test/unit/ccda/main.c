@@ -85,6 +85,7 @@ int main(void) {
     failed += run_datatypes_tests();
     failed += run_ccda_to_fhir_tests();
     failed += run_entries_tests();
+    failed += run_admin_tests();
     failed += run_corpus_tests();
     return failed;
 }

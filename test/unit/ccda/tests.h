@@ -16,6 +16,7 @@ struct json_object;
 int run_datatypes_tests(void);
 int run_ccda_to_fhir_tests(void);
 int run_entries_tests(void);
+int run_admin_tests(void);
 int run_corpus_tests(void);
 
 /* Maps a NUL-terminated document; asserts success and returns the result (free it). */

@@ -74,6 +74,7 @@ int main(void) {
     int failed = 0;
     failed += run_v2_load_tests();
     failed += run_v2_to_fhir_tests();
+    failed += run_v2_local_tests();
     failed += run_v2_cond_tests();
     failed += run_corpus_tests();
     return failed;

@@ -15,6 +15,7 @@
 
 int run_v2_load_tests(void);
 int run_v2_to_fhir_tests(void);
+int run_v2_local_tests(void);
 int run_v2_cond_tests(void);
 int run_corpus_tests(void);
 

@@ -1,0 +1,290 @@
+/* v2_local.c — tests of the rows of mappings/v2/local.tsv that correct IG rows (each could
+ * not be applied as the IG tables wrote it) and of the override line that removes a row
+ * (mappings/v2_load.c, FHIR-TYPE "-"). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tests.h"
+#include "mappings/mappings_int.h"
+
+/* PV1-7 attending and PV1-52 other provider, PV1-37 discharged-to location; PV2-11 length
+ * of stay and PV2-13 referral source. */
+static const char *adt =
+    "MSH|^~\\&|SENDAPP|SENDFAC|RECAPP|RECFAC|20240101120000+0000||ADT^A03^ADT_A03|MSG9|P|2.5.1\r"
+    "EVN|A03|20240101120000\r"
+    "PID|1||12345^^^HOSP^MR||DOE^JANE||19800102|F\r"
+    "PV1|1|I|WARD^101^A||||1234^SMITH^JOHN|||MED|||||||||V100^^^HOSP^VN||||||||||||||||||"
+    "01&Discharged to home&HL70282|||||||||||||||777^OTHER^OLIVIA\r"
+    "PV2|||||||||||12||555^REFERRER^RITA\r";
+
+/* The index of the Encounter participant whose type code is code, or -1. */
+static int participant_with(json_object *enc, const char *code) {
+    char path[96];
+    int i;
+    for (i = 0; i < 16; i++) {
+        const char *c;
+        snprintf(path, sizeof(path), "participant[%d].type[0].coding[0].code", i);
+        c = test_str(enc, path);
+        if (c != NULL && strcmp(c, code) == 0) return i;
+    }
+    return -1;
+}
+
+/* The family name of the Practitioner participant i refers to (through the fullUrls). */
+static const char *participant_family(json_object *bundle, json_object *enc, int i) {
+    char path[96];
+    const char *ref;
+    size_t k, n = test_count(bundle, "Practitioner");
+    snprintf(path, sizeof(path), "participant[%d].individual.reference", i);
+    ref = test_str(enc, path);
+    if (ref == NULL) return NULL;
+    for (k = 0; k < n; k++) {
+        json_object *entries = NULL, *e, *res = NULL, *url = NULL;
+        size_t j;
+        json_object *p = test_entry(bundle, "Practitioner", k, NULL);
+        json_object_object_get_ex(bundle, "entry", &entries);
+        for (j = 0; j < json_object_array_length(entries); j++) {
+            e = json_object_array_get_idx(entries, j);
+            if (json_object_object_get_ex(e, "resource", &res) && res == p &&
+                json_object_object_get_ex(e, "fullUrl", &url) &&
+                strcmp(json_object_get_string(url), ref) == 0)
+                return test_str(p, "name[0].family");
+        }
+    }
+    return NULL;
+}
+
+static void v2_local_pv1_and_pv2_participants_keep_their_types(void **state) {
+    hv_map_result_t r;
+    json_object *enc;
+    int att, ref, part;
+    (void)state;
+    test_map(adt, NULL, &r);
+    enc = test_entry(r.bundle, "Encounter", 0, NULL);
+    assert_non_null(enc);
+    /* PV2-13 no longer lands on participant[1] (PV1-7's) and overwrites ATND with REF. */
+    att = participant_with(enc, "ATND");
+    ref = participant_with(enc, "REF");
+    part = participant_with(enc, "PART");
+    assert_true(att >= 0);
+    assert_true(ref >= 0);
+    assert_true(part >= 0);
+    assert_int_not_equal(att, ref);
+    assert_string_equal(participant_family(r.bundle, enc, att), "SMITH");
+    assert_string_equal(participant_family(r.bundle, enc, ref), "REFERRER");
+    assert_string_equal(participant_family(r.bundle, enc, part), "OTHER");
+    hv_map_result_free(&r);
+}
+
+static void v2_local_pv2_length_of_stay_is_a_ucum_duration(void **state) {
+    hv_map_result_t r;
+    json_object *enc;
+    (void)state;
+    test_map(adt, NULL, &r);
+    enc = test_entry(r.bundle, "Encounter", 0, NULL);
+    assert_string_equal(test_str(enc, "length.value"), "12");
+    assert_string_equal(test_str(enc, "length.unit"), "days");
+    assert_string_equal(test_str(enc, "length.system"), "http://unitsofmeasure.org");
+    assert_string_equal(test_str(enc, "length.code"), "d");
+    hv_map_result_free(&r);
+}
+
+static void v2_local_pv1_37_is_the_discharge_destination(void **state) {
+    hv_map_result_t r;
+    json_object *enc, *loc = NULL;
+    const char *ref;
+    size_t i, n;
+    (void)state;
+    test_map(adt, NULL, &r);
+    enc = test_entry(r.bundle, "Encounter", 0, NULL);
+    ref = test_str(enc, "hospitalization.destination.reference");
+    assert_non_null(ref);
+    n = test_count(r.bundle, "Location");
+    for (i = 0; i < n && loc == NULL; i++) {
+        json_object *l = test_entry(r.bundle, "Location", i, NULL);
+        const char *code = test_str(l, "type[0].coding[0].code");
+        if (code != NULL && strcmp(code, "01") == 0) loc = l;
+    }
+    assert_non_null(loc);
+    assert_string_equal(test_str(loc, "type[0].coding[0].display"), "Discharged to home");
+    hv_map_result_free(&r);
+}
+
+/* PV1-45 (discharge date) valued: the IG row 'status="finished"' had its constant in the
+ * target; scripts/gen-mappings.py now reads it as target status, assignment finished. */
+static void v2_local_pv1_45_discharge_finishes_the_encounter(void **state) {
+    static const char *oru =
+        "MSH|^~\\&|LAB|LABFAC|EHR|HOSP|20240106080000+0000||ORU^R01^ORU_R01|L1|P|2.5.1\r"
+        "PID|1||12345^^^HOSP^MR||DOE^JANE||19800102|F\r"
+        "PV1|1|I|||||||||||||||||V200^^^HOSP^VN|||||||||||||||||||||||||20240101080000+0000|"
+        "20240105100000+0000\r"
+        "OBR|1|P1^EHR|F1^LAB|24331-1^Lipid panel^LN|||20240102070000+0000\r";
+    hv_map_result_t r;
+    json_object *enc;
+    (void)state;
+    test_map(oru, NULL, &r);
+    enc = test_entry(r.bundle, "Encounter", 0, NULL);
+    assert_non_null(enc);
+    assert_string_equal(test_str(enc, "status"), "finished");
+    assert_string_equal(test_str(enc, "period.end"), "2024-01-05T10:00:00+00:00");
+    hv_map_result_free(&r);
+}
+
+/* SPM-2 placer/filler, SPM-31 other id and SPM-32 shipment id are four identifiers (the IG
+ * gave SPM-31 the filler's index [2], and SPM-32's SHIP in its comments column); the
+ * repeated SPM-30 accession id fills the single accessionIdentifier with its first
+ * repetition instead of mixing both. */
+static void v2_local_spm_identifiers_stay_apart(void **state) {
+    static const char *oru =
+        "MSH|^~\\&|LAB|LABFAC|EHR|HOSP|20240106080000+0000||ORU^R01^ORU_R01|L2|P|2.5.1\r"
+        "PID|1||12345^^^HOSP^MR||DOE^JANE||19800102|F\r"
+        "OBR|1|P1^EHR|F1^LAB|24331-1^Lipid panel^LN|||20240102070000+0000\r"
+        "SPM|1|P100&LAB^F200&LAB||119297000^Blood^SCT||||||||||||||||||||||||||ACC1~ACC2|OTHER1|"
+        "SHIP1\r";
+    hv_map_result_t r;
+    json_object *sp = NULL;
+    size_t i, n;
+    char path[64];
+    const char *want[][2] = {{"P100", "PGN"}, {"F200", "FGN"}, {"SHIP1", "SHIP"}, {"OTHER1", NULL}};
+    (void)state;
+    test_map(oru, NULL, &r);
+    n = test_count(r.bundle, "Specimen");
+    for (i = 0; i < n && sp == NULL; i++) {
+        json_object *s = test_entry(r.bundle, "Specimen", i, NULL);
+        if (test_str(s, "type.coding[0].code") != NULL) sp = s;
+    }
+    assert_non_null(sp);
+    for (i = 0; i < HV_ARRAY_LEN(want); i++) {
+        size_t k;
+        int found = 0;
+        for (k = 0; k < 8 && !found; k++) {
+            const char *v, *code;
+            snprintf(path, sizeof(path), "identifier[%zu].value", k);
+            v = test_str(sp, path);
+            if (v == NULL || strcmp(v, want[i][0]) != 0) continue;
+            snprintf(path, sizeof(path), "identifier[%zu].type.coding[0].code", k);
+            code = test_str(sp, path);
+            if (want[i][1] != NULL) assert_string_equal(code, want[i][1]);
+            found = 1;
+        }
+        if (!found) fail_msg("no Specimen identifier %s", want[i][0]);
+    }
+    assert_string_equal(test_str(sp, "accessionIdentifier.value"), "ACC1");
+    assert_non_null(strstr(json_object_to_json_string(r.outcome), "repetition 2 left out"));
+    hv_map_result_free(&r);
+}
+
+/* The order's placer number: ORC-2 when the message has it (the common order segment), else
+ * OBR-2 (the IG's OBR row, "IF ORC-2 NOT VALUED"). */
+static void v2_local_orc_gives_the_placer_number_obr_without_orc(void **state) {
+    static const char *both =
+        "MSH|^~\\&|LAB|LABFAC|EHR|HOSP|20240106080000+0000||ORU^R01^ORU_R01|L3|P|2.5.1\r"
+        "PID|1||12345^^^HOSP^MR||DOE^JANE||19800102|F\r"
+        "ORC|RE|ORC-PLC^EHR\r"
+        "OBR|1|OBR-PLC^EHR||24331-1^Lipid panel^LN|||20240102070000+0000\r";
+    static const char *obr_only =
+        "MSH|^~\\&|LAB|LABFAC|EHR|HOSP|20240106080000+0000||ORU^R01^ORU_R01|L4|P|2.5.1\r"
+        "PID|1||12345^^^HOSP^MR||DOE^JANE||19800102|F\r"
+        "OBR|1|OBR-PLC^EHR||24331-1^Lipid panel^LN|||20240102070000+0000\r";
+    hv_map_result_t r;
+    json_object *sr;
+    (void)state;
+    test_map(both, NULL, &r);
+    sr = test_entry(r.bundle, "ServiceRequest", 0, NULL);
+    assert_non_null(sr);
+    assert_string_equal(test_str(sr, "identifier[0].value"), "ORC-PLC");
+    assert_string_equal(test_str(sr, "identifier[0].type.coding[0].code"), "PLAC");
+    assert_null(test_str(sr, "identifier[1].value"));
+    hv_map_result_free(&r);
+    test_map(obr_only, NULL, &r);
+    sr = test_entry(r.bundle, "ServiceRequest", 0, NULL);
+    assert_string_equal(test_str(sr, "identifier[0].value"), "OBR-PLC");
+    hv_map_result_free(&r);
+}
+
+/* PID-21 is the mother's identifier: a RelatedPerson (MTH) of the patient, never one of the
+ * patient's own identifiers (the IG's "$this" row wrote it into the Patient). */
+static void v2_local_pid_21_is_the_mother_not_the_patient(void **state) {
+    static const char *a01 =
+        "MSH|^~\\&|SENDAPP|SENDFAC|RECAPP|RECFAC|20240101120000+0000||ADT^A01^ADT_A01|M21|P|2.5.1\r"
+        "EVN|A01|20240101120000\r"
+        "PID|1||12345^^^HOSP^MR||DOE^BABY||20240101|F|||||||||||||MOM777^^^HOSP^MR\r";
+    hv_map_result_t r;
+    json_object *p, *rp;
+    const char *url = NULL;
+    size_t i;
+    char path[64];
+    (void)state;
+    test_map(a01, NULL, &r);
+    p = test_entry(r.bundle, "Patient", 0, &url);
+    assert_string_equal(url, "Patient?identifier=HOSP|12345");
+    for (i = 0; i < 4; i++) {
+        const char *v;
+        snprintf(path, sizeof(path), "identifier[%zu].value", i);
+        v = test_str(p, path);
+        if (v != NULL) assert_string_not_equal(v, "MOM777");
+    }
+    rp = test_entry(r.bundle, "RelatedPerson", 0, NULL);
+    assert_non_null(rp);
+    assert_string_equal(test_str(rp, "identifier[0].value"), "MOM777");
+    assert_string_equal(test_str(rp, "relationship[0].coding[0].code"), "MTH");
+    assert_string_equal(test_str(rp, "relationship[0].coding[0].system"),
+                        "http://terminology.hl7.org/CodeSystem/v3-RoleCode");
+    assert_non_null(test_str(rp, "patient.reference"));
+    hv_map_result_free(&r);
+}
+
+static char *write_tmp(const char *text) {
+    static char path[64];
+    FILE *f;
+    int fd;
+    snprintf(path, sizeof(path), "/tmp/hv-map-local-XXXXXX");
+    fd = mkstemp(path);
+    assert_true(fd >= 0);
+    f = fdopen(fd, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+static void v2_load_override_dash_type_removes_a_row(void **state) {
+    hv_map_tables_t *t = NULL;
+    hv_error_t err;
+    const hv__map_row_t *rows;
+    size_t n = 0, before = 0, i;
+    const char *path = write_tmp("map\tPID[Patient]\t5\t5\tXPN\t\tname[1]\t-\t\t\t\n");
+    (void)state;
+    rows = hv__map_rows(hv__map_tables_default(), "PID[Patient]", &before);
+    assert_non_null(rows);
+    hv_error_clear(&err);
+    assert_int_equal(hv__map_tables_load(path, &t, &err), HV_OK);
+    rows = hv__map_rows(t, "PID[Patient]", &n);
+    assert_int_equal(n, before - 1);
+    for (i = 0; i < n; i++) assert_false(rows[i].src_f == 5 && !strcmp(rows[i].target, "name[1]"));
+    hv__map_tables_free(t);
+    unlink(path);
+    /* Removing a row that does not exist names the file and line. */
+    path = write_tmp("# nothing\nmap\tPID[Patient]\t5\t5\tXPN\t\tnickname\t-\t\t\t\n");
+    t = NULL;
+    assert_int_equal(hv__map_tables_load(path, &t, &err), HV_ECONFIG);
+    assert_null(t);
+    assert_int_equal(err.line, 2);
+    unlink(path);
+}
+
+int run_v2_local_tests(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(v2_local_pv1_and_pv2_participants_keep_their_types),
+        cmocka_unit_test(v2_local_pv2_length_of_stay_is_a_ucum_duration),
+        cmocka_unit_test(v2_local_pv1_37_is_the_discharge_destination),
+        cmocka_unit_test(v2_local_pv1_45_discharge_finishes_the_encounter),
+        cmocka_unit_test(v2_local_spm_identifiers_stay_apart),
+        cmocka_unit_test(v2_local_orc_gives_the_placer_number_obr_without_orc),
+        cmocka_unit_test(v2_local_pid_21_is_the_mother_not_the_patient),
+        cmocka_unit_test(v2_load_override_dash_type_removes_a_row),
+    };
+    return cmocka_run_group_tests_name("mappings/v2_local", tests, NULL, NULL);
+}
