@@ -653,25 +653,24 @@ static void outcome_add(hv__chans_t *rt, outcome_t *o) {
     if (rt->outcomes_inflight == 0) outcomes_flush(rt);
 }
 
-static void on_sent(void *token, int result, const char *detail) {
-    hv__worker_t *w = token;
+/*
+ * Records the result of the attempt on the head item and consumes one reference of w
+ * (the send's). Returns 1 when the worker moved past the head (a final outcome,
+ * not busy any more), 0 when it waits: for a retry's commit (busy until
+ * outcome_done_retry), or for its timer (out of memory). Never kicks the worker.
+ */
+static int attempt_done(hv__worker_t *w, int result, const char *detail) {
     hv__item_t *it = &w->items[w->head];
     uint64_t now = hv_now_ms();
     outcome_t *o;
     int final;
-    w->sending = 0;
-    if (w->closing) {
-        w->busy = 0;
-        worker_unref(w);
-        return;
-    }
     o = hv_calloc(1, sizeof(*o));
     if (o == NULL) {
         w->busy = 0;
         it->next_at = now + 1000;
         uv_timer_start(&w->timer, on_worker_timer, 1000, 0);
         worker_unref(w);
-        return;
+        return 0;
     }
     o->w = w;
     o->qid = it->qid;
@@ -708,7 +707,7 @@ static void on_sent(void *token, int result, const char *detail) {
     if (!final) {
         /* busy until outcome_done_retry; the send's reference goes with the outcome */
         outcome_add(w->ch->rt, o);
-        return;
+        return 0;
     }
     /* The send's reference now belongs to the outcome; move past the item. Counted
      * first: outcome_add may call outcome_done_final (and free o) at once on failure. */
@@ -729,7 +728,69 @@ static void on_sent(void *token, int result, const char *detail) {
     w->head++;
     if (w->head == w->nitems) w->nitems = w->head = 0;
     w->busy = 0;
-    hv__worker_kick(w);
+    return 1;
+}
+
+static void on_sent(void *token, int result, const char *detail) {
+    hv__worker_t *w = token;
+    w->sending = 0;
+    if (w->closing) {
+        w->busy = 0;
+        worker_unref(w);
+        return;
+    }
+    if (attempt_done(w, result, detail)) hv__worker_kick(w);
+}
+
+/* A batch's outcomes (hv__dest_batch_fn): recorded in order, as if each had been
+ * sent alone; a retry (only ever the last) holds the head, and the items after it,
+ * never attempted, stay queued behind it. */
+static void on_batch_sent(void *token, size_t n, const int *results, const char *const *details) {
+    hv__worker_t *w = token;
+    size_t i;
+    int moved = 1;
+    w->sending = 0;
+    if (w->closing) {
+        w->busy = 0;
+        worker_unref(w);
+        return;
+    }
+    if (n == 0) { /* a broken destination: the head counts as a failed attempt */
+        w->refs++;
+        moved = attempt_done(w, HV_CHANNEL_RETRY, "not attempted");
+    }
+    for (i = 0; i < n && moved; i++) {
+        w->refs++; /* each outcome takes one; the batch's own goes below */
+        w->busy = 1;
+        moved = attempt_done(w, results[i], details[i]);
+    }
+    if (moved) hv__worker_kick(w);
+    worker_unref(w);
+}
+
+/* Starts a batch (the destination has one): the ready items from the head on.
+ * HV_OK, or an error with nothing started. */
+static int send_batch(hv__worker_t *w, hv__dest_batch_fn batch, uint64_t now) {
+    hv_channel_msg_t *ms;
+    size_t k, n = 0;
+    int rc;
+    ms = hv_calloc(w->nitems - w->head, sizeof(*ms));
+    if (ms == NULL) return HV_ENOMEM;
+    for (k = w->head; k < w->nitems; k++) {
+        const hv__item_t *x = &w->items[k];
+        if (x->refuse != NULL || x->next_at > now) break;
+        ms[n].id = x->mid;
+        ms[n].channel = w->ch->conf->id;
+        ms[n].content = x->content;
+        ms[n].len = x->len;
+        ms[n].content_type = x->content_type;
+        ms[n].received_at = x->received_at;
+        ms[n].content_file = x->file;
+        n++;
+    }
+    rc = batch(w->state, ms, n, on_batch_sent, w);
+    hv_free(ms);
+    return rc;
 }
 
 void hv__worker_kick(hv__worker_t *w) {
@@ -769,6 +830,7 @@ void hv__worker_kick(hv__worker_t *w) {
     }
     {
         hv_channel_msg_t m;
+        hv__dest_batch_fn batch;
         memset(&m, 0, sizeof(m));
         m.id = it->mid;
         m.channel = w->ch->conf->id;
@@ -792,7 +854,10 @@ void hv__worker_kick(hv__worker_t *w) {
             on_sent(w, HV_CHANNEL_DELIVERED, "withheld by patient consent"); /* done: never sent */
             return;
         }
-        rc = w->impl->send(w->state, &m, on_sent, w);
+        batch = hv__dest_batch_of(w->impl);
+        /* Consent reads each message: a destination with a purpose sends one at a time. */
+        if (batch != NULL && w->conf->purpose == NULL) rc = send_batch(w, batch, now);
+        else rc = w->impl->send(w->state, &m, on_sent, w);
         if (rc != HV_OK) {
             char d[96];
             w->refs--;
