@@ -1285,6 +1285,9 @@ static const hv_setting_t settings[] = {
      "reload channel files when the channels directory changes"},
     {"channels.prune_interval", NULL, HV_SET_DURATION, "1h", NULL,
      "how often messages older than their channel's retention are pruned"},
+    {"channels.event_prune_interval", NULL, HV_SET_DURATION, "1m", NULL,
+     "how often events every subscriber has consumed are deleted from the event bus's table "
+     "(0: never)"},
     {"channels.max_message_bytes", NULL, HV_SET_SIZE, "16MiB", NULL,
      "largest message content read into memory by a filter rule, step or destination that does not "
      "stream; larger messages pass only through channels that do not read content (kept in a file)"},
