@@ -1291,6 +1291,10 @@ static const hv_setting_t settings[] = {
     {"channels.max_message_bytes", NULL, HV_SET_SIZE, "16MiB", NULL,
      "largest message content read into memory by a filter rule, step or destination that does not "
      "stream; larger messages pass only through channels that do not read content (kept in a file)"},
+    {"channels.max_held_bytes", NULL, HV_SET_SIZE, "256MiB", NULL,
+     "content of one channel's received messages held in memory until the store commits them; "
+     "a message that would pass it is refused as busy (MLLP AE, HTTP 503, a file stays for the "
+     "next round) unless it is the only one"},
     {"channels.fts_max", NULL, HV_SET_SIZE, "1MiB", NULL,
      "bytes of each message's content indexed for full-text search (the rest is not searchable)"},
     {"channels.queue_lease", NULL, HV_SET_DURATION, "2m", NULL,
@@ -1369,6 +1373,7 @@ static int channels_init(hv_engine_t *e, void **state) {
     }
     rt->fts_max = (size_t)hv_config_size(cfg, "channels.fts_max");
     rt->max_message = (size_t)hv_config_size(cfg, "channels.max_message_bytes");
+    rt->max_held = (size_t)hv_config_size(cfg, "channels.max_held_bytes");
     /* Content files live beside the SQLite store; a PostgreSQL store is shared by processes
      * of other hosts, which could not read them, so there large messages stay in memory. */
     if (rt->fts && snprintf(rt->content_dir, sizeof(rt->content_dir), "%s/channel-content",

@@ -133,5 +133,55 @@ class EventPruneTest(EngineTestCase):
         eng.stop()
 
 
+def big_hl7(control_id, size):
+    return ("MSH|^~\\&|LAB|FAC|HV|HV|20240101120000||ORU^R01^ORU_R01|%s|P|2.5.1\r"
+            "PID|1||%s^^^MRN^MR||DOE^JANE\r"
+            "OBX|1|TX|1^note||%s||||||F\r" % (control_id, control_id, "x" * size)).encode()
+
+
+class SourceMemoryCapTest(EngineTestCase):
+    def test_mllp_burst_past_max_held_bytes_gets_ae_and_nothing_is_lost(self):
+        import socket
+        from harness import free_port
+        eng = self.engine(start=False, env={"HOLOVITALS_CHANNELS_MAX_HELD_BYTES": "16KiB"})
+        port = free_port()
+        with open(os.path.join(eng.channels, "v2.json"), "w") as f:
+            f.write(json.dumps({"id": "v2", "source": {"type": "mllp",
+                                                       "listen": "127.0.0.1:%d" % port}}))
+        eng.start()
+        n = 40
+        frames = b"".join(b"\x0b" + big_hl7("C%02d" % i, 10000) + b"\x1c\r" for i in range(n))
+        acks = []
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+            sock.sendall(frames)  # pipelined: 40 x 10 kB arrive before the first commit
+            buf = b""
+            while len(acks) < n:
+                chunk = sock.recv(65536)
+                self.assertTrue(chunk, "connection closed after %d ACKs" % len(acks))
+                buf += chunk
+                while b"\x1c\r" in buf:
+                    frame, buf = buf.split(b"\x1c\r", 1)
+                    acks.append(frame.lstrip(b"\x0b"))
+        accepted = [i for i, a in enumerate(acks) if b"MSA|AA|C%02d" % i in a]
+        refused = [i for i, a in enumerate(acks) if b"MSA|AE|C%02d" % i in a]
+        self.assertEqual(len(accepted) + len(refused), n, acks)
+        self.assertTrue(accepted and refused, "accepted %r refused %r" % (accepted, refused))
+        self.assertIn(b"busy", acks[refused[0]])
+        # Exactly the acknowledged messages are stored.
+        _, lst = eng.get_json("/channels/v2/messages?limit=1000")
+        self.assertEqual(len(lst["messages"]), len(accepted))
+        # Once the store has caught up, a message larger than the cap alone is taken.
+        time.sleep(0.3)
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+            sock.sendall(b"\x0b" + big_hl7("BIG", 40000) + b"\x1c\r")
+            buf = b""
+            while b"\x1c\r" not in buf:
+                chunk = sock.recv(65536)
+                self.assertTrue(chunk)
+                buf += chunk
+        self.assertIn(b"MSA|AA|BIG", buf)
+        eng.stop()
+
+
 if __name__ == "__main__":
     main()
