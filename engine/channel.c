@@ -522,22 +522,28 @@ static int outcome_record(hv_db_t *db, outcome_t *o) {
     hv_db_bind_int64(st, 6, (int64_t)hv_now_ms());
     rc = hv_db_step(st);
     hv_db_done(st);
-    if (rc < 0) return rc;
-    /* The message's status follows its queues: sent when none is left queued. */
-    if (strcmp(o->state, "queued") != 0) {
-        rc = hv_db_prepare(db,
+    return rc < 0 ? rc : HV_OK;
+}
+
+/* The message's status follows its queues: sent (or errored) when none is left queued. */
+static int message_status_update(hv_db_t *db, int64_t mid) {
+    hv_db_stmt_t *st = NULL;
+    int rc = hv_db_prepare(db,
                            "UPDATE chan_messages SET status = CASE WHEN EXISTS (SELECT 1 FROM"
                            " chan_queue WHERE message_id = $1 AND state = 'dead') THEN 'errored'"
                            " ELSE 'sent' END WHERE id = $1 AND status = 'queued' AND NOT EXISTS"
                            " (SELECT 1 FROM chan_queue WHERE message_id = $1 AND state = 'queued')",
                            &st);
-        if (rc != HV_OK) return rc;
-        hv_db_bind_int64(st, 1, o->mid);
-        rc = hv_db_step(st);
-        hv_db_done(st);
-        if (rc < 0) return rc;
-    }
-    return HV_OK;
+    if (rc != HV_OK) return rc;
+    hv_db_bind_int64(st, 1, mid);
+    rc = hv_db_step(st);
+    hv_db_done(st);
+    return rc < 0 ? rc : HV_OK;
+}
+
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
 }
 
 /* A delivered or dead outcome: the worker has moved on already. */
@@ -592,11 +598,27 @@ typedef struct outcome_batch {
 static int outcomes_job(hv_db_t *db, void *arg) {
     outcome_batch_t *b = arg;
     outcome_t *o;
-    int rc;
+    int64_t *mids = NULL;
+    size_t n = 0, i;
+    int rc = HV_OK;
     /* One failing outcome fails the job: all of its outcomes are retried alike. */
-    for (o = b->head; o != NULL; o = o->next)
+    for (o = b->head; o != NULL; o = o->next) {
         if ((rc = outcome_record(db, o)) != HV_OK) return rc;
-    return HV_OK;
+        if (o->final) n++;
+    }
+    if (n == 0) return HV_OK;
+    /* Then each message with a final outcome once (its destinations' outcomes often come
+     * in the same batch): one status update per message, not one per destination. */
+    mids = hv_malloc(n * sizeof(*mids));
+    if (mids == NULL) return HV_ENOMEM;
+    n = 0;
+    for (o = b->head; o != NULL; o = o->next)
+        if (o->final) mids[n++] = o->mid;
+    qsort(mids, n, sizeof(*mids), cmp_i64);
+    for (i = 0; i < n && rc == HV_OK; i++)
+        if (i == 0 || mids[i] != mids[i - 1]) rc = message_status_update(db, mids[i]);
+    hv_free(mids);
+    return rc;
 }
 
 static void outcomes_flush(hv__chans_t *rt);
