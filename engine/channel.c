@@ -522,22 +522,28 @@ static int outcome_record(hv_db_t *db, outcome_t *o) {
     hv_db_bind_int64(st, 6, (int64_t)hv_now_ms());
     rc = hv_db_step(st);
     hv_db_done(st);
-    if (rc < 0) return rc;
-    /* The message's status follows its queues: sent when none is left queued. */
-    if (strcmp(o->state, "queued") != 0) {
-        rc = hv_db_prepare(db,
+    return rc < 0 ? rc : HV_OK;
+}
+
+/* The message's status follows its queues: sent (or errored) when none is left queued. */
+static int message_status_update(hv_db_t *db, int64_t mid) {
+    hv_db_stmt_t *st = NULL;
+    int rc = hv_db_prepare(db,
                            "UPDATE chan_messages SET status = CASE WHEN EXISTS (SELECT 1 FROM"
                            " chan_queue WHERE message_id = $1 AND state = 'dead') THEN 'errored'"
                            " ELSE 'sent' END WHERE id = $1 AND status = 'queued' AND NOT EXISTS"
                            " (SELECT 1 FROM chan_queue WHERE message_id = $1 AND state = 'queued')",
                            &st);
-        if (rc != HV_OK) return rc;
-        hv_db_bind_int64(st, 1, o->mid);
-        rc = hv_db_step(st);
-        hv_db_done(st);
-        if (rc < 0) return rc;
-    }
-    return HV_OK;
+    if (rc != HV_OK) return rc;
+    hv_db_bind_int64(st, 1, mid);
+    rc = hv_db_step(st);
+    hv_db_done(st);
+    return rc < 0 ? rc : HV_OK;
+}
+
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
 }
 
 /* A delivered or dead outcome: the worker has moved on already. */
@@ -592,11 +598,27 @@ typedef struct outcome_batch {
 static int outcomes_job(hv_db_t *db, void *arg) {
     outcome_batch_t *b = arg;
     outcome_t *o;
-    int rc;
+    int64_t *mids = NULL;
+    size_t n = 0, i;
+    int rc = HV_OK;
     /* One failing outcome fails the job: all of its outcomes are retried alike. */
-    for (o = b->head; o != NULL; o = o->next)
+    for (o = b->head; o != NULL; o = o->next) {
         if ((rc = outcome_record(db, o)) != HV_OK) return rc;
-    return HV_OK;
+        if (o->final) n++;
+    }
+    if (n == 0) return HV_OK;
+    /* Then each message with a final outcome once (its destinations' outcomes often come
+     * in the same batch): one status update per message, not one per destination. */
+    mids = hv_malloc(n * sizeof(*mids));
+    if (mids == NULL) return HV_ENOMEM;
+    n = 0;
+    for (o = b->head; o != NULL; o = o->next)
+        if (o->final) mids[n++] = o->mid;
+    qsort(mids, n, sizeof(*mids), cmp_i64);
+    for (i = 0; i < n && rc == HV_OK; i++)
+        if (i == 0 || mids[i] != mids[i - 1]) rc = message_status_update(db, mids[i]);
+    hv_free(mids);
+    return rc;
 }
 
 static void outcomes_flush(hv__chans_t *rt);
@@ -653,25 +675,24 @@ static void outcome_add(hv__chans_t *rt, outcome_t *o) {
     if (rt->outcomes_inflight == 0) outcomes_flush(rt);
 }
 
-static void on_sent(void *token, int result, const char *detail) {
-    hv__worker_t *w = token;
+/*
+ * Records the result of the attempt on the head item and consumes one reference of w
+ * (the send's). Returns 1 when the worker moved past the head (a final outcome,
+ * not busy any more), 0 when it waits: for a retry's commit (busy until
+ * outcome_done_retry), or for its timer (out of memory). Never kicks the worker.
+ */
+static int attempt_done(hv__worker_t *w, int result, const char *detail) {
     hv__item_t *it = &w->items[w->head];
     uint64_t now = hv_now_ms();
     outcome_t *o;
     int final;
-    w->sending = 0;
-    if (w->closing) {
-        w->busy = 0;
-        worker_unref(w);
-        return;
-    }
     o = hv_calloc(1, sizeof(*o));
     if (o == NULL) {
         w->busy = 0;
         it->next_at = now + 1000;
         uv_timer_start(&w->timer, on_worker_timer, 1000, 0);
         worker_unref(w);
-        return;
+        return 0;
     }
     o->w = w;
     o->qid = it->qid;
@@ -708,7 +729,7 @@ static void on_sent(void *token, int result, const char *detail) {
     if (!final) {
         /* busy until outcome_done_retry; the send's reference goes with the outcome */
         outcome_add(w->ch->rt, o);
-        return;
+        return 0;
     }
     /* The send's reference now belongs to the outcome; move past the item. Counted
      * first: outcome_add may call outcome_done_final (and free o) at once on failure. */
@@ -729,7 +750,69 @@ static void on_sent(void *token, int result, const char *detail) {
     w->head++;
     if (w->head == w->nitems) w->nitems = w->head = 0;
     w->busy = 0;
-    hv__worker_kick(w);
+    return 1;
+}
+
+static void on_sent(void *token, int result, const char *detail) {
+    hv__worker_t *w = token;
+    w->sending = 0;
+    if (w->closing) {
+        w->busy = 0;
+        worker_unref(w);
+        return;
+    }
+    if (attempt_done(w, result, detail)) hv__worker_kick(w);
+}
+
+/* A batch's outcomes (hv__dest_batch_fn): recorded in order, as if each had been
+ * sent alone; a retry (only ever the last) holds the head, and the items after it,
+ * never attempted, stay queued behind it. */
+static void on_batch_sent(void *token, size_t n, const int *results, const char *const *details) {
+    hv__worker_t *w = token;
+    size_t i;
+    int moved = 1;
+    w->sending = 0;
+    if (w->closing) {
+        w->busy = 0;
+        worker_unref(w);
+        return;
+    }
+    if (n == 0) { /* a broken destination: the head counts as a failed attempt */
+        w->refs++;
+        moved = attempt_done(w, HV_CHANNEL_RETRY, "not attempted");
+    }
+    for (i = 0; i < n && moved; i++) {
+        w->refs++; /* each outcome takes one; the batch's own goes below */
+        w->busy = 1;
+        moved = attempt_done(w, results[i], details[i]);
+    }
+    if (moved) hv__worker_kick(w);
+    worker_unref(w);
+}
+
+/* Starts a batch (the destination has one): the ready items from the head on.
+ * HV_OK, or an error with nothing started. */
+static int send_batch(hv__worker_t *w, hv__dest_batch_fn batch, uint64_t now) {
+    hv_channel_msg_t *ms;
+    size_t k, n = 0;
+    int rc;
+    ms = hv_calloc(w->nitems - w->head, sizeof(*ms));
+    if (ms == NULL) return HV_ENOMEM;
+    for (k = w->head; k < w->nitems; k++) {
+        const hv__item_t *x = &w->items[k];
+        if (x->refuse != NULL || x->next_at > now) break;
+        ms[n].id = x->mid;
+        ms[n].channel = w->ch->conf->id;
+        ms[n].content = x->content;
+        ms[n].len = x->len;
+        ms[n].content_type = x->content_type;
+        ms[n].received_at = x->received_at;
+        ms[n].content_file = x->file;
+        n++;
+    }
+    rc = batch(w->state, ms, n, on_batch_sent, w);
+    hv_free(ms);
+    return rc;
 }
 
 void hv__worker_kick(hv__worker_t *w) {
@@ -769,6 +852,7 @@ void hv__worker_kick(hv__worker_t *w) {
     }
     {
         hv_channel_msg_t m;
+        hv__dest_batch_fn batch;
         memset(&m, 0, sizeof(m));
         m.id = it->mid;
         m.channel = w->ch->conf->id;
@@ -792,7 +876,10 @@ void hv__worker_kick(hv__worker_t *w) {
             on_sent(w, HV_CHANNEL_DELIVERED, "withheld by patient consent"); /* done: never sent */
             return;
         }
-        rc = w->impl->send(w->state, &m, on_sent, w);
+        batch = hv__dest_batch_of(w->impl);
+        /* Consent reads each message: a destination with a purpose sends one at a time. */
+        if (batch != NULL && w->conf->purpose == NULL) rc = send_batch(w, batch, now);
+        else rc = w->impl->send(w->state, &m, on_sent, w);
         if (rc != HV_OK) {
             char d[96];
             w->refs--;
@@ -1220,9 +1307,16 @@ static const hv_setting_t settings[] = {
      "reload channel files when the channels directory changes"},
     {"channels.prune_interval", NULL, HV_SET_DURATION, "1h", NULL,
      "how often messages older than their channel's retention are pruned"},
+    {"channels.event_prune_interval", NULL, HV_SET_DURATION, "1m", NULL,
+     "how often events every subscriber has consumed are deleted from the event bus's table "
+     "(0: never)"},
     {"channels.max_message_bytes", NULL, HV_SET_SIZE, "16MiB", NULL,
      "largest message content read into memory by a filter rule, step or destination that does not "
      "stream; larger messages pass only through channels that do not read content (kept in a file)"},
+    {"channels.max_held_bytes", NULL, HV_SET_SIZE, "256MiB", NULL,
+     "content of one channel's received messages held in memory until the store commits them; "
+     "a message that would pass it is refused as busy (MLLP AE, HTTP 503, a file stays for the "
+     "next round) unless it is the only one"},
     {"channels.fts_max", NULL, HV_SET_SIZE, "1MiB", NULL,
      "bytes of each message's content indexed for full-text search (the rest is not searchable)"},
     {"channels.queue_lease", NULL, HV_SET_DURATION, "2m", NULL,
@@ -1301,6 +1395,7 @@ static int channels_init(hv_engine_t *e, void **state) {
     }
     rt->fts_max = (size_t)hv_config_size(cfg, "channels.fts_max");
     rt->max_message = (size_t)hv_config_size(cfg, "channels.max_message_bytes");
+    rt->max_held = (size_t)hv_config_size(cfg, "channels.max_held_bytes");
     /* Content files live beside the SQLite store; a PostgreSQL store is shared by processes
      * of other hosts, which could not read them, so there large messages stay in memory. */
     if (rt->fts && snprintf(rt->content_dir, sizeof(rt->content_dir), "%s/channel-content",

@@ -4,9 +4,10 @@
  *
  * file-write writes each message to <dir>/<channel>-<message id>.msg (or the
  * "filename" pattern with ${channel} and ${id}) through the libuv thread pool:
- * written to a temporary name, fsync'd, then renamed, so a reader never sees a
- * half-written file and a message written twice (a retry after a crash) simply
- * replaces the same file.
+ * written to a temporary name, fsync'd (unless "fsync": false), then renamed, so a
+ * reader never sees a half-written file and a message written twice (a retry after a
+ * crash) simply replaces the same file. The messages a worker has ready are written
+ * by one thread-pool job (fw_send_batch), each file still with that guarantee.
  *
  * channel hands the message to another channel as if its source had received it;
  * it is delivered once the other channel has stored it. Cycles are refused at
@@ -184,32 +185,39 @@ static int copy_file(const char *src, int fd, size_t len) {
     return e;
 }
 
-/* Thread pool. */
-static void fw_work(uv_work_t *w) {
-    fw_job_t *j = w->data;
+/* Thread pool: writes one file as documented above (temporary name, fsync when
+ * configured, rename over the final name): 0 or errno. src non-NULL: the content is
+ * copied from that file (a large message), data unused. */
+static int write_one(const char *tmp, const char *path, const char *data, size_t len,
+                     const char *src, int do_fsync) {
     size_t off = 0;
-    int fd = open(j->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        j->err = errno;
-        return;
-    }
-    if (j->src != NULL) {
-        j->err = copy_file(j->src, fd, j->len);
+    int err = 0;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return errno;
+    if (src != NULL) {
+        err = copy_file(src, fd, len);
     } else {
-        while (off < j->len) {
-            ssize_t n = write(fd, j->data + off, j->len - off);
+        while (off < len) {
+            ssize_t n = write(fd, data + off, len - off);
             if (n < 0) {
                 if (errno == EINTR) continue;
-                j->err = errno;
+                err = errno;
                 break;
             }
             off += (size_t)n;
         }
     }
-    if (j->err == 0 && j->fsync && fsync(fd) != 0) j->err = errno;
-    if (close(fd) != 0 && j->err == 0) j->err = errno;
-    if (j->err == 0 && rename(j->tmp, j->path) != 0) j->err = errno;
-    if (j->err != 0) unlink(j->tmp);
+    if (err == 0 && do_fsync && fsync(fd) != 0) err = errno;
+    if (close(fd) != 0 && err == 0) err = errno;
+    if (err == 0 && rename(tmp, path) != 0) err = errno;
+    if (err != 0) unlink(tmp);
+    return err;
+}
+
+/* Thread pool. */
+static void fw_work(uv_work_t *w) {
+    fw_job_t *j = w->data;
+    j->err = write_one(j->tmp, j->path, j->data, j->len, j->src, j->fsync);
 }
 
 static void fw_after(uv_work_t *w, int status) {
@@ -252,7 +260,133 @@ static int fw_send(void *state, const hv_channel_msg_t *m, hv_channel_sent_cb do
     return HV_OK;
 }
 
+/*
+ * Batches (hv__dest_batch_fn): the messages a worker has ready are written by one
+ * thread-pool job, one file after the other, each exactly as a single message is
+ * (its own temporary file, fsync when configured, rename), so every file keeps its
+ * durability guarantee; what a batch saves is a thread hand-off (two scheduler
+ * wake-ups) and an outcome round per message. The job stops at the first failure.
+ * The contents are borrowed from the worker's items (they live until done runs),
+ * and the job does not touch the destination's state, which close may free while
+ * the job runs.
+ */
+typedef struct fw_one {
+    char *path, *tmp; /* hv_malloc'd */
+    const char *data; /* borrowed */
+    const char *src;  /* borrowed: a large message's content file, or NULL */
+    size_t len;
+} fw_one_t;
+
+typedef struct fw_batch {
+    uv_work_t work;
+    fw_one_t *one;
+    size_t n, attempted;
+    int fsync;
+    int err; /* errno of the last one attempted, 0 when all were written */
+    hv__batch_sent_cb done;
+    void *token;
+} fw_batch_t;
+
+static void fw_batch_free(fw_batch_t *b) {
+    size_t i;
+    if (b == NULL) return;
+    for (i = 0; b->one != NULL && i < b->n; i++) {
+        hv_free(b->one[i].path);
+        hv_free(b->one[i].tmp);
+    }
+    hv_free(b->one);
+    hv_free(b);
+}
+
+/* Thread pool. */
+static void fw_batch_work(uv_work_t *w) {
+    fw_batch_t *b = w->data;
+    size_t i;
+    for (i = 0; i < b->n; i++) {
+        fw_one_t *o = &b->one[i];
+        b->attempted = i + 1;
+        b->err = write_one(o->tmp, o->path, o->data, o->len, o->src, b->fsync);
+        if (b->err != 0) break;
+    }
+}
+
+static void fw_batch_after(uv_work_t *w, int status) {
+    fw_batch_t *b = w->data;
+    enum { STACK = 64 };
+    int results_s[STACK], *results = results_s;
+    const char *details_s[STACK], **details = details_s;
+    size_t i, n = b->attempted ? b->attempted : 1;
+    if (status != 0 && b->err == 0) b->err = EIO; /* cancelled: nothing written */
+    if (status != 0) n = 1;
+    if (n > STACK) {
+        results = hv_malloc(n * sizeof(*results));
+        details = hv_malloc(n * sizeof(*details));
+        if (results == NULL || details == NULL) { /* report the first alone: retried */
+            if (results != results_s) hv_free(results);
+            if (details != details_s) hv_free(details);
+            results = results_s;
+            details = details_s;
+            n = 1;
+            b->err = ENOMEM;
+        }
+    }
+    for (i = 0; i < n; i++) {
+        int failed = i + 1 == n && b->err != 0;
+        results[i] = failed ? HV_CHANNEL_RETRY : HV_CHANNEL_DELIVERED;
+        details[i] = failed ? strerror(b->err) : "written";
+    }
+    b->done(b->token, n, results, details);
+    if (results != results_s) hv_free(results);
+    if (details != details_s) hv_free(details);
+    fw_batch_free(b);
+}
+
+static int fw_send_batch(void *state, const hv_channel_msg_t *msgs, size_t n,
+                         hv__batch_sent_cb done, void *token) {
+    file_write_t *f = state;
+    fw_batch_t *b = NULL;
+    char name[1024];
+    size_t i, plen;
+    int rc = HV_ENOMEM;
+    if (n == 0) return HV_EINVAL;
+    b = hv_calloc(1, sizeof(*b));
+    if (b == NULL) goto out;
+    b->one = hv_calloc(n, sizeof(*b->one));
+    if (b->one == NULL) goto out;
+    b->n = n;
+    for (i = 0; i < n; i++) {
+        fw_one_t *o = &b->one[i];
+        expand(f->pattern, f->channel, msgs[i].id, name, sizeof(name));
+        plen = strlen(f->dir) + strlen(name) + 8;
+        o->path = hv_malloc(plen);
+        o->tmp = hv_malloc(plen);
+        if (o->path == NULL || o->tmp == NULL) goto out;
+        snprintf(o->path, plen, "%s/%s", f->dir, name);
+        snprintf(o->tmp, plen, "%s/.%s.tmp", f->dir, name);
+        o->data = msgs[i].content;
+        o->len = msgs[i].len;
+        o->src = msgs[i].content_file;
+    }
+    b->fsync = f->fsync;
+    b->done = done;
+    b->token = token;
+    b->work.data = b;
+    if (uv_queue_work(f->loop, &b->work, fw_batch_work, fw_batch_after) != 0) {
+        rc = HV_EIO;
+        goto out;
+    }
+    b = NULL;
+    rc = HV_OK;
+out:
+    fw_batch_free(b);
+    return rc;
+}
+
 const hv_channel_dest_t hv__dest_file_write = {"file-write", fw_check, fw_open, fw_send, fw_close};
+
+hv__dest_batch_fn hv__dest_batch_of(const hv_channel_dest_t *impl) {
+    return impl == &hv__dest_file_write ? fw_send_batch : NULL;
+}
 
 /* ------------------------------------------------------------------------- */
 /* channel                                                                   */

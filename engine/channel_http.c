@@ -39,9 +39,19 @@ struct hv__curl {
     sockctx_t *socks;  /* polled sockets, doubly linked */
 };
 
+/*
+ * One socket of curl's, polled by the loop. It lives as long as the socket: when a
+ * transfer ends curl stops watching its connection (CURL_POLL_REMOVE) but keeps it
+ * for the next transfer, so the handle is only stopped ("parked") and started again
+ * when curl watches the same socket anew; it is closed when curl closes the socket
+ * (CURLOPT_CLOSESOCKETFUNCTION, close_socket), while the descriptor is still open —
+ * libuv removes the descriptor from epoll on close, which must never hit a reused
+ * number. Keep-alive transfers thus cost no handle init/close per message.
+ */
 struct sockctx {
     uv_poll_t poll;
     curl_socket_t fd;
+    int parked; /* curl does not watch it now */
     hv__curl_t *c;
     sockctx_t *prev, *next;
 };
@@ -157,9 +167,18 @@ static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *
     if (what == CURL_POLL_REMOVE) {
         if (s != NULL) {
             curl_multi_assign(c->multi, fd, NULL);
-            sock_close(s);
+            uv_poll_stop(&s->poll);
+            s->parked = 1;
         }
         return 0;
+    }
+    if (s == NULL) { /* a kept-alive socket curl watches again: its parked handle */
+        for (s = c->socks; s != NULL && !(s->parked && s->fd == fd); s = s->next) {
+        }
+        if (s != NULL) {
+            s->parked = 0;
+            curl_multi_assign(c->multi, fd, s);
+        }
     }
     if (s == NULL) {
         s = hv_calloc(1, sizeof(*s));
@@ -180,6 +199,17 @@ static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *
     if (what & CURL_POLL_OUT) events |= UV_WRITABLE;
     uv_poll_start(&s->poll, events, on_poll);
     return 0;
+}
+
+/* CURLOPT_CLOSESOCKETFUNCTION: closes the socket's handle (parked or not) while the
+ * descriptor is still open, then the descriptor. */
+static int close_socket(void *ud, curl_socket_t fd) {
+    hv__curl_t *c = ud;
+    sockctx_t *s;
+    for (s = c->socks; s != NULL && s->fd != fd; s = s->next) {
+    }
+    if (s != NULL) sock_close(s);
+    return close(fd);
 }
 
 hv__curl_t *hv__curl_for(hv_engine_t *e) {
@@ -478,6 +508,8 @@ static int http_send_send(void *state, const hv_channel_msg_t *m, hv_channel_sen
     curl_easy_setopt(x->easy, CURLOPT_SSL_VERIFYPEER, h->verify_tls ? 1L : 0L);
     curl_easy_setopt(x->easy, CURLOPT_SSL_VERIFYHOST, h->verify_tls ? 2L : 0L);
     curl_easy_setopt(x->easy, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(x->easy, CURLOPT_CLOSESOCKETFUNCTION, close_socket);
+    curl_easy_setopt(x->easy, CURLOPT_CLOSESOCKETDATA, c);
     x->next = c->xfers;
     if (c->xfers) c->xfers->prev = x;
     c->xfers = x;

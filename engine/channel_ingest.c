@@ -495,8 +495,11 @@ static int waiter_start(hv__ingest_t *in) {
 /* Receiving                                                                 */
 /* ------------------------------------------------------------------------- */
 
+/* Frees an ingest and gives its bytes back to its channel (which must still be
+ * referenced: ingest_done frees before it unrefs). */
 static void ingest_free(hv__ingest_t *in) {
     if (in == NULL) return;
+    if (in->held > 0) in->ch->mem_held -= in->held;
     hv_arena_free(in->arena);
     hv_free(in);
 }
@@ -557,8 +560,8 @@ static void ingest_done(int status, void *arg) {
         int64_t id = status == HV_OK || status == HV_EINVAL ? in->main.id : 0;
         in->cb(status, id, in->ud);
     }
-    hv__chan_unref(ch);
     ingest_free(in);
+    hv__chan_unref(ch);
 }
 
 /* Routes one unit to the destinations whose `when` holds, with its lane. */
@@ -702,6 +705,17 @@ int hv__chan_ingest_ex(hv__chan_t *ch, const hv__ingest_opts_t *o, hv_channel_st
     int rc;
     if (ch->retired) return HV_ECLOSED;
     if (o->content_path != NULL && (!hv__chan_streams(ch) || o->reprocess_id > 0)) return HV_EINVAL;
+    /*
+     * Memory per source: the content of a channel's messages received and not yet
+     * committed (in their arenas, waiting in the storage queue) is at most
+     * channels.max_held_bytes; past it a message is refused as busy, so that a source
+     * answers as for a full store (MLLP AE, HTTP 503 + Retry-After, a file stays for the
+     * next round). A message alone is always taken: its size has its own caps
+     * (mllp max_message, http.max_body, file max_size). Content files are not in memory.
+     */
+    if (o->content_path == NULL && ch->mem_held > 0 && ch->rt->max_held > 0 &&
+        o->len > ch->rt->max_held - (ch->mem_held < ch->rt->max_held ? ch->mem_held : ch->rt->max_held))
+        return HV_EBUSY;
     in = hv_calloc(1, sizeof(*in));
     if (in == NULL) return HV_ENOMEM;
     in->arena = hv_arena_new(0);
@@ -710,6 +724,10 @@ int hv__chan_ingest_ex(hv__chan_t *ch, const hv__ingest_opts_t *o, hv_channel_st
         return HV_ENOMEM;
     }
     in->ch = ch;
+    if (o->content_path == NULL) {
+        in->held = o->len;
+        ch->mem_held += o->len;
+    }
     if (o->content_path != NULL) {
         /* Only metadata rules run: they see the size, never the content (""). */
         uint32_t r[2] = {0, 0};
@@ -770,8 +788,8 @@ int hv__chan_ingest_ex(hv__chan_t *ch, const hv__ingest_opts_t *o, hv_channel_st
     hv__chan_ref(ch);
     rc = hv_storage_submit(ch->rt->storage, ingest_job, ingest_done, in);
     if (rc != HV_OK) {
-        hv__chan_unref(ch);
         ingest_free(in);
+        hv__chan_unref(ch);
         return rc;
     }
     return HV_OK;

@@ -135,6 +135,25 @@ extern const hv_channel_dest_t hv__dest_file_write;
 extern const hv_channel_source_t hv__source_http;
 extern const hv_channel_source_t hv__source_timer;
 
+/*
+ * Destinations that write several queued messages per call (channel_dest.c:
+ * file-write). A worker whose destination has one hands it the ready messages at the
+ * head of its queue, in queue order (at most the fetched batch). msgs is borrowed for
+ * the call; each message's content, content type and content file stay valid until
+ * done runs. The destination attempts them in order and stops at the first one that
+ * is not delivered, then calls done once (never from within the call) with n >= 1,
+ * the number attempted, and each one's result (HV_CHANNEL_*) and detail (borrowed
+ * for the call): every result before the last is HV_CHANNEL_DELIVERED or
+ * HV_CHANNEL_ERROR, so nothing after a retry has been sent and order is kept. An
+ * error return means nothing was attempted and done never runs.
+ */
+typedef void (*hv__batch_sent_cb)(void *token, size_t n, const int *results,
+                                  const char *const *details);
+typedef int (*hv__dest_batch_fn)(void *state, const hv_channel_msg_t *msgs, size_t n,
+                                 hv__batch_sent_cb done, void *token);
+/* The batch entry of a built-in destination, or NULL (send one message at a time). */
+hv__dest_batch_fn hv__dest_batch_of(const hv_channel_dest_t *impl);
+
 /* A libcurl multi handle driven by the engine's loop (channel_http.c). */
 typedef struct hv__curl hv__curl_t;
 hv__curl_t *hv__curl_for(hv_engine_t *e);

@@ -78,6 +78,7 @@ struct hv_channel {
     hv__worker_t **workers;
     size_t nworkers;
     uint64_t received, filtered, errored; /* since start */
+    size_t mem_held; /* content bytes of received messages in memory until stored (channels.max_held_bytes) */
     uint64_t next_lane; /* round robin of lanes for destinations without an ordering key */
     hv_counter_t *m_received, *m_filtered, *m_errored; /* /metrics, per channel */
 };
@@ -101,6 +102,7 @@ struct hv__chans {
     char owner[128];  /* this process in chan_leases: host:pid:start */
     hv__bus_t *bus;   /* the event bus (event.c) */
     size_t max_message; /* channels.max_message_bytes: content read into memory at most */
+    size_t max_held;    /* channels.max_held_bytes: a channel's messages in memory until stored */
     char content_dir[4096]; /* <data>/channel-content: large messages' content files ("": none) */
     struct hv__waiter *waiters; /* sources waiting for destinations (channel_ingest.c) */
     struct outcome *outcomes, *outcomes_tail; /* delivery outcomes waiting for a batch (channel.c) */
@@ -156,6 +158,7 @@ typedef struct hv__ingest_opts {
 /* One message being received or reprocessed. */
 typedef struct hv__ingest {
     hv__chan_t *ch;
+    size_t held; /* bytes charged to ch->mem_held, given back by ingest_free */
     hv_arena_t *arena;
     hv_channel_msg_t msg; /* the message as received (its id, channel, time, arena) */
     hv__part_t main;

@@ -10,6 +10,17 @@
  * offered again, oldest first. Subscribers therefore see each event at least
  * once, in publication order per process.
  *
+ * Pruning (every channels.event_prune_interval): an event row is deleted once it is
+ * delivered to the in-process subscribers (delivered = 1) and every durable
+ * subscriber's cursor has passed it (id <= MIN(chan_event_cursors.last_id)), in chunks
+ * of EVENT_PRUNE_CHUNK rows per storage job. The newest row always stays: SQLite
+ * gives a new row MAX(id) + 1 (no AUTOINCREMENT), and ids must never go back under a
+ * cursor. A cursor whose subscriber is paused or stopped (an event channel not
+ * running, on any process) keeps everything after it; a cursor of a channel that was
+ * removed for good keeps events too, until its row is deleted by hand. Leases
+ * (chan_leases) that expired over an hour ago are deleted in the same job: a free
+ * lane's row is made again by the next lease_take.
+ *
  * Outbox (a module's database): hv_outbox (id, type, payload, created_at). A row
  * written in the module's transaction is moved by hv_event_outbox_drain: read,
  * published to the bus (durable there), then deleted from the outbox — a crash
@@ -74,6 +85,9 @@ struct hv__bus {
     hv_event_sub_t *dsubs; /* durable subscribers */
     uv_timer_t poll;       /* kicks them: other processes' events, retries */
     int poll_open;
+    uv_timer_t prune;      /* channels.event_prune_interval */
+    int prune_open, prune_busy;
+    uint64_t pruned;       /* event rows deleted since start */
 };
 
 static hv__bus_t *bus_of(hv_engine_t *e) {
@@ -604,18 +618,100 @@ int hv__bus_new(hv__chans_t *rt) {
     return HV_OK;
 }
 
+static void on_prune_tick(uv_timer_t *t);
+
 void hv__bus_replay(hv__chans_t *rt) {
     replay_t *r = hv_calloc(1, sizeof(*r));
+    hv__bus_t *b = rt->bus;
+    uint64_t every =
+        hv_config_duration_ms(hv_engine_config(rt->engine), "channels.event_prune_interval");
+    if (every > 0 && !b->prune_open && !rt->stopped) {
+        uv_timer_init(hv_engine_loop(rt->engine), &b->prune);
+        b->prune.data = b;
+        b->prune_open = 1;
+        uv_timer_start(&b->prune, on_prune_tick, every, every);
+        uv_unref((uv_handle_t *)&b->prune);
+    }
     if (r == NULL) return;
     r->bus = rt->bus;
     if (hv_storage_submit(rt->storage, replay_job, replay_done, r) != HV_OK) hv_free(r);
 }
 
+/* ---- pruning (see the top of the file) ---- */
+
+#define EVENT_PRUNE_CHUNK 10000
+#define LEASE_PRUNE_AFTER_MS 3600000
+
+typedef struct ev_prune {
+    hv__bus_t *bus;
+    int64_t deleted;
+} ev_prune_t;
+
+static int prune_job(hv_db_t *db, void *arg) {
+    ev_prune_t *p = arg;
+    hv_db_stmt_t *st = NULL;
+    int rc = hv_db_prepare(
+        db,
+        "DELETE FROM chan_events WHERE delivered = 1"
+        " AND id < (SELECT MAX(id) FROM chan_events)"
+        " AND id <= COALESCE((SELECT MIN(last_id) FROM chan_event_cursors),"
+        " (SELECT MAX(id) FROM chan_events))"
+        " AND id <= (SELECT MIN(id) FROM chan_events) + $1",
+        &st);
+    if (rc != HV_OK) return rc;
+    hv_db_bind_int64(st, 1, EVENT_PRUNE_CHUNK);
+    rc = hv_db_step(st);
+    hv_db_done(st);
+    if (rc < 0) return rc;
+    p->deleted = hv_db_changes(db);
+    rc = hv_db_prepare(db, "DELETE FROM chan_leases WHERE expires_at < $1", &st);
+    if (rc != HV_OK) return rc;
+    hv_db_bind_int64(st, 1, (int64_t)hv_now_ms() - LEASE_PRUNE_AFTER_MS);
+    rc = hv_db_step(st);
+    hv_db_done(st);
+    return rc < 0 ? rc : HV_OK;
+}
+
+static void prune_start(hv__bus_t *b);
+
+static void prune_done(int status, void *arg) {
+    ev_prune_t *p = arg;
+    hv__bus_t *b = p->bus;
+    int more = status == HV_OK && p->deleted > EVENT_PRUNE_CHUNK / 2;
+    b->prune_busy = 0;
+    if (status != HV_OK) {
+        hv_log(HV_LOG_WARN, "event.prune_failed", "%s", hv_strerror(status));
+    } else if (p->deleted > 0) {
+        b->pruned += (uint64_t)p->deleted;
+        hv_log(HV_LOG_DEBUG, "event.pruned", "%lld events deleted", (long long)p->deleted);
+    }
+    hv_free(p);
+    if (more && !b->rt->stopped) prune_start(b); /* a backlog: the next chunk at once */
+}
+
+static void prune_start(hv__bus_t *b) {
+    ev_prune_t *p;
+    if (b->prune_busy || b->rt->storage == NULL || b->rt->stopped) return;
+    p = hv_calloc(1, sizeof(*p));
+    if (p == NULL) return;
+    p->bus = b;
+    b->prune_busy = 1;
+    if (hv_storage_submit(b->rt->storage, prune_job, prune_done, p) != HV_OK) {
+        b->prune_busy = 0; /* the store is busy: the next tick */
+        hv_free(p);
+    }
+}
+
+static void on_prune_tick(uv_timer_t *t) { prune_start(t->data); }
+
 static void on_poll_closed(uv_handle_t *h) { (void)h; }
 
 void hv__bus_stop(hv__chans_t *rt) {
     hv__bus_t *b = rt->bus;
-    if (b == NULL || !b->poll_open) return;
+    if (b == NULL) return;
+    if (b->prune_open) uv_close((uv_handle_t *)&b->prune, on_poll_closed);
+    b->prune_open = 0;
+    if (!b->poll_open) return;
     uv_close((uv_handle_t *)&b->poll, on_poll_closed);
     b->poll_open = 0;
 }

@@ -159,6 +159,54 @@ class ChannelsOnPostgres(tc.ChannelTestCase):
         for eng in (a, b):
             eng.stop()
 
+    def count_events(self):
+        out = subprocess.run(["psql", "-q", "-X", "-A", "-t", "-F", " ", self.db, "-c",
+                              "SELECT COUNT(*), COALESCE(MIN(id), 0), COALESCE(MAX(id), 0)"
+                              " FROM channels.chan_events"],
+                             check=True, capture_output=True, text=True, timeout=60).stdout
+        return tuple(int(x) for x in out.split())
+
+    def test_event_table_pruned_unconsumed_events_survive_kill9(self):
+        # chan_events on PostgreSQL: rows both event channels consumed are deleted (all
+        # but the newest); with one channel paused its unconsumed rows stay, across a
+        # kill -9, and reach it when it runs again.
+        outs = [os.path.join(self.workdir, "ev-out%d" % i) for i in (1, 2)]
+        eng = self.engine(start=False, args=["--db", self.db],
+                          env={"HOLOVITALS_CHANNELS_EVENT_PRUNE_INTERVAL": "200ms"})
+        for i, out in enumerate(outs):
+            self.write_channel(eng, "ev%d.json" % (i + 1), json.dumps({
+                "id": "ev%d" % (i + 1), "source": {"type": "event", "event_type": "lab.*"},
+                "destinations": [{"name": "f", "type": "file-write", "dir": out, "fsync": False}]}))
+        eng.start()
+        time.sleep(0.5)  # both cursors made
+
+        def n_files(d):
+            return len(os.listdir(d)) if os.path.isdir(d) else 0
+
+        def wait(pred, timeout=20):
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and not pred():
+                time.sleep(0.1)
+            return pred()
+
+        for i in range(10):
+            self.assertEqual(eng.post_json("/events/lab.result", {"n": i})[0], 201)
+        self.assertTrue(wait(lambda: n_files(outs[0]) == 10 and n_files(outs[1]) == 10))
+        self.assertTrue(wait(lambda: self.count_events()[0] == 1), self.count_events())
+        newest = self.count_events()[2]
+        self.assertEqual(eng.post_json("/channels/ev2/pause", {})[0], 200)
+        for i in range(10, 25):
+            self.assertEqual(eng.post_json("/events/lab.result", {"n": i})[0], 201)
+        self.assertTrue(wait(lambda: n_files(outs[0]) == 25))
+        time.sleep(1.0)
+        count, low, _ = self.count_events()
+        self.assertEqual((count, low), (15, newest + 1))
+        eng.kill9()
+        eng.start()
+        self.assertTrue(wait(lambda: n_files(outs[1]) == 25), n_files(outs[1]))
+        self.assertTrue(wait(lambda: self.count_events()[0] == 1), self.count_events())
+        eng.stop()
+
 
 if not PG_URL:
     del ChannelsOnPostgres
