@@ -518,6 +518,15 @@ int hv__fhir_rest_init(hv_engine_t *e, void **state)
         hv_db_close(db);
         goto fail;
     }
+    v = hv_config_str(cfg, "fhir.read_cache");
+    if (strcmp(v, "on") == 0 || (strcmp(v, "auto") == 0 && hv_db_kind(db) == HV_DB_SQLITE)) {
+        size_t size = (size_t)hv_config_size(cfg, "fhir.read_cache_size");
+        rc = size > 0 ? hv__rcache_new(size, &f->rcache) : HV_OK;
+        if (rc != HV_OK) {
+            hv_db_close(db);
+            goto fail;
+        }
+    }
     rc = hv_storage_new(hv_engine_loop(e), db, (size_t)hv_config_int(cfg, "fhir.storage_queue"),
                         (size_t)hv_config_int(cfg, "fhir.storage_batch"), &f->storage);
     if (rc != HV_OK) {
@@ -527,6 +536,8 @@ int hv__fhir_rest_init(hv_engine_t *e, void **state)
     f->m_reads = hv_metrics_counter(m, "hv_fhir_reads_total", "FHIR reads answered from the store.", NULL);
     f->m_writes = hv_metrics_counter(m, "hv_fhir_writes_total", "FHIR resource versions written.", NULL);
     f->m_errors = hv_metrics_counter(m, "hv_fhir_errors_total", "FHIR requests answered with an error.", NULL);
+    f->m_cache_hits = hv_metrics_counter(m, "hv_fhir_read_cache_hits_total",
+                                         "FHIR reads answered from the read cache (fhir/read_cache.c).", NULL);
     {
         hv_router_t *r = hv_engine_router(e);
         rc = hv_router_set_error_format(r, "/fhir", error_format);
@@ -558,6 +569,7 @@ fail:
     if (f->storage != NULL)
         hv_storage_free(f->storage);
     hv__export_free(f);
+    hv__rcache_free(f->rcache);
     hv_fhir_validator_free(f->validator);
     hv_free(f);
     return rc;
@@ -582,6 +594,7 @@ void hv__fhir_rest_free(hv_engine_t *e, void *state)
     if (f->storage != NULL)
         hv_storage_free(f->storage); /* runs the queued jobs and their done callbacks */
     hv__export_free(f);
+    hv__rcache_free(f->rcache);
     hv_fhir_validator_free(f->validator);
     hv_free(f);
 }
