@@ -29,6 +29,14 @@
 
 #include "fhir/rest_int.h"
 
+/* Copies s into dst (cap bytes), truncating; cheaper than snprintf("%s") per request. */
+static void copy_str(char *dst, size_t cap, const char *s)
+{
+    size_t n = strnlen(s, cap - 1);
+    memcpy(dst, s, n);
+    dst[n] = '\0';
+}
+
 /* Checks the :type parameter; answers 404 for an unknown resource type. */
 static int check_type(hv__rreq_t *r, const char *type)
 {
@@ -36,7 +44,7 @@ static int check_type(hv__rreq_t *r, const char *type)
         hv__rest_outcome(r, 404, "error", "not-supported", "unknown resource type \"%.64s\"", type ? type : "");
         return HV_EINVAL;
     }
-    snprintf(r->op.type, sizeof(r->op.type), "%s", type);
+    copy_str(r->op.type, sizeof(r->op.type), type);
     return HV_OK;
 }
 
@@ -47,7 +55,7 @@ static int check_id(hv__rreq_t *r, const char *id)
                          id ? id : "");
         return HV_EINVAL;
     }
-    snprintf(r->op.id, sizeof(r->op.id), "%s", id);
+    copy_str(r->op.id, sizeof(r->op.id), id);
     return HV_OK;
 }
 
@@ -257,8 +265,8 @@ static void h_read(hv_http_req_t *req, void *ud)
         goto fail;
     vid = hv_http_req_param(req, "vid");
     hv__fop_init(&r->op, vid != NULL ? HV__FOP_VREAD : HV__FOP_READ);
-    snprintf(r->op.type, sizeof(r->op.type), "%s", type);
-    snprintf(r->op.id, sizeof(r->op.id), "%s", hv_http_req_param(req, "id"));
+    copy_str(r->op.type, sizeof(r->op.type), type);
+    copy_str(r->op.id, sizeof(r->op.id), hv_http_req_param(req, "id"));
     if (vid != NULL) {
         char *end = NULL;
         long long v = strtoll(vid, &end, 10);
