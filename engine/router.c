@@ -84,6 +84,8 @@ int hv_router_add(hv_router_t *r, unsigned methods, const char *pattern, hv_http
         if (rt->nseg == HV_ROUTE_MAX_SEGMENTS) { rc = HV_ETOOBIG; goto out; }
         rt->seg[rt->nseg] = hv_strndup(p, len);
         if (rt->seg[rt->nseg] == NULL) goto out;
+        rt->seglen[rt->nseg] = len;
+        rt->wild = rt->seg[rt->nseg][0] == '*';
         rt->nseg++;
         if (rt->seg[rt->nseg - 1][0] == '*' && slash != NULL) { rc = HV_EINVAL; goto out; }
         p += len;
@@ -159,6 +161,7 @@ static int split_path(const char *path, split_t *s) {
 /* Returns the specificity score of rt on the path, or -1 if it does not match. */
 static int route_score(const hv__route_t *rt, const split_t *s) {
     int i, score = 0;
+    if (!rt->wild && rt->nseg != s->n) return -1; /* the loop below would say so, later */
     for (i = 0; i < rt->nseg; i++) {
         const char *seg = rt->seg[i];
         if (seg[0] == '*') return score * 4 + 1;
@@ -166,7 +169,7 @@ static int route_score(const hv__route_t *rt, const split_t *s) {
         if (seg[0] == ':') {
             score = score * 4 + 2;
         } else {
-            if (strlen(seg) != s->len[i] || memcmp(seg, s->seg[i], s->len[i]) != 0) return -1;
+            if (rt->seglen[i] != s->len[i] || memcmp(seg, s->seg[i], s->len[i]) != 0) return -1;
             score = score * 4 + 3;
         }
     }
@@ -250,14 +253,14 @@ int hv__router_match(hv_router_t *r, int method, const char *path, hv_arena_t *a
         if (s.n > 0) {
             while (lo < hi) {
                 size_t mid = lo + (hi - lo) / 2;
-                const char *seg = r->routes[r->lit[mid]]->seg[0];
-                if (cmp_seg(seg, strlen(seg), s.seg[0], s.len[0]) < 0) lo = mid + 1;
+                const hv__route_t *c = r->routes[r->lit[mid]];
+                if (cmp_seg(c->seg[0], c->seglen[0], s.seg[0], s.len[0]) < 0) lo = mid + 1;
                 else hi = mid;
             }
             end = lo;
             while (end < r->nlit) {
-                const char *seg = r->routes[r->lit[end]]->seg[0];
-                if (cmp_seg(seg, strlen(seg), s.seg[0], s.len[0]) != 0) break;
+                const hv__route_t *c = r->routes[r->lit[end]];
+                if (cmp_seg(c->seg[0], c->seglen[0], s.seg[0], s.len[0]) != 0) break;
                 end++;
             }
         } else {
