@@ -232,6 +232,72 @@ static void audit_migration_keeps_an_old_trail_verifiable(void **state) {
     hv_db_close(db);
 }
 
+/* A batch appended as a list (multi-row INSERTs of 16, then one by one) gives the chain the
+ * same records one-by-one appends give: it verifies, continues where it ended, and every
+ * record keeps its access-log row and its checkpoint. */
+static void audit_list_append_writes_the_same_chain(void **state) {
+    hv__audit_t a;
+    hv_db_t *db = NULL;
+    hv_db_stmt_t *st = NULL;
+    hv_error_t err;
+    hv_audit_verify_t v;
+    hv__aev_t *evs[40];
+    char dir[200], prev[65];
+    int64_t seq;
+    (void)state;
+    memset(&a, 0, sizeof(a));
+    hv_error_clear(&err);
+    a.checkpoint_every = 7;
+    snprintf(dir, sizeof(dir), "%s/list", tmpdir);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    assert_int_equal(hv__audit_key_load(dir, 1, &a.key, &err), HV_OK);
+    assert_int_equal(hv_db_open(NULL, dir, "audit", &db, &err), HV_OK);
+    assert_int_equal(hv_db_migrate(db, "audit", hv__audit_migrations(db), &err), HV_OK);
+    append(db, &a, 3); /* one by one first */
+    for (int i = 0; i < 40; i++) {
+        hv_audit_event_t in = {0};
+        char who[16], pid[16];
+        const char *p[] = {pid};
+        snprintf(who, sizeof(who), "w%d", i);
+        snprintf(pid, sizeof(pid), "pt%d", i % 5);
+        in.action = 'R';
+        in.subtype = "read";
+        in.user = who;
+        in.patients = p;
+        in.npatients = 1;
+        evs[i] = hv__aev_new(&a);
+        assert_non_null(evs[i]);
+        assert_int_equal(hv__aev_fill(evs[i], &in), HV_OK);
+        evs[i]->next = NULL;
+        if (i > 0) evs[i - 1]->next = evs[i];
+    }
+    assert_int_equal(hv_db_begin(db), HV_OK);
+    assert_int_equal(hv__audit_tail(db, prev, &seq), HV_OK);
+    assert_int_equal(seq, 4);
+    assert_int_equal(hv__audit_append_list(db, evs[0], prev, &seq), HV_OK);
+    assert_int_equal(hv_db_commit(db), HV_OK);
+    assert_int_equal(seq, 44);
+    for (int i = 0; i < 40; i++) {
+        assert_int_equal(evs[i]->seq, 4 + i);
+        hv__aev_free(evs[i]);
+    }
+    append(db, &a, 2); /* and one by one after */
+    assert_int_equal(hv__audit_verify_db(db, a.key, 0, &v), HV_OK);
+    assert_string_equal(v.problem, "");
+    assert_int_equal(v.checked, 45);
+    assert_int_equal(v.checkpoints, 6);
+    assert_int_equal(hv_db_prepare(db, "SELECT COUNT(*) FROM audit_patient WHERE patient LIKE 'pt%'", &st), HV_OK);
+    assert_int_equal(hv_db_step(st), HV_DB_ROW);
+    assert_int_equal(hv_db_column_int64(st, 0), 40);
+    hv_db_done(st);
+    assert_int_equal(hv_db_prepare(db, "SELECT who FROM audit_event WHERE seq = 20", &st), HV_OK);
+    assert_int_equal(hv_db_step(st), HV_DB_ROW);
+    assert_string_equal(hv_db_column_text(st, 0, NULL), "w16");
+    hv_db_done(st);
+    hv_db_close(db);
+    EVP_PKEY_free(a.key);
+}
+
 int run_chain_tests(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(audit_hash_covers_every_field),
@@ -239,6 +305,7 @@ int run_chain_tests(void) {
         cmocka_unit_test(audit_chain_appends_and_verify_finds_each_kind_of_tampering),
         cmocka_unit_test(audit_hash_is_sha256_of_the_documented_layout),
         cmocka_unit_test(audit_migration_keeps_an_old_trail_verifiable),
+        cmocka_unit_test(audit_list_append_writes_the_same_chain),
     };
     return cmocka_run_group_tests_name("audit_chain", tests, setup_dir, teardown_dir);
 }
