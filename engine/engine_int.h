@@ -27,6 +27,8 @@ typedef struct hv__route {
     void *ud;
     int nseg;
     char *seg[HV_ROUTE_MAX_SEGMENTS]; /* literal, ":name", or "*" */
+    size_t seglen[HV_ROUTE_MAX_SEGMENTS]; /* strlen of each seg */
+    int wild;                         /* the last segment is "*" */
     int score;                        /* specificity, higher wins */
     hv__latency_t latency;            /* for GET /performance */
     hv_histogram_t *hist;             /* for /metrics */

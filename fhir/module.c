@@ -57,6 +57,14 @@ static const hv_setting_t fhir_settings[] = {
      "answers 429)."},
     {"fhir.export_retention", NULL, HV_SET_DURATION, "24h", NULL,
      "How long a finished Bulk Data export (its manifest and NDJSON files) is kept after it ended."},
+    {"fhir.read_cache", NULL, HV_SET_ENUM, "auto", "auto|on|off",
+     "The read cache: reads of recently read resources answered on the loop thread without a storage "
+     "job (fhir/read_cache.c). auto enables it on SQLite only, since on PostgreSQL another engine may "
+     "write the same database and this one would not see it; on enables it on both (one engine per "
+     "database)."},
+    {"fhir.read_cache_size", NULL, HV_SET_SIZE, "32MiB", NULL,
+     "Most bytes of resource JSON the read cache holds (one slot per 4 KiB; a resource over 1/16 of it "
+     "is not cached)."},
     {NULL, NULL, 0, NULL, NULL, NULL},
 };
 

@@ -29,6 +29,14 @@
 
 #include "fhir/rest_int.h"
 
+/* Copies s into dst (cap bytes), truncating; cheaper than snprintf("%s") per request. */
+static void copy_str(char *dst, size_t cap, const char *s)
+{
+    size_t n = strnlen(s, cap - 1);
+    memcpy(dst, s, n);
+    dst[n] = '\0';
+}
+
 /* Checks the :type parameter; answers 404 for an unknown resource type. */
 static int check_type(hv__rreq_t *r, const char *type)
 {
@@ -36,7 +44,7 @@ static int check_type(hv__rreq_t *r, const char *type)
         hv__rest_outcome(r, 404, "error", "not-supported", "unknown resource type \"%.64s\"", type ? type : "");
         return HV_EINVAL;
     }
-    snprintf(r->op.type, sizeof(r->op.type), "%s", type);
+    copy_str(r->op.type, sizeof(r->op.type), type);
     return HV_OK;
 }
 
@@ -47,7 +55,7 @@ static int check_id(hv__rreq_t *r, const char *id)
                          id ? id : "");
         return HV_EINVAL;
     }
-    snprintf(r->op.id, sizeof(r->op.id), "%s", id);
+    copy_str(r->op.id, sizeof(r->op.id), id);
     return HV_OK;
 }
 
@@ -151,6 +159,18 @@ static void answer_write(hv__rreq_t *r)
     }
 }
 
+/* Answers a read or vread of the version in r->op (out_version, out_ms) whose text is given. */
+static void answer_read(hv__rreq_t *r, const char *text, size_t len)
+{
+    hv_counter_add(r->f->m_reads, 1);
+    hv__rest_version_headers(r, r->op.out_version, r->op.out_ms);
+    if (not_modified(r)) {
+        hv_http_respond(r->req, 304, NULL, NULL, 0);
+        return;
+    }
+    hv__rest_send_text(r, 200, text, len);
+}
+
 static void done_op(int status, void *arg)
 {
     hv__rreq_t *r = arg;
@@ -167,15 +187,15 @@ static void done_op(int status, void *arg)
         goto out;
     }
     hv__fhir_notify(r->f, op);
-    if (op->kind == HV__FOP_READ || op->kind == HV__FOP_VREAD ||
-        (op->kind == HV__FOP_CREATE && op->status == 200)) {
+    if (op->kind == HV__FOP_READ || op->kind == HV__FOP_VREAD) {
+        answer_read(r, op->text, op->text_len);
+        goto out;
+    }
+    if (op->kind == HV__FOP_CREATE && op->status == 200) {
+        /* A conditional create that found its resource answers like a read. */
         hv_counter_add(r->f->m_reads, 1);
         hv__rest_version_headers(r, op->out_version, op->out_ms);
-        if (op->kind != HV__FOP_CREATE && not_modified(r)) {
-            hv_http_respond(r->req, 304, NULL, NULL, 0);
-            goto out;
-        }
-        if (op->kind == HV__FOP_CREATE && r->prefer == HV__PREFER_MINIMAL) {
+        if (r->prefer == HV__PREFER_MINIMAL) {
             hv_http_respond(r->req, 200, NULL, NULL, 0);
             goto out;
         }
@@ -185,6 +205,51 @@ static void done_op(int status, void *arg)
     answer_write(r);
 out:
     hv__rreq_free(r);
+}
+
+/* A read's storage job: takes the read cache's epoch of the resource's bucket before it
+ * reads, so that done_read can tell whether a write started since (fhir/read_cache.c). */
+static int job_read(hv_db_t *db, void *arg)
+{
+    hv__rreq_t *r = arg;
+    r->rc_epoch = hv__rcache_epoch(r->rc_hash);
+    return hv__fop_run(db, &r->op);
+}
+
+/* Keeps what a read of the current version found in the read cache, then answers. */
+static void done_read(int status, void *arg)
+{
+    hv__rreq_t *r = arg;
+    hv__fop_t *op = &r->op;
+    if (status == HV_OK && op->kind == HV__FOP_READ && op->status == 200 && op->text != NULL)
+        hv__rcache_put(r->f->rcache, r->rc_hash, r->rc_epoch, op->type, op->id, op->out_version, op->out_ms,
+                       op->text, op->text_len);
+    done_op(status, arg);
+}
+
+/*
+ * Answers a read or vread from the read cache when it holds the resource's current
+ * version (for a vread: when that is the version asked for); returns 1 when it
+ * answered. A token restricted to some resources of the type (a patient's own
+ * compartment) is checked against the cached resource as the store would
+ * (fhir/rest_authz.c); when it may not read it, the store answers (404).
+ */
+static int read_cached(hv__rreq_t *r)
+{
+    hv__rcache_hit_t hit;
+    if (!hv__rcache_get(r->f->rcache, r->rc_hash, r->op.type, r->op.id, &hit))
+        return 0;
+    if (r->op.kind == HV__FOP_VREAD && r->op.version != hit.version)
+        return 0;
+    if (r->principal != NULL && hv__authz_resource(r->principal, HV_AUTH_READ, r->op.type, r->op.id, NULL,
+                                                   hit.text) != HV_OK)
+        return 0;
+    r->op.status = 200;
+    r->op.out_version = hit.version;
+    r->op.out_ms = hit.ms;
+    hv_counter_add(r->f->m_cache_hits, 1);
+    answer_read(r, hit.text, hit.len);
+    return 1;
 }
 
 static void h_read(hv_http_req_t *req, void *ud)
@@ -200,8 +265,8 @@ static void h_read(hv_http_req_t *req, void *ud)
         goto fail;
     vid = hv_http_req_param(req, "vid");
     hv__fop_init(&r->op, vid != NULL ? HV__FOP_VREAD : HV__FOP_READ);
-    snprintf(r->op.type, sizeof(r->op.type), "%s", type);
-    snprintf(r->op.id, sizeof(r->op.id), "%s", hv_http_req_param(req, "id"));
+    copy_str(r->op.type, sizeof(r->op.type), type);
+    copy_str(r->op.id, sizeof(r->op.id), hv_http_req_param(req, "id"));
     if (vid != NULL) {
         char *end = NULL;
         long long v = strtoll(vid, &end, 10);
@@ -212,7 +277,12 @@ static void h_read(hv_http_req_t *req, void *ud)
         }
         r->op.version = v;
     }
-    hv__rreq_submit(r, job_op, done_op);
+    r->rc_hash = hv__rcache_hash(r->op.type, r->op.id);
+    if (read_cached(r)) {
+        hv__rreq_free(r);
+        return;
+    }
+    hv__rreq_submit(r, job_read, done_read);
     return;
 fail:
     hv__rreq_free(r);

@@ -33,6 +33,8 @@ typedef struct hv__fhir {
     hv_counter_t *m_reads, *m_writes, *m_errors;
     void *export_state;             /* fhir/rest_export.c: the Bulk Data jobs */
     void *text_state;               /* fhir/search_special.c: the deferred full-text tick */
+    struct hv__rcache *rcache;      /* fhir/read_cache.c, loop thread only; NULL when off */
+    hv_counter_t *m_cache_hits;     /* reads answered from rcache */
 } hv__fhir_t;
 
 /* One REST request in flight: parsed on the loop thread, run as a storage job,
@@ -56,7 +58,30 @@ typedef struct hv__rreq {
     int more;
     /* bundles */
     hv__bundle_job_t *bj;
+    /* read: the read cache's bucket and its epoch when the storage job started */
+    uint32_t rc_hash;
+    uint64_t rc_epoch;
 } hv__rreq_t;
+
+/*
+ * The read cache (fhir/read_cache.c): the stored JSON of the current version of
+ * recently read resources, loop thread only. hv__rcache_get fills *out and returns 1
+ * on a hit; out->text stays valid until the next put into the cache. hv__rcache_put
+ * keeps a copy unless the bucket was written since epoch was taken.
+ */
+typedef struct hv__rcache hv__rcache_t;
+typedef struct hv__rcache_hit {
+    int64_t version;
+    uint64_t ms;
+    const char *text;
+    size_t len;
+} hv__rcache_hit_t;
+int hv__rcache_new(size_t size, hv__rcache_t **out);
+void hv__rcache_free(hv__rcache_t *c);
+int hv__rcache_get(hv__rcache_t *c, uint32_t hash, const char *type, const char *id, hv__rcache_hit_t *out);
+void hv__rcache_put(hv__rcache_t *c, uint32_t hash, uint64_t epoch, const char *type, const char *id,
+                    int64_t version, uint64_t ms, const char *text, size_t len);
+void hv__rcache_stats(const hv__rcache_t *c, uint64_t *hits, uint64_t *misses, size_t *bytes);
 
 /* Allocates a request context and reads the format and Prefer parameters; answers
  * the request itself (and returns NULL) when they are invalid. */

@@ -254,7 +254,11 @@ int hv__store_put(hv_db_t *db, const char *type, const char *id, int64_t version
 {
     struct json_object *identifiers = NULL;
     hv_db_stmt_t *st = NULL;
-    int rc = hv_db_prepare(db,
+    int rc;
+    /* Before the version exists, hence before its commit and its answer: a read
+     * cached from an older version is never served again (fhir/read_cache.c). */
+    hv__rcache_invalidate(type, id);
+    rc = hv_db_prepare(db,
                            "INSERT INTO resources (type, id, version, last_ms, deleted, json)"
                            " VALUES ($1, $2, $3, $4, $5, $6)",
                            &st);

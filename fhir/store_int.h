@@ -35,6 +35,13 @@
 #define HV__FHIR_TYPE_MAX 64  /* longest resource type name, with the NUL */
 #define HV__FHIR_ID_MAX 65    /* FHIR id: 64 characters and the NUL */
 
+/* The read cache's write epochs (fhir/read_cache.c): hv__store_put raises the epoch of
+ * the resource's bucket before it writes a version (any thread); a read job takes the
+ * epoch before it reads. */
+uint32_t hv__rcache_hash(const char *type, const char *id);
+void hv__rcache_invalidate(const char *type, const char *id);
+uint64_t hv__rcache_epoch(uint32_t hash);
+
 /* The kinds of interaction one operation performs (FHIR R4 http.html). */
 typedef enum hv__fop_kind {
     HV__FOP_READ = 1,

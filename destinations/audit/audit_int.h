@@ -192,6 +192,9 @@ int hv__audit_append_job(hv_db_t *db, void *arg);
 int hv__audit_tail(hv_db_t *db, char prev[65], int64_t *next_seq);
 /* Appends ev after prev/next_seq and advances them. Storage thread. */
 int hv__audit_append(hv_db_t *db, hv__aev_t *ev, char prev[65], int64_t *next_seq);
+/* Appends the records of a list (by ->next) in order, as hv__audit_append does one by one,
+ * in multi-row INSERTs where the list is long enough. */
+int hv__audit_append_list(hv_db_t *db, hv__aev_t *head, char prev[65], int64_t *next_seq);
 /* Loads (or creates, when create is set) the Ed25519 key under the data directory. */
 int hv__audit_key_load(const char *data_dir, int create, EVP_PKEY **out, hv_error_t *err);
 /* Signs or checks a checkpoint. */

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "tests.h"
@@ -141,11 +142,170 @@ static void audit_chain_appends_and_verify_finds_each_kind_of_tampering(void **s
     EVP_PKEY_free(a.key);
 }
 
+/* SHA-256 of s as 64 hex digits, through a fresh EVP context (the reference). */
+static void ref_sha256(const char *s, size_t n, char out[65]) {
+    unsigned char d[32];
+    unsigned int dl = 0;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    assert_non_null(md);
+    assert_int_equal(EVP_DigestInit_ex(md, EVP_sha256(), NULL), 1);
+    assert_int_equal(EVP_DigestUpdate(md, s, n), 1);
+    assert_int_equal(EVP_DigestFinal_ex(md, d, &dl), 1);
+    EVP_MD_CTX_free(md);
+    hv_hex(d, 32, out);
+}
+
+/* The hash is over the documented layout (chain.c), for records that fit the one-buffer
+ * path and for one whose content does not (the streaming path); trails written before
+ * either path existed must keep verifying. */
+static void audit_hash_is_sha256_of_the_documented_layout(void **state) {
+    char got[65], want[65], *big, *text;
+    size_t blen = 5000;
+    (void)state;
+    hv__audit_hash(HV__AUDIT_ZERO_HASH, 42, -7, "R", "read", 4, "alice", "clinician", "10.0.0.1", "p1,p2",
+                   "{\"v\":2}", 7, got);
+    text = "0000000000000000000000000000000000000000000000000000000000000000\n42\n-7\nR\nread\n4\nalice\n"
+           "clinician\n10.0.0.1\np1,p2\n{\"v\":2}";
+    ref_sha256(text, strlen(text), want);
+    assert_string_equal(got, want);
+    big = malloc(blen);
+    assert_non_null(big);
+    memset(big, 'x', blen);
+    hv__audit_hash(HV__AUDIT_ZERO_HASH, 1, 1000, "E", "search", 0, "", "", "", "", big, blen, got);
+    {
+        char *all = malloc(blen + 200);
+        size_t k;
+        assert_non_null(all);
+        k = (size_t)snprintf(all, 200, "%s\n1\n1000\nE\nsearch\n0\n\n\n\n\n", HV__AUDIT_ZERO_HASH);
+        memcpy(all + k, big, blen);
+        ref_sha256(all, k + blen, want);
+        free(all);
+    }
+    assert_string_equal(got, want);
+    free(big);
+}
+
+/* A trail written under the schema before migration 5 (seq a BIGINT key, the access log a
+ * table with an index) keeps verifying after it, with its access-log rows, and grows. */
+static void audit_migration_keeps_an_old_trail_verifiable(void **state) {
+    const char *const *all;
+    const char *old[8] = {0};
+    char dir[200], *sql = NULL;
+    hv__audit_t a;
+    hv_db_t *db = NULL;
+    hv_db_stmt_t *st = NULL;
+    hv_error_t err;
+    hv_audit_verify_t v;
+    size_t n = 0;
+    (void)state;
+    memset(&a, 0, sizeof(a));
+    hv_error_clear(&err);
+    snprintf(dir, sizeof(dir), "%s/mig", tmpdir);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    assert_int_equal(hv_db_open(NULL, dir, "audit", &db, &err), HV_OK);
+    all = hv__audit_migrations(db);
+    while (all[n] != NULL) n++;
+    assert_true(n >= 5 && n < HV_ARRAY_LEN(old));
+    for (size_t i = 0; i < 4; i++) old[i] = all[i];
+    assert_int_equal(hv_db_migrate(db, "audit", old, &err), HV_OK);
+    append(db, &a, 6);
+    assert_int_equal(hv_db_migrate(db, "audit", all, &err), HV_OK);
+    assert_int_equal(hv_db_prepare(db, "SELECT sql FROM sqlite_master WHERE name = 'audit_event'", &st), HV_OK);
+    assert_int_equal(hv_db_step(st), HV_DB_ROW);
+    sql = strdup(hv_db_column_text(st, 0, NULL));
+    hv_db_done(st);
+    assert_non_null(strstr(sql, "seq INTEGER PRIMARY KEY"));
+    free(sql);
+    assert_int_equal(hv_db_prepare(db, "SELECT COUNT(*) FROM audit_patient WHERE patient = 'p1'", &st), HV_OK);
+    assert_int_equal(hv_db_step(st), HV_DB_ROW);
+    assert_int_equal(hv_db_column_int64(st, 0), 6);
+    hv_db_done(st);
+    assert_int_equal(hv__audit_verify_db(db, NULL, 0, &v), HV_OK);
+    assert_int_equal(v.checked, 6);
+    assert_string_equal(v.problem, "");
+    append(db, &a, 3);
+    assert_int_equal(hv__audit_verify_db(db, NULL, 0, &v), HV_OK);
+    assert_int_equal(v.checked, 9);
+    assert_string_equal(v.problem, "");
+    assert_int_not_equal(hv_db_exec(db, "UPDATE audit_event SET who = 'x' WHERE seq = 3"), HV_OK);
+    assert_int_not_equal(hv_db_exec(db, "DELETE FROM audit_event WHERE seq = 3"), HV_OK);
+    hv_db_close(db);
+}
+
+/* A batch appended as a list (multi-row INSERTs of 16, then one by one) gives the chain the
+ * same records one-by-one appends give: it verifies, continues where it ended, and every
+ * record keeps its access-log row and its checkpoint. */
+static void audit_list_append_writes_the_same_chain(void **state) {
+    hv__audit_t a;
+    hv_db_t *db = NULL;
+    hv_db_stmt_t *st = NULL;
+    hv_error_t err;
+    hv_audit_verify_t v;
+    hv__aev_t *evs[40];
+    char dir[200], prev[65];
+    int64_t seq;
+    (void)state;
+    memset(&a, 0, sizeof(a));
+    hv_error_clear(&err);
+    a.checkpoint_every = 7;
+    snprintf(dir, sizeof(dir), "%s/list", tmpdir);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    assert_int_equal(hv__audit_key_load(dir, 1, &a.key, &err), HV_OK);
+    assert_int_equal(hv_db_open(NULL, dir, "audit", &db, &err), HV_OK);
+    assert_int_equal(hv_db_migrate(db, "audit", hv__audit_migrations(db), &err), HV_OK);
+    append(db, &a, 3); /* one by one first */
+    for (int i = 0; i < 40; i++) {
+        hv_audit_event_t in = {0};
+        char who[16], pid[16];
+        const char *p[] = {pid};
+        snprintf(who, sizeof(who), "w%d", i);
+        snprintf(pid, sizeof(pid), "pt%d", i % 5);
+        in.action = 'R';
+        in.subtype = "read";
+        in.user = who;
+        in.patients = p;
+        in.npatients = 1;
+        evs[i] = hv__aev_new(&a);
+        assert_non_null(evs[i]);
+        assert_int_equal(hv__aev_fill(evs[i], &in), HV_OK);
+        evs[i]->next = NULL;
+        if (i > 0) evs[i - 1]->next = evs[i];
+    }
+    assert_int_equal(hv_db_begin(db), HV_OK);
+    assert_int_equal(hv__audit_tail(db, prev, &seq), HV_OK);
+    assert_int_equal(seq, 4);
+    assert_int_equal(hv__audit_append_list(db, evs[0], prev, &seq), HV_OK);
+    assert_int_equal(hv_db_commit(db), HV_OK);
+    assert_int_equal(seq, 44);
+    for (int i = 0; i < 40; i++) {
+        assert_int_equal(evs[i]->seq, 4 + i);
+        hv__aev_free(evs[i]);
+    }
+    append(db, &a, 2); /* and one by one after */
+    assert_int_equal(hv__audit_verify_db(db, a.key, 0, &v), HV_OK);
+    assert_string_equal(v.problem, "");
+    assert_int_equal(v.checked, 45);
+    assert_int_equal(v.checkpoints, 6);
+    assert_int_equal(hv_db_prepare(db, "SELECT COUNT(*) FROM audit_patient WHERE patient LIKE 'pt%'", &st), HV_OK);
+    assert_int_equal(hv_db_step(st), HV_DB_ROW);
+    assert_int_equal(hv_db_column_int64(st, 0), 40);
+    hv_db_done(st);
+    assert_int_equal(hv_db_prepare(db, "SELECT who FROM audit_event WHERE seq = 20", &st), HV_OK);
+    assert_int_equal(hv_db_step(st), HV_DB_ROW);
+    assert_string_equal(hv_db_column_text(st, 0, NULL), "w16");
+    hv_db_done(st);
+    hv_db_close(db);
+    EVP_PKEY_free(a.key);
+}
+
 int run_chain_tests(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(audit_hash_covers_every_field),
         cmocka_unit_test(audit_key_is_created_once_and_signatures_verify),
         cmocka_unit_test(audit_chain_appends_and_verify_finds_each_kind_of_tampering),
+        cmocka_unit_test(audit_hash_is_sha256_of_the_documented_layout),
+        cmocka_unit_test(audit_migration_keeps_an_old_trail_verifiable),
+        cmocka_unit_test(audit_list_append_writes_the_same_chain),
     };
     return cmocka_run_group_tests_name("audit_chain", tests, setup_dir, teardown_dir);
 }

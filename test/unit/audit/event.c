@@ -72,6 +72,17 @@ static void audit_scan_finds_patients_in_bundles_and_references(void **state) {
              "</Observation>", ids, 8, &found, a);
     assert_int_equal(n, 1);
     assert_string_equal(ids[0], "x-1");
+    /* each format's patterns are looked for in its own bodies, after leading white space */
+    n = scan("\n <?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Patient xmlns=\"http://hl7.org/fhir\"><id value=\"px\"/>"
+             "<link><other><reference value=\"Patient/py\"/></other></link></Patient>", ids, 8, &found, a);
+    assert_int_equal(n, 2);
+    assert_string_equal(ids[0], "py");
+    assert_string_equal(ids[1], "px");
+    n = scan("\r\n\t {\"resourceType\":\"Patient\",\"id\":\"pj\",\"link\":[{\"other\":{\"reference\":\"Patient/pk\"}}]}",
+             ids, 8, &found, a);
+    assert_int_equal(n, 2);
+    assert_string_equal(ids[0], "pk");
+    assert_string_equal(ids[1], "pj");
     /* not patient references, bad ids, and the cap */
     n = scan("{\"reference\":\"Practitioner/1\",\"x\":{\"reference\":\"NotPatient/2\"},\"y\":{\"reference\":"
              "\"Patient/bad id\"}}", ids, 8, &found, a);

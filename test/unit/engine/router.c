@@ -116,12 +116,66 @@ static void metrics_render_prometheus_text(void **state) {
     hv__metrics_free(m);
 }
 
+/* The index by first segment must pick what a scan of every route in registration order
+ * picks: table-driven over literal, parameter and wildcard first segments, the root, a
+ * tie between equal patterns (the first registered wins), 405s, and a route added after
+ * the index was built. */
+static void router_index_matches_a_scan_of_every_route(void **state) {
+    static const struct {
+        unsigned methods;
+        const char *pattern, *name;
+    } routes[] = {
+        {HV_HTTP_GET, "/a/b", "a/b"},         {HV_HTTP_GET, "/a/:x", "a/:x"},  {HV_HTTP_GET, "/:y/b", ":y/b"},
+        {HV_HTTP_GET, "/*", "root*"},         {HV_HTTP_GET, "/", "root"},      {HV_HTTP_GET, "/aa/b", "aa/b"},
+        {HV_HTTP_GET, "/b/c", "b/c"},         {HV_HTTP_GET, "/dup", "dup1"},   {HV_HTTP_GET, "/dup", "dup2"},
+        {HV_HTTP_POST, "/c/:id", "c-post"},   {HV_HTTP_GET, "/ab/*", "ab*"},   {HV_HTTP_PUT, "/:t/:id", "put"},
+    };
+    static const struct {
+        int method;
+        const char *path, *want; /* want NULL: not found */
+        unsigned allowed; /* checked when not found */
+    } cases[] = {
+        {HV_HTTP_GET, "/a/b", "a/b", 0},        {HV_HTTP_GET, "/a/z", "a/:x", 0},
+        {HV_HTTP_GET, "/q/b", ":y/b", 0},       {HV_HTTP_GET, "/q/z", "root*", 0},
+        {HV_HTTP_GET, "/", "root*", 0},         {HV_HTTP_GET, "/aa/b", "aa/b", 0},
+        {HV_HTTP_GET, "/b/c", "b/c", 0},        {HV_HTTP_GET, "/dup", "dup1", 0},
+        {HV_HTTP_GET, "/ab/x/y", "ab*", 0},     {HV_HTTP_GET, "/c/1", "root*", 0},
+        {HV_HTTP_POST, "/c/1", "c-post", 0},    {HV_HTTP_PUT, "/zz/9", "put", 0},
+        {HV_HTTP_DELETE, "/zz/9", NULL, HV_HTTP_GET | HV_HTTP_PUT},
+        {HV_HTTP_DELETE, "/c/1", NULL, HV_HTTP_GET | HV_HTTP_POST | HV_HTTP_PUT},
+        {HV_HTTP_GET, "/b", "root*", 0},
+    };
+    hv_router_t *r = hv__router_new();
+    hv_arena_t *a = hv_arena_new(0);
+    hv__route_match_t m;
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
+        assert_int_equal(hv_router_add(r, routes[i].methods, routes[i].pattern, noop, (void *)routes[i].name), HV_OK);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int rc = hv__router_match(r, cases[i].method, cases[i].path, a, &m);
+        if (cases[i].want == NULL) {
+            assert_int_equal(rc, HV_ENOTFOUND);
+            assert_null(m.route);
+            assert_int_equal(m.allowed, cases[i].allowed); /* the 405's Allow */
+        } else {
+            assert_int_equal(rc, HV_OK);
+            assert_string_equal(m.route->ud, cases[i].want);
+        }
+    }
+    /* added after the first match: the index is rebuilt */
+    assert_int_equal(hv_router_add(r, HV_HTTP_GET, "/q/z", noop, "late"), HV_OK);
+    assert_int_equal(hv__router_match(r, HV_HTTP_GET, "/q/z", a, &m), HV_OK);
+    assert_string_equal(m.route->ud, "late");
+    hv__router_free(r);
+    hv_arena_free(a);
+}
+
 int run_router_tests(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(router_prefers_literal_over_parameter_over_wildcard),
         cmocka_unit_test(router_wildcard_captures_the_rest),
         cmocka_unit_test(router_reports_allowed_methods_for_405),
         cmocka_unit_test(router_refuses_bad_patterns),
+        cmocka_unit_test(router_index_matches_a_scan_of_every_route),
         cmocka_unit_test(latency_quantiles_follow_the_data),
         cmocka_unit_test(metrics_render_prometheus_text),
     };

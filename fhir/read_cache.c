@@ -1,0 +1,203 @@
+/*
+ * read_cache.c — the FHIR store's read cache: the stored JSON of the current
+ * version of recently read resources, kept on the loop thread, so that a read
+ * (FHIR R4 http.html#read) of a cached resource is answered without a storage
+ * job — no thread hand-off, no transaction, no SQLite call.
+ *
+ * Why: a read-by-id costs little in SQLite (one seek), but as a storage job it
+ * waits for the storage thread, runs inside a batch's BEGIN/COMMIT, and comes
+ * back through the loop's async handle; under `wrk -c64` those hand-offs bounded
+ * reads at a third of nginx's static-file rate (docs/performance.md).
+ *
+ * Correctness — a read after a write never serves the replaced version:
+ *   - Every version written in this process goes through hv__store_put (create,
+ *     update, patch, delete, Bundles, the fhir-store channel destination), which
+ *     first calls hv__rcache_invalidate: it raises the write epoch of the
+ *     resource's bucket (a table of HV__RCACHE_EPOCHS atomic counters shared by the
+ *     process, indexed by a hash of type and id). It does so on the storage thread,
+ *     inside the job, i.e. before the write's commit and so before its answer
+ *     leaves.
+ *   - An entry records the epoch of its bucket as it was when the storage job that
+ *     read the version started (hv__rcache_epoch, called on the storage thread
+ *     before the SELECT). It is put into the cache only if the epoch is still that
+ *     value when the read's done callback runs (after the commit), and it is served
+ *     only while the epoch is unchanged. A write to any resource of the bucket
+ *     therefore makes the entry unusable at once, from any thread, without touching
+ *     the cache itself (which only the loop thread touches).
+ *   - Only reads of the current version (not vreads, not deleted versions) fill
+ *     the cache; a vread is answered from it only when it asks for the cached
+ *     version (versions are immutable).
+ * This holds for the writers of this process. Another process writing the same
+ * store (a second engine on a shared PostgreSQL database, `holovitals import` into
+ * the data directory of a running engine) does not raise this process's epochs:
+ * fhir.read_cache "auto" (the default) therefore enables the cache on SQLite only;
+ * "off" disables it; "on" enables it on PostgreSQL too, for a single engine.
+ *
+ * Bounds: a direct-mapped table (one entry per slot, a newer read replaces the
+ * slot's entry) of fhir.read_cache_size / 4 KiB slots (a power of two, at least
+ * 64); an entry larger than 1/16 of the size is not cached; the texts together never
+ * exceed fhir.read_cache_size (a put that would is skipped).
+ */
+#include "config.h"
+
+#include <stdatomic.h>
+#include <string.h>
+
+#include "fhir/rest_int.h"
+
+#define HV__RCACHE_EPOCHS 4096u /* power of two */
+
+/* The write epochs: any thread raises them, the loop thread reads them. */
+static _Atomic uint64_t epochs[HV__RCACHE_EPOCHS];
+
+typedef struct rc_ent {
+    uint32_t hash;
+    uint64_t epoch; /* the bucket's epoch when the read that filled it started */
+    int64_t version;
+    uint64_t ms;
+    char key[HV__FHIR_TYPE_MAX + HV__FHIR_ID_MAX]; /* "type/id", "" when the slot is empty */
+    char *text;
+    size_t len;
+} rc_ent_t;
+
+struct hv__rcache {
+    rc_ent_t *slots;
+    size_t nslots; /* a power of two */
+    size_t bytes;  /* the texts held */
+    size_t cap;    /* fhir.read_cache_size */
+    uint64_t hits, misses;
+};
+
+/* FNV-1a over "type/id". */
+uint32_t hv__rcache_hash(const char *type, const char *id)
+{
+    uint32_t h = 2166136261u;
+    for (const char *p = type; *p != '\0'; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    h = (h ^ '/') * 16777619u;
+    for (const char *p = id; *p != '\0'; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    return h;
+}
+
+void hv__rcache_invalidate(const char *type, const char *id)
+{
+    atomic_fetch_add_explicit(&epochs[hv__rcache_hash(type, id) & (HV__RCACHE_EPOCHS - 1)], 1,
+                              memory_order_acq_rel);
+}
+
+uint64_t hv__rcache_epoch(uint32_t hash)
+{
+    return atomic_load_explicit(&epochs[hash & (HV__RCACHE_EPOCHS - 1)], memory_order_acquire);
+}
+
+int hv__rcache_new(size_t size, hv__rcache_t **out)
+{
+    hv__rcache_t *c;
+    size_t n = 64;
+    while (n < size / 4096 && n < ((size_t)1 << 20))
+        n <<= 1;
+    c = hv_calloc(1, sizeof(*c));
+    if (c == NULL)
+        return HV_ENOMEM;
+    c->slots = hv_calloc(n, sizeof(*c->slots));
+    if (c->slots == NULL) {
+        hv_free(c);
+        return HV_ENOMEM;
+    }
+    c->nslots = n;
+    c->cap = size;
+    *out = c;
+    return HV_OK;
+}
+
+void hv__rcache_free(hv__rcache_t *c)
+{
+    if (c == NULL)
+        return;
+    for (size_t i = 0; i < c->nslots; i++)
+        hv_free(c->slots[i].text);
+    hv_free(c->slots);
+    hv_free(c);
+}
+
+/* Writes "type/id" into key (sized HV__FHIR_TYPE_MAX + HV__FHIR_ID_MAX); 0 when too long. */
+static int make_key(char *key, const char *type, const char *id)
+{
+    size_t tl = strlen(type), il = strlen(id);
+    if (tl >= HV__FHIR_TYPE_MAX || il >= HV__FHIR_ID_MAX)
+        return 0;
+    memcpy(key, type, tl);
+    key[tl] = '/';
+    memcpy(key + tl + 1, id, il + 1);
+    return 1;
+}
+
+static void slot_clear(hv__rcache_t *c, rc_ent_t *e)
+{
+    c->bytes -= e->len;
+    hv_free(e->text);
+    memset(e, 0, sizeof(*e));
+}
+
+int hv__rcache_get(hv__rcache_t *c, uint32_t hash, const char *type, const char *id, hv__rcache_hit_t *out)
+{
+    char key[HV__FHIR_TYPE_MAX + HV__FHIR_ID_MAX];
+    rc_ent_t *e;
+    if (c == NULL || !make_key(key, type, id))
+        return 0;
+    e = &c->slots[hash & (c->nslots - 1)];
+    if (e->text == NULL || e->hash != hash || strcmp(e->key, key) != 0) {
+        c->misses++;
+        return 0;
+    }
+    if (e->epoch != hv__rcache_epoch(hash)) {
+        /* Written since (or another resource of the bucket was): never served again. */
+        slot_clear(c, e);
+        c->misses++;
+        return 0;
+    }
+    c->hits++;
+    out->version = e->version;
+    out->ms = e->ms;
+    out->text = e->text;
+    out->len = e->len;
+    return 1;
+}
+
+void hv__rcache_put(hv__rcache_t *c, uint32_t hash, uint64_t epoch, const char *type, const char *id,
+                    int64_t version, uint64_t ms, const char *text, size_t len)
+{
+    char key[HV__FHIR_TYPE_MAX + HV__FHIR_ID_MAX];
+    rc_ent_t *e;
+    char *copy;
+    if (c == NULL || text == NULL || len > c->cap / 16 || !make_key(key, type, id))
+        return;
+    if (epoch != hv__rcache_epoch(hash))
+        return; /* a write started after this read's job did: the text may be stale */
+    e = &c->slots[hash & (c->nslots - 1)];
+    if (e->text != NULL)
+        slot_clear(c, e);
+    if (c->bytes + len > c->cap)
+        return;
+    copy = hv_malloc(len + 1);
+    if (copy == NULL)
+        return; /* a cache: nothing is lost */
+    memcpy(copy, text, len);
+    copy[len] = '\0';
+    e->hash = hash;
+    e->epoch = epoch;
+    e->version = version;
+    e->ms = ms;
+    memcpy(e->key, key, strlen(key) + 1);
+    e->text = copy;
+    e->len = len;
+    c->bytes += len;
+}
+
+void hv__rcache_stats(const hv__rcache_t *c, uint64_t *hits, uint64_t *misses, size_t *bytes)
+{
+    *hits = c != NULL ? c->hits : 0;
+    *misses = c != NULL ? c->misses : 0;
+    *bytes = c != NULL ? c->bytes : 0;
+}
