@@ -395,7 +395,7 @@ int hv__fhir_cmd_import(hv_engine_t *e, int argc, char **argv)
     hv_config_t *cfg = hv_engine_config(e);
     imp_t im;
     hv_error_t err;
-    int first = 0, rc, status = HV_EXIT_OK;
+    int first = 0, rc, status = HV_EXIT_OK, lock_fd = -1;
     size_t batch = 1000;
     double secs;
     memset(&im, 0, sizeof(im));
@@ -417,6 +417,14 @@ int hv__fhir_cmd_import(hv_engine_t *e, int argc, char **argv)
     }
     im.parse.max_bytes = IMPORT_MAX_FILE;
     im.parse.max_depth = (int)hv_config_int(cfg, "fhir.max_depth");
+    if (hv_engine_db_url(e) == NULL &&
+        hv__rcache_writer_lock(hv_engine_data_dir(e), &lock_fd) != HV_OK) {
+        fprintf(stderr, "holovitals import: an engine is serving %s with its read cache on "
+                        "(fhir.read_cache), which would not see what import writes: stop it, POST "
+                        "the Bundles to its /fhir, or run it with fhir.read_cache=off\n",
+                hv_engine_data_dir(e));
+        return HV_EXIT_USAGE;
+    }
     rc = hv_db_open(hv_engine_db_url(e), hv_engine_data_dir(e), "fhir", &im.db, &err);
     if (rc == HV_OK)
         rc = hv_db_migrate(im.db, "fhir", hv__store_migrations(im.db), &err);
@@ -427,6 +435,8 @@ int hv__fhir_cmd_import(hv_engine_t *e, int argc, char **argv)
         hv_error_format(&err, msg, sizeof(msg));
         fprintf(stderr, "holovitals import: cannot open the FHIR store: %s\n", msg[0] ? msg : hv_strerror(rc));
         hv_db_close(im.db);
+        if (lock_fd >= 0)
+            close(lock_fd);
         return HV_EXIT_FAILURE;
     }
     for (int i = first; i < argc; i++) {
@@ -446,6 +456,8 @@ int hv__fhir_cmd_import(hv_engine_t *e, int argc, char **argv)
             uv_thread_create(&reader, reader_main, &im) != 0) {
             fprintf(stderr, "holovitals import: cannot start the reader thread\n");
             hv_db_close(im.db);
+            if (lock_fd >= 0)
+                close(lock_fd);
             return HV_EXIT_FAILURE;
         }
         write_all(&im);
@@ -462,5 +474,7 @@ int hv__fhir_cmd_import(hv_engine_t *e, int argc, char **argv)
            (unsigned long long)im.resources, argc - first, secs, secs > 0 ? (double)im.resources / secs : 0.0,
            (unsigned long long)im.failed);
     hv_db_close(im.db);
+    if (lock_fd >= 0)
+        close(lock_fd);
     return status;
 }

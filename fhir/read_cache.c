@@ -40,8 +40,11 @@
  */
 #include "config.h"
 
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include "fhir/rest_int.h"
 
@@ -66,6 +69,7 @@ struct hv__rcache {
     size_t bytes;  /* the texts held */
     size_t cap;    /* fhir.read_cache_size */
     uint64_t hits, misses;
+    int lock_fd; /* <data>/fhir.read-cache.lock, held exclusively while serving; -1 if none */
 };
 
 /* FNV-1a over "type/id". */
@@ -100,6 +104,7 @@ int hv__rcache_new(size_t size, hv__rcache_t **out)
     c = hv_calloc(1, sizeof(*c));
     if (c == NULL)
         return HV_ENOMEM;
+    c->lock_fd = -1;
     c->slots = hv_calloc(n, sizeof(*c->slots));
     if (c->slots == NULL) {
         hv_free(c);
@@ -118,7 +123,49 @@ void hv__rcache_free(hv__rcache_t *c)
     for (size_t i = 0; i < c->nslots; i++)
         hv_free(c->slots[i].text);
     hv_free(c->slots);
+    if (c->lock_fd >= 0)
+        close(c->lock_fd);
     hv_free(c);
+}
+
+/* The cache only sees writes of its own process (hv__store_put's epochs). Another process
+ * writing the same SQLite store — `holovitals import` into the data directory of a running
+ * engine — would leave replaced versions in it. So a serving engine with the cache holds an
+ * exclusive flock(2) on <data>/fhir.read-cache.lock, and the writing commands take it shared
+ * (hv__rcache_writer_lock): whichever comes second learns of the other. */
+static int open_lock(const char *data_dir)
+{
+    char path[4096];
+    if (data_dir == NULL || snprintf(path, sizeof(path), "%s/fhir.read-cache.lock", data_dir) >= (int)sizeof(path))
+        return -1;
+    return open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+}
+
+int hv__rcache_lock(hv__rcache_t *c, const char *data_dir)
+{
+    int fd = open_lock(data_dir);
+    if (fd < 0)
+        return HV_EIO;
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        close(fd);
+        return HV_EBUSY;
+    }
+    c->lock_fd = fd;
+    return HV_OK;
+}
+
+int hv__rcache_writer_lock(const char *data_dir, int *fd_out)
+{
+    int fd = open_lock(data_dir);
+    *fd_out = -1;
+    if (fd < 0)
+        return HV_OK; /* no lock file can be made: no engine can hold one either */
+    if (flock(fd, LOCK_SH | LOCK_NB) != 0) {
+        close(fd);
+        return HV_EBUSY;
+    }
+    *fd_out = fd;
+    return HV_OK;
 }
 
 /* Writes "type/id" into key (sized HV__FHIR_TYPE_MAX + HV__FHIR_ID_MAX); 0 when too long. */

@@ -579,6 +579,15 @@ int hv__fhir_rest_init(hv_engine_t *e, void **state)
             hv_db_close(db);
             goto fail;
         }
+        /* On SQLite, writing commands of other processes learn of the cache by its lock; when
+         * one is writing now (or another engine serves this directory), the cache stays off. */
+        if (f->rcache != NULL && hv_db_kind(db) == HV_DB_SQLITE &&
+            hv__rcache_lock(f->rcache, hv_engine_data_dir(e)) != HV_OK) {
+            hv_log(HV_LOG_WARN, "fhir.read_cache_off",
+                   "another process is writing this data directory's FHIR store: the read cache is off");
+            hv__rcache_free(f->rcache);
+            f->rcache = NULL;
+        }
     }
     rc = hv_storage_new(hv_engine_loop(e), db, (size_t)hv_config_int(cfg, "fhir.storage_queue"),
                         (size_t)hv_config_int(cfg, "fhir.storage_batch"), &f->storage);

@@ -78,6 +78,11 @@ typedef struct hv__rcache_hit {
 } hv__rcache_hit_t;
 int hv__rcache_new(size_t size, hv__rcache_t **out);
 void hv__rcache_free(hv__rcache_t *c);
+/* hv__rcache_lock: the serving engine's exclusive lock on its SQLite data directory (HV_EBUSY:
+ * another process holds it). hv__rcache_writer_lock: a writing command's shared lock, *fd_out
+ * to close when done (-1: none); HV_EBUSY while an engine serves the directory with its cache. */
+int hv__rcache_lock(hv__rcache_t *c, const char *data_dir);
+int hv__rcache_writer_lock(const char *data_dir, int *fd_out);
 int hv__rcache_get(hv__rcache_t *c, uint32_t hash, const char *type, const char *id, hv__rcache_hit_t *out);
 void hv__rcache_put(hv__rcache_t *c, uint32_t hash, uint64_t epoch, const char *type, const char *id,
                     int64_t version, uint64_t ms, const char *text, size_t len);

@@ -213,6 +213,44 @@ class FhirReadTests(EngineTestCase):
         self.assertReads("c1", "V40", 40)
 
 
+class ImportBesideTheCacheTests(EngineTestCase):
+    """The cache sees only its own process's writes: on SQLite, `holovitals import` into the
+    data directory of an engine serving it with the cache on is refused (the engine holds
+    <data>/fhir.read-cache.lock), and goes through when that engine runs with the cache off."""
+
+    BUNDLE = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {"resourceType": "Patient", "id": "imp1", "name": [{"family": "Imported"}]},
+         "request": {"method": "PUT", "url": "Patient/imp1"}}]}
+
+    def write_bundle(self):
+        path = os.path.join(self.workdir, "bundle.json")
+        with open(path, "w") as f:
+            json.dump(self.BUNDLE, f)
+        return path
+
+    def test_import_is_refused_while_an_engine_serves_the_directory_with_its_cache(self):
+        eng = self.engine(config={"fhir": {"validation": "off"}})
+        st, _, _ = eng.request("PUT", "/fhir/Patient/imp1", headers={"Content-Type": FJ},
+                               body=json.dumps(self.BUNDLE["entry"][0]["resource"] | {"name": [{"family": "Old"}]}))
+        self.assertIn(st, (200, 201))
+        self.assertEqual(eng.request("GET", "/fhir/Patient/imp1")[0], 200)  # now cached
+        rc, _, err = eng.cli("import", self.write_bundle())
+        self.assertEqual(rc, 2, err)
+        self.assertIn("read cache", err)
+        st, _, data = eng.request("GET", "/fhir/Patient/imp1")
+        self.assertEqual(json.loads(data)["name"][0]["family"], "Old")
+        eng.stop()
+        rc, out, err = eng.cli("import", self.write_bundle())  # stopped: the lock is free
+        self.assertEqual(rc, 0, err)
+
+    def test_import_goes_through_beside_an_engine_with_the_cache_off(self):
+        eng = self.engine(config={"fhir": {"validation": "off", "read_cache": "off"}})
+        rc, _, err = eng.cli("import", self.write_bundle())
+        self.assertEqual(rc, 0, err)
+        st, _, data = eng.request("GET", "/fhir/Patient/imp1")
+        self.assertEqual((st, json.loads(data)["name"][0]["family"]), (200, "Imported"))
+
+
 if PG_URL:
     class FhirReadPgTests(FhirReadTests):
         DB = None
