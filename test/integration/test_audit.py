@@ -718,7 +718,8 @@ class ConsentPaths(AuditCase):
         self.assertEqual(eng.get("/fhir/Patient/p1", headers=alice)[0], 200)
 
     def test_consent_loaded_by_import_is_enforced(self):
-        eng = self.audit_engine(config={"audit": {"consent_refresh": "100ms"}})
+        # imported by another process while the engine runs: its read cache is off for that
+        eng = self.audit_engine(config={"audit": {"consent_refresh": "100ms"}, "fhir": {"read_cache": "off"}})
         adm = self.token(eng, "admin")
         self.seed(eng, adm, 2)
         alice = self.token(eng, "alice")

@@ -86,7 +86,9 @@ class EhrCase(EngineTestCase):
 
     def make_peer(self, workdir):
         """The EHR: a peer engine (auth on) loaded with two Synthea bundles, and a backend client of it."""
-        peer = Engine(os.path.join(workdir, "peer"), auth=True)
+        # The tests change the EHR's data with `holovitals import` while it runs: another
+        # process's writes, which a read cache would not see (it refuses the import).
+        peer = Engine(os.path.join(workdir, "peer"), auth=True, config={"fhir": {"read_cache": "off"}})
         os.makedirs(peer.workdir, exist_ok=True)
         peer.start()
         rc, out, err = peer.cli("import", *SYNTHEA[:2])
