@@ -42,6 +42,7 @@ static const char *const migrations_sqlite[] = {
     "CREATE INDEX export_jobs_state ON export_jobs (state, finished_ms);",
     hv__search_migration2,
     hv__search_migration3_sqlite, /* _text/_content, near: fhir/search_special.c */
+    hv__search_migration4,        /* covering value indexes: fhir/search_plan.c */
     NULL,
 };
 
@@ -64,6 +65,7 @@ static const char *const migrations_pg[] = {
     "CREATE INDEX export_jobs_state ON export_jobs (state, finished_ms);",
     hv__search_migration2,
     hv__search_migration3_pg, /* _text/_content, near: fhir/search_special.c */
+    hv__search_migration4,    /* covering value indexes: fhir/search_plan.c */
     NULL,
 };
 
