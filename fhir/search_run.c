@@ -512,37 +512,32 @@ static void bind_plan(hv_db_stmt_t *st, const hv__search_plan_t *p)
 }
 
 /*
- * The number of matches of an index_countable plan, from the index tables alone:
- * the distinct ids of the driving criterion's sub-select that every other criterion
- * also selects (checked per id through the (type, id, code) indexes when the driver is
- * a reference, the others read once otherwise, as hv__search_plan_run does). With the
- * covering value indexes (migration 4) neither the resources nor the index tables'
- * rows are read: _summary=count and the accurate _total cost an index range scan.
+ * The ids matching an index_countable plan, as a sub-select over the index tables
+ * alone, written into q: the distinct ids of the driving criterion's sub-select that
+ * every other criterion also selects (checked per id through the (type, id, code)
+ * indexes when the driver is a reference, each read once otherwise, as
+ * hv__search_plan_run does). With the covering value indexes (migration 4) neither the
+ * resources nor the index tables' rows are read.
  */
-static int index_count(hv_db_t *db, hv__search_plan_t *p, int64_t *count)
+static int index_ids(hv_db_t *db, hv__search_plan_t *p, hv_buf_t *q)
 {
     static const char head[] = " AND r.id IN (";
-    hv_buf_t q;
-    hv_db_stmt_t *st = NULL;
     extra_t none = {NULL, 0, 0};
     char *text = NULL;
     int rc, n = p->nbinds, driver = driver_of(p), others;
     if (driver < 0)
         driver = 0;
     others = p->crank[driver] <= 1 ? driver : -2;
-    hv_buf_init(&q, 128 * 1024);
     /* The driver's sub-select: its criterion's text without " AND r.id IN (" and ")". */
     text = hv_strndup(p->where.data + p->cspan[driver][0] + sizeof(head) - 1,
                       p->cspan[driver][1] - p->cspan[driver][0] - sizeof(head));
-    if (text == NULL) {
-        rc = HV_ENOMEM;
-        goto out;
-    }
-    hv_buf_puts(&q, "SELECT COUNT(*) FROM (SELECT DISTINCT id FROM (");
-    rc = expand(db, p, text, driver, &q, &none, &n);
+    if (text == NULL)
+        return HV_ENOMEM;
+    hv_buf_puts(q, "SELECT r.id FROM (SELECT DISTINCT id FROM (");
+    rc = expand(db, p, text, driver, q, &none, &n);
     if (rc != HV_OK)
         goto out;
-    hv_buf_puts(&q, ") d) r WHERE 1 = 1");
+    hv_buf_puts(q, ") d) r WHERE 1 = 1");
     for (int k = 0; k < p->ncrit; k++) {
         if (k == driver)
             continue;
@@ -552,11 +547,29 @@ static int index_count(hv_db_t *db, hv__search_plan_t *p, int64_t *count)
             rc = HV_ENOMEM;
             goto out;
         }
-        rc = expand(db, p, text, others, &q, &none, &n);
+        rc = expand(db, p, text, others, q, &none, &n);
         if (rc != HV_OK)
             goto out;
     }
-    rc = hv_buf_puts(&q, "");
+    rc = hv_buf_puts(q, "");
+out:
+    hv_free(text);
+    extra_free(&none);
+    return rc;
+}
+
+/* The number of matches of an index_countable plan (index_ids): _summary=count and
+ * the accurate _total cost an index range scan. */
+static int index_count(hv_db_t *db, hv__search_plan_t *p, int64_t *count)
+{
+    hv_buf_t q;
+    hv_db_stmt_t *st = NULL;
+    int rc;
+    hv_buf_init(&q, 128 * 1024);
+    hv_buf_puts(&q, "SELECT COUNT(*) FROM (");
+    rc = index_ids(db, p, &q);
+    if (rc == HV_OK)
+        rc = hv_buf_puts(&q, ") c");
     if (rc != HV_OK)
         goto out;
     rc = hv_db_prepare(db, q.data, &st);
@@ -572,8 +585,6 @@ static int index_count(hv_db_t *db, hv__search_plan_t *p, int64_t *count)
     }
     hv_db_done(st);
 out:
-    hv_free(text);
-    extra_free(&none);
     hv_buf_release(&q);
     return rc;
 }
@@ -652,9 +663,18 @@ int hv__search_plan_run(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, 
         driver = -2; /* nothing is correlated */
     if (ridscan)
         driver = -3; /* every criterion is checked per row of the scan */
-    /* The criteria, with the members of each :in value set in place of its marker. */
+    /* The criteria, with the members of each :in value set in place of its marker;
+     * read from the index alone (index_ids, the intersection first) when counted so and
+     * not scanned in row-id order. */
     extra0 = n + 1;
-    rc = expand(db, p, p->where.data ? p->where.data : "", driver, &q, &extra, &n);
+    if (counted >= 0 && !ridscan) {
+        hv_buf_puts(&q, " AND r.id IN (");
+        rc = index_ids(db, p, &q);
+        if (rc == HV_OK)
+            rc = hv_buf_puts(&q, ")");
+    } else {
+        rc = expand(db, p, p->where.data ? p->where.data : "", driver, &q, &extra, &n);
+    }
     if (rc != HV_OK)
         goto out;
     hv_buf_puts(&q, ") ");
