@@ -36,7 +36,6 @@
  * dates and numbers become covering — they hold the resource id (and a token's
  * system, a date's end) after the searched columns — so that a count or a range scan
  * reads the index alone, never the table's rows (fhir/search_run.c, index_count).
- * Within one value the ids come in order, so a count of distinct ids needs no sorter.
  * The same SQL on both backends.
  */
 const char hv__search_migration4[] =

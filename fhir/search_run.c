@@ -513,7 +513,7 @@ static void bind_plan(hv_db_stmt_t *st, const hv__search_plan_t *p)
 
 /*
  * The ids matching an index_countable plan, as a sub-select over the index tables
- * alone, written into q: the distinct ids of the driving criterion's sub-select that
+ * alone, written into q: the ids (not distinct) of the driving criterion's sub-select that
  * every other criterion also selects (checked per id through the (type, id, code)
  * indexes when the driver is a reference, each read once otherwise, as
  * hv__search_plan_run does). With the covering value indexes (migration 4) neither the
@@ -533,11 +533,14 @@ static int index_ids(hv_db_t *db, hv__search_plan_t *p, hv_buf_t *q)
                       p->cspan[driver][1] - p->cspan[driver][0] - sizeof(head));
     if (text == NULL)
         return HV_ENOMEM;
-    hv_buf_puts(q, "SELECT r.id FROM (SELECT DISTINCT id FROM (");
+    /* No DISTINCT here: it would make SQLite read the driver through the (type, id, code)
+     * index, in id order, instead of its value index (duplicates do not matter to IN;
+     * index_count removes them). */
+    hv_buf_puts(q, "SELECT r.id FROM (");
     rc = expand(db, p, text, driver, q, &none, &n);
     if (rc != HV_OK)
         goto out;
-    hv_buf_puts(q, ") d) r WHERE 1 = 1");
+    hv_buf_puts(q, ") r WHERE 1 = 1");
     for (int k = 0; k < p->ncrit; k++) {
         if (k == driver)
             continue;
@@ -566,10 +569,13 @@ static int index_count(hv_db_t *db, hv__search_plan_t *p, int64_t *count)
     hv_db_stmt_t *st = NULL;
     int rc;
     hv_buf_init(&q, 128 * 1024);
-    hv_buf_puts(&q, "SELECT COUNT(*) FROM (");
+    /* The ids once each (a resource may match through several index rows). On SQLite
+     * "LIMIT -1" keeps the sub-select from being flattened into the distinct count,
+     * which would again prefer an index in id order over the value index. */
+    hv_buf_puts(&q, "SELECT COUNT(DISTINCT id) FROM (");
     rc = index_ids(db, p, &q);
     if (rc == HV_OK)
-        rc = hv_buf_puts(&q, ") c");
+        rc = hv_buf_puts(&q, hv_db_kind(db) == HV_DB_PG ? ") c" : " LIMIT -1) c");
     if (rc != HV_OK)
         goto out;
     rc = hv_db_prepare(db, q.data, &st);
