@@ -23,6 +23,9 @@
 extern const char hv__search_migration[];
 /* The second: composite groups (grp) and UCUM-canonical quantities (cvalue, cunit). */
 extern const char hv__search_migration2[];
+/* The fourth (fhir/search_plan.c, the query side's): covering indexes on token values
+ * and date ranges, so that counts and range scans read the index alone. */
+extern const char hv__search_migration4[];
 /* The third (fhir/search_special.c), per backend: the full-text table sp_text (SQLite
  * FTS5 / PostgreSQL tsvector), Location positions sp_geo, the long-date-range index. */
 extern const char hv__search_migration3_sqlite[];
@@ -209,6 +212,9 @@ typedef struct hv__search_plan {
      */
     int crit, ncrit;
     unsigned char crank[HV__SEARCH_MAX_PARAMS + 1];
+    /* Where criterion k's text (" AND r.id ...") starts and ends in where: the run counts
+     * from the index tables alone when every criterion is a plain index sub-select. */
+    size_t cspan[HV__SEARCH_MAX_PARAMS + 1][2];
     /* During hv__search_plan_build of a system-level search: its _type list (for _sort). */
     const char (*systypes)[HV__FHIR_TYPE_MAX];
     int nsystypes;

@@ -31,6 +31,18 @@
 
 #include "fhir/search_int.h"
 
+/*
+ * The fourth migration of the index (the query side's): the value indexes of tokens,
+ * dates and numbers become covering — they hold the resource id (and a token's
+ * system, a date's end) after the searched columns — so that a count or a range scan
+ * reads the index alone, never the table's rows (fhir/search_run.c, index_count).
+ * The same SQL on both backends.
+ */
+const char hv__search_migration4[] =
+    "DROP INDEX sp_tok_v; CREATE INDEX sp_tok_vc ON sp_tok (type, code, value, id, system);"
+    "DROP INDEX sp_date_v; CREATE INDEX sp_date_vc ON sp_date (type, code, lo, hi, id);"
+    "DROP INDEX sp_num_v; CREATE INDEX sp_num_vc ON sp_num (type, code, value, id);";
+
 void hv__search_plan_init(hv__search_plan_t *p)
 {
     memset(p, 0, sizeof(*p));
@@ -1200,8 +1212,11 @@ static int criterion(hv__search_plan_t *p, const char *key, const char *val, con
     if (p->crit >= 0)
         p->crank[p->crit] = 99;
     rc = cond(p, p->system ? (ntypes ? types[0] : "Resource") : p->type, p->system ? 0 : 1, "r.id", key, val, 0);
-    if (rc == HV_OK && p->crit >= 0)
+    if (rc == HV_OK && p->crit >= 0) {
+        p->cspan[p->crit][0] = len;
+        p->cspan[p->crit][1] = p->where.len;
         p->ncrit++;
+    }
     p->crit = -1;
     if (rc == HV_ENOTFOUND) {
         /* An unknown parameter leaves nothing behind: the SQL and the binds as they were. */
@@ -1271,6 +1286,7 @@ static int date_range(hv__search_plan_t *p, int i, char **keys, char **vals, int
     /* A lower bound on hi bounds the start of the short values only; it is worth a
      * second branch unless a direct bound on lo is already at least as tight. */
     int branches = hi_min != none && (lo_min == none || lo_min < hi_min - HV__SEARCH_DATE_SHORT) ? 2 : 1;
+    size_t start = p->where.len;
     hv_buf_printf(&p->where, " AND r.id IN (");
     p->crit = p->ncrit <= HV__SEARCH_MAX_PARAMS ? p->ncrit : -1;
     if (p->crit >= 0)
@@ -1302,8 +1318,11 @@ static int date_range(hv__search_plan_t *p, int i, char **keys, char **vals, int
         }
     }
     sql(p, ")");
-    if (p->crit >= 0)
+    if (p->crit >= 0) {
+        p->cspan[p->crit][0] = start;
+        p->cspan[p->crit][1] = p->where.len;
         p->ncrit++;
+    }
     p->crit = -1;
     return p->nbinds >= HV__SEARCH_MAX_BINDS ? HV_ETOOBIG : HV_OK;
 }

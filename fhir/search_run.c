@@ -372,6 +372,242 @@ out:
     return rc;
 }
 
+/*
+ * Writes the criteria text w (from p->where) into q with its markers resolved
+ * (fhir/search_int.h): criterion k's sub-select is correlated with r ("id = r.id AND",
+ * on SQLite through its (type, id, code) index) unless k is the driver or driver is
+ * -2 (nothing correlated); -3 correlates every criterion. The members of :in value sets
+ * go in place of their markers, their values appended to x from placeholder *n + 1 on.
+ */
+static int expand(hv_db_t *db, hv__search_plan_t *p, const char *w, int driver, hv_buf_t *q, extra_t *extra, int *n)
+{
+    for (const char *mk; *w; w = mk) {
+        int k;
+        mk = strchr(w, '@');
+        if (mk == NULL) {
+            hv_buf_puts(q, w);
+            break;
+        }
+        hv_buf_append(q, w, (size_t)(mk - w));
+        if (strncmp(mk, "@I", 2) == 0) {
+            /* "@I<k>:<table>@": a correlated sub-select on SQLite reads the table's
+             * (type, id, code) index (migration 3), not an index on its values. */
+            const char *colon = strchr(mk, ':'), *e = colon ? strchr(colon, '@') : NULL;
+            k = atoi(mk + 2);
+            if (e == NULL)
+                return HV_EINVAL;
+            if (k != driver && driver != -2 && hv_db_kind(db) != HV_DB_PG)
+                hv_buf_printf(q, " INDEXED BY %.*s_idc", (int)(e - colon - 1), colon + 1);
+            mk = e + 1;
+            continue;
+        }
+        if (strncmp(mk, "@C", 2) == 0 || strncmp(mk, "@R", 2) == 0) {
+            /* A top-level criterion's correlation marker: the driver's sub-select is
+             * read once, the others are checked per candidate row (fhir/search_int.h). */
+            k = atoi(mk + 2);
+            if (k != driver && driver != -2)
+                hv_buf_puts(q, mk[1] == 'C' ? "id = r.id AND " : "rid = r.id AND ");
+            mk = strchr(mk + 2, '@');
+            if (mk == NULL)
+                return HV_EINVAL;
+            mk++;
+            continue;
+        }
+        if (strncmp(mk, "@TX", 3) == 0) {
+            /* _text / _content (fhir/search_plan.c): "@TX<column>:<placeholder>@", the
+             * placeholder holding quoted words that must all occur in the column. */
+            int col = atoi(mk + 3), b = atoi(strchr(mk, ':') ? strchr(mk, ':') + 1 : "0");
+            const char *cn = col == 0 ? "narrative" : "content";
+            if (b < 1 || b > p->nbinds)
+                return HV_EINVAL;
+            if (hv_db_kind(db) == HV_DB_PG)
+                hv_buf_printf(q, "%s @@ plainto_tsquery('simple', $%d)", cn, b);
+            else
+                hv_buf_printf(q, "sp_text MATCH ('{%s} : (' || $%d || ')')", cn, b);
+            mk = strchr(mk + 3, '@');
+            if (mk == NULL)
+                return HV_EINVAL;
+            mk++;
+            continue;
+        }
+        if (strncmp(mk, "@VS", 3) != 0)
+            return HV_EINVAL;
+        k = atoi(mk + 3);
+        mk = strchr(mk + 3, '@');
+        if (mk == NULL || k < 0 || k >= p->nvs)
+            return HV_EINVAL;
+        mk++;
+        int rc = vs_clause(db, p, k, q, extra, n);
+        if (rc != HV_OK)
+            return rc;
+    }
+    return HV_OK;
+}
+
+/*
+ * True when the plan's matches can be counted from the index tables alone: a search
+ * of one type whose where clause is nothing but its criteria, each a plain sub-select
+ * of the searched type's own index rows (" AND r.id IN (SELECT id FROM sp_str|tok|ref|
+ * date|num|uri ...)") — no :not or :missing=true (NOT IN), no _id or _lastUpdated (on
+ * the resources table), no _has or _list (ids of other resources, which may not
+ * exist), no full text, value sets or compartment. The index holds rows for the current
+ * version of live resources only (fhir/search_int.h), so such a criterion's ids are
+ * exactly the current live resources it matches.
+ */
+static int index_countable(const hv__search_plan_t *p)
+{
+    static const char head[] = " AND r.id IN (SELECT id FROM sp_";
+    static const char *const tabs[] = {"str", "tok", "ref", "date", "num", "uri"};
+    size_t at = 0;
+    if (p->system || p->compartment[0] != '\0' || p->nvs > 0 || p->ncrit < 1 || p->ncrit > HV__SEARCH_MAX_PARAMS + 1 ||
+        p->where.data == NULL)
+        return 0;
+    for (int k = 0; k < p->ncrit; k++) {
+        const char *s = p->where.data + p->cspan[k][0], *t = s + sizeof(head) - 1;
+        size_t len = p->cspan[k][1] - p->cspan[k][0];
+        int tab = 0;
+        if (p->cspan[k][0] != at || len <= sizeof(head) || strncmp(s, head, sizeof(head) - 1) != 0 ||
+            s[len - 1] != ')')
+            return 0;
+        for (size_t i = 0; i < HV_ARRAY_LEN(tabs); i++) {
+            size_t n = strlen(tabs[i]);
+            if (strncmp(t, tabs[i], n) == 0 && (t[n] == ' ' || t[n] == '@'))
+                tab = 1;
+        }
+        if (!tab)
+            return 0;
+        /* '@' only ever starts a marker (values are bound, never in the text). */
+        for (const char *m = memchr(s, '@', len); m != NULL && m + 1 < s + len;
+             m = memchr(m + 1, '@', (size_t)(s + len - m - 1)))
+            if (m[1] == 'R' || m[1] == 'T' || m[1] == 'V')
+                return 0;
+        at = p->cspan[k][1];
+    }
+    return at == p->where.len;
+}
+
+/* The criterion that drives the query: the one that looks most selective (the first of equals). */
+static int driver_of(const hv__search_plan_t *p)
+{
+    int driver = -1;
+    for (int k = 0, best = 99; k < p->ncrit && k <= HV__SEARCH_MAX_PARAMS; k++)
+        if (p->crank[k] < best) {
+            best = p->crank[k];
+            driver = k;
+        }
+    return driver;
+}
+
+static void bind_plan(hv_db_stmt_t *st, const hv__search_plan_t *p)
+{
+    for (int i = 0; i < p->nbinds; i++) {
+        const hv__sp_bind_t *b = &p->binds[i];
+        if (b->kind == 0)
+            hv_db_bind_text(st, i + 1, b->s, strlen(b->s));
+        else if (b->kind == 1)
+            hv_db_bind_int64(st, i + 1, b->i);
+        else
+            hv_db_bind_double(st, i + 1, b->d);
+    }
+}
+
+/*
+ * The ids matching an index_countable plan, as a sub-select over the index tables
+ * alone, written into q: the ids (not distinct) of the driving criterion's sub-select that
+ * every other criterion also selects (checked per id through the (type, id, code)
+ * indexes when the driver is a reference, each read once otherwise, as
+ * hv__search_plan_run does). With the covering value indexes (migration 4) neither the
+ * resources nor the index tables' rows are read.
+ */
+static int index_ids(hv_db_t *db, hv__search_plan_t *p, hv_buf_t *q)
+{
+    static const char head[] = " AND r.id IN (";
+    extra_t none = {NULL, 0, 0};
+    char *text = NULL;
+    int rc, n = p->nbinds, driver = driver_of(p), others;
+    if (driver < 0)
+        driver = 0;
+    others = p->crank[driver] <= 1 ? driver : -2;
+    /* The driver's sub-select: its criterion's text without " AND r.id IN (" and ")". */
+    text = hv_strndup(p->where.data + p->cspan[driver][0] + sizeof(head) - 1,
+                      p->cspan[driver][1] - p->cspan[driver][0] - sizeof(head));
+    if (text == NULL)
+        return HV_ENOMEM;
+    /* No DISTINCT here: it would make SQLite read the driver through the (type, id, code)
+     * index, in id order, instead of its value index (duplicates do not matter to IN;
+     * index_count removes them). */
+    hv_buf_puts(q, "SELECT r.id FROM (");
+    rc = expand(db, p, text, driver, q, &none, &n);
+    if (rc != HV_OK)
+        goto out;
+    hv_buf_puts(q, ") r WHERE 1 = 1");
+    for (int k = 0; k < p->ncrit; k++) {
+        if (k == driver)
+            continue;
+        hv_free(text);
+        text = hv_strndup(p->where.data + p->cspan[k][0], p->cspan[k][1] - p->cspan[k][0]);
+        if (text == NULL) {
+            rc = HV_ENOMEM;
+            goto out;
+        }
+        rc = expand(db, p, text, others, q, &none, &n);
+        if (rc != HV_OK)
+            goto out;
+    }
+    rc = hv_buf_puts(q, "");
+out:
+    hv_free(text);
+    extra_free(&none);
+    return rc;
+}
+
+/* The number of matches of an index_countable plan (index_ids): _summary=count and
+ * the accurate _total cost an index range scan. */
+static int index_count(hv_db_t *db, hv__search_plan_t *p, int64_t *count)
+{
+    hv_buf_t q;
+    hv_db_stmt_t *st = NULL;
+    int rc;
+    hv_buf_init(&q, 128 * 1024);
+    /* The ids once each (a resource may match through several index rows). On SQLite
+     * "LIMIT -1" keeps the sub-select from being flattened into the distinct count,
+     * which would again prefer an index in id order over the value index. */
+    hv_buf_puts(&q, "SELECT COUNT(DISTINCT id) FROM (");
+    rc = index_ids(db, p, &q);
+    if (rc == HV_OK)
+        rc = hv_buf_puts(&q, hv_db_kind(db) == HV_DB_PG ? ") c" : " LIMIT -1) c");
+    if (rc != HV_OK)
+        goto out;
+    rc = hv_db_prepare(db, q.data, &st);
+    if (rc != HV_OK)
+        goto out;
+    bind_plan(st, p);
+    rc = hv_db_step(st);
+    if (rc == HV_DB_ROW) {
+        *count = hv_db_column_int64(st, 0);
+        rc = HV_OK;
+    } else if (rc >= 0) {
+        rc = HV_EIO;
+    }
+    hv_db_done(st);
+out:
+    hv_buf_release(&q);
+    return rc;
+}
+
+/* The largest row id of the resources table (0 when empty). */
+static int64_t max_rid(hv_db_t *db)
+{
+    hv_db_stmt_t *st = NULL;
+    int64_t v = 0;
+    if (hv_db_prepare(db, "SELECT MAX(rid) FROM resources", &st) != HV_OK)
+        return 0;
+    if (hv_db_step(st) == HV_DB_ROW)
+        v = hv_db_column_int64(st, 0);
+    hv_db_done(st);
+    return v;
+}
+
 int hv__search_plan_run(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, void *ud, int64_t *total)
 {
     hv_buf_t q, cur;
@@ -379,7 +615,8 @@ int hv__search_plan_run(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, 
     extra_t extra = {NULL, 0, 0};
     col_t cols[2 * HV__SEARCH_MAX_SORT];
     int rc, n = p->nbinds, ncols = sort_columns(p, cols), want_total = p->summary_count || p->total == HV__TOTAL_ACCURATE;
-    int code0 = n + 1, key0, limit_at, extra0, driver = -1;
+    int code0 = n + 1, key0, limit_at, extra0, driver = -1, ridscan = 0;
+    int64_t counted = -1;
     *total = -1;
     /* _text/_content rows are written after the commit (fhir/search_special.c): a
      * search using them first indexes every committed version, in its own job. */
@@ -387,6 +624,28 @@ int hv__search_plan_run(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, 
         return rc;
     hv_buf_init(&q, 128 * 1024);
     hv_buf_init(&cur, HV__SEARCH_CURSOR_MAX + 64);
+    /* Counted from the index alone when the criteria allow it (index_countable): the
+     * total, and in the default order the choice between the two plans below. */
+    if (index_countable(p) && (want_total || (p->nsort == 0 && hv_db_kind(db) != HV_DB_PG))) {
+        rc = index_count(db, p, &counted);
+        if (rc != HV_OK)
+            goto out;
+        if (p->summary_count) {
+            *total = counted;
+            goto out;
+        }
+        /*
+         * In row-id order (no _sort) a page is either the first count + 1 matches of a
+         * scan of the resources table in row-id order, each row checked against every
+         * criterion through the (type, id, code) indexes (about (count + 1) * rows /
+         * matches rows read, and it stops there: a frequent code), or all matches read
+         * from the criteria and sorted (cost ∝ matches: a rare one). Each page after a
+         * cursor starts the scan at the cursor's row id, so page 1,000 costs what page 1
+         * does. SQLite only (NOT INDEXED).
+         */
+        if (p->nsort == 0 && hv_db_kind(db) != HV_DB_PG && counted > 0)
+            ridscan = (double)(p->count + 1) * (double)max_rid(db) / (double)counted < (double)counted;
+    }
     /* m: the matches without their JSON (sorting the rows with it would carry every
      * match's text through the sorter); the page's texts are read after the LIMIT. */
     hv_buf_puts(&q, "WITH m AS (SELECT r.rid, r.type, r.id, r.version, r.last_ms");
@@ -399,16 +658,12 @@ int hv__search_plan_run(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, 
         hv_buf_printf(&q, ", (SELECT %s(d.%s) FROM %s d WHERE d.type = r.type AND d.id = r.id AND d.code = $%d) AS sk%d",
                       k->desc ? "MAX" : "MIN", col, table_of(k->st), ++n, i);
     }
-    hv_buf_printf(&q, " FROM resources r WHERE %s AND r.deleted = 0 AND NOT EXISTS (SELECT 1 FROM"
+    hv_buf_printf(&q, " FROM resources r%s WHERE %s AND r.deleted = 0 AND NOT EXISTS (SELECT 1 FROM"
                       " resources n WHERE n.type = r.type AND n.id = r.id AND n.version > r.version)",
-                  p->typesql[0] ? p->typesql : "r.type = $1");
+                  ridscan ? " NOT INDEXED" : "", p->typesql[0] ? p->typesql : "r.type = $1");
     /* The criterion that drives the query: the one that looks most selective (the
      * first of equals); with none ranked, every marked criterion stays uncorrelated. */
-    for (int k = 0, best = 99; k < p->ncrit && k <= HV__SEARCH_MAX_PARAMS; k++)
-        if (p->crank[k] < best) {
-            best = p->crank[k];
-            driver = k;
-        }
+    driver = driver_of(p);
     /* Correlated checks pay one index probe per candidate: worth it when the driver is
      * an id list, a reference or a List (a patient's rows), not for population-wide
      * criteria, whose sub-selects are each read once and intersected (measured at
@@ -416,80 +671,22 @@ int hv__search_plan_run(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, 
      * code+value-quantity slower correlated than intersected; docs/performance.md). */
     if (driver >= 0 && p->crank[driver] > 1)
         driver = -2; /* nothing is correlated */
-    /* The criteria, with the members of each :in value set in place of its marker. */
+    if (ridscan)
+        driver = -3; /* every criterion is checked per row of the scan */
+    /* The criteria, with the members of each :in value set in place of its marker;
+     * read from the index alone (index_ids, the intersection first) when counted so and
+     * not scanned in row-id order. */
     extra0 = n + 1;
-    for (const char *w = p->where.data ? p->where.data : "", *mk; *w; w = mk) {
-        int k;
-        mk = strchr(w, '@');
-        if (mk == NULL) {
-            hv_buf_puts(&q, w);
-            break;
-        }
-        hv_buf_append(&q, w, (size_t)(mk - w));
-        if (strncmp(mk, "@I", 2) == 0) {
-            /* "@I<k>:<table>@": a correlated sub-select on SQLite reads the table's
-             * (type, id, code) index (migration 3), not an index on its values. */
-            const char *colon = strchr(mk, ':'), *e = colon ? strchr(colon, '@') : NULL;
-            k = atoi(mk + 2);
-            if (e == NULL) {
-                rc = HV_EINVAL;
-                goto out;
-            }
-            if (k != driver && driver != -2 && hv_db_kind(db) != HV_DB_PG)
-                hv_buf_printf(&q, " INDEXED BY %.*s_idc", (int)(e - colon - 1), colon + 1);
-            mk = e + 1;
-            continue;
-        }
-        if (strncmp(mk, "@C", 2) == 0 || strncmp(mk, "@R", 2) == 0) {
-            /* A top-level criterion's correlation marker: the driver's sub-select is
-             * read once, the others are checked per candidate row (fhir/search_int.h). */
-            k = atoi(mk + 2);
-            if (k != driver && driver != -2)
-                hv_buf_puts(&q, mk[1] == 'C' ? "id = r.id AND " : "rid = r.id AND ");
-            mk = strchr(mk + 2, '@');
-            if (mk == NULL) {
-                rc = HV_EINVAL;
-                goto out;
-            }
-            mk++;
-            continue;
-        }
-        if (strncmp(mk, "@TX", 3) == 0) {
-            /* _text / _content (fhir/search_plan.c): "@TX<column>:<placeholder>@", the
-             * placeholder holding quoted words that must all occur in the column. */
-            int col = atoi(mk + 3), b = atoi(strchr(mk, ':') ? strchr(mk, ':') + 1 : "0");
-            const char *cn = col == 0 ? "narrative" : "content";
-            if (b < 1 || b > p->nbinds) {
-                rc = HV_EINVAL;
-                goto out;
-            }
-            if (hv_db_kind(db) == HV_DB_PG)
-                hv_buf_printf(&q, "%s @@ plainto_tsquery('simple', $%d)", cn, b);
-            else
-                hv_buf_printf(&q, "sp_text MATCH ('{%s} : (' || $%d || ')')", cn, b);
-            mk = strchr(mk + 3, '@');
-            if (mk == NULL) {
-                rc = HV_EINVAL;
-                goto out;
-            }
-            mk++;
-            continue;
-        }
-        if (strncmp(mk, "@VS", 3) != 0) {
-            rc = HV_EINVAL;
-            goto out;
-        }
-        k = atoi(mk + 3);
-        mk = strchr(mk + 3, '@');
-        if (mk == NULL || k < 0 || k >= p->nvs) {
-            rc = HV_EINVAL;
-            goto out;
-        }
-        mk++;
-        rc = vs_clause(db, p, k, &q, &extra, &n);
-        if (rc != HV_OK)
-            goto out;
+    if (counted >= 0 && !ridscan) {
+        hv_buf_puts(&q, " AND r.id IN (");
+        rc = index_ids(db, p, &q);
+        if (rc == HV_OK)
+            rc = hv_buf_puts(&q, ")");
+    } else {
+        rc = expand(db, p, p->where.data ? p->where.data : "", driver, &q, &extra, &n);
     }
+    if (rc != HV_OK)
+        goto out;
     hv_buf_puts(&q, ") ");
     key0 = n + 1;
     if (p->summary_count) {
@@ -523,7 +720,7 @@ int hv__search_plan_run(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, 
         for (int c = 0; c < ncols; c++)
             hv_buf_printf(&q, ", pg.k%d", c);
         hv_buf_printf(&q, "%s FROM pg JOIN resources r ON r.rid = pg.rid ORDER BY ",
-                      want_total ? ", (SELECT COUNT(*) FROM m)" : "");
+                      want_total && counted < 0 ? ", (SELECT COUNT(*) FROM m)" : "");
         for (int c = 0; c < ncols; c++)
             hv_buf_printf(&q, "pg.k%d%s, ", c, cols[c].desc ? " DESC" : "");
         hv_buf_puts(&q, "pg.rid");
@@ -535,15 +732,7 @@ int hv__search_plan_run(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, 
     rc = hv_db_prepare(db, q.data, &st);
     if (rc != HV_OK)
         goto out;
-    for (int i = 0; i < p->nbinds; i++) {
-        const hv__sp_bind_t *b = &p->binds[i];
-        if (b->kind == 0)
-            hv_db_bind_text(st, i + 1, b->s, strlen(b->s));
-        else if (b->kind == 1)
-            hv_db_bind_int64(st, i + 1, b->i);
-        else
-            hv_db_bind_double(st, i + 1, b->d);
-    }
+    bind_plan(st, p);
     for (int i = 0, k = code0; i < p->nsort; i++)
         if (p->sort[i].kind == HV__SORT_PARAM)
             hv_db_bind_text(st, k++, p->sort[i].code, strlen(p->sort[i].code));
@@ -601,7 +790,7 @@ int hv__search_plan_run(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, 
         }
         hv_buf_printf(&cur, "%lld", (long long)row.rid);
         row.cursor = cur.data;
-        if (want_total)
+        if (want_total && counted < 0)
             *total = hv_db_column_int64(st, 7 + ncols);
         rc = row.text ? cb(ud, &row) : HV_ENOMEM;
         row.cursor = NULL;
@@ -610,6 +799,8 @@ int hv__search_plan_run(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, 
             break;
     }
     hv_db_done(st);
+    if (want_total && counted >= 0)
+        *total = counted;
 out:
     hv_buf_release(&q);
     hv_buf_release(&cur);

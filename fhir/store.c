@@ -43,6 +43,7 @@ static const char *const migrations_sqlite[] = {
     hv__search_migration2,
     hv__search_migration3_sqlite, /* _text/_content, near: fhir/search_special.c */
     hv__search_migration4_sqlite, /* the deferred full-text index's mark, likewise */
+    hv__search_migration4,        /* covering value indexes: fhir/search_plan.c */
     NULL,
 };
 
@@ -65,6 +66,7 @@ static const char *const migrations_pg[] = {
     "CREATE INDEX export_jobs_state ON export_jobs (state, finished_ms);",
     hv__search_migration2,
     hv__search_migration3_pg, /* _text/_content, near: fhir/search_special.c */
+    hv__search_migration4,    /* covering value indexes: fhir/search_plan.c */
     NULL,
 };
 

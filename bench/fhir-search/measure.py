@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """bench/fhir-search/measure.py — latency of a fixed FHIR search mix, against a ceiling.
 
-    measure.py BASE_URL FHIR_DB [REPEAT [CEILING_REPEAT]]
+    measure.py BASE_URL FHIR_DB [REPEAT [CEILING_REPEAT [PAGES]]]
 
 For each query: REPEAT GET requests on one keep-alive connection, p50 and p99 in ms, the
 number of entries the first page holds; the ceiling is a plain SQL query over the same
 index tables, run REPEAT times on FHIR_DB (the SQLite file) with Python's sqlite3 — the
 cost of the index lookup and of reading the JSON rows, without planning, HTTP or Bundle
-building. Deep paging follows `next` links 20 pages deep and reports page 1 and page 20.
+building (CEILING_REPEAT 0: none). Deep paging follows `next` links PAGES (default 20) pages
+deep, 20 resources per page, and reports the p50 of page 1 and of the last page.
 """
 import http.client
 import json
@@ -20,6 +21,7 @@ BASE = sys.argv[1]
 DB = sys.argv[2]
 REPEAT = int(sys.argv[3]) if len(sys.argv) > 3 else 30
 CEILING_REPEAT = int(sys.argv[4]) if len(sys.argv) > 4 else REPEAT  # the hand-written SQL's runs
+PAGES = int(sys.argv[5]) if len(sys.argv) > 5 else 20  # how deep deep paging goes
 u = urllib.parse.urlsplit(BASE)
 conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
 
@@ -111,27 +113,26 @@ def main():
         print("%-30s %8s %8.2f %8.2f %10s %10s" % (name, n, p50, pct(times, 99),
                                                   "%.2f" % pct(ct, 50) if ct else "-",
                                                   "%.1f" % (p50 / pct(ct, 50)) if ct and pct(ct, 50) > 0 else "-"))
-    # deep paging: page 1 vs page 20 of one code, 20 per page
+    # deep paging: page 1 vs page PAGES of one code, 20 per page
     path = "Observation?code=8867-4&_count=20"
-    pages, t1, t20 = 0, [], []
-    for rep in range(5):
+    pages, t1, tn = 0, [], []
+    for rep in range(5 if PAGES <= 50 else 2):
         p, k = path, 0
-        while p and k < 20:
+        while p and k < PAGES:
             dt, b = get(p)
             k += 1
             if k == 1:
                 t1.append(dt)
-            if k == 20:
-                t20.append(dt)
+            if k == PAGES:
+                tn.append(dt)
             nxt = [l["url"] for l in b["link"] if l["relation"] == "next"]
             p = None
             if nxt:
                 s = urllib.parse.urlsplit(nxt[0])
                 p = s.path.split("/fhir/", 1)[1] + "?" + s.query
         pages = k
-    print("%-30s %8s %8.2f %8s   page 20: p50 %.2f ms (%d pages followed)" % (
-        "deep paging, page 1", 20, pct(t1, 50), "", pct(t20, 50) if t20 else float("nan"), pages))
-
+    print("%-30s %8s %8.2f %8s   page %d: p50 %.2f ms (%d pages followed)" % (
+        "deep paging, page 1", 20, pct(t1, 50), "", PAGES, pct(tn, 50) if tn else float("nan"), pages))
 
 if __name__ == "__main__":
     main()

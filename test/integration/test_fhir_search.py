@@ -260,6 +260,78 @@ class FhirSearchTests(EngineTestCase):
         second = [e["resource"]["id"] for e in b2["entry"]]
         self.assertEqual(first + second, ["pg%02d" % i for i in range(10)])
 
+    def test_counts_and_row_id_pages_follow_writes(self):
+        """_summary=count and _total come from the index alone (fhir/search_run.c): they must
+        follow updates and deletes, count a resource with two matching codings once, and
+        agree with the matches the pages list. Pages in row-id order are read either by a
+        row-id scan (a frequent match, small _count) or read-and-sort: both list every
+        current match once, across a write between pages."""
+        self.start()
+        loinc = "http://loinc.org"
+
+        def obs(i, code, extra=None):
+            r = {"resourceType": "Observation", "id": "cn%02d" % i, "status": "final",
+                 "code": {"coding": [{"system": loinc, "code": code}]},
+                 "subject": {"reference": "Patient/cp%d" % (i % 3)},
+                 "effectiveDateTime": "2020-%02d-15" % (1 + i % 12)}
+            r.update(extra or {})
+            self.put(r)
+
+        for i in range(30):
+            obs(i, "cnt-a" if i % 3 else "cnt-b")
+        # a resource matching twice (two codings with the same code) counts once
+        obs(30, "cnt-a", {"code": {"coding": [{"system": loinc, "code": "cnt-a"},
+                                              {"system": "urn:other", "code": "cnt-a"}]}})
+
+        def count(query):
+            st, _, b = self.jreq("GET", "/fhir/Observation?" + query + "&_summary=count")
+            self.assertEqual(st, 200, b)
+            return b["total"]
+
+        def total(query):
+            st, _, b = self.jreq("GET", "/fhir/Observation?" + query)
+            self.assertEqual(st, 200, b)
+            return b.get("total")
+
+        want_a = ["cn%02d" % i for i in range(31) if i % 3 or i == 30]
+        for q in ("code=cnt-a", "code=%s|cnt-a" % loinc, "code=cnt-a&_count=2", "code=cnt-a&_count=50"):
+            self.assertEqual(sorted(self.ids("Observation?" + q)), want_a, q)
+        self.assertEqual(count("code=cnt-a"), len(want_a))
+        self.assertEqual(count("code=urn:other|cnt-a"), 1)
+        self.assertEqual(total("code=cnt-a&_count=2"), len(want_a))
+        self.assertEqual(count("code=cnt-a,cnt-b"), 31)
+        self.assertEqual(count("code=cnt-a&date=ge2020-06-01&date=lt2020-09-01"),
+                         len([i for i in range(31) if (i % 3 or i == 30) and 6 <= 1 + i % 12 <= 8]))
+        self.assertEqual(count("code=cnt-a&subject=Patient/cp1"), len([i for i in range(31) if i % 3 == 1]))
+        # an update that changes the code moves the resource from one count to the other;
+        # a second version of an unchanged resource is still counted and listed once
+        obs(1, "cnt-b")
+        obs(2, "cnt-a")
+        self.assertEqual(count("code=cnt-a"), len(want_a) - 1)
+        self.assertEqual(count("code=cnt-b"), 11)
+        got = self.ids("Observation?code=cnt-a&_count=2")
+        self.assertEqual(sorted(got), sorted(set(want_a) - {"cn01"}))
+        # a delete drops it from the count, the total and the pages
+        st, _, _ = self.jreq("DELETE", "/fhir/Observation/cn04")
+        self.assertIn(st, (200, 204))
+        self.assertEqual(count("code=cnt-a"), len(want_a) - 2)
+        self.assertEqual(total("code=cnt-a&_count=3"), len(want_a) - 2)
+        self.assertNotIn("cn04", self.ids("Observation?code=cnt-a&_count=2"))
+        # :not, _id and _has are not counted from the index: still exact
+        self.assertEqual(count("code:not=cnt-a&subject=Patient/cp0"),
+                         len([i for i in range(31) if i % 3 == 0 and i != 30]))
+        # a write between pages: every resource listed once, in row-id order
+        st, _, b = self.jreq("GET", "/fhir/Observation?code=cnt-a&_count=3")
+        first = [e["resource"]["id"] for e in b["entry"]]
+        self.assertEqual(b["total"], len(want_a) - 2)
+        obs(40, "cnt-a")
+        nxt = [l["url"] for l in b["link"] if l["relation"] == "next"][0]
+        u = urllib.parse.urlsplit(nxt)
+        rest = self.ids("Observation?" + u.query)
+        got = first + rest
+        self.assertEqual(len(got), len(set(got)))
+        self.assertEqual(sorted(got), sorted((set(want_a) - {"cn01", "cn04"}) | {"cn40"}))
+
     def test_synthea_results_match_fhirpath(self):
         files = sorted(glob.glob(os.path.join(REFERENCE, "fhir", "synthea", "*.json")))[:3]
         self.assertEqual(len(files), 3, "the Synthea reference bundles are missing")
