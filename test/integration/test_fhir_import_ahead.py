@@ -69,6 +69,8 @@ class ImportAheadTests(unittest.TestCase):
         for files in batches:
             args = ["import", "--data", data] + (["--db", self.DB] if self.DB else []) + list(files)
             code, out, err = run_cli(*args, env={"HOLOVITALS_IMPORT_PRECOMPUTE": mode}, timeout=120)
+            for bad in ("Sanitizer", "runtime error"):
+                self.assertNotIn(bad, err)
             m = AHEAD.search(err)
             counts.append((int(m.group(1)), int(m.group(2))) if m else None)
             errs.append((code, out.split(" in ")[0], AHEAD.sub("", err)))
@@ -86,6 +88,7 @@ class ImportAheadTests(unittest.TestCase):
             self.assertEqual(len(old[t]), len(new[t]), t)
             for a, b in zip(old[t], new[t]):
                 self.assertEqual(a, b, t)
+        self.codes = [c for c, _, _ in new_errs]
         return new_counts, new
 
     def write(self, name, doc):
@@ -102,6 +105,7 @@ class ImportAheadTests(unittest.TestCase):
         self.assertTrue(files, "no Synthea bundles under " + REFERENCE)
         counts, new = self.assert_same_store([files])
         self.assertEqual(counts, [(len(files), len(files))])  # every Synthea Bundle went ahead
+        self.assertEqual(self.codes, [0])
         for t in ("sp_str", "sp_tok", "sp_ref", "sp_date", "sp_num", "ident", "refs"):
             self.assertGreater(len(new[t]), 100, t)
 
@@ -130,6 +134,7 @@ class ImportAheadTests(unittest.TestCase):
             for i in range(3)])
         counts, new = self.assert_same_store([files, [upd, nd]])
         self.assertEqual(counts[1], (2, 2))
+        self.assertEqual(self.codes, [0, 0])
         self.assertTrue(any(r.startswith("Patient\x1f" + pat["id"] + "\x1fname\x1f") and "\x1faheadword" in r
                             for r in new["sp_str"]))
 
@@ -151,6 +156,7 @@ class ImportAheadTests(unittest.TestCase):
              "request": {"method": "POST", "url": "Observation"}}]})
         counts, new = self.assert_same_store([[first], [cond], [dangling]])
         self.assertEqual(counts, [(1, 1), (0, 1), (0, 1)])
+        self.assertEqual(self.codes, [0, 0, 1])  # the dangling reference fails its Bundle
         self.assertTrue(any(r.startswith("Observation\x1fcond-obs\x1f") and "\x1fPatient\x1fcond-p" in r
                             for r in new["sp_ref"]), new["sp_ref"])
 
