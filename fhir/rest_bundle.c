@@ -53,6 +53,7 @@ typedef struct bentry {
     char prep_msg[256];
     hv__search_plan_t *plan; /* a GET search entry: the planned search (op.text gets the searchset) */
     char *query;             /* its raw query, for the self link */
+    hv__search_rows_t *ix;   /* its search-index rows computed ahead (hv__bundle_precompute), or NULL */
 } bentry_t;
 
 struct hv__bundle_job {
@@ -70,6 +71,7 @@ struct hv__bundle_job {
     char base[256];    /* the server's base URL, for fullUrl in searchsets */
     int move_merged;   /* hv__bundle_set_move_merged: re-point references to replaced Patients */
     size_t moved;      /* resources re-pointed by the last run */
+    int refs_done;     /* hv__bundle_precompute fixed the ids and rewrote the references */
 };
 
 static const char *status_text(int s)
@@ -89,6 +91,7 @@ void hv__bundle_job_free(hv__bundle_job_t *bj)
             hv_free(bj->e[i].plan);
         }
         hv_free(bj->e[i].query);
+        hv__search_rows_free(bj->e[i].ix);
     }
     hv_free(bj->e);
     hv_free(bj->order);
@@ -797,6 +800,8 @@ static int run_transaction(hv_db_t *db, hv__bundle_job_t *bj)
     int rc;
     uint64_t now = hv_now_ms();
     memset(&m, 0, sizeof(m));
+    if (bj->refs_done)
+        goto run; /* hv__bundle_precompute did the ids and the references */
     rc = assign_ids(db, bj);
     if (rc != HV_OK)
         return rc;
@@ -833,10 +838,12 @@ static int run_transaction(hv_db_t *db, hv__bundle_job_t *bj)
                 goto out;
         }
     }
+run:
     for (size_t k = 0; k < bj->n; k++) {
         size_t i = bj->order[k];
         bentry_t *e = &bj->e[i];
         e->op.now_ms = now; /* one transaction, one lastUpdated */
+        e->op.ix_pre = e->ix;
         rc = run_entry(db, bj, e);
         if (rc != HV_OK) {
             tx_fail(bj, i, e->op.status, e->op.issue_code, e->op.msg);
@@ -880,6 +887,109 @@ static int run_batch(hv_db_t *db, hv__bundle_job_t *bj)
             return rc;
     }
     return HV_OK;
+}
+
+/* True when tree o holds a reference that needs the store (a conditional one) or
+ * that the map cannot rewrite (an urn:uuid/urn:oid no entry defines): such a
+ * Bundle is left to run_transaction, which resolves or refuses it. */
+static int needs_store(const urlmap_t *m, struct json_object *o, int depth)
+{
+    if (depth > 128)
+        return 0;
+    if (json_object_is_type(o, json_type_array)) {
+        size_t n = json_object_array_length(o);
+        for (size_t i = 0; i < n; i++)
+            if (needs_store(m, json_object_array_get_idx(o, i), depth + 1))
+                return 1;
+        return 0;
+    }
+    if (!json_object_is_type(o, json_type_object))
+        return 0;
+    json_object_object_foreach(o, key, val)
+    {
+        if (strcmp(key, "reference") == 0 && json_object_is_type(val, json_type_string)) {
+            const char *ref = json_object_get_string(val);
+            if (map_find(m, ref) < m->n)
+                continue;
+            if (strncmp(ref, "urn:uuid:", 9) == 0 || strncmp(ref, "urn:oid:", 8) == 0 || strchr(ref, '?') != NULL)
+                return 1;
+        } else if ((json_object_is_type(val, json_type_object) || json_object_is_type(val, json_type_array)) &&
+                   needs_store(m, val, depth + 1)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * See fhir/store_int.h. The ids and references are fixed exactly as run_transaction
+ * would (assign_ids, then rewrite_refs with the same map), without a database:
+ * only Bundles whose entries are all unconditional creates and updates and whose
+ * references are all Type/id, absolute or urn: references to entries qualify.
+ * Anything else is left untouched for run_transaction.
+ */
+int hv__bundle_precompute(hv__bundle_job_t *bj)
+{
+    urlmap_t m;
+    int rc = HV_OK;
+    memset(&m, 0, sizeof(m));
+    if (!bj->transaction || !bj->import || bj->move_merged || bj->refs_done || bj->n == 0)
+        return HV_OK;
+    for (size_t i = 0; i < bj->n; i++) {
+        const bentry_t *e = &bj->e[i];
+        if ((e->op.kind != HV__FOP_CREATE && e->op.kind != HV__FOP_UPDATE) || e->op.cond != NULL ||
+            e->plan != NULL || e->op.resource == NULL || e->op.if_match > 0 ||
+            (e->method != M_POST && e->method != M_PUT))
+            return HV_OK;
+    }
+    m.from = hv_calloc(bj->n, sizeof(*m.from));
+    m.to = hv_calloc(bj->n, sizeof(*m.to));
+    m.idx = hv_calloc(bj->n, sizeof(*m.idx));
+    if (m.from == NULL || m.to == NULL || m.idx == NULL)
+        goto out;
+    /* assign_ids needs no database when no entry is conditional. */
+    if (assign_ids(NULL, bj) != HV_OK) {
+        rc = HV_EINVAL; /* cannot happen without conditions; run_transaction decides */
+        goto out;
+    }
+    for (size_t i = 0; i < bj->n; i++) {
+        bentry_t *e = &bj->e[i];
+        if (e->full_url == NULL || e->op.id[0] == '\0')
+            continue;
+        m.from[m.n] = e->full_url;
+        snprintf(m.to[m.n], sizeof(m.to[m.n]), "%s/%s", e->op.type, e->op.id);
+        m.idx[m.n] = m.n;
+        m.n++;
+    }
+    qsort_r(m.idx, m.n, sizeof(*m.idx), cmp_idx, &m);
+    for (size_t j = 1; j < m.n; j++)
+        if (strcmp(m.from[m.idx[j - 1]], m.from[m.idx[j]]) == 0)
+            goto out;
+    for (size_t i = 0; i < bj->n; i++)
+        if (needs_store(&m, bj->e[i].op.resource, 0))
+            goto out;
+    for (size_t i = 0; i < bj->n; i++)
+        if (rewrite_refs(NULL, bj, &m, bj->e[i].op.resource, i, 0) != HV_OK) {
+            rc = HV_EINVAL; /* excluded by needs_store */
+            goto out;
+        }
+    bj->refs_done = 1;
+    for (size_t i = 0; i < bj->n; i++) {
+        bentry_t *e = &bj->e[i];
+        /* A failure leaves the entry to compute its rows at the write. */
+        if (hv__search_index_rows(e->op.type, e->op.resource, &e->ix) != HV_OK)
+            e->ix = NULL;
+    }
+out:
+    hv_free(m.from);
+    hv_free(m.to);
+    hv_free(m.idx);
+    return rc;
+}
+
+int hv__bundle_is_precomputed(const hv__bundle_job_t *bj)
+{
+    return bj->refs_done;
 }
 
 int hv__bundle_run(hv_db_t *db, hv__bundle_job_t *bj)

@@ -1246,16 +1246,86 @@ static int index_params(ix_t *x, const hv_fhir_type_t *t, struct json_object *re
     return x->rc;
 }
 
+/* The rows of one resource tree, computed without a database (hv__search_index_rows). */
+struct hv__search_rows {
+    ix_t x;
+};
+
+void hv__search_rows_free(hv__search_rows_t *r)
+{
+    if (r == NULL)
+        return;
+    hv_free(r->x.set);
+    hv_arena_free(r->x.rows_arena);
+    hv_free(r);
+}
+
+/* Collects the rows of resource (a type's own parameters, then the inherited ones)
+ * into x, whose rows_arena is set; touches no database. */
+static int compute_rows(ix_t *x, const char *type, struct json_object *resource)
+{
+    hv_arena_t *arena = NULL;
+    const hv_fhir_type_t *t = hv_fhir_resource_type(type);
+    int rc = HV_OK;
+    x->rtype = t;
+    x->nkeys = 0;
+    if (json_object_is_type(resource, json_type_object)) {
+        json_object_object_foreach(resource, key, val)
+        {
+            (void)val;
+            if (x->nkeys == MAX_TOP_KEYS) {
+                x->nkeys++; /* too many to look at: every expression is evaluated */
+                break;
+            }
+            x->keys[x->nkeys++] = key;
+        }
+    }
+    arena = hv_arena_new(0);
+    if (arena == NULL)
+        return HV_ENOMEM;
+    for (; t != NULL && rc == HV_OK; t = hv_fhir_type_base(t))
+        rc = index_params(x, t, resource, arena);
+    hv_arena_free(arena);
+    /* The key pointers belong to the tree: they are not kept past this call. */
+    x->nkeys = 0;
+    return rc;
+}
+
+int hv__search_index_rows(const char *type, struct json_object *resource, hv__search_rows_t **out)
+{
+    hv__search_rows_t *r = hv_calloc(1, sizeof(*r));
+    int rc;
+    if (r == NULL)
+        return HV_ENOMEM;
+    r->x.rc = HV_OK;
+    r->x.rows_arena = hv_arena_new(16384);
+    if (r->x.rows_arena == NULL) {
+        hv_free(r);
+        return HV_ENOMEM;
+    }
+    rc = compute_rows(&r->x, type, resource);
+    if (rc != HV_OK) {
+        hv__search_rows_free(r);
+        return rc;
+    }
+    *out = r;
+    return HV_OK;
+}
+
 int hv__search_index_put(hv_db_t *db, const char *type, const char *id, struct json_object *resource,
                          int replace)
+{
+    return hv__search_index_put_pre(db, type, id, resource, replace, NULL);
+}
+
+int hv__search_index_put_pre(hv_db_t *db, const char *type, const char *id, struct json_object *resource,
+                             int replace, const hv__search_rows_t *pre)
 {
     static const char *const del[] = {
         "DELETE FROM sp_str WHERE type = $1 AND id = $2",  "DELETE FROM sp_tok WHERE type = $1 AND id = $2",
         "DELETE FROM sp_ref WHERE type = $1 AND id = $2",  "DELETE FROM sp_date WHERE type = $1 AND id = $2",
         "DELETE FROM sp_num WHERE type = $1 AND id = $2",  "DELETE FROM sp_uri WHERE type = $1 AND id = $2"};
     ix_t x;
-    hv_arena_t *arena = NULL;
-    const hv_fhir_type_t *t;
     int rc = HV_OK;
     memset(&x, 0, sizeof(x));
     x.db = db;
@@ -1279,33 +1349,24 @@ int hv__search_index_put(hv_db_t *db, const char *type, const char *id, struct j
     }
     if ((rc = hv__search_special_put(db, type, id, resource, replace)) != HV_OK || resource == NULL)
         return rc;
-    t = hv_fhir_resource_type(type);
-    x.rtype = t;
-    if (json_object_is_type(resource, json_type_object)) {
-        json_object_object_foreach(resource, key, val)
-        {
-            (void)val;
-            if (x.nkeys == MAX_TOP_KEYS) {
-                x.nkeys++; /* too many to look at: every expression is evaluated */
-                break;
-            }
-            x.keys[x.nkeys++] = key;
-        }
+    if (pre != NULL) {
+        /* Rows computed ahead (on the import's reader thread): only written here. */
+        ix_t px = pre->x;
+        px.db = db;
+        px.type = type;
+        px.id = id;
+        return flush_rows(&px);
     }
-    arena = hv_arena_new(0);
     x.rows_arena = hv_arena_new(16384);
-    if (arena == NULL || x.rows_arena == NULL) {
+    if (x.rows_arena == NULL) {
         rc = HV_ENOMEM;
         goto out;
     }
-    /* The type's own parameters, then those inherited (DomainResource, Resource). */
-    for (; t != NULL && rc == HV_OK; t = hv_fhir_type_base(t))
-        rc = index_params(&x, t, resource, arena);
+    rc = compute_rows(&x, type, resource);
     if (rc == HV_OK)
         rc = flush_rows(&x);
 out:
     hv_free(x.set);
     hv_arena_free(x.rows_arena);
-    hv_arena_free(arena);
     return rc;
 }

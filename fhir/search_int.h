@@ -84,6 +84,22 @@ int hv__search_index_put(hv_db_t *db, const char *type, const char *id, struct j
                          int replace);
 
 /*
+ * The index rows of one resource tree computed ahead of the write, without a
+ * database (the import's reader thread computes them while the writer stores the
+ * previous Bundle). They depend on the tree only, not on meta.versionId or
+ * meta.lastUpdated (no indexed parameter reads those), so rows computed before
+ * the write equal those hv__search_index_put would compute from the stored tree.
+ * hv__search_index_put_pre writes them instead of computing (pre NULL: computes,
+ * as hv__search_index_put); the special rows (near, full text) are still written
+ * from the tree.
+ */
+typedef struct hv__search_rows hv__search_rows_t;
+int hv__search_index_rows(const char *type, struct json_object *resource, hv__search_rows_t **out);
+void hv__search_rows_free(hv__search_rows_t *r);
+int hv__search_index_put_pre(hv_db_t *db, const char *type, const char *id, struct json_object *resource,
+                             int replace, const hv__search_rows_t *pre);
+
+/*
  * The range a FHIR date, dateTime or instant covers given its precision (FHIR R4
  * search.html#date): "2024" covers the year, "2024-03" the month, "2024-03-05" the
  * day, seconds the second, fractional seconds the millisecond. *lo and *hi are the

@@ -254,6 +254,13 @@ static int refs_insert(hv_db_t *db, const char *type, const char *id, struct jso
 int hv__store_put(hv_db_t *db, const char *type, const char *id, int64_t version, uint64_t ms,
                   const char *text, size_t len, struct json_object *resource)
 {
+    return hv__store_put_pre(db, type, id, version, ms, text, len, resource, NULL);
+}
+
+int hv__store_put_pre(hv_db_t *db, const char *type, const char *id, int64_t version, uint64_t ms,
+                      const char *text, size_t len, struct json_object *resource,
+                      const struct hv__search_rows *ix_pre)
+{
     struct json_object *identifiers = NULL;
     hv_db_stmt_t *st = NULL;
     int rc;
@@ -299,7 +306,8 @@ int hv__store_put(hv_db_t *db, const char *type, const char *id, int64_t version
         }
     }
     /* The search index, also of the current version only (fhir/search_index.c). */
-    rc = hv__search_index_put(db, type, id, text != NULL ? resource : NULL, version > 1);
+    rc = hv__search_index_put_pre(db, type, id, text != NULL ? resource : NULL, version > 1,
+                                  text != NULL ? ix_pre : NULL);
     if (rc != HV_OK)
         return rc;
     if (text == NULL)

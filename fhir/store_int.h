@@ -30,6 +30,8 @@
 #include <stdint.h>
 
 #include "engine/auth/auth.h"
+
+struct hv__search_rows;
 #include "fhir/fhir.h"
 
 #define HV__FHIR_TYPE_MAX 64  /* longest resource type name, with the NUL */
@@ -74,6 +76,8 @@ typedef struct hv__fop {
     uint64_t now_ms;               /* the lastUpdated to write; 0 takes the clock */
     const hv_auth_principal_t *principal; /* whose scopes limit the op (fhir/rest_authz.c); NULL: none
                                            * (import, channels, auth off). Borrowed from the request. */
+    const struct hv__search_rows *ix_pre; /* CREATE/UPDATE: the search-index rows of `resource` computed
+                                           * ahead (import), or NULL. Borrowed. */
     /* out */
     int status;                    /* the HTTP status of the outcome */
     int64_t out_version;           /* the version read or written */
@@ -170,6 +174,11 @@ int hv__store_get(hv_db_t *db, const char *type, const char *id, int64_t version
  */
 int hv__store_put(hv_db_t *db, const char *type, const char *id, int64_t version, uint64_t ms,
                   const char *text, size_t len, struct json_object *resource);
+/* hv__store_put with the search-index rows of resource computed ahead
+ * (hv__search_index_rows; NULL computes them here). */
+int hv__store_put_pre(hv_db_t *db, const char *type, const char *id, int64_t version, uint64_t ms,
+                      const char *text, size_t len, struct json_object *resource,
+                      const struct hv__search_rows *ix_pre);
 /*
  * Calls cb for the live current resources in the compartment of Patient `patient`
  * (of `type` only, unless NULL), oldest first. Membership: the Patient itself and
@@ -237,6 +246,16 @@ int hv__bundle_prepare(struct json_object *bundle, int import, const char *prefe
                        hv__bundle_job_t **out, int *status, char *msg, size_t msglen);
 /* Runs it on db (inside the caller's transaction). Returns HV_OK or a negative status;
  * for a transaction, a failed entry makes it return HV_EINVAL (roll back). */
+/*
+ * Import only, on any thread, before hv__bundle_run: for a transaction whose
+ * entries are all unconditional creates and updates and whose references need no
+ * store lookup, fixes the ids, rewrites the references and computes every entry's
+ * search-index rows (hv__search_index_rows), so that the writer only binds and
+ * inserts them. Any other Bundle is left as it is (hv__bundle_run does all).
+ */
+int hv__bundle_precompute(hv__bundle_job_t *bj);
+/* True when hv__bundle_precompute did the ids, references and index rows of bj. */
+int hv__bundle_is_precomputed(const hv__bundle_job_t *bj);
 int hv__bundle_run(hv_db_t *db, hv__bundle_job_t *bj);
 /* The response: a Bundle (transaction-response/batch-response) or, for a failed
  * transaction, the OperationOutcome of the failing entry with its status. The tree is owned

@@ -101,7 +101,8 @@ static int write_version(hv_db_t *db, hv__fop_t *op, struct json_object *res, in
         rc = hv_fhir_json_write(res, 0, &b);
     if (rc != HV_OK)
         goto out;
-    rc = hv__store_put(db, op->type, op->id, version, ms, b.data, b.len, res);
+    rc = hv__store_put_pre(db, op->type, op->id, version, ms, b.data, b.len, res,
+                           res == op->resource ? op->ix_pre : NULL);
     if (rc == HV_ECONFLICT) {
         hv__fop_fail(op, 409, "conflict", "%s/%s was changed by another request at the same time", op->type,
                      op->id);

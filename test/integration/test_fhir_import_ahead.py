@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""test_fhir_import_ahead.py — `holovitals import` computes each Bundle's ids, reference
+rewriting and search-index rows on its reader thread, ahead of the writer
+(hv__bundle_precompute, fhir/rest_bundle.c; hv__search_index_rows, fhir/search_index.c).
+The store it leaves must be exactly the one the writer-only path leaves
+(HOLOVITALS_IMPORT_PRECOMPUTE=0): every index table (sp_str, sp_tok, sp_ref, sp_date,
+sp_num, sp_uri), the identifier and reference indexes and the stored resources (but
+meta.lastUpdated) are compared row by row. Bundles that need the store (conditional
+references, If-None-Exist, conditional updates) fall back to the writer path.
+HOLOVITALS_IMPORT_PRECOMPUTE=1 makes the importer say how many Bundles were computed
+ahead, so the tests know which path ran. On SQLite, and on PostgreSQL when
+HV_TEST_PG_URL is set.
+"""
+import glob
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import tempfile
+import unittest
+
+from harness import REFERENCE, main, run_cli
+import test_fhir_store as store_tests
+
+REFERENCE = os.environ.get("HV_REFERENCE_DIR", REFERENCE)
+TABLES = ("sp_str", "sp_tok", "sp_ref", "sp_date", "sp_num", "sp_uri", "ident", "refs")
+AHEAD = re.compile(r"holovitals import: (\d+) of (\d+) Bundles computed ahead\n")
+LAST_UPDATED = re.compile(r'"lastUpdated"\s*:\s*"[^"]*"')
+
+
+class ImportAheadTests(unittest.TestCase):
+    DB = None
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="hv-import-ahead-")
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def dump(self, data):
+        """Every row of the index tables and the resources, sorted, per table."""
+        out = {}
+        queries = {t: "SELECT * FROM %s" % t for t in TABLES}
+        queries["resources"] = "SELECT type, id, version, deleted, json FROM resources"
+        if self.DB:
+            for t, q in queries.items():
+                p = subprocess.run(["psql", "-q", "-X", "-A", "-t", "-F", "\x1f", self.DB, "-c",
+                                    "SET search_path TO fhir; " + q],
+                                   check=True, capture_output=True, text=True, timeout=60)
+                out[t] = sorted(LAST_UPDATED.sub("", line) for line in p.stdout.splitlines() if line)
+        else:
+            con = sqlite3.connect(os.path.join(data, "fhir.db"))
+            try:
+                for t, q in queries.items():
+                    out[t] = sorted(LAST_UPDATED.sub("", "\x1f".join(map(str, r))) for r in con.execute(q))
+            finally:
+                con.close()
+        return out
+
+    def run_import(self, name, mode, batches):
+        """Imports each list of files of batches (one import each) into a fresh store with
+        HOLOVITALS_IMPORT_PRECOMPUTE=mode; returns (dump, [(ahead, bundles)...], [stderr...])."""
+        data = os.path.join(self.tmp, name)
+        if self.DB:
+            store_tests.reset_pg(self.DB)
+        counts, errs = [], []
+        for files in batches:
+            args = ["import", "--data", data] + (["--db", self.DB] if self.DB else []) + list(files)
+            code, out, err = run_cli(*args, env={"HOLOVITALS_IMPORT_PRECOMPUTE": mode}, timeout=120)
+            for bad in ("Sanitizer", "runtime error"):
+                self.assertNotIn(bad, err)
+            m = AHEAD.search(err)
+            counts.append((int(m.group(1)), int(m.group(2))) if m else None)
+            errs.append((code, out.split(" in ")[0], AHEAD.sub("", err)))
+        return self.dump(data), counts, errs
+
+    def assert_same_store(self, batches):
+        """Imports batches both ways and compares the stores row by row; returns the
+        counts of the precomputing run."""
+        old, old_counts, old_errs = self.run_import("old", "0", batches)
+        new, new_counts, new_errs = self.run_import("new", "1", batches)
+        self.assertEqual(old_counts, [None] * len(batches))  # mode 0 reports (and computes) nothing ahead
+        self.assertNotIn(None, new_counts)
+        self.assertEqual(old_errs, new_errs)
+        for t in old:
+            self.assertEqual(len(old[t]), len(new[t]), t)
+            for a, b in zip(old[t], new[t]):
+                self.assertEqual(a, b, t)
+        self.codes = [c for c, _, _ in new_errs]
+        return new_counts, new
+
+    def write(self, name, doc):
+        path = os.path.join(self.tmp, name)
+        with open(path, "w", encoding="utf-8") as f:
+            if isinstance(doc, list):
+                f.write("".join(json.dumps(r) + "\n" for r in doc))
+            else:
+                json.dump(doc, f)
+        return path
+
+    def test_synthea_index_rows_equal_both_ways(self):
+        files = sorted(glob.glob(os.path.join(REFERENCE, "fhir", "synthea", "*.json")))
+        self.assertTrue(files, "no Synthea bundles under " + REFERENCE)
+        counts, new = self.assert_same_store([files])
+        self.assertEqual(counts, [(len(files), len(files))])  # every Synthea Bundle went ahead
+        self.assertEqual(self.codes, [0])
+        for t in ("sp_str", "sp_tok", "sp_ref", "sp_date", "sp_num", "ident", "refs"):
+            self.assertGreater(len(new[t]), 100, t)
+
+    def test_updates_replace_rows_equal_both_ways(self):
+        """A second import of changed resources (new versions: the rows of the old ones are
+        replaced) and an NDJSON collection, both computed ahead."""
+        files = sorted(glob.glob(os.path.join(REFERENCE, "fhir", "synthea", "*.json")))[:1]
+        self.assertTrue(files, "no Synthea bundles under " + REFERENCE)
+        with open(files[0], encoding="utf-8") as f:
+            bundle = json.load(f)
+        pat = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"][0]
+        changed = dict(pat, name=[{"family": "Aheadword", "given": ["Zed"]}], gender="other")
+        upd = self.write("upd.json", {"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"fullUrl": "urn:uuid:11111111-2222-3333-4444-555555555555", "resource": changed,
+             "request": {"method": "PUT", "url": "Patient/" + pat["id"]}},
+            {"fullUrl": "urn:uuid:aaaaaaaa-2222-3333-4444-555555555555",
+             "resource": {"resourceType": "Observation", "id": "ahead-obs", "status": "final",
+                          "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+                          "subject": {"reference": "urn:uuid:11111111-2222-3333-4444-555555555555"},
+                          "valueQuantity": {"value": 61, "unit": "/min", "system": "http://unitsofmeasure.org",
+                                            "code": "/min"}},
+             "request": {"method": "POST", "url": "Observation"}}]})
+        nd = self.write("more.ndjson", [
+            {"resourceType": "Patient", "id": "nd-%d" % i, "birthDate": "1970-01-0%d" % (i + 1),
+             "identifier": [{"system": "urn:x", "value": "v%d" % i}], "name": [{"family": "Ndj%d" % i}]}
+            for i in range(3)])
+        counts, new = self.assert_same_store([files, [upd, nd]])
+        self.assertEqual(counts[1], (2, 2))
+        self.assertEqual(self.codes, [0, 0])
+        self.assertTrue(any(r.startswith("Patient\x1f" + pat["id"] + "\x1fname\x1f") and "\x1faheadword" in r
+                            for r in new["sp_str"]))
+
+    def test_bundles_needing_the_store_fall_back(self):
+        """Conditional references and If-None-Exist are resolved by the writer; a dangling
+        urn:uuid fails the Bundle the same way on both paths."""
+        pat = {"resourceType": "Patient", "id": "cond-p", "identifier": [{"system": "urn:s", "value": "42"}]}
+        first = self.write("first.json", {"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"resource": pat, "request": {"method": "PUT", "url": "Patient/cond-p"}}]})
+        cond = self.write("cond.json", {"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"resource": {"resourceType": "Observation", "id": "cond-obs", "status": "final", "code": {"text": "x"},
+                          "subject": {"reference": "Patient?identifier=urn:s|42"}},
+             "request": {"method": "POST", "url": "Observation"}},
+            {"resource": {"resourceType": "Patient", "identifier": [{"system": "urn:s", "value": "42"}]},
+             "request": {"method": "POST", "url": "Patient", "ifNoneExist": "identifier=urn:s|42"}}]})
+        dangling = self.write("dangling.json", {"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "y"},
+                          "subject": {"reference": "urn:uuid:99999999-2222-3333-4444-555555555555"}},
+             "request": {"method": "POST", "url": "Observation"}}]})
+        counts, new = self.assert_same_store([[first], [cond], [dangling]])
+        self.assertEqual(counts, [(1, 1), (0, 1), (0, 1)])
+        self.assertEqual(self.codes, [0, 0, 1])  # the dangling reference fails its Bundle
+        self.assertTrue(any(r.startswith("Observation\x1fcond-obs\x1f") and "\x1fPatient\x1fcond-p" in r
+                            for r in new["sp_ref"]), new["sp_ref"])
+
+
+if store_tests.PG_URL:
+    class ImportAheadTestsPg(ImportAheadTests):
+        @classmethod
+        def setUpClass(cls):
+            cls.DB = store_tests.private_db(store_tests.PG_URL, "hv_test_fhir_import_ahead")
+
+
+if __name__ == "__main__":
+    main()
