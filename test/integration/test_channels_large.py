@@ -247,7 +247,8 @@ class LargeMessageTest(EngineTestCase):
         big_id = int(answer["id"])
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            files = os.listdir(out) if os.path.isdir(out) else []
+            # file-write writes .NAME.tmp, then renames it: only finished files count
+            files = [f for f in os.listdir(out) if not f.startswith(".")] if os.path.isdir(out) else []
             st = eng.get_json("/channels/front")[1]["statistics"]
             if files and st["queued"] == 0:
                 break
