@@ -39,23 +39,38 @@ WORKROOT = os.path.join(BUILDDIR, "test", "integration", "work")
 
 
 def free_port():
-    """A TCP port that was free on 127.0.0.1 a moment ago.
+    """A TCP port that was free on 127.0.0.1 a moment ago, and that no other test of this
+    build directory has been given.
 
-    Chosen at random below the kernel's ephemeral range (32768+): ports the kernel hands out
-    for bind(0) come in sequence, so tests running in parallel that probe with port 0 tend
-    to be given the same just-released port; random picks from 20000-32000 rarely collide."""
+    Ports come from one counter shared by every test of the run (a file under WORKROOT,
+    taken under flock), walking 20000-31999 from a random start: tests running in parallel
+    never get the same port, as they could with random picks (two did, in CI: a channel
+    file's listener was refused and its test talked to another test's engine). Each port is
+    also checked with bind(), which skips ports other processes hold. Below the kernel's
+    ephemeral range (32768+), so outgoing connections do not take them."""
+    import fcntl
     import random
-    for _ in range(200):
-        port = random.randrange(20000, 32000)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
+    lo, hi = 20000, 32000
+    os.makedirs(WORKROOT, exist_ok=True)
+    fd = os.open(os.path.join(WORKROOT, ".ports"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        last = os.read(fd, 32).decode(errors="replace").strip()
+        port = int(last) if last.isdigit() and lo <= int(last) < hi else random.randrange(lo, hi)
+        for _ in range(hi - lo):
+            port = port + 1 if port + 1 < hi else lo
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.ftruncate(fd, 0)
+            os.write(fd, str(port).encode())
             return port
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    finally:
+        os.close(fd)
+    raise RuntimeError("no free TCP port in %d-%d on 127.0.0.1" % (lo, hi - 1))
 
 
 def run_cli(*args, env=None, input=None, timeout=60):
