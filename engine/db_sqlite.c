@@ -17,13 +17,16 @@
  *                              commits may be lost on power failure)
  *   busy_timeout  5000 ms      another process or connection holding the write lock
  *   foreign_keys  ON
- *   temp_store    FILE         not MEMORY: with MEMORY the sub-journal of a savepoint is an
- *                              in-memory list of 1 KiB chunks, and every statement that ends
- *                              inside the storage thread's per-job savepoint truncates it by
- *                              walking that list from its head — quadratic in the job's size
- *                              (43% of the engine's CPU in an EHR page job of 1,000 writes).
- *                              FILE keeps sub-journals in memory up to 64 KiB, then in a
- *                              temporary file (page cache), where truncation costs nothing.
+ *   temp_store    MEMORY       sub-journals and temporary tables in memory. A store whose
+ *                              storage jobs are large sets FILE instead (the FHIR store,
+ *                              hv__store_tune): with MEMORY the sub-journal of a savepoint is
+ *                              an in-memory list of 1 KiB chunks, and every statement that
+ *                              ends inside the storage thread's per-job savepoint truncates
+ *                              it by walking that list from its head — quadratic in the job's
+ *                              size (43% of the engine's CPU in an EHR page job of 1,000
+ *                              writes). FILE keeps sub-journals in memory up to 64 KiB, then
+ *                              in a temporary file; but for the many small jobs of the
+ *                              channel store that spill cost 10% of MLLP intake.
  *   journal_size_limit 64 MiB  the WAL file is truncated back to this after a checkpoint
  *
  * Placeholders: $N is rewritten to ?N (see db.c), which SQLite binds by number.
@@ -246,7 +249,7 @@ int hv__db_sqlite_open(const char *dir, const char *name, hv_db_t **out, hv_erro
         "PRAGMA journal_mode=WAL;"
         "PRAGMA synchronous=FULL;"
         "PRAGMA foreign_keys=ON;"
-        "PRAGMA temp_store=FILE;"
+        "PRAGMA temp_store=MEMORY;"
         "PRAGMA journal_size_limit=67108864;";
     sqlite_db_t *db = NULL;
     char path[4096];

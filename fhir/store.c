@@ -75,7 +75,13 @@ int hv__store_tune(hv_db_t *db, hv_config_t *cfg)
     char sql[64];
     int64_t kib;
     int rc = hv_db_set_synchronous(db, hv_config_str(cfg, "fhir.synchronous"));
-    if (rc != HV_OK || hv_db_kind(db) != HV_DB_SQLITE || hv_config_find(cfg, "fhir.cache_size") == NULL)
+    if (rc != HV_OK || hv_db_kind(db) != HV_DB_SQLITE)
+        return rc;
+    /* Imports, transactions, EHR pages and the full-text catch-up are large storage jobs:
+     * sub-journals in a temporary file past 64 KiB, not the in-memory list whose truncation
+     * is quadratic in the job's size (engine/db_sqlite.c). */
+    rc = hv_db_exec(db, "PRAGMA temp_store=FILE");
+    if (rc != HV_OK || hv_config_find(cfg, "fhir.cache_size") == NULL)
         return rc;
     /* A negative cache_size is in KiB (sqlite.org/pragma.html#pragma_cache_size). */
     kib = (int64_t)(hv_config_size(cfg, "fhir.cache_size") / 1024);
