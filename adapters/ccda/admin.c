@@ -32,33 +32,6 @@
 
 #define E(x) "2.16.840.1.113883.10.20.22.4." x
 
-static int eq(const char *a, const char *b) {
-    return a != NULL && strcmp(a, b) == 0;
-}
-
-static void set_if(struct json_object *o, const char *key, struct json_object *v) {
-    if (v != NULL) hv_json_set(o, key, v);
-}
-
-static void add_ref(struct json_object *refs, const char *url) {
-    if (url != NULL) json_object_array_add(refs, hv__ccda_ref(url));
-}
-
-static struct json_object *coding_cc(const char *system, const char *code, const char *display) {
-    struct json_object *cc = json_object_new_object(), *a = json_object_new_array();
-    struct json_object *cg = json_object_new_object();
-    hv_json_set_str(cg, "system", system);
-    hv_json_set_str(cg, "code", code);
-    if (display != NULL) hv_json_set_str(cg, "display", display);
-    json_object_array_add(a, cg);
-    hv_json_set(cc, "coding", a);
-    return cc;
-}
-
-static const char *status_code(xmlNodePtr n) {
-    return hv__ccda_attr(hv__ccda_child(n, "statusCode"), "code");
-}
-
 /* ---- advance directives --------------------------------------------------------------- */
 
 /* The observation's reference/externalDocument (C-CDA R2.1 Advance Directive Observation,
@@ -75,9 +48,9 @@ static const char *directive_document(hv__ccda_ctx_t *c, xmlNodePtr obs, const c
         struct json_object *ids = hv__ccda_identifiers(c, ed);
         if ((url == NULL || url[0] == '\0' || strchr(url, ' ') != NULL) && ids == NULL) continue;
         struct json_object *dr = json_object_new_object(), *att = json_object_new_object();
-        set_if(dr, "identifier", ids);
+        hv__ccda_set_if(dr, "identifier", ids);
         hv_json_set_str(dr, "status", "current");
-        set_if(dr, "type", hv__ccda_concept(c, hv__ccda_child(ed, "code")));
+        hv__ccda_set_if(dr, "type", hv__ccda_concept(c, hv__ccda_child(ed, "code")));
         hv_json_set(dr, "subject", hv__ccda_ref(c->patient_url));
         const char *mt = hv__ccda_attr(text, "mediaType");
         if (mt != NULL && mt[0] != '\0') hv_json_set_str(att, "contentType", mt);
@@ -118,7 +91,7 @@ static void directive_author(hv__ccda_ctx_t *c, xmlNodePtr n, const char *target
     hv_json_set_str(p, "recorded", when);
     struct json_object *agent = json_object_new_object(), *agents = json_object_new_array();
     hv_json_set(agent, "type",
-                coding_cc("http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                hv__ccda_cc1("http://terminology.hl7.org/CodeSystem/provenance-participant-type",
                           "author", "Author"));
     hv_json_set(agent, "who", hv__ccda_ref(who));
     if (org != NULL) hv_json_set(agent, "onBehalfOf", hv__ccda_ref(org));
@@ -158,18 +131,18 @@ static void directive(hv__ccda_ctx_t *c, xmlNodePtr n, struct json_object *refs,
     }
     struct json_object *cs = json_object_new_object();
     struct json_object *ids = hv__ccda_identifiers(c, n);
-    set_if(cs, "identifier", ids);
-    const char *sc = status_code(n);
+    hv__ccda_set_if(cs, "identifier", ids);
+    const char *sc = hv__ccda_status_code(n);
     /* ActStatus → ConsentState: a nullified entry was recorded in error, a cancelled or
      * aborted one is no longer in force; a completed (documented) directive is active. */
-    hv_json_set_str(cs, "status", eq(sc, "nullified")                        ? "entered-in-error"
-                                  : eq(sc, "cancelled") || eq(sc, "aborted") ? "inactive"
+    hv_json_set_str(cs, "status", hv__ccda_eq(sc, "nullified")                        ? "entered-in-error"
+                                  : hv__ccda_eq(sc, "cancelled") || hv__ccda_eq(sc, "aborted") ? "inactive"
                                                                              : "active");
-    hv_json_set(cs, "scope", coding_cc("http://terminology.hl7.org/CodeSystem/consentscope", "adr",
+    hv_json_set(cs, "scope", hv__ccda_cc1("http://terminology.hl7.org/CodeSystem/consentscope", "adr",
                                        "Advanced Care Directive"));
     struct json_object *cat = hv__ccda_concept(c, hv__ccda_child(organizer ? n : first, "code"));
     if (cat == NULL)
-        cat = coding_cc("http://loinc.org", "42348-3", "Advance healthcare directives");
+        cat = hv__ccda_cc1("http://loinc.org", "42348-3", "Advance healthcare directives");
     struct json_object *cats = json_object_new_array();
     json_object_array_add(cats, cat);
     hv_json_set(cs, "category", cats);
@@ -194,8 +167,8 @@ static void directive(hv__ccda_ctx_t *c, xmlNodePtr n, struct json_object *refs,
     struct json_object *prov = json_object_new_object();
     if (start != NULL || end != NULL) {
         struct json_object *per = json_object_new_object();
-        set_if(per, "start", start);
-        set_if(per, "end", end);
+        hv__ccda_set_if(per, "start", start);
+        hv__ccda_set_if(per, "end", end);
         hv_json_set(prov, "period", per);
     }
     if (json_object_array_length(codes) > 0)
@@ -207,7 +180,7 @@ static void directive(hv__ccda_ctx_t *c, xmlNodePtr n, struct json_object *refs,
     else
         json_object_put(prov);
     const char *url = hv__ccda_add(c, "Consent", cs, NULL);
-    add_ref(refs, url);
+    hv__ccda_add_ref(refs, url);
     directive_author(c, hv__ccda_child(n, "author") != NULL ? n : first, url);
 }
 
@@ -238,7 +211,7 @@ static const char *subscriber_relationship(const char *role) {
 static xmlNodePtr participant(xmlNodePtr act, const char *type) {
     for (xmlNodePtr p = hv__ccda_child(act, "participant"); p != NULL;
          p = hv__ccda_next(p, "participant"))
-        if (eq(hv__ccda_attr(p, "typeCode"), type)) return p;
+        if (hv__ccda_eq(hv__ccda_attr(p, "typeCode"), type)) return p;
     return NULL;
 }
 
@@ -249,8 +222,8 @@ static const char *payer(hv__ccda_ctx_t *c, xmlNodePtr act) {
          pf = hv__ccda_next(pf, "performer")) {
         xmlNodePtr a = hv__ccda_child(pf, "assignedEntity");
         const char *role = hv__ccda_attr(hv__ccda_child(a, "code"), "code");
-        if (a == NULL || !(hv__ccda_has_template(pf, E("87")) || eq(role, "PAYOR") ||
-                           eq(role, "PAYER")))
+        if (a == NULL || !(hv__ccda_has_template(pf, E("87")) || hv__ccda_eq(role, "PAYOR") ||
+                           hv__ccda_eq(role, "PAYER")))
             continue;
         const char *org = hv__ccda_organization(c, hv__ccda_child(a, "representedOrganization"));
         if (org != NULL) return org;
@@ -268,13 +241,13 @@ static void policy(hv__ccda_ctx_t *c, xmlNodePtr act, struct json_object *refs, 
         return;
     }
     struct json_object *cov = json_object_new_object();
-    set_if(cov, "identifier", hv__ccda_identifiers(c, act));
-    const char *sc = status_code(act);
+    hv__ccda_set_if(cov, "identifier", hv__ccda_identifiers(c, act));
+    const char *sc = hv__ccda_status_code(act);
     /* ActStatus → FinancialResourceStatusCodes. */
-    hv_json_set_str(cov, "status", eq(sc, "nullified")                        ? "entered-in-error"
-                                   : eq(sc, "cancelled") || eq(sc, "aborted") ? "cancelled"
+    hv_json_set_str(cov, "status", hv__ccda_eq(sc, "nullified")                        ? "entered-in-error"
+                                   : hv__ccda_eq(sc, "cancelled") || hv__ccda_eq(sc, "aborted") ? "cancelled"
                                                                               : "active");
-    set_if(cov, "type", hv__ccda_concept(c, hv__ccda_child(act, "code")));
+    hv__ccda_set_if(cov, "type", hv__ccda_concept(c, hv__ccda_child(act, "code")));
     xmlNodePtr holder = hv__ccda_child(participant(act, "HLD"), "participantRole");
     xmlNodePtr cp = participant(act, "COV");
     xmlNodePtr covered = hv__ccda_child(cp, "participantRole");
@@ -293,18 +266,18 @@ static void policy(hv__ccda_ctx_t *c, xmlNodePtr act, struct json_object *refs, 
     const char *rel = subscriber_relationship(role);
     if (rel != NULL) {
         struct json_object *cc =
-            coding_cc("http://terminology.hl7.org/CodeSystem/subscriber-relationship", rel, NULL);
+            hv__ccda_cc1("http://terminology.hl7.org/CodeSystem/subscriber-relationship", rel, NULL);
         struct json_object *sent = hv__ccda_coding(c, rc), *codings = NULL;
         if (sent != NULL && json_object_object_get_ex(cc, "coding", &codings))
             json_object_array_add(codings, sent);
         hv_json_set(cov, "relationship", cc);
-        if (eq(rel, "self")) hv_json_set(cov, "subscriber", hv__ccda_ref(c->patient_url));
+        if (hv__ccda_eq(rel, "self")) hv_json_set(cov, "subscriber", hv__ccda_ref(c->patient_url));
     }
-    set_if(cov, "period", hv__ccda_period(c, hv__ccda_child(cp, "time")));
+    hv__ccda_set_if(cov, "period", hv__ccda_period(c, hv__ccda_child(cp, "time")));
     struct json_object *payors = json_object_new_array();
     json_object_array_add(payors, hv__ccda_ref(payor));
     hv_json_set(cov, "payor", payors);
-    add_ref(refs, hv__ccda_add(c, "Coverage", cov, NULL));
+    hv__ccda_add_ref(refs, hv__ccda_add(c, "Coverage", cov, NULL));
 }
 
 void hv__ccda_payers(hv__ccda_ctx_t *c, xmlNodePtr section, struct json_object *refs) {

@@ -126,6 +126,16 @@ const char *hv__ccda_add(hv__ccda_ctx_t *c, const char *type, struct json_object
 /* {"reference": url} */
 struct json_object *hv__ccda_ref(const char *url);
 
+/* Small builders shared by the section mappers (defined in entries.c): a reference to url
+ * appended to refs when url is not NULL; a CodeableConcept of one coding (display may be
+ * NULL); the statusCode/@code of n; string equality that is false for a NULL a; o.key = v
+ * when v is not NULL. */
+void hv__ccda_add_ref(struct json_object *refs, const char *url);
+struct json_object *hv__ccda_cc1(const char *system, const char *code, const char *display);
+const char *hv__ccda_status_code(xmlNodePtr n);
+int hv__ccda_eq(const char *a, const char *b);
+void hv__ccda_set_if(struct json_object *o, const char *key, struct json_object *v);
+
 /* ---- header and body ------------------------------------------------------------- */
 
 /* Maps the header: Patient (required), authors, custodian, legal authenticator,

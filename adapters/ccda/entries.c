@@ -55,11 +55,11 @@ void hv__ccda_walk(hv__ccda_ctx_t *c, xmlNodePtr n, const char *const *oids, ent
     walk(c, n, oids, fn, refs, ud, 0);
 }
 
-static void add_ref(struct json_object *refs, const char *url) {
+void hv__ccda_add_ref(struct json_object *refs, const char *url) {
     if (url != NULL) json_object_array_add(refs, hv__ccda_ref(url));
 }
 
-static struct json_object *cc1(const char *system, const char *code, const char *display) {
+struct json_object *hv__ccda_cc1(const char *system, const char *code, const char *display) {
     struct json_object *cc = json_object_new_object(), *a = json_object_new_array();
     struct json_object *cg = json_object_new_object();
     hv_json_set_str(cg, "system", system);
@@ -81,15 +81,15 @@ static int negated(xmlNodePtr n) {
     return v != NULL && strcmp(v, "true") == 0;
 }
 
-static const char *status_code(xmlNodePtr n) {
+const char *hv__ccda_status_code(xmlNodePtr n) {
     return hv__ccda_attr(hv__ccda_child(n, "statusCode"), "code");
 }
 
-static int eq(const char *a, const char *b) {
+int hv__ccda_eq(const char *a, const char *b) {
     return a != NULL && strcmp(a, b) == 0;
 }
 
-static void set_if(struct json_object *o, const char *key, struct json_object *v) {
+void hv__ccda_set_if(struct json_object *o, const char *key, struct json_object *v) {
     if (v != NULL) hv_json_set(o, key, v);
 }
 
@@ -101,9 +101,9 @@ static const char *nested_status(xmlNodePtr n, const char *tmpl) {
         xmlNodePtr o = hv__ccda_child(er, "observation");
         if (o == NULL || !hv__ccda_has_template(o, tmpl)) continue;
         const char *code = hv__ccda_attr(hv__ccda_child(o, "value"), "code");
-        if (eq(code, "55561003")) return "active";
-        if (eq(code, "73425007")) return "inactive";
-        if (eq(code, "413322009")) return "resolved";
+        if (hv__ccda_eq(code, "55561003")) return "active";
+        if (hv__ccda_eq(code, "73425007")) return "inactive";
+        if (hv__ccda_eq(code, "413322009")) return "resolved";
     }
     return NULL;
 }
@@ -189,41 +189,41 @@ typedef struct problem_ud {
 static void problem_obs(hv__ccda_ctx_t *c, xmlNodePtr obs, struct json_object *refs, void *ud) {
     problem_ud_t *pu = ud;
     struct json_object *cond = json_object_new_object(), *low, *high;
-    set_if(cond, "identifier", hv__ccda_identifiers(c, obs));
+    hv__ccda_set_if(cond, "identifier", hv__ccda_identifiers(c, obs));
     low_high(c, obs, &low, &high);
     /* Clinical status: the Problem Status observation, else an abatement date means
      * resolved, else the concern act's status (C-CDA on FHIR ConceptMap). */
     const char *st = nested_status(obs, E("6"));
-    if (high != NULL && (st == NULL || eq(st, "active"))) st = "resolved";
-    if (st == NULL) st = eq(pu->concern, "active")      ? "active"
-                         : eq(pu->concern, "completed") ? "resolved"
-                         : eq(pu->concern, "suspended") ? "inactive"
+    if (high != NULL && (st == NULL || hv__ccda_eq(st, "active"))) st = "resolved";
+    if (st == NULL) st = hv__ccda_eq(pu->concern, "active")      ? "active"
+                         : hv__ccda_eq(pu->concern, "completed") ? "resolved"
+                         : hv__ccda_eq(pu->concern, "suspended") ? "inactive"
                                                         : NULL;
     if (st != NULL)
         hv_json_set(cond, "clinicalStatus",
-                    cc1("http://terminology.hl7.org/CodeSystem/condition-clinical", st, NULL));
+                    hv__ccda_cc1("http://terminology.hl7.org/CodeSystem/condition-clinical", st, NULL));
     if (negated(obs))
         hv_json_set(cond, "verificationStatus",
-                    cc1("http://terminology.hl7.org/CodeSystem/condition-ver-status", "refuted",
+                    hv__ccda_cc1("http://terminology.hl7.org/CodeSystem/condition-ver-status", "refuted",
                         NULL));
     hv_json_set(cond, "category",
-                arr1(cc1("http://terminology.hl7.org/CodeSystem/condition-category", pu->category,
+                arr1(hv__ccda_cc1("http://terminology.hl7.org/CodeSystem/condition-category", pu->category,
                          NULL)));
     struct json_object *code = hv__ccda_concept(c, hv__ccda_child(obs, "value"));
     if (code == NULL) code = hv__ccda_concept(c, hv__ccda_child(obs, "code"));
-    set_if(cond, "code", code);
+    hv__ccda_set_if(cond, "code", code);
     hv_json_set(cond, "subject", hv__ccda_ref(c->patient_url));
-    set_if(cond, "onsetDateTime", low);
-    set_if(cond, "abatementDateTime", high);
-    set_if(cond, "recorder", hv__ccda_entry_actor(c, obs));
-    add_ref(refs, hv__ccda_add(c, "Condition", cond, NULL));
+    hv__ccda_set_if(cond, "onsetDateTime", low);
+    hv__ccda_set_if(cond, "abatementDateTime", high);
+    hv__ccda_set_if(cond, "recorder", hv__ccda_entry_actor(c, obs));
+    hv__ccda_add_ref(refs, hv__ccda_add(c, "Condition", cond, NULL));
 }
 
 static const char *const problem_obs_t[] = {E("4"), NULL};
 
 static void concern_act(hv__ccda_ctx_t *c, xmlNodePtr act, struct json_object *refs, void *ud) {
     problem_ud_t pu = *(problem_ud_t *)ud;
-    pu.concern = status_code(act);
+    pu.concern = hv__ccda_status_code(act);
     walk(c, act, problem_obs_t, problem_obs, refs, &pu, 0);
 }
 
@@ -281,9 +281,9 @@ static const char *severity_of(xmlNodePtr n) {
         xmlNodePtr o = hv__ccda_child(er, "observation");
         if (o == NULL || !hv__ccda_has_template(o, E("8"))) continue;
         const char *code = hv__ccda_attr(hv__ccda_child(o, "value"), "code");
-        if (eq(code, "255604002")) return "mild";
-        if (eq(code, "6736007")) return "moderate";
-        if (eq(code, "24484000") || eq(code, "442452003")) return "severe";
+        if (hv__ccda_eq(code, "255604002")) return "mild";
+        if (hv__ccda_eq(code, "6736007")) return "moderate";
+        if (hv__ccda_eq(code, "24484000") || hv__ccda_eq(code, "442452003")) return "severe";
     }
     return NULL;
 }
@@ -291,13 +291,13 @@ static const char *severity_of(xmlNodePtr n) {
 static void allergy_obs(hv__ccda_ctx_t *c, xmlNodePtr obs, struct json_object *refs, void *ud) {
     const char *concern = ud;
     struct json_object *ai = json_object_new_object(), *low, *high;
-    set_if(ai, "identifier", hv__ccda_identifiers(c, obs));
+    hv__ccda_set_if(ai, "identifier", hv__ccda_identifiers(c, obs));
     const char *st = nested_status(obs, E("28"));
-    if (st == NULL) st = eq(concern, "completed") ? "resolved" : eq(concern, "suspended") ? "inactive"
+    if (st == NULL) st = hv__ccda_eq(concern, "completed") ? "resolved" : hv__ccda_eq(concern, "suspended") ? "inactive"
                                                                                          : "active";
     /* ait-1: clinicalStatus is required unless the record is entered-in-error. */
     hv_json_set(ai, "clinicalStatus",
-                cc1("http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", st, NULL));
+                hv__ccda_cc1("http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", st, NULL));
     xmlNodePtr pe = hv__ccda_child(
         hv__ccda_child(hv__ccda_child(obs, "participant"), "participantRole"), "playingEntity");
     xmlNodePtr pcode = hv__ccda_child(pe, "code");
@@ -305,13 +305,13 @@ static void allergy_obs(hv__ccda_ctx_t *c, xmlNodePtr obs, struct json_object *r
     int neg = negated(obs);
     if (neg && code == NULL) {
         /* "No known allergies": negated, with no substance (C-CDA R2.1 §5.3 example). */
-        code = cc1("http://snomed.info/sct", "716186003", "No known allergy (situation)");
+        code = hv__ccda_cc1("http://snomed.info/sct", "716186003", "No known allergy (situation)");
         hv_json_set(ai, "verificationStatus",
-                    cc1("http://terminology.hl7.org/CodeSystem/allergyintolerance-verification",
+                    hv__ccda_cc1("http://terminology.hl7.org/CodeSystem/allergyintolerance-verification",
                         "confirmed", NULL));
     } else {
         hv_json_set(ai, "verificationStatus",
-                    cc1("http://terminology.hl7.org/CodeSystem/allergyintolerance-verification",
+                    hv__ccda_cc1("http://terminology.hl7.org/CodeSystem/allergyintolerance-verification",
                         neg ? "refuted" : "confirmed", NULL));
     }
     const char *type, *category;
@@ -324,16 +324,16 @@ static void allergy_obs(hv__ccda_ctx_t *c, xmlNodePtr obs, struct json_object *r
         xmlNodePtr o = hv__ccda_child(er, "observation");
         if (o == NULL || !hv__ccda_has_template(o, E("145"))) continue;
         const char *cr = hv__ccda_attr(hv__ccda_child(o, "value"), "code");
-        if (eq(cr, "CRITL")) hv_json_set_str(ai, "criticality", "low");
-        if (eq(cr, "CRITH")) hv_json_set_str(ai, "criticality", "high");
-        if (eq(cr, "CRITU")) hv_json_set_str(ai, "criticality", "unable-to-assess");
+        if (hv__ccda_eq(cr, "CRITL")) hv_json_set_str(ai, "criticality", "low");
+        if (hv__ccda_eq(cr, "CRITH")) hv_json_set_str(ai, "criticality", "high");
+        if (hv__ccda_eq(cr, "CRITU")) hv_json_set_str(ai, "criticality", "unable-to-assess");
     }
-    set_if(ai, "code", code);
+    hv__ccda_set_if(ai, "code", code);
     hv_json_set(ai, "patient", hv__ccda_ref(c->patient_url));
     low_high(c, obs, &low, &high);
-    set_if(ai, "onsetDateTime", low);
+    hv__ccda_set_if(ai, "onsetDateTime", low);
     json_object_put(high);
-    set_if(ai, "recorder", hv__ccda_entry_actor(c, obs));
+    hv__ccda_set_if(ai, "recorder", hv__ccda_entry_actor(c, obs));
     /* Reactions (.4.9, typeCode MFST) with their severity (.4.8). */
     struct json_object *reactions = json_object_new_array();
     const char *overall = severity_of(obs);
@@ -346,7 +346,7 @@ static void allergy_obs(hv__ccda_ctx_t *c, xmlNodePtr obs, struct json_object *r
         struct json_object *r = json_object_new_object(), *rl, *rh;
         hv_json_set(r, "manifestation", arr1(m));
         low_high(c, o, &rl, &rh);
-        set_if(r, "onset", rl);
+        hv__ccda_set_if(r, "onset", rl);
         json_object_put(rh);
         const char *sev = severity_of(o);
         if (sev == NULL) sev = overall;
@@ -357,13 +357,13 @@ static void allergy_obs(hv__ccda_ctx_t *c, xmlNodePtr obs, struct json_object *r
         hv_json_set(ai, "reaction", reactions);
     else
         json_object_put(reactions);
-    add_ref(refs, hv__ccda_add(c, "AllergyIntolerance", ai, NULL));
+    hv__ccda_add_ref(refs, hv__ccda_add(c, "AllergyIntolerance", ai, NULL));
 }
 
 static void allergy_act(hv__ccda_ctx_t *c, xmlNodePtr act, struct json_object *refs, void *ud) {
     static const char *const obs_t[] = {E("7"), NULL};
     (void)ud;
-    walk(c, act, obs_t, allergy_obs, refs, (void *)status_code(act), 0);
+    walk(c, act, obs_t, allergy_obs, refs, (void *)hv__ccda_status_code(act), 0);
 }
 
 void hv__ccda_allergies(hv__ccda_ctx_t *c, xmlNodePtr section, struct json_object *refs) {
@@ -392,7 +392,7 @@ static struct json_object *product_code(hv__ccda_ctx_t *c, xmlNodePtr sa, xmlNod
 /* doseQuantity, routeCode and a PIVL_TS frequency → Dosage. */
 static struct json_object *dosage(hv__ccda_ctx_t *c, xmlNodePtr sa) {
     struct json_object *d = json_object_new_object();
-    set_if(d, "route", hv__ccda_concept(c, hv__ccda_child(sa, "routeCode")));
+    hv__ccda_set_if(d, "route", hv__ccda_concept(c, hv__ccda_child(sa, "routeCode")));
     xmlNodePtr dq = hv__ccda_child(sa, "doseQuantity");
     struct json_object *q = hv__ccda_quantity(c, dq);
     if (q == NULL && dq != NULL) {
@@ -406,14 +406,14 @@ static struct json_object *dosage(hv__ccda_ctx_t *c, xmlNodePtr sa) {
     struct json_object *rate = hv__ccda_quantity(c, hv__ccda_child(sa, "rateQuantity"));
     if (q != NULL || rate != NULL) {
         struct json_object *dr = json_object_new_object();
-        set_if(dr, "doseQuantity", q);
-        set_if(dr, "rateQuantity", rate);
+        hv__ccda_set_if(dr, "doseQuantity", q);
+        hv__ccda_set_if(dr, "rateQuantity", rate);
         hv_json_set(d, "doseAndRate", arr1(dr));
     }
     for (xmlNodePtr et = hv__ccda_child(sa, "effectiveTime"); et != NULL;
          et = hv__ccda_next(et, "effectiveTime")) {
         const char *t = hv__ccda_xsi_type(et);
-        if (!eq(t, "PIVL_TS")) continue;
+        if (!hv__ccda_eq(t, "PIVL_TS")) continue;
         xmlNodePtr per = hv__ccda_child(et, "period");
         struct json_object *v = hv__ccda_decimal(hv__ccda_attr(per, "value"));
         const char *u = hv__ccda_attr(per, "unit");
@@ -449,7 +449,7 @@ static xmlNodePtr main_time(xmlNodePtr sa) {
     for (xmlNodePtr et = hv__ccda_child(sa, "effectiveTime"); et != NULL;
          et = hv__ccda_next(et, "effectiveTime")) {
         const char *t = hv__ccda_xsi_type(et);
-        if (t == NULL || eq(t, "IVL_TS") || eq(t, "TS")) return et;
+        if (t == NULL || hv__ccda_eq(t, "IVL_TS") || hv__ccda_eq(t, "TS")) return et;
     }
     return NULL;
 }
@@ -463,27 +463,27 @@ static void medication(hv__ccda_ctx_t *c, xmlNodePtr sa, struct json_object *ref
         return;
     }
     struct json_object *ms = json_object_new_object();
-    set_if(ms, "identifier", hv__ccda_identifiers(c, sa));
-    const char *sc = status_code(sa), *mood = hv__ccda_attr(sa, "moodCode");
+    hv__ccda_set_if(ms, "identifier", hv__ccda_identifiers(c, sa));
+    const char *sc = hv__ccda_status_code(sa), *mood = hv__ccda_attr(sa, "moodCode");
     /* ActStatus → MedicationStatement.status (C-CDA on FHIR medication ConceptMap). */
     const char *st = negated(sa)                ? "not-taken"
-                     : eq(sc, "active")         ? "active"
-                     : eq(sc, "completed")      ? "completed"
-                     : eq(sc, "aborted")        ? "stopped"
-                     : eq(sc, "suspended")      ? "on-hold"
-                     : eq(sc, "held")           ? "on-hold"
-                     : eq(sc, "nullified")      ? "entered-in-error"
-                     : eq(sc, "cancelled")      ? "not-taken"
-                     : eq(mood, "INT")          ? "intended"
+                     : hv__ccda_eq(sc, "active")         ? "active"
+                     : hv__ccda_eq(sc, "completed")      ? "completed"
+                     : hv__ccda_eq(sc, "aborted")        ? "stopped"
+                     : hv__ccda_eq(sc, "suspended")      ? "on-hold"
+                     : hv__ccda_eq(sc, "held")           ? "on-hold"
+                     : hv__ccda_eq(sc, "nullified")      ? "entered-in-error"
+                     : hv__ccda_eq(sc, "cancelled")      ? "not-taken"
+                     : hv__ccda_eq(mood, "INT")          ? "intended"
                                                 : "unknown";
     hv_json_set_str(ms, "status", st);
     hv_json_set(ms, "medicationCodeableConcept", code);
     hv_json_set(ms, "subject", hv__ccda_ref(c->patient_url));
     hv__ccda_set_effective(c, ms, "effective", main_time(sa));
-    set_if(ms, "informationSource", hv__ccda_entry_actor(c, sa));
+    hv__ccda_set_if(ms, "informationSource", hv__ccda_entry_actor(c, sa));
     struct json_object *d = dosage(c, sa);
     if (d != NULL) hv_json_set(ms, "dosage", arr1(d));
-    add_ref(refs, hv__ccda_add(c, "MedicationStatement", ms, NULL));
+    hv__ccda_add_ref(refs, hv__ccda_add(c, "MedicationStatement", ms, NULL));
 }
 
 void hv__ccda_medications(hv__ccda_ctx_t *c, xmlNodePtr section, struct json_object *refs) {
@@ -494,12 +494,12 @@ void hv__ccda_medications(hv__ccda_ctx_t *c, xmlNodePtr section, struct json_obj
 /* ---- results and vital signs ---------------------------------------------------------- */
 
 static const char *obs_status(xmlNodePtr n) {
-    const char *sc = status_code(n);
-    return eq(sc, "completed")   ? "final"
-           : eq(sc, "active")    ? "preliminary"
-           : eq(sc, "aborted")   ? "cancelled"
-           : eq(sc, "cancelled") ? "cancelled"
-           : eq(sc, "nullified") ? "entered-in-error"
+    const char *sc = hv__ccda_status_code(n);
+    return hv__ccda_eq(sc, "completed")   ? "final"
+           : hv__ccda_eq(sc, "active")    ? "preliminary"
+           : hv__ccda_eq(sc, "aborted")   ? "cancelled"
+           : hv__ccda_eq(sc, "cancelled") ? "cancelled"
+           : hv__ccda_eq(sc, "nullified") ? "entered-in-error"
            : sc == NULL          ? "final"
                                  : "unknown";
 }
@@ -511,9 +511,9 @@ static struct json_object *reference_ranges(hv__ccda_ctx_t *c, xmlNodePtr obs) {
         xmlNodePtr orng = hv__ccda_child(rr, "observationRange");
         xmlNodePtr v = hv__ccda_child(orng, "value");
         struct json_object *r = json_object_new_object();
-        if (v != NULL && eq(hv__ccda_xsi_type(v), "IVL_PQ")) {
-            set_if(r, "low", hv__ccda_quantity(c, hv__ccda_child(v, "low")));
-            set_if(r, "high", hv__ccda_quantity(c, hv__ccda_child(v, "high")));
+        if (v != NULL && hv__ccda_eq(hv__ccda_xsi_type(v), "IVL_PQ")) {
+            hv__ccda_set_if(r, "low", hv__ccda_quantity(c, hv__ccda_child(v, "low")));
+            hv__ccda_set_if(r, "high", hv__ccda_quantity(c, hv__ccda_child(v, "high")));
         }
         xmlNodePtr t = hv__ccda_child(orng, "text");
         char *text = hv__ccda_child(t, "reference") == NULL ? hv__ccda_text(c, t) : NULL;
@@ -534,10 +534,10 @@ static struct json_object *reference_ranges(hv__ccda_ctx_t *c, xmlNodePtr obs) {
 static const char *observation(hv__ccda_ctx_t *c, xmlNodePtr obs, const char *category,
                                const char *fallback_time) {
     struct json_object *o = json_object_new_object();
-    set_if(o, "identifier", hv__ccda_identifiers(c, obs));
+    hv__ccda_set_if(o, "identifier", hv__ccda_identifiers(c, obs));
     hv_json_set_str(o, "status", obs_status(obs));
     hv_json_set(o, "category",
-                arr1(cc1("http://terminology.hl7.org/CodeSystem/observation-category", category,
+                arr1(hv__ccda_cc1("http://terminology.hl7.org/CodeSystem/observation-category", category,
                          NULL)));
     struct json_object *code = hv__ccda_concept(c, hv__ccda_child(obs, "code"));
     if (code == NULL) {
@@ -558,11 +558,11 @@ static const char *observation(hv__ccda_ctx_t *c, xmlNodePtr obs, const char *ca
         !json_object_object_get_ex(o, "valueCodeableConcept", NULL)) {
         /* A value whose nullFlavor says it is unknown → dataAbsentReason (obs-6). */
         hv_json_set(o, "dataAbsentReason",
-                    cc1("http://terminology.hl7.org/CodeSystem/data-absent-reason", "unknown", NULL));
+                    hv__ccda_cc1("http://terminology.hl7.org/CodeSystem/data-absent-reason", "unknown", NULL));
     }
     struct json_object *interp = hv__ccda_all(c, obs, "interpretationCode", hv__ccda_concept);
-    set_if(o, "interpretation", interp);
-    set_if(o, "referenceRange", reference_ranges(c, obs));
+    hv__ccda_set_if(o, "interpretation", interp);
+    hv__ccda_set_if(o, "referenceRange", reference_ranges(c, obs));
     struct json_object *actor = hv__ccda_entry_actor(c, obs);
     if (actor != NULL) {
         struct json_object *a = json_object_new_array();
@@ -576,16 +576,16 @@ static void result_organizer(hv__ccda_ctx_t *c, xmlNodePtr org, struct json_obje
                              void *ud) {
     (void)ud;
     struct json_object *dr = json_object_new_object(), *results = json_object_new_array();
-    set_if(dr, "identifier", hv__ccda_identifiers(c, org));
-    const char *sc = status_code(org);
-    hv_json_set_str(dr, "status", eq(sc, "completed")   ? "final"
-                                  : eq(sc, "active")    ? "partial"
-                                  : eq(sc, "aborted")   ? "cancelled"
-                                  : eq(sc, "nullified") ? "entered-in-error"
+    hv__ccda_set_if(dr, "identifier", hv__ccda_identifiers(c, org));
+    const char *sc = hv__ccda_status_code(org);
+    hv_json_set_str(dr, "status", hv__ccda_eq(sc, "completed")   ? "final"
+                                  : hv__ccda_eq(sc, "active")    ? "partial"
+                                  : hv__ccda_eq(sc, "aborted")   ? "cancelled"
+                                  : hv__ccda_eq(sc, "nullified") ? "entered-in-error"
                                   : sc == NULL          ? "final"
                                                         : "unknown");
     hv_json_set(dr, "category",
-                arr1(cc1("http://terminology.hl7.org/CodeSystem/v2-0074", "LAB", "Laboratory")));
+                arr1(hv__ccda_cc1("http://terminology.hl7.org/CodeSystem/v2-0074", "LAB", "Laboratory")));
     struct json_object *code = hv__ccda_concept(c, hv__ccda_child(org, "code"));
     if (code == NULL) {
         code = json_object_new_object();
@@ -609,11 +609,11 @@ static void result_organizer(hv__ccda_ctx_t *c, xmlNodePtr org, struct json_obje
         hv_json_set(dr, "result", results);
     else
         json_object_put(results);
-    add_ref(refs, hv__ccda_add(c, "DiagnosticReport", dr, NULL));
+    hv__ccda_add_ref(refs, hv__ccda_add(c, "DiagnosticReport", dr, NULL));
 }
 
 static void loose_result(hv__ccda_ctx_t *c, xmlNodePtr obs, struct json_object *refs, void *ud) {
-    add_ref(refs, observation(c, obs, ud != NULL ? ud : "laboratory", NULL));
+    hv__ccda_add_ref(refs, observation(c, obs, ud != NULL ? ud : "laboratory", NULL));
 }
 
 void hv__ccda_results(hv__ccda_ctx_t *c, xmlNodePtr section, struct json_object *refs) {
@@ -635,7 +635,7 @@ void hv__ccda_vital_signs(hv__ccda_ctx_t *c, xmlNodePtr section, struct json_obj
 void hv__ccda_social_history(hv__ccda_ctx_t *c, xmlNodePtr section, struct json_object *refs) {
     for (xmlNodePtr e = hv__ccda_child(section, "entry"); e != NULL; e = hv__ccda_next(e, "entry")) {
         xmlNodePtr o = hv__ccda_child(e, "observation");
-        if (o != NULL) add_ref(refs, observation(c, o, "social-history", NULL));
+        if (o != NULL) hv__ccda_add_ref(refs, observation(c, o, "social-history", NULL));
     }
 }
 
@@ -644,11 +644,11 @@ void hv__ccda_social_history(hv__ccda_ctx_t *c, xmlNodePtr section, struct json_
 void hv__ccda_assessments(hv__ccda_ctx_t *c, xmlNodePtr section, struct json_object *refs) {
     for (xmlNodePtr e = hv__ccda_child(section, "entry"); e != NULL; e = hv__ccda_next(e, "entry")) {
         xmlNodePtr o = hv__ccda_child(e, "observation"), org = hv__ccda_child(e, "organizer");
-        if (o != NULL) add_ref(refs, observation(c, o, "survey", NULL));
+        if (o != NULL) hv__ccda_add_ref(refs, observation(c, o, "survey", NULL));
         for (xmlNodePtr k = hv__ccda_child(org, "component"); k != NULL;
              k = hv__ccda_next(k, "component")) {
             xmlNodePtr ko = hv__ccda_child(k, "observation");
-            if (ko != NULL) add_ref(refs, observation(c, ko, "survey", NULL));
+            if (ko != NULL) hv__ccda_add_ref(refs, observation(c, ko, "survey", NULL));
         }
     }
 }
@@ -660,13 +660,13 @@ static void nutrition_status(hv__ccda_ctx_t *c, xmlNodePtr obs, struct json_obje
     (void)ud;
     const char *url = observation(c, obs, "exam", NULL);
     struct json_object *time = NULL;
-    add_ref(refs, url);
+    hv__ccda_add_ref(refs, url);
     time = hv__ccda_ts_json(c, hv__ccda_child(obs, "effectiveTime"), 0);
     for (xmlNodePtr er = hv__ccda_child(obs, "entryRelationship"); er != NULL;
          er = hv__ccda_next(er, "entryRelationship")) {
         xmlNodePtr a = hv__ccda_child(er, "observation");
         if (a != NULL && hv__ccda_has_template(a, E("138")))
-            add_ref(refs, observation(c, a, "survey", time != NULL ? json_object_get_string(time) : NULL));
+            hv__ccda_add_ref(refs, observation(c, a, "survey", time != NULL ? json_object_get_string(time) : NULL));
     }
     json_object_put(time);
 }
@@ -678,7 +678,7 @@ void hv__ccda_nutrition(hv__ccda_ctx_t *c, xmlNodePtr section, struct json_objec
     /* Assessments recorded directly as entries of the section. */
     for (xmlNodePtr e = hv__ccda_child(section, "entry"); e != NULL; e = hv__ccda_next(e, "entry")) {
         xmlNodePtr o = hv__ccda_child(e, "observation");
-        if (o != NULL && hv__ccda_has_template(o, a[0])) add_ref(refs, observation(c, o, "survey", NULL));
+        if (o != NULL && hv__ccda_has_template(o, a[0])) hv__ccda_add_ref(refs, observation(c, o, "survey", NULL));
     }
 }
 
@@ -692,15 +692,15 @@ static void family_member(hv__ccda_ctx_t *c, xmlNodePtr org, struct json_object 
     struct json_object *f = json_object_new_object();
     xmlNodePtr rs = hv__ccda_child(hv__ccda_child(org, "subject"), "relatedSubject");
     xmlNodePtr who = hv__ccda_child(rs, "subject");
-    set_if(f, "identifier", hv__ccda_identifiers(c, org));
+    hv__ccda_set_if(f, "identifier", hv__ccda_identifiers(c, org));
     hv_json_set_str(f, "status", "completed");
     hv_json_set(f, "patient", hv__ccda_ref(c->patient_url));
     struct json_object *rel = hv__ccda_concept(c, hv__ccda_child(rs, "code"));
     if (rel == NULL)
-        rel = cc1("http://terminology.hl7.org/CodeSystem/v3-RoleCode", "FAMMEMB", "family member");
+        rel = hv__ccda_cc1("http://terminology.hl7.org/CodeSystem/v3-RoleCode", "FAMMEMB", "family member");
     hv_json_set(f, "relationship", rel);
-    set_if(f, "sex", hv__ccda_concept(c, hv__ccda_child(who, "administrativeGenderCode")));
-    set_if(f, "bornDate", hv__ccda_ts_json(c, hv__ccda_child(who, "birthTime"), 1));
+    hv__ccda_set_if(f, "sex", hv__ccda_concept(c, hv__ccda_child(who, "administrativeGenderCode")));
+    hv__ccda_set_if(f, "bornDate", hv__ccda_ts_json(c, hv__ccda_child(who, "birthTime"), 1));
     struct json_object *conds = json_object_new_array();
     for (xmlNodePtr k = hv__ccda_child(org, "component"); k != NULL; k = hv__ccda_next(k, "component")) {
         xmlNodePtr o = hv__ccda_child(k, "observation");
@@ -716,7 +716,7 @@ static void family_member(hv__ccda_ctx_t *c, xmlNodePtr org, struct json_object 
             /* Age Observation (.4.31): the age at onset, in UCUM time units. */
             if (d != NULL && hv__ccda_has_template(d, E("31")) &&
                 !json_object_object_get_ex(cond, "onsetAge", NULL))
-                set_if(cond, "onsetAge", hv__ccda_quantity(c, hv__ccda_child(d, "value")));
+                hv__ccda_set_if(cond, "onsetAge", hv__ccda_quantity(c, hv__ccda_child(d, "value")));
         }
         json_object_array_add(conds, cond);
     }
@@ -724,7 +724,7 @@ static void family_member(hv__ccda_ctx_t *c, xmlNodePtr org, struct json_object 
         hv_json_set(f, "condition", conds);
     else
         json_object_put(conds);
-    add_ref(refs, hv__ccda_add(c, "FamilyMemberHistory", f, NULL));
+    hv__ccda_add_ref(refs, hv__ccda_add(c, "FamilyMemberHistory", f, NULL));
 }
 
 void hv__ccda_family_history(hv__ccda_ctx_t *c, xmlNodePtr section, struct json_object *refs) {
@@ -742,10 +742,10 @@ static void supply_device(hv__ccda_ctx_t *c, xmlNodePtr sup, struct json_object 
     struct json_object *d = json_object_new_object();
     struct json_object *ids = hv__ccda_identifiers(c, sup);
     if (ids == NULL) ids = hv__ccda_identifiers(c, pr);
-    set_if(d, "identifier", ids);
+    hv__ccda_set_if(d, "identifier", ids);
     hv_json_set(d, "type", type);
     hv_json_set(d, "patient", hv__ccda_ref(c->patient_url));
-    add_ref(refs, hv__ccda_add(c, "Device", d, NULL));
+    hv__ccda_add_ref(refs, hv__ccda_add(c, "Device", d, NULL));
 }
 
 static void procedure(hv__ccda_ctx_t *c, xmlNodePtr p, struct json_object *refs, void *ud);
@@ -766,11 +766,11 @@ static void immunization(hv__ccda_ctx_t *c, xmlNodePtr sa, struct json_object *r
     (void)ud;
     xmlNodePtr mm = NULL;
     struct json_object *im = json_object_new_object();
-    set_if(im, "identifier", hv__ccda_identifiers(c, sa));
-    const char *sc = status_code(sa);
+    hv__ccda_set_if(im, "identifier", hv__ccda_identifiers(c, sa));
+    const char *sc = hv__ccda_status_code(sa);
     int neg = negated(sa);
     hv_json_set_str(im, "status", neg                    ? "not-done"
-                                  : eq(sc, "nullified") ? "entered-in-error"
+                                  : hv__ccda_eq(sc, "nullified") ? "entered-in-error"
                                                         : "completed");
     if (neg) {
         /* Immunization Refusal Reason (.4.53, typeCode RSON) → statusReason. */
@@ -778,13 +778,13 @@ static void immunization(hv__ccda_ctx_t *c, xmlNodePtr sa, struct json_object *r
              er = hv__ccda_next(er, "entryRelationship")) {
             xmlNodePtr o = hv__ccda_child(er, "observation");
             if (o == NULL || !hv__ccda_has_template(o, E("53"))) continue;
-            set_if(im, "statusReason", hv__ccda_concept(c, hv__ccda_child(o, "code")));
+            hv__ccda_set_if(im, "statusReason", hv__ccda_concept(c, hv__ccda_child(o, "code")));
             break;
         }
     }
     struct json_object *code = product_code(c, sa, &mm);
     if (code == NULL)
-        code = cc1("http://terminology.hl7.org/CodeSystem/v3-NullFlavor", "UNK", "unknown");
+        code = hv__ccda_cc1("http://terminology.hl7.org/CodeSystem/v3-NullFlavor", "UNK", "unknown");
     hv_json_set(im, "vaccineCode", code);
     hv_json_set(im, "patient", hv__ccda_ref(c->patient_url));
     struct json_object *low, *high;
@@ -796,10 +796,10 @@ static void immunization(hv__ccda_ctx_t *c, xmlNodePtr sa, struct json_object *r
         hv_json_set_str(im, "occurrenceString", "unknown");
     char *lot = hv__ccda_text(c, hv__ccda_child(mm, "lotNumberText"));
     if (lot != NULL) hv_json_set_str(im, "lotNumber", lot);
-    set_if(im, "route", hv__ccda_concept(c, hv__ccda_child(sa, "routeCode")));
-    set_if(im, "doseQuantity", hv__ccda_quantity(c, hv__ccda_child(sa, "doseQuantity")));
-    set_if(im, "performer", performer_actor(c, sa));
-    add_ref(refs, hv__ccda_add(c, "Immunization", im, NULL));
+    hv__ccda_set_if(im, "route", hv__ccda_concept(c, hv__ccda_child(sa, "routeCode")));
+    hv__ccda_set_if(im, "doseQuantity", hv__ccda_quantity(c, hv__ccda_child(sa, "doseQuantity")));
+    hv__ccda_set_if(im, "performer", performer_actor(c, sa));
+    hv__ccda_add_ref(refs, hv__ccda_add(c, "Immunization", im, NULL));
 }
 
 void hv__ccda_immunizations(hv__ccda_ctx_t *c, xmlNodePtr section, struct json_object *refs) {
@@ -812,27 +812,27 @@ void hv__ccda_immunizations(hv__ccda_ctx_t *c, xmlNodePtr section, struct json_o
 static void procedure(hv__ccda_ctx_t *c, xmlNodePtr p, struct json_object *refs, void *ud) {
     (void)ud;
     struct json_object *pr = json_object_new_object();
-    set_if(pr, "identifier", hv__ccda_identifiers(c, p));
-    const char *sc = status_code(p);
+    hv__ccda_set_if(pr, "identifier", hv__ccda_identifiers(c, p));
+    const char *sc = hv__ccda_status_code(p);
     /* ActStatus → EventStatus (C-CDA on FHIR procedure status ConceptMap). */
     hv_json_set_str(pr, "status", negated(p)              ? "not-done"
-                                  : eq(sc, "completed")   ? "completed"
-                                  : eq(sc, "active")      ? "in-progress"
-                                  : eq(sc, "aborted")     ? "stopped"
-                                  : eq(sc, "cancelled")   ? "not-done"
-                                  : eq(sc, "new")         ? "preparation"
-                                  : eq(sc, "held")        ? "on-hold"
-                                  : eq(sc, "suspended")   ? "on-hold"
-                                  : eq(sc, "nullified")   ? "entered-in-error"
+                                  : hv__ccda_eq(sc, "completed")   ? "completed"
+                                  : hv__ccda_eq(sc, "active")      ? "in-progress"
+                                  : hv__ccda_eq(sc, "aborted")     ? "stopped"
+                                  : hv__ccda_eq(sc, "cancelled")   ? "not-done"
+                                  : hv__ccda_eq(sc, "new")         ? "preparation"
+                                  : hv__ccda_eq(sc, "held")        ? "on-hold"
+                                  : hv__ccda_eq(sc, "suspended")   ? "on-hold"
+                                  : hv__ccda_eq(sc, "nullified")   ? "entered-in-error"
                                                           : "unknown");
-    set_if(pr, "code", hv__ccda_concept(c, hv__ccda_child(p, "code")));
+    hv__ccda_set_if(pr, "code", hv__ccda_concept(c, hv__ccda_child(p, "code")));
     hv_json_set(pr, "subject", hv__ccda_ref(c->patient_url));
     hv__ccda_set_effective(c, pr, "performed", hv__ccda_child(p, "effectiveTime"));
-    set_if(pr, "bodySite", hv__ccda_all(c, p, "targetSiteCode", hv__ccda_concept));
+    hv__ccda_set_if(pr, "bodySite", hv__ccda_all(c, p, "targetSiteCode", hv__ccda_concept));
     struct json_object *perf = procedure_performers(c, p);
     /* Without a performer, the author is the one who did it (as before). */
-    set_if(pr, "performer", perf != NULL ? perf : performer_actor(c, p));
-    add_ref(refs, hv__ccda_add(c, "Procedure", pr, NULL));
+    hv__ccda_set_if(pr, "performer", perf != NULL ? perf : performer_actor(c, p));
+    hv__ccda_add_ref(refs, hv__ccda_add(c, "Procedure", pr, NULL));
 }
 
 void hv__ccda_procedures(hv__ccda_ctx_t *c, xmlNodePtr section, struct json_object *refs) {
@@ -853,16 +853,16 @@ void hv__ccda_anesthesia(hv__ccda_ctx_t *c, xmlNodePtr section, struct json_obje
 static const char *service_location(hv__ccda_ctx_t *c, xmlNodePtr participant) {
     xmlNodePtr role = hv__ccda_child(participant, "participantRole");
     const char *tc = hv__ccda_attr(participant, "typeCode");
-    if (role == NULL || !eq(tc, "LOC")) return NULL;
+    if (role == NULL || !hv__ccda_eq(tc, "LOC")) return NULL;
     struct json_object *l = json_object_new_object();
     char *name = hv__ccda_text(c, hv__ccda_child(hv__ccda_child(role, "playingEntity"), "name"));
-    set_if(l, "identifier", hv__ccda_identifiers(c, role));
+    hv__ccda_set_if(l, "identifier", hv__ccda_identifiers(c, role));
     if (name != NULL) hv_json_set_str(l, "name", name);
     struct json_object *type = hv__ccda_concept(c, hv__ccda_child(role, "code"));
     if (type != NULL) hv_json_set(l, "type", arr1(type));
     xmlNodePtr addr = hv__ccda_child(role, "addr");
-    if (addr != NULL) set_if(l, "address", hv__ccda_address(c, addr));
-    set_if(l, "telecom", hv__ccda_all(c, role, "telecom", hv__ccda_telecom));
+    if (addr != NULL) hv__ccda_set_if(l, "address", hv__ccda_address(c, addr));
+    hv__ccda_set_if(l, "telecom", hv__ccda_all(c, role, "telecom", hv__ccda_telecom));
     if (json_object_object_length(l) == 0) {
         json_object_put(l);
         return NULL;
@@ -876,8 +876,8 @@ static const char *service_location(hv__ccda_ctx_t *c, xmlNodePtr participant) {
 static void encounter(hv__ccda_ctx_t *c, xmlNodePtr en, struct json_object *refs, void *ud) {
     (void)ud;
     struct json_object *e = json_object_new_object();
-    set_if(e, "identifier", hv__ccda_identifiers(c, en));
-    const char *sc = status_code(en);
+    hv__ccda_set_if(e, "identifier", hv__ccda_identifiers(c, en));
+    const char *sc = hv__ccda_status_code(en);
     xmlNodePtr et = hv__ccda_child(en, "effectiveTime");
     struct json_object *period = hv__ccda_period(c, et);
     if (period == NULL && et != NULL) {
@@ -887,10 +887,10 @@ static void encounter(hv__ccda_ctx_t *c, xmlNodePtr en, struct json_object *refs
             hv_json_set(period, "start", v);
         }
     }
-    hv_json_set_str(e, "status", eq(sc, "completed")   ? "finished"
-                                 : eq(sc, "active")    ? "in-progress"
-                                 : eq(sc, "cancelled") ? "cancelled"
-                                 : eq(sc, "nullified") ? "entered-in-error"
+    hv_json_set_str(e, "status", hv__ccda_eq(sc, "completed")   ? "finished"
+                                 : hv__ccda_eq(sc, "active")    ? "in-progress"
+                                 : hv__ccda_eq(sc, "cancelled") ? "cancelled"
+                                 : hv__ccda_eq(sc, "nullified") ? "entered-in-error"
                                  : period != NULL      ? "finished"
                                                        : "unknown");
     struct json_object *code = hv__ccda_concept(c, hv__ccda_child(en, "code"));
@@ -898,7 +898,7 @@ static void encounter(hv__ccda_ctx_t *c, xmlNodePtr en, struct json_object *refs
     if (code != NULL && json_object_object_get_ex(code, "coding", &codings)) {
         for (size_t i = 0; i < json_object_array_length(codings) && cls == NULL; i++) {
             struct json_object *cg = json_object_array_get_idx(codings, i);
-            if (eq(hv_json_get_str(cg, "system"), "http://terminology.hl7.org/CodeSystem/v3-ActCode"))
+            if (hv__ccda_eq(hv_json_get_str(cg, "system"), "http://terminology.hl7.org/CodeSystem/v3-ActCode"))
                 cls = json_object_get(cg);
         }
     }
@@ -925,7 +925,7 @@ static void encounter(hv__ccda_ctx_t *c, xmlNodePtr en, struct json_object *refs
         if (a != NULL && hv__ccda_has_template(a, E("80"))) {
             struct json_object *crefs = json_object_new_array();
             static const char *const pt[] = {E("4"), NULL};
-            problem_ud_t pu = {"encounter-diagnosis", status_code(a)};
+            problem_ud_t pu = {"encounter-diagnosis", hv__ccda_status_code(a)};
             walk(c, a, pt, problem_obs, crefs, &pu, 0);
             for (size_t i = 0; i < json_object_array_length(crefs); i++) {
                 struct json_object *d = json_object_new_object();
@@ -970,7 +970,7 @@ static void encounter(hv__ccda_ctx_t *c, xmlNodePtr en, struct json_object *refs
         hv_json_set(e, "location", locs);
     else
         json_object_put(locs);
-    add_ref(refs, hv__ccda_add(c, "Encounter", e, NULL));
+    hv__ccda_add_ref(refs, hv__ccda_add(c, "Encounter", e, NULL));
 }
 
 void hv__ccda_encounters(hv__ccda_ctx_t *c, xmlNodePtr section, struct json_object *refs) {
@@ -982,19 +982,19 @@ void hv__ccda_encounters(hv__ccda_ctx_t *c, xmlNodePtr section, struct json_obje
 
 /* V3 x_DocumentActMood (planned moods) → FHIR request intent. */
 static const char *intent_of(const char *mood) {
-    return eq(mood, "RQO") || eq(mood, "ARQ") || eq(mood, "APT") ? "order"
-           : eq(mood, "PRP")                                    ? "proposal"
-           : eq(mood, "PRMS")                                   ? "directive"
+    return hv__ccda_eq(mood, "RQO") || hv__ccda_eq(mood, "ARQ") || hv__ccda_eq(mood, "APT") ? "order"
+           : hv__ccda_eq(mood, "PRP")                                    ? "proposal"
+           : hv__ccda_eq(mood, "PRMS")                                   ? "directive"
                                                                 : "plan";
 }
 
 static const char *request_status(xmlNodePtr n) {
-    const char *sc = status_code(n);
-    return eq(sc, "completed")                          ? "completed"
-           : eq(sc, "cancelled") || eq(sc, "aborted")   ? "revoked"
-           : eq(sc, "new")                              ? "draft"
-           : eq(sc, "held") || eq(sc, "suspended")      ? "on-hold"
-           : eq(sc, "nullified")                        ? "entered-in-error"
+    const char *sc = hv__ccda_status_code(n);
+    return hv__ccda_eq(sc, "completed")                          ? "completed"
+           : hv__ccda_eq(sc, "cancelled") || hv__ccda_eq(sc, "aborted")   ? "revoked"
+           : hv__ccda_eq(sc, "new")                              ? "draft"
+           : hv__ccda_eq(sc, "held") || hv__ccda_eq(sc, "suspended")      ? "on-hold"
+           : hv__ccda_eq(sc, "nullified")                        ? "entered-in-error"
                                                         : "active";
 }
 
@@ -1009,11 +1009,11 @@ static struct json_object *requester(hv__ccda_ctx_t *c, xmlNodePtr n) {
 
 static void planned(hv__ccda_ctx_t *c, xmlNodePtr n, struct json_object *refs) {
     const char *mood = hv__ccda_attr(n, "moodCode");
-    if (mood == NULL || eq(mood, "EVN")) return;
-    if (eq(mood, "GOL")) {
+    if (mood == NULL || hv__ccda_eq(mood, "EVN")) return;
+    if (hv__ccda_eq(mood, "GOL")) {
         /* Goal Observation (.4.121) → Goal. */
         struct json_object *g = json_object_new_object();
-        set_if(g, "identifier", hv__ccda_identifiers(c, n));
+        hv__ccda_set_if(g, "identifier", hv__ccda_identifiers(c, n));
         hv_json_set_str(g, "lifecycleStatus", "active");
         struct json_object *d = hv__ccda_concept(c, hv__ccda_child(n, "value"));
         if (d == NULL) d = hv__ccda_concept(c, hv__ccda_child(n, "code"));
@@ -1023,39 +1023,39 @@ static void planned(hv__ccda_ctx_t *c, xmlNodePtr n, struct json_object *refs) {
         }
         hv_json_set(g, "description", d);
         hv_json_set(g, "subject", hv__ccda_ref(c->patient_url));
-        add_ref(refs, hv__ccda_add(c, "Goal", g, NULL));
+        hv__ccda_add_ref(refs, hv__ccda_add(c, "Goal", g, NULL));
         return;
     }
     if (hv__ccda_is(n, "substanceAdministration")) {
         struct json_object *code = product_code(c, n, NULL);
         if (code == NULL) return;
         struct json_object *mr = json_object_new_object();
-        set_if(mr, "identifier", hv__ccda_identifiers(c, n));
+        hv__ccda_set_if(mr, "identifier", hv__ccda_identifiers(c, n));
         /* Request status → MedicationRequest.status (revoked is "cancelled" there). */
         const char *rs = request_status(n);
-        hv_json_set_str(mr, "status", negated(n) || eq(rs, "revoked") ? "cancelled" : rs);
+        hv_json_set_str(mr, "status", negated(n) || hv__ccda_eq(rs, "revoked") ? "cancelled" : rs);
         hv_json_set_str(mr, "intent", intent_of(mood));
         if (negated(n)) hv_json_set(mr, "doNotPerform", json_object_new_boolean(1));
         hv_json_set(mr, "medicationCodeableConcept", code);
         hv_json_set(mr, "subject", hv__ccda_ref(c->patient_url));
-        set_if(mr, "requester", requester(c, n));
+        hv__ccda_set_if(mr, "requester", requester(c, n));
         struct json_object *d = dosage(c, n);
         if (d != NULL) hv_json_set(mr, "dosageInstruction", arr1(d));
-        add_ref(refs, hv__ccda_add(c, "MedicationRequest", mr, NULL));
+        hv__ccda_add_ref(refs, hv__ccda_add(c, "MedicationRequest", mr, NULL));
         return;
     }
     struct json_object *code = hv__ccda_concept(c, hv__ccda_child(n, "code"));
     if (code == NULL) return;
     struct json_object *sr = json_object_new_object();
-    set_if(sr, "identifier", hv__ccda_identifiers(c, n));
+    hv__ccda_set_if(sr, "identifier", hv__ccda_identifiers(c, n));
     hv_json_set_str(sr, "status", request_status(n));
     hv_json_set_str(sr, "intent", intent_of(mood));
     if (negated(n)) hv_json_set(sr, "doNotPerform", json_object_new_boolean(1));
     hv_json_set(sr, "code", code);
     hv_json_set(sr, "subject", hv__ccda_ref(c->patient_url));
     hv__ccda_set_effective(c, sr, "occurrence", hv__ccda_child(n, "effectiveTime"));
-    set_if(sr, "requester", requester(c, n));
-    add_ref(refs, hv__ccda_add(c, "ServiceRequest", sr, NULL));
+    hv__ccda_set_if(sr, "requester", requester(c, n));
+    hv__ccda_add_ref(refs, hv__ccda_add(c, "ServiceRequest", sr, NULL));
 }
 
 void hv__ccda_plan_of_care(hv__ccda_ctx_t *c, xmlNodePtr section, struct json_object *refs) {

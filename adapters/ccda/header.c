@@ -30,9 +30,6 @@ static char *dedup_key(hv__ccda_ctx_t *c, const char *type, struct json_object *
                             hv_json_get_str(id, "value") ? hv_json_get_str(id, "value") : "");
 }
 
-static void set_if(struct json_object *o, const char *key, struct json_object *v) {
-    if (v != NULL) hv_json_set(o, key, v);
-}
 
 /* Organization (US Core Organization): org-1 needs a name or an identifier. */
 const char *hv__ccda_organization(hv__ccda_ctx_t *c, xmlNodePtr org) {
@@ -40,11 +37,11 @@ const char *hv__ccda_organization(hv__ccda_ctx_t *c, xmlNodePtr org) {
     struct json_object *o = json_object_new_object();
     struct json_object *ids = hv__ccda_identifiers(c, org);
     char *key = dedup_key(c, "Organization", ids);
-    set_if(o, "identifier", ids);
+    hv__ccda_set_if(o, "identifier", ids);
     char *name = hv__ccda_text(c, hv__ccda_child(org, "name"));
     if (name != NULL) hv_json_set_str(o, "name", name);
-    set_if(o, "telecom", hv__ccda_all(c, org, "telecom", hv__ccda_telecom));
-    set_if(o, "address", hv__ccda_all(c, org, "addr", hv__ccda_address));
+    hv__ccda_set_if(o, "telecom", hv__ccda_all(c, org, "telecom", hv__ccda_telecom));
+    hv__ccda_set_if(o, "address", hv__ccda_all(c, org, "addr", hv__ccda_address));
     if (ids == NULL && name == NULL) {
         json_object_put(o);
         return NULL;
@@ -60,10 +57,10 @@ const char *hv__ccda_practitioner(hv__ccda_ctx_t *c, xmlNodePtr assigned) {
     struct json_object *p = json_object_new_object();
     struct json_object *ids = hv__ccda_identifiers(c, assigned);
     char *key = dedup_key(c, "Practitioner", ids);
-    set_if(p, "identifier", ids);
-    set_if(p, "name", hv__ccda_all(c, person, "name", hv__ccda_name));
-    set_if(p, "telecom", hv__ccda_all(c, assigned, "telecom", hv__ccda_telecom));
-    set_if(p, "address", hv__ccda_all(c, assigned, "addr", hv__ccda_address));
+    hv__ccda_set_if(p, "identifier", ids);
+    hv__ccda_set_if(p, "name", hv__ccda_all(c, person, "name", hv__ccda_name));
+    hv__ccda_set_if(p, "telecom", hv__ccda_all(c, assigned, "telecom", hv__ccda_telecom));
+    hv__ccda_set_if(p, "address", hv__ccda_all(c, assigned, "addr", hv__ccda_address));
     struct json_object *spec = hv__ccda_concept(c, hv__ccda_child(assigned, "code"));
     if (spec != NULL) {
         struct json_object *q = json_object_new_object(), *qa = json_object_new_array();
@@ -89,7 +86,7 @@ static const char *device(hv__ccda_ctx_t *c, xmlNodePtr assigned) {
     xmlNodePtr dev = hv__ccda_child(assigned, "assignedAuthoringDevice");
     if (dev == NULL) return NULL;
     struct json_object *d = json_object_new_object(), *names = json_object_new_array();
-    set_if(d, "identifier", hv__ccda_identifiers(c, assigned));
+    hv__ccda_set_if(d, "identifier", hv__ccda_identifiers(c, assigned));
     static const char *const parts[][2] = {{"manufacturerModelName", "manufacturer-name"},
                                            {"softwareName", "model-name"}};
     for (size_t i = 0; i < 2; i++) {
@@ -172,7 +169,7 @@ static const char *bcp47(const char *lang) {
 /* A guardian (CDA R2 §4.2.2.1.1) or an IND participant's associatedEntity → RelatedPerson. */
 static void related_person(hv__ccda_ctx_t *c, xmlNodePtr role, const char *person_elem) {
     struct json_object *rp = json_object_new_object();
-    set_if(rp, "identifier", hv__ccda_identifiers(c, role));
+    hv__ccda_set_if(rp, "identifier", hv__ccda_identifiers(c, role));
     hv_json_set(rp, "patient", hv__ccda_ref(c->patient_url));
     struct json_object *rel = hv__ccda_concept(c, hv__ccda_child(role, "code"));
     if (rel != NULL) {
@@ -180,9 +177,9 @@ static void related_person(hv__ccda_ctx_t *c, xmlNodePtr role, const char *perso
         json_object_array_add(a, rel);
         hv_json_set(rp, "relationship", a);
     }
-    set_if(rp, "name", hv__ccda_all(c, hv__ccda_child(role, person_elem), "name", hv__ccda_name));
-    set_if(rp, "telecom", hv__ccda_all(c, role, "telecom", hv__ccda_telecom));
-    set_if(rp, "address", hv__ccda_all(c, role, "addr", hv__ccda_address));
+    hv__ccda_set_if(rp, "name", hv__ccda_all(c, hv__ccda_child(role, person_elem), "name", hv__ccda_name));
+    hv__ccda_set_if(rp, "telecom", hv__ccda_all(c, role, "telecom", hv__ccda_telecom));
+    hv__ccda_set_if(rp, "address", hv__ccda_all(c, role, "addr", hv__ccda_address));
     if (json_object_object_length(rp) <= 1) {
         json_object_put(rp);
         return;
@@ -249,8 +246,8 @@ static const char *patient(hv__ccda_ctx_t *c, xmlNodePtr root, hv_error_t *err) 
     else
         json_object_put(exts);
     hv_json_set(p, "identifier", ids);
-    set_if(p, "name", hv__ccda_all(c, pt, "name", hv__ccda_name));
-    set_if(p, "telecom", hv__ccda_all(c, role, "telecom", hv__ccda_telecom));
+    hv__ccda_set_if(p, "name", hv__ccda_all(c, pt, "name", hv__ccda_name));
+    hv__ccda_set_if(p, "telecom", hv__ccda_all(c, role, "telecom", hv__ccda_telecom));
     xmlNodePtr g = hv__ccda_child(pt, "administrativeGenderCode");
     const char *gc = hv__ccda_attr(g, "code");
     if (gc != NULL) {
@@ -262,7 +259,7 @@ static const char *patient(hv__ccda_ctx_t *c, xmlNodePtr root, hv_error_t *err) 
     } else if (g != NULL && hv__ccda_attr(g, "nullFlavor") != NULL) {
         hv_json_set_str(p, "gender", "unknown");
     }
-    set_if(p, "birthDate", hv__ccda_ts_json(c, hv__ccda_child(pt, "birthTime"), 1));
+    hv__ccda_set_if(p, "birthDate", hv__ccda_ts_json(c, hv__ccda_child(pt, "birthTime"), 1));
     xmlNodePtr dInd = hv__ccda_child_ns(pt, HV__CCDA_SDTC_NS, "deceasedInd");
     xmlNodePtr dTime = hv__ccda_child_ns(pt, HV__CCDA_SDTC_NS, "deceasedTime");
     struct json_object *dt = hv__ccda_ts_json(c, dTime, 0);
@@ -271,8 +268,8 @@ static const char *patient(hv__ccda_ctx_t *c, xmlNodePtr root, hv_error_t *err) 
         hv_json_set(p, "deceasedDateTime", dt);
     else if (di != NULL && (strcmp(di, "true") == 0 || strcmp(di, "false") == 0))
         hv_json_set(p, "deceasedBoolean", json_object_new_boolean(di[0] == 't'));
-    set_if(p, "address", hv__ccda_all(c, role, "addr", hv__ccda_address));
-    set_if(p, "maritalStatus", hv__ccda_concept(c, hv__ccda_child(pt, "maritalStatusCode")));
+    hv__ccda_set_if(p, "address", hv__ccda_all(c, role, "addr", hv__ccda_address));
+    hv__ccda_set_if(p, "maritalStatus", hv__ccda_concept(c, hv__ccda_child(pt, "maritalStatusCode")));
     struct json_object *comm = json_object_new_array();
     for (xmlNodePtr lc = hv__ccda_child(pt, "languageCommunication"); lc != NULL;
          lc = hv__ccda_next(lc, "languageCommunication")) {
@@ -306,7 +303,7 @@ static const char *encounter(hv__ccda_ctx_t *c, xmlNodePtr root) {
     xmlNodePtr ee = hv__ccda_child(hv__ccda_child(root, "componentOf"), "encompassingEncounter");
     if (ee == NULL) return NULL;
     struct json_object *e = json_object_new_object();
-    set_if(e, "identifier", hv__ccda_identifiers(c, ee));
+    hv__ccda_set_if(e, "identifier", hv__ccda_identifiers(c, ee));
     xmlNodePtr et = hv__ccda_child(ee, "effectiveTime");
     struct json_object *period = hv__ccda_period(c, et);
     if (period == NULL && et != NULL) {
@@ -355,7 +352,7 @@ int hv__ccda_header(hv__ccda_ctx_t *c, xmlNodePtr root, struct json_object *comp
     if (c->patient_url == NULL) return err != NULL && err->code != 0 ? err->code : HV_EINVAL;
     related_people(c, root);
 
-    set_if(comp, "identifier", hv__ccda_identifier(c, hv__ccda_child(root, "id")));
+    hv__ccda_set_if(comp, "identifier", hv__ccda_identifier(c, hv__ccda_child(root, "id")));
     hv_json_set_str(comp, "status", "final");
     struct json_object *type = hv__ccda_concept(c, hv__ccda_child(root, "code"));
     if (type == NULL) {
@@ -412,7 +409,7 @@ int hv__ccda_header(hv__ccda_ctx_t *c, xmlNodePtr root, struct json_object *comp
         const char *party = hv__ccda_practitioner(c, hv__ccda_child(la, "assignedEntity"));
         struct json_object *at = json_object_new_object(), *ats = json_object_new_array();
         hv_json_set_str(at, "mode", "legal");
-        set_if(at, "time", hv__ccda_ts_json(c, hv__ccda_child(la, "time"), 0));
+        hv__ccda_set_if(at, "time", hv__ccda_ts_json(c, hv__ccda_child(la, "time"), 0));
         if (party != NULL) hv_json_set(at, "party", hv__ccda_ref(party));
         json_object_array_add(ats, at);
         hv_json_set(comp, "attester", ats);
@@ -458,7 +455,7 @@ int hv__ccda_header(hv__ccda_ctx_t *c, xmlNodePtr root, struct json_object *comp
             json_object_array_add(codes, code);
             hv_json_set(ev, "code", codes);
         }
-        set_if(ev, "period", hv__ccda_period(c, hv__ccda_child(se, "effectiveTime")));
+        hv__ccda_set_if(ev, "period", hv__ccda_period(c, hv__ccda_child(se, "effectiveTime")));
         /* The performers of the service event (usually the care team). */
         struct json_object *who = json_object_new_array();
         for (xmlNodePtr pf = hv__ccda_child(se, "performer"); pf != NULL;

@@ -50,15 +50,12 @@ static const char *outcome_text(json_object *oo) {
     return "no diagnostics";
 }
 
-int hv_ehr_page_parse(const char *body, size_t len, size_t max_bytes, hv_ehr_page_t *out,
-                      hv_error_t *err) {
-    hv_ehr_page_t p;
-    json_object *entries = NULL, *links = NULL, *v = NULL;
-    const char *rt;
-    size_t i, n = 0;
-    int rc = HV_EPROTO;
-    memset(&p, 0, sizeof(p));
-    p.total = -1;
+/* Parses a search or history page (at most max_bytes, 0: the default) into *root: an
+ * HTML or other non-JSON answer is described as such, a JSON error gives its line and
+ * column. HV_ETOOBIG or HV_EPROTO, *root untouched, on failure. */
+static int parse_page_json(const char *body, size_t len, size_t max_bytes, json_object **root,
+                           hv_error_t *err) {
+    hv_error_t perr;
     if (max_bytes == 0) max_bytes = PAGE_DEFAULT_MAX;
     if (len > max_bytes) {
         hv_error_set(err, HV_ETOOBIG, NULL, "the page is larger than %zu bytes", max_bytes);
@@ -68,31 +65,46 @@ int hv_ehr_page_parse(const char *body, size_t len, size_t max_bytes, hv_ehr_pag
         describe_non_json("", 0, err);
         return HV_EPROTO;
     }
-    {
-        hv_error_t perr;
-        hv_error_clear(&perr);
-        if (hv_json_parse(body, len, "page", &p.root, &perr) != HV_OK) {
-            if (memchr(body, '<', len < 64 ? len : 64) != NULL) describe_non_json(body, len, err);
-            else hv_error_set(err, HV_EPROTO, NULL, "the page is not valid JSON (line %d, column %d)",
-                              perr.line, perr.column);
-            return HV_EPROTO;
-        }
+    hv_error_clear(&perr);
+    if (hv_json_parse(body, len, "page", root, &perr) != HV_OK) {
+        if (memchr(body, '<', len < 64 ? len : 64) != NULL) describe_non_json(body, len, err);
+        else hv_error_set(err, HV_EPROTO, NULL, "the page is not valid JSON (line %d, column %d)",
+                          perr.line, perr.column);
+        return HV_EPROTO;
     }
+    return HV_OK;
+}
+
+/* HV_OK when root is a Bundle; an OperationOutcome answered instead is quoted in err. */
+static int check_bundle(json_object *root, hv_error_t *err) {
+    const char *rt = json_object_is_type(root, json_type_object) ? hv_json_get_str(root, "resourceType") : NULL;
+    if (rt != NULL && strcmp(rt, "OperationOutcome") == 0) {
+        hv_error_set(err, HV_EPROTO, NULL, "the server answered an OperationOutcome: %.200s", outcome_text(root));
+        return HV_EPROTO;
+    }
+    if (rt == NULL || strcmp(rt, "Bundle") != 0) {
+        hv_error_set(err, HV_EPROTO, NULL, "the page is not a Bundle (resourceType %.64s)", rt ? rt : "absent");
+        return HV_EPROTO;
+    }
+    return HV_OK;
+}
+
+int hv_ehr_page_parse(const char *body, size_t len, size_t max_bytes, hv_ehr_page_t *out,
+                      hv_error_t *err) {
+    hv_ehr_page_t p;
+    json_object *entries = NULL, *links = NULL, *v = NULL;
+    size_t i, n = 0;
+    int rc = HV_EPROTO;
+    memset(&p, 0, sizeof(p));
+    p.total = -1;
+    rc = parse_page_json(body, len, max_bytes, &p.root, err);
+    if (rc != HV_OK) return rc;
+    rc = HV_EPROTO;
     if (!json_object_is_type(p.root, json_type_object)) {
         hv_error_set(err, HV_EPROTO, NULL, "the page is JSON but not an object");
         goto out;
     }
-    rt = hv_json_get_str(p.root, "resourceType");
-    if (rt != NULL && strcmp(rt, "OperationOutcome") == 0) {
-        hv_error_set(err, HV_EPROTO, NULL, "the server answered an OperationOutcome: %.200s",
-                     outcome_text(p.root));
-        goto out;
-    }
-    if (rt == NULL || strcmp(rt, "Bundle") != 0) {
-        hv_error_set(err, HV_EPROTO, NULL, "the page is not a Bundle (resourceType %.64s)",
-                     rt ? rt : "absent");
-        goto out;
-    }
+    if (check_bundle(p.root, err) != HV_OK) goto out;
     if (json_object_object_get_ex(p.root, "total", &v) && json_object_is_type(v, json_type_int))
         p.total = json_object_get_int64(v);
     if (json_object_object_get_ex(p.root, "entry", &entries)) {
@@ -183,38 +195,13 @@ static int type_id_of_url(const char *url, char type[HV_EHR_HIST_TYPE_MAX], char
 int hv_ehr_history_parse(const char *body, size_t len, size_t max_bytes, hv_ehr_hist_cb fn, void *ud,
                          char **next, hv_error_t *err) {
     json_object *root = NULL, *entries = NULL, *links = NULL;
-    const char *rt;
     char *nx = NULL;
     size_t i, n = 0;
     int rc = HV_EPROTO;
-    if (max_bytes == 0) max_bytes = PAGE_DEFAULT_MAX;
-    if (len > max_bytes) {
-        hv_error_set(err, HV_ETOOBIG, NULL, "the page is larger than %zu bytes", max_bytes);
-        return HV_ETOOBIG;
-    }
-    if (body == NULL || len == 0) {
-        describe_non_json("", 0, err);
-        return HV_EPROTO;
-    }
-    {
-        hv_error_t perr;
-        hv_error_clear(&perr);
-        if (hv_json_parse(body, len, "page", &root, &perr) != HV_OK) {
-            if (memchr(body, '<', len < 64 ? len : 64) != NULL) describe_non_json(body, len, err);
-            else hv_error_set(err, HV_EPROTO, NULL, "the page is not valid JSON (line %d, column %d)",
-                              perr.line, perr.column);
-            return HV_EPROTO;
-        }
-    }
-    rt = json_object_is_type(root, json_type_object) ? hv_json_get_str(root, "resourceType") : NULL;
-    if (rt != NULL && strcmp(rt, "OperationOutcome") == 0) {
-        hv_error_set(err, HV_EPROTO, NULL, "the server answered an OperationOutcome: %.200s", outcome_text(root));
-        goto out;
-    }
-    if (rt == NULL || strcmp(rt, "Bundle") != 0) {
-        hv_error_set(err, HV_EPROTO, NULL, "the page is not a Bundle (resourceType %.64s)", rt ? rt : "absent");
-        goto out;
-    }
+    rc = parse_page_json(body, len, max_bytes, &root, err);
+    if (rc != HV_OK) return rc;
+    rc = HV_EPROTO;
+    if (check_bundle(root, err) != HV_OK) goto out;
     if (json_object_object_get_ex(root, "entry", &entries)) {
         if (!json_object_is_type(entries, json_type_array)) {
             hv_error_set(err, HV_EINVAL, "Bundle.entry", "Bundle.entry is not an array");
