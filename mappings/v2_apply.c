@@ -624,7 +624,7 @@ void hv__v2_apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
             if (*end != ']' || idx == 0) idx = 1; /* "[each]", "[1-3]": the first */
             nlen = (size_t)(br - p);
         }
-        e = hv_fhir_elem_child(oe, p, nlen, &chosen);
+        e = hv__v2_elem_child(c, oe, p, nlen, &chosen);
         if (e == NULL || chosen == NULL) goto unmapped;
         if (p == pbuf && idx > 1 && !hv_fhir_elem_is_array(e) && tg->arr != NULL) {
             /* "value[2]" in HD[Identifier]: the element of the owner's repetition n (HD.1 →

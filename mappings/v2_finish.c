@@ -94,22 +94,30 @@ static int has_choice(json_object *o, const char *name, size_t l) {
  * value gives is left out rather than written invalid. Returns 1 when the object
  * itself must go. *missing (may be NULL) names the first required element missing.
  */
-/* The model types clean_node repairs, found once. */
+/* The model types and elements clean_node repairs, found once (hv__v2_finish). */
 static const hv_fhir_type_t *ty_contactpoint, *ty_duration, *ty_extension;
+static const hv_fhir_elem_t *el_patient_contact, *el_timing_repeat;
 static pthread_once_t ty_once = PTHREAD_ONCE_INIT;
 static void find_types(void) {
+    const hv_fhir_type_t *t;
     ty_contactpoint = hv_fhir_type_find("ContactPoint", 12);
     ty_duration = hv_fhir_type_find("Duration", 8);
     ty_extension = hv_fhir_type_find("Extension", 9);
+    /* The elements whose paths are "Patient.contact" and "Timing.repeat" (each path names
+     * one element of the model), compared by address instead of by path. */
+    t = hv_fhir_type_find("Patient", 7);
+    if (t != NULL) el_patient_contact = hv_fhir_elem_owner(hv_fhir_elem_child(hv_fhir_type_root(t), "contact", 7, &t), t);
+    t = hv_fhir_type_find("Timing", 6);
+    if (t != NULL) el_timing_repeat = hv_fhir_elem_owner(hv_fhir_elem_child(hv_fhir_type_root(t), "repeat", 6, &t), t);
 }
 
-static int clean_node(json_object *o, const hv_fhir_elem_t *owner, const char **missing) {
+static int clean_node(ctx_t *c, json_object *o, const hv_fhir_elem_t *owner, const char **missing) {
     struct lh_entry *e, *next;
     size_t i, n;
     const hv_fhir_type_t *otype;
+    const hv_fhir_elem_t *const *req;
     int type_root;
     if (owner == NULL) return 0;
-    pthread_once(&ty_once, find_types);
     for (e = json_object_get_object(o)->head; e != NULL; e = next) {
         json_object *v = (json_object *)lh_entry_v(e);
         const char *k = (const char *)lh_entry_k(e);
@@ -117,7 +125,7 @@ static int clean_node(json_object *o, const hv_fhir_elem_t *owner, const char **
         const hv_fhir_elem_t *el, *sub;
         next = e->next;
         if (!strcmp(k, "resourceType") || !strcmp(k, "id")) continue;
-        el = hv_fhir_elem_child(owner, k, strlen(k), &chosen);
+        el = hv__v2_elem_child(c, owner, k, strlen(k), &chosen);
         if (el == NULL) {
             json_object_object_del(o, k);
             continue;
@@ -130,12 +138,12 @@ static int clean_node(json_object *o, const hv_fhir_elem_t *owner, const char **
             while (j-- > 0) {
                 json_object *it = json_object_array_get_idx(v, j);
                 if (json_object_is_type(it, json_type_object) && sub != NULL &&
-                    clean_node(it, sub, NULL))
+                    clean_node(c, it, sub, NULL))
                     json_object_array_del_idx(v, j, 1);
             }
             if (json_object_array_length(v) == 0) json_object_object_del(o, k);
         } else if (json_object_is_type(v, json_type_object)) {
-            if (sub == NULL || clean_node(v, sub, NULL)) json_object_object_del(o, k);
+            if (sub == NULL || clean_node(c, v, sub, NULL)) json_object_object_del(o, k);
         }
     }
     if (json_object_object_length(o) == 0) return 1;
@@ -146,13 +154,13 @@ static int clean_node(json_object *o, const hv_fhir_elem_t *owner, const char **
         !json_object_object_get_ex(o, "system", NULL))
         hv_json_set_str(o, "system", strchr(hv_json_get_str(o, "value"), '@') ? "email" : "phone");
     /* FHIR pat-1: a contact has a name, telecom, address or organization. */
-    if (!type_root && !strcmp(hv_fhir_elem_path(owner), "Patient.contact") &&
+    if (!type_root && owner == el_patient_contact &&
         !json_object_object_get_ex(o, "name", NULL) && !json_object_object_get_ex(o, "telecom", NULL) &&
         !json_object_object_get_ex(o, "address", NULL) &&
         !json_object_object_get_ex(o, "organization", NULL))
         return 1;
     /* FHIR tim-8 (countMax needs count) and tim-10 (timeOfDay or when, not both). */
-    if (!type_root && !strcmp(hv_fhir_elem_path(owner), "Timing.repeat")) {
+    if (!type_root && owner == el_timing_repeat) {
         if (json_object_object_get_ex(o, "countMax", NULL) && !json_object_object_get_ex(o, "count", NULL))
             json_object_object_del(o, "countMax");
         if (json_object_object_get_ex(o, "timeOfDay", NULL)) json_object_object_del(o, "when");
@@ -166,13 +174,15 @@ static int clean_node(json_object *o, const hv_fhir_elem_t *owner, const char **
     if (otype == ty_extension && type_root && !has_choice(o, "value", 5) &&
         !json_object_object_get_ex(o, "extension", NULL))
         return 1;
-    n = hv_fhir_elem_child_count(owner);
+    /* The required children (min >= 1), in the model's order: the first one missing is named. */
+    req = hv__v2_elem_required(c, owner, &n);
+    if (req == NULL) n = hv_fhir_elem_child_count(owner);
     for (i = 0; i < n; i++) {
-        const hv_fhir_elem_t *c = hv_fhir_elem_child_at(owner, i);
+        const hv_fhir_elem_t *ch = req != NULL ? req[i] : hv_fhir_elem_child_at(owner, i);
         const char *name;
         size_t l;
-        if (hv_fhir_elem_min(c) == 0) continue;
-        name = hv_fhir_elem_name(c);
+        if (hv_fhir_elem_min(ch) == 0) continue;
+        name = hv_fhir_elem_name(ch);
         l = strlen(name);
         if (l > 3 && strcmp(name + l - 3, "[x]") == 0 ? has_choice(o, name, l - 3)
                                                       : json_object_object_get_ex(o, name, NULL))
@@ -186,7 +196,7 @@ static int clean_node(json_object *o, const hv_fhir_elem_t *owner, const char **
 /* Cleans a resource (clean_node); 0 when it must be left out, with an issue saying why. */
 static int resource_ok(ctx_t *c, res_t *r) {
     const char *missing = NULL;
-    int ok = !clean_node(r->obj, r->root, &missing);
+    int ok = !clean_node(c, r->obj, r->root, &missing);
     /* FHIR org-1: an Organization has a name or an identifier (an NK1 with only the contact
      * person's address of an unnamed organization gives neither). */
     if (ok && strcmp(r->type, "Organization") == 0 && !json_object_object_get_ex(r->obj, "name", NULL) &&
@@ -513,9 +523,8 @@ static void link_to(ctx_t *c, res_t *r, const char *name, res_t *target) {
     const hv_fhir_type_t *chosen = NULL;
     json_object *ref;
     size_t i, n;
-    (void)c;
     if (json_object_object_get_ex(r->obj, name, NULL)) return;
-    e = hv_fhir_elem_child(root, name, strlen(name), &chosen);
+    e = hv__v2_elem_child(c, root, name, strlen(name), &chosen);
     if (e == NULL || chosen == NULL || strcmp(hv_fhir_type_name(chosen), "Reference") != 0 ||
         hv_fhir_elem_is_array(e))
         return;
@@ -575,6 +584,7 @@ int hv__v2_finish(ctx_t *c, json_object **bundle_out, hv_error_t *err) {
     json_object *bundle = c->bundle_obj, *entries;
     hv_buf_t b;
     uint64_t pkey;
+    pthread_once(&ty_once, find_types);
     if (patient == NULL) {
         for (i = 0; i < c->nres && patient == NULL; i++)
             if (!c->res[i].dropped && strcmp(c->res[i].type, "Patient") == 0) patient = &c->res[i];
@@ -702,7 +712,7 @@ int hv__v2_finish(ctx_t *c, json_object **bundle_out, hv_error_t *err) {
         if (r->dropped) continue;
         /* Cleaned already; again only when a reference was removed here. */
         if (strcmp(r->type, "Provenance") == 0) provenance_dedupe(c, r->obj);
-        if (r->dirty) clean_node(r->obj, r->root, NULL);
+        if (r->dirty) clean_node(c, r->obj, r->root, NULL);
         e = json_object_new_object();
         hv__v2_put_str(e, "fullUrl", r->full_url, HV__V2_NEW);
         hv__v2_put(e, "resource", json_object_get(r->obj), HV__V2_NEW);
@@ -714,7 +724,7 @@ int hv__v2_finish(ctx_t *c, json_object **bundle_out, hv_error_t *err) {
     }
     hv_json_set_str(bundle, "type", "transaction");
     json_object_object_del(bundle, "entry");
-    clean_node(bundle, hv_fhir_type_root(hv_fhir_resource_type("Bundle")), NULL);
+    clean_node(c, bundle, hv_fhir_type_root(hv_fhir_resource_type("Bundle")), NULL);
     if (json_object_array_length(entries) > 0) hv_json_set(bundle, "entry", entries);
     else json_object_put(entries);
     hv_json_set_str(bundle, "resourceType", "Bundle");

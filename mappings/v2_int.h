@@ -117,6 +117,22 @@ typedef struct ctx {
         size_t base, member;
         unsigned n;
     } fam[64];
+    /* FHIR model look-ups kept from one message to the next (the model is static, so an
+     * entry never goes stale): child elements by (owner, name) (hv__v2_elem_child), and the
+     * required children of an owner element (hv__v2_elem_required). Direct-mapped; an
+     * entry with a NULL owner is empty. */
+    struct hv__v2_ecache {
+        const hv_fhir_elem_t *owner;
+        const hv_fhir_elem_t *elem;    /* NULL: the owner has no such child */
+        const hv_fhir_type_t *chosen;
+        unsigned char len;
+        char name[47];
+    } ecache[1024];
+    struct hv__v2_rcache {
+        const hv_fhir_elem_t *owner;
+        unsigned char n;               /* required children in req[0..n); 255: more than fit */
+        const hv_fhir_elem_t *req[7];
+    } rcache[256];
 } ctx_t;
 
 /* The next apply_map runs these rows instead of looking the map's name up. */
@@ -186,6 +202,15 @@ span_t hv__v2_piece(const ctx_t *c, span_t s, int level, unsigned i);
 const char *hv__v2_coding_system_uri(ctx_t *c, const char *name);
 /* The JSON value of a FHIR primitive of type tname from text; NULL when not valid. */
 json_object *hv__v2_primitive(ctx_t *c, const char *tname, const char *text);
+
+/* hv_fhir_elem_child through the context's cache; names longer than the cache's slots go
+ * to the model directly. */
+const hv_fhir_elem_t *hv__v2_elem_child(ctx_t *c, const hv_fhir_elem_t *owner, const char *name, size_t len,
+                                        const hv_fhir_type_t **chosen);
+/* The children of owner whose minimum cardinality is at least 1, through the context's cache:
+ * *n of them at the returned array; NULL when there are more than the cache holds (then walk
+ * the model). */
+const hv_fhir_elem_t *const *hv__v2_elem_required(ctx_t *c, const hv_fhir_elem_t *owner, size_t *n);
 
 /* v2_cond.c: evaluates a row's compiled condition (or, for a hand-made row, its text). */
 int hv__v2_cond_eval(ctx_t *c, const hv__cond_t *cc, const char *text, span_t seg, span_t dt, int dt_level);

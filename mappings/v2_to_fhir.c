@@ -142,7 +142,7 @@ static void apply_ref(ctx_t *c, const char *ref) {
         int last = p == NULL || *p == '\0';
         json_object *o = NULL;
         if (br) *br = '\0';
-        e = hv_fhir_elem_child(oe, step, strlen(step), &chosen);
+        e = hv__v2_elem_child(c, oe, step, strlen(step), &chosen);
         if (e == NULL || chosen == NULL) return;
         if (last) {
             size_t i, n;

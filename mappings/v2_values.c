@@ -363,3 +363,63 @@ json_object *hv__v2_primitive(ctx_t *c, const char *tname, const char *text) {
     }
     return json_object_new_string_len(text, (int)i);
 }
+
+/* ------------------------------------------------------------------------- */
+/* FHIR model look-ups, cached                                               */
+/* ------------------------------------------------------------------------- */
+
+/*
+ * The rows and the cleaning pass ask the model for the same few hundred (owner, name) pairs
+ * in every message; hv_fhir_elem_child hashes the name into the model's global index each
+ * time. The context keeps the answers (the model is static): a hit costs one short hash and
+ * a memcmp. A miss (or a name too long for a slot) asks the model and fills the slot.
+ */
+const hv_fhir_elem_t *hv__v2_elem_child(ctx_t *c, const hv_fhir_elem_t *owner, const char *name, size_t len,
+                                        const hv_fhir_type_t **chosen) {
+    struct hv__v2_ecache *e;
+    const hv_fhir_type_t *t = NULL;
+    const hv_fhir_elem_t *el;
+    uint64_t h;
+    if (owner == NULL || name == NULL) return NULL;
+    if (len >= sizeof(e->name)) return hv_fhir_elem_child(owner, name, len, chosen);
+    h = hv__v2_fnv(FNV0 ^ (uint64_t)(uintptr_t)owner, name, len);
+    e = &c->ecache[(h ^ (h >> 29)) & (HV_ARRAY_LEN(c->ecache) - 1)];
+    if (e->owner == owner && e->len == len && memcmp(e->name, name, len) == 0) {
+        if (e->elem != NULL && chosen != NULL) *chosen = e->chosen;
+        return e->elem;
+    }
+    el = hv_fhir_elem_child(owner, name, len, &t);
+    e->owner = owner;
+    e->elem = el;
+    e->chosen = t;
+    e->len = (unsigned char)len;
+    memcpy(e->name, name, len);
+    if (el != NULL && chosen != NULL) *chosen = t;
+    return el;
+}
+
+const hv_fhir_elem_t *const *hv__v2_elem_required(ctx_t *c, const hv_fhir_elem_t *owner, size_t *n) {
+    struct hv__v2_rcache *e;
+    uintptr_t h = (uintptr_t)owner;
+    size_t i, cnt, k = 0;
+    h ^= h >> 7;
+    h ^= h >> 13;
+    e = &c->rcache[h & (HV_ARRAY_LEN(c->rcache) - 1)];
+    if (e->owner != owner) {
+        cnt = hv_fhir_elem_child_count(owner);
+        for (i = 0; i < cnt; i++) {
+            const hv_fhir_elem_t *ch = hv_fhir_elem_child_at(owner, i);
+            if (hv_fhir_elem_min(ch) == 0) continue;
+            if (k == HV_ARRAY_LEN(e->req)) {
+                k = 255;
+                break;
+            }
+            e->req[k++] = ch;
+        }
+        e->owner = owner;
+        e->n = (unsigned char)k;
+    }
+    if (e->n == 255) return NULL;
+    *n = e->n;
+    return e->req;
+}
