@@ -110,10 +110,7 @@ static json_object *slot_get(ctx_t *c, json_object *owner, const char *name, siz
     char key[64];
     const char *jk;
     unsigned fl;
-    k = hv__v2_fnv(k, &owner, sizeof(owner));
-    k = hv__v2_fnv(k, name, nlen);
-    k = hv__v2_fnv(k, &idx, sizeof(idx));
-    k = hv__v2_fnv(k, &rep, sizeof(rep));
+    k = hv__v2_key(owner, hv__v2_fnv(k, name, nlen), idx, rep);
     if (k == 0) k = 1;
     i = slot_place(c, k, &found);
     if (found) return c->slots[i].elem;
@@ -286,9 +283,8 @@ static json_object *sibling(ctx_t *c, const target_t *tg, unsigned n) {
     size_t i;
     int found;
     json_object *e;
-    k = hv__v2_fnv(k, &tg->owner, sizeof(tg->owner));
-    k = hv__v2_fnv(k, "#sibling", 8);
-    k = hv__v2_fnv(k, &n, sizeof(n));
+    /* "#sibling" cannot be an element's name: these keys stay apart from slot_get's. */
+    k = hv__v2_key(tg->owner, hv__v2_fnv(k, "#sibling", 8), n, 0);
     if (k == 0) k = 1;
     i = slot_place(c, k, &found);
     if (found) return c->slots[i].elem;

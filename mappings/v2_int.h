@@ -161,6 +161,17 @@ static inline uint64_t hv__v2_fnv(uint64_t h, const void *p, size_t n) {
 }
 #define FNV0 1469598103934665603ULL
 
+/* An identity key of (pointer, 64-bit name hash, two numbers) for the element slot table:
+ * multiply-xorshift mixing of whole words instead of FNV over their bytes. */
+static inline uint64_t hv__v2_key(const void *p, uint64_t name_hash, unsigned a, unsigned b) {
+    uint64_t z = (uint64_t)(uintptr_t)p * 0x9e3779b97f4a7c15ULL;
+    z ^= name_hash + 0x632be59bd9b4e019ULL + (z << 6) + (z >> 2);
+    z ^= (((uint64_t)a << 32) | b) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
 /*
  * Sets member key of o to val (taken; released on failure). flags as json_object_object_add_ex:
  * JSON_C_OBJECT_ADD_CONSTANT_KEY when key lives as long as the program (a literal, a FHIR model

@@ -381,9 +381,12 @@ const hv_fhir_elem_t *hv__v2_elem_child(ctx_t *c, const hv_fhir_elem_t *owner, c
     const hv_fhir_elem_t *el;
     uint64_t h;
     if (owner == NULL || name == NULL) return NULL;
-    if (len >= sizeof(e->name)) return hv_fhir_elem_child(owner, name, len, chosen);
-    h = hv__v2_fnv(FNV0 ^ (uint64_t)(uintptr_t)owner, name, len);
-    e = &c->ecache[(h ^ (h >> 29)) & (HV_ARRAY_LEN(c->ecache) - 1)];
+    if (len == 0 || len >= sizeof(e->name)) return hv_fhir_elem_child(owner, name, len, chosen);
+    /* The owner, the length and three of the name's bytes pick the slot; memcmp decides. */
+    h = ((uint64_t)(uintptr_t)owner >> 3) * 0x9e3779b97f4a7c15ULL;
+    h ^= ((uint64_t)len << 24 | (uint64_t)(unsigned char)name[0] << 16 |
+          (uint64_t)(unsigned char)name[len / 2] << 8 | (unsigned char)name[len - 1]) * 0xbf58476d1ce4e5b9ULL;
+    e = &c->ecache[(h >> 40) & (HV_ARRAY_LEN(c->ecache) - 1)];
     if (e->owner == owner && e->len == len && memcmp(e->name, name, len) == 0) {
         if (e->elem != NULL && chosen != NULL) *chosen = e->chosen;
         return e->elem;
