@@ -533,6 +533,70 @@ unmapped:
 }
 
 /*
+ * The compiled form of target path `path` under owner element oe (see struct hv__v2_plan):
+ * found in the context's cache, or compiled now by the same rules apply_row's parse follows —
+ * steps "name" or "name[idx]" ("[each]", "[1-3]" and "[0]" count as 1), each typed by the
+ * model from the owner the previous step leads to. NULL when the path is not one the plan
+ * covers (a step with "(Type…)", a step past a primitive, an element the model does not
+ * have, a path longer than a slot): apply_row then parses it itself.
+ */
+static const struct hv__v2_plan *plan_find(ctx_t *c, const hv_fhir_elem_t *oe, const char *path) {
+    struct hv__v2_plan *pl;
+    size_t len = strlen(path), n = 0;
+    uint64_t h;
+    const char *p;
+    if (len == 0 || len >= sizeof(pl->path)) return NULL;
+    h = ((uint64_t)(uintptr_t)oe >> 3) * 0x9e3779b97f4a7c15ULL;
+    h ^= ((uint64_t)len << 24 | (uint64_t)(unsigned char)path[0] << 16 |
+          (uint64_t)(unsigned char)path[len / 2] << 8 | (unsigned char)path[len - 1]) * 0xbf58476d1ce4e5b9ULL;
+    h ^= (uint64_t)(unsigned char)path[len / 3] * 0x94d049bb133111ebULL;
+    pl = &c->plan[(h >> 40) & (HV_ARRAY_LEN(c->plan) - 1)];
+    if (pl->oe == oe && pl->len == len && memcmp(pl->path, path, len) == 0) return pl->ok ? pl : NULL;
+    pl->oe = oe;
+    pl->len = (unsigned char)len;
+    memcpy(pl->path, path, len);
+    pl->ok = 0;
+    pl->nsteps = 0;
+    if (strchr(path, '(') != NULL) return NULL;
+    p = path;
+    while (*p) {
+        struct hv__v2_step *st;
+        const char *dot = strchr(p, '.'), *br;
+        size_t seglen = dot ? (size_t)(dot - p) : strlen(p), nlen = seglen;
+        unsigned idx = 1;
+        const hv_fhir_elem_t *e;
+        const hv_fhir_type_t *chosen = NULL;
+        if (n >= HV_ARRAY_LEN(pl->steps)) return NULL;
+        br = memchr(p, '[', seglen);
+        if (br != NULL) {
+            char *end;
+            idx = (unsigned)strtoul(br + 1, &end, 10);
+            if (*end != ']' || idx == 0) idx = 1;
+            nlen = (size_t)(br - p);
+        }
+        e = hv__v2_elem_child(c, oe, p, nlen, &chosen);
+        if (e == NULL || chosen == NULL) return NULL;
+        st = &pl->steps[n++];
+        st->off = (unsigned char)(p - path);
+        st->seglen = (unsigned char)seglen;
+        st->nlen = (unsigned char)nlen;
+        st->last = dot == NULL;
+        st->idx = idx;
+        st->e = e;
+        st->chosen = chosen;
+        st->ckey = hv__v2_model_key(e, p, nlen);
+        if (dot == NULL) break;
+        if (hv_fhir_type_kind(chosen) == HV_FHIR_KIND_PRIMITIVE) return NULL;
+        oe = hv_fhir_elem_owner(e, chosen);
+        if (oe == NULL) return NULL;
+        p = dot + 1;
+    }
+    pl->nsteps = (unsigned char)n;
+    pl->ok = 1;
+    return pl;
+}
+
+/*
  * Writes one row's value at a target path under tg. The path is a dotted list of
  * steps "name[idx](Type)"; the FHIR model types each step. The last step gets a
  * primitive (converted from text, or from a primitive data-type map) or, for a
@@ -546,6 +610,9 @@ void hv__v2_apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
     const hv_fhir_elem_t *oe = tg->owner_e;
     char pbuf[160];
     const char *p;
+    const struct hv__v2_plan *plan;
+    unsigned si = 0;
+    int first_step = 1;
     if (row->prim || (path[0] == '$' && (!strcmp(path, "$value") || !strcmp(path, "$this")))) {
         /* "$this" with a data-type map: that map writes into the same object (SPS into Specimen). */
         if (row->dtmap[0] && depth < MAX_DEPTH) {
@@ -580,20 +647,43 @@ void hv__v2_apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
         if (hv_fhir_elem_parent(oe) == NULL && strncmp(path, tn, tl) == 0 && path[tl] == '.')
             path += tl + 1;
     }
-    {
+    plan = plan_find(c, oe, path);
+    if (plan != NULL) {
+        p = path;
+    } else {
         size_t pl = strlen(path);
         if (pl >= sizeof(pbuf)) return;
         memcpy(pbuf, path, pl + 1);
+        p = pbuf;
     }
-    p = pbuf;
-    while (*p) {
-        const char *dot = strchr(p, '.'), *br, *par;
+    for (;;) {
+        const char *dot, *br, *par;
         size_t seglen, nlen;
         unsigned idx = 1;
         const hv_fhir_elem_t *e;
         const hv_fhir_type_t *chosen = NULL;
-        char rtype[160] = "";
+        const char *step_ckey = NULL;
+        char rtype[160];
         int last;
+        rtype[0] = '\0';
+        if (plan != NULL) {
+            /* The compiled step: what the parse below would find, found once. */
+            const struct hv__v2_step *st;
+            if (si >= plan->nsteps) break;
+            st = &plan->steps[si++];
+            p = path + st->off;
+            seglen = st->seglen;
+            nlen = st->nlen;
+            idx = st->idx;
+            e = st->e;
+            chosen = st->chosen;
+            last = st->last;
+            step_ckey = st->ckey;
+            dot = last ? NULL : p + seglen;
+            goto step;
+        }
+        if (*p == '\0') break;
+        dot = strchr(p, '.');
         /* A step "name[idx](Type[n].path)": the parentheses hold a resource and a path in it,
          * possibly with parentheses of their own; they close at the end of the target. */
         par = strchr(p, '(');
@@ -622,7 +712,9 @@ void hv__v2_apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
         }
         e = hv__v2_elem_child(c, oe, p, nlen, &chosen);
         if (e == NULL || chosen == NULL) goto unmapped;
-        if (p == pbuf && idx > 1 && !hv_fhir_elem_is_array(e) && tg->arr != NULL) {
+        step_ckey = hv__v2_model_key(e, p, nlen);
+    step:
+        if (first_step && idx > 1 && !hv_fhir_elem_is_array(e) && tg->arr != NULL) {
             /* "value[2]" in HD[Identifier]: the element of the owner's repetition n (HD.1 →
              * identifier[1].value, HD.2 → identifier[2].value), a sibling in the same array. */
             owner = sibling(c, tg, idx);
@@ -695,7 +787,7 @@ void hv__v2_apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
                 hv__v2_issue(c, "warning", "value", hv__v2_rule_text(c), "value not valid as FHIR %s", tname);
                 return;
             }
-            ckey = hv__v2_model_key(e, p, nlen);
+            ckey = step_ckey;
             if (hv_fhir_elem_is_array(e)) {
                 json_object *arr = NULL;
                 if (!json_object_object_get_ex(owner, key, &arr) ||
@@ -723,8 +815,7 @@ void hv__v2_apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
         {
             json_object *o;
             if (last && single_taken(c, owner, p, nlen, e, chosen, rep)) return;
-            o = slot_get(c, owner, p, nlen, hv__v2_model_key(e, p, nlen), idx, rep,
-                         hv_fhir_elem_is_array(e));
+            o = slot_get(c, owner, p, nlen, step_ckey, idx, rep, hv_fhir_elem_is_array(e));
             json_object *parent = owner;
             if (o == NULL) return;
             owner = o;
@@ -752,6 +843,7 @@ void hv__v2_apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
             }
         }
         p = dot + 1;
+        first_step = 0;
     }
     return;
 unmapped:

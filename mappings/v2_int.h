@@ -128,6 +128,22 @@ typedef struct ctx {
         unsigned char len;
         char name[47];
     } ecache[1024];
+    /* Target paths compiled once per (owner element, path text) (v2_apply.c plan_find): each
+     * step's name, index and model element, so apply_row neither parses the path nor looks
+     * the model up. An entry with ok 0 is a path the plan does not cover (parentheses, a step
+     * into a primitive, an unknown element): apply_row parses it as before. */
+    struct hv__v2_plan {
+        const hv_fhir_elem_t *oe;      /* NULL: empty */
+        unsigned char len, nsteps, ok;
+        char path[61];
+        struct hv__v2_step {
+            unsigned char off, seglen, nlen, last;
+            unsigned idx;
+            const hv_fhir_elem_t *e;
+            const hv_fhir_type_t *chosen;
+            const char *ckey;          /* hv__v2_model_key of the step */
+        } steps[6];
+    } plan[256];
     struct hv__v2_rcache {
         const hv_fhir_elem_t *owner;
         unsigned char n;               /* required children in req[0..n); 255: more than fit */
