@@ -124,7 +124,9 @@ static int clean_node(ctx_t *c, json_object *o, const hv_fhir_elem_t *owner, con
         const hv_fhir_type_t *chosen = NULL;
         const hv_fhir_elem_t *el, *sub;
         next = e->next;
-        if (!strcmp(k, "resourceType") || !strcmp(k, "id")) continue;
+        /* "resourceType" and "id" are not elements of the model; the first byte rules out
+         * every other key without a strcmp. */
+        if ((k[0] == 'r' && !strcmp(k, "resourceType")) || (k[0] == 'i' && k[1] == 'd' && k[2] == '\0')) continue;
         el = hv__v2_elem_child(c, owner, k, strlen(k), &chosen);
         if (el == NULL) {
             json_object_object_del(o, k);
