@@ -263,6 +263,21 @@ int hv__v2_cond_eval(ctx_t *c, const hv__cond_t *cc, const char *text, span_t se
         if (hv__map_cond_compile(c->arena, text, &cc) != HV_OK || cc == NULL) return cc == NULL;
     }
     if (cc->never) return 0;
+    /* The shapes most rows use, without the stack: "@X valued", "@X valued not" and
+     * "@X 'text eq" (X a field or component path); the same results as the loop below. */
+    if (cc->nops >= 2 && cc->nops <= 3 && (cc->ops[0].kind == HV__COND_EMPTY || cc->ops[0].kind == HV__COND_FIELD ||
+                                                    cc->ops[0].kind == HV__COND_COMP)) {
+        const hv__cond_op_t *o0 = &cc->ops[0], *o1 = &cc->ops[1];
+        size_t count = 0;
+        if (o1->kind == HV__COND_VALUED && (cc->nops == 2 || cc->ops[2].kind == HV__COND_NOT)) {
+            span_t s = o0->kind == HV__COND_EMPTY ? (span_t){NULL, 0} : cond_path(c, o0, seg, dt, dt_level, &count);
+            return (hv__v2_span_valued(s) != 0) != (cc->nops == 3);
+        }
+        if (cc->nops == 3 && o1->kind == HV__COND_LIT && cc->ops[2].kind == HV__COND_EQ_TEXT) {
+            span_t s = o0->kind == HV__COND_EMPTY ? (span_t){NULL, 0} : cond_path(c, o0, seg, dt, dt_level, &count);
+            return o1->s != NULL && val_eq(s, o1->s, o1->n);
+        }
+    }
     for (i = 0; i < cc->nops; i++) {
         const hv__cond_op_t *op = &cc->ops[i];
         if (i > 0) {
