@@ -65,6 +65,15 @@ char *hv__v2_span_text(ctx_t *c, span_t s) {
     size_t a = 0, b;
     hv_buf_reset(&c->tmp);
     if (s.p == NULL || s.len == 0) return hv_arena_strdup(c->arena, "");
+    if ((c->msg.delims.esc == 0 || memchr(s.p, c->msg.delims.esc, s.len) == NULL) &&
+        (c->tmp.max == 0 || s.len <= c->tmp.max)) {
+        /* Nothing to unescape: the text is the span itself, trimmed (what unescaping
+         * into c->tmp would have copied). */
+        b = s.len;
+        while (a < b && isspace((unsigned char)s.p[a])) a++;
+        while (b > a && isspace((unsigned char)s.p[b - 1])) b--;
+        return hv_arena_strndup(c->arena, s.p + a, b - a);
+    }
     if (hv_hl7v2_unescape(&c->msg.delims, s.p, s.len, 0, &c->tmp) != HV_OK || c->tmp.data == NULL)
         return hv_arena_strndup(c->arena, s.p, s.len);
     b = c->tmp.len;
