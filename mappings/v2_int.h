@@ -78,6 +78,11 @@ typedef struct ctx {
     const hv__map_row_t *map_rows;
     size_t map_rows_n;
     size_t nfam;              /* fam[0..nfam) */
+    /* The last group choice of map_segment: for these message rows after group grp_in,
+     * grp_chosen (NULL rows: none). Per message: the rows belong to this message's tables. */
+    const hv__msg_row_t *grp_rows;
+    const char *grp_chosen;
+    char grp_in[256];
 
     /* Kept from one message to the next (allocations and caches whose entries say whether
      * they are valid): not zeroed. */

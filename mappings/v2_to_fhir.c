@@ -226,15 +226,36 @@ static void map_segment(ctx_t *c, size_t si, char *group, size_t group_cap) {
             hv__v2_issue(c, "information", "not-supported", sg->id, "segment %s is not mapped", sg->id);
         return;
     }
-    /* The group of this occurrence: the candidate closest to the previous segment's group. */
-    for (i = 0; i < n; i++) {
-        size_t cp = common_prefix(rows[i].group, group);
-        if (chosen == NULL || cp > best) {
-            best = cp;
-            chosen = rows[i].group;
+    /* The group of this occurrence: the candidate closest to the previous segment's group.
+     * The choice depends only on the rows and that group, so a run of the same segment
+     * (OBX after OBX) reuses the last choice. */
+    if (rows == c->grp_rows && strcmp(group, c->grp_in) == 0) {
+        chosen = c->grp_chosen;
+    } else {
+        for (i = 0; i < n; i++) {
+            size_t cp = common_prefix(rows[i].group, group);
+            if (chosen == NULL || cp > best) {
+                best = cp;
+                chosen = rows[i].group;
+            }
+        }
+        c->grp_rows = NULL;
+        if (strlen(group) < sizeof(c->grp_in)) {
+            memcpy(c->grp_in, group, strlen(group) + 1);
+            c->grp_rows = rows;
+            c->grp_chosen = chosen;
         }
     }
-    snprintf(group, group_cap, "%s.%s", chosen, sg->id);
+    {
+        size_t cl = strlen(chosen), il = strlen(sg->id);
+        if (cl + 1 + il < group_cap) {
+            memcpy(group, chosen, cl);
+            group[cl] = '.';
+            memcpy(group + cl + 1, sg->id, il + 1);
+        } else {
+            snprintf(group, group_cap, "%s.%s", chosen, sg->id);
+        }
+    }
     for (i = 0; i < n; i++) {
         const hv__msg_row_t *row = &rows[i];
         char type[40];
