@@ -90,7 +90,8 @@ static size_t common_prefix(const char *a, const char *b) {
 res_t *hv__v2_slot_find(ctx_t *c, const char *slot) {
     size_t i;
     for (i = c->nres; i-- > 0;)
-        if (!c->res[i].dropped && strcmp(c->res[i].slot, slot) == 0) return &c->res[i];
+        if (!c->res[i].dropped && c->res[i].slot[0] == slot[0] && strcmp(c->res[i].slot, slot) == 0)
+            return &c->res[i];
     return NULL;
 }
 
@@ -107,7 +108,8 @@ static res_t *res_lookup(ctx_t *c, const char *name, size_t n) {
         *strchr(buf, '[') = '\0';
     }
     for (i = c->nres; i-- > 0;)
-        if (!c->res[i].dropped && c->res[i].slot[0] && strcmp(c->res[i].type, buf) == 0)
+        if (!c->res[i].dropped && c->res[i].slot[0] && c->res[i].type[0] == buf[0] &&
+            strcmp(c->res[i].type, buf) == 0)
             return &c->res[i];
     return NULL;
 }
