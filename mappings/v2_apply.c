@@ -324,9 +324,16 @@ static int single_taken(ctx_t *c, json_object *owner, const char *name, size_t n
 
 /* True when a data-type map has a row for the value itself ("$value"/"$this"), i.e. it
  * converts a value to one primitive; an unknown map counts as such (the value as sent). */
-static int map_has_value_rows(ctx_t *c, const char *map) {
-    size_t n, i;
-    const hv__map_row_t *rows = hv__map_rows(c->t, map, &n);
+static int map_has_value_rows(ctx_t *c, const hv__map_row_t *row) {
+    size_t n = 0, i;
+    const hv__map_row_t *rows;
+    /* The rows of a loaded row's data-type map were found at load. */
+    if (row->dt_resolved) {
+        rows = row->dt_rows;
+        n = row->dt_n;
+    } else {
+        rows = hv__map_rows(c->t, row->dtmap, &n);
+    }
     if (rows == NULL) return 1;
     for (i = 0; i < n; i++)
         if (!strcmp(rows[i].target, "$value") || !strcmp(rows[i].target, "$this")) return 1;
@@ -743,7 +750,7 @@ void hv__v2_apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
                 text = concat_value(c, row->assign + 1, seg);
             } else if (row->assign[0]) {
                 text = row->assign;
-            } else if (row->dtmap[0] && depth < MAX_DEPTH && !map_has_value_rows(c, row->dtmap)) {
+            } else if (row->dtmap[0] && depth < MAX_DEPTH && !map_has_value_rows(c, row)) {
                 /* A map of the parts of one repeating primitive (XAD.1 SAD → line[1-3]: SAD.1,
                  * .2, .3 → line[1], line[2], line[3]) writes them into the owner itself. */
                 target_t same = {owner, oe, tg->res_type, tg->path, NULL};
