@@ -239,6 +239,53 @@ const char *hv__journal_name(const hv__journal_t *j);
 int hv__journal_encode(const hv__aev_t *ev, uint64_t gen, hv_buf_t *out);
 int hv__journal_decode(const char *data, size_t len, uint64_t gen, size_t *used, hv__aev_t *ev);
 
+
+/* block.c: the trail in blocks (SQLite, migration 6); see block.c for the format. */
+#define HV__BLOCK_MAX_RECORDS 1024
+#define HV__BLOCK_MAX_BYTES (1024u * 1024)
+
+/* One record of a block as read back: strings point into the block (NUL-terminated),
+ * valid until the reader's callback returns. */
+typedef struct hv__arec {
+    int64_t seq, recorded;
+    int outcome, breakglass;
+    char action[2];
+    const char *subtype, *who, *role, *ip, *patients, *content;
+    size_t clen;
+    char prev[65], hash[65]; /* the hash of the record before it, its own */
+    /* the block that holds it */
+    int64_t block_first, block_last, block_recorded_max;
+    char block_hash[65];
+    int last_in_block;
+} hv__arec_t;
+
+/* Which records a block scan hands out: seq in [seq_ge, seq_lt) and recorded in [from, to);
+ * who and patient ("" or NULL: any) select blocks through their indexes only — the
+ * callback checks each record. desc: newest first. on_damaged (verify): called with the
+ * first sequence number of a block that does not decode and how many of its records did
+ * (they were handed out first); without it such blocks are skipped. Callbacks return 1 to
+ * stop. */
+typedef struct hv__ascan {
+    int64_t seq_ge, seq_lt, from, to;
+    const char *who, *patient;
+    int desc;
+    int (*on_damaged)(int64_t block_first, size_t ngood, void *ud);
+} hv__ascan_t;
+
+void hv__audit_scan_init(hv__ascan_t *f);
+/* 1 when db stores new records in blocks (SQLite), 0 for rows (PostgreSQL). */
+int hv__audit_has_blocks(hv_db_t *db);
+int hv__audit_block_encode(hv_buf_t *out, int64_t seq, const hv__aev_t *ev, const char hash[65]);
+int hv__audit_block_decode(const unsigned char *data, size_t len, size_t *used, hv__arec_t *r);
+/* Appends the records of a list (by ->next) in order as blocks, with their who/patient
+ * index rows and the signed checkpoints due; sets each ev->seq and advances prev/next_seq. */
+int hv__audit_append_blocks(hv_db_t *db, hv__aev_t *head, char prev[65], int64_t *next_seq);
+int hv__audit_block_scan(hv_db_t *db, const hv__ascan_t *f, int (*cb)(const hv__arec_t *r, void *ud), void *ud);
+/* The record seq of the blocks (HV_ENOTFOUND when no block holds it). */
+int hv__audit_block_record(hv_db_t *db, int64_t seq, hv__arec_t *out);
+/* The newest block's last hash and the next sequence number (HV_ENOTFOUND: no blocks). */
+int hv__audit_block_tail(hv_db_t *db, char prev[65], int64_t *next_seq);
+
 /* alerts.c */
 hv__alert_state_t *hv__alert_state_new(void);
 void hv__alert_state_free(hv__alert_state_t *s);

@@ -311,10 +311,25 @@ static int64_t first_jid(const hv__journal_t *j, int i) {
     return (int64_t)get64(p + 12);
 }
 
+/* Appends the records of a list (blocks on SQLite, rows on PostgreSQL) and frees them. */
+static int replay_flush(hv_db_t *db, hv__aev_t **head, hv__aev_t **tail, size_t *n, char prev[65], int64_t *seq) {
+    int rc = hv__audit_has_blocks(db) ? hv__audit_append_blocks(db, *head, prev, seq)
+                                      : hv__audit_append_list(db, *head, prev, seq);
+    for (hv__aev_t *ev = *head, *next; ev != NULL; ev = next) {
+        next = ev->next;
+        hv__aev_free(ev);
+    }
+    *head = *tail = NULL;
+    *n = 0;
+    return rc;
+}
+
 int hv__journal_replay(hv__journal_t *j, hv__audit_t *a, hv_db_t *db, int64_t *replayed) {
     int order[2] = {0, 1}, rc = HV_OK, began = 0;
     int64_t n = 0, top = 0, seq = 0;
     char prev[65];
+    hv__aev_t *head = NULL, *tail = NULL;
+    size_t nlist = 0;
     if ((rc = hv__journal_pos(db, j->name, &j->committed)) != HV_OK) return rc;
     top = j->committed;
     if (first_jid(j, 1) != 0 && (first_jid(j, 0) == 0 || first_jid(j, 1) < first_jid(j, 0))) {
@@ -336,18 +351,29 @@ int hv__journal_replay(hv__journal_t *j, hv__audit_t *a, hv_db_t *db, int64_t *r
                 break; /* the end of this generation's frames */
             }
             off += used;
-            if (ev->jid > top) {
-                if (!began) {
-                    if ((rc = hv_db_begin(db)) == HV_OK) began = 1;
-                    if (rc == HV_OK && hv_db_kind(db) == HV_DB_PG) rc = hv_db_exec(db, HV__AUDIT_PG_LOCK);
-                    if (rc == HV_OK) rc = hv__audit_tail(db, prev, &seq);
-                }
-                if (rc == HV_OK) rc = hv__audit_append(db, ev, prev, &seq);
-                if (rc == HV_OK) {
-                    top = ev->jid;
-                    n++;
-                }
+            if (ev->jid <= top) {
+                hv__aev_free(ev);
+                continue;
             }
+            if (!began) {
+                if ((rc = hv_db_begin(db)) == HV_OK) began = 1;
+                if (rc == HV_OK && hv_db_kind(db) == HV_DB_PG) rc = hv_db_exec(db, HV__AUDIT_PG_LOCK);
+                if (rc == HV_OK) rc = hv__audit_tail(db, prev, &seq);
+            }
+            top = ev->jid;
+            n++;
+            ev->next = NULL;
+            if (tail) tail->next = ev;
+            else head = ev;
+            tail = ev;
+            /* In batches of at most 512 records, as the storage thread writes them. */
+            if (++nlist >= 512 && rc == HV_OK) rc = replay_flush(db, &head, &tail, &nlist, prev, &seq);
+        }
+    }
+    if (head != NULL) {
+        if (rc == HV_OK) rc = replay_flush(db, &head, &tail, &nlist, prev, &seq);
+        for (hv__aev_t *ev = head, *next; ev != NULL; ev = next) {
+            next = ev->next;
             hv__aev_free(ev);
         }
     }

@@ -101,7 +101,9 @@ static int job_batch(hv_db_t *db, void *arg) {
     int rc = HV_OK;
     if (hv_db_kind(db) == HV_DB_PG) rc = hv_db_exec(db, HV__AUDIT_PG_LOCK);
     if (rc == HV_OK) rc = hv__audit_tail(db, prev, &seq);
-    if (rc == HV_OK) rc = hv__audit_append_list(db, b->head, prev, &seq);
+    if (rc == HV_OK)
+        rc = hv__audit_has_blocks(db) ? hv__audit_append_blocks(db, b->head, prev, &seq)
+                                      : hv__audit_append_list(db, b->head, prev, &seq);
     if (rc == HV_OK && b->top_jid > 0) rc = hv__journal_set_pos(db, b->journal, b->top_jid);
     return rc;
 }
