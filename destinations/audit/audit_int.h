@@ -148,11 +148,18 @@ typedef struct hv__audit {
      * next request of the client is judged by it). */
     hv_http_req_t *consent_waiters[64];
     size_t nconsent_waiters;
+    /* Events kept for reuse (event.c hv__aev_give), loop thread. */
+    struct hv__aev *spare;
+    size_t nspare;
 } hv__audit_t;
 
 /* event.c: the AuditEvent, the FHIR request classifier, the patient scanner, POST /audit/log */
 hv__aev_t *hv__aev_new(hv__audit_t *a);
 void hv__aev_free(hv__aev_t *ev);
+/* Loop thread only: an event from the module's spares (or a new one), and back to them. */
+hv__aev_t *hv__aev_take(hv__audit_t *a);
+void hv__aev_give(hv__aev_t *ev);
+void hv__aev_spare_free(hv__audit_t *a);
 /* Fills ev from an engine event (who from the request's principal when there is one) and
  * builds its stored content (the compact form, event.c build_compact). */
 int hv__aev_fill(hv__aev_t *ev, const hv_audit_event_t *in);

@@ -340,6 +340,51 @@ class ScriptedDay(AuditCase):
         self.assertEqual(eng.get("/audit/logs?_count=abc", headers=adm)[0], 400)
         self.assertEqual(eng.get("/audit/logs?from=yesterday", headers=adm)[0], 400)
 
+    def pages(self, eng, h, url, key):
+        seen = []
+        while url:
+            st, body = eng.get_json(url, headers=h)
+            self.assertEqual(st, 200, body)
+            seen += [key(e) for e in body["entry"]]
+            url = next((l["url"] for l in body.get("link", []) if l["relation"] == "next"), None)
+        return seen
+
+    def test_pages_and_filters_across_block_boundaries(self):
+        # batches of at most 3 records: every page of 2 below crosses a block boundary
+        eng = self.audit_engine(config={"audit": {"batch": 3, "flush_interval": "0ms"}})
+        adm = self.token(eng, "admin")
+        alice = self.token(eng, "alice")
+        self.seed(eng, adm, 3)
+        for i in range(12):
+            h = alice if i % 2 else adm
+            self.assertEqual(eng.get("/fhir/Patient/p%d" % (1 + i % 3), headers=h)[0], 200)
+        if not self.DB:
+            t = Trail(eng)
+            self.assertGreater(t.db.execute("SELECT COUNT(*) FROM audit_block").fetchone()[0], 3)
+            t.db.close()
+        full = self.pages(eng, adm, "/audit/logs?_count=500&subtype=read", lambda e: e["resource"]["id"])
+        paged = self.pages(eng, adm, "/audit/logs?_count=2&subtype=read", lambda e: e["resource"]["id"])
+        self.assertEqual(len(full), 12)
+        self.assertEqual(paged, full)
+        self.assertEqual(full, sorted(full, key=int, reverse=True))
+        mine = self.pages(eng, adm, "/audit/logs/alice?_count=2&subtype=read", lambda e: who(e["resource"]))
+        self.assertEqual(mine, ["alice"] * 6)
+        p2 = self.pages(eng, adm, "/audit/logs?_count=2&subtype=read&patient=p2", lambda e: patients(e["resource"]))
+        self.assertEqual(p2, [["p2"]] * 4)
+        acc = self.pages(eng, adm, "/audit/access-logs?_count=2&user=alice&patient=p3",
+                         lambda e: (e["patient"], e["who"], e["subtype"]))
+        self.assertEqual(acc, [("p3", "alice", "read")] * 2)
+        acc_all = self.pages(eng, adm, "/audit/access-logs?_count=3", lambda e: e["seq"])
+        self.assertEqual(acc_all, sorted(acc_all, reverse=True))
+        st, rep = eng.get_json("/compliance/report", headers=adm)
+        self.assertEqual(st, 200, rep)
+        self.assertTrue(rep["chain"]["ok"], rep)
+        writes = self.pages(eng, adm, "/audit/logs?_count=2&action=U", lambda e: e["resource"]["id"])
+        self.assertEqual(len(writes), 6)
+        self.assertEqual(rep["events_by_action"]["U"], 6)
+        self.assertGreaterEqual(rep["events_by_action"]["R"], 12)
+        self.assertGreaterEqual(rep["access_by_role"]["clinician"], 6)
+
 
 class Roles(AuditCase):
     def test_forged_post_refused_without_role_and_validated(self):
