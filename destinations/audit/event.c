@@ -283,6 +283,13 @@ static int build_compact(hv__aev_t *ev) {
     return rc;
 }
 
+/* At most max bytes of s, copied into the arena; NULL and "" are the literal "" (most of
+ * an event's members are empty, and a copy of each cost more than the rest of the fill). */
+static const char *copy_max(hv_arena_t *ar, const char *s, size_t max) {
+    if (s == NULL || s[0] == '\0') return "";
+    return hv_arena_strndup(ar, s, max == SIZE_MAX ? strlen(s) : strnlen(s, max));
+}
+
 int hv__aev_fill(hv__aev_t *ev, const hv_audit_event_t *in) {
     hv_arena_t *ar = ev->arena;
     const hv_auth_principal_t *p = in->req ? hv_auth_principal(in->req) : NULL;
@@ -305,17 +312,17 @@ int hv__aev_fill(hv__aev_t *ev, const hv_audit_event_t *in) {
         if (purpose == NULL) purpose = hv_http_req_header(in->req, "X-Purpose-Of-Use");
         bg = hv_http_req_header(in->req, "X-Break-Glass");
     }
-    ev->subtype = hv_arena_strndup(ar, in->subtype, strnlen(in->subtype, 64));
-    ev->who = hv_arena_strndup(ar, user ? user : "", user ? strnlen(user, 256) : 0);
-    ev->role = hv_arena_strndup(ar, role ? role : "", role ? strnlen(role, 32) : 0);
-    ev->client = hv_arena_strndup(ar, client ? client : "", client ? strnlen(client, 256) : 0);
-    ev->ip = hv_arena_strndup(ar, ip ? ip : "", ip ? strnlen(ip, 64) : 0);
-    ev->purpose = hv_arena_strndup(ar, purpose ? purpose : "", purpose ? strnlen(purpose, 32) : 0);
-    ev->breakglass = hv_arena_strndup(ar, bg ? bg : "", bg ? strnlen(bg, 256) : 0);
-    ev->etype = dup0(ar, in->entity_type);
-    ev->eid = dup0(ar, in->entity_id);
-    ev->query = hv_arena_strndup(ar, in->query ? in->query : "", in->query ? strnlen(in->query, 4096) : 0);
-    ev->detail = hv_arena_strndup(ar, in->detail ? in->detail : "", in->detail ? strnlen(in->detail, 512) : 0);
+    ev->subtype = copy_max(ar, in->subtype, 64);
+    ev->who = copy_max(ar, user, 256);
+    ev->role = copy_max(ar, role, 32);
+    ev->client = copy_max(ar, client, 256);
+    ev->ip = copy_max(ar, ip, 64);
+    ev->purpose = copy_max(ar, purpose, 32);
+    ev->breakglass = copy_max(ar, bg, 256);
+    ev->etype = copy_max(ar, in->entity_type, SIZE_MAX);
+    ev->eid = copy_max(ar, in->entity_id, SIZE_MAX);
+    ev->query = copy_max(ar, in->query, 4096);
+    ev->detail = copy_max(ar, in->detail, 512);
     if (ev->source == NULL) ev->source = "";
     if (!ev->subtype || !ev->who || !ev->role || !ev->client || !ev->ip || !ev->purpose || !ev->breakglass ||
         !ev->etype || !ev->eid || !ev->query || !ev->detail)
