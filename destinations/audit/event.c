@@ -21,7 +21,7 @@
 hv__aev_t *hv__aev_new(hv__audit_t *a) {
     hv__aev_t *ev = hv_calloc(1, sizeof(*ev));
     if (ev == NULL) return NULL;
-    ev->arena = hv_arena_new(2048);
+    ev->arena = hv_arena_new(512);
     if (ev->arena == NULL) {
         hv_free(ev);
         return NULL;
@@ -41,7 +41,7 @@ void hv__aev_free(hv__aev_t *ev) {
 /* Events of the loop thread are kept for reuse (a->spare, at most HV__AEV_SPARE): an
  * allocation, an arena and a content buffer per request were a fifth of the audit's cost
  * on the loop thread (callgrind). */
-#define HV__AEV_SPARE 1024
+#define HV__AEV_SPARE 4096
 
 hv__aev_t *hv__aev_take(hv__audit_t *a) {
     hv__aev_t *ev = a->spare;
