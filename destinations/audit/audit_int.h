@@ -7,6 +7,11 @@
  *                     who, role, ip, patients ("p1,p2"), breakglass, content (the
  *                     AuditEvent JSON without its id), prev_hash, hash
  *   audit_patient     (seq, patient): who saw which patient's data, indexed by patient
+ *   audit_block       (SQLite, migration 6 on: where new records go) one row per batch:
+ *                     seq_first, seq_last, recorded_min/max, n, records (BLOB of records,
+ *                     block.c), prev_hash, hash; audit_block_who and audit_block_patient
+ *                     index the blocks by user and by patient. audit_event and
+ *                     audit_patient keep the records written before (and PostgreSQL's).
  *   audit_checkpoint  seq, hash, signed_at, sig: an Ed25519 signature over
  *                     "holovitals-audit-checkpoint\n<seq>\n<hash>\n<signed_at>"
  *   audit_alert       id, created, rule, severity, who, ip, detail
