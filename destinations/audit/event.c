@@ -574,11 +574,20 @@ static int add_id(const char *s, size_t n, hv_arena_t *arena, const char **ids, 
     return 0;
 }
 
-/* The first needle in [h, end). memmem (two-way search): the needles start with '"', which
- * a scan for the first byte met at every other byte of a JSON body. */
+/* The first needle in [h, end). The needles start with '"' or '<', which a scan for the
+ * first byte meets at every other byte of a body: the scan is for the second byte (memchr),
+ * each hit then compared whole — half the CPU time of memmem's two-way search on a resource
+ * (its table set-up per call dominated on bodies of a few hundred bytes). */
 static const char *find(const char *h, const char *end, const char *needle) {
-    if (h >= end) return NULL;
-    return memmem(h, (size_t)(end - h), needle, strlen(needle));
+    size_t n = strlen(needle), k = n > 1 && (needle[0] == '"' || needle[0] == '<') ? 1 : 0;
+    const char *p;
+    if (h >= end || (size_t)(end - h) < n) return NULL;
+    for (p = h + k; p < end && (p = memchr(p, needle[k], (size_t)(end - p))) != NULL; p++) {
+        const char *s = p - k;
+        if ((size_t)(end - s) < n) return NULL;
+        if (memcmp(s, needle, n) == 0) return s;
+    }
+    return NULL;
 }
 
 /* A reference value: take the id after the last "Patient/" that starts the value or follows a '/'. */
