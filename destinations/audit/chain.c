@@ -669,7 +669,11 @@ static int verify_rec(const hv__arec_t *r, void *ud) {
     }
     walk(w, r->seq, r->prev, r->hash, r->recorded, r->action, r->subtype, r->outcome, r->who, r->role, r->ip,
          r->patients, r->content, r->clen);
-    if (!w->done && r->last_in_block && (r->seq != r->block_last || strcmp(r->block_hash, r->hash) != 0))
+    /* The block's last record must be the one its row names, with the hash it names. */
+    if (!w->done && r->last_in_block && r->seq < r->block_last)
+        fail(w, r->seq + 1, "deleted", "records %lld to %lld are missing (cut from the end of their block)",
+             (long long)r->seq + 1, (long long)r->block_last);
+    else if (!w->done && r->last_in_block && (r->seq != r->block_last || strcmp(r->block_hash, r->hash) != 0))
         fail(w, r->seq, "altered", "the block of records %lld to %lld was altered (its end does not match its records)",
              (long long)r->block_first, (long long)r->block_last);
     v->last = r->seq;

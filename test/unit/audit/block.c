@@ -227,6 +227,35 @@ static void flip_who_byte(hv_db_t *db, int64_t first, int64_t seq) {
     free(copy);
 }
 
+/* Cuts the last record off the block that starts at first (its row unchanged). */
+static void cut_last(hv_db_t *db, int64_t first) {
+    hv_db_stmt_t *st = NULL;
+    size_t len = 0, off = 0, used = 0, last = 0;
+    hv__arec_t r;
+    unsigned char *copy;
+    assert_int_equal(hv_db_prepare(db, "SELECT records FROM audit_block WHERE seq_first = $1", &st), HV_OK);
+    hv_db_bind_int64(st, 1, first);
+    assert_int_equal(hv_db_step(st), HV_DB_ROW);
+    {
+        const void *blob = hv_db_column_blob(st, 0, &len);
+        copy = malloc(len);
+        assert_non_null(copy);
+        memcpy(copy, blob, len);
+    }
+    hv_db_done(st);
+    while (off < len) {
+        assert_int_equal(hv__audit_block_decode(copy + off, len - off, &used, &r), HV_OK);
+        last = off;
+        off += used;
+    }
+    assert_int_equal(hv_db_prepare(db, "UPDATE audit_block SET records = $1 WHERE seq_first = $2", &st), HV_OK);
+    hv_db_bind_blob(st, 1, copy, last);
+    hv_db_bind_int64(st, 2, first);
+    assert_int_equal(hv_db_step(st), HV_OK);
+    hv_db_done(st);
+    free(copy);
+}
+
 /* A trail of rows (written before migration 6) then blocks is one chain: it verifies, its
  * checkpoints in both parts hold, and a byte changed inside a block is found at its record. */
 static void audit_rows_then_blocks_verify_and_tampering_is_located(void **state) {
@@ -264,6 +293,12 @@ static void audit_rows_then_blocks_verify_and_tampering_is_located(void **state)
     flip_who_byte(db, 12, 14); /* back */
     assert_int_equal(hv__audit_verify_db(db, a.key, 0, &v), HV_OK);
     assert_string_equal(v.problem, "");
+    /* the last record of a block removed: reported as deleted, at its number */
+    cut_last(db, 7);
+    assert_int_equal(hv__audit_verify_db(db, a.key, 0, &v), HV_OK);
+    assert_string_equal(v.problem, "deleted");
+    assert_int_equal(v.first_bad, 11);
+    assert_int_equal(v.checked, 10);
     /* a block that no longer decodes is reported where it starts to fail */
     assert_int_equal(hv_db_exec(db, "UPDATE audit_block SET records = substr(records, 1, 10) WHERE seq_first = 7"),
                      HV_OK);
