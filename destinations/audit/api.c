@@ -132,65 +132,139 @@ static void next_link(qjob_t *q, hv_buf_t *b) {
 
 static const char *col(hv_db_stmt_t *st, int i);
 
+/* 1 when the comma-separated list csv holds id. */
+static int csv_has(const char *csv, const char *id) {
+    size_t n = strlen(id);
+    for (const char *p = csv; *p;) {
+        size_t k = strcspn(p, ",");
+        if (k == n && memcmp(p, id, n) == 0) return 1;
+        p += k;
+        if (*p == ',') p++;
+    }
+    return 0;
+}
+
+/* Appends one AuditEvent entry (the stored content, or the AuditEvent rendered from a
+ * compact record) for the record seq. */
+static void logs_entry(qjob_t *q, hv_buf_t *rendered, int64_t seq, const char *c, size_t clen, int64_t recorded,
+                       const char *action, const char *subtype, int outcome, const char *who, const char *role,
+                       const char *ip, const char *patients, int64_t n) {
+    hv_buf_t *b = &q->out;
+    if (n > 0) hv_buf_putc(b, ',');
+    /* The stored content has no id: it is the sequence number. A compact record is
+     * rendered to its AuditEvent here (event.c). */
+    if (hv__aev_compact(c, clen)) {
+        hv__aev_t *ev = hv__aev_new(q->a);
+        rendered->len = 0;
+        if (ev != NULL &&
+            hv__aev_load(ev, recorded, action, subtype, outcome, who, role, ip, patients, c, clen) == HV_OK &&
+            hv__aev_render(ev, rendered) == HV_OK) {
+            c = rendered->data;
+            clen = rendered->len;
+        }
+        hv__aev_free(ev);
+    }
+    if (c != NULL && clen > 29 && strncmp(c, "{\"resourceType\":\"AuditEvent\",", 29) == 0) {
+        hv_buf_printf(b, "{\"fullUrl\":\"AuditEvent/%lld\",\"resource\":{\"resourceType\":\"AuditEvent\",\"id\":\"%lld\",",
+                      (long long)seq, (long long)seq);
+        hv_buf_append(b, c + 29, clen - 29);
+        hv_buf_putc(b, '}');
+    }
+    q->next = seq;
+}
+
+/* A page over the blocks (newest first) before the rows: what a record must match. */
+typedef struct page {
+    qjob_t *q;
+    hv_buf_t *rendered;
+    int64_t n;   /* entries (logs) or events (access) on the page */
+    int more;    /* a further match exists: the page is full */
+    int64_t last;
+} page_t;
+
+static int logs_match(const qjob_t *q, const hv__arec_t *r) {
+    return (q->user[0] == '\0' || strcmp(r->who, q->user) == 0) && (q->action[0] == '\0' || r->action[0] == q->action[0]) &&
+           (q->outcome < 0 || r->outcome == q->outcome) && (q->subtype[0] == '\0' || strcmp(r->subtype, q->subtype) == 0) &&
+           (q->patient[0] == '\0' || csv_has(r->patients, q->patient));
+}
+
+static int logs_rec(const hv__arec_t *r, void *ud) {
+    page_t *p = ud;
+    if (!logs_match(p->q, r)) return 0;
+    if (p->n == p->q->count) {
+        p->more = 1;
+        return 1;
+    }
+    logs_entry(p->q, p->rendered, r->seq, r->content, r->clen, r->recorded, r->action, r->subtype, r->outcome, r->who,
+               r->role, r->ip, r->patients, p->n);
+    p->n++;
+    return 0;
+}
+
+static void scan_filter(const qjob_t *q, hv__ascan_t *f) {
+    hv__audit_scan_init(f);
+    f->desc = 1;
+    f->seq_lt = q->cursor;
+    f->from = q->from;
+    f->to = q->to;
+    f->who = q->user;
+    f->patient = q->patient;
+}
+
 static int job_logs(hv_db_t *db, qjob_t *q) {
     hv_db_stmt_t *st = NULL;
     hv_buf_t *b = &q->out, rendered;
-    int64_t n = 0;
-    int rc = hv_db_prepare(db,
+    hv__ascan_t f;
+    page_t pg;
+    int rc;
+    hv_buf_init(&rendered, 0);
+    memset(&pg, 0, sizeof(pg));
+    pg.q = q;
+    pg.rendered = &rendered;
+    hv_buf_puts(b, "{\"resourceType\":\"Bundle\",\"type\":\"searchset\",\"entry\":[");
+    /* The blocks hold the newest records, the rows (written before migration 6) the older. */
+    scan_filter(q, &f);
+    rc = hv__audit_block_scan(db, &f, logs_rec, &pg);
+    if (rc == HV_OK && !pg.more) {
+        rc = hv_db_prepare(db,
                            "SELECT seq, content, recorded, action, subtype, outcome, who, role, ip, patients"
                            " FROM audit_event WHERE seq < $1 AND ($2 = '' OR who = $2)"
                            " AND ($3 = '' OR action = $3) AND ($4 < 0 OR outcome = $4) AND recorded >= $5"
                            " AND recorded < $6 AND ($7 = '' OR seq IN (SELECT seq FROM audit_patient WHERE patient = $7))"
                            " AND ($8 = '' OR subtype = $8) ORDER BY seq DESC LIMIT $9",
                            &st);
-    if (rc != HV_OK) return rc;
-    hv_db_bind_int64(st, 1, q->cursor);
-    hv_db_bind_text(st, 2, q->user, strlen(q->user));
-    hv_db_bind_text(st, 3, q->action, strlen(q->action));
-    hv_db_bind_int64(st, 4, q->outcome);
-    hv_db_bind_int64(st, 5, q->from);
-    hv_db_bind_int64(st, 6, q->to);
-    hv_db_bind_text(st, 7, q->patient, strlen(q->patient));
-    hv_db_bind_text(st, 8, q->subtype, strlen(q->subtype));
-    hv_db_bind_int64(st, 9, q->count + 1);
-    hv_buf_init(&rendered, 0);
-    hv_buf_puts(b, "{\"resourceType\":\"Bundle\",\"type\":\"searchset\",\"entry\":[");
-    while ((rc = hv_db_step(st)) == HV_DB_ROW) {
-        size_t clen = 0;
-        const char *c = hv_db_column_text(st, 1, &clen);
-        int64_t seq = hv_db_column_int64(st, 0);
-        if (n == q->count) break; /* the extra row only says that there is a next page */
-        if (n > 0) hv_buf_putc(b, ',');
-        /* The stored content has no id: it is the sequence number. A compact record is
-         * rendered to its AuditEvent here (event.c). */
-        if (hv__aev_compact(c, clen)) {
-            hv__aev_t *ev = hv__aev_new(q->a);
-            rendered.len = 0;
-            if (ev != NULL &&
-                hv__aev_load(ev, hv_db_column_int64(st, 2), col(st, 3), col(st, 4), (int)hv_db_column_int64(st, 5),
-                             col(st, 6), col(st, 7), col(st, 8), col(st, 9), c, clen) == HV_OK &&
-                hv__aev_render(ev, &rendered) == HV_OK) {
-                c = rendered.data;
-                clen = rendered.len;
+        if (rc == HV_OK) {
+            hv_db_bind_int64(st, 1, q->cursor);
+            hv_db_bind_text(st, 2, q->user, strlen(q->user));
+            hv_db_bind_text(st, 3, q->action, strlen(q->action));
+            hv_db_bind_int64(st, 4, q->outcome);
+            hv_db_bind_int64(st, 5, q->from);
+            hv_db_bind_int64(st, 6, q->to);
+            hv_db_bind_text(st, 7, q->patient, strlen(q->patient));
+            hv_db_bind_text(st, 8, q->subtype, strlen(q->subtype));
+            hv_db_bind_int64(st, 9, q->count - pg.n + 1);
+            while ((rc = hv_db_step(st)) == HV_DB_ROW) {
+                size_t clen = 0;
+                const char *c = hv_db_column_text(st, 1, &clen);
+                if (pg.n == q->count) {
+                    pg.more = 1; /* the extra row only says that there is a next page */
+                    break;
+                }
+                logs_entry(q, &rendered, hv_db_column_int64(st, 0), c, clen, hv_db_column_int64(st, 2), col(st, 3),
+                           col(st, 4), (int)hv_db_column_int64(st, 5), col(st, 6), col(st, 7), col(st, 8), col(st, 9),
+                           pg.n);
+                pg.n++;
             }
-            hv__aev_free(ev);
+            hv_db_done(st);
+            rc = rc < 0 ? rc : HV_OK;
         }
-        if (c != NULL && clen > 29 && strncmp(c, "{\"resourceType\":\"AuditEvent\",", 29) == 0) {
-            hv_buf_printf(b, "{\"fullUrl\":\"AuditEvent/%lld\",\"resource\":{\"resourceType\":\"AuditEvent\",\"id\":\"%lld\",",
-                          (long long)seq, (long long)seq);
-            hv_buf_append(b, c + 29, clen - 29);
-            hv_buf_putc(b, '}');
-        }
-        q->next = seq;
-        n++;
     }
-    hv_db_done(st);
     hv_buf_release(&rendered);
-    if (rc < 0) return rc;
+    if (rc != HV_OK) return rc;
     hv_buf_putc(b, ']');
-    if (rc == HV_DB_ROW) next_link(q, b);
+    if (pg.more) next_link(q, b);
     else q->next = 0;
-    hv_buf_printf(b, ",\"count\":%lld}", (long long)n);
+    hv_buf_printf(b, ",\"count\":%lld}", (long long)pg.n);
     return HV_OK;
 }
 
@@ -205,58 +279,112 @@ static const char *col(hv_db_stmt_t *st, int i) {
     return s ? s : "";
 }
 
+static void access_entry(hv_buf_t *b, int64_t seq, const char *patient, int64_t recorded, const char *who,
+                         const char *role, const char *subtype, const char *action, int64_t outcome, const char *ip) {
+    char when[40];
+    if (b->len > 10) hv_buf_putc(b, ',');
+    hv_time_rfc3339((uint64_t)recorded, when, sizeof(when));
+    hv_buf_printf(b, "{\"seq\":%lld", (long long)seq);
+    put_kv(b, "patient", patient, 1);
+    put_kv(b, "recorded", when, 1);
+    put_kv(b, "who", who, 1);
+    put_kv(b, "role", role, 1);
+    put_kv(b, "subtype", subtype, 1);
+    put_kv(b, "action", action, 1);
+    hv_buf_printf(b, ",\"outcome\":%lld", (long long)outcome);
+    put_kv(b, "ip", ip, 1);
+    hv_buf_putc(b, '}');
+}
+
+static int cmp_str(const void *x, const void *y) { return strcmp(*(const char *const *)x, *(const char *const *)y); }
+
+/* One record of a block as access-log rows: one per patient, in patient order (as the
+ * rows' ORDER BY e.seq DESC, p.patient). */
+static int access_rec(const hv__arec_t *r, void *ud) {
+    page_t *p = ud;
+    qjob_t *q = p->q;
+    char buf[HV_AUDIT_MAX_PATIENTS * 8 + 1024];
+    const char *ids[HV_AUDIT_MAX_PATIENTS];
+    size_t n = 0, len = strlen(r->patients);
+    if (len == 0 || (q->user[0] && strcmp(r->who, q->user) != 0)) return 0;
+    if (q->patient[0] && !csv_has(r->patients, q->patient)) return 0;
+    if (p->n == q->count) {
+        p->more = 1;
+        return 1;
+    }
+    p->n++;
+    p->last = r->seq;
+    if (q->patient[0]) {
+        access_entry(&q->out, r->seq, q->patient, r->recorded, r->who, r->role, r->subtype, r->action, r->outcome, r->ip);
+        return 0;
+    }
+    if (len >= sizeof(buf)) len = sizeof(buf) - 1;
+    memcpy(buf, r->patients, len);
+    buf[len] = '\0';
+    for (char *s = buf; *s && n < HV_ARRAY_LEN(ids);) {
+        size_t k = strcspn(s, ",");
+        if (k > 0) ids[n++] = s;
+        if (s[k] == '\0') break;
+        s[k] = '\0';
+        s += k + 1;
+    }
+    qsort(ids, n, sizeof(ids[0]), cmp_str);
+    for (size_t i = 0; i < n; i++)
+        access_entry(&q->out, r->seq, ids[i], r->recorded, r->who, r->role, r->subtype, r->action, r->outcome, r->ip);
+    return 0;
+}
+
 static int job_access(hv_db_t *db, qjob_t *q) {
     hv_db_stmt_t *st = NULL;
     hv_buf_t *b = &q->out;
-    int64_t events = 0, last = 0;
-    int rc, more = 0;
-    /* One event may name up to HV_AUDIT_MAX_PATIENTS patients: a page ends on an event boundary. */
-    rc = hv_db_prepare(db,
-                       "SELECT e.seq, p.patient, e.recorded, e.who, e.role, e.subtype, e.action, e.outcome, e.ip"
-                       " FROM audit_patient p JOIN audit_event e ON e.seq = p.seq WHERE e.seq < $1"
-                       " AND ($2 = '' OR p.patient = $2) AND ($3 = '' OR e.who = $3) AND e.recorded >= $4"
-                       " AND e.recorded < $5 ORDER BY e.seq DESC, p.patient LIMIT $6",
-                       &st);
-    if (rc != HV_OK) return rc;
-    hv_db_bind_int64(st, 1, q->cursor);
-    hv_db_bind_text(st, 2, q->patient, strlen(q->patient));
-    hv_db_bind_text(st, 3, q->user, strlen(q->user));
-    hv_db_bind_int64(st, 4, q->from);
-    hv_db_bind_int64(st, 5, q->to);
-    hv_db_bind_int64(st, 6, q->count * HV_AUDIT_MAX_PATIENTS + 1);
+    hv__ascan_t f;
+    page_t pg;
+    int rc;
+    memset(&pg, 0, sizeof(pg));
+    pg.q = q;
     hv_buf_puts(b, "{\"entry\":[");
-    while ((rc = hv_db_step(st)) == HV_DB_ROW) {
-        int64_t seq = hv_db_column_int64(st, 0);
-        char when[40];
-        if (seq != last) {
-            if (events == q->count) {
-                more = 1;
-                break;
+    scan_filter(q, &f);
+    rc = hv__audit_block_scan(db, &f, access_rec, &pg);
+    if (rc != HV_OK) return rc;
+    if (!pg.more) {
+        int64_t last = 0;
+        /* One event may name up to HV_AUDIT_MAX_PATIENTS patients: a page ends on an event boundary. */
+        rc = hv_db_prepare(db,
+                           "SELECT e.seq, p.patient, e.recorded, e.who, e.role, e.subtype, e.action, e.outcome, e.ip"
+                           " FROM audit_patient p JOIN audit_event e ON e.seq = p.seq WHERE e.seq < $1"
+                           " AND ($2 = '' OR p.patient = $2) AND ($3 = '' OR e.who = $3) AND e.recorded >= $4"
+                           " AND e.recorded < $5 ORDER BY e.seq DESC, p.patient LIMIT $6",
+                           &st);
+        if (rc != HV_OK) return rc;
+        hv_db_bind_int64(st, 1, q->cursor);
+        hv_db_bind_text(st, 2, q->patient, strlen(q->patient));
+        hv_db_bind_text(st, 3, q->user, strlen(q->user));
+        hv_db_bind_int64(st, 4, q->from);
+        hv_db_bind_int64(st, 5, q->to);
+        hv_db_bind_int64(st, 6, (q->count - pg.n) * HV_AUDIT_MAX_PATIENTS + 1);
+        while ((rc = hv_db_step(st)) == HV_DB_ROW) {
+            int64_t seq = hv_db_column_int64(st, 0);
+            if (seq != last) {
+                if (pg.n == q->count) {
+                    pg.more = 1;
+                    break;
+                }
+                pg.n++;
+                last = seq;
+                pg.last = seq;
             }
-            events++;
-            last = seq;
+            access_entry(b, seq, col(st, 1), hv_db_column_int64(st, 2), col(st, 3), col(st, 4), col(st, 5), col(st, 6),
+                         hv_db_column_int64(st, 7), col(st, 8));
         }
-        if (b->len > 10) hv_buf_putc(b, ',');
-        hv_time_rfc3339((uint64_t)hv_db_column_int64(st, 2), when, sizeof(when));
-        hv_buf_printf(b, "{\"seq\":%lld", (long long)seq);
-        put_kv(b, "patient", col(st, 1), 1);
-        put_kv(b, "recorded", when, 1);
-        put_kv(b, "who", col(st, 3), 1);
-        put_kv(b, "role", col(st, 4), 1);
-        put_kv(b, "subtype", col(st, 5), 1);
-        put_kv(b, "action", col(st, 6), 1);
-        hv_buf_printf(b, ",\"outcome\":%lld", (long long)hv_db_column_int64(st, 7));
-        put_kv(b, "ip", col(st, 8), 1);
-        hv_buf_putc(b, '}');
+        hv_db_done(st);
+        if (rc < 0) return rc;
     }
-    hv_db_done(st);
-    if (rc < 0) return rc;
     hv_buf_putc(b, ']');
-    if (more) {
-        q->next = last;
+    if (pg.more) {
+        q->next = pg.last;
         next_link(q, b);
     }
-    hv_buf_printf(b, ",\"count\":%lld}", (long long)events);
+    hv_buf_printf(b, ",\"count\":%lld}", (long long)pg.n);
     return HV_OK;
 }
 
@@ -320,74 +448,172 @@ static int group_counts(hv_db_t *db, qjob_t *q, const char *name, const char *sq
     return rc < 0 ? rc : HV_OK;
 }
 
-static int one_count(hv_db_t *db, qjob_t *q, const char *name, const char *sql) {
-    hv_db_stmt_t *st = NULL;
-    int rc = hv_db_prepare(db, sql, &st);
-    if (rc != HV_OK) return rc;
-    hv_db_bind_int64(st, 1, q->from);
-    hv_db_bind_int64(st, 2, q->to);
-    rc = hv_db_step(st);
-    if (rc == HV_DB_ROW) hv_buf_printf(&q->out, ",\"%s\":%lld", name, (long long)hv_db_column_int64(st, 0));
-    hv_db_done(st);
-    return rc < 0 ? rc : HV_OK;
+/* The report's counts over rows and blocks together. Keys (roles, actions) are few; past
+ * HV__REPORT_KEYS distinct roles the rest count under "(other)". */
+#define HV__REPORT_KEYS 32
+typedef struct kcount {
+    char key[48];
+    int64_t n;
+} kcount_t;
+
+typedef struct counts {
+    int64_t events, failed, breakglass, consent;
+    kcount_t roles[HV__REPORT_KEYS + 1], actions[HV__REPORT_KEYS + 1];
+    size_t nroles, nactions;
+} counts_t;
+
+static void kadd(kcount_t *k, size_t *n, const char *key, int64_t v) {
+    size_t i;
+    for (i = 0; i < *n; i++)
+        if (strcmp(k[i].key, key) == 0) break;
+    if (i == *n) {
+        if (*n == HV__REPORT_KEYS) key = "(other)";
+        for (i = 0; i < *n; i++)
+            if (strcmp(k[i].key, key) == 0) break;
+        if (i == *n) {
+            snprintf(k[i].key, sizeof(k[i].key), "%s", key);
+            k[i].n = 0;
+            (*n)++;
+        }
+    }
+    k[i].n += v;
+}
+
+static void count_one(counts_t *c, const char *role, const char *action, const char *subtype, int bg, int has_patients,
+                      int64_t v) {
+    c->events += v;
+    if (has_patients) kadd(c->roles, &c->nroles, role, v);
+    kadd(c->actions, &c->nactions, action, v);
+    if (strcmp(subtype, "login-failure") == 0) c->failed += v;
+    if (bg) c->breakglass += v;
+    if (bg && has_patients) c->consent += v;
+}
+
+static int count_rec(const hv__arec_t *r, void *ud) {
+    count_one(ud, r->role, r->action, r->subtype, r->breakglass, r->patients[0] != '\0', 1);
+    return 0;
+}
+
+static int cmp_key(const void *x, const void *y) {
+    return strcmp(((const kcount_t *)x)->key, ((const kcount_t *)y)->key);
+}
+
+static void put_keys(hv_buf_t *b, const char *name, kcount_t *k, size_t n) {
+    qsort(k, n, sizeof(*k), cmp_key);
+    hv_buf_printf(b, ",\"%s\":{", name);
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0) hv_buf_putc(b, ',');
+        hv_buf_json_str(b, k[i].key[0] ? k[i].key : "(none)", k[i].key[0] ? strlen(k[i].key) : 6);
+        hv_buf_printf(b, ":%lld", (long long)k[i].n);
+    }
+    hv_buf_putc(b, '}');
+}
+
+typedef struct oldest {
+    int64_t min, n, past, hot;
+} oldest_t;
+
+static int oldest_rec(const hv__arec_t *r, void *ud) {
+    oldest_t *o = ud;
+    if (r->recorded < o->min) o->min = r->recorded;
+    o->n++;
+    if (r->recorded < o->hot) o->past++;
+    return 0;
 }
 
 static int job_report(hv_db_t *db, qjob_t *q) {
     hv_buf_t *b = &q->out;
-    char f[40], t[40];
+    hv_db_stmt_t *st = NULL;
+    hv__ascan_t f;
+    counts_t *c = hv_calloc(1, sizeof(*c));
+    char fr[40], t[40];
     int rc;
-    hv_time_rfc3339((uint64_t)q->from, f, sizeof(f));
+    if (c == NULL) return HV_ENOMEM;
+    hv_time_rfc3339((uint64_t)q->from, fr, sizeof(fr));
     hv_time_rfc3339((uint64_t)(q->to == INT64_MAX ? (int64_t)hv_now_ms() : q->to), t, sizeof(t));
     hv_buf_puts(b, "{\"period\":{");
-    put_kv(b, "from", f, 0);
+    put_kv(b, "from", fr, 0);
     put_kv(b, "to", t, 1);
     hv_buf_putc(b, '}');
-    rc = one_count(db, q, "events", "SELECT COUNT(*) FROM audit_event WHERE recorded >= $1 AND recorded < $2");
-    if (rc == HV_OK)
-        rc = group_counts(db, q, "access_by_role",
-                          "SELECT role, COUNT(*) FROM audit_event WHERE recorded >= $1 AND recorded < $2"
-                          " AND patients <> '' GROUP BY role ORDER BY role");
-    if (rc == HV_OK)
-        rc = group_counts(db, q, "events_by_action",
-                          "SELECT action, COUNT(*) FROM audit_event WHERE recorded >= $1 AND recorded < $2"
-                          " GROUP BY action ORDER BY action");
-    if (rc == HV_OK)
-        rc = one_count(db, q, "failed_logins",
-                       "SELECT COUNT(*) FROM audit_event WHERE recorded >= $1 AND recorded < $2"
-                       " AND subtype = 'login-failure'");
-    if (rc == HV_OK)
+    /* Rows (grouped by the database), then the blocks' records of the period. */
+    rc = hv_db_prepare(db,
+                       "SELECT role, action, subtype, breakglass, patients <> '', COUNT(*) FROM audit_event"
+                       " WHERE recorded >= $1 AND recorded < $2 GROUP BY 1, 2, 3, 4, 5",
+                       &st);
+    if (rc == HV_OK) {
+        hv_db_bind_int64(st, 1, q->from);
+        hv_db_bind_int64(st, 2, q->to);
+        while ((rc = hv_db_step(st)) == HV_DB_ROW)
+            count_one(c, col(st, 0), col(st, 1), col(st, 2), hv_db_column_int64(st, 3) != 0,
+                      hv_db_column_int64(st, 4) != 0, hv_db_column_int64(st, 5));
+        hv_db_done(st);
+        rc = rc < 0 ? rc : HV_OK;
+    }
+    if (rc == HV_OK) {
+        hv__audit_scan_init(&f);
+        f.from = q->from;
+        f.to = q->to;
+        rc = hv__audit_block_scan(db, &f, count_rec, c);
+    }
+    if (rc == HV_OK) {
+        hv_buf_printf(b, ",\"events\":%lld", (long long)c->events);
+        put_keys(b, "access_by_role", c->roles, c->nroles);
+        put_keys(b, "events_by_action", c->actions, c->nactions);
+        hv_buf_printf(b, ",\"failed_logins\":%lld", (long long)c->failed);
         rc = group_counts(db, q, "alerts",
                           "SELECT rule, COUNT(*) FROM audit_alert WHERE created >= $1 AND created < $2"
                           " GROUP BY rule ORDER BY rule");
+    }
     if (rc == HV_OK)
-        rc = one_count(db, q, "break_glass",
-                       "SELECT COUNT(*) FROM audit_event WHERE recorded >= $1 AND recorded < $2 AND breakglass = 1");
-    if (rc == HV_OK)
-        rc = one_count(db, q, "consent_overrides",
-                       "SELECT COUNT(*) FROM audit_event WHERE recorded >= $1 AND recorded < $2 AND breakglass = 1"
-                       " AND patients <> ''");
+        hv_buf_printf(b, ",\"break_glass\":%lld,\"consent_overrides\":%lld", (long long)c->breakglass,
+                      (long long)c->consent);
+    hv_free(c);
     if (rc != HV_OK) return rc;
     {
-        hv_db_stmt_t *st = NULL;
-        int64_t hot = (int64_t)hv_now_ms() - q->a->hot_days * 86400000LL;
+        oldest_t o = {INT64_MAX, 0, 0, (int64_t)hv_now_ms() - q->a->hot_days * 86400000LL};
         rc = hv_db_prepare(db, "SELECT MIN(recorded), COUNT(*), SUM(CASE WHEN recorded < $1 THEN 1 ELSE 0 END)"
                                " FROM audit_event", &st);
         if (rc != HV_OK) return rc;
-        hv_db_bind_int64(st, 1, hot);
+        hv_db_bind_int64(st, 1, o.hot);
         rc = hv_db_step(st);
+        if (rc == HV_DB_ROW) {
+            if (!hv_db_column_is_null(st, 0)) o.min = hv_db_column_int64(st, 0);
+            o.n = hv_db_column_int64(st, 1);
+            o.past = hv_db_column_int64(st, 2);
+        }
+        hv_db_done(st);
+        if (rc < 0) return rc;
+        if (hv__audit_has_blocks(db)) {
+            /* The blocks' counts from their columns; records past the hot window one by one
+             * (only the blocks that reach back that far are read). */
+            rc = hv_db_prepare(db, "SELECT MIN(recorded_min), COALESCE(SUM(n), 0) FROM audit_block", &st);
+            if (rc != HV_OK) return rc;
+            rc = hv_db_step(st);
+            if (rc == HV_DB_ROW && !hv_db_column_is_null(st, 0)) {
+                if (hv_db_column_int64(st, 0) < o.min) o.min = hv_db_column_int64(st, 0);
+                o.n += hv_db_column_int64(st, 1);
+            }
+            hv_db_done(st);
+            if (rc < 0) return rc;
+            {
+                oldest_t p = {INT64_MAX, 0, 0, o.hot};
+                hv__audit_scan_init(&f);
+                f.to = o.hot;
+                if ((rc = hv__audit_block_scan(db, &f, oldest_rec, &p)) != HV_OK) return rc;
+                o.past += p.past;
+            }
+        }
         hv_buf_printf(b, ",\"retention\":{\"audit_days\":%lld,\"access_days\":%lld,\"alert_days\":%lld,\"hot_days\":%lld",
                       (long long)q->a->retention_audit_days, (long long)q->a->retention_access_days,
                       (long long)q->a->retention_alert_days, (long long)q->a->hot_days);
-        if (rc == HV_DB_ROW) {
-            char o[40] = "";
-            if (!hv_db_column_is_null(st, 0)) hv_time_rfc3339((uint64_t)hv_db_column_int64(st, 0), o, sizeof(o));
-            put_kv(b, "oldest_record", o, 1);
-            hv_buf_printf(b, ",\"records\":%lld,\"past_hot_window\":%lld,\"deleted\":0",
-                          (long long)hv_db_column_int64(st, 1), (long long)hv_db_column_int64(st, 2));
+        {
+            char od[40] = "";
+            if (o.min != INT64_MAX) hv_time_rfc3339((uint64_t)o.min, od, sizeof(od));
+            put_kv(b, "oldest_record", od, 1);
+            hv_buf_printf(b, ",\"records\":%lld,\"past_hot_window\":%lld,\"deleted\":0", (long long)o.n,
+                          (long long)o.past);
         }
         hv_buf_putc(b, '}');
-        hv_db_done(st);
-        if (rc < 0) return rc;
     }
     hv_buf_puts(b, ",\"consent_enforcement\":\"not supported yet\"");
     rc = hv__audit_verify_db(db, q->a->key, q->from, &q->verify);

@@ -7,6 +7,11 @@
  *                     who, role, ip, patients ("p1,p2"), breakglass, content (the
  *                     AuditEvent JSON without its id), prev_hash, hash
  *   audit_patient     (seq, patient): who saw which patient's data, indexed by patient
+ *   audit_block       (SQLite, migration 6 on: where new records go) one row per batch:
+ *                     seq_first, seq_last, recorded_min/max, n, records (BLOB of records,
+ *                     block.c), prev_hash, hash; audit_block_who and audit_block_patient
+ *                     index the blocks by user and by patient. audit_event and
+ *                     audit_patient keep the records written before (and PostgreSQL's).
  *   audit_checkpoint  seq, hash, signed_at, sig: an Ed25519 signature over
  *                     "holovitals-audit-checkpoint\n<seq>\n<hash>\n<signed_at>"
  *   audit_alert       id, created, rule, severity, who, ip, detail
@@ -148,11 +153,18 @@ typedef struct hv__audit {
      * next request of the client is judged by it). */
     hv_http_req_t *consent_waiters[64];
     size_t nconsent_waiters;
+    /* Events kept for reuse (event.c hv__aev_give), loop thread. */
+    struct hv__aev *spare;
+    size_t nspare;
 } hv__audit_t;
 
 /* event.c: the AuditEvent, the FHIR request classifier, the patient scanner, POST /audit/log */
 hv__aev_t *hv__aev_new(hv__audit_t *a);
 void hv__aev_free(hv__aev_t *ev);
+/* Loop thread only: an event from the module's spares (or a new one), and back to them. */
+hv__aev_t *hv__aev_take(hv__audit_t *a);
+void hv__aev_give(hv__aev_t *ev);
+void hv__aev_spare_free(hv__audit_t *a);
 /* Fills ev from an engine event (who from the request's principal when there is one) and
  * builds its stored content (the compact form, event.c build_compact). */
 int hv__aev_fill(hv__aev_t *ev, const hv_audit_event_t *in);
@@ -238,6 +250,53 @@ const char *hv__journal_name(const hv__journal_t *j);
  * its arena) and sets *used, or returns HV_EPROTO for a short or corrupt frame. */
 int hv__journal_encode(const hv__aev_t *ev, uint64_t gen, hv_buf_t *out);
 int hv__journal_decode(const char *data, size_t len, uint64_t gen, size_t *used, hv__aev_t *ev);
+
+
+/* block.c: the trail in blocks (SQLite, migration 6); see block.c for the format. */
+#define HV__BLOCK_MAX_RECORDS 1024
+#define HV__BLOCK_MAX_BYTES (1024u * 1024)
+
+/* One record of a block as read back: strings point into the block (NUL-terminated),
+ * valid until the reader's callback returns. */
+typedef struct hv__arec {
+    int64_t seq, recorded;
+    int outcome, breakglass;
+    char action[2];
+    const char *subtype, *who, *role, *ip, *patients, *content;
+    size_t clen;
+    char prev[65], hash[65]; /* the hash of the record before it, its own */
+    /* the block that holds it */
+    int64_t block_first, block_last, block_recorded_max;
+    char block_hash[65];
+    int last_in_block;
+} hv__arec_t;
+
+/* Which records a block scan hands out: seq in [seq_ge, seq_lt) and recorded in [from, to);
+ * who and patient ("" or NULL: any) select blocks through their indexes only — the
+ * callback checks each record. desc: newest first. on_damaged (verify): called with the
+ * first sequence number of a block that does not decode and how many of its records did
+ * (they were handed out first); without it such blocks are skipped. Callbacks return 1 to
+ * stop. */
+typedef struct hv__ascan {
+    int64_t seq_ge, seq_lt, from, to;
+    const char *who, *patient;
+    int desc;
+    int (*on_damaged)(int64_t block_first, size_t ngood, void *ud);
+} hv__ascan_t;
+
+void hv__audit_scan_init(hv__ascan_t *f);
+/* 1 when db stores new records in blocks (SQLite), 0 for rows (PostgreSQL). */
+int hv__audit_has_blocks(hv_db_t *db);
+int hv__audit_block_encode(hv_buf_t *out, int64_t seq, const hv__aev_t *ev, const char hash[65]);
+int hv__audit_block_decode(const unsigned char *data, size_t len, size_t *used, hv__arec_t *r);
+/* Appends the records of a list (by ->next) in order as blocks, with their who/patient
+ * index rows and the signed checkpoints due; sets each ev->seq and advances prev/next_seq. */
+int hv__audit_append_blocks(hv_db_t *db, hv__aev_t *head, char prev[65], int64_t *next_seq);
+int hv__audit_block_scan(hv_db_t *db, const hv__ascan_t *f, int (*cb)(const hv__arec_t *r, void *ud), void *ud);
+/* The record seq of the blocks (HV_ENOTFOUND when no block holds it). */
+int hv__audit_block_record(hv_db_t *db, int64_t seq, hv__arec_t *out);
+/* The newest block's last hash and the next sequence number (HV_ENOTFOUND: no blocks). */
+int hv__audit_block_tail(hv_db_t *db, char prev[65], int64_t *next_seq);
 
 /* alerts.c */
 hv__alert_state_t *hv__alert_state_new(void);

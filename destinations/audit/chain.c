@@ -88,6 +88,23 @@ static const char *const migrations_sqlite[] = {
     "INSERT OR IGNORE INTO audit_patient_v5 SELECT patient, seq FROM audit_patient;"
     "DROP TABLE audit_patient;"
     "ALTER TABLE audit_patient_v5 RENAME TO audit_patient;",
+    /* Blocks (session 5, block.c): new records are appended one block per batch — one
+     * row, one row per (block, who) and per (block, patient) — instead of a row, two index
+     * entries and an access-log row per record. The rows written before stay as they are
+     * (the chain runs on from the last of them into the first block). */
+    "CREATE TABLE audit_block (seq_first INTEGER PRIMARY KEY, seq_last BIGINT NOT NULL, recorded_min BIGINT NOT NULL,"
+    " recorded_max BIGINT NOT NULL, n INTEGER NOT NULL, records BLOB NOT NULL, prev_hash TEXT NOT NULL,"
+    " hash TEXT NOT NULL);"
+    "CREATE INDEX audit_block_recorded ON audit_block (recorded_max);"
+    "CREATE TABLE audit_block_who (who TEXT NOT NULL, seq_first BIGINT NOT NULL, PRIMARY KEY (who, seq_first))"
+    " WITHOUT ROWID;"
+    "CREATE TABLE audit_block_patient (patient TEXT NOT NULL, seq_first BIGINT NOT NULL,"
+    " PRIMARY KEY (patient, seq_first)) WITHOUT ROWID;"
+    "CREATE TRIGGER audit_block_no_update BEFORE UPDATE ON audit_block"
+    " BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;"
+    "CREATE TRIGGER audit_block_no_delete BEFORE DELETE ON audit_block"
+    " WHEN OLD.seq_last > COALESCE((SELECT MAX(upto) FROM audit_purge), 0)"
+    " BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;",
     NULL,
 };
 
@@ -379,6 +396,11 @@ int hv__audit_tail(hv_db_t *db, char prev[65], int64_t *next_seq) {
     int rc;
     memcpy(prev, HV__AUDIT_ZERO_HASH, 65);
     *next_seq = 1;
+    /* Blocks follow the rows: the newest block, when there is one, is the tail. */
+    rc = hv__audit_block_tail(db, prev, next_seq);
+    if (rc != HV_ENOTFOUND) return rc;
+    memcpy(prev, HV__AUDIT_ZERO_HASH, 65);
+    *next_seq = 1;
     /* The tail is read in the transaction that appends, so a failed batch never leaves the
      * chain's idea of its end out of step with the table. */
     rc = hv_db_prepare(db, "SELECT seq, hash FROM audit_event ORDER BY seq DESC LIMIT 1", &st);
@@ -615,9 +637,62 @@ int hv__audit_archived_tail(hv_db_t *db, int64_t *upto, char hash[65]) {
     return rc < 0 ? rc : HV_OK;
 }
 
+/* The hash of record seq, rows or blocks; "" when neither holds it. */
+static int record_hash(hv_db_t *db, int64_t seq, char out[65]) {
+    hv_db_stmt_t *st = NULL;
+    hv__arec_t r;
+    int rc = hv_db_prepare(db, "SELECT hash FROM audit_event WHERE seq = $1", &st);
+    out[0] = '\0';
+    if (rc != HV_OK) return rc;
+    hv_db_bind_int64(st, 1, seq);
+    rc = hv_db_step(st);
+    if (rc == HV_DB_ROW) snprintf(out, 65, "%s", col(st, 0));
+    hv_db_done(st);
+    if (rc < 0) return rc;
+    if (rc == HV_DB_ROW) return HV_OK;
+    rc = hv__audit_block_record(db, seq, &r);
+    if (rc == HV_OK) memcpy(out, r.hash, 65);
+    return rc == HV_ENOTFOUND ? HV_OK : rc;
+}
+
+typedef struct vwalk {
+    walker_t *w;
+    int64_t last;
+} vwalk_t;
+
+static int verify_rec(const hv__arec_t *r, void *ud) {
+    vwalk_t *v = ud;
+    walker_t *w = v->w;
+    if (w->expect == 1 && r->seq == 1 && strcmp(r->prev, HV__AUDIT_ZERO_HASH) != 0) {
+        fail(w, 1, "inserted", "the first record does not start the chain");
+        return 1;
+    }
+    walk(w, r->seq, r->prev, r->hash, r->recorded, r->action, r->subtype, r->outcome, r->who, r->role, r->ip,
+         r->patients, r->content, r->clen);
+    /* The block's last record must be the one its row names, with the hash it names. */
+    if (!w->done && r->last_in_block && r->seq < r->block_last)
+        fail(w, r->seq + 1, "deleted", "records %lld to %lld are missing (cut from the end of their block)",
+             (long long)r->seq + 1, (long long)r->block_last);
+    else if (!w->done && r->last_in_block && (r->seq != r->block_last || strcmp(r->block_hash, r->hash) != 0))
+        fail(w, r->seq, "altered", "the block of records %lld to %lld was altered (its end does not match its records)",
+             (long long)r->block_first, (long long)r->block_last);
+    v->last = r->seq;
+    return w->done;
+}
+
+static int verify_damaged(int64_t block_first, size_t ngood, void *ud) {
+    vwalk_t *v = ud;
+    int64_t at = v->w->expect > 0 ? v->w->expect : block_first + (int64_t)ngood;
+    fail(v->w, at, "altered", "record %lld cannot be read: the block from record %lld was altered", (long long)at,
+         (long long)block_first);
+    return 1;
+}
+
 int hv__audit_verify_db(hv_db_t *db, EVP_PKEY *key, int64_t since_ms, hv_audit_verify_t *out) {
     hv_db_stmt_t *st = NULL;
     walker_t w;
+    vwalk_t vw;
+    hv__ascan_t f;
     int64_t start = 1, last = 0, upto = 0;
     char upto_hash[65];
     int rc;
@@ -633,14 +708,26 @@ int hv__audit_verify_db(hv_db_t *db, EVP_PKEY *key, int64_t since_ms, hv_audit_v
         memcpy(w.prev, upto_hash, 65);
     }
     if (since_ms > 0) {
+        /* The first record at or after since_ms: among the rows, else the first block
+         * that reaches it (the blocks follow the rows). */
+        int64_t first = -1;
         rc = hv_db_prepare(db, "SELECT MIN(seq) FROM audit_event WHERE recorded >= $1", &st);
         if (rc != HV_OK) return rc;
         hv_db_bind_int64(st, 1, since_ms);
         rc = hv_db_step(st);
-        if (rc == HV_DB_ROW && !hv_db_column_is_null(st, 0)) start = hv_db_column_int64(st, 0);
-        else if (rc == HV_DB_ROW) start = -1; /* nothing since then */
+        if (rc == HV_DB_ROW && !hv_db_column_is_null(st, 0)) first = hv_db_column_int64(st, 0);
         hv_db_done(st);
         if (rc < 0) return rc;
+        if (first == -1 && hv__audit_has_blocks(db)) {
+            rc = hv_db_prepare(db, "SELECT MIN(seq_first) FROM audit_block WHERE recorded_max >= $1", &st);
+            if (rc != HV_OK) return rc;
+            hv_db_bind_int64(st, 1, since_ms);
+            rc = hv_db_step(st);
+            if (rc == HV_DB_ROW && !hv_db_column_is_null(st, 0)) first = hv_db_column_int64(st, 0);
+            hv_db_done(st);
+            if (rc < 0) return rc;
+        }
+        start = first;
         if (start == -1) goto checkpoints;
         if (start <= upto) {
             start = upto + 1; /* the rest is in the archives */
@@ -648,14 +735,7 @@ int hv__audit_verify_db(hv_db_t *db, EVP_PKEY *key, int64_t since_ms, hv_audit_v
             memcpy(w.prev, upto_hash, 65);
         } else if (start > 1) {
             /* Start from the record before, whose own hash the walk then trusts. */
-            rc = hv_db_prepare(db, "SELECT hash FROM audit_event WHERE seq = $1", &st);
-            if (rc != HV_OK) return rc;
-            hv_db_bind_int64(st, 1, start - 1);
-            rc = hv_db_step(st);
-            if (rc == HV_DB_ROW) snprintf(w.prev, sizeof(w.prev), "%s", col(st, 0));
-            hv_db_done(st);
-            if (rc < 0) return rc;
-            if (rc != HV_DB_ROW) w.prev[0] = '\0'; /* the record before is gone */
+            if ((rc = record_hash(db, start - 1, w.prev)) != HV_OK) return rc;
         }
     }
     w.expect = start;
@@ -680,6 +760,16 @@ int hv__audit_verify_db(hv_db_t *db, EVP_PKEY *key, int64_t since_ms, hv_audit_v
     }
     hv_db_done(st);
     if (rc < 0) return rc;
+    /* Then the blocks, record by record, on the same walk. */
+    if (!w.done) {
+        hv__audit_scan_init(&f);
+        f.seq_ge = start;
+        f.on_damaged = verify_damaged;
+        vw.w = &w;
+        vw.last = last;
+        if ((rc = hv__audit_block_scan(db, &f, verify_rec, &vw)) != HV_OK) return rc;
+        last = vw.last;
+    }
 checkpoints:
     /* Checkpoints: each signature must hold and match the record it names; the newest
      * checkpoint past the last record means the newest records were deleted. */
@@ -701,19 +791,36 @@ checkpoints:
     hv_db_done(st);
     if (rc < 0) return rc;
     if (!w.done) {
-        /* Each checkpoint hash must be the hash of the record it names. */
+        /* Each checkpoint hash must be the hash of the record it names (a row, or a
+         * record in a block). */
+        int64_t bad = 0;
         rc = hv_db_prepare(db,
-                           "SELECT c.seq FROM audit_checkpoint c LEFT JOIN audit_event e ON e.seq = c.seq"
-                           " WHERE c.seq > $1 AND (e.hash IS NULL OR e.hash <> c.hash) ORDER BY c.seq LIMIT 1",
+                           "SELECT c.seq, c.hash, e.hash FROM audit_checkpoint c LEFT JOIN audit_event e ON e.seq = c.seq"
+                           " WHERE c.seq > $1 ORDER BY c.seq",
                            &st);
         if (rc != HV_OK) return rc;
         hv_db_bind_int64(st, 1, upto);
-        rc = hv_db_step(st);
-        if (rc == HV_DB_ROW && (since_ms == 0 || hv_db_column_int64(st, 0) >= start))
-            fail(&w, hv_db_column_int64(st, 0), "checkpoint", "record %lld differs from its signed checkpoint",
-                 (long long)hv_db_column_int64(st, 0));
+        while (bad == 0 && (rc = hv_db_step(st)) == HV_DB_ROW) {
+            int64_t seq = hv_db_column_int64(st, 0);
+            if (since_ms != 0 && seq < start) continue;
+            if (!hv_db_column_is_null(st, 2)) {
+                if (strcmp(col(st, 1), col(st, 2)) != 0) bad = seq;
+            } else if (hv__audit_has_blocks(db)) {
+                hv__arec_t r;
+                int k = hv__audit_block_record(db, seq, &r);
+                if (k != HV_OK && k != HV_ENOTFOUND) {
+                    rc = k;
+                    break;
+                }
+                if (k == HV_ENOTFOUND || strcmp(r.hash, col(st, 1)) != 0) bad = seq;
+            } else {
+                bad = seq;
+            }
+        }
         hv_db_done(st);
         if (rc < 0) return rc;
+        if (bad > 0)
+            fail(&w, bad, "checkpoint", "record %lld differs from its signed checkpoint", (long long)bad);
     }
     return HV_OK;
 }
@@ -727,22 +834,80 @@ static int gz_line(gzFile gz, struct json_object *o) {
     return HV_OK;
 }
 
+/* The archive being written: its header goes before the first record. */
+typedef struct arch {
+    gzFile gz;
+    int64_t before, n, first_seq, last_seq;
+    char last_hash[65];
+    int stop, rc;
+} arch_t;
+
+static int arch_record(arch_t *x, int64_t seq, const char *prev, const char *hash, int64_t recorded,
+                       const char *action, const char *subtype, int64_t outcome, const char *who, const char *role,
+                       const char *ip, const char *patients, const char *content, size_t clen) {
+    struct json_object *o;
+    if (x->n == 0) {
+        x->first_seq = seq;
+        o = json_object_new_object();
+        hv_json_set_str(o, "archive", "holovitals-audit");
+        hv_json_set_int(o, "version", 1);
+        hv_json_set_int(o, "first_seq", seq);
+        hv_json_set_str(o, "prev_hash", prev);
+        x->rc = gz_line(x->gz, o);
+        json_object_put(o);
+        if (x->rc != HV_OK) return x->rc;
+    }
+    o = json_object_new_object();
+    hv_json_set_int(o, "seq", seq);
+    hv_json_set_str(o, "prev_hash", prev);
+    hv_json_set_str(o, "hash", hash);
+    hv_json_set_int(o, "recorded", recorded);
+    hv_json_set_str(o, "action", action);
+    hv_json_set_str(o, "subtype", subtype);
+    hv_json_set_int(o, "outcome", outcome);
+    hv_json_set_str(o, "who", who);
+    hv_json_set_str(o, "role", role);
+    hv_json_set_str(o, "ip", ip);
+    hv_json_set_str(o, "patients", patients);
+    hv_json_set(o, "content", json_object_new_string_len(content ? content : "", (int)clen));
+    x->last_seq = seq;
+    snprintf(x->last_hash, sizeof(x->last_hash), "%s", hash);
+    x->rc = gz_line(x->gz, o);
+    json_object_put(o);
+    if (x->rc == HV_OK) x->n++;
+    return x->rc;
+}
+
+/* Blocks go into an archive whole: it ends before the first block that holds a record
+ * recorded at or after the cut (a purge removes whole blocks). */
+static int arch_block_rec(const hv__arec_t *r, void *ud) {
+    arch_t *x = ud;
+    if (r->seq == r->block_first && r->block_recorded_max >= x->before) {
+        x->stop = 1;
+        return 1;
+    }
+    return arch_record(x, r->seq, r->prev, r->hash, r->recorded, r->action, r->subtype, r->outcome, r->who, r->role,
+                       r->ip, r->patients, r->content, r->clen) != HV_OK;
+}
+
 int hv__audit_archive(hv_db_t *db, EVP_PKEY *key, int64_t before_ms, const char *path, hv__audit_archived_t *res,
                       hv_error_t *err) {
     hv_db_stmt_t *st = NULL;
-    gzFile gz = NULL;
     struct json_object *o = NULL;
-    char last_hash[65] = "", sig[160];
-    int64_t n = 0, last_seq = 0, first_seq = 0, now = (int64_t)hv_now_ms();
+    char sig[160];
+    int64_t now = (int64_t)hv_now_ms();
+    arch_t x;
     int rc;
-    gz = gzopen(path, "wb");
-    if (gz == NULL) {
+    memset(&x, 0, sizeof(x));
+    x.before = before_ms;
+    x.gz = gzopen(path, "wb");
+    if (x.gz == NULL) {
         hv_error_set(err, HV_EIO, path, "cannot create the archive: %s", strerror(errno));
         return HV_EIO;
     }
     /* The oldest records, in chain order, up to the first one recorded at or after
      * before_ms: an archive is a contiguous piece of the chain (engines sharing a database
-     * may append slightly out of clock order). */
+     * may append slightly out of clock order). Rows first, then blocks. */
     rc = hv_db_prepare(db,
                        "SELECT seq, prev_hash, hash, recorded, action, subtype, outcome, who, role, ip, patients, content"
                        " FROM audit_event ORDER BY seq",
@@ -751,70 +916,52 @@ int hv__audit_archive(hv_db_t *db, EVP_PKEY *key, int64_t before_ms, const char 
     while ((rc = hv_db_step(st)) == HV_DB_ROW) {
         size_t clen = 0;
         const char *content = hv_db_column_text(st, 11, &clen);
-        if (hv_db_column_int64(st, 3) >= before_ms) break;
-        if (n == 0) {
-            first_seq = hv_db_column_int64(st, 0);
-            o = json_object_new_object();
-            hv_json_set_str(o, "archive", "holovitals-audit");
-            hv_json_set_int(o, "version", 1);
-            hv_json_set_int(o, "first_seq", hv_db_column_int64(st, 0));
-            hv_json_set_str(o, "prev_hash", col(st, 1));
-            rc = gz_line(gz, o);
-            json_object_put(o);
-            o = NULL;
-            if (rc != HV_OK) break;
+        if (hv_db_column_int64(st, 3) >= before_ms) {
+            x.stop = 1;
+            break;
         }
-        o = json_object_new_object();
-        hv_json_set_int(o, "seq", hv_db_column_int64(st, 0));
-        hv_json_set_str(o, "prev_hash", col(st, 1));
-        hv_json_set_str(o, "hash", col(st, 2));
-        hv_json_set_int(o, "recorded", hv_db_column_int64(st, 3));
-        hv_json_set_str(o, "action", col(st, 4));
-        hv_json_set_str(o, "subtype", col(st, 5));
-        hv_json_set_int(o, "outcome", hv_db_column_int64(st, 6));
-        hv_json_set_str(o, "who", col(st, 7));
-        hv_json_set_str(o, "role", col(st, 8));
-        hv_json_set_str(o, "ip", col(st, 9));
-        hv_json_set_str(o, "patients", col(st, 10));
-        hv_json_set(o, "content", json_object_new_string_len(content ? content : "", (int)clen));
-        last_seq = hv_db_column_int64(st, 0);
-        snprintf(last_hash, sizeof(last_hash), "%s", col(st, 2));
-        rc = gz_line(gz, o);
-        json_object_put(o);
-        o = NULL;
-        if (rc != HV_OK) break;
-        n++;
+        if (arch_record(&x, hv_db_column_int64(st, 0), col(st, 1), col(st, 2), hv_db_column_int64(st, 3), col(st, 4),
+                        col(st, 5), hv_db_column_int64(st, 6), col(st, 7), col(st, 8), col(st, 9), col(st, 10),
+                        content, clen) != HV_OK)
+            break;
     }
     hv_db_done(st);
     if (rc < 0) goto out;
-    rc = HV_OK;
-    if (n > 0) {
+    rc = x.rc;
+    if (rc == HV_OK && !x.stop) {
+        hv__ascan_t f;
+        hv__audit_scan_init(&f);
+        rc = hv__audit_block_scan(db, &f, arch_block_rec, &x);
+        if (rc == HV_OK) rc = x.rc;
+    }
+    if (rc != HV_OK) goto out;
+    if (x.n > 0) {
         struct json_object *cp = json_object_new_object();
-        rc = hv__audit_sign(key, last_seq, last_hash, now, sig, sizeof(sig));
+        rc = hv__audit_sign(key, x.last_seq, x.last_hash, now, sig, sizeof(sig));
         if (rc != HV_OK) {
             json_object_put(cp);
             goto out;
         }
-        hv_json_set_int(cp, "seq", last_seq);
-        hv_json_set_str(cp, "hash", last_hash);
+        hv_json_set_int(cp, "seq", x.last_seq);
+        hv_json_set_str(cp, "hash", x.last_hash);
         hv_json_set_int(cp, "signed_at", now);
         hv_json_set_str(cp, "sig", sig);
         o = json_object_new_object();
         hv_json_set(o, "checkpoint", cp);
-        rc = gz_line(gz, o);
+        rc = gz_line(x.gz, o);
     }
 out:
     json_object_put(o);
-    if (gz != NULL && gzclose(gz) != Z_OK && rc == HV_OK) rc = HV_EIO;
+    if (x.gz != NULL && gzclose(x.gz) != Z_OK && rc == HV_OK) rc = HV_EIO;
     if (rc != HV_OK) {
         if (err && err->message[0] == '\0') hv_error_set(err, rc, path, "cannot write the archive: %s", hv_strerror(rc));
         remove(path);
         return rc;
     }
-    res->n = n;
-    res->first_seq = first_seq;
-    res->last_seq = last_seq;
-    memcpy(res->last_hash, last_hash, sizeof(res->last_hash));
+    res->n = x.n;
+    res->first_seq = x.first_seq;
+    res->last_seq = x.last_seq;
+    memcpy(res->last_hash, x.last_hash, sizeof(res->last_hash));
     return HV_OK;
 }
 
@@ -890,6 +1037,13 @@ int hv__audit_purge(hv_db_t *db, EVP_PKEY *key, const char *path, const hv__audi
     rc = hv_db_step(st);
     if (rc == HV_DB_ROW && (ar->first_seq != upto + 1 || strcmp(col(st, 0), upto_hash) != 0)) rc = HV_ECONFLICT;
     hv_db_done(st);
+    if (rc == HV_OK && hv__audit_has_blocks(db)) {
+        /* No row: the first archived record may be in a block. */
+        hv__arec_t r;
+        int k = hv__audit_block_record(db, ar->first_seq, &r);
+        if (k == HV_OK) rc = ar->first_seq == upto + 1 && strcmp(r.prev, upto_hash) == 0 ? HV_DB_ROW : HV_ECONFLICT;
+        else if (k != HV_ENOTFOUND) rc = k;
+    }
     if (rc != HV_DB_ROW) {
         hv_error_set(err, HV_ECONFLICT, path,
                      "the archive does not continue the chain where the last purge ended (record %lld): nothing purged",
@@ -904,6 +1058,16 @@ int hv__audit_purge(hv_db_t *db, EVP_PKEY *key, const char *path, const hv__audi
     if (rc == HV_DB_ROW) newest = hv_db_column_int64(st, 0);
     hv_db_done(st);
     if (rc < 0) goto out;
+    if (hv__audit_has_blocks(db)) {
+        rc = hv_db_prepare(db, "SELECT MAX(recorded_max) FROM audit_block WHERE seq_first <= $1", &st);
+        if (rc != HV_OK) goto out;
+        hv_db_bind_int64(st, 1, ar->last_seq);
+        rc = hv_db_step(st);
+        if (rc == HV_DB_ROW && !hv_db_column_is_null(st, 0) && hv_db_column_int64(st, 0) > newest)
+            newest = hv_db_column_int64(st, 0);
+        hv_db_done(st);
+        if (rc < 0) goto out;
+    }
     if (newest >= cutoff_ms) {
         hv_error_set(err, HV_EINVAL, path, "the archive holds records of the hot window (audit.hot_days): nothing purged");
         rc = HV_EINVAL;
@@ -913,6 +1077,31 @@ int hv__audit_purge(hv_db_t *db, EVP_PKEY *key, const char *path, const hv__audi
     else rc = exec_del(db, "INSERT INTO audit_purge (upto) VALUES ($1)", ar->last_seq, NULL);
     if (rc == HV_OK) rc = exec_del(db, "DELETE FROM audit_patient WHERE seq <= $1", ar->last_seq, NULL);
     if (rc == HV_OK) rc = exec_del(db, "DELETE FROM audit_event WHERE seq <= $1", ar->last_seq, &n);
+    if (rc == HV_OK && hv__audit_has_blocks(db)) {
+        /* Whole blocks only (an archive ends at a block's end); their records count. */
+        int64_t nb = 0;
+        rc = hv_db_prepare(db, "SELECT COALESCE(SUM(seq_last - seq_first + 1), 0) FROM audit_block WHERE seq_last <= $1",
+                           &st);
+        if (rc == HV_OK) {
+            hv_db_bind_int64(st, 1, ar->last_seq);
+            rc = hv_db_step(st);
+            if (rc == HV_DB_ROW) nb = hv_db_column_int64(st, 0);
+            hv_db_done(st);
+            rc = rc < 0 ? rc : HV_OK;
+        }
+        if (rc == HV_OK)
+            rc = exec_del(db,
+                          "DELETE FROM audit_block_who WHERE seq_first IN (SELECT seq_first FROM audit_block"
+                          " WHERE seq_last <= $1)",
+                          ar->last_seq, NULL);
+        if (rc == HV_OK)
+            rc = exec_del(db,
+                          "DELETE FROM audit_block_patient WHERE seq_first IN (SELECT seq_first FROM audit_block"
+                          " WHERE seq_last <= $1)",
+                          ar->last_seq, NULL);
+        if (rc == HV_OK) rc = exec_del(db, "DELETE FROM audit_block WHERE seq_last <= $1", ar->last_seq, NULL);
+        n += nb;
+    }
     if (rc == HV_OK && hv_db_kind(db) != HV_DB_PG) rc = hv_db_exec(db, "DELETE FROM audit_purge");
     if (rc != HV_OK) goto out;
     if (n != ar->n) {

@@ -101,7 +101,9 @@ static int job_batch(hv_db_t *db, void *arg) {
     int rc = HV_OK;
     if (hv_db_kind(db) == HV_DB_PG) rc = hv_db_exec(db, HV__AUDIT_PG_LOCK);
     if (rc == HV_OK) rc = hv__audit_tail(db, prev, &seq);
-    if (rc == HV_OK) rc = hv__audit_append_list(db, b->head, prev, &seq);
+    if (rc == HV_OK)
+        rc = hv__audit_has_blocks(db) ? hv__audit_append_blocks(db, b->head, prev, &seq)
+                                      : hv__audit_append_list(db, b->head, prev, &seq);
     if (rc == HV_OK && b->top_jid > 0) rc = hv__journal_set_pos(db, b->journal, b->top_jid);
     return rc;
 }
@@ -144,7 +146,7 @@ static void finish(hv__audit_t *a, hv__aev_t *ev, int status) {
         return;
     }
     if (ev->req != NULL) hv_http_req_release(ev->req, status);
-    hv__aev_free(ev);
+    hv__aev_give(ev);
 }
 
 static void done_batch(int status, void *arg) {
@@ -234,7 +236,7 @@ int hv__audit_submit(hv__audit_t *a, hv__aev_t *ev, int reserved) {
             hv_http_req_hold(ev->req);
             hv_http_req_release(ev->req, HV_EBUSY);
         }
-        hv__aev_free(ev);
+        hv__aev_give(ev);
         return HV_EBUSY;
     }
     if (a->journal != NULL && hv__journal_write(a->journal, ev) != HV_OK) {
@@ -254,13 +256,13 @@ int hv__audit_submit(hv__audit_t *a, hv__aev_t *ev, int reserved) {
 }
 
 static int submit_event(hv__audit_t *a, const hv_audit_event_t *in, int reserved) {
-    hv__aev_t *ev = hv__aev_new(a);
+    hv__aev_t *ev = hv__aev_take(a);
     int rc;
     if (ev == NULL) return HV_ENOMEM;
     if (in->req != NULL) hv_http_req_mark_audited(in->req);
     rc = hv__aev_fill(ev, in);
     if (rc != HV_OK) {
-        hv__aev_free(ev);
+        hv__aev_give(ev);
         return rc;
     }
     return hv__audit_submit(a, ev, reserved);
@@ -454,7 +456,7 @@ static void dest_done(hv__aev_t *ev, int status) {
     dest_send_t *x = ev->done_ud;
     dest_send_t s = *x;
     hv_free(x);
-    hv__aev_free(ev);
+    hv__aev_give(ev);
     s.done(s.token, status == HV_OK ? HV_CHANNEL_DELIVERED : HV_CHANNEL_RETRY,
            status == HV_OK ? NULL : "audit store busy");
 }
@@ -755,6 +757,7 @@ static void audit_free(hv_engine_t *e, void *state) {
     hv__alert_state_free(a->alerts);
     a->alerts = NULL;
     hv__consent_free(a);
+    hv__aev_spare_free(a);
     if (a->handles_closing > 0) a->free_on_close = 1;
     else hv_free(a);
 }

@@ -8,5 +8,6 @@ int main(void) {
     failed += run_alerts_tests();
     failed += run_consent_tests();
     failed += run_journal_tests();
+    failed += run_block_tests();
     return failed;
 }

@@ -16,5 +16,6 @@ int run_chain_tests(void);
 int run_alerts_tests(void);
 int run_consent_tests(void);
 int run_journal_tests(void);
+int run_block_tests(void);
 
 #endif

@@ -1,0 +1,428 @@
+/*
+ * block.c — the audit trail stored in blocks (SQLite, migration 6): one row per batch of
+ * records instead of one row (with two indexes and an access-log row) per record.
+ *
+ *   audit_block          seq_first INTEGER PRIMARY KEY, seq_last, recorded_min,
+ *                        recorded_max, n, records BLOB, prev_hash, hash
+ *   audit_block_who      (who, seq_first): the blocks that hold a record of who
+ *   audit_block_patient  (patient, seq_first): the blocks that name the patient (the
+ *                        access log's index: one row per block and patient, not per event)
+ *
+ * Every record keeps its own place in the one hash chain (chain.c hv__audit_hash, the
+ * same bytes and the same hash a row would have had), so a trail of old rows followed by
+ * blocks is one chain, archives hold the same per-record lines, and a record altered
+ * inside a block is found and named by its sequence number. prev_hash is the hash of the
+ * record before the block, hash the hash of its last record.
+ *
+ * records: the block's records in sequence order, each (integers little-endian):
+ *   u32 length of the rest of the record
+ *   i64 seq | i64 recorded | i32 outcome | u8 action | u8 breakglass (0/1)
+ *   subtype, who, role, ip, patients ("p1,p2"), content: each u32 length, bytes, NUL
+ *   64 bytes: the record's hash (hex)
+ *
+ * PostgreSQL keeps one row per record (chain.c).
+ */
+#include "config.h"
+#include "destinations/audit/audit_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define HV__BLOCK_NSTR 6
+#define HV__BLOCK_FIXED (8 + 8 + 4 + 1 + 1)
+
+static void put32(unsigned char *p, uint32_t v) {
+    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void put64(unsigned char *p, uint64_t v) {
+    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint32_t get32(const unsigned char *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t get64(const unsigned char *p) { return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32; }
+
+int hv__audit_block_encode(hv_buf_t *out, int64_t seq, const hv__aev_t *ev, const char hash[65]) {
+    const char *s[HV__BLOCK_NSTR] = {ev->subtype, ev->who, ev->role, ev->ip, ev->patients_csv,
+                                     ev->content.data ? ev->content.data : ""};
+    size_t l[HV__BLOCK_NSTR], need = 4 + HV__BLOCK_FIXED + 64, start = out->len;
+    unsigned char *p;
+    int rc;
+    for (int i = 0; i < HV__BLOCK_NSTR; i++) {
+        if (s[i] == NULL) s[i] = "";
+        l[i] = i == HV__BLOCK_NSTR - 1 ? ev->content.len : strlen(s[i]);
+        need += 4 + l[i] + 1;
+    }
+    if (need > UINT32_MAX / 2) return HV_ETOOBIG;
+    if ((rc = hv_buf_reserve(out, need + 1)) != HV_OK) return rc;
+    p = (unsigned char *)out->data + start;
+    put32(p, (uint32_t)(need - 4));
+    put64(p + 4, (uint64_t)seq);
+    put64(p + 12, (uint64_t)ev->recorded);
+    put32(p + 20, (uint32_t)ev->outcome);
+    p[24] = (unsigned char)ev->action[0];
+    p[25] = ev->breakglass != NULL && ev->breakglass[0] ? 1 : 0;
+    p += 4 + HV__BLOCK_FIXED;
+    for (int i = 0; i < HV__BLOCK_NSTR; i++) {
+        put32(p, (uint32_t)l[i]);
+        if (l[i] > 0) memcpy(p + 4, s[i], l[i]);
+        p[4 + l[i]] = '\0';
+        p += 4 + l[i] + 1;
+    }
+    memcpy(p, hash, 64);
+    out->len = start + need;
+    out->data[out->len] = '\0';
+    return HV_OK;
+}
+
+int hv__audit_block_decode(const unsigned char *data, size_t len, size_t *used, hv__arec_t *r) {
+    const unsigned char *p = data, *end;
+    const char **dst[HV__BLOCK_NSTR] = {&r->subtype, &r->who, &r->role, &r->ip, &r->patients, &r->content};
+    uint32_t rl;
+    if (len < 4) return HV_EPROTO;
+    rl = get32(p);
+    if (rl < HV__BLOCK_FIXED + 64 + HV__BLOCK_NSTR * 5 || rl > len - 4) return HV_EPROTO;
+    end = p + 4 + rl;
+    r->seq = (int64_t)get64(p + 4);
+    r->recorded = (int64_t)get64(p + 12);
+    r->outcome = (int32_t)get32(p + 20);
+    r->action[0] = (char)p[24];
+    r->action[1] = '\0';
+    r->breakglass = p[25];
+    if (r->action[0] == 0 || strchr("CRUDE", r->action[0]) == NULL || p[25] > 1) return HV_EPROTO;
+    p += 4 + HV__BLOCK_FIXED;
+    for (int i = 0; i < HV__BLOCK_NSTR; i++) {
+        uint32_t l;
+        if (end - p < 5) return HV_EPROTO;
+        l = get32(p);
+        if ((size_t)(end - p) < 4 + (size_t)l + 1 || p[4 + l] != '\0') return HV_EPROTO;
+        if (i < HV__BLOCK_NSTR - 1 && memchr(p + 4, '\0', l) != NULL) return HV_EPROTO;
+        *dst[i] = (const char *)p + 4;
+        if (i == HV__BLOCK_NSTR - 1) r->clen = l;
+        p += 4 + l + 1;
+    }
+    if (end - p != 64) return HV_EPROTO;
+    memcpy(r->hash, p, 64);
+    r->hash[64] = '\0';
+    if (strspn(r->hash, "0123456789abcdef") != 64) return HV_EPROTO;
+    *used = 4 + (size_t)rl;
+    return HV_OK;
+}
+
+/* ---- appending ---- */
+
+/* A small set of strings (open addressing), to write each who and patient once per block. */
+typedef struct strset {
+    const char **slot;
+    size_t cap, n;
+} strset_t;
+
+static uint64_t fnv(const char *s) {
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+/* 1 when s was added, 0 when already there, -1 out of memory. */
+static int strset_add(strset_t *set, const char *s) {
+    size_t i;
+    if (2 * (set->n + 1) > set->cap) {
+        size_t cap = set->cap ? set->cap * 2 : 64;
+        const char **slot = hv_calloc(cap, sizeof(*slot));
+        if (slot == NULL) return -1;
+        for (size_t k = 0; k < set->cap; k++) {
+            if (set->slot[k] == NULL) continue;
+            for (i = fnv(set->slot[k]) & (cap - 1); slot[i] != NULL; i = (i + 1) & (cap - 1)) {}
+            slot[i] = set->slot[k];
+        }
+        hv_free(set->slot);
+        set->slot = slot;
+        set->cap = cap;
+    }
+    for (i = fnv(s) & (set->cap - 1); set->slot[i] != NULL; i = (i + 1) & (set->cap - 1))
+        if (strcmp(set->slot[i], s) == 0) return 0;
+    set->slot[i] = s;
+    set->n++;
+    return 1;
+}
+
+static int insert_keys(hv_db_t *db, const char *sql, const strset_t *set, int64_t seq_first) {
+    for (size_t i = 0; i < set->cap; i++) {
+        hv_db_stmt_t *st = NULL;
+        int rc;
+        if (set->slot[i] == NULL) continue;
+        if ((rc = hv_db_prepare(db, sql, &st)) != HV_OK) return rc;
+        hv_db_bind_text_static(st, 1, set->slot[i], strlen(set->slot[i]));
+        hv_db_bind_int64(st, 2, seq_first);
+        rc = hv_db_step(st);
+        hv_db_done(st);
+        if (rc != HV_OK) return rc;
+    }
+    return HV_OK;
+}
+
+/* Writes one block of the records from head up to (not including) stop. */
+static int write_block(hv_db_t *db, hv__aev_t *head, hv__aev_t *stop, char prev[65], int64_t *next_seq,
+                       hv_buf_t *buf) {
+    hv__audit_t *a = head->a;
+    strset_t who = {0}, pat = {0};
+    hv_db_stmt_t *st = NULL;
+    char block_prev[65], hash[65];
+    int64_t first = *next_seq, seq = first, rmin = INT64_MAX, rmax = INT64_MIN, n = 0;
+    int rc = HV_OK;
+    memcpy(block_prev, prev, 65);
+    hv_buf_reset(buf);
+    for (hv__aev_t *ev = head; ev != stop && rc == HV_OK; ev = ev->next, seq++, n++) {
+        hv__audit_hash(prev, seq, ev->recorded, ev->action, ev->subtype, ev->outcome, ev->who, ev->role, ev->ip,
+                       ev->patients_csv, ev->content.data ? ev->content.data : "", ev->content.len, hash);
+        rc = hv__audit_block_encode(buf, seq, ev, hash);
+        if (rc == HV_OK && strset_add(&who, ev->who) < 0) rc = HV_ENOMEM;
+        for (size_t i = 0; rc == HV_OK && i < ev->np; i++)
+            if (strset_add(&pat, ev->patients[i]) < 0) rc = HV_ENOMEM;
+        if (rc == HV_OK && a != NULL && a->key != NULL && a->checkpoint_every > 0 && seq % a->checkpoint_every == 0) {
+            char sig[160];
+            int64_t now = (int64_t)hv_now_ms();
+            rc = hv__audit_sign(a->key, seq, hash, now, sig, sizeof(sig));
+            if (rc == HV_OK)
+                rc = hv_db_prepare(db, "INSERT INTO audit_checkpoint (seq, hash, signed_at, sig) VALUES ($1, $2, $3, $4)",
+                                   &st);
+            if (rc == HV_OK) {
+                hv_db_bind_int64(st, 1, seq);
+                hv_db_bind_text(st, 2, hash, 64);
+                hv_db_bind_int64(st, 3, now);
+                hv_db_bind_text(st, 4, sig, strlen(sig));
+                rc = hv_db_step(st);
+                hv_db_done(st);
+            }
+        }
+        if (ev->recorded < rmin) rmin = ev->recorded;
+        if (ev->recorded > rmax) rmax = ev->recorded;
+        ev->seq = seq;
+        memcpy(prev, hash, 65);
+    }
+    if (rc == HV_OK)
+        rc = hv_db_prepare(db,
+                           "INSERT INTO audit_block (seq_first, seq_last, recorded_min, recorded_max, n, records,"
+                           " prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                           &st);
+    if (rc == HV_OK) {
+        hv_db_bind_int64(st, 1, first);
+        hv_db_bind_int64(st, 2, seq - 1);
+        hv_db_bind_int64(st, 3, rmin);
+        hv_db_bind_int64(st, 4, rmax);
+        hv_db_bind_int64(st, 5, n);
+        hv_db_bind_blob(st, 6, buf->data, buf->len);
+        hv_db_bind_text_static(st, 7, block_prev, 64);
+        hv_db_bind_text_static(st, 8, prev, 64);
+        rc = hv_db_step(st);
+        hv_db_done(st);
+    }
+    if (rc == HV_OK)
+        rc = insert_keys(db, "INSERT OR IGNORE INTO audit_block_who (who, seq_first) VALUES ($1, $2)", &who, first);
+    if (rc == HV_OK)
+        rc = insert_keys(db, "INSERT OR IGNORE INTO audit_block_patient (patient, seq_first) VALUES ($1, $2)", &pat,
+                         first);
+    hv_free(who.slot);
+    hv_free(pat.slot);
+    if (rc == HV_OK) *next_seq = seq;
+    return rc;
+}
+
+int hv__audit_append_blocks(hv_db_t *db, hv__aev_t *head, char prev[65], int64_t *next_seq) {
+    hv_buf_t buf;
+    int rc = HV_OK;
+    hv_buf_init(&buf, 0);
+    while (head != NULL && rc == HV_OK) {
+        /* A block ends after HV__BLOCK_MAX_RECORDS records or once it passes
+         * HV__BLOCK_MAX_BYTES (a record's content is bounded on its own). */
+        hv__aev_t *stop = head;
+        size_t n = 0, bytes = 0;
+        while (stop != NULL && n < HV__BLOCK_MAX_RECORDS && bytes < HV__BLOCK_MAX_BYTES) {
+            bytes += 128 + stop->content.len + strlen(stop->patients_csv ? stop->patients_csv : "");
+            stop = stop->next;
+            n++;
+        }
+        rc = write_block(db, head, stop, prev, next_seq, &buf);
+        head = stop;
+    }
+    hv_buf_release(&buf);
+    return rc;
+}
+
+/* ---- reading ---- */
+
+/* SQLite from migration 6 on (a store opened under an older schema, as the migration
+ * tests do, has rows only). */
+int hv__audit_has_blocks(hv_db_t *db) {
+    hv_db_stmt_t *st = NULL;
+    int rc;
+    if (hv_db_kind(db) == HV_DB_PG) return 0;
+    if (hv_db_prepare(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_block'", &st) != HV_OK)
+        return 0;
+    rc = hv_db_step(st);
+    hv_db_done(st);
+    return rc == HV_DB_ROW;
+}
+
+int hv__audit_block_scan(hv_db_t *db, const hv__ascan_t *f, int (*cb)(const hv__arec_t *r, void *ud), void *ud) {
+    static const char *const sql[2] = {
+        "SELECT seq_first, seq_last, recorded_max, records, prev_hash, hash FROM audit_block"
+        " WHERE seq_last >= $1 AND seq_first < $2 AND recorded_max >= $3 AND recorded_min < $4"
+        " AND ($5 = '' OR seq_first IN (SELECT seq_first FROM audit_block_who WHERE who = $5))"
+        " AND ($6 = '' OR seq_first IN (SELECT seq_first FROM audit_block_patient WHERE patient = $6))"
+        " AND seq_first >= $7 ORDER BY seq_first",
+        "SELECT seq_first, seq_last, recorded_max, records, prev_hash, hash FROM audit_block"
+        " WHERE seq_last >= $1 AND seq_first < $2 AND recorded_max >= $3 AND recorded_min < $4"
+        " AND ($5 = '' OR seq_first IN (SELECT seq_first FROM audit_block_who WHERE who = $5))"
+        " AND ($6 = '' OR seq_first IN (SELECT seq_first FROM audit_block_patient WHERE patient = $6))"
+        " AND seq_first >= $7 ORDER BY seq_first DESC",
+    };
+    hv_db_stmt_t *st = NULL;
+    size_t *offs = NULL;
+    int rc, stop = 0;
+    int64_t lo = INT64_MIN;
+    if (!hv__audit_has_blocks(db)) return HV_OK;
+    if (f->seq_ge > INT64_MIN) {
+        /* The block that holds seq_ge (its seq_first, the table's key) bounds the walk:
+         * seq_last is not indexed. */
+        rc = hv_db_prepare(db, "SELECT seq_first FROM audit_block WHERE seq_first <= $1 ORDER BY seq_first DESC LIMIT 1",
+                           &st);
+        if (rc != HV_OK) return rc;
+        hv_db_bind_int64(st, 1, f->seq_ge);
+        rc = hv_db_step(st);
+        if (rc == HV_DB_ROW) lo = hv_db_column_int64(st, 0);
+        hv_db_done(st);
+        if (rc < 0) return rc;
+        if (rc != HV_DB_ROW) lo = f->seq_ge;
+        st = NULL;
+    }
+    rc = hv_db_prepare(db, sql[f->desc ? 1 : 0], &st);
+    if (rc != HV_OK) return rc;
+    hv_db_bind_int64(st, 1, f->seq_ge);
+    hv_db_bind_int64(st, 2, f->seq_lt);
+    hv_db_bind_int64(st, 3, f->from);
+    hv_db_bind_int64(st, 4, f->to);
+    hv_db_bind_text(st, 5, f->who ? f->who : "", f->who ? strlen(f->who) : 0);
+    hv_db_bind_text(st, 6, f->patient ? f->patient : "", f->patient ? strlen(f->patient) : 0);
+    hv_db_bind_int64(st, 7, lo);
+    offs = hv_malloc((HV__BLOCK_MAX_RECORDS + 1) * sizeof(*offs));
+    if (offs == NULL) {
+        hv_db_done(st);
+        return HV_ENOMEM;
+    }
+    while (!stop && (rc = hv_db_step(st)) == HV_DB_ROW) {
+        size_t len = 0, off = 0, used = 0, n = 0;
+        const unsigned char *data = hv_db_column_blob(st, 3, &len);
+        size_t hl = 0;
+        const char *bprev = hv_db_column_text(st, 4, &hl);
+        const char *bhash;
+        hv__arec_t r;
+        int bad = 0;
+        memset(&r, 0, sizeof(r));
+        r.block_first = hv_db_column_int64(st, 0);
+        r.block_last = hv_db_column_int64(st, 1);
+        r.block_recorded_max = hv_db_column_int64(st, 2);
+        bhash = hv_db_column_text(st, 5, NULL);
+        snprintf(r.block_hash, sizeof(r.block_hash), "%s", bhash ? bhash : "");
+        /* The offsets of the records (and whether the block decodes at all). */
+        while (off < len && n < HV__BLOCK_MAX_RECORDS) {
+            if (hv__audit_block_decode(data + off, len - off, &used, &r) != HV_OK) {
+                bad = 1;
+                break;
+            }
+            offs[n++] = off;
+            off += used;
+        }
+        if (off < len && !bad) bad = 1;
+        if (bad && f->on_damaged != NULL) {
+            /* Readers that check the chain are told where the block stops making sense:
+             * the records before are handed out first (in order). */
+            char prev[65];
+            snprintf(prev, sizeof(prev), "%s", bprev ? bprev : "");
+            for (size_t i = 0; i < n && !stop; i++) {
+                hv__audit_block_decode(data + offs[i], len - offs[i], &used, &r);
+                memcpy(r.prev, prev, 65);
+                memcpy(prev, r.hash, 65);
+                r.last_in_block = 0;
+                if (r.seq >= f->seq_ge && r.seq < f->seq_lt) stop = cb(&r, ud);
+            }
+            if (!stop) stop = f->on_damaged(r.block_first, n, ud);
+            continue;
+        }
+        if (bad) continue; /* listings skip what cannot be read; verify reports it */
+        for (size_t k = 0; k < n && !stop; k++) {
+            size_t i = f->desc ? n - 1 - k : k;
+            hv__audit_block_decode(data + offs[i], len - offs[i], &used, &r);
+            if (i == 0) {
+                snprintf(r.prev, sizeof(r.prev), "%s", bprev ? bprev : "");
+            } else {
+                hv__arec_t q;
+                hv__audit_block_decode(data + offs[i - 1], len - offs[i - 1], &used, &q);
+                memcpy(r.prev, q.hash, 65);
+            }
+            r.last_in_block = i == n - 1;
+            if (r.seq < f->seq_ge || r.seq >= f->seq_lt || r.recorded < f->from || r.recorded >= f->to) continue;
+            stop = cb(&r, ud);
+        }
+    }
+    hv_free(offs);
+    hv_db_done(st);
+    return rc < 0 ? rc : HV_OK;
+}
+
+void hv__audit_scan_init(hv__ascan_t *f) {
+    memset(f, 0, sizeof(*f));
+    f->seq_ge = INT64_MIN;
+    f->seq_lt = INT64_MAX;
+    f->from = INT64_MIN;
+    f->to = INT64_MAX;
+}
+
+typedef struct find {
+    int64_t seq;
+    hv__arec_t *out;
+    int found;
+} find_t;
+
+static int find_cb(const hv__arec_t *r, void *ud) {
+    find_t *f = ud;
+    if (r->seq != f->seq) return 0;
+    *f->out = *r;
+    f->found = 1;
+    return 1;
+}
+
+int hv__audit_block_record(hv_db_t *db, int64_t seq, hv__arec_t *out) {
+    hv__ascan_t f;
+    find_t x = {seq, out, 0};
+    int rc;
+    hv__audit_scan_init(&f);
+    f.seq_ge = seq;
+    f.seq_lt = seq + 1;
+    rc = hv__audit_block_scan(db, &f, find_cb, &x);
+    if (rc != HV_OK) return rc;
+    return x.found ? HV_OK : HV_ENOTFOUND;
+}
+
+int hv__audit_block_tail(hv_db_t *db, char prev[65], int64_t *next_seq) {
+    hv_db_stmt_t *st = NULL;
+    size_t len = 0;
+    int rc;
+    if (!hv__audit_has_blocks(db)) return HV_ENOTFOUND;
+    rc = hv_db_prepare(db, "SELECT seq_last, hash FROM audit_block ORDER BY seq_first DESC LIMIT 1", &st);
+    if (rc != HV_OK) return rc;
+    rc = hv_db_step(st);
+    if (rc == HV_DB_ROW) {
+        const char *h = hv_db_column_text(st, 1, &len);
+        *next_seq = hv_db_column_int64(st, 0) + 1;
+        if (h != NULL && len == 64) memcpy(prev, h, 65);
+        rc = HV_OK;
+    } else if (rc >= 0) {
+        rc = HV_ENOTFOUND;
+    }
+    hv_db_done(st);
+    return rc;
+}
