@@ -26,6 +26,14 @@ extern const char hv__search_migration2[];
 /* The fourth (fhir/search_plan.c, the query side's): covering indexes on token values
  * and date ranges, so that counts and range scans read the index alone. */
 extern const char hv__search_migration4[];
+/* The fifth (fhir/search_plan.c), per backend: the covering string value index sp_str_vc. */
+extern const char hv__search_migration5_sqlite[];
+extern const char hv__search_migration5_pg[];
+/*
+ * The smallest string above every string starting with s (fhir/search_plan.c): the
+ * upper end of a starts-with range. 0 (and out "") when there is none.
+ */
+int hv__search_prefix_successor(const char *s, char *out, size_t cap);
 /* The third (fhir/search_special.c), per backend: the full-text table sp_text (SQLite
  * FTS5 / PostgreSQL tsvector), Location positions sp_geo, the long-date-range index. */
 extern const char hv__search_migration3_sqlite[];

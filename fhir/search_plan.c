@@ -5,8 +5,8 @@
  *
  * Semantics implemented (search.html sections in brackets):
  *   - a parameter repeated is AND, comma-separated values are OR [#combining];
- *   - string [#string]: starts-with on the normalized value; :exact (equality of the
- *     normalized value), :contains;
+ *   - string [#string]: starts-with on the normalized value, a range of its index;
+ *     :exact (equality of the normalized value), :contains (a LIKE scan);
  *   - token [#token]: code, system|code, |code, system|; :not; :missing;
  *   - reference [#reference]: Type/id, id, an absolute URL ending in Type/id; :missing;
  *   - date [#date]: prefixes eq ne gt lt ge le sa eb ap over the ranges the stored and
@@ -42,6 +42,18 @@ const char hv__search_migration4[] =
     "DROP INDEX sp_tok_v; CREATE INDEX sp_tok_vc ON sp_tok (type, code, value, id, system);"
     "DROP INDEX sp_date_v; CREATE INDEX sp_date_vc ON sp_date (type, code, lo, hi, id);"
     "DROP INDEX sp_num_v; CREATE INDEX sp_num_vc ON sp_num (type, code, value, id);";
+
+/*
+ * The fifth (per backend): the string value index becomes covering too, (type, code,
+ * value, id), so that a string's starts-with — a range of it (prefix_range) — and a
+ * count read the index alone. On PostgreSQL the value column of the index is in the
+ * "C" collation (byte order), which the range's COLLATE "C" matches. The stored values
+ * are already the normalized ones (hv__search_normalize), so nothing is rewritten.
+ */
+const char hv__search_migration5_sqlite[] =
+    "DROP INDEX sp_str_v; CREATE INDEX sp_str_vc ON sp_str (type, code, value, id);";
+const char hv__search_migration5_pg[] =
+    "DROP INDEX sp_str_v; CREATE INDEX sp_str_vc ON sp_str (type, code, value COLLATE \"C\", id);";
 
 void hv__search_plan_init(hv__search_plan_t *p)
 {
@@ -103,6 +115,8 @@ static void sql(hv__search_plan_t *p, const char *s)
     hv_buf_puts(&p->where, s);
 }
 
+#define VAL_MAX 1024 /* bytes of one search value */
+
 /* Escapes LIKE metacharacters (\ % _) with a backslash. */
 static char *like_escape(const char *s, const char *pre, const char *post)
 {
@@ -121,6 +135,102 @@ static char *like_escape(const char *s, const char *pre, const char *post)
         *w++ = *post;
     *w = '\0';
     return o;
+}
+
+/*
+ * The smallest string greater than every string that starts with s (UTF-8), in
+ * code-point order, which is UTF-8's byte order: s with its last code point raised
+ * by one (a code point that cannot be raised — U+10FFFF — is dropped and the one
+ * before it raised; surrogates are skipped). Written into out (cap bytes, at least
+ * strlen(s) + 1). Returns 0 when no such string exists (s empty or all U+10FFFF):
+ * then every string from s on starts with it.
+ */
+int hv__search_prefix_successor(const char *s, char *out, size_t cap)
+{
+    size_t n = strlen(s);
+    if (cap < n + 1)
+        return 0;
+    memcpy(out, s, n + 1);
+    while (n > 0) {
+        size_t start = n - 1;
+        uint32_t c;
+        const unsigned char *u;
+        while (start > 0 && ((unsigned char)out[start] & 0xc0) == 0x80)
+            start--;
+        u = (const unsigned char *)out + start;
+        /* Decode the last sequence; a malformed tail is treated as its bytes. */
+        if (u[0] < 0x80 || n - start == 1)
+            c = u[0] < 0x80 ? u[0] : 0x110000;
+        else if (u[0] < 0xe0 && n - start == 2)
+            c = ((uint32_t)(u[0] & 0x1f) << 6) | (u[1] & 0x3f);
+        else if (u[0] < 0xf0 && n - start == 3)
+            c = ((uint32_t)(u[0] & 0x0f) << 12) | ((uint32_t)(u[1] & 0x3f) << 6) | (u[2] & 0x3f);
+        else if (n - start == 4)
+            c = ((uint32_t)(u[0] & 0x07) << 18) | ((uint32_t)(u[1] & 0x3f) << 12) | ((uint32_t)(u[2] & 0x3f) << 6) |
+                (u[3] & 0x3f);
+        else
+            c = 0x110000;
+        if (c >= 0x10ffff) {
+            if (c == 0x110000 && (unsigned char)out[n - 1] < 0xff) {
+                /* Not UTF-8: raise the last byte itself (byte order still holds). */
+                out[n - 1] = (char)((unsigned char)out[n - 1] + 1);
+                return 1;
+            }
+            n = c == 0x110000 ? n - 1 : start;
+            out[n] = '\0';
+            continue;
+        }
+        c = c + 1 == 0xd800 ? 0xe000 : c + 1;
+        /* Encode c at start; it never needs more bytes than cap allows (c ≤ 0x10ffff
+         * takes at most 4, and a raised code point of k bytes takes k or k + 1 — at
+         * 0x7f, 0x7ff, 0xffff — so at most one more byte). */
+        if (start + 5 > cap)
+            return 0;
+        if (c < 0x80) {
+            out[start] = (char)c;
+            n = start + 1;
+        } else if (c < 0x800) {
+            out[start] = (char)(0xc0 | (c >> 6));
+            out[start + 1] = (char)(0x80 | (c & 0x3f));
+            n = start + 2;
+        } else if (c < 0x10000) {
+            out[start] = (char)(0xe0 | (c >> 12));
+            out[start + 1] = (char)(0x80 | ((c >> 6) & 0x3f));
+            out[start + 2] = (char)(0x80 | (c & 0x3f));
+            n = start + 3;
+        } else {
+            out[start] = (char)(0xf0 | (c >> 18));
+            out[start + 1] = (char)(0x80 | ((c >> 12) & 0x3f));
+            out[start + 2] = (char)(0x80 | ((c >> 6) & 0x3f));
+            out[start + 3] = (char)(0x80 | (c & 0x3f));
+            n = start + 4;
+        }
+        out[n] = '\0';
+        return 1;
+    }
+    out[0] = '\0';
+    return 0;
+}
+
+/*
+ * A string's default match, starts-with on the normalized value (search.html#string),
+ * as a range of the value index: value >= norm AND value < successor(norm). The
+ * "@K@" marker after the column is where the run writes COLLATE "C" on PostgreSQL (its
+ * index sp_str_vc is in that collation, byte order, whatever the database's default);
+ * on SQLite text compares with memcmp (BINARY), the same order.
+ */
+static int prefix_range(hv__search_plan_t *p, const char *norm)
+{
+    char succ[VAL_MAX + 8];
+    int rc;
+    sql(p, "(value@K@ >= ");
+    rc = b_text(p, norm);
+    if (rc == HV_OK && hv__search_prefix_successor(norm, succ, sizeof(succ))) {
+        sql(p, " AND value@K@ < ");
+        rc = b_text(p, succ);
+    }
+    sql(p, ")");
+    return rc;
 }
 
 /* The date criterion of prefix pr and range [lo, hi] over columns LO/HI (FHIR R4 search.html#prefix). */
@@ -294,8 +404,6 @@ static const char *piece(const char *s, char c, char *out, size_t cap)
     return s;
 }
 
-#define VAL_MAX 1024
-
 /* Like piece() but keeps the escapes: an escaped c does not split, and "\c" stays. */
 static const char *piece_keep(const char *s, char c, char *out, size_t cap)
 {
@@ -362,7 +470,9 @@ static int value_clause(hv__search_plan_t *p, const char *name, hv_fhir_search_t
             hv_free(l2);
             return rc;
         }
-        like = like_escape(norm, strcmp(mod, "contains") == 0 ? "%" : "", "%");
+        if (strcmp(mod, "contains") != 0)
+            return prefix_range(p, norm);
+        like = like_escape(norm, "%", "%");
         if (like == NULL)
             return HV_ENOMEM;
         sql(p, "value LIKE ");

@@ -413,6 +413,14 @@ static int expand(hv_db_t *db, hv__search_plan_t *p, const char *w, int driver, 
             mk++;
             continue;
         }
+        if (strncmp(mk, "@K@", 3) == 0) {
+            /* A string range's column (fhir/search_plan.c, prefix_range): byte order,
+             * the collation of PostgreSQL's sp_str_vc; SQLite's BINARY already is. */
+            if (hv_db_kind(db) == HV_DB_PG)
+                hv_buf_puts(q, " COLLATE \"C\"");
+            mk += 3;
+            continue;
+        }
         if (strncmp(mk, "@TX", 3) == 0) {
             /* _text / _content (fhir/search_plan.c): "@TX<column>:<placeholder>@", the
              * placeholder holding quoted words that must all occur in the column. */
