@@ -666,6 +666,12 @@ static const char *tref(int tb, char *buf, size_t cap)
  */
 static const char *corr(hv__search_plan_t *p, const char *idcol, int depth, int rank, char c, char *buf, size_t cap)
 {
+    if (depth == 1 && c == 'C' && p->crit >= 0 && p->crit <= HV__SEARCH_MAX_PARAMS && strcmp(idcol, "h.id") == 0) {
+        /* Inside a top-level _has (has()): "@H<k>@" correlates the condition with the
+         * referencing row h when the _has is checked per candidate (fhir/search_run.c). */
+        snprintf(buf, cap, "@H%d@", p->crit);
+        return buf;
+    }
     if (depth != 0 || p->crit < 0 || p->crit > HV__SEARCH_MAX_PARAMS || strcmp(idcol, "r.id") != 0)
         return "";
     if (rank < p->crank[p->crit])
@@ -680,6 +686,8 @@ static const char *corr(hv__search_plan_t *p, const char *idcol, int depth, int 
 static const char *idx_mark(hv__search_plan_t *p, const char *idcol, int depth, const char *table, char *buf,
                             size_t cap)
 {
+    /* Not inside a _has ("h.id"): there the probe is (type, code, value, id) of the
+     * covering value index when the value is an equality, better than (type, id, code). */
     if (depth != 0 || p->crit < 0 || p->crit > HV__SEARCH_MAX_PARAMS || strcmp(idcol, "r.id") != 0)
         return "";
     snprintf(buf, cap, "@I%d:%s@", p->crit, table);
@@ -790,7 +798,7 @@ static int has(hv__search_plan_t *p, int tb, const char *idcol, const char *spec
     const char *c1 = strchr(spec, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
     const hv_fhir_type_t *tt;
     const hv_fhir_search_t *sp;
-    int t2b, rb, rc;
+    int t2b, rb, rc, top;
     if (c1 == NULL || c2 == NULL || c2[1] == '\0' || (size_t)(c1 - spec) >= sizeof(t2) ||
         (size_t)(c2 - c1 - 1) >= sizeof(ref))
         return fail(p, "search parameter \"%.64s\": _has takes _has:Type:reference:parameter", "_has");
@@ -803,9 +811,19 @@ static int has(hv__search_plan_t *p, int tb, const char *idcol, const char *spec
         return fail(p, "search parameter \"_has\": \"%.64s\" is not a reference parameter of the type", ref);
     if ((t2b = bind_only(p, t2)) < 0 || (rb = bind_only(p, ref)) < 0)
         return HV_ETOOBIG;
-    hv_buf_printf(&p->where, "%s IN (SELECT rid FROM sp_ref WHERE type = $%d AND %scode = $%d AND rtype = %s AND ",
-                  idcol, t2b, CORR(idcol, depth, 3, 'R'), rb, TREF(tb));
-    rc = cond(p, t2, t2b, "id", c2 + 1, val, depth + 1);
+    /*
+     * Reading a _has whole is a join over every referencing resource that matches
+     * (Observation?code=X: tens of thousands at a million resources), so it ranks after
+     * the plain criteria (6): with a selective criterion beside it, the run drives from
+     * that one and checks the _has per candidate (fhir/search_run.c, has_driver) —
+     * through the reference index keyed by the target (sp_ref_v: type, code, rid) and,
+     * for the condition on the referencing resource, its (type, id, code) index ("h.id":
+     * the marked correlation of corr()) — instead of reading it whole.
+     */
+    top = depth == 0 && p->crit >= 0 && p->crit <= HV__SEARCH_MAX_PARAMS && strcmp(idcol, "r.id") == 0;
+    hv_buf_printf(&p->where, "%s IN (SELECT rid FROM sp_ref%s WHERE type = $%d AND %scode = $%d AND rtype = %s AND ",
+                  idcol, top ? " h" : "", t2b, CORR(idcol, depth, 6, 'R'), rb, TREF(tb));
+    rc = cond(p, t2, t2b, top ? "h.id" : "id", c2 + 1, val, depth + 1);
     if (rc == HV_ENOTFOUND)
         return fail(p, "search parameter \"_has\": \"%.64s\" is not known", c2 + 1);
     if (rc != HV_OK)

@@ -413,6 +413,19 @@ static int expand(hv_db_t *db, hv__search_plan_t *p, const char *w, int driver, 
             mk++;
             continue;
         }
+        if (strncmp(mk, "@H", 2) == 0) {
+            /* The condition on the referencing row inside criterion k's _has
+             * (fhir/search_plan.c, has): correlated with it when k is checked per
+             * candidate. */
+            k = atoi(mk + 2);
+            if (k != driver && driver != -2)
+                hv_buf_puts(q, "id = h.id AND ");
+            mk = strchr(mk + 2, '@');
+            if (mk == NULL)
+                return HV_EINVAL;
+            mk++;
+            continue;
+        }
         if (strncmp(mk, "@K@", 3) == 0) {
             /* A string range's column (fhir/search_plan.c, prefix_range): byte order,
              * the collation of PostgreSQL's sp_str_vc; SQLite's BINARY already is. */
@@ -517,6 +530,72 @@ static void bind_plan(hv_db_stmt_t *st, const hv__search_plan_t *p)
         else
             hv_db_bind_double(st, i + 1, b->d);
     }
+}
+
+#define HAS_DRIVE_MAX 2000 /* candidates up to which a plain criterion drives a _has search */
+
+/*
+ * The criterion that drives a search holding a top-level _has (its "@R" marker),
+ * SQLite only: a _has read whole is a join over all its referencing resources, so
+ * when another criterion is a plain index sub-select (" AND r.id IN (SELECT id FROM
+ * sp_...") selecting fewer than HAS_DRIVE_MAX index rows — counted, with that LIMIT,
+ * from its index — the smallest such drives and the _has is checked per candidate
+ * (as the others). -1: none (the ranks decide, as without a _has).
+ */
+static int has_driver(hv_db_t *db, hv__search_plan_t *p)
+{
+    static const char head[] = " AND r.id IN (";
+    static const char plain[] = " AND r.id IN (SELECT id FROM sp_";
+    extra_t none = {NULL, 0, 0};
+    int any_has = 0, best = -1;
+    int64_t best_n = HAS_DRIVE_MAX;
+    if (hv_db_kind(db) == HV_DB_PG || p->system || p->nvs > 0 || p->ncrit < 2 || p->ncrit > HV__SEARCH_MAX_PARAMS ||
+        p->where.data == NULL)
+        return -1;
+    for (int k = 0; k < p->ncrit; k++) {
+        const char *s = p->where.data + p->cspan[k][0];
+        size_t len = p->cspan[k][1] - p->cspan[k][0];
+        for (const char *m = memchr(s, '@', len); m != NULL && m + 1 < s + len;
+             m = memchr(m + 1, '@', (size_t)(s + len - m - 1)))
+            any_has |= m[1] == 'R';
+    }
+    if (!any_has)
+        return -1;
+    for (int k = 0; k < p->ncrit; k++) {
+        const char *s = p->where.data + p->cspan[k][0];
+        size_t len = p->cspan[k][1] - p->cspan[k][0];
+        hv_buf_t q;
+        hv_db_stmt_t *st = NULL;
+        char *text;
+        int n = p->nbinds, rc, mark = 0;
+        if (len <= sizeof(plain) || strncmp(s, plain, sizeof(plain) - 1) != 0 || p->crank[k] > 5)
+            continue;
+        for (const char *m = memchr(s, '@', len); m != NULL && m + 1 < s + len;
+             m = memchr(m + 1, '@', (size_t)(s + len - m - 1)))
+            mark |= m[1] == 'R' || m[1] == 'T' || m[1] == 'V' || m[1] == 'H';
+        if (mark)
+            continue;
+        text = hv_strndup(s + sizeof(head) - 1, len - sizeof(head));
+        if (text == NULL)
+            break;
+        hv_buf_init(&q, 64 * 1024);
+        hv_buf_puts(&q, "SELECT COUNT(*) FROM (");
+        rc = expand(db, p, text, k, &q, &none, &n);
+        if (rc == HV_OK)
+            hv_buf_printf(&q, " LIMIT %d) c", HAS_DRIVE_MAX);
+        if (rc == HV_OK && hv_buf_puts(&q, "") == HV_OK && hv_db_prepare(db, q.data, &st) == HV_OK) {
+            bind_plan(st, p);
+            if (hv_db_step(st) == HV_DB_ROW && hv_db_column_int64(st, 0) < best_n) {
+                best_n = hv_db_column_int64(st, 0);
+                best = k;
+            }
+            hv_db_done(st);
+        }
+        hv_buf_release(&q);
+        hv_free(text);
+    }
+    extra_free(&none);
+    return best;
 }
 
 /*
@@ -679,6 +758,8 @@ int hv__search_plan_run(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, 
      * code+value-quantity slower correlated than intersected; docs/performance.md). */
     if (driver >= 0 && p->crank[driver] > 1)
         driver = -2; /* nothing is correlated */
+    if ((rc = has_driver(db, p)) >= 0 && (driver < 0 || p->crank[driver] > 1))
+        driver = rc; /* a selective criterion beside a _has: the _has is checked per candidate */
     if (ridscan)
         driver = -3; /* every criterion is checked per row of the scan */
     /* The criteria, with the members of each :in value set in place of its marker;
