@@ -49,11 +49,15 @@ const char hv__search_migration4[] =
  * count read the index alone. On PostgreSQL the value column of the index is in the
  * "C" collation (byte order), which the range's COLLATE "C" matches. The stored values
  * are already the normalized ones (hv__search_normalize), so nothing is rewritten.
+ * The reference index keyed by the target, (type, code, rid), gains the target type
+ * and the referencing id: _revinclude, a chain's last step and a _has checked per
+ * candidate (a patient's observations) read it alone, not one table row per reference.
  */
+#define SP_REF_VC "DROP INDEX sp_ref_v; CREATE INDEX sp_ref_vc ON sp_ref (type, code, rid, rtype, id);"
 const char hv__search_migration5_sqlite[] =
-    "DROP INDEX sp_str_v; CREATE INDEX sp_str_vc ON sp_str (type, code, value, id);";
+    "DROP INDEX sp_str_v; CREATE INDEX sp_str_vc ON sp_str (type, code, value, id);" SP_REF_VC;
 const char hv__search_migration5_pg[] =
-    "DROP INDEX sp_str_v; CREATE INDEX sp_str_vc ON sp_str (type, code, value COLLATE \"C\", id);";
+    "DROP INDEX sp_str_v; CREATE INDEX sp_str_vc ON sp_str (type, code, value COLLATE \"C\", id);" SP_REF_VC;
 
 void hv__search_plan_init(hv__search_plan_t *p)
 {
@@ -816,7 +820,7 @@ static int has(hv__search_plan_t *p, int tb, const char *idcol, const char *spec
      * (Observation?code=X: tens of thousands at a million resources), so it ranks after
      * the plain criteria (6): with a selective criterion beside it, the run drives from
      * that one and checks the _has per candidate (fhir/search_run.c, has_driver) —
-     * through the reference index keyed by the target (sp_ref_v: type, code, rid) and,
+     * through the reference index keyed by the target (sp_ref_vc: type, code, rid, ...) and,
      * for the condition on the referencing resource, its (type, id, code) index ("h.id":
      * the marked correlation of corr()) — instead of reading it whole.
      */
