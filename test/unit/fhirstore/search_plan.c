@@ -351,8 +351,8 @@ static void search_has_pages_match_brute_force_driven_either_way(void **state)
 static void search_include_statements_read_the_reference_index_by_key(void **state)
 {
     static const struct { int rev; const char *src, *code, *target, *want; } cases[] = {
-        {1, "Observation", "subject", "", "sp_ref_vc (type=? AND code=? AND rid=?)"},
-        {1, "Observation", "", "", "sp_ref_vc (type=? AND code=? AND rid=?)"},
+        {1, "Observation", "subject", "", "COVERING INDEX sp_ref_vc (type=? AND code=? AND rid=?"},
+        {1, "Observation", "", "", "COVERING INDEX sp_ref_vc (type=? AND code=? AND rid=?"},
         {0, "Observation", "subject", "", "sp_ref_idc (type=? AND id=? AND code=?)"},
         {0, "Observation", "subject", "Patient", "sp_ref_idc (type=? AND id=? AND code=?)"},
     };
