@@ -294,12 +294,13 @@ int hv__search_plan_run(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, 
  */
 /*
  * The statement one chunk of nids results runs for _include or _revinclude parameter
- * in (fhir/search_include.c; its placeholders are described there), into q; for
+ * in (fhir/search_include.c; its placeholders are described there), for SQLite when
+ * sqlite is set (else PostgreSQL), into q; for
  * _revinclude=src:* codes (HV__SEARCH_MAX_REV_CODES) receive the codes it binds and
  * *ncodes their number. Exposed so that a test can check its query plan.
  */
 #define HV__SEARCH_MAX_REV_CODES 64 /* reference parameters of one type (Resource's and its own) */
-int hv__search_include_sql(const hv__sp_include_t *in, size_t nids, hv_buf_t *q, const char **codes,
+int hv__search_include_sql(const hv__sp_include_t *in, size_t nids, int sqlite, hv_buf_t *q, const char **codes,
                            size_t *ncodes);
 int hv__search_include_run(hv_db_t *db, const hv__search_plan_t *p, const char (*types)[HV__FHIR_TYPE_MAX],
                            const char (*ids)[HV__FHIR_ID_MAX], size_t n, hv__store_row_cb cb, void *ud);

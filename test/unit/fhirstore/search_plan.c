@@ -372,7 +372,7 @@ static void search_include_statements_read_the_reference_index_by_key(void **sta
         hv_buf_init(&q, 65536);
         hv_buf_init(&plan, 65536);
         hv_buf_puts(&q, "EXPLAIN QUERY PLAN ");
-        assert_int_equal(hv__search_include_sql(&in, 20, &q, codes, &ncodes), HV_OK);
+        assert_int_equal(hv__search_include_sql(&in, 20, 1, &q, codes, &ncodes), HV_OK);
         if (cases[i].rev && cases[i].code[0] == '\0')
             assert_true(ncodes > 3); /* subject, patient, performer, ... */
         assert_int_equal(hv_db_prepare(db, q.data, &st), HV_OK);
