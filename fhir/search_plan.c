@@ -825,8 +825,11 @@ static int has(hv__search_plan_t *p, int tb, const char *idcol, const char *spec
      * the marked correlation of corr()) — instead of reading it whole.
      */
     top = depth == 0 && p->crit >= 0 && p->crit <= HV__SEARCH_MAX_PARAMS && strcmp(idcol, "r.id") == 0;
-    hv_buf_printf(&p->where, "%s IN (SELECT rid FROM sp_ref%s WHERE type = $%d AND %scode = $%d AND rtype = %s AND ",
-                  idcol, top ? " h" : "", t2b, CORR(idcol, depth, 6, 'R'), rb, TREF(tb));
+    /* "@J<k>@" (k -1 below the top level): where the run names sp_ref's (type, id, code)
+     * index on SQLite when the _has is read whole — the referencing resources' ids drive
+     * it; without statistics SQLite would scan the covering sp_ref_vc over the code. */
+    hv_buf_printf(&p->where, "%s IN (SELECT rid FROM sp_ref%s@J%d@ WHERE type = $%d AND %scode = $%d AND rtype = %s AND ",
+                  idcol, top ? " h" : "", top ? p->crit : -1, t2b, CORR(idcol, depth, 6, 'R'), rb, TREF(tb));
     rc = cond(p, t2, t2b, top ? "h.id" : "id", c2 + 1, val, depth + 1);
     if (rc == HV_ENOTFOUND)
         return fail(p, "search parameter \"_has\": \"%.64s\" is not known", c2 + 1);

@@ -426,6 +426,18 @@ static int expand(hv_db_t *db, hv__search_plan_t *p, const char *w, int driver, 
             mk++;
             continue;
         }
+        if (strncmp(mk, "@J", 2) == 0) {
+            /* A _has's sp_ref (fhir/search_plan.c, has): read from the referencing
+             * resources' ids by (type, id, code) unless checked per candidate. */
+            k = atoi(mk + 2);
+            if (hv_db_kind(db) != HV_DB_PG && (k < 0 || k == driver || driver == -2))
+                hv_buf_puts(q, " INDEXED BY sp_ref_idc");
+            mk = strchr(mk + 2, '@');
+            if (mk == NULL)
+                return HV_EINVAL;
+            mk++;
+            continue;
+        }
         if (strncmp(mk, "@K@", 3) == 0) {
             /* A string range's column (fhir/search_plan.c, prefix_range): byte order,
              * the collation of PostgreSQL's sp_str_vc; SQLite's BINARY already is. */
