@@ -1551,6 +1551,9 @@ int hv__search_plan_build(hv__search_plan_t *p, const char *type, const char *qu
         if (rc != HV_OK)
             goto out;
     }
+    /* Token + date / quantity criteria of one resource: one combined index (fhir/search_combo.c). */
+    if (rc == HV_OK)
+        rc = hv__search_combo_rewrite(p);
     if (p->has_cursor && hv__search_cursor_check(p) != HV_OK)
         rc = fail(p, "%s is not a cursor this server made for this _sort", "_cursor");
 out:

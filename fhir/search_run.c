@@ -457,7 +457,7 @@ static int expand(hv_db_t *db, hv__search_plan_t *p, const char *w, int driver, 
 static int index_countable(const hv__search_plan_t *p)
 {
     static const char head[] = " AND r.id IN (SELECT id FROM sp_";
-    static const char *const tabs[] = {"str", "tok", "ref", "date", "num", "uri"};
+    static const char *const tabs[] = {"str", "tok", "ref", "date", "num", "uri", "tokdate", "tokqty"};
     size_t at = 0;
     if (p->system || p->compartment[0] != '\0' || p->nvs > 0 || p->ncrit < 1 || p->ncrit > HV__SEARCH_MAX_PARAMS + 1 ||
         p->where.data == NULL)
@@ -645,6 +645,14 @@ int hv__search_plan_run(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, 
          */
         if (p->nsort == 0 && hv_db_kind(db) != HV_DB_PG && counted > 0)
             ridscan = (double)(p->count + 1) * (double)max_rid(db) / (double)counted < (double)counted;
+    }
+    /* One combined criterion alone (fhir/search_combo.c): the page's row ids come from its
+     * index in row-id order, so only the page's rows are read from resources. */
+    if (hv__search_combo_only(p)) {
+        rc = counted == 0 ? HV_OK : hv__search_combo_page(db, p, cb, ud);
+        if (want_total && counted >= 0)
+            *total = counted;
+        goto out;
     }
     /* m: the matches without their JSON (sorting the rows with it would carry every
      * match's text through the sorter); the page's texts are read after the LIMIT. */
