@@ -191,7 +191,7 @@ static void search_combo_answers_as_the_generic_plan(void **state)
         "code=a&date=ne2020",
         "code=a&value-quantity=gt240",
         "code=b&value-quantity=le150",
-        "code=a&value-quantity=ge2.4|http://unitsofmeasure.org|g/dL",
+        "code=a&value-quantity=ge240||mg/dL",
         "code=a&value-quantity=ap250",
         "date=ge2020&code=a&value-quantity=lt300",
         "code=a&date=ge2020-01-01&_total=none",
