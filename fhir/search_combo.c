@@ -450,3 +450,14 @@ out:
     hv_buf_release(&q);
     return rc;
 }
+
+int hv__search_analyze(hv_db_t *db)
+{
+    /* SQLite: statistics from a sample of each index (analysis_limit rows per index:
+     * seconds, not minutes, on a store of millions), so that the query planner knows
+     * which value index is selective (sqlite.org/lang_analyze.html). PostgreSQL keeps
+     * its own statistics (autovacuum) but a bulk load is analyzed at once. */
+    if (hv_db_kind(db) == HV_DB_PG)
+        return hv_db_exec(db, "ANALYZE");
+    return hv_db_exec(db, "PRAGMA analysis_limit = 1000; ANALYZE");
+}

@@ -321,4 +321,10 @@ int hv__search_combo_sql(const hv__search_plan_t *p, hv_buf_t *q, int ids);
  * cursor, in row-id order, read from the combined index and then resources by row id. */
 int hv__search_combo_page(hv_db_t *db, const hv__search_plan_t *p, hv__store_row_cb cb, void *ud);
 
+/* SQLite: the EXPLAIN QUERY PLAN details (one line each) of the statement that counts the
+ * matches of p from the index alone (fhir/search_run.c); HV_ENOTFOUND when p is not counted so. */
+int hv__search_count_explain(hv_db_t *db, hv__search_plan_t *p, hv_buf_t *out);
+/* Refreshes the query planner's statistics (after `holovitals import` and `reindex`). */
+int hv__search_analyze(hv_db_t *db);
+
 #endif /* HV_FHIR_SEARCH_INT_H */

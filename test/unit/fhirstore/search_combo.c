@@ -234,12 +234,59 @@ static void search_combo_answers_as_the_generic_plan(void **state)
     store_test_db_close(db);
 }
 
+/* The EXPLAIN QUERY PLAN lines of the count of query, and its total. */
+static void count_plan(hv_db_t *db, const char *query, hv_buf_t *eqp, int64_t *total)
+{
+    hv__search_plan_t p;
+    hv__search_plan_init(&p);
+    assert_int_equal(hv__search_plan_build(&p, "Observation", query, 1, 10, 100), HV_OK);
+    assert_int_equal(hv__search_count_explain(db, &p, eqp), HV_OK);
+    assert_int_equal(hv__search_plan_run(db, &p, on_row, &(ids_t){0}, total), HV_OK);
+    hv__search_plan_clear(&p);
+}
+
+static void search_count_of_one_code_is_a_covering_index_range(void **state)
+{
+    hv_db_t *db = store_test_db();
+    hv_buf_t eqp;
+    int64_t total = -1;
+    (void)state;
+    /* k1 holds the code twice (two systems): counted once */
+    put(db, 1, "{\"resourceType\":\"Observation\",\"id\":\"k1\",\"status\":\"final\",\"code\":{\"coding\":["
+               "{\"system\":\"http://loinc.org\",\"code\":\"x\"},{\"system\":\"urn:l\",\"code\":\"x\"}]},"
+               "\"effectiveDateTime\":\"2020-02-02\"}");
+    put(db, 1, "{\"resourceType\":\"Observation\",\"id\":\"k2\",\"status\":\"final\",\"code\":{\"coding\":["
+               "{\"system\":\"http://loinc.org\",\"code\":\"x\"}]},\"effectiveDateTime\":\"2021-02-02\"}");
+    put(db, 1, "{\"resourceType\":\"Observation\",\"id\":\"k3\",\"status\":\"final\",\"code\":{\"coding\":["
+               "{\"code\":\"y\"}]}}");
+    hv_buf_init(&eqp, 64 * 1024);
+    count_plan(db, "code=x&_summary=count", &eqp, &total);
+    assert_int_equal(total, 2);
+    /* one range of the covering value index, no sorter for DISTINCT, no table row */
+    if (strstr(eqp.data, "COVERING INDEX sp_tok_vc") == NULL || strstr(eqp.data, "TEMP B-TREE") != NULL ||
+        strstr(eqp.data, "resources") != NULL || strstr(eqp.data, "SCAN sp_tok") != NULL)
+        fail_msg("count of one code: %s", eqp.data);
+    eqp.len = 0;
+    count_plan(db, "code=http://loinc.org|x&_summary=count", &eqp, &total);
+    assert_int_equal(total, 2);
+    assert_non_null(strstr(eqp.data, "COVERING INDEX sp_tok_vc"));
+    /* code + date: the combined index */
+    eqp.len = 0;
+    count_plan(db, "code=x&date=lt2021&_summary=count", &eqp, &total);
+    assert_int_equal(total, 1);
+    if (strstr(eqp.data, "COVERING INDEX sp_tokdate_v") == NULL || strstr(eqp.data, "resources") != NULL)
+        fail_msg("count of code + date: %s", eqp.data);
+    hv_buf_release(&eqp);
+    store_test_db_close(db);
+}
+
 int run_search_combo_tests(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(search_combo_rows_follow_the_current_version),
         cmocka_unit_test(search_combo_planner_folds_only_plain_pairs),
         cmocka_unit_test(search_combo_answers_as_the_generic_plan),
+        cmocka_unit_test(search_count_of_one_code_is_a_covering_index_range),
     };
     return cmocka_run_group_tests_name("fhir search_combo", tests, NULL, NULL);
 }
