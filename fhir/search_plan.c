@@ -44,7 +44,7 @@ const char hv__search_migration4[] =
     "DROP INDEX sp_num_v; CREATE INDEX sp_num_vc ON sp_num (type, code, value, id);";
 
 /*
- * The fifth (per backend): the string value index becomes covering too, (type, code,
+ * The sixth (per backend): the string value index becomes covering too, (type, code,
  * value, id), so that a string's starts-with — a range of it (prefix_range) — and a
  * count read the index alone. On PostgreSQL the value column of the index is in the
  * "C" collation (byte order), which the range's COLLATE "C" matches. The stored values
@@ -54,9 +54,9 @@ const char hv__search_migration4[] =
  * candidate (a patient's observations) read it alone, not one table row per reference.
  */
 #define SP_REF_VC "DROP INDEX sp_ref_v; CREATE INDEX sp_ref_vc ON sp_ref (type, code, rid, rtype, id);"
-const char hv__search_migration5_sqlite[] =
+const char hv__search_migration6_sqlite[] =
     "DROP INDEX sp_str_v; CREATE INDEX sp_str_vc ON sp_str (type, code, value, id);" SP_REF_VC;
-const char hv__search_migration5_pg[] =
+const char hv__search_migration6_pg[] =
     "DROP INDEX sp_str_v; CREATE INDEX sp_str_vc ON sp_str (type, code, value COLLATE \"C\", id);" SP_REF_VC;
 
 void hv__search_plan_init(hv__search_plan_t *p)
@@ -1686,6 +1686,9 @@ int hv__search_plan_build(hv__search_plan_t *p, const char *type, const char *qu
         if (rc != HV_OK)
             goto out;
     }
+    /* Token + date / quantity criteria of one resource: one combined index (fhir/search_combo.c). */
+    if (rc == HV_OK)
+        rc = hv__search_combo_rewrite(p);
     if (p->has_cursor && hv__search_cursor_check(p) != HV_OK)
         rc = fail(p, "%s is not a cursor this server made for this _sort", "_cursor");
 out:
