@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "fhir/rest_int.h"
+#include "fhir/search_int.h"
 
 #define IMPORT_MAX_FILE ((size_t)2 << 30)
 #define IMPORT_AHEAD 2 /* parsed units waiting for the writer (each a whole Bundle tree) */
@@ -499,6 +500,9 @@ int hv__fhir_cmd_import(hv_engine_t *e, int argc, char **argv)
     im.failed += im.q.failed;
     if (import_commit(&im) != HV_OK || im.failed > 0)
         status = HV_EXIT_FAILURE;
+    /* The planner's statistics of the indexes the import filled (fhir/search_combo.c). */
+    if (im.resources > 0 && hv__search_analyze(im.db) != HV_OK)
+        fprintf(stderr, "holovitals import: ANALYZE failed: %s\n", hv_db_errmsg(im.db) ? hv_db_errmsg(im.db) : "");
     draw(&im, 1);
     secs = (double)(hv_mono_ns() - im.t0) / 1e9;
     printf("imported %llu resources from %d files in %.2f s (%.0f resources/s), %llu failed\n",

@@ -43,6 +43,10 @@ static const hv_setting_t fhir_settings[] = {
     {"fhir.max_bundle_entries", NULL, HV_SET_INT, "10000", NULL,
      "Most entries a batch or transaction Bundle may hold (more is 413)."},
     {"fhir.history_count", NULL, HV_SET_INT, "50", NULL, "Default page size of _history."},
+    {"fhir.search_combined", NULL, HV_SET_BOOL, "true", NULL,
+     "Answer a token criterion together with a date or quantity criterion of the same resource (Observation "
+     "code + date, code + value-quantity) from the combined index rows (one range scan) instead of intersecting "
+     "the two criteria's matches."},
     {"fhir.history_max", NULL, HV_SET_INT, "1000", NULL, "Largest _count of _history."},
     {"fhir.synchronous", NULL, HV_SET_ENUM, "FULL", "FULL|NORMAL|OFF",
      "Durability of the FHIR store's commits (see hv_db_set_synchronous)."},

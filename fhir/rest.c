@@ -33,6 +33,7 @@
 #include <time.h>
 
 #include "fhir/rest_int.h"
+#include "fhir/search_int.h"
 
 struct json_object *hv__outcome_new(const char *severity, const char *code, const char *msg)
 {
@@ -541,6 +542,7 @@ int hv__fhir_rest_init(hv_engine_t *e, void **state)
     f->max_bundle_entries = (size_t)hv_config_int(cfg, "fhir.max_bundle_entries");
     f->history_count = hv_config_int(cfg, "fhir.history_count");
     f->history_max = hv_config_int(cfg, "fhir.history_max");
+    hv__search_combo_enable(hv_config_bool(cfg, "fhir.search_combined"));
     snprintf(f->base_url, sizeof(f->base_url), "%s", hv_config_str(cfg, "fhir.base_url"));
     f->parse.max_bytes = (size_t)hv_config_size(cfg, "fhir.max_resource_bytes");
     f->parse.max_depth = (int)hv_config_int(cfg, "fhir.max_depth");

@@ -1345,7 +1345,8 @@ int hv__search_index_put_pre(hv_db_t *db, const char *type, const char *id, stru
             if (rc < 0)
                 return rc;
         }
-        rc = HV_OK;
+        if ((rc = hv__search_combo_put(db, type, id, 0, 1)) != HV_OK)
+            return rc;
     }
     if ((rc = hv__search_special_put(db, type, id, resource, replace)) != HV_OK || resource == NULL)
         return rc;
@@ -1355,7 +1356,9 @@ int hv__search_index_put_pre(hv_db_t *db, const char *type, const char *id, stru
         px.db = db;
         px.type = type;
         px.id = id;
-        return flush_rows(&px);
+        rc = flush_rows(&px);
+        /* The combined rows are derived from the plain ones just written (fhir/search_combo.c). */
+        return rc == HV_OK ? hv__search_combo_put(db, type, id, 1, 0) : rc;
     }
     x.rows_arena = hv_arena_new(16384);
     if (x.rows_arena == NULL) {
@@ -1365,6 +1368,8 @@ int hv__search_index_put_pre(hv_db_t *db, const char *type, const char *id, stru
     rc = compute_rows(&x, type, resource);
     if (rc == HV_OK)
         rc = flush_rows(&x);
+    if (rc == HV_OK)
+        rc = hv__search_combo_put(db, type, id, 1, 0);
 out:
     hv_free(x.set);
     hv_arena_free(x.rows_arena);

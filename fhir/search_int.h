@@ -26,6 +26,14 @@ extern const char hv__search_migration2[];
 /* The fourth (fhir/search_plan.c, the query side's): covering indexes on token values
  * and date ranges, so that counts and range scans read the index alone. */
 extern const char hv__search_migration4[];
+/* The sixth (fhir/search_plan.c), per backend: the covering string and reference indexes sp_str_vc, sp_ref_vc. */
+extern const char hv__search_migration6_sqlite[];
+extern const char hv__search_migration6_pg[];
+/*
+ * The smallest string above every string starting with s (fhir/search_plan.c): the
+ * upper end of a starts-with range. 0 (and out "") when there is none.
+ */
+int hv__search_prefix_successor(const char *s, char *out, size_t cap);
 /* The third (fhir/search_special.c), per backend: the full-text table sp_text (SQLite
  * FTS5 / PostgreSQL tsvector), Location positions sp_geo, the long-date-range index. */
 extern const char hv__search_migration3_sqlite[];
@@ -284,6 +292,16 @@ int hv__search_plan_run(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, 
  * iterating :iterate parameters over what was added up to HV__SEARCH_MAX_ITERATE
  * rounds. Runs on the storage thread.
  */
+/*
+ * The statement one chunk of nids results runs for _include or _revinclude parameter
+ * in (fhir/search_include.c; its placeholders are described there), for SQLite when
+ * sqlite is set (else PostgreSQL), into q; for
+ * _revinclude=src:* codes (HV__SEARCH_MAX_REV_CODES) receive the codes it binds and
+ * *ncodes their number. Exposed so that a test can check its query plan.
+ */
+#define HV__SEARCH_MAX_REV_CODES 64 /* reference parameters of one type (Resource's and its own) */
+int hv__search_include_sql(const hv__sp_include_t *in, size_t nids, int sqlite, hv_buf_t *q, const char **codes,
+                           size_t *ncodes);
 int hv__search_include_run(hv_db_t *db, const hv__search_plan_t *p, const char (*types)[HV__FHIR_TYPE_MAX],
                            const char (*ids)[HV__FHIR_ID_MAX], size_t n, hv__store_row_cb cb, void *ud);
 
@@ -293,5 +311,38 @@ int hv__search_include_run(hv_db_t *db, const hv__search_plan_t *p, const char (
  * (fhir/search_reindex.c). Sets *done, advances *after, and sets *more when rows remain.
  */
 int hv__search_reindex_batch(hv_db_t *db, const char *type, int64_t *after, size_t batch, size_t *done, int *more);
+
+/* ---- combined token + date / quantity rows (fhir/search_combo.c) ---- */
+
+/* The fifth migration (both backends): sp_tokdate and sp_tokqty, filled from the plain rows. */
+extern const char hv__search_migration5[];
+/*
+ * Rewrites the combined rows of type/id (Observation code × date, code × value-quantity)
+ * from its plain rows just written, in the caller's transaction: drops the old ones when
+ * replace is set, writes new ones when live (the version is not a deletion).
+ */
+int hv__search_combo_put(hv_db_t *db, const char *type, const char *id, int live, int replace);
+/* Turns the planner's rule on or off for the process (setting fhir.search_combined). */
+void hv__search_combo_enable(int on);
+/*
+ * The planner's rule (after hv__search_plan_build's criteria): a plain token criterion
+ * and a date / quantity criterion of a pair become one criterion over the combined
+ * table. Leaves the plan as it was when its shape does not fit.
+ */
+int hv__search_combo_rewrite(hv__search_plan_t *p);
+/* True when the plan is one combined criterion alone, in row-id order (no _sort). */
+int hv__search_combo_only(const hv__search_plan_t *p);
+/* Appends the combined criterion's sub-select (markers dropped) selecting the resource
+ * ids (ids set) or the current versions' row ids. */
+int hv__search_combo_sql(const hv__search_plan_t *p, hv_buf_t *q, int ids);
+/* Runs the page of a hv__search_combo_only plan: up to p->count + 1 rows after the
+ * cursor, in row-id order, read from the combined index and then resources by row id. */
+int hv__search_combo_page(hv_db_t *db, const hv__search_plan_t *p, hv__store_row_cb cb, void *ud);
+
+/* SQLite: the EXPLAIN QUERY PLAN details (one line each) of the statement that counts the
+ * matches of p from the index alone (fhir/search_run.c); HV_ENOTFOUND when p is not counted so. */
+int hv__search_count_explain(hv_db_t *db, hv__search_plan_t *p, hv_buf_t *out);
+/* Refreshes the query planner's statistics (after `holovitals import` and `reindex`). */
+int hv__search_analyze(hv_db_t *db);
 
 #endif /* HV_FHIR_SEARCH_INT_H */

@@ -5,8 +5,8 @@
  *
  * Semantics implemented (search.html sections in brackets):
  *   - a parameter repeated is AND, comma-separated values are OR [#combining];
- *   - string [#string]: starts-with on the normalized value; :exact (equality of the
- *     normalized value), :contains;
+ *   - string [#string]: starts-with on the normalized value, a range of its index;
+ *     :exact (equality of the normalized value), :contains (a LIKE scan);
  *   - token [#token]: code, system|code, |code, system|; :not; :missing;
  *   - reference [#reference]: Type/id, id, an absolute URL ending in Type/id; :missing;
  *   - date [#date]: prefixes eq ne gt lt ge le sa eb ap over the ranges the stored and
@@ -42,6 +42,22 @@ const char hv__search_migration4[] =
     "DROP INDEX sp_tok_v; CREATE INDEX sp_tok_vc ON sp_tok (type, code, value, id, system);"
     "DROP INDEX sp_date_v; CREATE INDEX sp_date_vc ON sp_date (type, code, lo, hi, id);"
     "DROP INDEX sp_num_v; CREATE INDEX sp_num_vc ON sp_num (type, code, value, id);";
+
+/*
+ * The sixth (per backend): the string value index becomes covering too, (type, code,
+ * value, id), so that a string's starts-with — a range of it (prefix_range) — and a
+ * count read the index alone. On PostgreSQL the value column of the index is in the
+ * "C" collation (byte order), which the range's COLLATE "C" matches. The stored values
+ * are already the normalized ones (hv__search_normalize), so nothing is rewritten.
+ * The reference index keyed by the target, (type, code, rid), gains the target type
+ * and the referencing id: _revinclude, a chain's last step and a _has checked per
+ * candidate (a patient's observations) read it alone, not one table row per reference.
+ */
+#define SP_REF_VC "DROP INDEX sp_ref_v; CREATE INDEX sp_ref_vc ON sp_ref (type, code, rid, rtype, id);"
+const char hv__search_migration6_sqlite[] =
+    "DROP INDEX sp_str_v; CREATE INDEX sp_str_vc ON sp_str (type, code, value, id);" SP_REF_VC;
+const char hv__search_migration6_pg[] =
+    "DROP INDEX sp_str_v; CREATE INDEX sp_str_vc ON sp_str (type, code, value COLLATE \"C\", id);" SP_REF_VC;
 
 void hv__search_plan_init(hv__search_plan_t *p)
 {
@@ -103,6 +119,8 @@ static void sql(hv__search_plan_t *p, const char *s)
     hv_buf_puts(&p->where, s);
 }
 
+#define VAL_MAX 1024 /* bytes of one search value */
+
 /* Escapes LIKE metacharacters (\ % _) with a backslash. */
 static char *like_escape(const char *s, const char *pre, const char *post)
 {
@@ -121,6 +139,102 @@ static char *like_escape(const char *s, const char *pre, const char *post)
         *w++ = *post;
     *w = '\0';
     return o;
+}
+
+/*
+ * The smallest string greater than every string that starts with s (UTF-8), in
+ * code-point order, which is UTF-8's byte order: s with its last code point raised
+ * by one (a code point that cannot be raised — U+10FFFF — is dropped and the one
+ * before it raised; surrogates are skipped). Written into out (cap bytes, at least
+ * strlen(s) + 1). Returns 0 when no such string exists (s empty or all U+10FFFF):
+ * then every string from s on starts with it.
+ */
+int hv__search_prefix_successor(const char *s, char *out, size_t cap)
+{
+    size_t n = strlen(s);
+    if (cap < n + 1)
+        return 0;
+    memcpy(out, s, n + 1);
+    while (n > 0) {
+        size_t start = n - 1;
+        uint32_t c;
+        const unsigned char *u;
+        while (start > 0 && ((unsigned char)out[start] & 0xc0) == 0x80)
+            start--;
+        u = (const unsigned char *)out + start;
+        /* Decode the last sequence; a malformed tail is treated as its bytes. */
+        if (u[0] < 0x80 || n - start == 1)
+            c = u[0] < 0x80 ? u[0] : 0x110000;
+        else if (u[0] < 0xe0 && n - start == 2)
+            c = ((uint32_t)(u[0] & 0x1f) << 6) | (u[1] & 0x3f);
+        else if (u[0] < 0xf0 && n - start == 3)
+            c = ((uint32_t)(u[0] & 0x0f) << 12) | ((uint32_t)(u[1] & 0x3f) << 6) | (u[2] & 0x3f);
+        else if (n - start == 4)
+            c = ((uint32_t)(u[0] & 0x07) << 18) | ((uint32_t)(u[1] & 0x3f) << 12) | ((uint32_t)(u[2] & 0x3f) << 6) |
+                (u[3] & 0x3f);
+        else
+            c = 0x110000;
+        if (c >= 0x10ffff) {
+            if (c == 0x110000 && (unsigned char)out[n - 1] < 0xff) {
+                /* Not UTF-8: raise the last byte itself (byte order still holds). */
+                out[n - 1] = (char)((unsigned char)out[n - 1] + 1);
+                return 1;
+            }
+            n = c == 0x110000 ? n - 1 : start;
+            out[n] = '\0';
+            continue;
+        }
+        c = c + 1 == 0xd800 ? 0xe000 : c + 1;
+        /* Encode c at start; it never needs more bytes than cap allows (c ≤ 0x10ffff
+         * takes at most 4, and a raised code point of k bytes takes k or k + 1 — at
+         * 0x7f, 0x7ff, 0xffff — so at most one more byte). */
+        if (start + 5 > cap)
+            return 0;
+        if (c < 0x80) {
+            out[start] = (char)c;
+            n = start + 1;
+        } else if (c < 0x800) {
+            out[start] = (char)(0xc0 | (c >> 6));
+            out[start + 1] = (char)(0x80 | (c & 0x3f));
+            n = start + 2;
+        } else if (c < 0x10000) {
+            out[start] = (char)(0xe0 | (c >> 12));
+            out[start + 1] = (char)(0x80 | ((c >> 6) & 0x3f));
+            out[start + 2] = (char)(0x80 | (c & 0x3f));
+            n = start + 3;
+        } else {
+            out[start] = (char)(0xf0 | (c >> 18));
+            out[start + 1] = (char)(0x80 | ((c >> 12) & 0x3f));
+            out[start + 2] = (char)(0x80 | ((c >> 6) & 0x3f));
+            out[start + 3] = (char)(0x80 | (c & 0x3f));
+            n = start + 4;
+        }
+        out[n] = '\0';
+        return 1;
+    }
+    out[0] = '\0';
+    return 0;
+}
+
+/*
+ * A string's default match, starts-with on the normalized value (search.html#string),
+ * as a range of the value index: value >= norm AND value < successor(norm). The
+ * "@K@" marker after the column is where the run writes COLLATE "C" on PostgreSQL (its
+ * index sp_str_vc is in that collation, byte order, whatever the database's default);
+ * on SQLite text compares with memcmp (BINARY), the same order.
+ */
+static int prefix_range(hv__search_plan_t *p, const char *norm)
+{
+    char succ[VAL_MAX + 8];
+    int rc;
+    sql(p, "(value@K@ >= ");
+    rc = b_text(p, norm);
+    if (rc == HV_OK && hv__search_prefix_successor(norm, succ, sizeof(succ))) {
+        sql(p, " AND value@K@ < ");
+        rc = b_text(p, succ);
+    }
+    sql(p, ")");
+    return rc;
 }
 
 /* The date criterion of prefix pr and range [lo, hi] over columns LO/HI (FHIR R4 search.html#prefix). */
@@ -294,8 +408,6 @@ static const char *piece(const char *s, char c, char *out, size_t cap)
     return s;
 }
 
-#define VAL_MAX 1024
-
 /* Like piece() but keeps the escapes: an escaped c does not split, and "\c" stays. */
 static const char *piece_keep(const char *s, char c, char *out, size_t cap)
 {
@@ -362,7 +474,9 @@ static int value_clause(hv__search_plan_t *p, const char *name, hv_fhir_search_t
             hv_free(l2);
             return rc;
         }
-        like = like_escape(norm, strcmp(mod, "contains") == 0 ? "%" : "", "%");
+        if (strcmp(mod, "contains") != 0)
+            return prefix_range(p, norm);
+        like = like_escape(norm, "%", "%");
         if (like == NULL)
             return HV_ENOMEM;
         sql(p, "value LIKE ");
@@ -556,6 +670,12 @@ static const char *tref(int tb, char *buf, size_t cap)
  */
 static const char *corr(hv__search_plan_t *p, const char *idcol, int depth, int rank, char c, char *buf, size_t cap)
 {
+    if (depth == 1 && c == 'C' && p->crit >= 0 && p->crit <= HV__SEARCH_MAX_PARAMS && strcmp(idcol, "h.id") == 0) {
+        /* Inside a top-level _has (has()): "@H<k>@" correlates the condition with the
+         * referencing row h when the _has is checked per candidate (fhir/search_run.c). */
+        snprintf(buf, cap, "@H%d@", p->crit);
+        return buf;
+    }
     if (depth != 0 || p->crit < 0 || p->crit > HV__SEARCH_MAX_PARAMS || strcmp(idcol, "r.id") != 0)
         return "";
     if (rank < p->crank[p->crit])
@@ -570,6 +690,8 @@ static const char *corr(hv__search_plan_t *p, const char *idcol, int depth, int 
 static const char *idx_mark(hv__search_plan_t *p, const char *idcol, int depth, const char *table, char *buf,
                             size_t cap)
 {
+    /* Not inside a _has ("h.id"): there the probe is (type, code, value, id) of the
+     * covering value index when the value is an equality, better than (type, id, code). */
     if (depth != 0 || p->crit < 0 || p->crit > HV__SEARCH_MAX_PARAMS || strcmp(idcol, "r.id") != 0)
         return "";
     snprintf(buf, cap, "@I%d:%s@", p->crit, table);
@@ -680,7 +802,7 @@ static int has(hv__search_plan_t *p, int tb, const char *idcol, const char *spec
     const char *c1 = strchr(spec, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
     const hv_fhir_type_t *tt;
     const hv_fhir_search_t *sp;
-    int t2b, rb, rc;
+    int t2b, rb, rc, top;
     if (c1 == NULL || c2 == NULL || c2[1] == '\0' || (size_t)(c1 - spec) >= sizeof(t2) ||
         (size_t)(c2 - c1 - 1) >= sizeof(ref))
         return fail(p, "search parameter \"%.64s\": _has takes _has:Type:reference:parameter", "_has");
@@ -693,9 +815,22 @@ static int has(hv__search_plan_t *p, int tb, const char *idcol, const char *spec
         return fail(p, "search parameter \"_has\": \"%.64s\" is not a reference parameter of the type", ref);
     if ((t2b = bind_only(p, t2)) < 0 || (rb = bind_only(p, ref)) < 0)
         return HV_ETOOBIG;
-    hv_buf_printf(&p->where, "%s IN (SELECT rid FROM sp_ref WHERE type = $%d AND %scode = $%d AND rtype = %s AND ",
-                  idcol, t2b, CORR(idcol, depth, 3, 'R'), rb, TREF(tb));
-    rc = cond(p, t2, t2b, "id", c2 + 1, val, depth + 1);
+    /*
+     * Reading a _has whole is a join over every referencing resource that matches
+     * (Observation?code=X: tens of thousands at a million resources), so it ranks after
+     * the plain criteria (6): with a selective criterion beside it, the run drives from
+     * that one and checks the _has per candidate (fhir/search_run.c, has_driver) —
+     * through the reference index keyed by the target (sp_ref_vc: type, code, rid, ...) and,
+     * for the condition on the referencing resource, its (type, id, code) index ("h.id":
+     * the marked correlation of corr()) — instead of reading it whole.
+     */
+    top = depth == 0 && p->crit >= 0 && p->crit <= HV__SEARCH_MAX_PARAMS && strcmp(idcol, "r.id") == 0;
+    /* "@J<k>@" (k -1 below the top level): where the run names sp_ref's (type, id, code)
+     * index on SQLite when the _has is read whole — the referencing resources' ids drive
+     * it; without statistics SQLite would scan the covering sp_ref_vc over the code. */
+    hv_buf_printf(&p->where, "%s IN (SELECT rid FROM sp_ref%s@J%d@ WHERE type = $%d AND %scode = $%d AND rtype = %s AND ",
+                  idcol, top ? " h" : "", top ? p->crit : -1, t2b, CORR(idcol, depth, 6, 'R'), rb, TREF(tb));
+    rc = cond(p, t2, t2b, top ? "h.id" : "id", c2 + 1, val, depth + 1);
     if (rc == HV_ENOTFOUND)
         return fail(p, "search parameter \"_has\": \"%.64s\" is not known", c2 + 1);
     if (rc != HV_OK)
@@ -1551,6 +1686,9 @@ int hv__search_plan_build(hv__search_plan_t *p, const char *type, const char *qu
         if (rc != HV_OK)
             goto out;
     }
+    /* Token + date / quantity criteria of one resource: one combined index (fhir/search_combo.c). */
+    if (rc == HV_OK)
+        rc = hv__search_combo_rewrite(p);
     if (p->has_cursor && hv__search_cursor_check(p) != HV_OK)
         rc = fail(p, "%s is not a cursor this server made for this _sort", "_cursor");
 out:

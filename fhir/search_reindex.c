@@ -234,6 +234,9 @@ int hv__fhir_cmd_reindex(hv_engine_t *e, int argc, char **argv)
     }
     if (tty)
         fputc('\n', stderr);
+    /* The planner's statistics of the rewritten index (fhir/search_combo.c). */
+    if (rc == HV_OK && total > 0)
+        rc = hv__search_analyze(db);
     secs = (double)(hv_mono_ns() - t0) / 1e9;
     if (rc != HV_OK) {
         fprintf(stderr, "holovitals reindex: failed after %zu resources: %s\n", total,

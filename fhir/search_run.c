@@ -413,6 +413,39 @@ static int expand(hv_db_t *db, hv__search_plan_t *p, const char *w, int driver, 
             mk++;
             continue;
         }
+        if (strncmp(mk, "@H", 2) == 0) {
+            /* The condition on the referencing row inside criterion k's _has
+             * (fhir/search_plan.c, has): correlated with it when k is checked per
+             * candidate. */
+            k = atoi(mk + 2);
+            if (k != driver && driver != -2)
+                hv_buf_puts(q, "id = h.id AND ");
+            mk = strchr(mk + 2, '@');
+            if (mk == NULL)
+                return HV_EINVAL;
+            mk++;
+            continue;
+        }
+        if (strncmp(mk, "@J", 2) == 0) {
+            /* A _has's sp_ref (fhir/search_plan.c, has): read from the referencing
+             * resources' ids by (type, id, code) unless checked per candidate. */
+            k = atoi(mk + 2);
+            if (hv_db_kind(db) != HV_DB_PG && (k < 0 || k == driver || driver == -2))
+                hv_buf_puts(q, " INDEXED BY sp_ref_idc");
+            mk = strchr(mk + 2, '@');
+            if (mk == NULL)
+                return HV_EINVAL;
+            mk++;
+            continue;
+        }
+        if (strncmp(mk, "@K@", 3) == 0) {
+            /* A string range's column (fhir/search_plan.c, prefix_range): byte order,
+             * the collation of PostgreSQL's sp_str_vc; SQLite's BINARY already is. */
+            if (hv_db_kind(db) == HV_DB_PG)
+                hv_buf_puts(q, " COLLATE \"C\"");
+            mk += 3;
+            continue;
+        }
         if (strncmp(mk, "@TX", 3) == 0) {
             /* _text / _content (fhir/search_plan.c): "@TX<column>:<placeholder>@", the
              * placeholder holding quoted words that must all occur in the column. */
@@ -457,7 +490,7 @@ static int expand(hv_db_t *db, hv__search_plan_t *p, const char *w, int driver, 
 static int index_countable(const hv__search_plan_t *p)
 {
     static const char head[] = " AND r.id IN (SELECT id FROM sp_";
-    static const char *const tabs[] = {"str", "tok", "ref", "date", "num", "uri"};
+    static const char *const tabs[] = {"str", "tok", "ref", "date", "num", "uri", "tokdate", "tokqty"};
     size_t at = 0;
     if (p->system || p->compartment[0] != '\0' || p->nvs > 0 || p->ncrit < 1 || p->ncrit > HV__SEARCH_MAX_PARAMS + 1 ||
         p->where.data == NULL)
@@ -511,6 +544,72 @@ static void bind_plan(hv_db_stmt_t *st, const hv__search_plan_t *p)
     }
 }
 
+#define HAS_DRIVE_MAX 2000 /* candidates up to which a plain criterion drives a _has search */
+
+/*
+ * The criterion that drives a search holding a top-level _has (its "@R" marker),
+ * SQLite only: a _has read whole is a join over all its referencing resources, so
+ * when another criterion is a plain index sub-select (" AND r.id IN (SELECT id FROM
+ * sp_...") selecting fewer than HAS_DRIVE_MAX index rows — counted, with that LIMIT,
+ * from its index — the smallest such drives and the _has is checked per candidate
+ * (as the others). -1: none (the ranks decide, as without a _has).
+ */
+static int has_driver(hv_db_t *db, hv__search_plan_t *p)
+{
+    static const char head[] = " AND r.id IN (";
+    static const char plain[] = " AND r.id IN (SELECT id FROM sp_";
+    extra_t none = {NULL, 0, 0};
+    int any_has = 0, best = -1;
+    int64_t best_n = HAS_DRIVE_MAX;
+    if (hv_db_kind(db) == HV_DB_PG || p->system || p->nvs > 0 || p->ncrit < 2 || p->ncrit > HV__SEARCH_MAX_PARAMS ||
+        p->where.data == NULL)
+        return -1;
+    for (int k = 0; k < p->ncrit; k++) {
+        const char *s = p->where.data + p->cspan[k][0];
+        size_t len = p->cspan[k][1] - p->cspan[k][0];
+        for (const char *m = memchr(s, '@', len); m != NULL && m + 1 < s + len;
+             m = memchr(m + 1, '@', (size_t)(s + len - m - 1)))
+            any_has |= m[1] == 'R';
+    }
+    if (!any_has)
+        return -1;
+    for (int k = 0; k < p->ncrit; k++) {
+        const char *s = p->where.data + p->cspan[k][0];
+        size_t len = p->cspan[k][1] - p->cspan[k][0];
+        hv_buf_t q;
+        hv_db_stmt_t *st = NULL;
+        char *text;
+        int n = p->nbinds, rc, mark = 0;
+        if (len <= sizeof(plain) || strncmp(s, plain, sizeof(plain) - 1) != 0 || p->crank[k] > 5)
+            continue;
+        for (const char *m = memchr(s, '@', len); m != NULL && m + 1 < s + len;
+             m = memchr(m + 1, '@', (size_t)(s + len - m - 1)))
+            mark |= m[1] == 'R' || m[1] == 'T' || m[1] == 'V' || m[1] == 'H';
+        if (mark)
+            continue;
+        text = hv_strndup(s + sizeof(head) - 1, len - sizeof(head));
+        if (text == NULL)
+            break;
+        hv_buf_init(&q, 64 * 1024);
+        hv_buf_puts(&q, "SELECT COUNT(*) FROM (");
+        rc = expand(db, p, text, k, &q, &none, &n);
+        if (rc == HV_OK)
+            hv_buf_printf(&q, " LIMIT %d) c", HAS_DRIVE_MAX);
+        if (rc == HV_OK && hv_buf_puts(&q, "") == HV_OK && hv_db_prepare(db, q.data, &st) == HV_OK) {
+            bind_plan(st, p);
+            if (hv_db_step(st) == HV_DB_ROW && hv_db_column_int64(st, 0) < best_n) {
+                best_n = hv_db_column_int64(st, 0);
+                best = k;
+            }
+            hv_db_done(st);
+        }
+        hv_buf_release(&q);
+        hv_free(text);
+    }
+    extra_free(&none);
+    return best;
+}
+
 /*
  * The ids matching an index_countable plan, as a sub-select over the index tables
  * alone, written into q: the ids (not distinct) of the driving criterion's sub-select that
@@ -561,6 +660,65 @@ out:
     return rc;
 }
 
+/*
+ * True when p's one criterion is a token's sub-select over sp_tok without OR (one code,
+ * system|code, |code): on SQLite its distinct ids are counted in the order of the
+ * covering value index sp_tok_vc (type, code, value, id, system), where the rows of one
+ * resource are adjacent, so DISTINCT needs no sorter and the count is a pure range scan
+ * of the index. The index is named: without statistics SQLite may otherwise read the
+ * (type, id, code) index in id order to satisfy DISTINCT (every row of the type).
+ */
+static int single_token(hv_db_t *db, const hv__search_plan_t *p)
+{
+    static const char head[] = " AND r.id IN (SELECT id FROM sp_tok@I0:sp_tok@ WHERE ";
+    const char *s = p->where.data;
+    size_t len = p->where.len;
+    if (hv_db_kind(db) == HV_DB_PG || p->ncrit != 1 || s == NULL || len <= sizeof(head) ||
+        strncmp(s, head, sizeof(head) - 1) != 0)
+        return 0;
+    for (size_t i = sizeof(head) - 1; i < len; i++) {
+        if (i + 4 <= len && memcmp(s + i, " OR ", 4) == 0)
+            return 0;
+        if (s[i] == '@') {
+            /* only correlation and index markers ("@C<k>@", "@I<k>:table@"), skipped whole */
+            const char *e = memchr(s + i + 1, '@', len - i - 1);
+            if (s[i + 1] != 'C' && s[i + 1] != 'I')
+                return 0;
+            if (e == NULL)
+                return 0;
+            i = (size_t)(e - s);
+        }
+    }
+    return 1;
+}
+
+/* The statement counting the matches of an index_countable plan, into q. */
+static int count_sql(hv_db_t *db, hv__search_plan_t *p, hv_buf_t *q)
+{
+    int rc;
+    if (single_token(db, p)) {
+        static const char head[] = " AND r.id IN (SELECT id FROM sp_tok@I0:sp_tok@ WHERE ";
+        extra_t none = {NULL, 0, 0};
+        int n = p->nbinds;
+        char *text = hv_strndup(p->where.data + sizeof(head) - 1, p->where.len - sizeof(head));
+        if (text == NULL)
+            return HV_ENOMEM;
+        hv_buf_puts(q, "SELECT COUNT(*) FROM (SELECT DISTINCT id FROM sp_tok INDEXED BY sp_tok_vc WHERE ");
+        rc = expand(db, p, text, 0, q, &none, &n);
+        hv_free(text);
+        extra_free(&none);
+        return rc == HV_OK ? hv_buf_puts(q, ") c") : rc;
+    }
+    /* The ids once each (a resource may match through several index rows). On SQLite
+     * "LIMIT -1" keeps the sub-select from being flattened into the distinct count,
+     * which would again prefer an index in id order over the value index. */
+    hv_buf_puts(q, "SELECT COUNT(DISTINCT id) FROM (");
+    rc = index_ids(db, p, q);
+    if (rc == HV_OK)
+        rc = hv_buf_puts(q, hv_db_kind(db) == HV_DB_PG ? ") c" : " LIMIT -1) c");
+    return rc;
+}
+
 /* The number of matches of an index_countable plan (index_ids): _summary=count and
  * the accurate _total cost an index range scan. */
 static int index_count(hv_db_t *db, hv__search_plan_t *p, int64_t *count)
@@ -569,13 +727,7 @@ static int index_count(hv_db_t *db, hv__search_plan_t *p, int64_t *count)
     hv_db_stmt_t *st = NULL;
     int rc;
     hv_buf_init(&q, 128 * 1024);
-    /* The ids once each (a resource may match through several index rows). On SQLite
-     * "LIMIT -1" keeps the sub-select from being flattened into the distinct count,
-     * which would again prefer an index in id order over the value index. */
-    hv_buf_puts(&q, "SELECT COUNT(DISTINCT id) FROM (");
-    rc = index_ids(db, p, &q);
-    if (rc == HV_OK)
-        rc = hv_buf_puts(&q, hv_db_kind(db) == HV_DB_PG ? ") c" : " LIMIT -1) c");
+    rc = count_sql(db, p, &q);
     if (rc != HV_OK)
         goto out;
     rc = hv_db_prepare(db, q.data, &st);
@@ -590,6 +742,34 @@ static int index_count(hv_db_t *db, hv__search_plan_t *p, int64_t *count)
         rc = HV_EIO;
     }
     hv_db_done(st);
+out:
+    hv_buf_release(&q);
+    return rc;
+}
+
+int hv__search_count_explain(hv_db_t *db, hv__search_plan_t *p, hv_buf_t *out)
+{
+    hv_buf_t q;
+    hv_db_stmt_t *st = NULL;
+    int rc;
+    if (!index_countable(p))
+        return HV_ENOTFOUND;
+    hv_buf_init(&q, 128 * 1024);
+    hv_buf_puts(&q, "EXPLAIN QUERY PLAN ");
+    rc = count_sql(db, p, &q);
+    if (rc == HV_OK)
+        rc = hv_db_prepare(db, q.data, &st);
+    if (rc != HV_OK)
+        goto out;
+    bind_plan(st, p);
+    while ((rc = hv_db_step(st)) == HV_DB_ROW) {
+        size_t len = 0;
+        const char *d = hv_db_column_text(st, 3, &len);
+        hv_buf_append(out, d ? d : "", d ? len : 0);
+        hv_buf_putc(out, '\n');
+    }
+    hv_db_done(st);
+    rc = rc < 0 ? rc : hv_buf_puts(out, "");
 out:
     hv_buf_release(&q);
     return rc;
@@ -646,6 +826,14 @@ int hv__search_plan_run(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, 
         if (p->nsort == 0 && hv_db_kind(db) != HV_DB_PG && counted > 0)
             ridscan = (double)(p->count + 1) * (double)max_rid(db) / (double)counted < (double)counted;
     }
+    /* One combined criterion alone (fhir/search_combo.c): the page's row ids come from its
+     * index in row-id order, so only the page's rows are read from resources. */
+    if (hv__search_combo_only(p)) {
+        rc = counted == 0 ? HV_OK : hv__search_combo_page(db, p, cb, ud);
+        if (want_total && counted >= 0)
+            *total = counted;
+        goto out;
+    }
     /* m: the matches without their JSON (sorting the rows with it would carry every
      * match's text through the sorter); the page's texts are read after the LIMIT. */
     hv_buf_puts(&q, "WITH m AS (SELECT r.rid, r.type, r.id, r.version, r.last_ms");
@@ -671,6 +859,8 @@ int hv__search_plan_run(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, 
      * code+value-quantity slower correlated than intersected; docs/performance.md). */
     if (driver >= 0 && p->crank[driver] > 1)
         driver = -2; /* nothing is correlated */
+    if ((rc = has_driver(db, p)) >= 0 && (driver < 0 || p->crank[driver] > 1))
+        driver = rc; /* a selective criterion beside a _has: the _has is checked per candidate */
     if (ridscan)
         driver = -3; /* every criterion is checked per row of the scan */
     /* The criteria, with the members of each :in value set in place of its marker;

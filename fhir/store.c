@@ -44,6 +44,8 @@ static const char *const migrations_sqlite[] = {
     hv__search_migration3_sqlite, /* _text/_content, near: fhir/search_special.c */
     hv__search_migration4_sqlite, /* the deferred full-text index's mark, likewise */
     hv__search_migration4,        /* covering value indexes: fhir/search_plan.c */
+    hv__search_migration5,        /* combined token + date / quantity rows: fhir/search_combo.c */
+    hv__search_migration6_sqlite, /* covering string and reference indexes: fhir/search_plan.c */
     NULL,
 };
 
@@ -67,6 +69,8 @@ static const char *const migrations_pg[] = {
     hv__search_migration2,
     hv__search_migration3_pg, /* _text/_content, near: fhir/search_special.c */
     hv__search_migration4,    /* covering value indexes: fhir/search_plan.c */
+    hv__search_migration5,    /* combined token + date / quantity rows: fhir/search_combo.c */
+    hv__search_migration6_pg, /* covering string and reference indexes: fhir/search_plan.c */
     NULL,
 };
 

@@ -72,6 +72,7 @@ int main(void)
     failed += run_search_tests();
     failed += run_search_plan_tests();
     failed += run_search_special_tests();
+    failed += run_search_combo_tests();
     failed += run_bundle_tests();
     failed += run_compartment_tests();
     failed += run_authz_tests();

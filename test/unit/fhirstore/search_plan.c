@@ -6,6 +6,7 @@
 
 #include <json-c/json.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "fhir/search_int.h"
@@ -167,6 +168,231 @@ static void search_run_cursor_continues_after_the_page(void **state)
     store_test_db_close(db);
 }
 
+
+/* The successor of a prefix bounds exactly the strings that start with it, in byte
+ * (= code point) order: table of prefix, successor ("" none). */
+static void search_prefix_successor_bounds_every_starts_with(void **state)
+{
+    static const struct { const char *in, *out; } cases[] = {
+        {"smith", "smiti"},
+        {"zz", "z{"},
+        {"a\x7f", "a\xc2\x80"},                    /* U+007F → U+0080 (one byte more) */
+        {"stra\xc3\x9f", "stra\xc3\xa0"},          /* ß U+00DF → à U+00E0 */
+        {"x\xdf\xbf", "x\xe0\xa0\x80"},            /* U+07FF → U+0800 */
+        {"\xed\x9f\xbf", "\xee\x80\x80"},          /* U+D7FF → U+E000 (no surrogates) */
+        {"\xe6\x97\xa5\xe6\x9c\xac", "\xe6\x97\xa5\xe6\x9c\xad"}, /* 日本 → 日本+1 */
+        {"\xef\xbf\xbf", "\xf0\x90\x80\x80"},      /* U+FFFF → U+10000 */
+        {"a\xf4\x8f\xbf\xbf", "b"},                /* U+10FFFF cannot rise: dropped, a → b */
+        {"\xf4\x8f\xbf\xbf", ""},                  /* nothing above */
+        {"", ""},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char out[32];
+        int has = hv__search_prefix_successor(cases[i].in, out, sizeof(out));
+        if (has != (cases[i].out[0] != '\0') || (has && strcmp(out, cases[i].out) != 0))
+            fail_msg("case %zu: %d \"%s\"", i, has, has ? out : "");
+        /* every string with the prefix is below it, the prefix itself is not above */
+        if (has) {
+            char longer[64];
+            snprintf(longer, sizeof(longer), "%s\xf4\x8f\xbf\xbe", cases[i].in);
+            assert_true(strcmp(longer, out) < 0);
+            assert_true(strcmp(cases[i].in, out) < 0);
+        }
+    }
+}
+
+typedef struct idlist {
+    char ids[64][HV__FHIR_ID_MAX];
+    char cursor[HV__SEARCH_CURSOR_MAX]; /* the cursor after row number `last` */
+    int n, last;
+} idlist_t;
+
+static int on_id(void *ud, const hv__store_row_t *row)
+{
+    idlist_t *l = ud;
+    if (l->n == l->last)
+        snprintf(l->cursor, sizeof(l->cursor), "%s", row->cursor);
+    if (l->n < 64)
+        snprintf(l->ids[l->n], HV__FHIR_ID_MAX, "%s", row->id);
+    l->n++;
+    return HV_OK;
+}
+
+/* Every match of type?query, page by page (count per page) through the cursor, as
+ * "id id ..." in the order they came; fails on a duplicate. */
+static void run_all(hv_db_t *db, const char *type, const char *query, int count, char *out, size_t cap)
+{
+    char q[HV__SEARCH_CURSOR_MAX + 512];
+    char seen[64][HV__FHIR_ID_MAX];
+    int nseen = 0;
+    snprintf(q, sizeof(q), "%s", query);
+    out[0] = '\0';
+    for (int pages = 0; pages < 64; pages++) {
+        hv__search_plan_t p;
+        idlist_t *pg = calloc(1, sizeof(*pg));
+        int64_t total;
+        int more;
+        assert_non_null(pg);
+        pg->last = count - 1;
+        hv__search_plan_init(&p);
+        if (hv__search_plan_build(&p, type, q, 1, count, 100) != HV_OK)
+            fail_msg("%s?%s: %s", type, q, p.msg);
+        assert_int_equal(hv__search_plan_run(db, &p, on_id, pg, &total), HV_OK);
+        hv__search_plan_clear(&p);
+        for (int i = 0; i < pg->n && i < count; i++) {
+            for (int j = 0; j < nseen; j++)
+                if (strcmp(seen[j], pg->ids[i]) == 0)
+                    fail_msg("%s?%s: %s twice", type, query, pg->ids[i]);
+            assert_true(nseen < 64);
+            snprintf(seen[nseen++], HV__FHIR_ID_MAX, "%s", pg->ids[i]);
+            snprintf(out + strlen(out), cap - strlen(out), "%s%s", out[0] ? " " : "", pg->ids[i]);
+        }
+        more = pg->n > count;
+        if (more)
+            snprintf(q, sizeof(q), "%s&_cursor=%s", query, pg->cursor);
+        free(pg);
+        if (!more)
+            return;
+    }
+    fail_msg("%s?%s: too many pages", type, query);
+}
+
+/* Names that sit at the boundaries of a starts-with range: case, Latin-1 accents
+ * (folded), ß, a character just past "z", CJK, and the last code point. */
+static const char *const range_names[] = {
+    "Zz", "zZa", "Zy", "z{", "Zza\xcc\x81", "Stra\xc3\x9f" "e", "Strasse", "Stra\xc3\x9f", "Straa",
+    "\xc3\x89mile", "emile", "Emilia", "\xe6\x97\xa5\xe6\x9c\xac", "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e",
+    "\xe6\x97\xa5\xe6\x9c\xad", "a\xf4\x8f\xbf\xbf", "a\xf4\x8f\xbf\xbf" "b", "b",
+};
+
+/* A string's default search (starts-with, a range of the value index now) matches
+ * exactly the resources whose normalized value starts with the normalized query,
+ * evaluated here by brute force over the names; :exact the equal ones. */
+static void search_string_range_matches_starts_with_at_the_boundaries(void **state)
+{
+    static const char *const queries[] = {
+        "zz", "ZZ", "z", "zza", "stra\xc3\x9f", "STRASS", "stras", "\xc3\x89mil", "emil", "EMILE",
+        "\xe6\x97\xa5\xe6\x9c\xac", "\xe6\x97\xa5", "a\xf4\x8f\xbf\xbf", "a", "y", "%", "_",
+    };
+    hv_db_t *db = store_test_db();
+    size_t n = sizeof(range_names) / sizeof(range_names[0]);
+    (void)state;
+    for (size_t i = 0; i < n; i++) {
+        char j[256];
+        snprintf(j, sizeof(j), "{\"resourceType\":\"Patient\",\"id\":\"n%zu\",\"name\":[{\"family\":\"%s\"}]}", i,
+                 range_names[i]);
+        put(db, j);
+    }
+    for (size_t k = 0; k < sizeof(queries) / sizeof(queries[0]); k++) {
+        for (int exact = 0; exact < 2; exact++) {
+            char want[1024] = "", got[1024], nq[64], nn[64], q[160], enc[120];
+            size_t o = 0;
+            hv__search_normalize(queries[k], nq, sizeof(nq));
+            for (size_t i = 0; i < n; i++) {
+                hv__search_normalize(range_names[i], nn, sizeof(nn));
+                if (exact ? strcmp(nn, nq) == 0 : strncmp(nn, nq, strlen(nq)) == 0)
+                    snprintf(want + strlen(want), sizeof(want) - strlen(want), "%sn%zu", want[0] ? " " : "", i);
+            }
+            /* percent-encode the value for the query string */
+            for (const unsigned char *c = (const unsigned char *)queries[k]; *c && o + 4 < sizeof(enc); c++)
+                o += (size_t)snprintf(enc + o, sizeof(enc) - o, "%%%02X", *c);
+            snprintf(q, sizeof(q), "name%s=%s", exact ? ":exact" : "", enc);
+            run_all(db, "Patient", q, 2, got, sizeof(got));
+            if (strcmp(got, want) != 0)
+                fail_msg("%s: got \"%s\", want \"%s\"", q, got, want);
+        }
+    }
+    store_test_db_close(db);
+}
+
+/* _has beside a selective criterion (checked per candidate, has_driver) and alone
+ * (read whole) give the same matches, page after page without duplicates or gaps,
+ * as the brute-force answer. */
+static void search_has_pages_match_brute_force_driven_either_way(void **state)
+{
+    hv_db_t *db = store_test_db();
+    char want[1024] = "", got[1024], alone[1024];
+    (void)state;
+    for (int i = 0; i < 12; i++) {
+        char j[512];
+        snprintf(j, sizeof(j), "{\"resourceType\":\"Patient\",\"id\":\"h%d\",\"name\":[{\"family\":\"%s%d\"}]}", i,
+                 i % 3 == 0 ? "Other" : "Hasfam", i);
+        put(db, j);
+        /* patients with i % 2 == 0 have an observation of code C1; all have one of C2 */
+        for (int c = 1; c <= 2; c++) {
+            if (c == 1 && i % 2 != 0)
+                continue;
+            snprintf(j, sizeof(j),
+                     "{\"resourceType\":\"Observation\",\"id\":\"o%d-%d\",\"status\":\"final\",\"code\":{\"coding\":"
+                     "[{\"system\":\"http://loinc.org\",\"code\":\"C%d\"}]},\"subject\":{\"reference\":\"Patient/h%d\"}}",
+                     i, c, c, i);
+            put(db, j);
+        }
+        if (i % 2 == 0 && i % 3 != 0)
+            snprintf(want + strlen(want), sizeof(want) - strlen(want), "%sh%d", want[0] ? " " : "", i);
+    }
+    run_all(db, "Patient", "_has:Observation:patient:code=C1&name=hasfam", 2, got, sizeof(got));
+    assert_string_equal(got, want);
+    run_all(db, "Patient", "name=hasfam&_has:Observation:patient:code=http://loinc.org|C1", 3, got, sizeof(got));
+    assert_string_equal(got, want);
+    /* the _has alone, read whole: every even patient */
+    run_all(db, "Patient", "_has:Observation:patient:code=C1", 4, alone, sizeof(alone));
+    assert_string_equal(alone, "h0 h2 h4 h6 h8 h10");
+    /* nothing matches: no candidate has a C3 */
+    run_all(db, "Patient", "_has:Observation:patient:code=C3&name=hasfam", 2, got, sizeof(got));
+    assert_string_equal(got, "");
+    store_test_db_close(db);
+}
+
+/* The plan SQLite makes of each include statement (EXPLAIN QUERY PLAN): sp_ref read by
+ * its key — (type, code, rid) for _revinclude, (type, id, code) for _include — never
+ * scanned, and resources looked up by (type, id). */
+static void search_include_statements_read_the_reference_index_by_key(void **state)
+{
+    static const struct { int rev; const char *src, *code, *target, *want; } cases[] = {
+        {1, "Observation", "subject", "", "COVERING INDEX sp_ref_vc (type=? AND code=? AND rid=?"},
+        {1, "Observation", "", "", "COVERING INDEX sp_ref_vc (type=? AND code=? AND rid=?"},
+        {0, "Observation", "subject", "", "sp_ref_idc (type=? AND id=? AND code=?)"},
+        {0, "Observation", "subject", "Patient", "sp_ref_idc (type=? AND id=? AND code=?)"},
+    };
+    hv_db_t *db = store_test_db();
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        hv__sp_include_t in;
+        hv_buf_t q, plan;
+        hv_db_stmt_t *st = NULL;
+        const char *codes[HV__SEARCH_MAX_REV_CODES];
+        size_t ncodes = 0;
+        memset(&in, 0, sizeof(in));
+        in.rev = cases[i].rev;
+        snprintf(in.src, sizeof(in.src), "%s", cases[i].src);
+        snprintf(in.code, sizeof(in.code), "%s", cases[i].code);
+        snprintf(in.target, sizeof(in.target), "%s", cases[i].target);
+        hv_buf_init(&q, 65536);
+        hv_buf_init(&plan, 65536);
+        hv_buf_puts(&q, "EXPLAIN QUERY PLAN ");
+        assert_int_equal(hv__search_include_sql(&in, 20, 1, &q, codes, &ncodes), HV_OK);
+        if (cases[i].rev && cases[i].code[0] == '\0')
+            assert_true(ncodes > 3); /* subject, patient, performer, ... */
+        assert_int_equal(hv_db_prepare(db, q.data, &st), HV_OK);
+        while (hv_db_step(st) == HV_DB_ROW) {
+            size_t len = 0;
+            const char *d = hv_db_column_text(st, 3, &len);
+            hv_buf_append(&plan, d ? d : "", d ? len : 0);
+            hv_buf_puts(&plan, "\n");
+        }
+        hv_db_done(st);
+        hv_buf_puts(&plan, "");
+        if (strstr(plan.data, cases[i].want) == NULL || strstr(plan.data, "SCAN sp_ref") != NULL ||
+            strstr(plan.data, "resources_tiv (type=? AND id=?)") == NULL)
+            fail_msg("case %zu: plan\n%s", i, plan.data);
+        hv_buf_release(&q);
+        hv_buf_release(&plan);
+    }
+    store_test_db_close(db);
+}
+
 static void search_index_writes_composite_groups_and_ucum_values(void **state)
 {
     hv_db_t *db = store_test_db();
@@ -203,6 +429,10 @@ int run_search_plan_tests(void)
         cmocka_unit_test(search_plan_accepts_and_refuses_by_the_specification),
         cmocka_unit_test(search_run_cursor_continues_after_the_page),
         cmocka_unit_test(search_index_writes_composite_groups_and_ucum_values),
+        cmocka_unit_test(search_prefix_successor_bounds_every_starts_with),
+        cmocka_unit_test(search_string_range_matches_starts_with_at_the_boundaries),
+        cmocka_unit_test(search_has_pages_match_brute_force_driven_either_way),
+        cmocka_unit_test(search_include_statements_read_the_reference_index_by_key),
     };
     return cmocka_run_group_tests_name("fhir_search_plan", tests, NULL, NULL);
 }

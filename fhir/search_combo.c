@@ -1,0 +1,468 @@
+/*
+ * search_combo.c — combined index rows for a token parameter together with a date or
+ * quantity parameter of the same resource (FHIR R4 search.html#combining: criteria on
+ * different parameters are ANDed), so that Observation?code=X&date=ge…&date=lt… and
+ * Observation?code=X&value-quantity=gt240 are one range scan of one index instead of
+ * the intersection of every match of the code with every match of the range.
+ *
+ * The shape follows FHIR's own composite parameters (code-value-quantity,
+ * code-value-date: search.html#composite), but the rows are the cross product of the
+ * parameters' plain index rows (sp_tok × sp_date, sp_tok × sp_num) of the current
+ * version, so that "one of the codes matches and one of the dates matches" — the
+ * meaning of two separate criteria — is "one combined row matches". Both factors are
+ * capped at MAX_VALUES_PER_PARAM (64) values per resource (fhir/search_index.c), so a
+ * resource writes at most 4,096 combined rows per pair.
+ *
+ *   sp_tokdate  type, id, rid, tcode, tsys, tval, dcode, lo, hi
+ *   sp_tokqty   type, id, rid, tcode, tsys, tval, qcode, value, system, unit, cvalue, cunit
+ *
+ * rid is the row id of the current version (resources.rid), so a page in row-id
+ * order is read from the index alone and only the page's rows are read from
+ * resources. The rows are derived in SQL from the plain rows just written
+ * (hv__search_combo_put, in the transaction of the version: writes, imports with
+ * precomputed rows, reindex), and migration 5 fills them the same way for the rows
+ * that exist. The planner (hv__search_combo_rewrite) folds a plain token criterion
+ * and a date / quantity criterion of a pair into one criterion over the combined
+ * table; fhir/search_run.c counts it from the index (index_countable) and pages it by
+ * row id (hv__search_combo_page).
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fhir/search_int.h"
+
+/*
+ * The pairs the combined tables hold. Migration 5 below fills exactly these (a new
+ * pair needs a new migration that fills it).
+ */
+static const struct {
+    const char *type, *tcode, *vcode, *table;
+} pairs[] = {
+    {"Observation", "code", "date", "sp_tokdate"},
+    {"Observation", "code", "value-quantity", "sp_tokqty"},
+};
+
+#define TOKDATE_FILL(where)                                                                                     \
+    "INSERT INTO sp_tokdate (type, id, rid, tcode, tsys, tval, dcode, lo, hi) SELECT t.type, t.id,"             \
+    " (SELECT MAX(x.rid) FROM resources x WHERE x.type = t.type AND x.id = t.id), t.code, t.system, t.value,"   \
+    " d.code, d.lo, d.hi FROM sp_tok t JOIN sp_date d ON d.type = t.type AND d.id = t.id AND d.code = " where
+/* Only rows of a stored resource (whose rid exists): index rows are never written without one
+ * by the store, but a row without its resource must not fail the write or the migration. */
+#define LIVE " AND EXISTS (SELECT 1 FROM resources x WHERE x.type = t.type AND x.id = t.id)"
+#define TOKQTY_FILL(where)                                                                                      \
+    "INSERT INTO sp_tokqty (type, id, rid, tcode, tsys, tval, qcode, value, system, unit, cvalue, cunit)"        \
+    " SELECT t.type, t.id, (SELECT MAX(x.rid) FROM resources x WHERE x.type = t.type AND x.id = t.id), t.code,"  \
+    " t.system, t.value, q.code, q.value, q.system, q.unit, q.cvalue, q.cunit FROM sp_tok t JOIN sp_num q ON"    \
+    " q.type = t.type AND q.id = t.id AND q.code = " where
+
+/*
+ * The fifth migration (both backends): the combined tables, filled from the plain rows
+ * of the current versions (plain rows: grp 0, not a composite's component), then
+ * indexed. The value indexes are covering (the count and the row-id page read no table
+ * row); sp_tokdate_long holds the values longer than 32 days (as sp_date_long does for
+ * sp_date: a bound on hi bounds lo only for the short ones); *_idc serve the per-resource
+ * deletion and a criterion checked per candidate row.
+ */
+const char hv__search_migration5[] =
+    "CREATE TABLE sp_tokdate (type TEXT NOT NULL, id TEXT NOT NULL, rid BIGINT NOT NULL, tcode TEXT NOT NULL,"
+    " tsys TEXT, tval TEXT NOT NULL, dcode TEXT NOT NULL, lo BIGINT NOT NULL, hi BIGINT NOT NULL);"
+    "CREATE TABLE sp_tokqty (type TEXT NOT NULL, id TEXT NOT NULL, rid BIGINT NOT NULL, tcode TEXT NOT NULL,"
+    " tsys TEXT, tval TEXT NOT NULL, qcode TEXT NOT NULL, value DOUBLE PRECISION NOT NULL, system TEXT, unit TEXT,"
+    " cvalue DOUBLE PRECISION, cunit TEXT);"
+    TOKDATE_FILL("'date' AND d.grp = 0 WHERE t.type = 'Observation' AND t.code = 'code' AND t.grp = 0" LIVE ";")
+    TOKQTY_FILL("'value-quantity' AND q.grp = 0 WHERE t.type = 'Observation' AND t.code = 'code' AND t.grp = 0" LIVE
+                ";")
+    "CREATE INDEX sp_tokdate_v ON sp_tokdate (type, tcode, tval, dcode, lo, hi, tsys, rid, id);"
+    "CREATE INDEX sp_tokdate_long ON sp_tokdate (type, tcode, tval, dcode, lo, hi, tsys, rid, id) WHERE hi - lo > "
+    HV__SEARCH_DATE_SHORT_SQL ";"
+    "CREATE INDEX sp_tokdate_idc ON sp_tokdate (type, id, tcode);"
+    "CREATE INDEX sp_tokqty_v ON sp_tokqty (type, tcode, tval, qcode, value, tsys, system, unit, rid, id);"
+    "CREATE INDEX sp_tokqty_c ON sp_tokqty (type, tcode, tval, qcode, cunit, cvalue, tsys, rid, id);"
+    "CREATE INDEX sp_tokqty_idc ON sp_tokqty (type, id, tcode);";
+
+/* The statements of hv__search_combo_put, per pair: $1 type, $2 id, $3 token code, $4 the other code. */
+static const char *const fill_sql[] = {
+    TOKDATE_FILL("$4 AND d.grp = 0 WHERE t.type = $1 AND t.id = $2 AND t.code = $3 AND t.grp = 0" LIVE),
+    TOKQTY_FILL("$4 AND q.grp = 0 WHERE t.type = $1 AND t.id = $2 AND t.code = $3 AND t.grp = 0" LIVE),
+};
+static const char *const del_sql[] = {
+    "DELETE FROM sp_tokdate WHERE type = $1 AND id = $2",
+    "DELETE FROM sp_tokqty WHERE type = $1 AND id = $2",
+};
+
+static int combo_enabled = 1;
+
+void hv__search_combo_enable(int on)
+{
+    combo_enabled = on != 0;
+}
+
+/* Runs one statement with $1 type, $2 id and, when given, $3 a and $4 b. */
+static int run(hv_db_t *db, const char *sql, const char *type, const char *id, const char *a, const char *b)
+{
+    hv_db_stmt_t *st = NULL;
+    int rc = hv_db_prepare(db, sql, &st);
+    if (rc != HV_OK)
+        return rc;
+    hv_db_bind_text(st, 1, type, strlen(type));
+    hv_db_bind_text(st, 2, id, strlen(id));
+    if (a != NULL) {
+        hv_db_bind_text(st, 3, a, strlen(a));
+        hv_db_bind_text(st, 4, b, strlen(b));
+    }
+    rc = hv_db_step(st);
+    hv_db_done(st);
+    return rc < 0 ? rc : HV_OK;
+}
+
+int hv__search_combo_put(hv_db_t *db, const char *type, const char *id, int live, int replace)
+{
+    int rc = HV_OK;
+    for (size_t k = 0; k < HV_ARRAY_LEN(pairs) && rc == HV_OK; k++) {
+        if (strcmp(pairs[k].type, type) != 0)
+            continue;
+        if (replace)
+            rc = run(db, del_sql[k], type, id, NULL, NULL);
+        if (rc == HV_OK && live)
+            rc = run(db, fill_sql[k], type, id, pairs[k].tcode, pairs[k].vcode);
+    }
+    return rc;
+}
+
+/* ---- the planner's rule ---- */
+
+/* The code bound at placeholder $n of p ("" when it is not a text bind). */
+static const char *bound(const hv__search_plan_t *p, long n)
+{
+    if (n < 1 || n > p->nbinds || p->binds[n - 1].kind != 0 || p->binds[n - 1].s == NULL)
+        return "";
+    return p->binds[n - 1].s;
+}
+
+/*
+ * Reads the head of one branch of a top-level criterion's sub-select over table tab,
+ * "SELECT id FROM <tab>@I<k>:<tab>@ WHERE type = $1 AND @C<k>@code = $<n>", at s.
+ * Returns the text after it and sets *n, or NULL when s is not such a head.
+ */
+static const char *branch_head(const char *s, const char *tab, int k, long *n)
+{
+    char head[160];
+    char *end = NULL;
+    int len = snprintf(head, sizeof(head), "SELECT id FROM %s@I%d:%s@ WHERE type = $1 AND @C%d@code = $", tab, k, tab, k);
+    if (len <= 0 || (size_t)len >= sizeof(head) || strncmp(s, head, (size_t)len) != 0)
+        return NULL;
+    *n = strtol(s + len, &end, 10);
+    return end != NULL && end > s + len ? end : NULL;
+}
+
+/*
+ * Criterion k of p if it is "AND r.id IN (<one or more branches over tab>)" with
+ * parameter code: sets *n (the code's placeholder) and the span [*body, *bend) of
+ * the sub-select (without " AND r.id IN (" and the final ")"). 0 when it is not.
+ */
+static int criterion_over(const hv__search_plan_t *p, int k, const char *tab, const char *code, long *n,
+                          const char **body, const char **bend)
+{
+    static const char in[] = " AND r.id IN (";
+    const char *s = p->where.data + p->cspan[k][0], *e = p->where.data + p->cspan[k][1];
+    if ((size_t)(e - s) <= sizeof(in) || strncmp(s, in, sizeof(in) - 1) != 0 || e[-1] != ')')
+        return 0;
+    s += sizeof(in) - 1;
+    if (branch_head(s, tab, k, n) == NULL || strcmp(bound(p, *n), code) != 0)
+        return 0;
+    /* Only correlation and index markers ("@C<k>@", "@I<k>:table@"), each skipped whole: no
+     * value set (:in, :below), full-text, _has or collation marker. */
+    for (const char *m = memchr(s, '@', (size_t)(e - s)); m != NULL; m = memchr(m + 1, '@', (size_t)(e - m - 1))) {
+        if (m + 1 >= e || (m[1] != 'C' && m[1] != 'I'))
+            return 0;
+        m = memchr(m + 1, '@', (size_t)(e - m - 1));
+        if (m == NULL)
+            return 0;
+    }
+    *body = s;
+    *bend = e - 1;
+    return 1;
+}
+
+/* Appends the token condition text [s, e) with its columns renamed (system → tsys, value → tval). */
+static void token_cond(hv_buf_t *b, const char *s, const char *e)
+{
+    while (s < e) {
+        if ((size_t)(e - s) >= 6 && strncmp(s, "system", 6) == 0) {
+            hv_buf_puts(b, "tsys");
+            s += 6;
+        } else if ((size_t)(e - s) >= 5 && strncmp(s, "value", 5) == 0) {
+            hv_buf_puts(b, "tval");
+            s += 5;
+        } else {
+            hv_buf_putc(b, *s++);
+        }
+    }
+}
+
+/* True when [s, e) holds only what value_clause writes for a token: the columns system
+ * and value, IS NULL, AND, OR, =, parentheses and placeholders. */
+static int token_cond_ok(const char *s, const char *e)
+{
+    static const char *const words[] = {"system", "value", "IS NULL", "AND", "OR"};
+    while (s < e) {
+        size_t i;
+        if (*s == ' ' || *s == '(' || *s == ')' || *s == '=') {
+            s++;
+            continue;
+        }
+        if (*s == '$') {
+            s++;
+            while (s < e && *s >= '0' && *s <= '9')
+                s++;
+            continue;
+        }
+        for (i = 0; i < HV_ARRAY_LEN(words); i++) {
+            size_t n = strlen(words[i]);
+            if ((size_t)(e - s) >= n && strncmp(s, words[i], n) == 0) {
+                s += n;
+                break;
+            }
+        }
+        if (i == HV_ARRAY_LEN(words))
+            return 0;
+    }
+    return 1;
+}
+
+/*
+ * Writes the combined criterion into b: for each branch of the other criterion's
+ * sub-select (between vbody and vend, over vtab, its code at placeholder vn), the same
+ * branch over the combined table with the token's condition added.
+ */
+static int combine(hv_buf_t *b, int k, size_t pi, const char *tokcond, const char *tokend, long tn, const char *vbody,
+                   const char *vend, const char *vtab, int vk, long vn)
+{
+    static const char uall[] = " UNION ALL ";
+    const char *tab = pairs[pi].table, *vcol = strcmp(tab, "sp_tokdate") == 0 ? "dcode" : "qcode";
+    hv_buf_puts(b, " AND r.id IN (");
+    for (const char *s = vbody; s < vend;) {
+        long n = 0;
+        const char *rest = branch_head(s, vtab, vk, &n), *next;
+        if (rest == NULL || n != vn)
+            return HV_EINVAL;
+        next = strstr(rest, uall);
+        if (next == NULL || next > vend)
+            next = vend;
+        hv_buf_printf(b, "SELECT id FROM %s@I%d:%s@ WHERE type = $1 AND @C%d@tcode = $%ld AND ", tab, k, tab, k, tn);
+        token_cond(b, tokcond, tokend);
+        hv_buf_printf(b, " AND %s = $%ld", vcol, vn);
+        hv_buf_append(b, rest, (size_t)(next - rest));
+        s = next;
+        if (s < vend) {
+            hv_buf_puts(b, uall);
+            s += sizeof(uall) - 1;
+        }
+    }
+    return hv_buf_puts(b, ")");
+}
+
+int hv__search_combo_rewrite(hv__search_plan_t *p)
+{
+    int tk = -1, vk = -1, ncrit = p->ncrit;
+    size_t pi = 0, at = 0;
+    long tn = 0, vn = 0;
+    const char *tbody = NULL, *tend = NULL, *vbody = NULL, *vend = NULL, *tcond;
+    hv_buf_t nw;
+    int rc;
+    if (!combo_enabled || p->system || p->where.data == NULL || ncrit < 2 || ncrit > HV__SEARCH_MAX_PARAMS)
+        return HV_OK;
+    for (pi = 0; pi < HV_ARRAY_LEN(pairs); pi++) {
+        if (strcmp(p->type, pairs[pi].type) != 0)
+            continue;
+        tk = vk = -1;
+        for (int k = 0; k < ncrit; k++) {
+            if (tk < 0 && criterion_over(p, k, "sp_tok", pairs[pi].tcode, &tn, &tbody, &tend))
+                tk = k;
+            else if (vk < 0 && criterion_over(p, k, strcmp(pairs[pi].table, "sp_tokdate") == 0 ? "sp_date" : "sp_num",
+                                              pairs[pi].vcode, &vn, &vbody, &vend))
+                vk = k;
+        }
+        if (tk >= 0 && vk >= 0)
+            break;
+    }
+    if (pi == HV_ARRAY_LEN(pairs))
+        return HV_OK;
+    /* The token criterion is one branch: "<head> AND (<condition>)" and nothing else. */
+    tcond = branch_head(tbody, "sp_tok", tk, &tn);
+    if (tcond == NULL || tcond + 6 > tend || strncmp(tcond, " AND (", 6) != 0 || !token_cond_ok(tcond + 5, tend))
+        return HV_OK;
+    /* The other criterion has a condition after its code (not :missing). */
+    {
+        long n = 0;
+        const char *rest = branch_head(vbody, strcmp(pairs[pi].table, "sp_tokdate") == 0 ? "sp_date" : "sp_num", vk, &n);
+        if (rest == NULL || strncmp(rest, " AND ", 5) != 0)
+            return HV_OK;
+    }
+    /* The criteria are the whole where clause, in order (nothing else between them). */
+    for (int k = 0; k < ncrit; k++) {
+        if (p->cspan[k][0] != at)
+            return HV_OK;
+        at = p->cspan[k][1];
+    }
+    if (at != p->where.len)
+        return HV_OK;
+    /* The new where clause: the combined criterion in the token criterion's place
+     * (numbered tk), the other criteria as they were, renumbered after it. */
+    hv_buf_init(&nw, p->where.max > 0 ? p->where.max : 64 * 1024);
+    {
+        size_t spans[HV__SEARCH_MAX_PARAMS + 1][2];
+        unsigned char ranks[HV__SEARCH_MAX_PARAMS + 1];
+        int n = 0;
+        rc = HV_OK;
+        for (int k = 0; k < ncrit && rc == HV_OK; k++) {
+            size_t start = nw.len;
+            if (k == vk)
+                continue;
+            if (k == tk) {
+                int nk = n;
+                rc = combine(&nw, nk, pi, tcond + 5, tend, tn, vbody, vend,
+                             strcmp(pairs[pi].table, "sp_tokdate") == 0 ? "sp_date" : "sp_num", vk, vn);
+                ranks[n] = p->crank[tk];
+            } else {
+                /* Renumber the criterion's markers from k to n. */
+                const char *s = p->where.data + p->cspan[k][0], *e = p->where.data + p->cspan[k][1];
+                while (s < e) {
+                    if (*s == '@' && s + 1 < e && (s[1] == 'C' || s[1] == 'R' || s[1] == 'I') &&
+                        strtol(s + 2, NULL, 10) == k) {
+                        char *q = NULL;
+                        strtol(s + 2, &q, 10);
+                        hv_buf_printf(&nw, "@%c%d", s[1], n);
+                        s = q;
+                    } else {
+                        hv_buf_putc(&nw, *s++);
+                    }
+                }
+                ranks[n] = p->crank[k];
+            }
+            spans[n][0] = start;
+            spans[n][1] = nw.len;
+            n++;
+        }
+        if (rc == HV_OK)
+            rc = hv_buf_puts(&nw, "");
+        if (rc != HV_OK) {
+            hv_buf_release(&nw);
+            return rc == HV_EINVAL ? HV_OK : rc; /* an unexpected shape: the generic plan stays */
+        }
+        hv_buf_release(&p->where);
+        p->where = nw;
+        p->ncrit = n;
+        for (int k = 0; k < n; k++) {
+            p->cspan[k][0] = spans[k][0];
+            p->cspan[k][1] = spans[k][1];
+            p->crank[k] = ranks[k];
+        }
+    }
+    return HV_OK;
+}
+
+/* ---- the page of a combined criterion alone ---- */
+
+int hv__search_combo_only(const hv__search_plan_t *p)
+{
+    static const char a[] = " AND r.id IN (SELECT id FROM sp_tokdate@I0:", b[] = " AND r.id IN (SELECT id FROM sp_tokqty@I0:";
+    return p->ncrit == 1 && p->nsort == 0 && !p->system && p->compartment[0] == '\0' && p->nvs == 0 &&
+           p->where.data != NULL && p->cspan[0][0] == 0 && p->cspan[0][1] == p->where.len &&
+           (strncmp(p->where.data, a, sizeof(a) - 1) == 0 || strncmp(p->where.data, b, sizeof(b) - 1) == 0);
+}
+
+int hv__search_combo_sql(const hv__search_plan_t *p, hv_buf_t *q, int ids)
+{
+    static const char in[] = " AND r.id IN (";
+    const char *s = p->where.data + sizeof(in) - 1, *e = p->where.data + p->where.len - 1;
+    /* The sub-select with its markers dropped (nothing is correlated) and, for the page,
+     * the row id of each matching row instead of its resource id. */
+    while (s < e) {
+        if (*s == '@') {
+            const char *m = memchr(s + 1, '@', (size_t)(e - s - 1));
+            if (m == NULL)
+                return HV_EINVAL;
+            s = m + 1;
+        } else if (!ids && (size_t)(e - s) > 10 && strncmp(s, "SELECT id ", 10) == 0) {
+            hv_buf_puts(q, "SELECT rid ");
+            s += 10;
+        } else {
+            hv_buf_putc(q, *s++);
+        }
+    }
+    return hv_buf_puts(q, "");
+}
+
+int hv__search_combo_page(hv_db_t *db, const hv__search_plan_t *p, hv__store_row_cb cb, void *ud)
+{
+    hv_buf_t q;
+    hv_db_stmt_t *st = NULL;
+    char cur[32];
+    int rc, after = p->nbinds + 1, limit = p->nbinds + 2;
+    hv_buf_init(&q, 128 * 1024);
+    /* The page's row ids from the combined index alone (each once: a resource may match
+     * through several rows), then only those rows of resources. */
+    hv_buf_puts(&q, "WITH pg AS (SELECT DISTINCT c.rid FROM (");
+    rc = hv__search_combo_sql(p, &q, 0);
+    if (rc != HV_OK)
+        goto out;
+    hv_buf_printf(&q, ") c WHERE c.rid > $%d ORDER BY c.rid LIMIT $%d) SELECT r.rid, r.type, r.id, r.version,"
+                      " r.last_ms, r.json FROM pg JOIN resources r ON r.rid = pg.rid ORDER BY r.rid",
+                  after, limit);
+    if ((rc = hv_buf_puts(&q, "")) != HV_OK || (rc = hv_db_prepare(db, q.data, &st)) != HV_OK)
+        goto out;
+    for (int i = 0; i < p->nbinds; i++) {
+        const hv__sp_bind_t *b = &p->binds[i];
+        if (b->kind == 0)
+            hv_db_bind_text(st, i + 1, b->s, strlen(b->s));
+        else if (b->kind == 1)
+            hv_db_bind_int64(st, i + 1, b->i);
+        else
+            hv_db_bind_double(st, i + 1, b->d);
+    }
+    hv_db_bind_int64(st, after, p->has_cursor ? p->crid : 0);
+    hv_db_bind_int64(st, limit, p->count + 1);
+    while ((rc = hv_db_step(st)) == HV_DB_ROW) {
+        hv__store_row_t row;
+        size_t len = 0;
+        const char *s;
+        memset(&row, 0, sizeof(row));
+        row.rid = hv_db_column_int64(st, 0);
+        s = hv_db_column_text(st, 1, &len);
+        snprintf(row.type, sizeof(row.type), "%.*s", (int)len, s ? s : "");
+        s = hv_db_column_text(st, 2, &len);
+        snprintf(row.id, sizeof(row.id), "%.*s", (int)len, s ? s : "");
+        row.version = hv_db_column_int64(st, 3);
+        row.last_ms = (uint64_t)hv_db_column_int64(st, 4);
+        s = hv_db_column_text(st, 5, &len);
+        row.text = hv_strndup(s ? s : "", s ? len : 0);
+        row.text_len = s ? len : 0;
+        /* The cursor of the default order (fhir/search_run.c): the row id alone. */
+        snprintf(cur, sizeof(cur), "%lld", (long long)row.rid);
+        row.cursor = cur;
+        rc = row.text ? cb(ud, &row) : HV_ENOMEM;
+        row.cursor = NULL;
+        hv__store_row_clear(&row);
+        if (rc != HV_OK)
+            break;
+    }
+    hv_db_done(st);
+out:
+    hv_buf_release(&q);
+    return rc;
+}
+
+int hv__search_analyze(hv_db_t *db)
+{
+    /* SQLite: statistics from a sample of each index (analysis_limit rows per index:
+     * seconds, not minutes, on a store of millions), so that the query planner knows
+     * which value index is selective (sqlite.org/lang_analyze.html). PostgreSQL keeps
+     * its own statistics (autovacuum) but a bulk load is analyzed at once. */
+    if (hv_db_kind(db) == HV_DB_PG)
+        return hv_db_exec(db, "ANALYZE");
+    return hv_db_exec(db, "PRAGMA analysis_limit = 1000; ANALYZE");
+}

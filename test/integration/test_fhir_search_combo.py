@@ -1,0 +1,239 @@
+#!/usr/bin/env python3
+"""test_fhir_search_combo.py — a code criterion together with a date or a value-quantity
+criterion of Observation (FHIR R4 search.html#combining), answered from the combined index
+rows (sp_tokdate, sp_tokqty: fhir/search_combo.c).
+
+Observations with one or two codings (with and without a system), dates at every precision
+and Periods (short, long, open), quantities in mg/dL and mmol/L or none are searched with
+random code + date and code + value-quantity criteria (prefixes, OR, several date criteria,
+system|code, |code, system|, UCUM units); each result set, followed page by page through
+the keyset cursor, and each total must equal an independent evaluation in Python over the
+resources written — before and after updates that move codes, dates and values and after
+deletions — and, on SQLite, the answers of an engine with the rule turned off
+(fhir.search_combined false). Runs on PostgreSQL too when HV_TEST_PG_URL is set.
+"""
+
+import random
+
+from harness import main
+import test_fhir_store as store_tests
+from test_fhir_search2 import SearchCase
+from test_fhir_search3 import OPEN_HI, date_range, prefix_holds
+
+LOINC = "http://loinc.org"
+UCUM = "http://unitsofmeasure.org"
+CODES = ["2339-0", "8867-4", "2093-3"]
+# mmol/L of glucose is not convertible to mg/dL by UCUM alone (a molar mass): separate units
+
+
+def make_obs(rnd, i):
+    """One Observation and its (codings, date range or None, (value, unit) or None)."""
+    code = rnd.choice(CODES)
+    codings = [(LOINC, code)]
+    r = rnd.random()
+    if r < 0.2:
+        codings.append(("urn:local", code))        # the same code in a second system
+    elif r < 0.35:
+        codings.append(("urn:local", "L%d" % rnd.randint(1, 3)))
+    elif r < 0.45:
+        codings = [(None, code)]                    # no system
+    o = {"resourceType": "Observation", "id": "c%d" % i, "status": "final",
+         "code": {"coding": [dict(([("system", s)] if s else []) + [("code", c)]) for s, c in codings]}}
+    y, m, d = rnd.randint(2018, 2022), rnd.randint(1, 12), rnd.randint(1, 28)
+    kind = rnd.randint(0, 7)
+    rng = None
+    if kind == 0:
+        s = "%04d" % y
+    elif kind == 1:
+        s = "%04d-%02d" % (y, m)
+    elif kind in (2, 3):
+        s = "%04d-%02d-%02d" % (y, m, d)
+    elif kind == 4:
+        s = "%04d-%02d-%02dT%02d:%02d:00Z" % (y, m, d, rnd.randint(0, 23), rnd.randint(0, 59))
+    if kind <= 4:
+        o["effectiveDateTime"] = s
+        rng = date_range(s)
+    elif kind in (5, 6):
+        a = "%04d-%02d-%02d" % (y, m, d)
+        b = "%04d-%02d-%02d" % (y + rnd.randint(0, 1), rnd.randint(1, 12), 28)
+        if b < a:
+            a, b = b, a
+        per = {"start": a} if kind == 6 and i % 2 else {"start": a, "end": b}
+        o["effectivePeriod"] = per
+        rng = (date_range(a)[0], date_range(b)[1] if "end" in per else OPEN_HI)
+    qty = None
+    q = rnd.random()
+    if q < 0.75:
+        qty = (rnd.randint(50, 400), "mg/dL")
+    elif q < 0.9:
+        qty = (rnd.randint(3, 20), "mmol/L")
+    if qty:
+        o["valueQuantity"] = {"value": qty[0], "unit": qty[1], "system": UCUM, "code": qty[1]}
+    return o, (codings, rng, qty)
+
+
+def token_holds(codings, v):
+    if "," in v:
+        return any(token_holds(codings, one) for one in v.split(","))
+    if "|" not in v:
+        return any(c == v for _, c in codings)
+    sys_, code = v.split("|", 1)
+    if sys_ == "":
+        return any(s is None and c == code for s, c in codings)
+    if code == "":
+        return any(s == sys_ for s, _ in codings)
+    return any(s == sys_ and c == code for s, c in codings)
+
+
+def qty_holds(qty, v):
+    """value-quantity criterion v (prefix, number, optional |system|unit) on (value, unit)."""
+    if qty is None:
+        return False
+    pr = v[:2] if v[:2] in ("gt", "lt", "ge", "le", "eq", "ne", "sa", "eb") else "eq"
+    rest = v[2:] if v[:2] == pr else v
+    num, _, unit = rest.partition("|")
+    if unit:
+        unit = unit.split("|", 1)[1]
+        if unit != qty[1]:
+            return False
+    x, val = float(num), qty[0]
+    half = 0.5 if "." not in num else 0.5 * 10 ** -len(num.split(".")[1])
+    eq = x - half <= val < x + half
+    return {"gt": val > x, "sa": val > x, "lt": val < x, "eb": val < x, "ge": val >= x, "le": val <= x,
+            "eq": eq, "ne": not eq}[pr]
+
+
+class FhirSearchComboTests(SearchCase):
+    """Code + date and code + value-quantity, compared with Python (and with the rule off)."""
+
+    OFF = True  # compare with an engine whose rule is off (SQLite)
+
+    def all_ids(self, eng, query):
+        """Every match of query, page by page (no duplicates), and the first page's total."""
+        saved = self.eng
+        self.eng = eng
+        try:
+            st, _, b = self.jreq("GET", "/fhir/" + query)
+            self.assertEqual(st, 200, (query, b))
+            total = b.get("total")
+            m, _ = self.search(query)
+        finally:
+            self.eng = saved
+        self.assertEqual(len(m), len(set(m)), query)
+        return sorted(k.split("/", 1)[1] for k in m), total
+
+    def check(self, engines, model, queries):
+        nonempty = 0
+        for kind, code, crit in queries:
+            if kind == "date":
+                query = "Observation?code=%s&%s&_count=4" % (code, "&".join("date=%s" % c for c in crit))
+                want = sorted(k for k, (cod, rng, _) in model.items() if token_holds(cod, code) and rng is not None
+                              and all(any(prefix_holds(v[:2], rng[0], rng[1], v[2:]) for v in c.split(","))
+                                      for c in crit))
+            else:
+                query = "Observation?code=%s&value-quantity=%s&_count=4" % (code, crit)
+                want = sorted(k for k, (cod, _, qty) in model.items()
+                              if token_holds(cod, code) and any(qty_holds(qty, v) for v in crit.split(",")))
+            for eng in engines:
+                got, total = self.all_ids(eng, query)
+                self.assertEqual(got, want, query)
+                self.assertEqual(total, len(want), query)
+            st, _, b = self.jreq("GET", "/fhir/" + query + "&_summary=count")
+            self.assertEqual((st, b.get("total")), (200, len(want)), query)
+            nonempty += bool(want)
+        return nonempty
+
+    def queries(self, rnd, n):
+        codes = CODES + ["%s|%s" % (LOINC, c) for c in CODES] + ["|" + c for c in CODES] + ["urn:local|",
+                                                                                             "2339-0,8867-4"]
+        dates = ["2019", "2020-03", "2020-03-15", "2021-07-01T10:00:00Z", "2018-12", "2022"]
+        out = []
+        for _ in range(n):
+            code = rnd.choice(codes)
+            if rnd.random() < 0.6:
+                crit = ["%s%s" % (rnd.choice(["ge", "gt", "le", "lt", "eq", "sa", "eb", "ne"]), rnd.choice(dates))
+                        for _ in range(rnd.choice((1, 2, 2, 3)))]
+                if rnd.random() < 0.15:
+                    crit.append("eq2020,eq2021")
+                out.append(("date", code, crit))
+            else:
+                pr = rnd.choice(["gt", "lt", "ge", "le", "eq", "ne", ""])
+                v = "%s%d" % (pr, rnd.choice([100, 240, 5, 12, 399]))
+                if rnd.random() < 0.3:
+                    v += "|%s|%s" % (UCUM, rnd.choice(["mg/dL", "mmol/L"]))
+                elif rnd.random() < 0.15:
+                    v += ",lt60"
+                out.append(("qty", code, v))
+        return out
+
+    def test_code_date_and_code_quantity_match_python(self):
+        eng = self.start()
+        engines = [eng]
+        if self.OFF and not self.DB:
+            engines.append(self.engine(config={"fhir": {"search_combined": False}}))
+        rnd = random.Random(11)
+        model = {}
+        resources = {}
+        for i in range(90):
+            o, m = make_obs(rnd, i)
+            resources[o["id"]] = o
+            model[o["id"]] = m
+        for o in resources.values():
+            self.put(o)
+            for other in engines[1:]:
+                self.eng, saved = other, self.eng
+                self.put(o)
+                self.eng = saved
+        self.assertGreater(self.check(engines, model, self.queries(rnd, 45)), 15)
+        # updates move codes, dates and values; deletions drop them
+        for k in rnd.sample(sorted(model), 20):
+            o, m = make_obs(rnd, int(k[1:]))
+            model[k] = m
+            for e in engines:
+                self.eng, saved = e, self.eng
+                self.put(o)
+                self.eng = saved
+        for k in rnd.sample(sorted(model), 8):
+            del model[k]
+            for e in engines:
+                st, _, _ = e.request("DELETE", "/fhir/Observation/" + k)
+                self.assertIn(st, (200, 204))
+        self.assertGreater(self.check(engines, model, self.queries(rnd, 30)), 10)
+        # the classic forms of the benchmark
+        self.check(engines, model, [("date", "8867-4", ["ge2020-01-01", "lt2020-03-01"]),
+                                    ("qty", "2339-0", "gt240")])
+
+    def test_other_criteria_and_sort_still_apply(self):
+        """A third criterion, _sort and _total=none around the combined criterion."""
+        self.start()
+        rnd = random.Random(3)
+        model = {}
+        for i in range(40):
+            o, m = make_obs(rnd, i)
+            o["subject"] = {"reference": "Patient/p%d" % (i % 3)}
+            self.put(o)
+            model[o["id"]] = (m, i % 3)
+        want = sorted(k for k, ((cod, rng, _), p) in model.items()
+                      if p == 1 and token_holds(cod, "2339-0") and rng is not None
+                      and prefix_holds("ge", rng[0], rng[1], "2019"))
+        self.assertEqual(self.q("Observation?subject=Patient/p1&code=2339-0&date=ge2019&_count=3"), want)
+        want = [k for k, ((cod, _, qty), _) in model.items() if token_holds(cod, "8867-4") and qty_holds(qty, "gt100")]
+        got = self.search("Observation?code=8867-4&value-quantity=gt100&_sort=-_id&_count=3&_total=none")[0]
+        self.assertEqual(got, ["Observation/" + k for k in sorted(want, reverse=True)])
+        # a date value criterion with :missing is not folded, and still answers
+        want = sorted(k for k, ((cod, rng, _), _) in model.items() if token_holds(cod, "8867-4") and rng is None)
+        self.assertEqual(self.q("Observation?code=8867-4&date:missing=true&_count=50"), want)
+
+    def q(self, query):
+        return sorted(k.split("/", 1)[1] for k in self.search(query)[0])
+
+
+if store_tests.PG_URL:
+    class FhirSearchComboTestsPg(FhirSearchComboTests):
+        @classmethod
+        def setUpClass(cls):
+            cls.DB = store_tests.private_db(store_tests.PG_URL, "hv_test_fhir_search_combo")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,292 @@
+/* search_combo.c — unit tests of fhir/search_combo.c: the combined token + date / quantity
+ * rows follow the current version (two codings, two dates, update, delete), the planner
+ * folds a code criterion and a date or value-quantity criterion into one combined
+ * criterion only when their shape allows it, and the combined plan answers the same
+ * resources, pages and totals as the generic plan. */
+#include "tests.h"
+
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fhir/search_int.h"
+
+static int64_t count_rows(hv_db_t *db, const char *sql)
+{
+    hv_db_stmt_t *st = NULL;
+    int64_t n = -1;
+    assert_int_equal(hv_db_prepare(db, sql, &st), HV_OK);
+    if (hv_db_step(st) == HV_DB_ROW)
+        n = hv_db_column_int64(st, 0);
+    hv_db_done(st);
+    return n;
+}
+
+static void put(hv_db_t *db, int64_t version, const char *json)
+{
+    struct json_object *o = json_tokener_parse(json);
+    assert_non_null(o);
+    assert_int_equal(hv__store_put(db, hv_json_get_str(o, "resourceType"), hv_json_get_str(o, "id"), version,
+                                   1000 + (uint64_t)version, json, strlen(json), o),
+                     HV_OK);
+    json_object_put(o);
+}
+
+static void search_combo_rows_follow_the_current_version(void **state)
+{
+    hv_db_t *db = store_test_db();
+    (void)state;
+    /* two codings × one date; two codings × one quantity */
+    put(db, 1,
+        "{\"resourceType\":\"Observation\",\"id\":\"o1\",\"status\":\"final\",\"code\":{\"coding\":["
+        "{\"system\":\"http://loinc.org\",\"code\":\"a\"},{\"system\":\"urn:local\",\"code\":\"l1\"}]},"
+        "\"effectiveDateTime\":\"2020-03-05\",\"valueQuantity\":{\"value\":5,\"unit\":\"mg\"}}");
+    assert_int_equal(count_rows(db, "SELECT COUNT(*) FROM sp_tokdate WHERE id = 'o1' AND tcode = 'code' AND dcode ="
+                                    " 'date' AND rid = (SELECT MAX(rid) FROM resources WHERE id = 'o1')"),
+                     2);
+    assert_int_equal(count_rows(db, "SELECT COUNT(*) FROM sp_tokqty WHERE id = 'o1' AND qcode = 'value-quantity'"
+                                    " AND value = 5 AND unit = 'mg'"),
+                     2);
+    /* an update replaces them, with the new version's row id */
+    put(db, 2,
+        "{\"resourceType\":\"Observation\",\"id\":\"o1\",\"status\":\"final\",\"code\":{\"coding\":["
+        "{\"system\":\"http://loinc.org\",\"code\":\"b\"}]},\"effectiveDateTime\":\"2021-01-01\"}");
+    assert_int_equal(count_rows(db, "SELECT COUNT(*) FROM sp_tokdate WHERE id = 'o1'"), 1);
+    assert_int_equal(count_rows(db, "SELECT COUNT(*) FROM sp_tokdate WHERE id = 'o1' AND tval = 'b' AND rid ="
+                                    " (SELECT rid FROM resources WHERE id = 'o1' AND version = 2)"),
+                     1);
+    assert_int_equal(count_rows(db, "SELECT COUNT(*) FROM sp_tokqty WHERE id = 'o1'"), 0);
+    /* a deletion drops them */
+    assert_int_equal(hv__store_put(db, "Observation", "o1", 3, 2000, NULL, 0, NULL), HV_OK);
+    assert_int_equal(count_rows(db, "SELECT COUNT(*) FROM sp_tokdate WHERE id = 'o1'"), 0);
+    /* a Timing is not indexed as a date (fhir/search_index.c): no combined rows either */
+    put(db, 1,
+        "{\"resourceType\":\"Observation\",\"id\":\"o2\",\"status\":\"final\",\"code\":{\"coding\":["
+        "{\"code\":\"a\"},{\"code\":\"c\"}]},\"effectiveTiming\":{\"event\":[\"2020-01-01\",\"2022-01-01\"]}}");
+    assert_int_equal(count_rows(db, "SELECT COUNT(*) FROM sp_date WHERE id = 'o2' AND code = 'date'"), 0);
+    assert_int_equal(count_rows(db, "SELECT COUNT(*) FROM sp_tokdate WHERE id = 'o2'"), 0);
+    /* other types write none */
+    put(db, 1, "{\"resourceType\":\"Condition\",\"id\":\"c1\",\"code\":{\"coding\":[{\"code\":\"a\"}]},"
+               "\"recordedDate\":\"2020-01-01\",\"subject\":{\"reference\":\"Patient/p\"}}");
+    assert_int_equal(count_rows(db, "SELECT COUNT(*) FROM sp_tokdate WHERE type <> 'Observation'"), 0);
+    store_test_db_close(db);
+}
+
+/* The plan of query on Observation: 1 folded into a combined criterion, 0 not, -1 refused. */
+static int folded(const char *query, int *only)
+{
+    hv__search_plan_t p;
+    int rc, f;
+    hv__search_plan_init(&p);
+    rc = hv__search_plan_build(&p, "Observation", query, 1, 10, 100);
+    f = rc != HV_OK ? -1
+        : p.where.data != NULL && (strstr(p.where.data, "sp_tokdate") != NULL || strstr(p.where.data, "sp_tokqty") != NULL)
+            ? 1
+            : 0;
+    if (getenv("HV_DEBUG_COMBO") && p.where.data)
+        fprintf(stderr, "%s -> %s\n", query, p.where.data);
+    if (only != NULL)
+        *only = rc == HV_OK && hv__search_combo_only(&p);
+    hv__search_plan_clear(&p);
+    return f;
+}
+
+static void search_combo_planner_folds_only_plain_pairs(void **state)
+{
+    static const struct {
+        const char *query;
+        int folded, only;
+    } cases[] = {
+        {"code=8867-4&date=ge2020-01-01&date=lt2020-03-01", 1, 1},
+        {"code=http://loinc.org|8867-4&date=2020", 1, 1},
+        {"code=|x,http://loinc.org|&date=le2020", 1, 1},
+        {"code=a&date=eq2020-01,eq2020-03", 1, 1},
+        {"date=ge2020&code=a", 1, 1},
+        {"code=2339-0&value-quantity=gt240", 1, 1},
+        {"code=a&value-quantity=5.4|http://unitsofmeasure.org|mmol/L", 1, 1},
+        {"code=a&value-quantity=lt5,gt10", 1, 1},
+        {"subject=Patient/p1&code=a&date=ge2015", 1, 0},
+        {"code=a&date=ge2020&_sort=date", 1, 0},
+        {"code=a&date=ge2020&status=final", 1, 0},
+        {"code:not=a&date=ge2020", 0, 0},
+        {"code:text=glucose&date=ge2020", 0, 0},
+        {"code=a&date:missing=false", 0, 0},
+        {"code:missing=false&date=ge2020", 0, 0},
+        {"code=a", 0, 0},
+        {"date=ge2020", 0, 0},
+        {"code=a&combo-code=b", 0, 0},
+        {"code=a&date=ge2020-13", -1, 0},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int only = 0, f = folded(cases[i].query, &only);
+        if (f != cases[i].folded || only != cases[i].only)
+            fail_msg("Observation?%s: folded %d only %d (want %d %d)", cases[i].query, f, only, cases[i].folded,
+                     cases[i].only);
+    }
+    /* the setting turns the rule off */
+    hv__search_combo_enable(0);
+    assert_int_equal(folded("code=a&date=ge2020", NULL), 0);
+    hv__search_combo_enable(1);
+    assert_int_equal(folded("code=a&date=ge2020", NULL), 1);
+}
+
+typedef struct ids {
+    char s[4096];
+    char id[8][HV__FHIR_ID_MAX];
+    char cursor[8][64];
+    int n;
+} ids_t;
+
+static int on_row(void *ud, const hv__store_row_t *row)
+{
+    ids_t *x = ud;
+    if (x->n < 8) {
+        snprintf(x->id[x->n], sizeof(x->id[0]), "%s", row->id);
+        snprintf(x->cursor[x->n], sizeof(x->cursor[0]), "%s", row->cursor);
+    }
+    x->n++;
+    return HV_OK;
+}
+
+/* Every page of query (page size 3, following the cursor) with the rule on or off: the
+ * ids in order and the first page's total. */
+static void run_all(hv_db_t *db, const char *query, int on, ids_t *out, int64_t *total)
+{
+    char q[512];
+    memset(out, 0, sizeof(*out));
+    snprintf(q, sizeof(q), "%s", query);
+    hv__search_combo_enable(on);
+    for (int page = 0; page < 40; page++) {
+        hv__search_plan_t p;
+        ids_t pg;
+        int64_t t = -1;
+        memset(&pg, 0, sizeof(pg));
+        hv__search_plan_init(&p);
+        assert_int_equal(hv__search_plan_build(&p, "Observation", q, 1, 3, 100), HV_OK);
+        assert_int_equal(hv__search_plan_run(db, &p, on_row, &pg, &t), HV_OK);
+        hv__search_plan_clear(&p);
+        if (page == 0)
+            *total = t;
+        /* count + 1 rows: the last one only says that a next page exists */
+        for (int i = 0; i < pg.n && i < 3; i++)
+            snprintf(out->s + strlen(out->s), sizeof(out->s) - strlen(out->s), "%s ", pg.id[i]);
+        if (pg.n <= 3)
+            break;
+        snprintf(q, sizeof(q), "%s&_cursor=%s", query, pg.cursor[2]);
+    }
+    hv__search_combo_enable(1);
+}
+
+static void search_combo_answers_as_the_generic_plan(void **state)
+{
+    hv_db_t *db = store_test_db();
+    static const char *const queries[] = {
+        "code=a&date=ge2020-01-01&date=lt2021-01-01",
+        "code=http://loinc.org|a&date=ge2020",
+        "code=a,b&date=le2021-06",
+        "code=|b&date=ge2019",
+        "code=a&date=sa2020-06&date=eb2022",
+        "code=a&date=ne2020",
+        "code=a&value-quantity=gt240",
+        "code=b&value-quantity=le150",
+        "code=a&value-quantity=ge240||mg/dL",
+        "code=a&value-quantity=ap250",
+        "date=ge2020&code=a&value-quantity=lt300",
+        "code=a&date=ge2020-01-01&_total=none",
+        "code=zzz&date=ge2020",
+    };
+    (void)state;
+    for (int i = 0; i < 40; i++) {
+        char j[768], eff[128], val[160];
+        int y = 2018 + i % 5, m = 1 + (i * 7) % 12, v = 100 + (i * 37) % 300;
+        if (i % 9 == 4)
+            snprintf(eff, sizeof(eff), "\"effectivePeriod\":{\"start\":\"2019-02-01\",\"end\":\"2021-05-01\"}");
+        else if (i % 9 == 7)
+            snprintf(eff, sizeof(eff), "\"effectiveTiming\":{\"event\":[\"2018-05-01\",\"2020-09-09\"]}");
+        else
+            snprintf(eff, sizeof(eff), "\"effectiveDateTime\":\"%04d-%02d-15\"", y, m);
+        if (i % 6 == 5)
+            val[0] = '\0'; /* no value */
+        else
+            snprintf(val, sizeof(val),
+                     ",\"valueQuantity\":{\"system\":\"http://unitsofmeasure.org\",\"code\":\"mg/dL\",\"value\":%d}", v);
+        snprintf(j, sizeof(j),
+                 "{\"resourceType\":\"Observation\",\"id\":\"g%02d\",\"status\":\"final\",\"code\":{\"coding\":["
+                 "{%s\"code\":\"%s\"}%s]},%s%s}",
+                 i, i % 4 == 3 ? "" : "\"system\":\"http://loinc.org\",", i % 3 == 0 ? "a" : "b",
+                 i % 5 == 0 ? ",{\"system\":\"urn:local\",\"code\":\"a\"}" : "", eff, val);
+        put(db, 1, j);
+    }
+    for (size_t k = 0; k < sizeof(queries) / sizeof(queries[0]); k++) {
+        ids_t on, off;
+        int64_t ton = -2, toff = -2;
+        run_all(db, queries[k], 1, &on, &ton);
+        run_all(db, queries[k], 0, &off, &toff);
+        /* every query but the last matches something (the comparison is not of two empty sets) */
+        if ((k + 1 < sizeof(queries) / sizeof(queries[0])) != (on.s[0] != '\0'))
+            fail_msg("%s: [%s]", queries[k], on.s);
+        if (strcmp(on.s, off.s) != 0 || ton != toff)
+            fail_msg("%s: combined [%s] total %lld, generic [%s] total %lld", queries[k], on.s, (long long)ton, off.s,
+                     (long long)toff);
+    }
+    store_test_db_close(db);
+}
+
+/* The EXPLAIN QUERY PLAN lines of the count of query, and its total. */
+static void count_plan(hv_db_t *db, const char *query, hv_buf_t *eqp, int64_t *total)
+{
+    hv__search_plan_t p;
+    hv__search_plan_init(&p);
+    assert_int_equal(hv__search_plan_build(&p, "Observation", query, 1, 10, 100), HV_OK);
+    assert_int_equal(hv__search_count_explain(db, &p, eqp), HV_OK);
+    assert_int_equal(hv__search_plan_run(db, &p, on_row, &(ids_t){0}, total), HV_OK);
+    hv__search_plan_clear(&p);
+}
+
+static void search_count_of_one_code_is_a_covering_index_range(void **state)
+{
+    hv_db_t *db = store_test_db();
+    hv_buf_t eqp;
+    int64_t total = -1;
+    (void)state;
+    /* k1 holds the code twice (two systems): counted once */
+    put(db, 1, "{\"resourceType\":\"Observation\",\"id\":\"k1\",\"status\":\"final\",\"code\":{\"coding\":["
+               "{\"system\":\"http://loinc.org\",\"code\":\"x\"},{\"system\":\"urn:l\",\"code\":\"x\"}]},"
+               "\"effectiveDateTime\":\"2020-02-02\"}");
+    put(db, 1, "{\"resourceType\":\"Observation\",\"id\":\"k2\",\"status\":\"final\",\"code\":{\"coding\":["
+               "{\"system\":\"http://loinc.org\",\"code\":\"x\"}]},\"effectiveDateTime\":\"2021-02-02\"}");
+    put(db, 1, "{\"resourceType\":\"Observation\",\"id\":\"k3\",\"status\":\"final\",\"code\":{\"coding\":["
+               "{\"code\":\"y\"}]}}");
+    hv_buf_init(&eqp, 64 * 1024);
+    count_plan(db, "code=x&_summary=count", &eqp, &total);
+    assert_int_equal(total, 2);
+    /* one range of the covering value index, no sorter for DISTINCT, no table row */
+    if (strstr(eqp.data, "COVERING INDEX sp_tok_vc") == NULL || strstr(eqp.data, "TEMP B-TREE") != NULL ||
+        strstr(eqp.data, "resources") != NULL || strstr(eqp.data, "SCAN sp_tok") != NULL)
+        fail_msg("count of one code: %s", eqp.data);
+    eqp.len = 0;
+    count_plan(db, "code=http://loinc.org|x&_summary=count", &eqp, &total);
+    assert_int_equal(total, 2);
+    assert_non_null(strstr(eqp.data, "COVERING INDEX sp_tok_vc"));
+    /* code + date: the combined index */
+    eqp.len = 0;
+    count_plan(db, "code=x&date=lt2021&_summary=count", &eqp, &total);
+    assert_int_equal(total, 1);
+    if (strstr(eqp.data, "COVERING INDEX sp_tokdate_v") == NULL || strstr(eqp.data, "resources") != NULL)
+        fail_msg("count of code + date: %s", eqp.data);
+    hv_buf_release(&eqp);
+    store_test_db_close(db);
+}
+
+int run_search_combo_tests(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(search_combo_rows_follow_the_current_version),
+        cmocka_unit_test(search_combo_planner_folds_only_plain_pairs),
+        cmocka_unit_test(search_combo_answers_as_the_generic_plan),
+        cmocka_unit_test(search_count_of_one_code_is_a_covering_index_range),
+    };
+    return cmocka_run_group_tests_name("fhir search_combo", tests, NULL, NULL);
+}
