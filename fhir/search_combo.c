@@ -173,10 +173,15 @@ static int criterion_over(const hv__search_plan_t *p, int k, const char *tab, co
     s += sizeof(in) - 1;
     if (branch_head(s, tab, k, n) == NULL || strcmp(bound(p, *n), code) != 0)
         return 0;
-    /* No value set marker (:in, :below) nor any other marker past the head. */
-    for (const char *m = memchr(s, '@', (size_t)(e - s)); m != NULL; m = memchr(m + 1, '@', (size_t)(e - m - 1)))
-        if (m[1] == 'V' || m[1] == 'T' || m[1] == 'R')
+    /* Only correlation and index markers ("@C<k>@", "@I<k>:table@"), each skipped whole: no
+     * value set (:in, :below), full-text, _has or collation marker. */
+    for (const char *m = memchr(s, '@', (size_t)(e - s)); m != NULL; m = memchr(m + 1, '@', (size_t)(e - m - 1))) {
+        if (m + 1 >= e || (m[1] != 'C' && m[1] != 'I'))
             return 0;
+        m = memchr(m + 1, '@', (size_t)(e - m - 1));
+        if (m == NULL)
+            return 0;
+    }
     *body = s;
     *bend = e - 1;
     return 1;

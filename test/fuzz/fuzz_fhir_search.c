@@ -32,10 +32,13 @@ static void check_sql(const hv__search_plan_t *p)
             if (n > max)
                 max = n;
         } else if (*c == '@') {
-            /* a marker the run replaces: "@VS<k>@" or "@TX<column>:<placeholder>@" (_text, _content) */
+            /* a marker the run replaces: "@VS<k>@" or "@TX<column>:<placeholder>@" (_text, _content),
+             * the correlation and index markers "@C<k>@" "@R<k>@" "@I<k>:table@", a _has's "@H<k>@"
+             * and "@J<k>@", a string column's collation "@K@" */
             const char *e = strchr(c + 1, '@');
             if (e == NULL || (strncmp(c, "@VS", 3) != 0 && strncmp(c, "@TX", 3) != 0 && strncmp(c, "@C", 2) != 0 &&
-                              strncmp(c, "@R", 2) != 0 && strncmp(c, "@I", 2) != 0))
+                              strncmp(c, "@R", 2) != 0 && strncmp(c, "@I", 2) != 0 && strncmp(c, "@H", 2) != 0 &&
+                              strncmp(c, "@J", 2) != 0 && strncmp(c, "@K@", 3) != 0))
                 abort();
             /* an index marker names a planned criterion and an index table */
             if (c[1] == 'I') {
