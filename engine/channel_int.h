@@ -154,6 +154,26 @@ typedef int (*hv__dest_batch_fn)(void *state, const hv_channel_msg_t *msgs, size
 /* The batch entry of a built-in destination, or NULL (send one message at a time). */
 hv__dest_batch_fn hv__dest_batch_of(const hv_channel_dest_t *impl);
 
+/* http-send's batch entry (channel_http.c): pipelined on one connection (channel_pipe.c). */
+int hv__http_send_batch(void *state, const hv_channel_msg_t *msgs, size_t n,
+                        hv__batch_sent_cb done, void *token);
+
+/*
+ * The pipelined HTTP/1.1 client of http-send (channel_pipe.c). hv__pipe_for: a pipeline
+ * for a plain http:// url, or NULL when url is one it does not speak (https, user
+ * information: libcurl sends instead); headers are the configured ones, "Name: value"
+ * (borrowed). hv__pipe_send: sends msgs[0..n) as one batch (the hv__dest_batch_fn
+ * contract; the contents are copied), at most window unanswered at a time.
+ * hv__pipe_free: a batch in flight is cancelled, its done runs now with n = 0.
+ */
+typedef struct hv__pipe hv__pipe_t;
+hv__pipe_t *hv__pipe_for(uv_loop_t *loop, const char *url, const char *method,
+                         const char *const *headers, size_t nheaders, size_t window,
+                         long timeout_ms, long connect_timeout_ms);
+int hv__pipe_send(hv__pipe_t *p, const hv_channel_msg_t *msgs, size_t n, hv__batch_sent_cb done,
+                  void *token);
+void hv__pipe_free(hv__pipe_t *p);
+
 /* A libcurl multi handle driven by the engine's loop (channel_http.c). */
 typedef struct hv__curl hv__curl_t;
 hv__curl_t *hv__curl_for(hv_engine_t *e);
