@@ -173,6 +173,11 @@ hv__pipe_t *hv__pipe_for(uv_loop_t *loop, const char *url, const char *method,
 int hv__pipe_send(hv__pipe_t *p, const hv_channel_msg_t *msgs, size_t n, hv__batch_sent_cb done,
                   void *token);
 void hv__pipe_free(hv__pipe_t *p);
+/* Tests and fuzzing: data fed, chunk bytes at a time, as the answers to a batch of nreq
+ * requests, then the end of the connection: the number of outcomes reported (*reported,
+ * at most nreq) and each one's result in results[0..nreq). HV_OK when the batch reported once. */
+int hv__pipe_feed_answers(const char *data, size_t n, size_t nreq, size_t chunk, int *results,
+                          size_t *reported);
 
 /* A libcurl multi handle driven by the engine's loop (channel_http.c). */
 typedef struct hv__curl hv__curl_t;

@@ -83,6 +83,7 @@ struct hv__pipe {
     int pending;    /* callbacks libuv still owes: timer close, connections' close, resolutions */
     int freeing;    /* hv__pipe_free was called: the struct goes when pending is 0 */
     int in_send;    /* inside hv__pipe_send: a failure is returned, done is not called */
+    int offline;    /* hv__pipe_feed_answers: no loop, no socket (tests and fuzzing) */
     int send_failed;
     char rbuf[PIPE_READ_BUF];
 
@@ -155,7 +156,7 @@ static void batch_finish(hv__pipe_t *p, const char *fail_detail) {
     const char *details_s[64], **details = details_s;
     size_t n = p->b_answered, i;
     if (done == NULL) return;
-    uv_timer_stop(&p->timer);
+    if (!p->offline) uv_timer_stop(&p->timer);
     if (p->in_send) { /* hv__pipe_send returns the failure: done must not run */
         p->send_failed = 1;
         conn_close(p);
@@ -168,7 +169,7 @@ static void batch_finish(hv__pipe_t *p, const char *fail_detail) {
         n++;
     }
     if (fail_detail != NULL || !p->b_keep || p->b_answered < p->b_n) conn_close(p);
-    else uv_read_stop((uv_stream_t *)&p->conn->tcp); /* idle until the next batch */
+    else if (p->conn != NULL) uv_read_stop((uv_stream_t *)&p->conn->tcp); /* idle until the next batch */
     if (n > 64) details = hv_malloc(n * sizeof(*details));
     if (details == NULL) { /* report the first alone: the rest are sent again */
         details = details_s;
@@ -221,6 +222,7 @@ static void batch_write_more(hv__pipe_t *p) {
     size_t upto = p->b_answered + p->window;
     uv_write_t *req;
     uv_buf_t buf;
+    if (p->offline) return; /* everything counts as written */
     if (upto > p->b_n) upto = p->b_n;
     if (upto <= p->b_written) return;
     /* Refill in chunks: once half the window is answered (fewer writes per message). */
@@ -248,7 +250,9 @@ static void on_timer(uv_timer_t *t) {
     batch_finish(p, p->connected ? "timeout waiting for the response" : "connect timeout");
 }
 
-static void arm_timer(hv__pipe_t *p, uint64_t ms) { uv_timer_start(&p->timer, on_timer, ms, 0); }
+static void arm_timer(hv__pipe_t *p, uint64_t ms) {
+    if (!p->offline) uv_timer_start(&p->timer, on_timer, ms, 0);
+}
 
 /* http_parser callbacks: one complete response is the answer to the oldest request. */
 static int on_msg_begin(http_parser *hp) {
@@ -291,10 +295,11 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
     *buf = uv_buf_init(p->rbuf, sizeof(p->rbuf));
 }
 
+static void parse_answers(hv__pipe_t *p, const char *data, size_t n);
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     pconn_t *c = s->data;
     hv__pipe_t *p = c->p;
-    size_t off = 0;
     if (nread == 0) return;
     if (c != p->conn) return;
     if (p->b_done == NULL) { /* idle: the peer closed or sent something unasked */
@@ -305,9 +310,15 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
         conn_failed(p, nread == UV_EOF ? "connection closed by the peer" : uv_strerror((int)nread));
         return;
     }
-    while (off < (size_t)nread && p->b_done != NULL) {
-        size_t used = http_parser_execute(&p->parser, &p->settings, buf->base + off,
-                                          (size_t)nread - off);
+    parse_answers(p, buf->base, (size_t)nread);
+}
+
+/* The bytes of answers, as they arrive (any split): each complete answer is the next
+ * request's outcome; the batch ends as documented at the top of the file. */
+static void parse_answers(hv__pipe_t *p, const char *data, size_t n) {
+    size_t off = 0;
+    while (off < n && p->b_done != NULL) {
+        size_t used = http_parser_execute(&p->parser, &p->settings, data + off, n - off);
         enum http_errno e = HTTP_PARSER_ERRNO(&p->parser);
         off += used;
         if (e == HPE_PAUSED) {
@@ -583,4 +594,65 @@ void hv__pipe_free(hv__pipe_t *p) {
     p->pending++;
     uv_close((uv_handle_t *)&p->timer, on_timer_closed);
     if (done != NULL) done(token, 0, NULL, NULL);
+}
+
+/* hv__pipe_feed_answers: the batch's outcome, captured. */
+typedef struct feed_out {
+    size_t n;
+    int *results;
+    size_t cap;
+    int called;
+} feed_out_t;
+
+static void feed_done(void *token, size_t n, const int *results, const char *const *details) {
+    feed_out_t *o = token;
+    size_t i;
+    (void)details;
+    o->called++;
+    o->n = n;
+    for (i = 0; i < n && i < o->cap; i++) o->results[i] = results[i];
+}
+
+int hv__pipe_feed_answers(const char *data, size_t n, size_t nreq, size_t chunk, int *results,
+                          size_t *reported) {
+    hv__pipe_t *p = NULL;
+    feed_out_t o;
+    size_t off = 0;
+    int rc = HV_ENOMEM;
+    if (nreq == 0 || chunk == 0) return HV_EINVAL;
+    memset(&o, 0, sizeof(o));
+    o.results = results;
+    o.cap = nreq;
+    p = hv_calloc(1, sizeof(*p));
+    if (p == NULL) goto out;
+    p->offline = 1;
+    p->window = nreq;
+    p->settings.on_message_begin = on_msg_begin;
+    p->settings.on_body = on_body;
+    p->settings.on_message_complete = on_msg_complete;
+    p->b_off = hv_calloc(nreq + 1, sizeof(*p->b_off));
+    p->b_results = hv_calloc(nreq, sizeof(*p->b_results));
+    p->b_details = hv_calloc(nreq, sizeof(*p->b_details));
+    if (p->b_off == NULL || p->b_results == NULL || p->b_details == NULL) goto out;
+    p->b_n = p->b_written = nreq;
+    p->b_done = feed_done;
+    p->b_token = &o;
+    p->b_keep = 1;
+    http_parser_init(&p->parser, HTTP_RESPONSE);
+    p->parser.data = p;
+    while (off < n && p->b_done != NULL) {
+        size_t k = n - off < chunk ? n - off : chunk;
+        parse_answers(p, data + off, k);
+        off += k;
+    }
+    /* The answers ended (the peer closed): as a socket's end of file. */
+    if (p->b_done != NULL) batch_finish(p, "connection closed by the peer");
+    *reported = o.n;
+    rc = o.called == 1 ? HV_OK : HV_EINVAL;
+out:
+    if (p != NULL) {
+        batch_clear(p);
+        hv_free(p);
+    }
+    return rc;
 }
