@@ -137,15 +137,18 @@ extern const hv_channel_source_t hv__source_timer;
 
 /*
  * Destinations that write several queued messages per call (channel_dest.c:
- * file-write). A worker whose destination has one hands it the ready messages at the
+ * file-write; channel_http.c: http-send, pipelined). A worker whose destination has one hands it the ready messages at the
  * head of its queue, in queue order (at most the fetched batch). msgs is borrowed for
  * the call; each message's content, content type and content file stay valid until
  * done runs. The destination attempts them in order and stops at the first one that
  * is not delivered, then calls done once (never from within the call) with n >= 1,
  * the number attempted, and each one's result (HV_CHANNEL_*) and detail (borrowed
  * for the call): every result before the last is HV_CHANNEL_DELIVERED or
- * HV_CHANNEL_ERROR, so nothing after a retry has been sent and order is kept. An
- * error return means nothing was attempted and done never runs.
+ * HV_CHANNEL_ERROR, so nothing after a retry counts and order is kept (a pipelined
+ * http-send may have written messages after the retry: they are reported as not
+ * attempted and sent again, docs/channels.md). An error return means nothing was
+ * attempted and done never runs. Closing the destination cancels a batch in flight:
+ * done runs before close returns, with n = 0.
  */
 typedef void (*hv__batch_sent_cb)(void *token, size_t n, const int *results,
                                   const char *const *details);
