@@ -650,7 +650,8 @@ static void outcomes_flush(hv__chans_t *rt) {
     if (b != NULL) {
         b->rt = rt;
         b->head = rt->outcomes;
-        rc = hv_storage_submit(rt->storage, outcomes_job, outcomes_done, b);
+        /* Lazy: an outcome lost to a power loss only sends its message again. */
+        rc = hv_storage_submit_lazy(rt->storage, outcomes_job, outcomes_done, b);
     }
     o = rt->outcomes;
     rt->outcomes = NULL;
@@ -829,7 +830,7 @@ void hv__worker_kick(hv__worker_t *w) {
         outcomes_flush(w->ch->rt);
         w->busy = 1;
         w->refs++;
-        rc = hv_storage_submit(w->ch->rt->storage, fetch_job, fetch_done, w);
+        rc = hv_storage_submit_lazy(w->ch->rt->storage, fetch_job, fetch_done, w);
         if (rc != HV_OK) {
             w->busy = 0;
             w->refs--;

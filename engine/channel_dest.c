@@ -7,7 +7,16 @@
  * written to a temporary name, fsync'd (unless "fsync": false), then renamed, so a
  * reader never sees a half-written file and a message written twice (a retry after a
  * crash) simply replaces the same file. The messages a worker has ready are written
- * by one thread-pool job (fw_send_batch), each file still with that guarantee.
+ * by one thread-pool job (fw_send_batch), each file still with that guarantee; with
+ * fsync the batch's files are written first, then fsync'd (their writeback overlaps),
+ * then renamed, then the directory is fsync'd once, so that the renames are durable
+ * too before any of them is reported delivered.
+ *
+ * "mode": "append" (Mirth's File Writer "append to file") appends each message's
+ * content and "separator" (default "\n") to the file the pattern names (default
+ * ${channel}.log), in queue order, fsync'd once per batch when configured. A retry
+ * after a failure or a crash appends the message again (at-least-once: a reader may
+ * find a message twice, or a partial copy followed by a whole one, after a failure).
  *
  * channel hands the message to another channel as if its source had received it;
  * it is delivered once the other channel has stored it. Cycles are refused at
@@ -48,18 +57,25 @@ typedef struct file_write {
     char *dir;
     char *pattern;
     char *channel;
+    char *separator; /* append mode: written after each message */
     int fsync;
+    int append;
     uv_loop_t *loop;
 } file_write_t;
+
+/* Files of a durable batch open at once (fsync'd together), at most. */
+#define FW_OPEN_MAX 64
 
 typedef struct fw_job {
     uv_work_t work;
     char path[4096];
     char tmp[4200];
+    char sep[65]; /* append mode: the separator */
     char *data;
     size_t len;
     char *src;  /* a large message: copied from its content file, data unused */
     int fsync;
+    int append;
     int err; /* errno, 0 on success */
     hv_channel_sent_cb done;
     void *token;
@@ -81,10 +97,22 @@ static int fw_check(struct json_object *conf, hv_error_t *err) {
                 hv_error_set(err, HV_ECONFIG, k, "\"fsync\" must be true or false");
                 return HV_ECONFIG;
             }
+        } else if (strcmp(k, "mode") == 0) {
+            if (!json_object_is_type(v, json_type_string) ||
+                (strcmp(json_object_get_string(v), "files") != 0 &&
+                 strcmp(json_object_get_string(v), "append") != 0)) {
+                hv_error_set(err, HV_ECONFIG, k, "\"mode\" is \"files\" or \"append\"");
+                return HV_ECONFIG;
+            }
+        } else if (strcmp(k, "separator") == 0) {
+            if (!json_object_is_type(v, json_type_string) || json_object_get_string_len(v) > 64) {
+                hv_error_set(err, HV_ECONFIG, k, "\"separator\" must be a string of at most 64 bytes");
+                return HV_ECONFIG;
+            }
         } else {
             hv_error_set(err, HV_ECONFIG, k,
                          "unknown key \"%s\" in a file-write destination (known: dir, filename, "
-                         "fsync)",
+                         "fsync, mode, separator)",
                          k);
             return HV_ECONFIG;
         }
@@ -102,6 +130,7 @@ static void fw_close(void *state) {
     hv_free(f->dir);
     hv_free(f->pattern);
     hv_free(f->channel);
+    hv_free(f->separator);
     hv_free(f);
 }
 
@@ -110,15 +139,19 @@ static int fw_open(hv_engine_t *e, const char *channel, struct json_object *conf
     file_write_t *f = hv_calloc(1, sizeof(*f));
     json_object *v = NULL;
     const char *pat = hv_json_get_str(conf, "filename");
+    const char *mode = hv_json_get_str(conf, "mode");
+    const char *sep = hv_json_get_str(conf, "separator");
     int mk;
     if (f == NULL) return HV_ENOMEM;
+    f->append = mode != NULL && strcmp(mode, "append") == 0;
     f->dir = hv_strdup(hv_json_get_str(conf, "dir"));
-    f->pattern = hv_strdup(pat ? pat : "${channel}-${id}.msg");
+    f->pattern = hv_strdup(pat ? pat : f->append ? "${channel}.log" : "${channel}-${id}.msg");
+    f->separator = hv_strdup(sep ? sep : "\n");
     f->channel = hv_strdup(channel);
     f->fsync = 1;
     f->loop = hv_engine_loop(e);
     if (json_object_object_get_ex(conf, "fsync", &v)) f->fsync = json_object_get_boolean(v);
-    if (f->dir == NULL || f->pattern == NULL || f->channel == NULL) {
+    if (f->dir == NULL || f->pattern == NULL || f->channel == NULL || f->separator == NULL) {
         fw_close(f);
         hv_error_set(err, HV_ENOMEM, NULL, "out of memory");
         return HV_ENOMEM;
@@ -185,28 +218,57 @@ static int copy_file(const char *src, int fd, size_t len) {
     return e;
 }
 
+/* Thread pool: writes n bytes at p to fd: 0 or errno. */
+static int write_all(int fd, const char *p, size_t n) {
+    size_t off = 0;
+    while (off < n) {
+        ssize_t w = write(fd, p + off, n - off);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return errno;
+        }
+        off += (size_t)w;
+    }
+    return 0;
+}
+
+/* Thread pool: a message's content to fd, from memory or (src non-NULL, a large
+ * message) copied from its content file: 0 or errno. */
+static int write_content(int fd, const char *data, size_t len, const char *src) {
+    return src != NULL ? copy_file(src, fd, len) : write_all(fd, data, len);
+}
+
+/* Thread pool: fsync of a directory, so that the names made in it are durable: 0 or errno. */
+static int fsync_dir(const char *dir) {
+    int e = 0, fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return errno;
+    if (fsync(fd) != 0) e = errno;
+    close(fd);
+    return e;
+}
+
+/* Thread pool: append mode, one message: content and separator appended to path,
+ * fsync'd when configured: 0 or errno. */
+static int append_one(const char *path, const char *data, size_t len, const char *src,
+                      const char *sep, int do_fsync) {
+    int err, fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0) return errno;
+    err = write_content(fd, data, len, src);
+    if (err == 0) err = write_all(fd, sep, strlen(sep));
+    if (err == 0 && do_fsync && fsync(fd) != 0) err = errno;
+    if (close(fd) != 0 && err == 0) err = errno;
+    return err;
+}
+
 /* Thread pool: writes one file as documented above (temporary name, fsync when
  * configured, rename over the final name): 0 or errno. src non-NULL: the content is
  * copied from that file (a large message), data unused. */
 static int write_one(const char *tmp, const char *path, const char *data, size_t len,
                      const char *src, int do_fsync) {
-    size_t off = 0;
     int err = 0;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) return errno;
-    if (src != NULL) {
-        err = copy_file(src, fd, len);
-    } else {
-        while (off < len) {
-            ssize_t n = write(fd, data + off, len - off);
-            if (n < 0) {
-                if (errno == EINTR) continue;
-                err = errno;
-                break;
-            }
-            off += (size_t)n;
-        }
-    }
+    err = write_content(fd, data, len, src);
     if (err == 0 && do_fsync && fsync(fd) != 0) err = errno;
     if (close(fd) != 0 && err == 0) err = errno;
     if (err == 0 && rename(tmp, path) != 0) err = errno;
@@ -217,7 +279,8 @@ static int write_one(const char *tmp, const char *path, const char *data, size_t
 /* Thread pool. */
 static void fw_work(uv_work_t *w) {
     fw_job_t *j = w->data;
-    j->err = write_one(j->tmp, j->path, j->data, j->len, j->src, j->fsync);
+    if (j->append) j->err = append_one(j->path, j->data, j->len, j->src, j->sep, j->fsync);
+    else j->err = write_one(j->tmp, j->path, j->data, j->len, j->src, j->fsync);
 }
 
 static void fw_after(uv_work_t *w, int status) {
@@ -245,6 +308,8 @@ static int fw_send(void *state, const hv_channel_msg_t *m, hv_channel_sent_cb do
     if (m->len && j->data != NULL) memcpy(j->data, m->content, m->len);
     j->len = m->len;
     j->fsync = f->fsync;
+    j->append = f->append;
+    snprintf(j->sep, sizeof(j->sep), "%s", f->separator);
     j->done = done;
     j->token = token;
     expand(f->pattern, f->channel, m->id, name, sizeof(name));
@@ -282,6 +347,9 @@ typedef struct fw_batch {
     fw_one_t *one;
     size_t n, attempted;
     int fsync;
+    int append;
+    char sep[65];  /* append mode: the separator (copied: the state may go first) */
+    char *dir;     /* hv_malloc'd: fsync'd once after a durable batch's renames */
     int err; /* errno of the last one attempted, 0 when all were written */
     hv__batch_sent_cb done;
     void *token;
@@ -295,13 +363,134 @@ static void fw_batch_free(fw_batch_t *b) {
         hv_free(b->one[i].tmp);
     }
     hv_free(b->one);
+    hv_free(b->dir);
     hv_free(b);
+}
+
+/*
+ * Thread pool: append mode. The messages are appended in order, to one open file while
+ * their names are the same; each file is fsync'd (when configured) before the next is
+ * opened and at the end. A failed write stops the batch at that message; a failed
+ * fsync reports the first message written through that descriptor as failed (the ones
+ * after it are reported not attempted: all are appended again, at-least-once).
+ */
+static void fw_batch_append(fw_batch_t *b) {
+    size_t i, first = 0, seplen = strlen(b->sep);
+    const char *open_path = NULL;
+    int fd = -1;
+    b->err = 0;
+    for (i = 0; i < b->n && b->err == 0; i++) {
+        fw_one_t *o = &b->one[i];
+        b->attempted = i + 1;
+        if (fd >= 0 && strcmp(open_path, o->path) != 0) {
+            if (b->fsync && fsync(fd) != 0) {
+                b->err = errno;
+                b->attempted = first + 1;
+            }
+            close(fd);
+            fd = -1;
+            if (b->err != 0) break;
+        }
+        if (fd < 0) {
+            fd = open(o->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+            if (fd < 0) {
+                b->err = errno;
+                break;
+            }
+            open_path = o->path;
+            first = i;
+        }
+        b->err = write_content(fd, o->data, o->len, o->src);
+        if (b->err == 0) b->err = write_all(fd, b->sep, seplen);
+    }
+    if (fd >= 0) {
+        if (b->err == 0 && b->fsync && fsync(fd) != 0) {
+            b->err = errno;
+            b->attempted = first + 1;
+        }
+        close(fd);
+    }
+}
+
+/*
+ * Thread pool: files with fsync, FW_OPEN_MAX at a time: every temporary file of the
+ * chunk is written and its writeback started, then each is fsync'd (the disk sees the
+ * chunk's writes together instead of one flush per file), then renamed in order, then
+ * the directory is fsync'd once. A failure at file f of the chunk keeps the files
+ * before it (renamed, the directory fsync'd), removes the temporary files from f on, and
+ * reports f as failed; a failed directory fsync reports the chunk's first file as failed.
+ */
+static void fw_batch_durable(fw_batch_t *b) {
+    size_t base, k;
+    for (base = 0; base < b->n; base += FW_OPEN_MAX) {
+        size_t m = b->n - base < FW_OPEN_MAX ? b->n - base : FW_OPEN_MAX, ok = 0, f;
+        int fds[FW_OPEN_MAX], err = 0;
+        for (k = 0; k < m; k++) {
+            fw_one_t *o = &b->one[base + k];
+            int fd = open(o->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+            if (fd < 0) {
+                err = errno;
+                break;
+            }
+            err = write_content(fd, o->data, o->len, o->src);
+            if (err != 0) {
+                close(fd);
+                unlink(o->tmp);
+                break;
+            }
+#ifdef SYNC_FILE_RANGE_WRITE
+            (void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE); /* a hint: fsync decides */
+#endif
+            fds[k] = fd;
+            ok = k + 1;
+        }
+        f = ok;
+        for (k = 0; k < ok; k++) {
+            if (k < f && fsync(fds[k]) != 0) {
+                f = k;
+                err = errno;
+            }
+            if (close(fds[k]) != 0 && k < f) {
+                f = k;
+                err = errno;
+            }
+        }
+        for (k = 0; k < f; k++)
+            if (rename(b->one[base + k].tmp, b->one[base + k].path) != 0) {
+                err = errno;
+                f = k;
+                break;
+            }
+        for (k = f; k < ok; k++) unlink(b->one[base + k].tmp);
+        if (f > 0) {
+            int de = fsync_dir(b->dir);
+            if (de != 0) {
+                err = de;
+                f = 0;
+            }
+        }
+        if (err != 0 || f < m) {
+            b->err = err != 0 ? err : EIO;
+            b->attempted = base + f + 1;
+            return;
+        }
+        b->attempted = base + m;
+    }
+    b->err = 0;
 }
 
 /* Thread pool. */
 static void fw_batch_work(uv_work_t *w) {
     fw_batch_t *b = w->data;
     size_t i;
+    if (b->append) {
+        fw_batch_append(b);
+        return;
+    }
+    if (b->fsync) {
+        fw_batch_durable(b);
+        return;
+    }
     for (i = 0; i < b->n; i++) {
         fw_one_t *o = &b->one[i];
         b->attempted = i + 1;
@@ -368,6 +557,10 @@ static int fw_send_batch(void *state, const hv_channel_msg_t *msgs, size_t n,
         o->src = msgs[i].content_file;
     }
     b->fsync = f->fsync;
+    b->append = f->append;
+    snprintf(b->sep, sizeof(b->sep), "%s", f->separator);
+    b->dir = hv_strdup(f->dir);
+    if (b->dir == NULL) goto out;
     b->done = done;
     b->token = token;
     b->work.data = b;
@@ -385,7 +578,9 @@ out:
 const hv_channel_dest_t hv__dest_file_write = {"file-write", fw_check, fw_open, fw_send, fw_close};
 
 hv__dest_batch_fn hv__dest_batch_of(const hv_channel_dest_t *impl) {
-    return impl == &hv__dest_file_write ? fw_send_batch : NULL;
+    if (impl == &hv__dest_file_write) return fw_send_batch;
+    if (impl == &hv__dest_http_send) return hv__http_send_batch;
+    return NULL;
 }
 
 /* ------------------------------------------------------------------------- */

@@ -279,7 +279,13 @@ struct http_send {
     long timeout_ms;
     long connect_timeout_ms;
     int verify_tls;
+    /* Plain http://: the pipelined client (channel_pipe.c), "window" requests in flight. */
+    hv__pipe_t *pipe;
 };
+
+/* Default of "window": requests in flight on the one connection (measured: see
+ * docs/performance.md, "Channels, session 5"). */
+#define HTTP_SEND_WINDOW 16
 
 static void recycle(xfer_t *x) {
     http_send_t *h = x->owner;
@@ -333,6 +339,12 @@ static int http_send_check(struct json_object *conf, hv_error_t *err) {
                 hv_error_set(err, HV_ECONFIG, k, "\"%s\" must be an integer from 1 to 3600000", k);
                 return HV_ECONFIG;
             }
+        } else if (strcmp(k, "window") == 0) {
+            if (!json_object_is_type(val, json_type_int) || json_object_get_int64(val) < 1 ||
+                json_object_get_int64(val) > 256) {
+                hv_error_set(err, HV_ECONFIG, k, "\"window\" must be an integer from 1 to 256");
+                return HV_ECONFIG;
+            }
         } else if (strcmp(k, "verify_tls") == 0) {
             if (!json_object_is_type(val, json_type_boolean)) {
                 hv_error_set(err, HV_ECONFIG, k, "\"verify_tls\" must be true or false");
@@ -341,7 +353,7 @@ static int http_send_check(struct json_object *conf, hv_error_t *err) {
         } else {
             hv_error_set(err, HV_ECONFIG, k,
                          "unknown key \"%s\" in an http-send destination (known: url, method, "
-                         "headers, timeout_ms, connect_timeout_ms, verify_tls)",
+                         "headers, timeout_ms, connect_timeout_ms, verify_tls, window)",
                          k);
             return HV_ECONFIG;
         }
@@ -371,6 +383,7 @@ static void http_send_close(void *state) {
             xfer_free(x);
         }
     }
+    hv__pipe_free(h->pipe); /* a batch in flight: its done runs now */
     if (h->spare != NULL) curl_easy_cleanup(h->spare);
     curl_slist_free_all(h->headers);
     hv_free(h->url);
@@ -408,6 +421,18 @@ static int http_send_open(hv_engine_t *e, const char *channel, struct json_objec
         http_send_close(h);
         hv_error_set(err, HV_ENOMEM, NULL, "out of memory");
         return HV_ENOMEM;
+    }
+    {
+        const char *hs[64];
+        size_t nh = 0;
+        long window = HTTP_SEND_WINDOW;
+        struct curl_slist *l;
+        if (json_object_object_get_ex(conf, "window", &v)) window = (long)json_object_get_int64(v);
+        for (l = h->headers; l != NULL && nh < 64; l = l->next) hs[nh++] = l->data;
+        /* More than 64 configured headers: libcurl sends (the pipeline takes 64). */
+        if (l == NULL)
+            h->pipe = hv__pipe_for(hv_engine_loop(e), h->url, h->method, hs, nh, (size_t)window,
+                                   h->timeout_ms, h->connect_timeout_ms);
     }
     *state = h;
     return HV_OK;
@@ -521,6 +546,45 @@ static int http_send_send(void *state, const hv_channel_msg_t *m, hv_channel_sen
     return HV_OK;
 fail:
     xfer_free(x);
+    return rc;
+}
+
+/* One message through libcurl, reported as a batch of one. */
+typedef struct one_send {
+    hv__batch_sent_cb done;
+    void *token;
+} one_send_t;
+
+static void on_one_sent(void *token, int result, const char *detail) {
+    one_send_t *o = token;
+    hv__batch_sent_cb done = o->done;
+    void *t = o->token;
+    hv_free(o);
+    done(t, 1, &result, &detail);
+}
+
+/*
+ * The batch entry (hv__dest_batch_fn): the leading messages whose content is in memory
+ * go through the pipeline, in order; a large message (content file: streamed by
+ * libcurl) and every message of an https:// destination go one at a time through
+ * libcurl.
+ */
+int hv__http_send_batch(void *state, const hv_channel_msg_t *msgs, size_t n,
+                        hv__batch_sent_cb done, void *token) {
+    http_send_t *h = state;
+    one_send_t *o;
+    size_t k = 0;
+    int rc;
+    if (n == 0) return HV_EINVAL;
+    if (h->pipe != NULL)
+        while (k < n && msgs[k].content_file == NULL) k++;
+    if (k > 0) return hv__pipe_send(h->pipe, msgs, k, done, token);
+    o = hv_malloc(sizeof(*o));
+    if (o == NULL) return HV_ENOMEM;
+    o->done = done;
+    o->token = token;
+    rc = http_send_send(h, &msgs[0], on_one_sent, o);
+    if (rc != HV_OK) hv_free(o);
     return rc;
 }
 

@@ -137,15 +137,18 @@ extern const hv_channel_source_t hv__source_timer;
 
 /*
  * Destinations that write several queued messages per call (channel_dest.c:
- * file-write). A worker whose destination has one hands it the ready messages at the
+ * file-write; channel_http.c: http-send, pipelined). A worker whose destination has one hands it the ready messages at the
  * head of its queue, in queue order (at most the fetched batch). msgs is borrowed for
  * the call; each message's content, content type and content file stay valid until
  * done runs. The destination attempts them in order and stops at the first one that
  * is not delivered, then calls done once (never from within the call) with n >= 1,
  * the number attempted, and each one's result (HV_CHANNEL_*) and detail (borrowed
  * for the call): every result before the last is HV_CHANNEL_DELIVERED or
- * HV_CHANNEL_ERROR, so nothing after a retry has been sent and order is kept. An
- * error return means nothing was attempted and done never runs.
+ * HV_CHANNEL_ERROR, so nothing after a retry counts and order is kept (a pipelined
+ * http-send may have written messages after the retry: they are reported as not
+ * attempted and sent again, docs/channels.md). An error return means nothing was
+ * attempted and done never runs. Closing the destination cancels a batch in flight:
+ * done runs before close returns, with n = 0.
  */
 typedef void (*hv__batch_sent_cb)(void *token, size_t n, const int *results,
                                   const char *const *details);
@@ -153,6 +156,31 @@ typedef int (*hv__dest_batch_fn)(void *state, const hv_channel_msg_t *msgs, size
                                  hv__batch_sent_cb done, void *token);
 /* The batch entry of a built-in destination, or NULL (send one message at a time). */
 hv__dest_batch_fn hv__dest_batch_of(const hv_channel_dest_t *impl);
+
+/* http-send's batch entry (channel_http.c): pipelined on one connection (channel_pipe.c). */
+int hv__http_send_batch(void *state, const hv_channel_msg_t *msgs, size_t n,
+                        hv__batch_sent_cb done, void *token);
+
+/*
+ * The pipelined HTTP/1.1 client of http-send (channel_pipe.c). hv__pipe_for: a pipeline
+ * for a plain http:// url, or NULL when url is one it does not speak (https, user
+ * information: libcurl sends instead); headers are the configured ones, "Name: value"
+ * (borrowed). hv__pipe_send: sends msgs[0..n) as one batch (the hv__dest_batch_fn
+ * contract; the contents are copied), at most window unanswered at a time.
+ * hv__pipe_free: a batch in flight is cancelled, its done runs now with n = 0.
+ */
+typedef struct hv__pipe hv__pipe_t;
+hv__pipe_t *hv__pipe_for(uv_loop_t *loop, const char *url, const char *method,
+                         const char *const *headers, size_t nheaders, size_t window,
+                         long timeout_ms, long connect_timeout_ms);
+int hv__pipe_send(hv__pipe_t *p, const hv_channel_msg_t *msgs, size_t n, hv__batch_sent_cb done,
+                  void *token);
+void hv__pipe_free(hv__pipe_t *p);
+/* Tests and fuzzing: data fed, chunk bytes at a time, as the answers to a batch of nreq
+ * requests, then the end of the connection: the number of outcomes reported (*reported,
+ * at most nreq) and each one's result in results[0..nreq). HV_OK when the batch reported once. */
+int hv__pipe_feed_answers(const char *data, size_t n, size_t nreq, size_t chunk, int *results,
+                          size_t *reported);
 
 /* A libcurl multi handle driven by the engine's loop (channel_http.c). */
 typedef struct hv__curl hv__curl_t;

@@ -133,8 +133,14 @@ int hv_db_set_synchronous(hv_db_t *db, const char *mode) {
         hv__db_set_error(db, "synchronous must be FULL, NORMAL or OFF");
         return HV_EINVAL;
     }
-    return db->ops->set_synchronous(db, mode);
+    {
+        int rc = db->ops->set_synchronous(db, mode);
+        if (rc == HV_OK) snprintf(db->sync, sizeof(db->sync), "%s", mode);
+        return rc;
+    }
 }
+
+const char *hv__db_synchronous(const hv_db_t *db) { return db->sync; }
 
 /* ------------------------------------------------------------------------- */
 /* Placeholders                                                              */

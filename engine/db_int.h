@@ -41,6 +41,7 @@ struct hv_db {
     int closing;              /* set by hv_db_close before it finalizes the cache */
     char name[64];            /* the module name: SQLite file stem or PostgreSQL schema */
     char errmsg[512];         /* the last error, "" if none */
+    char sync[8];             /* the mode last set by hv_db_set_synchronous ("": the backend's default) */
     hv_db_stmt_t *buckets[HV__DB_CACHE_BUCKETS];
     hv_db_stmt_t *lru_head, *lru_tail;
     size_t ncached;
@@ -92,5 +93,7 @@ int hv__db_scan_params(const char *sql, hv_buf_t *out, int *maxn);
 
 /* Formats db->errmsg. */
 void hv__db_set_error(hv_db_t *db, const char *fmt, ...) HV_PRINTF(2, 3);
+/* The mode last set by hv_db_set_synchronous, "" when never set (storage.c). */
+const char *hv__db_synchronous(const hv_db_t *db);
 
 #endif

@@ -421,6 +421,16 @@ int hv_storage_new(uv_loop_t *loop, hv_db_t *db, size_t max_queue, size_t max_ba
                    hv_storage_t **out);
 /* HV_EBUSY when the queue is full, HV_ECLOSED when closing; done is then never called. */
 int hv_storage_submit(hv_storage_t *s, hv_storage_job_cb job, hv_storage_done_cb done, void *arg);
+/*
+ * Like hv_storage_submit, for a job whose writes need not be on disk when its done
+ * runs: bookkeeping that a power loss may undo without harm (a delivery outcome:
+ * the message is sent again, at-least-once). A batch holding only such jobs commits
+ * without waiting for the disk (synchronous NORMAL for that commit: SQLite WAL writes
+ * the frames without fsync, PostgreSQL synchronous_commit off); the next durable
+ * commit's flush covers them. A process crash (kill -9) loses nothing either way.
+ */
+int hv_storage_submit_lazy(hv_storage_t *s, hv_storage_job_cb job, hv_storage_done_cb done,
+                           void *arg);
 size_t hv_storage_queued(hv_storage_t *s);
 /* Runs what is queued, stops the thread, closes the db, then frees. Call from the loop thread. */
 void hv_storage_free(hv_storage_t *s);

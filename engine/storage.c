@@ -36,6 +36,7 @@
  */
 #include "config.h"
 #include "engine/engine_int.h"
+#include "engine/db_int.h"
 
 #include <string.h>
 
@@ -44,6 +45,7 @@ typedef struct slot {
     hv_storage_done_cb done;
     void *arg;
     int status;
+    int lazy; /* hv_storage_submit_lazy: need not be durable when done runs */
 } slot_t;
 
 struct hv_storage {
@@ -59,6 +61,7 @@ struct hv_storage {
     int stop;      /* under lock: the thread exits once nothing is waiting */
     int closing;   /* loop thread: hv_storage_free has begun */
     int referenced; /* loop thread: the async handle holds the loop open */
+    int relaxed;    /* storage thread: synchronous is NORMAL for a batch of lazy jobs */
     hv_storage_stats_t stats; /* under lock */
 };
 
@@ -100,6 +103,28 @@ static void log_batch_failure(hv_storage_t *s, const char *what, int rc, size_t 
     hv_log_end(r);
 }
 
+/*
+ * A batch of lazy jobs only (hv_storage_submit_lazy) commits with synchronous NORMAL
+ * when the database is FULL; the next batch with a durable job sets FULL again before
+ * its BEGIN (SQLite refuses the pragma inside a transaction). In WAL mode that durable
+ * commit's fsync of the log covers the lazy commits' frames before it. A failure to
+ * switch leaves the mode as it was (durable: only slower).
+ */
+static void relax(hv_storage_t *s, uint64_t begin, uint64_t end) {
+    const char *mode = hv__db_synchronous(s->db);
+    uint64_t i;
+    int lazy = 1;
+    if (strcmp(mode, "FULL") != 0) return;
+    for (i = begin; i < end && lazy; i++) lazy = s->ring[i % s->cap].lazy;
+    if (lazy == s->relaxed) return;
+    if (lazy) {
+        /* hv_db_set_synchronous would record NORMAL as the mode: call the backend. */
+        if (s->db->ops->set_synchronous(s->db, "NORMAL") == HV_OK) s->relaxed = 1;
+    } else if (s->db->ops->set_synchronous(s->db, "FULL") == HV_OK) {
+        s->relaxed = 0;
+    }
+}
+
 /* Runs slots [begin, end) in one transaction; fills their status. Returns the
  * number of jobs that failed; *tx_failed is set when the transaction itself failed. */
 static size_t run_batch(hv_storage_t *s, uint64_t begin, uint64_t end, uint64_t *commit_ns,
@@ -111,6 +136,7 @@ static size_t run_batch(hv_storage_t *s, uint64_t begin, uint64_t end, uint64_t 
     const char *what = "begin";
     *commit_ns = 0;
     *tx_failed = 0;
+    relax(s, begin, end);
     rc = hv_db_begin(db);
     if (rc != HV_OK) {
         broken = rc;
@@ -264,7 +290,8 @@ out:
     return rc;
 }
 
-int hv_storage_submit(hv_storage_t *s, hv_storage_job_cb job, hv_storage_done_cb done, void *arg) {
+static int submit(hv_storage_t *s, hv_storage_job_cb job, hv_storage_done_cb done, void *arg,
+                  int lazy) {
     slot_t *sl;
     if (job == NULL) return HV_EINVAL;
     if (s->closing) return HV_ECLOSED;
@@ -279,6 +306,7 @@ int hv_storage_submit(hv_storage_t *s, hv_storage_job_cb job, hv_storage_done_cb
     sl->done = done;
     sl->arg = arg;
     sl->status = HV_OK;
+    sl->lazy = lazy;
     s->submitted++;
     uv_cond_signal(&s->cond);
     uv_mutex_unlock(&s->lock);
@@ -287,6 +315,15 @@ int hv_storage_submit(hv_storage_t *s, hv_storage_job_cb job, hv_storage_done_cb
         s->referenced = 1;
     }
     return HV_OK;
+}
+
+int hv_storage_submit(hv_storage_t *s, hv_storage_job_cb job, hv_storage_done_cb done, void *arg) {
+    return submit(s, job, done, arg, 0);
+}
+
+int hv_storage_submit_lazy(hv_storage_t *s, hv_storage_job_cb job, hv_storage_done_cb done,
+                           void *arg) {
+    return submit(s, job, done, arg, 1);
 }
 
 size_t hv_storage_queued(hv_storage_t *s) {

@@ -68,10 +68,14 @@ static void on_done(int status, void *arg) {
         j->ctx->resubmit_rc = hv_storage_submit(j->ctx->storage, noop_job, NULL, NULL);
 }
 
+/* When set, ctx_start sets this durability on the database before the storage takes it. */
+static const char *start_sync;
+
 static void ctx_start(ctx_t *c, void **state, size_t max_queue, size_t max_batch,
                       const char *extra_ddl) {
     hv_db_t *db = dbtest_open((const dbtest_backend_t *)*state);
     int i;
+    if (start_sync != NULL) assert_int_equal(hv_db_set_synchronous(db, start_sync), HV_OK);
     memset(c, 0, sizeof(*c));
     assert_int_equal(uv_loop_init(&c->loop), 0);
     assert_int_equal(uv_sem_init(&c->gate, 0), 0);
@@ -315,6 +319,83 @@ static void storage_idle_loop_returns_and_closes(void **state) {
     test_free(c);
 }
 
+/* Reads the durability the current transaction commits with: 1 durable, 0 relaxed. */
+static int sync_job(hv_db_t *db, void *arg) {
+    int *out = arg;
+    hv_db_stmt_t *st = NULL;
+    int sqlite = hv_db_kind(db) == HV_DB_SQLITE;
+    int rc = hv_db_prepare(db, sqlite ? "PRAGMA synchronous" : "SHOW synchronous_commit", &st);
+    if (rc == HV_OK) rc = hv_db_step(st);
+    if (rc == HV_DB_ROW) {
+        if (sqlite) {
+            *out = hv_db_column_int64(st, 0) == 2; /* FULL */
+        } else {
+            size_t n = 0;
+            const char *v = hv_db_column_text(st, 0, &n);
+            *out = v != NULL && strncmp(v, "on", n) == 0 && n == 2;
+        }
+        rc = HV_OK;
+    }
+    hv_db_done(st);
+    return rc;
+}
+
+static void storage_lazy_batch_commits_relaxed_then_durable_again(void **state) {
+    ctx_t *c = test_malloc(sizeof(*c));
+    int lazy_seen = -1, mixed_seen = -1, durable_seen = -1, lazy2_seen = -1;
+    count_req_t r;
+    start_sync = "FULL";
+    ctx_start(c, state, 64, 64, NULL);
+    start_sync = NULL;
+    /* A batch of lazy jobs only: relaxed. */
+    submit_blocker(c, &c->jobs[0]);
+    assert_int_equal(hv_storage_submit_lazy(c->storage, insert_job, on_done, &c->jobs[1]), HV_OK);
+    assert_int_equal(hv_storage_submit_lazy(c->storage, sync_job, NULL, &lazy_seen), HV_OK);
+    uv_sem_post(&c->gate);
+    assert_int_equal(uv_run(&c->loop, UV_RUN_DEFAULT), 0);
+    /* A batch with one durable job among lazy ones: durable. */
+    c->jobs[2].gate = 1;
+    assert_int_equal(hv_storage_submit_lazy(c->storage, insert_job, on_done, &c->jobs[2]), HV_OK);
+    uv_sem_wait(&c->running);
+    assert_int_equal(hv_storage_submit_lazy(c->storage, sync_job, NULL, &mixed_seen), HV_OK);
+    assert_int_equal(hv_storage_submit(c->storage, insert_job, on_done, &c->jobs[3]), HV_OK);
+    uv_sem_post(&c->gate);
+    assert_int_equal(uv_run(&c->loop, UV_RUN_DEFAULT), 0);
+    /* Then a durable job alone, and a lazy one alone again. */
+    assert_int_equal(hv_storage_submit(c->storage, sync_job, NULL, &durable_seen), HV_OK);
+    assert_int_equal(uv_run(&c->loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(hv_storage_submit_lazy(c->storage, sync_job, NULL, &lazy2_seen), HV_OK);
+    assert_int_equal(uv_run(&c->loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(lazy_seen, 0);
+    assert_int_equal(mixed_seen, 1);
+    assert_int_equal(durable_seen, 1);
+    assert_int_equal(lazy2_seen, 0);
+    assert_int_equal(c->jobs[1].status, HV_OK);
+    assert_int_equal(c->jobs[3].status, HV_OK);
+    count_rows(c, &r);
+    assert_int_equal(r.count, 4);
+    ctx_finish(c);
+    test_free(c);
+}
+
+static void storage_lazy_changes_nothing_when_not_full(void **state) {
+    ctx_t *c = test_malloc(sizeof(*c));
+    int seen = -1;
+    /* The default durability (never set): lazy jobs commit as every other job. */
+    ctx_start(c, state, 8, 8, NULL);
+    assert_int_equal(hv_storage_submit_lazy(c->storage, sync_job, NULL, &seen), HV_OK);
+    assert_int_equal(uv_run(&c->loop, UV_RUN_DEFAULT), 0);
+    assert_int_not_equal(seen, -1);
+    {
+        int seen2 = -1;
+        assert_int_equal(hv_storage_submit(c->storage, sync_job, NULL, &seen2), HV_OK);
+        assert_int_equal(uv_run(&c->loop, UV_RUN_DEFAULT), 0);
+        assert_int_equal(seen, seen2);
+    }
+    ctx_finish(c);
+    test_free(c);
+}
+
 int run_storage_tests(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(storage_group_commit_batches_jobs),
@@ -324,6 +405,8 @@ int run_storage_tests(void) {
         cmocka_unit_test(storage_commit_failure_fails_whole_batch),
         cmocka_unit_test(storage_free_drains_queue_and_closes),
         cmocka_unit_test(storage_idle_loop_returns_and_closes),
+        cmocka_unit_test(storage_lazy_batch_commits_relaxed_then_durable_again),
+        cmocka_unit_test(storage_lazy_changes_nothing_when_not_full),
     };
     return dbtest_run_group("engine/storage", tests, HV_ARRAY_LEN(tests));
 }

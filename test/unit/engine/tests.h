@@ -19,5 +19,6 @@ int run_db_tests(void);
 int run_storage_tests(void);
 int run_channel_conf_tests(void);
 int run_channel_split_tests(void);
+int run_channel_pipe_tests(void);
 
 #endif
