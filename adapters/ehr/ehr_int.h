@@ -160,6 +160,9 @@ struct hv__ehr_run {
     char *bulk_status_url;      /* bulk: the polling URL, once kicked off */
     size_t bulk_file;           /* bulk: the output file being imported */
     int64_t bulk_line;          /* bulk: lines of it already imported */
+    int64_t bulk_read;          /* bulk: lines of it read (imported, or prepared ahead) */
+    struct hv__ehr_chunk *bulk_ahead; /* bulk: the next chunk, prepared while one is written */
+    int bulk_writing;           /* bulk.c: where the chunk's write is */
     /* counts */
     int64_t fetched, created, updated, unchanged, failed, conflicts, deleted;
     int reconciled;
@@ -185,6 +188,8 @@ struct hv__ehr_run {
     uint64_t fetch_started_ms, fetch_ms; /* the page in flight: for the debug log */
     struct hv__ehr_pf *pf;      /* the next page, fetched and prepared ahead (sync.c) */
     struct hv__ehr_hist *hist;  /* an incremental's history read for deletions (history.c) */
+    int rows_lazy;              /* the last page written was mostly unchanged: the next page's
+                                 * search-index rows are left to the store (write.c step 1) */
     hv__ehr_run_t *next;
 };
 
@@ -218,6 +223,9 @@ typedef struct hv__ehr_batch hv__ehr_batch_t;
 hv__ehr_batch_t *hv__ehr_batch_prepare(hv__ehr_run_t *r, struct json_object *resources);
 void hv__ehr_batch_write(hv__ehr_run_t *r, hv__ehr_batch_t *b, hv__ehr_written_cb cb);
 void hv__ehr_batch_free(hv__ehr_batch_t *b);
+/* A resource of the batch that could not even be read (a bulk line that is not JSON): counted
+ * fetched and failed, its error recorded, when the batch is written. */
+void hv__ehr_batch_fail(hv__ehr_batch_t *b, const char *where, const char *fmt, ...) HV_PRINTF(3, 4);
 #define HV__EHR_LOCAL_ID_MAX 65
 /* The local id of the EHR's type/id synced through connection conn (write.c explains the rule). */
 void hv__ehr_local_id(const char *conn, const char *type, const char *id, char out[HV__EHR_LOCAL_ID_MAX]);
@@ -257,7 +265,10 @@ void hv__ehr_token_get(hv__ehr_run_t *r, hv__ehr_token_cb cb);
 void hv__ehr_token_drop(hv__ehr_conn_t *c);
 
 /* bulk.c */
+typedef struct hv__ehr_chunk hv__ehr_chunk_t;
 void hv__ehr_bulk_step(hv__ehr_run_t *r);
+/* Frees the run's chunk prepared ahead, if any. */
+void hv__ehr_bulk_release(hv__ehr_run_t *r);
 
 /* api.c */
 int hv__ehr_api_register(hv__ehr_t *m);

@@ -69,6 +69,7 @@ void hv__ehr_run_free(hv__ehr_run_t *r) {
     json_object_put(r->errors);
     json_object_put(r->bulk_outputs);
     if (r->bulk_fp) fclose(r->bulk_fp);
+    hv__ehr_bulk_release(r);
     pf_drop(r);
     hv_free(r->next_url);
     hv_free(r->pending_next);

@@ -42,6 +42,7 @@
 #include "config.h"
 #include "adapters/ehr/ehr_int.h"
 #include "fhir/rest_int.h"
+#include "fhir/search_int.h"
 
 #include <json-c/json.h>
 #include <openssl/evp.h>
@@ -74,6 +75,7 @@ typedef struct item {
     char copy_id[HV__FHIR_ID_MAX];
     int has_op;
     hv__fop_t op;                   /* the store write (fhir storage thread) */
+    hv__search_rows_t *ix;          /* its search-index rows computed ahead (step 1), or NULL */
 } item_t;
 
 struct hv__ehr_batch {
@@ -224,6 +226,7 @@ static void wctx_free(wctx_t *w) {
     for (i = 0; i < w->n; i++) {
         json_object_put(w->items[i].res);
         if (w->items[i].has_op) hv__fop_clear(&w->items[i].op);
+        hv__search_rows_free(w->items[i].ix);
     }
     hv_free(w->items);
     json_object_put(w->errs);
@@ -374,6 +377,7 @@ static int store_job(hv_db_t *db, void *arg) {
         if (it->write == WRITE_PUT) {
             snprintf(it->op.id, sizeof(it->op.id), "%s", it->local_id);
             it->op.resource = json_object_get(it->res);
+            it->op.ix_pre = it->ix; /* borrowed: freed with the batch, after the job */
         } else {
             hv__fhir_new_id(it->op.id);
             it->op.resource = review_copy(it->res);
@@ -495,6 +499,9 @@ static void lookup_done(int status, void *arg) {
         if (w->items[i].state == ITEM_UNCHANGED) r->unchanged++;
         else if (w->items[i].state != ITEM_FAILED) nwrite++;
     }
+    /* A page mostly unchanged (a re-sync) says the next is likely so too: its rows
+     * would be computed ahead for nothing. */
+    r->rows_lazy = nwrite * 2 < w->n;
     if (nwrite == 0) {
         w_end(w, HV_OK);
         return;
@@ -591,6 +598,11 @@ hv__ehr_batch_t *hv__ehr_batch_prepare(hv__ehr_run_t *r, json_object *resources)
             } else if ((why = refused(w->f, copy)) != NULL) {
                 berr(w, type, "%s/%s was not stored: %s", type, id, why);
             } else {
+                /* The index rows depend on the tree only (not on meta.versionId or
+                 * meta.lastUpdated, which the store sets): computed here, the store
+                 * job only binds and inserts them (fhir/search_int.h). A failure
+                 * leaves them to the store. */
+                if (!r->rows_lazy && hv__search_index_rows(type, copy, &it->ix) != HV_OK) it->ix = NULL;
                 it->res = copy;
                 copy = NULL;
                 it->state = ITEM_NEW;
@@ -604,6 +616,17 @@ hv__ehr_batch_t *hv__ehr_batch_prepare(hv__ehr_run_t *r, json_object *resources)
 }
 
 void hv__ehr_batch_free(hv__ehr_batch_t *b) { wctx_free(b); }
+
+void hv__ehr_batch_fail(hv__ehr_batch_t *b, const char *where, const char *fmt, ...) {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    b->fetched++;
+    b->failed++;
+    berr(b, where, "%s", msg);
+}
 
 void hv__ehr_batch_write(hv__ehr_run_t *r, hv__ehr_batch_t *w, hv__ehr_written_cb cb) {
     size_t i;
