@@ -18,6 +18,10 @@
  *             after a crash skips what was imported and downloads again only the
  *             file it was in; a line that is not JSON (a truncated file) is a
  *             failed resource with its file and line number
+ *   deleted   the manifest's "deleted" files (an export with _since: NDJSON of
+ *             transaction Bundles with DELETE entries, IG 2.0.0 export.html) are
+ *             downloaded after the outputs and read at the end: the resources they
+ *             name that the connection synced are deleted locally (reconcile.c)
  *   end       the files are removed and the export is deleted on the server (DELETE
  *             on the status URL, as the IG asks of clients); a system-level export
  *             (no Group, no _since) holds every resource of the run's types, so a run
@@ -36,6 +40,7 @@
 
 #define BULK_CHUNK 1000 /* lines per chunk: a search page's size */
 #define LINE_MAX_BYTES ((size_t)16 << 20)
+#define HV__EHR_BULK_MAX_GONE 100000 /* deletions read from one export's "deleted" files */
 
 static void bulk_fail(hv__ehr_run_t *r) {
     r->page_failed = 1;
@@ -62,12 +67,97 @@ static void on_deleted(void *ud, hv__ehr_resp_t *resp) {
     (void)resp;
 }
 
+static int is_deleted_file(hv__ehr_run_t *r, size_t idx) {
+    json_object *o = json_object_array_get_idx(r->bulk_outputs, idx), *d = NULL;
+    return o != NULL && json_object_object_get_ex(o, "deleted", &d) && json_object_get_boolean(d);
+}
+
+/* Adds the DELETE entries of one line of a "deleted" file (a transaction Bundle, Bulk Data
+ * IG 2.0.0 export.html) to gone; their request.url is Type/id, relative or under a base. */
+static int gone_line(json_object *bundle, hv__ehr_gone_t **gone, size_t *n, size_t *cap) {
+    json_object *entries = NULL;
+    size_t i;
+    if (!json_object_object_get_ex(bundle, "entry", &entries) || !json_object_is_type(entries, json_type_array))
+        return HV_EINVAL;
+    for (i = 0; i < json_object_array_length(entries); i++) {
+        json_object *req = NULL;
+        const char *method, *url, *slash, *type;
+        size_t tlen;
+        json_object_object_get_ex(json_object_array_get_idx(entries, i), "request", &req);
+        method = hv_json_get_str(req, "method");
+        url = hv_json_get_str(req, "url");
+        if (method == NULL || strcmp(method, "DELETE") != 0 || url == NULL) continue;
+        slash = strrchr(url, '/');
+        if (slash == NULL || slash == url) return HV_EINVAL;
+        for (type = slash - 1; type > url && type[-1] != '/'; type--) {}
+        tlen = (size_t)(slash - type);
+        if (tlen == 0 || tlen >= sizeof((*gone)->type) || strlen(slash + 1) >= sizeof((*gone)->id)) return HV_EINVAL;
+        if (*n == *cap) {
+            size_t nc = *cap ? *cap * 2 : 64;
+            hv__ehr_gone_t *g = nc > HV__EHR_BULK_MAX_GONE ? NULL : hv_realloc(*gone, nc * sizeof(*g));
+            if (g == NULL) return HV_ENOMEM;
+            *gone = g;
+            *cap = nc;
+        }
+        memcpy((*gone)[*n].type, type, tlen);
+        (*gone)[*n].type[tlen] = '\0';
+        snprintf((*gone)[*n].id, sizeof((*gone)[*n].id), "%s", slash + 1);
+        (*n)++;
+    }
+    return HV_OK;
+}
+
+/* Reads the downloaded "deleted" files into gone (*n of them); 0 files: *had 0. */
+static void read_deleted(hv__ehr_run_t *r, hv__ehr_gone_t **gone, size_t *n, int *had) {
+    size_t i, cap = 0, nout = r->bulk_outputs ? json_object_array_length(r->bulk_outputs) : 0;
+    char path[4200], *line = NULL;
+    size_t lcap = 0;
+    *had = 0;
+    for (i = 0; i < nout; i++) {
+        FILE *fp;
+        ssize_t got;
+        int64_t lno = 0;
+        if (!is_deleted_file(r, i)) continue;
+        *had = 1;
+        file_path(r, i, path, sizeof(path));
+        if ((fp = fopen(path, "rb")) == NULL) {
+            hv__ehr_run_error(r, "bulk", "deleted file %zu is missing: %s", i, strerror(errno));
+            r->page_failed = 1;
+            continue;
+        }
+        while ((got = getline(&line, &lcap, fp)) >= 0) {
+            json_object *b = NULL;
+            size_t len = (size_t)got;
+            int rc;
+            lno++;
+            while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) len--;
+            if (len == 0) continue;
+            rc = len > LINE_MAX_BYTES ? HV_EINVAL : hv_json_parse(line, len, "ndjson", &b, NULL);
+            if (rc == HV_OK) rc = gone_line(b, gone, n, &cap);
+            json_object_put(b);
+            if (rc == HV_ENOMEM) {
+                hv__ehr_run_error(r, "bulk", "more than %d deletions in the export: the rest are left to a full sync",
+                                  HV__EHR_BULK_MAX_GONE);
+                break;
+            }
+            if (rc != HV_OK) hv__ehr_run_error(r, "bulk", "deleted file %zu line %lld is not a Bundle of DELETE entries",
+                                               i, (long long)lno);
+        }
+        fclose(fp);
+    }
+    hv_free(line);
+}
+
 static void bulk_done(hv__ehr_run_t *r) {
+    hv__ehr_gone_t *gone = NULL;
+    size_t ngone = 0;
+    int had_deleted = 0;
     hv__ehr_bulk_release(r);
     if (r->bulk_fp) {
         fclose(r->bulk_fp);
         r->bulk_fp = NULL;
     }
+    read_deleted(r, &gone, &ngone, &had_deleted);
     cleanup_files(r);
     if (r->bulk_status_url != NULL) {
         hv__ehr_req_t q;
@@ -78,6 +168,13 @@ static void bulk_done(hv__ehr_run_t *r) {
         q.no_verify_tls = !r->c->verify_tls;
         (void)hv__ehr_call(r->m->http, &q, on_deleted, NULL);
     }
+    if (had_deleted) {
+        /* The EHR named what it deleted since the last run: those the connection synced are
+         * deleted here (reconcile.c), even after a failed file — each deletion stands alone. */
+        hv__ehr_reconcile_gone(r, gone, ngone);
+        return;
+    }
+    hv_free(gone);
     if (!r->page_failed && !r->reconciled && !r->unreadable && r->since_ms == 0 && r->c->group_id == NULL &&
         strcmp(r->c->vendor->bulk_level, "system") == 0)
         hv__ehr_reconcile(r);
@@ -243,6 +340,12 @@ static void on_download(void *ud, hv__ehr_resp_t *resp) {
         return;
     }
     r->bulk_line = 0;
+    if (is_deleted_file(r, r->bulk_file)) {
+        /* Read at the end, once every output is in (bulk_done). */
+        r->bulk_file++;
+        hv__ehr_run_checkpoint(r, hv__ehr_bulk_step);
+        return;
+    }
     import_chunk(r);
 }
 
@@ -326,6 +429,21 @@ static void on_status(void *ud, hv__ehr_resp_t *resp) {
                           json_object_array_length(errs));
     json_object_put(r->bulk_outputs);
     r->bulk_outputs = json_object_get(out);
+    {
+        /* The manifest's "deleted" files (an export with _since) go after the outputs, marked:
+         * they are downloaded like them and read at the end (bulk_done). */
+        json_object *del = NULL, *d;
+        size_t i;
+        if (json_object_object_get_ex(man, "deleted", &del) && json_object_is_type(del, json_type_array))
+            for (i = 0; i < json_object_array_length(del); i++) {
+                const char *url = hv_json_get_str(json_object_array_get_idx(del, i), "url");
+                if (url == NULL || (d = json_object_new_object()) == NULL) continue;
+                hv_json_set_str(d, "type", "Bundle");
+                hv_json_set_str(d, "url", url);
+                hv_json_set(d, "deleted", json_object_new_boolean(1));
+                json_object_array_add(r->bulk_outputs, d);
+            }
+    }
     json_object_put(man);
     r->bulk_file = 0;
     r->bulk_line = 0;

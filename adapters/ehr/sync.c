@@ -141,6 +141,11 @@ int hv__ehr_run_start(hv__ehr_t *m, hv__ehr_conn_t *c, const char *mode, char ru
     snprintf(r->id, sizeof(r->id), "run-%013lld-%s", (long long)r->started_at, hex);
     snprintf(r->mode, sizeof(r->mode), "%s", mode);
     if (strcmp(mode, "incremental") == 0) r->since_ms = c->since_ms;
+    if (strcmp(mode, "bulk-since") == 0) {
+        /* A Bulk export of what changed since the last completed run (api.c). */
+        snprintf(r->mode, sizeof(r->mode), "bulk");
+        r->since_ms = c->since_ms;
+    }
     if (r->errors == NULL) {
         hv__ehr_run_free(r);
         return HV_ENOMEM;
