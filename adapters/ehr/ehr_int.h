@@ -136,6 +136,7 @@ struct hv__ehr {
     uint64_t bulk_poll_ms;
     uint64_t overlap_ms;
     int verify_tls_default;
+    int id_reconcile;                /* ehr.id_reconcile (sync.c) */
     double rate_default;
     uint64_t lease_ttl_ms;
     char holder[HV__EHR_HOLDER_MAX]; /* this engine's id for leases */
@@ -188,6 +189,7 @@ struct hv__ehr_run {
     uint64_t fetch_started_ms, fetch_ms; /* the page in flight: for the debug log */
     struct hv__ehr_pf *pf;      /* the next page, fetched and prepared ahead (sync.c) */
     struct hv__ehr_hist *hist;  /* an incremental's history read for deletions (history.c) */
+    int ids_pass;               /* an incremental's id listing (sync.c): pages only mark what the EHR has */
     int rows_lazy;              /* the last page written was mostly unchanged: the next page's
                                  * search-index rows are left to the store (write.c step 1) */
     hv__ehr_run_t *next;
@@ -216,6 +218,9 @@ void hv__ehr_run_error(hv__ehr_run_t *r, const char *where, const char *fmt, ...
 /* write.c: writes a batch of resources (array) of the run into the store; then cb. */
 typedef void (*hv__ehr_written_cb)(hv__ehr_run_t *r, int status);
 void hv__ehr_write_resources(hv__ehr_run_t *r, struct json_object *resources, hv__ehr_written_cb cb);
+/* write.c: records that the EHR has these resources (their type and id only: an id listing),
+ * for the run's reconciliation; then cb. */
+void hv__ehr_mark_seen(hv__ehr_run_t *r, struct json_object *resources, hv__ehr_written_cb cb);
 /* The same in two steps, so that a page can be prepared while the one before is written:
  * prepare (checks, validation, hashes, local ids; errors and counts kept in the batch, NULL
  * when out of memory), then write (adds them to the run; takes the batch), or free. */

@@ -653,6 +653,82 @@ void hv__ehr_batch_write(hv__ehr_run_t *r, hv__ehr_batch_t *w, hv__ehr_written_c
     }
 }
 
+/* ---- an id listing (sync.c's id pass): seen_run only ---- */
+
+typedef struct seen_job {
+    hv__ehr_run_t *r;
+    hv__ehr_written_cb cb;
+    char conn[HV__EHR_ID_MAX];
+    char run_id[HV__EHR_ID_MAX];
+    size_t n;
+    struct {
+        char type[HV__FHIR_TYPE_MAX];
+        char id[HV__FHIR_ID_MAX];
+    } *ids;
+} seen_job_t;
+
+static int seen_job(hv_db_t *db, void *arg) {
+    seen_job_t *s = arg;
+    hv_db_stmt_t *st = NULL;
+    size_t i;
+    int rc;
+    for (i = 0; i < s->n; i++) {
+        rc = hv_db_prepare(db, "UPDATE resources SET seen_run = $1 WHERE connection = $2 AND rtype = $3 AND rid = $4", &st);
+        if (rc != HV_OK) return rc;
+        hv_db_bind_text(st, 1, s->run_id, strlen(s->run_id));
+        hv_db_bind_text(st, 2, s->conn, strlen(s->conn));
+        hv_db_bind_text(st, 3, s->ids[i].type, strlen(s->ids[i].type));
+        hv_db_bind_text(st, 4, s->ids[i].id, strlen(s->ids[i].id));
+        rc = hv_db_step(st);
+        hv_db_done(st);
+        if (rc < 0) return rc;
+    }
+    return HV_OK;
+}
+
+static void seen_done(int status, void *arg) {
+    seen_job_t *s = arg;
+    hv__ehr_run_t *r = s->r;
+    hv__ehr_written_cb cb = s->cb;
+    if (status != HV_OK) {
+        /* Some ids not marked could be deleted wrongly: no reconciliation for this run. */
+        hv__ehr_run_error(r, "store", "recording the EHR's ids failed: %s", hv_strerror(status));
+        r->page_failed = 1;
+    }
+    hv_free(s->ids);
+    hv_free(s);
+    cb(r, status);
+}
+
+void hv__ehr_mark_seen(hv__ehr_run_t *r, json_object *resources, hv__ehr_written_cb cb) {
+    size_t n = json_object_array_length(resources), i;
+    seen_job_t *s = hv_calloc(1, sizeof(*s));
+    if (s == NULL || (n > 0 && (s->ids = hv_calloc(n, sizeof(*s->ids))) == NULL)) {
+        hv_free(s);
+        r->page_failed = 1;
+        cb(r, HV_ENOMEM);
+        return;
+    }
+    s->r = r;
+    s->cb = cb;
+    snprintf(s->conn, sizeof(s->conn), "%s", r->c->id);
+    snprintf(s->run_id, sizeof(s->run_id), "%s", r->id);
+    for (i = 0; i < n; i++) {
+        json_object *res = json_object_array_get_idx(resources, i);
+        const char *type = hv_json_get_str(res, "resourceType"), *id = hv_json_get_str(res, "id");
+        if (type == NULL || id == NULL || !id_ok(id) || strlen(type) >= sizeof(s->ids[0].type)) continue;
+        snprintf(s->ids[s->n].type, sizeof(s->ids[s->n].type), "%s", type);
+        snprintf(s->ids[s->n].id, sizeof(s->ids[s->n].id), "%s", id);
+        s->n++;
+    }
+    if (hv_storage_submit(r->m->storage, seen_job, seen_done, s) != HV_OK) {
+        hv_free(s->ids);
+        hv_free(s);
+        r->page_failed = 1;
+        cb(r, HV_EBUSY);
+    }
+}
+
 void hv__ehr_write_resources(hv__ehr_run_t *r, json_object *resources, hv__ehr_written_cb cb) {
     hv__ehr_batch_t *b = hv__ehr_batch_prepare(r, resources);
     if (b == NULL) {

@@ -690,6 +690,36 @@ class Vendors(EhrCase):
         self.assertIn("group_id", json.dumps(run["errors"]))
         self.assertEqual(self.local.stop(), 0, self.local.stderr()[-3000:])
 
+    @own_peer
+    def test_epic_incremental_deletes_through_the_id_pass(self):
+        # Epic has no type-level _history: an incremental sync lists the ids (_elements=id, per
+        # patient for the patient-scoped types) after the changes and reconciles like a full sync.
+        p = self.proxy()
+        p.rules.append(epic_patient_required({"Condition"}))
+        types = ["Patient", "Condition"]
+        st, out = self.local.post_json("/ehr/connect", {
+            "vendor": "epic", "base_url": p.base + "/fhir", "client_id": self.client_id,
+            "private_key_pem": read(self.key.path), "key_id": self.key.kid, "scopes": "system/*.rs",
+            "resource_types": types, "schedule": "manual"})
+        self.assertEqual(st, 201, out)
+        cid = out["id"]
+        want = self.peer_count(types)
+        run = self.sync(cid, "full")
+        self.assertEqual((run["status"], run["created"]), ("completed", want), run)
+        conds = [e["resource"]["id"] for e in load(SYNTHEA[0])["entry"] if e["resource"]["resourceType"] == "Condition"]
+        self.delete_on_peer("Condition", conds[0])
+        run = self.sync(cid, "incremental")
+        self.assertEqual((run["status"], run["deleted"], run["failed"]), ("completed", 1, 0), run)
+        self.assertGreater(p.count(r"/fhir/Condition\?.*_elements=id.*patient=", "GET"), 0)
+        st, _, _ = self.local.get("/fhir/Condition/%s" % local_id(cid, "Condition", conds[0]))
+        self.assertEqual(st, 410)
+        st, _, _ = self.local.get("/fhir/Condition/%s" % local_id(cid, "Condition", conds[1]))
+        self.assertEqual(st, 200)
+        self.assertEqual(self.local_total("Condition"), self.peer_count(["Condition"]) - 1)
+        # Nothing more gone: the next incremental deletes nothing.
+        run = self.sync(cid, "incremental")
+        self.assertEqual((run["status"], run["deleted"]), ("completed", 0), run)
+
     def test_cerner_tenant_url_and_system_account_secret(self):
         p = self.proxy()
         p.cerner = True
