@@ -72,48 +72,42 @@ static int is_deleted_file(hv__ehr_run_t *r, size_t idx) {
     return o != NULL && json_object_object_get_ex(o, "deleted", &d) && json_object_get_boolean(d);
 }
 
-/* Adds the DELETE entries of one line of a "deleted" file (a transaction Bundle, Bulk Data
- * IG 2.0.0 export.html) to gone; their request.url is Type/id, relative or under a base. */
-static int gone_line(json_object *bundle, hv__ehr_gone_t **gone, size_t *n, size_t *cap) {
-    json_object *entries = NULL;
-    size_t i;
-    if (!json_object_object_get_ex(bundle, "entry", &entries) || !json_object_is_type(entries, json_type_array))
-        return HV_EINVAL;
-    for (i = 0; i < json_object_array_length(entries); i++) {
-        json_object *req = NULL;
-        const char *method, *url, *slash, *type;
-        size_t tlen;
-        json_object_object_get_ex(json_object_array_get_idx(entries, i), "request", &req);
-        method = hv_json_get_str(req, "method");
-        url = hv_json_get_str(req, "url");
-        if (method == NULL || strcmp(method, "DELETE") != 0 || url == NULL) continue;
-        slash = strrchr(url, '/');
-        if (slash == NULL || slash == url) return HV_EINVAL;
-        for (type = slash - 1; type > url && type[-1] != '/'; type--) {}
-        tlen = (size_t)(slash - type);
-        if (tlen == 0 || tlen >= sizeof((*gone)->type) || strlen(slash + 1) >= sizeof((*gone)->id)) return HV_EINVAL;
-        if (*n == *cap) {
-            size_t nc = *cap ? *cap * 2 : 64;
-            hv__ehr_gone_t *g = nc > HV__EHR_BULK_MAX_GONE ? NULL : hv_realloc(*gone, nc * sizeof(*g));
-            if (g == NULL) return HV_ENOMEM;
-            *gone = g;
-            *cap = nc;
-        }
-        memcpy((*gone)[*n].type, type, tlen);
-        (*gone)[*n].type[tlen] = '\0';
-        snprintf((*gone)[*n].id, sizeof((*gone)[*n].id), "%s", slash + 1);
-        (*n)++;
+/* What one line of a "deleted" file names, collected (read_deleted). */
+typedef struct gone_acc {
+    hv__ehr_gone_t *g;
+    size_t n, cap;
+} gone_acc_t;
+
+static int gone_entry(void *ud, const char *type, const char *id, int deleted) {
+    gone_acc_t *a = ud;
+    if (!deleted) return HV_OK; /* only DELETE entries name deletions */
+    if (a->n == a->cap) {
+        size_t nc = a->cap ? a->cap * 2 : 64;
+        hv__ehr_gone_t *g = nc > HV__EHR_BULK_MAX_GONE ? NULL : hv_realloc(a->g, nc * sizeof(*g));
+        if (g == NULL) return HV_ENOMEM;
+        a->g = g;
+        a->cap = nc;
     }
+    snprintf(a->g[a->n].type, sizeof(a->g[a->n].type), "%s", type);
+    snprintf(a->g[a->n].id, sizeof(a->g[a->n].id), "%s", id);
+    a->n++;
     return HV_OK;
 }
 
 /* Reads the downloaded "deleted" files into gone (*n of them); 0 files: *had 0. */
+/* Reads the downloaded "deleted" files into gone (*n of them); *had: there were such files.
+ * Each line is a transaction Bundle (Bulk Data Access IG 2.0.0 export.html) whose entries'
+ * request is DELETE Type/id: read with the history parser (page.c), which takes the type and
+ * id of a DELETE entry from its request.url, relative or under a base. */
 static void read_deleted(hv__ehr_run_t *r, hv__ehr_gone_t **gone, size_t *n, int *had) {
-    size_t i, cap = 0, nout = r->bulk_outputs ? json_object_array_length(r->bulk_outputs) : 0;
+    size_t i, nout = r->bulk_outputs ? json_object_array_length(r->bulk_outputs) : 0;
     char path[4200], *line = NULL;
     size_t lcap = 0;
+    gone_acc_t acc;
+    int full = 0;
+    memset(&acc, 0, sizeof(acc));
     *had = 0;
-    for (i = 0; i < nout; i++) {
+    for (i = 0; i < nout && !full; i++) {
         FILE *fp;
         ssize_t got;
         int64_t lno = 0;
@@ -125,27 +119,31 @@ static void read_deleted(hv__ehr_run_t *r, hv__ehr_gone_t **gone, size_t *n, int
             r->page_failed = 1;
             continue;
         }
-        while ((got = getline(&line, &lcap, fp)) >= 0) {
-            json_object *b = NULL;
+        while (!full && (got = getline(&line, &lcap, fp)) >= 0) {
             size_t len = (size_t)got;
+            hv_error_t err;
+            char *next = NULL;
             int rc;
             lno++;
             while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) len--;
             if (len == 0) continue;
-            rc = len > LINE_MAX_BYTES ? HV_EINVAL : hv_json_parse(line, len, "ndjson", &b, NULL);
-            if (rc == HV_OK) rc = gone_line(b, gone, n, &cap);
-            json_object_put(b);
+            hv_error_clear(&err);
+            rc = hv_ehr_history_parse(line, len, LINE_MAX_BYTES, gone_entry, &acc, &next, &err);
+            hv_free(next);
             if (rc == HV_ENOMEM) {
                 hv__ehr_run_error(r, "bulk", "more than %d deletions in the export: the rest are left to a full sync",
                                   HV__EHR_BULK_MAX_GONE);
-                break;
+                full = 1;
+            } else if (rc != HV_OK) {
+                hv__ehr_run_error(r, "bulk", "deleted file %zu line %lld is not a Bundle of DELETE entries: %.200s", i,
+                                  (long long)lno, err.message);
             }
-            if (rc != HV_OK) hv__ehr_run_error(r, "bulk", "deleted file %zu line %lld is not a Bundle of DELETE entries",
-                                               i, (long long)lno);
         }
         fclose(fp);
     }
     hv_free(line);
+    *gone = acc.g;
+    *n = acc.n;
 }
 
 static void bulk_done(hv__ehr_run_t *r) {
