@@ -190,8 +190,8 @@ struct hv__ehr_run {
     struct hv__ehr_pf *pf;      /* the next page, fetched and prepared ahead (sync.c) */
     struct hv__ehr_hist *hist;  /* an incremental's history read for deletions (history.c) */
     int ids_pass;               /* an incremental's id listing (sync.c): pages only mark what the EHR has */
-    int rows_lazy;              /* the last page written was mostly unchanged: the next page's
-                                 * search-index rows are left to the store (write.c step 1) */
+    int rows_lazy;              /* the last page written was mostly unchanged: the next page is
+                                 * validated after the look-up, its rows left to the store (write.c) */
     hv__ehr_run_t *next;
 };
 

@@ -5,8 +5,12 @@
  *   1. loop thread: each resource is checked (structure against the FHIR R4 model,
  *      id syntax, and fhir.validation as for REST writes), hashed (SHA-256 of its
  *      JSON without meta), given its local id and its source identity, and its
- *      references are rewritten to local ids (below); a bad one is a failed
- *      resource with its own error, the rest go on;
+ *      references are rewritten to local ids (below), and its search-index rows
+ *      are computed (the store job only inserts them); a bad one is a failed
+ *      resource with its own error, the rest go on. The page's trees are
+ *      transformed in place (no copy). After a page that was mostly unchanged
+ *      (a re-sync), validation waits for step 2 and is applied only to what is to
+ *      be written, and the rows are left to the store;
  *   2. ehr storage thread, one job: the resources table says, per (type, remote
  *      id), the hash last written and the local version that write produced:
  *      same hash → unchanged, not written;
@@ -76,6 +80,7 @@ typedef struct item {
     int has_op;
     hv__fop_t op;                   /* the store write (fhir storage thread) */
     hv__search_rows_t *ix;          /* its search-index rows computed ahead (step 1), or NULL */
+    int checked;                    /* fhir.validation applied (step 1, or step 2 when lazy) */
 } item_t;
 
 struct hv__ehr_batch {
@@ -496,11 +501,24 @@ static void lookup_done(int status, void *arg) {
         return;
     }
     for (i = 0; i < w->n; i++) {
-        if (w->items[i].state == ITEM_UNCHANGED) r->unchanged++;
-        else if (w->items[i].state != ITEM_FAILED) nwrite++;
+        item_t *it = &w->items[i];
+        const char *why;
+        if (it->state == ITEM_UNCHANGED) {
+            r->unchanged++;
+            continue;
+        }
+        if (it->state == ITEM_FAILED) continue;
+        /* Prepared lazily: validated now, only what is to be written. */
+        if (!it->checked && (why = refused(w->f, it->res)) != NULL) {
+            hv__ehr_run_error(r, it->type, "%s/%s was not stored: %s", it->type, it->id, why);
+            it->state = ITEM_FAILED;
+            r->failed++;
+            continue;
+        }
+        nwrite++;
     }
-    /* A page mostly unchanged (a re-sync) says the next is likely so too: its rows
-     * would be computed ahead for nothing. */
+    /* A page mostly unchanged (a re-sync) says the next is likely so too: validating it and
+     * computing its rows ahead would be done for nothing. */
     r->rows_lazy = nwrite * 2 < w->n;
     if (nwrite == 0) {
         w_end(w, HV_OK);
@@ -575,9 +593,10 @@ hv__ehr_batch_t *hv__ehr_batch_prepare(hv__ehr_run_t *r, json_object *resources)
             berr(w, type, "a %s without a valid id", type);
         } else if ((it->seen = 1) && hv_fhir_check_structure(res, 0, &err) != HV_OK) {
             berr(w, type, "%s/%s is not valid FHIR R4: %s: %s", type, id, err.location, err.message);
-        } else if (json_object_deep_copy(res, &copy, NULL) != 0) {
-            berr(w, type, "%s/%s: out of memory", type, id);
         } else {
+            /* The page's tree is the batch's own (the caller only drops its references):
+             * it is transformed in place, no copy. */
+            copy = json_object_get(res);
             /* The hash is of the EHR's content: meta left out, before anything is added. */
             json_object *meta = NULL;
             const char *why = NULL;
@@ -595,13 +614,15 @@ hv__ehr_batch_t *hv__ehr_batch_prepare(hv__ehr_run_t *r, json_object *resources)
             if (add_identity(r, copy, type, id) != HV_OK || hv_json_set_str(copy, "id", it->local_id) != HV_OK ||
                 hv__ehr_rewrite_refs(copy, r->c->id, r->c->base_url) != HV_OK) {
                 berr(w, type, "%s/%s could not be prepared (out of memory or nested too deep)", type, id);
-            } else if ((why = refused(w->f, copy)) != NULL) {
+            } else if (!r->rows_lazy && (why = refused(w->f, copy)) != NULL) {
                 berr(w, type, "%s/%s was not stored: %s", type, id, why);
             } else {
                 /* The index rows depend on the tree only (not on meta.versionId or
                  * meta.lastUpdated, which the store sets): computed here, the store
                  * job only binds and inserts them (fhir/search_int.h). A failure
-                 * leaves them to the store. */
+                 * leaves them to the store. Lazy (after a mostly unchanged page):
+                 * validation waits for the look-up (step 2) and the rows for the store. */
+                it->checked = !r->rows_lazy;
                 if (!r->rows_lazy && hv__search_index_rows(type, copy, &it->ix) != HV_OK) it->ix = NULL;
                 it->res = copy;
                 copy = NULL;

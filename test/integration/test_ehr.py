@@ -475,6 +475,30 @@ class Sync(EhrCase):
             db.close()
             self.assertIs(json.loads(cp).get("unreadable"), True, cp)
 
+    def test_invalid_resource_fails_alone_prepared_ahead_or_after_the_lookup(self):
+        # The first sync prepares every page ahead (validation included); a re-sync, after a
+        # page of unchanged resources, validates after the look-up only what is to be written.
+        # Either way the EHR's invalid Encounter (a status outside its required binding) is a
+        # failed resource with its reason, and the rest of its page is stored.
+        p = self.proxy()
+
+        def invalid_encounter(method, path, data):
+            if "/fhir/Encounter" in path and b'"entry"' in data:
+                b = json.loads(data)
+                b["entry"][0]["resource"]["status"] = "not-a-status"
+                return json.dumps(b).encode()
+            return data
+        p.rewrite = invalid_encounter
+        types = ["Patient", "Encounter"]
+        cid = self.connect(base=p.base + "/fhir", resource_types=types)
+        want = self.peer_count(types)
+        for expect_created, expect_unchanged in ((want - 1, 0), (0, want - 1)):
+            run = self.sync(cid, "full")
+            self.assertEqual((run["status"], run["failed"], run["created"], run["unchanged"]),
+                             ("completed", 1, expect_created, expect_unchanged), run)
+            self.assertIn("validation error", json.dumps(run["errors"]))
+        self.assertEqual(self.local_total("Encounter"), self.peer_count(["Encounter"]) - 1)
+
     def test_storm_of_429_and_5xx_is_ridden_out(self):
         p = self.proxy()
         p.rules.append(storm(r"/fhir/Patient\?", [429, 503, 500, 429, 502], retry_after="0"))
