@@ -94,7 +94,6 @@ static int gone_entry(void *ud, const char *type, const char *id, int deleted) {
     return HV_OK;
 }
 
-/* Reads the downloaded "deleted" files into gone (*n of them); 0 files: *had 0. */
 /* Reads the downloaded "deleted" files into gone (*n of them); *had: there were such files.
  * Each line is a transaction Bundle (Bulk Data Access IG 2.0.0 export.html) whose entries'
  * request is DELETE Type/id: read with the history parser (page.c), which takes the type and
