@@ -175,6 +175,8 @@ static void bulk_done(hv__ehr_run_t *r) {
     if (!r->page_failed && !r->reconciled && !r->unreadable && r->since_ms == 0 && r->c->group_id == NULL &&
         strcmp(r->c->vendor->bulk_level, "system") == 0)
         hv__ehr_reconcile(r);
+    else if (!r->page_failed && !r->reconciled && !r->unreadable && r->since_ms == 0)
+        hv__ehr_reconcile_scoped(r); /* a Group or Patient-level export: its Patients' compartments */
     else
         hv__ehr_run_finish(r);
 }

@@ -244,6 +244,9 @@ void hv__ehr_run_checkpoint(hv__ehr_run_t *r, void (*next)(hv__ehr_run_t *r));
 /* reconcile.c: after a full search sync, deletes locally what the EHR no longer has
  * (ehr.deletions); then hv__ehr_run_finish. */
 void hv__ehr_reconcile(hv__ehr_run_t *r);
+/* The same after a Group or Patient-level Bulk export: only within the compartments of the
+ * Patients the run saw (reconcile.c). */
+void hv__ehr_reconcile_scoped(hv__ehr_run_t *r);
 /* A resource gone from the EHR: its type and the EHR's id. */
 typedef struct hv__ehr_gone_ref {
     char type[64];

@@ -423,6 +423,40 @@ class Sync(EhrCase):
         self.assertEqual(st, 200)
         self.assertFalse(os.listdir(os.path.join(self.local.data, "ehr-bulk")), "bulk files left behind")
 
+    @own_peer
+    def test_group_bulk_export_deletes_only_within_its_patients(self):
+        # A Group-level export holds its Patients' compartments only: what it does not hold of
+        # other Patients stays; a resource of its Patient that it no longer holds is gone.
+        types = ["Patient", "Condition"]
+        b0, b1 = load(SYNTHEA[0]), load(SYNTHEA[1])
+        pat_a = [e["resource"]["id"] for e in b0["entry"] if e["resource"]["resourceType"] == "Patient"][0]
+        conds_a = [e["resource"]["id"] for e in b0["entry"] if e["resource"]["resourceType"] == "Condition"]
+        if not hasattr(self, "writer"):
+            self.writer = self.register(self.key, "system/*.cruds")
+        st, _, body = self.peer.request("PUT", "/fhir/Group/grp-a", body={
+            "resourceType": "Group", "id": "grp-a", "type": "person", "actual": True,
+            "member": [{"entity": {"reference": "Patient/" + pat_a}}]}, headers={
+            "Content-Type": "application/fhir+json",
+            "Authorization": "Bearer " + self.peer_token(self.writer, "system/*.cruds")})
+        self.assertIn(st, (200, 201), body)
+        cid = self.connect(resource_types=types, group_id="grp-a")
+        want = self.peer_count(types)
+        run = self.sync(cid, "full")  # every Patient's resources, by search
+        self.assertEqual((run["status"], run["created"]), ("completed", want), run)
+        in_group = 1 + len(conds_a)
+        run = self.sync(cid, "bulk")
+        self.assertEqual((run["status"], run["fetched"], run["unchanged"], run["deleted"]),
+                         ("completed", in_group, in_group, 0), run)
+        self.assertEqual(self.local_total("Condition"), self.peer_count(["Condition"]))
+        self.assertEqual(self.local_total("Patient"), self.peer_count(["Patient"]))
+        self.delete_on_peer("Condition", conds_a[0])
+        run = self.sync(cid, "bulk")
+        self.assertEqual((run["status"], run["deleted"]), ("completed", 1), run)
+        st, _, _ = self.local.get("/fhir/Condition/%s" % local_id(cid, "Condition", conds_a[0]))
+        self.assertEqual(st, 410)
+        self.assertEqual(self.local_total("Condition"), self.peer_count(["Condition"]) - 1)
+        self.assertEqual(self.local_total("Patient"), self.peer_count(["Patient"]))
+
     def test_scheduled_sync_runs_on_its_own_and_is_recorded(self):
         cid = self.connect(resource_types=["Patient"], schedule="every 1s")
         deadline, done = time.monotonic() + 30, []
