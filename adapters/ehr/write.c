@@ -594,12 +594,15 @@ hv__ehr_batch_t *hv__ehr_batch_prepare(hv__ehr_run_t *r, json_object *resources)
         } else if ((it->seen = 1) && hv_fhir_check_structure(res, 0, &err) != HV_OK) {
             berr(w, type, "%s/%s is not valid FHIR R4: %s: %s", type, id, err.location, err.message);
         } else {
-            /* The page's tree is the batch's own (the caller only drops its references):
-             * it is transformed in place, no copy. */
-            copy = json_object_get(res);
             /* The hash is of the EHR's content: meta left out, before anything is added. */
             json_object *meta = NULL;
             const char *why = NULL;
+            /* The page's tree is the batch's own (the caller only drops its references):
+             * it is transformed in place, no copy — so type and id are read from the
+             * item from here on (setting the local id frees the tree's id string). */
+            copy = json_object_get(res);
+            type = it->type;
+            id = it->id;
             if (json_object_object_get_ex(copy, "meta", &meta)) {
                 json_object_get(meta);
                 json_object_object_del(copy, "meta");
