@@ -11,8 +11,9 @@
  *
  * Kick-off needs `Prefer: respond-async` and answers 202 with Content-Location once
  * the job is recorded. Parameters: _type (comma-separated resource types), _since
- * (an instant: resources last updated at or after it), _outputFormat
- * (application/fhir+ndjson, ndjson or application/ndjson).
+ * (an instant: resources last updated at or after it; a system-level export then
+ * lists the resources deleted since under the manifest's "deleted", export_deleted),
+ * _outputFormat (application/fhir+ndjson, ndjson or application/ndjson).
  *
  * Jobs are rows of the table export_jobs (fhir/store.c), so their state, manifest
  * and files survive a restart:
@@ -288,6 +289,63 @@ static int write_row(void *ud, const hv__store_row_t *row)
     return HV_OK;
 }
 
+/*
+ * The manifest's "deleted" (Bulk Data Access IG 2.0.0, export.html, "deleted"): with
+ * _since, every resource whose current version is a deletion made at or after
+ * _since, of the wanted types, as one NDJSON line each: a transaction Bundle with one
+ * entry whose request is DELETE Type/id. They go to the file DELETED_FILE, listed
+ * under "deleted" with type Bundle. System level only: a deleted resource has no
+ * compartment rows left to place it in a Patient's or Group's export; with a token,
+ * only types its scopes grant whole (no content is left to check narrower scopes on).
+ */
+#define DELETED_FILE "_deleted"
+
+static int export_deleted(hv_db_t *db, xjob_t *j)
+{
+    hv_db_stmt_t *st = NULL;
+    xfile_t *xf = NULL;
+    int rc = hv_db_prepare(db,
+                           "SELECT type, id FROM resources r WHERE deleted = 1 AND last_ms >= $1 AND NOT EXISTS"
+                           " (SELECT 1 FROM resources n WHERE n.type = r.type AND n.id = r.id AND"
+                           " n.version > r.version) ORDER BY rid",
+                           &st);
+    if (rc != HV_OK)
+        return rc;
+    hv_db_bind_int64(st, 1, j->since_ms);
+    while ((rc = hv_db_step(st)) == HV_DB_ROW) {
+        size_t tn = 0, in = 0;
+        const char *type = hv_db_column_text(st, 0, &tn), *id = hv_db_column_text(st, 1, &in);
+        char tb[HV__FHIR_TYPE_MAX], ib[HV__FHIR_ID_MAX];
+        if (atomic_load(&j->cancel) != XC_NONE) {
+            rc = HV_ECLOSED;
+            break;
+        }
+        if (type == NULL || id == NULL || tn >= sizeof(tb) || in >= sizeof(ib))
+            continue;
+        memcpy(tb, type, tn);
+        tb[tn] = '\0';
+        memcpy(ib, id, in);
+        ib[in] = '\0';
+        if (!type_wanted(j, tb) || !hv__fhir_id_valid(ib) ||
+            (j->principal != NULL && !hv_auth_allow_all(j->principal, HV_AUTH_SEARCH, tb)))
+            continue;
+        if (xf == NULL && (xf = file_for(j, DELETED_FILE)) == NULL) {
+            rc = HV_EIO;
+            break;
+        }
+        if (fprintf(xf->fp,
+                    "{\"resourceType\":\"Bundle\",\"type\":\"transaction\",\"entry\":[{\"request\":"
+                    "{\"method\":\"DELETE\",\"url\":\"%s/%s\"}}]}\n",
+                    tb, ib) < 0) {
+            rc = HV_EIO;
+            break;
+        }
+        xf->count++;
+    }
+    hv_db_done(st);
+    return rc < 0 ? rc : HV_OK;
+}
+
 /* Group level: the Patients the Group lists as members (Group.member.entity). */
 static int group_patients(hv_db_t *db, xjob_t *j)
 {
@@ -361,6 +419,8 @@ static void work_export(uv_work_t *w)
     if (rc == HV_OK) {
         if (j->level == 0) {
             rc = hv__store_each_current(db, NULL, write_row, j);
+            if (rc == HV_OK && j->since_ms >= 0)
+                rc = export_deleted(db, j);
         } else if (j->level == 3) {
             rc = j->principal != NULL ? hv__store_compartment(db, j->principal->patient, NULL, write_row, j) : HV_EPERM;
         } else {
@@ -687,16 +747,21 @@ static int job_select(hv_db_t *db, void *arg)
     return rc < 0 ? rc : HV_OK;
 }
 
-/* The output array of a manifest from the stored [{"type","count"}]. */
-static struct json_object *manifest_output(xq_t *q)
+/* The output array of a manifest from the stored [{"type","count"}] (deleted: its
+ * "deleted" array instead, the DELETED_FILE entry). */
+static struct json_object *manifest_output(xq_t *q, int deleted)
 {
     struct json_object *out = json_object_new_array(), *stored = q->output ? json_tokener_parse(q->output) : NULL;
     for (size_t i = 0; stored != NULL && i < json_object_array_length(stored); i++) {
-        struct json_object *s = json_object_array_get_idx(stored, i), *o = json_object_new_object(), *c = NULL;
+        struct json_object *s = json_object_array_get_idx(stored, i), *o, *c = NULL;
         const char *type = hv_json_get_str(s, "type");
-        char *url = hv_arena_sprintf(hv_http_req_arena(q->r->req), "%s/$export-file/%s/%s.ndjson",
-                                     hv__rest_base(q->r), q->id, type ? type : "");
-        hv_json_set_str(o, "type", type ? type : "");
+        char *url;
+        if ((type != NULL && strcmp(type, DELETED_FILE) == 0) != deleted)
+            continue;
+        o = json_object_new_object();
+        url = hv_arena_sprintf(hv_http_req_arena(q->r->req), "%s/$export-file/%s/%s.ndjson",
+                               hv__rest_base(q->r), q->id, type ? type : "");
+        hv_json_set_str(o, "type", deleted ? "Bundle" : type ? type : "");
         hv_json_set_str(o, "url", url ? url : "");
         json_object_object_get_ex(s, "count", &c);
         hv_json_set_int(o, "count", json_object_get_int64(c));
@@ -736,8 +801,15 @@ static void done_status(int status, void *arg)
         hv_json_set_str(m, "transactionTime", ts);
         hv_json_set_str(m, "request", q->request);
         hv_json_set(m, "requiresAccessToken", json_object_new_boolean(0));
-        hv_json_set(m, "output", manifest_output(q));
+        hv_json_set(m, "output", manifest_output(q, 0));
         hv_json_set(m, "error", json_object_new_array());
+        {
+            struct json_object *del = manifest_output(q, 1);
+            if (json_object_array_length(del) > 0)
+                hv_json_set(m, "deleted", del);
+            else
+                json_object_put(del);
+        }
         hv_http_respond_json(req, 200, m);
     }
     hv__rreq_free(r);

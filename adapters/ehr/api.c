@@ -370,8 +370,15 @@ static void route_sync(hv_http_req_t *req, void *ud) {
             return;
         }
         if (hv_json_get_str(body, "mode")) mode = hv_json_get_str(body, "mode");
+        /* {"mode": "bulk", "incremental": true}: a Bulk export with _since, the start of the
+         * last completed run (its manifest's "deleted" files are applied, bulk.c). */
+        if (strcmp(mode, "bulk") == 0 && json_object_object_get_ex(body, "incremental", &o) &&
+            json_object_get_boolean(o) && c->since_ms > 0)
+            mode = "bulk-since";
+        o = NULL;
     }
-    if (strcmp(mode, "full") != 0 && strcmp(mode, "incremental") != 0 && strcmp(mode, "bulk") != 0) {
+    if (strcmp(mode, "full") != 0 && strcmp(mode, "incremental") != 0 && strcmp(mode, "bulk") != 0 &&
+        strcmp(mode, "bulk-since") != 0) {
         json_object_put(body);
         hv_http_respond_error(req, 400, "invalid", "\"mode\" is full, incremental or bulk");
         return;
@@ -387,7 +394,7 @@ static void route_sync(hv_http_req_t *req, void *ud) {
         if (rc == HV_OK) {
             o = json_object_new_object();
             hv_json_set_str(o, "run_id", run_id);
-            hv_json_set_str(o, "mode", mode);
+            hv_json_set_str(o, "mode", strcmp(mode, "bulk-since") == 0 ? "bulk" : mode);
         }
     }
     if (rc == HV_EBUSY) {

@@ -11,11 +11,17 @@
  *             checkpoint); 4xx/5xx after the retries fail the run
  *   download  each output file to <data>/ehr-bulk/<run>/<n>.ndjson through curl's
  *             write callback (never whole in memory, ehr.max_download_bytes cap)
- *   import    500 lines at a time through the same writer as search pages
- *             (sync.c); the checkpoint holds (file, lines done), so a run resumed
+ *   import    1,000 lines at a time through the same writer as search pages
+ *             (write.c), the next chunk read, parsed and prepared while one is
+ *             written; the checkpoint holds (file, lines written, whether a line
+ *             was unreadable), so a run resumed
  *             after a crash skips what was imported and downloads again only the
  *             file it was in; a line that is not JSON (a truncated file) is a
  *             failed resource with its file and line number
+ *   deleted   the manifest's "deleted" files (an export with _since: NDJSON of
+ *             transaction Bundles with DELETE entries, IG 2.0.0 export.html) are
+ *             downloaded after the outputs and read at the end: the resources they
+ *             name that the connection synced are deleted locally (reconcile.c)
  *   end       the files are removed and the export is deleted on the server (DELETE
  *             on the status URL, as the IG asks of clients); a system-level export
  *             (no Group, no _since) holds every resource of the run's types, so a run
@@ -32,8 +38,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define BULK_CHUNK 500
+#define BULK_CHUNK 1000 /* lines per chunk: a search page's size */
 #define LINE_MAX_BYTES ((size_t)16 << 20)
+#define HV__EHR_BULK_MAX_GONE 100000 /* deletions read from one export's "deleted" files */
 
 static void bulk_fail(hv__ehr_run_t *r) {
     r->page_failed = 1;
@@ -60,11 +67,94 @@ static void on_deleted(void *ud, hv__ehr_resp_t *resp) {
     (void)resp;
 }
 
+static int is_deleted_file(hv__ehr_run_t *r, size_t idx) {
+    json_object *o = json_object_array_get_idx(r->bulk_outputs, idx), *d = NULL;
+    return o != NULL && json_object_object_get_ex(o, "deleted", &d) && json_object_get_boolean(d);
+}
+
+/* What one line of a "deleted" file names, collected (read_deleted). */
+typedef struct gone_acc {
+    hv__ehr_gone_t *g;
+    size_t n, cap;
+} gone_acc_t;
+
+static int gone_entry(void *ud, const char *type, const char *id, int deleted) {
+    gone_acc_t *a = ud;
+    if (!deleted) return HV_OK; /* only DELETE entries name deletions */
+    if (a->n == a->cap) {
+        size_t nc = a->cap ? a->cap * 2 : 64;
+        hv__ehr_gone_t *g = nc > HV__EHR_BULK_MAX_GONE ? NULL : hv_realloc(a->g, nc * sizeof(*g));
+        if (g == NULL) return HV_ENOMEM;
+        a->g = g;
+        a->cap = nc;
+    }
+    snprintf(a->g[a->n].type, sizeof(a->g[a->n].type), "%s", type);
+    snprintf(a->g[a->n].id, sizeof(a->g[a->n].id), "%s", id);
+    a->n++;
+    return HV_OK;
+}
+
+/* Reads the downloaded "deleted" files into gone (*n of them); *had: there were such files.
+ * Each line is a transaction Bundle (Bulk Data Access IG 2.0.0 export.html) whose entries'
+ * request is DELETE Type/id: read with the history parser (page.c), which takes the type and
+ * id of a DELETE entry from its request.url, relative or under a base. */
+static void read_deleted(hv__ehr_run_t *r, hv__ehr_gone_t **gone, size_t *n, int *had) {
+    size_t i, nout = r->bulk_outputs ? json_object_array_length(r->bulk_outputs) : 0;
+    char path[4200], *line = NULL;
+    size_t lcap = 0;
+    gone_acc_t acc;
+    int full = 0;
+    memset(&acc, 0, sizeof(acc));
+    *had = 0;
+    for (i = 0; i < nout && !full; i++) {
+        FILE *fp;
+        ssize_t got;
+        int64_t lno = 0;
+        if (!is_deleted_file(r, i)) continue;
+        *had = 1;
+        file_path(r, i, path, sizeof(path));
+        if ((fp = fopen(path, "rb")) == NULL) {
+            hv__ehr_run_error(r, "bulk", "deleted file %zu is missing: %s", i, strerror(errno));
+            r->page_failed = 1;
+            continue;
+        }
+        while (!full && (got = getline(&line, &lcap, fp)) >= 0) {
+            size_t len = (size_t)got;
+            hv_error_t err;
+            char *next = NULL;
+            int rc;
+            lno++;
+            while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) len--;
+            if (len == 0) continue;
+            hv_error_clear(&err);
+            rc = hv_ehr_history_parse(line, len, LINE_MAX_BYTES, gone_entry, &acc, &next, &err);
+            hv_free(next);
+            if (rc == HV_ENOMEM) {
+                hv__ehr_run_error(r, "bulk", "more than %d deletions in the export: the rest are left to a full sync",
+                                  HV__EHR_BULK_MAX_GONE);
+                full = 1;
+            } else if (rc != HV_OK) {
+                hv__ehr_run_error(r, "bulk", "deleted file %zu line %lld is not a Bundle of DELETE entries: %.200s", i,
+                                  (long long)lno, err.message);
+            }
+        }
+        fclose(fp);
+    }
+    hv_free(line);
+    *gone = acc.g;
+    *n = acc.n;
+}
+
 static void bulk_done(hv__ehr_run_t *r) {
+    hv__ehr_gone_t *gone = NULL;
+    size_t ngone = 0;
+    int had_deleted = 0;
+    hv__ehr_bulk_release(r);
     if (r->bulk_fp) {
         fclose(r->bulk_fp);
         r->bulk_fp = NULL;
     }
+    read_deleted(r, &gone, &ngone, &had_deleted);
     cleanup_files(r);
     if (r->bulk_status_url != NULL) {
         hv__ehr_req_t q;
@@ -75,30 +165,122 @@ static void bulk_done(hv__ehr_run_t *r) {
         q.no_verify_tls = !r->c->verify_tls;
         (void)hv__ehr_call(r->m->http, &q, on_deleted, NULL);
     }
+    if (had_deleted) {
+        /* The EHR named what it deleted since the last run: those the connection synced are
+         * deleted here (reconcile.c), even after a failed file — each deletion stands alone. */
+        hv__ehr_reconcile_gone(r, gone, ngone);
+        return;
+    }
+    hv_free(gone);
     if (!r->page_failed && !r->reconciled && !r->unreadable && r->since_ms == 0 && r->c->group_id == NULL &&
         strcmp(r->c->vendor->bulk_level, "system") == 0)
         hv__ehr_reconcile(r);
+    else if (!r->page_failed && !r->reconciled && !r->unreadable && r->since_ms == 0)
+        hv__ehr_reconcile_scoped(r); /* a Group or Patient-level export: its Patients' compartments */
     else
         hv__ehr_run_finish(r);
 }
 
 /* ---- import ---- */
 
+/* A chunk of an output file, read and prepared (write.c step 1) while the chunk
+ * before it is written. What it found — its lines, unreadable lines, a truncated
+ * end — is applied to the run only when it is written, so that a checkpoint never
+ * counts a chunk that is not in the store (a resumed run reads it again). */
+struct hv__ehr_chunk {
+    hv__ehr_batch_t *b; /* its resources; NULL: the file had no more lines */
+    int64_t lines;      /* lines it took from the file */
+    int unreadable;     /* a line was not a JSON resource */
+    int truncated;      /* the file's last line stops mid-resource */
+};
+
+void hv__ehr_bulk_release(hv__ehr_run_t *r) {
+    if (r->bulk_ahead == NULL) return;
+    hv__ehr_batch_free(r->bulk_ahead->b);
+    hv_free(r->bulk_ahead);
+    r->bulk_ahead = NULL;
+}
+
+/* Reads up to BULK_CHUNK resources from the run's open file and prepares them; NULL when out
+ * of memory. A line that is not JSON is a failed resource of the chunk, with its file and
+ * line number. */
+static hv__ehr_chunk_t *chunk_read(hv__ehr_run_t *r) {
+    hv__ehr_chunk_t *k = hv_calloc(1, sizeof(*k));
+    json_object *arr = json_object_new_array(), *bad = json_object_new_array();
+    char *line = NULL;
+    size_t cap = 0, n = 0, i;
+    ssize_t got;
+    if (k == NULL || arr == NULL || bad == NULL) goto fail;
+    while (n < BULK_CHUNK && (got = getline(&line, &cap, r->bulk_fp)) >= 0) {
+        json_object *res = NULL;
+        size_t len = (size_t)got;
+        int complete = len > 0 && line[len - 1] == '\n';
+        char msg[160];
+        k->lines++;
+        r->bulk_read++;
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) len--;
+        if (len == 0) continue;
+        if (len <= LINE_MAX_BYTES && hv_json_parse(line, len, "ndjson", &res, NULL) == HV_OK &&
+            json_object_is_type(res, json_type_object)) {
+            json_object_array_add(arr, res);
+            n++;
+            continue;
+        }
+        json_object_put(res);
+        k->unreadable = 1; /* a resource of unknown id: no reconciliation (it might be any) */
+        if (!complete) {
+            /* The last line stops mid-resource: the file was cut short, so the run is not complete. */
+            k->truncated = 1;
+            snprintf(msg, sizeof(msg), "output file %zu is truncated: line %lld ends mid-resource", r->bulk_file,
+                     (long long)r->bulk_read);
+        } else {
+            snprintf(msg, sizeof(msg), "output file %zu line %lld is not a JSON resource", r->bulk_file,
+                     (long long)r->bulk_read);
+        }
+        json_object_array_add(bad, json_object_new_string(msg));
+    }
+    hv_free(line);
+    line = NULL;
+    if (k->lines > 0) {
+        if ((k->b = hv__ehr_batch_prepare(r, arr)) == NULL) goto fail;
+        for (i = 0; i < json_object_array_length(bad); i++)
+            hv__ehr_batch_fail(k->b, "bulk", "%s", json_object_get_string(json_object_array_get_idx(bad, i)));
+    }
+    json_object_put(arr);
+    json_object_put(bad);
+    return k;
+fail:
+    hv_free(line);
+    hv_free(k);
+    json_object_put(arr);
+    json_object_put(bad);
+    return NULL;
+}
+
 static void import_chunk(hv__ehr_run_t *r);
+
+enum { W_IDLE = 0, W_CALLING, W_FLIGHT, W_DONE_EARLY };
 
 static void chunk_written(hv__ehr_run_t *r, int status) {
     (void)status;
+    if (r->bulk_writing == W_CALLING) {
+        /* Ended inside hv__ehr_batch_write (a failure before any job): import_chunk goes on. */
+        r->bulk_writing = W_DONE_EARLY;
+        return;
+    }
+    r->bulk_writing = W_IDLE;
     hv__ehr_run_checkpoint(r, import_chunk);
 }
 
 static void import_chunk(hv__ehr_run_t *r) {
     char path[4200], *line = NULL;
-    size_t cap = 0, n = 0;
-    json_object *arr;
-    ssize_t got;
+    size_t cap = 0;
+    hv__ehr_chunk_t *k;
+    hv__ehr_batch_t *b;
     if (r->m->stopping) return;
     if (r->bulk_fp == NULL) {
         int64_t skip = r->bulk_line, i;
+        hv__ehr_bulk_release(r);
         file_path(r, r->bulk_file, path, sizeof(path));
         r->bulk_fp = fopen(path, "rb");
         if (r->bulk_fp == NULL) {
@@ -108,51 +290,41 @@ static void import_chunk(hv__ehr_run_t *r) {
         }
         for (i = 0; i < skip; i++)
             if (getline(&line, &cap, r->bulk_fp) < 0) break;
+        hv_free(line);
+        r->bulk_read = r->bulk_line;
     }
-    arr = json_object_new_array();
-    while (arr != NULL && n < BULK_CHUNK && (got = getline(&line, &cap, r->bulk_fp)) >= 0) {
-        json_object *res = NULL;
-        size_t len = (size_t)got;
-        int complete = len > 0 && line[len - 1] == '\n';
-        r->bulk_line++;
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) len--;
-        if (len == 0) continue;
-        if (len > LINE_MAX_BYTES || hv_json_parse(line, len, "ndjson", &res, NULL) != HV_OK ||
-            !json_object_is_type(res, json_type_object)) {
-            json_object_put(res);
-            r->fetched++;
-            r->failed++;
-            r->unreadable = 1; /* a resource of unknown id: no reconciliation (it might be any) */
-            if (!complete) {
-                /* The last line stops mid-resource: the file was cut short, so the run is not complete. */
-                hv__ehr_run_error(r, "bulk", "output file %zu is truncated: line %lld ends mid-resource", r->bulk_file,
-                                  (long long)r->bulk_line);
-                r->page_failed = 1;
-            } else {
-                hv__ehr_run_error(r, "bulk", "output file %zu line %lld is not a JSON resource", r->bulk_file,
-                                  (long long)r->bulk_line);
-            }
-            continue;
-        }
-        json_object_array_add(arr, res);
-        n++;
-    }
-    hv_free(line);
-    if (arr == NULL) {
+    k = r->bulk_ahead;
+    r->bulk_ahead = NULL;
+    if (k == NULL && (k = chunk_read(r)) == NULL) {
         bulk_fail(r);
         return;
     }
-    if (n == 0) {
-        json_object_put(arr);
+    if (k->b == NULL) {
+        hv_free(k);
         fclose(r->bulk_fp);
         r->bulk_fp = NULL;
         r->bulk_file++;
         r->bulk_line = 0;
+        r->bulk_read = 0;
         hv__ehr_run_checkpoint(r, hv__ehr_bulk_step);
         return;
     }
-    hv__ehr_write_resources(r, arr, chunk_written);
-    json_object_put(arr);
+    r->bulk_line += k->lines;
+    if (k->unreadable) r->unreadable = 1;
+    if (k->truncated) r->page_failed = 1;
+    b = k->b;
+    hv_free(k);
+    r->bulk_writing = W_CALLING;
+    hv__ehr_batch_write(r, b, chunk_written);
+    if (r->bulk_writing == W_DONE_EARLY) {
+        r->bulk_writing = W_IDLE;
+        hv__ehr_run_checkpoint(r, import_chunk);
+        return;
+    }
+    r->bulk_writing = W_FLIGHT;
+    /* While the stores write it, the next chunk is read, parsed and prepared here (as sync.c
+     * fetches and prepares the next page); when that fails it is read again in its turn. */
+    r->bulk_ahead = chunk_read(r);
 }
 
 /* ---- download ---- */
@@ -167,6 +339,12 @@ static void on_download(void *ud, hv__ehr_resp_t *resp) {
         return;
     }
     r->bulk_line = 0;
+    if (is_deleted_file(r, r->bulk_file)) {
+        /* Read at the end, once every output is in (bulk_done). */
+        r->bulk_file++;
+        hv__ehr_run_checkpoint(r, hv__ehr_bulk_step);
+        return;
+    }
     import_chunk(r);
 }
 
@@ -250,6 +428,21 @@ static void on_status(void *ud, hv__ehr_resp_t *resp) {
                           json_object_array_length(errs));
     json_object_put(r->bulk_outputs);
     r->bulk_outputs = json_object_get(out);
+    {
+        /* The manifest's "deleted" files (an export with _since) go after the outputs, marked:
+         * they are downloaded like them and read at the end (bulk_done). */
+        json_object *del = NULL, *d;
+        size_t i;
+        if (json_object_object_get_ex(man, "deleted", &del) && json_object_is_type(del, json_type_array))
+            for (i = 0; i < json_object_array_length(del); i++) {
+                const char *url = hv_json_get_str(json_object_array_get_idx(del, i), "url");
+                if (url == NULL || (d = json_object_new_object()) == NULL) continue;
+                hv_json_set_str(d, "type", "Bundle");
+                hv_json_set_str(d, "url", url);
+                hv_json_set(d, "deleted", json_object_new_boolean(1));
+                json_object_array_add(r->bulk_outputs, d);
+            }
+    }
     json_object_put(man);
     r->bulk_file = 0;
     r->bulk_line = 0;

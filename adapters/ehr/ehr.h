@@ -7,7 +7,7 @@
  *   POST /ehr/connect          {"vendor", "base_url", "client_id", "private_key_pem" |
  *                               "client_secret", "scopes", "resource_types", "schedule", …}
  *   GET  /ehr/connections      without keys or secrets, ever
- *   POST /ehr/sync/:id         {"mode": "full" | "incremental" | "bulk"} → 202 {"run_id"}
+ *   POST /ehr/sync/:id         {"mode": "full" | "incremental" | "bulk"[, "incremental": true]} → 202 {"run_id"}
  *   GET  /ehr/sync-history     ?connection=ID, newest first
  *   GET  /ehr/providers        the vendors and what each needs
  *   POST /ehr/disconnect       {"id"}

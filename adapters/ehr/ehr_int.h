@@ -136,6 +136,7 @@ struct hv__ehr {
     uint64_t bulk_poll_ms;
     uint64_t overlap_ms;
     int verify_tls_default;
+    int id_reconcile;                /* ehr.id_reconcile (sync.c) */
     double rate_default;
     uint64_t lease_ttl_ms;
     char holder[HV__EHR_HOLDER_MAX]; /* this engine's id for leases */
@@ -160,6 +161,9 @@ struct hv__ehr_run {
     char *bulk_status_url;      /* bulk: the polling URL, once kicked off */
     size_t bulk_file;           /* bulk: the output file being imported */
     int64_t bulk_line;          /* bulk: lines of it already imported */
+    int64_t bulk_read;          /* bulk: lines of it read (imported, or prepared ahead) */
+    struct hv__ehr_chunk *bulk_ahead; /* bulk: the next chunk, prepared while one is written */
+    int bulk_writing;           /* bulk.c: where the chunk's write is */
     /* counts */
     int64_t fetched, created, updated, unchanged, failed, conflicts, deleted;
     int reconciled;
@@ -185,6 +189,9 @@ struct hv__ehr_run {
     uint64_t fetch_started_ms, fetch_ms; /* the page in flight: for the debug log */
     struct hv__ehr_pf *pf;      /* the next page, fetched and prepared ahead (sync.c) */
     struct hv__ehr_hist *hist;  /* an incremental's history read for deletions (history.c) */
+    int ids_pass;               /* an incremental's id listing (sync.c): pages only mark what the EHR has */
+    int rows_lazy;              /* the last page written was mostly unchanged: the next page is
+                                 * validated after the look-up, its rows left to the store (write.c) */
     hv__ehr_run_t *next;
 };
 
@@ -211,6 +218,9 @@ void hv__ehr_run_error(hv__ehr_run_t *r, const char *where, const char *fmt, ...
 /* write.c: writes a batch of resources (array) of the run into the store; then cb. */
 typedef void (*hv__ehr_written_cb)(hv__ehr_run_t *r, int status);
 void hv__ehr_write_resources(hv__ehr_run_t *r, struct json_object *resources, hv__ehr_written_cb cb);
+/* write.c: records that the EHR has these resources (their type and id only: an id listing),
+ * for the run's reconciliation; then cb. */
+void hv__ehr_mark_seen(hv__ehr_run_t *r, struct json_object *resources, hv__ehr_written_cb cb);
 /* The same in two steps, so that a page can be prepared while the one before is written:
  * prepare (checks, validation, hashes, local ids; errors and counts kept in the batch, NULL
  * when out of memory), then write (adds them to the run; takes the batch), or free. */
@@ -218,6 +228,9 @@ typedef struct hv__ehr_batch hv__ehr_batch_t;
 hv__ehr_batch_t *hv__ehr_batch_prepare(hv__ehr_run_t *r, struct json_object *resources);
 void hv__ehr_batch_write(hv__ehr_run_t *r, hv__ehr_batch_t *b, hv__ehr_written_cb cb);
 void hv__ehr_batch_free(hv__ehr_batch_t *b);
+/* A resource of the batch that could not even be read (a bulk line that is not JSON): counted
+ * fetched and failed, its error recorded, when the batch is written. */
+void hv__ehr_batch_fail(hv__ehr_batch_t *b, const char *where, const char *fmt, ...) HV_PRINTF(3, 4);
 #define HV__EHR_LOCAL_ID_MAX 65
 /* The local id of the EHR's type/id synced through connection conn (write.c explains the rule). */
 void hv__ehr_local_id(const char *conn, const char *type, const char *id, char out[HV__EHR_LOCAL_ID_MAX]);
@@ -231,6 +244,9 @@ void hv__ehr_run_checkpoint(hv__ehr_run_t *r, void (*next)(hv__ehr_run_t *r));
 /* reconcile.c: after a full search sync, deletes locally what the EHR no longer has
  * (ehr.deletions); then hv__ehr_run_finish. */
 void hv__ehr_reconcile(hv__ehr_run_t *r);
+/* The same after a Group or Patient-level Bulk export: only within the compartments of the
+ * Patients the run saw (reconcile.c). */
+void hv__ehr_reconcile_scoped(hv__ehr_run_t *r);
 /* A resource gone from the EHR: its type and the EHR's id. */
 typedef struct hv__ehr_gone_ref {
     char type[64];
@@ -257,7 +273,10 @@ void hv__ehr_token_get(hv__ehr_run_t *r, hv__ehr_token_cb cb);
 void hv__ehr_token_drop(hv__ehr_conn_t *c);
 
 /* bulk.c */
+typedef struct hv__ehr_chunk hv__ehr_chunk_t;
 void hv__ehr_bulk_step(hv__ehr_run_t *r);
+/* Frees the run's chunk prepared ahead, if any. */
+void hv__ehr_bulk_release(hv__ehr_run_t *r);
 
 /* api.c */
 int hv__ehr_api_register(hv__ehr_t *m);

@@ -36,6 +36,9 @@ static const hv_setting_t settings[] = {
      "an incremental sync asks for changes since the last completed run's start minus this (clock skew)"},
     {"ehr.deletions", NULL, HV_SET_ENUM, "delete", "delete|keep",
      "resources a full sync no longer finds in the EHR: deleted locally, or kept (a warning of the run)"},
+    {"ehr.id_reconcile", NULL, HV_SET_BOOL, "on", NULL,
+     "incremental syncs of vendors without type history (Epic, Oracle Health) list the EHR's ids"
+     " (_elements=id) after the changes and delete what is gone, as a full sync does"},
     {"ehr.lease_ttl", NULL, HV_SET_DURATION, "10m", NULL,
      "a sync holds its connection's lease this long past its last checkpoint (engines sharing a database)"},
     {"ehr.schedule_check", NULL, HV_SET_DURATION, "30s", NULL, "how often scheduled syncs are looked for"},
@@ -244,6 +247,7 @@ static int module_init(hv_engine_t *e, void **state) {
     m->token_renew_ms = hv_config_duration_ms(cfg, "ehr.token_renew");
     m->rate_default = (double)hv_config_int(cfg, "ehr.rate_limit");
     m->overlap_ms = hv_config_duration_ms(cfg, "ehr.incremental_overlap");
+    m->id_reconcile = hv_config_bool(cfg, "ehr.id_reconcile");
     m->lease_ttl_ms = hv_config_duration_ms(cfg, "ehr.lease_ttl");
     if (m->lease_ttl_ms < 1000) m->lease_ttl_ms = 1000;
     if (m->max_attempts < 1) m->max_attempts = 1;

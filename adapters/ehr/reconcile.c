@@ -18,7 +18,11 @@
  *                     count (the rows stay, so every full sync says it again)
  *
  * A Bulk sync of a whole system-level export (no Group, no _since) reconciles the
- * same way (it sees every resource of its types). Incremental syncs see only
+ * same way (it sees every resource of its types). A Group or Patient-level export
+ * (no _since) holds the compartments of its Patients only: hv__ehr_reconcile_scoped
+ * takes as gone only the unseen resources (not Patients: one missing may just have
+ * left the Group) whose local copy is in the compartment of a Patient the run saw
+ * (the store's refs rows); the rest are kept with their rows. Incremental syncs see only
  * changes: their deletions come from the EHR's history (history.c), whose ids
  * are handed to hv__ehr_reconcile_gone and deleted here the same way (only
  * those the connection synced). A run resumed after a crash reconciles again: deleting what is gone
@@ -30,6 +34,7 @@
 #include "fhir/rest_int.h"
 
 #include <json-c/json.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define HV__EHR_MAX_GONE 100000
@@ -37,6 +42,7 @@
 typedef struct gone {
     char type[HV__FHIR_TYPE_MAX];
     char id[HV__FHIR_ID_MAX];
+    int skip; /* scoped: not in the compartment of a Patient the export held (kept, row too) */
     hv__fop_t op;
 } gone_t;
 
@@ -51,6 +57,9 @@ typedef struct rctx {
     size_t n, cap;
     int more; /* over HV__EHR_MAX_GONE */
     int listed; /* g holds candidates (history.c): keep those the connection synced */
+    int scoped; /* a Group or Patient-level export: only its Patients' compartments (hv__ehr_reconcile_scoped) */
+    char (*pats)[HV__FHIR_ID_MAX]; /* scoped: the local ids of the Patients the run saw, sorted */
+    size_t npats, cappats;
 } rctx_t;
 
 static void rctx_end(rctx_t *x) {
@@ -59,6 +68,7 @@ static void rctx_end(rctx_t *x) {
     for (i = 0; i < x->n; i++) hv__fop_clear(&x->g[i].op);
     hv_free(x->g);
     hv_free(x->types);
+    hv_free(x->pats);
     hv_free(x);
     hv__ehr_run_finish(r);
 }
@@ -92,6 +102,70 @@ static int known_job(hv_db_t *db, void *arg) {
     }
     x->n = k;
     return HV_OK;
+}
+
+static int cmp_pat(const void *a, const void *b) { return strcmp((const char *)a, (const char *)b); }
+
+/* ehr storage thread, scoped: the local ids of the Patients the run saw (the export's
+ * population); Patients it did not see are no candidates (they may have left the Group). */
+static int scoped_patients(hv_db_t *db, rctx_t *x) {
+    hv_db_stmt_t *st = NULL;
+    size_t i, k = 0;
+    int rc;
+    for (i = 0; i < x->n; i++) {
+        if (strcmp(x->g[i].type, "Patient") == 0) continue;
+        if (k != i) x->g[k] = x->g[i];
+        k++;
+    }
+    x->n = k;
+    rc = hv_db_prepare(db, "SELECT rid FROM resources WHERE connection = $1 AND rtype = 'Patient' AND seen_run = $2", &st);
+    if (rc != HV_OK) return rc;
+    hv_db_bind_text(st, 1, x->conn, strlen(x->conn));
+    hv_db_bind_text(st, 2, x->run_id, strlen(x->run_id));
+    while ((rc = hv_db_step(st)) == HV_DB_ROW) {
+        size_t il = 0;
+        const char *id = hv_db_column_text(st, 0, &il);
+        char rid[HV__FHIR_ID_MAX];
+        if (id == NULL || il >= sizeof(rid)) continue;
+        if (x->npats == x->cappats) {
+            size_t nc = x->cappats ? x->cappats * 2 : 64;
+            char(*np)[HV__FHIR_ID_MAX] = nc > HV__EHR_MAX_GONE ? NULL : hv_realloc(x->pats, nc * sizeof(*np));
+            if (np == NULL) {
+                rc = HV_ENOMEM;
+                break;
+            }
+            x->pats = np;
+            x->cappats = nc;
+        }
+        memcpy(rid, id, il);
+        rid[il] = '\0';
+        hv__ehr_local_id(x->conn, "Patient", rid, x->pats[x->npats++]);
+    }
+    hv_db_done(st);
+    if (rc >= 0 && x->npats > 0) qsort(x->pats, x->npats, sizeof(*x->pats), cmp_pat);
+    return rc < 0 ? rc : HV_OK;
+}
+
+/* fhir storage thread, scoped: whether the local copy of g is in the compartment of a Patient
+ * the run saw (the store's refs rows, fhir/store.c). */
+static int in_scope(hv_db_t *db, const rctx_t *x, const gone_t *g, const char *local, int *yes) {
+    hv_db_stmt_t *st = NULL;
+    int rc = hv_db_prepare(db, "SELECT patient FROM refs WHERE type = $1 AND id = $2", &st);
+    *yes = 0;
+    if (rc != HV_OK) return rc;
+    hv_db_bind_text(st, 1, g->type, strlen(g->type));
+    hv_db_bind_text(st, 2, local, strlen(local));
+    while (!*yes && (rc = hv_db_step(st)) == HV_DB_ROW) {
+        size_t pl = 0;
+        const char *p = hv_db_column_text(st, 0, &pl);
+        char key[HV__FHIR_ID_MAX];
+        if (p == NULL || pl >= sizeof(key)) continue;
+        memcpy(key, p, pl);
+        key[pl] = '\0';
+        if (bsearch(key, x->pats, x->npats, sizeof(*x->pats), cmp_pat) != NULL) *yes = 1;
+    }
+    hv_db_done(st);
+    return rc < 0 ? rc : HV_OK;
 }
 
 /* ehr storage thread: the rows the run did not see. */
@@ -133,6 +207,7 @@ static int list_job(hv_db_t *db, void *arg) {
         memcpy(g->id, id, il);
     }
     hv_db_done(st);
+    if (rc >= 0 && x->scoped) rc = scoped_patients(db, x);
     return rc < 0 ? rc : HV_OK;
 }
 
@@ -143,7 +218,7 @@ static int unrow_job(hv_db_t *db, void *arg) {
     size_t i;
     int rc;
     for (i = 0; i < x->n; i++) {
-        if (x->g[i].op.status >= 400) continue;
+        if (x->g[i].op.status >= 400 || x->g[i].skip) continue;
         rc = hv_db_prepare(db, "DELETE FROM resources WHERE connection = $1 AND rtype = $2 AND rid = $3", &st);
         if (rc != HV_OK) return rc;
         hv_db_bind_text(st, 1, x->conn, strlen(x->conn));
@@ -173,6 +248,15 @@ static int delete_job(hv_db_t *db, void *arg) {
         hv__fop_init(&g->op, HV__FOP_DELETE);
         snprintf(g->op.type, sizeof(g->op.type), "%s", g->type);
         hv__ehr_local_id(x->conn, g->type, g->id, g->op.id);
+        if (x->scoped) {
+            int yes = 0;
+            rc = in_scope(db, x, g, g->op.id, &yes);
+            if (rc != HV_OK) return rc;
+            if (!yes) {
+                g->skip = 1;
+                continue;
+            }
+        }
         rc = hv__fop_run(db, &g->op);
         if (rc != HV_OK) return rc;
     }
@@ -192,6 +276,7 @@ static void delete_done(int status, void *arg) {
     }
     for (i = 0; i < x->n; i++) {
         gone_t *g = &x->g[i];
+        if (g->skip) continue;
         if (g->op.status >= 400) {
             hv__ehr_run_error(r, g->type, "%s/%s is gone from the EHR but was not deleted: %d %.200s", g->type, g->id,
                               g->op.status, g->op.msg);
@@ -238,7 +323,13 @@ static void list_done(int status, void *arg) {
     }
 }
 
-void hv__ehr_reconcile(hv__ehr_run_t *r) {
+static void reconcile(hv__ehr_run_t *r, int scoped);
+
+void hv__ehr_reconcile(hv__ehr_run_t *r) { reconcile(r, 0); }
+
+void hv__ehr_reconcile_scoped(hv__ehr_run_t *r) { reconcile(r, 1); }
+
+static void reconcile(hv__ehr_run_t *r, int scoped) {
     rctx_t *x = hv_calloc(1, sizeof(*x));
     size_t i, n = json_object_array_length(r->c->types);
     r->reconciled = 1;
@@ -250,6 +341,7 @@ void hv__ehr_reconcile(hv__ehr_run_t *r) {
     }
     x->r = r;
     x->f = hv_engine_module_state(r->m->e, "fhir");
+    x->scoped = scoped;
     snprintf(x->conn, sizeof(x->conn), "%s", r->c->id);
     snprintf(x->run_id, sizeof(x->run_id), "%s", r->id);
     for (i = 0; i < n; i++) {

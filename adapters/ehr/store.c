@@ -490,6 +490,9 @@ static json_object *checkpoint_json(const hv__ehr_run_t *r) {
     if (r->bulk_outputs) hv_json_set(o, "bulk_outputs", json_object_get(r->bulk_outputs));
     hv_json_set_int(o, "bulk_file", (int64_t)r->bulk_file);
     hv_json_set_int(o, "bulk_line", r->bulk_line);
+    /* A line already imported was unreadable: a resumed run must not reconcile either. */
+    if (r->unreadable) hv_json_set(o, "unreadable", json_object_new_boolean(1));
+    if (r->ids_pass) hv_json_set(o, "ids_pass", json_object_new_boolean(1));
     return o;
 }
 
@@ -593,6 +596,8 @@ int hv__ehr_store_pending_runs(hv__ehr_t *m, hv_db_t *db) {
             if (json_object_object_get_ex(cp, "bulk_outputs", &v)) r->bulk_outputs = json_object_get(v);
             if (json_object_object_get_ex(cp, "bulk_file", &v)) r->bulk_file = (size_t)json_object_get_int64(v);
             if (json_object_object_get_ex(cp, "bulk_line", &v)) r->bulk_line = json_object_get_int64(v);
+            if (json_object_object_get_ex(cp, "unreadable", &v)) r->unreadable = json_object_get_boolean(v);
+            if (json_object_object_get_ex(cp, "ids_pass", &v)) r->ids_pass = json_object_get_boolean(v);
         }
         json_object_put(cp);
         c->active = r;

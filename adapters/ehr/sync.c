@@ -69,6 +69,7 @@ void hv__ehr_run_free(hv__ehr_run_t *r) {
     json_object_put(r->errors);
     json_object_put(r->bulk_outputs);
     if (r->bulk_fp) fclose(r->bulk_fp);
+    hv__ehr_bulk_release(r);
     pf_drop(r);
     hv_free(r->next_url);
     hv_free(r->pending_next);
@@ -140,6 +141,11 @@ int hv__ehr_run_start(hv__ehr_t *m, hv__ehr_conn_t *c, const char *mode, char ru
     snprintf(r->id, sizeof(r->id), "run-%013lld-%s", (long long)r->started_at, hex);
     snprintf(r->mode, sizeof(r->mode), "%s", mode);
     if (strcmp(mode, "incremental") == 0) r->since_ms = c->since_ms;
+    if (strcmp(mode, "bulk-since") == 0) {
+        /* A Bulk export of what changed since the last completed run (api.c). */
+        snprintf(r->mode, sizeof(r->mode), "bulk");
+        r->since_ms = c->since_ms;
+    }
     if (r->errors == NULL) {
         hv__ehr_run_free(r);
         return HV_ENOMEM;
@@ -513,7 +519,9 @@ static void fetch_page(hv__ehr_run_t *r, int status) {
         snprintf(url, sizeof(url), "%s", r->next_url);
     } else {
         int n = snprintf(url, sizeof(url), "%s/%s?_count=%d", c->base_url, type, c->page_size);
-        if (r->since_ms > 0 && n > 0 && (size_t)n < sizeof(url)) {
+        if (r->ids_pass && n > 0 && (size_t)n < sizeof(url))
+            n += snprintf(url + n, sizeof(url) - (size_t)n, "&_elements=id");
+        else if (r->since_ms > 0 && n > 0 && (size_t)n < sizeof(url)) {
             char ts[40];
             hv_time_rfc3339((uint64_t)r->since_ms, ts, sizeof(ts));
             n += snprintf(url + n, sizeof(url) - (size_t)n, "&_lastUpdated=gt%s", ts);
@@ -637,6 +645,11 @@ static void on_page(void *ud, hv__ehr_resp_t *resp) {
         hv__ehr_run_finish(r);
         return;
     }
+    if (r->ids_pass) {
+        hv__ehr_mark_seen(r, arr, page_written);
+        json_object_put(arr);
+        return;
+    }
     /* The next page is fetched and prepared while this one is written. */
     if (r->pending_next != NULL) pf_start(r, r->pending_next);
     hv__ehr_write_resources(r, arr, page_written);
@@ -658,6 +671,20 @@ static void step(hv__ehr_run_t *r) {
         else if (strcmp(r->mode, "incremental") == 0 && r->since_ms > 0 && !r->page_failed && !r->reconciled &&
                  r->c->vendor->history_deletions)
             hv__ehr_history_deletions(r);
+        /* Vendors without type history (Epic, Oracle Health): the id pass lists every id of the
+         * run's types (_elements=id, pages only mark them seen), then reconciles as a full sync. */
+        else if (strcmp(r->mode, "incremental") == 0 && r->since_ms > 0 && !r->page_failed && !r->reconciled &&
+                 r->m->id_reconcile && !r->ids_pass) {
+            r->ids_pass = 1;
+            r->type_idx = 0;
+            r->patient_idx = 0;
+            r->patients_loaded = 0;
+            r->nseen = 0;
+            hv_free(r->next_url);
+            r->next_url = NULL;
+            hv__ehr_run_checkpoint(r, step);
+        } else if (r->ids_pass && !r->page_failed && !r->reconciled)
+            hv__ehr_reconcile(r);
         else hv__ehr_run_finish(r);
         return;
     }

@@ -5,8 +5,12 @@
  *   1. loop thread: each resource is checked (structure against the FHIR R4 model,
  *      id syntax, and fhir.validation as for REST writes), hashed (SHA-256 of its
  *      JSON without meta), given its local id and its source identity, and its
- *      references are rewritten to local ids (below); a bad one is a failed
- *      resource with its own error, the rest go on;
+ *      references are rewritten to local ids (below), and its search-index rows
+ *      are computed (the store job only inserts them); a bad one is a failed
+ *      resource with its own error, the rest go on. The page's trees are
+ *      transformed in place (no copy). After a page that was mostly unchanged
+ *      (a re-sync), validation waits for step 2 and is applied only to what is to
+ *      be written, and the rows are left to the store;
  *   2. ehr storage thread, one job: the resources table says, per (type, remote
  *      id), the hash last written and the local version that write produced:
  *      same hash → unchanged, not written;
@@ -42,6 +46,7 @@
 #include "config.h"
 #include "adapters/ehr/ehr_int.h"
 #include "fhir/rest_int.h"
+#include "fhir/search_int.h"
 
 #include <json-c/json.h>
 #include <openssl/evp.h>
@@ -74,6 +79,8 @@ typedef struct item {
     char copy_id[HV__FHIR_ID_MAX];
     int has_op;
     hv__fop_t op;                   /* the store write (fhir storage thread) */
+    hv__search_rows_t *ix;          /* its search-index rows computed ahead (step 1), or NULL */
+    int checked;                    /* fhir.validation applied (step 1, or step 2 when lazy) */
 } item_t;
 
 struct hv__ehr_batch {
@@ -224,6 +231,7 @@ static void wctx_free(wctx_t *w) {
     for (i = 0; i < w->n; i++) {
         json_object_put(w->items[i].res);
         if (w->items[i].has_op) hv__fop_clear(&w->items[i].op);
+        hv__search_rows_free(w->items[i].ix);
     }
     hv_free(w->items);
     json_object_put(w->errs);
@@ -374,6 +382,7 @@ static int store_job(hv_db_t *db, void *arg) {
         if (it->write == WRITE_PUT) {
             snprintf(it->op.id, sizeof(it->op.id), "%s", it->local_id);
             it->op.resource = json_object_get(it->res);
+            it->op.ix_pre = it->ix; /* borrowed: freed with the batch, after the job */
         } else {
             hv__fhir_new_id(it->op.id);
             it->op.resource = review_copy(it->res);
@@ -492,9 +501,25 @@ static void lookup_done(int status, void *arg) {
         return;
     }
     for (i = 0; i < w->n; i++) {
-        if (w->items[i].state == ITEM_UNCHANGED) r->unchanged++;
-        else if (w->items[i].state != ITEM_FAILED) nwrite++;
+        item_t *it = &w->items[i];
+        const char *why;
+        if (it->state == ITEM_UNCHANGED) {
+            r->unchanged++;
+            continue;
+        }
+        if (it->state == ITEM_FAILED) continue;
+        /* Prepared lazily: validated now, only what is to be written. */
+        if (!it->checked && (why = refused(w->f, it->res)) != NULL) {
+            hv__ehr_run_error(r, it->type, "%s/%s was not stored: %s", it->type, it->id, why);
+            it->state = ITEM_FAILED;
+            r->failed++;
+            continue;
+        }
+        nwrite++;
     }
+    /* A page mostly unchanged (a re-sync) says the next is likely so too: validating it and
+     * computing its rows ahead would be done for nothing. */
+    r->rows_lazy = nwrite * 2 < w->n;
     if (nwrite == 0) {
         w_end(w, HV_OK);
         return;
@@ -568,12 +593,16 @@ hv__ehr_batch_t *hv__ehr_batch_prepare(hv__ehr_run_t *r, json_object *resources)
             berr(w, type, "a %s without a valid id", type);
         } else if ((it->seen = 1) && hv_fhir_check_structure(res, 0, &err) != HV_OK) {
             berr(w, type, "%s/%s is not valid FHIR R4: %s: %s", type, id, err.location, err.message);
-        } else if (json_object_deep_copy(res, &copy, NULL) != 0) {
-            berr(w, type, "%s/%s: out of memory", type, id);
         } else {
             /* The hash is of the EHR's content: meta left out, before anything is added. */
             json_object *meta = NULL;
             const char *why = NULL;
+            /* The page's tree is the batch's own (the caller only drops its references):
+             * it is transformed in place, no copy — so type and id are read from the
+             * item from here on (setting the local id frees the tree's id string). */
+            copy = json_object_get(res);
+            type = it->type;
+            id = it->id;
             if (json_object_object_get_ex(copy, "meta", &meta)) {
                 json_object_get(meta);
                 json_object_object_del(copy, "meta");
@@ -588,9 +617,16 @@ hv__ehr_batch_t *hv__ehr_batch_prepare(hv__ehr_run_t *r, json_object *resources)
             if (add_identity(r, copy, type, id) != HV_OK || hv_json_set_str(copy, "id", it->local_id) != HV_OK ||
                 hv__ehr_rewrite_refs(copy, r->c->id, r->c->base_url) != HV_OK) {
                 berr(w, type, "%s/%s could not be prepared (out of memory or nested too deep)", type, id);
-            } else if ((why = refused(w->f, copy)) != NULL) {
+            } else if (!r->rows_lazy && (why = refused(w->f, copy)) != NULL) {
                 berr(w, type, "%s/%s was not stored: %s", type, id, why);
             } else {
+                /* The index rows depend on the tree only (not on meta.versionId or
+                 * meta.lastUpdated, which the store sets): computed here, the store
+                 * job only binds and inserts them (fhir/search_int.h). A failure
+                 * leaves them to the store. Lazy (after a mostly unchanged page):
+                 * validation waits for the look-up (step 2) and the rows for the store. */
+                it->checked = !r->rows_lazy;
+                if (!r->rows_lazy && hv__search_index_rows(type, copy, &it->ix) != HV_OK) it->ix = NULL;
                 it->res = copy;
                 copy = NULL;
                 it->state = ITEM_NEW;
@@ -604,6 +640,17 @@ hv__ehr_batch_t *hv__ehr_batch_prepare(hv__ehr_run_t *r, json_object *resources)
 }
 
 void hv__ehr_batch_free(hv__ehr_batch_t *b) { wctx_free(b); }
+
+void hv__ehr_batch_fail(hv__ehr_batch_t *b, const char *where, const char *fmt, ...) {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    b->fetched++;
+    b->failed++;
+    berr(b, where, "%s", msg);
+}
 
 void hv__ehr_batch_write(hv__ehr_run_t *r, hv__ehr_batch_t *w, hv__ehr_written_cb cb) {
     size_t i;
@@ -627,6 +674,82 @@ void hv__ehr_batch_write(hv__ehr_run_t *r, hv__ehr_batch_t *w, hv__ehr_written_c
         hv__ehr_run_error(r, "store", "the ehr store is busy");
         r->page_failed = 1;
         w_end(w, HV_EBUSY);
+    }
+}
+
+/* ---- an id listing (sync.c's id pass): seen_run only ---- */
+
+typedef struct seen_job {
+    hv__ehr_run_t *r;
+    hv__ehr_written_cb cb;
+    char conn[HV__EHR_ID_MAX];
+    char run_id[HV__EHR_ID_MAX];
+    size_t n;
+    struct {
+        char type[HV__FHIR_TYPE_MAX];
+        char id[HV__FHIR_ID_MAX];
+    } *ids;
+} seen_job_t;
+
+static int seen_job(hv_db_t *db, void *arg) {
+    seen_job_t *s = arg;
+    hv_db_stmt_t *st = NULL;
+    size_t i;
+    int rc;
+    for (i = 0; i < s->n; i++) {
+        rc = hv_db_prepare(db, "UPDATE resources SET seen_run = $1 WHERE connection = $2 AND rtype = $3 AND rid = $4", &st);
+        if (rc != HV_OK) return rc;
+        hv_db_bind_text(st, 1, s->run_id, strlen(s->run_id));
+        hv_db_bind_text(st, 2, s->conn, strlen(s->conn));
+        hv_db_bind_text(st, 3, s->ids[i].type, strlen(s->ids[i].type));
+        hv_db_bind_text(st, 4, s->ids[i].id, strlen(s->ids[i].id));
+        rc = hv_db_step(st);
+        hv_db_done(st);
+        if (rc < 0) return rc;
+    }
+    return HV_OK;
+}
+
+static void seen_done(int status, void *arg) {
+    seen_job_t *s = arg;
+    hv__ehr_run_t *r = s->r;
+    hv__ehr_written_cb cb = s->cb;
+    if (status != HV_OK) {
+        /* Some ids not marked could be deleted wrongly: no reconciliation for this run. */
+        hv__ehr_run_error(r, "store", "recording the EHR's ids failed: %s", hv_strerror(status));
+        r->page_failed = 1;
+    }
+    hv_free(s->ids);
+    hv_free(s);
+    cb(r, status);
+}
+
+void hv__ehr_mark_seen(hv__ehr_run_t *r, json_object *resources, hv__ehr_written_cb cb) {
+    size_t n = json_object_array_length(resources), i;
+    seen_job_t *s = hv_calloc(1, sizeof(*s));
+    if (s == NULL || (n > 0 && (s->ids = hv_calloc(n, sizeof(*s->ids))) == NULL)) {
+        hv_free(s);
+        r->page_failed = 1;
+        cb(r, HV_ENOMEM);
+        return;
+    }
+    s->r = r;
+    s->cb = cb;
+    snprintf(s->conn, sizeof(s->conn), "%s", r->c->id);
+    snprintf(s->run_id, sizeof(s->run_id), "%s", r->id);
+    for (i = 0; i < n; i++) {
+        json_object *res = json_object_array_get_idx(resources, i);
+        const char *type = hv_json_get_str(res, "resourceType"), *id = hv_json_get_str(res, "id");
+        if (type == NULL || id == NULL || !id_ok(id) || strlen(type) >= sizeof(s->ids[0].type)) continue;
+        snprintf(s->ids[s->n].type, sizeof(s->ids[s->n].type), "%s", type);
+        snprintf(s->ids[s->n].id, sizeof(s->ids[s->n].id), "%s", id);
+        s->n++;
+    }
+    if (hv_storage_submit(r->m->storage, seen_job, seen_done, s) != HV_OK) {
+        hv_free(s->ids);
+        hv_free(s);
+        r->page_failed = 1;
+        cb(r, HV_EBUSY);
     }
 }
 

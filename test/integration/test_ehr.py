@@ -15,6 +15,7 @@ import glob
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import tempfile
 import time
@@ -379,6 +380,83 @@ class Sync(EhrCase):
         self.assertEqual(st, 200)
         self.assertEqual(self.local_total("Condition"), self.peer_count(["Condition"]) - 2)
 
+    @own_peer
+    def test_bulk_since_applies_the_manifests_deleted_files(self):
+        types = ["Patient", "Condition"]
+        cid = self.connect(resource_types=types)
+        want = self.peer_count(types)
+        run = self.sync(cid, "bulk")
+        self.assertEqual((run["status"], run["created"], run["deleted"]), ("completed", want, 0), run)
+        conds = [e["resource"]["id"] for e in load(SYNTHEA[0])["entry"] if e["resource"]["resourceType"] == "Condition"]
+        t0 = time.time() - 1
+        self.delete_on_peer("Condition", conds[0])
+        # The peer's own export with _since lists the deletion under "deleted" (Bulk Data IG 2.0.0).
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0))
+        auth = {"Authorization": "Bearer " + self.peer_token()}
+        st, h, body = self.peer.request("GET", "/fhir/$export?_type=Condition&_since=" + since,
+                                        headers=dict(auth, Prefer="respond-async"))
+        self.assertEqual(st, 202, body)
+        loc = urllib.parse.urlsplit(h["content-location"]).path
+        deadline = time.monotonic() + 30
+        while True:
+            st, _, body = self.peer.request("GET", loc, headers=auth)
+            if st != 202 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        self.assertEqual(st, 200, body)
+        man = json.loads(body)
+        self.assertEqual([o["type"] for o in man.get("deleted", [])], ["Bundle"], man)
+        st, _, body = self.peer.request("GET", urllib.parse.urlsplit(man["deleted"][0]["url"]).path, headers=auth)
+        self.assertEqual(st, 200, body)
+        lines = [json.loads(x) for x in body.decode().splitlines() if x.strip()]
+        self.assertEqual([(b["type"], b["entry"][0]["request"]) for b in lines],
+                         [("transaction", {"method": "DELETE", "url": "Condition/" + conds[0]})])
+        # An incremental Bulk sync (_since) applies it; a full-export reconciliation is not involved.
+        st, out = self.local.post_json("/ehr/sync/%s" % cid, {"mode": "bulk", "incremental": True})
+        self.assertEqual((st, out.get("mode")), (202, "bulk"), out)
+        run = self.wait_run(cid, out["run_id"])
+        self.assertEqual((run["status"], run["deleted"], run["failed"]), ("completed", 1, 0), run)
+        self.assertLess(run["fetched"], want, run)
+        st, _, _ = self.local.get("/fhir/Condition/%s" % local_id(cid, "Condition", conds[0]))
+        self.assertEqual(st, 410)
+        st, _, _ = self.local.get("/fhir/Condition/%s" % local_id(cid, "Condition", conds[1]))
+        self.assertEqual(st, 200)
+        self.assertFalse(os.listdir(os.path.join(self.local.data, "ehr-bulk")), "bulk files left behind")
+
+    @own_peer
+    def test_group_bulk_export_deletes_only_within_its_patients(self):
+        # A Group-level export holds its Patients' compartments only: what it does not hold of
+        # other Patients stays; a resource of its Patient that it no longer holds is gone.
+        types = ["Patient", "Condition"]
+        b0, b1 = load(SYNTHEA[0]), load(SYNTHEA[1])
+        pat_a = [e["resource"]["id"] for e in b0["entry"] if e["resource"]["resourceType"] == "Patient"][0]
+        conds_a = [e["resource"]["id"] for e in b0["entry"] if e["resource"]["resourceType"] == "Condition"]
+        if not hasattr(self, "writer"):
+            self.writer = self.register(self.key, "system/*.cruds")
+        st, _, body = self.peer.request("PUT", "/fhir/Group/grp-a", body={
+            "resourceType": "Group", "id": "grp-a", "type": "person", "actual": True,
+            "member": [{"entity": {"reference": "Patient/" + pat_a}}]}, headers={
+            "Content-Type": "application/fhir+json",
+            "Authorization": "Bearer " + self.peer_token(self.writer, "system/*.cruds")})
+        self.assertIn(st, (200, 201), body)
+        cid = self.connect(resource_types=types, group_id="grp-a")
+        want = self.peer_count(types)
+        run = self.sync(cid, "full")  # every Patient's resources, by search
+        self.assertEqual((run["status"], run["created"]), ("completed", want), run)
+        in_group = 1 + len(conds_a)
+        run = self.sync(cid, "bulk")
+        self.assertEqual((run["status"], run["fetched"], run["unchanged"], run["deleted"]),
+                         ("completed", in_group, in_group, 0), run)
+        self.assertEqual(self.local_total("Condition"), self.peer_count(["Condition"]))
+        self.assertEqual(self.local_total("Patient"), self.peer_count(["Patient"]))
+        self.delete_on_peer("Condition", conds_a[0])
+        run = self.sync(cid, "bulk")
+        self.assertEqual((run["status"], run["deleted"]), ("completed", 1), run)
+        st, _, _ = self.local.get("/fhir/Condition/%s" % local_id(cid, "Condition", conds_a[0]))
+        self.assertEqual(st, 410)
+        self.assertEqual(self.local_total("Condition"), self.peer_count(["Condition"]) - 1)
+        self.assertEqual(self.local_total("Patient"), self.peer_count(["Patient"]))
+
     def test_scheduled_sync_runs_on_its_own_and_is_recorded(self):
         cid = self.connect(resource_types=["Patient"], schedule="every 1s")
         deadline, done = time.monotonic() + 30, []
@@ -424,6 +502,36 @@ class Sync(EhrCase):
         self.assertIn("truncated", json.dumps(run["errors"]))
         self.assertEqual(run["failed"], 1, run)
         self.assertEqual(run["created"], self.peer_count() - 1, run)
+        if not self.DB:
+            # The unreadable line is in the checkpoint: a resumed run would not reconcile either.
+            db = sqlite3.connect(os.path.join(self.local.data, "ehr.db"))
+            cp = db.execute("SELECT checkpoint FROM runs WHERE id = ?", (run["run_id"],)).fetchone()[0]
+            db.close()
+            self.assertIs(json.loads(cp).get("unreadable"), True, cp)
+
+    def test_invalid_resource_fails_alone_prepared_ahead_or_after_the_lookup(self):
+        # The first sync prepares every page ahead (validation included); a re-sync, after a
+        # page of unchanged resources, validates after the look-up only what is to be written.
+        # Either way the EHR's invalid Encounter (a status outside its required binding) is a
+        # failed resource with its reason, and the rest of its page is stored.
+        p = self.proxy()
+
+        def invalid_encounter(method, path, data):
+            if "/fhir/Encounter" in path and b'"entry"' in data:
+                b = json.loads(data)
+                b["entry"][0]["resource"]["status"] = "not-a-status"
+                return json.dumps(b).encode()
+            return data
+        p.rewrite = invalid_encounter
+        types = ["Patient", "Encounter"]
+        cid = self.connect(base=p.base + "/fhir", resource_types=types)
+        want = self.peer_count(types)
+        for expect_created, expect_unchanged in ((want - 1, 0), (0, want - 1)):
+            run = self.sync(cid, "full")
+            self.assertEqual((run["status"], run["failed"], run["created"], run["unchanged"]),
+                             ("completed", 1, expect_created, expect_unchanged), run)
+            self.assertIn("validation error", json.dumps(run["errors"]))
+        self.assertEqual(self.local_total("Encounter"), self.peer_count(["Encounter"]) - 1)
 
     def test_storm_of_429_and_5xx_is_ridden_out(self):
         p = self.proxy()
@@ -639,6 +747,36 @@ class Vendors(EhrCase):
         self.assertEqual(run["status"], "failed", run)
         self.assertIn("group_id", json.dumps(run["errors"]))
         self.assertEqual(self.local.stop(), 0, self.local.stderr()[-3000:])
+
+    @own_peer
+    def test_epic_incremental_deletes_through_the_id_pass(self):
+        # Epic has no type-level _history: an incremental sync lists the ids (_elements=id, per
+        # patient for the patient-scoped types) after the changes and reconciles like a full sync.
+        p = self.proxy()
+        p.rules.append(epic_patient_required({"Condition"}))
+        types = ["Patient", "Condition"]
+        st, out = self.local.post_json("/ehr/connect", {
+            "vendor": "epic", "base_url": p.base + "/fhir", "client_id": self.client_id,
+            "private_key_pem": read(self.key.path), "key_id": self.key.kid, "scopes": "system/*.rs",
+            "resource_types": types, "schedule": "manual"})
+        self.assertEqual(st, 201, out)
+        cid = out["id"]
+        want = self.peer_count(types)
+        run = self.sync(cid, "full")
+        self.assertEqual((run["status"], run["created"]), ("completed", want), run)
+        conds = [e["resource"]["id"] for e in load(SYNTHEA[0])["entry"] if e["resource"]["resourceType"] == "Condition"]
+        self.delete_on_peer("Condition", conds[0])
+        run = self.sync(cid, "incremental")
+        self.assertEqual((run["status"], run["deleted"], run["failed"]), ("completed", 1, 0), run)
+        self.assertGreater(p.count(r"/fhir/Condition\?.*_elements=id.*patient=", "GET"), 0)
+        st, _, _ = self.local.get("/fhir/Condition/%s" % local_id(cid, "Condition", conds[0]))
+        self.assertEqual(st, 410)
+        st, _, _ = self.local.get("/fhir/Condition/%s" % local_id(cid, "Condition", conds[1]))
+        self.assertEqual(st, 200)
+        self.assertEqual(self.local_total("Condition"), self.peer_count(["Condition"]) - 1)
+        # Nothing more gone: the next incremental deletes nothing.
+        run = self.sync(cid, "incremental")
+        self.assertEqual((run["status"], run["deleted"]), ("completed", 0), run)
 
     def test_cerner_tenant_url_and_system_account_secret(self):
         p = self.proxy()
