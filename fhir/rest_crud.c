@@ -98,6 +98,19 @@ static int job_op(hv_db_t *db, void *arg)
     return hv__fop_run(db, &r->op);
 }
 
+/* HOLOVITALS_FHIR_WRITE_AHEAD=0 leaves the search-index rows (and a transaction's ids
+ * and references) to the storage thread, as before they were computed ahead: the tests
+ * compare the two paths' index rows (test/integration/test_fhir_write_path.py). */
+static int write_ahead(void)
+{
+    static int on = -1;
+    if (on < 0) {
+        const char *v = getenv("HOLOVITALS_FHIR_WRITE_AHEAD");
+        on = v == NULL || strcmp(v, "0") != 0;
+    }
+    return on;
+}
+
 /*
  * Computes the search-index rows of the op's resource ahead, here on the loop thread,
  * so that the storage thread — the bottleneck of writes — only inserts them. The rows
@@ -106,7 +119,7 @@ static int job_op(hv_db_t *db, void *arg)
  */
 static void index_ahead(hv__rreq_t *r)
 {
-    if (hv__search_index_rows(r->op.type, r->op.resource, &r->op.ix_own) == HV_OK)
+    if (write_ahead() && hv__search_index_rows(r->op.type, r->op.resource, &r->op.ix_own) == HV_OK)
         r->op.ix_pre = r->op.ix_own;
 }
 
