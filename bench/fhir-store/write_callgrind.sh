@@ -7,9 +7,9 @@
 # (all threads) and instructions per request. OUT.1 is the profile
 # (callgrind_annotate --inclusive=yes OUT.1).
 #
-#   bench/fhir-store/write_callgrind.sh BIN OUT [create|tx]
+#   DUR=4 bench/fhir-store/write_callgrind.sh BIN OUT [create|tx]   (DUR: seconds of wrk)
 set -u
-BIN=$1; OUT=$2; mode=${3:-create}
+BIN=$1; OUT=$2; mode=${3:-create}; dur=${DUR:-4}
 w=$(mktemp -d /tmp/hv-bench-cgw.XXXXXX); p=$((36000 + RANDOM % 3000)); mkdir -p $w/ch
 if [ "$mode" = tx ]; then
   path=/fhir
@@ -31,7 +31,7 @@ pid=$!
 for _ in $(seq 600); do curl -sf http://127.0.0.1:$p/health >/dev/null && break; sleep 0.1; done
 for _ in 1 2 3; do curl -s -X POST -H 'Content-Type: application/fhir+json' http://127.0.0.1:$p$path -d "$body" >/dev/null; done
 callgrind_control -z $pid >/dev/null
-wrk -t1 -c64 -d4s -s $w/w.lua http://127.0.0.1:$p$path > $w/wrk.txt 2>&1
+wrk -t1 -c64 -d${dur}s -s $w/w.lua http://127.0.0.1:$p$path > $w/wrk.txt 2>&1
 callgrind_control -d $pid >/dev/null
 n=$(awk '/requests in/{print $1}' $w/wrk.txt)
 bad=$(awk '/Non-2xx/{print $NF}' $w/wrk.txt)
