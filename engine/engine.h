@@ -431,6 +431,14 @@ int hv_storage_submit(hv_storage_t *s, hv_storage_job_cb job, hv_storage_done_cb
  */
 int hv_storage_submit_lazy(hv_storage_t *s, hv_storage_job_cb job, hv_storage_done_cb done,
                            void *arg);
+/*
+ * As hv_storage_submit, for a job that may run twice: it runs without its own
+ * savepoint, and if it (or another such job of its batch) fails, the batch's
+ * transaction is rolled back and every job of the batch runs again, each in its own
+ * savepoint. The job must leave nothing outside the database that a second run
+ * after the rollback would get wrong (engine/storage.c).
+ */
+int hv_storage_submit_rerun(hv_storage_t *s, hv_storage_job_cb job, hv_storage_done_cb done, void *arg);
 size_t hv_storage_queued(hv_storage_t *s);
 /* Runs what is queued, stops the thread, closes the db, then frees. Call from the loop thread. */
 void hv_storage_free(hv_storage_t *s);

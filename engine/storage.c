@@ -19,6 +19,22 @@
  * command or COMMIT fails, the transaction is rolled back and every job of the
  * batch that had not failed on its own gets that error.
  *
+ * Re-runnable jobs (hv_storage_submit_rerun) skip their savepoint: a savepoint
+ * costs more than the small write it guards — SQLite copies every page the job
+ * changes into the sub-journal (on the FHIR store, where temp_store=FILE, with
+ * two pwrite calls per page: ~15 pages per created resource), PostgreSQL a
+ * round trip. The leading run of re-runnable jobs in a batch runs bare:
+ *
+ *   BEGIN; job 1; job 2; …; job k; SAVEPOINT hv_job; job k+1 (not re-runnable); …
+ *
+ * and when one of those bare jobs fails, nothing can undo it alone, so the whole
+ * transaction is rolled back and the batch runs again from its first job in the
+ * safe form above (a savepoint per job): the failing job is undone alone as
+ * always, the others are stored. A re-runnable job therefore may run twice; its
+ * first run's database effects are gone when it runs again, and it must leave
+ * nothing outside the database that a second run would get wrong. No job's done
+ * callback runs before the batch's final COMMIT.
+ *
  * Results go back to the loop thread through one uv_async_t; its callback calls
  * each job's done callback in submission order. Jobs live in one ring of
  * max_queue slots, indexed by four running counters (slot = counter % max_queue):
@@ -46,6 +62,7 @@ typedef struct slot {
     void *arg;
     int status;
     int lazy; /* hv_storage_submit_lazy: need not be durable when done runs */
+    int rerun; /* hv_storage_submit_rerun: may run twice, runs without a savepoint */
 } slot_t;
 
 struct hv_storage {
@@ -126,17 +143,21 @@ static void relax(hv_storage_t *s, uint64_t begin, uint64_t end) {
 }
 
 /* Runs slots [begin, end) in one transaction; fills their status. Returns the
- * number of jobs that failed; *tx_failed is set when the transaction itself failed. */
+ * number of jobs that failed; *tx_failed is set when the transaction itself failed.
+ * Unless safe is set, the leading re-runnable jobs run without savepoints; when one
+ * of them fails, the transaction is rolled back, *rerun is set and nothing else is
+ * reported: the caller runs the batch again with safe set. */
 static size_t run_batch(hv_storage_t *s, uint64_t begin, uint64_t end, uint64_t *commit_ns,
-                        int *tx_failed) {
+                        int *tx_failed, int safe, int *rerun) {
     hv_db_t *db = s->db;
     size_t n = (size_t)(end - begin), failed = 0;
     uint64_t i, t0;
-    int rc, broken = HV_OK;
+    int rc, broken = HV_OK, guarded = safe, first_savepoint = 1;
     const char *what = "begin";
     *commit_ns = 0;
     *tx_failed = 0;
     relax(s, begin, end);
+    *rerun = 0;
     rc = hv_db_begin(db);
     if (rc != HV_OK) {
         broken = rc;
@@ -144,15 +165,27 @@ static size_t run_batch(hv_storage_t *s, uint64_t begin, uint64_t end, uint64_t 
     }
     for (i = begin; i < end; i++) {
         slot_t *sl = &s->ring[i % s->cap];
-        what = "savepoint";
-        rc = next_savepoint(db, i == begin);
-        if (rc != HV_OK) {
-            broken = rc;
-            break;
+        /* From the first job that may not run twice on, every job has its savepoint. */
+        if (!guarded && !sl->rerun) guarded = 1;
+        if (guarded) {
+            what = "savepoint";
+            rc = next_savepoint(db, first_savepoint);
+            first_savepoint = 0;
+            if (rc != HV_OK) {
+                broken = rc;
+                break;
+            }
         }
         sl->status = sl->job(db, sl->arg);
         if (sl->status > 0) sl->status = HV_OK;
         if (sl->status != HV_OK) {
+            if (!guarded) {
+                /* A bare job failed: only the whole transaction can undo it. */
+                hv_db_rollback(db);
+                for (uint64_t j = begin; j <= i; j++) s->ring[j % s->cap].status = HV_OK;
+                *rerun = 1;
+                return 0;
+            }
             failed++;
             /* The savepoint stays after ROLLBACK TO; the next job releases it. */
             what = "rollback to savepoint";
@@ -192,7 +225,7 @@ static void storage_thread(void *arg) {
     for (;;) {
         uint64_t begin, end, t0, commit_ns;
         size_t failed;
-        int tx_failed;
+        int tx_failed, rerun;
         while (s->taken == s->submitted && !s->stop) uv_cond_wait(&s->cond, &s->lock);
         if (s->taken == s->submitted) break; /* stopping and nothing waits */
         begin = s->taken;
@@ -202,7 +235,8 @@ static void storage_thread(void *arg) {
         uv_mutex_unlock(&s->lock);
 
         t0 = hv_mono_ns();
-        failed = run_batch(s, begin, end, &commit_ns, &tx_failed);
+        failed = run_batch(s, begin, end, &commit_ns, &tx_failed, 0, &rerun);
+        if (rerun) failed = run_batch(s, begin, end, &commit_ns, &tx_failed, 1, &rerun);
 
         uv_mutex_lock(&s->lock);
         s->finished = end;
@@ -291,7 +325,7 @@ out:
 }
 
 static int submit(hv_storage_t *s, hv_storage_job_cb job, hv_storage_done_cb done, void *arg,
-                  int lazy) {
+                  int lazy, int rerun) {
     slot_t *sl;
     if (job == NULL) return HV_EINVAL;
     if (s->closing) return HV_ECLOSED;
@@ -307,6 +341,7 @@ static int submit(hv_storage_t *s, hv_storage_job_cb job, hv_storage_done_cb don
     sl->arg = arg;
     sl->status = HV_OK;
     sl->lazy = lazy;
+    sl->rerun = rerun;
     s->submitted++;
     uv_cond_signal(&s->cond);
     uv_mutex_unlock(&s->lock);
@@ -318,12 +353,16 @@ static int submit(hv_storage_t *s, hv_storage_job_cb job, hv_storage_done_cb don
 }
 
 int hv_storage_submit(hv_storage_t *s, hv_storage_job_cb job, hv_storage_done_cb done, void *arg) {
-    return submit(s, job, done, arg, 0);
+    return submit(s, job, done, arg, 0, 0);
 }
 
 int hv_storage_submit_lazy(hv_storage_t *s, hv_storage_job_cb job, hv_storage_done_cb done,
                            void *arg) {
-    return submit(s, job, done, arg, 1);
+    return submit(s, job, done, arg, 1, 0);
+}
+
+int hv_storage_submit_rerun(hv_storage_t *s, hv_storage_job_cb job, hv_storage_done_cb done, void *arg) {
+    return submit(s, job, done, arg, 0, 1);
 }
 
 size_t hv_storage_queued(hv_storage_t *s) {

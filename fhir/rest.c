@@ -119,9 +119,14 @@ void hv__rreq_free(hv__rreq_t *r)
 
 void hv__rreq_submit(hv__rreq_t *r, hv_storage_job_cb job, hv_storage_done_cb done)
 {
+    hv__rreq_submit_ex(r, job, done, 0);
+}
+
+void hv__rreq_submit_ex(hv__rreq_t *r, hv_storage_job_cb job, hv_storage_done_cb done, int rerun)
+{
     int rc;
     r->op.principal = r->principal; /* the store checks the resources themselves (fhir/rest_authz.c) */
-    rc = hv_storage_submit(r->f->storage, job, done, r);
+    rc = rerun ? hv_storage_submit_rerun(r->f->storage, job, done, r) : hv_storage_submit(r->f->storage, job, done, r);
     if (rc != HV_OK) {
         hv_http_header_add(r->req, "Retry-After", "1");
         hv__rest_outcome(r, 503, "error", "transient", "the store is busy (%s); retry later", hv_strerror(rc));

@@ -800,8 +800,13 @@ static int run_transaction(hv_db_t *db, hv__bundle_job_t *bj)
     int rc;
     uint64_t now = hv_now_ms();
     memset(&m, 0, sizeof(m));
-    if (bj->refs_done)
-        goto run; /* hv__bundle_precompute did the ids and the references */
+    if (bj->refs_done) {
+        /* hv__bundle_precompute did the ids and the references. This is all a run
+         * changes in bj besides the entries' outcomes, which each run sets again: a
+         * precomputed transaction may run twice (hv_storage_submit_rerun). */
+        bj->failed = -1;
+        goto run;
+    }
     rc = assign_ids(db, bj);
     if (rc != HV_OK)
         return rc;
@@ -933,7 +938,7 @@ int hv__bundle_precompute(hv__bundle_job_t *bj)
     urlmap_t m;
     int rc = HV_OK;
     memset(&m, 0, sizeof(m));
-    if (!bj->transaction || !bj->import || bj->move_merged || bj->refs_done || bj->n == 0)
+    if (!bj->transaction || bj->move_merged || bj->refs_done || bj->n == 0)
         return HV_OK;
     for (size_t i = 0; i < bj->n; i++) {
         const bentry_t *e = &bj->e[i];
@@ -1157,6 +1162,27 @@ static int job_bundle(hv_db_t *db, void *arg)
     return hv__bundle_run(db, r->bj);
 }
 
+/* HOLOVITALS_FHIR_WRITE_AHEAD=0 leaves the search-index rows (and a transaction's ids
+ * and references) to the storage thread, as before they were computed ahead: the tests
+ * compare the two paths' index rows (test/integration/test_fhir_write_path.py). */
+static int write_ahead(void)
+{
+    static int on = -1;
+    if (on < 0) {
+        const char *v = getenv("HOLOVITALS_FHIR_WRITE_AHEAD");
+        on = v == NULL || strcmp(v, "0") != 0;
+    }
+    return on;
+}
+
+/* Whether the bundle job of r may run twice (hv_storage_submit_rerun): a transaction
+ * whose ids and references hv__bundle_precompute fixed (run_transaction then changes
+ * nothing in it that a second run would not set again). */
+static int bundle_rerunnable(const hv__rreq_t *r)
+{
+    return r->bj->transaction && hv__bundle_is_precomputed(r->bj);
+}
+
 static void done_bundle(int status, void *arg)
 {
     hv__rreq_t *r = arg;
@@ -1246,7 +1272,14 @@ static void h_bundle(hv_http_req_t *req, void *ud)
             json_object_put(oo);
         }
     }
-    hv__rreq_submit(r, job_bundle, done_bundle);
+    /* Ids, references and search-index rows of a self-contained transaction are fixed
+     * here, on the loop thread, so that the storage thread only writes (a Bundle that
+     * needs the store is left as it is: run_transaction resolves it). */
+    if (write_ahead() && hv__bundle_precompute(r->bj) != HV_OK) {
+        hv__rest_outcome(r, 500, "error", "exception", "the transaction could not be prepared");
+        goto fail;
+    }
+    hv__rreq_submit_ex(r, job_bundle, done_bundle, bundle_rerunnable(r));
     return;
 fail:
     hv__rreq_free(r);

@@ -28,6 +28,7 @@
 #include <time.h>
 
 #include "fhir/rest_int.h"
+#include "fhir/search_int.h"
 
 /* Copies s into dst (cap bytes), truncating; cheaper than snprintf("%s") per request. */
 static void copy_str(char *dst, size_t cap, const char *s)
@@ -95,6 +96,45 @@ static int job_op(hv_db_t *db, void *arg)
 {
     hv__rreq_t *r = arg;
     return hv__fop_run(db, &r->op);
+}
+
+/* HOLOVITALS_FHIR_WRITE_AHEAD=0 leaves the search-index rows (and a transaction's ids
+ * and references) to the storage thread, as before they were computed ahead: the tests
+ * compare the two paths' index rows (test/integration/test_fhir_write_path.py). */
+static int write_ahead(void)
+{
+    static int on = -1;
+    if (on < 0) {
+        const char *v = getenv("HOLOVITALS_FHIR_WRITE_AHEAD");
+        on = v == NULL || strcmp(v, "0") != 0;
+    }
+    return on;
+}
+
+/*
+ * Computes the search-index rows of the op's resource ahead, here on the loop thread,
+ * so that the storage thread — the bottleneck of writes — only inserts them. The rows
+ * depend on the tree alone, not on the id or meta the write sets (fhir/search_int.h),
+ * so they equal the rows the write would compute. A failure leaves them to the write.
+ */
+static void index_ahead(hv__rreq_t *r)
+{
+    if (write_ahead() && hv__search_index_rows(r->op.type, r->op.resource, &r->op.ix_own) == HV_OK)
+        r->op.ix_pre = r->op.ix_own;
+}
+
+/*
+ * Submits an instance interaction. hv__fop_run may run twice (hv_storage_submit_rerun):
+ * each run starts from the op's inputs (a create keeps the id its first run chose, whose
+ * version the rollback removed), sets every output again, and writes nothing outside
+ * the database — the read cache's epoch raise (hv__rcache_invalidate) only makes a later
+ * read go to the store. PATCH is submitted plainly: its patch document is applied to a
+ * tree that shares values with it.
+ */
+static void done_op(int status, void *arg);
+static void submit_op(hv__rreq_t *r)
+{
+    hv__rreq_submit_ex(r, job_op, done_op, r->op.kind != HV__FOP_PATCH);
 }
 
 /* True when the If-None-Match or If-Modified-Since of a read says the client's copy is current. */
@@ -282,7 +322,7 @@ static void h_read(hv_http_req_t *req, void *ud)
         hv__rreq_free(r);
         return;
     }
-    hv__rreq_submit(r, job_read, done_read);
+    hv__rreq_submit_ex(r, job_read, done_read, 1); /* a read writes nothing: it may run twice */
     return;
 fail:
     hv__rreq_free(r);
@@ -326,7 +366,8 @@ static void h_create(hv_http_req_t *req, void *ud)
         const char *q = strchr(ine, '?');
         r->op.cond = hv_strdup(q != NULL ? q + 1 : ine);
     }
-    hv__rreq_submit(r, job_op, done_op);
+    index_ahead(r);
+    submit_op(r);
     return;
 fail:
     hv__rreq_free(r);
@@ -372,7 +413,8 @@ static void h_update(hv_http_req_t *req, void *ud)
     }
     if (hv__rest_validate(r, res) != HV_OK)
         goto fail;
-    hv__rreq_submit(r, job_op, done_op);
+    index_ahead(r);
+    submit_op(r);
     return;
 fail:
     hv__rreq_free(r);
@@ -398,7 +440,7 @@ static void h_delete(hv_http_req_t *req, void *ud)
         }
         r->op.cond = hv_strdup(hv_http_req_query(req));
     }
-    hv__rreq_submit(r, job_op, done_op);
+    submit_op(r);
     return;
 fail:
     hv__rreq_free(r);

@@ -94,6 +94,10 @@ hv__rreq_t *hv__rreq_new(hv__fhir_t *f, hv_http_req_t *req);
 void hv__rreq_free(hv__rreq_t *r);
 /* Submits a storage job for r; on refusal answers 503 and frees r. */
 void hv__rreq_submit(hv__rreq_t *r, hv_storage_job_cb job, hv_storage_done_cb done);
+/* As hv__rreq_submit; rerun set submits with hv_storage_submit_rerun (the job may run
+ * twice, without a savepoint of its own: it must leave nothing outside the database
+ * that a second run would get wrong). */
+void hv__rreq_submit_ex(hv__rreq_t *r, hv_storage_job_cb job, hv_storage_done_cb done, int rerun);
 
 /* The server's base URL ("http://host:port/fhir"), allocated in the request arena. */
 const char *hv__rest_base(hv__rreq_t *r);

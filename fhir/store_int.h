@@ -78,6 +78,8 @@ typedef struct hv__fop {
                                            * (import, channels, auth off). Borrowed from the request. */
     const struct hv__search_rows *ix_pre; /* CREATE/UPDATE: the search-index rows of `resource` computed
                                            * ahead (import), or NULL. Borrowed. */
+    struct hv__search_rows *ix_own; /* rows computed ahead that the op owns (a REST create or update
+                                     * computes them on the loop thread; hv__fop_clear frees them) */
     /* out */
     int status;                    /* the HTTP status of the outcome */
     int64_t out_version;           /* the version read or written */
@@ -247,7 +249,9 @@ int hv__bundle_prepare(struct json_object *bundle, int import, const char *prefe
 /* Runs it on db (inside the caller's transaction). Returns HV_OK or a negative status;
  * for a transaction, a failed entry makes it return HV_EINVAL (roll back). */
 /*
- * Import only, on any thread, before hv__bundle_run: for a transaction whose
+ * On any thread, before hv__bundle_run (the import's reader thread, the REST
+ * handler of POST /fhir on the loop thread; not the channel destination, whose
+ * creates get derived ids): for a transaction whose
  * entries are all unconditional creates and updates and whose references need no
  * store lookup, fixes the ids, rewrites the references and computes every entry's
  * search-index rows (hv__search_index_rows), so that the writer only binds and

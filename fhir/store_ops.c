@@ -39,6 +39,9 @@ void hv__fop_clear(hv__fop_t *op)
     json_object_put(op->resource);
     json_object_put(op->patch);
     hv_free(op->text);
+    hv__search_rows_free(op->ix_own);
+    op->ix_own = NULL;
+    op->ix_pre = NULL;
     op->cond = NULL;
     op->resource = NULL;
     op->patch = NULL;

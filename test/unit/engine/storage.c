@@ -21,6 +21,7 @@ typedef struct job {
     int status;     /* from the done callback */
     int done_calls;
     int done_seq;   /* order in which done ran */
+    int runs;       /* times the job ran (storage thread) */
 } job_t;
 
 struct ctx {
@@ -45,6 +46,7 @@ static int insert_job(hv_db_t *db, void *arg) {
         uv_sem_post(&j->ctx->running);
         uv_sem_wait(&j->ctx->gate);
     }
+    j->runs++;
     memset(body, 'a' + j->id % 26, sizeof(body));
     rc = hv_db_prepare(db, "INSERT INTO jobs(id, body) VALUES ($1, $2)", &st);
     if (rc == HV_OK) rc = hv_db_bind_int64(st, 1, j->id);
@@ -195,6 +197,70 @@ static void storage_failing_job_rolls_back_alone(void **state) {
     count_rows(c, &r);
     assert_int_equal(r.count, n - 2);
     assert_int_equal(r.sum, 45 - 4 - 7);
+    ctx_finish(c);
+    test_free(c);
+}
+
+/*
+ * Re-runnable jobs run without savepoints; when one of them fails, the batch's
+ * transaction is rolled back and the whole batch runs again with a savepoint per
+ * job: the failing jobs are undone alone, the others are stored once.
+ */
+static void storage_rerun_job_failure_reruns_batch_with_savepoints(void **state) {
+    ctx_t *c = test_malloc(sizeof(*c));
+    hv_storage_stats_t stats;
+    count_req_t r;
+    int i, n = 10;
+    ctx_start(c, state, 64, 64, NULL);
+    c->jobs[4].fail = 1; /* writes its row, then fails: the row must go */
+    c->jobs[7].id = 5;   /* a duplicate primary key: the database refuses it */
+    submit_blocker(c, &c->jobs[0]);
+    for (i = 1; i < n; i++)
+        assert_int_equal(hv_storage_submit_rerun(c->storage, insert_job, on_done, &c->jobs[i]), HV_OK);
+    uv_sem_post(&c->gate);
+    uv_run(&c->loop, UV_RUN_DEFAULT);
+    for (i = 0; i < n; i++) {
+        int want = i == 4 ? HV_EINVAL : i == 7 ? HV_ECONFLICT : HV_OK;
+        /* Jobs 1-4 ran bare until job 4 failed, then everything ran again. */
+        int runs = i >= 1 && i <= 4 ? 2 : 1;
+        if (c->jobs[i].status != want) fail_msg("job %d: status %d, want %d", i, c->jobs[i].status, want);
+        if (c->jobs[i].runs != runs) fail_msg("job %d: ran %d times, want %d", i, c->jobs[i].runs, runs);
+        assert_int_equal(c->jobs[i].done_calls, 1);
+    }
+    hv_storage_stats(c->storage, &stats);
+    assert_int_equal(stats.jobs_failed, 2);
+    assert_int_equal(stats.commits_failed, 0);
+    assert_int_equal(stats.batches, 2);
+    count_rows(c, &r);
+    assert_int_equal(r.count, n - 2);
+    assert_int_equal(r.sum, 45 - 4 - 7);
+    ctx_finish(c);
+    test_free(c);
+}
+
+/* From the first job that may not run twice on, jobs have savepoints again: a
+ * re-runnable job failing after it is undone alone, and nothing runs twice. */
+static void storage_plain_job_guards_the_rest_of_its_batch(void **state) {
+    ctx_t *c = test_malloc(sizeof(*c));
+    count_req_t r;
+    int i, n = 10;
+    ctx_start(c, state, 64, 64, NULL);
+    c->jobs[6].fail = 1;
+    submit_blocker(c, &c->jobs[0]);
+    for (i = 1; i < n; i++)
+        assert_int_equal(i == 3 ? hv_storage_submit(c->storage, insert_job, on_done, &c->jobs[i])
+                                : hv_storage_submit_rerun(c->storage, insert_job, on_done, &c->jobs[i]),
+                         HV_OK);
+    uv_sem_post(&c->gate);
+    uv_run(&c->loop, UV_RUN_DEFAULT);
+    for (i = 0; i < n; i++) {
+        if (c->jobs[i].status != (i == 6 ? HV_EINVAL : HV_OK))
+            fail_msg("job %d: status %d", i, c->jobs[i].status);
+        if (c->jobs[i].runs != 1) fail_msg("job %d: ran %d times", i, c->jobs[i].runs);
+    }
+    count_rows(c, &r);
+    assert_int_equal(r.count, n - 1);
+    assert_int_equal(r.sum, 45 - 6);
     ctx_finish(c);
     test_free(c);
 }
@@ -400,6 +466,8 @@ int run_storage_tests(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(storage_group_commit_batches_jobs),
         cmocka_unit_test(storage_failing_job_rolls_back_alone),
+        cmocka_unit_test(storage_rerun_job_failure_reruns_batch_with_savepoints),
+        cmocka_unit_test(storage_plain_job_guards_the_rest_of_its_batch),
         cmocka_unit_test(storage_done_runs_on_loop_thread_in_order),
         cmocka_unit_test(storage_submit_is_busy_when_full),
         cmocka_unit_test(storage_commit_failure_fails_whole_batch),

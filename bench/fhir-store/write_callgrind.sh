@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# bench/fhir-store/write_callgrind.sh — instructions per FHIR create or two-entry transaction
+# (issue 5), which the machine's load does not change: runs `holovitals serve` under
+# valgrind --tool=callgrind (the default module set, validation reject, synchronous FULL),
+# warms up with a few writes, zeroes the counters, drives wrk -t1 -c64 for 4 s with
+# bench/fhir-store/run.sh's create or tx body, dumps, and prints requests, instructions
+# (all threads) and instructions per request. OUT.1 is the profile
+# (callgrind_annotate --inclusive=yes OUT.1).
+#
+#   DUR=4 bench/fhir-store/write_callgrind.sh BIN OUT [create|tx]   (DUR: seconds of wrk)
+set -u
+BIN=$1; OUT=$2; mode=${3:-create}; dur=${DUR:-4}
+w=$(mktemp -d /tmp/hv-bench-cgw.XXXXXX); p=$((36000 + RANDOM % 3000)); mkdir -p $w/ch
+if [ "$mode" = tx ]; then
+  path=/fhir
+  body='{"resourceType":"Bundle","type":"transaction","entry":[{"fullUrl":"urn:uuid:0a0b0c0d-0000-4000-8000-000000000001","resource":{"resourceType":"Patient","name":[{"family":"Tx"}]},"request":{"method":"POST","url":"Patient"}},{"resource":{"resourceType":"Observation","status":"final","code":{"text":"hr"},"subject":{"reference":"urn:uuid:0a0b0c0d-0000-4000-8000-000000000001"}},"request":{"method":"POST","url":"Observation"}}]}'
+  prefer=
+else
+  path=/fhir/Patient
+  body='{"resourceType":"Patient","identifier":[{"system":"urn:bench","value":"1"}],"name":[{"family":"Bench","given":["Wrk"]}],"gender":"female","birthDate":"1970-01-01"}'
+  prefer='wrk.headers["Prefer"] = "return=minimal"'
+fi
+cat > $w/w.lua <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/fhir+json"
+$prefer
+wrk.body = '$body'
+LUA
+valgrind --tool=callgrind --callgrind-out-file=$OUT "$BIN" serve --data $w/data --http 127.0.0.1:$p --mllp 127.0.0.1:$((p+300)) --channels $w/ch --auth off --log-level warn >/dev/null 2>$w/vg.log &
+pid=$!
+for _ in $(seq 600); do curl -sf http://127.0.0.1:$p/health >/dev/null && break; sleep 0.1; done
+for _ in 1 2 3; do curl -s -X POST -H 'Content-Type: application/fhir+json' http://127.0.0.1:$p$path -d "$body" >/dev/null; done
+callgrind_control -z $pid >/dev/null
+wrk -t1 -c64 -d${dur}s -s $w/w.lua http://127.0.0.1:$p$path > $w/wrk.txt 2>&1
+callgrind_control -d $pid >/dev/null
+n=$(awk '/requests in/{print $1}' $w/wrk.txt)
+bad=$(awk '/Non-2xx/{print $NF}' $w/wrk.txt)
+kill $pid; wait $pid 2>/dev/null
+f=$OUT.1
+ir=$(callgrind_annotate $f 2>/dev/null | awk '/PROGRAM TOTALS/{gsub(",","",$1); print $1}')
+echo "$mode requests $n${bad:+ non2xx $bad} Ir $ir Ir/req $(( ir / n )) file $f"
+rm -rf $w
