@@ -4452,5 +4452,11 @@ const char *const hv__map_v2_lines[] = {
     "msg\tORU_R01\t4.1.1\tPID\tORU_R01.PATIENT_RESULT.PATIENT\t@PID-21 valued\tRelatedPerson[9]\tPID[RelatedPerson-Mother]\tRelatedPerson[9].patient.reference=Patient[1].id",
     "msg\tSIU_S12\t4.1\tPID\tSIU_S12.PATIENT\t@PID-21 valued\tRelatedPerson[9]\tPID[RelatedPerson-Mother]\tRelatedPerson[9].patient.reference=Patient[1].id",
     "msg\tVXU_V04\t4\tPID\tVXU_V04\t@PID-21 valued\tRelatedPerson[9]\tPID[RelatedPerson-Mother]\tRelatedPerson[9].patient.reference=Patient[1].id",
+    "map\tCX[Identifier]\t6\t6\tHD\t\textension[3].url\turi\t\t\thttps://holovitals.dev/fhir/StructureDefinition/identifier-assigning-facility",
+    "map\tCX[Identifier]\t6\t6\tHD\t\textension[3].valueReference(Organization)\tReference(Organization)\tHD[Organization]\t\t",
+    "map\tXON[Organization]\t8\t8\tHD\t\tidentifier[1].extension[3].url\turi\t\t\thttps://holovitals.dev/fhir/StructureDefinition/identifier-assigning-facility",
+    "map\tXON[Organization]\t8\t8\tHD\t\tidentifier[1].extension[3].valueReference(Location)\tReference(Location)\tHD[Location]\t\t",
+    "map\tXCN[Practitioner]\t14\t14\tHD\t\tidentifier[1].extension[3].url\turi\t\t\thttps://holovitals.dev/fhir/StructureDefinition/identifier-assigning-facility",
+    "map\tXCN[Practitioner]\t14\t14\tHD\t\tidentifier[1].extension[3].valueReference(Location)\tReference(Location)\tHD[Location]\t\t",
     NULL,
 };
