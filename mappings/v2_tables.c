@@ -4458,5 +4458,11 @@ const char *const hv__map_v2_lines[] = {
     "map\tXON[Organization]\t8\t8\tHD\t\tidentifier[1].extension[3].valueReference(Location)\tReference(Location)\tHD[Location]\t\t",
     "map\tXCN[Practitioner]\t14\t14\tHD\t\tidentifier[1].extension[3].url\turi\t\t\thttps://holovitals.dev/fhir/StructureDefinition/identifier-assigning-facility",
     "map\tXCN[Practitioner]\t14\t14\tHD\t\tidentifier[1].extension[3].valueReference(Location)\tReference(Location)\tHD[Location]\t\t",
+    "map\tOBX[Observation]\t25\t25\tXCN\t\tperformer[2](PractitionerRole[1].practitioner)\t-\t\t\t",
+    "map\tOBX[Observation]\t25\t25\tXCN\t\tperformer[2](PractitionerRole[1])\tReference(PractitionerRole)\tXCN[PractitionerRole]\t\t",
+    "map\tXCN[PractitionerRole]\t9\t9\tHD\t\tpractitioner(Practioner.identifier[1].assigner(Organization))\t-\t\t\t",
+    "map\tXCN[PractitionerRole]\t9\t9\tHD\t\tpractitioner(Practioner.identifier[1].system)\t-\t\t\t",
+    "map\tXCN[PractitionerRole]\t9\t9\tHD\t\tpractitioner(Practitioner.identifier[1].assigner(Organization))\tReference(Organization)\tHD[Organization]\t\t",
+    "map\tXCN[PractitionerRole]\t9\t9\tHD\t\tpractitioner(Practitioner.identifier[1].system)\turi\tHD[uri]\t\t",
     NULL,
 };
