@@ -258,6 +258,50 @@ static void v2_local_assigning_facility_is_referenced_from_the_identifier(void *
     hv_map_result_free(&r);
 }
 
+/* OBX-15 (producer) and OBX-23/25 (performing organization and its medical director) are all
+ * kept: the IG puts both on performer[2], local.tsv moves OBX-23..25 to performer[3]; OBX-25's
+ * row names the PractitionerRole (MDIR) whose practitioner is the director. */
+static void v2_local_obx_producer_and_performing_director_both_kept(void **state) {
+    static const char *oru =
+        "MSH|^~\\&|LAB|LABFAC|EHR|HOSP|20240106080000+0000||ORU^R01^ORU_R01|L4|P|2.5.1\r"
+        "PID|1||12345^^^HOSP^MR\r"
+        "OBR|1|P1^EHR|F1^LAB|24331-1^Lipid panel^LN\r"
+        "OBX|1|NM|2093-3^Cholesterol^LN||185|mg/dL|||||F||||454^Producer^ISO||||||||"
+        "Lab A^L^^^^CLIA&2.16.840.1.113883.4.7&ISO^XX^^^11D0668319||77^DIRECTOR^DEB\r";
+    hv_map_result_t r;
+    json_object *obs, *res;
+    size_t i;
+    int producer = 0, director = 0;
+    char path[64];
+    (void)state;
+    test_map(oru, NULL, &r);
+    obs = test_entry(r.bundle, "Observation", 0, NULL);
+    assert_non_null(obs);
+    for (i = 0; i < 4; i++) {
+        const char *type, *name;
+        snprintf(path, sizeof(path), "performer[%zu].reference", i);
+        res = entry_by_url(r.bundle, test_str(obs, path));
+        if (res == NULL) continue;
+        type = test_str(res, "resourceType");
+        name = test_str(res, "name");
+        if (strcmp(type, "Organization") == 0 && name != NULL && strcmp(name, "Producer") == 0) producer = 1;
+        if (strcmp(type, "PractitionerRole") == 0) {
+            json_object *org = entry_by_url(r.bundle, test_str(res, "organization.reference"));
+            json_object *doc = entry_by_url(r.bundle, test_str(res, "practitioner.reference"));
+            assert_string_equal(test_str(res, "code[0].coding[0].code"), "MDIR");
+            assert_non_null(org);
+            assert_string_equal(test_str(org, "name"), "Lab A");
+            assert_non_null(doc);
+            assert_string_equal(test_str(doc, "name[0].family"), "DIRECTOR");
+            assert_string_equal(test_str(doc, "identifier[0].value"), "77");
+            director = 1;
+        }
+    }
+    assert_true(producer);
+    assert_true(director);
+    hv_map_result_free(&r);
+}
+
 /* The order's placer number: ORC-2 when the message has it (the common order segment), else
  * OBR-2 (the IG's OBR row, "IF ORC-2 NOT VALUED"). */
 static void v2_local_orc_gives_the_placer_number_obr_without_orc(void **state) {
@@ -367,6 +411,7 @@ int run_v2_local_tests(void) {
         cmocka_unit_test(v2_local_orc_gives_the_placer_number_obr_without_orc),
         cmocka_unit_test(v2_local_pid_21_is_the_mother_not_the_patient),
         cmocka_unit_test(v2_local_assigning_facility_is_referenced_from_the_identifier),
+        cmocka_unit_test(v2_local_obx_producer_and_performing_director_both_kept),
         cmocka_unit_test(v2_load_override_dash_type_removes_a_row),
     };
     return cmocka_run_group_tests_name("mappings/v2_local", tests, NULL, NULL);
