@@ -176,6 +176,132 @@ static void v2_local_spm_identifiers_stay_apart(void **state) {
     hv_map_result_free(&r);
 }
 
+/* The resource of the Bundle entry whose fullUrl is url, or NULL. */
+static json_object *entry_by_url(json_object *bundle, const char *url) {
+    json_object *entries = NULL, *e, *u = NULL, *res = NULL;
+    size_t j;
+    if (url == NULL || !json_object_object_get_ex(bundle, "entry", &entries)) return NULL;
+    for (j = 0; j < json_object_array_length(entries); j++) {
+        e = json_object_array_get_idx(entries, j);
+        if (json_object_object_get_ex(e, "fullUrl", &u) && strcmp(json_object_get_string(u), url) == 0 &&
+            json_object_object_get_ex(e, "resource", &res))
+            return res;
+    }
+    return NULL;
+}
+
+/* The resource that identifier[0] of o refers to through the assigning-facility extension
+ * (extension[2], after the IG's two check-digit extensions), or NULL. */
+static json_object *facility_of(json_object *bundle, json_object *o, const char *id_path) {
+    char path[96];
+    const char *url, *ref;
+    size_t k;
+    for (k = 0; k < 4; k++) {
+        snprintf(path, sizeof(path), "%sextension[%zu].url", id_path, k);
+        url = test_str(o, path);
+        if (url == NULL || strcmp(url, "https://holovitals.dev/fhir/StructureDefinition/"
+                                       "identifier-assigning-facility") != 0)
+            continue;
+        snprintf(path, sizeof(path), "%sextension[%zu].valueReference.reference", id_path, k);
+        ref = test_str(o, path);
+        return entry_by_url(bundle, ref);
+    }
+    return NULL;
+}
+
+/* CX.6, XON.8 and XCN.14 (assigning facility): the IG's data-type maps make an Organization
+ * (CX.6) or a Location (XON.8, XCN.14), which the identifier references through HoloVitals'
+ * extension (the IG names only a proposed one); an identifier without it has no extension. */
+static void v2_local_assigning_facility_is_referenced_from_the_identifier(void **state) {
+    static const char *oru =
+        "MSH|^~\\&|LAB|LABFAC|EHR|HOSP|20240106080000+0000||ORU^R01^ORU_R01|L3|P|2.5.1\r"
+        "PID|1||12345^^^HOSP^MR^CLINIC&1.2.3.4&ISO~777^^^HOSP^PI\r"
+        "OBR|1|P1^EHR|F1^LAB|24331-1^Lipid panel^LN|||20240102070000+0000|||||||||"
+        "99^DOC^DAN^^^^^^NPI&2.16.840.1.113883.4.6&ISO^^^^NPI^WARDFAC&2.16.9.9&ISO\r"
+        "OBX|1|NM|2093-3^Cholesterol^LN||185|mg/dL|||||F|||20240102075000+0000|||||||||"
+        "Lab A^L^^^^CLIA&2.16.840.1.113883.4.7&ISO^XX^SITEFAC&2.16.8.8&ISO^^11D0668319\r";
+    hv_map_result_t r;
+    json_object *pat, *prac = NULL, *org = NULL, *fac;
+    size_t i, n;
+    (void)state;
+    test_map(oru, NULL, &r);
+    pat = test_entry(r.bundle, "Patient", 0, NULL);
+    assert_non_null(pat);
+    fac = facility_of(r.bundle, pat, "identifier[0].");
+    assert_non_null(fac);
+    assert_string_equal(test_str(fac, "resourceType"), "Organization");
+    assert_string_equal(test_str(fac, "identifier[1].value"), "1.2.3.4");
+    assert_null(facility_of(r.bundle, pat, "identifier[1]."));
+    n = test_count(r.bundle, "Practitioner");
+    for (i = 0; i < n; i++) {
+        json_object *p = test_entry(r.bundle, "Practitioner", i, NULL);
+        const char *v = test_str(p, "identifier[0].value");
+        if (v != NULL && strcmp(v, "99") == 0) prac = p;
+    }
+    assert_non_null(prac);
+    fac = facility_of(r.bundle, prac, "identifier[0].");
+    assert_non_null(fac);
+    assert_string_equal(test_str(fac, "resourceType"), "Location");
+    assert_string_equal(test_str(fac, "name"), "WARDFAC");
+    assert_string_equal(test_str(fac, "identifier[0].value"), "2.16.9.9");
+    n = test_count(r.bundle, "Organization");
+    for (i = 0; i < n; i++) {
+        json_object *o = test_entry(r.bundle, "Organization", i, NULL);
+        const char *v = test_str(o, "name");
+        if (v != NULL && strcmp(v, "Lab A") == 0) org = o;
+    }
+    assert_non_null(org);
+    fac = facility_of(r.bundle, org, "identifier[0].");
+    assert_non_null(fac);
+    assert_string_equal(test_str(fac, "resourceType"), "Location");
+    assert_string_equal(test_str(fac, "identifier[0].value"), "2.16.8.8");
+    hv_map_result_free(&r);
+}
+
+/* OBX-15 (producer) and OBX-23/25 (performing organization and its medical director) are all
+ * kept: the IG puts both on performer[2], local.tsv moves OBX-23..25 to performer[3]; OBX-25's
+ * row names the PractitionerRole (MDIR) whose practitioner is the director. */
+static void v2_local_obx_producer_and_performing_director_both_kept(void **state) {
+    static const char *oru =
+        "MSH|^~\\&|LAB|LABFAC|EHR|HOSP|20240106080000+0000||ORU^R01^ORU_R01|L4|P|2.5.1\r"
+        "PID|1||12345^^^HOSP^MR\r"
+        "OBR|1|P1^EHR|F1^LAB|24331-1^Lipid panel^LN\r"
+        "OBX|1|NM|2093-3^Cholesterol^LN||185|mg/dL|||||F||||454^Producer^ISO||||||||"
+        "Lab A^L^^^^CLIA&2.16.840.1.113883.4.7&ISO^XX^^^11D0668319||77^DIRECTOR^DEB\r";
+    hv_map_result_t r;
+    json_object *obs, *res;
+    size_t i;
+    int producer = 0, director = 0;
+    char path[64];
+    (void)state;
+    test_map(oru, NULL, &r);
+    obs = test_entry(r.bundle, "Observation", 0, NULL);
+    assert_non_null(obs);
+    for (i = 0; i < 4; i++) {
+        const char *type, *name;
+        snprintf(path, sizeof(path), "performer[%zu].reference", i);
+        res = entry_by_url(r.bundle, test_str(obs, path));
+        if (res == NULL) continue;
+        type = test_str(res, "resourceType");
+        name = test_str(res, "name");
+        if (strcmp(type, "Organization") == 0 && name != NULL && strcmp(name, "Producer") == 0) producer = 1;
+        if (strcmp(type, "PractitionerRole") == 0) {
+            json_object *org = entry_by_url(r.bundle, test_str(res, "organization.reference"));
+            json_object *doc = entry_by_url(r.bundle, test_str(res, "practitioner.reference"));
+            assert_string_equal(test_str(res, "code[0].coding[0].code"), "MDIR");
+            assert_non_null(org);
+            assert_string_equal(test_str(org, "name"), "Lab A");
+            assert_non_null(doc);
+            assert_string_equal(test_str(doc, "name[0].family"), "DIRECTOR");
+            assert_string_equal(test_str(doc, "identifier[0].value"), "77");
+            director = 1;
+        }
+    }
+    assert_true(producer);
+    assert_true(director);
+    hv_map_result_free(&r);
+}
+
 /* The order's placer number: ORC-2 when the message has it (the common order segment), else
  * OBR-2 (the IG's OBR row, "IF ORC-2 NOT VALUED"). */
 static void v2_local_orc_gives_the_placer_number_obr_without_orc(void **state) {
@@ -284,6 +410,8 @@ int run_v2_local_tests(void) {
         cmocka_unit_test(v2_local_spm_identifiers_stay_apart),
         cmocka_unit_test(v2_local_orc_gives_the_placer_number_obr_without_orc),
         cmocka_unit_test(v2_local_pid_21_is_the_mother_not_the_patient),
+        cmocka_unit_test(v2_local_assigning_facility_is_referenced_from_the_identifier),
+        cmocka_unit_test(v2_local_obx_producer_and_performing_director_both_kept),
         cmocka_unit_test(v2_load_override_dash_type_removes_a_row),
     };
     return cmocka_run_group_tests_name("mappings/v2_local", tests, NULL, NULL);
