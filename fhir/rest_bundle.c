@@ -1162,19 +1162,6 @@ static int job_bundle(hv_db_t *db, void *arg)
     return hv__bundle_run(db, r->bj);
 }
 
-/* HOLOVITALS_FHIR_WRITE_AHEAD=0 leaves the search-index rows (and a transaction's ids
- * and references) to the storage thread, as before they were computed ahead: the tests
- * compare the two paths' index rows (test/integration/test_fhir_write_path.py). */
-static int write_ahead(void)
-{
-    static int on = -1;
-    if (on < 0) {
-        const char *v = getenv("HOLOVITALS_FHIR_WRITE_AHEAD");
-        on = v == NULL || strcmp(v, "0") != 0;
-    }
-    return on;
-}
-
 /* Whether the bundle job of r may run twice (hv_storage_submit_rerun): a transaction
  * whose ids and references hv__bundle_precompute fixed (run_transaction then changes
  * nothing in it that a second run would not set again). */
@@ -1275,7 +1262,7 @@ static void h_bundle(hv_http_req_t *req, void *ud)
     /* Ids, references and search-index rows of a self-contained transaction are fixed
      * here, on the loop thread, so that the storage thread only writes (a Bundle that
      * needs the store is left as it is: run_transaction resolves it). */
-    if (write_ahead() && hv__bundle_precompute(r->bj) != HV_OK) {
+    if (hv__rest_write_ahead() && hv__bundle_precompute(r->bj) != HV_OK) {
         hv__rest_outcome(r, 500, "error", "exception", "the transaction could not be prepared");
         goto fail;
     }

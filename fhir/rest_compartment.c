@@ -471,14 +471,7 @@ static int scan_members(hv_db_t *db, every_t *ev, int64_t after, int counting)
         size_t len = 0;
         int wanted;
         struct json_object *tree;
-        memset(&row, 0, sizeof(row));
-        row.rid = hv_db_column_int64(st, 0);
-        s = hv_db_column_text(st, 1, &len);
-        snprintf(row.type, sizeof(row.type), "%.*s", (int)len, s ? s : "");
-        s = hv_db_column_text(st, 2, &len);
-        snprintf(row.id, sizeof(row.id), "%.*s", (int)len, s ? s : "");
-        row.version = hv_db_column_int64(st, 3);
-        row.last_ms = (uint64_t)hv_db_column_int64(st, 4);
+        hv__store_row_head(st, &row);
         wanted = member_wanted(ev, row.type, (int64_t)row.last_ms);
         if (!want_json || (counting && !wanted)) {
             ev->total += (size_t)(counting && wanted);

@@ -98,10 +98,8 @@ static int job_op(hv_db_t *db, void *arg)
     return hv__fop_run(db, &r->op);
 }
 
-/* HOLOVITALS_FHIR_WRITE_AHEAD=0 leaves the search-index rows (and a transaction's ids
- * and references) to the storage thread, as before they were computed ahead: the tests
- * compare the two paths' index rows (test/integration/test_fhir_write_path.py). */
-static int write_ahead(void)
+/* fhir/rest_int.h; read once. */
+int hv__rest_write_ahead(void)
 {
     static int on = -1;
     if (on < 0) {
@@ -119,7 +117,7 @@ static int write_ahead(void)
  */
 static void index_ahead(hv__rreq_t *r)
 {
-    if (write_ahead() && hv__search_index_rows(r->op.type, r->op.resource, &r->op.ix_own) == HV_OK)
+    if (hv__rest_write_ahead() && hv__search_index_rows(r->op.type, r->op.resource, &r->op.ix_own) == HV_OK)
         r->op.ix_pre = r->op.ix_own;
 }
 

@@ -98,6 +98,11 @@ void hv__rreq_submit(hv__rreq_t *r, hv_storage_job_cb job, hv_storage_done_cb do
  * twice, without a savepoint of its own: it must leave nothing outside the database
  * that a second run would get wrong). */
 void hv__rreq_submit_ex(hv__rreq_t *r, hv_storage_job_cb job, hv_storage_done_cb done, int rerun);
+/* Whether create, update and self-contained transactions compute their search-index rows
+ * (and a transaction's ids and references) on the loop thread before the storage job: on
+ * unless HOLOVITALS_FHIR_WRITE_AHEAD=0, which leaves them to the storage thread as before,
+ * so the tests can compare both paths' rows (test/integration/test_fhir_write_path.py). */
+int hv__rest_write_ahead(void);
 
 /* The server's base URL ("http://host:port/fhir"), allocated in the request arena. */
 const char *hv__rest_base(hv__rreq_t *r);

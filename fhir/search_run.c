@@ -944,14 +944,7 @@ int hv__search_plan_run(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, 
             *total = hv_db_column_int64(st, 0);
             continue;
         }
-        memset(&row, 0, sizeof(row));
-        row.rid = hv_db_column_int64(st, 0);
-        s = hv_db_column_text(st, 1, &len);
-        snprintf(row.type, sizeof(row.type), "%.*s", (int)len, s ? s : "");
-        s = hv_db_column_text(st, 2, &len);
-        snprintf(row.id, sizeof(row.id), "%.*s", (int)len, s ? s : "");
-        row.version = hv_db_column_int64(st, 3);
-        row.last_ms = (uint64_t)hv_db_column_int64(st, 4);
+        hv__store_row_head(st, &row);
         s = hv_db_column_text(st, 6, &len);
         row.text = hv_strndup(s ? s : "", s ? len : 0);
         row.text_len = s ? len : 0;

@@ -121,8 +121,7 @@ static void copy_str(char *dst, size_t cap, const char *src, size_t len)
     dst[len] = '\0';
 }
 
-/* Reads the columns rid, type, id, version, last_ms, deleted, json into a row. */
-static int row_from(hv_db_stmt_t *st, hv__store_row_t *r)
+void hv__store_row_head(hv_db_stmt_t *st, hv__store_row_t *r)
 {
     size_t len = 0;
     const char *s;
@@ -134,6 +133,14 @@ static int row_from(hv_db_stmt_t *st, hv__store_row_t *r)
     copy_str(r->id, sizeof(r->id), s ? s : "", s ? len : 0);
     r->version = hv_db_column_int64(st, 3);
     r->last_ms = (uint64_t)hv_db_column_int64(st, 4);
+}
+
+/* Reads the columns rid, type, id, version, last_ms, deleted, json into a row. */
+static int row_from(hv_db_stmt_t *st, hv__store_row_t *r)
+{
+    size_t len = 0;
+    const char *s;
+    hv__store_row_head(st, r);
     r->deleted = (int)hv_db_column_int64(st, 5);
     if (!hv_db_column_is_null(st, 6)) {
         s = hv_db_column_text(st, 6, &len);

@@ -351,4 +351,21 @@ int hv__audit_submit(hv__audit_t *a, hv__aev_t *ev, int reserved);
 /* Submits every pending record now, ahead of a query of the store (loop thread). */
 void hv__audit_sync(hv__audit_t *a);
 
+/* Little-endian integers of the journal frames and the block records (journal.c, block.c). */
+static inline void hv__audit_put32(unsigned char *p, uint32_t v) {
+    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static inline void hv__audit_put64(unsigned char *p, uint64_t v) {
+    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static inline uint32_t hv__audit_get32(const unsigned char *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static inline uint64_t hv__audit_get64(const unsigned char *p) {
+    return (uint64_t)hv__audit_get32(p) | (uint64_t)hv__audit_get32(p + 4) << 32;
+}
+
 #endif /* HV_AUDIT_INT_H */

@@ -31,20 +31,6 @@
 #define HV__BLOCK_NSTR 6
 #define HV__BLOCK_FIXED (8 + 8 + 4 + 1 + 1)
 
-static void put32(unsigned char *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void put64(unsigned char *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint32_t get32(const unsigned char *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get64(const unsigned char *p) { return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32; }
-
 int hv__audit_block_encode(hv_buf_t *out, int64_t seq, const hv__aev_t *ev, const char hash[65]) {
     const char *s[HV__BLOCK_NSTR] = {ev->subtype, ev->who, ev->role, ev->ip, ev->patients_csv,
                                      ev->content.data ? ev->content.data : ""};
@@ -59,15 +45,15 @@ int hv__audit_block_encode(hv_buf_t *out, int64_t seq, const hv__aev_t *ev, cons
     if (need > UINT32_MAX / 2) return HV_ETOOBIG;
     if ((rc = hv_buf_reserve(out, need + 1)) != HV_OK) return rc;
     p = (unsigned char *)out->data + start;
-    put32(p, (uint32_t)(need - 4));
-    put64(p + 4, (uint64_t)seq);
-    put64(p + 12, (uint64_t)ev->recorded);
-    put32(p + 20, (uint32_t)ev->outcome);
+    hv__audit_put32(p, (uint32_t)(need - 4));
+    hv__audit_put64(p + 4, (uint64_t)seq);
+    hv__audit_put64(p + 12, (uint64_t)ev->recorded);
+    hv__audit_put32(p + 20, (uint32_t)ev->outcome);
     p[24] = (unsigned char)ev->action[0];
     p[25] = ev->breakglass != NULL && ev->breakglass[0] ? 1 : 0;
     p += 4 + HV__BLOCK_FIXED;
     for (int i = 0; i < HV__BLOCK_NSTR; i++) {
-        put32(p, (uint32_t)l[i]);
+        hv__audit_put32(p, (uint32_t)l[i]);
         if (l[i] > 0) memcpy(p + 4, s[i], l[i]);
         p[4 + l[i]] = '\0';
         p += 4 + l[i] + 1;
@@ -83,12 +69,12 @@ int hv__audit_block_decode(const unsigned char *data, size_t len, size_t *used, 
     const char **dst[HV__BLOCK_NSTR] = {&r->subtype, &r->who, &r->role, &r->ip, &r->patients, &r->content};
     uint32_t rl;
     if (len < 4) return HV_EPROTO;
-    rl = get32(p);
+    rl = hv__audit_get32(p);
     if (rl < HV__BLOCK_FIXED + 64 + HV__BLOCK_NSTR * 5 || rl > len - 4) return HV_EPROTO;
     end = p + 4 + rl;
-    r->seq = (int64_t)get64(p + 4);
-    r->recorded = (int64_t)get64(p + 12);
-    r->outcome = (int32_t)get32(p + 20);
+    r->seq = (int64_t)hv__audit_get64(p + 4);
+    r->recorded = (int64_t)hv__audit_get64(p + 12);
+    r->outcome = (int32_t)hv__audit_get32(p + 20);
     r->action[0] = (char)p[24];
     r->action[1] = '\0';
     r->breakglass = p[25];
@@ -97,7 +83,7 @@ int hv__audit_block_decode(const unsigned char *data, size_t len, size_t *used, 
     for (int i = 0; i < HV__BLOCK_NSTR; i++) {
         uint32_t l;
         if (end - p < 5) return HV_EPROTO;
-        l = get32(p);
+        l = hv__audit_get32(p);
         if ((size_t)(end - p) < 4 + (size_t)l + 1 || p[4 + l] != '\0') return HV_EPROTO;
         if (i < HV__BLOCK_NSTR - 1 && memchr(p + 4, '\0', l) != NULL) return HV_EPROTO;
         *dst[i] = (const char *)p + 4;

@@ -103,25 +103,9 @@ static int journal_name(const char *dir, char out[40], hv_error_t *err) {
     return HV_OK;
 }
 
-static void put32(unsigned char *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void put64(unsigned char *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint32_t get32(const unsigned char *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get64(const unsigned char *p) {
-    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
-
 static uint32_t frame_crc(uint64_t gen, const unsigned char *payload, size_t n) {
     unsigned char g[8];
-    put64(g, gen);
+    hv__audit_put64(g, gen);
     return (uint32_t)crc32(crc32(0L, g, 8), payload, (uInt)n);
 }
 
@@ -129,13 +113,13 @@ static uint32_t frame_check(uint64_t gen, const unsigned char *payload, size_t n
     uint64_t h = 0x9E3779B97F4A7C15ULL ^ gen;
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        h = (h ^ get64(payload + i)) * 0xFF51AFD7ED558CCDULL;
+        h = (h ^ hv__audit_get64(payload + i)) * 0xFF51AFD7ED558CCDULL;
         h ^= h >> 32;
     }
     if (i < n) {
         unsigned char last[8] = {0};
         memcpy(last, payload + i, n - i);
-        h = (h ^ get64(last)) * 0xFF51AFD7ED558CCDULL;
+        h = (h ^ hv__audit_get64(last)) * 0xFF51AFD7ED558CCDULL;
         h ^= h >> 32;
     }
     h = (h ^ (uint64_t)n) * 0xC4CEB9FE1A85EC53ULL;
@@ -145,8 +129,8 @@ static uint32_t frame_check(uint64_t gen, const unsigned char *payload, size_t n
 
 /* 1 when p (at least 12 bytes, plen payload bytes after them) is a valid frame of gen. */
 static int frame_ok(const unsigned char *p, uint32_t plen, uint64_t gen) {
-    if (memcmp(p, "HVJ2", 4) == 0) return frame_check(gen, p + 12, plen) == get32(p + 8);
-    if (memcmp(p, "HVJ1", 4) == 0) return frame_crc(gen, p + 12, plen) == get32(p + 8);
+    if (memcmp(p, "HVJ2", 4) == 0) return frame_check(gen, p + 12, plen) == hv__audit_get32(p + 8);
+    if (memcmp(p, "HVJ1", 4) == 0) return frame_crc(gen, p + 12, plen) == hv__audit_get32(p + 8);
     return 0;
 }
 
@@ -173,17 +157,17 @@ static size_t frame_prepare(const hv__aev_t *ev, frame_src_t *f) {
 static void frame_write(unsigned char *p, const hv__aev_t *ev, const frame_src_t *f, uint64_t gen) {
     unsigned char *start = p;
     memcpy(p, "HVJ2", 4);
-    put32(p + 4, (uint32_t)(f->need - 12));
-    put64(p + 12, (uint64_t)ev->jid);
-    put64(p + 20, (uint64_t)ev->recorded);
-    put32(p + 28, (uint32_t)ev->outcome);
+    hv__audit_put32(p + 4, (uint32_t)(f->need - 12));
+    hv__audit_put64(p + 12, (uint64_t)ev->jid);
+    hv__audit_put64(p + 20, (uint64_t)ev->recorded);
+    hv__audit_put32(p + 28, (uint32_t)ev->outcome);
     p += 32;
     for (int i = 0; i < HV__JOURNAL_NSTR; i++) {
-        put32(p, (uint32_t)f->l[i]);
+        hv__audit_put32(p, (uint32_t)f->l[i]);
         if (f->l[i] > 0) memcpy(p + 4, f->s[i], f->l[i]);
         p += 4 + f->l[i];
     }
-    put32(start + 8, frame_check(gen, start + 12, f->need - 12));
+    hv__audit_put32(start + 8, frame_check(gen, start + 12, f->need - 12));
 }
 
 int hv__journal_encode(const hv__aev_t *ev, uint64_t gen, hv_buf_t *out) {
@@ -221,18 +205,18 @@ int hv__journal_decode(const char *data, size_t len, uint64_t gen, size_t *used,
     const char **dst[HV__JOURNAL_NSTR] = {NULL, &ev->subtype, &ev->who, &ev->role, &ev->ip, &ev->patients_csv,
                                           &ev->breakglass, &ev->etype, &ev->eid, NULL};
     if (len < 12 || (memcmp(p, "HVJ2", 4) != 0 && memcmp(p, "HVJ1", 4) != 0)) return HV_EPROTO;
-    plen = get32(p + 4);
+    plen = hv__audit_get32(p + 4);
     if (plen < 20 || plen > HV__JOURNAL_MAX_FRAME || len - 12 < plen) return HV_EPROTO;
     if (!frame_ok(p, plen, gen)) return HV_EPROTO;
     end = p + 12 + plen;
-    ev->jid = (int64_t)get64(p + 12);
-    ev->recorded = (int64_t)get64(p + 20);
-    ev->outcome = (int32_t)get32(p + 28);
+    ev->jid = (int64_t)hv__audit_get64(p + 12);
+    ev->recorded = (int64_t)hv__audit_get64(p + 20);
+    ev->outcome = (int32_t)hv__audit_get32(p + 28);
     p += 32;
     for (int i = 0; i < HV__JOURNAL_NSTR; i++) {
         uint32_t l;
         if (end - p < 4) return HV_EPROTO;
-        l = get32(p);
+        l = hv__audit_get32(p);
         p += 4;
         if ((size_t)(end - p) < l) return HV_EPROTO;
         if (i == 0) {
@@ -262,7 +246,7 @@ static void jpath(const char *dir, int i, char *out, size_t n) {
 /* Starts file i over: a new generation (above both files'), no frames. */
 static void reset_file(hv__journal_t *j, int i) {
     uint64_t g = (j->gen[0] > j->gen[1] ? j->gen[0] : j->gen[1]) + 1;
-    put64(j->map[i] + 8, g);
+    hv__audit_put64(j->map[i] + 8, g);
     j->gen[i] = g;
     j->bytes[i] = HV__JOURNAL_HEAD;
     j->maxjid[i] = 0;
@@ -296,10 +280,10 @@ int hv__journal_open(const char *data_dir, hv__journal_t **out, hv_error_t *err)
             /* New (or not ours): an empty journal of generation 1. */
             memset(j->map[i], 0, HV__JOURNAL_HEAD);
             memcpy(j->map[i], "HVJM", 4);
-            put32(j->map[i] + 4, 1);
-            put64(j->map[i] + 8, 1);
+            hv__audit_put32(j->map[i] + 4, 1);
+            hv__audit_put64(j->map[i] + 8, 1);
         }
-        j->gen[i] = get64(j->map[i] + 8);
+        j->gen[i] = hv__audit_get64(j->map[i] + 8);
         j->bytes[i] = HV__JOURNAL_HEAD;
     }
     if (journal_name(data_dir, j->name, err) != HV_OK) {
@@ -350,9 +334,9 @@ int hv__journal_set_pos(hv_db_t *db, const char *name, int64_t jid) {
 /* The first jid of file i, 0 when it holds no frame. */
 static int64_t first_jid(const hv__journal_t *j, int i) {
     const unsigned char *p = j->map[i] + HV__JOURNAL_HEAD;
-    uint32_t plen = get32(p + 4);
+    uint32_t plen = hv__audit_get32(p + 4);
     if (plen < 20 || plen > HV__JOURNAL_MAX_FRAME - 12 || !frame_ok(p, plen, j->gen[i])) return 0;
-    return (int64_t)get64(p + 12);
+    return (int64_t)hv__audit_get64(p + 12);
 }
 
 /* Appends the records of a list (blocks on SQLite, rows on PostgreSQL) and frees them. */
