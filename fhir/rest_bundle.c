@@ -419,6 +419,39 @@ static int cmp_idx(const void *a, const void *b, void *ud)
     return strcmp(m->from[*(const size_t *)a], m->from[*(const size_t *)b]);
 }
 
+/*
+ * Fills m (its arrays allocated here, freed by the caller) with the fullUrl → Type/id of
+ * the entries that create or update with an id, sorted by fullUrl. *dup is the index of
+ * an entry whose fullUrl another entry has too, or bj->n when every fullUrl is unique.
+ */
+static int urlmap_fill(urlmap_t *m, const hv__bundle_job_t *bj, size_t *dup)
+{
+    *dup = bj->n;
+    if (bj->n == 0)
+        return HV_OK;
+    m->from = hv_calloc(bj->n, sizeof(*m->from));
+    m->to = hv_calloc(bj->n, sizeof(*m->to));
+    m->idx = hv_calloc(bj->n, sizeof(*m->idx));
+    if (m->from == NULL || m->to == NULL || m->idx == NULL)
+        return HV_ENOMEM;
+    for (size_t i = 0; i < bj->n; i++) {
+        const bentry_t *e = &bj->e[i];
+        if (e->full_url == NULL || e->op.id[0] == '\0' || (e->method != M_POST && e->method != M_PUT))
+            continue;
+        m->from[m->n] = e->full_url;
+        snprintf(m->to[m->n], sizeof(m->to[m->n]), "%s/%s", e->op.type, e->op.id);
+        m->idx[m->n] = m->n;
+        m->n++;
+    }
+    qsort_r(m->idx, m->n, sizeof(*m->idx), cmp_idx, m);
+    for (size_t j = 1; j < m->n; j++)
+        if (strcmp(m->from[m->idx[j - 1]], m->from[m->idx[j]]) == 0) {
+            *dup = m->idx[j];
+            break;
+        }
+    return HV_OK;
+}
+
 /* The position in idx of ref, or m->n when absent (binary search). */
 static size_t map_find(const urlmap_t *m, const char *ref)
 {
@@ -797,6 +830,7 @@ size_t hv__bundle_moved(const hv__bundle_job_t *bj)
 static int run_transaction(hv_db_t *db, hv__bundle_job_t *bj)
 {
     urlmap_t m;
+    size_t dup;
     int rc;
     uint64_t now = hv_now_ms();
     memset(&m, 0, sizeof(m));
@@ -810,31 +844,13 @@ static int run_transaction(hv_db_t *db, hv__bundle_job_t *bj)
     rc = assign_ids(db, bj);
     if (rc != HV_OK)
         return rc;
-    if (bj->n > 0) {
-        m.from = hv_calloc(bj->n, sizeof(*m.from));
-        m.to = hv_calloc(bj->n, sizeof(*m.to));
-        m.idx = hv_calloc(bj->n, sizeof(*m.idx));
-        if (m.from == NULL || m.to == NULL || m.idx == NULL) {
-            rc = HV_ENOMEM;
-            goto out;
-        }
+    rc = urlmap_fill(&m, bj, &dup);
+    if (rc != HV_OK)
+        goto out;
+    if (dup < bj->n) {
+        rc = tx_fail(bj, dup, 400, "invalid", "two entries have the same fullUrl");
+        goto out;
     }
-    for (size_t i = 0; i < bj->n; i++) {
-        bentry_t *e = &bj->e[i];
-        if (e->full_url == NULL || e->op.id[0] == '\0' ||
-            (e->method != M_POST && e->method != M_PUT))
-            continue;
-        m.from[m.n] = e->full_url;
-        snprintf(m.to[m.n], sizeof(m.to[m.n]), "%s/%s", e->op.type, e->op.id);
-        m.idx[m.n] = m.n;
-        m.n++;
-    }
-    qsort_r(m.idx, m.n, sizeof(*m.idx), cmp_idx, &m);
-    for (size_t j = 1; j < m.n; j++)
-        if (strcmp(m.from[m.idx[j - 1]], m.from[m.idx[j]]) == 0) {
-            rc = tx_fail(bj, m.idx[j], 400, "invalid", "two entries have the same fullUrl");
-            goto out;
-        }
     for (size_t i = 0; i < bj->n; i++) {
         bentry_t *e = &bj->e[i];
         if (e->op.resource != NULL) {
@@ -936,6 +952,7 @@ static int needs_store(const urlmap_t *m, struct json_object *o, int depth)
 int hv__bundle_precompute(hv__bundle_job_t *bj)
 {
     urlmap_t m;
+    size_t dup;
     int rc = HV_OK;
     memset(&m, 0, sizeof(m));
     if (!bj->transaction || bj->move_merged || bj->refs_done || bj->n == 0)
@@ -947,29 +964,15 @@ int hv__bundle_precompute(hv__bundle_job_t *bj)
             (e->method != M_POST && e->method != M_PUT))
             return HV_OK;
     }
-    m.from = hv_calloc(bj->n, sizeof(*m.from));
-    m.to = hv_calloc(bj->n, sizeof(*m.to));
-    m.idx = hv_calloc(bj->n, sizeof(*m.idx));
-    if (m.from == NULL || m.to == NULL || m.idx == NULL)
-        goto out;
     /* assign_ids needs no database when no entry is conditional. */
     if (assign_ids(NULL, bj) != HV_OK) {
         rc = HV_EINVAL; /* cannot happen without conditions; run_transaction decides */
         goto out;
     }
-    for (size_t i = 0; i < bj->n; i++) {
-        bentry_t *e = &bj->e[i];
-        if (e->full_url == NULL || e->op.id[0] == '\0')
-            continue;
-        m.from[m.n] = e->full_url;
-        snprintf(m.to[m.n], sizeof(m.to[m.n]), "%s/%s", e->op.type, e->op.id);
-        m.idx[m.n] = m.n;
-        m.n++;
-    }
-    qsort_r(m.idx, m.n, sizeof(*m.idx), cmp_idx, &m);
-    for (size_t j = 1; j < m.n; j++)
-        if (strcmp(m.from[m.idx[j - 1]], m.from[m.idx[j]]) == 0)
-            goto out;
+    /* Every entry is a POST or PUT (above); a repeated fullUrl is run_transaction's
+     * to refuse. */
+    if (urlmap_fill(&m, bj, &dup) != HV_OK || dup < bj->n)
+        goto out;
     for (size_t i = 0; i < bj->n; i++)
         if (needs_store(&m, bj->e[i].op.resource, 0))
             goto out;

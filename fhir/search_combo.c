@@ -415,15 +415,7 @@ int hv__search_combo_page(hv_db_t *db, const hv__search_plan_t *p, hv__store_row
                   after, limit);
     if ((rc = hv_buf_puts(&q, "")) != HV_OK || (rc = hv_db_prepare(db, q.data, &st)) != HV_OK)
         goto out;
-    for (int i = 0; i < p->nbinds; i++) {
-        const hv__sp_bind_t *b = &p->binds[i];
-        if (b->kind == 0)
-            hv_db_bind_text(st, i + 1, b->s, strlen(b->s));
-        else if (b->kind == 1)
-            hv_db_bind_int64(st, i + 1, b->i);
-        else
-            hv_db_bind_double(st, i + 1, b->d);
-    }
+    hv__search_bind_plan(st, p);
     hv_db_bind_int64(st, after, p->has_cursor ? p->crid : 0);
     hv_db_bind_int64(st, limit, p->count + 1);
     while ((rc = hv_db_step(st)) == HV_DB_ROW) {

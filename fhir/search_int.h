@@ -342,6 +342,8 @@ int hv__search_combo_page(hv_db_t *db, const hv__search_plan_t *p, hv__store_row
 /* SQLite: the EXPLAIN QUERY PLAN details (one line each) of the statement that counts the
  * matches of p from the index alone (fhir/search_run.c); HV_ENOTFOUND when p is not counted so. */
 int hv__search_count_explain(hv_db_t *db, hv__search_plan_t *p, hv_buf_t *out);
+/* Binds the plan's values to $1..$nbinds of st (fhir/search_run.c). */
+void hv__search_bind_plan(hv_db_stmt_t *st, const hv__search_plan_t *p);
 /* Refreshes the query planner's statistics (after `holovitals import` and `reindex`). */
 int hv__search_analyze(hv_db_t *db);
 

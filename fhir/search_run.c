@@ -531,7 +531,7 @@ static int driver_of(const hv__search_plan_t *p)
     return driver;
 }
 
-static void bind_plan(hv_db_stmt_t *st, const hv__search_plan_t *p)
+void hv__search_bind_plan(hv_db_stmt_t *st, const hv__search_plan_t *p)
 {
     for (int i = 0; i < p->nbinds; i++) {
         const hv__sp_bind_t *b = &p->binds[i];
@@ -596,7 +596,7 @@ static int has_driver(hv_db_t *db, hv__search_plan_t *p)
         if (rc == HV_OK)
             hv_buf_printf(&q, " LIMIT %d) c", HAS_DRIVE_MAX);
         if (rc == HV_OK && hv_buf_puts(&q, "") == HV_OK && hv_db_prepare(db, q.data, &st) == HV_OK) {
-            bind_plan(st, p);
+            hv__search_bind_plan(st, p);
             if (hv_db_step(st) == HV_DB_ROW && hv_db_column_int64(st, 0) < best_n) {
                 best_n = hv_db_column_int64(st, 0);
                 best = k;
@@ -733,7 +733,7 @@ static int index_count(hv_db_t *db, hv__search_plan_t *p, int64_t *count)
     rc = hv_db_prepare(db, q.data, &st);
     if (rc != HV_OK)
         goto out;
-    bind_plan(st, p);
+    hv__search_bind_plan(st, p);
     rc = hv_db_step(st);
     if (rc == HV_DB_ROW) {
         *count = hv_db_column_int64(st, 0);
@@ -761,7 +761,7 @@ int hv__search_count_explain(hv_db_t *db, hv__search_plan_t *p, hv_buf_t *out)
         rc = hv_db_prepare(db, q.data, &st);
     if (rc != HV_OK)
         goto out;
-    bind_plan(st, p);
+    hv__search_bind_plan(st, p);
     while ((rc = hv_db_step(st)) == HV_DB_ROW) {
         size_t len = 0;
         const char *d = hv_db_column_text(st, 3, &len);
@@ -922,7 +922,7 @@ int hv__search_plan_run(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, 
     rc = hv_db_prepare(db, q.data, &st);
     if (rc != HV_OK)
         goto out;
-    bind_plan(st, p);
+    hv__search_bind_plan(st, p);
     for (int i = 0, k = code0; i < p->nsort; i++)
         if (p->sort[i].kind == HV__SORT_PARAM)
             hv_db_bind_text(st, k++, p->sort[i].code, strlen(p->sort[i].code));

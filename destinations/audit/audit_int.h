@@ -296,6 +296,9 @@ int hv__audit_block_scan(hv_db_t *db, const hv__ascan_t *f, int (*cb)(const hv__
 /* The record seq of the blocks (HV_ENOTFOUND when no block holds it). */
 int hv__audit_block_record(hv_db_t *db, int64_t seq, hv__arec_t *out);
 /* The newest block's last hash and the next sequence number (HV_ENOTFOUND: no blocks). */
+/* Reads the chain's end from sql's one row (last seq, its hash): prev and *next_seq set;
+ * HV_ENOTFOUND when the statement has no row (chain.c). */
+int hv__audit_read_tail(hv_db_t *db, const char *sql, char prev[65], int64_t *next_seq);
 int hv__audit_block_tail(hv_db_t *db, char prev[65], int64_t *next_seq);
 
 /* alerts.c */

@@ -394,21 +394,7 @@ int hv__audit_block_record(hv_db_t *db, int64_t seq, hv__arec_t *out) {
 }
 
 int hv__audit_block_tail(hv_db_t *db, char prev[65], int64_t *next_seq) {
-    hv_db_stmt_t *st = NULL;
-    size_t len = 0;
-    int rc;
     if (!hv__audit_has_blocks(db)) return HV_ENOTFOUND;
-    rc = hv_db_prepare(db, "SELECT seq_last, hash FROM audit_block ORDER BY seq_first DESC LIMIT 1", &st);
-    if (rc != HV_OK) return rc;
-    rc = hv_db_step(st);
-    if (rc == HV_DB_ROW) {
-        const char *h = hv_db_column_text(st, 1, &len);
-        *next_seq = hv_db_column_int64(st, 0) + 1;
-        if (h != NULL && len == 64) memcpy(prev, h, 65);
-        rc = HV_OK;
-    } else if (rc >= 0) {
-        rc = HV_ENOTFOUND;
-    }
-    hv_db_done(st);
-    return rc;
+    return hv__audit_read_tail(db, "SELECT seq_last, hash FROM audit_block ORDER BY seq_first DESC LIMIT 1",
+                               prev, next_seq);
 }

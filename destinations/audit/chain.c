@@ -390,9 +390,25 @@ int hv__audit_sig_ok(EVP_PKEY *key, int64_t seq, const char *hash, int64_t signe
 
 /* ---- the append job (storage thread) ---- */
 
-int hv__audit_tail(hv_db_t *db, char prev[65], int64_t *next_seq) {
+int hv__audit_read_tail(hv_db_t *db, const char *sql, char prev[65], int64_t *next_seq) {
     hv_db_stmt_t *st = NULL;
-    size_t len;
+    size_t len = 0;
+    int rc = hv_db_prepare(db, sql, &st);
+    if (rc != HV_OK) return rc;
+    rc = hv_db_step(st);
+    if (rc == HV_DB_ROW) {
+        const char *h = hv_db_column_text(st, 1, &len);
+        *next_seq = hv_db_column_int64(st, 0) + 1;
+        if (h != NULL && len == 64) memcpy(prev, h, 65);
+        rc = HV_OK;
+    } else if (rc >= 0) {
+        rc = HV_ENOTFOUND;
+    }
+    hv_db_done(st);
+    return rc;
+}
+
+int hv__audit_tail(hv_db_t *db, char prev[65], int64_t *next_seq) {
     int rc;
     memcpy(prev, HV__AUDIT_ZERO_HASH, 65);
     *next_seq = 1;
@@ -403,16 +419,8 @@ int hv__audit_tail(hv_db_t *db, char prev[65], int64_t *next_seq) {
     *next_seq = 1;
     /* The tail is read in the transaction that appends, so a failed batch never leaves the
      * chain's idea of its end out of step with the table. */
-    rc = hv_db_prepare(db, "SELECT seq, hash FROM audit_event ORDER BY seq DESC LIMIT 1", &st);
-    if (rc != HV_OK) return rc;
-    rc = hv_db_step(st);
-    if (rc == HV_DB_ROW) {
-        const char *h = hv_db_column_text(st, 1, &len);
-        *next_seq = hv_db_column_int64(st, 0) + 1;
-        if (h != NULL && len == 64) memcpy(prev, h, 65);
-        rc = HV_OK;
-    }
-    hv_db_done(st);
+    rc = hv__audit_read_tail(db, "SELECT seq, hash FROM audit_event ORDER BY seq DESC LIMIT 1", prev, next_seq);
+    if (rc == HV_ENOTFOUND) rc = HV_OK;
     if (rc == HV_OK && *next_seq == 1) {
         /* Empty: every record so far was archived and purged; the chain goes on from the
          * last archived one. */

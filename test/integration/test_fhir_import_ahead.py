@@ -30,6 +30,28 @@ AHEAD = re.compile(r"holovitals import: (\d+) of (\d+) Bundles computed ahead\n"
 LAST_UPDATED = re.compile(r'"lastUpdated"\s*:\s*"[^"]*"')
 
 
+def dump_store(db, data):
+    """Every row of the index tables and the resources of a store (db: a PostgreSQL URL, or
+    None for data/fhir.db), sorted, per table, lastUpdated left out."""
+    out = {}
+    queries = {t: "SELECT * FROM %s" % t for t in TABLES}
+    queries["resources"] = "SELECT type, id, version, deleted, json FROM resources"
+    if db:
+        for t, q in queries.items():
+            p = subprocess.run(["psql", "-q", "-X", "-A", "-t", "-F", "\x1f", db, "-c",
+                                "SET search_path TO fhir; " + q],
+                               check=True, capture_output=True, text=True, timeout=60)
+            out[t] = sorted(LAST_UPDATED.sub("", line) for line in p.stdout.splitlines() if line)
+    else:
+        con = sqlite3.connect(os.path.join(data, "fhir.db"))
+        try:
+            for t, q in queries.items():
+                out[t] = sorted(LAST_UPDATED.sub("", "\x1f".join(map(str, r))) for r in con.execute(q))
+        finally:
+            con.close()
+    return out
+
+
 class ImportAheadTests(unittest.TestCase):
     DB = None
 
@@ -40,24 +62,7 @@ class ImportAheadTests(unittest.TestCase):
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def dump(self, data):
-        """Every row of the index tables and the resources, sorted, per table."""
-        out = {}
-        queries = {t: "SELECT * FROM %s" % t for t in TABLES}
-        queries["resources"] = "SELECT type, id, version, deleted, json FROM resources"
-        if self.DB:
-            for t, q in queries.items():
-                p = subprocess.run(["psql", "-q", "-X", "-A", "-t", "-F", "\x1f", self.DB, "-c",
-                                    "SET search_path TO fhir; " + q],
-                                   check=True, capture_output=True, text=True, timeout=60)
-                out[t] = sorted(LAST_UPDATED.sub("", line) for line in p.stdout.splitlines() if line)
-        else:
-            con = sqlite3.connect(os.path.join(data, "fhir.db"))
-            try:
-                for t, q in queries.items():
-                    out[t] = sorted(LAST_UPDATED.sub("", "\x1f".join(map(str, r))) for r in con.execute(q))
-            finally:
-                con.close()
-        return out
+        return dump_store(self.DB, data)
 
     def run_import(self, name, mode, batches):
         """Imports each list of files of batches (one import each) into a fresh store with

@@ -19,19 +19,16 @@ On SQLite, and on PostgreSQL when HV_TEST_PG_URL is set.
 import glob
 import json
 import os
-import re
-import sqlite3
 import subprocess
 import threading
 import uuid
 
 from harness import REFERENCE, EngineTestCase, main
 from test_fhir_store import PG_URL, private_db, reset_pg
+from test_fhir_import_ahead import TABLES, dump_store
 
 REFERENCE = os.environ.get("HV_REFERENCE_DIR", REFERENCE)
 FJ = "application/fhir+json"
-TABLES = ("sp_str", "sp_tok", "sp_ref", "sp_date", "sp_num", "sp_uri", "ident", "refs")
-LAST_UPDATED = re.compile(r'"lastUpdated"\s*:\s*"[^"]*"')
 
 
 def synthea(n):
@@ -85,24 +82,7 @@ class WritePathTests(EngineTestCase):
         return status, (json.loads(data) if data else None)
 
     def dump(self, data):
-        """Every row of the index tables and the resources, sorted, per table."""
-        out = {}
-        queries = {t: "SELECT * FROM %s" % t for t in TABLES}
-        queries["resources"] = "SELECT type, id, version, deleted, json FROM resources"
-        if self.DB:
-            for t, q in queries.items():
-                p = subprocess.run(["psql", "-q", "-X", "-A", "-t", "-F", "\x1f", self.DB, "-c",
-                                    "SET search_path TO fhir; " + q],
-                                   check=True, capture_output=True, text=True, timeout=60)
-                out[t] = sorted(LAST_UPDATED.sub("", line) for line in p.stdout.splitlines() if line)
-        else:
-            con = sqlite3.connect(os.path.join(data, "fhir.db"))
-            try:
-                for t, q in queries.items():
-                    out[t] = sorted(LAST_UPDATED.sub("", "\x1f".join(map(str, r))) for r in con.execute(q))
-            finally:
-                con.close()
-        return out
+        return dump_store(self.DB, data)
 
     def write_all(self, ahead):
         """Stores two Synthea bundles as PUT transactions and a third one resource by
