@@ -47,6 +47,9 @@ static const hv_setting_t fhir_settings[] = {
      "Answer a token criterion together with a date or quantity criterion of the same resource (Observation "
      "code + date, code + value-quantity) from the combined index rows (one range scan) instead of intersecting "
      "the two criteria's matches."},
+    {"fhir.search_token_rid", NULL, HV_SET_BOOL, "true", NULL,
+     "Read the page of a single token criterion (Observation?code=X, status, identifier) from the token index in "
+     "row-id order (sp_tok_rc: only the page's entries) instead of scanning resources in row-id order."},
     {"fhir.history_max", NULL, HV_SET_INT, "1000", NULL, "Largest _count of _history."},
     {"fhir.synchronous", NULL, HV_SET_ENUM, "FULL", "FULL|NORMAL|OFF",
      "Durability of the FHIR store's commits (see hv_db_set_synchronous)."},

@@ -826,9 +826,10 @@ int hv__search_plan_run(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, 
         if (p->nsort == 0 && hv_db_kind(db) != HV_DB_PG && counted > 0)
             ridscan = (double)(p->count + 1) * (double)max_rid(db) / (double)counted < (double)counted;
     }
-    /* One combined criterion alone (fhir/search_combo.c): the page's row ids come from its
-     * index in row-id order, so only the page's rows are read from resources. */
-    if (hv__search_combo_only(p)) {
+    /* One combined criterion alone, or one token criterion with one value (fhir/search_combo.c):
+     * the page's row ids come from its index in row-id order, so only the page's rows are
+     * read from resources. */
+    if (hv__search_combo_only(p) || hv__search_tok_only(p)) {
         rc = counted == 0 ? HV_OK : hv__search_combo_page(db, p, cb, ud);
         if (want_total && counted >= 0)
             *total = counted;

@@ -46,6 +46,7 @@ static const char *const migrations_sqlite[] = {
     hv__search_migration4,        /* covering value indexes: fhir/search_plan.c */
     hv__search_migration5,        /* combined token + date / quantity rows: fhir/search_combo.c */
     hv__search_migration6_sqlite, /* covering string and reference indexes: fhir/search_plan.c */
+    hv__search_migration7_sqlite, /* token rows with their row id: fhir/search_combo.c */
     NULL,
 };
 
@@ -71,6 +72,7 @@ static const char *const migrations_pg[] = {
     hv__search_migration4,    /* covering value indexes: fhir/search_plan.c */
     hv__search_migration5,    /* combined token + date / quantity rows: fhir/search_combo.c */
     hv__search_migration6_pg, /* covering string and reference indexes: fhir/search_plan.c */
+    hv__search_migration7_pg, /* token rows with their row id: fhir/search_combo.c */
     NULL,
 };
 
