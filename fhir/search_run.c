@@ -695,19 +695,29 @@ static int single_token(hv_db_t *db, const hv__search_plan_t *p)
 /* The statement counting the matches of an index_countable plan, into q. */
 static int count_sql(hv_db_t *db, hv__search_plan_t *p, hv_buf_t *q)
 {
-    int rc;
-    if (single_token(db, p)) {
+    int rc, tok = hv__search_tok_only(p);
+    if (tok || single_token(db, p)) {
         static const char head[] = " AND r.id IN (SELECT id FROM sp_tok@I0:sp_tok@ WHERE ";
         extra_t none = {NULL, 0, 0};
         int n = p->nbinds;
         char *text = hv_strndup(p->where.data + sizeof(head) - 1, p->where.len - sizeof(head));
         if (text == NULL)
             return HV_ENOMEM;
-        hv_buf_puts(q, "SELECT COUNT(*) FROM (SELECT DISTINCT id FROM sp_tok INDEXED BY sp_tok_vc WHERE ");
+        /* One value of one token (hv__search_tok_only): the distinct row ids of its range of
+         * sp_tok_rc (type, code, value, rid, system, id), where a resource's rows are adjacent
+         * and its row id is an integer — SQLite counts them in index order without a sorter,
+         * in about half the time of the distinct text ids of sp_tok_vc (measured: 6.7-7.7 ms
+         * against 11-13 ms of CPU for 35,760 matches at 1M). Otherwise (system| alone, OR)
+         * the distinct ids of sp_tok_vc. */
+        if (tok)
+            hv_buf_printf(q, "SELECT COUNT(DISTINCT rid) FROM sp_tok%s WHERE ",
+                          hv_db_kind(db) == HV_DB_PG ? "" : " INDEXED BY sp_tok_rc");
+        else
+            hv_buf_puts(q, "SELECT COUNT(*) FROM (SELECT DISTINCT id FROM sp_tok INDEXED BY sp_tok_vc WHERE ");
         rc = expand(db, p, text, 0, q, &none, &n);
         hv_free(text);
         extra_free(&none);
-        return rc == HV_OK ? hv_buf_puts(q, ") c") : rc;
+        return rc == HV_OK ? hv_buf_puts(q, tok ? "" : ") c") : rc;
     }
     /* The ids once each (a resource may match through several index rows). On SQLite
      * "LIMIT -1" keeps the sub-select from being flattened into the distinct count,
