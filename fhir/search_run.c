@@ -806,6 +806,10 @@ int hv__search_plan_run(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, 
     col_t cols[2 * HV__SEARCH_MAX_SORT];
     int rc, n = p->nbinds, ncols = sort_columns(p, cols), want_total = p->summary_count || p->total == HV__TOTAL_ACCURATE;
     int code0 = n + 1, key0, limit_at, extra0, driver = -1, ridscan = 0;
+    /* One combined criterion alone, or one token criterion with one value (fhir/search_combo.c):
+     * the page's row ids come from its index in row-id order, so only the page's rows are
+     * read from resources, and nothing is counted unless a total is asked for. */
+    int rowpage = hv__search_combo_only(p) || hv__search_tok_only(p);
     int64_t counted = -1;
     *total = -1;
     /* _text/_content rows are written after the commit (fhir/search_special.c): a
@@ -816,7 +820,7 @@ int hv__search_plan_run(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, 
     hv_buf_init(&cur, HV__SEARCH_CURSOR_MAX + 64);
     /* Counted from the index alone when the criteria allow it (index_countable): the
      * total, and in the default order the choice between the two plans below. */
-    if (index_countable(p) && (want_total || (p->nsort == 0 && hv_db_kind(db) != HV_DB_PG))) {
+    if (index_countable(p) && (want_total || (p->nsort == 0 && hv_db_kind(db) != HV_DB_PG && !rowpage))) {
         rc = index_count(db, p, &counted);
         if (rc != HV_OK)
             goto out;
@@ -836,10 +840,7 @@ int hv__search_plan_run(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, 
         if (p->nsort == 0 && hv_db_kind(db) != HV_DB_PG && counted > 0)
             ridscan = (double)(p->count + 1) * (double)max_rid(db) / (double)counted < (double)counted;
     }
-    /* One combined criterion alone, or one token criterion with one value (fhir/search_combo.c):
-     * the page's row ids come from its index in row-id order, so only the page's rows are
-     * read from resources. */
-    if (hv__search_combo_only(p) || hv__search_tok_only(p)) {
+    if (rowpage) {
         rc = counted == 0 ? HV_OK : hv__search_combo_page(db, p, cb, ud);
         if (want_total && counted >= 0)
             *total = counted;
