@@ -46,6 +46,10 @@ static const char *const migrations_sqlite[] = {
     hv__search_migration4,        /* covering value indexes: fhir/search_plan.c */
     hv__search_migration5,        /* combined token + date / quantity rows: fhir/search_combo.c */
     hv__search_migration6_sqlite, /* covering string and reference indexes: fhir/search_plan.c */
+    /* The rows of one type in row-id order (an index on type holds (type, rowid)): the
+     * page of a _has without a selective criterion scans its type's candidates from the
+     * cursor (fhir/search_run.c, has_page) instead of the whole table. */
+    "CREATE INDEX IF NOT EXISTS resources_trid ON resources (type, rid);",
     NULL,
 };
 
