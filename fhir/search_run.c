@@ -840,7 +840,8 @@ static int has_pageable(hv_db_t *db, const hv__search_plan_t *p)
  *
  * The inner select is the candidates in row-id order: driven by driver's sub-select
  * (read once, then sorted) or, with driver -3, the type's rows from the cursor in
- * row-id order (resources_trid, no sorter) with every criterion checked per row. Its LIMIT keeps SQLite from flattening it into the outer select, which reads it
+ * row-id order (resources_trid, no sorter; "last_ms <> -1" is its partial index's
+ * condition, fhir/store.c) with every criterion checked per row. Its LIMIT keeps SQLite from flattening it into the outer select, which reads it
  * as a co-routine and so checks the _has of candidates only until the page is full.
  */
 static int has_page_sql(hv_db_t *db, hv__search_plan_t *p, int driver, hv_buf_t *q, extra_t *extra, int *cur_at,
@@ -853,7 +854,8 @@ static int has_page_sql(hv_db_t *db, hv__search_plan_t *p, int driver, hv_buf_t 
     hv_buf_printf(q, "WITH pg AS (SELECT %s FROM (SELECT %s FROM resources r%s WHERE %s AND r.deleted = 0 AND NOT"
                      " EXISTS (SELECT 1 FROM resources n WHERE n.type = r.type AND n.id = r.id AND n.version >"
                      " r.version)",
-                  cols, cols, driver == -3 ? " INDEXED BY resources_trid" : "", "r.type = $1");
+                  cols, cols, driver == -3 ? " INDEXED BY resources_trid" : "",
+                  driver == -3 ? "r.type = $1 AND r.last_ms <> -1" : "r.type = $1");
     /* The where text but the _has criteria (with whatever lies between criteria). */
     for (int k = 0; k <= p->ncrit && rc == HV_OK; k++) {
         size_t end = k < p->ncrit ? p->cspan[k][0] : p->where.len;
