@@ -51,6 +51,9 @@ static const hv_setting_t fhir_settings[] = {
      "Bundle.total of a search holding a _has when the query gives no _total: none leaves it out, so the page "
      "stops at its matches (candidates in row-id order, each checked until the page is full); accurate checks "
      "every candidate to count them. _total=accurate|estimate and _summary=count always count."},
+    {"fhir.search_token_rid", NULL, HV_SET_BOOL, "true", NULL,
+     "Read the page of a single token criterion (Observation?code=X, status, identifier) from the token index in "
+     "row-id order (sp_tok_rc: only the page's entries) instead of scanning resources in row-id order."},
     {"fhir.history_max", NULL, HV_SET_INT, "1000", NULL, "Largest _count of _history."},
     {"fhir.synchronous", NULL, HV_SET_ENUM, "FULL", "FULL|NORMAL|OFF",
      "Durability of the FHIR store's commits (see hv_db_set_synchronous)."},

@@ -93,6 +93,29 @@ static const char *const del_sql[] = {
     "DELETE FROM sp_tokqty WHERE type = $1 AND id = $2",
 };
 
+/*
+ * The seventh migration of the index (per backend): every token row carries the row id
+ * of its resource's current version, as the combined rows do, and the covering index
+ * sp_tok_rc (type, code, value, rid, system, id) delivers one value's matches in row-id
+ * order — so the page of a single token criterion (Observation?code=X, status, category,
+ * identifier) is a range of that index from the keyset cursor (rid > last) that stops
+ * after count + 1 entries (hv__search_tok_only, hv__search_combo_page), instead of a scan
+ * of resources in row-id order checking each row (about 1,400 rows for 51 matches of a
+ * code held by one resource in 28 at 1M). The rows of existing versions are filled in SQL
+ * (SQLite: one seek of resources_tiv per row; PostgreSQL: one join); new rows get the row
+ * id when written (fhir/search_index.c, flush_rows). sp_tok_vc stays: the distinct count
+ * of a code reads it in id order (fhir/search_run.c, count_sql).
+ */
+#define TOK_RC "CREATE INDEX sp_tok_rc ON sp_tok (type, code, value, rid, system, id);"
+const char hv__search_migration7_sqlite[] =
+    "ALTER TABLE sp_tok ADD COLUMN rid BIGINT;"
+    "UPDATE sp_tok SET rid = (SELECT MAX(x.rid) FROM resources x WHERE x.type = sp_tok.type AND x.id = sp_tok.id);"
+    TOK_RC;
+const char hv__search_migration7_pg[] =
+    "ALTER TABLE sp_tok ADD COLUMN rid BIGINT;"
+    "UPDATE sp_tok t SET rid = x.rid FROM (SELECT type, id, MAX(rid) AS rid FROM resources GROUP BY type, id) x"
+    " WHERE x.type = t.type AND x.id = t.id;" TOK_RC;
+
 static int combo_enabled = 1;
 
 void hv__search_combo_enable(int on)
@@ -375,7 +398,50 @@ int hv__search_combo_only(const hv__search_plan_t *p)
            (strncmp(p->where.data, a, sizeof(a) - 1) == 0 || strncmp(p->where.data, b, sizeof(b) - 1) == 0);
 }
 
-int hv__search_combo_sql(const hv__search_plan_t *p, hv_buf_t *q, int ids)
+/* ---- the page of a single token criterion ---- */
+
+static int tok_enabled = 1;
+
+void hv__search_tok_enable(int on)
+{
+    tok_enabled = on != 0;
+}
+
+int hv__search_tok_only(const hv__search_plan_t *p)
+{
+    static const char head[] = " AND r.id IN (SELECT id FROM sp_tok@I0:sp_tok@ WHERE type = $1 AND @C0@code = $";
+    const char *s = p->where.data, *e, *cond;
+    char *end = NULL;
+    if (!tok_enabled || p->ncrit != 1 || p->nsort != 0 || p->system || p->compartment[0] != '\0' || p->nvs != 0 ||
+        s == NULL || p->cspan[0][0] != 0 || p->cspan[0][1] != p->where.len || p->where.len <= sizeof(head) ||
+        strncmp(s, head, sizeof(head) - 1) != 0 || s[p->where.len - 1] != ')')
+        return 0;
+    strtol(s + sizeof(head) - 1, &end, 10);
+    if (end == NULL || end == s + sizeof(head) - 1 || strncmp(end, " AND (", 6) != 0)
+        return 0;
+    /* The condition: value_clause's token forms with exactly one value and no OR — "value =
+     * $n", "(system = $n AND value = $m)", "(system IS NULL AND value = $n)" — so that the
+     * rows of sp_tok_rc it selects are one range of (type, code, value) in row-id order
+     * (a system is checked on the index entry). "system = $n" alone (system|) and a list
+     * of values (code=a,b) are not: the matches would be sorted. */
+    cond = end + 5;
+    e = s + p->where.len - 1;
+    if (!token_cond_ok(cond, e))
+        return 0;
+    for (const char *m = cond; m + 4 <= e; m++)
+        if (memcmp(m, " OR ", 4) == 0)
+            return 0;
+    {
+        const char *v = strstr(cond, "value = $"), *v2 = v != NULL ? strstr(v + 1, "value = $") : NULL;
+        if (v == NULL || v >= e || (v2 != NULL && v2 < e))
+            return 0;
+    }
+    return 1;
+}
+
+/* hv__search_combo_sql, with an index marker ("@I<k>:table@") written as "INDEXED BY
+ * <indexed>" when indexed is not NULL. */
+static int sub_sql(const hv__search_plan_t *p, hv_buf_t *q, int ids, const char *indexed)
 {
     static const char in[] = " AND r.id IN (";
     const char *s = p->where.data + sizeof(in) - 1, *e = p->where.data + p->where.len - 1;
@@ -386,6 +452,8 @@ int hv__search_combo_sql(const hv__search_plan_t *p, hv_buf_t *q, int ids)
             const char *m = memchr(s + 1, '@', (size_t)(e - s - 1));
             if (m == NULL)
                 return HV_EINVAL;
+            if (indexed != NULL && s[1] == 'I')
+                hv_buf_printf(q, " INDEXED BY %s", indexed);
             s = m + 1;
         } else if (!ids && (size_t)(e - s) > 10 && strncmp(s, "SELECT id ", 10) == 0) {
             hv_buf_puts(q, "SELECT rid ");
@@ -397,6 +465,29 @@ int hv__search_combo_sql(const hv__search_plan_t *p, hv_buf_t *q, int ids)
     return hv_buf_puts(q, "");
 }
 
+int hv__search_combo_sql(const hv__search_plan_t *p, hv_buf_t *q, int ids)
+{
+    return sub_sql(p, q, ids, NULL);
+}
+
+int hv__search_page_sql(hv_db_t *db, const hv__search_plan_t *p, hv_buf_t *q)
+{
+    int rc;
+    /* The page's row ids from the combined index alone (each once: a resource may match
+     * through several rows), then only those rows of resources. A single token criterion
+     * (hv__search_tok_only) reads its range of sp_tok_rc, named on SQLite (whose planner
+     * could otherwise take the equally long prefix of sp_tok_vc and sort every match by
+     * row id). */
+    hv_buf_puts(q, "WITH pg AS (SELECT DISTINCT c.rid FROM (");
+    rc = sub_sql(p, q, 0, hv_db_kind(db) == HV_DB_SQLITE && !hv__search_combo_only(p) ? "sp_tok_rc" : NULL);
+    if (rc != HV_OK)
+        return rc;
+    hv_buf_printf(q, ") c WHERE c.rid > $%d ORDER BY c.rid LIMIT $%d) SELECT r.rid, r.type, r.id, r.version,"
+                     " r.last_ms, r.json FROM pg CROSS JOIN resources r WHERE r.rid = pg.rid ORDER BY r.rid",
+                  p->nbinds + 1, p->nbinds + 2);
+    return hv_buf_puts(q, "");
+}
+
 int hv__search_combo_page(hv_db_t *db, const hv__search_plan_t *p, hv__store_row_cb cb, void *ud)
 {
     hv_buf_t q;
@@ -404,16 +495,7 @@ int hv__search_combo_page(hv_db_t *db, const hv__search_plan_t *p, hv__store_row
     char cur[32];
     int rc, after = p->nbinds + 1, limit = p->nbinds + 2;
     hv_buf_init(&q, 128 * 1024);
-    /* The page's row ids from the combined index alone (each once: a resource may match
-     * through several rows), then only those rows of resources. */
-    hv_buf_puts(&q, "WITH pg AS (SELECT DISTINCT c.rid FROM (");
-    rc = hv__search_combo_sql(p, &q, 0);
-    if (rc != HV_OK)
-        goto out;
-    hv_buf_printf(&q, ") c WHERE c.rid > $%d ORDER BY c.rid LIMIT $%d) SELECT r.rid, r.type, r.id, r.version,"
-                      " r.last_ms, r.json FROM pg JOIN resources r ON r.rid = pg.rid ORDER BY r.rid",
-                  after, limit);
-    if ((rc = hv_buf_puts(&q, "")) != HV_OK || (rc = hv_db_prepare(db, q.data, &st)) != HV_OK)
+    if ((rc = hv__search_page_sql(db, p, &q)) != HV_OK || (rc = hv_db_prepare(db, q.data, &st)) != HV_OK)
         goto out;
     hv__search_bind_plan(st, p);
     hv_db_bind_int64(st, after, p->has_cursor ? p->crid : 0);

@@ -587,16 +587,22 @@ hv__sp_prefix_t hv__search_prefix(const char **s)
 
 enum { T_STR, T_TOK, T_REF, T_DATE, T_NUM, T_URI, T_COUNT };
 
-/* The value columns of each table after (type, id, code, grp), and their kinds. */
+/*
+ * The value columns of each table after (type, id, code, grp), and their kinds. A
+ * table with rid set also holds the row id of the version (resources.rid, the same for
+ * every row of the version: bound once as $3), so that its value index delivers the
+ * matches of one value in row-id order (sp_tok_rc, fhir/search_combo.c).
+ */
 enum { V_NULL = 0, V_TEXT, V_INT, V_DOUBLE };
 #define MAX_VCOLS 5
 static const struct {
     const char *name;
     const char *cols;
     int ncols;
+    int rid;
 } tables[T_COUNT] = {
-    {"sp_str", "value", 1},   {"sp_tok", "system, value", 2}, {"sp_ref", "rtype, rid", 2},
-    {"sp_date", "lo, hi", 2}, {"sp_num", "value, system, unit, cvalue, cunit", 5}, {"sp_uri", "value", 1},
+    {"sp_str", "value", 1, 0},   {"sp_tok", "system, value", 2, 1}, {"sp_ref", "rtype, rid", 2, 0},
+    {"sp_date", "lo, hi", 2, 0}, {"sp_num", "value, system, unit, cvalue, cunit", 5, 0}, {"sp_uri", "value", 1, 0},
 };
 
 #define MAX_TOP_KEYS 128 /* top-level members of a resource the specialization check looks at */
@@ -655,12 +661,14 @@ static void build_sql(void)
     for (int t = 0; t < T_COUNT; t++)
         for (int c = 0; c < NCHUNKS; c++) {
             hv_buf_t b;
-            int p = 3, n = 1 << c;
+            int p = tables[t].rid ? 4 : 3, n = 1 << c;
             hv_buf_init(&b, 64 * 1024);
-            hv_buf_printf(&b, "INSERT %sINTO %s (type, id, code, grp, %s) VALUES ", be == 0 ? "OR FAIL " : "",
-                          tables[t].name, tables[t].cols);
+            hv_buf_printf(&b, "INSERT %sINTO %s (type, id, %scode, grp, %s) VALUES ", be == 0 ? "OR FAIL " : "",
+                          tables[t].name, tables[t].rid ? "rid, " : "", tables[t].cols);
             for (int r = 0; r < n; r++) {
                 hv_buf_puts(&b, r > 0 ? ", ($1, $2" : "($1, $2");
+                if (tables[t].rid)
+                    hv_buf_puts(&b, ", $3");
                 for (int k = 0; k < 2 + tables[t].ncols; k++)
                     hv_buf_printf(&b, ", $%d", p++);
                 hv_buf_putc(&b, ')');
@@ -806,16 +814,38 @@ static void bind_val(hv_db_stmt_t *st, int idx, const ixval_t *v)
     }
 }
 
+/*
+ * The row id of the current version of x's resource (the version just inserted: the
+ * store writes its row before its index rows, in the same transaction); 0 when there is
+ * none (a test indexing a resource it did not store), written as NULL.
+ */
+static int64_t current_rid(ix_t *x)
+{
+    hv_db_stmt_t *st = NULL;
+    int64_t rid = 0;
+    if (hv_db_prepare(x->db, "SELECT MAX(rid) FROM resources WHERE type = $1 AND id = $2", &st) != HV_OK)
+        return 0;
+    hv_db_bind_text_static(st, 1, x->type, strlen(x->type));
+    hv_db_bind_text_static(st, 2, x->id, strlen(x->id));
+    if (hv_db_step(st) == HV_DB_ROW)
+        rid = hv_db_column_int64(st, 0);
+    hv_db_done(st);
+    return rid;
+}
+
 /* Writes the collected rows: per table, INSERTs of the largest chunk sizes that fit. */
 static int flush_rows(ix_t *x)
 {
     int be = hv_db_kind(x->db) == HV_DB_SQLITE ? 0 : 1;
+    int64_t rid = -1;
     pthread_once(&sql_once, build_sql);
     for (int t = 0; t < T_COUNT; t++) {
         ixrow_t *r = x->head[t];
         size_t left = x->nrows[t];
+        if (tables[t].rid && left > 0 && rid < 0)
+            rid = current_rid(x);
         while (left > 0) {
-            int c = NCHUNKS - 1, p = 3, rc;
+            int c = NCHUNKS - 1, p = tables[t].rid ? 4 : 3, rc;
             hv_db_stmt_t *st = NULL;
             size_t n;
             while ((size_t)1 << c > left)
@@ -828,6 +858,10 @@ static int flush_rows(ix_t *x)
                 return rc;
             hv_db_bind_text_static(st, 1, x->type, strlen(x->type));
             hv_db_bind_text_static(st, 2, x->id, strlen(x->id));
+            if (tables[t].rid && rid > 0)
+                hv_db_bind_int64(st, 3, rid);
+            else if (tables[t].rid)
+                hv_db_bind_null(st, 3);
             for (size_t i = 0; i < n; i++, r = r->tnext) {
                 hv_db_bind_text_static(st, p++, r->code, strlen(r->code));
                 hv_db_bind_int64(st, p++, r->grp);

@@ -342,9 +342,24 @@ int hv__search_combo_only(const hv__search_plan_t *p);
 /* Appends the combined criterion's sub-select (markers dropped) selecting the resource
  * ids (ids set) or the current versions' row ids. */
 int hv__search_combo_sql(const hv__search_plan_t *p, hv_buf_t *q, int ids);
-/* Runs the page of a hv__search_combo_only plan: up to p->count + 1 rows after the
- * cursor, in row-id order, read from the combined index and then resources by row id. */
+/* Runs the page of a hv__search_combo_only or hv__search_tok_only plan: up to
+ * p->count + 1 rows after the cursor, in row-id order, read from the combined index (or
+ * sp_tok_rc) and then resources by row id. */
 int hv__search_combo_page(hv_db_t *db, const hv__search_plan_t *p, hv__store_row_cb cb, void *ud);
+/* The statement of hv__search_combo_page into q: $nbinds + 1 the cursor's row id (0:
+ * none), $nbinds + 2 the limit. Exposed so that a test can check its query plan. */
+int hv__search_page_sql(hv_db_t *db, const hv__search_plan_t *p, hv_buf_t *q);
+/* The seventh migration of the index (per backend): sp_tok.rid, filled, and sp_tok_rc. */
+extern const char hv__search_migration7_sqlite[];
+extern const char hv__search_migration7_pg[];
+/*
+ * True when the plan is one token criterion alone with one value (code=X, system|X,
+ * |X; no OR, no modifier but :identifier/:of-type's derived rows), in row-id order, of
+ * one type: its page is a range of sp_tok_rc from the cursor (hv__search_combo_page).
+ */
+int hv__search_tok_only(const hv__search_plan_t *p);
+/* Turns that page on or off for the process (setting fhir.search_token_rid). */
+void hv__search_tok_enable(int on);
 
 /* SQLite: the EXPLAIN QUERY PLAN details (one line each) of the statement that counts the
  * matches of p from the index alone (fhir/search_run.c); HV_ENOTFOUND when p is not counted so. */

@@ -707,19 +707,29 @@ static int single_token(hv_db_t *db, const hv__search_plan_t *p)
 /* The statement counting the matches of an index_countable plan, into q. */
 static int count_sql(hv_db_t *db, hv__search_plan_t *p, hv_buf_t *q)
 {
-    int rc;
-    if (single_token(db, p)) {
+    int rc, tok = hv__search_tok_only(p);
+    if (tok || single_token(db, p)) {
         static const char head[] = " AND r.id IN (SELECT id FROM sp_tok@I0:sp_tok@ WHERE ";
         extra_t none = {NULL, 0, 0};
         int n = p->nbinds;
         char *text = hv_strndup(p->where.data + sizeof(head) - 1, p->where.len - sizeof(head));
         if (text == NULL)
             return HV_ENOMEM;
-        hv_buf_puts(q, "SELECT COUNT(*) FROM (SELECT DISTINCT id FROM sp_tok INDEXED BY sp_tok_vc WHERE ");
+        /* One value of one token (hv__search_tok_only): the distinct row ids of its range of
+         * sp_tok_rc (type, code, value, rid, system, id), where a resource's rows are adjacent
+         * and its row id is an integer — SQLite counts them in index order without a sorter,
+         * in about half the time of the distinct text ids of sp_tok_vc (measured: 6.7-7.7 ms
+         * against 11-13 ms of CPU for 35,760 matches at 1M). Otherwise (system| alone, OR)
+         * the distinct ids of sp_tok_vc. */
+        if (tok)
+            hv_buf_printf(q, "SELECT COUNT(DISTINCT rid) FROM sp_tok%s WHERE ",
+                          hv_db_kind(db) == HV_DB_PG ? "" : " INDEXED BY sp_tok_rc");
+        else
+            hv_buf_puts(q, "SELECT COUNT(*) FROM (SELECT DISTINCT id FROM sp_tok INDEXED BY sp_tok_vc WHERE ");
         rc = expand(db, p, text, 0, q, &none, &n);
         hv_free(text);
         extra_free(&none);
-        return rc == HV_OK ? hv_buf_puts(q, ") c") : rc;
+        return rc == HV_OK ? hv_buf_puts(q, tok ? "" : ") c") : rc;
     }
     /* The ids once each (a resource may match through several index rows). On SQLite
      * "LIMIT -1" keeps the sub-select from being flattened into the distinct count,
@@ -996,6 +1006,10 @@ int hv__search_plan_run(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, 
     col_t cols[2 * HV__SEARCH_MAX_SORT];
     int rc, n = p->nbinds, ncols = sort_columns(p, cols), want_total = p->summary_count || p->total == HV__TOTAL_ACCURATE;
     int code0 = n + 1, key0, limit_at, extra0, driver = -1, ridscan = 0;
+    /* One combined criterion alone, or one token criterion with one value (fhir/search_combo.c):
+     * the page's row ids come from its index in row-id order, so only the page's rows are
+     * read from resources, and nothing is counted unless a total is asked for. */
+    int rowpage = hv__search_combo_only(p) || hv__search_tok_only(p);
     int64_t counted = -1;
     *total = -1;
     /* _text/_content rows are written after the commit (fhir/search_special.c): a
@@ -1006,7 +1020,7 @@ int hv__search_plan_run(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, 
     hv_buf_init(&cur, HV__SEARCH_CURSOR_MAX + 64);
     /* Counted from the index alone when the criteria allow it (index_countable): the
      * total, and in the default order the choice between the two plans below. */
-    if (index_countable(p) && (want_total || (p->nsort == 0 && hv_db_kind(db) != HV_DB_PG))) {
+    if (index_countable(p) && (want_total || (p->nsort == 0 && hv_db_kind(db) != HV_DB_PG && !rowpage))) {
         rc = index_count(db, p, &counted);
         if (rc != HV_OK)
             goto out;
@@ -1026,9 +1040,7 @@ int hv__search_plan_run(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, 
         if (p->nsort == 0 && hv_db_kind(db) != HV_DB_PG && counted > 0)
             ridscan = (double)(p->count + 1) * (double)max_rid(db) / (double)counted < (double)counted;
     }
-    /* One combined criterion alone (fhir/search_combo.c): the page's row ids come from its
-     * index in row-id order, so only the page's rows are read from resources. */
-    if (hv__search_combo_only(p)) {
+    if (rowpage) {
         rc = counted == 0 ? HV_OK : hv__search_combo_page(db, p, cb, ud);
         if (want_total && counted >= 0)
             *total = counted;

@@ -46,6 +46,7 @@ static const char *const migrations_sqlite[] = {
     hv__search_migration4,        /* covering value indexes: fhir/search_plan.c */
     hv__search_migration5,        /* combined token + date / quantity rows: fhir/search_combo.c */
     hv__search_migration6_sqlite, /* covering string and reference indexes: fhir/search_plan.c */
+    hv__search_migration7_sqlite, /* token rows with their row id: fhir/search_combo.c */
     /* The rows of one type in row-id order: the page of a _has without a selective
      * criterion reads its type's candidates from the cursor (fhir/search_run.c,
      * has_page) instead of scanning the whole table. Partial, on a condition no other
@@ -79,6 +80,7 @@ static const char *const migrations_pg[] = {
     hv__search_migration4,    /* covering value indexes: fhir/search_plan.c */
     hv__search_migration5,    /* combined token + date / quantity rows: fhir/search_combo.c */
     hv__search_migration6_pg, /* covering string and reference indexes: fhir/search_plan.c */
+    hv__search_migration7_pg, /* token rows with their row id: fhir/search_combo.c */
     NULL,
 };
 

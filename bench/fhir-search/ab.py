@@ -22,6 +22,9 @@ QUERIES = [
     ("code + value-quantity", "Observation?code=2339-0&value-quantity=gt240&_count=50"),
     ("_summary=count one code", "Observation?code=8867-4&_summary=count"),
     ("Observation by code", "Observation?code=http://loinc.org|8867-4&_count=50"),
+    ("_include subject", "Observation?code=2093-3&_include=Observation:subject&_count=50"),
+    ("status=final", "Observation?status=final&_count=50"),
+    ("Patient by identifier", "Patient?identifier=urn:bench:mrn|MRN0000042"),
 ]
 conns = {p: http.client.HTTPConnection("127.0.0.1", p, timeout=60) for p in (BP, AP)}
 

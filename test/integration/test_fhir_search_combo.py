@@ -10,7 +10,9 @@ system|code, |code, system|, UCUM units); each result set, followed page by page
 the keyset cursor, and each total must equal an independent evaluation in Python over the
 resources written — before and after updates that move codes, dates and values and after
 deletions — and, on SQLite, the answers of an engine with the rule turned off
-(fhir.search_combined false). Runs on PostgreSQL too when HV_TEST_PG_URL is set.
+(fhir.search_combined false). A single token criterion alone (code, status), paged from the
+token index in row-id order (sp_tok_rc), is checked the same way (against an engine with
+fhir.search_token_rid false). Runs on PostgreSQL too when HV_TEST_PG_URL is set.
 """
 
 import random
@@ -223,6 +225,64 @@ class FhirSearchComboTests(SearchCase):
         # a date value criterion with :missing is not folded, and still answers
         want = sorted(k for k, ((cod, rng, _), _) in model.items() if token_holds(cod, "8867-4") and rng is None)
         self.assertEqual(self.q("Observation?code=8867-4&date:missing=true&_count=50"), want)
+
+    def test_single_token_pages_match_python(self):
+        """One token criterion alone (code, system|code, |code, status), paged from the token
+        index in row-id order (sp_tok_rc), through updates that move codes and statuses and
+        deletions; on SQLite also against an engine reading the page the generic way."""
+        eng = self.start()
+        engines = [eng]
+        if self.OFF and not self.DB:
+            engines.append(self.engine(config={"fhir": {"search_token_rid": False}}))
+        rnd = random.Random(23)
+        model = {}
+
+        def write(o):
+            for e in engines:
+                self.eng, saved = e, self.eng
+                self.put(o)
+                self.eng = saved
+
+        def one(i):
+            o, (codings, _, _) = make_obs(rnd, i)
+            o["status"] = rnd.choice(["final", "final", "amended", "preliminary"])
+            model[o["id"]] = (codings, o["status"])
+            write(o)
+
+        def check():
+            crits = ["code=%s" % c for c in CODES] + ["code=%s|%s" % (LOINC, c) for c in CODES] + \
+                ["code=|%s" % c for c in CODES] + ["code=urn:local|%s" % c for c in CODES] + \
+                ["status=final", "status=amended", "status=cancelled"]
+            nonempty = 0
+            for crit in crits:
+                name, v = crit.split("=", 1)
+                want = sorted(k for k, (cod, status) in model.items()
+                              if (token_holds(cod, v) if name == "code" else status == v))
+                for count in (3, 50):
+                    query = "Observation?%s&_count=%d" % (crit, count)
+                    for e in engines:
+                        got, total = self.all_ids(e, query)
+                        self.assertEqual(got, want, query)
+                        self.assertEqual(total, len(want), query)
+                st, _, b = self.jreq("GET", "/fhir/Observation?%s&_summary=count" % crit)
+                self.assertEqual((st, b.get("total")), (200, len(want)), crit)
+                nonempty += bool(want)
+            return nonempty
+
+        for i in range(70):
+            one(i)
+        self.assertGreater(check(), 12)
+        # updates move codes and statuses (a later row id), deletions drop them, new ones follow
+        for k in rnd.sample(sorted(model), 25):
+            one(int(k[1:]))
+        for k in rnd.sample(sorted(model), 10):
+            del model[k]
+            for e in engines:
+                st, _, _ = e.request("DELETE", "/fhir/Observation/" + k)
+                self.assertIn(st, (200, 204))
+        for i in range(70, 85):
+            one(i)
+        self.assertGreater(check(), 12)
 
     def q(self, query):
         return sorted(k.split("/", 1)[1] for k in self.search(query)[0])

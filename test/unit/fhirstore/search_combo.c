@@ -150,14 +150,14 @@ static int on_row(void *ud, const hv__store_row_t *row)
     return HV_OK;
 }
 
-/* Every page of query (page size 3, following the cursor) with the rule on or off: the
- * ids in order and the first page's total. */
-static void run_all(hv_db_t *db, const char *query, int on, ids_t *out, int64_t *total)
+/* Every page of query (page size 3, following the cursor) with the rule (turned on and
+ * off by enable) on or off: the ids in order and the first page's total. */
+static void run_all(hv_db_t *db, const char *query, void (*enable)(int), int on, ids_t *out, int64_t *total)
 {
     char q[512];
     memset(out, 0, sizeof(*out));
     snprintf(q, sizeof(q), "%s", query);
-    hv__search_combo_enable(on);
+    enable(on);
     for (int page = 0; page < 40; page++) {
         hv__search_plan_t p;
         ids_t pg;
@@ -176,7 +176,7 @@ static void run_all(hv_db_t *db, const char *query, int on, ids_t *out, int64_t 
             break;
         snprintf(q, sizeof(q), "%s&_cursor=%s", query, pg.cursor[2]);
     }
-    hv__search_combo_enable(1);
+    enable(1);
 }
 
 static void search_combo_answers_as_the_generic_plan(void **state)
@@ -222,8 +222,8 @@ static void search_combo_answers_as_the_generic_plan(void **state)
     for (size_t k = 0; k < sizeof(queries) / sizeof(queries[0]); k++) {
         ids_t on, off;
         int64_t ton = -2, toff = -2;
-        run_all(db, queries[k], 1, &on, &ton);
-        run_all(db, queries[k], 0, &off, &toff);
+        run_all(db, queries[k], hv__search_combo_enable, 1, &on, &ton);
+        run_all(db, queries[k], hv__search_combo_enable, 0, &off, &toff);
         /* every query but the last matches something (the comparison is not of two empty sets) */
         if ((k + 1 < sizeof(queries) / sizeof(queries[0])) != (on.s[0] != '\0'))
             fail_msg("%s: [%s]", queries[k], on.s);
@@ -262,14 +262,28 @@ static void search_count_of_one_code_is_a_covering_index_range(void **state)
     hv_buf_init(&eqp, 64 * 1024);
     count_plan(db, "code=x&_summary=count", &eqp, &total);
     assert_int_equal(total, 2);
-    /* one range of the covering value index, no sorter for DISTINCT, no table row */
-    if (strstr(eqp.data, "COVERING INDEX sp_tok_vc") == NULL || strstr(eqp.data, "TEMP B-TREE") != NULL ||
-        strstr(eqp.data, "resources") != NULL || strstr(eqp.data, "SCAN sp_tok") != NULL)
+    /* one range of the covering value index with the row ids, no sorter for DISTINCT, no table row */
+    if (strstr(eqp.data, "COVERING INDEX sp_tok_rc (type=? AND code=? AND value=?)") == NULL ||
+        strstr(eqp.data, "TEMP B-TREE") != NULL || strstr(eqp.data, "resources") != NULL ||
+        strstr(eqp.data, "SCAN sp_tok") != NULL)
         fail_msg("count of one code: %s", eqp.data);
     eqp.len = 0;
     count_plan(db, "code=http://loinc.org|x&_summary=count", &eqp, &total);
     assert_int_equal(total, 2);
-    assert_non_null(strstr(eqp.data, "COVERING INDEX sp_tok_vc"));
+    assert_non_null(strstr(eqp.data, "COVERING INDEX sp_tok_rc"));
+    /* two values (OR): counted as before */
+    eqp.len = 0;
+    count_plan(db, "code=x,y&_summary=count", &eqp, &total);
+    assert_int_equal(total, 3);
+    /* the page turned off: the distinct ids of sp_tok_vc */
+    hv__search_tok_enable(0);
+    eqp.len = 0;
+    count_plan(db, "code=x&_summary=count", &eqp, &total);
+    hv__search_tok_enable(1);
+    assert_int_equal(total, 2);
+    if (strstr(eqp.data, "COVERING INDEX sp_tok_vc") == NULL || strstr(eqp.data, "TEMP B-TREE") != NULL ||
+        strstr(eqp.data, "resources") != NULL)
+        fail_msg("count of one code, generic: %s", eqp.data);
     /* code + date: the combined index */
     eqp.len = 0;
     count_plan(db, "code=x&date=lt2021&_summary=count", &eqp, &total);
@@ -280,6 +294,194 @@ static void search_count_of_one_code_is_a_covering_index_range(void **state)
     store_test_db_close(db);
 }
 
+
+/* ---- the page of a single token criterion (sp_tok.rid, sp_tok_rc) ---- */
+
+static void search_tok_rows_carry_the_current_row_id(void **state)
+{
+    hv_db_t *db = store_test_db();
+    (void)state;
+    put(db, 1, "{\"resourceType\":\"Observation\",\"id\":\"t1\",\"status\":\"final\",\"code\":{\"coding\":["
+               "{\"system\":\"http://loinc.org\",\"code\":\"a\"},{\"code\":\"l1\"}]}}");
+    put(db, 1, "{\"resourceType\":\"Patient\",\"id\":\"p1\",\"identifier\":[{\"system\":\"urn:m\",\"value\":\"1\"}]}");
+    /* every token row of a version holds that version's row id */
+    assert_true(count_rows(db, "SELECT COUNT(*) FROM sp_tok WHERE id = 't1'") >= 3); /* code ×2, status */
+    assert_int_equal(count_rows(db, "SELECT COUNT(*) FROM sp_tok WHERE rid IS NOT (SELECT MAX(rid) FROM resources r"
+                                    " WHERE r.type = sp_tok.type AND r.id = sp_tok.id)"),
+                     0);
+    /* an update writes the new version's; a deletion drops them */
+    put(db, 2, "{\"resourceType\":\"Observation\",\"id\":\"t1\",\"status\":\"amended\",\"code\":{\"coding\":["
+               "{\"code\":\"b\"}]}}");
+    assert_int_equal(count_rows(db, "SELECT COUNT(*) FROM sp_tok WHERE id = 't1' AND rid = (SELECT rid FROM resources"
+                                    " WHERE id = 't1' AND version = 2)"),
+                     count_rows(db, "SELECT COUNT(*) FROM sp_tok WHERE id = 't1'"));
+    assert_int_equal(count_rows(db, "SELECT COUNT(*) FROM sp_tok WHERE id = 't1' AND value = 'a'"), 0);
+    assert_int_equal(hv__store_put(db, "Observation", "t1", 3, 3000, NULL, 0, NULL), HV_OK);
+    assert_int_equal(count_rows(db, "SELECT COUNT(*) FROM sp_tok WHERE id = 't1'"), 0);
+    assert_true(count_rows(db, "SELECT COUNT(*) FROM sp_tok WHERE id = 'p1' AND rid IS NOT NULL") >= 1);
+    store_test_db_close(db);
+}
+
+/* Whether query on type is paged from sp_tok_rc (-1: refused). */
+static int tok_paged(const char *type, const char *query)
+{
+    hv__search_plan_t p;
+    int rc, only;
+    hv__search_plan_init(&p);
+    rc = hv__search_plan_build(&p, type, query, 1, 10, 100);
+    only = rc != HV_OK ? -1 : hv__search_tok_only(&p);
+    if (getenv("HV_DEBUG_COMBO") && p.where.data)
+        fprintf(stderr, "%s -> %s\n", query, p.where.data);
+    hv__search_plan_clear(&p);
+    return only;
+}
+
+static void search_tok_page_takes_only_one_value_of_one_token(void **state)
+{
+    static const struct {
+        const char *type, *query;
+        int paged;
+    } cases[] = {
+        {"Observation", "code=8867-4", 1},
+        {"Observation", "code=http://loinc.org|8867-4", 1},
+        {"Observation", "code=|8867-4", 1},
+        {"Observation", "status=final", 1},
+        {"Observation", "category=vital-signs&_count=5", 1},
+        {"Observation", "code=a&_total=accurate", 1},
+        {"Observation", "code=a&_include=Observation:subject", 1},
+        {"Patient", "identifier=urn:m|1", 1},
+        {"Patient", "identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|MR|1", 1},
+        {"Observation", "code=a,b", 0},
+        {"Observation", "code=http://loinc.org|", 0},
+        {"Observation", "code:not=a", 0},
+        {"Observation", "code:text=glucose", 0},
+        {"Observation", "code:missing=false", 0},
+        {"Observation", "code:in=http://example.org/vs", 0},
+        {"Observation", "code=a&_sort=date", 0},
+        {"Observation", "code=a&status=final", 0},
+        {"Observation", "code=a&date=ge2020", 0}, /* the combined rows */
+        {"Observation", "subject=Patient/p1", 0},
+        {"Patient", "name=smith", 0},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int got = tok_paged(cases[i].type, cases[i].query);
+        if (got != cases[i].paged)
+            fail_msg("%s?%s: paged %d, want %d", cases[i].type, cases[i].query, got, cases[i].paged);
+    }
+    hv__search_tok_enable(0);
+    assert_int_equal(tok_paged("Observation", "code=a"), 0);
+    hv__search_tok_enable(1);
+}
+
+static void search_tok_page_answers_as_the_generic_plan(void **state)
+{
+    hv_db_t *db = store_test_db();
+    static const char *const queries[] = {
+        "code=a",
+        "code=http://loinc.org|a",
+        "code=|b",
+        "code=urn:local|a",
+        "status=final",
+        "status=amended&_total=accurate",
+        "code=b&_total=none",
+        "code=a&_count=1",
+        "code=zzz",
+    };
+    (void)state;
+    /* 60 observations: codes a / b in two systems or none, some with two codings */
+    for (int i = 0; i < 60; i++) {
+        char j[512];
+        snprintf(j, sizeof(j),
+                 "{\"resourceType\":\"Observation\",\"id\":\"q%02d\",\"status\":\"%s\",\"code\":{\"coding\":["
+                 "{%s\"code\":\"%s\"}%s]}}",
+                 i, i % 7 == 0 ? "amended" : "final", i % 4 == 3 ? "" : "\"system\":\"http://loinc.org\",",
+                 i % 3 == 0 ? "a" : "b", i % 5 == 0 ? ",{\"system\":\"urn:local\",\"code\":\"a\"}" : "");
+        put(db, 1, j);
+    }
+    for (int round = 0; round < 2; round++) {
+        for (size_t k = 0; k < sizeof(queries) / sizeof(queries[0]); k++) {
+            ids_t on, off;
+            int64_t ton = -2, toff = -2;
+            run_all(db, queries[k], hv__search_tok_enable, 1, &on, &ton);
+            run_all(db, queries[k], hv__search_tok_enable, 0, &off, &toff);
+            /* every query but the last matches something (the comparison is not of two empty sets) */
+            if ((k + 1 < sizeof(queries) / sizeof(queries[0])) != (on.s[0] != '\0'))
+                fail_msg("round %d %s: [%s]", round, queries[k], on.s);
+            if (strcmp(on.s, off.s) != 0 || ton != toff)
+                fail_msg("round %d %s: token page [%s] total %lld, generic [%s] total %lld", round, queries[k], on.s,
+                         (long long)ton, off.s, (long long)toff);
+        }
+        /* updates that change a token (a → b, b → a: a later row id) and deletions */
+        for (int i = 0; i < 60 && round == 0; i += 4) {
+            char j[512];
+            snprintf(j, sizeof(j),
+                     "{\"resourceType\":\"Observation\",\"id\":\"q%02d\",\"status\":\"final\",\"code\":{\"coding\":["
+                     "{\"system\":\"http://loinc.org\",\"code\":\"%s\"}]}}",
+                     i, i % 3 == 0 ? "b" : "a");
+            put(db, 2, j);
+        }
+        for (int i = 2; i < 60 && round == 0; i += 9) {
+            char id[8];
+            snprintf(id, sizeof(id), "q%02d", i);
+            assert_int_equal(hv__store_put(db, "Observation", id, i % 4 == 0 ? 3 : 2, 3000, NULL, 0, NULL), HV_OK);
+        }
+    }
+    store_test_db_close(db);
+}
+
+/* The plan SQLite makes of the page of one code (EXPLAIN QUERY PLAN of hv__search_page_sql):
+ * a range of the covering sp_tok_rc from the cursor's row id, in its order (no sorter for
+ * the distinct row ids), then one row of resources per entry by row id — never a scan. */
+static void search_tok_page_is_a_covering_range_from_the_cursor(void **state)
+{
+    static const char *const queries[] = {"code=a", "code=http://loinc.org|a&_cursor=5", "code=|a"};
+    hv_db_t *db = store_test_db();
+    (void)state;
+    for (int i = 0; i < 200; i++) {
+        char j[256];
+        snprintf(j, sizeof(j),
+                 "{\"resourceType\":\"Observation\",\"id\":\"e%d\",\"status\":\"final\",\"code\":{\"coding\":["
+                 "{\"system\":\"http://loinc.org\",\"code\":\"%s\"}]}}",
+                 i, i % 20 == 0 ? "a" : "b");
+        put(db, 1, j);
+    }
+    /* statistics as after an import (hv__search_analyze): the plan must not depend on their absence */
+    assert_int_equal(hv__search_analyze(db), HV_OK);
+    for (size_t i = 0; i < sizeof(queries) / sizeof(queries[0]); i++) {
+        hv__search_plan_t p;
+        hv_buf_t q, plan;
+        hv_db_stmt_t *st = NULL;
+        hv__search_plan_init(&p);
+        assert_int_equal(hv__search_plan_build(&p, "Observation", queries[i], 1, 10, 100), HV_OK);
+        assert_true(hv__search_tok_only(&p));
+        hv_buf_init(&q, 128 * 1024);
+        hv_buf_init(&plan, 65536);
+        hv_buf_puts(&q, "EXPLAIN QUERY PLAN ");
+        assert_int_equal(hv__search_page_sql(db, &p, &q), HV_OK);
+        assert_int_equal(hv_db_prepare(db, q.data, &st), HV_OK);
+        hv__search_bind_plan(st, &p);
+        hv_db_bind_int64(st, p.nbinds + 1, 0);
+        hv_db_bind_int64(st, p.nbinds + 2, 11);
+        while (hv_db_step(st) == HV_DB_ROW) {
+            size_t len = 0;
+            const char *d = hv_db_column_text(st, 3, &len);
+            hv_buf_append(&plan, d ? d : "", d ? len : 0);
+            hv_buf_puts(&plan, "\n");
+        }
+        hv_db_done(st);
+        hv_buf_puts(&plan, "");
+        if (strstr(plan.data, "COVERING INDEX sp_tok_rc (type=? AND code=? AND value=? AND rid>?)") == NULL ||
+            strstr(plan.data, "TEMP B-TREE FOR DISTINCT") != NULL || strstr(plan.data, "SCAN r") != NULL ||
+            strstr(plan.data, "SCAN sp_tok") != NULL || strstr(plan.data, "SEARCH r USING INTEGER PRIMARY KEY (rowid=?)") == NULL)
+            fail_msg("%s: plan\n%s", queries[i], plan.data);
+        hv_buf_release(&q);
+        hv_buf_release(&plan);
+        hv__search_plan_clear(&p);
+    }
+    store_test_db_close(db);
+}
+
 int run_search_combo_tests(void)
 {
     const struct CMUnitTest tests[] = {
@@ -287,6 +489,10 @@ int run_search_combo_tests(void)
         cmocka_unit_test(search_combo_planner_folds_only_plain_pairs),
         cmocka_unit_test(search_combo_answers_as_the_generic_plan),
         cmocka_unit_test(search_count_of_one_code_is_a_covering_index_range),
+        cmocka_unit_test(search_tok_rows_carry_the_current_row_id),
+        cmocka_unit_test(search_tok_page_takes_only_one_value_of_one_token),
+        cmocka_unit_test(search_tok_page_answers_as_the_generic_plan),
+        cmocka_unit_test(search_tok_page_is_a_covering_range_from_the_cursor),
     };
     return cmocka_run_group_tests_name("fhir search_combo", tests, NULL, NULL);
 }
