@@ -47,6 +47,10 @@ static const hv_setting_t fhir_settings[] = {
      "Answer a token criterion together with a date or quantity criterion of the same resource (Observation "
      "code + date, code + value-quantity) from the combined index rows (one range scan) instead of intersecting "
      "the two criteria's matches."},
+    {"fhir.search_has_total", NULL, HV_SET_ENUM, "none", "none|accurate",
+     "Bundle.total of a search holding a _has when the query gives no _total: none leaves it out, so the page "
+     "stops at its matches (candidates in row-id order, each checked until the page is full); accurate checks "
+     "every candidate to count them. _total=accurate|estimate and _summary=count always count."},
     {"fhir.search_token_rid", NULL, HV_SET_BOOL, "true", NULL,
      "Read the page of a single token criterion (Observation?code=X, status, identifier) from the token index in "
      "row-id order (sp_tok_rc: only the page's entries) instead of scanning resources in row-id order."},

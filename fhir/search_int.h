@@ -324,6 +324,13 @@ extern const char hv__search_migration5[];
 int hv__search_combo_put(hv_db_t *db, const char *type, const char *id, int live, int replace);
 /* Turns the planner's rule on or off for the process (setting fhir.search_combined). */
 void hv__search_combo_enable(int on);
+/* The default _total of a search holding a top-level _has: accurate (1) or none (0, the
+ * page stops at its matches; setting fhir.search_has_total, fhir/search_plan.c). */
+void hv__search_has_total_enable(int accurate);
+/* The page of a search holding a top-level _has whose total is not asked for (SQLite):
+ * candidates in row-id order, each checked against the _has until _count + 1 match
+ * (fhir/search_run.c). HV_ENOTFOUND when the plan is not of that shape. */
+int hv__search_has_explain(hv_db_t *db, hv__search_plan_t *p, hv_buf_t *out);
 /*
  * The planner's rule (after hv__search_plan_build's criteria): a plain token criterion
  * and a date / quantity criterion of a pair become one criterion over the combined

@@ -828,8 +828,15 @@ static int has(hv__search_plan_t *p, int tb, const char *idcol, const char *spec
     /* "@J<k>@" (k -1 below the top level): where the run names sp_ref's (type, id, code)
      * index on SQLite when the _has is read whole — the referencing resources' ids drive
      * it; without statistics SQLite would scan the covering sp_ref_vc over the code. */
-    hv_buf_printf(&p->where, "%s IN (SELECT rid FROM sp_ref%s@J%d@ WHERE type = $%d AND %scode = $%d AND rtype = %s AND ",
-                  idcol, top ? " h" : "", top ? p->crit : -1, t2b, CORR(idcol, depth, 6, 'R'), rb, TREF(tb));
+    /* "@E<k>@" (top level): the run writes "EXISTS " when the _has is checked per
+     * candidate (it stops at the first referencing resource that matches) and "r.id IN "
+     * when it is read whole. */
+    if (top)
+        hv_buf_printf(&p->where, "@E%d@(SELECT rid FROM sp_ref h@J%d@ WHERE type = $%d AND %scode = $%d AND rtype = %s AND ",
+                      p->crit, p->crit, t2b, CORR(idcol, depth, 6, 'R'), rb, TREF(tb));
+    else
+        hv_buf_printf(&p->where, "%s IN (SELECT rid FROM sp_ref@J-1@ WHERE type = $%d AND %scode = $%d AND rtype = %s AND ",
+                      idcol, t2b, CORR(idcol, depth, 6, 'R'), rb, TREF(tb));
     rc = cond(p, t2, t2b, top ? "h.id" : "id", c2 + 1, val, depth + 1);
     if (rc == HV_ENOTFOUND)
         return fail(p, "search parameter \"_has\": \"%.64s\" is not known", c2 + 1);
@@ -837,6 +844,30 @@ static int has(hv__search_plan_t *p, int tb, const char *idcol, const char *spec
         return rc;
     sql(p, ")");
     return HV_OK;
+}
+
+static int has_total_none = 1;
+
+void hv__search_has_total_enable(int accurate)
+{
+    has_total_none = accurate == 0;
+}
+
+/*
+ * The default _total of a search holding a top-level _has (search.html#total leaves the
+ * default to the server): with fhir.search_has_total=none (the default) and no _total
+ * in the query, the total is left out, so the page stops at its _count + 1 matches in
+ * row-id order (fhir/search_run.c, has_page) instead of checking every candidate to
+ * count them. _total=accurate or estimate, and _summary=count, still count them all.
+ */
+static void has_total_default(hv__search_plan_t *p, char *const *keys, int nparts)
+{
+    if (!has_total_none || p->where.data == NULL || strstr(p->where.data, "@E") == NULL)
+        return;
+    for (int i = 0; i < nparts; i++)
+        if (strcmp(keys[i], "_total") == 0)
+            return;
+    p->total = HV__TOTAL_NONE;
 }
 
 /*
@@ -1689,6 +1720,8 @@ int hv__search_plan_build(hv__search_plan_t *p, const char *type, const char *qu
     /* Token + date / quantity criteria of one resource: one combined index (fhir/search_combo.c). */
     if (rc == HV_OK)
         rc = hv__search_combo_rewrite(p);
+    if (rc == HV_OK)
+        has_total_default(p, keys, nparts);
     if (p->has_cursor && hv__search_cursor_check(p) != HV_OK)
         rc = fail(p, "%s is not a cursor this server made for this _sort", "_cursor");
 out:

@@ -426,6 +426,18 @@ static int expand(hv_db_t *db, hv__search_plan_t *p, const char *w, int driver, 
             mk++;
             continue;
         }
+        if (strncmp(mk, "@E", 2) == 0) {
+            /* A top-level _has's head (fhir/search_plan.c, has): an EXISTS when checked
+             * per candidate (its "@R" marker correlates it with r.id), stopping at the
+             * first match, else the membership of r.id in the _has read whole. */
+            k = atoi(mk + 2);
+            hv_buf_puts(q, k != driver && driver != -2 ? "EXISTS " : "r.id IN ");
+            mk = strchr(mk + 2, '@');
+            if (mk == NULL)
+                return HV_EINVAL;
+            mk++;
+            continue;
+        }
         if (strncmp(mk, "@J", 2) == 0) {
             /* A _has's sp_ref (fhir/search_plan.c, has): read from the referencing
              * resources' ids by (type, id, code) unless checked per candidate. */
@@ -798,6 +810,194 @@ static int64_t max_rid(hv_db_t *db)
     return v;
 }
 
+/* True when criterion k of p is a top-level _has (its "@E<k>@" head). */
+static int is_has(const hv__search_plan_t *p, int k)
+{
+    const char *s = p->where.data + p->cspan[k][0];
+    size_t len = p->cspan[k][1] - p->cspan[k][0];
+    char mark[16];
+    int n = snprintf(mark, sizeof(mark), "@E%d@", k);
+    for (const char *m = memchr(s, '@', len); m != NULL && (size_t)(s + len - m) >= (size_t)n;
+         m = memchr(m + 1, '@', (size_t)(s + len - m - 1)))
+        if (memcmp(m, mark, (size_t)n) == 0)
+            return 1;
+    return 0;
+}
+
+/*
+ * True when p's page can stop at its matches (has_page): SQLite, a search of one type
+ * holding a top-level _has, in row-id order (no _sort), whose total is not asked for.
+ */
+static int has_pageable(hv_db_t *db, const hv__search_plan_t *p)
+{
+    int any = 0;
+    if (hv_db_kind(db) == HV_DB_PG || p->system || p->nsort > 0 || p->summary_count || p->total != HV__TOTAL_NONE ||
+        p->where.data == NULL || p->ncrit < 1 || p->ncrit > HV__SEARCH_MAX_PARAMS + 1)
+        return 0;
+    for (int k = 0; k < p->ncrit && !any; k++)
+        any = is_has(p, k);
+    return any;
+}
+
+/*
+ * The statement of has_page into q, its extra values (value sets) in extra and the
+ * placeholders of the cursor and of the limit in *cur_at and *limit_at:
+ *
+ *   WITH pg AS (SELECT ... FROM (SELECT ... FROM resources r WHERE <type, current, live>
+ *       <every criterion but the _has> [AND r.rid > cursor] ORDER BY r.rid LIMIT -1) r
+ *     WHERE <each _has, correlated: EXISTS ...> LIMIT count + 1)
+ *   SELECT ..., r.json FROM pg JOIN resources r ON r.rid = pg.rid ORDER BY pg.rid
+ *
+ * The inner select is the candidates in row-id order: driven by driver's sub-select
+ * (read once, then sorted) or, with driver -3, the type's rows from the cursor in
+ * row-id order (resources_trid, no sorter; "last_ms <> -1" is its partial index's
+ * condition, fhir/store.c) with every criterion checked per row. Its LIMIT keeps SQLite from flattening it into the outer select, which reads it
+ * as a co-routine and so checks the _has of candidates only until the page is full.
+ */
+static int has_page_sql(hv_db_t *db, hv__search_plan_t *p, int driver, hv_buf_t *q, extra_t *extra, int *cur_at,
+                        int *limit_at)
+{
+    static const char cols[] = "r.rid, r.type, r.id, r.version, r.last_ms";
+    char *text = NULL;
+    size_t at = 0;
+    int rc = HV_OK, n = p->nbinds;
+    hv_buf_printf(q, "WITH pg AS (SELECT %s FROM (SELECT %s FROM resources r%s WHERE %s AND r.deleted = 0 AND NOT"
+                     " EXISTS (SELECT 1 FROM resources n WHERE n.type = r.type AND n.id = r.id AND n.version >"
+                     " r.version)",
+                  cols, cols, driver == -3 ? " INDEXED BY resources_trid" : "",
+                  driver == -3 ? "r.type = $1 AND r.last_ms <> -1" : "r.type = $1");
+    /* The where text but the _has criteria (with whatever lies between criteria). */
+    for (int k = 0; k <= p->ncrit && rc == HV_OK; k++) {
+        size_t end = k < p->ncrit ? p->cspan[k][0] : p->where.len;
+        hv_free(text);
+        text = hv_strndup(p->where.data + at, end - at);
+        if (text == NULL) {
+            rc = HV_ENOMEM;
+            break;
+        }
+        rc = expand(db, p, text, driver, q, extra, &n);
+        if (k < p->ncrit && rc == HV_OK && !is_has(p, k)) {
+            hv_free(text);
+            text = hv_strndup(p->where.data + p->cspan[k][0], p->cspan[k][1] - p->cspan[k][0]);
+            rc = text ? expand(db, p, text, driver, q, extra, &n) : HV_ENOMEM;
+        }
+        if (k < p->ncrit)
+            at = p->cspan[k][1];
+    }
+    if (rc != HV_OK)
+        goto out;
+    *cur_at = 0;
+    if (p->has_cursor) {
+        *cur_at = ++n;
+        hv_buf_printf(q, " AND r.rid > $%d", n);
+    }
+    hv_buf_puts(q, " ORDER BY r.rid LIMIT -1) r WHERE 1 = 1");
+    for (int k = 0; k < p->ncrit && rc == HV_OK; k++) {
+        if (!is_has(p, k))
+            continue;
+        hv_free(text);
+        text = hv_strndup(p->where.data + p->cspan[k][0], p->cspan[k][1] - p->cspan[k][0]);
+        rc = text ? expand(db, p, text, driver, q, extra, &n) : HV_ENOMEM;
+    }
+    if (rc != HV_OK)
+        goto out;
+    *limit_at = ++n;
+    hv_buf_printf(q, " LIMIT $%d) SELECT pg.rid, pg.type, pg.id, pg.version, pg.last_ms, 0, r.json FROM pg JOIN"
+                     " resources r ON r.rid = pg.rid ORDER BY pg.rid",
+                  n);
+    rc = hv_buf_puts(q, "");
+out:
+    hv_free(text);
+    return rc;
+}
+
+/* The driver of has_page: a plain criterion that selects few candidates (has_driver), a
+ * reference or an id list (rank 0-1), else -3 (the row-id scan). */
+static int has_page_driver(hv_db_t *db, hv__search_plan_t *p)
+{
+    int d = has_driver(db, p), r = driver_of(p);
+    if (d >= 0)
+        return d;
+    return r >= 0 && p->crank[r] <= 1 && !is_has(p, r) ? r : -3;
+}
+
+/*
+ * The page of a has_pageable plan: up to p->count + 1 rows after the cursor, in row-id
+ * order, the _has checked per candidate only until the page is full (instead of for
+ * every candidate, which the accurate total needs). No total.
+ */
+static int has_page(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, void *ud)
+{
+    hv_buf_t q;
+    hv_db_stmt_t *st = NULL;
+    extra_t extra = {NULL, 0, 0};
+    char cur[32];
+    int rc, cur_at = 0, limit_at = 0;
+    hv_buf_init(&q, 128 * 1024);
+    rc = has_page_sql(db, p, has_page_driver(db, p), &q, &extra, &cur_at, &limit_at);
+    if (rc == HV_OK)
+        rc = hv_db_prepare(db, q.data, &st);
+    if (rc != HV_OK)
+        goto out;
+    hv__search_bind_plan(st, p);
+    for (int i = 0; i < extra.n; i++)
+        hv_db_bind_text(st, p->nbinds + 1 + i, extra.s[i], strlen(extra.s[i]));
+    if (cur_at > 0)
+        hv_db_bind_int64(st, cur_at, p->crid);
+    hv_db_bind_int64(st, limit_at, p->count + 1);
+    while ((rc = hv_db_step(st)) == HV_DB_ROW) {
+        hv__store_row_t row;
+        size_t len = 0;
+        const char *s;
+        hv__store_row_head(st, &row);
+        s = hv_db_column_text(st, 6, &len);
+        row.text = hv_strndup(s ? s : "", s ? len : 0);
+        row.text_len = s ? len : 0;
+        snprintf(cur, sizeof(cur), "%lld", (long long)row.rid);
+        row.cursor = cur;
+        rc = row.text ? cb(ud, &row) : HV_ENOMEM;
+        row.cursor = NULL;
+        hv__store_row_clear(&row);
+        if (rc != HV_OK)
+            break;
+    }
+    hv_db_done(st);
+out:
+    hv_buf_release(&q);
+    extra_free(&extra);
+    return rc < 0 || rc == HV_EINVAL ? rc : HV_OK;
+}
+
+int hv__search_has_explain(hv_db_t *db, hv__search_plan_t *p, hv_buf_t *out)
+{
+    hv_buf_t q;
+    hv_db_stmt_t *st = NULL;
+    extra_t extra = {NULL, 0, 0};
+    int rc, cur_at = 0, limit_at = 0;
+    if (!has_pageable(db, p))
+        return HV_ENOTFOUND;
+    hv_buf_init(&q, 128 * 1024);
+    hv_buf_puts(&q, "EXPLAIN QUERY PLAN ");
+    rc = has_page_sql(db, p, has_page_driver(db, p), &q, &extra, &cur_at, &limit_at);
+    if (rc == HV_OK)
+        rc = hv_db_prepare(db, q.data, &st);
+    if (rc != HV_OK)
+        goto out;
+    hv__search_bind_plan(st, p);
+    while ((rc = hv_db_step(st)) == HV_DB_ROW) {
+        size_t len = 0;
+        const char *d = hv_db_column_text(st, 3, &len);
+        hv_buf_append(out, d ? d : "", d ? len : 0);
+        hv_buf_putc(out, '\n');
+    }
+    hv_db_done(st);
+    rc = rc < 0 ? rc : hv_buf_puts(out, "");
+out:
+    hv_buf_release(&q);
+    extra_free(&extra);
+    return rc;
+}
+
 int hv__search_plan_run(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, void *ud, int64_t *total)
 {
     hv_buf_t q, cur;
@@ -844,6 +1044,11 @@ int hv__search_plan_run(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, 
         rc = counted == 0 ? HV_OK : hv__search_combo_page(db, p, cb, ud);
         if (want_total && counted >= 0)
             *total = counted;
+        goto out;
+    }
+    /* A _has whose total is not asked for: the page stops at its matches (has_page). */
+    if (has_pageable(db, p)) {
+        rc = has_page(db, p, cb, ud);
         goto out;
     }
     /* m: the matches without their JSON (sorting the rows with it would carry every

@@ -61,6 +61,13 @@ QUERIES = [
      " sp_ref WHERE type='Observation' AND code='patient' AND rtype='Patient' AND id IN (SELECT id FROM sp_tok"
      " WHERE type='Observation' AND code='code' AND value='4548-4')) AND r.id IN (SELECT id FROM sp_str WHERE"
      " type='Patient' AND code='name' AND value LIKE 'zyx%') ORDER BY r.rid LIMIT 51"),
+    ("_has + name, _total=accurate", "Patient?_has:Observation:patient:code=4548-4&name=zyx&_count=50&_total=accurate",
+     None),
+    ("_has alone", "Patient?_has:Observation:patient:code=4548-4&_count=50", None),
+    ("nested _has", "Practitioner?_has:Patient:general-practitioner:_has:Observation:patient:code=4548-4&_count=50",
+     None),
+    ("_has + name, _summary=count", "Patient?_has:Observation:patient:code=4548-4&name=zyx&_summary=count", None),
+    ("_has alone, _summary=count", "Patient?_has:Observation:patient:code=4548-4&_summary=count", None),
     ("_include subject", "Observation?code=2093-3&_include=Observation:subject&_count=50", None),
     ("_revinclude", "Patient?name=zyx194&_revinclude=Observation:subject&_count=10", None),
     ("_summary=count one code", "Observation?code=8867-4&_summary=count",

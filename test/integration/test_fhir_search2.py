@@ -648,6 +648,76 @@ class FhirSearch2RangeTests(SearchCase):
                                                        else ("C2",))))
 
 
+class FhirSearch2HasPagingTests(SearchCase):
+    """_has searches page by page (no duplicates, no gaps) against Python's evaluation,
+    through updates and deletions: without _total the page stops at its matches and
+    Bundle.total is left out (fhir.search_has_total=none); with _total=accurate the same
+    pages in the same order, and the total; _summary=count the count."""
+
+    def test_has_pages_match_python_with_and_without_total(self):
+        self.start()
+        pats, obs = {}, {}
+        for i in range(30):
+            pid = "hp%d" % i
+            pats[pid] = {"name": ("Hasx%d" % i) if i % 3 else ("Other%d" % i),
+                         "gender": "female" if i % 2 else "male", "gp": "dr%d" % (i % 4)}
+            self.put({"resourceType": "Patient", "id": pid, "name": [{"family": pats[pid]["name"]}],
+                      "gender": pats[pid]["gender"],
+                      "generalPractitioner": [{"reference": "Practitioner/" + pats[pid]["gp"]}]})
+            for k, code in enumerate(("C1", "C2", "C3")):
+                if (i + k) % (k + 2) == 0:
+                    oid = "ho%d-%d" % (i, k)
+                    obs[oid] = {"code": code, "subject": pid}
+                    self.put({"resourceType": "Observation", "id": oid, "status": "final",
+                              "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+                              "subject": {"reference": "Patient/" + pid}})
+        for d in range(5):
+            self.put({"resourceType": "Practitioner", "id": "dr%d" % d})
+        # an update moves an observation to another code, a delete drops one
+        obs["ho0-0"]["code"] = "C3"
+        self.put({"resourceType": "Observation", "id": "ho0-0", "status": "final",
+                  "code": {"coding": [{"system": "http://loinc.org", "code": "C3"}]},
+                  "subject": {"reference": "Patient/hp0"}})
+        st, _, _ = self.jreq("DELETE", "/fhir/Observation/ho2-0")
+        self.assertIn(st, (200, 204))
+        del obs["ho2-0"]
+
+        def has(pid, code):
+            return any(o["subject"] == pid and o["code"] == code for o in obs.values())
+
+        cases = [
+            ("Patient?_has:Observation:patient:code=C1", [p for p in pats if has(p, "C1")]),
+            ("Patient?_has:Observation:patient:code=C1&name=hasx",
+             [p for p in pats if has(p, "C1") and pats[p]["name"].lower().startswith("hasx")]),
+            ("Patient?gender=female&_has:Observation:subject:code=http://loinc.org|C2",
+             [p for p in pats if has(p, "C2") and pats[p]["gender"] == "female"]),
+            ("Patient?_has:Observation:patient:code=C1&_has:Observation:patient:code=C3",
+             [p for p in pats if has(p, "C1") and has(p, "C3")]),
+            ("Patient?_id=hp0,hp2,hp4,hp6,hp9&_has:Observation:patient:code=C1,C3",
+             [p for p in ("hp0", "hp2", "hp4", "hp6", "hp9") if has(p, "C1") or has(p, "C3")]),
+            ("Patient?_has:Observation:patient:code=C9", []),
+            ("Practitioner?_has:Patient:general-practitioner:_has:Observation:patient:code=C2",
+             sorted({pats[p]["gp"] for p in pats if has(p, "C2")})),
+        ]
+        for query, want in cases:
+            ty = query.split("?")[0]
+            for count in (1, 4):
+                pages = {}
+                for tail in ("", "&_total=accurate"):
+                    m, _ = self.search("%s&_count=%d%s" % (query, count, tail))
+                    self.assertEqual(len(m), len(set(m)), (query, count, tail, m))
+                    self.assertEqual(sorted(m), sorted("%s/%s" % (ty, p) for p in want), (query, count, tail))
+                    pages[tail] = m
+                # the same matches in the same (row-id) order either way
+                self.assertEqual(pages[""], pages["&_total=accurate"], query)
+            st, _, b = self.jreq("GET", "/fhir/%s&_count=1" % query)
+            self.assertNotIn("total", b if len(want) > 1 else {}, query)
+            st, _, b = self.jreq("GET", "/fhir/%s&_count=1&_total=accurate" % query)
+            self.assertEqual(b["total"], len(want), query)
+            st, _, b = self.jreq("GET", "/fhir/%s&_summary=count" % query)
+            self.assertEqual(b["total"], len(want), query)
+
+
 class FhirSearch2SyntheaTests(SearchCase):
 
     def test_synthea_chain_has_include_match_python(self):
@@ -723,6 +793,11 @@ if store_tests.PG_URL:
         @classmethod
         def setUpClass(cls):
             cls.DB = store_tests.private_db(store_tests.PG_URL, "hv_test_fhir_search2g")
+
+    class FhirSearch2HasPagingTestsPg(FhirSearch2HasPagingTests):
+        @classmethod
+        def setUpClass(cls):
+            cls.DB = store_tests.private_db(store_tests.PG_URL, "hv_test_fhir_search2h")
 
     class FhirSearch2SyntheaTestsPg(FhirSearch2SyntheaTests):
         @classmethod

@@ -332,16 +332,114 @@ static void search_has_pages_match_brute_force_driven_either_way(void **state)
         if (i % 2 == 0 && i % 3 != 0)
             snprintf(want + strlen(want), sizeof(want) - strlen(want), "%sh%d", want[0] ? " " : "", i);
     }
-    run_all(db, "Patient", "_has:Observation:patient:code=C1&name=hasfam", 2, got, sizeof(got));
-    assert_string_equal(got, want);
-    run_all(db, "Patient", "name=hasfam&_has:Observation:patient:code=http://loinc.org|C1", 3, got, sizeof(got));
-    assert_string_equal(got, want);
-    /* the _has alone, read whole: every even patient */
-    run_all(db, "Patient", "_has:Observation:patient:code=C1", 4, alone, sizeof(alone));
-    assert_string_equal(alone, "h0 h2 h4 h6 h8 h10");
-    /* nothing matches: no candidate has a C3 */
-    run_all(db, "Patient", "_has:Observation:patient:code=C3&name=hasfam", 2, got, sizeof(got));
-    assert_string_equal(got, "");
+    /* h0's general practitioner is dr0 (h0 has a C1), h1's dr1 (no C1) */
+    put(db, "{\"resourceType\":\"Practitioner\",\"id\":\"dr0\"}");
+    put(db, "{\"resourceType\":\"Practitioner\",\"id\":\"dr1\"}");
+    put(db, "{\"resourceType\":\"Patient\",\"id\":\"g0\",\"generalPractitioner\":[{\"reference\":\"Practitioner/dr0\"}]}");
+    put(db, "{\"resourceType\":\"Observation\",\"id\":\"og0\",\"status\":\"final\",\"code\":{\"coding\":[{\"code\":"
+            "\"C1\"}]},\"subject\":{\"reference\":\"Patient/g0\"}}");
+    put(db, "{\"resourceType\":\"Patient\",\"id\":\"g1\",\"generalPractitioner\":[{\"reference\":\"Practitioner/dr1\"}]}");
+    /* Each query three ways: the default (no total: the page stops at its matches,
+     * has_page), _total=accurate (every candidate checked and counted) and the default
+     * with fhir.search_has_total=accurate — the same ids in the same order. */
+    for (int way = 0; way < 3; way++) {
+        const char *tail = way == 1 ? "&_total=accurate" : "";
+        char q[256];
+        hv__search_has_total_enable(way == 2);
+        snprintf(q, sizeof(q), "_has:Observation:patient:code=C1&name=hasfam%s", tail);
+        run_all(db, "Patient", q, 2, got, sizeof(got));
+        assert_string_equal(got, want);
+        snprintf(q, sizeof(q), "name=hasfam&_has:Observation:patient:code=http://loinc.org|C1%s", tail);
+        run_all(db, "Patient", q, 3, got, sizeof(got));
+        assert_string_equal(got, want);
+        /* the _has alone: every even patient */
+        snprintf(q, sizeof(q), "_has:Observation:patient:code=C1%s", tail);
+        run_all(db, "Patient", q, 4, alone, sizeof(alone));
+        assert_string_equal(alone, "h0 h2 h4 h6 h8 h10 g0");
+        snprintf(q, sizeof(q), "_has:Observation:patient:code=C1%s", tail);
+        run_all(db, "Patient", q, 1, alone, sizeof(alone));
+        assert_string_equal(alone, "h0 h2 h4 h6 h8 h10 g0");
+        /* beside an id list (it drives), and two _has (AND) */
+        snprintf(q, sizeof(q), "_id=h1,h2,h3,h4,h9&_has:Observation:patient:code=C1%s", tail);
+        run_all(db, "Patient", q, 1, got, sizeof(got));
+        assert_string_equal(got, "h2 h4");
+        snprintf(q, sizeof(q), "_has:Observation:patient:code=C2&_has:Observation:subject:code=C1%s", tail);
+        run_all(db, "Patient", q, 5, got, sizeof(got));
+        assert_string_equal(got, "h0 h2 h4 h6 h8 h10");
+        /* nested: Observations of patients that have a C1 observation */
+        snprintf(q, sizeof(q), "_has:Patient:general-practitioner:_has:Observation:patient:code=C1%s", tail);
+        run_all(db, "Practitioner", q, 1, got, sizeof(got));
+        assert_string_equal(got, "dr0");
+        /* nothing matches: no candidate has a C3 */
+        snprintf(q, sizeof(q), "_has:Observation:patient:code=C3&name=hasfam%s", tail);
+        run_all(db, "Patient", q, 2, got, sizeof(got));
+        assert_string_equal(got, "");
+        snprintf(q, sizeof(q), "_has:Observation:patient:code=C3%s", tail);
+        run_all(db, "Patient", q, 2, got, sizeof(got));
+        assert_string_equal(got, "");
+    }
+    hv__search_has_total_enable(0);
+    store_test_db_close(db);
+}
+
+/* The EXPLAIN QUERY PLAN of a has_page statement (fhir/search_run.c) for query. */
+static void has_plan(hv_db_t *db, const char *type, const char *query, hv_buf_t *out)
+{
+    hv__search_plan_t p;
+    hv__search_plan_init(&p);
+    if (hv__search_plan_build(&p, type, query, 1, 20, 100) != HV_OK)
+        fail_msg("%s?%s: %s", type, query, p.msg);
+    assert_int_equal(hv__search_has_explain(db, &p, out), HV_OK);
+    hv__search_plan_clear(&p);
+}
+
+/* The page of a _has without a total: beside a selective criterion, that criterion's
+ * index drives and the _has is an EXISTS over the reference index keyed by the target
+ * (sp_ref_vc) and the referencing resource's covering token index; alone, the type's
+ * rows are read in row-id order from resources_trid (no sorter, no table scan), and a
+ * _total or _summary=count takes the counting plan instead. */
+static void search_has_page_plans_read_indexes_by_key(void **state)
+{
+    hv_db_t *db = store_test_db();
+    hv_buf_t eqp;
+    hv__search_plan_t p;
+    (void)state;
+    hv__search_has_total_enable(0);
+    put(db, "{\"resourceType\":\"Patient\",\"id\":\"x1\",\"name\":[{\"family\":\"Planfam\"}]}");
+    hv_buf_init(&eqp, 65536);
+    has_plan(db, "Patient", "_has:Observation:patient:code=C1&name=planfam", &eqp);
+    if (strstr(eqp.data, "sp_str_vc (type=? AND code=? AND value>? AND value<?)") == NULL ||
+        strstr(eqp.data, "CORRELATED SCALAR SUBQUERY") == NULL ||
+        strstr(eqp.data, "sp_ref_vc (type=? AND code=? AND rid=? AND rtype=?)") == NULL ||
+        strstr(eqp.data, "sp_tok_vc (type=? AND code=? AND value=? AND id=?)") == NULL ||
+        strstr(eqp.data, "SCAN sp_") != NULL)
+        fail_msg("_has beside a name:\n%s", eqp.data);
+    eqp.len = 0;
+    has_plan(db, "Patient", "_has:Observation:patient:code=C1&_cursor=5", &eqp);
+    if (strstr(eqp.data, "resources_trid (type=? AND rid>?)") == NULL || strstr(eqp.data, "SCAN sp_") != NULL)
+        fail_msg("_has alone:\n%s", eqp.data);
+    /* only the page's rows are sorted (the outer ORDER BY), never the candidates */
+    {
+        int sorts = 0;
+        for (const char *t = strstr(eqp.data, "TEMP B-TREE"); t != NULL; t = strstr(t + 1, "TEMP B-TREE"))
+            sorts++;
+        if (sorts != 1)
+            fail_msg("_has alone sorts its candidates:\n%s", eqp.data);
+    }
+    /* a total asked for, or _summary=count: not a has_page plan */
+    hv__search_plan_init(&p);
+    assert_int_equal(hv__search_plan_build(&p, "Patient", "_has:Observation:patient:code=C1&_total=accurate", 1, 20,
+                                           100),
+                     HV_OK);
+    assert_int_equal(hv__search_has_explain(db, &p, &eqp), HV_ENOTFOUND);
+    hv__search_plan_clear(&p);
+    hv__search_plan_init(&p);
+    assert_int_equal(hv__search_plan_build(&p, "Patient", "_has:Observation:patient:code=C1&_summary=count", 1, 20,
+                                           100),
+                     HV_OK);
+    assert_int_equal(hv__search_has_explain(db, &p, &eqp), HV_ENOTFOUND);
+    hv__search_plan_clear(&p);
+    hv_buf_release(&eqp);
     store_test_db_close(db);
 }
 
@@ -432,6 +530,7 @@ int run_search_plan_tests(void)
         cmocka_unit_test(search_prefix_successor_bounds_every_starts_with),
         cmocka_unit_test(search_string_range_matches_starts_with_at_the_boundaries),
         cmocka_unit_test(search_has_pages_match_brute_force_driven_either_way),
+        cmocka_unit_test(search_has_page_plans_read_indexes_by_key),
         cmocka_unit_test(search_include_statements_read_the_reference_index_by_key),
     };
     return cmocka_run_group_tests_name("fhir_search_plan", tests, NULL, NULL);
