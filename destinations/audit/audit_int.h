@@ -156,6 +156,8 @@ typedef struct hv__audit {
     /* Events kept for reuse (event.c hv__aev_give), loop thread. */
     struct hv__aev *spare;
     size_t nspare;
+    /* The patient scan's cache per read path (record.c), loop thread. */
+    struct hv__scan_cache *scan_cache;
 } hv__audit_t;
 
 /* event.c: the AuditEvent, the FHIR request classifier, the patient scanner, POST /audit/log */
@@ -187,6 +189,13 @@ int hv__audit_classify(int method, const char *path, char *action, const char **
  * (possibly more than max). ids are allocated in arena. */
 size_t hv__audit_scan_patients(const char *text, size_t len, hv_arena_t *arena, const char **ids, size_t *n,
                                size_t max);
+/* record.c: hv__audit_scan_patients through a cache of the last body answered per request
+ * path (a copy, compared whole): the same ids, order and cap as scanning text after what
+ * ids holds. Loop thread. */
+int hv__audit_scan_cached(hv__audit_t *a, const char *path, const char *text, size_t len, hv_arena_t *arena,
+                          const char **ids, size_t *n, size_t max);
+void hv__audit_scan_cache_free(hv__audit_t *a);
+void hv__audit_scan_cache_stats(const hv__audit_t *a, uint64_t *hits, uint64_t *misses);
 /* Parses and validates a POST /audit/log body into an engine event (strings in arena). */
 int hv__audit_parse_post(const char *body, size_t len, hv_arena_t *arena, hv_audit_event_t *out,
                          const char **source, hv_error_t *err);

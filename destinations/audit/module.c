@@ -386,7 +386,14 @@ static void respond_hook(hv_http_req_t *req, int status, const char *body, size_
     if (!hv__audit_classify(method, path, &action, &subtype, type, sizeof(type), id, sizeof(id))) return;
     if (hv_http_req_mark_audited(req)) return; /* a site recorded this request itself */
     if (strcmp(type, "Patient") == 0 && id[0]) ids[n++] = id;
-    if (status < 300 && body != NULL && len > 0) hv__audit_scan_patients(body, len, ar, ids, &n, HV_ARRAY_LEN(ids));
+    if (status < 300 && body != NULL && len > 0) {
+        /* An instance read answers the same bytes until the resource changes: its scan
+         * comes from the cache (record.c) when the body is the one scanned before. */
+        if (action == 'R' && id[0] && (method == HV_HTTP_GET || method == HV_HTTP_HEAD))
+            (void)hv__audit_scan_cached(a, path, body, len, ar, ids, &n, HV_ARRAY_LEN(ids));
+        else
+            hv__audit_scan_patients(body, len, ar, ids, &n, HV_ARRAY_LEN(ids));
+    }
     if (a->nconsents > 0 && status == 200 && (action == 'R' || action == 'E') && n > 0 && body != NULL) {
         const hv_auth_principal_t *p = hv_auth_principal(req);
         int c = hv__consent_enforce(a, req, p ? p->sub : "", type, body, len, ids, &n, &ev.detail);
@@ -758,6 +765,7 @@ static void audit_free(hv_engine_t *e, void *state) {
     a->alerts = NULL;
     hv__consent_free(a);
     hv__aev_spare_free(a);
+    hv__audit_scan_cache_free(a);
     if (a->handles_closing > 0) a->free_on_close = 1;
     else hv_free(a);
 }
