@@ -266,7 +266,7 @@ int hv__aev_compact(const char *content, size_t len) {
  * it is read (hv__aev_render); building it per request cost more than the rest of the
  * record. Records written before this format hold the AuditEvent JSON itself.
  */
-static int build_compact(hv__aev_t *ev) {
+int hv__aev_build_content(hv__aev_t *ev) {
     hv_buf_t *b = &ev->content;
     const char *keys = "cpbtiqds";
     const char *vals[] = {ev->client, ev->purpose, ev->breakglass, ev->etype, ev->eid, ev->query, ev->detail, ev->source};
@@ -359,7 +359,7 @@ int hv__aev_fill(hv__aev_t *ev, const hv_audit_event_t *in) {
         csv[off] = '\0';
         ev->patients_csv = csv;
     }
-    return build_compact(ev);
+    return hv__aev_build_content(ev);
 }
 
 int hv__aev_load(hv__aev_t *ev, int64_t recorded, const char *action, const char *subtype, int outcome,
