@@ -190,6 +190,9 @@ void hv__aev_spare_free(hv__audit_t *a);
 int hv__aev_fill(hv__aev_t *ev, const hv_audit_event_t *in);
 /* Builds ev's stored content (the compact form) from its members. */
 int hv__aev_build_content(hv__aev_t *ev);
+/* The same bytes, written into ev's arena: ev->content points there (cap 0: never
+ * released or appended to). */
+int hv__aev_content_arena(hv__aev_t *ev);
 /* 1 when a stored content is the compact form ({"v":2…}), 0 for the AuditEvent JSON of
  * older records. */
 int hv__aev_compact(const char *content, size_t len);
@@ -290,8 +293,10 @@ int hv__journal_decode(const char *data, size_t len, uint64_t gen, size_t *used,
  * valid until its jid has committed). Loop thread. */
 int hv__journal_write_src(hv__journal_t *j, const hv__arec_src_t *r, int64_t *jid, const unsigned char **frame,
                           size_t *flen);
-/* Decodes an HVJ3 frame this process wrote (hv__journal_write_src, not yet committed)
- * into ev with its stored content. Storage thread. */
+/* Decodes an HVJ3 frame this process wrote (hv__journal_write_src) into ev with its
+ * stored content: ev's strings point into the frame, which must outlive ev (a copy in
+ * ev's arena: module.c expand_runs), and its content is in ev's arena (not to be
+ * released). Storage thread. */
 int hv__journal_decode_own(const unsigned char *frame, size_t *used, hv__aev_t *ev);
 
 

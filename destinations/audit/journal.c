@@ -39,8 +39,9 @@
  *   "HVJ3" (session 6) frames are checked as HVJ2 ones; their payload holds the record's
  *            facts instead of its stored content: u64 jid | i64 recorded | i32 outcome |
  *            then action, subtype, who, role, ip, patients, breakglass, etype, eid, client,
- *            purpose, query, detail, source as u32 length + bytes (HV__REC_NSTR strings,
- *            the order of hv__arec_src_t). The loop thread writes them straight from the
+ *            purpose, query, detail, source as u32 length + bytes + a NUL byte
+ *            (HV__REC_NSTR strings, the order of hv__arec_src_t; the NUL lets the storage
+ *            thread use them where they are). The loop thread writes them straight from the
  *            request (record.c: no event object, no JSON); the storage thread decodes the
  *            frame from the mapped file and builds the stored content (event.c
  *            hv__aev_build_content), so the trail holds the same bytes and hashes as
@@ -195,10 +196,13 @@ static int split_patients(hv__aev_t *ev) {
     const char *p = ev->patients_csv;
     size_t n = 0;
     ev->np = 0;
+    size_t cap = 1;
     if (p[0] == '\0') return HV_OK;
-    ev->patients = hv_arena_alloc(ev->arena, HV_AUDIT_MAX_PATIENTS * sizeof(*ev->patients));
+    for (const char *q = p; (q = strchr(q, ',')) != NULL; q++) cap++;
+    if (cap > HV_AUDIT_MAX_PATIENTS) cap = HV_AUDIT_MAX_PATIENTS;
+    ev->patients = hv_arena_alloc(ev->arena, cap * sizeof(*ev->patients));
     if (ev->patients == NULL) return HV_ENOMEM;
-    while (*p && n < HV_AUDIT_MAX_PATIENTS) {
+    while (*p && n < cap) {
         size_t k = strcspn(p, ",");
         if (k > 0 && (ev->patients[n++] = hv_arena_strndup(ev->arena, p, k)) == NULL) return HV_ENOMEM;
         p += k;
@@ -209,7 +213,7 @@ static int split_patients(hv__aev_t *ev) {
 }
 
 /* Reads the facts of an HVJ3 payload (after jid, recorded, outcome: p to end) into ev. */
-static int decode_src(const unsigned char *p, const unsigned char *end, hv__aev_t *ev) {
+static int decode_src(const unsigned char *p, const unsigned char *end, hv__aev_t *ev, int borrow) {
     const char **dst[HV__REC_NSTR] = {NULL,        &ev->subtype, &ev->who,   &ev->role,   &ev->ip,
                                       &ev->patients_csv, &ev->breakglass, &ev->etype, &ev->eid, &ev->client,
                                       &ev->purpose, &ev->query,  &ev->detail, &ev->source};
@@ -218,27 +222,29 @@ static int decode_src(const unsigned char *p, const unsigned char *end, hv__aev_
         if (end - p < 4) return HV_EPROTO;
         l = hv__audit_get32(p);
         p += 4;
-        if ((size_t)(end - p) < l) return HV_EPROTO;
+        if ((size_t)(end - p) <= l || p[l] != '\0') return HV_EPROTO;
         if (i == 0) {
             if (l != 1 || strchr("CRUDE", p[0]) == NULL || p[0] == 0) return HV_EPROTO;
             ev->action[0] = (char)p[0];
             ev->action[1] = '\0';
         } else if (l == 0) {
             *dst[i] = "";
+        } else if (borrow) {
+            *dst[i] = (const char *)p; /* a frame this process wrote: no NUL inside */
         } else {
             if (memchr(p, '\0', l) != NULL) return HV_EPROTO;
             if ((*dst[i] = hv_arena_strndup(ev->arena, (const char *)p, l)) == NULL) return HV_ENOMEM;
         }
-        p += l;
+        p += l + 1;
     }
     if (p != end) return HV_EPROTO;
     if (split_patients(ev) != HV_OK) return HV_ENOMEM;
-    return hv__aev_build_content(ev);
+    return borrow ? hv__aev_content_arena(ev) : hv__aev_build_content(ev);
 }
 
 /* The payload of a frame whose check passed (or that this process wrote): kind is
  * p[3] ('1', '2': stored content; '3': facts). */
-static int decode_payload(const unsigned char *p, uint32_t plen, hv__aev_t *ev) {
+static int decode_payload(const unsigned char *p, uint32_t plen, hv__aev_t *ev, int borrow) {
     const unsigned char *end = p + 12 + plen;
     const char **dst[HV__JOURNAL_NSTR] = {NULL, &ev->subtype, &ev->who, &ev->role, &ev->ip, &ev->patients_csv,
                                           &ev->breakglass, &ev->etype, &ev->eid, NULL};
@@ -247,7 +253,7 @@ static int decode_payload(const unsigned char *p, uint32_t plen, hv__aev_t *ev) 
     ev->recorded = (int64_t)hv__audit_get64(p + 20);
     ev->outcome = (int32_t)hv__audit_get32(p + 28);
     p += 32;
-    if (kind == '3') return decode_src(p, end, ev);
+    if (kind == '3') return decode_src(p, end, ev, borrow);
     for (int i = 0; i < HV__JOURNAL_NSTR; i++) {
         uint32_t l;
         if (end - p < 4) return HV_EPROTO;
@@ -281,7 +287,7 @@ int hv__journal_decode(const char *data, size_t len, uint64_t gen, size_t *used,
     plen = hv__audit_get32(p + 4);
     if (plen < 20 || plen > HV__JOURNAL_MAX_FRAME || len - 12 < plen) return HV_EPROTO;
     if (!frame_ok(p, plen, gen)) return HV_EPROTO;
-    if ((rc = decode_payload(p, plen, ev)) != HV_OK) return rc;
+    if ((rc = decode_payload(p, plen, ev, 0)) != HV_OK) return rc;
     *used = 12 + (size_t)plen;
     return HV_OK;
 }
@@ -290,7 +296,7 @@ int hv__journal_decode_own(const unsigned char *frame, size_t *used, hv__aev_t *
     uint32_t plen = hv__audit_get32(frame + 4);
     int rc;
     if (memcmp(frame, "HVJ3", 4) != 0 || plen < 20 || plen > HV__JOURNAL_MAX_FRAME) return HV_EPROTO;
-    if ((rc = decode_payload(frame, plen, ev)) != HV_OK) return rc;
+    if ((rc = decode_payload(frame, plen, ev, 1)) != HV_OK) return rc;
     *used = 12 + (size_t)plen;
     return HV_OK;
 }
@@ -518,7 +524,7 @@ int hv__journal_write_src(hv__journal_t *j, const hv__arec_src_t *r, int64_t *ji
     size_t need = 12 + 20;
     unsigned char *at = NULL, *p;
     int rc;
-    for (int i = 0; i < HV__REC_NSTR; i++) need += 4 + r->l[i];
+    for (int i = 0; i < HV__REC_NSTR; i++) need += 4 + r->l[i] + 1;
     if (need > HV__JOURNAL_MAX_FRAME) return HV_ETOOBIG;
     if ((rc = room(j, need, &at)) != HV_OK) return rc;
     p = at;
@@ -531,7 +537,8 @@ int hv__journal_write_src(hv__journal_t *j, const hv__arec_src_t *r, int64_t *ji
     for (int i = 0; i < HV__REC_NSTR; i++) {
         hv__audit_put32(p, (uint32_t)r->l[i]);
         if (r->l[i] > 0) memcpy(p + 4, r->s[i], r->l[i]);
-        p += 4 + r->l[i];
+        p[4 + r->l[i]] = '\0';
+        p += 4 + r->l[i] + 1;
     }
     hv__audit_put32(at + 8, frame_check(j->gen[j->cur], at + 12, need - 12));
     j->bytes[j->cur] += need;

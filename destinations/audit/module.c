@@ -112,8 +112,8 @@ typedef struct run_mem {
 
 static void run_ev_done(hv__aev_t *ev, int status) {
     run_mem_t *m = ev->done_ud;
+    (void)ev;
     (void)status;
-    hv_buf_release(&ev->content);
     if (--m->refs > 0) return;
     hv__aev_give(m->node);
     hv_arena_free(m->arena);
@@ -126,33 +126,40 @@ static int expand_runs(batch_t *b) {
     hv__aev_t **link = &b->head;
     while (*link != NULL) {
         hv__aev_t *node = *link, *after = node->next;
-        const unsigned char *p = node->run_first;
+        size_t bytes = (size_t)(node->run_end - node->run_first), used = 0;
+        const unsigned char *p, *end;
+        unsigned char *copy;
         run_mem_t *m;
-        size_t used = 0, i;
         int rc = HV_OK;
         if (node->run_n == 0) {
             link = &node->next;
             continue;
         }
+        /* The run's frames copied once: the events' strings point into the copy (the
+         * journal file may be reused once they commit, the events live a little longer). */
         m = hv_calloc(1, sizeof(*m) + node->run_n * sizeof(hv__aev_t));
-        if (m == NULL || (m->arena = hv_arena_new(4096)) == NULL) {
+        if (m == NULL || (m->arena = hv_arena_new(64 * 1024)) == NULL ||
+            (copy = hv_arena_alloc(m->arena, bytes)) == NULL) {
+            if (m != NULL) hv_arena_free(m->arena);
             hv_free(m);
             return HV_ENOMEM;
         }
-        for (i = 0; i < node->run_n && rc == HV_OK; i++) {
+        memcpy(copy, node->run_first, bytes);
+        p = copy;
+        end = copy + bytes;
+        for (size_t i = 0; i < node->run_n && rc == HV_OK; i++) {
             hv__aev_t *ev = &m->ev[i];
             ev->a = b->a;
             ev->arena = m->arena;
-            hv_buf_init(&ev->content, 0);
-            rc = p < node->run_end ? hv__journal_decode_own(p, &used, ev) : HV_EPROTO;
+            rc = p + 12 <= end ? hv__journal_decode_own(p, &used, ev) : HV_EPROTO;
+            if (rc == HV_OK && used > (size_t)(end - p)) rc = HV_EPROTO;
             p += used;
             ev->on_done = run_ev_done;
             ev->done_ud = m;
             ev->next = i + 1 < node->run_n ? &m->ev[i + 1] : after;
         }
-        if (rc == HV_OK && p != node->run_end) rc = HV_EPROTO;
+        if (rc == HV_OK && p != end) rc = HV_EPROTO;
         if (rc != HV_OK) {
-            for (size_t k = 0; k < i; k++) hv_buf_release(&m->ev[k].content);
             hv_arena_free(m->arena);
             hv_free(m);
             return rc;

@@ -100,7 +100,7 @@ static hv_audit_event_t shapes[] = {
     {'C', "create", 4, NULL, "carol", "clinician", "c", "1.2.3.4", "Observation", "", NULL, pats_b, 1, NULL,
      "Bad Request"},
     {'E', "login-failure", 4, NULL, "mallory", "", NULL, "192.168.1.1", "User", "mallory", NULL, NULL, 0, NULL,
-     "bad password \"quoted\"\n"},
+     "bad password \"quoted\"\n\x01\\ \t\r"},
     {'R', "message-viewed", 0, NULL, NULL, NULL, NULL, NULL, "Message", "adt/42", NULL, pats_b, 1, "HRESCH", NULL},
     {'D', "delete", 12, NULL, "dave", "auditor", "cli", "", "Patient", long_id, long_query, pats_b, 1, NULL, NULL},
 };
