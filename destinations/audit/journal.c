@@ -163,15 +163,22 @@ static size_t frame_prepare(const hv__aev_t *ev, frame_src_t *f) {
     return f->need > HV__JOURNAL_MAX_FRAME ? 0 : f->need;
 }
 
+/* A frame's head (magic, payload length, the check left for last) and its payload's fixed
+ * part; returns where the strings go. */
+static unsigned char *frame_head(unsigned char *p, const char *magic, size_t need, int64_t jid, int64_t recorded,
+                                 int outcome) {
+    memcpy(p, magic, 4);
+    hv__audit_put32(p + 4, (uint32_t)(need - 12));
+    hv__audit_put64(p + 12, (uint64_t)jid);
+    hv__audit_put64(p + 20, (uint64_t)recorded);
+    hv__audit_put32(p + 28, (uint32_t)outcome);
+    return p + 32;
+}
+
 /* Writes the frame (f->need bytes) at p. */
 static void frame_write(unsigned char *p, const hv__aev_t *ev, const frame_src_t *f, uint64_t gen) {
     unsigned char *start = p;
-    memcpy(p, "HVJ2", 4);
-    hv__audit_put32(p + 4, (uint32_t)(f->need - 12));
-    hv__audit_put64(p + 12, (uint64_t)ev->jid);
-    hv__audit_put64(p + 20, (uint64_t)ev->recorded);
-    hv__audit_put32(p + 28, (uint32_t)ev->outcome);
-    p += 32;
+    p = frame_head(p, "HVJ2", f->need, ev->jid, ev->recorded, ev->outcome);
     for (int i = 0; i < HV__JOURNAL_NSTR; i++) {
         hv__audit_put32(p, (uint32_t)f->l[i]);
         if (f->l[i] > 0) memcpy(p + 4, f->s[i], f->l[i]);
@@ -527,13 +534,7 @@ int hv__journal_write_src(hv__journal_t *j, const hv__arec_src_t *r, int64_t *ji
     for (int i = 0; i < HV__REC_NSTR; i++) need += 4 + r->l[i] + 1;
     if (need > HV__JOURNAL_MAX_FRAME) return HV_ETOOBIG;
     if ((rc = room(j, need, &at)) != HV_OK) return rc;
-    p = at;
-    memcpy(p, "HVJ3", 4);
-    hv__audit_put32(p + 4, (uint32_t)(need - 12));
-    hv__audit_put64(p + 12, (uint64_t)j->next_jid);
-    hv__audit_put64(p + 20, (uint64_t)r->recorded);
-    hv__audit_put32(p + 28, (uint32_t)r->outcome);
-    p += 32;
+    p = frame_head(at, "HVJ3", need, j->next_jid, r->recorded, r->outcome);
     for (int i = 0; i < HV__REC_NSTR; i++) {
         hv__audit_put32(p, (uint32_t)r->l[i]);
         if (r->l[i] > 0) memcpy(p + 4, r->s[i], r->l[i]);

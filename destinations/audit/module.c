@@ -309,6 +309,14 @@ static void flush_one(hv__audit_t *a, int force) {
     }
 }
 
+/* Appends ev (an event or a run) to the pending list. */
+static void enqueue(hv__audit_t *a, hv__aev_t *ev) {
+    ev->next = NULL;
+    if (a->pending_tail) a->pending_tail->next = ev;
+    else a->pending = ev;
+    a->pending_tail = ev;
+}
+
 int hv__audit_submit(hv__audit_t *a, hv__aev_t *ev, int reserved) {
     /* A reserved event (a write admitted by admit_hook) was counted at admission; the
      * others leave room for the reservations outstanding. */
@@ -329,10 +337,7 @@ int hv__audit_submit(hv__audit_t *a, hv__aev_t *ev, int reserved) {
     if (ev->jid > 0 && ev->on_done == NULL) ev->req = NULL; /* safe from a crash: the answer may leave now */
     if (ev->req != NULL && ev->on_done == NULL) hv_http_req_hold(ev->req);
     if (ev->jid == 0) a->nheld++;
-    ev->next = NULL;
-    if (a->pending_tail) a->pending_tail->next = ev;
-    else a->pending = ev;
-    a->pending_tail = ev;
+    enqueue(a, ev);
     a->npending++;
     kick(a);
     return HV_OK;
@@ -351,10 +356,7 @@ int hv__audit_submit_frame(hv__audit_t *a, int64_t jid, const unsigned char *fra
         ev->run_first = frame;
         ev->run_end = frame + flen;
         ev->run_n = 1;
-        ev->next = NULL;
-        if (a->pending_tail) a->pending_tail->next = ev;
-        else a->pending = ev;
-        a->pending_tail = ev;
+        enqueue(a, ev);
     }
     a->npending++;
     kick(a);
