@@ -51,6 +51,7 @@
 #include "config.h"
 #include "destinations/audit/audit_int.h"
 
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -119,11 +120,18 @@ static uint32_t frame_crc(uint64_t gen, const unsigned char *payload, size_t n) 
     return (uint32_t)crc32(crc32(0L, g, 8), payload, (uInt)n);
 }
 
+/* The little-endian 64-bit word at p (hv__audit_get64) as one load. */
+static inline uint64_t word_le(const unsigned char *p) {
+    uint64_t w;
+    memcpy(&w, p, 8);
+    return le64toh(w);
+}
+
 static uint32_t frame_check(uint64_t gen, const unsigned char *payload, size_t n) {
     uint64_t h = 0x9E3779B97F4A7C15ULL ^ gen;
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        h = (h ^ hv__audit_get64(payload + i)) * 0xFF51AFD7ED558CCDULL;
+        h = (h ^ word_le(payload + i)) * 0xFF51AFD7ED558CCDULL;
         h ^= h >> 32;
     }
     if (i < n) {
