@@ -293,6 +293,8 @@ int hv__journal_decode(const char *data, size_t len, uint64_t gen, size_t *used,
  * valid until its jid has committed). Loop thread. */
 int hv__journal_write_src(hv__journal_t *j, const hv__arec_src_t *r, int64_t *jid, const unsigned char **frame,
                           size_t *flen);
+/* The HVJ3 frame of r (jid, generation gen) appended to out (tests, the fuzz target). */
+int hv__journal_encode_src(const hv__arec_src_t *r, int64_t jid, uint64_t gen, hv_buf_t *out);
 /* Decodes an HVJ3 frame this process wrote (hv__journal_write_src) into ev with its
  * stored content: ev's strings point into the frame, which must outlive ev (a copy in
  * ev's arena: module.c expand_runs), and its content is in ev's arena (not to be

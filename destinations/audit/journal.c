@@ -534,22 +534,44 @@ int hv__journal_write(hv__journal_t *j, hv__aev_t *ev) {
     return HV_OK;
 }
 
-int hv__journal_write_src(hv__journal_t *j, const hv__arec_src_t *r, int64_t *jid, const unsigned char **frame,
-                          size_t *flen) {
+/* The size of r's HVJ3 frame. */
+static size_t src_size(const hv__arec_src_t *r) {
     size_t need = 12 + 20;
-    unsigned char *at = NULL, *p;
-    int rc;
     for (int i = 0; i < HV__REC_NSTR; i++) need += 4 + r->l[i] + 1;
-    if (need > HV__JOURNAL_MAX_FRAME) return HV_ETOOBIG;
-    if ((rc = room(j, need, &at)) != HV_OK) return rc;
-    p = frame_head(at, "HVJ3", need, j->next_jid, r->recorded, r->outcome);
+    return need;
+}
+
+/* Writes r's HVJ3 frame (src_size bytes) at at. */
+static void src_write(unsigned char *at, const hv__arec_src_t *r, int64_t jid, uint64_t gen, size_t need) {
+    unsigned char *p = frame_head(at, "HVJ3", need, jid, r->recorded, r->outcome);
     for (int i = 0; i < HV__REC_NSTR; i++) {
         hv__audit_put32(p, (uint32_t)r->l[i]);
         if (r->l[i] > 0) memcpy(p + 4, r->s[i], r->l[i]);
         p[4 + r->l[i]] = '\0';
         p += 4 + r->l[i] + 1;
     }
-    hv__audit_put32(at + 8, frame_check(j->gen[j->cur], at + 12, need - 12));
+    hv__audit_put32(at + 8, frame_check(gen, at + 12, need - 12));
+}
+
+int hv__journal_encode_src(const hv__arec_src_t *r, int64_t jid, uint64_t gen, hv_buf_t *out) {
+    size_t need = src_size(r);
+    int rc;
+    if (need > HV__JOURNAL_MAX_FRAME) return HV_ETOOBIG;
+    if ((rc = hv_buf_reserve(out, need + 1)) != HV_OK) return rc;
+    src_write((unsigned char *)out->data + out->len, r, jid, gen, need);
+    out->len += need;
+    out->data[out->len] = '\0';
+    return HV_OK;
+}
+
+int hv__journal_write_src(hv__journal_t *j, const hv__arec_src_t *r, int64_t *jid, const unsigned char **frame,
+                          size_t *flen) {
+    size_t need = src_size(r);
+    unsigned char *at = NULL;
+    int rc;
+    if (need > HV__JOURNAL_MAX_FRAME) return HV_ETOOBIG;
+    if ((rc = room(j, need, &at)) != HV_OK) return rc;
+    src_write(at, r, j->next_jid, j->gen[j->cur], need);
     j->bytes[j->cur] += need;
     j->maxjid[j->cur] = j->next_jid;
     *jid = j->next_jid++;

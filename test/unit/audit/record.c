@@ -159,6 +159,15 @@ static void audit_fast_record_reads_back_as_the_event_path_record(void **state) 
         assert_int_equal(hv__audit_rec_gather(&shapes[i], ar, &r), HV_OK);
         r.recorded = ev->recorded; /* the one member that is the time of the call */
         assert_int_equal(hv__journal_write_src(j, &r, &jid, &frame, &flen), HV_OK);
+        {
+            /* the frame in the file is the one hv__journal_encode_src makes (generation 1: a new journal) */
+            hv_buf_t enc;
+            hv_buf_init(&enc, 0);
+            assert_int_equal(hv__journal_encode_src(&r, jid, 1, &enc), HV_OK);
+            assert_int_equal(enc.len, flen);
+            assert_memory_equal(enc.data, frame, flen);
+            hv_buf_release(&enc);
+        }
         assert_int_equal(hv__journal_decode_own(frame, &used, back), HV_OK);
         assert_int_equal(used, flen);
         assert_int_equal(back->jid, jid);
