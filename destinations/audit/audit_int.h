@@ -35,6 +35,9 @@
 
 #include "destinations/audit/audit.h"
 
+#include <endian.h>
+#include <string.h>
+
 #include <openssl/evp.h>
 
 /* Taken by every transaction that appends to the chain on PostgreSQL (module.c job_batch,
@@ -406,21 +409,28 @@ int hv__audit_submit_frame(hv__audit_t *a, int64_t jid, const unsigned char *fra
 /* Submits every pending record now, ahead of a query of the store (loop thread). */
 void hv__audit_sync(hv__audit_t *a);
 
-/* Little-endian integers of the journal frames and the block records (journal.c, block.c). */
+/* Little-endian integers of the journal frames and the block records (journal.c, block.c),
+ * each one load or store (memcpy) whatever the host's byte order. */
 static inline void hv__audit_put32(unsigned char *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
+    v = htole32(v);
+    memcpy(p, &v, 4);
 }
 
 static inline void hv__audit_put64(unsigned char *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
+    v = htole64(v);
+    memcpy(p, &v, 8);
 }
 
 static inline uint32_t hv__audit_get32(const unsigned char *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return le32toh(v);
 }
 
 static inline uint64_t hv__audit_get64(const unsigned char *p) {
-    return (uint64_t)hv__audit_get32(p) | (uint64_t)hv__audit_get32(p + 4) << 32;
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return le64toh(v);
 }
 
 #endif /* HV_AUDIT_INT_H */

@@ -51,7 +51,6 @@
 #include "config.h"
 #include "destinations/audit/audit_int.h"
 
-#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -120,18 +119,11 @@ static uint32_t frame_crc(uint64_t gen, const unsigned char *payload, size_t n) 
     return (uint32_t)crc32(crc32(0L, g, 8), payload, (uInt)n);
 }
 
-/* The little-endian 64-bit word at p (hv__audit_get64) as one load. */
-static inline uint64_t word_le(const unsigned char *p) {
-    uint64_t w;
-    memcpy(&w, p, 8);
-    return le64toh(w);
-}
-
 static uint32_t frame_check(uint64_t gen, const unsigned char *payload, size_t n) {
     uint64_t h = 0x9E3779B97F4A7C15ULL ^ gen;
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        h = (h ^ word_le(payload + i)) * 0xFF51AFD7ED558CCDULL;
+        h = (h ^ hv__audit_get64(payload + i)) * 0xFF51AFD7ED558CCDULL;
         h ^= h >> 32;
     }
     if (i < n) {
@@ -213,6 +205,13 @@ static int split_patients(hv__aev_t *ev) {
     ev->np = 0;
     size_t cap = 1;
     if (p[0] == '\0') return HV_OK;
+    if (strchr(p, ',') == NULL) {
+        /* One patient (most records): the list itself, which lives as long as ev. */
+        if ((ev->patients = hv_arena_alloc(ev->arena, sizeof(*ev->patients))) == NULL) return HV_ENOMEM;
+        ev->patients[0] = p;
+        ev->np = 1;
+        return HV_OK;
+    }
     for (const char *q = p; (q = strchr(q, ',')) != NULL; q++) cap++;
     if (cap > HV_AUDIT_MAX_PATIENTS) cap = HV_AUDIT_MAX_PATIENTS;
     ev->patients = hv_arena_alloc(ev->arena, cap * sizeof(*ev->patients));
