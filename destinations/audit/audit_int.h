@@ -35,6 +35,9 @@
 
 #include "destinations/audit/audit.h"
 
+#include <endian.h>
+#include <string.h>
+
 #include <openssl/evp.h>
 
 /* Taken by every transaction that appends to the chain on PostgreSQL (module.c job_batch,
@@ -64,7 +67,25 @@ typedef struct hv__aev {
      * instead of releasing req; it frees ev. NULL: the default (release req, free). */
     void (*on_done)(struct hv__aev *ev, int status);
     void *done_ud;
+    /* A run (record.c, module.c): run_n journal frames (HVJ3) from run_first up to run_end,
+     * written by the loop thread with no event of their own (jid is the last one's); the
+     * storage job decodes them into events (module.c expand_runs). 0 for an event. */
+    const unsigned char *run_first, *run_end;
+    size_t run_n;
 } hv__aev_t;
+
+/* The facts of one record as the loop thread has them (record.c), in the order of an
+ * HVJ3 journal frame: s[i] points at l[i] bytes, valid during the call that writes them. */
+#define HV__REC_NSTR 14
+enum { HV__REC_ACTION, HV__REC_SUBTYPE, HV__REC_WHO, HV__REC_ROLE, HV__REC_IP, HV__REC_PATIENTS,
+       HV__REC_BREAKGLASS, HV__REC_ETYPE, HV__REC_EID, HV__REC_CLIENT, HV__REC_PURPOSE, HV__REC_QUERY,
+       HV__REC_DETAIL, HV__REC_SOURCE };
+typedef struct hv__arec_src {
+    const char *s[HV__REC_NSTR];
+    size_t l[HV__REC_NSTR];
+    int64_t recorded;
+    int outcome;
+} hv__arec_src_t;
 
 /* Alert rule settings and their sliding-window state (alerts.c). */
 typedef struct hv__alert_cfg {
@@ -156,6 +177,8 @@ typedef struct hv__audit {
     /* Events kept for reuse (event.c hv__aev_give), loop thread. */
     struct hv__aev *spare;
     size_t nspare;
+    /* The patient scan's cache per read path (record.c), loop thread. */
+    struct hv__scan_cache *scan_cache;
 } hv__audit_t;
 
 /* event.c: the AuditEvent, the FHIR request classifier, the patient scanner, POST /audit/log */
@@ -168,6 +191,11 @@ void hv__aev_spare_free(hv__audit_t *a);
 /* Fills ev from an engine event (who from the request's principal when there is one) and
  * builds its stored content (the compact form, event.c build_compact). */
 int hv__aev_fill(hv__aev_t *ev, const hv_audit_event_t *in);
+/* Builds ev's stored content (the compact form) from its members. */
+int hv__aev_build_content(hv__aev_t *ev);
+/* The same bytes, written into ev's arena: ev->content points there (cap 0: never
+ * released or appended to). */
+int hv__aev_content_arena(hv__aev_t *ev);
 /* 1 when a stored content is the compact form ({"v":2…}), 0 for the AuditEvent JSON of
  * older records. */
 int hv__aev_compact(const char *content, size_t len);
@@ -187,6 +215,20 @@ int hv__audit_classify(int method, const char *path, char *action, const char **
  * (possibly more than max). ids are allocated in arena. */
 size_t hv__audit_scan_patients(const char *text, size_t len, hv_arena_t *arena, const char **ids, size_t *n,
                                size_t max);
+/* record.c: hv__audit_scan_patients through a cache of the last body answered per request
+ * path (a copy, compared whole): the same ids, order and cap as scanning text after what
+ * ids holds. Loop thread. */
+int hv__audit_scan_cached(hv__audit_t *a, const char *path, const char *text, size_t len, hv_arena_t *arena,
+                          const char **ids, size_t *n, size_t max);
+void hv__audit_scan_cache_free(hv__audit_t *a);
+/* The facts hv__aev_fill would give ev for in (same members, caps and patients), as
+ * pointers into in and its request, without copies (csv of the patients in arena). */
+int hv__audit_rec_gather(const hv_audit_event_t *in, hv_arena_t *arena, hv__arec_src_t *out);
+/* Records in (a FHIR REST interaction with its request) straight into the journal as an
+ * HVJ3 frame, with no event object: HV_OK once it is journaled and queued; HV_ENOTSUP
+ * when it must take the event path (no journal, queue full, journal full, too big). */
+int hv__audit_record_fast(hv__audit_t *a, const hv_audit_event_t *in, int reserved);
+void hv__audit_scan_cache_stats(const hv__audit_t *a, uint64_t *hits, uint64_t *misses);
 /* Parses and validates a POST /audit/log body into an engine event (strings in arena). */
 int hv__audit_parse_post(const char *body, size_t len, hv_arena_t *arena, hv_audit_event_t *out,
                          const char **source, hv_error_t *err);
@@ -250,6 +292,17 @@ const char *hv__journal_name(const hv__journal_t *j);
  * its arena) and sets *used, or returns HV_EPROTO for a short or corrupt frame. */
 int hv__journal_encode(const hv__aev_t *ev, uint64_t gen, hv_buf_t *out);
 int hv__journal_decode(const char *data, size_t len, uint64_t gen, size_t *used, hv__aev_t *ev);
+/* Appends an HVJ3 frame of r (assigns *jid; *frame, *flen: where it is in the mapped file,
+ * valid until its jid has committed). Loop thread. */
+int hv__journal_write_src(hv__journal_t *j, const hv__arec_src_t *r, int64_t *jid, const unsigned char **frame,
+                          size_t *flen);
+/* The HVJ3 frame of r (jid, generation gen) appended to out (tests, the fuzz target). */
+int hv__journal_encode_src(const hv__arec_src_t *r, int64_t jid, uint64_t gen, hv_buf_t *out);
+/* Decodes an HVJ3 frame this process wrote (hv__journal_write_src) into ev with its
+ * stored content: ev's strings point into the frame, which must outlive ev (a copy in
+ * ev's arena: module.c expand_runs), and its content is in ev's arena (not to be
+ * released). Storage thread. */
+int hv__journal_decode_own(const unsigned char *frame, size_t *used, hv__aev_t *ev);
 
 
 /* block.c: the trail in blocks (SQLite, migration 6); see block.c for the format. */
@@ -351,24 +404,33 @@ int hv__audit_routes(hv__audit_t *a, hv_router_t *r);
 /* module.c: submits one event (loop thread); takes ev. reserved: its queue slot was
  * reserved at admission (a write), so it is never refused. */
 int hv__audit_submit(hv__audit_t *a, hv__aev_t *ev, int reserved);
+/* Queues a journaled HVJ3 frame (record.c); HV_ENOMEM when no run could be started. */
+int hv__audit_submit_frame(hv__audit_t *a, int64_t jid, const unsigned char *frame, size_t flen);
 /* Submits every pending record now, ahead of a query of the store (loop thread). */
 void hv__audit_sync(hv__audit_t *a);
 
-/* Little-endian integers of the journal frames and the block records (journal.c, block.c). */
+/* Little-endian integers of the journal frames and the block records (journal.c, block.c),
+ * each one load or store (memcpy) whatever the host's byte order. */
 static inline void hv__audit_put32(unsigned char *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
+    v = htole32(v);
+    memcpy(p, &v, 4);
 }
 
 static inline void hv__audit_put64(unsigned char *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
+    v = htole64(v);
+    memcpy(p, &v, 8);
 }
 
 static inline uint32_t hv__audit_get32(const unsigned char *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return le32toh(v);
 }
 
 static inline uint64_t hv__audit_get64(const unsigned char *p) {
-    return (uint64_t)hv__audit_get32(p) | (uint64_t)hv__audit_get32(p + 4) << 32;
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return le64toh(v);
 }
 
 #endif /* HV_AUDIT_INT_H */

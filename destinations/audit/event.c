@@ -33,7 +33,7 @@ hv__aev_t *hv__aev_new(hv__audit_t *a) {
 
 void hv__aev_free(hv__aev_t *ev) {
     if (ev == NULL) return;
-    hv_buf_release(&ev->content);
+    if (ev->content.cap > 0) hv_buf_release(&ev->content); /* cap 0: in the arena (hv__aev_content_arena) */
     hv_arena_free(ev->arena);
     hv_free(ev);
 }
@@ -64,6 +64,7 @@ void hv__aev_give(hv__aev_t *ev) {
     }
     ar = ev->arena;
     content = ev->content;
+    if (content.cap == 0) hv_buf_init(&content, 0); /* it was in the arena */
     hv_arena_reset(ar);
     memset(ev, 0, sizeof(*ev));
     ev->a = a;
@@ -266,7 +267,7 @@ int hv__aev_compact(const char *content, size_t len) {
  * it is read (hv__aev_render); building it per request cost more than the rest of the
  * record. Records written before this format hold the AuditEvent JSON itself.
  */
-static int build_compact(hv__aev_t *ev) {
+int hv__aev_build_content(hv__aev_t *ev) {
     hv_buf_t *b = &ev->content;
     const char *keys = "cpbtiqds";
     const char *vals[] = {ev->client, ev->purpose, ev->breakglass, ev->etype, ev->eid, ev->query, ev->detail, ev->source};
@@ -281,6 +282,67 @@ static int build_compact(hv__aev_t *ev) {
     }
     if (rc == HV_OK) rc = hv_buf_putc(b, '}');
     return rc;
+}
+
+/* hv_buf_json_str's bytes for s (n bytes) at out, which has room for 6 * n + 2: quotes,
+ * and \" \\ \n \r \t or \u00XX for '"', '\\' and the control characters. */
+static size_t json_str_at(char *out, const char *s, size_t n) {
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0, i = 0;
+    out[o++] = '"';
+    while (i < n) {
+        size_t run = i;
+        while (run < n && (unsigned char)s[run] >= 0x20 && s[run] != '"' && s[run] != '\\') run++;
+        memcpy(out + o, s + i, run - i);
+        o += run - i;
+        if ((i = run) >= n) break;
+        out[o++] = '\\';
+        switch (s[i]) {
+        case '"': out[o++] = '"'; break;
+        case '\\': out[o++] = '\\'; break;
+        case '\n': out[o++] = 'n'; break;
+        case '\r': out[o++] = 'r'; break;
+        case '\t': out[o++] = 't'; break;
+        default:
+            memcpy(out + o, "u00", 3);
+            out[o + 3] = hex[(unsigned char)s[i] >> 4];
+            out[o + 4] = hex[(unsigned char)s[i] & 15];
+            o += 5;
+        }
+        i++;
+    }
+    out[o++] = '"';
+    return o;
+}
+
+int hv__aev_content_arena(hv__aev_t *ev) {
+    static const char keys[] = "cpbtiqds";
+    const char *vals[] = {ev->client, ev->purpose, ev->breakglass, ev->etype, ev->eid, ev->query, ev->detail, ev->source};
+    size_t lens[HV_ARRAY_LEN(vals)], need = 8, o = 0;
+    char *out;
+    for (size_t i = 0; i < HV_ARRAY_LEN(vals); i++) {
+        lens[i] = vals[i] ? strlen(vals[i]) : 0;
+        if (lens[i] > 0) need += 5 + 6 * lens[i] + 2;
+    }
+    if ((out = hv_arena_alloc(ev->arena, need)) == NULL) return HV_ENOMEM;
+    memcpy(out, "{\"v\":2", 6);
+    o = 6;
+    for (size_t i = 0; i < HV_ARRAY_LEN(vals); i++) {
+        if (lens[i] == 0) continue;
+        out[o] = ',';
+        out[o + 1] = '"';
+        out[o + 2] = keys[i];
+        out[o + 3] = '"';
+        out[o + 4] = ':';
+        o += 5;
+        o += json_str_at(out + o, vals[i], lens[i]);
+    }
+    out[o++] = '}';
+    out[o] = '\0';
+    memset(&ev->content, 0, sizeof(ev->content));
+    ev->content.data = out;
+    ev->content.len = o;
+    return HV_OK;
 }
 
 /* At most max bytes of s, copied into the arena; NULL and "" are the literal "" (most of
@@ -359,7 +421,7 @@ int hv__aev_fill(hv__aev_t *ev, const hv_audit_event_t *in) {
         csv[off] = '\0';
         ev->patients_csv = csv;
     }
-    return build_compact(ev);
+    return hv__aev_build_content(ev);
 }
 
 int hv__aev_load(hv__aev_t *ev, int64_t recorded, const char *action, const char *subtype, int outcome,

@@ -36,6 +36,16 @@
  *   payload: u64 jid | i64 recorded (ms) | i32 outcome | then each of action, subtype,
  *            who, role, ip, patients (comma-separated), breakglass, etype, eid, content
  *            as u32 length + bytes.
+ *   "HVJ3" (session 6) frames are checked as HVJ2 ones; their payload holds the record's
+ *            facts instead of its stored content: u64 jid | i64 recorded | i32 outcome |
+ *            then action, subtype, who, role, ip, patients, breakglass, etype, eid, client,
+ *            purpose, query, detail, source as u32 length + bytes + a NUL byte
+ *            (HV__REC_NSTR strings, the order of hv__arec_src_t; the NUL lets the storage
+ *            thread use them where they are). The loop thread writes them straight from the
+ *            request (record.c: no event object, no JSON); the storage thread decodes the
+ *            frame from the mapped file and builds the stored content (event.c
+ *            hv__aev_build_content), so the trail holds the same bytes and hashes as
+ *            before.
  * The first frame that is short, zero or fails its CRC ends the file.
  */
 #include "config.h"
@@ -129,7 +139,7 @@ static uint32_t frame_check(uint64_t gen, const unsigned char *payload, size_t n
 
 /* 1 when p (at least 12 bytes, plen payload bytes after them) is a valid frame of gen. */
 static int frame_ok(const unsigned char *p, uint32_t plen, uint64_t gen) {
-    if (memcmp(p, "HVJ2", 4) == 0) return frame_check(gen, p + 12, plen) == hv__audit_get32(p + 8);
+    if (memcmp(p, "HVJ2", 4) == 0 || memcmp(p, "HVJ3", 4) == 0) return frame_check(gen, p + 12, plen) == hv__audit_get32(p + 8);
     if (memcmp(p, "HVJ1", 4) == 0) return frame_crc(gen, p + 12, plen) == hv__audit_get32(p + 8);
     return 0;
 }
@@ -153,15 +163,22 @@ static size_t frame_prepare(const hv__aev_t *ev, frame_src_t *f) {
     return f->need > HV__JOURNAL_MAX_FRAME ? 0 : f->need;
 }
 
+/* A frame's head (magic, payload length, the check left for last) and its payload's fixed
+ * part; returns where the strings go. */
+static unsigned char *frame_head(unsigned char *p, const char *magic, size_t need, int64_t jid, int64_t recorded,
+                                 int outcome) {
+    memcpy(p, magic, 4);
+    hv__audit_put32(p + 4, (uint32_t)(need - 12));
+    hv__audit_put64(p + 12, (uint64_t)jid);
+    hv__audit_put64(p + 20, (uint64_t)recorded);
+    hv__audit_put32(p + 28, (uint32_t)outcome);
+    return p + 32;
+}
+
 /* Writes the frame (f->need bytes) at p. */
 static void frame_write(unsigned char *p, const hv__aev_t *ev, const frame_src_t *f, uint64_t gen) {
     unsigned char *start = p;
-    memcpy(p, "HVJ2", 4);
-    hv__audit_put32(p + 4, (uint32_t)(f->need - 12));
-    hv__audit_put64(p + 12, (uint64_t)ev->jid);
-    hv__audit_put64(p + 20, (uint64_t)ev->recorded);
-    hv__audit_put32(p + 28, (uint32_t)ev->outcome);
-    p += 32;
+    p = frame_head(p, "HVJ2", f->need, ev->jid, ev->recorded, ev->outcome);
     for (int i = 0; i < HV__JOURNAL_NSTR; i++) {
         hv__audit_put32(p, (uint32_t)f->l[i]);
         if (f->l[i] > 0) memcpy(p + 4, f->s[i], f->l[i]);
@@ -186,10 +203,20 @@ static int split_patients(hv__aev_t *ev) {
     const char *p = ev->patients_csv;
     size_t n = 0;
     ev->np = 0;
+    size_t cap = 1;
     if (p[0] == '\0') return HV_OK;
-    ev->patients = hv_arena_alloc(ev->arena, HV_AUDIT_MAX_PATIENTS * sizeof(*ev->patients));
+    if (strchr(p, ',') == NULL) {
+        /* One patient (most records): the list itself, which lives as long as ev. */
+        if ((ev->patients = hv_arena_alloc(ev->arena, sizeof(*ev->patients))) == NULL) return HV_ENOMEM;
+        ev->patients[0] = p;
+        ev->np = 1;
+        return HV_OK;
+    }
+    for (const char *q = p; (q = strchr(q, ',')) != NULL; q++) cap++;
+    if (cap > HV_AUDIT_MAX_PATIENTS) cap = HV_AUDIT_MAX_PATIENTS;
+    ev->patients = hv_arena_alloc(ev->arena, cap * sizeof(*ev->patients));
     if (ev->patients == NULL) return HV_ENOMEM;
-    while (*p && n < HV_AUDIT_MAX_PATIENTS) {
+    while (*p && n < cap) {
         size_t k = strcspn(p, ",");
         if (k > 0 && (ev->patients[n++] = hv_arena_strndup(ev->arena, p, k)) == NULL) return HV_ENOMEM;
         p += k;
@@ -199,20 +226,48 @@ static int split_patients(hv__aev_t *ev) {
     return HV_OK;
 }
 
-int hv__journal_decode(const char *data, size_t len, uint64_t gen, size_t *used, hv__aev_t *ev) {
-    const unsigned char *p = (const unsigned char *)data, *end;
-    uint32_t plen;
+/* Reads the facts of an HVJ3 payload (after jid, recorded, outcome: p to end) into ev. */
+static int decode_src(const unsigned char *p, const unsigned char *end, hv__aev_t *ev, int borrow) {
+    const char **dst[HV__REC_NSTR] = {NULL,        &ev->subtype, &ev->who,   &ev->role,   &ev->ip,
+                                      &ev->patients_csv, &ev->breakglass, &ev->etype, &ev->eid, &ev->client,
+                                      &ev->purpose, &ev->query,  &ev->detail, &ev->source};
+    for (int i = 0; i < HV__REC_NSTR; i++) {
+        uint32_t l;
+        if (end - p < 4) return HV_EPROTO;
+        l = hv__audit_get32(p);
+        p += 4;
+        if ((size_t)(end - p) <= l || p[l] != '\0') return HV_EPROTO;
+        if (i == 0) {
+            if (l != 1 || strchr("CRUDE", p[0]) == NULL || p[0] == 0) return HV_EPROTO;
+            ev->action[0] = (char)p[0];
+            ev->action[1] = '\0';
+        } else if (l == 0) {
+            *dst[i] = "";
+        } else if (borrow) {
+            *dst[i] = (const char *)p; /* a frame this process wrote: no NUL inside */
+        } else {
+            if (memchr(p, '\0', l) != NULL) return HV_EPROTO;
+            if ((*dst[i] = hv_arena_strndup(ev->arena, (const char *)p, l)) == NULL) return HV_ENOMEM;
+        }
+        p += l + 1;
+    }
+    if (p != end) return HV_EPROTO;
+    if (split_patients(ev) != HV_OK) return HV_ENOMEM;
+    return borrow ? hv__aev_content_arena(ev) : hv__aev_build_content(ev);
+}
+
+/* The payload of a frame whose check passed (or that this process wrote): kind is
+ * p[3] ('1', '2': stored content; '3': facts). */
+static int decode_payload(const unsigned char *p, uint32_t plen, hv__aev_t *ev, int borrow) {
+    const unsigned char *end = p + 12 + plen;
     const char **dst[HV__JOURNAL_NSTR] = {NULL, &ev->subtype, &ev->who, &ev->role, &ev->ip, &ev->patients_csv,
                                           &ev->breakglass, &ev->etype, &ev->eid, NULL};
-    if (len < 12 || (memcmp(p, "HVJ2", 4) != 0 && memcmp(p, "HVJ1", 4) != 0)) return HV_EPROTO;
-    plen = hv__audit_get32(p + 4);
-    if (plen < 20 || plen > HV__JOURNAL_MAX_FRAME || len - 12 < plen) return HV_EPROTO;
-    if (!frame_ok(p, plen, gen)) return HV_EPROTO;
-    end = p + 12 + plen;
+    int kind = p[3];
     ev->jid = (int64_t)hv__audit_get64(p + 12);
     ev->recorded = (int64_t)hv__audit_get64(p + 20);
     ev->outcome = (int32_t)hv__audit_get32(p + 28);
     p += 32;
+    if (kind == '3') return decode_src(p, end, ev, borrow);
     for (int i = 0; i < HV__JOURNAL_NSTR; i++) {
         uint32_t l;
         if (end - p < 4) return HV_EPROTO;
@@ -234,7 +289,28 @@ int hv__journal_decode(const char *data, size_t len, uint64_t gen, size_t *used,
     }
     if (p != end) return HV_EPROTO;
     ev->client = ev->purpose = ev->query = ev->detail = ev->source = "";
-    if (split_patients(ev) != HV_OK) return HV_ENOMEM;
+    return split_patients(ev);
+}
+
+int hv__journal_decode(const char *data, size_t len, uint64_t gen, size_t *used, hv__aev_t *ev) {
+    const unsigned char *p = (const unsigned char *)data;
+    uint32_t plen;
+    int rc;
+    if (len < 12 || (memcmp(p, "HVJ3", 4) != 0 && memcmp(p, "HVJ2", 4) != 0 && memcmp(p, "HVJ1", 4) != 0))
+        return HV_EPROTO;
+    plen = hv__audit_get32(p + 4);
+    if (plen < 20 || plen > HV__JOURNAL_MAX_FRAME || len - 12 < plen) return HV_EPROTO;
+    if (!frame_ok(p, plen, gen)) return HV_EPROTO;
+    if ((rc = decode_payload(p, plen, ev, 0)) != HV_OK) return rc;
+    *used = 12 + (size_t)plen;
+    return HV_OK;
+}
+
+int hv__journal_decode_own(const unsigned char *frame, size_t *used, hv__aev_t *ev) {
+    uint32_t plen = hv__audit_get32(frame + 4);
+    int rc;
+    if (memcmp(frame, "HVJ3", 4) != 0 || plen < 20 || plen > HV__JOURNAL_MAX_FRAME) return HV_EPROTO;
+    if ((rc = decode_payload(frame, plen, ev, 1)) != HV_OK) return rc;
     *used = 12 + (size_t)plen;
     return HV_OK;
 }
@@ -421,41 +497,86 @@ int hv__journal_replay(hv__journal_t *j, hv__audit_t *a, hv_db_t *db, int64_t *r
     return HV_OK;
 }
 
-int hv__journal_write(hv__journal_t *j, hv__aev_t *ev) {
-    int other = 1 - j->cur, rc;
-    frame_src_t f;
-    ev->jid = j->next_jid;
-    /* Encoded straight into the mapped file: no copy of the frame. */
-    if (frame_prepare(ev, &f) == 0) {
-        rc = HV_ETOOBIG;
-        goto fail;
-    }
-    if (j->bytes[j->cur] + f.need > HV__JOURNAL_SIZE ||
+/* Room for need bytes at the end of the current file (switching files as described
+ * below); HV_OK with the place to write at *at. */
+static int room(hv__journal_t *j, size_t need, unsigned char **at) {
+    int other = 1 - j->cur;
+    if (j->bytes[j->cur] + need > HV__JOURNAL_SIZE ||
         (j->bytes[j->cur] >= HV__JOURNAL_SWITCH && j->maxjid[other] <= j->committed)) {
         /* Full — or past HV__JOURNAL_SWITCH while the other file holds nothing uncommitted:
          * on to the other file once all its records have committed. Switching early keeps
          * the pages written few and hot: a page the kernel has written back is
          * write-protected again, and the next record on it takes a page fault (ext4
          * page_mkwrite); cycling through all 8 MiB under load cost a fault per ~4 records. */
-        if (j->bytes[other] > HV__JOURNAL_HEAD && j->maxjid[other] > j->committed) {
-            rc = HV_EBUSY;
-            goto fail;
-        }
+        if (j->bytes[other] > HV__JOURNAL_HEAD && j->maxjid[other] > j->committed) return HV_EBUSY;
         reset_file(j, other);
         j->cur = other;
-        if (j->bytes[j->cur] + f.need > HV__JOURNAL_SIZE) {
-            rc = HV_ETOOBIG;
-            goto fail;
-        }
+        if (j->bytes[j->cur] + need > HV__JOURNAL_SIZE) return HV_ETOOBIG;
     }
-    frame_write(j->map[j->cur] + j->bytes[j->cur], ev, &f, j->gen[j->cur]);
+    *at = j->map[j->cur] + j->bytes[j->cur];
+    return HV_OK;
+}
+
+int hv__journal_write(hv__journal_t *j, hv__aev_t *ev) {
+    frame_src_t f;
+    unsigned char *at = NULL;
+    ev->jid = j->next_jid;
+    /* Encoded straight into the mapped file: no copy of the frame. */
+    if (frame_prepare(ev, &f) == 0 || room(j, f.need, &at) != HV_OK) {
+        ev->jid = 0;
+        return f.need == 0 ? HV_ETOOBIG : HV_EBUSY;
+    }
+    frame_write(at, ev, &f, j->gen[j->cur]);
     j->bytes[j->cur] += f.need;
     j->maxjid[j->cur] = ev->jid;
     j->next_jid++;
     return HV_OK;
-fail:
-    ev->jid = 0;
-    return rc;
+}
+
+/* The size of r's HVJ3 frame. */
+static size_t src_size(const hv__arec_src_t *r) {
+    size_t need = 12 + 20;
+    for (int i = 0; i < HV__REC_NSTR; i++) need += 4 + r->l[i] + 1;
+    return need;
+}
+
+/* Writes r's HVJ3 frame (src_size bytes) at at. */
+static void src_write(unsigned char *at, const hv__arec_src_t *r, int64_t jid, uint64_t gen, size_t need) {
+    unsigned char *p = frame_head(at, "HVJ3", need, jid, r->recorded, r->outcome);
+    for (int i = 0; i < HV__REC_NSTR; i++) {
+        hv__audit_put32(p, (uint32_t)r->l[i]);
+        if (r->l[i] > 0) memcpy(p + 4, r->s[i], r->l[i]);
+        p[4 + r->l[i]] = '\0';
+        p += 4 + r->l[i] + 1;
+    }
+    hv__audit_put32(at + 8, frame_check(gen, at + 12, need - 12));
+}
+
+int hv__journal_encode_src(const hv__arec_src_t *r, int64_t jid, uint64_t gen, hv_buf_t *out) {
+    size_t need = src_size(r);
+    int rc;
+    if (need > HV__JOURNAL_MAX_FRAME) return HV_ETOOBIG;
+    if ((rc = hv_buf_reserve(out, need + 1)) != HV_OK) return rc;
+    src_write((unsigned char *)out->data + out->len, r, jid, gen, need);
+    out->len += need;
+    out->data[out->len] = '\0';
+    return HV_OK;
+}
+
+int hv__journal_write_src(hv__journal_t *j, const hv__arec_src_t *r, int64_t *jid, const unsigned char **frame,
+                          size_t *flen) {
+    size_t need = src_size(r);
+    unsigned char *at = NULL;
+    int rc;
+    if (need > HV__JOURNAL_MAX_FRAME) return HV_ETOOBIG;
+    if ((rc = room(j, need, &at)) != HV_OK) return rc;
+    src_write(at, r, j->next_jid, j->gen[j->cur], need);
+    j->bytes[j->cur] += need;
+    j->maxjid[j->cur] = j->next_jid;
+    *jid = j->next_jid++;
+    *frame = at;
+    *flen = need;
+    return HV_OK;
 }
 
 void hv__journal_committed(hv__journal_t *j, int64_t jid) {

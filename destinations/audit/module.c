@@ -94,11 +94,91 @@ typedef struct batch {
  * serialises writers of the file.
  */
 
+/*
+ * Runs (record.c): the records of FHIR reads the loop thread wrote straight into the
+ * journal as HVJ3 frames arrive here as one list node per run of consecutive frames. The
+ * storage job decodes each run into events held by one allocation (run_mem_t) — the
+ * members in one arena, the stored content built — and splices them into the batch in
+ * the run's place, so the append sees the same records an event per request gave. Their
+ * on_done (loop thread, after the batch) frees the run once its last record is done; a
+ * failed batch keeps them for the next one like any journaled event.
+ */
+typedef struct run_mem {
+    hv__aev_t *node; /* the run's list node, given back with the last record */
+    size_t refs;
+    hv_arena_t *arena;
+    hv__aev_t ev[];
+} run_mem_t;
+
+static void run_ev_done(hv__aev_t *ev, int status) {
+    run_mem_t *m = ev->done_ud;
+    (void)ev;
+    (void)status;
+    if (--m->refs > 0) return;
+    hv__aev_give(m->node);
+    hv_arena_free(m->arena);
+    hv_free(m);
+}
+
+/* Storage thread: every run of the batch's list decoded in place (see above). A run that
+ * cannot be decoded stays as it is and the batch fails (it is tried again). */
+static int expand_runs(batch_t *b) {
+    hv__aev_t **link = &b->head;
+    while (*link != NULL) {
+        hv__aev_t *node = *link, *after = node->next;
+        size_t bytes = (size_t)(node->run_end - node->run_first), used = 0;
+        const unsigned char *p, *end;
+        unsigned char *copy;
+        run_mem_t *m;
+        int rc = HV_OK;
+        if (node->run_n == 0) {
+            link = &node->next;
+            continue;
+        }
+        /* The run's frames copied once: the events' strings point into the copy (the
+         * journal file may be reused once they commit, the events live a little longer). */
+        m = hv_calloc(1, sizeof(*m) + node->run_n * sizeof(hv__aev_t));
+        if (m == NULL || (m->arena = hv_arena_new(64 * 1024)) == NULL ||
+            (copy = hv_arena_alloc(m->arena, bytes)) == NULL) {
+            if (m != NULL) hv_arena_free(m->arena);
+            hv_free(m);
+            return HV_ENOMEM;
+        }
+        memcpy(copy, node->run_first, bytes);
+        p = copy;
+        end = copy + bytes;
+        for (size_t i = 0; i < node->run_n && rc == HV_OK; i++) {
+            hv__aev_t *ev = &m->ev[i];
+            ev->a = b->a;
+            ev->arena = m->arena;
+            rc = p + 12 <= end ? hv__journal_decode_own(p, &used, ev) : HV_EPROTO;
+            if (rc == HV_OK && used > (size_t)(end - p)) rc = HV_EPROTO;
+            p += used;
+            ev->on_done = run_ev_done;
+            ev->done_ud = m;
+            ev->next = i + 1 < node->run_n ? &m->ev[i + 1] : after;
+        }
+        if (rc == HV_OK && p != end) rc = HV_EPROTO;
+        if (rc != HV_OK) {
+            hv_arena_free(m->arena);
+            hv_free(m);
+            return rc;
+        }
+        m->node = node;
+        m->refs = node->run_n;
+        node->next = NULL;
+        *link = &m->ev[0];
+        link = &m->ev[node->run_n - 1].next;
+    }
+    return HV_OK;
+}
+
 static int job_batch(hv_db_t *db, void *arg) {
     batch_t *b = arg;
     char prev[65];
     int64_t seq;
-    int rc = HV_OK;
+    int rc = expand_runs(b);
+    if (rc != HV_OK) return rc;
     if (hv_db_kind(db) == HV_DB_PG) rc = hv_db_exec(db, HV__AUDIT_PG_LOCK);
     if (rc == HV_OK) rc = hv__audit_tail(db, prev, &seq);
     if (rc == HV_OK)
@@ -169,7 +249,7 @@ static void done_batch(int status, void *arg) {
             if (keep_tail) keep_tail->next = ev;
             else keep = ev;
             keep_tail = ev;
-            nkeep++;
+            nkeep += ev->run_n ? ev->run_n : 1;
             continue;
         }
         finish(a, ev, status);
@@ -199,11 +279,14 @@ static void flush_one(hv__audit_t *a, int force) {
     b->a = a;
     b->head = a->pending;
     b->journal = a->journal ? hv__journal_name(a->journal) : "";
-    for (hv__aev_t *ev = a->pending; ev != NULL && n < a->batch_max; ev = ev->next) {
+    /* Up to audit.batch records (a run counts its records; one run at least). */
+    for (hv__aev_t *ev = a->pending; ev != NULL; ev = ev->next) {
+        size_t k = ev->run_n ? ev->run_n : 1;
+        if (n > 0 && n + k > a->batch_max) break;
         last = ev;
         if (ev->jid > b->top_jid) b->top_jid = ev->jid;
         if (ev->jid == 0 && a->nheld > 0) a->nheld--;
-        n++;
+        n += k;
     }
     if (a->flush_timer_on) uv_timer_stop(&a->flush_timer);
     a->pending = last->next;
@@ -226,6 +309,14 @@ static void flush_one(hv__audit_t *a, int force) {
     }
 }
 
+/* Appends ev (an event or a run) to the pending list. */
+static void enqueue(hv__audit_t *a, hv__aev_t *ev) {
+    ev->next = NULL;
+    if (a->pending_tail) a->pending_tail->next = ev;
+    else a->pending = ev;
+    a->pending_tail = ev;
+}
+
 int hv__audit_submit(hv__audit_t *a, hv__aev_t *ev, int reserved) {
     /* A reserved event (a write admitted by admit_hook) was counted at admission; the
      * others leave room for the reservations outstanding. */
@@ -246,10 +337,27 @@ int hv__audit_submit(hv__audit_t *a, hv__aev_t *ev, int reserved) {
     if (ev->jid > 0 && ev->on_done == NULL) ev->req = NULL; /* safe from a crash: the answer may leave now */
     if (ev->req != NULL && ev->on_done == NULL) hv_http_req_hold(ev->req);
     if (ev->jid == 0) a->nheld++;
-    ev->next = NULL;
-    if (a->pending_tail) a->pending_tail->next = ev;
-    else a->pending = ev;
-    a->pending_tail = ev;
+    enqueue(a, ev);
+    a->npending++;
+    kick(a);
+    return HV_OK;
+}
+
+int hv__audit_submit_frame(hv__audit_t *a, int64_t jid, const unsigned char *frame, size_t flen) {
+    hv__aev_t *t = a->pending_tail;
+    if (t != NULL && t->run_n > 0 && t->run_end == frame && t->run_n < a->batch_max) {
+        t->run_end = frame + flen;
+        t->run_n++;
+        t->jid = jid;
+    } else {
+        hv__aev_t *ev = hv__aev_take(a);
+        if (ev == NULL) return HV_ENOMEM;
+        ev->jid = jid;
+        ev->run_first = frame;
+        ev->run_end = frame + flen;
+        ev->run_n = 1;
+        enqueue(a, ev);
+    }
     a->npending++;
     kick(a);
     return HV_OK;
@@ -386,7 +494,14 @@ static void respond_hook(hv_http_req_t *req, int status, const char *body, size_
     if (!hv__audit_classify(method, path, &action, &subtype, type, sizeof(type), id, sizeof(id))) return;
     if (hv_http_req_mark_audited(req)) return; /* a site recorded this request itself */
     if (strcmp(type, "Patient") == 0 && id[0]) ids[n++] = id;
-    if (status < 300 && body != NULL && len > 0) hv__audit_scan_patients(body, len, ar, ids, &n, HV_ARRAY_LEN(ids));
+    if (status < 300 && body != NULL && len > 0) {
+        /* An instance read answers the same bytes until the resource changes: its scan
+         * comes from the cache (record.c) when the body is the one scanned before. */
+        if (action == 'R' && id[0] && (method == HV_HTTP_GET || method == HV_HTTP_HEAD))
+            (void)hv__audit_scan_cached(a, path, body, len, ar, ids, &n, HV_ARRAY_LEN(ids));
+        else
+            hv__audit_scan_patients(body, len, ar, ids, &n, HV_ARRAY_LEN(ids));
+    }
     if (a->nconsents > 0 && status == 200 && (action == 'R' || action == 'E') && n > 0 && body != NULL) {
         const hv_auth_principal_t *p = hv_auth_principal(req);
         int c = hv__consent_enforce(a, req, p ? p->sub : "", type, body, len, ids, &n, &ev.detail);
@@ -409,6 +524,8 @@ static void respond_hook(hv_http_req_t *req, int status, const char *body, size_
     ev.patients = ids;
     ev.npatients = n;
     if (status >= 400 && ev.detail == NULL) ev.detail = hv_http_status_text(status);
+    /* Straight into the journal when it can (record.c), else as an event. */
+    if (hv__audit_record_fast(a, &ev, reserved) != HV_ENOTSUP) return;
     (void)submit_event(a, &ev, reserved); /* a refusal has already turned the answer into 503 */
 }
 
@@ -758,6 +875,7 @@ static void audit_free(hv_engine_t *e, void *state) {
     a->alerts = NULL;
     hv__consent_free(a);
     hv__aev_spare_free(a);
+    hv__audit_scan_cache_free(a);
     if (a->handles_closing > 0) a->free_on_close = 1;
     else hv_free(a);
 }

@@ -111,7 +111,8 @@ static void journal_reads_older_crc_frames_and_corpus_frames(void **state) {
     hv__aev_free(back);
     {
         const char *dir = getenv("HV_SRCDIR");
-        static const char *const files[] = {"journal2-read.bin", "journal2-breakglass.bin"};
+        static const char *const files[] = {"journal2-read.bin", "journal2-breakglass.bin", "journal3-read.bin",
+                                            "journal3-search-breakglass.bin"};
         assert_non_null(dir);
         for (size_t i = 0; i < HV_ARRAY_LEN(files); i++) {
             char path[1024], buf[4096];

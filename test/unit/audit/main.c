@@ -9,5 +9,6 @@ int main(void) {
     failed += run_consent_tests();
     failed += run_journal_tests();
     failed += run_block_tests();
+    failed += run_record_tests();
     return failed;
 }

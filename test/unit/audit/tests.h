@@ -17,5 +17,6 @@ int run_alerts_tests(void);
 int run_consent_tests(void);
 int run_journal_tests(void);
 int run_block_tests(void);
+int run_record_tests(void);
 
 #endif
