@@ -418,6 +418,39 @@ static int cursor_load(hv_db_t *db, hv__worker_t *w, const char *route_key) {
 }
 
 /*
+ * Storage thread, first fetch of a row queue in a store with cursors: a destination
+ * that had a cursor queue (it was ordered before a redeploy gave it several workers)
+ * gets a row, in lane 0, for each message its cursor had not reached, and its cursor
+ * goes. They come after the rows the new version queued before this ran.
+ */
+static int cursor_to_rows(hv_db_t *db, hv__worker_t *w, const char *route_key) {
+    hv_db_stmt_t *st = NULL;
+    int rc = hv_db_prepare(db,
+                           "INSERT INTO chan_queue (channel, dest, message_id, state, updated_at,"
+                           " lane) SELECT channel, $2, id, 'queued', $3, 0 FROM chan_messages"
+                           " WHERE channel = $1 AND id > (SELECT last_id FROM chan_cursors WHERE"
+                           " channel = $1 AND dest = $2) AND instr(route, $4) > 0 ORDER BY id",
+                           &st);
+    if (rc != HV_OK) return rc;
+    bind_str(st, 1, w->ch->conf->id);
+    bind_str(st, 2, w->conf->name);
+    hv_db_bind_int64(st, 3, (int64_t)hv_now_ms());
+    bind_str(st, 4, route_key);
+    rc = hv_db_step(st);
+    hv_db_done(st);
+    if (rc < 0) return rc;
+    rc = hv_db_prepare(db, "DELETE FROM chan_cursors WHERE channel = $1 AND dest = $2", &st);
+    if (rc != HV_OK) return rc;
+    bind_str(st, 1, w->ch->conf->id);
+    bind_str(st, 2, w->conf->name);
+    rc = hv_db_step(st);
+    hv_db_done(st);
+    if (rc < 0) return rc;
+    w->pos_loaded = 1;
+    return HV_OK;
+}
+
+/*
  * Storage thread: reads the rows of a fetch's statement into the worker's items.
  * Columns: queue row id (0: read through the cursor), message id, attempts,
  * next_at, content type, content, received_at, content file, size.
@@ -496,6 +529,9 @@ static int fetch_job(hv_db_t *db, void *arg) {
     }
     snprintf(key, sizeof(key), ",%s,", w->conf->name);
     if (w->cursor && !w->pos_loaded && (rc = cursor_load(db, w, key)) != HV_OK) return rc;
+    if (!w->cursor && !w->ch->rt->shared && !w->pos_loaded &&
+        (rc = cursor_to_rows(db, w, key)) != HV_OK)
+        return rc;
     rc = hv_db_prepare(db,
                        w->cursor
                            ? "SELECT q.id, q.message_id, q.attempts, q.next_at, m.content_type,"

@@ -12,6 +12,8 @@ letters, requeues and reprocessing after the cursor passed.
   (the retried head) and no row per message;
 - reprocessing a message the cursor passed sends it again; one the cursor has not reached
   (destination paused) is sent once, in its new version;
+- a redeploy that gives a destination several workers turns what its cursor had not
+  reached into rows: nothing lost or sent twice;
 - a data directory with queue rows of the old kind and no cursor table (migration of an
   older store): the old rows are delivered first, in order, then the new messages.
 """
@@ -169,6 +171,33 @@ class CursorQueueTest(ChannelTestCase):
         self.assertEqual(b.ids(), ids[:3] + [ids[1], ids[3]], "b: once, not twice")
         _, m = eng.get_json("/channels/cur/messages/%s" % ids[3])
         self.assertEqual(m["status"], "sent")
+        eng.stop()
+
+    def test_redeploy_to_several_workers_turns_the_cursor_into_rows(self):
+        a, b = self.sink(), self.sink(start=False)
+        eng = self.setup_fanout(a, b)
+        ids = [self.send(eng, i) for i in range(10)]
+        self.assertTrue(a.wait_for(10))
+        self.assertEqual(self.dest_stats(eng)["b"]["queued"], 10)
+        # b gets two workers (parallel, row queues): what its cursor had not reached
+        # becomes rows, nothing is lost or sent twice.
+        self.write_channel(eng, "cur.json", (FANOUT % (a.port, b.port)).replace(
+            '"breaker_threshold": 0 }', '"breaker_threshold": 0, "workers": 2 }'))
+        status, body = eng.post_json("/channels/cur/deploy", {})
+        self.assertEqual(status, 200, body)
+        ids += [self.send(eng, i) for i in range(10, 14)]
+        b.start()
+        self.assertTrue(b.wait_for(14), "b got %d" % len(b.ids()))
+        self.assertTrue(a.wait_for(14))
+        time.sleep(0.5)
+        self.assertEqual(sorted(b.ids(), key=int), ids)
+        self.assertEqual(a.ids(), ids)
+        db = self.db(eng)
+        try:
+            cursors = [r[0] for r in db.execute("SELECT dest FROM chan_cursors").fetchall()]
+        finally:
+            db.close()
+        self.assertEqual(cursors, ["a"])
         eng.stop()
 
     def test_old_queue_rows_are_delivered_first_after_migration(self):
