@@ -669,36 +669,9 @@ static int outcome_record(hv_db_t *db, outcome_t *o) {
 
 /*
  * The message's status follows its queues: sent (or errored: a destination
- * dead-lettered it) when no row is left queued and every cursor of its route
- * has passed it. A shared store has no cursors.
- */
-static int message_status_update(hv_db_t *db, int shared, int64_t mid) {
-    hv_db_stmt_t *st = NULL;
-    int rc = hv_db_prepare(db,
-                           shared ? "UPDATE chan_messages SET status = CASE WHEN EXISTS (SELECT 1"
-                                    " FROM chan_queue WHERE message_id = $1 AND state = 'dead')"
-                                    " THEN 'errored' ELSE 'sent' END WHERE id = $1 AND status ="
-                                    " 'queued' AND NOT EXISTS (SELECT 1 FROM chan_queue WHERE"
-                                    " message_id = $1 AND state = 'queued')"
-                                  : "UPDATE chan_messages SET status = CASE WHEN EXISTS (SELECT 1"
-                                    " FROM chan_queue WHERE message_id = $1 AND state = 'dead')"
-                                    " THEN 'errored' ELSE 'sent' END WHERE id = $1 AND status ="
-                                    " 'queued' AND NOT EXISTS (SELECT 1 FROM chan_queue WHERE"
-                                    " message_id = $1 AND state = 'queued') AND NOT EXISTS"
-                                    " (SELECT 1 FROM chan_cursors c WHERE c.channel ="
-                                    " chan_messages.channel AND c.last_id < $1 AND"
-                                    " instr(chan_messages.route, ',' || c.dest || ',') > 0)",
-                           &st);
-    if (rc != HV_OK) return rc;
-    hv_db_bind_int64(st, 1, mid);
-    rc = hv_db_step(st);
-    hv_db_done(st);
-    return rc < 0 ? rc : HV_OK;
-}
-
-/*
- * The same for the messages of a channel with ids lo..hi that a cursor passed:
- * one statement for a batch of cursor outcomes instead of one per message.
+ * dead-lettered it) when no row of it is left queued and every cursor of its route
+ * has passed it. For the messages of a channel with ids lo..hi: one statement for a
+ * batch of cursor outcomes, or lo = hi for one message with a final row outcome.
  */
 static int message_status_range(hv_db_t *db, const char *channel, int64_t lo, int64_t hi) {
     hv_db_stmt_t *st = NULL;
@@ -706,16 +679,32 @@ static int message_status_range(hv_db_t *db, const char *channel, int64_t lo, in
                            "UPDATE chan_messages SET status = CASE WHEN EXISTS (SELECT 1 FROM"
                            " chan_queue q WHERE q.message_id = chan_messages.id AND q.state ="
                            " 'dead') THEN 'errored' ELSE 'sent' END WHERE channel = $1 AND status ="
-                           " 'queued' AND id >= $2 AND id <= $3 AND route IS NOT NULL AND NOT"
-                           " EXISTS (SELECT 1 FROM chan_queue q WHERE q.message_id ="
-                           " chan_messages.id AND q.state = 'queued') AND NOT EXISTS (SELECT 1"
-                           " FROM chan_cursors c WHERE c.channel = $1 AND c.last_id <"
-                           " chan_messages.id AND instr(chan_messages.route, ',' || c.dest || ',') > 0)",
+                           " 'queued' AND id >= $2 AND id <= $3 AND NOT EXISTS (SELECT 1 FROM"
+                           " chan_queue q WHERE q.message_id = chan_messages.id AND q.state ="
+                           " 'queued') AND NOT EXISTS (SELECT 1 FROM chan_cursors c WHERE"
+                           " c.channel = $1 AND c.last_id < chan_messages.id AND"
+                           " instr(chan_messages.route, ',' || c.dest || ',') > 0)",
                            &st);
     if (rc != HV_OK) return rc;
     bind_str(st, 1, channel);
     hv_db_bind_int64(st, 2, lo);
     hv_db_bind_int64(st, 3, hi);
+    rc = hv_db_step(st);
+    hv_db_done(st);
+    return rc < 0 ? rc : HV_OK;
+}
+
+/* The same for one message in a store without cursors (shared: PostgreSQL). */
+static int message_status_update(hv_db_t *db, int64_t mid) {
+    hv_db_stmt_t *st = NULL;
+    int rc = hv_db_prepare(db,
+                           "UPDATE chan_messages SET status = CASE WHEN EXISTS (SELECT 1 FROM"
+                           " chan_queue WHERE message_id = $1 AND state = 'dead') THEN 'errored'"
+                           " ELSE 'sent' END WHERE id = $1 AND status = 'queued' AND NOT EXISTS"
+                           " (SELECT 1 FROM chan_queue WHERE message_id = $1 AND state = 'queued')",
+                           &st);
+    if (rc != HV_OK) return rc;
+    hv_db_bind_int64(st, 1, mid);
     rc = hv_db_step(st);
     hv_db_done(st);
     return rc < 0 ? rc : HV_OK;
@@ -738,8 +727,8 @@ static int cursor_advance(hv_db_t *db, const hv__worker_t *w, int64_t last, int6
     return rc < 0 ? rc : HV_OK;
 }
 
-static int cmp_i64(const void *a, const void *b) {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+static int cmp_mid(const void *a, const void *b) {
+    int64_t x = (*(outcome_t *const *)a)->mid, y = (*(outcome_t *const *)b)->mid;
     return x < y ? -1 : x > y;
 }
 
@@ -803,8 +792,7 @@ typedef struct cursor_move {
 
 static int outcomes_job(hv_db_t *db, void *arg) {
     outcome_batch_t *b = arg;
-    outcome_t *o;
-    int64_t *mids = NULL;
+    outcome_t *o, **fin = NULL;
     cursor_move_t *mv = NULL;
     size_t n = 0, nc = 0, nmv = 0, i, j;
     int shared = b->rt->shared;
@@ -817,9 +805,9 @@ static int outcomes_job(hv_db_t *db, void *arg) {
         else if (o->final) n++;
     }
     if (n + nc == 0) return HV_OK;
-    mids = hv_malloc((n + 1) * sizeof(*mids));
+    fin = hv_malloc((n + 1) * sizeof(*fin));
     mv = hv_calloc(nc + 1, sizeof(*mv));
-    if (mids == NULL || mv == NULL) {
+    if (fin == NULL || mv == NULL) {
         rc = HV_ENOMEM;
         goto out;
     }
@@ -855,12 +843,15 @@ static int outcomes_job(hv_db_t *db, void *arg) {
     }
     n = 0;
     for (o = b->head; o != NULL; o = o->next)
-        if (o->final && !o->cursor) mids[n++] = o->mid;
-    qsort(mids, n, sizeof(*mids), cmp_i64);
-    for (i = 0; i < n && rc == HV_OK; i++)
-        if (i == 0 || mids[i] != mids[i - 1]) rc = message_status_update(db, shared, mids[i]);
+        if (o->final && !o->cursor) fin[n++] = o;
+    qsort(fin, n, sizeof(*fin), cmp_mid);
+    for (i = 0; i < n && rc == HV_OK; i++) {
+        if (i > 0 && fin[i]->mid == fin[i - 1]->mid) continue;
+        rc = shared ? message_status_update(db, fin[i]->mid)
+                    : message_status_range(db, fin[i]->w->ch->conf->id, fin[i]->mid, fin[i]->mid);
+    }
 out:
-    hv_free(mids);
+    hv_free(fin);
     hv_free(mv);
     return rc;
 }
