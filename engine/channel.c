@@ -375,30 +375,89 @@ static int item_content_file(hv__worker_t *w, hv__item_t *it, const char *name, 
     return HV_OK;
 }
 
-static int fetch_job(hv_db_t *db, void *arg) {
-    hv__worker_t *w = arg;
+int hv__dest_uses_cursor(const hv__chans_t *rt, const hv__dest_conf_t *d) {
+    return !rt->shared && d->queue.workers <= 1;
+}
+
+/*
+ * Storage thread: reads a cursor destination's position, making its row first. A
+ * new cursor starts before the first message already routed to it (a message
+ * stored by this version of the channel before the worker's first fetch), else
+ * after the last message stored: a destination added to a channel gets the
+ * messages that arrive from then on.
+ */
+static int cursor_load(hv_db_t *db, hv__worker_t *w, const char *route_key) {
     hv_db_stmt_t *st = NULL;
+    int rc = hv_db_prepare(db,
+                           "INSERT INTO chan_cursors (channel, dest, last_id) SELECT $1, $2,"
+                           " COALESCE((SELECT MIN(id) - 1 FROM chan_messages WHERE channel = $1"
+                           " AND instr(route, $3) > 0), (SELECT MAX(id) FROM chan_messages), 0)"
+                           " WHERE true ON CONFLICT (channel, dest) DO NOTHING",
+                           &st);
+    if (rc != HV_OK) return rc;
+    bind_str(st, 1, w->ch->conf->id);
+    bind_str(st, 2, w->conf->name);
+    bind_str(st, 3, route_key);
+    rc = hv_db_step(st);
+    hv_db_done(st);
+    if (rc < 0) return rc;
+    rc = hv_db_prepare(db, "SELECT last_id FROM chan_cursors WHERE channel = $1 AND dest = $2", &st);
+    if (rc != HV_OK) return rc;
+    bind_str(st, 1, w->ch->conf->id);
+    bind_str(st, 2, w->conf->name);
+    rc = hv_db_step(st);
+    if (rc == HV_DB_ROW) {
+        w->pos = hv_db_column_int64(st, 0);
+        w->pos_loaded = 1;
+        rc = HV_OK;
+    } else if (rc == HV_OK) {
+        rc = HV_EDB;
+    }
+    hv_db_done(st);
+    return rc;
+}
+
+/*
+ * Storage thread, first fetch of a row queue in a store with cursors: a destination
+ * that had a cursor queue (it was ordered before a redeploy gave it several workers)
+ * gets a row, in lane 0, for each message its cursor had not reached, and its cursor
+ * goes. They come after the rows the new version queued before this ran.
+ */
+static int cursor_to_rows(hv_db_t *db, hv__worker_t *w, const char *route_key) {
+    hv_db_stmt_t *st = NULL;
+    int rc = hv_db_prepare(db,
+                           "INSERT INTO chan_queue (channel, dest, message_id, state, updated_at,"
+                           " lane) SELECT channel, $2, id, 'queued', $3, 0 FROM chan_messages"
+                           " WHERE channel = $1 AND id > (SELECT last_id FROM chan_cursors WHERE"
+                           " channel = $1 AND dest = $2) AND instr(route, $4) > 0 ORDER BY id",
+                           &st);
+    if (rc != HV_OK) return rc;
+    bind_str(st, 1, w->ch->conf->id);
+    bind_str(st, 2, w->conf->name);
+    hv_db_bind_int64(st, 3, (int64_t)hv_now_ms());
+    bind_str(st, 4, route_key);
+    rc = hv_db_step(st);
+    hv_db_done(st);
+    if (rc < 0) return rc;
+    rc = hv_db_prepare(db, "DELETE FROM chan_cursors WHERE channel = $1 AND dest = $2", &st);
+    if (rc != HV_OK) return rc;
+    bind_str(st, 1, w->ch->conf->id);
+    bind_str(st, 2, w->conf->name);
+    rc = hv_db_step(st);
+    hv_db_done(st);
+    if (rc < 0) return rc;
+    w->pos_loaded = 1;
+    return HV_OK;
+}
+
+/*
+ * Storage thread: reads the rows of a fetch's statement into the worker's items.
+ * Columns: queue row id (0: read through the cursor), message id, attempts,
+ * next_at, content type, content, received_at, content file, size.
+ */
+static int fetch_take(hv_db_stmt_t *st, hv__worker_t *w) {
     size_t bytes = 0;
     int rc;
-    if (w->ch->rt->shared) {
-        int held = 0;
-        rc = lease_take(db, w, &held);
-        w->lease_held = held;
-        if (rc != HV_OK || !held) return rc;
-    }
-    rc = hv_db_prepare(db,
-                       "SELECT q.id, q.message_id, q.attempts, q.next_at, m.content_type,"
-                       " COALESCE(m.transformed, m.content), m.received_at,"
-                       " CASE WHEN m.transformed IS NULL THEN m.content_file END, m.size"
-                       " FROM chan_queue q JOIN chan_messages m ON m.id = q.message_id"
-                       " WHERE q.channel = $1 AND q.dest = $2 AND q.lane = $4 AND q.state = 'queued'"
-                       " ORDER BY q.id LIMIT $3",
-                       &st);
-    if (rc != HV_OK) return rc;
-    hv_db_bind_text(st, 1, w->ch->conf->id, strlen(w->ch->conf->id));
-    hv_db_bind_text(st, 2, w->conf->name, strlen(w->conf->name));
-    hv_db_bind_int64(st, 3, w->conf->queue.batch);
-    hv_db_bind_int64(st, 4, w->lane);
     while ((rc = hv_db_step(st)) == HV_DB_ROW) {
         hv__item_t *it = &w->items[w->nitems];
         size_t n = 0, tn = 0;
@@ -411,6 +470,7 @@ static int fetch_job(hv_db_t *db, void *arg) {
         it->next_at = (uint64_t)hv_db_column_int64(st, 3);
         it->received_at = (uint64_t)hv_db_column_int64(st, 6);
         it->content_type = hv_strndup(ct ? ct : "", tn);
+        if (it->qid == 0 && it->mid > w->pos) w->pos = it->mid;
         {
             size_t fn = 0;
             const char *fname = hv_db_column_text(st, 7, &fn);
@@ -446,6 +506,69 @@ static int fetch_job(hv_db_t *db, void *arg) {
     }
     hv_db_done(st);
     return rc < 0 ? rc : HV_OK;
+}
+
+/*
+ * Storage thread: the worker's next batch. Queue rows come first (a row queue's
+ * only source; for a cursor queue the retries, requeued dead letters, reprocessed
+ * messages and rows of the old kind), then a cursor queue's messages after its
+ * position, in id order. A retry row always holds the head, so the cursor never
+ * passes a message that is still being retried.
+ */
+static int fetch_job(hv_db_t *db, void *arg) {
+    hv__worker_t *w = arg;
+    hv_db_stmt_t *st = NULL;
+    char key[80];
+    int64_t pos0 = w->pos;
+    int rc;
+    if (w->ch->rt->shared) {
+        int held = 0;
+        rc = lease_take(db, w, &held);
+        w->lease_held = held;
+        if (rc != HV_OK || !held) return rc;
+    }
+    snprintf(key, sizeof(key), ",%s,", w->conf->name);
+    if (w->cursor && !w->pos_loaded && (rc = cursor_load(db, w, key)) != HV_OK) return rc;
+    if (!w->cursor && !w->ch->rt->shared && !w->pos_loaded &&
+        (rc = cursor_to_rows(db, w, key)) != HV_OK)
+        return rc;
+    rc = hv_db_prepare(db,
+                       w->cursor
+                           ? "SELECT q.id, q.message_id, q.attempts, q.next_at, m.content_type,"
+                             " COALESCE(m.transformed, m.content), m.received_at,"
+                             " CASE WHEN m.transformed IS NULL THEN m.content_file END, m.size"
+                             " FROM chan_queue q JOIN chan_messages m ON m.id = q.message_id"
+                             " WHERE q.channel = $1 AND q.dest = $2 AND q.state = 'queued'"
+                             " ORDER BY q.id LIMIT $3"
+                           : "SELECT q.id, q.message_id, q.attempts, q.next_at, m.content_type,"
+                             " COALESCE(m.transformed, m.content), m.received_at,"
+                             " CASE WHEN m.transformed IS NULL THEN m.content_file END, m.size"
+                             " FROM chan_queue q JOIN chan_messages m ON m.id = q.message_id"
+                             " WHERE q.channel = $1 AND q.dest = $2 AND q.lane = $4"
+                             " AND q.state = 'queued' ORDER BY q.id LIMIT $3",
+                       &st);
+    if (rc != HV_OK) return rc;
+    hv_db_bind_text(st, 1, w->ch->conf->id, strlen(w->ch->conf->id));
+    hv_db_bind_text(st, 2, w->conf->name, strlen(w->conf->name));
+    hv_db_bind_int64(st, 3, w->conf->queue.batch);
+    if (!w->cursor) hv_db_bind_int64(st, 4, w->lane);
+    rc = fetch_take(st, w);
+    if (rc != HV_OK || w->nitems > 0 || !w->cursor) return rc;
+    rc = hv_db_prepare(db,
+                       "SELECT 0, id, 0, 0, content_type, COALESCE(transformed, content),"
+                       " received_at, CASE WHEN transformed IS NULL THEN content_file END, size"
+                       " FROM chan_messages WHERE channel = $1 AND id > $2 AND instr(route, $3) > 0"
+                       " ORDER BY id LIMIT $4",
+                       &st);
+    if (rc != HV_OK) return rc;
+    hv_db_bind_text(st, 1, w->ch->conf->id, strlen(w->ch->conf->id));
+    hv_db_bind_int64(st, 2, w->pos);
+    bind_str(st, 3, key);
+    hv_db_bind_int64(st, 4, w->conf->queue.batch);
+    rc = fetch_take(st, w);
+    /* A failed fetch reads again from where it started (fetch_done drops the items). */
+    if (rc != HV_OK) w->pos = pos0;
+    return rc;
 }
 
 static void on_worker_timer(uv_timer_t *t) {
@@ -499,33 +622,79 @@ typedef struct outcome {
     struct outcome *next; /* in the runtime's list of outcomes not yet submitted */
     int final;
     hv__worker_t *w;
-    int64_t qid, mid, attempts; /* attempts including this one */
+    int64_t qid, mid, attempts; /* attempts including this one; qid 0: read through the cursor */
+    int cursor;                 /* the attempt was on a message read through the cursor */
     const char *state;          /* sent | dead | queued */
     uint64_t next_at;
     char error[256];
 } outcome_t;
 
-/* Records one outcome (storage thread); see outcomes_job. */
+/*
+ * Records one outcome (storage thread); see outcomes_job. An outcome of a message
+ * read through a cursor (qid 0) writes a row only when it is not delivered: a
+ * retry (its row then holds the head, o->qid set for the next attempts) or a dead
+ * letter; the cursor itself moves in outcomes_job.
+ */
 static int outcome_record(hv_db_t *db, outcome_t *o) {
     hv_db_stmt_t *st = NULL;
+    int insert = o->qid == 0;
     int rc;
+    if (insert && strcmp(o->state, "sent") == 0) return HV_OK;
     rc = hv_db_prepare(db,
-                       "UPDATE chan_queue SET state = $2, attempts = $3, next_at = $4,"
-                       " last_error = $5, updated_at = $6 WHERE id = $1 AND state = 'queued'",
+                       insert ? "INSERT INTO chan_queue (channel, dest, message_id, state, attempts,"
+                                " next_at, last_error, updated_at, lane) VALUES ($7, $8, $1, $2, $3,"
+                                " $4, $5, $6, 0) RETURNING id"
+                              : "UPDATE chan_queue SET state = $2, attempts = $3, next_at = $4,"
+                                " last_error = $5, updated_at = $6 WHERE id = $1 AND state = 'queued'",
                        &st);
     if (rc != HV_OK) return rc;
-    hv_db_bind_int64(st, 1, o->qid);
+    hv_db_bind_int64(st, 1, insert ? o->mid : o->qid);
     bind_str(st, 2, o->state);
     hv_db_bind_int64(st, 3, o->attempts);
     hv_db_bind_int64(st, 4, (int64_t)o->next_at);
     bind_str(st, 5, o->error[0] ? o->error : NULL);
     hv_db_bind_int64(st, 6, (int64_t)hv_now_ms());
+    if (insert) {
+        bind_str(st, 7, o->w->ch->conf->id);
+        bind_str(st, 8, o->w->conf->name);
+    }
+    rc = hv_db_step(st);
+    if (rc == HV_DB_ROW) {
+        o->qid = hv_db_column_int64(st, 0);
+        rc = HV_OK;
+    }
+    hv_db_done(st);
+    return rc < 0 ? rc : HV_OK;
+}
+
+/*
+ * The message's status follows its queues: sent (or errored: a destination
+ * dead-lettered it) when no row of it is left queued and every cursor of its route
+ * has passed it. For the messages of a channel with ids lo..hi: one statement for a
+ * batch of cursor outcomes, or lo = hi for one message with a final row outcome.
+ */
+static int message_status_range(hv_db_t *db, const char *channel, int64_t lo, int64_t hi) {
+    hv_db_stmt_t *st = NULL;
+    int rc = hv_db_prepare(db,
+                           "UPDATE chan_messages SET status = CASE WHEN EXISTS (SELECT 1 FROM"
+                           " chan_queue q WHERE q.message_id = chan_messages.id AND q.state ="
+                           " 'dead') THEN 'errored' ELSE 'sent' END WHERE channel = $1 AND status ="
+                           " 'queued' AND id >= $2 AND id <= $3 AND NOT EXISTS (SELECT 1 FROM"
+                           " chan_queue q WHERE q.message_id = chan_messages.id AND q.state ="
+                           " 'queued') AND NOT EXISTS (SELECT 1 FROM chan_cursors c WHERE"
+                           " c.channel = $1 AND c.last_id < chan_messages.id AND"
+                           " instr(chan_messages.route, ',' || c.dest || ',') > 0)",
+                           &st);
+    if (rc != HV_OK) return rc;
+    bind_str(st, 1, channel);
+    hv_db_bind_int64(st, 2, lo);
+    hv_db_bind_int64(st, 3, hi);
     rc = hv_db_step(st);
     hv_db_done(st);
     return rc < 0 ? rc : HV_OK;
 }
 
-/* The message's status follows its queues: sent (or errored) when none is left queued. */
+/* The same for one message in a store without cursors (shared: PostgreSQL). */
 static int message_status_update(hv_db_t *db, int64_t mid) {
     hv_db_stmt_t *st = NULL;
     int rc = hv_db_prepare(db,
@@ -541,8 +710,25 @@ static int message_status_update(hv_db_t *db, int64_t mid) {
     return rc < 0 ? rc : HV_OK;
 }
 
-static int cmp_i64(const void *a, const void *b) {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+/* Storage thread: moves a cursor to last (never back) and counts its deliveries. */
+static int cursor_advance(hv_db_t *db, const hv__worker_t *w, int64_t last, int64_t sent) {
+    hv_db_stmt_t *st = NULL;
+    int rc = hv_db_prepare(db,
+                           "UPDATE chan_cursors SET last_id = CASE WHEN last_id < $3 THEN $3 ELSE"
+                           " last_id END, sent = sent + $4 WHERE channel = $1 AND dest = $2",
+                           &st);
+    if (rc != HV_OK) return rc;
+    bind_str(st, 1, w->ch->conf->id);
+    bind_str(st, 2, w->conf->name);
+    hv_db_bind_int64(st, 3, last);
+    hv_db_bind_int64(st, 4, sent);
+    rc = hv_db_step(st);
+    hv_db_done(st);
+    return rc < 0 ? rc : HV_OK;
+}
+
+static int cmp_mid(const void *a, const void *b) {
+    int64_t x = (*(outcome_t *const *)a)->mid, y = (*(outcome_t *const *)b)->mid;
     return x < y ? -1 : x > y;
 }
 
@@ -557,6 +743,8 @@ static void outcome_done_final(int status, void *arg) {
         hv_log_int(r, "message", o->mid);
         hv_log_str(r, "error", hv_strerror(status));
         hv_log_end(r);
+        /* A cursor reads again from its recorded position (at least once). */
+        if (o->cursor) w->pos_reload = 1;
     } else if (w->ch->rt->nwaiters > 0) {
         hv__chan_waiters_note(w->ch->rt, o->mid, w->conf->name, strcmp(o->state, "sent") == 0);
     }
@@ -573,6 +761,7 @@ static void outcome_done_retry(int status, void *arg) {
     if (status == HV_OK) {
         it->attempts = o->attempts;
         it->next_at = o->next_at;
+        it->qid = o->qid; /* a message read through the cursor now has its retry row */
     } else {
         it->next_at = hv_now_ms() + 1000; /* not recorded: the same attempt again later */
     }
@@ -595,29 +784,75 @@ typedef struct outcome_batch {
     outcome_t *head;
 } outcome_batch_t;
 
+/* One cursor's or one channel's part of an outcome batch (outcomes_job). */
+typedef struct cursor_move {
+    const hv__worker_t *w;
+    int64_t lo, hi, sent;
+} cursor_move_t;
+
 static int outcomes_job(hv_db_t *db, void *arg) {
     outcome_batch_t *b = arg;
-    outcome_t *o;
-    int64_t *mids = NULL;
-    size_t n = 0, i;
+    outcome_t *o, **fin = NULL;
+    cursor_move_t *mv = NULL;
+    size_t n = 0, nc = 0, nmv = 0, i, j;
+    int shared = b->rt->shared;
     int rc = HV_OK;
     /* One failing outcome fails the job: all of its outcomes are retried alike. */
     for (o = b->head; o != NULL; o = o->next) {
+        if (o->cursor) o->qid = 0; /* a job that failed runs again: insert again */
         if ((rc = outcome_record(db, o)) != HV_OK) return rc;
-        if (o->final) n++;
+        if (o->cursor) nc++;
+        else if (o->final) n++;
     }
-    if (n == 0) return HV_OK;
-    /* Then each message with a final outcome once (its destinations' outcomes often come
-     * in the same batch): one status update per message, not one per destination. */
-    mids = hv_malloc(n * sizeof(*mids));
-    if (mids == NULL) return HV_ENOMEM;
+    if (n + nc == 0) return HV_OK;
+    fin = hv_malloc((n + 1) * sizeof(*fin));
+    mv = hv_calloc(nc + 1, sizeof(*mv));
+    if (fin == NULL || mv == NULL) {
+        rc = HV_ENOMEM;
+        goto out;
+    }
+    /* Each cursor moves once, to its last outcome (a worker's outcomes come in order). */
+    for (o = b->head; o != NULL; o = o->next) {
+        if (!o->cursor) continue;
+        for (j = 0; j < nmv && mv[j].w != o->w; j++) continue;
+        if (j == nmv) {
+            mv[nmv].w = o->w;
+            mv[nmv].lo = o->mid;
+            nmv++;
+        }
+        if (o->mid < mv[j].lo) mv[j].lo = o->mid;
+        if (o->mid > mv[j].hi) mv[j].hi = o->mid;
+        if (strcmp(o->state, "sent") == 0) mv[j].sent++;
+    }
+    for (j = 0; j < nmv && rc == HV_OK; j++) rc = cursor_advance(db, mv[j].w, mv[j].hi, mv[j].sent);
+    /* Then the messages' statuses: the ones the cursors passed by range, once per
+     * channel (its destinations' outcomes often come in the same batch); each message
+     * with a final row outcome once. */
+    for (j = 0; j < nmv && rc == HV_OK; j++) {
+        const char *id = mv[j].w->ch->conf->id;
+        int64_t lo = mv[j].lo, hi = mv[j].hi;
+        int seen = 0;
+        for (i = 0; i < j && !seen; i++) seen = strcmp(mv[i].w->ch->conf->id, id) == 0;
+        if (seen) continue;
+        for (i = j + 1; i < nmv; i++)
+            if (strcmp(mv[i].w->ch->conf->id, id) == 0) {
+                if (mv[i].lo < lo) lo = mv[i].lo;
+                if (mv[i].hi > hi) hi = mv[i].hi;
+            }
+        rc = message_status_range(db, id, lo, hi);
+    }
     n = 0;
     for (o = b->head; o != NULL; o = o->next)
-        if (o->final) mids[n++] = o->mid;
-    qsort(mids, n, sizeof(*mids), cmp_i64);
-    for (i = 0; i < n && rc == HV_OK; i++)
-        if (i == 0 || mids[i] != mids[i - 1]) rc = message_status_update(db, mids[i]);
-    hv_free(mids);
+        if (o->final && !o->cursor) fin[n++] = o;
+    qsort(fin, n, sizeof(*fin), cmp_mid);
+    for (i = 0; i < n && rc == HV_OK; i++) {
+        if (i > 0 && fin[i]->mid == fin[i - 1]->mid) continue;
+        rc = shared ? message_status_update(db, fin[i]->mid)
+                    : message_status_range(db, fin[i]->w->ch->conf->id, fin[i]->mid, fin[i]->mid);
+    }
+out:
+    hv_free(fin);
+    hv_free(mv);
     return rc;
 }
 
@@ -697,6 +932,7 @@ static int attempt_done(hv__worker_t *w, int result, const char *detail) {
     }
     o->w = w;
     o->qid = it->qid;
+    o->cursor = it->qid == 0;
     o->mid = it->mid;
     o->attempts = it->attempts + 1;
     if (detail != NULL) snprintf(o->error, sizeof(o->error), "%s", detail);
@@ -828,6 +1064,7 @@ void hv__worker_kick(hv__worker_t *w) {
         /* The fetch must see this worker's recorded outcomes: submit the waiting ones
          * before it (storage jobs run in submission order). */
         outcomes_flush(w->ch->rt);
+        if (w->pos_reload) w->pos_loaded = w->pos_reload = 0; /* no fetch is in flight */
         w->busy = 1;
         w->refs++;
         rc = hv_storage_submit_lazy(w->ch->rt->storage, fetch_job, fetch_done, w);
@@ -911,6 +1148,7 @@ static int worker_new(hv__chan_t *ch, size_t i, int64_t lane, hv_error_t *err,
     w->conf = d;
     w->dest_index = i;
     w->lane = lane;
+    w->cursor = hv__dest_uses_cursor(ch->rt, d);
     w->impl = hv__chan_find_dest(&ch->rt->engine->chan_reg, d->type);
     if (w->impl == NULL) {
         hv_error_set(err, HV_ECONFIG, ch->conf->path, "destination type %s is not available",

@@ -269,14 +269,20 @@ static int stats_job(hv_db_t *db, void *arg) {
     stats_q_t *s = arg;
     hv_db_stmt_t *st = NULL;
     int rc, pass;
-    for (pass = 0; pass < 2; pass++) {
-        rc = hv_db_prepare(db,
-                           pass == 0 ? "SELECT channel, '', status, COUNT(*) FROM chan_messages"
-                                       " WHERE ($1 = '' OR channel = $1) GROUP BY channel, status"
-                                     : "SELECT channel, dest, state, COUNT(*) FROM chan_queue"
-                                       " WHERE ($1 = '' OR channel = $1)"
-                                       " GROUP BY channel, dest, state",
-                           &st);
+    /* Pass 2, cursor queues (channel.c): the deliveries counted on the cursor and the
+     * messages routed to it after its position; their other states are rows. */
+    static const char *const sql[] = {
+        "SELECT channel, '', status, COUNT(*) FROM chan_messages"
+        " WHERE ($1 = '' OR channel = $1) GROUP BY channel, status",
+        "SELECT channel, dest, state, COUNT(*) FROM chan_queue"
+        " WHERE ($1 = '' OR channel = $1) GROUP BY channel, dest, state",
+        "SELECT channel, dest, 'sent', sent FROM chan_cursors WHERE ($1 = '' OR channel = $1)"
+        " UNION ALL SELECT c.channel, c.dest, 'queued', (SELECT COUNT(*) FROM chan_messages m"
+        " WHERE m.channel = c.channel AND m.id > c.last_id AND instr(m.route, ',' || c.dest"
+        " || ',') > 0) FROM chan_cursors c WHERE ($1 = '' OR c.channel = $1)",
+    };
+    for (pass = 0; pass < (s->rt->shared ? 2 : 3); pass++) {
+        rc = hv_db_prepare(db, sql[pass], &st);
         if (rc != HV_OK) return rc;
         hv_db_bind_text(st, 1, s->channel, strlen(s->channel));
         while ((rc = hv_db_step(st)) == HV_DB_ROW) {
@@ -690,9 +696,21 @@ static int get_job(hv_db_t *db, void *arg) {
     if (rc < 0) return rc;
     if (n > 0 && (rc = hv_buf_putc(&q->body, ']')) != HV_OK) return rc;
     n = 0;
+    /* A cursor destination without a row for the message: sent once its cursor passed
+     * it (one attempt), queued before. */
     rc = hv_db_prepare(db,
-                       "SELECT dest, state, attempts, next_at, last_error, updated_at FROM"
-                       " chan_queue WHERE message_id = $1 ORDER BY id",
+                       q->rt->shared
+                           ? "SELECT dest, state, attempts, next_at, last_error, updated_at FROM"
+                             " chan_queue WHERE message_id = $1 ORDER BY id"
+                           : "SELECT dest, state, attempts, next_at, last_error, updated_at FROM"
+                             " (SELECT 0 AS k, id, dest, state, attempts, next_at, last_error,"
+                             " updated_at FROM chan_queue WHERE message_id = $1 UNION ALL SELECT"
+                             " 1, 0, c.dest, CASE WHEN c.last_id >= m.id THEN 'sent' ELSE"
+                             " 'queued' END, CASE WHEN c.last_id >= m.id THEN 1 ELSE 0 END, 0,"
+                             " NULL, 0 FROM chan_messages m JOIN chan_cursors c ON c.channel ="
+                             " m.channel WHERE m.id = $1 AND instr(m.route, ',' || c.dest || ',')"
+                             " > 0 AND NOT EXISTS (SELECT 1 FROM chan_queue r WHERE r.message_id ="
+                             " $1 AND r.dest = c.dest)) ORDER BY k, id, dest",
                        &st);
     if (rc != HV_OK) return rc;
     hv_db_bind_int64(st, 1, q->id);

@@ -294,10 +294,21 @@ static int cmd_stats(hv_engine_t *e, int argc, char **argv) {
     (void)argv;
     if (open_store(e, &db) != HV_OK) return HV_EXIT_FAILURE;
     printf("%-24s %-16s %-10s %10s\n", "CHANNEL", "DESTINATION", "STATE", "COUNT");
+    /* SQLite: cursor queues (engine/channel.c) count their deliveries and pending
+     * messages on the cursor; the rows hold the rest. */
     rc = hv_db_prepare(db,
-                       "SELECT channel, '-', status, COUNT(*) FROM chan_messages GROUP BY 1, 3"
-                       " UNION ALL SELECT channel, dest, state, COUNT(*) FROM chan_queue"
-                       " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+                       hv_db_kind(db) == HV_DB_PG
+                           ? "SELECT channel, '-', status, COUNT(*) FROM chan_messages GROUP BY 1, 3"
+                             " UNION ALL SELECT channel, dest, state, COUNT(*) FROM chan_queue"
+                             " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+                           : "SELECT channel, '-', status, COUNT(*) FROM chan_messages GROUP BY 1, 3"
+                             " UNION ALL SELECT channel, dest, state, SUM(n) FROM (SELECT channel,"
+                             " dest, state, COUNT(*) AS n FROM chan_queue GROUP BY 1, 2, 3 UNION ALL"
+                             " SELECT channel, dest, 'sent', sent FROM chan_cursors UNION ALL SELECT"
+                             " c.channel, c.dest, 'queued', (SELECT COUNT(*) FROM chan_messages m"
+                             " WHERE m.channel = c.channel AND m.id > c.last_id AND instr(m.route,"
+                             " ',' || c.dest || ',') > 0) FROM chan_cursors c) GROUP BY 1, 2, 3"
+                             " HAVING SUM(n) > 0 ORDER BY 1, 2, 3",
                        &st);
     while (rc == HV_OK && (rc = hv_db_step(st)) == HV_DB_ROW) {
         printf("%-24s %-16s %-10s %10lld\n", hv_db_column_text(st, 0, NULL),

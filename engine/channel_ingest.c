@@ -88,6 +88,13 @@ const char *const hv__chan_migrations_sqlite[] = {
      * message with an id up to last_id. Existing stores were indexed at write time. */
     "CREATE TABLE chan_fts_mark (one INTEGER PRIMARY KEY CHECK (one = 1), last_id INTEGER NOT NULL);"
     "INSERT INTO chan_fts_mark VALUES (1, (SELECT COALESCE(MAX(id), 0) FROM chan_messages));",
+    /* Cursor queues (channel.c): route lists the cursor destinations a message was
+     * routed to (",a,b,"; NULL: none, as for every message stored before); each
+     * cursor destination's position is the id of the last message it is done with.
+     * Queue rows of the old kind stay and are delivered first. */
+    "ALTER TABLE chan_messages ADD COLUMN route TEXT;"
+    "CREATE TABLE chan_cursors (channel TEXT NOT NULL, dest TEXT NOT NULL,"
+    " last_id INTEGER NOT NULL, sent INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (channel, dest));",
     NULL,
 };
 
@@ -136,6 +143,10 @@ const char *const hv__chan_migrations_pg[] = {
     "ALTER TABLE chan_messages ADD COLUMN outcome TEXT;",
     /* Kept in step with the SQLite list; PostgreSQL searches content directly (no FTS). */
     "CREATE TABLE chan_fts_mark (one INTEGER PRIMARY KEY, last_id BIGINT NOT NULL);",
+    /* Kept in step with the SQLite list (a shared store uses queue rows: see channel.c). */
+    "ALTER TABLE chan_messages ADD COLUMN route TEXT;"
+    "CREATE TABLE chan_cursors (channel TEXT NOT NULL, dest TEXT NOT NULL,"
+    " last_id BIGINT NOT NULL, sent BIGINT NOT NULL DEFAULT 0, PRIMARY KEY (channel, dest));",
     NULL,
 };
 
@@ -180,16 +191,27 @@ static int find_duplicate(hv_db_t *db, const hv__ingest_t *in, int64_t *id) {
     return rc < 0 ? rc : HV_OK;
 }
 
-/* Inserts the queue rows of one stored unit. */
-static int insert_queue(hv_db_t *db, const hv__chan_t *ch, const hv__part_t *p, uint64_t now) {
+/*
+ * Inserts the queue rows of one stored unit: one per destination with a row queue.
+ * A destination with a cursor queue needs none — it reads the unit through its
+ * route — except when the unit is reprocessed after the cursor passed it: then a
+ * row sends it again (a cursor that has not reached it yet sends the new version).
+ */
+static int insert_queue(hv_db_t *db, const hv__chan_t *ch, const hv__part_t *p, uint64_t now,
+                        int reprocess) {
     hv_db_stmt_t *st = NULL;
     size_t i;
     int rc;
     for (i = 0; i < ch->conf->ndests; i++) {
-        if (!p->dest_on[i]) continue;
+        int cursor = hv__dest_uses_cursor(ch->rt, &ch->conf->dests[i]);
+        if (!p->dest_on[i] || (cursor && !reprocess)) continue;
         rc = hv_db_prepare(db,
-                           "INSERT INTO chan_queue (channel, dest, message_id, state, updated_at,"
-                           " lane) VALUES ($1, $2, $3, 'queued', $4, $5)",
+                           cursor ? "INSERT INTO chan_queue (channel, dest, message_id, state,"
+                                    " updated_at, lane) SELECT $1, $2, $3, 'queued', $4, $5"
+                                    " WHERE EXISTS (SELECT 1 FROM chan_cursors WHERE channel = $1"
+                                    " AND dest = $2 AND last_id >= $3)"
+                                  : "INSERT INTO chan_queue (channel, dest, message_id, state,"
+                                    " updated_at, lane) VALUES ($1, $2, $3, 'queued', $4, $5)",
                            &st);
         if (rc != HV_OK) return rc;
         bind_str(st, 1, ch->conf->id);
@@ -204,6 +226,26 @@ static int insert_queue(hv_db_t *db, const hv__chan_t *ch, const hv__part_t *p, 
     return HV_OK;
 }
 
+/*
+ * The route of a unit (chan_messages.route): ",a,b," — the destinations with a
+ * cursor queue it goes to — in buf (cap bytes), or NULL when none.
+ */
+static const char *route_of(const hv__chan_t *ch, const hv__part_t *p, char *buf, size_t cap) {
+    size_t i, n = 0;
+    for (i = 0; i < ch->conf->ndests; i++) {
+        const char *name = ch->conf->dests[i].name;
+        size_t len = strlen(name);
+        if (!p->dest_on[i] || !hv__dest_uses_cursor(ch->rt, &ch->conf->dests[i])) continue;
+        if (n + len + 3 > cap) return NULL; /* not reached: names are capped (channel_conf.c) */
+        if (n == 0) buf[n++] = ',';
+        memcpy(buf + n, name, len);
+        n += len;
+        buf[n++] = ',';
+    }
+    buf[n] = '\0';
+    return n > 0 ? buf : NULL;
+}
+
 /* Inserts one new row of chan_messages (a message, or a part when parent > 0). */
 static int insert_message(hv_db_t *db, hv__ingest_t *in, hv__part_t *p, int64_t parent) {
     hv__chan_t *ch = in->ch;
@@ -211,10 +253,12 @@ static int insert_message(hv_db_t *db, hv__ingest_t *in, hv__part_t *p, int64_t 
     int rc = hv_db_prepare(db,
                            "INSERT INTO chan_messages (status, error, filtered_by, transformed,"
                            " channel, received_at, content_type, content, size, source_key,"
-                           " parent_id, content_file, reply, outcome) VALUES ($1, $2, $3, $4, $5, $6,"
-                           " $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
+                           " parent_id, content_file, reply, outcome, route) VALUES ($1, $2, $3,"
+                           " $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
                            &st);
+    char route[HV__CHAN_ROUTE_MAX];
     if (rc != HV_OK) return rc;
+    bind_str(st, 15, route_of(ch, p, route, sizeof(route)));
     bind_str(st, 1, p->status);
     bind_str(st, 2, p->error);
     bind_str(st, 3, p->filtered_by);
@@ -331,9 +375,11 @@ static int ingest_job(hv_db_t *db, void *arg) {
     if (in->reprocess_id > 0) {
         rc = hv_db_prepare(db,
                            "UPDATE chan_messages SET status = $2, error = $3, filtered_by = $4,"
-                           " transformed = $5, outcome = $6 WHERE id = $1",
+                           " transformed = $5, outcome = $6, route = $7 WHERE id = $1",
                            &st);
+        char route[HV__CHAN_ROUTE_MAX];
         if (rc != HV_OK) return rc;
+        bind_str(st, 7, route_of(ch, &in->main, route, sizeof(route)));
         hv_db_bind_int64(st, 1, in->reprocess_id);
         bind_str(st, 2, in->main.status);
         bind_str(st, 3, in->main.error);
@@ -352,11 +398,11 @@ static int ingest_job(hv_db_t *db, void *arg) {
         /* Full-text indexing happens later, off the acknowledgement path
          * (hv__chan_fts_catch_up). */
     }
-    rc = insert_queue(db, ch, &in->main, now);
+    rc = insert_queue(db, ch, &in->main, now, in->reprocess_id > 0);
     if (rc != HV_OK) return rc;
     for (k = 0; k < in->nparts; k++) {
         rc = insert_message(db, in, &in->parts[k], in->main.id);
-        if (rc == HV_OK) rc = insert_queue(db, ch, &in->parts[k], now);
+        if (rc == HV_OK) rc = insert_queue(db, ch, &in->parts[k], now, 0);
         if (rc != HV_OK) return rc;
     }
     return HV_OK;

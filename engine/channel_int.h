@@ -12,6 +12,8 @@
 
 #define HV__CHAN_ID_MAX 64
 #define HV__CHAN_MAX_DESTS 32
+/* Bytes of a message's route (",a,b,"): every destination name (at most 64 bytes) once. */
+#define HV__CHAN_ROUTE_MAX (HV__CHAN_MAX_DESTS * 65 + 2)
 #define HV__CHAN_MAX_STEPS 64
 #define HV__CHAN_MAX_FILTER_DEPTH 16
 

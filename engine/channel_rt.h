@@ -52,6 +52,13 @@ struct hv__worker {
     int64_t failures; /* consecutive */
     uint64_t breaker_until;
     uint64_t sent, dead, attempt_failures;
+    /* Cursor queue (channel.c): the destination reads the channel's messages in id
+     * order after pos instead of queue rows; rows only for retries, dead letters,
+     * requeues and reprocessing (and the old kind's, delivered first). */
+    int cursor;
+    int pos_loaded; /* pos read from chan_cursors (at the first fetch) */
+    int pos_reload; /* an outcome was lost: read pos again before the next fetch */
+    int64_t pos;    /* the last message id read from the cursor into items */
     int lease_held;       /* shared store: this process sends this lane */
     uint64_t lease_until; /* ms: the lease's expiry as last taken */
     hv_counter_t *m_sent, *m_dead, *m_failed; /* /metrics, per destination */
@@ -231,6 +238,10 @@ int hv__chan_ingest_ex(hv__chan_t *ch, const hv__ingest_opts_t *o, hv_channel_st
  * content (metadata rules only). Its destinations that stream read the file; the others
  * get the content in memory up to channels.max_message_bytes. */
 int hv__chan_streams(const hv__chan_t *ch);
+/* 1 when destination d of a channel of rt has a cursor queue (channel.c): an ordered
+ * destination (one lane) of a store that no other process shares. The others keep
+ * one queue row per message. */
+int hv__dest_uses_cursor(const hv__chans_t *rt, const hv__dest_conf_t *d);
 /* 1 when a step, or a filter, `when` or ordering-key rule that is not metadata, reads content. */
 int hv__chan_reads_content(const hv__chan_t *ch);
 

@@ -5,7 +5,7 @@ Queues N messages on the bench channel (metadata filter + set step + file-write 
 a local nginx) with its destinations paused, then resumes them and measures the drain: wall
 time, the engine's CPU (utime+stime of all threads) per message, context switches of all its
 threads per message, and with STRACE=1 its system calls per message (strace -c -f, which slows
-it: read only the counts then). DESTS=file or DESTS=http keeps one destination; WINDOW=N sets http-send's "window". Counts per
+it: read only the counts then). DESTS=file or DESTS=http keeps one destination; OUT_DIR=DIR puts file-write's output under DIR (e.g. /dev/shm); WINDOW=N sets http-send's "window". Counts per
 message are the figures that survive a loaded machine; wall time does not. Not part of make
 check."""
 import http.client, json, os, subprocess, sys, tempfile, time, random, glob, shutil
@@ -22,7 +22,7 @@ os.makedirs(work + "/channels")
 json.dump({"id": "bench", "source": {"type": "http"},
   "filter": {"metadata": "content_type", "equals": "application/json"},
   "steps": [{"type": "set", "pointer": "/meta/source", "value": "bench"}],
-  "destinations": [d for d in [{"name": "file", "type": "file-write", "dir": work + "/out", "fsync": False},
+  "destinations": [d for d in [{"name": "file", "type": "file-write", "dir": (tempfile.mkdtemp(prefix="drainout.", dir=os.environ["OUT_DIR"]) if os.environ.get("OUT_DIR") else work) + "/out", "fsync": False},
                    dict({"name": "http", "type": "http-send", "url": "http://127.0.0.1:%d/in" % ng},
                         **({"window": int(os.environ["WINDOW"])} if os.environ.get("WINDOW") else {}))]
                    if d["name"] in os.environ.get("DESTS", "file,http").split(",")]},

@@ -1,0 +1,237 @@
+"""test_channels_cursor.py — cursor queues (engine/channel.c, docs/channels.md "Queues").
+
+An ordered destination reads the channel's messages after its persisted position
+(chan_cursors) instead of one queue row per message; rows exist only for retries, dead
+letters, requeues and reprocessing after the cursor passed.
+
+- kill -9 with two destinations at different positions (one retrying): after the restart
+  each message reaches each destination exactly once (every delivery was recorded before
+  the kill), in order;
+- a destination down while traffic goes on, then up while traffic still goes on: it
+  drains in order, once each, while the other keeps going; the store holds one queue row
+  (the retried head) and no row per message;
+- reprocessing a message the cursor passed sends it again; one the cursor has not reached
+  (destination paused) is sent once, in its new version;
+- a redeploy that gives a destination several workers turns what its cursor had not
+  reached into rows: nothing lost or sent twice;
+- a data directory with queue rows of the old kind and no cursor table (migration of an
+  older store): the old rows are delivered first, in order, then the new messages.
+"""
+
+import json
+import os
+import sqlite3
+import time
+
+from harness import main
+from test_channels import ChannelTestCase
+
+
+def wait_until(pred, timeout=20, step=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return pred()
+
+
+FANOUT = """{
+  "id": "cur",
+  "source": { "type": "http" },
+  "destinations": [
+    { "name": "a", "type": "http-send", "url": "http://127.0.0.1:%d/in" },
+    { "name": "b", "type": "http-send", "url": "http://127.0.0.1:%d/in",
+      "queue": { "retry_interval_ms": 100, "backoff": 1.0, "max_attempts": 100000,
+                 "breaker_threshold": 0 } }
+  ]
+}
+"""
+
+
+class CursorQueueTest(ChannelTestCase):
+    def setup_fanout(self, a, b, start=True):
+        eng = self.engine(start=False)
+        self.write_channel(eng, "cur.json", FANOUT % (a.port, b.port))
+        if start:
+            eng.start()
+        return eng
+
+    def send(self, eng, i):
+        status, _, data = eng.request("POST", "/channels/cur/in", body=b"m%03d" % i,
+                                      headers={"Content-Type": "text/plain"})
+        self.assertEqual(status, 201, data)
+        return json.loads(data)["id"]
+
+    def dest_stats(self, eng):
+        _, ch = eng.get_json("/channels/cur")
+        return {d["name"]: d["statistics"] for d in ch["destinations"]}
+
+    def db(self, eng):
+        return sqlite3.connect("file:%s?mode=ro" % os.path.join(eng.data, "channels.db"),
+                               uri=True, timeout=10)
+
+    def test_kill9_two_destinations_at_different_positions_each_message_once_in_order(self):
+        a, b = self.sink(), self.sink()
+        eng = self.setup_fanout(a, b)
+        ids = [self.send(eng, i) for i in range(5)]
+        self.assertTrue(a.wait_for(5) and b.wait_for(5))
+        b.stop()  # b goes down at message 5; a goes on
+        ids += [self.send(eng, i) for i in range(5, 12)]
+        self.assertTrue(a.wait_for(12))
+        # Kill only once every delivery is recorded: then nothing is sent twice.
+        self.assertTrue(wait_until(lambda: (self.dest_stats(eng)["a"]["sent"],
+                                            self.dest_stats(eng)["b"]["sent"]) == (12, 5)),
+                        self.dest_stats(eng))
+        st = self.dest_stats(eng)
+        self.assertEqual(st["b"]["queued"], 7)
+        self.assertGreater(st["b"]["failed_attempts"], 0)
+        eng.kill9()
+        eng.start()
+        ids += [self.send(eng, i) for i in range(12, 16)]
+        self.assertTrue(a.wait_for(16))
+        b.start()
+        self.assertTrue(b.wait_for(16), "b got %d" % len(b.ids()))
+        time.sleep(0.5)
+        self.assertEqual(a.ids(), ids, "a: each message once, in order")
+        self.assertEqual(b.ids(), ids, "b: each message once, in order")
+        self.assertEqual(b.bodies(), [b"m%03d" % i for i in range(16)])
+        self.assertTrue(wait_until(lambda: self.dest_stats(eng)["b"]["queued"] == 0))
+        st = self.dest_stats(eng)
+        self.assertEqual((st["a"]["sent"], st["b"]["sent"]), (16, 16))
+        _, ch = eng.get_json("/channels/cur")
+        self.assertEqual((ch["statistics"]["sent"], ch["statistics"]["queued"]), (16, 0))
+        # The message view: both destinations sent, one of them after retries.
+        _, m = eng.get_json("/channels/cur/messages/%s" % ids[5])
+        self.assertEqual(m["status"], "sent")
+        states = {d["name"]: d for d in m["destinations"]}
+        self.assertEqual(states["a"]["state"], "sent")
+        self.assertEqual(states["b"]["state"], "sent")
+        self.assertGreater(states["b"]["attempts"], 1)
+        eng.stop()
+
+    def test_down_destination_drains_in_order_while_other_keeps_going_rows_only_for_the_head(self):
+        a, b = self.sink(), self.sink(start=False)
+        eng = self.setup_fanout(a, b)
+        ids = [self.send(eng, i) for i in range(40)]
+        self.assertTrue(a.wait_for(40))
+        self.assertEqual(a.ids(), ids)
+        st = self.dest_stats(eng)
+        self.assertEqual((st["a"]["sent"], st["b"]["sent"]), (40, 0))
+        self.assertEqual(st["b"]["queued"], 40)
+        # While b is down only its head has a row (the retry): no row per message.
+        db = self.db(eng)
+        try:
+            rows = dict(db.execute("SELECT dest, COUNT(*) FROM chan_queue GROUP BY dest").fetchall())
+        finally:
+            db.close()
+        self.assertEqual(rows.get("a", 0), 0, rows)
+        self.assertEqual(rows.get("b", 0), 1, rows)
+        # b comes back while traffic goes on.
+        b.start()
+        ids += [self.send(eng, i) for i in range(40, 70)]
+        self.assertTrue(b.wait_for(70), "b got %d" % len(b.ids()))
+        self.assertTrue(a.wait_for(70))
+        time.sleep(0.3)
+        self.assertEqual(b.ids(), ids)
+        self.assertEqual(a.ids(), ids)
+        self.assertTrue(wait_until(lambda: self.dest_stats(eng)["b"]["queued"] == 0))
+        _, ch = eng.get_json("/channels/cur")
+        self.assertEqual(ch["statistics"]["sent"], 70)
+        _, listing = eng.get_json("/channels/cur/messages?status=sent&limit=100")
+        self.assertEqual(len(listing["messages"]), 70)
+        eng.stop()
+
+    def test_reprocess_after_the_cursor_passed_and_before_it_reached(self):
+        a, b = self.sink(), self.sink()
+        eng = self.setup_fanout(a, b)
+        ids = [self.send(eng, i) for i in range(3)]
+        self.assertTrue(a.wait_for(3) and b.wait_for(3))
+        self.assertTrue(wait_until(lambda: self.dest_stats(eng)["a"]["sent"] == 3))
+        # Passed by both cursors: reprocessing sends it again to both, after the others.
+        status, _ = eng.post_json("/channels/cur/messages/%s/reprocess" % ids[1], {})
+        self.assertEqual(status, 200)
+        self.assertTrue(a.wait_for(4) and b.wait_for(4))
+        time.sleep(0.3)
+        self.assertEqual(a.ids(), ids + [ids[1]])
+        self.assertEqual(b.ids(), ids + [ids[1]])
+        # Not reached by b's cursor (paused): b sends it once, a (passed) again.
+        self.assertEqual(eng.post_json("/channels/cur/destinations/b/pause", {})[0], 200)
+        ids.append(self.send(eng, 3))
+        self.assertTrue(a.wait_for(5))
+        self.assertTrue(wait_until(lambda: self.dest_stats(eng)["a"]["sent"] >= 5))
+        status, _ = eng.post_json("/channels/cur/messages/%s/reprocess" % ids[3], {})
+        self.assertEqual(status, 200)
+        self.assertTrue(a.wait_for(6))
+        self.assertEqual(eng.post_json("/channels/cur/destinations/b/resume", {})[0], 200)
+        self.assertTrue(b.wait_for(5))
+        time.sleep(0.5)
+        self.assertEqual(a.ids(), ids[:3] + [ids[1], ids[3], ids[3]])
+        self.assertEqual(b.ids(), ids[:3] + [ids[1], ids[3]], "b: once, not twice")
+        _, m = eng.get_json("/channels/cur/messages/%s" % ids[3])
+        self.assertEqual(m["status"], "sent")
+        eng.stop()
+
+    def test_redeploy_to_several_workers_turns_the_cursor_into_rows(self):
+        a, b = self.sink(), self.sink(start=False)
+        eng = self.setup_fanout(a, b)
+        ids = [self.send(eng, i) for i in range(10)]
+        self.assertTrue(a.wait_for(10))
+        self.assertEqual(self.dest_stats(eng)["b"]["queued"], 10)
+        # b gets two workers (parallel, row queues): what its cursor had not reached
+        # becomes rows, nothing is lost or sent twice.
+        self.write_channel(eng, "cur.json", (FANOUT % (a.port, b.port)).replace(
+            '"breaker_threshold": 0 }', '"breaker_threshold": 0, "workers": 2 }'))
+        status, body = eng.post_json("/channels/cur/deploy", {})
+        self.assertEqual(status, 200, body)
+        ids += [self.send(eng, i) for i in range(10, 14)]
+        b.start()
+        self.assertTrue(b.wait_for(14), "b got %d" % len(b.ids()))
+        self.assertTrue(a.wait_for(14))
+        time.sleep(0.5)
+        self.assertEqual(sorted(b.ids(), key=int), ids)
+        self.assertEqual(a.ids(), ids)
+        db = self.db(eng)
+        try:
+            cursors = [r[0] for r in db.execute("SELECT dest FROM chan_cursors").fetchall()]
+        finally:
+            db.close()
+        self.assertEqual(cursors, ["a"])
+        eng.stop()
+
+    def test_old_queue_rows_are_delivered_first_after_migration(self):
+        a, b = self.sink(), self.sink()
+        eng = self.setup_fanout(a, b)
+        ids = [self.send(eng, i) for i in range(6)]
+        self.assertTrue(a.wait_for(6) and b.wait_for(6))
+        eng.stop()
+        # Make the store what an older engine left: no cursor table, no route column, and
+        # the last four messages queued as rows of the old kind for both destinations.
+        db = sqlite3.connect(os.path.join(eng.data, "channels.db"), timeout=10)
+        version = db.execute("SELECT version FROM hv_schema WHERE module = 'channels'").fetchone()[0]
+        db.execute("DROP TABLE chan_cursors")
+        db.execute("ALTER TABLE chan_messages DROP COLUMN route")
+        db.execute("UPDATE hv_schema SET version = ? WHERE module = 'channels'", (version - 1,))
+        for mid in ids[2:]:
+            for dest in ("a", "b"):
+                db.execute("INSERT INTO chan_queue (channel, dest, message_id, state, updated_at,"
+                           " lane) VALUES ('cur', ?, ?, 'queued', 0, 0)", (dest, int(mid)))
+        db.execute("UPDATE chan_messages SET status = 'queued' WHERE id >= ?", (int(ids[2]),))
+        db.commit()
+        db.close()
+        eng.start()
+        ids += [self.send(eng, i) for i in range(6, 9)]
+        self.assertTrue(a.wait_for(13) and b.wait_for(13), (len(a.ids()), len(b.ids())))
+        time.sleep(0.3)
+        want = ids[:6] + ids[2:6] + ids[6:]
+        self.assertEqual(a.ids(), want)
+        self.assertEqual(b.ids(), want)
+        self.assertTrue(wait_until(lambda: self.dest_stats(eng)["a"]["queued"] == 0))
+        _, ch = eng.get_json("/channels/cur")
+        self.assertEqual((ch["statistics"]["sent"], ch["statistics"]["queued"]), (9, 0))
+        eng.stop()
+
+
+if __name__ == "__main__":
+    main()
