@@ -331,8 +331,9 @@ out:
  *   - Closing the writer (the last connection checkpoints and deletes the WAL) happens
  *     after hv__db_wal_stop has set FULL again.
  * A process crash (kill -9) loses nothing either way: the frames are in the page cache.
- * A reader on another connection may see a commit before its fdatasync returns; a power
- * failure in that window undoes a write that was read but never answered.
+ * Another connection (not the storage thread's jobs, whose answers wait for the sync too)
+ * may read a commit before its fdatasync returns; a power failure in that window undoes a
+ * write that was read but never answered (docs/fhir-store.md).
  */
 struct hv__db_wal {
     char path[4096 + 8];     /* the -wal file */
