@@ -48,6 +48,7 @@
 typedef struct sqlite_db {
     hv_db_t base;
     sqlite3 *h;
+    hv__db_wal_t *wal; /* set while the connection commits without fsync (hv__db_wal_start) */
 } sqlite_db_t;
 
 typedef struct sqlite_stmt {
@@ -68,6 +69,8 @@ static int fail(hv_db_t *db, int src) {
 }
 
 static void sqlite_close(hv_db_t *db) {
+    /* A connection still without fsync must not run its closing checkpoint unsynced. */
+    if (SDB(db)->wal != NULL) hv__db_wal_stop(db);
     /* close_v2 turns the handle into a zombie instead of failing if a statement
      * that escaped the cache is still open; it is then freed with that statement. */
     sqlite3_close_v2(SDB(db)->h);
@@ -299,4 +302,152 @@ out:
         hv_free(db);
     }
     return rc;
+}
+
+/* ------------------------------------------------------------------------- */
+/*
+ * Pipelined commits (engine/storage.c): the writer connection commits with
+ * synchronous=OFF, and the storage's sync thread makes each commit durable with
+ * fdatasync of the -wal file before any answer of it is released.
+ *
+ * Why this is as durable as synchronous=FULL for answered writes (sqlite.org/wal.html,
+ * "Checkpointing" and "Automatic Checkpoint"; src/wal.c walCheckpoint, walRestartLog):
+ *   - A WAL commit appends frames (page images, the last marked as a commit frame with
+ *     a running checksum) to the -wal file with write(). With OFF, SQLite does not sync
+ *     them. fdatasync of the file afterwards puts every frame written before it on disk,
+ *     with the file size; recovery replays the frames up to the last valid commit frame.
+ *     Frames written after the fdatasync and lost in a power failure fail the checksum
+ *     chain and are ignored: only unanswered commits are lost.
+ *   - Frames already synced are overwritten only when the WAL restarts from its start,
+ *     and SQLite restarts it only after a checkpoint has copied every frame into the
+ *     database file (nBackfill == mxFrame). So checkpoints decide durability. The
+ *     writer's own automatic checkpoint would run with the writer's sync flags: none
+ *     with OFF, which could copy frames into the database file without fsync and let
+ *     the next commit overwrite them. The writer therefore has its automatic checkpoint
+ *     off (sqlite3_wal_hook replaces it; the hook only records the WAL's size) and
+ *     checkpoints run on a second connection with synchronous=FULL
+ *     (hv__db_wal_checkpoint), which syncs the WAL before copying and the database file
+ *     after copying, before it records the frames as backfilled.
+ *   - Closing the writer (the last connection checkpoints and deletes the WAL) happens
+ *     after hv__db_wal_stop has set FULL again.
+ * A process crash (kill -9) loses nothing either way: the frames are in the page cache.
+ * Another connection (not the storage thread's jobs, whose answers wait for the sync too)
+ * may read a commit before its fdatasync returns; a power failure in that window undoes a
+ * write that was read but never answered (docs/fhir-store.md).
+ */
+struct hv__db_wal {
+    char path[4096 + 8];     /* the -wal file */
+    int fd;                  /* sync thread: the -wal file, opened at the first sync */
+    sqlite3 *ckpt;           /* checkpoint thread: its own connection, synchronous=FULL */
+    int frames;              /* frames in the WAL after the writer's last commit (atomic) */
+};
+
+static int wal_hook(void *arg, sqlite3 *h, const char *dbname, int frames) {
+    hv__db_wal_t *w = arg;
+    (void)h;
+    (void)dbname;
+    __atomic_store_n(&w->frames, frames, __ATOMIC_RELAXED);
+    return SQLITE_OK;
+}
+
+int hv__db_wal_start(hv_db_t *db, hv__db_wal_t **out) {
+    hv__db_wal_t *w = NULL;
+    const char *file;
+    int rc;
+    if (db->kind != HV_DB_SQLITE || SDB(db)->wal != NULL) return HV_EINVAL;
+    file = sqlite3_db_filename(SDB(db)->h, "main");
+    if (file == NULL || file[0] == '\0') return HV_EINVAL;
+    w = hv_calloc(1, sizeof(*w));
+    if (w == NULL) return HV_ENOMEM;
+    w->fd = -1;
+    if ((size_t)snprintf(w->path, sizeof(w->path), "%s-wal", file) >= sizeof(w->path)) {
+        rc = HV_EINVAL;
+        goto out;
+    }
+    rc = HV_EDB;
+    if (sqlite3_open_v2(file, &w->ckpt, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+        SQLITE_OK) {
+        hv__db_set_error(db, "checkpoint connection: %s",
+                         w->ckpt != NULL ? sqlite3_errmsg(w->ckpt) : "out of memory");
+        goto out;
+    }
+    sqlite3_busy_timeout(w->ckpt, BUSY_TIMEOUT_MS);
+    if (sqlite3_exec(w->ckpt, "PRAGMA synchronous=FULL", NULL, NULL, NULL) != SQLITE_OK) {
+        hv__db_set_error(db, "checkpoint connection: %s", sqlite3_errmsg(w->ckpt));
+        goto out;
+    }
+    rc = sqlite_exec(db, "PRAGMA synchronous=OFF");
+    if (rc != HV_OK) goto out;
+    sqlite3_wal_hook(SDB(db)->h, wal_hook, w);
+    SDB(db)->wal = w;
+    *out = w;
+    return HV_OK;
+out:
+    if (w->ckpt != NULL) sqlite3_close_v2(w->ckpt);
+    hv_free(w);
+    return rc;
+}
+
+int hv__db_wal_frames(hv__db_wal_t *w) { return __atomic_load_n(&w->frames, __ATOMIC_RELAXED); }
+
+/* Opens the -wal file and makes its directory entry durable (the file may be new). */
+static int wal_open(hv__db_wal_t *w) {
+    char dir[sizeof(w->path)];
+    char *slash;
+    int dfd;
+    w->fd = open(w->path, O_RDWR | O_CLOEXEC);
+    if (w->fd < 0) return HV_EIO;
+    memcpy(dir, w->path, sizeof(dir));
+    slash = strrchr(dir, '/');
+    if (slash == NULL) {
+        dir[0] = '.';
+        dir[1] = '\0';
+    } else if (slash == dir) {
+        dir[1] = '\0';
+    } else {
+        *slash = '\0';
+    }
+    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) return HV_EIO;
+    if (fsync(dfd) != 0) {
+        close(dfd);
+        return HV_EIO;
+    }
+    close(dfd);
+    return HV_OK;
+}
+
+int hv__db_wal_sync(hv__db_wal_t *w) {
+    struct stat st;
+    /* The writer keeps the -wal file while it is open, but a file unlinked under us
+     * (st_nlink 0) would make our fdatasync meaningless: open it again. */
+    if (w->fd >= 0 && (fstat(w->fd, &st) != 0 || st.st_nlink == 0)) {
+        close(w->fd);
+        w->fd = -1;
+    }
+    if (w->fd < 0 && wal_open(w) != HV_OK) return HV_EIO;
+    return fdatasync(w->fd) == 0 ? HV_OK : HV_EIO;
+}
+
+int hv__db_wal_checkpoint(hv__db_wal_t *w) {
+    int log = 0, done = 0;
+    int rc = sqlite3_wal_checkpoint_v2(w->ckpt, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+    /* SQLITE_BUSY: another checkpoint runs; the next one catches up. */
+    return rc == SQLITE_OK || rc == SQLITE_BUSY ? HV_OK : HV_EDB;
+}
+
+void hv__db_wal_stop(hv_db_t *db) {
+    hv__db_wal_t *w = SDB(db)->wal;
+    if (w == NULL) return;
+    SDB(db)->wal = NULL;
+    /* Back to fsync on commit and SQLite's own automatic checkpoint (default 1000 pages). */
+    sqlite_exec(db, "PRAGMA synchronous=FULL");
+    sqlite3_wal_autocheckpoint(SDB(db)->h, 1000);
+    if (w->fd >= 0) {
+        /* Everything committed while pipelined is synced before the caller goes on. */
+        if (fdatasync(w->fd) != 0) hv__db_set_error(db, "fdatasync of the WAL failed");
+        close(w->fd);
+    }
+    sqlite3_close_v2(w->ckpt);
+    hv_free(w);
 }

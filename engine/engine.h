@@ -439,6 +439,14 @@ int hv_storage_submit_lazy(hv_storage_t *s, hv_storage_job_cb job, hv_storage_do
  * after the rollback would get wrong (engine/storage.c).
  */
 int hv_storage_submit_rerun(hv_storage_t *s, hv_storage_job_cb job, hv_storage_done_cb done, void *arg);
+/*
+ * Pipelined commits (SQLite with synchronous FULL only, else HV_ENOTSUP): each batch
+ * commits without fsync and the next batch runs while a sync thread fdatasyncs the
+ * WAL; a batch's done callbacks still run only after its data is on disk. Checkpoints
+ * run on a connection of their own, with full syncs, once the WAL holds
+ * checkpoint_pages frames. Call once, before the first submit (engine/storage.c).
+ */
+int hv_storage_pipeline(hv_storage_t *s, int checkpoint_pages);
 size_t hv_storage_queued(hv_storage_t *s);
 /* Runs what is queued, stops the thread, closes the db, then frees. Call from the loop thread. */
 void hv_storage_free(hv_storage_t *s);
@@ -463,6 +471,9 @@ typedef struct hv_storage_stats {
     uint64_t largest_batch;  /* the most jobs one transaction held */
     uint64_t commit_ns;      /* time spent in COMMIT (fsync), total */
     uint64_t batch_ns;       /* time from BEGIN to the end of COMMIT, total */
+    uint64_t syncs;          /* pipelined: fdatasync calls of the WAL */
+    uint64_t sync_ns;        /* pipelined: time in those fdatasync calls, total */
+    uint64_t checkpoints;    /* pipelined: checkpoints run */
 } hv_storage_stats_t;
 
 /* A consistent snapshot of the counters; any thread. */

@@ -185,4 +185,8 @@ void hv__monitor_tick(hv_engine_t *e);
 int hv__serve(hv_engine_t *e, int argc, char **argv);
 extern const hv_setting_t hv__engine_settings[];
 
+/* Tests only (engine/storage.c): when set, the pipelined sync thread calls it before each
+ * fdatasync of the WAL; a status other than HV_OK counts as a failed fdatasync. */
+extern int (*hv__storage_sync_hook)(void);
+
 #endif

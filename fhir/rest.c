@@ -604,6 +604,15 @@ int hv__fhir_rest_init(hv_engine_t *e, void **state)
         hv_db_close(db);
         goto fail;
     }
+    /* SQLite with fhir.synchronous FULL: the next batch runs during the WAL's fdatasync
+     * (engine/storage.c); other modes and PostgreSQL keep their own commit. */
+    if (hv_config_bool(cfg, "fhir.commit_pipeline") && hv_db_kind(db) == HV_DB_SQLITE &&
+        strcmp(hv_config_str(cfg, "fhir.synchronous"), "FULL") == 0) {
+        int ckpt = (int)hv_config_int(cfg, "fhir.checkpoint_pages");
+        rc = hv_storage_pipeline(f->storage, ckpt > 0 ? ckpt : 1000);
+        if (rc != HV_OK)
+            goto fail;
+    }
     f->m_reads = hv_metrics_counter(m, "hv_fhir_reads_total", "FHIR reads answered from the store.", NULL);
     f->m_writes = hv_metrics_counter(m, "hv_fhir_writes_total", "FHIR resource versions written.", NULL);
     f->m_errors = hv_metrics_counter(m, "hv_fhir_errors_total", "FHIR requests answered with an error.", NULL);

@@ -5,6 +5,8 @@
  * Each test ends with every handle closed and uv_loop_close() == 0.
  */
 #include "dbtest.h"
+#include "engine/db_int.h"
+#include "engine/engine_int.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -30,6 +32,7 @@ struct ctx {
     uv_sem_t gate;
     uv_sem_t running;
     hv_storage_t *storage;
+    hv_db_t *db; /* the storage's connection (storage thread only, but for its name) */
     job_t jobs[NJOBS];
     int seq;
     int off_loop;    /* done callbacks that ran on another thread */
@@ -72,6 +75,9 @@ static void on_done(int status, void *arg) {
 
 /* When set, ctx_start sets this durability on the database before the storage takes it. */
 static const char *start_sync;
+/* When positive, ctx_start turns pipelined commits on with this checkpoint threshold (SQLite;
+ * on PostgreSQL it checks that they are refused and runs without). */
+static int start_pipeline;
 
 static void ctx_start(ctx_t *c, void **state, size_t max_queue, size_t max_batch,
                       const char *extra_ddl) {
@@ -92,6 +98,10 @@ static void ctx_start(ctx_t *c, void **state, size_t max_queue, size_t max_batch
         c->jobs[i].status = 1; /* not a status: proves done ran */
     }
     assert_int_equal(hv_storage_new(&c->loop, db, max_queue, max_batch, &c->storage), HV_OK);
+    c->db = db;
+    if (start_pipeline > 0)
+        assert_int_equal(hv_storage_pipeline(c->storage, start_pipeline),
+                         hv_db_kind(db) == HV_DB_SQLITE ? HV_OK : HV_ENOTSUP);
 }
 
 /* Frees the storage, lets its close callback run, and checks the loop is empty. */
@@ -462,6 +472,167 @@ static void storage_lazy_changes_nothing_when_not_full(void **state) {
     test_free(c);
 }
 
+/* ---- pipelined commits (hv_storage_pipeline) ---------------------------------- */
+
+/* The existing behaviours hold with pipelined commits too. */
+static void storage_pipelined_group_commit_batches_jobs(void **state) {
+    start_pipeline = 1000;
+    storage_group_commit_batches_jobs(state);
+    start_pipeline = 0;
+}
+
+static void storage_pipelined_failing_job_rolls_back_alone(void **state) {
+    start_pipeline = 1000;
+    storage_failing_job_rolls_back_alone(state);
+    start_pipeline = 0;
+}
+
+static void storage_pipelined_rerun_failure_keeps_each_outcome(void **state) {
+    start_pipeline = 1000;
+    storage_rerun_job_failure_reruns_batch_with_savepoints(state);
+    start_pipeline = 0;
+}
+
+/* The sync hook: holds the fdatasync while hold is set, and fails it with sync_rc. */
+static uv_sem_t sync_entered, sync_gate;
+static int sync_hold, sync_rc;
+
+static int sync_hook(void) {
+    if (__atomic_load_n(&sync_hold, __ATOMIC_SEQ_CST)) {
+        uv_sem_post(&sync_entered);
+        uv_sem_wait(&sync_gate);
+    }
+    return sync_rc;
+}
+
+static int is_sqlite(void **state) { return ((const dbtest_backend_t *)*state)->url == NULL; }
+
+/*
+ * While batch 1's fdatasync is held, batch 2 runs (the pipeline), and batch 1's done
+ * callback has not run: an answer waits for its WAL sync. The jobs commit with
+ * synchronous OFF (no fsync of their own).
+ */
+static void storage_pipelined_next_batch_runs_while_answers_wait_for_sync(void **state) {
+    ctx_t *c = test_malloc(sizeof(*c));
+    hv_storage_stats_t stats;
+    count_req_t r;
+    int durable = -1;
+    if (!is_sqlite(state)) {
+        start_pipeline = 1000;
+        ctx_start(c, state, 16, 16, NULL); /* asserts HV_ENOTSUP */
+        start_pipeline = 0;
+        ctx_finish(c);
+        test_free(c);
+        return;
+    }
+    assert_int_equal(uv_sem_init(&sync_entered, 0), 0);
+    assert_int_equal(uv_sem_init(&sync_gate, 0), 0);
+    start_pipeline = 1000;
+    ctx_start(c, state, 16, 16, NULL);
+    start_pipeline = 0;
+    hv__storage_sync_hook = sync_hook;
+    sync_rc = HV_OK;
+    __atomic_store_n(&sync_hold, 1, __ATOMIC_SEQ_CST);
+    assert_int_equal(hv_storage_submit(c->storage, insert_job, on_done, &c->jobs[0]), HV_OK);
+    uv_sem_wait(&sync_entered); /* batch 1 committed; its fdatasync is held */
+    submit_blocker(c, &c->jobs[1]); /* batch 2 is running on the storage thread */
+    uv_sleep(20);
+    uv_run(&c->loop, UV_RUN_NOWAIT);
+    assert_int_equal(c->jobs[0].done_calls, 0);
+    assert_int_equal(c->jobs[1].done_calls, 0);
+    assert_int_equal(hv_storage_submit(c->storage, sync_job, NULL, &durable), HV_OK);
+    __atomic_store_n(&sync_hold, 0, __ATOMIC_SEQ_CST);
+    uv_sem_post(&c->gate);
+    uv_sem_post(&sync_gate);
+    assert_int_equal(uv_run(&c->loop, UV_RUN_DEFAULT), 0);
+    hv__storage_sync_hook = NULL;
+    assert_int_equal(c->jobs[0].status, HV_OK);
+    assert_int_equal(c->jobs[1].status, HV_OK);
+    assert_true(c->jobs[0].done_seq < c->jobs[1].done_seq);
+    assert_int_equal(durable, 0); /* synchronous OFF inside the pipeline */
+    hv_storage_stats(c->storage, &stats);
+    assert_true(stats.syncs >= 2);
+    count_rows(c, &r);
+    assert_int_equal(r.count, 2);
+    ctx_finish(c);
+    uv_sem_destroy(&sync_entered);
+    uv_sem_destroy(&sync_gate);
+    test_free(c);
+}
+
+/* A failed fdatasync fails the answers it covered, and every later job fails without running. */
+static void storage_pipelined_sync_failure_fails_answers(void **state) {
+    ctx_t *c = test_malloc(sizeof(*c));
+    int i;
+    if (!is_sqlite(state)) {
+        test_free(c);
+        return; /* pipelining is refused on PostgreSQL: the test above checks it */
+    }
+    start_pipeline = 1000;
+    ctx_start(c, state, 16, 16, NULL);
+    start_pipeline = 0;
+    hv__storage_sync_hook = sync_hook;
+    sync_rc = HV_EIO;
+    for (i = 0; i < 3; i++)
+        assert_int_equal(hv_storage_submit(c->storage, insert_job, on_done, &c->jobs[i]), HV_OK);
+    assert_int_equal(uv_run(&c->loop, UV_RUN_DEFAULT), 0);
+    for (i = 0; i < 3; i++) assert_int_equal(c->jobs[i].status, HV_EIO);
+    sync_rc = HV_OK;
+    assert_int_equal(hv_storage_submit(c->storage, insert_job, on_done, &c->jobs[3]), HV_OK);
+    assert_int_equal(uv_run(&c->loop, UV_RUN_DEFAULT), 0);
+    hv__storage_sync_hook = NULL;
+    assert_int_equal(c->jobs[3].status, HV_EIO);
+    assert_int_equal(c->jobs[3].runs, 0);
+    ctx_finish(c);
+    test_free(c);
+}
+
+/*
+ * Checkpoints after every commit (threshold 1 page) while batches keep committing:
+ * every row is kept, the WAL is restarted (it stays small), and a fresh connection
+ * opened after the storage is closed reads every row and a sound database.
+ */
+static void storage_pipelined_checkpoints_keep_every_row(void **state) {
+    const dbtest_backend_t *b = *state;
+    ctx_t *c = test_malloc(sizeof(*c));
+    hv_storage_stats_t stats;
+    hv_db_t *db = NULL, *two = NULL;
+    hv_error_t err;
+    char name[64];
+    count_req_t r;
+    int round, i;
+    if (!is_sqlite(state)) {
+        test_free(c);
+        return; /* pipelining is refused on PostgreSQL */
+    }
+    start_pipeline = 1;
+    ctx_start(c, state, 128, 8, NULL);
+    start_pipeline = 0;
+    for (round = 0; round < 10; round++) {
+        for (i = round * 10; i < round * 10 + 10; i++)
+            assert_int_equal(hv_storage_submit_rerun(c->storage, insert_job, on_done, &c->jobs[i]), HV_OK);
+        assert_int_equal(uv_run(&c->loop, UV_RUN_DEFAULT), 0);
+    }
+    for (i = 0; i < NJOBS; i++) assert_int_equal(c->jobs[i].status, HV_OK);
+    hv_storage_stats(c->storage, &stats);
+    assert_true(stats.checkpoints > 0);
+    count_rows(c, &r);
+    assert_int_equal(r.count, NJOBS);
+    /* A second connection while the writer is open reads every row. */
+    two = dbtest_reopen(b, c->db);
+    assert_int_equal(dbtest_query_int(two, "SELECT COUNT(*) FROM jobs"), NJOBS);
+    hv_db_close(two);
+    snprintf(name, sizeof(name), "%s", c->db->name);
+    ctx_finish(c);
+    /* After the close (FULL again, SQLite's last checkpoint): a sound database, every row. */
+    hv_error_clear(&err);
+    assert_int_equal(hv_db_open(NULL, b->dir, name, &db, &err), HV_OK);
+    assert_int_equal(dbtest_query_int(db, "SELECT COUNT(*) FROM jobs"), NJOBS);
+    assert_int_equal(dbtest_query_int(db, "SELECT COUNT(*) FROM pragma_integrity_check WHERE integrity_check = 'ok'"), 1);
+    hv_db_close(db);
+    test_free(c);
+}
+
 int run_storage_tests(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(storage_group_commit_batches_jobs),
@@ -475,6 +646,12 @@ int run_storage_tests(void) {
         cmocka_unit_test(storage_idle_loop_returns_and_closes),
         cmocka_unit_test(storage_lazy_batch_commits_relaxed_then_durable_again),
         cmocka_unit_test(storage_lazy_changes_nothing_when_not_full),
+        cmocka_unit_test(storage_pipelined_group_commit_batches_jobs),
+        cmocka_unit_test(storage_pipelined_failing_job_rolls_back_alone),
+        cmocka_unit_test(storage_pipelined_rerun_failure_keeps_each_outcome),
+        cmocka_unit_test(storage_pipelined_next_batch_runs_while_answers_wait_for_sync),
+        cmocka_unit_test(storage_pipelined_sync_failure_fails_answers),
+        cmocka_unit_test(storage_pipelined_checkpoints_keep_every_row),
     };
     return dbtest_run_group("engine/storage", tests, HV_ARRAY_LEN(tests));
 }
