@@ -16,7 +16,6 @@
 #include "config.h"
 
 #include <json-c/json.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,6 +119,8 @@ int hv__jv_put(hv_arena_t *a, hv__jv_t *o, const char *key, hv__jv_t *v, unsigne
     if (m == NULL) return HV_ENOMEM;
     if (!(flags & HV__JV_KCONST) && (key = hv_arena_strdup(a, key)) == NULL) return HV_ENOMEM;
     m->k = key;
+    m->klen = strlen(key);
+    m->plain = (flags & HV__JV_KCONST) != 0;
     m->v = v;
     m->next = NULL;
     if (o->u.o.tail != NULL) o->u.o.tail->next = m;
@@ -200,71 +201,140 @@ int hv__jv_equal(const hv__jv_t *x, const hv__jv_t *y, int depth) {
 /* Writing                                                                   */
 /* ------------------------------------------------------------------------- */
 
-/* Bytes that need an escape: the controls, '"', '\\' and (when asked) '/'. */
-static unsigned char needs_esc[256];
-static void esc_table(void) {
-    unsigned i;
-    for (i = 0; i < 0x20; i++) needs_esc[i] = 1;
-    needs_esc['"'] = needs_esc['\\'] = 1;
-    needs_esc['/'] = 2;
-}
+/*
+ * The writer appends straight into the buffer's storage: w.p is the next byte, w.end the end
+ * of the room reserved. need() makes room for n more bytes (the buffer grows by doubling, so
+ * that is rare) and is the only place that can fail.
+ */
+typedef struct writer {
+    hv_buf_t *b;
+    char *p, *end;
+    unsigned flags;
+} writer_t;
 
-/* Appends s[0..n) quoted and escaped as json-c's json_escape_str. */
-static int put_str(hv_buf_t *b, const char *s, size_t n, unsigned flags) {
-    static const char hex[] = "0123456789abcdef";
-    unsigned char slash = flags & HV__JV_SLASH ? 2 : 3; /* needs_esc['/'] == 2 */
-    size_t i, start = 0;
-    int rc = hv_buf_reserve(b, n + 2);
+static int grow(writer_t *w, size_t n) {
+    int rc;
+    w->b->len = (size_t)(w->p - w->b->data);
+    /* Grow by at least 4 KiB; near a capped buffer's end, by what is asked. */
+    rc = hv_buf_reserve(w->b, n < 4096 ? 4096 : n);
+    if (rc != HV_OK && n < 4096) rc = hv_buf_reserve(w->b, n);
     if (rc != HV_OK) return rc;
-    b->data[b->len++] = '"';
-    for (i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i], e = needs_esc[ch];
-        char esc[6];
-        size_t el = 2;
-        if (e == 0 || (e == 2 && slash != 2)) continue;
-        esc[0] = '\\';
-        switch (ch) {
-        case '\b': esc[1] = 'b'; break;
-        case '\n': esc[1] = 'n'; break;
-        case '\r': esc[1] = 'r'; break;
-        case '\t': esc[1] = 't'; break;
-        case '\f': esc[1] = 'f'; break;
-        case '"': esc[1] = '"'; break;
-        case '\\': esc[1] = '\\'; break;
-        case '/': esc[1] = '/'; break;
-        default:
-            memcpy(esc + 1, "u00", 3);
-            esc[4] = hex[ch >> 4];
-            esc[5] = hex[ch & 15];
-            el = 6;
-        }
-        if ((rc = hv_buf_reserve(b, (i - start) + el + (n - i) + 1)) != HV_OK) return rc;
-        memcpy(b->data + b->len, s + start, i - start);
-        b->len += i - start;
-        memcpy(b->data + b->len, esc, el);
-        b->len += el;
-        start = i + 1;
-    }
-    if ((rc = hv_buf_reserve(b, (n - start) + 1)) != HV_OK) return rc;
-    memcpy(b->data + b->len, s + start, n - start);
-    b->len += n - start;
-    b->data[b->len++] = '"';
-    b->data[b->len] = '\0';
+    w->p = w->b->data + w->b->len;
+    w->end = w->b->data + w->b->cap - 1; /* the terminating NUL's place */
     return HV_OK;
 }
 
-static int put_raw(hv_buf_t *b, const char *s, size_t n) { return hv_buf_append(b, s, n); }
+static inline int need(writer_t *w, size_t n) {
+    if ((size_t)(w->end - w->p) > n) return HV_OK;
+    return grow(w, n);
+}
 
-static int write_v(const hv__jv_t *v, hv_buf_t *b, unsigned flags, int depth) {
+/* 1 for the bytes a string escapes (below 0x20, '"', '\\'), 2 for '/' (escaped when asked). */
+static const unsigned char esc_class[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+};
+
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+/* The high bit of each byte of x that is zero (exact; SWAR, "Bit Twiddling Hacks"). */
+static inline uint64_t zero_bytes(uint64_t x) { return ~(((x & ~HIGHS) + ~HIGHS) | x) & HIGHS; }
+
+/* Appends s[0..n) quoted and escaped as json-c's json_escape_str: eight bytes at a time
+ * while none of them needs an escape (a byte below 0x20, '"', '\\', and '/' when asked). */
+static int put_str(writer_t *w, const char *s, size_t n) {
+    static const char hex[] = "0123456789abcdef";
+    int slash = (w->flags & HV__JV_SLASH) != 0;
+    size_t i = 0;
+    int rc;
+    /* Room for the worst case, every byte as "\u00xx", and for a last word written whole. */
+    if (n > (SIZE_MAX - 11) / 6) return HV_ETOOBIG;
+    if ((rc = need(w, 6 * n + 11)) != HV_OK) return rc;
+    *w->p++ = '"';
+    if (n < 16) {
+        /* Short strings (most keys and codes): a byte at a time through the class table. */
+        unsigned char stop = slash ? 1 | 2 : 1;
+        for (; i < n; i++) {
+            unsigned char ch = (unsigned char)s[i];
+            if (esc_class[ch] & stop) break;
+            w->p[i] = (char)ch;
+        }
+        w->p += i;
+    }
+    while (i < n) {
+        size_t r = n - i < 8 ? n - i : 8, k;
+        uint64_t x, hit;
+        if (r == 8) {
+            memcpy(&x, s + i, 8);
+        } else {
+            /* A short last piece, padded with 'a' (needs no escape) in memory order. */
+            unsigned char t[8] = {'a', 'a', 'a', 'a', 'a', 'a', 'a', 'a'};
+            for (k = 0; k < r; k++) t[k] = (unsigned char)s[i + k];
+            memcpy(&x, t, 8);
+        }
+        /* x < 0x20 per byte: the top three bits are zero. */
+        hit = zero_bytes(x & (0xE0ULL * ONES)) | zero_bytes(x ^ ('"' * ONES)) | zero_bytes(x ^ ('\\' * ONES));
+        if (slash) hit |= zero_bytes(x ^ ('/' * ONES));
+        if (hit == 0) {
+            memcpy(w->p, &x, 8); /* only r of them count */
+            w->p += r;
+            i += r;
+            continue;
+        }
+        for (k = 0; k < r; k++, i++) {
+            unsigned char ch = (unsigned char)s[i];
+            if (ch >= 0x20 && ch != '"' && ch != '\\' && (ch != '/' || !slash)) {
+                *w->p++ = (char)ch;
+                continue;
+            }
+            *w->p++ = '\\';
+            switch (ch) {
+            case '\b': *w->p++ = 'b'; break;
+            case '\n': *w->p++ = 'n'; break;
+            case '\r': *w->p++ = 'r'; break;
+            case '\t': *w->p++ = 't'; break;
+            case '\f': *w->p++ = 'f'; break;
+            case '"': *w->p++ = '"'; break;
+            case '\\': *w->p++ = '\\'; break;
+            case '/': *w->p++ = '/'; break;
+            default:
+                memcpy(w->p, "u00", 3);
+                w->p[3] = hex[ch >> 4];
+                w->p[4] = hex[ch & 15];
+                w->p += 5;
+            }
+        }
+    }
+    *w->p++ = '"';
+    return HV_OK;
+}
+
+static int put_raw(writer_t *w, const char *s, size_t n) {
+    int rc = need(w, n);
+    if (rc != HV_OK) return rc;
+    memcpy(w->p, s, n);
+    w->p += n;
+    return HV_OK;
+}
+
+static int put_c(writer_t *w, char ch) {
+    int rc = need(w, 1);
+    if (rc != HV_OK) return rc;
+    *w->p++ = ch;
+    return HV_OK;
+}
+
+static int write_v(writer_t *w, const hv__jv_t *v, int depth) {
     int rc = HV_OK;
     size_t i;
     const hv__jmem_t *m;
     char num[24];
     if (depth > HV__JV_MAX_DEPTH) return HV_ETOOBIG;
-    if (v == NULL) return put_raw(b, "null", 4);
+    if (v == NULL) return put_raw(w, "null", 4);
     switch (v->t) {
-    case HV__JV_NULL: return put_raw(b, "null", 4);
-    case HV__JV_BOOL: return v->u.i ? put_raw(b, "true", 4) : put_raw(b, "false", 5);
+    case HV__JV_NULL: return put_raw(w, "null", 4);
+    case HV__JV_BOOL: return v->u.i ? put_raw(w, "true", 4) : put_raw(w, "false", 5);
     case HV__JV_INT: {
         /* Decimal digits written backwards, then the sign. */
         unsigned long long u = v->u.i < 0 ? 0ULL - (unsigned long long)v->u.i : (unsigned long long)v->u.i;
@@ -272,41 +342,62 @@ static int write_v(const hv__jv_t *v, hv_buf_t *b, unsigned flags, int depth) {
         do num[--o] = (char)('0' + u % 10), u /= 10;
         while (u > 0);
         if (v->u.i < 0) num[--o] = '-';
-        return put_raw(b, num + o, sizeof(num) - o);
+        return put_raw(w, num + o, sizeof(num) - o);
     }
-    case HV__JV_NUM: return put_raw(b, v->u.s, v->n);
-    case HV__JV_STR: return put_str(b, v->u.s, v->n, flags);
+    case HV__JV_NUM: return put_raw(w, v->u.s, v->n);
+    case HV__JV_STR: return put_str(w, v->u.s, v->n);
     case HV__JV_ARR:
-        if ((rc = hv_buf_putc(b, '[')) != HV_OK) return rc;
+        if ((rc = put_c(w, '[')) != HV_OK) return rc;
         for (i = 0; i < v->n && rc == HV_OK; i++) {
-            if (i > 0 && (rc = hv_buf_putc(b, ',')) != HV_OK) break;
-            rc = write_v(v->u.a[i], b, flags, depth + 1);
+            if (i > 0 && (rc = put_c(w, ',')) != HV_OK) break;
+            rc = write_v(w, v->u.a[i], depth + 1);
         }
-        return rc == HV_OK ? hv_buf_putc(b, ']') : rc;
+        return rc == HV_OK ? put_c(w, ']') : rc;
     default:
-        if ((rc = hv_buf_putc(b, '{')) != HV_OK) return rc;
+        if ((rc = put_c(w, '{')) != HV_OK) return rc;
         for (m = v->u.o.head; m != NULL && rc == HV_OK; m = m->next) {
-            if (m != v->u.o.head && (rc = hv_buf_putc(b, ',')) != HV_OK) break;
-            if ((rc = put_str(b, m->k, strlen(m->k), flags)) != HV_OK) break;
-            if ((rc = hv_buf_putc(b, ':')) != HV_OK) break;
-            rc = write_v(m->v, b, flags, depth + 1);
+            if (m != v->u.o.head && (rc = put_c(w, ',')) != HV_OK) break;
+            if (m->plain) {
+                /* A constant key (a literal or a FHIR model name) needs no escape. */
+                if ((rc = need(w, m->klen + 3)) != HV_OK) break;
+                *w->p++ = '"';
+                memcpy(w->p, m->k, m->klen);
+                w->p += m->klen;
+                *w->p++ = '"';
+                *w->p++ = ':';
+            } else {
+                if ((rc = put_str(w, m->k, m->klen)) != HV_OK) break;
+                if ((rc = put_c(w, ':')) != HV_OK) break;
+            }
+            rc = write_v(w, m->v, depth + 1);
         }
-        return rc == HV_OK ? hv_buf_putc(b, '}') : rc;
+        return rc == HV_OK ? put_c(w, '}') : rc;
     }
 }
 
 int hv__jv_write(const hv__jv_t *v, hv_buf_t *out, unsigned flags) {
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
     size_t before = out->len;
+    writer_t w;
     int rc;
-    pthread_once(&once, esc_table);
-    rc = write_v(v, out, flags, 0);
+    w.b = out;
+    w.flags = flags;
+    w.p = w.end = NULL;
+    if (out->data != NULL) {
+        w.p = out->data + out->len;
+        w.end = out->data + out->cap - 1;
+    }
+    rc = write_v(&w, v, 0);
+    if (rc == HV_OK && w.p == NULL) rc = need(&w, 1); /* nothing written into an empty buffer */
+    if (rc == HV_OK && out->max != 0 && (size_t)(w.p - out->data) > out->max) rc = HV_ETOOBIG;
     if (rc != HV_OK) {
         /* Nothing half-written stays. */
         out->len = before;
         if (out->data != NULL) out->data[before] = '\0';
+        return rc;
     }
-    return rc;
+    out->len = (size_t)(w.p - out->data);
+    out->data[out->len] = '\0';
+    return HV_OK;
 }
 
 /* ------------------------------------------------------------------------- */

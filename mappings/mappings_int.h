@@ -152,6 +152,8 @@ enum { HV__JV_NULL, HV__JV_BOOL, HV__JV_INT, HV__JV_NUM, HV__JV_STR, HV__JV_ARR,
 typedef struct hv__jv hv__jv_t;
 typedef struct hv__jmem {
     const char *k;
+    size_t klen;
+    int plain; /* the key was put with HV__JV_KCONST: written without looking for escapes */
     hv__jv_t *v;
     struct hv__jmem *next;
 } hv__jmem_t;
@@ -181,7 +183,8 @@ hv__jv_t *hv__jv_strn(hv_arena_t *a, const char *s, size_t n);
 hv__jv_t *hv__jv_str_ref(hv_arena_t *a, const char *s);
 /* Replaces the text of string value v (a copy). */
 int hv__jv_set_str(hv_arena_t *a, hv__jv_t *v, const char *s);
-/* Flags of hv__jv_put: KCONST keeps the key pointer (it outlives the tree) instead of a copy;
+/* Flags of hv__jv_put: KCONST keeps the key pointer (it outlives the tree) instead of a copy,
+ * and promises that the key needs no JSON escape (a C literal or a FHIR model element name);
  * KNEW appends without looking for the key (only when o is known not to have it). */
 #define HV__JV_KCONST 1u
 #define HV__JV_KNEW 2u
@@ -200,7 +203,8 @@ void hv__jv_del_at(hv__jv_t *arr, size_t i);
 int hv__jv_equal(const hv__jv_t *x, const hv__jv_t *y, int depth);
 /* Appends v as JSON text (see jtree.c for the exact bytes); HV__JV_SLASH escapes '/' as json-c
  * does by default. On failure (HV_ETOOBIG at out's cap or past HV__JV_MAX_DEPTH, HV_ENOMEM)
- * out is left as it was. */
+ * out is left as it was. A capped out must have room for a string's worst case (six bytes a
+ * byte) while it is written. */
 #define HV__JV_SLASH 1u
 int hv__jv_write(const hv__jv_t *v, hv_buf_t *out, unsigned flags);
 /* The same tree as json-c objects (a new reference); NULL on ENOMEM. */
