@@ -194,6 +194,17 @@ int hv__jv_put_str(hv_arena_t *a, hv__jv_t *o, const char *key, const char *s, u
 /* The member key of o (NULL when o is not an object or has none); _str only a string's text. */
 hv__jv_t *hv__jv_get(const hv__jv_t *o, const char *key);
 const char *hv__jv_get_str(const hv__jv_t *o, const char *key);
+/* As json_object_object_get_ex: 1 when o has member key (*v set to it, v may be NULL). */
+static inline int hv__jv_get_ex(const hv__jv_t *o, const char *key, hv__jv_t **v) {
+    hv__jv_t *x = hv__jv_get(o, key);
+    if (v != NULL) *v = x;
+    return x != NULL;
+}
+/* Members of an object, items of an array; 0 for anything else. */
+static inline size_t hv__jv_len(const hv__jv_t *v) {
+    return v != NULL && (v->t == HV__JV_OBJ || v->t == HV__JV_ARR) ? v->n : 0;
+}
+static inline int hv__jv_is(const hv__jv_t *v, int t) { return v != NULL && v->t == t; }
 /* Removes member key; 1 when it was there. */
 int hv__jv_del(hv__jv_t *o, const char *key);
 int hv__jv_push(hv_arena_t *a, hv__jv_t *arr, hv__jv_t *v);

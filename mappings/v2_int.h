@@ -205,17 +205,6 @@ static inline void hv__v2_put(ctx_t *c, hv__jv_t *o, const char *key, hv__jv_t *
 static inline void hv__v2_put_str(ctx_t *c, hv__jv_t *o, const char *key, const char *s, unsigned flags) {
     hv__jv_put(c->arena, o, key, hv__jv_str(c->arena, s), flags);
 }
-/* As json_object_object_get_ex: 1 when o has member key (*v set to it, v may be NULL). */
-static inline int hv__jv_get_ex(const hv__jv_t *o, const char *key, hv__jv_t **v) {
-    hv__jv_t *x = hv__jv_get(o, key);
-    if (v != NULL) *v = x;
-    return x != NULL;
-}
-/* Members of an object, items of an array; 0 for anything else. */
-static inline size_t hv__jv_len(const hv__jv_t *v) {
-    return v != NULL && (v->t == HV__JV_OBJ || v->t == HV__JV_ARR) ? v->n : 0;
-}
-static inline int hv__jv_is(const hv__jv_t *v, int t) { return v != NULL && v->t == t; }
 /* The FHIR model's name of element e when it is the text name[0..n) (not a choice "value[x]"
  * written as "valueQuantity"), for a constant key; NULL otherwise. */
 static inline const char *hv__v2_model_key(const hv_fhir_elem_t *e, const char *name, size_t n) {
