@@ -65,10 +65,10 @@ hv__jv_t *hv__jv_strn(hv_arena_t *a, const char *s, size_t n) {
     return v;
 }
 
-hv__jv_t *hv__jv_str(hv_arena_t *a, const char *s) { return hv__jv_strn(a, s, strlen(s)); }
+hv__jv_t *hv__jv_str(hv_arena_t *a, const char *s) { return s != NULL ? hv__jv_strn(a, s, strlen(s)) : NULL; }
 
 hv__jv_t *hv__jv_str_ref(hv_arena_t *a, const char *s) {
-    hv__jv_t *v = jv_new(a, HV__JV_STR);
+    hv__jv_t *v = s != NULL ? jv_new(a, HV__JV_STR) : NULL;
     if (v == NULL) return NULL;
     v->u.s = s;
     v->n = strlen(s);
@@ -81,6 +81,13 @@ int hv__jv_set_str(hv_arena_t *a, hv__jv_t *v, const char *s) {
     if (v == NULL || v->t != HV__JV_STR || (d = hv_arena_strndup(a, s, n)) == NULL) return HV_ENOMEM;
     v->u.s = d;
     v->n = n;
+    return HV_OK;
+}
+
+int hv__jv_set_str_ref(hv__jv_t *v, const char *s) {
+    if (v == NULL || v->t != HV__JV_STR) return HV_EINVAL;
+    v->u.s = s;
+    v->n = strlen(s);
     return HV_OK;
 }
 

@@ -181,8 +181,9 @@ hv__jv_t *hv__jv_num(hv_arena_t *a, double d, const char *text);
 hv__jv_t *hv__jv_str(hv_arena_t *a, const char *s);
 hv__jv_t *hv__jv_strn(hv_arena_t *a, const char *s, size_t n);
 hv__jv_t *hv__jv_str_ref(hv_arena_t *a, const char *s);
-/* Replaces the text of string value v (a copy). */
+/* Replaces the text of string value v (a copy; _ref keeps s, which must outlive the tree). */
 int hv__jv_set_str(hv_arena_t *a, hv__jv_t *v, const char *s);
+int hv__jv_set_str_ref(hv__jv_t *v, const char *s);
 /* Flags of hv__jv_put: KCONST keeps the key pointer (it outlives the tree) instead of a copy,
  * and promises that the key needs no JSON escape (a C literal or a FHIR model element name);
  * KNEW appends without looking for the key (only when o is known not to have it). */

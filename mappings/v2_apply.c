@@ -34,7 +34,7 @@ res_t *hv__v2_res_new(ctx_t *c, const char *type, const char *slot) {
         r->slot[sl] = '\0';
     }
     r->obj = hv__jv_obj(c->arena);
-    hv__v2_put_str(c, r->obj, "resourceType", r->type, HV__V2_NEW);
+    hv__v2_put_ref(c, r->obj, "resourceType", r->type, HV__V2_NEW);
     memcpy(r->seg, c->msg.segs[c->cur_seg].id, 3);
     r->seg[3] = '\0';
     r->seg_index = c->cur_seg;
@@ -405,7 +405,7 @@ static void apply_family(ctx_t *c, const hv__map_row_t *row, span_t v, int level
 
 static void set_ref(ctx_t *c, hv__jv_t *o, const char *name, res_t *to) {
     hv__jv_t *ref = hv__jv_obj(c->arena);
-    hv__v2_put_str(c, ref, "reference", hv__v2_ref_to(to), HV__V2_NEW);
+    hv__v2_put_ref(c, ref, "reference", hv__v2_ref_to(to), HV__V2_NEW);
     hv__v2_put(c, o, name, ref, HV__V2_CONST);
 }
 
@@ -512,7 +512,7 @@ static void apply_in_resource(ctx_t *c, const hv__map_row_t *row, span_t v, int 
     if (nr == NULL) {
         nr = hv__v2_res_new(c, type, NULL);
         if (nr == NULL) goto unmapped;
-        hv__v2_put_str(c, slot, "reference", hv__v2_ref_to(nr), HV__V2_CONST);
+        hv__v2_put_ref(c, slot, "reference", hv__v2_ref_to(nr), HV__V2_CONST);
         made = 1;
     }
     sub.owner = nr->obj;

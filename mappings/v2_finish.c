@@ -340,7 +340,7 @@ static void rewrite_refs(ctx_t *c) {
             hv__jv_t *rv = NULL;
             /* The string object is rewritten in place (collect_refs found it a string). */
             if (!hv__jv_get_ex(e->holder, "reference", &rv) ||
-                hv__jv_set_str(c->arena, rv, c->res[k].full_url) != HV_OK)
+                hv__jv_set_str_ref(rv, c->res[k].full_url) != HV_OK)
                 hv__jv_put_str(c->arena, e->holder, "reference", c->res[k].full_url, HV__JV_KCONST);
         } else {
             hv__jv_del(e->holder, "reference");
@@ -442,7 +442,7 @@ static void provenance_targets(ctx_t *c) {
                 !strcmp(t->seg, "SFT") || !strcmp(t->seg, "EVN"))
                 continue;
             ref = hv__jv_obj(c->arena);
-            hv__v2_put_str(c, ref, "reference", hv__v2_ref_to(t), HV__V2_NEW);
+            hv__v2_put_ref(c, ref, "reference", hv__v2_ref_to(t), HV__V2_NEW);
             hv__jv_push(c->arena, arr, ref);
         }
     }
@@ -544,7 +544,7 @@ static void link_to(ctx_t *c, res_t *r, const char *name, res_t *target) {
         if (strcmp(hv_fhir_type_name(hv_fhir_elem_target_at(e, 0, i)), target->type) == 0) break;
     if (i == n) return;
     ref = hv__jv_obj(c->arena);
-    hv__v2_put_str(c, ref, "reference", hv__v2_ref_to(target), HV__V2_NEW);
+    hv__v2_put_ref(c, ref, "reference", hv__v2_ref_to(target), HV__V2_NEW);
     hv__v2_put(c, r->obj, name, ref, HV__V2_NEW); /* absent: looked for above; name is a literal */
 }
 
@@ -725,11 +725,11 @@ int hv__v2_finish(ctx_t *c, hv__jv_t **bundle_out, hv_error_t *err) {
         if (strcmp(r->type, "Provenance") == 0) provenance_dedupe(c, r->obj);
         if (r->dirty) clean_node(c, r->obj, r->root, NULL);
         e = hv__jv_obj(c->arena);
-        hv__v2_put_str(c, e, "fullUrl", r->full_url, HV__V2_NEW);
+        hv__v2_put_ref(c, e, "fullUrl", r->full_url, HV__V2_NEW);
         hv__v2_put(c, e, "resource", r->obj, HV__V2_NEW);
         req = hv__jv_obj(c->arena);
-        hv__v2_put_str(c, req, "method", "PUT", HV__V2_NEW);
-        hv__v2_put_str(c, req, "url", r->request_url, HV__V2_NEW);
+        hv__v2_put_ref(c, req, "method", "PUT", HV__V2_NEW);
+        hv__v2_put_ref(c, req, "url", r->request_url, HV__V2_NEW);
         hv__v2_put(c, e, "request", req, HV__V2_NEW);
         hv__jv_push(c->arena, entries, e);
     }

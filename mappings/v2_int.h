@@ -205,6 +205,11 @@ static inline void hv__v2_put(ctx_t *c, hv__jv_t *o, const char *key, hv__jv_t *
 static inline void hv__v2_put_str(ctx_t *c, hv__jv_t *o, const char *key, const char *s, unsigned flags) {
     hv__jv_put(c->arena, o, key, hv__jv_str(c->arena, s), flags);
 }
+/* A string member whose text s lives as long as the message's tree (a literal, a model name,
+ * arena text, a resource's "#hvtmp-N"): kept, not copied; as hv__v2_put. */
+static inline void hv__v2_put_ref(ctx_t *c, hv__jv_t *o, const char *key, const char *s, unsigned flags) {
+    hv__jv_put(c->arena, o, key, hv__jv_str_ref(c->arena, s), flags);
+}
 /* The FHIR model's name of element e when it is the text name[0..n) (not a choice "value[x]"
  * written as "valueQuantity"), for a constant key; NULL otherwise. */
 static inline const char *hv__v2_model_key(const hv_fhir_elem_t *e, const char *name, size_t n) {
@@ -229,7 +234,8 @@ span_t hv__v2_seg_field(ctx_t *c, span_t seg, unsigned f);
 span_t hv__v2_piece(const ctx_t *c, span_t s, int level, unsigned i);
 /* An HL7 table 0396 coding system name as a FHIR system URI (arena or static). */
 const char *hv__v2_coding_system_uri(ctx_t *c, const char *name);
-/* The JSON value of a FHIR primitive of type tname from text; NULL when not valid. */
+/* The JSON value of a FHIR primitive of type tname from text; NULL when not valid. The value may
+ * keep text itself: text must outlive the message's tree (arena or table text). */
 hv__jv_t *hv__v2_primitive(ctx_t *c, const char *tname, const char *text);
 
 /* hv_fhir_elem_child through the context's cache; names longer than the cache's slots go

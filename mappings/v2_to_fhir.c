@@ -490,7 +490,7 @@ static int map_once(const char *msg, size_t len, const hv_map_opts_t *opts, hv_m
     po.strict_escapes = 0;
     rc = hv_hl7v2_parse(c->arena, msg, len, &po, &c->msg, err, NULL);
     if (rc != HV_OK) goto out;
-    hv__v2_put_str(c, c->bundle_obj, "resourceType", "Bundle", HV__V2_CONST);
+    hv__v2_put_ref(c, c->bundle_obj, "resourceType", "Bundle", HV__V2_CONST);
     pick_structure(c, opts != NULL ? opts->structure : NULL);
     for (i = 0; i < c->msg.nsegs; i++) map_segment(c, i, group, sizeof(group));
     if (c->unmapped_rows > 0)
@@ -500,7 +500,7 @@ static int map_once(const char *msg, size_t len, const hv_map_opts_t *opts, hv_m
     rc = hv__v2_finish(c, &bundle, err);
     if (rc != HV_OK) goto out;
     oo = hv__jv_obj(c->arena);
-    hv__v2_put_str(c, oo, "resourceType", "OperationOutcome", HV__V2_NEW);
+    hv__v2_put_ref(c, oo, "resourceType", "OperationOutcome", HV__V2_NEW);
     clean = hv__jv_len(c->issues) == 0;
     if (clean) hv__v2_issue(c, "information", "informational", NULL, "mapped");
     hv__v2_put(c, oo, "issue", c->issues, HV__V2_NEW);

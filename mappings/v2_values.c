@@ -336,7 +336,7 @@ hv__jv_t *hv__v2_primitive(ctx_t *c, const char *tname, const char *text) {
         if (v == NULL && ((tl > 4 && text[4] == '-' && isdigit((unsigned char)text[0])) ||
                           (tl > 2 && text[2] == ':' && isdigit((unsigned char)text[0]))))
             v = (char *)text;
-        return v ? hv__jv_str(c->arena, v) : NULL;
+        return v ? hv__jv_str_ref(c->arena, v) : NULL; /* arena or table text: outlives the tree */
     }
     if (kind == P_DECIMAL) return decimal_value(c, text);
     if (kind == P_INT || kind == P_POSINT) {
@@ -370,7 +370,8 @@ hv__jv_t *hv__v2_primitive(ctx_t *c, const char *tname, const char *text) {
         if (kind == P_ID && i > 64) return NULL;
         if (strcmp(tname, "code") && strchr(text, ' ')) return NULL;
     }
-    return hv__jv_strn(c->arena, text, i);
+    /* text is the message's arena text or the tables' (it outlives the tree), i its length. */
+    return hv__jv_str_ref(c->arena, text);
 }
 
 /* ------------------------------------------------------------------------- */
