@@ -350,6 +350,16 @@ static void rewrite_refs(ctx_t *c) {
     }
 }
 
+/* Sets from's Patient.link to [{"other": {"reference": to}, "type": type}]. */
+static void set_link(ctx_t *c, res_t *from, res_t *to, const char *type) {
+    hv__jv_t *links = hv__jv_arr(c->arena), *l = hv__jv_obj(c->arena), *ref = hv__jv_obj(c->arena);
+    hv__v2_put_ref(c, ref, "reference", hv__v2_ref_to(to), HV__V2_NEW);
+    hv__v2_put(c, l, "other", ref, HV__V2_NEW);
+    hv__v2_put_ref(c, l, "type", type, HV__V2_NEW);
+    hv__jv_push(c->arena, links, l);
+    hv__v2_put(c, from->obj, "link", links, HV__V2_CONST);
+}
+
 /*
  * A40 (merge patient, HL7 v2.5.1 §3.3.40): MRG-1 names the identifier that is
  * merged into the PID patient. The old record becomes an inactive Patient that
@@ -364,7 +374,6 @@ static void merge_a40(ctx_t *c, res_t *survivor) {
         res_t *old;
         hv__map_row_t row;
         target_t tg;
-        hv__jv_t *links, *l, *ref;
         if (strcmp(sg->id, "MRG") != 0) continue;
         f = hv__v2_seg_field(c, seg, 1);
         if (!hv__v2_span_valued(f)) continue;
@@ -393,22 +402,8 @@ static void merge_a40(ctx_t *c, res_t *survivor) {
             }
         }
         hv__jv_put(c->arena, old->obj, "active", hv__jv_bool(c->arena, 0), HV__JV_KCONST);
-        links = hv__jv_arr(c->arena);
-        l = hv__jv_obj(c->arena);
-        ref = hv__jv_obj(c->arena);
-        hv__jv_put_str(c->arena, ref, "reference", hv__v2_ref_to(survivor), HV__JV_KCONST);
-        hv__jv_put(c->arena, l, "other", ref, HV__JV_KCONST);
-        hv__jv_put_str(c->arena, l, "type", "replaced-by", HV__JV_KCONST);
-        hv__jv_push(c->arena, links, l);
-        hv__jv_put(c->arena, old->obj, "link", links, HV__JV_KCONST);
-        links = hv__jv_arr(c->arena);
-        l = hv__jv_obj(c->arena);
-        ref = hv__jv_obj(c->arena);
-        hv__jv_put_str(c->arena, ref, "reference", hv__v2_ref_to(old), HV__JV_KCONST);
-        hv__jv_put(c->arena, l, "other", ref, HV__JV_KCONST);
-        hv__jv_put_str(c->arena, l, "type", "replaces", HV__JV_KCONST);
-        hv__jv_push(c->arena, links, l);
-        hv__jv_put(c->arena, survivor->obj, "link", links, HV__JV_KCONST);
+        set_link(c, old, survivor, "replaced-by");
+        set_link(c, survivor, old, "replaces");
         return;
     }
     hv__v2_issue(c, "warning", "required", "MRG-1", "A40 without MRG-1: nothing to merge");
