@@ -55,7 +55,7 @@ static const char *encounter_status(const char *trigger) {
 static void apply_defaults(ctx_t *c, res_t *r) {
     size_t i;
     for (i = 0; i < HV_ARRAY_LEN(defaults); i++) {
-        if (strcmp(r->type, defaults[i][0]) != 0) continue;
+        if (r->type[0] != defaults[i][0][0] || strcmp(r->type, defaults[i][0]) != 0) continue;
         if (hv__jv_get_ex(r->obj, defaults[i][1], NULL)) continue;
         hv__jv_put_str(c->arena, r->obj, defaults[i][1], defaults[i][2], HV__JV_KCONST);
     }
