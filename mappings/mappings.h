@@ -39,7 +39,8 @@ typedef struct hv_map_opts {
 
 typedef struct hv_map_result {
     struct json_object *bundle;  /* FHIR R4 transaction Bundle (to FHIR), else NULL */
-    struct json_object *outcome; /* OperationOutcome listing every problem; never NULL on HV_OK */
+    struct json_object *outcome; /* OperationOutcome listing every problem; never NULL on HV_OK
+                                  * (unless the result is text: then outcome_text is set) */
     struct json_object *explain; /* array of {"element", "rule"} when opts->explain, else NULL */
     /* With hv_map_opts_t.text (HL7 v2 → FHIR), the same three as JSON text instead (the three
      * above stay NULL): hv_malloc'd, NUL-terminated, plain (no whitespace, member order as

@@ -116,7 +116,7 @@ static int clean_node(ctx_t *c, hv__jv_t *o, const hv_fhir_elem_t *owner, const 
     const hv_fhir_type_t *otype;
     const hv_fhir_elem_t *const *req;
     int type_root;
-    if (owner == NULL) return 0;
+    if (owner == NULL || !hv__jv_is(o, HV__JV_OBJ)) return 0; /* NULL: an object the arena could not give */
     for (e = o->u.o.head; e != NULL; e = next) {
         hv__jv_t *v = e->v;
         const char *k = e->k;
