@@ -31,12 +31,28 @@ typedef struct hv_map_opts {
      * any, then gets an id hashed from its content, and a warning says so) instead of
      * failing with HV_EPROTO. For conformance tests of single rules; 0 for real feeds. */
     int lenient_identity;
+    /* HL7 v2 → FHIR: non-zero gives the result as JSON text (hv_map_result_t.bundle_text,
+     * outcome_text, explain_text) instead of json-c objects — what a caller that stores or
+     * sends the Bundle wants; it costs no json-c tree. Other directions ignore it. */
+    int text;
 } hv_map_opts_t;
 
 typedef struct hv_map_result {
     struct json_object *bundle;  /* FHIR R4 transaction Bundle (to FHIR), else NULL */
-    struct json_object *outcome; /* OperationOutcome listing every problem; never NULL on HV_OK */
+    struct json_object *outcome; /* OperationOutcome listing every problem; never NULL on HV_OK
+                                  * (unless the result is text: then outcome_text is set) */
     struct json_object *explain; /* array of {"element", "rule"} when opts->explain, else NULL */
+    /* With hv_map_opts_t.text (HL7 v2 → FHIR), the same three as JSON text instead (the three
+     * above stay NULL): hv_malloc'd, NUL-terminated, plain (no whitespace, member order as
+     * built, '/' not escaped), the bytes json-c writes for the same objects with
+     * JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE. explain_text NULL unless asked. */
+    char *bundle_text;
+    size_t bundle_len;
+    char *outcome_text;
+    char *explain_text;
+    /* HL7 v2 → FHIR: non-zero when the outcome's only issue is the "mapped" note (nothing to
+     * report). */
+    int clean;
 } hv_map_result_t;
 
 /* Releases what a mapping produced; the result may be zeroed or partly filled. */

@@ -7,6 +7,7 @@
 #define HV_MAPPINGS_INT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "mappings/mappings.h"
 
@@ -140,5 +141,85 @@ int hv__msg_structure_known(const hv_map_tables_t *t, const char *structure);
 int hv__vocab_known(const hv_map_tables_t *t, const char *map);
 /* A concept map entry, NULL when the code has none. */
 const hv__vocab_row_t *hv__vocab_find(const hv_map_tables_t *t, const char *map, const char *code);
+
+/*
+ * The JSON tree of the HL7 v2 → FHIR engine (mappings/jtree.c): values allocated from an arena,
+ * objects keeping their members in the order first added. Every constructor returns NULL on
+ * ENOMEM, and hv__jv_put / hv__jv_push take a NULL value as that ENOMEM (so calls nest).
+ */
+#define HV__JV_MAX_DEPTH 64
+enum { HV__JV_NULL, HV__JV_BOOL, HV__JV_INT, HV__JV_NUM, HV__JV_STR, HV__JV_ARR, HV__JV_OBJ };
+typedef struct hv__jv hv__jv_t;
+typedef struct hv__jmem {
+    const char *k;
+    size_t klen;
+    int plain; /* the key was put with HV__JV_KCONST: written without looking for escapes */
+    hv__jv_t *v;
+    struct hv__jmem *next;
+} hv__jmem_t;
+struct hv__jv {
+    unsigned char t;
+    uint32_t n;   /* STR, NUM: text length; ARR: items; OBJ: members */
+    uint32_t cap; /* ARR: room in u.a */
+    double d;     /* NUM: the value (compared by hv__jv_equal) */
+    union {
+        long long i;     /* BOOL, INT */
+        const char *s;   /* STR, NUM: the text (NUL-terminated) */
+        hv__jv_t **a;    /* ARR */
+        struct {
+            hv__jmem_t *head, *tail;
+        } o;             /* OBJ */
+    } u;
+};
+hv__jv_t *hv__jv_obj(hv_arena_t *a);
+hv__jv_t *hv__jv_arr(hv_arena_t *a);
+hv__jv_t *hv__jv_bool(hv_arena_t *a, int b);
+hv__jv_t *hv__jv_int(hv_arena_t *a, long long i);
+/* A decimal written as text (its JSON form, e.g. "7.50"), compared by value d. */
+hv__jv_t *hv__jv_num(hv_arena_t *a, double d, const char *text);
+/* A string, copied into the arena; _ref keeps s itself (s must outlive the tree). */
+hv__jv_t *hv__jv_str(hv_arena_t *a, const char *s);
+hv__jv_t *hv__jv_strn(hv_arena_t *a, const char *s, size_t n);
+hv__jv_t *hv__jv_str_ref(hv_arena_t *a, const char *s);
+/* Replaces the text of string value v (a copy; _ref keeps s, which must outlive the tree). */
+int hv__jv_set_str(hv_arena_t *a, hv__jv_t *v, const char *s);
+int hv__jv_set_str_ref(hv__jv_t *v, const char *s);
+/* Flags of hv__jv_put: KCONST keeps the key pointer (it outlives the tree) instead of a copy,
+ * and promises that the key needs no JSON escape (a C literal or a FHIR model element name);
+ * KNEW appends without looking for the key (only when o is known not to have it). */
+#define HV__JV_KCONST 1u
+#define HV__JV_KNEW 2u
+/* Sets member key of object o to v: a member of that name keeps its place, else v is appended. */
+int hv__jv_put(hv_arena_t *a, hv__jv_t *o, const char *key, hv__jv_t *v, unsigned flags);
+int hv__jv_put_str(hv_arena_t *a, hv__jv_t *o, const char *key, const char *s, unsigned flags);
+/* The member key of o (NULL when o is not an object or has none); _str only a string's text. */
+hv__jv_t *hv__jv_get(const hv__jv_t *o, const char *key);
+const char *hv__jv_get_str(const hv__jv_t *o, const char *key);
+/* As json_object_object_get_ex: 1 when o has member key (*v set to it, v may be NULL). */
+static inline int hv__jv_get_ex(const hv__jv_t *o, const char *key, hv__jv_t **v) {
+    hv__jv_t *x = hv__jv_get(o, key);
+    if (v != NULL) *v = x;
+    return x != NULL;
+}
+/* Members of an object, items of an array; 0 for anything else. */
+static inline size_t hv__jv_len(const hv__jv_t *v) {
+    return v != NULL && (v->t == HV__JV_OBJ || v->t == HV__JV_ARR) ? v->n : 0;
+}
+static inline int hv__jv_is(const hv__jv_t *v, int t) { return v != NULL && v->t == t; }
+/* Removes member key; 1 when it was there. */
+int hv__jv_del(hv__jv_t *o, const char *key);
+int hv__jv_push(hv_arena_t *a, hv__jv_t *arr, hv__jv_t *v);
+hv__jv_t *hv__jv_at(const hv__jv_t *arr, size_t i);
+void hv__jv_del_at(hv__jv_t *arr, size_t i);
+/* Deep equality as json_object_equal (members in any order); depth: 0 from the caller. */
+int hv__jv_equal(const hv__jv_t *x, const hv__jv_t *y, int depth);
+/* Appends v as JSON text (see jtree.c for the exact bytes); HV__JV_SLASH escapes '/' as json-c
+ * does by default. On failure (HV_ETOOBIG at out's cap or past HV__JV_MAX_DEPTH, HV_ENOMEM)
+ * out is left as it was. A capped out must have room for a string's worst case (six bytes a
+ * byte) while it is written. */
+#define HV__JV_SLASH 1u
+int hv__jv_write(const hv__jv_t *v, hv_buf_t *out, unsigned flags);
+/* The same tree as json-c objects (a new reference); NULL on ENOMEM. */
+struct json_object *hv__jv_to_json(const hv__jv_t *v);
 
 #endif

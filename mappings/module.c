@@ -232,10 +232,18 @@ static int init_fhir(hv_engine_t *e, struct json_object *conf, void **state, hv_
 }
 
 /* The mapping's OperationOutcome goes with the message (hv_channel_msg_t.outcome, stored by
- * the channel runtime) unless its only issue is the "mapped" note of a clean mapping. */
-static int keep_outcome(hv_channel_msg_t *m, json_object *oo) {
-    json_object *issues = NULL;
+ * the channel runtime) unless its only issue is the "mapped" note of a clean mapping. The
+ * outcome is JSON text (HL7 v2, res->outcome_text) or a json-c object (the other directions). */
+static int keep_outcome(hv_channel_msg_t *m, const hv_map_result_t *res) {
+    json_object *oo = res->outcome, *issues = NULL;
     char *copy;
+    if (res->outcome_text != NULL) {
+        if (res->clean) return HV_OK;
+        copy = hv_arena_strdup(m->arena, res->outcome_text);
+        if (copy == NULL) return HV_ENOMEM;
+        m->outcome = copy;
+        return HV_OK;
+    }
     if (oo == NULL || !json_object_object_get_ex(oo, "issue", &issues) ||
         !json_object_is_type(issues, json_type_array) || json_object_array_length(issues) == 0)
         return HV_OK;
@@ -250,6 +258,11 @@ static int keep_outcome(hv_channel_msg_t *m, json_object *oo) {
     return HV_OK;
 }
 
+/*
+ * Runs a mapping step on a message. HL7 v2 maps straight to JSON text (hv_map_opts_t.text):
+ * the Bundle goes on as the message content without a json-c tree in between, and the FHIR
+ * store's delivery parses it once (fhir/channel_store.c).
+ */
 static int step_run(void *state, hv_channel_msg_t *m, hv_error_t *err) {
     step_t *s = state;
     hv_map_opts_t opts;
@@ -261,18 +274,24 @@ static int step_run(void *state, hv_channel_msg_t *m, hv_error_t *err) {
     hv_buf_init(&out, 0);
     opts.tables = s->tables;
     opts.structure = s->structure;
+    opts.text = 1;
     if (s->dir == DIR_V2) rc = hv_map_v2_to_fhir(m->content, m->len, &opts, &res, err);
     else if (s->dir == DIR_CCDA) rc = hv_map_ccda_to_fhir(m->content, m->len, &opts, &res, err);
     else rc = hv_map_fhir_to_v2(m->content, m->len, s->structure, &opts, &out, &res, err);
     if (rc == HV_OK && s->dir != DIR_FHIR) {
-        const char *js = json_object_to_json_string_ext(res.bundle, JSON_C_TO_STRING_PLAIN |
-                                                                        JSON_C_TO_STRING_NOSLASHESCAPE);
-        char *copy = hv_arena_strdup(m->arena, js);
+        const char *js = res.bundle_text;
+        size_t jl = res.bundle_len;
+        char *copy;
+        if (js == NULL) {
+            js = json_object_to_json_string_ext(res.bundle, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+            jl = strlen(js);
+        }
+        copy = hv_arena_strndup(m->arena, js, jl);
         if (copy == NULL) {
             rc = HV_ENOMEM;
         } else {
             m->content = copy;
-            m->len = strlen(copy);
+            m->len = jl;
             m->content_type = "application/fhir+json";
         }
     } else if (rc == HV_OK) {
@@ -285,7 +304,7 @@ static int step_run(void *state, hv_channel_msg_t *m, hv_error_t *err) {
             m->content_type = "x-application/hl7-v2+er7";
         }
     }
-    if (rc == HV_OK) rc = keep_outcome(m, res.outcome);
+    if (rc == HV_OK) rc = keep_outcome(m, &res);
     if (rc == HV_ENOMEM) hv_error_set(err, HV_ENOMEM, NULL, "out of memory");
     hv_map_result_free(&res);
     hv_buf_release(&out);

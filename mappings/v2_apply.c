@@ -33,8 +33,8 @@ res_t *hv__v2_res_new(ctx_t *c, const char *type, const char *slot) {
         memcpy(r->slot, slot, sl);
         r->slot[sl] = '\0';
     }
-    r->obj = json_object_new_object();
-    hv__v2_put_str(r->obj, "resourceType", r->type, HV__V2_NEW);
+    r->obj = hv__jv_obj(c->arena);
+    hv__v2_put_ref(c, r->obj, "resourceType", r->type, HV__V2_NEW);
     memcpy(r->seg, c->msg.segs[c->cur_seg].id, 3);
     r->seg[3] = '\0';
     r->seg_index = c->cur_seg;
@@ -101,12 +101,12 @@ static size_t slot_place(ctx_t *c, uint64_t k, int *found) {
 }
 
 /* ckey: the element's name as a constant key (hv__v2_model_key), NULL when it is not one. */
-static json_object *slot_get(ctx_t *c, json_object *owner, const char *name, size_t nlen, const char *ckey,
+static hv__jv_t *slot_get(ctx_t *c, hv__jv_t *owner, const char *name, size_t nlen, const char *ckey,
                              unsigned idx, unsigned rep, int is_array) {
     uint64_t k = FNV0;
     size_t i;
     int found;
-    json_object *arr = NULL, *e;
+    hv__jv_t *arr = NULL, *e;
     char key[64];
     const char *jk;
     unsigned fl;
@@ -121,23 +121,23 @@ static json_object *slot_get(ctx_t *c, json_object *owner, const char *name, siz
     jk = ckey != NULL ? ckey : key;
     fl = ckey != NULL ? HV__V2_CONST : 0;
     if (is_array) {
-        e = json_object_new_object();
-        if (!json_object_object_get_ex(owner, key, &arr)) {
-            arr = json_object_new_array();
-            hv__v2_put(owner, jk, arr, fl | JSON_C_OBJECT_ADD_KEY_IS_NEW);
-        } else if (!json_object_is_type(arr, json_type_array)) {
-            arr = json_object_new_array();
-            hv__v2_put(owner, jk, arr, fl);
+        e = hv__jv_obj(c->arena);
+        if (!hv__jv_get_ex(owner, key, &arr)) {
+            arr = hv__jv_arr(c->arena);
+            hv__v2_put(c, owner, jk, arr, fl | HV__JV_KNEW);
+        } else if (!hv__jv_is(arr, HV__JV_ARR)) {
+            arr = hv__jv_arr(c->arena);
+            hv__v2_put(c, owner, jk, arr, fl);
         }
-        json_object_array_add(arr, e);
+        hv__jv_push(c->arena, arr, e);
     } else {
-        json_object *old = NULL;
-        int had = json_object_object_get_ex(owner, key, &old);
-        if (had && json_object_is_type(old, json_type_object)) {
+        hv__jv_t *old = NULL;
+        int had = hv__jv_get_ex(owner, key, &old);
+        if (had && hv__jv_is(old, HV__JV_OBJ)) {
             e = old;
         } else {
-            e = json_object_new_object();
-            hv__v2_put(owner, jk, e, fl | (had ? 0 : JSON_C_OBJECT_ADD_KEY_IS_NEW));
+            e = hv__jv_obj(c->arena);
+            hv__v2_put(c, owner, jk, e, fl | (had ? 0 : HV__JV_KNEW));
         }
     }
     c->slots[i].key = k;
@@ -147,12 +147,12 @@ static json_object *slot_get(ctx_t *c, json_object *owner, const char *name, siz
 }
 
 static void explain_add(ctx_t *c, const char *owner_path, const char *path) {
-    json_object *o;
+    hv__jv_t *o;
     if (c->explain == NULL) return;
-    o = json_object_new_object();
-    hv_json_set_str(o, "element", hv_arena_sprintf(c->arena, "%s.%s", owner_path, path));
-    hv_json_set_str(o, "rule", hv__v2_rule_text(c));
-    json_object_array_add(c->explain, o);
+    o = hv__jv_obj(c->arena);
+    hv__jv_put_str(c->arena, o, "element", hv_arena_sprintf(c->arena, "%s.%s", owner_path, path), HV__JV_KCONST);
+    hv__jv_put_str(c->arena, o, "rule", hv__v2_rule_text(c), HV__JV_KCONST);
+    hv__jv_push(c->arena, c->explain, o);
 }
 
 
@@ -233,27 +233,27 @@ static const hv__vocab_row_t *row_vocab_find(ctx_t *c, const hv__map_row_t *row,
  * mapped coding first and keeps the one sent. A code the map does not have stays as sent, with
  * a warning unless it came with a coding system of its own.
  */
-static void vocab_complex(ctx_t *c, json_object *o, const char *tname, const hv__map_row_t *row) {
+static void vocab_complex(ctx_t *c, hv__jv_t *o, const char *tname, const hv__map_row_t *row) {
     const char *vocab = row->vocab;
-    json_object *codings = NULL, *first, *mapped;
+    hv__jv_t *codings = NULL, *first, *mapped;
     const hv__vocab_row_t *vr;
     const char *code;
     if (strcmp(tname, "Coding") == 0) {
         first = o;
     } else if (strcmp(tname, "CodeableConcept") == 0) {
-        if (!json_object_object_get_ex(o, "coding", &codings) || !json_object_is_type(codings, json_type_array) ||
-            json_object_array_length(codings) == 0)
+        if (!hv__jv_get_ex(o, "coding", &codings) || !hv__jv_is(codings, HV__JV_ARR) ||
+            hv__jv_len(codings) == 0)
             return;
-        first = json_object_array_get_idx(codings, 0);
+        first = hv__jv_at(codings, 0);
     } else {
         return;
     }
-    code = hv_json_get_str(first, "code");
+    code = hv__jv_get_str(first, "code");
     if (code == NULL) return;
     vr = row_vocab_find(c, row, code);
     /* A code sent with its own coding system (SPM-4 in SNOMED CT) is not a code of the v2
      * table the concept map reads: it is kept, without a warning. */
-    if (vr == NULL && hv_json_get_str(first, "system") != NULL) return;
+    if (vr == NULL && hv__jv_get_str(first, "system") != NULL) return;
     if (vr == NULL) {
         hv__v2_issue(c, "warning", "code-invalid", hv__v2_rule_text(c), "code '%.40s' has no mapping in %s (kept as sent)", code,
               vocab);
@@ -261,36 +261,36 @@ static void vocab_complex(ctx_t *c, json_object *o, const char *tname, const hv_
     }
     mapped = first;
     if (codings != NULL) {
-        json_object *arr = json_object_new_array();
+        hv__jv_t *arr = hv__jv_arr(c->arena);
         size_t i;
-        mapped = json_object_new_object();
-        json_object_array_add(arr, mapped);
-        for (i = 0; i < json_object_array_length(codings); i++)
-            json_object_array_add(arr, json_object_get(json_object_array_get_idx(codings, i)));
-        hv_json_set(o, "coding", arr);
+        mapped = hv__jv_obj(c->arena);
+        hv__jv_push(c->arena, arr, mapped);
+        for (i = 0; i < hv__jv_len(codings); i++)
+            hv__jv_push(c->arena, arr, hv__jv_at(codings, i));
+        hv__jv_put(c->arena, o, "coding", arr, HV__JV_KCONST);
     }
-    hv_json_set_str(mapped, "code", vr->fcode);
-    if (vr->system[0]) hv_json_set_str(mapped, "system", vr->system);
-    else json_object_object_del(mapped, "system");
-    if (vr->display[0]) hv_json_set_str(mapped, "display", vr->display);
-    else json_object_object_del(mapped, "display");
+    hv__jv_put_str(c->arena, mapped, "code", vr->fcode, HV__JV_KCONST);
+    if (vr->system[0]) hv__jv_put_str(c->arena, mapped, "system", vr->system, HV__JV_KCONST);
+    else hv__jv_del(mapped, "system");
+    if (vr->display[0]) hv__jv_put_str(c->arena, mapped, "display", vr->display, HV__JV_KCONST);
+    else hv__jv_del(mapped, "display");
 }
 
 /* Repetition n (> 1) of the element tg->owner is one repetition of: a new object appended to
  * tg->arr at the first row that names it, found again by the rows after. */
-static json_object *sibling(ctx_t *c, const target_t *tg, unsigned n) {
+static hv__jv_t *sibling(ctx_t *c, const target_t *tg, unsigned n) {
     uint64_t k = FNV0;
     size_t i;
     int found;
-    json_object *e;
+    hv__jv_t *e;
     /* "#sibling" cannot be an element's name: these keys stay apart from slot_get's. */
     k = hv__v2_key(tg->owner, hv__v2_fnv(k, "#sibling", 8), n, 0);
     if (k == 0) k = 1;
     i = slot_place(c, k, &found);
     if (found) return c->slots[i].elem;
     if (i == SIZE_MAX) return NULL;
-    e = json_object_new_object();
-    json_object_array_add(tg->arr, e);
+    e = hv__jv_obj(c->arena);
+    hv__jv_push(c->arena, tg->arr, e);
     c->slots[i].key = k;
     c->slots[i].elem = e;
     c->nslots++;
@@ -304,17 +304,17 @@ static json_object *sibling(ctx_t *c, const target_t *tg, unsigned n) {
  * and this one reported. A CodeableConcept gathers the codings of all repetitions (each
  * repetition gets a coding of its own).
  */
-static int single_taken(ctx_t *c, json_object *owner, const char *name, size_t nlen,
+static int single_taken(ctx_t *c, hv__jv_t *owner, const char *name, size_t nlen,
                         const hv_fhir_elem_t *e, const hv_fhir_type_t *t, unsigned rep) {
     char key[64];
-    json_object *old = NULL;
+    hv__jv_t *old = NULL;
     if (rep == 0 || hv_fhir_elem_is_array(e) || nlen >= sizeof(key) ||
         strcmp(hv_fhir_type_name(t), "CodeableConcept") == 0)
         return 0;
     memcpy(key, name, nlen);
     key[nlen] = '\0';
-    if (!json_object_object_get_ex(owner, key, &old) || !json_object_is_type(old, json_type_object) ||
-        json_object_object_length(old) == 0)
+    if (!hv__jv_get_ex(owner, key, &old) || !hv__jv_is(old, HV__JV_OBJ) ||
+        hv__jv_len(old) == 0)
         return 0;
     hv__v2_issue(c, "information", "multiplicity", hv__v2_rule_text(c),
                  "repetition %u left out: %s holds one value (the first repetition is kept)",
@@ -342,7 +342,7 @@ static int map_has_value_rows(ctx_t *c, const hv__map_row_t *row) {
 
 
 /* The resource whose JSON object is o, NULL when none. */
-static res_t *res_of(ctx_t *c, json_object *o) {
+static res_t *res_of(ctx_t *c, hv__jv_t *o) {
     size_t i;
     for (i = c->nres; i-- > 0;)
         if (c->res[i].obj == o) return &c->res[i];
@@ -399,14 +399,14 @@ static void apply_family(ctx_t *c, const hv__map_row_t *row, span_t v, int level
         sub.path = m->type;
         r2.target = rest;
         hv__v2_apply_row(c, &r2, v, level, seg, &sub, rep, depth);
-        if (made && json_object_object_length(m->obj) <= 1) m->dropped = 1;
+        if (made && hv__jv_len(m->obj) <= 1) m->dropped = 1;
     }
 }
 
-static void set_ref(json_object *o, const char *name, res_t *to) {
-    json_object *ref = json_object_new_object();
-    hv__v2_put_str(ref, "reference", hv__v2_ref_to(to), HV__V2_NEW);
-    hv__v2_put(o, name, ref, HV__V2_CONST);
+static void set_ref(ctx_t *c, hv__jv_t *o, const char *name, res_t *to) {
+    hv__jv_t *ref = hv__jv_obj(c->arena);
+    hv__v2_put_ref(c, ref, "reference", hv__v2_ref_to(to), HV__V2_NEW);
+    hv__v2_put(c, o, name, ref, HV__V2_CONST);
 }
 
 /*
@@ -426,12 +426,12 @@ static void family_link(ctx_t *c, res_t *base, const char *map) {
             any = 1;
         }
     if (!any) return;
-    if (json_object_object_length(base->obj) > 1) {
+    if (hv__jv_len(base->obj) > 1) {
         who[1] = bi;
     } else {
         for (k = 2; k <= MAX_FAMILY; k++) {
             if (who[k] != SIZE_MAX) {
-                json_object *tmp = base->obj;
+                hv__jv_t *tmp = base->obj;
                 base->obj = c->res[who[k]].obj;
                 c->res[who[k]].obj = tmp;
                 c->res[who[k]].dropped = 1;
@@ -453,8 +453,8 @@ static void family_link(ctx_t *c, res_t *base, const char *map) {
         to = (unsigned)strtoul(q + 1, NULL, 10);
         if (from == to || from > MAX_FAMILY || to > MAX_FAMILY || who[from] == SIZE_MAX || who[to] == SIZE_MAX)
             continue;
-        if (!json_object_object_get_ex(c->res[who[from]].obj, "partOf", NULL))
-            set_ref(c->res[who[from]].obj, "partOf", &c->res[who[to]]);
+        if (!hv__jv_get_ex(c->res[who[from]].obj, "partOf", NULL))
+            set_ref(c, c->res[who[from]].obj, "partOf", &c->res[who[to]]);
     }
 }
 
@@ -479,12 +479,12 @@ static const char *match_paren(const char *p) {
  * empty is left out and the reference removed.
  */
 static void apply_in_resource(ctx_t *c, const hv__map_row_t *row, span_t v, int level, span_t seg,
-                              json_object *owner, const char *name, size_t nlen, unsigned idx,
+                              hv__jv_t *owner, const char *name, size_t nlen, unsigned idx,
                               unsigned rep, int is_array, const char *inner, int depth) {
     char type[40];
     size_t tl = 0;
     const char *rest, *ref;
-    json_object *slot;
+    hv__jv_t *slot;
     res_t *nr = NULL;
     target_t sub = {NULL, NULL, NULL, NULL, NULL};
     int made = 0;
@@ -503,7 +503,7 @@ static void apply_in_resource(ctx_t *c, const hv__map_row_t *row, span_t v, int 
     if (*rest == '\0' && row->dtmap[0] == '\0') goto unmapped;
     slot = slot_get(c, owner, name, nlen, NULL, idx, rep, is_array);
     if (slot == NULL) return;
-    ref = hv_json_get_str(slot, "reference");
+    ref = hv__jv_get_str(slot, "reference");
     if (ref != NULL && strncmp(ref, "#hvtmp-", 7) == 0) {
         size_t k = strtoul(ref + 7, NULL, 10);
         if (k < c->nres && !c->res[k].dropped && strcmp(c->res[k].type, type) == 0) nr = &c->res[k];
@@ -512,7 +512,7 @@ static void apply_in_resource(ctx_t *c, const hv__map_row_t *row, span_t v, int 
     if (nr == NULL) {
         nr = hv__v2_res_new(c, type, NULL);
         if (nr == NULL) goto unmapped;
-        hv__v2_put_str(slot, "reference", hv__v2_ref_to(nr), HV__V2_CONST);
+        hv__v2_put_ref(c, slot, "reference", hv__v2_ref_to(nr), HV__V2_CONST);
         made = 1;
     }
     sub.owner = nr->obj;
@@ -529,10 +529,10 @@ static void apply_in_resource(ctx_t *c, const hv__map_row_t *row, span_t v, int 
         if (inner_row.target == NULL) return;
         hv__v2_apply_row(c, &inner_row, v, level, seg, &sub, rep, depth + 1);
     }
-    if (made && json_object_object_length(nr->obj) <= 1) {
+    if (made && hv__jv_len(nr->obj) <= 1) {
         /* Nothing mapped: the resource is left out (its slot entries stay unique). */
         nr->dropped = 1;
-        json_object_object_del(slot, "reference");
+        hv__jv_del(slot, "reference");
     }
     return;
 unmapped:
@@ -613,7 +613,7 @@ static const struct hv__v2_plan *plan_find(ctx_t *c, const hv_fhir_elem_t *oe, c
 void hv__v2_apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, span_t seg,
                target_t *tg, unsigned rep, int depth) {
     const char *path = row->target;
-    json_object *owner = tg->owner;
+    hv__jv_t *owner = tg->owner;
     const hv_fhir_elem_t *oe = tg->owner_e;
     char pbuf[160];
     const char *p;
@@ -738,7 +738,7 @@ void hv__v2_apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
         if (hv_fhir_type_kind(chosen) == HV_FHIR_KIND_PRIMITIVE) {
             char key[64];
             const char *text = NULL, *tname = hv_fhir_type_name(chosen), *ckey;
-            json_object *val;
+            hv__jv_t *val;
             if (!last) {
                 /* "birthDate.extension": primitive extensions are not mapped. */
                 goto unmapped;
@@ -796,34 +796,31 @@ void hv__v2_apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
             }
             ckey = step_ckey;
             if (hv_fhir_elem_is_array(e)) {
-                json_object *arr = NULL;
-                if (!json_object_object_get_ex(owner, key, &arr) ||
-                    !json_object_is_type(arr, json_type_array)) {
-                    arr = json_object_new_array();
-                    hv__v2_put(owner, ckey ? ckey : key, arr, ckey ? HV__V2_CONST : 0);
+                hv__jv_t *arr = NULL;
+                if (!hv__jv_get_ex(owner, key, &arr) ||
+                    !hv__jv_is(arr, HV__JV_ARR)) {
+                    arr = hv__jv_arr(c->arena);
+                    hv__v2_put(c, owner, ckey ? ckey : key, arr, ckey ? HV__V2_CONST : 0);
                 }
                 /* given[1], given[2]: positions; a repeated value is not added twice. */
                 {
-                    size_t k, nn = json_object_array_length(arr);
+                    size_t k, nn = hv__jv_len(arr);
                     for (k = 0; k < nn; k++)
-                        if (json_object_equal(json_object_array_get_idx(arr, k), val)) {
-                            json_object_put(val);
-                            return;
-                        }
+                        if (hv__jv_equal(hv__jv_at(arr, k), val, 0)) return;
                 }
-                json_object_array_add(arr, val);
+                hv__jv_push(c->arena, arr, val);
             } else {
-                hv__v2_put(owner, ckey ? ckey : key, val, ckey ? HV__V2_CONST : 0);
+                hv__v2_put(c, owner, ckey ? ckey : key, val, ckey ? HV__V2_CONST : 0);
             }
             explain_add(c, tg->path, path);
             return;
         }
         /* A complex element: step into it. */
         {
-            json_object *o;
+            hv__jv_t *o;
             if (last && single_taken(c, owner, p, nlen, e, chosen, rep)) return;
             o = slot_get(c, owner, p, nlen, step_ckey, idx, rep, hv_fhir_elem_is_array(e));
-            json_object *parent = owner;
+            hv__jv_t *parent = owner;
             if (o == NULL) return;
             owner = o;
             oe = hv_fhir_elem_owner(e, chosen);
@@ -831,12 +828,12 @@ void hv__v2_apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
             if (last) {
                 if (row->dtmap[0] && depth < MAX_DEPTH) {
                     target_t sub = {owner, oe, tg->res_type, NULL, NULL};
-                    json_object *holder = NULL;
+                    hv__jv_t *holder = NULL;
                     char hk[64];
                     if (hv_fhir_elem_is_array(e) && nlen < sizeof(hk)) {
                         memcpy(hk, p, nlen);
                         hk[nlen] = '\0';
-                        if (json_object_object_get_ex(parent, hk, &holder))
+                        if (hv__jv_get_ex(parent, hk, &holder))
                             sub.arr = holder;
                     }
                     sub.path = c->explain ? hv_arena_sprintf(c->arena, "%s.%s", tg->path, path) : tg->path;

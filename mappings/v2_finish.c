@@ -55,35 +55,34 @@ static const char *encounter_status(const char *trigger) {
 static void apply_defaults(ctx_t *c, res_t *r) {
     size_t i;
     for (i = 0; i < HV_ARRAY_LEN(defaults); i++) {
-        if (strcmp(r->type, defaults[i][0]) != 0) continue;
-        if (json_object_object_get_ex(r->obj, defaults[i][1], NULL)) continue;
-        hv_json_set_str(r->obj, defaults[i][1], defaults[i][2]);
+        if (r->type[0] != defaults[i][0][0] || strcmp(r->type, defaults[i][0]) != 0) continue;
+        if (hv__jv_get_ex(r->obj, defaults[i][1], NULL)) continue;
+        hv__jv_put_str(c->arena, r->obj, defaults[i][1], defaults[i][2], HV__JV_KCONST);
     }
     /* Encounter.class is required (1..1): a Coding, the v3 NullFlavor UNK when v2 gives none. */
-    if (strcmp(r->type, "Encounter") == 0 && !json_object_object_get_ex(r->obj, "class", NULL)) {
-        json_object *cls = json_object_new_object();
-        hv_json_set_str(cls, "system", "http://terminology.hl7.org/CodeSystem/v3-NullFlavor");
-        hv_json_set_str(cls, "code", "UNK");
-        hv_json_set(r->obj, "class", cls);
+    if (strcmp(r->type, "Encounter") == 0 && !hv__jv_get_ex(r->obj, "class", NULL)) {
+        hv__jv_t *cls = hv__jv_obj(c->arena);
+        hv__jv_put_str(c->arena, cls, "system", "http://terminology.hl7.org/CodeSystem/v3-NullFlavor", HV__JV_KCONST);
+        hv__jv_put_str(c->arena, cls, "code", "UNK", HV__JV_KCONST);
+        hv__jv_put(c->arena, r->obj, "class", cls, HV__JV_KCONST);
     }
     if (strcmp(r->type, "Encounter") == 0) {
         const char *st = encounter_status(c->trigger);
         /* A11 cancels the visit, A13 cancels the discharge: the trigger decides. */
         if (!strcmp(c->trigger, "A11") || !strcmp(c->trigger, "A13") ||
-            !json_object_object_get_ex(r->obj, "status", NULL))
-            hv_json_set_str(r->obj, "status", st);
+            !hv__jv_get_ex(r->obj, "status", NULL))
+            hv__jv_put_str(c->arena, r->obj, "status", st, HV__JV_KCONST);
         if (!strcmp(c->trigger, "A13")) {
-            json_object *per = NULL;
-            if (json_object_object_get_ex(r->obj, "period", &per)) json_object_object_del(per, "end");
+            hv__jv_t *per = NULL;
+            if (hv__jv_get_ex(r->obj, "period", &per)) hv__jv_del(per, "end");
         }
     }
 }
 
-static int has_choice(json_object *o, const char *name, size_t l) {
-    json_object_object_foreach(o, k, v) {
-        (void)v;
-        if (strncmp(k, name, l) == 0 && k[l] >= 'A' && k[l] <= 'Z') return 1;
-    }
+static int has_choice(hv__jv_t *o, const char *name, size_t l) {
+    const hv__jmem_t *m;
+    for (m = hv__jv_is(o, HV__JV_OBJ) ? o->u.o.head : NULL; m != NULL; m = m->next)
+        if (strncmp(m->k, name, l) == 0 && m->k[l] >= 'A' && m->k[l] <= 'Z') return 1;
     return 0;
 }
 
@@ -111,16 +110,16 @@ static void find_types(void) {
     if (t != NULL) el_timing_repeat = hv_fhir_elem_owner(hv_fhir_elem_child(hv_fhir_type_root(t), "repeat", 6, &t), t);
 }
 
-static int clean_node(ctx_t *c, json_object *o, const hv_fhir_elem_t *owner, const char **missing) {
-    struct lh_entry *e, *next;
+static int clean_node(ctx_t *c, hv__jv_t *o, const hv_fhir_elem_t *owner, const char **missing) {
+    hv__jmem_t *e, *next;
     size_t i, n;
     const hv_fhir_type_t *otype;
     const hv_fhir_elem_t *const *req;
     int type_root;
-    if (owner == NULL) return 0;
-    for (e = json_object_get_object(o)->head; e != NULL; e = next) {
-        json_object *v = (json_object *)lh_entry_v(e);
-        const char *k = (const char *)lh_entry_k(e);
+    if (owner == NULL || !hv__jv_is(o, HV__JV_OBJ)) return 0; /* NULL: an object the arena could not give */
+    for (e = o->u.o.head; e != NULL; e = next) {
+        hv__jv_t *v = e->v;
+        const char *k = e->k;
         const hv_fhir_type_t *chosen = NULL;
         const hv_fhir_elem_t *el, *sub;
         next = e->next;
@@ -129,52 +128,52 @@ static int clean_node(ctx_t *c, json_object *o, const hv_fhir_elem_t *owner, con
         if ((k[0] == 'r' && !strcmp(k, "resourceType")) || (k[0] == 'i' && k[1] == 'd' && k[2] == '\0')) continue;
         el = hv__v2_elem_child(c, owner, k, strlen(k), &chosen);
         if (el == NULL) {
-            json_object_object_del(o, k);
+            hv__jv_del(o, k);
             continue;
         }
         sub = chosen != NULL && hv_fhir_type_kind(chosen) != HV_FHIR_KIND_PRIMITIVE
                   ? hv_fhir_elem_owner(el, chosen)
                   : NULL;
-        if (json_object_is_type(v, json_type_array)) {
-            size_t j = json_object_array_length(v);
+        if (hv__jv_is(v, HV__JV_ARR)) {
+            size_t j = hv__jv_len(v);
             while (j-- > 0) {
-                json_object *it = json_object_array_get_idx(v, j);
-                if (json_object_is_type(it, json_type_object) && sub != NULL &&
+                hv__jv_t *it = hv__jv_at(v, j);
+                if (hv__jv_is(it, HV__JV_OBJ) && sub != NULL &&
                     clean_node(c, it, sub, NULL))
-                    json_object_array_del_idx(v, j, 1);
+                    hv__jv_del_at(v, j);
             }
-            if (json_object_array_length(v) == 0) json_object_object_del(o, k);
-        } else if (json_object_is_type(v, json_type_object)) {
-            if (sub == NULL || clean_node(c, v, sub, NULL)) json_object_object_del(o, k);
+            if (hv__jv_len(v) == 0) hv__jv_del(o, k);
+        } else if (hv__jv_is(v, HV__JV_OBJ)) {
+            if (sub == NULL || clean_node(c, v, sub, NULL)) hv__jv_del(o, k);
         }
     }
-    if (json_object_object_length(o) == 0) return 1;
+    if (hv__jv_len(o) == 0) return 1;
     otype = hv_fhir_elem_owner_type(owner);
     type_root = hv_fhir_elem_parent(owner) == NULL;
     /* FHIR cpt-2: a ContactPoint with a value needs a system; XTN.3 may be empty. */
-    if (otype == ty_contactpoint && type_root && hv_json_get_str(o, "value") != NULL &&
-        !json_object_object_get_ex(o, "system", NULL))
-        hv_json_set_str(o, "system", strchr(hv_json_get_str(o, "value"), '@') ? "email" : "phone");
+    if (otype == ty_contactpoint && type_root && hv__jv_get_str(o, "value") != NULL &&
+        !hv__jv_get_ex(o, "system", NULL))
+        hv__jv_put_str(c->arena, o, "system", strchr(hv__jv_get_str(o, "value"), '@') ? "email" : "phone", HV__JV_KCONST);
     /* FHIR pat-1: a contact has a name, telecom, address or organization. */
     if (!type_root && owner == el_patient_contact &&
-        !json_object_object_get_ex(o, "name", NULL) && !json_object_object_get_ex(o, "telecom", NULL) &&
-        !json_object_object_get_ex(o, "address", NULL) &&
-        !json_object_object_get_ex(o, "organization", NULL))
+        !hv__jv_get_ex(o, "name", NULL) && !hv__jv_get_ex(o, "telecom", NULL) &&
+        !hv__jv_get_ex(o, "address", NULL) &&
+        !hv__jv_get_ex(o, "organization", NULL))
         return 1;
     /* FHIR tim-8 (countMax needs count) and tim-10 (timeOfDay or when, not both). */
     if (!type_root && owner == el_timing_repeat) {
-        if (json_object_object_get_ex(o, "countMax", NULL) && !json_object_object_get_ex(o, "count", NULL))
-            json_object_object_del(o, "countMax");
-        if (json_object_object_get_ex(o, "timeOfDay", NULL)) json_object_object_del(o, "when");
-        if (json_object_object_length(o) == 0) return 1;
+        if (hv__jv_get_ex(o, "countMax", NULL) && !hv__jv_get_ex(o, "count", NULL))
+            hv__jv_del(o, "countMax");
+        if (hv__jv_get_ex(o, "timeOfDay", NULL)) hv__jv_del(o, "when");
+        if (hv__jv_len(o) == 0) return 1;
     }
     /* FHIR drt-1: a Duration needs a UCUM code. */
     if (otype == ty_duration && type_root &&
-        (hv_json_get_str(o, "code") == NULL || hv_json_get_str(o, "system") == NULL ||
-         strcmp(hv_json_get_str(o, "system"), "http://unitsofmeasure.org") != 0))
+        (hv__jv_get_str(o, "code") == NULL || hv__jv_get_str(o, "system") == NULL ||
+         strcmp(hv__jv_get_str(o, "system"), "http://unitsofmeasure.org") != 0))
         return 1;
     if (otype == ty_extension && type_root && !has_choice(o, "value", 5) &&
-        !json_object_object_get_ex(o, "extension", NULL))
+        !hv__jv_get_ex(o, "extension", NULL))
         return 1;
     /* The required children (min >= 1), in the model's order: the first one missing is named. */
     req = hv__v2_elem_required(c, owner, &n);
@@ -187,7 +186,7 @@ static int clean_node(ctx_t *c, json_object *o, const hv_fhir_elem_t *owner, con
         name = hv_fhir_elem_name(ch);
         l = strlen(name);
         if (l > 3 && strcmp(name + l - 3, "[x]") == 0 ? has_choice(o, name, l - 3)
-                                                      : json_object_object_get_ex(o, name, NULL))
+                                                      : hv__jv_get_ex(o, name, NULL))
             continue;
         if (missing != NULL) *missing = name;
         return 1;
@@ -201,8 +200,8 @@ static int resource_ok(ctx_t *c, res_t *r) {
     int ok = !clean_node(c, r->obj, r->root, &missing);
     /* FHIR org-1: an Organization has a name or an identifier (an NK1 with only the contact
      * person's address of an unnamed organization gives neither). */
-    if (ok && strcmp(r->type, "Organization") == 0 && !json_object_object_get_ex(r->obj, "name", NULL) &&
-        !json_object_object_get_ex(r->obj, "identifier", NULL)) {
+    if (ok && strcmp(r->type, "Organization") == 0 && !hv__jv_get_ex(r->obj, "name", NULL) &&
+        !hv__jv_get_ex(r->obj, "identifier", NULL)) {
         hv__v2_issue(c, "information", "incomplete", r->slot[0] ? r->slot : r->type,
               "Organization left out: the message gives neither its name nor an identifier (FHIR org-1)");
         return 0;
@@ -213,13 +212,13 @@ static int resource_ok(ctx_t *c, res_t *r) {
         static const char *const uses[] = {"address", "telecom"};
         size_t u, k;
         for (u = 0; u < HV_ARRAY_LEN(uses); u++) {
-            json_object *arr = NULL;
-            if (!json_object_object_get_ex(r->obj, uses[u], &arr) || !json_object_is_type(arr, json_type_array))
+            hv__jv_t *arr = NULL;
+            if (!hv__jv_get_ex(r->obj, uses[u], &arr) || !hv__jv_is(arr, HV__JV_ARR))
                 continue;
-            for (k = 0; k < json_object_array_length(arr); k++) {
-                json_object *it = json_object_array_get_idx(arr, k);
-                const char *use = hv_json_get_str(it, "use");
-                if (use != NULL && strcmp(use, "home") == 0) json_object_object_del(it, "use");
+            for (k = 0; k < hv__jv_len(arr); k++) {
+                hv__jv_t *it = hv__jv_at(arr, k);
+                const char *use = hv__jv_get_str(it, "use");
+                if (use != NULL && strcmp(use, "home") == 0) hv__jv_del(it, "use");
             }
         }
     }
@@ -243,30 +242,37 @@ static uint64_t mix64(uint64_t z) {
  * summed (so the order they were written in does not matter), arrays hashed in order,
  * values by their JSON text. Cheaper than writing the resource out and hashing the text.
  */
-static uint64_t content_hash(uint64_t h, json_object *v, int depth) {
+static uint64_t content_hash(uint64_t h, hv__jv_t *v, int depth) {
     if (depth > 64) return h;
-    switch (json_object_get_type(v)) {
-    case json_type_object: {
+    switch (v == NULL ? HV__JV_NULL : v->t) {
+    case HV__JV_OBJ: {
         uint64_t sum = 0;
-        json_object_object_foreach(v, key, val) {
-            uint64_t m = hv__v2_fnv(FNV0, key, strlen(key));
-            sum += mix64(content_hash(m, val, depth + 1));
+        const hv__jmem_t *mb;
+        for (mb = v->u.o.head; mb != NULL; mb = mb->next) {
+            uint64_t m = hv__v2_fnv(FNV0, mb->k, strlen(mb->k));
+            sum += mix64(content_hash(m, mb->v, depth + 1));
         }
         return hv__v2_fnv(hv__v2_fnv(h, "{", 1), &sum, sizeof(sum));
     }
-    case json_type_array: {
-        size_t i, n = json_object_array_length(v);
+    case HV__JV_ARR: {
+        size_t i, n = hv__jv_len(v);
         h = hv__v2_fnv(h, "[", 1);
-        for (i = 0; i < n; i++) h = content_hash(h, json_object_array_get_idx(v, i), depth + 1);
+        for (i = 0; i < n; i++) h = content_hash(h, hv__jv_at(v, i), depth + 1);
         return hv__v2_fnv(h, "]", 1);
     }
-    case json_type_string:
-        return hv__v2_fnv(hv__v2_fnv(h, "s", 1), json_object_get_string(v), (size_t)json_object_get_string_len(v));
-    case json_type_null:
+    case HV__JV_STR:
+        return hv__v2_fnv(hv__v2_fnv(h, "s", 1), v->u.s, v->n);
+    case HV__JV_NULL:
         return hv__v2_fnv(h, "n", 1);
+    case HV__JV_NUM:
+        return hv__v2_fnv(hv__v2_fnv(h, "v", 1), v->u.s, v->n);
+    case HV__JV_BOOL:
+        return v->u.i ? hv__v2_fnv(hv__v2_fnv(h, "v", 1), "true", 4) : hv__v2_fnv(hv__v2_fnv(h, "v", 1), "false", 5);
     default: {
-        const char *t = json_object_get_string(v); /* numbers and booleans: their JSON text */
-        return hv__v2_fnv(hv__v2_fnv(h, "v", 1), t, strlen(t));
+        /* An integer: its JSON text, as the number's decimal digits. */
+        char t[24];
+        int tl = snprintf(t, sizeof(t), "%lld", v->u.i);
+        return hv__v2_fnv(hv__v2_fnv(h, "v", 1), t, (size_t)tl);
     }
     }
 }
@@ -299,23 +305,23 @@ static void url_encode(hv_buf_t *b, const char *s) {
 
 /* The business identifier of a resource: the first identifier with a value, one with a
  * system preferred. */
-static int business_id(json_object *res, const char **sys, const char **val) {
-    json_object *ids = NULL, *id;
+static int business_id(hv__jv_t *res, const char **sys, const char **val) {
+    hv__jv_t *ids = NULL, *id;
     size_t i, n;
     *sys = *val = NULL;
-    if (!json_object_object_get_ex(res, "identifier", &ids)) return 0;
-    if (json_object_is_type(ids, json_type_object)) {
-        *val = hv_json_get_str(ids, "value");
-        *sys = hv_json_get_str(ids, "system");
+    if (!hv__jv_get_ex(res, "identifier", &ids)) return 0;
+    if (hv__jv_is(ids, HV__JV_OBJ)) {
+        *val = hv__jv_get_str(ids, "value");
+        *sys = hv__jv_get_str(ids, "system");
         return *val != NULL;
     }
-    n = json_object_array_length(ids);
+    n = hv__jv_len(ids);
     for (i = 0; i < n; i++) {
-        id = json_object_array_get_idx(ids, i);
-        if (hv_json_get_str(id, "value") == NULL) continue;
+        id = hv__jv_at(ids, i);
+        if (hv__jv_get_str(id, "value") == NULL) continue;
         if (*val == NULL) {
-            *val = hv_json_get_str(id, "value");
-            *sys = hv_json_get_str(id, "system");
+            *val = hv__jv_get_str(id, "value");
+            *sys = hv__jv_get_str(id, "system");
         }
     }
     return *val != NULL;
@@ -331,17 +337,27 @@ static void rewrite_refs(ctx_t *c) {
         if (!e->live || c->res[e->owner].dropped) continue;
         while (k < c->nres && c->res[k].merged_into >= 0) k = (size_t)c->res[k].merged_into;
         if (k < c->nres && !c->res[k].dropped && c->res[k].full_url) {
-            json_object *rv = NULL;
+            hv__jv_t *rv = NULL;
             /* The string object is rewritten in place (collect_refs found it a string). */
-            if (!json_object_object_get_ex(e->holder, "reference", &rv) ||
-                json_object_set_string(rv, c->res[k].full_url) == 0)
-                hv_json_set_str(e->holder, "reference", c->res[k].full_url);
+            if (!hv__jv_get_ex(e->holder, "reference", &rv) ||
+                hv__jv_set_str_ref(rv, c->res[k].full_url) != HV_OK)
+                hv__jv_put_str(c->arena, e->holder, "reference", c->res[k].full_url, HV__JV_KCONST);
         } else {
-            json_object_object_del(e->holder, "reference");
+            hv__jv_del(e->holder, "reference");
             c->res[e->owner].dirty = 1;
         }
         e->live = 0;
     }
+}
+
+/* Sets from's Patient.link to [{"other": {"reference": to}, "type": type}]. */
+static void set_link(ctx_t *c, res_t *from, res_t *to, const char *type) {
+    hv__jv_t *links = hv__jv_arr(c->arena), *l = hv__jv_obj(c->arena), *ref = hv__jv_obj(c->arena);
+    hv__v2_put_ref(c, ref, "reference", hv__v2_ref_to(to), HV__V2_NEW);
+    hv__v2_put(c, l, "other", ref, HV__V2_NEW);
+    hv__v2_put_ref(c, l, "type", type, HV__V2_NEW);
+    hv__jv_push(c->arena, links, l);
+    hv__v2_put(c, from->obj, "link", links, HV__V2_CONST);
 }
 
 /*
@@ -358,7 +374,6 @@ static void merge_a40(ctx_t *c, res_t *survivor) {
         res_t *old;
         hv__map_row_t row;
         target_t tg;
-        json_object *links, *l, *ref;
         if (strcmp(sg->id, "MRG") != 0) continue;
         f = hv__v2_seg_field(c, seg, 1);
         if (!hv__v2_span_valued(f)) continue;
@@ -386,23 +401,9 @@ static void merge_a40(ctx_t *c, res_t *survivor) {
                     hv__v2_apply_row(c, &row, rv, 1, seg, &tg, (unsigned)r, 0);
             }
         }
-        hv_json_set(old->obj, "active", json_object_new_boolean(0));
-        links = json_object_new_array();
-        l = json_object_new_object();
-        ref = json_object_new_object();
-        hv_json_set_str(ref, "reference", hv__v2_ref_to(survivor));
-        hv_json_set(l, "other", ref);
-        hv_json_set_str(l, "type", "replaced-by");
-        json_object_array_add(links, l);
-        hv_json_set(old->obj, "link", links);
-        links = json_object_new_array();
-        l = json_object_new_object();
-        ref = json_object_new_object();
-        hv_json_set_str(ref, "reference", hv__v2_ref_to(old));
-        hv_json_set(l, "other", ref);
-        hv_json_set_str(l, "type", "replaces");
-        json_object_array_add(links, l);
-        hv_json_set(survivor->obj, "link", links);
+        hv__jv_put(c->arena, old->obj, "active", hv__jv_bool(c->arena, 0), HV__JV_KCONST);
+        set_link(c, old, survivor, "replaced-by");
+        set_link(c, survivor, old, "replaces");
         return;
     }
     hv__v2_issue(c, "warning", "required", "MRG-1", "A40 without MRG-1: nothing to merge");
@@ -421,44 +422,44 @@ static void provenance_targets(ctx_t *c) {
     size_t i, j;
     for (i = 0; i < c->nres; i++) {
         res_t *p = &c->res[i];
-        json_object *arr = NULL;
+        hv__jv_t *arr = NULL;
         if (p->dropped || strcmp(p->type, "Provenance") != 0) continue;
-        if (!json_object_object_get_ex(p->obj, "target", &arr) || !json_object_is_type(arr, json_type_array)) {
-            arr = json_object_new_array();
-            hv_json_set(p->obj, "target", arr);
+        if (!hv__jv_get_ex(p->obj, "target", &arr) || !hv__jv_is(arr, HV__JV_ARR)) {
+            arr = hv__jv_arr(c->arena);
+            hv__jv_put(c->arena, p->obj, "target", arr, HV__JV_KCONST);
         }
         for (j = 0; j < c->nres; j++) {
             res_t *t = &c->res[j];
-            json_object *ref;
+            hv__jv_t *ref;
             /* The message header's own resources (sender, software, the engine as agent) are
              * what the Provenance is about, not what the message wrote. */
             if (t->dropped || strcmp(t->type, "Provenance") == 0 || !strcmp(t->seg, "MSH") ||
                 !strcmp(t->seg, "SFT") || !strcmp(t->seg, "EVN"))
                 continue;
-            ref = json_object_new_object();
-            hv__v2_put_str(ref, "reference", hv__v2_ref_to(t), HV__V2_NEW);
-            json_object_array_add(arr, ref);
+            ref = hv__jv_obj(c->arena);
+            hv__v2_put_ref(c, ref, "reference", hv__v2_ref_to(t), HV__V2_NEW);
+            hv__jv_push(c->arena, arr, ref);
         }
     }
 }
 
 /* Removes repeated references from a Provenance's target (two rows that made the same
  * resource, merged by identity, name it once). Run after rewrite_refs. */
-static void provenance_dedupe(ctx_t *c, json_object *prov) {
-    json_object *arr = NULL;
+static void provenance_dedupe(ctx_t *c, hv__jv_t *prov) {
+    hv__jv_t *arr = NULL;
     const char **refs;
     size_t i, j, n;
-    if (!json_object_object_get_ex(prov, "target", &arr) || !json_object_is_type(arr, json_type_array)) return;
-    n = json_object_array_length(arr);
+    if (!hv__jv_get_ex(prov, "target", &arr) || !hv__jv_is(arr, HV__JV_ARR)) return;
+    n = hv__jv_len(arr);
     if (n < 2) return;
     /* The reference texts, read once: the target lists are as long as the Bundle. */
     refs = hv_arena_alloc(c->arena, n * sizeof(*refs));
     if (refs == NULL) return;
-    for (i = 0; i < n; i++) refs[i] = hv_json_get_str(json_object_array_get_idx(arr, i), "reference");
+    for (i = 0; i < n; i++) refs[i] = hv__jv_get_str(hv__jv_at(arr, i), "reference");
     for (i = n; i-- > 1;) {
         for (j = 0; refs[i] != NULL && j < i; j++) {
             if (refs[j] != NULL && strcmp(refs[i], refs[j]) == 0) {
-                json_object_array_del_idx(arr, i, 1);
+                hv__jv_del_at(arr, i);
                 break;
             }
         }
@@ -467,14 +468,17 @@ static void provenance_dedupe(ctx_t *c, json_object *prov) {
 
 /* Finds the "#hvtmp-N" references of resource `owner` (its JSON tree, once, when the mapping
  * of the message is done) and records each with its holder object. */
-static void collect_refs(ctx_t *c, json_object *o, size_t owner, int depth) {
+static void collect_refs(ctx_t *c, hv__jv_t *o, size_t owner, int depth) {
     if (depth > 64) return;
-    if (json_object_is_type(o, json_type_object)) {
+    if (hv__jv_is(o, HV__JV_OBJ)) {
         /* One walk over the members finds both the reference and the objects below. */
-        json_object_object_foreach(o, key, v) {
+        const hv__jmem_t *mb;
+        for (mb = o->u.o.head; mb != NULL; mb = mb->next) {
+            const char *key = mb->k;
+            hv__jv_t *v = mb->v;
             if (v == NULL) continue;
-            if (json_object_is_type(v, json_type_string)) {
-                const char *rv = json_object_get_string(v);
+            if (hv__jv_is(v, HV__JV_STR)) {
+                const char *rv = v->u.s;
                 if (key[0] != 'r' || strcmp(key, "reference") != 0 || strncmp(rv, "#hvtmp-", 7) != 0) continue;
                 if (c->nrefs == c->caprefs) {
                     size_t nc = c->caprefs ? 2 * c->caprefs : 64;
@@ -483,19 +487,19 @@ static void collect_refs(ctx_t *c, json_object *o, size_t owner, int depth) {
                     c->refs = n;
                     c->caprefs = nc;
                 }
-                c->refs[c->nrefs].holder = json_object_get(o);
+                c->refs[c->nrefs].holder = o;
                 c->refs[c->nrefs].owner = owner;
                 c->refs[c->nrefs].target = strtoul(rv + 7, NULL, 10);
                 c->refs[c->nrefs].live = 1;
                 c->nrefs++;
-            } else if (json_object_is_type(v, json_type_object) || json_object_is_type(v, json_type_array)) {
+            } else if (hv__jv_is(v, HV__JV_OBJ) || hv__jv_is(v, HV__JV_ARR)) {
                 collect_refs(c, v, owner, depth + 1);
             }
         }
-    } else if (json_object_is_type(o, json_type_array)) {
+    } else if (hv__jv_is(o, HV__JV_ARR)) {
         size_t i;
-        for (i = 0; i < json_object_array_length(o); i++)
-            collect_refs(c, json_object_array_get_idx(o, i), owner, depth + 1);
+        for (i = 0; i < hv__jv_len(o); i++)
+            collect_refs(c, hv__jv_at(o, i), owner, depth + 1);
     }
 }
 
@@ -508,7 +512,7 @@ static void drop_dangling(ctx_t *c, size_t only) {
         size_t k = e->target;
         if (!e->live || (only != SIZE_MAX && k != only)) continue;
         if (k >= c->nres || (c->res[k].dropped && c->res[k].merged_into < 0)) {
-            json_object_object_del(e->holder, "reference");
+            hv__jv_del(e->holder, "reference");
             e->live = 0;
             c->res[e->owner].dirty = 1;
         }
@@ -523,9 +527,9 @@ static void drop_dangling(ctx_t *c, size_t only) {
 static void link_to(ctx_t *c, res_t *r, const char *name, res_t *target) {
     const hv_fhir_elem_t *root = r->root, *e;
     const hv_fhir_type_t *chosen = NULL;
-    json_object *ref;
+    hv__jv_t *ref;
     size_t i, n;
-    if (json_object_object_get_ex(r->obj, name, NULL)) return;
+    if (hv__jv_get_ex(r->obj, name, NULL)) return;
     e = hv__v2_elem_child(c, root, name, strlen(name), &chosen);
     if (e == NULL || chosen == NULL || strcmp(hv_fhir_type_name(chosen), "Reference") != 0 ||
         hv_fhir_elem_is_array(e))
@@ -534,9 +538,9 @@ static void link_to(ctx_t *c, res_t *r, const char *name, res_t *target) {
     for (i = 0; i < n; i++)
         if (strcmp(hv_fhir_type_name(hv_fhir_elem_target_at(e, 0, i)), target->type) == 0) break;
     if (i == n) return;
-    ref = json_object_new_object();
-    hv__v2_put_str(ref, "reference", hv__v2_ref_to(target), HV__V2_NEW);
-    hv__v2_put(r->obj, name, ref, HV__V2_NEW); /* absent: looked for above; name is a literal */
+    ref = hv__jv_obj(c->arena);
+    hv__v2_put_ref(c, ref, "reference", hv__v2_ref_to(target), HV__V2_NEW);
+    hv__v2_put(c, r->obj, name, ref, HV__V2_NEW); /* absent: looked for above; name is a literal */
 }
 
 /*
@@ -545,7 +549,7 @@ static void link_to(ctx_t *c, res_t *r, const char *name, res_t *target) {
  * conditional update searches by it rather than, e.g., by PID-2.
  */
 static void patient_identity_first(ctx_t *c, res_t *patient) {
-    json_object *ids = NULL;
+    hv__jv_t *ids = NULL;
     char *want = NULL;
     size_t i, n;
     for (i = 1; i <= 8; i++) {
@@ -555,35 +559,35 @@ static void patient_identity_first(ctx_t *c, res_t *patient) {
         if (want != NULL && want[0]) break;
     }
     if (want == NULL || want[0] == '\0') return;
-    if (!json_object_object_get_ex(patient->obj, "identifier", &ids) ||
-        !json_object_is_type(ids, json_type_array))
+    if (!hv__jv_get_ex(patient->obj, "identifier", &ids) ||
+        !hv__jv_is(ids, HV__JV_ARR))
         return;
-    n = json_object_array_length(ids);
+    n = hv__jv_len(ids);
     for (i = 0; i < n; i++) {
-        json_object *id = json_object_array_get_idx(ids, i);
-        const char *v = hv_json_get_str(id, "value");
+        hv__jv_t *id = hv__jv_at(ids, i);
+        const char *v = hv__jv_get_str(id, "value");
         if (v != NULL && strcmp(v, want) == 0) {
             if (i > 0) {
-                json_object *arr = json_object_new_array();
+                hv__jv_t *arr = hv__jv_arr(c->arena);
                 size_t k;
-                json_object_array_add(arr, json_object_get(id));
+                hv__jv_push(c->arena, arr, id);
                 for (k = 0; k < n; k++)
-                    if (k != i) json_object_array_add(arr, json_object_get(json_object_array_get_idx(ids, k)));
-                hv_json_set(patient->obj, "identifier", arr);
+                    if (k != i) hv__jv_push(c->arena, arr, hv__jv_at(ids, k));
+                hv__jv_put(c->arena, patient->obj, "identifier", arr, HV__JV_KCONST);
             }
             return;
         }
     }
 }
 
-int hv__v2_finish(ctx_t *c, json_object **bundle_out, hv_error_t *err) {
+int hv__v2_finish(ctx_t *c, hv__jv_t **bundle_out, hv_error_t *err) {
     size_t i, j;
     int pass, changed;
     char *ctl = NULL;
     res_t *enc;
     res_t *patient = hv__v2_slot_find(c, "Patient[1]");
     const char *psys = NULL, *pval = NULL;
-    json_object *bundle = c->bundle_obj, *entries;
+    hv__jv_t *bundle = c->bundle_obj, *entries;
     hv_buf_t b;
     uint64_t pkey;
     pthread_once(&ty_once, find_types);
@@ -641,7 +645,7 @@ int hv__v2_finish(ctx_t *c, json_object **bundle_out, hv_error_t *err) {
             if (pass > 0 && !r->dirty) continue;
             r->dirty = 0;
             /* Lenient mode keeps the message's patient even when PID gave nothing (it is linked). */
-            if ((json_object_object_length(r->obj) <= 1 && !(c->lenient && r == patient)) ||
+            if ((hv__jv_len(r->obj) <= 1 && !(c->lenient && r == patient)) ||
                 !resource_ok(c, r)) {
                 r->dropped = 1;
                 changed = 1;
@@ -695,7 +699,7 @@ int hv__v2_finish(ctx_t *c, json_object **bundle_out, hv_error_t *err) {
                 r->request_url[tl] = '/';
                 memcpy(r->request_url + tl + 1, uuid, 37);
             }
-            hv__v2_put_str(r->obj, "id", uuid, HV__V2_CONST);
+            hv__v2_put_str(c, r->obj, "id", uuid, HV__V2_CONST);
         }
         for (j = 0; j < i; j++) {
             if (!c->res[j].dropped && c->res[j].full_url && !strcmp(c->res[j].full_url, r->full_url)) {
@@ -707,30 +711,29 @@ int hv__v2_finish(ctx_t *c, json_object **bundle_out, hv_error_t *err) {
     }
     hv_buf_release(&b);
     rewrite_refs(c);
-    entries = json_object_new_array();
+    entries = hv__jv_arr(c->arena);
     for (i = 0; i < c->nres; i++) {
         res_t *r = &c->res[i];
-        json_object *e, *req;
+        hv__jv_t *e, *req;
         if (r->dropped) continue;
         /* Cleaned already; again only when a reference was removed here. */
         if (strcmp(r->type, "Provenance") == 0) provenance_dedupe(c, r->obj);
         if (r->dirty) clean_node(c, r->obj, r->root, NULL);
-        e = json_object_new_object();
-        hv__v2_put_str(e, "fullUrl", r->full_url, HV__V2_NEW);
-        hv__v2_put(e, "resource", json_object_get(r->obj), HV__V2_NEW);
-        req = json_object_new_object();
-        hv__v2_put_str(req, "method", "PUT", HV__V2_NEW);
-        hv__v2_put_str(req, "url", r->request_url, HV__V2_NEW);
-        hv__v2_put(e, "request", req, HV__V2_NEW);
-        json_object_array_add(entries, e);
+        e = hv__jv_obj(c->arena);
+        hv__v2_put_ref(c, e, "fullUrl", r->full_url, HV__V2_NEW);
+        hv__v2_put(c, e, "resource", r->obj, HV__V2_NEW);
+        req = hv__jv_obj(c->arena);
+        hv__v2_put_ref(c, req, "method", "PUT", HV__V2_NEW);
+        hv__v2_put_ref(c, req, "url", r->request_url, HV__V2_NEW);
+        hv__v2_put(c, e, "request", req, HV__V2_NEW);
+        hv__jv_push(c->arena, entries, e);
     }
-    hv_json_set_str(bundle, "type", "transaction");
-    json_object_object_del(bundle, "entry");
+    hv__jv_put_str(c->arena, bundle, "type", "transaction", HV__JV_KCONST);
+    hv__jv_del(bundle, "entry");
     clean_node(c, bundle, hv_fhir_type_root(hv_fhir_resource_type("Bundle")), NULL);
-    if (json_object_array_length(entries) > 0) hv_json_set(bundle, "entry", entries);
-    else json_object_put(entries);
-    hv_json_set_str(bundle, "resourceType", "Bundle");
-    hv_json_set_str(bundle, "type", "transaction");
-    *bundle_out = json_object_get(bundle);
+    if (hv__jv_len(entries) > 0) hv__jv_put(c->arena, bundle, "entry", entries, HV__JV_KCONST);
+    hv__jv_put_str(c->arena, bundle, "resourceType", "Bundle", HV__JV_KCONST);
+    hv__jv_put_str(c->arena, bundle, "type", "transaction", HV__JV_KCONST);
+    *bundle_out = bundle;
     return HV_OK;
 }

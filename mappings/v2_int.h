@@ -12,8 +12,6 @@
 #include <stdint.h>
 #include <string.h>
 
-#include <json-c/json.h>
-
 #include "adapters/hl7v2/hl7v2.h"
 #include "fhir/fhir.h"
 #include "mappings/mappings_int.h"
@@ -33,7 +31,7 @@ typedef struct res {
     const char *type;       /* static: from the FHIR model */
     const hv_fhir_type_t *ftype; /* the model's type */
     const hv_fhir_elem_t *root;  /* its root element (the owner of the resource's elements) */
-    json_object *obj;
+    hv__jv_t *obj;
     char seg[4];            /* the segment that created it */
     size_t seg_index;
     char tmp[24];           /* "#hvtmp-N": the reference used until identities are known */
@@ -49,7 +47,7 @@ typedef struct res {
 
 typedef struct slot {
     uint64_t key;
-    json_object *elem;
+    hv__jv_t *elem;
 } slot_t;
 
 typedef struct ctx {
@@ -59,9 +57,9 @@ typedef struct ctx {
     char structure[16];
     char trigger[8];
     size_t nres;
-    json_object *bundle_obj;  /* the Bundle object MSH[Bundle] writes into */
-    json_object *issues;      /* OperationOutcome.issue */
-    json_object *explain;     /* NULL unless asked */
+    hv__jv_t *bundle_obj;  /* the Bundle object MSH[Bundle] writes into */
+    hv__jv_t *issues;      /* OperationOutcome.issue */
+    hv__jv_t *explain;     /* NULL unless asked */
     size_t nslots;
     const char *rule_base;    /* "ORU_R01 OBX[Observation]" */
     int nframes;              /* frames[0..nframes) */
@@ -94,7 +92,7 @@ typedef struct ctx {
     /* The "#hvtmp-N" references of the resources, found once when mapping is done
      * (collect_refs): holder object (a counted reference of ours), its resource, target N. */
     struct refent {
-        json_object *holder;
+        hv__jv_t *holder;
         size_t owner, target;
         int live;
     } *refs;
@@ -163,11 +161,11 @@ typedef struct ctx {
     ((c)->map_rows_resolved = (row)->seg_resolved, (c)->map_rows = (row)->seg_rows, (c)->map_rows_n = (row)->seg_n)
 
 typedef struct target {
-    json_object *owner;            /* the object holding the element */
+    hv__jv_t *owner;            /* the object holding the element */
     const hv_fhir_elem_t *owner_e; /* its element in the model */
     const char *res_type;          /* the resource type */
     const char *path;              /* the owner's element path, for --explain ("Patient.name") */
-    json_object *arr;              /* the array holding owner when it is one repetition, else NULL */
+    hv__jv_t *arr;              /* the array holding owner when it is one repetition, else NULL */
 } target_t;
 
 /* FNV-1a over n bytes, continuing hash h (FNV0 starts one). */
@@ -194,19 +192,23 @@ static inline uint64_t hv__v2_key(const void *p, uint64_t name_hash, unsigned a,
 }
 
 /*
- * Sets member key of o to val (taken; released on failure). flags as json_object_object_add_ex:
- * JSON_C_OBJECT_ADD_CONSTANT_KEY when key lives as long as the program (a literal, a FHIR model
- * name: json-c then keeps the pointer instead of a copy), JSON_C_OBJECT_ADD_KEY_IS_NEW only when
- * o is known not to have the key (json-c then skips looking for it; a duplicate would be written).
+ * Sets member key of o to val. flags: HV__V2_CONST when key lives as long as the program (a
+ * literal, a FHIR model name: the tree then keeps the pointer instead of a copy), HV__V2_NEW
+ * only when o is also known not to have the key (no look-up; a duplicate would be written).
  */
-static inline void hv__v2_put(json_object *o, const char *key, json_object *val, unsigned flags) {
-    if (json_object_object_add_ex(o, key, val, flags) != 0) json_object_put(val);
+#define HV__V2_CONST HV__JV_KCONST
+#define HV__V2_NEW (HV__JV_KCONST | HV__JV_KNEW)
+static inline void hv__v2_put(ctx_t *c, hv__jv_t *o, const char *key, hv__jv_t *val, unsigned flags) {
+    hv__jv_put(c->arena, o, key, val, flags);
 }
-#define HV__V2_CONST JSON_C_OBJECT_ADD_CONSTANT_KEY
-#define HV__V2_NEW (JSON_C_OBJECT_ADD_CONSTANT_KEY | JSON_C_OBJECT_ADD_KEY_IS_NEW)
-/* A string member; as hv__v2_put. */
-static inline void hv__v2_put_str(json_object *o, const char *key, const char *s, unsigned flags) {
-    hv__v2_put(o, key, json_object_new_string(s), flags);
+/* A string member (the text copied); as hv__v2_put. */
+static inline void hv__v2_put_str(ctx_t *c, hv__jv_t *o, const char *key, const char *s, unsigned flags) {
+    hv__jv_put(c->arena, o, key, hv__jv_str(c->arena, s), flags);
+}
+/* A string member whose text s lives as long as the message's tree (a literal, a model name,
+ * arena text, a resource's "#hvtmp-N"): kept, not copied; as hv__v2_put. */
+static inline void hv__v2_put_ref(ctx_t *c, hv__jv_t *o, const char *key, const char *s, unsigned flags) {
+    hv__jv_put(c->arena, o, key, hv__jv_str_ref(c->arena, s), flags);
 }
 /* The FHIR model's name of element e when it is the text name[0..n) (not a choice "value[x]"
  * written as "valueQuantity"), for a constant key; NULL otherwise. */
@@ -232,8 +234,9 @@ span_t hv__v2_seg_field(ctx_t *c, span_t seg, unsigned f);
 span_t hv__v2_piece(const ctx_t *c, span_t s, int level, unsigned i);
 /* An HL7 table 0396 coding system name as a FHIR system URI (arena or static). */
 const char *hv__v2_coding_system_uri(ctx_t *c, const char *name);
-/* The JSON value of a FHIR primitive of type tname from text; NULL when not valid. */
-json_object *hv__v2_primitive(ctx_t *c, const char *tname, const char *text);
+/* The JSON value of a FHIR primitive of type tname from text; NULL when not valid. The value may
+ * keep text itself: text must outlive the message's tree (arena or table text). */
+hv__jv_t *hv__v2_primitive(ctx_t *c, const char *tname, const char *text);
 
 /* hv_fhir_elem_child through the context's cache; names longer than the cache's slots go
  * to the model directly. */
@@ -264,6 +267,6 @@ int hv__v2_apply_map(ctx_t *c, const char *map, span_t v, int level, span_t seg,
 res_t *hv__v2_slot_find(ctx_t *c, const char *slot);
 
 /* v2_finish.c: defaults, cleaning, identities and the transaction Bundle (a new reference). */
-int hv__v2_finish(ctx_t *c, json_object **bundle_out, hv_error_t *err);
+int hv__v2_finish(ctx_t *c, hv__jv_t **bundle_out, hv_error_t *err);
 
 #endif

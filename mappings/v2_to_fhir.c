@@ -119,7 +119,7 @@ static void apply_ref(ctx_t *c, const char *ref) {
     const char *eq = strchr(ref, '='), *dot;
     res_t *a, *b;
     const hv_fhir_elem_t *oe;
-    json_object *owner;
+    hv__jv_t *owner;
     char path[128];
     char *p, *step;
     size_t plen;
@@ -132,7 +132,7 @@ static void apply_ref(ctx_t *c, const char *ref) {
     a = res_lookup(c, ref, (size_t)(dot - ref));
     b = res_lookup(c, eq + 1, strlen(eq + 1) - 3);
     if (a == NULL || b == NULL || a == b) return;
-    if (json_object_object_length(a->obj) <= 1 || json_object_object_length(b->obj) <= 1) return;
+    if (hv__jv_len(a->obj) <= 1 || hv__jv_len(b->obj) <= 1) return;
     memcpy(path, dot + 1, plen - 10);
     path[plen - 10] = '\0';
     owner = a->obj;
@@ -142,13 +142,13 @@ static void apply_ref(ctx_t *c, const char *ref) {
         const hv_fhir_elem_t *e;
         char *br = strchr(step, '[');
         int last = p == NULL || *p == '\0';
-        json_object *o = NULL;
+        hv__jv_t *o = NULL;
         if (br) *br = '\0';
         e = hv__v2_elem_child(c, oe, step, strlen(step), &chosen);
         if (e == NULL || chosen == NULL) return;
         if (last) {
             size_t i, n;
-            json_object *arr = NULL, *r;
+            hv__jv_t *arr = NULL, *r;
             if (strcmp(hv_fhir_type_name(chosen), "Reference") != 0) return;
             /* The target type must be one the element allows. */
             n = hv_fhir_elem_target_count(e, 0);
@@ -158,36 +158,36 @@ static void apply_ref(ctx_t *c, const char *ref) {
                     break;
             if (n > 0 && i == n) return;
             if (hv_fhir_elem_is_array(e)) {
-                if (!json_object_object_get_ex(owner, step, &arr)) {
-                    arr = json_object_new_array();
-                    hv_json_set(owner, step, arr);
+                if (!hv__jv_get_ex(owner, step, &arr)) {
+                    arr = hv__jv_arr(c->arena);
+                    hv__jv_put(c->arena, owner, step, arr, 0);
                 }
-                for (i = 0; i < json_object_array_length(arr); i++) {
-                    const char *s = hv_json_get_str(json_object_array_get_idx(arr, i), "reference");
+                for (i = 0; i < hv__jv_len(arr); i++) {
+                    const char *s = hv__jv_get_str(hv__jv_at(arr, i), "reference");
                     if (s && strcmp(s, b->tmp) == 0) return;
                 }
-                r = json_object_new_object();
-                hv_json_set_str(r, "reference", hv__v2_ref_to(b));
-                json_object_array_add(arr, r);
+                r = hv__jv_obj(c->arena);
+                hv__jv_put_str(c->arena, r, "reference", hv__v2_ref_to(b), HV__JV_KCONST);
+                hv__jv_push(c->arena, arr, r);
             } else {
-                if (json_object_object_get_ex(owner, step, &o)) return; /* set already */
-                r = json_object_new_object();
-                hv_json_set_str(r, "reference", hv__v2_ref_to(b));
-                hv_json_set(owner, step, r);
+                if (hv__jv_get_ex(owner, step, &o)) return; /* set already */
+                r = hv__jv_obj(c->arena);
+                hv__jv_put_str(c->arena, r, "reference", hv__v2_ref_to(b), HV__JV_KCONST);
+                hv__jv_put(c->arena, owner, step, r, 0);
             }
             return;
         }
         if (hv_fhir_elem_is_array(e)) {
-            json_object *arr = NULL;
-            if (!json_object_object_get_ex(owner, step, &arr)) {
-                arr = json_object_new_array();
-                hv_json_set(owner, step, arr);
+            hv__jv_t *arr = NULL;
+            if (!hv__jv_get_ex(owner, step, &arr)) {
+                arr = hv__jv_arr(c->arena);
+                hv__jv_put(c->arena, owner, step, arr, 0);
             }
-            if (json_object_array_length(arr) == 0) json_object_array_add(arr, json_object_new_object());
-            o = json_object_array_get_idx(arr, 0);
-        } else if (!json_object_object_get_ex(owner, step, &o)) {
-            o = json_object_new_object();
-            hv_json_set(owner, step, o);
+            if (hv__jv_len(arr) == 0) hv__jv_push(c->arena, arr, hv__jv_obj(c->arena));
+            o = hv__jv_at(arr, 0);
+        } else if (!hv__jv_get_ex(owner, step, &o)) {
+            o = hv__jv_obj(c->arena);
+            hv__jv_put(c->arena, owner, step, o, 0);
         }
         owner = o;
         oe = hv_fhir_elem_owner(e, chosen);
@@ -306,7 +306,7 @@ static void map_segment(ctx_t *c, size_t si, char *group, size_t group_cap) {
         c->nframes = 0;
         USE_SEG_ROWS(c, row);
         hv__v2_apply_map(c, row->segmap, seg, 0, seg, &tg, NULL, 0, 0, NULL);
-        if (c->nres > before && json_object_object_length(c->res[before].obj) <= 1 &&
+        if (c->nres > before && hv__jv_len(c->res[before].obj) <= 1 &&
             c->res[before].obj == r->obj &&
             !(c->lenient && !had_prev && strcmp(r->type, "Patient") == 0 && strcmp(sg->id, "PID") == 0)) {
             /* This row made nothing: the slot stays free for the next row. */
@@ -393,8 +393,6 @@ static ctx_t *ctx_get(void) {
 
 static void ctx_put(ctx_t *c) {
     ctx_t *expected = NULL;
-    size_t i;
-    for (i = 0; i < c->nrefs; i++) json_object_put(c->refs[i].holder);
     /* What outlives a message: the allocations and the caches that know their valid
      * entries; the per-message part starts from zero. */
     hv_arena_reset(c->arena);
@@ -409,22 +407,70 @@ static void ctx_put(ctx_t *c) {
     if (!atomic_compare_exchange_strong(&spare_ctx, &expected, c)) ctx_free(c);
 }
 
+/* One tree of the result as text (hv_malloc) into *text (and *len when not NULL). */
+static int tree_text(const hv__jv_t *v, char **text, size_t *len) {
+    hv_buf_t b;
+    int rc;
+    hv_buf_init(&b, 0);
+    rc = hv__jv_write(v, &b, 0);
+    if (rc == HV_OK && b.data == NULL) rc = HV_ENOMEM;
+    if (rc != HV_OK) {
+        hv_buf_release(&b);
+        return rc;
+    }
+    if (len != NULL) *len = b.len;
+    *text = hv_buf_take(&b);
+    return HV_OK;
+}
+
+/*
+ * The result out of the context's trees, before the context's arena goes: JSON text
+ * (opts->text) or json-c objects. Nothing is set in out unless all of it could be made.
+ */
+static int result_fill(ctx_t *c, const hv_map_opts_t *opts, hv__jv_t *bundle, hv__jv_t *oo, int clean,
+                       hv_map_result_t *out) {
+    hv_map_result_t r;
+    int rc = HV_OK;
+    memset(&r, 0, sizeof(r));
+    r.clean = clean;
+    if (opts != NULL && opts->text) {
+        rc = tree_text(bundle, &r.bundle_text, &r.bundle_len);
+        if (rc == HV_OK) rc = tree_text(oo, &r.outcome_text, NULL);
+        if (rc == HV_OK && c->explain != NULL) rc = tree_text(c->explain, &r.explain_text, NULL);
+    } else {
+        r.bundle = hv__jv_to_json(bundle);
+        r.outcome = hv__jv_to_json(oo);
+        if (c->explain != NULL) r.explain = hv__jv_to_json(c->explain);
+        if (r.bundle == NULL || r.outcome == NULL || (c->explain != NULL && r.explain == NULL)) rc = HV_ENOMEM;
+    }
+    if (rc != HV_OK) {
+        hv_map_result_free(&r);
+        return rc;
+    }
+    *out = r;
+    return HV_OK;
+}
+
 static int map_once(const char *msg, size_t len, const hv_map_opts_t *opts, hv_map_result_t *out,
                     hv_error_t *err) {
     ctx_t *c = NULL;
     hv_map_tables_t *own = NULL;
     hv_hl7v2_parse_opts_t po;
-    json_object *bundle = NULL, *oo = NULL;
+    hv__jv_t *bundle = NULL, *oo = NULL;
     char group[256] = "";
     size_t i;
-    int rc;
+    int rc, clean;
     c = ctx_get();
     if (c == NULL) {
         hv_error_set(err, HV_ENOMEM, NULL, "out of memory");
         return HV_ENOMEM;
     }
-    c->issues = json_object_new_array();
-    c->bundle_obj = json_object_new_object();
+    c->issues = hv__jv_arr(c->arena);
+    c->bundle_obj = hv__jv_obj(c->arena);
+    if (c->issues == NULL || c->bundle_obj == NULL) {
+        rc = HV_ENOMEM;
+        goto out;
+    }
     if (opts != NULL && opts->tables != NULL) {
         c->t = opts->tables;
     } else if (opts != NULL && opts->override_file != NULL) {
@@ -438,13 +484,13 @@ static int map_once(const char *msg, size_t len, const hv_map_opts_t *opts, hv_m
         rc = HV_ENOMEM;
         goto out;
     }
-    if (opts != NULL && opts->explain) c->explain = json_object_new_array();
+    if (opts != NULL && opts->explain) c->explain = hv__jv_arr(c->arena);
     c->lenient = opts != NULL && opts->lenient_identity;
     hv_hl7v2_parse_opts_default(&po);
     po.strict_escapes = 0;
     rc = hv_hl7v2_parse(c->arena, msg, len, &po, &c->msg, err, NULL);
     if (rc != HV_OK) goto out;
-    hv_json_set_str(c->bundle_obj, "resourceType", "Bundle");
+    hv__v2_put_ref(c, c->bundle_obj, "resourceType", "Bundle", HV__V2_CONST);
     pick_structure(c, opts != NULL ? opts->structure : NULL);
     for (i = 0; i < c->msg.nsegs; i++) map_segment(c, i, group, sizeof(group));
     if (c->unmapped_rows > 0)
@@ -453,24 +499,14 @@ static int map_once(const char *msg, size_t len, const hv_map_opts_t *opts, hv_m
               c->unmapped_rows);
     rc = hv__v2_finish(c, &bundle, err);
     if (rc != HV_OK) goto out;
-    oo = json_object_new_object();
-    hv_json_set_str(oo, "resourceType", "OperationOutcome");
-    if (json_object_array_length(c->issues) == 0) hv__v2_issue(c, "information", "informational", NULL, "mapped");
-    hv_json_set(oo, "issue", json_object_get(c->issues));
-    memset(out, 0, sizeof(*out));
-    out->bundle = bundle;
-    out->outcome = oo;
-    out->explain = c->explain ? json_object_get(c->explain) : NULL;
-    bundle = NULL;
+    oo = hv__jv_obj(c->arena);
+    hv__v2_put_ref(c, oo, "resourceType", "OperationOutcome", HV__V2_NEW);
+    clean = hv__jv_len(c->issues) == 0;
+    if (clean) hv__v2_issue(c, "information", "informational", NULL, "mapped");
+    hv__v2_put(c, oo, "issue", c->issues, HV__V2_NEW);
+    rc = result_fill(c, opts, bundle, oo, clean, out);
 out:
-    if (bundle != NULL) json_object_put(bundle);
-    if (c != NULL) {
-        for (i = 0; i < c->nres; i++) json_object_put(c->res[i].obj);
-        json_object_put(c->issues);
-        json_object_put(c->bundle_obj);
-        if (c->explain) json_object_put(c->explain);
-        ctx_put(c);
-    }
+    if (c != NULL) ctx_put(c);
     hv__map_tables_free(own);
     if (rc == HV_ENOMEM) hv_error_set(err, HV_ENOMEM, NULL, "out of memory");
     return rc;

@@ -43,21 +43,21 @@ void hv__v2_issue(ctx_t *c, const char *severity, const char *code, const char *
            const char *fmt, ...) {
     char msg[300];
     va_list ap;
-    json_object *i, *ex;
-    if (json_object_array_length(c->issues) >= MAX_ISSUES) return;
+    hv__jv_t *i, *ex;
+    if (hv__jv_len(c->issues) >= MAX_ISSUES) return;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    i = json_object_new_object();
-    hv_json_set_str(i, "severity", severity);
-    hv_json_set_str(i, "code", code);
-    hv_json_set_str(i, "diagnostics", msg);
+    i = hv__jv_obj(c->arena);
+    hv__jv_put_str(c->arena, i, "severity", severity, HV__JV_KCONST);
+    hv__jv_put_str(c->arena, i, "code", code, HV__JV_KCONST);
+    hv__jv_put_str(c->arena, i, "diagnostics", msg, HV__JV_KCONST);
     if (where != NULL && where[0]) {
-        ex = json_object_new_array();
-        json_object_array_add(ex, json_object_new_string(where));
-        hv_json_set(i, "location", ex);
+        ex = hv__jv_arr(c->arena);
+        hv__jv_push(c->arena, ex, hv__jv_str(c->arena, where));
+        hv__jv_put(c->arena, i, "location", ex, HV__JV_KCONST);
     }
-    json_object_array_add(c->issues, i);
+    hv__jv_push(c->arena, c->issues, i);
 }
 
 /* The text of a raw span, unescaped (HL7 v2.5.1 §2.7), trimmed; arena. */
@@ -215,7 +215,7 @@ static char *dtm_to_fhir(ctx_t *c, const char *s, const char *type) {
 }
 
 /* A decimal in FHIR form (json.html#number: no leading '+', no leading '.'). */
-static json_object *decimal_value(const char *s) {
+static hv__jv_t *decimal_value(ctx_t *c, const char *s) {
     char buf[64];
     size_t o = 0;
     const char *p = s;
@@ -236,7 +236,7 @@ static json_object *decimal_value(const char *s) {
         char *q = buf + (buf[0] == '-');
         while (q[0] == '0' && isdigit((unsigned char)q[1])) memmove(q, q + 1, strlen(q));
     }
-    return json_object_new_double_s(strtod(buf, NULL), buf);
+    return hv__jv_num(c->arena, strtod(buf, NULL), buf);
 }
 
 /* HL7 table 0396 coding system names → FHIR system URIs (terminologies.html). */
@@ -324,7 +324,7 @@ static int prim_kind(const char *t) {
     return P_TEXT;
 }
 
-json_object *hv__v2_primitive(ctx_t *c, const char *tname, const char *text) {
+hv__jv_t *hv__v2_primitive(ctx_t *c, const char *tname, const char *text) {
     size_t i;
     int kind;
     if (text[0] == '\0') return NULL;
@@ -336,19 +336,19 @@ json_object *hv__v2_primitive(ctx_t *c, const char *tname, const char *text) {
         if (v == NULL && ((tl > 4 && text[4] == '-' && isdigit((unsigned char)text[0])) ||
                           (tl > 2 && text[2] == ':' && isdigit((unsigned char)text[0]))))
             v = (char *)text;
-        return v ? json_object_new_string(v) : NULL;
+        return v ? hv__jv_str_ref(c->arena, v) : NULL; /* arena or table text: outlives the tree */
     }
-    if (kind == P_DECIMAL) return decimal_value(text);
+    if (kind == P_DECIMAL) return decimal_value(c, text);
     if (kind == P_INT || kind == P_POSINT) {
         char *end;
         long v = strtol(text, &end, 10);
         if (*end || end == text || v < 0 || v > 2147483647L) return NULL;
         if (kind == P_POSINT && v == 0) return NULL;
-        return json_object_new_int((int)v);
+        return hv__jv_int(c->arena, (int)v);
     }
     if (kind == P_BOOL) {
-        if (!strcasecmp(text, "Y") || !strcasecmp(text, "true")) return json_object_new_boolean(1);
-        if (!strcasecmp(text, "N") || !strcasecmp(text, "false")) return json_object_new_boolean(0);
+        if (!strcasecmp(text, "Y") || !strcasecmp(text, "true")) return hv__jv_bool(c->arena, 1);
+        if (!strcasecmp(text, "N") || !strcasecmp(text, "false")) return hv__jv_bool(c->arena, 0);
         return NULL;
     }
     if (kind == P_B64) {
@@ -360,7 +360,7 @@ json_object *hv__v2_primitive(ctx_t *c, const char *tname, const char *text) {
             k++;
         }
         if (k % 4 != 0) return NULL;
-        return json_object_new_string(text);
+        return hv__jv_str(c->arena, text);
     }
     for (i = 0; text[i]; i++)
         if ((unsigned char)text[i] < 32 && text[i] != '\n' && text[i] != '\t') return NULL;
@@ -370,7 +370,8 @@ json_object *hv__v2_primitive(ctx_t *c, const char *tname, const char *text) {
         if (kind == P_ID && i > 64) return NULL;
         if (strcmp(tname, "code") && strchr(text, ' ')) return NULL;
     }
-    return json_object_new_string_len(text, (int)i);
+    /* text is the message's arena text or the tables' (it outlives the tree), i its length. */
+    return hv__jv_str_ref(c->arena, text);
 }
 
 /* ------------------------------------------------------------------------- */

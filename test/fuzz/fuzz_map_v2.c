@@ -5,6 +5,8 @@
  *   - on HV_OK the Bundle is a transaction whose JSON text parses back to the same text,
  *     every entry has a fullUrl and a PUT request, and an OperationOutcome is given;
  *   - mapping is deterministic: the same input gives the same Bundle;
+ *   - the JSON text result (hv_map_opts_t.text) is exactly json-c's plain bytes (no slash
+ *     escapes) of the object result, Bundle and OperationOutcome, and reads back to the same text;
  *   - in lenient mode a message the strict mode maps gives the same Bundle.
  */
 #include <stdio.h>
@@ -50,23 +52,36 @@ static void check_bundle(json_object *b) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     hv_map_result_t a, b, c;
-    hv_map_opts_t o;
+    hv_map_opts_t o, t;
     hv_error_t err;
     int ra, rb, rc;
     memset(&a, 0, sizeof(a));
     memset(&b, 0, sizeof(b));
     memset(&c, 0, sizeof(c));
     memset(&o, 0, sizeof(o));
+    memset(&t, 0, sizeof(t));
+    t.text = 1;
     if (size > (1u << 16)) return 0;
     ra = hv_map_v2_to_fhir((const char *)data, size, NULL, &a, &err);
-    rb = hv_map_v2_to_fhir((const char *)data, size, NULL, &b, &err);
+    rb = hv_map_v2_to_fhir((const char *)data, size, &t, &b, &err);
     CHECK(ra == rb);
     if (ra == HV_OK) {
+        const int plain = JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE;
+        json_object *back;
         check_bundle(a.bundle);
         CHECK(a.outcome != NULL);
-        CHECK(json_object_equal(a.bundle, b.bundle));
+        CHECK(b.bundle == NULL && b.bundle_text != NULL && b.outcome_text != NULL);
+        CHECK(strlen(b.bundle_text) == b.bundle_len);
+        CHECK(strcmp(json_object_to_json_string_ext(a.bundle, plain), b.bundle_text) == 0);
+        CHECK(strcmp(json_object_to_json_string_ext(a.outcome, plain), b.outcome_text) == 0);
+        CHECK(a.clean == b.clean);
+        back = json_tokener_parse(b.bundle_text);
+        /* As text: a decimal written "5" reads back as an integer. */
+        CHECK(back != NULL && strcmp(json_object_to_json_string_ext(back, plain), b.bundle_text) == 0);
+        json_object_put(back);
     } else {
         CHECK(a.bundle == NULL && a.outcome == NULL);
+        CHECK(b.bundle_text == NULL && b.outcome_text == NULL);
     }
     o.lenient_identity = 1;
     o.explain = 1;

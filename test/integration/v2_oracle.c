@@ -9,7 +9,13 @@
  * Output: for each FILE two lines, `{"rc":N,"error":"…"}` or `{"rc":0,"bundle":…,"outcome":…}`
  * for the strict run, then the same with "explain" for the lenient run. The test hashes each
  * line, so any change in the bytes of a Bundle, an OperationOutcome or an explanation — member
- * order included — is a difference. Exit status 0, or 2 when a file cannot be read.
+ * order included — is a difference.
+ *
+ * Each file is also mapped with hv_map_opts_t.text, and the JSON text of the Bundle, the
+ * OperationOutcome and the explanation must be exactly the bytes json-c writes for the objects
+ * of the first run (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE): the tree writer
+ * (mappings/jtree.c) is checked on every message. Exit status 0; 2 when a file cannot be
+ * read; 3 when a text differs (named on standard error).
  */
 #include "config.h"
 
@@ -39,8 +45,38 @@ out:
     return b;
 }
 
+static int text_differs;
+
+/* 1 when the text form of a result part is not json-c's plain bytes of the object form. */
+static int differs(struct json_object *o, const char *text) {
+    const char *want;
+    if (o == NULL || text == NULL) return o != NULL || text != NULL;
+    want = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+    return strcmp(want, text) != 0;
+}
+
+/* Maps text again as JSON text and compares it with the json-c result r. */
+static void check_text(const char *name, const char *text, size_t len, const hv_map_opts_t *opts,
+                       const hv_map_result_t *r, int rc) {
+    hv_map_opts_t o = *opts;
+    hv_map_result_t t;
+    hv_error_t err;
+    int rc2;
+    memset(&t, 0, sizeof(t));
+    hv_error_clear(&err);
+    o.text = 1;
+    rc2 = hv_map_v2_to_fhir(text, len, &o, &t, &err);
+    if (rc2 != rc || (rc == HV_OK && (differs(r->bundle, t.bundle_text) || differs(r->outcome, t.outcome_text) ||
+                                      differs(r->explain, t.explain_text) ||
+                                      t.bundle_len != strlen(t.bundle_text ? t.bundle_text : "")))) {
+        fprintf(stderr, "v2_oracle: %s: the text result differs from json-c's (explain %d)\n", name, opts->explain);
+        text_differs = 1;
+    }
+    hv_map_result_free(&t);
+}
+
 /* Maps text once with opts and prints the record line. */
-static void one(const char *text, size_t len, const hv_map_opts_t *opts) {
+static void one(const char *name, const char *text, size_t len, const hv_map_opts_t *opts) {
     hv_map_result_t r;
     hv_error_t err;
     struct json_object *o = json_object_new_object();
@@ -60,6 +96,7 @@ static void one(const char *text, size_t len, const hv_map_opts_t *opts) {
     }
     puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
     json_object_put(o);
+    check_text(name, text, len, opts, &r, rc);
     hv_map_result_free(&r);
 }
 
@@ -77,9 +114,9 @@ int main(int argc, char **argv) {
             fprintf(stderr, "v2_oracle: cannot read %s\n", argv[i]);
             return 2;
         }
-        one(text, len, &strict);
-        one(text, len, &lenient);
+        one(argv[i], text, len, &strict);
+        one(argv[i], text, len, &lenient);
         free(text);
     }
-    return 0;
+    return text_differs ? 3 : 0;
 }

@@ -78,5 +78,6 @@ int main(void) {
     failed += run_v2_cond_tests();
     failed += run_v2_values_tests();
     failed += run_corpus_tests();
+    failed += run_jtree_tests();
     return failed;
 }

@@ -19,6 +19,7 @@ int run_v2_local_tests(void);
 int run_v2_cond_tests(void);
 int run_v2_values_tests(void);
 int run_corpus_tests(void);
+int run_jtree_tests(void);
 
 /* Maps a NUL-terminated message (segments separated by \r); asserts HV_OK. The result is
  * the caller's (hv_map_result_free). */
