@@ -492,7 +492,6 @@ int hv__search_combo_page(hv_db_t *db, const hv__search_plan_t *p, hv__store_row
 {
     hv_buf_t q;
     hv_db_stmt_t *st = NULL;
-    char cur[32];
     int rc, after = p->nbinds + 1, limit = p->nbinds + 2;
     hv_buf_init(&q, 128 * 1024);
     if ((rc = hv__search_page_sql(db, p, &q)) != HV_OK || (rc = hv_db_prepare(db, q.data, &st)) != HV_OK)
@@ -500,23 +499,7 @@ int hv__search_combo_page(hv_db_t *db, const hv__search_plan_t *p, hv__store_row
     hv__search_bind_plan(st, p);
     hv_db_bind_int64(st, after, p->has_cursor ? p->crid : 0);
     hv_db_bind_int64(st, limit, p->count + 1);
-    while ((rc = hv_db_step(st)) == HV_DB_ROW) {
-        hv__store_row_t row;
-        size_t len = 0;
-        const char *s;
-        hv__store_row_head(st, &row);
-        s = hv_db_column_text(st, 5, &len);
-        row.text = hv_strndup(s ? s : "", s ? len : 0);
-        row.text_len = s ? len : 0;
-        /* The cursor of the default order (fhir/search_run.c): the row id alone. */
-        snprintf(cur, sizeof(cur), "%lld", (long long)row.rid);
-        row.cursor = cur;
-        rc = row.text ? cb(ud, &row) : HV_ENOMEM;
-        row.cursor = NULL;
-        hv__store_row_clear(&row);
-        if (rc != HV_OK)
-            break;
-    }
+    rc = hv__search_rid_rows(st, 5, cb, ud);
     hv_db_done(st);
 out:
     hv_buf_release(&q);

@@ -331,6 +331,10 @@ void hv__search_has_total_enable(int accurate);
  * candidates in row-id order, each checked against the _has until _count + 1 match
  * (fhir/search_run.c). HV_ENOTFOUND when the plan is not of that shape. */
 int hv__search_has_explain(hv_db_t *db, hv__search_plan_t *p, hv_buf_t *out);
+/* Steps st (rid, type, id, version, last_ms first, the JSON in column textcol), each row
+ * handed to cb with the cursor of the default order (the row id); HV_DB_DONE at the end,
+ * else the failing step's or cb's status. The caller finishes st. */
+int hv__search_rid_rows(hv_db_stmt_t *st, int textcol, hv__store_row_cb cb, void *ud);
 /*
  * The planner's rule (after hv__search_plan_build's criteria): a plain token criterion
  * and a date / quantity criterion of a pair become one criterion over the combined
