@@ -769,20 +769,14 @@ out:
     return rc;
 }
 
-int hv__search_count_explain(hv_db_t *db, hv__search_plan_t *p, hv_buf_t *out)
+/* The detail lines of SQLite's EXPLAIN QUERY PLAN of q (which starts with it), p's
+ * values bound, appended to out one per line (the unit tests check the plans). */
+static int explain_lines(hv_db_t *db, const hv__search_plan_t *p, const char *q, hv_buf_t *out)
 {
-    hv_buf_t q;
     hv_db_stmt_t *st = NULL;
-    int rc;
-    if (!index_countable(p))
-        return HV_ENOTFOUND;
-    hv_buf_init(&q, 128 * 1024);
-    hv_buf_puts(&q, "EXPLAIN QUERY PLAN ");
-    rc = count_sql(db, p, &q);
-    if (rc == HV_OK)
-        rc = hv_db_prepare(db, q.data, &st);
+    int rc = hv_db_prepare(db, q, &st);
     if (rc != HV_OK)
-        goto out;
+        return rc;
     hv__search_bind_plan(st, p);
     while ((rc = hv_db_step(st)) == HV_DB_ROW) {
         size_t len = 0;
@@ -791,8 +785,20 @@ int hv__search_count_explain(hv_db_t *db, hv__search_plan_t *p, hv_buf_t *out)
         hv_buf_putc(out, '\n');
     }
     hv_db_done(st);
-    rc = rc < 0 ? rc : hv_buf_puts(out, "");
-out:
+    return rc < 0 ? rc : hv_buf_puts(out, "");
+}
+
+int hv__search_count_explain(hv_db_t *db, hv__search_plan_t *p, hv_buf_t *out)
+{
+    hv_buf_t q;
+    int rc;
+    if (!index_countable(p))
+        return HV_ENOTFOUND;
+    hv_buf_init(&q, 128 * 1024);
+    hv_buf_puts(&q, "EXPLAIN QUERY PLAN ");
+    rc = count_sql(db, p, &q);
+    if (rc == HV_OK)
+        rc = explain_lines(db, p, q.data, out);
     hv_buf_release(&q);
     return rc;
 }
@@ -971,7 +977,6 @@ out:
 int hv__search_has_explain(hv_db_t *db, hv__search_plan_t *p, hv_buf_t *out)
 {
     hv_buf_t q;
-    hv_db_stmt_t *st = NULL;
     extra_t extra = {NULL, 0, 0};
     int rc, cur_at = 0, limit_at = 0;
     if (!has_pageable(db, p))
@@ -980,19 +985,7 @@ int hv__search_has_explain(hv_db_t *db, hv__search_plan_t *p, hv_buf_t *out)
     hv_buf_puts(&q, "EXPLAIN QUERY PLAN ");
     rc = has_page_sql(db, p, has_page_driver(db, p), &q, &extra, &cur_at, &limit_at);
     if (rc == HV_OK)
-        rc = hv_db_prepare(db, q.data, &st);
-    if (rc != HV_OK)
-        goto out;
-    hv__search_bind_plan(st, p);
-    while ((rc = hv_db_step(st)) == HV_DB_ROW) {
-        size_t len = 0;
-        const char *d = hv_db_column_text(st, 3, &len);
-        hv_buf_append(out, d ? d : "", d ? len : 0);
-        hv_buf_putc(out, '\n');
-    }
-    hv_db_done(st);
-    rc = rc < 0 ? rc : hv_buf_puts(out, "");
-out:
+        rc = explain_lines(db, p, q.data, out);
     hv_buf_release(&q);
     extra_free(&extra);
     return rc;

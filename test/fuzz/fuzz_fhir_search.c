@@ -7,7 +7,7 @@
  * planning never crashes; a refusal is HV_EINVAL (or HV_ENOTSUP) with a message;
  * planning is deterministic (the same SQL and the same bound values twice); the SQL
  * holds exactly the placeholders $1..$nbinds, each value bound, only the markers the run
- * replaces (@VS, @TX, and @C/@R naming a planned criterion), and never a quote
+ * replaces (@VS, @TX, and @C/@R/@E naming a planned criterion), and never a quote
  * character coming from the input (values are bound, not spliced: the only quotes are
  * the fixed ESCAPE '\' and '/' fragments); every date range accepted has lo <= hi.
  */
@@ -33,12 +33,12 @@ static void check_sql(const hv__search_plan_t *p)
                 max = n;
         } else if (*c == '@') {
             /* a marker the run replaces: "@VS<k>@" or "@TX<column>:<placeholder>@" (_text, _content),
-             * the correlation and index markers "@C<k>@" "@R<k>@" "@I<k>:table@", a _has's "@H<k>@"
-             * and "@J<k>@", a string column's collation "@K@" */
+             * the correlation and index markers "@C<k>@" "@R<k>@" "@I<k>:table@", a _has's "@H<k>@",
+             * "@J<k>@" and head "@E<k>@", a string column's collation "@K@" */
             const char *e = strchr(c + 1, '@');
             if (e == NULL || (strncmp(c, "@VS", 3) != 0 && strncmp(c, "@TX", 3) != 0 && strncmp(c, "@C", 2) != 0 &&
                               strncmp(c, "@R", 2) != 0 && strncmp(c, "@I", 2) != 0 && strncmp(c, "@H", 2) != 0 &&
-                              strncmp(c, "@J", 2) != 0 && strncmp(c, "@K@", 3) != 0))
+                              strncmp(c, "@J", 2) != 0 && strncmp(c, "@E", 2) != 0 && strncmp(c, "@K@", 3) != 0))
                 abort();
             /* an index marker names a planned criterion and an index table */
             if (c[1] == 'I') {
@@ -50,7 +50,7 @@ static void check_sql(const hv__search_plan_t *p)
                         abort();
             }
             /* a correlation marker names a planned criterion */
-            if ((c[1] == 'C' || c[1] == 'R' || c[1] == 'I') && (atoi(c + 2) < 0 || atoi(c + 2) >= p->ncrit))
+            if ((c[1] == 'C' || c[1] == 'R' || c[1] == 'I' || c[1] == 'E') && (atoi(c + 2) < 0 || atoi(c + 2) >= p->ncrit))
                 abort();
             if (c[1] == 'T') {
                 const char *colon = strchr(c, ':');
