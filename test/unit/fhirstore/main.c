@@ -62,6 +62,18 @@ void store_test_db_close(hv_db_t *db)
     hv_db_close(db);
 }
 
+void store_test_plan_lines(hv_db_stmt_t *st, hv_buf_t *plan)
+{
+    while (hv_db_step(st) == HV_DB_ROW) {
+        size_t len = 0;
+        const char *d = hv_db_column_text(st, 3, &len);
+        hv_buf_append(plan, d ? d : "", d ? len : 0);
+        hv_buf_puts(plan, "\n");
+    }
+    hv_db_done(st);
+    hv_buf_puts(plan, "");
+}
+
 int main(void)
 {
     int failed = 0;

@@ -463,14 +463,7 @@ static void search_tok_page_is_a_covering_range_from_the_cursor(void **state)
         hv__search_bind_plan(st, &p);
         hv_db_bind_int64(st, p.nbinds + 1, 0);
         hv_db_bind_int64(st, p.nbinds + 2, 11);
-        while (hv_db_step(st) == HV_DB_ROW) {
-            size_t len = 0;
-            const char *d = hv_db_column_text(st, 3, &len);
-            hv_buf_append(&plan, d ? d : "", d ? len : 0);
-            hv_buf_puts(&plan, "\n");
-        }
-        hv_db_done(st);
-        hv_buf_puts(&plan, "");
+        store_test_plan_lines(st, &plan);
         if (strstr(plan.data, "COVERING INDEX sp_tok_rc (type=? AND code=? AND value=? AND rid>?)") == NULL ||
             strstr(plan.data, "TEMP B-TREE FOR DISTINCT") != NULL || strstr(plan.data, "SCAN r") != NULL ||
             strstr(plan.data, "SCAN sp_tok") != NULL || strstr(plan.data, "SEARCH r USING INTEGER PRIMARY KEY (rowid=?)") == NULL)

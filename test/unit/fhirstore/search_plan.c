@@ -474,14 +474,7 @@ static void search_include_statements_read_the_reference_index_by_key(void **sta
         if (cases[i].rev && cases[i].code[0] == '\0')
             assert_true(ncodes > 3); /* subject, patient, performer, ... */
         assert_int_equal(hv_db_prepare(db, q.data, &st), HV_OK);
-        while (hv_db_step(st) == HV_DB_ROW) {
-            size_t len = 0;
-            const char *d = hv_db_column_text(st, 3, &len);
-            hv_buf_append(&plan, d ? d : "", d ? len : 0);
-            hv_buf_puts(&plan, "\n");
-        }
-        hv_db_done(st);
-        hv_buf_puts(&plan, "");
+        store_test_plan_lines(st, &plan);
         if (strstr(plan.data, cases[i].want) == NULL || strstr(plan.data, "SCAN sp_ref") != NULL ||
             strstr(plan.data, "resources_tiv (type=? AND id=?)") == NULL)
             fail_msg("case %zu: plan\n%s", i, plan.data);
