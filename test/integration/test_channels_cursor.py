@@ -23,7 +23,7 @@ import os
 import sqlite3
 import time
 
-from harness import main
+from harness import main, run_cli
 from test_channels import ChannelTestCase
 
 
@@ -142,6 +142,14 @@ class CursorQueueTest(ChannelTestCase):
         _, listing = eng.get_json("/channels/cur/messages?status=sent&limit=100")
         self.assertEqual(len(listing["messages"]), 70)
         eng.stop()
+        # The CLI's counts: the deliveries counted on the cursors, plus b's one retry row.
+        code, out, err = run_cli("channel", "stats", "--data", eng.data)
+        self.assertEqual(code, 0, err)
+        counts = {tuple(line.split()[:3]): int(line.split()[3]) for line in out.splitlines()[1:]}
+        self.assertEqual(counts.get(("cur", "-", "sent")), 70, out)
+        self.assertEqual(counts.get(("cur", "a", "sent")), 70, out)
+        self.assertEqual(counts.get(("cur", "b", "sent")), 70, out)
+        self.assertNotIn(("cur", "a", "queued"), counts, out)
 
     def test_reprocess_after_the_cursor_passed_and_before_it_reached(self):
         a, b = self.sink(), self.sink()
