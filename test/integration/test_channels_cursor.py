@@ -164,6 +164,13 @@ class CursorQueueTest(ChannelTestCase):
         time.sleep(0.3)
         self.assertEqual(a.ids(), ids + [ids[1]])
         self.assertEqual(b.ids(), ids + [ids[1]])
+        # The message shows both deliveries to each destination, as a row queue's would.
+        self.assertTrue(wait_until(lambda: [(d["name"], d["state"]) for d in eng.get_json(
+            "/channels/cur/messages/%s" % ids[1])[1]["destinations"]] ==
+            [("a", "sent"), ("a", "sent"), ("b", "sent"), ("b", "sent")]),
+            eng.get_json("/channels/cur/messages/%s" % ids[1])[1]["destinations"])
+        st = self.dest_stats(eng)
+        self.assertEqual((st["a"]["sent"], st["b"]["sent"]), (4, 4))
         # Not reached by b's cursor (paused): b sends it once, a (passed) again.
         self.assertEqual(eng.post_json("/channels/cur/destinations/b/pause", {})[0], 200)
         ids.append(self.send(eng, 3))
