@@ -25,16 +25,7 @@ import time
 
 from harness import main, run_cli
 from test_channels import ChannelTestCase
-
-
-def wait_until(pred, timeout=20, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()
+from test_channels_queue import wait_until
 
 
 FANOUT = """{
