@@ -624,6 +624,7 @@ typedef struct outcome {
     hv__worker_t *w;
     int64_t qid, mid, attempts; /* attempts including this one; qid 0: read through the cursor */
     int cursor;                 /* the attempt was on a message read through the cursor */
+    int keep;                   /* a delivery through the cursor whose detail gets a row */
     const char *state;          /* sent | dead | queued */
     uint64_t next_at;
     char error[256];
@@ -633,13 +634,15 @@ typedef struct outcome {
  * Records one outcome (storage thread); see outcomes_job. An outcome of a message
  * read through a cursor (qid 0) writes a row only when it is not delivered: a
  * retry (its row then holds the head, o->qid set for the next attempts) or a dead
- * letter; the cursor itself moves in outcomes_job.
+ * letter — or when it is, with a detail worth keeping (o->keep: a destination other
+ * than http-send and file-write, whose "HTTP 2xx" and "written" are not kept, e.g.
+ * fhir-store's resource reference); the cursor itself moves in outcomes_job.
  */
 static int outcome_record(hv_db_t *db, outcome_t *o) {
     hv_db_stmt_t *st = NULL;
     int insert = o->qid == 0;
     int rc;
-    if (insert && strcmp(o->state, "sent") == 0) return HV_OK;
+    if (insert && strcmp(o->state, "sent") == 0 && !o->keep) return HV_OK;
     rc = hv_db_prepare(db,
                        insert ? "INSERT INTO chan_queue (channel, dest, message_id, state, attempts,"
                                 " next_at, last_error, updated_at, lane) VALUES ($7, $8, $1, $2, $3,"
@@ -822,7 +825,7 @@ static int outcomes_job(hv_db_t *db, void *arg) {
         }
         if (o->mid < mv[j].lo) mv[j].lo = o->mid;
         if (o->mid > mv[j].hi) mv[j].hi = o->mid;
-        if (strcmp(o->state, "sent") == 0) mv[j].sent++;
+        if (strcmp(o->state, "sent") == 0 && o->qid == 0) mv[j].sent++; /* no row */
     }
     for (j = 0; j < nmv && rc == HV_OK; j++) rc = cursor_advance(db, mv[j].w, mv[j].hi, mv[j].sent);
     /* Then the messages' statuses: the ones the cursors passed by range, once per
@@ -933,6 +936,8 @@ static int attempt_done(hv__worker_t *w, int result, const char *detail) {
     o->w = w;
     o->qid = it->qid;
     o->cursor = it->qid == 0;
+    o->keep = o->cursor && detail != NULL && detail[0] != '\0' &&
+              w->impl != &hv__dest_http_send && w->impl != &hv__dest_file_write;
     o->mid = it->mid;
     o->attempts = it->attempts + 1;
     if (detail != NULL) snprintf(o->error, sizeof(o->error), "%s", detail);

@@ -191,6 +191,51 @@ static int find_duplicate(hv_db_t *db, const hv__ingest_t *in, int64_t *id) {
     return rc < 0 ? rc : HV_OK;
 }
 
+/* Runs one of the statements below: $1 channel, $2 destination i's name, $3 the unit's
+ * id, $4 now, and with_lane: $5 the unit's lane for destination i. */
+static int queue_row_exec(hv_db_t *db, const char *sql, const hv__chan_t *ch, const hv__part_t *p,
+                          size_t i, uint64_t now, int with_lane) {
+    hv_db_stmt_t *st = NULL;
+    int rc = hv_db_prepare(db, sql, &st);
+    if (rc != HV_OK) return rc;
+    bind_str(st, 1, ch->conf->id);
+    bind_str(st, 2, ch->conf->dests[i].name);
+    hv_db_bind_int64(st, 3, p->id);
+    hv_db_bind_int64(st, 4, (int64_t)now);
+    if (with_lane) hv_db_bind_int64(st, 5, p->dest_lane[i]);
+    rc = hv_db_step(st);
+    hv_db_done(st);
+    return rc < 0 ? rc : HV_OK;
+}
+
+/*
+ * Reprocessing a unit a cursor passed without a row (a clean delivery): first a row
+ * that records that delivery ('sent', one attempt), which the cursor's count of
+ * deliveries gives up, so that the message shows both deliveries as a row queue's does.
+ */
+static int cursor_history(hv_db_t *db, const hv__chan_t *ch, const hv__part_t *p, size_t i,
+                          uint64_t now) {
+    int rc = queue_row_exec(db,
+                            "INSERT INTO chan_queue (channel, dest, message_id, state, attempts,"
+                            " updated_at, lane) SELECT $1, $2, $3, 'sent', 1, $4, 0 WHERE EXISTS"
+                            " (SELECT 1 FROM chan_cursors WHERE channel = $1 AND dest = $2 AND"
+                            " last_id >= $3) AND NOT EXISTS (SELECT 1 FROM chan_queue WHERE"
+                            " message_id = $3 AND dest = $2)",
+                            ch, p, i, now, 0);
+    hv_db_stmt_t *st = NULL;
+    if (rc != HV_OK || hv_db_changes(db) == 0) return rc;
+    rc = hv_db_prepare(db,
+                       "UPDATE chan_cursors SET sent = sent - 1 WHERE channel = $1 AND dest = $2"
+                       " AND sent > 0",
+                       &st);
+    if (rc != HV_OK) return rc;
+    bind_str(st, 1, ch->conf->id);
+    bind_str(st, 2, ch->conf->dests[i].name);
+    rc = hv_db_step(st);
+    hv_db_done(st);
+    return rc < 0 ? rc : HV_OK;
+}
+
 /*
  * Inserts the queue rows of one stored unit: one per destination with a row queue.
  * A destination with a cursor queue needs none — it reads the unit through its
@@ -199,29 +244,21 @@ static int find_duplicate(hv_db_t *db, const hv__ingest_t *in, int64_t *id) {
  */
 static int insert_queue(hv_db_t *db, const hv__chan_t *ch, const hv__part_t *p, uint64_t now,
                         int reprocess) {
-    hv_db_stmt_t *st = NULL;
     size_t i;
     int rc;
     for (i = 0; i < ch->conf->ndests; i++) {
         int cursor = hv__dest_uses_cursor(ch->rt, &ch->conf->dests[i]);
         if (!p->dest_on[i] || (cursor && !reprocess)) continue;
-        rc = hv_db_prepare(db,
-                           cursor ? "INSERT INTO chan_queue (channel, dest, message_id, state,"
-                                    " updated_at, lane) SELECT $1, $2, $3, 'queued', $4, $5"
-                                    " WHERE EXISTS (SELECT 1 FROM chan_cursors WHERE channel = $1"
-                                    " AND dest = $2 AND last_id >= $3)"
-                                  : "INSERT INTO chan_queue (channel, dest, message_id, state,"
-                                    " updated_at, lane) VALUES ($1, $2, $3, 'queued', $4, $5)",
-                           &st);
+        if (cursor && (rc = cursor_history(db, ch, p, i, now)) != HV_OK) return rc;
+        rc = queue_row_exec(db,
+                            cursor ? "INSERT INTO chan_queue (channel, dest, message_id, state,"
+                                     " updated_at, lane) SELECT $1, $2, $3, 'queued', $4, $5"
+                                     " WHERE EXISTS (SELECT 1 FROM chan_cursors WHERE channel = $1"
+                                     " AND dest = $2 AND last_id >= $3)"
+                                   : "INSERT INTO chan_queue (channel, dest, message_id, state,"
+                                     " updated_at, lane) VALUES ($1, $2, $3, 'queued', $4, $5)",
+                            ch, p, i, now, 1);
         if (rc != HV_OK) return rc;
-        bind_str(st, 1, ch->conf->id);
-        bind_str(st, 2, ch->conf->dests[i].name);
-        hv_db_bind_int64(st, 3, p->id);
-        hv_db_bind_int64(st, 4, (int64_t)now);
-        hv_db_bind_int64(st, 5, p->dest_lane[i]);
-        rc = hv_db_step(st);
-        hv_db_done(st);
-        if (rc < 0) return rc;
     }
     return HV_OK;
 }

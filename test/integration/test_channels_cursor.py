@@ -23,18 +23,9 @@ import os
 import sqlite3
 import time
 
-from harness import main
+from harness import main, run_cli
 from test_channels import ChannelTestCase
-
-
-def wait_until(pred, timeout=20, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()
+from test_channels_queue import wait_until
 
 
 FANOUT = """{
@@ -142,6 +133,14 @@ class CursorQueueTest(ChannelTestCase):
         _, listing = eng.get_json("/channels/cur/messages?status=sent&limit=100")
         self.assertEqual(len(listing["messages"]), 70)
         eng.stop()
+        # The CLI's counts: the deliveries counted on the cursors, plus b's one retry row.
+        code, out, err = run_cli("channel", "stats", "--data", eng.data)
+        self.assertEqual(code, 0, err)
+        counts = {tuple(line.split()[:3]): int(line.split()[3]) for line in out.splitlines()[1:]}
+        self.assertEqual(counts.get(("cur", "-", "sent")), 70, out)
+        self.assertEqual(counts.get(("cur", "a", "sent")), 70, out)
+        self.assertEqual(counts.get(("cur", "b", "sent")), 70, out)
+        self.assertNotIn(("cur", "a", "queued"), counts, out)
 
     def test_reprocess_after_the_cursor_passed_and_before_it_reached(self):
         a, b = self.sink(), self.sink()
@@ -156,6 +155,13 @@ class CursorQueueTest(ChannelTestCase):
         time.sleep(0.3)
         self.assertEqual(a.ids(), ids + [ids[1]])
         self.assertEqual(b.ids(), ids + [ids[1]])
+        # The message shows both deliveries to each destination, as a row queue's would.
+        self.assertTrue(wait_until(lambda: [(d["name"], d["state"]) for d in eng.get_json(
+            "/channels/cur/messages/%s" % ids[1])[1]["destinations"]] ==
+            [("a", "sent"), ("a", "sent"), ("b", "sent"), ("b", "sent")]),
+            eng.get_json("/channels/cur/messages/%s" % ids[1])[1]["destinations"])
+        st = self.dest_stats(eng)
+        self.assertEqual((st["a"]["sent"], st["b"]["sent"]), (4, 4))
         # Not reached by b's cursor (paused): b sends it once, a (passed) again.
         self.assertEqual(eng.post_json("/channels/cur/destinations/b/pause", {})[0], 200)
         ids.append(self.send(eng, 3))
