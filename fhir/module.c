@@ -54,8 +54,8 @@ static const hv_setting_t fhir_settings[] = {
      "SQLite with fhir.synchronous FULL: commit each batch without fsync and run the next batch while "
      "a thread fdatasyncs the WAL; answers still wait for their batch to be on disk (engine/storage.c)."},
     {"fhir.checkpoint_pages", NULL, HV_SET_INT, "1000", NULL,
-     "With fhir.commit_pipeline: checkpoint the WAL (on a connection of its own, with full syncs) once it "
-     "holds this many pages."},
+     "With fhir.commit_pipeline: checkpoint the WAL (between batches, with full syncs) once it holds this "
+     "many pages."},
     {"fhir.cache_size", NULL, HV_SET_SIZE, "64MiB", NULL,
      "Page cache of the FHIR store's SQLite writer connection (PRAGMA cache_size): the search index's "
      "B-trees are written at random places, and a cache that holds them saves a read per page."},
