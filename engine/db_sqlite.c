@@ -398,13 +398,16 @@ static int wal_open(hv__db_wal_t *w) {
         *slash = '\0';
     }
     dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0) return HV_EIO;
-    if (fsync(dfd) != 0) {
+    if (dfd >= 0 && fsync(dfd) == 0) {
         close(dfd);
-        return HV_EIO;
+        return HV_OK;
     }
-    close(dfd);
-    return HV_OK;
+    if (dfd >= 0) close(dfd);
+    /* Try again at the next sync, directory entry included. */
+    close(w->fd);
+    w->fd = -1;
+    errno = EIO;
+    return HV_EIO;
 }
 
 int hv__db_wal_sync(hv__db_wal_t *w) {
@@ -415,7 +418,20 @@ int hv__db_wal_sync(hv__db_wal_t *w) {
         close(w->fd);
         w->fd = -1;
     }
-    if (w->fd < 0 && wal_open(w) != HV_OK) return HV_EIO;
+    if (w->fd < 0 && wal_open(w) != HV_OK) {
+        /* No -wal file yet (no commit has written one): then the database file holds
+         * everything; sync it instead of failing every write. */
+        char db[sizeof(w->path)];
+        int fd, ok;
+        if (errno != ENOENT) return HV_EIO;
+        memcpy(db, w->path, sizeof(db));
+        db[strlen(db) - 4] = '\0'; /* strip "-wal" */
+        fd = open(db, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) return HV_EIO;
+        ok = fsync(fd) == 0;
+        close(fd);
+        return ok ? HV_OK : HV_EIO;
+    }
     return fdatasync(w->fd) == 0 ? HV_OK : HV_EIO;
 }
 
