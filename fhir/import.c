@@ -81,7 +81,161 @@ typedef struct imp {
     hv__bundle_job_t **bare;
     size_t nbare, bare_cap;
     int guarded;              /* the open transaction runs every further Bundle in a savepoint */
+    int deferred;             /* the store's value indexes are dropped until the end (defer_indexes) */
 } imp_t;
+
+/* ---- Value indexes deferred while importing into an empty store (SQLite) ----
+ *
+ * Every search-index row costs three B-tree inserts: its table, the (type, id, code)
+ * index the writer uses to replace and combine a resource's rows, and the value index
+ * searches use, into which rows arrive in random order. Into an empty store the value
+ * indexes are dropped for the import and built once at its end by CREATE INDEX, which
+ * sorts (with PRAGMA threads helpers) and appends instead of seeking per row. The
+ * dropped indexes' definitions are kept in table import_deferred (fhir/store.c) in the
+ * same transaction as the DROP, and restored with its rows deleted in one transaction
+ * (hv__import_restore_indexes), by the import at its end, before any Bundle that needs
+ * to search the store, and at every opening of the store (hv__store_tune), so a store
+ * whose import was killed gets its indexes back at the next start. Without them the
+ * store answers the same, only more slowly (searches scan). */
+
+/* The deferred indexes: on the search tables, not led by (type, id) (those serve the
+ * writer itself: replacing and combining one resource's rows). */
+#define DEFER_WHERE                                                                                                    \
+    "type = 'index' AND sql IS NOT NULL AND tbl_name LIKE 'sp\\_%' ESCAPE '\\' AND sql NOT LIKE '%(type, id%'"
+
+/* The names of the rows of query q (one text column), at most cap; sets *n. */
+static int names_of(hv_db_t *db, const char *q, char (*names)[128], size_t cap, size_t *n)
+{
+    hv_db_stmt_t *st = NULL;
+    int rc = hv_db_prepare(db, q, &st);
+    *n = 0;
+    if (rc != HV_OK)
+        return rc;
+    while ((rc = hv_db_step(st)) == HV_DB_ROW) {
+        size_t len = 0;
+        const char *v = hv_db_column_text(st, 0, &len);
+        if (*n >= cap || v == NULL || len >= 128) {
+            rc = HV_ETOOBIG;
+            break;
+        }
+        memcpy(names[*n], v, len);
+        names[(*n)++][len] = '\0';
+    }
+    hv_db_done(st);
+    return rc < 0 ? rc : HV_OK;
+}
+
+#define DEFER_MAX 64 /* indexes; the schema has about twenty */
+
+int hv__import_restore_indexes(hv_db_t *db)
+{
+    char(*names)[128] = NULL;
+    size_t n = 0;
+    int rc, in_tx = 0;
+    hv_db_stmt_t *st = NULL;
+    if (hv_db_kind(db) != HV_DB_SQLITE)
+        return HV_OK;
+    names = hv_malloc(DEFER_MAX * sizeof(*names));
+    if (names == NULL)
+        return HV_ENOMEM;
+    rc = names_of(db, "SELECT name FROM import_deferred", names, DEFER_MAX, &n);
+    if (rc != HV_OK || n == 0)
+        goto out;
+    {
+        /* CREATE INDEX sorts with helper threads when allowed (sqlite.org/pragma.html#pragma_threads). */
+        unsigned par = uv_available_parallelism();
+        char sql[48];
+        snprintf(sql, sizeof(sql), "PRAGMA threads=%u", par > 4 ? 4 : par);
+        (void)hv_db_exec(db, sql);
+    }
+    rc = hv_db_begin(db);
+    in_tx = rc == HV_OK;
+    for (size_t i = 0; i < n && rc == HV_OK; i++) {
+        /* The definition SQLite itself kept when the index was dropped; an index that
+         * exists again (a restore that raced this one) is left alone. */
+        int exists = 0;
+        char *ddl = NULL;
+        rc = hv_db_prepare(db,
+                           "SELECT d.sql, (SELECT count(*) FROM sqlite_master m WHERE m.type = 'index' AND m.name = d.name)"
+                           " FROM import_deferred d WHERE d.name = $1",
+                           &st);
+        if (rc != HV_OK)
+            break;
+        hv_db_bind_text(st, 1, names[i], strlen(names[i]));
+        if ((rc = hv_db_step(st)) == HV_DB_ROW) {
+            size_t len = 0;
+            const char *v = hv_db_column_text(st, 0, &len);
+            exists = hv_db_column_int64(st, 1) > 0;
+            ddl = v != NULL ? hv_strndup(v, len) : NULL;
+            rc = v != NULL && ddl == NULL ? HV_ENOMEM : HV_OK;
+        }
+        hv_db_done(st);
+        if (rc < 0)
+            break;
+        rc = HV_OK;
+        if (ddl != NULL && !exists)
+            rc = hv_db_exec(db, ddl);
+        hv_free(ddl);
+    }
+    if (rc == HV_OK)
+        rc = hv_db_exec(db, "DELETE FROM import_deferred");
+    if (rc == HV_OK) {
+        in_tx = 0;
+        rc = hv_db_commit(db);
+    }
+out:
+    if (in_tx)
+        hv_db_rollback(db);
+    hv_free(names);
+    return rc;
+}
+
+/* Drops the value indexes if the store is empty and none are deferred already; sets
+ * im->deferred. HOLOVITALS_IMPORT_DEFER_INDEXES=0 keeps them (tests compare both). */
+static int defer_indexes(imp_t *im)
+{
+    char(*names)[128] = NULL;
+    size_t n = 0, any = 0;
+    int rc, in_tx = 0;
+    const char *env = getenv("HOLOVITALS_IMPORT_DEFER_INDEXES");
+    if (hv_db_kind(im->db) != HV_DB_SQLITE || (env != NULL && strcmp(env, "0") == 0))
+        return HV_OK;
+    names = hv_malloc(DEFER_MAX * sizeof(*names));
+    if (names == NULL)
+        return HV_ENOMEM;
+    rc = hv_db_begin(im->db);
+    in_tx = rc == HV_OK;
+    if (rc == HV_OK)
+        rc = names_of(im->db, "SELECT 'x' FROM resources LIMIT 1", names, 1, &any);
+    if (rc == HV_OK && any == 0)
+        rc = names_of(im->db, "SELECT name FROM import_deferred LIMIT 1", names, 1, &any);
+    if (rc != HV_OK || any > 0)
+        goto out;
+    rc = hv_db_exec(im->db, "INSERT INTO import_deferred (name, sql) SELECT name, sql FROM sqlite_master WHERE " DEFER_WHERE);
+    if (rc == HV_OK)
+        rc = names_of(im->db, "SELECT name FROM import_deferred", names, DEFER_MAX, &n);
+    for (size_t i = 0; i < n && rc == HV_OK; i++) {
+        char sql[160];
+        /* Index names come from the schema: letters, digits and underscores only. */
+        if (strspn(names[i], "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") != strlen(names[i])) {
+            rc = HV_EINVAL;
+            break;
+        }
+        snprintf(sql, sizeof(sql), "DROP INDEX \"%s\"", names[i]);
+        rc = hv_db_exec(im->db, sql);
+    }
+    if (rc == HV_OK) {
+        in_tx = 0;
+        rc = hv_db_commit(im->db);
+        if (rc == HV_OK)
+            im->deferred = n > 0;
+    }
+out:
+    if (in_tx)
+        hv_db_rollback(im->db);
+    hv_free(names);
+    return rc;
+}
 
 /* Reader side: hands one unit over, waiting while IMPORT_AHEAD are queued. */
 static void push(imp_t *im, struct json_object *bundle, const char *origin, uint64_t bytes)
@@ -282,6 +436,19 @@ static int run_bundle(imp_t *im, unit_t *u)
         fprintf(stderr, "\nholovitals import: %s: %s\n", origin, u->prep_msg);
         im->failed++;
         return rc;
+    }
+    if (im->deferred && !hv__bundle_is_precomputed(bj)) {
+        /* It searches the store (conditional entries): with its value indexes back. */
+        rc = import_commit(im);
+        if (rc == HV_OK)
+            rc = hv__import_restore_indexes(im->db);
+        if (rc != HV_OK) {
+            fprintf(stderr, "\nholovitals import: restoring the search indexes failed: %s\n", hv_db_errmsg(im->db));
+            hv__bundle_job_free(bj);
+            im->failed++;
+            return rc;
+        }
+        im->deferred = 0;
     }
     /* Each Bundle is atomic; several share one commit (group commit: an fsync per
      * commit is what bounds the rate on a durable store). */
@@ -573,6 +740,9 @@ int hv__fhir_cmd_import(hv_engine_t *e, int argc, char **argv)
     }
     im.tty = isatty(2);
     im.t0 = hv_mono_ns();
+    if (defer_indexes(&im) != HV_OK)
+        fprintf(stderr, "holovitals import: could not defer the search indexes (%s); importing with them\n",
+                hv_db_errmsg(im.db) ? hv_db_errmsg(im.db) : "");
     im.commit_every = batch;
     im.files = argv + first;
     im.nfiles = argc - first;
@@ -595,6 +765,12 @@ int hv__fhir_cmd_import(hv_engine_t *e, int argc, char **argv)
     im.failed += im.q.failed;
     if (import_commit(&im) != HV_OK || im.failed > 0)
         status = HV_EXIT_FAILURE;
+    if (im.deferred && hv__import_restore_indexes(im.db) != HV_OK) {
+        /* Left in import_deferred: the next opening of the store builds them. */
+        fprintf(stderr, "holovitals import: building the search indexes failed: %s\n",
+                hv_db_errmsg(im.db) ? hv_db_errmsg(im.db) : "");
+        status = HV_EXIT_FAILURE;
+    }
     /* The planner's statistics of the indexes the import filled (fhir/search_combo.c). */
     if (im.resources > 0 && hv__search_analyze(im.db) != HV_OK)
         fprintf(stderr, "holovitals import: ANALYZE failed: %s\n", hv_db_errmsg(im.db) ? hv_db_errmsg(im.db) : "");
