@@ -46,6 +46,8 @@ static const char *const migrations_sqlite[] = {
     hv__search_migration4,        /* covering value indexes: fhir/search_plan.c */
     hv__search_migration5,        /* combined token + date / quantity rows: fhir/search_combo.c */
     hv__search_migration6_sqlite, /* covering string and reference indexes: fhir/search_plan.c */
+    /* Search indexes an import into an empty store dropped until its end (fhir/import.c). */
+    "CREATE TABLE import_deferred (name TEXT PRIMARY KEY, sql TEXT NOT NULL);",
     NULL,
 };
 
@@ -85,6 +87,12 @@ int hv__store_tune(hv_db_t *db, hv_config_t *cfg)
      * sub-journals in a temporary file past 64 KiB, not the in-memory list whose truncation
      * is quadratic in the job's size (engine/db_sqlite.c). */
     rc = hv_db_exec(db, "PRAGMA temp_store=FILE");
+    /* The search indexes an import that was killed had deferred (fhir/import.c). A store
+     * without them answers the same, only slower: a failure is logged, not fatal, and the
+     * next opening tries again. */
+    if (rc == HV_OK && hv__import_restore_indexes(db) != HV_OK)
+        hv_log(HV_LOG_WARN, "fhir.import_indexes", "building the search indexes an import deferred failed: %s",
+               hv_db_errmsg(db) ? hv_db_errmsg(db) : "");
     if (rc != HV_OK || hv_config_find(cfg, "fhir.cache_size") == NULL)
         return rc;
     /* A negative cache_size is in KiB (sqlite.org/pragma.html#pragma_cache_size). */
