@@ -93,17 +93,18 @@ int hv__db_scan_params(const char *sql, hv_buf_t *out, int *maxn);
 
 /*
  * Pipelined commits on SQLite (db_sqlite.c, engine/storage.c). hv__db_wal_start
- * switches the connection to synchronous=OFF without its automatic checkpoint and
- * opens a checkpoint connection; hv__db_wal_sync (any one thread) makes every commit
- * made before it durable; hv__db_wal_checkpoint (any one thread) checkpoints with full
- * syncs; hv__db_wal_frames is the WAL's size in frames after the last commit;
- * hv__db_wal_stop (on the connection's thread, nothing else running) syncs, restores
- * FULL and the automatic checkpoint, and frees. Closing the connection stops it too.
+ * switches the connection to synchronous=OFF without its automatic checkpoint;
+ * hv__db_wal_sync (any one thread) makes every commit made before it durable;
+ * hv__db_wal_checkpoint (the connection's thread, outside a transaction) checkpoints
+ * with full syncs; hv__db_wal_frames is the WAL's size in frames after the last
+ * commit; hv__db_wal_stop (the connection's thread, nothing else running) syncs,
+ * restores FULL and the automatic checkpoint, and frees. Closing the connection
+ * stops it too.
  */
 typedef struct hv__db_wal hv__db_wal_t;
 int hv__db_wal_start(hv_db_t *db, hv__db_wal_t **out);
 int hv__db_wal_sync(hv__db_wal_t *w);
-int hv__db_wal_checkpoint(hv__db_wal_t *w);
+int hv__db_wal_checkpoint(hv_db_t *db);
 int hv__db_wal_frames(hv__db_wal_t *w);
 void hv__db_wal_stop(hv_db_t *db);
 

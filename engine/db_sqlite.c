@@ -324,10 +324,13 @@ out:
  *     writer's own automatic checkpoint would run with the writer's sync flags: none
  *     with OFF, which could copy frames into the database file without fsync and let
  *     the next commit overwrite them. The writer therefore has its automatic checkpoint
- *     off (sqlite3_wal_hook replaces it; the hook only records the WAL's size) and
- *     checkpoints run on a second connection with synchronous=FULL
- *     (hv__db_wal_checkpoint), which syncs the WAL before copying and the database file
- *     after copying, before it records the frames as backfilled.
+ *     off (sqlite3_wal_hook replaces it; the hook only records the WAL's size), and the
+ *     storage thread checkpoints between batches with synchronous=FULL for the
+ *     checkpoint (hv__db_wal_checkpoint): SQLite then syncs the WAL before copying and
+ *     the database file after copying, before it records the frames as backfilled.
+ *     (A checkpoint on a second connection, tried first, ran concurrently with the
+ *     writer's commits and so seldom let the WAL restart: it kept checkpointing, two
+ *     fsyncs each time, while the WAL grew.)
  *   - Closing the writer (the last connection checkpoints and deletes the WAL) happens
  *     after hv__db_wal_stop has set FULL again.
  * A process crash (kill -9) loses nothing either way: the frames are in the page cache.
@@ -338,7 +341,6 @@ out:
 struct hv__db_wal {
     char path[4096 + 8];     /* the -wal file */
     int fd;                  /* sync thread: the -wal file, opened at the first sync */
-    sqlite3 *ckpt;           /* checkpoint thread: its own connection, synchronous=FULL */
     int frames;              /* frames in the WAL after the writer's last commit (atomic) */
 };
 
@@ -361,31 +363,19 @@ int hv__db_wal_start(hv_db_t *db, hv__db_wal_t **out) {
     if (w == NULL) return HV_ENOMEM;
     w->fd = -1;
     if ((size_t)snprintf(w->path, sizeof(w->path), "%s-wal", file) >= sizeof(w->path)) {
-        rc = HV_EINVAL;
-        goto out;
-    }
-    rc = HV_EDB;
-    if (sqlite3_open_v2(file, &w->ckpt, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
-        SQLITE_OK) {
-        hv__db_set_error(db, "checkpoint connection: %s",
-                         w->ckpt != NULL ? sqlite3_errmsg(w->ckpt) : "out of memory");
-        goto out;
-    }
-    sqlite3_busy_timeout(w->ckpt, BUSY_TIMEOUT_MS);
-    if (sqlite3_exec(w->ckpt, "PRAGMA synchronous=FULL", NULL, NULL, NULL) != SQLITE_OK) {
-        hv__db_set_error(db, "checkpoint connection: %s", sqlite3_errmsg(w->ckpt));
-        goto out;
+        hv_free(w);
+        return HV_EINVAL;
     }
     rc = sqlite_exec(db, "PRAGMA synchronous=OFF");
-    if (rc != HV_OK) goto out;
+    if (rc != HV_OK) {
+        hv_free(w);
+        return rc;
+    }
+    /* Replaces SQLite's automatic checkpoint (sqlite3_wal_autocheckpoint is this hook). */
     sqlite3_wal_hook(SDB(db)->h, wal_hook, w);
     SDB(db)->wal = w;
     *out = w;
     return HV_OK;
-out:
-    if (w->ckpt != NULL) sqlite3_close_v2(w->ckpt);
-    hv_free(w);
-    return rc;
 }
 
 int hv__db_wal_frames(hv__db_wal_t *w) { return __atomic_load_n(&w->frames, __ATOMIC_RELAXED); }
@@ -408,13 +398,16 @@ static int wal_open(hv__db_wal_t *w) {
         *slash = '\0';
     }
     dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0) return HV_EIO;
-    if (fsync(dfd) != 0) {
+    if (dfd >= 0 && fsync(dfd) == 0) {
         close(dfd);
-        return HV_EIO;
+        return HV_OK;
     }
-    close(dfd);
-    return HV_OK;
+    if (dfd >= 0) close(dfd);
+    /* Try again at the next sync, directory entry included. */
+    close(w->fd);
+    w->fd = -1;
+    errno = EIO;
+    return HV_EIO;
 }
 
 int hv__db_wal_sync(hv__db_wal_t *w) {
@@ -425,15 +418,33 @@ int hv__db_wal_sync(hv__db_wal_t *w) {
         close(w->fd);
         w->fd = -1;
     }
-    if (w->fd < 0 && wal_open(w) != HV_OK) return HV_EIO;
+    if (w->fd < 0 && wal_open(w) != HV_OK) {
+        /* No -wal file yet (no commit has written one): then the database file holds
+         * everything; sync it instead of failing every write. */
+        char db[sizeof(w->path)];
+        int fd, ok;
+        if (errno != ENOENT) return HV_EIO;
+        memcpy(db, w->path, sizeof(db));
+        db[strlen(db) - 4] = '\0'; /* strip "-wal" */
+        fd = open(db, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) return HV_EIO;
+        ok = fsync(fd) == 0;
+        close(fd);
+        return ok ? HV_OK : HV_EIO;
+    }
     return fdatasync(w->fd) == 0 ? HV_OK : HV_EIO;
 }
 
-int hv__db_wal_checkpoint(hv__db_wal_t *w) {
-    int log = 0, done = 0;
-    int rc = sqlite3_wal_checkpoint_v2(w->ckpt, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
-    /* SQLITE_BUSY: another checkpoint runs; the next one catches up. */
-    return rc == SQLITE_OK || rc == SQLITE_BUSY ? HV_OK : HV_EDB;
+int hv__db_wal_checkpoint(hv_db_t *db) {
+    int log = 0, done = 0, rc, rc2;
+    /* The checkpoint syncs with the connection's flags: FULL for it, OFF again after. */
+    rc = sqlite_exec(db, "PRAGMA synchronous=FULL");
+    if (rc != HV_OK) return rc;
+    rc = sqlite3_wal_checkpoint_v2(SDB(db)->h, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+    /* SQLITE_BUSY: another connection checkpoints; the next one catches up. */
+    rc = rc == SQLITE_OK || rc == SQLITE_BUSY ? HV_OK : fail(db, rc);
+    rc2 = sqlite_exec(db, "PRAGMA synchronous=OFF");
+    return rc != HV_OK ? rc : rc2;
 }
 
 void hv__db_wal_stop(hv_db_t *db) {
@@ -448,6 +459,5 @@ void hv__db_wal_stop(hv_db_t *db) {
         if (fdatasync(w->fd) != 0) hv__db_set_error(db, "fdatasync of the WAL failed");
         close(w->fd);
     }
-    sqlite3_close_v2(w->ckpt);
     hv_free(w);
 }

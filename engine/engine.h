@@ -442,9 +442,9 @@ int hv_storage_submit_rerun(hv_storage_t *s, hv_storage_job_cb job, hv_storage_d
 /*
  * Pipelined commits (SQLite with synchronous FULL only, else HV_ENOTSUP): each batch
  * commits without fsync and the next batch runs while a sync thread fdatasyncs the
- * WAL; a batch's done callbacks still run only after its data is on disk. Checkpoints
- * run on a connection of their own, with full syncs, once the WAL holds
- * checkpoint_pages frames. Call once, before the first submit (engine/storage.c).
+ * WAL; a batch's done callbacks still run only after its data is on disk. The storage
+ * thread checkpoints with full syncs once the WAL holds checkpoint_pages frames. Call
+ * once, before the first submit (engine/storage.c).
  */
 int hv_storage_pipeline(hv_storage_t *s, int checkpoint_pages);
 size_t hv_storage_queued(hv_storage_t *s);

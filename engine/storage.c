@@ -55,9 +55,10 @@
  * the next batch at once, while a sync thread makes the committed batches durable
  * with one fdatasync of the -wal file; only then does it move finished, so no done
  * callback runs before its batch is on disk. One fdatasync covers every batch
- * committed before it started. A checkpoint thread checkpoints on a connection of its
- * own with full syncs whenever the WAL has grown past checkpoint_pages frames; why
- * this is as durable as FULL is written down in engine/db_sqlite.c. The counters gain
+ * committed before it started. The storage thread checkpoints between batches, with
+ * full syncs, whenever the WAL has grown past checkpoint_pages frames; why this is as
+ * durable as FULL is written down in engine/db_sqlite.c. A batch does not start while
+ * fewer jobs wait than the fdatasync in flight covers (hold_back). The counters gain
  * one more step:
  *
  *   delivered <= finished <= committed <= taken <= submitted
@@ -99,13 +100,12 @@ struct hv_storage {
     hv_storage_stats_t stats; /* under lock */
     /* Pipelined commits (hv_storage_pipeline); wal is NULL when off. */
     hv__db_wal_t *wal;
-    uv_thread_t sync_thread, ckpt_thread;
-    uv_cond_t sync_cond;  /* signalled when committed moves, a checkpoint is due, or on stop */
+    uv_thread_t sync_thread;
+    uv_cond_t sync_cond;  /* signalled when committed moves or on stop */
     uint64_t committed;   /* under lock: jobs whose batch has committed, synced or not */
-    int sync_stop;        /* under lock: the sync and checkpoint threads exit */
+    int sync_stop;        /* under lock: the sync thread exits */
     int sync_failed;      /* under lock: an fdatasync failed; every job from then on fails */
-    int ckpt_due;         /* under lock: the WAL has grown past ckpt_pages */
-    int ckpt_pages;
+    int ckpt_pages;       /* checkpoint once the WAL holds this many frames */
 };
 
 /* Runs one transaction-control command. On SQLite the statement cache makes it a
@@ -247,6 +247,22 @@ fail:
 
 static int pipeline_failed(hv_storage_t *s, uint64_t begin, uint64_t end);
 
+/*
+ * Pipelined, under the lock: 1 while the jobs waiting are fewer than those whose
+ * fdatasync is still running (and fewer than max_batch). Starting a batch then would
+ * split the clients into ever smaller batches — every commit writes the B-tree pages
+ * its jobs share again, and every batch costs an fdatasync — so the thread waits for
+ * more jobs or for the sync (which signals cond), and a batch runs during a sync only
+ * when it is at least as large as the batch being synced.
+ */
+static int hold_back(const hv_storage_t *s) {
+    uint64_t syncing, waiting;
+    if (s->wal == NULL || s->committed == s->finished) return 0;
+    syncing = s->committed - s->finished;
+    waiting = s->submitted - s->taken;
+    return waiting < syncing && waiting < s->max_batch;
+}
+
 int (*hv__storage_sync_hook)(void);
 
 static void storage_thread(void *arg) {
@@ -256,7 +272,7 @@ static void storage_thread(void *arg) {
         uint64_t begin, end, t0, commit_ns;
         size_t failed;
         int tx_failed, rerun;
-        while (s->taken == s->submitted && !s->stop) uv_cond_wait(&s->cond, &s->lock);
+        while (!s->stop && (s->taken == s->submitted || hold_back(s))) uv_cond_wait(&s->cond, &s->lock);
         if (s->taken == s->submitted) break; /* stopping and nothing waits */
         begin = s->taken;
         end = s->submitted;
@@ -278,8 +294,7 @@ static void storage_thread(void *arg) {
         if (s->wal != NULL) {
             /* The sync thread moves finished once the WAL is on disk. */
             s->committed = end;
-            if (hv__db_wal_frames(s->wal) >= s->ckpt_pages) s->ckpt_due = 1;
-            uv_cond_broadcast(&s->sync_cond);
+            uv_cond_signal(&s->sync_cond);
         } else {
             s->finished = end;
         }
@@ -291,7 +306,16 @@ static void storage_thread(void *arg) {
         s->stats.batch_ns += hv_mono_ns() - t0;
         s->stats.commits_failed += (uint64_t)tx_failed;
         uv_mutex_unlock(&s->lock);
-        if (s->wal == NULL) uv_async_send(&s->async);
+        if (s->wal == NULL) {
+            uv_async_send(&s->async);
+        } else if (hv__db_wal_frames(s->wal) >= s->ckpt_pages) {
+            /* Between batches, as SQLite's automatic checkpoint would, but with full syncs. */
+            int ck = hv__db_wal_checkpoint(s->db);
+            if (ck != HV_OK) log_batch_failure(s, "checkpoint", ck, 0);
+            uv_mutex_lock(&s->lock);
+            s->stats.checkpoints += ck == HV_OK;
+            uv_mutex_unlock(&s->lock);
+        }
         uv_mutex_lock(&s->lock);
     }
     uv_mutex_unlock(&s->lock);
@@ -341,31 +365,12 @@ static void sync_thread(void *arg) {
                 if (s->ring[i % s->cap].status == HV_OK) s->ring[i % s->cap].status = HV_EIO;
         }
         s->finished = target;
+        uv_cond_signal(&s->cond); /* the storage thread may be holding back (hold_back) */
         s->stats.syncs++;
         s->stats.sync_ns += hv_mono_ns() - t0;
         uv_mutex_unlock(&s->lock);
         uv_async_send(&s->async);
         uv_mutex_lock(&s->lock);
-    }
-    uv_mutex_unlock(&s->lock);
-    hv_log_thread_exit();
-}
-
-/* The checkpoint thread: checkpoints on its own connection with full syncs whenever
- * the storage thread finds the WAL past ckpt_pages frames (db_sqlite.c says why). */
-static void ckpt_thread(void *arg) {
-    hv_storage_t *s = arg;
-    uv_mutex_lock(&s->lock);
-    for (;;) {
-        int rc;
-        while (!s->ckpt_due && !s->sync_stop) uv_cond_wait(&s->sync_cond, &s->lock);
-        if (!s->ckpt_due) break;
-        s->ckpt_due = 0;
-        uv_mutex_unlock(&s->lock);
-        rc = hv__db_wal_checkpoint(s->wal);
-        if (rc != HV_OK) hv_log(HV_LOG_WARN, "storage.checkpoint_failed", "WAL checkpoint failed");
-        uv_mutex_lock(&s->lock);
-        s->stats.checkpoints += rc == HV_OK;
     }
     uv_mutex_unlock(&s->lock);
     hv_log_thread_exit();
@@ -388,16 +393,6 @@ int hv_storage_pipeline(hv_storage_t *s, int checkpoint_pages) {
     if (rc != HV_OK) goto fail;
     s->ckpt_pages = checkpoint_pages;
     if (uv_thread_create(&s->sync_thread, sync_thread, s) != 0) {
-        rc = HV_EIO;
-        goto fail;
-    }
-    if (uv_thread_create(&s->ckpt_thread, ckpt_thread, s) != 0) {
-        uv_mutex_lock(&s->lock);
-        s->sync_stop = 1;
-        uv_cond_broadcast(&s->sync_cond);
-        uv_mutex_unlock(&s->lock);
-        uv_thread_join(&s->sync_thread);
-        s->sync_stop = 0;
         rc = HV_EIO;
         goto fail;
     }
@@ -548,7 +543,6 @@ void hv_storage_free(hv_storage_t *s) {
         uv_cond_broadcast(&s->sync_cond);
         uv_mutex_unlock(&s->lock);
         uv_thread_join(&s->sync_thread);
-        uv_thread_join(&s->ckpt_thread);
         hv__db_wal_stop(s->db);
         s->wal = NULL;
         uv_cond_destroy(&s->sync_cond);

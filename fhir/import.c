@@ -12,9 +12,15 @@
  * of about --batch resources (group commit); the summary counts only what
  * committed.
  *
- * Reading and parsing run on a thread of their own, a few Bundles ahead of the
- * thread that writes them (a bounded queue of IMPORT_AHEAD units), so that on two
- * cores parsing the next file overlaps storing this one.
+ * Three kinds of thread share the work. A reader thread reads the files and cuts
+ * them into units (a Bundle file, or --batch lines of NDJSON); --workers threads
+ * (default: the CPUs the process may use, at most IMPORT_MAX_WORKERS) each take the
+ * oldest unit nobody has taken and prepare it: parse and check it against the model,
+ * fix ids and references and compute every resource's search-index rows
+ * (hv__bundle_precompute), so that the writer (the command's thread) only inserts,
+ * in the files' order, whichever worker finished first. Units wait in one bounded
+ * queue (2 x workers + 1); the trees the writer is done with go back to the workers
+ * to be freed, off the writer's path.
  *
  * On a terminal, standard error shows a progress bar (bytes read, resources/s,
  * ETA); at the end a summary line is printed on standard output:
@@ -34,13 +40,24 @@
 #include "fhir/search_int.h"
 
 #define IMPORT_MAX_FILE ((size_t)2 << 30)
-#define IMPORT_AHEAD 2 /* parsed units waiting for the writer (each a whole Bundle tree) */
+#define IMPORT_MAX_WORKERS 16
 
-/* One Bundle to store, parsed by the reader thread: its tree (owned), where it came
- * from, and the bytes of input it finishes (for the progress bar). */
+/* What a unit's text is. */
+enum { U_JSON = 1, U_XML, U_NDJSON };
+/* Where a unit is: cut by the reader, taken by a worker, ready for the writer. */
+enum { S_RAW = 0, S_BUSY, S_READY };
+
+/* One Bundle to store: the text the reader cut (owned; freed once parsed), the
+ * tree or prepared job a worker made of it, where it came from, and the bytes of
+ * input it finishes (for the progress bar). */
 typedef struct unit {
+    int kind, state;
+    char *text;
+    size_t len;
+    size_t first_line;          /* U_NDJSON: the file's line number of text's first line */
+    char path[512];             /* the file */
     struct json_object *bundle; /* NULL once prepared into bj (or unreadable) */
-    hv__bundle_job_t *bj;       /* the prepared job (reader thread), or NULL */
+    hv__bundle_job_t *bj;       /* the prepared job (worker), or NULL */
     int prep_rc;                /* HV_OK, or why the Bundle could not be prepared (prep_msg) */
     char prep_msg[600];
     char origin[600];
@@ -48,14 +65,18 @@ typedef struct unit {
     struct unit *next;
 } unit_t;
 
-/* The queue between the reader thread and the writer (the command's thread). */
+/* The queue from the reader through the workers to the writer (the command's
+ * thread), in the files' order, and the jobs the writer hands back to be freed. */
 typedef struct uq {
     uv_mutex_t lock;
     uv_cond_t cond;
     unit_t *head, *tail;
-    size_t n;
+    size_t n, cap;
     int done;                 /* the reader has pushed everything */
-    uint64_t failed;          /* files, lines and Bundles the reader could not parse */
+    int closed;               /* the writer is done: workers leave */
+    uint64_t failed;          /* files, lines and Bundles the reader and workers could not parse */
+    hv__bundle_job_t **garbage;
+    size_t ngarbage, garbage_cap;
 } uq_t;
 
 typedef struct imp {
@@ -73,6 +94,7 @@ typedef struct imp {
     char **files;
     int nfiles;
     size_t batch;
+    int workers;
     int precompute;           /* the reader prepares the jobs and computes their index rows */
     int report_ahead;         /* HOLOVITALS_IMPORT_PRECOMPUTE=1: say how many Bundles were computed ahead */
     uint64_t units, ahead;    /* Bundles the writer ran; of them, with ids, references and rows done ahead */
@@ -81,34 +103,185 @@ typedef struct imp {
     hv__bundle_job_t **bare;
     size_t nbare, bare_cap;
     int guarded;              /* the open transaction runs every further Bundle in a savepoint */
+    int deferred;             /* the store's value indexes are dropped until the end (defer_indexes) */
 } imp_t;
 
-/* Reader side: hands one unit over, waiting while IMPORT_AHEAD are queued. */
-static void push(imp_t *im, struct json_object *bundle, const char *origin, uint64_t bytes)
+/* ---- Value indexes deferred while importing into an empty store (SQLite) ----
+ *
+ * Every search-index row costs three B-tree inserts: its table, the (type, id, code)
+ * index the writer uses to replace and combine a resource's rows, and the value index
+ * searches use, into which rows arrive in random order. Into an empty store the value
+ * indexes are dropped for the import and built once at its end by CREATE INDEX, which
+ * sorts (with PRAGMA threads helpers) and appends instead of seeking per row. The
+ * dropped indexes' definitions are kept in table import_deferred (fhir/store.c) in the
+ * same transaction as the DROP, and restored with its rows deleted in one transaction
+ * (hv__import_restore_indexes), by the import at its end, before any Bundle that needs
+ * to search the store, and at every opening of the store (hv__store_tune), so a store
+ * whose import was killed gets its indexes back at the next start. Without them the
+ * store answers the same, only more slowly (searches scan). */
+
+/* The deferred indexes: on the search tables, not led by (type, id) (those serve the
+ * writer itself: replacing and combining one resource's rows). */
+#define DEFER_WHERE                                                                                                    \
+    "type = 'index' AND sql IS NOT NULL AND tbl_name LIKE 'sp\\_%' ESCAPE '\\' AND sql NOT LIKE '%(type, id%'"
+
+/* The names of the rows of query q (one text column), at most cap; sets *n. */
+static int names_of(hv_db_t *db, const char *q, char (*names)[128], size_t cap, size_t *n)
+{
+    hv_db_stmt_t *st = NULL;
+    int rc = hv_db_prepare(db, q, &st);
+    *n = 0;
+    if (rc != HV_OK)
+        return rc;
+    while ((rc = hv_db_step(st)) == HV_DB_ROW) {
+        size_t len = 0;
+        const char *v = hv_db_column_text(st, 0, &len);
+        if (*n >= cap || v == NULL || len >= 128) {
+            rc = HV_ETOOBIG;
+            break;
+        }
+        memcpy(names[*n], v, len);
+        names[(*n)++][len] = '\0';
+    }
+    hv_db_done(st);
+    return rc < 0 ? rc : HV_OK;
+}
+
+#define DEFER_MAX 64 /* indexes; the schema has about twenty */
+
+int hv__import_restore_indexes(hv_db_t *db)
+{
+    char(*names)[128] = NULL;
+    size_t n = 0;
+    int rc, in_tx = 0;
+    hv_db_stmt_t *st = NULL;
+    if (hv_db_kind(db) != HV_DB_SQLITE)
+        return HV_OK;
+    names = hv_malloc(DEFER_MAX * sizeof(*names));
+    if (names == NULL)
+        return HV_ENOMEM;
+    rc = names_of(db, "SELECT name FROM import_deferred", names, DEFER_MAX, &n);
+    if (rc != HV_OK || n == 0)
+        goto out;
+    {
+        /* CREATE INDEX sorts with helper threads when allowed (sqlite.org/pragma.html#pragma_threads). */
+        unsigned par = uv_available_parallelism();
+        char sql[48];
+        snprintf(sql, sizeof(sql), "PRAGMA threads=%u", par > 4 ? 4 : par);
+        (void)hv_db_exec(db, sql);
+    }
+    rc = hv_db_begin(db);
+    in_tx = rc == HV_OK;
+    for (size_t i = 0; i < n && rc == HV_OK; i++) {
+        /* The definition SQLite itself kept when the index was dropped; an index that
+         * exists again (a restore that raced this one) is left alone. */
+        int exists = 0;
+        char *ddl = NULL;
+        rc = hv_db_prepare(db,
+                           "SELECT d.sql, (SELECT count(*) FROM sqlite_master m WHERE m.type = 'index' AND m.name = d.name)"
+                           " FROM import_deferred d WHERE d.name = $1",
+                           &st);
+        if (rc != HV_OK)
+            break;
+        hv_db_bind_text(st, 1, names[i], strlen(names[i]));
+        if ((rc = hv_db_step(st)) == HV_DB_ROW) {
+            size_t len = 0;
+            const char *v = hv_db_column_text(st, 0, &len);
+            exists = hv_db_column_int64(st, 1) > 0;
+            ddl = v != NULL ? hv_strndup(v, len) : NULL;
+            rc = v != NULL && ddl == NULL ? HV_ENOMEM : HV_OK;
+        }
+        hv_db_done(st);
+        if (rc < 0)
+            break;
+        rc = HV_OK;
+        if (ddl != NULL && !exists)
+            rc = hv_db_exec(db, ddl);
+        hv_free(ddl);
+    }
+    if (rc == HV_OK)
+        rc = hv_db_exec(db, "DELETE FROM import_deferred");
+    if (rc == HV_OK) {
+        in_tx = 0;
+        rc = hv_db_commit(db);
+    }
+out:
+    if (in_tx)
+        hv_db_rollback(db);
+    hv_free(names);
+    return rc;
+}
+
+/* Drops the value indexes if the store is empty and none are deferred already; sets
+ * im->deferred. HOLOVITALS_IMPORT_DEFER_INDEXES=0 keeps them (tests compare both). */
+static int defer_indexes(imp_t *im)
+{
+    char(*names)[128] = NULL;
+    size_t n = 0, any = 0;
+    int rc, in_tx = 0;
+    const char *env = getenv("HOLOVITALS_IMPORT_DEFER_INDEXES");
+    if (hv_db_kind(im->db) != HV_DB_SQLITE || (env != NULL && strcmp(env, "0") == 0))
+        return HV_OK;
+    names = hv_malloc(DEFER_MAX * sizeof(*names));
+    if (names == NULL)
+        return HV_ENOMEM;
+    rc = hv_db_begin(im->db);
+    in_tx = rc == HV_OK;
+    if (rc == HV_OK)
+        rc = names_of(im->db, "SELECT 'x' FROM resources LIMIT 1", names, 1, &any);
+    if (rc == HV_OK && any == 0)
+        rc = names_of(im->db, "SELECT name FROM import_deferred LIMIT 1", names, 1, &any);
+    if (rc != HV_OK || any > 0)
+        goto out;
+    rc = hv_db_exec(im->db, "INSERT INTO import_deferred (name, sql) SELECT name, sql FROM sqlite_master WHERE " DEFER_WHERE);
+    if (rc == HV_OK)
+        rc = names_of(im->db, "SELECT name FROM import_deferred", names, DEFER_MAX, &n);
+    for (size_t i = 0; i < n && rc == HV_OK; i++) {
+        char sql[160];
+        /* Index names come from the schema: letters, digits and underscores only. */
+        if (strspn(names[i], "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") != strlen(names[i])) {
+            rc = HV_EINVAL;
+            break;
+        }
+        snprintf(sql, sizeof(sql), "DROP INDEX \"%s\"", names[i]);
+        rc = hv_db_exec(im->db, sql);
+    }
+    if (rc == HV_OK) {
+        in_tx = 0;
+        rc = hv_db_commit(im->db);
+        if (rc == HV_OK)
+            im->deferred = n > 0;
+    }
+out:
+    if (in_tx)
+        hv_db_rollback(im->db);
+    hv_free(names);
+    return rc;
+}
+
+/* Reader side: hands one unit over (text owned by the unit from now on), waiting
+ * while the queue is full. */
+static void push(imp_t *im, int kind, char *text, size_t len, size_t first_line, const char *path,
+                 const char *origin, uint64_t bytes)
 {
     unit_t *u = hv_calloc(1, sizeof(*u));
     if (u == NULL) {
-        json_object_put(bundle);
+        hv_free(text);
         uv_mutex_lock(&im->q.lock);
         im->q.failed++;
         uv_mutex_unlock(&im->q.lock);
         return;
     }
-    u->bundle = bundle;
+    u->kind = kind;
+    u->text = text;
+    u->len = len;
+    u->first_line = first_line;
     u->bytes = bytes;
-    if (bundle != NULL && im->precompute) {
-        /* Preparing (and, where safe, fixing ids, rewriting references and
-         * computing the index rows: hv__bundle_precompute) needs no database, so
-         * it runs here, ahead of the writer. */
-        int status = 0;
-        u->bundle = NULL;
-        u->prep_rc = hv__bundle_prepare(bundle, 1, NULL, &u->bj, &status, u->prep_msg, sizeof(u->prep_msg));
-        if (u->prep_rc == HV_OK)
-            (void)hv__bundle_precompute(u->bj);
-    }
+    u->state = S_RAW;
+    snprintf(u->path, sizeof(u->path), "%s", path);
     snprintf(u->origin, sizeof(u->origin), "%s", origin);
     uv_mutex_lock(&im->q.lock);
-    while (im->q.n >= IMPORT_AHEAD)
+    while (im->q.n >= im->q.cap)
         uv_cond_wait(&im->q.cond, &im->q.lock);
     if (im->q.tail != NULL)
         im->q.tail->next = u;
@@ -127,12 +300,167 @@ static void reader_failed(imp_t *im)
     uv_mutex_unlock(&im->q.lock);
 }
 
-/* Writer side: the next unit, or NULL once the reader is done and the queue empty. */
+/* Hands a job the writer is done with to the workers to free; frees it here when
+ * the list cannot grow. */
+static void discard(imp_t *im, hv__bundle_job_t *bj)
+{
+    int kept = 0;
+    if (bj == NULL)
+        return;
+    uv_mutex_lock(&im->q.lock);
+    if (im->q.ngarbage == im->q.garbage_cap && !im->q.closed) {
+        size_t cap = im->q.garbage_cap ? im->q.garbage_cap * 2 : 64;
+        hv__bundle_job_t **g = hv_realloc(im->q.garbage, cap * sizeof(*g));
+        if (g != NULL) {
+            im->q.garbage = g;
+            im->q.garbage_cap = cap;
+        }
+    }
+    if (im->q.ngarbage < im->q.garbage_cap && !im->q.closed) {
+        im->q.garbage[im->q.ngarbage++] = bj;
+        kept = 1;
+        uv_cond_broadcast(&im->q.cond);
+    }
+    uv_mutex_unlock(&im->q.lock);
+    if (!kept)
+        hv__bundle_job_free(bj);
+}
+
+static struct json_object *new_collection(void)
+{
+    struct json_object *b = json_object_new_object();
+    hv_json_set_str(b, "resourceType", "Bundle");
+    hv_json_set_str(b, "type", "collection");
+    hv_json_set(b, "entry", json_object_new_array());
+    return b;
+}
+
+/* Worker: parses an NDJSON unit's lines into one collection Bundle; a line that
+ * does not parse is named with its file's line number and left out. */
+static struct json_object *parse_ndjson(imp_t *im, unit_t *u)
+{
+    struct json_object *bundle = NULL, *entries = NULL;
+    size_t line = u->first_line - 1, pos = 0;
+    const char *text = u->text;
+    while (pos < u->len) {
+        const char *nl = memchr(text + pos, '\n', u->len - pos);
+        size_t end = nl != NULL ? (size_t)(nl - text) : u->len, n = end - pos;
+        struct json_object *res = NULL;
+        hv_error_t err;
+        line++;
+        while (n > 0 && (text[pos + n - 1] == '\r' || text[pos + n - 1] == ' '))
+            n--;
+        if (n > 0) {
+            hv_error_clear(&err);
+            if (hv_fhir_json_parse(text + pos, n, &im->parse, &res, &err) != HV_OK) {
+                fprintf(stderr, "\nholovitals import: %s:%zu: %s (at %s)\n", u->path, line, err.message, err.location);
+                reader_failed(im);
+            } else {
+                struct json_object *ent = json_object_new_object();
+                if (bundle == NULL) {
+                    bundle = new_collection();
+                    json_object_object_get_ex(bundle, "entry", &entries);
+                }
+                hv_json_set(ent, "resource", res);
+                json_object_array_add(entries, ent);
+            }
+        }
+        pos = end + 1;
+    }
+    return bundle;
+}
+
+/* Worker: parses a JSON or XML document; a resource that is not a Bundle becomes a
+ * collection of one. NULL (named on standard error) when it does not parse. */
+static struct json_object *parse_document(imp_t *im, unit_t *u)
+{
+    struct json_object *res = NULL;
+    hv_error_t err;
+    int rc;
+    hv_error_clear(&err);
+    if (u->kind == U_XML)
+        rc = hv_fhir_xml_parse(u->text, u->len, &im->parse, &res, &err);
+    else
+        rc = hv_fhir_json_parse(u->text, u->len, &im->parse, &res, &err);
+    if (rc != HV_OK) {
+        fprintf(stderr, "\nholovitals import: %s:%d:%d: %s%s%s\n", u->path, err.line, err.column, err.message,
+                err.location[0] ? " at " : "", err.location);
+        reader_failed(im);
+        return NULL;
+    }
+    if (u->kind == U_JSON) {
+        const char *rt = hv_json_get_str(res, "resourceType");
+        if (rt == NULL || strcmp(rt, "Bundle") != 0) {
+            struct json_object *b = new_collection(), *entries = NULL, *ent = json_object_new_object();
+            json_object_object_get_ex(b, "entry", &entries);
+            hv_json_set(ent, "resource", res);
+            json_object_array_add(entries, ent);
+            res = b;
+        }
+    }
+    return res;
+}
+
+/* Worker: makes a unit ready for the writer. Preparing (and, where safe, fixing
+ * ids, rewriting references and computing the index rows: hv__bundle_precompute)
+ * needs no database, so it runs here; each worker has its own trees, and the
+ * model, FHIRPath and search-parameter tables they read are built once
+ * (pthread_once) and read-only after. */
+static void prepare(imp_t *im, unit_t *u)
+{
+    struct json_object *bundle = u->kind == U_NDJSON ? parse_ndjson(im, u) : parse_document(im, u);
+    hv_free(u->text);
+    u->text = NULL;
+    u->bundle = bundle;
+    if (bundle != NULL && im->precompute) {
+        int status = 0;
+        u->bundle = NULL;
+        u->prep_rc = hv__bundle_prepare(bundle, 1, NULL, &u->bj, &status, u->prep_msg, sizeof(u->prep_msg));
+        if (u->prep_rc == HV_OK)
+            (void)hv__bundle_precompute(u->bj);
+    }
+}
+
+/* A worker thread: prepares the oldest unit nobody has taken, frees what the writer
+ * handed back, until the writer closes the queue. */
+static void worker_main(void *arg)
+{
+    imp_t *im = arg;
+    uv_mutex_lock(&im->q.lock);
+    for (;;) {
+        unit_t *u;
+        if (im->q.ngarbage > 0) {
+            hv__bundle_job_t *bj = im->q.garbage[--im->q.ngarbage];
+            uv_mutex_unlock(&im->q.lock);
+            hv__bundle_job_free(bj);
+            uv_mutex_lock(&im->q.lock);
+            continue;
+        }
+        for (u = im->q.head; u != NULL && u->state != S_RAW; u = u->next)
+            ;
+        if (u != NULL) {
+            u->state = S_BUSY;
+            uv_mutex_unlock(&im->q.lock);
+            prepare(im, u);
+            uv_mutex_lock(&im->q.lock);
+            u->state = S_READY;
+            uv_cond_broadcast(&im->q.cond);
+            continue;
+        }
+        if (im->q.closed)
+            break;
+        uv_cond_wait(&im->q.cond, &im->q.lock);
+    }
+    uv_mutex_unlock(&im->q.lock);
+}
+
+/* Writer side: the next unit in order once a worker has made it ready, or NULL once
+ * the reader is done and the queue empty. */
 static unit_t *pop(imp_t *im)
 {
     unit_t *u;
     uv_mutex_lock(&im->q.lock);
-    while (im->q.head == NULL && !im->q.done)
+    while ((im->q.head == NULL && !im->q.done) || (im->q.head != NULL && im->q.head->state != S_READY))
         uv_cond_wait(&im->q.cond, &im->q.lock);
     u = im->q.head;
     if (u != NULL) {
@@ -150,7 +478,7 @@ static unit_t *pop(imp_t *im)
 static void bare_clear(imp_t *im)
 {
     for (size_t i = 0; i < im->nbare; i++)
-        hv__bundle_job_free(im->bare[i]);
+        discard(im, im->bare[i]);
     im->nbare = 0;
     im->guarded = 0;
 }
@@ -283,6 +611,19 @@ static int run_bundle(imp_t *im, unit_t *u)
         im->failed++;
         return rc;
     }
+    if (im->deferred && !hv__bundle_is_precomputed(bj)) {
+        /* It searches the store (conditional entries): with its value indexes back. */
+        rc = import_commit(im);
+        if (rc == HV_OK)
+            rc = hv__import_restore_indexes(im->db);
+        if (rc != HV_OK) {
+            fprintf(stderr, "\nholovitals import: restoring the search indexes failed: %s\n", hv_db_errmsg(im->db));
+            hv__bundle_job_free(bj);
+            im->failed++;
+            return rc;
+        }
+        im->deferred = 0;
+    }
     /* Each Bundle is atomic; several share one commit (group commit: an fsync per
      * commit is what bounds the rate on a durable store). */
     rc = HV_OK;
@@ -337,7 +678,7 @@ static int run_bundle(imp_t *im, unit_t *u)
         if (im->resources - im->committed >= im->commit_every)
             rc = import_commit(im);
     }
-    hv__bundle_job_free(bj);
+    discard(im, bj);
     return rc;
 }
 
@@ -367,65 +708,36 @@ static int read_all(const char *path, char **out, size_t *len)
     return HV_OK;
 }
 
-static struct json_object *new_collection(void)
+/* Reader: cuts NDJSON text into units of batch non-empty lines (copies). */
+static void cut_ndjson(imp_t *im, const char *path, const char *text, size_t len, size_t batch)
 {
-    struct json_object *b = json_object_new_object();
-    hv_json_set_str(b, "resourceType", "Bundle");
-    hv_json_set_str(b, "type", "collection");
-    hv_json_set(b, "entry", json_object_new_array());
-    return b;
-}
-
-static int import_ndjson(imp_t *im, const char *path, const char *text, size_t len, size_t batch)
-{
-    uint64_t pushed = 0;
-    struct json_object *bundle = NULL, *entries = NULL;
-    size_t line = 0, pos = 0, last = 0;
-    int rc = HV_OK, any_fail = 0;
+    size_t line = 0, pos = 0, start = 0, start_line = 1, count = 0;
     while (pos < len) {
         const char *nl = memchr(text + pos, '\n', len - pos);
-        size_t end = nl != NULL ? (size_t)(nl - text) : len, n = end - pos;
-        struct json_object *res = NULL;
-        hv_error_t err;
+        size_t end = nl != NULL ? (size_t)(nl - text) : len;
         line++;
-        while (n > 0 && (text[pos + n - 1] == '\r' || text[pos + n - 1] == ' '))
-            n--;
-        if (n > 0) {
-            hv_error_clear(&err);
-            if (hv_fhir_json_parse(text + pos, n, &im->parse, &res, &err) != HV_OK) {
-                fprintf(stderr, "\nholovitals import: %s:%zu: %s (at %s)\n", path, line, err.message, err.location);
-                reader_failed(im);
-                any_fail = 1;
-            } else {
-                struct json_object *ent = json_object_new_object();
-                if (bundle == NULL) {
-                    bundle = new_collection();
-                    json_object_object_get_ex(bundle, "entry", &entries);
-                }
-                hv_json_set(ent, "resource", res);
-                json_object_array_add(entries, ent);
-            }
-        }
-        pos = end + 1;
-        if (bundle != NULL && json_object_array_length(entries) >= batch) {
+        if (end > pos)
+            count++;
+        pos = end + 1 < len ? end + 1 : len;
+        if (count >= batch || pos >= len) {
             char origin[600];
-            snprintf(origin, sizeof(origin), "%s:%zu-%zu", path, last + 1, line);
-            push(im, bundle, origin, (uint64_t)(pos < len ? pos : len) - pushed);
-            pushed = pos < len ? pos : len;
-            bundle = NULL;
-            last = line;
+            char *copy = hv_malloc(pos - start + 1);
+            if (copy == NULL) {
+                reader_failed(im);
+            } else {
+                memcpy(copy, text + start, pos - start);
+                copy[pos - start] = '\0';
+                snprintf(origin, sizeof(origin), "%s:%zu-%zu", path, start_line, line);
+                push(im, U_NDJSON, copy, pos - start, start_line, path, origin, pos - start);
+            }
+            start = pos;
+            start_line = line + 1;
+            count = 0;
         }
     }
-    if (bundle != NULL) {
-        char origin[600];
-        snprintf(origin, sizeof(origin), "%s:%zu-%zu", path, last + 1, line);
-        push(im, bundle, origin, (uint64_t)len - pushed);
-    }
-    (void)rc;
-    return any_fail ? HV_EINVAL : HV_OK;
 }
 
-/* Reader thread: reads and parses one file into units. */
+/* Reader thread: reads one file and cuts it into units. */
 static void import_file(imp_t *im, const char *path, size_t batch)
 {
     char *text = NULL;
@@ -439,18 +751,10 @@ static void import_file(imp_t *im, const char *path, size_t batch)
     while (i < len && (text[i] == ' ' || text[i] == '\n' || text[i] == '\r' || text[i] == '\t'))
         i++;
     if (i < len && text[i] == '<') {
-        struct json_object *res = NULL;
-        hv_error_t err;
-        hv_error_clear(&err);
-        rc = hv_fhir_xml_parse(text, len, &im->parse, &res, &err);
-        if (rc == HV_OK) {
-            push(im, res, path, len);
-        } else {
-            fprintf(stderr, "\nholovitals import: %s:%d:%d: %s\n", path, err.line, err.column, err.message);
-            reader_failed(im);
-            push(im, NULL, path, len);
-        }
-    } else {
+        push(im, U_XML, text, len, 1, path, path, len);
+        return;
+    }
+    {
         /* One JSON document with a Bundle, or NDJSON: a document whose first line
          * is a whole resource is NDJSON. */
         const char *nl = memchr(text + i, '\n', len - i);
@@ -459,31 +763,12 @@ static void import_file(imp_t *im, const char *path, size_t batch)
         hv_error_clear(&err);
         if (nl != NULL && hv_fhir_json_parse(text + i, (size_t)(nl - text - (long)i), &im->parse, &res, &err) == HV_OK) {
             json_object_put(res);
-            (void)import_ndjson(im, path, text, len, batch);
+            cut_ndjson(im, path, text, len, batch);
+            hv_free(text);
         } else {
-            hv_error_clear(&err);
-            rc = hv_fhir_json_parse(text, len, &im->parse, &res, &err);
-            if (rc == HV_OK) {
-                const char *rt = hv_json_get_str(res, "resourceType");
-                if (rt != NULL && strcmp(rt, "Bundle") == 0) {
-                    push(im, res, path, len);
-                } else {
-                    /* A single resource: a collection of one. */
-                    struct json_object *b = new_collection(), *entries = NULL, *ent = json_object_new_object();
-                    json_object_object_get_ex(b, "entry", &entries);
-                    hv_json_set(ent, "resource", res);
-                    json_object_array_add(entries, ent);
-                    push(im, b, path, len);
-                }
-            } else {
-                fprintf(stderr, "\nholovitals import: %s:%d:%d: %s%s%s\n", path, err.line, err.column, err.message,
-                        err.location[0] ? " at " : "", err.location);
-                reader_failed(im);
-                push(im, NULL, path, len);
-            }
+            push(im, U_JSON, text, len, 1, path, path, len);
         }
     }
-    hv_free(text);
 }
 
 static void reader_main(void *arg)
@@ -517,12 +802,20 @@ int hv__fhir_cmd_import(hv_engine_t *e, int argc, char **argv)
     hv_error_t err;
     int first = 0, rc, status = HV_EXIT_OK, lock_fd = -1;
     size_t batch = 1000;
+    long workers = 0;
+    uv_thread_t threads[IMPORT_MAX_WORKERS];
+    int nthreads = 0, final_rc = HV_OK;
     double secs;
     memset(&im, 0, sizeof(im));
     hv_error_clear(&err);
     while (first < argc && strncmp(argv[first], "--", 2) == 0) {
         if (strcmp(argv[first], "--batch") == 0 && first + 1 < argc) {
             batch = (size_t)strtoul(argv[first + 1], NULL, 10);
+            first += 2;
+        } else if (strcmp(argv[first], "--workers") == 0 && first + 1 < argc) {
+            workers = strtol(argv[first + 1], NULL, 10);
+            if (workers < 1 || workers > IMPORT_MAX_WORKERS)
+                batch = 0; /* the usage line below */
             first += 2;
         } else if (strcmp(argv[first], "--") == 0) {
             first++;
@@ -532,7 +825,7 @@ int hv__fhir_cmd_import(hv_engine_t *e, int argc, char **argv)
         }
     }
     if (first >= argc || batch == 0) {
-        fprintf(stderr, "usage: holovitals import [--batch N] FILE...\n");
+        fprintf(stderr, "usage: holovitals import [--batch N] [--workers N (1-%d)] FILE...\n", IMPORT_MAX_WORKERS);
         return HV_EXIT_USAGE;
     }
     /* HOLOVITALS_IMPORT_PRECOMPUTE=0 keeps all the work on the writer (the
@@ -573,28 +866,70 @@ int hv__fhir_cmd_import(hv_engine_t *e, int argc, char **argv)
     }
     im.tty = isatty(2);
     im.t0 = hv_mono_ns();
+    if (defer_indexes(&im) != HV_OK)
+        fprintf(stderr, "holovitals import: could not defer the search indexes (%s); importing with them\n",
+                hv_db_errmsg(im.db) ? hv_db_errmsg(im.db) : "");
     im.commit_every = batch;
     im.files = argv + first;
     im.nfiles = argc - first;
     im.batch = batch;
+    if (workers == 0) {
+        unsigned par = uv_available_parallelism();
+        workers = par < 1 ? 1 : par > IMPORT_MAX_WORKERS ? IMPORT_MAX_WORKERS : (long)par;
+    }
+    im.workers = (int)workers;
+    im.q.cap = 2 * (size_t)workers + 1;
     {
         uv_thread_t reader;
-        if (uv_mutex_init(&im.q.lock) != 0 || uv_cond_init(&im.q.cond) != 0 ||
-            uv_thread_create(&reader, reader_main, &im) != 0) {
+        int started = 0;
+        if (uv_mutex_init(&im.q.lock) != 0 || uv_cond_init(&im.q.cond) != 0) {
             fprintf(stderr, "holovitals import: cannot start the reader thread\n");
             hv_db_close(im.db);
             if (lock_fd >= 0)
                 close(lock_fd);
             return HV_EXIT_FAILURE;
         }
-        write_all(&im);
-        uv_thread_join(&reader);
+        while (nthreads < im.workers && uv_thread_create(&threads[nthreads], worker_main, &im) == 0)
+            nthreads++;
+        if (nthreads > 0 && uv_thread_create(&reader, reader_main, &im) == 0)
+            started = 1;
+        else
+            fprintf(stderr, "holovitals import: cannot start the reader and worker threads\n");
+        if (started) {
+            write_all(&im);
+            uv_thread_join(&reader);
+            /* The last commit, while the workers still free what it hands back. */
+            final_rc = import_commit(&im);
+        }
+        uv_mutex_lock(&im.q.lock);
+        im.q.closed = 1;
+        uv_cond_broadcast(&im.q.cond);
+        uv_mutex_unlock(&im.q.lock);
+        for (int i = 0; i < nthreads; i++)
+            uv_thread_join(&threads[i]);
+        for (size_t i = 0; i < im.q.ngarbage; i++)
+            hv__bundle_job_free(im.q.garbage[i]);
+        im.q.ngarbage = 0;
+        hv_free(im.q.garbage);
+        im.q.garbage = NULL;
         uv_cond_destroy(&im.q.cond);
         uv_mutex_destroy(&im.q.lock);
+        if (!started) {
+            hv_db_close(im.db);
+            if (lock_fd >= 0)
+                close(lock_fd);
+            return HV_EXIT_FAILURE;
+        }
     }
     im.failed += im.q.failed;
-    if (import_commit(&im) != HV_OK || im.failed > 0)
+    if (final_rc != HV_OK || im.failed > 0)
         status = HV_EXIT_FAILURE;
+    if (im.deferred && hv__import_restore_indexes(im.db) != HV_OK) {
+        /* Left in import_deferred: the next opening of the store builds them. */
+        fprintf(stderr, "holovitals import: building the search indexes failed: %s\n",
+                hv_db_errmsg(im.db) ? hv_db_errmsg(im.db) : "");
+        status = HV_EXIT_FAILURE;
+    }
     /* The planner's statistics of the indexes the import filled (fhir/search_combo.c). */
     if (im.resources > 0 && hv__search_analyze(im.db) != HV_OK)
         fprintf(stderr, "holovitals import: ANALYZE failed: %s\n", hv_db_errmsg(im.db) ? hv_db_errmsg(im.db) : "");

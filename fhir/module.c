@@ -61,8 +61,8 @@ static const hv_setting_t fhir_settings[] = {
      "SQLite with fhir.synchronous FULL: commit each batch without fsync and run the next batch while "
      "a thread fdatasyncs the WAL; answers still wait for their batch to be on disk (engine/storage.c)."},
     {"fhir.checkpoint_pages", NULL, HV_SET_INT, "1000", NULL,
-     "With fhir.commit_pipeline: checkpoint the WAL (on a connection of its own, with full syncs) once it "
-     "holds this many pages."},
+     "With fhir.commit_pipeline: checkpoint the WAL (between batches, with full syncs) once it holds this "
+     "many pages."},
     {"fhir.cache_size", NULL, HV_SET_SIZE, "64MiB", NULL,
      "Page cache of the FHIR store's SQLite writer connection (PRAGMA cache_size): the search index's "
      "B-trees are written at random places, and a cache that holds them saves a read per page."},
@@ -466,12 +466,13 @@ static const hv_command_t fhir_commands[] = {
      "asked for on standard output, elements in the specification's order, indented unless\n"
      "--compact. A FILE of '-' is standard input.",
      cmd_convert},
-    {"import", "import [--batch N] FILE...",
+    {"import", "import [--batch N] [--workers N] FILE...",
      "load FHIR Bundles and NDJSON files into the FHIR store",
      "Loads each FILE — a Bundle (transaction, batch or collection; JSON or XML) or NDJSON, one\n"
      "resource per line — into the FHIR store of --data/--db, through the transaction path of\n"
      "POST /fhir, keeping the resources' own ids. NDJSON is committed every --batch resources\n"
-     "(default 1000). Shows a progress bar on a terminal and prints a summary.",
+     "(default 1000). --workers threads (default: the CPUs) parse and prepare ahead of the\n"
+     "writer. Shows a progress bar on a terminal and prints a summary.",
      hv__fhir_cmd_import},
     {"reindex", "reindex [--type T] [--batch N]",
      "rebuild the FHIR search index of the stored resources",

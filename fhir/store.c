@@ -55,6 +55,8 @@ static const char *const migrations_sqlite[] = {
      * statistics of its own it would otherwise look more selective than resources_tiv
      * to every statement on r.type. */
     "CREATE INDEX IF NOT EXISTS resources_trid ON resources (type, rid) WHERE last_ms <> -1;",
+    /* Search indexes an import into an empty store dropped until its end (fhir/import.c). */
+    "CREATE TABLE import_deferred (name TEXT PRIMARY KEY, sql TEXT NOT NULL);",
     NULL,
 };
 
@@ -95,6 +97,12 @@ int hv__store_tune(hv_db_t *db, hv_config_t *cfg)
      * sub-journals in a temporary file past 64 KiB, not the in-memory list whose truncation
      * is quadratic in the job's size (engine/db_sqlite.c). */
     rc = hv_db_exec(db, "PRAGMA temp_store=FILE");
+    /* The search indexes an import that was killed had deferred (fhir/import.c). A store
+     * without them answers the same, only slower: a failure is logged, not fatal, and the
+     * next opening tries again. */
+    if (rc == HV_OK && hv__import_restore_indexes(db) != HV_OK)
+        hv_log(HV_LOG_WARN, "fhir.import_indexes", "building the search indexes an import deferred failed: %s",
+               hv_db_errmsg(db) ? hv_db_errmsg(db) : "");
     if (rc != HV_OK || hv_config_find(cfg, "fhir.cache_size") == NULL)
         return rc;
     /* A negative cache_size is in KiB (sqlite.org/pragma.html#pragma_cache_size). */

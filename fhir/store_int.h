@@ -146,6 +146,10 @@ int hv__authz_compartment(const hv_auth_principal_t *p, int interaction, const c
  */
 int hv__store_tune(hv_db_t *db, hv_config_t *cfg);
 
+/* Builds the search indexes an import into an empty SQLite store deferred (kept in table
+ * import_deferred) and forgets them, in one transaction; HV_OK at once when none are. */
+int hv__import_restore_indexes(hv_db_t *db);
+
 /* The migrations of the fhir module's tables for this backend. */
 const char *const *hv__store_migrations(hv_db_t *db);
 

@@ -1,0 +1,225 @@
+#!/usr/bin/env python3
+"""test_fhir_import_pool.py — `holovitals import` prepares units (parse, model check, ids,
+references, index rows) on a pool of --workers threads and writes them in the files' order;
+into an empty SQLite store it drops the search tables' value indexes for the import and builds
+them at its end, keeping their definitions in table import_deferred until then (fhir/import.c).
+
+- The store a pool of three workers leaves, with the deferred indexes, equals row by row the
+  store one worker leaves with the indexes kept all along (HOLOVITALS_IMPORT_DEFER_INDEXES=0):
+  every index table (the combined ones too), identifiers, references, resources, and the
+  schema's index definitions; for the Synthea bundles and for NDJSON cut into many units.
+- An invalid NDJSON line in the middle is named with its file's line number; the run fails
+  (exit 1), every other line is stored whole with its index rows, the bad one not at all.
+- kill -9 in the middle of an import into an empty store leaves only whole resources (each
+  stored resource has exactly its index rows), the next opening of the store builds the
+  deferred indexes, and importing again gives the clean import's index rows and contents.
+"""
+import glob
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import tempfile
+import time
+import unittest
+
+from harness import BIN, REFERENCE, main, run_cli
+from test_fhir_import_ahead import TABLES, dump_store
+
+REFERENCE = os.environ.get("HV_REFERENCE_DIR", REFERENCE)
+COMBO = ("sp_tokdate", "sp_tokqty")
+
+
+def synthea_files():
+    return sorted(glob.glob(os.path.join(REFERENCE, "fhir", "synthea", "*.json")))
+
+
+def synthea_resources():
+    """The Synthea bundles' resources, urn:uuid references rewritten to Type/id (as the
+    import does), one JSON text per resource."""
+    out = []
+    for f in synthea_files():
+        with open(f, encoding="utf-8") as fh:
+            text = fh.read()
+        b = json.loads(text)
+        for e in b["entry"]:
+            text = text.replace('"%s"' % e["fullUrl"], '"%s/%s"' % (e["resource"]["resourceType"], e["resource"]["id"]))
+        out.extend(json.dumps(e["resource"], separators=(",", ":"), ensure_ascii=False) for e in json.loads(text)["entry"])
+    return out
+
+
+def indexes(data):
+    con = sqlite3.connect(os.path.join(data, "fhir.db"))
+    try:
+        idx = sorted(con.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"))
+        pending = con.execute("SELECT count(*) FROM import_deferred").fetchone()[0]
+    finally:
+        con.close()
+    return idx, pending
+
+
+def full_dump(data):
+    out = dump_store(None, data)
+    con = sqlite3.connect(os.path.join(data, "fhir.db"))
+    try:
+        for t in COMBO:
+            out[t] = sorted("\x1f".join(map(str, r)) for r in con.execute("SELECT * FROM %s" % t))
+    finally:
+        con.close()
+    return out
+
+
+def strip_meta(text):
+    r = json.loads(text)
+    r.get("meta", {}).pop("versionId", None)
+    r.get("meta", {}).pop("lastUpdated", None)
+    return json.dumps(r, sort_keys=True)
+
+
+class ImportPoolTests(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="hv-import-pool-")
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def imp(self, name, files, *opts, env=None):
+        data = os.path.join(self.tmp, name)
+        code, out, err = run_cli("import", "--data", data, *opts, *files, env=env, timeout=300)
+        for bad in ("Sanitizer", "runtime error"):
+            self.assertNotIn(bad, err)
+        return data, code, out, err
+
+    def assert_same(self, files, *opts):
+        one, c1, o1, e1 = self.imp("one", files, "--workers", "1", *opts, env={"HOLOVITALS_IMPORT_DEFER_INDEXES": "0"})
+        pool, c2, o2, e2 = self.imp("pool", files, "--workers", "3", *opts)
+        self.assertEqual((c1, c2), (0, 0), e1 + e2)
+        self.assertEqual(o1.split(" in ")[0], o2.split(" in ")[0])
+        a, b = full_dump(one), full_dump(pool)
+        for t in a:
+            self.assertTrue(a[t] or t in ("sp_uri",), t)
+            self.assertEqual(len(a[t]), len(b[t]), t)
+            self.assertEqual(a[t], b[t], t)
+        # The deferred indexes are all back, with the schema's own definitions.
+        self.assertEqual(indexes(one), indexes(pool))
+        self.assertEqual(indexes(pool)[1], 0)
+        return a
+
+    def test_pool_with_deferred_indexes_equals_one_thread_synthea(self):
+        files = synthea_files()[:5]
+        self.assertEqual(len(files), 5, "no Synthea bundles under " + REFERENCE)
+        rows = self.assert_same(files)
+        self.assertEqual(len(rows["resources"]), sum(len(json.load(open(f, encoding="utf-8"))["entry"]) for f in files))
+
+    def test_pool_equals_one_thread_ndjson_many_units(self):
+        lines = synthea_resources()[:900]
+        path = os.path.join(self.tmp, "all.ndjson")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+        rows = self.assert_same([path], "--batch", "97")
+        self.assertEqual(len(rows["resources"]), len(lines))
+
+    def test_invalid_line_in_the_middle_named_and_nothing_half_written(self):
+        lines = synthea_resources()[:300]
+        bad_no = 157
+        bad_id = json.loads(lines[bad_no - 1])["id"]
+        lines[bad_no - 1] = lines[bad_no - 1][:-7]  # cut: not JSON any more
+        path = os.path.join(self.tmp, "bad.ndjson")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+        data, code, out, err = self.imp("bad", [path], "--workers", "3", "--batch", "40")
+        self.assertEqual(code, 1, err)
+        self.assertIn("%s:%d:" % (path, bad_no), err)
+        self.assertTrue(out.startswith("imported 299 resources"), out)
+        self.assertIn(", 1 failed", out)
+        rows = full_dump(data)
+        ids = {r.split("\x1f")[1] for r in rows["resources"]}
+        self.assertEqual(len(ids), 299)
+        self.assertNotIn(bad_id, ids)
+        for t in TABLES + COMBO:
+            self.assertFalse([r for r in rows[t] if r.split("\x1f")[1] == bad_id], t)
+        # The other 299 are whole: the same rows as a clean import of the good lines.
+        good = os.path.join(self.tmp, "good.ndjson")
+        with open(good, "w", encoding="utf-8") as f:
+            f.write("\n".join(l for i, l in enumerate(lines) if i != bad_no - 1) + "\n")
+        clean, code, _, err = self.imp("clean", [good], "--workers", "1", "--batch", "40",
+                                       env={"HOLOVITALS_IMPORT_DEFER_INDEXES": "0"})
+        self.assertEqual(code, 0, err)
+        self.assertEqual(dump_store(None, clean), dump_store(None, data))
+        self.assertEqual(indexes(clean), indexes(data))
+
+    def test_kill_mid_import_then_reopen_and_rerun(self):
+        lines = synthea_resources()[:1500]
+        path = os.path.join(self.tmp, "all.ndjson")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+        clean, code, _, err = self.imp("clean", [path], "--batch", "25")
+        self.assertEqual(code, 0, err)
+        want = dump_store(None, clean)
+        data = os.path.join(self.tmp, "killed")
+        # Killed once a commit is seen with the value indexes deferred.
+        p = subprocess.Popen([BIN, "import", "--data", data, "--batch", "25", "--workers", "2", path],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        db = os.path.join(data, "fhir.db")
+        seen = 0
+        deadline = time.time() + 120
+        while p.poll() is None and time.time() < deadline:
+            try:
+                con = sqlite3.connect(db, timeout=0.2)
+                try:
+                    seen = con.execute("SELECT count(*) FROM resources").fetchone()[0]
+                    pending = con.execute("SELECT count(*) FROM import_deferred").fetchone()[0]
+                finally:
+                    con.close()
+            except sqlite3.Error:
+                seen, pending = 0, 0
+            if seen > 0 and pending > 0:
+                break
+            time.sleep(0.01)
+        self.assertIsNone(p.poll(), "the import ended before it could be killed")
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        p.stderr.close()
+        # What was committed is whole: each stored resource has exactly the clean store's rows.
+        con = sqlite3.connect(db)
+        try:
+            stored = {(t, i) for t, i in con.execute("SELECT type, id FROM resources")}
+            self.assertGreater(con.execute("SELECT count(*) FROM import_deferred").fetchone()[0], 0)
+        finally:
+            con.close()
+        self.assertTrue(0 < len(stored) < len(lines), len(stored))
+        got = dump_store(None, data)
+        for t in TABLES:
+            mine = [r for r in want[t] if tuple(r.split("\x1f")[:2]) in stored]
+            self.assertEqual(got[t], mine, t)
+        # The next opening of the store builds the deferred indexes (an import of nothing).
+        empty = os.path.join(self.tmp, "empty.ndjson")
+        with open(empty, "w", encoding="utf-8") as f:
+            f.write("\n")
+        self.imp("killed", [empty])
+        self.assertEqual(indexes(data), (indexes(clean)[0], 0))
+        # Importing again: the clean import's index rows, and its contents as current versions.
+        _, code, out, err = self.imp("killed", [path], "--batch", "25")
+        self.assertEqual(code, 0, err)
+        got = dump_store(None, data)
+        for t in TABLES:
+            self.assertEqual(got[t], want[t], t)
+        self.assertEqual(current(data), current(clean))
+        self.assertEqual(indexes(data), indexes(clean))
+
+
+def current(data):
+    """type/id -> the current version's JSON without meta.versionId and lastUpdated."""
+    con = sqlite3.connect(os.path.join(data, "fhir.db"))
+    try:
+        return {(t, i): strip_meta(j) for t, i, j in con.execute(
+            "SELECT type, id, json FROM resources r WHERE version = (SELECT max(version) FROM resources m"
+            " WHERE m.type = r.type AND m.id = r.id)")}
+    finally:
+        con.close()
+
+
+if __name__ == "__main__":
+    main()
