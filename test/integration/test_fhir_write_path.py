@@ -176,11 +176,16 @@ class WritePathTests(EngineTestCase):
     def test_kill9_loses_no_answered_write(self):
         self.kill9_under_load()
 
+    def test_kill9_with_pipelined_commits_loses_no_answered_write(self):
+        """fhir.commit_pipeline on (off by default): answers wait for the sync thread's
+        fdatasync of the WAL; kill -9 under load loses none of them."""
+        self.kill9_under_load(env={"HOLOVITALS_FHIR_COMMIT_PIPELINE": "true"})
+
     def test_kill9_with_checkpoints_during_load_loses_no_answered_write(self):
         """Checkpoints every 8 WAL pages while creates and transactions commit (on SQLite
         on a connection of their own, engine/storage.c), then kill -9: every write
         answered reads back, and the store is sound."""
-        self.kill9_under_load(env={"HOLOVITALS_FHIR_CHECKPOINT_PAGES": "8"})
+        self.kill9_under_load(env={"HOLOVITALS_FHIR_COMMIT_PIPELINE": "true", "HOLOVITALS_FHIR_CHECKPOINT_PAGES": "8"})
         if not self.DB:
             import sqlite3
             con = sqlite3.connect(os.path.join(self.eng.data, "fhir.db"))
