@@ -110,7 +110,8 @@ class ChannelTestCase(EngineTestCase):
             f.write(text)
 
     def fanout(self, eng, a, b):
-        text = LAB_FANOUT.replace("9001", str(a.port)).replace("9002", str(b.port))
+        # Colon and slash included: a port of a that contains "9002" (say 29002) is not replaced again.
+        text = LAB_FANOUT.replace(":9001/", ":%d/" % a.port).replace(":9002/", ":%d/" % b.port)
         self.write_channel(eng, "lab-fanout.json", text)
 
     def post(self, eng, i):
