@@ -707,7 +707,24 @@ static int single_token(hv_db_t *db, const hv__search_plan_t *p)
 /* The statement counting the matches of an index_countable plan, into q. */
 static int count_sql(hv_db_t *db, hv__search_plan_t *p, hv_buf_t *q)
 {
-    int rc, tok = hv__search_tok_only(p);
+    int rc, tok = hv__search_tok_only(p), str = hv__search_str_only(p);
+    if (str) {
+        static const char head[] = " AND r.id IN (SELECT id FROM sp_str@I0:sp_str@ WHERE ";
+        extra_t none = {NULL, 0, 0};
+        int n = p->nbinds;
+        char *text = hv_strndup(p->where.data + sizeof(head) - 1, p->where.len - sizeof(head));
+        if (text == NULL)
+            return HV_ENOMEM;
+        /* One string criterion (hv__search_str_only): the distinct row ids of its range of
+         * sp_str_rc — integers, one per current resource, cheaper to tell apart than the
+         * text ids (a prefix range spans many values: a sorter either way). */
+        hv_buf_printf(q, "SELECT COUNT(DISTINCT rid) FROM sp_str%s WHERE ",
+                      hv_db_kind(db) == HV_DB_PG ? "" : " INDEXED BY sp_str_rc");
+        rc = expand(db, p, text, 0, q, &none, &n);
+        hv_free(text);
+        extra_free(&none);
+        return rc;
+    }
     if (tok || single_token(db, p)) {
         static const char head[] = " AND r.id IN (SELECT id FROM sp_tok@I0:sp_tok@ WHERE ";
         extra_t none = {NULL, 0, 0};
