@@ -239,17 +239,11 @@ class FhirSearchComboTests(SearchCase):
         rnd = random.Random(23)
         model = {}
 
-        def write(o):
-            for e in engines:
-                self.eng, saved = e, self.eng
-                self.put(o)
-                self.eng = saved
-
         def one(i):
             o, (codings, _, _) = make_obs(rnd, i)
             o["status"] = rnd.choice(["final", "final", "amended", "preliminary"])
             model[o["id"]] = (codings, o["status"])
-            write(o)
+            self.write_all(engines, o)
 
         def check():
             crits = ["code=%s" % c for c in CODES] + ["code=%s|%s" % (LOINC, c) for c in CODES] + \
@@ -271,20 +265,8 @@ class FhirSearchComboTests(SearchCase):
                 nonempty += bool(want)
             return nonempty
 
-        for i in range(70):
-            one(i)
-        self.assertGreater(check(), 12)
         # updates move codes and statuses (a later row id), deletions drop them, new ones follow
-        for k in rnd.sample(sorted(model), 25):
-            one(int(k[1:]))
-        for k in rnd.sample(sorted(model), 10):
-            del model[k]
-            for e in engines:
-                st, _, _ = e.request("DELETE", "/fhir/Observation/" + k)
-                self.assertIn(st, (200, 204))
-        for i in range(70, 85):
-            one(i)
-        self.assertGreater(check(), 12)
+        self.churn(engines, "Observation", model, rnd, one, check, (70, 25, 10, 15), 12)
 
     def test_single_string_pages_match_python(self):
         """One string criterion alone (name, family, given, address; starts-with and :exact),
@@ -301,12 +283,6 @@ class FhirSearchComboTests(SearchCase):
         places = ["Main St", "Mainz", "Market Rd", "Smith Lane"]
         model = {}
 
-        def write(o):
-            for e in engines:
-                self.eng, saved = e, self.eng
-                self.put(o)
-                self.eng = saved
-
         def one(i):
             names = [dict([("family", rnd.choice(fams))] + ([("given", rnd.sample(givens, 2))]
                                                              if rnd.random() < 0.6 else []))
@@ -321,7 +297,7 @@ class FhirSearchComboTests(SearchCase):
             fam = [n["family"].lower() for n in names]
             giv = [g.lower() for n in names for g in n.get("given", [])]
             model[o["id"]] = {"family": fam, "given": giv, "name": fam + giv, "address": addr}
-            write(o)
+            self.write_all(engines, o)
 
         def check():
             crits = [("name", "smith"), ("name", "sm"), ("name", "an"), ("family", "jon"), ("family", "smyth"),
@@ -343,19 +319,33 @@ class FhirSearchComboTests(SearchCase):
                 nonempty += bool(want)
             return nonempty
 
-        for i in range(60):
+        self.churn(engines, "Patient", model, rnd, one, check, (60, 20, 8, 10), 8)
+
+    def write_all(self, engines, o):
+        """Writes o to every engine."""
+        for e in engines:
+            self.eng, saved = e, self.eng
+            self.put(o)
+            self.eng = saved
+
+    def churn(self, engines, rtype, model, rnd, one, check, sizes, least):
+        """Writes sizes[0] resources (one(i)), checks, updates sizes[1] of them, deletes
+        sizes[2], writes sizes[3] more, checks again; each check must find more than least
+        criteria with matches."""
+        first, updates, deletes, more = sizes
+        for i in range(first):
             one(i)
-        self.assertGreater(check(), 8)
-        for k in rnd.sample(sorted(model), 20):
+        self.assertGreater(check(), least)
+        for k in rnd.sample(sorted(model), updates):
             one(int(k[1:]))
-        for k in rnd.sample(sorted(model), 8):
+        for k in rnd.sample(sorted(model), deletes):
             del model[k]
             for e in engines:
-                st, _, _ = e.request("DELETE", "/fhir/Patient/" + k)
+                st, _, _ = e.request("DELETE", "/fhir/%s/%s" % (rtype, k))
                 self.assertIn(st, (200, 204))
-        for i in range(60, 70):
+        for i in range(first, first + more):
             one(i)
-        self.assertGreater(check(), 8)
+        self.assertGreater(check(), least)
 
     def q(self, query):
         return sorted(k.split("/", 1)[1] for k in self.search(query)[0])
