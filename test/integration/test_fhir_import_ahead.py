@@ -35,12 +35,6 @@ def dump_store(db, data):
     None for data/fhir.db), sorted, per table, lastUpdated left out."""
     out = {}
     queries = {t: "SELECT * FROM %s" % t for t in TABLES}
-    # Token and string rows carry the row id of their resource's current version: two
-    # stores number their versions differently (a killed import, the worker pool's order),
-    # so what is compared is whether each row holds its current version's row id.
-    for t, cols in (("sp_str", "type, id, code, value, grp"), ("sp_tok", "type, id, code, system, value, grp")):
-        queries[t] = ("SELECT %s, CASE WHEN t.rid = (SELECT MAX(x.rid) FROM resources x WHERE x.type = t.type"
-                      " AND x.id = t.id) THEN 1 ELSE 0 END FROM %s t" % (cols, t))
     queries["resources"] = "SELECT type, id, version, deleted, json FROM resources"
     if db:
         for t, q in queries.items():
