@@ -364,6 +364,17 @@ extern const char hv__search_migration7_pg[];
 int hv__search_tok_only(const hv__search_plan_t *p);
 /* Turns that page on or off for the process (setting fhir.search_token_rid). */
 void hv__search_tok_enable(int on);
+/* The eighth migration of the index (per backend): sp_str.rid, filled, and sp_str_rc. */
+extern const char hv__search_migration8_sqlite[];
+extern const char hv__search_migration8_pg[];
+/*
+ * True when the plan is one string criterion alone with one value (starts-with or
+ * :exact; not :contains, :text or a list), in row-id order, of one type: its page is the
+ * range of sp_str_rc, its row ids sorted and cut (hv__search_combo_page).
+ */
+int hv__search_str_only(const hv__search_plan_t *p);
+/* Turns that page on or off for the process (setting fhir.search_string_rid). */
+void hv__search_str_enable(int on);
 
 /* SQLite: the EXPLAIN QUERY PLAN details (one line each) of the statement that counts the
  * matches of p from the index alone (fhir/search_run.c); HV_ENOTFOUND when p is not counted so. */

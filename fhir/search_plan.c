@@ -220,7 +220,7 @@ int hv__search_prefix_successor(const char *s, char *out, size_t cap)
  * A string's default match, starts-with on the normalized value (search.html#string),
  * as a range of the value index: value >= norm AND value < successor(norm). The
  * "@K@" marker after the column is where the run writes COLLATE "C" on PostgreSQL (its
- * index sp_str_vc is in that collation, byte order, whatever the database's default);
+ * index sp_str_rc (formerly sp_str_vc) is in that collation, byte order, whatever the database's default);
  * on SQLite text compares with memcmp (BINARY), the same order.
  */
 static int prefix_range(hv__search_plan_t *p, const char *norm)

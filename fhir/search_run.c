@@ -452,7 +452,7 @@ static int expand(hv_db_t *db, hv__search_plan_t *p, const char *w, int driver, 
         }
         if (strncmp(mk, "@K@", 3) == 0) {
             /* A string range's column (fhir/search_plan.c, prefix_range): byte order,
-             * the collation of PostgreSQL's sp_str_vc; SQLite's BINARY already is. */
+             * the collation of PostgreSQL's sp_str_rc; SQLite's BINARY already is. */
             if (hv_db_kind(db) == HV_DB_PG)
                 hv_buf_puts(q, " COLLATE \"C\"");
             mk += 3;
@@ -707,7 +707,24 @@ static int single_token(hv_db_t *db, const hv__search_plan_t *p)
 /* The statement counting the matches of an index_countable plan, into q. */
 static int count_sql(hv_db_t *db, hv__search_plan_t *p, hv_buf_t *q)
 {
-    int rc, tok = hv__search_tok_only(p);
+    int rc, tok = hv__search_tok_only(p), str = hv__search_str_only(p);
+    if (str) {
+        static const char head[] = " AND r.id IN (SELECT id FROM sp_str@I0:sp_str@ WHERE ";
+        extra_t none = {NULL, 0, 0};
+        int n = p->nbinds;
+        char *text = hv_strndup(p->where.data + sizeof(head) - 1, p->where.len - sizeof(head));
+        if (text == NULL)
+            return HV_ENOMEM;
+        /* One string criterion (hv__search_str_only): the distinct row ids of its range of
+         * sp_str_rc — integers, one per current resource, cheaper to tell apart than the
+         * text ids (a prefix range spans many values: a sorter either way). */
+        hv_buf_printf(q, "SELECT COUNT(DISTINCT rid) FROM sp_str%s WHERE ",
+                      hv_db_kind(db) == HV_DB_PG ? "" : " INDEXED BY sp_str_rc");
+        rc = expand(db, p, text, 0, q, &none, &n);
+        hv_free(text);
+        extra_free(&none);
+        return rc;
+    }
     if (tok || single_token(db, p)) {
         static const char head[] = " AND r.id IN (SELECT id FROM sp_tok@I0:sp_tok@ WHERE ";
         extra_t none = {NULL, 0, 0};
@@ -1007,10 +1024,11 @@ int hv__search_plan_run(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, 
     col_t cols[2 * HV__SEARCH_MAX_SORT];
     int rc, n = p->nbinds, ncols = sort_columns(p, cols), want_total = p->summary_count || p->total == HV__TOTAL_ACCURATE;
     int code0 = n + 1, key0, limit_at, extra0, driver = -1, ridscan = 0;
-    /* One combined criterion alone, or one token criterion with one value (fhir/search_combo.c):
+    /* One combined criterion alone, one token criterion with one value, or one string
+     * criterion with one value (fhir/search_combo.c):
      * the page's row ids come from its index in row-id order, so only the page's rows are
      * read from resources, and nothing is counted unless a total is asked for. */
-    int rowpage = hv__search_combo_only(p) || hv__search_tok_only(p);
+    int rowpage = hv__search_combo_only(p) || hv__search_tok_only(p) || hv__search_str_only(p);
     int64_t counted = -1;
     *total = -1;
     /* _text/_content rows are written after the commit (fhir/search_special.c): a

@@ -18,6 +18,9 @@ BP, BPID, AP, APID = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(s
 R = int(sys.argv[5]) if len(sys.argv) > 5 else 30
 TICK = os.sysconf("SC_CLK_TCK")
 QUERIES = [
+    ("Patient by name", "Patient?name=smith&_count=50"),
+    ("Patient by name, _total=none", "Patient?name=smith&_count=50&_total=none"),
+    ("Patient by family:exact", "Patient?family:exact=smith&_count=50"),
     ("code + date range", "Observation?code=8867-4&date=ge2020-01-01&date=lt2020-03-01&_count=50"),
     ("code + value-quantity", "Observation?code=2339-0&value-quantity=gt240&_count=50"),
     ("_summary=count one code", "Observation?code=8867-4&_summary=count"),

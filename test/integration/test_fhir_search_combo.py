@@ -12,7 +12,9 @@ resources written — before and after updates that move codes, dates and values
 deletions — and, on SQLite, the answers of an engine with the rule turned off
 (fhir.search_combined false). A single token criterion alone (code, status), paged from the
 token index in row-id order (sp_tok_rc), is checked the same way (against an engine with
-fhir.search_token_rid false). Runs on PostgreSQL too when HV_TEST_PG_URL is set.
+fhir.search_token_rid false), and so is a single string criterion alone (name, family, given,
+address; starts-with and :exact), paged from the string index's row ids (sp_str_rc; against
+an engine with fhir.search_string_rid false). Runs on PostgreSQL too when HV_TEST_PG_URL is set.
 """
 
 import random
@@ -237,17 +239,11 @@ class FhirSearchComboTests(SearchCase):
         rnd = random.Random(23)
         model = {}
 
-        def write(o):
-            for e in engines:
-                self.eng, saved = e, self.eng
-                self.put(o)
-                self.eng = saved
-
         def one(i):
             o, (codings, _, _) = make_obs(rnd, i)
             o["status"] = rnd.choice(["final", "final", "amended", "preliminary"])
             model[o["id"]] = (codings, o["status"])
-            write(o)
+            self.write_all(engines, o)
 
         def check():
             crits = ["code=%s" % c for c in CODES] + ["code=%s|%s" % (LOINC, c) for c in CODES] + \
@@ -269,20 +265,87 @@ class FhirSearchComboTests(SearchCase):
                 nonempty += bool(want)
             return nonempty
 
-        for i in range(70):
-            one(i)
-        self.assertGreater(check(), 12)
         # updates move codes and statuses (a later row id), deletions drop them, new ones follow
-        for k in rnd.sample(sorted(model), 25):
+        self.churn(engines, "Observation", model, rnd, one, check, (70, 25, 10, 15), 12)
+
+    def test_single_string_pages_match_python(self):
+        """One string criterion alone (name, family, given, address; starts-with and :exact),
+        paged from the string index's row ids (sp_str_rc) by 3 and by 50, through updates
+        that change names and deletions; on SQLite also against an engine reading the page
+        the generic way."""
+        eng = self.start()
+        engines = [eng]
+        if self.OFF and not self.DB:
+            engines.append(self.engine(config={"fhir": {"search_string_rid": False}}))
+        rnd = random.Random(29)
+        fams = ["Smith", "Smithers", "Smyth", "Jones", "Jonas", "Schmidt"]
+        givens = ["Ann", "Anna", "Bob", "Sam", "Samuel"]
+        places = ["Main St", "Mainz", "Market Rd", "Smith Lane"]
+        model = {}
+
+        def one(i):
+            names = [dict([("family", rnd.choice(fams))] + ([("given", rnd.sample(givens, 2))]
+                                                             if rnd.random() < 0.6 else []))
+                     for _ in range(rnd.randint(1, 2))]
+            o = {"resourceType": "Patient", "id": "s%d" % i, "name": names}
+            addr = []
+            if rnd.random() < 0.5:
+                addr = [rnd.choice(places)]
+                line = ["%d %s" % (rnd.randint(1, 9), addr[0])] if rnd.random() < 0.5 else []
+                o["address"] = [dict([("city", addr[0])] + ([("line", line)] if line else []))]
+                addr = [v.lower() for v in line + [addr[0]]]
+            fam = [n["family"].lower() for n in names]
+            giv = [g.lower() for n in names for g in n.get("given", [])]
+            model[o["id"]] = {"family": fam, "given": giv, "name": fam + giv, "address": addr}
+            self.write_all(engines, o)
+
+        def check():
+            crits = [("name", "smith"), ("name", "sm"), ("name", "an"), ("family", "jon"), ("family", "smyth"),
+                     ("given", "sam"), ("address", "main"), ("address", "smith"), ("name:exact", "Smith"),
+                     ("family:exact", "Jonas"), ("name", "zzz")]
+            nonempty = 0
+            for name, v in crits:
+                code = name.split(":")[0]
+                if name.endswith(":exact"):
+                    want = sorted(k for k, m in model.items() if v.lower() in m[code])
+                else:
+                    want = sorted(k for k, m in model.items() if any(x.startswith(v) for x in m[code]))
+                for count in (3, 50):
+                    query = "Patient?%s=%s&_count=%d" % (name, v, count)
+                    for e in engines:
+                        got, total = self.all_ids(e, query)
+                        self.assertEqual(got, want, query)
+                        self.assertEqual(total, len(want), query)
+                nonempty += bool(want)
+            return nonempty
+
+        self.churn(engines, "Patient", model, rnd, one, check, (60, 20, 8, 10), 8)
+
+    def write_all(self, engines, o):
+        """Writes o to every engine."""
+        for e in engines:
+            self.eng, saved = e, self.eng
+            self.put(o)
+            self.eng = saved
+
+    def churn(self, engines, rtype, model, rnd, one, check, sizes, least):
+        """Writes sizes[0] resources (one(i)), checks, updates sizes[1] of them, deletes
+        sizes[2], writes sizes[3] more, checks again; each check must find more than least
+        criteria with matches."""
+        first, updates, deletes, more = sizes
+        for i in range(first):
+            one(i)
+        self.assertGreater(check(), least)
+        for k in rnd.sample(sorted(model), updates):
             one(int(k[1:]))
-        for k in rnd.sample(sorted(model), 10):
+        for k in rnd.sample(sorted(model), deletes):
             del model[k]
             for e in engines:
-                st, _, _ = e.request("DELETE", "/fhir/Observation/" + k)
+                st, _, _ = e.request("DELETE", "/fhir/%s/%s" % (rtype, k))
                 self.assertIn(st, (200, 204))
-        for i in range(70, 85):
+        for i in range(first, first + more):
             one(i)
-        self.assertGreater(check(), 12)
+        self.assertGreater(check(), least)
 
     def q(self, query):
         return sorted(k.split("/", 1)[1] for k in self.search(query)[0])

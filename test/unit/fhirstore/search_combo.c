@@ -152,7 +152,17 @@ static int on_row(void *ud, const hv__store_row_t *row)
 
 /* Every page of query (page size 3, following the cursor) with the rule (turned on and
  * off by enable) on or off: the ids in order and the first page's total. */
+static void run_all_of(hv_db_t *db, const char *type, const char *query, void (*enable)(int), int on, ids_t *out,
+                       int64_t *total);
+
 static void run_all(hv_db_t *db, const char *query, void (*enable)(int), int on, ids_t *out, int64_t *total)
+{
+    run_all_of(db, "Observation", query, enable, on, out, total);
+}
+
+/* Every page of query on type (3 a page, following the cursor), the ids in out, the first page's total. */
+static void run_all_of(hv_db_t *db, const char *type, const char *query, void (*enable)(int), int on, ids_t *out,
+                       int64_t *total)
 {
     char q[512];
     memset(out, 0, sizeof(*out));
@@ -164,7 +174,7 @@ static void run_all(hv_db_t *db, const char *query, void (*enable)(int), int on,
         int64_t t = -1;
         memset(&pg, 0, sizeof(pg));
         hv__search_plan_init(&p);
-        assert_int_equal(hv__search_plan_build(&p, "Observation", q, 1, 3, 100), HV_OK);
+        assert_int_equal(hv__search_plan_build(&p, type, q, 1, 3, 100), HV_OK);
         assert_int_equal(hv__search_plan_run(db, &p, on_row, &pg, &t), HV_OK);
         hv__search_plan_clear(&p);
         if (page == 0)
@@ -475,6 +485,161 @@ static void search_tok_page_is_a_covering_range_from_the_cursor(void **state)
     store_test_db_close(db);
 }
 
+/* ---- string rows with their row id ---- */
+
+static void search_str_rows_carry_the_current_row_id(void **state)
+{
+    hv_db_t *db = store_test_db();
+    (void)state;
+    put(db, 1, "{\"resourceType\":\"Patient\",\"id\":\"s1\",\"name\":[{\"family\":\"Smith\",\"given\":[\"Ann\"]}]}");
+    assert_true(count_rows(db, "SELECT COUNT(*) FROM sp_str WHERE id = 's1'") >= 3); /* name ×2, family, given */
+    assert_int_equal(count_rows(db, "SELECT COUNT(*) FROM sp_str WHERE rid IS NOT (SELECT MAX(rid) FROM resources r"
+                                    " WHERE r.type = sp_str.type AND r.id = sp_str.id)"),
+                     0);
+    put(db, 2, "{\"resourceType\":\"Patient\",\"id\":\"s1\",\"name\":[{\"family\":\"Jones\"}]}");
+    assert_int_equal(count_rows(db, "SELECT COUNT(*) FROM sp_str WHERE id = 's1' AND rid = (SELECT rid FROM resources"
+                                    " WHERE id = 's1' AND version = 2)"),
+                     count_rows(db, "SELECT COUNT(*) FROM sp_str WHERE id = 's1'"));
+    assert_int_equal(count_rows(db, "SELECT COUNT(*) FROM sp_str WHERE id = 's1' AND value = 'smith'"), 0);
+    assert_int_equal(hv__store_put(db, "Patient", "s1", 3, 3000, NULL, 0, NULL), HV_OK);
+    assert_int_equal(count_rows(db, "SELECT COUNT(*) FROM sp_str WHERE id = 's1'"), 0);
+    store_test_db_close(db);
+}
+
+/* Whether query on type is paged from sp_str_rc (-1: refused). */
+static int str_paged(const char *type, const char *query)
+{
+    hv__search_plan_t p;
+    int rc, only;
+    hv__search_plan_init(&p);
+    rc = hv__search_plan_build(&p, type, query, 1, 10, 100);
+    only = rc != HV_OK ? -1 : hv__search_str_only(&p);
+    if (getenv("HV_DEBUG_COMBO") && p.where.data)
+        fprintf(stderr, "%s -> %s\n", query, p.where.data);
+    hv__search_plan_clear(&p);
+    return only;
+}
+
+static void search_str_page_takes_only_one_value_of_one_string(void **state)
+{
+    static const struct {
+        const char *type, *query;
+        int paged;
+    } cases[] = {
+        {"Patient", "name=smith", 1},
+        {"Patient", "name=Sm&_count=5", 1},
+        {"Patient", "name:exact=Smith", 1},
+        {"Patient", "family=smi&_total=accurate", 1},
+        {"Patient", "given=ann", 1},
+        {"Patient", "address=main", 1},
+        {"Patient", "name=smith&_revinclude=Observation:subject", 1},
+        {"Patient", "name:contains=mit", 0},
+        {"Patient", "name=smith,jones", 0},
+        {"Patient", "name:missing=true", 0},
+        {"Patient", "name=smith&gender=female", 0},
+        {"Patient", "name=smith&_sort=family", 0},
+        {"Patient", "identifier=urn:m|1", 0},
+        {"Observation", "code=a", 0},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int got = str_paged(cases[i].type, cases[i].query);
+        if (got != cases[i].paged)
+            fail_msg("%s?%s: paged %d, want %d", cases[i].type, cases[i].query, got, cases[i].paged);
+    }
+    hv__search_str_enable(0);
+    assert_int_equal(str_paged("Patient", "name=smith"), 0);
+    hv__search_str_enable(1);
+}
+
+static void search_str_page_answers_as_the_generic_plan(void **state)
+{
+    hv_db_t *db = store_test_db();
+    static const char *const fam[] = {"Smith", "Smithers", "Smyth", "Jones", "Schmidt"};
+    static const char *const queries[] = {
+        "name=smith", "name=sm",          "family=smith&_total=accurate", "given=an", "name:exact=Smith",
+        "address=main", "name=s&_total=none", "name=smith&_count=1",       "name=zzz",
+    };
+    (void)state;
+    /* 50 patients: families sharing prefixes, a given name and an address for some, a second name for some */
+    for (int i = 0; i < 50; i++) {
+        char j[512];
+        snprintf(j, sizeof(j),
+                 "{\"resourceType\":\"Patient\",\"id\":\"n%02d\",\"name\":[{\"family\":\"%s\",\"given\":[\"%s\"]}%s]%s}",
+                 i, fam[i % 5], i % 3 == 0 ? "Anna" : "Bob", i % 4 == 0 ? ",{\"family\":\"Smith\"}" : "",
+                 i % 6 == 0 ? ",\"address\":[{\"line\":[\"1 Main St\"],\"city\":\"Mainz\"}]" : "");
+        put(db, 1, j);
+    }
+    for (int round = 0; round < 2; round++) {
+        for (size_t k = 0; k < sizeof(queries) / sizeof(queries[0]); k++) {
+            ids_t on, off;
+            int64_t ton = -2, toff = -2;
+            run_all_of(db, "Patient", queries[k], hv__search_str_enable, 1, &on, &ton);
+            run_all_of(db, "Patient", queries[k], hv__search_str_enable, 0, &off, &toff);
+            if ((k + 1 < sizeof(queries) / sizeof(queries[0])) != (on.s[0] != '\0'))
+                fail_msg("round %d %s: [%s]", round, queries[k], on.s);
+            if (strcmp(on.s, off.s) != 0 || ton != toff)
+                fail_msg("round %d %s: string page [%s] total %lld, generic [%s] total %lld", round, queries[k],
+                         on.s, (long long)ton, off.s, (long long)toff);
+        }
+        /* updates that change a name (a later row id) and deletions */
+        for (int i = 0; i < 50 && round == 0; i += 4) {
+            char j[256];
+            snprintf(j, sizeof(j), "{\"resourceType\":\"Patient\",\"id\":\"n%02d\",\"name\":[{\"family\":\"%s\"}]}", i,
+                     i % 8 == 0 ? "Smith" : "Jonas");
+            put(db, 2, j);
+        }
+        for (int i = 2; i < 50 && round == 0; i += 9) {
+            char id[8];
+            snprintf(id, sizeof(id), "n%02d", i);
+            assert_int_equal(hv__store_put(db, "Patient", id, i % 4 == 0 ? 3 : 2, 3000, NULL, 0, NULL), HV_OK);
+        }
+    }
+    store_test_db_close(db);
+}
+
+/* The plan SQLite makes of the page of one name (EXPLAIN QUERY PLAN of hv__search_page_sql):
+ * a range of the covering sp_str_rc (no seek of resources per match), then one row of
+ * resources per page entry by row id — never a scan, never resources_tiv. */
+static void search_str_page_is_a_covering_range(void **state)
+{
+    static const char *const queries[] = {"name=smi", "family:exact=Smith&_cursor=5", "name=s"};
+    hv_db_t *db = store_test_db();
+    (void)state;
+    for (int i = 0; i < 200; i++) {
+        char j[256];
+        snprintf(j, sizeof(j), "{\"resourceType\":\"Patient\",\"id\":\"e%d\",\"name\":[{\"family\":\"%s\"}]}", i,
+                 i % 20 == 0 ? "Smith" : "Jones");
+        put(db, 1, j);
+    }
+    assert_int_equal(hv__search_analyze(db), HV_OK);
+    for (size_t i = 0; i < sizeof(queries) / sizeof(queries[0]); i++) {
+        hv__search_plan_t p;
+        hv_buf_t q, plan;
+        hv_db_stmt_t *st = NULL;
+        hv__search_plan_init(&p);
+        assert_int_equal(hv__search_plan_build(&p, "Patient", queries[i], 1, 10, 100), HV_OK);
+        assert_true(hv__search_str_only(&p));
+        hv_buf_init(&q, 128 * 1024);
+        hv_buf_init(&plan, 65536);
+        hv_buf_puts(&q, "EXPLAIN QUERY PLAN ");
+        assert_int_equal(hv__search_page_sql(db, &p, &q), HV_OK);
+        assert_int_equal(hv_db_prepare(db, q.data, &st), HV_OK);
+        hv__search_bind_plan(st, &p);
+        hv_db_bind_int64(st, p.nbinds + 1, 0);
+        hv_db_bind_int64(st, p.nbinds + 2, 11);
+        store_test_plan_lines(st, &plan);
+        if (strstr(plan.data, "COVERING INDEX sp_str_rc (type=? AND code=? AND value") == NULL ||
+            strstr(plan.data, "resources_tiv") != NULL || strstr(plan.data, "SCAN r") != NULL ||
+            strstr(plan.data, "SCAN sp_str") != NULL || strstr(plan.data, "SEARCH r USING INTEGER PRIMARY KEY (rowid=?)") == NULL)
+            fail_msg("%s: plan\n%s", queries[i], plan.data);
+        hv_buf_release(&q);
+        hv_buf_release(&plan);
+        hv__search_plan_clear(&p);
+    }
+    store_test_db_close(db);
+}
+
 int run_search_combo_tests(void)
 {
     const struct CMUnitTest tests[] = {
@@ -486,6 +651,10 @@ int run_search_combo_tests(void)
         cmocka_unit_test(search_tok_page_takes_only_one_value_of_one_token),
         cmocka_unit_test(search_tok_page_answers_as_the_generic_plan),
         cmocka_unit_test(search_tok_page_is_a_covering_range_from_the_cursor),
+        cmocka_unit_test(search_str_rows_carry_the_current_row_id),
+        cmocka_unit_test(search_str_page_takes_only_one_value_of_one_string),
+        cmocka_unit_test(search_str_page_answers_as_the_generic_plan),
+        cmocka_unit_test(search_str_page_is_a_covering_range),
     };
     return cmocka_run_group_tests_name("fhir search_combo", tests, NULL, NULL);
 }

@@ -408,7 +408,7 @@ static void search_has_page_plans_read_indexes_by_key(void **state)
     put(db, "{\"resourceType\":\"Patient\",\"id\":\"x1\",\"name\":[{\"family\":\"Planfam\"}]}");
     hv_buf_init(&eqp, 65536);
     has_plan(db, "Patient", "_has:Observation:patient:code=C1&name=planfam", &eqp);
-    if (strstr(eqp.data, "sp_str_vc (type=? AND code=? AND value>? AND value<?)") == NULL ||
+    if (strstr(eqp.data, "sp_str_rc (type=? AND code=? AND value>? AND value<?)") == NULL ||
         strstr(eqp.data, "CORRELATED SCALAR SUBQUERY") == NULL ||
         strstr(eqp.data, "sp_ref_vc (type=? AND code=? AND rid=? AND rtype=?)") == NULL ||
         strstr(eqp.data, "sp_tok_vc (type=? AND code=? AND value=? AND id=?)") == NULL ||
