@@ -29,11 +29,12 @@ def main():
         raise SystemExit("replicate.py: %s already holds copies" % db)
     # The base's rows of each table are its first row ids (copies are appended).
     last = {t: c.execute("SELECT COALESCE(MAX(rowid), 0) FROM %s" % t).fetchone()[0]
-            for t in ("ident", "refs", "sp_str", "sp_tok", "sp_ref", "sp_date", "sp_num", "sp_uri")}
+            for t in ("ident", "refs", "sp_str", "sp_tok", "sp_ref", "sp_date", "sp_num", "sp_uri", "sp_tokdate", "sp_tokqty")}
     # The tables' secondary indexes are dropped while the copies go in and built again
     # after (a sorted build, not millions of inserts at random places); same definitions.
     idx = c.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL AND tbl_name IN"
-                    " ('resources', 'ident', 'refs', 'sp_str', 'sp_tok', 'sp_ref', 'sp_date', 'sp_num', 'sp_uri')"
+                    " ('resources', 'ident', 'refs', 'sp_str', 'sp_tok', 'sp_ref', 'sp_date', 'sp_num', 'sp_uri',"
+                    " 'sp_tokdate', 'sp_tokqty')"
                     ).fetchall()
     for name, _ in idx:
         c.execute("DROP INDEX %s" % name)
@@ -50,9 +51,19 @@ def main():
             " ELSE json_set(json, '$.id', id || ?2) END FROM resources WHERE rid <= ?3", (off, sfx, m))
         c.execute("INSERT INTO ident SELECT type, id || ?1, system, value || ?1 FROM ident WHERE rowid <= ?2", (sfx, last["ident"]))
         c.execute("INSERT INTO refs SELECT type, id || ?1, patient || ?1 FROM refs WHERE rowid <= ?2", (sfx, last["refs"]))
-        c.execute("INSERT INTO sp_str SELECT type, id || ?1, code, value, grp FROM sp_str WHERE rowid <= ?2", (sfx, last["sp_str"]))
-        c.execute("INSERT INTO sp_tok SELECT type, id || ?1, code, system, CASE WHEN type = 'Patient' AND"
-                  " code = 'identifier' THEN value || ?1 ELSE value END, grp FROM sp_tok WHERE rowid <= ?2", (sfx, last["sp_tok"]))
+        # Token, string and combined rows carry the row id of their resource's current version
+        # (migrations 11 and 14): the copy's is the base's plus the offset of the copy.
+        c.execute("INSERT INTO sp_str (type, id, code, value, grp, rid) SELECT type, id || ?1, code, value, grp,"
+                  " rid + ?3 FROM sp_str WHERE rowid <= ?2", (sfx, last["sp_str"], off))
+        c.execute("INSERT INTO sp_tok (type, id, code, system, value, grp, rid) SELECT type, id || ?1, code, system,"
+                  " CASE WHEN type = 'Patient' AND code = 'identifier' THEN value || ?1 ELSE value END, grp, rid + ?3"
+                  " FROM sp_tok WHERE rowid <= ?2", (sfx, last["sp_tok"], off))
+        c.execute("INSERT INTO sp_tokdate (type, id, rid, tcode, tsys, tval, dcode, lo, hi) SELECT type, id || ?1,"
+                  " rid + ?3, tcode, tsys, tval, dcode, lo, hi FROM sp_tokdate WHERE rowid <= ?2",
+                  (sfx, last["sp_tokdate"], off))
+        c.execute("INSERT INTO sp_tokqty (type, id, rid, tcode, tsys, tval, qcode, value, system, unit, cvalue, cunit)"
+                  " SELECT type, id || ?1, rid + ?3, tcode, tsys, tval, qcode, value, system, unit, cvalue, cunit"
+                  " FROM sp_tokqty WHERE rowid <= ?2", (sfx, last["sp_tokqty"], off))
         c.execute("INSERT INTO sp_ref SELECT type, id || ?1, code, rtype, CASE WHEN rtype = 'Patient' THEN rid || ?1"
                   " ELSE rid END, grp FROM sp_ref WHERE rowid <= ?2", (sfx, last["sp_ref"]))
         c.execute("INSERT INTO sp_date SELECT type, id || ?1, code, lo, hi, grp FROM sp_date WHERE rowid <= ?2", (sfx, last["sp_date"]))
