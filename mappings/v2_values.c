@@ -235,6 +235,10 @@ static hv__jv_t *decimal_value(ctx_t *c, const char *s) {
     {
         char *q = buf + (buf[0] == '-');
         while (q[0] == '0' && isdigit((unsigned char)q[1])) memmove(q, q + 1, strlen(q));
+        /* An integer of more than 18 digits is refused like any other bad number: a JSON
+         * reader with 64-bit integers (json-c, so this engine's own FHIR store) would read
+         * it back as a different, saturated value. With a fraction it reads as written. */
+        if (!dot && strlen(q) > 18) return NULL;
     }
     return hv__jv_num(c->arena, strtod(buf, NULL), buf);
 }
