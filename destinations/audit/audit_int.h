@@ -338,8 +338,37 @@ typedef struct hv__ascan {
 } hv__ascan_t;
 
 void hv__audit_scan_init(hv__ascan_t *f);
+/* Reading a block's records in order, either format (block.c): strings of the record the
+ * last hv__audit_block_next gave point into the block (NUL-terminated) and stay valid as
+ * long as the block does. */
+typedef struct hv__ablock_rd {
+    const unsigned char *p, *end;
+    int fmt; /* 1 or 2 */
+    size_t n; /* records read */
+    int64_t seq, recorded;
+    const char *s[6];
+    size_t l[6];
+} hv__ablock_rd_t;
+void hv__audit_block_rd_init(hv__ablock_rd_t *rd, const void *data, size_t len);
+/* The next record into r (its hash as hex; prev and the block members untouched): HV_OK,
+ * HV_ENOTFOUND after the last one, HV_EPROTO when the block does not decode from here. */
+int hv__audit_block_next(hv__ablock_rd_t *rd, hv__arec_t *r);
+/* Writing a block (format 2): the records in sequence order, each coded against the one
+ * before, so the strings of the record put last must stay valid until the next put. */
+typedef struct hv__ablock_wr {
+    size_t n;
+    int64_t seq, recorded;
+    const char *s[6];
+    size_t l[6];
+} hv__ablock_wr_t;
+void hv__audit_block_wr_init(hv__ablock_wr_t *w);
+/* Appends r (seq, recorded, outcome, action, breakglass, the six strings with clen, hash
+ * as 64 hex digits) to the block being built in out; the first put writes the format's
+ * magic. HV_EINVAL (nothing written) for a bad action or hash. */
+int hv__audit_block_put(hv_buf_t *out, hv__ablock_wr_t *w, const hv__arec_t *r);
 /* 1 when db stores new records in blocks (SQLite), 0 for rows (PostgreSQL). */
 int hv__audit_has_blocks(hv_db_t *db);
+/* One record in format 1 (blocks written before session 7; new blocks are format 2). */
 int hv__audit_block_encode(hv_buf_t *out, int64_t seq, const hv__aev_t *ev, const char hash[65]);
 int hv__audit_block_decode(const unsigned char *data, size_t len, size_t *used, hv__arec_t *r);
 /* Appends the records of a list (by ->next) in order as blocks, with their who/patient

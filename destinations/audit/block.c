@@ -14,11 +14,27 @@
  * inside a block is found and named by its sequence number. prev_hash is the hash of the
  * record before the block, hash the hash of its last record.
  *
- * records: the block's records in sequence order, each (integers little-endian):
+ * records, format 1 (blocks written before session 7; still read): the block's records in
+ * sequence order, each (integers little-endian):
  *   u32 length of the rest of the record
  *   i64 seq | i64 recorded | i32 outcome | u8 action | u8 breakglass (0/1)
  *   subtype, who, role, ip, patients ("p1,p2"), content: each u32 length, bytes, NUL
  *   64 bytes: the record's hash (hex)
+ *
+ * records, format 2 (written from session 7 on): "HVB2", then the records in sequence
+ * order, each delta-coded against the record before it in the block (the first against
+ * seq 0, recorded 0 and no strings), so that the ~180 bytes of a typical record shrink to
+ * ~40 and the storage thread writes (WAL, checkpoint) a quarter of the bytes:
+ *   u8 flags: bit i (0-5) set = string i (subtype, who, role, ip, patients, content) is
+ *      the same as the record before's (never on the first record); bit 6 breakglass;
+ *      bit 7 zero
+ *   u8 action (C R U D E)
+ *   varint zigzag(seq - previous seq), varint zigzag(recorded - previous recorded),
+ *   varint zigzag(outcome) (varint: LEB128, at most 10 bytes)
+ *   each string whose bit is clear: varint length, bytes, NUL (only content may hold NULs)
+ *   32 bytes: the record's hash (binary)
+ * The hashed bytes are the same in both formats (hv__audit_hash of the record's fields),
+ * so the format of a block changes nothing of the chain.
  *
  * PostgreSQL keeps one row per record (chain.c).
  */
@@ -98,6 +114,171 @@ int hv__audit_block_decode(const unsigned char *data, size_t len, size_t *used, 
     return HV_OK;
 }
 
+/* ---- format 2 ---- */
+
+static const char hexd[] = "0123456789abcdef";
+
+static int hexval(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+}
+
+static unsigned char *put_varint(unsigned char *p, uint64_t v) {
+    while (v >= 0x80) {
+        *p++ = (unsigned char)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (unsigned char)v;
+    return p;
+}
+
+static uint64_t zigzag(int64_t v) { return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63); }
+
+static int64_t unzigzag(uint64_t u) { return (int64_t)((u >> 1) ^ (0 - (u & 1))); }
+
+/* Reads one LEB128 varint: at most 10 bytes, no value past 64 bits and no needless
+ * trailing zero byte (one value, one encoding). */
+static int get_varint(const unsigned char **pp, const unsigned char *end, uint64_t *out) {
+    const unsigned char *p = *pp;
+    uint64_t v = 0;
+    for (int shift = 0; shift < 70; shift += 7) {
+        unsigned char b;
+        if (p >= end) return HV_EPROTO;
+        b = *p++;
+        if (shift == 63 && (b & 0xfe) != 0) return HV_EPROTO;
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if ((b & 0x80) == 0) {
+            if (b == 0 && shift > 0) return HV_EPROTO;
+            *pp = p;
+            *out = v;
+            return HV_OK;
+        }
+    }
+    return HV_EPROTO;
+}
+
+void hv__audit_block_wr_init(hv__ablock_wr_t *w) { memset(w, 0, sizeof(*w)); }
+
+int hv__audit_block_put(hv_buf_t *out, hv__ablock_wr_t *w, const hv__arec_t *r) {
+    const char *s[HV__BLOCK_NSTR] = {r->subtype, r->who, r->role, r->ip, r->patients, r->content};
+    size_t l[HV__BLOCK_NSTR], need = 4 + 2 + 3 * 10 + 32 + 1;
+    unsigned char flags = r->breakglass ? 0x40 : 0, *p, *start;
+    int rc;
+    if (r->action[0] == 0 || strchr("CRUDE", r->action[0]) == NULL) return HV_EINVAL;
+    for (int i = 0; i < HV__BLOCK_NSTR; i++) {
+        if (s[i] == NULL) s[i] = "";
+        l[i] = i == HV__BLOCK_NSTR - 1 ? r->clen : strlen(s[i]);
+        if (w->n > 0 && l[i] == w->l[i] && memcmp(s[i], w->s[i], l[i]) == 0) flags |= (unsigned char)(1u << i);
+        else need += 10 + l[i] + 1;
+    }
+    if (need > HV__BLOCK_MAX_BYTES * 4u) return HV_ETOOBIG;
+    if ((rc = hv_buf_reserve(out, need)) != HV_OK) return rc;
+    p = start = (unsigned char *)out->data + out->len;
+    if (w->n == 0) {
+        memcpy(p, "HVB2", 4);
+        p += 4;
+    }
+    *p++ = flags;
+    *p++ = (unsigned char)r->action[0];
+    p = put_varint(p, zigzag((int64_t)((uint64_t)r->seq - (uint64_t)w->seq)));
+    p = put_varint(p, zigzag((int64_t)((uint64_t)r->recorded - (uint64_t)w->recorded)));
+    p = put_varint(p, zigzag(r->outcome));
+    for (int i = 0; i < HV__BLOCK_NSTR; i++) {
+        if (flags & (1u << i)) continue;
+        p = put_varint(p, l[i]);
+        if (l[i] > 0) memcpy(p, s[i], l[i]);
+        p[l[i]] = '\0';
+        p += l[i] + 1;
+    }
+    for (int i = 0; i < 32; i++) {
+        int hi = hexval(r->hash[2 * i]), lo = hexval(r->hash[2 * i + 1]);
+        if (hi < 0 || lo < 0) return HV_EINVAL; /* out->len not advanced: nothing written */
+        *p++ = (unsigned char)(hi << 4 | lo);
+    }
+    out->len += (size_t)(p - start);
+    out->data[out->len] = '\0';
+    w->n++;
+    w->seq = r->seq;
+    w->recorded = r->recorded;
+    for (int i = 0; i < HV__BLOCK_NSTR; i++) {
+        w->s[i] = s[i];
+        w->l[i] = l[i];
+    }
+    return HV_OK;
+}
+
+void hv__audit_block_rd_init(hv__ablock_rd_t *rd, const void *data, size_t len) {
+    memset(rd, 0, sizeof(*rd));
+    rd->p = data;
+    rd->end = rd->p + len;
+    rd->fmt = 1;
+    if (len >= 4 && memcmp(data, "HVB2", 4) == 0) {
+        rd->fmt = 2;
+        rd->p += 4;
+    }
+}
+
+int hv__audit_block_next(hv__ablock_rd_t *rd, hv__arec_t *r) {
+    const char **dst[HV__BLOCK_NSTR] = {&r->subtype, &r->who, &r->role, &r->ip, &r->patients, &r->content};
+    const unsigned char *p = rd->p;
+    uint64_t dseq, drec, outcome;
+    unsigned char flags;
+    size_t l[HV__BLOCK_NSTR];
+    if (p == rd->end) return HV_ENOTFOUND;
+    if (rd->fmt == 1) {
+        size_t used = 0;
+        if (hv__audit_block_decode(p, (size_t)(rd->end - p), &used, r) != HV_OK) return HV_EPROTO;
+        rd->p += used;
+        rd->n++;
+        return HV_OK;
+    }
+    if (rd->end - p < 2) return HV_EPROTO;
+    flags = p[0];
+    if ((flags & 0x80) != 0 || (rd->n == 0 && (flags & 0x3f) != 0)) return HV_EPROTO;
+    if (p[1] == 0 || strchr("CRUDE", p[1]) == NULL) return HV_EPROTO;
+    r->action[0] = (char)p[1];
+    r->action[1] = '\0';
+    r->breakglass = (flags >> 6) & 1;
+    p += 2;
+    if (get_varint(&p, rd->end, &dseq) != HV_OK || get_varint(&p, rd->end, &drec) != HV_OK ||
+        get_varint(&p, rd->end, &outcome) != HV_OK)
+        return HV_EPROTO;
+    if (unzigzag(outcome) < INT32_MIN || unzigzag(outcome) > INT32_MAX) return HV_EPROTO;
+    r->seq = (int64_t)((uint64_t)rd->seq + (uint64_t)unzigzag(dseq));
+    r->recorded = (int64_t)((uint64_t)rd->recorded + (uint64_t)unzigzag(drec));
+    r->outcome = (int)unzigzag(outcome);
+    for (int i = 0; i < HV__BLOCK_NSTR; i++) {
+        uint64_t n;
+        if (flags & (1u << i)) {
+            *dst[i] = rd->s[i];
+            l[i] = rd->l[i];
+            continue;
+        }
+        if (get_varint(&p, rd->end, &n) != HV_OK || n >= (uint64_t)(rd->end - p) || p[n] != '\0') return HV_EPROTO;
+        if (i < HV__BLOCK_NSTR - 1 && memchr(p, '\0', (size_t)n) != NULL) return HV_EPROTO;
+        *dst[i] = (const char *)p;
+        l[i] = (size_t)n;
+        p += n + 1;
+    }
+    if (rd->end - p < 32) return HV_EPROTO;
+    for (int i = 0; i < 32; i++) {
+        r->hash[2 * i] = hexd[p[i] >> 4];
+        r->hash[2 * i + 1] = hexd[p[i] & 15];
+    }
+    r->hash[64] = '\0';
+    r->clen = l[HV__BLOCK_NSTR - 1];
+    rd->p = p + 32;
+    rd->n++;
+    rd->seq = r->seq;
+    rd->recorded = r->recorded;
+    for (int i = 0; i < HV__BLOCK_NSTR; i++) {
+        rd->s[i] = *dst[i];
+        rd->l[i] = l[i];
+    }
+    return HV_OK;
+}
+
 /* ---- appending ---- */
 
 /* A small set of strings (open addressing), to write each who and patient once per block. */
@@ -156,15 +337,31 @@ static int write_block(hv_db_t *db, hv__aev_t *head, hv__aev_t *stop, char prev[
     hv__audit_t *a = head->a;
     strset_t who = {0}, pat = {0};
     hv_db_stmt_t *st = NULL;
-    char block_prev[65], hash[65];
+    hv__ablock_wr_t w;
+    hv__arec_t r;
+    char block_prev[65], *hash = r.hash;
     int64_t first = *next_seq, seq = first, rmin = INT64_MAX, rmax = INT64_MIN, n = 0;
     int rc = HV_OK;
     memcpy(block_prev, prev, 65);
     hv_buf_reset(buf);
+    hv__audit_block_wr_init(&w);
+    memset(&r, 0, sizeof(r));
     for (hv__aev_t *ev = head; ev != stop && rc == HV_OK; ev = ev->next, seq++, n++) {
+        r.seq = seq;
+        r.recorded = ev->recorded;
+        r.outcome = ev->outcome;
+        r.breakglass = ev->breakglass != NULL && ev->breakglass[0] ? 1 : 0;
+        r.action[0] = ev->action[0];
+        r.subtype = ev->subtype;
+        r.who = ev->who;
+        r.role = ev->role;
+        r.ip = ev->ip;
+        r.patients = ev->patients_csv;
+        r.content = ev->content.data ? ev->content.data : "";
+        r.clen = ev->content.len;
         hv__audit_hash(prev, seq, ev->recorded, ev->action, ev->subtype, ev->outcome, ev->who, ev->role, ev->ip,
-                       ev->patients_csv, ev->content.data ? ev->content.data : "", ev->content.len, hash);
-        rc = hv__audit_block_encode(buf, seq, ev, hash);
+                       ev->patients_csv, r.content, r.clen, hash);
+        rc = hv__audit_block_put(buf, &w, &r);
         if (rc == HV_OK && strset_add(&who, ev->who) < 0) rc = HV_ENOMEM;
         for (size_t i = 0; rc == HV_OK && i < ev->np; i++)
             if (strset_add(&pat, ev->patients[i]) < 0) rc = HV_ENOMEM;
@@ -253,6 +450,55 @@ int hv__audit_has_blocks(hv_db_t *db) {
     return rc == HV_DB_ROW;
 }
 
+/* One decoded record of a block being scanned (strings point into the block's BLOB). */
+typedef struct brec {
+    int64_t seq, recorded;
+    int outcome, breakglass;
+    char action;
+    const char *subtype, *who, *role, *ip, *patients, *content;
+    size_t clen;
+    char hash[65];
+} brec_t;
+
+static void brec_set(brec_t *b, const hv__arec_t *r) {
+    b->seq = r->seq;
+    b->recorded = r->recorded;
+    b->outcome = r->outcome;
+    b->breakglass = r->breakglass;
+    b->action = r->action[0];
+    b->subtype = r->subtype;
+    b->who = r->who;
+    b->role = r->role;
+    b->ip = r->ip;
+    b->patients = r->patients;
+    b->content = r->content;
+    b->clen = r->clen;
+    memcpy(b->hash, r->hash, 65);
+}
+
+/* r's record members from b, with prev (hex, or NULL for "") as the hash before it. */
+static void brec_get(const brec_t *b, const char *prev, hv__arec_t *r) {
+    r->seq = b->seq;
+    r->recorded = b->recorded;
+    r->outcome = b->outcome;
+    r->breakglass = b->breakglass;
+    r->action[0] = b->action;
+    r->action[1] = '\0';
+    r->subtype = b->subtype;
+    r->who = b->who;
+    r->role = b->role;
+    r->ip = b->ip;
+    r->patients = b->patients;
+    r->content = b->content;
+    r->clen = b->clen;
+    memcpy(r->hash, b->hash, 65);
+    {
+        size_t pl = prev ? strnlen(prev, 64) : 0;
+        if (pl > 0) memcpy(r->prev, prev, pl);
+        r->prev[pl] = '\0';
+    }
+}
+
 int hv__audit_block_scan(hv_db_t *db, const hv__ascan_t *f, int (*cb)(const hv__arec_t *r, void *ud), void *ud) {
     static const char *const sql[2] = {
         "SELECT seq_first, seq_last, recorded_max, records, prev_hash, hash FROM audit_block"
@@ -267,7 +513,7 @@ int hv__audit_block_scan(hv_db_t *db, const hv__ascan_t *f, int (*cb)(const hv__
         " AND seq_first >= $7 ORDER BY seq_first DESC",
     };
     hv_db_stmt_t *st = NULL;
-    size_t *offs = NULL;
+    brec_t *recs = NULL;
     int rc, stop = 0;
     int64_t lo = INT64_MIN;
     if (!hv__audit_has_blocks(db)) return HV_OK;
@@ -294,44 +540,41 @@ int hv__audit_block_scan(hv_db_t *db, const hv__ascan_t *f, int (*cb)(const hv__
     hv_db_bind_text(st, 5, f->who ? f->who : "", f->who ? strlen(f->who) : 0);
     hv_db_bind_text(st, 6, f->patient ? f->patient : "", f->patient ? strlen(f->patient) : 0);
     hv_db_bind_int64(st, 7, lo);
-    offs = hv_malloc((HV__BLOCK_MAX_RECORDS + 1) * sizeof(*offs));
-    if (offs == NULL) {
+    recs = hv_malloc(HV__BLOCK_MAX_RECORDS * sizeof(*recs));
+    if (recs == NULL) {
         hv_db_done(st);
         return HV_ENOMEM;
     }
     while (!stop && (rc = hv_db_step(st)) == HV_DB_ROW) {
-        size_t len = 0, off = 0, used = 0, n = 0;
+        size_t len = 0, n = 0;
         const unsigned char *data = hv_db_column_blob(st, 3, &len);
-        size_t hl = 0;
-        const char *bprev = hv_db_column_text(st, 4, &hl);
-        const char *bhash;
+        const char *bprev = hv_db_column_text(st, 4, NULL);
+        const char *bhash = hv_db_column_text(st, 5, NULL);
+        hv__ablock_rd_t rd;
         hv__arec_t r;
-        int bad = 0;
+        int bad = 0, k;
         memset(&r, 0, sizeof(r));
         r.block_first = hv_db_column_int64(st, 0);
         r.block_last = hv_db_column_int64(st, 1);
         r.block_recorded_max = hv_db_column_int64(st, 2);
-        bhash = hv_db_column_text(st, 5, NULL);
         snprintf(r.block_hash, sizeof(r.block_hash), "%s", bhash ? bhash : "");
-        /* The offsets of the records (and whether the block decodes at all). */
-        while (off < len && n < HV__BLOCK_MAX_RECORDS) {
-            if (hv__audit_block_decode(data + off, len - off, &used, &r) != HV_OK) {
+        /* The whole block is decoded first (format 2 records are coded against the one
+         * before them), so that a block that does not decode is known before any of it
+         * is handed out, and a newest-first walk can go backwards. */
+        hv__audit_block_rd_init(&rd, data, len);
+        while ((k = hv__audit_block_next(&rd, &r)) == HV_OK) {
+            if (n == HV__BLOCK_MAX_RECORDS) {
                 bad = 1;
                 break;
             }
-            offs[n++] = off;
-            off += used;
+            brec_set(&recs[n++], &r);
         }
-        if (off < len && !bad) bad = 1;
+        if (k == HV_EPROTO) bad = 1;
         if (bad && f->on_damaged != NULL) {
             /* Readers that check the chain are told where the block stops making sense:
              * the records before are handed out first (in order). */
-            char prev[65];
-            snprintf(prev, sizeof(prev), "%s", bprev ? bprev : "");
             for (size_t i = 0; i < n && !stop; i++) {
-                hv__audit_block_decode(data + offs[i], len - offs[i], &used, &r);
-                memcpy(r.prev, prev, 65);
-                memcpy(prev, r.hash, 65);
+                brec_get(&recs[i], i == 0 ? bprev : recs[i - 1].hash, &r);
                 r.last_in_block = 0;
                 if (r.seq >= f->seq_ge && r.seq < f->seq_lt) stop = cb(&r, ud);
             }
@@ -339,22 +582,16 @@ int hv__audit_block_scan(hv_db_t *db, const hv__ascan_t *f, int (*cb)(const hv__
             continue;
         }
         if (bad) continue; /* listings skip what cannot be read; verify reports it */
-        for (size_t k = 0; k < n && !stop; k++) {
-            size_t i = f->desc ? n - 1 - k : k;
-            hv__audit_block_decode(data + offs[i], len - offs[i], &used, &r);
-            if (i == 0) {
-                snprintf(r.prev, sizeof(r.prev), "%s", bprev ? bprev : "");
-            } else {
-                hv__arec_t q;
-                hv__audit_block_decode(data + offs[i - 1], len - offs[i - 1], &used, &q);
-                memcpy(r.prev, q.hash, 65);
-            }
+        for (size_t j = 0; j < n && !stop; j++) {
+            size_t i = f->desc ? n - 1 - j : j;
+            const brec_t *b = &recs[i];
+            if (b->seq < f->seq_ge || b->seq >= f->seq_lt || b->recorded < f->from || b->recorded >= f->to) continue;
+            brec_get(b, i == 0 ? bprev : recs[i - 1].hash, &r);
             r.last_in_block = i == n - 1;
-            if (r.seq < f->seq_ge || r.seq >= f->seq_lt || r.recorded < f->from || r.recorded >= f->to) continue;
             stop = cb(&r, ud);
         }
     }
-    hv_free(offs);
+    hv_free(recs);
     hv_db_done(st);
     return rc < 0 ? rc : HV_OK;
 }

@@ -133,6 +133,94 @@ static void audit_block_record_round_trips(void **state) {
     free_list(ev);
 }
 
+/* Format 2: records coded against the one before read back exactly (repeated strings,
+ * break-glass, deltas that go backwards, an empty content), a repeated read costs a few
+ * bytes besides its hash, and every prefix of the block is refused without reading past it. */
+static void audit_block_format2_round_trips(void **state) {
+    static const struct {
+        int64_t seq, recorded;
+        int outcome, breakglass;
+        char action;
+        const char *subtype, *who, *role, *ip, *patients, *content;
+    } in[] = {
+        {41, 1764150000123, 0, 0, 'R', "read", "alice", "clinician", "10.0.0.1", "p1", "{\"v\":2,\"t\":\"Patient\"}"},
+        {42, 1764150000123, 0, 0, 'R', "read", "alice", "clinician", "10.0.0.1", "p1", "{\"v\":2,\"t\":\"Patient\"}"},
+        {43, 1764150000100, -7, 1, 'E', "search-type", "bob", "", "::1", "p1,p2", ""},
+        {44, 1764150009999, 12, 0, 'C', "login", "bob", "", "::1", "", "{\"v\":2}"},
+        {40, 0, 4, 0, 'D', "delete", "", "", "", "", "x"},
+    };
+    size_t n = HV_ARRAY_LEN(in), len_before_last = 0;
+    hv__ablock_wr_t w;
+    hv__ablock_rd_t rd;
+    hv_buf_t b;
+    hv__arec_t r;
+    (void)state;
+    hv_buf_init(&b, 0);
+    hv__audit_block_wr_init(&w);
+    for (size_t i = 0; i < n; i++) {
+        size_t before = b.len;
+        memset(&r, 0, sizeof(r));
+        r.seq = in[i].seq;
+        r.recorded = in[i].recorded;
+        r.outcome = in[i].outcome;
+        r.breakglass = in[i].breakglass;
+        r.action[0] = in[i].action;
+        r.subtype = in[i].subtype;
+        r.who = in[i].who;
+        r.role = in[i].role;
+        r.ip = in[i].ip;
+        r.patients = in[i].patients;
+        r.content = in[i].content;
+        r.clen = strlen(in[i].content);
+        for (int k = 0; k < 64; k++) r.hash[k] = "0123456789abcdef"[(k + (int)i) % 16];
+        assert_int_equal(hv__audit_block_put(&b, &w, &r), HV_OK);
+        /* the second record repeats every string of the first: flags, action, three
+         * one-byte deltas and its hash */
+        if (i == 1) assert_int_equal(b.len - before, 2 + 3 + 32);
+        if (i == n - 1) len_before_last = before;
+    }
+    hv__audit_block_rd_init(&rd, b.data, b.len);
+    assert_int_equal(rd.fmt, 2);
+    for (size_t i = 0; i < n; i++) {
+        char hash[65];
+        assert_int_equal(hv__audit_block_next(&rd, &r), HV_OK);
+        for (int k = 0; k < 64; k++) hash[k] = "0123456789abcdef"[(k + (int)i) % 16];
+        hash[64] = '\0';
+        assert_int_equal(r.seq, in[i].seq);
+        assert_int_equal(r.recorded, in[i].recorded);
+        assert_int_equal(r.outcome, in[i].outcome);
+        assert_int_equal(r.breakglass, in[i].breakglass);
+        assert_int_equal(r.action[0], in[i].action);
+        assert_string_equal(r.subtype, in[i].subtype);
+        assert_string_equal(r.who, in[i].who);
+        assert_string_equal(r.role, in[i].role);
+        assert_string_equal(r.ip, in[i].ip);
+        assert_string_equal(r.patients, in[i].patients);
+        assert_int_equal(r.clen, strlen(in[i].content));
+        assert_memory_equal(r.content, in[i].content, r.clen);
+        assert_string_equal(r.hash, hash);
+    }
+    assert_int_equal(hv__audit_block_next(&rd, &r), HV_ENOTFOUND);
+    /* a prefix that ends inside a record is refused at that record, never read past */
+    for (size_t k = len_before_last + 1; k < b.len; k++) {
+        unsigned char *copy = malloc(k);
+        size_t got = 0;
+        int rc;
+        assert_non_null(copy);
+        memcpy(copy, b.data, k);
+        hv__audit_block_rd_init(&rd, copy, k);
+        while ((rc = hv__audit_block_next(&rd, &r)) == HV_OK) got++;
+        assert_int_equal(rc, HV_EPROTO);
+        assert_int_equal(got, n - 1);
+        free(copy);
+    }
+    /* a first record that claims to repeat a string is refused */
+    b.data[4] |= 0x02;
+    hv__audit_block_rd_init(&rd, b.data, b.len);
+    assert_int_equal(hv__audit_block_next(&rd, &r), HV_EPROTO);
+    hv_buf_release(&b);
+}
+
 typedef struct collect {
     int64_t seqs[256];
     size_t n;
@@ -196,64 +284,158 @@ static void audit_block_scan_crosses_block_boundaries(void **state) {
     EVP_PKEY_free(a.key);
 }
 
-/* Rewrites the block that starts at first with one byte of record seq's who changed. */
-static void flip_who_byte(hv_db_t *db, int64_t first, int64_t seq) {
+/* The records of the block that starts at first, decoded (strings point into *blob, which
+ * the caller frees); returns how many. */
+static size_t read_block(hv_db_t *db, int64_t first, hv__arec_t *recs, size_t max, unsigned char **blob) {
     hv_db_stmt_t *st = NULL;
-    unsigned char *copy;
-    size_t len = 0, off = 0, used = 0;
-    hv__arec_t r;
+    hv__ablock_rd_t rd;
+    size_t len = 0, n = 0;
     assert_int_equal(hv_db_prepare(db, "SELECT records FROM audit_block WHERE seq_first = $1", &st), HV_OK);
     hv_db_bind_int64(st, 1, first);
     assert_int_equal(hv_db_step(st), HV_DB_ROW);
     {
-        const void *blob = hv_db_column_blob(st, 0, &len);
-        copy = malloc(len);
-        assert_non_null(copy);
-        memcpy(copy, blob, len);
+        const void *data = hv_db_column_blob(st, 0, &len);
+        *blob = malloc(len + 1);
+        assert_non_null(*blob);
+        memcpy(*blob, data, len);
     }
     hv_db_done(st);
-    for (;;) {
-        assert_int_equal(hv__audit_block_decode(copy + off, len - off, &used, &r), HV_OK);
-        if (r.seq == seq) break;
-        off += used;
-    }
-    ((unsigned char *)r.who)[0] ^= 0x20; /* "u…" becomes "U…" */
+    hv__audit_block_rd_init(&rd, *blob, len);
+    while (n < max && hv__audit_block_next(&rd, &recs[n]) == HV_OK) n++;
+    assert_true(rd.p == rd.end);
+    return n;
+}
+
+/* Replaces the records of the block that starts at first with recs[0..n) (format 2, with
+ * the update guard dropped; the row's other columns unchanged). */
+static void write_block_records(hv_db_t *db, int64_t first, const hv__arec_t *recs, size_t n) {
+    hv_db_stmt_t *st = NULL;
+    hv__ablock_wr_t w;
+    hv_buf_t b;
+    hv_buf_init(&b, 0);
+    hv__audit_block_wr_init(&w);
+    for (size_t i = 0; i < n; i++) assert_int_equal(hv__audit_block_put(&b, &w, &recs[i]), HV_OK);
     assert_int_equal(hv_db_exec(db, "DROP TRIGGER IF EXISTS audit_block_no_update"), HV_OK);
     assert_int_equal(hv_db_prepare(db, "UPDATE audit_block SET records = $1 WHERE seq_first = $2", &st), HV_OK);
-    hv_db_bind_blob(st, 1, copy, len);
+    hv_db_bind_blob(st, 1, b.data, b.len);
     hv_db_bind_int64(st, 2, first);
     assert_int_equal(hv_db_step(st), HV_OK);
     hv_db_done(st);
-    free(copy);
+    hv_buf_release(&b);
+}
+
+/* Rewrites the block that starts at first with one letter of record seq's who changed
+ * ("u…" becomes "U…", and back). */
+static void flip_who_byte(hv_db_t *db, int64_t first, int64_t seq) {
+    hv__arec_t recs[64];
+    unsigned char *blob = NULL;
+    char who[64];
+    size_t n = read_block(db, first, recs, HV_ARRAY_LEN(recs), &blob), i;
+    for (i = 0; i < n && recs[i].seq != seq; i++) {}
+    assert_true(i < n);
+    snprintf(who, sizeof(who), "%s", recs[i].who);
+    who[0] ^= 0x20;
+    recs[i].who = who;
+    write_block_records(db, first, recs, n);
+    free(blob);
 }
 
 /* Cuts the last record off the block that starts at first (its row unchanged). */
 static void cut_last(hv_db_t *db, int64_t first) {
+    hv__arec_t recs[64];
+    unsigned char *blob = NULL;
+    size_t n = read_block(db, first, recs, HV_ARRAY_LEN(recs), &blob);
+    assert_true(n > 1);
+    write_block_records(db, first, recs, n - 1);
+    free(blob);
+}
+
+/* Appends n records as one block in format 1 (as engines before session 7 wrote them),
+ * with its who index rows. */
+static void append_block_v1(hv_db_t *db, hv__audit_t *a, int first, int n) {
+    hv__aev_t *l = make_list(a, first, n);
     hv_db_stmt_t *st = NULL;
-    size_t len = 0, off = 0, used = 0, last = 0;
-    hv__arec_t r;
-    unsigned char *copy;
-    assert_int_equal(hv_db_prepare(db, "SELECT records FROM audit_block WHERE seq_first = $1", &st), HV_OK);
-    hv_db_bind_int64(st, 1, first);
-    assert_int_equal(hv_db_step(st), HV_DB_ROW);
-    {
-        const void *blob = hv_db_column_blob(st, 0, &len);
-        copy = malloc(len);
-        assert_non_null(copy);
-        memcpy(copy, blob, len);
+    hv_buf_t b;
+    char prev[65], block_prev[65], hash[65];
+    int64_t seq, seq_first, rmin = INT64_MAX, rmax = INT64_MIN;
+    hv_buf_init(&b, 0);
+    assert_int_equal(hv_db_begin(db), HV_OK);
+    assert_int_equal(hv__audit_tail(db, prev, &seq), HV_OK);
+    seq_first = seq;
+    memcpy(block_prev, prev, 65);
+    for (hv__aev_t *ev = l; ev != NULL; ev = ev->next, seq++) {
+        hv__audit_hash(prev, seq, ev->recorded, ev->action, ev->subtype, ev->outcome, ev->who, ev->role, ev->ip,
+                       ev->patients_csv, ev->content.data, ev->content.len, hash);
+        assert_int_equal(hv__audit_block_encode(&b, seq, ev, hash), HV_OK);
+        memcpy(prev, hash, 65);
+        if (ev->recorded < rmin) rmin = ev->recorded;
+        if (ev->recorded > rmax) rmax = ev->recorded;
+        assert_int_equal(hv_db_prepare(db, "INSERT OR IGNORE INTO audit_block_who (who, seq_first) VALUES ($1, $2)", &st),
+                         HV_OK);
+        hv_db_bind_text(st, 1, ev->who, strlen(ev->who));
+        hv_db_bind_int64(st, 2, seq_first);
+        assert_int_equal(hv_db_step(st), HV_OK);
+        hv_db_done(st);
     }
-    hv_db_done(st);
-    while (off < len) {
-        assert_int_equal(hv__audit_block_decode(copy + off, len - off, &used, &r), HV_OK);
-        last = off;
-        off += used;
-    }
-    assert_int_equal(hv_db_prepare(db, "UPDATE audit_block SET records = $1 WHERE seq_first = $2", &st), HV_OK);
-    hv_db_bind_blob(st, 1, copy, last);
-    hv_db_bind_int64(st, 2, first);
+    assert_int_equal(hv_db_prepare(db,
+                                   "INSERT INTO audit_block (seq_first, seq_last, recorded_min, recorded_max, n, records,"
+                                   " prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                                   &st),
+                     HV_OK);
+    hv_db_bind_int64(st, 1, seq_first);
+    hv_db_bind_int64(st, 2, seq - 1);
+    hv_db_bind_int64(st, 3, rmin);
+    hv_db_bind_int64(st, 4, rmax);
+    hv_db_bind_int64(st, 5, n);
+    hv_db_bind_blob(st, 6, b.data, b.len);
+    hv_db_bind_text(st, 7, block_prev, 64);
+    hv_db_bind_text(st, 8, prev, 64);
     assert_int_equal(hv_db_step(st), HV_OK);
     hv_db_done(st);
-    free(copy);
+    assert_int_equal(hv_db_commit(db), HV_OK);
+    hv_buf_release(&b);
+    free_list(l);
+}
+
+/* A store whose older blocks are in format 1 keeps verifying once format 2 blocks follow
+ * them; the older blocks are listed by the who index like the new ones; and a record
+ * altered inside an old block is still found at its number. */
+static void audit_format1_blocks_then_format2_verify(void **state) {
+    hv__audit_t a;
+    hv_db_t *db;
+    hv_audit_verify_t v;
+    hv__ascan_t f;
+    collect_t c;
+    (void)state;
+    memset(&a, 0, sizeof(a));
+    a.checkpoint_every = 0;
+    db = open_store("v1v2", &a, 0);
+    append_block_v1(db, &a, 0, 5);  /* seq 1-5, format 1 */
+    append_blocks(db, &a, 5, 5);    /* seq 6-10, format 2 */
+    append_block_v1(db, &a, 10, 3); /* format 1 after format 2 (an older engine on the same store) */
+    append_blocks(db, &a, 13, 4);
+    assert_int_equal(hv__audit_verify_db(db, a.key, 0, &v), HV_OK);
+    assert_string_equal(v.problem, "");
+    assert_int_equal(v.checked, 17);
+    hv__audit_scan_init(&f);
+    memset(&c, 0, sizeof(c));
+    c.stop_at = -1;
+    f.desc = 1;
+    assert_int_equal(hv__audit_block_scan(db, &f, collect, &c), HV_OK);
+    assert_int_equal(c.n, 17);
+    for (size_t i = 0; i < c.n; i++) assert_int_equal(c.seqs[i], 17 - (int64_t)i);
+    hv__audit_scan_init(&f);
+    memset(&c, 0, sizeof(c));
+    c.stop_at = -1;
+    f.who = "u2";
+    assert_int_equal(hv__audit_block_scan(db, &f, collect, &c), HV_OK);
+    assert_int_equal(c.n, 5); /* the format 1 block of seq 1-5, the only one that holds u2 */
+    flip_who_byte(db, 1, 3); /* rewritten as format 2 by the helper: still found */
+    assert_int_equal(hv__audit_verify_db(db, a.key, 0, &v), HV_OK);
+    assert_string_equal(v.problem, "altered");
+    assert_int_equal(v.first_bad, 3);
+    hv_db_close(db);
+    EVP_PKEY_free(a.key);
 }
 
 /* A trail of rows (written before migration 6) then blocks is one chain: it verifies, its
@@ -345,6 +527,8 @@ static void audit_archive_and_purge_take_whole_blocks(void **state) {
 int run_block_tests(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(audit_block_record_round_trips),
+        cmocka_unit_test(audit_block_format2_round_trips),
+        cmocka_unit_test(audit_format1_blocks_then_format2_verify),
         cmocka_unit_test(audit_block_scan_crosses_block_boundaries),
         cmocka_unit_test(audit_rows_then_blocks_verify_and_tampering_is_located),
         cmocka_unit_test(audit_archive_and_purge_take_whole_blocks),
