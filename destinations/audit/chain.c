@@ -11,6 +11,11 @@
  *              engine's audit key, so an archive is verifiable offline with that key alone.
  */
 #include "config.h"
+/* The chain's per-record hash uses OpenSSL's SHA256_Init/Update/Final (deprecated in
+ * OpenSSL 3, not removed): the same SHA-NI/AVX code as EVP, without EVP's provider dispatch,
+ * which on a ~250-byte record cost 0.36 µs against 0.25 µs (bench on this machine's SHA-NI,
+ * thread CPU time, 10^6 digests). */
+#define OPENSSL_SUPPRESS_DEPRECATED 1
 #include "destinations/audit/audit_int.h"
 
 #include <errno.h>
@@ -19,6 +24,7 @@
 #include <json-c/json.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,34 +154,8 @@ const char *const *hv__audit_migrations(hv_db_t *db) {
 static EVP_MD *sha256_md;
 static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
 
-/* Each thread keeps one digest context (freed when the thread ends): a context made per
- * record, or SHA256()'s EVP_Q_digest that fetches the algorithm per call, cost more than
- * the hashing itself (callgrind). */
-static pthread_key_t sha256_ctx_key;
-static int sha256_ctx_key_ok;
-
-static void ctx_free(void *p) { EVP_MD_CTX_free(p); }
-
-static void sha256_fetch(void) {
-    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
-    sha256_ctx_key_ok = pthread_key_create(&sha256_ctx_key, ctx_free) == 0;
-}
-
-/* This thread's digest context, or NULL (out of memory). */
-static EVP_MD_CTX *thread_ctx(void) {
-    EVP_MD_CTX *md;
-    pthread_once(&sha256_once, sha256_fetch);
-    if (!sha256_ctx_key_ok) return NULL;
-    md = pthread_getspecific(sha256_ctx_key);
-    if (md == NULL) {
-        md = EVP_MD_CTX_new();
-        if (md != NULL && pthread_setspecific(sha256_ctx_key, md) != 0) {
-            EVP_MD_CTX_free(md);
-            md = NULL;
-        }
-    }
-    return md;
-}
+/* The fallback of hv__audit_hash (a record of more than 2 KiB): one EVP context per call. */
+static void sha256_fetch(void) { sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL); }
 
 /* Appends n bytes to a bounded buffer; 0 when they do not fit. */
 static int put(unsigned char *buf, size_t cap, size_t *len, const void *p, size_t n) {
@@ -234,10 +214,12 @@ void hv__audit_hash(const char *prev, int64_t seq, int64_t recorded, const char 
         ok = ok && put(buf, sizeof(buf), &len, "\n", 1);
     }
     ok = ok && put(buf, sizeof(buf), &len, content, clen);
-    if (ok && (md = thread_ctx()) != NULL && EVP_DigestInit_ex(md, sha256_md ? sha256_md : EVP_sha256(), NULL) == 1 &&
-        EVP_DigestUpdate(md, buf, len) == 1 && EVP_DigestFinal_ex(md, d, &dl) == 1) {
-        hv_hex(d, 32, out);
-        return;
+    if (ok) {
+        SHA256_CTX c;
+        if (SHA256_Init(&c) == 1 && SHA256_Update(&c, buf, len) == 1 && SHA256_Final(d, &c) == 1) {
+            hv_hex(d, 32, out);
+            return;
+        }
     }
     md = EVP_MD_CTX_new();
     pthread_once(&sha256_once, sha256_fetch);

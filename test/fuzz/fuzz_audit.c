@@ -16,7 +16,10 @@
  *     an HVJ2 frame of the same length that decodes to the same record), with action
  *     C/R/U/D/E, and never reads past the input; an HVJ3 frame (the request's facts)
  *     encodes back from the decoded members to exactly its bytes, and its stored content
- *     is the one hv__aev_build_content makes of them.
+ *     is the one hv__aev_build_content makes of them;
+ *   - the block reader (block.c; formats 1 and 2) never reads past the input, and the
+ *     records it accepts, written again as a format 2 block, read back to the same
+ *     members (seq, recorded, outcome, action, break-glass, the six strings, the hash).
  */
 #include <json-c/json.h>
 #include <stdint.h>
@@ -161,6 +164,43 @@ static void check_journal(const char *s, size_t n) {
     hv__aev_free(ev);
 }
 
+static int same_rec(const hv__arec_t *a, const hv__arec_t *b) {
+    return a->seq == b->seq && a->recorded == b->recorded && a->outcome == b->outcome &&
+           a->breakglass == b->breakglass && a->action[0] == b->action[0] && strcmp(a->subtype, b->subtype) == 0 &&
+           strcmp(a->who, b->who) == 0 && strcmp(a->role, b->role) == 0 && strcmp(a->ip, b->ip) == 0 &&
+           strcmp(a->patients, b->patients) == 0 && a->clen == b->clen && memcmp(a->content, b->content, a->clen) == 0 &&
+           strcmp(a->hash, b->hash) == 0;
+}
+
+static void check_block(const uint8_t *data, size_t size) {
+    enum { MAXR = 64 };
+    hv__arec_t *recs = calloc(MAXR, sizeof(*recs)), r;
+    hv__ablock_rd_t rd;
+    hv__ablock_wr_t w;
+    hv_buf_t b;
+    size_t n = 0;
+    int rc;
+    if (recs == NULL) return;
+    /* the reader sees exactly size bytes (a copy: ASan finds any read past them) */
+    hv__audit_block_rd_init(&rd, data, size);
+    while (n < MAXR && (rc = hv__audit_block_next(&rd, &recs[n])) == HV_OK) {
+        if (rd.p > (const unsigned char *)data + size || strchr("CRUDE", recs[n].action[0]) == NULL ||
+            recs[n].action[0] == 0 || strlen(recs[n].hash) != 64)
+            abort();
+        n++;
+    }
+    hv_buf_init(&b, 0);
+    hv__audit_block_wr_init(&w);
+    for (size_t i = 0; i < n; i++)
+        if (hv__audit_block_put(&b, &w, &recs[i]) != HV_OK) abort();
+    hv__audit_block_rd_init(&rd, b.data ? b.data : "", b.len);
+    for (size_t i = 0; i < n; i++)
+        if (hv__audit_block_next(&rd, &r) != HV_OK || !same_rec(&r, &recs[i])) abort();
+    if (hv__audit_block_next(&rd, &r) != HV_ENOTFOUND) abort();
+    hv_buf_release(&b);
+    free(recs);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char *s;
     if (size > 65536) return 0;
@@ -172,6 +212,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     check_scan(s, size);
     if (strlen(s) < 2048) check_classify(s);
     check_journal(s, size);
+    check_block(data, size);
     free(s);
     return 0;
 }

@@ -72,11 +72,62 @@ def reset_pg(url):
 # The SQLite trail holds records in blocks (destinations/audit/block.c: one row per batch,
 # the records in a BLOB) after the rows written before migration 6. The tests reach behind
 # the engine's back through these helpers, record by record, wherever a record is stored.
+# Blocks are in format 2 ("HVB2", each record coded against the one before it) since
+# session 7; format 1 blocks (u32-length-prefixed records) are still read.
 BLOCK_STRS = ("subtype", "who", "role", "ip", "patients", "content")
+
+
+def _varint(blob, off):
+    v, shift = 0, 0
+    while True:
+        b = blob[off]
+        off += 1
+        v |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return v, off
+
+
+def _unzigzag(u):
+    return (u >> 1) ^ -(u & 1)
+
+
+def _put_varint(v):
+    out = b""
+    while v >= 0x80:
+        out += bytes([(v & 0x7F) | 0x80])
+        v >>= 7
+    return out + bytes([v])
+
+
+def _zigzag(v):
+    return (v << 1) ^ (v >> 63) if v < 0 else v << 1
 
 
 def block_decode(blob):
     recs, off = [], 0
+    if blob[:4] == b"HVB2":
+        off, prev = 4, {"seq": 0, "recorded": 0}
+        while off < len(blob):
+            flags, action = blob[off], blob[off + 1]
+            off += 2
+            dseq, off = _varint(blob, off)
+            drec, off = _varint(blob, off)
+            outcome, off = _varint(blob, off)
+            r = {"seq": prev["seq"] + _unzigzag(dseq), "recorded": prev["recorded"] + _unzigzag(drec),
+                 "outcome": _unzigzag(outcome), "action": chr(action), "breakglass": (flags >> 6) & 1}
+            for i, k in enumerate(BLOCK_STRS):
+                if flags & (1 << i):
+                    r[k] = prev[k]
+                    continue
+                ln, off = _varint(blob, off)
+                r[k] = blob[off:off + ln].decode()
+                off += ln + 1
+            r["hash"] = blob[off:off + 32].hex()
+            off += 32
+            recs.append(r)
+            prev = r
+        return recs
     while off < len(blob):
         (n,) = struct.unpack_from("<I", blob, off)
         body = blob[off + 4:off + 4 + n]
@@ -94,14 +145,22 @@ def block_decode(blob):
 
 
 def block_encode(recs):
-    out = b""
+    """Format 2, as the engine writes it."""
+    out, prev = b"HVB2", None
     for r in recs:
-        body = struct.pack("<qqiBB", r["seq"], r["recorded"], r["outcome"], ord(r["action"]), r["breakglass"])
-        for k in BLOCK_STRS:
-            v = r[k].encode()
-            body += struct.pack("<I", len(v)) + v + b"\0"
-        body += r["hash"].encode()
-        out += struct.pack("<I", len(body)) + body
+        flags = 0x40 if r["breakglass"] else 0
+        strs = b""
+        for i, k in enumerate(BLOCK_STRS):
+            if prev is not None and prev[k] == r[k]:
+                flags |= 1 << i
+            else:
+                v = r[k].encode()
+                strs += _put_varint(len(v)) + v + b"\0"
+        ps, pr = (prev["seq"], prev["recorded"]) if prev else (0, 0)
+        out += bytes([flags, ord(r["action"])]) + _put_varint(_zigzag(r["seq"] - ps)) + \
+            _put_varint(_zigzag(r["recorded"] - pr)) + _put_varint(_zigzag(r["outcome"])) + strs + \
+            bytes.fromhex(r["hash"])
+        prev = r
     return out
 
 
