@@ -239,6 +239,10 @@ int hv__audit_b64(const char *s, size_t n, hv_buf_t *out);
 void hv__audit_hash(const char *prev, int64_t seq, int64_t recorded, const char *action, const char *subtype,
                     int outcome, const char *who, const char *role, const char *ip, const char *patients,
                     const char *content, size_t clen, char out[65]);
+/* The same, with the digest's 32 bytes also in bin. */
+void hv__audit_hash_bin(const char *prev, int64_t seq, int64_t recorded, const char *action, const char *subtype,
+                        int outcome, const char *who, const char *role, const char *ip, const char *patients,
+                        const char *content, size_t clen, char out[65], unsigned char bin[32]);
 const char *const *hv__audit_migrations(hv_db_t *db);
 /* Storage job: appends ev (arg) to the chain (reads the tail, then appends). */
 int hv__audit_append_job(hv_db_t *db, void *arg);
@@ -364,8 +368,9 @@ typedef struct hv__ablock_wr {
 void hv__audit_block_wr_init(hv__ablock_wr_t *w);
 /* Appends r (seq, recorded, outcome, action, breakglass, the six strings with clen, hash
  * as 64 hex digits) to the block being built in out; the first put writes the format's
- * magic. HV_EINVAL (nothing written) for a bad action or hash. */
-int hv__audit_block_put(hv_buf_t *out, hv__ablock_wr_t *w, const hv__arec_t *r);
+ * magic; bin, when not NULL, is the hash's 32 bytes (then r->hash is not read). HV_EINVAL
+ * (nothing written) for a bad action or hash. */
+int hv__audit_block_put(hv_buf_t *out, hv__ablock_wr_t *w, const hv__arec_t *r, const unsigned char *bin);
 /* 1 when db stores new records in blocks (SQLite), 0 for rows (PostgreSQL). */
 int hv__audit_has_blocks(hv_db_t *db);
 /* One record in format 1 (blocks written before session 7; new blocks are format 2). */

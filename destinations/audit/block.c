@@ -160,7 +160,7 @@ static int get_varint(const unsigned char **pp, const unsigned char *end, uint64
 
 void hv__audit_block_wr_init(hv__ablock_wr_t *w) { memset(w, 0, sizeof(*w)); }
 
-int hv__audit_block_put(hv_buf_t *out, hv__ablock_wr_t *w, const hv__arec_t *r) {
+int hv__audit_block_put(hv_buf_t *out, hv__ablock_wr_t *w, const hv__arec_t *r, const unsigned char *bin) {
     const char *s[HV__BLOCK_NSTR] = {r->subtype, r->who, r->role, r->ip, r->patients, r->content};
     size_t l[HV__BLOCK_NSTR], need = 4 + 2 + 3 * 10 + 32 + 1;
     unsigned char flags = r->breakglass ? 0x40 : 0, *p, *start;
@@ -191,10 +191,15 @@ int hv__audit_block_put(hv_buf_t *out, hv__ablock_wr_t *w, const hv__arec_t *r) 
         p[l[i]] = '\0';
         p += l[i] + 1;
     }
-    for (int i = 0; i < 32; i++) {
-        int hi = hexval(r->hash[2 * i]), lo = hexval(r->hash[2 * i + 1]);
-        if (hi < 0 || lo < 0) return HV_EINVAL; /* out->len not advanced: nothing written */
-        *p++ = (unsigned char)(hi << 4 | lo);
+    if (bin != NULL) {
+        memcpy(p, bin, 32);
+        p += 32;
+    } else {
+        for (int i = 0; i < 32; i++) {
+            int hi = hexval(r->hash[2 * i]), lo = hexval(r->hash[2 * i + 1]);
+            if (hi < 0 || lo < 0) return HV_EINVAL; /* out->len not advanced: nothing written */
+            *p++ = (unsigned char)(hi << 4 | lo);
+        }
     }
     out->len += (size_t)(p - start);
     out->data[out->len] = '\0';
@@ -340,6 +345,7 @@ static int write_block(hv_db_t *db, hv__aev_t *head, hv__aev_t *stop, char prev[
     hv__ablock_wr_t w;
     hv__arec_t r;
     char block_prev[65], *hash = r.hash;
+    unsigned char bin[32];
     int64_t first = *next_seq, seq = first, rmin = INT64_MAX, rmax = INT64_MIN, n = 0;
     int rc = HV_OK;
     memcpy(block_prev, prev, 65);
@@ -359,9 +365,9 @@ static int write_block(hv_db_t *db, hv__aev_t *head, hv__aev_t *stop, char prev[
         r.patients = ev->patients_csv;
         r.content = ev->content.data ? ev->content.data : "";
         r.clen = ev->content.len;
-        hv__audit_hash(prev, seq, ev->recorded, ev->action, ev->subtype, ev->outcome, ev->who, ev->role, ev->ip,
-                       ev->patients_csv, r.content, r.clen, hash);
-        rc = hv__audit_block_put(buf, &w, &r);
+        hv__audit_hash_bin(prev, seq, ev->recorded, ev->action, ev->subtype, ev->outcome, ev->who, ev->role, ev->ip,
+                           ev->patients_csv, r.content, r.clen, hash, bin);
+        rc = hv__audit_block_put(buf, &w, &r, bin);
         if (rc == HV_OK && strset_add(&who, ev->who) < 0) rc = HV_ENOMEM;
         for (size_t i = 0; rc == HV_OK && i < ev->np; i++)
             if (strset_add(&pat, ev->patients[i]) < 0) rc = HV_ENOMEM;

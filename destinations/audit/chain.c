@@ -190,8 +190,15 @@ static size_t put_dec(char *out, int64_t v) {
 void hv__audit_hash(const char *prev, int64_t seq, int64_t recorded, const char *action, const char *subtype,
                     int outcome, const char *who, const char *role, const char *ip, const char *patients,
                     const char *content, size_t clen, char out[65]) {
+    unsigned char bin[32];
+    hv__audit_hash_bin(prev, seq, recorded, action, subtype, outcome, who, role, ip, patients, content, clen, out, bin);
+}
+
+void hv__audit_hash_bin(const char *prev, int64_t seq, int64_t recorded, const char *action, const char *subtype,
+                        int outcome, const char *who, const char *role, const char *ip, const char *patients,
+                        const char *content, size_t clen, char out[65], unsigned char d[32]) {
     EVP_MD_CTX *md;
-    unsigned char d[32], buf[2048];
+    unsigned char buf[2048];
     unsigned int dl = 0;
     char head[96];
     size_t len = 0, n;
@@ -227,6 +234,7 @@ void hv__audit_hash(const char *prev, int64_t seq, int64_t recorded, const char 
         /* Out of memory: a hash that can never match, so the record is reported, never trusted. */
         memset(out, 'x', 64);
         out[64] = '\0';
+        memset(d, 0xff, 32);
         EVP_MD_CTX_free(md);
         return;
     }

@@ -31,12 +31,12 @@
 static const hv_setting_t settings[] = {
     {"audit.queue", NULL, HV_SET_INT, "20000", NULL,
      "audit events waiting to be written; when full, requests answer 503 instead of losing events"},
-    {"audit.batch", NULL, HV_SET_INT, "512", NULL, "audit events written per transaction at most"},
+    {"audit.batch", NULL, HV_SET_INT, "2048", NULL, "audit events written per transaction at most"},
     {"audit.synchronous", NULL, HV_SET_ENUM, "NORMAL", "FULL|NORMAL|OFF",
      "when an answer may leave: NORMAL once its record is in the audit journal (survives a crash or kill of the"
      " engine, not a power loss), FULL once its record's batch is committed and on disk (survives a power loss,"
      " costs a commit wait per request); OFF as NORMAL, with the store not synced at all"},
-    {"audit.flush_interval", NULL, HV_SET_DURATION, "20ms", NULL,
+    {"audit.flush_interval", NULL, HV_SET_DURATION, "50ms", NULL,
      "with audit.synchronous NORMAL or OFF: how long journaled records may wait to be committed together"
      " (a full batch goes at once)"},
     {"audit.checkpoint_every", NULL, HV_SET_INT, "1000", NULL,

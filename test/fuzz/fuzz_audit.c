@@ -192,7 +192,7 @@ static void check_block(const uint8_t *data, size_t size) {
     hv_buf_init(&b, 0);
     hv__audit_block_wr_init(&w);
     for (size_t i = 0; i < n; i++)
-        if (hv__audit_block_put(&b, &w, &recs[i]) != HV_OK) abort();
+        if (hv__audit_block_put(&b, &w, &recs[i], NULL) != HV_OK) abort();
     hv__audit_block_rd_init(&rd, b.data ? b.data : "", b.len);
     for (size_t i = 0; i < n; i++)
         if (hv__audit_block_next(&rd, &r) != HV_OK || !same_rec(&r, &recs[i])) abort();

@@ -173,7 +173,7 @@ static void audit_block_format2_round_trips(void **state) {
         r.content = in[i].content;
         r.clen = strlen(in[i].content);
         for (int k = 0; k < 64; k++) r.hash[k] = "0123456789abcdef"[(k + (int)i) % 16];
-        assert_int_equal(hv__audit_block_put(&b, &w, &r), HV_OK);
+        assert_int_equal(hv__audit_block_put(&b, &w, &r, NULL), HV_OK);
         /* the second record repeats every string of the first: flags, action, three
          * one-byte deltas and its hash */
         if (i == 1) assert_int_equal(b.len - before, 2 + 3 + 32);
@@ -314,7 +314,7 @@ static void write_block_records(hv_db_t *db, int64_t first, const hv__arec_t *re
     hv_buf_t b;
     hv_buf_init(&b, 0);
     hv__audit_block_wr_init(&w);
-    for (size_t i = 0; i < n; i++) assert_int_equal(hv__audit_block_put(&b, &w, &recs[i]), HV_OK);
+    for (size_t i = 0; i < n; i++) assert_int_equal(hv__audit_block_put(&b, &w, &recs[i], NULL), HV_OK);
     assert_int_equal(hv_db_exec(db, "DROP TRIGGER IF EXISTS audit_block_no_update"), HV_OK);
     assert_int_equal(hv_db_prepare(db, "UPDATE audit_block SET records = $1 WHERE seq_first = $2", &st), HV_OK);
     hv_db_bind_blob(st, 1, b.data, b.len);
