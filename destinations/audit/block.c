@@ -41,6 +41,7 @@
 #include "config.h"
 #include "destinations/audit/audit_int.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -456,53 +457,27 @@ int hv__audit_has_blocks(hv_db_t *db) {
     return rc == HV_DB_ROW;
 }
 
-/* One decoded record of a block being scanned (strings point into the block's BLOB). */
+/* One decoded record of a block being scanned: the members of hv__arec_t before prev (seq
+ * through clen; strings point into the block's BLOB) and its hash — what a scan keeps of
+ * each record between decoding the block and handing the records out. */
+#define HV__AREC_HEAD offsetof(hv__arec_t, prev)
 typedef struct brec {
-    int64_t seq, recorded;
-    int outcome, breakglass;
-    char action;
-    const char *subtype, *who, *role, *ip, *patients, *content;
-    size_t clen;
+    unsigned char head[HV__AREC_HEAD];
     char hash[65];
 } brec_t;
 
 static void brec_set(brec_t *b, const hv__arec_t *r) {
-    b->seq = r->seq;
-    b->recorded = r->recorded;
-    b->outcome = r->outcome;
-    b->breakglass = r->breakglass;
-    b->action = r->action[0];
-    b->subtype = r->subtype;
-    b->who = r->who;
-    b->role = r->role;
-    b->ip = r->ip;
-    b->patients = r->patients;
-    b->content = r->content;
-    b->clen = r->clen;
+    memcpy(b->head, r, HV__AREC_HEAD);
     memcpy(b->hash, r->hash, 65);
 }
 
 /* r's record members from b, with prev (hex, or NULL for "") as the hash before it. */
 static void brec_get(const brec_t *b, const char *prev, hv__arec_t *r) {
-    r->seq = b->seq;
-    r->recorded = b->recorded;
-    r->outcome = b->outcome;
-    r->breakglass = b->breakglass;
-    r->action[0] = b->action;
-    r->action[1] = '\0';
-    r->subtype = b->subtype;
-    r->who = b->who;
-    r->role = b->role;
-    r->ip = b->ip;
-    r->patients = b->patients;
-    r->content = b->content;
-    r->clen = b->clen;
+    size_t pl = prev ? strnlen(prev, 64) : 0;
+    memcpy(r, b->head, HV__AREC_HEAD);
     memcpy(r->hash, b->hash, 65);
-    {
-        size_t pl = prev ? strnlen(prev, 64) : 0;
-        if (pl > 0) memcpy(r->prev, prev, pl);
-        r->prev[pl] = '\0';
-    }
+    if (pl > 0) memcpy(r->prev, prev, pl);
+    r->prev[pl] = '\0';
 }
 
 int hv__audit_block_scan(hv_db_t *db, const hv__ascan_t *f, int (*cb)(const hv__arec_t *r, void *ud), void *ud) {
@@ -590,9 +565,8 @@ int hv__audit_block_scan(hv_db_t *db, const hv__ascan_t *f, int (*cb)(const hv__
         if (bad) continue; /* listings skip what cannot be read; verify reports it */
         for (size_t j = 0; j < n && !stop; j++) {
             size_t i = f->desc ? n - 1 - j : j;
-            const brec_t *b = &recs[i];
-            if (b->seq < f->seq_ge || b->seq >= f->seq_lt || b->recorded < f->from || b->recorded >= f->to) continue;
-            brec_get(b, i == 0 ? bprev : recs[i - 1].hash, &r);
+            brec_get(&recs[i], i == 0 ? bprev : recs[i - 1].hash, &r);
+            if (r.seq < f->seq_ge || r.seq >= f->seq_lt || r.recorded < f->from || r.recorded >= f->to) continue;
             r.last_in_block = i == n - 1;
             stop = cb(&r, ud);
         }
