@@ -577,6 +577,42 @@ class Tamper(AuditCase):
         self.assertEqual(rc, 1, out + err)
         self.assertIn("altered at record 7", out)
 
+    def test_record_inside_a_format2_block_is_found(self):
+        # one batch of many repeated reads: a format 2 block whose middle records repeat
+        # every string of the record before them (coded as flags only)
+        eng = self.audit_engine(config={"audit": {"flush_interval": "30s"}})
+        adm = self.token(eng, "admin")
+        self.seed(eng, adm, 1)
+        for _ in range(30):
+            self.assertEqual(eng.get("/fhir/Patient/p1", headers=adm)[0], 200)
+        eng.stop()
+        t = Trail(eng)
+        blocks = t.db.execute("SELECT seq_first, seq_last, records FROM audit_block ORDER BY n DESC").fetchall()
+        first, last, blob = blocks[0]
+        recs = block_decode(blob)
+        t.close()
+        self.assertEqual(blob[:4], b"HVB2")
+        self.assertGreaterEqual(len(recs), 30)
+        reads = [r for r in recs[1:-1] if r["subtype"] == "read"]
+        self.assertGreater(len(reads), 20)
+        # the records are small: flags, deltas and the hash for a repeated read
+        self.assertLess(len(blob) / len(recs), 60)
+        target = reads[len(reads) // 2]["seq"]
+        self.assertTrue(first < target < last)
+        rc, out, err = eng.cli("audit", "verify")
+        self.assertEqual(rc, 0, out + err)
+        self.alter(eng, lambda t: t.edit(target, ip="10.6.6.6"))
+        rc, out, _ = eng.cli("audit", "verify")
+        self.assertEqual(rc, 1, out)
+        self.assertIn("altered at record %d" % target, out)
+        # back as it was: the trail verifies again (the edit touched that record only)
+        t = Trail(eng)
+        ip = [r for r in block_decode(t.block_of(target - 1)[2]) if r["seq"] == target - 1][0]["ip"]
+        t.close()
+        self.alter(eng, lambda t: t.edit(target, ip=ip))
+        rc, out, _ = eng.cli("audit", "verify")
+        self.assertEqual(rc, 0, out)
+
     def test_deleted_and_truncated_rows_are_found(self):
         eng = self.audit_engine(config={"audit": {"checkpoint_every": 4}})
         self.day(eng)
