@@ -495,6 +495,7 @@ int hv__audit_block_scan(hv_db_t *db, const hv__ascan_t *f, int (*cb)(const hv__
     };
     hv_db_stmt_t *st = NULL;
     brec_t *recs = NULL;
+    size_t ncap;
     int rc, stop = 0;
     int64_t lo = INT64_MIN;
     if (!hv__audit_has_blocks(db)) return HV_OK;
@@ -521,7 +522,10 @@ int hv__audit_block_scan(hv_db_t *db, const hv__ascan_t *f, int (*cb)(const hv__
     hv_db_bind_text(st, 5, f->who ? f->who : "", f->who ? strlen(f->who) : 0);
     hv_db_bind_text(st, 6, f->patient ? f->patient : "", f->patient ? strlen(f->patient) : 0);
     hv_db_bind_int64(st, 7, lo);
-    recs = hv_malloc(HV__BLOCK_MAX_RECORDS * sizeof(*recs));
+    /* Room for the records of one block, grown to the largest block met (at most
+     * HV__BLOCK_MAX_RECORDS): most stores' blocks are far smaller than the cap. */
+    ncap = 64;
+    recs = hv_malloc(ncap * sizeof(*recs));
     if (recs == NULL) {
         hv_db_done(st);
         return HV_ENOMEM;
@@ -548,8 +552,19 @@ int hv__audit_block_scan(hv_db_t *db, const hv__ascan_t *f, int (*cb)(const hv__
                 bad = 1;
                 break;
             }
+            if (n == ncap) {
+                brec_t *more = hv_realloc(recs, 2 * ncap * sizeof(*recs));
+                if (more == NULL) {
+                    rc = HV_ENOMEM;
+                    stop = 1;
+                    break;
+                }
+                recs = more;
+                ncap *= 2;
+            }
             brec_set(&recs[n++], &r);
         }
+        if (rc == HV_ENOMEM) break;
         if (k == HV_EPROTO) bad = 1;
         if (bad && f->on_damaged != NULL) {
             /* Readers that check the chain are told where the block stops making sense:
