@@ -82,6 +82,10 @@ typedef struct hv__map_row {
     unsigned char vocab_resolved;    /* vocab_rows/vocab_n are the entries of vocab */
     const struct hv__vocab_row *vocab_rows; /* sorted by code; NULL: vocab is not a known map */
     size_t vocab_n;
+    /* The rows from this one to the end of the run of rows of its map with the same src_f
+     * (>= 1; 0 in a row made by hand, taken as 1): when that field or component is not
+     * valued, hv__v2_apply_map skips the run at once. */
+    unsigned run;
 } hv__map_row_t;
 
 /* One row of a message structure ("msg" lines). */
