@@ -4476,5 +4476,11 @@ const char *const hv__map_v2_lines[] = {
     "map\tOBX[Observation]\t24\t24\tXAD\t@OBX-25 valued\tperformer[3](PractitionerRole[1].organization(Organization.address))\tAddress\tXAD[Address]\t\t",
     "map\tOBX[Observation]\t25\t25\tXCN\t\tperformer[3](PractitionerRole[1].code.coding.code)\tcode\t\t\tMDIR",
     "map\tOBX[Observation]\t25\t25\tXCN\t\tperformer[3](PractitionerRole[1].code.coding.system)\t\t\t\thttp://terminology.hl7.org/CodeSystem/v2-0912",
+    "map\tPL[Location]\t5\t5\tIS\t@.3 valued\t[1].status\tcode\tIS[code]\t\t",
+    "map\tPL[Location]\t5\t5\tIS\t@.2 valued @.3 valued not and\t[2].status\tcode\tIS[code]\t\t",
+    "map\tPL[Location]\t5\t5\tIS\t@.8 valued @.2 valued not and @.3 valued not and\t[3].status\tcode\tIS[code]\t\t",
+    "map\tPL[Location]\t5\t5\tIS\t@.1 valued @.8 valued not and @.2 valued not and @.3 valued not and\t[4].status\tcode\tIS[code]\t\t",
+    "map\tPL[Location]\t5\t5\tIS\t@.7 valued @.1 valued not and @.8 valued not and @.2 valued not and @.3 valued not and\t[5].status\tcode\tIS[code]\t\t",
+    "map\tPL[Location]\t5\t5\tIS\t@.4 valued @.7 valued not and @.1 valued not and @.8 valued not and @.2 valued not and @.3 valued not and\t[6].status\tcode\tIS[code]\t\t",
     NULL,
 };
