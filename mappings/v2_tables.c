@@ -4482,5 +4482,13 @@ const char *const hv__map_v2_lines[] = {
     "map\tPL[Location]\t5\t5\tIS\t@.1 valued @.8 valued not and @.2 valued not and @.3 valued not and\t[4].status\tcode\tIS[code]\t\t",
     "map\tPL[Location]\t5\t5\tIS\t@.7 valued @.1 valued not and @.8 valued not and @.2 valued not and @.3 valued not and\t[5].status\tcode\tIS[code]\t\t",
     "map\tPL[Location]\t5\t5\tIS\t@.4 valued @.7 valued not and @.1 valued not and @.8 valued not and @.2 valued not and @.3 valued not and\t[6].status\tcode\tIS[code]\t\t",
+    "map\tIN1[Coverage]\t5\t5\tXAD\t\tpayer[1](Organization.address)\t-\t\t\t",
+    "map\tIN1[Coverage]\t5\t5\tXAD\t\tpayor[1](Organization.address)\tReference\tXAD[Address]\t\t",
+    "map\tIN1[Coverage]\t10\t10\tCX\t\tpolicyHolder([1]Organization.identifier)\t-\t\t\t",
+    "map\tIN1[Coverage]\t10\t10\tCX\t\tpolicyHolder[1](Organization.identifier)\tIdentifier\tCX[Identifier]\t\t",
+    "map\tXON[Organization]\t3\t3\tNM\t@XON-10 valued not\tidentifier.value\t-\t\t\t",
+    "map\tXON[Organization]\t3\t3\tNM\t@.10 valued not\tidentifier.value\tstring\t\t\t",
+    "map\tPV1[Encounter]\t43\t43\tPL\t\tlocation[6].location(Location)\tReference(Location)\tPL[Location]\t\t",
+    "map\tPV1[Encounter]\t43\t43\tPL\t\tlocation[6].status\tcode\t\t\tcompleted",
     NULL,
 };

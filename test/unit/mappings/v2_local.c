@@ -315,6 +315,39 @@ static void v2_local_pl_11_alone_makes_no_location(void **state) {
     hv_map_result_free(&r);
 }
 
+/* IG rows that named no element, corrected in local.tsv: IN1-5 (the payer's address, "payer"),
+ * IN1-10 (the employer's id, "policyHolder([1]Organization…"), XON.3 (an id in XON.3 only, a
+ * condition on "XON-10"), and PV1-43 (no PV1[Encounter] row; a completed Encounter.location). */
+static void v2_local_in1_xon_and_pv1_43_rows_are_applied(void **state) {
+    static const char *msg =
+        "MSH|^~\\&|A|B|C|D|20240101120000+0000||ADT^A01^ADT_A01|M1|P|2.5.1\r"
+        "PID|1||12345^^^HOSP^MR||DOE^JANE\r"
+        "PV1|1|I|||||||||||||||||V100^^^HOSP^VN||||||||||||||||||||||||^^^FAC 43\r"
+        "IN1|1|EPO|80|AETNA^^77^^^^XX|PO BOX 9^^EL PASO^TX^79998|||||19^^^^SN|ACME EMPLOYER\r";
+    hv_map_result_t r;
+    json_object *cov, *org, *enc, *loc;
+    (void)state;
+    test_map(msg, NULL, &r);
+    cov = test_entry(r.bundle, "Coverage", 0, NULL);
+    assert_non_null(cov);
+    org = entry_by_url(r.bundle, test_str(cov, "payor[0].reference"));
+    assert_non_null(org);
+    assert_string_equal(test_str(org, "name"), "AETNA");
+    assert_string_equal(test_str(org, "address[0].city"), "EL PASO");
+    assert_string_equal(test_str(org, "identifier[0].value"), "77");
+    assert_string_equal(test_str(org, "identifier[0].type.coding[0].code"), "XX");
+    org = entry_by_url(r.bundle, test_str(cov, "policyHolder.reference"));
+    assert_non_null(org);
+    assert_string_equal(test_str(org, "name"), "ACME EMPLOYER");
+    assert_string_equal(test_str(org, "identifier[0].value"), "19");
+    enc = test_entry(r.bundle, "Encounter", 0, NULL);
+    assert_string_equal(test_str(enc, "location[0].status"), "completed");
+    loc = entry_by_url(r.bundle, test_str(enc, "location[0].location.reference"));
+    assert_non_null(loc);
+    assert_string_equal(test_str(loc, "identifier[0].value"), "FAC 43");
+    hv_map_result_free(&r);
+}
+
 /* OBX-15 (producer) and OBX-23/25 (performing organization and its medical director) are all
  * kept: the IG puts both on performer[2], local.tsv moves OBX-23..25 to performer[3]; OBX-25's
  * row names the PractitionerRole (MDIR) whose practitioner is the director. */
@@ -471,6 +504,7 @@ int run_v2_local_tests(void) {
         cmocka_unit_test(v2_local_obx_producer_and_performing_director_both_kept),
         cmocka_unit_test(v2_local_pl_5_is_the_status_of_the_referenced_location),
         cmocka_unit_test(v2_local_pl_11_alone_makes_no_location),
+        cmocka_unit_test(v2_local_in1_xon_and_pv1_43_rows_are_applied),
         cmocka_unit_test(v2_load_override_dash_type_removes_a_row),
     };
     return cmocka_run_group_tests_name("mappings/v2_local", tests, NULL, NULL);
