@@ -370,7 +370,7 @@ static res_t *family_member(ctx_t *c, res_t *base, unsigned n, int make) {
  * A row "[a-b].path" of a map that makes a family of resources (HL7 v2-to-FHIR IG PL[Location]:
  * [1] the bed the element references, [2] its room, [3] floor, [4] point of care, [5] building,
  * [6] facility): applied to member n, made at the first row that gives it a value; a range
- * applies to the members that exist. "partOf.reference(Location[m])" rows are set by
+ * applies to the members that exist (the base too only once it has a value). "partOf.reference(Location[m])" rows are set by
  * family_link once the map is done.
  */
 static void apply_family(ctx_t *c, const hv__map_row_t *row, span_t v, int level, span_t seg,
@@ -384,6 +384,9 @@ static void apply_family(ctx_t *c, const hv__map_row_t *row, span_t v, int level
         hv__map_row_t r2 = *row;
         int made = 0;
         if (k == 1) {
+            /* The base exists once a row of its own gave it a value: a range (PL.11's
+             * "[1-6]") does not make it from nothing. */
+            if (a != b && hv__jv_len(base->obj) <= 1) continue;
             m = base;
         } else {
             m = family_member(c, base, k, 0);

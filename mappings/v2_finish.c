@@ -112,6 +112,25 @@ static void find_types(void) {
 
 static int take_ref(ctx_t *c, hv__jv_t *holder, const char *rv);
 
+/*
+ * FHIR's value for a required element the sender does not give: the data-absent-reason
+ * extension (http://hl7.org/fhir/StructureDefinition/data-absent-reason, code "unknown":
+ * "the value is expected to exist but is not known"), as an element with only that
+ * extension (FHIR R4 §2.1.0 json.html#primitive for a primitive, `_name`; an element with an
+ * extension satisfies ele-1 for a complex one, `code`). The IG names this extension for the
+ * same purpose (MSH-24 source.endpoint, XTN.3 ContactPoint.system, EVN-4). It keeps what the
+ * sender did give (an unnamed contact organization's address, NK1-8/9 of a contact with no
+ * name, an OBR without OBR-4) instead of leaving the whole element out.
+ */
+static hv__jv_t *absent_unknown(ctx_t *c) {
+    hv__jv_t *holder = hv__jv_obj(c->arena), *exts = hv__jv_arr(c->arena), *ext = hv__jv_obj(c->arena);
+    hv__jv_put_str(c->arena, ext, "url", "http://hl7.org/fhir/StructureDefinition/data-absent-reason", HV__JV_KCONST);
+    hv__jv_put_str(c->arena, ext, "valueCode", "unknown", HV__JV_KCONST);
+    hv__jv_push(c->arena, exts, ext);
+    hv__jv_put(c->arena, holder, "extension", exts, HV__JV_KCONST);
+    return holder;
+}
+
 static int clean_node(ctx_t *c, hv__jv_t *o, const hv_fhir_elem_t *owner, const char **missing) {
     hv__jmem_t *e, *next;
     size_t i, n;
@@ -135,6 +154,11 @@ static int clean_node(ctx_t *c, hv__jv_t *o, const hv_fhir_elem_t *owner, const 
             hv__jv_del(o, k);
             continue;
         }
+        /* "_name": a primitive's extensions (absent_unknown), kept when "name" is an element. */
+        if (k[0] == '_' && hv__jv_is(v, HV__JV_OBJ) &&
+            hv__v2_elem_child(c, owner, k + 1, strlen(k + 1), &chosen) != NULL && chosen != NULL &&
+            hv_fhir_type_kind(chosen) == HV_FHIR_KIND_PRIMITIVE)
+            continue;
         el = hv__v2_elem_child(c, owner, k, strlen(k), &chosen);
         if (el == NULL) {
             hv__jv_del(o, k);
@@ -163,12 +187,14 @@ static int clean_node(ctx_t *c, hv__jv_t *o, const hv_fhir_elem_t *owner, const 
     if (otype == ty_contactpoint && type_root && hv__jv_get_str(o, "value") != NULL &&
         !hv__jv_get_ex(o, "system", NULL))
         hv__jv_put_str(c->arena, o, "system", strchr(hv__jv_get_str(o, "value"), '@') ? "email" : "phone", HV__JV_KCONST);
-    /* FHIR pat-1: a contact has a name, telecom, address or organization. */
+    /* FHIR pat-1: a contact has a name, telecom, address or organization; one the message
+     * gives only a relationship or period for (NK1-3, NK1-8/9) gets a name that is absent
+     * for a known reason (absent_unknown). */
     if (!type_root && owner == el_patient_contact &&
         !hv__jv_get_ex(o, "name", NULL) && !hv__jv_get_ex(o, "telecom", NULL) &&
         !hv__jv_get_ex(o, "address", NULL) &&
         !hv__jv_get_ex(o, "organization", NULL))
-        return 1;
+        hv__jv_put(c->arena, o, "name", absent_unknown(c), HV__JV_KCONST);
     /* FHIR tim-8 (countMax needs count) and tim-10 (timeOfDay or when, not both). */
     if (!type_root && owner == el_timing_repeat) {
         if (hv__jv_get_ex(o, "countMax", NULL) && !hv__jv_get_ex(o, "count", NULL))
@@ -206,15 +232,17 @@ static int clean_node(ctx_t *c, hv__jv_t *o, const hv_fhir_elem_t *owner, const 
 /* Cleans a resource (clean_node); 0 when it must be left out, with an issue saying why. */
 static int resource_ok(ctx_t *c, res_t *r) {
     const char *missing = NULL;
-    int ok = !clean_node(c, r->obj, r->root, &missing);
-    /* FHIR org-1: an Organization has a name or an identifier (an NK1 with only the contact
-     * person's address of an unnamed organization gives neither). */
+    int ok;
+    /* DiagnosticReport.code (1..1): an OBR without OBR-4 still reports results. */
+    if (strcmp(r->type, "DiagnosticReport") == 0 && !hv__jv_get_ex(r->obj, "code", NULL))
+        hv__jv_put(c->arena, r->obj, "code", absent_unknown(c), HV__JV_KCONST);
+    ok = !clean_node(c, r->obj, r->root, &missing);
+    /* FHIR org-1: an Organization has a name or an identifier. An NK1 with only the contact
+     * person's address of an unnamed organization (NK1-32), or MSH-17's country of the
+     * sender, gives neither: the name is absent for a known reason (absent_unknown). */
     if (ok && strcmp(r->type, "Organization") == 0 && !hv__jv_get_ex(r->obj, "name", NULL) &&
-        !hv__jv_get_ex(r->obj, "identifier", NULL)) {
-        hv__v2_issue(c, "information", "incomplete", r->slot[0] ? r->slot : r->type,
-              "Organization left out: the message gives neither its name nor an identifier (FHIR org-1)");
-        return 0;
-    }
+        !hv__jv_get_ex(r->obj, "_name", NULL) && !hv__jv_get_ex(r->obj, "identifier", NULL))
+        hv__jv_put(c->arena, r->obj, "_name", absent_unknown(c), HV__JV_KCONST);
     if (ok && strcmp(r->type, "Organization") == 0) {
         /* FHIR org-2, org-3: an organization's address and telecom are not "home"; the use
          * the message gives is dropped, the address or number kept. */

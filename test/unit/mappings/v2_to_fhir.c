@@ -208,18 +208,69 @@ static void v2_to_fhir_rows_with_one_index_fill_one_referenced_resource(void **s
     hv_map_result_free(&r);
 }
 
-static void v2_to_fhir_an_unnamed_organization_is_left_out(void **state) {
-    /* FHIR org-1: NK1-32 without NK1-13 gives an Organization with neither name nor identifier. */
+#define DAR_URL "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
+
+static void v2_to_fhir_an_unnamed_organization_gets_an_absent_name(void **state) {
+    /* FHIR org-1: NK1-32 without NK1-13 gives an Organization with neither name nor identifier;
+     * its address is kept and its name is absent for a known reason (data-absent-reason). */
     const char *msg = MSH_A01 PID_DOE "NK1|1|||||||||||||||||||||||||||||||9 ELM ST^^AURORA^CO^80010\r";
+    hv_map_result_t r;
+    json_object *p, *org;
+    (void)state;
+    test_map(msg, NULL, &r);
+    p = test_entry(r.bundle, "Patient", 0, NULL);
+    org = by_full_url(r.bundle, test_str(p, "contact[0].organization.reference"));
+    assert_non_null(org);
+    assert_string_equal(test_str(org, "contact[0].address.city"), "AURORA");
+    assert_null(test_str(org, "name"));
+    assert_string_equal(test_str(org, "_name.extension[0].url"), DAR_URL);
+    assert_string_equal(test_str(org, "_name.extension[0].valueCode"), "unknown");
+    assert_null(strstr(json_object_to_json_string(r.outcome), "FHIR org-1"));
+    assert_int_equal(test_validate_errors(org), 0);
+    hv_map_result_free(&r);
+}
+
+static void v2_to_fhir_a_contact_with_only_a_period_gets_an_absent_name(void **state) {
+    /* FHIR pat-1: NK1-8/9 alone give a contact with only a period; the contact is kept with a
+     * name that is absent for a known reason, and the named organization is not invented. */
+    const char *msg = MSH_A01 PID_DOE "NK1|1|||||||20210102|20230304\r";
     hv_map_result_t r;
     json_object *p;
     (void)state;
     test_map(msg, NULL, &r);
-    /* The Organizations left are the sender's, the receiver's and the assigning authority's. */
-    assert_int_equal(test_count(r.bundle, "Organization"), 3);
     p = test_entry(r.bundle, "Patient", 0, NULL);
+    assert_string_equal(test_str(p, "contact[0].period.start"), "2021-01-02");
+    assert_string_equal(test_str(p, "contact[0].period.end"), "2023-03-04");
+    assert_string_equal(test_str(p, "contact[0].name.extension[0].url"), DAR_URL);
     assert_null(test_str(p, "contact[0].organization.reference"));
-    assert_non_null(strstr(json_object_to_json_string(r.outcome), "FHIR org-1"));
+    assert_int_equal(test_validate_errors(p), 0);
+    hv_map_result_free(&r);
+}
+
+static void v2_to_fhir_a_report_without_obr4_gets_an_absent_code(void **state) {
+    /* DiagnosticReport.code is 1..1: an OBR without OBR-4 still reports (status, results);
+     * a sent OBR-4 is never replaced. */
+    const char *none = "MSH|^~\\&|LAB|LABFAC|EHR|HOSP|20240102080000-0500||ORU^R01^ORU_R01|L1|P|2.5.1\r"
+                       "PID|1||12345^^^HOSP^MR||DOE^JANE\r"
+                       "OBR|1|PLC100^EHR|FIL200^LAB||||20240102070000-0500||||||||||||||||||F\r";
+    const char *sent = "MSH|^~\\&|LAB|LABFAC|EHR|HOSP|20240102080000-0500||ORU^R01^ORU_R01|L1|P|2.5.1\r"
+                       "PID|1||12345^^^HOSP^MR||DOE^JANE\r"
+                       "OBR|1|PLC100^EHR|FIL200^LAB|24331-1^Lipid panel^LN|||20240102070000-0500||||||||||||||||||F\r";
+    hv_map_result_t r;
+    json_object *dr;
+    (void)state;
+    test_map(none, NULL, &r);
+    dr = test_entry(r.bundle, "DiagnosticReport", 0, NULL);
+    assert_non_null(dr);
+    assert_string_equal(test_str(dr, "status"), "final");
+    assert_string_equal(test_str(dr, "code.extension[0].url"), DAR_URL);
+    assert_string_equal(test_str(dr, "code.extension[0].valueCode"), "unknown");
+    assert_int_equal(test_validate_errors(dr), 0);
+    hv_map_result_free(&r);
+    test_map(sent, NULL, &r);
+    dr = test_entry(r.bundle, "DiagnosticReport", 0, NULL);
+    assert_string_equal(test_str(dr, "code.coding[0].code"), "24331-1");
+    assert_null(test_str(dr, "code.extension[0].url"));
     hv_map_result_free(&r);
 }
 
@@ -445,7 +496,9 @@ int run_v2_to_fhir_tests(void) {
         cmocka_unit_test(v2_to_fhir_converts_dtm_values),
         cmocka_unit_test(v2_to_fhir_reports_unmapped_segments_and_codes),
         cmocka_unit_test(v2_to_fhir_rows_with_one_index_fill_one_referenced_resource),
-        cmocka_unit_test(v2_to_fhir_an_unnamed_organization_is_left_out),
+        cmocka_unit_test(v2_to_fhir_an_unnamed_organization_gets_an_absent_name),
+        cmocka_unit_test(v2_to_fhir_a_contact_with_only_a_period_gets_an_absent_name),
+        cmocka_unit_test(v2_to_fhir_a_report_without_obr4_gets_an_absent_code),
         cmocka_unit_test(v2_to_fhir_pl_makes_a_family_of_locations),
         cmocka_unit_test(v2_to_fhir_sad_gives_address_lines),
         cmocka_unit_test(v2_to_fhir_concept_map_applies_to_codings),
