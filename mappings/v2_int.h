@@ -43,6 +43,9 @@ typedef struct res {
     size_t ordinal;         /* the segment's position, for ids of order results */
     int referenced;         /* its tmp reference was handed out (ref_to) */
     int dirty;              /* lost a reference since it was last cleaned */
+    unsigned char hdr;      /* seg is MSH, SFT or EVN: a resource of the message header */
+    unsigned char prov;     /* type is Provenance */
+    uint64_t ida, idb;      /* the bits of its fullUrl's UUID (uuid_from), for comparing */
 } res_t;
 
 typedef struct slot {
@@ -86,6 +89,15 @@ typedef struct ctx {
      * those to resources left out, instead of a walk of its own over every resource. */
     int collecting;
     size_t ref_owner;
+    /* The message rows of (structure, segment id) found in this message (map_segment): an
+     * OBX after OBX does not search the tables again. Direct-mapped by the id; an entry
+     * with id[0] 0 is empty; structure is compared by address (c->structure or a literal). */
+    struct hv__v2_mrcache {
+        char id[4];
+        const char *structure;
+        const hv__msg_row_t *rows;
+        size_t n;
+    } mrcache[16];
 
     /* Kept from one message to the next (allocations and caches whose entries say whether
      * they are valid): not zeroed. */
