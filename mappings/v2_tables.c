@@ -4490,5 +4490,11 @@ const char *const hv__map_v2_lines[] = {
     "map\tXON[Organization]\t3\t3\tNM\t@.10 valued not\tidentifier.value\tstring\t\t\t",
     "map\tPV1[Encounter]\t43\t43\tPL\t\tlocation[6].location(Location)\tReference(Location)\tPL[Location]\t\t",
     "map\tPV1[Encounter]\t43\t43\tPL\t\tlocation[6].status\tcode\t\t\tcompleted",
+    "map\tOBX[Observation]\t11\t11\tID\t@OBX-11 'X eq @OBX-5 valued not and\tdataAbsentReason.coding[1].code\tcode\t\t\tcannot-be-obtained",
+    "map\tOBX[Observation]\t11\t11\tID\t@OBX-11 'X eq @OBX-5 valued not and\tdataAbsentReason.coding[1].system\turi\t\t\thttp://terminology.hl7.org/CodeSystem/data-absent-reason",
+    "map\tORC[ServiceRequest]\t1\t1\tID\t\textension.url\t-\t\t\t",
+    "map\tORC[ServiceRequest]\t1\t1\tID\t\textension[1].url\turi\t\t\thttp://hl7.org/fhir/StructureDefinition/businessEvent",
+    "map\tORC[MedicationAdministration]\t1\t1\tID\t\textension.url\t-\t\t\t",
+    "map\tORC[MedicationAdministration]\t1\t1\tID\t\textension[1].url\turi\t\t\thttp://hl7.org/fhir/StructureDefinition/businessEvent",
     NULL,
 };
