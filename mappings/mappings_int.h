@@ -49,6 +49,13 @@ typedef struct hv__cond {
     int never;
     size_t nops;
     hv__cond_op_t *ops;
+    /* The leading test (set by the compiler, v2_cond.c find_guard): ops[0..guard) are a path
+     * compared with literals ("@OBX-2 'NM eq", "@OBX-2 'ST 'FT 'TX in3") whose falsity makes
+     * the whole condition false (it is the condition, or the left operand of an AND chain up
+     * to the root); 0: none. guard_all: the test is the whole condition. The evaluator tests
+     * it first, so that the rows of one field that each name another OBX-2 value cost one
+     * comparison. */
+    unsigned char guard, guard_all;
 } hv__cond_t;
 /* Compiles a condition's text into arena memory; *cc as described above. HV_ENOMEM only. */
 int hv__map_cond_compile(hv_arena_t *arena, const char *text, const hv__cond_t **cc);
@@ -75,6 +82,10 @@ typedef struct hv__map_row {
     unsigned char vocab_resolved;    /* vocab_rows/vocab_n are the entries of vocab */
     const struct hv__vocab_row *vocab_rows; /* sorted by code; NULL: vocab is not a known map */
     size_t vocab_n;
+    /* The rows from this one to the end of the run of rows of its map with the same src_f
+     * (>= 1; 0 in a row made by hand, taken as 1): when that field or component is not
+     * valued, hv__v2_apply_map skips the run at once. */
+    unsigned run;
 } hv__map_row_t;
 
 /* One row of a message structure ("msg" lines). */

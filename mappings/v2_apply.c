@@ -879,6 +879,39 @@ unmapped:
     c->unmapped_rows++;
 }
 
+/* The components of a value, split once for the rows of one data-type map (n -1: not yet). */
+struct comps {
+    int n;
+    span_t p[32];
+};
+
+/* Piece i (1-based) of v at a level, as hv__v2_piece gives it, from cs (v split at the first
+ * call); a piece past what cs holds is found by hv__v2_piece. */
+static span_t comp_at(ctx_t *c, struct comps *cs, span_t v, int level, unsigned i) {
+    char sep = level == 1 ? c->msg.delims.comp : level == 2 ? c->msg.delims.sub : 0;
+    span_t none = {NULL, 0};
+    if (sep == 0 || v.p == NULL) return hv__v2_piece(c, v, level, i);
+    if (cs->n < 0) {
+        const char *p = v.p, *end = v.p + v.len;
+        cs->n = 0;
+        for (;;) {
+            const char *q = memchr(p, sep, (size_t)(end - p));
+            if (cs->n == (int)HV_ARRAY_LEN(cs->p)) {
+                cs->n = -2; /* more than fit: hv__v2_piece for every piece */
+                break;
+            }
+            cs->p[cs->n].p = p;
+            cs->p[cs->n].len = (size_t)((q ? q : end) - p);
+            cs->n++;
+            if (q == NULL) break;
+            p = q + 1;
+        }
+    }
+    if (cs->n == -2) return hv__v2_piece(c, v, level, i);
+    if (i == 0 || i > (unsigned)cs->n) return none;
+    return cs->p[i - 1];
+}
+
 /*
  * Applies the rows of a map to value v (a segment at level 0, a field repetition at
  * level 1, a component at level 2). For a primitive target (ttype primitive) only
@@ -887,8 +920,12 @@ unmapped:
 int hv__v2_apply_map(ctx_t *c, const char *map, span_t v, int level, span_t seg, target_t *tg,
               const hv_fhir_type_t *ttype, unsigned rep, int depth, const char **prim_out) {
     size_t n, i;
-    int fr = c->nframes;
+    int fr = c->nframes, run_ok = 0;
+    unsigned run_f = 0;
+    span_t run_v = {NULL, 0};
+    struct comps cs;
     const hv__map_row_t *rows;
+    cs.n = -1;
     /* The rows were found at load when the map is a loaded row's data-type or segment map. */
     if (c->map_rows_resolved) {
         rows = c->map_rows;
@@ -916,8 +953,18 @@ int hv__v2_apply_map(ctx_t *c, const char *map, span_t v, int level, span_t seg,
                 c->nframes = fr;
                 continue;
             }
-            f = hv__v2_seg_field(c, seg, row->src_f);
-            if (!hv__v2_span_valued(f)) continue;
+            /* The field is read once for the run of rows that map it; an empty field skips
+             * the run (every row of it would find the field not valued). */
+            if (row->src_f != run_f) {
+                run_f = row->src_f;
+                run_v = hv__v2_seg_field(c, seg, row->src_f);
+                run_ok = hv__v2_span_valued(run_v);
+            }
+            if (!run_ok) {
+                if (row->run > 1) i += row->run - 1;
+                continue;
+            }
+            f = run_v;
             if (!hv__v2_cond_eval(c, row->cc, row->cond, seg, v, level)) continue;
             if (fr < (int)HV_ARRAY_LEN(c->frames)) c->frames[c->nframes++] = row;
             if (seg.len >= 3 && memcmp(seg.p, "MSH", 3) == 0 && row->src_f <= 2) {
@@ -945,7 +992,19 @@ int hv__v2_apply_map(ctx_t *c, const char *map, span_t v, int level, span_t seg,
         if (row->src_f == 0) {
             f = v;
         } else {
-            f = hv__v2_piece(c, v, level, row->src_f);
+            /* The component is found once for the run of rows that map it (v split into its
+             * components at the first); an empty one skips the run: its subcomponents are
+             * not valued either. */
+            if (row->src_f != run_f) {
+                run_f = row->src_f;
+                run_v = comp_at(c, &cs, v, level, row->src_f);
+                run_ok = hv__v2_span_valued(run_v);
+            }
+            if (!run_ok) {
+                if (row->run > 1) i += row->run - 1;
+                continue;
+            }
+            f = run_v;
             if (row->src_c) f = hv__v2_piece(c, f, level + 1, row->src_c);
         }
         if (!hv__v2_span_valued(f)) continue;

@@ -136,6 +136,8 @@ static void find_types(void) {
     if (t != NULL) el_timing_repeat = hv_fhir_elem_owner(hv_fhir_elem_child(hv_fhir_type_root(t), "repeat", 6, &t), t);
 }
 
+static int take_ref(ctx_t *c, hv__jv_t *holder, const char *rv);
+
 static int clean_node(ctx_t *c, hv__jv_t *o, const hv_fhir_elem_t *owner, const char **missing) {
     hv__jmem_t *e, *next;
     size_t i, n;
@@ -152,6 +154,13 @@ static int clean_node(ctx_t *c, hv__jv_t *o, const hv_fhir_elem_t *owner, const 
         /* "resourceType" and "id" are not elements of the model; the first byte rules out
          * every other key without a strcmp. */
         if ((k[0] == 'r' && !strcmp(k, "resourceType")) || (k[0] == 'i' && k[1] == 'd' && k[2] == '\0')) continue;
+        /* The first cleaning finds the resource's references (hv__v2_finish); one to a
+         * resource left out goes before the object holding it is judged. */
+        if (c->collecting && k[0] == 'r' && hv__jv_is(v, HV__JV_STR) && !strcmp(k, "reference") &&
+            !take_ref(c, o, v->u.s)) {
+            hv__jv_del(o, k);
+            continue;
+        }
         /* "_name": a primitive's extensions (absent_unknown), kept when "name" is an element. */
         if (k[0] == '_' && hv__jv_is(v, HV__JV_OBJ) &&
             hv__v2_elem_child(c, owner, k + 1, strlen(k + 1), &chosen) != NULL && chosen != NULL &&
@@ -370,7 +379,7 @@ static void rewrite_refs(ctx_t *c) {
         while (k < c->nres && c->res[k].merged_into >= 0) k = (size_t)c->res[k].merged_into;
         if (k < c->nres && !c->res[k].dropped && c->res[k].full_url) {
             hv__jv_t *rv = NULL;
-            /* The string object is rewritten in place (collect_refs found it a string). */
+            /* The string object is rewritten in place (take_ref found it a string). */
             if (!hv__jv_get_ex(e->holder, "reference", &rv) ||
                 hv__jv_set_str_ref(rv, c->res[k].full_url) != HV_OK)
                 hv__jv_put_str(c->arena, e->holder, "reference", c->res[k].full_url, HV__JV_KCONST);
@@ -498,41 +507,30 @@ static void provenance_dedupe(ctx_t *c, hv__jv_t *prov) {
     }
 }
 
-/* Finds the "#hvtmp-N" references of resource `owner` (its JSON tree, once, when the mapping
- * of the message is done) and records each with its holder object. */
-static void collect_refs(ctx_t *c, hv__jv_t *o, size_t owner, int depth) {
-    if (depth > 64) return;
-    if (hv__jv_is(o, HV__JV_OBJ)) {
-        /* One walk over the members finds both the reference and the objects below. */
-        const hv__jmem_t *mb;
-        for (mb = o->u.o.head; mb != NULL; mb = mb->next) {
-            const char *key = mb->k;
-            hv__jv_t *v = mb->v;
-            if (v == NULL) continue;
-            if (hv__jv_is(v, HV__JV_STR)) {
-                const char *rv = v->u.s;
-                if (key[0] != 'r' || strcmp(key, "reference") != 0 || strncmp(rv, "#hvtmp-", 7) != 0) continue;
-                if (c->nrefs == c->caprefs) {
-                    size_t nc = c->caprefs ? 2 * c->caprefs : 64;
-                    struct refent *n = hv_realloc(c->refs, nc * sizeof(*n));
-                    if (n == NULL) continue; /* ENOMEM: the reference stays (the validator names it) */
-                    c->refs = n;
-                    c->caprefs = nc;
-                }
-                c->refs[c->nrefs].holder = o;
-                c->refs[c->nrefs].owner = owner;
-                c->refs[c->nrefs].target = strtoul(rv + 7, NULL, 10);
-                c->refs[c->nrefs].live = 1;
-                c->nrefs++;
-            } else if (hv__jv_is(v, HV__JV_OBJ) || hv__jv_is(v, HV__JV_ARR)) {
-                collect_refs(c, v, owner, depth + 1);
-            }
-        }
-    } else if (hv__jv_is(o, HV__JV_ARR)) {
-        size_t i;
-        for (i = 0; i < hv__jv_len(o); i++)
-            collect_refs(c, hv__jv_at(o, i), owner, depth + 1);
+/*
+ * A "reference" member rv of object holder in resource c->ref_owner, met by the first
+ * cleaning: a "#hvtmp-N" reference is recorded (refs) to be rewritten once identities are
+ * known. Returns 0 when it names a resource left out (or none), which the caller removes;
+ * 1 otherwise (other references are kept as they are).
+ */
+static int take_ref(ctx_t *c, hv__jv_t *holder, const char *rv) {
+    size_t k;
+    if (strncmp(rv, "#hvtmp-", 7) != 0) return 1;
+    k = strtoul(rv + 7, NULL, 10);
+    if (k >= c->nres || (c->res[k].dropped && c->res[k].merged_into < 0)) return 0;
+    if (c->nrefs == c->caprefs) {
+        size_t nc = c->caprefs ? 2 * c->caprefs : 64;
+        struct refent *n = hv_realloc(c->refs, nc * sizeof(*n));
+        if (n == NULL) return 1; /* ENOMEM: the reference stays (the validator names it) */
+        c->refs = n;
+        c->caprefs = nc;
     }
+    c->refs[c->nrefs].holder = holder;
+    c->refs[c->nrefs].owner = c->ref_owner;
+    c->refs[c->nrefs].target = k;
+    c->refs[c->nrefs].live = 1;
+    c->nrefs++;
+    return 1;
 }
 
 /* Removes the references to resources left out (target `only`, or any when SIZE_MAX) and
@@ -666,19 +664,21 @@ int hv__v2_finish(ctx_t *c, hv__jv_t **bundle_out, hv_error_t *err) {
      * to a resource left out (clean_node is idempotent, and only that changes a resource
      * between passes). A resource left out takes the references to it away at once, so
      * the resources after it in the same pass are checked without them. */
-    for (i = 0; i < c->nres; i++)
-        if (!c->res[i].dropped) collect_refs(c, c->res[i].obj, i, 0);
-    drop_dangling(c, SIZE_MAX);
     for (pass = 0, changed = 1; changed && pass < 8; pass++) {
         changed = 0;
         for (i = 0; i < c->nres; i++) {
             res_t *r = &c->res[i];
+            int ok;
             if (r->dropped) continue;
             if (pass > 0 && !r->dirty) continue;
             r->dirty = 0;
-            /* Lenient mode keeps the message's patient even when PID gave nothing (it is linked). */
-            if ((hv__jv_len(r->obj) <= 1 && !(c->lenient && r == patient)) ||
-                !resource_ok(c, r)) {
+            /* Lenient mode keeps the message's patient even when PID gave nothing (it is linked).
+             * The first pass also finds the resource's references (take_ref). */
+            c->collecting = pass == 0;
+            c->ref_owner = i;
+            ok = (hv__jv_len(r->obj) > 1 || (c->lenient && r == patient)) && resource_ok(c, r);
+            c->collecting = 0;
+            if (!ok) {
                 r->dropped = 1;
                 changed = 1;
                 drop_dangling(c, i);

@@ -81,6 +81,11 @@ typedef struct ctx {
     const hv__msg_row_t *grp_rows;
     const char *grp_chosen;
     char grp_in[256];
+    /* Set while hv__v2_finish cleans every resource the first time: clean_node then records
+     * the "#hvtmp-N" references of resource ref_owner (refs) as it meets them, and removes
+     * those to resources left out, instead of a walk of its own over every resource. */
+    int collecting;
+    size_t ref_owner;
 
     /* Kept from one message to the next (allocations and caches whose entries say whether
      * they are valid): not zeroed. */
@@ -89,8 +94,9 @@ typedef struct ctx {
     res_t *res;               /* MAX_RESOURCES entries; res_new clears each it hands out */
     slot_t *slots;            /* open addressing, slot_mask + 1 entries, cleared by ctx_put */
     size_t slot_mask;
-    /* The "#hvtmp-N" references of the resources, found once when mapping is done
-     * (collect_refs): holder object (a counted reference of ours), its resource, target N. */
+    /* The "#hvtmp-N" references of the resources, found once when mapping is done (take_ref,
+     * during the first cleaning): holder object (a counted reference of ours), its resource,
+     * target N. */
     struct refent {
         hv__jv_t *holder;
         size_t owner, target;

@@ -89,6 +89,7 @@ int main(void) {
     failed += run_v2_to_fhir_tests();
     failed += run_v2_local_tests();
     failed += run_v2_cond_tests();
+    failed += run_v2_apply_tests();
     failed += run_v2_values_tests();
     failed += run_corpus_tests();
     failed += run_jtree_tests();

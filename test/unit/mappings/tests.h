@@ -17,6 +17,7 @@ int run_v2_load_tests(void);
 int run_v2_to_fhir_tests(void);
 int run_v2_local_tests(void);
 int run_v2_cond_tests(void);
+int run_v2_apply_tests(void);
 int run_v2_values_tests(void);
 int run_corpus_tests(void);
 int run_jtree_tests(void);
