@@ -9,6 +9,9 @@
 #define MSH_A01 "MSH|^~\\&|SENDAPP|SENDFAC|RECAPP|RECFAC|20240101120000+0000||ADT^A01^ADT_A01|MSG001|P|2.5.1\r"
 #define PID_DOE                                                                                   \
     "PID|1||12345^^^HOSP^MR||DOE^JANE^Q||19800102|F|||1 MAIN ST^^SPRINGFIELD^IL^62701||^PRN^PH^^1^217^5551234\r"
+/* The head of the ORU^R01 messages of the result tests: header and patient. */
+#define ORU_HEAD "MSH|^~\\&|LAB|LABFAC|EHR|HOSP|20240102080000-0500||ORU^R01^ORU_R01|L1|P|2.5.1\r" \
+    "PID|1||12345^^^HOSP^MR||DOE^JANE\r"
 #define PV1_V100 "PV1|1|I|WARD^101^A||||1234^SMITH^JOHN|||MED|||||||||V100^^^HOSP^VN\r"
 
 static const char *a01 = MSH_A01 "EVN|A01|20240101120000\r" PID_DOE PV1_V100;
@@ -250,11 +253,9 @@ static void v2_to_fhir_a_contact_with_only_a_period_gets_an_absent_name(void **s
 static void v2_to_fhir_a_report_without_obr4_gets_an_absent_code(void **state) {
     /* DiagnosticReport.code is 1..1: an OBR without OBR-4 still reports (status, results);
      * a sent OBR-4 is never replaced. */
-    const char *none = "MSH|^~\\&|LAB|LABFAC|EHR|HOSP|20240102080000-0500||ORU^R01^ORU_R01|L1|P|2.5.1\r"
-                       "PID|1||12345^^^HOSP^MR||DOE^JANE\r"
+    const char *none = ORU_HEAD
                        "OBR|1|PLC100^EHR|FIL200^LAB||||20240102070000-0500||||||||||||||||||F\r";
-    const char *sent = "MSH|^~\\&|LAB|LABFAC|EHR|HOSP|20240102080000-0500||ORU^R01^ORU_R01|L1|P|2.5.1\r"
-                       "PID|1||12345^^^HOSP^MR||DOE^JANE\r"
+    const char *sent = ORU_HEAD
                        "OBR|1|PLC100^EHR|FIL200^LAB|24331-1^Lipid panel^LN|||20240102070000-0500||||||||||||||||||F\r";
     hv_map_result_t r;
     json_object *dr;
@@ -295,8 +296,7 @@ static void v2_to_fhir_nte_after_obx_is_a_note_of_that_observation(void **state)
     /* The IG's ORU_R01 row "NTE → Observation[2].note" (NTE[ServiceRequest]): each NTE is one
      * note of the Observation of the OBX before it, with its author (NTE-5); an NTE with no
      * Observation before it in the group makes none. */
-    const char *msg = "MSH|^~\\&|LAB|LABFAC|EHR|HOSP|20240102080000-0500||ORU^R01^ORU_R01|L1|P|2.5.1\r"
-                      "PID|1||12345^^^HOSP^MR||DOE^JANE\r"
+    const char *msg = ORU_HEAD
                       "OBR|1|P1|F1|24331-1^Lipid^LN\r"
                       "OBX|1|NM|2093-3^Chol^LN||185|mg/dL|||||F\r"
                       "NTE|1|L|fasting|RE|99^STARR^RINGO\r"
@@ -325,8 +325,7 @@ static void v2_to_fhir_obx_without_obx3_or_value(void **state) {
     /* An OBX with a value but no OBX-3 keeps its value with a code absent for a known reason;
      * OBX-11 "X" without a value: status cancelled, dataAbsentReason cannot-be-obtained (the
      * IG's concept map note); with a value, no dataAbsentReason (FHIR obs-6). */
-    const char *msg = "MSH|^~\\&|LAB|LABFAC|EHR|HOSP|20240102080000-0500||ORU^R01^ORU_R01|L1|P|2.5.1\r"
-                      "PID|1||12345^^^HOSP^MR||DOE^JANE\r"
+    const char *msg = ORU_HEAD
                       "OBR|1|P1|F1|24331-1^Lipid^LN\r"
                       "OBX|1|ST|||free text|||||||F\r"
                       "OBX|2||8675-3^Fake^LN||||||||X\r"
