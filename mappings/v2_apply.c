@@ -102,9 +102,35 @@ static size_t slot_place(ctx_t *c, uint64_t k, int *found) {
     return i;
 }
 
-/* ckey: the element's name as a constant key (hv__v2_model_key), NULL when it is not one. */
+/* The resource whose JSON object is o, NULL when none. */
+static res_t *res_of(ctx_t *c, hv__jv_t *o) {
+    size_t i;
+    for (i = c->nres; i-- > 0;)
+        if (c->res[i].obj == o) return &c->res[i];
+    return NULL;
+}
+
+/*
+ * The occurrence part of an element's slot key. A later segment that maps into a resource
+ * another segment made (NK1 → the Patient of PID, NTE → the Observation of OBX) gets its own
+ * element of a repeating top-level element the rows name without an index ("contact.name",
+ * "note.text"), so two NK1s make two Patient.contact and two NTEs two notes instead of
+ * mixing their values into one. The segment that made the resource, an indexed step
+ * ("identifier[2]", shared by every segment as the tables' indexes mean) and the steps
+ * inside an element keep the shared slot. 0: no occurrence part.
+ */
+static unsigned slot_occurrence(ctx_t *c, const target_t *tg, hv__jv_t *owner, int is_array,
+                                size_t nlen, size_t seglen) {
+    res_t *r;
+    if (!is_array || nlen != seglen || owner != tg->owner) return 0;
+    r = res_of(c, owner);
+    return r != NULL && r->seg_index != c->cur_seg ? (unsigned)c->cur_seg + 1 : 0;
+}
+
+/* ckey: the element's name as a constant key (hv__v2_model_key), NULL when it is not one;
+ * occ: slot_occurrence. */
 static hv__jv_t *slot_get(ctx_t *c, hv__jv_t *owner, const char *name, size_t nlen, const char *ckey,
-                             unsigned idx, unsigned rep, int is_array) {
+                             unsigned idx, unsigned rep, int is_array, unsigned occ) {
     uint64_t k = FNV0;
     size_t i;
     int found;
@@ -112,7 +138,9 @@ static hv__jv_t *slot_get(ctx_t *c, hv__jv_t *owner, const char *name, size_t nl
     char key[64];
     const char *jk;
     unsigned fl;
-    k = hv__v2_key(owner, hv__v2_fnv(k, name, nlen), idx, rep);
+    k = hv__v2_fnv(k, name, nlen);
+    if (occ != 0) k = hv__v2_fnv(k, &occ, sizeof(occ));
+    k = hv__v2_key(owner, k, idx, rep);
     if (k == 0) k = 1;
     i = slot_place(c, k, &found);
     if (found) return c->slots[i].elem;
@@ -343,13 +371,6 @@ static int map_has_value_rows(ctx_t *c, const hv__map_row_t *row) {
 }
 
 
-/* The resource whose JSON object is o, NULL when none. */
-static res_t *res_of(ctx_t *c, hv__jv_t *o) {
-    size_t i;
-    for (i = c->nres; i-- > 0;)
-        if (c->res[i].obj == o) return &c->res[i];
-    return NULL;
-}
 
 /* Member n (2..MAX_FAMILY) of the family of resource base; made when make is set. */
 static res_t *family_member(ctx_t *c, res_t *base, unsigned n, int make) {
@@ -506,7 +527,7 @@ static void apply_in_resource(ctx_t *c, const hv__map_row_t *row, span_t v, int 
     if (*rest == '.') rest++;
     if (hv_fhir_resource_type(type) == NULL) goto unmapped;
     if (*rest == '\0' && row->dtmap[0] == '\0') goto unmapped;
-    slot = slot_get(c, owner, name, nlen, NULL, idx, rep, is_array);
+    slot = slot_get(c, owner, name, nlen, NULL, idx, rep, is_array, 0);
     if (slot == NULL) return;
     ref = hv__jv_get_str(slot, "reference");
     if (ref != NULL && strncmp(ref, "#hvtmp-", 7) == 0) {
@@ -824,7 +845,8 @@ void hv__v2_apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
         {
             hv__jv_t *o;
             if (last && single_taken(c, owner, p, nlen, e, chosen, rep)) return;
-            o = slot_get(c, owner, p, nlen, step_ckey, idx, rep, hv_fhir_elem_is_array(e));
+            o = slot_get(c, owner, p, nlen, step_ckey, idx, rep, hv_fhir_elem_is_array(e),
+                         first_step ? slot_occurrence(c, tg, owner, hv_fhir_elem_is_array(e), nlen, seglen) : 0);
             hv__jv_t *parent = owner;
             if (o == NULL) return;
             owner = o;

@@ -40,6 +40,25 @@ static const char *const defaults[][3] = {
     {"Appointment", "status", "booked"},
 };
 
+/*
+ * FHIR's value for a required element the sender does not give: the data-absent-reason
+ * extension (http://hl7.org/fhir/StructureDefinition/data-absent-reason, code "unknown":
+ * "the value is expected to exist but is not known"), as an element with only that
+ * extension (FHIR R4 §2.1.0 json.html#primitive for a primitive, `_name`; an element with an
+ * extension satisfies ele-1 for a complex one, `code`). The IG names this extension for the
+ * same purpose (MSH-24 source.endpoint, XTN.3 ContactPoint.system, EVN-4). It keeps what the
+ * sender did give (an unnamed contact organization's address, NK1-8/9 of a contact with no
+ * name, an OBR without OBR-4) instead of leaving the whole element out.
+ */
+static hv__jv_t *absent_unknown(ctx_t *c) {
+    hv__jv_t *holder = hv__jv_obj(c->arena), *exts = hv__jv_arr(c->arena), *ext = hv__jv_obj(c->arena);
+    hv__jv_put_str(c->arena, ext, "url", "http://hl7.org/fhir/StructureDefinition/data-absent-reason", HV__JV_KCONST);
+    hv__jv_put_str(c->arena, ext, "valueCode", "unknown", HV__JV_KCONST);
+    hv__jv_push(c->arena, exts, ext);
+    hv__jv_put(c->arena, holder, "extension", exts, HV__JV_KCONST);
+    return holder;
+}
+
 /* Encounter.status by trigger event (HL7 v2.5.1 §3.3; FHIR encounter-status). */
 static const char *encounter_status(const char *trigger) {
     if (!strcmp(trigger, "A03")) return "finished";
@@ -54,6 +73,13 @@ static const char *encounter_status(const char *trigger) {
 
 static void apply_defaults(ctx_t *c, res_t *r) {
     size_t i;
+    /* DiagnosticReport.code and Observation.code (1..1): an OBR without OBR-4 still reports
+     * (its status, its results), an OBX without OBX-3 still gives a value. When the message
+     * gave the resource anything (before the defaults below), the code is absent for a known
+     * reason (absent_unknown) rather than the resource being left out. */
+    if ((strcmp(r->type, "DiagnosticReport") == 0 || strcmp(r->type, "Observation") == 0) &&
+        hv__jv_len(r->obj) > 1 && !hv__jv_get_ex(r->obj, "code", NULL))
+        hv__jv_put(c->arena, r->obj, "code", absent_unknown(c), HV__JV_KCONST);
     for (i = 0; i < HV_ARRAY_LEN(defaults); i++) {
         if (r->type[0] != defaults[i][0][0] || strcmp(r->type, defaults[i][0]) != 0) continue;
         if (hv__jv_get_ex(r->obj, defaults[i][1], NULL)) continue;
@@ -111,25 +137,6 @@ static void find_types(void) {
 }
 
 static int take_ref(ctx_t *c, hv__jv_t *holder, const char *rv);
-
-/*
- * FHIR's value for a required element the sender does not give: the data-absent-reason
- * extension (http://hl7.org/fhir/StructureDefinition/data-absent-reason, code "unknown":
- * "the value is expected to exist but is not known"), as an element with only that
- * extension (FHIR R4 §2.1.0 json.html#primitive for a primitive, `_name`; an element with an
- * extension satisfies ele-1 for a complex one, `code`). The IG names this extension for the
- * same purpose (MSH-24 source.endpoint, XTN.3 ContactPoint.system, EVN-4). It keeps what the
- * sender did give (an unnamed contact organization's address, NK1-8/9 of a contact with no
- * name, an OBR without OBR-4) instead of leaving the whole element out.
- */
-static hv__jv_t *absent_unknown(ctx_t *c) {
-    hv__jv_t *holder = hv__jv_obj(c->arena), *exts = hv__jv_arr(c->arena), *ext = hv__jv_obj(c->arena);
-    hv__jv_put_str(c->arena, ext, "url", "http://hl7.org/fhir/StructureDefinition/data-absent-reason", HV__JV_KCONST);
-    hv__jv_put_str(c->arena, ext, "valueCode", "unknown", HV__JV_KCONST);
-    hv__jv_push(c->arena, exts, ext);
-    hv__jv_put(c->arena, holder, "extension", exts, HV__JV_KCONST);
-    return holder;
-}
 
 static int clean_node(ctx_t *c, hv__jv_t *o, const hv_fhir_elem_t *owner, const char **missing) {
     hv__jmem_t *e, *next;
@@ -233,9 +240,6 @@ static int clean_node(ctx_t *c, hv__jv_t *o, const hv_fhir_elem_t *owner, const 
 static int resource_ok(ctx_t *c, res_t *r) {
     const char *missing = NULL;
     int ok;
-    /* DiagnosticReport.code (1..1): an OBR without OBR-4 still reports results. */
-    if (strcmp(r->type, "DiagnosticReport") == 0 && !hv__jv_get_ex(r->obj, "code", NULL))
-        hv__jv_put(c->arena, r->obj, "code", absent_unknown(c), HV__JV_KCONST);
     ok = !clean_node(c, r->obj, r->root, &missing);
     /* FHIR org-1: an Organization has a name or an identifier. An NK1 with only the contact
      * person's address of an unnamed organization (NK1-32), or MSH-17's country of the

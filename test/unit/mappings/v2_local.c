@@ -348,6 +348,44 @@ static void v2_local_in1_xon_and_pv1_43_rows_are_applied(void **state) {
     hv_map_result_free(&r);
 }
 
+/* ORM_O01's OBR maps into the ORC's ServiceRequest (the IG's "IF PID VALUED" row, with PID-3 as
+ * the test) and makes the Specimen (OBR-10 collector) as ORU_R01 and OML_O21 do; ORC-4 (filler
+ * group number) and OBR-53 (alternate placer number) both kept (the IG gave both identifier[3]). */
+static void v2_local_orm_obr_gives_the_order_code_and_specimen(void **state) {
+    static const char *msg =
+        "MSH|^~\\&|EHR|HOSP|LAB|LABFAC|20240101120000+0000||ORM^O01^ORM_O01|M1|P|2.5.1\r"
+        "PID|1||12345^^^HOSP^MR||DOE^JANE\r"
+        "ORC|NW|PLC1^EHR||GRP7^EHR\r"
+        "OBR|1|PLC1^EHR||24331-1^Lipid panel^LN|||20240101110000+0000|||77^COLLECTOR^BEA"
+        "|||||||||||||||||||||||||||||||||||||||||||ALT9^^^EHR\r";
+    hv_map_result_t r;
+    json_object *sr, *sp, *prac;
+    size_t i;
+    int fgn = 0, alt = 0;
+    (void)state;
+    test_map(msg, NULL, &r);
+    assert_int_equal(test_count(r.bundle, "ServiceRequest"), 1);
+    sr = test_entry(r.bundle, "ServiceRequest", 0, NULL);
+    assert_string_equal(test_str(sr, "code.coding[0].code"), "24331-1");
+    for (i = 0; i < 8; i++) {
+        char path[64];
+        const char *v;
+        snprintf(path, sizeof(path), "identifier[%zu].value", i);
+        v = test_str(sr, path);
+        if (v != NULL && strcmp(v, "GRP7") == 0) fgn = 1;
+        if (v != NULL && strcmp(v, "ALT9") == 0) alt = 1;
+    }
+    assert_true(fgn);
+    assert_true(alt);
+    sp = entry_by_url(r.bundle, test_str(sr, "specimen[0].reference"));
+    assert_non_null(sp);
+    assert_string_equal(test_str(sp, "resourceType"), "Specimen");
+    prac = entry_by_url(r.bundle, test_str(sp, "collection.collector.reference"));
+    assert_non_null(prac);
+    assert_string_equal(test_str(prac, "name[0].family"), "COLLECTOR");
+    hv_map_result_free(&r);
+}
+
 /* OBX-15 (producer) and OBX-23/25 (performing organization and its medical director) are all
  * kept: the IG puts both on performer[2], local.tsv moves OBX-23..25 to performer[3]; OBX-25's
  * row names the PractitionerRole (MDIR) whose practitioner is the director. */
@@ -505,6 +543,7 @@ int run_v2_local_tests(void) {
         cmocka_unit_test(v2_local_pl_5_is_the_status_of_the_referenced_location),
         cmocka_unit_test(v2_local_pl_11_alone_makes_no_location),
         cmocka_unit_test(v2_local_in1_xon_and_pv1_43_rows_are_applied),
+        cmocka_unit_test(v2_local_orm_obr_gives_the_order_code_and_specimen),
         cmocka_unit_test(v2_load_override_dash_type_removes_a_row),
     };
     return cmocka_run_group_tests_name("mappings/v2_local", tests, NULL, NULL);
