@@ -116,10 +116,16 @@ const char *hv__jv_get_str(const hv__jv_t *o, const char *key) {
 }
 
 int hv__jv_put(hv_arena_t *a, hv__jv_t *o, const char *key, hv__jv_t *v, unsigned flags) {
+    return hv__jv_put_tag(a, o, key, v, flags, NULL, NULL);
+}
+
+int hv__jv_put_tag(hv_arena_t *a, hv__jv_t *o, const char *key, hv__jv_t *v, unsigned flags, const void *tag,
+                   const void *tag2) {
     hv__jmem_t *m;
     if (o == NULL || v == NULL || o->t != HV__JV_OBJ) return HV_ENOMEM;
     if (!(flags & HV__JV_KNEW) && (m = find(o, key, NULL)) != NULL) {
         m->v = v; /* json-c replaces a value where it stands */
+        if (tag != NULL) m->tag = tag, m->tag2 = tag2; /* a tag depends on the key: kept otherwise */
         return HV_OK;
     }
     m = hv_arena_alloc(a, sizeof(*m));
@@ -130,6 +136,8 @@ int hv__jv_put(hv_arena_t *a, hv__jv_t *o, const char *key, hv__jv_t *v, unsigne
     m->plain = (flags & HV__JV_KCONST) != 0;
     m->v = v;
     m->next = NULL;
+    m->tag = tag;
+    m->tag2 = tag2;
     if (o->u.o.tail != NULL) o->u.o.tail->next = m;
     else o->u.o.head = m;
     o->u.o.tail = m;

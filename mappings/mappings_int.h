@@ -167,6 +167,9 @@ typedef struct hv__jmem {
     int plain; /* the key was put with HV__JV_KCONST: written without looking for escapes */
     hv__jv_t *v;
     struct hv__jmem *next;
+    /* What the writer of the member says the key is (the v2 engine: its FHIR model element and
+     * chosen type, a function of the key and of the object's element only), NULL unknown. */
+    const void *tag, *tag2;
 } hv__jmem_t;
 struct hv__jv {
     unsigned char t;
@@ -202,6 +205,9 @@ int hv__jv_set_str_ref(hv__jv_t *v, const char *s);
 #define HV__JV_KNEW 2u
 /* Sets member key of object o to v: a member of that name keeps its place, else v is appended. */
 int hv__jv_put(hv_arena_t *a, hv__jv_t *o, const char *key, hv__jv_t *v, unsigned flags);
+/* As hv__jv_put, and the member's tags (hv__jmem_t.tag) set when tag is not NULL. */
+int hv__jv_put_tag(hv_arena_t *a, hv__jv_t *o, const char *key, hv__jv_t *v, unsigned flags, const void *tag,
+                   const void *tag2);
 int hv__jv_put_str(hv_arena_t *a, hv__jv_t *o, const char *key, const char *s, unsigned flags);
 /* The member key of o (NULL when o is not an object or has none); _str only a string's text. */
 hv__jv_t *hv__jv_get(const hv__jv_t *o, const char *key);

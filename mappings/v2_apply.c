@@ -128,9 +128,11 @@ static unsigned slot_occurrence(ctx_t *c, const target_t *tg, hv__jv_t *owner, i
 }
 
 /* ckey: the element's name as a constant key (hv__v2_model_key), NULL when it is not one;
- * occ: slot_occurrence. */
+ * occ: slot_occurrence; el, ty: the element's model element and chosen type (hv__v2_put_el),
+ * NULL when not known. */
 static hv__jv_t *slot_get(ctx_t *c, hv__jv_t *owner, const char *name, size_t nlen, const char *ckey,
-                             unsigned idx, unsigned rep, int is_array, unsigned occ) {
+                             unsigned idx, unsigned rep, int is_array, unsigned occ,
+                             const hv_fhir_elem_t *el, const hv_fhir_type_t *ty) {
     uint64_t k = FNV0;
     size_t i;
     int found;
@@ -154,10 +156,10 @@ static hv__jv_t *slot_get(ctx_t *c, hv__jv_t *owner, const char *name, size_t nl
         e = hv__jv_obj(c->arena);
         if (!hv__jv_get_ex(owner, key, &arr)) {
             arr = hv__jv_arr(c->arena);
-            hv__v2_put(c, owner, jk, arr, fl | HV__JV_KNEW);
+            hv__v2_put_el(c, owner, jk, arr, fl | HV__JV_KNEW, el, ty);
         } else if (!hv__jv_is(arr, HV__JV_ARR)) {
             arr = hv__jv_arr(c->arena);
-            hv__v2_put(c, owner, jk, arr, fl);
+            hv__v2_put_el(c, owner, jk, arr, fl, el, ty);
         }
         hv__jv_push(c->arena, arr, e);
     } else {
@@ -167,7 +169,7 @@ static hv__jv_t *slot_get(ctx_t *c, hv__jv_t *owner, const char *name, size_t nl
             e = old;
         } else {
             e = hv__jv_obj(c->arena);
-            hv__v2_put(c, owner, jk, e, fl | (had ? 0 : HV__JV_KNEW));
+            hv__v2_put_el(c, owner, jk, e, fl | (had ? 0 : HV__JV_KNEW), el, ty);
         }
     }
     c->slots[i].key = k;
@@ -527,7 +529,7 @@ static void apply_in_resource(ctx_t *c, const hv__map_row_t *row, span_t v, int 
     if (*rest == '.') rest++;
     if (hv_fhir_resource_type(type) == NULL) goto unmapped;
     if (*rest == '\0' && row->dtmap[0] == '\0') goto unmapped;
-    slot = slot_get(c, owner, name, nlen, NULL, idx, rep, is_array, 0);
+    slot = slot_get(c, owner, name, nlen, NULL, idx, rep, is_array, 0, NULL, NULL);
     if (slot == NULL) return;
     ref = hv__jv_get_str(slot, "reference");
     if (ref != NULL && strncmp(ref, "#hvtmp-", 7) == 0) {
@@ -826,7 +828,7 @@ void hv__v2_apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
                 if (!hv__jv_get_ex(owner, key, &arr) ||
                     !hv__jv_is(arr, HV__JV_ARR)) {
                     arr = hv__jv_arr(c->arena);
-                    hv__v2_put(c, owner, ckey ? ckey : key, arr, ckey ? HV__V2_CONST : 0);
+                    hv__v2_put_el(c, owner, ckey ? ckey : key, arr, ckey ? HV__V2_CONST : 0, e, chosen);
                 }
                 /* given[1], given[2]: positions; a repeated value is not added twice. */
                 {
@@ -836,7 +838,7 @@ void hv__v2_apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
                 }
                 hv__jv_push(c->arena, arr, val);
             } else {
-                hv__v2_put(c, owner, ckey ? ckey : key, val, ckey ? HV__V2_CONST : 0);
+                hv__v2_put_el(c, owner, ckey ? ckey : key, val, ckey ? HV__V2_CONST : 0, e, chosen);
             }
             explain_add(c, tg->path, path);
             return;
@@ -846,7 +848,8 @@ void hv__v2_apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
             hv__jv_t *o;
             if (last && single_taken(c, owner, p, nlen, e, chosen, rep)) return;
             o = slot_get(c, owner, p, nlen, step_ckey, idx, rep, hv_fhir_elem_is_array(e),
-                         first_step ? slot_occurrence(c, tg, owner, hv_fhir_elem_is_array(e), nlen, seglen) : 0);
+                         first_step ? slot_occurrence(c, tg, owner, hv_fhir_elem_is_array(e), nlen, seglen) : 0,
+                         e, chosen);
             hv__jv_t *parent = owner;
             if (o == NULL) return;
             owner = o;

@@ -166,7 +166,13 @@ static int clean_node(ctx_t *c, hv__jv_t *o, const hv_fhir_elem_t *owner, const 
             hv__v2_elem_child(c, owner, k + 1, strlen(k + 1), &chosen) != NULL && chosen != NULL &&
             hv_fhir_type_kind(chosen) == HV_FHIR_KIND_PRIMITIVE)
             continue;
-        el = hv__v2_elem_child(c, owner, k, strlen(k), &chosen);
+        /* A member the mapping tagged with its model element (hv__v2_put_el) needs no look-up. */
+        if (e->tag != NULL) {
+            el = e->tag;
+            chosen = e->tag2;
+        } else {
+            el = hv__v2_elem_child(c, owner, k, e->klen, &chosen);
+        }
         if (el == NULL) {
             hv__jv_del(o, k);
             continue;

@@ -225,6 +225,13 @@ static inline uint64_t hv__v2_key(const void *p, uint64_t name_hash, unsigned a,
 static inline void hv__v2_put(ctx_t *c, hv__jv_t *o, const char *key, hv__jv_t *val, unsigned flags) {
     hv__jv_put(c->arena, o, key, val, flags);
 }
+/* As hv__v2_put, for the element el of the model (with its chosen type ty) of the object o
+ * stands for: the member is tagged with them, so that cleaning (v2_finish.c clean_node) does
+ * not look the key up again. el NULL: untagged. */
+static inline void hv__v2_put_el(ctx_t *c, hv__jv_t *o, const char *key, hv__jv_t *val, unsigned flags,
+                                 const hv_fhir_elem_t *el, const hv_fhir_type_t *ty) {
+    hv__jv_put_tag(c->arena, o, key, val, flags, el, ty);
+}
 /* A string member (the text copied); as hv__v2_put. */
 static inline void hv__v2_put_str(ctx_t *c, hv__jv_t *o, const char *key, const char *s, unsigned flags) {
     hv__jv_put(c->arena, o, key, hv__jv_str(c->arena, s), flags);
