@@ -37,6 +37,8 @@ res_t *hv__v2_res_new(ctx_t *c, const char *type, const char *slot) {
     hv__v2_put_ref(c, r->obj, "resourceType", r->type, HV__V2_NEW);
     memcpy(r->seg, c->msg.segs[c->cur_seg].id, 3);
     r->seg[3] = '\0';
+    r->hdr = !strcmp(r->seg, "MSH") || !strcmp(r->seg, "SFT") || !strcmp(r->seg, "EVN");
+    r->prov = strcmp(r->type, "Provenance") == 0;
     r->seg_index = c->cur_seg;
     r->ordinal = c->cur_seg;
     r->merged_into = -1;

@@ -464,7 +464,7 @@ static void provenance_targets(ctx_t *c) {
     for (i = 0; i < c->nres; i++) {
         res_t *p = &c->res[i];
         hv__jv_t *arr = NULL;
-        if (p->dropped || strcmp(p->type, "Provenance") != 0) continue;
+        if (p->dropped || !p->prov) continue;
         if (!hv__jv_get_ex(p->obj, "target", &arr) || !hv__jv_is(arr, HV__JV_ARR)) {
             arr = hv__jv_arr(c->arena);
             hv__jv_put(c->arena, p->obj, "target", arr, HV__JV_KCONST);
@@ -474,9 +474,7 @@ static void provenance_targets(ctx_t *c) {
             hv__jv_t *ref;
             /* The message header's own resources (sender, software, the engine as agent) are
              * what the Provenance is about, not what the message wrote. */
-            if (t->dropped || strcmp(t->type, "Provenance") == 0 || !strcmp(t->seg, "MSH") ||
-                !strcmp(t->seg, "SFT") || !strcmp(t->seg, "EVN"))
-                continue;
+            if (t->dropped || t->prov || t->hdr) continue;
             ref = hv__jv_obj(c->arena);
             hv__v2_put_ref(c, ref, "reference", hv__v2_ref_to(t), HV__V2_NEW);
             hv__jv_push(c->arena, arr, ref);
@@ -648,8 +646,7 @@ int hv__v2_finish(ctx_t *c, hv__jv_t **bundle_out, hv_error_t *err) {
         if (c->res[i].dropped) continue;
         apply_defaults(c, &c->res[i]);
         /* Resources of the message header (sender, receiving application) are not the patient's. */
-        if (!strcmp(c->res[i].seg, "MSH") || !strcmp(c->res[i].seg, "SFT") || !strcmp(c->res[i].seg, "EVN"))
-            continue;
+        if (c->res[i].hdr) continue;
         if (patient != NULL && &c->res[i] != patient) {
             link_to(c, &c->res[i], "subject", patient);
             link_to(c, &c->res[i], "patient", patient);
@@ -716,6 +713,10 @@ int hv__v2_finish(ctx_t *c, hv__jv_t **bundle_out, hv_error_t *err) {
             h2 = hv__v2_fnv(h1 ^ 0x9e3779b97f4a7c15ULL, r->type, strlen(r->type));
         }
         uuid_from(h1, h2, uuid);
+        /* The bits the UUID keeps (uuid_from sets the version and variant bits): equal
+         * fullUrls are equal pairs, compared below without the text. */
+        r->ida = h1 & ~0xF000ULL;
+        r->idb = h2 & ~(0xC0ULL << 56);
         r->full_url = hv_arena_alloc(c->arena, 9 + 37);
         if (r->full_url != NULL) {
             memcpy(r->full_url, "urn:uuid:", 9);
@@ -734,7 +735,8 @@ int hv__v2_finish(ctx_t *c, hv__jv_t **bundle_out, hv_error_t *err) {
             hv__v2_put_str(c, r->obj, "id", uuid, HV__V2_CONST);
         }
         for (j = 0; j < i; j++) {
-            if (!c->res[j].dropped && c->res[j].full_url && !strcmp(c->res[j].full_url, r->full_url)) {
+            if (!c->res[j].dropped && c->res[j].full_url && r->full_url && c->res[j].ida == r->ida &&
+                c->res[j].idb == r->idb) {
                 r->merged_into = (int)j;
                 r->dropped = 1;
                 break;
@@ -749,7 +751,7 @@ int hv__v2_finish(ctx_t *c, hv__jv_t **bundle_out, hv_error_t *err) {
         hv__jv_t *e, *req;
         if (r->dropped) continue;
         /* Cleaned already; again only when a reference was removed here. */
-        if (strcmp(r->type, "Provenance") == 0) provenance_dedupe(c, r->obj);
+        if (r->prov) provenance_dedupe(c, r->obj);
         if (r->dirty) clean_node(c, r->obj, r->root, NULL);
         e = hv__jv_obj(c->arena);
         hv__v2_put_ref(c, e, "fullUrl", r->full_url, HV__V2_NEW);

@@ -43,6 +43,9 @@ typedef struct res {
     size_t ordinal;         /* the segment's position, for ids of order results */
     int referenced;         /* its tmp reference was handed out (ref_to) */
     int dirty;              /* lost a reference since it was last cleaned */
+    unsigned char hdr;      /* seg is MSH, SFT or EVN: a resource of the message header */
+    unsigned char prov;     /* type is Provenance */
+    uint64_t ida, idb;      /* the bits of its fullUrl's UUID (uuid_from), for comparing */
 } res_t;
 
 typedef struct slot {
@@ -86,6 +89,15 @@ typedef struct ctx {
      * those to resources left out, instead of a walk of its own over every resource. */
     int collecting;
     size_t ref_owner;
+    /* The message rows of (structure, segment id) found in this message (map_segment): an
+     * OBX after OBX does not search the tables again. Direct-mapped by the id; an entry
+     * with id[0] 0 is empty; structure is compared by address (c->structure or a literal). */
+    struct hv__v2_mrcache {
+        char id[4];
+        const char *structure;
+        const hv__msg_row_t *rows;
+        size_t n;
+    } mrcache[16];
 
     /* Kept from one message to the next (allocations and caches whose entries say whether
      * they are valid): not zeroed. */
@@ -153,6 +165,12 @@ typedef struct ctx {
             const char *ckey;          /* hv__v2_model_key of the step */
         } steps[6];
     } plan[256];
+    /* The primitive kinds of FHIR type names (v2_values.c), by the name's address (the
+     * model's names are static); an entry with a NULL name is empty. */
+    struct hv__v2_pkcache {
+        const char *tname;
+        int kind;
+    } pkcache[32];
     struct hv__v2_rcache {
         const hv_fhir_elem_t *owner;
         unsigned char n;               /* required children in req[0..n); 255: more than fit */
@@ -241,7 +259,8 @@ span_t hv__v2_piece(const ctx_t *c, span_t s, int level, unsigned i);
 /* An HL7 table 0396 coding system name as a FHIR system URI (arena or static). */
 const char *hv__v2_coding_system_uri(ctx_t *c, const char *name);
 /* The JSON value of a FHIR primitive of type tname from text; NULL when not valid. The value may
- * keep text itself: text must outlive the message's tree (arena or table text). */
+ * keep text itself: text must outlive the message's tree (arena or table text). tname is the
+ * model's name of the type (hv_fhir_type_name: static; its kind is cached by address). */
 hv__jv_t *hv__v2_primitive(ctx_t *c, const char *tname, const char *text);
 
 /* hv_fhir_elem_child through the context's cache; names longer than the cache's slots go

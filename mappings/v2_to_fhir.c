@@ -241,6 +241,22 @@ static void into_element(ctx_t *c, const hv__msg_row_t *row, span_t seg) {
     hv__v2_apply_map(c, row->segmap, seg, 0, seg, &tg, NULL, 0, 0, NULL);
 }
 
+/* hv__msg_rows through the message's cache (ctx_t.mrcache). */
+static const hv__msg_row_t *msg_rows(ctx_t *c, const char *structure, const char *id, size_t *n) {
+    struct hv__v2_mrcache *e =
+        &c->mrcache[((unsigned char)id[0] * 7u + (unsigned char)id[1] * 3u + (unsigned char)id[2]) &
+                    (HV_ARRAY_LEN(c->mrcache) - 1)];
+    if (e->id[0] != '\0' && e->structure == structure && memcmp(e->id, id, 4) == 0) {
+        *n = e->n;
+        return e->rows;
+    }
+    e->rows = hv__msg_rows(c->t, structure, id, &e->n);
+    memcpy(e->id, id, 4);
+    e->structure = structure;
+    *n = e->n;
+    return e->rows;
+}
+
 static void map_segment(ctx_t *c, size_t si, char *group, size_t group_cap) {
     static const char *const fallback[] = {"ADT_A01", "ORU_R01"};
     const hv_hl7v2_seg_t *sg = &c->msg.segs[si];
@@ -250,10 +266,10 @@ static void map_segment(ctx_t *c, size_t si, char *group, size_t group_cap) {
     const char *structure = c->structure, *chosen = NULL;
     c->cur_seg = si;
     note_order(c, seg);
-    rows = hv__msg_rows(c->t, structure, sg->id, &n);
+    rows = msg_rows(c, structure, sg->id, &n);
     for (fb = 0; rows == NULL && fb < HV_ARRAY_LEN(fallback); fb++) {
         structure = fallback[fb];
-        rows = hv__msg_rows(c->t, structure, sg->id, &n);
+        rows = msg_rows(c, structure, sg->id, &n);
     }
     if (rows == NULL) {
         if (strcmp(sg->id, "MSH") && strcmp(sg->id, "EVN") && sg->id[0] != 'Z')
