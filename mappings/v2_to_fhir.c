@@ -220,7 +220,7 @@ static void note_order(ctx_t *c, span_t seg) {
 static void into_element(ctx_t *c, const hv__msg_row_t *row, span_t seg) {
     const char *dot = strchr(row->target, '.');
     char slot[40];
-    size_t sl;
+    size_t sl, i;
     res_t *r;
     target_t tg;
     if (dot == NULL || strpbrk(dot, "[(") != NULL || strchr(row->target, '(') != NULL) return;
@@ -230,6 +230,10 @@ static void into_element(ctx_t *c, const hv__msg_row_t *row, span_t seg) {
     slot[sl] = '\0';
     r = hv__v2_slot_find(c, slot);
     if (r == NULL || r->dropped) return;
+    /* The resource of the latest segment of its kind: after an OBX that made nothing, an
+     * NTE does not annotate the Observation of an earlier OBX. */
+    for (i = r->seg_index + 1; i < c->cur_seg; i++)
+        if (memcmp(c->msg.segs[i].id, r->seg, 3) == 0) return;
     tg.owner = r->obj;
     tg.arr = NULL;
     tg.owner_e = r->root;
