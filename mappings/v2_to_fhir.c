@@ -209,6 +209,42 @@ static void note_order(ctx_t *c, span_t seg) {
                                     b.p ? b.p : "");
 }
 
+/*
+ * A message row whose target is an element of a resource another segment made, with no
+ * index and no resource of its own ("Observation[2].note" for an NTE after OBX,
+ * "ServiceRequest[1].note" for ORM_O01's NTE, both with NTE[ServiceRequest], whose rows
+ * already start at that element: note.text, note.authorReference, note.time). The segment
+ * map applies to that resource when it exists; a segment with no such resource (an NTE
+ * before any OBX) makes none. Other element targets are not mapped.
+ */
+static void into_element(ctx_t *c, const hv__msg_row_t *row, span_t seg) {
+    const char *dot = strchr(row->target, '.');
+    char slot[40];
+    size_t sl, i;
+    res_t *r;
+    target_t tg;
+    if (dot == NULL || strpbrk(dot, "[(") != NULL || strchr(row->target, '(') != NULL) return;
+    sl = (size_t)(dot - row->target);
+    if (sl >= sizeof(slot)) return;
+    memcpy(slot, row->target, sl);
+    slot[sl] = '\0';
+    r = hv__v2_slot_find(c, slot);
+    if (r == NULL || r->dropped) return;
+    /* The resource of the latest segment of its kind: after an OBX that made nothing, an
+     * NTE does not annotate the Observation of an earlier OBX. */
+    for (i = r->seg_index + 1; i < c->cur_seg; i++)
+        if (memcmp(c->msg.segs[i].id, r->seg, 3) == 0) return;
+    tg.owner = r->obj;
+    tg.arr = NULL;
+    tg.owner_e = r->root;
+    tg.res_type = r->type;
+    tg.path = r->type;
+    c->rule_base = row->segmap;
+    c->nframes = 0;
+    USE_SEG_ROWS(c, row);
+    hv__v2_apply_map(c, row->segmap, seg, 0, seg, &tg, NULL, 0, 0, NULL);
+}
+
 /* hv__msg_rows through the message's cache (ctx_t.mrcache). */
 static const hv__msg_row_t *msg_rows(ctx_t *c, const char *structure, const char *id, size_t *n) {
     struct hv__v2_mrcache *e =
@@ -223,38 +259,6 @@ static const hv__msg_row_t *msg_rows(ctx_t *c, const char *structure, const char
     e->structure = structure;
     *n = e->n;
     return e->rows;
-}
-
-/*
- * A message row whose target is an element of a resource another segment made, with no
- * index and no resource of its own ("Observation[2].note" for an NTE after OBX,
- * "ServiceRequest[1].note" for ORM_O01's NTE, both with NTE[ServiceRequest], whose rows
- * already start at that element: note.text, note.authorReference, note.time). The segment
- * map applies to that resource when it exists; a segment with no such resource (an NTE
- * before any OBX) makes none. Other element targets are not mapped.
- */
-static void into_element(ctx_t *c, const hv__msg_row_t *row, span_t seg) {
-    const char *dot = strchr(row->target, '.');
-    char slot[40];
-    size_t sl;
-    res_t *r;
-    target_t tg;
-    if (dot == NULL || strpbrk(dot, "[(") != NULL || strchr(row->target, '(') != NULL) return;
-    sl = (size_t)(dot - row->target);
-    if (sl >= sizeof(slot)) return;
-    memcpy(slot, row->target, sl);
-    slot[sl] = '\0';
-    r = hv__v2_slot_find(c, slot);
-    if (r == NULL || r->dropped) return;
-    tg.owner = r->obj;
-    tg.arr = NULL;
-    tg.owner_e = r->root;
-    tg.res_type = r->type;
-    tg.path = r->type;
-    c->rule_base = row->segmap;
-    c->nframes = 0;
-    USE_SEG_ROWS(c, row);
-    hv__v2_apply_map(c, row->segmap, seg, 0, seg, &tg, NULL, 0, 0, NULL);
 }
 
 static void map_segment(ctx_t *c, size_t si, char *group, size_t group_cap) {

@@ -294,15 +294,17 @@ static void v2_to_fhir_each_nk1_is_its_own_contact(void **state) {
 
 static void v2_to_fhir_nte_after_obx_is_a_note_of_that_observation(void **state) {
     /* The IG's ORU_R01 row "NTE → Observation[2].note" (NTE[ServiceRequest]): each NTE is one
-     * note of the Observation of the OBX before it, with its author (NTE-5); an NTE with no
-     * Observation before it in the group makes none. */
+     * note of the Observation of the OBX before it, with its author (NTE-5); an NTE after an
+     * OBX that made no Observation makes none. */
     const char *msg = ORU_HEAD
                       "OBR|1|P1|F1|24331-1^Lipid^LN\r"
                       "OBX|1|NM|2093-3^Chol^LN||185|mg/dL|||||F\r"
                       "NTE|1|L|fasting|RE|99^STARR^RINGO\r"
                       "NTE|2|L|repeat advised\r"
                       "OBX|2|NM|2571-8^Trig^LN||120|mg/dL|||||F\r"
-                      "NTE|1|L|third\r";
+                      "NTE|1|L|third\r"
+                      "OBX|3\r"
+                      "NTE|1|L|stray\r";
     hv_map_result_t r;
     json_object *a, *b, *prac;
     (void)state;
@@ -317,7 +319,9 @@ static void v2_to_fhir_nte_after_obx_is_a_note_of_that_observation(void **state)
     assert_non_null(prac);
     assert_string_equal(test_str(prac, "name[0].family"), "STARR");
     assert_string_equal(test_str(b, "note[0].text"), "third");
+    /* OBX|3 made nothing: its NTE is no note of the OBX before it. */
     assert_null(test_str(b, "note[1].text"));
+    assert_null(test_str(a, "note[2].text"));
     hv_map_result_free(&r);
 }
 
