@@ -49,6 +49,13 @@ typedef struct hv__cond {
     int never;
     size_t nops;
     hv__cond_op_t *ops;
+    /* The leading test (set by the compiler, v2_cond.c find_guard): ops[0..guard) are a path
+     * compared with literals ("@OBX-2 'NM eq", "@OBX-2 'ST 'FT 'TX in3") whose falsity makes
+     * the whole condition false (it is the condition, or the left operand of an AND chain up
+     * to the root); 0: none. guard_all: the test is the whole condition. The evaluator tests
+     * it first, so that the rows of one field that each name another OBX-2 value cost one
+     * comparison. */
+    unsigned char guard, guard_all;
 } hv__cond_t;
 /* Compiles a condition's text into arena memory; *cc as described above. HV_ENOMEM only. */
 int hv__map_cond_compile(hv_arena_t *arena, const char *text, const hv__cond_t **cc);
@@ -75,6 +82,10 @@ typedef struct hv__map_row {
     unsigned char vocab_resolved;    /* vocab_rows/vocab_n are the entries of vocab */
     const struct hv__vocab_row *vocab_rows; /* sorted by code; NULL: vocab is not a known map */
     size_t vocab_n;
+    /* The rows from this one to the end of the run of rows of its map with the same src_f
+     * (>= 1; 0 in a row made by hand, taken as 1): when that field or component is not
+     * valued, hv__v2_apply_map skips the run at once. */
+    unsigned run;
 } hv__map_row_t;
 
 /* One row of a message structure ("msg" lines). */
@@ -156,6 +167,9 @@ typedef struct hv__jmem {
     int plain; /* the key was put with HV__JV_KCONST: written without looking for escapes */
     hv__jv_t *v;
     struct hv__jmem *next;
+    /* What the writer of the member says the key is (the v2 engine: its FHIR model element and
+     * chosen type, a function of the key and of the object's element only), NULL unknown. */
+    const void *tag, *tag2;
 } hv__jmem_t;
 struct hv__jv {
     unsigned char t;
@@ -191,6 +205,9 @@ int hv__jv_set_str_ref(hv__jv_t *v, const char *s);
 #define HV__JV_KNEW 2u
 /* Sets member key of object o to v: a member of that name keeps its place, else v is appended. */
 int hv__jv_put(hv_arena_t *a, hv__jv_t *o, const char *key, hv__jv_t *v, unsigned flags);
+/* As hv__jv_put, and the member's tags (hv__jmem_t.tag) set when tag is not NULL. */
+int hv__jv_put_tag(hv_arena_t *a, hv__jv_t *o, const char *key, hv__jv_t *v, unsigned flags, const void *tag,
+                   const void *tag2);
 int hv__jv_put_str(hv_arena_t *a, hv__jv_t *o, const char *key, const char *s, unsigned flags);
 /* The member key of o (NULL when o is not an object or has none); _str only a string's text. */
 hv__jv_t *hv__jv_get(const hv__jv_t *o, const char *key);

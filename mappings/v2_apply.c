@@ -37,6 +37,8 @@ res_t *hv__v2_res_new(ctx_t *c, const char *type, const char *slot) {
     hv__v2_put_ref(c, r->obj, "resourceType", r->type, HV__V2_NEW);
     memcpy(r->seg, c->msg.segs[c->cur_seg].id, 3);
     r->seg[3] = '\0';
+    r->hdr = !strcmp(r->seg, "MSH") || !strcmp(r->seg, "SFT") || !strcmp(r->seg, "EVN");
+    r->prov = strcmp(r->type, "Provenance") == 0;
     r->seg_index = c->cur_seg;
     r->ordinal = c->cur_seg;
     r->merged_into = -1;
@@ -100,9 +102,37 @@ static size_t slot_place(ctx_t *c, uint64_t k, int *found) {
     return i;
 }
 
-/* ckey: the element's name as a constant key (hv__v2_model_key), NULL when it is not one. */
+/* The resource whose JSON object is o, NULL when none. */
+static res_t *res_of(ctx_t *c, hv__jv_t *o) {
+    size_t i;
+    for (i = c->nres; i-- > 0;)
+        if (c->res[i].obj == o) return &c->res[i];
+    return NULL;
+}
+
+/*
+ * The occurrence part of an element's slot key. A later segment that maps into a resource
+ * another segment made (NK1 → the Patient of PID, NTE → the Observation of OBX) gets its own
+ * element of a repeating top-level element the rows name without an index ("contact.name",
+ * "note.text"), so two NK1s make two Patient.contact and two NTEs two notes instead of
+ * mixing their values into one. The segment that made the resource, an indexed step
+ * ("identifier[2]", shared by every segment as the tables' indexes mean) and the steps
+ * inside an element keep the shared slot. 0: no occurrence part.
+ */
+static unsigned slot_occurrence(ctx_t *c, const target_t *tg, hv__jv_t *owner, int is_array,
+                                size_t nlen, size_t seglen) {
+    res_t *r;
+    if (!is_array || nlen != seglen || owner != tg->owner) return 0;
+    r = res_of(c, owner);
+    return r != NULL && r->seg_index != c->cur_seg ? (unsigned)c->cur_seg + 1 : 0;
+}
+
+/* ckey: the element's name as a constant key (hv__v2_model_key), NULL when it is not one;
+ * occ: slot_occurrence; el, ty: the element's model element and chosen type (hv__v2_put_el),
+ * NULL when not known. */
 static hv__jv_t *slot_get(ctx_t *c, hv__jv_t *owner, const char *name, size_t nlen, const char *ckey,
-                             unsigned idx, unsigned rep, int is_array) {
+                             unsigned idx, unsigned rep, int is_array, unsigned occ,
+                             const hv_fhir_elem_t *el, const hv_fhir_type_t *ty) {
     uint64_t k = FNV0;
     size_t i;
     int found;
@@ -110,7 +140,9 @@ static hv__jv_t *slot_get(ctx_t *c, hv__jv_t *owner, const char *name, size_t nl
     char key[64];
     const char *jk;
     unsigned fl;
-    k = hv__v2_key(owner, hv__v2_fnv(k, name, nlen), idx, rep);
+    k = hv__v2_fnv(k, name, nlen);
+    if (occ != 0) k = hv__v2_fnv(k, &occ, sizeof(occ));
+    k = hv__v2_key(owner, k, idx, rep);
     if (k == 0) k = 1;
     i = slot_place(c, k, &found);
     if (found) return c->slots[i].elem;
@@ -124,10 +156,10 @@ static hv__jv_t *slot_get(ctx_t *c, hv__jv_t *owner, const char *name, size_t nl
         e = hv__jv_obj(c->arena);
         if (!hv__jv_get_ex(owner, key, &arr)) {
             arr = hv__jv_arr(c->arena);
-            hv__v2_put(c, owner, jk, arr, fl | HV__JV_KNEW);
+            hv__v2_put_el(c, owner, jk, arr, fl | HV__JV_KNEW, el, ty);
         } else if (!hv__jv_is(arr, HV__JV_ARR)) {
             arr = hv__jv_arr(c->arena);
-            hv__v2_put(c, owner, jk, arr, fl);
+            hv__v2_put_el(c, owner, jk, arr, fl, el, ty);
         }
         hv__jv_push(c->arena, arr, e);
     } else {
@@ -137,7 +169,7 @@ static hv__jv_t *slot_get(ctx_t *c, hv__jv_t *owner, const char *name, size_t nl
             e = old;
         } else {
             e = hv__jv_obj(c->arena);
-            hv__v2_put(c, owner, jk, e, fl | (had ? 0 : HV__JV_KNEW));
+            hv__v2_put_el(c, owner, jk, e, fl | (had ? 0 : HV__JV_KNEW), el, ty);
         }
     }
     c->slots[i].key = k;
@@ -341,13 +373,6 @@ static int map_has_value_rows(ctx_t *c, const hv__map_row_t *row) {
 }
 
 
-/* The resource whose JSON object is o, NULL when none. */
-static res_t *res_of(ctx_t *c, hv__jv_t *o) {
-    size_t i;
-    for (i = c->nres; i-- > 0;)
-        if (c->res[i].obj == o) return &c->res[i];
-    return NULL;
-}
 
 /* Member n (2..MAX_FAMILY) of the family of resource base; made when make is set. */
 static res_t *family_member(ctx_t *c, res_t *base, unsigned n, int make) {
@@ -370,7 +395,7 @@ static res_t *family_member(ctx_t *c, res_t *base, unsigned n, int make) {
  * A row "[a-b].path" of a map that makes a family of resources (HL7 v2-to-FHIR IG PL[Location]:
  * [1] the bed the element references, [2] its room, [3] floor, [4] point of care, [5] building,
  * [6] facility): applied to member n, made at the first row that gives it a value; a range
- * applies to the members that exist. "partOf.reference(Location[m])" rows are set by
+ * applies to the members that exist (the base too only once it has a value). "partOf.reference(Location[m])" rows are set by
  * family_link once the map is done.
  */
 static void apply_family(ctx_t *c, const hv__map_row_t *row, span_t v, int level, span_t seg,
@@ -384,6 +409,9 @@ static void apply_family(ctx_t *c, const hv__map_row_t *row, span_t v, int level
         hv__map_row_t r2 = *row;
         int made = 0;
         if (k == 1) {
+            /* The base exists once a row of its own gave it a value: a range (PL.11's
+             * "[1-6]") does not make it from nothing. */
+            if (a != b && hv__jv_len(base->obj) <= 1) continue;
             m = base;
         } else {
             m = family_member(c, base, k, 0);
@@ -501,7 +529,7 @@ static void apply_in_resource(ctx_t *c, const hv__map_row_t *row, span_t v, int 
     if (*rest == '.') rest++;
     if (hv_fhir_resource_type(type) == NULL) goto unmapped;
     if (*rest == '\0' && row->dtmap[0] == '\0') goto unmapped;
-    slot = slot_get(c, owner, name, nlen, NULL, idx, rep, is_array);
+    slot = slot_get(c, owner, name, nlen, NULL, idx, rep, is_array, 0, NULL, NULL);
     if (slot == NULL) return;
     ref = hv__jv_get_str(slot, "reference");
     if (ref != NULL && strncmp(ref, "#hvtmp-", 7) == 0) {
@@ -800,7 +828,7 @@ void hv__v2_apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
                 if (!hv__jv_get_ex(owner, key, &arr) ||
                     !hv__jv_is(arr, HV__JV_ARR)) {
                     arr = hv__jv_arr(c->arena);
-                    hv__v2_put(c, owner, ckey ? ckey : key, arr, ckey ? HV__V2_CONST : 0);
+                    hv__v2_put_el(c, owner, ckey ? ckey : key, arr, ckey ? HV__V2_CONST : 0, e, chosen);
                 }
                 /* given[1], given[2]: positions; a repeated value is not added twice. */
                 {
@@ -810,7 +838,7 @@ void hv__v2_apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
                 }
                 hv__jv_push(c->arena, arr, val);
             } else {
-                hv__v2_put(c, owner, ckey ? ckey : key, val, ckey ? HV__V2_CONST : 0);
+                hv__v2_put_el(c, owner, ckey ? ckey : key, val, ckey ? HV__V2_CONST : 0, e, chosen);
             }
             explain_add(c, tg->path, path);
             return;
@@ -819,7 +847,9 @@ void hv__v2_apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
         {
             hv__jv_t *o;
             if (last && single_taken(c, owner, p, nlen, e, chosen, rep)) return;
-            o = slot_get(c, owner, p, nlen, step_ckey, idx, rep, hv_fhir_elem_is_array(e));
+            o = slot_get(c, owner, p, nlen, step_ckey, idx, rep, hv_fhir_elem_is_array(e),
+                         first_step ? slot_occurrence(c, tg, owner, hv_fhir_elem_is_array(e), nlen, seglen) : 0,
+                         e, chosen);
             hv__jv_t *parent = owner;
             if (o == NULL) return;
             owner = o;
@@ -854,6 +884,39 @@ unmapped:
     c->unmapped_rows++;
 }
 
+/* The components of a value, split once for the rows of one data-type map (n -1: not yet). */
+struct comps {
+    int n;
+    span_t p[32];
+};
+
+/* Piece i (1-based) of v at a level, as hv__v2_piece gives it, from cs (v split at the first
+ * call); a piece past what cs holds is found by hv__v2_piece. */
+static span_t comp_at(ctx_t *c, struct comps *cs, span_t v, int level, unsigned i) {
+    char sep = level == 1 ? c->msg.delims.comp : level == 2 ? c->msg.delims.sub : 0;
+    span_t none = {NULL, 0};
+    if (sep == 0 || v.p == NULL) return hv__v2_piece(c, v, level, i);
+    if (cs->n < 0) {
+        const char *p = v.p, *end = v.p + v.len;
+        cs->n = 0;
+        for (;;) {
+            const char *q = memchr(p, sep, (size_t)(end - p));
+            if (cs->n == (int)HV_ARRAY_LEN(cs->p)) {
+                cs->n = -2; /* more than fit: hv__v2_piece for every piece */
+                break;
+            }
+            cs->p[cs->n].p = p;
+            cs->p[cs->n].len = (size_t)((q ? q : end) - p);
+            cs->n++;
+            if (q == NULL) break;
+            p = q + 1;
+        }
+    }
+    if (cs->n == -2) return hv__v2_piece(c, v, level, i);
+    if (i == 0 || i > (unsigned)cs->n) return none;
+    return cs->p[i - 1];
+}
+
 /*
  * Applies the rows of a map to value v (a segment at level 0, a field repetition at
  * level 1, a component at level 2). For a primitive target (ttype primitive) only
@@ -862,8 +925,12 @@ unmapped:
 int hv__v2_apply_map(ctx_t *c, const char *map, span_t v, int level, span_t seg, target_t *tg,
               const hv_fhir_type_t *ttype, unsigned rep, int depth, const char **prim_out) {
     size_t n, i;
-    int fr = c->nframes;
+    int fr = c->nframes, run_ok = 0;
+    unsigned run_f = 0;
+    span_t run_v = {NULL, 0};
+    struct comps cs;
     const hv__map_row_t *rows;
+    cs.n = -1;
     /* The rows were found at load when the map is a loaded row's data-type or segment map. */
     if (c->map_rows_resolved) {
         rows = c->map_rows;
@@ -891,8 +958,18 @@ int hv__v2_apply_map(ctx_t *c, const char *map, span_t v, int level, span_t seg,
                 c->nframes = fr;
                 continue;
             }
-            f = hv__v2_seg_field(c, seg, row->src_f);
-            if (!hv__v2_span_valued(f)) continue;
+            /* The field is read once for the run of rows that map it; an empty field skips
+             * the run (every row of it would find the field not valued). */
+            if (row->src_f != run_f) {
+                run_f = row->src_f;
+                run_v = hv__v2_seg_field(c, seg, row->src_f);
+                run_ok = hv__v2_span_valued(run_v);
+            }
+            if (!run_ok) {
+                if (row->run > 1) i += row->run - 1;
+                continue;
+            }
+            f = run_v;
             if (!hv__v2_cond_eval(c, row->cc, row->cond, seg, v, level)) continue;
             if (fr < (int)HV_ARRAY_LEN(c->frames)) c->frames[c->nframes++] = row;
             if (seg.len >= 3 && memcmp(seg.p, "MSH", 3) == 0 && row->src_f <= 2) {
@@ -920,7 +997,19 @@ int hv__v2_apply_map(ctx_t *c, const char *map, span_t v, int level, span_t seg,
         if (row->src_f == 0) {
             f = v;
         } else {
-            f = hv__v2_piece(c, v, level, row->src_f);
+            /* The component is found once for the run of rows that map it (v split into its
+             * components at the first); an empty one skips the run: its subcomponents are
+             * not valued either. */
+            if (row->src_f != run_f) {
+                run_f = row->src_f;
+                run_v = comp_at(c, &cs, v, level, row->src_f);
+                run_ok = hv__v2_span_valued(run_v);
+            }
+            if (!run_ok) {
+                if (row->run > 1) i += row->run - 1;
+                continue;
+            }
+            f = run_v;
             if (row->src_c) f = hv__v2_piece(c, f, level + 1, row->src_c);
         }
         if (!hv__v2_span_valued(f)) continue;

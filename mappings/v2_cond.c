@@ -65,7 +65,52 @@ static void compile_path(const char *p, size_t n, hv__cond_op_t *op) {
     if (*end == '.') op->b = (unsigned)strtoul(end + 1, NULL, 10);
 }
 
-static const hv__cond_t never = {1, 0, NULL};
+static const hv__cond_t never = {1, 0, NULL, 0, 0};
+
+/*
+ * The leading test of a compiled program (hv__cond_t.guard): a path (FIELD, COMP or EMPTY)
+ * then k >= 1 literals then "eq" (k = 1) or "in<k>", i.e. ops[0..k+2). The test is
+ * necessary when every operator that later takes the stack's bottom value as an operand is
+ * an "and": the rest of the program is followed with the stack depth, and an operator
+ * other than "and" that consumes the bottom slot (a unary one at depth 1, a binary one at
+ * depth 2, an "in" reaching it) makes the test not necessary.
+ */
+static void find_guard(hv__cond_t *cc) {
+    const hv__cond_op_t *ops = cc->ops;
+    size_t k = 0, g, i;
+    long depth = 1;
+    cc->guard = cc->guard_all = 0;
+    if (cc->nops < 3 || cc->nops > 255 ||
+        (ops[0].kind != HV__COND_FIELD && ops[0].kind != HV__COND_COMP && ops[0].kind != HV__COND_EMPTY))
+        return;
+    while (1 + k < cc->nops && ops[1 + k].kind == HV__COND_LIT) k++;
+    if (k == 0 || 1 + k >= cc->nops) return;
+    if (!(k == 1 && ops[1 + k].kind == HV__COND_EQ_TEXT) &&
+        !(ops[1 + k].kind == HV__COND_IN && ops[1 + k].num == (long)k))
+        return;
+    g = k + 2;
+    for (i = g; i < cc->nops; i++) {
+        switch (ops[i].kind) {
+        case HV__COND_EMPTY: case HV__COND_FIELD: case HV__COND_COMP: case HV__COND_LIT: case HV__COND_NUM:
+            depth++;
+            break;
+        case HV__COND_VALUED: case HV__COND_NOT: case HV__COND_COUNT: case HV__COND_LEN:
+            if (depth == 1) return;
+            break;
+        case HV__COND_IN:
+            if (depth - 1 - ops[i].num <= 0) return;
+            depth -= ops[i].num;
+            break;
+        default: /* binary */
+            if (depth == 2 && ops[i].kind != HV__COND_AND) return;
+            depth--;
+            break;
+        }
+    }
+    if (depth != 1) return;
+    cc->guard = (unsigned char)g;
+    cc->guard_all = g == cc->nops;
+}
 
 /* Kinds of stack values, known when compiling: 0 text, 1 number, 2 boolean. */
 int hv__map_cond_compile(hv_arena_t *arena, const char *text, const hv__cond_t **cc) {
@@ -158,6 +203,7 @@ int hv__map_cond_compile(hv_arena_t *arena, const char *text, const hv__cond_t *
     out->ops = hv_arena_alloc(arena, nops * sizeof(*ops));
     if (out->ops == NULL) return HV_ENOMEM;
     memcpy(out->ops, ops, nops * sizeof(*ops));
+    find_guard(out);
     *cc = out;
     return HV_OK;
 }
@@ -257,15 +303,32 @@ static int val_eq(span_t s, const char *lit, size_t n) {
 int hv__v2_cond_eval(ctx_t *c, const hv__cond_t *cc, const char *text, span_t seg, span_t dt, int dt_level) {
     val_t st[HV__COND_MAX_STACK];
     int sp = 0;
-    size_t i;
+    size_t i, start = 0;
     if (cc == NULL) {
         if (text == NULL || text[0] == '\0') return 1;
         if (hv__map_cond_compile(c->arena, text, &cc) != HV_OK || cc == NULL) return cc == NULL;
     }
     if (cc->never) return 0;
+    if (cc->guard) {
+        /* The leading test (find_guard): false decides; true is the whole answer, or the
+         * bottom of the stack the rest of the program starts from. */
+        const hv__cond_op_t *o0 = &cc->ops[0];
+        size_t count = 0, j;
+        span_t s = o0->kind == HV__COND_EMPTY ? (span_t){NULL, 0} : cond_path(c, o0, seg, dt, dt_level, &count);
+        int r = 0;
+        for (j = 1; j + 1 < cc->guard && !r; j++)
+            r = cc->ops[j].s != NULL && val_eq(s, cc->ops[j].s, cc->ops[j].n);
+        if (!r || cc->guard_all) return r;
+        st[0].kind = 2;
+        st[0].s.p = NULL;
+        st[0].s.len = 0;
+        st[0].n = 1;
+        sp = 1;
+        start = cc->guard;
+    }
     /* The shapes most rows use, without the stack: "@X valued", "@X valued not" and
      * "@X 'text eq" (X a field or component path); the same results as the loop below. */
-    if (cc->nops >= 2 && cc->nops <= 3 && (cc->ops[0].kind == HV__COND_EMPTY || cc->ops[0].kind == HV__COND_FIELD ||
+    if (start == 0 && cc->nops >= 2 && cc->nops <= 3 && (cc->ops[0].kind == HV__COND_EMPTY || cc->ops[0].kind == HV__COND_FIELD ||
                                                     cc->ops[0].kind == HV__COND_COMP)) {
         const hv__cond_op_t *o0 = &cc->ops[0], *o1 = &cc->ops[1];
         size_t count = 0;
@@ -278,7 +341,7 @@ int hv__v2_cond_eval(ctx_t *c, const hv__cond_t *cc, const char *text, span_t se
             return o1->s != NULL && val_eq(s, o1->s, o1->n);
         }
     }
-    for (i = 0; i < cc->nops; i++) {
+    for (i = start; i < cc->nops; i++) {
         const hv__cond_op_t *op = &cc->ops[i];
         if (i > 0) {
             /* Short-circuit (compiled jf/jt): the op before decided an AND or an OR; its

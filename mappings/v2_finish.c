@@ -40,6 +40,25 @@ static const char *const defaults[][3] = {
     {"Appointment", "status", "booked"},
 };
 
+/*
+ * FHIR's value for a required element the sender does not give: the data-absent-reason
+ * extension (http://hl7.org/fhir/StructureDefinition/data-absent-reason, code "unknown":
+ * "the value is expected to exist but is not known"), as an element with only that
+ * extension (FHIR R4 §2.1.0 json.html#primitive for a primitive, `_name`; an element with an
+ * extension satisfies ele-1 for a complex one, `code`). The IG names this extension for the
+ * same purpose (MSH-24 source.endpoint, XTN.3 ContactPoint.system, EVN-4). It keeps what the
+ * sender did give (an unnamed contact organization's address, NK1-8/9 of a contact with no
+ * name, an OBR without OBR-4) instead of leaving the whole element out.
+ */
+static hv__jv_t *absent_unknown(ctx_t *c) {
+    hv__jv_t *holder = hv__jv_obj(c->arena), *exts = hv__jv_arr(c->arena), *ext = hv__jv_obj(c->arena);
+    hv__jv_put_str(c->arena, ext, "url", "http://hl7.org/fhir/StructureDefinition/data-absent-reason", HV__JV_KCONST);
+    hv__jv_put_str(c->arena, ext, "valueCode", "unknown", HV__JV_KCONST);
+    hv__jv_push(c->arena, exts, ext);
+    hv__jv_put(c->arena, holder, "extension", exts, HV__JV_KCONST);
+    return holder;
+}
+
 /* Encounter.status by trigger event (HL7 v2.5.1 §3.3; FHIR encounter-status). */
 static const char *encounter_status(const char *trigger) {
     if (!strcmp(trigger, "A03")) return "finished";
@@ -54,6 +73,13 @@ static const char *encounter_status(const char *trigger) {
 
 static void apply_defaults(ctx_t *c, res_t *r) {
     size_t i;
+    /* DiagnosticReport.code and Observation.code (1..1): an OBR without OBR-4 still reports
+     * (its status, its results), an OBX without OBX-3 still gives a value. When the message
+     * gave the resource anything (before the defaults below), the code is absent for a known
+     * reason (absent_unknown) rather than the resource being left out. */
+    if ((strcmp(r->type, "DiagnosticReport") == 0 || strcmp(r->type, "Observation") == 0) &&
+        hv__jv_len(r->obj) > 1 && !hv__jv_get_ex(r->obj, "code", NULL))
+        hv__jv_put(c->arena, r->obj, "code", absent_unknown(c), HV__JV_KCONST);
     for (i = 0; i < HV_ARRAY_LEN(defaults); i++) {
         if (r->type[0] != defaults[i][0][0] || strcmp(r->type, defaults[i][0]) != 0) continue;
         if (hv__jv_get_ex(r->obj, defaults[i][1], NULL)) continue;
@@ -110,6 +136,8 @@ static void find_types(void) {
     if (t != NULL) el_timing_repeat = hv_fhir_elem_owner(hv_fhir_elem_child(hv_fhir_type_root(t), "repeat", 6, &t), t);
 }
 
+static int take_ref(ctx_t *c, hv__jv_t *holder, const char *rv);
+
 static int clean_node(ctx_t *c, hv__jv_t *o, const hv_fhir_elem_t *owner, const char **missing) {
     hv__jmem_t *e, *next;
     size_t i, n;
@@ -126,7 +154,25 @@ static int clean_node(ctx_t *c, hv__jv_t *o, const hv_fhir_elem_t *owner, const 
         /* "resourceType" and "id" are not elements of the model; the first byte rules out
          * every other key without a strcmp. */
         if ((k[0] == 'r' && !strcmp(k, "resourceType")) || (k[0] == 'i' && k[1] == 'd' && k[2] == '\0')) continue;
-        el = hv__v2_elem_child(c, owner, k, strlen(k), &chosen);
+        /* The first cleaning finds the resource's references (hv__v2_finish); one to a
+         * resource left out goes before the object holding it is judged. */
+        if (c->collecting && k[0] == 'r' && hv__jv_is(v, HV__JV_STR) && !strcmp(k, "reference") &&
+            !take_ref(c, o, v->u.s)) {
+            hv__jv_del(o, k);
+            continue;
+        }
+        /* "_name": a primitive's extensions (absent_unknown), kept when "name" is an element. */
+        if (k[0] == '_' && hv__jv_is(v, HV__JV_OBJ) &&
+            hv__v2_elem_child(c, owner, k + 1, strlen(k + 1), &chosen) != NULL && chosen != NULL &&
+            hv_fhir_type_kind(chosen) == HV_FHIR_KIND_PRIMITIVE)
+            continue;
+        /* A member the mapping tagged with its model element (hv__v2_put_el) needs no look-up. */
+        if (e->tag != NULL) {
+            el = e->tag;
+            chosen = e->tag2;
+        } else {
+            el = hv__v2_elem_child(c, owner, k, e->klen, &chosen);
+        }
         if (el == NULL) {
             hv__jv_del(o, k);
             continue;
@@ -154,12 +200,14 @@ static int clean_node(ctx_t *c, hv__jv_t *o, const hv_fhir_elem_t *owner, const 
     if (otype == ty_contactpoint && type_root && hv__jv_get_str(o, "value") != NULL &&
         !hv__jv_get_ex(o, "system", NULL))
         hv__jv_put_str(c->arena, o, "system", strchr(hv__jv_get_str(o, "value"), '@') ? "email" : "phone", HV__JV_KCONST);
-    /* FHIR pat-1: a contact has a name, telecom, address or organization. */
+    /* FHIR pat-1: a contact has a name, telecom, address or organization; one the message
+     * gives only a relationship or period for (NK1-3, NK1-8/9) gets a name that is absent
+     * for a known reason (absent_unknown). */
     if (!type_root && owner == el_patient_contact &&
         !hv__jv_get_ex(o, "name", NULL) && !hv__jv_get_ex(o, "telecom", NULL) &&
         !hv__jv_get_ex(o, "address", NULL) &&
         !hv__jv_get_ex(o, "organization", NULL))
-        return 1;
+        hv__jv_put(c->arena, o, "name", absent_unknown(c), HV__JV_KCONST);
     /* FHIR tim-8 (countMax needs count) and tim-10 (timeOfDay or when, not both). */
     if (!type_root && owner == el_timing_repeat) {
         if (hv__jv_get_ex(o, "countMax", NULL) && !hv__jv_get_ex(o, "count", NULL))
@@ -197,15 +245,14 @@ static int clean_node(ctx_t *c, hv__jv_t *o, const hv_fhir_elem_t *owner, const 
 /* Cleans a resource (clean_node); 0 when it must be left out, with an issue saying why. */
 static int resource_ok(ctx_t *c, res_t *r) {
     const char *missing = NULL;
-    int ok = !clean_node(c, r->obj, r->root, &missing);
-    /* FHIR org-1: an Organization has a name or an identifier (an NK1 with only the contact
-     * person's address of an unnamed organization gives neither). */
+    int ok;
+    ok = !clean_node(c, r->obj, r->root, &missing);
+    /* FHIR org-1: an Organization has a name or an identifier. An NK1 with only the contact
+     * person's address of an unnamed organization (NK1-32), or MSH-17's country of the
+     * sender, gives neither: the name is absent for a known reason (absent_unknown). */
     if (ok && strcmp(r->type, "Organization") == 0 && !hv__jv_get_ex(r->obj, "name", NULL) &&
-        !hv__jv_get_ex(r->obj, "identifier", NULL)) {
-        hv__v2_issue(c, "information", "incomplete", r->slot[0] ? r->slot : r->type,
-              "Organization left out: the message gives neither its name nor an identifier (FHIR org-1)");
-        return 0;
-    }
+        !hv__jv_get_ex(r->obj, "_name", NULL) && !hv__jv_get_ex(r->obj, "identifier", NULL))
+        hv__jv_put(c->arena, r->obj, "_name", absent_unknown(c), HV__JV_KCONST);
     if (ok && strcmp(r->type, "Organization") == 0) {
         /* FHIR org-2, org-3: an organization's address and telecom are not "home"; the use
          * the message gives is dropped, the address or number kept. */
@@ -338,7 +385,7 @@ static void rewrite_refs(ctx_t *c) {
         while (k < c->nres && c->res[k].merged_into >= 0) k = (size_t)c->res[k].merged_into;
         if (k < c->nres && !c->res[k].dropped && c->res[k].full_url) {
             hv__jv_t *rv = NULL;
-            /* The string object is rewritten in place (collect_refs found it a string). */
+            /* The string object is rewritten in place (take_ref found it a string). */
             if (!hv__jv_get_ex(e->holder, "reference", &rv) ||
                 hv__jv_set_str_ref(rv, c->res[k].full_url) != HV_OK)
                 hv__jv_put_str(c->arena, e->holder, "reference", c->res[k].full_url, HV__JV_KCONST);
@@ -423,7 +470,7 @@ static void provenance_targets(ctx_t *c) {
     for (i = 0; i < c->nres; i++) {
         res_t *p = &c->res[i];
         hv__jv_t *arr = NULL;
-        if (p->dropped || strcmp(p->type, "Provenance") != 0) continue;
+        if (p->dropped || !p->prov) continue;
         if (!hv__jv_get_ex(p->obj, "target", &arr) || !hv__jv_is(arr, HV__JV_ARR)) {
             arr = hv__jv_arr(c->arena);
             hv__jv_put(c->arena, p->obj, "target", arr, HV__JV_KCONST);
@@ -433,9 +480,7 @@ static void provenance_targets(ctx_t *c) {
             hv__jv_t *ref;
             /* The message header's own resources (sender, software, the engine as agent) are
              * what the Provenance is about, not what the message wrote. */
-            if (t->dropped || strcmp(t->type, "Provenance") == 0 || !strcmp(t->seg, "MSH") ||
-                !strcmp(t->seg, "SFT") || !strcmp(t->seg, "EVN"))
-                continue;
+            if (t->dropped || t->prov || t->hdr) continue;
             ref = hv__jv_obj(c->arena);
             hv__v2_put_ref(c, ref, "reference", hv__v2_ref_to(t), HV__V2_NEW);
             hv__jv_push(c->arena, arr, ref);
@@ -466,41 +511,30 @@ static void provenance_dedupe(ctx_t *c, hv__jv_t *prov) {
     }
 }
 
-/* Finds the "#hvtmp-N" references of resource `owner` (its JSON tree, once, when the mapping
- * of the message is done) and records each with its holder object. */
-static void collect_refs(ctx_t *c, hv__jv_t *o, size_t owner, int depth) {
-    if (depth > 64) return;
-    if (hv__jv_is(o, HV__JV_OBJ)) {
-        /* One walk over the members finds both the reference and the objects below. */
-        const hv__jmem_t *mb;
-        for (mb = o->u.o.head; mb != NULL; mb = mb->next) {
-            const char *key = mb->k;
-            hv__jv_t *v = mb->v;
-            if (v == NULL) continue;
-            if (hv__jv_is(v, HV__JV_STR)) {
-                const char *rv = v->u.s;
-                if (key[0] != 'r' || strcmp(key, "reference") != 0 || strncmp(rv, "#hvtmp-", 7) != 0) continue;
-                if (c->nrefs == c->caprefs) {
-                    size_t nc = c->caprefs ? 2 * c->caprefs : 64;
-                    struct refent *n = hv_realloc(c->refs, nc * sizeof(*n));
-                    if (n == NULL) continue; /* ENOMEM: the reference stays (the validator names it) */
-                    c->refs = n;
-                    c->caprefs = nc;
-                }
-                c->refs[c->nrefs].holder = o;
-                c->refs[c->nrefs].owner = owner;
-                c->refs[c->nrefs].target = strtoul(rv + 7, NULL, 10);
-                c->refs[c->nrefs].live = 1;
-                c->nrefs++;
-            } else if (hv__jv_is(v, HV__JV_OBJ) || hv__jv_is(v, HV__JV_ARR)) {
-                collect_refs(c, v, owner, depth + 1);
-            }
-        }
-    } else if (hv__jv_is(o, HV__JV_ARR)) {
-        size_t i;
-        for (i = 0; i < hv__jv_len(o); i++)
-            collect_refs(c, hv__jv_at(o, i), owner, depth + 1);
+/*
+ * A "reference" member rv of object holder in resource c->ref_owner, met by the first
+ * cleaning: a "#hvtmp-N" reference is recorded (refs) to be rewritten once identities are
+ * known. Returns 0 when it names a resource left out (or none), which the caller removes;
+ * 1 otherwise (other references are kept as they are).
+ */
+static int take_ref(ctx_t *c, hv__jv_t *holder, const char *rv) {
+    size_t k;
+    if (strncmp(rv, "#hvtmp-", 7) != 0) return 1;
+    k = strtoul(rv + 7, NULL, 10);
+    if (k >= c->nres || (c->res[k].dropped && c->res[k].merged_into < 0)) return 0;
+    if (c->nrefs == c->caprefs) {
+        size_t nc = c->caprefs ? 2 * c->caprefs : 64;
+        struct refent *n = hv_realloc(c->refs, nc * sizeof(*n));
+        if (n == NULL) return 1; /* ENOMEM: the reference stays (the validator names it) */
+        c->refs = n;
+        c->caprefs = nc;
     }
+    c->refs[c->nrefs].holder = holder;
+    c->refs[c->nrefs].owner = c->ref_owner;
+    c->refs[c->nrefs].target = k;
+    c->refs[c->nrefs].live = 1;
+    c->nrefs++;
+    return 1;
 }
 
 /* Removes the references to resources left out (target `only`, or any when SIZE_MAX) and
@@ -618,8 +652,7 @@ int hv__v2_finish(ctx_t *c, hv__jv_t **bundle_out, hv_error_t *err) {
         if (c->res[i].dropped) continue;
         apply_defaults(c, &c->res[i]);
         /* Resources of the message header (sender, receiving application) are not the patient's. */
-        if (!strcmp(c->res[i].seg, "MSH") || !strcmp(c->res[i].seg, "SFT") || !strcmp(c->res[i].seg, "EVN"))
-            continue;
+        if (c->res[i].hdr) continue;
         if (patient != NULL && &c->res[i] != patient) {
             link_to(c, &c->res[i], "subject", patient);
             link_to(c, &c->res[i], "patient", patient);
@@ -634,19 +667,21 @@ int hv__v2_finish(ctx_t *c, hv__jv_t **bundle_out, hv_error_t *err) {
      * to a resource left out (clean_node is idempotent, and only that changes a resource
      * between passes). A resource left out takes the references to it away at once, so
      * the resources after it in the same pass are checked without them. */
-    for (i = 0; i < c->nres; i++)
-        if (!c->res[i].dropped) collect_refs(c, c->res[i].obj, i, 0);
-    drop_dangling(c, SIZE_MAX);
     for (pass = 0, changed = 1; changed && pass < 8; pass++) {
         changed = 0;
         for (i = 0; i < c->nres; i++) {
             res_t *r = &c->res[i];
+            int ok;
             if (r->dropped) continue;
             if (pass > 0 && !r->dirty) continue;
             r->dirty = 0;
-            /* Lenient mode keeps the message's patient even when PID gave nothing (it is linked). */
-            if ((hv__jv_len(r->obj) <= 1 && !(c->lenient && r == patient)) ||
-                !resource_ok(c, r)) {
+            /* Lenient mode keeps the message's patient even when PID gave nothing (it is linked).
+             * The first pass also finds the resource's references (take_ref). */
+            c->collecting = pass == 0;
+            c->ref_owner = i;
+            ok = (hv__jv_len(r->obj) > 1 || (c->lenient && r == patient)) && resource_ok(c, r);
+            c->collecting = 0;
+            if (!ok) {
                 r->dropped = 1;
                 changed = 1;
                 drop_dangling(c, i);
@@ -684,6 +719,10 @@ int hv__v2_finish(ctx_t *c, hv__jv_t **bundle_out, hv_error_t *err) {
             h2 = hv__v2_fnv(h1 ^ 0x9e3779b97f4a7c15ULL, r->type, strlen(r->type));
         }
         uuid_from(h1, h2, uuid);
+        /* The bits the UUID keeps (uuid_from sets the version and variant bits): equal
+         * fullUrls are equal pairs, compared below without the text. */
+        r->ida = h1 & ~0xF000ULL;
+        r->idb = h2 & ~(0xC0ULL << 56);
         r->full_url = hv_arena_alloc(c->arena, 9 + 37);
         if (r->full_url != NULL) {
             memcpy(r->full_url, "urn:uuid:", 9);
@@ -702,7 +741,8 @@ int hv__v2_finish(ctx_t *c, hv__jv_t **bundle_out, hv_error_t *err) {
             hv__v2_put_str(c, r->obj, "id", uuid, HV__V2_CONST);
         }
         for (j = 0; j < i; j++) {
-            if (!c->res[j].dropped && c->res[j].full_url && !strcmp(c->res[j].full_url, r->full_url)) {
+            if (!c->res[j].dropped && c->res[j].full_url && r->full_url && c->res[j].ida == r->ida &&
+                c->res[j].idb == r->idb) {
                 r->merged_into = (int)j;
                 r->dropped = 1;
                 break;
@@ -717,7 +757,7 @@ int hv__v2_finish(ctx_t *c, hv__jv_t **bundle_out, hv_error_t *err) {
         hv__jv_t *e, *req;
         if (r->dropped) continue;
         /* Cleaned already; again only when a reference was removed here. */
-        if (strcmp(r->type, "Provenance") == 0) provenance_dedupe(c, r->obj);
+        if (r->prov) provenance_dedupe(c, r->obj);
         if (r->dirty) clean_node(c, r->obj, r->root, NULL);
         e = hv__jv_obj(c->arena);
         hv__v2_put_ref(c, e, "fullUrl", r->full_url, HV__V2_NEW);

@@ -43,6 +43,9 @@ typedef struct res {
     size_t ordinal;         /* the segment's position, for ids of order results */
     int referenced;         /* its tmp reference was handed out (ref_to) */
     int dirty;              /* lost a reference since it was last cleaned */
+    unsigned char hdr;      /* seg is MSH, SFT or EVN: a resource of the message header */
+    unsigned char prov;     /* type is Provenance */
+    uint64_t ida, idb;      /* the bits of its fullUrl's UUID (uuid_from), for comparing */
 } res_t;
 
 typedef struct slot {
@@ -81,6 +84,20 @@ typedef struct ctx {
     const hv__msg_row_t *grp_rows;
     const char *grp_chosen;
     char grp_in[256];
+    /* Set while hv__v2_finish cleans every resource the first time: clean_node then records
+     * the "#hvtmp-N" references of resource ref_owner (refs) as it meets them, and removes
+     * those to resources left out, instead of a walk of its own over every resource. */
+    int collecting;
+    size_t ref_owner;
+    /* The message rows of (structure, segment id) found in this message (map_segment): an
+     * OBX after OBX does not search the tables again. Direct-mapped by the id; an entry
+     * with id[0] 0 is empty; structure is compared by address (c->structure or a literal). */
+    struct hv__v2_mrcache {
+        char id[4];
+        const char *structure;
+        const hv__msg_row_t *rows;
+        size_t n;
+    } mrcache[16];
 
     /* Kept from one message to the next (allocations and caches whose entries say whether
      * they are valid): not zeroed. */
@@ -89,8 +106,9 @@ typedef struct ctx {
     res_t *res;               /* MAX_RESOURCES entries; res_new clears each it hands out */
     slot_t *slots;            /* open addressing, slot_mask + 1 entries, cleared by ctx_put */
     size_t slot_mask;
-    /* The "#hvtmp-N" references of the resources, found once when mapping is done
-     * (collect_refs): holder object (a counted reference of ours), its resource, target N. */
+    /* The "#hvtmp-N" references of the resources, found once when mapping is done (take_ref,
+     * during the first cleaning): holder object (a counted reference of ours), its resource,
+     * target N. */
     struct refent {
         hv__jv_t *holder;
         size_t owner, target;
@@ -147,6 +165,12 @@ typedef struct ctx {
             const char *ckey;          /* hv__v2_model_key of the step */
         } steps[6];
     } plan[256];
+    /* The primitive kinds of FHIR type names (v2_values.c), by the name's address (the
+     * model's names are static); an entry with a NULL name is empty. */
+    struct hv__v2_pkcache {
+        const char *tname;
+        int kind;
+    } pkcache[32];
     struct hv__v2_rcache {
         const hv_fhir_elem_t *owner;
         unsigned char n;               /* required children in req[0..n); 255: more than fit */
@@ -201,6 +225,13 @@ static inline uint64_t hv__v2_key(const void *p, uint64_t name_hash, unsigned a,
 static inline void hv__v2_put(ctx_t *c, hv__jv_t *o, const char *key, hv__jv_t *val, unsigned flags) {
     hv__jv_put(c->arena, o, key, val, flags);
 }
+/* As hv__v2_put, for the element el of the model (with its chosen type ty) of the object o
+ * stands for: the member is tagged with them, so that cleaning (v2_finish.c clean_node) does
+ * not look the key up again. el NULL: untagged. */
+static inline void hv__v2_put_el(ctx_t *c, hv__jv_t *o, const char *key, hv__jv_t *val, unsigned flags,
+                                 const hv_fhir_elem_t *el, const hv_fhir_type_t *ty) {
+    hv__jv_put_tag(c->arena, o, key, val, flags, el, ty);
+}
 /* A string member (the text copied); as hv__v2_put. */
 static inline void hv__v2_put_str(ctx_t *c, hv__jv_t *o, const char *key, const char *s, unsigned flags) {
     hv__jv_put(c->arena, o, key, hv__jv_str(c->arena, s), flags);
@@ -235,7 +266,8 @@ span_t hv__v2_piece(const ctx_t *c, span_t s, int level, unsigned i);
 /* An HL7 table 0396 coding system name as a FHIR system URI (arena or static). */
 const char *hv__v2_coding_system_uri(ctx_t *c, const char *name);
 /* The JSON value of a FHIR primitive of type tname from text; NULL when not valid. The value may
- * keep text itself: text must outlive the message's tree (arena or table text). */
+ * keep text itself: text must outlive the message's tree (arena or table text). tname is the
+ * model's name of the type (hv_fhir_type_name: static; its kind is cached by address). */
 hv__jv_t *hv__v2_primitive(ctx_t *c, const char *tname, const char *text);
 
 /* hv_fhir_elem_child through the context's cache; names longer than the cache's slots go

@@ -233,6 +233,12 @@ static int finish(hv_map_tables_t *t) {
         t->map_index[k - 1].count++;
     }
     t->nmap_index = k;
+    /* The runs of rows with one source field in each map (hv__map_row_t.run). */
+    for (k = 0; k < t->nmap_index; k++) {
+        size_t start = t->map_index[k].start, end = start + t->map_index[k].count;
+        for (i = end; i-- > start;)
+            t->maps[i].run = i + 1 < end && t->maps[i + 1].src_f == t->maps[i].src_f ? t->maps[i + 1].run + 1 : 1;
+    }
     /* Conditions are compiled once here, not per message (v2_cond.c). */
     for (i = 0; i < t->nmaps; i++) {
         hv__map_row_t *r = &t->maps[i];

@@ -209,6 +209,58 @@ static void note_order(ctx_t *c, span_t seg) {
                                     b.p ? b.p : "");
 }
 
+/*
+ * A message row whose target is an element of a resource another segment made, with no
+ * index and no resource of its own ("Observation[2].note" for an NTE after OBX,
+ * "ServiceRequest[1].note" for ORM_O01's NTE, both with NTE[ServiceRequest], whose rows
+ * already start at that element: note.text, note.authorReference, note.time). The segment
+ * map applies to that resource when it exists; a segment with no such resource (an NTE
+ * before any OBX) makes none. Other element targets are not mapped.
+ */
+static void into_element(ctx_t *c, const hv__msg_row_t *row, span_t seg) {
+    const char *dot = strchr(row->target, '.');
+    char slot[40];
+    size_t sl, i;
+    res_t *r;
+    target_t tg;
+    if (dot == NULL || strpbrk(dot, "[(") != NULL || strchr(row->target, '(') != NULL) return;
+    sl = (size_t)(dot - row->target);
+    if (sl >= sizeof(slot)) return;
+    memcpy(slot, row->target, sl);
+    slot[sl] = '\0';
+    r = hv__v2_slot_find(c, slot);
+    if (r == NULL || r->dropped) return;
+    /* The resource of the latest segment of its kind: after an OBX that made nothing, an
+     * NTE does not annotate the Observation of an earlier OBX. */
+    for (i = r->seg_index + 1; i < c->cur_seg; i++)
+        if (memcmp(c->msg.segs[i].id, r->seg, 3) == 0) return;
+    tg.owner = r->obj;
+    tg.arr = NULL;
+    tg.owner_e = r->root;
+    tg.res_type = r->type;
+    tg.path = r->type;
+    c->rule_base = row->segmap;
+    c->nframes = 0;
+    USE_SEG_ROWS(c, row);
+    hv__v2_apply_map(c, row->segmap, seg, 0, seg, &tg, NULL, 0, 0, NULL);
+}
+
+/* hv__msg_rows through the message's cache (ctx_t.mrcache). */
+static const hv__msg_row_t *msg_rows(ctx_t *c, const char *structure, const char *id, size_t *n) {
+    struct hv__v2_mrcache *e =
+        &c->mrcache[((unsigned char)id[0] * 7u + (unsigned char)id[1] * 3u + (unsigned char)id[2]) &
+                    (HV_ARRAY_LEN(c->mrcache) - 1)];
+    if (e->id[0] != '\0' && e->structure == structure && memcmp(e->id, id, 4) == 0) {
+        *n = e->n;
+        return e->rows;
+    }
+    e->rows = hv__msg_rows(c->t, structure, id, &e->n);
+    memcpy(e->id, id, 4);
+    e->structure = structure;
+    *n = e->n;
+    return e->rows;
+}
+
 static void map_segment(ctx_t *c, size_t si, char *group, size_t group_cap) {
     static const char *const fallback[] = {"ADT_A01", "ORU_R01"};
     const hv_hl7v2_seg_t *sg = &c->msg.segs[si];
@@ -218,10 +270,10 @@ static void map_segment(ctx_t *c, size_t si, char *group, size_t group_cap) {
     const char *structure = c->structure, *chosen = NULL;
     c->cur_seg = si;
     note_order(c, seg);
-    rows = hv__msg_rows(c->t, structure, sg->id, &n);
+    rows = msg_rows(c, structure, sg->id, &n);
     for (fb = 0; rows == NULL && fb < HV_ARRAY_LEN(fallback); fb++) {
         structure = fallback[fb];
-        rows = hv__msg_rows(c->t, structure, sg->id, &n);
+        rows = msg_rows(c, structure, sg->id, &n);
     }
     if (rows == NULL) {
         if (strcmp(sg->id, "MSH") && strcmp(sg->id, "EVN") && sg->id[0] != 'Z')
@@ -281,7 +333,10 @@ static void map_segment(ctx_t *c, size_t si, char *group, size_t group_cap) {
         hv__v2_apply_map(c, row->segmap, seg, 0, seg, &tg, NULL, 0, 0, NULL);
             continue;
         }
-        if (strpbrk(row->target, ".(") != NULL) continue; /* element targets: not mapped */
+        if (strpbrk(row->target, ".(") != NULL) {
+            into_element(c, row, seg);
+            continue;
+        }
         br = strchr(row->target, '[');
         {
             size_t tl = br ? (size_t)(br - row->target) : strlen(row->target);

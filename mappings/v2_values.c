@@ -289,6 +289,7 @@ const char *hv__v2_coding_system_uri(ctx_t *c, const char *name) {
  * is not a valid value of that type. */
 /* The FHIR primitive types primitive() treats apart (FHIR R4 datatypes.html#primitive). */
 enum { P_TEXT, P_DATE, P_DECIMAL, P_INT, P_POSINT, P_BOOL, P_B64, P_TOKEN, P_ID };
+#define P_IS_CODE 0x100 /* with a kind in ctx_t.pkcache: the type is "code" */
 
 /* The kind of a primitive type name: a switch on the first letter, one strcmp. */
 static int prim_kind(const char *t) {
@@ -330,9 +331,18 @@ static int prim_kind(const char *t) {
 
 hv__jv_t *hv__v2_primitive(ctx_t *c, const char *tname, const char *text) {
     size_t i;
-    int kind;
+    int kind, is_code;
     if (text[0] == '\0') return NULL;
-    kind = prim_kind(tname);
+    {
+        /* The kind of a type name met before, without the comparisons. */
+        struct hv__v2_pkcache *e = &c->pkcache[((uintptr_t)tname >> 3) & (HV_ARRAY_LEN(c->pkcache) - 1)];
+        if (e->tname != tname) {
+            e->tname = tname;
+            e->kind = prim_kind(tname) | (strcmp(tname, "code") == 0 ? P_IS_CODE : 0);
+        }
+        kind = e->kind & ~P_IS_CODE;
+        is_code = (e->kind & P_IS_CODE) != 0;
+    }
     if (kind == P_DATE) {
         char *v = dtm_to_fhir(c, text, tname);
         size_t tl = strlen(text);
@@ -372,7 +382,7 @@ hv__jv_t *hv__v2_primitive(ctx_t *c, const char *tname, const char *text) {
         for (i = 0; text[i]; i++)
             if (text[i] == '\n' || text[i] == '\t') return NULL;
         if (kind == P_ID && i > 64) return NULL;
-        if (strcmp(tname, "code") && strchr(text, ' ')) return NULL;
+        if (!is_code && strchr(text, ' ')) return NULL;
     }
     /* text is the message's arena text or the tables' (it outlives the tree), i its length. */
     return hv__jv_str_ref(c->arena, text);

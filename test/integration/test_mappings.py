@@ -31,7 +31,7 @@ import mapcompare  # noqa: E402
 REFERENCE = os.environ.get("HV_REFERENCE_DIR", REFERENCE)
 INVENTORY = os.path.join(REFERENCE, "hl7v2", "reportstream-mapping-inventory")
 # The pass count recorded in docs/mappings.md; a change that lowers it fails here.
-INVENTORY_FLOOR = 92
+INVENTORY_FLOOR = 122
 
 A01 = ("MSH|^~\\&|SENDAPP|SENDFAC|RECAPP|RECFAC|20240101120000+0000||ADT^A01^ADT_A01|MSG001|P|2.5.1\r"
        "EVN|A01|20240101120000\r"

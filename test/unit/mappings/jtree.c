@@ -289,6 +289,30 @@ static void jtree_text_result_equals_json_c_result(void **state) {
     assert_null(t.bundle_text);
 }
 
+/* A member's tags are set by the put that gives them, kept by a put without (a tag depends on
+ * the key, not the value), and a new member without tags has none; the value is replaced in
+ * place either way. */
+static void jtree_member_tags_follow_the_key(void **state) {
+    hv_arena_t *a = hv_arena_new(0);
+    hv__jv_t *o;
+    static const int t1 = 1, t2 = 2;
+    (void)state;
+    assert_non_null(a);
+    o = hv__jv_obj(a);
+    assert_int_equal(hv__jv_put_tag(a, o, "code", hv__jv_str(a, "x"), HV__JV_KCONST, &t1, &t2), HV_OK);
+    assert_int_equal(hv__jv_put(a, o, "system", hv__jv_str(a, "s"), HV__JV_KCONST), HV_OK);
+    assert_ptr_equal(o->u.o.head->tag, &t1);
+    assert_ptr_equal(o->u.o.head->tag2, &t2);
+    assert_null(o->u.o.tail->tag);
+    assert_int_equal(hv__jv_put(a, o, "code", hv__jv_str(a, "y"), HV__JV_KCONST), HV_OK);
+    assert_ptr_equal(o->u.o.head->tag, &t1);
+    assert_string_equal(hv__jv_get_str(o, "code"), "y");
+    assert_int_equal(hv__jv_put_tag(a, o, "system", hv__jv_str(a, "u"), HV__JV_KCONST, &t2, NULL), HV_OK);
+    assert_ptr_equal(o->u.o.tail->tag, &t2);
+    assert_int_equal(hv__jv_len(o), 2);
+    hv_arena_free(a);
+}
+
 int run_jtree_tests(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(jtree_escapes_every_byte_as_json_c),
@@ -300,6 +324,7 @@ int run_jtree_tests(void) {
         cmocka_unit_test(jtree_equal_compares_as_json_c),
         cmocka_unit_test(jtree_random_trees_are_written_as_json_c_writes_them),
         cmocka_unit_test(jtree_text_result_equals_json_c_result),
+        cmocka_unit_test(jtree_member_tags_follow_the_key),
     };
     return cmocka_run_group_tests_name("mappings/jtree", tests, NULL, NULL);
 }

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "tests.h"
+#include "fhir/fhir.h"
 
 void test_map(const char *msg, const hv_map_opts_t *opts, hv_map_result_t *out) {
     hv_error_t err;
@@ -61,6 +62,18 @@ const char *test_str(json_object *o, const char *path) {
     return json_object_get_string(o);
 }
 
+int test_validate_errors(json_object *resource) {
+    hv_fhir_validator_t *v = hv_fhir_validator_new();
+    json_object *oo = NULL;
+    int errors = -1;
+    assert_non_null(v);
+    assert_int_equal(hv_fhir_validate(v, resource, NULL, 0, &oo, &errors), HV_OK);
+    if (errors > 0) print_message("validation: %s\n", json_object_to_json_string(oo));
+    json_object_put(oo);
+    hv_fhir_validator_free(v);
+    return errors;
+}
+
 const char *test_reference_dir(void) {
     static char dir[4096];
     const char *ref = getenv("HV_REFERENCE_DIR"), *src = getenv("HV_SRCDIR");
@@ -76,6 +89,7 @@ int main(void) {
     failed += run_v2_to_fhir_tests();
     failed += run_v2_local_tests();
     failed += run_v2_cond_tests();
+    failed += run_v2_apply_tests();
     failed += run_v2_values_tests();
     failed += run_corpus_tests();
     failed += run_jtree_tests();

@@ -17,6 +17,7 @@ int run_v2_load_tests(void);
 int run_v2_to_fhir_tests(void);
 int run_v2_local_tests(void);
 int run_v2_cond_tests(void);
+int run_v2_apply_tests(void);
 int run_v2_values_tests(void);
 int run_corpus_tests(void);
 int run_jtree_tests(void);
@@ -31,6 +32,9 @@ json_object *test_entry(json_object *bundle, const char *type, size_t nth, const
 size_t test_count(json_object *bundle, const char *type);
 /* The string at a dotted path with [n] indexes ("name[0].family"), or NULL. */
 const char *test_str(json_object *o, const char *path);
+/* The number of errors hv_fhir_validate finds in a resource (the OperationOutcome is printed
+ * when there are any). */
+int test_validate_errors(json_object *resource);
 /* The reference folder: $HV_REFERENCE_DIR, else $HV_SRCDIR/../shared/reference; fails the
  * test when neither is set. */
 const char *test_reference_dir(void);

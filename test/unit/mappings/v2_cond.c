@@ -11,6 +11,8 @@
 
 #include "tests.h"
 
+#include "mappings/mappings_int.h"
+
 /* PID-7 and PID-8 valued, PID-99 not; PID-3 has one repetition. */
 #define MSG(dob, sex)                                                                                    \
     "MSH|^~\\&|SENDAPP|SENDFAC|RECAPP|RECFAC|20240101120000+0000||ADT^A01^ADT_A01|MSG001|P|2.5.1\r"      \
@@ -33,6 +35,14 @@ static const struct {
     {"@PID-3 count #1 eq @PID-8 'f eq and", 1, 0},
     {"@PID-99 valued @PID-8 'F 'M in2 and not @PID-7 valued and", 1, 1},
     {"@PID-8 'X eq @PID-8 'Y eq or @PID-8 'F eq or", 1, 0},
+    /* A leading test (hv__cond_t.guard) that decides alone, and ones that must not. */
+    {"@PID-8 'F 'U in2", 1, 0},
+    {"@PID-8 'F 'U in2 @PID-7 valued and", 1, 0},
+    {"@PID-8 'F eq @PID-7 valued @PID-99 valued or and", 1, 0},
+    {"@PID-8 'f eq @PID-7 valued and @PID-3 count #1 eq and", 1, 0},
+    {"@PID-8 'M eq not", 1, 0},
+    {"@PID-8 'M eq @PID-99 valued or", 0, 1},
+    {"@PID-8 'X eq @PID-99 valued eq", 1, 1},
 };
 
 /* Writes the override file: case i assigns "c<i>" to Patient.name[i + 5].text. */
@@ -108,10 +118,48 @@ static void v2_cond_operands_are_not_carried_to_the_next_message(void **state) {
     unlink(path);
 }
 
+/* The compiler marks a leading path-against-literals test only where its falsity makes the
+ * whole condition false (every operator over the stack's bottom is an "and"). */
+static void v2_cond_guard_is_found_only_where_it_is_necessary(void **state) {
+    static const struct {
+        const char *cond;
+        unsigned guard, all;
+    } g[] = {
+        {"@OBX-2 'NM eq", 3, 1},
+        {"@OBX-2 'ST 'FT 'TX in3", 5, 1},
+        {"@OBX-2 'SN eq @OBX-5.1 '<> eq not and @OBX-5.3 '- eq and", 3, 0},
+        {"@OBX-2 'ED eq @OBX-5.4 'Base64 eq and", 3, 0},
+        {"@.1 'A eq @.2 valued and", 3, 0},
+        {"@OBX-2 'NM eq not", 0, 0},
+        {"@OBX-2 'NM eq @OBX-5 valued or", 0, 0},
+        {"@OBX-2 'NM eq @OBX-5 valued eq", 0, 0},
+        {"@OBX-2 'NM eq @OBX-5 valued and not", 0, 0},
+        {"@OBX-2 'NM eq 'A 'B in2", 0, 0},
+        {"@OBX-5 count #1 le @OBX-2 'NA eq or", 0, 0},
+        {"@OBX-2 valued", 0, 0},
+        {"@OBX-2 @OBX-3 eq", 0, 0},
+    };
+    hv_arena_t *a = hv_arena_new(4096);
+    size_t i;
+    (void)state;
+    assert_non_null(a);
+    for (i = 0; i < sizeof(g) / sizeof(g[0]); i++) {
+        const hv__cond_t *cc = NULL;
+        assert_int_equal(hv__map_cond_compile(a, g[i].cond, &cc), HV_OK);
+        assert_non_null(cc);
+        assert_false(cc->never);
+        if (cc->guard != g[i].guard || cc->guard_all != g[i].all)
+            fail_msg("'%s': guard %u (whole %u), expected %u (%u)", g[i].cond, cc->guard, cc->guard_all,
+                     g[i].guard, g[i].all);
+    }
+    hv_arena_free(a);
+}
+
 int run_v2_cond_tests(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(v2_cond_and_or_chains_short_circuit_to_the_same_result),
         cmocka_unit_test(v2_cond_operands_are_not_carried_to_the_next_message),
+        cmocka_unit_test(v2_cond_guard_is_found_only_where_it_is_necessary),
     };
     return cmocka_run_group_tests_name("mappings/v2_cond", tests, NULL, NULL);
 }

@@ -258,6 +258,134 @@ static void v2_local_assigning_facility_is_referenced_from_the_identifier(void *
     hv_map_result_free(&r);
 }
 
+/* PL.5 (Location Status) → Location.status of the most specific Location the PL gives (the one
+ * the element references), as the IG's NDL.8 rows do; a code outside FHIR's required binding
+ * is dropped; PL.11 alone makes no Location. */
+static void v2_local_pl_5_is_the_status_of_the_referenced_location(void **state) {
+    static const struct {
+        const char *pv1_6, *status, *ident; /* the referenced Location's status and identifier */
+    } cases[] = {
+        {"^^^Hospital A&2.4.4.4&ISO^active", "active", "Hospital A"},
+        {"^^Bed A^Hospital A^inactive", "inactive", "Bed A"},
+        {"^Room 10^^Hospital A^suspended^^Building B^Floor 2", "suspended", "Room 10"},
+        {"Poc 1^^^Hospital A^active^^Building B", "active", "Poc 1"},
+        {"^^^Hospital A^occupied", NULL, "Hospital A"},
+    };
+    size_t i, j;
+    (void)state;
+    for (i = 0; i < HV_ARRAY_LEN(cases); i++) {
+        char msg[512];
+        hv_map_result_t r;
+        json_object *enc, *loc;
+        size_t with_status = 0;
+        snprintf(msg, sizeof(msg),
+                 "MSH|^~\\&|A|B|C|D|20240101120000+0000||ADT^A01^ADT_A01|M1|P|2.5.1\r"
+                 "PID|1||12345^^^HOSP^MR||DOE^JANE\rPV1|1|I|||||||||||||||||V100^^^HOSP^VN\r");
+        /* PV1-6 (prior patient location): put after PV1-5. */
+        {
+            char *p = strstr(msg, "PV1|1|I|||");
+            char tail[256];
+            snprintf(tail, sizeof(tail), "%s", p + 10);
+            snprintf(p, sizeof(msg) - (size_t)(p - msg), "PV1|1|I||||%s%s", cases[i].pv1_6, tail);
+        }
+        test_map(msg, NULL, &r);
+        enc = test_entry(r.bundle, "Encounter", 0, NULL);
+        loc = entry_by_url(r.bundle, test_str(enc, "location[0].location.reference"));
+        assert_non_null(loc);
+        assert_string_equal(test_str(loc, "identifier[0].value"), cases[i].ident);
+        if (cases[i].status != NULL) assert_string_equal(test_str(loc, "status"), cases[i].status);
+        else assert_null(test_str(loc, "status"));
+        for (j = 0; j < test_count(r.bundle, "Location"); j++)
+            if (test_str(test_entry(r.bundle, "Location", j, NULL), "status") != NULL) with_status++;
+        assert_int_equal(with_status, cases[i].status != NULL ? 1 : 0);
+        if (cases[i].status == NULL) assert_non_null(strstr(json_object_to_json_string(r.outcome), "occupied"));
+        hv_map_result_free(&r);
+    }
+}
+
+static void v2_local_pl_11_alone_makes_no_location(void **state) {
+    static const char *msg = "MSH|^~\\&|A|B|C|D|20240101120000+0000||ADT^A01^ADT_A01|M1|P|2.5.1\r"
+                             "PID|1||12345^^^HOSP^MR||DOE^JANE\r"
+                             "PV1|1|I|||||||||||||||||V100^^^HOSP^VN|||||||||||||||||||||||"
+                             "^^^^^^^^^^LODI HOSPITAL&LODI\r";
+    hv_map_result_t r;
+    (void)state;
+    test_map(msg, NULL, &r);
+    assert_int_equal(test_count(r.bundle, "Location"), 0);
+    hv_map_result_free(&r);
+}
+
+/* IG rows that named no element, corrected in local.tsv: IN1-5 (the payer's address, "payer"),
+ * IN1-10 (the employer's id, "policyHolder([1]Organization…"), XON.3 (an id in XON.3 only, a
+ * condition on "XON-10"), and PV1-43 (no PV1[Encounter] row; a completed Encounter.location). */
+static void v2_local_in1_xon_and_pv1_43_rows_are_applied(void **state) {
+    static const char *msg =
+        "MSH|^~\\&|A|B|C|D|20240101120000+0000||ADT^A01^ADT_A01|M1|P|2.5.1\r"
+        "PID|1||12345^^^HOSP^MR||DOE^JANE\r"
+        "PV1|1|I|||||||||||||||||V100^^^HOSP^VN||||||||||||||||||||||||^^^FAC 43\r"
+        "IN1|1|EPO|80|AETNA^^77^^^^XX|PO BOX 9^^EL PASO^TX^79998|||||19^^^^SN|ACME EMPLOYER\r";
+    hv_map_result_t r;
+    json_object *cov, *org, *enc, *loc;
+    (void)state;
+    test_map(msg, NULL, &r);
+    cov = test_entry(r.bundle, "Coverage", 0, NULL);
+    assert_non_null(cov);
+    org = entry_by_url(r.bundle, test_str(cov, "payor[0].reference"));
+    assert_non_null(org);
+    assert_string_equal(test_str(org, "name"), "AETNA");
+    assert_string_equal(test_str(org, "address[0].city"), "EL PASO");
+    assert_string_equal(test_str(org, "identifier[0].value"), "77");
+    assert_string_equal(test_str(org, "identifier[0].type.coding[0].code"), "XX");
+    org = entry_by_url(r.bundle, test_str(cov, "policyHolder.reference"));
+    assert_non_null(org);
+    assert_string_equal(test_str(org, "name"), "ACME EMPLOYER");
+    assert_string_equal(test_str(org, "identifier[0].value"), "19");
+    enc = test_entry(r.bundle, "Encounter", 0, NULL);
+    assert_string_equal(test_str(enc, "location[0].status"), "completed");
+    loc = entry_by_url(r.bundle, test_str(enc, "location[0].location.reference"));
+    assert_non_null(loc);
+    assert_string_equal(test_str(loc, "identifier[0].value"), "FAC 43");
+    hv_map_result_free(&r);
+}
+
+/* ORM_O01's OBR maps into the ORC's ServiceRequest (the IG's "IF PID VALUED" row, with PID-3 as
+ * the test) and makes the Specimen (OBR-10 collector) as ORU_R01 and OML_O21 do; ORC-4 (filler
+ * group number) and OBR-53 (alternate placer number) both kept (the IG gave both identifier[3]). */
+static void v2_local_orm_obr_gives_the_order_code_and_specimen(void **state) {
+    static const char *msg =
+        "MSH|^~\\&|EHR|HOSP|LAB|LABFAC|20240101120000+0000||ORM^O01^ORM_O01|M1|P|2.5.1\r"
+        "PID|1||12345^^^HOSP^MR||DOE^JANE\r"
+        "ORC|NW|PLC1^EHR||GRP7^EHR\r"
+        "OBR|1|PLC1^EHR||24331-1^Lipid panel^LN|||20240101110000+0000|||77^COLLECTOR^BEA"
+        "|||||||||||||||||||||||||||||||||||||||||||ALT9^^^EHR\r";
+    hv_map_result_t r;
+    json_object *sr, *sp, *prac;
+    size_t i;
+    int fgn = 0, alt = 0;
+    (void)state;
+    test_map(msg, NULL, &r);
+    assert_int_equal(test_count(r.bundle, "ServiceRequest"), 1);
+    sr = test_entry(r.bundle, "ServiceRequest", 0, NULL);
+    assert_string_equal(test_str(sr, "code.coding[0].code"), "24331-1");
+    for (i = 0; i < 8; i++) {
+        char path[64];
+        const char *v;
+        snprintf(path, sizeof(path), "identifier[%zu].value", i);
+        v = test_str(sr, path);
+        if (v != NULL && strcmp(v, "GRP7") == 0) fgn = 1;
+        if (v != NULL && strcmp(v, "ALT9") == 0) alt = 1;
+    }
+    assert_true(fgn);
+    assert_true(alt);
+    sp = entry_by_url(r.bundle, test_str(sr, "specimen[0].reference"));
+    assert_non_null(sp);
+    assert_string_equal(test_str(sp, "resourceType"), "Specimen");
+    prac = entry_by_url(r.bundle, test_str(sp, "collection.collector.reference"));
+    assert_non_null(prac);
+    assert_string_equal(test_str(prac, "name[0].family"), "COLLECTOR");
+    hv_map_result_free(&r);
+}
+
 /* OBX-15 (producer) and OBX-23/25 (performing organization and its medical director) are all
  * kept: the IG puts both on performer[2], local.tsv moves OBX-23..25 to performer[3]; OBX-25's
  * row names the PractitionerRole (MDIR) whose practitioner is the director. */
@@ -412,6 +540,10 @@ int run_v2_local_tests(void) {
         cmocka_unit_test(v2_local_pid_21_is_the_mother_not_the_patient),
         cmocka_unit_test(v2_local_assigning_facility_is_referenced_from_the_identifier),
         cmocka_unit_test(v2_local_obx_producer_and_performing_director_both_kept),
+        cmocka_unit_test(v2_local_pl_5_is_the_status_of_the_referenced_location),
+        cmocka_unit_test(v2_local_pl_11_alone_makes_no_location),
+        cmocka_unit_test(v2_local_in1_xon_and_pv1_43_rows_are_applied),
+        cmocka_unit_test(v2_local_orm_obr_gives_the_order_code_and_specimen),
         cmocka_unit_test(v2_load_override_dash_type_removes_a_row),
     };
     return cmocka_run_group_tests_name("mappings/v2_local", tests, NULL, NULL);

@@ -9,6 +9,9 @@
 #define MSH_A01 "MSH|^~\\&|SENDAPP|SENDFAC|RECAPP|RECFAC|20240101120000+0000||ADT^A01^ADT_A01|MSG001|P|2.5.1\r"
 #define PID_DOE                                                                                   \
     "PID|1||12345^^^HOSP^MR||DOE^JANE^Q||19800102|F|||1 MAIN ST^^SPRINGFIELD^IL^62701||^PRN^PH^^1^217^5551234\r"
+/* The head of the ORU^R01 messages of the result tests: header and patient. */
+#define ORU_HEAD "MSH|^~\\&|LAB|LABFAC|EHR|HOSP|20240102080000-0500||ORU^R01^ORU_R01|L1|P|2.5.1\r" \
+    "PID|1||12345^^^HOSP^MR||DOE^JANE\r"
 #define PV1_V100 "PV1|1|I|WARD^101^A||||1234^SMITH^JOHN|||MED|||||||||V100^^^HOSP^VN\r"
 
 static const char *a01 = MSH_A01 "EVN|A01|20240101120000\r" PID_DOE PV1_V100;
@@ -208,18 +211,145 @@ static void v2_to_fhir_rows_with_one_index_fill_one_referenced_resource(void **s
     hv_map_result_free(&r);
 }
 
-static void v2_to_fhir_an_unnamed_organization_is_left_out(void **state) {
-    /* FHIR org-1: NK1-32 without NK1-13 gives an Organization with neither name nor identifier. */
+#define DAR_URL "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
+
+static void v2_to_fhir_an_unnamed_organization_gets_an_absent_name(void **state) {
+    /* FHIR org-1: NK1-32 without NK1-13 gives an Organization with neither name nor identifier;
+     * its address is kept and its name is absent for a known reason (data-absent-reason). */
     const char *msg = MSH_A01 PID_DOE "NK1|1|||||||||||||||||||||||||||||||9 ELM ST^^AURORA^CO^80010\r";
+    hv_map_result_t r;
+    json_object *p, *org;
+    (void)state;
+    test_map(msg, NULL, &r);
+    p = test_entry(r.bundle, "Patient", 0, NULL);
+    org = by_full_url(r.bundle, test_str(p, "contact[0].organization.reference"));
+    assert_non_null(org);
+    assert_string_equal(test_str(org, "contact[0].address.city"), "AURORA");
+    assert_null(test_str(org, "name"));
+    assert_string_equal(test_str(org, "_name.extension[0].url"), DAR_URL);
+    assert_string_equal(test_str(org, "_name.extension[0].valueCode"), "unknown");
+    assert_null(strstr(json_object_to_json_string(r.outcome), "FHIR org-1"));
+    assert_int_equal(test_validate_errors(org), 0);
+    hv_map_result_free(&r);
+}
+
+static void v2_to_fhir_a_contact_with_only_a_period_gets_an_absent_name(void **state) {
+    /* FHIR pat-1: NK1-8/9 alone give a contact with only a period; the contact is kept with a
+     * name that is absent for a known reason, and the named organization is not invented. */
+    const char *msg = MSH_A01 PID_DOE "NK1|1|||||||20210102|20230304\r";
     hv_map_result_t r;
     json_object *p;
     (void)state;
     test_map(msg, NULL, &r);
-    /* The Organizations left are the sender's, the receiver's and the assigning authority's. */
-    assert_int_equal(test_count(r.bundle, "Organization"), 3);
     p = test_entry(r.bundle, "Patient", 0, NULL);
+    assert_string_equal(test_str(p, "contact[0].period.start"), "2021-01-02");
+    assert_string_equal(test_str(p, "contact[0].period.end"), "2023-03-04");
+    assert_string_equal(test_str(p, "contact[0].name.extension[0].url"), DAR_URL);
     assert_null(test_str(p, "contact[0].organization.reference"));
-    assert_non_null(strstr(json_object_to_json_string(r.outcome), "FHIR org-1"));
+    assert_int_equal(test_validate_errors(p), 0);
+    hv_map_result_free(&r);
+}
+
+static void v2_to_fhir_a_report_without_obr4_gets_an_absent_code(void **state) {
+    /* DiagnosticReport.code is 1..1: an OBR without OBR-4 still reports (status, results);
+     * a sent OBR-4 is never replaced. */
+    const char *none = ORU_HEAD
+                       "OBR|1|PLC100^EHR|FIL200^LAB||||20240102070000-0500||||||||||||||||||F\r";
+    const char *sent = ORU_HEAD
+                       "OBR|1|PLC100^EHR|FIL200^LAB|24331-1^Lipid panel^LN|||20240102070000-0500||||||||||||||||||F\r";
+    hv_map_result_t r;
+    json_object *dr;
+    (void)state;
+    test_map(none, NULL, &r);
+    dr = test_entry(r.bundle, "DiagnosticReport", 0, NULL);
+    assert_non_null(dr);
+    assert_string_equal(test_str(dr, "status"), "final");
+    assert_string_equal(test_str(dr, "code.extension[0].url"), DAR_URL);
+    assert_string_equal(test_str(dr, "code.extension[0].valueCode"), "unknown");
+    assert_int_equal(test_validate_errors(dr), 0);
+    hv_map_result_free(&r);
+    test_map(sent, NULL, &r);
+    dr = test_entry(r.bundle, "DiagnosticReport", 0, NULL);
+    assert_string_equal(test_str(dr, "code.coding[0].code"), "24331-1");
+    assert_null(test_str(dr, "code.extension[0].url"));
+    hv_map_result_free(&r);
+}
+
+static void v2_to_fhir_each_nk1_is_its_own_contact(void **state) {
+    /* Two NK1s map into the Patient PID made: each gives its own Patient.contact (the rows
+     * name "contact.name" without an index), not one contact with both names. */
+    const char *msg = MSH_A01 PID_DOE "NK1|1|DOE^JOHN|SPO\rNK1|2|ROE^JIM|FTH\r";
+    hv_map_result_t r;
+    json_object *p;
+    (void)state;
+    test_map(msg, NULL, &r);
+    p = test_entry(r.bundle, "Patient", 0, NULL);
+    assert_string_equal(test_str(p, "contact[0].name.given[0]"), "JOHN");
+    assert_null(test_str(p, "contact[0].name.given[1]"));
+    assert_string_equal(test_str(p, "contact[1].name.family"), "ROE");
+    assert_string_equal(test_str(p, "contact[1].name.given[0]"), "JIM");
+    assert_null(test_str(p, "contact[2].name.family"));
+    hv_map_result_free(&r);
+}
+
+static void v2_to_fhir_nte_after_obx_is_a_note_of_that_observation(void **state) {
+    /* The IG's ORU_R01 row "NTE → Observation[2].note" (NTE[ServiceRequest]): each NTE is one
+     * note of the Observation of the OBX before it, with its author (NTE-5); an NTE after an
+     * OBX that made no Observation makes none. */
+    const char *msg = ORU_HEAD
+                      "OBR|1|P1|F1|24331-1^Lipid^LN\r"
+                      "OBX|1|NM|2093-3^Chol^LN||185|mg/dL|||||F\r"
+                      "NTE|1|L|fasting|RE|99^STARR^RINGO\r"
+                      "NTE|2|L|repeat advised\r"
+                      "OBX|2|NM|2571-8^Trig^LN||120|mg/dL|||||F\r"
+                      "NTE|1|L|third\r"
+                      "OBX|3\r"
+                      "NTE|1|L|stray\r";
+    hv_map_result_t r;
+    json_object *a, *b, *prac;
+    (void)state;
+    test_map(msg, NULL, &r);
+    assert_int_equal(test_count(r.bundle, "Observation"), 2);
+    a = test_entry(r.bundle, "Observation", 0, NULL);
+    b = test_entry(r.bundle, "Observation", 1, NULL);
+    assert_string_equal(test_str(a, "note[0].text"), "fasting");
+    assert_string_equal(test_str(a, "note[1].text"), "repeat advised");
+    assert_null(test_str(a, "note[1].authorReference.reference"));
+    prac = by_full_url(r.bundle, test_str(a, "note[0].authorReference.reference"));
+    assert_non_null(prac);
+    assert_string_equal(test_str(prac, "name[0].family"), "STARR");
+    assert_string_equal(test_str(b, "note[0].text"), "third");
+    /* OBX|3 made nothing: its NTE is no note of the OBX before it. */
+    assert_null(test_str(b, "note[1].text"));
+    assert_null(test_str(a, "note[2].text"));
+    hv_map_result_free(&r);
+}
+
+static void v2_to_fhir_obx_without_obx3_or_value(void **state) {
+    /* An OBX with a value but no OBX-3 keeps its value with a code absent for a known reason;
+     * OBX-11 "X" without a value: status cancelled, dataAbsentReason cannot-be-obtained (the
+     * IG's concept map note); with a value, no dataAbsentReason (FHIR obs-6). */
+    const char *msg = ORU_HEAD
+                      "OBR|1|P1|F1|24331-1^Lipid^LN\r"
+                      "OBX|1|ST|||free text|||||||F\r"
+                      "OBX|2||8675-3^Fake^LN||||||||X\r"
+                      "OBX|3|ST|8676-1^Other^LN||kept||||||X\r";
+    hv_map_result_t r;
+    json_object *o;
+    (void)state;
+    test_map(msg, NULL, &r);
+    assert_int_equal(test_count(r.bundle, "Observation"), 3);
+    o = test_entry(r.bundle, "Observation", 0, NULL);
+    assert_string_equal(test_str(o, "valueString"), "free text");
+    assert_string_equal(test_str(o, "code.extension[0].url"), DAR_URL);
+    assert_int_equal(test_validate_errors(o), 0);
+    o = test_entry(r.bundle, "Observation", 1, NULL);
+    assert_string_equal(test_str(o, "status"), "cancelled");
+    assert_string_equal(test_str(o, "dataAbsentReason.coding[0].code"), "cannot-be-obtained");
+    assert_int_equal(test_validate_errors(o), 0);
+    o = test_entry(r.bundle, "Observation", 2, NULL);
+    assert_string_equal(test_str(o, "valueString"), "kept");
+    assert_null(test_str(o, "dataAbsentReason.coding[0].code"));
     hv_map_result_free(&r);
 }
 
@@ -445,7 +575,12 @@ int run_v2_to_fhir_tests(void) {
         cmocka_unit_test(v2_to_fhir_converts_dtm_values),
         cmocka_unit_test(v2_to_fhir_reports_unmapped_segments_and_codes),
         cmocka_unit_test(v2_to_fhir_rows_with_one_index_fill_one_referenced_resource),
-        cmocka_unit_test(v2_to_fhir_an_unnamed_organization_is_left_out),
+        cmocka_unit_test(v2_to_fhir_an_unnamed_organization_gets_an_absent_name),
+        cmocka_unit_test(v2_to_fhir_a_contact_with_only_a_period_gets_an_absent_name),
+        cmocka_unit_test(v2_to_fhir_a_report_without_obr4_gets_an_absent_code),
+        cmocka_unit_test(v2_to_fhir_each_nk1_is_its_own_contact),
+        cmocka_unit_test(v2_to_fhir_nte_after_obx_is_a_note_of_that_observation),
+        cmocka_unit_test(v2_to_fhir_obx_without_obx3_or_value),
         cmocka_unit_test(v2_to_fhir_pl_makes_a_family_of_locations),
         cmocka_unit_test(v2_to_fhir_sad_gives_address_lines),
         cmocka_unit_test(v2_to_fhir_concept_map_applies_to_codings),
