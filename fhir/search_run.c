@@ -543,20 +543,64 @@ static int driver_of(const hv__search_plan_t *p)
     return driver;
 }
 
+/* Binds the plan's value b at placeholder at of st. */
+static void bind_value(hv_db_stmt_t *st, int at, const hv__sp_bind_t *b)
+{
+    if (b->kind == 0)
+        hv_db_bind_text(st, at, b->s, strlen(b->s));
+    else if (b->kind == 1)
+        hv_db_bind_int64(st, at, b->i);
+    else
+        hv_db_bind_double(st, at, b->d);
+}
+
 void hv__search_bind_plan(hv_db_stmt_t *st, const hv__search_plan_t *p)
 {
-    for (int i = 0; i < p->nbinds; i++) {
-        const hv__sp_bind_t *b = &p->binds[i];
-        if (b->kind == 0)
-            hv_db_bind_text(st, i + 1, b->s, strlen(b->s));
-        else if (b->kind == 1)
-            hv_db_bind_int64(st, i + 1, b->i);
-        else
-            hv_db_bind_double(st, i + 1, b->d);
-    }
+    for (int i = 0; i < p->nbinds; i++)
+        bind_value(st, i + 1, &p->binds[i]);
 }
 
 #define HAS_DRIVE_MAX 2000 /* candidates up to which a plain criterion drives a _has search */
+
+/*
+ * Prepares q, a statement using some of p's placeholders, with those renumbered $1, $2, ...
+ * in their order of first use and bound to their values: PostgreSQL refuses a statement
+ * given values for placeholders it does not use (their types cannot be inferred). A '$'
+ * followed by a digit is always a placeholder in the planner's text (values are bound).
+ */
+static int prepare_used(hv_db_t *db, const hv__search_plan_t *p, const char *q, hv_db_stmt_t **st)
+{
+    int map[HV__SEARCH_MAX_BINDS], nmap = 0, rc;
+    hv_buf_t w;
+    hv_buf_init(&w, strlen(q) + 1024);
+    for (const char *s = q; *s; s++) {
+        char *end = NULL;
+        long n;
+        int m;
+        if (*s != '$' || s[1] < '0' || s[1] > '9') {
+            hv_buf_putc(&w, *s);
+            continue;
+        }
+        n = strtol(s + 1, &end, 10);
+        if (n < 1 || n > p->nbinds) {
+            hv_buf_release(&w);
+            return HV_EINVAL;
+        }
+        for (m = 0; m < nmap && map[m] != (int)n; m++)
+            ;
+        if (m == nmap)
+            map[nmap++] = (int)n;
+        hv_buf_printf(&w, "$%d", m + 1);
+        s = end - 1;
+    }
+    rc = hv_buf_puts(&w, "");
+    if (rc == HV_OK)
+        rc = hv_db_prepare(db, w.data, st);
+    for (int i = 0; rc == HV_OK && i < nmap; i++)
+        bind_value(*st, i + 1, &p->binds[map[i] - 1]);
+    hv_buf_release(&w);
+    return rc;
+}
 
 /*
  * The criterion that drives a search holding a top-level _has (its "@R" marker),
@@ -574,8 +618,8 @@ static int has_driver(hv_db_t *db, hv__search_plan_t *p, int pg_too)
     extra_t none = {NULL, 0, 0};
     int any_has = 0, best = -1;
     int64_t best_n = HAS_DRIVE_MAX;
-    if ((hv_db_kind(db) == HV_DB_PG && !pg_too) || p->system || p->nvs > 0 || p->ncrit < 2 || p->ncrit > HV__SEARCH_MAX_PARAMS ||
-        p->where.data == NULL)
+    if ((hv_db_kind(db) == HV_DB_PG && !pg_too) || p->system || p->nvs > 0 || p->ncrit < 2 ||
+        p->ncrit > HV__SEARCH_MAX_PARAMS || p->where.data == NULL)
         return -1;
     for (int k = 0; k < p->ncrit; k++) {
         const char *s = p->where.data + p->cspan[k][0];
@@ -608,8 +652,7 @@ static int has_driver(hv_db_t *db, hv__search_plan_t *p, int pg_too)
         rc = expand(db, p, text, k, &q, &none, &n);
         if (rc == HV_OK)
             hv_buf_printf(&q, " LIMIT %d) c", HAS_DRIVE_MAX);
-        if (rc == HV_OK && hv_buf_puts(&q, "") == HV_OK && hv_db_prepare(db, q.data, &st) == HV_OK) {
-            hv__search_bind_plan(st, p);
+        if (rc == HV_OK && hv_buf_puts(&q, "") == HV_OK && prepare_used(db, p, q.data, &st) == HV_OK) {
             if (hv_db_step(st) == HV_DB_ROW && hv_db_column_int64(st, 0) < best_n) {
                 best_n = hv_db_column_int64(st, 0);
                 best = k;
@@ -936,9 +979,12 @@ static int has_page_sql(hv_db_t *db, hv__search_plan_t *p, int driver, hv_buf_t 
     if (rc != HV_OK)
         goto out;
     *limit_at = ++n;
-    hv_buf_printf(q, " LIMIT $%d) SELECT pg.rid, pg.type, pg.id, pg.version, pg.last_ms, 0, r.json FROM pg JOIN"
+    /* PostgreSQL may turn the EXISTS checks into hash semi-joins, which do not keep the
+     * candidates' order: its LIMIT needs the order stated (a nested-loop semi-join over
+     * the ordered candidates still stops at the page). */
+    hv_buf_printf(q, "%s LIMIT $%d) SELECT pg.rid, pg.type, pg.id, pg.version, pg.last_ms, 0, r.json FROM pg JOIN"
                      " resources r ON r.rid = pg.rid ORDER BY pg.rid",
-                  n);
+                  pgsql ? " ORDER BY r.rid" : "", n);
     rc = hv_buf_puts(q, "");
 out:
     hv_free(text);

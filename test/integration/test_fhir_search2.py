@@ -295,7 +295,7 @@ class FhirSearch2SystemTests(FhirSearch2Tests):
 class FhirSearch2ReindexTests(FhirSearch2Tests):
     """$reindex and `holovitals reindex` rebuild index rows that are missing."""
     test_chaining = test_has = test_include_revinclude = None
-    TABLES = ("sp_str", "sp_tok", "sp_ref", "sp_date", "sp_num", "sp_uri")
+    TABLES = ("sp_str", "sp_tok", "sp_ref", "sp_date", "sp_num", "sp_uri", "sp_reftok")
 
     def wipe_index(self):
         if self.DB:
