@@ -50,13 +50,22 @@ static const struct {
     {"Observation", "subject", "code"},
 };
 
-#define REFTOK_FILL(where)                                                                                     \
+/*
+ * SQLite without statistics would read either side of the join from its covering value
+ * index by (type, code) — every row of the code for each row of the other side — so on
+ * SQLite the reference rows drive (CROSS JOIN fixes the order) and the token rows are
+ * sought by (type, id, code) (tx " INDEXED BY sp_tok_idc"); one resource's reference
+ * rows too (hx " INDEXED BY sp_ref_idc"), the migration reading every reference row of
+ * the codes from sp_ref_vc (hx ""). PostgreSQL: "", " JOIN", "".
+ */
+#define REFTOK_FILL(hx, jn, tx, where)                                                                         \
     "INSERT INTO sp_reftok (type, id, rcode, rtype, rid, tcode, tsys, tval) SELECT h.type, h.id, h.code,"      \
-    " h.rtype, h.rid, t.code, t.system, t.value FROM sp_ref h JOIN sp_tok t ON t.type = h.type AND t.id = h.id" \
-    " AND t.code = " where
+    " h.rtype, h.rid, t.code, t.system, t.value FROM sp_ref h" hx jn " sp_tok t" tx " ON t.type = h.type AND"   \
+    " t.id = h.id AND t.code = " where
 
 /*
- * The ninth migration of the index (both backends): sp_reftok filled from the plain rows
+ * The ninth migration of the index (per backend: SQLite names the token index, above):
+ * sp_reftok filled from the plain rows
  * of the pairs above (every row, as the criterion it replaces reads every row of its
  * code), then indexed; sp_reftok_id serves the per-resource deletion. resources_dead holds
  * the deleted versions only (few): the count of a _has read whole subtracts the
@@ -64,16 +73,26 @@ static const struct {
  * resource's row (hv__search_has_count). Partial, on "deleted <> 0", which no statement
  * but that count writes, so no other plan can pick it.
  */
-const char hv__search_migration9[] =
-    "CREATE TABLE sp_reftok (type TEXT NOT NULL, id TEXT NOT NULL, rcode TEXT NOT NULL, rtype TEXT,"
-    " rid TEXT NOT NULL, tcode TEXT NOT NULL, tsys TEXT, tval TEXT NOT NULL);" REFTOK_FILL(
-        "'code' WHERE h.type = 'Observation' AND h.code IN ('patient', 'subject');")
-    "CREATE INDEX sp_reftok_v ON sp_reftok (type, rcode, rtype, tcode, tval, rid, tsys);"
-    "CREATE INDEX sp_reftok_id ON sp_reftok (type, id);"
-    "CREATE INDEX resources_dead ON resources (type, id, version) WHERE deleted <> 0;";
+#define REFTOK_MIGRATION(jn, tx)                                                                             \
+    "CREATE TABLE sp_reftok (type TEXT NOT NULL, id TEXT NOT NULL, rcode TEXT NOT NULL, rtype TEXT,"           \
+    " rid TEXT NOT NULL, tcode TEXT NOT NULL, tsys TEXT, tval TEXT NOT NULL);" REFTOK_FILL(                    \
+        "", jn, tx, "'code' WHERE h.type = 'Observation' AND h.code IN ('patient', 'subject');")                       \
+    "CREATE INDEX sp_reftok_v ON sp_reftok (type, rcode, rtype, tcode, tval, rid, tsys);"                      \
+    "CREATE INDEX sp_reftok_id ON sp_reftok (type, id);"                                                       \
+    "CREATE INDEX resources_dead ON resources (type, id, version) WHERE deleted <> 0;"
+const char hv__search_migration9_sqlite[] = REFTOK_MIGRATION(" CROSS JOIN", " INDEXED BY sp_tok_idc");
+const char hv__search_migration9_pg[] = REFTOK_MIGRATION(" JOIN", "");
 
 /* hv__search_has_put's statements: $1 type, $2 id, $3 the reference code, $4 the token code. */
-static const char fill_sql[] = REFTOK_FILL("$4 WHERE h.type = $1 AND h.id = $2 AND h.code = $3");
+#define FILL_ONE "$4 WHERE h.type = $1 AND h.id = $2 AND h.code = $3"
+static const char fill_sqlite[] =
+    REFTOK_FILL(" INDEXED BY sp_ref_idc", " CROSS JOIN", " INDEXED BY sp_tok_idc", FILL_ONE);
+static const char fill_pg[] = REFTOK_FILL("", " JOIN", "", FILL_ONE);
+
+const char *hv__search_has_fill_sql(hv_db_t *db)
+{
+    return hv_db_kind(db) == HV_DB_PG ? fill_pg : fill_sqlite;
+}
 static const char del_sql[] = "DELETE FROM sp_reftok WHERE type = $1 AND id = $2";
 
 static int has_rows_enabled = 1;
@@ -112,7 +131,7 @@ int hv__search_has_put(hv_db_t *db, const char *type, const char *id, int live, 
         rc = run(db, del_sql, type, id, NULL, NULL);
     for (size_t k = 0; k < HV_ARRAY_LEN(pairs) && rc == HV_OK && live; k++)
         if (strcmp(pairs[k].type, type) == 0)
-            rc = run(db, fill_sql, type, id, pairs[k].rcode, pairs[k].tcode);
+            rc = run(db, hv__search_has_fill_sql(db), type, id, pairs[k].rcode, pairs[k].tcode);
     return rc;
 }
 

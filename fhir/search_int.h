@@ -383,11 +383,14 @@ void hv__search_token_cond(hv_buf_t *b, const char *s, const char *e);
 
 /* ---- reference x token rows of reverse chaining (fhir/search_has.c) ---- */
 
-/* The ninth migration of the index (both backends): sp_reftok, filled, and resources_dead. */
-extern const char hv__search_migration9[];
+/* The ninth migration of the index (per backend): sp_reftok, filled, and resources_dead. */
+extern const char hv__search_migration9_sqlite[];
+extern const char hv__search_migration9_pg[];
 /* Rewrites the reference x token rows of type/id from its plain rows just written, in the
  * caller's transaction (as hv__search_combo_put, which calls it). */
 int hv__search_has_put(hv_db_t *db, const char *type, const char *id, int live, int replace);
+/* Its fill statement ($1 type, $2 id, $3 reference code, $4 token code), for a plan test. */
+const char *hv__search_has_fill_sql(hv_db_t *db);
 /* Turns the planner's rule on or off for the process (setting fhir.search_has_rows). */
 void hv__search_has_rows_enable(int on);
 /*

@@ -74,6 +74,22 @@ static void search_has_rows_follow_the_current_version(void **state)
     put_v(db, 1, "{\"resourceType\":\"Condition\",\"id\":\"c1\",\"code\":{\"coding\":[{\"code\":\"a\"}]},"
                  "\"subject\":{\"reference\":\"Patient/p1\"}}");
     assert_int_equal(rows_of(db, "SELECT COUNT(*) FROM sp_reftok"), 0);
+    /* the fill seeks the resource's rows by (type, id, code) on both sides, never a
+     * range of every row of the code (which SQLite chose without the index clause) */
+    {
+        hv_buf_t eqp, q;
+        hv_db_stmt_t *st = NULL;
+        hv_buf_init(&eqp, 4096);
+        hv_buf_init(&q, 4096);
+        hv_buf_printf(&q, "EXPLAIN QUERY PLAN %s", hv__search_has_fill_sql(db));
+        assert_int_equal(hv_db_prepare(db, q.data, &st), HV_OK);
+        store_test_plan_lines(st, &eqp);
+        if (strstr(eqp.data, "sp_tok_idc (type=? AND id=? AND code=?)") == NULL ||
+            strstr(eqp.data, "sp_ref_idc (type=? AND id=? AND code=?)") == NULL)
+            fail_msg("fill:\n%s", eqp.data);
+        hv_buf_release(&eqp);
+        hv_buf_release(&q);
+    }
     store_test_db_close(db);
 }
 
