@@ -102,24 +102,6 @@ void hv__search_has_rows_enable(int on)
     has_rows_enabled = on != 0;
 }
 
-/* Runs one statement with $1 type, $2 id and, when given, $3 a and $4 b. */
-static int run(hv_db_t *db, const char *q, const char *type, const char *id, const char *a, const char *b)
-{
-    hv_db_stmt_t *st = NULL;
-    int rc = hv_db_prepare(db, q, &st);
-    if (rc != HV_OK)
-        return rc;
-    hv_db_bind_text(st, 1, type, strlen(type));
-    hv_db_bind_text(st, 2, id, strlen(id));
-    if (a != NULL) {
-        hv_db_bind_text(st, 3, a, strlen(a));
-        hv_db_bind_text(st, 4, b, strlen(b));
-    }
-    rc = hv_db_step(st);
-    hv_db_done(st);
-    return rc < 0 ? rc : HV_OK;
-}
-
 int hv__search_has_put(hv_db_t *db, const char *type, const char *id, int live, int replace)
 {
     int rc = HV_OK, any = 0;
@@ -128,10 +110,10 @@ int hv__search_has_put(hv_db_t *db, const char *type, const char *id, int live, 
     if (!any)
         return HV_OK;
     if (replace)
-        rc = run(db, del_sql, type, id, NULL, NULL);
+        rc = hv__search_exec_tid(db, del_sql, type, id, NULL, NULL);
     for (size_t k = 0; k < HV_ARRAY_LEN(pairs) && rc == HV_OK && live; k++)
         if (strcmp(pairs[k].type, type) == 0)
-            rc = run(db, hv__search_has_fill_sql(db), type, id, pairs[k].rcode, pairs[k].tcode);
+            rc = hv__search_exec_tid(db, hv__search_has_fill_sql(db), type, id, pairs[k].rcode, pairs[k].tcode);
     return rc;
 }
 
@@ -282,25 +264,11 @@ static int count_sql(hv_db_t *db, const hv__search_plan_t *p, hv_buf_t *q)
 int hv__search_has_count(hv_db_t *db, const hv__search_plan_t *p, int64_t *count)
 {
     hv_buf_t q;
-    hv_db_stmt_t *st = NULL;
     int rc;
     hv_buf_init(&q, 64 * 1024);
     rc = count_sql(db, p, &q);
-    if (rc != HV_OK)
-        goto out;
-    rc = hv_db_prepare(db, q.data, &st);
-    if (rc != HV_OK)
-        goto out;
-    hv__search_bind_plan(st, p);
-    rc = hv_db_step(st);
-    if (rc == HV_DB_ROW) {
-        *count = hv_db_column_int64(st, 0);
-        rc = HV_OK;
-    } else if (rc >= 0) {
-        rc = HV_EIO;
-    }
-    hv_db_done(st);
-out:
+    if (rc == HV_OK)
+        rc = hv__search_count_run(db, p, q.data, count);
     hv_buf_release(&q);
     return rc;
 }
