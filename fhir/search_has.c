@@ -65,9 +65,8 @@ static const struct {
 
 /*
  * The ninth migration of the index (per backend: SQLite names the token index, above):
- * sp_reftok filled from the plain rows
- * of the pairs above (every row, as the criterion it replaces reads every row of its
- * code), then indexed; sp_reftok_id serves the per-resource deletion. resources_dead holds
+ * sp_reftok filled from the plain rows of the pairs above (every row, as the criterion
+ * it replaces reads every row of its code), then indexed; sp_reftok_id serves the per-resource deletion. resources_dead holds
  * the deleted versions only (few): the count of a _has read whole subtracts the
  * referenced ids whose current version is a deletion instead of reading every referenced
  * resource's row (hv__search_has_count). Partial, on "deleted <> 0", which no statement
@@ -76,7 +75,7 @@ static const struct {
 #define REFTOK_MIGRATION(jn, tx)                                                                             \
     "CREATE TABLE sp_reftok (type TEXT NOT NULL, id TEXT NOT NULL, rcode TEXT NOT NULL, rtype TEXT,"           \
     " rid TEXT NOT NULL, tcode TEXT NOT NULL, tsys TEXT, tval TEXT NOT NULL);" REFTOK_FILL(                    \
-        "", jn, tx, "'code' WHERE h.type = 'Observation' AND h.code IN ('patient', 'subject');")                       \
+        "", jn, tx, "'code' WHERE h.type = 'Observation' AND h.code IN ('patient', 'subject');")               \
     "CREATE INDEX sp_reftok_v ON sp_reftok (type, rcode, rtype, tcode, tval, rid, tsys);"                      \
     "CREATE INDEX sp_reftok_id ON sp_reftok (type, id);"                                                       \
     "CREATE INDEX resources_dead ON resources (type, id, version) WHERE deleted <> 0;"
@@ -93,6 +92,7 @@ const char *hv__search_has_fill_sql(hv_db_t *db)
 {
     return hv_db_kind(db) == HV_DB_PG ? fill_pg : fill_sqlite;
 }
+
 static const char del_sql[] = "DELETE FROM sp_reftok WHERE type = $1 AND id = $2";
 
 static int has_rows_enabled = 1;
