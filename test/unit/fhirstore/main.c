@@ -1,6 +1,8 @@
 /* main.c — runs every FHIR store unit-test group, with the shared helpers; the exit status is the failure count. */
 #include "tests.h"
 
+#include <json-c/json.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +39,7 @@ char *store_test_slurp(const char *path, size_t *len)
     return hv_buf_take(&b);
 }
 
-static char dbdirs[32][64]; /* one per test that opens a database */
+static char dbdirs[48][64]; /* one per test that opens a database */
 static int ndb;
 
 hv_db_t *store_test_db(void)
@@ -46,7 +48,7 @@ hv_db_t *store_test_db(void)
     hv_error_t err;
     char *d;
     hv_error_clear(&err);
-    assert_true(ndb < 32);
+    assert_true(ndb < 48);
     snprintf(dbdirs[ndb], sizeof(dbdirs[ndb]), "/tmp/hvfstoreXXXXXX");
     d = mkdtemp(dbdirs[ndb]);
     assert_non_null(d);
@@ -60,6 +62,27 @@ hv_db_t *store_test_db(void)
 void store_test_db_close(hv_db_t *db)
 {
     hv_db_close(db);
+}
+
+int64_t store_test_count(hv_db_t *db, const char *sql)
+{
+    hv_db_stmt_t *st = NULL;
+    int64_t n = -1;
+    assert_int_equal(hv_db_prepare(db, sql, &st), HV_OK);
+    if (hv_db_step(st) == HV_DB_ROW)
+        n = hv_db_column_int64(st, 0);
+    hv_db_done(st);
+    return n;
+}
+
+void store_test_put(hv_db_t *db, int64_t version, const char *json)
+{
+    struct json_object *o = json_tokener_parse(json);
+    assert_non_null(o);
+    assert_int_equal(hv__store_put(db, hv_json_get_str(o, "resourceType"), hv_json_get_str(o, "id"), version,
+                                   1000 + (uint64_t)version, json, strlen(json), o),
+                     HV_OK);
+    json_object_put(o);
 }
 
 void store_test_plan_lines(hv_db_stmt_t *st, hv_buf_t *plan)
@@ -85,6 +108,7 @@ int main(void)
     failed += run_search_plan_tests();
     failed += run_search_special_tests();
     failed += run_search_combo_tests();
+    failed += run_search_has_tests();
     failed += run_bundle_tests();
     failed += run_compartment_tests();
     failed += run_authz_tests();

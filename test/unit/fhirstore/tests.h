@@ -18,6 +18,7 @@ int run_search_tests(void); /* search_index.c */
 int run_search_plan_tests(void); /* search_plan.c */
 int run_search_special_tests(void); /* search_special.c */
 int run_search_combo_tests(void);   /* search_combo.c */
+int run_search_has_tests(void);     /* search_has.c */
 int run_bundle_tests(void); /* rest_bundle.c */
 int run_compartment_tests(void); /* rest_compartment.c */
 int run_authz_tests(void);  /* rest_authz.c */
@@ -29,6 +30,10 @@ char *store_test_slurp(const char *path, size_t *len);
 /* Opens the fhir tables in a fresh temporary SQLite database. */
 hv_db_t *store_test_db(void);
 void store_test_db_close(hv_db_t *db);
+/* The one integer sql selects (-1 when it gives no row). */
+int64_t store_test_count(hv_db_t *db, const char *sql);
+/* Stores json (its resourceType and id) as version `version` at time 1000 + version. */
+void store_test_put(hv_db_t *db, int64_t version, const char *json);
 /* Steps st, an EXPLAIN QUERY PLAN statement, to its end and appends each row's detail and a
  * newline to plan (NUL-terminated); finishes st. */
 void store_test_plan_lines(hv_db_stmt_t *st, hv_buf_t *plan);
