@@ -671,20 +671,22 @@ static int outcome_record(hv_db_t *db, outcome_t *o) {
 }
 
 /*
- * The message's status follows its queues: sent (or errored: a destination
- * dead-lettered it) when no row of it is left queued and every cursor of its route
- * has passed it. For the messages of a channel with ids lo..hi: one statement for a
- * batch of cursor outcomes, or lo = hi for one message with a final row outcome.
+ * The status of a message with row queues follows its rows: sent (or errored: a
+ * destination dead-lettered it) when no row of it is left queued and every cursor of
+ * its route has passed it. One message of a channel, after a final row outcome. A
+ * message stored as "cursor" is updated here too (a final row outcome is rare: a
+ * retry, a dead letter, a requeue); its cursor deliveries never write it — its
+ * status is derived (HV__CHAN_STATUS_SQL).
  */
 static int message_status_range(hv_db_t *db, const char *channel, int64_t lo, int64_t hi) {
     hv_db_stmt_t *st = NULL;
     int rc = hv_db_prepare(db,
                            "UPDATE chan_messages SET status = CASE WHEN EXISTS (SELECT 1 FROM"
                            " chan_queue q WHERE q.message_id = chan_messages.id AND q.state ="
-                           " 'dead') THEN 'errored' ELSE 'sent' END WHERE channel = $1 AND status ="
-                           " 'queued' AND id >= $2 AND id <= $3 AND NOT EXISTS (SELECT 1 FROM"
-                           " chan_queue q WHERE q.message_id = chan_messages.id AND q.state ="
-                           " 'queued') AND NOT EXISTS (SELECT 1 FROM chan_cursors c WHERE"
+                           " 'dead') THEN 'errored' ELSE 'sent' END WHERE channel = $1 AND status"
+                           " IN ('queued', 'cursor') AND id >= $2 AND id <= $3 AND NOT EXISTS"
+                           " (SELECT 1 FROM chan_queue q WHERE q.message_id = chan_messages.id AND"
+                           " q.state = 'queued') AND NOT EXISTS (SELECT 1 FROM chan_cursors c WHERE"
                            " c.channel = $1 AND c.last_id < chan_messages.id AND"
                            " instr(chan_messages.route, ',' || c.dest || ',') > 0)",
                            &st);
@@ -695,6 +697,68 @@ static int message_status_range(hv_db_t *db, const char *channel, int64_t lo, in
     rc = hv_db_step(st);
     hv_db_done(st);
     return rc < 0 ? rc : HV_OK;
+}
+
+/* Storage thread: one COUNT statement of hv__chan_status_split with $1 the channel
+ * and, when the statement has it, $2 the slowest cursor's position. */
+static int count_one(hv_db_t *db, const char *sql, const char *channel, int64_t low,
+                     int64_t *n) {
+    hv_db_stmt_t *st = NULL;
+    int rc = hv_db_prepare(db, sql, &st);
+    if (rc != HV_OK) return rc;
+    bind_str(st, 1, channel);
+    if (strstr(sql, "$2") != NULL) hv_db_bind_int64(st, 2, low);
+    rc = hv_db_step(st);
+    if (rc == HV_DB_ROW) {
+        *n = hv_db_column_int64(st, 0);
+        rc = HV_OK;
+    } else if (rc == HV_OK) {
+        rc = HV_EDB;
+    }
+    hv_db_done(st);
+    return rc;
+}
+
+/*
+ * The messages at or before the slowest cursor of the channel (all of them when it
+ * has no cursor left) have been passed by every cursor: only a queued row keeps one
+ * of them queued, so they are counted from the rows. The ones after it are few
+ * unless a destination is behind (its backlog), and each is evaluated.
+ */
+int hv__chan_status_split(hv_db_t *db, const char *channel, int64_t total, int64_t n[3]) {
+    int64_t low = 0, q_low = 0, q_high = 0, dead = 0;
+    hv_db_stmt_t *st = NULL;
+    int rc = hv_db_prepare(db,
+                           "SELECT COALESCE(MIN(last_id), 9223372036854775807) FROM chan_cursors"
+                           " WHERE channel = $1",
+                           &st);
+    if (rc != HV_OK) return rc;
+    bind_str(st, 1, channel);
+    rc = hv_db_step(st);
+    if (rc == HV_DB_ROW) low = hv_db_column_int64(st, 0);
+    hv_db_done(st);
+    if (rc < 0) return rc;
+    rc = count_one(db,
+                   "SELECT COUNT(DISTINCT q.message_id) FROM chan_queue q JOIN chan_messages m ON"
+                   " m.id = q.message_id WHERE q.channel = $1 AND q.state = 'queued' AND m.status"
+                   " = 'cursor' AND m.id <= $2",
+                   channel, low, &q_low);
+    if (rc == HV_OK)
+        rc = count_one(db,
+                       "SELECT COUNT(*) FROM chan_messages m WHERE m.channel = $1 AND m.status ="
+                       " 'cursor' AND m.id > $2 AND " HV__CHAN_PENDING_SQL("m"),
+                       channel, low, &q_high);
+    if (rc == HV_OK)
+        rc = count_one(db,
+                       "SELECT COUNT(DISTINCT q.message_id) FROM chan_queue q JOIN chan_messages m"
+                       " ON m.id = q.message_id WHERE q.channel = $1 AND q.state IN ('dead', 'discarded') AND"
+                       " m.status = 'cursor' AND NOT " HV__CHAN_PENDING_SQL("m"),
+                       channel, low, &dead);
+    if (rc != HV_OK) return rc;
+    n[0] = q_low + q_high;
+    n[2] = dead;
+    n[1] = total - n[0] - n[2];
+    return HV_OK;
 }
 
 /* The same for one message in a store without cursors (shared: PostgreSQL). */
@@ -787,10 +851,10 @@ typedef struct outcome_batch {
     outcome_t *head;
 } outcome_batch_t;
 
-/* One cursor's or one channel's part of an outcome batch (outcomes_job). */
+/* One cursor's part of an outcome batch (outcomes_job). */
 typedef struct cursor_move {
     const hv__worker_t *w;
-    int64_t lo, hi, sent;
+    int64_t hi, sent;
 } cursor_move_t;
 
 static int outcomes_job(hv_db_t *db, void *arg) {
@@ -818,32 +882,14 @@ static int outcomes_job(hv_db_t *db, void *arg) {
     for (o = b->head; o != NULL; o = o->next) {
         if (!o->cursor) continue;
         for (j = 0; j < nmv && mv[j].w != o->w; j++) continue;
-        if (j == nmv) {
-            mv[nmv].w = o->w;
-            mv[nmv].lo = o->mid;
-            nmv++;
-        }
-        if (o->mid < mv[j].lo) mv[j].lo = o->mid;
+        if (j == nmv) mv[nmv++].w = o->w;
         if (o->mid > mv[j].hi) mv[j].hi = o->mid;
         if (strcmp(o->state, "sent") == 0 && o->qid == 0) mv[j].sent++; /* no row */
     }
     for (j = 0; j < nmv && rc == HV_OK; j++) rc = cursor_advance(db, mv[j].w, mv[j].hi, mv[j].sent);
-    /* Then the messages' statuses: the ones the cursors passed by range, once per
-     * channel (its destinations' outcomes often come in the same batch); each message
-     * with a final row outcome once. */
-    for (j = 0; j < nmv && rc == HV_OK; j++) {
-        const char *id = mv[j].w->ch->conf->id;
-        int64_t lo = mv[j].lo, hi = mv[j].hi;
-        int seen = 0;
-        for (i = 0; i < j && !seen; i++) seen = strcmp(mv[i].w->ch->conf->id, id) == 0;
-        if (seen) continue;
-        for (i = j + 1; i < nmv; i++)
-            if (strcmp(mv[i].w->ch->conf->id, id) == 0) {
-                if (mv[i].lo < lo) lo = mv[i].lo;
-                if (mv[i].hi > hi) hi = mv[i].hi;
-            }
-        rc = message_status_range(db, id, lo, hi);
-    }
+    /* A message read through a cursor needs nothing more: its status is derived from
+     * the cursors (HV__CHAN_STATUS_SQL). Each message with a final row outcome is
+     * brought up to date once. */
     n = 0;
     for (o = b->head; o != NULL; o = o->next)
         if (o->final && !o->cursor) fin[n++] = o;
