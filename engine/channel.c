@@ -380,27 +380,66 @@ int hv__dest_uses_cursor(const hv__chans_t *rt, const hv__dest_conf_t *d) {
 }
 
 /*
- * Storage thread: reads a cursor destination's position, making its row first. A
- * new cursor starts before the first message already routed to it (a message
- * stored by this version of the channel before the worker's first fetch), else
- * after the last message stored: a destination added to a channel gets the
- * messages that arrive from then on.
+ * Storage thread: makes a cursor destination's row in chan_cursors unless it has one.
+ * A new cursor starts before the first message already routed to it (a message
+ * stored by this version of the channel before the row was made), else after the
+ * last message stored: a destination added to a channel gets the messages that
+ * arrive from then on. The row exists before the first message routed to the
+ * destination commits (cursor_ensure_job, submitted at deployment), because a
+ * message's derived status (HV__CHAN_STATUS_SQL) counts only the cursors that exist.
  */
-static int cursor_load(hv_db_t *db, hv__worker_t *w, const char *route_key) {
+static int cursor_ensure(hv_db_t *db, const char *channel, const char *dest) {
     hv_db_stmt_t *st = NULL;
+    char key[80];
     int rc = hv_db_prepare(db,
                            "INSERT INTO chan_cursors (channel, dest, last_id) SELECT $1, $2,"
                            " COALESCE((SELECT MIN(id) - 1 FROM chan_messages WHERE channel = $1"
                            " AND instr(route, $3) > 0), (SELECT MAX(id) FROM chan_messages), 0)"
-                           " WHERE true ON CONFLICT (channel, dest) DO NOTHING",
+                           " WHERE NOT EXISTS (SELECT 1 FROM chan_cursors WHERE channel = $1 AND"
+                           " dest = $2) ON CONFLICT (channel, dest) DO NOTHING",
                            &st);
     if (rc != HV_OK) return rc;
-    bind_str(st, 1, w->ch->conf->id);
-    bind_str(st, 2, w->conf->name);
-    bind_str(st, 3, route_key);
+    snprintf(key, sizeof(key), ",%s,", dest);
+    bind_str(st, 1, channel);
+    bind_str(st, 2, dest);
+    bind_str(st, 3, key);
     rc = hv_db_step(st);
     hv_db_done(st);
-    if (rc < 0) return rc;
+    return rc < 0 ? rc : HV_OK;
+}
+
+/* Storage thread, submitted when a channel is deployed, before its source starts: the
+ * rows of its cursor destinations (storage jobs run in order, so before any message
+ * of this version is stored). */
+typedef struct cursor_ensure_arg {
+    char channel[HV__CHAN_ID_MAX + 1];
+    char dest[HV__CHAN_ID_MAX + 1];
+} cursor_ensure_arg_t;
+
+static int cursor_ensure_job(hv_db_t *db, void *arg) {
+    cursor_ensure_arg_t *a = arg;
+    return cursor_ensure(db, a->channel, a->dest);
+}
+
+static void cursor_ensure_done(int status, void *arg) {
+    cursor_ensure_arg_t *a = arg;
+    if (status != HV_OK) {
+        /* The worker's first fetch makes it (cursor_load); until then the messages routed
+         * to it may show as sent. */
+        hv_logrec_t *r = hv_log_begin(HV_LOG_WARN, "channel.cursor.ensure");
+        hv_log_str(r, "channel", a->channel);
+        hv_log_str(r, "destination", a->dest);
+        hv_log_str(r, "error", hv_strerror(status));
+        hv_log_end(r);
+    }
+    hv_free(a);
+}
+
+/* Storage thread: reads a cursor destination's position, making its row first. */
+static int cursor_load(hv_db_t *db, hv__worker_t *w) {
+    hv_db_stmt_t *st = NULL;
+    int rc;
+    if ((rc = cursor_ensure(db, w->ch->conf->id, w->conf->name)) != HV_OK) return rc;
     rc = hv_db_prepare(db, "SELECT last_id FROM chan_cursors WHERE channel = $1 AND dest = $2", &st);
     if (rc != HV_OK) return rc;
     bind_str(st, 1, w->ch->conf->id);
@@ -528,7 +567,7 @@ static int fetch_job(hv_db_t *db, void *arg) {
         if (rc != HV_OK || !held) return rc;
     }
     snprintf(key, sizeof(key), ",%s,", w->conf->name);
-    if (w->cursor && !w->pos_loaded && (rc = cursor_load(db, w, key)) != HV_OK) return rc;
+    if (w->cursor && !w->pos_loaded && (rc = cursor_load(db, w)) != HV_OK) return rc;
     if (!w->cursor && !w->ch->rt->shared && !w->pos_loaded &&
         (rc = cursor_to_rows(db, w, key)) != HV_OK)
         return rc;
@@ -1351,6 +1390,15 @@ int hv__chan_deploy(hv__chans_t *rt, hv__chan_conf_t *conf, hv_error_t *err) {
         if (old->src != NULL && old->src->stop != NULL && old->src_state != NULL)
             old->src->stop(old->src_state);
         old->src_state = NULL;
+    }
+    /* The cursor rows first: a message's derived status counts only existing cursors. */
+    for (i = 0; i < ch->nworkers; i++) {
+        cursor_ensure_arg_t *a;
+        if (!ch->workers[i]->cursor || (a = hv_calloc(1, sizeof(*a))) == NULL) continue;
+        snprintf(a->channel, sizeof(a->channel), "%s", conf->id);
+        snprintf(a->dest, sizeof(a->dest), "%s", ch->workers[i]->conf->name);
+        if (hv_storage_submit_lazy(rt->storage, cursor_ensure_job, cursor_ensure_done, a) != HV_OK)
+            hv_free(a);
     }
     if (ch->state == HV__CHAN_STARTED && ch->src->start != NULL) {
         rc = ch->src->start(ch, conf->source, &ch->src_state, err);
