@@ -148,8 +148,9 @@ static const char *scan_value(const char *p, const char *end, int depth) {
 
 /*
  * The next reference token of a JSON Pointer from p (just past a '/'), unescaped
- * into tok as the json-c way reads it: *next is where it ends. -1 for a token of
- * SET_TOKEN_MAX bytes or more (the json-c way's business).
+ * into tok (SET_TOKEN_MAX bytes; "~1" is "/", "~0" is "~", another '~' is itself):
+ * its length, *next where it ends. -1 for a token of SET_TOKEN_MAX bytes or more
+ * (set_check refuses such a pointer).
  */
 static int pointer_token(const char *p, char *tok, const char **next) {
     size_t n = 0;
@@ -272,18 +273,11 @@ static int set_roundtrip(const char *text, size_t len, const char *pointer, json
     cur = root;
     p = pointer;
     while (*p == '/') {
-        size_t n = 0;
         json_object *next = NULL;
-        p++;
-        while (*p && *p != '/' && n + 1 < sizeof(tok)) {
-            if (p[0] == '~' && (p[1] == '0' || p[1] == '1')) {
-                tok[n++] = p[1] == '0' ? '~' : '/';
-                p += 2;
-            } else {
-                tok[n++] = *p++;
-            }
+        if (pointer_token(p + 1, tok, &p) < 0) { /* refused by set_check */
+            hv_error_set(err, HV_EINVAL, pointer, "set: a token of %s is too long", pointer);
+            return HV_EINVAL;
         }
-        tok[n] = '\0';
         if (!json_object_is_type(cur, json_type_object)) {
             hv_error_set(err, HV_EINVAL, pointer, "set: %s does not lead through objects", pointer);
             return HV_EINVAL;
@@ -326,12 +320,24 @@ typedef struct set_step {
     char *content_type;
 } set_step_t;
 
+/* 1 when every reference token of pointer p fits SET_TOKEN_MAX. */
+static int tokens_fit(const char *p) {
+    char tok[SET_TOKEN_MAX];
+    while (*p == '/')
+        if (pointer_token(p + 1, tok, &p) < 0) return 0;
+    return 1;
+}
+
 static int set_check(struct json_object *conf, hv_error_t *err) {
     json_object_object_foreach(conf, k, v) {
         if (strcmp(k, "pointer") == 0) {
             const char *p = json_object_get_string(v);
-            if (json_object_is_type(v, json_type_string) && p[0] == '/' && strlen(p) > 1) continue;
-            hv_error_set(err, HV_ECONFIG, k, "\"pointer\" is a JSON Pointer such as \"/status\"");
+            if (json_object_is_type(v, json_type_string) && p[0] == '/' && strlen(p) > 1 &&
+                tokens_fit(p))
+                continue;
+            hv_error_set(err, HV_ECONFIG, k,
+                         "\"pointer\" is a JSON Pointer such as \"/status\" (tokens under %d bytes)",
+                         SET_TOKEN_MAX);
         } else if (strcmp(k, "value") == 0) {
             continue;
         } else if (strcmp(k, "content_type") == 0) {

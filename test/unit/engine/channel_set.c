@@ -138,11 +138,30 @@ static void set_step_runs_on_the_message_and_sets_content_type(void **state) {
     hv_arena_free(a);
 }
 
+static void set_check_refuses_a_pointer_token_of_256_bytes(void **state) {
+    char conf_text[600], tok[300];
+    json_object *conf;
+    hv_error_t err;
+    (void)state;
+    memset(tok, 'k', 255);
+    tok[255] = '\0';
+    snprintf(conf_text, sizeof(conf_text), "{\"pointer\":\"/a/%s\",\"value\":1}", tok);
+    conf = json_tokener_parse(conf_text);
+    hv_error_clear(&err);
+    assert_int_equal(hv__step_set.check(conf, &err), HV_OK); /* 255 bytes fit */
+    json_object_put(conf);
+    snprintf(conf_text, sizeof(conf_text), "{\"pointer\":\"/a/%sk\",\"value\":1}", tok);
+    conf = json_tokener_parse(conf_text);
+    assert_int_equal(hv__step_set.check(conf, &err), HV_ECONFIG);
+    json_object_put(conf);
+}
+
 int run_channel_set_tests(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(set_in_place_edit_equals_jsonc_roundtrip),
         cmocka_unit_test(set_rejects_content_that_is_not_json_or_not_through_objects),
         cmocka_unit_test(set_step_runs_on_the_message_and_sets_content_type),
+        cmocka_unit_test(set_check_refuses_a_pointer_token_of_256_bytes),
     };
     return cmocka_run_group_tests_name("channel_set", tests, NULL, NULL);
 }
