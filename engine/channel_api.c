@@ -1214,11 +1214,18 @@ static int prune_job(hv_db_t *db, void *arg) {
     prune_t *p = arg;
     int rc;
     /* Finished messages only: on SQLite a message stored as "cursor" is finished once it
-     * is no longer pending (channel_rt.h). */
-    const char *where = p->rt->shared ? "channel = $1 AND received_at < $2 AND status <> 'queued'"
-                                      : "channel = $1 AND received_at < $2 AND status <> 'queued'"
-                                        " AND (status <> 'cursor' OR NOT "
-                                        HV__CHAN_PENDING_SQL("chan_messages") ")";
+     * is no longer pending (HV__CHAN_PENDING_SQL, channel_rt.h): no queued row, and every
+     * cursor of its route past it — which the old messages pruning reaches are, when the
+     * slowest cursor of the channel is (tested once, before the per-message test). */
+    const char *where =
+        p->rt->shared
+            ? "channel = $1 AND received_at < $2 AND status <> 'queued'"
+            : "channel = $1 AND received_at < $2 AND status <> 'queued' AND (status <> 'cursor'"
+              " OR (NOT EXISTS (SELECT 1 FROM chan_queue dq WHERE dq.message_id ="
+              " chan_messages.id AND dq.state = 'queued') AND (id <= (SELECT COALESCE(MIN(last_id),"
+              " 9223372036854775807) FROM chan_cursors WHERE channel = $1) OR NOT EXISTS (SELECT 1"
+              " FROM chan_cursors dc WHERE dc.channel = $1 AND dc.last_id < chan_messages.id AND"
+              " instr(chan_messages.route, ',' || dc.dest || ',') > 0))))";
     char sql[4096];
     if (p->keep_fts && p->total == 0 && p->pages_before == 0) p->pages_before = page_count(db);
     if (p->keep_fts) {

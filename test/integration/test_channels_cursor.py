@@ -282,6 +282,9 @@ class DerivedStatusTest(CursorQueueTest):
         eng.start()
         self.assertEqual(self.counts(eng), (6, 6, 0, 0))
         self.assertEqual(self.shown(eng, "queued"), ids)
+        # Pruning leaves what b has not had.
+        status, res = eng.post_json("/channels/cur/prune?before=%d" % (int(time.time() * 1000) + 1000), {})
+        self.assertEqual((status, res["pruned"]), (200, 0))
         b.start()
         self.assertTrue(b.wait_for(6), "b got %d" % len(b.ids()))
         self.assertTrue(wait_until(lambda: self.counts(eng) == (6, 0, 6, 0)), self.counts(eng))
@@ -333,6 +336,10 @@ class DerivedStatusTest(CursorQueueTest):
         self.assertEqual((status, body["discarded"]), (200, 1))
         self.assertEqual(self.counts(eng), (4, 0, 3, 1))
         self.assertEqual(self.shown(eng, "errored"), [more])
+        # Pruning takes the finished ones, errored included.
+        status, res = eng.post_json("/channels/cur/prune?before=%d" % (int(time.time() * 1000) + 1000), {})
+        self.assertEqual((status, res["pruned"]), (200, 4))
+        self.assertEqual(self.counts(eng), (0, 0, 0, 0))
         eng.stop()
 
 
