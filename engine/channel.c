@@ -380,27 +380,66 @@ int hv__dest_uses_cursor(const hv__chans_t *rt, const hv__dest_conf_t *d) {
 }
 
 /*
- * Storage thread: reads a cursor destination's position, making its row first. A
- * new cursor starts before the first message already routed to it (a message
- * stored by this version of the channel before the worker's first fetch), else
- * after the last message stored: a destination added to a channel gets the
- * messages that arrive from then on.
+ * Storage thread: makes a cursor destination's row in chan_cursors unless it has one.
+ * A new cursor starts before the first message already routed to it (a message
+ * stored by this version of the channel before the row was made), else after the
+ * last message stored: a destination added to a channel gets the messages that
+ * arrive from then on. The row exists before the first message routed to the
+ * destination commits (cursor_ensure_job, submitted at deployment), because a
+ * message's derived status (HV__CHAN_STATUS_SQL) counts only the cursors that exist.
  */
-static int cursor_load(hv_db_t *db, hv__worker_t *w, const char *route_key) {
+static int cursor_ensure(hv_db_t *db, const char *channel, const char *dest) {
     hv_db_stmt_t *st = NULL;
+    char key[80];
     int rc = hv_db_prepare(db,
                            "INSERT INTO chan_cursors (channel, dest, last_id) SELECT $1, $2,"
                            " COALESCE((SELECT MIN(id) - 1 FROM chan_messages WHERE channel = $1"
                            " AND instr(route, $3) > 0), (SELECT MAX(id) FROM chan_messages), 0)"
-                           " WHERE true ON CONFLICT (channel, dest) DO NOTHING",
+                           " WHERE NOT EXISTS (SELECT 1 FROM chan_cursors WHERE channel = $1 AND"
+                           " dest = $2) ON CONFLICT (channel, dest) DO NOTHING",
                            &st);
     if (rc != HV_OK) return rc;
-    bind_str(st, 1, w->ch->conf->id);
-    bind_str(st, 2, w->conf->name);
-    bind_str(st, 3, route_key);
+    snprintf(key, sizeof(key), ",%s,", dest);
+    bind_str(st, 1, channel);
+    bind_str(st, 2, dest);
+    bind_str(st, 3, key);
     rc = hv_db_step(st);
     hv_db_done(st);
-    if (rc < 0) return rc;
+    return rc < 0 ? rc : HV_OK;
+}
+
+/* Storage thread, submitted when a channel is deployed, before its source starts: the
+ * rows of its cursor destinations (storage jobs run in order, so before any message
+ * of this version is stored). */
+typedef struct cursor_ensure_arg {
+    char channel[HV__CHAN_ID_MAX + 1];
+    char dest[HV__CHAN_ID_MAX + 1];
+} cursor_ensure_arg_t;
+
+static int cursor_ensure_job(hv_db_t *db, void *arg) {
+    cursor_ensure_arg_t *a = arg;
+    return cursor_ensure(db, a->channel, a->dest);
+}
+
+static void cursor_ensure_done(int status, void *arg) {
+    cursor_ensure_arg_t *a = arg;
+    if (status != HV_OK) {
+        /* The worker's first fetch makes it (cursor_load); until then the messages routed
+         * to it may show as sent. */
+        hv_logrec_t *r = hv_log_begin(HV_LOG_WARN, "channel.cursor.ensure");
+        hv_log_str(r, "channel", a->channel);
+        hv_log_str(r, "destination", a->dest);
+        hv_log_str(r, "error", hv_strerror(status));
+        hv_log_end(r);
+    }
+    hv_free(a);
+}
+
+/* Storage thread: reads a cursor destination's position, making its row first. */
+static int cursor_load(hv_db_t *db, hv__worker_t *w) {
+    hv_db_stmt_t *st = NULL;
+    int rc;
+    if ((rc = cursor_ensure(db, w->ch->conf->id, w->conf->name)) != HV_OK) return rc;
     rc = hv_db_prepare(db, "SELECT last_id FROM chan_cursors WHERE channel = $1 AND dest = $2", &st);
     if (rc != HV_OK) return rc;
     bind_str(st, 1, w->ch->conf->id);
@@ -528,7 +567,7 @@ static int fetch_job(hv_db_t *db, void *arg) {
         if (rc != HV_OK || !held) return rc;
     }
     snprintf(key, sizeof(key), ",%s,", w->conf->name);
-    if (w->cursor && !w->pos_loaded && (rc = cursor_load(db, w, key)) != HV_OK) return rc;
+    if (w->cursor && !w->pos_loaded && (rc = cursor_load(db, w)) != HV_OK) return rc;
     if (!w->cursor && !w->ch->rt->shared && !w->pos_loaded &&
         (rc = cursor_to_rows(db, w, key)) != HV_OK)
         return rc;
@@ -671,20 +710,22 @@ static int outcome_record(hv_db_t *db, outcome_t *o) {
 }
 
 /*
- * The message's status follows its queues: sent (or errored: a destination
- * dead-lettered it) when no row of it is left queued and every cursor of its route
- * has passed it. For the messages of a channel with ids lo..hi: one statement for a
- * batch of cursor outcomes, or lo = hi for one message with a final row outcome.
+ * The status of a message with row queues follows its rows: sent (or errored: a
+ * destination dead-lettered it) when no row of it is left queued and every cursor of
+ * its route has passed it. One message of a channel, after a final row outcome. A
+ * message stored as "cursor" is updated here too (a final row outcome is rare: a
+ * retry, a dead letter, a requeue); its cursor deliveries never write it — its
+ * status is derived (HV__CHAN_STATUS_SQL).
  */
 static int message_status_range(hv_db_t *db, const char *channel, int64_t lo, int64_t hi) {
     hv_db_stmt_t *st = NULL;
     int rc = hv_db_prepare(db,
                            "UPDATE chan_messages SET status = CASE WHEN EXISTS (SELECT 1 FROM"
                            " chan_queue q WHERE q.message_id = chan_messages.id AND q.state ="
-                           " 'dead') THEN 'errored' ELSE 'sent' END WHERE channel = $1 AND status ="
-                           " 'queued' AND id >= $2 AND id <= $3 AND NOT EXISTS (SELECT 1 FROM"
-                           " chan_queue q WHERE q.message_id = chan_messages.id AND q.state ="
-                           " 'queued') AND NOT EXISTS (SELECT 1 FROM chan_cursors c WHERE"
+                           " 'dead') THEN 'errored' ELSE 'sent' END WHERE channel = $1 AND status"
+                           " IN ('queued', 'cursor') AND id >= $2 AND id <= $3 AND NOT EXISTS"
+                           " (SELECT 1 FROM chan_queue q WHERE q.message_id = chan_messages.id AND"
+                           " q.state = 'queued') AND NOT EXISTS (SELECT 1 FROM chan_cursors c WHERE"
                            " c.channel = $1 AND c.last_id < chan_messages.id AND"
                            " instr(chan_messages.route, ',' || c.dest || ',') > 0)",
                            &st);
@@ -695,6 +736,130 @@ static int message_status_range(hv_db_t *db, const char *channel, int64_t lo, in
     rc = hv_db_step(st);
     hv_db_done(st);
     return rc < 0 ? rc : HV_OK;
+}
+
+/* Storage thread: one COUNT statement of hv__chan_status_split with $1 the channel
+ * and, when the statement has it, $2 the slowest cursor's position. */
+static int count_one(hv_db_t *db, const char *sql, const char *channel, int64_t low,
+                     int64_t *n) {
+    hv_db_stmt_t *st = NULL;
+    int rc = hv_db_prepare(db, sql, &st);
+    if (rc != HV_OK) return rc;
+    bind_str(st, 1, channel);
+    if (strstr(sql, "$2") != NULL) hv_db_bind_int64(st, 2, low);
+    rc = hv_db_step(st);
+    if (rc == HV_DB_ROW) {
+        *n = hv_db_column_int64(st, 0);
+        rc = HV_OK;
+    } else if (rc == HV_OK) {
+        rc = HV_EDB;
+    }
+    hv_db_done(st);
+    return rc;
+}
+
+/* The cursors of a channel, by position (hv__chan_status_split). */
+#define SPLIT_MAX_CURSORS 64
+typedef struct split_cursor {
+    char key[HV__CHAN_ID_MAX + 3]; /* ",dest," */
+    int64_t last;
+} split_cursor_t;
+
+static int cmp_cursor(const void *a, const void *b) {
+    int64_t x = ((const split_cursor_t *)a)->last, y = ((const split_cursor_t *)b)->last;
+    return x < y ? -1 : x > y;
+}
+
+/*
+ * A message stored as "cursor" is pending while a queued row of it exists or a cursor
+ * of its route has not passed it. Counting the second kind message by message (the
+ * correlated HV__CHAN_PENDING_SQL) costs ~14 us each on a backlog, so it is counted by
+ * intervals: sorted by position p1 <= ... <= pk, the messages in (pj, pj+1] are behind
+ * exactly the cursors 1..j, and pending when their route names one of those — one
+ * COUNT per interval that reads each message of the backlog once (its route). Then the
+ * messages pending only by a queued row, and the dead letters (errored) of the ones not
+ * pending: both driven by the channel's queue rows. More than SPLIT_MAX_CURSORS
+ * cursors: message by message.
+ */
+int hv__chan_status_split(hv_db_t *db, const char *channel, int64_t total, int64_t n[3]) {
+    split_cursor_t *cs = NULL;
+    hv_db_stmt_t *st = NULL;
+    hv_buf_t sql;
+    size_t nc = 0, j, k;
+    int64_t behind = 0, by_row = 0, dead = 0, c = 0;
+    int rc;
+    hv_buf_init(&sql, 0);
+    cs = hv_calloc(SPLIT_MAX_CURSORS + 1, sizeof(*cs));
+    if (cs == NULL) return HV_ENOMEM;
+    rc = hv_db_prepare(db, "SELECT dest, last_id FROM chan_cursors WHERE channel = $1", &st);
+    if (rc != HV_OK) goto out;
+    bind_str(st, 1, channel);
+    while ((rc = hv_db_step(st)) == HV_DB_ROW) {
+        size_t dn = 0;
+        const char *d = hv_db_column_text(st, 0, &dn);
+        if (nc == SPLIT_MAX_CURSORS || d == NULL || dn > HV__CHAN_ID_MAX) {
+            nc = SPLIT_MAX_CURSORS + 1; /* message by message below */
+            continue;
+        }
+        snprintf(cs[nc].key, sizeof(cs[nc].key), ",%.*s,", (int)dn, d);
+        cs[nc++].last = hv_db_column_int64(st, 1);
+    }
+    hv_db_done(st);
+    if (rc < 0) goto out;
+    if (nc > SPLIT_MAX_CURSORS) {
+        rc = count_one(db,
+                       "SELECT COUNT(*) FROM chan_messages m WHERE m.channel = $1 AND m.status ="
+                       " 'cursor' AND " HV__CHAN_PENDING_SQL("m"),
+                       channel, 0, &behind);
+        if (rc != HV_OK) goto out;
+        by_row = 0;
+    } else {
+        qsort(cs, nc, sizeof(*cs), cmp_cursor);
+        for (j = 0; j < nc; j++) {
+            if (j + 1 < nc && cs[j + 1].last == cs[j].last) continue; /* an empty interval */
+            hv_buf_reset(&sql);
+            rc = hv_buf_puts(&sql, "SELECT COUNT(*) FROM chan_messages WHERE channel = $1 AND"
+                                   " status = 'cursor' AND id > $2 AND id <= $3 AND (");
+            for (k = 0; rc == HV_OK && k <= j; k++)
+                rc = hv_buf_printf(&sql, "%sinstr(route, $%zu) > 0", k ? " OR " : "", k + 4);
+            if (rc == HV_OK) rc = hv_buf_putc(&sql, ')');
+            if (rc == HV_OK) rc = hv_db_prepare(db, sql.data, &st);
+            if (rc != HV_OK) goto out;
+            bind_str(st, 1, channel);
+            hv_db_bind_int64(st, 2, cs[j].last);
+            hv_db_bind_int64(st, 3, j + 1 < nc ? cs[j + 1].last : INT64_MAX);
+            for (k = 0; k <= j; k++) bind_str(st, (int)k + 4, cs[k].key);
+            rc = hv_db_step(st);
+            if (rc == HV_DB_ROW) c = hv_db_column_int64(st, 0);
+            hv_db_done(st);
+            if (rc != HV_DB_ROW) {
+                rc = rc < 0 ? rc : HV_EDB;
+                goto out;
+            }
+            behind += c;
+        }
+        rc = count_one(db,
+                       "SELECT COUNT(DISTINCT q.message_id) FROM chan_queue q JOIN chan_messages m"
+                       " ON m.id = q.message_id WHERE q.channel = $1 AND q.state = 'queued' AND"
+                       " m.status = 'cursor' AND NOT EXISTS (SELECT 1 FROM chan_cursors dc WHERE"
+                       " dc.channel = m.channel AND dc.last_id < m.id AND instr(m.route, ',' ||"
+                       " dc.dest || ',') > 0)",
+                       channel, 0, &by_row);
+        if (rc != HV_OK) goto out;
+    }
+    rc = count_one(db,
+                   "SELECT COUNT(DISTINCT q.message_id) FROM chan_queue q JOIN chan_messages m"
+                   " ON m.id = q.message_id WHERE q.channel = $1 AND q.state IN ('dead',"
+                   " 'discarded') AND m.status = 'cursor' AND NOT " HV__CHAN_PENDING_SQL("m"),
+                   channel, 0, &dead);
+    if (rc != HV_OK) goto out;
+    n[0] = behind + by_row;
+    n[2] = dead;
+    n[1] = total - n[0] - n[2];
+out:
+    hv_buf_release(&sql);
+    hv_free(cs);
+    return rc;
 }
 
 /* The same for one message in a store without cursors (shared: PostgreSQL). */
@@ -787,10 +952,10 @@ typedef struct outcome_batch {
     outcome_t *head;
 } outcome_batch_t;
 
-/* One cursor's or one channel's part of an outcome batch (outcomes_job). */
+/* One cursor's part of an outcome batch (outcomes_job). */
 typedef struct cursor_move {
     const hv__worker_t *w;
-    int64_t lo, hi, sent;
+    int64_t hi, sent;
 } cursor_move_t;
 
 static int outcomes_job(hv_db_t *db, void *arg) {
@@ -818,32 +983,14 @@ static int outcomes_job(hv_db_t *db, void *arg) {
     for (o = b->head; o != NULL; o = o->next) {
         if (!o->cursor) continue;
         for (j = 0; j < nmv && mv[j].w != o->w; j++) continue;
-        if (j == nmv) {
-            mv[nmv].w = o->w;
-            mv[nmv].lo = o->mid;
-            nmv++;
-        }
-        if (o->mid < mv[j].lo) mv[j].lo = o->mid;
+        if (j == nmv) mv[nmv++].w = o->w;
         if (o->mid > mv[j].hi) mv[j].hi = o->mid;
         if (strcmp(o->state, "sent") == 0 && o->qid == 0) mv[j].sent++; /* no row */
     }
     for (j = 0; j < nmv && rc == HV_OK; j++) rc = cursor_advance(db, mv[j].w, mv[j].hi, mv[j].sent);
-    /* Then the messages' statuses: the ones the cursors passed by range, once per
-     * channel (its destinations' outcomes often come in the same batch); each message
-     * with a final row outcome once. */
-    for (j = 0; j < nmv && rc == HV_OK; j++) {
-        const char *id = mv[j].w->ch->conf->id;
-        int64_t lo = mv[j].lo, hi = mv[j].hi;
-        int seen = 0;
-        for (i = 0; i < j && !seen; i++) seen = strcmp(mv[i].w->ch->conf->id, id) == 0;
-        if (seen) continue;
-        for (i = j + 1; i < nmv; i++)
-            if (strcmp(mv[i].w->ch->conf->id, id) == 0) {
-                if (mv[i].lo < lo) lo = mv[i].lo;
-                if (mv[i].hi > hi) hi = mv[i].hi;
-            }
-        rc = message_status_range(db, id, lo, hi);
-    }
+    /* A message read through a cursor needs nothing more: its status is derived from
+     * the cursors (HV__CHAN_STATUS_SQL). Each message with a final row outcome is
+     * brought up to date once. */
     n = 0;
     for (o = b->head; o != NULL; o = o->next)
         if (o->final && !o->cursor) fin[n++] = o;
@@ -1305,6 +1452,15 @@ int hv__chan_deploy(hv__chans_t *rt, hv__chan_conf_t *conf, hv_error_t *err) {
         if (old->src != NULL && old->src->stop != NULL && old->src_state != NULL)
             old->src->stop(old->src_state);
         old->src_state = NULL;
+    }
+    /* The cursor rows first: a message's derived status counts only existing cursors. */
+    for (i = 0; i < ch->nworkers; i++) {
+        cursor_ensure_arg_t *a;
+        if (!ch->workers[i]->cursor || (a = hv_calloc(1, sizeof(*a))) == NULL) continue;
+        snprintf(a->channel, sizeof(a->channel), "%s", conf->id);
+        snprintf(a->dest, sizeof(a->dest), "%s", ch->workers[i]->conf->name);
+        if (hv_storage_submit_lazy(rt->storage, cursor_ensure_job, cursor_ensure_done, a) != HV_OK)
+            hv_free(a);
     }
     if (ch->state == HV__CHAN_STARTED && ch->src->start != NULL) {
         rc = ch->src->start(ch, conf->source, &ch->src_state, err);

@@ -268,6 +268,7 @@ static int stats_add(stats_q_t *s, const char *ch, const char *dest, const char 
 static int stats_job(hv_db_t *db, void *arg) {
     stats_q_t *s = arg;
     hv_db_stmt_t *st = NULL;
+    size_t i, nrows;
     int rc, pass;
     /* Pass 2, cursor queues (channel.c): the deliveries counted on the cursor and the
      * messages routed to it after its position; their other states are rows. */
@@ -292,6 +293,21 @@ static int stats_job(hv_db_t *db, void *arg) {
         }
         hv_db_done(st);
         if (rc < 0) return rc;
+    }
+    /* Messages stored as "cursor" show a derived status (channel_rt.h): each such row
+     * becomes the channel's queued, sent and errored counts. */
+    for (i = 0, nrows = s->nrows; i < nrows; i++) {
+        int64_t n[3];
+        char ch[HV__CHAN_ID_MAX + 1]; /* stats_add may move the rows */
+        if (s->rows[i].dest[0] != '\0' || strcmp(s->rows[i].state, "cursor") != 0) continue;
+        snprintf(ch, sizeof(ch), "%s", s->rows[i].channel);
+        rc = hv__chan_status_split(db, ch, s->rows[i].n, n);
+        if (rc == HV_OK) rc = stats_add(s, ch, "", "queued", n[0]);
+        if (rc == HV_OK) rc = stats_add(s, ch, "", "sent", n[1]);
+        if (rc == HV_OK) rc = stats_add(s, ch, "", "errored", n[2]);
+        if (rc != HV_OK) return rc;
+        s->rows[i].state[0] = '\0'; /* counted once: in the received total, as its parts */
+        s->rows[i].n = 0;
     }
     return HV_OK;
 }
@@ -506,23 +522,32 @@ static int list_job(hv_db_t *db, void *arg) {
     hv_db_stmt_t *st = NULL;
     int64_t n = 0, last = 0;
     int rc;
+    /* SQLite (full-text search, cursor queues): the derived status (channel_rt.h);
+     * PostgreSQL (content search by POSITION): the stored one. */
     const char *sql_fts =
-        "SELECT id, received_at, status, content_type, size, error, filtered_by, source_key, outcome"
-        " FROM chan_messages WHERE channel = $1 AND id < $2 AND ($3 = '' OR status = $3)"
+        "SELECT id, received_at, " HV__CHAN_STATUS_SQL("m") ", content_type, size, error,"
+        " filtered_by, source_key, outcome FROM chan_messages m WHERE channel = $1 AND id < $2"
         " AND ($4 = '' OR content_type = $4) AND received_at >= $5 AND received_at <= $6"
         " AND id IN (SELECT rowid FROM chan_fts WHERE chan_fts MATCH $7)"
-        " ORDER BY id DESC LIMIT $8";
+        " AND ($3 = '' OR " HV__CHAN_STATUS_SQL("m") " = $3) ORDER BY id DESC LIMIT $8";
     const char *sql_plain =
         "SELECT id, received_at, status, content_type, size, error, filtered_by, source_key, outcome"
         " FROM chan_messages WHERE channel = $1 AND id < $2 AND ($3 = '' OR status = $3)"
         " AND ($4 = '' OR content_type = $4) AND received_at >= $5 AND received_at <= $6"
         " AND ($7 = '' OR POSITION($7 IN CONVERT_FROM(content, 'UTF8')) > 0)"
         " ORDER BY id DESC LIMIT $8";
-    const char *sql_none =
+    const char *sql_none_pg =
         "SELECT id, received_at, status, content_type, size, error, filtered_by, source_key, outcome"
         " FROM chan_messages WHERE channel = $1 AND id < $2 AND ($3 = '' OR status = $3)"
         " AND ($4 = '' OR content_type = $4) AND received_at >= $5 AND received_at <= $6"
         " AND $7 = '' ORDER BY id DESC LIMIT $8";
+    const char *sql_none_sqlite =
+        "SELECT id, received_at, " HV__CHAN_STATUS_SQL("m") ", content_type, size, error,"
+        " filtered_by, source_key, outcome FROM chan_messages m WHERE channel = $1 AND id < $2"
+        " AND ($4 = '' OR content_type = $4) AND received_at >= $5 AND received_at <= $6"
+        " AND $7 = '' AND ($3 = '' OR " HV__CHAN_STATUS_SQL("m") " = $3)"
+        " ORDER BY id DESC LIMIT $8";
+    const char *sql_none = q->rt->shared ? sql_none_pg : sql_none_sqlite;
     const char *sql = q->text == NULL ? sql_none : q->rt->fts ? sql_fts : sql_plain;
     /* Indexing is deferred: first index what was stored since, so the search sees it all. */
     if (sql == sql_fts && (rc = hv__chan_fts_catch_up(db, q->rt, 0)) != HV_OK) return rc;
@@ -647,10 +672,14 @@ static int get_job(hv_db_t *db, void *arg) {
     int rc, n = 0;
     char ts[40];
     rc = hv_db_prepare(db,
-                       "SELECT id, received_at, status, content_type, size, error, filtered_by,"
-                       " content, transformed, parent_id, source_key, outcome FROM chan_messages"
-                       " WHERE channel = $1"
-                       " AND id = $2",
+                       q->rt->shared
+                           ? "SELECT id, received_at, status, content_type, size, error,"
+                             " filtered_by, content, transformed, parent_id, source_key, outcome"
+                             " FROM chan_messages WHERE channel = $1 AND id = $2"
+                           : "SELECT id, received_at, " HV__CHAN_STATUS_SQL("m") ", content_type,"
+                             " size, error, filtered_by, content, transformed, parent_id,"
+                             " source_key, outcome FROM chan_messages m WHERE channel = $1"
+                             " AND id = $2",
                        &st);
     if (rc != HV_OK) return rc;
     hv_db_bind_text(st, 1, q->channel, strlen(q->channel));
@@ -862,9 +891,15 @@ static int bulk_job(hv_db_t *db, void *arg) {
     bulk_t *b = arg;
     hv_db_stmt_t *st = NULL;
     int rc = hv_db_prepare(db,
-                           "SELECT id, received_at, content, content_type, parent_id FROM chan_messages"
-                           " WHERE channel = $1 AND ($2 = '' OR status = $2) AND received_at >= $3"
-                           " AND received_at <= $4 AND content IS NOT NULL ORDER BY id LIMIT $5",
+                           b->rt->shared
+                               ? "SELECT id, received_at, content, content_type, parent_id FROM"
+                                 " chan_messages WHERE channel = $1 AND ($2 = '' OR status = $2)"
+                                 " AND received_at >= $3 AND received_at <= $4 AND content IS NOT"
+                                 " NULL ORDER BY id LIMIT $5"
+                               : "SELECT id, received_at, content, content_type, parent_id FROM"
+                                 " chan_messages m WHERE channel = $1 AND received_at >= $3 AND"
+                                 " received_at <= $4 AND content IS NOT NULL AND ($2 = '' OR "
+                                 HV__CHAN_STATUS_SQL("m") " = $2) ORDER BY id LIMIT $5",
                            &st);
     if (rc != HV_OK) return rc;
     hv_db_bind_text(st, 1, b->channel, strlen(b->channel));
@@ -1040,7 +1075,7 @@ static int dead_change_job(hv_db_t *db, void *arg) {
         rc = hv_db_prepare(db,
                            "UPDATE chan_messages SET status = 'queued' WHERE id IN (SELECT"
                            " message_id FROM chan_queue WHERE channel = $1 AND state = 'queued')"
-                           " AND status <> 'queued'",
+                           " AND status NOT IN ('queued', 'cursor')",
                            &st);
         if (rc != HV_OK) return rc;
         hv_db_bind_text(st, 1, q->channel, strlen(q->channel));
@@ -1121,7 +1156,7 @@ static void prune_unlink(prune_t *p) {
 /* Storage thread: collects the content files of the messages the job deletes. */
 static int prune_collect(hv_db_t *db, const char *where, prune_t *p) {
     hv_db_stmt_t *st = NULL;
-    char sql[512];
+    char sql[4096];
     int rc;
     snprintf(sql, sizeof(sql),
              "SELECT content_file FROM chan_messages WHERE %s AND content_file IS NOT NULL AND id IN"
@@ -1178,8 +1213,20 @@ static int prune_exec(hv_db_t *db, const char *sql, const prune_t *p) {
 static int prune_job(hv_db_t *db, void *arg) {
     prune_t *p = arg;
     int rc;
-    const char *where = "channel = $1 AND received_at < $2 AND status <> 'queued'";
-    char sql[1024];
+    /* Finished messages only: on SQLite a message stored as "cursor" is finished once it
+     * is no longer pending (HV__CHAN_PENDING_SQL, channel_rt.h): no queued row, and every
+     * cursor of its route past it — which the old messages pruning reaches are, when the
+     * slowest cursor of the channel is (tested once, before the per-message test). */
+    const char *where =
+        p->rt->shared
+            ? "channel = $1 AND received_at < $2 AND status <> 'queued'"
+            : "channel = $1 AND received_at < $2 AND status <> 'queued' AND (status <> 'cursor'"
+              " OR (NOT EXISTS (SELECT 1 FROM chan_queue dq WHERE dq.message_id ="
+              " chan_messages.id AND dq.state = 'queued') AND (id <= (SELECT COALESCE(MIN(last_id),"
+              " 9223372036854775807) FROM chan_cursors WHERE channel = $1) OR NOT EXISTS (SELECT 1"
+              " FROM chan_cursors dc WHERE dc.channel = $1 AND dc.last_id < chan_messages.id AND"
+              " instr(chan_messages.route, ',' || dc.dest || ',') > 0))))";
+    char sql[4096];
     if (p->keep_fts && p->total == 0 && p->pages_before == 0) p->pages_before = page_count(db);
     if (p->keep_fts) {
         /* Exactly the rows and values hv__chan_fts_catch_up indexed (up to its mark). */

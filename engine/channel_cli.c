@@ -301,7 +301,8 @@ static int cmd_stats(hv_engine_t *e, int argc, char **argv) {
                            ? "SELECT channel, '-', status, COUNT(*) FROM chan_messages GROUP BY 1, 3"
                              " UNION ALL SELECT channel, dest, state, COUNT(*) FROM chan_queue"
                              " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
-                           : "SELECT channel, '-', status, COUNT(*) FROM chan_messages GROUP BY 1, 3"
+                           : "SELECT channel, '-', " HV__CHAN_STATUS_SQL("m") ", COUNT(*) FROM"
+                             " chan_messages m GROUP BY 1, 3"
                              " UNION ALL SELECT channel, dest, state, SUM(n) FROM (SELECT channel,"
                              " dest, state, COUNT(*) AS n FROM chan_queue GROUP BY 1, 2, 3 UNION ALL"
                              " SELECT channel, dest, 'sent', sent FROM chan_cursors UNION ALL SELECT"
@@ -341,10 +342,16 @@ static int cmd_messages(hv_engine_t *e, int argc, char **argv) {
     }
     if (limit < 1 || limit > 100000) limit = 20;
     if (open_store(e, &db) != HV_OK) return HV_EXIT_FAILURE;
+    /* SQLite: the derived status of messages that cursor queues read (channel_rt.h). */
     rc = hv_db_prepare(db,
-                       "SELECT id, received_at, status, content_type, size, COALESCE(error,"
-                       " filtered_by, '') FROM chan_messages WHERE channel = $1 AND ($2 = '' OR"
-                       " status = $2) ORDER BY id DESC LIMIT $3",
+                       hv_db_kind(db) == HV_DB_PG
+                           ? "SELECT id, received_at, status, content_type, size, COALESCE(error,"
+                             " filtered_by, '') FROM chan_messages WHERE channel = $1 AND ($2 = ''"
+                             " OR status = $2) ORDER BY id DESC LIMIT $3"
+                           : "SELECT id, received_at, " HV__CHAN_STATUS_SQL("m") ", content_type,"
+                             " size, COALESCE(error, filtered_by, '') FROM chan_messages m WHERE"
+                             " channel = $1 AND ($2 = '' OR " HV__CHAN_STATUS_SQL("m") " = $2)"
+                             " ORDER BY id DESC LIMIT $3",
                        &st);
     if (rc == HV_OK) {
         hv_db_bind_text(st, 1, argv[0], strlen(argv[0]));

@@ -95,6 +95,9 @@ const char *const hv__chan_migrations_sqlite[] = {
     "ALTER TABLE chan_messages ADD COLUMN route TEXT;"
     "CREATE TABLE chan_cursors (channel TEXT NOT NULL, dest TEXT NOT NULL,"
     " last_id INTEGER NOT NULL, sent INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (channel, dest));",
+    /* Derived statuses (channel_rt.h, HV__CHAN_STATUS_SQL): a queued message that a cursor
+     * reads is stored as "cursor"; its deliveries no longer update it. */
+    "UPDATE chan_messages SET status = 'cursor' WHERE status = 'queued' AND route IS NOT NULL;",
     NULL,
 };
 
@@ -147,6 +150,8 @@ const char *const hv__chan_migrations_pg[] = {
     "ALTER TABLE chan_messages ADD COLUMN route TEXT;"
     "CREATE TABLE chan_cursors (channel TEXT NOT NULL, dest TEXT NOT NULL,"
     " last_id BIGINT NOT NULL, sent BIGINT NOT NULL DEFAULT 0, PRIMARY KEY (channel, dest));",
+    /* Kept in step with the SQLite list (no row has a route here: nothing changes). */
+    "UPDATE chan_messages SET status = 'cursor' WHERE status = 'queued' AND route IS NOT NULL;",
     NULL,
 };
 
@@ -283,6 +288,15 @@ static const char *route_of(const hv__chan_t *ch, const hv__part_t *p, char *buf
     return n > 0 ? buf : NULL;
 }
 
+/*
+ * The status a unit is stored with: "cursor" for a queued unit that a cursor
+ * destination reads (route non-NULL): its deliveries never update the row, what it
+ * shows is derived (HV__CHAN_STATUS_SQL in channel_rt.h); else the unit's status.
+ */
+static const char *stored_status(const hv__part_t *p, const char *route) {
+    return route != NULL && strcmp(p->status, "queued") == 0 ? "cursor" : p->status;
+}
+
 /* Inserts one new row of chan_messages (a message, or a part when parent > 0). */
 static int insert_message(hv_db_t *db, hv__ingest_t *in, hv__part_t *p, int64_t parent) {
     hv__chan_t *ch = in->ch;
@@ -294,9 +308,11 @@ static int insert_message(hv_db_t *db, hv__ingest_t *in, hv__part_t *p, int64_t 
                            " $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
                            &st);
     char route[HV__CHAN_ROUTE_MAX];
+    const char *r;
     if (rc != HV_OK) return rc;
-    bind_str(st, 15, route_of(ch, p, route, sizeof(route)));
-    bind_str(st, 1, p->status);
+    r = route_of(ch, p, route, sizeof(route));
+    bind_str(st, 15, r);
+    bind_str(st, 1, stored_status(p, r));
     bind_str(st, 2, p->error);
     bind_str(st, 3, p->filtered_by);
     if (p->transformed) hv_db_bind_blob(st, 4, p->out, p->out_len);
@@ -415,10 +431,12 @@ static int ingest_job(hv_db_t *db, void *arg) {
                            " transformed = $5, outcome = $6, route = $7 WHERE id = $1",
                            &st);
         char route[HV__CHAN_ROUTE_MAX];
+        const char *r;
         if (rc != HV_OK) return rc;
-        bind_str(st, 7, route_of(ch, &in->main, route, sizeof(route)));
+        r = route_of(ch, &in->main, route, sizeof(route));
+        bind_str(st, 7, r);
         hv_db_bind_int64(st, 1, in->reprocess_id);
-        bind_str(st, 2, in->main.status);
+        bind_str(st, 2, stored_status(&in->main, r));
         bind_str(st, 3, in->main.error);
         bind_str(st, 4, in->main.filtered_by);
         if (in->main.transformed) hv_db_bind_blob(st, 5, in->main.out, in->main.out_len);

@@ -130,6 +130,22 @@ int hv__filter_value(const hv__chan_registry_t *reg, const hv__filter_t *f,
 int hv__filter_eval(const hv__chan_registry_t *reg, const hv__filter_t *f,
                     const hv_channel_msg_t *m, const char **rule);
 
+/* ---- the set step (channel_set.c) ---- */
+
+extern const hv_channel_step_t hv__step_set;
+/*
+ * Sets the member at JSON Pointer `pointer` of the JSON object text[0..len) to value
+ * (value_text: the same, as json-c writes it plainly), creating the objects on the
+ * way: *out (in arena, NUL-terminated) and *outlen. fast = 1 edits canonical text in
+ * place and takes json-c's parse, set and serialize otherwise; fast = 0 always takes
+ * json-c's way; fast = 2 (tests) only edits in place, HV_ENOTSUP when it does not
+ * apply. They give the same bytes. HV_EINVAL with err for content that is not
+ * JSON or a pointer that does not lead through objects.
+ */
+int hv__set_apply(const char *text, size_t len, const char *pointer, json_object *value,
+                  const char *value_text, int fast, hv_arena_t *arena, char **out, size_t *outlen,
+                  hv_error_t *err);
+
 /* ---- built-in destinations and sources (channel_http.c, channel_dest.c) ---- */
 
 extern const hv_channel_dest_t hv__dest_http_send;

@@ -201,6 +201,38 @@ extern const hv_channel_source_t hv__source_file;
 void hv__chan_waiters_note(hv__chans_t *rt, int64_t mid, const char *dest, int delivered);
 void hv__chan_waiters_stop(hv__chans_t *rt);
 
+/*
+ * A message's status on SQLite (a store with cursor queues) is partly derived.
+ * A message routed to a cursor destination is stored with status "cursor" and is
+ * never updated when it is delivered: what it shows is derived from the cursors
+ * and the queue rows (HV__CHAN_STATUS_SQL), exactly what the per-message UPDATE
+ * used to store — queued while a row of it is queued or a cursor of its route has
+ * not passed it, then errored when a destination dead-lettered it (a discarded dead
+ * letter stays errored, as the stored status did), else sent.
+ * Every other status (queued for row queues only, filtered, errored by a step,
+ * split, sent without destinations) is stored as before. PostgreSQL never stores
+ * "cursor" (no cursor queues): its status column is what it shows.
+ * M is the alias of chan_messages in the statement, as a string literal.
+ */
+#define HV__CHAN_PENDING_SQL(M)                                                                 \
+    "(EXISTS (SELECT 1 FROM chan_queue dq WHERE dq.message_id = " M ".id AND dq.state ="      \
+    " 'queued') OR EXISTS (SELECT 1 FROM chan_cursors dc WHERE dc.channel = " M ".channel"     \
+    " AND dc.last_id < " M ".id AND instr(" M ".route, ',' || dc.dest || ',') > 0))"
+#define HV__CHAN_STATUS_SQL(M)                                                                  \
+    "(CASE WHEN " M ".status <> 'cursor' THEN " M ".status WHEN " HV__CHAN_PENDING_SQL(M)      \
+    " THEN 'queued' WHEN EXISTS (SELECT 1 FROM chan_queue dd WHERE dd.message_id = " M ".id"   \
+    " AND dd.state IN ('dead', 'discarded')) THEN 'errored' ELSE 'sent' END)"
+/* The status expression of a store: derived on SQLite, the column on PostgreSQL. */
+#define HV__CHAN_STATUS_OF(SHARED, M) ((SHARED) ? M ".status" : HV__CHAN_STATUS_SQL(M))
+
+/*
+ * Storage thread (SQLite): splits the `total` messages of a channel stored as
+ * "cursor" into what they show: n[0] queued, n[1] sent, n[2] errored (the sum is
+ * total). Costs index counts, one evaluation per such message after the channel's
+ * slowest cursor, and one per queue row of the channel.
+ */
+int hv__chan_status_split(hv_db_t *db, const char *channel, int64_t total, int64_t n[3]);
+
 /* Removes content files no row names (a crash mid-store); submit once before receiving. */
 int hv__chan_content_sweep_job(hv_db_t *db, void *arg);
 /* Which messages the full-text index holds, and the value indexed for each (the first

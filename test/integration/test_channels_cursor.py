@@ -15,7 +15,12 @@ letters, requeues and reprocessing after the cursor passed.
 - a redeploy that gives a destination several workers turns what its cursor had not
   reached into rows: nothing lost or sent twice;
 - a data directory with queue rows of the old kind and no cursor table (migration of an
-  older store): the old rows are delivered first, in order, then the new messages.
+  older store): the old rows are delivered first, in order, then the new messages;
+- derived statuses: a message a cursor reads is stored once ("cursor") and never
+  updated when delivered; what the browser, the filters, the statistics and the CLI
+  show follows the cursors and rows — queued while a destination is down, the same after
+  a kill -9, sent once it drains, errored for a dead letter (also once discarded),
+  queued again when requeued.
 """
 
 import json
@@ -216,9 +221,11 @@ class CursorQueueTest(ChannelTestCase):
         # the last four messages queued as rows of the old kind for both destinations.
         db = sqlite3.connect(os.path.join(eng.data, "channels.db"), timeout=10)
         version = db.execute("SELECT version FROM hv_schema WHERE module = 'channels'").fetchone()[0]
+        # The cursor migration is the second to last (the last stores "cursor" statuses).
+        db.execute("UPDATE chan_messages SET status = 'sent' WHERE status = 'cursor'")
         db.execute("DROP TABLE chan_cursors")
         db.execute("ALTER TABLE chan_messages DROP COLUMN route")
-        db.execute("UPDATE hv_schema SET version = ? WHERE module = 'channels'", (version - 1,))
+        db.execute("UPDATE hv_schema SET version = ? WHERE module = 'channels'", (version - 2,))
         for mid in ids[2:]:
             for dest in ("a", "b"):
                 db.execute("INSERT INTO chan_queue (channel, dest, message_id, state, updated_at,"
@@ -236,6 +243,103 @@ class CursorQueueTest(ChannelTestCase):
         self.assertTrue(wait_until(lambda: self.dest_stats(eng)["a"]["queued"] == 0))
         _, ch = eng.get_json("/channels/cur")
         self.assertEqual((ch["statistics"]["sent"], ch["statistics"]["queued"]), (9, 0))
+        eng.stop()
+
+
+class DerivedStatusTest(CursorQueueTest):
+    def shown(self, eng, status):
+        _, listing = eng.get_json("/channels/cur/messages?status=%s&limit=100" % status)
+        return sorted(m["id"] for m in listing["messages"])
+
+    def counts(self, eng):
+        _, ch = eng.get_json("/channels/cur")
+        st = ch["statistics"]
+        return (st["received"], st["queued"], st["sent"], st["errored"])
+
+    def stored(self, eng):
+        db = self.db(eng)
+        try:
+            return dict(db.execute("SELECT status, COUNT(*) FROM chan_messages WHERE channel ="
+                                   " 'cur' GROUP BY status").fetchall())
+        finally:
+            db.close()
+
+    def test_status_follows_the_cursors_across_kill9_and_a_down_destination(self):
+        a, b = self.sink(), self.sink(start=False)
+        eng = self.setup_fanout(a, b)
+        ids = sorted(self.send(eng, i) for i in range(6))
+        self.assertTrue(a.wait_for(6))
+        self.assertTrue(wait_until(lambda: self.dest_stats(eng)["a"]["sent"] == 6))
+        # a has all, b none: every message is still queued, in every view.
+        self.assertEqual(self.counts(eng), (6, 6, 0, 0))
+        self.assertEqual(self.shown(eng, "queued"), ids)
+        self.assertEqual(self.shown(eng, "sent"), [])
+        _, m = eng.get_json("/channels/cur/messages/%s" % ids[3])
+        self.assertEqual(m["status"], "queued")
+        # Stored once and never rewritten by a delivery.
+        self.assertEqual(self.stored(eng), {"cursor": 6})
+        eng.kill9()
+        eng.start()
+        self.assertEqual(self.counts(eng), (6, 6, 0, 0))
+        self.assertEqual(self.shown(eng, "queued"), ids)
+        # Pruning leaves what b has not had.
+        status, res = eng.post_json("/channels/cur/prune?before=%d" % (int(time.time() * 1000) + 1000), {})
+        self.assertEqual((status, res["pruned"]), (200, 0))
+        b.start()
+        self.assertTrue(b.wait_for(6), "b got %d" % len(b.ids()))
+        self.assertTrue(wait_until(lambda: self.counts(eng) == (6, 0, 6, 0)), self.counts(eng))
+        self.assertEqual(self.shown(eng, "sent"), ids)
+        self.assertEqual(self.shown(eng, "queued"), [])
+        _, m = eng.get_json("/channels/cur/messages/%s" % ids[3])
+        self.assertEqual(m["status"], "sent")
+        # Only b's retried head (a row outcome) was written again; the rest stay "cursor".
+        stored = self.stored(eng)
+        self.assertEqual(sum(stored.values()), 6)
+        self.assertGreaterEqual(stored.get("cursor", 0), 5, stored)
+        eng.stop()
+        code, out, err = run_cli("channel", "messages", "cur", "--status", "sent", "--data", eng.data)
+        self.assertEqual(code, 0, err)
+        self.assertEqual(len(out.splitlines()) - 1, 6, out)
+        code, out, err = run_cli("channel", "stats", "--data", eng.data)
+        counts = {tuple(line.split()[:3]): int(line.split()[3]) for line in out.splitlines()[1:]}
+        self.assertEqual(counts.get(("cur", "-", "sent")), 6, out)
+        self.assertNotIn(("cur", "-", "cursor"), counts, out)
+
+    def test_dead_letter_shows_errored_then_queued_when_requeued_and_errored_when_discarded(self):
+        a, b = self.sink(), self.sink()
+        b.status = 503
+        eng = self.engine(start=False)
+        self.write_channel(eng, "cur.json", json.dumps({
+            "id": "cur", "source": {"type": "http"},
+            "destinations": [
+                {"name": "a", "type": "http-send", "url": "http://127.0.0.1:%d/in" % a.port},
+                {"name": "b", "type": "http-send", "url": "http://127.0.0.1:%d/in" % b.port,
+                 "queue": {"retry_interval_ms": 20, "max_attempts": 1, "breaker_threshold": 0}}]}))
+        eng.start()
+        ids = sorted(self.send(eng, i) for i in range(3))
+        self.assertTrue(wait_until(lambda: self.counts(eng) == (3, 0, 0, 3)), self.counts(eng))
+        self.assertEqual(self.shown(eng, "errored"), ids)
+        self.assertEqual(self.stored(eng), {"cursor": 3})  # derived: dead rows, no update
+        _, m = eng.get_json("/channels/cur/messages/%s" % ids[0])
+        self.assertEqual(m["status"], "errored")
+        # Requeued: queued (its row) until delivered, then sent.
+        b.status = 200
+        status, body = eng.post_json("/channels/cur/deadletter/requeue", {})
+        self.assertEqual((status, body["requeued"]), (200, 3))
+        self.assertTrue(b.wait_for(3))
+        self.assertTrue(wait_until(lambda: self.counts(eng) == (3, 0, 3, 0)), self.counts(eng))
+        # A dead letter that is discarded stays errored.
+        b.status = 503
+        more = self.send(eng, 3)
+        self.assertTrue(wait_until(lambda: self.counts(eng) == (4, 0, 3, 1)), self.counts(eng))
+        status, body = eng.post_json("/channels/cur/deadletter/discard", {})
+        self.assertEqual((status, body["discarded"]), (200, 1))
+        self.assertEqual(self.counts(eng), (4, 0, 3, 1))
+        self.assertEqual(self.shown(eng, "errored"), [more])
+        # Pruning takes the finished ones, errored included.
+        status, res = eng.post_json("/channels/cur/prune?before=%d" % (int(time.time() * 1000) + 1000), {})
+        self.assertEqual((status, res["pruned"]), (200, 4))
+        self.assertEqual(self.counts(eng), (0, 0, 0, 0))
         eng.stop()
 
 

@@ -12,6 +12,7 @@ int main(void) {
     failed += run_storage_tests();
     failed += run_channel_conf_tests();
     failed += run_channel_split_tests();
+    failed += run_channel_set_tests();
     failed += run_channel_pipe_tests();
     return failed;
 }

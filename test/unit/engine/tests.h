@@ -19,6 +19,7 @@ int run_db_tests(void);
 int run_storage_tests(void);
 int run_channel_conf_tests(void);
 int run_channel_split_tests(void);
+int run_channel_set_tests(void);
 int run_channel_pipe_tests(void);
 
 #endif
