@@ -477,38 +477,6 @@ int hv__search_ucum_canon(double v, const char *unit, double *cv, char *cunit, s
     return hv_ucum_canonicalize(u, v, unit, cv, cunit, cap, &err);
 }
 
-void hv__search_normalize(const char *s, char *out, size_t cap)
-{
-    /* Latin-1 supplement letters U+00C0..U+00FF folded to their base letter. */
-    static const char fold[] = "aaaaaaaceeeeiiiidnooooo*ouuuuyts"
-                               "aaaaaaaceeeeiiiidnooooo/ouuuuyty";
-    size_t o = 0;
-    const unsigned char *p = (const unsigned char *)s;
-    if (cap == 0)
-        return;
-    while (*p != '\0' && o + 1 < cap) {
-        if (*p < 0x80) {
-            out[o++] = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
-            p++;
-        } else if (*p == 0xc3 && p[1] >= 0x80 && p[1] <= 0xbf) {
-            out[o++] = fold[(p[1] & 0x3f)];
-            p += 2;
-        } else {
-            /* Another UTF-8 sequence: copied whole, or not at all when it does not fit. */
-            size_t len = *p >= 0xf0 ? 4 : *p >= 0xe0 ? 3 : 2;
-            size_t k;
-            for (k = 0; k < len && p[k] != '\0'; k++)
-                ;
-            if (o + k + 1 > cap)
-                break;
-            memcpy(out + o, p, k);
-            o += k;
-            p += k;
-        }
-    }
-    out[o] = '\0';
-}
-
 static int is_leap(int64_t y)
 {
     return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;

@@ -28,9 +28,10 @@
  *   sp_text  PostgreSQL   rid = resources.rid       type, id; narrative, content (tsvector, GIN)
  *   sp_geo   both         type, id                  lat, lon (degrees, WGS84); x, y, z (unit vector)
  *
- * The full-text columns hold normalized text (lower case, Latin-1 accents folded,
- * hv__search_normalize) so both backends compare words alike: FTS5's unicode61
- * tokenizer and PostgreSQL's 'simple' configuration, neither of which stems.
+ * The full-text columns hold normalized text (case-folded, accents and other marks
+ * dropped for all of Unicode: hv__search_normalize, fhir/search_fold.c) so both
+ * backends compare words alike: FTS5's unicode61 tokenizer and PostgreSQL's
+ * 'simple' configuration, neither of which stems.
  * `narrative` is Resource.text.div with its tags stripped and its character
  * references decoded; `content` is every string value of the resource (the
  * narrative as stripped text) joined by spaces. Both are capped at
@@ -174,12 +175,18 @@ static void walk_strings(struct json_object *o, hv_buf_t *b, int depth)
     }
 }
 
-/* The normalized copy of b's text (owned; NULL when out of memory). */
+/*
+ * The normalized copy of b's text (owned; NULL when out of memory). Folding may
+ * lengthen text (an invalid byte becomes U+FFFD, three bytes; a compatibility
+ * character may decompose into several): three times the input holds every text
+ * but one made mostly of such characters, which is indexed up to that length.
+ */
 static char *normalized(const hv_buf_t *b)
 {
-    char *o = hv_malloc(b->len + 1);
+    size_t cap = 3 * b->len + 1;
+    char *o = hv_malloc(cap);
     if (o != NULL)
-        hv__search_normalize(b->len ? b->data : "", o, b->len + 1);
+        hv__search_normalize(b->len ? b->data : "", o, cap);
     return o;
 }
 
