@@ -91,6 +91,22 @@ static void emit(sink_t *k, const uint8_t *p, size_t n)
     k->o += n;
 }
 
+/* Emits n bytes of valid UTF-8 (a table entry): whole, or the code points that fit. */
+static void emit_cps(sink_t *k, const uint8_t *p, size_t n)
+{
+    if (k->o + n + 1 <= k->cap) {
+        memcpy(k->out + k->o, p, n);
+        k->o += n;
+        return;
+    }
+    while (n > 0 && !k->full) {
+        size_t m = (size_t)u8_mblen(p, n);
+        emit(k, p, m);
+        p += m;
+        n -= m;
+    }
+}
+
 /* True for the characters the fold drops: marks (Mn, Me) and any non-zero combining class. */
 static int dropped(ucs4_t c)
 {
@@ -178,7 +194,7 @@ static void fold_rest(sink_t *k, const uint8_t *s)
             continue;
         }
         if (tab_ready && c < TAB_HI && tab_len[c - TAB_LO] != TAB_LONG) {
-            emit(k, tab_bytes[c - TAB_LO], tab_len[c - TAB_LO]);
+            emit_cps(k, tab_bytes[c - TAB_LO], tab_len[c - TAB_LO]);
             p += m;
             continue;
         }
