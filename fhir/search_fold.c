@@ -34,10 +34,12 @@
  * fold(xy) == fold(x) fold(y). That makes three speeds possible with one result:
  *   - ASCII is lower-cased by a byte loop (no library call: the common case pays
  *     what it paid before);
- *   - U+0080..U+1FFF (Latin, Greek, Cyrillic, Armenian, Hebrew, Arabic, ..., Latin
- *     and Greek Extended) come from a table computed once per process from
- *     libunistring (fold of each code point alone);
- *   - longer runs of other code points go to libunistring in chunks.
+ *   - the rest of the BMP (U+0080..U+FFFF: Latin, Greek, Cyrillic, Hebrew, Arabic,
+ *     CJK, Hangul, kana, ...) comes from a table computed from libunistring (the
+ *     fold of each code point alone), a block of 128 code points at a time, when a
+ *     block is first used;
+ *   - runs of other code points (beyond the BMP, or whose fold is longer than 8
+ *     bytes) go to libunistring in chunks.
  * hv__search_normalize_ref (whole string through the library) is the reference the
  * tests and the fuzz target compare against.
  *
@@ -48,6 +50,7 @@
 #include "config.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unicase.h>
@@ -58,16 +61,20 @@
 #include "fhir/search_int.h"
 
 #define TAB_LO 0x80
-#define TAB_HI 0x2000 /* the table covers U+0080..U+1FFF */
+#define TAB_HI 0x10000 /* the table covers U+0080..U+FFFF, the rest of the BMP */
 #define TAB_N (TAB_HI - TAB_LO)
-#define TAB_SLOT 8     /* bytes of one folded code point kept in the table */
-#define TAB_LONG 0xff  /* a code point whose fold is longer than a slot: the library folds it */
-#define CHUNK 512      /* input bytes handed to the library at once */
+#define TAB_SLOT 8       /* bytes of one folded code point kept in the table */
+#define TAB_LONG 0xff    /* a code point whose fold is longer than a slot: the library folds it */
+#define BLK_SHIFT 7      /* the table is built by blocks of 128 code points, on first use */
+#define NBLK ((TAB_N + (1 << BLK_SHIFT) - 1) >> BLK_SHIFT)
+#define CHUNK 512        /* input bytes handed to the library at once */
 
+/* The table (bss: only the blocks in use are ever touched). A block is written under
+ * tab_mu, then published by its ready flag (release); readers check the flag (acquire). */
 static uint8_t tab_bytes[TAB_N][TAB_SLOT];
 static uint8_t tab_len[TAB_N];
-static int tab_ready;
-static pthread_once_t tab_once = PTHREAD_ONCE_INIT;
+static atomic_uchar blk_ready[NBLK];
+static pthread_mutex_t tab_mu = PTHREAD_MUTEX_INITIALIZER;
 
 /* The replacement character U+FFFD in UTF-8, written for each invalid input byte. */
 static const uint8_t replacement[3] = {0xef, 0xbf, 0xbd};
@@ -141,24 +148,45 @@ static void fold_lib(sink_t *k, const uint8_t *s, size_t n)
         free(r); /* libunistring's own allocation (malloc): not hv_malloc's */
 }
 
-static void tab_build(void)
+/* Computes block b of the table (each code point folded alone by the library) once. */
+static void blk_build(size_t b)
 {
-    for (ucs4_t c = TAB_LO; c < TAB_HI; c++) {
-        uint8_t in[4];
-        char out[TAB_SLOT + 2];
-        sink_t k = {out, sizeof(out), 0, 0};
-        int n = u8_uctomb(in, c, sizeof(in));
-        if (n <= 0)
-            return; /* cannot happen for these code points; the table stays unused */
-        fold_lib(&k, in, (size_t)n);
-        if (k.full || k.o > TAB_SLOT) {
-            tab_len[c - TAB_LO] = TAB_LONG;
-        } else {
-            memcpy(tab_bytes[c - TAB_LO], out, k.o);
-            tab_len[c - TAB_LO] = (uint8_t)k.o;
+    pthread_mutex_lock(&tab_mu);
+    if (!atomic_load_explicit(&blk_ready[b], memory_order_relaxed)) {
+        for (size_t i = b << BLK_SHIFT; i < ((b + 1) << BLK_SHIFT) && i < TAB_N; i++) {
+            uint8_t in[4];
+            char out[TAB_SLOT + 2];
+            sink_t k = {out, sizeof(out), 0, 0};
+            int n = u8_uctomb(in, (ucs4_t)(i + TAB_LO), sizeof(in));
+            if (n > 0)
+                fold_lib(&k, in, (size_t)n);
+            if (n <= 0 || k.full || k.o > TAB_SLOT) {
+                tab_len[i] = TAB_LONG; /* a surrogate (never decoded), or a long fold */
+            } else {
+                memcpy(tab_bytes[i], out, k.o);
+                tab_len[i] = (uint8_t)k.o;
+            }
         }
+        atomic_store_explicit(&blk_ready[b], 1, memory_order_release);
     }
-    tab_ready = 1;
+    pthread_mutex_unlock(&tab_mu);
+}
+
+/* The table's fold of c in *p, *n; 0 when the table does not hold it (beyond the BMP, long). */
+static int tab_get(ucs4_t c, const uint8_t **p, size_t *n)
+{
+    size_t i, b;
+    if (c < TAB_LO || c >= TAB_HI)
+        return 0;
+    i = c - TAB_LO;
+    b = i >> BLK_SHIFT;
+    if (!atomic_load_explicit(&blk_ready[b], memory_order_acquire))
+        blk_build(b);
+    if (tab_len[i] == TAB_LONG)
+        return 0;
+    *p = tab_bytes[i];
+    *n = tab_len[i];
+    return 1;
 }
 
 /*
@@ -176,11 +204,10 @@ static void fold_rest(sink_t *k, const uint8_t *s)
 {
     size_t n = strlen((const char *)s);
     const uint8_t *p = s, *e = s + n;
-    pthread_once(&tab_once, tab_build);
     while (p < e && !k->full) {
         ucs4_t c;
-        size_t m;
-        const uint8_t *run;
+        size_t m, tn;
+        const uint8_t *run, *tp;
         if (*p < 0x80) {
             uint8_t b = (uint8_t)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
             emit(k, &b, 1);
@@ -193,8 +220,8 @@ static void fold_rest(sink_t *k, const uint8_t *s)
             p++;
             continue;
         }
-        if (tab_ready && c < TAB_HI && tab_len[c - TAB_LO] != TAB_LONG) {
-            emit_cps(k, tab_bytes[c - TAB_LO], tab_len[c - TAB_LO]);
+        if (tab_get(c, &tp, &tn)) {
+            emit_cps(k, tp, tn);
             p += m;
             continue;
         }
@@ -204,7 +231,7 @@ static void fold_rest(sink_t *k, const uint8_t *s)
         p += m;
         while (p < e && *p >= 0x80) {
             m = next_cp(p, (size_t)(e - p), &c);
-            if (m == 0 || (size_t)(p + m - run) > CHUNK || (tab_ready && c < TAB_HI && tab_len[c - TAB_LO] != TAB_LONG))
+            if (m == 0 || (size_t)(p + m - run) > CHUNK || tab_get(c, &tp, &tn))
                 break;
             p += m;
         }

@@ -554,6 +554,7 @@ hv__sp_prefix_t hv__search_prefix(const char **s)
  */
 
 enum { T_STR, T_TOK, T_REF, T_DATE, T_NUM, T_URI, T_COUNT };
+#define ALL_TABLES ((1u << T_COUNT) - 1)
 
 /*
  * The value columns of each table after (type, id, code, grp), and their kinds. A
@@ -803,14 +804,14 @@ static int64_t current_rid(ix_t *x)
 }
 
 /* Writes the collected rows: per table, INSERTs of the largest chunk sizes that fit. */
-static int flush_rows(ix_t *x)
+static int flush_rows(ix_t *x, unsigned mask)
 {
     int be = hv_db_kind(x->db) == HV_DB_SQLITE ? 0 : 1;
     int64_t rid = -1;
     pthread_once(&sql_once, build_sql);
     for (int t = 0; t < T_COUNT; t++) {
         ixrow_t *r = x->head[t];
-        size_t left = x->nrows[t];
+        size_t left = (mask & (1u << t)) ? x->nrows[t] : 0;
         if (tables[t].rid && left > 0 && rid < 0)
             rid = current_rid(x);
         while (left > 0) {
@@ -1315,6 +1316,20 @@ int hv__search_index_rows(const char *type, struct json_object *resource, hv__se
     return HV_OK;
 }
 
+/* Runs a statement of two parameters, $1 type and $2 id. */
+static int exec_type_id(hv_db_t *db, const char *sql, const char *type, const char *id)
+{
+    hv_db_stmt_t *st = NULL;
+    int rc = hv_db_prepare(db, sql, &st);
+    if (rc != HV_OK)
+        return rc;
+    hv_db_bind_text(st, 1, type, strlen(type));
+    hv_db_bind_text(st, 2, id, strlen(id));
+    rc = hv_db_step(st);
+    hv_db_done(st);
+    return rc < 0 ? rc : HV_OK;
+}
+
 int hv__search_index_put(hv_db_t *db, const char *type, const char *id, struct json_object *resource,
                          int replace)
 {
@@ -1336,18 +1351,9 @@ int hv__search_index_put_pre(hv_db_t *db, const char *type, const char *id, stru
     x.id = id;
     x.rc = HV_OK;
     if (replace) {
-        for (size_t k = 0; k < HV_ARRAY_LEN(del); k++) {
-            hv_db_stmt_t *st = NULL;
-            rc = hv_db_prepare(db, del[k], &st);
-            if (rc != HV_OK)
+        for (size_t k = 0; k < HV_ARRAY_LEN(del); k++)
+            if ((rc = exec_type_id(db, del[k], type, id)) != HV_OK)
                 return rc;
-            hv_db_bind_text(st, 1, type, strlen(type));
-            hv_db_bind_text(st, 2, id, strlen(id));
-            rc = hv_db_step(st);
-            hv_db_done(st);
-            if (rc < 0)
-                return rc;
-        }
         if ((rc = hv__search_combo_put(db, type, id, 0, 1)) != HV_OK)
             return rc;
     }
@@ -1359,7 +1365,7 @@ int hv__search_index_put_pre(hv_db_t *db, const char *type, const char *id, stru
         px.db = db;
         px.type = type;
         px.id = id;
-        rc = flush_rows(&px);
+        rc = flush_rows(&px, ALL_TABLES);
         /* The combined rows are derived from the plain ones just written (fhir/search_combo.c). */
         return rc == HV_OK ? hv__search_combo_put(db, type, id, 1, 0) : rc;
     }
@@ -1370,10 +1376,34 @@ int hv__search_index_put_pre(hv_db_t *db, const char *type, const char *id, stru
     }
     rc = compute_rows(&x, type, resource);
     if (rc == HV_OK)
-        rc = flush_rows(&x);
+        rc = flush_rows(&x, ALL_TABLES);
     if (rc == HV_OK)
         rc = hv__search_combo_put(db, type, id, 1, 0);
 out:
+    hv_free(x.set);
+    hv_arena_free(x.rows_arena);
+    return rc;
+}
+
+int hv__search_index_put_strings(hv_db_t *db, const char *type, const char *id, struct json_object *resource)
+{
+    ix_t x;
+    int rc = exec_type_id(db, "DELETE FROM sp_str WHERE type = $1 AND id = $2", type, id);
+    if (rc != HV_OK)
+        return rc;
+    if ((rc = hv__search_special_put(db, type, id, resource, 1)) != HV_OK)
+        return rc;
+    memset(&x, 0, sizeof(x));
+    x.db = db;
+    x.type = type;
+    x.id = id;
+    x.rc = HV_OK;
+    x.rows_arena = hv_arena_new(16384);
+    if (x.rows_arena == NULL)
+        return HV_ENOMEM;
+    rc = compute_rows(&x, type, resource);
+    if (rc == HV_OK)
+        rc = flush_rows(&x, 1u << T_STR);
     hv_free(x.set);
     hv_arena_free(x.rows_arena);
     return rc;

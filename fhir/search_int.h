@@ -90,6 +90,12 @@ int hv__search_indexed(const hv_fhir_search_t *sp);
  */
 int hv__search_index_put(hv_db_t *db, const char *type, const char *id, struct json_object *resource,
                          int replace);
+/*
+ * Rewrites only the string rows (sp_str) and the special rows (full text, position)
+ * of the current version of type/id from its tree: what the string normalization
+ * decides (the fold upgrade, fhir/search_reindex.c). Other rows are left as they are.
+ */
+int hv__search_index_put_strings(hv_db_t *db, const char *type, const char *id, struct json_object *resource);
 
 /*
  * The index rows of one resource tree computed ahead of the write, without a

@@ -37,7 +37,8 @@ typedef struct rx_row {
  * (*more set when there was another), then reindexes each from its JSON. *last is
  * the row id of the last row read, *done how many were reindexed.
  */
-static int reindex_rows(hv_db_t *db, hv_db_stmt_t *st, size_t batch, int64_t *last, size_t *done, int *more)
+static int reindex_rows(hv_db_t *db, hv_db_stmt_t *st, size_t batch, int strings, int64_t *last, size_t *done,
+                        int *more)
 {
     rx_row_t *rows = hv_calloc(batch ? batch : 1, sizeof(*rows));
     size_t n = 0;
@@ -75,7 +76,8 @@ static int reindex_rows(hv_db_t *db, hv_db_stmt_t *st, size_t batch, int64_t *la
         struct json_object *tree = json_tokener_parse(rows[i].json);
         if (tree == NULL)
             continue; /* stored text is always JSON; a damaged row keeps its old index rows */
-        rc = hv__search_index_put(db, rows[i].type, rows[i].id, tree, 1);
+        rc = strings ? hv__search_index_put_strings(db, rows[i].type, rows[i].id, tree)
+                     : hv__search_index_put(db, rows[i].type, rows[i].id, tree, 1);
         json_object_put(tree);
     }
     if (rc == HV_OK)
@@ -109,7 +111,7 @@ int hv__search_reindex_batch(hv_db_t *db, const char *type, int64_t *after, size
     hv_db_bind_int64(st, 2, (int64_t)batch + 1);
     if (type != NULL)
         hv_db_bind_text(st, 3, type, strlen(type));
-    rc = reindex_rows(db, st, batch, &last, done, more);
+    rc = reindex_rows(db, st, batch, 0, &last, done, more);
     if (rc == HV_OK)
         *after = last;
     return rc;
@@ -125,10 +127,11 @@ int hv__search_reindex_batch(hv_db_t *db, const char *type, int64_t *after, size
  * ("æ", "ø", "ss", "þ"). So the rows are rebuilt from the resources, and only from
  * those that can differ: a resource whose JSON is pure ASCII (and has no "\u"
  * escape) folds exactly as before. The migration only creates the mark
- * sp_fold(after); this pass, run whenever the store is opened to serve (and by a
- * full `holovitals reindex`), reindexes the current versions whose JSON has a byte
- * >= 0x80 or a "\u", FOLD_SPAN row ids per transaction, moving the mark past each
- * span, and sets it to -1 when done. Interrupted, it resumes at the mark; a
+ * sp_fold(after); this pass, run whenever the store is opened to serve (a full
+ * `holovitals reindex` ends it too), rewrites the string rows and the full-text row
+ * (hv__search_index_put_strings: nothing else depends on the fold) of the current
+ * versions whose JSON has a byte >= 0x80 or a "\u", FOLD_SPAN row ids per
+ * transaction, moving the mark past each span, and sets it to -1 when done. Interrupted, it resumes at the mark; a
  * resource written meanwhile was folded the new way already (reindexing it again
  * is harmless).
  */
@@ -193,7 +196,7 @@ static int fold_span(hv_db_t *db, int64_t lo, int64_t hi, size_t *done)
     hv_db_bind_int64(st, 1, lo);
     hv_db_bind_int64(st, 2, hi);
     /* A span holds at most FOLD_SPAN rows: all of them fit one batch. */
-    return reindex_rows(db, st, FOLD_SPAN, &last, done, &more);
+    return reindex_rows(db, st, FOLD_SPAN, 1, &last, done, &more);
 }
 
 int hv__search_fold_upgrade(hv_db_t *db, size_t *reindexed)
