@@ -1316,20 +1316,6 @@ int hv__search_index_rows(const char *type, struct json_object *resource, hv__se
     return HV_OK;
 }
 
-/* Runs a statement of two parameters, $1 type and $2 id. */
-static int exec_type_id(hv_db_t *db, const char *sql, const char *type, const char *id)
-{
-    hv_db_stmt_t *st = NULL;
-    int rc = hv_db_prepare(db, sql, &st);
-    if (rc != HV_OK)
-        return rc;
-    hv_db_bind_text(st, 1, type, strlen(type));
-    hv_db_bind_text(st, 2, id, strlen(id));
-    rc = hv_db_step(st);
-    hv_db_done(st);
-    return rc < 0 ? rc : HV_OK;
-}
-
 int hv__search_index_put(hv_db_t *db, const char *type, const char *id, struct json_object *resource,
                          int replace)
 {
@@ -1352,7 +1338,7 @@ int hv__search_index_put_pre(hv_db_t *db, const char *type, const char *id, stru
     x.rc = HV_OK;
     if (replace) {
         for (size_t k = 0; k < HV_ARRAY_LEN(del); k++)
-            if ((rc = exec_type_id(db, del[k], type, id)) != HV_OK)
+            if ((rc = hv__search_exec2(db, del[k], type, id)) != HV_OK)
                 return rc;
         if ((rc = hv__search_combo_put(db, type, id, 0, 1)) != HV_OK)
             return rc;
@@ -1388,7 +1374,7 @@ out:
 int hv__search_index_put_strings(hv_db_t *db, const char *type, const char *id, struct json_object *resource)
 {
     ix_t x;
-    int rc = exec_type_id(db, "DELETE FROM sp_str WHERE type = $1 AND id = $2", type, id);
+    int rc = hv__search_exec2(db, "DELETE FROM sp_str WHERE type = $1 AND id = $2", type, id);
     if (rc != HV_OK)
         return rc;
     if ((rc = hv__search_special_put(db, type, id, resource, 1)) != HV_OK)

@@ -56,6 +56,8 @@ extern const char hv__search_migration3_pg[];
  * first when replace is set. resource NULL (a deletion) writes none.
  */
 int hv__search_special_put(hv_db_t *db, const char *type, const char *id, struct json_object *resource, int replace);
+/* Runs sql, a statement of two parameters ($1 type, $2 id) that returns no row (fhir/search_special.c). */
+int hv__search_exec2(hv_db_t *db, const char *sql, const char *type, const char *id);
 /* The fourth (SQLite only): sp_text_mark, the deferred full-text index's mark. */
 extern const char hv__search_migration4_sqlite[];
 

@@ -190,7 +190,7 @@ static char *normalized(const hv_buf_t *b)
     return o;
 }
 
-static int exec2(hv_db_t *db, const char *sql, const char *type, const char *id)
+int hv__search_exec2(hv_db_t *db, const char *sql, const char *type, const char *id)
 {
     hv_db_stmt_t *st = NULL;
     int rc = hv_db_prepare(db, sql, &st);
@@ -473,13 +473,13 @@ int hv__search_special_put(hv_db_t *db, const char *type, const char *id, struct
 {
     int rc = HV_OK, loc = strcmp(type, "Location") == 0;
     if (replace) {
-        rc = exec2(db,
+        rc = hv__search_exec2(db,
                    hv_db_kind(db) == HV_DB_PG
                        ? "DELETE FROM sp_text WHERE rid IN (SELECT rid FROM resources WHERE type = $1 AND id = $2)"
                        : "DELETE FROM sp_text WHERE rowid IN (SELECT rid FROM resources WHERE type = $1 AND id = $2)",
                    type, id);
         if (rc == HV_OK && loc)
-            rc = exec2(db, "DELETE FROM sp_geo WHERE type = $1 AND id = $2", type, id);
+            rc = hv__search_exec2(db, "DELETE FROM sp_geo WHERE type = $1 AND id = $2", type, id);
         if (rc != HV_OK)
             return rc;
     }
