@@ -101,13 +101,14 @@ static void emit(sink_t *k, const uint8_t *p, size_t n)
 /* Emits n bytes of valid UTF-8 (a table entry): whole, or the code points that fit. */
 static void emit_cps(sink_t *k, const uint8_t *p, size_t n)
 {
-    if (k->o + n + 1 <= k->cap) {
+    if (!k->full && k->o + n + 1 <= k->cap) {
         memcpy(k->out + k->o, p, n);
         k->o += n;
         return;
     }
     while (n > 0 && !k->full) {
-        size_t m = (size_t)u8_mblen(p, n);
+        int len = u8_mblen(p, n);
+        size_t m = len > 0 ? (size_t)len : n; /* the table holds valid UTF-8: never n */
         emit(k, p, m);
         p += m;
         n -= m;

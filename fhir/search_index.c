@@ -611,6 +611,7 @@ typedef struct ix {
     const hv_fhir_type_t *rtype;  /* the resource's type */
     const char *keys[MAX_TOP_KEYS]; /* its top-level member names */
     size_t nkeys;
+    int strings_only; /* only the parameters that may write string rows: string, token (:text), composite */
 } ix_t;
 
 /*
@@ -1229,6 +1230,8 @@ static int index_params(ix_t *x, const hv_fhir_type_t *t, struct json_object *re
             if (fp == NULL)
                 continue;
         }
+        if (x->strings_only && st != HV_FHIR_SP_STRING && st != HV_FHIR_SP_TOKEN && st != HV_FHIR_SP_COMPOSITE)
+            continue;
         x->code = hv_fhir_search_code(sp);
         if (strcmp(x->code, "_id") == 0 || strcmp(x->code, "_lastUpdated") == 0)
             continue; /* searched on the resources table itself */
@@ -1384,6 +1387,7 @@ int hv__search_index_put_strings(hv_db_t *db, const char *type, const char *id, 
     x.type = type;
     x.id = id;
     x.rc = HV_OK;
+    x.strings_only = 1;
     x.rows_arena = hv_arena_new(16384);
     if (x.rows_arena == NULL)
         return HV_ENOMEM;

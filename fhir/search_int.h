@@ -96,6 +96,8 @@ int hv__search_index_put(hv_db_t *db, const char *type, const char *id, struct j
  * Rewrites only the string rows (sp_str) and the special rows (full text, position)
  * of the current version of type/id from its tree: what the string normalization
  * decides (the fold upgrade, fhir/search_reindex.c). Other rows are left as they are.
+ * Only string, token and composite parameters are evaluated; a resource past the cap
+ * of rows per version (4,096, all tables) may keep string rows a full write drops.
  */
 int hv__search_index_put_strings(hv_db_t *db, const char *type, const char *id, struct json_object *resource);
 

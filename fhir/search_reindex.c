@@ -241,6 +241,9 @@ int hv__search_fold_upgrade(hv_db_t *db, size_t *reindexed)
         after = hi;
         if (last)
             break;
+        if ((after / FOLD_SPAN) % 10 == 0)
+            hv_log(HV_LOG_INFO, "fhir.fold_upgrade", "re-folding: row id %lld of %lld, %zu resources rewritten",
+                   (long long)after, (long long)max, total);
     }
     if (rc == HV_OK && max > 0)
         hv_log(HV_LOG_INFO, "fhir.fold_upgrade", "string index re-folded: %zu resources reindexed in %.2f s", total,
