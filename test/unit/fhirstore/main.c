@@ -62,6 +62,17 @@ void store_test_db_close(hv_db_t *db)
     hv_db_close(db);
 }
 
+int64_t store_test_count(hv_db_t *db, const char *sql)
+{
+    hv_db_stmt_t *st = NULL;
+    int64_t n = -1;
+    assert_int_equal(hv_db_prepare(db, sql, &st), HV_OK);
+    if (hv_db_step(st) == HV_DB_ROW)
+        n = hv_db_column_int64(st, 0);
+    hv_db_done(st);
+    return n;
+}
+
 void store_test_plan_lines(hv_db_stmt_t *st, hv_buf_t *plan)
 {
     while (hv_db_step(st) == HV_DB_ROW) {

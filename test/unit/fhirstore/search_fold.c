@@ -126,17 +126,6 @@ static void search_fold_fast_paths_equal_the_library(void **state)
     }
 }
 
-static int64_t count(hv_db_t *db, const char *sql)
-{
-    hv_db_stmt_t *st = NULL;
-    int64_t n = -1;
-    assert_int_equal(hv_db_prepare(db, sql, &st), HV_OK);
-    if (hv_db_step(st) == HV_DB_ROW)
-        n = hv_db_column_int64(st, 0);
-    hv_db_done(st);
-    return n;
-}
-
 static void put(hv_db_t *db, const char *json)
 {
     struct json_object *o = json_tokener_parse(json);
@@ -170,16 +159,16 @@ static void search_fold_upgrade_refolds_non_ascii_resources(void **state)
                      HV_OK);
     assert_int_equal(hv__search_fold_upgrade(db, &n), HV_OK);
     assert_int_equal(n, 3);
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_str WHERE code = 'family' AND value = 'ærøskøbing' AND"
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_str WHERE code = 'family' AND value = 'ærøskøbing' AND"
                                " id = 'a'"),
                      1);
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_str WHERE code = 'family' AND value = 'σισυφοσ' AND id = 'g'"),
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_str WHERE code = 'family' AND value = 'σισυφοσ' AND id = 'g'"),
                      1);
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_str WHERE code = 'family' AND value = 'strasse' AND id = 'e'"),
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_str WHERE code = 'family' AND value = 'strasse' AND id = 'e'"),
                      1);
     /* a pure-ASCII resource folds as before: not reindexed (its doctored row stays) */
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_str WHERE code = 'family' AND value = 'smith-old'"), 1);
-    assert_int_equal(count(db, "SELECT after FROM sp_fold"), -1);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_str WHERE code = 'family' AND value = 'smith-old'"), 1);
+    assert_int_equal(store_test_count(db, "SELECT after FROM sp_fold"), -1);
     assert_int_equal(hv__search_fold_upgrade(db, &n), HV_OK);
     assert_int_equal(n, 0);
     store_test_db_close(db);
@@ -191,10 +180,10 @@ static void search_fold_upgrade_of_an_empty_store_marks_done(void **state)
     hv_db_t *db = store_test_db();
     size_t n = 99;
     (void)state;
-    assert_int_equal(count(db, "SELECT after FROM sp_fold"), 0);
+    assert_int_equal(store_test_count(db, "SELECT after FROM sp_fold"), 0);
     assert_int_equal(hv__search_fold_upgrade(db, &n), HV_OK);
     assert_int_equal(n, 0);
-    assert_int_equal(count(db, "SELECT after FROM sp_fold"), -1);
+    assert_int_equal(store_test_count(db, "SELECT after FROM sp_fold"), -1);
     store_test_db_close(db);
 }
 

@@ -30,6 +30,8 @@ char *store_test_slurp(const char *path, size_t *len);
 /* Opens the fhir tables in a fresh temporary SQLite database. */
 hv_db_t *store_test_db(void);
 void store_test_db_close(hv_db_t *db);
+/* The first column of the first row of sql, an integer query (-1 when there is no row). */
+int64_t store_test_count(hv_db_t *db, const char *sql);
 /* Steps st, an EXPLAIN QUERY PLAN statement, to its end and appends each row's detail and a
  * newline to plan (NUL-terminated); finishes st. */
 void store_test_plan_lines(hv_db_stmt_t *st, hv_buf_t *plan);
