@@ -575,6 +575,8 @@ int hv__fhir_rest_init(hv_engine_t *e, void **state)
         rc = hv_event_outbox_migrate(db, &err);
     if (rc == HV_OK)
         rc = hv__store_tune(db, cfg);
+    if (rc == HV_OK) /* strings indexed before the Unicode fold (fhir/search_reindex.c) */
+        rc = hv__search_fold_upgrade(db, NULL);
     if (rc != HV_OK) {
         char msg[1024];
         hv_error_format(&err, msg, sizeof(msg));

@@ -477,38 +477,6 @@ int hv__search_ucum_canon(double v, const char *unit, double *cv, char *cunit, s
     return hv_ucum_canonicalize(u, v, unit, cv, cunit, cap, &err);
 }
 
-void hv__search_normalize(const char *s, char *out, size_t cap)
-{
-    /* Latin-1 supplement letters U+00C0..U+00FF folded to their base letter. */
-    static const char fold[] = "aaaaaaaceeeeiiiidnooooo*ouuuuyts"
-                               "aaaaaaaceeeeiiiidnooooo/ouuuuyty";
-    size_t o = 0;
-    const unsigned char *p = (const unsigned char *)s;
-    if (cap == 0)
-        return;
-    while (*p != '\0' && o + 1 < cap) {
-        if (*p < 0x80) {
-            out[o++] = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
-            p++;
-        } else if (*p == 0xc3 && p[1] >= 0x80 && p[1] <= 0xbf) {
-            out[o++] = fold[(p[1] & 0x3f)];
-            p += 2;
-        } else {
-            /* Another UTF-8 sequence: copied whole, or not at all when it does not fit. */
-            size_t len = *p >= 0xf0 ? 4 : *p >= 0xe0 ? 3 : 2;
-            size_t k;
-            for (k = 0; k < len && p[k] != '\0'; k++)
-                ;
-            if (o + k + 1 > cap)
-                break;
-            memcpy(out + o, p, k);
-            o += k;
-            p += k;
-        }
-    }
-    out[o] = '\0';
-}
-
 static int is_leap(int64_t y)
 {
     return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
@@ -586,6 +554,7 @@ hv__sp_prefix_t hv__search_prefix(const char **s)
  */
 
 enum { T_STR, T_TOK, T_REF, T_DATE, T_NUM, T_URI, T_COUNT };
+#define ALL_TABLES ((1u << T_COUNT) - 1)
 
 /*
  * The value columns of each table after (type, id, code, grp), and their kinds. A
@@ -642,6 +611,7 @@ typedef struct ix {
     const hv_fhir_type_t *rtype;  /* the resource's type */
     const char *keys[MAX_TOP_KEYS]; /* its top-level member names */
     size_t nkeys;
+    int strings_only; /* only the parameters that may write string rows: string, token (:text), composite */
 } ix_t;
 
 /*
@@ -835,14 +805,14 @@ static int64_t current_rid(ix_t *x)
 }
 
 /* Writes the collected rows: per table, INSERTs of the largest chunk sizes that fit. */
-static int flush_rows(ix_t *x)
+static int flush_rows(ix_t *x, unsigned mask)
 {
     int be = hv_db_kind(x->db) == HV_DB_SQLITE ? 0 : 1;
     int64_t rid = -1;
     pthread_once(&sql_once, build_sql);
     for (int t = 0; t < T_COUNT; t++) {
         ixrow_t *r = x->head[t];
-        size_t left = x->nrows[t];
+        size_t left = (mask & (1u << t)) ? x->nrows[t] : 0;
         if (tables[t].rid && left > 0 && rid < 0)
             rid = current_rid(x);
         while (left > 0) {
@@ -1260,6 +1230,8 @@ static int index_params(ix_t *x, const hv_fhir_type_t *t, struct json_object *re
             if (fp == NULL)
                 continue;
         }
+        if (x->strings_only && st != HV_FHIR_SP_STRING && st != HV_FHIR_SP_TOKEN && st != HV_FHIR_SP_COMPOSITE)
+            continue;
         x->code = hv_fhir_search_code(sp);
         if (strcmp(x->code, "_id") == 0 || strcmp(x->code, "_lastUpdated") == 0)
             continue; /* searched on the resources table itself */
@@ -1368,18 +1340,9 @@ int hv__search_index_put_pre(hv_db_t *db, const char *type, const char *id, stru
     x.id = id;
     x.rc = HV_OK;
     if (replace) {
-        for (size_t k = 0; k < HV_ARRAY_LEN(del); k++) {
-            hv_db_stmt_t *st = NULL;
-            rc = hv_db_prepare(db, del[k], &st);
-            if (rc != HV_OK)
+        for (size_t k = 0; k < HV_ARRAY_LEN(del); k++)
+            if ((rc = hv__search_exec2(db, del[k], type, id)) != HV_OK)
                 return rc;
-            hv_db_bind_text(st, 1, type, strlen(type));
-            hv_db_bind_text(st, 2, id, strlen(id));
-            rc = hv_db_step(st);
-            hv_db_done(st);
-            if (rc < 0)
-                return rc;
-        }
         if ((rc = hv__search_combo_put(db, type, id, 0, 1)) != HV_OK)
             return rc;
     }
@@ -1391,7 +1354,7 @@ int hv__search_index_put_pre(hv_db_t *db, const char *type, const char *id, stru
         px.db = db;
         px.type = type;
         px.id = id;
-        rc = flush_rows(&px);
+        rc = flush_rows(&px, ALL_TABLES);
         /* The combined rows are derived from the plain ones just written (fhir/search_combo.c). */
         return rc == HV_OK ? hv__search_combo_put(db, type, id, 1, 0) : rc;
     }
@@ -1402,10 +1365,35 @@ int hv__search_index_put_pre(hv_db_t *db, const char *type, const char *id, stru
     }
     rc = compute_rows(&x, type, resource);
     if (rc == HV_OK)
-        rc = flush_rows(&x);
+        rc = flush_rows(&x, ALL_TABLES);
     if (rc == HV_OK)
         rc = hv__search_combo_put(db, type, id, 1, 0);
 out:
+    hv_free(x.set);
+    hv_arena_free(x.rows_arena);
+    return rc;
+}
+
+int hv__search_index_put_strings(hv_db_t *db, const char *type, const char *id, struct json_object *resource)
+{
+    ix_t x;
+    int rc = hv__search_exec2(db, "DELETE FROM sp_str WHERE type = $1 AND id = $2", type, id);
+    if (rc != HV_OK)
+        return rc;
+    if ((rc = hv__search_special_put(db, type, id, resource, 1)) != HV_OK)
+        return rc;
+    memset(&x, 0, sizeof(x));
+    x.db = db;
+    x.type = type;
+    x.id = id;
+    x.rc = HV_OK;
+    x.strings_only = 1;
+    x.rows_arena = hv_arena_new(16384);
+    if (x.rows_arena == NULL)
+        return HV_ENOMEM;
+    rc = compute_rows(&x, type, resource);
+    if (rc == HV_OK)
+        rc = flush_rows(&x, 1u << T_STR);
     hv_free(x.set);
     hv_arena_free(x.rows_arena);
     return rc;

@@ -5,7 +5,7 @@
  * Index tables (the current version of every live resource only; rows are
  * replaced when a version is written, dropped when it is deleted):
  *
- *   sp_str   type, id, code, value               string: lower-case, accent-folded
+ *   sp_str   type, id, code, value               string: case-folded, marks dropped (search_fold.c)
  *   sp_tok   type, id, code, system, value       token: system (NULL: none), code
  *   sp_ref   type, id, code, rtype, rid          reference: target type and id
  *   sp_date  type, id, code, lo, hi              date: the value's range, epoch ms
@@ -56,6 +56,8 @@ extern const char hv__search_migration3_pg[];
  * first when replace is set. resource NULL (a deletion) writes none.
  */
 int hv__search_special_put(hv_db_t *db, const char *type, const char *id, struct json_object *resource, int replace);
+/* Runs sql, a statement of two parameters ($1 type, $2 id) that returns no row (fhir/search_special.c). */
+int hv__search_exec2(hv_db_t *db, const char *sql, const char *type, const char *id);
 /* The fourth (SQLite only): sp_text_mark, the deferred full-text index's mark. */
 extern const char hv__search_migration4_sqlite[];
 
@@ -90,6 +92,14 @@ int hv__search_indexed(const hv_fhir_search_t *sp);
  */
 int hv__search_index_put(hv_db_t *db, const char *type, const char *id, struct json_object *resource,
                          int replace);
+/*
+ * Rewrites only the string rows (sp_str) and the special rows (full text, position)
+ * of the current version of type/id from its tree: what the string normalization
+ * decides (the fold upgrade, fhir/search_reindex.c). Other rows are left as they are.
+ * Only string, token and composite parameters are evaluated; a resource past the cap
+ * of rows per version (4,096, all tables) may keep string rows a full write drops.
+ */
+int hv__search_index_put_strings(hv_db_t *db, const char *type, const char *id, struct json_object *resource);
 
 /*
  * The index rows of one resource tree computed ahead of the write, without a
@@ -115,8 +125,17 @@ int hv__search_index_put_pre(hv_db_t *db, const char *type, const char *id, stru
  */
 int hv__search_date_range(const char *s, int64_t *lo, int64_t *hi);
 
-/* Lower-cases and folds Latin-1 accents of s into out (NUL-terminated, truncated). */
-void hv__search_normalize(const char *s, char *out, size_t cap);
+/*
+ * The string search normalization (fhir/search_fold.c): s case-folded and stripped
+ * of accents and other combining marks, for all of Unicode, into out (cap bytes,
+ * NUL-terminated, truncated at a code point boundary). Returns the bytes written
+ * (without the NUL). Invalid UTF-8 in s becomes U+FFFD; the output is valid UTF-8
+ * and stable: folding it again gives it back. The output may be longer than s (a
+ * compatibility character or an invalid byte expands, at most 11 times here).
+ */
+size_t hv__search_normalize(const char *s, char *out, size_t cap);
+/* The same normalization of the whole of s by the library alone (tests, fuzzing: the reference). */
+size_t hv__search_normalize_ref(const char *s, char *out, size_t cap);
 
 /* The search prefixes of FHIR R4 search.html#prefix. */
 typedef enum hv__sp_prefix {
@@ -311,6 +330,15 @@ int hv__search_include_run(hv_db_t *db, const hv__search_plan_t *p, const char (
  * (fhir/search_reindex.c). Sets *done, advances *after, and sets *more when rows remain.
  */
 int hv__search_reindex_batch(hv_db_t *db, const char *type, int64_t *after, size_t batch, size_t *done, int *more);
+/*
+ * The fold upgrade (fhir/search_reindex.c): the migration creating its mark, the
+ * pass that reindexes the resources whose strings fold differently since the
+ * Unicode normalization (run where the store is opened to serve; *reindexed, may be
+ * NULL, is how many), and the mark's end (a full reindex makes the pass needless).
+ */
+extern const char hv__search_migration_fold[];
+int hv__search_fold_upgrade(hv_db_t *db, size_t *reindexed);
+int hv__search_fold_done(hv_db_t *db);
 
 /* ---- combined token + date / quantity rows (fhir/search_combo.c) ---- */
 

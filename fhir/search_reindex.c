@@ -32,32 +32,21 @@ typedef struct rx_row {
     char *json;
 } rx_row_t;
 
-int hv__search_reindex_batch(hv_db_t *db, const char *type, int64_t *after, size_t batch, size_t *done, int *more)
+/*
+ * Reads the rows (rid, type, id, json) statement st returns, at most batch of them
+ * (*more set when there was another), then reindexes each from its JSON. *last is
+ * the row id of the last row read, *done how many were reindexed.
+ */
+static int reindex_rows(hv_db_t *db, hv_db_stmt_t *st, size_t batch, int strings, int64_t *last, size_t *done,
+                        int *more)
 {
-    hv_db_stmt_t *st = NULL;
-    rx_row_t *rows = hv_calloc(batch, sizeof(*rows));
+    rx_row_t *rows = hv_calloc(batch ? batch : 1, sizeof(*rows));
     size_t n = 0;
-    int64_t last = *after;
     int rc;
-    *done = 0;
-    *more = 0;
-    if (rows == NULL)
+    if (rows == NULL) {
+        hv_db_done(st);
         return HV_ENOMEM;
-    rc = hv_db_prepare(db,
-                       type != NULL
-                           ? "SELECT r.rid, r.type, r.id, r.json FROM resources r WHERE r.rid > $1 AND r.type = $3"
-                             " AND r.deleted = 0 AND NOT EXISTS (SELECT 1 FROM resources n WHERE n.type = r.type AND"
-                             " n.id = r.id AND n.version > r.version) ORDER BY r.rid LIMIT $2"
-                           : "SELECT r.rid, r.type, r.id, r.json FROM resources r WHERE r.rid > $1 AND r.deleted = 0"
-                             " AND NOT EXISTS (SELECT 1 FROM resources n WHERE n.type = r.type AND n.id = r.id AND"
-                             " n.version > r.version) ORDER BY r.rid LIMIT $2",
-                       &st);
-    if (rc != HV_OK)
-        goto out;
-    hv_db_bind_int64(st, 1, *after);
-    hv_db_bind_int64(st, 2, (int64_t)batch + 1);
-    if (type != NULL)
-        hv_db_bind_text(st, 3, type, strlen(type));
+    }
     /* Read the batch first, then write: the statement is done before the index changes. */
     while ((rc = hv_db_step(st)) == HV_DB_ROW) {
         size_t len = 0;
@@ -66,7 +55,7 @@ int hv__search_reindex_batch(hv_db_t *db, const char *type, int64_t *after, size
             *more = 1;
             break;
         }
-        last = hv_db_column_int64(st, 0);
+        *last = hv_db_column_int64(st, 0);
         s = hv_db_column_text(st, 1, &len);
         snprintf(rows[n].type, sizeof(rows[n].type), "%.*s", (int)len, s ? s : "");
         s = hv_db_column_text(st, 2, &len);
@@ -87,17 +76,180 @@ int hv__search_reindex_batch(hv_db_t *db, const char *type, int64_t *after, size
         struct json_object *tree = json_tokener_parse(rows[i].json);
         if (tree == NULL)
             continue; /* stored text is always JSON; a damaged row keeps its old index rows */
-        rc = hv__search_index_put(db, rows[i].type, rows[i].id, tree, 1);
+        rc = strings ? hv__search_index_put_strings(db, rows[i].type, rows[i].id, tree)
+                     : hv__search_index_put(db, rows[i].type, rows[i].id, tree, 1);
         json_object_put(tree);
     }
-    if (rc == HV_OK) {
+    if (rc == HV_OK)
         *done = n;
-        *after = last;
-    }
 out:
     for (size_t i = 0; i < n; i++)
         hv_free(rows[i].json);
     hv_free(rows);
+    return rc;
+}
+
+int hv__search_reindex_batch(hv_db_t *db, const char *type, int64_t *after, size_t batch, size_t *done, int *more)
+{
+    hv_db_stmt_t *st = NULL;
+    int64_t last = *after;
+    int rc;
+    *done = 0;
+    *more = 0;
+    rc = hv_db_prepare(db,
+                       type != NULL
+                           ? "SELECT r.rid, r.type, r.id, r.json FROM resources r WHERE r.rid > $1 AND r.type = $3"
+                             " AND r.deleted = 0 AND NOT EXISTS (SELECT 1 FROM resources n WHERE n.type = r.type AND"
+                             " n.id = r.id AND n.version > r.version) ORDER BY r.rid LIMIT $2"
+                           : "SELECT r.rid, r.type, r.id, r.json FROM resources r WHERE r.rid > $1 AND r.deleted = 0"
+                             " AND NOT EXISTS (SELECT 1 FROM resources n WHERE n.type = r.type AND n.id = r.id AND"
+                             " n.version > r.version) ORDER BY r.rid LIMIT $2",
+                       &st);
+    if (rc != HV_OK)
+        return rc;
+    hv_db_bind_int64(st, 1, *after);
+    hv_db_bind_int64(st, 2, (int64_t)batch + 1);
+    if (type != NULL)
+        hv_db_bind_text(st, 3, type, strlen(type));
+    rc = reindex_rows(db, st, batch, 0, &last, done, more);
+    if (rc == HV_OK)
+        *after = last;
+    return rc;
+}
+
+/* ---- the fold upgrade (migration 16 SQLite / 13 PostgreSQL) ---- */
+
+/*
+ * The string normalization (fhir/search_fold.c) changed from "ASCII lower case and
+ * Latin-1 accents" to Unicode's caseless form without marks. A stored folded value
+ * cannot be folded again to the new form: the old fold had already mapped "æ",
+ * "ø", "ß", "þ", "ð", "×" to ASCII ("a", "o", "s", ...), which the new fold keeps
+ * ("æ", "ø", "ss", "þ"). So the rows are rebuilt from the resources, and only from
+ * those that can differ: a resource whose JSON is pure ASCII (and has no "\u"
+ * escape) folds exactly as before. The migration only creates the mark
+ * sp_fold(after); this pass, run whenever the store is opened to serve (a full
+ * `holovitals reindex` ends it too), rewrites the string rows and the full-text row
+ * (hv__search_index_put_strings: nothing else depends on the fold) of the current
+ * versions whose JSON has a byte >= 0x80 or a "\u", FOLD_SPAN row ids per
+ * transaction, moving the mark past each span, and sets it to -1 when done. Interrupted, it resumes at the mark; a
+ * resource written meanwhile was folded the new way already (reindexing it again
+ * is harmless).
+ */
+const char hv__search_migration_fold[] =
+    "CREATE TABLE sp_fold (after BIGINT NOT NULL);"
+    "INSERT INTO sp_fold (after) VALUES (0);";
+
+#define FOLD_SPAN 20000 /* row ids one transaction of the fold upgrade scans */
+
+static int fold_mark(hv_db_t *db, int64_t *after)
+{
+    hv_db_stmt_t *st = NULL;
+    int rc = hv_db_prepare(db, "SELECT after FROM sp_fold", &st);
+    if (rc != HV_OK)
+        return rc;
+    *after = -1;
+    rc = hv_db_step(st);
+    if (rc == HV_DB_ROW)
+        *after = hv_db_column_int64(st, 0);
+    hv_db_done(st);
+    return rc < 0 ? rc : HV_OK;
+}
+
+static int fold_set_mark(hv_db_t *db, int64_t after)
+{
+    hv_db_stmt_t *st = NULL;
+    int rc = hv_db_prepare(db, "UPDATE sp_fold SET after = $1", &st);
+    if (rc != HV_OK)
+        return rc;
+    hv_db_bind_int64(st, 1, after);
+    rc = hv_db_step(st);
+    hv_db_done(st);
+    return rc < 0 ? rc : HV_OK;
+}
+
+int hv__search_fold_done(hv_db_t *db)
+{
+    return fold_set_mark(db, -1);
+}
+
+/* Reindexes the current versions in (lo, hi] whose JSON may fold differently. */
+static int fold_span(hv_db_t *db, int64_t lo, int64_t hi, size_t *done)
+{
+    hv_db_stmt_t *st = NULL;
+    int64_t last = lo;
+    int more = 0;
+    /* length() counts characters of text and bytes of a blob (SQLite); PostgreSQL says it by name. */
+    int rc = hv_db_prepare(
+        db,
+        hv_db_kind(db) == HV_DB_PG
+            ? "SELECT r.rid, r.type, r.id, r.json FROM resources r WHERE r.rid > $1 AND r.rid <= $2 AND r.deleted = 0"
+              " AND (octet_length(r.json) <> char_length(r.json) OR strpos(r.json, '\\u') > 0) AND NOT EXISTS"
+              " (SELECT 1 FROM resources n WHERE n.type = r.type AND n.id = r.id AND n.version > r.version)"
+              " ORDER BY r.rid"
+            : "SELECT r.rid, r.type, r.id, r.json FROM resources r WHERE r.rid > $1 AND r.rid <= $2 AND r.deleted = 0"
+              " AND (length(r.json) <> length(CAST(r.json AS BLOB)) OR instr(r.json, '\\u') > 0) AND NOT EXISTS"
+              " (SELECT 1 FROM resources n WHERE n.type = r.type AND n.id = r.id AND n.version > r.version)"
+              " ORDER BY r.rid",
+        &st);
+    if (rc != HV_OK)
+        return rc;
+    hv_db_bind_int64(st, 1, lo);
+    hv_db_bind_int64(st, 2, hi);
+    /* A span holds at most FOLD_SPAN rows: all of them fit one batch. */
+    return reindex_rows(db, st, FOLD_SPAN, 1, &last, done, &more);
+}
+
+int hv__search_fold_upgrade(hv_db_t *db, size_t *reindexed)
+{
+    hv_db_stmt_t *st = NULL;
+    int64_t after = -1, max = 0;
+    size_t total = 0;
+    uint64_t t0 = hv_mono_ns();
+    int rc = fold_mark(db, &after);
+    if (reindexed != NULL)
+        *reindexed = 0;
+    if (rc != HV_OK || after < 0)
+        return rc;
+    rc = hv_db_prepare(db, "SELECT COALESCE(MAX(rid), 0) FROM resources", &st);
+    if (rc != HV_OK)
+        return rc;
+    if ((rc = hv_db_step(st)) == HV_DB_ROW)
+        max = hv_db_column_int64(st, 0);
+    hv_db_done(st);
+    if (rc < 0)
+        return rc;
+    if (max > after)
+        hv_log(HV_LOG_INFO, "fhir.fold_upgrade", "re-folding the string index of non-ASCII resources (row ids %lld..%lld)",
+               (long long)after, (long long)max);
+    while (rc >= 0) {
+        int64_t hi = after + FOLD_SPAN;
+        size_t done = 0;
+        int last = hi >= max;
+        rc = hv_db_begin(db);
+        if (rc != HV_OK)
+            break;
+        rc = fold_span(db, after, hi, &done);
+        if (rc == HV_OK)
+            rc = fold_set_mark(db, last ? -1 : hi);
+        if (rc == HV_OK)
+            rc = hv_db_commit(db);
+        else
+            hv_db_rollback(db);
+        if (rc != HV_OK)
+            break;
+        total += done;
+        after = hi;
+        if (last)
+            break;
+        if ((after / FOLD_SPAN) % 10 == 0)
+            hv_log(HV_LOG_INFO, "fhir.fold_upgrade", "re-folding: row id %lld of %lld, %zu resources rewritten",
+                   (long long)after, (long long)max, total);
+    }
+    if (rc == HV_OK && max > 0)
+        hv_log(HV_LOG_INFO, "fhir.fold_upgrade", "string index re-folded: %zu resources reindexed in %.2f s", total,
+               (double)(hv_mono_ns() - t0) / 1e9);
+    if (rc == HV_OK && reindexed != NULL)
+        *reindexed = total;
     return rc;
 }
 
@@ -234,6 +386,9 @@ int hv__fhir_cmd_reindex(hv_engine_t *e, int argc, char **argv)
     }
     if (tty)
         fputc('\n', stderr);
+    /* A full reindex folded every string the new way: the fold upgrade has nothing left. */
+    if (rc == HV_OK && type == NULL)
+        rc = hv__search_fold_done(db);
     /* The planner's statistics of the rewritten index (fhir/search_combo.c). */
     if (rc == HV_OK && total > 0)
         rc = hv__search_analyze(db);

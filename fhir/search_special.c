@@ -28,9 +28,10 @@
  *   sp_text  PostgreSQL   rid = resources.rid       type, id; narrative, content (tsvector, GIN)
  *   sp_geo   both         type, id                  lat, lon (degrees, WGS84); x, y, z (unit vector)
  *
- * The full-text columns hold normalized text (lower case, Latin-1 accents folded,
- * hv__search_normalize) so both backends compare words alike: FTS5's unicode61
- * tokenizer and PostgreSQL's 'simple' configuration, neither of which stems.
+ * The full-text columns hold normalized text (case-folded, accents and other marks
+ * dropped for all of Unicode: hv__search_normalize, fhir/search_fold.c) so both
+ * backends compare words alike: FTS5's unicode61 tokenizer and PostgreSQL's
+ * 'simple' configuration, neither of which stems.
  * `narrative` is Resource.text.div with its tags stripped and its character
  * references decoded; `content` is every string value of the resource (the
  * narrative as stripped text) joined by spaces. Both are capped at
@@ -174,16 +175,22 @@ static void walk_strings(struct json_object *o, hv_buf_t *b, int depth)
     }
 }
 
-/* The normalized copy of b's text (owned; NULL when out of memory). */
+/*
+ * The normalized copy of b's text (owned; NULL when out of memory). Folding may
+ * lengthen text (an invalid byte becomes U+FFFD, three bytes; a compatibility
+ * character may decompose into several): three times the input holds every text
+ * but one made mostly of such characters, which is indexed up to that length.
+ */
 static char *normalized(const hv_buf_t *b)
 {
-    char *o = hv_malloc(b->len + 1);
+    size_t cap = 3 * b->len + 1;
+    char *o = hv_malloc(cap);
     if (o != NULL)
-        hv__search_normalize(b->len ? b->data : "", o, b->len + 1);
+        hv__search_normalize(b->len ? b->data : "", o, cap);
     return o;
 }
 
-static int exec2(hv_db_t *db, const char *sql, const char *type, const char *id)
+int hv__search_exec2(hv_db_t *db, const char *sql, const char *type, const char *id)
 {
     hv_db_stmt_t *st = NULL;
     int rc = hv_db_prepare(db, sql, &st);
@@ -466,13 +473,13 @@ int hv__search_special_put(hv_db_t *db, const char *type, const char *id, struct
 {
     int rc = HV_OK, loc = strcmp(type, "Location") == 0;
     if (replace) {
-        rc = exec2(db,
+        rc = hv__search_exec2(db,
                    hv_db_kind(db) == HV_DB_PG
                        ? "DELETE FROM sp_text WHERE rid IN (SELECT rid FROM resources WHERE type = $1 AND id = $2)"
                        : "DELETE FROM sp_text WHERE rowid IN (SELECT rid FROM resources WHERE type = $1 AND id = $2)",
                    type, id);
         if (rc == HV_OK && loc)
-            rc = exec2(db, "DELETE FROM sp_geo WHERE type = $1 AND id = $2", type, id);
+            rc = hv__search_exec2(db, "DELETE FROM sp_geo WHERE type = $1 AND id = $2", type, id);
         if (rc != HV_OK)
             return rc;
     }

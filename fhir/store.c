@@ -59,6 +59,7 @@ static const char *const migrations_sqlite[] = {
     "CREATE TABLE import_deferred (name TEXT PRIMARY KEY, sql TEXT NOT NULL);",
     hv__search_migration8_sqlite, /* string rows with their row id: fhir/search_combo.c */
     hv__search_migration9_sqlite, /* reference x token rows of _has: fhir/search_has.c */
+    hv__search_migration_fold,    /* Unicode string folding's upgrade mark: fhir/search_reindex.c */
     NULL,
 };
 
@@ -87,6 +88,7 @@ static const char *const migrations_pg[] = {
     hv__search_migration7_pg, /* token rows with their row id: fhir/search_combo.c */
     hv__search_migration8_pg, /* string rows with their row id: fhir/search_combo.c */
     hv__search_migration9_pg, /* reference x token rows of _has: fhir/search_has.c */
+    hv__search_migration_fold, /* Unicode string folding's upgrade mark: fhir/search_reindex.c */
     NULL,
 };
 

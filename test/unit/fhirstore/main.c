@@ -105,6 +105,7 @@ int main(void)
     failed += run_patch_tests();
     failed += run_rest_tests();
     failed += run_search_tests();
+    failed += run_search_fold_tests();
     failed += run_search_plan_tests();
     failed += run_search_special_tests();
     failed += run_search_combo_tests();

@@ -15,6 +15,7 @@ int run_store_ops_tests(void);
 int run_patch_tests(void);
 int run_rest_tests(void);
 int run_search_tests(void); /* search_index.c */
+int run_search_fold_tests(void); /* search_fold.c */
 int run_search_plan_tests(void); /* search_plan.c */
 int run_search_special_tests(void); /* search_special.c */
 int run_search_combo_tests(void);   /* search_combo.c */
