@@ -631,6 +631,7 @@ typedef struct ix {
     hv_db_t *db;
     hv_arena_t *rows_arena; /* the rows and their strings, for one resource version */
     const char *type, *id, *code;
+    int64_t rid;     /* the version's row id when the caller knows it; 0: looked up */
     int rc;
     size_t nvalues;
     int grp;         /* composite: the element's number (1-based); 0 otherwise */
@@ -844,7 +845,7 @@ static int flush_rows(ix_t *x)
         ixrow_t *r = x->head[t];
         size_t left = x->nrows[t];
         if (tables[t].rid && left > 0 && rid < 0)
-            rid = current_rid(x);
+            rid = x->rid > 0 ? x->rid : current_rid(x);
         while (left > 0) {
             int c = NCHUNKS - 1, p = tables[t].rid ? 4 : 3, rc;
             hv_db_stmt_t *st = NULL;
@@ -1350,11 +1351,11 @@ int hv__search_index_rows(const char *type, struct json_object *resource, hv__se
 int hv__search_index_put(hv_db_t *db, const char *type, const char *id, struct json_object *resource,
                          int replace)
 {
-    return hv__search_index_put_pre(db, type, id, resource, replace, NULL);
+    return hv__search_index_put_pre(db, type, id, resource, replace, NULL, 0);
 }
 
 int hv__search_index_put_pre(hv_db_t *db, const char *type, const char *id, struct json_object *resource,
-                             int replace, const hv__search_rows_t *pre)
+                             int replace, const hv__search_rows_t *pre, int64_t rid)
 {
     static const char *const del[] = {
         "DELETE FROM sp_str WHERE type = $1 AND id = $2",  "DELETE FROM sp_tok WHERE type = $1 AND id = $2",
@@ -1366,6 +1367,7 @@ int hv__search_index_put_pre(hv_db_t *db, const char *type, const char *id, stru
     x.db = db;
     x.type = type;
     x.id = id;
+    x.rid = rid;
     x.rc = HV_OK;
     if (replace) {
         for (size_t k = 0; k < HV_ARRAY_LEN(del); k++) {
@@ -1391,6 +1393,7 @@ int hv__search_index_put_pre(hv_db_t *db, const char *type, const char *id, stru
         px.db = db;
         px.type = type;
         px.id = id;
+        px.rid = rid;
         rc = flush_rows(&px);
         /* The combined rows are derived from the plain ones just written (fhir/search_combo.c). */
         return rc == HV_OK ? hv__search_combo_put(db, type, id, 1, 0) : rc;

@@ -99,13 +99,15 @@ int hv__search_index_put(hv_db_t *db, const char *type, const char *id, struct j
  * the write equal those hv__search_index_put would compute from the stored tree.
  * hv__search_index_put_pre writes them instead of computing (pre NULL: computes,
  * as hv__search_index_put); the special rows (near, full text) are still written
- * from the tree.
+ * from the tree. rid is the version's row id (resources.rid) when the caller has it
+ * (the store's INSERT returns it), so that the rows carrying it need no look-up; 0:
+ * looked up.
  */
 typedef struct hv__search_rows hv__search_rows_t;
 int hv__search_index_rows(const char *type, struct json_object *resource, hv__search_rows_t **out);
 void hv__search_rows_free(hv__search_rows_t *r);
 int hv__search_index_put_pre(hv_db_t *db, const char *type, const char *id, struct json_object *resource,
-                             int replace, const hv__search_rows_t *pre);
+                             int replace, const hv__search_rows_t *pre, int64_t rid);
 
 /*
  * The range a FHIR date, dateTime or instant covers given its precision (FHIR R4
