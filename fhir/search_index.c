@@ -608,7 +608,15 @@ static const struct {
 
 #define MAX_TOP_KEYS 128 /* top-level members of a resource the specialization check looks at */
 #define MAX_CHUNK 32 /* rows of one INSERT: at most 2 + 32 * 7 = 226 placeholders */
-#define NCHUNKS 6    /* chunk sizes 1, 2, 4, 8, 16, 32 */
+/*
+ * The row counts one INSERT statement takes: every count up to 8, so that a typical
+ * resource's rows of one table (a Patient: 6 strings, 3 tokens) go in one statement —
+ * each statement costs its own cursor opening and halting on the table and its indexes —
+ * then 16 and 32 for the large ones. At most 6 x 10 texts per backend, within the
+ * connection's statement cache (HV__DB_CACHE_MAX).
+ */
+static const int chunk_rows[] = {1, 2, 3, 4, 5, 6, 7, 8, 16, MAX_CHUNK};
+#define NCHUNKS ((int)HV_ARRAY_LEN(chunk_rows))
 #define MAX_ROWS 4096 /* rows one resource version writes, all tables together */
 
 typedef struct ixval {
@@ -663,7 +671,7 @@ static void build_sql(void)
     for (int t = 0; t < T_COUNT; t++)
         for (int c = 0; c < NCHUNKS; c++) {
             hv_buf_t b;
-            int p = tables[t].rid ? 4 : 3, n = 1 << c;
+            int p = tables[t].rid ? 4 : 3, n = chunk_rows[c];
             hv_buf_init(&b, 64 * 1024);
             hv_buf_printf(&b, "INSERT %sINTO %s (type, id, %scode, grp, %s) VALUES ", be == 0 ? "OR FAIL " : "",
                           tables[t].name, tables[t].rid ? "rid, " : "", tables[t].cols);
@@ -850,9 +858,9 @@ static int flush_rows(ix_t *x)
             int c = NCHUNKS - 1, p = tables[t].rid ? 4 : 3, rc;
             hv_db_stmt_t *st = NULL;
             size_t n;
-            while ((size_t)1 << c > left)
+            while ((size_t)chunk_rows[c] > left)
                 c--;
-            n = (size_t)1 << c;
+            n = (size_t)chunk_rows[c];
             if (insert_sql[be][t][c] == NULL)
                 return HV_ENOMEM;
             rc = hv_db_prepare(x->db, insert_sql[be][t][c], &st);

@@ -56,6 +56,16 @@ extern const char hv__search_migration3_pg[];
  * first when replace is set. resource NULL (a deletion) writes none.
  */
 int hv__search_special_put(hv_db_t *db, const char *type, const char *id, struct json_object *resource, int replace);
+
+/*
+ * The normalized full text of a resource (fhir/search_special.c): *nar its narrative
+ * (text.div, tags stripped), *con every string value joined by spaces; both owned by the
+ * caller. From its tree, or from its JSON text without building one (the deferred
+ * catch-up reads stored versions so); the two give the same text for the same resource.
+ * The text form returns HV_EINVAL for text that is not JSON.
+ */
+int hv__search_text_of_tree(struct json_object *resource, char **nar, char **con);
+int hv__search_text_of_json(const char *json, size_t len, char **nar, char **con);
 /* The fourth (SQLite only): sp_text_mark, the deferred full-text index's mark. */
 extern const char hv__search_migration4_sqlite[];
 
