@@ -643,6 +643,8 @@ typedef struct ix {
     int rc;
     size_t nvalues;
     int grp;         /* composite: the element's number (1-based); 0 otherwise */
+    int dry;         /* counting: add_row counts in dry_rows and adds nothing */
+    size_t dry_rows;
     char sub[96];    /* scratch for derived codes ("code:text") */
     ixrow_t *head[T_COUNT], *tail[T_COUNT];
     size_t nrows[T_COUNT], total;
@@ -767,6 +769,10 @@ static void add_row(ix_t *x, int t, const char *code, const ixval_t *vals)
     size_t j;
     if (x->rc != HV_OK)
         return;
+    if (x->dry) {
+        x->dry_rows++;
+        return;
+    }
     memset(&key, 0, sizeof(key));
     key.table = t;
     key.grp = x->grp;
@@ -905,7 +911,7 @@ static void put_text(ix_t *x, int table, const char *code, const char *v)
 static void put_str_code(ix_t *x, const char *code, const char *s)
 {
     char norm[MAX_STR];
-    if (s == NULL || s[0] == '\0')
+    if (code == NULL || s == NULL || s[0] == '\0')
         return;
     hv__search_normalize(s, norm, sizeof(norm));
     put_text(x, T_STR, code, norm);
@@ -919,7 +925,7 @@ static void put_str(ix_t *x, const char *s)
 static void put_tok_code(ix_t *x, const char *code, const char *system, const char *value)
 {
     ixval_t vals[2];
-    if (value == NULL || value[0] == '\0')
+    if (code == NULL || value == NULL || value[0] == '\0')
         return;
     vals[0] = vtext(system);
     vals[1] = vtext(value);
@@ -931,10 +937,17 @@ static void put_tok(ix_t *x, const char *system, const char *code)
     put_tok_code(x, x->code, system, code);
 }
 
-/* The code of a derived index ("code:text") of the current parameter. */
+/*
+ * The code of a derived index ("code:text") of the current parameter; NULL (no row) in a
+ * composite's component: a composite parameter takes no modifier (search.html#composite;
+ * fhir/search_plan.c refuses one), so its components' :text, :of-type and :identifier
+ * rows were written but never read.
+ */
 static const char *sub(ix_t *x, const char *suffix)
 {
     size_t n = strlen(x->code), m = strlen(suffix);
+    if (x->grp > 0)
+        return NULL;
     if (n + 1 + m >= sizeof(x->sub)) {
         snprintf(x->sub, sizeof(x->sub), "%s:%s", x->code, suffix);
         return x->sub;
@@ -1195,7 +1208,7 @@ static void index_item(ix_t *x, hv_fhir_search_type_t st, const hv_fhirpath_item
  */
 static void index_composite(ix_t *x, const sp_entry_t *e, struct json_object *resource, hv_arena_t *arena)
 {
-    hv_fhirpath_result_t *res = NULL;
+    hv_fhirpath_result_t *res = NULL, *cr[MAX_COMPONENTS];
     hv_error_t err;
     size_t n;
     char code[96];
@@ -1224,20 +1237,35 @@ static void index_composite(ix_t *x, const sp_entry_t *e, struct json_object *re
         env.vars = &var;
         env.nvars = 1;
         x->grp = (int)k + 1;
-        for (size_t c = 0; c < e->ncomp && x->rc == HV_OK; c++) {
-            hv_fhirpath_result_t *cr = NULL;
-            const hv_fhir_search_t *csp = hv_fhir_search_component_at(e->sp, c, NULL);
-            snprintf(code, sizeof(code), "%s$%zu", pcode, c);
-            x->code = code;
-            x->nvalues = 0;
-            memset(&err, 0, sizeof(err));
-            if (hv_fhirpath_eval(e->comp[c], resource, &env, arena, &cr, &err) != HV_OK)
-                continue;
-            for (size_t i = 0; i < hv_fhirpath_result_count(cr) && x->rc == HV_OK; i++) {
-                hv_fhirpath_item_t it;
-                if (hv_fhirpath_result_item(cr, i, &it) == HV_OK)
-                    index_item(x, hv_fhir_search_type(csp), &it);
+        /* The group's rows are written only when every component has one: a composite
+         * criterion matches a group through one row of each component, so a group
+         * without, say, a value (an Observation's code-value-quantity when it has a
+         * valueString) could never match, and its code rows were B-tree inserts for
+         * nothing. The components are evaluated once and counted first (dry), then
+         * written. */
+        for (int pass = 0; pass < 2 && x->rc == HV_OK; pass++) {
+            int complete = 1;
+            x->dry = pass == 0;
+            for (size_t c = 0; c < e->ncomp && x->rc == HV_OK && complete; c++) {
+                const hv_fhir_search_t *csp = hv_fhir_search_component_at(e->sp, c, NULL);
+                snprintf(code, sizeof(code), "%s$%zu", pcode, c);
+                x->code = code;
+                x->nvalues = 0;
+                x->dry_rows = 0;
+                memset(&err, 0, sizeof(err));
+                if (pass == 0 && hv_fhirpath_eval(e->comp[c], resource, &env, arena, &cr[c], &err) != HV_OK)
+                    cr[c] = NULL;
+                for (size_t i = 0; cr[c] != NULL && i < hv_fhirpath_result_count(cr[c]) && x->rc == HV_OK; i++) {
+                    hv_fhirpath_item_t it;
+                    if (hv_fhirpath_result_item(cr[c], i, &it) == HV_OK)
+                        index_item(x, hv_fhir_search_type(csp), &it);
+                }
+                if (pass == 0 && x->dry_rows == 0)
+                    complete = 0;
             }
+            x->dry = 0;
+            if (!complete)
+                break;
         }
         json_object_put(kv);
     }
