@@ -185,15 +185,15 @@ static void search_text_from_json_equals_text_from_tree(void **state)
     static const char *const cases[] = {
         "{}",
         "{\"resourceType\":\"Patient\"}",
-        "{\"resourceType\":\"Patient\",\"text\":{\"status\":\"generated\",\"div\":\"<div xmlns=\\\"http://www.w3.org/"
+        ("{\"resourceType\":\"Patient\",\"text\":{\"status\":\"generated\",\"div\":\"<div xmlns=\\\"http://www.w3.org/"
         "1999/xhtml\\\">Hello &amp; <b>W\\u00f6rld</b>&#65;&nbsp;x</div>\"},\"name\":[{\"family\":\"O\\\"Brien\","
         "\"given\":[\"A\\/B\",\"Tab\\there\",\"\\\\back\"]}],\"active\":true,\"multipleBirthInteger\":-2.5e3,"
-        "\"x\":null,\"y\":false}",
-        "{\"resourceType\":\"Patient\",\"contained\":[{\"resourceType\":\"Organization\",\"name\":\"Acme\","
+        "\"x\":null,\"y\":false}"),
+        ("{\"resourceType\":\"Patient\",\"contained\":[{\"resourceType\":\"Organization\",\"name\":\"Acme\","
         "\"text\":{\"div\":\"<p>inner</p>\"}}],\"note\":[{\"text\":\"emoji \\ud83d\\ude00 end \\u00e9\\u4e2d\"}],"
-        "\"extension\":[{\"div\":{\"a\":\"not a string div\"}},{\"resourceType\":{\"b\":\"hidden\"}}]}",
-        " {\n  \"resourceType\" : \"Observation\" ,\n  \"code\" : { \"text\" : \"heart rate\" } ,\n"
-        "  \"text\" : { \"div\" : \"<div>narr <i>ative</i></div>\" } ,\n  \"valueString\" : \"\\b\\f\\n\\r\" }\n",
+        "\"extension\":[{\"div\":{\"a\":\"not a string div\"}},{\"resourceType\":{\"b\":\"hidden\"}}]}"),
+        (" {\n  \"resourceType\" : \"Observation\" ,\n  \"code\" : { \"text\" : \"heart rate\" } ,\n"
+        "  \"text\" : { \"div\" : \"<div>narr <i>ative</i></div>\" } ,\n  \"valueString\" : \"\\b\\f\\n\\r\" }\n"),
         "{\"text\":\"a string text\",\"div\":\"<b>top div</b>\",\"lone\":\"\\ud800x\",\"arr\":[[\"nested\",[]],{}]}",
     };
     static const char *const bad[] = {"", "{", "{\"a\":", "[1,2", "{\"a\" 1}", "{\"a\":\"x}", "{\"a\":\"\\q\"}",
