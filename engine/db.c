@@ -126,6 +126,9 @@ int hv_db_commit(hv_db_t *db) { return db->ops->exec(db, "COMMIT"); }
 int hv_db_rollback(hv_db_t *db) { return db->ops->exec(db, "ROLLBACK"); }
 
 int64_t hv_db_changes(hv_db_t *db) { return db->ops->changes(db); }
+int64_t hv_db_last_insert_rowid(hv_db_t *db) {
+    return db->kind == HV_DB_SQLITE ? hv__db_sqlite_last_insert_rowid(db) : 0;
+}
 
 int hv_db_set_synchronous(hv_db_t *db, const char *mode) {
     if (mode == NULL ||

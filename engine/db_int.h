@@ -80,6 +80,7 @@ struct hv__db_ops {
 /* Backend constructors. name is already validated ([a-z0-9_], 1-63 characters). */
 int hv__db_sqlite_open(const char *dir, const char *name, hv_db_t **out, hv_error_t *err);
 int hv__db_sqlite_bind_text_static(hv_db_stmt_t *st, int idx, const char *s, size_t n);
+int64_t hv__db_sqlite_last_insert_rowid(hv_db_t *db);
 int hv__db_pg_open(const char *url, const char *name, hv_db_t **out, hv_error_t *err);
 
 /*

@@ -36,6 +36,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -214,6 +215,7 @@ static double sqlite_column_double(hv_db_stmt_t *st, int col) {
 }
 
 static int64_t sqlite_changes(hv_db_t *db) { return (int64_t)sqlite3_changes(SDB(db)->h); }
+int64_t hv__db_sqlite_last_insert_rowid(hv_db_t *db) { return (int64_t)sqlite3_last_insert_rowid(SDB(db)->h); }
 
 static int sqlite_set_synchronous(hv_db_t *db, const char *mode) {
     char sql[64];
@@ -246,6 +248,17 @@ static int make_dirs(const char *dir) {
     return HV_OK;
 }
 
+/*
+ * Process-wide SQLite settings, set once before the first connection (sqlite3_config
+ * works only before sqlite3_initialize: sqlite.org/c3ref/config.html). Memory
+ * statistics off (SQLITE_CONFIG_MEMSTATUS): nothing here reads sqlite3_memory_used,
+ * and with them on every allocation SQLite makes takes a global mutex to count it
+ * (~130 allocations per stored resource). If the library was already initialized
+ * (another user opened a database first), the call fails harmlessly.
+ */
+static pthread_once_t config_once = PTHREAD_ONCE_INIT;
+static void sqlite_config(void) { (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); }
+
 int hv__db_sqlite_open(const char *dir, const char *name, hv_db_t **out, hv_error_t *err) {
     static const char *const pragmas =
         "PRAGMA auto_vacuum=INCREMENTAL;"
@@ -277,6 +290,7 @@ int hv__db_sqlite_open(const char *dir, const char *name, hv_db_t **out, hv_erro
         hv_error_set(err, HV_ENOMEM, path, "out of memory");
         return HV_ENOMEM;
     }
+    pthread_once(&config_once, sqlite_config);
     db->base.ops = &sqlite_ops;
     db->base.kind = HV_DB_SQLITE;
     snprintf(db->base.name, sizeof(db->base.name), "%s", name);

@@ -386,6 +386,10 @@ double hv_db_column_double(hv_db_stmt_t *st, int col);
 void hv_db_done(hv_db_stmt_t *st);
 /* Rows changed by the last INSERT/UPDATE/DELETE step. */
 int64_t hv_db_changes(hv_db_t *db);
+/* SQLite: the rowid of the connection's last successful INSERT (sqlite3_last_insert_rowid).
+ * PostgreSQL: 0 (use INSERT ... RETURNING there; on SQLite RETURNING costs an ephemeral
+ * table per statement). */
+int64_t hv_db_last_insert_rowid(hv_db_t *db);
 /*
  * Durability of commits: "FULL" (the default: a commit is on disk when it returns),
  * "NORMAL" (SQLite WAL: a power loss may lose the last commits, never corrupts;

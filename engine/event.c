@@ -431,6 +431,7 @@ typedef struct delivery {
     char *payload;
     int pending; /* acknowledgements still due, +1 while offering */
     int failed;
+    int premarked; /* stored as delivered: no in-process subscriber matched at publishing */
     hv_event_published_cb done;
     void *ud;
 } delivery_t;
@@ -460,6 +461,12 @@ static void mark_done(int status, void *arg) {
 
 static void delivery_unref(delivery_t *d) {
     if (--d->pending > 0) return;
+    if (d->premarked) {
+        /* Its row says delivered already: no UPDATE, no storage job, no commit. */
+        if (!d->failed) d->bus->delivered++;
+        delivery_free(d);
+        return;
+    }
     if (d->failed || d->bus->rt->storage == NULL ||
         hv_storage_submit(d->bus->rt->storage, mark_job, mark_done, d) != HV_OK)
         delivery_free(d); /* stays undelivered: offered again at the next start */
@@ -515,18 +522,25 @@ static int publish_job(hv_db_t *db, void *arg) {
         rc = hv_db_exec(db, "SELECT pg_advisory_xact_lock(7306151)");
         if (rc != HV_OK) return rc;
     }
+    /* The new id: RETURNING on PostgreSQL, the last insert rowid on SQLite (where RETURNING
+     * costs an ephemeral table per statement). */
     rc = hv_db_prepare(db,
-                           "INSERT INTO chan_events (type, payload, created_at, delivered)"
-                           " VALUES ($1, $2, $3, 0) RETURNING id",
-                           &st);
+                       hv_db_kind(db) == HV_DB_PG ? "INSERT INTO chan_events (type, payload, created_at, delivered)"
+                                                    " VALUES ($1, $2, $3, $4) RETURNING id"
+                                                  : "INSERT INTO chan_events (type, payload, created_at, delivered)"
+                                                    " VALUES ($1, $2, $3, $4)",
+                       &st);
     if (rc != HV_OK) return rc;
     hv_db_bind_text(st, 1, d->type, strlen(d->type));
     hv_db_bind_blob(st, 2, d->payload, d->ev.len);
     hv_db_bind_int64(st, 3, (int64_t)d->ev.created_at);
+    hv_db_bind_int64(st, 4, d->premarked);
     rc = hv_db_step(st);
     if (rc == HV_DB_ROW) {
         d->ev.id = hv_db_column_int64(st, 0);
         rc = HV_OK;
+    } else if (rc == HV_OK && hv_db_kind(db) == HV_DB_SQLITE) {
+        d->ev.id = hv_db_last_insert_rowid(db);
     } else if (rc == HV_OK) {
         rc = HV_EDB;
     }
@@ -557,6 +571,14 @@ int hv_event_publish(hv_engine_t *e, const char *type, const char *payload, size
     if (d == NULL) return HV_ENOMEM;
     d->done = done;
     d->ud = ud;
+    /* With no in-process subscriber to offer it to, the event is stored as delivered at
+     * once, instead of an UPDATE in a second storage job after the offer to nobody. Durable
+     * subscribers read by their cursors, whatever the flag. A subscriber added before the
+     * publication's commit is still offered the event, but a crash before its
+     * acknowledgement does not offer it again at the next start. */
+    d->premarked = 1;
+    for (hv_event_sub_t *s = b->subs; s != NULL && d->premarked; s = s->next)
+        if (matches(s->pattern, type)) d->premarked = 0;
     rc = hv_storage_submit(b->rt->storage, publish_job, publish_done, d);
     if (rc != HV_OK) delivery_free(d);
     return rc;

@@ -577,7 +577,15 @@ static const struct {
 
 #define MAX_TOP_KEYS 128 /* top-level members of a resource the specialization check looks at */
 #define MAX_CHUNK 32 /* rows of one INSERT: at most 2 + 32 * 7 = 226 placeholders */
-#define NCHUNKS 6    /* chunk sizes 1, 2, 4, 8, 16, 32 */
+/*
+ * The row counts one INSERT statement takes: every count up to 8, so that a typical
+ * resource's rows of one table (a Patient: 6 strings, 3 tokens) go in one statement —
+ * each statement costs its own cursor opening and halting on the table and its indexes —
+ * then 16 and 32 for the large ones. At most 6 x 10 texts per backend, within the
+ * connection's statement cache (HV__DB_CACHE_MAX).
+ */
+static const int chunk_rows[] = {1, 2, 3, 4, 5, 6, 7, 8, 16, MAX_CHUNK};
+#define NCHUNKS ((int)HV_ARRAY_LEN(chunk_rows))
 #define MAX_ROWS 4096 /* rows one resource version writes, all tables together */
 
 typedef struct ixval {
@@ -600,9 +608,12 @@ typedef struct ix {
     hv_db_t *db;
     hv_arena_t *rows_arena; /* the rows and their strings, for one resource version */
     const char *type, *id, *code;
+    int64_t rid;     /* the version's row id when the caller knows it; 0: looked up */
     int rc;
     size_t nvalues;
     int grp;         /* composite: the element's number (1-based); 0 otherwise */
+    int dry;         /* counting: add_row counts in dry_rows and adds nothing */
+    size_t dry_rows;
     char sub[96];    /* scratch for derived codes ("code:text") */
     ixrow_t *head[T_COUNT], *tail[T_COUNT];
     size_t nrows[T_COUNT], total;
@@ -632,7 +643,7 @@ static void build_sql(void)
     for (int t = 0; t < T_COUNT; t++)
         for (int c = 0; c < NCHUNKS; c++) {
             hv_buf_t b;
-            int p = tables[t].rid ? 4 : 3, n = 1 << c;
+            int p = tables[t].rid ? 4 : 3, n = chunk_rows[c];
             hv_buf_init(&b, 64 * 1024);
             hv_buf_printf(&b, "INSERT %sINTO %s (type, id, %scode, grp, %s) VALUES ", be == 0 ? "OR FAIL " : "",
                           tables[t].name, tables[t].rid ? "rid, " : "", tables[t].cols);
@@ -728,6 +739,10 @@ static void add_row(ix_t *x, int t, const char *code, const ixval_t *vals)
     size_t j;
     if (x->rc != HV_OK)
         return;
+    if (x->dry) {
+        x->dry_rows++;
+        return;
+    }
     memset(&key, 0, sizeof(key));
     key.table = t;
     key.grp = x->grp;
@@ -814,14 +829,14 @@ static int flush_rows(ix_t *x, unsigned mask)
         ixrow_t *r = x->head[t];
         size_t left = (mask & (1u << t)) ? x->nrows[t] : 0;
         if (tables[t].rid && left > 0 && rid < 0)
-            rid = current_rid(x);
+            rid = x->rid > 0 ? x->rid : current_rid(x);
         while (left > 0) {
             int c = NCHUNKS - 1, p = tables[t].rid ? 4 : 3, rc;
             hv_db_stmt_t *st = NULL;
             size_t n;
-            while ((size_t)1 << c > left)
+            while ((size_t)chunk_rows[c] > left)
                 c--;
-            n = (size_t)1 << c;
+            n = (size_t)chunk_rows[c];
             if (insert_sql[be][t][c] == NULL)
                 return HV_ENOMEM;
             rc = hv_db_prepare(x->db, insert_sql[be][t][c], &st);
@@ -866,7 +881,7 @@ static void put_text(ix_t *x, int table, const char *code, const char *v)
 static void put_str_code(ix_t *x, const char *code, const char *s)
 {
     char norm[MAX_STR];
-    if (s == NULL || s[0] == '\0')
+    if (code == NULL || s == NULL || s[0] == '\0')
         return;
     hv__search_normalize(s, norm, sizeof(norm));
     put_text(x, T_STR, code, norm);
@@ -880,7 +895,7 @@ static void put_str(ix_t *x, const char *s)
 static void put_tok_code(ix_t *x, const char *code, const char *system, const char *value)
 {
     ixval_t vals[2];
-    if (value == NULL || value[0] == '\0')
+    if (code == NULL || value == NULL || value[0] == '\0')
         return;
     vals[0] = vtext(system);
     vals[1] = vtext(value);
@@ -892,10 +907,17 @@ static void put_tok(ix_t *x, const char *system, const char *code)
     put_tok_code(x, x->code, system, code);
 }
 
-/* The code of a derived index ("code:text") of the current parameter. */
+/*
+ * The code of a derived index ("code:text") of the current parameter; NULL (no row) in a
+ * composite's component: a composite parameter takes no modifier (search.html#composite;
+ * fhir/search_plan.c refuses one), so its components' :text, :of-type and :identifier
+ * rows were written but never read.
+ */
 static const char *sub(ix_t *x, const char *suffix)
 {
     size_t n = strlen(x->code), m = strlen(suffix);
+    if (x->grp > 0)
+        return NULL;
     if (n + 1 + m >= sizeof(x->sub)) {
         snprintf(x->sub, sizeof(x->sub), "%s:%s", x->code, suffix);
         return x->sub;
@@ -1156,7 +1178,7 @@ static void index_item(ix_t *x, hv_fhir_search_type_t st, const hv_fhirpath_item
  */
 static void index_composite(ix_t *x, const sp_entry_t *e, struct json_object *resource, hv_arena_t *arena)
 {
-    hv_fhirpath_result_t *res = NULL;
+    hv_fhirpath_result_t *res = NULL, *cr[MAX_COMPONENTS];
     hv_error_t err;
     size_t n;
     char code[96];
@@ -1185,20 +1207,35 @@ static void index_composite(ix_t *x, const sp_entry_t *e, struct json_object *re
         env.vars = &var;
         env.nvars = 1;
         x->grp = (int)k + 1;
-        for (size_t c = 0; c < e->ncomp && x->rc == HV_OK; c++) {
-            hv_fhirpath_result_t *cr = NULL;
-            const hv_fhir_search_t *csp = hv_fhir_search_component_at(e->sp, c, NULL);
-            snprintf(code, sizeof(code), "%s$%zu", pcode, c);
-            x->code = code;
-            x->nvalues = 0;
-            memset(&err, 0, sizeof(err));
-            if (hv_fhirpath_eval(e->comp[c], resource, &env, arena, &cr, &err) != HV_OK)
-                continue;
-            for (size_t i = 0; i < hv_fhirpath_result_count(cr) && x->rc == HV_OK; i++) {
-                hv_fhirpath_item_t it;
-                if (hv_fhirpath_result_item(cr, i, &it) == HV_OK)
-                    index_item(x, hv_fhir_search_type(csp), &it);
+        /* The group's rows are written only when every component has one: a composite
+         * criterion matches a group through one row of each component, so a group
+         * without, say, a value (an Observation's code-value-quantity when it has a
+         * valueString) could never match, and its code rows were B-tree inserts for
+         * nothing. The components are evaluated once and counted first (dry), then
+         * written. */
+        for (int pass = 0; pass < 2 && x->rc == HV_OK; pass++) {
+            int complete = 1;
+            x->dry = pass == 0;
+            for (size_t c = 0; c < e->ncomp && x->rc == HV_OK && complete; c++) {
+                const hv_fhir_search_t *csp = hv_fhir_search_component_at(e->sp, c, NULL);
+                snprintf(code, sizeof(code), "%s$%zu", pcode, c);
+                x->code = code;
+                x->nvalues = 0;
+                x->dry_rows = 0;
+                memset(&err, 0, sizeof(err));
+                if (pass == 0 && hv_fhirpath_eval(e->comp[c], resource, &env, arena, &cr[c], &err) != HV_OK)
+                    cr[c] = NULL;
+                for (size_t i = 0; cr[c] != NULL && i < hv_fhirpath_result_count(cr[c]) && x->rc == HV_OK; i++) {
+                    hv_fhirpath_item_t it;
+                    if (hv_fhirpath_result_item(cr[c], i, &it) == HV_OK)
+                        index_item(x, hv_fhir_search_type(csp), &it);
+                }
+                if (pass == 0 && x->dry_rows == 0)
+                    complete = 0;
             }
+            x->dry = 0;
+            if (!complete)
+                break;
         }
         json_object_put(kv);
     }
@@ -1322,11 +1359,11 @@ int hv__search_index_rows(const char *type, struct json_object *resource, hv__se
 int hv__search_index_put(hv_db_t *db, const char *type, const char *id, struct json_object *resource,
                          int replace)
 {
-    return hv__search_index_put_pre(db, type, id, resource, replace, NULL);
+    return hv__search_index_put_pre(db, type, id, resource, replace, NULL, 0);
 }
 
 int hv__search_index_put_pre(hv_db_t *db, const char *type, const char *id, struct json_object *resource,
-                             int replace, const hv__search_rows_t *pre)
+                             int replace, const hv__search_rows_t *pre, int64_t rid)
 {
     static const char *const del[] = {
         "DELETE FROM sp_str WHERE type = $1 AND id = $2",  "DELETE FROM sp_tok WHERE type = $1 AND id = $2",
@@ -1338,6 +1375,7 @@ int hv__search_index_put_pre(hv_db_t *db, const char *type, const char *id, stru
     x.db = db;
     x.type = type;
     x.id = id;
+    x.rid = rid;
     x.rc = HV_OK;
     if (replace) {
         for (size_t k = 0; k < HV_ARRAY_LEN(del); k++)
@@ -1354,6 +1392,7 @@ int hv__search_index_put_pre(hv_db_t *db, const char *type, const char *id, stru
         px.db = db;
         px.type = type;
         px.id = id;
+        px.rid = rid;
         rc = flush_rows(&px, ALL_TABLES);
         /* The combined rows are derived from the plain ones just written (fhir/search_combo.c). */
         return rc == HV_OK ? hv__search_combo_put(db, type, id, 1, 0) : rc;

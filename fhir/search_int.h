@@ -58,6 +58,16 @@ extern const char hv__search_migration3_pg[];
 int hv__search_special_put(hv_db_t *db, const char *type, const char *id, struct json_object *resource, int replace);
 /* Runs sql, a statement of two parameters ($1 type, $2 id) that returns no row (fhir/search_special.c). */
 int hv__search_exec2(hv_db_t *db, const char *sql, const char *type, const char *id);
+
+/*
+ * The normalized full text of a resource (fhir/search_special.c): *nar its narrative
+ * (text.div, tags stripped), *con every string value joined by spaces; both owned by the
+ * caller. From its tree, or from its JSON text without building one (the deferred
+ * catch-up reads stored versions so); the two give the same text for the same resource.
+ * The text form returns HV_EINVAL for text that is not JSON.
+ */
+int hv__search_text_of_tree(struct json_object *resource, char **nar, char **con);
+int hv__search_text_of_json(const char *json, size_t len, char **nar, char **con);
 /* The fourth (SQLite only): sp_text_mark, the deferred full-text index's mark. */
 extern const char hv__search_migration4_sqlite[];
 
@@ -109,13 +119,15 @@ int hv__search_index_put_strings(hv_db_t *db, const char *type, const char *id, 
  * the write equal those hv__search_index_put would compute from the stored tree.
  * hv__search_index_put_pre writes them instead of computing (pre NULL: computes,
  * as hv__search_index_put); the special rows (near, full text) are still written
- * from the tree.
+ * from the tree. rid is the version's row id (resources.rid) when the caller has it
+ * (the store's INSERT returns it), so that the rows carrying it need no look-up; 0:
+ * looked up.
  */
 typedef struct hv__search_rows hv__search_rows_t;
 int hv__search_index_rows(const char *type, struct json_object *resource, hv__search_rows_t **out);
 void hv__search_rows_free(hv__search_rows_t *r);
 int hv__search_index_put_pre(hv_db_t *db, const char *type, const char *id, struct json_object *resource,
-                             int replace, const hv__search_rows_t *pre);
+                             int replace, const hv__search_rows_t *pre, int64_t rid);
 
 /*
  * The range a FHIR date, dateTime or instant covers given its precision (FHIR R4

@@ -90,6 +90,9 @@ const char hv__search_migration3_pg[] =
     "CREATE INDEX sp_text_c ON sp_text USING GIN (content);";
 
 #define MAX_DEPTH 64 /* JSON nesting the _content walk descends */
+/* JSON nesting the catch-up reads a stored version to: above any fhir.max_depth a write
+ * accepts in practice (default 128), so that no stored version fails to read there. */
+#define CATCH_UP_PARSE_DEPTH 1024
 
 /* Appends n bytes of s, a separating space first, up to the buffer's cap (then stops quietly). */
 static void add_text(hv_buf_t *b, const char *s, size_t n)
@@ -232,6 +235,276 @@ out:
     return rc;
 }
 
+int hv__search_text_of_tree(struct json_object *resource, char **nar, char **con)
+{
+    return text_of(resource, nar, con);
+}
+
+/*
+ * The same narrative and content read from a version's stored JSON text (RFC 8259)
+ * directly, without a json-c tree: the catch-up's parse and free of each version cost
+ * more than computing its text (issue 5). It visits the values in document order as
+ * walk_strings visits the tree's (json-c keeps members in text order): every string
+ * value, members named resourceType skipped, a string member named div stripped as
+ * XHTML, nothing nested deeper than MAX_DEPTH; the narrative is the top-level
+ * text.div. Text that is not JSON, or nests deeper than CATCH_UP_PARSE_DEPTH, is
+ * HV_EINVAL: the catch-up leaves such a version out, as it does when json-c refuses it.
+ */
+typedef struct jscan {
+    const char *p, *end;
+    hv_buf_t *nar, *con;
+    hv_buf_t str; /* the string just read, decoded, NUL-terminated */
+} jscan_t;
+
+enum { J_PLAIN, J_ROOT, J_TEXT }; /* where an object is: elsewhere, the resource, its text */
+
+static void jskip_ws(jscan_t *j)
+{
+    while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
+        j->p++;
+}
+
+static int jhex4(const char *p, const char *end, unsigned *out)
+{
+    unsigned v = 0;
+    if (end - p < 4)
+        return 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9')
+            v |= (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            v |= (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F')
+            v |= (unsigned)(c - 'A' + 10);
+        else
+            return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+/* Appends code point cp as UTF-8 (lone surrogates as U+FFFD). */
+static int jput_utf8(hv_buf_t *b, unsigned cp)
+{
+    char u[4];
+    size_t n;
+    if (cp >= 0xD800 && cp <= 0xDFFF)
+        cp = 0xFFFD;
+    if (cp < 0x80) {
+        u[0] = (char)cp;
+        n = 1;
+    } else if (cp < 0x800) {
+        u[0] = (char)(0xC0 | (cp >> 6));
+        u[1] = (char)(0x80 | (cp & 0x3F));
+        n = 2;
+    } else if (cp < 0x10000) {
+        u[0] = (char)(0xE0 | (cp >> 12));
+        u[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        u[2] = (char)(0x80 | (cp & 0x3F));
+        n = 3;
+    } else {
+        u[0] = (char)(0xF0 | (cp >> 18));
+        u[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+        u[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        u[3] = (char)(0x80 | (cp & 0x3F));
+        n = 4;
+    }
+    return hv_buf_append(b, u, n);
+}
+
+/* Reads the string at j->p (its opening quote) into j->str, escapes decoded. */
+static int jstring(jscan_t *j)
+{
+    j->str.len = 0;
+    j->p++;
+    while (j->p < j->end) {
+        const char *run = j->p;
+        char c;
+        int rc;
+        while (j->p < j->end && *j->p != '"' && *j->p != '\\')
+            j->p++;
+        if (j->p > run && hv_buf_append(&j->str, run, (size_t)(j->p - run)) != HV_OK)
+            return HV_ENOMEM;
+        if (j->p >= j->end)
+            return HV_EINVAL;
+        if (*j->p == '"') {
+            j->p++;
+            if (hv_buf_reserve(&j->str, 1) != HV_OK)
+                return HV_ENOMEM;
+            j->str.data[j->str.len] = '\0';
+            return HV_OK;
+        }
+        if (++j->p >= j->end)
+            return HV_EINVAL;
+        c = *j->p++;
+        switch (c) {
+        case '"': case '\\': case '/': rc = hv_buf_putc(&j->str, c); break;
+        case 'b': rc = hv_buf_putc(&j->str, '\b'); break;
+        case 'f': rc = hv_buf_putc(&j->str, '\f'); break;
+        case 'n': rc = hv_buf_putc(&j->str, '\n'); break;
+        case 'r': rc = hv_buf_putc(&j->str, '\r'); break;
+        case 't': rc = hv_buf_putc(&j->str, '\t'); break;
+        case 'u': {
+            unsigned cp, lo;
+            if (!jhex4(j->p, j->end, &cp))
+                return HV_EINVAL;
+            j->p += 4;
+            if (cp >= 0xD800 && cp <= 0xDBFF && j->end - j->p >= 6 && j->p[0] == '\\' && j->p[1] == 'u' &&
+                jhex4(j->p + 2, j->end, &lo) && lo >= 0xDC00 && lo <= 0xDFFF) {
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                j->p += 6;
+            }
+            rc = jput_utf8(&j->str, cp);
+            break;
+        }
+        default:
+            return HV_EINVAL;
+        }
+        if (rc != HV_OK)
+            return rc;
+    }
+    return HV_EINVAL;
+}
+
+static int jvalue(jscan_t *j, int depth, int where, int collect);
+
+/* An object at depth (walk_strings' depth: the resource is 0); its strings go into the
+ * content when collect is set (not under a resourceType member, nor below MAX_DEPTH). */
+static int jobject(jscan_t *j, int depth, int where, int collect)
+{
+    int rc;
+    j->p++;
+    jskip_ws(j);
+    if (j->p < j->end && *j->p == '}') {
+        j->p++;
+        return HV_OK;
+    }
+    for (;;) {
+        int skip = 0, div = 0, text = 0;
+        jskip_ws(j);
+        if (j->p >= j->end || *j->p != '"')
+            return HV_EINVAL;
+        if ((rc = jstring(j)) != HV_OK)
+            return rc;
+        if (strcmp(j->str.data, "resourceType") == 0)
+            skip = 1;
+        else if (strcmp(j->str.data, "div") == 0)
+            div = 1;
+        else if (where == J_ROOT && strcmp(j->str.data, "text") == 0)
+            text = 1;
+        jskip_ws(j);
+        if (j->p >= j->end || *j->p != ':')
+            return HV_EINVAL;
+        j->p++;
+        jskip_ws(j);
+        if (div && j->p < j->end && *j->p == '"') {
+            /* walk_strings strips a string div of an object it visits; text_of the top-level text.div */
+            if ((rc = jstring(j)) != HV_OK)
+                return rc;
+            if (where == J_TEXT)
+                strip_xhtml(j->str.data, j->nar);
+            if (collect && depth <= MAX_DEPTH && j->con->len + 2 <= HV__SEARCH_TEXT_MAX)
+                strip_xhtml(j->str.data, j->con);
+        } else if ((rc = jvalue(j, depth + 1, text ? J_TEXT : J_PLAIN, collect && !skip && depth <= MAX_DEPTH)) !=
+                   HV_OK) {
+            return rc;
+        }
+        jskip_ws(j);
+        if (j->p < j->end && *j->p == ',') {
+            j->p++;
+            continue;
+        }
+        if (j->p < j->end && *j->p == '}') {
+            j->p++;
+            return HV_OK;
+        }
+        return HV_EINVAL;
+    }
+}
+
+static int jvalue(jscan_t *j, int depth, int where, int collect)
+{
+    int rc;
+    jskip_ws(j);
+    if (j->p >= j->end || depth > CATCH_UP_PARSE_DEPTH)
+        return HV_EINVAL;
+    switch (*j->p) {
+    case '"':
+        if ((rc = jstring(j)) != HV_OK)
+            return rc;
+        if (collect && depth <= MAX_DEPTH)
+            add_text(j->con, j->str.data, j->str.len);
+        return HV_OK;
+    case '{':
+        return jobject(j, depth, where, collect);
+    case '[':
+        j->p++;
+        jskip_ws(j);
+        if (j->p < j->end && *j->p == ']') {
+            j->p++;
+            return HV_OK;
+        }
+        for (;;) {
+            if ((rc = jvalue(j, depth + 1, J_PLAIN, collect && depth <= MAX_DEPTH)) != HV_OK)
+                return rc;
+            jskip_ws(j);
+            if (j->p < j->end && *j->p == ',') {
+                j->p++;
+                continue;
+            }
+            if (j->p < j->end && *j->p == ']') {
+                j->p++;
+                return HV_OK;
+            }
+            return HV_EINVAL;
+        }
+    default: {
+        /* a number, true, false or null: no text */
+        const char *start = j->p;
+        while (j->p < j->end && (*j->p == '-' || *j->p == '+' || *j->p == '.' || (*j->p >= '0' && *j->p <= '9') ||
+                                 (*j->p >= 'a' && *j->p <= 'z') || *j->p == 'E'))
+            j->p++;
+        return j->p > start ? HV_OK : HV_EINVAL;
+    }
+    }
+}
+
+int hv__search_text_of_json(const char *json, size_t len, char **nar, char **con)
+{
+    hv_buf_t bn, bc;
+    jscan_t j;
+    char *n1 = NULL, *n2 = NULL;
+    int rc;
+    hv_buf_init(&bn, HV__SEARCH_TEXT_MAX);
+    hv_buf_init(&bc, HV__SEARCH_TEXT_MAX);
+    memset(&j, 0, sizeof(j));
+    j.p = json;
+    j.end = json + len;
+    j.nar = &bn;
+    j.con = &bc;
+    hv_buf_init(&j.str, len + 1); /* a decoded string is never longer than its JSON text */
+    rc = jvalue(&j, 0, J_ROOT, 1);
+    if (rc == HV_OK) {
+        n1 = normalized(&bn);
+        n2 = normalized(&bc);
+        if (n1 == NULL || n2 == NULL)
+            rc = HV_ENOMEM;
+    }
+    if (rc == HV_OK) {
+        *nar = n1;
+        *con = n2;
+        n1 = n2 = NULL;
+    }
+    hv_free(n1);
+    hv_free(n2);
+    hv_buf_release(&j.str);
+    hv_buf_release(&bn);
+    hv_buf_release(&bc);
+    return rc;
+}
+
 /* The full-text row of the current version (the newest row of type/id). */
 static int put_text(hv_db_t *db, const char *type, const char *id, struct json_object *resource)
 {
@@ -285,9 +558,6 @@ static int text_behind_mark(hv_db_t *db, const char *type, const char *id)
 }
 
 #define CATCH_UP_CHUNK 256 /* versions one catch-up step reads before it writes */
-/* JSON nesting the catch-up parses a stored version to: above any fhir.max_depth a write
- * accepts in practice (default 128), so that no stored version fails to parse here. */
-#define CATCH_UP_PARSE_DEPTH 1024
 
 typedef struct tx_row {
     int64_t rid;
@@ -301,7 +571,6 @@ typedef struct tx_row {
 static int catch_up_step(hv_db_t *db, int64_t *mark, size_t max, size_t *n_out)
 {
     hv_db_stmt_t *st = NULL;
-    struct json_tokener *tok = NULL;
     tx_row_t *rows = hv_calloc(max, sizeof(*rows));
     size_t n = 0;
     int64_t last = *mark;
@@ -340,20 +609,15 @@ static int catch_up_step(hv_db_t *db, int64_t *mark, size_t max, size_t *n_out)
     if (rc < 0)
         goto out;
     rc = HV_OK;
-    tok = n > 0 ? json_tokener_new_ex(CATCH_UP_PARSE_DEPTH) : NULL;
-    if (n > 0 && tok == NULL)
-        rc = HV_ENOMEM;
     for (size_t i = 0; i < n && rc == HV_OK; i++) {
-        struct json_object *tree = NULL;
         char *n1 = NULL, *n2 = NULL;
         if (rows[i].json == NULL)
             continue;
-        json_tokener_reset(tok);
-        tree = json_tokener_parse_ex(tok, rows[i].json, (int)strlen(rows[i].json));
-        if (tree == NULL)
-            continue; /* stored text is always JSON; a damaged row is left out of the full text */
-        rc = text_of(tree, &n1, &n2);
-        json_object_put(tree);
+        rc = hv__search_text_of_json(rows[i].json, strlen(rows[i].json), &n1, &n2);
+        if (rc == HV_EINVAL) {
+            rc = HV_OK; /* stored text is always JSON; a damaged row is left out of the full text */
+            continue;
+        }
         if (rc != HV_OK)
             break;
         rc = hv_db_prepare(db, "INSERT INTO sp_text (rowid, type, id, narrative, content) VALUES ($1, $2, $3, $4, $5)",
@@ -376,8 +640,6 @@ static int catch_up_step(hv_db_t *db, int64_t *mark, size_t max, size_t *n_out)
         *n_out = n;
     }
 out:
-    if (tok != NULL)
-        json_tokener_free(tok);
     for (size_t i = 0; i < n; i++)
         hv_free(rows[i].json);
     hv_free(rows);

@@ -60,6 +60,11 @@ static const char *const migrations_sqlite[] = {
     hv__search_migration8_sqlite, /* string rows with their row id: fhir/search_combo.c */
     hv__search_migration9_sqlite, /* reference x token rows of _has: fhir/search_has.c */
     hv__search_migration_fold,    /* Unicode string folding's upgrade mark: fhir/search_reindex.c */
+    /* The identifier table (type, id, system, value) is gone: nothing searched it —
+     * conditional creates and identifier searches read the identifier parameter's token
+     * rows (sp_tok), which hold the same current values — and every write paid three
+     * B-tree inserts (the table and its two indexes) per identifier for it (issue 5). */
+    "DROP TABLE IF EXISTS ident;",
     NULL,
 };
 
@@ -89,6 +94,7 @@ static const char *const migrations_pg[] = {
     hv__search_migration8_pg, /* string rows with their row id: fhir/search_combo.c */
     hv__search_migration9_pg, /* reference x token rows of _has: fhir/search_has.c */
     hv__search_migration_fold, /* Unicode string folding's upgrade mark: fhir/search_reindex.c */
+    "DROP TABLE IF EXISTS ident;", /* as on SQLite, above */
     NULL,
 };
 
@@ -210,29 +216,6 @@ int hv__store_get(hv_db_t *db, const char *type, const char *id, int64_t version
     return HV_OK;
 }
 
-static int ident_insert(hv_db_t *db, const char *type, const char *id, struct json_object *ident)
-{
-    const char *system = hv_json_get_str(ident, "system");
-    const char *value = hv_json_get_str(ident, "value");
-    hv_db_stmt_t *st = NULL;
-    int rc;
-    if (value == NULL)
-        return HV_OK; /* an identifier without a value cannot be searched for */
-    rc = hv_db_prepare(db, "INSERT INTO ident (type, id, system, value) VALUES ($1, $2, $3, $4)", &st);
-    if (rc != HV_OK)
-        return rc;
-    bind_str(st, 1, type);
-    bind_str(st, 2, id);
-    if (system != NULL)
-        bind_str(st, 3, system);
-    else
-        hv_db_bind_null(st, 3);
-    bind_str(st, 4, value);
-    rc = hv_db_step(st);
-    hv_db_done(st);
-    return rc < 0 ? rc : HV_OK;
-}
-
 /* Collects the distinct patient ids a resource refers to ("Patient/ID" references). */
 static void collect_patients(struct json_object *o, char (*out)[HV__FHIR_ID_MAX], size_t max, size_t *n, int depth)
 {
@@ -302,74 +285,65 @@ int hv__store_put_pre(hv_db_t *db, const char *type, const char *id, int64_t ver
                       const char *text, size_t len, struct json_object *resource,
                       const struct hv__search_rows *ix_pre)
 {
-    struct json_object *identifiers = NULL;
     hv_db_stmt_t *st = NULL;
     int rc;
+    int64_t rid = 0;
     /* Before the version exists, hence before its commit and its answer: a read
      * cached from an older version is never served again (fhir/read_cache.c). */
     hv__rcache_invalidate(type, id);
+    /* The index rows get the version's row id from here, not from a look-up of
+     * resources_tiv per version: SQLite's last insert rowid, PostgreSQL's RETURNING (on
+     * SQLite RETURNING would cost an ephemeral table per INSERT: measured 31k against
+     * 15k instructions). */
     rc = hv_db_prepare(db,
-                           "INSERT INTO resources (type, id, version, last_ms, deleted, json)"
-                           " VALUES ($1, $2, $3, $4, $5, $6)",
-                           &st);
+                       hv_db_kind(db) == HV_DB_PG ? "INSERT INTO resources (type, id, version, last_ms, deleted, json)"
+                                                    " VALUES ($1, $2, $3, $4, $5, $6) RETURNING rid"
+                                                  : "INSERT INTO resources (type, id, version, last_ms, deleted, json)"
+                                                    " VALUES ($1, $2, $3, $4, $5, $6)",
+                       &st);
     if (rc != HV_OK)
         return rc;
     bind_str(st, 1, type);
     bind_str(st, 2, id);
     hv_db_bind_int64(st, 3, version);
     hv_db_bind_int64(st, 4, (int64_t)ms);
-    if (resource != NULL)
-        json_object_object_get_ex(resource, "identifier", &identifiers);
     hv_db_bind_int64(st, 5, text == NULL ? 1 : 0);
     if (text != NULL)
         hv_db_bind_text_static(st, 6, text, len); /* text outlives the step below */
     else
         hv_db_bind_null(st, 6);
     rc = hv_db_step(st);
+    if (rc == HV_DB_ROW) {
+        rid = hv_db_column_int64(st, 0);
+        rc = HV_OK;
+    } else if (rc >= 0) {
+        rid = hv_db_last_insert_rowid(db);
+    }
     hv_db_done(st);
     if (rc < 0)
         return rc;
-    /* The identifier index holds the current version only: a first version has
+    /* The patient-compartment rows hold the current version only: a first version has
      * nothing to replace, later ones drop their predecessor's rows. */
     if (version > 1) {
-        static const char *const del[] = {"DELETE FROM ident WHERE type = $1 AND id = $2",
-                                          "DELETE FROM refs WHERE type = $1 AND id = $2"};
-        for (size_t k = 0; k < HV_ARRAY_LEN(del); k++) {
-            rc = hv_db_prepare(db, del[k], &st);
-            if (rc != HV_OK)
-                return rc;
-            bind_str(st, 1, type);
-            bind_str(st, 2, id);
-            rc = hv_db_step(st);
-            hv_db_done(st);
-            if (rc < 0)
-                return rc;
-        }
+        rc = hv_db_prepare(db, "DELETE FROM refs WHERE type = $1 AND id = $2", &st);
+        if (rc != HV_OK)
+            return rc;
+        bind_str(st, 1, type);
+        bind_str(st, 2, id);
+        rc = hv_db_step(st);
+        hv_db_done(st);
+        if (rc < 0)
+            return rc;
     }
     /* The search index, also of the current version only (fhir/search_index.c). */
     rc = hv__search_index_put_pre(db, type, id, text != NULL ? resource : NULL, version > 1,
-                                  text != NULL ? ix_pre : NULL);
+                                  text != NULL ? ix_pre : NULL, rid);
     if (rc != HV_OK)
         return rc;
     if (text == NULL)
         return HV_OK;
-    if (resource != NULL) {
-        rc = refs_insert(db, type, id, resource);
-        if (rc != HV_OK)
-            return rc;
-    }
-    if (identifiers == NULL)
-        return HV_OK;
-    if (json_object_is_type(identifiers, json_type_array)) {
-        size_t n = json_object_array_length(identifiers);
-        for (size_t i = 0; i < n; i++) {
-            rc = ident_insert(db, type, id, json_object_array_get_idx(identifiers, i));
-            if (rc != HV_OK)
-                return rc;
-        }
-    } else if (json_object_is_type(identifiers, json_type_object)) {
-        return ident_insert(db, type, id, identifiers);
-    }
+    if (resource != NULL)
+        return refs_insert(db, type, id, resource);
     return HV_OK;
 }
 
@@ -379,10 +353,12 @@ int hv__store_find_identifier(hv_db_t *db, const char *type, const char *system,
 {
     hv_db_stmt_t *st = NULL;
     size_t k = 0;
-    const char *sql = system == NULL ? "SELECT DISTINCT id FROM ident WHERE type = $1 AND value = $2"
-                      : system[0] == '\0'
-                          ? "SELECT DISTINCT id FROM ident WHERE type = $1 AND value = $2 AND system IS NULL"
-                          : "SELECT DISTINCT id FROM ident WHERE type = $1 AND value = $2 AND system = $3";
+    /* The identifier search parameter's token rows (fhir/search_index.c), of the current
+     * versions only, like the identifier table they replaced (dropped by a migration: store.c). */
+#define IDENT_SQL "SELECT DISTINCT id FROM sp_tok WHERE type = $1 AND code = 'identifier' AND grp = 0 AND value = $2"
+    const char *sql = system == NULL ? IDENT_SQL : system[0] == '\0' ? IDENT_SQL " AND system IS NULL"
+                                                                     : IDENT_SQL " AND system = $3";
+#undef IDENT_SQL
     int rc = hv_db_prepare(db, sql, &st);
     if (rc != HV_OK)
         return rc;

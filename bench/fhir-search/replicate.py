@@ -31,12 +31,12 @@ def main():
     # sp_reftok: the reference x token rows of _has (fhir schema 15 on), when the store has them.
     reftok = c.execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'sp_reftok'").fetchone()[0] > 0
     last = {t: c.execute("SELECT COALESCE(MAX(rowid), 0) FROM %s" % t).fetchone()[0]
-            for t in ("ident", "refs", "sp_str", "sp_tok", "sp_ref", "sp_date", "sp_num", "sp_uri", "sp_tokdate", "sp_tokqty")
+            for t in ("refs", "sp_str", "sp_tok", "sp_ref", "sp_date", "sp_num", "sp_uri", "sp_tokdate", "sp_tokqty")
             + (("sp_reftok",) if reftok else ())}
     # The tables' secondary indexes are dropped while the copies go in and built again
     # after (a sorted build, not millions of inserts at random places); same definitions.
     idx = c.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL AND tbl_name IN"
-                    " ('resources', 'ident', 'refs', 'sp_str', 'sp_tok', 'sp_ref', 'sp_date', 'sp_num', 'sp_uri',"
+                    " ('resources', 'refs', 'sp_str', 'sp_tok', 'sp_ref', 'sp_date', 'sp_num', 'sp_uri',"
                     " 'sp_tokdate', 'sp_tokqty', 'sp_reftok')"
                     ).fetchall()
     for name, _ in idx:
@@ -52,7 +52,6 @@ def main():
             " WHEN json_extract(json, '$.subject.reference') IS NOT NULL THEN json_set(json, '$.id', id || ?2,"
             " '$.subject.reference', json_extract(json, '$.subject.reference') || ?2)"
             " ELSE json_set(json, '$.id', id || ?2) END FROM resources WHERE rid <= ?3", (off, sfx, m))
-        c.execute("INSERT INTO ident SELECT type, id || ?1, system, value || ?1 FROM ident WHERE rowid <= ?2", (sfx, last["ident"]))
         c.execute("INSERT INTO refs SELECT type, id || ?1, patient || ?1 FROM refs WHERE rowid <= ?2", (sfx, last["refs"]))
         # Token, string and combined rows carry the row id of their resource's current version
         # (migrations 11 and 14): the copy's is the base's plus the offset of the copy.

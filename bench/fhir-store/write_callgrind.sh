@@ -8,8 +8,11 @@
 # (callgrind_annotate --inclusive=yes OUT.1).
 #
 #   DUR=4 bench/fhir-store/write_callgrind.sh BIN OUT [create|tx]   (DUR: seconds of wrk)
+# REQS=N stops wrk after N answers (DUR then only bounds it): two binaries compared at the
+# same N write into B-trees of the same size and see the same batch sizes, so their
+# per-request instructions compare; a fixed DUR gives each a different count under load.
 set -u
-BIN=$1; OUT=$2; mode=${3:-create}; dur=${DUR:-4}
+BIN=$1; OUT=$2; mode=${3:-create}; dur=${DUR:-4}; reqs=${REQS:-0}
 w=$(mktemp -d /tmp/hv-bench-cgw.XXXXXX); p=$((36000 + RANDOM % 3000)); mkdir -p $w/ch
 if [ "$mode" = tx ]; then
   path=/fhir
@@ -25,6 +28,11 @@ wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/fhir+json"
 $prefer
 wrk.body = '$body'
+local n = 0
+function response(status, headers, body)
+  n = n + 1
+  if $reqs > 0 and n >= $reqs then wrk.thread:stop() end
+end
 LUA
 valgrind --tool=callgrind --callgrind-out-file=$OUT "$BIN" serve --data $w/data --http 127.0.0.1:$p --mllp 127.0.0.1:$((p+300)) --channels $w/ch --auth off --log-level warn >/dev/null 2>$w/vg.log &
 pid=$!

@@ -5,7 +5,7 @@ fhir/rest_bundle.c, engine/storage.c):
 - a REST create or update computes its search-index rows on the loop thread, and a
   self-contained transaction gets its ids, references and index rows there too
   (hv__bundle_precompute); the rows must be exactly those the storage thread computes
-  (HOLOVITALS_FHIR_WRITE_AHEAD=0): every index table, ident, refs and the stored
+  (HOLOVITALS_FHIR_WRITE_AHEAD=0): every index table, refs and the stored
   resources (but meta.lastUpdated) are compared row by row;
 - those writes run in the group commit without a savepoint each
   (hv_storage_submit_rerun): concurrent creates, transactions and failing

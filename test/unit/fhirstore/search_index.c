@@ -176,6 +176,44 @@ static void search_index_specialized_expressions_index_the_same(void **state)
     store_test_db_close(db);
 }
 
+/* A composite parameter's group is written only when every component has a row, and its
+ * components get no :text rows (no modifier applies to a composite): an Observation with
+ * a coded code and a valueQuantity writes code-value-quantity's group but not
+ * code-value-concept's, -date's or -string's; component-code-value-quantity writes the
+ * component with a value and not the one without. */
+static void search_index_writes_only_complete_composite_groups(void **state)
+{
+    hv_db_t *db = store_test_db();
+    struct json_object *o = json_tokener_parse(
+        "{\"resourceType\":\"Observation\",\"id\":\"cg\",\"status\":\"final\",\"code\":{\"coding\":[{\"system\":"
+        "\"http://loinc.org\",\"code\":\"8867-4\",\"display\":\"Heart rate\"}],\"text\":\"hr\"},"
+        "\"valueQuantity\":{\"value\":72,\"unit\":\"/min\"},"
+        "\"component\":[{\"code\":{\"coding\":[{\"code\":\"a\"}]},\"valueQuantity\":{\"value\":120}},"
+        "{\"code\":{\"coding\":[{\"code\":\"b\"}]}}]}");
+    (void)state;
+    assert_non_null(o);
+    assert_int_equal(hv__search_index_put(db, "Observation", "cg", o, 0), HV_OK);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_tok WHERE code = 'code-value-quantity$0' AND grp = 1"
+                               " AND value = '8867-4'"),
+                     1);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_num WHERE code = 'code-value-quantity$1' AND grp = 1"), 1);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_tok WHERE code LIKE 'code-value-concept$%'"
+                               " OR code LIKE 'code-value-date$%' OR code LIKE 'code-value-string$%'"),
+                     0);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_str WHERE code LIKE '%$_:%'"), 0);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_tok WHERE code = 'component-code-value-quantity$0'"
+                               " AND value = 'a' AND grp = 1"),
+                     1);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_tok WHERE code = 'component-code-value-quantity$0'"
+                               " AND value = 'b'"),
+                     0);
+    /* the plain rows are all there */
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_str WHERE code = 'code:text'"), 2);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_tok WHERE code = 'component-code' AND value = 'b'"), 1);
+    json_object_put(o);
+    store_test_db_close(db);
+}
+
 int run_search_tests(void)
 {
     const struct CMUnitTest tests[] = {
@@ -185,6 +223,7 @@ int run_search_tests(void)
         cmocka_unit_test(search_index_rows_follow_the_current_version),
         cmocka_unit_test(search_index_writes_each_distinct_row_once),
         cmocka_unit_test(search_index_specialized_expressions_index_the_same),
+        cmocka_unit_test(search_index_writes_only_complete_composite_groups),
     };
     return cmocka_run_group_tests_name("fhir_search", tests, NULL, NULL);
 }

@@ -3,8 +3,10 @@
  * the mark sp_text_mark, following the current version). */
 #include "tests.h"
 
+#include <dirent.h>
 #include <json-c/json.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "fhir/search_int.h"
@@ -139,6 +141,116 @@ static void search_text_catch_up_parses_deeply_nested_versions(void **state)
     store_test_db_close(db);
 }
 
+/* Asserts that the text read from json equals the text computed from its json-c tree. */
+static void expect_same_text(const char *json, size_t len)
+{
+    struct json_tokener *tok = json_tokener_new_ex(1024);
+    struct json_object *tree;
+    char *t1 = NULL, *t2 = NULL, *j1 = NULL, *j2 = NULL;
+    assert_non_null(tok);
+    tree = json_tokener_parse_ex(tok, json, (int)len);
+    json_tokener_free(tok);
+    if (tree == NULL)
+        fail_msg("not JSON: %.200s", json);
+    assert_int_equal(hv__search_text_of_tree(tree, &t1, &t2), HV_OK);
+    assert_int_equal(hv__search_text_of_json(json, len, &j1, &j2), HV_OK);
+    if (strcmp(t1, j1) != 0 || strcmp(t2, j2) != 0)
+        fail_msg("text differs for %.300s\ntree: [%s] [%.300s]\njson: [%s] [%.300s]", json, t1, t2, j1, j2);
+    hv_free(t1);
+    hv_free(t2);
+    hv_free(j1);
+    hv_free(j2);
+    json_object_put(tree);
+}
+
+/* The catch-up reads a stored version's full text from its JSON text, without a tree: the
+ * same narrative and content as from the tree — escapes and surrogate pairs decoded,
+ * resourceType members left out also in contained resources, a div anywhere stripped
+ * but only the top-level text.div as narrative, nothing below depth 64, the cap on the
+ * content — for crafted versions and for every resource of the Synthea bundles, in
+ * json-c's plain (slashes escaped) and pretty forms. Text that is not JSON is refused. */
+static void search_text_from_json_equals_text_from_tree(void **state)
+{
+    static const char *const cases[] = {
+        "{}",
+        "{\"resourceType\":\"Patient\"}",
+        ("{\"resourceType\":\"Patient\",\"text\":{\"status\":\"generated\",\"div\":\"<div xmlns=\\\"http://www.w3.org/"
+        "1999/xhtml\\\">Hello &amp; <b>W\\u00f6rld</b>&#65;&nbsp;x</div>\"},\"name\":[{\"family\":\"O\\\"Brien\","
+        "\"given\":[\"A\\/B\",\"Tab\\there\",\"\\\\back\"]}],\"active\":true,\"multipleBirthInteger\":-2.5e3,"
+        "\"x\":null,\"y\":false}"),
+        ("{\"resourceType\":\"Patient\",\"contained\":[{\"resourceType\":\"Organization\",\"name\":\"Acme\","
+        "\"text\":{\"div\":\"<p>inner</p>\"}}],\"note\":[{\"text\":\"emoji \\ud83d\\ude00 end \\u00e9\\u4e2d\"}],"
+        "\"extension\":[{\"div\":{\"a\":\"not a string div\"}},{\"resourceType\":{\"b\":\"hidden\"}}]}"),
+        (" {\n  \"resourceType\" : \"Observation\" ,\n  \"code\" : { \"text\" : \"heart rate\" } ,\n"
+        "  \"text\" : { \"div\" : \"<div>narr <i>ative</i></div>\" } ,\n  \"valueString\" : \"\\b\\f\\n\\r\" }\n"),
+        "{\"text\":\"a string text\",\"div\":\"<b>top div</b>\",\"lone\":\"\\ud800x\",\"arr\":[[\"nested\",[]],{}]}",
+    };
+    static const char *const bad[] = {"", "{", "{\"a\":", "[1,2", "{\"a\" 1}", "{\"a\":\"x}", "{\"a\":\"\\q\"}",
+                                      "{\"a\":\"\\u12\"}", "{\"a\":1,}"};
+    char dir[4096];
+    DIR *d;
+    struct dirent *de;
+    size_t nres = 0;
+    hv_buf_t b;
+    (void)state;
+    for (size_t i = 0; i < HV_ARRAY_LEN(cases); i++)
+        expect_same_text(cases[i], strlen(cases[i]));
+    for (size_t i = 0; i < HV_ARRAY_LEN(bad); i++) {
+        char *n1 = NULL, *n2 = NULL;
+        if (hv__search_text_of_json(bad[i], strlen(bad[i]), &n1, &n2) != HV_EINVAL)
+            fail_msg("accepted as JSON: %s", bad[i]);
+    }
+    /* below depth 64 nothing is collected; the cap on the content holds */
+    hv_buf_init(&b, 1 << 22);
+    hv_buf_puts(&b, "{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"Shallow\"}]");
+    for (int i = 0; i < 50; i++)
+        hv_buf_puts(&b, ",\"extension\":[{\"valueString\":\"deepword\"");
+    for (int i = 0; i < 50; i++)
+        hv_buf_puts(&b, "}]");
+    hv_buf_puts(&b, "}");
+    expect_same_text(b.data, b.len);
+    b.len = 0;
+    hv_buf_puts(&b, "{\"resourceType\":\"Basic\",\"a\":[");
+    for (int i = 0; i < 40000; i++)
+        hv_buf_printf(&b, "%s\"w%d\"", i ? "," : "", i);
+    hv_buf_puts(&b, "]}");
+    expect_same_text(b.data, b.len);
+    hv_buf_release(&b);
+    /* every Synthea resource */
+    snprintf(dir, sizeof(dir), "%s/fhir/synthea", store_test_reference_dir());
+    d = opendir(dir);
+    if (d == NULL)
+        fail_msg("the Synthea bundles are missing: %s", dir);
+    while ((de = readdir(d)) != NULL) {
+        char path[8192];
+        char *text;
+        struct json_object *bundle, *entries = NULL;
+        if (strstr(de->d_name, ".json") == NULL)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+        text = store_test_slurp(path, NULL);
+        bundle = json_tokener_parse(text);
+        assert_non_null(bundle);
+        assert_true(json_object_object_get_ex(bundle, "entry", &entries));
+        for (size_t i = 0; i < json_object_array_length(entries); i++) {
+            struct json_object *res = NULL;
+            const char *s;
+            if (!json_object_object_get_ex(json_object_array_get_idx(entries, i), "resource", &res))
+                continue;
+            s = json_object_to_json_string_ext(res, JSON_C_TO_STRING_PLAIN);
+            expect_same_text(s, strlen(s));
+            s = json_object_to_json_string_ext(res, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
+            expect_same_text(s, strlen(s));
+            nres++;
+        }
+        json_object_put(bundle);
+        hv_free(text);
+    }
+    closedir(d);
+    if (nres < 3000)
+        fail_msg("only %zu Synthea resources read from %s", nres, dir);
+}
+
 int run_search_special_tests(void)
 {
     const struct CMUnitTest tests[] = {
@@ -146,6 +258,7 @@ int run_search_special_tests(void)
         cmocka_unit_test(search_text_update_and_delete_drop_the_old_row_at_write),
         cmocka_unit_test(search_text_reindex_writes_rows_only_behind_the_mark),
         cmocka_unit_test(search_text_catch_up_parses_deeply_nested_versions),
+        cmocka_unit_test(search_text_from_json_equals_text_from_tree),
     };
     return cmocka_run_group_tests_name("fhir_search_special", tests, NULL, NULL);
 }
