@@ -85,6 +85,7 @@ int main(void)
     failed += run_search_plan_tests();
     failed += run_search_special_tests();
     failed += run_search_combo_tests();
+    failed += run_search_pg_tests();
     failed += run_bundle_tests();
     failed += run_compartment_tests();
     failed += run_authz_tests();
