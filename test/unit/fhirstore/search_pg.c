@@ -37,10 +37,10 @@ static void put(hv_db_t *db, const char *json)
 
 /*
  * A fresh fhir schema on the server with NOBS Observations and NPAT Patients written by the
- * store, then rows of other resources and index rows of other values added in bulk (40,000
- * resources, 40,000 token and 40,000 string rows) so that the tables are large enough for the
+ * store, then rows of other resources and index rows of other values added in bulk (20,000
+ * resources, 20,000 token and 20,000 string rows) so that the tables are large enough for the
  * planner's choice between an index and a scan to be the one a real store gets, then ANALYZE
- * (hv__search_analyze, as after an import). Shared by the group's tests, which only read.
+ * of those tables (hv__search_analyze would analyze every schema of the database). Shared by the group's tests, which only read.
  */
 static int pg_setup(void **state)
 {
@@ -73,15 +73,15 @@ static int pg_setup(void **state)
         put(db, j);
     }
     assert_int_equal(hv_db_exec(db, "INSERT INTO resources (type, id, version, last_ms, deleted, json) SELECT 'Basic',"
-                                    " 'b' || g, 1, 1000, 0, '{}' FROM generate_series(1, 40000) g;"
+                                    " 'b' || g, 1, 1000, 0, '{}' FROM generate_series(1, 20000) g;"
                                     "INSERT INTO sp_tok (type, id, code, system, value, rid) SELECT 'Observation',"
                                     " 'x' || g, 'code', 'http://loinc.org', 'z' || (g % 50), 100000 + g FROM"
-                                    " generate_series(1, 40000) g;"
+                                    " generate_series(1, 20000) g;"
                                     "INSERT INTO sp_str (type, id, code, value, rid) SELECT 'Patient', 'y' || g,"
-                                    " 'name', 'n' || (g % 500), 200000 + g FROM generate_series(1, 40000) g"),
+                                    " 'name', 'n' || (g % 500), 200000 + g FROM generate_series(1, 20000) g"),
                      HV_OK);
     assert_int_equal(hv_db_commit(db), HV_OK);
-    assert_int_equal(hv__search_analyze(db), HV_OK);
+    assert_int_equal(hv_db_exec(db, "ANALYZE resources, sp_tok, sp_str"), HV_OK);
     pg_db = db;
     return 0;
 }
@@ -183,9 +183,11 @@ static void pg_pages(hv_db_t *db, const char *type, const char *query, int count
     assert_true(pages > 1);
 }
 
+/* Not "code=|a": with no row of a null system PostgreSQL rightly estimates none and reads
+ * sp_tok_vc, whose key holds the system, then sorts the (no) rows. */
 static void search_pg_tok_page_reads_sp_tok_rc_in_row_id_order(void **state)
 {
-    static const char *const queries[] = {"code=a", "code=http://loinc.org|a&_cursor=5", "code=|a"};
+    static const char *const queries[] = {"code=a", "code=http://loinc.org|a&_cursor=5"};
     hv_db_t *db = pg_db;
     (void)state;
     for (size_t i = 0; i < HV_ARRAY_LEN(queries); i++) {
