@@ -57,6 +57,10 @@ static const hv_setting_t fhir_settings[] = {
     {"fhir.search_string_rid", NULL, HV_SET_BOOL, "true", NULL,
      "Read the page of a single string criterion (Patient?name=X, family, given, address; starts-with or :exact) "
      "from the string index's row ids (sp_str_rc) instead of looking up each match's row in resources."},
+    {"fhir.search_has_rows", NULL, HV_SET_BOOL, "true", NULL,
+     "Answer a _has whose condition is a plain token (Patient?_has:Observation:patient:code=X) from the reference "
+     "x token index rows (sp_reftok: one seek per candidate, one range to count) instead of the reference index "
+     "and a token index probe per referencing resource."},
     {"fhir.history_max", NULL, HV_SET_INT, "1000", NULL, "Largest _count of _history."},
     {"fhir.synchronous", NULL, HV_SET_ENUM, "FULL", "FULL|NORMAL|OFF",
      "Durability of the FHIR store's commits (see hv_db_set_synchronous)."},

@@ -551,6 +551,7 @@ int hv__fhir_rest_init(hv_engine_t *e, void **state)
     hv__search_has_total_enable(strcmp(hv_config_str(cfg, "fhir.search_has_total"), "accurate") == 0);
     hv__search_tok_enable(hv_config_bool(cfg, "fhir.search_token_rid"));
     hv__search_str_enable(hv_config_bool(cfg, "fhir.search_string_rid"));
+    hv__search_has_rows_enable(hv_config_bool(cfg, "fhir.search_has_rows"));
     snprintf(f->base_url, sizeof(f->base_url), "%s", hv_config_str(cfg, "fhir.base_url"));
     f->parse.max_bytes = (size_t)hv_config_size(cfg, "fhir.max_resource_bytes");
     f->parse.max_depth = (int)hv_config_int(cfg, "fhir.max_depth");

@@ -181,7 +181,8 @@ int hv__search_combo_put(hv_db_t *db, const char *type, const char *id, int live
         if (rc == HV_OK && live)
             rc = run(db, fill_sql[k], type, id, pairs[k].tcode, pairs[k].vcode);
     }
-    return rc;
+    /* The reference x token rows of reverse chaining (fhir/search_has.c). */
+    return rc == HV_OK ? hv__search_has_put(db, type, id, live, replace) : rc;
 }
 
 /* ---- the planner's rule ---- */
@@ -240,7 +241,7 @@ static int criterion_over(const hv__search_plan_t *p, int k, const char *tab, co
 }
 
 /* Appends the token condition text [s, e) with its columns renamed (system → tsys, value → tval). */
-static void token_cond(hv_buf_t *b, const char *s, const char *e)
+void hv__search_token_cond(hv_buf_t *b, const char *s, const char *e)
 {
     while (s < e) {
         if ((size_t)(e - s) >= 6 && strncmp(s, "system", 6) == 0) {
@@ -257,7 +258,7 @@ static void token_cond(hv_buf_t *b, const char *s, const char *e)
 
 /* True when [s, e) holds only what value_clause writes for a token: the columns system
  * and value, IS NULL, AND, OR, =, parentheses and placeholders. */
-static int token_cond_ok(const char *s, const char *e)
+int hv__search_token_cond_ok(const char *s, const char *e)
 {
     static const char *const words[] = {"system", "value", "IS NULL", "AND", "OR"};
     while (s < e) {
@@ -305,7 +306,7 @@ static int combine(hv_buf_t *b, int k, size_t pi, const char *tokcond, const cha
         if (next == NULL || next > vend)
             next = vend;
         hv_buf_printf(b, "SELECT id FROM %s@I%d:%s@ WHERE type = $1 AND @C%d@tcode = $%ld AND ", tab, k, tab, k, tn);
-        token_cond(b, tokcond, tokend);
+        hv__search_token_cond(b, tokcond, tokend);
         hv_buf_printf(b, " AND %s = $%ld", vcol, vn);
         hv_buf_append(b, rest, (size_t)(next - rest));
         s = next;
@@ -345,7 +346,8 @@ int hv__search_combo_rewrite(hv__search_plan_t *p)
         return HV_OK;
     /* The token criterion is one branch: "<head> AND (<condition>)" and nothing else. */
     tcond = branch_head(tbody, "sp_tok", tk, &tn);
-    if (tcond == NULL || tcond + 6 > tend || strncmp(tcond, " AND (", 6) != 0 || !token_cond_ok(tcond + 5, tend))
+    if (tcond == NULL || tcond + 6 > tend || strncmp(tcond, " AND (", 6) != 0 ||
+        !hv__search_token_cond_ok(tcond + 5, tend))
         return HV_OK;
     /* The other criterion has a condition after its code (not :missing). */
     {
@@ -455,7 +457,7 @@ int hv__search_tok_only(const hv__search_plan_t *p)
      * of values (code=a,b) are not: the matches would be sorted. */
     cond = end + 5;
     e = s + p->where.len - 1;
-    if (!token_cond_ok(cond, e))
+    if (!hv__search_token_cond_ok(cond, e))
         return 0;
     for (const char *m = cond; m + 4 <= e; m++)
         if (memcmp(m, " OR ", 4) == 0)

@@ -375,6 +375,40 @@ extern const char hv__search_migration8_pg[];
 int hv__search_str_only(const hv__search_plan_t *p);
 /* Turns that page on or off for the process (setting fhir.search_string_rid). */
 void hv__search_str_enable(int on);
+/* True when [s, e) holds only what a token criterion's values write (the columns system
+ * and value, IS NULL, AND, OR, =, parentheses, placeholders), and the same text with the
+ * columns renamed tsys and tval appended to b (fhir/search_combo.c). */
+int hv__search_token_cond_ok(const char *s, const char *e);
+void hv__search_token_cond(hv_buf_t *b, const char *s, const char *e);
+
+/* ---- reference x token rows of reverse chaining (fhir/search_has.c) ---- */
+
+/* The ninth migration of the index (per backend): sp_reftok, filled, and resources_dead. */
+extern const char hv__search_migration9_sqlite[];
+extern const char hv__search_migration9_pg[];
+/* Rewrites the reference x token rows of type/id from its plain rows just written, in the
+ * caller's transaction (as hv__search_combo_put, which calls it). */
+int hv__search_has_put(hv_db_t *db, const char *type, const char *id, int live, int replace);
+/* Its fill statement ($1 type, $2 id, $3 reference code, $4 token code), for a plan test. */
+const char *hv__search_has_fill_sql(hv_db_t *db);
+/* Turns the planner's rule on or off for the process (setting fhir.search_has_rows). */
+void hv__search_has_rows_enable(int on);
+/*
+ * The planner's rule, called by has() (fhir/search_plan.c) once the _has's text is in
+ * p->where from start (its head; the referencing resource's condition from inner): when
+ * the condition is a plain token criterion of a pair the table holds, rewrites that text
+ * into one sub-select of sp_reftok. k: the top-level criterion (its "@E<k>@" and "@R<k>@"
+ * markers), or -1 below the top level (then "<idcol> IN (...)"). tb and rb: the
+ * placeholders of the referencing type and the reference code; tref: the referenced
+ * type's SQL. Leaves the text as it was when it does not fit.
+ */
+int hv__search_has_rewrite(hv__search_plan_t *p, size_t start, size_t inner, int k, const char *idcol,
+                           const char *type, const char *rcode, int tb, int rb, const char *tref);
+/* The number of matches of a plan that is one rewritten top-level _has alone, from the
+ * index (its distinct referenced ids that are current live resources); HV_ENOTFOUND when
+ * the plan is not of that shape. hv__search_has_count_sql writes the statement. */
+int hv__search_has_count(hv_db_t *db, const hv__search_plan_t *p, int64_t *count);
+int hv__search_has_count_sql(hv_db_t *db, const hv__search_plan_t *p, hv_buf_t *q);
 
 /* SQLite: the EXPLAIN QUERY PLAN details (one line each) of the statement that counts the
  * matches of p from the index alone (fhir/search_run.c); HV_ENOTFOUND when p is not counted so. */

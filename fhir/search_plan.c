@@ -803,6 +803,7 @@ static int has(hv__search_plan_t *p, int tb, const char *idcol, const char *spec
     const hv_fhir_type_t *tt;
     const hv_fhir_search_t *sp;
     int t2b, rb, rc, top;
+    size_t start = p->where.len, inner;
     if (c1 == NULL || c2 == NULL || c2[1] == '\0' || (size_t)(c1 - spec) >= sizeof(t2) ||
         (size_t)(c2 - c1 - 1) >= sizeof(ref))
         return fail(p, "search parameter \"%.64s\": _has takes _has:Type:reference:parameter", "_has");
@@ -837,13 +838,16 @@ static int has(hv__search_plan_t *p, int tb, const char *idcol, const char *spec
     else
         hv_buf_printf(&p->where, "%s IN (SELECT rid FROM sp_ref@J-1@ WHERE type = $%d AND %scode = $%d AND rtype = %s AND ",
                       idcol, t2b, CORR(idcol, depth, 6, 'R'), rb, TREF(tb));
+    inner = p->where.len;
     rc = cond(p, t2, t2b, top ? "h.id" : "id", c2 + 1, val, depth + 1);
     if (rc == HV_ENOTFOUND)
         return fail(p, "search parameter \"_has\": \"%.64s\" is not known", c2 + 1);
     if (rc != HV_OK)
         return rc;
     sql(p, ")");
-    return HV_OK;
+    /* A plain token condition of a pair: one sub-select of the reference x token rows
+     * (fhir/search_has.c) instead of sp_ref and a token probe per referencing row. */
+    return hv__search_has_rewrite(p, start, inner, top ? p->crit : -1, idcol, t2, ref, t2b, rb, TREF(tb));
 }
 
 static int has_total_none = 1;

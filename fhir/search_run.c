@@ -543,38 +543,83 @@ static int driver_of(const hv__search_plan_t *p)
     return driver;
 }
 
+/* Binds the plan's value b at placeholder at of st. */
+static void bind_value(hv_db_stmt_t *st, int at, const hv__sp_bind_t *b)
+{
+    if (b->kind == 0)
+        hv_db_bind_text(st, at, b->s, strlen(b->s));
+    else if (b->kind == 1)
+        hv_db_bind_int64(st, at, b->i);
+    else
+        hv_db_bind_double(st, at, b->d);
+}
+
 void hv__search_bind_plan(hv_db_stmt_t *st, const hv__search_plan_t *p)
 {
-    for (int i = 0; i < p->nbinds; i++) {
-        const hv__sp_bind_t *b = &p->binds[i];
-        if (b->kind == 0)
-            hv_db_bind_text(st, i + 1, b->s, strlen(b->s));
-        else if (b->kind == 1)
-            hv_db_bind_int64(st, i + 1, b->i);
-        else
-            hv_db_bind_double(st, i + 1, b->d);
-    }
+    for (int i = 0; i < p->nbinds; i++)
+        bind_value(st, i + 1, &p->binds[i]);
 }
 
 #define HAS_DRIVE_MAX 2000 /* candidates up to which a plain criterion drives a _has search */
 
 /*
+ * Prepares q, a statement using some of p's placeholders, with those renumbered $1, $2, ...
+ * in their order of first use and bound to their values: PostgreSQL refuses a statement
+ * given values for placeholders it does not use (their types cannot be inferred). A '$'
+ * followed by a digit is always a placeholder in the planner's text (values are bound).
+ */
+static int prepare_used(hv_db_t *db, const hv__search_plan_t *p, const char *q, hv_db_stmt_t **st)
+{
+    int map[HV__SEARCH_MAX_BINDS], nmap = 0, rc;
+    hv_buf_t w;
+    hv_buf_init(&w, strlen(q) + 1024);
+    for (const char *s = q; *s; s++) {
+        char *end = NULL;
+        long n;
+        int m;
+        if (*s != '$' || s[1] < '0' || s[1] > '9') {
+            hv_buf_putc(&w, *s);
+            continue;
+        }
+        n = strtol(s + 1, &end, 10);
+        if (n < 1 || n > p->nbinds) {
+            hv_buf_release(&w);
+            return HV_EINVAL;
+        }
+        for (m = 0; m < nmap && map[m] != (int)n; m++)
+            ;
+        if (m == nmap)
+            map[nmap++] = (int)n;
+        hv_buf_printf(&w, "$%d", m + 1);
+        s = end - 1;
+    }
+    rc = hv_buf_puts(&w, "");
+    if (rc == HV_OK)
+        rc = hv_db_prepare(db, w.data, st);
+    for (int i = 0; rc == HV_OK && i < nmap; i++)
+        bind_value(*st, i + 1, &p->binds[map[i] - 1]);
+    hv_buf_release(&w);
+    return rc;
+}
+
+/*
  * The criterion that drives a search holding a top-level _has (its "@R" marker),
- * SQLite only: a _has read whole is a join over all its referencing resources, so
+ * SQLite (PostgreSQL only when pg_too is set, below): a _has read whole is a join over all its referencing resources, so
  * when another criterion is a plain index sub-select (" AND r.id IN (SELECT id FROM
  * sp_...") selecting fewer than HAS_DRIVE_MAX index rows — counted, with that LIMIT,
  * from its index — the smallest such drives and the _has is checked per candidate
- * (as the others). -1: none (the ranks decide, as without a _has).
+ * (as the others). -1: none (the ranks decide, as without a _has). pg_too: has_page's
+ * candidates, on either backend; PostgreSQL's general plan keeps its own choice.
  */
-static int has_driver(hv_db_t *db, hv__search_plan_t *p)
+static int has_driver(hv_db_t *db, hv__search_plan_t *p, int pg_too)
 {
     static const char head[] = " AND r.id IN (";
     static const char plain[] = " AND r.id IN (SELECT id FROM sp_";
     extra_t none = {NULL, 0, 0};
     int any_has = 0, best = -1;
     int64_t best_n = HAS_DRIVE_MAX;
-    if (hv_db_kind(db) == HV_DB_PG || p->system || p->nvs > 0 || p->ncrit < 2 || p->ncrit > HV__SEARCH_MAX_PARAMS ||
-        p->where.data == NULL)
+    if ((hv_db_kind(db) == HV_DB_PG && !pg_too) || p->system || p->nvs > 0 || p->ncrit < 2 ||
+        p->ncrit > HV__SEARCH_MAX_PARAMS || p->where.data == NULL)
         return -1;
     for (int k = 0; k < p->ncrit; k++) {
         const char *s = p->where.data + p->cspan[k][0];
@@ -607,8 +652,7 @@ static int has_driver(hv_db_t *db, hv__search_plan_t *p)
         rc = expand(db, p, text, k, &q, &none, &n);
         if (rc == HV_OK)
             hv_buf_printf(&q, " LIMIT %d) c", HAS_DRIVE_MAX);
-        if (rc == HV_OK && hv_buf_puts(&q, "") == HV_OK && hv_db_prepare(db, q.data, &st) == HV_OK) {
-            hv__search_bind_plan(st, p);
+        if (rc == HV_OK && hv_buf_puts(&q, "") == HV_OK && prepare_used(db, p, q.data, &st) == HV_OK) {
             if (hv_db_step(st) == HV_DB_ROW && hv_db_column_int64(st, 0) < best_n) {
                 best_n = hv_db_column_int64(st, 0);
                 best = k;
@@ -848,18 +892,27 @@ static int is_has(const hv__search_plan_t *p, int k)
 }
 
 /*
- * True when p's page can stop at its matches (has_page): SQLite, a search of one type
- * holding a top-level _has, in row-id order (no _sort), whose total is not asked for.
+ * True when p's page can stop at its matches (has_page): a search of one type holding a
+ * top-level _has, in row-id order (no _sort), not _summary=count. has_pageable: and its
+ * total is not asked for.
  */
-static int has_pageable(hv_db_t *db, const hv__search_plan_t *p)
+static int has_page_shape(const hv__search_plan_t *p)
 {
     int any = 0;
-    if (hv_db_kind(db) == HV_DB_PG || p->system || p->nsort > 0 || p->summary_count || p->total != HV__TOTAL_NONE ||
-        p->where.data == NULL || p->ncrit < 1 || p->ncrit > HV__SEARCH_MAX_PARAMS + 1)
+    if (p->system || p->nsort > 0 || p->summary_count || p->where.data == NULL || p->ncrit < 1 ||
+        p->ncrit > HV__SEARCH_MAX_PARAMS + 1)
         return 0;
     for (int k = 0; k < p->ncrit && !any; k++)
         any = is_has(p, k);
     return any;
+}
+
+/* Both backends: PostgreSQL reads the candidates the same way, its sub-select kept whole
+ * by "OFFSET 0" instead of SQLite's "LIMIT -1" (has_page_sql). */
+static int has_pageable(hv_db_t *db, const hv__search_plan_t *p)
+{
+    (void)db;
+    return p->total == HV__TOTAL_NONE && has_page_shape(p);
 }
 
 /*
@@ -884,11 +937,12 @@ static int has_page_sql(hv_db_t *db, hv__search_plan_t *p, int driver, hv_buf_t 
     char *text = NULL;
     size_t at = 0;
     int rc = HV_OK, n = p->nbinds;
+    int pgsql = hv_db_kind(db) == HV_DB_PG;
     hv_buf_printf(q, "WITH pg AS (SELECT %s FROM (SELECT %s FROM resources r%s WHERE %s AND r.deleted = 0 AND NOT"
                      " EXISTS (SELECT 1 FROM resources n WHERE n.type = r.type AND n.id = r.id AND n.version >"
                      " r.version)",
-                  cols, cols, driver == -3 ? " INDEXED BY resources_trid" : "",
-                  driver == -3 ? "r.type = $1 AND r.last_ms <> -1" : "r.type = $1");
+                  cols, cols, driver == -3 && !pgsql ? " INDEXED BY resources_trid" : "",
+                  driver == -3 && !pgsql ? "r.type = $1 AND r.last_ms <> -1" : "r.type = $1");
     /* The where text but the _has criteria (with whatever lies between criteria). */
     for (int k = 0; k <= p->ncrit && rc == HV_OK; k++) {
         size_t end = k < p->ncrit ? p->cspan[k][0] : p->where.len;
@@ -914,7 +968,7 @@ static int has_page_sql(hv_db_t *db, hv__search_plan_t *p, int driver, hv_buf_t 
         *cur_at = ++n;
         hv_buf_printf(q, " AND r.rid > $%d", n);
     }
-    hv_buf_puts(q, " ORDER BY r.rid LIMIT -1) r WHERE 1 = 1");
+    hv_buf_puts(q, pgsql ? " ORDER BY r.rid OFFSET 0) r WHERE 1 = 1" : " ORDER BY r.rid LIMIT -1) r WHERE 1 = 1");
     for (int k = 0; k < p->ncrit && rc == HV_OK; k++) {
         if (!is_has(p, k))
             continue;
@@ -925,9 +979,12 @@ static int has_page_sql(hv_db_t *db, hv__search_plan_t *p, int driver, hv_buf_t 
     if (rc != HV_OK)
         goto out;
     *limit_at = ++n;
-    hv_buf_printf(q, " LIMIT $%d) SELECT pg.rid, pg.type, pg.id, pg.version, pg.last_ms, 0, r.json FROM pg JOIN"
+    /* PostgreSQL may turn the EXISTS checks into hash semi-joins, which do not keep the
+     * candidates' order: its LIMIT needs the order stated (a nested-loop semi-join over
+     * the ordered candidates still stops at the page). */
+    hv_buf_printf(q, "%s LIMIT $%d) SELECT pg.rid, pg.type, pg.id, pg.version, pg.last_ms, 0, r.json FROM pg JOIN"
                      " resources r ON r.rid = pg.rid ORDER BY pg.rid",
-                  n);
+                  pgsql ? " ORDER BY r.rid" : "", n);
     rc = hv_buf_puts(q, "");
 out:
     hv_free(text);
@@ -938,7 +995,7 @@ out:
  * reference or an id list (rank 0-1), else -3 (the row-id scan). */
 static int has_page_driver(hv_db_t *db, hv__search_plan_t *p)
 {
-    int d = has_driver(db, p), r = driver_of(p);
+    int d = has_driver(db, p, 1), r = driver_of(p);
     if (d >= 0)
         return d;
     return r >= 0 && p->crank[r] <= 1 && !is_has(p, r) ? r : -3;
@@ -1065,6 +1122,16 @@ int hv__search_plan_run(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, 
             *total = counted;
         goto out;
     }
+    /* A _has alone over the reference x token rows (fhir/search_has.c): its count from the
+     * index, and its page stopping at its matches as without a total. */
+    if (want_total && (p->summary_count || has_page_shape(p)) &&
+        (rc = hv__search_has_count(db, p, &counted)) != HV_ENOTFOUND) {
+        if (rc == HV_OK && !p->summary_count)
+            rc = has_page(db, p, cb, ud);
+        if (rc == HV_OK)
+            *total = counted;
+        goto out;
+    }
     /* A _has whose total is not asked for: the page stops at its matches (has_page). */
     if (has_pageable(db, p)) {
         rc = has_page(db, p, cb, ud);
@@ -1095,7 +1162,7 @@ int hv__search_plan_run(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, 
      * code+value-quantity slower correlated than intersected; docs/performance.md). */
     if (driver >= 0 && p->crank[driver] > 1)
         driver = -2; /* nothing is correlated */
-    if ((rc = has_driver(db, p)) >= 0 && (driver < 0 || p->crank[driver] > 1))
+    if ((rc = has_driver(db, p, 0)) >= 0 && (driver < 0 || p->crank[driver] > 1))
         driver = rc; /* a selective criterion beside a _has: the _has is checked per candidate */
     if (ridscan)
         driver = -3; /* every criterion is checked per row of the scan */

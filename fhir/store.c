@@ -58,6 +58,7 @@ static const char *const migrations_sqlite[] = {
     /* Search indexes an import into an empty store dropped until its end (fhir/import.c). */
     "CREATE TABLE import_deferred (name TEXT PRIMARY KEY, sql TEXT NOT NULL);",
     hv__search_migration8_sqlite, /* string rows with their row id: fhir/search_combo.c */
+    hv__search_migration9_sqlite, /* reference x token rows of _has: fhir/search_has.c */
     NULL,
 };
 
@@ -85,6 +86,7 @@ static const char *const migrations_pg[] = {
     hv__search_migration6_pg, /* covering string and reference indexes: fhir/search_plan.c */
     hv__search_migration7_pg, /* token rows with their row id: fhir/search_combo.c */
     hv__search_migration8_pg, /* string rows with their row id: fhir/search_combo.c */
+    hv__search_migration9_pg, /* reference x token rows of _has: fhir/search_has.c */
     NULL,
 };
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """bench/fhir-search/ab.py — same-run A/B of two servers on the same store (copies).
 
-    ab.py BEFORE_PORT BEFORE_PID AFTER_PORT AFTER_PID [REPEAT]
+    ab.py BEFORE_PORT BEFORE_PID AFTER_PORT AFTER_PID [REPEAT [SET]]
+
+SET "has" runs the reverse-chaining (_has) queries instead of the default mix.
 
 For each query: REPEAT requests alternated before, after, before, … on one keep-alive
 connection each (p50 and p99 of each side, and the p50 ratio), then REPEAT requests in a
@@ -29,6 +31,18 @@ QUERIES = [
     ("status=final", "Observation?status=final&_count=50"),
     ("Patient by identifier", "Patient?identifier=urn:bench:mrn|MRN0000042"),
 ]
+QUERIES_HAS = [
+    ("_has + name", "Patient?_has:Observation:patient:code=4548-4&name=zyx&_count=50"),
+    ("_has + name, accurate", "Patient?_has:Observation:patient:code=4548-4&name=zyx&_count=50&_total=accurate"),
+    ("_has + name, count", "Patient?_has:Observation:patient:code=4548-4&name=zyx&_summary=count"),
+    ("_has alone", "Patient?_has:Observation:patient:code=4548-4&_count=50"),
+    ("_has alone, accurate", "Patient?_has:Observation:patient:code=4548-4&_count=50&_total=accurate"),
+    ("_has alone, count", "Patient?_has:Observation:patient:code=4548-4&_summary=count"),
+    ("nested _has", "Practitioner?_has:Patient:general-practitioner:_has:Observation:patient:code=4548-4&_count=50"),
+    ("Patient by name", "Patient?name=smith&_count=50"),
+]
+if len(sys.argv) > 6 and sys.argv[6] == "has":
+    QUERIES = QUERIES_HAS
 conns = {p: http.client.HTTPConnection("127.0.0.1", p, timeout=60) for p in (BP, AP)}
 
 

@@ -37,7 +37,7 @@ char *store_test_slurp(const char *path, size_t *len)
     return hv_buf_take(&b);
 }
 
-static char dbdirs[32][64]; /* one per test that opens a database */
+static char dbdirs[48][64]; /* one per test that opens a database */
 static int ndb;
 
 hv_db_t *store_test_db(void)
@@ -46,7 +46,7 @@ hv_db_t *store_test_db(void)
     hv_error_t err;
     char *d;
     hv_error_clear(&err);
-    assert_true(ndb < 32);
+    assert_true(ndb < 48);
     snprintf(dbdirs[ndb], sizeof(dbdirs[ndb]), "/tmp/hvfstoreXXXXXX");
     d = mkdtemp(dbdirs[ndb]);
     assert_non_null(d);
@@ -85,6 +85,7 @@ int main(void)
     failed += run_search_plan_tests();
     failed += run_search_special_tests();
     failed += run_search_combo_tests();
+    failed += run_search_has_tests();
     failed += run_search_pg_tests();
     failed += run_bundle_tests();
     failed += run_compartment_tests();

@@ -18,6 +18,7 @@ int run_search_tests(void); /* search_index.c */
 int run_search_plan_tests(void); /* search_plan.c */
 int run_search_special_tests(void); /* search_special.c */
 int run_search_combo_tests(void);   /* search_combo.c */
+int run_search_has_tests(void);     /* search_has.c */
 int run_search_pg_tests(void);      /* search_pg.c: the row-id pages on PostgreSQL (HV_TEST_PG_URL) */
 int run_bundle_tests(void); /* rest_bundle.c */
 int run_compartment_tests(void); /* rest_compartment.c */
