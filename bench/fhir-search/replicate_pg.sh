@@ -32,14 +32,21 @@ pid=$!
 for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break; sleep 0.2; done
 kill "$pid"; wait "$pid" 2>/dev/null || true
 # Every table of the search index the engine writes, the combined token + date and
-# token + quantity rows (fhir/search_combo.c) included, as replicate.py copies them.
-tables="resources ident refs sp_str sp_tok sp_ref sp_date sp_num sp_uri sp_tokdate sp_tokqty"
+# token + quantity rows (fhir/search_combo.c) and the reference x token rows of _has
+# (fhir/search_has.c) included, as replicate.py copies them. A table the source store does
+# not have (an older schema) is left empty, with a warning: the PostgreSQL schema comes from
+# HOLOVITALS_BIN, whose migrations ran on empty tables.
+tables="resources ident refs sp_str sp_tok sp_ref sp_date sp_num sp_uri sp_tokdate sp_tokqty sp_reftok"
 # The secondary indexes of those tables: dropped now, their definitions kept.
 psqlx -At -c "SELECT indexdef || ';' FROM pg_indexes WHERE schemaname = 'fhir' AND indexname NOT LIKE '%_pkey'
   AND tablename IN ('${tables// /\',\'}', 'sp_text')" >"$work/indexes.sql"
 psqlx -At -c "SELECT 'DROP INDEX fhir.' || indexname || ';' FROM pg_indexes WHERE schemaname = 'fhir'
   AND indexname NOT LIKE '%_pkey' AND tablename IN ('${tables// /\',\'}', 'sp_text')" | psqlx
 for t in $tables; do
+  if [ -z "$(sqlite3 -readonly "$src" "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '$t'")" ]; then
+    echo "$t: not in $db (an older schema): left empty in PostgreSQL" >&2
+    continue
+  fi
   cols=$(psqlx -At -c "SELECT string_agg(column_name, ', ' ORDER BY ordinal_position) FROM information_schema.columns
     WHERE table_schema = 'fhir' AND table_name = '$t'")
   start=$(date +%s)
