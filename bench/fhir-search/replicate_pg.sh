@@ -21,6 +21,13 @@ bin=${HOLOVITALS_BIN:-$PWD/holovitals}
 work=$(mktemp -d /tmp/hv-replicate-pg.XXXXXX)
 port=$((20000 + RANDOM % 20000))
 trap 'rm -rf "$work"' EXIT
+# An immutable URI ignores a write-ahead log: rows still only in FHIR_DB-wal would be
+# missed without a word, so such a store must be checkpointed first.
+if [ -s "$db-wal" ]; then
+  echo "replicate_pg.sh: $db-wal is not empty: checkpoint the stopped store first" \
+    "(sqlite3 $db 'PRAGMA wal_checkpoint(TRUNCATE)')" >&2
+  exit 1
+fi
 src="file:$(realpath "$db")?immutable=1"
 begin=$(date +%s)
 psqlx() { psql -q -X -v ON_ERROR_STOP=1 "$url" "$@"; }
