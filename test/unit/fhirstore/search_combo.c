@@ -23,22 +23,12 @@ static int64_t count_rows(hv_db_t *db, const char *sql)
     return n;
 }
 
-static void put(hv_db_t *db, int64_t version, const char *json)
-{
-    struct json_object *o = json_tokener_parse(json);
-    assert_non_null(o);
-    assert_int_equal(hv__store_put(db, hv_json_get_str(o, "resourceType"), hv_json_get_str(o, "id"), version,
-                                   1000 + (uint64_t)version, json, strlen(json), o),
-                     HV_OK);
-    json_object_put(o);
-}
-
 static void search_combo_rows_follow_the_current_version(void **state)
 {
     hv_db_t *db = store_test_db();
     (void)state;
     /* two codings × one date; two codings × one quantity */
-    put(db, 1,
+    store_test_put(db, 1,
         "{\"resourceType\":\"Observation\",\"id\":\"o1\",\"status\":\"final\",\"code\":{\"coding\":["
         "{\"system\":\"http://loinc.org\",\"code\":\"a\"},{\"system\":\"urn:local\",\"code\":\"l1\"}]},"
         "\"effectiveDateTime\":\"2020-03-05\",\"valueQuantity\":{\"value\":5,\"unit\":\"mg\"}}");
@@ -49,7 +39,7 @@ static void search_combo_rows_follow_the_current_version(void **state)
                                     " AND value = 5 AND unit = 'mg'"),
                      2);
     /* an update replaces them, with the new version's row id */
-    put(db, 2,
+    store_test_put(db, 2,
         "{\"resourceType\":\"Observation\",\"id\":\"o1\",\"status\":\"final\",\"code\":{\"coding\":["
         "{\"system\":\"http://loinc.org\",\"code\":\"b\"}]},\"effectiveDateTime\":\"2021-01-01\"}");
     assert_int_equal(count_rows(db, "SELECT COUNT(*) FROM sp_tokdate WHERE id = 'o1'"), 1);
@@ -61,13 +51,13 @@ static void search_combo_rows_follow_the_current_version(void **state)
     assert_int_equal(hv__store_put(db, "Observation", "o1", 3, 2000, NULL, 0, NULL), HV_OK);
     assert_int_equal(count_rows(db, "SELECT COUNT(*) FROM sp_tokdate WHERE id = 'o1'"), 0);
     /* a Timing is not indexed as a date (fhir/search_index.c): no combined rows either */
-    put(db, 1,
+    store_test_put(db, 1,
         "{\"resourceType\":\"Observation\",\"id\":\"o2\",\"status\":\"final\",\"code\":{\"coding\":["
         "{\"code\":\"a\"},{\"code\":\"c\"}]},\"effectiveTiming\":{\"event\":[\"2020-01-01\",\"2022-01-01\"]}}");
     assert_int_equal(count_rows(db, "SELECT COUNT(*) FROM sp_date WHERE id = 'o2' AND code = 'date'"), 0);
     assert_int_equal(count_rows(db, "SELECT COUNT(*) FROM sp_tokdate WHERE id = 'o2'"), 0);
     /* other types write none */
-    put(db, 1, "{\"resourceType\":\"Condition\",\"id\":\"c1\",\"code\":{\"coding\":[{\"code\":\"a\"}]},"
+    store_test_put(db, 1, "{\"resourceType\":\"Condition\",\"id\":\"c1\",\"code\":{\"coding\":[{\"code\":\"a\"}]},"
                "\"recordedDate\":\"2020-01-01\",\"subject\":{\"reference\":\"Patient/p\"}}");
     assert_int_equal(count_rows(db, "SELECT COUNT(*) FROM sp_tokdate WHERE type <> 'Observation'"), 0);
     store_test_db_close(db);
@@ -227,7 +217,7 @@ static void search_combo_answers_as_the_generic_plan(void **state)
                  "{%s\"code\":\"%s\"}%s]},%s%s}",
                  i, i % 4 == 3 ? "" : "\"system\":\"http://loinc.org\",", i % 3 == 0 ? "a" : "b",
                  i % 5 == 0 ? ",{\"system\":\"urn:local\",\"code\":\"a\"}" : "", eff, val);
-        put(db, 1, j);
+        store_test_put(db, 1, j);
     }
     for (size_t k = 0; k < sizeof(queries) / sizeof(queries[0]); k++) {
         ids_t on, off;
@@ -262,12 +252,12 @@ static void search_count_of_one_code_is_a_covering_index_range(void **state)
     int64_t total = -1;
     (void)state;
     /* k1 holds the code twice (two systems): counted once */
-    put(db, 1, "{\"resourceType\":\"Observation\",\"id\":\"k1\",\"status\":\"final\",\"code\":{\"coding\":["
+    store_test_put(db, 1, "{\"resourceType\":\"Observation\",\"id\":\"k1\",\"status\":\"final\",\"code\":{\"coding\":["
                "{\"system\":\"http://loinc.org\",\"code\":\"x\"},{\"system\":\"urn:l\",\"code\":\"x\"}]},"
                "\"effectiveDateTime\":\"2020-02-02\"}");
-    put(db, 1, "{\"resourceType\":\"Observation\",\"id\":\"k2\",\"status\":\"final\",\"code\":{\"coding\":["
+    store_test_put(db, 1, "{\"resourceType\":\"Observation\",\"id\":\"k2\",\"status\":\"final\",\"code\":{\"coding\":["
                "{\"system\":\"http://loinc.org\",\"code\":\"x\"}]},\"effectiveDateTime\":\"2021-02-02\"}");
-    put(db, 1, "{\"resourceType\":\"Observation\",\"id\":\"k3\",\"status\":\"final\",\"code\":{\"coding\":["
+    store_test_put(db, 1, "{\"resourceType\":\"Observation\",\"id\":\"k3\",\"status\":\"final\",\"code\":{\"coding\":["
                "{\"code\":\"y\"}]}}");
     hv_buf_init(&eqp, 64 * 1024);
     count_plan(db, "code=x&_summary=count", &eqp, &total);
@@ -311,16 +301,16 @@ static void search_tok_rows_carry_the_current_row_id(void **state)
 {
     hv_db_t *db = store_test_db();
     (void)state;
-    put(db, 1, "{\"resourceType\":\"Observation\",\"id\":\"t1\",\"status\":\"final\",\"code\":{\"coding\":["
+    store_test_put(db, 1, "{\"resourceType\":\"Observation\",\"id\":\"t1\",\"status\":\"final\",\"code\":{\"coding\":["
                "{\"system\":\"http://loinc.org\",\"code\":\"a\"},{\"code\":\"l1\"}]}}");
-    put(db, 1, "{\"resourceType\":\"Patient\",\"id\":\"p1\",\"identifier\":[{\"system\":\"urn:m\",\"value\":\"1\"}]}");
+    store_test_put(db, 1, "{\"resourceType\":\"Patient\",\"id\":\"p1\",\"identifier\":[{\"system\":\"urn:m\",\"value\":\"1\"}]}");
     /* every token row of a version holds that version's row id */
     assert_true(count_rows(db, "SELECT COUNT(*) FROM sp_tok WHERE id = 't1'") >= 3); /* code ×2, status */
     assert_int_equal(count_rows(db, "SELECT COUNT(*) FROM sp_tok WHERE rid IS NOT (SELECT MAX(rid) FROM resources r"
                                     " WHERE r.type = sp_tok.type AND r.id = sp_tok.id)"),
                      0);
     /* an update writes the new version's; a deletion drops them */
-    put(db, 2, "{\"resourceType\":\"Observation\",\"id\":\"t1\",\"status\":\"amended\",\"code\":{\"coding\":["
+    store_test_put(db, 2, "{\"resourceType\":\"Observation\",\"id\":\"t1\",\"status\":\"amended\",\"code\":{\"coding\":["
                "{\"code\":\"b\"}]}}");
     assert_int_equal(count_rows(db, "SELECT COUNT(*) FROM sp_tok WHERE id = 't1' AND rid = (SELECT rid FROM resources"
                                     " WHERE id = 't1' AND version = 2)"),
@@ -407,7 +397,7 @@ static void search_tok_page_answers_as_the_generic_plan(void **state)
                  "{%s\"code\":\"%s\"}%s]}}",
                  i, i % 7 == 0 ? "amended" : "final", i % 4 == 3 ? "" : "\"system\":\"http://loinc.org\",",
                  i % 3 == 0 ? "a" : "b", i % 5 == 0 ? ",{\"system\":\"urn:local\",\"code\":\"a\"}" : "");
-        put(db, 1, j);
+        store_test_put(db, 1, j);
     }
     for (int round = 0; round < 2; round++) {
         for (size_t k = 0; k < sizeof(queries) / sizeof(queries[0]); k++) {
@@ -429,7 +419,7 @@ static void search_tok_page_answers_as_the_generic_plan(void **state)
                      "{\"resourceType\":\"Observation\",\"id\":\"q%02d\",\"status\":\"final\",\"code\":{\"coding\":["
                      "{\"system\":\"http://loinc.org\",\"code\":\"%s\"}]}}",
                      i, i % 3 == 0 ? "b" : "a");
-            put(db, 2, j);
+            store_test_put(db, 2, j);
         }
         for (int i = 2; i < 60 && round == 0; i += 9) {
             char id[8];
@@ -443,30 +433,6 @@ static void search_tok_page_answers_as_the_generic_plan(void **state)
 /* The plan SQLite makes of the page of one code (EXPLAIN QUERY PLAN of hv__search_page_sql):
  * a range of the covering sp_tok_rc from the cursor's row id, in its order (no sorter for
  * the distinct row ids), then one row of resources per entry by row id — never a scan. */
-/* EXPLAIN QUERY PLAN of the row-id page of query on type, which only() must take, at cursor
- * 0 with a page of 11, into plan (the caller releases it). */
-static void page_plan(hv_db_t *db, const char *type, const char *query, int (*only)(const hv__search_plan_t *),
-                      hv_buf_t *plan)
-{
-    hv__search_plan_t p;
-    hv_buf_t q;
-    hv_db_stmt_t *st = NULL;
-    hv__search_plan_init(&p);
-    assert_int_equal(hv__search_plan_build(&p, type, query, 1, 10, 100), HV_OK);
-    assert_true(only(&p));
-    hv_buf_init(&q, 128 * 1024);
-    hv_buf_init(plan, 65536);
-    hv_buf_puts(&q, "EXPLAIN QUERY PLAN ");
-    assert_int_equal(hv__search_page_sql(db, &p, &q), HV_OK);
-    assert_int_equal(hv_db_prepare(db, q.data, &st), HV_OK);
-    hv__search_bind_plan(st, &p);
-    hv_db_bind_int64(st, p.nbinds + 1, 0);
-    hv_db_bind_int64(st, p.nbinds + 2, 11);
-    store_test_plan_lines(st, plan);
-    hv_buf_release(&q);
-    hv__search_plan_clear(&p);
-}
-
 static void search_tok_page_is_a_covering_range_from_the_cursor(void **state)
 {
     static const char *const queries[] = {"code=a", "code=http://loinc.org|a&_cursor=5", "code=|a"};
@@ -478,13 +444,13 @@ static void search_tok_page_is_a_covering_range_from_the_cursor(void **state)
                  "{\"resourceType\":\"Observation\",\"id\":\"e%d\",\"status\":\"final\",\"code\":{\"coding\":["
                  "{\"system\":\"http://loinc.org\",\"code\":\"%s\"}]}}",
                  i, i % 20 == 0 ? "a" : "b");
-        put(db, 1, j);
+        store_test_put(db, 1, j);
     }
     /* statistics as after an import (hv__search_analyze): the plan must not depend on their absence */
     assert_int_equal(hv__search_analyze(db), HV_OK);
     for (size_t i = 0; i < sizeof(queries) / sizeof(queries[0]); i++) {
         hv_buf_t plan;
-        page_plan(db, "Observation", queries[i], hv__search_tok_only, &plan);
+        store_test_page_plan(db, "Observation", queries[i], hv__search_tok_only, &plan);
         if (strstr(plan.data, "COVERING INDEX sp_tok_rc (type=? AND code=? AND value=? AND rid>?)") == NULL ||
             strstr(plan.data, "TEMP B-TREE FOR DISTINCT") != NULL || strstr(plan.data, "SCAN r") != NULL ||
             strstr(plan.data, "SCAN sp_tok") != NULL || strstr(plan.data, "SEARCH r USING INTEGER PRIMARY KEY (rowid=?)") == NULL)
@@ -500,12 +466,12 @@ static void search_str_rows_carry_the_current_row_id(void **state)
 {
     hv_db_t *db = store_test_db();
     (void)state;
-    put(db, 1, "{\"resourceType\":\"Patient\",\"id\":\"s1\",\"name\":[{\"family\":\"Smith\",\"given\":[\"Ann\"]}]}");
+    store_test_put(db, 1, "{\"resourceType\":\"Patient\",\"id\":\"s1\",\"name\":[{\"family\":\"Smith\",\"given\":[\"Ann\"]}]}");
     assert_true(count_rows(db, "SELECT COUNT(*) FROM sp_str WHERE id = 's1'") >= 3); /* name ×2, family, given */
     assert_int_equal(count_rows(db, "SELECT COUNT(*) FROM sp_str WHERE rid IS NOT (SELECT MAX(rid) FROM resources r"
                                     " WHERE r.type = sp_str.type AND r.id = sp_str.id)"),
                      0);
-    put(db, 2, "{\"resourceType\":\"Patient\",\"id\":\"s1\",\"name\":[{\"family\":\"Jones\"}]}");
+    store_test_put(db, 2, "{\"resourceType\":\"Patient\",\"id\":\"s1\",\"name\":[{\"family\":\"Jones\"}]}");
     assert_int_equal(count_rows(db, "SELECT COUNT(*) FROM sp_str WHERE id = 's1' AND rid = (SELECT rid FROM resources"
                                     " WHERE id = 's1' AND version = 2)"),
                      count_rows(db, "SELECT COUNT(*) FROM sp_str WHERE id = 's1'"));
@@ -577,7 +543,7 @@ static void search_str_page_answers_as_the_generic_plan(void **state)
                  "{\"resourceType\":\"Patient\",\"id\":\"n%02d\",\"name\":[{\"family\":\"%s\",\"given\":[\"%s\"]}%s]%s}",
                  i, fam[i % 5], i % 3 == 0 ? "Anna" : "Bob", i % 4 == 0 ? ",{\"family\":\"Smith\"}" : "",
                  i % 6 == 0 ? ",\"address\":[{\"line\":[\"1 Main St\"],\"city\":\"Mainz\"}]" : "");
-        put(db, 1, j);
+        store_test_put(db, 1, j);
     }
     for (int round = 0; round < 2; round++) {
         for (size_t k = 0; k < sizeof(queries) / sizeof(queries[0]); k++) {
@@ -596,7 +562,7 @@ static void search_str_page_answers_as_the_generic_plan(void **state)
             char j[256];
             snprintf(j, sizeof(j), "{\"resourceType\":\"Patient\",\"id\":\"n%02d\",\"name\":[{\"family\":\"%s\"}]}", i,
                      i % 8 == 0 ? "Smith" : "Jonas");
-            put(db, 2, j);
+            store_test_put(db, 2, j);
         }
         for (int i = 2; i < 50 && round == 0; i += 9) {
             char id[8];
@@ -619,12 +585,12 @@ static void search_str_page_is_a_covering_range(void **state)
         char j[256];
         snprintf(j, sizeof(j), "{\"resourceType\":\"Patient\",\"id\":\"e%d\",\"name\":[{\"family\":\"%s\"}]}", i,
                  i % 20 == 0 ? "Smith" : "Jones");
-        put(db, 1, j);
+        store_test_put(db, 1, j);
     }
     assert_int_equal(hv__search_analyze(db), HV_OK);
     for (size_t i = 0; i < sizeof(queries) / sizeof(queries[0]); i++) {
         hv_buf_t plan;
-        page_plan(db, "Patient", queries[i], hv__search_str_only, &plan);
+        store_test_page_plan(db, "Patient", queries[i], hv__search_str_only, &plan);
         if (strstr(plan.data, "COVERING INDEX sp_str_rc (type=? AND code=? AND value") == NULL ||
             strstr(plan.data, "resources_tiv") != NULL || strstr(plan.data, "SCAN r") != NULL ||
             strstr(plan.data, "SCAN sp_str") != NULL || strstr(plan.data, "SEARCH r USING INTEGER PRIMARY KEY (rowid=?)") == NULL)

@@ -10,7 +10,6 @@
  */
 #include "tests.h"
 
-#include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,16 +23,6 @@
 static const char *pg_url;
 static char pg_name[64];
 static hv_db_t *pg_db; /* the group's store (pg_setup) */
-
-static void put(hv_db_t *db, const char *json)
-{
-    struct json_object *o = json_tokener_parse(json);
-    assert_non_null(o);
-    assert_int_equal(hv__store_put(db, hv_json_get_str(o, "resourceType"), hv_json_get_str(o, "id"), 1, 1000, json,
-                                   strlen(json), o),
-                     HV_OK);
-    json_object_put(o);
-}
 
 /*
  * A fresh fhir schema on the server with NOBS Observations and NPAT Patients written by the
@@ -64,13 +53,13 @@ static int pg_setup(void **state)
                  "{\"resourceType\":\"Observation\",\"id\":\"o%d\",\"status\":\"final\",\"code\":{\"coding\":["
                  "{\"system\":\"http://loinc.org\",\"code\":\"%s\"}]}}",
                  i, i % 10 == 0 ? "a" : "b");
-        put(db, j);
+        store_test_put(db, 1, j);
     }
     for (int i = 0; i < NPAT; i++) {
         char j[256];
         snprintf(j, sizeof(j), "{\"resourceType\":\"Patient\",\"id\":\"p%d\",\"name\":[{\"family\":\"%s\"}]}", i,
                  i % 4 == 0 ? "Smith" : "Jones");
-        put(db, j);
+        store_test_put(db, 1, j);
     }
     assert_int_equal(hv_db_exec(db, "INSERT INTO resources (type, id, version, last_ms, deleted, json) SELECT 'Basic',"
                                     " 'b' || g, 1, 1000, 0, '{}' FROM generate_series(1, 20000) g;"
@@ -97,37 +86,6 @@ static int pg_teardown(void **state)
     hv_db_close(pg_db);
     pg_db = NULL;
     return 0;
-}
-
-/* EXPLAIN of the row-id page of query on type (which only() must take) at cursor 0, a page
- * of 11, into plan: one line per row of PostgreSQL's text plan. */
-static void pg_page_plan(hv_db_t *db, const char *type, const char *query, int (*only)(const hv__search_plan_t *),
-                         hv_buf_t *plan)
-{
-    hv__search_plan_t p;
-    hv_buf_t q;
-    hv_db_stmt_t *st = NULL;
-    hv__search_plan_init(&p);
-    assert_int_equal(hv__search_plan_build(&p, type, query, 1, 10, 100), HV_OK);
-    assert_true(only(&p));
-    hv_buf_init(&q, 128 * 1024);
-    hv_buf_init(plan, 65536);
-    hv_buf_puts(&q, "EXPLAIN ");
-    assert_int_equal(hv__search_page_sql(db, &p, &q), HV_OK);
-    assert_int_equal(hv_db_prepare(db, q.data, &st), HV_OK);
-    hv__search_bind_plan(st, &p);
-    hv_db_bind_int64(st, p.nbinds + 1, 0);
-    hv_db_bind_int64(st, p.nbinds + 2, 11);
-    while (hv_db_step(st) == HV_DB_ROW) {
-        size_t len = 0;
-        const char *d = hv_db_column_text(st, 0, &len);
-        hv_buf_append(plan, d ? d : "", d ? len : 0);
-        hv_buf_puts(plan, "\n");
-    }
-    hv_db_done(st);
-    hv_buf_puts(plan, "");
-    hv_buf_release(&q);
-    hv__search_plan_clear(&p);
 }
 
 typedef struct {
@@ -192,7 +150,7 @@ static void search_pg_tok_page_reads_sp_tok_rc_in_row_id_order(void **state)
     (void)state;
     for (size_t i = 0; i < HV_ARRAY_LEN(queries); i++) {
         hv_buf_t plan;
-        pg_page_plan(db, "Observation", queries[i], hv__search_tok_only, &plan);
+        store_test_page_plan(db, "Observation", queries[i], hv__search_tok_only, &plan);
         if (strstr(plan.data, "Index Only Scan using sp_tok_rc on sp_tok") == NULL ||
             strstr(plan.data, "Seq Scan") != NULL || strstr(plan.data, "Sort Key: sp_tok.rid") != NULL ||
             strstr(plan.data, "Index Scan using resources_pkey on resources r") == NULL)
@@ -209,7 +167,7 @@ static void search_pg_str_page_reads_sp_str_rc(void **state)
     (void)state;
     for (size_t i = 0; i < HV_ARRAY_LEN(queries); i++) {
         hv_buf_t plan;
-        pg_page_plan(db, "Patient", queries[i], hv__search_str_only, &plan);
+        store_test_page_plan(db, "Patient", queries[i], hv__search_str_only, &plan);
         if (strstr(plan.data, "Index Only Scan using sp_str_rc on sp_str") == NULL ||
             strstr(plan.data, "Seq Scan") != NULL || strstr(plan.data, "resources_tiv") != NULL ||
             strstr(plan.data, "Index Scan using resources_pkey on resources r") == NULL)
