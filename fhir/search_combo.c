@@ -152,8 +152,7 @@ void hv__search_combo_enable(int on)
     combo_enabled = on != 0;
 }
 
-/* Runs one statement with $1 type, $2 id and, when given, $3 a and $4 b. */
-static int run(hv_db_t *db, const char *sql, const char *type, const char *id, const char *a, const char *b)
+int hv__search_exec_tid(hv_db_t *db, const char *sql, const char *type, const char *id, const char *a, const char *b)
 {
     hv_db_stmt_t *st = NULL;
     int rc = hv_db_prepare(db, sql, &st);
@@ -177,9 +176,9 @@ int hv__search_combo_put(hv_db_t *db, const char *type, const char *id, int live
         if (strcmp(pairs[k].type, type) != 0)
             continue;
         if (replace)
-            rc = run(db, del_sql[k], type, id, NULL, NULL);
+            rc = hv__search_exec_tid(db, del_sql[k], type, id, NULL, NULL);
         if (rc == HV_OK && live)
-            rc = run(db, fill_sql[k], type, id, pairs[k].tcode, pairs[k].vcode);
+            rc = hv__search_exec_tid(db, fill_sql[k], type, id, pairs[k].tcode, pairs[k].vcode);
     }
     /* The reference x token rows of reverse chaining (fhir/search_has.c). */
     return rc == HV_OK ? hv__search_has_put(db, type, id, live, replace) : rc;

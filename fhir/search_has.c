@@ -65,9 +65,8 @@ static const struct {
 
 /*
  * The ninth migration of the index (per backend: SQLite names the token index, above):
- * sp_reftok filled from the plain rows
- * of the pairs above (every row, as the criterion it replaces reads every row of its
- * code), then indexed; sp_reftok_id serves the per-resource deletion. resources_dead holds
+ * sp_reftok filled from the plain rows of the pairs above (every row, as the criterion
+ * it replaces reads every row of its code), then indexed; sp_reftok_id serves the per-resource deletion. resources_dead holds
  * the deleted versions only (few): the count of a _has read whole subtracts the
  * referenced ids whose current version is a deletion instead of reading every referenced
  * resource's row (hv__search_has_count). Partial, on "deleted <> 0", which no statement
@@ -76,7 +75,7 @@ static const struct {
 #define REFTOK_MIGRATION(jn, tx)                                                                             \
     "CREATE TABLE sp_reftok (type TEXT NOT NULL, id TEXT NOT NULL, rcode TEXT NOT NULL, rtype TEXT,"           \
     " rid TEXT NOT NULL, tcode TEXT NOT NULL, tsys TEXT, tval TEXT NOT NULL);" REFTOK_FILL(                    \
-        "", jn, tx, "'code' WHERE h.type = 'Observation' AND h.code IN ('patient', 'subject');")                       \
+        "", jn, tx, "'code' WHERE h.type = 'Observation' AND h.code IN ('patient', 'subject');")               \
     "CREATE INDEX sp_reftok_v ON sp_reftok (type, rcode, rtype, tcode, tval, rid, tsys);"                      \
     "CREATE INDEX sp_reftok_id ON sp_reftok (type, id);"                                                       \
     "CREATE INDEX resources_dead ON resources (type, id, version) WHERE deleted <> 0;"
@@ -93,6 +92,7 @@ const char *hv__search_has_fill_sql(hv_db_t *db)
 {
     return hv_db_kind(db) == HV_DB_PG ? fill_pg : fill_sqlite;
 }
+
 static const char del_sql[] = "DELETE FROM sp_reftok WHERE type = $1 AND id = $2";
 
 static int has_rows_enabled = 1;
@@ -100,24 +100,6 @@ static int has_rows_enabled = 1;
 void hv__search_has_rows_enable(int on)
 {
     has_rows_enabled = on != 0;
-}
-
-/* Runs one statement with $1 type, $2 id and, when given, $3 a and $4 b. */
-static int run(hv_db_t *db, const char *q, const char *type, const char *id, const char *a, const char *b)
-{
-    hv_db_stmt_t *st = NULL;
-    int rc = hv_db_prepare(db, q, &st);
-    if (rc != HV_OK)
-        return rc;
-    hv_db_bind_text(st, 1, type, strlen(type));
-    hv_db_bind_text(st, 2, id, strlen(id));
-    if (a != NULL) {
-        hv_db_bind_text(st, 3, a, strlen(a));
-        hv_db_bind_text(st, 4, b, strlen(b));
-    }
-    rc = hv_db_step(st);
-    hv_db_done(st);
-    return rc < 0 ? rc : HV_OK;
 }
 
 int hv__search_has_put(hv_db_t *db, const char *type, const char *id, int live, int replace)
@@ -128,10 +110,10 @@ int hv__search_has_put(hv_db_t *db, const char *type, const char *id, int live, 
     if (!any)
         return HV_OK;
     if (replace)
-        rc = run(db, del_sql, type, id, NULL, NULL);
+        rc = hv__search_exec_tid(db, del_sql, type, id, NULL, NULL);
     for (size_t k = 0; k < HV_ARRAY_LEN(pairs) && rc == HV_OK && live; k++)
         if (strcmp(pairs[k].type, type) == 0)
-            rc = run(db, hv__search_has_fill_sql(db), type, id, pairs[k].rcode, pairs[k].tcode);
+            rc = hv__search_exec_tid(db, hv__search_has_fill_sql(db), type, id, pairs[k].rcode, pairs[k].tcode);
     return rc;
 }
 
@@ -282,25 +264,11 @@ static int count_sql(hv_db_t *db, const hv__search_plan_t *p, hv_buf_t *q)
 int hv__search_has_count(hv_db_t *db, const hv__search_plan_t *p, int64_t *count)
 {
     hv_buf_t q;
-    hv_db_stmt_t *st = NULL;
     int rc;
     hv_buf_init(&q, 64 * 1024);
     rc = count_sql(db, p, &q);
-    if (rc != HV_OK)
-        goto out;
-    rc = hv_db_prepare(db, q.data, &st);
-    if (rc != HV_OK)
-        goto out;
-    hv__search_bind_plan(st, p);
-    rc = hv_db_step(st);
-    if (rc == HV_DB_ROW) {
-        *count = hv_db_column_int64(st, 0);
-        rc = HV_OK;
-    } else if (rc >= 0) {
-        rc = HV_EIO;
-    }
-    hv_db_done(st);
-out:
+    if (rc == HV_OK)
+        rc = hv__search_count_run(db, p, q.data, count);
     hv_buf_release(&q);
     return rc;
 }

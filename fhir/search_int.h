@@ -381,6 +381,14 @@ void hv__search_str_enable(int on);
 int hv__search_token_cond_ok(const char *s, const char *e);
 void hv__search_token_cond(hv_buf_t *b, const char *s, const char *e);
 
+/* Runs one statement with $1 type, $2 id and, when a is given, $3 a and $4 b
+ * (fhir/search_combo.c: the combined rows' fill and delete). */
+int hv__search_exec_tid(hv_db_t *db, const char *sql, const char *type, const char *id, const char *a,
+                        const char *b);
+/* Runs q, a statement of one row and column, with p's values bound: *count set from it
+ * (fhir/search_run.c). */
+int hv__search_count_run(hv_db_t *db, const hv__search_plan_t *p, const char *q, int64_t *count);
+
 /* ---- reference x token rows of reverse chaining (fhir/search_has.c) ---- */
 
 /* The ninth migration of the index (per backend): sp_reftok, filled, and resources_dead. */

@@ -802,20 +802,12 @@ static int count_sql(hv_db_t *db, hv__search_plan_t *p, hv_buf_t *q)
     return rc;
 }
 
-/* The number of matches of an index_countable plan (index_ids): _summary=count and
- * the accurate _total cost an index range scan. */
-static int index_count(hv_db_t *db, hv__search_plan_t *p, int64_t *count)
+int hv__search_count_run(hv_db_t *db, const hv__search_plan_t *p, const char *q, int64_t *count)
 {
-    hv_buf_t q;
     hv_db_stmt_t *st = NULL;
-    int rc;
-    hv_buf_init(&q, 128 * 1024);
-    rc = count_sql(db, p, &q);
+    int rc = hv_db_prepare(db, q, &st);
     if (rc != HV_OK)
-        goto out;
-    rc = hv_db_prepare(db, q.data, &st);
-    if (rc != HV_OK)
-        goto out;
+        return rc;
     hv__search_bind_plan(st, p);
     rc = hv_db_step(st);
     if (rc == HV_DB_ROW) {
@@ -825,7 +817,19 @@ static int index_count(hv_db_t *db, hv__search_plan_t *p, int64_t *count)
         rc = HV_EIO;
     }
     hv_db_done(st);
-out:
+    return rc;
+}
+
+/* The number of matches of an index_countable plan (index_ids): _summary=count and
+ * the accurate _total cost an index range scan. */
+static int index_count(hv_db_t *db, hv__search_plan_t *p, int64_t *count)
+{
+    hv_buf_t q;
+    int rc;
+    hv_buf_init(&q, 128 * 1024);
+    rc = count_sql(db, p, &q);
+    if (rc == HV_OK)
+        rc = hv__search_count_run(db, p, q.data, count);
     hv_buf_release(&q);
     return rc;
 }

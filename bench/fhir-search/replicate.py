@@ -28,13 +28,16 @@ def main():
     if c.execute("SELECT COUNT(*) FROM resources WHERE instr(id, 'x') > 0").fetchone()[0]:
         raise SystemExit("replicate.py: %s already holds copies" % db)
     # The base's rows of each table are its first row ids (copies are appended).
+    # sp_reftok: the reference x token rows of _has (fhir schema 15 on), when the store has them.
+    reftok = c.execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'sp_reftok'").fetchone()[0] > 0
     last = {t: c.execute("SELECT COALESCE(MAX(rowid), 0) FROM %s" % t).fetchone()[0]
-            for t in ("ident", "refs", "sp_str", "sp_tok", "sp_ref", "sp_date", "sp_num", "sp_uri", "sp_tokdate", "sp_tokqty")}
+            for t in ("ident", "refs", "sp_str", "sp_tok", "sp_ref", "sp_date", "sp_num", "sp_uri", "sp_tokdate", "sp_tokqty")
+            + (("sp_reftok",) if reftok else ())}
     # The tables' secondary indexes are dropped while the copies go in and built again
     # after (a sorted build, not millions of inserts at random places); same definitions.
     idx = c.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL AND tbl_name IN"
                     " ('resources', 'ident', 'refs', 'sp_str', 'sp_tok', 'sp_ref', 'sp_date', 'sp_num', 'sp_uri',"
-                    " 'sp_tokdate', 'sp_tokqty')"
+                    " 'sp_tokdate', 'sp_tokqty', 'sp_reftok')"
                     ).fetchall()
     for name, _ in idx:
         c.execute("DROP INDEX %s" % name)
@@ -66,6 +69,10 @@ def main():
                   " FROM sp_tokqty WHERE rowid <= ?2", (sfx, last["sp_tokqty"], off))
         c.execute("INSERT INTO sp_ref SELECT type, id || ?1, code, rtype, CASE WHEN rtype = 'Patient' THEN rid || ?1"
                   " ELSE rid END, grp FROM sp_ref WHERE rowid <= ?2", (sfx, last["sp_ref"]))
+        if reftok:
+            c.execute("INSERT INTO sp_reftok (type, id, rcode, rtype, rid, tcode, tsys, tval) SELECT type, id || ?1,"
+                      " rcode, rtype, CASE WHEN rtype = 'Patient' THEN rid || ?1 ELSE rid END, tcode, tsys, tval"
+                      " FROM sp_reftok WHERE rowid <= ?2", (sfx, last["sp_reftok"]))
         c.execute("INSERT INTO sp_date SELECT type, id || ?1, code, lo, hi, grp FROM sp_date WHERE rowid <= ?2", (sfx, last["sp_date"]))
         c.execute("INSERT INTO sp_num SELECT type, id || ?1, code, value, system, unit, grp, cvalue, cunit FROM sp_num"
                   " WHERE rowid <= ?2", (sfx, last["sp_num"]))

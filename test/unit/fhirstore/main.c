@@ -66,16 +66,15 @@ void store_test_db_close(hv_db_t *db)
     hv_db_close(db);
 }
 
-void store_test_plan_lines(hv_db_stmt_t *st, hv_buf_t *plan)
+int64_t store_test_count(hv_db_t *db, const char *sql)
 {
-    while (hv_db_step(st) == HV_DB_ROW) {
-        size_t len = 0;
-        const char *d = hv_db_column_text(st, 3, &len);
-        hv_buf_append(plan, d ? d : "", d ? len : 0);
-        hv_buf_puts(plan, "\n");
-    }
+    hv_db_stmt_t *st = NULL;
+    int64_t n = -1;
+    assert_int_equal(hv_db_prepare(db, sql, &st), HV_OK);
+    if (hv_db_step(st) == HV_DB_ROW)
+        n = hv_db_column_int64(st, 0);
     hv_db_done(st);
-    hv_buf_puts(plan, "");
+    return n;
 }
 
 void store_test_put(hv_db_t *db, int64_t version, const char *json)
@@ -86,6 +85,18 @@ void store_test_put(hv_db_t *db, int64_t version, const char *json)
                                    1000 + (uint64_t)version, json, strlen(json), o),
                      HV_OK);
     json_object_put(o);
+}
+
+void store_test_plan_lines(hv_db_stmt_t *st, hv_buf_t *plan)
+{
+    while (hv_db_step(st) == HV_DB_ROW) {
+        size_t len = 0;
+        const char *d = hv_db_column_text(st, 3, &len);
+        hv_buf_append(plan, d ? d : "", d ? len : 0);
+        hv_buf_puts(plan, "\n");
+    }
+    hv_db_done(st);
+    hv_buf_puts(plan, "");
 }
 
 void store_test_page_plan(hv_db_t *db, const char *type, const char *query, int (*only)(const hv__search_plan_t *),

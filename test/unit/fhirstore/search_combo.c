@@ -12,17 +12,6 @@
 
 #include "fhir/search_int.h"
 
-static int64_t count_rows(hv_db_t *db, const char *sql)
-{
-    hv_db_stmt_t *st = NULL;
-    int64_t n = -1;
-    assert_int_equal(hv_db_prepare(db, sql, &st), HV_OK);
-    if (hv_db_step(st) == HV_DB_ROW)
-        n = hv_db_column_int64(st, 0);
-    hv_db_done(st);
-    return n;
-}
-
 static void search_combo_rows_follow_the_current_version(void **state)
 {
     hv_db_t *db = store_test_db();
@@ -32,34 +21,34 @@ static void search_combo_rows_follow_the_current_version(void **state)
         "{\"resourceType\":\"Observation\",\"id\":\"o1\",\"status\":\"final\",\"code\":{\"coding\":["
         "{\"system\":\"http://loinc.org\",\"code\":\"a\"},{\"system\":\"urn:local\",\"code\":\"l1\"}]},"
         "\"effectiveDateTime\":\"2020-03-05\",\"valueQuantity\":{\"value\":5,\"unit\":\"mg\"}}");
-    assert_int_equal(count_rows(db, "SELECT COUNT(*) FROM sp_tokdate WHERE id = 'o1' AND tcode = 'code' AND dcode ="
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_tokdate WHERE id = 'o1' AND tcode = 'code' AND dcode ="
                                     " 'date' AND rid = (SELECT MAX(rid) FROM resources WHERE id = 'o1')"),
                      2);
-    assert_int_equal(count_rows(db, "SELECT COUNT(*) FROM sp_tokqty WHERE id = 'o1' AND qcode = 'value-quantity'"
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_tokqty WHERE id = 'o1' AND qcode = 'value-quantity'"
                                     " AND value = 5 AND unit = 'mg'"),
                      2);
     /* an update replaces them, with the new version's row id */
     store_test_put(db, 2,
         "{\"resourceType\":\"Observation\",\"id\":\"o1\",\"status\":\"final\",\"code\":{\"coding\":["
         "{\"system\":\"http://loinc.org\",\"code\":\"b\"}]},\"effectiveDateTime\":\"2021-01-01\"}");
-    assert_int_equal(count_rows(db, "SELECT COUNT(*) FROM sp_tokdate WHERE id = 'o1'"), 1);
-    assert_int_equal(count_rows(db, "SELECT COUNT(*) FROM sp_tokdate WHERE id = 'o1' AND tval = 'b' AND rid ="
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_tokdate WHERE id = 'o1'"), 1);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_tokdate WHERE id = 'o1' AND tval = 'b' AND rid ="
                                     " (SELECT rid FROM resources WHERE id = 'o1' AND version = 2)"),
                      1);
-    assert_int_equal(count_rows(db, "SELECT COUNT(*) FROM sp_tokqty WHERE id = 'o1'"), 0);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_tokqty WHERE id = 'o1'"), 0);
     /* a deletion drops them */
     assert_int_equal(hv__store_put(db, "Observation", "o1", 3, 2000, NULL, 0, NULL), HV_OK);
-    assert_int_equal(count_rows(db, "SELECT COUNT(*) FROM sp_tokdate WHERE id = 'o1'"), 0);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_tokdate WHERE id = 'o1'"), 0);
     /* a Timing is not indexed as a date (fhir/search_index.c): no combined rows either */
     store_test_put(db, 1,
         "{\"resourceType\":\"Observation\",\"id\":\"o2\",\"status\":\"final\",\"code\":{\"coding\":["
         "{\"code\":\"a\"},{\"code\":\"c\"}]},\"effectiveTiming\":{\"event\":[\"2020-01-01\",\"2022-01-01\"]}}");
-    assert_int_equal(count_rows(db, "SELECT COUNT(*) FROM sp_date WHERE id = 'o2' AND code = 'date'"), 0);
-    assert_int_equal(count_rows(db, "SELECT COUNT(*) FROM sp_tokdate WHERE id = 'o2'"), 0);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_date WHERE id = 'o2' AND code = 'date'"), 0);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_tokdate WHERE id = 'o2'"), 0);
     /* other types write none */
     store_test_put(db, 1, "{\"resourceType\":\"Condition\",\"id\":\"c1\",\"code\":{\"coding\":[{\"code\":\"a\"}]},"
                "\"recordedDate\":\"2020-01-01\",\"subject\":{\"reference\":\"Patient/p\"}}");
-    assert_int_equal(count_rows(db, "SELECT COUNT(*) FROM sp_tokdate WHERE type <> 'Observation'"), 0);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_tokdate WHERE type <> 'Observation'"), 0);
     store_test_db_close(db);
 }
 
@@ -305,20 +294,20 @@ static void search_tok_rows_carry_the_current_row_id(void **state)
                "{\"system\":\"http://loinc.org\",\"code\":\"a\"},{\"code\":\"l1\"}]}}");
     store_test_put(db, 1, "{\"resourceType\":\"Patient\",\"id\":\"p1\",\"identifier\":[{\"system\":\"urn:m\",\"value\":\"1\"}]}");
     /* every token row of a version holds that version's row id */
-    assert_true(count_rows(db, "SELECT COUNT(*) FROM sp_tok WHERE id = 't1'") >= 3); /* code ×2, status */
-    assert_int_equal(count_rows(db, "SELECT COUNT(*) FROM sp_tok WHERE rid IS NOT (SELECT MAX(rid) FROM resources r"
+    assert_true(store_test_count(db, "SELECT COUNT(*) FROM sp_tok WHERE id = 't1'") >= 3); /* code ×2, status */
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_tok WHERE rid IS NOT (SELECT MAX(rid) FROM resources r"
                                     " WHERE r.type = sp_tok.type AND r.id = sp_tok.id)"),
                      0);
     /* an update writes the new version's; a deletion drops them */
     store_test_put(db, 2, "{\"resourceType\":\"Observation\",\"id\":\"t1\",\"status\":\"amended\",\"code\":{\"coding\":["
                "{\"code\":\"b\"}]}}");
-    assert_int_equal(count_rows(db, "SELECT COUNT(*) FROM sp_tok WHERE id = 't1' AND rid = (SELECT rid FROM resources"
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_tok WHERE id = 't1' AND rid = (SELECT rid FROM resources"
                                     " WHERE id = 't1' AND version = 2)"),
-                     count_rows(db, "SELECT COUNT(*) FROM sp_tok WHERE id = 't1'"));
-    assert_int_equal(count_rows(db, "SELECT COUNT(*) FROM sp_tok WHERE id = 't1' AND value = 'a'"), 0);
+                     store_test_count(db, "SELECT COUNT(*) FROM sp_tok WHERE id = 't1'"));
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_tok WHERE id = 't1' AND value = 'a'"), 0);
     assert_int_equal(hv__store_put(db, "Observation", "t1", 3, 3000, NULL, 0, NULL), HV_OK);
-    assert_int_equal(count_rows(db, "SELECT COUNT(*) FROM sp_tok WHERE id = 't1'"), 0);
-    assert_true(count_rows(db, "SELECT COUNT(*) FROM sp_tok WHERE id = 'p1' AND rid IS NOT NULL") >= 1);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_tok WHERE id = 't1'"), 0);
+    assert_true(store_test_count(db, "SELECT COUNT(*) FROM sp_tok WHERE id = 'p1' AND rid IS NOT NULL") >= 1);
     store_test_db_close(db);
 }
 
@@ -467,17 +456,17 @@ static void search_str_rows_carry_the_current_row_id(void **state)
     hv_db_t *db = store_test_db();
     (void)state;
     store_test_put(db, 1, "{\"resourceType\":\"Patient\",\"id\":\"s1\",\"name\":[{\"family\":\"Smith\",\"given\":[\"Ann\"]}]}");
-    assert_true(count_rows(db, "SELECT COUNT(*) FROM sp_str WHERE id = 's1'") >= 3); /* name ×2, family, given */
-    assert_int_equal(count_rows(db, "SELECT COUNT(*) FROM sp_str WHERE rid IS NOT (SELECT MAX(rid) FROM resources r"
+    assert_true(store_test_count(db, "SELECT COUNT(*) FROM sp_str WHERE id = 's1'") >= 3); /* name ×2, family, given */
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_str WHERE rid IS NOT (SELECT MAX(rid) FROM resources r"
                                     " WHERE r.type = sp_str.type AND r.id = sp_str.id)"),
                      0);
     store_test_put(db, 2, "{\"resourceType\":\"Patient\",\"id\":\"s1\",\"name\":[{\"family\":\"Jones\"}]}");
-    assert_int_equal(count_rows(db, "SELECT COUNT(*) FROM sp_str WHERE id = 's1' AND rid = (SELECT rid FROM resources"
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_str WHERE id = 's1' AND rid = (SELECT rid FROM resources"
                                     " WHERE id = 's1' AND version = 2)"),
-                     count_rows(db, "SELECT COUNT(*) FROM sp_str WHERE id = 's1'"));
-    assert_int_equal(count_rows(db, "SELECT COUNT(*) FROM sp_str WHERE id = 's1' AND value = 'smith'"), 0);
+                     store_test_count(db, "SELECT COUNT(*) FROM sp_str WHERE id = 's1'"));
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_str WHERE id = 's1' AND value = 'smith'"), 0);
     assert_int_equal(hv__store_put(db, "Patient", "s1", 3, 3000, NULL, 0, NULL), HV_OK);
-    assert_int_equal(count_rows(db, "SELECT COUNT(*) FROM sp_str WHERE id = 's1'"), 0);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_str WHERE id = 's1'"), 0);
     store_test_db_close(db);
 }
 

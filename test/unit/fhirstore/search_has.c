@@ -6,74 +6,52 @@
  * deleted, recreated and never-stored referenced resources. */
 #include "tests.h"
 
-#include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fhir/search_int.h"
 
-static int64_t rows_of(hv_db_t *db, const char *sql)
-{
-    hv_db_stmt_t *st = NULL;
-    int64_t n = -1;
-    assert_int_equal(hv_db_prepare(db, sql, &st), HV_OK);
-    if (hv_db_step(st) == HV_DB_ROW)
-        n = hv_db_column_int64(st, 0);
-    hv_db_done(st);
-    return n;
-}
-
-static void put_v(hv_db_t *db, int64_t version, const char *json)
-{
-    struct json_object *o = json_tokener_parse(json);
-    assert_non_null(o);
-    assert_int_equal(hv__store_put(db, hv_json_get_str(o, "resourceType"), hv_json_get_str(o, "id"), version,
-                                   1000 + (uint64_t)version, json, strlen(json), o),
-                     HV_OK);
-    json_object_put(o);
-}
-
 static void search_has_rows_follow_the_current_version(void **state)
 {
     hv_db_t *db = store_test_db();
     (void)state;
     /* two codings x two references (patient and subject are both Observation.subject) */
-    put_v(db, 1,
+    store_test_put(db, 1,
           "{\"resourceType\":\"Observation\",\"id\":\"o1\",\"status\":\"final\",\"code\":{\"coding\":["
           "{\"system\":\"http://loinc.org\",\"code\":\"a\"},{\"code\":\"l1\"}]},"
           "\"subject\":{\"reference\":\"Patient/p1\"}}");
-    assert_int_equal(rows_of(db, "SELECT COUNT(*) FROM sp_reftok WHERE id = 'o1' AND rcode = 'patient' AND rtype ="
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_reftok WHERE id = 'o1' AND rcode = 'patient' AND rtype ="
                                  " 'Patient' AND rid = 'p1' AND tcode = 'code'"),
                      2);
-    assert_int_equal(rows_of(db, "SELECT COUNT(*) FROM sp_reftok WHERE id = 'o1' AND rcode = 'subject' AND tval = 'a'"
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_reftok WHERE id = 'o1' AND rcode = 'subject' AND tval = 'a'"
                                  " AND tsys = 'http://loinc.org'"),
                      1);
-    assert_int_equal(rows_of(db, "SELECT COUNT(*) FROM sp_reftok WHERE id = 'o1' AND tval = 'l1' AND tsys IS NULL"), 2);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_reftok WHERE id = 'o1' AND tval = 'l1' AND tsys IS NULL"), 2);
     /* an update replaces them */
-    put_v(db, 2,
+    store_test_put(db, 2,
           "{\"resourceType\":\"Observation\",\"id\":\"o1\",\"status\":\"final\",\"code\":{\"coding\":["
           "{\"code\":\"b\"}]},\"subject\":{\"reference\":\"Patient/p2\"}}");
-    assert_int_equal(rows_of(db, "SELECT COUNT(*) FROM sp_reftok WHERE id = 'o1'"), 2);
-    assert_int_equal(rows_of(db, "SELECT COUNT(*) FROM sp_reftok WHERE id = 'o1' AND rid = 'p2' AND tval = 'b'"), 2);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_reftok WHERE id = 'o1'"), 2);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_reftok WHERE id = 'o1' AND rid = 'p2' AND tval = 'b'"), 2);
     /* without a code, or without a subject: none */
-    put_v(db, 3, "{\"resourceType\":\"Observation\",\"id\":\"o1\",\"status\":\"final\",\"code\":{\"text\":\"x\"},"
+    store_test_put(db, 3, "{\"resourceType\":\"Observation\",\"id\":\"o1\",\"status\":\"final\",\"code\":{\"text\":\"x\"},"
                  "\"subject\":{\"reference\":\"Patient/p2\"}}");
-    assert_int_equal(rows_of(db, "SELECT COUNT(*) FROM sp_reftok WHERE id = 'o1'"), 0);
-    put_v(db, 4, "{\"resourceType\":\"Observation\",\"id\":\"o1\",\"status\":\"final\",\"code\":{\"coding\":["
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_reftok WHERE id = 'o1'"), 0);
+    store_test_put(db, 4, "{\"resourceType\":\"Observation\",\"id\":\"o1\",\"status\":\"final\",\"code\":{\"coding\":["
                  "{\"code\":\"b\"}]}}");
-    assert_int_equal(rows_of(db, "SELECT COUNT(*) FROM sp_reftok WHERE id = 'o1'"), 0);
-    put_v(db, 5,
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_reftok WHERE id = 'o1'"), 0);
+    store_test_put(db, 5,
           "{\"resourceType\":\"Observation\",\"id\":\"o1\",\"status\":\"final\",\"code\":{\"coding\":["
           "{\"code\":\"b\"}]},\"subject\":{\"reference\":\"Patient/p2\"}}");
-    assert_int_equal(rows_of(db, "SELECT COUNT(*) FROM sp_reftok WHERE id = 'o1'"), 2);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_reftok WHERE id = 'o1'"), 2);
     /* a deletion drops them */
     assert_int_equal(hv__store_put(db, "Observation", "o1", 6, 2000, NULL, 0, NULL), HV_OK);
-    assert_int_equal(rows_of(db, "SELECT COUNT(*) FROM sp_reftok WHERE id = 'o1'"), 0);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_reftok WHERE id = 'o1'"), 0);
     /* other types write none */
-    put_v(db, 1, "{\"resourceType\":\"Condition\",\"id\":\"c1\",\"code\":{\"coding\":[{\"code\":\"a\"}]},"
+    store_test_put(db, 1, "{\"resourceType\":\"Condition\",\"id\":\"c1\",\"code\":{\"coding\":[{\"code\":\"a\"}]},"
                  "\"subject\":{\"reference\":\"Patient/p1\"}}");
-    assert_int_equal(rows_of(db, "SELECT COUNT(*) FROM sp_reftok"), 0);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_reftok"), 0);
     /* the fill seeks the resource's rows by (type, id, code) on both sides, never a
      * range of every row of the code (which SQLite chose without the index clause) */
     {
@@ -201,7 +179,7 @@ static void search_has_answers_equal_the_plain_form(void **state)
         char j[512];
         snprintf(j, sizeof(j), "{\"resourceType\":\"Patient\",\"id\":\"p%d\",\"name\":[{\"family\":\"%s%d\"}]}", i,
                  i % 3 == 0 ? "Other" : "Hasfam", i);
-        put_v(db, 1, j);
+        store_test_put(db, 1, j);
         for (int c = 1; c <= 2; c++) {
             if (c == 1 && i % 2 != 0)
                 continue;
@@ -209,19 +187,19 @@ static void search_has_answers_equal_the_plain_form(void **state)
                      "{\"resourceType\":\"Observation\",\"id\":\"o%d-%d\",\"status\":\"final\",\"code\":{\"coding\":"
                      "[{\"system\":\"http://loinc.org\",\"code\":\"C%d\"}]},\"subject\":{\"reference\":\"Patient/p%d\"}}",
                      i, c, c, i);
-            put_v(db, 1, j);
+            store_test_put(db, 1, j);
         }
     }
-    put_v(db, 1, "{\"resourceType\":\"Observation\",\"id\":\"o0-x\",\"status\":\"final\",\"code\":{\"coding\":"
+    store_test_put(db, 1, "{\"resourceType\":\"Observation\",\"id\":\"o0-x\",\"status\":\"final\",\"code\":{\"coding\":"
                  "[{\"code\":\"C1\"}]},\"subject\":{\"reference\":\"Patient/p0\"}}");
-    put_v(db, 1, "{\"resourceType\":\"Observation\",\"id\":\"o99\",\"status\":\"final\",\"code\":{\"coding\":"
+    store_test_put(db, 1, "{\"resourceType\":\"Observation\",\"id\":\"o99\",\"status\":\"final\",\"code\":{\"coding\":"
                  "[{\"code\":\"C1\"}]},\"subject\":{\"reference\":\"Patient/p99\"}}");
-    put_v(db, 1, "{\"resourceType\":\"Observation\",\"id\":\"og\",\"status\":\"final\",\"code\":{\"coding\":"
+    store_test_put(db, 1, "{\"resourceType\":\"Observation\",\"id\":\"og\",\"status\":\"final\",\"code\":{\"coding\":"
                  "[{\"code\":\"C1\"}]},\"subject\":{\"reference\":\"Group/p5\"}}");
     assert_int_equal(hv__store_put(db, "Patient", "p3", 2, 2000, NULL, 0, NULL), HV_OK);
     assert_int_equal(hv__store_put(db, "Patient", "p4", 2, 2000, NULL, 0, NULL), HV_OK);
     assert_int_equal(hv__store_put(db, "Patient", "p6", 2, 2000, NULL, 0, NULL), HV_OK);
-    put_v(db, 3, "{\"resourceType\":\"Patient\",\"id\":\"p6\",\"name\":[{\"family\":\"Hasfam6\"}]}");
+    store_test_put(db, 3, "{\"resourceType\":\"Patient\",\"id\":\"p6\",\"name\":[{\"family\":\"Hasfam6\"}]}");
     assert_int_equal(hv__store_put(db, "Observation", "o8-1", 2, 2000, NULL, 0, NULL), HV_OK);
     {
         static const struct {

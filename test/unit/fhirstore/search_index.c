@@ -67,17 +67,6 @@ static void search_normalize_folds_case_and_accents(void **state)
     assert_string_equal(out, "abc");
 }
 
-static int64_t count(hv_db_t *db, const char *sql)
-{
-    hv_db_stmt_t *st = NULL;
-    int64_t n = -1;
-    assert_int_equal(hv_db_prepare(db, sql, &st), HV_OK);
-    if (hv_db_step(st) == HV_DB_ROW)
-        n = hv_db_column_int64(st, 0);
-    hv_db_done(st);
-    return n;
-}
-
 static void search_index_rows_follow_the_current_version(void **state)
 {
     hv_db_t *db = store_test_db();
@@ -87,23 +76,23 @@ static void search_index_rows_follow_the_current_version(void **state)
     (void)state;
     assert_non_null(p);
     assert_int_equal(hv__search_index_put(db, "Patient", "x", p, 0), HV_OK);
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_str WHERE code = 'family' AND value = 'unal'"), 1);
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_str WHERE code = 'given'"), 2);
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_tok WHERE code = 'gender' AND value = 'male'"), 1);
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_ref WHERE code = 'general-practitioner' AND"
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_str WHERE code = 'family' AND value = 'unal'"), 1);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_str WHERE code = 'given'"), 2);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_tok WHERE code = 'gender' AND value = 'male'"), 1);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_ref WHERE code = 'general-practitioner' AND"
                                " rtype = 'Practitioner' AND rid = 'd'"),
                      1);
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_date WHERE code = 'birthdate' AND lo = 0 AND"
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_date WHERE code = 'birthdate' AND lo = 0 AND"
                                " hi = 31535999999"),
                      1);
     /* a new version replaces the rows; a deletion drops them */
     json_object_object_del(p, "name");
     assert_int_equal(hv__search_index_put(db, "Patient", "x", p, 1), HV_OK);
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_str"), 0);
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_tok WHERE code = 'gender'"), 1);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_str"), 0);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_tok WHERE code = 'gender'"), 1);
     assert_int_equal(hv__search_index_put(db, "Patient", "x", NULL, 1), HV_OK);
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_tok"), 0);
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_date"), 0);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_tok"), 0);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_date"), 0);
     json_object_put(p);
     store_test_db_close(db);
 }
@@ -126,9 +115,9 @@ static void search_index_writes_each_distinct_row_once(void **state)
     o = json_tokener_parse(b.data);
     assert_non_null(o);
     assert_int_equal(hv__search_index_put(db, "Patient", "many", o, 0), HV_OK);
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_str WHERE code = 'given' AND id = 'many'"), 45);
-    assert_int_equal(count(db, "SELECT COUNT(DISTINCT value) FROM sp_str WHERE code = 'given' AND id = 'many'"), 45);
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_str WHERE code = 'given' AND value = 'g44'"), 1);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_str WHERE code = 'given' AND id = 'many'"), 45);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(DISTINCT value) FROM sp_str WHERE code = 'given' AND id = 'many'"), 45);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_str WHERE code = 'given' AND value = 'g44'"), 1);
     json_object_put(o);
     o = json_tokener_parse(
         "{\"resourceType\":\"Observation\",\"id\":\"o\",\"status\":\"final\",\"code\":{\"coding\":["
@@ -136,10 +125,10 @@ static void search_index_writes_each_distinct_row_once(void **state)
         "{\"system\":\"http://loinc.org\",\"code\":\"8867-4\",\"display\":\"Heart rate\"}],\"text\":\"Heart rate\"}}");
     assert_non_null(o);
     assert_int_equal(hv__search_index_put(db, "Observation", "o", o, 0), HV_OK);
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_tok WHERE id = 'o' AND code = 'code' AND value = '8867-4'"), 1);
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_str WHERE id = 'o' AND code = 'code:text'"), 1);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_tok WHERE id = 'o' AND code = 'code' AND value = '8867-4'"), 1);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_str WHERE id = 'o' AND code = 'code:text'"), 1);
     /* the same value under two parameters is two rows */
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_tok WHERE id = 'o' AND code = 'combo-code' AND"
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_tok WHERE id = 'o' AND code = 'combo-code' AND"
                                " value = '8867-4'"),
                      1);
     json_object_put(o);
@@ -165,23 +154,23 @@ static void search_index_specialized_expressions_index_the_same(void **state)
     assert_non_null(o);
     assert_non_null(p);
     assert_int_equal(hv__search_index_put(db, "Observation", "q", o, 0), HV_OK);
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_num WHERE id = 'q' AND code = 'value-quantity' AND"
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_num WHERE id = 'q' AND code = 'value-quantity' AND"
                                " value = 5"),
                      1);
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_date WHERE id = 'q' AND code = 'date'"), 1);
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_ref WHERE id = 'q' AND code = 'patient' AND rid = 'p1'"), 1);
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_ref WHERE id = 'q' AND code = 'subject' AND rid = 'p1'"), 1);
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_tok WHERE id = 'q' AND code = 'status' AND value = 'final'"),
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_date WHERE id = 'q' AND code = 'date'"), 1);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_ref WHERE id = 'q' AND code = 'patient' AND rid = 'p1'"), 1);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_ref WHERE id = 'q' AND code = 'subject' AND rid = 'p1'"), 1);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_tok WHERE id = 'q' AND code = 'status' AND value = 'final'"),
                      1);
     /* no value[x] of type CodeableConcept, no component: nothing under those */
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_tok WHERE id = 'q' AND code = 'value-concept'"), 0);
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_tok WHERE id = 'q' AND code = 'component-code'"), 0);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_tok WHERE id = 'q' AND code = 'value-concept'"), 0);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_tok WHERE id = 'q' AND code = 'component-code'"), 0);
     assert_int_equal(hv__search_index_put(db, "Patient", "p1", p, 0), HV_OK);
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_tok WHERE id = 'p1' AND code = 'deceased' AND"
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_tok WHERE id = 'p1' AND code = 'deceased' AND"
                                " value = 'false'"),
                      1);
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_tok WHERE id = 'p1' AND code = 'gender'"), 1);
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_date WHERE id = 'p1'"), 0);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_tok WHERE id = 'p1' AND code = 'gender'"), 1);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_date WHERE id = 'p1'"), 0);
     json_object_put(o);
     json_object_put(p);
     store_test_db_close(db);

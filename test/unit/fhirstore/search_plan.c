@@ -11,17 +11,6 @@
 
 #include "fhir/search_int.h"
 
-static int64_t count_rows(hv_db_t *db, const char *sql)
-{
-    hv_db_stmt_t *st = NULL;
-    int64_t n = -1;
-    assert_int_equal(hv_db_prepare(db, sql, &st), HV_OK);
-    if (hv_db_step(st) == HV_DB_ROW)
-        n = hv_db_column_int64(st, 0);
-    hv_db_done(st);
-    return n;
-}
-
 static int plan(const char *type, const char *query, int system)
 {
     hv__search_plan_t p;
@@ -500,18 +489,18 @@ static void search_index_writes_composite_groups_and_ucum_values(void **state)
     assert_non_null(o);
     assert_int_equal(hv__search_index_put(db, "Observation", "bp", o, 0), HV_OK);
     /* each component in its own group, token and quantity under "<code>$<i>" */
-    assert_int_equal(count_rows(db, "SELECT COUNT(*) FROM sp_tok WHERE code = 'component-code-value-quantity$0'"
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_tok WHERE code = 'component-code-value-quantity$0'"
                                     " AND ((grp = 1 AND value = 'a') OR (grp = 2 AND value = 'b'))"),
                      2);
-    assert_int_equal(count_rows(db, "SELECT COUNT(*) FROM sp_num WHERE code = 'component-code-value-quantity$1'"
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_num WHERE code = 'component-code-value-quantity$1'"
                                     " AND ((grp = 1 AND value = 120) OR (grp = 2 AND value = 80))"),
                      2);
     /* the canonical form of 5500 mg is 5.5 g */
-    assert_int_equal(count_rows(db, "SELECT COUNT(*) FROM sp_num WHERE code = 'value-quantity' AND cunit = 'g'"
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_num WHERE code = 'value-quantity' AND cunit = 'g'"
                                     " AND cvalue > 5.4999 AND cvalue < 5.5001"),
                      1);
     /* :text rows: the display, normalized */
-    assert_int_equal(count_rows(db, "SELECT COUNT(*) FROM sp_str WHERE code = 'component-code:text' AND"
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_str WHERE code = 'component-code:text' AND"
                                     " value = 'systolic'"),
                      1);
     json_object_put(o);

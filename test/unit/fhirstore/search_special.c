@@ -9,17 +9,6 @@
 
 #include "fhir/search_int.h"
 
-static int64_t count(hv_db_t *db, const char *sql)
-{
-    hv_db_stmt_t *st = NULL;
-    int64_t n = -1;
-    assert_int_equal(hv_db_prepare(db, sql, &st), HV_OK);
-    if (hv_db_step(st) == HV_DB_ROW)
-        n = hv_db_column_int64(st, 0);
-    hv_db_done(st);
-    return n;
-}
-
 /* Writes version `version` of Patient/id with `word` as its family name (NULL: deletes it). */
 static void put_patient(hv_db_t *db, const char *id, int64_t version, const char *word)
 {
@@ -48,33 +37,33 @@ static void search_text_catch_up_indexes_current_versions_behind_the_mark(void *
     hv_db_t *db = store_test_db();
     int64_t n = -1;
     (void)state;
-    assert_int_equal(count(db, MARK), 0);
+    assert_int_equal(store_test_count(db, MARK), 0);
     put_patient(db, "a", 1, "alpha");
     put_patient(db, "b", 1, "beta");
     put_patient(db, "a", 2, "gamma");
     put_patient(db, "c", 1, "delta");
     put_patient(db, "c", 2, NULL);
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_text"), 0); /* nothing at write time */
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_text"), 0); /* nothing at write time */
     /* two versions: a/1 (superseded: skipped) and b/1 */
     assert_int_equal(hv__search_text_catch_up(db, 2, &n), HV_OK);
     assert_int_equal(n, 2);
-    assert_int_equal(count(db, MARK), count(db, "SELECT rid FROM resources WHERE id = 'b'"));
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_text"), 1);
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_text WHERE sp_text MATCH 'beta' AND id = 'b'"), 1);
+    assert_int_equal(store_test_count(db, MARK), store_test_count(db, "SELECT rid FROM resources WHERE id = 'b'"));
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_text"), 1);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_text WHERE sp_text MATCH 'beta' AND id = 'b'"), 1);
     /* the rest: a/2 indexed, c/1 superseded by its deletion, c/2 deleted */
     assert_int_equal(hv__search_text_catch_up(db, 0, &n), HV_OK);
     assert_int_equal(n, 3);
-    assert_int_equal(count(db, MARK), count(db, MAXRID));
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_text"), 2);
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_text WHERE sp_text MATCH 'gamma'"), 1);
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_text WHERE sp_text MATCH 'alpha OR delta'"), 0);
+    assert_int_equal(store_test_count(db, MARK), store_test_count(db, MAXRID));
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_text"), 2);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_text WHERE sp_text MATCH 'gamma'"), 1);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_text WHERE sp_text MATCH 'alpha OR delta'"), 0);
     /* the row's rowid is the version's rid */
-    assert_int_equal(count(db, "SELECT rowid FROM sp_text WHERE sp_text MATCH 'gamma'"),
-                     count(db, "SELECT rid FROM resources WHERE id = 'a' AND version = 2"));
+    assert_int_equal(store_test_count(db, "SELECT rowid FROM sp_text WHERE sp_text MATCH 'gamma'"),
+                     store_test_count(db, "SELECT rid FROM resources WHERE id = 'a' AND version = 2"));
     /* nothing new: nothing read, the mark stays */
     assert_int_equal(hv__search_text_catch_up(db, 0, &n), HV_OK);
     assert_int_equal(n, 0);
-    assert_int_equal(count(db, MARK), count(db, MAXRID));
+    assert_int_equal(store_test_count(db, MARK), store_test_count(db, MAXRID));
     store_test_db_close(db);
 }
 
@@ -87,15 +76,15 @@ static void search_text_update_and_delete_drop_the_old_row_at_write(void **state
     put_patient(db, "a", 1, "alpha");
     put_patient(db, "b", 1, "beta");
     assert_int_equal(hv__search_text_catch_up(db, 0, NULL), HV_OK);
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_text"), 2);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_text"), 2);
     put_patient(db, "a", 2, "omega");
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_text WHERE sp_text MATCH 'alpha'"), 0);
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_text"), 1);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_text WHERE sp_text MATCH 'alpha'"), 0);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_text"), 1);
     put_patient(db, "b", 2, NULL);
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_text"), 0);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_text"), 0);
     assert_int_equal(hv__search_text_catch_up(db, 0, NULL), HV_OK);
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_text WHERE sp_text MATCH 'omega'"), 1);
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_text"), 1);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_text WHERE sp_text MATCH 'omega'"), 1);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_text"), 1);
     store_test_db_close(db);
 }
 
@@ -115,12 +104,12 @@ static void search_text_reindex_writes_rows_only_behind_the_mark(void **state)
     assert_int_equal(hv__search_text_catch_up(db, 0, NULL), HV_OK);
     assert_int_equal(hv_db_exec(db, "DELETE FROM sp_text"), HV_OK);
     assert_int_equal(hv__search_index_put(db, "Patient", "a", o, 1), HV_OK);
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_text WHERE sp_text MATCH 'alpha' AND id = 'a'"), 1);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_text WHERE sp_text MATCH 'alpha' AND id = 'a'"), 1);
     put_patient(db, "b", 1, "beta");
     assert_int_equal(hv__search_index_put(db, "Patient", "b", b, 1), HV_OK);
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_text WHERE id = 'b'"), 0);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_text WHERE id = 'b'"), 0);
     assert_int_equal(hv__search_text_catch_up(db, 0, NULL), HV_OK); /* would fail on a duplicate rowid */
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_text WHERE sp_text MATCH 'beta' AND id = 'b'"), 1);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_text WHERE sp_text MATCH 'beta' AND id = 'b'"), 1);
     json_object_put(o);
     json_object_put(b);
     store_test_db_close(db);
@@ -145,7 +134,7 @@ static void search_text_catch_up_parses_deeply_nested_versions(void **state)
     assert_null(o);
     assert_int_equal(hv__store_put(db, "Patient", "deep", 1, 1000, b.data, b.len, NULL), HV_OK);
     assert_int_equal(hv__search_text_catch_up(db, 0, NULL), HV_OK);
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_text WHERE sp_text MATCH 'shallowword' AND id = 'deep'"), 1);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_text WHERE sp_text MATCH 'shallowword' AND id = 'deep'"), 1);
     hv_buf_release(&b);
     store_test_db_close(db);
 }

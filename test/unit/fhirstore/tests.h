@@ -31,12 +31,13 @@ char *store_test_slurp(const char *path, size_t *len);
 /* Opens the fhir tables in a fresh temporary SQLite database. */
 hv_db_t *store_test_db(void);
 void store_test_db_close(hv_db_t *db);
+/* The one integer sql selects (-1 when it gives no row). */
+int64_t store_test_count(hv_db_t *db, const char *sql);
+/* Stores json (its resourceType and id) as version `version` at time 1000 + version. */
+void store_test_put(hv_db_t *db, int64_t version, const char *json);
 /* Steps st, an EXPLAIN QUERY PLAN statement, to its end and appends each row's detail and a
  * newline to plan (NUL-terminated); finishes st. */
 void store_test_plan_lines(hv_db_stmt_t *st, hv_buf_t *plan);
-/* Writes version `version` of the resource json (its resourceType and id) through hv__store_put,
- * last updated at 1000 + version ms; fails the test on error. */
-void store_test_put(hv_db_t *db, int64_t version, const char *json);
 struct hv__search_plan;
 /* The plan of the row-id page (hv__search_page_sql) of query on type, which only() must take,
  * at cursor 0 with a page of 11, into plan (the caller releases it): SQLite's EXPLAIN QUERY
