@@ -87,16 +87,22 @@ void store_test_put(hv_db_t *db, int64_t version, const char *json)
     json_object_put(o);
 }
 
-void store_test_plan_lines(hv_db_stmt_t *st, hv_buf_t *plan)
+/* Steps st to its end, appending column col of each row and a newline to plan; finishes st. */
+static void plan_column_lines(hv_db_stmt_t *st, int col, hv_buf_t *plan)
 {
     while (hv_db_step(st) == HV_DB_ROW) {
         size_t len = 0;
-        const char *d = hv_db_column_text(st, 3, &len);
+        const char *d = hv_db_column_text(st, col, &len);
         hv_buf_append(plan, d ? d : "", d ? len : 0);
         hv_buf_puts(plan, "\n");
     }
     hv_db_done(st);
     hv_buf_puts(plan, "");
+}
+
+void store_test_plan_lines(hv_db_stmt_t *st, hv_buf_t *plan)
+{
+    plan_column_lines(st, 3, plan);
 }
 
 void store_test_page_plan(hv_db_t *db, const char *type, const char *query, int (*only)(const hv__search_plan_t *),
@@ -117,19 +123,8 @@ void store_test_page_plan(hv_db_t *db, const char *type, const char *query, int 
     hv__search_bind_plan(st, &p);
     hv_db_bind_int64(st, p.nbinds + 1, 0);
     hv_db_bind_int64(st, p.nbinds + 2, 11);
-    if (pg) {
-        /* PostgreSQL's EXPLAIN: one text column, one line of the plan per row */
-        while (hv_db_step(st) == HV_DB_ROW) {
-            size_t len = 0;
-            const char *d = hv_db_column_text(st, 0, &len);
-            hv_buf_append(plan, d ? d : "", d ? len : 0);
-            hv_buf_puts(plan, "\n");
-        }
-        hv_db_done(st);
-        hv_buf_puts(plan, "");
-    } else {
-        store_test_plan_lines(st, plan);
-    }
+    /* PostgreSQL's EXPLAIN: one text column, one line of the plan per row */
+    plan_column_lines(st, pg ? 0 : 3, plan);
     hv_buf_release(&q);
     hv__search_plan_clear(&p);
 }
