@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fhir/search_int.h"
+
 const char *store_test_reference_dir(void)
 {
     static char dir[4096];
@@ -85,16 +87,46 @@ void store_test_put(hv_db_t *db, int64_t version, const char *json)
     json_object_put(o);
 }
 
-void store_test_plan_lines(hv_db_stmt_t *st, hv_buf_t *plan)
+/* Steps st to its end, appending column col of each row and a newline to plan; finishes st. */
+static void plan_column_lines(hv_db_stmt_t *st, int col, hv_buf_t *plan)
 {
     while (hv_db_step(st) == HV_DB_ROW) {
         size_t len = 0;
-        const char *d = hv_db_column_text(st, 3, &len);
+        const char *d = hv_db_column_text(st, col, &len);
         hv_buf_append(plan, d ? d : "", d ? len : 0);
         hv_buf_puts(plan, "\n");
     }
     hv_db_done(st);
     hv_buf_puts(plan, "");
+}
+
+void store_test_plan_lines(hv_db_stmt_t *st, hv_buf_t *plan)
+{
+    plan_column_lines(st, 3, plan);
+}
+
+void store_test_page_plan(hv_db_t *db, const char *type, const char *query, int (*only)(const hv__search_plan_t *),
+                          hv_buf_t *plan)
+{
+    hv__search_plan_t p;
+    hv_buf_t q;
+    hv_db_stmt_t *st = NULL;
+    int pg = hv_db_kind(db) == HV_DB_PG;
+    hv__search_plan_init(&p);
+    assert_int_equal(hv__search_plan_build(&p, type, query, 1, 10, 100), HV_OK);
+    assert_true(only(&p));
+    hv_buf_init(&q, 128 * 1024);
+    hv_buf_init(plan, 65536);
+    hv_buf_puts(&q, pg ? "EXPLAIN " : "EXPLAIN QUERY PLAN ");
+    assert_int_equal(hv__search_page_sql(db, &p, &q), HV_OK);
+    assert_int_equal(hv_db_prepare(db, q.data, &st), HV_OK);
+    hv__search_bind_plan(st, &p);
+    hv_db_bind_int64(st, p.nbinds + 1, 0);
+    hv_db_bind_int64(st, p.nbinds + 2, 11);
+    /* PostgreSQL's EXPLAIN: one text column, one line of the plan per row */
+    plan_column_lines(st, pg ? 0 : 3, plan);
+    hv_buf_release(&q);
+    hv__search_plan_clear(&p);
 }
 
 int main(void)
@@ -110,6 +142,7 @@ int main(void)
     failed += run_search_special_tests();
     failed += run_search_combo_tests();
     failed += run_search_has_tests();
+    failed += run_search_pg_tests();
     failed += run_bundle_tests();
     failed += run_compartment_tests();
     failed += run_authz_tests();

@@ -422,30 +422,6 @@ static void search_tok_page_answers_as_the_generic_plan(void **state)
 /* The plan SQLite makes of the page of one code (EXPLAIN QUERY PLAN of hv__search_page_sql):
  * a range of the covering sp_tok_rc from the cursor's row id, in its order (no sorter for
  * the distinct row ids), then one row of resources per entry by row id — never a scan. */
-/* EXPLAIN QUERY PLAN of the row-id page of query on type, which only() must take, at cursor
- * 0 with a page of 11, into plan (the caller releases it). */
-static void page_plan(hv_db_t *db, const char *type, const char *query, int (*only)(const hv__search_plan_t *),
-                      hv_buf_t *plan)
-{
-    hv__search_plan_t p;
-    hv_buf_t q;
-    hv_db_stmt_t *st = NULL;
-    hv__search_plan_init(&p);
-    assert_int_equal(hv__search_plan_build(&p, type, query, 1, 10, 100), HV_OK);
-    assert_true(only(&p));
-    hv_buf_init(&q, 128 * 1024);
-    hv_buf_init(plan, 65536);
-    hv_buf_puts(&q, "EXPLAIN QUERY PLAN ");
-    assert_int_equal(hv__search_page_sql(db, &p, &q), HV_OK);
-    assert_int_equal(hv_db_prepare(db, q.data, &st), HV_OK);
-    hv__search_bind_plan(st, &p);
-    hv_db_bind_int64(st, p.nbinds + 1, 0);
-    hv_db_bind_int64(st, p.nbinds + 2, 11);
-    store_test_plan_lines(st, plan);
-    hv_buf_release(&q);
-    hv__search_plan_clear(&p);
-}
-
 static void search_tok_page_is_a_covering_range_from_the_cursor(void **state)
 {
     static const char *const queries[] = {"code=a", "code=http://loinc.org|a&_cursor=5", "code=|a"};
@@ -463,7 +439,7 @@ static void search_tok_page_is_a_covering_range_from_the_cursor(void **state)
     assert_int_equal(hv__search_analyze(db), HV_OK);
     for (size_t i = 0; i < sizeof(queries) / sizeof(queries[0]); i++) {
         hv_buf_t plan;
-        page_plan(db, "Observation", queries[i], hv__search_tok_only, &plan);
+        store_test_page_plan(db, "Observation", queries[i], hv__search_tok_only, &plan);
         if (strstr(plan.data, "COVERING INDEX sp_tok_rc (type=? AND code=? AND value=? AND rid>?)") == NULL ||
             strstr(plan.data, "TEMP B-TREE FOR DISTINCT") != NULL || strstr(plan.data, "SCAN r") != NULL ||
             strstr(plan.data, "SCAN sp_tok") != NULL || strstr(plan.data, "SEARCH r USING INTEGER PRIMARY KEY (rowid=?)") == NULL)
@@ -603,7 +579,7 @@ static void search_str_page_is_a_covering_range(void **state)
     assert_int_equal(hv__search_analyze(db), HV_OK);
     for (size_t i = 0; i < sizeof(queries) / sizeof(queries[0]); i++) {
         hv_buf_t plan;
-        page_plan(db, "Patient", queries[i], hv__search_str_only, &plan);
+        store_test_page_plan(db, "Patient", queries[i], hv__search_str_only, &plan);
         if (strstr(plan.data, "COVERING INDEX sp_str_rc (type=? AND code=? AND value") == NULL ||
             strstr(plan.data, "resources_tiv") != NULL || strstr(plan.data, "SCAN r") != NULL ||
             strstr(plan.data, "SCAN sp_str") != NULL || strstr(plan.data, "SEARCH r USING INTEGER PRIMARY KEY (rowid=?)") == NULL)

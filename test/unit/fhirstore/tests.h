@@ -20,6 +20,7 @@ int run_search_plan_tests(void); /* search_plan.c */
 int run_search_special_tests(void); /* search_special.c */
 int run_search_combo_tests(void);   /* search_combo.c */
 int run_search_has_tests(void);     /* search_has.c */
+int run_search_pg_tests(void);      /* search_pg.c: the row-id pages on PostgreSQL (HV_TEST_PG_URL) */
 int run_bundle_tests(void); /* rest_bundle.c */
 int run_compartment_tests(void); /* rest_compartment.c */
 int run_authz_tests(void);  /* rest_authz.c */
@@ -38,5 +39,11 @@ void store_test_put(hv_db_t *db, int64_t version, const char *json);
 /* Steps st, an EXPLAIN QUERY PLAN statement, to its end and appends each row's detail and a
  * newline to plan (NUL-terminated); finishes st. */
 void store_test_plan_lines(hv_db_stmt_t *st, hv_buf_t *plan);
+struct hv__search_plan;
+/* The plan of the row-id page (hv__search_page_sql) of query on type, which only() must take,
+ * at cursor 0 with a page of 11, into plan (the caller releases it): SQLite's EXPLAIN QUERY
+ * PLAN details or PostgreSQL's EXPLAIN lines, one per line. */
+void store_test_page_plan(hv_db_t *db, const char *type, const char *query,
+                          int (*only)(const struct hv__search_plan *), hv_buf_t *plan);
 
 #endif
