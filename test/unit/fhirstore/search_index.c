@@ -193,23 +193,23 @@ static void search_index_writes_only_complete_composite_groups(void **state)
     (void)state;
     assert_non_null(o);
     assert_int_equal(hv__search_index_put(db, "Observation", "cg", o, 0), HV_OK);
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_tok WHERE code = 'code-value-quantity$0' AND grp = 1"
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_tok WHERE code = 'code-value-quantity$0' AND grp = 1"
                                " AND value = '8867-4'"),
                      1);
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_num WHERE code = 'code-value-quantity$1' AND grp = 1"), 1);
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_tok WHERE code LIKE 'code-value-concept$%'"
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_num WHERE code = 'code-value-quantity$1' AND grp = 1"), 1);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_tok WHERE code LIKE 'code-value-concept$%'"
                                " OR code LIKE 'code-value-date$%' OR code LIKE 'code-value-string$%'"),
                      0);
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_str WHERE code LIKE '%$_:%'"), 0);
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_tok WHERE code = 'component-code-value-quantity$0'"
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_str WHERE code LIKE '%$_:%'"), 0);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_tok WHERE code = 'component-code-value-quantity$0'"
                                " AND value = 'a' AND grp = 1"),
                      1);
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_tok WHERE code = 'component-code-value-quantity$0'"
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_tok WHERE code = 'component-code-value-quantity$0'"
                                " AND value = 'b'"),
                      0);
     /* the plain rows are all there */
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_str WHERE code = 'code:text'"), 2);
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM sp_tok WHERE code = 'component-code' AND value = 'b'"), 1);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_str WHERE code = 'code:text'"), 2);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_tok WHERE code = 'component-code' AND value = 'b'"), 1);
     json_object_put(o);
     store_test_db_close(db);
 }
