@@ -126,15 +126,6 @@ static void search_fold_fast_paths_equal_the_library(void **state)
     }
 }
 
-static void put(hv_db_t *db, const char *json)
-{
-    struct json_object *o = json_tokener_parse(json);
-    assert_non_null(o);
-    assert_int_equal(hv__store_put(db, hv_json_get_str(o, "resourceType"), hv_json_get_str(o, "id"), 1, 1000, json,
-                                   strlen(json), o),
-                     HV_OK);
-    json_object_put(o);
-}
 
 /*
  * A store indexed by the old fold (Latin-1 only: "Ærø" as "aro", Greek as it was):
@@ -146,10 +137,10 @@ static void search_fold_upgrade_refolds_non_ascii_resources(void **state)
     hv_db_t *db = store_test_db();
     size_t n = 99;
     (void)state;
-    put(db, "{\"resourceType\":\"Patient\",\"id\":\"a\",\"name\":[{\"family\":\"Ærøskøbing\"}]}");
-    put(db, "{\"resourceType\":\"Patient\",\"id\":\"g\",\"name\":[{\"family\":\"ΣΊΣΥΦΟΣ\"}]}");
-    put(db, "{\"resourceType\":\"Patient\",\"id\":\"e\",\"name\":[{\"family\":\"Stra\\u00dfe\"}]}");
-    put(db, "{\"resourceType\":\"Patient\",\"id\":\"s\",\"name\":[{\"family\":\"Smith\"}]}");
+    store_test_put(db, 1, "{\"resourceType\":\"Patient\",\"id\":\"a\",\"name\":[{\"family\":\"Ærøskøbing\"}]}");
+    store_test_put(db, 1, "{\"resourceType\":\"Patient\",\"id\":\"g\",\"name\":[{\"family\":\"ΣΊΣΥΦΟΣ\"}]}");
+    store_test_put(db, 1, "{\"resourceType\":\"Patient\",\"id\":\"e\",\"name\":[{\"family\":\"Stra\\u00dfe\"}]}");
+    store_test_put(db, 1, "{\"resourceType\":\"Patient\",\"id\":\"s\",\"name\":[{\"family\":\"Smith\"}]}");
     /* what the old fold wrote */
     assert_int_equal(hv_db_exec(db, "UPDATE sp_str SET value = 'aroskobing' WHERE id = 'a' AND code = 'family';"
                                     "UPDATE sp_str SET value = 'ΣΊΣΥΦΟΣ' WHERE id = 'g' AND code = 'family';"

@@ -98,15 +98,6 @@ static void search_plan_accepts_and_refuses_by_the_specification(void **state)
     }
 }
 
-static void put(hv_db_t *db, const char *json)
-{
-    struct json_object *o = json_tokener_parse(json);
-    assert_non_null(o);
-    assert_int_equal(hv__store_put(db, hv_json_get_str(o, "resourceType"), hv_json_get_str(o, "id"), 1, 1000, json,
-                                   strlen(json), o),
-                     HV_OK);
-    json_object_put(o);
-}
 
 typedef struct page {
     char ids[8][HV__FHIR_ID_MAX];
@@ -135,7 +126,7 @@ static void search_run_cursor_continues_after_the_page(void **state)
         char j[256];
         snprintf(j, sizeof(j), "{\"resourceType\":\"Patient\",\"id\":\"q%d\"%s%s%s}", i,
                  fam[i] ? ",\"name\":[{\"family\":\"" : "", fam[i] ? fam[i] : "", fam[i] ? "\"}]" : "");
-        put(db, j);
+        store_test_put(db, 1, j);
     }
     /* _sort=-family: Berg (q0, q3), Alt (q1, q4), none (q2); two per page */
     snprintf(q, sizeof(q), "_sort=-family");
@@ -271,7 +262,7 @@ static void search_string_range_matches_starts_with_at_the_boundaries(void **sta
         char j[256];
         snprintf(j, sizeof(j), "{\"resourceType\":\"Patient\",\"id\":\"n%zu\",\"name\":[{\"family\":\"%s\"}]}", i,
                  range_names[i]);
-        put(db, j);
+        store_test_put(db, 1, j);
     }
     for (size_t k = 0; k < sizeof(queries) / sizeof(queries[0]); k++) {
         for (int exact = 0; exact < 2; exact++) {
@@ -307,7 +298,7 @@ static void search_has_pages_match_brute_force_driven_either_way(void **state)
         char j[512];
         snprintf(j, sizeof(j), "{\"resourceType\":\"Patient\",\"id\":\"h%d\",\"name\":[{\"family\":\"%s%d\"}]}", i,
                  i % 3 == 0 ? "Other" : "Hasfam", i);
-        put(db, j);
+        store_test_put(db, 1, j);
         /* patients with i % 2 == 0 have an observation of code C1; all have one of C2 */
         for (int c = 1; c <= 2; c++) {
             if (c == 1 && i % 2 != 0)
@@ -316,18 +307,18 @@ static void search_has_pages_match_brute_force_driven_either_way(void **state)
                      "{\"resourceType\":\"Observation\",\"id\":\"o%d-%d\",\"status\":\"final\",\"code\":{\"coding\":"
                      "[{\"system\":\"http://loinc.org\",\"code\":\"C%d\"}]},\"subject\":{\"reference\":\"Patient/h%d\"}}",
                      i, c, c, i);
-            put(db, j);
+            store_test_put(db, 1, j);
         }
         if (i % 2 == 0 && i % 3 != 0)
             snprintf(want + strlen(want), sizeof(want) - strlen(want), "%sh%d", want[0] ? " " : "", i);
     }
     /* h0's general practitioner is dr0 (h0 has a C1), h1's dr1 (no C1) */
-    put(db, "{\"resourceType\":\"Practitioner\",\"id\":\"dr0\"}");
-    put(db, "{\"resourceType\":\"Practitioner\",\"id\":\"dr1\"}");
-    put(db, "{\"resourceType\":\"Patient\",\"id\":\"g0\",\"generalPractitioner\":[{\"reference\":\"Practitioner/dr0\"}]}");
-    put(db, "{\"resourceType\":\"Observation\",\"id\":\"og0\",\"status\":\"final\",\"code\":{\"coding\":[{\"code\":"
+    store_test_put(db, 1, "{\"resourceType\":\"Practitioner\",\"id\":\"dr0\"}");
+    store_test_put(db, 1, "{\"resourceType\":\"Practitioner\",\"id\":\"dr1\"}");
+    store_test_put(db, 1, "{\"resourceType\":\"Patient\",\"id\":\"g0\",\"generalPractitioner\":[{\"reference\":\"Practitioner/dr0\"}]}");
+    store_test_put(db, 1, "{\"resourceType\":\"Observation\",\"id\":\"og0\",\"status\":\"final\",\"code\":{\"coding\":[{\"code\":"
             "\"C1\"}]},\"subject\":{\"reference\":\"Patient/g0\"}}");
-    put(db, "{\"resourceType\":\"Patient\",\"id\":\"g1\",\"generalPractitioner\":[{\"reference\":\"Practitioner/dr1\"}]}");
+    store_test_put(db, 1, "{\"resourceType\":\"Patient\",\"id\":\"g1\",\"generalPractitioner\":[{\"reference\":\"Practitioner/dr1\"}]}");
     /* Each query three ways: the default (no total: the page stops at its matches,
      * has_page), _total=accurate (every candidate checked and counted) and the default
      * with fhir.search_has_total=accurate — the same ids in the same order. */
@@ -394,7 +385,7 @@ static void search_has_page_plans_read_indexes_by_key(void **state)
     hv__search_plan_t p;
     (void)state;
     hv__search_has_total_enable(0);
-    put(db, "{\"resourceType\":\"Patient\",\"id\":\"x1\",\"name\":[{\"family\":\"Planfam\"}]}");
+    store_test_put(db, 1, "{\"resourceType\":\"Patient\",\"id\":\"x1\",\"name\":[{\"family\":\"Planfam\"}]}");
     hv_buf_init(&eqp, 65536);
     /* The sp_ref + sp_tok form (fhir.search_has_rows=false; sp_reftok's plans are tested
      * in search_has.c). */
