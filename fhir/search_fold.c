@@ -288,3 +288,44 @@ size_t hv__search_normalize_ref(const char *s, char *out, size_t cap)
     out[k.o] = '\0';
     return k.o;
 }
+
+/*
+ * The value as the resource has it, for :exact (FHIR R4 search.html#string: ":exact —
+ * the search parameter value must match the exact string, including case and
+ * combining characters"): no folding, no normalization form (a precomposed "ü" and
+ * "u" + U+0308 differ). Only what the index cannot store is changed, identically for
+ * the index row and the query: an invalid byte becomes U+FFFD (PostgreSQL's TEXT takes
+ * only valid UTF-8) and the copy ends at the last whole code point that fits.
+ */
+size_t hv__search_raw(const char *s, char *out, size_t cap)
+{
+    const uint8_t *p = (const uint8_t *)s, *e = p + strlen(s);
+    size_t o = 0;
+    if (cap == 0)
+        return 0;
+    while (p < e) {
+        ucs4_t c;
+        size_t m = next_cp(p, (size_t)(e - p), &c);
+        const uint8_t *from = m == 0 ? replacement : p;
+        size_t len = m == 0 ? sizeof(replacement) : m;
+        if (o + len + 1 > cap)
+            break;
+        memcpy(out + o, from, len);
+        o += len;
+        p += m == 0 ? 1 : m;
+    }
+    out[o] = '\0';
+    return o;
+}
+
+/*
+ * The migration adding sp_str.raw (the value before folding, hv__search_raw), which
+ * :exact compares after the folded value's index has narrowed the rows
+ * (fhir/search_plan.c, value_clause). Rows written before it keep raw NULL, and
+ * :exact treats them as before (folded equality) until `holovitals reindex` rewrites
+ * them: no backfill at startup, which on a large store would hold the opening for as
+ * long as a reindex. PostgreSQL compares raw byte for byte (collation "C", like the
+ * value column's index); SQLite's default BINARY already does.
+ */
+const char hv__search_migration_raw_sqlite[] = "ALTER TABLE sp_str ADD COLUMN raw TEXT;";
+const char hv__search_migration_raw_pg[] = "ALTER TABLE sp_str ADD COLUMN raw TEXT COLLATE \"C\";";

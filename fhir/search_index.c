@@ -71,7 +71,7 @@ const char hv__search_migration2[] =
     "CREATE INDEX sp_num_c ON sp_num (type, code, cunit, cvalue);";
 
 #define MAX_VALUES_PER_PARAM 64 /* values one parameter indexes for one resource */
-#define MAX_STR 256            /* longest indexed string value (bytes), longer ones truncated */
+#define MAX_STR HV__SEARCH_STR_MAX /* longest indexed string value (bytes), longer ones truncated */
 
 /* ---- the compiled expressions ---- */
 
@@ -571,7 +571,7 @@ static const struct {
     int ncols;
     int rid;
 } tables[T_COUNT] = {
-    {"sp_str", "value", 1, 1},   {"sp_tok", "system, value", 2, 1}, {"sp_ref", "rtype, rid", 2, 0},
+    {"sp_str", "value, raw", 2, 1},   {"sp_tok", "system, value", 2, 1}, {"sp_ref", "rtype, rid", 2, 0},
     {"sp_date", "lo, hi", 2, 0}, {"sp_num", "value, system, unit, cvalue, cunit", 5, 0}, {"sp_uri", "value", 1, 0},
 };
 
@@ -870,7 +870,7 @@ static ixval_t vtext(const char *s)
     return v;
 }
 
-/* A text row of table sp_str or sp_uri under code. */
+/* A text row of table sp_uri under code. */
 static void put_text(ix_t *x, int table, const char *code, const char *v)
 {
     ixval_t vals[1];
@@ -878,13 +878,19 @@ static void put_text(ix_t *x, int table, const char *code, const char *v)
     add_row(x, table, code, vals);
 }
 
+/* A string row: the folded value the searches range over, and the value as the
+ * resource has it, which :exact compares too (fhir/search_plan.c, value_clause). */
 static void put_str_code(ix_t *x, const char *code, const char *s)
 {
-    char norm[MAX_STR];
+    char norm[MAX_STR], raw[MAX_STR];
+    ixval_t vals[2];
     if (code == NULL || s == NULL || s[0] == '\0')
         return;
     hv__search_normalize(s, norm, sizeof(norm));
-    put_text(x, T_STR, code, norm);
+    hv__search_raw(s, raw, sizeof(raw));
+    vals[0] = vtext(norm);
+    vals[1] = vtext(raw);
+    add_row(x, T_STR, code, vals);
 }
 
 static void put_str(ix_t *x, const char *s)

@@ -6,6 +6,7 @@
  * replaced when a version is written, dropped when it is deleted):
  *
  *   sp_str   type, id, code, value               string: case-folded, marks dropped (search_fold.c)
+ *            raw                                 the value unfolded, for :exact (NULL: written before it)
  *   sp_tok   type, id, code, system, value       token: system (NULL: none), code
  *   sp_ref   type, id, code, rtype, rid          reference: target type and id
  *   sp_date  type, id, code, lo, hi              date: the value's range, epoch ms
@@ -148,6 +149,17 @@ int hv__search_date_range(const char *s, int64_t *lo, int64_t *hi);
 size_t hv__search_normalize(const char *s, char *out, size_t cap);
 /* The same normalization of the whole of s by the library alone (tests, fuzzing: the reference). */
 size_t hv__search_normalize_ref(const char *s, char *out, size_t cap);
+/*
+ * The unfolded value :exact compares (fhir/search_fold.c): s with each invalid UTF-8
+ * byte replaced by U+FFFD, into out (cap bytes, NUL-terminated, cut after the last
+ * whole code point that fits). Returns the bytes written (without the NUL).
+ */
+size_t hv__search_raw(const char *s, char *out, size_t cap);
+/* Bytes of an indexed string value, folded or raw, with its NUL (longer ones are cut). */
+#define HV__SEARCH_STR_MAX 256
+/* The migration adding sp_str.raw, per backend (fhir/search_fold.c). */
+extern const char hv__search_migration_raw_sqlite[];
+extern const char hv__search_migration_raw_pg[];
 
 /* The search prefixes of FHIR R4 search.html#prefix. */
 typedef enum hv__sp_prefix {

@@ -6,7 +6,8 @@
  * Semantics implemented (search.html sections in brackets):
  *   - a parameter repeated is AND, comma-separated values are OR [#combining];
  *   - string [#string]: starts-with on the normalized value, a range of its index;
- *     :exact (equality of the normalized value), :contains (a LIKE scan);
+ *     :exact (equality of the value as written, case and marks included: the
+ *     normalized value's index narrows, the raw column decides), :contains (a LIKE scan);
  *   - token [#token]: code, system|code, |code, system|; :not; :missing;
  *   - reference [#reference]: Type/id, id, an absolute URL ending in Type/id; :missing;
  *   - date [#date]: prefixes eq ne gt lt ge le sa eb ap over the ranges the stored and
@@ -452,8 +453,20 @@ static int value_clause(hv__search_plan_t *p, const char *name, hv_fhir_search_t
         char *like;
         hv__search_normalize(v, norm, sizeof(norm));
         if (strcmp(mod, "exact") == 0) {
+            /* FHIR R4 search.html#string: ":exact — the search parameter value must match
+             * the exact string, including case and combining characters". The folded
+             * equality keeps the value index's seek; the unfolded value (raw, as
+             * hv__search_raw cuts it at write) decides among its rows. A row written
+             * before raw existed (NULL) matches folded, as it did, until a reindex. */
+            char raw[HV__SEARCH_STR_MAX];
+            hv__search_raw(v, raw, sizeof(raw));
             sql(p, "value = ");
-            return b_text(p, norm);
+            if ((rc = b_text(p, norm)) != HV_OK)
+                return rc;
+            sql(p, " AND (raw = ");
+            rc = b_text(p, raw);
+            sql(p, " OR raw IS NULL)");
+            return rc;
         }
         if (strcmp(mod, "text") == 0) {
             /* token :text: a word of the display or text starts with the value */

@@ -65,6 +65,7 @@ static const char *const migrations_sqlite[] = {
      * rows (sp_tok), which hold the same current values — and every write paid three
      * B-tree inserts (the table and its two indexes) per identifier for it (issue 5). */
     "DROP TABLE IF EXISTS ident;",
+    hv__search_migration_raw_sqlite, /* string rows' unfolded value, for :exact: fhir/search_fold.c */
     NULL,
 };
 
@@ -95,6 +96,7 @@ static const char *const migrations_pg[] = {
     hv__search_migration9_pg, /* reference x token rows of _has: fhir/search_has.c */
     hv__search_migration_fold, /* Unicode string folding's upgrade mark: fhir/search_reindex.c */
     "DROP TABLE IF EXISTS ident;", /* as on SQLite, above */
+    hv__search_migration_raw_pg, /* string rows' unfolded value, for :exact: fhir/search_fold.c */
     NULL,
 };
 

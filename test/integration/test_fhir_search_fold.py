@@ -2,7 +2,8 @@
 """test_fhir_search_fold.py — string search is case- and accent-insensitive for all of
 Unicode (FHIR R4 search.html#string; the fold of fhir/search_fold.c: Unicode's
 compatibility caseless form with every combining mark dropped), through the real binary:
-starts-with, :exact (equality of the folded values) and :contains, the :text of a token,
+starts-with and :contains (folded values), :exact (case and combining characters significant,
+search.html#string; rows written before sp_str.raw match folded), the :text of a token,
 _content, letters that do not decompose (they stay letters, case-folded), a value at the
 index's length cap, invalid UTF-8 in a resource and in a query (never a 500), and the fold
 upgrade of a store indexed by the old fold (rows doctored back to the old fold, the
@@ -70,12 +71,16 @@ class FhirSearchFoldTests(SearchCase):
         for param, value, want in cases:
             self.assertEqual(self.ids(param, value), want, (param, value))
 
-    def test_exact_and_contains_compare_folded_values(self):
+    def test_exact_is_case_and_mark_sensitive_contains_folds(self):
         self.load()
         cases = [
-            ("family:exact", "STRASSE", ["st"]), ("family:exact", "Straße", ["st"]),
-            ("family:exact", "Stra", []), ("family:exact", "MÜLLER", ["m1", "m2", "mu"]),
-            ("family:exact", "Ærøskøbing", ["ae"]), ("family:exact", "ærø", []),
+            # search.html#string: ":exact ... including case and combining characters"
+            ("family:exact", "Straße", ["st"]), ("family:exact", "STRASSE", []), ("family:exact", "strasse", []),
+            ("family:exact", "Stra", []), ("family:exact", "MÜLLER", []), ("family:exact", "MULLER", ["mu"]),
+            ("family:exact", "Müller", ["m1"]), ("family:exact", "Mu\u0308ller", ["m2"]),
+            ("family:exact", "Muller", []), ("family:exact", "Ærøskøbing", ["ae"]),
+            ("family:exact", "ærøskøbing", []), ("family:exact", "ærø", []),
+            ("given:exact", "Zoë", ["m1"]), ("given:exact", "Zoe\u0308", ["m2"]),
             ("family:contains", "ASS", ["st"]), ("family:contains", "üll", ["m1", "m2", "mu"]),
             ("family:contains", "ΣΥΦ", ["si"]), ("family:contains", "røsk", ["ae"]),
             ("address-city:contains", "ØBENHAV", ["ae"]), ("address-city:contains", "obenhav", []),
@@ -86,6 +91,52 @@ class FhirSearchFoldTests(SearchCase):
         self.assertEqual(len(self.ids("language:text", "FRANCAIS")), len(PATIENTS))
         self.assertEqual(self.ids("_content", "KØBENHAVN"), ["ae"])
         self.assertEqual(self.ids("_content", "σισυφοσ"), ["si"])
+
+    SMITHS = [("x1", ["Smith"]), ("x2", ["SMITH"]), ("x3", ["smith"]), ("x4", ["Smíth"]),
+              ("x5", ["Smi\u0301th"]), ("x6", ["Smith", "SMITH"]), ("x7", ["Smith"]), ("x8", ["Smith"]),
+              ("x9", ["Smithers"]), ("xa", ["Smith"])]
+
+    def load_smiths(self):
+        self.start()
+        for pid, names in self.SMITHS:
+            self.put({"resourceType": "Patient", "id": pid, "name": [{"family": n} for n in names]})
+            self.put({"resourceType": "Observation", "id": "o" + pid, "status": "final",
+                      "code": {"text": "x"}, "subject": {"reference": "Patient/" + pid}})
+
+    def test_exact_finds_the_written_string_only(self):
+        self.load_smiths()
+        smith = ["x1", "x6", "x7", "x8", "xa"]
+        self.assertEqual(self.ids("name:exact", "Smith"), smith)
+        self.assertEqual(self.ids("family:exact", "Smith"), smith)
+        self.assertEqual(self.ids("name:exact", "SMITH"), ["x2", "x6"])
+        self.assertEqual(self.ids("name:exact", "smith"), ["x3"])
+        self.assertEqual(self.ids("name:exact", "Smíth"), ["x4"])
+        self.assertEqual(self.ids("name:exact", "Smi\u0301th"), ["x5"])
+        self.assertEqual(self.ids("name:exact", "Smith,smith"), sorted(smith + ["x3"]))
+        # the default (starts-with) stays folded: every variant, and the longer name
+        self.assertEqual(self.ids("name", "smith"), sorted(p for p, _ in self.SMITHS))
+        # a chain's inner criterion, and paging by 2: every match once, none missing
+        self.assertEqual(self.q("Observation?subject:Patient.name:exact=Smith"), ["o" + p for p in smith])
+        for query in ("Patient?name:exact=Smith&_count=2", "Patient?family:exact=Smith&_count=2&_total=accurate",
+                      "Observation?subject:Patient.family:exact=Smith&_count=2"):
+            got = [k.split("/", 1)[1] for k in self.search(query)[0]]
+            self.assertEqual(len(got), len(set(got)), query)
+            want = smith if query.startswith("Patient") else ["o" + p for p in smith]
+            self.assertEqual(sorted(got), want, query)
+        st, _, b = self.jreq("GET", "/fhir/Patient?name:exact=Smith&_summary=count")
+        self.assertEqual((st, b["total"]), (200, len(smith)))
+
+    def test_exact_rows_written_before_raw_match_folded(self):
+        self.load_smiths()
+        self.eng.stop()
+        # Rows of a store written before the migration: raw NULL (x2 "SMITH", x4 "Smíth").
+        self.sql(["UPDATE sp_str SET raw = NULL WHERE type = 'Patient' AND id IN ('x2', 'x4')"])
+        self.eng.start()
+        self.assertEqual(self.ids("name:exact", "Smith"), ["x1", "x2", "x4", "x6", "x7", "x8", "xa"])
+        self.assertEqual(self.ids("name:exact", "smith"), ["x2", "x3", "x4"])
+        # a new version of x2 writes raw again
+        self.put({"resourceType": "Patient", "id": "x2", "name": [{"family": "SMITH"}]})
+        self.assertEqual(self.ids("name:exact", "Smith"), ["x1", "x4", "x6", "x7", "x8", "xa"])
 
     def test_value_at_the_length_cap_and_invalid_utf8(self):
         self.load()
@@ -125,6 +176,10 @@ class FhirSearchFoldTests(SearchCase):
         stmts = ["UPDATE sp_str SET value = '%s' WHERE type = 'Patient' AND id = '%s' AND code = '%s'"
                  % (v, pid, code) for pid, code, v in rows]
         stmts.append("UPDATE sp_fold SET after = 0")
+        self.sql(stmts)
+
+    def sql(self, stmts):
+        """Runs stmts on the stopped engine's store, behind its back."""
         if self.DB:
             sql = "SET search_path TO fhir; " + "; ".join(stmts)
             subprocess.run(["psql", "-q", "-X", "-v", "ON_ERROR_STOP=1", self.DB, "-c", sql],
