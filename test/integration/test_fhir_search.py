@@ -114,10 +114,11 @@ class FhirSearchTests(EngineTestCase):
 
     def test_string_token_reference(self):
         self.load()
-        # string: starts-with, case- and accent-insensitive; :exact; :contains
+        # string: starts-with, case- and accent-insensitive; :exact (case and accents count); :contains
         self.assertEqual(self.q("Patient?family=mul"), ["p1", "p2"])
         self.assertEqual(self.q("Patient?family=" + urllib.parse.quote("MÜLLER")), ["p1", "p2"])
-        self.assertEqual(self.q("Patient?family:exact=muller"), ["p1", "p2"])
+        self.assertEqual(self.q("Patient?family:exact=muller"), [])
+        self.assertEqual(self.q("Patient?family:exact=Muller"), ["p2"])
         self.assertEqual(self.q("Patient?family:exact=mul"), [])
         self.assertEqual(self.q("Patient?name:contains=ll"), ["p1", "p2"])
         self.assertEqual(self.q("Patient?name:contains=aro"), ["p3"])

@@ -122,7 +122,8 @@ class FhirSearch2Tests(SearchCase):
         self.assertEqual(self.q("Observation?subject:Group.type=person"), ["o5"])
         self.assertEqual(self.q("Observation?subject.type=person"), ["o5"])
         # modifiers and OR inside the chain
-        self.assertEqual(self.q("Observation?subject:Patient.name:exact=famp2"), ["o3"])
+        self.assertEqual(self.q("Observation?subject:Patient.name:exact=Famp2"), ["o3"])
+        self.assertEqual(self.q("Observation?subject:Patient.name:exact=famp2"), [])
         self.assertEqual(self.q("Observation?subject:Patient.name=famp2,famp3"), ["o3", "o4"])
         # chain AND a plain criterion
         self.assertEqual(self.q("Observation?subject:Patient.gender=female&code=8302-2"), ["o1"])
@@ -608,7 +609,7 @@ class FhirSearch2RangeTests(SearchCase):
              "emile", "Emilia", "\u65e5\u672c", "\u65e5\u672c\u8a9e", "\u65e5\u672d", "a\U0010ffff",
              "a\U0010ffffb", "b", "\u00d8ster", "oster"]
     QUERIES = ["zz", "ZZ", "z", "zza", "stra\u00df", "STRASS", "stras", "\u00c9mil", "emil", "EMILE", "\u65e5\u672c",
-               "\u65e5", "a\U0010ffff", "a", "\u00f8st", "OST", "%", "_"]
+               "\u65e5", "a\U0010ffff", "a", "\u00f8st", "OST", "%", "_", "Zz", "Stra\u00dfe", "emile"]
 
     def test_string_ranges_chains_and_has_page_like_python(self):
         self.start()
@@ -624,7 +625,7 @@ class FhirSearch2RangeTests(SearchCase):
         for q in self.QUERIES:
             enc = urllib.parse.quote(q, safe="")
             want = sorted(p for p, n in pats.items() if self.norm(n).startswith(self.norm(q)))
-            exact = sorted(p for p, n in pats.items() if self.norm(n) == self.norm(q))
+            exact = sorted(p for p, n in pats.items() if n == q)  # :exact: case and marks count
             for query, expect in (("Patient?name=%s&_count=2" % enc, want),
                                   ("Patient?name:exact=%s&_count=3" % enc, exact),
                                   ("Patient?_has:Observation:patient:code=C1&name=%s&_count=2" % enc,

@@ -564,7 +564,9 @@ static void search_str_page_answers_as_the_generic_plan(void **state)
 
 /* The plan SQLite makes of the page of one name (EXPLAIN QUERY PLAN of hv__search_page_sql):
  * a range of the covering sp_str_rc (no seek of resources per match), then one row of
- * resources per page entry by row id — never a scan, never resources_tiv. */
+ * resources per page entry by row id — never a scan, never resources_tiv. :exact seeks
+ * the folded value in sp_str_rc too, then reads each match's row for its raw value
+ * (case and marks: FHIR R4 search.html#string), which the index does not hold. */
 static void search_str_page_is_a_covering_range(void **state)
 {
     static const char *const queries[] = {"name=smi", "family:exact=Smith&_cursor=5", "name=s"};
@@ -579,8 +581,10 @@ static void search_str_page_is_a_covering_range(void **state)
     assert_int_equal(hv__search_analyze(db), HV_OK);
     for (size_t i = 0; i < sizeof(queries) / sizeof(queries[0]); i++) {
         hv_buf_t plan;
+        int exact = strstr(queries[i], ":exact") != NULL;
         store_test_page_plan(db, "Patient", queries[i], hv__search_str_only, &plan);
-        if (strstr(plan.data, "COVERING INDEX sp_str_rc (type=? AND code=? AND value") == NULL ||
+        if (strstr(plan.data, exact ? "USING INDEX sp_str_rc (type=? AND code=? AND value=?"
+                                    : "COVERING INDEX sp_str_rc (type=? AND code=? AND value") == NULL ||
             strstr(plan.data, "resources_tiv") != NULL || strstr(plan.data, "SCAN r") != NULL ||
             strstr(plan.data, "SCAN sp_str") != NULL || strstr(plan.data, "SEARCH r USING INTEGER PRIMARY KEY (rowid=?)") == NULL)
             fail_msg("%s: plan\n%s", queries[i], plan.data);

@@ -73,6 +73,34 @@ static void search_fold_replaces_invalid_utf8(void **state)
 }
 
 /* Truncation at the cap cuts between code points, and the output is a prefix of the whole fold. */
+/* The unfolded value of :exact: as written (no case fold, no normalization form), each
+ * invalid byte as U+FFFD, cut after the last whole code point that fits. */
+static void search_raw_keeps_case_and_marks_and_cuts_at_a_code_point(void **state)
+{
+    char in[1024], out[HV__SEARCH_STR_MAX];
+    size_t n = 0, len;
+    (void)state;
+    assert_int_equal(hv__search_raw("Mu\xcc\x88LLER", out, sizeof(out)), 8);
+    assert_string_equal(out, "Mu\xcc\x88LLER");
+    assert_int_equal(hv__search_raw("M\xc3\xbcller", out, sizeof(out)), 7);
+    assert_string_equal(out, "M\xc3\xbcller");
+    assert_int_equal(hv__search_raw("Ab\xff" "cd\xc3", out, sizeof(out)), 10);
+    assert_string_equal(out, "Ab\xef\xbf\xbd" "cd\xef\xbf\xbd");
+    for (int i = 0; i < 150; i++) { /* "Жé" 150 times: 600 bytes */
+        memcpy(in + n, "Жé", 4);
+        n += 4;
+    }
+    in[n] = '\0';
+    for (size_t cap = 1; cap <= sizeof(out); cap++) {
+        len = hv__search_raw(in, out, cap);
+        assert_true(len < cap && len + 2 >= cap - 1);
+        assert_int_equal(len % 2, 0);
+        assert_int_equal(strlen(out), len);
+        assert_null(u8_check((const uint8_t *)out, len));
+        assert_memory_equal(out, in, len);
+    }
+}
+
 static void search_fold_truncates_at_a_code_point(void **state)
 {
     char in[1024], whole[2048], out[256];
@@ -185,6 +213,7 @@ int run_search_fold_tests(void)
         cmocka_unit_test(search_fold_keeps_letters_that_do_not_decompose),
         cmocka_unit_test(search_fold_replaces_invalid_utf8),
         cmocka_unit_test(search_fold_truncates_at_a_code_point),
+        cmocka_unit_test(search_raw_keeps_case_and_marks_and_cuts_at_a_code_point),
         cmocka_unit_test(search_fold_fast_paths_equal_the_library),
         cmocka_unit_test(search_fold_upgrade_refolds_non_ascii_resources),
         cmocka_unit_test(search_fold_upgrade_of_an_empty_store_marks_done),

@@ -248,12 +248,14 @@ static const char *const range_names[] = {
 
 /* A string's default search (starts-with, a range of the value index now) matches
  * exactly the resources whose normalized value starts with the normalized query,
- * evaluated here by brute force over the names; :exact the equal ones. */
+ * evaluated here by brute force over the names; :exact the names equal to the query as
+ * written (FHIR R4 search.html#string: case and combining characters count). */
 static void search_string_range_matches_starts_with_at_the_boundaries(void **state)
 {
     static const char *const queries[] = {
         "zz", "ZZ", "z", "zza", "stra\xc3\x9f", "STRASS", "stras", "\xc3\x89mil", "emil", "EMILE",
-        "\xe6\x97\xa5\xe6\x9c\xac", "\xe6\x97\xa5", "a\xf4\x8f\xbf\xbf", "a", "y", "%", "_",
+        "\xe6\x97\xa5\xe6\x9c\xac", "\xe6\x97\xa5", "a\xf4\x8f\xbf\xbf", "a", "y", "%", "_", "Zz", "emile",
+        "\xc3\x89mile",
     };
     hv_db_t *db = store_test_db();
     size_t n = sizeof(range_names) / sizeof(range_names[0]);
@@ -271,7 +273,7 @@ static void search_string_range_matches_starts_with_at_the_boundaries(void **sta
             hv__search_normalize(queries[k], nq, sizeof(nq));
             for (size_t i = 0; i < n; i++) {
                 hv__search_normalize(range_names[i], nn, sizeof(nn));
-                if (exact ? strcmp(nn, nq) == 0 : strncmp(nn, nq, strlen(nq)) == 0)
+                if (exact ? strcmp(range_names[i], queries[k]) == 0 : strncmp(nn, nq, strlen(nq)) == 0)
                     snprintf(want + strlen(want), sizeof(want) - strlen(want), "%sn%zu", want[0] ? " " : "", i);
             }
             /* percent-encode the value for the query string */
@@ -281,6 +283,46 @@ static void search_string_range_matches_starts_with_at_the_boundaries(void **sta
             run_all(db, "Patient", q, 2, got, sizeof(got));
             if (strcmp(got, want) != 0)
                 fail_msg("%s: got \"%s\", want \"%s\"", q, got, want);
+        }
+    }
+    store_test_db_close(db);
+}
+
+/* :exact compares the value as written (FHIR R4 search.html#string: case and combining
+ * characters count), through the folded value's index; a row whose raw value is NULL (written
+ * before the column existed) matches folded, as every row did before, until it is rewritten. */
+static void search_exact_is_case_and_mark_sensitive_null_raw_folds(void **state)
+{
+    static const char *const names[] = {"Smith", "SMITH", "smith", "Sm\xc3\xadth", "Smi\xcc\x81th", "Smithers"};
+    static const struct {
+        const char *query, *want, *want_null; /* want_null: after c1 and c3's rows lose raw */
+    } cases[] = {
+        {"family:exact=Smith", "c0", "c0 c1 c3"},
+        {"family:exact=SMITH", "c1", "c1 c3"},
+        {"family:exact=Sm%C3%ADth", "c3", "c1 c3"},
+        {"family:exact=Smi%CC%81th", "c4", "c1 c3 c4"},
+        {"family:exact=Smith,smith", "c0 c2", "c0 c1 c2 c3"},
+        {"family:exact=Smit", "", ""},
+        {"family=SMITH", "c0 c1 c2 c3 c4 c5", "c0 c1 c2 c3 c4 c5"},
+    };
+    hv_db_t *db = store_test_db();
+    char got[256];
+    (void)state;
+    for (size_t i = 0; i < HV_ARRAY_LEN(names); i++) {
+        char j[160];
+        snprintf(j, sizeof(j), "{\"resourceType\":\"Patient\",\"id\":\"c%zu\",\"name\":[{\"family\":\"%s\"}]}", i,
+                 names[i]);
+        store_test_put(db, 1, j);
+    }
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_str WHERE raw IS NULL"), 0);
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1)
+            assert_int_equal(hv_db_exec(db, "UPDATE sp_str SET raw = NULL WHERE id IN ('c1', 'c3')"), HV_OK);
+        for (size_t k = 0; k < HV_ARRAY_LEN(cases); k++) {
+            const char *want = pass ? cases[k].want_null : cases[k].want;
+            run_all(db, "Patient", cases[k].query, 2, got, sizeof(got));
+            if (strcmp(got, want) != 0)
+                fail_msg("%s (pass %d): got \"%s\", want \"%s\"", cases[k].query, pass, got, want);
         }
     }
     store_test_db_close(db);
@@ -506,6 +548,7 @@ int run_search_plan_tests(void)
         cmocka_unit_test(search_index_writes_composite_groups_and_ucum_values),
         cmocka_unit_test(search_prefix_successor_bounds_every_starts_with),
         cmocka_unit_test(search_string_range_matches_starts_with_at_the_boundaries),
+        cmocka_unit_test(search_exact_is_case_and_mark_sensitive_null_raw_folds),
         cmocka_unit_test(search_has_pages_match_brute_force_driven_either_way),
         cmocka_unit_test(search_has_page_plans_read_indexes_by_key),
         cmocka_unit_test(search_include_statements_read_the_reference_index_by_key),
