@@ -501,8 +501,9 @@ int hv__search_str_only(const hv__search_plan_t *p)
 {
     static const char head[] = " AND r.id IN (SELECT id FROM sp_str@I0:sp_str@ WHERE type = $1 AND @C0@code = $";
     /* value_clause's string forms of one value (fhir/search_plan.c): the starts-with range
-     * (prefix_range, with or without its upper bound) and :exact. Not :contains (LIKE) nor
-     * :text, nor a list of values (OR). */
+     * (prefix_range, with or without its upper bound) and :exact (the folded value's seek,
+     * then each match's raw value from its row). Not :contains (LIKE) nor :text, nor a list
+     * of values (OR). */
     static const char *const conds[] = {
         " AND ((value@K@ >= # AND value@K@ < #)))",
         " AND ((value@K@ >= #)))",
