@@ -100,6 +100,24 @@ static void plan_column_lines(hv_db_stmt_t *st, int col, hv_buf_t *plan)
     hv_buf_puts(plan, "");
 }
 
+void store_test_put_has_population(hv_db_t *db, const char *prefix, int i)
+{
+    char j[512];
+    snprintf(j, sizeof(j), "{\"resourceType\":\"Patient\",\"id\":\"%s%d\",\"name\":[{\"family\":\"%s%d\"}]}", prefix,
+             i, i % 3 == 0 ? "Other" : "Hasfam", i);
+    store_test_put(db, 1, j);
+    /* patients with i % 2 == 0 have an observation of code C1; all have one of C2 */
+    for (int c = 1; c <= 2; c++) {
+        if (c == 1 && i % 2 != 0)
+            continue;
+        snprintf(j, sizeof(j),
+                 "{\"resourceType\":\"Observation\",\"id\":\"o%d-%d\",\"status\":\"final\",\"code\":{\"coding\":"
+                 "[{\"system\":\"http://loinc.org\",\"code\":\"C%d\"}]},\"subject\":{\"reference\":\"Patient/%s%d\"}}",
+                 i, c, c, prefix, i);
+        store_test_put(db, 1, j);
+    }
+}
+
 void store_test_plan_lines(hv_db_stmt_t *st, hv_buf_t *plan)
 {
     plan_column_lines(st, 3, plan);

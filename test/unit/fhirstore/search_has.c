@@ -175,21 +175,8 @@ static void search_has_answers_equal_the_plain_form(void **state)
     hv_db_t *db = store_test_db();
     hv_buf_t eqp;
     (void)state;
-    for (int i = 0; i < 12; i++) {
-        char j[512];
-        snprintf(j, sizeof(j), "{\"resourceType\":\"Patient\",\"id\":\"p%d\",\"name\":[{\"family\":\"%s%d\"}]}", i,
-                 i % 3 == 0 ? "Other" : "Hasfam", i);
-        store_test_put(db, 1, j);
-        for (int c = 1; c <= 2; c++) {
-            if (c == 1 && i % 2 != 0)
-                continue;
-            snprintf(j, sizeof(j),
-                     "{\"resourceType\":\"Observation\",\"id\":\"o%d-%d\",\"status\":\"final\",\"code\":{\"coding\":"
-                     "[{\"system\":\"http://loinc.org\",\"code\":\"C%d\"}]},\"subject\":{\"reference\":\"Patient/p%d\"}}",
-                     i, c, c, i);
-            store_test_put(db, 1, j);
-        }
-    }
+    for (int i = 0; i < 12; i++)
+        store_test_put_has_population(db, "p", i);
     store_test_put(db, 1, "{\"resourceType\":\"Observation\",\"id\":\"o0-x\",\"status\":\"final\",\"code\":{\"coding\":"
                  "[{\"code\":\"C1\"}]},\"subject\":{\"reference\":\"Patient/p0\"}}");
     store_test_put(db, 1, "{\"resourceType\":\"Observation\",\"id\":\"o99\",\"status\":\"final\",\"code\":{\"coding\":"

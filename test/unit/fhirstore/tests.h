@@ -36,6 +36,9 @@ void store_test_db_close(hv_db_t *db);
 int64_t store_test_count(hv_db_t *db, const char *sql);
 /* Stores json (its resourceType and id) as version `version` at time 1000 + version. */
 void store_test_put(hv_db_t *db, int64_t version, const char *json);
+/* Stores Patient <prefix>i (family "Other<i>" when i % 3 == 0, else "Hasfam<i>") and its
+ * Observations o<i>-1 (code C1, only when i is even) and o<i>-2 (code C2), version 1. */
+void store_test_put_has_population(hv_db_t *db, const char *prefix, int i);
 /* Steps st, an EXPLAIN QUERY PLAN statement, to its end and appends each row's detail and a
  * newline to plan (NUL-terminated); finishes st. */
 void store_test_plan_lines(hv_db_stmt_t *st, hv_buf_t *plan);
