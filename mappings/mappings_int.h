@@ -102,7 +102,16 @@ typedef struct hv__msg_row {
     unsigned char seg_resolved; /* seg_rows/seg_n are the rows of segmap (set at load) */
     const hv__map_row_t *seg_rows;
     size_t seg_n;
+    /* Set at load (finish() in v2_load.c) when refs_split: the references of refs, split at
+     * ';' and trimmed, in order (refs_n of them); target_kind: MSG_T_BUNDLE for "Bundle",
+     * MSG_T_ELEMENT when the target has '.' or '(' (an element of another resource),
+     * MSG_T_SLOT otherwise; res_type: the slot's type ("Observation" of "Observation[2]"). */
+    unsigned char refs_split, target_kind;
+    const char *const *refs_list;
+    size_t refs_n;
+    const char *res_type;
 } hv__msg_row_t;
+enum { MSG_T_SLOT, MSG_T_BUNDLE, MSG_T_ELEMENT };
 
 /* One concept-map entry ("vocab" lines); sorted by map (case-insensitive), then code. */
 typedef struct hv__vocab_row {

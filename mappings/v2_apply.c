@@ -533,7 +533,7 @@ static void apply_in_resource(ctx_t *c, const hv__map_row_t *row, span_t v, int 
     if (slot == NULL) return;
     ref = hv__jv_get_str(slot, "reference");
     if (ref != NULL && strncmp(ref, "#hvtmp-", 7) == 0) {
-        size_t k = strtoul(ref + 7, NULL, 10);
+        size_t k = hv__v2_tmp_index(ref + 7);
         if (k < c->nres && !c->res[k].dropped && strcmp(c->res[k].type, type) == 0) nr = &c->res[k];
         else goto unmapped;
     }
@@ -884,6 +884,10 @@ unmapped:
     c->unmapped_rows++;
 }
 
+/* A row's condition holds; a row without one (the most) costs no call. */
+#define COND_TRUE(c, row, seg, v, level) \
+    (((row)->cc == NULL && (row)->cond[0] == '\0') || hv__v2_cond_eval(c, (row)->cc, (row)->cond, seg, v, level))
+
 /* The components of a value, split once for the rows of one data-type map (n -1: not yet). */
 struct comps {
     int n;
@@ -952,7 +956,7 @@ int hv__v2_apply_map(ctx_t *c, const char *map, span_t v, int level, span_t seg,
         if (prim_out == NULL && is_prim_row && row->dtmap[0] == '\0') continue;
         if (level == 0) {
             if (row->src_f == 0) {
-                if (!row->assign[0] || !hv__v2_cond_eval(c, row->cc, row->cond, seg, v, level)) continue;
+                if (!row->assign[0] || !COND_TRUE(c, row, seg, v, level)) continue;
                 if (fr < (int)HV_ARRAY_LEN(c->frames)) c->frames[c->nframes++] = row;
                 hv__v2_apply_row(c, row, v, level, seg, tg, 0, depth);
                 c->nframes = fr;
@@ -970,7 +974,7 @@ int hv__v2_apply_map(ctx_t *c, const char *map, span_t v, int level, span_t seg,
                 continue;
             }
             f = run_v;
-            if (!hv__v2_cond_eval(c, row->cc, row->cond, seg, v, level)) continue;
+            if (!COND_TRUE(c, row, seg, v, level)) continue;
             if (fr < (int)HV_ARRAY_LEN(c->frames)) c->frames[c->nframes++] = row;
             if (seg.len >= 3 && memcmp(seg.p, "MSH", 3) == 0 && row->src_f <= 2) {
                 hv__v2_apply_row(c, row, f, 3, seg, tg, 0, depth);
@@ -1013,7 +1017,7 @@ int hv__v2_apply_map(ctx_t *c, const char *map, span_t v, int level, span_t seg,
             if (row->src_c) f = hv__v2_piece(c, f, level + 1, row->src_c);
         }
         if (!hv__v2_span_valued(f)) continue;
-        if (!hv__v2_cond_eval(c, row->cc, row->cond, seg, v, level)) continue;
+        if (!COND_TRUE(c, row, seg, v, level)) continue;
         if (is_prim_row && prim_out != NULL) {
             char *text;
             if (row->assign[0] == '=') {

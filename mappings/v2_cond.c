@@ -311,11 +311,27 @@ int hv__v2_cond_eval(ctx_t *c, const hv__cond_t *cc, const char *text, span_t se
     if (cc->never) return 0;
     if (cc->guard) {
         /* The leading test (find_guard): false decides; true is the whole answer, or the
-         * bottom of the stack the rest of the program starts from. */
+         * bottom of the stack the rest of the program starts from. A FIELD operand of the
+         * segment being mapped is the one the rows before most likely tested too (the 25
+         * OBX-5 rows each test OBX-2): it is kept in c->gmemo for the segment. */
         const hv__cond_op_t *o0 = &cc->ops[0];
         size_t count = 0, j;
-        span_t s = o0->kind == HV__COND_EMPTY ? (span_t){NULL, 0} : cond_path(c, o0, seg, dt, dt_level, &count);
+        span_t s;
         int r = 0;
+        if (o0->kind == HV__COND_FIELD && c->gmemo.segp == seg.p && seg.p != NULL && c->gmemo.a == o0->a &&
+            c->gmemo.b == o0->b && c->gmemo.gen == c->opgen && memcmp(c->gmemo.id, o0->seg, 3) == 0) {
+            s = c->gmemo.v;
+        } else {
+            s = o0->kind == HV__COND_EMPTY ? (span_t){NULL, 0} : cond_path(c, o0, seg, dt, dt_level, &count);
+            if (o0->kind == HV__COND_FIELD) {
+                c->gmemo.segp = seg.p;
+                c->gmemo.gen = c->opgen;
+                memcpy(c->gmemo.id, o0->seg, 3);
+                c->gmemo.a = o0->a;
+                c->gmemo.b = o0->b;
+                c->gmemo.v = s;
+            }
+        }
         for (j = 1; j + 1 < cc->guard && !r; j++)
             r = cc->ops[j].s != NULL && val_eq(s, cc->ops[j].s, cc->ops[j].n);
         if (!r || cc->guard_all) return r;

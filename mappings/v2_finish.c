@@ -520,7 +520,7 @@ static void provenance_dedupe(ctx_t *c, hv__jv_t *prov) {
 static int take_ref(ctx_t *c, hv__jv_t *holder, const char *rv) {
     size_t k;
     if (strncmp(rv, "#hvtmp-", 7) != 0) return 1;
-    k = strtoul(rv + 7, NULL, 10);
+    k = hv__v2_tmp_index(rv + 7);
     if (k >= c->nres || (c->res[k].dropped && c->res[k].merged_into < 0)) return 0;
     if (c->nrefs == c->caprefs) {
         size_t nc = c->caprefs ? 2 * c->caprefs : 64;

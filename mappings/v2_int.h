@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "adapters/hl7v2/hl7v2.h"
@@ -132,6 +133,15 @@ typedef struct ctx {
         span_t v;
         size_t count;
     } opcache[64];
+    /* The operand of the last guard tested (hv__v2_cond_eval), valid when gen is opgen and
+     * segp the segment being mapped. */
+    struct {
+        const char *segp;
+        unsigned gen;
+        char id[3];
+        unsigned a, b;
+        span_t v;
+    } gmemo;
     /* Members [2]..[MAX_FAMILY] of resource families (PL[Location]: bed [1], room [2], floor
      * [3], point of care [4], building [5], facility [6]): base and member resource indexes. */
     struct {
@@ -246,6 +256,17 @@ static inline void hv__v2_put_ref(ctx_t *c, hv__jv_t *o, const char *key, const 
 static inline const char *hv__v2_model_key(const hv_fhir_elem_t *e, const char *name, size_t n) {
     const char *k = hv_fhir_elem_name(e);
     return strncmp(k, name, n) == 0 && k[n] == '\0' ? k : NULL;
+}
+
+/* N of a "#hvtmp-N" text (s points after the prefix) for comparing with resource counts:
+ * strtoul's value, except that any number too large to be an index (strtoul saturates) is
+ * SIZE_MAX. Plain digits are read here; anything else (a sign, blanks: text only a message
+ * could have written) goes to strtoul. */
+static inline size_t hv__v2_tmp_index(const char *s) {
+    size_t k = 0;
+    if (*s < '0' || *s > '9') return strtoul(s, NULL, 10);
+    while (*s >= '0' && *s <= '9' && k < SIZE_MAX / 16) k = k * 10 + (size_t)(*s++ - '0');
+    return *s >= '0' && *s <= '9' ? SIZE_MAX : k;
 }
 
 /* v2_values.c: spans of the message, issues, FHIR primitive values. */

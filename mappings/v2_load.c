@@ -216,6 +216,47 @@ static const hv__vocab_row_t *vocab_span(const hv_map_tables_t *t, const char *m
     return end > lo ? &t->vocab[lo] : NULL;
 }
 
+/* The parts of a message row the engine would otherwise find per message (hv__msg_row_t:
+ * refs_list, target_kind, res_type), with the same splitting rules map_segment used. */
+static int split_msg_row(hv_map_tables_t *t, hv__msg_row_t *m) {
+    const char **list;
+    const char *p, *br;
+    size_t n = 0, cap = 1, tl;
+    char *type;
+    if (strcmp(m->target, "Bundle") == 0) m->target_kind = MSG_T_BUNDLE;
+    else if (strpbrk(m->target, ".(") != NULL) m->target_kind = MSG_T_ELEMENT;
+    else m->target_kind = MSG_T_SLOT;
+    br = strchr(m->target, '[');
+    tl = br ? (size_t)(br - m->target) : strlen(m->target);
+    if (tl > 39) tl = 39; /* map_segment's type[40] */
+    type = hv_arena_strndup(t->arena, m->target, tl);
+    if (type == NULL) return HV_ENOMEM;
+    m->res_type = type;
+    for (p = m->refs; *p; p++) cap += *p == ';';
+    list = hv_arena_alloc(t->arena, cap * sizeof(*list));
+    if (list == NULL) return HV_ENOMEM;
+    /* strtok_r's tokens: the non-empty runs between ';', then blanks trimmed at both ends. */
+    for (p = m->refs; *p;) {
+        const char *q = strchr(p, ';'), *b, *e;
+        if (q == NULL) q = p + strlen(p);
+        if (q > p) {
+            char *one;
+            b = p;
+            e = q;
+            while (b < e && *b == ' ') b++;
+            while (e > b && e[-1] == ' ') e--;
+            one = hv_arena_strndup(t->arena, b, (size_t)(e - b));
+            if (one == NULL) return HV_ENOMEM;
+            list[n++] = one;
+        }
+        p = *q ? q + 1 : q;
+    }
+    m->refs_list = list;
+    m->refs_n = n;
+    m->refs_split = 1;
+    return HV_OK;
+}
+
 static int finish(hv_map_tables_t *t) {
     size_t i, k = 0;
     qsort(t->maps, t->nmaps, sizeof(*t->maps), cmp_map);
@@ -256,8 +297,10 @@ static int finish(hv_map_tables_t *t) {
         r->vocab_resolved = 1;
     }
     for (i = 0; i < t->nmsgs; i++) {
-        t->msgs[i].seg_rows = hv__map_rows(t, t->msgs[i].segmap, &t->msgs[i].seg_n);
-        t->msgs[i].seg_resolved = 1;
+        hv__msg_row_t *m = &t->msgs[i];
+        m->seg_rows = hv__map_rows(t, m->segmap, &m->seg_n);
+        m->seg_resolved = 1;
+        if (split_msg_row(t, m) != HV_OK) return HV_ENOMEM;
     }
     return HV_OK;
 }

@@ -313,14 +313,14 @@ static void map_segment(ctx_t *c, size_t si, char *group, size_t group_cap) {
     for (i = 0; i < n; i++) {
         const hv__msg_row_t *row = &rows[i];
         char type[40];
-        const char *br;
+        const char *br, *rtype;
         res_t *r;
         target_t tg;
         size_t before;
         int had_prev;
-        if (strcmp(row->group, chosen) != 0) continue;
+        if (row->group != chosen && strcmp(row->group, chosen) != 0) continue;
         if (!hv__v2_cond_eval(c, row->cc, row->cond, seg, seg, 0)) continue;
-        if (strcmp(row->target, "Bundle") == 0) {
+        if (row->refs_split ? row->target_kind == MSG_T_BUNDLE : strcmp(row->target, "Bundle") == 0) {
             tg.owner = c->bundle_obj;
             tg.arr = NULL;
             tg.owner_e = hv_fhir_type_root(hv_fhir_resource_type("Bundle"));
@@ -329,27 +329,30 @@ static void map_segment(ctx_t *c, size_t si, char *group, size_t group_cap) {
             c->rule_base = row->segmap;
             c->nframes = 0;
             USE_SEG_ROWS(c, row);
-            USE_SEG_ROWS(c, row);
-        hv__v2_apply_map(c, row->segmap, seg, 0, seg, &tg, NULL, 0, 0, NULL);
+            hv__v2_apply_map(c, row->segmap, seg, 0, seg, &tg, NULL, 0, 0, NULL);
             continue;
         }
-        if (strpbrk(row->target, ".(") != NULL) {
+        if (row->refs_split ? row->target_kind == MSG_T_ELEMENT : strpbrk(row->target, ".(") != NULL) {
             into_element(c, row, seg);
             continue;
         }
-        br = strchr(row->target, '[');
-        {
-            size_t tl = br ? (size_t)(br - row->target) : strlen(row->target);
+        if (row->refs_split) {
+            rtype = row->res_type;
+        } else {
+            size_t tl;
+            br = strchr(row->target, '[');
+            tl = br ? (size_t)(br - row->target) : strlen(row->target);
             if (tl >= sizeof(type)) tl = sizeof(type) - 1;
             memcpy(type, row->target, tl);
             type[tl] = '\0';
+            rtype = type;
         }
         r = hv__v2_slot_find(c, row->target);
         had_prev = r != NULL;
         if (r != NULL && strcmp(r->seg, sg->id) == 0 && r->seg_index != si) r = NULL;
         before = c->nres;
         if (r == NULL) {
-            r = hv__v2_res_new(c, type, row->target);
+            r = hv__v2_res_new(c, rtype, row->target);
             if (r == NULL) continue;
         }
         tg.owner = r->obj;
@@ -368,7 +371,10 @@ static void map_segment(ctx_t *c, size_t si, char *group, size_t group_cap) {
             r->dropped = 1;
             r->slot[0] = '\0';
         }
-        if (row->refs[0]) {
+        if (row->refs_split) {
+            size_t k;
+            for (k = 0; k < row->refs_n; k++) apply_ref(c, row->refs_list[k]);
+        } else if (row->refs[0]) {
             char *refs = hv_arena_strdup(c->arena, row->refs), *save = NULL, *one;
             for (one = strtok_r(refs, ";", &save); one; one = strtok_r(NULL, ";", &save)) {
                 while (*one == ' ') one++;
