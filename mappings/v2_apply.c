@@ -127,20 +127,20 @@ static unsigned slot_occurrence(ctx_t *c, const target_t *tg, hv__jv_t *owner, i
     return r != NULL && r->seg_index != c->cur_seg ? (unsigned)c->cur_seg + 1 : 0;
 }
 
-/* ckey: the element's name as a constant key (hv__v2_model_key), NULL when it is not one;
+/* nh: hv__v2_fnv(FNV0, name, nlen), found once per compiled step;
+ * ckey: the element's name as a constant key (hv__v2_model_key), NULL when it is not one;
  * occ: slot_occurrence; el, ty: the element's model element and chosen type (hv__v2_put_el),
  * NULL when not known. */
-static hv__jv_t *slot_get(ctx_t *c, hv__jv_t *owner, const char *name, size_t nlen, const char *ckey,
-                             unsigned idx, unsigned rep, int is_array, unsigned occ,
-                             const hv_fhir_elem_t *el, const hv_fhir_type_t *ty) {
-    uint64_t k = FNV0;
+static hv__jv_t *slot_get(ctx_t *c, hv__jv_t *owner, const char *name, size_t nlen, uint64_t nh,
+                          const char *ckey, unsigned idx, unsigned rep, int is_array, unsigned occ,
+                          const hv_fhir_elem_t *el, const hv_fhir_type_t *ty) {
+    uint64_t k = nh;
     size_t i;
     int found;
     hv__jv_t *arr = NULL, *e;
     char key[64];
     const char *jk;
     unsigned fl;
-    k = hv__v2_fnv(k, name, nlen);
     if (occ != 0) k = hv__v2_fnv(k, &occ, sizeof(occ));
     k = hv__v2_key(owner, k, idx, rep);
     if (k == 0) k = 1;
@@ -529,7 +529,7 @@ static void apply_in_resource(ctx_t *c, const hv__map_row_t *row, span_t v, int 
     if (*rest == '.') rest++;
     if (hv_fhir_resource_type(type) == NULL) goto unmapped;
     if (*rest == '\0' && row->dtmap[0] == '\0') goto unmapped;
-    slot = slot_get(c, owner, name, nlen, NULL, idx, rep, is_array, 0, NULL, NULL);
+    slot = slot_get(c, owner, name, nlen, hv__v2_fnv(FNV0, name, nlen), NULL, idx, rep, is_array, 0, NULL, NULL);
     if (slot == NULL) return;
     ref = hv__jv_get_str(slot, "reference");
     if (ref != NULL && strncmp(ref, "#hvtmp-", 7) == 0) {
@@ -620,9 +620,14 @@ static const struct hv__v2_plan *plan_find(ctx_t *c, const hv_fhir_elem_t *oe, c
         st->e = e;
         st->chosen = chosen;
         st->ckey = hv__v2_model_key(e, p, nlen);
+        st->arr = (unsigned char)(hv_fhir_elem_is_array(e) != 0);
+        st->prim = hv_fhir_type_kind(chosen) == HV_FHIR_KIND_PRIMITIVE;
+        st->tname = hv_fhir_type_name(chosen);
+        st->sub = st->prim ? NULL : hv_fhir_elem_owner(e, chosen);
+        st->nh = hv__v2_fnv(FNV0, p, nlen);
         if (dot == NULL) break;
-        if (hv_fhir_type_kind(chosen) == HV_FHIR_KIND_PRIMITIVE) return NULL;
-        oe = hv_fhir_elem_owner(e, chosen);
+        if (st->prim) return NULL;
+        oe = st->sub;
         if (oe == NULL) return NULL;
         p = dot + 1;
     }
@@ -676,7 +681,9 @@ void hv__v2_apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
         }
         path = end + 2;
     }
-    {
+    /* A FHIR type name starts with a capital (the complex types owners belong to): a path
+     * starting otherwise (nearly all) has no prefix to take off. */
+    if ((path[0] >= 'A' && path[0] <= 'Z') || path[0] == '.') {
         const char *tn = hv_fhir_type_name(hv_fhir_elem_owner_type(oe));
         size_t tl = strlen(tn);
         if (hv_fhir_elem_parent(oe) == NULL && strncmp(path, tn, tl) == 0 && path[tl] == '.')
@@ -697,9 +704,11 @@ void hv__v2_apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
         unsigned idx = 1;
         const hv_fhir_elem_t *e;
         const hv_fhir_type_t *chosen = NULL;
-        const char *step_ckey = NULL;
+        const char *step_ckey = NULL, *tname;
+        const hv_fhir_elem_t *sub_oe;
         char rtype[160];
-        int last;
+        int last, is_arr, is_prim;
+        uint64_t nh;
         rtype[0] = '\0';
         if (plan != NULL) {
             /* The compiled step: what the parse below would find, found once. */
@@ -714,6 +723,11 @@ void hv__v2_apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
             chosen = st->chosen;
             last = st->last;
             step_ckey = st->ckey;
+            is_arr = st->arr;
+            is_prim = st->prim;
+            tname = st->tname;
+            sub_oe = st->sub;
+            nh = st->nh;
             dot = last ? NULL : p + seglen;
             goto step;
         }
@@ -748,8 +762,13 @@ void hv__v2_apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
         e = hv__v2_elem_child(c, oe, p, nlen, &chosen);
         if (e == NULL || chosen == NULL) goto unmapped;
         step_ckey = hv__v2_model_key(e, p, nlen);
+        is_arr = hv_fhir_elem_is_array(e) != 0;
+        is_prim = hv_fhir_type_kind(chosen) == HV_FHIR_KIND_PRIMITIVE;
+        tname = hv_fhir_type_name(chosen);
+        sub_oe = is_prim ? NULL : hv_fhir_elem_owner(e, chosen);
+        nh = hv__v2_fnv(FNV0, p, nlen);
     step:
-        if (first_step && idx > 1 && !hv_fhir_elem_is_array(e) && tg->arr != NULL) {
+        if (first_step && idx > 1 && !is_arr && tg->arr != NULL) {
             /* "value[2]" in HD[Identifier]: the element of the owner's repetition n (HD.1 →
              * identifier[1].value, HD.2 → identifier[2].value), a sibling in the same array. */
             owner = sibling(c, tg, idx);
@@ -757,15 +776,15 @@ void hv__v2_apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
             idx = 1;
         }
         if (rtype[0]) {
-            if (!last || strcmp(hv_fhir_type_name(chosen), "Reference") != 0 || depth >= MAX_DEPTH)
+            if (!last || strcmp(tname, "Reference") != 0 || depth >= MAX_DEPTH)
                 goto unmapped;
-            apply_in_resource(c, row, v, level, seg, owner, p, nlen, idx, rep, hv_fhir_elem_is_array(e),
+            apply_in_resource(c, row, v, level, seg, owner, p, nlen, idx, rep, is_arr,
                               rtype, depth);
             return;
         }
-        if (hv_fhir_type_kind(chosen) == HV_FHIR_KIND_PRIMITIVE) {
+        if (is_prim) {
             char key[64];
-            const char *text = NULL, *tname = hv_fhir_type_name(chosen), *ckey;
+            const char *text = NULL, *ckey;
             hv__jv_t *val;
             if (!last) {
                 /* "birthDate.extension": primitive extensions are not mapped. */
@@ -823,7 +842,7 @@ void hv__v2_apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
                 return;
             }
             ckey = step_ckey;
-            if (hv_fhir_elem_is_array(e)) {
+            if (is_arr) {
                 hv__jv_t *arr = NULL;
                 if (!hv__jv_get_ex(owner, key, &arr) ||
                     !hv__jv_is(arr, HV__JV_ARR)) {
@@ -847,20 +866,19 @@ void hv__v2_apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
         {
             hv__jv_t *o;
             if (last && single_taken(c, owner, p, nlen, e, chosen, rep)) return;
-            o = slot_get(c, owner, p, nlen, step_ckey, idx, rep, hv_fhir_elem_is_array(e),
-                         first_step ? slot_occurrence(c, tg, owner, hv_fhir_elem_is_array(e), nlen, seglen) : 0,
-                         e, chosen);
+            o = slot_get(c, owner, p, nlen, nh, step_ckey, idx, rep, is_arr,
+                         first_step ? slot_occurrence(c, tg, owner, is_arr, nlen, seglen) : 0, e, chosen);
             hv__jv_t *parent = owner;
             if (o == NULL) return;
             owner = o;
-            oe = hv_fhir_elem_owner(e, chosen);
+            oe = sub_oe;
             if (oe == NULL) goto unmapped;
             if (last) {
                 if (row->dtmap[0] && depth < MAX_DEPTH) {
                     target_t sub = {owner, oe, tg->res_type, NULL, NULL};
                     hv__jv_t *holder = NULL;
                     char hk[64];
-                    if (hv_fhir_elem_is_array(e) && nlen < sizeof(hk)) {
+                    if (is_arr && nlen < sizeof(hk)) {
                         memcpy(hk, p, nlen);
                         hk[nlen] = '\0';
                         if (hv__jv_get_ex(parent, hk, &holder))
@@ -869,7 +887,7 @@ void hv__v2_apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
                     sub.path = c->explain ? hv_arena_sprintf(c->arena, "%s.%s", tg->path, path) : tg->path;
                     USE_DT_ROWS(c, row);
                     hv__v2_apply_map(c, row->dtmap, v, level, seg, &sub, chosen, rep, depth + 1, NULL);
-                    if (row_vocab_known(c, row)) vocab_complex(c, owner, hv_fhir_type_name(chosen), row);
+                    if (row_vocab_known(c, row)) vocab_complex(c, owner, tname, row);
                 } else if (row->assign[0] || row->dtmap[0] == '\0') {
                     goto unmapped;
                 }

@@ -173,6 +173,14 @@ typedef struct ctx {
             const hv_fhir_elem_t *e;
             const hv_fhir_type_t *chosen;
             const char *ckey;          /* hv__v2_model_key of the step */
+            /* What apply_row asks the model and hashes per step, found once: the element
+             * repeats (arr), the chosen type is primitive (prim) and its name (tname), the
+             * owner element a complex step leads to (sub, NULL for a primitive), and the
+             * FNV-1a of the step's name (nh, the start of its slot key). */
+            unsigned char arr, prim;
+            const char *tname;
+            const hv_fhir_elem_t *sub;
+            uint64_t nh;
         } steps[6];
     } plan[256];
     /* The primitive kinds of FHIR type names (v2_values.c), by the name's address (the
