@@ -288,7 +288,29 @@ static int put_str(writer_t *w, const char *s, size_t n) {
     if (n > (SIZE_MAX - 11) / 6) return HV_ETOOBIG;
     if ((rc = need(w, 6 * n + 11)) != HV_OK) return rc;
     *w->p++ = '"';
-    if (n < 16) {
+    if (!slash && n >= 8) {
+        /* Whole words with nothing to escape; the last, partial word is read as the eight
+         * bytes that end the string (overlapping bytes already copied, which are clean and
+         * land at the same places: nothing was escaped before them). */
+        uint64_t x;
+        while (i + 8 <= n) {
+            memcpy(&x, s + i, 8);
+            if ((zero_bytes(x & (0xE0ULL * ONES)) | zero_bytes(x ^ ('"' * ONES)) | zero_bytes(x ^ ('\\' * ONES))) != 0)
+                break;
+            memcpy(w->p, &x, 8);
+            w->p += 8;
+            i += 8;
+        }
+        if (i + 8 > n && i < n) {
+            memcpy(&x, s + n - 8, 8);
+            if ((zero_bytes(x & (0xE0ULL * ONES)) | zero_bytes(x ^ ('"' * ONES)) | zero_bytes(x ^ ('\\' * ONES))) == 0) {
+                memcpy(w->p - (i - (n - 8)), &x, 8);
+                w->p += n - i;
+                i = n;
+            }
+        }
+    }
+    if (n < 16 && i == 0) {
         /* Short strings (most keys and codes): a byte at a time through the class table. */
         unsigned char stop = slash ? 1 | 2 : 1;
         for (; i < n; i++) {

@@ -59,6 +59,31 @@ static void jtree_escapes_every_byte_as_json_c(void **state) {
     hv_arena_free(a);
 }
 
+/* Every length up to 40 with a byte that needs an escape (or one that does not) at every
+ * position: the writer reads whole words and the last word overlapping the one before, so
+ * each place of an escape relative to the word boundaries is a case of its own. */
+static void jtree_escapes_at_every_position_of_every_length(void **state) {
+    static const unsigned char bytes[] = {'"', '\\', '/', 0x01, 0x1f, 0x7f, 0xc3, 'x'};
+    hv_arena_t *a = hv_arena_new(0);
+    size_t b, len, pos;
+    (void)state;
+    for (b = 0; b < sizeof(bytes); b++) {
+        for (len = 1; len <= 40; len++) {
+            for (pos = 0; pos < len; pos++) {
+                char s[48];
+                hv__jv_t *o = hv__jv_obj(a);
+                memset(s, 'y', len);
+                s[pos] = (char)bytes[b];
+                s[len] = '\0';
+                assert_int_equal(hv__jv_put(a, o, "k", hv__jv_strn(a, s, len), HV__JV_KCONST), HV_OK);
+                assert_same_as_json_c(o);
+            }
+        }
+        hv_arena_reset(a);
+    }
+    hv_arena_free(a);
+}
+
 /* A NUL inside a string with a length, UTF-8 (two, three and four bytes), and escapes next
  * to each other and at word boundaries. */
 static void jtree_writes_nul_utf8_and_runs_of_escapes(void **state) {
@@ -316,6 +341,7 @@ static void jtree_member_tags_follow_the_key(void **state) {
 int run_jtree_tests(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(jtree_escapes_every_byte_as_json_c),
+        cmocka_unit_test(jtree_escapes_at_every_position_of_every_length),
         cmocka_unit_test(jtree_writes_nul_utf8_and_runs_of_escapes),
         cmocka_unit_test(jtree_writes_numbers_booleans_and_empty_containers),
         cmocka_unit_test(jtree_keeps_member_order_like_json_c),
