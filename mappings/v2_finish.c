@@ -345,8 +345,11 @@ static void url_encode(hv_buf_t *b, const char *s) {
         unsigned char ch = (unsigned char)*s;
         if (isalnum(ch) || ch == '-' || ch == '.' || ch == '_' || ch == '~' || ch == ':' || ch == '/')
             hv_buf_putc(b, (char)ch);
-        else
-            hv_buf_printf(b, "%%%02X", ch);
+        else {
+            static const char hex[] = "0123456789ABCDEF";
+            char esc[3] = {'%', hex[ch >> 4], hex[ch & 15]};
+            hv_buf_append(b, esc, 3);
+        }
     }
 }
 
@@ -563,15 +566,28 @@ static void link_to(ctx_t *c, res_t *r, const char *name, res_t *target) {
     const hv_fhir_type_t *chosen = NULL;
     hv__jv_t *ref;
     size_t i, n;
+    struct hv__v2_lcache *lc;
     if (hv__jv_get_ex(r->obj, name, NULL)) return;
-    e = hv__v2_elem_child(c, root, name, strlen(name), &chosen);
-    if (e == NULL || chosen == NULL || strcmp(hv_fhir_type_name(chosen), "Reference") != 0 ||
-        hv_fhir_elem_is_array(e))
-        return;
-    n = hv_fhir_elem_target_count(e, 0);
-    for (i = 0; i < n; i++)
-        if (strcmp(hv_fhir_type_name(hv_fhir_elem_target_at(e, 0, i)), target->type) == 0) break;
-    if (i == n) return;
+    /* Whether root's element `name` is a single Reference that may point at the target's
+     * type depends on the model only: asked once per (root, name, type). */
+    lc = &c->lcache[(((uintptr_t)root >> 4) ^ ((uintptr_t)name >> 2) ^ ((uintptr_t)target->type >> 3)) &
+                    (HV_ARRAY_LEN(c->lcache) - 1)];
+    if (lc->root != root || lc->name != name || lc->ttype != target->type) {
+        int ok = 0;
+        e = hv__v2_elem_child(c, root, name, strlen(name), &chosen);
+        if (e != NULL && chosen != NULL && strcmp(hv_fhir_type_name(chosen), "Reference") == 0 &&
+            !hv_fhir_elem_is_array(e)) {
+            n = hv_fhir_elem_target_count(e, 0);
+            for (i = 0; i < n; i++)
+                if (strcmp(hv_fhir_type_name(hv_fhir_elem_target_at(e, 0, i)), target->type) == 0) break;
+            ok = i < n;
+        }
+        lc->root = root;
+        lc->name = name;
+        lc->ttype = target->type;
+        lc->ok = ok;
+    }
+    if (!lc->ok) return;
     ref = hv__jv_obj(c->arena);
     hv__v2_put_ref(c, ref, "reference", hv__v2_ref_to(target), HV__V2_NEW);
     hv__v2_put(c, r->obj, name, ref, HV__V2_NEW); /* absent: looked for above; name is a literal */
@@ -698,7 +714,8 @@ int hv__v2_finish(ctx_t *c, hv__jv_t **bundle_out, hv_error_t *err) {
         if (r->dropped) continue;
         hv_buf_reset(&b);
         if (business_id(r->obj, &sys, &val)) {
-            hv_buf_printf(&b, "%s?identifier=", r->type);
+            hv_buf_append(&b, r->type, strlen(r->type));
+            hv_buf_append(&b, "?identifier=", 12);
             if (sys != NULL) {
                 url_encode(&b, sys);
                 hv_buf_putc(&b, '|');

@@ -189,6 +189,13 @@ typedef struct ctx {
         const char *tname;
         int kind;
     } pkcache[32];
+    /* link_to (v2_finish.c): whether element `name` (a literal) of a resource's root is a
+     * single Reference allowing type ttype (the model's static name); NULL root: empty. */
+    struct hv__v2_lcache {
+        const hv_fhir_elem_t *root;
+        const char *name, *ttype;
+        int ok;
+    } lcache[64];
     struct hv__v2_rcache {
         const hv_fhir_elem_t *owner;
         unsigned char n;               /* required children in req[0..n); 255: more than fit */

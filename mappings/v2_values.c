@@ -186,10 +186,12 @@ static char *dtm_to_fhir(ctx_t *c, const char *s, const char *type) {
     if (n >= 14 && memcmp(d + 12, "59", 2) > 0) return NULL;
     if (want_date || n <= 8) {
         if (instant) return NULL;
-        if (n == 4) snprintf(out, sizeof(out), "%.4s", d);
-        else if (n == 6) snprintf(out, sizeof(out), "%.4s-%.2s", d, d + 4);
-        else snprintf(out, sizeof(out), "%.4s-%.2s-%.2s", d, d + 4, d + 6);
-        return hv_arena_strdup(c->arena, out);
+        /* YYYY, YYYY-MM or YYYY-MM-DD (d holds n >= 4 digits). */
+        size_t o = 4;
+        memcpy(out, d, 4);
+        if (n >= 6) out[4] = '-', memcpy(out + 5, d + 4, 2), o = 7;
+        if (n >= 8) out[7] = '-', memcpy(out + 8, d + 6, 2), o = 10;
+        return hv_arena_strndup(c->arena, out, o);
     }
     {
         /* YYYY-MM-DDThh:mm:ss[.f][zone]: 19 characters, then the fraction and the zone. */
