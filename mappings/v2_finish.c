@@ -296,7 +296,7 @@ static uint64_t content_hash(uint64_t h, hv__jv_t *v, int depth) {
         uint64_t sum = 0;
         const hv__jmem_t *mb;
         for (mb = v->u.o.head; mb != NULL; mb = mb->next) {
-            uint64_t m = hv__v2_fnv(FNV0, mb->k, strlen(mb->k));
+            uint64_t m = hv__v2_fnv(FNV0, mb->k, mb->klen);
             sum += mix64(content_hash(m, mb->v, depth + 1));
         }
         return hv__v2_fnv(hv__v2_fnv(h, "{", 1), &sum, sizeof(sum));
