@@ -553,8 +553,7 @@ static void apply_in_resource(ctx_t *c, const hv__map_row_t *row, span_t v, int 
         if (made) family_link(c, nr, row->dtmap);
     } else {
         hv__map_row_t inner_row = *row;
-        inner_row.target = hv_arena_strdup(c->arena, rest);
-        if (inner_row.target == NULL) return;
+        inner_row.target = rest; /* in the caller's buffer, which outlives this call */
         hv__v2_apply_row(c, &inner_row, v, level, seg, &sub, rep, depth + 1);
     }
     if (made && hv__jv_len(nr->obj) <= 1) {
@@ -581,12 +580,22 @@ static const struct hv__v2_plan *plan_find(ctx_t *c, const hv_fhir_elem_t *oe, c
     uint64_t h;
     const char *p;
     if (len == 0 || len >= sizeof(pl->path)) return NULL;
+    /* Two ways per set, the set chosen by the owner element and the path's address: a table
+     * row's target (or the part of it after "[n]."), the same text at the same address in
+     * every message, spreads evenly over the sets. An entry is found by its text (an address
+     * may hold other text in another message: a row made by hand, an arena after a reset); a
+     * path at another address with the same text is found when it lands in the same set,
+     * otherwise it is compiled again. */
     h = ((uint64_t)(uintptr_t)oe >> 3) * 0x9e3779b97f4a7c15ULL;
-    h ^= ((uint64_t)len << 24 | (uint64_t)(unsigned char)path[0] << 16 |
-          (uint64_t)(unsigned char)path[len / 2] << 8 | (unsigned char)path[len - 1]) * 0xbf58476d1ce4e5b9ULL;
-    h ^= (uint64_t)(unsigned char)path[len / 3] * 0x94d049bb133111ebULL;
-    pl = &c->plan[(h >> 40) & (HV_ARRAY_LEN(c->plan) - 1)];
-    if (pl->oe == oe && pl->len == len && memcmp(pl->path, path, len) == 0) return pl->ok ? pl : NULL;
+    h ^= ((uint64_t)(uintptr_t)path) * 0xbf58476d1ce4e5b9ULL;
+    h ^= h >> 29;
+    pl = &c->plan[2 * ((h >> 40) & (HV_ARRAY_LEN(c->plan) / 2 - 1))];
+    if (pl[0].oe == oe && pl[0].len == len && memcmp(pl[0].path, path, len) == 0) return pl[0].ok ? &pl[0] : NULL;
+    if (pl[1].oe == oe && pl[1].len == len && memcmp(pl[1].path, path, len) == 0) return pl[1].ok ? &pl[1] : NULL;
+    /* A miss: the entry of way 0 moves to way 1 (the older goes), the new one takes way 0. No
+     * caller keeps an entry across a call that may compile another (apply_row copies what it
+     * needs of the last step before it recurses). */
+    if (pl[0].oe != NULL) pl[1] = pl[0];
     pl->oe = oe;
     pl->len = (unsigned char)len;
     memcpy(pl->path, path, len);

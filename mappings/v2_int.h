@@ -159,7 +159,8 @@ typedef struct ctx {
         unsigned char len;
         char name[47];
     } ecache[1024];
-    /* Target paths compiled once per (owner element, path text) (v2_apply.c plan_find): each
+    /* Target paths compiled once per (owner element, path text) (v2_apply.c plan_find; two
+     * ways per set, plan[2k] and plan[2k + 1]): each
      * step's name, index and model element, so apply_row neither parses the path nor looks
      * the model up. An entry with ok 0 is a path the plan does not cover (parentheses, a step
      * into a primitive, an unknown element): apply_row parses it as before. */
@@ -182,7 +183,7 @@ typedef struct ctx {
             const hv_fhir_elem_t *sub;
             uint64_t nh;
         } steps[6];
-    } plan[256];
+    } plan[512];
     /* The primitive kinds of FHIR type names (v2_values.c), by the name's address (the
      * model's names are static); an entry with a NULL name is empty. */
     struct hv__v2_pkcache {
