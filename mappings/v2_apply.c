@@ -835,10 +835,10 @@ void hv__v2_apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
                 }
                 text = vr->fcode;
             }
-            if (!strcmp(key, "system") && !row->assign[0] &&
+            if (key[0] == 's' && !strcmp(key, "system") && !row->assign[0] &&
                 !strcmp(hv_fhir_type_name(hv_fhir_elem_owner_type(oe)), "Coding"))
                 text = hv__v2_coding_system_uri(c, text);
-            if (!strcmp(tname, "code") && hv_fhir_elem_binding(e) != NULL &&
+            if (tname[0] == 'c' && !strcmp(tname, "code") && hv_fhir_elem_binding(e) != NULL &&
                 hv_fhir_binding_strength(hv_fhir_elem_binding(e)) == HV_FHIR_BIND_REQUIRED &&
                 hv_fhir_binding_has(hv_fhir_elem_binding(e), NULL, text) == 0) {
                 hv__v2_issue(c, "warning", "code-invalid", hv__v2_rule_text(c),

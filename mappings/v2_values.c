@@ -84,7 +84,10 @@ char *hv__v2_span_text(ctx_t *c, span_t s) {
 
 int hv__v2_span_valued(span_t s) {
     size_t i;
-    if (s.p == NULL || s.len == 0 || hv_hl7v2_span_is_null(s)) return 0;
+    if (s.p == NULL || s.len == 0) return 0;
+    /* Most values start with a byte that is neither a blank nor the quote of the null value. */
+    if (s.p[0] != '"' && !isspace((unsigned char)s.p[0])) return 1;
+    if (hv_hl7v2_span_is_null(s)) return 0;
     for (i = 0; i < s.len; i++)
         if (!isspace((unsigned char)s.p[i])) return 1;
     return 0;
