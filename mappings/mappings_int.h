@@ -88,6 +88,25 @@ typedef struct hv__map_row {
     unsigned run;
 } hv__map_row_t;
 
+/*
+ * One "A.path.reference=B.id" of a message row, read by hv__map_ref_parse by the rules the
+ * engine applies (v2_to_fhir.c apply_ref): ok 0 when the text is not of that form (it sets
+ * nothing). a, b: the resource names ("Observation[2]", "Patient"), NUL-terminated, with the
+ * length of their type part (before '['); steps[0..nsteps): the path's steps without
+ * "[...]", NUL-terminated, split at '.' as strtok_r splits (empty steps skipped); last[i] is
+ * set where the text after step i's delimiter is empty.
+ */
+typedef struct hv__msg_ref {
+    int ok;
+    const char *a, *b;
+    size_t a_type, b_type;
+    size_t nsteps;
+    const char **steps;
+    unsigned char *last;
+} hv__msg_ref_t;
+/* Reads ref into *r (strings in arena); HV_ENOMEM only. */
+int hv__map_ref_parse(hv_arena_t *arena, const char *ref, hv__msg_ref_t *r);
+
 /* One row of a message structure ("msg" lines). */
 typedef struct hv__msg_row {
     const char *structure; /* "ORU_R01" */
@@ -108,6 +127,7 @@ typedef struct hv__msg_row {
      * MSG_T_SLOT otherwise; res_type: the slot's type ("Observation" of "Observation[2]"). */
     unsigned char refs_split, target_kind;
     const char *const *refs_list;
+    const hv__msg_ref_t *refs_parsed; /* refs_list read (hv__msg_ref_t), refs_n of them */
     size_t refs_n;
     const char *res_type;
 } hv__msg_row_t;

@@ -574,28 +574,31 @@ unmapped:
  * covers (a step with "(Type…)", a step past a primitive, an element the model does not
  * have, a path longer than a slot): apply_row then parses it itself.
  */
+#define PLAN_WAYS 4
 static const struct hv__v2_plan *plan_find(ctx_t *c, const hv_fhir_elem_t *oe, const char *path) {
     struct hv__v2_plan *pl;
-    size_t len = strlen(path), n = 0;
+    size_t len = strlen(path), n = 0, w;
     uint64_t h;
     const char *p;
     if (len == 0 || len >= sizeof(pl->path)) return NULL;
-    /* Two ways per set, the set chosen by the owner element and the path's address: a table
-     * row's target (or the part of it after "[n]."), the same text at the same address in
-     * every message, spreads evenly over the sets. An entry is found by its text (an address
-     * may hold other text in another message: a row made by hand, an arena after a reset); a
-     * path at another address with the same text is found when it lands in the same set,
+    /* PLAN_WAYS ways per set, the set chosen by the owner element and the path's address: a
+     * table row's target (or the part of it after "[n]."), the same text at the same address
+     * in every message, spreads over the sets. An entry is found by its text (an address may
+     * hold other text in another message: a row made by hand, an arena after a reset); a path
+     * at another address with the same text is found when it lands in the same set,
      * otherwise it is compiled again. */
     h = ((uint64_t)(uintptr_t)oe >> 3) * 0x9e3779b97f4a7c15ULL;
     h ^= ((uint64_t)(uintptr_t)path) * 0xbf58476d1ce4e5b9ULL;
     h ^= h >> 29;
-    pl = &c->plan[2 * ((h >> 40) & (HV_ARRAY_LEN(c->plan) / 2 - 1))];
-    if (pl[0].oe == oe && pl[0].len == len && memcmp(pl[0].path, path, len) == 0) return pl[0].ok ? &pl[0] : NULL;
-    if (pl[1].oe == oe && pl[1].len == len && memcmp(pl[1].path, path, len) == 0) return pl[1].ok ? &pl[1] : NULL;
-    /* A miss: the entry of way 0 moves to way 1 (the older goes), the new one takes way 0. No
+    pl = &c->plan[PLAN_WAYS * ((h >> 40) & (HV_ARRAY_LEN(c->plan) / PLAN_WAYS - 1))];
+    for (w = 0; w < PLAN_WAYS; w++)
+        if (pl[w].oe == oe && pl[w].len == len && memcmp(pl[w].path, path, len) == 0)
+            return pl[w].ok ? &pl[w] : NULL;
+    /* A miss: the entries move down one way (the oldest goes), the new one takes way 0. No
      * caller keeps an entry across a call that may compile another (apply_row copies what it
      * needs of the last step before it recurses). */
-    if (pl[0].oe != NULL) pl[1] = pl[0];
+    for (w = PLAN_WAYS - 1; w > 0; w--)
+        if (pl[w - 1].oe != NULL) pl[w] = pl[w - 1];
     pl->oe = oe;
     pl->len = (unsigned char)len;
     memcpy(pl->path, path, len);

@@ -159,8 +159,8 @@ typedef struct ctx {
         unsigned char len;
         char name[47];
     } ecache[1024];
-    /* Target paths compiled once per (owner element, path text) (v2_apply.c plan_find; two
-     * ways per set, plan[2k] and plan[2k + 1]): each
+    /* Target paths compiled once per (owner element, path text) (v2_apply.c plan_find; four
+     * ways per set, plan[4k..4k+3]): each
      * step's name, index and model element, so apply_row neither parses the path nor looks
      * the model up. An entry with ok 0 is a path the plan does not cover (parentheses, a step
      * into a primitive, an unknown element): apply_row parses it as before. */

@@ -216,6 +216,55 @@ static const hv__vocab_row_t *vocab_span(const hv_map_tables_t *t, const char *m
     return end > lo ? &t->vocab[lo] : NULL;
 }
 
+/* hv__map_ref_parse: see mappings_int.h. */
+int hv__map_ref_parse(hv_arena_t *arena, const char *ref, hv__msg_ref_t *r) {
+    const char *eq = strchr(ref, '='), *dot, *p, *end;
+    size_t plen, blen, n = 0;
+    char *a, *b;
+    memset(r, 0, sizeof(*r));
+    if (eq == NULL || strchr(ref, '(') != NULL) return HV_OK;
+    blen = strlen(eq + 1);
+    if (blen < 3 || strcmp(eq + 1 + blen - 3, ".id") != 0) return HV_OK;
+    dot = strchr(ref, '.');
+    if (dot == NULL || dot > eq) return HV_OK;
+    plen = (size_t)(eq - dot - 1);
+    if (plen < 10 || plen >= 128 || strncmp(eq - 10, ".reference", 10) != 0) return HV_OK;
+    /* Names of 48 bytes or more name no resource (the engine's slot names are shorter). */
+    if ((size_t)(dot - ref) >= 48 || blen - 3 >= 48) return HV_OK;
+    a = hv_arena_strndup(arena, ref, (size_t)(dot - ref));
+    b = hv_arena_strndup(arena, eq + 1, blen - 3);
+    if (a == NULL || b == NULL) return HV_ENOMEM;
+    r->a = a;
+    r->b = b;
+    r->a_type = strchr(a, '[') ? (size_t)(strchr(a, '[') - a) : strlen(a);
+    r->b_type = strchr(b, '[') ? (size_t)(strchr(b, '[') - b) : strlen(b);
+    /* The path dot+1 .. eq-10 in strtok_r's tokens at '.': first counted, then copied. */
+    end = eq - 10;
+    for (p = dot + 1; p < end; p++)
+        if (*p != '.' && (p == dot + 1 || p[-1] == '.')) n++;
+    r->steps = hv_arena_alloc(arena, (n ? n : 1) * sizeof(*r->steps));
+    r->last = hv_arena_alloc(arena, n ? n : 1);
+    if (r->steps == NULL || r->last == NULL) return HV_ENOMEM;
+    p = dot + 1;
+    while (p < end) {
+        const char *q, *br;
+        char *step;
+        while (p < end && *p == '.') p++;
+        if (p >= end) break;
+        for (q = p; q < end && *q != '.'; q++) {}
+        br = memchr(p, '[', (size_t)(q - p));
+        step = hv_arena_strndup(arena, p, (size_t)((br ? br : q) - p));
+        if (step == NULL) return HV_ENOMEM;
+        /* strtok_r's save pointer after this token is empty: the token ends the text, or
+         * one '.' does. */
+        r->last[r->nsteps] = q == end || q + 1 == end;
+        r->steps[r->nsteps++] = step;
+        p = q;
+    }
+    r->ok = 1;
+    return HV_OK;
+}
+
 /* The parts of a message row the engine would otherwise find per message (hv__msg_row_t:
  * refs_list, target_kind, res_type), with the same splitting rules map_segment used. */
 static int split_msg_row(hv_map_tables_t *t, hv__msg_row_t *m) {
@@ -253,6 +302,14 @@ static int split_msg_row(hv_map_tables_t *t, hv__msg_row_t *m) {
     }
     m->refs_list = list;
     m->refs_n = n;
+    {
+        hv__msg_ref_t *parsed = hv_arena_alloc(t->arena, (n ? n : 1) * sizeof(*parsed));
+        size_t k;
+        if (parsed == NULL) return HV_ENOMEM;
+        for (k = 0; k < n; k++)
+            if (hv__map_ref_parse(t->arena, list[k], &parsed[k]) != HV_OK) return HV_ENOMEM;
+        m->refs_parsed = parsed;
+    }
     m->refs_split = 1;
     return HV_OK;
 }

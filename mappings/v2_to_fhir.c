@@ -95,55 +95,41 @@ res_t *hv__v2_slot_find(ctx_t *c, const char *slot) {
     return NULL;
 }
 
-/* "Patient[1]" → that slot; "DiagnosticReport" → the latest resource of that type. */
-static res_t *res_lookup(ctx_t *c, const char *name, size_t n) {
-    char buf[48];
+/* "Patient[1]" (a NUL-terminated name whose type is its first type_len bytes) → that slot;
+ * "DiagnosticReport" → the latest resource of that type. */
+static res_t *res_lookup(ctx_t *c, const char *name, size_t type_len) {
     size_t i;
-    if (n >= sizeof(buf)) return NULL;
-    memcpy(buf, name, n);
-    buf[n] = '\0';
-    if (strchr(buf, '[') != NULL) {
-        res_t *r = hv__v2_slot_find(c, buf);
+    if (name[type_len] == '[') {
+        res_t *r = hv__v2_slot_find(c, name);
         if (r != NULL) return r;
-        *strchr(buf, '[') = '\0';
     }
     for (i = c->nres; i-- > 0;)
-        if (!c->res[i].dropped && c->res[i].slot[0] && c->res[i].type[0] == buf[0] &&
-            strcmp(c->res[i].type, buf) == 0)
+        if (!c->res[i].dropped && c->res[i].slot[0] && c->res[i].type[0] == name[0] &&
+            strncmp(c->res[i].type, name, type_len) == 0 && c->res[i].type[type_len] == '\0')
             return &c->res[i];
     return NULL;
 }
 
-/* Sets one "A.path.reference=B.id" of a message row (HL7 v2-to-FHIR message tables). */
-static void apply_ref(ctx_t *c, const char *ref) {
-    const char *eq = strchr(ref, '='), *dot;
+/* Sets one "A.path.reference=B.id" of a message row (HL7 v2-to-FHIR message tables), read at
+ * load (hv__map_ref_parse). */
+static void apply_ref(ctx_t *c, const hv__msg_ref_t *ref) {
     res_t *a, *b;
     const hv_fhir_elem_t *oe;
     hv__jv_t *owner;
-    char path[128];
-    char *p, *step;
-    size_t plen;
-    if (eq == NULL || strchr(ref, '(') != NULL) return;
-    if (strcmp(eq + strlen(eq) - 3, ".id") != 0) return;
-    dot = strchr(ref, '.');
-    if (dot == NULL || dot > eq) return;
-    plen = (size_t)(eq - dot - 1);
-    if (plen < 10 || plen >= sizeof(path) || strncmp(eq - 10, ".reference", 10) != 0) return;
-    a = res_lookup(c, ref, (size_t)(dot - ref));
-    b = res_lookup(c, eq + 1, strlen(eq + 1) - 3);
+    size_t si;
+    if (!ref->ok) return;
+    a = res_lookup(c, ref->a, ref->a_type);
+    b = res_lookup(c, ref->b, ref->b_type);
     if (a == NULL || b == NULL || a == b) return;
     if (hv__jv_len(a->obj) <= 1 || hv__jv_len(b->obj) <= 1) return;
-    memcpy(path, dot + 1, plen - 10);
-    path[plen - 10] = '\0';
     owner = a->obj;
     oe = a->root;
-    for (step = strtok_r(path, ".", &p); step != NULL; step = strtok_r(NULL, ".", &p)) {
+    for (si = 0; si < ref->nsteps; si++) {
+        const char *step = ref->steps[si];
         const hv_fhir_type_t *chosen = NULL;
         const hv_fhir_elem_t *e;
-        char *br = strchr(step, '[');
-        int last = p == NULL || *p == '\0';
+        int last = ref->last[si];
         hv__jv_t *o = NULL;
-        if (br) *br = '\0';
         e = hv__v2_elem_child(c, oe, step, strlen(step), &chosen);
         if (e == NULL || chosen == NULL) return;
         if (last) {
@@ -373,16 +359,18 @@ static void map_segment(ctx_t *c, size_t si, char *group, size_t group_cap) {
         }
         if (row->refs_split) {
             size_t k;
-            for (k = 0; k < row->refs_n; k++) apply_ref(c, row->refs_list[k]);
+            for (k = 0; k < row->refs_n; k++) apply_ref(c, &row->refs_parsed[k]);
         } else if (row->refs[0]) {
+            /* A row not read at load (none the loader makes): its references read now. */
             char *refs = hv_arena_strdup(c->arena, row->refs), *save = NULL, *one;
-            for (one = strtok_r(refs, ";", &save); one; one = strtok_r(NULL, ";", &save)) {
+            for (one = refs ? strtok_r(refs, ";", &save) : NULL; one; one = strtok_r(NULL, ";", &save)) {
+                hv__msg_ref_t one_ref;
                 while (*one == ' ') one++;
                 {
                     size_t l = strlen(one);
                     while (l && one[l - 1] == ' ') one[--l] = '\0';
                 }
-                apply_ref(c, one);
+                if (hv__map_ref_parse(c->arena, one, &one_ref) == HV_OK) apply_ref(c, &one_ref);
             }
         }
     }
