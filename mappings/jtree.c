@@ -256,6 +256,12 @@ static const unsigned char esc_class[256] = {
 /* The high bit of each byte of x that is zero (exact; SWAR, "Bit Twiddling Hacks"). */
 static inline uint64_t zero_bytes(uint64_t x) { return ~(((x & ~HIGHS) + ~HIGHS) | x) & HIGHS; }
 
+/* True when none of the eight bytes of x needs an escape (below 0x20: the top three bits
+ * zero; '"'; '\\'), '/' aside. */
+static inline int word_clean(uint64_t x) {
+    return (zero_bytes(x & (0xE0ULL * ONES)) | zero_bytes(x ^ ('"' * ONES)) | zero_bytes(x ^ ('\\' * ONES))) == 0;
+}
+
 /* Writes the escape of one byte that needs one (below 0x20, '"', '\\', '/'), as json-c's
  * json_escape_str: the short forms, else \u00xx. The room was reserved by put_str. */
 static inline void put_esc(writer_t *w, unsigned char ch) {
@@ -295,15 +301,14 @@ static int put_str(writer_t *w, const char *s, size_t n) {
         uint64_t x;
         while (i + 8 <= n) {
             memcpy(&x, s + i, 8);
-            if ((zero_bytes(x & (0xE0ULL * ONES)) | zero_bytes(x ^ ('"' * ONES)) | zero_bytes(x ^ ('\\' * ONES))) != 0)
-                break;
+            if (!word_clean(x)) break;
             memcpy(w->p, &x, 8);
             w->p += 8;
             i += 8;
         }
         if (i + 8 > n && i < n) {
             memcpy(&x, s + n - 8, 8);
-            if ((zero_bytes(x & (0xE0ULL * ONES)) | zero_bytes(x ^ ('"' * ONES)) | zero_bytes(x ^ ('\\' * ONES))) == 0) {
+            if (word_clean(x)) {
                 memcpy(w->p - (i - (n - 8)), &x, 8);
                 w->p += n - i;
                 i = n;
@@ -319,18 +324,6 @@ static int put_str(writer_t *w, const char *s, size_t n) {
             w->p[i] = (char)ch;
         }
         w->p += i;
-    }
-    /* Whole words with nothing to escape, the common case, in a loop of their own. */
-    if (!slash) {
-        while (i + 8 <= n) {
-            uint64_t x;
-            memcpy(&x, s + i, 8);
-            if ((zero_bytes(x & (0xE0ULL * ONES)) | zero_bytes(x ^ ('"' * ONES)) | zero_bytes(x ^ ('\\' * ONES))) != 0)
-                break;
-            memcpy(w->p, &x, 8);
-            w->p += 8;
-            i += 8;
-        }
     }
     while (i < n) {
         size_t r = n - i < 8 ? n - i : 8, k;
