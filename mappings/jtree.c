@@ -19,6 +19,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "mappings/mappings_int.h"
 
@@ -256,6 +259,18 @@ static const unsigned char esc_class[256] = {
 /* The high bit of each byte of x that is zero (exact; SWAR, "Bit Twiddling Hacks"). */
 static inline uint64_t zero_bytes(uint64_t x) { return ~(((x & ~HIGHS) + ~HIGHS) | x) & HIGHS; }
 
+#if defined(__SSE2__)
+/* True when none of the sixteen bytes at s needs an escape (as word_clean, '/' aside): SSE2,
+ * part of every x86-64; unsigned max(x, 0x1f) == 0x1f finds the bytes below 0x20. */
+static inline int block16_clean(const char *s) {
+    __m128i x = _mm_loadu_si128((const __m128i *)(const void *)s);
+    __m128i ctl = _mm_cmpeq_epi8(_mm_max_epu8(x, _mm_set1_epi8(0x1f)), _mm_set1_epi8(0x1f));
+    __m128i q = _mm_cmpeq_epi8(x, _mm_set1_epi8('"'));
+    __m128i bs = _mm_cmpeq_epi8(x, _mm_set1_epi8('\\'));
+    return _mm_movemask_epi8(_mm_or_si128(ctl, _mm_or_si128(q, bs))) == 0;
+}
+#endif
+
 /* True when none of the eight bytes of x needs an escape (below 0x20: the top three bits
  * zero; '"'; '\\'), '/' aside. */
 static inline int word_clean(uint64_t x) {
@@ -299,6 +314,13 @@ static int put_str(writer_t *w, const char *s, size_t n) {
          * bytes that end the string (overlapping bytes already copied, which are clean and
          * land at the same places: nothing was escaped before them). */
         uint64_t x;
+#if defined(__SSE2__)
+        while (i + 16 <= n && block16_clean(s + i)) {
+            memcpy(w->p, s + i, 16);
+            w->p += 16;
+            i += 16;
+        }
+#endif
         while (i + 8 <= n) {
             memcpy(&x, s + i, 8);
             if (!word_clean(x)) break;
