@@ -451,6 +451,7 @@ static void ctx_put(ctx_t *c) {
     memset(c, 0, offsetof(ctx_t, arena));
     if (++c->opgen == 0) {
         memset(c->opcache, 0, sizeof(c->opcache));
+        memset(&c->gmemo, 0, sizeof(c->gmemo));
         c->opgen = 1;
     }
     if (!atomic_compare_exchange_strong(&spare_ctx, &expected, c)) ctx_free(c);
