@@ -473,7 +473,8 @@ int hv__rest_validate(hv__rreq_t *r, struct json_object *res)
     int errors = 0, rc;
     if (r->f->validation == HV__VALIDATE_OFF || r->f->validator == NULL)
         return HV_OK;
-    rc = hv_fhir_validate(r->f->validator, res, NULL, 0, &oo, &errors);
+    /* A clean resource's warnings are dropped below: they are not even formatted. */
+    rc = hv_fhir_validate(r->f->validator, res, NULL, HV_FHIR_VALIDATE_OUTCOME_ON_ERROR, &oo, &errors);
     if (rc != HV_OK) {
         hv__rest_outcome(r, 500, "error", "exception", "validation could not run: %s", hv_strerror(rc));
         return HV_EINVAL;

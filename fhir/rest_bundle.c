@@ -1251,7 +1251,9 @@ static void h_bundle(hv_http_req_t *req, void *ud)
             int errors = 0;
             if (e->op.resource == NULL || e->prep_status > 0)
                 continue;
-            if (hv_fhir_validate(f->validator, e->op.resource, NULL, 0, &oo, &errors) == HV_OK && errors > 0) {
+            if (hv_fhir_validate(f->validator, e->op.resource, NULL, HV_FHIR_VALIDATE_OUTCOME_ON_ERROR, &oo,
+                                 &errors) == HV_OK &&
+                errors > 0) {
                 if (r->bj->transaction) {
                     hv__rest_send_json(r, 422, oo);
                     goto fail;
