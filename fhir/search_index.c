@@ -447,14 +447,26 @@ static void compile_all(void)
     qsort(entries, nentries, sizeof(*entries), cmp_entry);
 }
 
+/* The parameters are one array in the model (hv_fhir_search_at) and compile_all makes
+ * one entry per parameter in that order, so a parameter's entry is found at its index;
+ * the binary search remains for a parameter from anywhere else. Called for every
+ * parameter of every written resource (the bsearch was 4k instructions a create). */
 static const sp_entry_t *entry_of(const hv_fhir_search_t *sp)
 {
     sp_entry_t key;
-    memset(&key, 0, sizeof(key));
-    key.sp = sp;
+    uintptr_t first, stride;
     pthread_once(&compile_once, compile_all);
     if (entries == NULL)
         return NULL;
+    first = (uintptr_t)hv_fhir_search_at(0);
+    stride = (uintptr_t)hv_fhir_search_at(1) - first; /* the model's element size */
+    if (nentries >= 2 && first != 0 && stride > 0 && (uintptr_t)sp >= first) {
+        size_t i = (size_t)(((uintptr_t)sp - first) / stride);
+        if (i < nentries && entries[i].sp == sp)
+            return &entries[i];
+    }
+    memset(&key, 0, sizeof(key));
+    key.sp = sp;
     return bsearch(&key, entries, nentries, sizeof(*entries), cmp_entry);
 }
 
@@ -1182,6 +1194,24 @@ static void index_item(ix_t *x, hv_fhir_search_type_t st, const hv_fhirpath_item
  * "<code>$<i>" with grp k + 1, so a search can require the components to match in
  * the same element.
  */
+/* "<code>$<c>" into out (cap bytes, truncated): a component's row code. */
+static void comp_code(char *out, size_t cap, const char *code, size_t c)
+{
+    char digits[24], *d = digits + sizeof(digits);
+    size_t n = strlen(code), nd;
+    *--d = '\0';
+    do {
+        *--d = (char)('0' + c % 10);
+        c /= 10;
+    } while (c > 0);
+    nd = strlen(d);
+    if (n + 1 + nd + 1 > cap)
+        n = cap > nd + 2 ? cap - nd - 2 : 0;
+    memcpy(out, code, n);
+    out[n] = '$';
+    memcpy(out + n + 1, d, nd + 1);
+}
+
 static void index_composite(ix_t *x, const sp_entry_t *e, struct json_object *resource, hv_arena_t *arena)
 {
     hv_fhirpath_result_t *res = NULL, *cr[MAX_COMPONENTS];
@@ -1218,13 +1248,17 @@ static void index_composite(ix_t *x, const sp_entry_t *e, struct json_object *re
          * without, say, a value (an Observation's code-value-quantity when it has a
          * valueString) could never match, and its code rows were B-tree inserts for
          * nothing. The components are evaluated once and counted first (dry), then
-         * written. */
+         * written. The dry pass goes from the last component to the first: the value
+         * components come last and are the ones a group lacks (six code-value-* and
+         * combo-* composites of an Observation with one value each evaluated its code
+         * five times for nothing), so an incomplete group stops at its first evaluation. */
         for (int pass = 0; pass < 2 && x->rc == HV_OK; pass++) {
             int complete = 1;
             x->dry = pass == 0;
-            for (size_t c = 0; c < e->ncomp && x->rc == HV_OK && complete; c++) {
+            for (size_t j = 0; j < e->ncomp && x->rc == HV_OK && complete; j++) {
+                size_t c = pass == 0 ? e->ncomp - 1 - j : j;
                 const hv_fhir_search_t *csp = hv_fhir_search_component_at(e->sp, c, NULL);
-                snprintf(code, sizeof(code), "%s$%zu", pcode, c);
+                comp_code(code, sizeof(code), pcode, c);
                 x->code = code;
                 x->nvalues = 0;
                 x->dry_rows = 0;
