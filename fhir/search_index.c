@@ -1194,6 +1194,42 @@ static void index_item(ix_t *x, hv_fhir_search_type_t st, const hv_fhirpath_item
  * "<code>$<i>" with grp k + 1, so a search can require the components to match in
  * the same element.
  */
+static int composite_precheck = 1;
+
+/* fhir/search_int.h (tests compare the rows with the check off). */
+void hv__search_composite_precheck_enable(int on)
+{
+    composite_precheck = on;
+}
+
+/*
+ * 0 when some component of composite e cannot have a value in the resource: its search
+ * parameter's expression (a component names a search parameter, FHIR R4
+ * searchparameter.html SearchParameter.component.definition, whose expression selects
+ * the same elements from the resource) starts only at top-level elements the resource
+ * lacks (spec_may_match). No group can then be complete, so no row would be written:
+ * the group and component expressions are not evaluated (an Observation's eight
+ * code-value-*, combo-* and component-* composites were ~20 evaluations for nothing
+ * when it has no value or no component). 1 when every component may match.
+ */
+static int components_may_match(const ix_t *x, const sp_entry_t *e)
+{
+    if (x->nkeys >= MAX_TOP_KEYS)
+        return 1;
+    for (size_t c = 0; c < e->ncomp; c++) {
+        const sp_entry_t *ce = entry_of(hv_fhir_search_component_at(e->sp, c, NULL));
+        if (ce == NULL)
+            continue;
+        for (size_t k = 0; k < ce->nspec; k++)
+            if (ce->spec[k].type == x->rtype) {
+                if (!spec_may_match(&ce->spec[k], x->keys, x->nkeys))
+                    return 0;
+                break;
+            }
+    }
+    return 1;
+}
+
 /* "<code>$<c>" into out (cap bytes, truncated): a component's row code. */
 static void comp_code(char *out, size_t cap, const char *code, size_t c)
 {
@@ -1219,6 +1255,8 @@ static void index_composite(ix_t *x, const sp_entry_t *e, struct json_object *re
     size_t n;
     char code[96];
     const char *pcode = x->code;
+    if (composite_precheck && !components_may_match(x, e))
+        return;
     memset(&err, 0, sizeof(err));
     if (hv_fhirpath_eval(e->fp, resource, NULL, arena, &res, &err) != HV_OK)
         return;
@@ -1248,15 +1286,11 @@ static void index_composite(ix_t *x, const sp_entry_t *e, struct json_object *re
          * without, say, a value (an Observation's code-value-quantity when it has a
          * valueString) could never match, and its code rows were B-tree inserts for
          * nothing. The components are evaluated once and counted first (dry), then
-         * written. The dry pass goes from the last component to the first: the value
-         * components come last and are the ones a group lacks (six code-value-* and
-         * combo-* composites of an Observation with one value each evaluated its code
-         * five times for nothing), so an incomplete group stops at its first evaluation. */
+         * written. */
         for (int pass = 0; pass < 2 && x->rc == HV_OK; pass++) {
             int complete = 1;
             x->dry = pass == 0;
-            for (size_t j = 0; j < e->ncomp && x->rc == HV_OK && complete; j++) {
-                size_t c = pass == 0 ? e->ncomp - 1 - j : j;
+            for (size_t c = 0; c < e->ncomp && x->rc == HV_OK && complete; c++) {
                 const hv_fhir_search_t *csp = hv_fhir_search_component_at(e->sp, c, NULL);
                 comp_code(code, sizeof(code), pcode, c);
                 x->code = code;
