@@ -321,18 +321,20 @@ static void issue_keys(struct json_object *oo, const char *sev, char *out, size_
  * or not), and for one with errors the same outcome, byte for byte, as without the flag. */
 static void fhir_validate_outcome_on_error_only_lists_a_failing_resource(void **state) {
     (void)state;
-    static const char *const texts[] = {
-        "{\"resourceType\":\"Patient\",\"text\":{\"status\":\"generated\",\"div\":\"<div "
-        "xmlns=\\\"http://www.w3.org/1999/xhtml\\\">x</div>\"}}",
-        "{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"x\"}]}", /* dom-6: a warning */
-        "{\"resourceType\":\"Patient\",\"gender\":\"woman\",\"birthDate\":\"tomorrow\"}",
-        "{\"resourceType\":\"Patient\",\"contact\":[{\"gender\":\"male\"}],\"x\":1}",
-        "{\"resourceType\":\"Observation\",\"code\":{\"text\":\"x\"}}",
+    static const struct {
+        const char *text;
+    } texts[] = {
+        {"{\"resourceType\":\"Patient\",\"text\":{\"status\":\"generated\",\"div\":\"<div "
+         "xmlns=\\\"http://www.w3.org/1999/xhtml\\\">x</div>\"}}"},
+        {"{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"x\"}]}"}, /* dom-6: a warning */
+        {"{\"resourceType\":\"Patient\",\"gender\":\"woman\",\"birthDate\":\"tomorrow\"}"},
+        {"{\"resourceType\":\"Patient\",\"contact\":[{\"gender\":\"male\"}],\"x\":1}"},
+        {"{\"resourceType\":\"Observation\",\"code\":{\"text\":\"x\"}}"},
     };
     hv_fhir_validator_t *v = hv_fhir_validator_new();
     assert_non_null(v);
     for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
-        struct json_object *o = json_tokener_parse(texts[i]), *full = NULL, *quick = NULL;
+        struct json_object *o = json_tokener_parse(texts[i].text), *full = NULL, *quick = NULL;
         int efull = -1, equick = -1;
         assert_non_null(o);
         assert_int_equal(hv_fhir_validate(v, o, NULL, 0, &full, &efull), HV_OK);
@@ -356,22 +358,24 @@ static void fhir_validate_outcome_on_error_only_lists_a_failing_resource(void **
  * (invariants.c shortcut()): the issues must be those their FHIRPath expressions give. */
 static void fhir_validate_dom_shortcuts_agree_with_fhirpath(void **state) {
     (void)state;
-    static const char *const texts[] = {
-        "{\"resourceType\":\"Patient\"}",
-        "{\"resourceType\":\"Patient\",\"text\":{\"status\":\"generated\",\"div\":\"<div "
-        "xmlns=\\\"http://www.w3.org/1999/xhtml\\\">x</div>\"}}",
-        "{\"resourceType\":\"Patient\",\"text\":{\"status\":\"generated\"}}",
-        "{\"resourceType\":\"Patient\",\"text\":null}",
-        "{\"resourceType\":\"Patient\",\"text\":{\"status\":\"generated\",\"div\":null}}",
-        "{\"resourceType\":\"Patient\",\"contained\":[{\"resourceType\":\"Organization\",\"id\":\"o\","
-        "\"contained\":[{\"resourceType\":\"Organization\",\"id\":\"p\"}]}],"
-        "\"managingOrganization\":{\"reference\":\"#o\"}}",
-        "{\"resourceType\":\"Patient\",\"contained\":[{\"resourceType\":\"Organization\",\"id\":\"o\","
-        "\"meta\":{\"versionId\":\"1\",\"security\":[{\"code\":\"R\"}]}}],"
-        "\"managingOrganization\":{\"reference\":\"#o\"}}",
-        "{\"resourceType\":\"Patient\",\"contained\":[{\"resourceType\":\"Organization\",\"id\":\"o\","
-        "\"meta\":{\"lastUpdated\":\"2020-01-01T00:00:00Z\"}}],\"managingOrganization\":{\"reference\":\"#o\"}}",
-        "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"x\"}}",
+    static const struct {
+        const char *text;
+    } texts[] = {
+        {"{\"resourceType\":\"Patient\"}"},
+        {"{\"resourceType\":\"Patient\",\"text\":{\"status\":\"generated\",\"div\":\"<div "
+         "xmlns=\\\"http://www.w3.org/1999/xhtml\\\">x</div>\"}}"},
+        {"{\"resourceType\":\"Patient\",\"text\":{\"status\":\"generated\"}}"},
+        {"{\"resourceType\":\"Patient\",\"text\":null}"},
+        {"{\"resourceType\":\"Patient\",\"text\":{\"status\":\"generated\",\"div\":null}}"},
+        {"{\"resourceType\":\"Patient\",\"contained\":[{\"resourceType\":\"Organization\",\"id\":\"o\","
+         "\"contained\":[{\"resourceType\":\"Organization\",\"id\":\"p\"}]}],"
+         "\"managingOrganization\":{\"reference\":\"#o\"}}"},
+        {"{\"resourceType\":\"Patient\",\"contained\":[{\"resourceType\":\"Organization\",\"id\":\"o\","
+         "\"meta\":{\"versionId\":\"1\",\"security\":[{\"code\":\"R\"}]}}],"
+         "\"managingOrganization\":{\"reference\":\"#o\"}}"},
+        {"{\"resourceType\":\"Patient\",\"contained\":[{\"resourceType\":\"Organization\",\"id\":\"o\","
+         "\"meta\":{\"lastUpdated\":\"2020-01-01T00:00:00Z\"}}],\"managingOrganization\":{\"reference\":\"#o\"}}"},
+        {"{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"x\"}}"},
     };
     static const struct {
         const char *key, *expr, *sev;
@@ -386,7 +390,7 @@ static void fhir_validate_dom_shortcuts_agree_with_fhirpath(void **state) {
     assert_non_null(v);
     assert_non_null(arena);
     for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
-        struct json_object *o = json_tokener_parse(texts[i]), *oo = NULL;
+        struct json_object *o = json_tokener_parse(texts[i].text), *oo = NULL;
         char keys[1024], want[16];
         int errors = 0;
         assert_non_null(o);
@@ -406,7 +410,7 @@ static void fhir_validate_dom_shortcuts_agree_with_fhirpath(void **state) {
             issue_keys(oo, rules[k].sev, keys, sizeof(keys));
             snprintf(want, sizeof(want), " %s ", rules[k].key);
             if ((strstr(keys, want) == NULL) != holds)
-                print_error("%s on %s: FHIRPath %s, issues [%s]\n", rules[k].key, texts[i],
+                print_error("%s on %s: FHIRPath %s, issues [%s]\n", rules[k].key, texts[i].text,
                             holds ? "holds" : "fails", keys);
             assert_int_equal(strstr(keys, want) == NULL, holds);
             hv_fhirpath_free(fp);

@@ -254,15 +254,17 @@ static void search_index_composite_precheck_keeps_every_row(void **state)
     DIR *d;
     struct dirent *de;
     size_t nres = 0, seq = 0;
-    static const char *const crafted[] = {
-        "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"hr\"}}",
-        "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"coding\":[{\"code\":\"x\"}]},"
-        "\"valueQuantity\":{\"value\":1,\"unit\":\"mg\"}}",
-        "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"coding\":[{\"code\":\"x\"}]},"
-        "\"component\":[{\"code\":{\"coding\":[{\"code\":\"a\"}]},\"valueCodeableConcept\":{\"coding\":[{\"code\":"
-        "\"b\"}]}},{\"code\":{\"coding\":[{\"code\":\"c\"}]},\"valueString\":\"s\"}]}",
-        "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"coding\":[{\"code\":\"x\"}]},"
-        "\"valueDateTime\":\"2020-01-02\"}",
+    static const struct {
+        const char *text;
+    } crafted[] = {
+        {"{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"hr\"}}"},
+        {"{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"coding\":[{\"code\":\"x\"}]},"
+         "\"valueQuantity\":{\"value\":1,\"unit\":\"mg\"}}"},
+        {"{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"coding\":[{\"code\":\"x\"}]},"
+         "\"component\":[{\"code\":{\"coding\":[{\"code\":\"a\"}]},\"valueCodeableConcept\":{\"coding\":[{\"code\":"
+         "\"b\"}]}},{\"code\":{\"coding\":[{\"code\":\"c\"}]},\"valueString\":\"s\"}]}"},
+        {"{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"coding\":[{\"code\":\"x\"}]},"
+         "\"valueDateTime\":\"2020-01-02\"}"},
     };
     (void)state;
     hv_buf_init(&a, 0);
@@ -274,7 +276,7 @@ static void search_index_composite_precheck_keeps_every_row(void **state)
     assert_int_equal(hv_db_begin(on), HV_OK);
     assert_int_equal(hv_db_begin(off), HV_OK);
     for (size_t i = 0; i < sizeof(crafted) / sizeof(crafted[0]); i++) {
-        struct json_object *o = json_tokener_parse(crafted[i]);
+        struct json_object *o = json_tokener_parse(crafted[i].text);
         char id[32];
         snprintf(id, sizeof(id), "c%zu", i);
         hv__search_composite_precheck_enable(1);
