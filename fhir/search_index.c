@@ -447,10 +447,8 @@ static void compile_all(void)
     qsort(entries, nentries, sizeof(*entries), cmp_entry);
 }
 
-/* The parameters are one array in the model (hv_fhir_search_at) and compile_all makes
- * one entry per parameter in that order, so a parameter's entry is found at its index;
- * the binary search remains for a parameter from anywhere else. Called for every
- * parameter of every written resource (the bsearch was 4k instructions a create). */
+/* compile_all makes one entry per parameter in the model's order (hv_fhir_search_at), so
+ * an entry is at its parameter's index; the bsearch (4k instructions a create) is a fallback. */
 static const sp_entry_t *entry_of(const hv_fhir_search_t *sp)
 {
     sp_entry_t key;
@@ -1194,24 +1192,16 @@ static void index_item(ix_t *x, hv_fhir_search_type_t st, const hv_fhirpath_item
  * "<code>$<i>" with grp k + 1, so a search can require the components to match in
  * the same element.
  */
-static int composite_precheck = 1;
-
-/* fhir/search_int.h (tests compare the rows with the check off). */
+static int composite_precheck = 1; /* hv__search_composite_precheck_enable */
 void hv__search_composite_precheck_enable(int on)
 {
     composite_precheck = on;
 }
 
-/*
- * 0 when some component of composite e cannot have a value in the resource: its search
- * parameter's expression (a component names a search parameter, FHIR R4
- * searchparameter.html SearchParameter.component.definition, whose expression selects
- * the same elements from the resource) starts only at top-level elements the resource
- * lacks (spec_may_match). No group can then be complete, so no row would be written:
- * the group and component expressions are not evaluated (an Observation's eight
- * code-value-*, combo-* and component-* composites were ~20 evaluations for nothing
- * when it has no value or no component). 1 when every component may match.
- */
+/* 0 when a component of composite e cannot match: the search parameter it names (FHIR R4
+ * SearchParameter.component.definition, an expression over the same elements) starts only
+ * at top-level elements the resource lacks (spec_may_match), so no group is complete and
+ * nothing is evaluated (an Observation without value or component: ~20 evaluations). */
 static int components_may_match(const ix_t *x, const sp_entry_t *e)
 {
     if (x->nkeys >= MAX_TOP_KEYS)
