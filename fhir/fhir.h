@@ -355,7 +355,11 @@ typedef struct hv_fhir_validator hv_fhir_validator_t;
 enum hv_fhir_validate_flags {
     HV_FHIR_VALIDATE_NO_BINDINGS = 1 << 0,   /* skip the required-binding checks */
     HV_FHIR_VALIDATE_NO_INVARIANTS = 1 << 1, /* skip the FHIRPath invariants */
-    HV_FHIR_VALIDATE_NO_FORMATS = 1 << 2     /* skip primitive format (regex) checks */
+    HV_FHIR_VALIDATE_NO_FORMATS = 1 << 2,    /* skip primitive format (regex) checks */
+    /* *outcome is NULL when the resource has no error: a write path that discards a
+     * clean resource's warnings skips formatting them (the walk runs again, listing
+     * every issue, only for a resource with errors). */
+    HV_FHIR_VALIDATE_OUTCOME_ON_ERROR = 1 << 3
 };
 
 hv_fhir_validator_t *hv_fhir_validator_new(void);
@@ -385,7 +389,8 @@ int hv_fhir_validator_add_profile(hv_fhir_validator_t *v, struct json_object *sd
  *              FHIRPath (code "invariant"; details.coding[0].code is the key)
  * *outcome receives an OperationOutcome (owned by the caller; with one
  * "information" issue when all is well) and *errors the count of error and fatal
- * issues. Returns HV_OK whether or not the resource is valid; a negative code only
+ * issues (with HV_FHIR_VALIDATE_OUTCOME_ON_ERROR, *outcome is NULL when that count is
+ * 0). Returns HV_OK whether or not the resource is valid; a negative code only
  * when validation itself could not run (HV_ENOMEM, HV_ENOTFOUND for an unknown
  * profile).
  */

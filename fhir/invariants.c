@@ -13,7 +13,8 @@
  * the walk, on every element, with the same meaning; evaluating it through FHIRPath
  * on each of the tens of thousands of elements of a Bundle would dominate the cost.
  * Also native: the narrative rules txt-1/txt-2 (htmlChecks()) and dom-3 (contained
- * resources are referenced), whose expression needs as() over collections.
+ * resources are referenced), whose expression needs as() over collections; and dom-2,
+ * dom-4, dom-5 and dom-6 when the resource's shape decides them (shortcut()).
  * A constraint whose expression the engine cannot compile or evaluate is reported
  * once per resource as an "information" issue (code "not-supported") and does not
  * count as an error.
@@ -28,7 +29,7 @@
 
 enum { CS_UNTRIED = 0, CS_OK, CS_FAILED };
 
-enum { K_PLAIN = 0, K_ELE1, K_DOM6, K_TXT1, K_TXT2, K_DOM3 };
+enum { K_PLAIN = 0, K_ELE1, K_DOM6, K_TXT1, K_TXT2, K_DOM3, K_CONTAINED };
 
 struct hv__fhir_inv {
     size_t n;
@@ -66,7 +67,10 @@ hv__fhir_inv_t *hv__fhir_inv_new(void) {
                           : strcmp(key, "txt-1") == 0 ? K_TXT1
                           : strcmp(key, "txt-2") == 0 ? K_TXT2
                           : strcmp(key, "dom-3") == 0 ? K_DOM3
-                                                      : K_PLAIN;
+                          : strcmp(key, "dom-2") == 0 || strcmp(key, "dom-4") == 0 ||
+                                  strcmp(key, "dom-5") == 0
+                              ? K_CONTAINED
+                              : K_PLAIN;
     }
     if (inv->fp == NULL || inv->state == NULL || inv->reported == NULL || inv->arena == NULL ||
         inv->special == NULL) {
@@ -200,6 +204,31 @@ static int evaluate(hv__fhir_vctx_t *c, hv__fhir_inv_t *inv, const hv_fhirpath_t
     return b != 0;
 }
 
+/*
+ * The result of the DomainResource constraints that every resource of a write is checked
+ * against, decided from the JSON object alone where their FHIRPath is evaluated the same
+ * way (fhirpath.html §Path selection: a path through an absent element is empty):
+ *   dom-2, dom-4, dom-5  "contained.….empty()" (and a conjunction of two): with no
+ *                        `contained` member every path is empty, so they hold;
+ *   dom-6                "text.`div`.exists()": no `text` member → false; `text` an
+ *                        object whose `div` is a string → true.
+ * Returns 1 or 0, or -1 when the shape is anything else (FHIRPath decides).
+ */
+static int shortcut(int special, const hv__fhir_focus_t *f) {
+    struct json_object *text = NULL, *div = NULL;
+    if ((special != K_CONTAINED && special != K_DOM6) || f->json == NULL || f->ext != NULL ||
+        !json_object_is_type(f->json, json_type_object))
+        return -1;
+    if (special == K_CONTAINED)
+        return json_object_object_get_ex(f->json, "contained", NULL) ? -1 : 1;
+    if (!json_object_object_get_ex(f->json, "text", &text))
+        return 0;
+    if (json_object_is_type(text, json_type_object) && json_object_object_get_ex(text, "div", &div) &&
+        json_object_is_type(div, json_type_string))
+        return 1;
+    return -1;
+}
+
 static void check_one(hv__fhir_vctx_t *c, hv__fhir_inv_t *inv, const hv_fhir_constraint_t *k,
                       const hv__fhir_focus_t *f) {
     size_t cid = hv_fhir_constraint_id(k);
@@ -236,8 +265,11 @@ static void check_one(hv__fhir_vctx_t *c, hv__fhir_inv_t *inv, const hv_fhir_con
             return;
         }
     } else {
-        const hv_fhirpath_t *fp = compiled(inv, k, &err);
-        r = fp != NULL ? evaluate(c, inv, fp, f, &err) : HV_ENOTSUP;
+        r = shortcut(special, f);
+        if (r < 0) {
+            const hv_fhirpath_t *fp = compiled(inv, k, &err);
+            r = fp != NULL ? evaluate(c, inv, fp, f, &err) : HV_ENOTSUP;
+        }
     }
     if (r == 1)
         return;

@@ -134,15 +134,40 @@ void hv__rreq_submit_ex(hv__rreq_t *r, hv_storage_job_cb job, hv_storage_done_cb
     }
 }
 
+/* fhir/rest_int.h. Joins n strings into the request's arena (NULL on ENOMEM): cheaper
+ * than hv_arena_sprintf on every write's Location (callgrind: ~6k instructions a create). */
+char *hv__rest_join(hv__rreq_t *r, size_t n, const char *const *parts)
+{
+    size_t len[8], total = 0;
+    char *out, *p;
+    if (n > HV_ARRAY_LEN(len))
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        len[i] = strlen(parts[i]);
+        total += len[i];
+    }
+    out = hv_arena_alloc(hv_http_req_arena(r->req), total + 1);
+    if (out == NULL)
+        return NULL;
+    p = out;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(p, parts[i], len[i]);
+        p += len[i];
+    }
+    *p = '\0';
+    return out;
+}
+
 const char *hv__rest_base(hv__rreq_t *r)
 {
-    const char *host;
+    const char *host, *parts[3];
     if (r->f->base_url[0] != '\0')
         return r->f->base_url;
     host = hv_http_req_header(r->req, "Host");
-    return hv_arena_sprintf(hv_http_req_arena(r->req), "%s://%s/fhir", hv_http_req_is_tls(r->req) ? "https" : "http",
-                            host != NULL && host[0] != '\0' && strpbrk(host, " \"<>") == NULL ? host
-                                                                                             : "localhost");
+    parts[0] = hv_http_req_is_tls(r->req) ? "https://" : "http://";
+    parts[1] = host != NULL && host[0] != '\0' && strpbrk(host, " \"<>") == NULL ? host : "localhost";
+    parts[2] = "/fhir";
+    return hv__rest_join(r, 3, parts);
 }
 
 /* ---- answers ---- */
@@ -473,7 +498,8 @@ int hv__rest_validate(hv__rreq_t *r, struct json_object *res)
     int errors = 0, rc;
     if (r->f->validation == HV__VALIDATE_OFF || r->f->validator == NULL)
         return HV_OK;
-    rc = hv_fhir_validate(r->f->validator, res, NULL, 0, &oo, &errors);
+    /* A clean resource's warnings are dropped below: they are not even formatted. */
+    rc = hv_fhir_validate(r->f->validator, res, NULL, HV_FHIR_VALIDATE_OUTCOME_ON_ERROR, &oo, &errors);
     if (rc != HV_OK) {
         hv__rest_outcome(r, 500, "error", "exception", "validation could not run: %s", hv_strerror(rc));
         return HV_EINVAL;

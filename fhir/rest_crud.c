@@ -159,8 +159,23 @@ static void answer_write(hv__rreq_t *r)
     hv__fop_t *op = &r->op;
     const char *base = hv__rest_base(r);
     if (op->status == 201 || op->status == 200) {
-        char *loc = hv_arena_sprintf(hv_http_req_arena(r->req), "%s/%s/%s/_history/%lld", base, op->type, op->id,
-                                     (long long)op->out_version);
+        char vbuf[24], *v = vbuf + sizeof(vbuf);
+        uint64_t ver = op->out_version > 0 ? (uint64_t)op->out_version : 0;
+        const char *parts[7];
+        char *loc;
+        *--v = '\0';
+        do {
+            *--v = (char)('0' + ver % 10);
+            ver /= 10;
+        } while (ver > 0);
+        parts[0] = base;
+        parts[1] = "/";
+        parts[2] = op->type;
+        parts[3] = "/";
+        parts[4] = op->id;
+        parts[5] = "/_history/";
+        parts[6] = v;
+        loc = base != NULL ? hv__rest_join(r, 7, parts) : NULL;
         if (loc != NULL && (op->status == 201 || op->kind == HV__FOP_UPDATE))
             hv_http_header_add(r->req, "Location", loc);
         hv__rest_version_headers(r, op->out_version, op->out_ms);

@@ -106,6 +106,8 @@ int hv__rest_write_ahead(void);
 
 /* The server's base URL ("http://host:port/fhir"), allocated in the request arena. */
 const char *hv__rest_base(hv__rreq_t *r);
+/* The concatenation of parts[0..n) (n <= 8) in the request's arena; NULL on ENOMEM. */
+char *hv__rest_join(hv__rreq_t *r, size_t n, const char *const *parts);
 /* Answers with an OperationOutcome of one issue. */
 void hv__rest_outcome(hv__rreq_t *r, int status, const char *severity, const char *code,
                       const char *fmt, ...) HV_PRINTF(5, 6);

@@ -447,14 +447,24 @@ static void compile_all(void)
     qsort(entries, nentries, sizeof(*entries), cmp_entry);
 }
 
+/* compile_all makes one entry per parameter in the model's order (hv_fhir_search_at), so
+ * an entry is at its parameter's index; the bsearch (4k instructions a create) is a fallback. */
 static const sp_entry_t *entry_of(const hv_fhir_search_t *sp)
 {
     sp_entry_t key;
-    memset(&key, 0, sizeof(key));
-    key.sp = sp;
+    uintptr_t first, stride;
     pthread_once(&compile_once, compile_all);
     if (entries == NULL)
         return NULL;
+    first = (uintptr_t)hv_fhir_search_at(0);
+    stride = (uintptr_t)hv_fhir_search_at(1) - first; /* the model's element size */
+    if (nentries >= 2 && first != 0 && stride > 0 && (uintptr_t)sp >= first) {
+        size_t i = (size_t)(((uintptr_t)sp - first) / stride);
+        if (i < nentries && entries[i].sp == sp)
+            return &entries[i];
+    }
+    memset(&key, 0, sizeof(key));
+    key.sp = sp;
     return bsearch(&key, entries, nentries, sizeof(*entries), cmp_entry);
 }
 
@@ -1182,6 +1192,52 @@ static void index_item(ix_t *x, hv_fhir_search_type_t st, const hv_fhirpath_item
  * "<code>$<i>" with grp k + 1, so a search can require the components to match in
  * the same element.
  */
+static int composite_precheck = 1; /* hv__search_composite_precheck_enable */
+void hv__search_composite_precheck_enable(int on)
+{
+    composite_precheck = on;
+}
+
+/* 0 when a component of composite e cannot match: the search parameter it names (FHIR R4
+ * SearchParameter.component.definition, an expression over the same elements) starts only
+ * at top-level elements the resource lacks (spec_may_match), so no group is complete and
+ * nothing is evaluated (an Observation without value or component: ~20 evaluations). */
+static int components_may_match(const ix_t *x, const sp_entry_t *e)
+{
+    if (x->nkeys >= MAX_TOP_KEYS)
+        return 1;
+    for (size_t c = 0; c < e->ncomp; c++) {
+        const sp_entry_t *ce = entry_of(hv_fhir_search_component_at(e->sp, c, NULL));
+        if (ce == NULL)
+            continue;
+        for (size_t k = 0; k < ce->nspec; k++)
+            if (ce->spec[k].type == x->rtype) {
+                if (!spec_may_match(&ce->spec[k], x->keys, x->nkeys))
+                    return 0;
+                break;
+            }
+    }
+    return 1;
+}
+
+/* "<code>$<c>" into out (cap bytes, truncated): a component's row code. */
+static void comp_code(char *out, size_t cap, const char *code, size_t c)
+{
+    char digits[24], *d = digits + sizeof(digits);
+    size_t n = strlen(code), nd;
+    *--d = '\0';
+    do {
+        *--d = (char)('0' + c % 10);
+        c /= 10;
+    } while (c > 0);
+    nd = strlen(d);
+    if (n + 1 + nd + 1 > cap)
+        n = cap > nd + 2 ? cap - nd - 2 : 0;
+    memcpy(out, code, n);
+    out[n] = '$';
+    memcpy(out + n + 1, d, nd + 1);
+}
+
 static void index_composite(ix_t *x, const sp_entry_t *e, struct json_object *resource, hv_arena_t *arena)
 {
     hv_fhirpath_result_t *res = NULL, *cr[MAX_COMPONENTS];
@@ -1189,6 +1245,8 @@ static void index_composite(ix_t *x, const sp_entry_t *e, struct json_object *re
     size_t n;
     char code[96];
     const char *pcode = x->code;
+    if (composite_precheck && !components_may_match(x, e))
+        return;
     memset(&err, 0, sizeof(err));
     if (hv_fhirpath_eval(e->fp, resource, NULL, arena, &res, &err) != HV_OK)
         return;
@@ -1224,7 +1282,7 @@ static void index_composite(ix_t *x, const sp_entry_t *e, struct json_object *re
             x->dry = pass == 0;
             for (size_t c = 0; c < e->ncomp && x->rc == HV_OK && complete; c++) {
                 const hv_fhir_search_t *csp = hv_fhir_search_component_at(e->sp, c, NULL);
-                snprintf(code, sizeof(code), "%s$%zu", pcode, c);
+                comp_code(code, sizeof(code), pcode, c);
                 x->code = code;
                 x->nvalues = 0;
                 x->dry_rows = 0;

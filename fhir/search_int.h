@@ -127,6 +127,9 @@ int hv__search_index_put_strings(hv_db_t *db, const char *type, const char *id, 
 typedef struct hv__search_rows hv__search_rows_t;
 int hv__search_index_rows(const char *type, struct json_object *resource, hv__search_rows_t **out);
 void hv__search_rows_free(hv__search_rows_t *r);
+/* Whether a composite whose component cannot match the resource's top-level elements is
+ * skipped unevaluated (default on; tests turn it off to compare the rows). */
+void hv__search_composite_precheck_enable(int on);
 int hv__search_index_put_pre(hv_db_t *db, const char *type, const char *id, struct json_object *resource,
                              int replace, const hv__search_rows_t *pre, int64_t rid);
 

@@ -272,6 +272,9 @@ int hv__bundle_run(hv_db_t *db, hv__bundle_job_t *bj);
  * transaction, the OperationOutcome of the failing entry with its status. The tree is owned
  * by the caller. base is the server's base URL for fullUrl. */
 struct json_object *hv__bundle_response(hv__bundle_job_t *bj, const char *base, int *status);
+/* The same answer as JSON text in out (compact, as hv_fhir_json_write writes the tree) when
+ * every entry succeeded and none carries a resource; HV_ENOTSUP otherwise (use the tree). */
+int hv__bundle_response_text(hv__bundle_job_t *bj, const char *base, hv_buf_t *out);
 /* The server's base URL for the fullUrls of search entries' results (default ""). */
 void hv__bundle_set_base(hv__bundle_job_t *bj, const char *base);
 /* How many entries the job wrote; the change events to emit. */

@@ -85,6 +85,31 @@ int hv_fhir_validate(hv_fhir_validator_t *v, struct json_object *resource, const
     }
     c->max_depth = HV_FHIR_DEFAULT_MAX_DEPTH;
     c->max_issues = v->max_issues;
+    if (flags & HV_FHIR_VALIDATE_OUTCOME_ON_ERROR) {
+        /* A first walk only counts (hv__fhir_issue formats nothing without c->issues);
+         * a resource with errors is walked again below for the full list. */
+        hv__fhir_walk_resource(c, resource);
+        if (prof != NULL)
+            hv__fhir_profile_check(c, prof, resource);
+        if (c->oom)
+            goto out;
+        if (c->errors == 0) {
+            *outcome = NULL;
+            if (errors != NULL)
+                *errors = 0;
+            rc = HV_OK;
+            goto out;
+        }
+        memset(c, 0, sizeof(*c));
+        c->v = v;
+        c->flags = flags;
+        if (!(flags & HV_FHIR_VALIDATE_NO_INVARIANTS)) {
+            c->inv = v->inv;
+            hv__fhir_inv_begin(v->inv);
+        }
+        c->max_depth = HV_FHIR_DEFAULT_MAX_DEPTH;
+        c->max_issues = v->max_issues;
+    }
     c->issues = json_object_new_array();
     if (c->issues == NULL)
         goto out;

@@ -14,15 +14,7 @@
 set -u
 BIN=$1; OUT=$2; mode=${3:-create}; dur=${DUR:-4}; reqs=${REQS:-0}
 w=$(mktemp -d /tmp/hv-bench-cgw.XXXXXX); p=$((36000 + RANDOM % 3000)); mkdir -p $w/ch
-if [ "$mode" = tx ]; then
-  path=/fhir
-  body='{"resourceType":"Bundle","type":"transaction","entry":[{"fullUrl":"urn:uuid:0a0b0c0d-0000-4000-8000-000000000001","resource":{"resourceType":"Patient","name":[{"family":"Tx"}]},"request":{"method":"POST","url":"Patient"}},{"resource":{"resourceType":"Observation","status":"final","code":{"text":"hr"},"subject":{"reference":"urn:uuid:0a0b0c0d-0000-4000-8000-000000000001"}},"request":{"method":"POST","url":"Observation"}}]}'
-  prefer=
-else
-  path=/fhir/Patient
-  body='{"resourceType":"Patient","identifier":[{"system":"urn:bench","value":"1"}],"name":[{"family":"Bench","given":["Wrk"]}],"gender":"female","birthDate":"1970-01-01"}'
-  prefer='wrk.headers["Prefer"] = "return=minimal"'
-fi
+. "$(dirname "$0")/write_body.sh"
 cat > $w/w.lua <<LUA
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/fhir+json"

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "fhir/fhir_int.h"
+#include "fhir/fhirpath.h"
 
 /* Validates text; returns the error count and copies the first error issue's expression,
  * code and constraint key (when any) into the out-parameters. */
@@ -301,6 +302,127 @@ static void fhir_validate_hand_formats_match_the_regexes(void **state) {
     }
 }
 
+/* The keys of the issues of an outcome at severity sev, as " key1 key2 " (for strstr). */
+static void issue_keys(struct json_object *oo, const char *sev, char *out, size_t cap) {
+    struct json_object *issues = json_object_object_get(oo, "issue");
+    size_t n = (size_t)snprintf(out, cap, " ");
+    for (size_t i = 0; i < json_object_array_length(issues); i++) {
+        struct json_object *is = json_object_array_get_idx(issues, i), *d = NULL;
+        if (strcmp(hv_json_get_str(is, "severity"), sev) != 0 ||
+            !json_object_object_get_ex(is, "details", &d))
+            continue;
+        n += (size_t)snprintf(out + n, cap - n, "%s ",
+                              hv_json_get_str(json_object_array_get_idx(json_object_object_get(d, "coding"), 0),
+                                              "code"));
+    }
+}
+
+/* HV_FHIR_VALIDATE_OUTCOME_ON_ERROR: no outcome for a resource without errors (warnings
+ * or not), and for one with errors the same outcome, byte for byte, as without the flag. */
+static void fhir_validate_outcome_on_error_only_lists_a_failing_resource(void **state) {
+    (void)state;
+    static const struct {
+        const char *text;
+    } texts[] = {
+        {"{\"resourceType\":\"Patient\",\"text\":{\"status\":\"generated\",\"div\":\"<div "
+         "xmlns=\\\"http://www.w3.org/1999/xhtml\\\">x</div>\"}}"},
+        {"{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"x\"}]}"}, /* dom-6: a warning */
+        {"{\"resourceType\":\"Patient\",\"gender\":\"woman\",\"birthDate\":\"tomorrow\"}"},
+        {"{\"resourceType\":\"Patient\",\"contact\":[{\"gender\":\"male\"}],\"x\":1}"},
+        {"{\"resourceType\":\"Observation\",\"code\":{\"text\":\"x\"}}"},
+    };
+    hv_fhir_validator_t *v = hv_fhir_validator_new();
+    assert_non_null(v);
+    for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+        struct json_object *o = json_tokener_parse(texts[i].text), *full = NULL, *quick = NULL;
+        int efull = -1, equick = -1;
+        assert_non_null(o);
+        assert_int_equal(hv_fhir_validate(v, o, NULL, 0, &full, &efull), HV_OK);
+        assert_int_equal(hv_fhir_validate(v, o, NULL, HV_FHIR_VALIDATE_OUTCOME_ON_ERROR, &quick, &equick), HV_OK);
+        assert_int_equal(equick, efull);
+        if (efull == 0) {
+            assert_null(quick);
+        } else {
+            assert_non_null(quick);
+            assert_string_equal(json_object_to_json_string_ext(quick, JSON_C_TO_STRING_PLAIN),
+                                json_object_to_json_string_ext(full, JSON_C_TO_STRING_PLAIN));
+        }
+        json_object_put(full);
+        json_object_put(quick);
+        json_object_put(o);
+    }
+    hv_fhir_validator_free(v);
+}
+
+/* dom-2, dom-4, dom-5 and dom-6 are decided from the resource's shape where it can
+ * (invariants.c shortcut()): the issues must be those their FHIRPath expressions give. */
+static void fhir_validate_dom_shortcuts_agree_with_fhirpath(void **state) {
+    (void)state;
+    static const struct {
+        const char *text;
+    } texts[] = {
+        {"{\"resourceType\":\"Patient\"}"},
+        {"{\"resourceType\":\"Patient\",\"text\":{\"status\":\"generated\",\"div\":\"<div "
+         "xmlns=\\\"http://www.w3.org/1999/xhtml\\\">x</div>\"}}"},
+        {"{\"resourceType\":\"Patient\",\"text\":{\"status\":\"generated\"}}"},
+        {"{\"resourceType\":\"Patient\",\"text\":null}"},
+        {"{\"resourceType\":\"Patient\",\"text\":{\"status\":\"generated\",\"div\":null}}"},
+        {"{\"resourceType\":\"Patient\",\"contained\":[{\"resourceType\":\"Organization\",\"id\":\"o\","
+         "\"contained\":[{\"resourceType\":\"Organization\",\"id\":\"p\"}]}],"
+         "\"managingOrganization\":{\"reference\":\"#o\"}}"},
+        {"{\"resourceType\":\"Patient\",\"contained\":[{\"resourceType\":\"Organization\",\"id\":\"o\","
+         "\"meta\":{\"versionId\":\"1\",\"security\":[{\"code\":\"R\"}]}}],"
+         "\"managingOrganization\":{\"reference\":\"#o\"}}"},
+        {"{\"resourceType\":\"Patient\",\"contained\":[{\"resourceType\":\"Organization\",\"id\":\"o\","
+         "\"meta\":{\"lastUpdated\":\"2020-01-01T00:00:00Z\"}}],\"managingOrganization\":{\"reference\":\"#o\"}}"},
+        {"{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"x\"}}"},
+    };
+    static const struct {
+        const char *key, *expr, *sev;
+    } rules[] = {
+        {"dom-2", "contained.contained.empty()", "error"},
+        {"dom-4", "contained.meta.versionId.empty() and contained.meta.lastUpdated.empty()", "error"},
+        {"dom-5", "contained.meta.security.empty()", "error"},
+        {"dom-6", "text.`div`.exists()", "warning"},
+    };
+    hv_fhir_validator_t *v = hv_fhir_validator_new();
+    hv_arena_t *arena = hv_arena_new(0);
+    assert_non_null(v);
+    assert_non_null(arena);
+    for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+        struct json_object *o = json_tokener_parse(texts[i].text), *oo = NULL;
+        char keys[1024], want[16];
+        int errors = 0;
+        assert_non_null(o);
+        assert_int_equal(hv_fhir_validate(v, o, NULL, 0, &oo, &errors), HV_OK);
+        for (size_t k = 0; k < sizeof(rules) / sizeof(rules[0]); k++) {
+            hv_fhirpath_t *fp = NULL;
+            hv_fhirpath_result_t *res = NULL;
+            hv_fhirpath_item_t it;
+            hv_error_t err;
+            int holds;
+            hv_error_clear(&err);
+            assert_int_equal(hv_fhirpath_compile(rules[k].expr, 0, NULL, &fp, &err), HV_OK);
+            assert_int_equal(hv_fhirpath_eval(fp, o, NULL, arena, &res, &err), HV_OK);
+            assert_int_equal(hv_fhirpath_result_count(res), 1);
+            assert_int_equal(hv_fhirpath_result_item(res, 0, &it), HV_OK);
+            holds = strcmp(it.text, "true") == 0;
+            issue_keys(oo, rules[k].sev, keys, sizeof(keys));
+            snprintf(want, sizeof(want), " %s ", rules[k].key);
+            if ((strstr(keys, want) == NULL) != holds)
+                print_error("%s on %s: FHIRPath %s, issues [%s]\n", rules[k].key, texts[i].text,
+                            holds ? "holds" : "fails", keys);
+            assert_int_equal(strstr(keys, want) == NULL, holds);
+            hv_fhirpath_free(fp);
+            hv_arena_reset(arena);
+        }
+        json_object_put(oo);
+        json_object_put(o);
+    }
+    hv_arena_free(arena);
+    hv_fhir_validator_free(v);
+}
+
 int run_validate_tests(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(fhir_validate_reports_each_rule_at_its_path),
@@ -308,6 +430,8 @@ int run_validate_tests(void) {
         cmocka_unit_test(fhir_validate_caps_issues),
         cmocka_unit_test(fhir_validate_primitive_formats_table),
         cmocka_unit_test(fhir_validate_hand_formats_match_the_regexes),
+        cmocka_unit_test(fhir_validate_outcome_on_error_only_lists_a_failing_resource),
+        cmocka_unit_test(fhir_validate_dom_shortcuts_agree_with_fhirpath),
     };
     return cmocka_run_group_tests_name("fhir_validate", tests, NULL, NULL);
 }

@@ -113,6 +113,74 @@ static void bundle_search_entry_with_a_bad_query_fails_the_transaction(void **st
     assert_non_null(strstr(msg, "search"));
 }
 
+/* hv__bundle_response_text writes what hv_fhir_json_write writes of hv__bundle_response's
+ * tree, byte for byte, for the Bundles it takes (transaction and batch; create, conditional
+ * create, update, delete), and declines one whose entries carry a resource or an outcome. */
+static void bundle_response_text_equals_the_written_tree(void **state)
+{
+    static const struct {
+        const char *text, *prefer;
+        int takes;
+    } cases[] = {
+        {"{\"resourceType\":\"Bundle\",\"type\":\"transaction\",\"entry\":["
+         "{\"fullUrl\":\"urn:uuid:0a0b0c0d-0000-4000-8000-000000000009\",\"resource\":{\"resourceType\":\"Patient\","
+         "\"name\":[{\"family\":\"Tx\"}]},\"request\":{\"method\":\"POST\",\"url\":\"Patient\"}},"
+         "{\"resource\":{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"hr\"},\"subject\":"
+         "{\"reference\":\"urn:uuid:0a0b0c0d-0000-4000-8000-000000000009\"}},\"request\":{\"method\":\"POST\","
+         "\"url\":\"Observation\"}},"
+         "{\"resource\":{\"resourceType\":\"Patient\",\"id\":\"p-1\",\"gender\":\"other\"},\"request\":{\"method\":"
+         "\"PUT\",\"url\":\"Patient/p-1\"}}]}",
+         NULL, 1},
+        {"{\"resourceType\":\"Bundle\",\"type\":\"batch\",\"entry\":["
+         "{\"resource\":{\"resourceType\":\"Patient\",\"id\":\"p-1\",\"gender\":\"male\"},\"request\":{\"method\":"
+         "\"PUT\",\"url\":\"Patient/p-1\"}},"
+         "{\"request\":{\"method\":\"DELETE\",\"url\":\"Patient/p-1\"}}]}",
+         "return=minimal", 1},
+        {"{\"resourceType\":\"Bundle\",\"type\":\"transaction\",\"entry\":["
+         "{\"resource\":{\"resourceType\":\"Patient\",\"gender\":\"male\"},\"request\":{\"method\":\"POST\","
+         "\"url\":\"Patient\"}}]}",
+         "return=representation", 0},
+        {"{\"resourceType\":\"Bundle\",\"type\":\"batch\",\"entry\":["
+         "{\"request\":{\"method\":\"GET\",\"url\":\"Patient/none\"}}]}",
+         NULL, 0},
+    };
+    hv_db_t *db = store_test_db();
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        hv__bundle_job_t *bj = NULL;
+        struct json_object *tree;
+        hv_buf_t direct, written;
+        char msg[600];
+        int status = 0, rc;
+        if (hv__bundle_prepare(json_tokener_parse(cases[i].text), 0, cases[i].prefer, &bj, &status, msg,
+                               sizeof(msg)) != HV_OK)
+            fail_msg("prepare %zu: %d %s", i, status, msg);
+        assert_int_equal(hv_db_begin(db), HV_OK);
+        hv__bundle_run(db, bj);
+        assert_int_equal(hv_db_commit(db), HV_OK);
+        hv_buf_init(&direct, 0);
+        hv_buf_init(&written, 0);
+        rc = hv__bundle_response_text(bj, "http://h:8/fhir", &direct);
+        tree = hv__bundle_response(bj, "http://h:8/fhir", &status);
+        assert_non_null(tree);
+        assert_int_equal(hv_fhir_json_write(tree, 0, &written), HV_OK);
+        if (!cases[i].takes) {
+            assert_int_equal(rc, HV_ENOTSUP);
+        } else {
+            assert_int_equal(rc, HV_OK);
+            assert_int_equal(status, 200);
+            assert_int_equal(hv_buf_putc(&direct, '\0'), HV_OK);
+            assert_int_equal(hv_buf_putc(&written, '\0'), HV_OK);
+            assert_string_equal(direct.data, written.data);
+        }
+        json_object_put(tree);
+        hv_buf_release(&direct);
+        hv_buf_release(&written);
+        hv__bundle_job_free(bj);
+    }
+    store_test_db_close(db);
+}
+
 int run_bundle_tests(void)
 {
     const struct CMUnitTest tests[] = {
@@ -120,6 +188,7 @@ int run_bundle_tests(void)
         cmocka_unit_test(bundle_seeded_transaction_is_found_applied),
         cmocka_unit_test(bundle_search_entry_answers_a_searchset_after_the_writes),
         cmocka_unit_test(bundle_search_entry_with_a_bad_query_fails_the_transaction),
+        cmocka_unit_test(bundle_response_text_equals_the_written_tree),
     };
     return cmocka_run_group_tests_name("fhir/rest_bundle.c", tests, NULL, NULL);
 }

@@ -2,6 +2,7 @@
  * string normalization, and index rows written and replaced with the version. */
 #include "tests.h"
 
+#include <dirent.h>
 #include <json-c/json.h>
 #include <stdio.h>
 #include <string.h>
@@ -214,6 +215,122 @@ static void search_index_writes_only_complete_composite_groups(void **state)
     store_test_db_close(db);
 }
 
+/* The composite rows of db (code "<param>$<n>") in every search table, as one string. */
+static void composite_rows(hv_db_t *db, hv_buf_t *out)
+{
+    static const char *const q[] = {
+        "SELECT type || '/' || id || ' ' || code || ' ' || grp || ' ' || COALESCE(system, '') || '|' || "
+        "COALESCE(value, '') FROM sp_tok WHERE code LIKE '%$%' ORDER BY 1",
+        "SELECT type || '/' || id || ' ' || code || ' ' || grp || ' ' || value FROM sp_str WHERE code LIKE '%$%' "
+        "ORDER BY 1",
+        "SELECT type || '/' || id || ' ' || code || ' ' || grp || ' ' || lo || ' ' || hi FROM sp_date WHERE code "
+        "LIKE '%$%' ORDER BY 1",
+        "SELECT type || '/' || id || ' ' || code || ' ' || grp || ' ' || COALESCE(value, '') || ' ' || "
+        "COALESCE(unit, '') FROM sp_num WHERE code LIKE '%$%' ORDER BY 1",
+    };
+    for (size_t i = 0; i < sizeof(q) / sizeof(q[0]); i++) {
+        hv_db_stmt_t *st = NULL;
+        int rc;
+        assert_int_equal(hv_db_prepare(db, q[i], &st), HV_OK);
+        while ((rc = hv_db_step(st)) == HV_DB_ROW) {
+            size_t len = 0;
+            const char *t = hv_db_column_text(st, 0, &len);
+            hv_buf_append(out, t != NULL ? t : "", t != NULL ? len : 0);
+            hv_buf_putc(out, '\n');
+        }
+        hv_db_done(st);
+        assert_true(rc >= 0);
+    }
+}
+
+/* A composite one of whose components cannot match the resource's top-level elements is
+ * skipped unevaluated (search_index.c components_may_match): the composite rows of every
+ * Synthea resource, and of crafted Observations, must be those written with the check off. */
+static void search_index_composite_precheck_keeps_every_row(void **state)
+{
+    hv_db_t *on = store_test_db(), *off = store_test_db();
+    hv_buf_t a, b;
+    char dir[4096];
+    DIR *d;
+    struct dirent *de;
+    size_t nres = 0, seq = 0;
+    static const struct {
+        const char *text;
+    } crafted[] = {
+        {"{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"hr\"}}"},
+        {"{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"coding\":[{\"code\":\"x\"}]},"
+         "\"valueQuantity\":{\"value\":1,\"unit\":\"mg\"}}"},
+        {"{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"coding\":[{\"code\":\"x\"}]},"
+         "\"component\":[{\"code\":{\"coding\":[{\"code\":\"a\"}]},\"valueCodeableConcept\":{\"coding\":[{\"code\":"
+         "\"b\"}]}},{\"code\":{\"coding\":[{\"code\":\"c\"}]},\"valueString\":\"s\"}]}"},
+        {"{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"coding\":[{\"code\":\"x\"}]},"
+         "\"valueDateTime\":\"2020-01-02\"}"},
+    };
+    (void)state;
+    hv_buf_init(&a, 0);
+    hv_buf_init(&b, 0);
+    snprintf(dir, sizeof(dir), "%s/fhir/synthea", store_test_reference_dir());
+    d = opendir(dir);
+    if (d == NULL)
+        fail_msg("the Synthea bundles are missing: %s", dir);
+    assert_int_equal(hv_db_begin(on), HV_OK);
+    assert_int_equal(hv_db_begin(off), HV_OK);
+    for (size_t i = 0; i < sizeof(crafted) / sizeof(crafted[0]); i++) {
+        struct json_object *o = json_tokener_parse(crafted[i].text);
+        char id[32];
+        snprintf(id, sizeof(id), "c%zu", i);
+        hv__search_composite_precheck_enable(1);
+        assert_int_equal(hv__search_index_put(on, "Observation", id, o, 0), HV_OK);
+        hv__search_composite_precheck_enable(0);
+        assert_int_equal(hv__search_index_put(off, "Observation", id, o, 0), HV_OK);
+        json_object_put(o);
+    }
+    while ((de = readdir(d)) != NULL) {
+        char path[8192];
+        char *text;
+        struct json_object *bundle, *entries = NULL;
+        if (strstr(de->d_name, ".json") == NULL)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+        text = store_test_slurp(path, NULL);
+        bundle = json_tokener_parse(text);
+        assert_non_null(bundle);
+        assert_true(json_object_object_get_ex(bundle, "entry", &entries));
+        for (size_t i = 0; i < json_object_array_length(entries); i++) {
+            struct json_object *res = NULL;
+            const char *type;
+            char id[32];
+            if (!json_object_object_get_ex(json_object_array_get_idx(entries, i), "resource", &res))
+                continue;
+            type = hv_json_get_str(res, "resourceType");
+            snprintf(id, sizeof(id), "s%zu", seq++);
+            hv__search_composite_precheck_enable(1);
+            assert_int_equal(hv__search_index_put(on, type, id, res, 0), HV_OK);
+            hv__search_composite_precheck_enable(0);
+            assert_int_equal(hv__search_index_put(off, type, id, res, 0), HV_OK);
+            nres++;
+        }
+        json_object_put(bundle);
+        hv_free(text);
+    }
+    closedir(d);
+    hv__search_composite_precheck_enable(1);
+    if (nres < 3000)
+        fail_msg("only %zu Synthea resources read from %s", nres, dir);
+    composite_rows(on, &a);
+    composite_rows(off, &b);
+    assert_true(b.len > 1000); /* Synthea's Observations have composite rows */
+    assert_int_equal(hv_buf_putc(&a, '\0'), HV_OK);
+    assert_int_equal(hv_buf_putc(&b, '\0'), HV_OK);
+    assert_string_equal(a.data, b.data);
+    hv_buf_release(&a);
+    hv_buf_release(&b);
+    assert_int_equal(hv_db_commit(on), HV_OK);
+    assert_int_equal(hv_db_commit(off), HV_OK);
+    store_test_db_close(on);
+    store_test_db_close(off);
+}
+
 int run_search_tests(void)
 {
     const struct CMUnitTest tests[] = {
@@ -224,6 +341,7 @@ int run_search_tests(void)
         cmocka_unit_test(search_index_writes_each_distinct_row_once),
         cmocka_unit_test(search_index_specialized_expressions_index_the_same),
         cmocka_unit_test(search_index_writes_only_complete_composite_groups),
+        cmocka_unit_test(search_index_composite_precheck_keeps_every_row),
     };
     return cmocka_run_group_tests_name("fhir_search", tests, NULL, NULL);
 }

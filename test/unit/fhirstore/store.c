@@ -114,12 +114,30 @@ static void store_keeps_every_version_and_finds_the_current_one(void **state)
     store_test_db_close(db);
 }
 
+/* hv__fhir_instant keeps the date and time up to the second per thread: it must write what
+ * hv_time_rfc3339 writes for every instant, in the same second or not, and for a year
+ * past 9999 (another length). */
+static void fhir_instant_equals_rfc3339(void **state)
+{
+    static const uint64_t ms[] = {0, 999, 1000, 1764172900342ull, 1764172900343ull, 1764172900999ull,
+                                  1764172901000ull, 1764172900001ull, 253402300799999ull, 253402300800000ull,
+                                  1764172901000ull};
+    (void)state;
+    for (size_t i = 0; i < sizeof(ms) / sizeof(ms[0]); i++) {
+        char a[40], b[40];
+        hv__fhir_instant(ms[i], a, sizeof(a));
+        hv_time_rfc3339(ms[i], b, sizeof(b));
+        assert_string_equal(a, b);
+    }
+}
+
 int run_store_tests(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(fhir_id_valid_follows_the_id_regex),
         cmocka_unit_test(fhir_new_id_is_a_time_ordered_uuid),
         cmocka_unit_test(fhir_parse_time_reads_dates_and_instants),
+        cmocka_unit_test(fhir_instant_equals_rfc3339),
         cmocka_unit_test(store_keeps_every_version_and_finds_the_current_one),
     };
     return cmocka_run_group_tests_name("fhir store", tests, NULL, NULL);
