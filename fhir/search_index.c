@@ -464,6 +464,49 @@ int hv__search_indexed(const hv_fhir_search_t *sp)
     return e != NULL && e->fp != NULL;
 }
 
+/*
+ * Parameters whose rows would repeat another parameter's rows of the same resource.
+ * R4's individual-phonetic is "Patient.name | Person.name | Practitioner.name |
+ * RelatedPerson.name": on each of these types it selects exactly that type's `name`
+ * parameter (Patient-name "Patient.name", Person-name, Practitioner-name,
+ * RelatedPerson-name likewise), a string parameter over the same HumanNames, and this
+ * engine applies no phonetic algorithm (search.html#string: the match is the string
+ * match), so its rows are the `name` rows. Writing them cost two rows (six B-tree
+ * inserts) per name part of every Patient. Organization's and InsurancePlan's phonetic
+ * ("Organization.name") differ from their `name` (which adds alias) and keep their rows.
+ * Unit test search_index_phonetic_rows_equal_name_rows checks the equality on the model.
+ */
+static const struct {
+    const char *type, *code, *rows;
+} row_alias[] = {
+    {"Patient", "phonetic", "name"},
+    {"Person", "phonetic", "name"},
+    {"Practitioner", "phonetic", "name"},
+    {"RelatedPerson", "phonetic", "name"},
+};
+
+/* The rows row_alias makes redundant, deleted from stores written before it (both backends). */
+const char hv__search_migration_row_alias[] =
+    "DELETE FROM sp_str WHERE code = 'phonetic' AND type IN ('Patient', 'Person', 'Practitioner', 'RelatedPerson');";
+
+static int row_alias_on = 1; /* unit tests turn it off to compare the rows */
+
+void hv__search_row_alias_enable(int on)
+{
+    row_alias_on = on;
+}
+
+const char *hv__search_row_code(const hv_fhir_type_t *t, const char *code)
+{
+    const char *tn = t != NULL ? hv_fhir_type_name(t) : NULL;
+    if (!row_alias_on || tn == NULL || code == NULL)
+        return code;
+    for (size_t i = 0; i < sizeof(row_alias) / sizeof(row_alias[0]); i++)
+        if (strcmp(code, row_alias[i].code) == 0 && strcmp(tn, row_alias[i].type) == 0)
+            return row_alias[i].rows;
+    return code;
+}
+
 /* ---- value helpers ---- */
 
 int hv__search_ucum_canon(double v, const char *unit, double *cv, char *cunit, size_t cap)
@@ -1278,6 +1321,8 @@ static int index_params(ix_t *x, const hv_fhir_type_t *t, struct json_object *re
         x->code = hv_fhir_search_code(sp);
         if (strcmp(x->code, "_id") == 0 || strcmp(x->code, "_lastUpdated") == 0)
             continue; /* searched on the resources table itself */
+        if (hv__search_row_code(t, x->code) != x->code)
+            continue; /* another parameter's rows serve it (row_alias) */
         x->nvalues = 0;
         memset(&err, 0, sizeof(err));
         hv_arena_reset(arena);

@@ -97,6 +97,19 @@ int hv__search_ucum_canon(double v, const char *unit, double *cv, char *cunit, s
 int hv__search_indexed(const hv_fhir_search_t *sp);
 
 /*
+ * The code under which the index holds the rows of parameter `code` of type t: `code`
+ * itself (the same pointer), or the code of another parameter of t whose rows are equal
+ * by definition, which are then the only ones written (fhir/search_index.c, row_alias).
+ * Every reader of the index (search_plan.c conditions, search_run.c _sort) binds this
+ * code, never the parameter's own.
+ */
+const char *hv__search_row_code(const hv_fhir_type_t *t, const char *code);
+/* The migration deleting the rows row_alias no longer writes (every backend). */
+extern const char hv__search_migration_row_alias[];
+/* Turns row_alias off (0) or on (1, the default) for the process: unit tests only. */
+void hv__search_row_alias_enable(int on);
+
+/*
  * Writes the index rows of the current version of type/id from its tree (NULL or
  * a deletion writes none) after dropping the rows of its previous version (when
  * replace is set). Runs inside the caller's transaction.
