@@ -1407,6 +1407,23 @@ int hv__search_index_rows(const char *type, struct json_object *resource, hv__se
     return HV_OK;
 }
 
+/* hv__search_rows_has_fn over the rows of an ix_t (ud): a row of code in table, in any
+ * group (a superset of the grp-0 rows the fills join: a pair is skipped only when its
+ * statement could not select a row). */
+static int rows_has(void *ud, const char *table, const char *code)
+{
+    const ix_t *x = ud;
+    for (int t = 0; t < T_COUNT; t++) {
+        if (strcmp(tables[t].name, table) != 0)
+            continue;
+        for (const ixrow_t *r = x->head[t]; r != NULL; r = r->tnext)
+            if (strcmp(r->code, code) == 0)
+                return 1;
+        return 0;
+    }
+    return 1; /* a table this writer does not hold: assume rows */
+}
+
 int hv__search_index_put(hv_db_t *db, const char *type, const char *id, struct json_object *resource,
                          int replace)
 {
@@ -1432,7 +1449,7 @@ int hv__search_index_put_pre(hv_db_t *db, const char *type, const char *id, stru
         for (size_t k = 0; k < HV_ARRAY_LEN(del); k++)
             if ((rc = hv__search_exec2(db, del[k], type, id)) != HV_OK)
                 return rc;
-        if ((rc = hv__search_combo_put(db, type, id, 0, 1)) != HV_OK)
+        if ((rc = hv__search_combo_put(db, type, id, 0, 1, NULL, NULL)) != HV_OK)
             return rc;
     }
     if ((rc = hv__search_special_put(db, type, id, resource, replace)) != HV_OK || resource == NULL)
@@ -1446,7 +1463,7 @@ int hv__search_index_put_pre(hv_db_t *db, const char *type, const char *id, stru
         px.rid = rid;
         rc = flush_rows(&px, ALL_TABLES);
         /* The combined rows are derived from the plain ones just written (fhir/search_combo.c). */
-        return rc == HV_OK ? hv__search_combo_put(db, type, id, 1, 0) : rc;
+        return rc == HV_OK ? hv__search_combo_put(db, type, id, 1, 0, rows_has, &px) : rc;
     }
     x.rows_arena = hv_arena_new(16384);
     if (x.rows_arena == NULL) {
@@ -1457,7 +1474,7 @@ int hv__search_index_put_pre(hv_db_t *db, const char *type, const char *id, stru
     if (rc == HV_OK)
         rc = flush_rows(&x, ALL_TABLES);
     if (rc == HV_OK)
-        rc = hv__search_combo_put(db, type, id, 1, 0);
+        rc = hv__search_combo_put(db, type, id, 1, 0, rows_has, &x);
 out:
     hv_free(x.set);
     hv_arena_free(x.rows_arena);
