@@ -174,7 +174,11 @@ static void search_pg_str_page_reads_sp_str_rc(void **state)
         /* :exact reads each match's row for its raw value (not in the index). */
         int exact = strstr(queries[i], ":exact") != NULL;
         store_test_page_plan(db, "Patient", queries[i], hv__search_str_only, &plan);
-        if (strstr(plan.data, exact ? "using sp_str_rc on sp_str" : "Index Only Scan using sp_str_rc on sp_str") == NULL ||
+        /* A range of sp_str_rc by key: index-only, or (this test's small tables, where the
+         * heap's visibility is not always set) a bitmap scan of the same range — the choice
+         * turned on a few rows when the Patients' phonetic rows went (s8-write). */
+        if ((strstr(plan.data, exact ? "using sp_str_rc on sp_str" : "Index Only Scan using sp_str_rc on sp_str") == NULL &&
+             (exact || strstr(plan.data, "Bitmap Index Scan on sp_str_rc") == NULL)) ||
             strstr(plan.data, "Seq Scan") != NULL || strstr(plan.data, "resources_tiv") != NULL ||
             strstr(plan.data, "Index Scan using resources_pkey on resources r") == NULL)
             fail_msg("%s: plan\n%s", queries[i], plan.data);
