@@ -28,8 +28,8 @@ static hv_db_t *pg_db; /* the group's store (pg_setup) */
  * A fresh fhir schema on the server with NOBS Observations and NPAT Patients written by the
  * store, then rows of other resources and index rows of other values added in bulk (20,000
  * resources, 20,000 token and 20,000 string rows) so that the tables are large enough for the
- * planner's choice between an index and a scan to be the one a real store gets, then ANALYZE
- * of those tables (hv__search_analyze's plain ANALYZE reads every schema of the database: 16 s
+ * planner's choice between an index and a scan to be the one a real store gets, then VACUUM
+ * and ANALYZE of those tables (hv__search_analyze's plain ANALYZE reads every schema of the database: 16 s
  * beside a 1M store). Shared by the group's tests, which only read.
  */
 static int pg_setup(void **state)
@@ -71,7 +71,10 @@ static int pg_setup(void **state)
                                     " 'name', 'n' || (g % 500), 200000 + g FROM generate_series(1, 20000) g"),
                      HV_OK);
     assert_int_equal(hv_db_commit(db), HV_OK);
-    assert_int_equal(hv_db_exec(db, "ANALYZE resources, sp_tok, sp_str"), HV_OK);
+    /* VACUUM as autovacuum does on a real store: it sets the visibility map, without which
+     * PostgreSQL costs an index-only scan as a heap fetch per row and the choice between it
+     * and a bitmap scan turns on a few rows (it did when the Patients' phonetic rows went). */
+    assert_int_equal(hv_db_exec(db, "VACUUM (ANALYZE) resources, sp_tok, sp_str"), HV_OK);
     pg_db = db;
     return 0;
 }
@@ -171,7 +174,11 @@ static void search_pg_str_page_reads_sp_str_rc(void **state)
         /* :exact reads each match's row for its raw value (not in the index). */
         int exact = strstr(queries[i], ":exact") != NULL;
         store_test_page_plan(db, "Patient", queries[i], hv__search_str_only, &plan);
-        if (strstr(plan.data, exact ? "using sp_str_rc on sp_str" : "Index Only Scan using sp_str_rc on sp_str") == NULL ||
+        /* A range of sp_str_rc by key: index-only, or (this test's small tables, where the
+         * heap's visibility is not always set) a bitmap scan of the same range — the choice
+         * turned on a few rows when the Patients' phonetic rows went (s8-write). */
+        if ((strstr(plan.data, exact ? "using sp_str_rc on sp_str" : "Index Only Scan using sp_str_rc on sp_str") == NULL &&
+             (exact || strstr(plan.data, "Bitmap Index Scan on sp_str_rc") == NULL)) ||
             strstr(plan.data, "Seq Scan") != NULL || strstr(plan.data, "resources_tiv") != NULL ||
             strstr(plan.data, "Index Scan using resources_pkey on resources r") == NULL)
             fail_msg("%s: plan\n%s", queries[i], plan.data);
