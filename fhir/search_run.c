@@ -776,15 +776,18 @@ static int count_sql(hv_db_t *db, hv__search_plan_t *p, hv_buf_t *q)
         char *text = hv_strndup(p->where.data + sizeof(head) - 1, p->where.len - sizeof(head));
         if (text == NULL)
             return HV_ENOMEM;
-        /* One value of one token (hv__search_tok_only): the distinct row ids of its range of
-         * sp_tok_rc (type, code, value, rid, system, id), where a resource's rows are adjacent
-         * and its row id is an integer — SQLite counts them in index order without a sorter,
-         * in about half the time of the distinct text ids of sp_tok_vc (measured: 6.7-7.7 ms
-         * against 11-13 ms of CPU for 35,760 matches at 1M). Otherwise (system| alone, OR)
-         * the distinct ids of sp_tok_vc. */
+        /* One value of one token with its system (hv__search_tok_counts_rows: system|X, |X,
+         * or code=X pinned to its one system by hv__search_tok_pin): the entries of its
+         * range of sp_tok_sr (type, code, value, system, rid), one per matching resource,
+         * counted without reading a column of each (measured at 1M, 35,760 matches:
+         * COUNT(DISTINCT rid) of sp_tok_rc with each entry's system compared cost ~3x the
+         * CPU; docs/performance.md, session 8). A value under several systems: the
+         * distinct row ids of its (type, code, value) range. Otherwise (system| alone,
+         * OR) the distinct ids of sp_tok_vc. */
         if (tok)
-            hv_buf_printf(q, "SELECT COUNT(DISTINCT rid) FROM sp_tok%s WHERE ",
-                          hv_db_kind(db) == HV_DB_PG ? "" : " INDEXED BY sp_tok_rc");
+            hv_buf_printf(q, "SELECT %s FROM sp_tok%s WHERE ",
+                          hv__search_tok_counts_rows(p) ? "COUNT(*)" : "COUNT(DISTINCT rid)",
+                          hv_db_kind(db) == HV_DB_PG ? "" : " INDEXED BY sp_tok_sr");
         else
             hv_buf_puts(q, "SELECT COUNT(*) FROM (SELECT DISTINCT id FROM sp_tok INDEXED BY sp_tok_vc WHERE ");
         rc = expand(db, p, text, 0, q, &none, &n);
@@ -859,6 +862,8 @@ int hv__search_count_explain(hv_db_t *db, hv__search_plan_t *p, hv_buf_t *out)
     int rc;
     if (!index_countable(p))
         return HV_ENOTFOUND;
+    if ((rc = hv__search_tok_pin(db, p)) != HV_OK)
+        return rc;
     hv_buf_init(&q, 128 * 1024);
     hv_buf_puts(&q, "EXPLAIN QUERY PLAN ");
     rc = count_sql(db, p, &q);
@@ -1092,6 +1097,9 @@ int hv__search_plan_run(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, 
     int rowpage = hv__search_combo_only(p) || hv__search_tok_only(p) || hv__search_str_only(p);
     int64_t counted = -1;
     *total = -1;
+    /* code=X under one system only: pinned to it, one range of sp_tok_sr (hv__search_tok_pin). */
+    if (rowpage && (rc = hv__search_tok_pin(db, p)) != HV_OK)
+        return rc;
     /* _text/_content rows are written after the commit (fhir/search_special.c): a
      * search using them first indexes every committed version, in its own job. */
     if (p->where.len > 0 && strstr(p->where.data, "@TX") != NULL && (rc = hv__search_text_catch_up(db, 0, NULL)) != HV_OK)

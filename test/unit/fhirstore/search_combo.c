@@ -248,22 +248,46 @@ static void search_count_of_one_code_is_a_covering_index_range(void **state)
                "{\"system\":\"http://loinc.org\",\"code\":\"x\"}]},\"effectiveDateTime\":\"2021-02-02\"}");
     store_test_put(db, 1, "{\"resourceType\":\"Observation\",\"id\":\"k3\",\"status\":\"final\",\"code\":{\"coding\":["
                "{\"code\":\"y\"}]}}");
+    /* k4 holds the same coding twice and y without a system twice: one row each, counted once */
+    store_test_put(db, 1, "{\"resourceType\":\"Observation\",\"id\":\"k4\",\"status\":\"final\",\"code\":{\"coding\":["
+               "{\"system\":\"http://loinc.org\",\"code\":\"z\"},{\"system\":\"http://loinc.org\",\"code\":\"z\"},"
+               "{\"code\":\"y\"},{\"code\":\"y\"}]}}");
     hv_buf_init(&eqp, 64 * 1024);
+    /* x is held under two systems: the distinct row ids of its (type, code, value) range */
     count_plan(db, "code=x&_summary=count", &eqp, &total);
     assert_int_equal(total, 2);
-    /* one range of the covering value index with the row ids, no sorter for DISTINCT, no table row */
-    if (strstr(eqp.data, "COVERING INDEX sp_tok_rc (type=? AND code=? AND value=?)") == NULL ||
-        strstr(eqp.data, "TEMP B-TREE") != NULL || strstr(eqp.data, "resources") != NULL ||
-        strstr(eqp.data, "SCAN sp_tok") != NULL)
-        fail_msg("count of one code: %s", eqp.data);
-    eqp.len = 0;
-    count_plan(db, "code=http://loinc.org|x&_summary=count", &eqp, &total);
-    assert_int_equal(total, 2);
-    assert_non_null(strstr(eqp.data, "COVERING INDEX sp_tok_rc"));
+    if (strstr(eqp.data, "COVERING INDEX sp_tok_sr (type=? AND code=? AND value=?)") == NULL ||
+        strstr(eqp.data, "resources") != NULL || strstr(eqp.data, "SCAN sp_tok") != NULL)
+        fail_msg("count of one code in two systems: %s", eqp.data);
+    /* a system named, or the one system of a value pinned (z: loinc; y: none): COUNT(*) of
+     * one range, no sorter, no table row */
+    {
+        static const struct {
+            const char *query;
+            int64_t total;
+        } cases[] = {
+            {"code=http://loinc.org|x&_summary=count", 2},
+            {"code=urn:l|x&_summary=count", 1},
+            {"code=z&_summary=count", 1},
+            {"code=http://loinc.org|z&_summary=count", 1},
+            {"code=y&_summary=count", 2},
+            {"code=|y&_summary=count", 2},
+        };
+        for (size_t i = 0; i < HV_ARRAY_LEN(cases); i++) {
+            eqp.len = 0;
+            count_plan(db, cases[i].query, &eqp, &total);
+            if (total != cases[i].total)
+                fail_msg("%s: total %lld, want %lld", cases[i].query, (long long)total, (long long)cases[i].total);
+            if (strstr(eqp.data, "COVERING INDEX sp_tok_sr (type=? AND code=? AND value=? AND system=?)") == NULL ||
+                strstr(eqp.data, "TEMP B-TREE") != NULL || strstr(eqp.data, "resources") != NULL ||
+                strstr(eqp.data, "SCAN sp_tok") != NULL)
+                fail_msg("%s: %s", cases[i].query, eqp.data);
+        }
+    }
     /* two values (OR): counted as before */
     eqp.len = 0;
     count_plan(db, "code=x,y&_summary=count", &eqp, &total);
-    assert_int_equal(total, 3);
+    assert_int_equal(total, 4);
     /* the page turned off: the distinct ids of sp_tok_vc */
     hv__search_tok_enable(0);
     eqp.len = 0;
@@ -284,7 +308,7 @@ static void search_count_of_one_code_is_a_covering_index_range(void **state)
 }
 
 
-/* ---- the page of a single token criterion (sp_tok.rid, sp_tok_rc) ---- */
+/* ---- the page of a single token criterion (sp_tok.rid, sp_tok_sr) ---- */
 
 static void search_tok_rows_carry_the_current_row_id(void **state)
 {
@@ -311,7 +335,7 @@ static void search_tok_rows_carry_the_current_row_id(void **state)
     store_test_db_close(db);
 }
 
-/* Whether query on type is paged from sp_tok_rc (-1: refused). */
+/* Whether query on type is paged from sp_tok_sr (-1: refused). */
 static int tok_paged(const char *type, const char *query)
 {
     hv__search_plan_t p;
@@ -419,9 +443,10 @@ static void search_tok_page_answers_as_the_generic_plan(void **state)
     store_test_db_close(db);
 }
 
-/* The plan SQLite makes of the page of one code (EXPLAIN QUERY PLAN of hv__search_page_sql):
- * a range of the covering sp_tok_rc from the cursor's row id, in its order (no sorter for
- * the distinct row ids), then one row of resources per entry by row id — never a scan. */
+/* The plan SQLite makes of the page of one code (EXPLAIN QUERY PLAN of hv__search_page_sql,
+ * after hv__search_tok_pin): a range of the covering sp_tok_sr from the cursor's row id, in
+ * its order (no sorter for the distinct row ids), then one row of resources per entry by
+ * row id — never a scan. "code=a" names no system: pinned to its one (loinc). */
 static void search_tok_page_is_a_covering_range_from_the_cursor(void **state)
 {
     static const char *const queries[] = {"code=a", "code=http://loinc.org|a&_cursor=5", "code=|a"};
@@ -440,7 +465,7 @@ static void search_tok_page_is_a_covering_range_from_the_cursor(void **state)
     for (size_t i = 0; i < sizeof(queries) / sizeof(queries[0]); i++) {
         hv_buf_t plan;
         store_test_page_plan(db, "Observation", queries[i], hv__search_tok_only, &plan);
-        if (strstr(plan.data, "COVERING INDEX sp_tok_rc (type=? AND code=? AND value=? AND rid>?)") == NULL ||
+        if (strstr(plan.data, "COVERING INDEX sp_tok_sr (type=? AND code=? AND value=? AND system=? AND rid>?)") == NULL ||
             strstr(plan.data, "TEMP B-TREE FOR DISTINCT") != NULL || strstr(plan.data, "SCAN r") != NULL ||
             strstr(plan.data, "SCAN sp_tok") != NULL || strstr(plan.data, "SEARCH r USING INTEGER PRIMARY KEY (rowid=?)") == NULL)
             fail_msg("%s: plan\n%s", queries[i], plan.data);
