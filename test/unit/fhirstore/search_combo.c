@@ -474,6 +474,49 @@ static void search_tok_page_is_a_covering_range_from_the_cursor(void **state)
     store_test_db_close(db);
 }
 
+/* hv__search_tok_pin: a value without a system is pinned to its one system (or to none),
+ * left alone under two systems or with no row; COUNT(*) is taken only with a system. */
+static void search_tok_pin_names_the_one_system_of_a_value(void **state)
+{
+    static const struct {
+        const char *query;
+        const char *cond;  /* in the criterion after pinning */
+        const char *bound; /* the new last bind (NULL: none added) */
+        int rows;          /* hv__search_tok_counts_rows after pinning */
+    } cases[] = {
+        {"code=a", "(system = $4 AND value = $3)", "http://loinc.org", 1},
+        {"code=n", "(system IS NULL AND value = $3)", NULL, 1},
+        {"code=m", "(value = $3)", NULL, 0}, /* loinc and urn:l */
+        {"code=none", "(value = $3)", NULL, 0},
+        {"code=urn:l|m", "(system = $3 AND value = $4)", NULL, 1},
+        {"code=|n", "(system IS NULL AND value = $3)", NULL, 1},
+        {"status=final", "(system IS NULL AND value = $3)", NULL, 1},
+    };
+    hv_db_t *db = store_test_db();
+    (void)state;
+    store_test_put(db, 1, "{\"resourceType\":\"Observation\",\"id\":\"p1\",\"status\":\"final\",\"code\":{\"coding\":["
+               "{\"system\":\"http://loinc.org\",\"code\":\"a\"},{\"code\":\"n\"},{\"system\":\"urn:l\",\"code\":\"m\"}]}}");
+    store_test_put(db, 1, "{\"resourceType\":\"Observation\",\"id\":\"p2\",\"status\":\"final\",\"code\":{\"coding\":["
+               "{\"system\":\"http://loinc.org\",\"code\":\"a\"},{\"system\":\"http://loinc.org\",\"code\":\"m\"}]}}");
+    for (size_t i = 0; i < HV_ARRAY_LEN(cases); i++) {
+        hv__search_plan_t p;
+        int n0;
+        hv__search_plan_init(&p);
+        assert_int_equal(hv__search_plan_build(&p, "Observation", cases[i].query, 1, 10, 100), HV_OK);
+        assert_true(hv__search_tok_only(&p));
+        n0 = p.nbinds;
+        assert_int_equal(hv__search_tok_pin(db, &p), HV_OK);
+        if (strstr(p.where.data, cases[i].cond) == NULL || !hv__search_tok_only(&p) ||
+            p.cspan[0][1] != p.where.len || p.nbinds != n0 + (cases[i].bound != NULL) ||
+            (cases[i].bound != NULL && strcmp(p.binds[p.nbinds - 1].s, cases[i].bound) != 0) ||
+            hv__search_tok_counts_rows(&p) != cases[i].rows)
+            fail_msg("%s: %s (binds %d, rows %d)", cases[i].query, p.where.data, p.nbinds,
+                     hv__search_tok_counts_rows(&p));
+        hv__search_plan_clear(&p);
+    }
+    store_test_db_close(db);
+}
+
 /* ---- string rows with their row id ---- */
 
 static void search_str_rows_carry_the_current_row_id(void **state)
@@ -629,6 +672,7 @@ int run_search_combo_tests(void)
         cmocka_unit_test(search_tok_page_takes_only_one_value_of_one_token),
         cmocka_unit_test(search_tok_page_answers_as_the_generic_plan),
         cmocka_unit_test(search_tok_page_is_a_covering_range_from_the_cursor),
+        cmocka_unit_test(search_tok_pin_names_the_one_system_of_a_value),
         cmocka_unit_test(search_str_rows_carry_the_current_row_id),
         cmocka_unit_test(search_str_page_takes_only_one_value_of_one_string),
         cmocka_unit_test(search_str_page_answers_as_the_generic_plan),
