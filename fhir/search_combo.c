@@ -525,26 +525,19 @@ int hv__search_tok_counts_rows(const hv__search_plan_t *p)
     return 0;
 }
 
-/* The first (desc: last) system of the (type, code, value) range of p's one token value in
- * the order of sp_tok_sr into *sys (NULL: a row without a system); HV_ENOTFOUND: no row. */
-static int tok_edge_system(hv_db_t *db, const hv__search_plan_t *p, int desc, char **sys)
+/* The first (desc: last) system of the (type, code, value) range of p's one token value
+ * (type $1, code $code_at, value $value_at) in the order of sp_tok_sr into *sys (NULL: a
+ * row without a system); HV_ENOTFOUND: no row. */
+static int tok_edge_system(hv_db_t *db, const hv__search_plan_t *p, long code_at, long value_at, int desc, char **sys)
 {
-    hv_buf_t sub, q;
+    char q[256];
     hv_db_stmt_t *st = NULL;
-    int rc, lite = hv_db_kind(db) == HV_DB_SQLITE;
-    hv_buf_init(&sub, 64 * 1024);
-    hv_buf_init(&q, 64 * 1024);
-    /* "SELECT id FROM sp_tok [INDEXED BY sp_tok_sr] WHERE type = $1 AND code = $2 AND (value = $3)" */
-    rc = sub_sql(p, &sub, 1, lite ? "sp_tok_sr" : NULL, 0);
-    if (rc == HV_OK && (sub.len <= 10 || strncmp(sub.data, "SELECT id ", 10) != 0))
-        rc = HV_EINVAL;
-    if (rc == HV_OK)
-        rc = hv_buf_printf(&q, "SELECT system %s ORDER BY system%s LIMIT 1", sub.data + 10, desc ? " DESC" : "");
-    if (rc == HV_OK)
-        rc = hv_db_prepare(db, q.data, &st);
-    if (rc != HV_OK)
-        goto out;
-    hv__search_bind_plan(st, p);
+    int rc;
+    snprintf(q, sizeof(q), "SELECT system FROM sp_tok%s WHERE type = $1 AND code = $%ld AND value = $%ld"
+             " ORDER BY system%s LIMIT 1", hv_db_kind(db) == HV_DB_SQLITE ? " INDEXED BY sp_tok_sr" : "",
+             code_at, value_at, desc ? " DESC" : "");
+    if ((rc = hv__search_prepare_used(db, p, q, &st)) != HV_OK)
+        return rc;
     rc = hv_db_step(st);
     if (rc == HV_DB_ROW) {
         size_t len = 0;
@@ -555,41 +548,58 @@ static int tok_edge_system(hv_db_t *db, const hv__search_plan_t *p, int desc, ch
         rc = HV_ENOTFOUND;
     }
     hv_db_done(st);
-out:
-    hv_buf_release(&sub);
-    hv_buf_release(&q);
     return rc;
+}
+
+/* The placeholder number after "<col> = $" in [s, e), 0 when there is none. */
+static long placeholder_after(const char *s, const char *e, const char *col)
+{
+    size_t n = strlen(col);
+    for (const char *m = s; m + n + 4 <= e; m++)
+        if (memcmp(m, col, n) == 0 && memcmp(m + n, " = $", 4) == 0 && (m == s || m[-1] == '(' || m[-1] == ' '))
+            return strtol(m + n + 4, NULL, 10);
+    return 0;
 }
 
 int hv__search_tok_pin(hv_db_t *db, hv__search_plan_t *p)
 {
-    const char *e = NULL, *cond;
+    const char *e = NULL, *cond, *named = NULL;
     char *first = NULL, *last = NULL;
-    long code_at = 0, top = 0;
-    int rc;
+    long code_at = 0, value_at, system_at;
+    int rc, has_system = 0, null_system = 0;
     hv_buf_t w;
-    if ((cond = tok_cond(p, &e, &code_at)) == NULL)
+    p->tok_one = 0;
+    if ((cond = tok_cond(p, &e, &code_at)) == NULL || (value_at = placeholder_after(cond, e, "value")) <= 0)
         return HV_OK;
     for (const char *m = cond; m + 6 <= e; m++)
-        if (memcmp(m, "system", 6) == 0)
-            return HV_OK; /* named: system|X or |X */
-    /* Every bind of the plan is the criterion's (the probes bind them all: PostgreSQL
-     * refuses a value for a placeholder a statement does not use). */
-    for (const char *m = strchr(p->where.data, '$'); m != NULL; m = strchr(m + 1, '$'))
-        if (strtol(m + 1, NULL, 10) > top)
-            top = strtol(m + 1, NULL, 10);
-    if (top != p->nbinds || p->nbinds >= HV__SEARCH_MAX_BINDS)
+        has_system |= memcmp(m, "system", 6) == 0;
+    for (const char *m = cond; m + 14 <= e; m++)
+        null_system |= memcmp(m, "system IS NULL", 14) == 0;
+    system_at = placeholder_after(cond, e, "system");
+    if (has_system && !null_system && (system_at <= 0 || (named = bound(p, system_at))[0] == '\0'))
         return HV_OK;
-    rc = tok_edge_system(db, p, 0, &first);
+    if (!has_system && p->nbinds >= HV__SEARCH_MAX_BINDS)
+        return HV_OK;
+    rc = tok_edge_system(db, p, code_at, value_at, 0, &first);
     if (rc == HV_ENOTFOUND)
         return HV_OK; /* no match: nothing to pin, the count is 0 */
     if (rc == HV_OK)
-        rc = tok_edge_system(db, p, 1, &last);
+        rc = tok_edge_system(db, p, code_at, value_at, 1, &last);
     if (rc != HV_OK || (first == NULL) != (last == NULL) || (first != NULL && strcmp(first, last) != 0)) {
         /* several systems (or the value changed between the probes): left as it is */
         hv_free(first);
         hv_free(last);
         return rc == HV_ENOTFOUND ? HV_OK : rc;
+    }
+    if (has_system) {
+        /* Named: the count may read the value's range when all its rows have that system. */
+        if (null_system ? first == NULL : first != NULL && strcmp(first, named) == 0) {
+            p->tok_one = (int)value_at;
+            p->tok_code = (int)code_at;
+        }
+        hv_free(first);
+        hv_free(last);
+        return HV_OK;
     }
     /* One system: "(value = $v)" becomes "(system = $n AND value = $v)" (or "system IS
      * NULL AND"), the same rows, one range of sp_tok_sr. */
@@ -611,6 +621,8 @@ int hv__search_tok_pin(hv_db_t *db, hv__search_plan_t *p)
         hv_buf_release(&p->where);
         p->where = w;
         p->cspan[0][1] = p->where.len;
+        p->tok_one = (int)value_at;
+        p->tok_code = (int)code_at;
     } else {
         hv_buf_release(&w);
     }

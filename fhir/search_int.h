@@ -269,6 +269,9 @@ typedef struct hv__search_plan {
     int ninc;
     hv__sp_vs_t vs[HV__SEARCH_MAX_VS]; /* "@VS<k>@" in where marks where its members go */
     int nvs;
+    /* Set by hv__search_tok_pin: every index row of the one token value has the system the
+     * criterion names — the value's placeholder (0: not known) and the code's. */
+    int tok_one, tok_code;
     /*
      * Correlation of the top-level criteria (fhir/search_run.c): criterion k's
      * sub-selects carry markers "@C<k>@" (before "code = ...": becomes "id = r.id AND ")
@@ -428,6 +431,8 @@ extern const char hv__search_migration10_pg[];
  * of sp_tok_sr in row-id order (the page) whose entries are counted without a check
  * each (hv__search_tok_counts_rows). Two probes of sp_tok_sr, its first and its last
  * system. Any other plan, a value under several systems, or none: p is left as it is.
+ * A value whose criterion names a system is probed too: when all its rows have that
+ * system, p->tok_one is set and its count reads the (type, code, value) range.
  */
 int hv__search_tok_pin(hv_db_t *db, hv__search_plan_t *p);
 /*
@@ -437,6 +442,14 @@ int hv__search_tok_pin(hv_db_t *db, hv__search_plan_t *p);
  * the current version's rows only — so COUNT(*) of the range is the number of matches.
  */
 int hv__search_tok_counts_rows(const hv__search_plan_t *p);
+/*
+ * Prepares q, a statement using some of p's placeholders, with those renumbered $1, $2, ...
+ * in their order of first use and bound to their values: PostgreSQL refuses a statement
+ * given values for placeholders it does not use (their types cannot be inferred). A '$'
+ * followed by a digit is always a placeholder in the planner's text (values are bound).
+ * (fhir/search_run.c)
+ */
+int hv__search_prepare_used(hv_db_t *db, const hv__search_plan_t *p, const char *q, hv_db_stmt_t **st);
 /* The eighth migration of the index (per backend): sp_str.rid, filled, and sp_str_rc. */
 extern const char hv__search_migration8_sqlite[];
 extern const char hv__search_migration8_pg[];

@@ -562,13 +562,8 @@ void hv__search_bind_plan(hv_db_stmt_t *st, const hv__search_plan_t *p)
 
 #define HAS_DRIVE_MAX 2000 /* candidates up to which a plain criterion drives a _has search */
 
-/*
- * Prepares q, a statement using some of p's placeholders, with those renumbered $1, $2, ...
- * in their order of first use and bound to their values: PostgreSQL refuses a statement
- * given values for placeholders it does not use (their types cannot be inferred). A '$'
- * followed by a digit is always a placeholder in the planner's text (values are bound).
- */
-static int prepare_used(hv_db_t *db, const hv__search_plan_t *p, const char *q, hv_db_stmt_t **st)
+/* (fhir/search_int.h) */
+int hv__search_prepare_used(hv_db_t *db, const hv__search_plan_t *p, const char *q, hv_db_stmt_t **st)
 {
     int map[HV__SEARCH_MAX_BINDS], nmap = 0, rc;
     hv_buf_t w;
@@ -652,7 +647,7 @@ static int has_driver(hv_db_t *db, hv__search_plan_t *p, int pg_too)
         rc = expand(db, p, text, k, &q, &none, &n);
         if (rc == HV_OK)
             hv_buf_printf(&q, " LIMIT %d) c", HAS_DRIVE_MAX);
-        if (rc == HV_OK && hv_buf_puts(&q, "") == HV_OK && prepare_used(db, p, q.data, &st) == HV_OK) {
+        if (rc == HV_OK && hv_buf_puts(&q, "") == HV_OK && hv__search_prepare_used(db, p, q.data, &st) == HV_OK) {
             if (hv_db_step(st) == HV_DB_ROW && hv_db_column_int64(st, 0) < best_n) {
                 best_n = hv_db_column_int64(st, 0);
                 best = k;
@@ -769,6 +764,15 @@ static int count_sql(hv_db_t *db, hv__search_plan_t *p, hv_buf_t *q)
         extra_free(&none);
         return rc;
     }
+    if (tok && p->tok_one > 0 && hv__search_tok_counts_rows(p)) {
+        /* Every row of the value has the system the criterion names (hv__search_tok_pin
+         * probed it): the (type, code, value) range holds the same entries as the (type,
+         * code, value, system) one, and its end is found comparing three columns, not four
+         * (~30 % less CPU at 1M). Run with hv__search_prepare_used: the system's
+         * placeholder is not used. */
+        return hv_buf_printf(q, "SELECT COUNT(*) FROM sp_tok%s WHERE type = $1 AND code = $%d AND value = $%d",
+                             hv_db_kind(db) == HV_DB_PG ? "" : " INDEXED BY sp_tok_sr", p->tok_code, p->tok_one);
+    }
     if (tok || single_token(db, p)) {
         static const char head[] = " AND r.id IN (SELECT id FROM sp_tok@I0:sp_tok@ WHERE ";
         extra_t none = {NULL, 0, 0};
@@ -828,11 +832,25 @@ int hv__search_count_run(hv_db_t *db, const hv__search_plan_t *p, const char *q,
 static int index_count(hv_db_t *db, hv__search_plan_t *p, int64_t *count)
 {
     hv_buf_t q;
+    hv_db_stmt_t *st = NULL;
     int rc;
     hv_buf_init(&q, 128 * 1024);
     rc = count_sql(db, p, &q);
-    if (rc == HV_OK)
+    if (rc == HV_OK && p->tok_one > 0 && hv__search_tok_only(p) && hv__search_tok_counts_rows(p)) {
+        /* the statement uses some of the plan's placeholders only */
+        if ((rc = hv__search_prepare_used(db, p, q.data, &st)) == HV_OK) {
+            rc = hv_db_step(st);
+            if (rc == HV_DB_ROW) {
+                *count = hv_db_column_int64(st, 0);
+                rc = HV_OK;
+            } else if (rc >= 0) {
+                rc = HV_EIO;
+            }
+            hv_db_done(st);
+        }
+    } else if (rc == HV_OK) {
         rc = hv__search_count_run(db, p, q.data, count);
+    }
     hv_buf_release(&q);
     return rc;
 }

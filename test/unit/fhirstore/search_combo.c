@@ -260,25 +260,32 @@ static void search_count_of_one_code_is_a_covering_index_range(void **state)
         strstr(eqp.data, "resources") != NULL || strstr(eqp.data, "SCAN sp_tok") != NULL)
         fail_msg("count of one code in two systems: %s", eqp.data);
     /* a system named, or the one system of a value pinned (z: loinc; y: none): COUNT(*) of
-     * one range, no sorter, no table row */
+     * one range, no sorter, no table row — the value's range when all its rows have the
+     * system named (three columns compared per entry), else the (value, system) range */
     {
+        static const char three[] = "COVERING INDEX sp_tok_sr (type=? AND code=? AND value=?)";
+        static const char four[] = "COVERING INDEX sp_tok_sr (type=? AND code=? AND value=? AND system=?)";
         static const struct {
             const char *query;
             int64_t total;
+            const char *range;
         } cases[] = {
-            {"code=http://loinc.org|x&_summary=count", 2},
-            {"code=urn:l|x&_summary=count", 1},
-            {"code=z&_summary=count", 1},
-            {"code=http://loinc.org|z&_summary=count", 1},
-            {"code=y&_summary=count", 2},
-            {"code=|y&_summary=count", 2},
+            {"code=http://loinc.org|x&_summary=count", 2, four},
+            {"code=urn:l|x&_summary=count", 1, four},
+            {"code=z&_summary=count", 1, three},
+            {"code=http://loinc.org|z&_summary=count", 1, three},
+            {"code=urn:l|z&_summary=count", 0, four},
+            {"code=|z&_summary=count", 0, four},
+            {"code=y&_summary=count", 2, three},
+            {"code=|y&_summary=count", 2, three},
+            {"code=urn:l|y&_summary=count", 0, four},
         };
         for (size_t i = 0; i < HV_ARRAY_LEN(cases); i++) {
             eqp.len = 0;
             count_plan(db, cases[i].query, &eqp, &total);
             if (total != cases[i].total)
                 fail_msg("%s: total %lld, want %lld", cases[i].query, (long long)total, (long long)cases[i].total);
-            if (strstr(eqp.data, "COVERING INDEX sp_tok_sr (type=? AND code=? AND value=? AND system=?)") == NULL ||
+            if (strstr(eqp.data, cases[i].range) == NULL ||
                 strstr(eqp.data, "TEMP B-TREE") != NULL || strstr(eqp.data, "resources") != NULL ||
                 strstr(eqp.data, "SCAN sp_tok") != NULL)
                 fail_msg("%s: %s", cases[i].query, eqp.data);
@@ -483,14 +490,18 @@ static void search_tok_pin_names_the_one_system_of_a_value(void **state)
         const char *cond;  /* in the criterion after pinning */
         const char *bound; /* the new last bind (NULL: none added) */
         int rows;          /* hv__search_tok_counts_rows after pinning */
+        int one;           /* every row of the value has the system named: tok_one set */
     } cases[] = {
-        {"code=a", "(system = $4 AND value = $3)", "http://loinc.org", 1},
-        {"code=n", "(system IS NULL AND value = $3)", NULL, 1},
-        {"code=m", "(value = $3)", NULL, 0}, /* loinc and urn:l */
-        {"code=none", "(value = $3)", NULL, 0},
-        {"code=urn:l|m", "(system = $3 AND value = $4)", NULL, 1},
-        {"code=|n", "(system IS NULL AND value = $3)", NULL, 1},
-        {"status=final", "(system IS NULL AND value = $3)", NULL, 1},
+        {"code=a", "(system = $4 AND value = $3)", "http://loinc.org", 1, 1},
+        {"code=n", "(system IS NULL AND value = $3)", NULL, 1, 1},
+        {"code=m", "(value = $3)", NULL, 0, 0}, /* loinc and urn:l */
+        {"code=none", "(value = $3)", NULL, 0, 0},
+        {"code=urn:l|m", "(system = $3 AND value = $4)", NULL, 1, 0},
+        {"code=http://loinc.org|a", "(system = $3 AND value = $4)", NULL, 1, 1},
+        {"code=urn:l|a", "(system = $3 AND value = $4)", NULL, 1, 0},
+        {"code=|a", "(system IS NULL AND value = $3)", NULL, 1, 0},
+        {"code=|n", "(system IS NULL AND value = $3)", NULL, 1, 1},
+        {"status=final", "(system IS NULL AND value = $3)", NULL, 1, 1},
     };
     hv_db_t *db = store_test_db();
     (void)state;
@@ -509,9 +520,9 @@ static void search_tok_pin_names_the_one_system_of_a_value(void **state)
         if (strstr(p.where.data, cases[i].cond) == NULL || !hv__search_tok_only(&p) ||
             p.cspan[0][1] != p.where.len || p.nbinds != n0 + (cases[i].bound != NULL) ||
             (cases[i].bound != NULL && strcmp(p.binds[p.nbinds - 1].s, cases[i].bound) != 0) ||
-            hv__search_tok_counts_rows(&p) != cases[i].rows)
-            fail_msg("%s: %s (binds %d, rows %d)", cases[i].query, p.where.data, p.nbinds,
-                     hv__search_tok_counts_rows(&p));
+            hv__search_tok_counts_rows(&p) != cases[i].rows || (p.tok_one > 0) != cases[i].one)
+            fail_msg("%s: %s (binds %d, rows %d, one %d)", cases[i].query, p.where.data, p.nbinds,
+                     hv__search_tok_counts_rows(&p), p.tok_one);
         hv__search_plan_clear(&p);
     }
     store_test_db_close(db);
