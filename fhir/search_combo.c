@@ -147,7 +147,7 @@ const char hv__search_migration7_pg[] =
  * covered only for no reader of this index: it is left out (a shorter entry). An import
  * may have deferred sp_tok_rc (fhir/import.c): its definition is forgotten too.
  */
-#define TOK_SR "CREATE INDEX sp_tok_sr ON sp_tok (type, code, value, system, rid);"
+#define TOK_SR "CREATE INDEX IF NOT EXISTS sp_tok_sr ON sp_tok (type, code, value, system, rid);"
 const char hv__search_migration10_sqlite[] =
     "DELETE FROM import_deferred WHERE name = 'sp_tok_rc';"
     "DROP INDEX IF EXISTS sp_tok_rc;" TOK_SR;
@@ -190,7 +190,8 @@ int hv__search_exec_tid(hv_db_t *db, const char *sql, const char *type, const ch
     return rc < 0 ? rc : HV_OK;
 }
 
-int hv__search_combo_put(hv_db_t *db, const char *type, const char *id, int live, int replace)
+int hv__search_combo_put(hv_db_t *db, const char *type, const char *id, int live, int replace,
+                         hv__search_rows_has_fn has, void *ud)
 {
     int rc = HV_OK;
     for (size_t k = 0; k < HV_ARRAY_LEN(pairs) && rc == HV_OK; k++) {
@@ -198,11 +199,16 @@ int hv__search_combo_put(hv_db_t *db, const char *type, const char *id, int live
             continue;
         if (replace)
             rc = hv__search_exec_tid(db, del_sql[k], type, id, NULL, NULL);
-        if (rc == HV_OK && live)
+        /* The fill joins the resource's token rows of tcode with its rows of vcode: with
+         * either side empty it selects nothing, and is not run (about 7,500 instructions
+         * of seeks per statement on SQLite). */
+        if (rc == HV_OK && live &&
+            (has == NULL || (has(ud, "sp_tok", pairs[k].tcode) &&
+                             has(ud, strcmp(pairs[k].table, "sp_tokdate") == 0 ? "sp_date" : "sp_num", pairs[k].vcode))))
             rc = hv__search_exec_tid(db, fill_sql[k], type, id, pairs[k].tcode, pairs[k].vcode);
     }
     /* The reference x token rows of reverse chaining (fhir/search_has.c). */
-    return rc == HV_OK ? hv__search_has_put(db, type, id, live, replace) : rc;
+    return rc == HV_OK ? hv__search_has_put(db, type, id, live, replace, has, ud) : rc;
 }
 
 /* ---- the planner's rule ---- */

@@ -102,7 +102,8 @@ void hv__search_has_rows_enable(int on)
     has_rows_enabled = on != 0;
 }
 
-int hv__search_has_put(hv_db_t *db, const char *type, const char *id, int live, int replace)
+int hv__search_has_put(hv_db_t *db, const char *type, const char *id, int live, int replace,
+                       hv__search_rows_has_fn has, void *ud)
 {
     int rc = HV_OK, any = 0;
     for (size_t k = 0; k < HV_ARRAY_LEN(pairs); k++)
@@ -111,8 +112,10 @@ int hv__search_has_put(hv_db_t *db, const char *type, const char *id, int live, 
         return HV_OK;
     if (replace)
         rc = hv__search_exec_tid(db, del_sql, type, id, NULL, NULL);
+    /* A pair one of whose sides has no plain row selects nothing: not run (has, NULL: all). */
     for (size_t k = 0; k < HV_ARRAY_LEN(pairs) && rc == HV_OK && live; k++)
-        if (strcmp(pairs[k].type, type) == 0)
+        if (strcmp(pairs[k].type, type) == 0 &&
+            (has == NULL || (has(ud, "sp_ref", pairs[k].rcode) && has(ud, "sp_tok", pairs[k].tcode))))
             rc = hv__search_exec_tid(db, hv__search_has_fill_sql(db), type, id, pairs[k].rcode, pairs[k].tcode);
     return rc;
 }

@@ -464,6 +464,49 @@ int hv__search_indexed(const hv_fhir_search_t *sp)
     return e != NULL && e->fp != NULL;
 }
 
+/*
+ * Parameters whose rows would repeat another parameter's rows of the same resource.
+ * R4's individual-phonetic is "Patient.name | Person.name | Practitioner.name |
+ * RelatedPerson.name": on each of these types it selects exactly that type's `name`
+ * parameter (Patient-name "Patient.name", Person-name, Practitioner-name,
+ * RelatedPerson-name likewise), a string parameter over the same HumanNames, and this
+ * engine applies no phonetic algorithm (search.html#string: the match is the string
+ * match), so its rows are the `name` rows. Writing them cost two rows (six B-tree
+ * inserts) per name part of every Patient. Organization's and InsurancePlan's phonetic
+ * ("Organization.name") differ from their `name` (which adds alias) and keep their rows.
+ * Unit test search_index_phonetic_rows_equal_name_rows checks the equality on the model.
+ */
+static const struct {
+    const char *type, *code, *rows;
+} row_alias[] = {
+    {"Patient", "phonetic", "name"},
+    {"Person", "phonetic", "name"},
+    {"Practitioner", "phonetic", "name"},
+    {"RelatedPerson", "phonetic", "name"},
+};
+
+/* The rows row_alias makes redundant, deleted from stores written before it (both backends). */
+const char hv__search_migration_row_alias[] =
+    "DELETE FROM sp_str WHERE code = 'phonetic' AND type IN ('Patient', 'Person', 'Practitioner', 'RelatedPerson');";
+
+static int row_alias_on = 1; /* unit tests turn it off to compare the rows */
+
+void hv__search_row_alias_enable(int on)
+{
+    row_alias_on = on;
+}
+
+const char *hv__search_row_code(const hv_fhir_type_t *t, const char *code)
+{
+    const char *tn = t != NULL ? hv_fhir_type_name(t) : NULL;
+    if (!row_alias_on || tn == NULL || code == NULL)
+        return code;
+    for (size_t i = 0; i < sizeof(row_alias) / sizeof(row_alias[0]); i++)
+        if (strcmp(code, row_alias[i].code) == 0 && strcmp(tn, row_alias[i].type) == 0)
+            return row_alias[i].rows;
+    return code;
+}
+
 /* ---- value helpers ---- */
 
 int hv__search_ucum_canon(double v, const char *unit, double *cv, char *cunit, size_t cap)
@@ -1278,6 +1321,8 @@ static int index_params(ix_t *x, const hv_fhir_type_t *t, struct json_object *re
         x->code = hv_fhir_search_code(sp);
         if (strcmp(x->code, "_id") == 0 || strcmp(x->code, "_lastUpdated") == 0)
             continue; /* searched on the resources table itself */
+        if (hv__search_row_code(t, x->code) != x->code)
+            continue; /* another parameter's rows serve it (row_alias) */
         x->nvalues = 0;
         memset(&err, 0, sizeof(err));
         hv_arena_reset(arena);
@@ -1362,6 +1407,23 @@ int hv__search_index_rows(const char *type, struct json_object *resource, hv__se
     return HV_OK;
 }
 
+/* hv__search_rows_has_fn over the rows of an ix_t (ud): a row of code in table, in any
+ * group (a superset of the grp-0 rows the fills join: a pair is skipped only when its
+ * statement could not select a row). */
+static int rows_has(void *ud, const char *table, const char *code)
+{
+    const ix_t *x = ud;
+    for (int t = 0; t < T_COUNT; t++) {
+        if (strcmp(tables[t].name, table) != 0)
+            continue;
+        for (const ixrow_t *r = x->head[t]; r != NULL; r = r->tnext)
+            if (strcmp(r->code, code) == 0)
+                return 1;
+        return 0;
+    }
+    return 1; /* a table this writer does not hold: assume rows */
+}
+
 int hv__search_index_put(hv_db_t *db, const char *type, const char *id, struct json_object *resource,
                          int replace)
 {
@@ -1387,7 +1449,7 @@ int hv__search_index_put_pre(hv_db_t *db, const char *type, const char *id, stru
         for (size_t k = 0; k < HV_ARRAY_LEN(del); k++)
             if ((rc = hv__search_exec2(db, del[k], type, id)) != HV_OK)
                 return rc;
-        if ((rc = hv__search_combo_put(db, type, id, 0, 1)) != HV_OK)
+        if ((rc = hv__search_combo_put(db, type, id, 0, 1, NULL, NULL)) != HV_OK)
             return rc;
     }
     if ((rc = hv__search_special_put(db, type, id, resource, replace)) != HV_OK || resource == NULL)
@@ -1401,7 +1463,7 @@ int hv__search_index_put_pre(hv_db_t *db, const char *type, const char *id, stru
         px.rid = rid;
         rc = flush_rows(&px, ALL_TABLES);
         /* The combined rows are derived from the plain ones just written (fhir/search_combo.c). */
-        return rc == HV_OK ? hv__search_combo_put(db, type, id, 1, 0) : rc;
+        return rc == HV_OK ? hv__search_combo_put(db, type, id, 1, 0, rows_has, &px) : rc;
     }
     x.rows_arena = hv_arena_new(16384);
     if (x.rows_arena == NULL) {
@@ -1412,7 +1474,7 @@ int hv__search_index_put_pre(hv_db_t *db, const char *type, const char *id, stru
     if (rc == HV_OK)
         rc = flush_rows(&x, ALL_TABLES);
     if (rc == HV_OK)
-        rc = hv__search_combo_put(db, type, id, 1, 0);
+        rc = hv__search_combo_put(db, type, id, 1, 0, rows_has, &x);
 out:
     hv_free(x.set);
     hv_arena_free(x.rows_arena);

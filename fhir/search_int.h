@@ -97,6 +97,19 @@ int hv__search_ucum_canon(double v, const char *unit, double *cv, char *cunit, s
 int hv__search_indexed(const hv_fhir_search_t *sp);
 
 /*
+ * The code under which the index holds the rows of parameter `code` of type t: `code`
+ * itself (the same pointer), or the code of another parameter of t whose rows are equal
+ * by definition, which are then the only ones written (fhir/search_index.c, row_alias).
+ * Every reader of the index (search_plan.c conditions, search_run.c _sort) binds this
+ * code, never the parameter's own.
+ */
+const char *hv__search_row_code(const hv_fhir_type_t *t, const char *code);
+/* The migration deleting the rows row_alias no longer writes (every backend). */
+extern const char hv__search_migration_row_alias[];
+/* Turns row_alias off (0) or on (1, the default) for the process: unit tests only. */
+void hv__search_row_alias_enable(int on);
+
+/*
  * Writes the index rows of the current version of type/id from its tree (NULL or
  * a deletion writes none) after dropping the rows of its previous version (when
  * replace is set). Runs inside the caller's transaction.
@@ -372,11 +385,21 @@ int hv__search_fold_done(hv_db_t *db);
 /* The fifth migration (both backends): sp_tokdate and sp_tokqty, filled from the plain rows. */
 extern const char hv__search_migration5[];
 /*
+ * Whether the rows just written for a resource hold a row of `code` (in any group) in
+ * table ("sp_tok", "sp_date", "sp_num" or "sp_ref"). The
+ * combined rows' writers skip a pair one of whose sides has none: its INSERT ... SELECT,
+ * which joins those rows, would select nothing (a Patient, an Observation whose code has
+ * no coding). The writer (fhir/search_index.c) answers from the rows it holds.
+ */
+typedef int (*hv__search_rows_has_fn)(void *ud, const char *table, const char *code);
+/*
  * Rewrites the combined rows of type/id (Observation code × date, code × value-quantity)
  * from its plain rows just written, in the caller's transaction: drops the old ones when
- * replace is set, writes new ones when live (the version is not a deletion).
+ * replace is set, writes new ones when live (the version is not a deletion). has (NULL:
+ * every pair is written) tells which pairs can have rows.
  */
-int hv__search_combo_put(hv_db_t *db, const char *type, const char *id, int live, int replace);
+int hv__search_combo_put(hv_db_t *db, const char *type, const char *id, int live, int replace,
+                         hv__search_rows_has_fn has, void *ud);
 /* Turns the planner's rule on or off for the process (setting fhir.search_combined). */
 void hv__search_combo_enable(int on);
 /* The default _total of a search holding a top-level _has: accurate (1) or none (0, the
@@ -482,7 +505,8 @@ extern const char hv__search_migration9_sqlite[];
 extern const char hv__search_migration9_pg[];
 /* Rewrites the reference x token rows of type/id from its plain rows just written, in the
  * caller's transaction (as hv__search_combo_put, which calls it). */
-int hv__search_has_put(hv_db_t *db, const char *type, const char *id, int live, int replace);
+int hv__search_has_put(hv_db_t *db, const char *type, const char *id, int live, int replace,
+                       hv__search_rows_has_fn has, void *ud);
 /* Its fill statement ($1 type, $2 id, $3 reference code, $4 token code), for a plan test. */
 const char *hv__search_has_fill_sql(hv_db_t *db);
 /* Turns the planner's rule on or off for the process (setting fhir.search_has_rows). */

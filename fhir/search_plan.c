@@ -1305,7 +1305,9 @@ static int cond(hv__search_plan_t *p, const char *type, int tb, const char *idco
             vst = st;
             vmod = st == HV_FHIR_SP_REFERENCE ? "" : mod;
         }
-        if ((nb = bind_only(p, derived ? sub : name)) < 0)
+        /* The rows are read under the code that holds them (hv__search_row_code: Patient's
+         * phonetic reads the name rows). */
+        if ((nb = bind_only(p, derived ? sub : hv__search_row_code(t, name))) < 0)
             return nb;
     }
     if (strcmp(mod, "missing") == 0) {
@@ -1388,6 +1390,14 @@ static int criterion(hv__search_plan_t *p, const char *key, const char *val, con
             for (int i = 0; i < ntypes; i++)
                 if (hv_fhir_search_find(hv_fhir_resource_type(types[i]), name) == NULL)
                     return fail(p, "search parameter \"%.64s\": not a parameter of every _type", name);
+            /* One code is bound for every _type: the rows must be held under the same one
+             * (phonetic is Patient's name rows but Organization's own, row_alias). */
+            for (int i = 1; i < ntypes; i++)
+                if (strcmp(hv__search_row_code(hv_fhir_resource_type(types[i]), name),
+                           hv__search_row_code(hv_fhir_resource_type(types[0]), name)) != 0)
+                    return unsupported(p, "search parameter \"%.64s\": across these _types (its rows differ by type)"
+                                          " is not supported",
+                                       name);
         }
     }
     sql(p, " AND ");

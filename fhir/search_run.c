@@ -75,8 +75,12 @@ int hv__search_sort_parse(hv__search_plan_t *p, const char *v)
             k->kind = HV__SORT_ID;
         } else {
             hv_fhir_search_type_t st = sortable(t, s);
+            /* The sort values are read under the code that holds the rows (phonetic reads
+             * name on Patient: hv__search_row_code), one code for every _type. */
+            const char *rows = hv__search_row_code(t, s);
             for (int i = 1; p->system && st != 0 && i < p->nsystypes; i++)
-                if (sortable(hv_fhir_resource_type(p->systypes[i]), s) != st)
+                if (sortable(hv_fhir_resource_type(p->systypes[i]), s) != st ||
+                    strcmp(hv__search_row_code(hv_fhir_resource_type(p->systypes[i]), s), rows) != 0)
                     st = 0;
             if (st == 0 || strlen(s) >= sizeof(k->code)) {
                 snprintf(p->msg, sizeof(p->msg),
@@ -86,7 +90,7 @@ int hv__search_sort_parse(hv__search_plan_t *p, const char *v)
             }
             k->kind = HV__SORT_PARAM;
             k->st = st;
-            snprintf(k->code, sizeof(k->code), "%s", s);
+            snprintf(k->code, sizeof(k->code), "%s", rows);
         }
         p->nsort++;
         v += n;

@@ -5,6 +5,7 @@
  * resources, pages and totals as the generic plan. */
 #include "tests.h"
 
+#include <dirent.h>
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -672,6 +673,128 @@ static void search_str_page_is_a_covering_range(void **state)
     store_test_db_close(db);
 }
 
+/*
+ * The writer skips a combined pair whose token or other side has no row (rows_has,
+ * fhir/search_index.c): the combined rows it leaves — sp_tokdate, sp_tokqty, sp_reftok —
+ * equal the rows every fill statement writes when run unconditionally, over crafted
+ * Observations with either side missing, composite-only codes, updates that remove a side,
+ * and one Synthea bundle's resources (Observations with code, effective, value and subject).
+ */
+static void search_combined_rows_skipped_only_when_a_side_is_empty(void **state)
+{
+    static const char *const res[] = {
+        "{\"resourceType\":\"Observation\",\"id\":\"k1\",\"status\":\"final\",\"code\":{\"coding\":[{\"system\":"
+        "\"http://loinc.org\",\"code\":\"8867-4\"}]},\"effectiveDateTime\":\"2020-01-02\",\"valueQuantity\":"
+        "{\"value\":72,\"system\":\"http://unitsofmeasure.org\",\"code\":\"/min\"},\"subject\":{\"reference\":"
+        "\"Patient/p1\"}}",
+        "{\"resourceType\":\"Observation\",\"id\":\"k2\",\"status\":\"final\",\"code\":{\"text\":\"hr\"},"
+        "\"effectiveDateTime\":\"2020-01-02\",\"valueQuantity\":{\"value\":1},\"subject\":{\"reference\":\"Patient/p1\"}}",
+        "{\"resourceType\":\"Observation\",\"id\":\"k3\",\"status\":\"final\",\"code\":{\"coding\":[{\"code\":\"x\"}]}}",
+        "{\"resourceType\":\"Observation\",\"id\":\"k4\",\"status\":\"final\",\"code\":{\"coding\":[{\"code\":\"y\"}]},"
+        "\"effectivePeriod\":{\"start\":\"2019\"}}",
+        "{\"resourceType\":\"Observation\",\"id\":\"k5\",\"status\":\"final\",\"code\":{\"coding\":[{\"code\":\"z\"}]},"
+        "\"subject\":{\"reference\":\"Group/g\"},\"component\":[{\"code\":{\"coding\":[{\"code\":\"c\"}]},"
+        "\"valueQuantity\":{\"value\":3}}]}",
+        "{\"resourceType\":\"Observation\",\"id\":\"k6\",\"status\":\"final\",\"code\":{\"text\":\"t\"},"
+        "\"component\":[{\"code\":{\"coding\":[{\"code\":\"c\"}]},\"valueQuantity\":{\"value\":3}}],"
+        "\"subject\":{\"reference\":\"Patient/p2\"}}",
+        "{\"resourceType\":\"Patient\",\"id\":\"p1\",\"name\":[{\"family\":\"K\"}]}",
+    };
+    static const char *const tabs[] = {"sp_tokdate", "sp_tokqty", "sp_reftok"};
+    hv_db_t *db = store_test_db();
+    char path[4096], sql[512];
+    char *text;
+    struct json_object *bundle, *entries = NULL;
+    int64_t n[3];
+    (void)state;
+    for (size_t i = 0; i < HV_ARRAY_LEN(res); i++)
+        store_test_put(db, 1, res[i]);
+    /* k1 loses its date and subject in version 2: its tokdate and reftok rows go */
+    store_test_put(db, 2, "{\"resourceType\":\"Observation\",\"id\":\"k1\",\"status\":\"final\",\"code\":{\"coding\":"
+                          "[{\"system\":\"http://loinc.org\",\"code\":\"8867-4\"}]},\"valueQuantity\":{\"value\":70}}");
+    snprintf(path, sizeof(path), "%s/fhir/synthea", store_test_reference_dir());
+    {
+        /* the smallest bundle that holds Observations: any one is enough, take the first by name */
+        DIR *d = opendir(path);
+        struct dirent *de;
+        char best[1024] = "";
+        if (d == NULL)
+            fail_msg("the Synthea bundles are missing: %s", path);
+        while ((de = readdir(d)) != NULL)
+            if (strstr(de->d_name, ".json") != NULL && (best[0] == '\0' || strcmp(de->d_name, best) < 0))
+                snprintf(best, sizeof(best), "%s", de->d_name);
+        closedir(d);
+        if (best[0] == '\0')
+            fail_msg("no Synthea bundle in %s", path);
+        snprintf(path + strlen(path), sizeof(path) - strlen(path), "/%s", best);
+    }
+    text = store_test_slurp(path, NULL);
+    bundle = json_tokener_parse(text);
+    assert_non_null(bundle);
+    assert_true(json_object_object_get_ex(bundle, "entry", &entries));
+    for (size_t i = 0; i < json_object_array_length(entries); i++) {
+        struct json_object *r = NULL;
+        const char *j, *u;
+        hv_buf_t b;
+        if (!json_object_object_get_ex(json_object_array_get_idx(entries, i), "resource", &r) ||
+            hv_json_get_str(r, "id") == NULL)
+            continue;
+        /* the bundle's urn:uuid: references as Patient/<uuid>, so that subject makes rows */
+        hv_buf_init(&b, 1 << 22);
+        for (j = json_object_to_json_string_ext(r, JSON_C_TO_STRING_PLAIN); (u = strstr(j, "urn:uuid:")) != NULL;
+             j = u + 9) {
+            hv_buf_append(&b, j, (size_t)(u - j));
+            hv_buf_puts(&b, "Patient/");
+        }
+        hv_buf_puts(&b, j);
+        store_test_put(db, 1, b.data);
+        hv_buf_release(&b);
+    }
+    json_object_put(bundle);
+    hv_free(text);
+    assert_true(store_test_count(db, "SELECT COUNT(*) FROM sp_tokdate") > 10);
+    assert_true(store_test_count(db, "SELECT COUNT(*) FROM sp_tokqty") > 10);
+    assert_true(store_test_count(db, "SELECT COUNT(*) FROM sp_reftok") > 10);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_tokdate WHERE id IN ('k1', 'k2', 'k3', 'k6')"), 0);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_tokqty WHERE id = 'k1' AND value = 70"), 1);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_reftok WHERE id IN ('k1', 'k2', 'k6')"), 0);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_reftok WHERE id = 'k5'"), 1);
+    for (size_t t = 0; t < HV_ARRAY_LEN(tabs); t++) {
+        snprintf(sql, sizeof(sql), "CREATE TABLE kept_%s AS SELECT * FROM %s", tabs[t], tabs[t]);
+        assert_int_equal(hv_db_exec(db, sql), HV_OK);
+        snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM %s", tabs[t]);
+        n[t] = store_test_count(db, sql);
+    }
+    /* every pair's fill, unconditionally (no has callback), for every current resource */
+    {
+        hv_db_stmt_t *st = NULL;
+        char(*ids)[2][80] = calloc(4096, sizeof(*ids));
+        int nids = 0;
+        assert_non_null(ids);
+        assert_int_equal(hv_db_prepare(db, "SELECT DISTINCT type, id FROM resources", &st), HV_OK);
+        while (hv_db_step(st) == HV_DB_ROW && nids < 4096) {
+            snprintf(ids[nids][0], sizeof(ids[nids][0]), "%s", hv_db_column_text(st, 0, NULL));
+            snprintf(ids[nids][1], sizeof(ids[nids][1]), "%s", hv_db_column_text(st, 1, NULL));
+            nids++;
+        }
+        hv_db_done(st);
+        for (int i = 0; i < nids; i++)
+            assert_int_equal(hv__search_combo_put(db, ids[i][0], ids[i][1], 1, 1, NULL, NULL), HV_OK);
+        free(ids);
+    }
+    for (size_t t = 0; t < HV_ARRAY_LEN(tabs); t++) {
+        snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM %s", tabs[t]);
+        assert_int_equal(store_test_count(db, sql), n[t]);
+        snprintf(sql, sizeof(sql),
+                 "SELECT COUNT(*) FROM (SELECT * FROM (SELECT * FROM %s EXCEPT SELECT * FROM kept_%s) UNION ALL"
+                 " SELECT * FROM (SELECT * FROM kept_%s EXCEPT SELECT * FROM %s))",
+                 tabs[t], tabs[t], tabs[t], tabs[t]);
+        if (store_test_count(db, sql) != 0)
+            fail_msg("%s differs from its unconditional fill", tabs[t]);
+    }
+    store_test_db_close(db);
+}
+
 int run_search_combo_tests(void)
 {
     const struct CMUnitTest tests[] = {
@@ -688,6 +811,7 @@ int run_search_combo_tests(void)
         cmocka_unit_test(search_str_page_takes_only_one_value_of_one_string),
         cmocka_unit_test(search_str_page_answers_as_the_generic_plan),
         cmocka_unit_test(search_str_page_is_a_covering_range),
+        cmocka_unit_test(search_combined_rows_skipped_only_when_a_side_is_empty),
     };
     return cmocka_run_group_tests_name("fhir search_combo", tests, NULL, NULL);
 }

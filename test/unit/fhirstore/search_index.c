@@ -214,6 +214,76 @@ static void search_index_writes_only_complete_composite_groups(void **state)
     store_test_db_close(db);
 }
 
+/*
+ * Patient's, Person's, Practitioner's and RelatedPerson's phonetic (individual-phonetic)
+ * writes no rows: its rows would equal name's (fhir/search_index.c, row_alias). With the
+ * alias off, both parameters' rows are computed from the model's expressions and must be
+ * the same set for every kind of HumanName part; with it on, no phonetic rows are written
+ * on those types, Organization keeps its own (its name adds the aliases), and the
+ * migration deletes the rows written before.
+ */
+static void search_index_phonetic_rows_equal_name_rows(void **state)
+{
+    static const char *const types[] = {"Patient", "Person", "Practitioner", "RelatedPerson"};
+    static const char name[] = "\"name\":[{\"use\":\"official\",\"text\":\"Dr. Ünal Ayşe-Marie Ng Jr\","
+                               "\"family\":\"Ünal\",\"given\":[\"Ayşe\",\"Marie\"],\"prefix\":[\"Dr.\"],"
+                               "\"suffix\":[\"Jr\"]},{\"family\":\"Ng\",\"period\":{\"start\":\"2001\"}}]";
+    hv_db_t *db = store_test_db();
+    char j[512];
+    (void)state;
+    hv__search_row_alias_enable(0);
+    for (size_t i = 0; i < HV_ARRAY_LEN(types); i++) {
+        struct json_object *o;
+        char id[8];
+        snprintf(id, sizeof(id), "a%zu", i);
+        snprintf(j, sizeof(j), "{\"resourceType\":\"%s\",\"id\":\"%s\",%s}", types[i], id, name);
+        o = json_tokener_parse(j);
+        assert_non_null(o);
+        assert_int_equal(hv__search_index_put(db, types[i], id, o, 0), HV_OK);
+        json_object_put(o);
+    }
+    hv__search_row_alias_enable(1);
+    /* 7 distinct values per resource (text, family x2, given x2, prefix, suffix) */
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_str WHERE code = 'phonetic'"), 4 * 7);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM (SELECT type, id, value, raw, grp FROM sp_str WHERE"
+                                          " code = 'phonetic' EXCEPT SELECT type, id, value, raw, grp FROM sp_str"
+                                          " WHERE code = 'name')"),
+                     0);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM (SELECT type, id, value, raw, grp FROM sp_str WHERE"
+                                          " code = 'name' EXCEPT SELECT type, id, value, raw, grp FROM sp_str"
+                                          " WHERE code = 'phonetic')"),
+                     0);
+    {
+        struct json_object *o = json_tokener_parse(
+            "{\"resourceType\":\"Organization\",\"id\":\"org\",\"name\":\"Meyer Clinic\",\"alias\":[\"Anna\"]}");
+        assert_non_null(o);
+        assert_int_equal(hv__search_index_put(db, "Organization", "org", o, 0), HV_OK);
+        json_object_put(o);
+    }
+    /* the migration drops the four types' phonetic rows and keeps Organization's */
+    assert_int_equal(hv_db_exec(db, hv__search_migration_row_alias), HV_OK);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_str WHERE code = 'phonetic' AND type <> 'Organization'"),
+                     0);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_str WHERE code = 'phonetic' AND id = 'org'"), 1);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_str WHERE code = 'name' AND id = 'org'"), 2);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_str WHERE code = 'name'"), 4 * 7 + 2);
+    /* with the alias on, a new version writes name's rows and no phonetic rows */
+    {
+        struct json_object *o;
+        snprintf(j, sizeof(j), "{\"resourceType\":\"Patient\",\"id\":\"a0\",%s}", name);
+        o = json_tokener_parse(j);
+        assert_non_null(o);
+        assert_int_equal(hv__search_index_put(db, "Patient", "a0", o, 1), HV_OK);
+        json_object_put(o);
+    }
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_str WHERE id = 'a0' AND code = 'name'"), 7);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_str WHERE id = 'a0' AND code = 'phonetic'"), 0);
+    assert_string_equal(hv__search_row_code(hv_fhir_resource_type("Patient"), "phonetic"), "name");
+    assert_string_equal(hv__search_row_code(hv_fhir_resource_type("Organization"), "phonetic"), "phonetic");
+    assert_string_equal(hv__search_row_code(hv_fhir_resource_type("Patient"), "family"), "family");
+    store_test_db_close(db);
+}
+
 int run_search_tests(void)
 {
     const struct CMUnitTest tests[] = {
@@ -224,6 +294,7 @@ int run_search_tests(void)
         cmocka_unit_test(search_index_writes_each_distinct_row_once),
         cmocka_unit_test(search_index_specialized_expressions_index_the_same),
         cmocka_unit_test(search_index_writes_only_complete_composite_groups),
+        cmocka_unit_test(search_index_phonetic_rows_equal_name_rows),
     };
     return cmocka_run_group_tests_name("fhir_search", tests, NULL, NULL);
 }

@@ -28,8 +28,8 @@ static hv_db_t *pg_db; /* the group's store (pg_setup) */
  * A fresh fhir schema on the server with NOBS Observations and NPAT Patients written by the
  * store, then rows of other resources and index rows of other values added in bulk (20,000
  * resources, 20,000 token and 20,000 string rows) so that the tables are large enough for the
- * planner's choice between an index and a scan to be the one a real store gets, then ANALYZE
- * of those tables (hv__search_analyze's plain ANALYZE reads every schema of the database: 16 s
+ * planner's choice between an index and a scan to be the one a real store gets, then VACUUM
+ * and ANALYZE of those tables (hv__search_analyze's plain ANALYZE reads every schema of the database: 16 s
  * beside a 1M store). Shared by the group's tests, which only read.
  */
 static int pg_setup(void **state)
@@ -71,7 +71,10 @@ static int pg_setup(void **state)
                                     " 'name', 'n' || (g % 500), 200000 + g FROM generate_series(1, 20000) g"),
                      HV_OK);
     assert_int_equal(hv_db_commit(db), HV_OK);
-    assert_int_equal(hv_db_exec(db, "ANALYZE resources, sp_tok, sp_str"), HV_OK);
+    /* VACUUM as autovacuum does on a real store: it sets the visibility map, without which
+     * PostgreSQL costs an index-only scan as a heap fetch per row and the choice between it
+     * and a bitmap scan turns on a few rows (it did when the Patients' phonetic rows went). */
+    assert_int_equal(hv_db_exec(db, "VACUUM (ANALYZE) resources, sp_tok, sp_str"), HV_OK);
     pg_db = db;
     return 0;
 }

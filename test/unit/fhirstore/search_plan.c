@@ -527,6 +527,133 @@ static void search_index_writes_composite_groups_and_ucum_values(void **state)
     store_test_db_close(db);
 }
 
+/* The ids of a system-level search (GET /fhir?query), sorted, space separated. */
+static void run_system(hv_db_t *db, const char *query, char *out, size_t cap)
+{
+    hv__search_plan_t p;
+    idlist_t *l = calloc(1, sizeof(*l));
+    int64_t total;
+    assert_non_null(l);
+    l->last = -1;
+    hv__search_plan_init(&p);
+    p.system = 1;
+    if (hv__search_plan_build(&p, "", query, 1, 50, 100) != HV_OK)
+        fail_msg("?%s: %s", query, p.msg);
+    assert_int_equal(hv__search_plan_run(db, &p, on_id, l, &total), HV_OK);
+    hv__search_plan_clear(&p);
+    qsort(l->ids, (size_t)(l->n < 64 ? l->n : 64), sizeof(l->ids[0]), (int (*)(const void *, const void *))strcmp);
+    out[0] = '\0';
+    for (int i = 0; i < l->n && i < 64; i++)
+        snprintf(out + strlen(out), cap - strlen(out), "%s%s", i ? " " : "", l->ids[i]);
+    free(l);
+}
+
+/*
+ * Patient's, Person's, Practitioner's and RelatedPerson's phonetic has no rows of its own
+ * and reads name's (hv__search_row_code, fhir/search_index.c): in every form a string
+ * parameter is searched — starts-with, :exact, :contains, :missing, a chain's end, _sort,
+ * a system-level search over such types — it matches what name matches. Organization's
+ * phonetic (its name only, without the aliases) keeps its own rows; a system-level search
+ * mixing the two kinds is refused (one code is bound for every _type).
+ */
+static void search_phonetic_reads_the_name_rows(void **state)
+{
+    static const char *const res[] = {
+        "{\"resourceType\":\"Patient\",\"id\":\"ph1\",\"name\":[{\"family\":\"Meyer\",\"given\":[\"Anna\"]}]}",
+        "{\"resourceType\":\"Patient\",\"id\":\"ph2\",\"name\":[{\"family\":\"Adams\",\"prefix\":[\"Dr\"]}]}",
+        "{\"resourceType\":\"Patient\",\"id\":\"ph3\",\"gender\":\"male\"}",
+        "{\"resourceType\":\"Practitioner\",\"id\":\"ph4\",\"name\":[{\"text\":\"Anna Meyer\"}]}",
+        "{\"resourceType\":\"Person\",\"id\":\"ph5\",\"name\":[{\"family\":\"Meyers\"}]}",
+        "{\"resourceType\":\"RelatedPerson\",\"id\":\"ph6\",\"patient\":{\"reference\":\"Patient/ph1\"},"
+        "\"name\":[{\"family\":\"Meyer\"}]}",
+        "{\"resourceType\":\"Organization\",\"id\":\"ph7\",\"name\":\"Meyer Clinic\",\"alias\":[\"Anna\"]}",
+        "{\"resourceType\":\"Observation\",\"id\":\"ph8\",\"status\":\"final\",\"code\":{\"text\":\"x\"},"
+        "\"subject\":{\"reference\":\"Patient/ph1\"}}",
+        "{\"resourceType\":\"Observation\",\"id\":\"ph9\",\"status\":\"final\",\"code\":{\"text\":\"x\"},"
+        "\"subject\":{\"reference\":\"Patient/ph2\"}}",
+    };
+    static const struct {
+        const char *type, *query, *want;
+        int same_as_name; /* the query with name for phonetic must give the same answer */
+    } cases[] = {
+        {"Patient", "phonetic=mey", "ph1", 1},
+        {"Patient", "phonetic=anna", "ph1", 1},
+        {"Patient", "phonetic=dr", "ph2", 1},
+        {"Patient", "phonetic=meyer,adams", "ph1 ph2", 1},
+        {"Patient", "phonetic:exact=Adams", "ph2", 1},
+        {"Patient", "phonetic:exact=adams", "", 1},
+        {"Patient", "phonetic:contains=dam", "ph2", 1},
+        {"Patient", "phonetic:missing=true", "ph3", 1},
+        {"Patient", "phonetic:missing=false", "ph1 ph2", 1},
+        {"Patient", "_sort=phonetic", "ph2 ph1 ph3", 1},
+        {"Patient", "phonetic=a&_summary=count", "", 1},
+        {"Observation", "subject:Patient.phonetic=meyer", "ph8", 1},
+        {"Observation", "patient.phonetic=adams", "ph9", 1},
+        {"Practitioner", "phonetic=anna", "ph4", 1},
+        {"Person", "phonetic=meyer", "ph5", 1},
+        {"RelatedPerson", "phonetic=mey", "ph6", 1},
+        {"Organization", "phonetic=anna", "", 0}, /* Organization.name only */
+        {"Organization", "name=anna", "ph7", 0},
+        {"Organization", "phonetic=meyer", "ph7", 0},
+    };
+    hv_db_t *db = store_test_db();
+    char got[512], alt[512], q[160];
+    (void)state;
+    for (size_t i = 0; i < HV_ARRAY_LEN(res); i++)
+        store_test_put(db, 1, res[i]);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_str WHERE code = 'phonetic' AND type <> 'Organization'"),
+                     0);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_str WHERE code = 'phonetic' AND type = 'Organization'"),
+                     1);
+    for (size_t k = 0; k < HV_ARRAY_LEN(cases); k++) {
+        if (strstr(cases[k].query, "_summary") == NULL) {
+            run_all(db, cases[k].type, cases[k].query, 2, got, sizeof(got));
+            if (strcmp(got, cases[k].want) != 0)
+                fail_msg("%s?%s: got \"%s\", want \"%s\"", cases[k].type, cases[k].query, got, cases[k].want);
+        }
+        if (cases[k].same_as_name) {
+            /* the same query with name: the same ids (the count's total too) */
+            const char *ph = strstr(cases[k].query, "phonetic");
+            hv__search_plan_t a, b;
+            idlist_t *la = calloc(1, sizeof(*la)), *lb = calloc(1, sizeof(*lb));
+            int64_t ta = -1, tb = -2;
+            assert_non_null(ph);
+            assert_non_null(la);
+            assert_non_null(lb);
+            la->last = lb->last = -1;
+            snprintf(q, sizeof(q), "%.*sname%s", (int)(ph - cases[k].query), cases[k].query, ph + 8);
+            hv__search_plan_init(&a);
+            hv__search_plan_init(&b);
+            assert_int_equal(hv__search_plan_build(&a, cases[k].type, cases[k].query, 1, 50, 100), HV_OK);
+            assert_int_equal(hv__search_plan_build(&b, cases[k].type, q, 1, 50, 100), HV_OK);
+            a.total = b.total = HV__TOTAL_ACCURATE;
+            assert_int_equal(hv__search_plan_run(db, &a, on_id, la, &ta), HV_OK);
+            assert_int_equal(hv__search_plan_run(db, &b, on_id, lb, &tb), HV_OK);
+            got[0] = alt[0] = '\0';
+            for (int i = 0; i < la->n && i < 64; i++)
+                snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s ", la->ids[i]);
+            for (int i = 0; i < lb->n && i < 64; i++)
+                snprintf(alt + strlen(alt), sizeof(alt) - strlen(alt), "%s ", lb->ids[i]);
+            if (strcmp(got, alt) != 0 || ta != tb)
+                fail_msg("%s?%s: \"%s\" (total %lld), with name \"%s\" (total %lld)", cases[k].type, cases[k].query,
+                         got, (long long)ta, alt, (long long)tb);
+            hv__search_plan_clear(&a);
+            hv__search_plan_clear(&b);
+            free(la);
+            free(lb);
+        }
+    }
+    run_system(db, "_type=Patient,Practitioner&phonetic=anna", got, sizeof(got));
+    assert_string_equal(got, "ph1 ph4");
+    run_system(db, "_type=Patient,Person,RelatedPerson&phonetic=meyer", got, sizeof(got));
+    assert_string_equal(got, "ph1 ph5 ph6");
+    assert_int_equal(plan("", "_type=Patient,Practitioner&_sort=phonetic", 1), HV_OK);
+    assert_int_equal(plan("", "_type=Patient,Organization&phonetic=anna", 1), HV_ENOTSUP);
+    assert_int_equal(plan("", "_type=Patient,Organization&_sort=phonetic", 1), HV_EINVAL);
+    assert_int_equal(plan("", "_type=Organization,InsurancePlan&phonetic=x", 1), HV_OK);
+    store_test_db_close(db);
+}
+
 int run_search_plan_tests(void)
 {
     const struct CMUnitTest tests[] = {
@@ -536,6 +663,7 @@ int run_search_plan_tests(void)
         cmocka_unit_test(search_prefix_successor_bounds_every_starts_with),
         cmocka_unit_test(search_string_range_matches_starts_with_at_the_boundaries),
         cmocka_unit_test(search_exact_is_case_and_mark_sensitive_null_raw_folds),
+        cmocka_unit_test(search_phonetic_reads_the_name_rows),
         cmocka_unit_test(search_has_pages_match_brute_force_driven_either_way),
         cmocka_unit_test(search_has_page_plans_read_indexes_by_key),
         cmocka_unit_test(search_include_statements_read_the_reference_index_by_key),
