@@ -747,6 +747,13 @@ static int single_token(hv_db_t *db, const hv__search_plan_t *p)
     return 1;
 }
 
+/* True when p's count is COUNT(*) of its token value's (type, code, value) range of
+ * sp_tok_sr (hv__search_tok_pin set tok_one): a statement without the system's placeholder. */
+static int counts_value_range(const hv__search_plan_t *p)
+{
+    return p->tok_one > 0 && hv__search_tok_only(p) && hv__search_tok_counts_rows(p);
+}
+
 /* The statement counting the matches of an index_countable plan, into q. */
 static int count_sql(hv_db_t *db, hv__search_plan_t *p, hv_buf_t *q)
 {
@@ -768,7 +775,7 @@ static int count_sql(hv_db_t *db, hv__search_plan_t *p, hv_buf_t *q)
         extra_free(&none);
         return rc;
     }
-    if (tok && p->tok_one > 0 && hv__search_tok_counts_rows(p)) {
+    if (counts_value_range(p)) {
         /* Every row of the value has the system the criterion names (hv__search_tok_pin
          * probed it): the (type, code, value) range holds the same entries as the (type,
          * code, value, system) one, and its end is found comparing three columns, not four
@@ -813,14 +820,10 @@ static int count_sql(hv_db_t *db, hv__search_plan_t *p, hv_buf_t *q)
     return rc;
 }
 
-int hv__search_count_run(hv_db_t *db, const hv__search_plan_t *p, const char *q, int64_t *count)
+/* Steps st, a prepared and bound count, into *count; finishes st. */
+static int count_step(hv_db_stmt_t *st, int64_t *count)
 {
-    hv_db_stmt_t *st = NULL;
-    int rc = hv_db_prepare(db, q, &st);
-    if (rc != HV_OK)
-        return rc;
-    hv__search_bind_plan(st, p);
-    rc = hv_db_step(st);
+    int rc = hv_db_step(st);
     if (rc == HV_DB_ROW) {
         *count = hv_db_column_int64(st, 0);
         rc = HV_OK;
@@ -829,6 +832,16 @@ int hv__search_count_run(hv_db_t *db, const hv__search_plan_t *p, const char *q,
     }
     hv_db_done(st);
     return rc;
+}
+
+int hv__search_count_run(hv_db_t *db, const hv__search_plan_t *p, const char *q, int64_t *count)
+{
+    hv_db_stmt_t *st = NULL;
+    int rc = hv_db_prepare(db, q, &st);
+    if (rc != HV_OK)
+        return rc;
+    hv__search_bind_plan(st, p);
+    return count_step(st, count);
 }
 
 /* The number of matches of an index_countable plan (index_ids): _summary=count and
@@ -840,18 +853,10 @@ static int index_count(hv_db_t *db, hv__search_plan_t *p, int64_t *count)
     int rc;
     hv_buf_init(&q, 128 * 1024);
     rc = count_sql(db, p, &q);
-    if (rc == HV_OK && p->tok_one > 0 && hv__search_tok_only(p) && hv__search_tok_counts_rows(p)) {
+    if (rc == HV_OK && counts_value_range(p)) {
         /* the statement uses some of the plan's placeholders only */
-        if ((rc = hv__search_prepare_used(db, p, q.data, &st)) == HV_OK) {
-            rc = hv_db_step(st);
-            if (rc == HV_DB_ROW) {
-                *count = hv_db_column_int64(st, 0);
-                rc = HV_OK;
-            } else if (rc >= 0) {
-                rc = HV_EIO;
-            }
-            hv_db_done(st);
-        }
+        if ((rc = hv__search_prepare_used(db, p, q.data, &st)) == HV_OK)
+            rc = count_step(st, count);
     } else if (rc == HV_OK) {
         rc = hv__search_count_run(db, p, q.data, count);
     }
