@@ -584,6 +584,9 @@ int hv__search_tok_pin(hv_db_t *db, hv__search_plan_t *p)
     system_at = placeholder_after(cond, e, "system");
     if (has_system && !null_system && (system_at <= 0 || (named = bound(p, system_at))[0] == '\0'))
         return HV_OK;
+    /* A named system is probed for the count only (its page is ordered already). */
+    if (has_system && !p->summary_count && p->total != HV__TOTAL_ACCURATE)
+        return HV_OK;
     if (!has_system && p->nbinds >= HV__SEARCH_MAX_BINDS)
         return HV_OK;
     rc = tok_edge_system(db, p, code_at, value_at, 0, &first);

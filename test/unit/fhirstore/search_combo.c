@@ -503,6 +503,9 @@ static void search_tok_pin_names_the_one_system_of_a_value(void **state)
         {"code=|a", "(system IS NULL AND value = $3)", NULL, 1, 0},
         {"code=|n", "(system IS NULL AND value = $3)", NULL, 1, 1},
         {"status=final", "(system IS NULL AND value = $3)", NULL, 1, 1},
+        /* no total asked for: a named system is not probed (only the count would use it) */
+        {"code=http://loinc.org|a&_total=none", "(system = $3 AND value = $4)", NULL, 1, 0},
+        {"code=a&_total=none", "(system = $4 AND value = $3)", "http://loinc.org", 1, 1},
     };
     hv_db_t *db = store_test_db();
     (void)state;
