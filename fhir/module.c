@@ -53,7 +53,7 @@ static const hv_setting_t fhir_settings[] = {
      "every candidate to count them. _total=accurate|estimate and _summary=count always count."},
     {"fhir.search_token_rid", NULL, HV_SET_BOOL, "true", NULL,
      "Read the page of a single token criterion (Observation?code=X, status, identifier) from the token index in "
-     "row-id order (sp_tok_rc: only the page's entries) instead of scanning resources in row-id order."},
+     "row-id order (sp_tok_sr: only the page's entries) instead of scanning resources in row-id order."},
     {"fhir.search_string_rid", NULL, HV_SET_BOOL, "true", NULL,
      "Read the page of a single string criterion (Patient?name=X, family, given, address; starts-with or :exact) "
      "from the string index's row ids (sp_str_rc) instead of looking up each match's row in resources."},

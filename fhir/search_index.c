@@ -613,7 +613,7 @@ enum { T_STR, T_TOK, T_REF, T_DATE, T_NUM, T_URI, T_COUNT };
  * The value columns of each table after (type, id, code, grp), and their kinds. A
  * table with rid set also holds the row id of the version (resources.rid, the same for
  * every row of the version: bound once as $3), so that its value index delivers the
- * matches of one value in row-id order (sp_tok_rc, fhir/search_combo.c), or of one
+ * matches of one value in row-id order (sp_tok_sr, fhir/search_combo.c), or of one
  * string range without a join per match (sp_str_rc, likewise).
  */
 enum { V_NULL = 0, V_TEXT, V_INT, V_DOUBLE };

@@ -285,6 +285,9 @@ typedef struct hv__search_plan {
     int ninc;
     hv__sp_vs_t vs[HV__SEARCH_MAX_VS]; /* "@VS<k>@" in where marks where its members go */
     int nvs;
+    /* Set by hv__search_tok_pin: every index row of the one token value has the system the
+     * criterion names — the value's placeholder (0: not known) and the code's. */
+    int tok_one, tok_code;
     /*
      * Correlation of the top-level criteria (fhir/search_run.c): criterion k's
      * sub-selects carry markers "@C<k>@" (before "code = ...": becomes "id = r.id AND ")
@@ -426,7 +429,7 @@ int hv__search_combo_only(const hv__search_plan_t *p);
 int hv__search_combo_sql(const hv__search_plan_t *p, hv_buf_t *q, int ids);
 /* Runs the page of a hv__search_combo_only or hv__search_tok_only plan: up to
  * p->count + 1 rows after the cursor, in row-id order, read from the combined index (or
- * sp_tok_rc) and then resources by row id. */
+ * sp_tok_sr) and then resources by row id. */
 int hv__search_combo_page(hv_db_t *db, const hv__search_plan_t *p, hv__store_row_cb cb, void *ud);
 /* The statement of hv__search_combo_page into q: $nbinds + 1 the cursor's row id (0:
  * none), $nbinds + 2 the limit. Exposed so that a test can check its query plan. */
@@ -437,11 +440,42 @@ extern const char hv__search_migration7_pg[];
 /*
  * True when the plan is one token criterion alone with one value (code=X, system|X,
  * |X; no OR, no modifier but :identifier/:of-type's derived rows), in row-id order, of
- * one type: its page is a range of sp_tok_rc from the cursor (hv__search_combo_page).
+ * one type: its page is a range of sp_tok_sr from the cursor (hv__search_combo_page).
  */
 int hv__search_tok_only(const hv__search_plan_t *p);
 /* Turns that page on or off for the process (setting fhir.search_token_rid). */
 void hv__search_tok_enable(int on);
+/* The tenth migration of the index (per backend): sp_tok_rc replaced by sp_tok_sr
+ * (type, code, value, system, rid) (fhir/search_combo.c). */
+extern const char hv__search_migration10_sqlite[];
+extern const char hv__search_migration10_pg[];
+/*
+ * A hv__search_tok_only plan whose value names no system (code=X, :of-type without a
+ * system): when every index row of the value has one and the same system (or none),
+ * that system is written into the criterion ("(system = $n AND value = $v)", the new
+ * placeholder bound to it, or "system IS NULL AND"): the same matches, now one range
+ * of sp_tok_sr in row-id order (the page) whose entries are counted without a check
+ * each (hv__search_tok_counts_rows). Two probes of sp_tok_sr, its first and its last
+ * system. Any other plan, a value under several systems, or none: p is left as it is.
+ * A value whose criterion names a system is probed too: when all its rows have that
+ * system, p->tok_one is set and its count reads the (type, code, value) range.
+ */
+int hv__search_tok_pin(hv_db_t *db, hv__search_plan_t *p);
+/*
+ * True when p is a hv__search_tok_only plan that names its system (system|X, |X, or
+ * pinned): a resource holds at most one index row of one (code, system, value) — the
+ * index writer drops duplicates of a version (fhir/search_index.c, add_row) and keeps
+ * the current version's rows only — so COUNT(*) of the range is the number of matches.
+ */
+int hv__search_tok_counts_rows(const hv__search_plan_t *p);
+/*
+ * Prepares q, a statement using some of p's placeholders, with those renumbered $1, $2, ...
+ * in their order of first use and bound to their values: PostgreSQL refuses a statement
+ * given values for placeholders it does not use (their types cannot be inferred). A '$'
+ * followed by a digit is always a placeholder in the planner's text (values are bound).
+ * (fhir/search_run.c)
+ */
+int hv__search_prepare_used(hv_db_t *db, const hv__search_plan_t *p, const char *q, hv_db_stmt_t **st);
 /* The eighth migration of the index (per backend): sp_str.rid, filled, and sp_str_rc. */
 extern const char hv__search_migration8_sqlite[];
 extern const char hv__search_migration8_pg[];

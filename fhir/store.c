@@ -67,6 +67,7 @@ static const char *const migrations_sqlite[] = {
     "DROP TABLE IF EXISTS ident;",
     hv__search_migration_raw_sqlite, /* string rows' unfolded value, for :exact: fhir/search_fold.c */
     hv__search_migration_row_alias,  /* phonetic reads name's rows: fhir/search_index.c, row_alias */
+    hv__search_migration10_sqlite,   /* token rows by (value, system, row id): fhir/search_combo.c */
     NULL,
 };
 
@@ -99,6 +100,7 @@ static const char *const migrations_pg[] = {
     "DROP TABLE IF EXISTS ident;", /* as on SQLite, above */
     hv__search_migration_raw_pg, /* string rows' unfolded value, for :exact: fhir/search_fold.c */
     hv__search_migration_row_alias, /* phonetic reads name's rows: fhir/search_index.c, row_alias */
+    hv__search_migration10_pg,   /* token rows by (value, system, row id): fhir/search_combo.c */
     NULL,
 };
 

@@ -11,7 +11,7 @@ the keyset cursor, and each total must equal an independent evaluation in Python
 resources written — before and after updates that move codes, dates and values and after
 deletions — and, on SQLite, the answers of an engine with the rule turned off
 (fhir.search_combined false). A single token criterion alone (code, status), paged from the
-token index in row-id order (sp_tok_rc), is checked the same way (against an engine with
+token index in row-id order (sp_tok_sr), is checked the same way (against an engine with
 fhir.search_token_rid false), and so is a single string criterion alone (name, family, given,
 address; starts-with and :exact), paged from the string index's row ids (sp_str_rc; against
 an engine with fhir.search_string_rid false). Runs on PostgreSQL too when HV_TEST_PG_URL is set.
@@ -230,7 +230,7 @@ class FhirSearchComboTests(SearchCase):
 
     def test_single_token_pages_match_python(self):
         """One token criterion alone (code, system|code, |code, status), paged from the token
-        index in row-id order (sp_tok_rc), through updates that move codes and statuses and
+        index in row-id order (sp_tok_sr), through updates that move codes and statuses and
         deletions; on SQLite also against an engine reading the page the generic way."""
         eng = self.start()
         engines = [eng]

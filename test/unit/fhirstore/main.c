@@ -133,6 +133,8 @@ void store_test_page_plan(hv_db_t *db, const char *type, const char *query, int 
     hv__search_plan_init(&p);
     assert_int_equal(hv__search_plan_build(&p, type, query, 1, 10, 100), HV_OK);
     assert_true(only(&p));
+    /* as hv__search_plan_run does before the page: code=X pinned to its one system */
+    assert_int_equal(hv__search_tok_pin(db, &p), HV_OK);
     hv_buf_init(&q, 128 * 1024);
     hv_buf_init(plan, 65536);
     hv_buf_puts(&q, pg ? "EXPLAIN " : "EXPLAIN QUERY PLAN ");

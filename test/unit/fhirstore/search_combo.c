@@ -249,22 +249,53 @@ static void search_count_of_one_code_is_a_covering_index_range(void **state)
                "{\"system\":\"http://loinc.org\",\"code\":\"x\"}]},\"effectiveDateTime\":\"2021-02-02\"}");
     store_test_put(db, 1, "{\"resourceType\":\"Observation\",\"id\":\"k3\",\"status\":\"final\",\"code\":{\"coding\":["
                "{\"code\":\"y\"}]}}");
+    /* k4 holds the same coding twice and y without a system twice: one row each, counted once */
+    store_test_put(db, 1, "{\"resourceType\":\"Observation\",\"id\":\"k4\",\"status\":\"final\",\"code\":{\"coding\":["
+               "{\"system\":\"http://loinc.org\",\"code\":\"z\"},{\"system\":\"http://loinc.org\",\"code\":\"z\"},"
+               "{\"code\":\"y\"},{\"code\":\"y\"}]}}");
     hv_buf_init(&eqp, 64 * 1024);
+    /* x is held under two systems: the distinct row ids of its (type, code, value) range */
     count_plan(db, "code=x&_summary=count", &eqp, &total);
     assert_int_equal(total, 2);
-    /* one range of the covering value index with the row ids, no sorter for DISTINCT, no table row */
-    if (strstr(eqp.data, "COVERING INDEX sp_tok_rc (type=? AND code=? AND value=?)") == NULL ||
-        strstr(eqp.data, "TEMP B-TREE") != NULL || strstr(eqp.data, "resources") != NULL ||
-        strstr(eqp.data, "SCAN sp_tok") != NULL)
-        fail_msg("count of one code: %s", eqp.data);
-    eqp.len = 0;
-    count_plan(db, "code=http://loinc.org|x&_summary=count", &eqp, &total);
-    assert_int_equal(total, 2);
-    assert_non_null(strstr(eqp.data, "COVERING INDEX sp_tok_rc"));
+    if (strstr(eqp.data, "COVERING INDEX sp_tok_sr (type=? AND code=? AND value=?)") == NULL ||
+        strstr(eqp.data, "resources") != NULL || strstr(eqp.data, "SCAN sp_tok") != NULL)
+        fail_msg("count of one code in two systems: %s", eqp.data);
+    /* a system named, or the one system of a value pinned (z: loinc; y: none): COUNT(*) of
+     * one range, no sorter, no table row — the value's range when all its rows have the
+     * system named (three columns compared per entry), else the (value, system) range */
+    {
+        static const char three[] = "COVERING INDEX sp_tok_sr (type=? AND code=? AND value=?)";
+        static const char four[] = "COVERING INDEX sp_tok_sr (type=? AND code=? AND value=? AND system=?)";
+        static const struct {
+            const char *query;
+            int64_t total;
+            const char *range;
+        } cases[] = {
+            {"code=http://loinc.org|x&_summary=count", 2, four},
+            {"code=urn:l|x&_summary=count", 1, four},
+            {"code=z&_summary=count", 1, three},
+            {"code=http://loinc.org|z&_summary=count", 1, three},
+            {"code=urn:l|z&_summary=count", 0, four},
+            {"code=|z&_summary=count", 0, four},
+            {"code=y&_summary=count", 2, three},
+            {"code=|y&_summary=count", 2, three},
+            {"code=urn:l|y&_summary=count", 0, four},
+        };
+        for (size_t i = 0; i < HV_ARRAY_LEN(cases); i++) {
+            eqp.len = 0;
+            count_plan(db, cases[i].query, &eqp, &total);
+            if (total != cases[i].total)
+                fail_msg("%s: total %lld, want %lld", cases[i].query, (long long)total, (long long)cases[i].total);
+            if (strstr(eqp.data, cases[i].range) == NULL ||
+                strstr(eqp.data, "TEMP B-TREE") != NULL || strstr(eqp.data, "resources") != NULL ||
+                strstr(eqp.data, "SCAN sp_tok") != NULL)
+                fail_msg("%s: %s", cases[i].query, eqp.data);
+        }
+    }
     /* two values (OR): counted as before */
     eqp.len = 0;
     count_plan(db, "code=x,y&_summary=count", &eqp, &total);
-    assert_int_equal(total, 3);
+    assert_int_equal(total, 4);
     /* the page turned off: the distinct ids of sp_tok_vc */
     hv__search_tok_enable(0);
     eqp.len = 0;
@@ -285,7 +316,7 @@ static void search_count_of_one_code_is_a_covering_index_range(void **state)
 }
 
 
-/* ---- the page of a single token criterion (sp_tok.rid, sp_tok_rc) ---- */
+/* ---- the page of a single token criterion (sp_tok.rid, sp_tok_sr) ---- */
 
 static void search_tok_rows_carry_the_current_row_id(void **state)
 {
@@ -312,7 +343,7 @@ static void search_tok_rows_carry_the_current_row_id(void **state)
     store_test_db_close(db);
 }
 
-/* Whether query on type is paged from sp_tok_rc (-1: refused). */
+/* Whether query on type is paged from sp_tok_sr (-1: refused). */
 static int tok_paged(const char *type, const char *query)
 {
     hv__search_plan_t p;
@@ -420,9 +451,10 @@ static void search_tok_page_answers_as_the_generic_plan(void **state)
     store_test_db_close(db);
 }
 
-/* The plan SQLite makes of the page of one code (EXPLAIN QUERY PLAN of hv__search_page_sql):
- * a range of the covering sp_tok_rc from the cursor's row id, in its order (no sorter for
- * the distinct row ids), then one row of resources per entry by row id — never a scan. */
+/* The plan SQLite makes of the page of one code (EXPLAIN QUERY PLAN of hv__search_page_sql,
+ * after hv__search_tok_pin): a range of the covering sp_tok_sr from the cursor's row id, in
+ * its order (no sorter for the distinct row ids), then one row of resources per entry by
+ * row id — never a scan. "code=a" names no system: pinned to its one (loinc). */
 static void search_tok_page_is_a_covering_range_from_the_cursor(void **state)
 {
     static const char *const queries[] = {"code=a", "code=http://loinc.org|a&_cursor=5", "code=|a"};
@@ -441,11 +473,61 @@ static void search_tok_page_is_a_covering_range_from_the_cursor(void **state)
     for (size_t i = 0; i < sizeof(queries) / sizeof(queries[0]); i++) {
         hv_buf_t plan;
         store_test_page_plan(db, "Observation", queries[i], hv__search_tok_only, &plan);
-        if (strstr(plan.data, "COVERING INDEX sp_tok_rc (type=? AND code=? AND value=? AND rid>?)") == NULL ||
+        if (strstr(plan.data, "COVERING INDEX sp_tok_sr (type=? AND code=? AND value=? AND system=? AND rid>?)") == NULL ||
             strstr(plan.data, "TEMP B-TREE FOR DISTINCT") != NULL || strstr(plan.data, "SCAN r") != NULL ||
             strstr(plan.data, "SCAN sp_tok") != NULL || strstr(plan.data, "SEARCH r USING INTEGER PRIMARY KEY (rowid=?)") == NULL)
             fail_msg("%s: plan\n%s", queries[i], plan.data);
         hv_buf_release(&plan);
+    }
+    store_test_db_close(db);
+}
+
+/* hv__search_tok_pin: a value without a system is pinned to its one system (or to none),
+ * left alone under two systems or with no row; COUNT(*) is taken only with a system. */
+static void search_tok_pin_names_the_one_system_of_a_value(void **state)
+{
+    static const struct {
+        const char *query;
+        const char *cond;  /* in the criterion after pinning */
+        const char *bound; /* the new last bind (NULL: none added) */
+        int rows;          /* hv__search_tok_counts_rows after pinning */
+        int one;           /* every row of the value has the system named: tok_one set */
+    } cases[] = {
+        {"code=a", "(system = $4 AND value = $3)", "http://loinc.org", 1, 1},
+        {"code=n", "(system IS NULL AND value = $3)", NULL, 1, 1},
+        {"code=m", "(value = $3)", NULL, 0, 0}, /* loinc and urn:l */
+        {"code=none", "(value = $3)", NULL, 0, 0},
+        {"code=urn:l|m", "(system = $3 AND value = $4)", NULL, 1, 0},
+        {"code=http://loinc.org|a", "(system = $3 AND value = $4)", NULL, 1, 1},
+        {"code=urn:l|a", "(system = $3 AND value = $4)", NULL, 1, 0},
+        {"code=|a", "(system IS NULL AND value = $3)", NULL, 1, 0},
+        {"code=|n", "(system IS NULL AND value = $3)", NULL, 1, 1},
+        {"status=final", "(system IS NULL AND value = $3)", NULL, 1, 1},
+        /* no total asked for: a named system is not probed (only the count would use it) */
+        {"code=http://loinc.org|a&_total=none", "(system = $3 AND value = $4)", NULL, 1, 0},
+        {"code=a&_total=none", "(system = $4 AND value = $3)", "http://loinc.org", 1, 1},
+    };
+    hv_db_t *db = store_test_db();
+    (void)state;
+    store_test_put(db, 1, "{\"resourceType\":\"Observation\",\"id\":\"p1\",\"status\":\"final\",\"code\":{\"coding\":["
+               "{\"system\":\"http://loinc.org\",\"code\":\"a\"},{\"code\":\"n\"},{\"system\":\"urn:l\",\"code\":\"m\"}]}}");
+    store_test_put(db, 1, "{\"resourceType\":\"Observation\",\"id\":\"p2\",\"status\":\"final\",\"code\":{\"coding\":["
+               "{\"system\":\"http://loinc.org\",\"code\":\"a\"},{\"system\":\"http://loinc.org\",\"code\":\"m\"}]}}");
+    for (size_t i = 0; i < HV_ARRAY_LEN(cases); i++) {
+        hv__search_plan_t p;
+        int n0;
+        hv__search_plan_init(&p);
+        assert_int_equal(hv__search_plan_build(&p, "Observation", cases[i].query, 1, 10, 100), HV_OK);
+        assert_true(hv__search_tok_only(&p));
+        n0 = p.nbinds;
+        assert_int_equal(hv__search_tok_pin(db, &p), HV_OK);
+        if (strstr(p.where.data, cases[i].cond) == NULL || !hv__search_tok_only(&p) ||
+            p.cspan[0][1] != p.where.len || p.nbinds != n0 + (cases[i].bound != NULL) ||
+            (cases[i].bound != NULL && strcmp(p.binds[p.nbinds - 1].s, cases[i].bound) != 0) ||
+            hv__search_tok_counts_rows(&p) != cases[i].rows || (p.tok_one > 0) != cases[i].one)
+            fail_msg("%s: %s (binds %d, rows %d, one %d)", cases[i].query, p.where.data, p.nbinds,
+                     hv__search_tok_counts_rows(&p), p.tok_one);
+        hv__search_plan_clear(&p);
     }
     store_test_db_close(db);
 }
@@ -727,6 +809,7 @@ int run_search_combo_tests(void)
         cmocka_unit_test(search_tok_page_takes_only_one_value_of_one_token),
         cmocka_unit_test(search_tok_page_answers_as_the_generic_plan),
         cmocka_unit_test(search_tok_page_is_a_covering_range_from_the_cursor),
+        cmocka_unit_test(search_tok_pin_names_the_one_system_of_a_value),
         cmocka_unit_test(search_str_rows_carry_the_current_row_id),
         cmocka_unit_test(search_str_page_takes_only_one_value_of_one_string),
         cmocka_unit_test(search_str_page_answers_as_the_generic_plan),

@@ -1,0 +1,46 @@
+#!/usr/bin/env python3
+"""bench/fhir-search/cpu_ab.py — server CPU per request of two servers on copies of one store.
+
+    cpu_ab.py OLD_PORT OLD_PID NEW_PORT NEW_PID N
+
+For each query, three rounds alternated old, new: 3 warm requests, then `perf stat -e task-clock
+-p PID` attached while N requests run on one keep-alive connection: the serving process's CPU
+time (all threads, user + system, nanosecond resolution) per request. Prints the median and the
+minimum of the three rounds per side and the ratio of the medians. A loaded machine stretches
+wall times several-fold; CPU time far less (cpu.py and ab.py read /proc in 10 ms ticks instead).
+"""
+import http.client, subprocess, sys, time, signal, os, re
+sides = [("old", int(sys.argv[1]), int(sys.argv[2])), ("new", int(sys.argv[3]), int(sys.argv[4]))]
+N = int(sys.argv[5])
+QUERIES = [
+    ("Observation by code", "Observation?code=http://loinc.org|8867-4&_count=50"),
+    ("Observation by code, _total=none", "Observation?code=http://loinc.org|8867-4&_count=50&_total=none"),
+    ("_summary=count one code", "Observation?code=8867-4&_summary=count"),
+    ("_include subject", "Observation?code=2093-3&_include=Observation:subject&_count=50"),
+    ("paging page 1 (code, 20)", "Observation?code=8867-4&_count=20"),
+    ("code + date range", "Observation?code=8867-4&date=ge2020-01-01&date=lt2020-03-01&_count=50"),
+    ("Patient by identifier", "Patient?identifier=urn:bench:mrn|MRN0000042"),
+    ("status=final", "Observation?status=final&_count=50"),
+]
+def run(port, path, n):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    for _ in range(n):
+        c.request("GET", "/fhir/" + path); r = c.getresponse(); r.read()
+        assert r.status == 200, r.status
+for name, path in QUERIES:
+    out = []
+    for rep in range(3):
+        for side, port, pid in sides:
+            run(port, path, 3)
+            p = subprocess.Popen(["perf", "stat", "-x,", "-e", "task-clock", "-p", str(pid)], stderr=subprocess.PIPE, text=True)
+            time.sleep(0.3)
+            run(port, path, N)
+            p.send_signal(signal.SIGINT); err = p.communicate()[1]
+            ins = clk = None
+            for l in err.splitlines():
+                f = l.split(",")
+                if len(f) > 2 and f[2].startswith("instructions"): ins = float(f[0])
+                if len(f) > 2 and f[2].startswith("task-clock"): clk = float(f[0])
+            out.append((side, clk / N))
+    oc = sorted(x[1] for x in out if x[0] == "old"); nc = sorted(x[1] for x in out if x[0] == "new")
+    print("%-34s server CPU ms/request old med %6.2f (min %6.2f) | new med %6.2f (min %6.2f) | ratio %.2fx" % (name, oc[1], oc[0], nc[1], nc[0], oc[1] / nc[1]), flush=True)
