@@ -475,7 +475,10 @@ int hv__search_has_count_sql(hv_db_t *db, const hv__search_plan_t *p, hv_buf_t *
 int hv__search_count_explain(hv_db_t *db, hv__search_plan_t *p, hv_buf_t *out);
 /* Binds the plan's values to $1..$nbinds of st (fhir/search_run.c). */
 void hv__search_bind_plan(hv_db_stmt_t *st, const hv__search_plan_t *p);
-/* Refreshes the query planner's statistics (after `holovitals import` and `reindex`). */
-int hv__search_analyze(hv_db_t *db);
+/* Refreshes the query planner's statistics (after `holovitals import` and `reindex`) of
+ * the tables a bulk write changes: on PostgreSQL those of the store's schema only, and
+ * without resources and refs when index_only is set (a reindex rewrites index rows only).
+ * SQLite analyzes the whole file (sampled). fhir/search_combo.c. */
+int hv__search_analyze(hv_db_t *db, int index_only);
 
 #endif /* HV_FHIR_SEARCH_INT_H */

@@ -180,11 +180,69 @@ static void search_pg_str_page_reads_sp_str_rc(void **state)
     pg_pages(db, "Patient", "name=smi", 7, "p", NPAT, 4);
 }
 
+/* How many times table of schema has been analyzed by an ANALYZE command (not autovacuum's). */
+static int64_t analyze_count(hv_db_t *db, const char *schema, const char *table)
+{
+    hv_db_stmt_t *st = NULL;
+    int64_t n = -1;
+    assert_int_equal(hv_db_prepare(db, "SELECT analyze_count FROM pg_stat_user_tables WHERE schemaname = $1 AND"
+                                       " relname = $2", &st), HV_OK);
+    hv_db_bind_text(st, 1, schema, strlen(schema));
+    hv_db_bind_text(st, 2, table, strlen(table));
+    if (hv_db_step(st) == HV_DB_ROW)
+        n = hv_db_column_int64(st, 0);
+    hv_db_done(st);
+    if (n < 0)
+        fail_msg("no statistics row for %s.%s", schema, table);
+    return n;
+}
+
+/*
+ * hv__search_analyze on PostgreSQL analyzes the tables a bulk write changed, in the store's
+ * schema only: after a reindex (index_only) the index tables but not resources; after an
+ * import resources too; never a table of another schema of the database, nor a table of
+ * the store that bulk writes do not fill (export_jobs). A plain ANALYZE (before) read them all.
+ */
+static void search_pg_analyze_reads_only_the_store_tables_it_changed(void **state)
+{
+    static const char *const index[] = {"sp_str", "sp_tok", "sp_ref", "sp_date", "sp_num", "sp_uri", "sp_geo",
+                                        "sp_tokdate", "sp_tokqty", "sp_reftok"};
+    hv_db_t *db = pg_db;
+    char other[96], sql[512];
+    int64_t before[HV_ARRAY_LEN(index)], res, refs, jobs, oth;
+    (void)state;
+    snprintf(other, sizeof(other), "%s_other", pg_name);
+    snprintf(sql, sizeof(sql), "DROP SCHEMA IF EXISTS \"%s\" CASCADE; CREATE SCHEMA \"%s\"; CREATE TABLE \"%s\".t (a int);"
+             " INSERT INTO \"%s\".t VALUES (1)", other, other, other, other);
+    assert_int_equal(hv_db_exec(db, sql), HV_OK);
+    for (size_t i = 0; i < HV_ARRAY_LEN(index); i++)
+        before[i] = analyze_count(db, pg_name, index[i]);
+    res = analyze_count(db, pg_name, "resources");
+    refs = analyze_count(db, pg_name, "refs");
+    jobs = analyze_count(db, pg_name, "export_jobs");
+    oth = analyze_count(db, other, "t");
+    assert_int_equal(hv__search_analyze(db, 1), HV_OK);
+    for (size_t i = 0; i < HV_ARRAY_LEN(index); i++)
+        if (analyze_count(db, pg_name, index[i]) != before[i] + 1)
+            fail_msg("reindex: %s was not analyzed once", index[i]);
+    assert_int_equal(analyze_count(db, pg_name, "resources"), res);
+    assert_int_equal(analyze_count(db, pg_name, "refs"), refs);
+    assert_int_equal(hv__search_analyze(db, 0), HV_OK);
+    assert_int_equal(analyze_count(db, pg_name, "resources"), res + 1);
+    assert_int_equal(analyze_count(db, pg_name, "refs"), refs + 1);
+    assert_int_equal(analyze_count(db, pg_name, "sp_tok"), before[1] + 2);
+    assert_int_equal(analyze_count(db, pg_name, "export_jobs"), jobs);
+    assert_int_equal(analyze_count(db, other, "t"), oth);
+    snprintf(sql, sizeof(sql), "DROP SCHEMA \"%s\" CASCADE", other);
+    assert_int_equal(hv_db_exec(db, sql), HV_OK);
+}
+
 int run_search_pg_tests(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(search_pg_tok_page_reads_sp_tok_rc_in_row_id_order),
         cmocka_unit_test(search_pg_str_page_reads_sp_str_rc),
+        cmocka_unit_test(search_pg_analyze_reads_only_the_store_tables_it_changed),
     };
     pg_url = getenv("HV_TEST_PG_URL");
     if (pg_url == NULL || pg_url[0] == '\0') {
