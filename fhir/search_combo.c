@@ -145,6 +145,20 @@ const char hv__search_migration8_pg[] =
     "CREATE INDEX sp_str_rc ON sp_str (type, code, value COLLATE \"C\", rid, id);"
     "DROP INDEX IF EXISTS sp_str_vc;";
 
+/*
+ * A PostgreSQL migration of the index: the token rows without a system (a code given as
+ * "|code", FHIR R4 search.html#token: "no system"), in their own partial index in row-id
+ * order. sp_tok_rc and sp_tok_vc hold the system after the row id or the id, so
+ * "system IS NULL AND value = x" read the whole value range of x and filtered it — every
+ * "final" status row for status=|final (1.2 s at 1M) when no row lacks a system. The
+ * planner takes this index when the statement says "system IS NULL" (its predicate,
+ * sql-createindex.html#SQL-CREATEINDEX-PARTIAL): the page (rid > cursor, in order) and the
+ * count read only the rows that lack a system, none when there are none. Rows with a
+ * system are not in it, so it costs a write nothing for them.
+ */
+const char hv__search_migration_nosys_pg[] =
+    "CREATE INDEX sp_tok_nosys ON sp_tok (type, code, value, rid, id) WHERE system IS NULL;";
+
 static int combo_enabled = 1;
 
 void hv__search_combo_enable(int on)

@@ -834,8 +834,29 @@ static int index_count(hv_db_t *db, hv__search_plan_t *p, int64_t *count)
     return rc;
 }
 
-/* The detail lines of SQLite's EXPLAIN QUERY PLAN of q (which starts with it), p's
- * values bound, appended to out one per line (the unit tests check the plans). */
+/* The statement that explains a query: SQLite's EXPLAIN QUERY PLAN, PostgreSQL's EXPLAIN. */
+static const char *explain_head(hv_db_t *db)
+{
+    return hv_db_kind(db) == HV_DB_PG ? "EXPLAIN " : "EXPLAIN QUERY PLAN ";
+}
+
+/* The detail lines of the plan st explains (a statement starting with explain_head, its
+ * values bound), appended to out one per line (the unit tests check the plans): SQLite's
+ * detail column, PostgreSQL's one text column. Finishes st. */
+static int plan_rows(hv_db_t *db, hv_db_stmt_t *st, hv_buf_t *out)
+{
+    int rc, col = hv_db_kind(db) == HV_DB_PG ? 0 : 3;
+    while ((rc = hv_db_step(st)) == HV_DB_ROW) {
+        size_t len = 0;
+        const char *d = hv_db_column_text(st, col, &len);
+        hv_buf_append(out, d ? d : "", d ? len : 0);
+        hv_buf_putc(out, '\n');
+    }
+    hv_db_done(st);
+    return rc < 0 ? rc : hv_buf_puts(out, "");
+}
+
+/* The plan of q (which starts with explain_head), p's values bound, into out (plan_rows). */
 static int explain_lines(hv_db_t *db, const hv__search_plan_t *p, const char *q, hv_buf_t *out)
 {
     hv_db_stmt_t *st = NULL;
@@ -843,14 +864,7 @@ static int explain_lines(hv_db_t *db, const hv__search_plan_t *p, const char *q,
     if (rc != HV_OK)
         return rc;
     hv__search_bind_plan(st, p);
-    while ((rc = hv_db_step(st)) == HV_DB_ROW) {
-        size_t len = 0;
-        const char *d = hv_db_column_text(st, 3, &len);
-        hv_buf_append(out, d ? d : "", d ? len : 0);
-        hv_buf_putc(out, '\n');
-    }
-    hv_db_done(st);
-    return rc < 0 ? rc : hv_buf_puts(out, "");
+    return plan_rows(db, st, out);
 }
 
 int hv__search_count_explain(hv_db_t *db, hv__search_plan_t *p, hv_buf_t *out)
@@ -860,7 +874,7 @@ int hv__search_count_explain(hv_db_t *db, hv__search_plan_t *p, hv_buf_t *out)
     if (!index_countable(p))
         return HV_ENOTFOUND;
     hv_buf_init(&q, 128 * 1024);
-    hv_buf_puts(&q, "EXPLAIN QUERY PLAN ");
+    hv_buf_puts(&q, explain_head(db));
     rc = count_sql(db, p, &q);
     if (rc == HV_OK)
         rc = explain_lines(db, p, q.data, out);
@@ -1030,17 +1044,17 @@ int hv__search_rid_rows(hv_db_stmt_t *st, int textcol, hv__store_row_cb cb, void
 }
 
 /*
- * The page of a has_pageable plan: up to p->count + 1 rows after the cursor, in row-id
- * order, the _has checked per candidate only until the page is full (instead of for
- * every candidate, which the accurate total needs). No total.
+ * The statement of has_page, prepared with every value bound (the plan's, the value sets',
+ * the cursor and the page's count + 1), into *out; head ("" or explain_head) comes first.
  */
-static int has_page(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, void *ud)
+static int has_page_stmt(hv_db_t *db, hv__search_plan_t *p, const char *head, hv_db_stmt_t **out)
 {
     hv_buf_t q;
     hv_db_stmt_t *st = NULL;
     extra_t extra = {NULL, 0, 0};
     int rc, cur_at = 0, limit_at = 0;
     hv_buf_init(&q, 128 * 1024);
+    hv_buf_puts(&q, head);
     rc = has_page_sql(db, p, has_page_driver(db, p), &q, &extra, &cur_at, &limit_at);
     if (rc == HV_OK)
         rc = hv_db_prepare(db, q.data, &st);
@@ -1052,29 +1066,37 @@ static int has_page(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, void
     if (cur_at > 0)
         hv_db_bind_int64(st, cur_at, p->crid);
     hv_db_bind_int64(st, limit_at, p->count + 1);
-    rc = hv__search_rid_rows(st, 6, cb, ud);
-    hv_db_done(st);
+    *out = st;
 out:
     hv_buf_release(&q);
     extra_free(&extra);
+    return rc;
+}
+
+/*
+ * The page of a has_pageable plan: up to p->count + 1 rows after the cursor, in row-id
+ * order, the _has checked per candidate only until the page is full (instead of for
+ * every candidate, which the accurate total needs). No total.
+ */
+static int has_page(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, void *ud)
+{
+    hv_db_stmt_t *st = NULL;
+    int rc = has_page_stmt(db, p, "", &st);
+    if (rc == HV_OK) {
+        rc = hv__search_rid_rows(st, 6, cb, ud);
+        hv_db_done(st);
+    }
     return rc < 0 || rc == HV_EINVAL ? rc : HV_OK;
 }
 
 int hv__search_has_explain(hv_db_t *db, hv__search_plan_t *p, hv_buf_t *out)
 {
-    hv_buf_t q;
-    extra_t extra = {NULL, 0, 0};
-    int rc, cur_at = 0, limit_at = 0;
+    hv_db_stmt_t *st = NULL;
+    int rc;
     if (!has_pageable(db, p))
         return HV_ENOTFOUND;
-    hv_buf_init(&q, 128 * 1024);
-    hv_buf_puts(&q, "EXPLAIN QUERY PLAN ");
-    rc = has_page_sql(db, p, has_page_driver(db, p), &q, &extra, &cur_at, &limit_at);
-    if (rc == HV_OK)
-        rc = explain_lines(db, p, q.data, out);
-    hv_buf_release(&q);
-    extra_free(&extra);
-    return rc;
+    rc = has_page_stmt(db, p, explain_head(db), &st);
+    return rc == HV_OK ? plan_rows(db, st, out) : rc;
 }
 
 int hv__search_plan_run(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, void *ud, int64_t *total)

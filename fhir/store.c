@@ -97,6 +97,7 @@ static const char *const migrations_pg[] = {
     hv__search_migration_fold, /* Unicode string folding's upgrade mark: fhir/search_reindex.c */
     "DROP TABLE IF EXISTS ident;", /* as on SQLite, above */
     hv__search_migration_raw_pg, /* string rows' unfolded value, for :exact: fhir/search_fold.c */
+    hv__search_migration_nosys_pg, /* token rows without a system ("|code"): fhir/search_combo.c */
     NULL,
 };
 

@@ -19,6 +19,7 @@
 
 #define NOBS 200 /* Observations written through the store; one in ten has code "a" */
 #define NPAT 80  /* Patients; one in four is named Smith */
+#define NNOS 30  /* Observations q<i> of code "n": without a system when i % 3 == 0, else of system urn:x */
 
 static const char *pg_url;
 static char pg_name[64];
@@ -54,6 +55,14 @@ static int pg_setup(void **state)
                  "{\"resourceType\":\"Observation\",\"id\":\"o%d\",\"status\":\"final\",\"code\":{\"coding\":["
                  "{\"system\":\"http://loinc.org\",\"code\":\"%s\"}]}}",
                  i, i % 10 == 0 ? "a" : "b");
+        store_test_put(db, 1, j);
+    }
+    for (int i = 0; i < NNOS; i++) {
+        char j[256];
+        snprintf(j, sizeof(j),
+                 "{\"resourceType\":\"Observation\",\"id\":\"q%d\",\"status\":\"final\",\"code\":{\"coding\":["
+                 "{%s\"code\":\"n\"}]}}",
+                 i, i % 3 == 0 ? "" : "\"system\":\"urn:x\",");
         store_test_put(db, 1, j);
     }
     for (int i = 0; i < NPAT; i++) {
@@ -237,12 +246,41 @@ static void search_pg_analyze_reads_only_the_store_tables_it_changed(void **stat
     assert_int_equal(hv_db_exec(db, sql), HV_OK);
 }
 
+/*
+ * "|code" (no system) reads the partial index sp_tok_nosys (PostgreSQL migration of
+ * fhir/search_combo.c), in row-id order, for the page and for the count — not the value's
+ * whole range of sp_tok_rc, which holds the rows of every system — and finds exactly the
+ * rows without a system, page after page, with their total.
+ */
+static void search_pg_no_system_token_reads_its_partial_index(void **state)
+{
+    hv_db_t *db = pg_db;
+    hv_buf_t plan;
+    hv__search_plan_t p;
+    (void)state;
+    store_test_page_plan(db, "Observation", "code=|n", hv__search_tok_only, &plan);
+    if (strstr(plan.data, "using sp_tok_nosys on sp_tok") == NULL || strstr(plan.data, "Seq Scan") != NULL ||
+        strstr(plan.data, "Sort Key") != NULL)
+        fail_msg("code=|n: page plan\n%s", plan.data);
+    hv_buf_release(&plan);
+    hv__search_plan_init(&p);
+    hv_buf_init(&plan, 0);
+    assert_int_equal(hv__search_plan_build(&p, "Observation", "code=|n&_total=accurate", 1, 10, 100), HV_OK);
+    assert_int_equal(hv__search_count_explain(db, &p, &plan), HV_OK);
+    if (strstr(plan.data, "using sp_tok_nosys on sp_tok") == NULL || strstr(plan.data, "Seq Scan") != NULL)
+        fail_msg("code=|n: count plan\n%s", plan.data);
+    hv_buf_release(&plan);
+    hv__search_plan_clear(&p);
+    pg_pages(db, "Observation", "code=|n", 3, "q", NNOS, 3);
+}
+
 int run_search_pg_tests(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(search_pg_tok_page_reads_sp_tok_rc_in_row_id_order),
         cmocka_unit_test(search_pg_str_page_reads_sp_str_rc),
         cmocka_unit_test(search_pg_analyze_reads_only_the_store_tables_it_changed),
+        cmocka_unit_test(search_pg_no_system_token_reads_its_partial_index),
     };
     pg_url = getenv("HV_TEST_PG_URL");
     if (pg_url == NULL || pg_url[0] == '\0') {
