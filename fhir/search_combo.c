@@ -521,7 +521,7 @@ int hv__search_str_only(const hv__search_plan_t *p)
     static const char *const conds[] = {
         " AND ((value@K@ >= # AND value@K@ < #)))",
         " AND ((value@K@ >= #)))",
-        " AND (value = # AND (raw = # OR raw IS NULL)))",
+        " AND (value@K@ = # AND (raw = # OR raw IS NULL)))",
     };
     const char *s = p->where.data, *e;
     char *end = NULL;
