@@ -353,6 +353,21 @@ static void search_pg_has_alone_walks_row_ids_serially_as_sqlite_answers(void **
         fail_msg("_has alone: plan\n%s", plan.data);
     hv_buf_release(&plan);
     hv__search_plan_clear(&p);
+    /* With a name to drive, its candidates are sorted first (the fence) and the _has checked
+     * in that order until the page is full: the Sort lies under the semi-join, not over it. */
+    hv__search_plan_init(&p);
+    hv_buf_init(&plan, 0);
+    assert_int_equal(hv__search_plan_build(&p, "Patient", "_has:Observation:patient:code=C1&name=hasfam&_count=5", 1,
+                                           10, 100),
+                     HV_OK);
+    assert_int_equal(hv__search_has_explain(db, &p, &plan), HV_OK);
+    {
+        const char *semi = strstr(plan.data, "Semi Join"), *sort = strstr(plan.data, "Sort Key: r_1.rid");
+        if (semi == NULL || sort == NULL || sort < semi)
+            fail_msg("_has + name: plan\n%s", plan.data);
+    }
+    hv_buf_release(&plan);
+    hv__search_plan_clear(&p);
     for (int i = 0; i < NHAS; i += 2)
         at += (size_t)snprintf(expect + at, sizeof(expect) - at, "h%d ", i);
     for (size_t k = 0; k < HV_ARRAY_LEN(queries); k++) {
