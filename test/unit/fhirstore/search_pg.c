@@ -191,7 +191,10 @@ static void search_pg_str_page_reads_sp_str_rc(void **state)
         store_test_page_plan(db, "Patient", queries[i], hv__search_str_only, &plan);
         if (strstr(plan.data, exact ? "using sp_str_rc on sp_str" : "Index Only Scan using sp_str_rc on sp_str") == NULL ||
             strstr(plan.data, "Seq Scan") != NULL || strstr(plan.data, "resources_tiv") != NULL ||
-            strstr(plan.data, "Index Scan using resources_pkey on resources r") == NULL)
+            strstr(plan.data, "Index Scan using resources_pkey on resources r") == NULL ||
+            /* :exact seeks the value in the index's collation "C" (an index condition; in the
+             * column's default collation it was only a filter over every family name) */
+            (exact && strstr(plan.data, "(value)::text = 'smith'::text") == NULL))
             fail_msg("%s: plan\n%s", queries[i], plan.data);
         hv_buf_release(&plan);
     }
