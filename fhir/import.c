@@ -931,7 +931,7 @@ int hv__fhir_cmd_import(hv_engine_t *e, int argc, char **argv)
         status = HV_EXIT_FAILURE;
     }
     /* The planner's statistics of the indexes the import filled (fhir/search_combo.c). */
-    if (im.resources > 0 && hv__search_analyze(im.db) != HV_OK)
+    if (im.resources > 0 && hv__search_analyze(im.db, 0) != HV_OK)
         fprintf(stderr, "holovitals import: ANALYZE failed: %s\n", hv_db_errmsg(im.db) ? hv_db_errmsg(im.db) : "");
     hv_free(im.bare);
     draw(&im, 1);

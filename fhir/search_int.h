@@ -408,9 +408,11 @@ void hv__search_combo_enable(int on);
 /* The default _total of a search holding a top-level _has: accurate (1) or none (0, the
  * page stops at its matches; setting fhir.search_has_total, fhir/search_plan.c). */
 void hv__search_has_total_enable(int accurate);
-/* The page of a search holding a top-level _has whose total is not asked for (SQLite):
+/* The plan of the page of a search holding a top-level _has whose total is not asked for:
  * candidates in row-id order, each checked against the _has until _count + 1 match
- * (fhir/search_run.c). HV_ENOTFOUND when the plan is not of that shape. */
+ * (fhir/search_run.c), every value bound as the page binds them; SQLite's EXPLAIN QUERY
+ * PLAN details or PostgreSQL's EXPLAIN lines, one per line. HV_ENOTFOUND when the plan is
+ * not of that shape. */
 int hv__search_has_explain(hv_db_t *db, hv__search_plan_t *p, hv_buf_t *out);
 /* Steps st (rid, type, id, version, last_ms first, the JSON in column textcol), each row
  * handed to cb with the cursor of the default order (the row id); HV_DB_DONE at the end,
@@ -479,6 +481,8 @@ int hv__search_prepare_used(hv_db_t *db, const hv__search_plan_t *p, const char 
 /* The eighth migration of the index (per backend): sp_str.rid, filled, and sp_str_rc. */
 extern const char hv__search_migration8_sqlite[];
 extern const char hv__search_migration8_pg[];
+/* PostgreSQL: the partial index of token rows without a system ("|code"): fhir/search_combo.c. */
+extern const char hv__search_migration_nosys_pg[];
 /*
  * True when the plan is one string criterion alone with one value (starts-with or
  * :exact; not :contains, :text or a list), in row-id order, of one type: its page is the
@@ -531,12 +535,16 @@ int hv__search_has_rewrite(hv__search_plan_t *p, size_t start, size_t inner, int
 int hv__search_has_count(hv_db_t *db, const hv__search_plan_t *p, int64_t *count);
 int hv__search_has_count_sql(hv_db_t *db, const hv__search_plan_t *p, hv_buf_t *q);
 
-/* SQLite: the EXPLAIN QUERY PLAN details (one line each) of the statement that counts the
- * matches of p from the index alone (fhir/search_run.c); HV_ENOTFOUND when p is not counted so. */
+/* The plan (SQLite's EXPLAIN QUERY PLAN details, PostgreSQL's EXPLAIN lines, one per line) of
+ * the statement that counts the matches of p from the index alone (fhir/search_run.c);
+ * HV_ENOTFOUND when p is not counted so. */
 int hv__search_count_explain(hv_db_t *db, hv__search_plan_t *p, hv_buf_t *out);
 /* Binds the plan's values to $1..$nbinds of st (fhir/search_run.c). */
 void hv__search_bind_plan(hv_db_stmt_t *st, const hv__search_plan_t *p);
-/* Refreshes the query planner's statistics (after `holovitals import` and `reindex`). */
-int hv__search_analyze(hv_db_t *db);
+/* Refreshes the query planner's statistics (after `holovitals import` and `reindex`) of
+ * the tables a bulk write changes: on PostgreSQL those of the store's schema only, and
+ * without resources and refs when index_only is set (a reindex rewrites index rows only).
+ * SQLite analyzes the whole file (sampled). fhir/search_combo.c. */
+int hv__search_analyze(hv_db_t *db, int index_only);
 
 #endif /* HV_FHIR_SEARCH_INT_H */

@@ -457,10 +457,13 @@ static int value_clause(hv__search_plan_t *p, const char *name, hv_fhir_search_t
              * the exact string, including case and combining characters". The folded
              * equality keeps the value index's seek; the unfolded value (raw, as
              * hv__search_raw cuts it at write) decides among its rows. A row written
-             * before raw existed (NULL) matches folded, as it did, until a reindex. */
+             * before raw existed (NULL) matches folded, as it did, until a reindex.
+             * PostgreSQL: the equality in the value index's collation "C" ("@K@", as
+             * prefix_range), else it is no condition of that index and the parameter's
+             * whole range is read (every family name for family:exact=X). */
             char raw[HV__SEARCH_STR_MAX];
             hv__search_raw(v, raw, sizeof(raw));
-            sql(p, "value = ");
+            sql(p, "value@K@ = ");
             if ((rc = b_text(p, norm)) != HV_OK)
                 return rc;
             sql(p, " AND (raw = ");

@@ -391,7 +391,7 @@ int hv__fhir_cmd_reindex(hv_engine_t *e, int argc, char **argv)
         rc = hv__search_fold_done(db);
     /* The planner's statistics of the rewritten index (fhir/search_combo.c). */
     if (rc == HV_OK && total > 0)
-        rc = hv__search_analyze(db);
+        rc = hv__search_analyze(db, 1);
     secs = (double)(hv_mono_ns() - t0) / 1e9;
     if (rc != HV_OK) {
         fprintf(stderr, "holovitals reindex: failed after %zu resources: %s\n", total,

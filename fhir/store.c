@@ -101,6 +101,7 @@ static const char *const migrations_pg[] = {
     hv__search_migration_raw_pg, /* string rows' unfolded value, for :exact: fhir/search_fold.c */
     hv__search_migration_row_alias, /* phonetic reads name's rows: fhir/search_index.c, row_alias */
     hv__search_migration10_pg,   /* token rows by (value, system, row id): fhir/search_combo.c */
+    hv__search_migration_nosys_pg, /* token rows without a system ("|code"): fhir/search_combo.c */
     NULL,
 };
 

@@ -469,7 +469,7 @@ static void search_tok_page_is_a_covering_range_from_the_cursor(void **state)
         store_test_put(db, 1, j);
     }
     /* statistics as after an import (hv__search_analyze): the plan must not depend on their absence */
-    assert_int_equal(hv__search_analyze(db), HV_OK);
+    assert_int_equal(hv__search_analyze(db, 0), HV_OK);
     for (size_t i = 0; i < sizeof(queries) / sizeof(queries[0]); i++) {
         hv_buf_t plan;
         store_test_page_plan(db, "Observation", queries[i], hv__search_tok_only, &plan);
@@ -661,7 +661,7 @@ static void search_str_page_is_a_covering_range(void **state)
                  i % 20 == 0 ? "Smith" : "Jones");
         store_test_put(db, 1, j);
     }
-    assert_int_equal(hv__search_analyze(db), HV_OK);
+    assert_int_equal(hv__search_analyze(db, 0), HV_OK);
     for (size_t i = 0; i < sizeof(queries) / sizeof(queries[0]); i++) {
         hv_buf_t plan;
         int exact = strstr(queries[i], ":exact") != NULL;

@@ -19,6 +19,8 @@
 
 #define NOBS 200 /* Observations written through the store; one in ten has code "a" */
 #define NPAT 80  /* Patients; one in four is named Smith */
+#define NHAS 60  /* _has patients h<i> (store_test_put_has_population): code C1 observed for even i */
+#define NNOS 30  /* Observations q<i> of code "n": without a system when i % 3 == 0, else of system urn:x */
 
 static const char *pg_url;
 static char pg_name[64];
@@ -27,10 +29,10 @@ static hv_db_t *pg_db; /* the group's store (pg_setup) */
 /*
  * A fresh fhir schema on the server with NOBS Observations and NPAT Patients written by the
  * store, then rows of other resources and index rows of other values added in bulk (20,000
- * resources, 20,000 token and 20,000 string rows) so that the tables are large enough for the
- * planner's choice between an index and a scan to be the one a real store gets, then VACUUM
- * and ANALYZE of those tables (hv__search_analyze's plain ANALYZE reads every schema of the database: 16 s
- * beside a 1M store). Shared by the group's tests, which only read.
+ * resources, 20,000 token, 20,000 string and 20,000 _has rows) so that the tables are large
+ * enough for the planner's choice between an index and a scan to be the one a real store
+ * gets, then VACUUM (as autovacuum would) and ANALYZE of the store's tables
+ * (hv__search_analyze, as after an import). Shared by the group's tests, which only read.
  */
 static int pg_setup(void **state)
 {
@@ -56,6 +58,16 @@ static int pg_setup(void **state)
                  i, i % 10 == 0 ? "a" : "b");
         store_test_put(db, 1, j);
     }
+    for (int i = 0; i < NHAS; i++)
+        store_test_put_has_population(db, "h", i);
+    for (int i = 0; i < NNOS; i++) {
+        char j[256];
+        snprintf(j, sizeof(j),
+                 "{\"resourceType\":\"Observation\",\"id\":\"q%d\",\"status\":\"final\",\"code\":{\"coding\":["
+                 "{%s\"code\":\"n\"}]}}",
+                 i, i % 3 == 0 ? "" : "\"system\":\"urn:x\",");
+        store_test_put(db, 1, j);
+    }
     for (int i = 0; i < NPAT; i++) {
         char j[256];
         snprintf(j, sizeof(j), "{\"resourceType\":\"Patient\",\"id\":\"p%d\",\"name\":[{\"family\":\"%s\"}]}", i,
@@ -68,13 +80,20 @@ static int pg_setup(void **state)
                                     " 'x' || g, 'code', 'http://loinc.org', 'z' || (g % 50), 100000 + g FROM"
                                     " generate_series(1, 20000) g;"
                                     "INSERT INTO sp_str (type, id, code, value, rid) SELECT 'Patient', 'y' || g,"
-                                    " 'name', 'n' || (g % 500), 200000 + g FROM generate_series(1, 20000) g"),
+                                    " 'name', 'n' || (g % 500), 200000 + g FROM generate_series(1, 20000) g;"
+                                    /* many Observations of code C1 whose patients are not stored: a
+                                     * _has of C1 read whole is 20,000 index entries, as it is large
+                                     * at 1M, so a plan that reads it all is the costly one */
+                                    "INSERT INTO sp_reftok (type, id, rcode, rtype, rid, tcode, tsys, tval) SELECT"
+                                    " 'Observation', 'zo' || g, 'patient', 'Patient', 'zz' || g, 'code',"
+                                    " 'http://loinc.org', 'C1' FROM generate_series(1, 20000) g"),
                      HV_OK);
     assert_int_equal(hv_db_commit(db), HV_OK);
     /* VACUUM as autovacuum does on a real store: it sets the visibility map, without which
      * PostgreSQL costs an index-only scan as a heap fetch per row and the choice between it
      * and a bitmap scan turns on a few rows (it did when the Patients' phonetic rows went). */
     assert_int_equal(hv_db_exec(db, "VACUUM (ANALYZE) resources, sp_tok, sp_str"), HV_OK);
+    assert_int_equal(hv__search_analyze(db, 0), HV_OK);
     pg_db = db;
     return 0;
 }
@@ -181,11 +200,197 @@ static void search_pg_str_page_reads_sp_str_rc(void **state)
         if ((strstr(plan.data, exact ? "using sp_str_rc on sp_str" : "Index Only Scan using sp_str_rc on sp_str") == NULL &&
              (exact || strstr(plan.data, "Bitmap Index Scan on sp_str_rc") == NULL)) ||
             strstr(plan.data, "Seq Scan") != NULL || strstr(plan.data, "resources_tiv") != NULL ||
-            strstr(plan.data, "Index Scan using resources_pkey on resources r") == NULL)
+            strstr(plan.data, "Index Scan using resources_pkey on resources r") == NULL ||
+            /* :exact seeks the value in the index's collation "C" (an index condition; in the
+             * column's default collation it was only a filter over every family name) */
+            (exact && strstr(plan.data, "(value)::text = 'smith'::text") == NULL))
             fail_msg("%s: plan\n%s", queries[i], plan.data);
         hv_buf_release(&plan);
     }
     pg_pages(db, "Patient", "name=smi", 7, "p", NPAT, 4);
+}
+
+/* How many times table of schema has been analyzed by an ANALYZE command (not autovacuum's). */
+static int64_t analyze_count(hv_db_t *db, const char *schema, const char *table)
+{
+    hv_db_stmt_t *st = NULL;
+    int64_t n = -1;
+    assert_int_equal(hv_db_prepare(db, "SELECT analyze_count FROM pg_stat_user_tables WHERE schemaname = $1 AND"
+                                       " relname = $2", &st), HV_OK);
+    hv_db_bind_text(st, 1, schema, strlen(schema));
+    hv_db_bind_text(st, 2, table, strlen(table));
+    if (hv_db_step(st) == HV_DB_ROW)
+        n = hv_db_column_int64(st, 0);
+    hv_db_done(st);
+    if (n < 0)
+        fail_msg("no statistics row for %s.%s", schema, table);
+    return n;
+}
+
+/*
+ * hv__search_analyze on PostgreSQL analyzes the tables a bulk write changed, in the store's
+ * schema only: after a reindex (index_only) the index tables but not resources; after an
+ * import resources too; never a table of another schema of the database, nor a table of
+ * the store that bulk writes do not fill (export_jobs). A plain ANALYZE (before) read them all.
+ */
+static void search_pg_analyze_reads_only_the_store_tables_it_changed(void **state)
+{
+    static const char *const index[] = {"sp_str", "sp_tok", "sp_ref", "sp_date", "sp_num", "sp_uri", "sp_geo",
+                                        "sp_tokdate", "sp_tokqty", "sp_reftok"};
+    hv_db_t *db = pg_db;
+    char other[96], sql[512];
+    int64_t before[HV_ARRAY_LEN(index)], res, refs, jobs, oth;
+    (void)state;
+    snprintf(other, sizeof(other), "%s_other", pg_name);
+    snprintf(sql, sizeof(sql), "DROP SCHEMA IF EXISTS \"%s\" CASCADE; CREATE SCHEMA \"%s\"; CREATE TABLE \"%s\".t (a int);"
+             " INSERT INTO \"%s\".t VALUES (1)", other, other, other, other);
+    assert_int_equal(hv_db_exec(db, sql), HV_OK);
+    for (size_t i = 0; i < HV_ARRAY_LEN(index); i++)
+        before[i] = analyze_count(db, pg_name, index[i]);
+    res = analyze_count(db, pg_name, "resources");
+    refs = analyze_count(db, pg_name, "refs");
+    jobs = analyze_count(db, pg_name, "export_jobs");
+    oth = analyze_count(db, other, "t");
+    assert_int_equal(hv__search_analyze(db, 1), HV_OK);
+    for (size_t i = 0; i < HV_ARRAY_LEN(index); i++)
+        if (analyze_count(db, pg_name, index[i]) != before[i] + 1)
+            fail_msg("reindex: %s was not analyzed once", index[i]);
+    assert_int_equal(analyze_count(db, pg_name, "resources"), res);
+    assert_int_equal(analyze_count(db, pg_name, "refs"), refs);
+    assert_int_equal(hv__search_analyze(db, 0), HV_OK);
+    assert_int_equal(analyze_count(db, pg_name, "resources"), res + 1);
+    assert_int_equal(analyze_count(db, pg_name, "refs"), refs + 1);
+    assert_int_equal(analyze_count(db, pg_name, "sp_tok"), before[1] + 2);
+    assert_int_equal(analyze_count(db, pg_name, "export_jobs"), jobs);
+    assert_int_equal(analyze_count(db, other, "t"), oth);
+    snprintf(sql, sizeof(sql), "DROP SCHEMA \"%s\" CASCADE", other);
+    assert_int_equal(hv_db_exec(db, sql), HV_OK);
+}
+
+/*
+ * "|code" (no system) reads the partial index sp_tok_nosys (PostgreSQL migration of
+ * fhir/search_combo.c), in row-id order, for the page and for the count — not the value's
+ * whole range of sp_tok_rc, which holds the rows of every system — and finds exactly the
+ * rows without a system, page after page, with their total.
+ */
+static void search_pg_no_system_token_reads_its_partial_index(void **state)
+{
+    hv_db_t *db = pg_db;
+    hv_buf_t plan;
+    hv__search_plan_t p;
+    (void)state;
+    store_test_page_plan(db, "Observation", "code=|n", hv__search_tok_only, &plan);
+    if (strstr(plan.data, "using sp_tok_nosys on sp_tok") == NULL || strstr(plan.data, "Seq Scan") != NULL ||
+        strstr(plan.data, "Sort Key") != NULL)
+        fail_msg("code=|n: page plan\n%s", plan.data);
+    hv_buf_release(&plan);
+    hv__search_plan_init(&p);
+    hv_buf_init(&plan, 0);
+    assert_int_equal(hv__search_plan_build(&p, "Observation", "code=|n&_total=accurate", 1, 10, 100), HV_OK);
+    assert_int_equal(hv__search_count_explain(db, &p, &plan), HV_OK);
+    if (strstr(plan.data, "using sp_tok_nosys on sp_tok") == NULL || strstr(plan.data, "Seq Scan") != NULL)
+        fail_msg("code=|n: count plan\n%s", plan.data);
+    hv_buf_release(&plan);
+    hv__search_plan_clear(&p);
+    pg_pages(db, "Observation", "code=|n", 3, "q", NNOS, 3);
+}
+
+/* The ids of every page of query on type (pages of count, cursor after cursor), in order,
+ * each followed by a space, into ids (of size cap). */
+static void all_pages(hv_db_t *db, const char *type, const char *query, int count, char *ids, size_t cap)
+{
+    char q[256], cur[32] = "";
+    size_t at = 0;
+    ids[0] = '\0';
+    for (int pages = 0; pages < 100; pages++) {
+        hv__search_plan_t p;
+        page_t pg;
+        int64_t total = -1;
+        memset(&pg, 0, sizeof(pg));
+        snprintf(q, sizeof(q), "%s&_count=%d%s%s", query, count, cur[0] ? "&_cursor=" : "", cur);
+        hv__search_plan_init(&p);
+        assert_int_equal(hv__search_plan_build(&p, type, q, 1, 10, 100), HV_OK);
+        assert_int_equal(hv__search_plan_run(db, &p, collect, &pg, &total), HV_OK);
+        hv__search_plan_clear(&p);
+        for (int i = 0; i < pg.n && i < count; i++) {
+            int n = snprintf(ids + at, cap - at, "%s ", pg.ids[i]);
+            assert_true(n > 0 && (size_t)n < cap - at);
+            at += (size_t)n;
+        }
+        if (pg.n <= count)
+            return;
+        snprintf(cur, sizeof(cur), "%.31s", pg.cursors[count - 1]);
+    }
+    fail_msg("%s: more than 100 pages", query);
+}
+
+/*
+ * A _has alone (Patient?_has:Observation:patient:code=C1, its page without a total) on
+ * PostgreSQL: the candidates are not fenced into a sub-select planned for all its rows
+ * (before: a scan of resources, an anti-join and a sort of every Patient, 0.8-0.95 s at
+ * 1M) but walked in row-id order through resources_pkey until the page is full, serially
+ * (no Gather: two workers for a page of 51); and its pages, cursor after cursor, are the
+ * same ids SQLite's store returns for the same resources, which are the expected ones.
+ */
+static void search_pg_has_alone_walks_row_ids_serially_as_sqlite_answers(void **state)
+{
+    static const char *const queries[] = {"_has:Observation:patient:code=C1", "_has:Observation:subject:code=C2",
+                                          "_has:Observation:patient:code=C1&name=hasfam"};
+    hv_db_t *db = pg_db, *lite = store_test_db();
+    char want[2048], got[2048], expect[2048];
+    size_t at = 0;
+    hv__search_plan_t p;
+    hv_buf_t plan;
+    (void)state;
+    for (int i = 0; i < NHAS; i++)
+        store_test_put_has_population(lite, "h", i);
+    hv__search_plan_init(&p);
+    hv_buf_init(&plan, 0);
+    assert_int_equal(hv__search_plan_build(&p, "Patient", "_has:Observation:patient:code=C1&_count=5", 1, 10, 100),
+                     HV_OK);
+    /* Parallel plans made free, so that only has_page's own serial setting keeps them out;
+     * the session's value comes back after it. */
+    assert_int_equal(hv_db_exec(db, "SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0;"
+                                    " SET min_parallel_table_scan_size = 0; SET min_parallel_index_scan_size = 0;"
+                                    " SET max_parallel_workers_per_gather = 3"),
+                     HV_OK);
+    assert_int_equal(hv__search_has_explain(db, &p, &plan), HV_OK);
+    assert_int_equal(store_test_count(db, "SELECT current_setting('max_parallel_workers_per_gather')::int"), 3);
+    assert_int_equal(hv_db_exec(db, "RESET parallel_setup_cost; RESET parallel_tuple_cost; RESET"
+                                    " min_parallel_table_scan_size; RESET min_parallel_index_scan_size;"
+                                    " RESET max_parallel_workers_per_gather"),
+                     HV_OK);
+    if (strstr(plan.data, "Index Scan using resources_pkey on resources r") == NULL || strstr(plan.data, "Gather") != NULL ||
+        strstr(plan.data, "Sort") != NULL || strstr(plan.data, "Seq Scan on resources") != NULL)
+        fail_msg("_has alone: plan\n%s", plan.data);
+    hv_buf_release(&plan);
+    hv__search_plan_clear(&p);
+    /* With a name to drive, its candidates are sorted first (the fence) and the _has checked
+     * in that order until the page is full: the Sort lies under the semi-join, not over it. */
+    hv__search_plan_init(&p);
+    hv_buf_init(&plan, 0);
+    assert_int_equal(hv__search_plan_build(&p, "Patient", "_has:Observation:patient:code=C1&name=hasfam&_count=5", 1,
+                                           10, 100),
+                     HV_OK);
+    assert_int_equal(hv__search_has_explain(db, &p, &plan), HV_OK);
+    {
+        const char *semi = strstr(plan.data, "Semi Join"), *sort = strstr(plan.data, "Sort Key: r_1.rid");
+        if (semi == NULL || sort == NULL || sort < semi)
+            fail_msg("_has + name: plan\n%s", plan.data);
+    }
+    hv_buf_release(&plan);
+    hv__search_plan_clear(&p);
+    for (int i = 0; i < NHAS; i += 2)
+        at += (size_t)snprintf(expect + at, sizeof(expect) - at, "h%d ", i);
+    for (size_t k = 0; k < HV_ARRAY_LEN(queries); k++) {
+        all_pages(lite, "Patient", queries[k], 7, want, sizeof(want));
+        all_pages(db, "Patient", queries[k], 7, got, sizeof(got));
+        if (strcmp(want, got) != 0)
+            fail_msg("%s: PostgreSQL\n%s\nSQLite\n%s", queries[k], got, want);
+        if (k == 0 && strcmp(got, expect) != 0)
+            fail_msg("%s: %s, expected %s", queries[k], got, expect);
+    }
+    store_test_db_close(lite);
 }
 
 int run_search_pg_tests(void)
@@ -193,6 +398,9 @@ int run_search_pg_tests(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(search_pg_tok_page_reads_sp_tok_sr_in_row_id_order),
         cmocka_unit_test(search_pg_str_page_reads_sp_str_rc),
+        cmocka_unit_test(search_pg_analyze_reads_only_the_store_tables_it_changed),
+        cmocka_unit_test(search_pg_no_system_token_reads_its_partial_index),
+        cmocka_unit_test(search_pg_has_alone_walks_row_ids_serially_as_sqlite_answers),
     };
     pg_url = getenv("HV_TEST_PG_URL");
     if (pg_url == NULL || pg_url[0] == '\0') {
