@@ -25,8 +25,10 @@
  * the AuditEvent JSON itself. The AuditEvent is rendered from the row on read.
  *
  * hash = hex(SHA-256(prev_hash "\n" seq "\n" recorded "\n" action "\n" subtype "\n"
- *        outcome "\n" who "\n" role "\n" ip "\n" patients "\n" content)); the first
- * record's prev_hash is 64 zeros. Altering any hashed column, deleting or inserting
+ *        outcome "\n" who "\n" role "\n" ip "\n" patients "\n" content)) — hash format 1
+ * (text), for rows and blocks of formats 1 and 2 — or, for records in blocks of format 3
+ * (written from session 8 on), SHA-256 over the fixed-width binary fields of
+ * chain.c hv__audit_hash3 (hash format 3); the first record's prev_hash is 64 zeros. Altering any hashed column, deleting or inserting
  * a record breaks the chain; deleting the newest records is found by the latest
  * signed checkpoint.
  */
@@ -45,6 +47,11 @@
 #define HV__AUDIT_PG_LOCK "SELECT pg_advisory_xact_lock(4851537455616839681)"
 
 #define HV__AUDIT_ZERO_HASH "0000000000000000000000000000000000000000000000000000000000000000"
+
+/* The input a record's hash is taken over (hv__arec_t.hfmt): text (format 1; 0 is read as
+ * 1) or binary (format 3: chain.c hv__audit_hash3). */
+#define HV__HASH_TEXT 1
+#define HV__HASH_BIN 3
 
 /* One event on its way to the store. Strings live in arena. */
 typedef struct hv__aev {
@@ -243,6 +250,18 @@ void hv__audit_hash(const char *prev, int64_t seq, int64_t recorded, const char 
 void hv__audit_hash_bin(const char *prev, int64_t seq, int64_t recorded, const char *action, const char *subtype,
                         int outcome, const char *who, const char *role, const char *ip, const char *patients,
                         const char *content, size_t clen, char out[65], unsigned char bin[32]);
+/* Hash format 3: SHA-256 of the binary input (see chain.c) of a record whose strings are
+ * s[0..5] = subtype, who, role, ip, patients, content with lengths l, after prev (32 bytes). */
+void hv__audit_hash3(const unsigned char prev[32], int64_t seq, int64_t recorded, int outcome, char action,
+                     const char *const s[6], const size_t l[6], unsigned char out[32]);
+/* The hash (hex) of a record in hash format hfmt (HV__HASH_TEXT or HV__HASH_BIN), prev as
+ * hex; for HV__HASH_BIN a prev that is not 64 hex digits or an action that is not one
+ * letter gives a hash that matches nothing. */
+void hv__audit_hash_fmt(int hfmt, const char *prev, int64_t seq, int64_t recorded, const char *action,
+                        const char *subtype, int outcome, const char *who, const char *role, const char *ip,
+                        const char *patients, const char *content, size_t clen, char out[65]);
+/* 64 lower-case hex digits (then NUL) to 32 bytes: 1, or 0 for anything else. */
+int hv__audit_unhex32(const char *hex, unsigned char out[32]);
 const char *const *hv__audit_migrations(hv_db_t *db);
 /* Storage job: appends ev (arg) to the chain (reads the tail, then appends). */
 int hv__audit_append_job(hv_db_t *db, void *arg);
@@ -318,6 +337,7 @@ int hv__journal_decode_own(const unsigned char *frame, size_t *used, hv__aev_t *
 typedef struct hv__arec {
     int64_t seq, recorded;
     int outcome, breakglass;
+    int hfmt; /* HV__HASH_TEXT or HV__HASH_BIN: the input of its hash (block format 3: binary) */
     char action[2];
     const char *subtype, *who, *role, *ip, *patients, *content;
     size_t clen;
@@ -347,7 +367,7 @@ void hv__audit_scan_init(hv__ascan_t *f);
  * long as the block does. */
 typedef struct hv__ablock_rd {
     const unsigned char *p, *end;
-    int fmt; /* 1 or 2 */
+    int fmt; /* 1, 2 or 3 */
     size_t n; /* records read */
     int64_t seq, recorded;
     const char *s[6];
@@ -361,6 +381,7 @@ int hv__audit_block_next(hv__ablock_rd_t *rd, hv__arec_t *r);
  * before, so the strings of the record put last must stay valid until the next put. */
 typedef struct hv__ablock_wr {
     size_t n;
+    int hfmt; /* the hash format of its records (the first put's): format 2 or 3 */
     int64_t seq, recorded;
     const char *s[6];
     size_t l[6];
@@ -368,8 +389,10 @@ typedef struct hv__ablock_wr {
 void hv__audit_block_wr_init(hv__ablock_wr_t *w);
 /* Appends r (seq, recorded, outcome, action, breakglass, the six strings with clen, hash
  * as 64 hex digits) to the block being built in out; the first put writes the format's
- * magic; bin, when not NULL, is the hash's 32 bytes (then r->hash is not read). HV_EINVAL
- * (nothing written) for a bad action or hash. */
+ * magic: "HVB3" when r->hfmt is HV__HASH_BIN, else "HVB2" (the record format is the same,
+ * the magic says which input the hashes are over); bin, when not NULL, is the hash's 32
+ * bytes (then r->hash is not read). HV_EINVAL (nothing written) for a bad action or hash,
+ * or a record whose hash format differs from the block's. */
 int hv__audit_block_put(hv_buf_t *out, hv__ablock_wr_t *w, const hv__arec_t *r, const unsigned char *bin);
 /* 1 when db stores new records in blocks (SQLite), 0 for rows (PostgreSQL). */
 int hv__audit_has_blocks(hv_db_t *db);
