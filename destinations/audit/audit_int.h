@@ -79,6 +79,10 @@ typedef struct hv__aev {
      * storage job decodes them into events (module.c expand_runs). 0 for an event. */
     const unsigned char *run_first, *run_end;
     size_t run_n;
+    /* Decoded from an HVJ3 frame (journal.c decode_src): the frame's bytes from break-glass
+     * to source, which the stored content is made of. */
+    const unsigned char *cspan;
+    size_t cspan_len;
 } hv__aev_t;
 
 /* The facts of one record as the loop thread has them (record.c), in the order of an
@@ -324,8 +328,10 @@ int hv__journal_encode_src(const hv__arec_src_t *r, int64_t jid, uint64_t gen, h
 /* Decodes an HVJ3 frame this process wrote (hv__journal_write_src) into ev with its
  * stored content: ev's strings point into the frame, which must outlive ev (a copy in
  * ev's arena: module.c expand_runs), and its content is in ev's arena (not to be
- * released). Storage thread. */
-int hv__journal_decode_own(const unsigned char *frame, size_t *used, hv__aev_t *ev);
+ * released). like, when not NULL, is the record decoded just before from the same copy
+ * (same arena): a content and a patient list equal to its are shared, not built again.
+ * Storage thread. */
+int hv__journal_decode_own(const unsigned char *frame, size_t *used, hv__aev_t *ev, const hv__aev_t *like);
 
 
 /* block.c: the trail in blocks (SQLite, migration 6); see block.c for the format. */

@@ -365,6 +365,7 @@ static int write_block(hv_db_t *db, hv__aev_t *head, hv__aev_t *stop, char prev[
     char block_prev[65], *hash = r.hash;
     unsigned char bin[32];
     int64_t first = *next_seq, seq = first, rmin = INT64_MAX, rmax = INT64_MIN, n = 0;
+    const char **last_pats = NULL;
     int rc = HV_OK;
     memcpy(block_prev, prev, 65);
     if (!hv__audit_unhex32(prev, bin)) return HV_EINVAL; /* the chain's tail is always a hash */
@@ -388,10 +389,14 @@ static int write_block(hv_db_t *db, hv__aev_t *head, hv__aev_t *stop, char prev[
         r.action[0] = ev->action[0];
         /* bin holds the previous record's digest on entry and this record's after. */
         hv__audit_hash3(bin, seq, ev->recorded, ev->outcome, ev->action[0], s, l, bin);
+        /* A user or patient list the record before had is in the sets already (a run of
+         * one user's reads shares its patient list: journal.c decode_src). */
+        int same_who = w.n > 0 && l[1] == w.l[1] && memcmp(s[1], w.s[1], l[1]) == 0;
         rc = block_put_l(buf, &w, &r, s, l, bin);
-        if (rc == HV_OK && strset_add(&who, s[1]) < 0) rc = HV_ENOMEM;
-        for (size_t i = 0; rc == HV_OK && i < ev->np; i++)
+        if (rc == HV_OK && !same_who && strset_add(&who, s[1]) < 0) rc = HV_ENOMEM;
+        for (size_t i = 0; rc == HV_OK && ev->patients != last_pats && i < ev->np; i++)
             if (strset_add(&pat, ev->patients[i]) < 0) rc = HV_ENOMEM;
+        last_pats = ev->patients;
         if (rc == HV_OK && a != NULL && a->key != NULL && a->checkpoint_every > 0 && seq % a->checkpoint_every == 0) {
             char sig[160];
             int64_t now = (int64_t)hv_now_ms();

@@ -151,7 +151,7 @@ static int expand_runs(batch_t *b) {
             hv__aev_t *ev = &m->ev[i];
             ev->a = b->a;
             ev->arena = m->arena;
-            rc = p + 12 <= end ? hv__journal_decode_own(p, &used, ev) : HV_EPROTO;
+            rc = p + 12 <= end ? hv__journal_decode_own(p, &used, ev, i > 0 ? &m->ev[i - 1] : NULL) : HV_EPROTO;
             if (rc == HV_OK && used > (size_t)(end - p)) rc = HV_EPROTO;
             p += used;
             ev->on_done = run_ev_done;
