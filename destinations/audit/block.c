@@ -8,9 +8,9 @@
  *   audit_block_patient  (patient, seq_first): the blocks that name the patient (the
  *                        access log's index: one row per block and patient, not per event)
  *
- * Every record keeps its own place in the one hash chain (chain.c hv__audit_hash, the
- * same bytes and the same hash a row would have had), so a trail of old rows followed by
- * blocks is one chain, archives hold the same per-record lines, and a record altered
+ * Every record keeps its own place in the one hash chain (each record's hash links to
+ * the one before, whichever its format), so a trail of old rows followed by blocks is one
+ * chain, archives hold the same per-record lines, and a record altered
  * inside a block is found and named by its sequence number. prev_hash is the hash of the
  * record before the block, hash the hash of its last record.
  *
@@ -33,8 +33,14 @@
  *   varint zigzag(outcome) (varint: LEB128, at most 10 bytes)
  *   each string whose bit is clear: varint length, bytes, NUL (only content may hold NULs)
  *   32 bytes: the record's hash (binary)
- * The hashed bytes are the same in both formats (hv__audit_hash of the record's fields),
- * so the format of a block changes nothing of the chain.
+ * In formats 1 and 2 each record's hash is over the text input (hash format 1,
+ * chain.c hv__audit_hash), as a row's is.
+ *
+ * records, format 3 (written from session 8 on): "HVB3", then the records coded exactly
+ * as in format 2; each record's hash is over the binary input (hash format 3, chain.c
+ * hv__audit_hash3), chained on the previous digest's bytes. The magic is what tells a
+ * reader (and verify) which input a record's hash is over; a store holds blocks of all
+ * three formats, and the chain runs through them.
  *
  * PostgreSQL keeps one row per record (chain.c).
  */
