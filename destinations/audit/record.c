@@ -34,6 +34,7 @@
 #include "engine/auth/auth.h"
 
 #include <string.h>
+#include <strings.h>
 
 #define HV__SCAN_CACHE 64
 #define HV__SCAN_CACHE_BODY 8192u
@@ -158,6 +159,22 @@ static void put(hv__arec_src_t *r, int i, const char *s, size_t max) {
     r->l[i] = max == SIZE_MAX ? strlen(s) : strnlen(s, max);
 }
 
+/*
+ * The first X-Purpose-Of-Use (into *purpose, when purpose is not NULL) and X-Break-Glass
+ * header of req, as hv_http_req_header finds them (the first of each name, any case), in
+ * one pass over the headers: a name not starting with "X-" is passed over on two bytes.
+ */
+static void find_headers(const hv_http_req_t *req, const char **purpose, const char **bg) {
+    const char *name, *value, *p = NULL, *b = NULL;
+    for (size_t i = 0; hv_http_req_header_at(req, i, &name, &value) == HV_OK; i++) {
+        if ((name[0] != 'x' && name[0] != 'X') || name[1] != '-') continue;
+        if (p == NULL && purpose != NULL && strcasecmp(name, "X-Purpose-Of-Use") == 0) p = value;
+        else if (b == NULL && strcasecmp(name, "X-Break-Glass") == 0) b = value;
+    }
+    if (purpose != NULL) *purpose = p;
+    *bg = b;
+}
+
 int hv__audit_rec_gather(const hv_audit_event_t *in, hv_arena_t *arena, hv__arec_src_t *r) {
     const hv_auth_principal_t *p = in->req ? hv_auth_principal(in->req) : NULL;
     const char *user = in->user, *role = in->role, *client = in->client_id, *ip = in->ip, *purpose = in->purpose;
@@ -188,8 +205,7 @@ int hv__audit_rec_gather(const hv_audit_event_t *in, hv_arena_t *arena, hv__arec
                 ip = peer;
             }
         }
-        if (purpose == NULL) purpose = hv_http_req_header(in->req, "X-Purpose-Of-Use");
-        bg = hv_http_req_header(in->req, "X-Break-Glass");
+        find_headers(in->req, purpose == NULL ? &purpose : NULL, &bg);
     }
     r->recorded = (int64_t)hv_now_ms();
     r->outcome = in->outcome;

@@ -541,6 +541,49 @@ class Alerts(AuditCase):
         st, rep = eng.get_json("/compliance/report", headers=adm)
         self.assertEqual(rep["break_glass"], 1)
 
+    def test_read_event_matches_the_classified_vread(self):
+        # A 200 instance read is recorded from the read route's own parameters (module.c
+        # read_route); a vread of the same version goes through the path classifier. Both
+        # must render the same AuditEvent but for the subtype and the record's own fields;
+        # the purpose-of-use and break-glass headers are found in any case, first one wins.
+        eng = self.audit_engine(config=self.CONFIG)
+        adm = self.token(eng, "admin")
+        self.seed(eng, adm, 2)
+        alice = self.token(eng, "alice")
+        h = dict(alice)
+        h["x-purpose-of-use"] = "TREAT"
+        h["X-BREAK-GLASS"] = "ED"
+        for path in ("/fhir/Observation/o2", "/fhir/Observation/o2/_history/1", "/fhir/Patient/p1",
+                     "/fhir/Patient/p1/_history/1"):
+            self.assertEqual(eng.get(path, headers=h)[0], 200, path)
+        self.assertEqual(eng.get("/fhir/Patient/nope", headers=h)[0], 404)
+        deadline = time.monotonic() + 5
+        while True:
+            got = [e for e in self.events(eng, adm, "&user=alice") if e["subtype"][0]["code"] in ("read", "vread")]
+            if len(got) >= 5 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        self.assertEqual([e["subtype"][0]["code"] for e in got], ["read", "vread", "read", "vread", "read"])
+
+        def same(e):
+            e = json.loads(json.dumps(e))
+            for k in ("id", "meta", "recorded", "period", "subtype", "text"):
+                e.pop(k, None)
+            return e
+
+        self.assertEqual(same(got[0]), same(got[1]))
+        self.assertEqual(same(got[2]), same(got[3]))
+        obs, pat, miss = got[0], got[2], got[4]
+        self.assertEqual(obs["agent"][0]["who"]["identifier"]["value"], "alice")
+        self.assertEqual(obs["purposeOfEvent"][0]["coding"][0]["code"], "ETREAT")
+        self.assertEqual(obs["purposeOfEvent"][0]["text"], "ED")
+        whats = [en["what"].get("reference") for en in obs["entity"] if "what" in en]
+        self.assertIn("Observation/o2", whats)
+        self.assertIn("Patient/p2", whats)
+        self.assertIn("Patient/p1", [en["what"].get("reference") for en in pat["entity"] if "what" in en])
+        self.assertEqual(miss["outcome"], "4")
+        self.assertIn("Patient/nope", [en["what"].get("reference") for en in miss["entity"] if "what" in en])
+
     def test_after_hours_and_external_alerts(self):
         # a permitted window that excludes the current minute
         now = time.gmtime()
