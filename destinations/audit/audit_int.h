@@ -228,7 +228,8 @@ size_t hv__audit_scan_patients(const char *text, size_t len, hv_arena_t *arena, 
                                size_t max);
 /* record.c: hv__audit_scan_patients through a cache of the last body answered per request
  * path (a copy, compared whole): the same ids, order and cap as scanning text after what
- * ids holds. Loop thread. */
+ * ids holds. The ids it adds are not copied: they stay valid as long as arena and until
+ * the next call (a cache entry's ids are replaced only by a later scan). Loop thread. */
 int hv__audit_scan_cached(hv__audit_t *a, const char *path, const char *text, size_t len, hv_arena_t *arena,
                           const char **ids, size_t *n, size_t max);
 void hv__audit_scan_cache_free(hv__audit_t *a);
