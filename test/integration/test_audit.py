@@ -557,13 +557,16 @@ class Alerts(AuditCase):
                      "/fhir/Patient/p1/_history/1"):
             self.assertEqual(eng.get(path, headers=h)[0], 200, path)
         self.assertEqual(eng.get("/fhir/Patient/nope", headers=h)[0], 404)
+        self.assertEqual(eng.get("/fhir/Patient/p2", headers=dict(alice, **{"x-PURPOSE-of-use": "TREAT"}))[0], 200)
         deadline = time.monotonic() + 5
         while True:
             got = [e for e in self.events(eng, adm, "&user=alice") if e["subtype"][0]["code"] in ("read", "vread")]
-            if len(got) >= 5 or time.monotonic() > deadline:
+            if len(got) >= 6 or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
-        self.assertEqual([e["subtype"][0]["code"] for e in got], ["read", "vread", "read", "vread", "read"])
+        self.assertEqual([e["subtype"][0]["code"] for e in got], ["read", "vread", "read", "vread", "read", "read"])
+        self.assertEqual(got[5]["purposeOfEvent"][0]["coding"][0]["code"], "TREAT")
+        self.assertNotIn("text", got[5]["purposeOfEvent"][0])
 
         def same(e):
             e = json.loads(json.dumps(e))
