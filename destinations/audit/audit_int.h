@@ -25,8 +25,10 @@
  * the AuditEvent JSON itself. The AuditEvent is rendered from the row on read.
  *
  * hash = hex(SHA-256(prev_hash "\n" seq "\n" recorded "\n" action "\n" subtype "\n"
- *        outcome "\n" who "\n" role "\n" ip "\n" patients "\n" content)); the first
- * record's prev_hash is 64 zeros. Altering any hashed column, deleting or inserting
+ *        outcome "\n" who "\n" role "\n" ip "\n" patients "\n" content)) — hash format 1
+ * (text), for rows and blocks of formats 1 and 2 — or, for records in blocks of format 3
+ * (written from session 8 on), SHA-256 over the fixed-width binary fields of
+ * chain.c hv__audit_hash3 (hash format 3); the first record's prev_hash is 64 zeros. Altering any hashed column, deleting or inserting
  * a record breaks the chain; deleting the newest records is found by the latest
  * signed checkpoint.
  */
@@ -45,6 +47,11 @@
 #define HV__AUDIT_PG_LOCK "SELECT pg_advisory_xact_lock(4851537455616839681)"
 
 #define HV__AUDIT_ZERO_HASH "0000000000000000000000000000000000000000000000000000000000000000"
+
+/* The input a record's hash is taken over (hv__arec_t.hfmt): text (format 1; 0 is read as
+ * 1) or binary (format 3: chain.c hv__audit_hash3). */
+#define HV__HASH_TEXT 1
+#define HV__HASH_BIN 3
 
 /* One event on its way to the store. Strings live in arena. */
 typedef struct hv__aev {
@@ -72,6 +79,10 @@ typedef struct hv__aev {
      * storage job decodes them into events (module.c expand_runs). 0 for an event. */
     const unsigned char *run_first, *run_end;
     size_t run_n;
+    /* Decoded from an HVJ3 frame (journal.c decode_src): the frame's bytes from break-glass
+     * to source, which the stored content is made of. */
+    const unsigned char *cspan;
+    size_t cspan_len;
 } hv__aev_t;
 
 /* The facts of one record as the loop thread has them (record.c), in the order of an
@@ -217,7 +228,8 @@ size_t hv__audit_scan_patients(const char *text, size_t len, hv_arena_t *arena, 
                                size_t max);
 /* record.c: hv__audit_scan_patients through a cache of the last body answered per request
  * path (a copy, compared whole): the same ids, order and cap as scanning text after what
- * ids holds. Loop thread. */
+ * ids holds. The ids it adds are not copied: they stay valid as long as arena and until
+ * the next call (a cache entry's ids are replaced only by a later scan). Loop thread. */
 int hv__audit_scan_cached(hv__audit_t *a, const char *path, const char *text, size_t len, hv_arena_t *arena,
                           const char **ids, size_t *n, size_t max);
 void hv__audit_scan_cache_free(hv__audit_t *a);
@@ -243,6 +255,18 @@ void hv__audit_hash(const char *prev, int64_t seq, int64_t recorded, const char 
 void hv__audit_hash_bin(const char *prev, int64_t seq, int64_t recorded, const char *action, const char *subtype,
                         int outcome, const char *who, const char *role, const char *ip, const char *patients,
                         const char *content, size_t clen, char out[65], unsigned char bin[32]);
+/* Hash format 3: SHA-256 of the binary input (see chain.c) of a record whose strings are
+ * s[0..5] = subtype, who, role, ip, patients, content with lengths l, after prev (32 bytes). */
+void hv__audit_hash3(const unsigned char prev[32], int64_t seq, int64_t recorded, int outcome, char action,
+                     const char *const s[6], const size_t l[6], unsigned char out[32]);
+/* The hash (hex) of a record in hash format hfmt (HV__HASH_TEXT or HV__HASH_BIN), prev as
+ * hex; for HV__HASH_BIN a prev that is not 64 hex digits or an action that is not one
+ * letter gives a hash that matches nothing. */
+void hv__audit_hash_fmt(int hfmt, const char *prev, int64_t seq, int64_t recorded, const char *action,
+                        const char *subtype, int outcome, const char *who, const char *role, const char *ip,
+                        const char *patients, const char *content, size_t clen, char out[65]);
+/* 64 lower-case hex digits (then NUL) to 32 bytes: 1, or 0 for anything else. */
+int hv__audit_unhex32(const char *hex, unsigned char out[32]);
 const char *const *hv__audit_migrations(hv_db_t *db);
 /* Storage job: appends ev (arg) to the chain (reads the tail, then appends). */
 int hv__audit_append_job(hv_db_t *db, void *arg);
@@ -305,8 +329,10 @@ int hv__journal_encode_src(const hv__arec_src_t *r, int64_t jid, uint64_t gen, h
 /* Decodes an HVJ3 frame this process wrote (hv__journal_write_src) into ev with its
  * stored content: ev's strings point into the frame, which must outlive ev (a copy in
  * ev's arena: module.c expand_runs), and its content is in ev's arena (not to be
- * released). Storage thread. */
-int hv__journal_decode_own(const unsigned char *frame, size_t *used, hv__aev_t *ev);
+ * released). like, when not NULL, is the record decoded just before from the same copy
+ * (same arena): a content and a patient list equal to its are shared, not built again.
+ * Storage thread. */
+int hv__journal_decode_own(const unsigned char *frame, size_t *used, hv__aev_t *ev, const hv__aev_t *like);
 
 
 /* block.c: the trail in blocks (SQLite, migration 6); see block.c for the format. */
@@ -318,6 +344,7 @@ int hv__journal_decode_own(const unsigned char *frame, size_t *used, hv__aev_t *
 typedef struct hv__arec {
     int64_t seq, recorded;
     int outcome, breakglass;
+    int hfmt; /* HV__HASH_TEXT or HV__HASH_BIN: the input of its hash (block format 3: binary) */
     char action[2];
     const char *subtype, *who, *role, *ip, *patients, *content;
     size_t clen;
@@ -347,7 +374,7 @@ void hv__audit_scan_init(hv__ascan_t *f);
  * long as the block does. */
 typedef struct hv__ablock_rd {
     const unsigned char *p, *end;
-    int fmt; /* 1 or 2 */
+    int fmt; /* 1, 2 or 3 */
     size_t n; /* records read */
     int64_t seq, recorded;
     const char *s[6];
@@ -361,6 +388,7 @@ int hv__audit_block_next(hv__ablock_rd_t *rd, hv__arec_t *r);
  * before, so the strings of the record put last must stay valid until the next put. */
 typedef struct hv__ablock_wr {
     size_t n;
+    int hfmt; /* the hash format of its records (the first put's): format 2 or 3 */
     int64_t seq, recorded;
     const char *s[6];
     size_t l[6];
@@ -368,8 +396,10 @@ typedef struct hv__ablock_wr {
 void hv__audit_block_wr_init(hv__ablock_wr_t *w);
 /* Appends r (seq, recorded, outcome, action, breakglass, the six strings with clen, hash
  * as 64 hex digits) to the block being built in out; the first put writes the format's
- * magic; bin, when not NULL, is the hash's 32 bytes (then r->hash is not read). HV_EINVAL
- * (nothing written) for a bad action or hash. */
+ * magic: "HVB3" when r->hfmt is HV__HASH_BIN, else "HVB2" (the record format is the same,
+ * the magic says which input the hashes are over); bin, when not NULL, is the hash's 32
+ * bytes (then r->hash is not read). HV_EINVAL (nothing written) for a bad action or hash,
+ * or a record whose hash format differs from the block's. */
 int hv__audit_block_put(hv_buf_t *out, hv__ablock_wr_t *w, const hv__arec_t *r, const unsigned char *bin);
 /* 1 when db stores new records in blocks (SQLite), 0 for rows (PostgreSQL). */
 int hv__audit_has_blocks(hv_db_t *db);

@@ -8,9 +8,9 @@
  *   audit_block_patient  (patient, seq_first): the blocks that name the patient (the
  *                        access log's index: one row per block and patient, not per event)
  *
- * Every record keeps its own place in the one hash chain (chain.c hv__audit_hash, the
- * same bytes and the same hash a row would have had), so a trail of old rows followed by
- * blocks is one chain, archives hold the same per-record lines, and a record altered
+ * Every record keeps its own place in the one hash chain (each record's hash links to
+ * the one before, whichever its format), so a trail of old rows followed by blocks is one
+ * chain, archives hold the same per-record lines, and a record altered
  * inside a block is found and named by its sequence number. prev_hash is the hash of the
  * record before the block, hash the hash of its last record.
  *
@@ -33,8 +33,14 @@
  *   varint zigzag(outcome) (varint: LEB128, at most 10 bytes)
  *   each string whose bit is clear: varint length, bytes, NUL (only content may hold NULs)
  *   32 bytes: the record's hash (binary)
- * The hashed bytes are the same in both formats (hv__audit_hash of the record's fields),
- * so the format of a block changes nothing of the chain.
+ * In formats 1 and 2 each record's hash is over the text input (hash format 1,
+ * chain.c hv__audit_hash), as a row's is.
+ *
+ * records, format 3 (written from session 8 on): "HVB3", then the records coded exactly
+ * as in format 2; each record's hash is over the binary input (hash format 3, chain.c
+ * hv__audit_hash3), chained on the previous digest's bytes. The magic is what tells a
+ * reader (and verify) which input a record's hash is over; a store holds blocks of all
+ * three formats, and the chain runs through them.
  *
  * PostgreSQL keeps one row per record (chain.c).
  */
@@ -161,15 +167,16 @@ static int get_varint(const unsigned char **pp, const unsigned char *end, uint64
 
 void hv__audit_block_wr_init(hv__ablock_wr_t *w) { memset(w, 0, sizeof(*w)); }
 
-int hv__audit_block_put(hv_buf_t *out, hv__ablock_wr_t *w, const hv__arec_t *r, const unsigned char *bin) {
-    const char *s[HV__BLOCK_NSTR] = {r->subtype, r->who, r->role, r->ip, r->patients, r->content};
-    size_t l[HV__BLOCK_NSTR], need = 4 + 2 + 3 * 10 + 32 + 1;
+/* hv__audit_block_put with the six strings and their lengths already taken (s[i] not NULL). */
+static int block_put_l(hv_buf_t *out, hv__ablock_wr_t *w, const hv__arec_t *r, const char *const s[HV__BLOCK_NSTR],
+                       const size_t l[HV__BLOCK_NSTR], const unsigned char *bin) {
+    size_t need = 4 + 2 + 3 * 10 + 32 + 1;
     unsigned char flags = r->breakglass ? 0x40 : 0, *p, *start;
+    int hfmt = r->hfmt == HV__HASH_BIN ? HV__HASH_BIN : HV__HASH_TEXT;
     int rc;
     if (r->action[0] == 0 || strchr("CRUDE", r->action[0]) == NULL) return HV_EINVAL;
+    if (w->n > 0 && hfmt != w->hfmt) return HV_EINVAL;
     for (int i = 0; i < HV__BLOCK_NSTR; i++) {
-        if (s[i] == NULL) s[i] = "";
-        l[i] = i == HV__BLOCK_NSTR - 1 ? r->clen : strlen(s[i]);
         if (w->n > 0 && l[i] == w->l[i] && memcmp(s[i], w->s[i], l[i]) == 0) flags |= (unsigned char)(1u << i);
         else need += 10 + l[i] + 1;
     }
@@ -177,7 +184,8 @@ int hv__audit_block_put(hv_buf_t *out, hv__ablock_wr_t *w, const hv__arec_t *r, 
     if ((rc = hv_buf_reserve(out, need)) != HV_OK) return rc;
     p = start = (unsigned char *)out->data + out->len;
     if (w->n == 0) {
-        memcpy(p, "HVB2", 4);
+        memcpy(p, hfmt == HV__HASH_BIN ? "HVB3" : "HVB2", 4);
+        w->hfmt = hfmt;
         p += 4;
     }
     *p++ = flags;
@@ -214,13 +222,23 @@ int hv__audit_block_put(hv_buf_t *out, hv__ablock_wr_t *w, const hv__arec_t *r, 
     return HV_OK;
 }
 
+int hv__audit_block_put(hv_buf_t *out, hv__ablock_wr_t *w, const hv__arec_t *r, const unsigned char *bin) {
+    const char *s[HV__BLOCK_NSTR] = {r->subtype, r->who, r->role, r->ip, r->patients, r->content};
+    size_t l[HV__BLOCK_NSTR];
+    for (int i = 0; i < HV__BLOCK_NSTR; i++) {
+        if (s[i] == NULL) s[i] = "";
+        l[i] = i == HV__BLOCK_NSTR - 1 ? r->clen : strlen(s[i]);
+    }
+    return block_put_l(out, w, r, s, l, bin);
+}
+
 void hv__audit_block_rd_init(hv__ablock_rd_t *rd, const void *data, size_t len) {
     memset(rd, 0, sizeof(*rd));
     rd->p = data;
     rd->end = rd->p + len;
     rd->fmt = 1;
-    if (len >= 4 && memcmp(data, "HVB2", 4) == 0) {
-        rd->fmt = 2;
+    if (len >= 4 && (memcmp(data, "HVB2", 4) == 0 || memcmp(data, "HVB3", 4) == 0)) {
+        rd->fmt = ((const char *)data)[3] - '0';
         rd->p += 4;
     }
 }
@@ -235,6 +253,7 @@ int hv__audit_block_next(hv__ablock_rd_t *rd, hv__arec_t *r) {
     if (rd->fmt == 1) {
         size_t used = 0;
         if (hv__audit_block_decode(p, (size_t)(rd->end - p), &used, r) != HV_OK) return HV_EPROTO;
+        r->hfmt = HV__HASH_TEXT;
         rd->p += used;
         rd->n++;
         return HV_OK;
@@ -246,6 +265,7 @@ int hv__audit_block_next(hv__ablock_rd_t *rd, hv__arec_t *r) {
     r->action[0] = (char)p[1];
     r->action[1] = '\0';
     r->breakglass = (flags >> 6) & 1;
+    r->hfmt = rd->fmt == 3 ? HV__HASH_BIN : HV__HASH_TEXT;
     p += 2;
     if (get_varint(&p, rd->end, &dseq) != HV_OK || get_varint(&p, rd->end, &drec) != HV_OK ||
         get_varint(&p, rd->end, &outcome) != HV_OK)
@@ -337,7 +357,10 @@ static int insert_keys(hv_db_t *db, const char *sql, const strset_t *set, int64_
     return HV_OK;
 }
 
-/* Writes one block of the records from head up to (not including) stop. */
+/* Writes one block of the records from head up to (not including) stop, in format 3: each
+ * record's hash over the binary input (chain.c hv__audit_hash3), chained on the previous
+ * digest's 32 bytes, so that no hash is turned into hex except those stored as text (a
+ * checkpoint's, the block's last). */
 static int write_block(hv_db_t *db, hv__aev_t *head, hv__aev_t *stop, char prev[65], int64_t *next_seq,
                        hv_buf_t *buf) {
     hv__audit_t *a = head->a;
@@ -348,33 +371,45 @@ static int write_block(hv_db_t *db, hv__aev_t *head, hv__aev_t *stop, char prev[
     char block_prev[65], *hash = r.hash;
     unsigned char bin[32];
     int64_t first = *next_seq, seq = first, rmin = INT64_MAX, rmax = INT64_MIN, n = 0;
+    const char **last_pats = NULL;
     int rc = HV_OK;
     memcpy(block_prev, prev, 65);
+    /* The chain's tail is a hash; one that is not (a digest that could not be made, see
+     * chain.c) is linked as 32 0xff bytes so that auditing goes on and verify reports the
+     * chain at that record, as it would anyway. */
+    if (!hv__audit_unhex32(prev, bin)) memset(bin, 0xff, sizeof(bin));
     hv_buf_reset(buf);
     hv__audit_block_wr_init(&w);
     memset(&r, 0, sizeof(r));
+    r.hfmt = HV__HASH_BIN;
     for (hv__aev_t *ev = head; ev != stop && rc == HV_OK; ev = ev->next, seq++, n++) {
+        const char *s[HV__BLOCK_NSTR] = {ev->subtype, ev->who, ev->role, ev->ip, ev->patients_csv,
+                                         ev->content.data ? ev->content.data : ""};
+        size_t l[HV__BLOCK_NSTR];
+        for (int i = 0; i < HV__BLOCK_NSTR - 1; i++) {
+            if (s[i] == NULL) s[i] = "";
+            l[i] = strlen(s[i]);
+        }
+        l[HV__BLOCK_NSTR - 1] = ev->content.data ? ev->content.len : 0;
         r.seq = seq;
         r.recorded = ev->recorded;
         r.outcome = ev->outcome;
         r.breakglass = ev->breakglass != NULL && ev->breakglass[0] ? 1 : 0;
         r.action[0] = ev->action[0];
-        r.subtype = ev->subtype;
-        r.who = ev->who;
-        r.role = ev->role;
-        r.ip = ev->ip;
-        r.patients = ev->patients_csv;
-        r.content = ev->content.data ? ev->content.data : "";
-        r.clen = ev->content.len;
-        hv__audit_hash_bin(prev, seq, ev->recorded, ev->action, ev->subtype, ev->outcome, ev->who, ev->role, ev->ip,
-                           ev->patients_csv, r.content, r.clen, hash, bin);
-        rc = hv__audit_block_put(buf, &w, &r, bin);
-        if (rc == HV_OK && strset_add(&who, ev->who) < 0) rc = HV_ENOMEM;
-        for (size_t i = 0; rc == HV_OK && i < ev->np; i++)
+        /* bin holds the previous record's digest on entry and this record's after. */
+        hv__audit_hash3(bin, seq, ev->recorded, ev->outcome, ev->action[0], s, l, bin);
+        /* A user or patient list the record before had is in the sets already (a run of
+         * one user's reads shares its patient list: journal.c decode_src). */
+        int same_who = w.n > 0 && l[1] == w.l[1] && memcmp(s[1], w.s[1], l[1]) == 0;
+        rc = block_put_l(buf, &w, &r, s, l, bin);
+        if (rc == HV_OK && !same_who && strset_add(&who, s[1]) < 0) rc = HV_ENOMEM;
+        for (size_t i = 0; rc == HV_OK && ev->patients != last_pats && i < ev->np; i++)
             if (strset_add(&pat, ev->patients[i]) < 0) rc = HV_ENOMEM;
+        last_pats = ev->patients;
         if (rc == HV_OK && a != NULL && a->key != NULL && a->checkpoint_every > 0 && seq % a->checkpoint_every == 0) {
             char sig[160];
             int64_t now = (int64_t)hv_now_ms();
+            hv_hex(bin, 32, hash);
             rc = hv__audit_sign(a->key, seq, hash, now, sig, sizeof(sig));
             if (rc == HV_OK)
                 rc = hv_db_prepare(db, "INSERT INTO audit_checkpoint (seq, hash, signed_at, sig) VALUES ($1, $2, $3, $4)",
@@ -391,8 +426,8 @@ static int write_block(hv_db_t *db, hv__aev_t *head, hv__aev_t *stop, char prev[
         if (ev->recorded < rmin) rmin = ev->recorded;
         if (ev->recorded > rmax) rmax = ev->recorded;
         ev->seq = seq;
-        memcpy(prev, hash, 65);
     }
+    if (rc == HV_OK) hv_hex(bin, 32, prev);
     if (rc == HV_OK)
         rc = hv_db_prepare(db,
                            "INSERT INTO audit_block (seq_first, seq_last, recorded_min, recorded_max, n, records,"

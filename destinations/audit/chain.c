@@ -6,7 +6,10 @@
  * Archive format (one JSON object per line, gzip, RFC 1952):
  *   line 1     {"archive":"holovitals-audit","version":1,"first_seq":N,"prev_hash":"…"}
  *   lines 2…   {"seq":…,"prev_hash":…,"hash":…,"recorded":…,"action":…,"subtype":…,
- *               "outcome":…,"who":…,"role":…,"ip":…,"patients":…,"content":"<AuditEvent JSON text>"}
+ *               "outcome":…,"who":…,"role":…,"ip":…,"patients":…,"content":"<AuditEvent JSON text>"
+ *               [,"hash_format":3]} — hash_format 3: the record's hash is over the binary
+ *              input (hv__audit_hash3; records from blocks of format 3), absent: over the
+ *              text input (hv__audit_hash; rows and blocks of formats 1 and 2)
  *   last line  {"checkpoint":{"seq":…,"hash":…,"signed_at":…,"sig":"…"}} signed with the
  *              engine's audit key, so an archive is verifiable offline with that key alone.
  */
@@ -259,6 +262,92 @@ void hv__audit_hash_bin(const char *prev, int64_t seq, int64_t recorded, const c
     EVP_DigestUpdate(md, content, clen);
     EVP_DigestFinal_ex(md, d, &dl);
     EVP_MD_CTX_free(md);
+    hv_hex(d, 32, out);
+}
+
+/*
+ * The record's hash, format 3 (block format 3, written from session 8 on): SHA-256 over
+ * fixed-width binary fields, no hex or decimal text (integers little-endian):
+ *   "HVH3"                                  4 bytes, so that no format 1 input (which
+ *                                           starts with 64 hex digits) is ever the same
+ *   prev                                    32 bytes: the previous record's digest
+ *   seq u64 | recorded i64 | outcome i32    8 + 8 + 4 bytes, two's complement
+ *   action                                  1 byte (C R U D E)
+ *   subtype, who, role, ip, patients, content: each u32 length, then its bytes
+ * A record that fits in 2 KiB is laid out in one buffer and hashed with one update; a
+ * larger one streams the same bytes field by field. prev and d may be the same bytes (prev
+ * is read before d is written).
+ */
+void hv__audit_hash3(const unsigned char prev[32], int64_t seq, int64_t recorded, int outcome, char action,
+                     const char *const s[6], const size_t l[6], unsigned char d[32]) {
+    unsigned char buf[2048], *p = buf;
+    size_t total = 4 + 32 + 8 + 8 + 4 + 1;
+    SHA256_CTX c;
+    for (int i = 0; i < 6; i++) total += 4 + l[i];
+    memcpy(p, "HVH3", 4);
+    memcpy(p + 4, prev, 32);
+    hv__audit_put64(p + 36, (uint64_t)seq);
+    hv__audit_put64(p + 44, (uint64_t)recorded);
+    hv__audit_put32(p + 52, (uint32_t)outcome);
+    p[56] = (unsigned char)action;
+    p += 57;
+    if (SHA256_Init(&c) != 1) goto broken;
+    if (total <= sizeof(buf)) {
+        for (int i = 0; i < 6; i++) {
+            hv__audit_put32(p, (uint32_t)l[i]);
+            if (l[i] > 0) memcpy(p + 4, s[i], l[i]);
+            p += 4 + l[i];
+        }
+        if (SHA256_Update(&c, buf, (size_t)(p - buf)) != 1) goto broken;
+    } else {
+        if (SHA256_Update(&c, buf, (size_t)(p - buf)) != 1) goto broken;
+        for (int i = 0; i < 6; i++) {
+            unsigned char n[4];
+            hv__audit_put32(n, (uint32_t)l[i]);
+            if (SHA256_Update(&c, n, 4) != 1 || (l[i] > 0 && SHA256_Update(&c, s[i], l[i]) != 1)) goto broken;
+        }
+    }
+    if (SHA256_Final(d, &c) == 1) return;
+broken:
+    /* A digest that could not be made: one that never matches, so the record is reported,
+     * never trusted. */
+    memset(d, 0xff, 32);
+}
+
+/* 64 lower-case hex digits to 32 bytes; 0 when hex is anything else. */
+int hv__audit_unhex32(const char *hex, unsigned char out[32]) {
+    for (int i = 0; i < 32; i++) {
+        int v = 0;
+        for (int k = 0; k < 2; k++) {
+            char ch = hex[2 * i + k];
+            if (ch >= '0' && ch <= '9') v = v * 16 + (ch - '0');
+            else if (ch >= 'a' && ch <= 'f') v = v * 16 + (ch - 'a' + 10);
+            else return 0;
+        }
+        out[i] = (unsigned char)v;
+    }
+    return hex[64] == '\0';
+}
+
+/* The hash of a record in the given hash format (1: text, 3: binary) as hex, prev as hex. */
+void hv__audit_hash_fmt(int hfmt, const char *prev, int64_t seq, int64_t recorded, const char *action,
+                        const char *subtype, int outcome, const char *who, const char *role, const char *ip,
+                        const char *patients, const char *content, size_t clen, char out[65]) {
+    unsigned char pb[32], d[32];
+    const char *s[6] = {subtype, who, role, ip, patients, content};
+    size_t l[6];
+    if (hfmt != HV__HASH_BIN) {
+        hv__audit_hash(prev, seq, recorded, action, subtype, outcome, who, role, ip, patients, content, clen, out);
+        return;
+    }
+    if (!hv__audit_unhex32(prev, pb) || action[0] == '\0' || action[1] != '\0') {
+        memset(out, 'x', 64); /* a link that is not a hash: never matches */
+        out[64] = '\0';
+        return;
+    }
+    for (int i = 0; i < 5; i++) l[i] = strlen(s[i]);
+    l[5] = clen;
+    hv__audit_hash3(pb, seq, recorded, outcome, action[0], s, l, d);
     hv_hex(d, 32, out);
 }
 
@@ -586,7 +675,7 @@ static void fail(walker_t *w, int64_t seq, const char *problem, const char *fmt,
     va_end(ap);
 }
 
-static void walk(walker_t *w, int64_t seq, const char *prev_hash, const char *hash, int64_t recorded,
+static void walk(walker_t *w, int hfmt, int64_t seq, const char *prev_hash, const char *hash, int64_t recorded,
                  const char *action, const char *subtype, int outcome, const char *who, const char *role,
                  const char *ip, const char *patients, const char *content, size_t clen) {
     char h[65];
@@ -604,7 +693,8 @@ static void walk(walker_t *w, int64_t seq, const char *prev_hash, const char *ha
              (long long)seq, (long long)seq - 1);
         return;
     }
-    hv__audit_hash(prev_hash, seq, recorded, action, subtype, outcome, who, role, ip, patients, content, clen, h);
+    hv__audit_hash_fmt(hfmt, prev_hash, seq, recorded, action, subtype, outcome, who, role, ip, patients, content,
+                       clen, h);
     if (strcmp(h, hash) != 0) {
         fail(w, seq, "altered", "record %lld was altered (its content no longer matches its hash)", (long long)seq);
         return;
@@ -665,7 +755,7 @@ static int verify_rec(const hv__arec_t *r, void *ud) {
         fail(w, 1, "inserted", "the first record does not start the chain");
         return 1;
     }
-    walk(w, r->seq, r->prev, r->hash, r->recorded, r->action, r->subtype, r->outcome, r->who, r->role, r->ip,
+    walk(w, r->hfmt, r->seq, r->prev, r->hash, r->recorded, r->action, r->subtype, r->outcome, r->who, r->role, r->ip,
          r->patients, r->content, r->clen);
     /* The block's last record must be the one its row names, with the hash it names. */
     if (!w->done && r->last_in_block && r->seq < r->block_last)
@@ -751,7 +841,7 @@ int hv__audit_verify_db(hv_db_t *db, EVP_PKEY *key, int64_t since_ms, hv_audit_v
             fail(&w, 1, "inserted", "the first record does not start the chain");
             break;
         }
-        walk(&w, seq, col(st, 1), col(st, 2), hv_db_column_int64(st, 3), col(st, 4), col(st, 5),
+        walk(&w, HV__HASH_TEXT, seq, col(st, 1), col(st, 2), hv_db_column_int64(st, 3), col(st, 4), col(st, 5),
              (int)hv_db_column_int64(st, 6), col(st, 7), col(st, 8), col(st, 9), col(st, 10), content ? content : "",
              clen);
         last = seq;
@@ -840,7 +930,7 @@ typedef struct arch {
     int stop, rc;
 } arch_t;
 
-static int arch_record(arch_t *x, int64_t seq, const char *prev, const char *hash, int64_t recorded,
+static int arch_record(arch_t *x, int hfmt, int64_t seq, const char *prev, const char *hash, int64_t recorded,
                        const char *action, const char *subtype, int64_t outcome, const char *who, const char *role,
                        const char *ip, const char *patients, const char *content, size_t clen) {
     struct json_object *o;
@@ -868,6 +958,7 @@ static int arch_record(arch_t *x, int64_t seq, const char *prev, const char *has
     hv_json_set_str(o, "ip", ip);
     hv_json_set_str(o, "patients", patients);
     hv_json_set(o, "content", json_object_new_string_len(content ? content : "", (int)clen));
+    if (hfmt == HV__HASH_BIN) hv_json_set_int(o, "hash_format", HV__HASH_BIN);
     x->last_seq = seq;
     snprintf(x->last_hash, sizeof(x->last_hash), "%s", hash);
     x->rc = gz_line(x->gz, o);
@@ -884,8 +975,8 @@ static int arch_block_rec(const hv__arec_t *r, void *ud) {
         x->stop = 1;
         return 1;
     }
-    return arch_record(x, r->seq, r->prev, r->hash, r->recorded, r->action, r->subtype, r->outcome, r->who, r->role,
-                       r->ip, r->patients, r->content, r->clen) != HV_OK;
+    return arch_record(x, r->hfmt, r->seq, r->prev, r->hash, r->recorded, r->action, r->subtype, r->outcome, r->who,
+                       r->role, r->ip, r->patients, r->content, r->clen) != HV_OK;
 }
 
 int hv__audit_archive(hv_db_t *db, EVP_PKEY *key, int64_t before_ms, const char *path, hv__audit_archived_t *res,
@@ -918,9 +1009,9 @@ int hv__audit_archive(hv_db_t *db, EVP_PKEY *key, int64_t before_ms, const char 
             x.stop = 1;
             break;
         }
-        if (arch_record(&x, hv_db_column_int64(st, 0), col(st, 1), col(st, 2), hv_db_column_int64(st, 3), col(st, 4),
-                        col(st, 5), hv_db_column_int64(st, 6), col(st, 7), col(st, 8), col(st, 9), col(st, 10),
-                        content, clen) != HV_OK)
+        if (arch_record(&x, HV__HASH_TEXT, hv_db_column_int64(st, 0), col(st, 1), col(st, 2),
+                        hv_db_column_int64(st, 3), col(st, 4), col(st, 5), hv_db_column_int64(st, 6), col(st, 7),
+                        col(st, 8), col(st, 9), col(st, 10), content, clen) != HV_OK)
             break;
     }
     hv_db_done(st);
@@ -1215,7 +1306,8 @@ int hv__audit_verify_archive(const char *path, EVP_PKEY *key, hv_audit_verify_t 
                     cs = json_object_get_string(c);
                     cl = (size_t)json_object_get_string_len(c);
                 }
-                walk(&w, jint(o, "seq"), jstr(o, "prev_hash"), jstr(o, "hash"), jint(o, "recorded"), jstr(o, "action"),
+                walk(&w, jint(o, "hash_format") == HV__HASH_BIN ? HV__HASH_BIN : HV__HASH_TEXT, jint(o, "seq"),
+                     jstr(o, "prev_hash"), jstr(o, "hash"), jint(o, "recorded"), jstr(o, "action"),
                      jstr(o, "subtype"), (int)jint(o, "outcome"), jstr(o, "who"), jstr(o, "role"), jstr(o, "ip"),
                      jstr(o, "patients"), cs, cl);
             }

@@ -227,16 +227,25 @@ static int split_patients(hv__aev_t *ev) {
 }
 
 /* Reads the facts of an HVJ3 payload (after jid, recorded, outcome: p to end) into ev. */
-static int decode_src(const unsigned char *p, const unsigned char *end, hv__aev_t *ev, int borrow) {
+/* like (borrow only): the record decoded just before from the same copy of frames, or NULL.
+ * A record's stored content is a function of its frame fields from break-glass to source
+ * (one contiguous span of the frame) and its patient list of its patients field: when those
+ * bytes are the previous record's, its content and list are shared instead of built again
+ * (a run of repeated reads builds one). */
+static int decode_src(const unsigned char *p, const unsigned char *end, hv__aev_t *ev, int borrow,
+                      const hv__aev_t *like) {
     const char **dst[HV__REC_NSTR] = {NULL,        &ev->subtype, &ev->who,   &ev->role,   &ev->ip,
                                       &ev->patients_csv, &ev->breakglass, &ev->etype, &ev->eid, &ev->client,
                                       &ev->purpose, &ev->query,  &ev->detail, &ev->source};
+    size_t plen = 0;
     for (int i = 0; i < HV__REC_NSTR; i++) {
         uint32_t l;
+        if (i == HV__REC_BREAKGLASS) ev->cspan = p;
         if (end - p < 4) return HV_EPROTO;
         l = hv__audit_get32(p);
         p += 4;
         if ((size_t)(end - p) <= l || p[l] != '\0') return HV_EPROTO;
+        if (i == HV__REC_PATIENTS) plen = l;
         if (i == 0) {
             if (l != 1 || strchr("CRUDE", p[0]) == NULL || p[0] == 0) return HV_EPROTO;
             ev->action[0] = (char)p[0];
@@ -252,13 +261,27 @@ static int decode_src(const unsigned char *p, const unsigned char *end, hv__aev_
         p += l + 1;
     }
     if (p != end) return HV_EPROTO;
-    if (split_patients(ev) != HV_OK) return HV_ENOMEM;
+    ev->cspan_len = (size_t)(end - ev->cspan);
+    if (borrow && like != NULL && like->np > 0 && plen == strlen(like->patients_csv) &&
+        memcmp(ev->patients_csv, like->patients_csv, plen) == 0) {
+        ev->patients = like->patients;
+        ev->np = like->np;
+    } else if (split_patients(ev) != HV_OK) {
+        return HV_ENOMEM;
+    }
+    if (borrow && like != NULL && like->cspan_len == ev->cspan_len && like->content.data != NULL &&
+        memcmp(like->cspan, ev->cspan, ev->cspan_len) == 0) {
+        memset(&ev->content, 0, sizeof(ev->content));
+        ev->content.data = like->content.data;
+        ev->content.len = like->content.len;
+        return HV_OK;
+    }
     return borrow ? hv__aev_content_arena(ev) : hv__aev_build_content(ev);
 }
 
 /* The payload of a frame whose check passed (or that this process wrote): kind is
  * p[3] ('1', '2': stored content; '3': facts). */
-static int decode_payload(const unsigned char *p, uint32_t plen, hv__aev_t *ev, int borrow) {
+static int decode_payload(const unsigned char *p, uint32_t plen, hv__aev_t *ev, int borrow, const hv__aev_t *like) {
     const unsigned char *end = p + 12 + plen;
     const char **dst[HV__JOURNAL_NSTR] = {NULL, &ev->subtype, &ev->who, &ev->role, &ev->ip, &ev->patients_csv,
                                           &ev->breakglass, &ev->etype, &ev->eid, NULL};
@@ -267,7 +290,7 @@ static int decode_payload(const unsigned char *p, uint32_t plen, hv__aev_t *ev, 
     ev->recorded = (int64_t)hv__audit_get64(p + 20);
     ev->outcome = (int32_t)hv__audit_get32(p + 28);
     p += 32;
-    if (kind == '3') return decode_src(p, end, ev, borrow);
+    if (kind == '3') return decode_src(p, end, ev, borrow, like);
     for (int i = 0; i < HV__JOURNAL_NSTR; i++) {
         uint32_t l;
         if (end - p < 4) return HV_EPROTO;
@@ -301,16 +324,16 @@ int hv__journal_decode(const char *data, size_t len, uint64_t gen, size_t *used,
     plen = hv__audit_get32(p + 4);
     if (plen < 20 || plen > HV__JOURNAL_MAX_FRAME || len - 12 < plen) return HV_EPROTO;
     if (!frame_ok(p, plen, gen)) return HV_EPROTO;
-    if ((rc = decode_payload(p, plen, ev, 0)) != HV_OK) return rc;
+    if ((rc = decode_payload(p, plen, ev, 0, NULL)) != HV_OK) return rc;
     *used = 12 + (size_t)plen;
     return HV_OK;
 }
 
-int hv__journal_decode_own(const unsigned char *frame, size_t *used, hv__aev_t *ev) {
+int hv__journal_decode_own(const unsigned char *frame, size_t *used, hv__aev_t *ev, const hv__aev_t *like) {
     uint32_t plen = hv__audit_get32(frame + 4);
     int rc;
     if (memcmp(frame, "HVJ3", 4) != 0 || plen < 20 || plen > HV__JOURNAL_MAX_FRAME) return HV_EPROTO;
-    if ((rc = decode_payload(frame, plen, ev, 1)) != HV_OK) return rc;
+    if ((rc = decode_payload(frame, plen, ev, 1, like)) != HV_OK) return rc;
     *used = 12 + (size_t)plen;
     return HV_OK;
 }

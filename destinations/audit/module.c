@@ -151,7 +151,7 @@ static int expand_runs(batch_t *b) {
             hv__aev_t *ev = &m->ev[i];
             ev->a = b->a;
             ev->arena = m->arena;
-            rc = p + 12 <= end ? hv__journal_decode_own(p, &used, ev) : HV_EPROTO;
+            rc = p + 12 <= end ? hv__journal_decode_own(p, &used, ev, i > 0 ? &m->ev[i - 1] : NULL) : HV_EPROTO;
             if (rc == HV_OK && used > (size_t)(end - p)) rc = HV_EPROTO;
             p += used;
             ev->on_done = run_ev_done;
@@ -461,12 +461,36 @@ static int classify_channels(int method, const char *path, char *action, const c
     return 1;
 }
 
+/*
+ * A successful instance read answered by the FHIR store's read route (fhir/rest_crud.c
+ * h_read, "/fhir/:type/:id"): its action, subtype, type and id without parsing the path
+ * again. The route's parameters are the path's raw segments (engine/router.c), and a 200
+ * means h_read accepted them (a known resource type, an id of [A-Za-z0-9.-]{1,64}), so they
+ * are exactly what hv__audit_classify would copy from the path: action R, subtype "read".
+ * Returns 0 for anything else, which then goes through hv__audit_classify.
+ */
+static int read_route(hv_http_req_t *req, int status, int method, char *action, const char **subtype,
+                      const char **type, const char **id) {
+    const char *t, *i;
+    if (status != 200 || (method != HV_HTTP_GET && method != HV_HTTP_HEAD) ||
+        strcmp(hv_http_req_route(req), "/fhir/:type/:id") != 0)
+        return 0;
+    t = hv_http_req_param(req, "type");
+    i = hv_http_req_param(req, "id");
+    if (t == NULL || i == NULL || t[0] == '\0' || i[0] == '\0' || strlen(t) >= 64 || strlen(i) >= 80) return 0;
+    *action = 'R';
+    *subtype = "read";
+    *type = t;
+    *id = i;
+    return 1;
+}
+
 /* The response observer: FHIR REST interactions (and the /patients views), the channel API. */
 static void respond_hook(hv_http_req_t *req, int status, const char *body, size_t len, void *ud) {
     hv__audit_t *a = ud;
     const char *path = hv_http_req_path(req), *subtype = NULL;
     char action = 0, type[64], id[80];
-    const char *ids[HV_AUDIT_MAX_PATIENTS];
+    const char *ids[HV_AUDIT_MAX_PATIENTS], *etype = NULL, *eid = NULL;
     size_t n = 0;
     hv_audit_event_t ev = {0};
     hv_arena_t *ar = hv_http_req_arena(req);
@@ -491,35 +515,39 @@ static void respond_hook(hv_http_req_t *req, int status, const char *body, size_
         (void)submit_event(a, &ev, reserved);
         return;
     }
-    if (!hv__audit_classify(method, path, &action, &subtype, type, sizeof(type), id, sizeof(id))) return;
+    if (!read_route(req, status, method, &action, &subtype, &etype, &eid)) {
+        if (!hv__audit_classify(method, path, &action, &subtype, type, sizeof(type), id, sizeof(id))) return;
+        etype = type;
+        eid = id;
+    }
     if (hv_http_req_mark_audited(req)) return; /* a site recorded this request itself */
-    if (strcmp(type, "Patient") == 0 && id[0]) ids[n++] = id;
+    if (strcmp(etype, "Patient") == 0 && eid[0]) ids[n++] = eid;
     if (status < 300 && body != NULL && len > 0) {
         /* An instance read answers the same bytes until the resource changes: its scan
          * comes from the cache (record.c) when the body is the one scanned before. */
-        if (action == 'R' && id[0] && (method == HV_HTTP_GET || method == HV_HTTP_HEAD))
+        if (action == 'R' && eid[0] && (method == HV_HTTP_GET || method == HV_HTTP_HEAD))
             (void)hv__audit_scan_cached(a, path, body, len, ar, ids, &n, HV_ARRAY_LEN(ids));
         else
             hv__audit_scan_patients(body, len, ar, ids, &n, HV_ARRAY_LEN(ids));
     }
     if (a->nconsents > 0 && status == 200 && (action == 'R' || action == 'E') && n > 0 && body != NULL) {
         const hv_auth_principal_t *p = hv_auth_principal(req);
-        int c = hv__consent_enforce(a, req, p ? p->sub : "", type, body, len, ids, &n, &ev.detail);
+        int c = hv__consent_enforce(a, req, p ? p->sub : "", etype, body, len, ids, &n, &ev.detail);
         if (c == 1 || c == -1) status = c == 1 ? 403 : 500;
     }
     if (method != HV_HTTP_GET && method != HV_HTTP_HEAD) {
         size_t bl = 0;
         const char *rb = hv_http_req_body(req, &bl);
         if (rb != NULL && bl > 0) hv__audit_scan_patients(rb, bl, ar, ids, &n, HV_ARRAY_LEN(ids));
-        if (strcmp(type, "Consent") == 0) hv__consent_observe(a, method, id, status, body, len, rb, bl);
+        if (strcmp(etype, "Consent") == 0) hv__consent_observe(a, method, eid, status, body, len, rb, bl);
         if (status < 300) hv__consent_hold_answer(a, req);
     }
     ev.action = action;
     ev.subtype = subtype;
     ev.outcome = hv_audit_outcome_http(status);
     ev.req = req;
-    ev.entity_type = type;
-    ev.entity_id = id;
+    ev.entity_type = etype;
+    ev.entity_id = eid;
     ev.query = hv_http_req_query(req);
     ev.patients = ids;
     ev.npatients = n;

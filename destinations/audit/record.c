@@ -34,6 +34,7 @@
 #include "engine/auth/auth.h"
 
 #include <string.h>
+#include <strings.h>
 
 #define HV__SCAN_CACHE 64
 #define HV__SCAN_CACHE_BODY 8192u
@@ -70,13 +71,14 @@ void hv__audit_scan_cache_free(hv__audit_t *a) {
     a->scan_cache = NULL;
 }
 
-/* Adds s to ids (deduplicated, at most max) as the scanner does; s stays owned by the caller's arena. */
-static int merge(const char *s, hv_arena_t *arena, const char **ids, size_t *n, size_t max) {
+/* Adds s to ids (deduplicated, at most max) as the scanner does, without a copy: s is in
+ * the request's arena (a fresh scan) or in the cache entry, which only the next
+ * hv__audit_scan_cached call replaces (see its contract in audit_int.h). */
+static int merge(const char *s, const char **ids, size_t *n, size_t max) {
     for (size_t i = 0; i < *n; i++)
         if (strcmp(ids[i], s) == 0) return HV_OK;
     if (*n >= max) return HV_OK;
-    if ((ids[*n] = hv_arena_strdup(arena, s)) == NULL) return HV_ENOMEM;
-    (*n)++;
+    ids[(*n)++] = s;
     return HV_OK;
 }
 
@@ -122,7 +124,7 @@ int hv__audit_scan_cached(hv__audit_t *a, const char *path, const char *text, si
     e = &a->scan_cache->e[key % HV__SCAN_CACHE];
     if (e->mem != NULL && e->key == key && e->len == len && memcmp(e->mem, text, len) == 0) {
         a->scan_cache->hits++;
-        for (size_t i = 0; i < e->nids && rc == HV_OK; i++) rc = merge(e->ids[i], arena, ids, n, max);
+        for (size_t i = 0; i < e->nids && rc == HV_OK; i++) rc = merge(e->ids[i], ids, n, max);
         return rc;
     }
     a->scan_cache->misses++;
@@ -137,7 +139,7 @@ int hv__audit_scan_cached(hv__audit_t *a, const char *path, const char *text, si
         hv__audit_scan_patients(text, len, arena, ids, n, max);
         return HV_OK;
     }
-    for (size_t i = 0; i < nf && rc == HV_OK; i++) rc = merge(found[i], arena, ids, n, max);
+    for (size_t i = 0; i < nf && rc == HV_OK; i++) rc = merge(found[i], ids, n, max);
     return rc;
 }
 
@@ -156,6 +158,22 @@ static void put(hv__arec_src_t *r, int i, const char *s, size_t max) {
     }
     r->s[i] = s;
     r->l[i] = max == SIZE_MAX ? strlen(s) : strnlen(s, max);
+}
+
+/*
+ * The first X-Purpose-Of-Use (into *purpose, when purpose is not NULL) and X-Break-Glass
+ * header of req, as hv_http_req_header finds them (the first of each name, any case), in
+ * one pass over the headers: a name not starting with "X-" is passed over on two bytes.
+ */
+static void find_headers(const hv_http_req_t *req, const char **purpose, const char **bg) {
+    const char *name, *value, *p = NULL, *b = NULL;
+    for (size_t i = 0; hv_http_req_header_at(req, i, &name, &value) == HV_OK; i++) {
+        if ((name[0] != 'x' && name[0] != 'X') || name[1] != '-') continue;
+        if (p == NULL && purpose != NULL && strcasecmp(name, "X-Purpose-Of-Use") == 0) p = value;
+        else if (b == NULL && strcasecmp(name, "X-Break-Glass") == 0) b = value;
+    }
+    if (purpose != NULL) *purpose = p;
+    *bg = b;
 }
 
 int hv__audit_rec_gather(const hv_audit_event_t *in, hv_arena_t *arena, hv__arec_src_t *r) {
@@ -188,8 +206,7 @@ int hv__audit_rec_gather(const hv_audit_event_t *in, hv_arena_t *arena, hv__arec
                 ip = peer;
             }
         }
-        if (purpose == NULL) purpose = hv_http_req_header(in->req, "X-Purpose-Of-Use");
-        bg = hv_http_req_header(in->req, "X-Break-Glass");
+        find_headers(in->req, purpose == NULL ? &purpose : NULL, &bg);
     }
     r->recorded = (int64_t)hv_now_ms();
     r->outcome = in->outcome;
@@ -202,8 +219,9 @@ int hv__audit_rec_gather(const hv_audit_event_t *in, hv_arena_t *arena, hv__arec
     put(r, HV__REC_IP, ip, 64);
     if (iplen != SIZE_MAX) {
         size_t k = iplen < 64 ? iplen : 64;
-        r->l[HV__REC_IP] = k == 0 ? 0 : strnlen(ip, k);
-        if (r->l[HV__REC_IP] == 0) r->s[HV__REC_IP] = "";
+        /* ip[0..iplen) lies before the ']' or ':' found in the same string: no NUL in it. */
+        r->l[HV__REC_IP] = k;
+        if (k == 0) r->s[HV__REC_IP] = "";
     }
     put(r, HV__REC_PURPOSE, purpose, 32);
     put(r, HV__REC_BREAKGLASS, bg, 256);
@@ -223,8 +241,9 @@ int hv__audit_rec_gather(const hv_audit_event_t *in, hv_arena_t *arena, hv__arec
         ids[np++] = pid;
         total += strnlen(pid, HV_AUTH_MAX_ID - 1) + 1;
     }
-    if (np == 0) {
-        put(r, HV__REC_PATIENTS, "", 0);
+    if (np <= 1) {
+        /* One patient is its own list: no copy. */
+        put(r, HV__REC_PATIENTS, np ? ids[0] : "", HV_AUTH_MAX_ID - 1);
         return HV_OK;
     }
     if ((csv = hv_arena_alloc(arena, total)) == NULL) return HV_ENOMEM;

@@ -17,9 +17,10 @@
  *     C/R/U/D/E, and never reads past the input; an HVJ3 frame (the request's facts)
  *     encodes back from the decoded members to exactly its bytes, and its stored content
  *     is the one hv__aev_build_content makes of them;
- *   - the block reader (block.c; formats 1 and 2) never reads past the input, and the
- *     records it accepts, written again as a format 2 block, read back to the same
- *     members (seq, recorded, outcome, action, break-glass, the six strings, the hash).
+ *   - the block reader (block.c; formats 1, 2 and 3) never reads past the input, and the
+ *     records it accepts, written again as a block (format 3 for records of a format 3
+ *     block, format 2 for the others), read back to the same members (seq, recorded,
+ *     outcome, action, break-glass, the six strings, the hash and its hash format).
  */
 #include <json-c/json.h>
 #include <stdint.h>
@@ -169,7 +170,7 @@ static int same_rec(const hv__arec_t *a, const hv__arec_t *b) {
            a->breakglass == b->breakglass && a->action[0] == b->action[0] && strcmp(a->subtype, b->subtype) == 0 &&
            strcmp(a->who, b->who) == 0 && strcmp(a->role, b->role) == 0 && strcmp(a->ip, b->ip) == 0 &&
            strcmp(a->patients, b->patients) == 0 && a->clen == b->clen && memcmp(a->content, b->content, a->clen) == 0 &&
-           strcmp(a->hash, b->hash) == 0;
+           strcmp(a->hash, b->hash) == 0 && a->hfmt == b->hfmt;
 }
 
 static void check_block(const uint8_t *data, size_t size) {

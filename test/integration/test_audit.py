@@ -11,6 +11,7 @@ PostgreSQL when HV_TEST_PG_URL names a server (scripts/test.sh starts one).
 
 import base64
 import gzip
+import hashlib
 import json
 import os
 import shutil
@@ -72,8 +73,11 @@ def reset_pg(url):
 # The SQLite trail holds records in blocks (destinations/audit/block.c: one row per batch,
 # the records in a BLOB) after the rows written before migration 6. The tests reach behind
 # the engine's back through these helpers, record by record, wherever a record is stored.
-# Blocks are in format 2 ("HVB2", each record coded against the one before it) since
-# session 7; format 1 blocks (u32-length-prefixed records) are still read.
+# Blocks are in format 3 ("HVB3": the records coded as in format 2, their hashes over the
+# binary input) since session 8, format 2 ("HVB2", each record coded against the one
+# before it, hashes over the text input) in session 7; format 1 blocks (u32-length-prefixed
+# records) are still read. Each decoded record keeps its block's magic ("magic") so that a
+# block re-encoded after an edit keeps its format.
 BLOCK_STRS = ("subtype", "who", "role", "ip", "patients", "content")
 
 
@@ -106,7 +110,7 @@ def _zigzag(v):
 
 def block_decode(blob):
     recs, off = [], 0
-    if blob[:4] == b"HVB2":
+    if blob[:4] in (b"HVB2", b"HVB3"):
         off, prev = 4, {"seq": 0, "recorded": 0}
         while off < len(blob):
             flags, action = blob[off], blob[off + 1]
@@ -115,7 +119,8 @@ def block_decode(blob):
             drec, off = _varint(blob, off)
             outcome, off = _varint(blob, off)
             r = {"seq": prev["seq"] + _unzigzag(dseq), "recorded": prev["recorded"] + _unzigzag(drec),
-                 "outcome": _unzigzag(outcome), "action": chr(action), "breakglass": (flags >> 6) & 1}
+                 "outcome": _unzigzag(outcome), "action": chr(action), "breakglass": (flags >> 6) & 1,
+                 "magic": blob[:4]}
             for i, k in enumerate(BLOCK_STRS):
                 if flags & (1 << i):
                     r[k] = prev[k]
@@ -145,8 +150,8 @@ def block_decode(blob):
 
 
 def block_encode(recs):
-    """Format 2, as the engine writes it."""
-    out, prev = b"HVB2", None
+    """Format 2 or 3 (the first record's block's), as the engine writes it."""
+    out, prev = recs[0].get("magic", b"HVB2") if recs else b"HVB2", None
     for r in recs:
         flags = 0x40 if r["breakglass"] else 0
         strs = b""
@@ -162,6 +167,16 @@ def block_encode(recs):
             bytes.fromhex(r["hash"])
         prev = r
     return out
+
+
+def hash3(prev_hex, r):
+    """A record's hash in hash format 3, from docs/compliance.md "The hashed bytes" alone."""
+    b = b"HVH3" + bytes.fromhex(prev_hex) + struct.pack("<QqiB", r["seq"], r["recorded"], r["outcome"],
+                                                         ord(r["action"]))
+    for k in BLOCK_STRS:
+        v = r[k].encode()
+        b += struct.pack("<I", len(v)) + v
+    return hashlib.sha256(b).hexdigest()
 
 
 class Trail:
@@ -526,6 +541,52 @@ class Alerts(AuditCase):
         st, rep = eng.get_json("/compliance/report", headers=adm)
         self.assertEqual(rep["break_glass"], 1)
 
+    def test_read_event_matches_the_classified_vread(self):
+        # A 200 instance read is recorded from the read route's own parameters (module.c
+        # read_route); a vread of the same version goes through the path classifier. Both
+        # must render the same AuditEvent but for the subtype and the record's own fields;
+        # the purpose-of-use and break-glass headers are found in any case, first one wins.
+        eng = self.audit_engine(config=self.CONFIG)
+        adm = self.token(eng, "admin")
+        self.seed(eng, adm, 2)
+        alice = self.token(eng, "alice")
+        h = dict(alice)
+        h["x-purpose-of-use"] = "TREAT"
+        h["X-BREAK-GLASS"] = "ED"
+        for path in ("/fhir/Observation/o2", "/fhir/Observation/o2/_history/1", "/fhir/Patient/p1",
+                     "/fhir/Patient/p1/_history/1"):
+            self.assertEqual(eng.get(path, headers=h)[0], 200, path)
+        self.assertEqual(eng.get("/fhir/Patient/nope", headers=h)[0], 404)
+        self.assertEqual(eng.get("/fhir/Patient/p2", headers=dict(alice, **{"x-PURPOSE-of-use": "TREAT"}))[0], 200)
+        deadline = time.monotonic() + 5
+        while True:
+            got = [e for e in self.events(eng, adm, "&user=alice") if e["subtype"][0]["code"] in ("read", "vread")]
+            if len(got) >= 6 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        self.assertEqual([e["subtype"][0]["code"] for e in got], ["read", "vread", "read", "vread", "read", "read"])
+        self.assertEqual(got[5]["purposeOfEvent"][0]["coding"][0]["code"], "TREAT")
+        self.assertNotIn("text", got[5]["purposeOfEvent"][0])
+
+        def same(e):
+            e = json.loads(json.dumps(e))
+            for k in ("id", "meta", "recorded", "period", "subtype", "text"):
+                e.pop(k, None)
+            return e
+
+        self.assertEqual(same(got[0]), same(got[1]))
+        self.assertEqual(same(got[2]), same(got[3]))
+        obs, pat, miss = got[0], got[2], got[4]
+        self.assertEqual(obs["agent"][0]["who"]["identifier"]["value"], "alice")
+        self.assertEqual(obs["purposeOfEvent"][0]["coding"][0]["code"], "ETREAT")
+        self.assertEqual(obs["purposeOfEvent"][0]["text"], "ED")
+        whats = [en["what"].get("reference") for en in obs["entity"] if "what" in en]
+        self.assertIn("Observation/o2", whats)
+        self.assertIn("Patient/p2", whats)
+        self.assertIn("Patient/p1", [en["what"].get("reference") for en in pat["entity"] if "what" in en])
+        self.assertEqual(miss["outcome"], "4")
+        self.assertIn("Patient/nope", [en["what"].get("reference") for en in miss["entity"] if "what" in en])
+
     def test_after_hours_and_external_alerts(self):
         # a permitted window that excludes the current minute
         now = time.gmtime()
@@ -577,9 +638,10 @@ class Tamper(AuditCase):
         self.assertEqual(rc, 1, out + err)
         self.assertIn("altered at record 7", out)
 
-    def test_record_inside_a_format2_block_is_found(self):
-        # one batch of many repeated reads: a format 2 block whose middle records repeat
-        # every string of the record before them (coded as flags only)
+    def test_record_inside_a_format3_block_is_found(self):
+        # one batch of many repeated reads: a format 3 block (format 2's coding, hashes over
+        # the binary input) whose middle records repeat every string of the record before
+        # them (coded as flags only)
         eng = self.audit_engine(config={"audit": {"flush_interval": "30s"}})
         adm = self.token(eng, "admin")
         self.seed(eng, adm, 1)
@@ -591,7 +653,7 @@ class Tamper(AuditCase):
         first, last, blob = blocks[0]
         recs = block_decode(blob)
         t.close()
-        self.assertEqual(blob[:4], b"HVB2")
+        self.assertEqual(blob[:4], b"HVB3")
         self.assertGreaterEqual(len(recs), 30)
         reads = [r for r in recs[1:-1] if r["subtype"] == "read"]
         self.assertGreater(len(reads), 20)
@@ -599,6 +661,13 @@ class Tamper(AuditCase):
         self.assertLess(len(blob) / len(recs), 60)
         target = reads[len(reads) // 2]["seq"]
         self.assertTrue(first < target < last)
+        # each hash is the documented binary layout's, chained on the one before
+        t = Trail(eng)
+        prev = t.db.execute("SELECT prev_hash FROM audit_block WHERE seq_first = ?", (first,)).fetchone()[0]
+        t.close()
+        for r in recs:
+            self.assertEqual(hash3(prev, r), r["hash"], r["seq"])
+            prev = r["hash"]
         rc, out, err = eng.cli("audit", "verify")
         self.assertEqual(rc, 0, out + err)
         self.alter(eng, lambda t: t.edit(target, ip="10.6.6.6"))
@@ -612,6 +681,38 @@ class Tamper(AuditCase):
         self.alter(eng, lambda t: t.edit(target, ip=ip))
         rc, out, _ = eng.cli("audit", "verify")
         self.assertEqual(rc, 0, out)
+
+    def test_record_inserted_into_a_format3_block_is_found(self):
+        # an intruder who knows the format forges a record with a valid hash over the
+        # binary input, linked to the record before, and slips it into the block
+        eng = self.audit_engine(config={"audit": {"flush_interval": "30s"}})
+        adm = self.token(eng, "admin")
+        self.seed(eng, adm, 1)
+        for _ in range(10):
+            self.assertEqual(eng.get("/fhir/Patient/p1", headers=adm)[0], 200)
+        eng.stop()
+        t = Trail(eng)
+        first, last, blob = t.db.execute("SELECT seq_first, seq_last, records FROM audit_block ORDER BY n DESC"
+                                         " LIMIT 1").fetchone()
+        recs = block_decode(blob)
+        k = len(recs) // 2
+        self.assertTrue(0 < k < len(recs) - 1)
+        forged = dict(recs[k], who="mallory", ip="10.6.6.6")
+        forged["hash"] = hash3(recs[k - 1]["hash"], forged)
+        t.db.execute("DROP TRIGGER IF EXISTS audit_block_no_update")
+        t.db.execute("UPDATE audit_block SET records = ? WHERE seq_first = ?",
+                     (block_encode(recs[:k] + [forged] + recs[k:]), first))
+        t.close()
+        rc, out, _ = eng.cli("audit", "verify")
+        self.assertEqual(rc, 1, out)
+        self.assertIn("inserted at record %d" % recs[k]["seq"], out)
+        # the forged record in place of the true one: the next record's hash, taken over the
+        # digest before it, no longer matches
+        self.alter(eng, lambda t: t.db.execute("UPDATE audit_block SET records = ? WHERE seq_first = ?",
+                                               (block_encode(recs[:k] + [forged] + recs[k + 1:]), first)))
+        rc, out, _ = eng.cli("audit", "verify")
+        self.assertEqual(rc, 1, out)
+        self.assertIn("at record %d" % (recs[k]["seq"] + 1), out)
 
     def test_deleted_and_truncated_rows_are_found(self):
         eng = self.audit_engine(config={"audit": {"checkpoint_every": 4}})
@@ -678,6 +779,17 @@ class Tamper(AuditCase):
         with gzip.open(path, "rt") as f:
             lines = f.read().splitlines()
         self.assertEqual(json.loads(lines[0])["archive"], "holovitals-audit")
+        if not self.DB:
+            # records from format 3 blocks say so; relabelling one breaks its hash
+            self.assertEqual(json.loads(lines[4]).get("hash_format"), 3)
+            rec = json.loads(lines[4])
+            del rec["hash_format"]
+            bad = os.path.join(self.workdir, "relabelled.ndjson.gz")
+            with gzip.open(bad, "wt") as f:
+                f.write("\n".join(lines[:4] + [json.dumps(rec)] + lines[5:]) + "\n")
+            rc, out, _ = eng.cli("audit", "verify", "--archive", bad)
+            self.assertEqual(rc, 1)
+            self.assertIn("altered at record %d" % rec["seq"], out)
         rec = json.loads(lines[4])
         rec["who"] = "someone-else"
         bad = os.path.join(self.workdir, "bad.ndjson.gz")

@@ -306,7 +306,8 @@ static size_t read_block(hv_db_t *db, int64_t first, hv__arec_t *recs, size_t ma
     return n;
 }
 
-/* Replaces the records of the block that starts at first with recs[0..n) (format 2, with
+/* Replaces the records of the block that starts at first with recs[0..n) (format 2 or 3 as
+ * the records' hash format says; format 1 records are written as format 2; with
  * the update guard dropped; the row's other columns unchanged). */
 static void write_block_records(hv_db_t *db, int64_t first, const hv__arec_t *recs, size_t n) {
     hv_db_stmt_t *st = NULL;
@@ -350,15 +351,17 @@ static void cut_last(hv_db_t *db, int64_t first) {
     free(blob);
 }
 
-/* Appends n records as one block in format 1 (as engines before session 7 wrote them),
- * with its who index rows. */
-static void append_block_v1(hv_db_t *db, hv__audit_t *a, int first, int n) {
+/* Appends n records as one block in format 1 (as engines before session 7 wrote them) or
+ * format 2 (session 7: hashes over the text input), with its who index rows. */
+static void append_block_old(hv_db_t *db, hv__audit_t *a, int first, int n, int fmt) {
     hv__aev_t *l = make_list(a, first, n);
     hv_db_stmt_t *st = NULL;
     hv_buf_t b;
+    hv__ablock_wr_t w;
     char prev[65], block_prev[65], hash[65];
     int64_t seq, seq_first, rmin = INT64_MAX, rmax = INT64_MIN;
     hv_buf_init(&b, 0);
+    hv__audit_block_wr_init(&w);
     assert_int_equal(hv_db_begin(db), HV_OK);
     assert_int_equal(hv__audit_tail(db, prev, &seq), HV_OK);
     seq_first = seq;
@@ -366,7 +369,25 @@ static void append_block_v1(hv_db_t *db, hv__audit_t *a, int first, int n) {
     for (hv__aev_t *ev = l; ev != NULL; ev = ev->next, seq++) {
         hv__audit_hash(prev, seq, ev->recorded, ev->action, ev->subtype, ev->outcome, ev->who, ev->role, ev->ip,
                        ev->patients_csv, ev->content.data, ev->content.len, hash);
-        assert_int_equal(hv__audit_block_encode(&b, seq, ev, hash), HV_OK);
+        if (fmt == 1) {
+            assert_int_equal(hv__audit_block_encode(&b, seq, ev, hash), HV_OK);
+        } else {
+            hv__arec_t r;
+            memset(&r, 0, sizeof(r));
+            r.seq = seq;
+            r.recorded = ev->recorded;
+            r.outcome = ev->outcome;
+            r.action[0] = ev->action[0];
+            r.subtype = ev->subtype;
+            r.who = ev->who;
+            r.role = ev->role;
+            r.ip = ev->ip;
+            r.patients = ev->patients_csv;
+            r.content = ev->content.data;
+            r.clen = ev->content.len;
+            memcpy(r.hash, hash, 65);
+            assert_int_equal(hv__audit_block_put(&b, &w, &r, NULL), HV_OK);
+        }
         memcpy(prev, hash, 65);
         if (ev->recorded < rmin) rmin = ev->recorded;
         if (ev->recorded > rmax) rmax = ev->recorded;
@@ -397,10 +418,10 @@ static void append_block_v1(hv_db_t *db, hv__audit_t *a, int first, int n) {
     free_list(l);
 }
 
-/* A store whose older blocks are in format 1 keeps verifying once format 2 blocks follow
+/* A store whose older blocks are in format 1 keeps verifying once format 3 blocks follow
  * them; the older blocks are listed by the who index like the new ones; and a record
  * altered inside an old block is still found at its number. */
-static void audit_format1_blocks_then_format2_verify(void **state) {
+static void audit_format1_blocks_then_format3_verify(void **state) {
     hv__audit_t a;
     hv_db_t *db;
     hv_audit_verify_t v;
@@ -410,9 +431,9 @@ static void audit_format1_blocks_then_format2_verify(void **state) {
     memset(&a, 0, sizeof(a));
     a.checkpoint_every = 0;
     db = open_store("v1v2", &a, 0);
-    append_block_v1(db, &a, 0, 5);  /* seq 1-5, format 1 */
-    append_blocks(db, &a, 5, 5);    /* seq 6-10, format 2 */
-    append_block_v1(db, &a, 10, 3); /* format 1 after format 2 (an older engine on the same store) */
+    append_block_old(db, &a, 0, 5, 1);  /* seq 1-5, format 1 */
+    append_blocks(db, &a, 5, 5);        /* seq 6-10, format 3 */
+    append_block_old(db, &a, 10, 3, 1); /* format 1 after format 3 (an older engine on the same store) */
     append_blocks(db, &a, 13, 4);
     assert_int_equal(hv__audit_verify_db(db, a.key, 0, &v), HV_OK);
     assert_string_equal(v.problem, "");
@@ -434,6 +455,101 @@ static void audit_format1_blocks_then_format2_verify(void **state) {
     assert_int_equal(hv__audit_verify_db(db, a.key, 0, &v), HV_OK);
     assert_string_equal(v.problem, "altered");
     assert_int_equal(v.first_bad, 3);
+    hv_db_close(db);
+    EVP_PKEY_free(a.key);
+}
+
+static int collect_hfmt(const hv__arec_t *r, void *ud) {
+    int *fmts = ud;
+    if (r->seq >= 1 && r->seq < 32) fmts[r->seq] = r->hfmt;
+    return 0;
+}
+
+/* The four-letter magic of the block that starts at first ("" for format 1). */
+static void block_magic(hv_db_t *db, int64_t first, char out[5]) {
+    unsigned char *blob = NULL;
+    hv__arec_t recs[64];
+    size_t n = read_block(db, first, recs, HV_ARRAY_LEN(recs), &blob);
+    assert_true(n > 0);
+    out[0] = '\0';
+    if (memcmp(blob, "HVB", 3) == 0) {
+        memcpy(out, blob, 4);
+        out[4] = '\0';
+    }
+    free(blob);
+}
+
+/* Blocks of formats 1, 2 (hashes over the text input) and 3 (over the binary input) in
+ * one store, in any order, are one chain: verify, scans and an archive (verified offline)
+ * take them all; each record says which input its hash is over; a record altered inside
+ * a format 2 or a format 3 block, or cut from the end of a format 3 block, is found at its
+ * number. */
+static void audit_formats_1_2_3_mixed_in_one_store(void **state) {
+    hv__audit_t a;
+    hv_db_t *db;
+    hv_audit_verify_t v;
+    hv_error_t err;
+    hv__audit_archived_t ar;
+    hv__ascan_t f;
+    char path[256], magic[5];
+    int fmts[32] = {0};
+    (void)state;
+    memset(&a, 0, sizeof(a));
+    hv_error_clear(&err);
+    a.checkpoint_every = 3;
+    db = open_store("f123", &a, 0);
+    append_block_old(db, &a, 0, 4, 1);  /* seq 1-4 */
+    append_block_old(db, &a, 4, 4, 2);  /* seq 5-8 */
+    append_blocks(db, &a, 8, 4);        /* seq 9-12, format 3 */
+    append_block_old(db, &a, 12, 3, 2); /* seq 13-15: a session-7 engine on the same store */
+    append_blocks(db, &a, 15, 4);       /* seq 16-19 */
+    block_magic(db, 1, magic);
+    assert_string_equal(magic, "");
+    block_magic(db, 5, magic);
+    assert_string_equal(magic, "HVB2");
+    block_magic(db, 9, magic);
+    assert_string_equal(magic, "HVB3");
+    block_magic(db, 13, magic);
+    assert_string_equal(magic, "HVB2");
+    block_magic(db, 16, magic);
+    assert_string_equal(magic, "HVB3");
+    assert_int_equal(hv__audit_verify_db(db, a.key, 0, &v), HV_OK);
+    assert_string_equal(v.problem, "");
+    assert_int_equal(v.checked, 19);
+    assert_true(v.checkpoints >= 2); /* those signed by the format 3 writer (seq 9, 12, 18) */
+    hv__audit_scan_init(&f);
+    assert_int_equal(hv__audit_block_scan(db, &f, collect_hfmt, fmts), HV_OK);
+    for (int seq = 1; seq <= 19; seq++)
+        assert_int_equal(fmts[seq], (seq >= 9 && seq <= 12) || seq >= 16 ? HV__HASH_BIN : HV__HASH_TEXT);
+    /* an archive of the whole mixed trail verifies offline */
+    snprintf(path, sizeof(path), "%s/f123/a.ndjson.gz", tmpdir);
+    assert_int_equal(hv__audit_archive(db, a.key, INT64_MAX, path, &ar, &err), HV_OK);
+    assert_int_equal(ar.n, 19);
+    assert_int_equal(hv__audit_verify_archive(path, a.key, &v, &err), HV_OK);
+    assert_string_equal(v.problem, "");
+    assert_int_equal(v.checked, 19);
+    /* tampering inside a format 2 block and inside a format 3 block */
+    flip_who_byte(db, 5, 6);
+    assert_int_equal(hv__audit_verify_db(db, a.key, 0, &v), HV_OK);
+    assert_string_equal(v.problem, "altered");
+    assert_int_equal(v.first_bad, 6);
+    flip_who_byte(db, 5, 6);
+    block_magic(db, 5, magic);
+    assert_string_equal(magic, "HVB2");
+    flip_who_byte(db, 9, 10);
+    block_magic(db, 9, magic);
+    assert_string_equal(magic, "HVB3");
+    assert_int_equal(hv__audit_verify_db(db, a.key, 0, &v), HV_OK);
+    assert_string_equal(v.problem, "altered");
+    assert_int_equal(v.first_bad, 10);
+    assert_int_equal(v.checked, 9);
+    flip_who_byte(db, 9, 10);
+    assert_int_equal(hv__audit_verify_db(db, a.key, 0, &v), HV_OK);
+    assert_string_equal(v.problem, "");
+    cut_last(db, 16);
+    assert_int_equal(hv__audit_verify_db(db, a.key, 0, &v), HV_OK);
+    assert_string_equal(v.problem, "deleted");
+    assert_int_equal(v.first_bad, 19);
     hv_db_close(db);
     EVP_PKEY_free(a.key);
 }
@@ -528,7 +644,8 @@ int run_block_tests(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(audit_block_record_round_trips),
         cmocka_unit_test(audit_block_format2_round_trips),
-        cmocka_unit_test(audit_format1_blocks_then_format2_verify),
+        cmocka_unit_test(audit_format1_blocks_then_format3_verify),
+        cmocka_unit_test(audit_formats_1_2_3_mixed_in_one_store),
         cmocka_unit_test(audit_block_scan_crosses_block_boundaries),
         cmocka_unit_test(audit_rows_then_blocks_verify_and_tampering_is_located),
         cmocka_unit_test(audit_archive_and_purge_take_whole_blocks),

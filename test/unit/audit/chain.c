@@ -185,6 +185,103 @@ static void audit_hash_is_sha256_of_the_documented_layout(void **state) {
     free(big);
 }
 
+/* Hash format 3 is SHA-256 over the binary layout documented in chain.c and
+ * docs/compliance.md; the expected digests were computed from that description alone
+ * (Python's hashlib over struct.pack("<QqiB", …) and u32-length-prefixed strings). Both
+ * paths (one buffer; a content past 2 KiB streamed) hash the same bytes, and every field
+ * (each string's length too, so no field's end can move into the next) changes the hash. */
+static void audit_hash3_is_sha256_of_the_documented_binary_layout(void **state) {
+    const char *s[6] = {"read", "alice", "clinician", "10.0.0.1", "p1,p2", "{\"v\":2}"};
+    size_t l[6] = {4, 5, 9, 8, 5, 7};
+    const char *s2[6] = {"search-type", "", "", "::1", "", "x\0y"};
+    size_t l2[6] = {11, 0, 0, 3, 0, 3};
+    unsigned char prev[32] = {0}, d[32], d2[32], base[32];
+    char hex[65], *big, want[65];
+    (void)state;
+    hv__audit_hash3(prev, 42, -7, 4, 'R', s, l, d);
+    hv_hex(d, 32, hex);
+    assert_string_equal(hex, "0b49b09e86e537f73abf43ac73662e07c0bb5ac40a47457800bb04f2fbb2261b");
+    hv__audit_hash3(d, 43, 1764150000123, -1, 'E', s2, l2, d2);
+    hv_hex(d2, 32, hex);
+    assert_string_equal(hex, "c3dca2592f46620370ca714808b8cf9fdffafbb41d0c8cd0a4305de26dddae2f");
+    /* prev and the digest may be the same bytes (the block writer chains in place) */
+    hv__audit_hash3(d, 43, 1764150000123, -1, 'E', s2, l2, d);
+    assert_memory_equal(d, d2, 32);
+    /* the hex wrapper verify uses agrees, and refuses a prev that is not a hash */
+    hv__audit_hash_fmt(HV__HASH_BIN, HV__AUDIT_ZERO_HASH, 42, -7, "R", "read", 4, "alice", "clinician", "10.0.0.1",
+                       "p1,p2", "{\"v\":2}", 7, hex);
+    assert_string_equal(hex, "0b49b09e86e537f73abf43ac73662e07c0bb5ac40a47457800bb04f2fbb2261b");
+    hv__audit_hash_fmt(HV__HASH_BIN, "00", 42, -7, "R", "read", 4, "alice", "clinician", "10.0.0.1", "p1,p2", "", 0,
+                       hex);
+    assert_int_equal(strspn(hex, "x"), 64);
+    hv__audit_hash_fmt(HV__HASH_BIN, HV__AUDIT_ZERO_HASH, 42, -7, "RR", "read", 4, "alice", "clinician", "10.0.0.1",
+                       "p1,p2", "{\"v\":2}", 7, hex);
+    assert_int_equal(strspn(hex, "x"), 64);
+    /* text and binary inputs of the same record differ */
+    hv__audit_hash_fmt(HV__HASH_TEXT, HV__AUDIT_ZERO_HASH, 42, -7, "R", "read", 4, "alice", "clinician", "10.0.0.1",
+                       "p1,p2", "{\"v\":2}", 7, hex);
+    assert_string_not_equal(hex, "0b49b09e86e537f73abf43ac73662e07c0bb5ac40a47457800bb04f2fbb2261b");
+    /* every field counts, and moving a byte from one string to the next does too */
+    memcpy(base, prev, 32);
+    hv__audit_hash3(base, 42, -7, 4, 'R', s, l, base);
+    {
+        struct {
+            int64_t seq, rec;
+            int out;
+            char act;
+        } v[] = {{43, -7, 4, 'R'}, {42, -6, 4, 'R'}, {42, -7, 5, 'R'}, {42, -7, 4, 'E'}};
+        for (size_t i = 0; i < HV_ARRAY_LEN(v); i++) {
+            hv__audit_hash3(prev, v[i].seq, v[i].rec, v[i].out, v[i].act, s, l, d);
+            assert_memory_not_equal(d, base, 32);
+        }
+        for (int i = 0; i < 6; i++) {
+            size_t lk[6];
+            memcpy(lk, l, sizeof(lk));
+            lk[i]--;
+            hv__audit_hash3(prev, 42, -7, 4, 'R', s, lk, d);
+            assert_memory_not_equal(d, base, 32);
+        }
+        {
+            const char *sm[6] = {"rea", "dalice", "clinician", "10.0.0.1", "p1,p2", "{\"v\":2}"};
+            size_t lm[6] = {3, 6, 9, 8, 5, 7};
+            hv__audit_hash3(prev, 42, -7, 4, 'R', sm, lm, d);
+            assert_memory_not_equal(d, base, 32);
+        }
+        prev[31] = 1;
+        hv__audit_hash3(prev, 42, -7, 4, 'R', s, l, d);
+        assert_memory_not_equal(d, base, 32);
+        prev[31] = 0;
+    }
+    /* a content past the one-buffer path streams the same bytes */
+    big = malloc(5000);
+    assert_non_null(big);
+    memset(big, 'x', 5000);
+    {
+        const char *sb[6] = {"search", "", "", "", "", big};
+        size_t lb[6] = {6, 0, 0, 0, 0, 5000};
+        unsigned char *all = malloc(5200), *p = all;
+        assert_non_null(all);
+        hv__audit_hash3(prev, 1, 1000, 0, 'E', sb, lb, d);
+        memcpy(p, "HVH3", 4);
+        memset(p + 4, 0, 32);
+        hv__audit_put64(p + 36, 1);
+        hv__audit_put64(p + 44, 1000);
+        hv__audit_put32(p + 52, 0);
+        p[56] = 'E';
+        p += 57;
+        for (int i = 0; i < 6; i++) {
+            hv__audit_put32(p, (uint32_t)lb[i]);
+            memcpy(p + 4, sb[i], lb[i]);
+            p += 4 + lb[i];
+        }
+        ref_sha256((const char *)all, (size_t)(p - all), want);
+        hv_hex(d, 32, hex);
+        assert_string_equal(hex, want);
+        free(all);
+    }
+    free(big);
+}
+
 /* A trail written under the schema before migration 5 (seq a BIGINT key, the access log a
  * table with an index) keeps verifying after it, with its access-log rows, and grows. */
 static void audit_migration_keeps_an_old_trail_verifiable(void **state) {
@@ -304,6 +401,7 @@ int run_chain_tests(void) {
         cmocka_unit_test(audit_key_is_created_once_and_signatures_verify),
         cmocka_unit_test(audit_chain_appends_and_verify_finds_each_kind_of_tampering),
         cmocka_unit_test(audit_hash_is_sha256_of_the_documented_layout),
+        cmocka_unit_test(audit_hash3_is_sha256_of_the_documented_binary_layout),
         cmocka_unit_test(audit_migration_keeps_an_old_trail_verifiable),
         cmocka_unit_test(audit_list_append_writes_the_same_chain),
     };

@@ -131,6 +131,56 @@ static void render_and_hash(const hv__aev_t *ev, hv_buf_t *json, char hash[65]) 
                    ev->ip, ev->patients_csv, ev->content.data, ev->content.len, hash);
 }
 
+/* Decoding a run of frames with each record's predecessor (module.c expand_runs) shares
+ * the content and patient list of a record whose frame holds the same bytes for them, and
+ * only then: every record decodes to what it decodes to alone. */
+static void audit_decode_own_shares_only_equal_content(void **state) {
+    static const size_t order[] = {0, 0, 0, 1, 1, 0, 2, 3, 3, 4, 5, 5, 0};
+    enum { N = sizeof(order) / sizeof(order[0]) };
+    hv__audit_t a;
+    hv_buf_t frames;
+    size_t at[N], used = 0;
+    hv__aev_t *ev[N], *alone;
+    hv_arena_t *ar = hv_arena_new(0);
+    (void)state;
+    fill_long();
+    memset(&a, 0, sizeof(a));
+    hv_buf_init(&frames, 0);
+    assert_non_null(ar);
+    for (size_t i = 0; i < N; i++) {
+        hv__arec_src_t r;
+        assert_int_equal(hv__audit_rec_gather(&shapes[order[i]], ar, &r), HV_OK);
+        r.recorded = 1764150000000 + (int64_t)i;
+        at[i] = frames.len;
+        assert_int_equal(hv__journal_encode_src(&r, (int64_t)i + 1, 1, &frames), HV_OK);
+    }
+    for (size_t i = 0; i < N; i++) {
+        const unsigned char *f = (const unsigned char *)frames.data + at[i];
+        ev[i] = hv__aev_new(&a);
+        alone = hv__aev_new(&a);
+        assert_non_null(ev[i]);
+        assert_non_null(alone);
+        assert_int_equal(hv__journal_decode_own(f, &used, ev[i], i > 0 ? ev[i - 1] : NULL), HV_OK);
+        assert_int_equal(hv__journal_decode_own(f, &used, alone, NULL), HV_OK);
+        assert_int_equal(ev[i]->recorded, 1764150000000 + (int64_t)i);
+        assert_int_equal(ev[i]->content.len, alone->content.len);
+        assert_memory_equal(ev[i]->content.data, alone->content.data, alone->content.len);
+        assert_int_equal(ev[i]->np, alone->np);
+        for (size_t k = 0; k < alone->np; k++) assert_string_equal(ev[i]->patients[k], alone->patients[k]);
+        assert_string_equal(ev[i]->patients_csv, alone->patients_csv);
+        assert_string_equal(ev[i]->etype, alone->etype);
+        assert_string_equal(ev[i]->eid, alone->eid);
+        if (i > 0 && order[i] == order[i - 1])
+            assert_ptr_equal(ev[i]->content.data, ev[i - 1]->content.data);
+        else if (i > 0)
+            assert_ptr_not_equal(ev[i]->content.data, ev[i - 1]->content.data);
+        hv__aev_free(alone);
+    }
+    for (size_t i = 0; i < N; i++) hv__aev_free(ev[i]);
+    hv_buf_release(&frames);
+    hv_arena_free(ar);
+}
+
 static void audit_fast_record_reads_back_as_the_event_path_record(void **state) {
     hv__audit_t a;
     hv__journal_t *j = NULL;
@@ -168,7 +218,7 @@ static void audit_fast_record_reads_back_as_the_event_path_record(void **state) 
             assert_memory_equal(enc.data, frame, flen);
             hv_buf_release(&enc);
         }
-        assert_int_equal(hv__journal_decode_own(frame, &used, back), HV_OK);
+        assert_int_equal(hv__journal_decode_own(frame, &used, back, NULL), HV_OK);
         assert_int_equal(used, flen);
         assert_int_equal(back->jid, jid);
         /* the stored members, the stored content, the hash, and the AuditEvent read back */
@@ -335,6 +385,7 @@ int run_record_tests(void) {
         cmocka_unit_test(audit_scan_cache_answers_as_the_scanner),
         cmocka_unit_test(audit_scan_cache_keeps_the_cap_of_crowded_bodies),
         cmocka_unit_test(audit_fast_record_reads_back_as_the_event_path_record),
+        cmocka_unit_test(audit_decode_own_shares_only_equal_content),
         cmocka_unit_test(audit_journal_replays_event_and_record_frames_as_one_chain),
         cmocka_unit_test(audit_record_frame_check_rejects_an_altered_byte),
     };
