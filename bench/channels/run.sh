@@ -16,8 +16,6 @@
 # of one file per message (the default). OUT_DIR=DIR: file-write's output goes under DIR
 # (e.g. /dev/shm, to take the file system's inode allocation out of the figure) instead of
 # the work directory under /tmp. WINDOW=N: http-send's "window" (default: the engine's).
-# PER_THREAD=1: also the CPU per message of the loop thread, the busiest other thread (the
-# channels' storage thread) and the rest (thread pool, other stores), raw and bench.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 dur=${1:-5}
@@ -86,35 +84,16 @@ LUA
 
 rps() { awk '/^Requests\/sec/ { printf "%.0f", $2 }'; }
 # CPU seconds of the engine so far (all threads: utime + stime of /proc/PID/stat).
-# Per-thread CPU (PER_THREAD=1): utime+stime of each task, as "tid seconds" lines.
-tasks() { for t in /proc/$hvpid/task/*; do awk -v hz="$(getconf CLK_TCK)" -v t="${t##*/}" -v cs="$(awk '/^voluntary_ctxt/ { print $2 }' "$t/status" 2>/dev/null)" '{ sub(/^.*\) /, ""); printf "%s %.3f %.3f %s\n", t, ($12 + $13) / hz, $13 / hz, cs }' "$t/stat" 2>/dev/null; done; }
-# Prints per message (N) the CPU of the loop thread (the main thread), the busiest other
-# thread (the channels' storage thread) and all the rest, between two tasks() snapshots.
-tdelta() { python3 - "$1" "$2" "$3" "$hvpid" <<'PY'
-import sys
-a = {l.split()[0]: l.split()[1:] for l in open(sys.argv[1])}
-b = {l.split()[0]: l.split()[1:] for l in open(sys.argv[2])}
-n = max(int(sys.argv[3]), 1); main = sys.argv[4]
-d = {t: float(b[t][0]) - float(a.get(t, [0, 0])[0]) for t in b}
-k = {t: float(b[t][1]) - float(a.get(t, [0, 0])[1]) for t in b}
-loop = d.pop(main, 0.0); top = max(d, key=d.get) if d else None
-st = d[top] if top else 0.0
-w = {t: int(b[t][2]) - int(a.get(t, [0, 0, 0])[2]) for t in b}
-print("loop %.0f us (kernel %.0f, %.2f wake-ups), storage %.0f us (kernel %.0f), other threads %.0f us per message"
-      % (loop * 1e6 / n, k.get(main, 0) * 1e6 / n, w.get(main, 0) / n, st * 1e6 / n, (k[top] if top else 0) * 1e6 / n,
-         (sum(d.values()) - st) * 1e6 / n))
-PY
-}
 cpu() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.3f", ($12 + $13) / hz }' "/proc/$hvpid/stat"; }
 stat() { # channel field (received|sent|queued) from GET /channels/ID
   curl -s "http://127.0.0.1:$hvport/channels/$1" | python3 -c "import json,sys; print(json.load(sys.stdin)['statistics']['$2'])"
 }
 
 echo "channels benchmark: ${dur}s per run, wrk -t1 -c$conns, ${#body}-byte JSON body, synchronous FULL"
-c0=$(cpu); [ -n "${PER_THREAD:-}" ] && tasks > "$work/t0"
+c0=$(cpu)
 raw=$(wrk -t1 -c"$conns" -d"${dur}s" -s "$work/post.lua" "http://127.0.0.1:$hvport/channels/store-only/in" 2>/dev/null | rps)
 sleep 1 # the deferred full-text indexing of the burst
-c1=$(cpu); [ -n "${PER_THREAD:-}" ] && tasks > "$work/t1"
+c1=$(cpu)
 rawn=$(stat store-only received)
 echo "raw channel store (http source, no filter/step/destination): $raw msg/s accepted"
 
@@ -125,7 +104,7 @@ while [ "$(stat bench queued)" != "0" ]; do sleep 0.05; done
 t1=$(date +%s.%N)
 sent=$(stat bench sent)
 sleep 1
-c2=$(cpu); [ -n "${PER_THREAD:-}" ] && tasks > "$work/t2"
+c2=$(cpu)
 deliv=$(python3 -c "print(round($sent / ($t1 - $t0)))")
 echo "bench channel (filter + set step + file-write + http-send): $acc msg/s accepted; $sent of $received delivered to both destinations in $(python3 -c "print(round($t1 - $t0, 2))") s = $deliv msg/s end to end"
 echo "ratio accepted / raw store: $(python3 -c "print(round($acc / max($raw, 1), 2))"); delivered / raw store: $(python3 -c "print(round($deliv / max($raw, 1), 2))")"
@@ -133,10 +112,6 @@ echo "ratio accepted / raw store: $(python3 -c "print(round($acc / max($raw, 1),
 # per message: this ratio is the one that survives the load (raw store vs the bench channel's
 # intake plus delivery to both destinations, whole process, same run).
 python3 -c "r = ($c1 - $c0) * 1e6 / max($rawn, 1); b = ($c2 - $c1) * 1e6 / max($sent, 1); print('engine CPU per message: raw store %.0f us, bench channel (stored + delivered to both) %.0f us; CPU ratio raw / bench: %.2f' % (r, b, r / b))"
-if [ -n "${PER_THREAD:-}" ]; then
-  echo "  raw store: $(tdelta "$work/t0" "$work/t1" "$rawn")"
-  echo "  bench:     $(tdelta "$work/t1" "$work/t2" "$sent")"
-fi
 
 # HL7 v2 over MLLP, same run: the hl7v2-inbound store (raw, the HL7 v2 benchmark's figure) and
 # a channel with an mllp source, an HL7 v2 filter and the same two destinations.
