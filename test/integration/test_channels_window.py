@@ -292,6 +292,49 @@ class FileWriteBatchTest(EngineTestCase):
             with open(os.path.join(out, name(m)), "rb") as f:
                 self.assertEqual(f.read(), b"m%03d" % i)
 
+    def run_replacing(self, fsync):
+        """Queues 6 messages whose files already exist (old content; one also with a
+        crash's leftover temporary file), resumes: every file holds its message whole,
+        and no temporary file is left."""
+        out = os.path.join(self.workdir, "out-r%d" % fsync)
+        eng = self.engine(start=False)
+        with open(os.path.join(eng.channels, "fr.json"), "w") as f:
+            json.dump({"id": "fr", "source": {"type": "http"},
+                       "destinations": [{"name": "f", "type": "file-write", "dir": out,
+                                         "filename": "${id}.msg", "fsync": fsync}]}, f)
+        eng.start()
+        self.assertEqual(eng.post_json("/channels/fr/destinations/f/pause", {})[0], 200)
+        ids = []
+        for i in range(6):
+            status, _, data = eng.request("POST", "/channels/fr/in", body=b"new %d" % i,
+                                          headers={"Content-Type": "text/plain"})
+            self.assertEqual(status, 201, data)
+            ids.append(json.loads(data)["id"])
+        for m in ids[:4]:  # files written before (a retry after a crash writes them again)
+            with open(os.path.join(out, "%s.msg" % m), "wb") as f:
+                f.write(b"an older and longer content that must not survive")
+        with open(os.path.join(out, ".%s.msg.tmp" % ids[1]), "wb") as f:
+            f.write(b"a crash's half-written temporary file")
+        self.assertEqual(eng.post_json("/channels/fr/destinations/f/resume", {})[0], 200)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            _, ch = eng.get_json("/channels/fr")
+            if ch["destinations"][0]["statistics"]["sent"] == 6:
+                break
+            time.sleep(0.05)
+        self.assertEqual(ch["destinations"][0]["statistics"]["sent"], 6)
+        self.assertEqual(sorted(os.listdir(out)), sorted("%s.msg" % m for m in ids))
+        for i, m in enumerate(ids):
+            with open(os.path.join(out, "%s.msg" % m), "rb") as f:
+                self.assertEqual(f.read(), b"new %d" % i)
+            self.assertEqual(os.stat(os.path.join(out, "%s.msg" % m)).st_mode & 0o777, 0o600)
+
+    def test_file_write_replaces_existing_files_whole(self):
+        self.run_replacing(False)
+
+    def test_file_write_durable_replaces_existing_files_whole(self):
+        self.run_replacing(True)
+
     def test_file_write_append_mode_appends_in_order(self):
         # One file per message id here so that message 5's can be blocked; then one file.
         name = lambda mid: "a-%s.log" % mid
