@@ -1178,7 +1178,10 @@ static int attempt_done(hv__worker_t *w, int result, const char *detail) {
               w->impl != &hv__dest_http_send && w->impl != &hv__dest_file_write;
     o->mid = it->mid;
     o->attempts = it->attempts + 1;
-    if (detail != NULL) snprintf(o->error, sizeof(o->error), "%s", detail);
+    /* A clean delivery through the cursor writes no row (outcome_record): its detail
+     * is not kept, nor copied. */
+    if (detail != NULL && !(o->cursor && !o->keep && result == HV_CHANNEL_DELIVERED))
+        snprintf(o->error, sizeof(o->error), "%s", detail);
     if (result == HV_CHANNEL_DELIVERED) {
         o->state = "sent";
         w->failures = 0;
