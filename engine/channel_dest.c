@@ -6,7 +6,8 @@
  * "filename" pattern with ${channel} and ${id}) through the libuv thread pool:
  * written to a temporary name, fsync'd (unless "fsync": false), then renamed, so a
  * reader never sees a half-written file and a message written twice (a retry after a
- * crash) simply replaces the same file. The messages a worker has ready are written
+ * crash) simply replaces the same file. Batches (fw_send_batch) keep that guarantee
+ * with an unnamed file (O_TMPFILE) linked under its name where the file system allows. The messages a worker has ready are written
  * by one thread-pool job (fw_send_batch), each file still with that guarantee; with
  * fsync the batch's files are written first, then fsync'd (their writeback overlaps),
  * then renamed, then the directory is fsync'd once, so that the renames are durable
