@@ -757,6 +757,7 @@ typedef struct outcome {
     int keep;                   /* a delivery through the cursor whose detail gets a row */
     const char *state;          /* sent | dead | queued */
     uint64_t next_at;
+    int64_t count; /* clean cursor deliveries it stands for, mid the last (batch_delivered); 0: one */
     char error[256];
 } outcome_t;
 
@@ -1076,7 +1077,8 @@ static int outcomes_job(hv_db_t *db, void *arg) {
         for (j = 0; j < nmv && mv[j].w != o->w; j++) continue;
         if (j == nmv) mv[nmv++].w = o->w;
         if (o->mid > mv[j].hi) mv[j].hi = o->mid;
-        if (strcmp(o->state, "sent") == 0 && o->qid == 0) mv[j].sent++; /* no row */
+        if (strcmp(o->state, "sent") == 0 && o->qid == 0)
+            mv[j].sent += o->count > 0 ? o->count : 1; /* no row */
     }
     for (j = 0; j < nmv && rc == HV_OK; j++) rc = cursor_advance(db, mv[j].w, mv[j].hi, mv[j].sent);
     /* A message read through a cursor needs nothing more: its status is derived from
@@ -1247,9 +1249,54 @@ static void on_sent(void *token, int result, const char *detail) {
     if (attempt_done(w, result, detail)) hv__worker_kick(w);
 }
 
+/*
+ * The leading clean deliveries of a batch that were read through the cursor, recorded
+ * as ONE outcome (count of them, mid the last): what attempt_done would record for each
+ * — no row, the cursor moved past them and its count of deliveries raised
+ * (outcomes_job) — without an outcome per message. Only for destinations whose detail
+ * is never kept (http-send, file-write) and while no source waits for outcomes (a
+ * waiter is noted message by message, outcome_done_final; one registered later waits
+ * for a message not yet fetched). Returns how many it took: 0 leaves them all to
+ * attempt_done.
+ */
+static size_t batch_delivered(hv__worker_t *w, size_t n, const int *results) {
+    size_t k = 0, i;
+    outcome_t *o;
+    if (w->ch->rt->nwaiters > 0 || (w->impl != &hv__dest_http_send && w->impl != &hv__dest_file_write))
+        return 0;
+    while (k < n && w->head + k < w->nitems && results[k] == HV_CHANNEL_DELIVERED &&
+           w->items[w->head + k].qid == 0)
+        k++;
+    if (k < 2 || (o = hv_calloc(1, sizeof(*o))) == NULL) return 0;
+    o->w = w;
+    o->cursor = 1;
+    o->mid = w->items[w->head + k - 1].mid;
+    o->attempts = w->items[w->head + k - 1].attempts + 1;
+    o->state = "sent";
+    o->final = 1;
+    o->count = (int64_t)k;
+    w->failures = 0;
+    w->breaker_until = 0;
+    w->sent += k;
+    hv_counter_add(w->m_sent, k);
+    for (i = w->head; i < w->head + k; i++) {
+        hv__item_t *it = &w->items[i];
+        hv_free(it->content);
+        hv_free(it->content_type);
+        hv_free(it->file);
+        it->content = it->content_type = it->file = NULL;
+    }
+    w->head += k;
+    if (w->head == w->nitems) w->nitems = w->head = 0;
+    w->refs++; /* the outcome's; the batch's own reference keeps w valid meanwhile */
+    outcome_add(w->ch->rt, o);
+    return k;
+}
+
 /* A batch's outcomes (hv__dest_batch_fn): recorded in order, as if each had been
- * sent alone; a retry (only ever the last) holds the head, and the items after it,
- * never attempted, stay queued behind it. */
+ * sent alone (the leading clean cursor deliveries as one, batch_delivered); a retry
+ * (only ever the last) holds the head, and the items after it, never attempted, stay
+ * queued behind it. */
 static void on_batch_sent(void *token, size_t n, const int *results, const char *const *details) {
     hv__worker_t *w = token;
     size_t i;
@@ -1264,7 +1311,9 @@ static void on_batch_sent(void *token, size_t n, const int *results, const char 
         w->refs++;
         moved = attempt_done(w, HV_CHANNEL_RETRY, "not attempted");
     }
-    for (i = 0; i < n && moved; i++) {
+    i = n > 0 ? batch_delivered(w, n, results) : 0;
+    if (i > 0) w->busy = 0; /* moved past them, as attempt_done does */
+    for (; i < n && moved; i++) {
         w->refs++; /* each outcome takes one; the batch's own goes below */
         w->busy = 1;
         moved = attempt_done(w, results[i], details[i]);

@@ -4,6 +4,8 @@ An ordered destination reads the channel's messages after its persisted position
 (chan_cursors) instead of one queue row per message; rows exist only for retries, dead
 letters, requeues and reprocessing after the cursor passed.
 
+- a paused backlog drained in batches (one outcome per batch of clean deliveries):
+  statistics, cursor position and count, no rows, nothing resent after a restart;
 - kill -9 with two destinations at different positions (one retrying): after the restart
   each message reaches each destination exactly once (every delivery was recorded before
   the kill), in order;
@@ -105,6 +107,40 @@ class CursorQueueTest(ChannelTestCase):
         self.assertEqual(states["a"]["state"], "sent")
         self.assertEqual(states["b"]["state"], "sent")
         self.assertGreater(states["b"]["attempts"], 1)
+        eng.stop()
+
+    def test_a_drained_backlog_counts_each_delivery_once_and_restarts_past_it(self):
+        """A paused backlog drains in batches whose clean deliveries are recorded as one
+        outcome each (channel.c batch_delivered): the statistics, the cursor's position
+        and count, the message statuses and a restart all see every message once."""
+        a, b = self.sink(), self.sink()
+        eng = self.setup_fanout(a, b)
+        for d in ("a", "b"):
+            self.assertEqual(eng.post_json("/channels/cur/destinations/%s/pause" % d, {})[0], 200)
+        ids = [self.send(eng, i) for i in range(40)]
+        for d in ("a", "b"):
+            self.assertEqual(eng.post_json("/channels/cur/destinations/%s/resume" % d, {})[0], 200)
+        self.assertTrue(a.wait_for(40) and b.wait_for(40))
+        self.assertTrue(wait_until(lambda: self.dest_stats(eng)["a"]["sent"] == 40 and
+                                   self.dest_stats(eng)["b"]["sent"] == 40), self.dest_stats(eng))
+        st = self.dest_stats(eng)
+        self.assertEqual((st["a"]["queued"], st["b"]["queued"]), (0, 0))
+        with self.db(eng) as db:
+            cur = dict((r[0], (r[1], r[2])) for r in db.execute(
+                "SELECT dest, last_id, sent FROM chan_cursors WHERE channel = 'cur'"))
+            rows = db.execute("SELECT COUNT(*) FROM chan_queue WHERE channel = 'cur'").fetchone()[0]
+        self.assertEqual(cur, {"a": (int(ids[-1]), 40), "b": (int(ids[-1]), 40)})
+        self.assertEqual(rows, 0, "clean deliveries through the cursor write no row")
+        _, ch = eng.get_json("/channels/cur")
+        self.assertEqual((ch["statistics"]["sent"], ch["statistics"]["queued"]), (40, 0))
+        eng.stop()
+        eng.start()
+        ids.append(self.send(eng, 40))
+        self.assertTrue(a.wait_for(41) and b.wait_for(41))
+        time.sleep(0.3)
+        self.assertEqual(a.ids(), ids, "a: each message once, in order, across the restart")
+        self.assertEqual(b.ids(), ids, "b: each message once, in order, across the restart")
+        self.assertTrue(wait_until(lambda: self.dest_stats(eng)["a"]["sent"] == 41))
         eng.stop()
 
     def test_down_destination_drains_in_order_while_other_keeps_going_rows_only_for_the_head(self):
