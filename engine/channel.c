@@ -504,45 +504,21 @@ static int fetch_take(hv_db_stmt_t *st, hv__worker_t *w) {
         size_t n = 0, tn = 0;
         const void *c = hv_db_column_blob(st, 5, &n);
         const char *ct = hv_db_column_text(st, 4, &tn);
+        size_t fn = 0;
+        const char *fname = hv_db_column_text(st, 7, &fn);
         memset(it, 0, sizeof(*it));
         it->qid = hv_db_column_int64(st, 0);
         it->mid = hv_db_column_int64(st, 1);
         it->attempts = hv_db_column_int64(st, 2);
         it->next_at = (uint64_t)hv_db_column_int64(st, 3);
         it->received_at = (uint64_t)hv_db_column_int64(st, 6);
-        it->content_type = hv_strndup(ct ? ct : "", tn);
         if (it->qid == 0 && it->mid > w->pos) w->pos = it->mid;
-        {
-            size_t fn = 0;
-            const char *fname = hv_db_column_text(st, 7, &fn);
-            if (fname != NULL && it->content_type != NULL) {
-                /* A large message: its content is not read here (see item_content_file). */
-                rc = hv__item_content_file(w, it, fname, fn, hv_db_column_int64(st, 8));
-                if (rc != HV_OK) {
-                    hv_free(it->content);
-                    hv_free(it->content_type);
-                    hv_free(it->file);
-                    break;
-                }
-                w->nitems++;
-                if (it->file == NULL) bytes += it->len;
-                if (bytes >= HV__CHAN_FETCH_BYTES) break;
-                continue;
-            }
-        }
-        it->content = hv_malloc(n + 1);
-        if (it->content == NULL || it->content_type == NULL) {
-            hv_free(it->content);
-            hv_free(it->content_type);
-            rc = HV_ENOMEM;
-            break;
-        }
-        if (n > 0) memcpy(it->content, c, n);
-        it->content[n] = '\0';
-        it->len = n;
+        /* A large message's content is not read here (see hv__item_content_file). */
+        rc = hv__item_fill(w, it, ct, tn, c, n, fname, fn, hv_db_column_int64(st, 8));
+        if (rc != HV_OK) break;
         w->nitems++;
         /* Memory: a batch holds at most HV__CHAN_FETCH_BYTES of content (or one message). */
-        bytes += n;
+        if (it->file == NULL) bytes += it->len;
         if (bytes >= HV__CHAN_FETCH_BYTES) break;
     }
     hv_db_done(st);
@@ -589,33 +565,14 @@ static int fetch_shared(hv_db_t *db, hv__worker_t *w) {
             hv__item_t *it = &w->items[w->nitems];
             char key[80];
             sharing = 0;
-            rc = HV_OK;
             snprintf(key, sizeof(key), ",%s,", w->conf->name);
             w->pos = hv_db_column_int64(st, 0);
             if (route == NULL || strstr(route, key) == NULL) continue;
             memset(it, 0, sizeof(*it));
             it->mid = w->pos;
             it->received_at = (uint64_t)hv_db_column_int64(st, 4);
-            it->content_type = hv_strndup(ct ? ct : "", tn);
-            if (it->content_type == NULL) {
-                rc = HV_ENOMEM;
-                break;
-            }
-            if (fname != NULL) {
-                rc = hv__item_content_file(w, it, fname, fn, hv_db_column_int64(st, 6));
-            } else if ((it->content = hv_malloc(n + 1)) == NULL) {
-                rc = HV_ENOMEM;
-            } else {
-                if (n > 0) memcpy(it->content, c, n);
-                it->content[n] = '\0';
-                it->len = n;
-            }
-            if (rc != HV_OK) {
-                hv_free(it->content);
-                hv_free(it->content_type);
-                hv_free(it->file);
-                break;
-            }
+            rc = hv__item_fill(w, it, ct, tn, c, n, fname, fn, hv_db_column_int64(st, 6));
+            if (rc != HV_OK) break;
             w->nitems++;
             if (it->file == NULL) bytes += it->len;
             if (bytes >= HV__CHAN_FETCH_BYTES) break;

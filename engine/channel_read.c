@@ -113,35 +113,43 @@ static int routed_to(const hv__row_t *r, const hv__worker_t *w) {
 
 int hv__row_routed_to(const hv__row_t *r, const hv__worker_t *w) { return routed_to(r, w); }
 
+/* See channel_rt.h. A content file is read only for a worker that does not stream
+ * (hv__item_content_file): on the storage thread. */
+int hv__item_fill(hv__worker_t *w, hv__item_t *it, const char *ct, size_t ct_len,
+                  const void *content, size_t len, const char *file, size_t file_len,
+                  int64_t size) {
+    int rc = HV_OK;
+    it->content_type = hv_strndup(ct ? ct : "", ct_len);
+    if (it->content_type == NULL) {
+        rc = HV_ENOMEM;
+    } else if (file != NULL) {
+        rc = hv__item_content_file(w, it, file, file_len, size);
+    } else if ((it->content = hv_malloc(len + 1)) == NULL) {
+        rc = HV_ENOMEM;
+    } else {
+        if (len > 0) memcpy(it->content, content, len);
+        it->content[len] = '\0';
+        it->len = len;
+    }
+    if (rc != HV_OK) {
+        hv_free(it->content);
+        hv_free(it->content_type);
+        hv_free(it->file);
+        it->content = it->content_type = it->file = NULL;
+    }
+    return rc;
+}
+
 /*
  * An item of w made from r (any thread; the loop thread only for a row without a
- * content file or a worker that streams, which reads no file). HV_OK or HV_ENOMEM.
+ * content file or a worker that streams, which reads no file). HV_OK or an error.
  */
 int hv__item_from_row(hv__worker_t *w, hv__item_t *it, const hv__row_t *r) {
     memset(it, 0, sizeof(*it));
     it->mid = r->id;
     it->received_at = r->received_at;
-    it->content_type = hv_strdup(r->content_type);
-    if (it->content_type == NULL) return HV_ENOMEM;
-    if (r->file != NULL) {
-        int rc = hv__item_content_file(w, it, r->file, strlen(r->file), r->size);
-        if (rc != HV_OK) {
-            hv_free(it->content);
-            hv_free(it->content_type);
-            hv_free(it->file);
-            memset(it, 0, sizeof(*it));
-        }
-        return rc;
-    }
-    it->content = hv_malloc(r->len + 1);
-    if (it->content == NULL) {
-        hv_free(it->content_type);
-        it->content_type = NULL;
-        return HV_ENOMEM;
-    }
-    memcpy(it->content, r->content, r->len + 1);
-    it->len = r->len;
-    return HV_OK;
+    return hv__item_fill(w, it, r->content_type, strlen(r->content_type), r->content, r->len,
+                         r->file, r->file != NULL ? strlen(r->file) : 0, r->size);
 }
 
 /* Drops the rows every cursor worker of ch has passed, then the oldest ones over the

@@ -325,6 +325,12 @@ void hv__row_free(hv__row_t *r);
 int64_t hv__row_id(const hv__row_t *r);
 int hv__row_routed_to(const hv__row_t *r, const hv__worker_t *w);
 int hv__item_from_row(hv__worker_t *w, hv__item_t *it, const hv__row_t *r);
+/* The content of an item (its other fields set by the caller): the content type, and the
+ * content copied — or, with file non-NULL, prepared from that content file. HV_OK, or an
+ * error with nothing held. */
+int hv__item_fill(hv__worker_t *w, hv__item_t *it, const char *ct, size_t ct_len,
+                  const void *content, size_t len, const char *file, size_t file_len,
+                  int64_t size);
 void hv__rows_offer(hv__worker_t *w);
 size_t hv__rows_serve(hv__worker_t *w);
 void hv__rows_reset(hv__chan_t *ch);
