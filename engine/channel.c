@@ -153,6 +153,7 @@ static void chan_destroy(hv__chan_t *ch) {
         if (ch->steps[i].impl != NULL && ch->steps[i].impl->free != NULL)
             ch->steps[i].impl->free(ch->steps[i].state);
     hv_free(ch->steps);
+    hv__rows_free(ch);
     hv_free(ch->workers);
     hv__chan_conf_free(ch->conf);
     hv_free(ch);
@@ -207,6 +208,7 @@ static void worker_unref(hv__worker_t *w) {
     if (--w->refs > 0) return;
     ch = w->ch;
     items_clear(w);
+    hv__rows_fetched_free(w);
     hv_free(w->items);
     if (w->impl != NULL && w->impl->close != NULL && w->state != NULL) w->impl->close(w->state);
     hv_free(w);
@@ -331,7 +333,7 @@ static int lease_take(hv_db_t *db, hv__worker_t *w, int *held) {
 }
 
 /* 1 when the worker's destination reads a large message from its content file. */
-static int worker_streams(const hv__worker_t *w) {
+int hv__worker_streams(const hv__worker_t *w) {
     return (w->impl == &hv__dest_http_send || w->impl == &hv__dest_file_write) &&
            w->conf->purpose == NULL;
 }
@@ -341,8 +343,8 @@ static int worker_streams(const hv__worker_t *w) {
  * destination gets the file's path; another gets the content read into memory when
  * it is at most channels.max_message_bytes, and is refused (dead-lettered) otherwise.
  */
-static int item_content_file(hv__worker_t *w, hv__item_t *it, const char *name, size_t nlen,
-                             int64_t size) {
+int hv__item_content_file(hv__worker_t *w, hv__item_t *it, const char *name, size_t nlen,
+                          int64_t size) {
     hv__chans_t *rt = w->ch->rt;
     char path[4400];
     int fd;
@@ -350,7 +352,7 @@ static int item_content_file(hv__worker_t *w, hv__item_t *it, const char *name, 
     if (nlen > 256) return HV_EINVAL;
     snprintf(path, sizeof(path), "%s/%.*s", rt->content_dir, (int)nlen, name);
     it->len = size > 0 ? (size_t)size : 0;
-    if (worker_streams(w)) {
+    if (hv__worker_streams(w)) {
         it->file = hv_strdup(path);
         it->content = hv_strdup("");
         return it->file && it->content ? HV_OK : HV_ENOMEM;
@@ -502,45 +504,97 @@ static int fetch_take(hv_db_stmt_t *st, hv__worker_t *w) {
         size_t n = 0, tn = 0;
         const void *c = hv_db_column_blob(st, 5, &n);
         const char *ct = hv_db_column_text(st, 4, &tn);
+        size_t fn = 0;
+        const char *fname = hv_db_column_text(st, 7, &fn);
         memset(it, 0, sizeof(*it));
         it->qid = hv_db_column_int64(st, 0);
         it->mid = hv_db_column_int64(st, 1);
         it->attempts = hv_db_column_int64(st, 2);
         it->next_at = (uint64_t)hv_db_column_int64(st, 3);
         it->received_at = (uint64_t)hv_db_column_int64(st, 6);
-        it->content_type = hv_strndup(ct ? ct : "", tn);
         if (it->qid == 0 && it->mid > w->pos) w->pos = it->mid;
-        {
-            size_t fn = 0;
-            const char *fname = hv_db_column_text(st, 7, &fn);
-            if (fname != NULL && it->content_type != NULL) {
-                /* A large message: its content is not read here (see item_content_file). */
-                rc = item_content_file(w, it, fname, fn, hv_db_column_int64(st, 8));
-                if (rc != HV_OK) {
-                    hv_free(it->content);
-                    hv_free(it->content_type);
-                    hv_free(it->file);
-                    break;
-                }
-                w->nitems++;
-                if (it->file == NULL) bytes += it->len;
-                if (bytes >= HV__CHAN_FETCH_BYTES) break;
-                continue;
-            }
-        }
-        it->content = hv_malloc(n + 1);
-        if (it->content == NULL || it->content_type == NULL) {
-            hv_free(it->content);
-            hv_free(it->content_type);
-            rc = HV_ENOMEM;
-            break;
-        }
-        if (n > 0) memcpy(it->content, c, n);
-        it->content[n] = '\0';
-        it->len = n;
+        /* A large message's content is not read here (see hv__item_content_file). */
+        rc = hv__item_fill(w, it, ct, tn, c, n, fname, fn, hv_db_column_int64(st, 8));
+        if (rc != HV_OK) break;
         w->nitems++;
         /* Memory: a batch holds at most HV__CHAN_FETCH_BYTES of content (or one message). */
-        bytes += n;
+        if (it->file == NULL) bytes += it->len;
+        if (bytes >= HV__CHAN_FETCH_BYTES) break;
+    }
+    hv_db_done(st);
+    return rc < 0 ? rc : HV_OK;
+}
+
+/*
+ * Storage thread: a cursor destination's messages after its position, read for the
+ * whole channel (channel_read.c): the channel's routed messages in id order, at most
+ * the worker's batch; the worker takes the ones routed to it, and every row read (up
+ * to the first one the shared rows do not take) goes to w->fetched for the channel's
+ * other cursor destinations. w->pos ends at the last message read: the ones in between
+ * are not this destination's.
+ */
+static int fetch_shared(hv_db_t *db, hv__worker_t *w) {
+    hv_db_stmt_t *st = NULL;
+    size_t bytes = 0, cap = (size_t)w->conf->queue.batch;
+    int sharing = 1, rc;
+    w->fetched_lo = w->fetched_hi = w->pos;
+    w->fetched = hv_calloc(cap, sizeof(*w->fetched));
+    if (w->fetched == NULL) return HV_ENOMEM;
+    rc = hv_db_prepare(db,
+                       "SELECT id, route, content_type, COALESCE(transformed, content),"
+                       " received_at, CASE WHEN transformed IS NULL THEN content_file END, size"
+                       " FROM chan_messages WHERE channel = $1 AND id > $2 AND route IS NOT NULL"
+                       " ORDER BY id LIMIT $3",
+                       &st);
+    if (rc != HV_OK) return rc;
+    hv_db_bind_text(st, 1, w->ch->conf->id, strlen(w->ch->conf->id));
+    hv_db_bind_int64(st, 2, w->pos);
+    hv_db_bind_int64(st, 3, w->conf->queue.batch);
+    while ((rc = hv_db_step(st)) == HV_DB_ROW) {
+        size_t rn = 0, tn = 0, n = 0, fn = 0;
+        const char *route = hv_db_column_text(st, 1, &rn);
+        const char *ct = hv_db_column_text(st, 2, &tn);
+        const void *c = hv_db_column_blob(st, 3, &n);
+        const char *fname = hv_db_column_text(st, 5, &fn);
+        hv__row_t *r = hv__row_new(hv_db_column_int64(st, 0), route, rn, ct, tn, c, n,
+                                   (uint64_t)hv_db_column_int64(st, 4), fname, fn,
+                                   hv_db_column_int64(st, 6));
+        if (r == NULL) {
+            /* Too large to share, or no memory: read as before, and the shared range
+             * ends before this message. */
+            hv__item_t *it = &w->items[w->nitems];
+            char key[80];
+            sharing = 0;
+            snprintf(key, sizeof(key), ",%s,", w->conf->name);
+            w->pos = hv_db_column_int64(st, 0);
+            if (route == NULL || strstr(route, key) == NULL) continue;
+            memset(it, 0, sizeof(*it));
+            it->mid = w->pos;
+            it->received_at = (uint64_t)hv_db_column_int64(st, 4);
+            rc = hv__item_fill(w, it, ct, tn, c, n, fname, fn, hv_db_column_int64(st, 6));
+            if (rc != HV_OK) break;
+            w->nitems++;
+            if (it->file == NULL) bytes += it->len;
+            if (bytes >= HV__CHAN_FETCH_BYTES) break;
+            continue;
+        }
+        w->pos = hv__row_id(r);
+        if (hv__row_routed_to(r, w)) {
+            rc = hv__item_from_row(w, &w->items[w->nitems], r);
+            if (rc != HV_OK) {
+                hv__row_free(r);
+                break;
+            }
+            if (w->items[w->nitems].file == NULL) bytes += w->items[w->nitems].len;
+            w->nitems++;
+        }
+        if (sharing) {
+            w->fetched[w->nfetched++] = r;
+            w->fetched_hi = hv__row_id(r);
+        } else {
+            hv__row_free(r);
+        }
+        /* Memory: a batch holds at most HV__CHAN_FETCH_BYTES of content (or one message). */
         if (bytes >= HV__CHAN_FETCH_BYTES) break;
     }
     hv_db_done(st);
@@ -593,18 +647,8 @@ static int fetch_job(hv_db_t *db, void *arg) {
     if (!w->cursor) hv_db_bind_int64(st, 4, w->lane);
     rc = fetch_take(st, w);
     if (rc != HV_OK || w->nitems > 0 || !w->cursor) return rc;
-    rc = hv_db_prepare(db,
-                       "SELECT 0, id, 0, 0, content_type, COALESCE(transformed, content),"
-                       " received_at, CASE WHEN transformed IS NULL THEN content_file END, size"
-                       " FROM chan_messages WHERE channel = $1 AND id > $2 AND instr(route, $3) > 0"
-                       " ORDER BY id LIMIT $4",
-                       &st);
-    if (rc != HV_OK) return rc;
-    hv_db_bind_text(st, 1, w->ch->conf->id, strlen(w->ch->conf->id));
-    hv_db_bind_int64(st, 2, w->pos);
-    bind_str(st, 3, key);
-    hv_db_bind_int64(st, 4, w->conf->queue.batch);
-    rc = fetch_take(st, w);
+    w->fetch_no_rows = 1;
+    rc = fetch_shared(db, w);
     /* A failed fetch reads again from where it started (fetch_done drops the items). */
     if (rc != HV_OK) w->pos = pos0;
     return rc;
@@ -618,6 +662,10 @@ static void on_worker_timer(uv_timer_t *t) {
 static void fetch_done(int status, void *arg) {
     hv__worker_t *w = arg;
     w->busy = 0;
+    w->fetching = 0;
+    if (status == HV_OK && w->fetch_no_rows && w->fetch_gen == w->ch->read_gen) w->rows_clear = 1;
+    if (status == HV_OK) hv__rows_offer(w);
+    else hv__rows_fetched_free(w);
     if (status != HV_OK) {
         items_clear(w);
         if (!w->closing) uv_timer_start(&w->timer, on_worker_timer, 1000, 0);
@@ -666,6 +714,7 @@ typedef struct outcome {
     int keep;                   /* a delivery through the cursor whose detail gets a row */
     const char *state;          /* sent | dead | queued */
     uint64_t next_at;
+    int64_t count; /* clean cursor deliveries it stands for, mid the last (batch_delivered); 0: one */
     char error[256];
 } outcome_t;
 
@@ -985,7 +1034,8 @@ static int outcomes_job(hv_db_t *db, void *arg) {
         for (j = 0; j < nmv && mv[j].w != o->w; j++) continue;
         if (j == nmv) mv[nmv++].w = o->w;
         if (o->mid > mv[j].hi) mv[j].hi = o->mid;
-        if (strcmp(o->state, "sent") == 0 && o->qid == 0) mv[j].sent++; /* no row */
+        if (strcmp(o->state, "sent") == 0 && o->qid == 0)
+            mv[j].sent += o->count > 0 ? o->count : 1; /* no row */
     }
     for (j = 0; j < nmv && rc == HV_OK; j++) rc = cursor_advance(db, mv[j].w, mv[j].hi, mv[j].sent);
     /* A message read through a cursor needs nothing more: its status is derived from
@@ -1087,7 +1137,10 @@ static int attempt_done(hv__worker_t *w, int result, const char *detail) {
               w->impl != &hv__dest_http_send && w->impl != &hv__dest_file_write;
     o->mid = it->mid;
     o->attempts = it->attempts + 1;
-    if (detail != NULL) snprintf(o->error, sizeof(o->error), "%s", detail);
+    /* A clean delivery through the cursor writes no row (outcome_record): its detail
+     * is not kept, nor copied. */
+    if (detail != NULL && !(o->cursor && !o->keep && result == HV_CHANNEL_DELIVERED))
+        snprintf(o->error, sizeof(o->error), "%s", detail);
     if (result == HV_CHANNEL_DELIVERED) {
         o->state = "sent";
         w->failures = 0;
@@ -1153,9 +1206,54 @@ static void on_sent(void *token, int result, const char *detail) {
     if (attempt_done(w, result, detail)) hv__worker_kick(w);
 }
 
+/*
+ * The leading clean deliveries of a batch that were read through the cursor, recorded
+ * as ONE outcome (count of them, mid the last): what attempt_done would record for each
+ * — no row, the cursor moved past them and its count of deliveries raised
+ * (outcomes_job) — without an outcome per message. Only for destinations whose detail
+ * is never kept (http-send, file-write) and while no source waits for outcomes (a
+ * waiter is noted message by message, outcome_done_final; one registered later waits
+ * for a message not yet fetched). Returns how many it took: 0 leaves them all to
+ * attempt_done.
+ */
+static size_t batch_delivered(hv__worker_t *w, size_t n, const int *results) {
+    size_t k = 0, i;
+    outcome_t *o;
+    if (w->ch->rt->nwaiters > 0 || (w->impl != &hv__dest_http_send && w->impl != &hv__dest_file_write))
+        return 0;
+    while (k < n && w->head + k < w->nitems && results[k] == HV_CHANNEL_DELIVERED &&
+           w->items[w->head + k].qid == 0)
+        k++;
+    if (k < 2 || (o = hv_calloc(1, sizeof(*o))) == NULL) return 0;
+    o->w = w;
+    o->cursor = 1;
+    o->mid = w->items[w->head + k - 1].mid;
+    o->attempts = w->items[w->head + k - 1].attempts + 1;
+    o->state = "sent";
+    o->final = 1;
+    o->count = (int64_t)k;
+    w->failures = 0;
+    w->breaker_until = 0;
+    w->sent += k;
+    hv_counter_add(w->m_sent, k);
+    for (i = w->head; i < w->head + k; i++) {
+        hv__item_t *it = &w->items[i];
+        hv_free(it->content);
+        hv_free(it->content_type);
+        hv_free(it->file);
+        it->content = it->content_type = it->file = NULL;
+    }
+    w->head += k;
+    if (w->head == w->nitems) w->nitems = w->head = 0;
+    w->refs++; /* the outcome's; the batch's own reference keeps w valid meanwhile */
+    outcome_add(w->ch->rt, o);
+    return k;
+}
+
 /* A batch's outcomes (hv__dest_batch_fn): recorded in order, as if each had been
- * sent alone; a retry (only ever the last) holds the head, and the items after it,
- * never attempted, stay queued behind it. */
+ * sent alone (the leading clean cursor deliveries as one, batch_delivered); a retry
+ * (only ever the last) holds the head, and the items after it, never attempted, stay
+ * queued behind it. */
 static void on_batch_sent(void *token, size_t n, const int *results, const char *const *details) {
     hv__worker_t *w = token;
     size_t i;
@@ -1170,7 +1268,9 @@ static void on_batch_sent(void *token, size_t n, const int *results, const char 
         w->refs++;
         moved = attempt_done(w, HV_CHANNEL_RETRY, "not attempted");
     }
-    for (i = 0; i < n && moved; i++) {
+    i = n > 0 ? batch_delivered(w, n, results) : 0;
+    if (i > 0) w->busy = 0; /* moved past them, as attempt_done does */
+    for (; i < n && moved; i++) {
         w->refs++; /* each outcome takes one; the batch's own goes below */
         w->busy = 1;
         moved = attempt_done(w, results[i], details[i]);
@@ -1216,16 +1316,28 @@ void hv__worker_kick(hv__worker_t *w) {
         /* The fetch must see this worker's recorded outcomes: submit the waiting ones
          * before it (storage jobs run in submission order). */
         outcomes_flush(w->ch->rt);
-        if (w->pos_reload) w->pos_loaded = w->pos_reload = 0; /* no fetch is in flight */
-        w->busy = 1;
-        w->refs++;
-        rc = hv_storage_submit_lazy(w->ch->rt->storage, fetch_job, fetch_done, w);
-        if (rc != HV_OK) {
-            w->busy = 0;
-            w->refs--;
-            uv_timer_start(&w->timer, on_worker_timer, 200, 0);
+        if (w->pos_reload) {
+            w->pos_loaded = w->pos_reload = 0; /* no fetch is in flight */
+            w->rows_clear = 0;
         }
-        return;
+        /* Another destination of the channel may have read these messages already. */
+        if (hv__rows_serve(w) == 0) {
+            w->busy = 1;
+            w->fetching = 1;
+            w->fetch_no_rows = 0;
+            w->fetch_gen = w->ch->read_gen;
+            w->fetch_from = w->pos;
+            w->refs++;
+            rc = hv_storage_submit_lazy(w->ch->rt->storage, fetch_job, fetch_done, w);
+            if (rc != HV_OK) {
+                w->busy = 0;
+                w->fetching = 0;
+                w->refs--;
+                uv_timer_start(&w->timer, on_worker_timer, 200, 0);
+            }
+            return;
+        }
+        w->idle = 0;
     }
     it = &w->items[w->head];
     now = hv_now_ms();
@@ -1552,6 +1664,7 @@ void hv__worker_set_paused(hv__worker_t *w, int paused) {
 /* Re-reads the queue of every worker of ch (after a requeue or reprocess). */
 void hv__chan_wake(hv__chan_t *ch) {
     size_t i;
+    hv__rows_reset(ch); /* queue rows may be waiting: each worker reads the store next */
     for (i = 0; i < ch->nworkers; i++) {
         hv__worker_t *w = ch->workers[i];
         if (!w->busy && w->head >= w->nitems) hv__worker_kick(w);

@@ -6,7 +6,8 @@
  * "filename" pattern with ${channel} and ${id}) through the libuv thread pool:
  * written to a temporary name, fsync'd (unless "fsync": false), then renamed, so a
  * reader never sees a half-written file and a message written twice (a retry after a
- * crash) simply replaces the same file. The messages a worker has ready are written
+ * crash) simply replaces the same file. Batches (fw_send_batch) keep that guarantee
+ * with an unnamed file (O_TMPFILE) linked under its name where the file system allows. The messages a worker has ready are written
  * by one thread-pool job (fw_send_batch), each file still with that guarantee; with
  * fsync the batch's files are written first, then fsync'd (their writeback overlaps),
  * then renamed, then the directory is fsync'd once, so that the renames are durable
@@ -238,15 +239,6 @@ static int write_content(int fd, const char *data, size_t len, const char *src) 
     return src != NULL ? copy_file(src, fd, len) : write_all(fd, data, len);
 }
 
-/* Thread pool: fsync of a directory, so that the names made in it are durable: 0 or errno. */
-static int fsync_dir(const char *dir) {
-    int e = 0, fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return errno;
-    if (fsync(fd) != 0) e = errno;
-    close(fd);
-    return e;
-}
-
 /* Thread pool: append mode, one message: content and separator appended to path,
  * fsync'd when configured: 0 or errno. */
 static int append_one(const char *path, const char *data, size_t len, const char *src,
@@ -327,19 +319,30 @@ static int fw_send(void *state, const hv_channel_msg_t *m, hv_channel_sent_cb do
 
 /*
  * Batches (hv__dest_batch_fn): the messages a worker has ready are written by one
- * thread-pool job, one file after the other, each exactly as a single message is
- * (its own temporary file, fsync when configured, rename), so every file keeps its
- * durability guarantee; what a batch saves is a thread hand-off (two scheduler
- * wake-ups) and an outcome round per message. The job stops at the first failure.
- * The contents are borrowed from the worker's items (they live until done runs),
- * and the job does not touch the destination's state, which close may free while
- * the job runs.
+ * thread-pool job, one file after the other, each with the guarantee above (a reader
+ * never sees a partial file; a message written again replaces its file whole), so
+ * what a batch saves is a thread hand-off (two scheduler wake-ups) and an outcome
+ * round per message. The job stops at the first failure. The contents are borrowed
+ * from the worker's items (they live until done runs), and the job does not touch
+ * the destination's state, which close may free while the job runs.
+ *
+ * The job opens the directory once and names each file relative to it (openat,
+ * linkat, renameat: no path walk per file). Where the file system has O_TMPFILE
+ * (Linux: tmpfs, ext4, xfs, btrfs) each file is made unnamed, written (and fsync'd),
+ * then given its name with linkat — one directory operation instead of a create and
+ * a rename of a temporary name, and still all or nothing for a reader. When the name
+ * exists already (a retry after a crash), or linkat cannot name an unnamed file (no
+ * /proc and no privilege for AT_EMPTY_PATH), the file is linked to the temporary name
+ * and renamed over the final one, which replaces it atomically (rename(2)). Without
+ * O_TMPFILE the temporary name is created, written and renamed, as fw_send does.
  */
 typedef struct fw_one {
-    char *path, *tmp; /* hv_malloc'd */
+    char *name, *tmp; /* hv_malloc'd: the file's name and its temporary name in dir */
     const char *data; /* borrowed */
     const char *src;  /* borrowed: a large message's content file, or NULL */
     size_t len;
+    int fd;    /* durable batches: the open file while the chunk is written */
+    int anon;  /* fd is an unnamed (O_TMPFILE) file: fw_publish links it */
 } fw_one_t;
 
 typedef struct fw_batch {
@@ -348,8 +351,10 @@ typedef struct fw_batch {
     size_t n, attempted;
     int fsync;
     int append;
+    int dfd;       /* the directory, while the job runs */
+    int no_tmpfile; /* O_TMPFILE refused once: temporary names for the rest of the batch */
     char sep[65];  /* append mode: the separator (copied: the state may go first) */
-    char *dir;     /* hv_malloc'd: fsync'd once after a durable batch's renames */
+    char *dir;     /* hv_malloc'd */
     int err; /* errno of the last one attempted, 0 when all were written */
     hv__batch_sent_cb done;
     void *token;
@@ -359,7 +364,7 @@ static void fw_batch_free(fw_batch_t *b) {
     size_t i;
     if (b == NULL) return;
     for (i = 0; b->one != NULL && i < b->n; i++) {
-        hv_free(b->one[i].path);
+        hv_free(b->one[i].name);
         hv_free(b->one[i].tmp);
     }
     hv_free(b->one);
@@ -376,13 +381,13 @@ static void fw_batch_free(fw_batch_t *b) {
  */
 static void fw_batch_append(fw_batch_t *b) {
     size_t i, first = 0, seplen = strlen(b->sep);
-    const char *open_path = NULL;
+    const char *open_name = NULL;
     int fd = -1;
     b->err = 0;
     for (i = 0; i < b->n && b->err == 0; i++) {
         fw_one_t *o = &b->one[i];
         b->attempted = i + 1;
-        if (fd >= 0 && strcmp(open_path, o->path) != 0) {
+        if (fd >= 0 && strcmp(open_name, o->name) != 0) {
             if (b->fsync && fsync(fd) != 0) {
                 b->err = errno;
                 b->attempted = first + 1;
@@ -392,12 +397,12 @@ static void fw_batch_append(fw_batch_t *b) {
             if (b->err != 0) break;
         }
         if (fd < 0) {
-            fd = open(o->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+            fd = openat(b->dfd, o->name, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
             if (fd < 0) {
                 b->err = errno;
                 break;
             }
-            open_path = o->path;
+            open_name = o->name;
             first = i;
         }
         b->err = write_content(fd, o->data, o->len, o->src);
@@ -413,61 +418,132 @@ static void fw_batch_append(fw_batch_t *b) {
 }
 
 /*
- * Thread pool: files with fsync, FW_OPEN_MAX at a time: every temporary file of the
- * chunk is written and its writeback started, then each is fsync'd (the disk sees the
- * chunk's writes together instead of one flush per file), then renamed in order, then
- * the directory is fsync'd once. A failure at file f of the chunk keeps the files
- * before it (renamed, the directory fsync'd), removes the temporary files from f on, and
- * reports f as failed; a failed directory fsync reports the chunk's first file as failed.
+ * Thread pool: creates o's file and writes its content: o->fd open, unnamed (o->anon)
+ * or under o->tmp. 0 or errno (nothing left behind).
+ */
+static int fw_create(fw_batch_t *b, fw_one_t *o) {
+    int err, fd = -1;
+    o->anon = 0;
+#ifdef O_TMPFILE
+    if (!b->no_tmpfile) {
+        fd = openat(b->dfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+        /* Not supported by this file system (or kernel): temporary names from now on.
+         * Any other error (no space, no directory) is the file's. */
+        if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL))
+            b->no_tmpfile = 1;
+        else if (fd < 0)
+            return errno;
+        else
+            o->anon = 1;
+    }
+#else
+    b->no_tmpfile = 1;
+#endif
+    if (fd < 0) {
+        fd = openat(b->dfd, o->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0) return errno;
+    }
+    err = write_content(fd, o->data, o->len, o->src);
+    if (err != 0) {
+        close(fd);
+        if (!o->anon) unlinkat(b->dfd, o->tmp, 0);
+        return err;
+    }
+    o->fd = fd;
+    return 0;
+}
+
+/* Thread pool: after a failure, o's file goes (an unnamed one with its descriptor). */
+static void fw_discard(fw_batch_t *b, fw_one_t *o) {
+    if (o->fd >= 0) close(o->fd);
+    o->fd = -1;
+    if (!o->anon) unlinkat(b->dfd, o->tmp, 0);
+}
+
+#ifdef O_TMPFILE
+/* Thread pool: gives the unnamed file fd the name `name` in the batch's directory:
+ * 0 or errno (EEXIST: the name is taken). */
+static int fw_link(fw_batch_t *b, int fd, const char *name) {
+    char proc[64];
+    if (linkat(fd, "", b->dfd, name, AT_EMPTY_PATH) == 0) return 0;
+    if (errno == EEXIST) return EEXIST;
+    /* AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH: the documented way for everyone else. */
+    snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+    if (linkat(AT_FDCWD, proc, b->dfd, name, AT_SYMLINK_FOLLOW) == 0) return 0;
+    return errno;
+}
+#endif
+
+/*
+ * Thread pool: the written (and fsync'd, when configured) file of o gets its final
+ * name, replacing a file of that name whole; o->fd is closed. 0 or errno (the file
+ * is gone then).
+ */
+static int fw_publish(fw_batch_t *b, fw_one_t *o) {
+    int err = 0;
+#ifdef O_TMPFILE
+    if (o->anon) {
+        err = fw_link(b, o->fd, o->name);
+        if (err == EEXIST) {
+            /* A retry: the old file is replaced by a rename, never unlinked first. */
+            unlinkat(b->dfd, o->tmp, 0); /* a crash's leftover */
+            err = fw_link(b, o->fd, o->tmp);
+            if (err == 0) o->anon = 0; /* now named o->tmp: renamed below */
+        }
+        if (err != 0 || o->anon) {
+            /* A close error after the link (a network file system's late write error)
+             * fails the attempt: the retry replaces the file. */
+            if (close(o->fd) != 0 && err == 0) err = errno;
+            o->fd = -1;
+            return err;
+        }
+    }
+#endif
+    if (close(o->fd) != 0) err = errno;
+    o->fd = -1;
+    if (err == 0 && renameat(b->dfd, o->tmp, b->dfd, o->name) != 0) err = errno;
+    if (err != 0) unlinkat(b->dfd, o->tmp, 0);
+    return err;
+}
+
+/*
+ * Thread pool: files with fsync, FW_OPEN_MAX at a time: every file of the chunk is
+ * written and its writeback started, then each is fsync'd (the disk sees the chunk's
+ * writes together instead of one flush per file), then named in order, then the
+ * directory is fsync'd once, so that the names are durable too before any is
+ * reported delivered. A failure at file f of the chunk keeps the files before it
+ * (named, the directory fsync'd), removes the files from f on, and reports f as
+ * failed; a failed directory fsync reports the chunk's first file as failed.
  */
 static void fw_batch_durable(fw_batch_t *b) {
     size_t base, k;
     for (base = 0; base < b->n; base += FW_OPEN_MAX) {
         size_t m = b->n - base < FW_OPEN_MAX ? b->n - base : FW_OPEN_MAX, ok = 0, f;
-        int fds[FW_OPEN_MAX], err = 0;
+        fw_one_t *c = &b->one[base];
+        int err = 0;
         for (k = 0; k < m; k++) {
-            fw_one_t *o = &b->one[base + k];
-            int fd = open(o->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-            if (fd < 0) {
-                err = errno;
-                break;
-            }
-            err = write_content(fd, o->data, o->len, o->src);
-            if (err != 0) {
-                close(fd);
-                unlink(o->tmp);
-                break;
-            }
+            c[k].fd = -1;
+            if ((err = fw_create(b, &c[k])) != 0) break;
 #ifdef SYNC_FILE_RANGE_WRITE
-            (void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE); /* a hint: fsync decides */
+            (void)sync_file_range(c[k].fd, 0, 0, SYNC_FILE_RANGE_WRITE); /* a hint: fsync decides */
 #endif
-            fds[k] = fd;
             ok = k + 1;
         }
         f = ok;
-        for (k = 0; k < ok; k++) {
-            if (k < f && fsync(fds[k]) != 0) {
-                f = k;
-                err = errno;
-            }
-            if (close(fds[k]) != 0 && k < f) {
-                f = k;
-                err = errno;
-            }
-        }
         for (k = 0; k < f; k++)
-            if (rename(b->one[base + k].tmp, b->one[base + k].path) != 0) {
+            if (fsync(c[k].fd) != 0) {
+                f = k;
                 err = errno;
+            }
+        for (k = 0; k < f; k++)
+            if ((err = fw_publish(b, &c[k])) != 0) {
                 f = k;
                 break;
             }
-        for (k = f; k < ok; k++) unlink(b->one[base + k].tmp);
-        if (f > 0) {
-            int de = fsync_dir(b->dir);
-            if (de != 0) {
-                err = de;
-                f = 0;
-            }
+        for (k = f; k < ok; k++) fw_discard(b, &c[k]);
+        if (f > 0 && fsync(b->dfd) != 0) {
+            err = errno;
+            f = 0;
         }
         if (err != 0 || f < m) {
             b->err = err != 0 ? err : EIO;
@@ -483,20 +559,28 @@ static void fw_batch_durable(fw_batch_t *b) {
 static void fw_batch_work(uv_work_t *w) {
     fw_batch_t *b = w->data;
     size_t i;
+    b->attempted = 1;
+    b->dfd = open(b->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (b->dfd < 0) {
+        b->err = errno; /* the first message failed: retried later */
+        return;
+    }
     if (b->append) {
         fw_batch_append(b);
-        return;
-    }
-    if (b->fsync) {
+    } else if (b->fsync) {
         fw_batch_durable(b);
-        return;
+    } else {
+        for (i = 0; i < b->n; i++) {
+            fw_one_t *o = &b->one[i];
+            b->attempted = i + 1;
+            o->fd = -1;
+            b->err = fw_create(b, o);
+            if (b->err == 0) b->err = fw_publish(b, o);
+            if (b->err != 0) break;
+        }
     }
-    for (i = 0; i < b->n; i++) {
-        fw_one_t *o = &b->one[i];
-        b->attempted = i + 1;
-        b->err = write_one(o->tmp, o->path, o->data, o->len, o->src, b->fsync);
-        if (b->err != 0) break;
-    }
+    close(b->dfd);
+    b->dfd = -1;
 }
 
 static void fw_batch_after(uv_work_t *w, int status) {
@@ -546,12 +630,13 @@ static int fw_send_batch(void *state, const hv_channel_msg_t *msgs, size_t n,
     for (i = 0; i < n; i++) {
         fw_one_t *o = &b->one[i];
         expand(f->pattern, f->channel, msgs[i].id, name, sizeof(name));
-        plen = strlen(f->dir) + strlen(name) + 8;
-        o->path = hv_malloc(plen);
+        plen = strlen(name) + 8;
+        o->name = hv_malloc(plen);
         o->tmp = hv_malloc(plen);
-        if (o->path == NULL || o->tmp == NULL) goto out;
-        snprintf(o->path, plen, "%s/%s", f->dir, name);
-        snprintf(o->tmp, plen, "%s/.%s.tmp", f->dir, name);
+        if (o->name == NULL || o->tmp == NULL) goto out;
+        snprintf(o->name, plen, "%s", name);
+        snprintf(o->tmp, plen, ".%s.tmp", name);
+        o->fd = -1;
         o->data = msgs[i].content;
         o->len = msgs[i].len;
         o->src = msgs[i].content_file;
@@ -560,6 +645,7 @@ static int fw_send_batch(void *state, const hv_channel_msg_t *msgs, size_t n,
     b->append = f->append;
     snprintf(b->sep, sizeof(b->sep), "%s", f->separator);
     b->dir = hv_strdup(f->dir);
+    b->dfd = -1;
     if (b->dir == NULL) goto out;
     b->done = done;
     b->token = token;

@@ -887,6 +887,9 @@ int hv__chan_ingest_ex(hv__chan_t *ch, const hv__ingest_opts_t *o, hv_channel_st
     if (in->is_part) process_unit(in, &in->main, after_split(ch), 0);
     else process_unit(in, &in->main, 0, 1);
     hv__chan_ref(ch);
+    /* A reprocess rewrites a stored row and may queue it again: the channel's shared
+     * read (channel_read.c) drops what it holds before the job is submitted. */
+    if (in->reprocess_id > 0) hv__rows_reset(ch);
     rc = hv_storage_submit(ch->rt->storage, ingest_job, ingest_done, in);
     if (rc != HV_OK) {
         ingest_free(in);

@@ -184,8 +184,11 @@ int hv__http_send_batch(void *state, const hv_channel_msg_t *msgs, size_t n,
  * for a plain http:// url, or NULL when url is one it does not speak (https, user
  * information: libcurl sends instead); headers are the configured ones, "Name: value"
  * (borrowed). hv__pipe_send: sends msgs[0..n) as one batch (the hv__dest_batch_fn
- * contract; the contents are copied), at most window unanswered at a time.
- * hv__pipe_free: a batch in flight is cancelled, its done runs now with n = 0.
+ * contract; the contents are borrowed until done runs, written from where they are),
+ * at most window unanswered at a time. hv__pipe_free: a batch in flight is cancelled,
+ * its done runs now with n = 0. hv__pipe_head (tests): message m's request head, as
+ * hv__pipe_send writes it, into out (cap bytes): its length, or 0 when cap is less
+ * than the head can be (the pipeline's prefix + 579 bytes).
  */
 typedef struct hv__pipe hv__pipe_t;
 hv__pipe_t *hv__pipe_for(uv_loop_t *loop, const char *url, const char *method,
@@ -194,6 +197,7 @@ hv__pipe_t *hv__pipe_for(uv_loop_t *loop, const char *url, const char *method,
 int hv__pipe_send(hv__pipe_t *p, const hv_channel_msg_t *msgs, size_t n, hv__batch_sent_cb done,
                   void *token);
 void hv__pipe_free(hv__pipe_t *p);
+size_t hv__pipe_head(const hv__pipe_t *p, const hv_channel_msg_t *m, char *out, size_t cap);
 /* Tests and fuzzing: data fed, chunk bytes at a time, as the answers to a batch of nreq
  * requests, then the end of the connection: the number of outcomes reported (*reported,
  * at most nreq) and each one's result in results[0..nreq). HV_OK when the batch reported once. */

@@ -26,7 +26,19 @@
  *
  * Only plain http:// URLs without user information are pipelined; https, and large
  * messages whose content stays in a file, use libcurl one request at a time
- * (channel_http.c decides). A connection reused from an earlier batch that fails
+ * (channel_http.c decides).
+ *
+ * Cost per message (it runs on the loop thread): a request's head is the pipeline's
+ * prepared prefix (request line, Host, configured headers, "Content-Type: ") plus the
+ * message's own three values, written with memcpy and a digit loop; its body is not
+ * copied — each uv_write takes iovecs of the heads and of the stored contents, which
+ * the hv__dest_batch_fn contract keeps valid until done runs (a batch that ends with a
+ * write still pending closes the connection, which cancels the write first). An answer
+ * of the common form — a status line, headers without Transfer-Encoding, Upgrade or
+ * Proxy-Connection, a Content-Length and the whole body in the bytes at hand — is read
+ * by answer_fast without http_parser; anything else (chunked, interim 1xx, an answer
+ * split across reads, any byte it does not expect) goes through http_parser, which
+ * decides as before. A connection reused from an earlier batch that fails
  * before its first answer (the peer closed it while idle) is retried once on a fresh
  * connection, as libcurl does.
  *
@@ -61,6 +73,13 @@ typedef struct pconn {
     hv__pipe_t *p;
 } pconn_t;
 
+/* One request of a batch: its head at b_head + hoff (hlen bytes), its body borrowed. */
+typedef struct preq {
+    size_t hoff, hlen;
+    const char *body;
+    size_t blen;
+} preq_t;
+
 struct hv__pipe {
     uv_loop_t *loop;
     char host[PIPE_MAX_HOST];
@@ -68,6 +87,8 @@ struct hv__pipe {
     char *path;   /* with the query, "/" at least */
     char *method;
     char *hostline; /* "Host: h[:p]\r\n" plus the configured headers, each "K: V\r\n" */
+    char *prefix;   /* "METHOD path HTTP/1.1\r\n" hostline "Content-Type: " */
+    size_t prefix_len;
     size_t window;
     int close_each; /* the peer closes after every response: one request per connection */
     uint64_t timeout_ms, connect_timeout_ms;
@@ -85,13 +106,14 @@ struct hv__pipe {
     int in_send;    /* inside hv__pipe_send: a failure is returned, done is not called */
     int offline;    /* hv__pipe_feed_answers: no loop, no socket (tests and fuzzing) */
     int send_failed;
+    int at_start;   /* the parser stands at the start of an answer: answer_fast may read */
     char rbuf[PIPE_READ_BUF];
 
     /* The batch in flight (b_done != NULL). */
     hv__batch_sent_cb b_done;
     void *b_token;
-    char *b_buf;      /* every request of the batch, back to back */
-    size_t *b_off;    /* b_off[i]: start of request i in b_buf; b_off[n]: the end */
+    char *b_head;     /* every request's head, back to back */
+    preq_t *b_req;    /* b_req[i]: request i */
     size_t b_n, b_written, b_answered;
     int *b_results;
     char (*b_details)[64];
@@ -121,6 +143,7 @@ static void pipe_maybe_free(hv__pipe_t *p) {
     hv_free(p->path);
     hv_free(p->method);
     hv_free(p->hostline);
+    hv_free(p->prefix);
     hv_free(p);
 }
 
@@ -132,12 +155,12 @@ static void conn_close(hv__pipe_t *p) {
 }
 
 static void batch_clear(hv__pipe_t *p) {
-    hv_free(p->b_buf);
-    hv_free(p->b_off);
+    hv_free(p->b_head);
+    hv_free(p->b_req);
     hv_free(p->b_results);
     hv_free(p->b_details);
-    p->b_buf = NULL;
-    p->b_off = NULL;
+    p->b_head = NULL;
+    p->b_req = NULL;
     p->b_results = NULL;
     p->b_details = NULL;
     p->b_done = NULL;
@@ -168,7 +191,11 @@ static void batch_finish(hv__pipe_t *p, const char *fail_detail) {
         snprintf(p->b_details[n], sizeof(p->b_details[n]), "%s", fail_detail);
         n++;
     }
-    if (fail_detail != NULL || !p->b_keep || p->b_answered < p->b_n) conn_close(p);
+    /* Bytes not yet handed to the kernel (the peer answered before reading a whole
+     * request) would be read from the contents done lets go: closing cancels them first. */
+    if (fail_detail != NULL || !p->b_keep || p->b_answered < p->b_n ||
+        (p->conn != NULL && uv_stream_get_write_queue_size((uv_stream_t *)&p->conn->tcp) > 0))
+        conn_close(p);
     else if (p->conn != NULL) uv_read_stop((uv_stream_t *)&p->conn->tcp); /* idle until the next batch */
     if (n > 64) details = hv_malloc(n * sizeof(*details));
     if (details == NULL) { /* report the first alone: the rest are sent again */
@@ -217,27 +244,43 @@ static void on_write(uv_write_t *req, int status) {
     if (status < 0 && c == p->conn && p->b_done != NULL) conn_failed(p, uv_strerror(status));
 }
 
-/* Writes the requests the window allows: up to `window` unanswered. */
+/* Writes the requests the window allows: up to `window` unanswered, as one uv_write of
+ * iovecs (each request's head, then its body when it has one). */
 static void batch_write_more(hv__pipe_t *p) {
-    size_t upto = p->b_answered + p->window;
+    size_t upto = p->b_answered + p->window, i, nb = 0;
+    uv_buf_t bufs_s[64], *bufs = bufs_s;
     uv_write_t *req;
-    uv_buf_t buf;
+    int rc;
     if (p->offline) return; /* everything counts as written */
     if (upto > p->b_n) upto = p->b_n;
     if (upto <= p->b_written) return;
     /* Refill in chunks: once half the window is answered (fewer writes per message). */
     if (p->b_written > p->b_answered && p->b_written - p->b_answered > p->window / 2) return;
     req = hv_malloc(sizeof(*req));
-    if (req == NULL) {
+    if (2 * (upto - p->b_written) > HV_ARRAY_LEN(bufs_s))
+        bufs = hv_malloc(2 * (upto - p->b_written) * sizeof(*bufs));
+    if (req == NULL || bufs == NULL) {
+        hv_free(req);
+        if (bufs != bufs_s) hv_free(bufs);
         batch_finish(p, "out of memory");
         return;
     }
+    for (i = p->b_written; i < upto; i++) {
+        const preq_t *r = &p->b_req[i];
+        /* Heads that follow each other in b_head go out as one buffer. */
+        if (nb > 0 && bufs[nb - 1].base + bufs[nb - 1].len == p->b_head + r->hoff)
+            bufs[nb - 1].len += (unsigned)r->hlen;
+        else
+            bufs[nb++] = uv_buf_init(p->b_head + r->hoff, (unsigned)r->hlen);
+        if (r->blen > 0) bufs[nb++] = uv_buf_init((char *)r->body, (unsigned)r->blen);
+    }
     req->data = p->conn;
-    buf = uv_buf_init(p->b_buf + p->b_off[p->b_written],
-                      (unsigned)(p->b_off[upto] - p->b_off[p->b_written]));
-    /* The bytes stay in b_buf until the batch ends; a batch that ends first closes the
-     * connection, which cancels the write before b_buf is freed (uv_close). */
-    if (uv_write(req, (uv_stream_t *)&p->conn->tcp, &buf, 1, on_write) != 0) {
+    /* The heads stay in b_head and the bodies with the worker until the batch ends; a
+     * batch that ends with this write pending closes the connection, which cancels the
+     * write first (batch_finish). uv_write copies the iovec array itself. */
+    rc = uv_write(req, (uv_stream_t *)&p->conn->tcp, bufs, (unsigned)nb, on_write);
+    if (bufs != bufs_s) hv_free(bufs);
+    if (rc != 0) {
         hv_free(req);
         batch_finish(p, "write failed");
         return;
@@ -268,24 +311,132 @@ static int on_body(http_parser *hp, const char *at, size_t n) {
     return p->b_body > PIPE_RESPONSE_MAX ? -1 : 0;
 }
 
-static int on_msg_complete(http_parser *hp) {
-    hv__pipe_t *p = hp->data;
-    unsigned code = hp->status_code;
+/* A final answer (status code 200-999) to the oldest unanswered request, keep: the
+ * connection stays open after it. -1: nobody asked for it. */
+static int record_answer(hv__pipe_t *p, unsigned code, int keep) {
     size_t i = p->b_answered;
+    char *d;
     int result;
-    if (code >= 100 && code < 200) return 0; /* an interim answer: the final one follows */
-    if (p->b_done == NULL || i >= p->b_written) return -1; /* an answer nobody asked for */
+    if (p->b_done == NULL || i >= p->b_written) return -1;
     if (code >= 200 && code < 300) result = HV_CHANNEL_DELIVERED;
     else if (code == 408 || code == 429 || code >= 500) result = HV_CHANNEL_RETRY;
     else result = HV_CHANNEL_ERROR;
     p->b_results[i] = result;
-    snprintf(p->b_details[i], sizeof(p->b_details[i]), "HTTP %u", code);
+    d = p->b_details[i]; /* "HTTP %u" (code < 1000: http_parser and answer_fast) */
+    memcpy(d, "HTTP ", 5);
+    d[5] = (char)('0' + code / 100 % 10);
+    d[6] = (char)('0' + code / 10 % 10);
+    d[7] = (char)('0' + code % 10);
+    d[8] = '\0';
     p->b_answered++;
-    p->b_keep = http_should_keep_alive(hp);
+    p->b_keep = keep;
     if (result == HV_CHANNEL_RETRY) p->b_failed = 1;
     if (!p->b_keep) p->close_each = 1;
+    return 0;
+}
+
+static int on_msg_complete(http_parser *hp) {
+    hv__pipe_t *p = hp->data;
+    unsigned code = hp->status_code;
+    if (code >= 100 && code < 200) return 0; /* an interim answer: the final one follows */
+    if (record_answer(p, code, http_should_keep_alive(hp)) != 0) return -1;
     http_parser_pause(hp, 1); /* the reader decides what comes next */
     return 0;
+}
+
+/* ASCII lower case of c. */
+static int lc(int c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
+
+/* 1 when the n bytes at s are name, case-insensitively (name is lower case). */
+static int name_is(const char *s, size_t n, const char *name) {
+    size_t i;
+    if (strlen(name) != n) return 0;
+    for (i = 0; i < n; i++)
+        if (lc((unsigned char)s[i]) != name[i]) return 0;
+    return 1;
+}
+
+/* RFC 9110 §5.6.2 tchar. */
+static int is_tchar(int c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+/*
+ * The common answer, read without http_parser (RFC 9112 §4, §5, §6.3): "HTTP/1.1" or
+ * "HTTP/1.0", SP, three digits (200-999), optionally SP and a reason of visible ASCII,
+ * CRLF; header lines "name: value" CRLF with a token name and a value of visible ASCII,
+ * SP and HT; an empty line; then exactly Content-Length bytes of body, all of it in
+ * data[0..n). Content-Length is required, once, digits only; Transfer-Encoding,
+ * Upgrade and Proxy-Connection are not read here, nor Connection with a value other
+ * than "close" or "keep-alive" (what http_parser does with them decides). Keep-alive as
+ * http_should_keep_alive: HTTP/1.1 unless "Connection: close", HTTP/1.0 only with
+ * "Connection: keep-alive". Returns the bytes of the answer with *code and *keep set,
+ * or 0: not of this form, or not whole in data — http_parser reads it.
+ */
+static size_t answer_fast(const char *data, size_t n, unsigned *code, int *keep) {
+    const char *s = data, *e = data + n, *nl;
+    int v11, have_len = 0, conn = 0; /* conn: 1 close, 2 keep-alive */
+    uint64_t len = 0;
+    if (n < 16 || memcmp(s, "HTTP/1.", 7) != 0 || (s[7] != '1' && s[7] != '0') || s[8] != ' ')
+        return 0;
+    v11 = s[7] == '1';
+    if (s[9] < '2' || s[9] > '9' || s[10] < '0' || s[10] > '9' || s[11] < '0' || s[11] > '9')
+        return 0;
+    *code = (unsigned)((s[9] - '0') * 100 + (s[10] - '0') * 10 + (s[11] - '0'));
+    if (*code == 204 || *code == 304) return 0; /* no body whatever the headers say */
+    s += 12;
+    if (*s == ' ') {
+        for (s++; s < e && *s != '\r'; s++)
+            if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e) return 0;
+    }
+    if (e - s < 2 || s[0] != '\r' || s[1] != '\n') return 0;
+    s += 2;
+    for (;;) {
+        const char *name = s, *colon, *v, *ve;
+        if (e - s < 2) return 0;
+        if (s[0] == '\r') {
+            if (s[1] != '\n') return 0;
+            s += 2;
+            break;
+        }
+        nl = memchr(s, '\r', (size_t)(e - s));
+        if (nl == NULL || e - nl < 2 || nl[1] != '\n') return 0;
+        if (nl - data >= 65536) return 0; /* http_parser decides on large heads */
+        for (colon = s; colon < nl && is_tchar((unsigned char)*colon); colon++) continue;
+        if (colon == s || colon == nl || *colon != ':') return 0;
+        for (v = colon + 1; v < nl && (*v == ' ' || *v == '\t'); v++) continue;
+        for (ve = v; ve < nl; ve++)
+            if (((unsigned char)*ve < 0x20 && *ve != '\t') || (unsigned char)*ve > 0x7e) return 0;
+        for (ve = nl; ve > v && (ve[-1] == ' ' || ve[-1] == '\t'); ve--) continue;
+        /* Only names of the lengths below matter (most headers are skipped at once). */
+        switch (colon - name) {
+        case 7: case 10: case 14: case 16: case 17: break;
+        default: s = nl + 2; continue;
+        }
+        if (name_is(name, (size_t)(colon - name), "content-length")) {
+            const char *d;
+            if (have_len || v == ve || ve != nl || (size_t)(ve - v) > 9) return 0;
+            for (d = v; d < ve; d++) {
+                if (*d < '0' || *d > '9') return 0;
+                len = len * 10 + (uint64_t)(*d - '0');
+            }
+            have_len = 1;
+        } else if (name_is(name, (size_t)(colon - name), "connection")) {
+            if (conn != 0) return 0;
+            if (name_is(v, (size_t)(ve - v), "close")) conn = 1;
+            else if (name_is(v, (size_t)(ve - v), "keep-alive")) conn = 2;
+            else return 0;
+        } else if (name_is(name, (size_t)(colon - name), "transfer-encoding") ||
+                   name_is(name, (size_t)(colon - name), "upgrade") ||
+                   name_is(name, (size_t)(colon - name), "proxy-connection")) {
+            return 0;
+        }
+        s = nl + 2;
+    }
+    if (!have_len || len > PIPE_RESPONSE_MAX || (uint64_t)(e - s) < len) return 0;
+    *keep = v11 ? conn != 1 : conn == 2;
+    return (size_t)(s - data) + (size_t)len;
 }
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
@@ -316,32 +467,49 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 /* The bytes of answers, as they arrive (any split): each complete answer is the next
  * request's outcome; the batch ends as documented at the top of the file. */
 static void parse_answers(hv__pipe_t *p, const char *data, size_t n) {
-    size_t off = 0;
+    size_t off = 0, answered = p->b_answered;
     while (off < n && p->b_done != NULL) {
-        size_t used = http_parser_execute(&p->parser, &p->settings, data + off, n - off);
-        enum http_errno e = HTTP_PARSER_ERRNO(&p->parser);
-        off += used;
-        if (e == HPE_PAUSED) {
-            http_parser_pause(&p->parser, 0);
-            arm_timer(p, p->timeout_ms);
-            if (p->b_failed || !p->b_keep || p->b_answered == p->b_n) {
-                batch_finish(p, NULL);
+        unsigned code = 0;
+        int keep = 0;
+        size_t used = p->at_start ? answer_fast(data + off, n - off, &code, &keep) : 0;
+        if (used > 0) {
+            if (record_answer(p, code, keep) != 0) {
+                batch_finish(p, "unreadable HTTP response"); /* as http_parser's -1 */
                 return;
             }
-            batch_write_more(p);
-            continue;
+            off += used;
+        } else {
+            enum http_errno e;
+            used = http_parser_execute(&p->parser, &p->settings, data + off, n - off);
+            e = HTTP_PARSER_ERRNO(&p->parser);
+            off += used;
+            if (e != HPE_PAUSED) {
+                if (e != HPE_OK) {
+                    batch_finish(p, "unreadable HTTP response");
+                    return;
+                }
+                p->at_start = 0; /* within an answer: http_parser reads on */
+                if (used == 0) break;
+                continue;
+            }
+            http_parser_pause(&p->parser, 0);
         }
-        if (e != HPE_OK) {
-            batch_finish(p, "unreadable HTTP response");
+        /* An answer was recorded: the parser stands at the start of the next one. */
+        p->at_start = 1;
+        if (p->b_failed || !p->b_keep || p->b_answered == p->b_n) {
+            batch_finish(p, NULL);
             return;
         }
-        if (used == 0) break;
+        batch_write_more(p);
     }
+    /* The batch waits for more: the response timeout runs again from the last answer. */
+    if (p->b_done != NULL && p->b_answered != answered) arm_timer(p, p->timeout_ms);
 }
 
 static void start_batch_on_conn(hv__pipe_t *p) {
     http_parser_init(&p->parser, HTTP_RESPONSE);
     p->parser.data = p;
+    p->at_start = 1;
     p->b_keep = 1;
     arm_timer(p, p->timeout_ms);
     if (uv_read_start((uv_stream_t *)&p->conn->tcp, alloc_cb, on_read) != 0) {
@@ -431,56 +599,85 @@ static void pipe_connect(hv__pipe_t *p) {
     p->pending++;
 }
 
-/* Appends to a growing buffer; 0 or -1 (out of memory). */
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-} sbuf_t;
+/* Writes v in decimal at d: the number of digits (at most 20). */
+static size_t put_u64(char *d, uint64_t v) {
+    char t[20];
+    size_t n = 0, i;
+    do {
+        t[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    for (i = 0; i < n; i++) d[i] = t[n - 1 - i];
+    return n;
+}
 
-static int sb_add(sbuf_t *b, const char *s, size_t n) {
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 4096;
-        char *np;
-        while (cap < b->len + n + 1) cap *= 2;
-        np = hv_realloc(b->p, cap);
-        if (np == NULL) return -1;
-        b->p = np;
-        b->cap = cap;
+#define PIPE_CT_MAX 500 /* bytes of a message's content type sent at most */
+
+/* The bytes of a message's Content-Type value (cut at PIPE_CT_MAX). */
+static const char *ct_of(const hv_channel_msg_t *m, size_t *len) {
+    const char *ct = m->content_type && m->content_type[0] ? m->content_type : "application/octet-stream";
+    *len = strnlen(ct, PIPE_CT_MAX);
+    return ct;
+}
+
+/* The bytes of a request head after the prefix and the content type, at most. */
+#define PIPE_HEAD_TAIL (sizeof("\r\nX-Message-Id: \r\nContent-Length: \r\n\r\n") + 2 * 20)
+
+/* Writes message m's request head (see the top of the file) at d, which has room for
+ * p->prefix_len + PIPE_CT_MAX + PIPE_HEAD_TAIL bytes: its length. */
+static size_t head_put(const hv__pipe_t *p, const hv_channel_msg_t *m, char *d) {
+    size_t n = p->prefix_len, ctlen;
+    const char *ct = ct_of(m, &ctlen);
+    int64_t id = m->id;
+    memcpy(d, p->prefix, n);
+    memcpy(d + n, ct, ctlen);
+    n += ctlen;
+    memcpy(d + n, "\r\nX-Message-Id: ", 16);
+    n += 16;
+    if (id < 0) {
+        d[n++] = '-';
+        n += put_u64(d + n, (uint64_t)0 - (uint64_t)id);
+    } else {
+        n += put_u64(d + n, (uint64_t)id);
     }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    return 0;
+    memcpy(d + n, "\r\nContent-Length: ", 18);
+    n += 18;
+    n += put_u64(d + n, (uint64_t)m->len);
+    memcpy(d + n, "\r\n\r\n", 4);
+    return n + 4;
+}
+
+size_t hv__pipe_head(const hv__pipe_t *p, const hv_channel_msg_t *m, char *out, size_t cap) {
+    if (cap < p->prefix_len + PIPE_CT_MAX + PIPE_HEAD_TAIL) return 0;
+    return head_put(p, m, out);
 }
 
 int hv__pipe_send(hv__pipe_t *p, const hv_channel_msg_t *msgs, size_t n, hv__batch_sent_cb done,
                   void *token) {
-    sbuf_t b = {NULL, 0, 0};
-    size_t i;
-    char line[700];
+    size_t i, total = 0, off = 0;
     int rc = HV_ENOMEM;
     if (n == 0 || p->b_done != NULL) return HV_EINVAL;
     if (p->close_each) n = 1;
-    p->b_off = hv_malloc((n + 1) * sizeof(*p->b_off));
+    p->b_req = hv_malloc(n * sizeof(*p->b_req));
     p->b_results = hv_calloc(n, sizeof(*p->b_results));
     p->b_details = hv_calloc(n, sizeof(*p->b_details));
-    if (p->b_off == NULL || p->b_results == NULL || p->b_details == NULL) goto fail;
+    if (p->b_req == NULL || p->b_results == NULL || p->b_details == NULL) goto fail;
+    /* One allocation for the heads: each at most prefix + content type + the rest. */
     for (i = 0; i < n; i++) {
-        const hv_channel_msg_t *m = &msgs[i];
-        int k;
-        p->b_off[i] = b.len;
-        k = snprintf(line, sizeof(line), "%s %s HTTP/1.1\r\n", p->method, p->path);
-        if (k < 0 || (size_t)k >= sizeof(line) || sb_add(&b, line, (size_t)k) != 0) goto fail;
-        if (sb_add(&b, p->hostline, strlen(p->hostline)) != 0) goto fail;
-        k = snprintf(line, sizeof(line),
-                     "Content-Type: %.500s\r\nX-Message-Id: %lld\r\nContent-Length: %zu\r\n\r\n",
-                     m->content_type && m->content_type[0] ? m->content_type
-                                                           : "application/octet-stream",
-                     (long long)m->id, m->len);
-        if (k < 0 || (size_t)k >= sizeof(line) || sb_add(&b, line, (size_t)k) != 0) goto fail;
-        if (m->len > 0 && sb_add(&b, m->content, m->len) != 0) goto fail;
+        size_t ctlen;
+        (void)ct_of(&msgs[i], &ctlen);
+        total += p->prefix_len + ctlen + PIPE_HEAD_TAIL;
     }
-    p->b_off[n] = b.len;
-    p->b_buf = b.p;
+    p->b_head = hv_malloc(total);
+    if (p->b_head == NULL) goto fail;
+    for (i = 0; i < n; i++) {
+        preq_t *r = &p->b_req[i];
+        r->hoff = off;
+        r->hlen = head_put(p, &msgs[i], p->b_head + off);
+        r->body = msgs[i].content;
+        r->blen = msgs[i].len;
+        off += r->hlen;
+    }
     p->b_n = n;
     p->b_written = p->b_answered = 0;
     p->b_failed = 0;
@@ -495,7 +692,6 @@ int hv__pipe_send(hv__pipe_t *p, const hv_channel_msg_t *msgs, size_t n, hv__bat
     p->in_send = 0;
     return p->send_failed ? HV_EIO : HV_OK;
 fail:
-    hv_free(b.p);
     batch_clear(p);
     return rc;
 }
@@ -563,6 +759,13 @@ hv__pipe_t *hv__pipe_for(uv_loop_t *loop, const char *url, const char *method,
         memcpy(np + have, headers[i], add);
         memcpy(np + have + add, "\r\n", 3);
     }
+    {
+        size_t pn = strlen(p->method) + strlen(p->path) + strlen(p->hostline) + 64;
+        p->prefix = hv_malloc(pn);
+        if (p->prefix == NULL) goto fail;
+        p->prefix_len = (size_t)snprintf(p->prefix, pn, "%s %s HTTP/1.1\r\n%sContent-Type: ",
+                                         p->method, p->path, p->hostline);
+    }
     memset(&p->settings, 0, sizeof(p->settings));
     p->settings.on_message_begin = on_msg_begin;
     p->settings.on_body = on_body;
@@ -574,6 +777,7 @@ fail:
     hv_free(p->path);
     hv_free(p->method);
     hv_free(p->hostline);
+    hv_free(p->prefix);
     hv_free(p);
     return NULL;
 }
@@ -630,16 +834,17 @@ int hv__pipe_feed_answers(const char *data, size_t n, size_t nreq, size_t chunk,
     p->settings.on_message_begin = on_msg_begin;
     p->settings.on_body = on_body;
     p->settings.on_message_complete = on_msg_complete;
-    p->b_off = hv_calloc(nreq + 1, sizeof(*p->b_off));
+    p->b_req = hv_calloc(nreq, sizeof(*p->b_req));
     p->b_results = hv_calloc(nreq, sizeof(*p->b_results));
     p->b_details = hv_calloc(nreq, sizeof(*p->b_details));
-    if (p->b_off == NULL || p->b_results == NULL || p->b_details == NULL) goto out;
+    if (p->b_req == NULL || p->b_results == NULL || p->b_details == NULL) goto out;
     p->b_n = p->b_written = nreq;
     p->b_done = feed_done;
     p->b_token = &o;
     p->b_keep = 1;
     http_parser_init(&p->parser, HTTP_RESPONSE);
     p->parser.data = p;
+    p->at_start = 1;
     while (off < n && p->b_done != NULL) {
         size_t k = n - off < chunk ? n - off : chunk;
         parse_answers(p, data + off, k);

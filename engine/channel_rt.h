@@ -59,6 +59,21 @@ struct hv__worker {
     int pos_loaded; /* pos read from chan_cursors (at the first fetch) */
     int pos_reload; /* an outcome was lost: read pos again before the next fetch */
     int64_t pos;    /* the last message id read from the cursor into items */
+    /* The channel's shared read (channel_read.c). rows_clear: the last fetch from the
+     * store found no queue row of this destination and nothing has queued one since, so
+     * the worker may take messages from the channel's shared rows. While a fetch is in
+     * flight (fetching), the storage thread fills fetched[0..nfetched) — the routed
+     * messages it read, covering ids (fetched_lo, fetched_hi] — and fetch_no_rows;
+     * fetch_gen and fetch_from are the channel's read generation and pos when it was
+     * submitted. */
+    int rows_clear;
+    int fetching;
+    int fetch_no_rows;
+    uint64_t fetch_gen;
+    int64_t fetch_from;
+    struct hv__row **fetched;
+    size_t nfetched;
+    int64_t fetched_lo, fetched_hi;
     int lease_held;       /* shared store: this process sends this lane */
     uint64_t lease_until; /* ms: the lease's expiry as last taken */
     hv_counter_t *m_sent, *m_dead, *m_failed; /* /metrics, per destination */
@@ -87,6 +102,8 @@ struct hv_channel {
     uint64_t received, filtered, errored; /* since start */
     size_t mem_held; /* content bytes of received messages in memory until stored (channels.max_held_bytes) */
     uint64_t next_lane; /* round robin of lanes for destinations without an ordering key */
+    struct hv__rows *rows; /* the shared read of its cursor destinations (channel_read.c) */
+    uint64_t read_gen;     /* bumped by hv__rows_reset: fetches submitted before offer nothing */
     hv_counter_t *m_received, *m_filtered, *m_errored; /* /metrics, per channel */
 };
 
@@ -282,6 +299,43 @@ int hv__chan_reads_content(const hv__chan_t *ch);
  * subscriber leases (channel "event-sub"). */
 int hv__lease_take(hv_db_t *db, hv__chans_t *rt, const char *channel, const char *dest,
                    int64_t lane, uint64_t *until, int *held);
+
+/* channel.c: a worker's destination reads a large message from its content file (1). */
+int hv__worker_streams(const hv__worker_t *w);
+/* channel.c, storage thread (or the loop thread for a worker that streams): prepares an
+ * item whose content is the content file `name` of `size` bytes. */
+int hv__item_content_file(hv__worker_t *w, hv__item_t *it, const char *name, size_t nlen,
+                          int64_t size);
+
+/*
+ * channel_read.c: the shared read of a channel's cursor destinations (see there).
+ * hv__row_new (storage thread): a row as read, or NULL (no memory, no route, or larger
+ * than the shared rows take: the range ends before it). hv__item_from_row: an item of w
+ * made from a row. hv__rows_offer (fetch_done): the rows w's fetch read join the
+ * channel's. hv__rows_serve (hv__worker_kick): fills w's empty items from them, returns
+ * how many. hv__rows_reset: before a reprocess or a requeue (submitted) — the channel's
+ * (and its successors') rows go and each worker reads from the store next.
+ */
+typedef struct hv__row hv__row_t;
+typedef struct hv__rows hv__rows_t;
+hv__row_t *hv__row_new(int64_t id, const char *route, size_t route_len, const char *ct,
+                       size_t ct_len, const void *content, size_t len, uint64_t received_at,
+                       const char *file, size_t file_len, int64_t size);
+void hv__row_free(hv__row_t *r);
+int64_t hv__row_id(const hv__row_t *r);
+int hv__row_routed_to(const hv__row_t *r, const hv__worker_t *w);
+int hv__item_from_row(hv__worker_t *w, hv__item_t *it, const hv__row_t *r);
+/* The content of an item (its other fields set by the caller): the content type, and the
+ * content copied — or, with file non-NULL, prepared from that content file. HV_OK, or an
+ * error with nothing held. */
+int hv__item_fill(hv__worker_t *w, hv__item_t *it, const char *ct, size_t ct_len,
+                  const void *content, size_t len, const char *file, size_t file_len,
+                  int64_t size);
+void hv__rows_offer(hv__worker_t *w);
+size_t hv__rows_serve(hv__worker_t *w);
+void hv__rows_reset(hv__chan_t *ch);
+void hv__rows_free(hv__chan_t *ch);
+void hv__rows_fetched_free(hv__worker_t *w);
 
 /* channel_api.c */
 int hv__chan_routes_add(hv_engine_t *e, hv__chans_t *rt);

@@ -97,12 +97,20 @@ static const char *scan_number(const char *p, const char *end) {
     return p;
 }
 
-/* An object from its '{': past its '}', or NULL. Each key once. */
-static const char *scan_object(const char *p, const char *end, int depth) {
+/* A member of a scanned object: its key with the quotes [k, ke), its value [v, ve). */
+typedef struct member {
+    const char *k, *ke, *v, *ve;
+} member_t;
+
+/* An object from its '{': past its '}', or NULL. Each key once. With ms (SET_MAX_KEYS
+ * slots), its members are recorded there and counted in *nm. */
+static const char *scan_members(const char *p, const char *end, int depth, member_t *ms,
+                                size_t *nm) {
     const char *ks[SET_MAX_KEYS];
     size_t kl[SET_MAX_KEYS], nk = 0, i;
     if (depth > SET_MAX_DEPTH) return NULL;
     p++;
+    if (ms != NULL) *nm = 0;
     if (p < end && *p == '}') return p + 1;
     for (;;) {
         const char *k = p, *ke;
@@ -115,10 +123,20 @@ static const char *scan_object(const char *p, const char *end, int depth) {
         p = ke;
         if (p >= end || *p != ':') return NULL;
         if ((p = scan_value(p + 1, end, depth)) == NULL || p >= end) return NULL;
+        if (ms != NULL) {
+            ms[*nm].k = k;
+            ms[*nm].ke = ke;
+            ms[*nm].v = ke + 1;
+            ms[(*nm)++].ve = p;
+        }
         if (*p == '}') return p + 1;
         if (*p != ',') return NULL;
         p++;
     }
+}
+
+static const char *scan_object(const char *p, const char *end, int depth) {
+    return scan_members(p, end, depth, NULL, NULL);
 }
 
 static const char *scan_array(const char *p, const char *end, int depth) {
@@ -188,36 +206,54 @@ static int set_edit(const char *text, size_t len, const char *pointer, const cha
     const char *end = text + len, *p = pointer, *obj = text;
     const char *cut = NULL, *cut_end = NULL; /* the span replaced */
     char tok[SET_TOKEN_MAX];
+    member_t ms[SET_MAX_KEYS];
+    size_t nm = 0, i;
     hv_buf_t ins;
     char *o;
     int rc = HV_ENOTSUP, n;
     hv_buf_init(&ins, 0);
-    if (len == 0 || text[0] != '{' || scan_value(text, end, 0) != end) goto out;
+    /* The validating scan of the whole document records the root's members: the walk
+     * below reads the root from them instead of scanning it again. */
+    if (len == 0 || text[0] != '{' || scan_members(text, end, 1, ms, &nm) != end) goto out;
     /* Each token: the member of the current object (canonical: no escapes, each key
      * once), into which the next token goes; the last one's value is replaced. */
     while (*p == '/') {
         const char *q = obj + 1, *found = NULL, *vend = NULL;
         if ((n = pointer_token(p + 1, tok, &p)) < 0 || !key_plain(tok, (size_t)n)) goto out;
-        while (*q != '}') {
-            const char *ke = scan_string(q, end);
-            const char *ve = scan_value(ke + 1, end, 0);
-            if ((size_t)(ke - q - 2) == (size_t)n && memcmp(q + 1, tok, (size_t)n) == 0) {
-                found = ke + 1;
-                vend = ve;
+        if (obj == text) {
+            for (i = 0; i < nm; i++)
+                if ((size_t)(ms[i].ke - ms[i].k - 2) == (size_t)n &&
+                    memcmp(ms[i].k + 1, tok, (size_t)n) == 0) {
+                    found = ms[i].v;
+                    vend = ms[i].ve;
+                }
+            q = nm > 0 ? ms[nm - 1].ve : obj + 1; /* at the root's '}' */
+        } else {
+            while (*q != '}') {
+                const char *ke = scan_string(q, end);
+                const char *ve = scan_value(ke + 1, end, 0);
+                if ((size_t)(ke - q - 2) == (size_t)n && memcmp(q + 1, tok, (size_t)n) == 0) {
+                    found = ke + 1;
+                    vend = ve;
+                }
+                q = *ve == ',' ? ve + 1 : ve;
             }
-            q = *ve == ',' ? ve + 1 : ve;
         }
         if (found == NULL) {
             /* Appended at the end of the object (json-c keeps members in insertion
              * order), with the objects for the tokens left, nested. */
             int depth = 0;
-            rc = hv_buf_printf(&ins, "%s\"%s\":", q == obj + 1 ? "" : ",", tok);
+            rc = hv_buf_puts(&ins, q == obj + 1 ? "\"" : ",\"");
+            if (rc == HV_OK) rc = hv_buf_append(&ins, tok, (size_t)n);
+            if (rc == HV_OK) rc = hv_buf_puts(&ins, "\":");
             while (rc == HV_OK && *p == '/') {
                 if ((n = pointer_token(p + 1, tok, &p)) < 0 || !key_plain(tok, (size_t)n)) {
                     rc = HV_ENOTSUP;
                     goto out;
                 }
-                rc = hv_buf_printf(&ins, "{\"%s\":", tok);
+                rc = hv_buf_puts(&ins, "{\"");
+                if (rc == HV_OK) rc = hv_buf_append(&ins, tok, (size_t)n);
+                if (rc == HV_OK) rc = hv_buf_puts(&ins, "\":");
                 depth++;
             }
             if (rc == HV_OK) rc = hv_buf_append(&ins, value, vlen);

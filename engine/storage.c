@@ -73,6 +73,18 @@
 #include "engine/db_int.h"
 
 #include <string.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
+
+/* Names the calling thread (top -H, perf, /proc/PID/task/TID/comm): diagnostics only. */
+static void name_thread(const char *name) {
+#ifdef __linux__
+    (void)prctl(PR_SET_NAME, name, 0, 0, 0);
+#else
+    (void)name;
+#endif
+}
 
 typedef struct slot {
     hv_storage_job_cb job;
@@ -267,6 +279,7 @@ int (*hv__storage_sync_hook)(void);
 
 static void storage_thread(void *arg) {
     hv_storage_t *s = arg;
+    name_thread("hv-storage");
     uv_mutex_lock(&s->lock);
     for (;;) {
         uint64_t begin, end, t0, commit_ns;
@@ -341,6 +354,7 @@ static int pipeline_failed(hv_storage_t *s, uint64_t begin, uint64_t end) {
  */
 static void sync_thread(void *arg) {
     hv_storage_t *s = arg;
+    name_thread("hv-walsync");
     uv_mutex_lock(&s->lock);
     for (;;) {
         uint64_t target, t0;

@@ -85,15 +85,43 @@ LUA
 rps() { awk '/^Requests\/sec/ { printf "%.0f", $2 }'; }
 # CPU seconds of the engine so far (all threads: utime + stime of /proc/PID/stat).
 cpu() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.3f", ($12 + $13) / hz }' "/proc/$hvpid/stat"; }
+# CPU seconds of each thread so far, one "tid comm seconds" line each (per-thread figures).
+threads() {
+  local hz t; hz=$(getconf CLK_TCK)
+  for t in /proc/$hvpid/task/*; do
+    awk -v hz="$hz" -v tid="${t##*/}" -v comm="$(cat "$t/comm" 2>/dev/null)" \
+      '{ sub(/^.*\) /, ""); printf "%s %s %.3f\n", tid, comm, ($12 + $13) / hz }' "$t/stat" 2>/dev/null
+  done
+}
+# µs per message by thread between two threads() snapshots: the loop thread (the main one),
+# the storage threads (named hv-storage by binaries since s8), their WAL sync threads
+# (hv-walsync) and the rest (the libuv pool: file-write's files; older binaries: all).
+per_thread() { # before-file after-file messages
+  python3 - "$1" "$2" "$3" "$hvpid" <<'PY'
+import sys
+def load(p):
+    d = {}
+    for line in open(p):
+        tid, comm, sec = line.split()
+        d[tid] = (comm, float(sec))
+    return d
+a, b, n, pid = load(sys.argv[1]), load(sys.argv[2]), max(int(sys.argv[3]), 1), sys.argv[4]
+groups = {}
+for tid, (comm, sec) in b.items():
+    g = "loop" if tid == pid else comm if comm in ("hv-storage", "hv-walsync") else "other"
+    groups[g] = groups.get(g, 0.0) + sec - a.get(tid, (comm, 0.0))[1]
+print(", ".join("%s %.0f" % (g, groups.get(g, 0.0) * 1e6 / n) for g in ("loop", "hv-storage", "hv-walsync", "other")))
+PY
+}
 stat() { # channel field (received|sent|queued) from GET /channels/ID
   curl -s "http://127.0.0.1:$hvport/channels/$1" | python3 -c "import json,sys; print(json.load(sys.stdin)['statistics']['$2'])"
 }
 
 echo "channels benchmark: ${dur}s per run, wrk -t1 -c$conns, ${#body}-byte JSON body, synchronous FULL"
-c0=$(cpu)
+c0=$(cpu); threads > "$work/t0"
 raw=$(wrk -t1 -c"$conns" -d"${dur}s" -s "$work/post.lua" "http://127.0.0.1:$hvport/channels/store-only/in" 2>/dev/null | rps)
 sleep 1 # the deferred full-text indexing of the burst
-c1=$(cpu)
+c1=$(cpu); threads > "$work/t1"
 rawn=$(stat store-only received)
 echo "raw channel store (http source, no filter/step/destination): $raw msg/s accepted"
 
@@ -104,7 +132,7 @@ while [ "$(stat bench queued)" != "0" ]; do sleep 0.05; done
 t1=$(date +%s.%N)
 sent=$(stat bench sent)
 sleep 1
-c2=$(cpu)
+c2=$(cpu); threads > "$work/t2"
 deliv=$(python3 -c "print(round($sent / ($t1 - $t0)))")
 echo "bench channel (filter + set step + file-write + http-send): $acc msg/s accepted; $sent of $received delivered to both destinations in $(python3 -c "print(round($t1 - $t0, 2))") s = $deliv msg/s end to end"
 echo "ratio accepted / raw store: $(python3 -c "print(round($acc / max($raw, 1), 2))"); delivered / raw store: $(python3 -c "print(round($deliv / max($raw, 1), 2))")"
@@ -112,6 +140,8 @@ echo "ratio accepted / raw store: $(python3 -c "print(round($acc / max($raw, 1),
 # per message: this ratio is the one that survives the load (raw store vs the bench channel's
 # intake plus delivery to both destinations, whole process, same run).
 python3 -c "r = ($c1 - $c0) * 1e6 / max($rawn, 1); b = ($c2 - $c1) * 1e6 / max($sent, 1); print('engine CPU per message: raw store %.0f us, bench channel (stored + delivered to both) %.0f us; CPU ratio raw / bench: %.2f' % (r, b, r / b))"
+echo "  µs per message by thread, raw store: $(per_thread "$work/t0" "$work/t1" "$rawn")"
+echo "  µs per message by thread, bench channel: $(per_thread "$work/t1" "$work/t2" "$sent")"
 
 # HL7 v2 over MLLP, same run: the hl7v2-inbound store (raw, the HL7 v2 benchmark's figure) and
 # a channel with an mllp source, an HL7 v2 filter and the same two destinations.

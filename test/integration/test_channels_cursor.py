@@ -4,6 +4,8 @@ An ordered destination reads the channel's messages after its persisted position
 (chan_cursors) instead of one queue row per message; rows exist only for retries, dead
 letters, requeues and reprocessing after the cursor passed.
 
+- a paused backlog drained in batches (one outcome per batch of clean deliveries):
+  statistics, cursor position and count, no rows, nothing resent after a restart;
 - kill -9 with two destinations at different positions (one retrying): after the restart
   each message reaches each destination exactly once (every delivery was recorded before
   the kill), in order;
@@ -107,6 +109,40 @@ class CursorQueueTest(ChannelTestCase):
         self.assertGreater(states["b"]["attempts"], 1)
         eng.stop()
 
+    def test_a_drained_backlog_counts_each_delivery_once_and_restarts_past_it(self):
+        """A paused backlog drains in batches whose clean deliveries are recorded as one
+        outcome each (channel.c batch_delivered): the statistics, the cursor's position
+        and count, the message statuses and a restart all see every message once."""
+        a, b = self.sink(), self.sink()
+        eng = self.setup_fanout(a, b)
+        for d in ("a", "b"):
+            self.assertEqual(eng.post_json("/channels/cur/destinations/%s/pause" % d, {})[0], 200)
+        ids = [self.send(eng, i) for i in range(40)]
+        for d in ("a", "b"):
+            self.assertEqual(eng.post_json("/channels/cur/destinations/%s/resume" % d, {})[0], 200)
+        self.assertTrue(a.wait_for(40) and b.wait_for(40))
+        self.assertTrue(wait_until(lambda: self.dest_stats(eng)["a"]["sent"] == 40 and
+                                   self.dest_stats(eng)["b"]["sent"] == 40), self.dest_stats(eng))
+        st = self.dest_stats(eng)
+        self.assertEqual((st["a"]["queued"], st["b"]["queued"]), (0, 0))
+        with self.db(eng) as db:
+            cur = dict((r[0], (r[1], r[2])) for r in db.execute(
+                "SELECT dest, last_id, sent FROM chan_cursors WHERE channel = 'cur'"))
+            rows = db.execute("SELECT COUNT(*) FROM chan_queue WHERE channel = 'cur'").fetchone()[0]
+        self.assertEqual(cur, {"a": (int(ids[-1]), 40), "b": (int(ids[-1]), 40)})
+        self.assertEqual(rows, 0, "clean deliveries through the cursor write no row")
+        _, ch = eng.get_json("/channels/cur")
+        self.assertEqual((ch["statistics"]["sent"], ch["statistics"]["queued"]), (40, 0))
+        eng.stop()
+        eng.start()
+        ids.append(self.send(eng, 40))
+        self.assertTrue(a.wait_for(41) and b.wait_for(41))
+        time.sleep(0.3)
+        self.assertEqual(a.ids(), ids, "a: each message once, in order, across the restart")
+        self.assertEqual(b.ids(), ids, "b: each message once, in order, across the restart")
+        self.assertTrue(wait_until(lambda: self.dest_stats(eng)["a"]["sent"] == 41))
+        eng.stop()
+
     def test_down_destination_drains_in_order_while_other_keeps_going_rows_only_for_the_head(self):
         a, b = self.sink(), self.sink(start=False)
         eng = self.setup_fanout(a, b)
@@ -182,6 +218,62 @@ class CursorQueueTest(ChannelTestCase):
         self.assertEqual(b.ids(), ids[:3] + [ids[1], ids[3]], "b: once, not twice")
         _, m = eng.get_json("/channels/cur/messages/%s" % ids[3])
         self.assertEqual(m["status"], "sent")
+        eng.stop()
+
+    def test_shared_read_gives_each_destination_its_route_once_in_order(self):
+        """The channel's cursor destinations share one read of its messages
+        (engine/channel_read.c): small batches, a destination with a `when` that takes a
+        third of them, one paused far behind the others (beyond the rows the channel
+        keeps) and a reprocess while it is paused: each gets exactly its messages, once,
+        in order; the reprocessed one again only where the cursor had passed it."""
+        a, b, c = self.sink(), self.sink(), self.sink()
+        eng = self.engine(start=False)
+        q = {"batch": 4, "retry_interval_ms": 100, "max_attempts": 1000}
+        self.write_channel(eng, "cur.json", json.dumps({
+            "id": "cur", "source": {"type": "http"},
+            "destinations": [
+                {"name": "a", "type": "http-send", "url": "http://127.0.0.1:%d/in" % a.port,
+                 "queue": q},
+                {"name": "b", "type": "http-send", "url": "http://127.0.0.1:%d/in" % b.port,
+                 "queue": q},
+                {"name": "c", "type": "http-send", "url": "http://127.0.0.1:%d/in" % c.port,
+                 "queue": q, "when": {"metadata": "content_type", "equals": "text/x-c"}}]}))
+        eng.start()
+        ids, for_c = [], []
+
+        def send(i):
+            ct = "text/x-c" if i % 3 == 0 else "text/plain"
+            status, _, data = eng.request("POST", "/channels/cur/in", body=b"m%03d" % i,
+                                          headers={"Content-Type": ct})
+            self.assertEqual(status, 201, data)
+            mid = json.loads(data)["id"]
+            ids.append(mid)
+            if i % 3 == 0:
+                for_c.append(mid)
+
+        for i in range(10):
+            send(i)
+        self.assertTrue(a.wait_for(10) and b.wait_for(10) and c.wait_for(4))
+        self.assertEqual(eng.post_json("/channels/cur/destinations/b/pause", {})[0], 200)
+        for i in range(10, 1100):
+            send(i)
+        self.assertTrue(a.wait_for(1100, timeout=60), "a got %d" % len(a.ids()))
+        self.assertTrue(c.wait_for(len(for_c)))
+        # Passed by a and c, not reached by b: a and c send it again, b once.
+        self.assertTrue(wait_until(lambda: self.dest_stats(eng)["a"]["sent"] == 1100))
+        status, _ = eng.post_json("/channels/cur/messages/%s/reprocess" % ids[600], {})
+        self.assertEqual(status, 200)
+        self.assertTrue(a.wait_for(1101) and c.wait_for(len(for_c) + 1))
+        for i in range(1100, 1110):
+            send(i)
+        self.assertEqual(eng.post_json("/channels/cur/destinations/b/resume", {})[0], 200)
+        self.assertTrue(b.wait_for(1110, timeout=60), "b got %d" % len(b.ids()))
+        self.assertTrue(a.wait_for(1111) and c.wait_for(len(for_c) + 1))
+        time.sleep(0.5)
+        self.assertEqual(a.ids(), ids[:1100] + [ids[600]] + ids[1100:])
+        self.assertEqual(b.ids(), ids, "b: each message once, in order")
+        self.assertEqual(b.bodies(), [b"m%03d" % i for i in range(1110)])
+        self.assertEqual(c.ids(), for_c[:367] + [ids[600]] + for_c[367:])
         eng.stop()
 
     def test_redeploy_to_several_workers_turns_the_cursor_into_rows(self):

@@ -226,6 +226,22 @@ class WindowTest(EngineTestCase):
 
 
 class FileWriteBatchTest(EngineTestCase):
+    def queue_paused(self, eng, cid, dest, bodies):
+        """Starts eng with channel cid (http source, the one destination dest, paused)
+        and posts bodies: the message ids."""
+        with open(os.path.join(eng.channels, "%s.json" % cid), "w") as f:
+            json.dump({"id": cid, "source": {"type": "http"}, "destinations": [dest]}, f)
+        eng.start()
+        self.assertEqual(eng.post_json("/channels/%s/destinations/%s/pause"
+                                       % (cid, dest["name"]), {})[0], 200)
+        ids = []
+        for body in bodies:
+            status, _, data = eng.request("POST", "/channels/%s/in" % cid, body=body,
+                                          headers={"Content-Type": "text/plain"})
+            self.assertEqual(status, 201, data)
+            ids.append(json.loads(data)["id"])
+        return ids
+
     def run_blocked(self, dest_extra, name_of):
         """Queues 10 messages, puts a directory at message 5's file, resumes: files 0-4
         are written, 6-9 are not, message 5 carries the error; then the obstacle goes."""
@@ -234,16 +250,7 @@ class FileWriteBatchTest(EngineTestCase):
         dest = {"name": "f", "type": "file-write", "dir": out,
                 "queue": {"retry_interval_ms": 100, "max_attempts": 1000, "breaker_threshold": 0}}
         dest.update(dest_extra)
-        with open(os.path.join(eng.channels, "fw.json"), "w") as f:
-            json.dump({"id": "fw", "source": {"type": "http"}, "destinations": [dest]}, f)
-        eng.start()
-        self.assertEqual(eng.post_json("/channels/fw/destinations/f/pause", {})[0], 200)
-        ids = []
-        for i in range(10):
-            status, _, data = eng.request("POST", "/channels/fw/in", body=b"m%03d" % i,
-                                          headers={"Content-Type": "text/plain"})
-            self.assertEqual(status, 201, data)
-            ids.append(json.loads(data)["id"])
+        ids = self.queue_paused(eng, "fw", dest, [b"m%03d" % i for i in range(10)])
         blocker = os.path.join(out, name_of(ids[5]))
         os.makedirs(os.path.join(blocker, "x"))
         self.assertEqual(eng.post_json("/channels/fw/destinations/f/resume", {})[0], 200)
@@ -291,6 +298,40 @@ class FileWriteBatchTest(EngineTestCase):
         for i, m in enumerate(ids):
             with open(os.path.join(out, name(m)), "rb") as f:
                 self.assertEqual(f.read(), b"m%03d" % i)
+
+    def run_replacing(self, fsync):
+        """Queues 6 messages whose files already exist (old content; one also with a
+        crash's leftover temporary file), resumes: every file holds its message whole,
+        and no temporary file is left."""
+        out = os.path.join(self.workdir, "out-r%d" % fsync)
+        eng = self.engine(start=False)
+        ids = self.queue_paused(eng, "fr", {"name": "f", "type": "file-write", "dir": out,
+                                            "filename": "${id}.msg", "fsync": fsync},
+                                [b"new %d" % i for i in range(6)])
+        for m in ids[:4]:  # files written before (a retry after a crash writes them again)
+            with open(os.path.join(out, "%s.msg" % m), "wb") as f:
+                f.write(b"an older and longer content that must not survive")
+        with open(os.path.join(out, ".%s.msg.tmp" % ids[1]), "wb") as f:
+            f.write(b"a crash's half-written temporary file")
+        self.assertEqual(eng.post_json("/channels/fr/destinations/f/resume", {})[0], 200)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            _, ch = eng.get_json("/channels/fr")
+            if ch["destinations"][0]["statistics"]["sent"] == 6:
+                break
+            time.sleep(0.05)
+        self.assertEqual(ch["destinations"][0]["statistics"]["sent"], 6)
+        self.assertEqual(sorted(os.listdir(out)), sorted("%s.msg" % m for m in ids))
+        for i, m in enumerate(ids):
+            with open(os.path.join(out, "%s.msg" % m), "rb") as f:
+                self.assertEqual(f.read(), b"new %d" % i)
+            self.assertEqual(os.stat(os.path.join(out, "%s.msg" % m)).st_mode & 0o777, 0o600)
+
+    def test_file_write_replaces_existing_files_whole(self):
+        self.run_replacing(False)
+
+    def test_file_write_durable_replaces_existing_files_whole(self):
+        self.run_replacing(True)
 
     def test_file_write_append_mode_appends_in_order(self):
         # One file per message id here so that message 5's can be blocked; then one file.
