@@ -64,6 +64,20 @@ hv__fhir_profile_t *hv__fhir_validator_profile(hv_fhir_validator_t *v, const cha
     return NULL;
 }
 
+/* Sets up a zeroed walk context c for one validation with `flags` (and starts the
+ * invariant evaluator's per-resource state unless invariants are off). */
+static void vctx_start(hv__fhir_vctx_t *c, hv_fhir_validator_t *v, unsigned flags)
+{
+    c->v = v;
+    c->flags = flags;
+    if (!(flags & HV_FHIR_VALIDATE_NO_INVARIANTS)) {
+        c->inv = v->inv;
+        hv__fhir_inv_begin(v->inv);
+    }
+    c->max_depth = HV_FHIR_DEFAULT_MAX_DEPTH;
+    c->max_issues = v->max_issues;
+}
+
 int hv_fhir_validate(hv_fhir_validator_t *v, struct json_object *resource, const char *profile,
                      unsigned flags, struct json_object **outcome, int *errors) {
     hv__fhir_vctx_t *c = NULL;
@@ -77,14 +91,7 @@ int hv_fhir_validate(hv_fhir_validator_t *v, struct json_object *resource, const
     oo = json_object_new_object();
     if (c == NULL || oo == NULL)
         goto out;
-    c->v = v;
-    c->flags = flags;
-    if (!(flags & HV_FHIR_VALIDATE_NO_INVARIANTS)) {
-        c->inv = v->inv;
-        hv__fhir_inv_begin(v->inv);
-    }
-    c->max_depth = HV_FHIR_DEFAULT_MAX_DEPTH;
-    c->max_issues = v->max_issues;
+    vctx_start(c, v, flags);
     if (flags & HV_FHIR_VALIDATE_OUTCOME_ON_ERROR) {
         /* A first walk only counts (hv__fhir_issue formats nothing without c->issues);
          * a resource with errors is walked again below for the full list. */
@@ -101,14 +108,7 @@ int hv_fhir_validate(hv_fhir_validator_t *v, struct json_object *resource, const
             goto out;
         }
         memset(c, 0, sizeof(*c));
-        c->v = v;
-        c->flags = flags;
-        if (!(flags & HV_FHIR_VALIDATE_NO_INVARIANTS)) {
-            c->inv = v->inv;
-            hv__fhir_inv_begin(v->inv);
-        }
-        c->max_depth = HV_FHIR_DEFAULT_MAX_DEPTH;
-        c->max_issues = v->max_issues;
+        vctx_start(c, v, flags);
     }
     c->issues = json_object_new_array();
     if (c->issues == NULL)
