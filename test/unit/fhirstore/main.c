@@ -1,6 +1,7 @@
 /* main.c — runs every FHIR store unit-test group, with the shared helpers; the exit status is the failure count. */
 #include "tests.h"
 
+#include <dirent.h>
 #include <json-c/json.h>
 
 #include <stdio.h>
@@ -39,6 +40,42 @@ char *store_test_slurp(const char *path, size_t *len)
     if (len != NULL)
         *len = b.len;
     return hv_buf_take(&b);
+}
+
+size_t store_test_each_synthea_resource(void (*fn)(struct json_object *res, size_t seq, void *ud), void *ud)
+{
+    char dir[4096];
+    DIR *d;
+    struct dirent *de;
+    size_t nres = 0;
+    snprintf(dir, sizeof(dir), "%s/fhir/synthea", store_test_reference_dir());
+    d = opendir(dir);
+    if (d == NULL)
+        fail_msg("the Synthea bundles are missing: %s", dir);
+    while ((de = readdir(d)) != NULL) {
+        char path[8192];
+        char *text;
+        struct json_object *bundle, *entries = NULL;
+        if (strstr(de->d_name, ".json") == NULL)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+        text = store_test_slurp(path, NULL);
+        bundle = json_tokener_parse(text);
+        assert_non_null(bundle);
+        assert_true(json_object_object_get_ex(bundle, "entry", &entries));
+        for (size_t i = 0; i < json_object_array_length(entries); i++) {
+            struct json_object *res = NULL;
+            if (!json_object_object_get_ex(json_object_array_get_idx(entries, i), "resource", &res))
+                continue;
+            fn(res, nres++, ud);
+        }
+        json_object_put(bundle);
+        hv_free(text);
+    }
+    closedir(d);
+    if (nres < 3000)
+        fail_msg("only %zu Synthea resources read from %s", nres, dir);
+    return nres;
 }
 
 static char dbdirs[48][64]; /* one per test that opens a database */

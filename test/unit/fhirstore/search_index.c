@@ -2,7 +2,6 @@
  * string normalization, and index rows written and replaced with the version. */
 #include "tests.h"
 
-#include <dirent.h>
 #include <json-c/json.h>
 #include <stdio.h>
 #include <string.h>
@@ -243,17 +242,28 @@ static void composite_rows(hv_db_t *db, hv_buf_t *out)
     }
 }
 
+/* Indexes one Synthea resource (id "s<seq>") with the composite precheck on into dbs[0] and
+ * off into dbs[1]. */
+static void put_both(struct json_object *res, size_t seq, void *ud)
+{
+    hv_db_t **dbs = ud;
+    const char *type = hv_json_get_str(res, "resourceType");
+    char id[32];
+    snprintf(id, sizeof(id), "s%zu", seq);
+    hv__search_composite_precheck_enable(1);
+    assert_int_equal(hv__search_index_put(dbs[0], type, id, res, 0), HV_OK);
+    hv__search_composite_precheck_enable(0);
+    assert_int_equal(hv__search_index_put(dbs[1], type, id, res, 0), HV_OK);
+}
+
 /* A composite one of whose components cannot match the resource's top-level elements is
  * skipped unevaluated (search_index.c components_may_match): the composite rows of every
  * Synthea resource, and of crafted Observations, must be those written with the check off. */
 static void search_index_composite_precheck_keeps_every_row(void **state)
 {
     hv_db_t *on = store_test_db(), *off = store_test_db();
+    hv_db_t *dbs[2] = {on, off};
     hv_buf_t a, b;
-    char dir[4096];
-    DIR *d;
-    struct dirent *de;
-    size_t nres = 0, seq = 0;
     static const struct {
         const char *text;
     } crafted[] = {
@@ -269,10 +279,6 @@ static void search_index_composite_precheck_keeps_every_row(void **state)
     (void)state;
     hv_buf_init(&a, 0);
     hv_buf_init(&b, 0);
-    snprintf(dir, sizeof(dir), "%s/fhir/synthea", store_test_reference_dir());
-    d = opendir(dir);
-    if (d == NULL)
-        fail_msg("the Synthea bundles are missing: %s", dir);
     assert_int_equal(hv_db_begin(on), HV_OK);
     assert_int_equal(hv_db_begin(off), HV_OK);
     for (size_t i = 0; i < sizeof(crafted) / sizeof(crafted[0]); i++) {
@@ -285,38 +291,8 @@ static void search_index_composite_precheck_keeps_every_row(void **state)
         assert_int_equal(hv__search_index_put(off, "Observation", id, o, 0), HV_OK);
         json_object_put(o);
     }
-    while ((de = readdir(d)) != NULL) {
-        char path[8192];
-        char *text;
-        struct json_object *bundle, *entries = NULL;
-        if (strstr(de->d_name, ".json") == NULL)
-            continue;
-        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-        text = store_test_slurp(path, NULL);
-        bundle = json_tokener_parse(text);
-        assert_non_null(bundle);
-        assert_true(json_object_object_get_ex(bundle, "entry", &entries));
-        for (size_t i = 0; i < json_object_array_length(entries); i++) {
-            struct json_object *res = NULL;
-            const char *type;
-            char id[32];
-            if (!json_object_object_get_ex(json_object_array_get_idx(entries, i), "resource", &res))
-                continue;
-            type = hv_json_get_str(res, "resourceType");
-            snprintf(id, sizeof(id), "s%zu", seq++);
-            hv__search_composite_precheck_enable(1);
-            assert_int_equal(hv__search_index_put(on, type, id, res, 0), HV_OK);
-            hv__search_composite_precheck_enable(0);
-            assert_int_equal(hv__search_index_put(off, type, id, res, 0), HV_OK);
-            nres++;
-        }
-        json_object_put(bundle);
-        hv_free(text);
-    }
-    closedir(d);
+    store_test_each_synthea_resource(put_both, dbs);
     hv__search_composite_precheck_enable(1);
-    if (nres < 3000)
-        fail_msg("only %zu Synthea resources read from %s", nres, dir);
     composite_rows(on, &a);
     composite_rows(off, &b);
     assert_true(b.len > 1000); /* Synthea's Observations have composite rows */

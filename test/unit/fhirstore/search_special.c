@@ -3,7 +3,6 @@
  * the mark sp_text_mark, following the current version). */
 #include "tests.h"
 
-#include <dirent.h>
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -163,6 +162,17 @@ static void expect_same_text(const char *json, size_t len)
     json_object_put(tree);
 }
 
+/* expect_same_text over one resource written plain and written pretty. */
+static void expect_same_text_of_resource(struct json_object *res, size_t seq, void *ud)
+{
+    const char *s = json_object_to_json_string_ext(res, JSON_C_TO_STRING_PLAIN);
+    (void)seq;
+    (void)ud;
+    expect_same_text(s, strlen(s));
+    s = json_object_to_json_string_ext(res, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
+    expect_same_text(s, strlen(s));
+}
+
 /* The catch-up reads a stored version's full text from its JSON text, without a tree: the
  * same narrative and content as from the tree — escapes and surrogate pairs decoded,
  * resourceType members left out also in contained resources, a div anywhere stripped
@@ -187,10 +197,6 @@ static void search_text_from_json_equals_text_from_tree(void **state)
     };
     static const char *const bad[] = {"", "{", "{\"a\":", "[1,2", "{\"a\" 1}", "{\"a\":\"x}", "{\"a\":\"\\q\"}",
                                       "{\"a\":\"\\u12\"}", "{\"a\":1,}"};
-    char dir[4096];
-    DIR *d;
-    struct dirent *de;
-    size_t nres = 0;
     hv_buf_t b;
     (void)state;
     for (size_t i = 0; i < HV_ARRAY_LEN(cases); i++)
@@ -217,38 +223,7 @@ static void search_text_from_json_equals_text_from_tree(void **state)
     expect_same_text(b.data, b.len);
     hv_buf_release(&b);
     /* every Synthea resource */
-    snprintf(dir, sizeof(dir), "%s/fhir/synthea", store_test_reference_dir());
-    d = opendir(dir);
-    if (d == NULL)
-        fail_msg("the Synthea bundles are missing: %s", dir);
-    while ((de = readdir(d)) != NULL) {
-        char path[8192];
-        char *text;
-        struct json_object *bundle, *entries = NULL;
-        if (strstr(de->d_name, ".json") == NULL)
-            continue;
-        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-        text = store_test_slurp(path, NULL);
-        bundle = json_tokener_parse(text);
-        assert_non_null(bundle);
-        assert_true(json_object_object_get_ex(bundle, "entry", &entries));
-        for (size_t i = 0; i < json_object_array_length(entries); i++) {
-            struct json_object *res = NULL;
-            const char *s;
-            if (!json_object_object_get_ex(json_object_array_get_idx(entries, i), "resource", &res))
-                continue;
-            s = json_object_to_json_string_ext(res, JSON_C_TO_STRING_PLAIN);
-            expect_same_text(s, strlen(s));
-            s = json_object_to_json_string_ext(res, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
-            expect_same_text(s, strlen(s));
-            nres++;
-        }
-        json_object_put(bundle);
-        hv_free(text);
-    }
-    closedir(d);
-    if (nres < 3000)
-        fail_msg("only %zu Synthea resources read from %s", nres, dir);
+    store_test_each_synthea_resource(expect_same_text_of_resource, NULL);
 }
 
 int run_search_special_tests(void)

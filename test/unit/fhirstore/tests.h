@@ -29,6 +29,11 @@ int run_authz_tests(void);  /* rest_authz.c */
 const char *store_test_reference_dir(void);
 /* Reads a whole file (hv_malloc'd, NUL-terminated); fails the test when it cannot. */
 char *store_test_slurp(const char *path, size_t *len);
+/* Calls fn with every resource of every Synthea bundle in the reference data, numbered from
+ * 0 in reading order; fails the test when the bundles are missing or hold under 3,000
+ * resources. Returns how many it read. */
+struct json_object;
+size_t store_test_each_synthea_resource(void (*fn)(struct json_object *res, size_t seq, void *ud), void *ud);
 /* Opens the fhir tables in a fresh temporary SQLite database. */
 hv_db_t *store_test_db(void);
 void store_test_db_close(hv_db_t *db);
