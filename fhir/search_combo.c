@@ -153,30 +153,6 @@ const char hv__search_migration10_sqlite[] =
     "DROP INDEX IF EXISTS sp_tok_rc;" TOK_SR;
 const char hv__search_migration10_pg[] = "DROP INDEX IF EXISTS sp_tok_rc;" TOK_SR;
 
-/*
- * The eleventh migration of the index (per backend): sp_tok_vc (type, code, value, id,
- * system) is dropped and sp_tok_sr gains the id at its end, (type, code, value, system,
- * rid, id), so that every token row is in three B-trees (the table, sp_tok_idc, sp_tok_sr)
- * instead of four (issue 5: a Patient create wrote 3 token rows in 12 B-tree inserts).
- * What read sp_tok_vc reads sp_tok_sr, still from the index alone: a token sub-select read
- * whole (the ids of a value, its system, an OR of values, a chain's last step, :not,
- * :missing, :in), the count of an OR or of "system|" alone (COUNT(DISTINCT rid),
- * fhir/search_run.c, count_sql: both indexes needed a sorter there, the OR scanning the
- * whole (type, code) range of either), the first and last system of a value and the
- * page and total of one value (in the same order as before, the id after the row id). A
- * token criterion checked per referencing row inside a _has (the sp_ref + sp_tok form)
- * seeks sp_tok_idc (type, id, code), named on SQLite (fhir/search_plan.c, idx_mark), as
- * a top-level criterion checked per candidate does: it was a (type, code, value, id)
- * seek of sp_tok_vc, and without it SQLite would take the covering sp_tok_sr and read
- * the value's whole range per row. The rows are not rewritten; an import may have
- * deferred either index (fhir/import.c): their old definitions are forgotten.
- */
-#define TOK_SRI "CREATE INDEX sp_tok_sr ON sp_tok (type, code, value, system, rid, id);"
-const char hv__search_migration11_sqlite[] =
-    "DELETE FROM import_deferred WHERE name IN ('sp_tok_vc', 'sp_tok_sr');"
-    "DROP INDEX IF EXISTS sp_tok_vc; DROP INDEX IF EXISTS sp_tok_sr;" TOK_SRI;
-const char hv__search_migration11_pg[] = "DROP INDEX IF EXISTS sp_tok_vc; DROP INDEX IF EXISTS sp_tok_sr;" TOK_SRI;
-
 const char hv__search_migration8_sqlite[] =
     "ALTER TABLE sp_str ADD COLUMN rid BIGINT;"
     "UPDATE sp_str SET rid = (SELECT MAX(x.rid) FROM resources x WHERE x.type = sp_str.type AND x.id = sp_str.id);"

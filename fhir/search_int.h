@@ -451,10 +451,6 @@ void hv__search_tok_enable(int on);
  * (type, code, value, system, rid) (fhir/search_combo.c). */
 extern const char hv__search_migration10_sqlite[];
 extern const char hv__search_migration10_pg[];
-/* The eleventh (per backend): sp_tok_vc dropped, sp_tok_sr covers the id too, (type,
- * code, value, system, rid, id) (fhir/search_combo.c). */
-extern const char hv__search_migration11_sqlite[];
-extern const char hv__search_migration11_pg[];
 /*
  * A hv__search_tok_only plan whose value names no system (code=X, :of-type without a
  * system): when every index row of the value has one and the same system (or none),

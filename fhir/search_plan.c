@@ -706,16 +706,8 @@ static const char *corr(hv__search_plan_t *p, const char *idcol, int depth, int 
 static const char *idx_mark(hv__search_plan_t *p, const char *idcol, int depth, const char *table, char *buf,
                             size_t cap)
 {
-    /* Inside a top-level _has ("h.id", correlated by "@H<k>@" when checked per
-     * referencing row), only for sp_tok: its value index sp_tok_sr (type, code, value,
-     * system, rid, id) has the id last, and SQLite, without statistics, prefers that
-     * covering index to (type, id, code) — the value's whole range per referencing row.
-     * The other tables' probes are left as they were. */
-    if (depth == 1 && p->crit >= 0 && p->crit <= HV__SEARCH_MAX_PARAMS && strcmp(idcol, "h.id") == 0 &&
-        strcmp(table, "sp_tok") == 0) {
-        snprintf(buf, cap, "@I%d:%s@", p->crit, table);
-        return buf;
-    }
+    /* Not inside a _has ("h.id"): there the probe is (type, code, value, id) of the
+     * covering value index when the value is an equality, better than (type, id, code). */
     if (depth != 0 || p->crit < 0 || p->crit > HV__SEARCH_MAX_PARAMS || strcmp(idcol, "r.id") != 0)
         return "";
     snprintf(buf, cap, "@I%d:%s@", p->crit, table);

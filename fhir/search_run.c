@@ -717,10 +717,11 @@ out:
 
 /*
  * True when p's one criterion is a token's sub-select over sp_tok without OR (one code,
- * system|code, |code): on SQLite its distinct row ids are counted from the covering
- * value index sp_tok_sr (type, code, value, system, rid, id), named: without statistics
- * SQLite may otherwise read the (type, id, code) index in id order to satisfy DISTINCT
- * (every row of the type).
+ * system|code, |code): on SQLite its distinct ids are counted in the order of the
+ * covering value index sp_tok_vc (type, code, value, id, system), where the rows of one
+ * resource are adjacent, so DISTINCT needs no sorter and the count is a pure range scan
+ * of the index. The index is named: without statistics SQLite may otherwise read the
+ * (type, id, code) index in id order to satisfy DISTINCT (every row of the type).
  */
 static int single_token(hv_db_t *db, const hv__search_plan_t *p)
 {
@@ -797,16 +798,17 @@ static int count_sql(hv_db_t *db, hv__search_plan_t *p, hv_buf_t *q)
          * COUNT(DISTINCT rid) of sp_tok_rc with each entry's system compared cost ~3x the
          * CPU; docs/performance.md, session 8). A value under several systems: the
          * distinct row ids of its (type, code, value) range. Otherwise (system| alone,
-         * OR, or the page turned off) the distinct row ids of the criterion's entries of
-         * the same index: integers, sorted (an OR or system| alone spans several values;
-         * sp_tok_vc, dropped by the eleventh migration, needed the same sorter there). */
-        hv_buf_printf(q, "SELECT %s FROM sp_tok%s WHERE ",
-                      tok && hv__search_tok_counts_rows(p) ? "COUNT(*)" : "COUNT(DISTINCT rid)",
-                      hv_db_kind(db) == HV_DB_PG ? "" : " INDEXED BY sp_tok_sr");
+         * OR) the distinct ids of sp_tok_vc. */
+        if (tok)
+            hv_buf_printf(q, "SELECT %s FROM sp_tok%s WHERE ",
+                          hv__search_tok_counts_rows(p) ? "COUNT(*)" : "COUNT(DISTINCT rid)",
+                          hv_db_kind(db) == HV_DB_PG ? "" : " INDEXED BY sp_tok_sr");
+        else
+            hv_buf_puts(q, "SELECT COUNT(*) FROM (SELECT DISTINCT id FROM sp_tok INDEXED BY sp_tok_vc WHERE ");
         rc = expand(db, p, text, 0, q, &none, &n);
         hv_free(text);
         extra_free(&none);
-        return rc == HV_OK ? hv_buf_puts(q, "") : rc;
+        return rc == HV_OK ? hv_buf_puts(q, tok ? "" : ") c") : rc;
     }
     /* The ids once each (a resource may match through several index rows). On SQLite
      * "LIMIT -1" keeps the sub-select from being flattened into the distinct count,

@@ -68,7 +68,6 @@ static const char *const migrations_sqlite[] = {
     hv__search_migration_raw_sqlite, /* string rows' unfolded value, for :exact: fhir/search_fold.c */
     hv__search_migration_row_alias,  /* phonetic reads name's rows: fhir/search_index.c, row_alias */
     hv__search_migration10_sqlite,   /* token rows by (value, system, row id): fhir/search_combo.c */
-    hv__search_migration11_sqlite,   /* sp_tok_vc dropped, sp_tok_sr covers the id: fhir/search_combo.c */
     NULL,
 };
 
@@ -103,7 +102,6 @@ static const char *const migrations_pg[] = {
     hv__search_migration_row_alias, /* phonetic reads name's rows: fhir/search_index.c, row_alias */
     hv__search_migration10_pg,   /* token rows by (value, system, row id): fhir/search_combo.c */
     hv__search_migration_nosys_pg, /* token rows without a system ("|code"): fhir/search_combo.c */
-    hv__search_migration11_pg,   /* sp_tok_vc dropped, sp_tok_sr covers the id: fhir/search_combo.c */
     NULL,
 };
 

@@ -404,8 +404,7 @@ static void has_plan(hv_db_t *db, const char *type, const char *query, hv_buf_t 
 
 /* The page of a _has without a total: beside a selective criterion, that criterion's
  * index drives and the _has is an EXISTS over the reference index keyed by the target
- * (sp_ref_vc) and the referencing resource's token rows by (type, id, code), never the
- * range of the token's value in sp_tok_sr per referencing row; alone, the type's
+ * (sp_ref_vc) and the referencing resource's covering token index; alone, the type's
  * rows are read in row-id order from resources_trid (no sorter, no table scan), and a
  * _total or _summary=count takes the counting plan instead. */
 static void search_has_page_plans_read_indexes_by_key(void **state)
@@ -425,7 +424,7 @@ static void search_has_page_plans_read_indexes_by_key(void **state)
     if (strstr(eqp.data, "sp_str_rc (type=? AND code=? AND value>? AND value<?)") == NULL ||
         strstr(eqp.data, "CORRELATED SCALAR SUBQUERY") == NULL ||
         strstr(eqp.data, "sp_ref_vc (type=? AND code=? AND rid=? AND rtype=?)") == NULL ||
-        strstr(eqp.data, "sp_tok_idc (type=? AND id=? AND code=?)") == NULL || strstr(eqp.data, "sp_tok_sr") != NULL ||
+        strstr(eqp.data, "sp_tok_vc (type=? AND code=? AND value=? AND id=?)") == NULL ||
         strstr(eqp.data, "SCAN sp_") != NULL)
         fail_msg("_has beside a name:\n%s", eqp.data);
     eqp.len = 0;
