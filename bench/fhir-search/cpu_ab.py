@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """bench/fhir-search/cpu_ab.py — server CPU per request of two servers on copies of one store.
 
-    cpu_ab.py OLD_PORT OLD_PID NEW_PORT NEW_PID N
+    cpu_ab.py OLD_PORT OLD_PID NEW_PORT NEW_PID N [tok]
 
 For each query, three rounds alternated old, new: 3 warm requests, then `perf stat -e task-clock
 -p PID` attached while N requests run on one keep-alive connection: the serving process's CPU
 time (all threads, user + system, nanosecond resolution) per request. Prints the median and the
-minimum of the three rounds per side and the ratio of the medians. A loaded machine stretches
+minimum of the three rounds per side and the ratio of the medians. With "tok", the queries are instead
+the forms that read the token rows (sp_tok) other than through one value's page: two token
+criteria, an OR of codes, a system alone, :not, a chain ending on an identifier, a _has checked
+per referencing row in its sp_ref + sp_tok form, and the mix's _has counts. A loaded machine stretches
 wall times several-fold; CPU time far less (cpu.py and ab.py read /proc in 10 ms ticks instead).
 """
 import http.client, subprocess, sys, time, signal, os, re
@@ -22,6 +25,19 @@ QUERIES = [
     ("Patient by identifier", "Patient?identifier=urn:bench:mrn|MRN0000042"),
     ("status=final", "Observation?status=final&_count=50"),
 ]
+if len(sys.argv) > 6 and sys.argv[6] == "tok":
+    QUERIES = [
+        ("code + status (two tokens)", "Observation?code=8867-4&status=final&_count=50"),
+        ("two codes (OR), _summary=count", "Observation?code=8867-4,2093-3&_summary=count"),
+        ("two codes (OR), page", "Observation?code=8867-4,2093-3&_count=50"),
+        ("status:not=final", "Observation?status:not=final&_count=50"),
+        ("gender + identifier", "Patient?gender=female&identifier=urn:bench:mrn|MRN0000042"),
+        ("chain to an identifier", "Observation?subject:Patient.identifier=urn:bench:mrn|MRN0000042&_count=50"),
+        ("_has status (sp_ref + sp_tok) + name", "Patient?_has:Observation:patient:status=final&name=zyx&_count=50"),
+        ("_has + name, _summary=count", "Patient?_has:Observation:patient:code=4548-4&name=zyx&_summary=count"),
+        ("_has alone, _summary=count", "Patient?_has:Observation:patient:code=4548-4&_summary=count"),
+        ("Encounter class, _summary=count", "Encounter?class=AMB&_summary=count"),
+    ]
 def run(port, path, n):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     for _ in range(n):
