@@ -918,6 +918,29 @@ unmapped:
 #define COND_TRUE(c, row, seg, v, level) \
     (((row)->cc == NULL && (row)->cond[0] == '\0') || hv__v2_cond_eval(c, (row)->cc, (row)->cond, seg, v, level))
 
+/* The guard switch last read in one hv__v2_apply_map call and the literals its operand
+ * matched (a FIELD operand: the same for every value the call maps of its segment). */
+struct gsw_state {
+    const hv__guard_sw_t *sw;
+    uint32_t m;
+};
+
+/* A row's condition holds: for a member of its run's guard switch, the switch decides the
+ * guard (its operand read and compared once per run, not once per row) and only a condition
+ * longer than its guard is evaluated further; others as COND_TRUE. */
+static inline int row_cond(ctx_t *c, const hv__map_row_t *row, span_t seg, span_t v, int level,
+                           struct gsw_state *gs) {
+    if (row->gsw != NULL) {
+        if (row->gsw != gs->sw) {
+            gs->sw = row->gsw;
+            gs->m = hv__v2_guard_match(c, row->gsw, seg, v, level);
+        }
+        if ((row->gmask & gs->m) == 0) return 0;
+        return row->cc->guard_all || hv__v2_cond_rest(c, row->cc, seg, v, level);
+    }
+    return COND_TRUE(c, row, seg, v, level);
+}
+
 /* The components of a value, split once for the rows of one data-type map (n -1: not yet). */
 struct comps {
     int n;
@@ -963,6 +986,7 @@ int hv__v2_apply_map(ctx_t *c, const char *map, span_t v, int level, span_t seg,
     unsigned run_f = 0;
     span_t run_v = {NULL, 0};
     struct comps cs;
+    struct gsw_state gs = {NULL, 0};
     const hv__map_row_t *rows;
     cs.n = -1;
     /* The rows were found at load when the map is a loaded row's data-type or segment map. */
@@ -986,7 +1010,7 @@ int hv__v2_apply_map(ctx_t *c, const char *map, span_t v, int level, span_t seg,
         if (prim_out == NULL && is_prim_row && row->dtmap[0] == '\0') continue;
         if (level == 0) {
             if (row->src_f == 0) {
-                if (!row->assign[0] || !COND_TRUE(c, row, seg, v, level)) continue;
+                if (!row->assign[0] || !row_cond(c, row, seg, v, level, &gs)) continue;
                 if (fr < (int)HV_ARRAY_LEN(c->frames)) c->frames[c->nframes++] = row;
                 hv__v2_apply_row(c, row, v, level, seg, tg, 0, depth);
                 c->nframes = fr;
@@ -1004,7 +1028,7 @@ int hv__v2_apply_map(ctx_t *c, const char *map, span_t v, int level, span_t seg,
                 continue;
             }
             f = run_v;
-            if (!COND_TRUE(c, row, seg, v, level)) continue;
+            if (!row_cond(c, row, seg, v, level, &gs)) continue;
             if (fr < (int)HV_ARRAY_LEN(c->frames)) c->frames[c->nframes++] = row;
             if (seg.len >= 3 && memcmp(seg.p, "MSH", 3) == 0 && row->src_f <= 2) {
                 hv__v2_apply_row(c, row, f, 3, seg, tg, 0, depth);
@@ -1047,7 +1071,7 @@ int hv__v2_apply_map(ctx_t *c, const char *map, span_t v, int level, span_t seg,
             if (row->src_c) f = hv__v2_piece(c, f, level + 1, row->src_c);
         }
         if (!hv__v2_span_valued(f)) continue;
-        if (!COND_TRUE(c, row, seg, v, level)) continue;
+        if (!row_cond(c, row, seg, v, level, &gs)) continue;
         if (is_prim_row && prim_out != NULL) {
             char *text;
             if (row->assign[0] == '=') {

@@ -345,6 +345,10 @@ static int finish(hv_map_tables_t *t) {
     }
     for (i = 0; i < t->nmsgs; i++)
         if (hv__map_cond_compile(t->arena, t->msgs[i].cond, &t->msgs[i].cc) != HV_OK) return HV_ENOMEM;
+    /* The guard switches of the runs (after the runs and the conditions they read). */
+    for (k = 0; k < t->nmap_index; k++)
+        if (hv__map_guard_build(t->arena, &t->maps[t->map_index[k].start], t->map_index[k].count) != HV_OK)
+            return HV_ENOMEM;
     /* The rows a row's data-type map (or a message row's segment map) names, found once. */
     for (i = 0; i < t->nmaps; i++) {
         hv__map_row_t *r = &t->maps[i];
