@@ -982,9 +982,11 @@ static span_t comp_at(ctx_t *c, struct comps *cs, span_t v, int level, unsigned 
 int hv__v2_apply_map(ctx_t *c, const char *map, span_t v, int level, span_t seg, target_t *tg,
               const hv_fhir_type_t *ttype, unsigned rep, int depth, const char **prim_out) {
     size_t n, i;
-    int fr = c->nframes, run_ok = 0;
+    int fr = c->nframes, run_ok = 0, run_one = 0;
     unsigned run_f = 0;
     span_t run_v = {NULL, 0};
+    const span_t none = {NULL, 0};
+    const int is_msh = level == 0 && seg.len >= 3 && memcmp(seg.p, "MSH", 3) == 0;
     struct comps cs;
     struct gsw_state gs = {NULL, 0};
     const hv__map_row_t *rows;
@@ -1020,8 +1022,16 @@ int hv__v2_apply_map(ctx_t *c, const char *map, span_t v, int level, span_t seg,
              * the run (every row of it would find the field not valued). */
             if (row->src_f != run_f) {
                 run_f = row->src_f;
-                run_v = hv__v2_seg_field(c, seg, row->src_f);
+                /* The fields of this segment as hv__v2_seg_field split them (a row applied
+                 * before may have split another segment's since: then it splits again). */
+                if (!is_msh && seg.p != NULL && c->fc_seg == seg.p && c->fc_len == seg.len)
+                    run_v = run_f < c->fc_n ? c->fc[run_f] : none;
+                else
+                    run_v = hv__v2_seg_field(c, seg, row->src_f);
                 run_ok = hv__v2_span_valued(run_v);
+                /* One repetition (no repetition separator): each row of the run takes the
+                 * field as it is instead of counting and splitting it again. */
+                run_one = run_ok && memchr(run_v.p, c->msg.delims.rep, run_v.len) == NULL;
             }
             if (!run_ok) {
                 if (row->run > 1) i += row->run - 1;
@@ -1030,8 +1040,17 @@ int hv__v2_apply_map(ctx_t *c, const char *map, span_t v, int level, span_t seg,
             f = run_v;
             if (!row_cond(c, row, seg, v, level, &gs)) continue;
             if (fr < (int)HV_ARRAY_LEN(c->frames)) c->frames[c->nframes++] = row;
-            if (seg.len >= 3 && memcmp(seg.p, "MSH", 3) == 0 && row->src_f <= 2) {
+            if (is_msh && row->src_f <= 2) {
                 hv__v2_apply_row(c, row, f, 3, seg, tg, 0, depth);
+            } else if (run_one && c->msg.delims.rep != 0) {
+                /* As the loop below does for its one repetition, which is f and valued. */
+                span_t rv = f;
+                if (row->src_c) {
+                    rv = hv__v2_piece(c, rv, 1, row->src_c);
+                    if (hv__v2_span_valued(rv)) hv__v2_apply_row(c, row, rv, 2, seg, tg, 0, depth);
+                } else {
+                    hv__v2_apply_row(c, row, rv, 1, seg, tg, 0, depth);
+                }
             } else {
                 size_t r, nr = hv_hl7v2_span_count(f, c->msg.delims.rep);
                 if (nr > MAX_REPS) nr = MAX_REPS;
