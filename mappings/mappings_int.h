@@ -108,7 +108,27 @@ typedef struct hv__map_row {
      * bits of the switch's literals its guard compares with. */
     const hv__guard_sw_t *gsw;
     uint32_t gmask;
+    /* On the first row of each map of the tables (set at load, v2_load.c finish): the map's
+     * plan; NULL on other rows and on rows made by hand. */
+    const struct hv__map_plan *plan;
 } hv__map_row_t;
+
+/*
+ * The plan of one map (built at load): the positions of its rows (in table order) that
+ * hv__v2_apply_map visits, for the two kinds of calls — all[] for a call that writes
+ * elements (every row but a "$value"/"$this" row without a data-type map, which such a call
+ * never applies) and val[] for a call that wants the map's primitive value (only the
+ * "$value"/"$this" rows) — and for each position the position after the run of rows with
+ * the same source field it starts or continues (skip[]), so that an empty field or component
+ * passes over its rows in one step. rows: the first row of the map (the plan is used only
+ * for that array).
+ */
+typedef struct hv__map_plan {
+    const struct hv__map_row *rows;
+    unsigned nall, nval;
+    const unsigned *all, *all_skip;
+    const unsigned *val, *val_skip;
+} hv__map_plan_t;
 
 /* Builds the guard switches of the rows[0..n) of one map (each run of one source field), in
  * arena memory. HV_ENOMEM only. */

@@ -981,7 +981,9 @@ static span_t comp_at(ctx_t *c, struct comps *cs, span_t v, int level, unsigned 
  */
 int hv__v2_apply_map(ctx_t *c, const char *map, span_t v, int level, span_t seg, target_t *tg,
               const hv_fhir_type_t *ttype, unsigned rep, int depth, const char **prim_out) {
-    size_t n, i;
+    size_t n, k, np;
+    const hv__map_plan_t *pl;
+    const unsigned *pos = NULL, *skip = NULL;
     int fr = c->nframes, run_ok = 0, run_one = 0;
     unsigned run_f = 0;
     span_t run_v = {NULL, 0};
@@ -1000,16 +1002,27 @@ int hv__v2_apply_map(ctx_t *c, const char *map, span_t v, int level, span_t seg,
         rows = hv__map_rows(c->t, map, &n);
     }
     (void)ttype;
+    np = n;
     if (rows == NULL || depth > MAX_DEPTH) {
         if (prim_out != NULL) *prim_out = hv__v2_span_text(c, hv__v2_piece(c, v, level, 1));
         return HV_ENOTFOUND;
     }
-    for (i = 0; i < n; i++) {
-        const hv__map_row_t *row = &rows[i];
+    /* The map's plan (v2_load.c plan_list) visits only the rows this call can apply and
+     * passes over a run in one step; rows without one (made by hand) are all visited. */
+    pl = n > 0 && rows[0].plan != NULL && rows[0].plan->rows == rows ? rows[0].plan : NULL;
+    if (pl != NULL) {
+        pos = prim_out != NULL ? pl->val : pl->all;
+        skip = prim_out != NULL ? pl->val_skip : pl->all_skip;
+        np = prim_out != NULL ? pl->nval : pl->nall;
+    }
+    for (k = 0; k < np; k++) {
+        const hv__map_row_t *row = &rows[pos != NULL ? pos[k] : k];
         span_t f = {NULL, 0};
         int is_prim_row = row->prim;
-        if (prim_out != NULL && !is_prim_row) continue;
-        if (prim_out == NULL && is_prim_row && row->dtmap[0] == '\0') continue;
+        if (pos == NULL) {
+            if (prim_out != NULL && !is_prim_row) continue;
+            if (prim_out == NULL && is_prim_row && row->dtmap[0] == '\0') continue;
+        }
         if (level == 0) {
             if (row->src_f == 0) {
                 if (!row->assign[0] || !row_cond(c, row, seg, v, level, &gs)) continue;
@@ -1034,7 +1047,8 @@ int hv__v2_apply_map(ctx_t *c, const char *map, span_t v, int level, span_t seg,
                 run_one = run_ok && memchr(run_v.p, c->msg.delims.rep, run_v.len) == NULL;
             }
             if (!run_ok) {
-                if (row->run > 1) i += row->run - 1;
+                if (pos != NULL) k = skip[k] - 1;
+                else if (row->run > 1) k += row->run - 1;
                 continue;
             }
             f = run_v;
@@ -1083,7 +1097,8 @@ int hv__v2_apply_map(ctx_t *c, const char *map, span_t v, int level, span_t seg,
                 run_ok = hv__v2_span_valued(run_v);
             }
             if (!run_ok) {
-                if (row->run > 1) i += row->run - 1;
+                if (pos != NULL) k = skip[k] - 1;
+                else if (row->run > 1) k += row->run - 1;
                 continue;
             }
             f = run_v;
