@@ -535,7 +535,7 @@ uint32_t hv__v2_guard_match(ctx_t *c, const hv__guard_sw_t *sw, span_t seg, span
     unsigned i;
     if (s.p == NULL) return 0;
     for (i = 0; i < sw->n; i++)
-        if (val_eq(s, sw->lit[i], sw->len[i])) m |= (uint32_t)1 << i;
+        if (sw->len[i] == s.len && val_eq(s, sw->lit[i], sw->len[i])) m |= (uint32_t)1 << i;
     return m;
 }
 
