@@ -534,8 +534,13 @@ uint32_t hv__v2_guard_match(ctx_t *c, const hv__guard_sw_t *sw, span_t seg, span
     uint32_t m = 0;
     unsigned i;
     if (s.p == NULL) return 0;
+    /* val_eq needs the same length and first bytes equal but for bit 0x20 (an ASCII letter's
+     * case): a literal failing either is not compared further. */
     for (i = 0; i < sw->n; i++)
-        if (sw->len[i] == s.len && val_eq(s, sw->lit[i], sw->len[i])) m |= (uint32_t)1 << i;
+        if (sw->len[i] == s.len &&
+            (s.len == 0 || (((unsigned char)sw->lit[i][0] ^ (unsigned char)s.p[0]) & ~0x20u) == 0) &&
+            val_eq(s, sw->lit[i], sw->len[i]))
+            m |= (uint32_t)1 << i;
     return m;
 }
 
