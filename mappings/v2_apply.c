@@ -8,6 +8,7 @@
 #include "config.h"
 
 #include <ctype.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,22 @@
 /* ------------------------------------------------------------------------- */
 /* Resources and element paths                                               */
 /* ------------------------------------------------------------------------- */
+
+/* strtoul(s, end, 10), read here when s starts with a digit (an index in a target path:
+ * "[2]", "[1-6]"), with strtoul's saturation at ULONG_MAX; anything else (blanks, a sign)
+ * goes to strtoul. */
+static unsigned long path_number(const char *s, char **end) {
+    unsigned long v = 0;
+    int over = 0;
+    if (*s < '0' || *s > '9') return strtoul(s, end, 10);
+    for (; *s >= '0' && *s <= '9'; s++) {
+        unsigned d = (unsigned)(*s - '0');
+        if (v > (ULONG_MAX - d) / 10) over = 1;
+        else v = v * 10 + d;
+    }
+    *end = (char *)s;
+    return over ? ULONG_MAX : v;
+}
 
 res_t *hv__v2_res_new(ctx_t *c, const char *type, const char *slot) {
     res_t *r;
@@ -617,7 +634,7 @@ static const struct hv__v2_plan *plan_find(ctx_t *c, const hv_fhir_elem_t *oe, c
         br = memchr(p, '[', seglen);
         if (br != NULL) {
             char *end;
-            idx = (unsigned)strtoul(br + 1, &end, 10);
+            idx = (unsigned)path_number(br + 1, &end);
             if (*end != ']' || idx == 0) idx = 1;
             nlen = (size_t)(br - p);
         }
@@ -682,8 +699,8 @@ void hv__v2_apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
         /* "[n].path": member n of the family of resources one map makes (PL[Location]); in a
          * data type, "[1].family" is the value itself. */
         char *end;
-        unsigned a = (unsigned)strtoul(path + 1, &end, 10), b = a;
-        if (*end == '-') b = (unsigned)strtoul(end + 1, &end, 10);
+        unsigned a = (unsigned)path_number(path + 1, &end), b = a;
+        if (*end == '-') b = (unsigned)path_number(end + 1, &end);
         if (*end != ']' || end[1] != '.' || a == 0 || b < a || b > MAX_FAMILY) return;
         if (a != 1 || b != 1 || strncmp(end + 2, "partOf.reference(", 17) == 0) {
             if (hv_fhir_elem_parent(oe) == NULL && hv_fhir_resource_type(tg->res_type) != NULL &&
@@ -767,7 +784,7 @@ void hv__v2_apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
         }
         if (br != NULL && (par == NULL || br < par)) {
             char *end;
-            idx = (unsigned)strtoul(br + 1, &end, 10);
+            idx = (unsigned)path_number(br + 1, &end);
             if (*end != ']' || idx == 0) idx = 1; /* "[each]", "[1-3]": the first */
             nlen = (size_t)(br - p);
         }
