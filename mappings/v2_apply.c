@@ -703,8 +703,8 @@ void hv__v2_apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
         if (*end == '-') b = (unsigned)path_number(end + 1, &end);
         if (*end != ']' || end[1] != '.' || a == 0 || b < a || b > MAX_FAMILY) return;
         if (a != 1 || b != 1 || strncmp(end + 2, "partOf.reference(", 17) == 0) {
-            if (hv_fhir_elem_parent(oe) == NULL && hv_fhir_resource_type(tg->res_type) != NULL &&
-                tg->owner_e == hv_fhir_type_root(hv_fhir_resource_type(tg->res_type)))
+            const hv_fhir_type_t *rt = hv_fhir_elem_parent(oe) == NULL ? hv_fhir_resource_type(tg->res_type) : NULL;
+            if (rt != NULL && tg->owner_e == hv_fhir_type_root(rt))
                 apply_family(c, row, v, level, seg, tg, a, b, end + 2, rep, depth);
             return;
         }
