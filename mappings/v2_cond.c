@@ -423,6 +423,17 @@ static int cond_run(ctx_t *c, const hv__cond_t *cc, span_t seg, span_t dt, int d
     return sp == 1 && st[0].n != 0;
 }
 
+/* True for an operand path op (EMPTY, FIELD or COMP). */
+static int cond_is_path(const hv__cond_op_t *op) {
+    return op->kind == HV__COND_EMPTY || op->kind == HV__COND_FIELD || op->kind == HV__COND_COMP;
+}
+
+/* The value of operand path op, as the loop pushes it. */
+static span_t cond_operand(ctx_t *c, const hv__cond_op_t *op, span_t seg, span_t dt, int dt_level) {
+    size_t count = 0;
+    return op->kind == HV__COND_EMPTY ? (span_t){NULL, 0} : cond_path(c, op, seg, dt, dt_level, &count);
+}
+
 /*
  * Evaluates a row's condition: the program compiled at load (v2_cond.c), or — for a row
  * made by hand with a condition text and no program — the text compiled now. No
@@ -458,6 +469,28 @@ int hv__v2_cond_eval(ctx_t *c, const hv__cond_t *cc, const char *text, span_t se
         if (cc->nops == 3 && o1->kind == HV__COND_LIT && cc->ops[2].kind == HV__COND_EQ_TEXT) {
             span_t s = o0->kind == HV__COND_EMPTY ? (span_t){NULL, 0} : cond_path(c, o0, seg, dt, dt_level, &count);
             return o1->s != NULL && val_eq(s, o1->s, o1->n);
+        }
+    }
+    /* "@X valued [not] @Y valued [not] and|or" (the XCN, XPN, PL and SN rows' shape): the
+     * loop's result, with its short-circuit, without the stack. */
+    if (cc->nops >= 5 && cc->nops <= 7) {
+        const hv__cond_op_t *o = cc->ops;
+        size_t i = 0, pa, pb;
+        int nota = 0, notb = 0;
+        if (cond_is_path(&o[i]) && o[i + 1].kind == HV__COND_VALUED) {
+            pa = i;
+            i += 2;
+            if (o[i].kind == HV__COND_NOT) nota = 1, i++;
+            if (i + 2 < cc->nops && cond_is_path(&o[i]) && o[i + 1].kind == HV__COND_VALUED) {
+                pb = i;
+                i += 2;
+                if (i < cc->nops && o[i].kind == HV__COND_NOT) notb = 1, i++;
+                if (i + 1 == cc->nops && (o[i].kind == HV__COND_AND || o[i].kind == HV__COND_OR)) {
+                    int x = (hv__v2_span_valued(cond_operand(c, &o[pa], seg, dt, dt_level)) != 0) != nota;
+                    if (o[i].kind == HV__COND_AND ? !x : x) return x;
+                    return (hv__v2_span_valued(cond_operand(c, &o[pb], seg, dt, dt_level)) != 0) != notb;
+                }
+            }
         }
     }
     return cond_run(c, cc, seg, dt, dt_level, 0);

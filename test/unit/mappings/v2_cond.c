@@ -43,6 +43,13 @@ static const struct {
     {"@PID-8 'M eq not", 1, 0},
     {"@PID-8 'M eq @PID-99 valued or", 0, 1},
     {"@PID-8 'X eq @PID-99 valued eq", 1, 1},
+    /* "@X valued [not] @Y valued [not] and|or", evaluated without the stack. */
+    {"@PID-7 valued @PID-99 valued or", 1, 1},
+    {"@PID-7 valued @PID-99 valued and", 0, 0},
+    {"@PID-7 valued not @PID-99 valued not or", 1, 1},
+    {"@PID-99 valued not @PID-7 valued and", 1, 1},
+    {"@PID-99 valued @PID-7 valued not or", 0, 0},
+    {"@PID-99 valued not @PID-5 valued not and", 0, 0},
 };
 
 /* Writes the override file: case i assigns "c<i>" to Patient.name[i + 5].text. */
