@@ -60,6 +60,23 @@ typedef struct hv__cond {
 /* Compiles a condition's text into arena memory; *cc as described above. HV_ENOMEM only. */
 int hv__map_cond_compile(hv_arena_t *arena, const char *text, const hv__cond_t **cc);
 
+/*
+ * The guard switch of a run of rows (built at load, v2_cond.c hv__map_guard_build): the rows
+ * of one run (one source field of one map) whose compiled conditions start with a guard on
+ * the same segment field ("@OBX-2 'NM eq", "@OBX-2 'ST 'FT 'TX in3", ... for the 25 OBX-5
+ * rows) share it. lit[0..n) are the distinct literals (byte-equal ones once) of those guards;
+ * each member row's gmask has bit i set when literal i is one of its guard's. The engine
+ * reads the operand once, compares it with every literal as the guard would (case-insensitive),
+ * and a member row's guard holds exactly when its gmask meets the matching literals' bits.
+ */
+#define HV__GUARD_SW_MAX 32
+typedef struct hv__guard_sw {
+    const hv__cond_op_t *op; /* the guard's FIELD operand (ops[0] of the first member) */
+    unsigned n;
+    const char *lit[HV__GUARD_SW_MAX];
+    size_t len[HV__GUARD_SW_MAX];
+} hv__guard_sw_t;
+
 /* One row of a segment or data-type map ("map" lines). */
 typedef struct hv__map_row {
     const char *map;    /* "PID[Patient]", "CX[Identifier]" */
@@ -86,7 +103,36 @@ typedef struct hv__map_row {
      * (>= 1; 0 in a row made by hand, taken as 1): when that field or component is not
      * valued, hv__v2_apply_map skips the run at once. */
     unsigned run;
+    /* The guard switch of the row's run when the row's guard is one of its members (set at
+     * load, hv__map_guard_build; NULL: none, the condition is evaluated as it is), and the
+     * bits of the switch's literals its guard compares with. */
+    const hv__guard_sw_t *gsw;
+    uint32_t gmask;
+    /* On the first row of each map of the tables (set at load, v2_load.c finish): the map's
+     * plan; NULL on other rows and on rows made by hand. */
+    const struct hv__map_plan *plan;
 } hv__map_row_t;
+
+/*
+ * The plan of one map (built at load): the positions of its rows (in table order) that
+ * hv__v2_apply_map visits, for the two kinds of calls — all[] for a call that writes
+ * elements (every row but a "$value"/"$this" row without a data-type map, which such a call
+ * never applies) and val[] for a call that wants the map's primitive value (only the
+ * "$value"/"$this" rows) — and for each position the position after the run of rows with
+ * the same source field it starts or continues (skip[]), so that an empty field or component
+ * passes over its rows in one step. rows: the first row of the map (the plan is used only
+ * for that array).
+ */
+typedef struct hv__map_plan {
+    const struct hv__map_row *rows;
+    unsigned nall, nval;
+    const unsigned *all, *all_skip;
+    const unsigned *val, *val_skip;
+} hv__map_plan_t;
+
+/* Builds the guard switches of the rows[0..n) of one map (each run of one source field), in
+ * arena memory. HV_ENOMEM only. */
+int hv__map_guard_build(hv_arena_t *arena, hv__map_row_t *rows, size_t n);
 
 /*
  * One "A.path.reference=B.id" of a message row, read by hv__map_ref_parse by the rules the

@@ -8,6 +8,7 @@
 #include "config.h"
 
 #include <ctype.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,22 @@
 /* ------------------------------------------------------------------------- */
 /* Resources and element paths                                               */
 /* ------------------------------------------------------------------------- */
+
+/* strtoul(s, end, 10), read here when s starts with a digit (an index in a target path:
+ * "[2]", "[1-6]"), with strtoul's saturation at ULONG_MAX; anything else (blanks, a sign)
+ * goes to strtoul. */
+static unsigned long path_number(const char *s, char **end) {
+    unsigned long v = 0;
+    int over = 0;
+    if (*s < '0' || *s > '9') return strtoul(s, end, 10);
+    for (; *s >= '0' && *s <= '9'; s++) {
+        unsigned d = (unsigned)(*s - '0');
+        if (v > (ULONG_MAX - d) / 10) over = 1;
+        else v = v * 10 + d;
+    }
+    *end = (char *)s;
+    return over ? ULONG_MAX : v;
+}
 
 res_t *hv__v2_res_new(ctx_t *c, const char *type, const char *slot) {
     res_t *r;
@@ -617,7 +634,7 @@ static const struct hv__v2_plan *plan_find(ctx_t *c, const hv_fhir_elem_t *oe, c
         br = memchr(p, '[', seglen);
         if (br != NULL) {
             char *end;
-            idx = (unsigned)strtoul(br + 1, &end, 10);
+            idx = (unsigned)path_number(br + 1, &end);
             if (*end != ']' || idx == 0) idx = 1;
             nlen = (size_t)(br - p);
         }
@@ -682,12 +699,12 @@ void hv__v2_apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
         /* "[n].path": member n of the family of resources one map makes (PL[Location]); in a
          * data type, "[1].family" is the value itself. */
         char *end;
-        unsigned a = (unsigned)strtoul(path + 1, &end, 10), b = a;
-        if (*end == '-') b = (unsigned)strtoul(end + 1, &end, 10);
+        unsigned a = (unsigned)path_number(path + 1, &end), b = a;
+        if (*end == '-') b = (unsigned)path_number(end + 1, &end);
         if (*end != ']' || end[1] != '.' || a == 0 || b < a || b > MAX_FAMILY) return;
         if (a != 1 || b != 1 || strncmp(end + 2, "partOf.reference(", 17) == 0) {
-            if (hv_fhir_elem_parent(oe) == NULL && hv_fhir_resource_type(tg->res_type) != NULL &&
-                tg->owner_e == hv_fhir_type_root(hv_fhir_resource_type(tg->res_type)))
+            const hv_fhir_type_t *rt = hv_fhir_elem_parent(oe) == NULL ? hv_fhir_resource_type(tg->res_type) : NULL;
+            if (rt != NULL && tg->owner_e == hv_fhir_type_root(rt))
                 apply_family(c, row, v, level, seg, tg, a, b, end + 2, rep, depth);
             return;
         }
@@ -767,7 +784,7 @@ void hv__v2_apply_row(ctx_t *c, const hv__map_row_t *row, span_t v, int level, s
         }
         if (br != NULL && (par == NULL || br < par)) {
             char *end;
-            idx = (unsigned)strtoul(br + 1, &end, 10);
+            idx = (unsigned)path_number(br + 1, &end);
             if (*end != ']' || idx == 0) idx = 1; /* "[each]", "[1-3]": the first */
             nlen = (size_t)(br - p);
         }
@@ -918,6 +935,29 @@ unmapped:
 #define COND_TRUE(c, row, seg, v, level) \
     (((row)->cc == NULL && (row)->cond[0] == '\0') || hv__v2_cond_eval(c, (row)->cc, (row)->cond, seg, v, level))
 
+/* The guard switch last read in one hv__v2_apply_map call and the literals its operand
+ * matched (a FIELD operand: the same for every value the call maps of its segment). */
+struct gsw_state {
+    const hv__guard_sw_t *sw;
+    uint32_t m;
+};
+
+/* A row's condition holds: for a member of its run's guard switch, the switch decides the
+ * guard (its operand read and compared once per run, not once per row) and only a condition
+ * longer than its guard is evaluated further; others as COND_TRUE. */
+static inline int row_cond(ctx_t *c, const hv__map_row_t *row, span_t seg, span_t v, int level,
+                           struct gsw_state *gs) {
+    if (row->gsw != NULL) {
+        if (row->gsw != gs->sw) {
+            gs->sw = row->gsw;
+            gs->m = hv__v2_guard_match(c, row->gsw, seg, v, level);
+        }
+        if ((row->gmask & gs->m) == 0) return 0;
+        return row->cc->guard_all || hv__v2_cond_rest(c, row->cc, seg, v, level);
+    }
+    return COND_TRUE(c, row, seg, v, level);
+}
+
 /* The components of a value, split once for the rows of one data-type map (n -1: not yet). */
 struct comps {
     int n;
@@ -958,11 +998,16 @@ static span_t comp_at(ctx_t *c, struct comps *cs, span_t v, int level, unsigned 
  */
 int hv__v2_apply_map(ctx_t *c, const char *map, span_t v, int level, span_t seg, target_t *tg,
               const hv_fhir_type_t *ttype, unsigned rep, int depth, const char **prim_out) {
-    size_t n, i;
-    int fr = c->nframes, run_ok = 0;
+    size_t n, k, np;
+    const hv__map_plan_t *pl;
+    const unsigned *pos = NULL, *skip = NULL;
+    int fr = c->nframes, run_ok = 0, run_one = 0;
     unsigned run_f = 0;
     span_t run_v = {NULL, 0};
+    const span_t none = {NULL, 0};
+    const int is_msh = level == 0 && seg.len >= 3 && memcmp(seg.p, "MSH", 3) == 0;
     struct comps cs;
+    struct gsw_state gs = {NULL, 0};
     const hv__map_row_t *rows;
     cs.n = -1;
     /* The rows were found at load when the map is a loaded row's data-type or segment map. */
@@ -974,19 +1019,30 @@ int hv__v2_apply_map(ctx_t *c, const char *map, span_t v, int level, span_t seg,
         rows = hv__map_rows(c->t, map, &n);
     }
     (void)ttype;
+    np = n;
     if (rows == NULL || depth > MAX_DEPTH) {
         if (prim_out != NULL) *prim_out = hv__v2_span_text(c, hv__v2_piece(c, v, level, 1));
         return HV_ENOTFOUND;
     }
-    for (i = 0; i < n; i++) {
-        const hv__map_row_t *row = &rows[i];
+    /* The map's plan (v2_load.c plan_list) visits only the rows this call can apply and
+     * passes over a run in one step; rows without one (made by hand) are all visited. */
+    pl = n > 0 && rows[0].plan != NULL && rows[0].plan->rows == rows ? rows[0].plan : NULL;
+    if (pl != NULL) {
+        pos = prim_out != NULL ? pl->val : pl->all;
+        skip = prim_out != NULL ? pl->val_skip : pl->all_skip;
+        np = prim_out != NULL ? pl->nval : pl->nall;
+    }
+    for (k = 0; k < np; k++) {
+        const hv__map_row_t *row = &rows[pos != NULL ? pos[k] : k];
         span_t f = {NULL, 0};
         int is_prim_row = row->prim;
-        if (prim_out != NULL && !is_prim_row) continue;
-        if (prim_out == NULL && is_prim_row && row->dtmap[0] == '\0') continue;
+        if (pos == NULL) {
+            if (prim_out != NULL && !is_prim_row) continue;
+            if (prim_out == NULL && is_prim_row && row->dtmap[0] == '\0') continue;
+        }
         if (level == 0) {
             if (row->src_f == 0) {
-                if (!row->assign[0] || !COND_TRUE(c, row, seg, v, level)) continue;
+                if (!row->assign[0] || !row_cond(c, row, seg, v, level, &gs)) continue;
                 if (fr < (int)HV_ARRAY_LEN(c->frames)) c->frames[c->nframes++] = row;
                 hv__v2_apply_row(c, row, v, level, seg, tg, 0, depth);
                 c->nframes = fr;
@@ -996,18 +1052,36 @@ int hv__v2_apply_map(ctx_t *c, const char *map, span_t v, int level, span_t seg,
              * the run (every row of it would find the field not valued). */
             if (row->src_f != run_f) {
                 run_f = row->src_f;
-                run_v = hv__v2_seg_field(c, seg, row->src_f);
+                /* The fields of this segment as hv__v2_seg_field split them (a row applied
+                 * before may have split another segment's since: then it splits again). */
+                if (!is_msh && seg.p != NULL && c->fc_seg == seg.p && c->fc_len == seg.len)
+                    run_v = run_f < c->fc_n ? c->fc[run_f] : none;
+                else
+                    run_v = hv__v2_seg_field(c, seg, row->src_f);
                 run_ok = hv__v2_span_valued(run_v);
+                /* One repetition (no repetition separator): each row of the run takes the
+                 * field as it is instead of counting and splitting it again. */
+                run_one = run_ok && memchr(run_v.p, c->msg.delims.rep, run_v.len) == NULL;
             }
             if (!run_ok) {
-                if (row->run > 1) i += row->run - 1;
+                if (pos != NULL) k = skip[k] - 1;
+                else if (row->run > 1) k += row->run - 1;
                 continue;
             }
             f = run_v;
-            if (!COND_TRUE(c, row, seg, v, level)) continue;
+            if (!row_cond(c, row, seg, v, level, &gs)) continue;
             if (fr < (int)HV_ARRAY_LEN(c->frames)) c->frames[c->nframes++] = row;
-            if (seg.len >= 3 && memcmp(seg.p, "MSH", 3) == 0 && row->src_f <= 2) {
+            if (is_msh && row->src_f <= 2) {
                 hv__v2_apply_row(c, row, f, 3, seg, tg, 0, depth);
+            } else if (run_one && c->msg.delims.rep != 0) {
+                /* As the loop below does for its one repetition, which is f and valued. */
+                span_t rv = f;
+                if (row->src_c) {
+                    rv = hv__v2_piece(c, rv, 1, row->src_c);
+                    if (hv__v2_span_valued(rv)) hv__v2_apply_row(c, row, rv, 2, seg, tg, 0, depth);
+                } else {
+                    hv__v2_apply_row(c, row, rv, 1, seg, tg, 0, depth);
+                }
             } else {
                 size_t r, nr = hv_hl7v2_span_count(f, c->msg.delims.rep);
                 if (nr > MAX_REPS) nr = MAX_REPS;
@@ -1040,14 +1114,15 @@ int hv__v2_apply_map(ctx_t *c, const char *map, span_t v, int level, span_t seg,
                 run_ok = hv__v2_span_valued(run_v);
             }
             if (!run_ok) {
-                if (row->run > 1) i += row->run - 1;
+                if (pos != NULL) k = skip[k] - 1;
+                else if (row->run > 1) k += row->run - 1;
                 continue;
             }
             f = run_v;
             if (row->src_c) f = hv__v2_piece(c, f, level + 1, row->src_c);
         }
         if (!hv__v2_span_valued(f)) continue;
-        if (!COND_TRUE(c, row, seg, v, level)) continue;
+        if (!row_cond(c, row, seg, v, level, &gs)) continue;
         if (is_prim_row && prim_out != NULL) {
             char *text;
             if (row->assign[0] == '=') {

@@ -296,66 +296,42 @@ static int val_eq(span_t s, const char *lit, size_t n) {
 }
 
 /*
- * Evaluates a row's condition: the program compiled at load (v2_cond.c), or — for a row
- * made by hand with a condition text and no program — the text compiled now. No
- * condition is true; one that could not be read is false.
+ * The value of a guard's operand o0 (ops[0] of a program with a guard): a FIELD operand of
+ * the segment being mapped is the one the rows before most likely tested too (the 25 OBX-5
+ * rows each test OBX-2): it is kept in c->gmemo for the segment.
  */
-int hv__v2_cond_eval(ctx_t *c, const hv__cond_t *cc, const char *text, span_t seg, span_t dt, int dt_level) {
+static span_t guard_operand(ctx_t *c, const hv__cond_op_t *o0, span_t seg, span_t dt, int dt_level) {
+    size_t count = 0;
+    span_t s;
+    if (o0->kind == HV__COND_FIELD && c->gmemo.segp == seg.p && seg.p != NULL && c->gmemo.a == o0->a &&
+        c->gmemo.b == o0->b && c->gmemo.gen == c->opgen && memcmp(c->gmemo.id, o0->seg, 3) == 0)
+        return c->gmemo.v;
+    s = o0->kind == HV__COND_EMPTY ? (span_t){NULL, 0} : cond_path(c, o0, seg, dt, dt_level, &count);
+    if (o0->kind == HV__COND_FIELD) {
+        c->gmemo.segp = seg.p;
+        c->gmemo.gen = c->opgen;
+        memcpy(c->gmemo.id, o0->seg, 3);
+        c->gmemo.a = o0->a;
+        c->gmemo.b = o0->b;
+        c->gmemo.v = s;
+    }
+    return s;
+}
+
+/*
+ * Runs program cc from op `start`: 0 the whole program; else start is cc->guard, the guard
+ * held, and the stack starts from its true value (find_guard).
+ */
+static int cond_run(ctx_t *c, const hv__cond_t *cc, span_t seg, span_t dt, int dt_level, size_t start) {
     val_t st[HV__COND_MAX_STACK];
     int sp = 0;
-    size_t i, start = 0;
-    if (cc == NULL) {
-        if (text == NULL || text[0] == '\0') return 1;
-        if (hv__map_cond_compile(c->arena, text, &cc) != HV_OK || cc == NULL) return cc == NULL;
-    }
-    if (cc->never) return 0;
-    if (cc->guard) {
-        /* The leading test (find_guard): false decides; true is the whole answer, or the
-         * bottom of the stack the rest of the program starts from. A FIELD operand of the
-         * segment being mapped is the one the rows before most likely tested too (the 25
-         * OBX-5 rows each test OBX-2): it is kept in c->gmemo for the segment. */
-        const hv__cond_op_t *o0 = &cc->ops[0];
-        size_t count = 0, j;
-        span_t s;
-        int r = 0;
-        if (o0->kind == HV__COND_FIELD && c->gmemo.segp == seg.p && seg.p != NULL && c->gmemo.a == o0->a &&
-            c->gmemo.b == o0->b && c->gmemo.gen == c->opgen && memcmp(c->gmemo.id, o0->seg, 3) == 0) {
-            s = c->gmemo.v;
-        } else {
-            s = o0->kind == HV__COND_EMPTY ? (span_t){NULL, 0} : cond_path(c, o0, seg, dt, dt_level, &count);
-            if (o0->kind == HV__COND_FIELD) {
-                c->gmemo.segp = seg.p;
-                c->gmemo.gen = c->opgen;
-                memcpy(c->gmemo.id, o0->seg, 3);
-                c->gmemo.a = o0->a;
-                c->gmemo.b = o0->b;
-                c->gmemo.v = s;
-            }
-        }
-        for (j = 1; j + 1 < cc->guard && !r; j++)
-            r = cc->ops[j].s != NULL && val_eq(s, cc->ops[j].s, cc->ops[j].n);
-        if (!r || cc->guard_all) return r;
+    size_t i;
+    if (start > 0) {
         st[0].kind = 2;
         st[0].s.p = NULL;
         st[0].s.len = 0;
         st[0].n = 1;
         sp = 1;
-        start = cc->guard;
-    }
-    /* The shapes most rows use, without the stack: "@X valued", "@X valued not" and
-     * "@X 'text eq" (X a field or component path); the same results as the loop below. */
-    if (start == 0 && cc->nops >= 2 && cc->nops <= 3 && (cc->ops[0].kind == HV__COND_EMPTY || cc->ops[0].kind == HV__COND_FIELD ||
-                                                    cc->ops[0].kind == HV__COND_COMP)) {
-        const hv__cond_op_t *o0 = &cc->ops[0], *o1 = &cc->ops[1];
-        size_t count = 0;
-        if (o1->kind == HV__COND_VALUED && (cc->nops == 2 || cc->ops[2].kind == HV__COND_NOT)) {
-            span_t s = o0->kind == HV__COND_EMPTY ? (span_t){NULL, 0} : cond_path(c, o0, seg, dt, dt_level, &count);
-            return (hv__v2_span_valued(s) != 0) != (cc->nops == 3);
-        }
-        if (cc->nops == 3 && o1->kind == HV__COND_LIT && cc->ops[2].kind == HV__COND_EQ_TEXT) {
-            span_t s = o0->kind == HV__COND_EMPTY ? (span_t){NULL, 0} : cond_path(c, o0, seg, dt, dt_level, &count);
-            return o1->s != NULL && val_eq(s, o1->s, o1->n);
-        }
     }
     for (i = start; i < cc->nops; i++) {
         const hv__cond_op_t *op = &cc->ops[i];
@@ -445,4 +421,164 @@ int hv__v2_cond_eval(ctx_t *c, const hv__cond_t *cc, const char *text, span_t se
         }
     }
     return sp == 1 && st[0].n != 0;
+}
+
+/* True for an operand path op (EMPTY, FIELD or COMP). */
+static int cond_is_path(const hv__cond_op_t *op) {
+    return op->kind == HV__COND_EMPTY || op->kind == HV__COND_FIELD || op->kind == HV__COND_COMP;
+}
+
+/* The value of operand path op, as the loop pushes it. */
+static span_t cond_operand(ctx_t *c, const hv__cond_op_t *op, span_t seg, span_t dt, int dt_level) {
+    size_t count = 0;
+    return op->kind == HV__COND_EMPTY ? (span_t){NULL, 0} : cond_path(c, op, seg, dt, dt_level, &count);
+}
+
+/*
+ * Evaluates a row's condition: the program compiled at load (v2_cond.c), or — for a row
+ * made by hand with a condition text and no program — the text compiled now. No
+ * condition is true; one that could not be read is false.
+ */
+int hv__v2_cond_eval(ctx_t *c, const hv__cond_t *cc, const char *text, span_t seg, span_t dt, int dt_level) {
+    if (cc == NULL) {
+        if (text == NULL || text[0] == '\0') return 1;
+        if (hv__map_cond_compile(c->arena, text, &cc) != HV_OK || cc == NULL) return cc == NULL;
+    }
+    if (cc->never) return 0;
+    if (cc->guard) {
+        /* The leading test (find_guard): false decides; true is the whole answer, or the
+         * bottom of the stack the rest of the program starts from. */
+        span_t s = guard_operand(c, &cc->ops[0], seg, dt, dt_level);
+        size_t j;
+        int r = 0;
+        for (j = 1; j + 1 < cc->guard && !r; j++)
+            r = cc->ops[j].s != NULL && val_eq(s, cc->ops[j].s, cc->ops[j].n);
+        if (!r || cc->guard_all) return r;
+        return cond_run(c, cc, seg, dt, dt_level, cc->guard);
+    }
+    /* The shapes most rows use, without the stack: "@X valued", "@X valued not" and
+     * "@X 'text eq" (X a field or component path); the same results as the loop below. */
+    if (cc->nops >= 2 && cc->nops <= 3 && (cc->ops[0].kind == HV__COND_EMPTY || cc->ops[0].kind == HV__COND_FIELD ||
+                                                    cc->ops[0].kind == HV__COND_COMP)) {
+        const hv__cond_op_t *o0 = &cc->ops[0], *o1 = &cc->ops[1];
+        size_t count = 0;
+        if (o1->kind == HV__COND_VALUED && (cc->nops == 2 || cc->ops[2].kind == HV__COND_NOT)) {
+            span_t s = o0->kind == HV__COND_EMPTY ? (span_t){NULL, 0} : cond_path(c, o0, seg, dt, dt_level, &count);
+            return (hv__v2_span_valued(s) != 0) != (cc->nops == 3);
+        }
+        if (cc->nops == 3 && o1->kind == HV__COND_LIT && cc->ops[2].kind == HV__COND_EQ_TEXT) {
+            span_t s = o0->kind == HV__COND_EMPTY ? (span_t){NULL, 0} : cond_path(c, o0, seg, dt, dt_level, &count);
+            return o1->s != NULL && val_eq(s, o1->s, o1->n);
+        }
+    }
+    /* "@X valued [not] @Y valued [not] and|or" (the XCN, XPN, PL and SN rows' shape): the
+     * loop's result, with its short-circuit, without the stack. */
+    if (cc->nops >= 5 && cc->nops <= 7) {
+        const hv__cond_op_t *o = cc->ops;
+        size_t i = 0, pa, pb;
+        int nota = 0, notb = 0;
+        if (cond_is_path(&o[i]) && o[i + 1].kind == HV__COND_VALUED) {
+            pa = i;
+            i += 2;
+            if (o[i].kind == HV__COND_NOT) nota = 1, i++;
+            if (i + 2 < cc->nops && cond_is_path(&o[i]) && o[i + 1].kind == HV__COND_VALUED) {
+                pb = i;
+                i += 2;
+                if (i < cc->nops && o[i].kind == HV__COND_NOT) notb = 1, i++;
+                if (i + 1 == cc->nops && (o[i].kind == HV__COND_AND || o[i].kind == HV__COND_OR)) {
+                    int x = (hv__v2_span_valued(cond_operand(c, &o[pa], seg, dt, dt_level)) != 0) != nota;
+                    if (o[i].kind == HV__COND_AND ? !x : x) return x;
+                    return (hv__v2_span_valued(cond_operand(c, &o[pb], seg, dt, dt_level)) != 0) != notb;
+                }
+            }
+        }
+    }
+    return cond_run(c, cc, seg, dt, dt_level, 0);
+}
+
+/* ------------------------------------------------------------------------- */
+/* Guard switches                                                            */
+/* ------------------------------------------------------------------------- */
+
+/*
+ * The guard switches of one map's rows (hv__guard_sw_t): in each run, the rows whose
+ * guards test the same FIELD operand as the run's first such row become members; a
+ * literal is added once (byte-equal literals share a bit), and a row whose guard would need
+ * more than HV__GUARD_SW_MAX literals in the switch stays out of it (its condition is
+ * evaluated as before). A literal without text (never equal) gets no bit.
+ */
+int hv__map_guard_build(hv_arena_t *arena, hv__map_row_t *rows, size_t n) {
+    size_t i = 0;
+    while (i < n) {
+        size_t end = i + (rows[i].run ? rows[i].run : 1), k;
+        hv__guard_sw_t *sw = NULL;
+        if (end > n) end = n;
+        for (k = i; k < end; k++) {
+            hv__map_row_t *r = &rows[k];
+            const hv__cond_t *cc = r->cc;
+            const hv__cond_op_t *o0;
+            uint32_t mask = 0;
+            size_t j;
+            int fits = 1;
+            r->gsw = NULL;
+            r->gmask = 0;
+            if (cc == NULL || cc->never || cc->guard == 0 || cc->ops[0].kind != HV__COND_FIELD) continue;
+            o0 = &cc->ops[0];
+            if (sw == NULL) {
+                sw = hv_arena_alloc(arena, sizeof(*sw));
+                if (sw == NULL) return HV_ENOMEM;
+                memset(sw, 0, sizeof(*sw));
+                sw->op = o0;
+            } else if (memcmp(sw->op->seg, o0->seg, 3) != 0 || sw->op->a != o0->a || sw->op->b != o0->b) {
+                continue;
+            }
+            for (j = 1; j + 1 < cc->guard; j++) {
+                const hv__cond_op_t *l = &cc->ops[j];
+                unsigned m;
+                if (l->s == NULL) continue;
+                for (m = 0; m < sw->n; m++)
+                    if (sw->len[m] == l->n && memcmp(sw->lit[m], l->s, l->n) == 0) break;
+                if (m == sw->n) {
+                    if (sw->n == HV__GUARD_SW_MAX) {
+                        fits = 0;
+                        break;
+                    }
+                    sw->lit[m] = l->s;
+                    sw->len[m] = l->n;
+                    sw->n++;
+                }
+                mask |= (uint32_t)1 << m;
+            }
+            if (!fits) continue;
+            r->gsw = sw;
+            r->gmask = mask;
+        }
+        i = end;
+    }
+    return HV_OK;
+}
+
+/*
+ * The literals of switch sw its operand equals (bit i: sw->lit[i]), compared as a guard
+ * compares them (val_eq) with the operand read as a guard reads it (guard_operand).
+ */
+uint32_t hv__v2_guard_match(ctx_t *c, const hv__guard_sw_t *sw, span_t seg, span_t dt, int dt_level) {
+    span_t s = guard_operand(c, sw->op, seg, dt, dt_level);
+    uint32_t m = 0;
+    unsigned i;
+    if (s.p == NULL) return 0;
+    /* val_eq needs the same length and first bytes equal but for bit 0x20 (an ASCII letter's
+     * case): a literal failing either is not compared further. */
+    for (i = 0; i < sw->n; i++)
+        if (sw->len[i] == s.len &&
+            (s.len == 0 || (((unsigned char)sw->lit[i][0] ^ (unsigned char)s.p[0]) & ~0x20u) == 0) &&
+            val_eq(s, sw->lit[i], sw->len[i]))
+            m |= (uint32_t)1 << i;
+    return m;
+}
+
+/* The rest of program cc after its guard, which held (a member row of a guard switch whose
+ * condition is more than the guard). */
+int hv__v2_cond_rest(ctx_t *c, const hv__cond_t *cc, span_t seg, span_t dt, int dt_level) {
+    return cond_run(c, cc, seg, dt, dt_level, cc->guard);
 }

@@ -318,6 +318,11 @@ const hv_fhir_elem_t *const *hv__v2_elem_required(ctx_t *c, const hv_fhir_elem_t
 
 /* v2_cond.c: evaluates a row's compiled condition (or, for a hand-made row, its text). */
 int hv__v2_cond_eval(ctx_t *c, const hv__cond_t *cc, const char *text, span_t seg, span_t dt, int dt_level);
+/* The literals of a guard switch (hv__guard_sw_t) the switch's operand equals in this segment:
+ * bit i for sw->lit[i]. A member row's guard holds when its gmask meets them. */
+uint32_t hv__v2_guard_match(ctx_t *c, const hv__guard_sw_t *sw, span_t seg, span_t dt, int dt_level);
+/* The rest of a compiled condition after its guard, which held (cc->guard set, not guard_all). */
+int hv__v2_cond_rest(ctx_t *c, const hv__cond_t *cc, span_t seg, span_t dt, int dt_level);
 
 /* v2_apply.c: resources and the rows that write their elements. */
 

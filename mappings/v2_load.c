@@ -314,6 +314,28 @@ static int split_msg_row(hv_map_tables_t *t, hv__msg_row_t *m) {
     return HV_OK;
 }
 
+/* The positions of rows[0..n) that keep (want_val: the "$value"/"$this" rows; else all but
+ * those without a data-type map) into *pos, and for each the position after its run of the
+ * same source field in that list into *skip; arena. HV_ENOMEM only. */
+static int plan_list(hv_arena_t *arena, const hv__map_row_t *rows, size_t n, int want_val, unsigned *count,
+                     const unsigned **pos_out, const unsigned **skip_out) {
+    unsigned *pos = hv_arena_alloc(arena, (n ? n : 1) * sizeof(*pos));
+    unsigned *skip = hv_arena_alloc(arena, (n ? n : 1) * sizeof(*skip));
+    size_t i, m = 0;
+    if (pos == NULL || skip == NULL) return HV_ENOMEM;
+    for (i = 0; i < n; i++) {
+        const hv__map_row_t *r = &rows[i];
+        int keep = want_val ? r->prim : !(r->prim && r->dtmap[0] == '\0');
+        if (keep) pos[m++] = (unsigned)i;
+    }
+    for (i = m; i-- > 0;)
+        skip[i] = i + 1 < m && rows[pos[i + 1]].src_f == rows[pos[i]].src_f ? skip[i + 1] : (unsigned)(i + 1);
+    *count = (unsigned)m;
+    *pos_out = pos;
+    *skip_out = skip;
+    return HV_OK;
+}
+
 static int finish(hv_map_tables_t *t) {
     size_t i, k = 0;
     qsort(t->maps, t->nmaps, sizeof(*t->maps), cmp_map);
@@ -345,6 +367,21 @@ static int finish(hv_map_tables_t *t) {
     }
     for (i = 0; i < t->nmsgs; i++)
         if (hv__map_cond_compile(t->arena, t->msgs[i].cond, &t->msgs[i].cc) != HV_OK) return HV_ENOMEM;
+    /* The guard switches of the runs (after the runs and the conditions they read), and
+     * the plan of each map (after the rows know whether they are "$value" rows). */
+    for (i = 0; i < t->nmaps; i++) t->maps[i].plan = NULL;
+    for (k = 0; k < t->nmap_index; k++) {
+        hv__map_row_t *rows = &t->maps[t->map_index[k].start];
+        size_t n = t->map_index[k].count;
+        hv__map_plan_t *pl = hv_arena_alloc(t->arena, sizeof(*pl));
+        if (hv__map_guard_build(t->arena, rows, n) != HV_OK) return HV_ENOMEM;
+        if (pl == NULL) return HV_ENOMEM;
+        pl->rows = rows;
+        if (plan_list(t->arena, rows, n, 0, &pl->nall, &pl->all, &pl->all_skip) != HV_OK ||
+            plan_list(t->arena, rows, n, 1, &pl->nval, &pl->val, &pl->val_skip) != HV_OK)
+            return HV_ENOMEM;
+        rows[0].plan = pl;
+    }
     /* The rows a row's data-type map (or a message row's segment map) names, found once. */
     for (i = 0; i < t->nmaps; i++) {
         hv__map_row_t *r = &t->maps[i];

@@ -381,13 +381,22 @@ hv__jv_t *hv__v2_primitive(ctx_t *c, const char *tname, const char *text) {
         if (k % 4 != 0) return NULL;
         return hv__jv_str(c->arena, text);
     }
-    for (i = 0; text[i]; i++)
-        if ((unsigned char)text[i] < 32 && text[i] != '\n' && text[i] != '\t') return NULL;
-    if (kind == P_TOKEN || kind == P_ID) {
-        for (i = 0; text[i]; i++)
-            if (text[i] == '\n' || text[i] == '\t') return NULL;
-        if (kind == P_ID && i > 64) return NULL;
-        if (!is_code && strchr(text, ' ')) return NULL;
+    {
+        /* One pass: a control character other than a line feed or tab makes the text no FHIR
+         * string; a line feed or tab (tab_nl) makes it no token or id either. */
+        int tab_nl = 0;
+        for (i = 0; text[i]; i++) {
+            unsigned char ch = (unsigned char)text[i];
+            if (ch < 32) {
+                if (ch != '\n' && ch != '\t') return NULL;
+                tab_nl = 1;
+            }
+        }
+        if (kind == P_TOKEN || kind == P_ID) {
+            if (tab_nl) return NULL;
+            if (kind == P_ID && i > 64) return NULL;
+            if (!is_code && memchr(text, ' ', i) != NULL) return NULL;
+        }
     }
     /* text is the message's arena text or the tables' (it outlives the tree), i its length. */
     return hv__jv_str_ref(c->arena, text);
