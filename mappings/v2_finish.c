@@ -123,8 +123,16 @@ static int has_choice(hv__jv_t *o, const char *name, size_t l) {
 static const hv_fhir_type_t *ty_contactpoint, *ty_duration, *ty_extension;
 static const hv_fhir_elem_t *el_patient_contact, *el_timing_repeat;
 static pthread_once_t ty_once = PTHREAD_ONCE_INIT;
+/* The two lower-case hex digits of each byte value, for uuid_from (filled with the types). */
+static char hex2[256][2];
+static void hex2_init(void) {
+    static const char hex[] = "0123456789abcdef";
+    int i;
+    for (i = 0; i < 256; i++) hex2[i][0] = hex[i >> 4], hex2[i][1] = hex[i & 15];
+}
 static void find_types(void) {
     const hv_fhir_type_t *t;
+    hex2_init();
     ty_contactpoint = hv_fhir_type_find("ContactPoint", 12);
     ty_duration = hv_fhir_type_find("Duration", 8);
     ty_extension = hv_fhir_type_find("Extension", 9);
@@ -153,7 +161,9 @@ static int clean_node(ctx_t *c, hv__jv_t *o, const hv_fhir_elem_t *owner, const 
         next = e->next;
         /* "resourceType" and "id" are not elements of the model; the first byte rules out
          * every other key without a strcmp. */
-        if ((k[0] == 'r' && !strcmp(k, "resourceType")) || (k[0] == 'i' && k[1] == 'd' && k[2] == '\0')) continue;
+        if ((k[0] == 'r' && e->klen == 12 && !memcmp(k, "resourceType", 12)) ||
+            (k[0] == 'i' && k[1] == 'd' && k[2] == '\0'))
+            continue;
         /* The first cleaning finds the resource's references (hv__v2_finish); one to a
          * resource left out goes before the object holding it is judged. */
         if (c->collecting && k[0] == 'r' && hv__jv_is(v, HV__JV_STR) && !strcmp(k, "reference") &&
@@ -229,12 +239,11 @@ static int clean_node(ctx_t *c, hv__jv_t *o, const hv_fhir_elem_t *owner, const 
     for (i = 0; i < n; i++) {
         const hv_fhir_elem_t *ch = req != NULL ? req[i] : hv_fhir_elem_child_at(owner, i);
         const char *name;
-        size_t l;
         if (hv_fhir_elem_min(ch) == 0) continue;
         name = hv_fhir_elem_name(ch);
-        l = strlen(name);
-        if (l > 3 && strcmp(name + l - 3, "[x]") == 0 ? has_choice(o, name, l - 3)
-                                                      : hv__jv_get_ex(o, name, NULL))
+        /* A choice element's name ends with "[x]" (hv_fhir_elem_is_choice): any of its
+         * "value…" members gives it. */
+        if (hv_fhir_elem_is_choice(ch) ? has_choice(o, name, strlen(name) - 3) : hv__jv_get_ex(o, name, NULL))
             continue;
         if (missing != NULL) *missing = name;
         return 1;
@@ -325,7 +334,6 @@ static uint64_t content_hash(uint64_t h, hv__jv_t *v, int depth) {
 }
 
 static void uuid_from(uint64_t a, uint64_t b, char out[37]) {
-    static const char hex[] = "0123456789abcdef";
     unsigned char u[16];
     int i, o = 0;
     for (i = 0; i < 8; i++) u[i] = (unsigned char)(a >> (56 - 8 * i));
@@ -334,8 +342,8 @@ static void uuid_from(uint64_t a, uint64_t b, char out[37]) {
     u[8] = (unsigned char)((u[8] & 0x3f) | 0x80);
     for (i = 0; i < 16; i++) {
         if (i == 4 || i == 6 || i == 8 || i == 10) out[o++] = '-';
-        out[o++] = hex[u[i] >> 4];
-        out[o++] = hex[u[i] & 15];
+        memcpy(out + o, hex2[u[i]], 2);
+        o += 2;
     }
     out[o] = '\0';
 }
@@ -495,18 +503,35 @@ static void provenance_targets(ctx_t *c) {
  * resource, merged by identity, name it once). Run after rewrite_refs. */
 static void provenance_dedupe(ctx_t *c, hv__jv_t *prov) {
     hv__jv_t *arr = NULL;
-    const char **refs;
+    struct {
+        const char *s;
+        size_t n;
+    } *refs;
     size_t i, j, n;
     if (!hv__jv_get_ex(prov, "target", &arr) || !hv__jv_is(arr, HV__JV_ARR)) return;
     n = hv__jv_len(arr);
     if (n < 2) return;
-    /* The reference texts, read once: the target lists are as long as the Bundle. */
+    /* The reference texts and their lengths (up to a NUL, as strcmp compares them), read once:
+     * the target lists are as long as the Bundle. */
     refs = hv_arena_alloc(c->arena, n * sizeof(*refs));
     if (refs == NULL) return;
-    for (i = 0; i < n; i++) refs[i] = hv__jv_get_str(hv__jv_at(arr, i), "reference");
+    for (i = 0; i < n; i++) {
+        refs[i].s = hv__jv_get_str(hv__jv_at(arr, i), "reference");
+        refs[i].n = refs[i].s != NULL ? strlen(refs[i].s) : 0;
+    }
     for (i = n; i-- > 1;) {
-        for (j = 0; refs[i] != NULL && j < i; j++) {
-            if (refs[j] != NULL && strcmp(refs[i], refs[j]) == 0) {
+        for (j = 0; refs[i].s != NULL && j < i; j++) {
+            /* Equal texts have one length and the same bytes. The fullUrls all have one length
+             * and differ in their UUIDs, so their last eight bytes rule most pairs out before
+             * the whole is compared. */
+            if (refs[j].s == NULL || refs[j].n != refs[i].n) continue;
+            if (refs[i].n >= 8) {
+                uint64_t wi, wj;
+                memcpy(&wi, refs[i].s + refs[i].n - 8, 8);
+                memcpy(&wj, refs[j].s + refs[j].n - 8, 8);
+                if (wi != wj) continue;
+            }
+            if (memcmp(refs[i].s, refs[j].s, refs[i].n) == 0) {
                 hv__jv_del_at(arr, i);
                 break;
             }

@@ -143,23 +143,27 @@ static void apply_ref(ctx_t *c, const hv__msg_ref_t *ref) {
                     strcmp(hv_fhir_type_name(hv_fhir_elem_target_at(e, 0, i)), "Resource") == 0)
                     break;
             if (n > 0 && i == n) return;
+            /* The step names outlive the tree (they are the loaded tables', freed after the
+             * result is made) and are model element names (no escapes): kept, not copied, and
+             * tagged with the element found above (clean_node then does not look it up). The
+             * reference is b's "#hvtmp-N", which lives as long as the message (hv__v2_put_ref). */
             if (hv_fhir_elem_is_array(e)) {
                 if (!hv__jv_get_ex(owner, step, &arr)) {
                     arr = hv__jv_arr(c->arena);
-                    hv__jv_put(c->arena, owner, step, arr, 0);
+                    hv__v2_put_el(c, owner, step, arr, HV__V2_NEW, e, chosen);
                 }
                 for (i = 0; i < hv__jv_len(arr); i++) {
                     const char *s = hv__jv_get_str(hv__jv_at(arr, i), "reference");
-                    if (s && strcmp(s, b->tmp) == 0) return;
+                    if (s && (s == b->tmp || strcmp(s, b->tmp) == 0)) return;
                 }
                 r = hv__jv_obj(c->arena);
-                hv__jv_put_str(c->arena, r, "reference", hv__v2_ref_to(b), HV__JV_KCONST);
+                hv__v2_put_ref(c, r, "reference", hv__v2_ref_to(b), HV__V2_NEW);
                 hv__jv_push(c->arena, arr, r);
             } else {
                 if (hv__jv_get_ex(owner, step, &o)) return; /* set already */
                 r = hv__jv_obj(c->arena);
-                hv__jv_put_str(c->arena, r, "reference", hv__v2_ref_to(b), HV__JV_KCONST);
-                hv__jv_put(c->arena, owner, step, r, 0);
+                hv__v2_put_ref(c, r, "reference", hv__v2_ref_to(b), HV__V2_NEW);
+                hv__v2_put_el(c, owner, step, r, HV__V2_NEW, e, chosen);
             }
             return;
         }
@@ -167,13 +171,13 @@ static void apply_ref(ctx_t *c, const hv__msg_ref_t *ref) {
             hv__jv_t *arr = NULL;
             if (!hv__jv_get_ex(owner, step, &arr)) {
                 arr = hv__jv_arr(c->arena);
-                hv__jv_put(c->arena, owner, step, arr, 0);
+                hv__v2_put_el(c, owner, step, arr, HV__V2_NEW, e, chosen);
             }
             if (hv__jv_len(arr) == 0) hv__jv_push(c->arena, arr, hv__jv_obj(c->arena));
             o = hv__jv_at(arr, 0);
         } else if (!hv__jv_get_ex(owner, step, &o)) {
             o = hv__jv_obj(c->arena);
-            hv__jv_put(c->arena, owner, step, o, 0);
+            hv__v2_put_el(c, owner, step, o, HV__V2_NEW, e, chosen);
         }
         owner = o;
         oe = hv_fhir_elem_owner(e, chosen);
@@ -184,15 +188,37 @@ static void apply_ref(ctx_t *c, const hv__msg_ref_t *ref) {
 /* The order a segment belongs to (ORC-2/ORC-3/OBR-2/OBR-3 raw), for ids of results. */
 static void note_order(ctx_t *c, span_t seg) {
     const char *id = c->msg.segs[c->cur_seg].id;
+    int txa;
     span_t a, b;
-    if (strcmp(id, "ORC") != 0 && strcmp(id, "OBR") != 0 && strcmp(id, "RXA") != 0 &&
-        strcmp(id, "SCH") != 0 && strcmp(id, "TXA") != 0)
-        return;
-    a = hv__v2_seg_field(c, seg, strcmp(id, "TXA") == 0 ? 12 : 2);
+    char *k;
+    /* Segment ids are three characters (the parser's hv_hl7v2_seg_t.id): the first byte
+     * rules out most segments before the comparisons. */
+    switch (id[0]) {
+    case 'O': if (strcmp(id, "ORC") != 0 && strcmp(id, "OBR") != 0) return; break;
+    case 'R': if (strcmp(id, "RXA") != 0) return; break;
+    case 'S': if (strcmp(id, "SCH") != 0) return; break;
+    case 'T': if (strcmp(id, "TXA") != 0) return; break;
+    default: return;
+    }
+    txa = id[0] == 'T';
+    a = hv__v2_seg_field(c, seg, txa ? 12 : 2);
     b = hv__v2_seg_field(c, seg, 3);
     if (!hv__v2_span_valued(a) && !hv__v2_span_valued(b)) return;
-    c->order_key = hv_arena_sprintf(c->arena, "%.*s|%.*s", (int)a.len, a.p ? a.p : "", (int)b.len,
-                                    b.p ? b.p : "");
+    /* "A|B" of the two raw fields (what "%.*s|%.*s" wrote; a NUL inside a field ends it). */
+    if (a.p == NULL) a.len = 0;
+    if (b.p == NULL) b.len = 0;
+    a.len = strnlen(a.p ? a.p : "", a.len);
+    b.len = strnlen(b.p ? b.p : "", b.len);
+    k = hv_arena_alloc(c->arena, a.len + b.len + 2);
+    if (k == NULL) {
+        c->order_key = NULL;
+        return;
+    }
+    if (a.len) memcpy(k, a.p, a.len);
+    k[a.len] = '|';
+    if (b.len) memcpy(k + a.len + 1, b.p, b.len);
+    k[a.len + 1 + b.len] = '\0';
+    c->order_key = k;
 }
 
 /*
@@ -457,12 +483,15 @@ static void ctx_put(ctx_t *c) {
     if (!atomic_compare_exchange_strong(&spare_ctx, &expected, c)) ctx_free(c);
 }
 
-/* One tree of the result as text (hv_malloc) into *text (and *len when not NULL). */
-static int tree_text(const hv__jv_t *v, char **text, size_t *len) {
+/* One tree of the result as text (hv_malloc) into *text (and *len when not NULL). room: the
+ * bytes reserved before writing (the writer grows the buffer by doubling past it; a Bundle's
+ * room saves the copies of growing from the writer's first 4 KiB). */
+static int tree_text(const hv__jv_t *v, char **text, size_t *len, size_t room) {
     hv_buf_t b;
     int rc;
     hv_buf_init(&b, 0);
-    rc = hv__jv_write(v, &b, 0);
+    rc = room > 0 ? hv_buf_reserve(&b, room) : HV_OK;
+    if (rc == HV_OK) rc = hv__jv_write(v, &b, 0);
     if (rc == HV_OK && b.data == NULL) rc = HV_ENOMEM;
     if (rc != HV_OK) {
         hv_buf_release(&b);
@@ -484,9 +513,10 @@ static int result_fill(ctx_t *c, const hv_map_opts_t *opts, hv__jv_t *bundle, hv
     memset(&r, 0, sizeof(r));
     r.clean = clean;
     if (opts != NULL && opts->text) {
-        rc = tree_text(bundle, &r.bundle_text, &r.bundle_len);
-        if (rc == HV_OK) rc = tree_text(oo, &r.outcome_text, NULL);
-        if (rc == HV_OK && c->explain != NULL) rc = tree_text(c->explain, &r.explain_text, NULL);
+        /* 16 KiB holds the Bundle of a common message (ORU^R01 with ten results: 14.5 KB). */
+        rc = tree_text(bundle, &r.bundle_text, &r.bundle_len, 16384 - 1);
+        if (rc == HV_OK) rc = tree_text(oo, &r.outcome_text, NULL, 0);
+        if (rc == HV_OK && c->explain != NULL) rc = tree_text(c->explain, &r.explain_text, NULL, 0);
     } else {
         r.bundle = hv__jv_to_json(bundle);
         r.outcome = hv__jv_to_json(oo);
