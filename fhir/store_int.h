@@ -80,6 +80,12 @@ typedef struct hv__fop {
                                            * ahead (import), or NULL. Borrowed. */
     struct hv__search_rows *ix_own; /* rows computed ahead that the op owns (a REST create or update
                                      * computes them on the loop thread; hv__fop_clear frees them) */
+    char *pre_text;                /* CREATE/UPDATE: `resource` as stored if it becomes version 1,
+                                    * serialized ahead (hv__bundle_precompute in import mode), with a
+                                    * placeholder meta.lastUpdated of 24 characters at pre_ts (owned;
+                                    * write_version takes it), or NULL */
+    size_t pre_len;
+    size_t pre_ts;
     /* out */
     int status;                    /* the HTTP status of the outcome */
     int64_t out_version;           /* the version read or written */
