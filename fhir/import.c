@@ -16,8 +16,9 @@
  * them into units (a Bundle file, or --batch lines of NDJSON); --workers threads
  * (default: the CPUs the process may use, at most IMPORT_MAX_WORKERS) each take the
  * oldest unit nobody has taken and prepare it: parse and check it against the model,
- * fix ids and references and compute every resource's search-index rows
- * (hv__bundle_precompute), so that the writer (the command's thread) only inserts,
+ * fix ids and references, compute every resource's search-index rows and serialize
+ * the text a new resource's first version is stored as (hv__bundle_precompute), so that
+ * the writer (the command's thread) only inserts,
  * in the files' order, whichever worker finished first. Units wait in one bounded
  * queue (2 x workers + 1); the trees the writer is done with go back to the workers
  * to be freed, off the writer's path.
