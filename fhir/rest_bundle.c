@@ -1020,8 +1020,13 @@ int hv__bundle_precompute(hv__bundle_job_t *bj)
         /* A failure leaves the entry to compute its rows at the write. */
         if (hv__search_index_rows(e->op.type, e->op.resource, &e->ix) != HV_OK)
             e->ix = NULL;
-        if (bj->import)
+        if (bj->import) {
             text_ahead(&e->op);
+            /* The compartments too (the refs rows): a walk of the same final tree. */
+            e->op.pre_pats = hv_malloc(sizeof(*e->op.pre_pats));
+            if (e->op.pre_pats != NULL)
+                hv__store_patients(e->op.type, e->op.id, e->op.resource, e->op.pre_pats);
+        }
     }
 out:
     hv_free(m.from);

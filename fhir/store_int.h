@@ -62,6 +62,15 @@ enum { HV__CHANGE_NONE = 0, HV__CHANGE_CREATED, HV__CHANGE_UPDATED, HV__CHANGE_D
  * processor and the importer hand to hv__fop_run. Inputs are set by the caller;
  * the outputs by hv__fop_run. `resource` and `patch` are owned by the op.
  */
+/* The ids of the Patient compartments a version is in (the refs rows hv__store_put writes):
+ * a Patient's own id, then every "Patient/ID" its references name, each once, at most
+ * HV__STORE_MAX_PATIENTS. */
+#define HV__STORE_MAX_PATIENTS 16
+typedef struct hv__store_pats {
+    size_t n;
+    char ids[HV__STORE_MAX_PATIENTS][HV__FHIR_ID_MAX];
+} hv__store_pats_t;
+
 typedef struct hv__fop {
     /* in */
     hv__fop_kind_t kind;
@@ -86,6 +95,8 @@ typedef struct hv__fop {
                                     * write_version takes it), or NULL */
     size_t pre_len;
     size_t pre_ts;
+    hv__store_pats_t *pre_pats;    /* CREATE/UPDATE: hv__store_patients of `resource` computed ahead
+                                    * (import), or NULL (owned; hv__fop_clear frees it) */
     /* out */
     int status;                    /* the HTTP status of the outcome */
     int64_t out_version;           /* the version read or written */
@@ -189,11 +200,14 @@ int hv__store_get(hv_db_t *db, const char *type, const char *id, int64_t version
  */
 int hv__store_put(hv_db_t *db, const char *type, const char *id, int64_t version, uint64_t ms,
                   const char *text, size_t len, struct json_object *resource);
+/* Fills out from resource (a tree walk; needs no database, any thread). */
+void hv__store_patients(const char *type, const char *id, struct json_object *resource, hv__store_pats_t *out);
 /* hv__store_put with the search-index rows of resource computed ahead
- * (hv__search_index_rows; NULL computes them here). */
+ * (hv__search_index_rows; NULL computes them here) and its compartments (hv__store_patients
+ * of the same tree; NULL walks resource here). */
 int hv__store_put_pre(hv_db_t *db, const char *type, const char *id, int64_t version, uint64_t ms,
                       const char *text, size_t len, struct json_object *resource,
-                      const struct hv__search_rows *ix_pre);
+                      const struct hv__search_rows *ix_pre, const hv__store_pats_t *pats_pre);
 /*
  * Calls cb for the live current resources in the compartment of Patient `patient`
  * (of `type` only, unless NULL), oldest first. Membership: the Patient itself and

@@ -41,6 +41,8 @@ void hv__fop_clear(hv__fop_t *op)
     hv_free(op->text);
     hv_free(op->pre_text);
     op->pre_text = NULL;
+    hv_free(op->pre_pats);
+    op->pre_pats = NULL;
     hv__search_rows_free(op->ix_own);
     op->ix_own = NULL;
     op->ix_pre = NULL;
@@ -137,7 +139,7 @@ static int write_version(hv_db_t *db, hv__fop_t *op, struct json_object *res, in
     if (rc != HV_OK)
         goto out;
     rc = hv__store_put_pre(db, op->type, op->id, version, ms, b.data, b.len, res,
-                           res == op->resource ? op->ix_pre : NULL);
+                           res == op->resource ? op->ix_pre : NULL, res == op->resource ? op->pre_pats : NULL);
     if (rc == HV_ECONFLICT) {
         hv__fop_fail(op, 409, "conflict", "%s/%s was changed by another request at the same time", op->type,
                      op->id);
