@@ -57,11 +57,6 @@ typedef enum hv__fop_kind {
 /* What an operation changed, for change events. */
 enum { HV__CHANGE_NONE = 0, HV__CHANGE_CREATED, HV__CHANGE_UPDATED, HV__CHANGE_DELETED };
 
-/*
- * One interaction on one resource: the unit the REST handlers, the Bundle
- * processor and the importer hand to hv__fop_run. Inputs are set by the caller;
- * the outputs by hv__fop_run. `resource` and `patch` are owned by the op.
- */
 /* The ids of the Patient compartments a version is in (the refs rows hv__store_put writes):
  * a Patient's own id, then every "Patient/ID" its references name, each once, at most
  * HV__STORE_MAX_PATIENTS. */
@@ -71,6 +66,11 @@ typedef struct hv__store_pats {
     char ids[HV__STORE_MAX_PATIENTS][HV__FHIR_ID_MAX];
 } hv__store_pats_t;
 
+/*
+ * One interaction on one resource: the unit the REST handlers, the Bundle
+ * processor and the importer hand to hv__fop_run. Inputs are set by the caller;
+ * the outputs by hv__fop_run. `resource` and `patch` are owned by the op.
+ */
 typedef struct hv__fop {
     /* in */
     hv__fop_kind_t kind;
