@@ -253,28 +253,35 @@ static void collect_patients(struct json_object *o, char (*out)[HV__FHIR_ID_MAX]
     }
 }
 
-#define MAX_PATIENT_REFS 16
-
-static int refs_insert(hv_db_t *db, const char *type, const char *id, struct json_object *resource)
+void hv__store_patients(const char *type, const char *id, struct json_object *resource, hv__store_pats_t *out)
 {
-    char pats[MAX_PATIENT_REFS][HV__FHIR_ID_MAX];
+    char pats[HV__STORE_MAX_PATIENTS][HV__FHIR_ID_MAX];
     size_t n = 0;
-    hv_db_stmt_t *st = NULL;
-    int rc = HV_OK;
+    out->n = 0;
     if (strcmp(type, "Patient") == 0) {
         /* A Patient is in its own compartment. */
         snprintf(pats[n++], HV__FHIR_ID_MAX, "%s", id);
     }
-    collect_patients(resource, pats, MAX_PATIENT_REFS, &n, 0);
-    for (size_t i = 0; i < n && rc == HV_OK; i++) {
+    if (resource != NULL)
+        collect_patients(resource, pats, HV__STORE_MAX_PATIENTS, &n, 0);
+    for (size_t i = 0; i < n; i++) {
         if (strcmp(type, "Patient") == 0 && i > 0 && strcmp(pats[i], id) == 0)
             continue;
+        memcpy(out->ids[out->n++], pats[i], HV__FHIR_ID_MAX);
+    }
+}
+
+static int refs_insert(hv_db_t *db, const char *type, const char *id, const hv__store_pats_t *pats)
+{
+    hv_db_stmt_t *st = NULL;
+    int rc = HV_OK;
+    for (size_t i = 0; i < pats->n && rc == HV_OK; i++) {
         rc = hv_db_prepare(db, "INSERT INTO refs (type, id, patient) VALUES ($1, $2, $3)", &st);
         if (rc != HV_OK)
             return rc;
         bind_str(st, 1, type);
         bind_str(st, 2, id);
-        bind_str(st, 3, pats[i]);
+        bind_str(st, 3, pats->ids[i]);
         rc = hv_db_step(st);
         hv_db_done(st);
         rc = rc < 0 ? rc : HV_OK;
@@ -285,12 +292,12 @@ static int refs_insert(hv_db_t *db, const char *type, const char *id, struct jso
 int hv__store_put(hv_db_t *db, const char *type, const char *id, int64_t version, uint64_t ms,
                   const char *text, size_t len, struct json_object *resource)
 {
-    return hv__store_put_pre(db, type, id, version, ms, text, len, resource, NULL);
+    return hv__store_put_pre(db, type, id, version, ms, text, len, resource, NULL, NULL);
 }
 
 int hv__store_put_pre(hv_db_t *db, const char *type, const char *id, int64_t version, uint64_t ms,
                       const char *text, size_t len, struct json_object *resource,
-                      const struct hv__search_rows *ix_pre)
+                      const struct hv__search_rows *ix_pre, const hv__store_pats_t *pats_pre)
 {
     hv_db_stmt_t *st = NULL;
     int rc;
@@ -349,8 +356,13 @@ int hv__store_put_pre(hv_db_t *db, const char *type, const char *id, int64_t ver
         return rc;
     if (text == NULL)
         return HV_OK;
-    if (resource != NULL)
-        return refs_insert(db, type, id, resource);
+    if (pats_pre != NULL)
+        return refs_insert(db, type, id, pats_pre);
+    if (resource != NULL) {
+        hv__store_pats_t pats;
+        hv__store_patients(type, id, resource, &pats);
+        return refs_insert(db, type, id, &pats);
+    }
     return HV_OK;
 }
 

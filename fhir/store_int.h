@@ -57,6 +57,15 @@ typedef enum hv__fop_kind {
 /* What an operation changed, for change events. */
 enum { HV__CHANGE_NONE = 0, HV__CHANGE_CREATED, HV__CHANGE_UPDATED, HV__CHANGE_DELETED };
 
+/* The ids of the Patient compartments a version is in (the refs rows hv__store_put writes):
+ * a Patient's own id, then every "Patient/ID" its references name, each once, at most
+ * HV__STORE_MAX_PATIENTS. */
+#define HV__STORE_MAX_PATIENTS 16
+typedef struct hv__store_pats {
+    size_t n;
+    char ids[HV__STORE_MAX_PATIENTS][HV__FHIR_ID_MAX];
+} hv__store_pats_t;
+
 /*
  * One interaction on one resource: the unit the REST handlers, the Bundle
  * processor and the importer hand to hv__fop_run. Inputs are set by the caller;
@@ -80,6 +89,14 @@ typedef struct hv__fop {
                                            * ahead (import), or NULL. Borrowed. */
     struct hv__search_rows *ix_own; /* rows computed ahead that the op owns (a REST create or update
                                      * computes them on the loop thread; hv__fop_clear frees them) */
+    char *pre_text;                /* CREATE/UPDATE: `resource` as stored if it becomes version 1,
+                                    * serialized ahead (hv__bundle_precompute in import mode), with a
+                                    * placeholder meta.lastUpdated of 24 characters at pre_ts (owned;
+                                    * write_version takes it), or NULL */
+    size_t pre_len;
+    size_t pre_ts;
+    hv__store_pats_t *pre_pats;    /* CREATE/UPDATE: hv__store_patients of `resource` computed ahead
+                                    * (import), or NULL (owned; hv__fop_clear frees it) */
     /* out */
     int status;                    /* the HTTP status of the outcome */
     int64_t out_version;           /* the version read or written */
@@ -183,11 +200,14 @@ int hv__store_get(hv_db_t *db, const char *type, const char *id, int64_t version
  */
 int hv__store_put(hv_db_t *db, const char *type, const char *id, int64_t version, uint64_t ms,
                   const char *text, size_t len, struct json_object *resource);
+/* Fills out from resource (a tree walk; needs no database, any thread). */
+void hv__store_patients(const char *type, const char *id, struct json_object *resource, hv__store_pats_t *out);
 /* hv__store_put with the search-index rows of resource computed ahead
- * (hv__search_index_rows; NULL computes them here). */
+ * (hv__search_index_rows; NULL computes them here) and its compartments (hv__store_patients
+ * of the same tree; NULL walks resource here). */
 int hv__store_put_pre(hv_db_t *db, const char *type, const char *id, int64_t version, uint64_t ms,
                       const char *text, size_t len, struct json_object *resource,
-                      const struct hv__search_rows *ix_pre);
+                      const struct hv__search_rows *ix_pre, const hv__store_pats_t *pats_pre);
 /*
  * Calls cb for the live current resources in the compartment of Patient `patient`
  * (of `type` only, unless NULL), oldest first. Membership: the Patient itself and

@@ -39,6 +39,10 @@ void hv__fop_clear(hv__fop_t *op)
     json_object_put(op->resource);
     json_object_put(op->patch);
     hv_free(op->text);
+    hv_free(op->pre_text);
+    op->pre_text = NULL;
+    hv_free(op->pre_pats);
+    op->pre_pats = NULL;
     hv__search_rows_free(op->ix_own);
     op->ix_own = NULL;
     op->ix_pre = NULL;
@@ -93,6 +97,36 @@ int hv__fop_resolve(hv_db_t *db, hv__fop_t *op, char (*ids)[HV__FHIR_ID_MAX], si
 }
 
 /* Serializes res with its new meta and appends it as version `version` of op->type/id. */
+/*
+ * The text serialized ahead (op->pre_text) as version's text in b, when it is that: it
+ * was written from this same tree with meta.versionId "1", so it serves a first version
+ * only, once its placeholder lastUpdated is overwritten with ms (hv__fhir_instant's
+ * fixed 24 characters). Consumed either way; 0 (b untouched) when the caller must
+ * serialize the tree itself.
+ */
+static int take_pre_text(hv__fop_t *op, struct json_object *res, int64_t version, uint64_t ms, hv_buf_t *b)
+{
+    char ts[40];
+    char *text = op->pre_text;
+    size_t len = op->pre_len, at = op->pre_ts;
+    op->pre_text = NULL;
+    if (text == NULL)
+        return 0;
+    hv__fhir_instant(ms, ts, sizeof(ts));
+    if (version != 1 || res != op->resource || strlen(ts) != 24 || at + 24 > len) {
+        hv_free(text);
+        return 0;
+    }
+    memcpy(text + at, ts, 24);
+    /* The buffer is empty (hv_buf_init) and takes the text's ownership: it is NUL-terminated,
+     * len + 1 bytes. */
+    hv_buf_release(b);
+    b->data = text;
+    b->len = len;
+    b->cap = len + 1;
+    return 1;
+}
+
 static int write_version(hv_db_t *db, hv__fop_t *op, struct json_object *res, int64_t version)
 {
     uint64_t ms = op->now_ms != 0 ? op->now_ms : hv_now_ms();
@@ -100,12 +134,12 @@ static int write_version(hv_db_t *db, hv__fop_t *op, struct json_object *res, in
     int rc;
     hv_buf_init(&b, 0);
     rc = hv__fhir_set_meta(res, op->id, version, ms);
-    if (rc == HV_OK)
+    if (rc == HV_OK && !take_pre_text(op, res, version, ms, &b))
         rc = hv_fhir_json_write(res, 0, &b);
     if (rc != HV_OK)
         goto out;
     rc = hv__store_put_pre(db, op->type, op->id, version, ms, b.data, b.len, res,
-                           res == op->resource ? op->ix_pre : NULL);
+                           res == op->resource ? op->ix_pre : NULL, res == op->resource ? op->pre_pats : NULL);
     if (rc == HV_ECONFLICT) {
         hv__fop_fail(op, 409, "conflict", "%s/%s was changed by another request at the same time", op->type,
                      op->id);

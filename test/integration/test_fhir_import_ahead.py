@@ -19,6 +19,7 @@ import shutil
 import sqlite3
 import subprocess
 import tempfile
+import time
 import unittest
 
 from harness import REFERENCE, main, run_cli
@@ -164,6 +165,52 @@ class ImportAheadTests(unittest.TestCase):
         self.assertEqual(self.codes, [0, 0, 1])  # the dangling reference fails its Bundle
         self.assertTrue(any(r.startswith("Observation\x1fcond-obs\x1f") and "\x1fPatient\x1fcond-p" in r
                             for r in new["sp_ref"]), new["sp_ref"])
+
+    def versions(self, data):
+        """(type, id, version, last_ms, json) of every stored version."""
+        q = "SELECT type, id, version, last_ms, json FROM resources"
+        if self.DB:
+            p = subprocess.run(["psql", "-q", "-X", "-A", "-t", "-F", "\x1f", self.DB, "-c",
+                                "SET search_path TO fhir; " + q],
+                               check=True, capture_output=True, text=True, timeout=60)
+            rows = [line.split("\x1f", 4) for line in p.stdout.splitlines() if line]
+            return [(t, i, int(v), int(ms), j) for t, i, v, ms, j in rows]
+        con = sqlite3.connect(os.path.join(data, "fhir.db"))
+        try:
+            return list(con.execute(q))
+        finally:
+            con.close()
+
+    def test_text_ahead_meta_equals_the_version_row(self):
+        """The import serializes a resource's first version on a worker with a placeholder
+        lastUpdated that the writer overwrites (text_ahead, fhir/rest_bundle.c): every stored
+        text's meta.versionId and meta.lastUpdated must be its row's version and last_ms,
+        also for a resource written twice in one import (the second, an update, is serialized
+        by the writer) and for one updated by a later import."""
+        files = sorted(glob.glob(os.path.join(REFERENCE, "fhir", "synthea", "*.json")))[:2]
+        self.assertTrue(files, "no Synthea bundles under " + REFERENCE)
+        with open(files[0], encoding="utf-8") as f:
+            bundle = json.load(f)
+        pat = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"][0]
+        twice = [self.write("twice-%d.json" % k, {"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"resource": {"resourceType": "Patient", "id": "twice", "gender": g},
+             "request": {"method": "PUT", "url": "Patient/twice"}}]}) for k, g in enumerate(("male", "female"))]
+        again = self.write("again.json", {"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"resource": dict(pat, gender="other"), "request": {"method": "PUT", "url": "Patient/" + pat["id"]}}]})
+        _, counts, errs = self.run_import("meta", "1", [files + twice, [again]])
+        self.assertEqual(counts, [(len(files) + 2, len(files) + 2), (1, 1)])
+        self.assertEqual([c for c, _, _ in errs], [0, 0])
+        rows = self.versions(os.path.join(self.tmp, "meta"))
+        self.assertGreater(len(rows), 100)
+        seen = {}
+        for t, i, v, ms, text in rows:
+            meta = json.loads(text)["meta"]
+            when = "%s.%03dZ" % (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)), ms % 1000)
+            self.assertEqual((meta["versionId"], meta["lastUpdated"]), (str(v), when), (t, i, v))
+            seen[(t, i)] = max(seen.get((t, i), 0), v)
+        self.assertEqual(seen[("Patient", "twice")], 2)
+        self.assertEqual(seen[("Patient", pat["id"])], 2)
+        self.assertIn('"gender":"female"', [j for t, i, v, _, j in rows if (t, i, v) == ("Patient", "twice", 2)][0])
 
 
 if store_tests.PG_URL:
