@@ -48,6 +48,4 @@ echo "$mode rps=$rps $(awk -v t="$tck" -v d="$dur" -v n="$n" 'NR == FNR { a[$1] 
   { c = ($2 - a[$1]) * 100 / t / d; all += $2 - a[$1]; if (c > 0) printf "%s=%.0f%% ", $1, c }
   END { if (n > 0) printf "cpu_us_per_req=%.0f", all * 1e6 / t / n }' "$w/a" "$w/b")"
 kill "$pid"; wait "$pid" 2>/dev/null
-# HV_* debug lines a binary prints at exit (none by default).
-grep -h '^DBG' "$w/err" || true
 rm -rf "$w"
