@@ -39,12 +39,14 @@
  * each job's done callback in submission order. Jobs live in one ring of
  * max_queue slots, indexed by four running counters (slot = counter % max_queue):
  *
- *   delivered <= finished <= taken <= submitted
+ *   delivered <= finished <= taken <= submitted <= submitted + staged
  *   [delivered, finished)  committed or failed, done callback not yet called
  *   [finished, taken)      in the storage thread's current batch
  *   [taken, submitted)     waiting
+ *   [submitted, +staged)   submitted during this turn of the loop, handed over at its
+ *                          end (hand_over): the storage thread does not see them yet
  *
- * submitted and delivered move on the loop thread, taken and finished on the
+ * submitted, staged and delivered move on the loop thread, taken and finished on the
  * storage thread, all under the mutex; a slot's fields are written by one side
  * before the counter that hands it to the other moves, so the mutex orders them.
  * The async handle is referenced only while some job is outstanding, so a loop
@@ -99,12 +101,16 @@ struct hv_storage {
     uv_loop_t *loop;
     hv_db_t *db;
     uv_async_t async;
+    uv_check_t check; /* hands the staged jobs over after the loop's I/O callbacks */
+    uv_idle_t idle;   /* keeps the loop from blocking in poll while jobs are staged */
+    int handles_open; /* loop thread: async, check and idle not yet closed */
     uv_thread_t thread;
     uv_mutex_t lock;
     uv_cond_t cond; /* signalled when there is work or when the thread must stop */
     slot_t *ring;
     size_t cap, max_batch;
     uint64_t submitted, taken, finished, delivered;
+    uint64_t staged; /* under lock, moved by the loop thread: jobs after submitted, not handed over */
     int stop;      /* under lock: the thread exits once nothing is waiting */
     int closing;   /* loop thread: hv_storage_free has begun */
     int referenced; /* loop thread: the async handle holds the loop open */
@@ -442,8 +448,10 @@ static void deliver(hv_storage_t *s) {
 
 static void on_async(uv_async_t *h) { deliver(h->data); }
 
+/* The last of the three handles to close frees the storage. */
 static void on_close(uv_handle_t *h) {
     hv_storage_t *s = h->data;
+    if (--s->handles_open > 0) return;
     uv_cond_destroy(&s->cond);
     uv_mutex_destroy(&s->lock);
     hv_free(s->ring);
@@ -472,9 +480,19 @@ int hv_storage_new(uv_loop_t *loop, hv_db_t *db, size_t max_queue, size_t max_ba
     if (uv_async_init(loop, &s->async, on_async) != 0) goto out;
     s->async.data = s;
     uv_unref((uv_handle_t *)&s->async);
+    /* Neither holds the loop open: the async handle does while a job is outstanding. */
+    uv_check_init(loop, &s->check);
+    s->check.data = s;
+    uv_unref((uv_handle_t *)&s->check);
+    uv_idle_init(loop, &s->idle);
+    s->idle.data = s;
+    uv_unref((uv_handle_t *)&s->idle);
+    s->handles_open = 3;
     if (uv_thread_create(&s->thread, storage_thread, s) != 0) {
-        /* From here the handle owns the memory: its close callback frees it. */
+        /* From here the handles own the memory: the last close callback frees it. */
         uv_close((uv_handle_t *)&s->async, on_close);
+        uv_close((uv_handle_t *)&s->check, on_close);
+        uv_close((uv_handle_t *)&s->idle, on_close);
         return HV_EIO;
     }
     *out = s;
@@ -487,27 +505,62 @@ out:
     return rc;
 }
 
+/*
+ * Loop thread: hands the staged jobs to the storage thread (they become "waiting").
+ * Jobs submitted during one turn of the loop are handed over together at its end
+ * (the check phase, after every I/O callback of the turn), so that the requests read
+ * from many connections in one turn make one batch: woken at the first of them, the
+ * storage thread would commit it alone (a commit's WAL pages and fsync for one job)
+ * while the loop parsed the others, and batches would alternate between one job and
+ * the rest. The idle handle keeps the loop's poll from blocking while jobs are staged
+ * (a job submitted by a timer callback, before the poll, is handed over right after it).
+ */
+static void hand_over(hv_storage_t *s) {
+    uv_mutex_lock(&s->lock);
+    if (s->staged == 0) {
+        uv_mutex_unlock(&s->lock);
+        return;
+    }
+    s->submitted += s->staged;
+    s->staged = 0;
+    uv_cond_signal(&s->cond);
+    uv_mutex_unlock(&s->lock);
+    uv_check_stop(&s->check);
+    uv_idle_stop(&s->idle);
+}
+
+static void on_check(uv_check_t *h) { hand_over(h->data); }
+
+static void on_idle(uv_idle_t *h) { (void)h; }
+
 static int submit(hv_storage_t *s, hv_storage_job_cb job, hv_storage_done_cb done, void *arg,
                   int lazy, int rerun) {
     slot_t *sl;
+    int full;
     if (job == NULL) return HV_EINVAL;
     if (s->closing) return HV_ECLOSED;
     uv_mutex_lock(&s->lock);
-    if (s->submitted - s->delivered >= s->cap) {
+    if (s->submitted + s->staged - s->delivered >= s->cap) {
         s->stats.busy++;
         uv_mutex_unlock(&s->lock);
         return HV_EBUSY;
     }
-    sl = &s->ring[s->submitted % s->cap];
+    sl = &s->ring[(s->submitted + s->staged) % s->cap];
     sl->job = job;
     sl->done = done;
     sl->arg = arg;
     sl->status = HV_OK;
     sl->lazy = lazy;
     sl->rerun = rerun;
-    s->submitted++;
-    uv_cond_signal(&s->cond);
+    s->staged++;
+    full = s->staged >= s->max_batch;
     uv_mutex_unlock(&s->lock);
+    if (!uv_is_active((uv_handle_t *)&s->check)) {
+        uv_check_start(&s->check, on_check);
+        uv_idle_start(&s->idle, on_idle);
+    }
+    /* A full batch is waiting: no reason to hold it. */
+    if (full) hand_over(s);
     if (!s->referenced) {
         uv_ref((uv_handle_t *)&s->async);
         s->referenced = 1;
@@ -531,7 +584,7 @@ int hv_storage_submit_rerun(hv_storage_t *s, hv_storage_job_cb job, hv_storage_d
 size_t hv_storage_queued(hv_storage_t *s) {
     size_t n;
     uv_mutex_lock(&s->lock);
-    n = (size_t)(s->submitted - s->delivered);
+    n = (size_t)(s->submitted + s->staged - s->delivered);
     uv_mutex_unlock(&s->lock);
     return n;
 }
@@ -545,6 +598,7 @@ void hv_storage_stats(hv_storage_t *s, hv_storage_stats_t *out) {
 void hv_storage_free(hv_storage_t *s) {
     if (s == NULL || s->closing) return;
     s->closing = 1;
+    hand_over(s);
     uv_mutex_lock(&s->lock);
     s->stop = 1;
     uv_cond_signal(&s->cond);
@@ -565,4 +619,6 @@ void hv_storage_free(hv_storage_t *s) {
     hv_db_close(s->db);
     s->db = NULL;
     uv_close((uv_handle_t *)&s->async, on_close);
+    uv_close((uv_handle_t *)&s->check, on_close);
+    uv_close((uv_handle_t *)&s->idle, on_close);
 }

@@ -115,6 +115,13 @@ static void ctx_finish(ctx_t *c) {
 }
 
 /*
+ * Jobs submitted during a turn of the loop reach the storage thread at the turn's end
+ * (engine/storage.c hand_over): a test that waits for a job outside the loop first
+ * lets the loop turn once.
+ */
+static void hand_over_now(ctx_t *c) { uv_run(&c->loop, UV_RUN_NOWAIT); }
+
+/*
  * Submits job j as a blocker and waits until the storage thread is running it:
  * it is then alone in its batch, and every job submitted before the gate opens
  * waits for the next batch. This makes batch composition deterministic.
@@ -122,6 +129,7 @@ static void ctx_finish(ctx_t *c) {
 static void submit_blocker(ctx_t *c, job_t *j) {
     j->gate = 1;
     assert_int_equal(hv_storage_submit(c->storage, insert_job, on_done, j), HV_OK);
+    hand_over_now(c);
     uv_sem_wait(&c->running);
 }
 
@@ -179,6 +187,57 @@ static void storage_group_commit_batches_jobs(void **state) {
     count_rows(c, &r);
     assert_int_equal(r.count, NJOBS);
     assert_int_equal(r.sum, NJOBS * (NJOBS - 1) / 2);
+    ctx_finish(c);
+    test_free(c);
+}
+
+/*
+ * The jobs submitted during one turn of the loop reach the storage thread together at
+ * the turn's end and commit as one batch, even with the thread idle: woken at the first
+ * submission, it would commit that job alone while the loop submitted the rest.
+ */
+static void storage_jobs_of_one_loop_turn_commit_in_one_batch(void **state) {
+    ctx_t *c = test_malloc(sizeof(*c));
+    hv_storage_stats_t stats;
+    count_req_t r;
+    int i, n = 10;
+    ctx_start(c, state, 64, 64, NULL);
+    for (i = 0; i < n; i++)
+        assert_int_equal(hv_storage_submit(c->storage, insert_job, on_done, &c->jobs[i]), HV_OK);
+    assert_int_equal(hv_storage_queued(c->storage), n);
+    /* Time for an eagerly woken thread to take them; a staged job is not in its reach. */
+    uv_sleep(50);
+    hv_storage_stats(c->storage, &stats);
+    assert_int_equal(stats.jobs, 0);
+    assert_int_equal(uv_run(&c->loop, UV_RUN_DEFAULT), 0);
+    hv_storage_stats(c->storage, &stats);
+    assert_int_equal(stats.batches, 1);
+    assert_int_equal(stats.largest_batch, n);
+    for (i = 0; i < n; i++) assert_int_equal(c->jobs[i].status, HV_OK);
+    count_rows(c, &r);
+    assert_int_equal(r.count, n);
+    ctx_finish(c);
+    test_free(c);
+}
+
+/* A job submitted by a timer callback, before the loop polls, is handed over without
+ * waiting for I/O: the loop has nothing else to wake it, so a blocking poll would hang. */
+static void submit_from_timer(uv_timer_t *t) {
+    ctx_t *c = t->data;
+    assert_int_equal(hv_storage_submit(c->storage, insert_job, on_done, &c->jobs[0]), HV_OK);
+    uv_close((uv_handle_t *)t, NULL);
+}
+
+static void storage_job_submitted_by_a_timer_runs_without_io(void **state) {
+    ctx_t *c = test_malloc(sizeof(*c));
+    uv_timer_t timer;
+    ctx_start(c, state, 64, 64, NULL);
+    assert_int_equal(uv_timer_init(&c->loop, &timer), 0);
+    timer.data = c;
+    assert_int_equal(uv_timer_start(&timer, submit_from_timer, 0, 0), 0);
+    assert_int_equal(uv_run(&c->loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(c->jobs[0].done_calls, 1);
+    assert_int_equal(c->jobs[0].status, HV_OK);
     ctx_finish(c);
     test_free(c);
 }
@@ -432,6 +491,7 @@ static void storage_lazy_batch_commits_relaxed_then_durable_again(void **state) 
     /* A batch with one durable job among lazy ones: durable. */
     c->jobs[2].gate = 1;
     assert_int_equal(hv_storage_submit_lazy(c->storage, insert_job, on_done, &c->jobs[2]), HV_OK);
+    hand_over_now(c);
     uv_sem_wait(&c->running);
     assert_int_equal(hv_storage_submit_lazy(c->storage, sync_job, NULL, &mixed_seen), HV_OK);
     assert_int_equal(hv_storage_submit(c->storage, insert_job, on_done, &c->jobs[3]), HV_OK);
@@ -534,6 +594,7 @@ static void storage_pipelined_next_batch_runs_while_answers_wait_for_sync(void *
     sync_rc = HV_OK;
     __atomic_store_n(&sync_hold, 1, __ATOMIC_SEQ_CST);
     assert_int_equal(hv_storage_submit(c->storage, insert_job, on_done, &c->jobs[0]), HV_OK);
+    hand_over_now(c);
     uv_sem_wait(&sync_entered); /* batch 1 committed; its fdatasync is held */
     submit_blocker(c, &c->jobs[1]); /* batch 2 is running on the storage thread */
     uv_sleep(20);
@@ -636,6 +697,8 @@ static void storage_pipelined_checkpoints_keep_every_row(void **state) {
 int run_storage_tests(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(storage_group_commit_batches_jobs),
+        cmocka_unit_test(storage_jobs_of_one_loop_turn_commit_in_one_batch),
+        cmocka_unit_test(storage_job_submitted_by_a_timer_runs_without_io),
         cmocka_unit_test(storage_failing_job_rolls_back_alone),
         cmocka_unit_test(storage_rerun_job_failure_reruns_batch_with_savepoints),
         cmocka_unit_test(storage_plain_job_guards_the_rest_of_its_batch),
