@@ -38,7 +38,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define BULK_CHUNK 1000 /* lines per chunk: a search page's size */
+#define BULK_CHUNK 1000 /* lines per chunk: a search page's size (HOLOVITALS_EHR_BULK_CHUNK: tests) */
 #define LINE_MAX_BYTES ((size_t)16 << 20)
 #define HV__EHR_BULK_MAX_GONE 100000 /* deletions read from one export's "deleted" files */
 
@@ -213,8 +213,21 @@ struct hv__ehr_feed {
     hv__ehr_chunk_t *made;   /* the chunk the work made; NULL when out of memory */
     hv__ehr_chunk_t *head, *tail; /* ready, in file order */
     size_t nready;
+    size_t chunk;            /* lines per chunk */
     int busy, eof, broken;   /* a chunk is being read; the end was read; out of memory */
 };
+
+/* Lines per chunk: BULK_CHUNK, or HOLOVITALS_EHR_BULK_CHUNK (1–100,000), which lets a test
+ * have many chunks in flight with few resources. Read once, on the loop thread. */
+static size_t chunk_lines(void) {
+    static size_t n;
+    if (n == 0) {
+        const char *v = getenv("HOLOVITALS_EHR_BULK_CHUNK");
+        long x = v != NULL ? atol(v) : 0;
+        n = x >= 1 && x <= 100000 ? (size_t)x : BULK_CHUNK;
+    }
+    return n;
+}
 
 static void chunk_free(hv__ehr_chunk_t *k) {
     if (k == NULL) return;
@@ -253,7 +266,7 @@ static hv__ehr_chunk_t *chunk_read(hv__ehr_feed_t *fd) {
     size_t cap = 0, n = 0, i;
     ssize_t got;
     if (k == NULL || arr == NULL || bad == NULL) goto fail;
-    while (n < BULK_CHUNK && (got = getline(&line, &cap, fd->fp)) >= 0) {
+    while (n < fd->chunk && (got = getline(&line, &cap, fd->fp)) >= 0) {
         json_object *res = NULL;
         size_t len = (size_t)got;
         int complete = len > 0 && line[len - 1] == '\n';
@@ -368,6 +381,7 @@ static hv__ehr_feed_t *feed_open(hv__ehr_run_t *r) {
     fd->r = r;
     fd->file = r->bulk_file;
     fd->skip = r->bulk_line;
+    fd->chunk = chunk_lines();
     if (hv__ehr_prep_init(&fd->prep, r, 1) != HV_OK) {
         hv_free(fd);
         return NULL;
