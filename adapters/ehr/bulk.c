@@ -12,8 +12,8 @@
  *   download  each output file to <data>/ehr-bulk/<run>/<n>.ndjson through curl's
  *             write callback (never whole in memory, ehr.max_download_bytes cap)
  *   import    1,000 lines at a time through the same writer as search pages
- *             (write.c), the next chunk read, parsed and prepared while one is
- *             written; the checkpoint holds (file, lines written, whether a line
+ *             (write.c), the next chunks read, parsed and prepared in the libuv
+ *             thread pool while one is written; the checkpoint holds (file, lines written, whether a line
  *             was unreadable), so a run resumed
  *             after a crash skips what was imported and downloads again only the
  *             file it was in; a line that is not JSON (a truncated file) is a
@@ -38,7 +38,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define BULK_CHUNK 1000 /* lines per chunk: a search page's size */
+#define BULK_CHUNK 1000 /* lines per chunk: a search page's size (HOLOVITALS_EHR_BULK_CHUNK: tests) */
 #define LINE_MAX_BYTES ((size_t)16 << 20)
 #define HV__EHR_BULK_MAX_GONE 100000 /* deletions read from one export's "deleted" files */
 
@@ -150,10 +150,6 @@ static void bulk_done(hv__ehr_run_t *r) {
     size_t ngone = 0;
     int had_deleted = 0;
     hv__ehr_bulk_release(r);
-    if (r->bulk_fp) {
-        fclose(r->bulk_fp);
-        r->bulk_fp = NULL;
-    }
     read_deleted(r, &gone, &ngone, &had_deleted);
     cleanup_files(r);
     if (r->bulk_status_url != NULL) {
@@ -183,41 +179,100 @@ static void bulk_done(hv__ehr_run_t *r) {
 
 /* ---- import ---- */
 
-/* A chunk of an output file, read and prepared (write.c step 1) while the chunk
- * before it is written. What it found — its lines, unreadable lines, a truncated
- * end — is applied to the run only when it is written, so that a checkpoint never
- * counts a chunk that is not in the store (a resumed run reads it again). */
+/* A chunk of an output file, read and prepared (write.c step 1) ahead of its write. What it
+ * found — its lines, unreadable lines, a truncated end — is applied to the run only when it
+ * is written, so that a checkpoint never counts a chunk that is not in the store (a resumed
+ * run reads it again). */
 struct hv__ehr_chunk {
     hv__ehr_batch_t *b; /* its resources; NULL: the file had no more lines */
     int64_t lines;      /* lines it took from the file */
     int unreadable;     /* a line was not a JSON resource */
     int truncated;      /* the file's last line stops mid-resource */
+    struct hv__ehr_chunk *next;
 };
 
-void hv__ehr_bulk_release(hv__ehr_run_t *r) {
-    if (r->bulk_ahead == NULL) return;
-    hv__ehr_batch_free(r->bulk_ahead->b);
-    hv_free(r->bulk_ahead);
-    r->bulk_ahead = NULL;
+/* The output file being imported and its chunks, read, parsed and prepared ahead in the libuv
+ * thread pool (uv_queue_work), one chunk at a time in file order, up to FEED_AHEAD chunks
+ * ahead of the one being written: the loop thread only hands prepared chunks to the stores.
+ *
+ * Ownership. While a chunk is being read (busy), the pool thread alone touches fp, read,
+ * skip and prep (copies of what preparing needs of the run: write.c hv__ehr_prep_t, with a
+ * validator of its own); the loop thread touches them only when the feed is idle. The
+ * ready list and the flags are the loop thread's. A run freed while its feed is busy leaves
+ * it orphaned (r NULL): the work's completion, which uv_run always delivers, frees it. */
+#define FEED_AHEAD 3
+
+struct hv__ehr_feed {
+    uv_work_t req;
+    hv__ehr_run_t *r;        /* NULL: orphaned */
+    FILE *fp;
+    size_t file;             /* the output file's index (messages) */
+    int64_t skip;            /* lines to pass over first: already imported (a resumed run) */
+    int64_t read;            /* lines of the file read */
+    hv__ehr_prep_t prep;
+    hv__ehr_chunk_t *made;   /* the chunk the work made; NULL when out of memory */
+    hv__ehr_chunk_t *head, *tail; /* ready, in file order */
+    size_t nready;
+    size_t chunk;            /* lines per chunk */
+    int busy, eof, broken;   /* a chunk is being read; the end was read; out of memory */
+};
+
+/* Lines per chunk: BULK_CHUNK, or HOLOVITALS_EHR_BULK_CHUNK (1–100,000), which lets a test
+ * have many chunks in flight with few resources. Read once, on the loop thread. */
+static size_t chunk_lines(void) {
+    static size_t n;
+    if (n == 0) {
+        const char *v = getenv("HOLOVITALS_EHR_BULK_CHUNK");
+        long x = v != NULL ? atol(v) : 0;
+        n = x >= 1 && x <= 100000 ? (size_t)x : BULK_CHUNK;
+    }
+    return n;
 }
 
-/* Reads up to BULK_CHUNK resources from the run's open file and prepares them; NULL when out
- * of memory. A line that is not JSON is a failed resource of the chunk, with its file and
- * line number. */
-static hv__ehr_chunk_t *chunk_read(hv__ehr_run_t *r) {
+static void chunk_free(hv__ehr_chunk_t *k) {
+    if (k == NULL) return;
+    hv__ehr_batch_free(k->b);
+    hv_free(k);
+}
+
+static void feed_free(hv__ehr_feed_t *fd) {
+    hv__ehr_chunk_t *k;
+    while ((k = fd->head) != NULL) {
+        fd->head = k->next;
+        chunk_free(k);
+    }
+    chunk_free(fd->made);
+    if (fd->fp) fclose(fd->fp);
+    hv__ehr_prep_clear(&fd->prep);
+    hv_free(fd);
+}
+
+void hv__ehr_bulk_release(hv__ehr_run_t *r) {
+    hv__ehr_feed_t *fd = r->bulk_feed;
+    if (fd == NULL) return;
+    r->bulk_feed = NULL;
+    r->bulk_waiting = 0;
+    if (fd->busy) fd->r = NULL; /* freed when its work ends (feed_done) */
+    else feed_free(fd);
+}
+
+/* Reads up to BULK_CHUNK resources from the feed's file and prepares them; NULL when out of
+ * memory. A line that is not JSON is a failed resource of the chunk, with its file and line
+ * number. Runs in the thread pool: it touches only the feed's own fields (above). */
+static hv__ehr_chunk_t *chunk_read(hv__ehr_feed_t *fd) {
     hv__ehr_chunk_t *k = hv_calloc(1, sizeof(*k));
     json_object *arr = json_object_new_array(), *bad = json_object_new_array();
     char *line = NULL;
     size_t cap = 0, n = 0, i;
     ssize_t got;
     if (k == NULL || arr == NULL || bad == NULL) goto fail;
-    while (n < BULK_CHUNK && (got = getline(&line, &cap, r->bulk_fp)) >= 0) {
+    while (n < fd->chunk && (got = getline(&line, &cap, fd->fp)) >= 0) {
         json_object *res = NULL;
         size_t len = (size_t)got;
         int complete = len > 0 && line[len - 1] == '\n';
         char msg[160];
         k->lines++;
-        r->bulk_read++;
+        fd->read++;
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) len--;
         if (len == 0) continue;
         if (len <= LINE_MAX_BYTES && hv_json_parse(line, len, "ndjson", &res, NULL) == HV_OK &&
@@ -231,18 +286,18 @@ static hv__ehr_chunk_t *chunk_read(hv__ehr_run_t *r) {
         if (!complete) {
             /* The last line stops mid-resource: the file was cut short, so the run is not complete. */
             k->truncated = 1;
-            snprintf(msg, sizeof(msg), "output file %zu is truncated: line %lld ends mid-resource", r->bulk_file,
-                     (long long)r->bulk_read);
+            snprintf(msg, sizeof(msg), "output file %zu is truncated: line %lld ends mid-resource", fd->file,
+                     (long long)fd->read);
         } else {
-            snprintf(msg, sizeof(msg), "output file %zu line %lld is not a JSON resource", r->bulk_file,
-                     (long long)r->bulk_read);
+            snprintf(msg, sizeof(msg), "output file %zu line %lld is not a JSON resource", fd->file,
+                     (long long)fd->read);
         }
         json_object_array_add(bad, json_object_new_string(msg));
     }
     hv_free(line);
     line = NULL;
     if (k->lines > 0) {
-        if ((k->b = hv__ehr_batch_prepare(r, arr)) == NULL) goto fail;
+        if ((k->b = hv__ehr_batch_prepare_with(&fd->prep, arr)) == NULL) goto fail;
         for (i = 0; i < json_object_array_length(bad); i++)
             hv__ehr_batch_fail(k->b, "bulk", "%s", json_object_get_string(json_object_array_get_idx(bad, i)));
     }
@@ -257,7 +312,88 @@ fail:
     return NULL;
 }
 
+/* Thread pool: passes over the lines a resumed run imported already, then reads a chunk. */
+static void feed_work(uv_work_t *req) {
+    hv__ehr_feed_t *fd = req->data;
+    char *line = NULL;
+    size_t cap = 0;
+    for (; fd->skip > 0; fd->skip--) {
+        if (getline(&line, &cap, fd->fp) < 0) break;
+        fd->read++;
+    }
+    fd->skip = 0;
+    hv_free(line);
+    fd->made = chunk_read(fd);
+}
+
 static void import_chunk(hv__ehr_run_t *r);
+static void feed_more(hv__ehr_feed_t *fd);
+
+/* Loop thread: the work's chunk joins the ready list; the import goes on if it waited for it. */
+static void feed_done(uv_work_t *req, int status) {
+    hv__ehr_feed_t *fd = req->data;
+    hv__ehr_chunk_t *k = fd->made;
+    hv__ehr_run_t *r = fd->r;
+    (void)status; /* the work is never cancelled (uv_cancel is not called) */
+    fd->busy = 0;
+    fd->made = NULL;
+    if (r == NULL) {
+        chunk_free(k);
+        feed_free(fd);
+        return;
+    }
+    if (k == NULL) {
+        fd->broken = 1;
+    } else {
+        if (k->b == NULL) fd->eof = 1;
+        if (fd->tail) fd->tail->next = k;
+        else fd->head = k;
+        fd->tail = k;
+        fd->nready++;
+    }
+    if (r->m->stopping) return; /* resumed from the checkpoint at the next start */
+    feed_more(fd);
+    if (r->bulk_waiting) {
+        r->bulk_waiting = 0;
+        import_chunk(r);
+    }
+}
+
+/* Starts reading the next chunk unless one is being read, the end or FEED_AHEAD chunks are
+ * ready. The preparation follows the run's current rows_lazy (write.c). */
+static void feed_more(hv__ehr_feed_t *fd) {
+    hv__ehr_run_t *r = fd->r;
+    if (fd->busy || fd->eof || fd->broken || fd->nready >= FEED_AHEAD || r->m->stopping) return;
+    fd->prep.rows_lazy = r->rows_lazy;
+    fd->req.data = fd;
+    if (uv_queue_work(hv_engine_loop(r->m->e), &fd->req, feed_work, feed_done) != 0) {
+        fd->broken = 1;
+        return;
+    }
+    fd->busy = 1;
+}
+
+/* Opens output file r->bulk_file, its first r->bulk_line lines to be passed over. */
+static hv__ehr_feed_t *feed_open(hv__ehr_run_t *r) {
+    char path[4200];
+    hv__ehr_feed_t *fd = hv_calloc(1, sizeof(*fd));
+    if (fd == NULL) return NULL;
+    fd->r = r;
+    fd->file = r->bulk_file;
+    fd->skip = r->bulk_line;
+    fd->chunk = chunk_lines();
+    if (hv__ehr_prep_init(&fd->prep, r, 1) != HV_OK) {
+        hv_free(fd);
+        return NULL;
+    }
+    file_path(r, r->bulk_file, path, sizeof(path));
+    if ((fd->fp = fopen(path, "rb")) == NULL) {
+        hv__ehr_run_error(r, "bulk", "output file %zu is missing: %s", r->bulk_file, strerror(errno));
+        feed_free(fd);
+        return NULL;
+    }
+    return fd;
+}
 
 enum { W_IDLE = 0, W_CALLING, W_FLIGHT, W_DONE_EARLY };
 
@@ -272,40 +408,36 @@ static void chunk_written(hv__ehr_run_t *r, int status) {
     hv__ehr_run_checkpoint(r, import_chunk);
 }
 
+/* Writes the feed's next chunk (one store job, write.c), or waits for it; at the file's end
+ * moves to the next file. Called with no chunk's write in flight. */
 static void import_chunk(hv__ehr_run_t *r) {
-    char path[4200], *line = NULL;
-    size_t cap = 0;
+    hv__ehr_feed_t *fd;
     hv__ehr_chunk_t *k;
     hv__ehr_batch_t *b;
     if (r->m->stopping) return;
-    if (r->bulk_fp == NULL) {
-        int64_t skip = r->bulk_line, i;
-        hv__ehr_bulk_release(r);
-        file_path(r, r->bulk_file, path, sizeof(path));
-        r->bulk_fp = fopen(path, "rb");
-        if (r->bulk_fp == NULL) {
-            hv__ehr_run_error(r, "bulk", "output file %zu is missing: %s", r->bulk_file, strerror(errno));
-            bulk_fail(r);
-            return;
-        }
-        for (i = 0; i < skip; i++)
-            if (getline(&line, &cap, r->bulk_fp) < 0) break;
-        hv_free(line);
-        r->bulk_read = r->bulk_line;
-    }
-    k = r->bulk_ahead;
-    r->bulk_ahead = NULL;
-    if (k == NULL && (k = chunk_read(r)) == NULL) {
+    if (r->bulk_feed == NULL && (r->bulk_feed = feed_open(r)) == NULL) {
         bulk_fail(r);
         return;
     }
+    fd = r->bulk_feed;
+    if ((k = fd->head) == NULL) {
+        if (fd->broken) {
+            hv__ehr_run_error(r, "bulk", "output file %zu could not be read: out of memory", r->bulk_file);
+            bulk_fail(r);
+            return;
+        }
+        feed_more(fd);
+        r->bulk_waiting = 1; /* feed_done goes on */
+        return;
+    }
+    fd->head = k->next;
+    if (fd->head == NULL) fd->tail = NULL;
+    fd->nready--;
     if (k->b == NULL) {
-        hv_free(k);
-        fclose(r->bulk_fp);
-        r->bulk_fp = NULL;
+        chunk_free(k);
+        hv__ehr_bulk_release(r);
         r->bulk_file++;
         r->bulk_line = 0;
-        r->bulk_read = 0;
         hv__ehr_run_checkpoint(r, hv__ehr_bulk_step);
         return;
     }
@@ -314,6 +446,8 @@ static void import_chunk(hv__ehr_run_t *r) {
     if (k->truncated) r->page_failed = 1;
     b = k->b;
     hv_free(k);
+    /* While the stores write it, the next chunks are read, parsed and prepared in the pool. */
+    feed_more(fd);
     r->bulk_writing = W_CALLING;
     hv__ehr_batch_write(r, b, chunk_written);
     if (r->bulk_writing == W_DONE_EARLY) {
@@ -322,9 +456,6 @@ static void import_chunk(hv__ehr_run_t *r) {
         return;
     }
     r->bulk_writing = W_FLIGHT;
-    /* While the stores write it, the next chunk is read, parsed and prepared here (as sync.c
-     * fetches and prepares the next page); when that fails it is read again in its turn. */
-    r->bulk_ahead = chunk_read(r);
 }
 
 /* ---- download ---- */
@@ -536,7 +667,7 @@ void hv__ehr_bulk_step(hv__ehr_run_t *r) {
         bulk_done(r);
         return;
     }
-    if (r->bulk_line > 0 || r->bulk_fp != NULL) {
+    if (r->bulk_line > 0 || r->bulk_feed != NULL) {
         import_chunk(r);
         return;
     }

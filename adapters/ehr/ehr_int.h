@@ -161,9 +161,10 @@ struct hv__ehr_run {
     char *bulk_status_url;      /* bulk: the polling URL, once kicked off */
     size_t bulk_file;           /* bulk: the output file being imported */
     int64_t bulk_line;          /* bulk: lines of it already imported */
-    int64_t bulk_read;          /* bulk: lines of it read (imported, or prepared ahead) */
-    struct hv__ehr_chunk *bulk_ahead; /* bulk: the next chunk, prepared while one is written */
+    struct hv__ehr_feed *bulk_feed; /* bulk: the open file, its chunks read and prepared ahead in
+                                     * the libuv thread pool (bulk.c) */
     int bulk_writing;           /* bulk.c: where the chunk's write is */
+    int bulk_waiting;           /* bulk.c: the import waits for the feed's next chunk */
     /* counts */
     int64_t fetched, created, updated, unchanged, failed, conflicts, deleted;
     int reconciled;
@@ -180,7 +181,6 @@ struct hv__ehr_run {
     char **patients;
     size_t npatients;
     struct json_object *bulk_outputs; /* array of {type, url} */
-    FILE *bulk_fp;              /* the NDJSON file being imported */
     int auth_retried;
     int patients_loaded;
     char *pending_next;         /* the page being written: its next link */
@@ -226,6 +226,28 @@ void hv__ehr_mark_seen(hv__ehr_run_t *r, struct json_object *resources, hv__ehr_
  * when out of memory), then write (adds them to the run; takes the batch), or free. */
 typedef struct hv__ehr_batch hv__ehr_batch_t;
 hv__ehr_batch_t *hv__ehr_batch_prepare(hv__ehr_run_t *r, struct json_object *resources);
+/* What preparing a batch reads of its run and connection, copied, so that a batch can be
+ * prepared on another thread (bulk.c's feed, in the libuv thread pool) while the loop thread
+ * goes on with the run. Made on the loop thread; the preparation reads only these copies,
+ * the FHIR model's tables (read-only after their first use) and its own trees. */
+typedef struct hv__ehr_prep {
+    char conn[HV__EHR_ID_MAX];
+    char run_id[HV__EHR_ID_MAX];
+    char policy_name[16];
+    char *base_url;                        /* owned */
+    int rows_lazy;                         /* as the run's (refreshed before each use) */
+    void *f;                               /* the fhir module, NULL when absent: the preparation
+                                            * only carries it to the write (loop thread) */
+    struct hv_fhir_validator *validator;   /* fhir.validation=reject: the validator the
+                                            * preparation uses, else NULL */
+    int own_validator;                     /* validator is the prep's own (freed with it) */
+} hv__ehr_prep_t;
+/* own_validator: a validator of its own (a validator serves one thread at a time), for a
+ * preparation off the loop thread; else the fhir module's, for the loop thread. */
+int hv__ehr_prep_init(hv__ehr_prep_t *p, hv__ehr_run_t *r, int own_validator);
+void hv__ehr_prep_clear(hv__ehr_prep_t *p);
+/* hv__ehr_batch_prepare from the copies: may run on any thread (one at a time per prep). */
+hv__ehr_batch_t *hv__ehr_batch_prepare_with(const hv__ehr_prep_t *p, struct json_object *resources);
 void hv__ehr_batch_write(hv__ehr_run_t *r, hv__ehr_batch_t *b, hv__ehr_written_cb cb);
 void hv__ehr_batch_free(hv__ehr_batch_t *b);
 /* A resource of the batch that could not even be read (a bulk line that is not JSON): counted
@@ -274,6 +296,7 @@ void hv__ehr_token_drop(hv__ehr_conn_t *c);
 
 /* bulk.c */
 typedef struct hv__ehr_chunk hv__ehr_chunk_t;
+typedef struct hv__ehr_feed hv__ehr_feed_t;
 void hv__ehr_bulk_step(hv__ehr_run_t *r);
 /* Frees the run's chunk prepared ahead, if any. */
 void hv__ehr_bulk_release(hv__ehr_run_t *r);

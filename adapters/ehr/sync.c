@@ -68,7 +68,6 @@ void hv__ehr_run_free(hv__ehr_run_t *r) {
     if (r == NULL) return;
     json_object_put(r->errors);
     json_object_put(r->bulk_outputs);
-    if (r->bulk_fp) fclose(r->bulk_fp);
     hv__ehr_bulk_release(r);
     pf_drop(r);
     hv_free(r->next_url);

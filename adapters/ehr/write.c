@@ -170,14 +170,14 @@ int hv__ehr_rewrite_refs(json_object *res, const char *conn, const char *base) {
 }
 
 /* Adds the source identity: meta.source and the connection's identifier. */
-static int add_identity(hv__ehr_run_t *r, json_object *res, const char *type, const char *id) {
+static int add_identity(const hv__ehr_prep_t *p, json_object *res, const char *type, const char *id) {
     json_object *meta = NULL, *idents = NULL, *ident;
     const hv_fhir_type_t *t = hv_fhir_resource_type(type);
     const hv_fhir_elem_t *root = t ? hv_fhir_type_root(t) : NULL;
     char sys[128], src[2048];
     size_t i;
-    snprintf(sys, sizeof(sys), IDENT_SYSTEM_PREFIX "%s", r->c->id);
-    snprintf(src, sizeof(src), "%s/%s/%s", r->c->base_url, type, id);
+    snprintf(sys, sizeof(sys), IDENT_SYSTEM_PREFIX "%s", p->conn);
+    snprintf(src, sizeof(src), "%s/%s/%s", p->base_url, type, id);
     if (!json_object_object_get_ex(res, "meta", &meta) || !json_object_is_type(meta, json_type_object)) {
         meta = json_object_new_object();
         if (meta == NULL || hv_json_set(res, "meta", meta) != HV_OK) return HV_ENOMEM;
@@ -203,15 +203,16 @@ static int add_identity(hv__ehr_run_t *r, json_object *res, const char *type, co
     return json_object_array_add(idents, ident) == 0 ? HV_OK : HV_ENOMEM;
 }
 
-/* fhir.validation = reject refuses what the REST API would refuse: the reason (a static
- * buffer of the loop thread, element paths only), or NULL when it is accepted. */
-static const char *refused(hv__fhir_t *f, json_object *res) {
-    static char why[160];
+/* fhir.validation = reject refuses what the REST API would refuse: the reason (in why,
+ * element paths only), or NULL when it is accepted; v NULL accepts everything. The REST API
+ * validates against no profile, so any validator without profiles (the fhir module's, or a
+ * feed's own: hv__ehr_prep_init) gives the same answer. */
+static const char *refused_by(hv_fhir_validator_t *v, json_object *res, char why[160]) {
     json_object *oo = NULL, *issues = NULL;
     int errors = 0;
     const char *loc = "?";
-    if (f->validation != HV__VALIDATE_REJECT || f->validator == NULL) return NULL;
-    if (hv_fhir_validate(f->validator, res, NULL, 0, &oo, &errors) != HV_OK || errors == 0) {
+    if (v == NULL) return NULL;
+    if (hv_fhir_validate(v, res, NULL, 0, &oo, &errors) != HV_OK || errors == 0) {
         json_object_put(oo);
         return NULL;
     }
@@ -220,9 +221,14 @@ static const char *refused(hv__fhir_t *f, json_object *res) {
         if (json_object_object_get_ex(i0, "expression", &ex) && json_object_array_length(ex) > 0)
             loc = json_object_get_string(json_object_array_get_idx(ex, 0));
     }
-    snprintf(why, sizeof(why), "%d validation error%s, first at %.80s", errors, errors == 1 ? "" : "s", loc);
+    snprintf(why, 160, "%d validation error%s, first at %.80s", errors, errors == 1 ? "" : "s", loc);
     json_object_put(oo);
     return why;
+}
+
+/* The fhir module's validator when fhir.validation = reject (loop thread only), else NULL. */
+static hv_fhir_validator_t *loop_validator(hv__fhir_t *f) {
+    return f != NULL && f->validation == HV__VALIDATE_REJECT ? f->validator : NULL;
 }
 
 static void wctx_free(wctx_t *w) {
@@ -353,6 +359,13 @@ static json_object *review_copy(json_object *res) {
     return copy;
 }
 
+/* Submitted re-runnable (hv_storage_submit_rerun): the page runs without a savepoint of its
+ * own — SQLite would copy every page of the b-trees a 1,000-resource job changes into the
+ * sub-journal — and when a database failure rolls its batch back it runs again from the
+ * start. Each run therefore starts every item from its inputs (the conflict check's
+ * outputs and the op of a run before are cleared), and writes nothing outside the
+ * database: hv__fop_run may run twice (fhir/rest_crud.c), and the notifications, counts
+ * and channel messages wait for store_done, after the commit. */
 static int store_job(hv_db_t *db, void *arg) {
     wctx_t *w = arg;
     size_t i;
@@ -360,6 +373,12 @@ static int store_job(hv_db_t *db, void *arg) {
     for (i = 0; i < w->n; i++) {
         item_t *it = &w->items[i];
         if (it->state != ITEM_NEW && it->state != ITEM_CHANGED) continue;
+        if (it->has_op) {
+            hv__fop_clear(&it->op);
+            it->has_op = 0;
+        }
+        it->cur_version[0] = '\0';
+        it->decided = DECIDE_NONE;
         it->write = WRITE_PUT;
         if (it->known && it->old_version[0]) {
             hv__store_row_t row;
@@ -493,6 +512,7 @@ static void lookup_done(int status, void *arg) {
     wctx_t *w = arg;
     hv__ehr_run_t *r = w->r;
     size_t i, nwrite = 0;
+    char whybuf[160];
     w->t_lookup = hv_now_ms();
     if (status != HV_OK) {
         hv__ehr_run_error(r, "store", "reading the synced resources failed: %s", hv_strerror(status));
@@ -509,7 +529,7 @@ static void lookup_done(int status, void *arg) {
         }
         if (it->state == ITEM_FAILED) continue;
         /* Prepared lazily: validated now, only what is to be written. */
-        if (!it->checked && (why = refused(w->f, it->res)) != NULL) {
+        if (!it->checked && (why = refused_by(loop_validator(w->f), it->res, whybuf)) != NULL) {
             hv__ehr_run_error(r, it->type, "%s/%s was not stored: %s", it->type, it->id, why);
             it->state = ITEM_FAILED;
             r->failed++;
@@ -524,7 +544,7 @@ static void lookup_done(int status, void *arg) {
         w_end(w, HV_OK);
         return;
     }
-    if (hv_storage_submit(w->f->storage, store_job, store_done, w) != HV_OK) {
+    if (hv_storage_submit_rerun(w->f->storage, store_job, store_done, w) != HV_OK) {
         hv__ehr_run_error(r, "store", "the FHIR store's queue is full");
         for (i = 0; i < w->n; i++)
             if (w->items[i].state == ITEM_NEW || w->items[i].state == ITEM_CHANGED) r->failed++;
@@ -556,24 +576,61 @@ static void berr(wctx_t *w, const char *where, const char *fmt, ...) {
     json_object_array_add(w->errs, e);
 }
 
+int hv__ehr_prep_init(hv__ehr_prep_t *p, hv__ehr_run_t *r, int own_validator) {
+    hv__fhir_t *f = hv_engine_module_state(r->m->e, "fhir");
+    memset(p, 0, sizeof(*p));
+    snprintf(p->conn, sizeof(p->conn), "%s", r->c->id);
+    snprintf(p->run_id, sizeof(p->run_id), "%s", r->id);
+    snprintf(p->policy_name, sizeof(p->policy_name), "%s", r->c->conflict ? r->c->conflict : "ehr-wins");
+    p->rows_lazy = r->rows_lazy;
+    p->f = f != NULL && f->storage != NULL ? f : NULL;
+    if ((p->base_url = hv_strdup(r->c->base_url ? r->c->base_url : "")) == NULL) return HV_ENOMEM;
+    if (p->f != NULL && loop_validator(f) != NULL) {
+        p->own_validator = own_validator;
+        p->validator = own_validator ? hv_fhir_validator_new() : f->validator;
+        if (p->validator == NULL) {
+            hv__ehr_prep_clear(p);
+            return HV_ENOMEM;
+        }
+    }
+    return HV_OK;
+}
+
+void hv__ehr_prep_clear(hv__ehr_prep_t *p) {
+    if (p->own_validator) hv_fhir_validator_free(p->validator);
+    hv_free(p->base_url);
+    p->base_url = NULL;
+    p->validator = NULL;
+    p->own_validator = 0;
+}
+
 hv__ehr_batch_t *hv__ehr_batch_prepare(hv__ehr_run_t *r, json_object *resources) {
+    hv__ehr_prep_t p;
+    hv__ehr_batch_t *b;
+    if (hv__ehr_prep_init(&p, r, 0) != HV_OK) return NULL;
+    b = hv__ehr_batch_prepare_with(&p, resources);
+    hv__ehr_prep_clear(&p);
+    return b;
+}
+
+hv__ehr_batch_t *hv__ehr_batch_prepare_with(const hv__ehr_prep_t *p, json_object *resources) {
     size_t n = json_object_array_length(resources), i;
     wctx_t *w = hv_calloc(1, sizeof(*w));
+    char whybuf[160];
     if (w == NULL || (n > 0 && (w->items = hv_calloc(n, sizeof(item_t))) == NULL)) {
         hv_free(w);
         return NULL;
     }
-    w->f = hv_engine_module_state(r->m->e, "fhir");
+    w->f = p->f;
     w->t0 = hv_now_ms();
     w->n = n;
-    snprintf(w->conn, sizeof(w->conn), "%s", r->c->id);
-    snprintf(w->run_id, sizeof(w->run_id), "%s", r->id);
-    snprintf(w->policy_name, sizeof(w->policy_name), "%s", r->c->conflict ? r->c->conflict : "ehr-wins");
+    snprintf(w->conn, sizeof(w->conn), "%s", p->conn);
+    snprintf(w->run_id, sizeof(w->run_id), "%s", p->run_id);
+    snprintf(w->policy_name, sizeof(w->policy_name), "%s", p->policy_name);
     w->policy = strcmp(w->policy_name, "local-wins") == 0  ? DECIDE_LOCAL
                 : strcmp(w->policy_name, "keep-both") == 0 ? DECIDE_BOTH
                                                            : DECIDE_EHR;
-    if (w->f == NULL || w->f->storage == NULL) {
-        w->f = NULL;
+    if (w->f == NULL) {
         w->fetched = (int64_t)n;
         return w;
     }
@@ -613,11 +670,11 @@ hv__ehr_batch_t *hv__ehr_batch_prepare(hv__ehr_run_t *r, json_object *resources)
                 sha256_hex(t, strlen(t), it->hash);
             }
             if (meta != NULL) hv_json_set(copy, "meta", meta);
-            hv__ehr_local_id(r->c->id, type, id, it->local_id);
-            if (add_identity(r, copy, type, id) != HV_OK || hv_json_set_str(copy, "id", it->local_id) != HV_OK ||
-                hv__ehr_rewrite_refs(copy, r->c->id, r->c->base_url) != HV_OK) {
+            hv__ehr_local_id(p->conn, type, id, it->local_id);
+            if (add_identity(p, copy, type, id) != HV_OK || hv_json_set_str(copy, "id", it->local_id) != HV_OK ||
+                hv__ehr_rewrite_refs(copy, p->conn, p->base_url) != HV_OK) {
                 berr(w, type, "%s/%s could not be prepared (out of memory or nested too deep)", type, id);
-            } else if (!r->rows_lazy && (why = refused(w->f, copy)) != NULL) {
+            } else if (!p->rows_lazy && (why = refused_by(p->validator, copy, whybuf)) != NULL) {
                 berr(w, type, "%s/%s was not stored: %s", type, id, why);
             } else {
                 /* The index rows depend on the tree only (not on meta.versionId or
@@ -625,8 +682,8 @@ hv__ehr_batch_t *hv__ehr_batch_prepare(hv__ehr_run_t *r, json_object *resources)
                  * job only binds and inserts them (fhir/search_int.h). A failure
                  * leaves them to the store. Lazy (after a mostly unchanged page):
                  * validation waits for the look-up (step 2) and the rows for the store. */
-                it->checked = !r->rows_lazy;
-                if (!r->rows_lazy && hv__search_index_rows(type, copy, &it->ix) != HV_OK) it->ix = NULL;
+                it->checked = !p->rows_lazy;
+                if (!p->rows_lazy && hv__search_index_rows(type, copy, &it->ix) != HV_OK) it->ix = NULL;
                 it->res = copy;
                 copy = NULL;
                 it->state = ITEM_NEW;
