@@ -441,6 +441,9 @@ static int sock_write(conn_t *c, const char *p, size_t n) {
     return HV_OK;
 }
 
+/* Bodies longer than this are written apart from the response's head (hv_http_respond). */
+#define HTTP_BODY_APART ((size_t)64 * 1024)
+
 static int conn_write(conn_t *c, const char *p, size_t n) {
     hv_buf_t net;
     int rc;
@@ -701,8 +704,16 @@ void hv_http_respond(hv_http_req_t *req, int status, const char *content_type, c
     else if (req->http_minor == 0) hv_buf_puts(out, "Connection: keep-alive\r\n");
     if (req->resp_headers.len > 0) hv_buf_append(out, req->resp_headers.data, req->resp_headers.len);
     hv_buf_puts(out, "\r\n");
-    if (req->method != HV_HTTP_HEAD && len > 0) hv_buf_append(out, body, len);
-    rc = conn_write(c, out->data, out->len);
+    /* A large body (a search page of 1,000 resources: megabytes) is written after the
+     * head from where it is, not copied behind it into the scratch buffer first:
+     * sock_write copies only what the socket does not take at once. */
+    if (req->method != HV_HTTP_HEAD && len > HTTP_BODY_APART) {
+        rc = conn_write(c, out->data, out->len);
+        if (rc == HV_OK) rc = conn_write(c, body, len);
+    } else {
+        if (req->method != HV_HTTP_HEAD && len > 0) hv_buf_append(out, body, len);
+        rc = conn_write(c, out->data, out->len);
+    }
     if (out->cap > 1024 * 1024) hv_buf_release(out); /* do not keep a huge scratch around */
     if (rc != HV_OK) {
         req_free(req);

@@ -29,10 +29,19 @@
 #include "fhir/rest_int.h"
 #include "fhir/search_int.h"
 
+/*
+ * The bytes kept free at the start of the entries' buffer (srch_t.body): the Bundle's
+ * head (type, total, links, "entry":[) is written there when the page is done, so the
+ * page is sent from the one buffer its entries were written into, not copied after a
+ * head. A head that does not fit (a very long query in the links) is sent the old way,
+ * head and entries copied into a new buffer.
+ */
+#define SEARCH_HEAD_ROOM 4096
+
 typedef struct srch {
     hv__rreq_t *r;
     hv__search_plan_t plan;
-    hv_buf_t body;   /* the entries, comma separated */
+    hv_buf_t body;   /* SEARCH_HEAD_ROOM bytes, then the entries, comma separated */
     const char *base;
     const char *path; /* the search's URL without the query (base/type, base, base/Patient/id/type) */
     char *query;     /* the criteria (URL query and form body joined), raw */
@@ -53,7 +62,7 @@ typedef struct srch {
 static int put_entry(srch_t *s, const hv__store_row_t *row, const char *mode)
 {
     char url[512];
-    if (s->body.len > 0)
+    if (s->body.len > SEARCH_HEAD_ROOM)
         hv_buf_putc(&s->body, ',');
     snprintf(url, sizeof(url), "%s/%s/%s", s->base, row->type, row->id);
     hv_buf_puts(&s->body, "{\"fullUrl\":");
@@ -143,6 +152,8 @@ static void done_search(int status, void *arg)
     hv_arena_t *a = hv_http_req_arena(r->req);
     hv_buf_t out;
     char *lq, *self;
+    const char *entries = s->body.data ? s->body.data + SEARCH_HEAD_ROOM : "";
+    size_t nentries = s->body.len > SEARCH_HEAD_ROOM ? s->body.len - SEARCH_HEAD_ROOM : 0;
     hv_buf_init(&out, 0);
     if (status == HV_EINVAL && s->plan.msg[0] != '\0') {
         /* found when running: a value set of :in that cannot be expanded */
@@ -176,17 +187,33 @@ static void done_search(int status, void *arg)
     }
     hv_buf_puts(&out, "]");
     if (!s->plan.summary_count) {
+        hv_buf_t *tail = &out;
         hv_buf_puts(&out, ",\"entry\":[");
-        hv_buf_append(&out, s->body.data ? s->body.data : "", s->body.len);
+        if (s->body.len >= SEARCH_HEAD_ROOM && out.len <= SEARCH_HEAD_ROOM)
+            tail = &s->body; /* the head goes into the room before the entries, below */
+        else
+            hv_buf_append(&out, entries, nentries);
         if (s->plan.unknown.len > 0) {
             /* search.html#errors: the parameters that were ignored, in an outcome entry. */
             char *msg = hv_arena_sprintf(a, "unknown search parameters ignored: %.*s", (int)s->plan.unknown.len,
                                          s->plan.unknown.data);
-            hv_buf_puts(&out, s->body.len ? "," : "");
-            hv_buf_puts(&out, "{\"resource\":{\"resourceType\":\"OperationOutcome\",\"issue\":[{\"severity\":"
+            hv_buf_puts(tail, nentries ? "," : "");
+            hv_buf_puts(tail, "{\"resource\":{\"resourceType\":\"OperationOutcome\",\"issue\":[{\"severity\":"
                               "\"warning\",\"code\":\"not-supported\",\"diagnostics\":");
-            hv_buf_json_str(&out, msg ? msg : "", msg ? strlen(msg) : 0);
-            hv_buf_puts(&out, "}]},\"search\":{\"mode\":\"outcome\"}}");
+            hv_buf_json_str(tail, msg ? msg : "", msg ? strlen(msg) : 0);
+            hv_buf_puts(tail, "}]},\"search\":{\"mode\":\"outcome\"}}");
+        }
+        if (tail == &s->body) {
+            size_t at = SEARCH_HEAD_ROOM - out.len;
+            if (hv_buf_puts(&s->body, "]}") != HV_OK) {
+                hv__rest_outcome(r, 500, "error", "exception", "the result is too large; use a smaller _count");
+                goto out;
+            }
+            memcpy(s->body.data + at, out.data, out.len);
+            r->summary = NULL; /* _summary applies to the Bundle, handled above */
+            r->elements = NULL;
+            hv__rest_send_text(r, 200, s->body.data + at, s->body.len - at);
+            goto out;
         }
         hv_buf_puts(&out, "]");
     }
@@ -284,6 +311,12 @@ static void start(hv__rreq_t *r, int system, const char *compartment)
                 (r->summary != NULL && (strcmp(r->summary, "true") == 0 || strcmp(r->summary, "text") == 0 ||
                                         strcmp(r->summary, "data") == 0));
     hv_buf_init(&s->body, (size_t)256 << 20);
+    if (hv_buf_reserve(&s->body, SEARCH_HEAD_ROOM) != HV_OK) {
+        hv__rest_outcome(r, 503, "error", "transient", "out of memory");
+        goto fail;
+    }
+    memset(s->body.data, ' ', SEARCH_HEAD_ROOM);
+    s->body.len = SEARCH_HEAD_ROOM;
     if (s->plan.ninc > 0 && s->plan.count > 0) {
         s->mtypes = hv_calloc((size_t)s->plan.count, sizeof(*s->mtypes));
         s->mids = hv_calloc((size_t)s->plan.count, sizeof(*s->mids));
@@ -299,6 +332,7 @@ static void start(hv__rreq_t *r, int system, const char *compartment)
     return;
 fail:
     if (s != NULL) {
+        hv_buf_release(&s->body);
         hv__search_plan_clear(&s->plan);
         hv_free(s->query);
         hv_free(s->mtypes);

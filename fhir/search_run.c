@@ -1073,14 +1073,17 @@ int hv__search_rid_rows(hv_db_stmt_t *st, int textcol, hv__store_row_cb cb, void
         size_t len = 0;
         const char *s;
         hv__store_row_head(st, &row);
+        /* The row's text is the statement's column, not a copy (hv__store_row_cb: valid
+         * for the call only): a page of large resources is not copied once more. */
         s = hv_db_column_text(st, textcol, &len);
-        row.text = hv_strndup(s ? s : "", s ? len : 0);
+        row.text = (char *)(s ? s : "");
         row.text_len = s ? len : 0;
         /* The cursor of the default order: the row id alone. */
         snprintf(cur, sizeof(cur), "%lld", (long long)row.rid);
         row.cursor = cur;
-        rc = row.text ? cb(ud, &row) : HV_ENOMEM;
+        rc = cb(ud, &row);
         row.cursor = NULL;
+        row.text = NULL;
         hv__store_row_clear(&row);
         if (rc != HV_OK)
             break;
@@ -1206,6 +1209,62 @@ int hv__search_has_explain(hv_db_t *db, hv__search_plan_t *p, hv_buf_t *out)
     return rc == HV_OK ? rc2 : rc;
 }
 
+/*
+ * True when p is a search of one type with no criterion and no _sort (a full sync's
+ * `Type?_count=1000` and its next pages): type_page answers it without the general
+ * statement, which materialises every current version of the type and sorts them for
+ * each page (and counts them through each row's table record for the total).
+ */
+static int type_page_shape(const hv__search_plan_t *p)
+{
+    return !p->system && p->compartment[0] == '\0' && p->ncrit == 0 && p->where.len == 0 && p->nsort == 0 &&
+           p->nbinds == 1 && strcmp(p->typesql, "r.type = $1") == 0;
+}
+
+/*
+ * The page (or, _summary=count, only the count) of a type_page_shape plan. The page is
+ * the type's current, live versions after the cursor's row id in row-id order, read
+ * from the cursor and stopping at count + 1 rows (SQLite: resources_trid, named, as its
+ * partial index is used only where named; fhir/store.c), so page 1,000 costs what page 1
+ * does. The total (into *total when want_total) is the type's distinct ids (the covering
+ * resources_tiv, no table record read) less those whose current version is a deletion
+ * (resources_dead: deleted versions only), as hv__search_has_count counts: the same
+ * number as counting the current live versions, without reading each one's record.
+ */
+static int type_page(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, void *ud, int want_total, int64_t *total)
+{
+    int pg = hv_db_kind(db) == HV_DB_PG, rc = HV_OK;
+    hv_db_stmt_t *st = NULL;
+    if (want_total) {
+        char q[512];
+        snprintf(q, sizeof(q),
+                 "SELECT (SELECT COUNT(*) FROM (SELECT DISTINCT id FROM resources WHERE type = $1) x) - (SELECT"
+                 " COUNT(*) FROM resources r%s WHERE r.type = $1 AND r.deleted <> 0 AND NOT EXISTS (SELECT 1 FROM"
+                 " resources n WHERE n.type = r.type AND n.id = r.id AND n.version > r.version))",
+                 pg ? "" : " INDEXED BY resources_dead");
+        if ((rc = hv__search_count_run(db, p, q, total)) != HV_OK || p->summary_count)
+            return rc;
+    }
+    {
+        char q[640];
+        snprintf(q, sizeof(q),
+                 "SELECT r.rid, r.type, r.id, r.version, r.last_ms, 0, r.json FROM resources r%s WHERE r.type = $1%s"
+                 " AND r.deleted = 0 AND NOT EXISTS (SELECT 1 FROM resources n WHERE n.type = r.type AND n.id ="
+                 " r.id AND n.version > r.version)%s ORDER BY r.rid LIMIT $%d",
+                 pg ? "" : " INDEXED BY resources_trid", pg ? "" : " AND r.last_ms <> -1",
+                 p->has_cursor ? " AND r.rid > $2" : "", p->has_cursor ? 3 : 2);
+        if ((rc = hv_db_prepare(db, q, &st)) != HV_OK)
+            return rc;
+    }
+    hv__search_bind_plan(st, p);
+    if (p->has_cursor)
+        hv_db_bind_int64(st, 2, p->crid);
+    hv_db_bind_int64(st, p->has_cursor ? 3 : 2, p->count + 1);
+    rc = hv__search_rid_rows(st, 6, cb, ud);
+    hv_db_done(st);
+    return rc;
+}
+
 int hv__search_plan_run(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, void *ud, int64_t *total)
 {
     hv_buf_t q, cur;
@@ -1228,6 +1287,10 @@ int hv__search_plan_run(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, 
      * search using them first indexes every committed version, in its own job. */
     if (p->where.len > 0 && strstr(p->where.data, "@TX") != NULL && (rc = hv__search_text_catch_up(db, 0, NULL)) != HV_OK)
         return rc;
+    if (type_page_shape(p)) {
+        rc = type_page(db, p, cb, ud, want_total, total);
+        return rc < 0 || rc == HV_EINVAL ? rc : HV_OK;
+    }
     hv_buf_init(&q, 128 * 1024);
     hv_buf_init(&cur, HV__SEARCH_CURSOR_MAX + 64);
     /* Counted from the index alone when the criteria allow it (index_countable): the
@@ -1385,7 +1448,7 @@ int hv__search_plan_run(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, 
         }
         hv__store_row_head(st, &row);
         s = hv_db_column_text(st, 6, &len);
-        row.text = hv_strndup(s ? s : "", s ? len : 0);
+        row.text = (char *)(s ? s : ""); /* the column itself, as in hv__search_rid_rows */
         row.text_len = s ? len : 0;
         /* The cursor continuing after this row. */
         cur.len = 0;
@@ -1414,8 +1477,9 @@ int hv__search_plan_run(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, 
         row.cursor = cur.data;
         if (want_total && counted < 0)
             *total = hv_db_column_int64(st, 7 + ncols);
-        rc = row.text ? cb(ud, &row) : HV_ENOMEM;
+        rc = cb(ud, &row);
         row.cursor = NULL;
+        row.text = NULL;
         hv__store_row_clear(&row);
         if (rc != HV_OK)
             break;

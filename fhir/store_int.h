@@ -187,7 +187,9 @@ void hv__store_row_clear(hv__store_row_t *r);
 /* Clears r and reads a statement's first five columns into it: rid, type, id, version,
  * last_ms (the type and id cut to their fields' sizes). The caller reads the rest. */
 void hv__store_row_head(hv_db_stmt_t *st, hv__store_row_t *r);
-/* A row visitor: a status other than HV_OK stops the walk and is returned. */
+/* A row visitor: a status other than HV_OK stops the walk and is returned. The row and
+ * its text are valid for the call only (a search's rows point into the statement's
+ * column, fhir/search_run.c): a visitor copies what it keeps. */
 typedef int (*hv__store_row_cb)(void *ud, const hv__store_row_t *row);
 /* The current version (version 0) or a given version of type/id; HV_ENOTFOUND if none. */
 int hv__store_get(hv_db_t *db, const char *type, const char *id, int64_t version,

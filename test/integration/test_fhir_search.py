@@ -333,6 +333,48 @@ class FhirSearchTests(EngineTestCase):
         self.assertEqual(len(got), len(set(got)))
         self.assertEqual(sorted(got), sorted((set(want_a) - {"cn01", "cn04"}) | {"cn40"}))
 
+    def test_type_pages_without_criteria_list_each_current_resource_once(self):
+        """`Type?_count=N` (a full EHR sync's pages) is read from the cursor in row-id order
+        without the general statement (fhir/search_run.c, type_page): its pages must list what
+        the same search through the general statement lists (a criterion every resource
+        matches), in the same order, each current live version once, across updates, a
+        delete, and a delete then re-create; its total and _summary=count must agree; and
+        the Bundle must carry the entries' stored JSON, fullUrl and search mode as before."""
+        self.start()
+        for i in range(9):
+            self.put({"resourceType": "Patient", "id": "tp%d" % i, "gender": "male"})
+        self.put({"resourceType": "Organization", "id": "tp-other", "name": "Other"})  # another type, never listed
+        self.put({"resourceType": "Patient", "id": "tp1", "gender": "female"})  # a second version
+        self.put({"resourceType": "Patient", "id": "tp2", "gender": "female"})
+        for i in (3, 5):
+            st, _, _ = self.jreq("DELETE", "/fhir/Patient/tp%d" % i)
+            self.assertIn(st, (200, 204))
+        self.put({"resourceType": "Patient", "id": "tp5", "gender": "other"})  # re-created
+        want = ["tp0", "tp4", "tp6", "tp7", "tp8", "tp1", "tp2", "tp5"]  # row-id order of current versions
+        for count in (1, 3, 8, 50):
+            self.assertEqual(self.ids("Patient?_count=%d" % count), want, count)
+            self.assertEqual(self.ids("Patient?_count=%d&_lastUpdated=gt1900-01-01" % count), want, count)
+        st, _, b = self.jreq("GET", "/fhir/Patient?_count=3")
+        self.assertEqual((st, b.get("total"), b["type"]), (200, len(want), "searchset"), b)
+        self.assertEqual([e["search"]["mode"] for e in b["entry"]], ["match"] * 3)
+        self.assertTrue(b["entry"][0]["fullUrl"].endswith("/fhir/Patient/tp0"), b["entry"][0])
+        self.assertEqual(b["entry"][0]["resource"]["gender"], "male")
+        nxt = [l["url"] for l in b["link"] if l["relation"] == "next"][0]
+        u = urllib.parse.urlsplit(nxt)
+        st, _, b2 = self.jreq("GET", u.path + "?" + u.query)
+        self.assertEqual((st, b2.get("total")), (200, len(want)), b2)
+        self.assertEqual([e["resource"]["id"] for e in b2["entry"]], want[3:6])
+        st, _, b = self.jreq("GET", "/fhir/Patient?_summary=count")
+        self.assertEqual((st, b.get("total"), b.get("entry")), (200, len(want), None), b)
+        st, _, b = self.jreq("GET", "/fhir/Patient?_count=50&_total=none")
+        self.assertEqual((st, "total" in b, len(b["entry"])), (200, False, len(want)), b)
+        # an unknown parameter is reported in an outcome entry after the matches
+        st, _, b = self.jreq("GET", "/fhir/Patient?_count=50&tp-unknown=1")
+        self.assertEqual(st, 200, b)
+        self.assertEqual([e["search"]["mode"] for e in b["entry"]], ["match"] * len(want) + ["outcome"])
+        st, _, b = self.jreq("GET", "/fhir/Goal?_count=5")  # a type with nothing stored
+        self.assertEqual((st, b.get("total"), b.get("entry")), (200, 0, []), b)
+
     def test_synthea_results_match_fhirpath(self):
         files = sorted(glob.glob(os.path.join(REFERENCE, "fhir", "synthea", "*.json")))[:3]
         self.assertEqual(len(files), 3, "the Synthea reference bundles are missing")
