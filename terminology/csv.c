@@ -26,7 +26,7 @@ struct hv__csv {
     size_t pos, len;
     int eof;
     hv_buf_t data;                /* the row's fields, each NUL-terminated */
-    size_t offs[MAX_FIELDS];
+    size_t offs[MAX_FIELDS + 1];  /* where each field starts, and where the last one ends */
     char *fields[MAX_FIELDS];
     size_t nfields;
 };

@@ -93,6 +93,31 @@ static void terminology_csv_reads_rfc4180_quotes_and_line_breaks(void **state) {
     hv__csv_close(c);
 }
 
+/* A row may have up to 256 fields; the 257th is refused with the line, not written past
+ * the reader's field table (found by fuzz_terminology_csv under UBSan). */
+static void terminology_csv_takes_256_fields_and_refuses_257(void **state) {
+    hv__csv_t *c = NULL;
+    hv_error_t err;
+    hv_buf_t text;
+    char **fl;
+    size_t n, i;
+    (void)state;
+    hv_buf_init(&text, 0);
+    for (i = 0; i < 255; i++) hv_buf_puts(&text, "x\t");
+    hv_buf_puts(&text, "last\n");
+    for (i = 0; i < 256; i++) hv_buf_putc(&text, '\t');
+    hv_buf_putc(&text, '\n');
+    assert_int_equal(hv__csv_open_mem(text.data, text.len, '\t', 0, &c), HV_OK);
+    assert_int_equal(hv__csv_next(c, &fl, &n, &err), HV_OK);
+    assert_int_equal(n, 256);
+    assert_string_equal(fl[0], "x");
+    assert_string_equal(fl[255], "last");
+    assert_int_equal(hv__csv_next(c, &fl, &n, &err), HV_ETOOBIG);
+    assert_non_null(strstr(err.message, "line 2 has more than 256 fields"));
+    hv__csv_close(c);
+    hv_buf_release(&text);
+}
+
 static void terminology_loinc_code_check_digits(void **state) {
     static const struct {
         const char *code;
@@ -296,6 +321,7 @@ int run_store_tests(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(terminology_csv_reads_rfc4180_quotes_and_line_breaks, setup,
                                         teardown),
+        cmocka_unit_test(terminology_csv_takes_256_fields_and_refuses_257),
         cmocka_unit_test(terminology_loinc_code_check_digits),
         cmocka_unit_test_setup_teardown(terminology_loads_loinc_with_parts, setup, teardown),
         cmocka_unit_test_setup_teardown(terminology_failed_load_keeps_previous_version, setup,
