@@ -35,7 +35,7 @@ INVENTORY_FLOOR = 122
 # The partner override file that reproduces ReportStream's valid deviations from the IG
 # (docs/mappings.md, "ReportStream mapping inventory"), and the pairs the inventory passes with it.
 REPORTSTREAM_OVERRIDE = os.path.join(SRCDIR, "mappings", "partners", "reportstream.tsv")
-INVENTORY_OVERRIDE_FLOOR = 129
+INVENTORY_OVERRIDE_FLOOR = 130
 
 A01 = ("MSH|^~\\&|SENDAPP|SENDFAC|RECAPP|RECFAC|20240101120000+0000||ADT^A01^ADT_A01|MSG001|P|2.5.1\r"
        "EVN|A01|20240101120000\r"
