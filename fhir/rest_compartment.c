@@ -496,7 +496,9 @@ static int scan_members(hv_db_t *db, every_t *ev, int64_t after, int counting)
             continue;
         }
         if (wanted && ev->count == ev->max) {
-            ev->more = 1;
+            /* _count=0 asks for the total alone: no next page (its cursor would be the
+             * page's last member, of which there is none, and repeat this page). */
+            ev->more = ev->max > 0;
             hv__store_row_clear(&row);
             break;
         }

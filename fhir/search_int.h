@@ -414,6 +414,10 @@ void hv__search_has_total_enable(int accurate);
  * PLAN details or PostgreSQL's EXPLAIN lines, one per line. HV_ENOTFOUND when the plan is
  * not of that shape. */
 int hv__search_has_explain(hv_db_t *db, hv__search_plan_t *p, hv_buf_t *out);
+/* The plan of the page of a type's search without criteria (`Type?_count=N` and its next
+ * pages: fhir/search_run.c, type_page), every value bound as the page binds them, as
+ * hv__search_has_explain gives it. HV_ENOTFOUND when the plan is not of that shape. */
+int hv__search_type_explain(hv_db_t *db, hv__search_plan_t *p, hv_buf_t *out);
 /* Steps st (rid, type, id, version, last_ms first, the JSON in column textcol), each row
  * handed to cb with the cursor of the default order (the row id); HV_DB_DONE at the end,
  * else the failing step's or cb's status. The caller finishes st. */

@@ -1222,14 +1222,56 @@ static int type_page_shape(const hv__search_plan_t *p)
 }
 
 /*
- * The page (or, _summary=count, only the count) of a type_page_shape plan. The page is
- * the type's current, live versions after the cursor's row id in row-id order, read
- * from the cursor and stopping at count + 1 rows (SQLite: resources_trid, named, as its
- * partial index is used only where named; fhir/store.c), so page 1,000 costs what page 1
- * does. The total (into *total when want_total) is the type's distinct ids (the covering
- * resources_tiv, no table record read) less those whose current version is a deletion
- * (resources_dead: deleted versions only), as hv__search_has_count counts: the same
- * number as counting the current live versions, without reading each one's record.
+ * The page statement of a type_page_shape plan, its values bound (the type, the cursor, the
+ * page's count + 1), into *out; head ("" or explain_head) comes first. The page is the
+ * type's current, live versions after the cursor's row id in row-id order, read from the
+ * cursor and stopping at count + 1 rows, so page 1,000 costs what page 1 does:
+ *
+ * - SQLite: resources_trid, named, as its partial index is used only where named
+ *   (fhir/store.c); the current version by NOT EXISTS of a newer one in resources_tiv.
+ * - PostgreSQL: the page's row ids first, from resources_trid (type, rid) INCLUDE (id,
+ *   version, deleted), an index-only walk from the cursor, then only those rows' JSON by
+ *   resources_pkey. The current version is "version = (SELECT MAX ...)", one backward
+ *   probe of resources_tiv per row: written as NOT EXISTS, PostgreSQL planned a hash
+ *   anti-join over every version of the type and a sort for the types it thought small
+ *   (10,594 Procedures read to page 1,001 of them at 100k), and without the covering index
+ *   it walked resources_pkey, filtering out every other type's rows (24,389 rows read for
+ *   a first page of 1,001 Immunizations). The LIMIT keeps the sub-select from being
+ *   flattened into the join.
+ */
+static int type_page_stmt(hv_db_t *db, hv__search_plan_t *p, const char *head, hv_db_stmt_t **out)
+{
+    char q[1024];
+    int rc;
+    if (hv_db_kind(db) == HV_DB_PG)
+        snprintf(q, sizeof(q),
+                 "%sWITH pg AS (SELECT r.rid FROM resources r WHERE r.type = $1 AND r.deleted = 0 AND r.version ="
+                 " (SELECT MAX(n.version) FROM resources n WHERE n.type = r.type AND n.id = r.id)%s ORDER BY r.rid"
+                 " LIMIT $%d) SELECT r.rid, r.type, r.id, r.version, r.last_ms, 0, r.json FROM pg JOIN resources r"
+                 " ON r.rid = pg.rid ORDER BY pg.rid",
+                 head, p->has_cursor ? " AND r.rid > $2" : "", p->has_cursor ? 3 : 2);
+    else
+        snprintf(q, sizeof(q),
+                 "%sSELECT r.rid, r.type, r.id, r.version, r.last_ms, 0, r.json FROM resources r INDEXED BY"
+                 " resources_trid WHERE r.type = $1 AND r.last_ms <> -1 AND r.deleted = 0 AND NOT EXISTS (SELECT 1"
+                 " FROM resources n WHERE n.type = r.type AND n.id = r.id AND n.version > r.version)%s ORDER BY r.rid"
+                 " LIMIT $%d",
+                 head, p->has_cursor ? " AND r.rid > $2" : "", p->has_cursor ? 3 : 2);
+    if ((rc = hv_db_prepare(db, q, out)) != HV_OK)
+        return rc;
+    hv__search_bind_plan(*out, p);
+    if (p->has_cursor)
+        hv_db_bind_int64(*out, 2, p->crid);
+    hv_db_bind_int64(*out, p->has_cursor ? 3 : 2, p->count + 1);
+    return HV_OK;
+}
+
+/*
+ * The page (or, _summary=count, only the count) of a type_page_shape plan: its rows from
+ * type_page_stmt. The total (into *total when want_total) is the type's distinct ids (the
+ * covering resources_tiv, no table record read) less those whose current version is a
+ * deletion (resources_dead: deleted versions only), as hv__search_has_count counts: the
+ * same number as counting the current live versions, without reading each one's record.
  */
 static int type_page(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, void *ud, int want_total, int64_t *total)
 {
@@ -1245,24 +1287,22 @@ static int type_page(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, voi
         if ((rc = hv__search_count_run(db, p, q, total)) != HV_OK || p->summary_count)
             return rc;
     }
-    {
-        char q[640];
-        snprintf(q, sizeof(q),
-                 "SELECT r.rid, r.type, r.id, r.version, r.last_ms, 0, r.json FROM resources r%s WHERE r.type = $1%s"
-                 " AND r.deleted = 0 AND NOT EXISTS (SELECT 1 FROM resources n WHERE n.type = r.type AND n.id ="
-                 " r.id AND n.version > r.version)%s ORDER BY r.rid LIMIT $%d",
-                 pg ? "" : " INDEXED BY resources_trid", pg ? "" : " AND r.last_ms <> -1",
-                 p->has_cursor ? " AND r.rid > $2" : "", p->has_cursor ? 3 : 2);
-        if ((rc = hv_db_prepare(db, q, &st)) != HV_OK)
-            return rc;
-    }
-    hv__search_bind_plan(st, p);
-    if (p->has_cursor)
-        hv_db_bind_int64(st, 2, p->crid);
-    hv_db_bind_int64(st, p->has_cursor ? 3 : 2, p->count + 1);
+    if ((rc = type_page_stmt(db, p, "", &st)) != HV_OK)
+        return rc;
     rc = hv__search_rid_rows(st, 6, cb, ud);
     hv_db_done(st);
     return rc;
+}
+
+int hv__search_type_explain(hv_db_t *db, hv__search_plan_t *p, hv_buf_t *out)
+{
+    hv_db_stmt_t *st = NULL;
+    int rc;
+    if (!type_page_shape(p))
+        return HV_ENOTFOUND;
+    if ((rc = type_page_stmt(db, p, explain_head(db), &st)) != HV_OK)
+        return rc;
+    return plan_rows(db, st, out);
 }
 
 int hv__search_plan_run(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, void *ud, int64_t *total)

@@ -102,6 +102,14 @@ static const char *const migrations_pg[] = {
     hv__search_migration_row_alias, /* phonetic reads name's rows: fhir/search_index.c, row_alias */
     hv__search_migration10_pg,   /* token rows by (value, system, row id): fhir/search_combo.c */
     hv__search_migration_nosys_pg, /* token rows without a system ("|code"): fhir/search_combo.c */
+    /* The rows of one type in row-id order, as SQLite's resources_trid (above): a type's
+     * page without criteria (fhir/search_run.c, type_page; a full sync's `Type?_count=1000`)
+     * reads its row ids from the cursor, index-only (id, version and deleted included for
+     * the current-version and liveness checks), and stops at the page. Without it
+     * PostgreSQL walked resources_pkey and filtered on the type, reading every other type's
+     * rows in between: 24,389 rows for a first page of 1,001 Immunizations (4 % of a 100k
+     * store). Not partial: PostgreSQL has the statistics SQLite lacked. */
+    "CREATE INDEX IF NOT EXISTS resources_trid ON resources (type, rid) INCLUDE (id, version, deleted);",
     NULL,
 };
 

@@ -17,6 +17,13 @@ directory after `make`.
 Environment: HV_BENCH_PEER=DIR (reuse the peer's data, as run.py), HV_BENCH_BINS=A,B (servers
 alternated in each round; default HOLOVITALS_BIN), HV_BENCH_ROUNDS=N (default 3),
 HV_BENCH_PAGE=N (_count, default 1000), HV_BENCH_QUERY=... (extra criteria, e.g. _total=none).
+PostgreSQL: HV_BENCH_DB=URL serves the peer from that database (`serve --db URL`, a fresh data
+directory per run) instead of its SQLite store. Nothing is imported into it: load it first,
+e.g. with bench/fhir-search/replicate_pg.sh from the SQLite peer that HV_BENCH_PEER names
+(whose pop directory gives the types). HV_BENCH_PG_PID=PID (the postmaster of a private
+cluster: scripts/pg.sh) adds its backends' CPU to the server's (bench/ehr-sync/type_pages.py).
+HV_BENCH_SETUP=CMD_A,CMD_B: a shell command run before each start of the binary at the same
+place (e.g. to set the fhir schema's version back for an older binary).
 """
 
 import glob
@@ -32,6 +39,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from run import BinEngine, Engine, cpu_seconds, http, median, peer_export, population  # noqa: E402
+from type_pages import pg_cpu  # noqa: E402
 
 
 def page_all(base, typ, count, extra):
@@ -57,6 +65,9 @@ def main():
     rounds = int(os.environ.get("HV_BENCH_ROUNDS", "3"))
     count = int(os.environ.get("HV_BENCH_PAGE", "1000"))
     extra = os.environ.get("HV_BENCH_QUERY", "")
+    db = os.environ.get("HV_BENCH_DB", "")
+    pgpid = int(os.environ.get("HV_BENCH_PG_PID", "0"))
+    setup = os.environ.get("HV_BENCH_SETUP", "").split(",")
     work = tempfile.mkdtemp(prefix="hv-bench-paging.")
     home = keep or work
     pop = os.path.join(home, "pop")
@@ -64,7 +75,7 @@ def main():
     peer = None
     results = {}
     try:
-        if not os.path.exists(marker):
+        if not os.path.exists(marker) and not db:
             shutil.rmtree(pop, ignore_errors=True)
             shutil.rmtree(os.path.join(home, "peer"), ignore_errors=True)
             os.makedirs(pop)
@@ -79,19 +90,28 @@ def main():
         types = sorted({e["resource"]["resourceType"] for f in glob.glob(pop + "/p0000*.json")
                         for e in json.load(open(f))["entry"]})
         for rnd in range(rounds):
-            for b in bins:
-                peer = BinEngine(b, os.path.join(home, "peer"), config={"fhir": {"synchronous": "NORMAL"}}).start()
+            for i, b in enumerate(bins):
+                if i < len(setup) and setup[i]:
+                    subprocess.run(setup[i], shell=True, check=True)
+                if db:
+                    peer = BinEngine(b, os.path.join(work, "peer-%d-%d" % (rnd, i)), args=["--db", db],
+                                     config={"fhir": {"synchronous": "NORMAL"}}).start(timeout=300)
+                else:
+                    peer = BinEngine(b, os.path.join(home, "peer"), config={"fhir": {"synchronous": "NORMAL"}}).start()
                 name = b or "holovitals"
-                c0 = cpu_seconds(peer.proc.pid)
+
+                def cpu():
+                    return cpu_seconds(peer.proc.pid) + pg_cpu(pgpid)
+                c0 = cpu()
                 en, et = peer_export(peer)
-                ecpu = cpu_seconds(peer.proc.pid) - c0
+                ecpu = cpu() - c0
                 pn, pt, per = 0, 0.0, []
-                c0 = cpu_seconds(peer.proc.pid)
+                c0 = cpu()
                 for t in types:
                     n, s = page_all(peer.base, t, count, extra)
                     pn, pt = pn + n, pt + s
                     per.append("%s %d/%.2fs" % (t, n, s))
-                pcpu = cpu_seconds(peer.proc.pid) - c0
+                pcpu = cpu() - c0
                 print("%s round %d: export %d in %.2f s = %.0f res/s, %.1f us/res CPU; paging %d in %.2f s = "
                       "%.0f res/s, %.1f us/res CPU (%.3fx export)"
                       % (name, rnd, en, et, en / et, 1e6 * ecpu / en, pn, pt, pn / pt, 1e6 * pcpu / pn,

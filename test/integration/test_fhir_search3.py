@@ -338,6 +338,15 @@ class FhirSearch3PagingTests(SearchCase):
             st, _, oo = self.jreq("GET", "/fhir/Patient/ep/$everything?" + bad)
             self.assertEqual(st, 400, (bad, oo))
 
+    def test_everything_count_zero_gives_the_total_and_no_next_link(self):
+        """`$everything?_count=0` asks only for the total: it has no entries and no `next`
+        link. A next link there carried the cursor of no member (0), so a client following
+        next links fetched the same empty page forever."""
+        self.load_patient()
+        st, _, b = self.jreq("GET", "/fhir/Patient/ep/$everything?_count=0")
+        self.assertEqual((st, b.get("total"), b.get("entry")), (200, 27, []), b)
+        self.assertEqual([l["relation"] for l in b["link"]], ["self"], b["link"])
+
     def test_search_in_batch_has_next_link(self):
         self.load_patient()
         want = sorted(self.q("Observation?subject=Patient/ep&_count=1000"))
