@@ -789,35 +789,38 @@ typedef struct text_tick {
 } text_tick_t;
 
 /* A tick's job indexes in slices of TICK_SLICE versions and yields the storage thread
- * after the first slice that leaves other jobs waiting (hv__search_text_slices): the
- * writes of its batch and those queued behind it wait for all of the job, so it holds
- * them for one slice (~128 × 45 k instructions, a few ms), not for a time budget — a
- * budget of 20 ms let one job run far longer on a loaded machine (a 612 ms job was seen,
- * docs/performance.md, s9-pipe). With nothing waiting it runs up to TICK_LIMIT. */
+ * as soon as it has indexed a slice and twice as many versions as other jobs wait
+ * (hv__search_text_slices): the writes of its batch and those queued behind it wait for
+ * all of the job, so it holds them for about one slice (~128 × 45 k instructions, a few
+ * ms) — not for a time budget, which let one job run far longer on a loaded machine (a
+ * 612 ms job was seen, docs/performance.md, s9-pipe) — while under a long queue it still
+ * indexes more versions a turn than the jobs it passes wrote (a create is one version),
+ * so that it keeps pace. With nothing waiting it runs up to TICK_LIMIT. */
 #define TICK_SLICE 128
 
-static int others_wait(void *ud)
+static int64_t others_waiting(void *ud)
 {
     text_tick_t *t = ud;
-    return hv_storage_queued(t->f->storage) > 1; /* more than this job */
+    size_t n = hv_storage_queued(t->f->storage);
+    return n > 1 ? (int64_t)n - 1 : 0; /* the jobs other than this one */
 }
 
 /* See fhir/search_int.h. */
-int hv__search_text_slices(hv_db_t *db, int64_t slice, int64_t limit, int (*wait)(void *), void *ud,
+int hv__search_text_slices(hv_db_t *db, int64_t slice, int64_t limit, int64_t (*waiting)(void *), void *ud,
                            int64_t *seen, int *yielded)
 {
     int rc = HV_OK;
     *seen = 0;
     *yielded = 0;
     while (*seen < limit) {
-        int64_t n = 0, max = limit - *seen < slice ? limit - *seen : slice;
+        int64_t n = 0, w, max = limit - *seen < slice ? limit - *seen : slice;
         rc = hv__search_text_catch_up(db, max, &n);
         *seen += n;
         if (rc != HV_OK || n < max)
             break;
         /* More versions may wait and so do other jobs: yield (the done callback
          * submits the next slice behind them). */
-        if (*seen < limit && wait != NULL && wait(ud)) {
+        if (*seen < limit && waiting != NULL && (w = waiting(ud)) > 0 && *seen >= 2 * w) {
             *yielded = 1;
             break;
         }
@@ -828,7 +831,7 @@ int hv__search_text_slices(hv_db_t *db, int64_t slice, int64_t limit, int (*wait
 static int tick_job(hv_db_t *db, void *arg)
 {
     text_tick_t *t = arg;
-    return hv__search_text_slices(db, TICK_SLICE, TICK_LIMIT, others_wait, t, &t->seen, &t->sliced);
+    return hv__search_text_slices(db, TICK_SLICE, TICK_LIMIT, others_waiting, t, &t->seen, &t->sliced);
 }
 
 static void tick_done(int status, void *arg)
