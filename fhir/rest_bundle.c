@@ -987,10 +987,10 @@ int hv__bundle_precompute(hv__bundle_job_t *bj)
         /* A failure leaves the entry to compute its rows at the write. */
         if (hv__search_index_rows(e->op.type, e->op.resource, &e->ix) != HV_OK)
             e->ix = NULL;
-        /* The stored text and the compartments (the refs rows) too, from the same final
-         * tree: in import mode for every entry, else for creates only — their id is new,
-         * so they are first versions, while a PUT may update a stored resource and would
-         * serialize twice. */
+        /* The compartments (the refs rows) of every entry too, from the same final tree,
+         * and its stored text in import mode, else for creates only: their id is new, so
+         * they are first versions, while a PUT may update a stored resource, which the
+         * writer serializes again. */
         hv__fop_ahead(&e->op, bj->import || e->op.kind == HV__FOP_CREATE);
     }
 out:
