@@ -943,39 +943,6 @@ static int needs_store(const urlmap_t *m, struct json_object *o, int depth)
 }
 
 /*
- * Import mode: serializes op's resource as its first version would be stored, so that
- * the writer does not (write_version in fhir/store_ops.c takes op->pre_text when the
- * resource turns out to be new; an update of a stored one serializes again). The tree gets
- * meta.versionId "1" and a placeholder meta.lastUpdated now; the writer sets both again on
- * the tree and overwrites the placeholder's 24 characters in the text with the write's
- * instant. The placeholder is found as the text's first "meta":{"versionId":"1",
- * "lastUpdated":"…" — resourceType, id and meta are a resource's first elements in the
- * writer's element order, and JSON escaping keeps that pattern out of string values. Any
- * failure leaves op->pre_text NULL (the writer serializes).
- */
-static void text_ahead(hv__fop_t *op)
-{
-    char ts[40], head[96];
-    hv_buf_t b;
-    const char *at;
-    int n;
-    uint64_t now = hv_now_ms();
-    hv__fhir_instant(now, ts, sizeof(ts));
-    n = snprintf(head, sizeof(head), "\"meta\":{\"versionId\":\"1\",\"lastUpdated\":\"%s\"", ts);
-    if (strlen(ts) != 24 || n <= 0 || (size_t)n >= sizeof(head) || op->resource == NULL ||
-        hv__fhir_set_meta(op->resource, op->id, 1, now) != HV_OK)
-        return;
-    hv_buf_init(&b, 0);
-    if (hv_fhir_json_write(op->resource, 0, &b) == HV_OK && b.data != NULL &&
-        (at = strstr(b.data, head)) != NULL) {
-        op->pre_ts = (size_t)(at - b.data) + (size_t)n - 25;
-        op->pre_len = b.len;
-        op->pre_text = hv_buf_take(&b);
-    }
-    hv_buf_release(&b);
-}
-
-/*
  * See fhir/store_int.h. The ids and references are fixed exactly as run_transaction
  * would (assign_ids, then rewrite_refs with the same map), without a database:
  * only Bundles whose entries are all unconditional creates and updates and whose
@@ -1020,13 +987,11 @@ int hv__bundle_precompute(hv__bundle_job_t *bj)
         /* A failure leaves the entry to compute its rows at the write. */
         if (hv__search_index_rows(e->op.type, e->op.resource, &e->ix) != HV_OK)
             e->ix = NULL;
-        if (bj->import) {
-            text_ahead(&e->op);
-            /* The compartments too (the refs rows): a walk of the same final tree. */
-            e->op.pre_pats = hv_malloc(sizeof(*e->op.pre_pats));
-            if (e->op.pre_pats != NULL)
-                hv__store_patients(e->op.type, e->op.id, e->op.resource, e->op.pre_pats);
-        }
+        /* The compartments (the refs rows) of every entry too, from the same final tree,
+         * and its stored text in import mode, else for creates only: their id is new, so
+         * they are first versions, while a PUT may update a stored resource, which the
+         * writer serializes again. */
+        hv__fop_ahead(&e->op, bj->import || e->op.kind == HV__FOP_CREATE);
     }
 out:
     hv_free(m.from);

@@ -380,6 +380,13 @@ static void h_create(hv_http_req_t *req, void *ud)
         r->op.cond = hv_strdup(q != NULL ? q + 1 : ine);
     }
     index_ahead(r);
+    /* An unconditional create stores a new id's first version: its id is chosen here and
+     * its stored text and compartments are computed here too, off the storage thread
+     * (a conditional one may answer a match instead, and keeps it all for the write). */
+    if (r->op.cond == NULL && hv__rest_write_ahead()) {
+        hv__fhir_new_id(r->op.id);
+        hv__fop_ahead(&r->op, 1);
+    }
     submit_op(r);
     return;
 fail:

@@ -79,6 +79,12 @@ extern const char hv__search_migration4_sqlite[];
  * transaction. *indexed (may be NULL) is how many versions it looked at.
  */
 int hv__search_text_catch_up(hv_db_t *db, int64_t limit, int64_t *indexed);
+/* The catch-up tick's job (SQLite): hv__search_text_catch_up in slices of `slice`
+ * versions, `limit` versions at most, stopping early (*yielded = 1) after a full slice
+ * once it has read at least twice as many versions as waiting(ud) says other jobs wait
+ * for the storage thread (waiting NULL or 0: none). *seen: versions read. */
+int hv__search_text_slices(hv_db_t *db, int64_t slice, int64_t limit, int64_t (*waiting)(void *), void *ud,
+                           int64_t *seen, int *yielded);
 
 /* The unit vector of a WGS84 position given in degrees. */
 void hv__search_geo_vector(double lat, double lon, double *x, double *y, double *z);

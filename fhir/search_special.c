@@ -789,31 +789,49 @@ typedef struct text_tick {
 } text_tick_t;
 
 /* A tick's job indexes in slices of TICK_SLICE versions and yields the storage thread
- * after TICK_BUDGET_NS when other jobs wait: a 4,096-version catch-up costs ~0.5 s of
- * the writer, which writes waiting behind it would otherwise see in their latency. */
+ * as soon as it has indexed a slice and twice as many versions as other jobs wait
+ * (hv__search_text_slices): the writes of its batch and those queued behind it wait for
+ * all of the job, so it holds them for about one slice (~128 × 45 k instructions, a few
+ * ms) — not for a time budget, which let one job run far longer on a loaded machine (a
+ * 612 ms job was seen, docs/performance.md, s9-pipe) — while under a long queue it still
+ * indexes more versions a turn than the jobs it passes wrote (a create is one version),
+ * so that it keeps pace. With nothing waiting it runs up to TICK_LIMIT. */
 #define TICK_SLICE 128
-#define TICK_BUDGET_NS (20 * 1000 * 1000)
 
-static int tick_job(hv_db_t *db, void *arg)
+static int64_t others_waiting(void *ud)
 {
-    text_tick_t *t = arg;
-    uint64_t t0 = hv_mono_ns();
+    text_tick_t *t = ud;
+    size_t n = hv_storage_queued(t->f->storage);
+    return n > 1 ? (int64_t)n - 1 : 0; /* the jobs other than this one */
+}
+
+/* See fhir/search_int.h. */
+int hv__search_text_slices(hv_db_t *db, int64_t slice, int64_t limit, int64_t (*waiting)(void *), void *ud,
+                           int64_t *seen, int *yielded)
+{
     int rc = HV_OK;
-    t->seen = 0;
-    t->sliced = 0;
-    while (t->seen < TICK_LIMIT) {
-        int64_t n = 0;
-        rc = hv__search_text_catch_up(db, TICK_SLICE, &n);
-        t->seen += n;
-        if (rc != HV_OK || n < TICK_SLICE)
+    *seen = 0;
+    *yielded = 0;
+    while (*seen < limit) {
+        int64_t n = 0, w, max = limit - *seen < slice ? limit - *seen : slice;
+        rc = hv__search_text_catch_up(db, max, &n);
+        *seen += n;
+        if (rc != HV_OK || n < max)
             break;
-        /* more than this job queued: yield (the done callback submits the next slice) */
-        if (hv_mono_ns() - t0 >= TICK_BUDGET_NS && hv_storage_queued(t->f->storage) > 1) {
-            t->sliced = 1;
+        /* More versions may wait and so do other jobs: yield (the done callback
+         * submits the next slice behind them). */
+        if (*seen < limit && waiting != NULL && (w = waiting(ud)) > 0 && *seen >= 2 * w) {
+            *yielded = 1;
             break;
         }
     }
     return rc;
+}
+
+static int tick_job(hv_db_t *db, void *arg)
+{
+    text_tick_t *t = arg;
+    return hv__search_text_slices(db, TICK_SLICE, TICK_LIMIT, others_waiting, t, &t->seen, &t->sliced);
 }
 
 static void tick_done(int status, void *arg)

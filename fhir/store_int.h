@@ -90,13 +90,14 @@ typedef struct hv__fop {
     struct hv__search_rows *ix_own; /* rows computed ahead that the op owns (a REST create or update
                                      * computes them on the loop thread; hv__fop_clear frees them) */
     char *pre_text;                /* CREATE/UPDATE: `resource` as stored if it becomes version 1,
-                                    * serialized ahead (hv__bundle_precompute in import mode), with a
+                                    * serialized ahead (hv__fop_ahead: a REST create, a transaction's
+                                    * creates, every entry of an import), with a
                                     * placeholder meta.lastUpdated of 24 characters at pre_ts (owned;
                                     * write_version takes it), or NULL */
     size_t pre_len;
     size_t pre_ts;
     hv__store_pats_t *pre_pats;    /* CREATE/UPDATE: hv__store_patients of `resource` computed ahead
-                                    * (import), or NULL (owned; hv__fop_clear frees it) */
+                                    * (hv__fop_ahead), or NULL (owned; hv__fop_clear frees it) */
     /* out */
     int status;                    /* the HTTP status of the outcome */
     int64_t out_version;           /* the version read or written */
@@ -111,6 +112,14 @@ typedef struct hv__fop {
 void hv__fop_init(hv__fop_t *op, hv__fop_kind_t kind);
 /* Releases what the op owns (not the op itself). */
 void hv__fop_clear(hv__fop_t *op);
+/*
+ * Off the storage thread (the loop thread, an import worker), once op's resource is final
+ * and op->id is set: computes the op's compartments (op->pre_pats) and, when `text`, its
+ * stored text as a first version (op->pre_text, with meta set on the tree). Only worth it
+ * for a write that will be a first version — a create with a new id; the writer
+ * serializes again otherwise. Leaves what fails to the writer.
+ */
+void hv__fop_ahead(hv__fop_t *op, int text);
 /* Sets status, issue code and a formatted message. Returns HV_EINVAL for chaining. */
 int hv__fop_fail(hv__fop_t *op, int status, const char *code, const char *fmt, ...) HV_PRINTF(4, 5);
 

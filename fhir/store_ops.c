@@ -127,6 +127,46 @@ static int take_pre_text(hv__fop_t *op, struct json_object *res, int64_t version
     return 1;
 }
 
+/*
+ * See fhir/store_int.h. The tree gets meta.versionId "1" and a placeholder
+ * meta.lastUpdated now; the writer sets both again on the tree and overwrites the
+ * placeholder's 24 characters in the text with the write's instant (take_pre_text). The
+ * placeholder is found as the text's first "meta":{"versionId":"1","lastUpdated":"…" —
+ * resourceType, id and meta are a resource's first elements in the writer's element
+ * order, and JSON escaping keeps that pattern out of string values. Any failure leaves
+ * op->pre_text (or op->pre_pats) NULL, and the writer does that part itself.
+ */
+void hv__fop_ahead(hv__fop_t *op, int text)
+{
+    char ts[40], head[96];
+    hv_buf_t b;
+    const char *at;
+    int n;
+    uint64_t now = hv_now_ms();
+    if (op->resource == NULL || op->id[0] == '\0')
+        return;
+    if (op->pre_pats == NULL) {
+        op->pre_pats = hv_malloc(sizeof(*op->pre_pats));
+        if (op->pre_pats != NULL)
+            hv__store_patients(op->type, op->id, op->resource, op->pre_pats);
+    }
+    if (!text || op->pre_text != NULL)
+        return;
+    hv__fhir_instant(now, ts, sizeof(ts));
+    n = snprintf(head, sizeof(head), "\"meta\":{\"versionId\":\"1\",\"lastUpdated\":\"%s\"", ts);
+    if (strlen(ts) != 24 || n <= 0 || (size_t)n >= sizeof(head) ||
+        hv__fhir_set_meta(op->resource, op->id, 1, now) != HV_OK)
+        return;
+    hv_buf_init(&b, 0);
+    if (hv_fhir_json_write(op->resource, 0, &b) == HV_OK && b.data != NULL &&
+        (at = strstr(b.data, head)) != NULL) {
+        op->pre_ts = (size_t)(at - b.data) + (size_t)n - 25;
+        op->pre_len = b.len;
+        op->pre_text = hv_buf_take(&b);
+    }
+    hv_buf_release(&b);
+}
+
 static int write_version(hv_db_t *db, hv__fop_t *op, struct json_object *res, int64_t version)
 {
     uint64_t ms = op->now_ms != 0 ? op->now_ms : hv_now_ms();

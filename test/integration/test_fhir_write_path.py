@@ -21,6 +21,7 @@ import json
 import os
 import subprocess
 import threading
+import time
 import uuid
 
 from harness import REFERENCE, EngineTestCase, main
@@ -103,6 +104,18 @@ class WritePathTests(EngineTestCase):
             st, body = self.req("POST", "/fhir/" + res["resourceType"], res)
             self.assertEqual(st, 201, body)
             created.append((res["resourceType"], body["id"]))
+        # A transaction of creates (server-assigned ids: their text is serialized ahead).
+        entries = []
+        for res in resolved(bundles[2])[12:24]:
+            res = dict(res)
+            res.pop("id")
+            entries.append({"resource": res, "request": {"method": "POST", "url": res["resourceType"]}})
+        st, body = self.req("POST", "/fhir", {"resourceType": "Bundle", "type": "transaction", "entry": entries})
+        self.assertEqual(st, 200, body)
+        for e in body["entry"]:
+            self.assertTrue(e["response"]["status"].startswith("201"), body)
+            rt, cid = e["response"]["location"].split("/")[:2]
+            created.append((rt, cid))
         eng.stop()
         d = self.dump(eng.data)
         # Created ids differ between the runs: their rows are compared with the id masked.
@@ -119,6 +132,69 @@ class WritePathTests(EngineTestCase):
         for t in TABLES + ("resources",):
             self.assertEqual(len(after[t]), len(before[t]), t)
             self.assertEqual(after[t], before[t], t)
+
+    def versions(self, data):
+        """(type, id, version, last_ms, json) of every stored version."""
+        q = "SELECT type, id, version, last_ms, json FROM resources"
+        if self.DB:
+            p = subprocess.run(["psql", "-q", "-X", "-A", "-t", "-F", "\x1f", self.DB, "-c",
+                                "SET search_path TO fhir; " + q],
+                               check=True, capture_output=True, text=True, timeout=60)
+            rows = [line.split("\x1f", 4) for line in p.stdout.splitlines() if line]
+            return [(t, i, int(v), int(ms), j) for t, i, v, ms, j in rows]
+        import sqlite3
+        con = sqlite3.connect(os.path.join(data, "fhir.db"))
+        try:
+            return list(con.execute(q))
+        finally:
+            con.close()
+
+    def test_created_text_ahead_carries_the_rows_meta(self):
+        """A create and a transaction's creates are serialized on the loop thread with a
+        placeholder lastUpdated that the storage thread overwrites (hv__fop_ahead,
+        fhir/store_ops.c): each stored text's meta.versionId and meta.lastUpdated are its
+        row's version and last_ms, the answer is the stored text, and a created resource
+        updated later (serialized by the writer) keeps this too."""
+        eng = self.start()
+        ids = []
+        for k in range(6):
+            st, body = self.req("POST", "/fhir/Patient", {"resourceType": "Patient", "id": "ignored",
+                                                           "meta": {"tag": [{"code": "t%d" % k}]},
+                                                           "name": [{"family": "Ahead%d" % k}]})
+            self.assertEqual(st, 201, body)
+            self.assertNotEqual(body["id"], "ignored")
+            self.assertEqual(body["meta"]["versionId"], "1")
+            self.assertEqual(body["meta"]["tag"], [{"code": "t%d" % k}])
+            st, read = self.req("GET", "/fhir/Patient/" + body["id"])
+            self.assertEqual((st, read), (200, body))
+            ids.append(("Patient", body["id"]))
+        pu = "urn:uuid:" + str(uuid.uuid4())
+        st, body = self.req("POST", "/fhir", {"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"fullUrl": pu, "resource": {"resourceType": "Patient", "name": [{"family": "Tx"}]},
+             "request": {"method": "POST", "url": "Patient"}},
+            {"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                          "subject": {"reference": pu}},
+             "request": {"method": "POST", "url": "Observation"}}]})
+        self.assertEqual(st, 200, body)
+        for e in body["entry"]:
+            ids.append(tuple(e["response"]["location"].split("/")[:2]))
+        st, obs = self.req("GET", "/fhir/%s/%s" % ids[-1])
+        self.assertEqual(obs["subject"]["reference"], "%s/%s" % ids[-2])
+        st, body = self.req("PUT", "/fhir/Patient/" + ids[0][1], {"resourceType": "Patient", "id": ids[0][1],
+                                                                  "gender": "other"})
+        self.assertEqual(st, 200, body)
+        eng.stop()
+        rows = self.versions(eng.data)
+        seen = set()
+        for t, i, v, ms, text in rows:
+            meta = json.loads(text)["meta"]
+            when = "%s.%03dZ" % (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)), ms % 1000)
+            self.assertEqual((meta["versionId"], meta["lastUpdated"]), (str(v), when), (t, i, v))
+            self.assertEqual(json.loads(text)["id"], i)
+            seen.add((t, i, v))
+        for t, i in ids:
+            self.assertIn((t, i, 1), seen)
+        self.assertIn(("Patient", ids[0][1], 2), seen)
 
     def test_concurrent_writes_keep_their_own_outcomes(self):
         """Creates and self-contained transactions (no savepoint each) share batches with

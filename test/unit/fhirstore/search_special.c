@@ -118,6 +118,80 @@ static void search_text_reindex_writes_rows_only_behind_the_mark(void **state)
 
 /* A stored version nested deeper than the text walk descends (64) but within what a write
  * accepts (fhir.max_depth, 128) is still parsed by the catch-up: its shallow words are found. */
+static int64_t one_waits(void *ud)
+{
+    (*(int *)ud)++;
+    return 1;
+}
+
+static int64_t hundred_wait(void *ud)
+{
+    (void)ud;
+    return 100;
+}
+
+/* The tick's job with another job waiting indexes one slice and yields; its next jobs
+ * pick up where it stopped, so a large catch-up is a run of bounded steps that still
+ * indexes every version, and _text finds them all after it. With nothing waiting, one
+ * job runs to its limit. */
+static void search_text_slices_yield_after_one_slice_while_others_wait(void **state)
+{
+    hv_db_t *db = store_test_db();
+    int64_t seen = 0, total = 0;
+    int yielded = 0, asked = 0, jobs = 0;
+    char id[16];
+    (void)state;
+    assert_int_equal(hv_db_begin(db), HV_OK);
+    for (int i = 0; i < 1000; i++) {
+        snprintf(id, sizeof(id), "p%d", i);
+        put_patient(db, id, 1, "sliced");
+    }
+    assert_int_equal(hv_db_commit(db), HV_OK);
+    do {
+        assert_int_equal(hv__search_text_slices(db, 64, 4096, one_waits, &asked, &seen, &yielded), HV_OK);
+        assert_true(seen <= 64);
+        assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_text"), total + seen);
+        total += seen;
+        jobs++;
+    } while (yielded);
+    assert_int_equal(total, 1000);
+    assert_int_equal(jobs, 16); /* 15 full slices, then the last 40 */
+    assert_int_equal(asked, 15);
+    assert_int_equal(store_test_count(db, MARK), store_test_count(db, MAXRID));
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_text WHERE sp_text MATCH 'sliced'"), 1000);
+    /* A long queue (100 jobs): a job reads at least twice as many versions as wait, in
+     * whole slices — 256 — so that the catch-up keeps pace with the writes it passes. */
+    assert_int_equal(hv_db_begin(db), HV_OK);
+    for (int i = 0; i < 600; i++) {
+        snprintf(id, sizeof(id), "r%d", i);
+        put_patient(db, id, 1, "queued");
+    }
+    assert_int_equal(hv_db_commit(db), HV_OK);
+    assert_int_equal(hv__search_text_slices(db, 64, 4096, hundred_wait, NULL, &seen, &yielded), HV_OK);
+    assert_int_equal(seen, 256);
+    assert_int_equal(yielded, 1);
+    assert_int_equal(hv__search_text_slices(db, 64, 4096, hundred_wait, NULL, &seen, &yielded), HV_OK);
+    assert_int_equal(seen, 256);
+    assert_int_equal(hv__search_text_slices(db, 64, 4096, hundred_wait, NULL, &seen, &yielded), HV_OK);
+    assert_int_equal(seen, 88);
+    assert_int_equal(yielded, 0);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_text WHERE sp_text MATCH 'queued'"), 600);
+    /* Nothing waiting: one job takes every version up to its limit. */
+    assert_int_equal(hv_db_begin(db), HV_OK);
+    for (int i = 0; i < 300; i++) {
+        snprintf(id, sizeof(id), "q%d", i);
+        put_patient(db, id, 1, "whole");
+    }
+    assert_int_equal(hv_db_commit(db), HV_OK);
+    assert_int_equal(hv__search_text_slices(db, 64, 256, NULL, NULL, &seen, &yielded), HV_OK);
+    assert_int_equal(seen, 256);
+    assert_int_equal(yielded, 0);
+    assert_int_equal(hv__search_text_slices(db, 64, 256, NULL, NULL, &seen, &yielded), HV_OK);
+    assert_int_equal(seen, 44);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_text WHERE sp_text MATCH 'whole'"), 300);
+    store_test_db_close(db);
+}
+
 static void search_text_catch_up_parses_deeply_nested_versions(void **state)
 {
     hv_db_t *db = store_test_db();
@@ -232,6 +306,7 @@ int run_search_special_tests(void)
         cmocka_unit_test(search_text_catch_up_indexes_current_versions_behind_the_mark),
         cmocka_unit_test(search_text_update_and_delete_drop_the_old_row_at_write),
         cmocka_unit_test(search_text_reindex_writes_rows_only_behind_the_mark),
+        cmocka_unit_test(search_text_slices_yield_after_one_slice_while_others_wait),
         cmocka_unit_test(search_text_catch_up_parses_deeply_nested_versions),
         cmocka_unit_test(search_text_from_json_equals_text_from_tree),
     };
