@@ -300,13 +300,14 @@ static void bind_cell(hv_db_stmt_t *st, int idx, const hv__search_val_t *v)
     }
 }
 
-int hv__search_cross_insert(hv_db_t *db, int tab, const char *type, const char *id, int64_t rid, const char *acode,
-                            const hv__search_val_t *const *a, size_t na, const char *bcode,
-                            const hv__search_val_t *const *b, size_t nb)
+int hv__search_cross_insert(hv_db_t *db, int tab, const char *type, const char *id, int64_t rid,
+                            const hv__search_cross_t *x, size_t nx)
 {
     int be = hv_db_kind(db) == HV_DB_SQLITE ? 0 : 1;
-    size_t left = na * nb, k = 0;
+    size_t left = 0, px = 0, k = 0; /* the next row: row k of product px */
     pthread_once(&cross_once, cross_build);
+    for (size_t i = 0; i < nx; i++)
+        left += x[i].na * x[i].nb;
     while (left > 0) {
         int c = NCROSS_CHUNKS - 1, p = cross_tabs[tab].fixed + 1, rc;
         hv_db_stmt_t *st = NULL;
@@ -323,13 +324,19 @@ int hv__search_cross_insert(hv_db_t *db, int tab, const char *type, const char *
         if (cross_tabs[tab].fixed == 3)
             hv_db_bind_int64(st, 3, rid);
         for (size_t r = 0; r < n; r++, k++) {
-            const hv__search_val_t *x = a[k / nb], *y = b[k % nb];
-            hv_db_bind_text_static(st, p++, acode, strlen(acode));
+            const hv__search_val_t *u, *v;
+            while (k == x[px].na * x[px].nb) { /* left > 0: a later product has the row */
+                px++;
+                k = 0;
+            }
+            u = x[px].a[k / x[px].nb];
+            v = x[px].b[k % x[px].nb];
+            hv_db_bind_text_static(st, p++, x[px].acode, strlen(x[px].acode));
             for (int i = 0; i < cross_tabs[tab].na; i++)
-                bind_cell(st, p++, &x[i]);
-            hv_db_bind_text_static(st, p++, bcode, strlen(bcode));
+                bind_cell(st, p++, &u[i]);
+            hv_db_bind_text_static(st, p++, x[px].bcode, strlen(x[px].bcode));
             for (int i = 0; i < cross_tabs[tab].nb; i++)
-                bind_cell(st, p++, &y[i]);
+                bind_cell(st, p++, &v[i]);
         }
         rc = hv_db_step(st);
         hv_db_done(st);
@@ -379,11 +386,12 @@ int hv__search_combo_put_rows(hv_db_t *db, const char *type, const char *id, int
                 rc = (int)rid;
             break; /* no stored version: the fills' LIVE rule */
         }
-        if (nt > CROSS_MAX || no > CROSS_MAX)
+        if (nt > CROSS_MAX || no > CROSS_MAX) {
             rc = hv__search_exec_tid(db, fill_sql[k], type, id, pairs[k].tcode, pairs[k].vcode);
-        else
-            rc = hv__search_cross_insert(db, date ? HV__CROSS_TOKDATE : HV__CROSS_TOKQTY, type, id, rid,
-                                         pairs[k].tcode, t, nt, pairs[k].vcode, o, no);
+        } else {
+            hv__search_cross_t x = {pairs[k].tcode, pairs[k].vcode, t, o, nt, no};
+            rc = hv__search_cross_insert(db, date ? HV__CROSS_TOKDATE : HV__CROSS_TOKQTY, type, id, rid, &x, 1);
+        }
     }
     /* The reference x token rows of reverse chaining (fhir/search_has.c). */
     return rc == HV_OK ? hv__search_has_put_rows(db, type, id, pick, ud) : rc;

@@ -124,26 +124,36 @@ int hv__search_has_put(hv_db_t *db, const char *type, const char *id, int live, 
 
 int hv__search_has_put_rows(hv_db_t *db, const char *type, const char *id, hv__search_rows_pick_fn pick, void *ud)
 {
+    const hv__search_val_t *r[HV_ARRAY_LEN(pairs)][64], *t[HV_ARRAY_LEN(pairs)][64];
+    hv__search_cross_t x[HV_ARRAY_LEN(pairs)];
+    size_t nx = 0;
     int rc = HV_OK;
+    /* The pairs' rows go into one INSERT (the same table: an Observation's patient and
+     * subject rows are one statement, not two). */
     for (size_t k = 0; k < HV_ARRAY_LEN(pairs) && rc == HV_OK; k++) {
-        const hv__search_val_t *r[64], *t[64];
         size_t nr, nt;
         if (strcmp(pairs[k].type, type) != 0)
             continue;
         /* The fill joins the reference rows of rcode with the token rows of tcode, of every
          * group (no grp condition, unlike the combined rows of fhir/search_combo.c), and
          * has no LIVE rule: the caller writes a live version only. */
-        nr = pick(ud, "sp_ref", pairs[k].rcode, 0, r, HV_ARRAY_LEN(r));
-        nt = pick(ud, "sp_tok", pairs[k].tcode, 0, t, HV_ARRAY_LEN(t));
+        nr = pick(ud, "sp_ref", pairs[k].rcode, 0, r[nx], 64);
+        nt = pick(ud, "sp_tok", pairs[k].tcode, 0, t[nx], 64);
         if (nr == 0 || nt == 0)
             continue;
-        if (nr > HV_ARRAY_LEN(r) || nt > HV_ARRAY_LEN(t)) /* above the writer's cap: the fill decides */
+        if (nr > 64 || nt > 64) { /* above the writer's cap: the fill decides */
             rc = hv__search_exec_tid(db, hv__search_has_fill_sql(db), type, id, pairs[k].rcode, pairs[k].tcode);
-        else
-            rc = hv__search_cross_insert(db, HV__CROSS_REFTOK, type, id, 0, pairs[k].rcode, r, nr, pairs[k].tcode,
-                                         t, nt);
+            continue;
+        }
+        x[nx].acode = pairs[k].rcode;
+        x[nx].bcode = pairs[k].tcode;
+        x[nx].a = r[nx];
+        x[nx].b = t[nx];
+        x[nx].na = nr;
+        x[nx].nb = nt;
+        nx++;
     }
-    return rc;
+    return rc == HV_OK && nx > 0 ? hv__search_cross_insert(db, HV__CROSS_REFTOK, type, id, 0, x, nx) : rc;
 }
 
 /* ---- the planner's rule ---- */

@@ -434,14 +434,20 @@ int hv__search_combo_put_rows(hv_db_t *db, const char *type, const char *id, int
                               hv__search_rows_pick_fn pick, void *ud);
 /* The tables hv__search_cross_insert writes. */
 enum { HV__CROSS_TOKDATE, HV__CROSS_TOKQTY, HV__CROSS_REFTOK };
+/* One cross product: the na rows a (code acode) times the nb rows b (code bcode). */
+typedef struct hv__search_cross {
+    const char *acode, *bcode;
+    const hv__search_val_t *const *a, *const *b;
+    size_t na, nb;
+} hv__search_cross_t;
 /*
- * Inserts the cross product of na rows a (code acode) and nb rows b (code bcode) into
- * table tab for type/id (rid: the version's row id, for the tables that hold one): each
- * row is (acode, a's value columns, bcode, b's value columns) after type, id[, rid].
+ * Inserts the rows of the nx cross products x into table tab for type/id (rid: the
+ * version's row id, for the tables that hold one), in as few multi-row INSERTs as their
+ * total allows: each row is (acode, a's value columns, bcode, b's value columns) after
+ * type, id[, rid].
  */
-int hv__search_cross_insert(hv_db_t *db, int tab, const char *type, const char *id, int64_t rid, const char *acode,
-                            const hv__search_val_t *const *a, size_t na, const char *bcode,
-                            const hv__search_val_t *const *b, size_t nb);
+int hv__search_cross_insert(hv_db_t *db, int tab, const char *type, const char *id, int64_t rid,
+                            const hv__search_cross_t *x, size_t nx);
 /* Turns the planner's rule on or off for the process (setting fhir.search_combined). */
 void hv__search_combo_enable(int on);
 /* The default _total of a search holding a top-level _has: accurate (1) or none (0, the
