@@ -616,7 +616,12 @@ enum { T_STR, T_TOK, T_REF, T_DATE, T_NUM, T_URI, T_COUNT };
  * matches of one value in row-id order (sp_tok_sr, fhir/search_combo.c), or of one
  * string range without a join per match (sp_str_rc, likewise).
  */
-enum { V_NULL = HV__SEARCH_V_NULL, V_TEXT = HV__SEARCH_V_TEXT, V_INT = HV__SEARCH_V_INT, V_DOUBLE = HV__SEARCH_V_DOUBLE };
+enum {
+    V_NULL = HV__SEARCH_V_NULL,
+    V_TEXT = HV__SEARCH_V_TEXT,
+    V_INT = HV__SEARCH_V_INT,
+    V_DOUBLE = HV__SEARCH_V_DOUBLE
+};
 #define MAX_VCOLS 5
 static const struct {
     const char *name;
