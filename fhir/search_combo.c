@@ -18,16 +18,21 @@
  *
  * rid is the row id of the current version (resources.rid), so a page in row-id
  * order is read from the index alone and only the page's rows are read from
- * resources. The rows are derived in SQL from the plain rows just written
- * (hv__search_combo_put, in the transaction of the version: writes, imports with
- * precomputed rows, reindex), and migration 5 fills them the same way for the rows
- * that exist. The planner (hv__search_combo_rewrite) folds a plain token criterion
+ * resources. The writer computes them in C from the plain rows of the version it holds
+ * (hv__search_combo_put_rows, in the transaction of the version: writes, imports with
+ * precomputed rows, reindex) and inserts them with bound multi-row INSERTs: the rows the
+ * fill statements (hv__search_combo_put: INSERT ... SELECT over the plain rows just
+ * written) would select, without the statements' joins and seeks on the writer thread.
+ * Migration 5 fills them in SQL for the rows that exist; the per-resource fills remain
+ * the reference the unit tests compare the computed rows with, and the fallback for a
+ * factor above the cap. The planner (hv__search_combo_rewrite) folds a plain token criterion
  * and a date / quantity criterion of a pair into one criterion over the combined
  * table; fhir/search_run.c counts it from the index (index_countable) and pages it by
  * row id (hv__search_combo_page).
  */
 #include "config.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -223,6 +228,173 @@ int hv__search_combo_put(hv_db_t *db, const char *type, const char *id, int live
     }
     /* The reference x token rows of reverse chaining (fhir/search_has.c). */
     return rc == HV_OK ? hv__search_has_put(db, type, id, live, replace, has, ud) : rc;
+}
+
+/* ---- the combined rows from the rows in hand ---- */
+
+/*
+ * The cap of each factor (MAX_VALUES_PER_PARAM of fhir/search_index.c: one parameter
+ * indexes at most 64 values per resource). A side with more rows — which the writer's cap
+ * does not let happen — is left to the fill statement, whose result is the definition.
+ */
+#define CROSS_MAX 64
+
+/* Per table: the INSERT's head, how many columns (type, id[, rid]) are bound once as
+ * $1..$n, and each side's value columns. */
+static const struct {
+    const char *head;
+    int fixed, na, nb;
+} cross_tabs[] = {
+    [HV__CROSS_TOKDATE] = {"sp_tokdate (type, id, rid, tcode, tsys, tval, dcode, lo, hi)", 3, 2, 2},
+    [HV__CROSS_TOKQTY] = {"sp_tokqty (type, id, rid, tcode, tsys, tval, qcode, value, system, unit, cvalue, cunit)",
+                          3, 2, 5},
+    [HV__CROSS_REFTOK] = {"sp_reftok (type, id, rcode, rtype, rid, tcode, tsys, tval)", 2, 2, 2},
+};
+
+/* The row counts of one INSERT (as fhir/search_index.c's plain rows: one statement for the
+ * usual one to four rows, the chunks of 8 to 32 for a large product). */
+static const int cross_chunks[] = {1, 2, 3, 4, 8, 16, 32};
+#define NCROSS_CHUNKS ((int)HV_ARRAY_LEN(cross_chunks))
+static char *cross_sql[2][HV_ARRAY_LEN(cross_tabs)][NCROSS_CHUNKS];
+static pthread_once_t cross_once = PTHREAD_ONCE_INIT;
+
+/* Builds the INSERT texts per backend: INSERT OR FAIL on SQLite, for the reason given
+ * at fhir/search_index.c's insert_sql (no statement journal for a multi-row INSERT). */
+static void cross_build(void)
+{
+    for (int be = 0; be < 2; be++)
+        for (size_t t = 0; t < HV_ARRAY_LEN(cross_tabs); t++)
+            for (int c = 0; c < NCROSS_CHUNKS; c++) {
+                hv_buf_t b;
+                int p = cross_tabs[t].fixed + 1, per = 2 + cross_tabs[t].na + cross_tabs[t].nb;
+                hv_buf_init(&b, 64 * 1024);
+                hv_buf_printf(&b, "INSERT %sINTO %s VALUES ", be == 0 ? "OR FAIL " : "", cross_tabs[t].head);
+                for (int r = 0; r < cross_chunks[c]; r++) {
+                    hv_buf_puts(&b, r > 0 ? ", (" : "(");
+                    for (int k = 1; k <= cross_tabs[t].fixed; k++)
+                        hv_buf_printf(&b, "%s$%d", k > 1 ? ", " : "", k);
+                    for (int k = 0; k < per; k++)
+                        hv_buf_printf(&b, ", $%d", p++);
+                    hv_buf_putc(&b, ')');
+                }
+                cross_sql[be][t][c] = b.data != NULL ? hv_strndup(b.data, b.len) : NULL;
+                hv_buf_release(&b);
+            }
+}
+
+static void bind_cell(hv_db_stmt_t *st, int idx, const hv__search_val_t *v)
+{
+    switch (v->kind) {
+    case HV__SEARCH_V_TEXT:
+        hv_db_bind_text_static(st, idx, v->s, strlen(v->s)); /* the rows outlive the step */
+        break;
+    case HV__SEARCH_V_INT:
+        hv_db_bind_int64(st, idx, v->i);
+        break;
+    case HV__SEARCH_V_DOUBLE:
+        hv_db_bind_double(st, idx, v->d);
+        break;
+    default:
+        hv_db_bind_null(st, idx);
+        break;
+    }
+}
+
+int hv__search_cross_insert(hv_db_t *db, int tab, const char *type, const char *id, int64_t rid,
+                            const hv__search_cross_t *x, size_t nx)
+{
+    int be = hv_db_kind(db) == HV_DB_SQLITE ? 0 : 1;
+    size_t left = 0, px = 0, k = 0; /* the next row: row k of product px */
+    pthread_once(&cross_once, cross_build);
+    for (size_t i = 0; i < nx; i++)
+        left += x[i].na * x[i].nb;
+    while (left > 0) {
+        int c = NCROSS_CHUNKS - 1, p = cross_tabs[tab].fixed + 1, rc;
+        hv_db_stmt_t *st = NULL;
+        size_t n;
+        while ((size_t)cross_chunks[c] > left)
+            c--;
+        n = (size_t)cross_chunks[c];
+        if (cross_sql[be][tab][c] == NULL)
+            return HV_ENOMEM;
+        if ((rc = hv_db_prepare(db, cross_sql[be][tab][c], &st)) != HV_OK)
+            return rc;
+        hv_db_bind_text_static(st, 1, type, strlen(type));
+        hv_db_bind_text_static(st, 2, id, strlen(id));
+        if (cross_tabs[tab].fixed == 3)
+            hv_db_bind_int64(st, 3, rid);
+        for (size_t r = 0; r < n; r++, k++) {
+            const hv__search_val_t *u, *v;
+            while (k == x[px].na * x[px].nb) { /* left > 0: a later product has the row */
+                px++;
+                k = 0;
+            }
+            u = x[px].a[k / x[px].nb];
+            v = x[px].b[k % x[px].nb];
+            hv_db_bind_text_static(st, p++, x[px].acode, strlen(x[px].acode));
+            for (int i = 0; i < cross_tabs[tab].na; i++)
+                bind_cell(st, p++, &u[i]);
+            hv_db_bind_text_static(st, p++, x[px].bcode, strlen(x[px].bcode));
+            for (int i = 0; i < cross_tabs[tab].nb; i++)
+                bind_cell(st, p++, &v[i]);
+        }
+        rc = hv_db_step(st);
+        hv_db_done(st);
+        if (rc < 0)
+            return rc;
+        left -= n;
+    }
+    return HV_OK;
+}
+
+/* The row id of the current version of type/id (the fills' MAX(rid)); 0 when no version
+ * is stored (the fills' LIVE rule then writes nothing). */
+static int64_t current_rid(hv_db_t *db, const char *type, const char *id)
+{
+    hv_db_stmt_t *st = NULL;
+    int64_t rid = 0;
+    int rc = hv_db_prepare(db, "SELECT MAX(rid) FROM resources WHERE type = $1 AND id = $2", &st);
+    if (rc != HV_OK)
+        return rc;
+    hv_db_bind_text_static(st, 1, type, strlen(type));
+    hv_db_bind_text_static(st, 2, id, strlen(id));
+    rc = hv_db_step(st);
+    if (rc == HV_DB_ROW)
+        rid = hv_db_column_int64(st, 0);
+    hv_db_done(st);
+    return rc < 0 ? rc : rid;
+}
+
+int hv__search_combo_put_rows(hv_db_t *db, const char *type, const char *id, int64_t rid,
+                              hv__search_rows_pick_fn pick, void *ud)
+{
+    int rc = HV_OK;
+    for (size_t k = 0; k < HV_ARRAY_LEN(pairs) && rc == HV_OK; k++) {
+        const hv__search_val_t *t[CROSS_MAX], *o[CROSS_MAX];
+        int date = strcmp(pairs[k].table, "sp_tokdate") == 0;
+        size_t nt, no;
+        if (strcmp(pairs[k].type, type) != 0)
+            continue;
+        /* The fills join the grp-0 token rows of tcode with the grp-0 rows of vcode: with
+         * either side empty nothing is written. */
+        nt = pick(ud, "sp_tok", pairs[k].tcode, 1, t, CROSS_MAX);
+        no = pick(ud, date ? "sp_date" : "sp_num", pairs[k].vcode, 1, o, CROSS_MAX);
+        if (nt == 0 || no == 0)
+            continue;
+        if (rid <= 0 && (rid = current_rid(db, type, id)) <= 0) {
+            if (rid < 0)
+                rc = (int)rid;
+            break; /* no stored version: the fills' LIVE rule */
+        }
+        if (nt > CROSS_MAX || no > CROSS_MAX) {
+            rc = hv__search_exec_tid(db, fill_sql[k], type, id, pairs[k].tcode, pairs[k].vcode);
+        } else {
+            hv__search_cross_t x = {pairs[k].tcode, pairs[k].vcode, t, o, nt, no};
+            rc = hv__search_cross_insert(db, date ? HV__CROSS_TOKDATE : HV__CROSS_TOKQTY, type, id, rid, &x, 1);
+        }
+    }
+    /* The reference x token rows of reverse chaining (fhir/search_has.c). */
+    return rc == HV_OK ? hv__search_has_put_rows(db, type, id, pick, ud) : rc;
 }
 
 /* ---- the planner's rule ---- */

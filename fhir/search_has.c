@@ -12,10 +12,12 @@
  * rows of the current version, so that "one reference matches and one code matches" —
  * the meaning of _has:Type:rcode:tcode=value — is "one combined row matches"). The
  * factors are capped at 64 values each (fhir/search_index.c), so a resource writes at
- * most 4,096 rows per pair. The rows are derived in SQL from the plain rows just written,
- * in the transaction of the version (hv__search_has_put, called with the other combined
- * rows by hv__search_combo_put: writes, imports, reindex), and the migration fills them
- * the same way for the rows that exist.
+ * most 4,096 rows per pair. The writer computes them in C from the plain rows of the
+ * version it holds, in the transaction of the version (hv__search_has_put_rows, called with
+ * the other combined rows by hv__search_combo_put_rows: writes, imports, reindex); they are
+ * the rows the fill statement (hv__search_has_put: INSERT ... SELECT over the plain rows
+ * just written, every group) would select, and the migration fills them in SQL for the
+ * rows that exist.
  *
  * The covering index sp_reftok_v (type, rcode, rtype, tcode, tval, rid, tsys) serves
  * both ways of reading a _has:
@@ -118,6 +120,40 @@ int hv__search_has_put(hv_db_t *db, const char *type, const char *id, int live, 
             (has == NULL || (has(ud, "sp_ref", pairs[k].rcode) && has(ud, "sp_tok", pairs[k].tcode))))
             rc = hv__search_exec_tid(db, hv__search_has_fill_sql(db), type, id, pairs[k].rcode, pairs[k].tcode);
     return rc;
+}
+
+int hv__search_has_put_rows(hv_db_t *db, const char *type, const char *id, hv__search_rows_pick_fn pick, void *ud)
+{
+    const hv__search_val_t *r[HV_ARRAY_LEN(pairs)][64], *t[HV_ARRAY_LEN(pairs)][64];
+    hv__search_cross_t x[HV_ARRAY_LEN(pairs)];
+    size_t nx = 0;
+    int rc = HV_OK;
+    /* The pairs' rows go into one INSERT (the same table: an Observation's patient and
+     * subject rows are one statement, not two). */
+    for (size_t k = 0; k < HV_ARRAY_LEN(pairs) && rc == HV_OK; k++) {
+        size_t nr, nt;
+        if (strcmp(pairs[k].type, type) != 0)
+            continue;
+        /* The fill joins the reference rows of rcode with the token rows of tcode, of every
+         * group (no grp condition, unlike the combined rows of fhir/search_combo.c), and
+         * has no LIVE rule: the caller writes a live version only. */
+        nr = pick(ud, "sp_ref", pairs[k].rcode, 0, r[nx], 64);
+        nt = pick(ud, "sp_tok", pairs[k].tcode, 0, t[nx], 64);
+        if (nr == 0 || nt == 0)
+            continue;
+        if (nr > 64 || nt > 64) { /* above the writer's cap: the fill decides */
+            rc = hv__search_exec_tid(db, hv__search_has_fill_sql(db), type, id, pairs[k].rcode, pairs[k].tcode);
+            continue;
+        }
+        x[nx].acode = pairs[k].rcode;
+        x[nx].bcode = pairs[k].tcode;
+        x[nx].a = r[nx];
+        x[nx].b = t[nx];
+        x[nx].na = nr;
+        x[nx].nb = nt;
+        nx++;
+    }
+    return rc == HV_OK && nx > 0 ? hv__search_cross_insert(db, HV__CROSS_REFTOK, type, id, 0, x, nx) : rc;
 }
 
 /* ---- the planner's rule ---- */

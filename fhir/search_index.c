@@ -616,7 +616,12 @@ enum { T_STR, T_TOK, T_REF, T_DATE, T_NUM, T_URI, T_COUNT };
  * matches of one value in row-id order (sp_tok_sr, fhir/search_combo.c), or of one
  * string range without a join per match (sp_str_rc, likewise).
  */
-enum { V_NULL = 0, V_TEXT, V_INT, V_DOUBLE };
+enum {
+    V_NULL = HV__SEARCH_V_NULL,
+    V_TEXT = HV__SEARCH_V_TEXT,
+    V_INT = HV__SEARCH_V_INT,
+    V_DOUBLE = HV__SEARCH_V_DOUBLE
+};
 #define MAX_VCOLS 5
 static const struct {
     const char *name;
@@ -641,12 +646,8 @@ static const int chunk_rows[] = {1, 2, 3, 4, 5, 6, 7, 8, 16, MAX_CHUNK};
 #define NCHUNKS ((int)HV_ARRAY_LEN(chunk_rows))
 #define MAX_ROWS 4096 /* rows one resource version writes, all tables together */
 
-typedef struct ixval {
-    int kind;
-    const char *s;
-    int64_t i;
-    double d;
-} ixval_t;
+/* A value column (fhir/search_int.h: the combined rows' writers read them in place). */
+typedef hv__search_val_t ixval_t;
 
 typedef struct ixrow {
     int table;
@@ -882,7 +883,7 @@ static int flush_rows(ix_t *x, unsigned mask)
         ixrow_t *r = x->head[t];
         size_t left = (mask & (1u << t)) ? x->nrows[t] : 0;
         if (tables[t].rid && left > 0 && rid < 0)
-            rid = x->rid > 0 ? x->rid : current_rid(x);
+            rid = x->rid > 0 ? x->rid : (x->rid = current_rid(x)); /* kept for the combined rows */
         while (left > 0) {
             int c = NCHUNKS - 1, p = tables[t].rid ? 4 : 3, rc;
             hv_db_stmt_t *st = NULL;
@@ -1465,21 +1466,24 @@ int hv__search_index_rows(const char *type, struct json_object *resource, hv__se
     return HV_OK;
 }
 
-/* hv__search_rows_has_fn over the rows of an ix_t (ud): a row of code in table, in any
- * group (a superset of the grp-0 rows the fills join: a pair is skipped only when its
- * statement could not select a row). */
-static int rows_has(void *ud, const char *table, const char *code)
+/* hv__search_rows_pick_fn over the rows of an ix_t (ud). */
+static size_t rows_pick(void *ud, const char *table, const char *code, int grp0, const hv__search_val_t **out,
+                        size_t max)
 {
     const ix_t *x = ud;
     for (int t = 0; t < T_COUNT; t++) {
+        size_t n = 0;
         if (strcmp(tables[t].name, table) != 0)
             continue;
         for (const ixrow_t *r = x->head[t]; r != NULL; r = r->tnext)
-            if (strcmp(r->code, code) == 0)
-                return 1;
-        return 0;
+            if ((!grp0 || r->grp == 0) && strcmp(r->code, code) == 0) {
+                if (n < max)
+                    out[n] = r->v;
+                n++;
+            }
+        return n;
     }
-    return 1; /* a table this writer does not hold: assume rows */
+    return (size_t)-1; /* a table this writer does not hold */
 }
 
 int hv__search_index_put(hv_db_t *db, const char *type, const char *id, struct json_object *resource,
@@ -1520,8 +1524,8 @@ int hv__search_index_put_pre(hv_db_t *db, const char *type, const char *id, stru
         px.id = id;
         px.rid = rid;
         rc = flush_rows(&px, ALL_TABLES);
-        /* The combined rows are derived from the plain ones just written (fhir/search_combo.c). */
-        return rc == HV_OK ? hv__search_combo_put(db, type, id, 1, 0, rows_has, &px) : rc;
+        /* The combined rows are computed from the same rows (fhir/search_combo.c). */
+        return rc == HV_OK ? hv__search_combo_put_rows(db, type, id, px.rid, rows_pick, &px) : rc;
     }
     x.rows_arena = hv_arena_new(16384);
     if (x.rows_arena == NULL) {
@@ -1532,7 +1536,7 @@ int hv__search_index_put_pre(hv_db_t *db, const char *type, const char *id, stru
     if (rc == HV_OK)
         rc = flush_rows(&x, ALL_TABLES);
     if (rc == HV_OK)
-        rc = hv__search_combo_put(db, type, id, 1, 0, rows_has, &x);
+        rc = hv__search_combo_put_rows(db, type, id, x.rid, rows_pick, &x);
 out:
     hv_free(x.set);
     hv_arena_free(x.rows_arena);

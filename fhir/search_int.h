@@ -395,20 +395,65 @@ int hv__search_fold_done(hv_db_t *db);
 extern const char hv__search_migration5[];
 /*
  * Whether the rows just written for a resource hold a row of `code` (in any group) in
- * table ("sp_tok", "sp_date", "sp_num" or "sp_ref"). The
- * combined rows' writers skip a pair one of whose sides has none: its INSERT ... SELECT,
- * which joins those rows, would select nothing (a Patient, an Observation whose code has
- * no coding). The writer (fhir/search_index.c) answers from the rows it holds.
+ * table ("sp_tok", "sp_date", "sp_num" or "sp_ref"). The fills skip a pair one of whose
+ * sides has none: its INSERT ... SELECT, which joins those rows, would select nothing.
  */
 typedef int (*hv__search_rows_has_fn)(void *ud, const char *table, const char *code);
 /*
  * Rewrites the combined rows of type/id (Observation code × date, code × value-quantity)
- * from its plain rows just written, in the caller's transaction: drops the old ones when
- * replace is set, writes new ones when live (the version is not a deletion). has (NULL:
- * every pair is written) tells which pairs can have rows.
+ * from its plain rows in the tables, in SQL, in the caller's transaction: drops the old
+ * ones when replace is set, writes new ones when live (the version is not a deletion).
+ * has (NULL: every pair is written) tells which pairs can have rows. The writer only
+ * drops rows with it (replace, not live); the fills are the definition of the rows
+ * hv__search_combo_put_rows computes, which the unit tests compare with them.
  */
 int hv__search_combo_put(hv_db_t *db, const char *type, const char *id, int live, int replace,
                          hv__search_rows_has_fn has, void *ud);
+/* One value column of a plain index row as the writer holds it (fhir/search_index.c):
+ * kind HV__SEARCH_V_NULL, _TEXT (s), _INT (i) or _DOUBLE (d). */
+enum { HV__SEARCH_V_NULL = 0, HV__SEARCH_V_TEXT, HV__SEARCH_V_INT, HV__SEARCH_V_DOUBLE };
+typedef struct hv__search_val {
+    int kind;
+    const char *s;
+    int64_t i;
+    double d;
+} hv__search_val_t;
+/*
+ * The plain rows of one version in hand (the writer's, fhir/search_index.c): sets out[k]
+ * to the value columns (in the table's column order after type, id, code, grp) of the
+ * k-th row of table ("sp_tok", "sp_date", "sp_num", "sp_ref") under code — of group 0
+ * only when grp0 is set — for k < max, and returns how many rows there are (more than
+ * max: only max were set); (size_t)-1 when the writer does not hold that table. The
+ * pointers live as long as the rows.
+ */
+typedef size_t (*hv__search_rows_pick_fn)(void *ud, const char *table, const char *code, int grp0,
+                                          const hv__search_val_t **out, size_t max);
+/*
+ * Writes the combined rows (and the reference x token rows: hv__search_has_put_rows) of
+ * the version of type/id just written, computed from its plain rows in hand (pick) — the
+ * rows hv__search_combo_put's fill statements would select from the tables, inserted
+ * with bound multi-row INSERTs. The caller has dropped the old ones (a replace) and
+ * writes only a live version. rid is the version's row id (0: looked up; no stored
+ * resource: no combined rows, as the fills' LIVE rule). In the caller's transaction.
+ */
+int hv__search_combo_put_rows(hv_db_t *db, const char *type, const char *id, int64_t rid,
+                              hv__search_rows_pick_fn pick, void *ud);
+/* The tables hv__search_cross_insert writes. */
+enum { HV__CROSS_TOKDATE, HV__CROSS_TOKQTY, HV__CROSS_REFTOK };
+/* One cross product: the na rows a (code acode) times the nb rows b (code bcode). */
+typedef struct hv__search_cross {
+    const char *acode, *bcode;
+    const hv__search_val_t *const *a, *const *b;
+    size_t na, nb;
+} hv__search_cross_t;
+/*
+ * Inserts the rows of the nx cross products x into table tab for type/id (rid: the
+ * version's row id, for the tables that hold one), in as few multi-row INSERTs as their
+ * total allows: each row is (acode, a's value columns, bcode, b's value columns) after
+ * type, id[, rid].
+ */
+int hv__search_cross_insert(hv_db_t *db, int tab, const char *type, const char *id, int64_t rid,
+                            const hv__search_cross_t *x, size_t nx);
 /* Turns the planner's rule on or off for the process (setting fhir.search_combined). */
 void hv__search_combo_enable(int on);
 /* The default _total of a search holding a top-level _has: accurate (1) or none (0, the
@@ -524,6 +569,9 @@ extern const char hv__search_migration9_pg[];
  * caller's transaction (as hv__search_combo_put, which calls it). */
 int hv__search_has_put(hv_db_t *db, const char *type, const char *id, int live, int replace,
                        hv__search_rows_has_fn has, void *ud);
+/* The same rows computed from the plain rows in hand (see hv__search_combo_put_rows, which
+ * calls it): the caller has dropped the old ones. */
+int hv__search_has_put_rows(hv_db_t *db, const char *type, const char *id, hv__search_rows_pick_fn pick, void *ud);
 /* Its fill statement ($1 type, $2 id, $3 reference code, $4 token code), for a plan test. */
 const char *hv__search_has_fill_sql(hv_db_t *db);
 /* Turns the planner's rule on or off for the process (setting fhir.search_has_rows). */

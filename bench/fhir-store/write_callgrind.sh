@@ -7,7 +7,7 @@
 # (all threads) and instructions per request. OUT.1 is the profile
 # (callgrind_annotate --inclusive=yes OUT.1).
 #
-#   DUR=4 bench/fhir-store/write_callgrind.sh BIN OUT [create|tx]   (DUR: seconds of wrk)
+#   DUR=4 bench/fhir-store/write_callgrind.sh BIN OUT [create|tx|txobs]   (DUR: seconds of wrk)
 # REQS=N stops wrk after N answers (DUR then only bounds it): two binaries compared at the
 # same N write into B-trees of the same size and see the same batch sizes, so their
 # per-request instructions compare; a fixed DUR gives each a different count under load.

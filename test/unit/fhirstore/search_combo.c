@@ -2,7 +2,8 @@
  * rows follow the current version (two codings, two dates, update, delete), the planner
  * folds a code criterion and a date or value-quantity criterion into one combined
  * criterion only when their shape allows it, and the combined plan answers the same
- * resources, pages and totals as the generic plan. */
+ * resources, pages and totals as the generic plan; the combined and _has rows the writer
+ * computes from the rows in hand are the fill statements' rows, on both backends. */
 #include "tests.h"
 
 #include <dirent.h>
@@ -10,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fhir/search_int.h"
 
@@ -798,6 +800,219 @@ static void search_combined_rows_skipped_only_when_a_side_is_empty(void **state)
     store_test_db_close(db);
 }
 
+/* ---- the rows computed from the rows in hand equal their fills ---- */
+
+/* Writes json as version `version` (0: the next) of its resource: through hv__store_put_pre with the index
+ * rows computed ahead (as an import's workers do) when pre is set, else hv__store_put. */
+static void put_version(hv_db_t *db, int64_t version, const char *json, int pre)
+{
+    struct json_object *o = json_tokener_parse(json);
+    hv__search_rows_t *rows = NULL;
+    const char *type, *id;
+    assert_non_null(o);
+    type = hv_json_get_str(o, "resourceType");
+    id = hv_json_get_str(o, "id");
+    if (version == 0) {
+        /* the next version (a resource several bundles hold is written again: an update) */
+        hv_db_stmt_t *st = NULL;
+        assert_int_equal(hv_db_prepare(db, "SELECT COALESCE(MAX(version), 0) + 1 FROM resources WHERE type = $1 AND"
+                                           " id = $2", &st), HV_OK);
+        hv_db_bind_text(st, 1, type, strlen(type));
+        hv_db_bind_text(st, 2, id, strlen(id));
+        assert_int_equal(hv_db_step(st), HV_DB_ROW);
+        version = hv_db_column_int64(st, 0);
+        hv_db_done(st);
+    }
+    if (pre)
+        assert_int_equal(hv__search_index_rows(type, o, &rows), HV_OK);
+    assert_int_equal(hv__store_put_pre(db, type, id, version, 1000 + (uint64_t)version, json, strlen(json), o, rows,
+                                       NULL),
+                     HV_OK);
+    hv__search_rows_free(rows);
+    json_object_put(o);
+}
+
+/* A Synthea resource with its urn:uuid: references written Patient/<uuid> (so that subject
+ * and patient make reference rows), stored as its next version, every other one with rows ahead. */
+static void put_synthea(struct json_object *res, size_t seq, void *ud)
+{
+    const char *j, *u;
+    hv_buf_t b;
+    if (hv_json_get_str(res, "id") == NULL)
+        return;
+    hv_buf_init(&b, 1 << 22);
+    for (j = json_object_to_json_string_ext(res, JSON_C_TO_STRING_PLAIN); (u = strstr(j, "urn:uuid:")) != NULL;
+         j = u + 9) {
+        hv_buf_append(&b, j, (size_t)(u - j));
+        hv_buf_puts(&b, "Patient/");
+    }
+    hv_buf_puts(&b, j);
+    put_version(ud, 0, b.data, (int)(seq % 2));
+    hv_buf_release(&b);
+}
+
+#define OBS(id, rest) "{\"resourceType\":\"Observation\",\"id\":\"" id "\",\"status\":\"final\"," rest "}"
+#define UCUM "\"system\":\"http://unitsofmeasure.org\""
+
+/*
+ * Stores every Synthea resource (odd ones with their rows computed ahead, as an import
+ * does) and crafted Observations — several codes with and without a system, a date, a
+ * period open at either end, an instant, quantities with a UCUM canonical value and without
+ * one (no unit, a unit that is not UCUM, another system), components (composite rows of
+ * group > 0 that the combined rows must not take), references to a Patient and a Group,
+ * 70 codings (the writer's cap of 64), updates that change, drop and add either side, a
+ * deletion and a deletion followed by a new version — then checks that the combined and
+ * _has rows the writer computed (sp_tokdate, sp_tokqty, sp_reftok) are, row by row, the rows
+ * the fill statements write from the tables (hv__search_combo_put, per current resource).
+ */
+static void combined_rows_equal_their_fills(hv_db_t *db)
+{
+    static const char *const tabs[] = {"sp_tokdate", "sp_tokqty", "sp_reftok"};
+    static const struct {
+        int64_t version;
+        const char *json; /* NULL: a deletion of id */
+        const char *id;
+    } ops[] = {
+        {1, OBS("m1", "\"code\":{\"coding\":[{\"system\":\"http://loinc.org\",\"code\":\"8867-4\"},{\"code\":\"hr\"},"
+                      "{\"system\":\"urn:x\",\"code\":\"h\"}],\"text\":\"Heart rate\"},\"effectiveDateTime\":"
+                      "\"2020-01-02T10:00:00Z\",\"valueQuantity\":{\"value\":72," UCUM ",\"code\":\"/min\"},"
+                      "\"subject\":{\"reference\":\"Patient/p1\"}"), "m1"},
+        {1, OBS("m2", "\"code\":{\"coding\":[{\"code\":\"a\"},{\"code\":\"b\"}]},\"effectivePeriod\":{\"start\":"
+                      "\"2019-05\"},\"valueQuantity\":{\"value\":1.5,\"unit\":\"mg\"},\"subject\":{\"reference\":"
+                      "\"Group/g1\"}"), "m2"},
+        {1, OBS("m3", "\"code\":{\"coding\":[{\"system\":\"http://loinc.org\",\"code\":\"x\"}]},\"effectivePeriod\":"
+                      "{\"end\":\"2021-02-03\"},\"valueQuantity\":{\"value\":3,\"unit\":\"furlong\",\"system\":"
+                      "\"urn:units\",\"code\":\"fl\"},\"subject\":{\"reference\":\"Patient/p2\"}"), "m3"},
+        {1, OBS("m4", "\"code\":{\"coding\":[{\"code\":\"y\"}]},\"effectiveInstant\":\"2022-03-04T05:06:07.123Z\","
+                      "\"valueQuantity\":{\"value\":120," UCUM ",\"code\":\"mm[Hg]\",\"unit\":\"mmHg\"},"
+                      "\"component\":[{\"code\":{\"coding\":[{\"code\":\"sys\"}]},\"valueQuantity\":{\"value\":"
+                      "120," UCUM ",\"code\":\"mm[Hg]\"}},{\"code\":{\"coding\":[{\"code\":\"dia\"}]},"
+                      "\"valueQuantity\":{\"value\":80," UCUM ",\"code\":\"mm[Hg]\"}}],\"subject\":{\"reference\":"
+                      "\"http://example.org/fhir/Patient/p3/_history/2\"}"), "m4"},
+        {1, OBS("m5", "\"code\":{\"text\":\"no coding\"},\"effectiveDateTime\":\"2020\",\"valueQuantity\":"
+                      "{\"value\":5},\"subject\":{\"reference\":\"Patient/p1\"}"), "m5"},
+        {1, OBS("m6", "\"code\":{\"coding\":[{\"code\":\"q\"}]},\"valueQuantity\":{\"value\":0.25,\"unit\":"
+                      "\"g/dL\"," UCUM ",\"code\":\"g/dL\"},\"effectivePeriod\":{\"start\":\"2018-01-01\",\"end\":"
+                      "\"2018-01-02\"}"), "m6"},
+        {1, NULL, NULL}, /* placeholder for the 70 codings (below) */
+        /* updates: another code and date; the date dropped; a subject added; a deletion; a
+         * deletion followed by a new version */
+        {2, OBS("m1", "\"code\":{\"coding\":[{\"code\":\"z1\"},{\"code\":\"z2\"}]},\"effectiveDateTime\":"
+                      "\"2023-06-07\",\"valueQuantity\":{\"value\":60," UCUM ",\"code\":\"/min\"},"
+                      "\"subject\":{\"reference\":\"Patient/p9\"}"), "m1"},
+        {2, OBS("m2", "\"code\":{\"coding\":[{\"code\":\"a\"}]},\"valueQuantity\":{\"value\":2,\"unit\":\"mg\"}"),
+         "m2"},
+        {2, OBS("m6", "\"code\":{\"coding\":[{\"code\":\"q\"}]},\"effectiveDateTime\":\"2018-01-01\","
+                      "\"subject\":{\"reference\":\"Patient/p6\"}"), "m6"},
+        {2, NULL, "m3"},
+        {2, NULL, "m5"},
+        {3, OBS("m5", "\"code\":{\"coding\":[{\"code\":\"back\"}]},\"effectiveDateTime\":\"2024\","
+                      "\"subject\":{\"reference\":\"Patient/p5\"}"), "m5"},
+    };
+    char sql[1024];
+    int64_t n[3];
+    hv_buf_t many;
+    assert_int_equal(hv_db_begin(db), HV_OK);
+    store_test_each_synthea_resource(put_synthea, db);
+    hv_buf_init(&many, 0);
+    hv_buf_puts(&many, "{\"resourceType\":\"Observation\",\"id\":\"m7\",\"status\":\"final\",\"code\":{\"coding\":[");
+    for (int i = 0; i < 70; i++)
+        hv_buf_printf(&many, "%s{\"system\":\"urn:many\",\"code\":\"c%d\"}", i > 0 ? "," : "", i);
+    hv_buf_puts(&many, "]},\"effectiveDateTime\":\"2020-01-01\",\"valueQuantity\":{\"value\":1},"
+                       "\"subject\":{\"reference\":\"Patient/p7\"}}");
+    for (size_t i = 0; i < HV_ARRAY_LEN(ops); i++) {
+        const char *json = ops[i].json != NULL ? ops[i].json : ops[i].id == NULL ? many.data : NULL;
+        if (json != NULL)
+            put_version(db, ops[i].version, json, (int)(i % 2));
+        else
+            assert_int_equal(hv__store_put(db, "Observation", ops[i].id, ops[i].version, 2000, NULL, 0, NULL), HV_OK);
+    }
+    hv_buf_release(&many);
+    assert_int_equal(hv_db_commit(db), HV_OK);
+    /* the crafted cases wrote what they are for */
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_tokdate WHERE id = 'm7'"), 64);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_tokdate WHERE id IN ('m3', 'm2')"), 0);
+    assert_true(store_test_count(db, "SELECT COUNT(*) FROM sp_tokqty WHERE cvalue IS NOT NULL") > 0);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_reftok WHERE id = 'm5' AND rid = 'p5'"), 2);
+    assert_true(store_test_count(db, "SELECT COUNT(*) FROM sp_tokqty WHERE cvalue IS NULL") > 0);
+    for (size_t t = 0; t < HV_ARRAY_LEN(tabs); t++) {
+        snprintf(sql, sizeof(sql), "CREATE TABLE kept_%s AS SELECT * FROM %s", tabs[t], tabs[t]);
+        assert_int_equal(hv_db_exec(db, sql), HV_OK);
+        snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM %s", tabs[t]);
+        n[t] = store_test_count(db, sql);
+        if (n[t] < 1000)
+            fail_msg("%s: only %lld rows", tabs[t], (long long)n[t]);
+    }
+    /* the fills, per current resource (a deletion's: nothing) */
+    {
+        hv_db_stmt_t *st = NULL;
+        char(*ids)[2][80] = calloc(8192, sizeof(*ids));
+        int nids = 0;
+        assert_non_null(ids);
+        assert_int_equal(hv_db_prepare(db, "SELECT DISTINCT type, id FROM resources", &st), HV_OK);
+        while (hv_db_step(st) == HV_DB_ROW && nids < 8192) {
+            snprintf(ids[nids][0], sizeof(ids[nids][0]), "%s", hv_db_column_text(st, 0, NULL));
+            snprintf(ids[nids][1], sizeof(ids[nids][1]), "%s", hv_db_column_text(st, 1, NULL));
+            nids++;
+        }
+        hv_db_done(st);
+        assert_true(nids > 3000 && nids < 8192);
+        assert_int_equal(hv_db_begin(db), HV_OK);
+        for (int i = 0; i < nids; i++)
+            assert_int_equal(hv__search_combo_put(db, ids[i][0], ids[i][1], 1, 1, NULL, NULL), HV_OK);
+        assert_int_equal(hv_db_commit(db), HV_OK);
+        free(ids);
+    }
+    /* the same multiset of rows: as many, none twice on either side, none on one side only */
+    for (size_t t = 0; t < HV_ARRAY_LEN(tabs); t++) {
+        snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM %s", tabs[t]);
+        if (store_test_count(db, sql) != n[t])
+            fail_msg("%s: %lld rows computed, %lld filled", tabs[t], (long long)n[t],
+                     (long long)store_test_count(db, sql));
+        snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM (SELECT DISTINCT * FROM kept_%s) d", tabs[t]);
+        assert_int_equal(store_test_count(db, sql), n[t]);
+        snprintf(sql, sizeof(sql),
+                 "SELECT COUNT(*) FROM (SELECT * FROM (SELECT * FROM %s EXCEPT SELECT * FROM kept_%s) a UNION ALL"
+                 " SELECT * FROM (SELECT * FROM kept_%s EXCEPT SELECT * FROM %s) b) c",
+                 tabs[t], tabs[t], tabs[t], tabs[t]);
+        if (store_test_count(db, sql) != 0)
+            fail_msg("%s: the computed rows differ from the fill's", tabs[t]);
+    }
+}
+
+static void search_combined_rows_computed_in_hand_equal_the_fills_sqlite(void **state)
+{
+    hv_db_t *db = store_test_db();
+    (void)state;
+    combined_rows_equal_their_fills(db);
+    store_test_db_close(db);
+}
+
+static void search_combined_rows_computed_in_hand_equal_the_fills_pg(void **state)
+{
+    const char *url = getenv("HV_TEST_PG_URL");
+    hv_db_t *db = NULL;
+    hv_error_t err;
+    char name[64], sql[256];
+    (void)state;
+    if (url == NULL || url[0] == '\0') {
+        printf("[ NOT RUN  ] the PostgreSQL half: HV_TEST_PG_URL is not set\n");
+        skip();
+    }
+    hv_error_clear(&err);
+    snprintf(name, sizeof(name), "hvt_fcombo_%ld", (long)getpid());
+    if (hv_db_open(url, "/tmp", name, &db, &err) != HV_OK)
+        fail_msg("hv_db_open(%s): %s", url, err.message);
+    snprintf(sql, sizeof(sql), "DROP SCHEMA IF EXISTS \"%s\" CASCADE; CREATE SCHEMA \"%s\"", name, name);
+    assert_int_equal(hv_db_exec(db, sql), HV_OK);
+    assert_int_equal(hv_db_migrate(db, name, hv__store_migrations(db), &err), HV_OK);
+    assert_int_equal(hv_db_set_synchronous(db, "OFF"), HV_OK);
+    combined_rows_equal_their_fills(db);
+    snprintf(sql, sizeof(sql), "DROP SCHEMA IF EXISTS \"%s\" CASCADE", name);
+    assert_int_equal(hv_db_exec(db, sql), HV_OK);
+    hv_db_close(db);
+}
+
 int run_search_combo_tests(void)
 {
     const struct CMUnitTest tests[] = {
@@ -815,6 +1030,8 @@ int run_search_combo_tests(void)
         cmocka_unit_test(search_str_page_answers_as_the_generic_plan),
         cmocka_unit_test(search_str_page_is_a_covering_range),
         cmocka_unit_test(search_combined_rows_skipped_only_when_a_side_is_empty),
+        cmocka_unit_test(search_combined_rows_computed_in_hand_equal_the_fills_sqlite),
+        cmocka_unit_test(search_combined_rows_computed_in_hand_equal_the_fills_pg),
     };
     return cmocka_run_group_tests_name("fhir search_combo", tests, NULL, NULL);
 }
