@@ -925,12 +925,29 @@ if PG_URL:
             cid = self.connect(base=p.base + "/fhir", resource_types=["Patient", "Condition"], page_size=20)
             other = self.engine(config=self.CONFIG, args=["--db", self.DB])  # loads the connection at start
             # On demand on both: the second engine finds the lease held and its run does not start.
-            st, first = other.post_json("/ehr/sync/%s" % cid, {"mode": "full"})
-            self.assertEqual(st, 202, first)
-            time.sleep(0.3)
-            st, second = self.local.post_json("/ehr/sync/%s" % cid, {"mode": "full"})
-            self.assertEqual(st, 202, second)
-            refused = self.wait_run(cid, second["run_id"])
+            # The first run's first page is held at the proxy until the second has been refused:
+            # it has the lease then (a page is asked for after the claim), and keeps it however
+            # slow the machine (a fixed pause could end before the first run began, or after
+            # it had finished and given the lease back).
+            import threading
+            arrived, gate = threading.Event(), threading.Event()
+
+            def hold(proxy, method, path):
+                if "/Patient" in path or "/Condition" in path:
+                    arrived.set()
+                    gate.wait(60)
+                return None
+            p.rules.append(hold)
+            try:
+                st, first = other.post_json("/ehr/sync/%s" % cid, {"mode": "full"})
+                self.assertEqual(st, 202, first)
+                self.assertTrue(arrived.wait(30), "the first run asked for no page")
+                st, second = self.local.post_json("/ehr/sync/%s" % cid, {"mode": "full"})
+                self.assertEqual(st, 202, second)
+                refused = self.wait_run(cid, second["run_id"])
+            finally:
+                p.rules.remove(hold)
+                gate.set()
             self.assertEqual(refused["status"], "failed", refused)
             self.assertIn("another engine", json.dumps(refused["errors"]))
             self.assertEqual(refused["fetched"], 0, refused)
