@@ -24,7 +24,7 @@ import urllib.parse
 import authlib
 from authlib import Key
 from ehrpeer import TENANT, FaultProxy, epic_patient_required, epic_warning, html_page, storm
-from harness import REFERENCE, WORKROOT, Engine, EngineTestCase, main
+from harness import REFERENCE, WORKROOT, Engine, EngineTestCase, main, wait_until
 
 # HV_REFERENCE overrides where the reference data is (a worktree without ../shared beside it).
 REFERENCE = os.environ.get("HV_REFERENCE", REFERENCE)
@@ -300,7 +300,9 @@ class Sync(EhrCase):
         # History: newest first.
         st, out = self.local.get_json("/ehr/sync-history?connection=%s" % cid)
         self.assertEqual([r["run_id"] for r in out["runs"]][:2], [run4["run_id"], run3["run_id"]])
-        self.assertIn("ehr.sync.finished", [e.get("event") for e in self.local.log_events()])
+        # Info lines reach standard error at the engine's next log flush (every 250 ms).
+        self.assertTrue(wait_until(lambda: "ehr.sync.finished" in
+                                   [e.get("event") for e in self.local.log_events()]))
         # A clean stop (under --enable-sanitizers a leak makes the exit status non-zero).
         self.assertEqual(self.local.stop(), 0, self.local.stderr()[-3000:])
 
@@ -472,7 +474,9 @@ class Sync(EhrCase):
         st, out = self.local.get_json("/ehr/connections")
         c = [c for c in out["connections"] if c["id"] == cid][0]
         self.assertEqual(c["schedule"], "every 1s")
-        self.assertIn("ehr.sync.started", [e.get("event") for e in self.local.log_events()])
+        # Info lines reach standard error at the engine's next log flush (every 250 ms).
+        self.assertTrue(wait_until(lambda: "ehr.sync.started" in
+                                   [e.get("event") for e in self.local.log_events()]))
 
     def test_bulk_export_sync(self):
         cid = self.connect()
@@ -596,7 +600,9 @@ class Sync(EhrCase):
         self.assertEqual(run["created"], want, run)
         for t in TYPES:
             self.assertEqual(self.local_total(t), self.peer_count([t]), t)
-        self.assertIn("ehr.sync.resumed", [e.get("event") for e in self.local.log_events()])
+        # Info lines reach standard error at the engine's next log flush (every 250 ms).
+        self.assertTrue(wait_until(lambda: "ehr.sync.resumed" in
+                                   [e.get("event") for e in self.local.log_events()]))
 
     def test_kill9_mid_sync_resumes_from_checkpoint(self):
         self.interrupted("kill9")
@@ -651,7 +657,9 @@ class Sync(EhrCase):
                          (want, want, 0), run)
         for t in TYPES:
             self.assertEqual(self.local_total(t), self.peer_count([t]), t)
-        self.assertIn("ehr.sync.resumed", [e.get("event") for e in self.local.log_events()])
+        # Info lines reach standard error at the engine's next log flush (every 250 ms).
+        self.assertTrue(wait_until(lambda: "ehr.sync.resumed" in
+                                   [e.get("event") for e in self.local.log_events()]))
         self.assertFalse(os.listdir(os.path.join(self.local.data, "ehr-bulk")), "bulk files left behind")
 
 
@@ -971,8 +979,10 @@ if PG_URL:
                 self.assertLessEqual(a["finished"], b["started"], (a, b))
             scheduled = [r for r in runs if r["run_id"] not in (first["run_id"], second["run_id"])]
             self.assertTrue(all(r["status"] == "completed" for r in scheduled), scheduled)
-            starts = sum(1 for e in self.local.log_events() + other.log_events() if e.get("event") == "ehr.sync.started")
-            self.assertGreaterEqual(starts, len(runs))
+            # Info lines reach standard error at each engine's next log flush (every 250 ms).
+            starts = lambda: sum(1 for e in self.local.log_events() + other.log_events()
+                                 if e.get("event") == "ehr.sync.started")
+            self.assertTrue(wait_until(lambda: starts() >= len(runs)), (starts(), len(runs)))
 
     class SyncPg(EhrCase):
         """The sync and its crash recovery with the engine under test on PostgreSQL."""
