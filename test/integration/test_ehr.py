@@ -927,6 +927,41 @@ if PG_URL:
             st, out = other.post_json("/ehr/sync/%s" % cid, {"mode": "full"})
             self.assertEqual(st, 404, out)
 
+        def test_a_restarting_engine_leaves_a_run_another_engine_holds_alone(self):
+            # Engines on one database see each other's runs: one that starts while another runs
+            # a sync finds that run "running" and tries to resume it; the lease is held, and the
+            # run must be left to its holder, not recorded as failed over the holder's outcome.
+            import threading
+            p = self.proxy()
+            cid = self.connect(base=p.base + "/fhir", resource_types=["Patient"], page_size=20)
+            other = self.engine(config=self.CONFIG, args=["--db", self.DB])
+            arrived, gate = threading.Event(), threading.Event()
+
+            def hold(proxy, method, path):
+                if "/Patient" in path:
+                    arrived.set()
+                    gate.wait(60)
+                return None
+            p.rules.append(hold)
+            try:
+                st, run = self.local.post_json("/ehr/sync/%s" % cid, {"mode": "full"})
+                self.assertEqual(st, 202, run)
+                self.assertTrue(arrived.wait(30), "the run asked for no page")
+                other.stop()
+                other.start(fixed_ports=True)
+
+                def decided():
+                    return [e.get("event") for e in other.log_events() if e.get("run") == run["run_id"]
+                            and e.get("event") in ("ehr.sync.left_to_holder", "ehr.sync.finished")]
+                self.assertTrue(wait_until(decided), other.stderr()[-3000:])
+                mine = [r for r in self.runs(cid) if r["run_id"] == run["run_id"]]
+                self.assertEqual([r["status"] for r in mine], ["running"], (decided(), mine))
+            finally:
+                p.rules.remove(hold)
+                gate.set()
+            done = self.wait_run(cid, run["run_id"])
+            self.assertEqual((done["status"], done["created"]), ("completed", self.peer_count(["Patient"])), done)
+
         def test_a_connection_syncs_on_one_engine_at_a_time(self):
             p = self.proxy()
             p.delay = 0.1
