@@ -170,6 +170,7 @@ struct hv__ehr_run {
     int reconciled;
     int unreadable;             /* bulk: a line that is not a resource was met (no reconciliation; not saved) */
     int leased;                 /* this engine holds the connection's lease for the run (lease.c) */
+    int resumed;                /* found "running" at start (store.c): possibly another engine's */
     uint64_t lease_saved_ms;    /* when a save last renewed it */             /* a full sync's deletions were looked for (reconcile.c) */
     struct json_object *errors; /* array of {"where", "message"} */
     int64_t nerrors;

@@ -104,6 +104,23 @@ static void on_claimed(hv__ehr_t *m, hv__ehr_conn_t *c, int ok, const char *hold
         step(r);
         return;
     }
+    if (r->resumed) {
+        /* A run found "running" at start whose lease another engine holds is that engine's:
+         * it is running it (engines sharing a database see each other's runs), or it will
+         * resume it when it restarts or its lease expires. Its row is left as it is: saving
+         * this run as failed would overwrite the outcome the holder records (a completed
+         * run shown failed, seen with two engines on one database). */
+        hv_logrec_t *lr = hv_log_begin(HV_LOG_INFO, "ehr.sync.left_to_holder");
+        if (lr) {
+            hv_log_str(lr, "run", r->id);
+            hv_log_str(lr, "holder", holder[0] ? holder : "?");
+            hv_log_end(lr);
+        }
+        unlink_run(r);
+        release_conn(r);
+        hv__ehr_run_free(r);
+        return;
+    }
     hv__ehr_run_error(r, "lease", "another engine (%s) is running a sync of this connection: this run did not start",
                       holder[0] ? holder : "?");
     r->page_failed = 1;
@@ -173,6 +190,7 @@ int hv__ehr_run_start(hv__ehr_t *m, hv__ehr_conn_t *c, const char *mode, char ru
 }
 
 void hv__ehr_run_resume(hv__ehr_run_t *r) {
+    r->resumed = 1;
     hv_logrec_t *lr = hv_log_begin(HV_LOG_INFO, "ehr.sync.resumed");
     if (lr) {
         hv_log_str(lr, "run", r->id);

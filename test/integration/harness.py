@@ -73,6 +73,21 @@ def free_port():
     raise RuntimeError("no free TCP port in %d-%d on 127.0.0.1" % (lo, hi - 1))
 
 
+def wait_until(pred, timeout=20, step=0.05):
+    """Polls pred() until it returns a true value (returned) or timeout seconds pass (then
+    pred()'s last value is returned). For engine-side state a test observes after a peer
+    has: the engine records a delivery after reading its answer, a commit in a storage
+    thread, so the state a sink, file or client sees first lags; a test waits for the
+    state itself rather than sleeping a guess."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return pred()
+
+
 def run_cli(*args, env=None, input=None, timeout=60):
     """Runs `holovitals ARGS…` and returns (exit code, stdout, stderr) as text."""
     full_env = dict(os.environ)

@@ -439,9 +439,12 @@ class FhirScopes(EngineTestCase):
         st, hd, out = self.req(tok, "GET", path, headers={"Prefer": "respond-async"})
         self.assertEqual(st, 202, out)
         poll = hd["content-location"][len(self.base):]
-        for _ in range(200):
+        # The export runs in the background: poll as a client does, for as long as a loaded
+        # machine may take (200 polls were too few).
+        deadline = time.monotonic() + 60
+        while True:
             st, hd, out = self.req(tok, "GET", poll)
-            if st != 202:
+            if st != 202 or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
         self.assertEqual(st, 200, out)

@@ -18,7 +18,7 @@ import socket
 import time
 
 import test_channels as tc
-from harness import free_port, main, run_cli
+from harness import free_port, main, run_cli, wait_until
 
 
 def wait_files(d, n, timeout=10):
@@ -147,7 +147,9 @@ class FileSourceTest(tc.ChannelTestCase):
         self.assertEqual(len(wait_files(self.out, 1)), 1)
         err = os.path.join(self.inbox, "error")
         self.assertEqual(wait_files(err, 1), ["big.hl7"])
-        time.sleep(0.2)
+        # ok.hl7 is deleted after its message's commit, which its delivery does not wait for.
+        self.assertTrue(wait_until(lambda: sorted(os.listdir(self.inbox)) == ["error"]),
+                        os.listdir(self.inbox))
         self.assertEqual(sorted(os.listdir(self.inbox)), ["error"])  # ok.hl7 deleted, no done/
         self.assertEqual(len(self.messages(eng)), 1)
         self.assertTrue(any(e.get("event") == "channel.file.refused" for e in eng.log_events()))

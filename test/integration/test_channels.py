@@ -16,7 +16,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from harness import EngineTestCase, free_port, main, run_cli
+from harness import EngineTestCase, free_port, main, run_cli, wait_until
 
 LAB_FANOUT = """// channels/lab-fanout.json
 {
@@ -121,6 +121,11 @@ class ChannelTestCase(EngineTestCase):
         self.assertEqual(status, 201, data)
         return json.loads(data)["id"]
 
+    def dest_stats(self, eng, channel="lab-fanout"):
+        """Each destination's statistics, by name, as GET /channels/ID shows them."""
+        _, ch = eng.get_json("/channels/%s" % channel)
+        return {d["name"]: d["statistics"] for d in ch["destinations"]}
+
 
 class LabFanoutTest(ChannelTestCase):
     def test_lab_fanout_file_validates_as_written(self):
@@ -142,17 +147,22 @@ class LabFanoutTest(ChannelTestCase):
         self.assertEqual(a.ids(), ids)
         for h, _ in a.received:
             self.assertEqual(h.get("Content-Type"), "text/x-lab; charset=utf-8")
-        time.sleep(1.0)
+        # b's first failed attempt is counted when its worker has tried, not when a has all.
+        self.assertTrue(wait_until(lambda: self.dest_stats(eng)["b"]["failed_attempts"] > 0),
+                        self.dest_stats(eng))
         status, ch = eng.get_json("/channels/lab-fanout")
         self.assertEqual(status, 200)
         dest_b = [d for d in ch["destinations"] if d["name"] == "b"][0]
         self.assertEqual(dest_b["statistics"]["queued"], 20)
-        self.assertGreater(dest_b["statistics"]["failed_attempts"], 0)
         b.start()  # b comes back
         self.assertTrue(b.wait_for(20, timeout=20), "destination b got %d" % len(b.bodies()))
         time.sleep(0.5)
         self.assertEqual(b.bodies(), [("message %03d" % i).encode() for i in range(20)])
         self.assertEqual(b.ids(), ids)
+        # The sinks have the 20th message before the engine has read each ACK and recorded it.
+        self.assertTrue(wait_until(lambda: (self.dest_stats(eng)["a"]["sent"],
+                                            self.dest_stats(eng)["b"]["sent"]) == (20, 20)),
+                        self.dest_stats(eng))
         status, ch = eng.get_json("/channels/lab-fanout")
         self.assertEqual(ch["statistics"]["received"], 20)
         self.assertEqual(ch["statistics"]["sent"], 20)
@@ -276,6 +286,9 @@ class LanesTest(ChannelTestCase):
         self.assertEqual(len(received), 40)
         for k in keys:
             self.assertEqual([b for pid, b in received if pid == k], [b for kk, b in sent if kk == k])
+        # The 40th delivery is recorded after the sink has answered it.
+        self.assertTrue(wait_until(lambda: self.dest_stats(eng, "lanes")["x"]["sent"] == 40),
+                        self.dest_stats(eng, "lanes"))
         _, ch = eng.get_json("/channels/lanes")
         self.assertEqual(ch["destinations"][0]["workers"], 8)
         self.assertEqual(ch["destinations"][0]["statistics"]["sent"], 40)
@@ -362,7 +375,9 @@ class PruneTest(ChannelTestCase):
         for _ in range(1200):
             self.assertEqual(eng.request("POST", "/channels/big/in", body=body)[0], 201)
         self.assertTrue(s.wait_for(1200, timeout=60))
-        time.sleep(0.5)
+        # Prune takes finished messages only: wait until the last delivery is recorded.
+        self.assertTrue(wait_until(lambda: self.dest_stats(eng, "big")["x"]["sent"] == 1200),
+                        self.dest_stats(eng, "big"))
         status, res = eng.post_json("/channels/big/prune?before=%d" % (int(time.time() * 1000) + 1000), {})
         self.assertEqual(status, 200)
         self.assertEqual(res["pruned"], 1200)  # in two jobs of at most 1,000

@@ -19,7 +19,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from harness import BIN, EngineTestCase, free_port, main
+from harness import BIN, EngineTestCase, free_port, main, wait_until
 
 MIB = 1024 * 1024
 
@@ -192,6 +192,10 @@ class LargeMessageTest(EngineTestCase):
         status, _, data = eng.get("/channels/big/messages/%d" % mid)
         self.assertEqual(status, 200)
         self.assertEqual(json.loads(data)["size"], size)
+        # Prune takes finished messages only: the sink and the file have the message before
+        # the engine has recorded both deliveries.
+        status_of = lambda: json.loads(eng.get("/channels/big/messages/%d" % mid)[2])["status"]
+        self.assertTrue(wait_until(lambda: status_of() == "sent"), status_of())
         status, _, data = eng.request("POST", "/channels/big/prune?before=%d"
                                       % (int(time.time() * 1000) + 60000))
         self.assertEqual(status, 200, data)

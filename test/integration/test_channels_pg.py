@@ -166,6 +166,12 @@ class ChannelsOnPostgres(tc.ChannelTestCase):
                              check=True, capture_output=True, text=True, timeout=60).stdout
         return tuple(int(x) for x in out.split())
 
+    def count_cursors(self):
+        out = subprocess.run(["psql", "-q", "-X", "-A", "-t", "-F", " ", self.db, "-c",
+                              "SELECT COUNT(*) FROM channels.chan_event_cursors"],
+                             capture_output=True, text=True, timeout=60).stdout
+        return int(out.split()[0]) if out.split() and out.split()[0].isdigit() else 0
+
     def test_event_table_pruned_unconsumed_events_survive_kill9(self):
         # chan_events on PostgreSQL: rows both event channels consumed are deleted (all
         # but the newest); with one channel paused its unconsumed rows stay, across a
@@ -178,7 +184,6 @@ class ChannelsOnPostgres(tc.ChannelTestCase):
                 "id": "ev%d" % (i + 1), "source": {"type": "event", "event_type": "lab.*"},
                 "destinations": [{"name": "f", "type": "file-write", "dir": out, "fsync": False}]}))
         eng.start()
-        time.sleep(0.5)  # both cursors made
 
         def n_files(d):
             return len(os.listdir(d)) if os.path.isdir(d) else 0
@@ -189,6 +194,9 @@ class ChannelsOnPostgres(tc.ChannelTestCase):
                 time.sleep(0.1)
             return pred()
 
+        # Both cursors made (an event published before a channel has one is not its own).
+        self.assertTrue(wait(lambda: self.count_cursors() == 2), self.count_cursors())
+
         for i in range(10):
             self.assertEqual(eng.post_json("/events/lab.result", {"n": i})[0], 201)
         self.assertTrue(wait(lambda: n_files(outs[0]) == 10 and n_files(outs[1]) == 10))
@@ -198,7 +206,10 @@ class ChannelsOnPostgres(tc.ChannelTestCase):
         for i in range(10, 25):
             self.assertEqual(eng.post_json("/events/lab.result", {"n": i})[0], 201)
         self.assertTrue(wait(lambda: n_files(outs[0]) == 25))
-        time.sleep(1.0)
+        # A prune tick after ev1 has consumed all 25 takes the row ev2 has consumed too;
+        # what ev2 has not consumed stays, however many ticks run.
+        self.assertTrue(wait(lambda: self.count_events()[0] <= 15), self.count_events())
+        time.sleep(1.0)  # five more prune ticks
         count, low, _ = self.count_events()
         self.assertEqual((count, low), (15, newest + 1))
         eng.kill9()

@@ -13,21 +13,11 @@ import os
 import sqlite3
 import time
 
-from harness import EngineTestCase, main
+from harness import EngineTestCase, main, wait_until
 
 
 def files_in(d):
     return sorted(f for f in os.listdir(d) if not f.startswith(".")) if os.path.isdir(d) else []
-
-
-def wait_until(pred, timeout=20, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()
 
 
 class FileWriteBatchTest(EngineTestCase):
@@ -67,8 +57,13 @@ class FileWriteBatchTest(EngineTestCase):
         for i, mid in enumerate(ids):
             with open(os.path.join(out, "%s.msg" % mid), "rb") as f:
                 self.assertEqual(f.read(), b"m%02d" % i)
-        _, ch = eng.get_json("/channels/fw")
-        st = ch["destinations"][0]["statistics"]
+
+        def stats():
+            _, ch = eng.get_json("/channels/fw")
+            return ch["destinations"][0]["statistics"]
+        # The 12th file is renamed into place before its write is recorded as sent.
+        self.assertTrue(wait_until(lambda: stats()["queued"] == 0), stats())
+        st = stats()
         self.assertEqual((st["sent"], st["queued"], st["dead_lettered"]), (12, 0, 0))
 
 
@@ -79,6 +74,16 @@ class EventPruneTest(EngineTestCase):
         try:
             return db.execute("SELECT COUNT(*), COALESCE(MIN(id), 0), COALESCE(MAX(id), 0)"
                               " FROM chan_events").fetchone()
+        finally:
+            db.close()
+
+    def cursors(self, eng):
+        db = sqlite3.connect("file:%s?mode=ro" % os.path.join(eng.data, "channels.db"), uri=True,
+                             timeout=10)
+        try:
+            return db.execute("SELECT COUNT(*) FROM chan_event_cursors").fetchone()[0]
+        except sqlite3.OperationalError:  # the table is not made yet
+            return 0
         finally:
             db.close()
 
@@ -101,7 +106,9 @@ class EventPruneTest(EngineTestCase):
                     "destinations": [{"name": "f", "type": "file-write", "dir": out,
                                       "filename": "${id}.json", "fsync": False}]}))
         eng.start()
-        time.sleep(0.3)  # both subscribers have made their cursors
+        # Both subscribers have made their cursors (an event published before a subscriber
+        # has one is not its to consume).
+        self.assertTrue(wait_until(lambda: self.cursors(eng) == 2), self.cursors(eng))
         self.publish(eng, 20, 0)
         self.assertTrue(wait_until(lambda: len(files_in(out1)) == 20 and len(files_in(out2)) == 20))
         # Both cursors passed all 20: every row but the newest goes.
@@ -113,7 +120,11 @@ class EventPruneTest(EngineTestCase):
         self.assertEqual(eng.post_json("/channels/sub2/pause", {})[0], 200)
         self.publish(eng, 30, 20)
         self.assertTrue(wait_until(lambda: len(files_in(out1)) == 50))
-        time.sleep(1.0)  # five prune ticks
+        # A prune tick after sub1 has consumed all 50 takes the row sub2 has consumed too;
+        # what sub2 has not consumed stays, however many ticks run.
+        self.assertTrue(wait_until(lambda: self.count_events(eng)[0] <= 30),
+                        "chan_events kept %r" % (self.count_events(eng),))
+        time.sleep(1.0)  # five more prune ticks
         count, low, high = self.count_events(eng)
         self.assertEqual(count, 30, "exactly the 30 events sub2 has not consumed")
         self.assertEqual(low, newest + 1)

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import time
 
-from harness import BIN, Engine, EngineTestCase, free_port, main, run_cli
+from harness import BIN, Engine, EngineTestCase, free_port, main, run_cli, wait_until
 
 
 class Cli(EngineTestCase):
@@ -329,8 +329,8 @@ class Http(EngineTestCase):
         self.assertTrue(out.startswith(b"HTTP/1.1 503 "), out[:100])
         a.close()
         b.close()
-        time.sleep(0.3)
-        self.assertEqual(eng.get("/health")[0], 200)
+        # The engine frees the places once it has read the closes.
+        self.assertTrue(wait_until(lambda: eng.get("/health")[0] == 200), eng.get("/health")[0])
 
     def test_traceparent_is_kept_and_logs_have_no_query_or_path_values(self):
         eng = self.engine()
@@ -370,17 +370,21 @@ class Shutdown(EngineTestCase):
         body = b'{"message":"in flight during shutdown"}'
         s.sendall(b"POST /errors HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                   b"Content-Length: %d\r\n\r\n" % len(body) + body[:10])
-        time.sleep(0.2)
+        # In flight once the engine has accepted it (this /metrics request is the other one).
+        self.assertTrue(wait_until(lambda: (eng.metric("hv_http_connections_open") or 0) >= 2),
+                        eng.metric("hv_http_connections_open"))
         t0 = time.monotonic()
         eng.signal(signal.SIGTERM)
-        time.sleep(0.3)
-        # new connections are refused while the in-flight one finishes
-        refused = False
-        try:
-            socket.create_connection(("127.0.0.1", eng.http_port), timeout=1).close()
-        except OSError:
-            refused = True
-        self.assertTrue(refused)
+
+        # New connections are refused while the in-flight one finishes, once the engine
+        # has handled the signal.
+        def refused():
+            try:
+                socket.create_connection(("127.0.0.1", eng.http_port), timeout=1).close()
+            except OSError:
+                return True
+            return False
+        self.assertTrue(wait_until(refused, timeout=4))
         s.sendall(body[10:])
         out = s.recv(4096)
         s.close()

@@ -74,7 +74,7 @@ class ImportAheadTests(unittest.TestCase):
         counts, errs = [], []
         for files in batches:
             args = ["import", "--data", data] + (["--db", self.DB] if self.DB else []) + list(files)
-            code, out, err = run_cli(*args, env={"HOLOVITALS_IMPORT_PRECOMPUTE": mode}, timeout=120)
+            code, out, err = run_cli(*args, env={"HOLOVITALS_IMPORT_PRECOMPUTE": mode}, timeout=600)
             for bad in ("Sanitizer", "runtime error"):
                 self.assertNotIn(bad, err)
             m = AHEAD.search(err)

@@ -652,17 +652,23 @@ class FhirStoreTests(EngineTestCase):
 
     # -- Bulk Data export --
 
+    def poll_export(self, rel, timeout=60):
+        """Polls an export's status URL until it is no longer 202 (the export runs in the
+        background: 200 polls of 20 ms were too few on a loaded machine); the last answer."""
+        deadline = time.monotonic() + timeout
+        while True:
+            answer = self.req("GET", rel)
+            if answer[0] != 202 or time.monotonic() > deadline:
+                return answer
+            time.sleep(0.02)
+
     def export(self, path):
         st, h, body = self.req("GET", path, headers={"Prefer": "respond-async"})
         self.assertEqual(st, 202, body)
         status_url = h["content-location"]
         self.assertIn("/fhir/$export-poll-status/", status_url)
         rel = status_url[status_url.index("/fhir/"):]
-        for _ in range(200):
-            st, h, body = self.req("GET", rel)
-            if st != 202:
-                break
-            time.sleep(0.02)
+        st, h, body = self.poll_export(rel)
         self.assertEqual(st, 200, body)
         manifest = json.loads(body)
         files = {}
@@ -737,11 +743,7 @@ class FhirStoreTests(EngineTestCase):
             db.commit()
             db.close()
             eng.start(fixed_ports=True)
-            for _ in range(200):
-                st, _, body = self.req("GET", "/fhir/$export-poll-status/00aa11bb22cc33dd")
-                if st != 202:
-                    break
-                time.sleep(0.02)
+            st, _, body = self.poll_export("/fhir/$export-poll-status/00aa11bb22cc33dd")
             self.assertEqual(st, 200, body)
             self.assertEqual(json.loads(body)["output"][0]["count"], 1)
         # finished jobs expire after fhir.export_retention: the row and the files go
