@@ -388,9 +388,9 @@ class MllpSourceParityTest(tc.ChannelTestCase):
         c = socket.create_connection(("127.0.0.1", port), timeout=5)
         self.assertEqual(c.recv(10), b"")  # over the cap: closed at once
         c.close()
-        t0 = time.monotonic()
-        self.assertEqual(a.recv(10), b"")  # idle: closed by the engine
-        self.assertLess(time.monotonic() - t0, 3)
+        # idle: closed by the engine after its 300 ms (the socket's 5 s timeout would raise;
+        # the default idle timeout is 5 min)
+        self.assertEqual(a.recv(10), b"")
         a.close()
         b.close()
         acks = tc.mllp_roundtrip(port, [tc.hl7("I1")])  # a fresh connection works

