@@ -282,24 +282,6 @@ static void cross_build(void)
             }
 }
 
-static void bind_cell(hv_db_stmt_t *st, int idx, const hv__search_val_t *v)
-{
-    switch (v->kind) {
-    case HV__SEARCH_V_TEXT:
-        hv_db_bind_text_static(st, idx, v->s, strlen(v->s)); /* the rows outlive the step */
-        break;
-    case HV__SEARCH_V_INT:
-        hv_db_bind_int64(st, idx, v->i);
-        break;
-    case HV__SEARCH_V_DOUBLE:
-        hv_db_bind_double(st, idx, v->d);
-        break;
-    default:
-        hv_db_bind_null(st, idx);
-        break;
-    }
-}
-
 int hv__search_cross_insert(hv_db_t *db, int tab, const char *type, const char *id, int64_t rid,
                             const hv__search_cross_t *x, size_t nx)
 {
@@ -333,10 +315,10 @@ int hv__search_cross_insert(hv_db_t *db, int tab, const char *type, const char *
             v = x[px].b[k % x[px].nb];
             hv_db_bind_text_static(st, p++, x[px].acode, strlen(x[px].acode));
             for (int i = 0; i < cross_tabs[tab].na; i++)
-                bind_cell(st, p++, &u[i]);
+                hv__search_bind_val(st, p++, &u[i]);
             hv_db_bind_text_static(st, p++, x[px].bcode, strlen(x[px].bcode));
             for (int i = 0; i < cross_tabs[tab].nb; i++)
-                bind_cell(st, p++, &v[i]);
+                hv__search_bind_val(st, p++, &v[i]);
         }
         rc = hv_db_step(st);
         hv_db_done(st);

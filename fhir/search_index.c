@@ -836,7 +836,7 @@ static void add_row(ix_t *x, int t, const char *code, const ixval_t *vals)
     x->set[j] = r;
 }
 
-static void bind_val(hv_db_stmt_t *st, int idx, const ixval_t *v)
+void hv__search_bind_val(hv_db_stmt_t *st, int idx, const ixval_t *v)
 {
     switch (v->kind) {
     case V_TEXT:
@@ -906,7 +906,7 @@ static int flush_rows(ix_t *x, unsigned mask)
                 hv_db_bind_text_static(st, p++, r->code, strlen(r->code));
                 hv_db_bind_int64(st, p++, r->grp);
                 for (int k = 0; k < tables[t].ncols; k++)
-                    bind_val(st, p++, &r->v[k]);
+                    hv__search_bind_val(st, p++, &r->v[k]);
             }
             rc = hv_db_step(st);
             hv_db_done(st);

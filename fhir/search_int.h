@@ -418,6 +418,9 @@ typedef struct hv__search_val {
     int64_t i;
     double d;
 } hv__search_val_t;
+/* Binds v to parameter idx of st; a text is bound without a copy, so the value must outlive
+ * the statement's step (fhir/search_index.c). */
+void hv__search_bind_val(hv_db_stmt_t *st, int idx, const hv__search_val_t *v);
 /*
  * The plain rows of one version in hand (the writer's, fhir/search_index.c): sets out[k]
  * to the value columns (in the table's column order after type, id, code, grp) of the
