@@ -88,6 +88,24 @@ def wait_until(pred, timeout=20, step=0.05):
     return pred()
 
 
+def stored_versions(data, db_url=None):
+    """(type, id, version, last_ms, json) of every stored version: the fhir schema of the
+    PostgreSQL database db_url when given, else the data directory's fhir.db."""
+    q = "SELECT type, id, version, last_ms, json FROM resources"
+    if db_url:
+        p = subprocess.run(["psql", "-q", "-X", "-A", "-t", "-F", "\x1f", db_url, "-c",
+                            "SET search_path TO fhir; " + q],
+                           check=True, capture_output=True, text=True, timeout=60)
+        rows = [line.split("\x1f", 4) for line in p.stdout.splitlines() if line]
+        return [(t, i, int(v), int(ms), j) for t, i, v, ms, j in rows]
+    import sqlite3
+    con = sqlite3.connect(os.path.join(data, "fhir.db"))
+    try:
+        return list(con.execute(q))
+    finally:
+        con.close()
+
+
 def run_cli(*args, env=None, input=None, timeout=60):
     """Runs `holovitals ARGS…` and returns (exit code, stdout, stderr) as text."""
     full_env = dict(os.environ)

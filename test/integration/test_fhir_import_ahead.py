@@ -22,7 +22,7 @@ import tempfile
 import time
 import unittest
 
-from harness import REFERENCE, main, run_cli
+from harness import REFERENCE, main, run_cli, stored_versions
 import test_fhir_store as store_tests
 
 REFERENCE = os.environ.get("HV_REFERENCE_DIR", REFERENCE)
@@ -166,21 +166,6 @@ class ImportAheadTests(unittest.TestCase):
         self.assertTrue(any(r.startswith("Observation\x1fcond-obs\x1f") and "\x1fPatient\x1fcond-p" in r
                             for r in new["sp_ref"]), new["sp_ref"])
 
-    def versions(self, data):
-        """(type, id, version, last_ms, json) of every stored version."""
-        q = "SELECT type, id, version, last_ms, json FROM resources"
-        if self.DB:
-            p = subprocess.run(["psql", "-q", "-X", "-A", "-t", "-F", "\x1f", self.DB, "-c",
-                                "SET search_path TO fhir; " + q],
-                               check=True, capture_output=True, text=True, timeout=60)
-            rows = [line.split("\x1f", 4) for line in p.stdout.splitlines() if line]
-            return [(t, i, int(v), int(ms), j) for t, i, v, ms, j in rows]
-        con = sqlite3.connect(os.path.join(data, "fhir.db"))
-        try:
-            return list(con.execute(q))
-        finally:
-            con.close()
-
     def test_text_ahead_meta_equals_the_version_row(self):
         """The import serializes a resource's first version on a worker with a placeholder
         lastUpdated that the writer overwrites (text_ahead, fhir/rest_bundle.c): every stored
@@ -200,7 +185,7 @@ class ImportAheadTests(unittest.TestCase):
         _, counts, errs = self.run_import("meta", "1", [files + twice, [again]])
         self.assertEqual(counts, [(len(files) + 2, len(files) + 2), (1, 1)])
         self.assertEqual([c for c, _, _ in errs], [0, 0])
-        rows = self.versions(os.path.join(self.tmp, "meta"))
+        rows = stored_versions(os.path.join(self.tmp, "meta"), self.DB)
         self.assertGreater(len(rows), 100)
         seen = {}
         for t, i, v, ms, text in rows:

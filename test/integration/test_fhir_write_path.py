@@ -24,7 +24,7 @@ import threading
 import time
 import uuid
 
-from harness import REFERENCE, EngineTestCase, main
+from harness import REFERENCE, EngineTestCase, main, stored_versions
 from test_fhir_store import PG_URL, private_db, reset_pg
 from test_fhir_import_ahead import TABLES, dump_store
 
@@ -133,22 +133,6 @@ class WritePathTests(EngineTestCase):
             self.assertEqual(len(after[t]), len(before[t]), t)
             self.assertEqual(after[t], before[t], t)
 
-    def versions(self, data):
-        """(type, id, version, last_ms, json) of every stored version."""
-        q = "SELECT type, id, version, last_ms, json FROM resources"
-        if self.DB:
-            p = subprocess.run(["psql", "-q", "-X", "-A", "-t", "-F", "\x1f", self.DB, "-c",
-                                "SET search_path TO fhir; " + q],
-                               check=True, capture_output=True, text=True, timeout=60)
-            rows = [line.split("\x1f", 4) for line in p.stdout.splitlines() if line]
-            return [(t, i, int(v), int(ms), j) for t, i, v, ms, j in rows]
-        import sqlite3
-        con = sqlite3.connect(os.path.join(data, "fhir.db"))
-        try:
-            return list(con.execute(q))
-        finally:
-            con.close()
-
     def test_created_text_ahead_carries_the_rows_meta(self):
         """A create and a transaction's creates are serialized on the loop thread with a
         placeholder lastUpdated that the storage thread overwrites (hv__fop_ahead,
@@ -184,7 +168,7 @@ class WritePathTests(EngineTestCase):
                                                                   "gender": "other"})
         self.assertEqual(st, 200, body)
         eng.stop()
-        rows = self.versions(eng.data)
+        rows = stored_versions(eng.data, self.DB)
         seen = set()
         for t, i, v, ms, text in rows:
             meta = json.loads(text)["meta"]
