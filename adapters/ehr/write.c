@@ -5,12 +5,13 @@
  *   1. loop thread: each resource is checked (structure against the FHIR R4 model,
  *      id syntax, and fhir.validation as for REST writes), hashed (SHA-256 of its
  *      JSON without meta), given its local id and its source identity, and its
- *      references are rewritten to local ids (below), and its search-index rows
- *      are computed (the store job only inserts them); a bad one is a failed
+ *      references are rewritten to local ids (below), and its search-index rows,
+ *      Patient compartments and stored text as a first version are computed (the
+ *      store job only inserts them); a bad one is a failed
  *      resource with its own error, the rest go on. The page's trees are
  *      transformed in place (no copy). After a page that was mostly unchanged
  *      (a re-sync), validation waits for step 2 and is applied only to what is to
- *      be written, and the rows are left to the store;
+ *      be written, and the rows and the text are left to the store;
  *   2. ehr storage thread, one job: the resources table says, per (type, remote
  *      id), the hash last written and the local version that write produced:
  *      same hash → unchanged, not written;
@@ -80,6 +81,10 @@ typedef struct item {
     int has_op;
     hv__fop_t op;                   /* the store write (fhir storage thread) */
     hv__search_rows_t *ix;          /* its search-index rows computed ahead (step 1), or NULL */
+    char *pre_text;                 /* its stored text as a first version, serialized ahead (step 1:
+                                     * hv__fop_ahead), or NULL; moved into the op of its WRITE_PUT */
+    size_t pre_len, pre_ts;
+    hv__store_pats_t *pre_pats;     /* its Patient compartments computed ahead, or NULL; moved likewise */
     int checked;                    /* fhir.validation applied (step 1, or step 2 when lazy) */
 } item_t;
 
@@ -238,6 +243,8 @@ static void wctx_free(wctx_t *w) {
         json_object_put(w->items[i].res);
         if (w->items[i].has_op) hv__fop_clear(&w->items[i].op);
         hv__search_rows_free(w->items[i].ix);
+        hv_free(w->items[i].pre_text);
+        hv_free(w->items[i].pre_pats);
     }
     hv_free(w->items);
     json_object_put(w->errs);
@@ -402,6 +409,14 @@ static int store_job(hv_db_t *db, void *arg) {
             snprintf(it->op.id, sizeof(it->op.id), "%s", it->local_id);
             it->op.resource = json_object_get(it->res);
             it->op.ix_pre = it->ix; /* borrowed: freed with the batch, after the job */
+            /* Moved, not copied: a run after a rollback serializes in the store instead. The
+             * text is of this id as version 1; the store discards it for any other version. */
+            it->op.pre_text = it->pre_text;
+            it->op.pre_len = it->pre_len;
+            it->op.pre_ts = it->pre_ts;
+            it->op.pre_pats = it->pre_pats;
+            it->pre_text = NULL;
+            it->pre_pats = NULL;
         } else {
             hv__fhir_new_id(it->op.id);
             it->op.resource = review_copy(it->res);
@@ -555,6 +570,29 @@ static void lookup_done(int status, void *arg) {
 
 /* ---- step 1 ---- */
 
+/* What the store would otherwise compute on the fhir storage thread, here instead (the
+ * loop thread, or a Bulk chunk's pool thread), as the import's readers do: the resource's
+ * Patient compartments and its stored text as a first version (hv__fop_ahead, which also
+ * sets meta.versionId and a placeholder meta.lastUpdated on the tree; the store sets both
+ * again). Only the item's own write (WRITE_PUT of local_id) may use them: keep-both's copy
+ * has another id. Anything that fails is left to the store. */
+static void item_ahead(item_t *it) {
+    hv__fop_t op;
+    hv__fop_init(&op, HV__FOP_UPDATE);
+    snprintf(op.type, sizeof(op.type), "%s", it->type);
+    snprintf(op.id, sizeof(op.id), "%s", it->local_id);
+    op.resource = it->res; /* borrowed for the call */
+    hv__fop_ahead(&op, 1);
+    it->pre_text = op.pre_text;
+    it->pre_len = op.pre_len;
+    it->pre_ts = op.pre_ts;
+    it->pre_pats = op.pre_pats;
+    op.pre_text = NULL;
+    op.pre_pats = NULL;
+    op.resource = NULL;
+    hv__fop_clear(&op);
+}
+
 static int id_ok(const char *id) {
     size_t n = strlen(id);
     return n >= 1 && n <= 64 && hv__fhir_id_valid(id);
@@ -687,6 +725,7 @@ hv__ehr_batch_t *hv__ehr_batch_prepare_with(const hv__ehr_prep_t *p, json_object
                 it->res = copy;
                 copy = NULL;
                 it->state = ITEM_NEW;
+                if (!p->rows_lazy) item_ahead(it);
             }
             json_object_put(copy);
         }

@@ -20,11 +20,12 @@ import subprocess
 import tempfile
 import time
 import urllib.parse
+from datetime import datetime, timezone
 
 import authlib
 from authlib import Key
 from ehrpeer import TENANT, FaultProxy, epic_patient_required, epic_warning, html_page, storm
-from harness import REFERENCE, WORKROOT, Engine, EngineTestCase, main, wait_until
+from harness import REFERENCE, WORKROOT, Engine, EngineTestCase, main, stored_versions, wait_until
 
 # HV_REFERENCE overrides where the reference data is (a worktree without ../shared beside it).
 REFERENCE = os.environ.get("HV_REFERENCE", REFERENCE)
@@ -766,6 +767,57 @@ class Conflicts(EhrCase):
                 self.assertEqual(c["meta"]["tag"][0]["code"], "needs-review")
 
 
+class StoredText(EhrCase):
+    def assert_each_version_states_itself(self):
+        """Every stored version's JSON names its own id, versionId and lastUpdated (the row's)."""
+        rows = stored_versions(self.local.data, self.DB)
+        self.assertTrue(rows)
+        for type_, id_, version, last_ms, text in rows:
+            if not text:
+                continue  # a deletion
+            doc = json.loads(text)
+            instant = datetime.fromtimestamp(last_ms / 1000.0, timezone.utc)
+            want = instant.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (last_ms % 1000)
+            self.assertEqual((doc["resourceType"], doc["id"], doc["meta"]["versionId"], doc["meta"]["lastUpdated"]),
+                             (type_, id_, str(version), want), (type_, id_, version))
+        return rows
+
+    @own_peer
+    def test_synced_versions_carry_their_own_id_version_and_instant(self):
+        # The sync serializes a resource ahead, as its first version (adapters/ehr/write.c
+        # item_ahead); the store must write that text only for that id's version 1.
+        cid = self.connect(resource_types=["Patient", "Observation"])
+        run = self.sync(cid, "full")
+        self.assertEqual((run["status"], run["failed"]), ("completed", 0), run)
+        self.assertEqual(run["created"], self.peer_count(["Patient", "Observation"]), run)
+        self.assertEqual({v for _, _, v, _, _ in self.assert_each_version_states_itself()}, {1})
+        pid = load(SYNTHEA[0])["entry"][0]["resource"]["id"]
+        lid = local_id(cid, "Patient", pid)
+        # Changed on the EHR: version 2, written by the sync.
+        time.sleep(0.05)
+        self.change_on_peer("Patient", pid, lambda r: r.update(gender="unknown"))
+        run = self.sync(cid, "full")
+        self.assertEqual((run["status"], run["updated"]), ("completed", 1), run)
+        # Changed locally (version 3) and on the EHR: keep-both stores the EHR's under a new id.
+        self.connect(id=cid, resource_types=["Patient", "Observation"], conflict_policy="keep-both")
+        local = self.read_peer_via_local(cid, "Patient", pid)
+        local["birthDate"] = "1900-01-01"
+        st, _, body = self.local.request("PUT", "/fhir/Patient/%s" % lid, body=json.dumps(local),
+                                         headers={"Content-Type": "application/fhir+json"})
+        self.assertEqual(st, 200, body)
+        time.sleep(0.05)
+        self.change_on_peer("Patient", pid, lambda r: r.update(maritalStatus={"text": "ehr-change"}))
+        run = self.sync(cid, "full")
+        self.assertEqual((run["status"], run["conflicts"]), ("completed", 1), run)
+        st, out = self.local.get_json("/ehr/conflicts?connection=%s" % cid)
+        copy = out["conflicts"][0]["copy_id"]
+        rows = self.assert_each_version_states_itself()
+        self.assertEqual(sorted(v for t, i, v, _, _ in rows if i == lid), [1, 2, 3])
+        self.assertEqual([v for t, i, v, _, _ in rows if i == copy], [1])
+        st, c = self.local.get_json("/fhir/Patient/%s" % copy)
+        self.assertEqual((st, c["id"], c["maritalStatus"]["text"]), (200, copy, "ehr-change"), c)
+
+
 class Keys(EhrCase):
     def test_key_rotation_and_refused_key(self):
         cid = self.connect(resource_types=["Patient"])
@@ -1045,6 +1097,9 @@ if PG_URL:
         test_kill9_mid_bulk_import_with_chunks_ahead_resumes_without_loss = \
             Sync.test_kill9_mid_bulk_import_with_chunks_ahead_resumes_without_loss
         test_each_policy_decides_and_records = Conflicts.test_each_policy_decides_and_records
+        assert_each_version_states_itself = StoredText.assert_each_version_states_itself
+        test_synced_versions_carry_their_own_id_version_and_instant = \
+            StoredText.test_synced_versions_carry_their_own_id_version_and_instant
 
 
 if __name__ == "__main__":
