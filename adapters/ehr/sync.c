@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define PAGE_URL_MAX 4096 /* a page's URL as built here or read from a next link */
 
 static void step(hv__ehr_run_t *r);
 static void pf_drop(hv__ehr_run_t *r);
@@ -519,10 +520,44 @@ static void page_written(hv__ehr_run_t *r, int status) {
     hv__ehr_run_checkpoint(r, step);
 }
 
-static void fetch_page(hv__ehr_run_t *r, int status) {
+/* The URL of type's first page (for patient_idx's patient when the vendor searches type per
+ * patient): fetch_page's, and the cross-type prefetch's, which must name the same page. */
+static void first_url(hv__ehr_run_t *r, const char *type, size_t patient_idx, char *url, size_t size) {
     hv__ehr_conn_t *c = r->c;
+    int n = snprintf(url, size, "%s/%s?_count=%d", c->base_url, type, c->page_size);
+    if (r->ids_pass && n > 0 && (size_t)n < size)
+        n += snprintf(url + n, size - (size_t)n, "&_elements=id");
+    else if (r->since_ms > 0 && n > 0 && (size_t)n < size) {
+        char ts[40];
+        hv_time_rfc3339((uint64_t)r->since_ms, ts, sizeof(ts));
+        n += snprintf(url + n, size - (size_t)n, "&_lastUpdated=gt%s", ts);
+    }
+    if (patient_scoped(r, type) && patient_idx < r->npatients && n > 0 && (size_t)n < size)
+        snprintf(url + n, size - (size_t)n, "&patient=%s", r->patients[patient_idx]);
+}
+
+/* The first page the run will fetch after the current type's last one (where next_type
+ * leads), when it is known now: 0 at the end of the types, and for a type searched per
+ * patient whose patients are read only when its turn comes (the page being written may
+ * add some). */
+static int next_first_url(hv__ehr_run_t *r, char *url, size_t size) {
+    const char *type = cur_type(r), *next;
+    json_object *t;
+    if (type == NULL) return 0;
+    if (patient_scoped(r, type) && r->patient_idx + 1 < r->npatients) {
+        first_url(r, type, r->patient_idx + 1, url, size);
+        return 1;
+    }
+    t = json_object_array_get_idx(r->c->types, r->type_idx + 1);
+    next = t ? json_object_get_string(t) : NULL;
+    if (next == NULL || patient_scoped(r, next)) return 0;
+    first_url(r, next, 0, url, size);
+    return 1;
+}
+
+static void fetch_page(hv__ehr_run_t *r, int status) {
     const char *type = cur_type(r);
-    char url[4096];
+    char url[PAGE_URL_MAX];
     uint64_t h;
     size_t i;
     if (status == HV_ECLOSED) return; /* stopping: resumed at the next start */
@@ -532,20 +567,8 @@ static void fetch_page(hv__ehr_run_t *r, int status) {
         hv__ehr_run_finish(r);
         return;
     }
-    if (r->next_url != NULL) {
-        snprintf(url, sizeof(url), "%s", r->next_url);
-    } else {
-        int n = snprintf(url, sizeof(url), "%s/%s?_count=%d", c->base_url, type, c->page_size);
-        if (r->ids_pass && n > 0 && (size_t)n < sizeof(url))
-            n += snprintf(url + n, sizeof(url) - (size_t)n, "&_elements=id");
-        else if (r->since_ms > 0 && n > 0 && (size_t)n < sizeof(url)) {
-            char ts[40];
-            hv_time_rfc3339((uint64_t)r->since_ms, ts, sizeof(ts));
-            n += snprintf(url + n, sizeof(url) - (size_t)n, "&_lastUpdated=gt%s", ts);
-        }
-        if (patient_scoped(r, type) && r->patient_idx < r->npatients && n > 0 && (size_t)n < sizeof(url))
-            snprintf(url + n, sizeof(url) - (size_t)n, "&patient=%s", r->patients[r->patient_idx]);
-    }
+    if (r->next_url != NULL) snprintf(url, sizeof(url), "%s", r->next_url);
+    else first_url(r, type, r->patient_idx, url, sizeof(url));
     h = fnv(url);
     for (i = 0; i < r->nseen; i++)
         if (r->seen[i] == h) {
@@ -610,7 +633,7 @@ static void on_page(void *ud, hv__ehr_resp_t *resp) {
     json_object *arr;
     size_t i;
     int rc;
-    char where[96];
+    char where[96], url[PAGE_URL_MAX];
     snprintf(where, sizeof(where), "%s page %lld", type, (long long)r->nseen);
     if (resp->status == HV_ECLOSED) return;
     r->fetch_ms = hv_now_ms() - r->fetch_started_ms;
@@ -667,8 +690,11 @@ static void on_page(void *ud, hv__ehr_resp_t *resp) {
         json_object_put(arr);
         return;
     }
-    /* The next page is fetched and prepared while this one is written. */
+    /* The next page is fetched and prepared while this one is written: the type's next,
+     * or after its last the next type's first (issue() takes it when fetch_page asks for
+     * that URL; another URL drops it). */
     if (r->pending_next != NULL) pf_start(r, r->pending_next);
+    else if (next_first_url(r, url, sizeof(url))) pf_start(r, url);
     hv__ehr_write_resources(r, arr, page_written);
     json_object_put(arr);
 }

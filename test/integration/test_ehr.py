@@ -538,6 +538,48 @@ class Sync(EhrCase):
             self.assertIn("validation error", json.dumps(run["errors"]))
         self.assertEqual(self.local_total("Encounter"), self.peer_count(["Encounter"]) - 1)
 
+    def test_next_types_first_page_is_fetched_while_the_last_page_before_is_written(self):
+        # The local store's write lock is held from before the sync until the EHR is asked for
+        # Encounter's first page: the Patient page can be written only if that page is fetched
+        # ahead, while the Patient page waits to be written (sync.c on_page, next_first_url).
+        # Fetched only after it (as before), the Patient page's write would wait for the lock
+        # until the store's busy timeout failed it. A timer lets go after 60 s so that a
+        # failure cannot hang the test.
+        import threading
+        p = self.proxy()
+        types = ["Patient", "Encounter"]
+        cid = self.connect(base=p.base + "/fhir", resource_types=types)
+        db = sqlite3.connect(os.path.join(self.local.data, "fhir.db"), timeout=30, check_same_thread=False,
+                             isolation_level=None)
+        db.execute("BEGIN IMMEDIATE")
+        released = threading.Event()
+        released_by = []
+        lock = threading.Lock()
+
+        def release(why):
+            with lock:
+                if not released.is_set():
+                    released_by.append(why)
+                    db.execute("ROLLBACK")
+                    released.set()
+
+        def on_first_encounter_page(proxy, method, path):
+            if method == "GET" and path.startswith("/fhir/Encounter?"):
+                release("encounter page")
+            return None
+        p.rules.append(on_first_encounter_page)
+        timer = threading.Timer(60, release, ("timer",))
+        timer.start()
+        try:
+            run = self.sync(cid, "full", timeout=120)
+        finally:
+            timer.cancel()
+            release("end")
+            db.close()
+        self.assertEqual(released_by, ["encounter page"])
+        self.assertEqual((run["status"], run["failed"], run["created"]), ("completed", 0, self.peer_count(types)), run)
+        self.assertEqual(p.count(r"^/fhir/Encounter\?", "GET"), 1)
+
     def test_storm_of_429_and_5xx_is_ridden_out(self):
         p = self.proxy()
         p.rules.append(storm(r"/fhir/Patient\?", [429, 503, 500, 429, 502], retry_after="0"))
