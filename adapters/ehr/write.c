@@ -655,6 +655,12 @@ hv__ehr_batch_t *hv__ehr_batch_prepare_with(const hv__ehr_prep_t *p, json_object
     size_t n = json_object_array_length(resources), i;
     wctx_t *w = hv_calloc(1, sizeof(*w));
     char whybuf[160];
+    /* Validated below (fhir.validation = reject, not lazy): the validator's walk checks the
+     * structure as hv_fhir_check_structure does and more (fhir/validate.c: structure_only
+     * only leaves checks out), so the model check is not walked a second time. It walks
+     * the prepared tree, in which the EHR's meta.versionId and meta.lastUpdated are
+     * dropped and a meta that is not an object is replaced: those alone are not refused. */
+    int validate_ahead = p->validator != NULL && !p->rows_lazy;
     if (w == NULL || (n > 0 && (w->items = hv_calloc(n, sizeof(item_t))) == NULL)) {
         hv_free(w);
         return NULL;
@@ -686,7 +692,7 @@ hv__ehr_batch_t *hv__ehr_batch_prepare_with(const hv__ehr_prep_t *p, json_object
             berr(w, "resource", "entry with unknown resourceType %.64s", type ? type : "(none)");
         } else if (id == NULL || !id_ok(id)) {
             berr(w, type, "a %s without a valid id", type);
-        } else if ((it->seen = 1) && hv_fhir_check_structure(res, 0, &err) != HV_OK) {
+        } else if ((it->seen = 1) && !validate_ahead && hv_fhir_check_structure(res, 0, &err) != HV_OK) {
             berr(w, type, "%s/%s is not valid FHIR R4: %s: %s", type, id, err.location, err.message);
         } else {
             /* The hash is of the EHR's content: meta left out, before anything is added. */

@@ -538,6 +538,32 @@ class Sync(EhrCase):
             self.assertIn("validation error", json.dumps(run["errors"]))
         self.assertEqual(self.local_total("Encounter"), self.peer_count(["Encounter"]) - 1)
 
+    def test_structurally_invalid_resource_fails_alone_with_validation_on_or_off(self):
+        # An element the FHIR R4 model does not know: refused by the validator's walk
+        # (fhir.validation = reject: prepared ahead, then after the look-up on the re-sync)
+        # and by the model check alone (fhir.validation = off); the rest of the page is stored.
+        p = self.proxy()
+
+        def unknown_element(method, path, data):
+            if "/fhir/Encounter" in path and b'"entry"' in data:
+                b = json.loads(data)
+                b["entry"][0]["resource"]["notAnElement"] = {"x": 1}
+                return json.dumps(b).encode()
+            return data
+        p.rewrite = unknown_element
+        types = ["Patient", "Encounter"]
+        want = self.peer_count(types)
+        off = self.engine(config=dict(LOCAL, fhir={"validation": "off"}))
+        for engine in (self.local, off):
+            self.local = engine
+            cid = self.connect(base=p.base + "/fhir", resource_types=types)
+            for expect_created, expect_unchanged in ((want - 1, 0), (0, want - 1)):
+                run = self.sync(cid, "full")
+                self.assertEqual((run["status"], run["failed"], run["created"], run["unchanged"]),
+                                 ("completed", 1, expect_created, expect_unchanged), run)
+                self.assertIn("Encounter.notAnElement", json.dumps(run["errors"]))
+            self.assertEqual(self.local_total("Encounter"), self.peer_count(["Encounter"]) - 1)
+
     def test_next_types_first_page_is_fetched_while_the_last_page_before_is_written(self):
         # The local store's write lock is held from before the sync until the EHR is asked for
         # Encounter's first page: the Patient page can be written only if that page is fetched
