@@ -107,6 +107,7 @@ typedef struct imp {
     size_t nbare, bare_cap;
     int guarded;              /* the open transaction runs every further Bundle in a savepoint */
     int deferred;             /* the store's value indexes are dropped until the end (defer_indexes) */
+    uint64_t built_left;      /* Bundles still to write when the deferred indexes were built (near_the_end) */
 } imp_t;
 
 /* ---- Value indexes deferred while importing into an empty store (SQLite) ----
@@ -114,11 +115,12 @@ typedef struct imp {
  * Every search-index row costs three B-tree inserts: its table, the (type, id, code)
  * index the writer uses to replace and combine a resource's rows, and the value index
  * searches use, into which rows arrive in random order. Into an empty store the value
- * indexes are dropped for the import and built once at its end by CREATE INDEX, which
+ * indexes are dropped for the import and built once near its end by CREATE INDEX, which
  * sorts (with PRAGMA threads helpers) and appends instead of seeking per row. The
  * dropped indexes' definitions are kept in table import_deferred (fhir/store.c) in the
  * same transaction as the DROP, and restored with its rows deleted in one transaction
- * (hv__import_restore_indexes), by the import at its end, before any Bundle that needs
+ * (hv__import_restore_indexes), by the import before its last units (near_the_end) or
+ * at its end, before any Bundle that needs
  * to search the store, and at every opening of the store (hv__store_tune), so a store
  * whose import was killed gets its indexes back at the next start. Without them the
  * store answers the same, only more slowly (searches scan). */
@@ -591,6 +593,43 @@ static int rerun_guarded(imp_t *im)
     return rc;
 }
 
+/* Commits what is pending and builds the deferred value indexes now; the Bundles written
+ * after go into them as they come (im->deferred is cleared). On failure they stay in
+ * import_deferred, im->deferred stays set and the end of the import tries again. */
+static int build_indexes_now(imp_t *im)
+{
+    int rc = import_commit(im);
+    if (rc == HV_OK)
+        rc = hv__import_restore_indexes(im->db);
+    if (rc == HV_OK)
+        im->deferred = 0;
+    return rc;
+}
+
+/* Writer side: whether the deferred indexes should be built before the units still
+ * queued are written. That is when the reader is done and those units hold at most a
+ * quarter of the input bytes already written: the workers are preparing the last of
+ * them, and without this the writer would build the indexes after writing them, alone,
+ * while the workers' core sits idle. Built now, the sort overlaps that preparation, and
+ * at most a fifth of the rows go into the built indexes one by one (random B-tree
+ * inserts, which the deferral avoids for the rest). A single unit, or an import whose
+ * last unit is larger than that, keeps every index deferred to the end. Sets *left to
+ * the number of queued units. */
+static int near_the_end(imp_t *im, uint64_t *left)
+{
+    uint64_t bytes = 0, n = 0;
+    int done;
+    uv_mutex_lock(&im->q.lock);
+    done = im->q.done;
+    for (unit_t *u = im->q.head; u != NULL; u = u->next) {
+        bytes += u->bytes;
+        n++;
+    }
+    uv_mutex_unlock(&im->q.lock);
+    *left = n;
+    return done && n > 0 && bytes <= im->done_bytes / 4;
+}
+
 /* Runs one unit's Bundle in its own transaction, preparing it first unless the
  * reader did; the unit's job is consumed. Precomputed Bundles run bare (without a
  * savepoint: SQLite would copy every page they change into the sub-journal, two
@@ -616,16 +655,13 @@ static int run_bundle(imp_t *im, unit_t *u)
     }
     if (im->deferred && !hv__bundle_is_precomputed(bj)) {
         /* It searches the store (conditional entries): with its value indexes back. */
-        rc = import_commit(im);
-        if (rc == HV_OK)
-            rc = hv__import_restore_indexes(im->db);
+        rc = build_indexes_now(im);
         if (rc != HV_OK) {
             fprintf(stderr, "\nholovitals import: restoring the search indexes failed: %s\n", hv_db_errmsg(im->db));
             hv__bundle_job_free(bj);
             im->failed++;
             return rc;
         }
-        im->deferred = 0;
     }
     /* Each Bundle is atomic; several share one commit (group commit: an fsync per
      * commit is what bounds the rate on a durable store). */
@@ -790,11 +826,17 @@ static void write_all(imp_t *im)
 {
     unit_t *u;
     while ((u = pop(im)) != NULL) {
+        uint64_t left = 0;
         if (u->bundle != NULL || u->bj != NULL || u->prep_rc != HV_OK)
             (void)run_bundle(im, u);
         im->done_bytes += u->bytes;
         draw(im, 0);
         hv_free(u);
+        if (im->deferred && near_the_end(im, &left)) {
+            /* A failure leaves them deferred: the end of the import tries again. */
+            if (build_indexes_now(im) == HV_OK)
+                im->built_left = left;
+        }
     }
 }
 
@@ -954,9 +996,12 @@ int hv__fhir_cmd_import(hv_engine_t *e, int argc, char **argv)
     printf("imported %llu resources from %d files in %.2f s (%.0f resources/s), %llu failed\n",
            (unsigned long long)im.resources, argc - first, secs, secs > 0 ? (double)im.resources / secs : 0.0,
            (unsigned long long)im.failed);
-    if (im.report_ahead)
+    if (im.report_ahead) {
         fprintf(stderr, "holovitals import: %llu of %llu Bundles computed ahead\n", (unsigned long long)im.ahead,
                 (unsigned long long)im.units);
+        fprintf(stderr, "holovitals import: deferred indexes built with %llu Bundles still to write\n",
+                (unsigned long long)im.built_left);
+    }
     hv_db_close(im.db);
     if (lock_fd >= 0)
         close(lock_fd);
