@@ -9,9 +9,10 @@ them at its end, keeping their definitions in table import_deferred until then (
   every index table (the combined ones too), identifiers, references, resources, and the
   schema's index definitions; for the Synthea bundles and for NDJSON cut into many units.
 - Once the reader is done and the units still queued hold at most a quarter of the input
-  bytes written, the indexes are built before those units, which go into them row by row:
-  the store equals the one with the indexes kept all along; a single unit keeps them
-  deferred to its end.
+  bytes written, the indexes are built before those units, which go into them row by row,
+  and what is committed is checkpointed on a second connection meanwhile: the store equals
+  the one with the indexes kept all along, and no WAL is left after the import; a single
+  unit keeps them deferred to its end.
 - An invalid NDJSON line in the middle is named with its file's line number; the run fails
   (exit 1), every other line is stored whole with its index rows, the bad one not at all.
 - kill -9 in the middle of an import into an empty store leaves only whole resources (each
@@ -142,6 +143,13 @@ class ImportPoolTests(unittest.TestCase):
         pool, c2, o2, e2 = self.imp("pool", files, "--workers", "2", env={"HOLOVITALS_IMPORT_PRECOMPUTE": "1"})
         self.assertEqual((c1, c2), (0, 0), e1 + e2)
         self.assertGreaterEqual(self.built_left(e2), 1)
+        # What was committed by then was checkpointed on a second connection meanwhile, and
+        # the writer's close (the last connection) still checkpointed the rest: no WAL left.
+        m = re.search(r"checkpointed (\d+) of (\d+) WAL frames before the end", e2)
+        self.assertIsNotNone(m, e2)
+        self.assertGreater(int(m.group(1)), 0)
+        for d in (one, pool):
+            self.assertFalse(os.path.exists(os.path.join(d, "fhir.db-wal")), d)
         self.assertEqual(o1.split(" in ")[0], o2.split(" in ")[0])
         a, b = full_dump(one), full_dump(pool)
         for t in a:
