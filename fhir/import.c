@@ -82,27 +82,6 @@ typedef struct uq {
     size_t ngarbage, garbage_cap;
 } uq_t;
 
-/* ---- The WAL checkpointed near the end, on a second connection (SQLite) ----
- *
- * An import lets the WAL grow (IMPORT_WAL_PAGES), and closing the store copies every page
- * it holds into the database file and syncs it: on the writer, after everything else,
- * while the workers' core sits idle. Once the writes are nearly done (near_the_end, or
- * after the last commit at the latest) a thread opens its own connection and runs a
- * PASSIVE checkpoint of what is committed so far, while the writer builds the deferred
- * indexes, writes the last units and analyzes; the close then copies only the frames
- * written after it. A PASSIVE checkpoint takes no lock the writer needs, copies only
- * frames no reader's snapshot still needs (sqlite.org/c3ref/wal_checkpoint_v2.html) and
- * syncs as the writer's connection would (fhir.synchronous); crash safety stays the
- * WAL's. The thread is joined, its connection closed, before the writer's close, which,
- * as the last connection, still checkpoints the rest and removes the WAL. */
-typedef struct ckpt {
-    const char *url, *dir;    /* where the store is (hv_db_open) */
-    const char *sync;         /* fhir.synchronous */
-    uv_thread_t thread;
-    int started;
-    int64_t log, copied;      /* the WAL's frames and those the checkpoint copied; -1: none ran */
-} ckpt_t;
-
 typedef struct imp {
     hv_db_t *db;
     hv_fhir_parse_opts_t parse;
@@ -128,61 +107,18 @@ typedef struct imp {
     size_t nbare, bare_cap;
     int guarded;              /* the open transaction runs every further Bundle in a savepoint */
     int deferred;             /* the store's value indexes are dropped until the end (defer_indexes) */
-    uint64_t built_left;      /* Bundles still to write when the deferred indexes were built (near_the_end) */
-    int near_end_seen;        /* near_the_end held once: what it starts has started */
-    ckpt_t ckpt;
 } imp_t;
-
-/* The checkpoint thread (see ckpt_t). */
-static void ckpt_main(void *arg)
-{
-    ckpt_t *c = arg;
-    hv_db_t *db = NULL;
-    hv_db_stmt_t *st = NULL;
-    hv_error_t err;
-    hv_error_clear(&err);
-    if (hv_db_open(c->url, c->dir, "fhir", &db, &err) != HV_OK)
-        return;
-    if (hv_db_set_synchronous(db, c->sync) == HV_OK &&
-        hv_db_prepare(db, "PRAGMA wal_checkpoint(PASSIVE)", &st) == HV_OK) {
-        /* One row: busy, the WAL's frames, the frames checkpointed. */
-        if (hv_db_step(st) == HV_DB_ROW) {
-            c->log = hv_db_column_int64(st, 1);
-            c->copied = hv_db_column_int64(st, 2);
-        }
-        hv_db_done(st);
-    }
-    hv_db_close(db);
-}
-
-/* Starts the checkpoint thread once, after a commit (SQLite only); without a thread the
- * close checkpoints everything, as before. */
-static void ckpt_start(imp_t *im)
-{
-    if (im->ckpt.started || hv_db_kind(im->db) != HV_DB_SQLITE)
-        return;
-    im->ckpt.log = im->ckpt.copied = -1;
-    im->ckpt.started = uv_thread_create(&im->ckpt.thread, ckpt_main, &im->ckpt) == 0;
-}
-
-static void ckpt_join(imp_t *im)
-{
-    if (im->ckpt.started)
-        uv_thread_join(&im->ckpt.thread);
-    im->ckpt.started = 0;
-}
 
 /* ---- Value indexes deferred while importing into an empty store (SQLite) ----
  *
  * Every search-index row costs three B-tree inserts: its table, the (type, id, code)
  * index the writer uses to replace and combine a resource's rows, and the value index
  * searches use, into which rows arrive in random order. Into an empty store the value
- * indexes are dropped for the import and built once near its end by CREATE INDEX, which
+ * indexes are dropped for the import and built once at its end by CREATE INDEX, which
  * sorts (with PRAGMA threads helpers) and appends instead of seeking per row. The
  * dropped indexes' definitions are kept in table import_deferred (fhir/store.c) in the
  * same transaction as the DROP, and restored with its rows deleted in one transaction
- * (hv__import_restore_indexes), by the import before its last units (near_the_end) or
- * at its end, before any Bundle that needs
+ * (hv__import_restore_indexes), by the import at its end, before any Bundle that needs
  * to search the store, and at every opening of the store (hv__store_tune), so a store
  * whose import was killed gets its indexes back at the next start. Without them the
  * store answers the same, only more slowly (searches scan). */
@@ -655,43 +591,6 @@ static int rerun_guarded(imp_t *im)
     return rc;
 }
 
-/* Commits what is pending and builds the deferred value indexes now; the Bundles written
- * after go into them as they come (im->deferred is cleared). On failure they stay in
- * import_deferred, im->deferred stays set and the end of the import tries again. */
-static int build_indexes_now(imp_t *im)
-{
-    int rc = import_commit(im);
-    if (rc == HV_OK)
-        rc = hv__import_restore_indexes(im->db);
-    if (rc == HV_OK)
-        im->deferred = 0;
-    return rc;
-}
-
-/* Writer side: whether the deferred indexes should be built before the units still
- * queued are written. That is when the reader is done and those units hold at most a
- * quarter of the input bytes already written: the workers are preparing the last of
- * them, and without this the writer would build the indexes after writing them, alone,
- * while the workers' core sits idle. Built now, the sort overlaps that preparation, and
- * at most a fifth of the rows go into the built indexes one by one (random B-tree
- * inserts, which the deferral avoids for the rest). A single unit, or an import whose
- * last unit is larger than that, keeps every index deferred to the end. Sets *left to
- * the number of queued units. */
-static int near_the_end(imp_t *im, uint64_t *left)
-{
-    uint64_t bytes = 0, n = 0;
-    int done;
-    uv_mutex_lock(&im->q.lock);
-    done = im->q.done;
-    for (unit_t *u = im->q.head; u != NULL; u = u->next) {
-        bytes += u->bytes;
-        n++;
-    }
-    uv_mutex_unlock(&im->q.lock);
-    *left = n;
-    return done && n > 0 && bytes <= im->done_bytes / 4;
-}
-
 /* Runs one unit's Bundle in its own transaction, preparing it first unless the
  * reader did; the unit's job is consumed. Precomputed Bundles run bare (without a
  * savepoint: SQLite would copy every page they change into the sub-journal, two
@@ -717,13 +616,16 @@ static int run_bundle(imp_t *im, unit_t *u)
     }
     if (im->deferred && !hv__bundle_is_precomputed(bj)) {
         /* It searches the store (conditional entries): with its value indexes back. */
-        rc = build_indexes_now(im);
+        rc = import_commit(im);
+        if (rc == HV_OK)
+            rc = hv__import_restore_indexes(im->db);
         if (rc != HV_OK) {
             fprintf(stderr, "\nholovitals import: restoring the search indexes failed: %s\n", hv_db_errmsg(im->db));
             hv__bundle_job_free(bj);
             im->failed++;
             return rc;
         }
+        im->deferred = 0;
     }
     /* Each Bundle is atomic; several share one commit (group commit: an fsync per
      * commit is what bounds the rate on a durable store). */
@@ -888,22 +790,11 @@ static void write_all(imp_t *im)
 {
     unit_t *u;
     while ((u = pop(im)) != NULL) {
-        uint64_t left = 0;
         if (u->bundle != NULL || u->bj != NULL || u->prep_rc != HV_OK)
             (void)run_bundle(im, u);
         im->done_bytes += u->bytes;
         draw(im, 0);
         hv_free(u);
-        if (!im->near_end_seen && near_the_end(im, &left)) {
-            im->near_end_seen = 1;
-            /* What is committed is checkpointed while the rest is written; a failed commit
-             * has been named, and its resources counted as failed, by import_commit. */
-            if (import_commit(im) == HV_OK)
-                ckpt_start(im);
-            /* A failure leaves them deferred: the end of the import tries again. */
-            if (im->deferred && build_indexes_now(im) == HV_OK)
-                im->built_left = left;
-        }
     }
 }
 
@@ -982,10 +873,6 @@ int hv__fhir_cmd_import(hv_engine_t *e, int argc, char **argv)
         fprintf(stderr, "holovitals import: could not defer the search indexes (%s); importing with them\n",
                 hv_db_errmsg(im.db) ? hv_db_errmsg(im.db) : "");
     im.commit_every = batch;
-    im.ckpt.url = hv_engine_db_url(e);
-    im.ckpt.dir = hv_engine_data_dir(e);
-    im.ckpt.sync = hv_config_str(cfg, "fhir.synchronous");
-    im.ckpt.log = im.ckpt.copied = -1;
     if (hv_db_kind(im.db) == HV_DB_SQLITE) {
         /* SQLite checkpoints the WAL into the database file when a commit leaves it
          * past 1,000 pages (4 MiB), on the committing thread, i.e. the writer: with
@@ -1028,8 +915,6 @@ int hv__fhir_cmd_import(hv_engine_t *e, int argc, char **argv)
             uv_thread_join(&reader);
             /* The last commit, while the workers still free what it hands back. */
             final_rc = import_commit(&im);
-            if (final_rc == HV_OK)
-                ckpt_start(&im);
         }
         uv_mutex_lock(&im.q.lock);
         im.q.closed = 1;
@@ -1063,22 +948,15 @@ int hv__fhir_cmd_import(hv_engine_t *e, int argc, char **argv)
     /* The planner's statistics of the indexes the import filled (fhir/search_combo.c). */
     if (im.resources > 0 && hv__search_analyze(im.db, 0) != HV_OK)
         fprintf(stderr, "holovitals import: ANALYZE failed: %s\n", hv_db_errmsg(im.db) ? hv_db_errmsg(im.db) : "");
-    ckpt_join(&im);
     hv_free(im.bare);
     draw(&im, 1);
     secs = (double)(hv_mono_ns() - im.t0) / 1e9;
     printf("imported %llu resources from %d files in %.2f s (%.0f resources/s), %llu failed\n",
            (unsigned long long)im.resources, argc - first, secs, secs > 0 ? (double)im.resources / secs : 0.0,
            (unsigned long long)im.failed);
-    if (im.report_ahead) {
+    if (im.report_ahead)
         fprintf(stderr, "holovitals import: %llu of %llu Bundles computed ahead\n", (unsigned long long)im.ahead,
                 (unsigned long long)im.units);
-        fprintf(stderr, "holovitals import: deferred indexes built with %llu Bundles still to write\n",
-                (unsigned long long)im.built_left);
-        if (hv_db_kind(im.db) == HV_DB_SQLITE)
-            fprintf(stderr, "holovitals import: checkpointed %lld of %lld WAL frames before the end\n",
-                    (long long)im.ckpt.copied, (long long)im.ckpt.log);
-    }
     hv_db_close(im.db);
     if (lock_fd >= 0)
         close(lock_fd);

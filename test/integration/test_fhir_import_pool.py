@@ -8,11 +8,6 @@ them at its end, keeping their definitions in table import_deferred until then (
   store one worker leaves with the indexes kept all along (HOLOVITALS_IMPORT_DEFER_INDEXES=0):
   every index table (the combined ones too), identifiers, references, resources, and the
   schema's index definitions; for the Synthea bundles and for NDJSON cut into many units.
-- Once the reader is done and the units still queued hold at most a quarter of the input
-  bytes written, the indexes are built before those units, which go into them row by row,
-  and what is committed is checkpointed on a second connection meanwhile: the store equals
-  the one with the indexes kept all along, and no WAL is left after the import; a single
-  unit keeps them deferred to its end.
 - An invalid NDJSON line in the middle is named with its file's line number; the run fails
   (exit 1), every other line is stored whole with its index rows, the bad one not at all.
 - kill -9 in the middle of an import into an empty store leaves only whole resources (each
@@ -22,7 +17,6 @@ them at its end, keeping their definitions in table import_deferred until then (
 import glob
 import json
 import os
-import re
 import shutil
 import signal
 import sqlite3
@@ -126,44 +120,6 @@ class ImportPoolTests(unittest.TestCase):
             f.write("\n".join(lines) + "\n")
         rows = self.assert_same([path], "--batch", "97")
         self.assertEqual(len(rows["resources"]), len(lines))
-
-    def built_left(self, err):
-        """The number of Bundles the importer still had to write when it built the deferred
-        indexes (HOLOVITALS_IMPORT_PRECOMPUTE=1 makes it say)."""
-        m = re.search(r"deferred indexes built with (\d+) Bundles still to write", err)
-        self.assertIsNotNone(m, err)
-        return int(m.group(1))
-
-    def test_indexes_built_before_the_last_small_units_equal_kept_all_along(self):
-        # Largest first: once the reader is done, the last units hold at most a quarter of
-        # the bytes written, so the indexes are built before them and they go in row by row.
-        files = sorted(synthea_files(), key=os.path.getsize, reverse=True)[:6]
-        self.assertEqual(len(files), 6, "no Synthea bundles under " + REFERENCE)
-        one, c1, o1, e1 = self.imp("one", files, "--workers", "1", env={"HOLOVITALS_IMPORT_DEFER_INDEXES": "0"})
-        pool, c2, o2, e2 = self.imp("pool", files, "--workers", "2", env={"HOLOVITALS_IMPORT_PRECOMPUTE": "1"})
-        self.assertEqual((c1, c2), (0, 0), e1 + e2)
-        self.assertGreaterEqual(self.built_left(e2), 1)
-        # What was committed by then was checkpointed on a second connection meanwhile, and
-        # the writer's close (the last connection) still checkpointed the rest: no WAL left.
-        m = re.search(r"checkpointed (\d+) of (\d+) WAL frames before the end", e2)
-        self.assertIsNotNone(m, e2)
-        self.assertGreater(int(m.group(1)), 0)
-        for d in (one, pool):
-            self.assertFalse(os.path.exists(os.path.join(d, "fhir.db-wal")), d)
-        self.assertEqual(o1.split(" in ")[0], o2.split(" in ")[0])
-        a, b = full_dump(one), full_dump(pool)
-        for t in a:
-            self.assertEqual(a[t], b[t], t)
-        self.assertEqual(indexes(one), indexes(pool))
-        self.assertEqual(indexes(pool)[1], 0)
-
-    def test_single_unit_keeps_its_indexes_deferred_to_the_end(self):
-        files = sorted(synthea_files(), key=os.path.getsize, reverse=True)[:1]
-        self.assertEqual(len(files), 1, "no Synthea bundles under " + REFERENCE)
-        data, code, _, err = self.imp("single", files, env={"HOLOVITALS_IMPORT_PRECOMPUTE": "1"})
-        self.assertEqual(code, 0, err)
-        self.assertEqual(self.built_left(err), 0)
-        self.assertEqual(indexes(data)[1], 0)
 
     def test_invalid_line_in_the_middle_named_and_nothing_half_written(self):
         lines = synthea_resources()[:300]
