@@ -284,8 +284,15 @@ static void push(imp_t *im, int kind, char *text, size_t len, size_t first_line,
     snprintf(u->path, sizeof(u->path), "%s", path);
     snprintf(u->origin, sizeof(u->origin), "%s", origin);
     uv_mutex_lock(&im->q.lock);
-    while (im->q.n >= im->q.cap)
+    while (im->q.n >= im->q.cap && !im->q.closed)
         uv_cond_wait(&im->q.cond, &im->q.lock);
+    if (im->q.closed) {
+        /* Nobody will write it: the store could not be opened. */
+        uv_mutex_unlock(&im->q.lock);
+        hv_free(text);
+        hv_free(u);
+        return;
+    }
     if (im->q.tail != NULL)
         im->q.tail->next = u;
     else
@@ -439,6 +446,10 @@ static void worker_main(void *arg)
             uv_mutex_lock(&im->q.lock);
             continue;
         }
+        /* Closed with units left only when the store could not be opened: nobody
+         * would write them (drain frees them). */
+        if (im->q.closed)
+            break;
         for (u = im->q.head; u != NULL && u->state != S_RAW; u = u->next)
             ;
         if (u != NULL) {
@@ -450,11 +461,27 @@ static void worker_main(void *arg)
             uv_cond_broadcast(&im->q.cond);
             continue;
         }
-        if (im->q.closed)
-            break;
         uv_cond_wait(&im->q.cond, &im->q.lock);
     }
     uv_mutex_unlock(&im->q.lock);
+}
+
+/* Frees the units left in the queue once every thread has left (the store could not
+ * be opened; after a whole import the queue is empty). */
+static void drain(imp_t *im)
+{
+    while (im->q.head != NULL) {
+        unit_t *u = im->q.head;
+        im->q.head = u->next;
+        hv_free(u->text);
+        if (u->bundle != NULL)
+            json_object_put(u->bundle);
+        if (u->bj != NULL)
+            hv__bundle_job_free(u->bj);
+        hv_free(u);
+    }
+    im->q.tail = NULL;
+    im->q.n = 0;
 }
 
 /* Writer side: the next unit in order once a worker has made it ready, or NULL once
@@ -777,8 +804,15 @@ static void import_file(imp_t *im, const char *path, size_t batch)
 static void reader_main(void *arg)
 {
     imp_t *im = arg;
-    for (int i = 0; i < im->nfiles; i++)
+    for (int i = 0; i < im->nfiles; i++) {
+        int closed;
+        uv_mutex_lock(&im->q.lock);
+        closed = im->q.closed;
+        uv_mutex_unlock(&im->q.lock);
+        if (closed)
+            break;
         import_file(im, im->files[i], im->batch);
+    }
     uv_mutex_lock(&im->q.lock);
     im->q.done = 1;
     uv_cond_broadcast(&im->q.cond);
@@ -848,43 +882,16 @@ int hv__fhir_cmd_import(hv_engine_t *e, int argc, char **argv)
                 hv_engine_data_dir(e));
         return HV_EXIT_USAGE;
     }
-    rc = hv_db_open(hv_engine_db_url(e), hv_engine_data_dir(e), "fhir", &im.db, &err);
-    if (rc == HV_OK)
-        rc = hv_db_migrate(im.db, "fhir", hv__store_migrations(im.db), &err);
-    if (rc == HV_OK)
-        rc = hv__store_tune(im.db, cfg);
-    if (rc != HV_OK) {
-        char msg[1024];
-        hv_error_format(&err, msg, sizeof(msg));
-        fprintf(stderr, "holovitals import: cannot open the FHIR store: %s\n", msg[0] ? msg : hv_strerror(rc));
-        hv_db_close(im.db);
-        if (lock_fd >= 0)
-            close(lock_fd);
-        return HV_EXIT_FAILURE;
-    }
     for (int i = first; i < argc; i++) {
         struct stat sb;
         if (stat(argv[i], &sb) == 0)
             im.total_bytes += (uint64_t)sb.st_size;
     }
     im.tty = isatty(2);
+    /* The summary's time counts from here: the store's opening included, which the
+     * reader and the workers overlap (below). */
     im.t0 = hv_mono_ns();
-    if (defer_indexes(&im) != HV_OK)
-        fprintf(stderr, "holovitals import: could not defer the search indexes (%s); importing with them\n",
-                hv_db_errmsg(im.db) ? hv_db_errmsg(im.db) : "");
     im.commit_every = batch;
-    if (hv_db_kind(im.db) == HV_DB_SQLITE) {
-        /* SQLite checkpoints the WAL into the database file when a commit leaves it
-         * past 1,000 pages (4 MiB), on the committing thread, i.e. the writer: with
-         * commits of --batch resources that was after every commit, each copying the
-         * pages the commit rewrote (the search tables' index pages, every time) and
-         * syncing the database file. An import lets the WAL grow to 1 GiB instead; the
-         * pages a later commit rewrites are copied once, and closing the store (the
-         * last connection) checkpoints the rest. Crash safety is the WAL's either way. */
-        if (hv_db_exec(im.db, "PRAGMA wal_autocheckpoint=" IMPORT_WAL_PAGES) != HV_OK)
-            fprintf(stderr, "holovitals import: PRAGMA wal_autocheckpoint failed: %s\n",
-                    hv_db_errmsg(im.db) ? hv_db_errmsg(im.db) : "");
-    }
     im.files = argv + first;
     im.nfiles = argc - first;
     im.batch = batch;
@@ -896,14 +903,17 @@ int hv__fhir_cmd_import(hv_engine_t *e, int argc, char **argv)
     im.q.cap = 2 * (size_t)workers + 1;
     {
         uv_thread_t reader;
-        int started = 0;
+        int started = 0, opened = 0;
         if (uv_mutex_init(&im.q.lock) != 0 || uv_cond_init(&im.q.cond) != 0) {
             fprintf(stderr, "holovitals import: cannot start the reader thread\n");
-            hv_db_close(im.db);
             if (lock_fd >= 0)
                 close(lock_fd);
             return HV_EXIT_FAILURE;
         }
+        /* The reader and the workers start before the store is opened: reading, parsing
+         * and preparing the first units need no database, and the writer waits for the
+         * first of them anyway, so opening the store (on a new one, creating its schema:
+         * a commit and a sync per migration) happens meanwhile instead of before. */
         while (nthreads < im.workers && uv_thread_create(&threads[nthreads], worker_main, &im) == 0)
             nthreads++;
         if (nthreads > 0 && uv_thread_create(&reader, reader_main, &im) == 0)
@@ -911,15 +921,47 @@ int hv__fhir_cmd_import(hv_engine_t *e, int argc, char **argv)
         else
             fprintf(stderr, "holovitals import: cannot start the reader and worker threads\n");
         if (started) {
+            rc = hv_db_open(hv_engine_db_url(e), hv_engine_data_dir(e), "fhir", &im.db, &err);
+            if (rc == HV_OK)
+                rc = hv_db_migrate(im.db, "fhir", hv__store_migrations(im.db), &err);
+            if (rc == HV_OK)
+                rc = hv__store_tune(im.db, cfg);
+            if (rc != HV_OK) {
+                char msg[1024];
+                hv_error_format(&err, msg, sizeof(msg));
+                fprintf(stderr, "holovitals import: cannot open the FHIR store: %s\n", msg[0] ? msg : hv_strerror(rc));
+            }
+            opened = rc == HV_OK;
+        }
+        if (opened) {
+            if (defer_indexes(&im) != HV_OK)
+                fprintf(stderr, "holovitals import: could not defer the search indexes (%s); importing with them\n",
+                        hv_db_errmsg(im.db) ? hv_db_errmsg(im.db) : "");
+            if (hv_db_kind(im.db) == HV_DB_SQLITE) {
+                /* SQLite checkpoints the WAL into the database file when a commit leaves it
+                 * past 1,000 pages (4 MiB), on the committing thread, i.e. the writer: with
+                 * commits of --batch resources that was after every commit, each copying the
+                 * pages the commit rewrote (the search tables' index pages, every time) and
+                 * syncing the database file. An import lets the WAL grow to 1 GiB instead; the
+                 * pages a later commit rewrites are copied once, and closing the store (the
+                 * last connection) checkpoints the rest. Crash safety is the WAL's either way. */
+                if (hv_db_exec(im.db, "PRAGMA wal_autocheckpoint=" IMPORT_WAL_PAGES) != HV_OK)
+                    fprintf(stderr, "holovitals import: PRAGMA wal_autocheckpoint failed: %s\n",
+                            hv_db_errmsg(im.db) ? hv_db_errmsg(im.db) : "");
+            }
             write_all(&im);
             uv_thread_join(&reader);
             /* The last commit, while the workers still free what it hands back. */
             final_rc = import_commit(&im);
         }
+        /* Closing the queue also makes a reader still waiting for room give up (push)
+         * and the workers leave what nobody has taken (worker_main). */
         uv_mutex_lock(&im.q.lock);
         im.q.closed = 1;
         uv_cond_broadcast(&im.q.cond);
         uv_mutex_unlock(&im.q.lock);
+        if (started && !opened)
+            uv_thread_join(&reader);
         for (int i = 0; i < nthreads; i++)
             uv_thread_join(&threads[i]);
         for (size_t i = 0; i < im.q.ngarbage; i++)
@@ -927,9 +969,10 @@ int hv__fhir_cmd_import(hv_engine_t *e, int argc, char **argv)
         im.q.ngarbage = 0;
         hv_free(im.q.garbage);
         im.q.garbage = NULL;
+        drain(&im);
         uv_cond_destroy(&im.q.cond);
         uv_mutex_destroy(&im.q.lock);
-        if (!started) {
+        if (!opened) {
             hv_db_close(im.db);
             if (lock_fd >= 0)
                 close(lock_fd);

@@ -8,6 +8,9 @@ them at its end, keeping their definitions in table import_deferred until then (
   store one worker leaves with the indexes kept all along (HOLOVITALS_IMPORT_DEFER_INDEXES=0):
   every index table (the combined ones too), identifiers, references, resources, and the
   schema's index definitions; for the Synthea bundles and for NDJSON cut into many units.
+- The reader and the workers start before the store is opened: a store that cannot be
+  opened (locked by another connection) ends them and the run (exit 1, named), though the
+  reader waits for room in the full queue by then.
 - An invalid NDJSON line in the middle is named with its file's line number; the run fails
   (exit 1), every other line is stored whole with its index rows, the bad one not at all.
 - kill -9 in the middle of an import into an empty store leaves only whole resources (each
@@ -120,6 +123,28 @@ class ImportPoolTests(unittest.TestCase):
             f.write("\n".join(lines) + "\n")
         rows = self.assert_same([path], "--batch", "97")
         self.assertEqual(len(rows["resources"]), len(lines))
+
+    def test_store_that_cannot_be_opened_ends_the_threads_started_before(self):
+        # The reader and the workers start before the store is opened. A store another
+        # connection holds locked past the busy timeout cannot be opened: the import says
+        # so and exits 1, and does not wait for ever on its reader, which by then waits
+        # for room in the full queue (300 units of one line, room for three).
+        data = os.path.join(self.tmp, "locked")
+        os.makedirs(data)
+        con = sqlite3.connect(os.path.join(data, "fhir.db"), isolation_level=None)
+        try:
+            con.execute("PRAGMA locking_mode=EXCLUSIVE")
+            con.execute("BEGIN EXCLUSIVE")
+            con.execute("CREATE TABLE held (x)")
+            path = os.path.join(self.tmp, "many.ndjson")
+            with open(path, "w", encoding="utf-8") as f:
+                f.write("\n".join(synthea_resources()[:300]) + "\n")
+            _, code, out, err = self.imp("locked", [path], "--batch", "1", "--workers", "1")
+        finally:
+            con.close()
+        self.assertEqual(code, 1, err)
+        self.assertIn("cannot open the FHIR store", err)
+        self.assertEqual(out, "")
 
     def test_invalid_line_in_the_middle_named_and_nothing_half_written(self):
         lines = synthea_resources()[:300]
