@@ -109,6 +109,18 @@ static void fhir_validate_reports_each_rule_at_its_path(void **state) {
         {"ele-1 on a primitive with only an id",
          "{\"resourceType\":\"Patient\",\"_birthDate\":{\"id\":\"a\"}}", "Patient.birthDate",
          "invariant", "ele-1"},
+        {"a primitive given only by its extension twin holds ele-1",
+         "{\"resourceType\":\"Patient\",\"_birthDate\":{\"extension\":[{\"url\":\"http://x\","
+         "\"valueString\":\"unknown\"}]}}",
+         "", "", ""},
+        {"a required primitive given only by its extension twin is present",
+         "{\"resourceType\":\"Observation\",\"_status\":{\"extension\":[{\"url\":"
+         "\"http://hl7.org/fhir/StructureDefinition/data-absent-reason\",\"valueCode\":"
+         "\"unknown\"}]},\"code\":{\"text\":\"x\"}}",
+         "", "", ""},
+        {"a required primitive missing with its twin is reported",
+         "{\"resourceType\":\"Observation\",\"code\":{\"text\":\"x\"}}",
+         "Observation.status", "required", ""},
         {"txt-2 empty narrative",
          "{\"resourceType\":\"Patient\",\"text\":{\"status\":\"generated\",\"div\":"
          "\"<div xmlns=\\\"http://www.w3.org/1999/xhtml\\\"> </div>\"}}",
