@@ -123,7 +123,8 @@ struct hv_storage {
     int relaxed;    /* storage thread: synchronous is NORMAL for a batch of lazy jobs */
     int parked;     /* under lock: the storage thread waits, and no job waits for it */
     int streaming;  /* under lock: this loop turn's jobs go to the storage thread as submitted */
-    int wants_more; /* under lock: the storage thread waits for streamed jobs to join its batch */
+    size_t wants_more; /* under lock: the storage thread waits for streamed jobs to join its
+                        * batch, which holds this many jobs (0: it does not wait for them) */
     hv_storage_stats_t stats; /* under lock */
     /* Pipelined commits (hv_storage_pipeline); wal is NULL when off. */
     hv__db_wal_t *wal;
@@ -356,7 +357,7 @@ static void storage_thread(void *arg) {
             while (s->streaming && b.broken == HV_OK && !b.rerun && !s->relaxed &&
                    b.end - b.begin < s->max_batch) {
                 if (s->taken == s->submitted) {
-                    s->wants_more = 1;
+                    s->wants_more = (size_t)(b.end - b.begin);
                     uv_cond_wait(&s->cond, &s->lock);
                     s->wants_more = 0;
                     continue;
@@ -634,14 +635,17 @@ static int submit(hv_storage_t *s, hv_storage_job_cb job, hv_storage_done_cb don
     s->staged++;
     if (s->streaming || s->parked) {
         /* The storage thread is idle, or runs this turn's open batch: no reason to hold
-         * the job until the turn ends (hand_over). An idle thread is woken at once; one
-         * that waits for more of the turn's jobs only every STREAM_WAKE jobs, so that a
-         * thread faster than the loop is not woken (a futex call and a context switch on
-         * each side) for every job. */
+         * the job until the turn ends (hand_over). An idle thread is woken at once. One
+         * that ran the streamed jobs and waits for more is woken once as many wait as its
+         * batch holds (and at least STREAM_WAKE): a thread faster than the loop (small
+         * jobs, such as events) is then woken a few times per turn, not for every job (a
+         * futex call and a context switch on each side), and one slower than the loop
+         * seldom waits at all. */
         s->submitted += s->staged;
         s->staged = 0;
         s->streaming = 1;
-        if (s->parked || (s->wants_more && s->submitted - s->taken >= STREAM_WAKE)) {
+        if (s->parked || (s->wants_more > 0 && s->submitted - s->taken >= STREAM_WAKE &&
+                          s->submitted - s->taken >= s->wants_more)) {
             s->parked = 0;
             s->wants_more = 0;
             uv_cond_signal(&s->cond);
