@@ -622,6 +622,48 @@ static void storage_lazy_batch_commits_relaxed_then_durable_again(void **state) 
     test_free(c);
 }
 
+/* One loop turn against an idle storage thread: a lazy job (streamed, so its batch is
+ * relaxed and running), then a durable one submitted while it runs. */
+static int streamed_durable_seen = -1;
+
+static void stream_lazy_then_durable(uv_timer_t *t) {
+    ctx_t *c = t->data;
+    c->jobs[0].gate = 1;
+    assert_int_equal(hv_storage_submit_lazy(c->storage, insert_job, on_done, &c->jobs[0]), HV_OK);
+    c->first_ran_mid_turn = sem_wait_bounded(&c->running, 10000) == 0;
+    assert_int_equal(hv_storage_submit(c->storage, sync_job, NULL, &streamed_durable_seen), HV_OK);
+    uv_sem_post(&c->gate);
+    /* The turn goes on: time for the relaxed batch to take the durable job if it would. */
+    uv_sleep(50);
+    uv_close((uv_handle_t *)t, NULL);
+}
+
+/* A relaxed batch (lazy jobs only, synchronous NORMAL) takes no streamed job: a durable
+ * job of the same turn commits in the next batch, with FULL. */
+static void storage_relaxed_streamed_batch_takes_no_durable_job(void **state) {
+    ctx_t *c = test_malloc(sizeof(*c));
+    hv_storage_stats_t stats;
+    uv_timer_t timer;
+    int i;
+    start_sync = "FULL";
+    ctx_start(c, state, 64, 64, NULL);
+    start_sync = NULL;
+    streamed_durable_seen = -1;
+    for (i = 0; i < 10000 && !hv__storage_parked(c->storage); i++) uv_sleep(1);
+    assert_int_equal(hv__storage_parked(c->storage), 1);
+    assert_int_equal(uv_timer_init(&c->loop, &timer), 0);
+    timer.data = c;
+    assert_int_equal(uv_timer_start(&timer, stream_lazy_then_durable, 0, 0), 0);
+    assert_int_equal(uv_run(&c->loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(c->first_ran_mid_turn, 1);
+    assert_int_equal(c->jobs[0].status, HV_OK);
+    assert_int_equal(streamed_durable_seen, 1);
+    hv_storage_stats(c->storage, &stats);
+    assert_int_equal(stats.batches, 2);
+    ctx_finish(c);
+    test_free(c);
+}
+
 static void storage_lazy_changes_nothing_when_not_full(void **state) {
     ctx_t *c = test_malloc(sizeof(*c));
     int seen = -1;
@@ -819,6 +861,7 @@ int run_storage_tests(void) {
         cmocka_unit_test(storage_idle_loop_returns_and_closes),
         cmocka_unit_test(storage_lazy_batch_commits_relaxed_then_durable_again),
         cmocka_unit_test(storage_lazy_changes_nothing_when_not_full),
+        cmocka_unit_test(storage_relaxed_streamed_batch_takes_no_durable_job),
         cmocka_unit_test(storage_pipelined_group_commit_batches_jobs),
         cmocka_unit_test(storage_pipelined_failing_job_rolls_back_alone),
         cmocka_unit_test(storage_pipelined_rerun_failure_keeps_each_outcome),
