@@ -188,5 +188,8 @@ extern const hv_setting_t hv__engine_settings[];
 /* Tests only (engine/storage.c): when set, the pipelined sync thread calls it before each
  * fdatasync of the WAL; a status other than HV_OK counts as a failed fdatasync. */
 extern int (*hv__storage_sync_hook)(void);
+/* Tests only (engine/storage.c): 1 while the storage thread waits with no job waiting for
+ * it, so that the loop's next job is streamed to it (submit). */
+int hv__storage_parked(hv_storage_t *s);
 
 #endif

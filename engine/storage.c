@@ -46,6 +46,12 @@
  *   [submitted, +staged)   submitted during this turn of the loop, handed over at its
  *                          end (hand_over): the storage thread does not see them yet
  *
+ * except that a storage thread with nothing to do gets the turn's jobs as they are
+ * submitted ("streaming", until the turn's hand_over) and runs them in one batch that
+ * stays open, taking each as it comes, until the turn ends; then it commits. The
+ * turn's jobs still make one commit, and the thread runs them while the loop is still
+ * parsing the turn's other requests instead of waiting for the turn to end.
+ *
  * submitted, staged and delivered move on the loop thread, taken and finished on the
  * storage thread, all under the mutex; a slot's fields are written by one side
  * before the counter that hands it to the other moves, so the mutex orders them.
@@ -115,6 +121,10 @@ struct hv_storage {
     int closing;   /* loop thread: hv_storage_free has begun */
     int referenced; /* loop thread: the async handle holds the loop open */
     int relaxed;    /* storage thread: synchronous is NORMAL for a batch of lazy jobs */
+    int parked;     /* under lock: the storage thread waits, and no job waits for it */
+    int streaming;  /* under lock: this loop turn's jobs go to the storage thread as submitted */
+    size_t wants_more; /* under lock: the storage thread waits for streamed jobs to join its
+                        * batch, which holds this many jobs (0: it does not wait for them) */
     hv_storage_stats_t stats; /* under lock */
     /* Pipelined commits (hv_storage_pipeline); wal is NULL when off. */
     hv__db_wal_t *wal;
@@ -125,7 +135,6 @@ struct hv_storage {
     int sync_failed;      /* under lock: an fdatasync failed; every job from then on fails */
     int ckpt_pages;       /* checkpoint once the WAL holds this many frames */
 };
-
 /* Runs one transaction-control command. On SQLite the statement cache makes it a
  * step of an already prepared statement; on PostgreSQL it is one simple-query round trip. */
 static int tx(hv_db_t *db, const char *sql) {
@@ -186,78 +195,102 @@ static void relax(hv_storage_t *s, uint64_t begin, uint64_t end) {
     }
 }
 
-/* Runs slots [begin, end) in one transaction; fills their status. Returns the
- * number of jobs that failed; *tx_failed is set when the transaction itself failed.
- * Unless safe is set, the leading re-runnable jobs run without savepoints; when one
- * of them fails, the transaction is rolled back, *rerun is set and nothing else is
- * reported: the caller runs the batch again with safe set. */
-static size_t run_batch(hv_storage_t *s, uint64_t begin, uint64_t end, uint64_t *commit_ns,
-                        int *tx_failed, int safe, int *rerun) {
-    hv_db_t *db = s->db;
-    size_t n = (size_t)(end - begin), failed = 0;
-    uint64_t i, t0;
-    int rc, broken = HV_OK, guarded = safe, first_savepoint = 1;
-    const char *what = "begin";
-    *commit_ns = 0;
-    *tx_failed = 0;
+/*
+ * One transaction on the storage thread. It holds the jobs [begin, end); those before
+ * next have run. A batch can grow while it is open (batch_run with a larger end): the
+ * jobs the loop thread streams to it during one turn (submit) join it until the turn
+ * ends, and it commits once, after the last of them.
+ */
+typedef struct batch {
+    uint64_t begin, end, next;
+    size_t failed;      /* jobs that failed on their own (rolled back to their savepoint) */
+    int guarded;        /* from here on every job runs in its own savepoint */
+    int first_savepoint;
+    int broken;         /* BEGIN or a savepoint command failed: the transaction is lost */
+    int rerun;          /* a bare job failed: rolled back, the caller runs it again safe */
+    int begun;          /* BEGIN succeeded */
+    const char *what;   /* the step that broke it (log) */
+} batch_t;
+
+/* Opens a batch of [begin, end) with BEGIN. Unless safe is set, the leading
+ * re-runnable jobs will run without savepoints. */
+static void batch_open(hv_storage_t *s, batch_t *b, uint64_t begin, uint64_t end, int safe) {
+    int rc;
+    memset(b, 0, sizeof(*b));
+    b->begin = b->next = begin;
+    b->end = end;
+    b->guarded = safe;
+    b->first_savepoint = 1;
+    b->what = "begin";
     relax(s, begin, end);
-    *rerun = 0;
-    rc = hv_db_begin(db);
-    if (rc != HV_OK) {
-        broken = rc;
-        goto fail;
-    }
-    for (i = begin; i < end; i++) {
-        slot_t *sl = &s->ring[i % s->cap];
+    rc = hv_db_begin(s->db);
+    if (rc != HV_OK) b->broken = rc;
+    else b->begun = 1;
+}
+
+/* Runs the batch's jobs that have not run yet, filling their status. When a bare
+ * (re-runnable) job fails, rolls the transaction back and sets b->rerun: nothing else is
+ * reported, the caller opens the batch again with safe set. */
+static void batch_run(hv_storage_t *s, batch_t *b) {
+    hv_db_t *db = s->db;
+    int rc;
+    for (; b->next < b->end && b->broken == HV_OK && !b->rerun; b->next++) {
+        slot_t *sl = &s->ring[b->next % s->cap];
         /* From the first job that may not run twice on, every job has its savepoint. */
-        if (!guarded && !sl->rerun) guarded = 1;
-        if (guarded) {
-            what = "savepoint";
-            rc = next_savepoint(db, first_savepoint);
-            first_savepoint = 0;
+        if (!b->guarded && !sl->rerun) b->guarded = 1;
+        if (b->guarded) {
+            b->what = "savepoint";
+            rc = next_savepoint(db, b->first_savepoint);
+            b->first_savepoint = 0;
             if (rc != HV_OK) {
-                broken = rc;
+                b->broken = rc;
                 break;
             }
         }
         sl->status = sl->job(db, sl->arg);
         if (sl->status > 0) sl->status = HV_OK;
-        if (sl->status != HV_OK) {
-            if (!guarded) {
-                /* A bare job failed: only the whole transaction can undo it. */
-                hv_db_rollback(db);
-                for (uint64_t j = begin; j <= i; j++) s->ring[j % s->cap].status = HV_OK;
-                *rerun = 1;
-                return 0;
-            }
-            failed++;
-            /* The savepoint stays after ROLLBACK TO; the next job releases it. */
-            what = "rollback to savepoint";
-            rc = tx(db, "ROLLBACK TO SAVEPOINT hv_job");
-            if (rc != HV_OK) {
-                broken = rc;
-                break;
-            }
+        if (sl->status == HV_OK) continue;
+        if (!b->guarded) {
+            /* A bare job failed: only the whole transaction can undo it. */
+            hv_db_rollback(db);
+            for (uint64_t j = b->begin; j <= b->next; j++) s->ring[j % s->cap].status = HV_OK;
+            b->rerun = 1;
+            break;
+        }
+        b->failed++;
+        /* The savepoint stays after ROLLBACK TO; the next job releases it. */
+        b->what = "rollback to savepoint";
+        rc = tx(db, "ROLLBACK TO SAVEPOINT hv_job");
+        if (rc != HV_OK) {
+            b->broken = rc;
+            break;
         }
     }
-    if (broken == HV_OK) {
-        what = "commit";
+}
+
+/* Commits the batch, whose jobs have all run. Returns the number of jobs that failed;
+ * *tx_failed is set when the transaction itself failed: then nothing of the batch was
+ * stored and every job that had not failed on its own, or had not run, gets that error. */
+static size_t batch_close(hv_storage_t *s, batch_t *b, uint64_t *commit_ns, int *tx_failed) {
+    size_t failed = 0;
+    uint64_t i, t0;
+    int rc;
+    *commit_ns = 0;
+    *tx_failed = 0;
+    if (b->broken == HV_OK) {
+        b->what = "commit";
         t0 = hv_mono_ns();
-        rc = hv_db_commit(db);
+        rc = hv_db_commit(s->db);
         *commit_ns = hv_mono_ns() - t0;
-        if (rc == HV_OK) return failed;
-        broken = rc;
+        if (rc == HV_OK) return b->failed;
+        b->broken = rc;
     }
-    /* The transaction is lost: nothing of this batch was stored. */
-    log_batch_failure(s, what, broken, n);
-    hv_db_rollback(db);
-fail:
+    log_batch_failure(s, b->what, b->broken, (size_t)(b->end - b->begin));
+    if (b->begun) hv_db_rollback(s->db);
     *tx_failed = 1;
-    failed = 0;
-    for (i = begin; i < end; i++) {
+    for (i = b->begin; i < b->end; i++) {
         slot_t *sl = &s->ring[i % s->cap];
-        /* Jobs that succeeded, and jobs not reached, get the batch's error. */
-        if (sl->status == HV_OK) sl->status = broken;
+        if (sl->status == HV_OK) sl->status = b->broken;
         failed++;
     }
     return failed;
@@ -290,8 +323,14 @@ static void storage_thread(void *arg) {
     for (;;) {
         uint64_t begin, end, t0, commit_ns;
         size_t failed;
-        int tx_failed, rerun;
-        while (!s->stop && (s->taken == s->submitted || hold_back(s))) uv_cond_wait(&s->cond, &s->lock);
+        int tx_failed;
+        batch_t b;
+        while (!s->stop && (s->taken == s->submitted || hold_back(s))) {
+            /* With nothing to do, the loop thread streams its next jobs here (submit). */
+            s->parked = s->taken == s->submitted;
+            uv_cond_wait(&s->cond, &s->lock);
+        }
+        s->parked = 0;
         if (s->taken == s->submitted) break; /* stopping and nothing waits */
         begin = s->taken;
         end = s->submitted;
@@ -305,8 +344,38 @@ static void storage_thread(void *arg) {
             commit_ns = 0;
             tx_failed = 0;
         } else {
-            failed = run_batch(s, begin, end, &commit_ns, &tx_failed, 0, &rerun);
-            if (rerun) failed = run_batch(s, begin, end, &commit_ns, &tx_failed, 1, &rerun);
+            batch_open(s, &b, begin, end, 0);
+            batch_run(s, &b);
+            /*
+             * While the loop thread streams the jobs of its current turn, they join this
+             * batch, which commits once the turn has ended (hand_over): the thread works
+             * while the loop parses the turn's requests, and the turn's jobs still share
+             * one commit. A relaxed batch (lazy jobs only) takes no more: a durable job
+             * must not commit with synchronous NORMAL.
+             */
+            uv_mutex_lock(&s->lock);
+            while (s->streaming && b.broken == HV_OK && !b.rerun && !s->relaxed &&
+                   b.end - b.begin < s->max_batch) {
+                if (s->taken == s->submitted) {
+                    s->wants_more = (size_t)(b.end - b.begin);
+                    uv_cond_wait(&s->cond, &s->lock);
+                    s->wants_more = 0;
+                    continue;
+                }
+                end = s->submitted;
+                if (end - begin > s->max_batch) end = begin + s->max_batch;
+                s->taken = b.end = end;
+                uv_mutex_unlock(&s->lock);
+                batch_run(s, &b);
+                uv_mutex_lock(&s->lock);
+            }
+            uv_mutex_unlock(&s->lock);
+            end = b.end;
+            if (b.rerun) {
+                batch_open(s, &b, begin, end, 1);
+                batch_run(s, &b);
+            }
+            failed = batch_close(s, &b, &commit_ns, &tx_failed);
         }
 
         uv_mutex_lock(&s->lock);
@@ -440,7 +509,9 @@ static void deliver(hv_storage_t *s) {
         uv_mutex_unlock(&s->lock);
         if (sl.done != NULL) sl.done(sl.status, sl.arg);
     }
-    if (s->referenced && s->delivered == s->submitted && !s->closing) {
+    /* Staged jobs are outstanding too: the turn's hand-over is still to come. (submitted
+     * and staged move on this thread only.) */
+    if (s->referenced && s->delivered == s->submitted + s->staged && !s->closing) {
         uv_unref((uv_handle_t *)&s->async);
         s->referenced = 0;
     }
@@ -506,23 +577,29 @@ out:
 }
 
 /*
- * Loop thread: hands the staged jobs to the storage thread (they become "waiting").
- * Jobs submitted during one turn of the loop are handed over together at its end
- * (the check phase, after every I/O callback of the turn), so that the requests read
- * from many connections in one turn make one batch: woken at the first of them, the
- * storage thread would commit it alone (a commit's WAL pages and fsync for one job)
- * while the loop parsed the others, and batches would alternate between one job and
- * the rest. The idle handle keeps the loop's poll from blocking while jobs are staged
- * (a job submitted by a timer callback, before the poll, is handed over right after it).
+ * Loop thread: hands the staged jobs to the storage thread (they become "waiting") and
+ * ends this turn's streaming. Jobs submitted during one turn of the loop are handed over
+ * together at its end (the check phase, after every I/O callback of the turn), so that
+ * the requests read from many connections in one turn make one batch: woken at the first
+ * of them, the storage thread would commit it alone (a commit's WAL pages and fsync for
+ * one job) while the loop parsed the others, and batches would alternate between one job
+ * and the rest. The idle handle keeps the loop's poll from blocking while jobs are staged
+ * or streamed (a job submitted by a timer callback, before the poll, is handed over right
+ * after it).
+ *
+ * The exception is an idle storage thread (submit): it gets the turn's jobs as they are
+ * submitted and runs them in one open batch, which commits after this hand-over. So the
+ * thread works while the loop parses, and the turn still makes one commit.
  */
 static void hand_over(hv_storage_t *s) {
     uv_mutex_lock(&s->lock);
-    if (s->staged == 0) {
+    if (s->staged == 0 && !s->streaming) {
         uv_mutex_unlock(&s->lock);
         return;
     }
     s->submitted += s->staged;
     s->staged = 0;
+    s->streaming = 0;
     uv_cond_signal(&s->cond);
     uv_mutex_unlock(&s->lock);
     uv_check_stop(&s->check);
@@ -532,6 +609,9 @@ static void hand_over(hv_storage_t *s) {
 static void on_check(uv_check_t *h) { hand_over(h->data); }
 
 static void on_idle(uv_idle_t *h) { (void)h; }
+
+/* Streamed jobs that wake a storage thread waiting for more of them (submit). */
+#define STREAM_WAKE 8
 
 static int submit(hv_storage_t *s, hv_storage_job_cb job, hv_storage_done_cb done, void *arg,
                   int lazy, int rerun) {
@@ -553,6 +633,24 @@ static int submit(hv_storage_t *s, hv_storage_job_cb job, hv_storage_done_cb don
     sl->lazy = lazy;
     sl->rerun = rerun;
     s->staged++;
+    if (s->streaming || s->parked) {
+        /* The storage thread is idle, or runs this turn's open batch: no reason to hold
+         * the job until the turn ends (hand_over). An idle thread is woken at once. One
+         * that ran the streamed jobs and waits for more is woken once as many wait as its
+         * batch holds (and at least STREAM_WAKE): a thread faster than the loop (small
+         * jobs, such as events) is then woken a few times per turn, not for every job (a
+         * futex call and a context switch on each side), and one slower than the loop
+         * seldom waits at all. */
+        s->submitted += s->staged;
+        s->staged = 0;
+        s->streaming = 1;
+        if (s->parked || (s->wants_more > 0 && s->submitted - s->taken >= STREAM_WAKE &&
+                          s->submitted - s->taken >= s->wants_more)) {
+            s->parked = 0;
+            s->wants_more = 0;
+            uv_cond_signal(&s->cond);
+        }
+    }
     full = s->staged >= s->max_batch;
     uv_mutex_unlock(&s->lock);
     if (!uv_is_active((uv_handle_t *)&s->check)) {
@@ -579,6 +677,14 @@ int hv_storage_submit_lazy(hv_storage_t *s, hv_storage_job_cb job, hv_storage_do
 
 int hv_storage_submit_rerun(hv_storage_t *s, hv_storage_job_cb job, hv_storage_done_cb done, void *arg) {
     return submit(s, job, done, arg, 0, 1);
+}
+
+int hv__storage_parked(hv_storage_t *s) {
+    int parked;
+    uv_mutex_lock(&s->lock);
+    parked = s->parked;
+    uv_mutex_unlock(&s->lock);
+    return parked;
 }
 
 size_t hv_storage_queued(hv_storage_t *s) {

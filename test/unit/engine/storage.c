@@ -38,6 +38,10 @@ struct ctx {
     int off_loop;    /* done callbacks that ran on another thread */
     int resubmit_rc; /* what a submit from within a done callback returned */
     int try_resubmit;
+    uv_sem_t ran;           /* posted by ran_job */
+    int first_ran_mid_turn; /* stream_one_turn: the first job ran before the turn ended */
+    int ran_mid_turn;       /* stream_one_turn: later jobs that ran before it ended */
+    int batches_mid_turn;   /* stream_one_turn: batches committed before it ended */
 };
 
 static int insert_job(hv_db_t *db, void *arg) {
@@ -88,6 +92,7 @@ static void ctx_start(ctx_t *c, void **state, size_t max_queue, size_t max_batch
     assert_int_equal(uv_loop_init(&c->loop), 0);
     assert_int_equal(uv_sem_init(&c->gate, 0), 0);
     assert_int_equal(uv_sem_init(&c->running, 0), 0);
+    assert_int_equal(uv_sem_init(&c->ran, 0), 0);
     c->loop_thread = uv_thread_self();
     assert_int_equal(hv_db_exec(db, "CREATE TABLE jobs(id INTEGER PRIMARY KEY, body TEXT NOT NULL)"),
                      HV_OK);
@@ -112,6 +117,7 @@ static void ctx_finish(ctx_t *c) {
     assert_int_equal(uv_loop_close(&c->loop), 0);
     uv_sem_destroy(&c->gate);
     uv_sem_destroy(&c->running);
+    uv_sem_destroy(&c->ran);
 }
 
 /*
@@ -216,6 +222,107 @@ static void storage_jobs_of_one_loop_turn_commit_in_one_batch(void **state) {
     for (i = 0; i < n; i++) assert_int_equal(c->jobs[i].status, HV_OK);
     count_rows(c, &r);
     assert_int_equal(r.count, n);
+    ctx_finish(c);
+    test_free(c);
+}
+
+/* Waits for sem up to ms milliseconds; 0 once taken, -1 when it was not posted in time
+ * (a bound for a test that would otherwise hang, not a timing assertion). */
+static int sem_wait_bounded(uv_sem_t *sem, int ms) {
+    for (; ms > 0; ms--) {
+        if (uv_sem_trywait(sem) == 0) return 0;
+        uv_sleep(1);
+    }
+    return uv_sem_trywait(sem) == 0 ? 0 : -1;
+}
+
+/* As insert_job, then posts ctx->ran: the loop thread can see that it has run. */
+static int ran_job(hv_db_t *db, void *arg) {
+    job_t *j = arg;
+    int rc = insert_job(db, arg);
+    uv_sem_post(&j->ctx->ran);
+    return rc;
+}
+
+/*
+ * One turn of the loop (a timer callback) against an idle storage thread: the first job
+ * starts before the turn ends, and the jobs submitted after it run while the turn still
+ * lasts, but nothing commits until the turn has ended, and then all of them commit
+ * together (engine/storage.c, streaming).
+ */
+static void stream_one_turn(uv_timer_t *t) {
+    ctx_t *c = t->data;
+    hv_storage_stats_t stats;
+    int i;
+    c->jobs[0].gate = 1;
+    assert_int_equal(hv_storage_submit(c->storage, insert_job, on_done, &c->jobs[0]), HV_OK);
+    c->first_ran_mid_turn = sem_wait_bounded(&c->running, 10000) == 0;
+    for (i = 1; i < 10; i++)
+        assert_int_equal(hv_storage_submit(c->storage, ran_job, on_done, &c->jobs[i]), HV_OK);
+    uv_sem_post(&c->gate); /* job 0 takes it whenever it runs */
+    for (i = 1; i < 10 && c->first_ran_mid_turn; i++)
+        if (sem_wait_bounded(&c->ran, 10000) == 0) c->ran_mid_turn++;
+    /* Every job has run: a batch that did not wait for the turn's end would commit now. */
+    uv_sleep(20);
+    hv_storage_stats(c->storage, &stats);
+    c->batches_mid_turn = (int)stats.batches;
+    uv_close((uv_handle_t *)t, NULL);
+}
+
+static void storage_idle_thread_runs_a_turns_jobs_before_it_ends_and_commits_them_once(void **state) {
+    ctx_t *c = test_malloc(sizeof(*c));
+    hv_storage_stats_t stats;
+    uv_timer_t timer;
+    count_req_t r;
+    int i;
+    ctx_start(c, state, 64, 64, NULL);
+    /* The thread just started: wait until it waits for work. */
+    for (i = 0; i < 10000 && !hv__storage_parked(c->storage); i++) uv_sleep(1);
+    assert_int_equal(hv__storage_parked(c->storage), 1);
+    assert_int_equal(uv_timer_init(&c->loop, &timer), 0);
+    timer.data = c;
+    assert_int_equal(uv_timer_start(&timer, stream_one_turn, 0, 0), 0);
+    assert_int_equal(uv_run(&c->loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(c->first_ran_mid_turn, 1);
+    assert_int_equal(c->ran_mid_turn, 9);
+    assert_int_equal(c->batches_mid_turn, 0);
+    hv_storage_stats(c->storage, &stats);
+    assert_int_equal(stats.batches, 1);
+    assert_int_equal(stats.largest_batch, 10);
+    for (i = 0; i < 10; i++) {
+        assert_int_equal(c->jobs[i].status, HV_OK);
+        assert_int_equal(c->jobs[i].done_calls, 1);
+    }
+    count_rows(c, &r);
+    assert_int_equal(r.count, 10);
+    ctx_finish(c);
+    test_free(c);
+}
+
+/*
+ * A job submitted while the storage thread runs a batch of an earlier turn is not
+ * streamed: it waits for the end of its own turn and commits in the next batch, so a
+ * batch never holds jobs of two turns.
+ */
+static void storage_busy_thread_gets_a_turns_jobs_at_its_end(void **state) {
+    ctx_t *c = test_malloc(sizeof(*c));
+    hv_storage_stats_t stats;
+    int i;
+    ctx_start(c, state, 64, 64, NULL);
+    submit_blocker(c, &c->jobs[0]);
+    for (i = 1; i < 5; i++)
+        assert_int_equal(hv_storage_submit(c->storage, ran_job, on_done, &c->jobs[i]), HV_OK);
+    uv_sem_post(&c->gate);
+    /* Time for the blocker's batch to take them if they had been streamed. */
+    uv_sleep(50);
+    hv_storage_stats(c->storage, &stats);
+    assert_int_equal(stats.batches, 1);
+    assert_int_equal(stats.jobs, 1);
+    assert_int_equal(uv_run(&c->loop, UV_RUN_DEFAULT), 0);
+    hv_storage_stats(c->storage, &stats);
+    assert_int_equal(stats.batches, 2);
+    assert_int_equal(stats.largest_batch, 4);
+    for (i = 1; i < 5; i++) assert_int_equal(uv_sem_trywait(&c->ran), 0);
     ctx_finish(c);
     test_free(c);
 }
@@ -441,6 +548,7 @@ static void storage_free_drains_queue_and_closes(void **state) {
     assert_int_equal(uv_loop_close(&c->loop), 0);
     uv_sem_destroy(&c->gate);
     uv_sem_destroy(&c->running);
+    uv_sem_destroy(&c->ran);
     test_free(c);
 }
 
@@ -510,6 +618,48 @@ static void storage_lazy_batch_commits_relaxed_then_durable_again(void **state) 
     assert_int_equal(c->jobs[3].status, HV_OK);
     count_rows(c, &r);
     assert_int_equal(r.count, 4);
+    ctx_finish(c);
+    test_free(c);
+}
+
+/* One loop turn against an idle storage thread: a lazy job (streamed, so its batch is
+ * relaxed and running), then a durable one submitted while it runs. */
+static int streamed_durable_seen = -1;
+
+static void stream_lazy_then_durable(uv_timer_t *t) {
+    ctx_t *c = t->data;
+    c->jobs[0].gate = 1;
+    assert_int_equal(hv_storage_submit_lazy(c->storage, insert_job, on_done, &c->jobs[0]), HV_OK);
+    c->first_ran_mid_turn = sem_wait_bounded(&c->running, 10000) == 0;
+    assert_int_equal(hv_storage_submit(c->storage, sync_job, NULL, &streamed_durable_seen), HV_OK);
+    uv_sem_post(&c->gate);
+    /* The turn goes on: time for the relaxed batch to take the durable job if it would. */
+    uv_sleep(50);
+    uv_close((uv_handle_t *)t, NULL);
+}
+
+/* A relaxed batch (lazy jobs only, synchronous NORMAL) takes no streamed job: a durable
+ * job of the same turn commits in the next batch, with FULL. */
+static void storage_relaxed_streamed_batch_takes_no_durable_job(void **state) {
+    ctx_t *c = test_malloc(sizeof(*c));
+    hv_storage_stats_t stats;
+    uv_timer_t timer;
+    int i;
+    start_sync = "FULL";
+    ctx_start(c, state, 64, 64, NULL);
+    start_sync = NULL;
+    streamed_durable_seen = -1;
+    for (i = 0; i < 10000 && !hv__storage_parked(c->storage); i++) uv_sleep(1);
+    assert_int_equal(hv__storage_parked(c->storage), 1);
+    assert_int_equal(uv_timer_init(&c->loop, &timer), 0);
+    timer.data = c;
+    assert_int_equal(uv_timer_start(&timer, stream_lazy_then_durable, 0, 0), 0);
+    assert_int_equal(uv_run(&c->loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(c->first_ran_mid_turn, 1);
+    assert_int_equal(c->jobs[0].status, HV_OK);
+    assert_int_equal(streamed_durable_seen, 1);
+    hv_storage_stats(c->storage, &stats);
+    assert_int_equal(stats.batches, 2);
     ctx_finish(c);
     test_free(c);
 }
@@ -699,6 +849,8 @@ int run_storage_tests(void) {
         cmocka_unit_test(storage_group_commit_batches_jobs),
         cmocka_unit_test(storage_jobs_of_one_loop_turn_commit_in_one_batch),
         cmocka_unit_test(storage_job_submitted_by_a_timer_runs_without_io),
+        cmocka_unit_test(storage_idle_thread_runs_a_turns_jobs_before_it_ends_and_commits_them_once),
+        cmocka_unit_test(storage_busy_thread_gets_a_turns_jobs_at_its_end),
         cmocka_unit_test(storage_failing_job_rolls_back_alone),
         cmocka_unit_test(storage_rerun_job_failure_reruns_batch_with_savepoints),
         cmocka_unit_test(storage_plain_job_guards_the_rest_of_its_batch),
@@ -709,6 +861,7 @@ int run_storage_tests(void) {
         cmocka_unit_test(storage_idle_loop_returns_and_closes),
         cmocka_unit_test(storage_lazy_batch_commits_relaxed_then_durable_again),
         cmocka_unit_test(storage_lazy_changes_nothing_when_not_full),
+        cmocka_unit_test(storage_relaxed_streamed_batch_takes_no_durable_job),
         cmocka_unit_test(storage_pipelined_group_commit_batches_jobs),
         cmocka_unit_test(storage_pipelined_failing_job_rolls_back_alone),
         cmocka_unit_test(storage_pipelined_rerun_failure_keeps_each_outcome),
