@@ -135,6 +135,7 @@ struct hv_storage {
     int sync_failed;      /* under lock: an fdatasync failed; every job from then on fails */
     int ckpt_pages;       /* checkpoint once the WAL holds this many frames */
 };
+
 /* Runs one transaction-control command. On SQLite the statement cache makes it a
  * step of an already prepared statement; on PostgreSQL it is one simple-query round trip. */
 static int tx(hv_db_t *db, const char *sql) {

@@ -236,6 +236,24 @@ static int sem_wait_bounded(uv_sem_t *sem, int ms) {
     return uv_sem_trywait(sem) == 0 ? 0 : -1;
 }
 
+/* Waits up to 10 s until the storage thread waits for work (it has just started, or has
+ * delivered its last batch): then the next job submitted is streamed to it. */
+static void wait_parked(ctx_t *c) {
+    for (int i = 0; i < 10000 && !hv__storage_parked(c->storage); i++) uv_sleep(1);
+    assert_int_equal(hv__storage_parked(c->storage), 1);
+}
+
+/* Waits up to 10 s until the storage thread has finished n batches (a bound for a test
+ * that would otherwise hang, not a timing assertion). */
+static void wait_batches(ctx_t *c, uint64_t n) {
+    hv_storage_stats_t stats;
+    for (int i = 0; i < 10000; i++) {
+        hv_storage_stats(c->storage, &stats);
+        if (stats.batches >= n) return;
+        uv_sleep(1);
+    }
+}
+
 /* As insert_job, then posts ctx->ran: the loop thread can see that it has run. */
 static int ran_job(hv_db_t *db, void *arg) {
     job_t *j = arg;
@@ -277,8 +295,7 @@ static void storage_idle_thread_runs_a_turns_jobs_before_it_ends_and_commits_the
     int i;
     ctx_start(c, state, 64, 64, NULL);
     /* The thread just started: wait until it waits for work. */
-    for (i = 0; i < 10000 && !hv__storage_parked(c->storage); i++) uv_sleep(1);
-    assert_int_equal(hv__storage_parked(c->storage), 1);
+    wait_parked(c);
     assert_int_equal(uv_timer_init(&c->loop, &timer), 0);
     timer.data = c;
     assert_int_equal(uv_timer_start(&timer, stream_one_turn, 0, 0), 0);
@@ -313,8 +330,9 @@ static void storage_busy_thread_gets_a_turns_jobs_at_its_end(void **state) {
     for (i = 1; i < 5; i++)
         assert_int_equal(hv_storage_submit(c->storage, ran_job, on_done, &c->jobs[i]), HV_OK);
     uv_sem_post(&c->gate);
-    /* Time for the blocker's batch to take them if they had been streamed. */
-    uv_sleep(50);
+    /* The blocker's batch ends: had they been streamed, it would have taken them. The loop
+     * does not run meanwhile, so the turn that submitted them has not ended. */
+    wait_batches(c, 1);
     hv_storage_stats(c->storage, &stats);
     assert_int_equal(stats.batches, 1);
     assert_int_equal(stats.jobs, 1);
@@ -644,13 +662,11 @@ static void storage_relaxed_streamed_batch_takes_no_durable_job(void **state) {
     ctx_t *c = test_malloc(sizeof(*c));
     hv_storage_stats_t stats;
     uv_timer_t timer;
-    int i;
     start_sync = "FULL";
     ctx_start(c, state, 64, 64, NULL);
     start_sync = NULL;
     streamed_durable_seen = -1;
-    for (i = 0; i < 10000 && !hv__storage_parked(c->storage); i++) uv_sleep(1);
-    assert_int_equal(hv__storage_parked(c->storage), 1);
+    wait_parked(c);
     assert_int_equal(uv_timer_init(&c->loop, &timer), 0);
     timer.data = c;
     assert_int_equal(uv_timer_start(&timer, stream_lazy_then_durable, 0, 0), 0);
