@@ -514,55 +514,51 @@ class Sync(EhrCase):
             db.close()
             self.assertIs(json.loads(cp).get("unreadable"), True, cp)
 
-    def test_invalid_resource_fails_alone_prepared_ahead_or_after_the_lookup(self):
-        # The first sync prepares every page ahead (validation included); a re-sync, after a
-        # page of unchanged resources, validates after the look-up only what is to be written.
-        # Either way the EHR's invalid Encounter (a status outside its required binding) is a
-        # failed resource with its reason, and the rest of its page is stored.
+    def spoil_first_encounter(self, spoil):
+        """A proxy to the peer that applies spoil to the first resource of every Encounter page."""
         p = self.proxy()
 
-        def invalid_encounter(method, path, data):
+        def rewrite(method, path, data):
             if "/fhir/Encounter" in path and b'"entry"' in data:
                 b = json.loads(data)
-                b["entry"][0]["resource"]["status"] = "not-a-status"
+                spoil(b["entry"][0]["resource"])
                 return json.dumps(b).encode()
             return data
-        p.rewrite = invalid_encounter
-        types = ["Patient", "Encounter"]
-        cid = self.connect(base=p.base + "/fhir", resource_types=types)
+        p.rewrite = rewrite
+        return p
+
+    def assert_first_encounter_fails_alone_twice(self, cid, types, reason):
+        # A first sync creates all but the spoiled Encounter, a re-sync finds them unchanged;
+        # both fail that one alone, with reason among the run's errors.
         want = self.peer_count(types)
         for expect_created, expect_unchanged in ((want - 1, 0), (0, want - 1)):
             run = self.sync(cid, "full")
             self.assertEqual((run["status"], run["failed"], run["created"], run["unchanged"]),
                              ("completed", 1, expect_created, expect_unchanged), run)
-            self.assertIn("validation error", json.dumps(run["errors"]))
+            self.assertIn(reason, json.dumps(run["errors"]))
         self.assertEqual(self.local_total("Encounter"), self.peer_count(["Encounter"]) - 1)
+
+    def test_invalid_resource_fails_alone_prepared_ahead_or_after_the_lookup(self):
+        # The first sync prepares every page ahead (validation included); a re-sync, after a
+        # page of unchanged resources, validates after the look-up only what is to be written.
+        # Either way the EHR's invalid Encounter (a status outside its required binding) is a
+        # failed resource with its reason, and the rest of its page is stored.
+        p = self.spoil_first_encounter(lambda res: res.update(status="not-a-status"))
+        types = ["Patient", "Encounter"]
+        cid = self.connect(base=p.base + "/fhir", resource_types=types)
+        self.assert_first_encounter_fails_alone_twice(cid, types, "validation error")
 
     def test_structurally_invalid_resource_fails_alone_with_validation_on_or_off(self):
         # An element the FHIR R4 model does not know: refused by the validator's walk
         # (fhir.validation = reject: prepared ahead, then after the look-up on the re-sync)
         # and by the model check alone (fhir.validation = off); the rest of the page is stored.
-        p = self.proxy()
-
-        def unknown_element(method, path, data):
-            if "/fhir/Encounter" in path and b'"entry"' in data:
-                b = json.loads(data)
-                b["entry"][0]["resource"]["notAnElement"] = {"x": 1}
-                return json.dumps(b).encode()
-            return data
-        p.rewrite = unknown_element
+        p = self.spoil_first_encounter(lambda res: res.update(notAnElement={"x": 1}))
         types = ["Patient", "Encounter"]
-        want = self.peer_count(types)
         off = self.engine(config=dict(LOCAL, fhir={"validation": "off"}))
         for engine in (self.local, off):
             self.local = engine
             cid = self.connect(base=p.base + "/fhir", resource_types=types)
-            for expect_created, expect_unchanged in ((want - 1, 0), (0, want - 1)):
-                run = self.sync(cid, "full")
-                self.assertEqual((run["status"], run["failed"], run["created"], run["unchanged"]),
-                                 ("completed", 1, expect_created, expect_unchanged), run)
-                self.assertIn("Encounter.notAnElement", json.dumps(run["errors"]))
-            self.assertEqual(self.local_total("Encounter"), self.peer_count(["Encounter"]) - 1)
+            self.assert_first_encounter_fails_alone_twice(cid, types, "Encounter.notAnElement")
 
     def test_next_types_first_page_is_fetched_while_the_last_page_before_is_written(self):
         # The local store's write lock is held from before the sync until the EHR is asked for
