@@ -17,6 +17,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
@@ -91,6 +92,29 @@ static long walk_responses(const uint8_t *d, size_t n) {
     return finals;
 }
 
+/* connect(), which a signal may interrupt (EINTR: libFuzzer's timers): the connection then
+ * completes in the background, so this waits for it and takes its outcome from SO_ERROR
+ * instead of failing the input. Returns 0 or -1 with errno set. */
+static int connect_to(int fd, const struct sockaddr_in *sa) {
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    int err = 0, r;
+    socklen_t len = sizeof(err);
+    if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0) return 0;
+    if (errno != EINTR) return -1;
+    do r = poll(&p, 1, 10000);
+    while (r < 0 && errno == EINTR);
+    if (r <= 0) {
+        if (r == 0) errno = ETIMEDOUT;
+        return -1;
+    }
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return -1;
+    if (err != 0) {
+        errno = err;
+        return -1;
+    }
+    return 0;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -118,7 +142,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         fprintf(stderr, "fuzz_http: socket/bind: %s\n", strerror(errno));
         abort();
     }
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+    if (connect_to(fd, &sa) != 0) {
         fprintf(stderr, "fuzz_http: connect: %s\n", strerror(errno));
         abort();
     }
