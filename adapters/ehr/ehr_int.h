@@ -188,6 +188,7 @@ struct hv__ehr_run {
     void (*after_checkpoint)(hv__ehr_run_t *r);
     int finished;
     uint64_t fetch_started_ms, fetch_ms; /* the page in flight: for the debug log */
+    int page_ahead;             /* the page being written was fetched ahead: for the debug log */
     struct hv__ehr_pf *pf;      /* the next page, fetched and prepared ahead (sync.c) */
     struct hv__ehr_hist *hist;  /* an incremental's history read for deletions (history.c) */
     int ids_pass;               /* an incremental's id listing (sync.c): pages only mark what the EHR has */

@@ -10,7 +10,9 @@
  *    ehr.max_retry_after) or else ehr.retry_base * 2^attempt with ±25 % jitter
  *    (capped at 60 s);
  *  - a per-connection rate limit: starts are spaced rate_interval_ms apart
- *    through the connection's next free slot;
+ *    through the connection's next free slot, which a retryable answer's
+ *    Retry-After also moves (the connection's next request waits for it, even
+ *    one made after a call that is not retried itself);
  *  - ehr.timeout per attempt, TLS verification on unless the connection turns
  *    it off, redirects not followed (a FHIR server that redirects is refused
  *    rather than leaking the token to another host);
@@ -126,9 +128,23 @@ static int retryable(const hv__ehr_resp_t *r) {
 
 static void on_wait(uv_timer_t *t) { call_start(t->data); }
 
+/* A retryable answer's Retry-After holds back the connection's next request, whichever
+ * request it answered: a prefetch (sync.c) that is not retried itself, and whose page is then
+ * asked for again the ordinary way, must not let that request go before the server said. */
+static void hold_back(hv__ehr_call_t *c) {
+    int64_t ra;
+    uint64_t until;
+    if (c->rate_slot == NULL || !c->resp.retry_after[0] || !retryable(&c->resp)) return;
+    if ((ra = hv_ehr_retry_after_ms(c->resp.retry_after, hv_now_ms())) <= 0) return;
+    if ((uint64_t)ra > c->h->m->max_retry_after_ms) ra = (int64_t)c->h->m->max_retry_after_ms;
+    until = hv_mono_ns() / 1000000 + (uint64_t)ra;
+    if (*c->rate_slot < until) *c->rate_slot = until;
+}
+
 static void call_retry_or_finish(hv__ehr_call_t *c) {
     hv__ehr_t *m = c->h->m;
     uint64_t delay;
+    hold_back(c);
     if (!c->retry || !retryable(&c->resp) || c->attempt >= m->max_attempts || c->h->closing || m->stopping) {
         if (c->resp.status == HV_OK && c->resp.code >= 400 && c->attempt > 1)
             snprintf(c->resp.error, sizeof(c->resp.error), "HTTP %ld after %d attempts", c->resp.code,
@@ -361,8 +377,10 @@ static void call_start(hv__ehr_call_t *c) {
         call_finish(c);
         return;
     }
-    /* The rate limit: wait for the connection's next free slot. */
-    if (c->rate_slot != NULL && c->rate_interval_ms > 0 && !c->slot_reserved) {
+    /* The rate limit, and a Retry-After the connection was told (hold_back): wait for the
+     * connection's next free slot. */
+    if (c->rate_slot != NULL && !c->slot_reserved &&
+        (c->rate_interval_ms > 0 || *c->rate_slot > hv_mono_ns() / 1000000)) {
         uint64_t now = hv_mono_ns() / 1000000, start = *c->rate_slot > now ? *c->rate_slot : now;
         *c->rate_slot = start + c->rate_interval_ms;
         if (start > now) {

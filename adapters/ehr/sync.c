@@ -15,11 +15,13 @@
  *
  * Pipelining: while a page is written (the FHIR store's storage thread), its
  * `next` page is fetched, parsed and prepared (write.c step 1) on the loop
- * thread. The prepared page is used when the run gets there — after the page
+ * thread — whether the page written was fetched the ordinary way or ahead, so
+ * that every page but a run's first is fetched ahead. The prepared page is used when the run gets there — after the page
  * before it was recorded and checkpointed, exactly as without prefetching — and
  * only if the run asks for that same URL; a prefetch that failed in any way
  * (HTTP error, a page that does not parse, a 401) is dropped and the page is
- * fetched again the ordinary way, with its retries and its precise errors.
+ * fetched again the ordinary way, with its retries and its precise errors (and
+ * after a Retry-After the failed prefetch was told: http.c hold_back).
  */
 #include "config.h"
 #include "adapters/ehr/ehr_int.h"
@@ -405,6 +407,7 @@ static void pf_drop(hv__ehr_run_t *r) {
 }
 
 static void issue(hv__ehr_run_t *r, const char *url);
+static void prefetch_after(hv__ehr_run_t *r);
 
 /* Writes the prefetched page as on_page would have (the run asked for its URL). */
 static void pf_consume(hv__ehr_run_t *r) {
@@ -415,6 +418,7 @@ static void pf_consume(hv__ehr_run_t *r) {
     size_t i;
     r->pf = NULL;
     r->fetch_ms = pf->fetch_ms;
+    r->page_ahead = 1;
     r->auth_retried = 0;
     snprintf(where, sizeof(where), "%s page %lld", type ? type : "?", (long long)r->nseen);
     for (i = 0; pf->warnings != NULL && i < json_object_array_length(pf->warnings); i++)
@@ -425,6 +429,9 @@ static void pf_consume(hv__ehr_run_t *r) {
     pf->next = NULL;
     pf->b = NULL;
     pf_free(pf);
+    /* As on_page: the page after this one is fetched and prepared while it is written, so
+     * that every page, not every other one, is ready when its turn comes. */
+    prefetch_after(r);
     hv__ehr_batch_write(r, b, page_written);
 }
 
@@ -555,6 +562,15 @@ static int next_first_url(hv__ehr_run_t *r, char *url, size_t size) {
     return 1;
 }
 
+/* The page being written is followed by its next page, fetched and prepared meanwhile: the
+ * type's next, or after its last the next type's first (issue() takes it when fetch_page asks
+ * for that URL; another URL drops it). */
+static void prefetch_after(hv__ehr_run_t *r) {
+    char url[PAGE_URL_MAX];
+    if (r->pending_next != NULL) pf_start(r, r->pending_next);
+    else if (next_first_url(r, url, sizeof(url))) pf_start(r, url);
+}
+
 static void fetch_page(hv__ehr_run_t *r, int status) {
     const char *type = cur_type(r);
     char url[PAGE_URL_MAX];
@@ -633,10 +649,11 @@ static void on_page(void *ud, hv__ehr_resp_t *resp) {
     json_object *arr;
     size_t i;
     int rc;
-    char where[96], url[PAGE_URL_MAX];
+    char where[96];
     snprintf(where, sizeof(where), "%s page %lld", type, (long long)r->nseen);
     if (resp->status == HV_ECLOSED) return;
     r->fetch_ms = hv_now_ms() - r->fetch_started_ms;
+    r->page_ahead = 0;
     /* The page is fetched again when resumed: forget it was seen. */
     if (resp->status == HV_OK && resp->code == 401 && !r->auth_retried && (r->c->key_sealed || r->c->secret_sealed)) {
         r->auth_retried = 1;
@@ -690,11 +707,7 @@ static void on_page(void *ud, hv__ehr_resp_t *resp) {
         json_object_put(arr);
         return;
     }
-    /* The next page is fetched and prepared while this one is written: the type's next,
-     * or after its last the next type's first (issue() takes it when fetch_page asks for
-     * that URL; another URL drops it). */
-    if (r->pending_next != NULL) pf_start(r, r->pending_next);
-    else if (next_first_url(r, url, sizeof(url))) pf_start(r, url);
+    prefetch_after(r);
     hv__ehr_write_resources(r, arr, page_written);
     json_object_put(arr);
 }

@@ -328,6 +328,7 @@ static void rows_done(int status, void *arg) {
         hv_log_str(lr, "run", w->r->id);
         hv_log_int(lr, "resources", (int64_t)w->n);
         hv_log_int(lr, "fetch_ms", (int64_t)w->r->fetch_ms);
+        hv_log_int(lr, "fetched_ahead", w->r->page_ahead);
         hv_log_int(lr, "prepare_ms", (int64_t)(w->t_prep - w->t0));
         hv_log_int(lr, "lookup_ms", (int64_t)(w->t_lookup - w->t_write));
         hv_log_int(lr, "store_ms", (int64_t)(w->t_store - w->t_lookup));

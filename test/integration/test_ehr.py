@@ -602,6 +602,53 @@ class Sync(EhrCase):
         self.assertEqual((run["status"], run["failed"], run["created"]), ("completed", 0, self.peer_count(types)), run)
         self.assertEqual(p.count(r"^/fhir/Encounter\?", "GET"), 1)
 
+    def test_every_page_after_the_first_is_fetched_while_the_page_before_is_written(self):
+        # A page fetched ahead starts, when its turn comes to be written, the prefetch of the
+        # page after it (sync.c pf_consume), as a page fetched the ordinary way does (on_page):
+        # every page of the run but its first was fetched ahead. Without the chaining only every
+        # other page would be. The debug line of each written page says whether it was fetched
+        # ahead; the pages logged together hold every resource the run fetched.
+        self.local = self.engine(config=dict(LOCAL, log={"level": "debug"}),
+                                 args=["--db", self.DB] if self.DB else [])
+        types = ["Patient", "Encounter", "Observation"]
+        cid = self.connect(resource_types=types, page_size=10)
+        run = self.sync(cid, "full")
+        self.assertEqual((run["status"], run["failed"], run["created"]), ("completed", 0, self.peer_count(types)), run)
+
+        def pages():
+            return [e for e in self.local.log_events()
+                    if e.get("event") == "ehr.sync.page" and e.get("run") == run["run_id"]]
+        self.assertTrue(wait_until(lambda: sum(e["resources"] for e in pages()) >= run["fetched"]))
+        logged = pages()
+        self.assertGreater(len(logged), 3)
+        self.assertEqual(sum(e["resources"] for e in logged), run["fetched"])
+        self.assertEqual([e["fetched_ahead"] for e in logged], [0] + [1] * (len(logged) - 1))
+
+    def test_retry_after_of_a_prefetch_holds_back_the_fetch_of_that_page(self):
+        # Encounter's first page is fetched ahead, while the Patient page is written; the EHR
+        # answers that prefetch 429 with Retry-After: 1. A prefetch is not retried itself: the
+        # page is asked for again the ordinary way, which must wait the second the server said
+        # (http.c hold_back), not go at once. The proxy notes when each request for the page
+        # arrived; the engine's wait starts after the first was answered, so the gap is a lower
+        # bound that no machine load can shrink.
+        p = self.proxy()
+        arrived = []
+
+        def first_encounter_page(proxy, method, path):
+            if method == "GET" and path.startswith("/fhir/Encounter?"):
+                arrived.append(time.monotonic())
+                if len(arrived) == 1:
+                    return 429, [("Content-Type", "application/fhir+json"), ("Retry-After", "1")], \
+                        b'{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"throttled"}]}'
+            return None
+        p.rules.append(first_encounter_page)
+        types = ["Patient", "Encounter"]
+        cid = self.connect(base=p.base + "/fhir", resource_types=types)
+        run = self.sync(cid, "full")
+        self.assertEqual((run["status"], run["failed"], run["created"]), ("completed", 0, self.peer_count(types)), run)
+        self.assertEqual(p.count(r"^/fhir/Encounter\?", "GET"), 2)
+        self.assertGreaterEqual(arrived[1] - arrived[0], 1.0, "Retry-After: 1 of the prefetch was not honoured")
+
     def test_storm_of_429_and_5xx_is_ridden_out(self):
         p = self.proxy()
         p.rules.append(storm(r"/fhir/Patient\?", [429, 503, 500, 429, 502], retry_after="0"))
@@ -1160,6 +1207,8 @@ if PG_URL:
         test_kill9_mid_sync_resumes_from_checkpoint = Sync.test_kill9_mid_sync_resumes_from_checkpoint
         test_kill9_mid_bulk_import_with_chunks_ahead_resumes_without_loss = \
             Sync.test_kill9_mid_bulk_import_with_chunks_ahead_resumes_without_loss
+        test_every_page_after_the_first_is_fetched_while_the_page_before_is_written = \
+            Sync.test_every_page_after_the_first_is_fetched_while_the_page_before_is_written
         test_each_policy_decides_and_records = Conflicts.test_each_policy_decides_and_records
         assert_each_version_states_itself = StoredText.assert_each_version_states_itself
         test_synced_versions_carry_their_own_id_version_and_instant = \
