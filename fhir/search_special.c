@@ -25,6 +25,7 @@
  *
  *   table    backend      key                      columns
  *   sp_text  SQLite FTS5  rowid = resources.rid     type, id (unindexed); narrative, content
+ *                                                    (columnsize=0: no per-row sizes, nothing ranks)
  *   sp_text  PostgreSQL   rid = resources.rid       type, id; narrative, content (tsvector, GIN)
  *   sp_geo   both         type, id                  lat, lon (degrees, WGS84); x, y, z (unit vector)
  *
@@ -81,6 +82,23 @@ const char hv__search_migration3_sqlite[] =
 const char hv__search_migration4_sqlite[] =
     "CREATE TABLE sp_text_mark (one INTEGER PRIMARY KEY CHECK (one = 1), last_rid INTEGER NOT NULL);"
     "INSERT INTO sp_text_mark VALUES (1, (SELECT COALESCE(MAX(rid), 0) FROM resources));";
+
+/*
+ * sp_text again, with FTS5's columnsize=0: no %_docsize row (a B-tree insert of each
+ * version's column sizes, about 4 k instructions of a catch-up's ~27 k FTS5 insert,
+ * docs/performance.md, s12-fts), which only ranking reads (bm25, xColumnSize) and no
+ * query here ranks; MATCH, column filters and deletes by rowid work as before. The
+ * rows are copied as they are (rowid, normalized text), so the index holds what it
+ * held and sp_text_mark stays true: every current version at or below it is indexed.
+ * The copy re-tokenizes every row once (about 25 k instructions a row).
+ */
+const char hv__search_migration_text_nosize_sqlite[] =
+    "CREATE VIRTUAL TABLE sp_text_nosize USING fts5(type UNINDEXED, id UNINDEXED, narrative, content,"
+    " tokenize = 'unicode61 remove_diacritics 2', columnsize = 0);"
+    "INSERT INTO sp_text_nosize (rowid, type, id, narrative, content)"
+    " SELECT rowid, type, id, narrative, content FROM sp_text ORDER BY rowid;"
+    "DROP TABLE sp_text;"
+    "ALTER TABLE sp_text_nosize RENAME TO sp_text;";
 
 const char hv__search_migration3_pg[] =
     MIGRATION3_COMMON

@@ -83,6 +83,14 @@ static int ndb;
 
 hv_db_t *store_test_db(void)
 {
+    return store_test_db_before(NULL);
+}
+
+hv_db_t *store_test_db_before(const char *stop)
+{
+    const char *const *all;
+    const char *part[256];
+    size_t n = 0;
     hv_db_t *db = NULL;
     hv_error_t err;
     char *d;
@@ -93,7 +101,18 @@ hv_db_t *store_test_db(void)
     assert_non_null(d);
     ndb++;
     assert_int_equal(hv_db_open(NULL, d, "fhir", &db, &err), HV_OK);
-    assert_int_equal(hv_db_migrate(db, "fhir", hv__store_migrations(db), &err), HV_OK);
+    all = hv__store_migrations(db);
+    if (stop != NULL) {
+        /* the list up to stop, which must be in it */
+        while (all[n] != NULL && all[n] != stop && n + 1 < HV_ARRAY_LEN(part)) {
+            part[n] = all[n];
+            n++;
+        }
+        assert_true(all[n] == stop);
+        part[n] = NULL;
+        all = part;
+    }
+    assert_int_equal(hv_db_migrate(db, "fhir", all, &err), HV_OK);
     assert_int_equal(hv_db_set_synchronous(db, "OFF"), HV_OK);
     return db;
 }

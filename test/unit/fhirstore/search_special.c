@@ -300,6 +300,51 @@ static void search_text_from_json_equals_text_from_tree(void **state)
     store_test_each_synthea_resource(expect_same_text_of_resource, NULL);
 }
 
+/* sp_text's words in one column, as fhir/search_run.c asks FTS5 for them. */
+#define CONTENT_HAS(word, id)                                                                                      \
+    "SELECT COUNT(*) FROM sp_text WHERE type = 'Patient' AND id = '" id "' AND sp_text MATCH"                    \
+    " ('{content} : (' || '\"" word "\"' || ')')"
+#define DOCSIZE "SELECT COUNT(*) FROM sqlite_master WHERE name = 'sp_text_docsize'"
+
+/* A store written before sp_text lost its per-row sizes keeps every indexed row through
+ * the migration (found by _content's MATCH as before), its mark stays true (a version
+ * written before the migration and not yet indexed is indexed by the next catch-up),
+ * and an update still drops the copied row of the version it supersedes. */
+static void search_text_rows_and_mark_survive_the_nosize_migration(void **state)
+{
+    hv_db_t *db = store_test_db_before(hv__search_migration_text_nosize_sqlite);
+    hv_error_t err;
+    int64_t mark;
+    (void)state;
+    hv_error_clear(&err);
+    assert_int_equal(store_test_count(db, DOCSIZE), 1); /* the old layout */
+    put_patient(db, "a", 1, "alpha");
+    put_patient(db, "b", 1, "beta");
+    assert_int_equal(hv__search_text_catch_up(db, 0, NULL), HV_OK);
+    put_patient(db, "c", 1, "gamma"); /* above the mark: not indexed yet */
+    mark = store_test_count(db, MARK);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_text"), 2);
+    assert_int_equal(hv_db_migrate(db, "fhir", hv__store_migrations(db), &err), HV_OK);
+    assert_int_equal(store_test_count(db, DOCSIZE), 0);
+    assert_int_equal(store_test_count(db, MARK), mark);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_text"), 2);
+    assert_int_equal(store_test_count(db, CONTENT_HAS("alpha", "a")), 1);
+    assert_int_equal(store_test_count(db, CONTENT_HAS("beta", "b")), 1);
+    assert_int_equal(store_test_count(db, "SELECT rowid FROM sp_text WHERE sp_text MATCH 'beta'"),
+                     store_test_count(db, "SELECT rid FROM resources WHERE id = 'b'"));
+    assert_int_equal(store_test_count(db, CONTENT_HAS("gamma", "c")), 0);
+    assert_int_equal(hv__search_text_catch_up(db, 0, NULL), HV_OK);
+    assert_int_equal(store_test_count(db, CONTENT_HAS("gamma", "c")), 1);
+    /* the copied row of a/1 goes with its superseding write, a/2's comes with the catch-up */
+    put_patient(db, "a", 2, "omega");
+    assert_int_equal(store_test_count(db, CONTENT_HAS("alpha", "a")), 0);
+    assert_int_equal(hv__search_text_catch_up(db, 0, NULL), HV_OK);
+    assert_int_equal(store_test_count(db, CONTENT_HAS("omega", "a")), 1);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_text"), 3);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_text WHERE sp_text MATCH 'alpha'"), 0);
+    store_test_db_close(db);
+}
+
 int run_search_special_tests(void)
 {
     const struct CMUnitTest tests[] = {
@@ -309,6 +354,7 @@ int run_search_special_tests(void)
         cmocka_unit_test(search_text_slices_yield_after_one_slice_while_others_wait),
         cmocka_unit_test(search_text_catch_up_parses_deeply_nested_versions),
         cmocka_unit_test(search_text_from_json_equals_text_from_tree),
+        cmocka_unit_test(search_text_rows_and_mark_survive_the_nosize_migration),
     };
     return cmocka_run_group_tests_name("fhir_search_special", tests, NULL, NULL);
 }
