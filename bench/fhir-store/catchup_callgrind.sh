@@ -6,7 +6,7 @@
 # first (the idle tick may start it earlier: the counters are not zeroed, the figure is
 # hv__search_text_catch_up's inclusive count wherever it ran). Prints the resources, the
 # catch-up's instructions and those per resource, and the FTS5 flushes' (sqlite3VtabSync +
-# sqlite3VtabSavepoint, at the job's RELEASE / the COMMIT). OUT.1 is the profile.
+# sqlite3VtabSavepoint, at the job's RELEASE / the COMMIT). OUT is the profile (written at exit).
 #
 #   bench/fhir-store/catchup_callgrind.sh BIN OUT
 set -u
@@ -20,13 +20,12 @@ pid=$!
 for _ in $(seq 3000); do curl -sf http://127.0.0.1:$p/health >/dev/null && break; sleep 0.1; done
 curl -s "http://127.0.0.1:$p/fhir/Patient?_content=zzqqxx&_summary=count" > $w/search.json
 grep -q searchset $w/search.json || { echo "the search failed: $(head -c 300 $w/search.json)"; tail -5 $w/vg.log; }
-callgrind_control -d $pid >/dev/null
 kill $pid; wait $pid 2>/dev/null
-f=$OUT.1
+f=$OUT
 n=$(sqlite3 $w/data/fhir.db "SELECT COUNT(*) FROM resources" 2>/dev/null || echo 0)
 a=$(callgrind_annotate --threshold=100 --inclusive=yes $f 2>/dev/null)
 cu=$(echo "$a" | awk '/hv__search_text_catch_up /{gsub(",","",$1); print $1; exit}')
 sy=$(echo "$a" | awk '/sqlite3VtabSync /{gsub(",","",$1); print $1; exit}')
 sp=$(echo "$a" | awk '/sqlite3VtabSavepoint /{gsub(",","",$1); print $1; exit}')
 echo "resources $n catch_up_Ir ${cu:-0} per_res $(( ${cu:-0} / (n > 0 ? n : 1) )) fts_flush_Ir $(( ${sy:-0} + ${sp:-0} )) per_res $(( (${sy:-0} + ${sp:-0}) / (n > 0 ? n : 1) )) file $f"
-rm -rf $w
+[ -n "${KEEP:-}" ] && echo "kept $w" || rm -rf $w
