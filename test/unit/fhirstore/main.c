@@ -78,7 +78,7 @@ size_t store_test_each_synthea_resource(void (*fn)(struct json_object *res, size
     return nres;
 }
 
-static char dbdirs[48][64]; /* one per test that opens a database */
+static char dbdirs[64][64]; /* one per test that opens a database */
 static int ndb;
 
 hv_db_t *store_test_db(void)
@@ -95,7 +95,7 @@ hv_db_t *store_test_db_before(const char *stop)
     hv_error_t err;
     char *d;
     hv_error_clear(&err);
-    assert_true(ndb < 48);
+    assert_true(ndb < (int)HV_ARRAY_LEN(dbdirs));
     snprintf(dbdirs[ndb], sizeof(dbdirs[ndb]), "/tmp/hvfstoreXXXXXX");
     d = mkdtemp(dbdirs[ndb]);
     assert_non_null(d);
