@@ -590,80 +590,6 @@ typedef struct tx_row {
     char *json; /* NULL: not current (superseded or deleted), nothing to index */
 } tx_row_t;
 
-/*
- * The full-text rows of a step go in INSERTs of up to TEXT_INSERT_MAX rows: one prepared
- * statement's look-up, bindings and VDBE run for several versions instead of one each
- * (FTS5 still takes them one row at a time, in rid order). The catch-up computes the
- * texts of at most that many versions before it inserts them, so a step of large
- * resources holds at most eight texts at once.
- */
-#define TEXT_INSERT_MAX 8
-
-typedef struct text_row {
-    const tx_row_t *row;
-    char *nar, *con; /* owned */
-} text_row_t;
-
-/* The INSERT of k rows, k = 1, 2, 4 or 8 (others NULL). */
-static const char *const text_insert_sql[TEXT_INSERT_MAX + 1] = {
-    NULL,
-    "INSERT INTO sp_text (rowid, type, id, narrative, content) VALUES ($1, $2, $3, $4, $5)",
-    "INSERT INTO sp_text (rowid, type, id, narrative, content) VALUES ($1, $2, $3, $4, $5), "
-    "($6, $7, $8, $9, $10)",
-    NULL,
-    "INSERT INTO sp_text (rowid, type, id, narrative, content) VALUES ($1, $2, $3, $4, $5), "
-    "($6, $7, $8, $9, $10), ($11, $12, $13, $14, $15), ($16, $17, $18, $19, $20)",
-    NULL,
-    NULL,
-    NULL,
-    "INSERT INTO sp_text (rowid, type, id, narrative, content) VALUES ($1, $2, $3, $4, $5), "
-    "($6, $7, $8, $9, $10), ($11, $12, $13, $14, $15), ($16, $17, $18, $19, $20), "
-    "($21, $22, $23, $24, $25), ($26, $27, $28, $29, $30), ($31, $32, $33, $34, $35), "
-    "($36, $37, $38, $39, $40)",
-};
-
-/* Inserts the full-text rows of pend[0..k), k = 1, 2, 4 or 8, in one statement. */
-static int insert_texts(hv_db_t *db, const text_row_t *pend, size_t k)
-{
-    hv_db_stmt_t *st = NULL;
-    int rc = hv_db_prepare(db, text_insert_sql[k], &st);
-    if (rc != HV_OK)
-        return rc;
-    for (size_t i = 0; i < k; i++) {
-        const tx_row_t *r = pend[i].row;
-        int b = (int)(5 * i);
-        /* not copied: the rows and the texts outlive hv_db_done below */
-        hv_db_bind_int64(st, b + 1, r->rid);
-        hv_db_bind_text_static(st, b + 2, r->type, strlen(r->type));
-        hv_db_bind_text_static(st, b + 3, r->id, strlen(r->id));
-        hv_db_bind_text_static(st, b + 4, pend[i].nar, strlen(pend[i].nar));
-        hv_db_bind_text_static(st, b + 5, pend[i].con, strlen(pend[i].con));
-    }
-    rc = hv_db_step(st);
-    hv_db_done(st);
-    return rc < 0 ? rc : HV_OK;
-}
-
-/* Inserts pend[0..n), n <= TEXT_INSERT_MAX, in rid order in statements of 8, 4, 2 and 1
- * rows, and frees their texts whatever the outcome. */
-static int flush_texts(hv_db_t *db, text_row_t *pend, size_t n)
-{
-    size_t done = 0;
-    int rc = HV_OK;
-    for (size_t k = TEXT_INSERT_MAX; k > 0 && rc == HV_OK; k /= 2) {
-        while (n - done >= k && rc == HV_OK) {
-            rc = insert_texts(db, pend + done, k);
-            done += k;
-        }
-    }
-    for (size_t i = 0; i < n; i++) {
-        hv_free(pend[i].nar);
-        hv_free(pend[i].con);
-        pend[i].nar = pend[i].con = NULL;
-    }
-    return rc;
-}
-
 /* Copies n bytes of s (NULL: none) into dst of cap bytes, truncated, NUL-terminated (as
  * snprintf "%.*s" did, without its format parsing: two calls per version read). */
 static void copy_name(char *dst, size_t cap, const char *s, size_t n)
@@ -682,8 +608,7 @@ static int catch_up_step(hv_db_t *db, int64_t *mark, size_t max, size_t *n_out)
 {
     hv_db_stmt_t *st = NULL;
     tx_row_t *rows = NULL;
-    text_row_t pend[TEXT_INSERT_MAX];
-    size_t n = 0, cap = 0, np = 0;
+    size_t n = 0, cap = 0;
     int64_t last = *mark;
     int rc;
     rc = hv_db_prepare(db,
@@ -732,34 +657,37 @@ static int catch_up_step(hv_db_t *db, int64_t *mark, size_t max, size_t *n_out)
         goto out;
     rc = HV_OK;
     for (size_t i = 0; i < n && rc == HV_OK; i++) {
+        char *n1 = NULL, *n2 = NULL;
         if (rows[i].json == NULL)
             continue;
-        rc = hv__search_text_of_json(rows[i].json, strlen(rows[i].json), &pend[np].nar, &pend[np].con);
+        rc = hv__search_text_of_json(rows[i].json, strlen(rows[i].json), &n1, &n2);
         if (rc == HV_EINVAL) {
             rc = HV_OK; /* stored text is always JSON; a damaged row is left out of the full text */
             continue;
         }
         if (rc != HV_OK)
             break;
-        pend[np++].row = &rows[i];
-        if (np == TEXT_INSERT_MAX) {
-            rc = flush_texts(db, pend, np);
-            np = 0;
+        rc = hv_db_prepare(db, "INSERT INTO sp_text (rowid, type, id, narrative, content) VALUES ($1, $2, $3, $4, $5)",
+                           &st);
+        if (rc == HV_OK) {
+            /* not copied: the row and the texts outlive hv_db_done below */
+            hv_db_bind_int64(st, 1, rows[i].rid);
+            hv_db_bind_text_static(st, 2, rows[i].type, strlen(rows[i].type));
+            hv_db_bind_text_static(st, 3, rows[i].id, strlen(rows[i].id));
+            hv_db_bind_text_static(st, 4, n1, strlen(n1));
+            hv_db_bind_text_static(st, 5, n2, strlen(n2));
+            rc = hv_db_step(st);
+            hv_db_done(st);
+            rc = rc < 0 ? rc : HV_OK;
         }
-    }
-    if (rc == HV_OK && np > 0) {
-        rc = flush_texts(db, pend, np);
-        np = 0;
+        hv_free(n1);
+        hv_free(n2);
     }
     if (rc == HV_OK) {
         *mark = last;
         *n_out = n;
     }
 out:
-    for (size_t i = 0; i < np; i++) {
-        hv_free(pend[i].nar);
-        hv_free(pend[i].con);
-    }
     for (size_t i = 0; i < n; i++)
         hv_free(rows[i].json);
     hv_free(rows);
