@@ -71,6 +71,9 @@ int hv__search_text_of_tree(struct json_object *resource, char **nar, char **con
 int hv__search_text_of_json(const char *json, size_t len, char **nar, char **con);
 /* The fourth (SQLite only): sp_text_mark, the deferred full-text index's mark. */
 extern const char hv__search_migration4_sqlite[];
+/* SQLite only: sp_text rebuilt without FTS5's per-row document sizes (columnsize=0),
+ * its rows copied, so the mark stays valid (fhir/search_special.c). */
+extern const char hv__search_migration_text_nosize_sqlite[];
 
 /*
  * Indexes for _text/_content the versions written since the last catch-up

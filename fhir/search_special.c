@@ -25,6 +25,7 @@
  *
  *   table    backend      key                      columns
  *   sp_text  SQLite FTS5  rowid = resources.rid     type, id (unindexed); narrative, content
+ *                                                    (columnsize=0: no per-row sizes, nothing ranks)
  *   sp_text  PostgreSQL   rid = resources.rid       type, id; narrative, content (tsvector, GIN)
  *   sp_geo   both         type, id                  lat, lon (degrees, WGS84); x, y, z (unit vector)
  *
@@ -81,6 +82,23 @@ const char hv__search_migration3_sqlite[] =
 const char hv__search_migration4_sqlite[] =
     "CREATE TABLE sp_text_mark (one INTEGER PRIMARY KEY CHECK (one = 1), last_rid INTEGER NOT NULL);"
     "INSERT INTO sp_text_mark VALUES (1, (SELECT COALESCE(MAX(rid), 0) FROM resources));";
+
+/*
+ * sp_text again, with FTS5's columnsize=0: no %_docsize row (a B-tree insert of each
+ * version's column sizes, about 4 k instructions of a catch-up's ~27 k FTS5 insert,
+ * docs/performance.md, s12-fts), which only ranking reads (bm25, xColumnSize) and no
+ * query here ranks; MATCH, column filters and deletes by rowid work as before. The
+ * rows are copied as they are (rowid, normalized text), so the index holds what it
+ * held and sp_text_mark stays true: every current version at or below it is indexed.
+ * The copy re-tokenizes every row once (about 25 k instructions a row).
+ */
+const char hv__search_migration_text_nosize_sqlite[] =
+    "CREATE VIRTUAL TABLE sp_text_nosize USING fts5(type UNINDEXED, id UNINDEXED, narrative, content,"
+    " tokenize = 'unicode61 remove_diacritics 2', columnsize = 0);"
+    "INSERT INTO sp_text_nosize (rowid, type, id, narrative, content)"
+    " SELECT rowid, type, id, narrative, content FROM sp_text ORDER BY rowid;"
+    "DROP TABLE sp_text;"
+    "ALTER TABLE sp_text_nosize RENAME TO sp_text;";
 
 const char hv__search_migration3_pg[] =
     MIGRATION3_COMMON
@@ -325,14 +343,16 @@ static int jstring(jscan_t *j)
         int rc;
         while (j->p < j->end && *j->p != '"' && *j->p != '\\')
             j->p++;
-        if (j->p > run && hv_buf_append(&j->str, run, (size_t)(j->p - run)) != HV_OK)
-            return HV_ENOMEM;
+        if (j->p > run) {
+            /* j->str has room for the whole text (hv__search_text_of_json reserves it), and a
+             * decoded string is never longer than its JSON text: no growth check per run */
+            memcpy(j->str.data + j->str.len, run, (size_t)(j->p - run));
+            j->str.len += (size_t)(j->p - run);
+        }
         if (j->p >= j->end)
             return HV_EINVAL;
         if (*j->p == '"') {
             j->p++;
-            if (hv_buf_reserve(&j->str, 1) != HV_OK)
-                return HV_ENOMEM;
             j->str.data[j->str.len] = '\0';
             return HV_OK;
         }
@@ -484,8 +504,12 @@ int hv__search_text_of_json(const char *json, size_t len, char **nar, char **con
     j.end = json + len;
     j.nar = &bn;
     j.con = &bc;
-    hv_buf_init(&j.str, len + 1); /* a decoded string is never longer than its JSON text */
-    rc = jvalue(&j, 0, J_ROOT, 1);
+    /* A decoded string is never longer than its JSON text: room for the text and its NUL
+     * is room for any string of it (jstring relies on this). */
+    hv_buf_init(&j.str, len + 1);
+    rc = hv_buf_reserve(&j.str, len + 1);
+    if (rc == HV_OK)
+        rc = jvalue(&j, 0, J_ROOT, 1);
     if (rc == HV_OK) {
         n1 = normalized(&bn);
         n2 = normalized(&bc);
@@ -566,6 +590,18 @@ typedef struct tx_row {
     char *json; /* NULL: not current (superseded or deleted), nothing to index */
 } tx_row_t;
 
+/* Copies n bytes of s (NULL: none) into dst of cap bytes, truncated, NUL-terminated (as
+ * snprintf "%.*s" did, without its format parsing: two calls per version read). */
+static void copy_name(char *dst, size_t cap, const char *s, size_t n)
+{
+    if (s == NULL)
+        n = 0;
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(dst, s ? s : "", n);
+    dst[n] = '\0';
+}
+
 /* One step of the catch-up: indexes the current versions among the first `max`
  * versions above *mark and moves *mark past all of them; *n is how many it read. */
 static int catch_up_step(hv_db_t *db, int64_t *mark, size_t max, size_t *n_out)
@@ -603,9 +639,9 @@ static int catch_up_step(hv_db_t *db, int64_t *mark, size_t max, size_t *n_out)
         rows[n].json = NULL;
         rows[n].rid = last = hv_db_column_int64(st, 0);
         s = hv_db_column_text(st, 1, &len);
-        snprintf(rows[n].type, sizeof(rows[n].type), "%.*s", (int)len, s ? s : "");
+        copy_name(rows[n].type, sizeof(rows[n].type), s, len);
         s = hv_db_column_text(st, 2, &len);
-        snprintf(rows[n].id, sizeof(rows[n].id), "%.*s", (int)len, s ? s : "");
+        copy_name(rows[n].id, sizeof(rows[n].id), s, len);
         if (!hv_db_column_is_null(st, 3)) {
             s = hv_db_column_text(st, 3, &len);
             rows[n].json = hv_strndup(s ? s : "", s ? len : 0);
@@ -634,11 +670,12 @@ static int catch_up_step(hv_db_t *db, int64_t *mark, size_t max, size_t *n_out)
         rc = hv_db_prepare(db, "INSERT INTO sp_text (rowid, type, id, narrative, content) VALUES ($1, $2, $3, $4, $5)",
                            &st);
         if (rc == HV_OK) {
+            /* not copied: the row and the texts outlive hv_db_done below */
             hv_db_bind_int64(st, 1, rows[i].rid);
-            hv_db_bind_text(st, 2, rows[i].type, strlen(rows[i].type));
-            hv_db_bind_text(st, 3, rows[i].id, strlen(rows[i].id));
-            hv_db_bind_text(st, 4, n1, strlen(n1));
-            hv_db_bind_text(st, 5, n2, strlen(n2));
+            hv_db_bind_text_static(st, 2, rows[i].type, strlen(rows[i].type));
+            hv_db_bind_text_static(st, 3, rows[i].id, strlen(rows[i].id));
+            hv_db_bind_text_static(st, 4, n1, strlen(n1));
+            hv_db_bind_text_static(st, 5, n2, strlen(n2));
             rc = hv_db_step(st);
             hv_db_done(st);
             rc = rc < 0 ? rc : HV_OK;

@@ -68,6 +68,7 @@ static const char *const migrations_sqlite[] = {
     hv__search_migration_raw_sqlite, /* string rows' unfolded value, for :exact: fhir/search_fold.c */
     hv__search_migration_row_alias,  /* phonetic reads name's rows: fhir/search_index.c, row_alias */
     hv__search_migration10_sqlite,   /* token rows by (value, system, row id): fhir/search_combo.c */
+    hv__search_migration_text_nosize_sqlite, /* sp_text without per-row sizes: fhir/search_special.c */
     NULL,
 };
 

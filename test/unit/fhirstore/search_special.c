@@ -300,6 +300,86 @@ static void search_text_from_json_equals_text_from_tree(void **state)
     store_test_each_synthea_resource(expect_same_text_of_resource, NULL);
 }
 
+/* A step's rows go in multi-row INSERTs (8, 4, 2, 1): 14 current versions among 17 are
+ * each indexed once, under their own rowid, with their own words. */
+static void search_text_catch_up_inserts_each_version_once_with_its_own_rowid(void **state)
+{
+    hv_db_t *db = store_test_db();
+    int64_t n = -1;
+    char id[16], word[16], sql[256];
+    (void)state;
+    for (int i = 0; i < 15; i++) {
+        snprintf(id, sizeof(id), "p%d", i);
+        snprintf(word, sizeof(word), "w%d", i);
+        put_patient(db, id, 1, word);
+    }
+    put_patient(db, "p3", 2, "zz3");
+    put_patient(db, "p7", 2, NULL);
+    assert_int_equal(hv__search_text_catch_up(db, 0, &n), HV_OK);
+    assert_int_equal(n, 17);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_text"), 14);
+    for (int i = 0; i < 15; i++) {
+        int64_t want = i == 3 || i == 7 ? -1 : 0;
+        snprintf(sql, sizeof(sql), "SELECT rowid FROM sp_text WHERE sp_text MATCH 'w%d'", i);
+        if (want == 0) {
+            char rid[128];
+            snprintf(rid, sizeof(rid), "SELECT rid FROM resources WHERE id = 'p%d' AND version = 1", i);
+            want = store_test_count(db, rid);
+        }
+        assert_int_equal(store_test_count(db, sql), want);
+        snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM sp_text WHERE id = 'p%d' AND sp_text MATCH 'w%d'", i, i);
+        assert_int_equal(store_test_count(db, sql), i == 3 || i == 7 ? 0 : 1);
+    }
+    assert_int_equal(store_test_count(db, "SELECT rowid FROM sp_text WHERE sp_text MATCH 'zz3'"),
+                     store_test_count(db, "SELECT rid FROM resources WHERE id = 'p3' AND version = 2"));
+    store_test_db_close(db);
+}
+
+/* sp_text's words in one column, as fhir/search_run.c asks FTS5 for them. */
+#define CONTENT_HAS(word, id)                                                                                      \
+    "SELECT COUNT(*) FROM sp_text WHERE type = 'Patient' AND id = '" id "' AND sp_text MATCH"                    \
+    " ('{content} : (' || '\"" word "\"' || ')')"
+#define DOCSIZE "SELECT COUNT(*) FROM sqlite_master WHERE name = 'sp_text_docsize'"
+
+/* A store written before sp_text lost its per-row sizes keeps every indexed row through
+ * the migration (found by _content's MATCH as before), its mark stays true (a version
+ * written before the migration and not yet indexed is indexed by the next catch-up),
+ * and an update still drops the copied row of the version it supersedes. */
+static void search_text_rows_and_mark_survive_the_nosize_migration(void **state)
+{
+    hv_db_t *db = store_test_db_before(hv__search_migration_text_nosize_sqlite);
+    hv_error_t err;
+    int64_t mark;
+    (void)state;
+    hv_error_clear(&err);
+    assert_int_equal(store_test_count(db, DOCSIZE), 1); /* the old layout */
+    put_patient(db, "a", 1, "alpha");
+    put_patient(db, "b", 1, "beta");
+    assert_int_equal(hv__search_text_catch_up(db, 0, NULL), HV_OK);
+    put_patient(db, "c", 1, "gamma"); /* above the mark: not indexed yet */
+    mark = store_test_count(db, MARK);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_text"), 2);
+    assert_int_equal(hv_db_migrate(db, "fhir", hv__store_migrations(db), &err), HV_OK);
+    assert_int_equal(store_test_count(db, DOCSIZE), 0);
+    assert_int_equal(store_test_count(db, MARK), mark);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_text"), 2);
+    assert_int_equal(store_test_count(db, CONTENT_HAS("alpha", "a")), 1);
+    assert_int_equal(store_test_count(db, CONTENT_HAS("beta", "b")), 1);
+    assert_int_equal(store_test_count(db, "SELECT rowid FROM sp_text WHERE sp_text MATCH 'beta'"),
+                     store_test_count(db, "SELECT rid FROM resources WHERE id = 'b'"));
+    assert_int_equal(store_test_count(db, CONTENT_HAS("gamma", "c")), 0);
+    assert_int_equal(hv__search_text_catch_up(db, 0, NULL), HV_OK);
+    assert_int_equal(store_test_count(db, CONTENT_HAS("gamma", "c")), 1);
+    /* the copied row of a/1 goes with its superseding write, a/2's comes with the catch-up */
+    put_patient(db, "a", 2, "omega");
+    assert_int_equal(store_test_count(db, CONTENT_HAS("alpha", "a")), 0);
+    assert_int_equal(hv__search_text_catch_up(db, 0, NULL), HV_OK);
+    assert_int_equal(store_test_count(db, CONTENT_HAS("omega", "a")), 1);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_text"), 3);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_text WHERE sp_text MATCH 'alpha'"), 0);
+    store_test_db_close(db);
+}
+
 int run_search_special_tests(void)
 {
     const struct CMUnitTest tests[] = {
@@ -309,6 +389,8 @@ int run_search_special_tests(void)
         cmocka_unit_test(search_text_slices_yield_after_one_slice_while_others_wait),
         cmocka_unit_test(search_text_catch_up_parses_deeply_nested_versions),
         cmocka_unit_test(search_text_from_json_equals_text_from_tree),
+        cmocka_unit_test(search_text_catch_up_inserts_each_version_once_with_its_own_rowid),
+        cmocka_unit_test(search_text_rows_and_mark_survive_the_nosize_migration),
     };
     return cmocka_run_group_tests_name("fhir_search_special", tests, NULL, NULL);
 }

@@ -36,6 +36,9 @@ struct json_object;
 size_t store_test_each_synthea_resource(void (*fn)(struct json_object *res, size_t seq, void *ud), void *ud);
 /* Opens the fhir tables in a fresh temporary SQLite database. */
 hv_db_t *store_test_db(void);
+/* The same, migrated only up to the migration stop (which is not applied; it must be in
+ * the list): a store written by an older release, for testing a migration. */
+hv_db_t *store_test_db_before(const char *stop);
 void store_test_db_close(hv_db_t *db);
 /* The one integer sql selects (-1 when it gives no row). */
 int64_t store_test_count(hv_db_t *db, const char *sql);
