@@ -423,7 +423,8 @@ typedef void (*hv_storage_done_cb)(int status, void *arg); /* loop thread, after
 /* Takes ownership of db. max_queue bounds the jobs waiting (back-pressure). */
 int hv_storage_new(uv_loop_t *loop, hv_db_t *db, size_t max_queue, size_t max_batch,
                    hv_storage_t **out);
-/* HV_EBUSY when the queue is full, HV_ECLOSED when closing; done is then never called. */
+/* HV_EBUSY when the queue is full (or the memory for its next slots cannot be had),
+ * HV_ECLOSED when closing; done is then never called. */
 int hv_storage_submit(hv_storage_t *s, hv_storage_job_cb job, hv_storage_done_cb done, void *arg);
 /*
  * Like hv_storage_submit, for a job whose writes need not be on disk when its done

@@ -36,8 +36,8 @@
  * callback runs before the batch's final COMMIT.
  *
  * Results go back to the loop thread through one uv_async_t; its callback calls
- * each job's done callback in submission order. Jobs live in one ring of
- * max_queue slots, indexed by four running counters (slot = counter % max_queue):
+ * each job's done callback in submission order. Jobs live in a queue of at most
+ * max_queue slots, indexed by four running counters:
  *
  *   delivered <= finished <= taken <= submitted <= submitted + staged
  *   [delivered, finished)  committed or failed, done callback not yet called
@@ -57,6 +57,18 @@
  * before the counter that hands it to the other moves, so the mutex orders them.
  * The async handle is referenced only while some job is outstanding, so a loop
  * with nothing else to do returns from uv_run once every done callback has run.
+ *
+ * The slots come in chunks of CHUNK_SLOTS: job n is slot n % CHUNK_SLOTS of chunk
+ * n / CHUNK_SLOTS, found in a ring of chunk pointers (chunk c at c % nchunks). The
+ * loop thread allocates a chunk when the first job lands in it (submit, under the
+ * mutex, before the counter that hands the job over moves) and frees it once every
+ * job in it is delivered, keeping one spare for the next, so a storage holds only the
+ * chunks its outstanding jobs occupy: a few kilobytes at rest instead of max_queue
+ * slots (2.6 MB for channels.store_queue's 65,536), whatever the allocator and however
+ * many jobs have passed. Chunks never move: the storage thread reads the slots it was
+ * handed without the mutex. nchunks exceeds max_queue / CHUNK_SLOTS + 1, so a chunk
+ * pointer's place is reused only after its last chunk was delivered. A chunk that
+ * cannot be allocated makes the submission HV_EBUSY, as a full queue does.
  *
  * Pipelined commits (hv_storage_pipeline, SQLite with synchronous FULL only): the
  * storage thread commits each batch without fsync (synchronous=OFF) and goes on with
@@ -94,6 +106,9 @@ static void name_thread(const char *name) {
 #endif
 }
 
+/* Slots per chunk (a power of two: 256 slots are 10 KB). */
+#define CHUNK_SLOTS 256
+
 typedef struct slot {
     hv_storage_job_cb job;
     hv_storage_done_cb done;
@@ -113,7 +128,9 @@ struct hv_storage {
     uv_thread_t thread;
     uv_mutex_t lock;
     uv_cond_t cond; /* signalled when there is work or when the thread must stop */
-    slot_t *ring;
+    slot_t **chunks; /* nchunks places, NULL where no outstanding job's chunk is */
+    size_t nchunks;  /* a power of two, > cap / CHUNK_SLOTS + 1 */
+    slot_t *spare;   /* loop thread: a delivered chunk kept for the next one */
     size_t cap, max_batch;
     uint64_t submitted, taken, finished, delivered;
     uint64_t staged; /* under lock, moved by the loop thread: jobs after submitted, not handed over */
@@ -174,6 +191,11 @@ static void log_batch_failure(hv_storage_t *s, const char *what, int rc, size_t 
     hv_log_end(r);
 }
 
+/* Job n's slot. Its chunk exists from the job's submission until its delivery. */
+static inline slot_t *slot_at(const hv_storage_t *s, uint64_t n) {
+    return &s->chunks[(size_t)(n / CHUNK_SLOTS) & (s->nchunks - 1)][n % CHUNK_SLOTS];
+}
+
 /*
  * A batch of lazy jobs only (hv_storage_submit_lazy) commits with synchronous NORMAL
  * when the database is FULL; the next batch with a durable job sets FULL again before
@@ -186,7 +208,7 @@ static void relax(hv_storage_t *s, uint64_t begin, uint64_t end) {
     uint64_t i;
     int lazy = 1;
     if (s->wal != NULL || strcmp(mode, "FULL") != 0) return; /* pipelined: OFF throughout */
-    for (i = begin; i < end && lazy; i++) lazy = s->ring[i % s->cap].lazy;
+    for (i = begin; i < end && lazy; i++) lazy = slot_at(s, i)->lazy;
     if (lazy == s->relaxed) return;
     if (lazy) {
         /* hv_db_set_synchronous would record NORMAL as the mode: call the backend. */
@@ -236,7 +258,7 @@ static void batch_run(hv_storage_t *s, batch_t *b) {
     hv_db_t *db = s->db;
     int rc;
     for (; b->next < b->end && b->broken == HV_OK && !b->rerun; b->next++) {
-        slot_t *sl = &s->ring[b->next % s->cap];
+        slot_t *sl = slot_at(s, b->next);
         /* From the first job that may not run twice on, every job has its savepoint. */
         if (!b->guarded && !sl->rerun) b->guarded = 1;
         if (b->guarded) {
@@ -254,7 +276,7 @@ static void batch_run(hv_storage_t *s, batch_t *b) {
         if (!b->guarded) {
             /* A bare job failed: only the whole transaction can undo it. */
             hv_db_rollback(db);
-            for (uint64_t j = b->begin; j <= b->next; j++) s->ring[j % s->cap].status = HV_OK;
+            for (uint64_t j = b->begin; j <= b->next; j++) slot_at(s, j)->status = HV_OK;
             b->rerun = 1;
             break;
         }
@@ -290,7 +312,7 @@ static size_t batch_close(hv_storage_t *s, batch_t *b, uint64_t *commit_ns, int 
     if (b->begun) hv_db_rollback(s->db);
     *tx_failed = 1;
     for (i = b->begin; i < b->end; i++) {
-        slot_t *sl = &s->ring[i % s->cap];
+        slot_t *sl = slot_at(s, i);
         if (sl->status == HV_OK) sl->status = b->broken;
         failed++;
     }
@@ -419,7 +441,7 @@ static int pipeline_failed(hv_storage_t *s, uint64_t begin, uint64_t end) {
     broken = s->sync_failed;
     uv_mutex_unlock(&s->lock);
     if (!broken) return 0;
-    for (uint64_t i = begin; i < end; i++) s->ring[i % s->cap].status = HV_EIO;
+    for (uint64_t i = begin; i < end; i++) slot_at(s, i)->status = HV_EIO;
     return 1;
 }
 
@@ -452,7 +474,7 @@ static void sync_thread(void *arg) {
         if (rc != HV_OK) {
             s->sync_failed = 1;
             for (uint64_t i = s->finished; i < target; i++)
-                if (s->ring[i % s->cap].status == HV_OK) s->ring[i % s->cap].status = HV_EIO;
+                if (slot_at(s, i)->status == HV_OK) slot_at(s, i)->status = HV_EIO;
         }
         s->finished = target;
         uv_cond_signal(&s->cond); /* the storage thread may be holding back (hold_back) */
@@ -499,15 +521,25 @@ fail:
  * the storage (which delivers the rest itself). */
 static void deliver(hv_storage_t *s) {
     for (;;) {
-        slot_t sl;
+        slot_t sl, *done_chunk = NULL;
         uv_mutex_lock(&s->lock);
         if (s->delivered == s->finished) {
             uv_mutex_unlock(&s->lock);
             break;
         }
-        sl = s->ring[s->delivered % s->cap];
+        sl = *slot_at(s, s->delivered);
         s->delivered++;
+        if (s->delivered % CHUNK_SLOTS == 0) {
+            /* The chunk's last job: nobody reads the chunk any more. */
+            slot_t **place = &s->chunks[(size_t)((s->delivered - 1) / CHUNK_SLOTS) & (s->nchunks - 1)];
+            done_chunk = *place;
+            *place = NULL;
+        }
         uv_mutex_unlock(&s->lock);
+        if (done_chunk != NULL) {
+            if (s->spare == NULL) s->spare = done_chunk;
+            else hv_free(done_chunk);
+        }
         if (sl.done != NULL) sl.done(sl.status, sl.arg);
     }
     /* Staged jobs are outstanding too: the turn's hand-over is still to come. (submitted
@@ -520,13 +552,21 @@ static void deliver(hv_storage_t *s) {
 
 static void on_async(uv_async_t *h) { deliver(h->data); }
 
+/* Frees the chunks, the spare and the chunk ring of a storage no thread uses. */
+static void free_chunks(hv_storage_t *s) {
+    if (s->chunks != NULL)
+        for (size_t i = 0; i < s->nchunks; i++) hv_free(s->chunks[i]);
+    hv_free(s->chunks);
+    hv_free(s->spare);
+}
+
 /* The last of the three handles to close frees the storage. */
 static void on_close(uv_handle_t *h) {
     hv_storage_t *s = h->data;
     if (--s->handles_open > 0) return;
     uv_cond_destroy(&s->cond);
     uv_mutex_destroy(&s->lock);
-    hv_free(s->ring);
+    free_chunks(s);
     hv_free(s);
 }
 
@@ -538,8 +578,10 @@ int hv_storage_new(uv_loop_t *loop, hv_db_t *db, size_t max_queue, size_t max_ba
     if (max_batch > max_queue) max_batch = max_queue;
     s = hv_calloc(1, sizeof(*s));
     if (s == NULL) goto out;
-    s->ring = hv_calloc(max_queue, sizeof(*s->ring));
-    if (s->ring == NULL) goto out;
+    s->nchunks = 2;
+    while (s->nchunks <= max_queue / CHUNK_SLOTS + 1) s->nchunks *= 2;
+    s->chunks = hv_calloc(s->nchunks, sizeof(*s->chunks));
+    if (s->chunks == NULL) goto out;
     s->loop = loop;
     s->db = db;
     s->cap = max_queue;
@@ -572,7 +614,7 @@ int hv_storage_new(uv_loop_t *loop, hv_db_t *db, size_t max_queue, size_t max_ba
 out:
     if (have_cond) uv_cond_destroy(&s->cond);
     if (have_lock) uv_mutex_destroy(&s->lock);
-    if (s != NULL) hv_free(s->ring);
+    if (s != NULL) free_chunks(s);
     hv_free(s);
     return rc;
 }
@@ -616,17 +658,30 @@ static void on_idle(uv_idle_t *h) { (void)h; }
 
 static int submit(hv_storage_t *s, hv_storage_job_cb job, hv_storage_done_cb done, void *arg,
                   int lazy, int rerun) {
-    slot_t *sl;
+    slot_t *sl, **place;
+    uint64_t n;
     int full;
     if (job == NULL) return HV_EINVAL;
     if (s->closing) return HV_ECLOSED;
     uv_mutex_lock(&s->lock);
-    if (s->submitted + s->staged - s->delivered >= s->cap) {
+    n = s->submitted + s->staged;
+    if (n - s->delivered >= s->cap) {
         s->stats.busy++;
         uv_mutex_unlock(&s->lock);
         return HV_EBUSY;
     }
-    sl = &s->ring[(s->submitted + s->staged) % s->cap];
+    place = &s->chunks[(size_t)(n / CHUNK_SLOTS) & (s->nchunks - 1)];
+    if (*place == NULL) {
+        /* The first job of a chunk: once per CHUNK_SLOTS jobs, mostly the spare. */
+        *place = s->spare != NULL ? s->spare : hv_malloc(CHUNK_SLOTS * sizeof(slot_t));
+        if (*place == NULL) {
+            s->stats.busy++;
+            uv_mutex_unlock(&s->lock);
+            return HV_EBUSY;
+        }
+        if (*place == s->spare) s->spare = NULL;
+    }
+    sl = slot_at(s, n);
     sl->job = job;
     sl->done = done;
     sl->arg = arg;

@@ -37,6 +37,14 @@
  * slot's entry) of fhir.read_cache_size / 4 KiB slots (a power of two, at least
  * 64); an entry larger than 1/16 of the size is not cached; the texts together never
  * exceed fhir.read_cache_size (a put that would is skipped).
+ *
+ * The table starts at 64 slots and doubles up to that size when a put would replace
+ * another resource's entry or fill it past half, so an engine that reads little
+ * keeps ~12 KB of slots instead of 1.5 MB (under an allocator that zeroes fresh
+ * blocks, all of it resident). Doubling keeps every entry (an entry of slot i moves
+ * to i or i + the old size, which no other entry can take), and below the full size
+ * no entry is replaced by another; a growth that cannot be allocated leaves the
+ * smaller table to replace as the full one does.
  */
 #include "config.h"
 
@@ -66,6 +74,8 @@ typedef struct rc_ent {
 struct hv__rcache {
     rc_ent_t *slots;
     size_t nslots; /* a power of two */
+    size_t max_slots; /* the power of two nslots grows to */
+    size_t used;   /* slots holding an entry */
     size_t bytes;  /* the texts held */
     size_t cap;    /* fhir.read_cache_size */
     uint64_t hits, misses;
@@ -105,12 +115,13 @@ int hv__rcache_new(size_t size, hv__rcache_t **out)
     if (c == NULL)
         return HV_ENOMEM;
     c->lock_fd = -1;
-    c->slots = hv_calloc(n, sizeof(*c->slots));
+    c->slots = hv_calloc(64, sizeof(*c->slots));
     if (c->slots == NULL) {
         hv_free(c);
         return HV_ENOMEM;
     }
-    c->nslots = n;
+    c->nslots = 64;
+    c->max_slots = n;
     c->cap = size;
     *out = c;
     return HV_OK;
@@ -183,8 +194,30 @@ static int make_key(char *key, const char *type, const char *id)
 static void slot_clear(hv__rcache_t *c, rc_ent_t *e)
 {
     c->bytes -= e->len;
+    c->used--;
     hv_free(e->text);
     memset(e, 0, sizeof(*e));
+}
+
+size_t hv__rcache_slots(const hv__rcache_t *c)
+{
+    return c->nslots;
+}
+
+/* Doubles the table; the entries (and their texts) move, none is lost. */
+static int grow(hv__rcache_t *c)
+{
+    size_t n = c->nslots * 2;
+    rc_ent_t *t = hv_calloc(n, sizeof(*t));
+    if (t == NULL)
+        return HV_ENOMEM;
+    for (size_t i = 0; i < c->nslots; i++)
+        if (c->slots[i].text != NULL)
+            t[c->slots[i].hash & (n - 1)] = c->slots[i];
+    hv_free(c->slots);
+    c->slots = t;
+    c->nslots = n;
+    return HV_OK;
 }
 
 int hv__rcache_get(hv__rcache_t *c, uint32_t hash, const char *type, const char *id, hv__rcache_hit_t *out)
@@ -223,6 +256,11 @@ void hv__rcache_put(hv__rcache_t *c, uint32_t hash, uint64_t epoch, const char *
     if (epoch != hv__rcache_epoch(hash))
         return; /* a write started after this read's job did: the text may be stale */
     e = &c->slots[hash & (c->nslots - 1)];
+    while (c->nslots < c->max_slots &&
+           ((e->text != NULL && (e->hash != hash || strcmp(e->key, key) != 0)) ||
+            (e->text == NULL && (c->used + 1) * 2 > c->nslots)) &&
+           grow(c) == HV_OK)
+        e = &c->slots[hash & (c->nslots - 1)];
     if (e->text != NULL)
         slot_clear(c, e);
     if (c->bytes + len > c->cap)
@@ -240,6 +278,7 @@ void hv__rcache_put(hv__rcache_t *c, uint32_t hash, uint64_t epoch, const char *
     e->text = copy;
     e->len = len;
     c->bytes += len;
+    c->used++;
 }
 
 void hv__rcache_stats(const hv__rcache_t *c, uint64_t *hits, uint64_t *misses, size_t *bytes)

@@ -87,6 +87,8 @@ int hv__rcache_get(hv__rcache_t *c, uint32_t hash, const char *type, const char 
 void hv__rcache_put(hv__rcache_t *c, uint32_t hash, uint64_t epoch, const char *type, const char *id,
                     int64_t version, uint64_t ms, const char *text, size_t len);
 void hv__rcache_stats(const hv__rcache_t *c, uint64_t *hits, uint64_t *misses, size_t *bytes);
+/* The slots allocated now: 64 at first, doubling to fhir.read_cache_size / 4 KiB (tests). */
+size_t hv__rcache_slots(const hv__rcache_t *c);
 
 /* Allocates a request context and reads the format and Prefer parameters; answers
  * the request itself (and returns NULL) when they are invalid. */

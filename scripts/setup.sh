@@ -9,6 +9,7 @@ packages=(
   libuv1-dev libhttp-parser-dev libjson-c-dev libxml2-dev libcurl4-openssl-dev
   libssl-dev libsqlite3-dev libpq-dev libtesseract-dev tesseract-ocr tesseract-ocr-eng
   libcmocka-dev libunistring-dev clang libclang-rt-14-dev
+  libmimalloc-dev
   curl wrk nginx-light postgresql nodejs npm python3 chromium
 )
 

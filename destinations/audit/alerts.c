@@ -13,7 +13,10 @@
  * only after the window has let the count drop below N. Windows are kept in fixed
  * tables (keys hashed into slots; a colliding key takes the slot over), so memory is
  * bounded whatever the traffic: at most HV__ALERT_RING events are remembered per key,
- * which is why thresholds are capped at that number.
+ * which is why thresholds are capped at that number. A slot is allocated when a key
+ * first lands in it (the tables are pointers, 24 KB), so an engine that sees few
+ * users keeps little of the 2.3 MB the full tables take; if that allocation fails
+ * the event is not counted (no alert from it), as nothing else can be done then.
  *
  * Alerts are stored (audit_alert), counted in /metrics (hv_audit_alerts_total{rule}),
  * logged at warn level without PHI, and published on the event bus as
@@ -47,12 +50,25 @@ typedef struct user_slot {
 } user_slot_t;
 
 struct hv__alert_state {
-    count_slot_t counts[COUNT_SLOTS];
-    user_slot_t users[USER_SLOTS];
+    count_slot_t *counts[COUNT_SLOTS]; /* NULL until a key lands in the slot */
+    user_slot_t *users[USER_SLOTS];
 };
 
 hv__alert_state_t *hv__alert_state_new(void) { return hv_calloc(1, sizeof(hv__alert_state_t)); }
-void hv__alert_state_free(hv__alert_state_t *s) { hv_free(s); }
+
+void hv__alert_state_free(hv__alert_state_t *s) {
+    if (s == NULL) return;
+    for (size_t i = 0; i < COUNT_SLOTS; i++) hv_free(s->counts[i]);
+    for (size_t i = 0; i < USER_SLOTS; i++) hv_free(s->users[i]);
+    hv_free(s);
+}
+
+size_t hv__alert_state_slots(const hv__alert_state_t *s) {
+    size_t n = 0;
+    for (size_t i = 0; i < COUNT_SLOTS; i++) n += s->counts[i] != NULL;
+    for (size_t i = 0; i < USER_SLOTS; i++) n += s->users[i] != NULL;
+    return n;
+}
 
 /* FNV-1a, 64 bit; 0 is kept for "empty". */
 static uint64_t h64(const char *prefix, const char *s) {
@@ -62,10 +78,14 @@ static uint64_t h64(const char *prefix, const char *s) {
     return h ? h : 1;
 }
 
-/* Adds one event at now to key's window; returns the count within the window. */
+/* Adds one event at now to key's window; returns the count within the window, or 0
+ * (the event not counted) if the slot cannot be allocated. */
 static int count_add(hv__alert_state_t *st, uint64_t key, uint64_t now, uint64_t window) {
-    count_slot_t *s = &st->counts[key % COUNT_SLOTS];
+    count_slot_t **slot = &st->counts[key % COUNT_SLOTS], *s;
     int k = 0;
+    if (*slot == NULL) *slot = hv_calloc(1, sizeof(count_slot_t));
+    s = *slot;
+    if (s == NULL) return 0;
     if (s->key != key) {
         memset(s, 0, sizeof(*s));
         s->key = key;
@@ -81,9 +101,13 @@ static int count_add(hv__alert_state_t *st, uint64_t key, uint64_t now, uint64_t
     return s->n;
 }
 
+/* Returns who's slot, or NULL if it cannot be allocated. */
 static user_slot_t *user_slot(hv__alert_state_t *st, const char *who) {
     uint64_t key = h64("u:", who);
-    user_slot_t *s = &st->users[key % USER_SLOTS];
+    user_slot_t **slot = &st->users[key % USER_SLOTS], *s;
+    if (*slot == NULL) *slot = hv_calloc(1, sizeof(user_slot_t));
+    s = *slot;
+    if (s == NULL) return NULL;
     if (s->key != key) {
         memset(s, 0, sizeof(*s));
         s->key = key;
@@ -138,8 +162,8 @@ void hv__alerts_observe(hv__audit_t *a, const hv__aev_t *ev) {
         hv__alert_raise(a, "break-glass", "high", ev->who, ev->ip, detail);
     }
     if (ev->np > 0 && ev->outcome == 0 && (ev->action[0] == 'R' || ev->action[0] == 'E') && ev->who[0]) {
-        if (c->patients > 0) {
-            user_slot_t *u = user_slot(st, ev->who);
+        user_slot_t *u = c->patients > 0 ? user_slot(st, ev->who) : NULL;
+        if (u != NULL) {
             int before, k = 0;
             for (int i = 0; i < u->np; i++)
                 if (now - u->pt[i] < c->patients_window_ms) {
@@ -177,6 +201,7 @@ void hv__alerts_observe(hv__audit_t *a, const hv__aev_t *ev) {
         user_slot_t *u = user_slot(st, ev->who);
         uint64_t ih = h64("ip:", ev->ip);
         int i;
+        if (u == NULL) return;
         for (i = 0; i < u->nip; i++)
             if (u->ip[i] == ih) break;
         if (i == u->nip) {

@@ -421,6 +421,8 @@ int hv__audit_block_tail(hv_db_t *db, char prev[65], int64_t *next_seq);
 /* alerts.c */
 hv__alert_state_t *hv__alert_state_new(void);
 void hv__alert_state_free(hv__alert_state_t *s);
+/* The window slots allocated so far (for tests: slots are allocated at first use). */
+size_t hv__alert_state_slots(const hv__alert_state_t *s);
 /* Runs the rules over one committed event (loop thread). */
 void hv__alerts_observe(hv__audit_t *a, const hv__aev_t *ev);
 /* Stores, counts and publishes one alert (loop thread). */

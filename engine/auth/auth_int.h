@@ -63,9 +63,12 @@ int hv__auth_scope_parse_one(const char *tok, size_t n, hv_auth_scope_t *out);
 
 /* ---- ratelimit.c: token buckets keyed by strings, in a bounded table ---- */
 
+/* Both tables start small and grow on demand up to their limit (max_keys, max). */
 typedef struct hv__ratelimit hv__ratelimit_t;
 hv__ratelimit_t *hv__ratelimit_new(size_t max_keys);
 void hv__ratelimit_free(hv__ratelimit_t *rl);
+/* The slots allocated now (for tests: at most max_keys, or 8 when max_keys is below 8). */
+size_t hv__ratelimit_slots(const hv__ratelimit_t *rl);
 /* Takes one token from key's bucket (rate per second, burst capacity). Returns 1 if
  * allowed; 0 if not, with *retry_after the whole seconds until a token is there. */
 int hv__ratelimit_take(hv__ratelimit_t *rl, const char *key, double rate, double burst,
@@ -75,6 +78,8 @@ int hv__ratelimit_take(hv__ratelimit_t *rl, const char *key, double rate, double
 typedef struct hv__strset hv__strset_t;
 hv__strset_t *hv__strset_new(size_t max);
 void hv__strset_free(hv__strset_t *s);
+/* The slots allocated now (for tests: at most max). */
+size_t hv__strset_slots(const hv__strset_t *s);
 /* Adds key until expires (seconds since the epoch); entries past their expiry are dropped. */
 int hv__strset_add(hv__strset_t *s, const char *key, int64_t expires, int64_t now);
 int hv__strset_has(hv__strset_t *s, const char *key, int64_t now);

@@ -41,6 +41,44 @@ static void table_stays_bounded_with_many_keys(void **state) {
         snprintf(key, sizeof(key), "ip:%d", i);
         assert_true(hv__ratelimit_take(rl, key, 1, 1, (uint64_t)i, &retry));
     }
+    assert_int_equal(hv__ratelimit_slots(rl), 16);
+    hv__ratelimit_free(rl);
+}
+
+/* Every key taken below the limit keeps its bucket through the growths: a burst of 1
+ * taken once is refused at the same instant, which a recycled bucket would allow. */
+static void table_grows_on_demand_and_keeps_every_bucket(void **state) {
+    hv__ratelimit_t *rl = hv__ratelimit_new(65536);
+    char key[32];
+    unsigned retry;
+    int i;
+    (void)state;
+    assert_true(hv__ratelimit_slots(rl) <= 64);
+    for (i = 0; i < 2000; i++) {
+        snprintf(key, sizeof(key), "ip:10.0.%d.%d", i / 256, i % 256);
+        assert_true(hv__ratelimit_take(rl, key, 0.001, 1, 5000, &retry));
+    }
+    assert_true(hv__ratelimit_slots(rl) >= 2000);
+    assert_true(hv__ratelimit_slots(rl) <= 8192);
+    for (i = 0; i < 2000; i++) {
+        snprintf(key, sizeof(key), "ip:10.0.%d.%d", i / 256, i % 256);
+        assert_false(hv__ratelimit_take(rl, key, 0.001, 1, 5000, &retry));
+    }
+    hv__ratelimit_free(rl);
+}
+
+/* A limit that is not a power of two is reached exactly, and the table then recycles. */
+static void table_growth_stops_at_the_limit(void **state) {
+    hv__ratelimit_t *rl = hv__ratelimit_new(100);
+    char key[32];
+    unsigned retry;
+    int i;
+    (void)state;
+    for (i = 0; i < 1000; i++) {
+        snprintf(key, sizeof(key), "client-%d", i);
+        assert_true(hv__ratelimit_take(rl, key, 1, 1, (uint64_t)i, &retry));
+    }
+    assert_int_equal(hv__ratelimit_slots(rl), 100);
     hv__ratelimit_free(rl);
 }
 
@@ -64,12 +102,39 @@ static void strset_expires_and_refuses_when_full(void **state) {
     hv__strset_free(s);
 }
 
+/* Below the limit the set grows, keeping every key; at the limit it holds exactly max keys
+ * and refuses the next, as a table allocated whole would. */
+static void strset_grows_to_exactly_its_limit(void **state) {
+    hv__strset_t *s = hv__strset_new(1000);
+    char key[32];
+    int i;
+    (void)state;
+    assert_true(hv__strset_slots(s) <= 64);
+    for (i = 0; i < 1000; i++) {
+        snprintf(key, sizeof(key), "j:%d", i);
+        assert_int_equal(hv__strset_add(s, key, 100 + i, 0), HV_OK);
+    }
+    assert_int_equal(hv__strset_slots(s), 1000);
+    for (i = 0; i < 1000; i++) {
+        snprintf(key, sizeof(key), "j:%d", i);
+        assert_true(hv__strset_has(s, key, 100 + i));
+        assert_false(hv__strset_has(s, key, 101 + i));
+    }
+    assert_int_equal(hv__strset_add(s, "j:new", 5000, 0), HV_ETOOBIG);
+    assert_int_equal(hv__strset_add(s, "j:new", 5000, 101), HV_OK); /* j:0 expired after 100 */
+    assert_true(hv__strset_has(s, "j:new", 4000));
+    hv__strset_free(s);
+}
+
 int run_ratelimit_tests(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(bucket_allows_burst_then_refills),
         cmocka_unit_test(retry_after_rounds_up_for_slow_rates),
         cmocka_unit_test(table_stays_bounded_with_many_keys),
         cmocka_unit_test(strset_expires_and_refuses_when_full),
+        cmocka_unit_test(table_grows_on_demand_and_keeps_every_bucket),
+        cmocka_unit_test(table_growth_stops_at_the_limit),
+        cmocka_unit_test(strset_grows_to_exactly_its_limit),
     };
     return cmocka_run_group_tests_name("auth/ratelimit", tests, NULL, NULL);
 }

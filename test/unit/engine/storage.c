@@ -500,7 +500,53 @@ static void storage_submit_is_busy_when_full(void **state) {
     test_free(c);
 }
 
-/* A deferred foreign key is checked at COMMIT: the only way to make COMMIT fail on demand. */
+/* A job that only counts; its done callback records the order done callbacks ran in. */
+typedef struct seq_job {
+    int *next_seq;
+    int done_seq;
+} seq_job_t;
+
+static void on_seq_done(int status, void *arg) {
+    seq_job_t *j = arg;
+    assert_int_equal(status, HV_OK);
+    j->done_seq = (*j->next_seq)++;
+}
+
+/*
+ * The queue's slots come in chunks of 256 allocated as jobs arrive and freed as they are
+ * delivered (engine/storage.c). A limit that is not a multiple of the chunk is still
+ * exact (600 outstanding jobs, the 601st refused), and rounds that pass far more jobs
+ * than the limit, reusing every chunk place several times, keep every done callback in
+ * submission order.
+ */
+static void storage_queue_limit_and_order_hold_across_chunks(void **state) {
+    enum { LIMIT = 600, ROUNDS = 5 };
+    ctx_t *c = test_malloc(sizeof(*c));
+    seq_job_t *jobs = test_calloc(LIMIT, sizeof(*jobs));
+    hv_storage_stats_t stats;
+    int next_seq, extra = 0, i, r;
+    ctx_start(c, state, LIMIT, 64, NULL);
+    for (r = 0; r < ROUNDS; r++) {
+        next_seq = 0;
+        for (i = 0; i < LIMIT; i++) {
+            jobs[i].next_seq = &next_seq;
+            jobs[i].done_seq = -1;
+            assert_int_equal(hv_storage_submit(c->storage, noop_job, on_seq_done, &jobs[i]), HV_OK);
+        }
+        /* Done callbacks run only on this loop, which has not turned: all LIMIT are outstanding. */
+        assert_int_equal(hv_storage_submit(c->storage, noop_job, NULL, &extra), HV_EBUSY);
+        uv_run(&c->loop, UV_RUN_DEFAULT);
+        for (i = 0; i < LIMIT; i++) assert_int_equal(jobs[i].done_seq, i);
+    }
+    hv_storage_stats(c->storage, &stats);
+    assert_int_equal(stats.jobs, (uint64_t)LIMIT * ROUNDS);
+    assert_int_equal(stats.busy, ROUNDS);
+    ctx_finish(c);
+    test_free(jobs);
+    test_free(c);
+}
+
+
 static int orphan_job(hv_db_t *db, void *arg) {
     return hv_db_exec(db, "INSERT INTO child(parent) VALUES (424242)");
 }
@@ -872,6 +918,7 @@ int run_storage_tests(void) {
         cmocka_unit_test(storage_plain_job_guards_the_rest_of_its_batch),
         cmocka_unit_test(storage_done_runs_on_loop_thread_in_order),
         cmocka_unit_test(storage_submit_is_busy_when_full),
+        cmocka_unit_test(storage_queue_limit_and_order_hold_across_chunks),
         cmocka_unit_test(storage_commit_failure_fails_whole_batch),
         cmocka_unit_test(storage_free_drains_queue_and_closes),
         cmocka_unit_test(storage_idle_loop_returns_and_closes),

@@ -1,6 +1,7 @@
 /* rest.c — unit tests of fhir/rest.c: the change hook the event bus subscribes to. */
 #include "tests.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "fhir/rest_int.h"
@@ -59,10 +60,77 @@ static void fhir_notify_reports_writes_and_skips_reads_and_failures(void **state
     assert_int_equal(hv_fhir_store_on_change(NULL, on_change, &s), HV_ENOTFOUND);
 }
 
+/* Puts Patient/<id> with the text "t<id>" at the bucket's current epoch. */
+static void rcache_put_patient(hv__rcache_t *c, const char *id)
+{
+    uint32_t h = hv__rcache_hash("Patient", id);
+    char text[64];
+    snprintf(text, sizeof(text), "t%s", id);
+    hv__rcache_put(c, h, hv__rcache_epoch(h), "Patient", id, 1, 0, text, strlen(text));
+}
+
+static int rcache_has_patient(hv__rcache_t *c, const char *id)
+{
+    hv__rcache_hit_t hit;
+    char text[64];
+    snprintf(text, sizeof(text), "t%s", id);
+    return hv__rcache_get(c, hv__rcache_hash("Patient", id), "Patient", id, &hit) && hit.len == strlen(text) &&
+           memcmp(hit.text, text, hit.len) == 0;
+}
+
+/* The read cache starts at 64 slots and doubles as reads fill it; below its full size
+ * (here 64 MiB / 4 KiB = 16,384 slots) no entry is replaced by another. */
+static void rcache_grows_on_demand_and_keeps_every_entry(void **state)
+{
+    hv__rcache_t *c = NULL;
+    char id[32];
+    (void)state;
+    assert_int_equal(hv__rcache_new((size_t)64 << 20, &c), HV_OK);
+    assert_int_equal(hv__rcache_slots(c), 64);
+    for (int i = 0; i < 60; i++) {
+        snprintf(id, sizeof(id), "p%d", i);
+        rcache_put_patient(c, id);
+    }
+    assert_true(hv__rcache_slots(c) > 64);
+    assert_true(hv__rcache_slots(c) < 16384);
+    for (int i = 0; i < 60; i++) {
+        snprintf(id, sizeof(id), "p%d", i);
+        assert_true(rcache_has_patient(c, id));
+    }
+    hv__rcache_free(c);
+}
+
+/* At its full size the table stays direct-mapped: a read whose slot holds another
+ * resource replaces it. */
+static void rcache_at_full_size_replaces_a_colliding_entry(void **state)
+{
+    hv__rcache_t *c = NULL;
+    char id[32];
+    uint32_t first = hv__rcache_hash("Patient", "a") & 63;
+    int i;
+    (void)state;
+    assert_int_equal(hv__rcache_new((size_t)64 * 4096, &c), HV_OK); /* 64 slots: full at once */
+    for (i = 0; i < 100000; i++) {
+        snprintf(id, sizeof(id), "b%d", i);
+        if ((hv__rcache_hash("Patient", id) & 63) == first)
+            break;
+    }
+    assert_true(i < 100000);
+    rcache_put_patient(c, "a");
+    assert_true(rcache_has_patient(c, "a"));
+    rcache_put_patient(c, id);
+    assert_int_equal(hv__rcache_slots(c), 64);
+    assert_true(rcache_has_patient(c, id));
+    assert_false(rcache_has_patient(c, "a"));
+    hv__rcache_free(c);
+}
+
 int run_rest_tests(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(fhir_notify_reports_writes_and_skips_reads_and_failures),
+        cmocka_unit_test(rcache_grows_on_demand_and_keeps_every_entry),
+        cmocka_unit_test(rcache_at_full_size_replaces_a_colliding_entry),
     };
     return cmocka_run_group_tests_name("fhir rest", tests, NULL, NULL);
 }
