@@ -458,10 +458,11 @@ out:
 
 /*
  * One step: in a transaction holding the schema lock, applies the next
- * migration if there is one. Sets *applied to 1 if it did.
+ * migration if there is one. Sets *applied to 1 if it did, and *from to the
+ * version the step found.
  */
 static int migrate_step(hv_db_t *db, const char *module, const char *const *migrations,
-                        int64_t count, int *applied, hv_error_t *err) {
+                        int64_t count, int *applied, int64_t *from, hv_error_t *err) {
     int64_t version = 0;
     int rc = hv_db_begin(db), in_tx = 0;
     const char *what = "begin";
@@ -480,6 +481,7 @@ static int migrate_step(hv_db_t *db, const char *module, const char *const *migr
     what = "read version";
     rc = read_version(db, module, &version);
     if (rc != HV_OK) goto out;
+    *from = version;
     if (version < 0 || version > count) {
         rc = HV_EDB;
         hv__db_set_error(db, "schema version %lld is newer than this program knows (%lld)",
@@ -513,14 +515,32 @@ out:
     return rc;
 }
 
+/*
+ * A migration of a store that already had a schema (an upgrade) is logged at info
+ * with its duration, as it runs: one that rebuilds a large table can hold the
+ * start-up for a while (a 1M-resource store's full-text rebuild takes ~30 s), and
+ * the admin should see why. A new store's migrations are logged at debug.
+ */
 int hv_db_migrate(hv_db_t *db, const char *module, const char *const *migrations,
                   hv_error_t *err) {
-    int64_t count = 0;
+    int64_t count = 0, from = 0, first = -1;
     int rc, applied = 1;
     while (migrations[count] != NULL) count++;
     while (applied) {
-        rc = migrate_step(db, module, migrations, count, &applied, err);
+        uint64_t t0 = hv_mono_ns();
+        hv_logrec_t *r;
+        rc = migrate_step(db, module, migrations, count, &applied, &from, err);
         if (rc != HV_OK) return rc;
+        if (first < 0) first = from;
+        if (!applied) break;
+        r = hv_log_begin(first > 0 ? HV_LOG_INFO : HV_LOG_DEBUG, "db.migrated");
+        if (r != NULL) {
+            hv_log_str(r, "module", module);
+            hv_log_int(r, "version", from + 1);
+            hv_log_int(r, "of", count);
+            hv_log_int(r, "ms", (int64_t)((hv_mono_ns() - t0) / 1000000));
+            hv_log_end(r);
+        }
     }
     return HV_OK;
 }

@@ -491,6 +491,48 @@ static void db_migrations_apply_once_and_in_order(void **state) {
     hv_db_close(db);
 }
 
+/* Runs hv_db_migrate with standard error in a temporary file at log level INFO,
+ * and returns how many lines of that file hold needle. */
+static int migrate_logged(hv_db_t *db, const char *const *migrations, const char *needle) {
+    char line[1024];
+    hv_error_t err;
+    int n = 0, saved = dup(2), prev = hv_log_level();
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    assert_true(saved >= 0);
+    hv_log_flush();
+    hv_log_configure(HV_LOG_INFO, HV_LOG_JSON);
+    assert_int_equal(dup2(fileno(f), 2), 2);
+    hv_error_clear(&err);
+    assert_int_equal(hv_db_migrate(db, "logged", migrations, &err), HV_OK);
+    hv_log_flush();
+    assert_int_equal(dup2(saved, 2), 2);
+    close(saved);
+    hv_log_configure(prev, HV_LOG_JSON);
+    rewind(f);
+    while (fgets(line, sizeof(line), f) != NULL) n += strstr(line, needle) != NULL;
+    fclose(f);
+    return n;
+}
+
+/* An upgrade of an existing schema says at info which migration ran and for how long
+ * (one that rebuilds a large table holds the start-up); a new schema's do not. */
+static void db_migrations_of_an_existing_schema_are_logged_at_info(void **state) {
+    static const char *const v2[] = {"CREATE TABLE lg(x INTEGER)", "INSERT INTO lg VALUES (1)", NULL};
+    static const char *const v4[] = {"CREATE TABLE lg(x INTEGER)", "INSERT INTO lg VALUES (1)",
+                                     "INSERT INTO lg VALUES (2)", "INSERT INTO lg VALUES (3)", NULL};
+    hv_db_t *db = dbtest_open(BACKEND(state));
+    assert_int_equal(migrate_logged(db, v2, "\"event\":\"db.migrated\""), 0);
+    assert_int_equal(migrate_logged(db, v4, "\"event\":\"db.migrated\""), 2);
+    assert_int_equal(dbtest_query_int(db, "SELECT COUNT(*) FROM lg"), 3);
+    hv_db_close(db);
+    /* A fresh database and a current one log nothing at info either. */
+    db = dbtest_open(BACKEND(state));
+    assert_int_equal(migrate_logged(db, v4, "db.migrated"), 0);
+    assert_int_equal(migrate_logged(db, v4, "db.migrated"), 0);
+    hv_db_close(db);
+}
+
 typedef struct migrate_arg {
     hv_db_t *db;
     const char *const *migrations;
@@ -623,6 +665,7 @@ int run_db_tests(void) {
         cmocka_unit_test(db_changes_counts_rows_of_last_write),
         cmocka_unit_test(db_unique_violation_is_conflict_without_values),
         cmocka_unit_test(db_migrations_apply_once_and_in_order),
+        cmocka_unit_test(db_migrations_of_an_existing_schema_are_logged_at_info),
         cmocka_unit_test(db_concurrent_migrations_apply_each_once),
         cmocka_unit_test(db_open_configures_backend),
         cmocka_unit_test(db_each_module_has_its_own_tables),
