@@ -191,9 +191,14 @@ static void log_batch_failure(hv_storage_t *s, const char *what, int rc, size_t 
     hv_log_end(r);
 }
 
+/* The place in the chunk ring of job n's chunk. */
+static inline slot_t **chunk_place(const hv_storage_t *s, uint64_t n) {
+    return &s->chunks[(size_t)(n / CHUNK_SLOTS) & (s->nchunks - 1)];
+}
+
 /* Job n's slot. Its chunk exists from the job's submission until its delivery. */
 static inline slot_t *slot_at(const hv_storage_t *s, uint64_t n) {
-    return &s->chunks[(size_t)(n / CHUNK_SLOTS) & (s->nchunks - 1)][n % CHUNK_SLOTS];
+    return &(*chunk_place(s, n))[n % CHUNK_SLOTS];
 }
 
 /*
@@ -531,7 +536,7 @@ static void deliver(hv_storage_t *s) {
         s->delivered++;
         if (s->delivered % CHUNK_SLOTS == 0) {
             /* The chunk's last job: nobody reads the chunk any more. */
-            slot_t **place = &s->chunks[(size_t)((s->delivered - 1) / CHUNK_SLOTS) & (s->nchunks - 1)];
+            slot_t **place = chunk_place(s, s->delivered - 1);
             done_chunk = *place;
             *place = NULL;
         }
@@ -670,7 +675,7 @@ static int submit(hv_storage_t *s, hv_storage_job_cb job, hv_storage_done_cb don
         uv_mutex_unlock(&s->lock);
         return HV_EBUSY;
     }
-    place = &s->chunks[(size_t)(n / CHUNK_SLOTS) & (s->nchunks - 1)];
+    place = chunk_place(s, n);
     if (*place == NULL) {
         /* The first job of a chunk: once per CHUNK_SLOTS jobs, mostly the spare. */
         *place = s->spare != NULL ? s->spare : hv_malloc(CHUNK_SLOTS * sizeof(slot_t));

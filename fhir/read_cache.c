@@ -220,6 +220,17 @@ static int grow(hv__rcache_t *c)
     return HV_OK;
 }
 
+/* Whether a put of key into slot e should grow the table first: below the full size,
+ * when e holds another resource's entry or when filling it would pass half load. */
+static int wants_room(const hv__rcache_t *c, const rc_ent_t *e, uint32_t hash, const char *key)
+{
+    if (c->nslots >= c->max_slots)
+        return 0;
+    if (e->text != NULL)
+        return e->hash != hash || strcmp(e->key, key) != 0;
+    return (c->used + 1) * 2 > c->nslots;
+}
+
 int hv__rcache_get(hv__rcache_t *c, uint32_t hash, const char *type, const char *id, hv__rcache_hit_t *out)
 {
     char key[HV__FHIR_TYPE_MAX + HV__FHIR_ID_MAX];
@@ -256,10 +267,7 @@ void hv__rcache_put(hv__rcache_t *c, uint32_t hash, uint64_t epoch, const char *
     if (epoch != hv__rcache_epoch(hash))
         return; /* a write started after this read's job did: the text may be stale */
     e = &c->slots[hash & (c->nslots - 1)];
-    while (c->nslots < c->max_slots &&
-           ((e->text != NULL && (e->hash != hash || strcmp(e->key, key) != 0)) ||
-            (e->text == NULL && (c->used + 1) * 2 > c->nslots)) &&
-           grow(c) == HV_OK)
+    while (wants_room(c, e, hash, key) && grow(c) == HV_OK)
         e = &c->slots[hash & (c->nslots - 1)];
     if (e->text != NULL)
         slot_clear(c, e);

@@ -31,18 +31,25 @@ static void retry_after_rounds_up_for_slow_rates(void **state) {
     hv__ratelimit_free(rl);
 }
 
-static void table_stays_bounded_with_many_keys(void **state) {
-    hv__ratelimit_t *rl = hv__ratelimit_new(16);
+/* Takes from nkeys distinct keys (each allowed: a fresh bucket) in a table limited to
+ * max_keys, and returns the slots the table then has. */
+static size_t slots_after_distinct_keys(size_t max_keys, int nkeys) {
+    hv__ratelimit_t *rl = hv__ratelimit_new(max_keys);
     char key[32];
     unsigned retry;
-    int i;
-    (void)state;
-    for (i = 0; i < 10000; i++) {
-        snprintf(key, sizeof(key), "ip:%d", i);
+    size_t slots;
+    for (int i = 0; i < nkeys; i++) {
+        snprintf(key, sizeof(key), "key-%d", i);
         assert_true(hv__ratelimit_take(rl, key, 1, 1, (uint64_t)i, &retry));
     }
-    assert_int_equal(hv__ratelimit_slots(rl), 16);
+    slots = hv__ratelimit_slots(rl);
     hv__ratelimit_free(rl);
+    return slots;
+}
+
+static void table_stays_bounded_with_many_keys(void **state) {
+    (void)state;
+    assert_int_equal(slots_after_distinct_keys(16, 10000), 16);
 }
 
 /* Every key taken below the limit keeps its bucket through the growths: a burst of 1
@@ -69,17 +76,8 @@ static void table_grows_on_demand_and_keeps_every_bucket(void **state) {
 
 /* A limit that is not a power of two is reached exactly, and the table then recycles. */
 static void table_growth_stops_at_the_limit(void **state) {
-    hv__ratelimit_t *rl = hv__ratelimit_new(100);
-    char key[32];
-    unsigned retry;
-    int i;
     (void)state;
-    for (i = 0; i < 1000; i++) {
-        snprintf(key, sizeof(key), "client-%d", i);
-        assert_true(hv__ratelimit_take(rl, key, 1, 1, (uint64_t)i, &retry));
-    }
-    assert_int_equal(hv__ratelimit_slots(rl), 100);
-    hv__ratelimit_free(rl);
+    assert_int_equal(slots_after_distinct_keys(100, 1000), 100);
 }
 
 static void strset_expires_and_refuses_when_full(void **state) {
