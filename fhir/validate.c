@@ -567,11 +567,23 @@ static int underscored(char *us, size_t n, const char *key) {
     return 0;
 }
 
-/* The `_key` twin of property key in obj, or NULL. */
-static struct json_object *twin_of(struct json_object *obj, const char *key) {
+/* Whether some property of obj is named `_…`. Most objects have none, and then no property
+ * has a twin: one pass over the keys (a byte each) spares a hash look-up per primitive. */
+static int has_underscore_key(struct json_object *obj) {
+    json_object_object_foreach(obj, key, val) {
+        (void)val;
+        if (key[0] == '_')
+            return 1;
+    }
+    return 0;
+}
+
+/* The `_key` twin of property key in obj, or NULL; twins is 0 when no twin is wanted or
+ * obj has no `_…` key (has_underscore_key), and then nothing is looked up. */
+static struct json_object *twin_of(struct json_object *obj, int twins, const char *key) {
     char us[160];
     struct json_object *t = NULL;
-    if (underscored(us, sizeof(us), key) != 0)
+    if (!twins || underscored(us, sizeof(us), key) != 0)
         return NULL;
     return json_object_object_get_ex(obj, us, &t) ? t : NULL;
 }
@@ -685,6 +697,8 @@ static void walk_object(hv__fhir_vctx_t *c, struct json_object *obj, const hv_fh
     }
     int is_resource = hv_fhir_elem_parent(owner) == NULL &&
                       hv_fhir_type_kind(hv_fhir_elem_owner_type(owner)) == HV_FHIR_KIND_RESOURCE;
+    /* A primitive's `_x` twin feeds its invariants only; the structural check never reads it. */
+    int any_twin = !c->structure_only && has_underscore_key(obj);
     json_object_object_foreach(obj, key, val) {
         hv__fhir_prop_t p;
         size_t mark;
@@ -742,7 +756,7 @@ static void walk_object(hv__fhir_vctx_t *c, struct json_object *obj, const hv_fh
             }
             struct json_object *twins = NULL;
             if (!p.underscore && hv_fhir_type_kind(p.type) == HV_FHIR_KIND_PRIMITIVE)
-                twins = twin_of(obj, key);
+                twins = twin_of(obj, any_twin, key);
             else if (p.underscore)
                 twins = json_object_object_get_ex(obj, key + 1, &twins) ? twins : NULL;
             int twins_arr = twins != NULL && json_object_is_type(twins, json_type_array);
@@ -773,8 +787,9 @@ static void walk_object(hv__fhir_vctx_t *c, struct json_object *obj, const hv_fh
                            0, depth);
             else
                 walk_value(c, &p, val,
-                           hv_fhir_type_kind(p.type) == HV_FHIR_KIND_PRIMITIVE ? twin_of(obj, key)
-                                                                               : NULL,
+                           hv_fhir_type_kind(p.type) == HV_FHIR_KIND_PRIMITIVE
+                               ? twin_of(obj, any_twin, key)
+                               : NULL,
                            0, depth);
             hv__fhir_path_pop(&c->path, mark);
         }

@@ -118,6 +118,16 @@ static void fhir_validate_reports_each_rule_at_its_path(void **state) {
          "\"http://hl7.org/fhir/StructureDefinition/data-absent-reason\",\"valueCode\":"
          "\"unknown\"}]},\"code\":{\"text\":\"x\"}}",
          "", "", ""},
+        {"values beside their extension twins, in arrays too, are valid",
+         "{\"resourceType\":\"Patient\",\"birthDate\":\"2000-01-01\",\"_birthDate\":{"
+         "\"extension\":[{\"url\":\"http://x\",\"valueString\":\"y\"}]},\"name\":[{"
+         "\"given\":[\"a\",null],\"_given\":[null,{\"extension\":[{\"url\":\"http://x\","
+         "\"valueString\":\"y\"}]}]}]}",
+         "", "", ""},
+        {"an unknown element in an array twin",
+         "{\"resourceType\":\"Patient\",\"name\":[{\"given\":[\"a\"],\"_given\":[{"
+         "\"nick\":1}]}]}",
+         "Patient.name[0].given[0].nick", "structure", ""},
         {"a required primitive missing with its twin is reported",
          "{\"resourceType\":\"Observation\",\"code\":{\"text\":\"x\"}}",
          "Observation.status", "required", ""},
