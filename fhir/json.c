@@ -17,6 +17,7 @@
 #include "config.h"
 
 #include <json-c/json.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -166,6 +167,71 @@ static size_t utf8_invalid_at(const char *text, size_t len) {
     return len;
 }
 
+/*
+ * Each thread keeps the tokener of its last clean parse for its next document:
+ * json_tokener_new_ex callocs a stack of max_depth entries and a print buffer (~5,000
+ * instructions, about 1% of a REST create), json_tokener_reset readies it again for a
+ * handful. Only a tokener that finished a document is kept: after an error or an
+ * incomplete document json-c leaves state that json_tokener_reset does not clear (a
+ * pending high surrogate of a \uD800 escape would join the next document's first \u).
+ * One kept tokener per thread, of the depth last asked for; one that read a document
+ * over TOKENER_KEEP_BYTES is freed instead, as its print buffer grew to that document's
+ * longest string and would keep that size for the thread's life. The key's destructor
+ * frees a thread's tokener when the thread ends.
+ */
+#define TOKENER_KEEP_BYTES ((size_t)256 << 10)
+
+typedef struct tokener_cache {
+    struct json_tokener *tok; /* NULL, or ready after json_tokener_reset */
+    int depth;                /* its max_depth */
+    int registered;           /* pthread_setspecific done: the destructor will run */
+} tokener_cache_t;
+
+static _Thread_local tokener_cache_t tokener_cache;
+static pthread_key_t tokener_key;
+static pthread_once_t tokener_once = PTHREAD_ONCE_INIT;
+static int tokener_key_ok;
+
+static void tokener_cache_free(void *p) {
+    tokener_cache_t *c = p;
+    if (c->tok != NULL)
+        json_tokener_free(c->tok);
+    c->tok = NULL;
+}
+
+static void tokener_key_create(void) {
+    tokener_key_ok = pthread_key_create(&tokener_key, tokener_cache_free) == 0;
+}
+
+/* A tokener of max_depth depth, ready to parse: the thread's kept one, or a new one. */
+static struct json_tokener *tokener_take(int depth) {
+    tokener_cache_t *c = &tokener_cache;
+    struct json_tokener *tok = c->tok;
+    if (tok != NULL && c->depth == depth) {
+        c->tok = NULL;
+        json_tokener_reset(tok);
+        return tok;
+    }
+    return json_tokener_new_ex(depth);
+}
+
+/* Takes tok, which just parsed a document of len bytes to its end without error: kept
+ * for the thread's next parse, or freed. */
+static void tokener_keep(struct json_tokener *tok, int depth, size_t len) {
+    tokener_cache_t *c = &tokener_cache;
+    pthread_once(&tokener_once, tokener_key_create);
+    if (tokener_key_ok && !c->registered && pthread_setspecific(tokener_key, c) == 0)
+        c->registered = 1;
+    if (!c->registered || len > TOKENER_KEEP_BYTES) {
+        json_tokener_free(tok);
+        return;
+    }
+    if (c->tok != NULL)
+        json_tokener_free(c->tok); /* of another depth */
+    c->tok = tok;
+    c->depth = depth;
+}
+
 int hv_fhir_json_parse(const char *text, size_t len, const hv_fhir_parse_opts_t *opts,
                        struct json_object **out, hv_error_t *err) {
     struct json_tokener *tok = NULL;
@@ -189,7 +255,7 @@ int hv_fhir_json_parse(const char *text, size_t len, const hv_fhir_parse_opts_t 
             offset_to_linecol(text, bad, &err->line, &err->column);
         return HV_EPROTO;
     }
-    tok = json_tokener_new_ex(max_depth);
+    tok = tokener_take(max_depth);
     if (tok == NULL)
         return HV_ENOMEM;
     /*
@@ -200,15 +266,19 @@ int hv_fhir_json_parse(const char *text, size_t len, const hv_fhir_parse_opts_t 
      * other effect is at the end of a failed pass: when the last byte read is not the last
      * of its character (a lead byte outside a string, say), the error becomes "invalid
      * utf-8 string". Success and end-of-input are therefore the same with and without
-     * it, and a failure is parsed again with the flag so that its message and position
-     * stay what they were.
+     * it, and a failure is parsed again with the flag, by a new tokener, so that its
+     * message and position stay what they were.
      */
     json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
     obj = json_tokener_parse_ex(tok, text, (int)len);
     enum json_tokener_error jerr = json_tokener_get_error(tok);
     if (jerr != json_tokener_success && jerr != json_tokener_continue) {
         json_object_put(obj);
-        json_tokener_reset(tok);
+        obj = NULL;
+        json_tokener_free(tok);
+        tok = json_tokener_new_ex(max_depth);
+        if (tok == NULL)
+            return HV_ENOMEM;
         json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
         obj = json_tokener_parse_ex(tok, text, (int)len);
         jerr = json_tokener_get_error(tok);
@@ -228,6 +298,8 @@ int hv_fhir_json_parse(const char *text, size_t len, const hv_fhir_parse_opts_t 
             offset_to_linecol(text, end, &err->line, &err->column);
         goto out;
     }
+    tokener_keep(tok, max_depth, len);
+    tok = NULL;
     while (end < len &&
            (text[end] == ' ' || text[end] == '\t' || text[end] == '\n' || text[end] == '\r'))
         end++;
@@ -264,7 +336,8 @@ int hv_fhir_json_parse(const char *text, size_t len, const hv_fhir_parse_opts_t 
     rc = HV_OK;
 out:
     json_object_put(obj);
-    json_tokener_free(tok);
+    if (tok != NULL)
+        json_tokener_free(tok); /* json-c 0.16's free is not NULL-safe */
     return rc;
 }
 

@@ -2,6 +2,7 @@
 #include "tests.h"
 
 #include <json-c/json.h>
+#include <pthread.h>
 #include <string.h>
 
 static struct json_object *parse_ok(const char *text) {
@@ -311,6 +312,87 @@ static void fhir_json_syntax_verdicts_match_json_c_validating(void **state) {
     }
 }
 
+/* The family name of the first name of a parsed Patient (borrowed from o). */
+static const char *first_family(struct json_object *o) {
+    struct json_object *name = NULL, *family = NULL;
+    assert_true(json_object_object_get_ex(o, "name", &name));
+    assert_true(json_object_object_get_ex(json_object_array_get_idx(name, 0), "family", &family));
+    return json_object_get_string(family);
+}
+
+/*
+ * A thread's tokener is reused for its next document: a document that failed, or ended
+ * early, in the middle of a surrogate pair leaves nothing behind (a low surrogate alone
+ * becomes U+FFFD, not half of a pair with the failed document's high surrogate), and a
+ * depth cap asked for after another is the one applied.
+ */
+static void fhir_json_parse_leaves_nothing_for_the_next_document(void **state) {
+    (void)state;
+    static const char *const broken[] = {
+        "{\"resourceType\":\"Patient\",\"id\":\"\\ud800\\u12x",
+        "{\"resourceType\":\"Patient\",\"id\":\"\\ud800\\u",
+        "{\"resourceType\":\"Patient\",\"id\":\"\\ud800",
+    };
+    static const char lone[] =
+        "{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"\\udc00\"}]}";
+    for (size_t i = 0; i < HV_ARRAY_LEN(broken); i++) {
+        struct json_object *o = NULL;
+        assert_int_equal(hv_fhir_json_parse(broken[i], strlen(broken[i]), NULL, &o, NULL),
+                         HV_EPROTO);
+        o = parse_ok(lone);
+        assert_string_equal(first_family(o), "\xef\xbf\xbd");
+        json_object_put(o);
+    }
+    char deep[256];
+    size_t n = (size_t)snprintf(deep, sizeof(deep), "{\"resourceType\":\"Questionnaire\","
+                                                    "\"status\":\"draft\"");
+    for (int i = 0; i < 4; i++)
+        n += (size_t)snprintf(deep + n, sizeof(deep) - n,
+                              ",\"item\":[{\"linkId\":\"a\",\"type\":\"group\"");
+    for (int i = 0; i < 4; i++)
+        n += (size_t)snprintf(deep + n, sizeof(deep) - n, "}]");
+    snprintf(deep + n, sizeof(deep) - n, "}");
+    hv_fhir_parse_opts_t shallow = {.max_depth = 6}, roomy = {.max_depth = 12};
+    for (int round = 0; round < 3; round++) {
+        struct json_object *o = NULL;
+        assert_int_equal(hv_fhir_json_parse(deep, strlen(deep), &roomy, &o, NULL), HV_OK);
+        json_object_put(o);
+        o = NULL;
+        assert_int_equal(hv_fhir_json_parse(deep, strlen(deep), &shallow, &o, NULL), HV_ETOOBIG);
+        assert_null(o);
+        assert_int_equal(hv_fhir_json_parse(deep, strlen(deep), NULL, &o, NULL), HV_OK);
+        json_object_put(o);
+    }
+}
+
+static void *parse_on_a_thread(void *arg) {
+    const char *text = arg;
+    for (int i = 0; i < 3; i++) {
+        struct json_object *o = NULL;
+        if (hv_fhir_json_parse(text, strlen(text), NULL, &o, NULL) != HV_OK)
+            return NULL;
+        json_object_put(o);
+    }
+    return arg;
+}
+
+/* Threads that parse and end, beside one another: each has its own tokener, freed with it
+ * (the sanitizer build's leak check would name one that was not). */
+static void fhir_json_parses_on_threads_that_come_and_go(void **state) {
+    (void)state;
+    static const char text[] = "{\"resourceType\":\"Patient\",\"active\":true}";
+    for (int round = 0; round < 4; round++) {
+        pthread_t t[3];
+        for (int i = 0; i < 3; i++)
+            assert_int_equal(pthread_create(&t[i], NULL, parse_on_a_thread, (void *)text), 0);
+        for (int i = 0; i < 3; i++) {
+            void *res = NULL;
+            assert_int_equal(pthread_join(t[i], &res), 0);
+            assert_ptr_equal(res, text);
+        }
+    }
+}
+
 static void fhir_json_reports_content_errors_with_path(void **state) {
     (void)state;
     static const struct {
@@ -402,6 +484,8 @@ int run_json_tests(void) {
         cmocka_unit_test(fhir_json_keeps_multibyte_text),
         cmocka_unit_test(fhir_json_reports_non_ascii_outside_strings_as_before),
         cmocka_unit_test(fhir_json_syntax_verdicts_match_json_c_validating),
+        cmocka_unit_test(fhir_json_parse_leaves_nothing_for_the_next_document),
+        cmocka_unit_test(fhir_json_parses_on_threads_that_come_and_go),
         cmocka_unit_test(fhir_json_reports_content_errors_with_path),
         cmocka_unit_test(fhir_json_refuses_unknown_types_and_non_objects),
         cmocka_unit_test(fhir_json_caps_depth_and_size),
