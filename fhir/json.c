@@ -176,10 +176,12 @@ static size_t utf8_invalid_at(const char *text, size_t len) {
  * pending high surrogate of a \uD800 escape would join the next document's first \u).
  * One kept tokener per thread, of the depth last asked for; one that read a document
  * over TOKENER_KEEP_BYTES is freed instead, as its print buffer grew to that document's
- * longest string and would keep that size for the thread's life. The key's destructor
- * frees a thread's tokener when the thread ends.
+ * longest string and would keep that size for the thread's life: a thread holds at most
+ * the stack (32 bytes a level) and a print buffer under twice TOKENER_KEEP_BYTES. Bundles
+ * of an import or a sync page are larger and take a new tokener each, as before. The
+ * key's destructor frees a thread's tokener when the thread ends.
  */
-#define TOKENER_KEEP_BYTES ((size_t)256 << 10)
+#define TOKENER_KEEP_BYTES ((size_t)64 << 10)
 
 typedef struct tokener_cache {
     struct json_tokener *tok; /* NULL, or ready after json_tokener_reset */
