@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "fhir/fhir_int.h"
+
 static const hv_fhir_type_t *T(const char *name) {
     const hv_fhir_type_t *t = hv_fhir_type_find(name, strlen(name));
     assert_non_null(t);
@@ -84,6 +86,34 @@ static void fhir_model_resolves_children_and_backbones(void **state) {
     assert_null(hv_fhir_elem_child(root, "contac", 6, NULL));
     /* The name must match completely, not as a prefix. */
     assert_null(hv_fhir_elem_child(root, "contacts", 8, NULL));
+}
+
+/* Every entry of the four hash indexes is found by its own key: each type by its name and
+ * URL, each element by its path, each JSON property name under its owner, whatever their
+ * length relative to the hash's 8-byte words. */
+static void fhir_model_finds_every_indexed_key(void **state) {
+    (void)state;
+    for (size_t i = 0; i < hv_fhir_type_count(); i++) {
+        const hv_fhir_type_t *t = hv_fhir_type_at(i);
+        const char *name = hv_fhir_type_name(t);
+        assert_ptr_equal(hv_fhir_type_find(name, strlen(name)), t);
+        assert_ptr_equal(hv_fhir_type_by_url(hv_fhir_type_url(t)), t);
+    }
+    for (size_t i = 0; i < hv_fhir_elem_count(); i++) {
+        const hv_fhir_elem_t *e = hv_fhir_elem_at(i);
+        const hv_fhir_elem_t *f = hv_fhir_elem_find(hv_fhir_elem_path(e));
+        assert_non_null(f); /* a path can name two elements (a profile's and its base's) */
+        assert_string_equal(hv_fhir_elem_path(f), hv_fhir_elem_path(e));
+    }
+    for (uint32_t i = 0; i < hv__fhir_childkeys_count; i++) {
+        const hv__fhir_childkey_row_t *k = &hv__fhir_childkeys[i];
+        const char *name = HV__S(k->name);
+        const hv_fhir_type_t *chosen = NULL;
+        assert_ptr_equal(hv_fhir_elem_child(hv_fhir_elem_at((size_t)k->owner), name, strlen(name),
+                                            &chosen),
+                         hv_fhir_elem_at((size_t)k->elem));
+        assert_ptr_equal(chosen, hv_fhir_type_at(k->type));
+    }
 }
 
 static void fhir_model_resolves_choice_properties(void **state) {
@@ -215,6 +245,7 @@ int run_model_tests(void) {
         cmocka_unit_test(fhir_model_finds_types_by_name_and_kind),
         cmocka_unit_test(fhir_model_walks_the_base_chain),
         cmocka_unit_test(fhir_model_resolves_children_and_backbones),
+        cmocka_unit_test(fhir_model_finds_every_indexed_key),
         cmocka_unit_test(fhir_model_resolves_choice_properties),
         cmocka_unit_test(fhir_model_follows_content_references),
         cmocka_unit_test(fhir_model_reports_cardinality_and_order),
