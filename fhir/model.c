@@ -16,32 +16,14 @@
 
 static pthread_once_t index_once = PTHREAD_ONCE_INIT;
 
-/*
- * The hash of s[0..n) for the four indexes (one function fills and probes them all), 8
- * bytes at a time: every property of every resource parsed, checked, written or indexed
- * is a child look-up, and the byte-wise FNV-1a this replaces was ~60 of its ~160
- * instructions for a 10-byte name. Words are loaded with memcpy (no alignment assumed);
- * the tail is read byte by byte, never past n. The final mix spreads the high bits into
- * the low ones the masks keep.
- */
+/* FNV-1a over n bytes. */
 static uint32_t hash_bytes(const char *s, size_t n, uint32_t seed) {
-    const uint64_t k = 0x9E3779B97F4A7C15u;
-    uint64_t h = ((uint64_t)seed << 32 ^ n) * k, w;
-    for (; n >= 8; s += 8, n -= 8) {
-        memcpy(&w, s, sizeof(w));
-        h = (h ^ w) * k;
-        h ^= h >> 32;
+    uint32_t h = 2166136261u ^ seed;
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 16777619u;
     }
-    if (n > 0) {
-        w = 0;
-        for (size_t i = 0; i < n; i++)
-            w |= (uint64_t)(unsigned char)s[i] << (8 * i);
-        h = (h ^ w) * k;
-    }
-    h ^= h >> 29;
-    h *= 0xBF58476D1CE4E5B9u;
-    h ^= h >> 32;
-    return (uint32_t)h;
+    return h;
 }
 
 static uint32_t hash_owner(uint32_t owner) {
