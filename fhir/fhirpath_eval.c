@@ -585,8 +585,18 @@ int hv_fhirpath_eval(const hv_fhirpath_t *fp, struct json_object *resource,
     c->fp = fp;
     c->err = err;
     c->now_ms = env != NULL ? env->now_ms : 0;
-    if (resource != NULL) hv__fp_make_node(&c->context, resource, NULL, NULL, NULL);
-    else c->context.kind = 0xff;
+    if (resource != NULL && env != NULL && env->resource_type != NULL) {
+        /* What hv__fp_make_node finds from the resource's resourceType, given by the caller. */
+        c->context.kind = HV__FP_NODE;
+        c->context.u.n.j = resource;
+        c->context.u.n.ext = NULL;
+        c->context.u.n.t = env->resource_type;
+        c->context.u.n.owner = hv_fhir_type_root(env->resource_type);
+    } else if (resource != NULL) {
+        hv__fp_make_node(&c->context, resource, NULL, NULL, NULL);
+    } else {
+        c->context.kind = 0xff;
+    }
     c->resource = c->context;
     c->root = c->context;
     if (env != NULL && env->resource != NULL) hv__fp_make_node(&c->resource, env->resource, NULL, NULL, NULL);

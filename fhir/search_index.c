@@ -86,10 +86,14 @@ typedef struct sp_entry {
     size_t ncomp;
     struct sp_spec *spec; /* per resource type the parameter applies to (see specialize) */
     size_t nspec;
+    int own_table;  /* 0: _id and _lastUpdated, searched on the resources table itself */
+    int may_alias;  /* 1: the code is in row_alias (its rows may be another parameter's) */
 } sp_entry_t;
 
 static sp_entry_t *entries; /* sorted by sp pointer */
 static size_t nentries;
+/* Where the model's parameters start and their element size (entry_of), set by compile_all. */
+static uintptr_t model_first, model_stride;
 static pthread_once_t compile_once = PTHREAD_ONCE_INIT;
 
 static int cmp_entry(const void *a, const void *b)
@@ -150,6 +154,7 @@ typedef struct sp_spec {
     int precheck;        /* 1 when keys is the complete list of needed top-level elements */
     size_t nkeys;
     char keys[MAX_KEYS][KEY_MAX];
+    size_t keylen[MAX_KEYS]; /* strlen of each key */
 } sp_spec_t;
 
 static int is_ident(char c)
@@ -330,8 +335,11 @@ static int specialize(const sp_alt_t *alts, size_t n, const hv_fhir_type_t *t, s
             if (k == out->nkeys) {
                 if (out->nkeys == MAX_KEYS)
                     out->precheck = 0;
-                else
-                    snprintf(out->keys[out->nkeys++], KEY_MAX, "%s", a->elem);
+                else {
+                    snprintf(out->keys[out->nkeys], KEY_MAX, "%s", a->elem);
+                    out->keylen[out->nkeys] = strlen(out->keys[out->nkeys]);
+                    out->nkeys++;
+                }
             }
         }
         if (kept++ > 0)
@@ -355,8 +363,14 @@ static int specialize(const sp_alt_t *alts, size_t n, const hv_fhir_type_t *t, s
     return rc;
 }
 
-/* True when the resource (its top-level member names, keys) may give a value for s. */
-static int spec_may_match(const sp_spec_t *s, const char *const *keys, size_t nkeys)
+/*
+ * True when the resource may give a value for s: keys are its top-level member names with
+ * a primitive extension's '_' dropped (_birthDate: birthDate), klen their lengths. It runs
+ * for every parameter of every resource (~29 per resource, against ~20 members each), so
+ * the names are prepared once per resource (compute_rows) and compared by first byte and
+ * length before their bytes.
+ */
+static int spec_may_match(const sp_spec_t *s, const char *const *keys, const size_t *klen, size_t nkeys)
 {
     if (s->fp == NULL)
         return 0;
@@ -364,15 +378,24 @@ static int spec_may_match(const sp_spec_t *s, const char *const *keys, size_t nk
         return 1;
     for (size_t i = 0; i < s->nkeys; i++) {
         const char *e = s->keys[i];
-        size_t el = strlen(e);
+        size_t el = s->keylen[i];
         for (size_t k = 0; k < nkeys; k++) {
-            const char *m = keys[k][0] == '_' ? keys[k] + 1 : keys[k];
+            const char *m = keys[k];
             /* elem itself, or a choice variant elemX (FHIR R4 formats.html#choice). */
-            if (strncmp(m, e, el) == 0 && (m[el] == '\0' || (m[el] >= 'A' && m[el] <= 'Z')))
+            if (m[0] == e[0] && klen[k] >= el && memcmp(m, e, el) == 0 &&
+                (m[el] == '\0' || (m[el] >= 'A' && m[el] <= 'Z')))
                 return 1;
         }
     }
     return 0;
+}
+
+static int is_row_alias(const char *code);
+
+/* _id and _lastUpdated: columns of the resources table, no rows of their own. */
+static int is_resources_column(const char *code)
+{
+    return code != NULL && (strcmp(code, "_id") == 0 || strcmp(code, "_lastUpdated") == 0);
 }
 
 static void compile_all(void)
@@ -389,6 +412,8 @@ static void compile_all(void)
         hv_fhirpath_t *fp = NULL;
         hv_fhir_search_type_t t = hv_fhir_search_type(sp);
         entries[nentries].sp = sp;
+        entries[nentries].own_table = !is_resources_column(hv_fhir_search_code(sp));
+        entries[nentries].may_alias = is_row_alias(hv_fhir_search_code(sp));
         if (expr != NULL && t == HV_FHIR_SP_COMPOSITE) {
             size_t nc = hv_fhir_search_component_count(sp);
             hv_buf_t b;
@@ -445,10 +470,16 @@ static void compile_all(void)
         entries[nentries++].fp = fp;
     }
     qsort(entries, nentries, sizeof(*entries), cmp_entry);
+    if (n >= 2) {
+        model_first = (uintptr_t)hv_fhir_search_at(0);
+        model_stride = (uintptr_t)hv_fhir_search_at(1) - model_first;
+    }
 }
 
 /* compile_all makes one entry per parameter in the model's order (hv_fhir_search_at), so
- * an entry is at its parameter's index; the bsearch (4k instructions a create) is a fallback. */
+ * an entry is at its parameter's index; the bsearch (4k instructions a create) is a fallback.
+ * The model's first parameter and element size are read once (compile_all): entry_of runs
+ * for every parameter of every resource indexed. */
 static const sp_entry_t *entry_of(const hv_fhir_search_t *sp)
 {
     sp_entry_t key;
@@ -456,8 +487,8 @@ static const sp_entry_t *entry_of(const hv_fhir_search_t *sp)
     pthread_once(&compile_once, compile_all);
     if (entries == NULL)
         return NULL;
-    first = (uintptr_t)hv_fhir_search_at(0);
-    stride = (uintptr_t)hv_fhir_search_at(1) - first; /* the model's element size */
+    first = model_first;
+    stride = model_stride;
     if (nentries >= 2 && first != 0 && stride > 0 && (uintptr_t)sp >= first) {
         size_t i = (size_t)(((uintptr_t)sp - first) / stride);
         if (i < nentries && entries[i].sp == sp)
@@ -500,6 +531,16 @@ const char hv__search_migration_row_alias[] =
     "DELETE FROM sp_str WHERE code = 'phonetic' AND type IN ('Patient', 'Person', 'Practitioner', 'RelatedPerson');";
 
 static int row_alias_on = 1; /* unit tests turn it off to compare the rows */
+
+/* 1 when code is a row_alias code on some type (compile_all: index_params asks
+ * hv__search_row_code only for those). */
+static int is_row_alias(const char *code)
+{
+    for (size_t i = 0; code != NULL && i < HV_ARRAY_LEN(row_alias); i++)
+        if (strcmp(code, row_alias[i].code) == 0)
+            return 1;
+    return 0;
+}
 
 void hv__search_row_alias_enable(int on)
 {
@@ -674,8 +715,10 @@ typedef struct ix {
     ixrow_t **set;   /* open-addressed hash set of the rows (duplicate check) */
     size_t setcap;
     const hv_fhir_type_t *rtype;  /* the resource's type */
-    const char *keys[MAX_TOP_KEYS]; /* its top-level member names */
+    const char *keys[MAX_TOP_KEYS]; /* its top-level member names, without a leading '_' */
+    size_t klen[MAX_TOP_KEYS];      /* their lengths */
     size_t nkeys;
+    hv_fhirpath_env_t env;          /* the evaluations' environment: the resource's type */
     int strings_only; /* only the parameters that may write string rows: string, token (:text), composite */
 } ix_t;
 
@@ -1256,7 +1299,7 @@ static int components_may_match(const ix_t *x, const sp_entry_t *e)
             continue;
         for (size_t k = 0; k < ce->nspec; k++)
             if (ce->spec[k].type == x->rtype) {
-                if (!spec_may_match(&ce->spec[k], x->keys, x->nkeys))
+                if (!spec_may_match(&ce->spec[k], x->keys, x->klen, x->nkeys))
                     return 0;
                 break;
             }
@@ -1292,7 +1335,7 @@ static void index_composite(ix_t *x, const sp_entry_t *e, struct json_object *re
     if (composite_precheck && !components_may_match(x, e))
         return;
     memset(&err, 0, sizeof(err));
-    if (hv_fhirpath_eval(e->fp, resource, NULL, arena, &res, &err) != HV_OK)
+    if (hv_fhirpath_eval(e->fp, resource, &x->env, arena, &res, &err) != HV_OK)
         return;
     n = hv_fhirpath_result_count(res);
     if (n > MAX_GROUPS)
@@ -1314,6 +1357,7 @@ static void index_composite(ix_t *x, const sp_entry_t *e, struct json_object *re
         var.json = kv;
         env.vars = &var;
         env.nvars = 1;
+        env.resource_type = x->env.resource_type;
         x->grp = (int)k + 1;
         /* The group's rows are written only when every component has one: a composite
          * criterion matches a group through one row of each component, so a group
@@ -1366,7 +1410,7 @@ static int index_params(ix_t *x, const hv_fhir_type_t *t, struct json_object *re
         if (e->nspec > 0 && x->nkeys < MAX_TOP_KEYS) {
             for (size_t k = 0; k < e->nspec; k++)
                 if (e->spec[k].type == x->rtype) {
-                    if (!spec_may_match(&e->spec[k], x->keys, x->nkeys))
+                    if (!spec_may_match(&e->spec[k], x->keys, x->klen, x->nkeys))
                         fp = NULL;
                     else
                         fp = e->spec[k].fp;
@@ -1378,9 +1422,9 @@ static int index_params(ix_t *x, const hv_fhir_type_t *t, struct json_object *re
         if (x->strings_only && st != HV_FHIR_SP_STRING && st != HV_FHIR_SP_TOKEN && st != HV_FHIR_SP_COMPOSITE)
             continue;
         x->code = hv_fhir_search_code(sp);
-        if (strcmp(x->code, "_id") == 0 || strcmp(x->code, "_lastUpdated") == 0)
+        if (!e->own_table)
             continue; /* searched on the resources table itself */
-        if (hv__search_row_code(t, x->code) != x->code)
+        if (e->may_alias && hv__search_row_code(t, x->code) != x->code)
             continue; /* another parameter's rows serve it (row_alias) */
         x->nvalues = 0;
         memset(&err, 0, sizeof(err));
@@ -1389,7 +1433,7 @@ static int index_params(ix_t *x, const hv_fhir_type_t *t, struct json_object *re
             index_composite(x, e, resource, arena);
             continue;
         }
-        if (hv_fhirpath_eval(fp, resource, NULL, arena, &res, &err) != HV_OK)
+        if (hv_fhirpath_eval(fp, resource, &x->env, arena, &res, &err) != HV_OK)
             continue;
         for (size_t k = 0; k < hv_fhirpath_result_count(res) && x->rc == HV_OK; k++) {
             hv_fhirpath_item_t it;
@@ -1423,7 +1467,12 @@ static int compute_rows(ix_t *x, const char *type, struct json_object *resource)
     int rc = HV_OK;
     x->rtype = t;
     x->nkeys = 0;
+    memset(&x->env, 0, sizeof(x->env));
     if (json_object_is_type(resource, json_type_object)) {
+        struct json_object *rt = NULL;
+        /* Looked up as the evaluator would on each evaluation (hv_fhirpath_env_t.resource_type). */
+        if (json_object_object_get_ex(resource, "resourceType", &rt) && json_object_is_type(rt, json_type_string))
+            x->env.resource_type = hv_fhir_resource_type(json_object_get_string(rt));
         json_object_object_foreach(resource, key, val)
         {
             (void)val;
@@ -1431,7 +1480,9 @@ static int compute_rows(ix_t *x, const char *type, struct json_object *resource)
                 x->nkeys++; /* too many to look at: every expression is evaluated */
                 break;
             }
-            x->keys[x->nkeys++] = key;
+            x->keys[x->nkeys] = key[0] == '_' ? key + 1 : key;
+            x->klen[x->nkeys] = strlen(x->keys[x->nkeys]);
+            x->nkeys++;
         }
     }
     arena = hv_arena_new(0);
