@@ -230,14 +230,20 @@ static int skip_group(const char **p, const char *end)
 
 /*
  * Looks at one alternative: sets root (its first identifier) and, when it is a
- * plain path from the root, elem (its first element) and *plain = 1.
+ * plain path from the root, elem (its first element) and *plain = 1. When the step
+ * right after elem is a type filter (" as X", ".as(X)" or ".ofType(X)"), *probe and
+ * *probe_n are the text from the root to the end of that filter ("Observation.value as
+ * Quantity"), else *probe_n is 0.
  */
-static void parse_alt(const char *s, size_t n, char *root, char *elem, int *plain)
+static void parse_alt(const char *s, size_t n, char *root, char *elem, int *plain, const char **probe,
+                      size_t *probe_n)
 {
-    const char *p = s, *end = s + n;
-    int open = 0;
+    const char *p = s, *end = s + n, *start;
+    int open = 0, first = 1;
     char id[KEY_MAX];
     *plain = 0;
+    *probe = NULL;
+    *probe_n = 0;
     root[0] = elem[0] = '\0';
     while (p < end && (*p == ' ' || *p == '('))
         open += *p++ == '(';
@@ -249,26 +255,39 @@ static void parse_alt(const char *s, size_t n, char *root, char *elem, int *plai
         }
         end--;
     }
+    start = p;
     if (!read_ident(&p, end, root, KEY_MAX) || open != 0 || p >= end || *p != '.')
         return;
     p++;
     if (!read_ident(&p, end, elem, KEY_MAX) || (p < end && *p == '('))
         return;
-    while (p < end) {
+    for (; p < end; first = 0) {
         if (*p == '.') {
+            const char *arg;
             p++;
             if (!read_ident(&p, end, id, sizeof(id)))
                 return;
             if (p < end && *p == '(') {
-                if (strcmp(id, "where") != 0 && strcmp(id, "ofType") != 0 && strcmp(id, "as") != 0)
+                int filter = strcmp(id, "ofType") == 0 || strcmp(id, "as") == 0;
+                if (strcmp(id, "where") != 0 && !filter)
                     return;
+                arg = p + 1;
                 if (!skip_group(&p, end))
                     return;
+                /* .as(X) or .ofType(X), X one identifier: a type filter. */
+                if (first && filter && read_ident(&arg, p, id, sizeof(id)) && arg == p - 1) {
+                    *probe = start;
+                    *probe_n = (size_t)(p - start);
+                }
             }
         } else if (*p == ' ' && end - p > 4 && strncmp(p, " as ", 4) == 0) {
             p += 4;
             if (!read_ident(&p, end, id, sizeof(id)))
                 return;
+            if (first && (p == end || *p != '.')) { /* not a dotted type name */
+                *probe = start;
+                *probe_n = (size_t)(p - start);
+            }
         } else {
             return;
         }
@@ -290,6 +309,8 @@ typedef struct sp_alt {
     const char *s;
     size_t n;
     int plain;
+    const char *probe; /* root, elem and a type filter right after it (parse_alt) */
+    size_t probe_n;
     char root[KEY_MAX], elem[KEY_MAX];
     const hv_fhir_type_t *rtype; /* root as a resource type, or NULL */
 } sp_alt_t;
@@ -302,10 +323,96 @@ static size_t parse_alts(const char *expr, sp_alt_t *alts)
     for (size_t i = 0; i < n; i++) {
         alts[i].s = st[i];
         alts[i].n = ln[i];
-        parse_alt(st[i], ln[i], alts[i].root, alts[i].elem, &alts[i].plain);
+        parse_alt(st[i], ln[i], alts[i].root, alts[i].elem, &alts[i].plain, &alts[i].probe, &alts[i].probe_n);
         alts[i].rtype = alts[i].root[0] != '\0' ? hv_fhir_resource_type(alts[i].root) : NULL;
     }
     return n;
+}
+
+/* Adds key (a top-level element a resource needs) to out, once; too many: no precheck. */
+static void add_key(sp_spec_t *out, const char *key)
+{
+    size_t k;
+    for (k = 0; k < out->nkeys && strcmp(out->keys[k], key) != 0; k++)
+        ;
+    if (k < out->nkeys)
+        return;
+    if (out->nkeys == MAX_KEYS || strlen(key) >= KEY_MAX) {
+        out->precheck = 0;
+        return;
+    }
+    snprintf(out->keys[out->nkeys], KEY_MAX, "%s", key);
+    out->keylen[out->nkeys] = strlen(key);
+    out->nkeys++;
+}
+
+/*
+ * An alternative "T.elem as X" (or .as(X), .ofType(X)) on a choice element elem[x]
+ * selects only the variants whose type the filter keeps: an Observation with a
+ * valueQuantity gives nothing for "(Observation.value as CodeableConcept)", nor for the
+ * composites over it (components_may_match), which "value" alone let through. Each
+ * variant elemY is asked of the evaluator itself — the filter evaluated on a resource
+ * holding only elemY (the filter looks at the node's type, not its JSON value) — so the
+ * keys follow FHIRPath's type rules (subtypes, primitives matched exactly by as()).
+ * Adds the keys elemY kept to out and returns their count; 0 when the alternative has no
+ * such filter, elem is not a choice, or no variant passes (the caller then adds elem,
+ * which lets every variant through as before).
+ */
+static size_t choice_keys(const sp_alt_t *a, const hv_fhir_type_t *t, sp_spec_t *out)
+{
+    const hv_fhir_elem_t *el;
+    hv_fhirpath_t *fp = NULL;
+    hv_arena_t *arena = NULL;
+    hv_error_t err;
+    char key[2 * KEY_MAX + 64];
+    size_t nt, kept = 0, el_len = strlen(a->elem);
+    const char *pass[MAX_KEYS];
+    if (a->probe_n == 0)
+        return 0;
+    snprintf(key, sizeof(key), "%s.%s[x]", hv_fhir_type_name(t), a->elem); /* the choice's path */
+    el = hv_fhir_elem_find(key);
+    if (el == NULL || !hv_fhir_elem_is_choice(el) || (nt = hv_fhir_elem_type_count(el)) == 0)
+        return 0;
+    memset(&err, 0, sizeof(err));
+    if (hv_fhirpath_compile(a->probe, a->probe_n, NULL, &fp, &err) != HV_OK || (arena = hv_arena_new(0)) == NULL)
+        goto out;
+    for (size_t i = 0; i < nt; i++) {
+        const hv_fhir_type_t *vt = hv_fhir_elem_type_at(el, i);
+        const char *vn = hv_fhir_type_name(vt);
+        struct json_object *probe = json_object_new_object(), *v;
+        hv_fhirpath_result_t *res = NULL;
+        int keep;
+        if (probe == NULL || strlen(vn) + el_len >= KEY_MAX) {
+            json_object_put(probe);
+            kept = 0;
+            goto out;
+        }
+        snprintf(key, sizeof(key), "%s%s", a->elem, vn);
+        key[el_len] = (char)(key[el_len] >= 'a' && key[el_len] <= 'z' ? key[el_len] - 'a' + 'A' : key[el_len]);
+        v = hv_fhir_type_kind(vt) == HV_FHIR_KIND_PRIMITIVE ? json_object_new_string("1") : json_object_new_object();
+        json_object_object_add(probe, "resourceType", json_object_new_string(hv_fhir_type_name(t)));
+        json_object_object_add(probe, key, v);
+        memset(&err, 0, sizeof(err));
+        keep = hv_fhirpath_eval(fp, probe, NULL, arena, &res, &err) == HV_OK && hv_fhirpath_result_count(res) > 0;
+        json_object_put(probe);
+        hv_arena_reset(arena);
+        if (!keep)
+            continue;
+        if (kept == MAX_KEYS) {
+            kept = 0; /* too many: elem, as before */
+            goto out;
+        }
+        pass[kept++] = hv_fhir_type_name(vt);
+    }
+    for (size_t i = 0; i < kept; i++) {
+        snprintf(key, sizeof(key), "%s%s", a->elem, pass[i]);
+        key[el_len] = (char)(key[el_len] >= 'a' && key[el_len] <= 'z' ? key[el_len] - 'a' + 'A' : key[el_len]);
+        add_key(out, key);
+    }
+out:
+    hv_arena_free(arena);
+    hv_fhirpath_free(fp);
+    return kept;
 }
 
 /* Builds the specialization for resource type t of an expression split into alts;
@@ -326,22 +433,10 @@ static int specialize(const sp_alt_t *alts, size_t n, const hv_fhir_type_t *t, s
         const sp_alt_t *a = &alts[i];
         if (a->rtype != NULL && a->rtype != t && !type_or_base(t, a->root))
             continue; /* rooted at another resource type: selects nothing on t */
-        if (!a->plain || strcmp(a->root, tname) != 0) {
+        if (!a->plain || strcmp(a->root, tname) != 0)
             out->precheck = 0;
-        } else {
-            size_t k;
-            for (k = 0; k < out->nkeys && strcmp(out->keys[k], a->elem) != 0; k++)
-                ;
-            if (k == out->nkeys) {
-                if (out->nkeys == MAX_KEYS)
-                    out->precheck = 0;
-                else {
-                    snprintf(out->keys[out->nkeys], KEY_MAX, "%s", a->elem);
-                    out->keylen[out->nkeys] = strlen(out->keys[out->nkeys]);
-                    out->nkeys++;
-                }
-            }
-        }
+        else if (choice_keys(a, t, out) == 0)
+            add_key(out, a->elem);
         if (kept++ > 0)
             hv_buf_puts(&b, " | ");
         hv_buf_append(&b, a->s, a->n);
@@ -370,11 +465,17 @@ static int specialize(const sp_alt_t *alts, size_t n, const hv_fhir_type_t *t, s
  * the names are prepared once per resource (compute_rows) and compared by first byte and
  * length before their bytes.
  */
+static int spec_precheck = 1; /* hv__search_spec_precheck_enable */
+void hv__search_spec_precheck_enable(int on)
+{
+    spec_precheck = on;
+}
+
 static int spec_may_match(const sp_spec_t *s, const char *const *keys, const size_t *klen, size_t nkeys)
 {
     if (s->fp == NULL)
         return 0;
-    if (!s->precheck)
+    if (!s->precheck || !spec_precheck)
         return 1;
     for (size_t i = 0; i < s->nkeys; i++) {
         const char *e = s->keys[i];
