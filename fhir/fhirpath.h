@@ -122,6 +122,18 @@ int hv_fhirpath_eval(const hv_fhirpath_t *fp, struct json_object *resource,
                      const hv_fhirpath_env_t *env, hv_arena_t *arena,
                      hv_fhirpath_result_t **out, hv_error_t *err);
 
+/*
+ * Evaluates fp with item i of an earlier result `from` as the focus and $this ($index 0):
+ * what `(<from's expression>)[i].select(<fp>)` gives, without evaluating from's expression
+ * again (a composite search parameter's components, per element its expression selects).
+ * %context, %resource and %rootResource are those of from's evaluation; env gives the
+ * variables (may be NULL). HV_ENOTFOUND when from has no item i. from must still be alive
+ * (its arena not reset); the result lives in arena like hv_fhirpath_eval's.
+ */
+int hv_fhirpath_eval_item(const hv_fhirpath_t *fp, const hv_fhirpath_result_t *from, size_t i,
+                          const hv_fhirpath_env_t *env, hv_arena_t *arena,
+                          hv_fhirpath_result_t **out, hv_error_t *err);
+
 /* Item kinds of a result. */
 typedef enum hv_fhirpath_kind {
     HV_FHIRPATH_NODE = 0, /* an element of the resource: json + FHIR type */

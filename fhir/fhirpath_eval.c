@@ -617,6 +617,46 @@ int hv_fhirpath_eval(const hv_fhirpath_t *fp, struct json_object *resource,
     return HV_OK;
 }
 
+int hv_fhirpath_eval_item(const hv_fhirpath_t *fp, const hv_fhirpath_result_t *from, size_t i,
+                          const hv_fhirpath_env_t *env, hv_arena_t *arena,
+                          hv_fhirpath_result_t **out, hv_error_t *err) {
+    hv_fhirpath_result_t *res;
+    hv__fp_coll_t one;
+    hv__fp_ctx_t *c;
+    int rc;
+
+    if (fp == NULL || from == NULL || arena == NULL || out == NULL) return HV_EINVAL;
+    if (i >= from->items.n) return HV_ENOTFOUND;
+    if (err != NULL) {
+        err->code = 0;
+        err->line = err->column = 0;
+        err->location[0] = err->message[0] = '\0';
+    }
+    res = hv_arena_calloc(arena, sizeof(*res));
+    if (res == NULL) return HV_ENOMEM;
+    c = &res->ctx;
+    c->arena = arena;
+    c->env = env;
+    c->fp = fp;
+    c->err = err;
+    c->now_ms = from->ctx.now_ms; /* the instant of from's evaluation */
+    c->context = from->ctx.context;
+    c->resource = from->ctx.resource;
+    c->root = from->ctx.root;
+    /* As select() evaluates its argument on one item: focus and $this that item, $index 0. */
+    one.v = (hv__fp_item_t *)&from->items.v[i];
+    one.n = one.cap = 1;
+    c->this_ = &one;
+    c->index = 0;
+    rc = hv__fp_eval(c, fp->root, &one, &res->items);
+    if (rc != HV_OK) {
+        if (err != NULL && err->code == 0) hv_error_set(err, rc, NULL, "%s", hv_strerror(rc));
+        return rc;
+    }
+    *out = res;
+    return HV_OK;
+}
+
 size_t hv_fhirpath_result_count(const hv_fhirpath_result_t *r) {
     return r != NULL ? r->items.n : 0;
 }

@@ -81,7 +81,8 @@ const char hv__search_migration2[] =
 typedef struct sp_entry {
     const hv_fhir_search_t *sp;
     hv_fhirpath_t *fp;
-    /* composite: "(<expression>)[%grp.toInteger()].select(<component>)" per component */
+    /* composite: each component's expression, evaluated on an element fp selects
+     * (hv_fhirpath_eval_item) */
     hv_fhirpath_t *comp[MAX_COMPONENTS];
     size_t ncomp;
     struct sp_spec *spec; /* per resource type the parameter applies to (see specialize) */
@@ -517,10 +518,8 @@ static void compile_all(void)
         entries[nentries].may_alias = is_row_alias(hv_fhir_search_code(sp));
         if (expr != NULL && t == HV_FHIR_SP_COMPOSITE) {
             size_t nc = hv_fhir_search_component_count(sp);
-            hv_buf_t b;
             char *rw = rewrite_resolve(expr);
             int ok = nc > 0 && nc <= MAX_COMPONENTS;
-            hv_buf_init(&b, 16384);
             for (size_t k = 0; k < nc && ok; k++) {
                 const char *cexpr = NULL;
                 const hv_fhir_search_t *csp = hv_fhir_search_component_at(sp, k, &cexpr);
@@ -529,10 +528,8 @@ static void compile_all(void)
                     ok = 0;
                     break;
                 }
-                b.len = 0;
-                hv_buf_printf(&b, "(%s)[%%grp.toInteger()].select(%s)", rw != NULL ? rw : expr, cexpr);
                 memset(&err, 0, sizeof(err));
-                if (b.data == NULL || hv_fhirpath_compile(b.data, b.len, NULL, &cfp, &err) != HV_OK) {
+                if (hv_fhirpath_compile(cexpr, 0, NULL, &cfp, &err) != HV_OK) {
                     ok = 0;
                     break;
                 }
@@ -548,7 +545,6 @@ static void compile_all(void)
                 entries[nentries].ncomp = 0;
                 fp = NULL;
             }
-            hv_buf_release(&b);
             hv_free(rw);
         } else if (expr != NULL && t != HV_FHIR_SP_SPECIAL) {
             char *rw = rewrite_resolve(expr);
@@ -1442,23 +1438,6 @@ static void index_composite(ix_t *x, const sp_entry_t *e, struct json_object *re
     if (n > MAX_GROUPS)
         n = MAX_GROUPS;
     for (size_t k = 0; k < n && x->rc == HV_OK; k++) {
-        char num[24];
-        struct json_object *kv;
-        hv_fhirpath_var_t var;
-        hv_fhirpath_env_t env;
-        snprintf(num, sizeof(num), "%zu", k);
-        kv = json_object_new_string(num);
-        if (kv == NULL) {
-            x->rc = HV_ENOMEM;
-            break;
-        }
-        memset(&var, 0, sizeof(var));
-        memset(&env, 0, sizeof(env));
-        var.name = "grp";
-        var.json = kv;
-        env.vars = &var;
-        env.nvars = 1;
-        env.resource_type = x->env.resource_type;
         x->grp = (int)k + 1;
         /* The group's rows are written only when every component has one: a composite
          * criterion matches a group through one row of each component, so a group
@@ -1476,7 +1455,9 @@ static void index_composite(ix_t *x, const sp_entry_t *e, struct json_object *re
                 x->nvalues = 0;
                 x->dry_rows = 0;
                 memset(&err, 0, sizeof(err));
-                if (pass == 0 && hv_fhirpath_eval(e->comp[c], resource, &env, arena, &cr[c], &err) != HV_OK)
+                /* The component on element k: "(<expression>)[k].select(<component>)" without
+                 * evaluating the expression again for each group and component. */
+                if (pass == 0 && hv_fhirpath_eval_item(e->comp[c], res, k, &x->env, arena, &cr[c], &err) != HV_OK)
                     cr[c] = NULL;
                 for (size_t i = 0; cr[c] != NULL && i < hv_fhirpath_result_count(cr[c]) && x->rc == HV_OK; i++) {
                     hv_fhirpath_item_t it;
@@ -1490,7 +1471,6 @@ static void index_composite(ix_t *x, const sp_entry_t *e, struct json_object *re
             if (!complete)
                 break;
         }
-        json_object_put(kv);
     }
     x->code = pcode;
     x->grp = 0;
