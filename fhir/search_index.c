@@ -143,7 +143,9 @@ static char *rewrite_resolve(const char *expr)
  * element steps, where(…), ofType(…), as(…) or " as X", none of which can turn an
  * empty collection into a non-empty one — the set of top-level elements (elem) is
  * kept too: a resource having none of them (nor its choice variants elemX nor a
- * primitive's _elem) cannot give a value, and the evaluation is skipped.
+ * primitive's _elem) cannot give a value, and the evaluation is skipped. A type filter
+ * right after a choice element ("T.value as Quantity") narrows elem to the variants the
+ * filter keeps (valueQuantity: choice_keys).
  */
 #define MAX_ALTS 64    /* alternatives of one expression considered for specialization */
 #define MAX_KEYS 8     /* top-level elements one specialized expression may need */
@@ -347,6 +349,16 @@ static void add_key(sp_spec_t *out, const char *key)
     out->nkeys++;
 }
 
+/* The JSON name of choice element elem's variant of type tname ("value", "dateTime":
+ * "valueDateTime", FHIR R4 formats.html#choice) into out (cap bytes). */
+static void choice_key(char *out, size_t cap, const char *elem, const char *tname)
+{
+    size_t el = strlen(elem);
+    snprintf(out, cap, "%s%s", elem, tname);
+    if (el < cap && out[el] >= 'a' && out[el] <= 'z')
+        out[el] = (char)(out[el] - 'a' + 'A');
+}
+
 /*
  * An alternative "T.elem as X" (or .as(X), .ofType(X)) on a choice element elem[x]
  * selects only the variants whose type the filter keeps: an Observation with a
@@ -388,8 +400,7 @@ static size_t choice_keys(const sp_alt_t *a, const hv_fhir_type_t *t, sp_spec_t 
             kept = 0;
             goto out;
         }
-        snprintf(key, sizeof(key), "%s%s", a->elem, vn);
-        key[el_len] = (char)(key[el_len] >= 'a' && key[el_len] <= 'z' ? key[el_len] - 'a' + 'A' : key[el_len]);
+        choice_key(key, sizeof(key), a->elem, vn);
         v = hv_fhir_type_kind(vt) == HV_FHIR_KIND_PRIMITIVE ? json_object_new_string("1") : json_object_new_object();
         json_object_object_add(probe, "resourceType", json_object_new_string(hv_fhir_type_name(t)));
         json_object_object_add(probe, key, v);
@@ -406,8 +417,7 @@ static size_t choice_keys(const sp_alt_t *a, const hv_fhir_type_t *t, sp_spec_t 
         pass[kept++] = hv_fhir_type_name(vt);
     }
     for (size_t i = 0; i < kept; i++) {
-        snprintf(key, sizeof(key), "%s%s", a->elem, pass[i]);
-        key[el_len] = (char)(key[el_len] >= 'a' && key[el_len] <= 'z' ? key[el_len] - 'a' + 'A' : key[el_len]);
+        choice_key(key, sizeof(key), a->elem, pass[i]);
         add_key(out, key);
     }
 out:
@@ -459,6 +469,12 @@ static int specialize(const sp_alt_t *alts, size_t n, const hv_fhir_type_t *t, s
     return rc;
 }
 
+static int spec_precheck = 1; /* hv__search_spec_precheck_enable */
+void hv__search_spec_precheck_enable(int on)
+{
+    spec_precheck = on;
+}
+
 /*
  * True when the resource may give a value for s: keys are its top-level member names with
  * a primitive extension's '_' dropped (_birthDate: birthDate), klen their lengths. It runs
@@ -466,12 +482,6 @@ static int specialize(const sp_alt_t *alts, size_t n, const hv_fhir_type_t *t, s
  * the names are prepared once per resource (compute_rows) and compared by first byte and
  * length before their bytes.
  */
-static int spec_precheck = 1; /* hv__search_spec_precheck_enable */
-void hv__search_spec_precheck_enable(int on)
-{
-    spec_precheck = on;
-}
-
 static int spec_may_match(const sp_spec_t *s, const char *const *keys, const size_t *klen, size_t nkeys)
 {
     if (s->fp == NULL)
