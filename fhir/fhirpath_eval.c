@@ -585,8 +585,18 @@ int hv_fhirpath_eval(const hv_fhirpath_t *fp, struct json_object *resource,
     c->fp = fp;
     c->err = err;
     c->now_ms = env != NULL ? env->now_ms : 0;
-    if (resource != NULL) hv__fp_make_node(&c->context, resource, NULL, NULL, NULL);
-    else c->context.kind = 0xff;
+    if (resource != NULL && env != NULL && env->resource_type != NULL) {
+        /* What hv__fp_make_node finds from the resource's resourceType, given by the caller. */
+        c->context.kind = HV__FP_NODE;
+        c->context.u.n.j = resource;
+        c->context.u.n.ext = NULL;
+        c->context.u.n.t = env->resource_type;
+        c->context.u.n.owner = hv_fhir_type_root(env->resource_type);
+    } else if (resource != NULL) {
+        hv__fp_make_node(&c->context, resource, NULL, NULL, NULL);
+    } else {
+        c->context.kind = 0xff;
+    }
     c->resource = c->context;
     c->root = c->context;
     if (env != NULL && env->resource != NULL) hv__fp_make_node(&c->resource, env->resource, NULL, NULL, NULL);
@@ -599,6 +609,46 @@ int hv_fhirpath_eval(const hv_fhirpath_t *fp, struct json_object *resource,
     }
     c->this_ = &focus;
     rc = hv__fp_eval(c, fp->root, &focus, &res->items);
+    if (rc != HV_OK) {
+        if (err != NULL && err->code == 0) hv_error_set(err, rc, NULL, "%s", hv_strerror(rc));
+        return rc;
+    }
+    *out = res;
+    return HV_OK;
+}
+
+int hv_fhirpath_eval_item(const hv_fhirpath_t *fp, const hv_fhirpath_result_t *from, size_t i,
+                          const hv_fhirpath_env_t *env, hv_arena_t *arena,
+                          hv_fhirpath_result_t **out, hv_error_t *err) {
+    hv_fhirpath_result_t *res;
+    hv__fp_coll_t one;
+    hv__fp_ctx_t *c;
+    int rc;
+
+    if (fp == NULL || from == NULL || arena == NULL || out == NULL) return HV_EINVAL;
+    if (i >= from->items.n) return HV_ENOTFOUND;
+    if (err != NULL) {
+        err->code = 0;
+        err->line = err->column = 0;
+        err->location[0] = err->message[0] = '\0';
+    }
+    res = hv_arena_calloc(arena, sizeof(*res));
+    if (res == NULL) return HV_ENOMEM;
+    c = &res->ctx;
+    c->arena = arena;
+    c->env = env;
+    c->fp = fp;
+    c->err = err;
+    c->now_ms = from->ctx.now_ms; /* the instant of from's evaluation */
+    c->context = from->ctx.context;
+    c->resource = from->ctx.resource;
+    c->root = from->ctx.root;
+    /* As select() evaluates its argument on one item: focus and $this that item, $index 0. */
+    one.v = (hv__fp_item_t *)&from->items.v[i];
+    one.n = one.cap = 1;
+    c->this_ = &one;
+    c->index = 0;
+    rc = hv__fp_eval(c, fp->root, &one, &res->items);
     if (rc != HV_OK) {
         if (err != NULL && err->code == 0) hv_error_set(err, rc, NULL, "%s", hv_strerror(rc));
         return rc;

@@ -81,15 +81,20 @@ const char hv__search_migration2[] =
 typedef struct sp_entry {
     const hv_fhir_search_t *sp;
     hv_fhirpath_t *fp;
-    /* composite: "(<expression>)[%grp.toInteger()].select(<component>)" per component */
+    /* composite: each component's expression, evaluated on an element fp selects
+     * (hv_fhirpath_eval_item) */
     hv_fhirpath_t *comp[MAX_COMPONENTS];
     size_t ncomp;
     struct sp_spec *spec; /* per resource type the parameter applies to (see specialize) */
     size_t nspec;
+    int own_table;  /* 0: _id and _lastUpdated, searched on the resources table itself */
+    int may_alias;  /* 1: the code is in row_alias (its rows may be another parameter's) */
 } sp_entry_t;
 
 static sp_entry_t *entries; /* sorted by sp pointer */
 static size_t nentries;
+/* Where the model's parameters start and their element size (entry_of), set by compile_all. */
+static uintptr_t model_first, model_stride;
 static pthread_once_t compile_once = PTHREAD_ONCE_INIT;
 
 static int cmp_entry(const void *a, const void *b)
@@ -138,7 +143,9 @@ static char *rewrite_resolve(const char *expr)
  * element steps, where(…), ofType(…), as(…) or " as X", none of which can turn an
  * empty collection into a non-empty one — the set of top-level elements (elem) is
  * kept too: a resource having none of them (nor its choice variants elemX nor a
- * primitive's _elem) cannot give a value, and the evaluation is skipped.
+ * primitive's _elem) cannot give a value, and the evaluation is skipped. A type filter
+ * right after a choice element ("T.value as Quantity") narrows elem to the variants the
+ * filter keeps (valueQuantity: choice_keys).
  */
 #define MAX_ALTS 64    /* alternatives of one expression considered for specialization */
 #define MAX_KEYS 8     /* top-level elements one specialized expression may need */
@@ -150,6 +157,7 @@ typedef struct sp_spec {
     int precheck;        /* 1 when keys is the complete list of needed top-level elements */
     size_t nkeys;
     char keys[MAX_KEYS][KEY_MAX];
+    size_t keylen[MAX_KEYS]; /* strlen of each key */
 } sp_spec_t;
 
 static int is_ident(char c)
@@ -225,14 +233,20 @@ static int skip_group(const char **p, const char *end)
 
 /*
  * Looks at one alternative: sets root (its first identifier) and, when it is a
- * plain path from the root, elem (its first element) and *plain = 1.
+ * plain path from the root, elem (its first element) and *plain = 1. When the step
+ * right after elem is a type filter (" as X", ".as(X)" or ".ofType(X)"), *probe and
+ * *probe_n are the text from the root to the end of that filter ("Observation.value as
+ * Quantity"), else *probe_n is 0.
  */
-static void parse_alt(const char *s, size_t n, char *root, char *elem, int *plain)
+static void parse_alt(const char *s, size_t n, char *root, char *elem, int *plain, const char **probe,
+                      size_t *probe_n)
 {
-    const char *p = s, *end = s + n;
-    int open = 0;
+    const char *p = s, *end = s + n, *start;
+    int open = 0, first = 1;
     char id[KEY_MAX];
     *plain = 0;
+    *probe = NULL;
+    *probe_n = 0;
     root[0] = elem[0] = '\0';
     while (p < end && (*p == ' ' || *p == '('))
         open += *p++ == '(';
@@ -244,26 +258,39 @@ static void parse_alt(const char *s, size_t n, char *root, char *elem, int *plai
         }
         end--;
     }
+    start = p;
     if (!read_ident(&p, end, root, KEY_MAX) || open != 0 || p >= end || *p != '.')
         return;
     p++;
     if (!read_ident(&p, end, elem, KEY_MAX) || (p < end && *p == '('))
         return;
-    while (p < end) {
+    for (; p < end; first = 0) {
         if (*p == '.') {
+            const char *arg;
             p++;
             if (!read_ident(&p, end, id, sizeof(id)))
                 return;
             if (p < end && *p == '(') {
-                if (strcmp(id, "where") != 0 && strcmp(id, "ofType") != 0 && strcmp(id, "as") != 0)
+                int filter = strcmp(id, "ofType") == 0 || strcmp(id, "as") == 0;
+                if (strcmp(id, "where") != 0 && !filter)
                     return;
+                arg = p + 1;
                 if (!skip_group(&p, end))
                     return;
+                /* .as(X) or .ofType(X), X one identifier: a type filter. */
+                if (first && filter && read_ident(&arg, p, id, sizeof(id)) && arg == p - 1) {
+                    *probe = start;
+                    *probe_n = (size_t)(p - start);
+                }
             }
         } else if (*p == ' ' && end - p > 4 && strncmp(p, " as ", 4) == 0) {
             p += 4;
             if (!read_ident(&p, end, id, sizeof(id)))
                 return;
+            if (first && (p == end || *p != '.')) { /* not a dotted type name */
+                *probe = start;
+                *probe_n = (size_t)(p - start);
+            }
         } else {
             return;
         }
@@ -285,6 +312,8 @@ typedef struct sp_alt {
     const char *s;
     size_t n;
     int plain;
+    const char *probe; /* root, elem and a type filter right after it (parse_alt) */
+    size_t probe_n;
     char root[KEY_MAX], elem[KEY_MAX];
     const hv_fhir_type_t *rtype; /* root as a resource type, or NULL */
 } sp_alt_t;
@@ -297,10 +326,104 @@ static size_t parse_alts(const char *expr, sp_alt_t *alts)
     for (size_t i = 0; i < n; i++) {
         alts[i].s = st[i];
         alts[i].n = ln[i];
-        parse_alt(st[i], ln[i], alts[i].root, alts[i].elem, &alts[i].plain);
+        parse_alt(st[i], ln[i], alts[i].root, alts[i].elem, &alts[i].plain, &alts[i].probe, &alts[i].probe_n);
         alts[i].rtype = alts[i].root[0] != '\0' ? hv_fhir_resource_type(alts[i].root) : NULL;
     }
     return n;
+}
+
+/* Adds key (a top-level element a resource needs) to out, once; too many: no precheck. */
+static void add_key(sp_spec_t *out, const char *key)
+{
+    size_t k;
+    for (k = 0; k < out->nkeys && strcmp(out->keys[k], key) != 0; k++)
+        ;
+    if (k < out->nkeys)
+        return;
+    if (out->nkeys == MAX_KEYS || strlen(key) >= KEY_MAX) {
+        out->precheck = 0;
+        return;
+    }
+    snprintf(out->keys[out->nkeys], KEY_MAX, "%s", key);
+    out->keylen[out->nkeys] = strlen(key);
+    out->nkeys++;
+}
+
+/* The JSON name of choice element elem's variant of type tname ("value", "dateTime":
+ * "valueDateTime", FHIR R4 formats.html#choice) into out (cap bytes). */
+static void choice_key(char *out, size_t cap, const char *elem, const char *tname)
+{
+    size_t el = strlen(elem);
+    snprintf(out, cap, "%s%s", elem, tname);
+    if (el < cap && out[el] >= 'a' && out[el] <= 'z')
+        out[el] = (char)(out[el] - 'a' + 'A');
+}
+
+/*
+ * An alternative "T.elem as X" (or .as(X), .ofType(X)) on a choice element elem[x]
+ * selects only the variants whose type the filter keeps: an Observation with a
+ * valueQuantity gives nothing for "(Observation.value as CodeableConcept)", nor for the
+ * composites over it (components_may_match), which "value" alone let through. Each
+ * variant elemY is asked of the evaluator itself — the filter evaluated on a resource
+ * holding only elemY (the filter looks at the node's type, not its JSON value) — so the
+ * keys follow FHIRPath's type rules (subtypes, primitives matched exactly by as()).
+ * Adds the keys elemY kept to out and returns their count; 0 when the alternative has no
+ * such filter, elem is not a choice, or no variant passes (the caller then adds elem,
+ * which lets every variant through as before).
+ */
+static size_t choice_keys(const sp_alt_t *a, const hv_fhir_type_t *t, sp_spec_t *out)
+{
+    const hv_fhir_elem_t *el;
+    hv_fhirpath_t *fp = NULL;
+    hv_arena_t *arena = NULL;
+    hv_error_t err;
+    char key[2 * KEY_MAX + 64];
+    size_t nt, kept = 0, el_len = strlen(a->elem);
+    const char *pass[MAX_KEYS];
+    if (a->probe_n == 0)
+        return 0;
+    snprintf(key, sizeof(key), "%s.%s[x]", hv_fhir_type_name(t), a->elem); /* the choice's path */
+    el = hv_fhir_elem_find(key);
+    if (el == NULL || !hv_fhir_elem_is_choice(el) || (nt = hv_fhir_elem_type_count(el)) == 0)
+        return 0;
+    memset(&err, 0, sizeof(err));
+    if (hv_fhirpath_compile(a->probe, a->probe_n, NULL, &fp, &err) != HV_OK || (arena = hv_arena_new(0)) == NULL)
+        goto out;
+    for (size_t i = 0; i < nt; i++) {
+        const hv_fhir_type_t *vt = hv_fhir_elem_type_at(el, i);
+        const char *vn = hv_fhir_type_name(vt);
+        struct json_object *probe = json_object_new_object(), *v;
+        hv_fhirpath_result_t *res = NULL;
+        int keep;
+        if (probe == NULL || strlen(vn) + el_len >= KEY_MAX) {
+            json_object_put(probe);
+            kept = 0;
+            goto out;
+        }
+        choice_key(key, sizeof(key), a->elem, vn);
+        v = hv_fhir_type_kind(vt) == HV_FHIR_KIND_PRIMITIVE ? json_object_new_string("1") : json_object_new_object();
+        json_object_object_add(probe, "resourceType", json_object_new_string(hv_fhir_type_name(t)));
+        json_object_object_add(probe, key, v);
+        memset(&err, 0, sizeof(err));
+        keep = hv_fhirpath_eval(fp, probe, NULL, arena, &res, &err) == HV_OK && hv_fhirpath_result_count(res) > 0;
+        json_object_put(probe);
+        hv_arena_reset(arena);
+        if (!keep)
+            continue;
+        if (kept == MAX_KEYS) {
+            kept = 0; /* too many: elem, as before */
+            goto out;
+        }
+        pass[kept++] = hv_fhir_type_name(vt);
+    }
+    for (size_t i = 0; i < kept; i++) {
+        choice_key(key, sizeof(key), a->elem, pass[i]);
+        add_key(out, key);
+    }
+out:
+    hv_arena_free(arena);
+    hv_fhirpath_free(fp);
+    return kept;
 }
 
 /* Builds the specialization for resource type t of an expression split into alts;
@@ -321,19 +444,10 @@ static int specialize(const sp_alt_t *alts, size_t n, const hv_fhir_type_t *t, s
         const sp_alt_t *a = &alts[i];
         if (a->rtype != NULL && a->rtype != t && !type_or_base(t, a->root))
             continue; /* rooted at another resource type: selects nothing on t */
-        if (!a->plain || strcmp(a->root, tname) != 0) {
+        if (!a->plain || strcmp(a->root, tname) != 0)
             out->precheck = 0;
-        } else {
-            size_t k;
-            for (k = 0; k < out->nkeys && strcmp(out->keys[k], a->elem) != 0; k++)
-                ;
-            if (k == out->nkeys) {
-                if (out->nkeys == MAX_KEYS)
-                    out->precheck = 0;
-                else
-                    snprintf(out->keys[out->nkeys++], KEY_MAX, "%s", a->elem);
-            }
-        }
+        else if (choice_keys(a, t, out) == 0)
+            add_key(out, a->elem);
         if (kept++ > 0)
             hv_buf_puts(&b, " | ");
         hv_buf_append(&b, a->s, a->n);
@@ -355,24 +469,45 @@ static int specialize(const sp_alt_t *alts, size_t n, const hv_fhir_type_t *t, s
     return rc;
 }
 
-/* True when the resource (its top-level member names, keys) may give a value for s. */
-static int spec_may_match(const sp_spec_t *s, const char *const *keys, size_t nkeys)
+static int spec_precheck = 1; /* hv__search_spec_precheck_enable */
+void hv__search_spec_precheck_enable(int on)
+{
+    spec_precheck = on;
+}
+
+/*
+ * True when the resource may give a value for s: keys are its top-level member names with
+ * a primitive extension's '_' dropped (_birthDate: birthDate), klen their lengths. It runs
+ * for every parameter of every resource (~29 per resource, against ~20 members each), so
+ * the names are prepared once per resource (compute_rows) and compared by first byte and
+ * length before their bytes.
+ */
+static int spec_may_match(const sp_spec_t *s, const char *const *keys, const size_t *klen, size_t nkeys)
 {
     if (s->fp == NULL)
         return 0;
-    if (!s->precheck)
+    if (!s->precheck || !spec_precheck)
         return 1;
     for (size_t i = 0; i < s->nkeys; i++) {
         const char *e = s->keys[i];
-        size_t el = strlen(e);
+        size_t el = s->keylen[i];
         for (size_t k = 0; k < nkeys; k++) {
-            const char *m = keys[k][0] == '_' ? keys[k] + 1 : keys[k];
+            const char *m = keys[k];
             /* elem itself, or a choice variant elemX (FHIR R4 formats.html#choice). */
-            if (strncmp(m, e, el) == 0 && (m[el] == '\0' || (m[el] >= 'A' && m[el] <= 'Z')))
+            if (m[0] == e[0] && klen[k] >= el && memcmp(m, e, el) == 0 &&
+                (m[el] == '\0' || (m[el] >= 'A' && m[el] <= 'Z')))
                 return 1;
         }
     }
     return 0;
+}
+
+static int is_row_alias(const char *code);
+
+/* _id and _lastUpdated: columns of the resources table, no rows of their own. */
+static int is_resources_column(const char *code)
+{
+    return code != NULL && (strcmp(code, "_id") == 0 || strcmp(code, "_lastUpdated") == 0);
 }
 
 static void compile_all(void)
@@ -389,12 +524,12 @@ static void compile_all(void)
         hv_fhirpath_t *fp = NULL;
         hv_fhir_search_type_t t = hv_fhir_search_type(sp);
         entries[nentries].sp = sp;
+        entries[nentries].own_table = !is_resources_column(hv_fhir_search_code(sp));
+        entries[nentries].may_alias = is_row_alias(hv_fhir_search_code(sp));
         if (expr != NULL && t == HV_FHIR_SP_COMPOSITE) {
             size_t nc = hv_fhir_search_component_count(sp);
-            hv_buf_t b;
             char *rw = rewrite_resolve(expr);
             int ok = nc > 0 && nc <= MAX_COMPONENTS;
-            hv_buf_init(&b, 16384);
             for (size_t k = 0; k < nc && ok; k++) {
                 const char *cexpr = NULL;
                 const hv_fhir_search_t *csp = hv_fhir_search_component_at(sp, k, &cexpr);
@@ -403,10 +538,8 @@ static void compile_all(void)
                     ok = 0;
                     break;
                 }
-                b.len = 0;
-                hv_buf_printf(&b, "(%s)[%%grp.toInteger()].select(%s)", rw != NULL ? rw : expr, cexpr);
                 memset(&err, 0, sizeof(err));
-                if (b.data == NULL || hv_fhirpath_compile(b.data, b.len, NULL, &cfp, &err) != HV_OK) {
+                if (hv_fhirpath_compile(cexpr, 0, NULL, &cfp, &err) != HV_OK) {
                     ok = 0;
                     break;
                 }
@@ -422,7 +555,6 @@ static void compile_all(void)
                 entries[nentries].ncomp = 0;
                 fp = NULL;
             }
-            hv_buf_release(&b);
             hv_free(rw);
         } else if (expr != NULL && t != HV_FHIR_SP_SPECIAL) {
             char *rw = rewrite_resolve(expr);
@@ -445,10 +577,16 @@ static void compile_all(void)
         entries[nentries++].fp = fp;
     }
     qsort(entries, nentries, sizeof(*entries), cmp_entry);
+    if (n >= 2) {
+        model_first = (uintptr_t)hv_fhir_search_at(0);
+        model_stride = (uintptr_t)hv_fhir_search_at(1) - model_first;
+    }
 }
 
 /* compile_all makes one entry per parameter in the model's order (hv_fhir_search_at), so
- * an entry is at its parameter's index; the bsearch (4k instructions a create) is a fallback. */
+ * an entry is at its parameter's index; the bsearch (4k instructions a create) is a fallback.
+ * The model's first parameter and element size are read once (compile_all): entry_of runs
+ * for every parameter of every resource indexed. */
 static const sp_entry_t *entry_of(const hv_fhir_search_t *sp)
 {
     sp_entry_t key;
@@ -456,8 +594,8 @@ static const sp_entry_t *entry_of(const hv_fhir_search_t *sp)
     pthread_once(&compile_once, compile_all);
     if (entries == NULL)
         return NULL;
-    first = (uintptr_t)hv_fhir_search_at(0);
-    stride = (uintptr_t)hv_fhir_search_at(1) - first; /* the model's element size */
+    first = model_first;
+    stride = model_stride;
     if (nentries >= 2 && first != 0 && stride > 0 && (uintptr_t)sp >= first) {
         size_t i = (size_t)(((uintptr_t)sp - first) / stride);
         if (i < nentries && entries[i].sp == sp)
@@ -500,6 +638,16 @@ const char hv__search_migration_row_alias[] =
     "DELETE FROM sp_str WHERE code = 'phonetic' AND type IN ('Patient', 'Person', 'Practitioner', 'RelatedPerson');";
 
 static int row_alias_on = 1; /* unit tests turn it off to compare the rows */
+
+/* 1 when code is a row_alias code on some type (compile_all: index_params asks
+ * hv__search_row_code only for those). */
+static int is_row_alias(const char *code)
+{
+    for (size_t i = 0; code != NULL && i < HV_ARRAY_LEN(row_alias); i++)
+        if (strcmp(code, row_alias[i].code) == 0)
+            return 1;
+    return 0;
+}
 
 void hv__search_row_alias_enable(int on)
 {
@@ -674,8 +822,10 @@ typedef struct ix {
     ixrow_t **set;   /* open-addressed hash set of the rows (duplicate check) */
     size_t setcap;
     const hv_fhir_type_t *rtype;  /* the resource's type */
-    const char *keys[MAX_TOP_KEYS]; /* its top-level member names */
+    const char *keys[MAX_TOP_KEYS]; /* its top-level member names, without a leading '_' */
+    size_t klen[MAX_TOP_KEYS];      /* their lengths */
     size_t nkeys;
+    hv_fhirpath_env_t env;          /* the evaluations' environment: the resource's type */
     int strings_only; /* only the parameters that may write string rows: string, token (:text), composite */
 } ix_t;
 
@@ -1256,7 +1406,7 @@ static int components_may_match(const ix_t *x, const sp_entry_t *e)
             continue;
         for (size_t k = 0; k < ce->nspec; k++)
             if (ce->spec[k].type == x->rtype) {
-                if (!spec_may_match(&ce->spec[k], x->keys, x->nkeys))
+                if (!spec_may_match(&ce->spec[k], x->keys, x->klen, x->nkeys))
                     return 0;
                 break;
             }
@@ -1292,28 +1442,12 @@ static void index_composite(ix_t *x, const sp_entry_t *e, struct json_object *re
     if (composite_precheck && !components_may_match(x, e))
         return;
     memset(&err, 0, sizeof(err));
-    if (hv_fhirpath_eval(e->fp, resource, NULL, arena, &res, &err) != HV_OK)
+    if (hv_fhirpath_eval(e->fp, resource, &x->env, arena, &res, &err) != HV_OK)
         return;
     n = hv_fhirpath_result_count(res);
     if (n > MAX_GROUPS)
         n = MAX_GROUPS;
     for (size_t k = 0; k < n && x->rc == HV_OK; k++) {
-        char num[24];
-        struct json_object *kv;
-        hv_fhirpath_var_t var;
-        hv_fhirpath_env_t env;
-        snprintf(num, sizeof(num), "%zu", k);
-        kv = json_object_new_string(num);
-        if (kv == NULL) {
-            x->rc = HV_ENOMEM;
-            break;
-        }
-        memset(&var, 0, sizeof(var));
-        memset(&env, 0, sizeof(env));
-        var.name = "grp";
-        var.json = kv;
-        env.vars = &var;
-        env.nvars = 1;
         x->grp = (int)k + 1;
         /* The group's rows are written only when every component has one: a composite
          * criterion matches a group through one row of each component, so a group
@@ -1331,7 +1465,9 @@ static void index_composite(ix_t *x, const sp_entry_t *e, struct json_object *re
                 x->nvalues = 0;
                 x->dry_rows = 0;
                 memset(&err, 0, sizeof(err));
-                if (pass == 0 && hv_fhirpath_eval(e->comp[c], resource, &env, arena, &cr[c], &err) != HV_OK)
+                /* The component on element k: "(<expression>)[k].select(<component>)" without
+                 * evaluating the expression again for each group and component. */
+                if (pass == 0 && hv_fhirpath_eval_item(e->comp[c], res, k, &x->env, arena, &cr[c], &err) != HV_OK)
                     cr[c] = NULL;
                 for (size_t i = 0; cr[c] != NULL && i < hv_fhirpath_result_count(cr[c]) && x->rc == HV_OK; i++) {
                     hv_fhirpath_item_t it;
@@ -1345,7 +1481,6 @@ static void index_composite(ix_t *x, const sp_entry_t *e, struct json_object *re
             if (!complete)
                 break;
         }
-        json_object_put(kv);
     }
     x->code = pcode;
     x->grp = 0;
@@ -1366,7 +1501,7 @@ static int index_params(ix_t *x, const hv_fhir_type_t *t, struct json_object *re
         if (e->nspec > 0 && x->nkeys < MAX_TOP_KEYS) {
             for (size_t k = 0; k < e->nspec; k++)
                 if (e->spec[k].type == x->rtype) {
-                    if (!spec_may_match(&e->spec[k], x->keys, x->nkeys))
+                    if (!spec_may_match(&e->spec[k], x->keys, x->klen, x->nkeys))
                         fp = NULL;
                     else
                         fp = e->spec[k].fp;
@@ -1378,9 +1513,9 @@ static int index_params(ix_t *x, const hv_fhir_type_t *t, struct json_object *re
         if (x->strings_only && st != HV_FHIR_SP_STRING && st != HV_FHIR_SP_TOKEN && st != HV_FHIR_SP_COMPOSITE)
             continue;
         x->code = hv_fhir_search_code(sp);
-        if (strcmp(x->code, "_id") == 0 || strcmp(x->code, "_lastUpdated") == 0)
+        if (!e->own_table)
             continue; /* searched on the resources table itself */
-        if (hv__search_row_code(t, x->code) != x->code)
+        if (e->may_alias && hv__search_row_code(t, x->code) != x->code)
             continue; /* another parameter's rows serve it (row_alias) */
         x->nvalues = 0;
         memset(&err, 0, sizeof(err));
@@ -1389,7 +1524,7 @@ static int index_params(ix_t *x, const hv_fhir_type_t *t, struct json_object *re
             index_composite(x, e, resource, arena);
             continue;
         }
-        if (hv_fhirpath_eval(fp, resource, NULL, arena, &res, &err) != HV_OK)
+        if (hv_fhirpath_eval(fp, resource, &x->env, arena, &res, &err) != HV_OK)
             continue;
         for (size_t k = 0; k < hv_fhirpath_result_count(res) && x->rc == HV_OK; k++) {
             hv_fhirpath_item_t it;
@@ -1423,7 +1558,12 @@ static int compute_rows(ix_t *x, const char *type, struct json_object *resource)
     int rc = HV_OK;
     x->rtype = t;
     x->nkeys = 0;
+    memset(&x->env, 0, sizeof(x->env));
     if (json_object_is_type(resource, json_type_object)) {
+        struct json_object *rt = NULL;
+        /* Looked up as the evaluator would on each evaluation (hv_fhirpath_env_t.resource_type). */
+        if (json_object_object_get_ex(resource, "resourceType", &rt) && json_object_is_type(rt, json_type_string))
+            x->env.resource_type = hv_fhir_resource_type(json_object_get_string(rt));
         json_object_object_foreach(resource, key, val)
         {
             (void)val;
@@ -1431,7 +1571,9 @@ static int compute_rows(ix_t *x, const char *type, struct json_object *resource)
                 x->nkeys++; /* too many to look at: every expression is evaluated */
                 break;
             }
-            x->keys[x->nkeys++] = key;
+            x->keys[x->nkeys] = key[0] == '_' ? key + 1 : key;
+            x->klen[x->nkeys] = strlen(x->keys[x->nkeys]);
+            x->nkeys++;
         }
     }
     arena = hv_arena_new(0);

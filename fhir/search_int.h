@@ -152,6 +152,9 @@ void hv__search_rows_free(hv__search_rows_t *r);
 /* Whether a composite whose component cannot match the resource's top-level elements is
  * skipped unevaluated (default on; tests turn it off to compare the rows). */
 void hv__search_composite_precheck_enable(int on);
+/* Whether a parameter whose specialized expression needs top-level elements the resource
+ * lacks is skipped unevaluated (default on; tests turn it off to compare the rows). */
+void hv__search_spec_precheck_enable(int on);
 int hv__search_index_put_pre(hv_db_t *db, const char *type, const char *id, struct json_object *resource,
                              int replace, const hv__search_rows_t *pre, int64_t rid);
 
