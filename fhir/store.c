@@ -647,6 +647,17 @@ static int digits(const char *p, int n, int *v)
     return 1;
 }
 
+/* Moves *p past the n characters of a field sscanf read, or returns 0 when the text ends
+ * among them: sscanf's widths are maxima ("%2d" reads "-1" from "-1"), so a short field
+ * would otherwise carry *p past the terminator. */
+static int advance(const char **p, size_t n)
+{
+    if (strnlen(*p, n) < n)
+        return 0;
+    *p += n;
+    return 1;
+}
+
 int hv__fhir_parse_time(const char *s, int64_t *out_ms)
 {
     /* FHIR R4 datatypes.html#dateTime: YYYY(-MM(-DD(Thh:mm:ss(.sss)(Z|+hh:mm))?)?)? */
@@ -658,17 +669,20 @@ int hv__fhir_parse_time(const char *s, int64_t *out_ms)
     if (*p == '-') {
         if ((!digits(p + 1, 2, &mo) && sscanf(p, "-%2d", &mo) != 1) || mo < 1 || mo > 12)
             return HV_EINVAL;
-        p += 3;
+        if (!advance(&p, 3))
+            return HV_EINVAL;
         if (*p == '-') {
             if ((!digits(p + 1, 2, &d) && sscanf(p, "-%2d", &d) != 1) || d < 1 || d > 31)
                 return HV_EINVAL;
-            p += 3;
+            if (!advance(&p, 3))
+                return HV_EINVAL;
             if (*p == 'T') {
                 int fast = digits(p + 1, 2, &h) && p[3] == ':' && digits(p + 4, 2, &mi) && p[6] == ':' &&
                            digits(p + 7, 2, &sec);
                 if (!fast && sscanf(p, "T%2d:%2d:%2d", &h, &mi, &sec) != 3)
                     return HV_EINVAL;
-                p += 9;
+                if (!advance(&p, 9))
+                    return HV_EINVAL;
                 if (*p == '.') {
                     int digits = 0;
                     p++;
@@ -690,7 +704,8 @@ int hv__fhir_parse_time(const char *s, int64_t *out_ms)
                     if (!tz && sscanf(p + 1, "%2d:%2d", &oh, &om) != 2)
                         return HV_EINVAL;
                     off = (oh * 60 + om) * (*p == '-' ? -1 : 1);
-                    p += 6;
+                    if (!advance(&p, 6))
+                        return HV_EINVAL;
                 }
             }
         }
