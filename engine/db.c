@@ -258,11 +258,35 @@ static void lru_push_front(hv_db_t *db, hv_db_stmt_t *st) {
     if (db->lru_tail == NULL) db->lru_tail = st;
 }
 
+/* The memo slot of a text address: string literals and allocations are at least
+ * 8-byte apart in practice, so the low bits are dropped. */
+static size_t memo_slot(const char *sql) {
+    uintptr_t a = (uintptr_t)sql;
+    return (size_t)((a >> 3) ^ (a >> 10)) & (HV__DB_MEMO_SLOTS - 1);
+}
+
+/*
+ * The memo's invariant: a statement is in at most one slot, the slot of its memo_key.
+ * memo_drop takes it out of that slot (a slot since taken by another statement is
+ * left alone); memo_put moves it to the slot of sql.
+ */
+static void memo_drop(hv_db_t *db, hv_db_stmt_t *st) {
+    if (st->memo_key != NULL && db->memo[memo_slot(st->memo_key)] == st) db->memo[memo_slot(st->memo_key)] = NULL;
+    st->memo_key = NULL;
+}
+
+static void memo_put(hv_db_t *db, hv_db_stmt_t *st, const char *sql, size_t slot) {
+    memo_drop(db, st);
+    st->memo_key = sql;
+    db->memo[slot] = st;
+}
+
 static void cache_remove(hv_db_t *db, hv_db_stmt_t *st) {
     hv_db_stmt_t **pp = &db->buckets[st->hash & (HV__DB_CACHE_BUCKETS - 1)];
     while (*pp != NULL && *pp != st) pp = &(*pp)->hnext;
     if (*pp == st) *pp = st->hnext;
     st->hnext = NULL;
+    memo_drop(db, st); /* it is about to be finalized */
     lru_unlink(db, st);
     st->cached = 0;
     db->ncached--;
@@ -282,10 +306,29 @@ static int cache_make_room(hv_db_t *db) {
     return 0;
 }
 
+/* Hands out a cached statement that is not in use, remembering sql's address for it. */
+static void cache_take(hv_db_t *db, hv_db_stmt_t *st, const char *sql, size_t slot) {
+    /* hv_db_done already reset it and cleared its bindings. */
+    st->in_use = 1;
+    lru_unlink(db, st);
+    lru_push_front(db, st);
+    memo_put(db, st, sql, slot);
+}
+
 int hv_db_prepare(hv_db_t *db, const char *sql, hv_db_stmt_t **out) {
-    uint32_t h = hash_sql(sql);
-    hv_db_stmt_t *st, *found = NULL;
+    size_t slot = memo_slot(sql);
+    uint32_t h;
+    hv_db_stmt_t *st = db->memo[slot], *found = NULL;
     int nparams = 0, rc, cache;
+    /* The statement last prepared from this address, if the address still holds its text:
+     * comparing two equal texts costs a fraction of hashing one (a search-index INSERT is
+     * ~500 characters). */
+    if (st != NULL && st->memo_key == sql && !st->in_use && strcmp(st->sql, sql) == 0) {
+        cache_take(db, st, sql, slot);
+        *out = st;
+        return HV_OK;
+    }
+    h = hash_sql(sql);
     for (st = db->buckets[h & (HV__DB_CACHE_BUCKETS - 1)]; st != NULL; st = st->hnext) {
         if (st->hash == h && strcmp(st->sql, sql) == 0) {
             found = st;
@@ -293,10 +336,7 @@ int hv_db_prepare(hv_db_t *db, const char *sql, hv_db_stmt_t **out) {
         }
     }
     if (found != NULL && !found->in_use) {
-        /* hv_db_done already reset it and cleared its bindings. */
-        found->in_use = 1;
-        lru_unlink(db, found);
-        lru_push_front(db, found);
+        cache_take(db, found, sql, slot);
         *out = found;
         return HV_OK;
     }
@@ -326,6 +366,7 @@ int hv_db_prepare(hv_db_t *db, const char *sql, hv_db_stmt_t **out) {
         lru_push_front(db, st);
         st->cached = 1;
         db->ncached++;
+        memo_put(db, st, sql, slot);
     }
     *out = st;
     return HV_OK;

@@ -379,6 +379,61 @@ static void db_statement_cache_evicts_beyond_capacity(void **state) {
     hv_db_close(db);
 }
 
+/* The cache remembers a statement by the address of its text too (HV__DB_MEMO_SLOTS):
+ * an address that now holds another text must get that text's statement. */
+static void db_statement_cache_address_holding_new_text_prepares_that_text(void **state) {
+    hv_db_t *db = dbtest_open(BACKEND(state));
+    hv_db_stmt_t *st = NULL;
+    char sql[64];
+    int i;
+    for (i = 0; i < 3; i++) {
+        snprintf(sql, sizeof(sql), "SELECT %d + $1", 10 * i);
+        assert_int_equal(hv_db_prepare(db, sql, &st), HV_OK);
+        assert_int_equal(hv_db_bind_int64(st, 1, 1), HV_OK);
+        assert_int_equal(hv_db_step(st), HV_DB_ROW);
+        assert_int_equal(hv_db_column_int64(st, 0), 10 * i + 1);
+        hv_db_done(st);
+    }
+    /* Back to the first text at the same address: its cached statement again. */
+    snprintf(sql, sizeof(sql), "SELECT %d + $1", 0);
+    assert_int_equal(hv_db_prepare(db, sql, &st), HV_OK);
+    assert_int_equal(hv_db_bind_int64(st, 1, 5), HV_OK);
+    assert_int_equal(hv_db_step(st), HV_DB_ROW);
+    assert_int_equal(hv_db_column_int64(st, 0), 5);
+    hv_db_done(st);
+    hv_db_close(db);
+}
+
+/* One text prepared from two addresses, then evicted by a full cache of other texts:
+ * neither address may hand out the finalized statement (a sanitizer build reports the
+ * use after free that a stale memo slot would be). */
+static void db_statement_cache_evicted_statement_is_prepared_again_from_any_address(void **state) {
+    hv_db_t *db = dbtest_open(BACKEND(state));
+    hv_db_stmt_t *st = NULL, *first = NULL;
+    char a[64], b[64], other[64];
+    int i, k;
+    snprintf(a, sizeof(a), "SELECT 7 + $1");
+    snprintf(b, sizeof(b), "SELECT 7 + $1");
+    assert_int_equal(hv_db_prepare(db, a, &first), HV_OK);
+    hv_db_done(first);
+    assert_int_equal(hv_db_prepare(db, b, &st), HV_OK);
+    assert_ptr_equal(st, first); /* the same text from another address: the cached statement */
+    hv_db_done(st);
+    for (i = 0; i < HV__DB_CACHE_MAX + 20; i++) {
+        snprintf(other, sizeof(other), "SELECT %d - $1", i);
+        assert_int_equal(hv_db_prepare(db, other, &st), HV_OK);
+        hv_db_done(st);
+    }
+    for (k = 0; k < 2; k++) {
+        assert_int_equal(hv_db_prepare(db, k == 0 ? a : b, &st), HV_OK);
+        assert_int_equal(hv_db_bind_int64(st, 1, k), HV_OK);
+        assert_int_equal(hv_db_step(st), HV_DB_ROW);
+        assert_int_equal(hv_db_column_int64(st, 0), 7 + k);
+        hv_db_done(st);
+    }
+    hv_db_close(db);
+}
+
 static void db_bind_rejects_out_of_range_index(void **state) {
     hv_db_t *db = dbtest_open(BACKEND(state));
     hv_db_stmt_t *st = NULL;
@@ -660,6 +715,8 @@ int run_db_tests(void) {
         cmocka_unit_test(db_sql_metacharacters_in_values_stay_data),
         cmocka_unit_test(db_statement_cache_reuses_and_clears_bindings),
         cmocka_unit_test(db_statement_cache_evicts_beyond_capacity),
+        cmocka_unit_test(db_statement_cache_address_holding_new_text_prepares_that_text),
+        cmocka_unit_test(db_statement_cache_evicted_statement_is_prepared_again_from_any_address),
         cmocka_unit_test(db_bind_rejects_out_of_range_index),
         cmocka_unit_test(db_rollback_discards_and_commit_keeps),
         cmocka_unit_test(db_changes_counts_rows_of_last_write),
