@@ -38,6 +38,10 @@ struct hv_db_stmt {
     int nparams;     /* the largest $N in sql */
     int cached;      /* 1 when the statement belongs to the cache */
     int in_use;      /* 1 between hv_db_prepare and hv_db_done */
+    /* Bit $N set: $N was bound since the statement was last done (hv_db_step binds
+     * NULL to the others); nbound counts the bits. */
+    uint64_t bound[HV__DB_MAX_PARAMS / 64 + 1];
+    int nbound;
     hv_db_stmt_t *hnext;             /* hash bucket chain (cached statements) */
     hv_db_stmt_t *lru_prev, *lru_next; /* most recently used first (cached statements) */
 };
@@ -70,7 +74,8 @@ struct hv__db_ops {
     /* Prepares sql; nparams is the largest $N found by the dispatcher. */
     int (*prepare)(hv_db_t *db, const char *sql, int nparams, hv_db_stmt_t **out);
     void (*finalize)(hv_db_stmt_t *st);
-    /* Ends any execution and clears the bindings (values become NULL). */
+    /* Ends any execution. The bindings may stay: the dispatcher binds NULL to every
+     * parameter not bound again before the next step. */
     void (*reset)(hv_db_stmt_t *st);
     int (*bind_text)(hv_db_stmt_t *st, int idx, const char *s, size_t n);
     int (*bind_blob)(hv_db_stmt_t *st, int idx, const void *p, size_t n);
