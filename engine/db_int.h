@@ -21,6 +21,12 @@ typedef struct hv__db_ops hv__db_ops_t;
 /* Capacity of the statement cache (distinct SQL texts kept prepared per connection). */
 #define HV__DB_CACHE_MAX 256
 #define HV__DB_CACHE_BUCKETS 512 /* a power of two, at least twice HV__DB_CACHE_MAX */
+/*
+ * Slots of the cache's address memo: the statement last prepared from each SQL text
+ * address, found by the address alone, so that a caller passing the same string again
+ * (a literal, a table of built texts) skips hashing the text. A power of two.
+ */
+#define HV__DB_MEMO_SLOTS 128
 /* The largest $N a statement may use. */
 #define HV__DB_MAX_PARAMS 999
 
@@ -28,9 +34,14 @@ struct hv_db_stmt {
     hv_db_t *db;
     char *sql;       /* the SQL text as the caller wrote it: the cache key */
     uint32_t hash;   /* hash of sql */
+    const char *memo_key; /* the caller's address of the text it was last memoized under, or NULL */
     int nparams;     /* the largest $N in sql */
     int cached;      /* 1 when the statement belongs to the cache */
     int in_use;      /* 1 between hv_db_prepare and hv_db_done */
+    /* Bit $N set: $N was bound since the statement was last done (hv_db_step binds
+     * NULL to the others); nbound counts the bits. */
+    uint64_t bound[HV__DB_MAX_PARAMS / 64 + 1];
+    int nbound;
     hv_db_stmt_t *hnext;             /* hash bucket chain (cached statements) */
     hv_db_stmt_t *lru_prev, *lru_next; /* most recently used first (cached statements) */
 };
@@ -45,6 +56,10 @@ struct hv_db {
     hv_db_stmt_t *buckets[HV__DB_CACHE_BUCKETS];
     hv_db_stmt_t *lru_head, *lru_tail;
     size_t ncached;
+    /* Cached statements by the address of the text they were last prepared from (see
+     * HV__DB_MEMO_SLOTS); a hit is still compared by text, as the address may since hold
+     * another text. An evicted statement leaves its slot. */
+    hv_db_stmt_t *memo[HV__DB_MEMO_SLOTS];
 };
 
 /*
@@ -59,7 +74,8 @@ struct hv__db_ops {
     /* Prepares sql; nparams is the largest $N found by the dispatcher. */
     int (*prepare)(hv_db_t *db, const char *sql, int nparams, hv_db_stmt_t **out);
     void (*finalize)(hv_db_stmt_t *st);
-    /* Ends any execution and clears the bindings (values become NULL). */
+    /* Ends any execution. The bindings may stay: the dispatcher binds NULL to every
+     * parameter not bound again before the next step. */
     void (*reset)(hv_db_stmt_t *st);
     int (*bind_text)(hv_db_stmt_t *st, int idx, const char *s, size_t n);
     int (*bind_blob)(hv_db_stmt_t *st, int idx, const void *p, size_t n);

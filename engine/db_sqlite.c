@@ -138,10 +138,9 @@ static void sqlite_finalize(hv_db_stmt_t *st) {
     hv_free(st);
 }
 
-static void sqlite_reset(hv_db_stmt_t *st) {
-    sqlite3_reset(SST(st)->st);
-    sqlite3_clear_bindings(SST(st)->st);
-}
+/* The bindings stay (see hv__db_ops_t.reset): SQLITE_STATIC texts among them are not
+ * read again, as every parameter is bound anew or set to NULL before the next step. */
+static void sqlite_reset(hv_db_stmt_t *st) { sqlite3_reset(SST(st)->st); }
 
 static int bind_rc(hv_db_stmt_t *st, int rc) {
     return rc == SQLITE_OK ? HV_OK : fail(st->db, rc);

@@ -379,6 +379,97 @@ static void db_statement_cache_evicts_beyond_capacity(void **state) {
     hv_db_close(db);
 }
 
+/* The cache remembers a statement by the address of its text too (HV__DB_MEMO_SLOTS):
+ * an address that now holds another text must get that text's statement. */
+static void db_statement_cache_address_holding_new_text_prepares_that_text(void **state) {
+    hv_db_t *db = dbtest_open(BACKEND(state));
+    hv_db_stmt_t *st = NULL;
+    char sql[64];
+    int i;
+    for (i = 0; i < 3; i++) {
+        snprintf(sql, sizeof(sql), "SELECT %d + $1", 10 * i);
+        assert_int_equal(hv_db_prepare(db, sql, &st), HV_OK);
+        assert_int_equal(hv_db_bind_int64(st, 1, 1), HV_OK);
+        assert_int_equal(hv_db_step(st), HV_DB_ROW);
+        assert_int_equal(hv_db_column_int64(st, 0), 10 * i + 1);
+        hv_db_done(st);
+    }
+    /* Back to the first text at the same address: its cached statement again. */
+    snprintf(sql, sizeof(sql), "SELECT %d + $1", 0);
+    assert_int_equal(hv_db_prepare(db, sql, &st), HV_OK);
+    assert_int_equal(hv_db_bind_int64(st, 1, 5), HV_OK);
+    assert_int_equal(hv_db_step(st), HV_DB_ROW);
+    assert_int_equal(hv_db_column_int64(st, 0), 5);
+    hv_db_done(st);
+    hv_db_close(db);
+}
+
+/* One text prepared from two addresses, then evicted by a full cache of other texts:
+ * neither address may hand out the finalized statement (a sanitizer build reports the
+ * use after free that a stale memo slot would be). */
+static void db_statement_cache_evicted_statement_is_prepared_again_from_any_address(void **state) {
+    hv_db_t *db = dbtest_open(BACKEND(state));
+    hv_db_stmt_t *st = NULL, *first = NULL;
+    char a[64], b[64], other[64];
+    int i, k;
+    snprintf(a, sizeof(a), "SELECT 7 + $1");
+    snprintf(b, sizeof(b), "SELECT 7 + $1");
+    assert_int_equal(hv_db_prepare(db, a, &first), HV_OK);
+    hv_db_done(first);
+    assert_int_equal(hv_db_prepare(db, b, &st), HV_OK);
+    assert_ptr_equal(st, first); /* the same text from another address: the cached statement */
+    hv_db_done(st);
+    for (i = 0; i < HV__DB_CACHE_MAX + 20; i++) {
+        snprintf(other, sizeof(other), "SELECT %d - $1", i);
+        assert_int_equal(hv_db_prepare(db, other, &st), HV_OK);
+        hv_db_done(st);
+    }
+    for (k = 0; k < 2; k++) {
+        assert_int_equal(hv_db_prepare(db, k == 0 ? a : b, &st), HV_OK);
+        assert_int_equal(hv_db_bind_int64(st, 1, k), HV_OK);
+        assert_int_equal(hv_db_step(st), HV_DB_ROW);
+        assert_int_equal(hv_db_column_int64(st, 0), 7 + k);
+        hv_db_done(st);
+    }
+    hv_db_close(db);
+}
+
+/* hv_db_done leaves the backend's values bound; a parameter not bound again before the
+ * next step must read as NULL, also when its old value was a static text since freed. */
+static void db_statement_parameter_not_bound_again_is_null(void **state) {
+    hv_db_t *db = dbtest_open(BACKEND(state));
+    hv_db_stmt_t *st = NULL;
+    const char *sql = "SELECT $1, $2, $3";
+    char *heap = hv_strdup("gone");
+    size_t len;
+    int rows = 0;
+    assert_non_null(heap);
+    assert_int_equal(hv_db_prepare(db, sql, &st), HV_OK);
+    assert_int_equal(hv_db_bind_text_static(st, 1, heap, 4), HV_OK);
+    assert_int_equal(hv_db_bind_int64(st, 2, 5), HV_OK);
+    assert_int_equal(hv_db_bind_text(st, 3, "kept", 4), HV_OK);
+    assert_int_equal(hv_db_step(st), HV_DB_ROW);
+    assert_string_equal(hv_db_column_text(st, 0, &len), "gone");
+    hv_db_done(st);
+    hv_free(heap);
+    assert_int_equal(hv_db_prepare(db, sql, &st), HV_OK);
+    assert_int_equal(hv_db_bind_int64(st, 2, 6), HV_OK);
+    assert_int_equal(hv_db_bind_int64(st, 2, 7), HV_OK); /* bound twice: still one parameter */
+    assert_int_equal(hv_db_step(st), HV_DB_ROW);
+    assert_true(hv_db_column_is_null(st, 0));
+    assert_int_equal(hv_db_column_int64(st, 1), 7);
+    assert_true(hv_db_column_is_null(st, 2));
+    hv_db_done(st);
+    /* A statement stepped over several rows keeps its values for the whole execution. */
+    assert_int_equal(hv_db_exec(db, "CREATE TABLE nb(x INTEGER); INSERT INTO nb VALUES (1), (2), (3)"), HV_OK);
+    assert_int_equal(hv_db_prepare(db, "SELECT x FROM nb WHERE x > $1 ORDER BY x", &st), HV_OK);
+    assert_int_equal(hv_db_bind_int64(st, 1, 1), HV_OK);
+    while (hv_db_step(st) == HV_DB_ROW) assert_int_equal(hv_db_column_int64(st, 0), 2 + rows++);
+    assert_int_equal(rows, 2);
+    hv_db_done(st);
+    hv_db_close(db);
+}
+
 static void db_bind_rejects_out_of_range_index(void **state) {
     hv_db_t *db = dbtest_open(BACKEND(state));
     hv_db_stmt_t *st = NULL;
@@ -660,6 +751,9 @@ int run_db_tests(void) {
         cmocka_unit_test(db_sql_metacharacters_in_values_stay_data),
         cmocka_unit_test(db_statement_cache_reuses_and_clears_bindings),
         cmocka_unit_test(db_statement_cache_evicts_beyond_capacity),
+        cmocka_unit_test(db_statement_cache_address_holding_new_text_prepares_that_text),
+        cmocka_unit_test(db_statement_cache_evicted_statement_is_prepared_again_from_any_address),
+        cmocka_unit_test(db_statement_parameter_not_bound_again_is_null),
         cmocka_unit_test(db_bind_rejects_out_of_range_index),
         cmocka_unit_test(db_rollback_discards_and_commit_keeps),
         cmocka_unit_test(db_changes_counts_rows_of_last_write),

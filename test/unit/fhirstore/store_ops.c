@@ -69,6 +69,44 @@ static void fop_create_update_delete_with_versions(void **state)
     store_test_db_close(db);
 }
 
+/*
+ * A create whose text was serialized ahead (hv__fop_ahead, as h_create does) leaves its
+ * tree with the written instant, not the placeholder: the tree serializes to the stored
+ * text, and meta.lastUpdated is the write's instant.
+ */
+static void fop_create_ahead_tree_carries_the_written_instant(void **state)
+{
+    hv_db_t *db = store_test_db();
+    hv__fop_t op;
+    hv_buf_t b;
+    struct json_object *meta = NULL, *v = NULL;
+    char ts[40];
+    (void)state;
+    hv__fop_init(&op, HV__FOP_CREATE);
+    snprintf(op.type, sizeof(op.type), "Patient");
+    hv__fhir_new_id(op.id);
+    op.resource = patient("AHEAD");
+    hv__fop_ahead(&op, 1);
+    assert_non_null(op.pre_text);
+    op.now_ms = 1700000000123ull; /* not the placeholder's instant (now) */
+    run(db, &op, 201);
+    assert_null(op.pre_text); /* the text ahead was the one stored */
+    hv__fhir_instant(op.now_ms, ts, sizeof(ts));
+    assert_true(json_object_object_get_ex(op.resource, "meta", &meta));
+    assert_true(json_object_object_get_ex(meta, "lastUpdated", &v));
+    assert_string_equal(json_object_get_string(v), ts);
+    assert_true(json_object_object_get_ex(meta, "versionId", &v));
+    assert_string_equal(json_object_get_string(v), "1");
+    assert_string_equal(hv_json_get_str(op.resource, "id"), op.id);
+    hv_buf_init(&b, 0);
+    assert_int_equal(hv_fhir_json_write(op.resource, 0, &b), HV_OK);
+    assert_int_equal(b.len, op.text_len);
+    assert_memory_equal(b.data, op.text, b.len);
+    hv_buf_release(&b);
+    hv__fop_clear(&op);
+    store_test_db_close(db);
+}
+
 static void fop_conditional_forms_use_identifier_and_id(void **state)
 {
     hv_db_t *db = store_test_db();
@@ -193,6 +231,7 @@ int run_store_ops_tests(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(fop_create_update_delete_with_versions),
+        cmocka_unit_test(fop_create_ahead_tree_carries_the_written_instant),
         cmocka_unit_test(fop_conditional_forms_use_identifier_and_id),
         cmocka_unit_test(fop_patch_writes_a_new_version_and_refuses_id_changes),
         cmocka_unit_test(bundle_transaction_rolls_back_on_a_failed_entry),
