@@ -150,7 +150,10 @@ int hv_buf_json_str(hv_buf_t *b, const char *s, size_t n) {
         if (need > SIZE_MAX - 5) return HV_ETOOBIG;
         need += json_esc_len[u[i]] - 1u;
     }
-    if ((rc = hv_buf_reserve(b, need)) != HV_OK) return rc;
+    /* The room is usually there already (the same test as hv_buf_reserve's). */
+    if (b->cap - b->len <= need || (b->max != 0 && b->len + need > b->max)) {
+        if ((rc = hv_buf_reserve(b, need)) != HV_OK) return rc;
+    }
     w = b->data + b->len;
     *w++ = '"';
     for (i = 0, run = first; i < n; run = json_next_escape(u, i, n)) {

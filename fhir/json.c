@@ -347,6 +347,7 @@ out:
 
 typedef struct prop_ent {
     const char *key;
+    size_t keylen;
     struct json_object *val;
     long order;
     size_t seq;
@@ -421,13 +422,20 @@ static int write_object(hv_buf_t *out, struct json_object *obj, const hv_fhir_el
     }
     json_object_object_foreach(obj, key, val) {
         prop_ent_t *pe = &ents[i];
+        const hv_fhir_elem_t *e;
+        int us = key[0] == '_';
         pe->key = key;
+        pe->keylen = strlen(key);
         pe->val = val;
         pe->seq = i;
         pe->known = 0;
-        if (strcmp(key, "resourceType") == 0 && is_resource) {
+        if (is_resource && strcmp(key, "resourceType") == 0) {
             pe->order = -1 - (1L << 30);
-        } else if (owner != NULL && hv__fhir_prop_resolve(owner, key, &pe->prop) == HV_OK) {
+        } else if (owner != NULL && (e = hv_fhir_elem_child(owner, key + us, pe->keylen - (size_t)us,
+                                                             &pe->prop.type)) != NULL) {
+            /* hv__fhir_prop_resolve, with the key's length measured once. */
+            pe->prop.elem = e;
+            pe->prop.underscore = us;
             pe->known = 1;
             /* XML attributes (Extension.url) come first, as the official serializers
              * write them in JSON too; then the specification order. */
@@ -451,7 +459,7 @@ static int write_object(hv_buf_t *out, struct json_object *obj, const hv_fhir_el
         if (rc == HV_OK)
             rc = indent(out, flags, depth + 1);
         if (rc == HV_OK)
-            rc = hv_buf_json_str(out, ents[i].key, strlen(ents[i].key));
+            rc = hv_buf_json_str(out, ents[i].key, ents[i].keylen);
         if (rc == HV_OK)
             rc = (flags & HV_FHIR_WRITE_PRETTY) ? hv_buf_puts(out, ": ") : put_byte(out, ':');
         if (rc == HV_OK)
