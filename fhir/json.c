@@ -431,8 +431,9 @@ static int write_object(hv_buf_t *out, struct json_object *obj, const hv_fhir_el
         pe->known = 0;
         if (is_resource && strcmp(key, "resourceType") == 0) {
             pe->order = -1 - (1L << 30);
-        } else if (owner != NULL && (e = hv_fhir_elem_child(owner, key + us, pe->keylen - (size_t)us,
-                                                             &pe->prop.type)) != NULL) {
+        } else if (owner != NULL &&
+                   (e = hv_fhir_elem_child(owner, key + us, pe->keylen - (size_t)us,
+                                           &pe->prop.type)) != NULL) {
             /* hv__fhir_prop_resolve, with the key's length measured once. */
             pe->prop.elem = e;
             pe->prop.underscore = us;
