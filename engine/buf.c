@@ -6,6 +6,7 @@
 #include "config.h"
 #include "engine/engine.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -93,35 +94,93 @@ int hv_buf_printf(hv_buf_t *b, const char *fmt, ...) {
     return rc;
 }
 
+/* For each byte, the length of its form inside a JSON string: 1 for the bytes written
+ * as they are, 2 for the two-character escapes (\" \\ \n \r \t), 6 for the other
+ * control characters, written \u00XX. RFC 8259 §7 requires escaping the quotation
+ * mark, the reverse solidus and U+0000..U+001F; everything else, including bytes of
+ * multi-byte UTF-8 sequences, is copied. */
+static const unsigned char json_esc_len[256] = {
+    6, 6, 6, 6, 6, 6, 6, 6, 6, 2, 2, 6, 6, 2, 6, 6, /* 0x00: \t \n \r */
+    6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, /* 0x10 */
+    1, 1, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x20: " */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x30 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x40 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 1, 1, 1, /* 0x50: \ */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x60 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x70 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x80 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x90 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0xa0 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0xb0 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0xc0 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0xd0 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0xe0 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0xf0 */
+};
+
+/* Returns the index of the first byte at or after i that must be escaped, or n. Tests
+ * eight bytes at a time (the "has zero byte" and "has byte less than" tests of
+ * Hacker's Delight §6-1): each of the three terms is non-zero in a word exactly when
+ * the word holds such a byte, so a clean word is skipped whole; the byte loop then
+ * finds the byte itself. Called for every string of every resource we store. */
+static size_t json_next_escape(const unsigned char *s, size_t i, size_t n) {
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    while (n - i >= 8) {
+        uint64_t v;
+        memcpy(&v, s + i, 8);
+        uint64_t quote = v ^ (ones * '"'), bslash = v ^ (ones * '\\');
+        /* The high bit of quote and bslash is that of v: ~v masks all three terms. */
+        if ((((v - ones * 0x20) | (quote - ones) | (bslash - ones)) & ~v & highs) != 0) break;
+        i += 8;
+    }
+    while (i < n && json_esc_len[s[i]] == 1) i++;
+    return i;
+}
+
 int hv_buf_json_str(hv_buf_t *b, const char *s, size_t n) {
     static const char hex[] = "0123456789abcdef";
-    size_t i, start = 0;
-    int rc = hv_buf_reserve(b, n + 2);
-    if (rc != HV_OK) return rc;
-    b->data[b->len++] = '"';
-    for (i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        char esc[7];
-        size_t elen = 0;
-        if (c >= 0x20 && c != '"' && c != '\\') continue;
-        switch (c) {
-        case '"': memcpy(esc, "\\\"", 2); elen = 2; break;
-        case '\\': memcpy(esc, "\\\\", 2); elen = 2; break;
-        case '\n': memcpy(esc, "\\n", 2); elen = 2; break;
-        case '\r': memcpy(esc, "\\r", 2); elen = 2; break;
-        case '\t': memcpy(esc, "\\t", 2); elen = 2; break;
-        default:
-            memcpy(esc, "\\u00", 4);
-            esc[4] = hex[c >> 4];
-            esc[5] = hex[c & 15];
-            elen = 6;
-        }
-        if ((rc = hv_buf_append(b, s + start, i - start)) != HV_OK) return rc;
-        if ((rc = hv_buf_append(b, esc, elen)) != HV_OK) return rc;
-        start = i + 1;
+    const unsigned char *u = (const unsigned char *)s;
+    size_t first = json_next_escape(u, 0, n), need = n + 2, i, run;
+    char *w;
+    int rc;
+    /* Measure first, so that the buffer grows at most once and nothing is written when
+     * it may not grow (over the cap, the buffer is left as it was). The check guards
+     * the sum against a length no real string has. */
+    for (i = first; i < n; i = json_next_escape(u, i + 1, n)) {
+        if (need > SIZE_MAX - 5) return HV_ETOOBIG;
+        need += json_esc_len[u[i]] - 1u;
     }
-    if ((rc = hv_buf_append(b, s + start, n - start)) != HV_OK) return rc;
-    return hv_buf_putc(b, '"');
+    /* The room is usually there already (the same test as hv_buf_reserve's). */
+    if (b->cap - b->len <= need || (b->max != 0 && b->len + need > b->max)) {
+        if ((rc = hv_buf_reserve(b, need)) != HV_OK) return rc;
+    }
+    w = b->data + b->len;
+    *w++ = '"';
+    for (i = 0, run = first; i < n; run = json_next_escape(u, i, n)) {
+        unsigned char c;
+        memcpy(w, s + i, run - i);
+        w += run - i;
+        if (run == n) break;
+        c = u[run];
+        *w++ = '\\';
+        switch (c) {
+        case '"': *w++ = '"'; break;
+        case '\\': *w++ = '\\'; break;
+        case '\n': *w++ = 'n'; break;
+        case '\r': *w++ = 'r'; break;
+        case '\t': *w++ = 't'; break;
+        default:
+            memcpy(w, "u00", 3);
+            w[3] = hex[c >> 4];
+            w[4] = hex[c & 15];
+            w += 5;
+        }
+        i = run + 1;
+    }
+    *w++ = '"';
+    *w = '\0';
+    b->len = (size_t)(w - b->data);
+    return HV_OK;
 }
 
 void hv_buf_consume(hv_buf_t *b, size_t n) {

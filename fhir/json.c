@@ -347,6 +347,7 @@ out:
 
 typedef struct prop_ent {
     const char *key;
+    size_t keylen;
     struct json_object *val;
     long order;
     size_t seq;
@@ -364,6 +365,32 @@ static int cmp_prop(const void *a, const void *b) {
 static int write_value(hv_buf_t *out, struct json_object *v, const hv_fhir_elem_t *e,
                        const hv_fhir_type_t *t, int underscore, unsigned flags, int depth);
 
+/* hv_buf_putc without the call when the byte fits: the writer puts a few bytes of
+ * punctuation per element. The same rules as hv_buf_reserve (the cap, the NUL). */
+static inline int put_byte(hv_buf_t *out, char c) {
+    if (out->len + 2 <= out->cap && (out->max == 0 || out->len + 1 <= out->max)) {
+        out->data[out->len++] = c;
+        out->data[out->len] = '\0';
+        return HV_OK;
+    }
+    return hv_buf_putc(out, c);
+}
+
+/* An integer as json-c writes it ("%" PRId64), without json-c's per-object print
+ * buffer (two allocations per number otherwise). */
+static int put_int64(hv_buf_t *out, int64_t x) {
+    char digits[24];
+    size_t nd = 0;
+    uint64_t u = x < 0 ? (uint64_t)0 - (uint64_t)x : (uint64_t)x;
+    do {
+        digits[sizeof(digits) - 1 - nd++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u > 0);
+    if (x < 0)
+        digits[sizeof(digits) - 1 - nd++] = '-';
+    return hv_buf_append(out, digits + sizeof(digits) - nd, nd);
+}
+
 static int indent(hv_buf_t *out, unsigned flags, int depth) {
     int rc = HV_OK;
     if (!(flags & HV_FHIR_WRITE_PRETTY))
@@ -379,7 +406,7 @@ static int write_object(hv_buf_t *out, struct json_object *obj, const hv_fhir_el
     prop_ent_t stackents[32];
     prop_ent_t *ents = stackents;
     size_t n = (size_t)json_object_object_length(obj), i = 0;
-    int rc = HV_OK;
+    int rc = HV_OK, sorted = 1;
 
     /* resourceType comes first on a resource (an element may bear the same name:
      * ExampleScenario.instance.resourceType). */
@@ -395,13 +422,21 @@ static int write_object(hv_buf_t *out, struct json_object *obj, const hv_fhir_el
     }
     json_object_object_foreach(obj, key, val) {
         prop_ent_t *pe = &ents[i];
+        const hv_fhir_elem_t *e;
+        int us = key[0] == '_';
         pe->key = key;
+        pe->keylen = strlen(key);
         pe->val = val;
         pe->seq = i;
         pe->known = 0;
-        if (strcmp(key, "resourceType") == 0 && is_resource) {
+        if (is_resource && strcmp(key, "resourceType") == 0) {
             pe->order = -1 - (1L << 30);
-        } else if (owner != NULL && hv__fhir_prop_resolve(owner, key, &pe->prop) == HV_OK) {
+        } else if (owner != NULL &&
+                   (e = hv_fhir_elem_child(owner, key + us, pe->keylen - (size_t)us,
+                                           &pe->prop.type)) != NULL) {
+            /* hv__fhir_prop_resolve, with the key's length measured once. */
+            pe->prop.elem = e;
+            pe->prop.underscore = us;
             pe->known = 1;
             /* XML attributes (Extension.url) come first, as the official serializers
              * write them in JSON too; then the specification order. */
@@ -410,20 +445,24 @@ static int write_object(hv_buf_t *out, struct json_object *obj, const hv_fhir_el
         } else {
             pe->order = 1L << 30;
         }
+        /* Equal orders keep their sequence, so non-decreasing orders are the sorted
+         * order: the common case for text we wrote ourselves, and no sort is needed. */
+        if (i > 0 && pe->order < ents[i - 1].order)
+            sorted = 0;
         i++;
     }
-    if (n > 1)
+    if (!sorted)
         qsort(ents, n, sizeof(*ents), cmp_prop);
-    rc = hv_buf_putc(out, '{');
+    rc = put_byte(out, '{');
     for (i = 0; rc == HV_OK && i < n; i++) {
         if (i > 0)
-            rc = hv_buf_putc(out, ',');
+            rc = put_byte(out, ',');
         if (rc == HV_OK)
             rc = indent(out, flags, depth + 1);
         if (rc == HV_OK)
-            rc = hv_buf_json_str(out, ents[i].key, strlen(ents[i].key));
+            rc = hv_buf_json_str(out, ents[i].key, ents[i].keylen);
         if (rc == HV_OK)
-            rc = hv_buf_puts(out, (flags & HV_FHIR_WRITE_PRETTY) ? ": " : ":");
+            rc = (flags & HV_FHIR_WRITE_PRETTY) ? hv_buf_puts(out, ": ") : put_byte(out, ':');
         if (rc == HV_OK)
             rc = write_value(out, ents[i].val, ents[i].known ? ents[i].prop.elem : NULL,
                              ents[i].known ? ents[i].prop.type : NULL,
@@ -432,7 +471,7 @@ static int write_object(hv_buf_t *out, struct json_object *obj, const hv_fhir_el
     if (rc == HV_OK)
         rc = indent(out, flags, depth);
     if (rc == HV_OK)
-        rc = hv_buf_putc(out, '}');
+        rc = put_byte(out, '}');
     if (ents != stackents)
         hv_free(ents);
     return rc;
@@ -448,6 +487,10 @@ static int write_value(hv_buf_t *out, struct json_object *v, const hv_fhir_elem_
     case json_type_boolean:
         return hv_buf_puts(out, json_object_get_boolean(v) ? "true" : "false");
     case json_type_int:
+        /* A uint64 above INT64_MAX reads as INT64_MAX: json-c writes that one. */
+        if (json_object_get_int64(v) != INT64_MAX)
+            return put_int64(out, json_object_get_int64(v));
+        return hv_buf_puts(out, json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
     case json_type_double:
         return hv_buf_puts(out, json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
     case json_type_string:
@@ -455,10 +498,10 @@ static int write_value(hv_buf_t *out, struct json_object *v, const hv_fhir_elem_
                                (size_t)json_object_get_string_len(v));
     case json_type_array: {
         size_t n = json_object_array_length(v);
-        int rc = hv_buf_putc(out, '[');
+        int rc = put_byte(out, '[');
         for (size_t i = 0; rc == HV_OK && i < n; i++) {
             if (i > 0)
-                rc = hv_buf_putc(out, ',');
+                rc = put_byte(out, ',');
             if (rc == HV_OK)
                 rc = indent(out, flags, depth + 1);
             if (rc == HV_OK)
@@ -467,7 +510,7 @@ static int write_value(hv_buf_t *out, struct json_object *v, const hv_fhir_elem_
         }
         if (rc == HV_OK && n > 0)
             rc = indent(out, flags, depth);
-        return rc == HV_OK ? hv_buf_putc(out, ']') : rc;
+        return rc == HV_OK ? put_byte(out, ']') : rc;
     }
     case json_type_object: {
         const hv_fhir_elem_t *owner = e != NULL ? hv__fhir_value_owner(e, t, underscore, v)

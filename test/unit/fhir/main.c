@@ -5,6 +5,7 @@ int main(void) {
     int failed = 0;
     failed += run_model_tests();
     failed += run_json_tests();
+    failed += run_json_write_tests();
     failed += run_xml_tests();
     failed += run_validate_tests();
     failed += run_profile_tests();
