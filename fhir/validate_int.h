@@ -33,7 +33,7 @@ typedef struct hv__fhir_vctx {
     int errors;
     int too_deep;
     int oom;
-    hv__fhir_path_t path;       /* the path's head, pushed eagerly (resource type, profile.c) */
+    hv__fhir_path_t path;        /* the path's head, pushed eagerly (resource type, profile.c) */
     const hv__fhir_step_t *step; /* the innermost step under path; NULL outside the walk */
 } hv__fhir_vctx_t;
 
@@ -56,8 +56,9 @@ void hv__fhir_inv_begin(hv__fhir_inv_t *inv);
 void hv__fhir_invariants_check(hv__fhir_vctx_t *c, const hv_fhir_elem_t *e,
                                const hv__fhir_focus_t *f);
 
-/* Records an issue at the current path, path followed by the steps (severity "fatal", "error", "warning",
- * "information"; code from the IssueType value set; key an invariant key or NULL). */
+/* Records an issue at the current path, c->path followed by c->step's chain (severity
+ * "fatal", "error", "warning", "information"; code from the IssueType value set; key an
+ * invariant key or NULL). */
 void hv__fhir_issue(hv__fhir_vctx_t *c, const char *severity, const char *code, const char *key,
                     const char *fmt, ...) HV_PRINTF(5, 6);
 /* Walks a resource, recording the base-specification issues. */

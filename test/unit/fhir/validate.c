@@ -231,7 +231,8 @@ static void fhir_validate_reports_a_deep_error_at_its_full_path(void **state) {
 
     /* Nested arrays, a choice type and an array twin, with an error at the bottom. */
     const char *deep =
-        "{\"resourceType\":\"Patient\",\"contact\":[{\"gender\":\"male\"},{\"name\":{\"given\":[\"a\",\"b\"],\"_given\":[null,{\"extension\":[{\"url\":"
+        "{\"resourceType\":\"Patient\",\"contact\":[{\"gender\":\"male\"},{\"name\":{\"given\":"
+        "[\"a\",\"b\"],\"_given\":[null,{\"extension\":[{\"url\":"
         "\"http://x\",\"valueString\":\"y\"},{\"url\":\"http://x\",\"extension\":[{\"url\":"
         "\"http://y\",\"valueCodeableConcept\":{\"coding\":[{\"code\":\"c\"},{\"code\":\"d\","
         "\"nick\":1}]}}]}]}]}}]}";
