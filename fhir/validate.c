@@ -259,8 +259,41 @@ int hv__fhir_format_ok(const hv_fhir_type_t *t, const char *s, size_t n) {
 
 /* ---- issues ----------------------------------------------------------------------- */
 
+/* Appends the steps from the outermost down to s, each as hv__fhir_path_push would have when
+ * the walk entered it, so that the text (and its truncation past the buffer) is what an eager
+ * push and pop per element gave. The recursion is as deep as the walk that made the steps. */
+static void render_steps(hv__fhir_path_t *p, const hv__fhir_step_t *s) {
+    if (s == NULL)
+        return;
+    render_steps(p, s->up);
+    hv__fhir_path_push(p, s->name, s->index);
+}
+
+/* The current path: c->path alone outside the walk, else rendered into *tmp. */
+static const hv__fhir_path_t *current_path(const hv__fhir_vctx_t *c, hv__fhir_path_t *tmp) {
+    if (c->step == NULL)
+        return &c->path;
+    memcpy(tmp->buf, c->path.buf, c->path.len + 1);
+    tmp->len = c->path.len;
+    render_steps(tmp, c->step);
+    return tmp;
+}
+
+/* Enters step s (name[index], index -1 for none) under the current one; step_out leaves it. */
+static inline void step_in(hv__fhir_vctx_t *c, hv__fhir_step_t *s, const char *name, long index) {
+    s->up = c->step;
+    s->name = name;
+    s->index = index;
+    c->step = s;
+}
+
+static inline void step_out(hv__fhir_vctx_t *c, const hv__fhir_step_t *s) {
+    c->step = s->up;
+}
+
 void hv__fhir_issue(hv__fhir_vctx_t *c, const char *severity, const char *code, const char *key,
                     const char *fmt, ...) {
+    hv__fhir_path_t tmp;
     int is_error = strcmp(severity, "error") == 0 || strcmp(severity, "fatal") == 0;
     if (is_error)
         c->errors++;
@@ -272,7 +305,7 @@ void hv__fhir_issue(hv__fhir_vctx_t *c, const char *severity, const char *code, 
             va_start(ap, fmt);
             vsnprintf(msg, sizeof(msg), fmt, ap);
             va_end(ap);
-            hv_error_set(c->err, HV_EINVAL, c->path.buf, "%s", msg);
+            hv_error_set(c->err, HV_EINVAL, current_path(c, &tmp)->buf, "%s", msg);
         }
         return;
     }
@@ -304,7 +337,8 @@ void hv__fhir_issue(hv__fhir_vctx_t *c, const char *severity, const char *code, 
     }
     hv_json_set_str(iss, "diagnostics", msg);
     struct json_object *expr = json_object_new_array();
-    json_object_array_add(expr, json_object_new_string(c->path.len > 0 ? c->path.buf : "?"));
+    const hv__fhir_path_t *path = current_path(c, &tmp);
+    json_object_array_add(expr, json_object_new_string(path->len > 0 ? path->buf : "?"));
     hv_json_set(iss, "expression", expr);
     json_object_array_add(c->issues, iss);
     c->nissues++;
@@ -521,9 +555,14 @@ static void walk_object(hv__fhir_vctx_t *c, struct json_object *obj, const hv_fh
 static void check_reference_target(hv__fhir_vctx_t *c, const hv__fhir_prop_t *p,
                                    struct json_object *v) {
     static const char hist[] = "/_history/";
-    const char *ref = hv_json_get_str(v, "reference");
+    const char *ref;
     size_t ti = 0, nt;
-    if (ref == NULL || strcmp(hv_fhir_type_name(p->type), "Reference") != 0)
+    /* Every complex value comes here: the type is compared first, a look-up in the object
+     * (~190 instructions) is for References only. */
+    if (strcmp(hv_fhir_type_name(p->type), "Reference") != 0)
+        return;
+    ref = hv_json_get_str(v, "reference");
+    if (ref == NULL)
         return;
     for (ti = 0; ti < hv_fhir_elem_type_count(p->elem); ti++)
         if (hv_fhir_elem_type_at(p->elem, ti) == p->type)
@@ -701,32 +740,32 @@ static void walk_object(hv__fhir_vctx_t *c, struct json_object *obj, const hv_fh
     int any_twin = !c->structure_only && has_underscore_key(obj);
     json_object_object_foreach(obj, key, val) {
         hv__fhir_prop_t p;
-        size_t mark;
+        hv__fhir_step_t s;
         if (is_resource && strcmp(key, "resourceType") == 0)
             continue;
         if (hv__fhir_prop_resolve(owner, key, &p) != HV_OK ||
             (underscore && strcmp(key, "value") == 0)) {
-            mark = hv__fhir_path_push(&c->path, key, -1);
+            step_in(c, &s, key, -1);
             hv__fhir_issue(c, "error", "structure", NULL, "Unknown element '%s'", key);
-            hv__fhir_path_pop(&c->path, mark);
+            step_out(c, &s);
             continue;
         }
         if (p.underscore && hv_fhir_type_kind(p.type) != HV_FHIR_KIND_PRIMITIVE) {
-            mark = hv__fhir_path_push(&c->path, key, -1);
+            step_in(c, &s, key, -1);
             hv__fhir_issue(c, "error", "structure", NULL,
                            "'%s' is not a primitive element and has no '_' form", key + 1);
-            hv__fhir_path_pop(&c->path, mark);
+            step_out(c, &s);
             continue;
         }
         /* Paths use the element name, as FHIRPath navigates (valueQuantity → value). */
         const char *pname = p.underscore ? key + 1 : key;
         if (hv_fhir_elem_is_array(p.elem)) {
             if (!json_object_is_type(val, json_type_array)) {
-                mark = hv__fhir_path_push(&c->path, pname, -1);
+                step_in(c, &s, pname, -1);
                 hv__fhir_issue(c, "error", "structure", NULL,
                                "Element %s repeats and must be a JSON array",
                                hv_fhir_elem_path(p.elem));
-                hv__fhir_path_pop(&c->path, mark);
+                step_out(c, &s);
                 continue;
             }
             size_t n = json_object_array_length(val);
@@ -741,18 +780,18 @@ static void walk_object(hv__fhir_vctx_t *c, struct json_object *obj, const hv_fh
                         json_object_array_get_idx(other, i) == NULL)
                         both_null = 1;
                 if (m != n || both_null) {
-                    mark = hv__fhir_path_push(&c->path, pname, -1);
+                    step_in(c, &s, pname, -1);
                     hv__fhir_issue(c, "error", "structure", NULL,
                                    "The arrays '%s' and '%s' must have the same length and no item "
                                    "null in both",
                                    key + 1, key);
-                    hv__fhir_path_pop(&c->path, mark);
+                    step_out(c, &s);
                 }
             }
             if (n == 0) {
-                mark = hv__fhir_path_push(&c->path, pname, -1);
+                step_in(c, &s, pname, -1);
                 hv__fhir_issue(c, "error", "structure", NULL, "Arrays must not be empty");
-                hv__fhir_path_pop(&c->path, mark);
+                step_out(c, &s);
             }
             struct json_object *twins = NULL;
             if (!p.underscore && hv_fhir_type_kind(p.type) == HV_FHIR_KIND_PRIMITIVE)
@@ -764,20 +803,20 @@ static void walk_object(hv__fhir_vctx_t *c, struct json_object *obj, const hv_fh
                 struct json_object *tw = twins_arr && i < json_object_array_length(twins)
                                              ? json_object_array_get_idx(twins, i)
                                              : NULL;
-                mark = hv__fhir_path_push(&c->path, pname, (long)i);
+                step_in(c, &s, pname, (long)i);
                 walk_value(c, &p, json_object_array_get_idx(val, i), tw, 1, depth);
-                hv__fhir_path_pop(&c->path, mark);
+                step_out(c, &s);
             }
             if (!p.underscore && hv_fhir_elem_max(p.elem) != HV_FHIR_UNBOUNDED &&
                 n > hv_fhir_elem_max(p.elem)) {
-                mark = hv__fhir_path_push(&c->path, pname, -1);
+                step_in(c, &s, pname, -1);
                 hv__fhir_issue(c, "error", "structure", NULL,
                                "Element %s allows at most %u, found %zu", hv_fhir_elem_path(p.elem),
                                hv_fhir_elem_max(p.elem), n);
-                hv__fhir_path_pop(&c->path, mark);
+                step_out(c, &s);
             }
         } else {
-            mark = hv__fhir_path_push(&c->path, pname, -1);
+            step_in(c, &s, pname, -1);
             if (json_object_is_type(val, json_type_array))
                 hv__fhir_issue(c, "error", "structure", NULL,
                                "Element %s does not repeat and must not be a JSON array",
@@ -791,7 +830,7 @@ static void walk_object(hv__fhir_vctx_t *c, struct json_object *obj, const hv_fh
                                ? twin_of(obj, any_twin, key)
                                : NULL,
                            0, depth);
-            hv__fhir_path_pop(&c->path, mark);
+            step_out(c, &s);
         }
         if (c->too_deep)
             return;
@@ -823,11 +862,12 @@ static void walk_object(hv__fhir_vctx_t *c, struct json_object *obj, const hv_fh
                 count = json_object_is_type(v, json_type_array) ? json_object_array_length(v) : 1;
         }
         if (count < hv_fhir_elem_min(k)) {
-            size_t mark = hv__fhir_path_push(&c->path, hv_fhir_elem_name(k), -1);
+            hv__fhir_step_t s;
+            step_in(c, &s, hv_fhir_elem_name(k), -1);
             hv__fhir_issue(c, "error", "required", NULL,
                            "Element %s is required (min %u), found %zu", hv_fhir_elem_path(k),
                            hv_fhir_elem_min(k), count);
-            hv__fhir_path_pop(&c->path, mark);
+            step_out(c, &s);
         }
     }
 }
@@ -836,6 +876,7 @@ void hv__fhir_walk_resource(hv__fhir_vctx_t *c, struct json_object *res) {
     const hv_fhir_elem_t *root = hv__fhir_resource_root(res);
     c->path.len = 0;
     c->path.buf[0] = '\0';
+    c->step = NULL;
     if (root == NULL) {
         hv__fhir_issue(c, "fatal", "structure", NULL, "The resource has no known resourceType");
         return;

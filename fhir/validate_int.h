@@ -10,6 +10,16 @@
 
 typedef struct hv__fhir_inv hv__fhir_inv_t;
 
+/* One step of the element path below vctx.path ("name" or "name[index]"), kept in the
+ * walk's stack frame. The walk visits every element but only an issue reads the path, so
+ * the text is rendered from these steps when an issue is recorded (hv__fhir_issue), not
+ * pushed for every element. name must outlive the step (a key of the tree or a model name). */
+typedef struct hv__fhir_step {
+    const struct hv__fhir_step *up; /* the enclosing step, or NULL: path is the rest */
+    const char *name;
+    long index; /* -1: none */
+} hv__fhir_step_t;
+
 typedef struct hv__fhir_vctx {
     hv__fhir_inv_t *inv; /* compiled invariants; NULL: invariants not checked */
     struct json_object *resource, *root_resource; /* %resource and %rootResource */
@@ -23,7 +33,8 @@ typedef struct hv__fhir_vctx {
     int errors;
     int too_deep;
     int oom;
-    hv__fhir_path_t path;
+    hv__fhir_path_t path;        /* the path's head, pushed eagerly (resource type, profile.c) */
+    const hv__fhir_step_t *step; /* the innermost step under path; NULL outside the walk */
 } hv__fhir_vctx_t;
 
 /* A value being checked against its invariants. */
@@ -45,8 +56,9 @@ void hv__fhir_inv_begin(hv__fhir_inv_t *inv);
 void hv__fhir_invariants_check(hv__fhir_vctx_t *c, const hv_fhir_elem_t *e,
                                const hv__fhir_focus_t *f);
 
-/* Records an issue at the current path (severity "fatal", "error", "warning",
- * "information"; code from the IssueType value set; key an invariant key or NULL). */
+/* Records an issue at the current path, c->path followed by c->step's chain (severity
+ * "fatal", "error", "warning", "information"; code from the IssueType value set; key an
+ * invariant key or NULL). */
 void hv__fhir_issue(hv__fhir_vctx_t *c, const char *severity, const char *code, const char *key,
                     const char *fmt, ...) HV_PRINTF(5, 6);
 /* Walks a resource, recording the base-specification issues. */

@@ -189,6 +189,116 @@ static void fhir_validate_reports_each_rule_at_its_path(void **state) {
     }
 }
 
+/* Appends ".name[index]" to the expected path the way the walk's path does: a step that
+ * would take it past 511 bytes is left out, and later, shorter steps still go in. */
+static void expect_step(char *buf, const char *name, long index) {
+    char step[64];
+    size_t len = strlen(buf);
+    if (index >= 0)
+        snprintf(step, sizeof(step), "%s%s[%ld]", len > 0 ? "." : "", name, index);
+    else
+        snprintf(step, sizeof(step), "%s%s", len > 0 ? "." : "", name);
+    if (len + strlen(step) <= 511)
+        memcpy(buf + len, step, strlen(step) + 1);
+}
+
+/* The error expressions of an OperationOutcome, joined by '|'. */
+static void error_exprs(struct json_object *oo, char *out, size_t cap) {
+    struct json_object *issues = json_object_object_get(oo, "issue");
+    size_t n = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < json_object_array_length(issues); i++) {
+        struct json_object *is = json_object_array_get_idx(issues, i);
+        if (strcmp(hv_json_get_str(is, "severity"), "error") != 0)
+            continue;
+        n += (size_t)snprintf(
+            out + n, cap - n, "%s%s", n > 0 ? "|" : "",
+            json_object_get_string(
+                json_object_array_get_idx(json_object_object_get(is, "expression"), 0)));
+    }
+}
+
+/*
+ * The path is rendered only when an issue is raised (the walk keeps its steps on the stack):
+ * an error deep in arrays, choices and twins reports every step with its index, in the
+ * validator's OperationOutcome and in the parser's structural check, and a path longer than
+ * the 511-byte buffer keeps the steps that fit, as when each step was pushed on entry.
+ */
+static void fhir_validate_reports_a_deep_error_at_its_full_path(void **state) {
+    (void)state;
+    char got[8192];
+    hv_fhir_validator_t *v = hv_fhir_validator_new();
+
+    /* Nested arrays, a choice type and an array twin, with an error at the bottom. */
+    const char *deep =
+        "{\"resourceType\":\"Patient\",\"contact\":[{\"gender\":\"male\"},{\"name\":{\"given\":"
+        "[\"a\",\"b\"],\"_given\":[null,{\"extension\":[{\"url\":"
+        "\"http://x\",\"valueString\":\"y\"},{\"url\":\"http://x\",\"extension\":[{\"url\":"
+        "\"http://y\",\"valueCodeableConcept\":{\"coding\":[{\"code\":\"c\"},{\"code\":\"d\","
+        "\"nick\":1}]}}]}]}]}}]}";
+    const char *want = "Patient.contact[1].name.given[1].extension[1].extension[0]."
+                       "valueCodeableConcept.coding[1].nick";
+    struct json_object *o = json_tokener_parse(deep), *oo = NULL;
+    assert_non_null(o);
+    int errors = 0;
+    assert_int_equal(hv_fhir_validate(v, o, NULL, 0, &oo, &errors), HV_OK);
+    error_exprs(oo, got, sizeof(got));
+    /* pat-1 on the first contact, then the unknown element deep in the second. */
+    assert_int_equal(errors, 2);
+    assert_string_equal(got, "Patient.contact[0]|"
+                             "Patient.contact[1].name.given[1].extension[1].extension[0]."
+                             "valueCodeableConcept.coding[1].nick");
+    json_object_put(oo);
+    hv_error_t err;
+    hv_error_clear(&err);
+    assert_int_equal(hv_fhir_check_structure(o, 0, &err), HV_EINVAL);
+    assert_string_equal(err.location, want);
+    assert_string_equal(err.message, "Unknown element 'nick'");
+    json_object_put(o);
+
+    /* 45 nested extensions: ".extension[0]" 45 times is past the buffer. The innermost
+     * holds a Period that breaks per-1 (its step, ".valuePeriod", no longer fits) and an
+     * unknown element (".nick" still fits). */
+    char text[8192], expect_nick[600] = "Patient", expect_period[600];
+    size_t n = (size_t)snprintf(text, sizeof(text), "{\"resourceType\":\"Patient\"");
+    for (int i = 0; i < 45; i++) {
+        n += (size_t)snprintf(text + n, sizeof(text) - n,
+                              ",\"extension\":[{\"url\":\"http://x/%d\"", i);
+        expect_step(expect_nick, "extension", 0);
+    }
+    n += (size_t)snprintf(text + n, sizeof(text) - n,
+                          ",\"valuePeriod\":{\"start\":\"2020-01-02\",\"end\":\"2020-01-01\"},"
+                          "\"nick\":true");
+    for (int i = 0; i < 45; i++)
+        n += (size_t)snprintf(text + n, sizeof(text) - n, "}]");
+    snprintf(text + n, sizeof(text) - n, "}");
+    memcpy(expect_period, expect_nick, sizeof(expect_period));
+    expect_step(expect_period, "valuePeriod", -1);
+    expect_step(expect_nick, "nick", -1);
+    assert_int_equal(strlen(expect_period), 501);
+    assert_int_equal(strlen(expect_nick), 506);
+    /* json_tokener_parse stops at 32 levels; this document has 92. */
+    struct json_tokener *tok = json_tokener_new_ex(200);
+    assert_non_null(tok);
+    o = json_tokener_parse_ex(tok, text, (int)strlen(text));
+    json_tokener_free(tok);
+    assert_non_null(o);
+    assert_int_equal(hv_fhir_validate(v, o, NULL, 0, &oo, &errors), HV_OK);
+    error_exprs(oo, got, sizeof(got));
+    char want_all[1300];
+    snprintf(want_all, sizeof(want_all), "%s|%s", expect_period, expect_nick);
+    assert_int_equal(errors, 2);
+    assert_string_equal(got, want_all);
+    json_object_put(oo);
+    hv_error_clear(&err);
+    assert_int_equal(hv_fhir_check_structure(o, 0, &err), HV_EINVAL);
+    /* hv_error_t keeps the first 255 bytes of the location. */
+    assert_int_equal(strlen(err.location), 255);
+    assert_memory_equal(err.location, expect_nick, 255);
+    json_object_put(o);
+    hv_fhir_validator_free(v);
+}
+
 static void fhir_validate_flags_skip_checks(void **state) {
     (void)state;
     char expr[256], code[64], key[64];
@@ -448,6 +558,7 @@ static void fhir_validate_dom_shortcuts_agree_with_fhirpath(void **state) {
 int run_validate_tests(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(fhir_validate_reports_each_rule_at_its_path),
+        cmocka_unit_test(fhir_validate_reports_a_deep_error_at_its_full_path),
         cmocka_unit_test(fhir_validate_flags_skip_checks),
         cmocka_unit_test(fhir_validate_caps_issues),
         cmocka_unit_test(fhir_validate_primitive_formats_table),
