@@ -142,7 +142,8 @@ int hv_buf_puts(hv_buf_t *b, const char *s);
 int hv_buf_putc(hv_buf_t *b, char c);
 int hv_buf_printf(hv_buf_t *b, const char *fmt, ...) HV_PRINTF(2, 3);
 int hv_buf_vprintf(hv_buf_t *b, const char *fmt, va_list ap);
-/* Appends s (n bytes) as a quoted JSON string, escaping as RFC 8259 §7 requires. */
+/* Appends s (n bytes) as a quoted JSON string, escaping as RFC 8259 §7 requires. When the
+ * result would pass the buffer's cap (HV_ETOOBIG) or room cannot be had, nothing is appended. */
 int hv_buf_json_str(hv_buf_t *b, const char *s, size_t n);
 /* Removes the first n bytes. */
 void hv_buf_consume(hv_buf_t *b, size_t n);
