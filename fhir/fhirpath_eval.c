@@ -562,6 +562,37 @@ struct hv_fhirpath_result {
     hv__fp_coll_t items;
 };
 
+/* A result of fp in arena, its context holding what every evaluation sets; err cleared
+ * (cheaper than hv_error_clear's memset of the whole struct, on every evaluation). */
+static hv_fhirpath_result_t *result_new(const hv_fhirpath_t *fp, const hv_fhirpath_env_t *env,
+                                        hv_arena_t *arena, hv_error_t *err) {
+    hv_fhirpath_result_t *res;
+    if (err != NULL) {
+        err->code = 0;
+        err->line = err->column = 0;
+        err->location[0] = err->message[0] = '\0';
+    }
+    res = hv_arena_calloc(arena, sizeof(*res));
+    if (res == NULL) return NULL;
+    res->ctx.arena = arena;
+    res->ctx.env = env;
+    res->ctx.fp = fp;
+    res->ctx.err = err;
+    return res;
+}
+
+/* Runs res's expression on focus into res; sets err from the status where nothing did. */
+static int result_eval(hv_fhirpath_result_t *res, hv__fp_coll_t *focus, hv_error_t *err,
+                       hv_fhirpath_result_t **out) {
+    int rc = hv__fp_eval(&res->ctx, res->ctx.fp->root, focus, &res->items);
+    if (rc != HV_OK) {
+        if (err != NULL && err->code == 0) hv_error_set(err, rc, NULL, "%s", hv_strerror(rc));
+        return rc;
+    }
+    *out = res;
+    return HV_OK;
+}
+
 int hv_fhirpath_eval(const hv_fhirpath_t *fp, struct json_object *resource,
                      const hv_fhirpath_env_t *env, hv_arena_t *arena,
                      hv_fhirpath_result_t **out, hv_error_t *err) {
@@ -571,19 +602,9 @@ int hv_fhirpath_eval(const hv_fhirpath_t *fp, struct json_object *resource,
     int rc;
 
     if (fp == NULL || arena == NULL || out == NULL) return HV_EINVAL;
-    if (err != NULL) {
-        /* Cheaper than hv_error_clear's memset of the whole struct, on every evaluation. */
-        err->code = 0;
-        err->line = err->column = 0;
-        err->location[0] = err->message[0] = '\0';
-    }
-    res = hv_arena_calloc(arena, sizeof(*res));
+    res = result_new(fp, env, arena, err);
     if (res == NULL) return HV_ENOMEM;
     c = &res->ctx;
-    c->arena = arena;
-    c->env = env;
-    c->fp = fp;
-    c->err = err;
     c->now_ms = env != NULL ? env->now_ms : 0;
     if (resource != NULL && env != NULL && env->resource_type != NULL) {
         /* What hv__fp_make_node finds from the resource's resourceType, given by the caller. */
@@ -608,13 +629,7 @@ int hv_fhirpath_eval(const hv_fhirpath_t *fp, struct json_object *resource,
         if (rc != HV_OK) return rc;
     }
     c->this_ = &focus;
-    rc = hv__fp_eval(c, fp->root, &focus, &res->items);
-    if (rc != HV_OK) {
-        if (err != NULL && err->code == 0) hv_error_set(err, rc, NULL, "%s", hv_strerror(rc));
-        return rc;
-    }
-    *out = res;
-    return HV_OK;
+    return result_eval(res, &focus, err, out);
 }
 
 int hv_fhirpath_eval_item(const hv_fhirpath_t *fp, const hv_fhirpath_result_t *from, size_t i,
@@ -623,22 +638,12 @@ int hv_fhirpath_eval_item(const hv_fhirpath_t *fp, const hv_fhirpath_result_t *f
     hv_fhirpath_result_t *res;
     hv__fp_coll_t one;
     hv__fp_ctx_t *c;
-    int rc;
 
     if (fp == NULL || from == NULL || arena == NULL || out == NULL) return HV_EINVAL;
     if (i >= from->items.n) return HV_ENOTFOUND;
-    if (err != NULL) {
-        err->code = 0;
-        err->line = err->column = 0;
-        err->location[0] = err->message[0] = '\0';
-    }
-    res = hv_arena_calloc(arena, sizeof(*res));
+    res = result_new(fp, env, arena, err);
     if (res == NULL) return HV_ENOMEM;
     c = &res->ctx;
-    c->arena = arena;
-    c->env = env;
-    c->fp = fp;
-    c->err = err;
     c->now_ms = from->ctx.now_ms; /* the instant of from's evaluation */
     c->context = from->ctx.context;
     c->resource = from->ctx.resource;
@@ -648,13 +653,7 @@ int hv_fhirpath_eval_item(const hv_fhirpath_t *fp, const hv_fhirpath_result_t *f
     one.n = one.cap = 1;
     c->this_ = &one;
     c->index = 0;
-    rc = hv__fp_eval(c, fp->root, &one, &res->items);
-    if (rc != HV_OK) {
-        if (err != NULL && err->code == 0) hv_error_set(err, rc, NULL, "%s", hv_strerror(rc));
-        return rc;
-    }
-    *out = res;
-    return HV_OK;
+    return result_eval(res, &one, err, out);
 }
 
 size_t hv_fhirpath_result_count(const hv_fhirpath_result_t *r) {

@@ -80,6 +80,20 @@ static void fhir_json_orders_contained_and_bundle_resources(void **state) {
     json_object_put(o);
 }
 
+/* text is refused as malformed, at line:column, with message where one is given. */
+static void assert_refused_at(const char *text, const char *message, int line, int column)
+{
+    struct json_object *o = NULL;
+    hv_error_t err;
+    hv_error_clear(&err);
+    assert_int_equal(hv_fhir_json_parse(text, strlen(text), NULL, &o, &err), HV_EPROTO);
+    assert_null(o);
+    if (message != NULL)
+        assert_string_equal(err.message, message);
+    assert_int_equal(err.line, line);
+    assert_int_equal(err.column, column);
+}
+
 static void fhir_json_reports_syntax_errors_with_position(void **state) {
     (void)state;
     static const struct {
@@ -95,16 +109,8 @@ static void fhir_json_reports_syntax_errors_with_position(void **state) {
         {"{\"resourceType\":\"Patient\",\"id\":\"\xed\xa0\x80\"}", 1, 33},
         {"{\"resourceType\":\"Patient\",\"id\":\"\xe2\x82\"}", 1, 33},
     };
-    for (size_t i = 0; i < HV_ARRAY_LEN(cases); i++) {
-        struct json_object *o = NULL;
-        hv_error_t err;
-        hv_error_clear(&err);
-        assert_int_equal(hv_fhir_json_parse(cases[i].text, strlen(cases[i].text), NULL, &o, &err),
-                         HV_EPROTO);
-        assert_null(o);
-        assert_int_equal(err.line, cases[i].line);
-        assert_int_equal(err.column, cases[i].column);
-    }
+    for (size_t i = 0; i < HV_ARRAY_LEN(cases); i++)
+        assert_refused_at(cases[i].text, NULL, cases[i].line, cases[i].column);
 }
 
 /*
@@ -207,17 +213,8 @@ static void fhir_json_reports_non_ascii_outside_strings_as_before(void **state) 
         {"{\"resourceType\":\"Patient\",\"a\":1\xc3\xa9}", "invalid JSON: invalid utf-8 string", 1,
          32},
     };
-    for (size_t i = 0; i < HV_ARRAY_LEN(cases); i++) {
-        struct json_object *o = NULL;
-        hv_error_t err;
-        hv_error_clear(&err);
-        assert_int_equal(hv_fhir_json_parse(cases[i].text, strlen(cases[i].text), NULL, &o, &err),
-                         HV_EPROTO);
-        assert_null(o);
-        assert_string_equal(err.message, cases[i].message);
-        assert_int_equal(err.line, cases[i].line);
-        assert_int_equal(err.column, cases[i].column);
-    }
+    for (size_t i = 0; i < HV_ARRAY_LEN(cases); i++)
+        assert_refused_at(cases[i].text, cases[i].message, cases[i].line, cases[i].column);
 }
 
 /* The line and column of byte off, counted in characters as json.c counts them. */

@@ -214,20 +214,10 @@ static void search_index_writes_only_complete_composite_groups(void **state)
     store_test_db_close(db);
 }
 
-/* The composite rows of db (code "<param>$<n>") in every search table, as one string. */
-static void composite_rows(hv_db_t *db, hv_buf_t *out)
+/* Appends the one-column rows of each of the n queries to out, a line each. */
+static void query_lines(hv_db_t *db, const char *const *q, size_t n, hv_buf_t *out)
 {
-    static const char *const q[] = {
-        "SELECT type || '/' || id || ' ' || code || ' ' || grp || ' ' || COALESCE(system, '') || '|' || "
-        "COALESCE(value, '') FROM sp_tok WHERE code LIKE '%$%' ORDER BY 1",
-        "SELECT type || '/' || id || ' ' || code || ' ' || grp || ' ' || value FROM sp_str WHERE code LIKE '%$%' "
-        "ORDER BY 1",
-        "SELECT type || '/' || id || ' ' || code || ' ' || grp || ' ' || lo || ' ' || hi FROM sp_date WHERE code "
-        "LIKE '%$%' ORDER BY 1",
-        "SELECT type || '/' || id || ' ' || code || ' ' || grp || ' ' || COALESCE(value, '') || ' ' || "
-        "COALESCE(unit, '') FROM sp_num WHERE code LIKE '%$%' ORDER BY 1",
-    };
-    for (size_t i = 0; i < sizeof(q) / sizeof(q[0]); i++) {
+    for (size_t i = 0; i < n; i++) {
         hv_db_stmt_t *st = NULL;
         int rc;
         assert_int_equal(hv_db_prepare(db, q[i], &st), HV_OK);
@@ -242,18 +232,41 @@ static void composite_rows(hv_db_t *db, hv_buf_t *out)
     }
 }
 
+/* Indexes res (id "s<seq>") into dbs[0] with a precheck on and into dbs[1] with it off
+ * (enable switches it), and leaves it on. */
+static void put_on_and_off(struct json_object *res, size_t seq, hv_db_t **dbs, void (*enable)(int on))
+{
+    const char *type = hv_json_get_str(res, "resourceType");
+    char id[32];
+    snprintf(id, sizeof(id), "s%zu", seq);
+    enable(1);
+    assert_int_equal(hv__search_index_put(dbs[0], type, id, res, 0), HV_OK);
+    enable(0);
+    assert_int_equal(hv__search_index_put(dbs[1], type, id, res, 0), HV_OK);
+    enable(1);
+}
+
+/* The composite rows of db (code "<param>$<n>") in every search table, as one string. */
+static void composite_rows(hv_db_t *db, hv_buf_t *out)
+{
+    static const char *const q[] = {
+        "SELECT type || '/' || id || ' ' || code || ' ' || grp || ' ' || COALESCE(system, '') || '|' || "
+        "COALESCE(value, '') FROM sp_tok WHERE code LIKE '%$%' ORDER BY 1",
+        "SELECT type || '/' || id || ' ' || code || ' ' || grp || ' ' || value FROM sp_str WHERE code LIKE '%$%' "
+        "ORDER BY 1",
+        "SELECT type || '/' || id || ' ' || code || ' ' || grp || ' ' || lo || ' ' || hi FROM sp_date WHERE code "
+        "LIKE '%$%' ORDER BY 1",
+        "SELECT type || '/' || id || ' ' || code || ' ' || grp || ' ' || COALESCE(value, '') || ' ' || "
+        "COALESCE(unit, '') FROM sp_num WHERE code LIKE '%$%' ORDER BY 1",
+    };
+    query_lines(db, q, sizeof(q) / sizeof(q[0]), out);
+}
+
 /* Indexes one Synthea resource (id "s<seq>") with the composite precheck on into dbs[0] and
  * off into dbs[1]. */
 static void put_both(struct json_object *res, size_t seq, void *ud)
 {
-    hv_db_t **dbs = ud;
-    const char *type = hv_json_get_str(res, "resourceType");
-    char id[32];
-    snprintf(id, sizeof(id), "s%zu", seq);
-    hv__search_composite_precheck_enable(1);
-    assert_int_equal(hv__search_index_put(dbs[0], type, id, res, 0), HV_OK);
-    hv__search_composite_precheck_enable(0);
-    assert_int_equal(hv__search_index_put(dbs[1], type, id, res, 0), HV_OK);
+    put_on_and_off(res, seq, ud, hv__search_composite_precheck_enable);
 }
 
 /* A composite one of whose components cannot match the resource's top-level elements is
@@ -323,34 +336,14 @@ static void all_rows(hv_db_t *db, hv_buf_t *out)
         "COALESCE(cunit, '') FROM sp_num ORDER BY 1",
         "SELECT type || '/' || id || ' ' || code || ' ' || grp || ' ' || value FROM sp_uri ORDER BY 1",
     };
-    for (size_t i = 0; i < sizeof(q) / sizeof(q[0]); i++) {
-        hv_db_stmt_t *st = NULL;
-        int rc;
-        assert_int_equal(hv_db_prepare(db, q[i], &st), HV_OK);
-        while ((rc = hv_db_step(st)) == HV_DB_ROW) {
-            size_t len = 0;
-            const char *t = hv_db_column_text(st, 0, &len);
-            hv_buf_append(out, t != NULL ? t : "", t != NULL ? len : 0);
-            hv_buf_putc(out, '\n');
-        }
-        hv_db_done(st);
-        assert_true(rc >= 0);
-    }
+    query_lines(db, q, sizeof(q) / sizeof(q[0]), out);
 }
 
 /* Indexes one resource (id "s<seq>") with the specialization precheck on into dbs[0] and
  * off into dbs[1]. */
 static void put_both_spec(struct json_object *res, size_t seq, void *ud)
 {
-    hv_db_t **dbs = ud;
-    const char *type = hv_json_get_str(res, "resourceType");
-    char id[32];
-    snprintf(id, sizeof(id), "s%zu", seq);
-    hv__search_spec_precheck_enable(1);
-    assert_int_equal(hv__search_index_put(dbs[0], type, id, res, 0), HV_OK);
-    hv__search_spec_precheck_enable(0);
-    assert_int_equal(hv__search_index_put(dbs[1], type, id, res, 0), HV_OK);
-    hv__search_spec_precheck_enable(1);
+    put_on_and_off(res, seq, ud, hv__search_spec_precheck_enable);
 }
 
 /*

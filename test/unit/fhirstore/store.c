@@ -32,9 +32,27 @@ static void fhir_new_id_is_a_time_ordered_uuid(void **state)
     assert_string_not_equal(a, b);
 }
 
+/* A text for hv__fhir_parse_time, whether it parses, and the instant it gives. */
+typedef struct time_case {
+    const char *s;
+    int64_t ms;
+    int ok;
+} time_case_t;
+
+static void check_times(const time_case_t *cases, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int64_t ms = -1;
+        int rc = hv__fhir_parse_time(cases[i].s, &ms);
+        assert_int_equal(rc == HV_OK, cases[i].ok);
+        if (cases[i].ok)
+            assert_int_equal(ms, cases[i].ms);
+    }
+}
+
 static void fhir_parse_time_reads_dates_and_instants(void **state)
 {
-    static const struct { const char *s; int64_t ms; int ok; } cases[] = {
+    static const time_case_t cases[] = {
         {"1970-01-01T00:00:00Z", 0, 1},
         {"1970-01-01T00:00:01.5Z", 1500, 1},
         {"2024-02-29T12:00:00+02:00", 1709200800000LL, 1},
@@ -44,13 +62,7 @@ static void fhir_parse_time_reads_dates_and_instants(void **state)
         {"yesterday", 0, 0},
         {"2024-01-01T10:00", 0, 0}};
     (void)state;
-    for (size_t i = 0; i < HV_ARRAY_LEN(cases); i++) {
-        int64_t ms = -1;
-        int rc = hv__fhir_parse_time(cases[i].s, &ms);
-        assert_int_equal(rc == HV_OK, cases[i].ok);
-        if (cases[i].ok)
-            assert_int_equal(ms, cases[i].ms);
-    }
+    check_times(cases, HV_ARRAY_LEN(cases));
 }
 
 /* hv__fhir_parse_time reads all-digit fields itself and leaves the other forms to sscanf,
@@ -58,7 +70,7 @@ static void fhir_parse_time_reads_dates_and_instants(void **state)
  * nine characters it skips swallow the Z), a fraction and a negative offset with minutes. */
 static void fhir_parse_time_reads_the_other_forms_as_before(void **state)
 {
-    static const struct { const char *s; int64_t ms; int ok; } cases[] = {
+    static const time_case_t cases[] = {
         {"+024", -61409836800000LL, 1},
         {"2024-02-29T1:00:00Z", 1709168400000LL, 1},
         {"2024-02-29T12:00:00-05:30", 1709227800000LL, 1},
@@ -74,13 +86,7 @@ static void fhir_parse_time_reads_the_other_forms_as_before(void **state)
         {"2024-01-01T10:00:00+1:0", 0, 0},
         {"2024-01-01T10:00:00+2:00", 0, 0}};
     (void)state;
-    for (size_t i = 0; i < HV_ARRAY_LEN(cases); i++) {
-        int64_t ms = -1;
-        int rc = hv__fhir_parse_time(cases[i].s, &ms);
-        assert_int_equal(rc == HV_OK, cases[i].ok);
-        if (cases[i].ok)
-            assert_int_equal(ms, cases[i].ms);
-    }
+    check_times(cases, HV_ARRAY_LEN(cases));
 }
 
 static int count_rows(void *ud, const hv__store_row_t *row)
