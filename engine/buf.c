@@ -33,8 +33,8 @@ int hv_buf_reserve(hv_buf_t *b, size_t extra) {
     size_t need = b->len + extra + 1, ncap;
     char *p;
     if (need < b->len) return HV_ETOOBIG;
+    if (hv_buf_has_room(b, extra)) return HV_OK;
     if (b->max != 0 && b->len + extra > b->max) return HV_ETOOBIG;
-    if (need <= b->cap) return HV_OK;
     ncap = b->cap ? b->cap : 64;
     while (ncap < need) {
         if (ncap > SIZE_MAX / 2) return HV_ETOOBIG;
@@ -150,10 +150,8 @@ int hv_buf_json_str(hv_buf_t *b, const char *s, size_t n) {
         if (need > SIZE_MAX - 5) return HV_ETOOBIG;
         need += json_esc_len[u[i]] - 1u;
     }
-    /* The room is usually there already (the same test as hv_buf_reserve's). */
-    if (b->cap - b->len <= need || (b->max != 0 && b->len + need > b->max)) {
-        if ((rc = hv_buf_reserve(b, need)) != HV_OK) return rc;
-    }
+    /* The room is usually there already. */
+    if (!hv_buf_has_room(b, need) && (rc = hv_buf_reserve(b, need)) != HV_OK) return rc;
     w = b->data + b->len;
     *w++ = '"';
     for (i = 0, run = first; i < n; run = json_next_escape(u, i, n)) {

@@ -134,6 +134,11 @@ typedef struct hv_buf {
 } hv_buf_t;
 
 void hv_buf_init(hv_buf_t *b, size_t max);
+/* 1 when extra more bytes (and the terminating NUL) fit without growing and within the
+ * cap: the test hv_buf_reserve makes first, for writers that store bytes themselves. */
+static inline int hv_buf_has_room(const hv_buf_t *b, size_t extra) {
+    return b->len + extra < b->cap && (b->max == 0 || b->len + extra <= b->max);
+}
 void hv_buf_release(hv_buf_t *b); /* frees the storage; the buffer may be reused */
 void hv_buf_reset(hv_buf_t *b);   /* len = 0, keeps the storage */
 int hv_buf_reserve(hv_buf_t *b, size_t extra);

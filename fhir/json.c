@@ -62,16 +62,22 @@ void hv__fhir_path_pop(hv__fhir_path_t *p, size_t len) {
     p->buf[len] = '\0';
 }
 
-int hv__fhir_prop_resolve(const hv_fhir_elem_t *owner, const char *key, hv__fhir_prop_t *p) {
+/* hv__fhir_prop_resolve of a key whose length (len bytes) the caller has measured. */
+static int prop_resolve_n(const hv_fhir_elem_t *owner, const char *key, size_t len,
+                          hv__fhir_prop_t *p) {
     int us = key[0] == '_';
     const hv_fhir_type_t *t = NULL;
-    const hv_fhir_elem_t *e = hv_fhir_elem_child(owner, key + us, strlen(key + us), &t);
+    const hv_fhir_elem_t *e = hv_fhir_elem_child(owner, key + us, len - (size_t)us, &t);
     if (e == NULL)
         return HV_ENOTFOUND;
     p->elem = e;
     p->type = t;
     p->underscore = us;
     return HV_OK;
+}
+
+int hv__fhir_prop_resolve(const hv_fhir_elem_t *owner, const char *key, hv__fhir_prop_t *p) {
+    return prop_resolve_n(owner, key, strlen(key), p);
 }
 
 const hv_fhir_elem_t *hv__fhir_resource_root(struct json_object *obj) {
@@ -366,9 +372,9 @@ static int write_value(hv_buf_t *out, struct json_object *v, const hv_fhir_elem_
                        const hv_fhir_type_t *t, int underscore, unsigned flags, int depth);
 
 /* hv_buf_putc without the call when the byte fits: the writer puts a few bytes of
- * punctuation per element. The same rules as hv_buf_reserve (the cap, the NUL). */
+ * punctuation per element. */
 static inline int put_byte(hv_buf_t *out, char c) {
-    if (out->len + 2 <= out->cap && (out->max == 0 || out->len + 1 <= out->max)) {
+    if (hv_buf_has_room(out, 1)) {
         out->data[out->len++] = c;
         out->data[out->len] = '\0';
         return HV_OK;
@@ -422,8 +428,6 @@ static int write_object(hv_buf_t *out, struct json_object *obj, const hv_fhir_el
     }
     json_object_object_foreach(obj, key, val) {
         prop_ent_t *pe = &ents[i];
-        const hv_fhir_elem_t *e;
-        int us = key[0] == '_';
         pe->key = key;
         pe->keylen = strlen(key);
         pe->val = val;
@@ -431,12 +435,7 @@ static int write_object(hv_buf_t *out, struct json_object *obj, const hv_fhir_el
         pe->known = 0;
         if (is_resource && strcmp(key, "resourceType") == 0) {
             pe->order = -1 - (1L << 30);
-        } else if (owner != NULL &&
-                   (e = hv_fhir_elem_child(owner, key + us, pe->keylen - (size_t)us,
-                                           &pe->prop.type)) != NULL) {
-            /* hv__fhir_prop_resolve, with the key's length measured once. */
-            pe->prop.elem = e;
-            pe->prop.underscore = us;
+        } else if (owner != NULL && prop_resolve_n(owner, key, pe->keylen, &pe->prop) == HV_OK) {
             pe->known = 1;
             /* XML attributes (Extension.url) come first, as the official serializers
              * write them in JSON too; then the specification order. */

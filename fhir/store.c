@@ -603,12 +603,23 @@ void hv__fhir_instant(uint64_t ms, char *out, size_t outlen)
     out[24] = '\0';
 }
 
+/* Sets obj's key to the string val; a member that already holds val is left as it is (a
+ * tree prepared ahead carries its id and versionId), sparing a new object per field. */
+static int set_str_member(struct json_object *obj, const char *key, const char *val)
+{
+    struct json_object *cur = NULL;
+    if (json_object_object_get_ex(obj, key, &cur) && json_object_is_type(cur, json_type_string) &&
+        strcmp(json_object_get_string(cur), val) == 0)
+        return 0;
+    return hv_json_set_str(obj, key, val);
+}
+
 int hv__fhir_set_meta(struct json_object *res, const char *id, int64_t version, uint64_t ms)
 {
     struct json_object *meta = NULL;
     char vbuf[32], ts[40];
     int rc;
-    if (id != NULL && hv_json_set_str(res, "id", id) != 0)
+    if (id != NULL && set_str_member(res, "id", id) != 0)
         return HV_ENOMEM;
     if (!json_object_object_get_ex(res, "meta", &meta) || !json_object_is_type(meta, json_type_object)) {
         meta = json_object_new_object();
@@ -617,9 +628,9 @@ int hv__fhir_set_meta(struct json_object *res, const char *id, int64_t version, 
     }
     snprintf(vbuf, sizeof(vbuf), "%lld", (long long)version);
     hv__fhir_instant(ms, ts, sizeof(ts));
-    rc = hv_json_set_str(meta, "versionId", vbuf);
+    rc = set_str_member(meta, "versionId", vbuf);
     if (rc == 0)
-        rc = hv_json_set_str(meta, "lastUpdated", ts);
+        rc = set_str_member(meta, "lastUpdated", ts);
     return rc == 0 ? HV_OK : HV_ENOMEM;
 }
 

@@ -166,26 +166,6 @@ void hv__fop_ahead(hv__fop_t *op, int text)
     hv_buf_release(&b);
 }
 
-/*
- * The tree's meta once take_pre_text took the text serialized ahead: hv__fop_ahead gave
- * this tree its id, meta.versionId "1" and a placeholder meta.lastUpdated, so only
- * lastUpdated changes, to ms, in place (the same instant as the text's). A tree found
- * otherwise gets all three from hv__fhir_set_meta, as a version serialized here does.
- */
-static int set_pre_meta(struct json_object *res, const char *id, uint64_t ms)
-{
-    struct json_object *jid = NULL, *meta = NULL, *vid = NULL, *lu = NULL;
-    char ts[40];
-    if (!json_object_object_get_ex(res, "id", &jid) || !json_object_is_type(jid, json_type_string) ||
-        strcmp(json_object_get_string(jid), id) != 0 || !json_object_object_get_ex(res, "meta", &meta) ||
-        !json_object_is_type(meta, json_type_object) || !json_object_object_get_ex(meta, "versionId", &vid) ||
-        !json_object_is_type(vid, json_type_string) || strcmp(json_object_get_string(vid), "1") != 0 ||
-        !json_object_object_get_ex(meta, "lastUpdated", &lu) || !json_object_is_type(lu, json_type_string))
-        return hv__fhir_set_meta(res, id, 1, ms);
-    hv__fhir_instant(ms, ts, sizeof(ts));
-    return json_object_set_string(lu, ts) == 1 ? HV_OK : HV_ENOMEM;
-}
-
 /* Serializes res with its new meta and appends it as version `version` of op->type/id. */
 static int write_version(hv_db_t *db, hv__fop_t *op, struct json_object *res, int64_t version)
 {
@@ -193,13 +173,11 @@ static int write_version(hv_db_t *db, hv__fop_t *op, struct json_object *res, in
     hv_buf_t b;
     int rc;
     hv_buf_init(&b, 0);
-    if (take_pre_text(op, res, version, ms, &b)) {
-        rc = set_pre_meta(res, op->id, ms);
-    } else {
-        rc = hv__fhir_set_meta(res, op->id, version, ms);
-        if (rc == HV_OK)
-            rc = hv_fhir_json_write(res, 0, &b);
-    }
+    /* A tree whose text was serialized ahead holds its id and versionId already:
+     * hv__fhir_set_meta sets only what differs. */
+    rc = hv__fhir_set_meta(res, op->id, version, ms);
+    if (rc == HV_OK && !take_pre_text(op, res, version, ms, &b))
+        rc = hv_fhir_json_write(res, 0, &b);
     if (rc != HV_OK)
         goto out;
     rc = hv__store_put_pre(db, op->type, op->id, version, ms, b.data, b.len, res,
