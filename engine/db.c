@@ -25,10 +25,11 @@
  * resets the statement, clears its bindings and puts it back.
  *
  * Migrations (hv_db_migrate) are kept in table hv_schema(module, version). Each
- * migration runs in its own transaction together with the version update, after
- * re-reading the version under the write lock (SQLite BEGIN IMMEDIATE, PostgreSQL
- * a transaction-scoped advisory lock), so two processes starting at once apply
- * each migration exactly once.
+ * migration of an existing schema (an upgrade) runs in its own transaction together
+ * with the version update; a new schema's (version 0) all run in one transaction,
+ * which writes the version once. Either way the version is re-read under the write
+ * lock (SQLite BEGIN IMMEDIATE, PostgreSQL a transaction-scoped advisory lock), so
+ * two processes starting at once apply each migration exactly once.
  */
 #include "config.h"
 #include "engine/db_int.h"
@@ -525,12 +526,23 @@ out:
 
 /*
  * One step: in a transaction holding the schema lock, applies the next
- * migration if there is one. Sets *applied to 1 if it did, and *from to the
- * version the step found.
+ * migration if there is one, or all of them if the module has none applied (a
+ * new schema). Sets *applied to how many it applied, and *from to the version
+ * the step found.
+ *
+ * Why a new schema's migrations share one transaction: each commit costs a sync
+ * (on SQLite in WAL mode with synchronous=FULL, an fdatasync of the WAL), and a
+ * new FHIR store has over twenty migrations, which held the start of an import
+ * and of every test's store for their syncs. Nothing is lost by it: a new schema
+ * has no rows for a migration to rebuild, and if one fails the whole set is
+ * rolled back, leaving the schema at version 0, a known version, which the next
+ * start applies again. An upgrade keeps one transaction per migration, so that a
+ * failing one leaves the store at the version before it, with the migrations that
+ * succeeded (some rebuild large tables) kept, and each is logged as it completes.
  */
 static int migrate_step(hv_db_t *db, const char *module, const char *const *migrations,
-                        int64_t count, int *applied, int64_t *from, hv_error_t *err) {
-    int64_t version = 0;
+                        int64_t count, int64_t *applied, int64_t *from, hv_error_t *err) {
+    int64_t version = 0, to = 0;
     int rc = hv_db_begin(db), in_tx = 0;
     const char *what = "begin";
     *applied = 0;
@@ -557,12 +569,15 @@ static int migrate_step(hv_db_t *db, const char *module, const char *const *migr
         goto out;
     }
     if (version < count) {
+        to = version == 0 ? count : version + 1;
         what = "apply";
-        rc = hv_db_exec(db, migrations[version]);
+        for (; version < to; version++) {
+            rc = hv_db_exec(db, migrations[version]);
+            if (rc != HV_OK) goto out;
+        }
+        rc = write_version(db, module, to);
         if (rc != HV_OK) goto out;
-        rc = write_version(db, module, version + 1);
-        if (rc != HV_OK) goto out;
-        *applied = 1;
+        *applied = to - *from;
     }
     what = "commit";
     rc = hv_db_commit(db);
@@ -590,8 +605,8 @@ out:
  */
 int hv_db_migrate(hv_db_t *db, const char *module, const char *const *migrations,
                   hv_error_t *err) {
-    int64_t count = 0, from = 0, first = -1;
-    int rc, applied = 1;
+    int64_t count = 0, from = 0, first = -1, applied = 1;
+    int rc;
     while (migrations[count] != NULL) count++;
     while (applied) {
         uint64_t t0 = hv_mono_ns();
@@ -603,8 +618,9 @@ int hv_db_migrate(hv_db_t *db, const char *module, const char *const *migrations
         r = hv_log_begin(first > 0 ? HV_LOG_INFO : HV_LOG_DEBUG, "db.migrated");
         if (r != NULL) {
             hv_log_str(r, "module", module);
-            hv_log_int(r, "version", from + 1);
+            hv_log_int(r, "version", from + applied);
             hv_log_int(r, "of", count);
+            if (applied > 1) hv_log_int(r, "applied", applied);
             hv_log_int(r, "ms", (int64_t)((hv_mono_ns() - t0) / 1000000));
             hv_log_end(r);
         }

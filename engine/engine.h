@@ -364,8 +364,11 @@ int hv_db_begin(hv_db_t *db);
 int hv_db_commit(hv_db_t *db);
 int hv_db_rollback(hv_db_t *db);
 /*
- * Applies the migrations a module has not applied yet, in order, each in its own
- * transaction; the applied version is kept in table hv_schema. `migrations` ends with NULL.
+ * Applies the migrations a module has not applied yet, in order; the applied version is
+ * kept in table hv_schema. `migrations` ends with NULL. An upgrade (a version above 0)
+ * applies each in its own transaction, so a failure leaves the version before the
+ * failing one; a new schema's (version 0) all run in one transaction, so a failure leaves
+ * version 0 and nothing of the module's schema.
  */
 int hv_db_migrate(hv_db_t *db, const char *module, const char *const *migrations,
                   hv_error_t *err);

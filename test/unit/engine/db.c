@@ -582,9 +582,9 @@ static void db_migrations_apply_once_and_in_order(void **state) {
     hv_db_close(db);
 }
 
-/* Runs hv_db_migrate with standard error in a temporary file at log level INFO,
+/* Runs hv_db_migrate with standard error in a temporary file at log level `level`,
  * and returns how many lines of that file hold needle. */
-static int migrate_logged(hv_db_t *db, const char *const *migrations, const char *needle) {
+static int migrate_logged_at(hv_db_t *db, const char *const *migrations, int level, const char *needle) {
     char line[1024];
     hv_error_t err;
     int n = 0, saved = dup(2), prev = hv_log_level();
@@ -592,7 +592,7 @@ static int migrate_logged(hv_db_t *db, const char *const *migrations, const char
     assert_non_null(f);
     assert_true(saved >= 0);
     hv_log_flush();
-    hv_log_configure(HV_LOG_INFO, HV_LOG_JSON);
+    hv_log_configure(level, HV_LOG_JSON);
     assert_int_equal(dup2(fileno(f), 2), 2);
     hv_error_clear(&err);
     assert_int_equal(hv_db_migrate(db, "logged", migrations, &err), HV_OK);
@@ -604,6 +604,10 @@ static int migrate_logged(hv_db_t *db, const char *const *migrations, const char
     while (fgets(line, sizeof(line), f) != NULL) n += strstr(line, needle) != NULL;
     fclose(f);
     return n;
+}
+
+static int migrate_logged(hv_db_t *db, const char *const *migrations, const char *needle) {
+    return migrate_logged_at(db, migrations, HV_LOG_INFO, needle);
 }
 
 /* An upgrade of an existing schema says at info which migration ran and for how long
@@ -621,6 +625,65 @@ static void db_migrations_of_an_existing_schema_are_logged_at_info(void **state)
     db = dbtest_open(BACKEND(state));
     assert_int_equal(migrate_logged(db, v4, "db.migrated"), 0);
     assert_int_equal(migrate_logged(db, v4, "db.migrated"), 0);
+    hv_db_close(db);
+}
+
+/* A new schema's migrations run in one transaction: one step, logged once (at debug)
+ * with the number applied, and the version written once. */
+static void db_new_schema_migrations_run_in_one_transaction(void **state) {
+    static const char *const v3[] = {"CREATE TABLE one(x INTEGER)", "INSERT INTO one VALUES (1)",
+                                     "INSERT INTO one VALUES (2)", NULL};
+    hv_db_t *db = dbtest_open(BACKEND(state));
+    assert_int_equal(migrate_logged_at(db, v3, HV_LOG_DEBUG, "\"event\":\"db.migrated\""), 1);
+    assert_int_equal(dbtest_query_int(db, "SELECT COUNT(*) FROM one"), 2);
+    assert_int_equal(dbtest_query_int(db, "SELECT version FROM hv_schema WHERE module = 'logged'"), 3);
+    hv_db_close(db);
+    db = dbtest_open(BACKEND(state));
+    assert_int_equal(migrate_logged_at(db, v3, HV_LOG_DEBUG, "\"applied\":3"), 1);
+    hv_db_close(db);
+}
+
+/* A failing migration of a new schema rolls back the whole set: the schema stays at
+ * version 0, with none of the earlier migrations' tables, and the next run applies
+ * the (fixed) list from the start. */
+static void db_new_schema_failing_migration_leaves_version_zero(void **state) {
+    static const char *const broken[] = {"CREATE TABLE nz(x INTEGER)", "INSERT INTO nz VALUES (1)",
+                                         "INSERT INTO no_such_table VALUES (1)", NULL};
+    static const char *const fixed[] = {"CREATE TABLE nz(x INTEGER)", "INSERT INTO nz VALUES (1)",
+                                        "INSERT INTO nz VALUES (2)", NULL};
+    static const char *const other[] = {"CREATE TABLE ot(x INTEGER)", NULL};
+    hv_db_t *db = dbtest_open(BACKEND(state));
+    hv_error_t err;
+    hv_error_clear(&err);
+    /* Another module's version row, so that hv_schema outlives the rollback. */
+    assert_int_equal(hv_db_migrate(db, "other", other, &err), HV_OK);
+    assert_int_equal(hv_db_migrate(db, "fresh", broken, &err), HV_EDB);
+    assert_true(strstr(err.message, "migration 3") != NULL);
+    assert_string_equal(err.location, "fresh");
+    assert_int_equal(dbtest_query_int(db, "SELECT COUNT(*) FROM hv_schema WHERE module = 'fresh'"), 0);
+    /* The next run starts again from the first migration (CREATE TABLE nz would fail
+     * had it been kept). */
+    hv_error_clear(&err);
+    assert_int_equal(hv_db_migrate(db, "fresh", fixed, &err), HV_OK);
+    assert_int_equal(dbtest_query_int(db, "SELECT SUM(x) FROM nz"), 3);
+    assert_int_equal(dbtest_query_int(db, "SELECT version FROM hv_schema WHERE module = 'fresh'"), 3);
+    hv_db_close(db);
+}
+
+/* An upgrade still applies one migration per transaction: when the second of two new
+ * migrations fails, the first stays applied and the version names it. */
+static void db_upgrade_keeps_each_migration_that_succeeded(void **state) {
+    static const char *const v1[] = {"CREATE TABLE up(x INTEGER)", NULL};
+    static const char *const v3_broken[] = {"CREATE TABLE up(x INTEGER)", "INSERT INTO up VALUES (7)",
+                                            "INSERT INTO no_such_table VALUES (1)", NULL};
+    hv_db_t *db = dbtest_open(BACKEND(state));
+    hv_error_t err;
+    hv_error_clear(&err);
+    assert_int_equal(hv_db_migrate(db, "up", v1, &err), HV_OK);
+    assert_int_equal(hv_db_migrate(db, "up", v3_broken, &err), HV_EDB);
+    assert_true(strstr(err.message, "migration 3") != NULL);
+    assert_int_equal(dbtest_query_int(db, "SELECT version FROM hv_schema WHERE module = 'up'"), 2);
+    assert_int_equal(dbtest_query_int(db, "SELECT SUM(x) FROM up"), 7);
     hv_db_close(db);
 }
 
@@ -760,6 +823,9 @@ int run_db_tests(void) {
         cmocka_unit_test(db_unique_violation_is_conflict_without_values),
         cmocka_unit_test(db_migrations_apply_once_and_in_order),
         cmocka_unit_test(db_migrations_of_an_existing_schema_are_logged_at_info),
+        cmocka_unit_test(db_new_schema_migrations_run_in_one_transaction),
+        cmocka_unit_test(db_new_schema_failing_migration_leaves_version_zero),
+        cmocka_unit_test(db_upgrade_keeps_each_migration_that_succeeded),
         cmocka_unit_test(db_concurrent_migrations_apply_each_once),
         cmocka_unit_test(db_open_configures_backend),
         cmocka_unit_test(db_each_module_has_its_own_tables),
