@@ -8,7 +8,8 @@ sp_num, sp_uri), the reference index (refs) and the stored resources (but
 meta.lastUpdated) are compared row by row. Bundles that need the store (conditional
 references, If-None-Exist, conditional updates) fall back to the writer path.
 HOLOVITALS_IMPORT_PRECOMPUTE=1 makes the importer say how many Bundles were computed
-ahead, so the tests know which path ran. On SQLite, and on PostgreSQL when
+ahead, so the tests know which path ran, and whether a worker built the shared tables
+(model index, compiled search parameters, UCUM) before taking units. On SQLite, and on PostgreSQL when
 HV_TEST_PG_URL is set.
 """
 import glob
@@ -28,6 +29,7 @@ import test_fhir_store as store_tests
 REFERENCE = os.environ.get("HV_REFERENCE_DIR", REFERENCE)
 TABLES = ("sp_str", "sp_tok", "sp_ref", "sp_date", "sp_num", "sp_uri", "refs")
 AHEAD = re.compile(r"holovitals import: (\d+) of (\d+) Bundles computed ahead\n")
+WARM = re.compile(r"holovitals import: shared tables built ahead: (yes|no)\n")
 LAST_UPDATED = re.compile(r'"lastUpdated"\s*:\s*"[^"]*"')
 
 
@@ -65,21 +67,24 @@ class ImportAheadTests(unittest.TestCase):
     def dump(self, data):
         return dump_store(self.DB, data)
 
-    def run_import(self, name, mode, batches):
-        """Imports each list of files of batches (one import each) into a fresh store with
-        HOLOVITALS_IMPORT_PRECOMPUTE=mode; returns (dump, [(ahead, bundles)...], [stderr...])."""
+    def run_import(self, name, mode, batches, opts=()):
+        """Imports each list of files of batches (one import each, with options opts) into a
+        fresh store with HOLOVITALS_IMPORT_PRECOMPUTE=mode; returns (dump, [(ahead, bundles)...],
+        [stderr...]); self.warm holds each import's "shared tables built ahead" answer."""
         data = os.path.join(self.tmp, name)
         if self.DB:
             store_tests.reset_pg(self.DB)
-        counts, errs = [], []
+        counts, errs, self.warm = [], [], []
         for files in batches:
-            args = ["import", "--data", data] + (["--db", self.DB] if self.DB else []) + list(files)
+            args = ["import", "--data", data] + (["--db", self.DB] if self.DB else []) + list(opts) + list(files)
             code, out, err = run_cli(*args, env={"HOLOVITALS_IMPORT_PRECOMPUTE": mode}, timeout=600)
             for bad in ("Sanitizer", "runtime error"):
                 self.assertNotIn(bad, err)
             m = AHEAD.search(err)
             counts.append((int(m.group(1)), int(m.group(2))) if m else None)
-            errs.append((code, out.split(" in ")[0], AHEAD.sub("", err)))
+            w = WARM.search(err)
+            self.warm.append(w.group(1) if w else None)
+            errs.append((code, out.split(" in ")[0], WARM.sub("", AHEAD.sub("", err))))
         return self.dump(data), counts, errs
 
     def assert_same_store(self, batches):
@@ -114,6 +119,20 @@ class ImportAheadTests(unittest.TestCase):
         self.assertEqual(self.codes, [0])
         for t in ("sp_str", "sp_tok", "sp_ref", "sp_date", "sp_num", "refs"):
             self.assertGreater(len(new[t]), 100, t)
+
+    def test_second_worker_builds_the_shared_tables_before_taking_units(self):
+        """With two workers one builds the tables the first preparation would build (so that
+        it overlaps the first Bundle's parse); with one worker none does; the stores are the
+        same either way."""
+        files = sorted(glob.glob(os.path.join(REFERENCE, "fhir", "synthea", "*.json")))[:1]
+        self.assertTrue(files, "no Synthea bundles under " + REFERENCE)
+        one, _, one_errs = self.run_import("one", "1", [files], ("--workers", "1"))
+        self.assertEqual(self.warm, ["no"])
+        two, _, two_errs = self.run_import("two", "1", [files], ("--workers", "2"))
+        self.assertEqual(self.warm, ["yes"])
+        self.assertEqual([c for c, _, _ in two_errs], [0])
+        self.assertEqual(one_errs, two_errs)
+        self.assertEqual(one, two)
 
     def test_updates_replace_rows_equal_both_ways(self):
         """A second import of changed resources (new versions: the rows of the old ones are
