@@ -20,9 +20,9 @@
  * the text a new resource's first version is stored as (hv__bundle_precompute), so that
  * the writer (the command's thread) only inserts,
  * in the files' order, whichever worker finished first. With two workers or more, the
- * first to start builds the tables preparing reads (warm_tables) before taking a unit. Units wait in one bounded
- * queue (2 x workers + 1); the trees the writer is done with go back to the workers
- * to be freed, off the writer's path.
+ * first to start builds the tables preparing reads (warm_tables) before taking a unit.
+ * Units wait in one bounded queue (2 x workers + 1); the trees the writer is done with
+ * go back to the workers to be freed, off the writer's path.
  *
  * On a terminal, standard error shows a progress bar (bytes read, resources/s,
  * ETA); at the end a summary line is printed on standard output:
