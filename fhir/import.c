@@ -40,6 +40,7 @@
 
 #include "fhir/rest_int.h"
 #include "fhir/search_int.h"
+#include "terminology/ucum.h"
 
 #define IMPORT_MAX_FILE ((size_t)2 << 30)
 #define IMPORT_MAX_WORKERS 16
@@ -103,6 +104,7 @@ typedef struct imp {
     int precompute;           /* the reader prepares the jobs and computes their index rows */
     int report_ahead;         /* HOLOVITALS_IMPORT_PRECOMPUTE=1: say how many Bundles were computed ahead */
     int warmed;               /* warm_tables ran (reported with report_ahead) */
+    int ucum_read;            /* the reader loaded the UCUM table (reader_main; reported likewise) */
     uint64_t units, ahead;    /* Bundles the writer ran; of them, with ids, references and rows done ahead */
     /* The open transaction's Bundles that ran bare (without a savepoint), kept until its
      * commit so that they can run again if a later bare one fails (run_bundle). */
@@ -842,6 +844,13 @@ static void import_file(imp_t *im, const char *path, size_t batch)
     }
 }
 
+/* Reader thread: reads the files in order and cuts them into units. Once the first
+ * file is handed over, it loads the process-wide UCUM table (hv_ucum_shared: the
+ * canonical form of every quantity's index row needs it; reading and parsing
+ * ucum-essence.xml was ~15 M instructions of the first unit's preparation), so that
+ * the load overlaps the first unit's parse and the search parameters' compilation
+ * (warm_tables) instead of following them on the worker the writer waits for. The
+ * reader has nothing else to do then but wait for room in the queue. */
 static void reader_main(void *arg)
 {
     imp_t *im = arg;
@@ -853,6 +862,8 @@ static void reader_main(void *arg)
         if (closed)
             break;
         import_file(im, im->files[i], im->batch);
+        if (i == 0)
+            im->ucum_read = hv_ucum_shared(NULL) != NULL;
     }
     uv_mutex_lock(&im->q.lock);
     im->q.done = 1;
@@ -1042,6 +1053,7 @@ int hv__fhir_cmd_import(hv_engine_t *e, int argc, char **argv)
         fprintf(stderr, "holovitals import: %llu of %llu Bundles computed ahead\n", (unsigned long long)im.ahead,
                 (unsigned long long)im.units);
         fprintf(stderr, "holovitals import: shared tables built ahead: %s\n", im.warmed ? "yes" : "no");
+        fprintf(stderr, "holovitals import: UCUM table loaded by the reader: %s\n", im.ucum_read ? "yes" : "no");
     }
     hv_db_close(im.db);
     if (lock_fd >= 0)

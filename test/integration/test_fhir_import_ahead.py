@@ -8,8 +8,9 @@ sp_num, sp_uri), the reference index (refs) and the stored resources (but
 meta.lastUpdated) are compared row by row. Bundles that need the store (conditional
 references, If-None-Exist, conditional updates) fall back to the writer path.
 HOLOVITALS_IMPORT_PRECOMPUTE=1 makes the importer say how many Bundles were computed
-ahead, so the tests know which path ran, and whether a worker built the shared tables
-(model index, compiled search parameters, UCUM) before taking units. On SQLite, and on PostgreSQL when
+ahead, so the tests know which path ran, whether a worker built the shared tables
+(model index, compiled search parameters, UCUM) before taking units, and whether the
+reader loaded the UCUM table. On SQLite, and on PostgreSQL when
 HV_TEST_PG_URL is set.
 """
 import glob
@@ -30,6 +31,7 @@ REFERENCE = os.environ.get("HV_REFERENCE_DIR", REFERENCE)
 TABLES = ("sp_str", "sp_tok", "sp_ref", "sp_date", "sp_num", "sp_uri", "refs")
 AHEAD = re.compile(r"holovitals import: (\d+) of (\d+) Bundles computed ahead\n")
 WARM = re.compile(r"holovitals import: shared tables built ahead: (yes|no)\n")
+UCUM = re.compile(r"holovitals import: UCUM table loaded by the reader: (yes|no)\n")
 LAST_UPDATED = re.compile(r'"lastUpdated"\s*:\s*"[^"]*"')
 
 
@@ -70,11 +72,12 @@ class ImportAheadTests(unittest.TestCase):
     def run_import(self, name, mode, batches, opts=()):
         """Imports each list of files of batches (one import each, with options opts) into a
         fresh store with HOLOVITALS_IMPORT_PRECOMPUTE=mode; returns (dump, [(ahead, bundles)...],
-        [stderr...]); self.warm holds each import's "shared tables built ahead" answer."""
+        [stderr...]); self.warm and self.ucum hold each import's answers to "shared tables built
+        ahead" and "UCUM table loaded by the reader"."""
         data = os.path.join(self.tmp, name)
         if self.DB:
             store_tests.reset_pg(self.DB)
-        counts, errs, self.warm = [], [], []
+        counts, errs, self.warm, self.ucum = [], [], [], []
         for files in batches:
             args = ["import", "--data", data] + (["--db", self.DB] if self.DB else []) + list(opts) + list(files)
             code, out, err = run_cli(*args, env={"HOLOVITALS_IMPORT_PRECOMPUTE": mode}, timeout=600)
@@ -82,9 +85,10 @@ class ImportAheadTests(unittest.TestCase):
                 self.assertNotIn(bad, err)
             m = AHEAD.search(err)
             counts.append((int(m.group(1)), int(m.group(2))) if m else None)
-            w = WARM.search(err)
+            w, u = WARM.search(err), UCUM.search(err)
             self.warm.append(w.group(1) if w else None)
-            errs.append((code, out.split(" in ")[0], WARM.sub("", AHEAD.sub("", err))))
+            self.ucum.append(u.group(1) if u else None)
+            errs.append((code, out.split(" in ")[0], UCUM.sub("", WARM.sub("", AHEAD.sub("", err)))))
         return self.dump(data), counts, errs
 
     def assert_same_store(self, batches):
@@ -120,16 +124,18 @@ class ImportAheadTests(unittest.TestCase):
         for t in ("sp_str", "sp_tok", "sp_ref", "sp_date", "sp_num", "refs"):
             self.assertGreater(len(new[t]), 100, t)
 
-    def test_second_worker_builds_the_shared_tables_before_taking_units(self):
+    def test_a_worker_and_the_reader_build_the_shared_tables_ahead(self):
         """With two workers one builds the tables the first preparation would build (so that
-        it overlaps the first Bundle's parse); with one worker none does; the stores are the
-        same either way."""
+        it overlaps the first Bundle's parse); with one worker none does; the reader loads the
+        UCUM table after handing the first file over either way; the stores are the same."""
         files = sorted(glob.glob(os.path.join(REFERENCE, "fhir", "synthea", "*.json")))[:1]
         self.assertTrue(files, "no Synthea bundles under " + REFERENCE)
         one, _, one_errs = self.run_import("one", "1", [files], ("--workers", "1"))
         self.assertEqual(self.warm, ["no"])
+        self.assertEqual(self.ucum, ["yes"])
         two, _, two_errs = self.run_import("two", "1", [files], ("--workers", "2"))
         self.assertEqual(self.warm, ["yes"])
+        self.assertEqual(self.ucum, ["yes"])
         self.assertEqual([c for c, _, _ in two_errs], [0])
         self.assertEqual(one_errs, two_errs)
         self.assertEqual(one, two)
