@@ -28,6 +28,8 @@ import test_fhir_store as store_tests
 REFERENCE = os.environ.get("HV_REFERENCE_DIR", REFERENCE)
 TABLES = ("sp_str", "sp_tok", "sp_ref", "sp_date", "sp_num", "sp_uri", "refs")
 AHEAD = re.compile(r"holovitals import: (\d+) of (\d+) Bundles computed ahead\n")
+# The count of commits reported with it (test_fhir_import_pool.py checks it).
+COMMITS = re.compile(r"holovitals import: \d+ commits\n")
 LAST_UPDATED = re.compile(r'"lastUpdated"\s*:\s*"[^"]*"')
 
 
@@ -79,7 +81,7 @@ class ImportAheadTests(unittest.TestCase):
                 self.assertNotIn(bad, err)
             m = AHEAD.search(err)
             counts.append((int(m.group(1)), int(m.group(2))) if m else None)
-            errs.append((code, out.split(" in ")[0], AHEAD.sub("", err)))
+            errs.append((code, out.split(" in ")[0], COMMITS.sub("", AHEAD.sub("", err))))
         return self.dump(data), counts, errs
 
     def assert_same_store(self, batches):
