@@ -9,8 +9,9 @@
  * are grouped into collection Bundles of --batch resources (default 1000), one
  * Bundle each. Every Bundle is atomic (a savepoint); a Bundle that fails is rolled
  * back alone and named on standard error, the rest goes on. Bundles share commits
- * of about fhir.import_commit resources (default 5000), or --batch when it is given
- * (group commit); the summary counts only what committed.
+ * (group commit) of about --batch resources when it is given, else growing with the
+ * import from a fifth of fhir.import_commit (default 5000) up to it (due_commit); the
+ * summary counts only what committed.
  *
  * Three kinds of thread share the work. A reader thread reads the files and cuts
  * them into units (a Bundle file, or --batch lines of NDJSON); --workers threads
@@ -92,7 +93,8 @@ typedef struct imp {
     uint64_t last_draw;
     int in_tx;                /* a transaction is open */
     uint64_t committed;       /* resources durable so far */
-    uint64_t commit_every;    /* resources per commit */
+    uint64_t commit_every;    /* resources per commit: the most, when commit_grow */
+    int commit_grow;          /* commits grow with the import (due_commit) */
     uint64_t commits;         /* commits made (reported with report_ahead) */
     uq_t q;
     char **files;
@@ -514,6 +516,32 @@ static void bare_clear(imp_t *im)
     im->guarded = 0;
 }
 
+/*
+ * Whether the open transaction holds enough resources to commit. With --batch, every
+ * --batch resources. Otherwise a commit holds at least a fifth of fhir.import_commit
+ * resources and at least a quarter of what the import has committed before it, up to
+ * fhir.import_commit: a commit writes every page it changed to the WAL once, and the
+ * writer's (type, id ...) indexes take a random leaf per resource each, so what a commit
+ * of k resources writes per resource grows with the indexes until k grows with them
+ * (1,000-resource commits into a store of 100,000 wrote ~13,000 pages, 54 MB, each).
+ * A small import keeps small commits: the transaction's prepared Bundles stay in
+ * memory until its commit (for a re-run, bare), which a larger commit costs.
+ */
+static int due_commit(const imp_t *im)
+{
+    uint64_t n = im->resources - im->committed, want = im->commit_every;
+    if (im->commit_grow) {
+        want = im->committed / 4;
+        if (want < im->commit_every / 5)
+            want = im->commit_every / 5;
+        if (want > im->commit_every)
+            want = im->commit_every;
+        if (want < 1)
+            want = 1;
+    }
+    return n >= want;
+}
+
 /* Commits what is pending; the resources counted so far are then durable. */
 static int import_commit(imp_t *im)
 {
@@ -670,7 +698,7 @@ static int run_bundle(imp_t *im, unit_t *u)
             for (size_t i = 0; i < hv__bundle_op_count(bj); i++)
                 if (hv__bundle_op_at(bj, i)->change != HV__CHANGE_NONE)
                     im->resources++;
-            if (im->resources - im->committed >= im->commit_every)
+            if (due_commit(im))
                 rc = import_commit(im);
             return rc;
         }
@@ -707,7 +735,7 @@ static int run_bundle(imp_t *im, unit_t *u)
         for (size_t i = 0; i < hv__bundle_op_count(bj); i++)
             if (hv__bundle_op_at(bj, i)->change != HV__CHANGE_NONE)
                 im->resources++;
-        if (im->resources - im->committed >= im->commit_every)
+        if (due_commit(im))
             rc = import_commit(im);
     }
     discard(im, bj);
@@ -895,17 +923,13 @@ int hv__fhir_cmd_import(hv_engine_t *e, int argc, char **argv)
     /* The summary's time counts from here: the store's opening included, which the
      * reader and the workers overlap (below). */
     im.t0 = hv_mono_ns();
-    /* Commits of fhir.import_commit resources unless --batch says otherwise. A commit
-     * writes every page it changed to the WAL, and the (type, id …) indexes the writer
-     * keeps take one random leaf per resource each, so a commit of 1,000 resources into
-     * a store of 100,000 wrote ~13,000 pages (54 MB) for ~7 MB of data; larger commits
-     * change each leaf once for the several resources that land in it. The cost is
-     * memory: the open transaction's prepared Bundles are kept for a re-run (bare). */
+    /* Commits of --batch resources, or growing up to fhir.import_commit (due_commit). */
     if (batch_given) {
         im.commit_every = batch;
     } else {
         int64_t every = hv_config_int(cfg, "fhir.import_commit");
         im.commit_every = every < 1 ? 1 : (uint64_t)every;
+        im.commit_grow = 1;
     }
     im.files = argv + first;
     im.nfiles = argc - first;
