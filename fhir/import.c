@@ -9,8 +9,9 @@
  * are grouped into collection Bundles of --batch resources (default 1000), one
  * Bundle each. Every Bundle is atomic (a savepoint); a Bundle that fails is rolled
  * back alone and named on standard error, the rest goes on. Bundles share commits
- * of about --batch resources (group commit); the summary counts only what
- * committed.
+ * (group commit) of about --batch resources when it is given, else growing with the
+ * import from a fifth of fhir.import_commit (default 5000) up to it (due_commit); the
+ * summary counts only what committed.
  *
  * Three kinds of thread share the work. A reader thread reads the files and cuts
  * them into units (a Bundle file, or --batch lines of NDJSON); --workers threads
@@ -95,7 +96,9 @@ typedef struct imp {
     uint64_t last_draw;
     int in_tx;                /* a transaction is open */
     uint64_t committed;       /* resources durable so far */
-    uint64_t commit_every;    /* resources per commit */
+    uint64_t commit_every;    /* resources per commit: the most, when commit_grow */
+    int commit_grow;          /* commits grow with the import (due_commit) */
+    uint64_t commits;         /* commits made (reported with report_ahead) */
     uq_t q;
     char **files;
     int nfiles;
@@ -556,6 +559,32 @@ static void bare_clear(imp_t *im)
     im->guarded = 0;
 }
 
+/*
+ * Whether the open transaction holds enough resources to commit. With --batch, every
+ * --batch resources. Otherwise a commit holds at least a fifth of fhir.import_commit
+ * resources and at least a quarter of what the import has committed before it, up to
+ * fhir.import_commit: a commit writes every page it changed to the WAL once, and the
+ * writer's (type, id ...) indexes take a random leaf per resource each, so what a commit
+ * of k resources writes per resource grows with the indexes until k grows with them
+ * (1,000-resource commits into a store of 100,000 wrote ~13,000 pages, 54 MB, each).
+ * A small import keeps small commits: the transaction's prepared Bundles stay in
+ * memory until its commit (for a re-run, bare), which a larger commit costs.
+ */
+static int due_commit(const imp_t *im)
+{
+    uint64_t n = im->resources - im->committed, want = im->commit_every;
+    if (im->commit_grow) {
+        want = im->committed / 4;
+        if (want < im->commit_every / 5)
+            want = im->commit_every / 5;
+        if (want > im->commit_every)
+            want = im->commit_every;
+        if (want < 1)
+            want = 1;
+    }
+    return n >= want;
+}
+
 /* Commits what is pending; the resources counted so far are then durable. */
 static int import_commit(imp_t *im)
 {
@@ -573,6 +602,7 @@ static int import_commit(imp_t *im)
         return rc;
     }
     im->committed = im->resources;
+    im->commits++;
     return HV_OK;
 }
 
@@ -711,7 +741,7 @@ static int run_bundle(imp_t *im, unit_t *u)
             for (size_t i = 0; i < hv__bundle_op_count(bj); i++)
                 if (hv__bundle_op_at(bj, i)->change != HV__CHANGE_NONE)
                     im->resources++;
-            if (im->resources - im->committed >= im->commit_every)
+            if (due_commit(im))
                 rc = import_commit(im);
             return rc;
         }
@@ -748,7 +778,7 @@ static int run_bundle(imp_t *im, unit_t *u)
         for (size_t i = 0; i < hv__bundle_op_count(bj); i++)
             if (hv__bundle_op_at(bj, i)->change != HV__CHANGE_NONE)
                 im->resources++;
-        if (im->resources - im->committed >= im->commit_every)
+        if (due_commit(im))
             rc = import_commit(im);
     }
     discard(im, bj);
@@ -891,6 +921,7 @@ int hv__fhir_cmd_import(hv_engine_t *e, int argc, char **argv)
     hv_error_t err;
     int first = 0, rc, status = HV_EXIT_OK, lock_fd = -1;
     size_t batch = 1000;
+    int batch_given = 0;
     long workers = 0;
     uv_thread_t threads[IMPORT_MAX_WORKERS];
     int nthreads = 0, final_rc = HV_OK;
@@ -900,6 +931,7 @@ int hv__fhir_cmd_import(hv_engine_t *e, int argc, char **argv)
     while (first < argc && strncmp(argv[first], "--", 2) == 0) {
         if (strcmp(argv[first], "--batch") == 0 && first + 1 < argc) {
             batch = (size_t)strtoul(argv[first + 1], NULL, 10);
+            batch_given = 1;
             first += 2;
         } else if (strcmp(argv[first], "--workers") == 0 && first + 1 < argc) {
             workers = strtol(argv[first + 1], NULL, 10);
@@ -943,7 +975,14 @@ int hv__fhir_cmd_import(hv_engine_t *e, int argc, char **argv)
     /* The summary's time counts from here: the store's opening included, which the
      * reader and the workers overlap (below). */
     im.t0 = hv_mono_ns();
-    im.commit_every = batch;
+    /* Commits of --batch resources, or growing up to fhir.import_commit (due_commit). */
+    if (batch_given) {
+        im.commit_every = batch;
+    } else {
+        int64_t every = hv_config_int(cfg, "fhir.import_commit");
+        im.commit_every = every < 1 ? 1 : (uint64_t)every;
+        im.commit_grow = 1;
+    }
     im.files = argv + first;
     im.nfiles = argc - first;
     im.batch = batch;
@@ -991,9 +1030,9 @@ int hv__fhir_cmd_import(hv_engine_t *e, int argc, char **argv)
                         hv_db_errmsg(im.db) ? hv_db_errmsg(im.db) : "");
             if (hv_db_kind(im.db) == HV_DB_SQLITE) {
                 /* SQLite checkpoints the WAL into the database file when a commit leaves it
-                 * past 1,000 pages (4 MiB), on the committing thread, i.e. the writer: with
-                 * commits of --batch resources that was after every commit, each copying the
-                 * pages the commit rewrote (the search tables' index pages, every time) and
+                 * past 1,000 pages (4 MiB), on the committing thread, i.e. the writer: with an
+                 * import's commits that was after every commit, each copying the pages the
+                 * commit rewrote (the search tables' index pages, every time) and
                  * syncing the database file. An import lets the WAL grow to 1 GiB instead; the
                  * pages a later commit rewrites are copied once, and closing the store (the
                  * last connection) checkpoints the rest. Crash safety is the WAL's either way. */
@@ -1054,6 +1093,7 @@ int hv__fhir_cmd_import(hv_engine_t *e, int argc, char **argv)
                 (unsigned long long)im.units);
         fprintf(stderr, "holovitals import: shared tables built ahead: %s\n", im.warmed ? "yes" : "no");
         fprintf(stderr, "holovitals import: UCUM table loaded by the reader: %s\n", im.ucum_read ? "yes" : "no");
+        fprintf(stderr, "holovitals import: %llu commits\n", (unsigned long long)im.commits);
     }
     hv_db_close(im.db);
     if (lock_fd >= 0)

@@ -32,6 +32,8 @@ TABLES = ("sp_str", "sp_tok", "sp_ref", "sp_date", "sp_num", "sp_uri", "refs")
 AHEAD = re.compile(r"holovitals import: (\d+) of (\d+) Bundles computed ahead\n")
 WARM = re.compile(r"holovitals import: shared tables built ahead: (yes|no)\n")
 UCUM = re.compile(r"holovitals import: UCUM table loaded by the reader: (yes|no)\n")
+# The count of commits reported with it (test_fhir_import_pool.py checks it).
+COMMITS = re.compile(r"holovitals import: \d+ commits\n")
 LAST_UPDATED = re.compile(r'"lastUpdated"\s*:\s*"[^"]*"')
 
 
@@ -88,7 +90,7 @@ class ImportAheadTests(unittest.TestCase):
             w, u = WARM.search(err), UCUM.search(err)
             self.warm.append(w.group(1) if w else None)
             self.ucum.append(u.group(1) if u else None)
-            errs.append((code, out.split(" in ")[0], UCUM.sub("", WARM.sub("", AHEAD.sub("", err)))))
+            errs.append((code, out.split(" in ")[0], COMMITS.sub("", UCUM.sub("", WARM.sub("", AHEAD.sub("", err))))))
         return self.dump(data), counts, errs
 
     def assert_same_store(self, batches):

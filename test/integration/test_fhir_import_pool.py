@@ -13,6 +13,10 @@ them at its end, keeping their definitions in table import_deferred until then (
   reader waits for room in the full queue by then.
 - An invalid NDJSON line in the middle is named with its file's line number; the run fails
   (exit 1), every other line is stored whole with its index rows, the bad one not at all.
+- Bundles share commits of --batch resources when --batch is given, else commits that grow
+  with the import from a fifth of fhir.import_commit (a quarter of what was committed
+  before) up to it, and a Bundle is never split (the count of commits that
+  HOLOVITALS_IMPORT_PRECOMPUTE=1 reports).
 - kill -9 in the middle of an import into an empty store leaves only whole resources (each
   stored resource has exactly its index rows), the next opening of the store builds the
   deferred indexes, and importing again gives the clean import's index rows and contents.
@@ -20,6 +24,7 @@ them at its end, keeping their definitions in table import_deferred until then (
 import glob
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -123,6 +128,45 @@ class ImportPoolTests(unittest.TestCase):
             f.write("\n".join(lines) + "\n")
         rows = self.assert_same([path], "--batch", "97")
         self.assertEqual(len(rows["resources"]), len(lines))
+
+    def test_commits_grow_up_to_fhir_import_commit_unless_batch_is_given(self):
+        # Bundles share a commit until it holds --batch resources when that is given, else
+        # at least a fifth of fhir.import_commit and a quarter of what the import committed
+        # before it, up to fhir.import_commit; a Bundle is never split. The count of
+        # commits is reported with HOLOVITALS_IMPORT_PRECOMPUTE=1.
+        files = synthea_files()
+        self.assertEqual(len(files), 13, "no Synthea bundles under " + REFERENCE)
+        sizes = [len(json.load(open(f, encoding="utf-8"))["entry"]) for f in files]
+
+        def expected(most, grow):
+            commits, committed, pending = [], 0, 0
+            for n in sizes:
+                pending += n
+                want = min(max(committed // 4, most // 5), most) if grow else most
+                if pending >= want:
+                    commits.append(pending)
+                    committed, pending = committed + pending, 0
+            return commits + ([pending] if pending else [])
+
+        for name, opts, env, want in (("default", (), {}, expected(5000, True)),
+                                      ("setting", (), {"HOLOVITALS_FHIR_IMPORT_COMMIT": "1000"}, expected(1000, True)),
+                                      ("batch", ("--batch", "500"), {"HOLOVITALS_FHIR_IMPORT_COMMIT": "1000"},
+                                       expected(500, False))):
+            env = dict(env, HOLOVITALS_IMPORT_PRECOMPUTE="1")
+            data, code, out, err = self.imp(name, files, *opts, env=env)
+            self.assertEqual(code, 0, err)
+            self.assertIn("imported %d resources" % sum(sizes), out)
+            m = re.search(r"holovitals import: (\d+) commits\n", err)
+            self.assertIsNotNone(m, err)
+            self.assertEqual(int(m.group(1)), len(want), name)
+            self.assertEqual(indexes(data)[1], 0)
+        # The counts tell the rules apart: by default a small import commits about every
+        # 1,000 resources (as before the setting), not once; with a setting of 1,000 the
+        # commits grow from 200, which neither fixed size gives.
+        self.assertEqual(len(expected(5000, True)), len(expected(1000, False)))
+        self.assertNotEqual(len(expected(5000, True)), len(expected(5000, False)))
+        self.assertNotIn(len(expected(1000, True)), (len(expected(1000, False)), len(expected(200, False)),
+                                                     len(expected(500, False))))
 
     def test_store_that_cannot_be_opened_ends_the_threads_started_before(self):
         # The reader and the workers start before the store is opened. A store another
