@@ -1083,6 +1083,11 @@ int hv__fhir_cmd_import(hv_engine_t *e, int argc, char **argv)
     if (im.resources > 0 && hv__search_analyze(im.db, 0) != HV_OK)
         fprintf(stderr, "holovitals import: ANALYZE failed: %s\n", hv_db_errmsg(im.db) ? hv_db_errmsg(im.db) : "");
     hv_free(im.bare);
+    /* Closing the store checkpoints its WAL into the database file. The import's user
+     * waits for it, so the summary's time includes it: with larger commits it is
+     * seconds at 100,000 resources (docs/performance.md, session 14). */
+    hv_db_close(im.db);
+    im.db = NULL;
     draw(&im, 1);
     secs = (double)(hv_mono_ns() - im.t0) / 1e9;
     printf("imported %llu resources from %d files in %.2f s (%.0f resources/s), %llu failed\n",
@@ -1095,7 +1100,6 @@ int hv__fhir_cmd_import(hv_engine_t *e, int argc, char **argv)
         fprintf(stderr, "holovitals import: UCUM table loaded by the reader: %s\n", im.ucum_read ? "yes" : "no");
         fprintf(stderr, "holovitals import: %llu commits\n", (unsigned long long)im.commits);
     }
-    hv_db_close(im.db);
     if (lock_fd >= 0)
         close(lock_fd);
     return status;
