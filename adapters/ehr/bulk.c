@@ -38,7 +38,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define BULK_CHUNK 1000 /* lines per chunk: a search page's size (HOLOVITALS_EHR_BULK_CHUNK: tests) */
+#define BULK_CHUNK 1000 /* lines per chunk at a run's start: a search page's size */
 #define LINE_MAX_BYTES ((size_t)16 << 20)
 #define HV__EHR_BULK_MAX_GONE 100000 /* deletions read from one export's "deleted" files */
 
@@ -201,6 +201,7 @@ struct hv__ehr_chunk {
  * ready list and the flags are the loop thread's. A run freed while its feed is busy leaves
  * it orphaned (r NULL): the work's completion, which uv_run always delivers, frees it. */
 #define FEED_AHEAD 3
+#define FEED_AHEAD_LINES 3000 /* and no more lines than this ready, once one chunk is */
 
 struct hv__ehr_feed {
     uv_work_t req;
@@ -217,16 +218,44 @@ struct hv__ehr_feed {
     int busy, eof, broken;   /* a chunk is being read; the end was read; out of memory */
 };
 
-/* Lines per chunk: BULK_CHUNK, or HOLOVITALS_EHR_BULK_CHUNK (1–100,000), which lets a test
- * have many chunks in flight with few resources. Read once, on the loop thread. */
-static size_t chunk_lines(void) {
-    static size_t n;
-    if (n == 0) {
+/* Lines in the next chunk: a quarter of what the run has fetched, between BULK_CHUNK and
+ * ehr.bulk_chunk_max (default 1,000: chunks stay at 1,000). Why it may grow: a chunk is one
+ * store job, one commit, and a commit writes every page it changed to the WAL once; the
+ * search tables' (type, id …) indexes take a random leaf per resource (the ids are the EHR's
+ * UUIDs), so a chunk of 1,000 into a store of 100,000 rewrites a leaf per resource in each.
+ * A larger chunk changes a shared leaf once: at 100,000 resources a Bulk sync with chunks
+ * growing to 2,500 ran 1.25x as fast on 0.87x the CPU, but peaked at 1.2 GiB resident
+ * instead of 0.7 (docs/performance.md, "EHR sync, session 14"), which is why it is a setting.
+ * A run starts with small chunks, because the first chunk's write waits for its whole
+ * preparation. HOLOVITALS_EHR_BULK_CHUNK (tests) overrides the bounds: "N" fixes chunks at N
+ * lines, which lets a test have many chunks in flight with few resources; "A-B" grows them
+ * from A to B (1–100,000 each). Called on the loop thread. */
+static size_t chunk_lines(const hv__ehr_run_t *r) {
+    static long lo = -1, hi;
+    int64_t want, lo_run, hi_run;
+    if (lo < 0) {
         const char *v = getenv("HOLOVITALS_EHR_BULK_CHUNK");
-        long x = v != NULL ? atol(v) : 0;
-        n = x >= 1 && x <= 100000 ? (size_t)x : BULK_CHUNK;
+        char *end = NULL;
+        long a = v != NULL ? strtol(v, &end, 10) : 0, b = a;
+        if (v != NULL && *end == '-') b = strtol(end + 1, &end, 10);
+        if (v != NULL && *end == '\0' && a >= 1 && b >= a && b <= 100000) {
+            lo = a;
+            hi = b;
+        } else {
+            lo = 0;
+        }
     }
-    return n;
+    if (lo == 0) {
+        lo_run = BULK_CHUNK;
+        hi_run = r->m->bulk_chunk_max;
+    } else {
+        lo_run = lo;
+        hi_run = hi;
+    }
+    want = r->fetched / 4;
+    if (want > hi_run) want = hi_run;
+    if (want < lo_run) want = lo_run;
+    return (size_t)want;
 }
 
 static void chunk_free(hv__ehr_chunk_t *k) {
@@ -256,7 +285,7 @@ void hv__ehr_bulk_release(hv__ehr_run_t *r) {
     else feed_free(fd);
 }
 
-/* Reads up to BULK_CHUNK resources from the feed's file and prepares them; NULL when out of
+/* Reads up to fd->chunk resources from the feed's file and prepares them; NULL when out of
  * memory. A line that is not JSON is a failed resource of the chunk, with its file and line
  * number. Runs in the thread pool: it touches only the feed's own fields (above). */
 static hv__ehr_chunk_t *chunk_read(hv__ehr_feed_t *fd) {
@@ -359,12 +388,17 @@ static void feed_done(uv_work_t *req, int status) {
     }
 }
 
-/* Starts reading the next chunk unless one is being read, the end or FEED_AHEAD chunks are
- * ready. The preparation follows the run's current rows_lazy (write.c). */
+/* Starts reading the next chunk unless one is being read, the end or FEED_AHEAD chunks (or
+ * FEED_AHEAD_LINES lines) are ready. The preparation follows the run's current rows_lazy (write.c). */
 static void feed_more(hv__ehr_feed_t *fd) {
     hv__ehr_run_t *r = fd->r;
     if (fd->busy || fd->eof || fd->broken || fd->nready >= FEED_AHEAD || r->m->stopping) return;
+    /* Lines ahead are bounded too when chunks grow (chunk_lines): prepared resources are held
+     * until written, and chunks of 5,000 three deep peaked at 1.8 GiB at 100,000. Chunks of
+     * 1,000 (the default) stay FEED_AHEAD deep. */
+    if (fd->nready > 0 && fd->nready * fd->chunk >= FEED_AHEAD_LINES) return;
     fd->prep.rows_lazy = r->rows_lazy;
+    fd->chunk = chunk_lines(r);
     fd->req.data = fd;
     if (uv_queue_work(hv_engine_loop(r->m->e), &fd->req, feed_work, feed_done) != 0) {
         fd->broken = 1;
@@ -381,7 +415,6 @@ static hv__ehr_feed_t *feed_open(hv__ehr_run_t *r) {
     fd->r = r;
     fd->file = r->bulk_file;
     fd->skip = r->bulk_line;
-    fd->chunk = chunk_lines();
     if (hv__ehr_prep_init(&fd->prep, r, 1) != HV_OK) {
         hv_free(fd);
         return NULL;

@@ -134,6 +134,7 @@ struct hv__ehr {
     uint64_t max_page_bytes;
     uint64_t max_download_bytes;
     uint64_t bulk_poll_ms;
+    int64_t bulk_chunk_max;          /* ehr.bulk_chunk_max: most lines per Bulk chunk (bulk.c chunk_lines) */
     uint64_t overlap_ms;
     int verify_tls_default;
     int id_reconcile;                /* ehr.id_reconcile (sync.c) */

@@ -10,7 +10,8 @@ cloning the Synthea bundles of the reference data with fresh ids (`holovitals im
 the engine under test. Measures, from POST /ehr/sync to the run's completion:
   full   search paging (_count=1000) → in-process writes into the local store (one store job per page)
   bulk   $export kick-off, polling, NDJSON download to disk, import
-and the peer's export alone (kick-off to the last NDJSON file downloaded, in Python).
+and the peer's export alone (kick-off to the last NDJSON file downloaded, in Python), with the
+engine's CPU time and peak resident memory (VmHWM) over its life.
 Standard library only; run from the build directory after `make` (HOLOVITALS_BIN overrides).
 
 A/B and reuse (environment):
@@ -90,6 +91,15 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def peak_rss_mb(pid):
+    """The process's peak resident set so far (Linux /proc VmHWM), in MiB."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
 def sync(local, cid, mode):
     t0 = time.monotonic()
     _, _, body = http("POST", "%s/ehr/sync/%s" % (local.base, cid), {"mode": mode})
@@ -164,11 +174,12 @@ def main():
                     c0 = cpu_seconds(local.proc.pid)
                     run, secs = sync(local, cid, mode)
                     cpu = cpu_seconds(local.proc.pid) - c0
+                    rss = peak_rss_mb(local.proc.pid)
                     rate, ceil = run["fetched"] / secs, en / et
                     print("%s %-4s sync: %s, fetched %d, created %d, failed %d in %.2f s = %.0f resources/s; peer "
-                          "export %.0f resources/s (%.1f%%); engine CPU %.1f s = %.0f us/resource"
+                          "export %.0f resources/s (%.1f%%); engine CPU %.1f s = %.0f us/resource; peak RSS %.0f MiB"
                           % (b or "holovitals", mode, run["status"], run["fetched"], run["created"], run["failed"],
-                             secs, rate, ceil, 100.0 * rate / ceil, cpu, 1e6 * cpu / max(run["fetched"], 1)),
+                             secs, rate, ceil, 100.0 * rate / ceil, cpu, 1e6 * cpu / max(run["fetched"], 1), rss),
                           flush=True)
                     results.setdefault((b or "holovitals", mode), []).append((rate, rate / ceil, 1e6 * cpu / max(run["fetched"], 1)))
                     local.close()

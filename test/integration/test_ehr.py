@@ -489,6 +489,39 @@ class Sync(EhrCase):
         self.assertFalse(os.listdir(os.path.join(self.local.data, "ehr-bulk")), "bulk files left behind")
         self.assertEqual(self.local.stop(), 0, self.local.stderr()[-3000:])
 
+    def test_bulk_chunks_grow_with_what_the_run_has_fetched(self):
+        # A Bulk file is written in chunks, one store job (one commit) each, whose size is a
+        # quarter of what the run has fetched, between the bounds (bulk.c chunk_lines; by
+        # default 1,000 and 5,000, here 2 and 8 through the test variable). A chunk's size
+        # is decided when its read starts, ahead of the chunks still being written, so the
+        # test asserts the bounds and the growth, not each size: the first is the lower
+        # bound, the upper bound is reached and never passed, and sizes never fall but where
+        # a file ends (its last chunk is what is left of it).
+        self.local = self.engine(config=dict(LOCAL, log={"level": "debug"}),
+                                 args=["--db", self.DB] if self.DB else [],
+                                 env={"HOLOVITALS_EHR_BULK_CHUNK": "2-8"})
+        cid = self.connect()
+        run = self.sync(cid, "bulk")
+        want = self.peer_count()
+        self.assertEqual((run["status"], run["fetched"], run["created"], run["failed"]),
+                         ("completed", want, want, 0), run)
+
+        def chunks():
+            return [e["resources"] for e in self.local.log_events()
+                    if e.get("event") == "ehr.sync.page" and e.get("run") == run["run_id"]]
+        self.assertTrue(wait_until(lambda: sum(chunks()) >= want))
+        sizes = chunks()
+        # Past 4 x 8 lines written every chunk started is 8 lines, and at most four chunks
+        # (three ready, one being read) were started before: 16 x 8 lines leave room for more.
+        self.assertGreater(want, 16 * 8)
+        self.assertEqual(sum(sizes), want)
+        self.assertEqual(sizes[0], 2, sizes)
+        self.assertEqual(max(sizes), 8, sizes)
+        self.assertTrue(all(1 <= n <= 8 for n in sizes), sizes)
+        # Sizes never fall, except where a file ends short of a chunk: one per file at most.
+        drops = [i for i in range(1, len(sizes)) if sizes[i] < max(sizes[:i])]
+        self.assertLessEqual(len(drops), len(TYPES), sizes)
+
     def test_truncated_ndjson_fails_the_run_and_keeps_whole_lines(self):
         p = self.proxy()
         cut = []
