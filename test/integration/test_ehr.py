@@ -1238,6 +1238,7 @@ if PG_URL:
         interrupted = Sync.interrupted
         test_full_then_incremental_with_source_identity = Sync.test_full_then_incremental_with_source_identity
         test_kill9_mid_sync_resumes_from_checkpoint = Sync.test_kill9_mid_sync_resumes_from_checkpoint
+        test_bulk_chunks_grow_with_what_the_run_has_fetched = Sync.test_bulk_chunks_grow_with_what_the_run_has_fetched
         test_kill9_mid_bulk_import_with_chunks_ahead_resumes_without_loss = \
             Sync.test_kill9_mid_bulk_import_with_chunks_ahead_resumes_without_loss
         test_every_page_after_the_first_is_fetched_while_the_page_before_is_written = \
