@@ -140,6 +140,16 @@ static inline int hv_buf_has_room(const hv_buf_t *b, size_t extra) {
     return b->len + extra < b->cap && (b->max == 0 || b->len + extra <= b->max);
 }
 void hv_buf_release(hv_buf_t *b); /* frees the storage; the buffer may be reused */
+/* The size of a batch that grows with the work done before it: a quarter of done, within
+ * [lo, hi] (lo when hi < lo), and at least 1. Why a quarter: a batch that is one commit
+ * rewrites the random index leaves its rows land on, so its cost per row falls as it grows
+ * with the store (fhir/import.c due_commit, adapters/ehr/bulk.c chunk_lines). */
+static inline uint64_t hv_batch_grown(uint64_t done, uint64_t lo, uint64_t hi) {
+    uint64_t n = done / 4;
+    if (n > hi) n = hi;
+    if (n < lo) n = lo;
+    return n > 0 ? n : 1;
+}
 void hv_buf_reset(hv_buf_t *b);   /* len = 0, keeps the storage */
 int hv_buf_reserve(hv_buf_t *b, size_t extra);
 int hv_buf_append(hv_buf_t *b, const void *p, size_t n);

@@ -572,17 +572,9 @@ static void bare_clear(imp_t *im)
  */
 static int due_commit(const imp_t *im)
 {
-    uint64_t n = im->resources - im->committed, want = im->commit_every;
-    if (im->commit_grow) {
-        want = im->committed / 4;
-        if (want < im->commit_every / 5)
-            want = im->commit_every / 5;
-        if (want > im->commit_every)
-            want = im->commit_every;
-        if (want < 1)
-            want = 1;
-    }
-    return n >= want;
+    uint64_t want = im->commit_grow ? hv_batch_grown(im->committed, im->commit_every / 5, im->commit_every)
+                                    : im->commit_every;
+    return im->resources - im->committed >= want;
 }
 
 /* Commits what is pending; the resources counted so far are then durable. */

@@ -231,31 +231,18 @@ struct hv__ehr_feed {
  * lines, which lets a test have many chunks in flight with few resources; "A-B" grows them
  * from A to B (1–100,000 each). Called on the loop thread. */
 static size_t chunk_lines(const hv__ehr_run_t *r) {
-    static long lo = -1, hi;
-    int64_t want, lo_run, hi_run;
-    if (lo < 0) {
+    static long test_lo = -1, test_hi; /* HOLOVITALS_EHR_BULK_CHUNK's bounds; test_lo 0: unset */
+    uint64_t done = r->fetched > 0 ? (uint64_t)r->fetched : 0;
+    if (test_lo < 0) {
         const char *v = getenv("HOLOVITALS_EHR_BULK_CHUNK");
         char *end = NULL;
         long a = v != NULL ? strtol(v, &end, 10) : 0, b = a;
         if (v != NULL && *end == '-') b = strtol(end + 1, &end, 10);
-        if (v != NULL && *end == '\0' && a >= 1 && b >= a && b <= 100000) {
-            lo = a;
-            hi = b;
-        } else {
-            lo = 0;
-        }
+        test_lo = v != NULL && *end == '\0' && a >= 1 && b >= a && b <= 100000 ? a : 0;
+        test_hi = b;
     }
-    if (lo == 0) {
-        lo_run = BULK_CHUNK;
-        hi_run = r->m->bulk_chunk_max;
-    } else {
-        lo_run = lo;
-        hi_run = hi;
-    }
-    want = r->fetched / 4;
-    if (want > hi_run) want = hi_run;
-    if (want < lo_run) want = lo_run;
-    return (size_t)want;
+    if (test_lo > 0) return (size_t)hv_batch_grown(done, (uint64_t)test_lo, (uint64_t)test_hi);
+    return (size_t)hv_batch_grown(done, BULK_CHUNK, (uint64_t)r->m->bulk_chunk_max);
 }
 
 static void chunk_free(hv__ehr_chunk_t *k) {
