@@ -7,8 +7,9 @@
  * hence no entity expansion), and (3) record the byte offsets where each XHTML
  * div starts and ends, so that the narrative is carried into JSON exactly as it
  * was written. Offsets are absolute: input->consumed plus the position in the
- * current buffer. When they do not frame a "<div" ... ">" (a non-UTF-8 document,
- * say), the div is serialized by libxml2 instead.
+ * current buffer. When they do not frame a "<div" ... ">", the div is serialized by
+ * libxml2 instead. A document in another encoding than UTF-8 is refused (R4
+ * http.html), so the input bytes are the text libxml2 read.
  */
 #include "config.h"
 
@@ -498,6 +499,20 @@ int hv_fhir_xml_parse(const char *text, size_t len, const hv_fhir_parse_opts_t *
     if (r.dtd) {
         rc = HV_EPROTO;
         hv_error_set(err, rc, NULL, "a DOCTYPE is not allowed in FHIR XML");
+        goto out;
+    }
+    /* R4 http.html §Content Types and encodings: UTF-8 SHALL be used. Another declared
+     * encoding is refused even when libxml2 could convert it (its converters drop what
+     * they cannot map, so the tree would not say what the sender wrote). */
+    const xmlChar *enc = doc != NULL && doc->encoding != NULL ? doc->encoding : ctxt->encoding;
+    const xmlCharEncodingHandler *conv =
+        ctxt->input != NULL && ctxt->input->buf != NULL ? ctxt->input->buf->encoder : NULL;
+    if ((enc != NULL && xmlStrcasecmp(enc, BAD_CAST "UTF-8") != 0) || conv != NULL) {
+        rc = HV_EPROTO;
+        hv_error_set(err, rc, NULL, "FHIR XML is UTF-8; the document is encoded as \"%.40s\"",
+                     enc != NULL ? (const char *)enc : conv->name);
+        if (err != NULL)
+            err->line = err->column = 1;
         goto out;
     }
     if (!ctxt->wellFormed || doc == NULL) {

@@ -143,6 +143,42 @@ static void fhir_xml_refuses_bad_documents(void **state) {
         if (cases[i].location != NULL)
             assert_string_equal(err.location, cases[i].location);
     }
+    /* UTF-8 only (R4 http.html): another declared encoding, or a byte order mark
+     * that is not UTF-8's, is refused rather than converted. libxml2's converter for
+     * an unknown name such as "UTF08" dropped the bytes it could not map, and the div
+     * was then copied from the raw input with them (a fuzz finding). */
+    static const char utf16[] = "\xff\xfe<\0P\0a\0t\0i\0e\0n\0t\0/\0>\0";
+    static const struct {
+        const char *text;
+        size_t len;
+        const char *named;
+    } encodings[] = {
+        {"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><Patient "
+         "xmlns=\"http://hl7.org/fhir\"><id value=\"a\xe9\"/></Patient>",
+         0, "\"ISO-8859-1\""},
+        {"<?xml version=\"1.0\" encoding=\"UTF08\"?><Patient xmlns=\"http://hl7.org/fhir\">"
+         "<text><status value=\"generated\"/><div xmlns=\"http://www.w3.org/1999/xhtml\">a\xe9"
+         "</div></text></Patient>",
+         0, "\"UTF08\""},
+        {utf16, sizeof(utf16) - 1, "\"UTF-16"},
+    };
+    for (size_t i = 0; i < HV_ARRAY_LEN(encodings); i++) {
+        struct json_object *o = NULL;
+        hv_error_t err;
+        hv_error_clear(&err);
+        size_t len = encodings[i].len ? encodings[i].len : strlen(encodings[i].text);
+        assert_int_equal(hv_fhir_xml_parse(encodings[i].text, len, NULL, &o, &err), HV_EPROTO);
+        assert_null(o);
+        assert_non_null(strstr(err.message, "FHIR XML is UTF-8"));
+        assert_non_null(strstr(err.message, encodings[i].named));
+    }
+    /* A UTF-8 byte order mark and a declared "utf-8" are fine. */
+    const char *bom = "\xef\xbb\xbf<?xml version=\"1.0\" encoding=\"utf-8\"?>"
+                      "<Patient xmlns=\"http://hl7.org/fhir\"><id value=\"\xc3\xa9\"/></Patient>";
+    struct json_object *ok = NULL;
+    assert_int_equal(hv_fhir_xml_parse(bom, strlen(bom), NULL, &ok, NULL), HV_OK);
+    assert_string_equal(json_object_get_string(json_object_object_get(ok, "id")), "\xc3\xa9");
+    json_object_put(ok);
     /* Syntax errors carry a line and column. */
     const char *t = "<Patient xmlns=\"http://hl7.org/fhir\">\n  <id value=\"a\">\n</Patient>";
     struct json_object *o = NULL;
