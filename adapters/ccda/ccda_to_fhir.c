@@ -178,6 +178,7 @@ const char *hv__ccda_add(hv__ccda_ctx_t *c, const char *type, struct json_object
 
 typedef struct rd {
     int depth, max_depth, too_deep, dtd;
+    int conv_errors; /* errors of libxml2's encoding converters (they drop the bytes) */
     int err_line, err_column; /* the first error libxml2 reported (0 if none) */
     char err_msg[256];
 } rd_t;
@@ -223,8 +224,11 @@ static void sax_subset(void *ctx, const xmlChar *name, const xmlChar *eid, const
     xmlStopParser(ctxt);
 }
 
+/* libxml2's generic error function: counts into the int that ctx points to. */
 static void quiet_error(void *ctx, const char *msg, ...) {
-    (void)ctx, (void)msg;
+    int *count = ctx;
+    (void)msg;
+    if (count != NULL) (*count)++;
 }
 
 static int read_xml(const char *xml, size_t len, xmlDocPtr *out, hv_error_t *err) {
@@ -257,10 +261,10 @@ static int read_xml(const char *xml, size_t len, xmlDocPtr *out, hv_error_t *err
     xmlCtxtUseOptions(ctxt, XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING |
                                 XML_PARSE_NOCDATA | XML_PARSE_COMPACT);
     /* Some errors (encoding conversion) go to the generic error function even with
-     * XML_PARSE_NOERROR; documents carry PHI, so route them nowhere while parsing. */
+     * XML_PARSE_NOERROR; documents carry PHI, so they are only counted while parsing. */
     xmlGenericErrorFunc saved_fn = xmlGenericError;
     void *saved_ctx = xmlGenericErrorContext;
-    xmlSetGenericErrorFunc(NULL, quiet_error);
+    xmlSetGenericErrorFunc(&r.conv_errors, quiet_error);
     xmlParseDocument(ctxt);
     xmlSetGenericErrorFunc(saved_ctx, saved_fn);
     doc = ctxt->myDoc;
@@ -272,6 +276,13 @@ static int read_xml(const char *xml, size_t len, xmlDocPtr *out, hv_error_t *err
         rc = HV_EPROTO;
         hv_error_set(err, rc, NULL, "a DOCTYPE is not allowed in a C-CDA document");
         if (err != NULL) err->line = ctxt->input != NULL ? ctxt->input->line : 0;
+    } else if (r.conv_errors > 0) {
+        /* A converter that fails skips what it cannot convert and the parse goes on
+         * (libxml2 2.9): a name would lose letters without a word. Refuse instead. */
+        const xmlChar *enc = doc != NULL && doc->encoding != NULL ? doc->encoding : ctxt->encoding;
+        rc = HV_EPROTO;
+        hv_error_set(err, rc, NULL, "invalid XML: bytes that are not valid %.40s",
+                     enc != NULL ? (const char *)enc : "in the document's encoding");
     } else if (!ctxt->wellFormed || doc == NULL) {
         const xmlError *e = &ctxt->lastError;
         char msg[300];

@@ -159,6 +159,29 @@ static void ccda_refuses_doctype_and_external_entities(void **state) {
     assert_null(r.bundle);
 }
 
+/* libxml2 resolves the unknown name "UTF08" to a converter that skips the bytes it cannot
+ * convert: the patient's name lost a letter ("Wlma") without a word. ISO-8859-1 converts. */
+static void ccda_refuses_bytes_its_declared_encoding_cannot_convert(void **state) {
+    (void)state;
+    static const char doc[] =
+        "<?xml version=\"1.0\" encoding=\"%s\"?>\n<ClinicalDocument xmlns=\"urn:hl7-org:v3\">"
+        "<title>W\xe9lma</title></ClinicalDocument>\n";
+    char text[512];
+    hv_map_result_t r = {0};
+    hv_error_t err;
+    hv_error_clear(&err);
+    int n = snprintf(text, sizeof(text), doc, "UTF08");
+    assert_int_equal(hv_map_ccda_to_fhir(text, (size_t)n, NULL, &r, &err), HV_EPROTO);
+    if (strstr(err.message, "not valid UTF08") == NULL) fail_msg("%s", err.message);
+    assert_null(r.bundle);
+    /* The same byte in a document that declares ISO-8859-1 is no conversion error. */
+    hv_error_clear(&err);
+    n = snprintf(text, sizeof(text), doc, "ISO-8859-1");
+    int rc = hv_map_ccda_to_fhir(text, (size_t)n, NULL, &r, &err);
+    if (rc == HV_EPROTO && strstr(err.message, "not valid") != NULL) fail_msg("%s", err.message);
+    hv_map_result_free(&r);
+}
+
 static void ccda_refuses_too_deep_documents(void **state) {
     (void)state;
     hv_buf_t b;
@@ -253,6 +276,7 @@ int run_ccda_to_fhir_tests(void) {
         cmocka_unit_test(ccda_unknown_section_is_an_issue_and_mapping_continues),
         cmocka_unit_test(ccda_malformed_xml_fails_with_line),
         cmocka_unit_test(ccda_refuses_doctype_and_external_entities),
+        cmocka_unit_test(ccda_refuses_bytes_its_declared_encoding_cannot_convert),
         cmocka_unit_test(ccda_refuses_too_deep_documents),
         cmocka_unit_test(ccda_without_patient_identity_fails),
         cmocka_unit_test(ccda_rejects_a_non_cda_root),
