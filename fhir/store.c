@@ -615,8 +615,10 @@ void hv__fhir_instant(uint64_t ms, char *out, size_t outlen)
  * tree prepared ahead carries its id and versionId), sparing a new object per field, and a
  * string member that holds another value takes val in place (the placeholder lastUpdated
  * of a tree prepared ahead): json-c copies val into the object it has, so the member's
- * key, its place in the object and its object stay, and readers of the tree see only the
- * new value, as with a replaced member. */
+ * key and its place stay, and readers of the tree see the new value as with a replaced
+ * member. The contract this needs: no other tree holds the member's string object (a
+ * shared leaf would change there too). The writers' trees are parsed, built or deep-copied
+ * (fhir/rest_patch.c), and the id and meta leaves are never shared into them. */
 static int set_str_member(struct json_object *obj, const char *key, const char *val)
 {
     struct json_object *cur = NULL;
