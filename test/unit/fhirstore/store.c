@@ -32,6 +32,66 @@ static void fhir_new_id_is_a_time_ordered_uuid(void **state)
     assert_string_not_equal(a, b);
 }
 
+/* The id's text is the RFC 9562 layout of its 16 bytes: 8-4-4-4-12 lowercase hex digits,
+ * the first 48 bits the clock's milliseconds at the call, version 7, variant 10. */
+static void fhir_new_id_spells_the_clock_and_the_layout(void **state)
+{
+    (void)state;
+    for (int k = 0; k < 2000; k++) {
+        char id[HV__FHIR_ID_MAX];
+        uint64_t before = hv_now_ms(), after, ms = 0;
+        hv__fhir_new_id(id);
+        after = hv_now_ms();
+        assert_int_equal(strlen(id), 36);
+        for (int i = 0; i < 36; i++) {
+            if (i == 8 || i == 13 || i == 18 || i == 23)
+                assert_int_equal(id[i], '-');
+            else
+                assert_non_null(strchr("0123456789abcdef", id[i]));
+        }
+        for (int i = 0; i < 13; i++)
+            if (i != 8)
+                ms = ms * 16 + (uint64_t)(id[i] <= '9' ? id[i] - '0' : id[i] - 'a' + 10);
+        assert_true(ms >= before && ms <= after);
+        assert_int_equal(id[14], '7');
+        assert_non_null(strchr("89ab", id[19]));
+    }
+}
+
+/* hv__fhir_set_meta writes the version's decimal text (every digit count, as "%lld" does),
+ * and a member that holds another string takes the new value, once, where it was. */
+static void fhir_set_meta_writes_versions_and_replaces_values(void **state)
+{
+    static const int64_t versions[] = {1, 9, 10, 99, 100, 12345, 1000000007, 9223372036854775807LL, 0, -3};
+    (void)state;
+    for (size_t i = 0; i < HV_ARRAY_LEN(versions); i++) {
+        struct json_object *res = json_tokener_parse(
+            "{\"resourceType\":\"Patient\",\"id\":\"old\",\"meta\":{\"versionId\":\"7\",\"lastUpdated\":"
+            "\"2001-01-01T00:00:00.000Z\",\"tag\":[{\"code\":\"t\"}]},\"gender\":\"male\"}");
+        struct json_object *meta = NULL;
+        char want[32], ts[40];
+        assert_non_null(res);
+        snprintf(want, sizeof(want), "%lld", (long long)versions[i]);
+        hv__fhir_instant(1700000000123ull, ts, sizeof(ts));
+        assert_int_equal(hv__fhir_set_meta(res, "new-id", versions[i], 1700000000123ull), HV_OK);
+        assert_string_equal(hv_json_get_str(res, "id"), "new-id");
+        assert_true(json_object_object_get_ex(res, "meta", &meta));
+        assert_string_equal(hv_json_get_str(meta, "versionId"), want);
+        assert_string_equal(hv_json_get_str(meta, "lastUpdated"), ts);
+        assert_int_equal(json_object_object_length(meta), 3);
+        {
+            json_object_object_foreach(meta, key, val)
+            {
+                (void)val;
+                assert_string_equal(key, "versionId"); /* the first member still */
+                break;
+            }
+        }
+        assert_int_equal(json_object_object_length(res), 4);
+        json_object_put(res);
+    }
+}
+
 /* A text for hv__fhir_parse_time, whether it parses, and the instant it gives. */
 typedef struct time_case {
     const char *s;
@@ -172,6 +232,8 @@ int run_store_tests(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(fhir_id_valid_follows_the_id_regex),
         cmocka_unit_test(fhir_new_id_is_a_time_ordered_uuid),
+        cmocka_unit_test(fhir_new_id_spells_the_clock_and_the_layout),
+        cmocka_unit_test(fhir_set_meta_writes_versions_and_replaces_values),
         cmocka_unit_test(fhir_parse_time_reads_dates_and_instants),
         cmocka_unit_test(fhir_parse_time_reads_the_other_forms_as_before),
         cmocka_unit_test(fhir_instant_equals_rfc3339),
