@@ -114,27 +114,45 @@ typedef struct imp {
     hv__bundle_job_t **bare;
     size_t nbare, bare_cap;
     int guarded;              /* the open transaction runs every further Bundle in a savepoint */
-    int deferred;             /* the store's value indexes are dropped until the end (defer_indexes) */
+    int deferred;             /* the store's search indexes are dropped until the end (defer_indexes) */
+    int deferred_ids;         /* of them, the writer's (type, id ...) indexes (WRITER_INDEXES) */
+    /* While deferred: an open-addressed set of the (type, id) hashes of the resources the
+     * writer ran, 0 marking a free slot (ids_seen). */
+    uint64_t *ids;
+    size_t nids, ids_cap;
+    int built_early;          /* deferred indexes built before the import's end: 1 the writer's, 2 all (reported) */
 } imp_t;
 
-/* ---- Value indexes deferred while importing into an empty store (SQLite) ----
+/* ---- Search indexes deferred while importing into an empty store (SQLite) ----
  *
  * Every search-index row costs three B-tree inserts: its table, the (type, id, code)
- * index the writer uses to replace and combine a resource's rows, and the value index
- * searches use, into which rows arrive in random order. Into an empty store the value
- * indexes are dropped for the import and built once at its end by CREATE INDEX, which
- * sorts (with PRAGMA threads helpers) and appends instead of seeking per row. The
- * dropped indexes' definitions are kept in table import_deferred (fhir/store.c) in the
- * same transaction as the DROP, and restored with its rows deleted in one transaction
- * (hv__import_restore_indexes), by the import at its end, before any Bundle that needs
- * to search the store, and at every opening of the store (hv__store_tune), so a store
- * whose import was killed gets its indexes back at the next start. Without them the
- * store answers the same, only more slowly (searches scan). */
+ * index the writer uses to replace a resource's rows, and the value index searches
+ * use, into which rows arrive in random order. Into an empty store both kinds of index
+ * of the search tables are dropped for the import and built once at its end by CREATE
+ * INDEX, which sorts (with PRAGMA threads helpers) and appends instead of seeking per
+ * row. The dropped indexes' definitions are kept in table import_deferred
+ * (fhir/store.c) in the same transaction as the DROP, and restored with its rows
+ * deleted in one transaction (hv__import_restore_indexes), by the import at its end,
+ * before any Bundle that needs them (run_bundle: one that searches the store, or one
+ * that writes a resource this import stored already), and at every opening of the
+ * store (hv__store_tune), so a store whose import was killed gets its indexes back at
+ * the next start. Without them the store answers the same, only more slowly (searches
+ * and the replacement of a resource's rows scan).
+ *
+ * Why the (type, id ...) indexes too: the ids are random (UUIDs), so each of those
+ * indexes took one random leaf page per resource, and a commit writes every page it
+ * changed to the WAL; at 30,000 resources they were about a quarter of the import's
+ * writes (docs/performance.md, session 15). A first version of a resource needs none
+ * of them: its combined rows come from the rows in hand (fhir/search_combo.c), and only
+ * replacing a stored version's rows (DELETE ... WHERE type = $1 AND id = $2) seeks them.
+ * Into a store that was empty, only a resource this import wrote can be stored, so the
+ * writer keeps the hashes of the (type, id) pairs it ran (ids_seen) and restores the
+ * indexes before the first Bundle that names one again. */
 
-/* The deferred indexes: on the search tables, not led by (type, id) (those serve the
- * writer itself: replacing and combining one resource's rows). */
-#define DEFER_WHERE                                                                                                    \
-    "type = 'index' AND sql IS NOT NULL AND tbl_name LIKE 'sp\\_%' ESCAPE '\\' AND sql NOT LIKE '%(type, id%'"
+/* The deferred indexes: every index of the search tables. */
+#define DEFER_WHERE "type = 'index' AND sql IS NOT NULL AND tbl_name LIKE 'sp\\_%' ESCAPE '\\'"
+/* Of them, the writer's own, led by (type, id): a filter of import_deferred's rows. */
+#define WRITER_INDEXES " WHERE sql LIKE '%(type, id%'"
 
 /* The names of the rows of query q (one text column), at most cap; sets *n. */
 static int names_of(hv_db_t *db, const char *q, char (*names)[128], size_t cap, size_t *n)
@@ -160,8 +178,11 @@ static int names_of(hv_db_t *db, const char *q, char (*names)[128], size_t cap, 
 
 #define DEFER_MAX 64 /* indexes; the schema has about twenty */
 
-int hv__import_restore_indexes(hv_db_t *db)
+/* Builds the deferred indexes of import_deferred's rows matching where ("" for all)
+ * and deletes those rows, in one transaction. */
+static int restore_indexes(hv_db_t *db, const char *where)
 {
+    char q[160];
     char(*names)[128] = NULL;
     size_t n = 0;
     int rc, in_tx = 0;
@@ -171,7 +192,8 @@ int hv__import_restore_indexes(hv_db_t *db)
     names = hv_malloc(DEFER_MAX * sizeof(*names));
     if (names == NULL)
         return HV_ENOMEM;
-    rc = names_of(db, "SELECT name FROM import_deferred", names, DEFER_MAX, &n);
+    snprintf(q, sizeof(q), "SELECT name FROM import_deferred%s", where);
+    rc = names_of(db, q, names, DEFER_MAX, &n);
     if (rc != HV_OK || n == 0)
         goto out;
     {
@@ -210,8 +232,10 @@ int hv__import_restore_indexes(hv_db_t *db)
             rc = hv_db_exec(db, ddl);
         hv_free(ddl);
     }
-    if (rc == HV_OK)
-        rc = hv_db_exec(db, "DELETE FROM import_deferred");
+    if (rc == HV_OK) {
+        snprintf(q, sizeof(q), "DELETE FROM import_deferred%s", where);
+        rc = hv_db_exec(db, q);
+    }
     if (rc == HV_OK) {
         in_tx = 0;
         rc = hv_db_commit(db);
@@ -223,8 +247,14 @@ out:
     return rc;
 }
 
-/* Drops the value indexes if the store is empty and none are deferred already; sets
- * im->deferred. HOLOVITALS_IMPORT_DEFER_INDEXES=0 keeps them (tests compare both). */
+int hv__import_restore_indexes(hv_db_t *db)
+{
+    return restore_indexes(db, "");
+}
+
+/* Drops the search indexes if the store is empty and none are deferred already; sets
+ * im->deferred and im->deferred_ids. HOLOVITALS_IMPORT_DEFER_INDEXES=0 keeps them (tests
+ * compare both). */
 static int defer_indexes(imp_t *im)
 {
     char(*names)[128] = NULL;
@@ -262,6 +292,9 @@ static int defer_indexes(imp_t *im)
         rc = hv_db_commit(im->db);
         if (rc == HV_OK)
             im->deferred = n > 0;
+        if (rc == HV_OK && names_of(im->db, "SELECT name FROM import_deferred" WRITER_INDEXES " LIMIT 1", names, 1,
+                                    &any) == HV_OK)
+            im->deferred_ids = any > 0;
     }
 out:
     if (in_tx)
@@ -683,6 +716,91 @@ static int rerun_guarded(imp_t *im)
     return rc;
 }
 
+/* The most slots of the set of ids written (8 bytes each: 256 MiB, half full at 16 M
+ * resources). An import beyond it builds the deferred indexes then (ids_seen). */
+#define IMPORT_MAX_ID_SLOTS ((size_t)1 << 25)
+
+/* FNV-1a (64 bits) of "type/id"; never 0, the set's free slot. */
+static uint64_t id_hash(const char *type, const char *id)
+{
+    uint64_t h = 14695981039346656037ull;
+    for (const char *p = type; *p != '\0'; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    h = (h ^ '/') * 1099511628211ull;
+    for (const char *p = id; *p != '\0'; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    return h != 0 ? h : 1;
+}
+
+/* Adds h to the set; 1 if it was there already. */
+static int ids_add(imp_t *im, uint64_t h)
+{
+    size_t i = (size_t)h & (im->ids_cap - 1);
+    while (im->ids[i] != 0) {
+        if (im->ids[i] == h)
+            return 1;
+        i = (i + 1) & (im->ids_cap - 1);
+    }
+    im->ids[i] = h;
+    im->nids++;
+    return 0;
+}
+
+/* Room for n more hashes at most half full, or HV_ENOMEM / HV_ETOOBIG. */
+static int ids_reserve(imp_t *im, size_t n)
+{
+    uint64_t *old = im->ids;
+    size_t cap = im->ids_cap ? im->ids_cap : 4096, old_cap = im->ids_cap;
+    while ((im->nids + n) * 2 > cap && cap <= IMPORT_MAX_ID_SLOTS)
+        cap *= 2;
+    if (cap > IMPORT_MAX_ID_SLOTS)
+        return HV_ETOOBIG;
+    if (cap == old_cap)
+        return HV_OK;
+    im->ids = hv_calloc(cap, sizeof(*im->ids));
+    if (im->ids == NULL) {
+        im->ids = old;
+        return HV_ENOMEM;
+    }
+    im->ids_cap = cap;
+    im->nids = 0;
+    for (size_t i = 0; i < old_cap; i++)
+        if (old[i] != 0)
+            (void)ids_add(im, old[i]);
+    hv_free(old);
+    return HV_OK;
+}
+
+/*
+ * Whether precomputed Bundle bj may write a resource that is stored already, i.e. one
+ * that this import ran before (the store was empty when the indexes were deferred) or
+ * that bj names twice: then it would replace that resource's rows, which seeks the
+ * deferred (type, id ...) indexes. Adds bj's resources to the set. A hash shared by two
+ * resources, or a set that cannot grow, also answers 1: the indexes are then only built
+ * earlier than needed. A Bundle that fails afterwards leaves its hashes in the set,
+ * which errs the same way.
+ */
+static int ids_seen(imp_t *im, const hv__bundle_job_t *bj)
+{
+    size_t n = hv__bundle_op_count(bj);
+    int seen = 0;
+    if (ids_reserve(im, n) != HV_OK)
+        return 1;
+    for (size_t i = 0; i < n; i++) {
+        const hv__fop_t *op = hv__bundle_op_at(bj, i);
+        seen |= ids_add(im, id_hash(op->type, op->id));
+    }
+    return seen;
+}
+
+/* Frees the set of ids written: once the indexes are back, nothing reads it. */
+static void ids_free(imp_t *im)
+{
+    hv_free(im->ids);
+    im->ids = NULL;
+    im->nids = im->ids_cap = 0;
+}
+
 /* Runs one unit's Bundle in its own transaction, preparing it first unless the
  * reader did; the unit's job is consumed. Precomputed Bundles run bare (without a
  * savepoint: SQLite would copy every page they change into the sub-journal, two
@@ -706,8 +824,27 @@ static int run_bundle(imp_t *im, unit_t *u)
         im->failed++;
         return rc;
     }
+    if (im->deferred_ids && hv__bundle_is_precomputed(bj) && ids_seen(im, bj)) {
+        /* It may replace a stored resource's rows: with the writer's indexes back (the
+         * value indexes stay deferred). */
+        ids_free(im);
+        im->deferred_ids = 0;
+        im->built_early = 1;
+        rc = import_commit(im);
+        if (rc == HV_OK)
+            rc = restore_indexes(im->db, WRITER_INDEXES);
+        if (rc != HV_OK) {
+            fprintf(stderr, "\nholovitals import: restoring the search indexes failed: %s\n", hv_db_errmsg(im->db));
+            hv__bundle_job_free(bj);
+            im->failed++;
+            return rc;
+        }
+    }
     if (im->deferred && !hv__bundle_is_precomputed(bj)) {
-        /* It searches the store (conditional entries): with its value indexes back. */
+        /* It searches the store (conditional entries): with its search indexes back. */
+        ids_free(im);
+        im->deferred_ids = 0;
+        im->built_early = 2;
         rc = import_commit(im);
         if (rc == HV_OK)
             rc = hv__import_restore_indexes(im->db);
@@ -1075,6 +1212,7 @@ int hv__fhir_cmd_import(hv_engine_t *e, int argc, char **argv)
     if (im.resources > 0 && hv__search_analyze(im.db, 0) != HV_OK)
         fprintf(stderr, "holovitals import: ANALYZE failed: %s\n", hv_db_errmsg(im.db) ? hv_db_errmsg(im.db) : "");
     hv_free(im.bare);
+    ids_free(&im);
     /* Closing the store checkpoints its WAL into the database file. The import's user
      * waits for it, so the summary's time includes it: with larger commits it is
      * seconds at 100,000 resources (docs/performance.md, session 14). */
@@ -1091,6 +1229,8 @@ int hv__fhir_cmd_import(hv_engine_t *e, int argc, char **argv)
         fprintf(stderr, "holovitals import: shared tables built ahead: %s\n", im.warmed ? "yes" : "no");
         fprintf(stderr, "holovitals import: UCUM table loaded by the reader: %s\n", im.ucum_read ? "yes" : "no");
         fprintf(stderr, "holovitals import: %llu commits\n", (unsigned long long)im.commits);
+        fprintf(stderr, "holovitals import: search indexes built before the end: %s\n",
+                im.built_early == 2 ? "all" : im.built_early == 1 ? "the writer's" : "none");
     }
     if (lock_fd >= 0)
         close(lock_fd);

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """test_fhir_import_pool.py — `holovitals import` prepares units (parse, model check, ids,
 references, index rows) on a pool of --workers threads and writes them in the files' order;
-into an empty SQLite store it drops the search tables' value indexes for the import and builds
+into an empty SQLite store it drops the search tables' indexes for the import and builds
 them at its end, keeping their definitions in table import_deferred until then (fhir/import.c).
 
 - The store a pool of three workers leaves, with the deferred indexes, equals row by row the
@@ -17,6 +17,10 @@ them at its end, keeping their definitions in table import_deferred until then (
   with the import from a fifth of fhir.import_commit (a quarter of what was committed
   before) up to it, and a Bundle is never split (the count of commits that
   HOLOVITALS_IMPORT_PRECOMPUTE=1 reports).
+- A Bundle that writes a resource the import stored already finds the search tables'
+  (type, id ...) indexes built first (deferred too until then), the value indexes still
+  deferred; the store equals an import's with every index kept (the count of what was
+  built early that HOLOVITALS_IMPORT_PRECOMPUTE=1 reports).
 - kill -9 in the middle of an import into an empty store leaves only whole resources (each
   stored resource has exactly its index rows), the next opening of the store builds the
   deferred indexes, and importing again gives the clean import's index rows and contents.
@@ -167,6 +171,35 @@ class ImportPoolTests(unittest.TestCase):
         self.assertNotEqual(len(expected(5000, True)), len(expected(5000, False)))
         self.assertNotIn(len(expected(1000, True)), (len(expected(1000, False)), len(expected(200, False)),
                                                      len(expected(500, False))))
+
+    def test_a_resource_imported_again_finds_the_writers_indexes_built(self):
+        # Into an empty store the search tables' (type, id ...) indexes are deferred with
+        # the value indexes. A Bundle that writes a resource the import stored already (an
+        # update, whose old rows are deleted through those indexes) has them built first;
+        # the value indexes stay deferred to the end. Either way the store equals the one
+        # an import with every index kept all along leaves, versions and rows.
+        lines = synthea_resources()[:300]
+        again = [l.replace('"status":"final"', '"status":"amended"') for l in lines[40:70]]
+        self.assertTrue(any('"amended"' in l for l in again))
+        for name, content, early in (("fresh", lines, "none"), ("again", lines + again, "the writer's")):
+            path = os.path.join(self.tmp, name + ".ndjson")
+            with open(path, "w", encoding="utf-8") as f:
+                f.write("\n".join(content) + "\n")
+            kept, c1, o1, e1 = self.imp(name + "-kept", [path], "--workers", "1", "--batch", "97",
+                                        env={"HOLOVITALS_IMPORT_DEFER_INDEXES": "0"})
+            pool, c2, o2, e2 = self.imp(name + "-pool", [path], "--workers", "3", "--batch", "97",
+                                        env={"HOLOVITALS_IMPORT_PRECOMPUTE": "1"})
+            self.assertEqual((c1, c2), (0, 0), e1 + e2)
+            self.assertIn("imported %d resources" % len(content), o2)
+            self.assertIn("holovitals import: search indexes built before the end: %s\n" % early, e2)
+            a, b = full_dump(kept), full_dump(pool)
+            for t in a:
+                self.assertEqual(a[t], b[t], t)
+            self.assertEqual(indexes(kept), indexes(pool))
+            self.assertEqual(indexes(pool)[1], 0)
+        versions = sorted(int(r.split("\x1f")[2]) for r in b["resources"])
+        self.assertEqual(versions.count(2), len(again))
+        self.assertTrue(any("amended" in r for r in b["sp_tok"]))
 
     def test_store_that_cannot_be_opened_ends_the_threads_started_before(self):
         # The reader and the workers start before the store is opened. A store another
