@@ -406,6 +406,8 @@ static hv__ehr_feed_t *feed_open(hv__ehr_run_t *r) {
         hv_free(fd);
         return NULL;
     }
+    /* The chunks ready and the one written hold text, not trees (write.c). */
+    fd->prep.text_only = 1;
     file_path(r, r->bulk_file, path, sizeof(path));
     if ((fd->fp = fopen(path, "rb")) == NULL) {
         hv__ehr_run_error(r, "bulk", "output file %zu is missing: %s", r->bulk_file, strerror(errno));

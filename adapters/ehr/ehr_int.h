@@ -244,6 +244,12 @@ typedef struct hv__ehr_prep {
     struct hv_fhir_validator *validator;   /* fhir.validation=reject: the validator the
                                             * preparation uses, else NULL */
     int own_validator;                     /* validator is the prep's own (freed with it) */
+    int text_only;                         /* a resource's tree is dropped once its stored text,
+                                            * index rows and compartments are made, and parsed
+                                            * again from that text by the store job (write.c
+                                            * step 3): a prepared batch then holds ~1.5 KB of
+                                            * text per resource instead of a ~20 KB json-c tree
+                                            * (bulk.c's chunks, prepared ahead of their write) */
 } hv__ehr_prep_t;
 /* own_validator: a validator of its own (a validator serves one thread at a time), for a
  * preparation off the loop thread; else the fhir module's, for the loop thread. */

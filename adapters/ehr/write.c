@@ -70,7 +70,8 @@ typedef struct item {
     char hash[65];
     char old_version[32];           /* the local version our last write produced */
     char cur_version[32];           /* the local version found by the conflict check */
-    json_object *res;               /* transformed resource (one reference owned here) */
+    json_object *res;               /* transformed resource (one reference owned here); NULL once
+                                     * dropped after a text_only preparation (pre_text holds it) */
     int state;
     int known;                      /* a row exists */
     int seen;                       /* type and id are valid: the EHR has it (reconcile.c) */
@@ -367,6 +368,18 @@ static json_object *review_copy(json_object *res) {
     return copy;
 }
 
+/* The tree of an item whose tree a text_only preparation dropped, from text: its stored
+ * text as a first version (pre_text), or the text a run of the store job before a rollback
+ * wrote. Either is hv_fhir_json_write of the tree the preparation made, meta.versionId and
+ * meta.lastUpdated aside, which the store sets again for the version it writes; the index
+ * rows and compartments made from that tree serve it unchanged. NULL when out of memory
+ * (or, which cannot happen with the engine's own writer, when the text is not JSON). */
+static json_object *item_tree(const char *text, size_t len) {
+    json_object *res = NULL;
+    if (text == NULL || hv_json_parse(text, len, "prepared resource", &res, NULL) != HV_OK) return NULL;
+    return res;
+}
+
 /* Submitted re-runnable (hv_storage_submit_rerun): the page runs without a savepoint of its
  * own — SQLite would copy every page of the b-trees a 1,000-resource job changes into the
  * sub-journal — and when a database failure rolls its batch back it runs again from the
@@ -382,6 +395,16 @@ static int store_job(hv_db_t *db, void *arg) {
         item_t *it = &w->items[i];
         if (it->state != ITEM_NEW && it->state != ITEM_CHANGED) continue;
         if (it->has_op) {
+            /* A run after a rollback. A dropped tree comes back from the op, which keeps it
+             * when its write failed, else from the text the write produced (below); when the
+             * op never took the item's text, that text is still the item's. */
+            if (it->res == NULL && it->op.resource != NULL) {
+                it->res = it->op.resource;
+                it->op.resource = NULL;
+            } else if (it->res == NULL && it->pre_text == NULL &&
+                       (it->res = item_tree(it->op.text, it->op.text_len)) == NULL) {
+                return HV_ENOMEM;
+            }
             hv__fop_clear(&it->op);
             it->has_op = 0;
         }
@@ -403,12 +426,16 @@ static int store_job(hv_db_t *db, void *arg) {
             }
         }
         if (it->write == WRITE_NONE) continue;
+        /* keep-both's copy is made from the tree, kept with the item (a conflict is rare). */
+        if (it->write == WRITE_COPY && it->res == NULL && (it->res = item_tree(it->pre_text, it->pre_len)) == NULL)
+            return HV_ENOMEM;
         hv__fop_init(&it->op, it->write == WRITE_PUT ? HV__FOP_UPDATE : HV__FOP_CREATE);
         it->has_op = 1;
         snprintf(it->op.type, sizeof(it->op.type), "%s", it->type);
         if (it->write == WRITE_PUT) {
             snprintf(it->op.id, sizeof(it->op.id), "%s", it->local_id);
-            it->op.resource = json_object_get(it->res);
+            it->op.resource = it->res != NULL ? json_object_get(it->res) : item_tree(it->pre_text, it->pre_len);
+            if (it->op.resource == NULL) return HV_ENOMEM;
             it->op.ix_pre = it->ix; /* borrowed: freed with the batch, after the job */
             /* Moved, not copied: a run after a rollback serializes in the store instead. The
              * text is of this id as version 1; the store discards it for any other version. */
@@ -425,6 +452,12 @@ static int store_job(hv_db_t *db, void *arg) {
         }
         rc = hv__fop_run(db, &it->op);
         if (rc != HV_OK) return rc; /* the database failed: the page rolls back */
+        if (it->res == NULL && it->op.text != NULL) {
+            /* Written: a tree parsed for this write goes at once, so that the page holds one
+             * tree at a time (a run after a rollback parses op.text again). */
+            json_object_put(it->op.resource);
+            it->op.resource = NULL;
+        }
     }
     return HV_OK;
 }
@@ -733,6 +766,12 @@ hv__ehr_batch_t *hv__ehr_batch_prepare_with(const hv__ehr_prep_t *p, json_object
                 copy = NULL;
                 it->state = ITEM_NEW;
                 if (!p->rows_lazy) item_ahead(it);
+                if (p->text_only && it->pre_text != NULL) {
+                    /* Everything the store needs ahead is made: the tree is ~15x its text
+                     * and is parsed again from the text in the store job (item_tree). */
+                    json_object_put(it->res);
+                    it->res = NULL;
+                }
             }
             json_object_put(copy);
         }
