@@ -102,6 +102,7 @@ struct hv__ehr_batch {
     uint64_t t0, t_prep, t_write, t_lookup, t_store; /* hv_now_ms at each step, for the debug log (t_write:
                                                       * the write began; a page prepared ahead waits before) */
     int64_t fetched, failed;        /* counted by the preparation, added to the run when written */
+    int64_t trees_parsed;           /* store job: trees parsed from text (text_only), for the debug log */
     json_object *errs;              /* the preparation's errors, recorded when written */
 };
 typedef struct hv__ehr_batch wctx_t;
@@ -334,6 +335,7 @@ static void rows_done(int status, void *arg) {
         hv_log_int(lr, "lookup_ms", (int64_t)(w->t_lookup - w->t_write));
         hv_log_int(lr, "store_ms", (int64_t)(w->t_store - w->t_lookup));
         hv_log_int(lr, "rows_ms", (int64_t)(now - w->t_store));
+        hv_log_int(lr, "trees_parsed", w->trees_parsed);
         hv_log_end(lr);
     }
     if (status != HV_OK) hv__ehr_run_error(w->r, "store", "recording the synced resources failed: %s", hv_strerror(status));
@@ -391,6 +393,7 @@ static int store_job(hv_db_t *db, void *arg) {
     wctx_t *w = arg;
     size_t i;
     int rc;
+    w->trees_parsed = 0;
     for (i = 0; i < w->n; i++) {
         item_t *it = &w->items[i];
         if (it->state != ITEM_NEW && it->state != ITEM_CHANGED) continue;
@@ -434,8 +437,13 @@ static int store_job(hv_db_t *db, void *arg) {
         snprintf(it->op.type, sizeof(it->op.type), "%s", it->type);
         if (it->write == WRITE_PUT) {
             snprintf(it->op.id, sizeof(it->op.id), "%s", it->local_id);
-            it->op.resource = it->res != NULL ? json_object_get(it->res) : item_tree(it->pre_text, it->pre_len);
-            if (it->op.resource == NULL) return HV_ENOMEM;
+            if (it->res != NULL) {
+                it->op.resource = json_object_get(it->res);
+            } else if ((it->op.resource = item_tree(it->pre_text, it->pre_len)) == NULL) {
+                return HV_ENOMEM;
+            } else {
+                w->trees_parsed++;
+            }
             it->op.ix_pre = it->ix; /* borrowed: freed with the batch, after the job */
             /* Moved, not copied: a run after a rollback serializes in the store instead. The
              * text is of this id as version 1; the store discards it for any other version. */
