@@ -33,6 +33,9 @@
 
 #include <errno.h>
 #include <json-c/json.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -272,28 +275,30 @@ void hv__ehr_bulk_release(hv__ehr_run_t *r) {
     else feed_free(fd);
 }
 
-/* Reads up to fd->chunk resources from the feed's file and prepares them; NULL when out of
- * memory. A line that is not JSON is a failed resource of the chunk, with its file and line
- * number. Runs in the thread pool: it touches only the feed's own fields (above). */
+/* Reads up to fd->chunk resources from the feed's file and prepares them, each as soon as it
+ * is parsed: with the feed's text_only preparation one json-c tree is alive at a time, not
+ * a chunk's (a chunk of 2,500 ExplanationOfBenefit lines parsed whole was ~250 MB of trees).
+ * NULL when out of memory. A line that is not JSON is a failed resource of the chunk, with its
+ * file and line number. Runs in the thread pool: it touches only the feed's own fields (above). */
 static hv__ehr_chunk_t *chunk_read(hv__ehr_feed_t *fd) {
     hv__ehr_chunk_t *k = hv_calloc(1, sizeof(*k));
-    json_object *arr = json_object_new_array(), *bad = json_object_new_array();
     char *line = NULL;
-    size_t cap = 0, n = 0, i;
+    size_t cap = 0, n = 0;
     ssize_t got;
-    if (k == NULL || arr == NULL || bad == NULL) goto fail;
+    if (k == NULL) goto fail;
     while (n < fd->chunk && (got = getline(&line, &cap, fd->fp)) >= 0) {
         json_object *res = NULL;
         size_t len = (size_t)got;
         int complete = len > 0 && line[len - 1] == '\n';
-        char msg[160];
         k->lines++;
         fd->read++;
+        /* A chunk that took a line has a batch, even of no resource: no batch means the end. */
+        if (k->b == NULL && (k->b = hv__ehr_batch_new(&fd->prep, fd->chunk)) == NULL) goto fail;
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) len--;
         if (len == 0) continue;
         if (len <= LINE_MAX_BYTES && hv_json_parse(line, len, "ndjson", &res, NULL) == HV_OK &&
             json_object_is_type(res, json_type_object)) {
-            json_object_array_add(arr, res);
+            hv__ehr_batch_add(&fd->prep, k->b, res);
             n++;
             continue;
         }
@@ -302,29 +307,18 @@ static hv__ehr_chunk_t *chunk_read(hv__ehr_feed_t *fd) {
         if (!complete) {
             /* The last line stops mid-resource: the file was cut short, so the run is not complete. */
             k->truncated = 1;
-            snprintf(msg, sizeof(msg), "output file %zu is truncated: line %lld ends mid-resource", fd->file,
-                     (long long)fd->read);
+            hv__ehr_batch_fail(k->b, "bulk", "output file %zu is truncated: line %lld ends mid-resource", fd->file,
+                               (long long)fd->read);
         } else {
-            snprintf(msg, sizeof(msg), "output file %zu line %lld is not a JSON resource", fd->file,
-                     (long long)fd->read);
+            hv__ehr_batch_fail(k->b, "bulk", "output file %zu line %lld is not a JSON resource", fd->file,
+                               (long long)fd->read);
         }
-        json_object_array_add(bad, json_object_new_string(msg));
     }
     hv_free(line);
-    line = NULL;
-    if (k->lines > 0) {
-        if ((k->b = hv__ehr_batch_prepare_with(&fd->prep, arr)) == NULL) goto fail;
-        for (i = 0; i < json_object_array_length(bad); i++)
-            hv__ehr_batch_fail(k->b, "bulk", "%s", json_object_get_string(json_object_array_get_idx(bad, i)));
-    }
-    json_object_put(arr);
-    json_object_put(bad);
     return k;
 fail:
     hv_free(line);
-    hv_free(k);
-    json_object_put(arr);
-    json_object_put(bad);
+    chunk_free(k);
     return NULL;
 }
 

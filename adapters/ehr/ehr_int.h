@@ -257,6 +257,12 @@ int hv__ehr_prep_init(hv__ehr_prep_t *p, hv__ehr_run_t *r, int own_validator);
 void hv__ehr_prep_clear(hv__ehr_prep_t *p);
 /* hv__ehr_batch_prepare from the copies: may run on any thread (one at a time per prep). */
 hv__ehr_batch_t *hv__ehr_batch_prepare_with(const hv__ehr_prep_t *p, struct json_object *resources);
+/* The same one resource at a time, so that a reader need not hold a whole chunk's trees
+ * (bulk.c): an empty batch for up to cap resources (NULL when out of memory), then each
+ * resource prepared as the batch's next, the tree taken (with p->text_only it is freed
+ * as soon as it is prepared). Any thread, one at a time per prep. */
+hv__ehr_batch_t *hv__ehr_batch_new(const hv__ehr_prep_t *p, size_t cap);
+void hv__ehr_batch_add(const hv__ehr_prep_t *p, hv__ehr_batch_t *b, struct json_object *res);
 void hv__ehr_batch_write(hv__ehr_run_t *r, hv__ehr_batch_t *b, hv__ehr_written_cb cb);
 void hv__ehr_batch_free(hv__ehr_batch_t *b);
 /* A resource of the batch that could not even be read (a bulk line that is not JSON): counted

@@ -94,7 +94,7 @@ struct hv__ehr_batch {
     hv__ehr_written_cb cb;
     hv__fhir_t *f;
     item_t *items;
-    size_t n;
+    size_t n, cap;                  /* items prepared, items allocated */
     int policy;                     /* DECIDE_* the connection's policy maps to */
     char conn[HV__EHR_ID_MAX];
     char run_id[HV__EHR_ID_MAX];
@@ -693,9 +693,30 @@ hv__ehr_batch_t *hv__ehr_batch_prepare(hv__ehr_run_t *r, json_object *resources)
     return b;
 }
 
-hv__ehr_batch_t *hv__ehr_batch_prepare_with(const hv__ehr_prep_t *p, json_object *resources) {
-    size_t n = json_object_array_length(resources), i;
+hv__ehr_batch_t *hv__ehr_batch_new(const hv__ehr_prep_t *p, size_t cap) {
     wctx_t *w = hv_calloc(1, sizeof(*w));
+    if (w == NULL || (cap > 0 && (w->items = hv_calloc(cap, sizeof(item_t))) == NULL)) {
+        hv_free(w);
+        return NULL;
+    }
+    w->cap = cap;
+    w->f = p->f;
+    w->t0 = hv_now_ms();
+    w->t_prep = w->t0;
+    snprintf(w->conn, sizeof(w->conn), "%s", p->conn);
+    snprintf(w->run_id, sizeof(w->run_id), "%s", p->run_id);
+    snprintf(w->policy_name, sizeof(w->policy_name), "%s", p->policy_name);
+    w->policy = strcmp(w->policy_name, "local-wins") == 0  ? DECIDE_LOCAL
+                : strcmp(w->policy_name, "keep-both") == 0 ? DECIDE_BOTH
+                                                           : DECIDE_EHR;
+    return w;
+}
+
+void hv__ehr_batch_add(const hv__ehr_prep_t *p, hv__ehr_batch_t *w, json_object *res) {
+    item_t *it;
+    json_object *copy = NULL, *bare = NULL;
+    const char *type, *id;
+    hv_error_t err;
     char whybuf[160];
     /* Validated below (fhir.validation = reject, not lazy): the validator's walk checks the
      * structure as hv_fhir_check_structure does and more (fhir/validate.c: structure_only
@@ -703,89 +724,90 @@ hv__ehr_batch_t *hv__ehr_batch_prepare_with(const hv__ehr_prep_t *p, json_object
      * the prepared tree, in which the EHR's meta.versionId and meta.lastUpdated are
      * dropped and a meta that is not an object is replaced: those alone are not refused. */
     int validate_ahead = p->validator != NULL && !p->rows_lazy;
-    if (w == NULL || (n > 0 && (w->items = hv_calloc(n, sizeof(item_t))) == NULL)) {
-        hv_free(w);
-        return NULL;
+    if (w->n == w->cap) {
+        /* Past the capacity the caller asked for: counted, not prepared. */
+        json_object_put(res);
+        hv__ehr_batch_fail(w, "resource", "more resources than the batch holds (%zu)", w->cap);
+        return;
     }
-    w->f = p->f;
-    w->t0 = hv_now_ms();
-    w->n = n;
-    snprintf(w->conn, sizeof(w->conn), "%s", p->conn);
-    snprintf(w->run_id, sizeof(w->run_id), "%s", p->run_id);
-    snprintf(w->policy_name, sizeof(w->policy_name), "%s", p->policy_name);
-    w->policy = strcmp(w->policy_name, "local-wins") == 0  ? DECIDE_LOCAL
-                : strcmp(w->policy_name, "keep-both") == 0 ? DECIDE_BOTH
-                                                           : DECIDE_EHR;
+    it = &w->items[w->n++];
+    w->fetched++;
     if (w->f == NULL) {
-        w->fetched = (int64_t)n;
-        return w;
+        json_object_put(res); /* nothing is prepared: the write fails the batch (no fhir service) */
+        return;
     }
-    for (i = 0; i < n; i++) {
-        item_t *it = &w->items[i];
-        json_object *res = json_object_array_get_idx(resources, i), *copy = NULL, *bare = NULL;
-        const char *type = hv_json_get_str(res, "resourceType"), *id = hv_json_get_str(res, "id");
-        hv_error_t err;
-        w->fetched++;
-        snprintf(it->type, sizeof(it->type), "%s", type ? type : "?");
-        snprintf(it->id, sizeof(it->id), "%s", id ? id : "");
-        hv_error_clear(&err);
-        it->state = ITEM_FAILED;
-        if (type == NULL || hv_fhir_resource_type(type) == NULL) {
-            berr(w, "resource", "entry with unknown resourceType %.64s", type ? type : "(none)");
-        } else if (id == NULL || !id_ok(id)) {
-            berr(w, type, "a %s without a valid id", type);
-        } else if ((it->seen = 1) && !validate_ahead && hv_fhir_check_structure(res, 0, &err) != HV_OK) {
-            berr(w, type, "%s/%s is not valid FHIR R4: %s: %s", type, id, err.location, err.message);
-        } else {
-            /* The hash is of the EHR's content: meta left out, before anything is added. */
-            json_object *meta = NULL;
-            const char *why = NULL;
-            /* The page's tree is the batch's own (the caller only drops its references):
-             * it is transformed in place, no copy — so type and id are read from the
-             * item from here on (setting the local id frees the tree's id string). */
-            copy = json_object_get(res);
-            type = it->type;
-            id = it->id;
-            if (json_object_object_get_ex(copy, "meta", &meta)) {
-                json_object_get(meta);
-                json_object_object_del(copy, "meta");
-            }
-            bare = copy;
-            {
-                const char *t = json_object_to_json_string_ext(bare, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-                sha256_hex(t, strlen(t), it->hash);
-            }
-            if (meta != NULL) hv_json_set(copy, "meta", meta);
-            hv__ehr_local_id(p->conn, type, id, it->local_id);
-            if (add_identity(p, copy, type, id) != HV_OK || hv_json_set_str(copy, "id", it->local_id) != HV_OK ||
-                hv__ehr_rewrite_refs(copy, p->conn, p->base_url) != HV_OK) {
-                berr(w, type, "%s/%s could not be prepared (out of memory or nested too deep)", type, id);
-            } else if (!p->rows_lazy && (why = refused_by(p->validator, copy, whybuf)) != NULL) {
-                berr(w, type, "%s/%s was not stored: %s", type, id, why);
-            } else {
-                /* The index rows depend on the tree only (not on meta.versionId or
-                 * meta.lastUpdated, which the store sets): computed here, the store
-                 * job only binds and inserts them (fhir/search_int.h). A failure
-                 * leaves them to the store. Lazy (after a mostly unchanged page):
-                 * validation waits for the look-up (step 2) and the rows for the store. */
-                it->checked = !p->rows_lazy;
-                if (!p->rows_lazy && hv__search_index_rows(type, copy, &it->ix) != HV_OK) it->ix = NULL;
-                it->res = copy;
-                copy = NULL;
-                it->state = ITEM_NEW;
-                if (!p->rows_lazy) item_ahead(it);
-                if (p->text_only && it->pre_text != NULL) {
-                    /* Everything the store needs ahead is made: the tree is ~15x its text
-                     * and is parsed again from the text in the store job (item_tree). */
-                    json_object_put(it->res);
-                    it->res = NULL;
-                }
-            }
-            json_object_put(copy);
+    type = hv_json_get_str(res, "resourceType");
+    id = hv_json_get_str(res, "id");
+    snprintf(it->type, sizeof(it->type), "%s", type ? type : "?");
+    snprintf(it->id, sizeof(it->id), "%s", id ? id : "");
+    hv_error_clear(&err);
+    it->state = ITEM_FAILED;
+    if (type == NULL || hv_fhir_resource_type(type) == NULL) {
+        berr(w, "resource", "entry with unknown resourceType %.64s", type ? type : "(none)");
+    } else if (id == NULL || !id_ok(id)) {
+        berr(w, type, "a %s without a valid id", type);
+    } else if ((it->seen = 1) && !validate_ahead && hv_fhir_check_structure(res, 0, &err) != HV_OK) {
+        berr(w, type, "%s/%s is not valid FHIR R4: %s: %s", type, id, err.location, err.message);
+    } else {
+        /* The hash is of the EHR's content: meta left out, before anything is added. */
+        json_object *meta = NULL;
+        const char *why = NULL;
+        /* The tree is the batch's own (the caller gave its reference): it is
+         * transformed in place, no copy — so type and id are read from the item from
+         * here on (setting the local id frees the tree's id string). */
+        copy = res;
+        res = NULL;
+        type = it->type;
+        id = it->id;
+        if (json_object_object_get_ex(copy, "meta", &meta)) {
+            json_object_get(meta);
+            json_object_object_del(copy, "meta");
         }
-        if (it->state == ITEM_FAILED) w->failed++;
+        bare = copy;
+        {
+            const char *t = json_object_to_json_string_ext(bare, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+            sha256_hex(t, strlen(t), it->hash);
+        }
+        if (meta != NULL) hv_json_set(copy, "meta", meta);
+        hv__ehr_local_id(p->conn, type, id, it->local_id);
+        if (add_identity(p, copy, type, id) != HV_OK || hv_json_set_str(copy, "id", it->local_id) != HV_OK ||
+            hv__ehr_rewrite_refs(copy, p->conn, p->base_url) != HV_OK) {
+            berr(w, type, "%s/%s could not be prepared (out of memory or nested too deep)", type, id);
+        } else if (!p->rows_lazy && (why = refused_by(p->validator, copy, whybuf)) != NULL) {
+            berr(w, type, "%s/%s was not stored: %s", type, id, why);
+        } else {
+            /* The index rows depend on the tree only (not on meta.versionId or
+             * meta.lastUpdated, which the store sets): computed here, the store
+             * job only binds and inserts them (fhir/search_int.h). A failure
+             * leaves them to the store. Lazy (after a mostly unchanged page):
+             * validation waits for the look-up (step 2) and the rows for the store. */
+            it->checked = !p->rows_lazy;
+            if (!p->rows_lazy && hv__search_index_rows(type, copy, &it->ix) != HV_OK) it->ix = NULL;
+            it->res = copy;
+            copy = NULL;
+            it->state = ITEM_NEW;
+            if (!p->rows_lazy) item_ahead(it);
+            if (p->text_only && it->pre_text != NULL) {
+                /* Everything the store needs ahead is made: the tree is ~15x its text
+                 * and is parsed again from the text in the store job (item_tree). */
+                json_object_put(it->res);
+                it->res = NULL;
+            }
+        }
+        json_object_put(copy);
     }
+    json_object_put(res); /* a resource that failed before the else above */
+    if (it->state == ITEM_FAILED) w->failed++;
     w->t_prep = hv_now_ms();
+}
+
+hv__ehr_batch_t *hv__ehr_batch_prepare_with(const hv__ehr_prep_t *p, json_object *resources) {
+    size_t n = json_object_array_length(resources), i;
+    hv__ehr_batch_t *w = hv__ehr_batch_new(p, n);
+    if (w == NULL) return NULL;
+    /* The page's trees become the batch's (transformed in place, no copy): the page only
+     * keeps its references, which it drops after (the trees then live until the write). */
+    for (i = 0; i < n; i++) hv__ehr_batch_add(p, w, json_object_get(json_object_array_get_idx(resources, i)));
     return w;
 }
 
