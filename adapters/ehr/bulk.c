@@ -11,9 +11,11 @@
  *             checkpoint); 4xx/5xx after the retries fail the run
  *   download  each output file to <data>/ehr-bulk/<run>/<n>.ndjson through curl's
  *             write callback (never whole in memory, ehr.max_download_bytes cap)
- *   import    1,000 lines at a time through the same writer as search pages
- *             (write.c), the next chunks read, parsed and prepared in the libuv
- *             thread pool while one is written; the checkpoint holds (file, lines written, whether a line
+ *   import    in chunks of 1,000 lines growing to ehr.bulk_chunk_max (chunk_lines), through
+ *             the same writer as search pages (write.c), the next chunks read, parsed and
+ *             prepared line by line in the libuv thread pool while one is written (a
+ *             prepared chunk holds each resource's stored text and index rows, not its
+ *             tree); the checkpoint holds (file, lines written, whether a line
  *             was unreadable), so a run resumed
  *             after a crash skips what was imported and downloads again only the
  *             file it was in; a line that is not JSON (a truncated file) is a
@@ -222,13 +224,15 @@ struct hv__ehr_feed {
 };
 
 /* Lines in the next chunk: a quarter of what the run has fetched, between BULK_CHUNK and
- * ehr.bulk_chunk_max (default 1,000: chunks stay at 1,000). Why it may grow: a chunk is one
- * store job, one commit, and a commit writes every page it changed to the WAL once; the
+ * ehr.bulk_chunk_max (default 2,500; 1,000 keeps chunks at 1,000). Why it grows: a chunk is
+ * one store job, one commit, and a commit writes every page it changed to the WAL once; the
  * search tables' (type, id …) indexes take a random leaf per resource (the ids are the EHR's
  * UUIDs), so a chunk of 1,000 into a store of 100,000 rewrites a leaf per resource in each.
  * A larger chunk changes a shared leaf once: at 100,000 resources a Bulk sync with chunks
- * growing to 2,500 ran 1.25x as fast on 0.87x the CPU, but peaked at 1.2 GiB resident
- * instead of 0.7 (docs/performance.md, "EHR sync, session 14"), which is why it is a setting.
+ * growing to 2,500 ran 1.25x as fast on 0.87x the CPU (docs/performance.md, "EHR sync,
+ * session 14"). It was a setting off by default while a prepared resource held its json-c
+ * tree (2,500 peaked at 1.2 GiB resident against 0.7 at 1,000); chunks now hold text and rows
+ * (write.c text_only, chunk_read), and 2,500 peaks below what 1,000 did ("session 15").
  * A run starts with small chunks, because the first chunk's write waits for its whole
  * preparation. HOLOVITALS_EHR_BULK_CHUNK (tests) overrides the bounds: "N" fixes chunks at N
  * lines, which lets a test have many chunks in flight with few resources; "A-B" grows them
@@ -375,8 +379,8 @@ static void feed_more(hv__ehr_feed_t *fd) {
     hv__ehr_run_t *r = fd->r;
     if (fd->busy || fd->eof || fd->broken || fd->nready >= FEED_AHEAD || r->m->stopping) return;
     /* Lines ahead are bounded too when chunks grow (chunk_lines): prepared resources are held
-     * until written, and chunks of 5,000 three deep peaked at 1.8 GiB at 100,000. Chunks of
-     * 1,000 (the default) stay FEED_AHEAD deep. */
+     * until written (chunks of 5,000 three deep peaked at 1.8 GiB at 100,000 while they held
+     * their trees). Chunks of 1,000 stay FEED_AHEAD deep. */
     if (fd->nready > 0 && fd->nready * fd->chunk >= FEED_AHEAD_LINES) return;
     fd->prep.rows_lazy = r->rows_lazy;
     fd->chunk = chunk_lines(r);

@@ -234,6 +234,14 @@ class EhrCase(EngineTestCase):
 
 
 class Api(EhrCase):
+    def test_bulk_chunks_grow_to_2500_lines_by_default(self):
+        # ehr.bulk_chunk_max's default (adapters/ehr/module.c): chunks grow from 1,000 to 2,500
+        # since a prepared chunk holds its resources' text and rows, not their trees
+        # (docs/performance.md, "EHR sync, session 15"); 1,000 was the default before.
+        rc, out, err = self.local.cli("config", "sample")
+        self.assertEqual(rc, 0, err)
+        self.assertIn('"bulk_chunk_max": 2500,', out)
+
     def test_providers_connect_validation_and_no_key_ever_returned(self):
         st, out = self.local.get_json("/ehr/providers")
         self.assertEqual(st, 200)
