@@ -87,6 +87,9 @@ typedef struct item {
     size_t pre_len, pre_ts;
     hv__store_pats_t *pre_pats;     /* its Patient compartments computed ahead, or NULL; moved likewise */
     int checked;                    /* fhir.validation applied (step 1, or step 2 when lazy) */
+    char *lazy_text;                /* text_only and lazy: the transformed resource as compact JSON,
+                                     * its tree dropped; parsed again only if it is to be written */
+    size_t lazy_len;
 } item_t;
 
 struct hv__ehr_batch {
@@ -103,6 +106,7 @@ struct hv__ehr_batch {
                                                       * the write began; a page prepared ahead waits before) */
     int64_t fetched, failed;        /* counted by the preparation, added to the run when written */
     int64_t trees_parsed;           /* store job: trees parsed from text (text_only), for the debug log */
+    int64_t lazy_texts;             /* preparation: resources kept as text, not trees (text_only, lazy) */
     json_object *errs;              /* the preparation's errors, recorded when written */
 };
 typedef struct hv__ehr_batch wctx_t;
@@ -247,6 +251,7 @@ static void wctx_free(wctx_t *w) {
         hv__search_rows_free(w->items[i].ix);
         hv_free(w->items[i].pre_text);
         hv_free(w->items[i].pre_pats);
+        hv_free(w->items[i].lazy_text);
     }
     hv_free(w->items);
     json_object_put(w->errs);
@@ -336,6 +341,7 @@ static void rows_done(int status, void *arg) {
         hv_log_int(lr, "store_ms", (int64_t)(w->t_store - w->t_lookup));
         hv_log_int(lr, "rows_ms", (int64_t)(now - w->t_store));
         hv_log_int(lr, "trees_parsed", w->trees_parsed);
+        hv_log_int(lr, "lazy_texts", w->lazy_texts);
         hv_log_end(lr);
     }
     if (status != HV_OK) hv__ehr_run_error(w->r, "store", "recording the synced resources failed: %s", hv_strerror(status));
@@ -585,6 +591,18 @@ static void lookup_done(int status, void *arg) {
             continue;
         }
         if (it->state == ITEM_FAILED) continue;
+        /* Prepared lazily with text_only: the tree again, only for what is to be written. */
+        if (it->res == NULL && it->lazy_text != NULL) {
+            it->res = item_tree(it->lazy_text, it->lazy_len);
+            hv_free(it->lazy_text);
+            it->lazy_text = NULL;
+            if (it->res == NULL) {
+                hv__ehr_run_error(r, it->type, "%s/%s was not stored: out of memory", it->type, it->id);
+                it->state = ITEM_FAILED;
+                r->failed++;
+                continue;
+            }
+        }
         /* Prepared lazily: validated now, only what is to be written. */
         if (!it->checked && (why = refused_by(loop_validator(w->f), it->res, whybuf)) != NULL) {
             hv__ehr_run_error(r, it->type, "%s/%s was not stored: %s", it->type, it->id, why);
@@ -792,6 +810,20 @@ void hv__ehr_batch_add(const hv__ehr_prep_t *p, hv__ehr_batch_t *w, json_object 
                  * and is parsed again from the text in the store job (item_tree). */
                 json_object_put(it->res);
                 it->res = NULL;
+            } else if (p->text_only && p->rows_lazy) {
+                /* A re-sync's chunk, mostly unchanged: nothing is made ahead, and most
+                 * trees would be dropped unread after the look-up. Kept as compact text
+                 * instead, parsed again after the look-up for what is to be written. */
+                const char *t = json_object_to_json_string_ext(it->res, JSON_C_TO_STRING_PLAIN |
+                                                                            JSON_C_TO_STRING_NOSLASHESCAPE);
+                size_t tlen = t != NULL ? strlen(t) : 0;
+                if (t != NULL && (it->lazy_text = hv_malloc(tlen + 1)) != NULL) {
+                    memcpy(it->lazy_text, t, tlen + 1);
+                    it->lazy_len = tlen;
+                    w->lazy_texts++;
+                    json_object_put(it->res);
+                    it->res = NULL;
+                }
             }
         }
         json_object_put(copy);

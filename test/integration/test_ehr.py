@@ -1043,6 +1043,39 @@ class StoredText(EhrCase):
         self.assertEqual(self.read_peer_via_local(cid, "Patient", pid)["birthDate"], "1900-01-01")
 
 
+    @own_peer
+    def test_bulk_resync_writes_a_change_kept_as_text_in_a_lazy_chunk(self):
+        # A Bulk re-sync's chunks, once one was mostly unchanged, are prepared lazily (write.c
+        # rows_lazy) and keep each resource as compact text instead of its tree (text_only):
+        # the tree is parsed again after the look-up only for what is to be written. Chunks
+        # of 3 lines make the Observation file many chunks; the changed Observation is the
+        # last one the peer exports.
+        self.local = self.engine(config=dict(LOCAL, log={"level": "debug"}),
+                                 args=["--db", self.DB] if self.DB else [],
+                                 env={"HOLOVITALS_EHR_BULK_CHUNK": "3"})
+        cid = self.connect(resource_types=["Patient", "Observation"])
+        run = self.sync(cid, "bulk")
+        want = self.peer_count(["Patient", "Observation"])
+        self.assertEqual((run["status"], run["created"], run["failed"]), ("completed", want, 0), run)
+        oid = [e["resource"]["id"] for e in load(SYNTHEA[1])["entry"]
+               if e["resource"]["resourceType"] == "Observation"][-1]
+        time.sleep(0.05)
+        self.put_on_peer("Observation", oid, lambda r: r.update(status="amended"))
+        run = self.sync(cid, "bulk")
+        self.assertEqual((run["status"], run["updated"], run["unchanged"], run["failed"]),
+                         ("completed", 1, want - 1, 0), run)
+        self.assertEqual(self.read_peer_via_local(cid, "Observation", oid)["status"], "amended")
+
+        def written():
+            # Only a chunk with something to write reaches the store, and its debug line.
+            return [(e["resources"], e.get("lazy_texts")) for e in self.local.log_events()
+                    if e.get("event") == "ehr.sync.page" and e.get("run") == run["run_id"]]
+        self.assertTrue(wait_until(lambda: written()), "no ehr.sync.page for the re-sync")
+        self.assertEqual([k for _, k in written()], [n for n, _ in written()], written())
+        rows = self.assert_each_version_states_itself()
+        self.assertEqual(sorted(v for t, i, v, _, _ in rows if i == local_id(cid, "Observation", oid)), [1, 2])
+
+
 class Keys(EhrCase):
     def test_key_rotation_and_refused_key(self):
         cid = self.connect(resource_types=["Patient"])
@@ -1332,6 +1365,8 @@ if PG_URL:
             StoredText.test_synced_versions_carry_their_own_id_version_and_instant
         test_bulk_updates_and_keep_both_copies_are_written_from_the_prepared_text = \
             StoredText.test_bulk_updates_and_keep_both_copies_are_written_from_the_prepared_text
+        test_bulk_resync_writes_a_change_kept_as_text_in_a_lazy_chunk = \
+            StoredText.test_bulk_resync_writes_a_change_kept_as_text_in_a_lazy_chunk
 
 
 if __name__ == "__main__":
