@@ -35,9 +35,6 @@
 
 #include <errno.h>
 #include <json-c/json.h>
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>

@@ -249,7 +249,9 @@ typedef struct hv__ehr_prep {
                                             * again from that text by the store job (write.c
                                             * step 3): a prepared batch then holds ~1.5 KB of
                                             * text per resource instead of a ~20 KB json-c tree
-                                            * (bulk.c's chunks, prepared ahead of their write) */
+                                            * (bulk.c's chunks, prepared ahead of their write);
+                                            * prepared lazily, a resource is kept as compact
+                                            * JSON, parsed again only if it is to be written */
 } hv__ehr_prep_t;
 /* own_validator: a validator of its own (a validator serves one thread at a time), for a
  * preparation off the loop thread; else the fhir module's, for the loop thread. */

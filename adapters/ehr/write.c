@@ -11,7 +11,11 @@
  *      resource with its own error, the rest go on. The page's trees are
  *      transformed in place (no copy). After a page that was mostly unchanged
  *      (a re-sync), validation waits for step 2 and is applied only to what is to
- *      be written, and the rows and the text are left to the store;
+ *      be written, and the rows and the text are left to the store. A Bulk chunk
+ *      (bulk.c, prepared one resource at a time in the thread pool, text_only)
+ *      keeps no trees: once its text and rows are made a resource's tree is freed,
+ *      and step 3 parses it again from that text; prepared lazily, it is kept as
+ *      compact JSON and parsed again after step 2 only if it is to be written;
  *   2. ehr storage thread, one job: the resources table says, per (type, remote
  *      id), the hash last written and the local version that write produced:
  *      same hash → unchanged, not written;
