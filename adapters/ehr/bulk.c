@@ -11,9 +11,11 @@
  *             checkpoint); 4xx/5xx after the retries fail the run
  *   download  each output file to <data>/ehr-bulk/<run>/<n>.ndjson through curl's
  *             write callback (never whole in memory, ehr.max_download_bytes cap)
- *   import    1,000 lines at a time through the same writer as search pages
- *             (write.c), the next chunks read, parsed and prepared in the libuv
- *             thread pool while one is written; the checkpoint holds (file, lines written, whether a line
+ *   import    in chunks of 1,000 lines growing to ehr.bulk_chunk_max (chunk_lines), through
+ *             the same writer as search pages (write.c), the next chunks read, parsed and
+ *             prepared line by line in the libuv thread pool while one is written (a
+ *             prepared chunk holds each resource's stored text and index rows, not its
+ *             tree); the checkpoint holds (file, lines written, whether a line
  *             was unreadable), so a run resumed
  *             after a crash skips what was imported and downloads again only the
  *             file it was in; a line that is not JSON (a truncated file) is a
@@ -219,13 +221,15 @@ struct hv__ehr_feed {
 };
 
 /* Lines in the next chunk: a quarter of what the run has fetched, between BULK_CHUNK and
- * ehr.bulk_chunk_max (default 1,000: chunks stay at 1,000). Why it may grow: a chunk is one
- * store job, one commit, and a commit writes every page it changed to the WAL once; the
+ * ehr.bulk_chunk_max (default 2,500; 1,000 keeps chunks at 1,000). Why it grows: a chunk is
+ * one store job, one commit, and a commit writes every page it changed to the WAL once; the
  * search tables' (type, id …) indexes take a random leaf per resource (the ids are the EHR's
  * UUIDs), so a chunk of 1,000 into a store of 100,000 rewrites a leaf per resource in each.
  * A larger chunk changes a shared leaf once: at 100,000 resources a Bulk sync with chunks
- * growing to 2,500 ran 1.25x as fast on 0.87x the CPU, but peaked at 1.2 GiB resident
- * instead of 0.7 (docs/performance.md, "EHR sync, session 14"), which is why it is a setting.
+ * growing to 2,500 ran 1.25x as fast on 0.87x the CPU (docs/performance.md, "EHR sync,
+ * session 14"). It was a setting off by default while a prepared resource held its json-c
+ * tree (2,500 peaked at 1.2 GiB resident against 0.7 at 1,000); chunks now hold text and rows
+ * (write.c text_only, chunk_read), and 2,500 peaks below what 1,000 did ("session 15").
  * A run starts with small chunks, because the first chunk's write waits for its whole
  * preparation. HOLOVITALS_EHR_BULK_CHUNK (tests) overrides the bounds: "N" fixes chunks at N
  * lines, which lets a test have many chunks in flight with few resources; "A-B" grows them
@@ -272,28 +276,30 @@ void hv__ehr_bulk_release(hv__ehr_run_t *r) {
     else feed_free(fd);
 }
 
-/* Reads up to fd->chunk resources from the feed's file and prepares them; NULL when out of
- * memory. A line that is not JSON is a failed resource of the chunk, with its file and line
- * number. Runs in the thread pool: it touches only the feed's own fields (above). */
+/* Reads up to fd->chunk resources from the feed's file and prepares them, each as soon as it
+ * is parsed: with the feed's text_only preparation one json-c tree is alive at a time, not
+ * a chunk's (a chunk of 2,500 ExplanationOfBenefit lines parsed whole was ~250 MB of trees).
+ * NULL when out of memory. A line that is not JSON is a failed resource of the chunk, with its
+ * file and line number. Runs in the thread pool: it touches only the feed's own fields (above). */
 static hv__ehr_chunk_t *chunk_read(hv__ehr_feed_t *fd) {
     hv__ehr_chunk_t *k = hv_calloc(1, sizeof(*k));
-    json_object *arr = json_object_new_array(), *bad = json_object_new_array();
     char *line = NULL;
-    size_t cap = 0, n = 0, i;
+    size_t cap = 0, n = 0;
     ssize_t got;
-    if (k == NULL || arr == NULL || bad == NULL) goto fail;
+    if (k == NULL) goto fail;
     while (n < fd->chunk && (got = getline(&line, &cap, fd->fp)) >= 0) {
         json_object *res = NULL;
         size_t len = (size_t)got;
         int complete = len > 0 && line[len - 1] == '\n';
-        char msg[160];
         k->lines++;
         fd->read++;
+        /* A chunk that took a line has a batch, even of no resource: no batch means the end. */
+        if (k->b == NULL && (k->b = hv__ehr_batch_new(&fd->prep, fd->chunk)) == NULL) goto fail;
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) len--;
         if (len == 0) continue;
         if (len <= LINE_MAX_BYTES && hv_json_parse(line, len, "ndjson", &res, NULL) == HV_OK &&
             json_object_is_type(res, json_type_object)) {
-            json_object_array_add(arr, res);
+            hv__ehr_batch_add(&fd->prep, k->b, res);
             n++;
             continue;
         }
@@ -302,29 +308,18 @@ static hv__ehr_chunk_t *chunk_read(hv__ehr_feed_t *fd) {
         if (!complete) {
             /* The last line stops mid-resource: the file was cut short, so the run is not complete. */
             k->truncated = 1;
-            snprintf(msg, sizeof(msg), "output file %zu is truncated: line %lld ends mid-resource", fd->file,
-                     (long long)fd->read);
+            hv__ehr_batch_fail(k->b, "bulk", "output file %zu is truncated: line %lld ends mid-resource", fd->file,
+                               (long long)fd->read);
         } else {
-            snprintf(msg, sizeof(msg), "output file %zu line %lld is not a JSON resource", fd->file,
-                     (long long)fd->read);
+            hv__ehr_batch_fail(k->b, "bulk", "output file %zu line %lld is not a JSON resource", fd->file,
+                               (long long)fd->read);
         }
-        json_object_array_add(bad, json_object_new_string(msg));
     }
     hv_free(line);
-    line = NULL;
-    if (k->lines > 0) {
-        if ((k->b = hv__ehr_batch_prepare_with(&fd->prep, arr)) == NULL) goto fail;
-        for (i = 0; i < json_object_array_length(bad); i++)
-            hv__ehr_batch_fail(k->b, "bulk", "%s", json_object_get_string(json_object_array_get_idx(bad, i)));
-    }
-    json_object_put(arr);
-    json_object_put(bad);
     return k;
 fail:
     hv_free(line);
-    hv_free(k);
-    json_object_put(arr);
-    json_object_put(bad);
+    chunk_free(k);
     return NULL;
 }
 
@@ -381,8 +376,8 @@ static void feed_more(hv__ehr_feed_t *fd) {
     hv__ehr_run_t *r = fd->r;
     if (fd->busy || fd->eof || fd->broken || fd->nready >= FEED_AHEAD || r->m->stopping) return;
     /* Lines ahead are bounded too when chunks grow (chunk_lines): prepared resources are held
-     * until written, and chunks of 5,000 three deep peaked at 1.8 GiB at 100,000. Chunks of
-     * 1,000 (the default) stay FEED_AHEAD deep. */
+     * until written (chunks of 5,000 three deep peaked at 1.8 GiB at 100,000 while they held
+     * their trees). Chunks of 1,000 stay FEED_AHEAD deep. */
     if (fd->nready > 0 && fd->nready * fd->chunk >= FEED_AHEAD_LINES) return;
     fd->prep.rows_lazy = r->rows_lazy;
     fd->chunk = chunk_lines(r);
@@ -406,6 +401,8 @@ static hv__ehr_feed_t *feed_open(hv__ehr_run_t *r) {
         hv_free(fd);
         return NULL;
     }
+    /* The chunks ready and the one written hold text, not trees (write.c). */
+    fd->prep.text_only = 1;
     file_path(r, r->bulk_file, path, sizeof(path));
     if ((fd->fp = fopen(path, "rb")) == NULL) {
         hv__ehr_run_error(r, "bulk", "output file %zu is missing: %s", r->bulk_file, strerror(errno));

@@ -244,6 +244,14 @@ typedef struct hv__ehr_prep {
     struct hv_fhir_validator *validator;   /* fhir.validation=reject: the validator the
                                             * preparation uses, else NULL */
     int own_validator;                     /* validator is the prep's own (freed with it) */
+    int text_only;                         /* a resource's tree is dropped once its stored text,
+                                            * index rows and compartments are made, and parsed
+                                            * again from that text by the store job (write.c
+                                            * step 3): a prepared batch then holds ~1.5 KB of
+                                            * text per resource instead of a ~20 KB json-c tree
+                                            * (bulk.c's chunks, prepared ahead of their write);
+                                            * prepared lazily, a resource is kept as compact
+                                            * JSON, parsed again only if it is to be written */
 } hv__ehr_prep_t;
 /* own_validator: a validator of its own (a validator serves one thread at a time), for a
  * preparation off the loop thread; else the fhir module's, for the loop thread. */
@@ -251,6 +259,12 @@ int hv__ehr_prep_init(hv__ehr_prep_t *p, hv__ehr_run_t *r, int own_validator);
 void hv__ehr_prep_clear(hv__ehr_prep_t *p);
 /* hv__ehr_batch_prepare from the copies: may run on any thread (one at a time per prep). */
 hv__ehr_batch_t *hv__ehr_batch_prepare_with(const hv__ehr_prep_t *p, struct json_object *resources);
+/* The same one resource at a time, so that a reader need not hold a whole chunk's trees
+ * (bulk.c): an empty batch for up to cap resources (NULL when out of memory), then each
+ * resource prepared as the batch's next, the tree taken (with p->text_only it is freed
+ * as soon as it is prepared). Any thread, one at a time per prep. */
+hv__ehr_batch_t *hv__ehr_batch_new(const hv__ehr_prep_t *p, size_t cap);
+void hv__ehr_batch_add(const hv__ehr_prep_t *p, hv__ehr_batch_t *b, struct json_object *res);
 void hv__ehr_batch_write(hv__ehr_run_t *r, hv__ehr_batch_t *b, hv__ehr_written_cb cb);
 void hv__ehr_batch_free(hv__ehr_batch_t *b);
 /* A resource of the batch that could not even be read (a bulk line that is not JSON): counted

@@ -11,7 +11,11 @@
  *      resource with its own error, the rest go on. The page's trees are
  *      transformed in place (no copy). After a page that was mostly unchanged
  *      (a re-sync), validation waits for step 2 and is applied only to what is to
- *      be written, and the rows and the text are left to the store;
+ *      be written, and the rows and the text are left to the store. A Bulk chunk
+ *      (bulk.c, prepared one resource at a time in the thread pool, text_only)
+ *      keeps no trees: once its text and rows are made a resource's tree is freed,
+ *      and step 3 parses it again from that text; prepared lazily, it is kept as
+ *      compact JSON and parsed again after step 2 only if it is to be written;
  *   2. ehr storage thread, one job: the resources table says, per (type, remote
  *      id), the hash last written and the local version that write produced:
  *      same hash → unchanged, not written;
@@ -70,7 +74,8 @@ typedef struct item {
     char hash[65];
     char old_version[32];           /* the local version our last write produced */
     char cur_version[32];           /* the local version found by the conflict check */
-    json_object *res;               /* transformed resource (one reference owned here) */
+    json_object *res;               /* transformed resource (one reference owned here); NULL once
+                                     * dropped after a text_only preparation (pre_text holds it) */
     int state;
     int known;                      /* a row exists */
     int seen;                       /* type and id are valid: the EHR has it (reconcile.c) */
@@ -86,6 +91,9 @@ typedef struct item {
     size_t pre_len, pre_ts;
     hv__store_pats_t *pre_pats;     /* its Patient compartments computed ahead, or NULL; moved likewise */
     int checked;                    /* fhir.validation applied (step 1, or step 2 when lazy) */
+    char *lazy_text;                /* text_only and lazy: the transformed resource as compact JSON,
+                                     * its tree dropped; parsed again only if it is to be written */
+    size_t lazy_len;
 } item_t;
 
 struct hv__ehr_batch {
@@ -93,7 +101,7 @@ struct hv__ehr_batch {
     hv__ehr_written_cb cb;
     hv__fhir_t *f;
     item_t *items;
-    size_t n;
+    size_t n, cap;                  /* items prepared, items allocated */
     int policy;                     /* DECIDE_* the connection's policy maps to */
     char conn[HV__EHR_ID_MAX];
     char run_id[HV__EHR_ID_MAX];
@@ -101,6 +109,8 @@ struct hv__ehr_batch {
     uint64_t t0, t_prep, t_write, t_lookup, t_store; /* hv_now_ms at each step, for the debug log (t_write:
                                                       * the write began; a page prepared ahead waits before) */
     int64_t fetched, failed;        /* counted by the preparation, added to the run when written */
+    int64_t trees_parsed;           /* store job: trees parsed from text (text_only), for the debug log */
+    int64_t lazy_texts;             /* preparation: resources kept as text, not trees (text_only, lazy) */
     json_object *errs;              /* the preparation's errors, recorded when written */
 };
 typedef struct hv__ehr_batch wctx_t;
@@ -245,6 +255,7 @@ static void wctx_free(wctx_t *w) {
         hv__search_rows_free(w->items[i].ix);
         hv_free(w->items[i].pre_text);
         hv_free(w->items[i].pre_pats);
+        hv_free(w->items[i].lazy_text);
     }
     hv_free(w->items);
     json_object_put(w->errs);
@@ -333,6 +344,8 @@ static void rows_done(int status, void *arg) {
         hv_log_int(lr, "lookup_ms", (int64_t)(w->t_lookup - w->t_write));
         hv_log_int(lr, "store_ms", (int64_t)(w->t_store - w->t_lookup));
         hv_log_int(lr, "rows_ms", (int64_t)(now - w->t_store));
+        hv_log_int(lr, "trees_parsed", w->trees_parsed);
+        hv_log_int(lr, "lazy_texts", w->lazy_texts);
         hv_log_end(lr);
     }
     if (status != HV_OK) hv__ehr_run_error(w->r, "store", "recording the synced resources failed: %s", hv_strerror(status));
@@ -367,6 +380,18 @@ static json_object *review_copy(json_object *res) {
     return copy;
 }
 
+/* The tree of an item whose tree a text_only preparation dropped, from text: its stored
+ * text as a first version (pre_text), or the text a run of the store job before a rollback
+ * wrote. Either is hv_fhir_json_write of the tree the preparation made, meta.versionId and
+ * meta.lastUpdated aside, which the store sets again for the version it writes; the index
+ * rows and compartments made from that tree serve it unchanged. NULL when out of memory
+ * (or, which cannot happen with the engine's own writer, when the text is not JSON). */
+static json_object *item_tree(const char *text, size_t len) {
+    json_object *res = NULL;
+    if (text == NULL || hv_json_parse(text, len, "prepared resource", &res, NULL) != HV_OK) return NULL;
+    return res;
+}
+
 /* Submitted re-runnable (hv_storage_submit_rerun): the page runs without a savepoint of its
  * own — SQLite would copy every page of the b-trees a 1,000-resource job changes into the
  * sub-journal — and when a database failure rolls its batch back it runs again from the
@@ -378,10 +403,21 @@ static int store_job(hv_db_t *db, void *arg) {
     wctx_t *w = arg;
     size_t i;
     int rc;
+    w->trees_parsed = 0;
     for (i = 0; i < w->n; i++) {
         item_t *it = &w->items[i];
         if (it->state != ITEM_NEW && it->state != ITEM_CHANGED) continue;
         if (it->has_op) {
+            /* A run after a rollback. A dropped tree comes back from the op, which keeps it
+             * when its write failed, else from the text the write produced (below); when the
+             * op never took the item's text, that text is still the item's. */
+            if (it->res == NULL && it->op.resource != NULL) {
+                it->res = it->op.resource;
+                it->op.resource = NULL;
+            } else if (it->res == NULL && it->pre_text == NULL &&
+                       (it->res = item_tree(it->op.text, it->op.text_len)) == NULL) {
+                return HV_ENOMEM;
+            }
             hv__fop_clear(&it->op);
             it->has_op = 0;
         }
@@ -403,12 +439,21 @@ static int store_job(hv_db_t *db, void *arg) {
             }
         }
         if (it->write == WRITE_NONE) continue;
+        /* keep-both's copy is made from the tree, kept with the item (a conflict is rare). */
+        if (it->write == WRITE_COPY && it->res == NULL && (it->res = item_tree(it->pre_text, it->pre_len)) == NULL)
+            return HV_ENOMEM;
         hv__fop_init(&it->op, it->write == WRITE_PUT ? HV__FOP_UPDATE : HV__FOP_CREATE);
         it->has_op = 1;
         snprintf(it->op.type, sizeof(it->op.type), "%s", it->type);
         if (it->write == WRITE_PUT) {
             snprintf(it->op.id, sizeof(it->op.id), "%s", it->local_id);
-            it->op.resource = json_object_get(it->res);
+            if (it->res != NULL) {
+                it->op.resource = json_object_get(it->res);
+            } else if ((it->op.resource = item_tree(it->pre_text, it->pre_len)) == NULL) {
+                return HV_ENOMEM;
+            } else {
+                w->trees_parsed++;
+            }
             it->op.ix_pre = it->ix; /* borrowed: freed with the batch, after the job */
             /* Moved, not copied: a run after a rollback serializes in the store instead. The
              * text is of this id as version 1; the store discards it for any other version. */
@@ -425,6 +470,12 @@ static int store_job(hv_db_t *db, void *arg) {
         }
         rc = hv__fop_run(db, &it->op);
         if (rc != HV_OK) return rc; /* the database failed: the page rolls back */
+        if (it->res == NULL && it->op.text != NULL) {
+            /* Written: a tree parsed for this write goes at once, so that the page holds one
+             * tree at a time (a run after a rollback parses op.text again). */
+            json_object_put(it->op.resource);
+            it->op.resource = NULL;
+        }
     }
     return HV_OK;
 }
@@ -544,6 +595,18 @@ static void lookup_done(int status, void *arg) {
             continue;
         }
         if (it->state == ITEM_FAILED) continue;
+        /* Prepared lazily with text_only: the tree again, only for what is to be written. */
+        if (it->res == NULL && it->lazy_text != NULL) {
+            it->res = item_tree(it->lazy_text, it->lazy_len);
+            hv_free(it->lazy_text);
+            it->lazy_text = NULL;
+            if (it->res == NULL) {
+                hv__ehr_run_error(r, it->type, "%s/%s was not stored: out of memory", it->type, it->id);
+                it->state = ITEM_FAILED;
+                r->failed++;
+                continue;
+            }
+        }
         /* Prepared lazily: validated now, only what is to be written. */
         if (!it->checked && (why = refused_by(loop_validator(w->f), it->res, whybuf)) != NULL) {
             hv__ehr_run_error(r, it->type, "%s/%s was not stored: %s", it->type, it->id, why);
@@ -652,9 +715,30 @@ hv__ehr_batch_t *hv__ehr_batch_prepare(hv__ehr_run_t *r, json_object *resources)
     return b;
 }
 
-hv__ehr_batch_t *hv__ehr_batch_prepare_with(const hv__ehr_prep_t *p, json_object *resources) {
-    size_t n = json_object_array_length(resources), i;
+hv__ehr_batch_t *hv__ehr_batch_new(const hv__ehr_prep_t *p, size_t cap) {
     wctx_t *w = hv_calloc(1, sizeof(*w));
+    if (w == NULL || (cap > 0 && (w->items = hv_calloc(cap, sizeof(item_t))) == NULL)) {
+        hv_free(w);
+        return NULL;
+    }
+    w->cap = cap;
+    w->f = p->f;
+    w->t0 = hv_now_ms();
+    w->t_prep = w->t0;
+    snprintf(w->conn, sizeof(w->conn), "%s", p->conn);
+    snprintf(w->run_id, sizeof(w->run_id), "%s", p->run_id);
+    snprintf(w->policy_name, sizeof(w->policy_name), "%s", p->policy_name);
+    w->policy = strcmp(w->policy_name, "local-wins") == 0  ? DECIDE_LOCAL
+                : strcmp(w->policy_name, "keep-both") == 0 ? DECIDE_BOTH
+                                                           : DECIDE_EHR;
+    return w;
+}
+
+void hv__ehr_batch_add(const hv__ehr_prep_t *p, hv__ehr_batch_t *w, json_object *res) {
+    item_t *it;
+    json_object *copy = NULL, *bare = NULL;
+    const char *type, *id;
+    hv_error_t err;
     char whybuf[160];
     /* Validated below (fhir.validation = reject, not lazy): the validator's walk checks the
      * structure as hv_fhir_check_structure does and more (fhir/validate.c: structure_only
@@ -662,83 +746,104 @@ hv__ehr_batch_t *hv__ehr_batch_prepare_with(const hv__ehr_prep_t *p, json_object
      * the prepared tree, in which the EHR's meta.versionId and meta.lastUpdated are
      * dropped and a meta that is not an object is replaced: those alone are not refused. */
     int validate_ahead = p->validator != NULL && !p->rows_lazy;
-    if (w == NULL || (n > 0 && (w->items = hv_calloc(n, sizeof(item_t))) == NULL)) {
-        hv_free(w);
-        return NULL;
+    if (w->n == w->cap) {
+        /* Past the capacity the caller asked for: counted, not prepared. */
+        json_object_put(res);
+        hv__ehr_batch_fail(w, "resource", "more resources than the batch holds (%zu)", w->cap);
+        return;
     }
-    w->f = p->f;
-    w->t0 = hv_now_ms();
-    w->n = n;
-    snprintf(w->conn, sizeof(w->conn), "%s", p->conn);
-    snprintf(w->run_id, sizeof(w->run_id), "%s", p->run_id);
-    snprintf(w->policy_name, sizeof(w->policy_name), "%s", p->policy_name);
-    w->policy = strcmp(w->policy_name, "local-wins") == 0  ? DECIDE_LOCAL
-                : strcmp(w->policy_name, "keep-both") == 0 ? DECIDE_BOTH
-                                                           : DECIDE_EHR;
+    it = &w->items[w->n++];
+    w->fetched++;
     if (w->f == NULL) {
-        w->fetched = (int64_t)n;
-        return w;
+        json_object_put(res); /* nothing is prepared: the write fails the batch (no fhir service) */
+        return;
     }
-    for (i = 0; i < n; i++) {
-        item_t *it = &w->items[i];
-        json_object *res = json_object_array_get_idx(resources, i), *copy = NULL, *bare = NULL;
-        const char *type = hv_json_get_str(res, "resourceType"), *id = hv_json_get_str(res, "id");
-        hv_error_t err;
-        w->fetched++;
-        snprintf(it->type, sizeof(it->type), "%s", type ? type : "?");
-        snprintf(it->id, sizeof(it->id), "%s", id ? id : "");
-        hv_error_clear(&err);
-        it->state = ITEM_FAILED;
-        if (type == NULL || hv_fhir_resource_type(type) == NULL) {
-            berr(w, "resource", "entry with unknown resourceType %.64s", type ? type : "(none)");
-        } else if (id == NULL || !id_ok(id)) {
-            berr(w, type, "a %s without a valid id", type);
-        } else if ((it->seen = 1) && !validate_ahead && hv_fhir_check_structure(res, 0, &err) != HV_OK) {
-            berr(w, type, "%s/%s is not valid FHIR R4: %s: %s", type, id, err.location, err.message);
-        } else {
-            /* The hash is of the EHR's content: meta left out, before anything is added. */
-            json_object *meta = NULL;
-            const char *why = NULL;
-            /* The page's tree is the batch's own (the caller only drops its references):
-             * it is transformed in place, no copy — so type and id are read from the
-             * item from here on (setting the local id frees the tree's id string). */
-            copy = json_object_get(res);
-            type = it->type;
-            id = it->id;
-            if (json_object_object_get_ex(copy, "meta", &meta)) {
-                json_object_get(meta);
-                json_object_object_del(copy, "meta");
-            }
-            bare = copy;
-            {
-                const char *t = json_object_to_json_string_ext(bare, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-                sha256_hex(t, strlen(t), it->hash);
-            }
-            if (meta != NULL) hv_json_set(copy, "meta", meta);
-            hv__ehr_local_id(p->conn, type, id, it->local_id);
-            if (add_identity(p, copy, type, id) != HV_OK || hv_json_set_str(copy, "id", it->local_id) != HV_OK ||
-                hv__ehr_rewrite_refs(copy, p->conn, p->base_url) != HV_OK) {
-                berr(w, type, "%s/%s could not be prepared (out of memory or nested too deep)", type, id);
-            } else if (!p->rows_lazy && (why = refused_by(p->validator, copy, whybuf)) != NULL) {
-                berr(w, type, "%s/%s was not stored: %s", type, id, why);
-            } else {
-                /* The index rows depend on the tree only (not on meta.versionId or
-                 * meta.lastUpdated, which the store sets): computed here, the store
-                 * job only binds and inserts them (fhir/search_int.h). A failure
-                 * leaves them to the store. Lazy (after a mostly unchanged page):
-                 * validation waits for the look-up (step 2) and the rows for the store. */
-                it->checked = !p->rows_lazy;
-                if (!p->rows_lazy && hv__search_index_rows(type, copy, &it->ix) != HV_OK) it->ix = NULL;
-                it->res = copy;
-                copy = NULL;
-                it->state = ITEM_NEW;
-                if (!p->rows_lazy) item_ahead(it);
-            }
-            json_object_put(copy);
+    type = hv_json_get_str(res, "resourceType");
+    id = hv_json_get_str(res, "id");
+    snprintf(it->type, sizeof(it->type), "%s", type ? type : "?");
+    snprintf(it->id, sizeof(it->id), "%s", id ? id : "");
+    hv_error_clear(&err);
+    it->state = ITEM_FAILED;
+    if (type == NULL || hv_fhir_resource_type(type) == NULL) {
+        berr(w, "resource", "entry with unknown resourceType %.64s", type ? type : "(none)");
+    } else if (id == NULL || !id_ok(id)) {
+        berr(w, type, "a %s without a valid id", type);
+    } else if ((it->seen = 1) && !validate_ahead && hv_fhir_check_structure(res, 0, &err) != HV_OK) {
+        berr(w, type, "%s/%s is not valid FHIR R4: %s: %s", type, id, err.location, err.message);
+    } else {
+        /* The hash is of the EHR's content: meta left out, before anything is added. */
+        json_object *meta = NULL;
+        const char *why = NULL;
+        /* The tree is the batch's own (the caller gave its reference): it is
+         * transformed in place, no copy — so type and id are read from the item from
+         * here on (setting the local id frees the tree's id string). */
+        copy = res;
+        res = NULL;
+        type = it->type;
+        id = it->id;
+        if (json_object_object_get_ex(copy, "meta", &meta)) {
+            json_object_get(meta);
+            json_object_object_del(copy, "meta");
         }
-        if (it->state == ITEM_FAILED) w->failed++;
+        bare = copy;
+        {
+            const char *t = json_object_to_json_string_ext(bare, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+            sha256_hex(t, strlen(t), it->hash);
+        }
+        if (meta != NULL) hv_json_set(copy, "meta", meta);
+        hv__ehr_local_id(p->conn, type, id, it->local_id);
+        if (add_identity(p, copy, type, id) != HV_OK || hv_json_set_str(copy, "id", it->local_id) != HV_OK ||
+            hv__ehr_rewrite_refs(copy, p->conn, p->base_url) != HV_OK) {
+            berr(w, type, "%s/%s could not be prepared (out of memory or nested too deep)", type, id);
+        } else if (!p->rows_lazy && (why = refused_by(p->validator, copy, whybuf)) != NULL) {
+            berr(w, type, "%s/%s was not stored: %s", type, id, why);
+        } else {
+            /* The index rows depend on the tree only (not on meta.versionId or
+             * meta.lastUpdated, which the store sets): computed here, the store
+             * job only binds and inserts them (fhir/search_int.h). A failure
+             * leaves them to the store. Lazy (after a mostly unchanged page):
+             * validation waits for the look-up (step 2) and the rows for the store. */
+            it->checked = !p->rows_lazy;
+            if (!p->rows_lazy && hv__search_index_rows(type, copy, &it->ix) != HV_OK) it->ix = NULL;
+            it->res = copy;
+            copy = NULL;
+            it->state = ITEM_NEW;
+            if (!p->rows_lazy) item_ahead(it);
+            if (p->text_only && it->pre_text != NULL) {
+                /* Everything the store needs ahead is made: the tree is ~15x its text
+                 * and is parsed again from the text in the store job (item_tree). */
+                json_object_put(it->res);
+                it->res = NULL;
+            } else if (p->text_only && p->rows_lazy) {
+                /* A re-sync's chunk, mostly unchanged: nothing is made ahead, and most
+                 * trees would be dropped unread after the look-up. Kept as compact text
+                 * instead, parsed again after the look-up for what is to be written. */
+                const char *t = json_object_to_json_string_ext(it->res, JSON_C_TO_STRING_PLAIN |
+                                                                            JSON_C_TO_STRING_NOSLASHESCAPE);
+                size_t tlen = t != NULL ? strlen(t) : 0;
+                if (t != NULL && (it->lazy_text = hv_malloc(tlen + 1)) != NULL) {
+                    memcpy(it->lazy_text, t, tlen + 1);
+                    it->lazy_len = tlen;
+                    w->lazy_texts++;
+                    json_object_put(it->res);
+                    it->res = NULL;
+                }
+            }
+        }
+        json_object_put(copy);
     }
+    json_object_put(res); /* a resource that failed before the else above */
+    if (it->state == ITEM_FAILED) w->failed++;
     w->t_prep = hv_now_ms();
+}
+
+hv__ehr_batch_t *hv__ehr_batch_prepare_with(const hv__ehr_prep_t *p, json_object *resources) {
+    size_t n = json_object_array_length(resources), i;
+    hv__ehr_batch_t *w = hv__ehr_batch_new(p, n);
+    if (w == NULL) return NULL;
+    /* The page's trees become the batch's (transformed in place, no copy): the page only
+     * keeps its references, which it drops after (the trees then live until the write). */
+    for (i = 0; i < n; i++) hv__ehr_batch_add(p, w, json_object_get(json_object_array_get_idx(resources, i)));
     return w;
 }
 

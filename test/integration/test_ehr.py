@@ -204,6 +204,20 @@ class EhrCase(EngineTestCase):
         self.assertEqual(st, 200, body)
         return json.loads(body)["access_token"]
 
+    def put_on_peer(self, type_, id_, mutate):
+        """Changes a resource on the EHR side through its REST API (a writing backend client):
+        unlike change_on_peer's `holovitals import`, the peer's Bulk export sees it at once."""
+        if not hasattr(self, "writer"):
+            self.writer = self.register(self.key, "system/*.cruds")
+        auth = {"Authorization": "Bearer " + self.peer_token(self.writer, "system/*.cruds")}
+        st, _, body = self.peer.get("/fhir/%s/%s" % (type_, id_), headers=auth)
+        self.assertEqual(st, 200, body)
+        res = json.loads(body)
+        mutate(res)
+        st, _, body = self.peer.request("PUT", "/fhir/%s/%s" % (type_, id_), body=json.dumps(res),
+                                        headers=dict(auth, **{"Content-Type": "application/fhir+json"}))
+        self.assertEqual(st, 200, body)
+
     def delete_on_peer(self, type_, id_):
         """Deletes a resource on the EHR side (REST DELETE with a writing backend client)."""
         if not hasattr(self, "writer"):
@@ -220,6 +234,14 @@ class EhrCase(EngineTestCase):
 
 
 class Api(EhrCase):
+    def test_bulk_chunks_grow_to_2500_lines_by_default(self):
+        # ehr.bulk_chunk_max's default (adapters/ehr/module.c): chunks grow from 1,000 to 2,500
+        # since a prepared chunk holds its resources' text and rows, not their trees
+        # (docs/performance.md, "EHR sync, session 15"); 1,000 was the default before.
+        rc, out, err = self.local.cli("config", "sample")
+        self.assertEqual(rc, 0, err)
+        self.assertIn('"bulk_chunk_max": 2500,', out)
+
     def test_providers_connect_validation_and_no_key_ever_returned(self):
         st, out = self.local.get_json("/ehr/providers")
         self.assertEqual(st, 200)
@@ -521,6 +543,27 @@ class Sync(EhrCase):
         # Sizes never fall, except where a file ends short of a chunk: one per file at most.
         drops = [i for i in range(1, len(sizes)) if sizes[i] < max(sizes[:i])]
         self.assertLessEqual(len(drops), len(TYPES), sizes)
+
+    def test_bulk_chunks_hold_text_and_the_store_parses_each_tree_again(self):
+        # A Bulk chunk is prepared ahead of its write, and then holds each resource's stored
+        # text, index rows and compartments but not its json-c tree (~15x the text): the store
+        # job parses the tree again from the text for the write (adapters/ehr/write.c
+        # text_only). Every resource of every chunk is so; a search page keeps its trees.
+        self.local = self.engine(config=dict(LOCAL, log={"level": "debug"}),
+                                 args=["--db", self.DB] if self.DB else [])
+        want = self.peer_count()
+        for mode, parsed in (("bulk", lambda n: n), ("full", lambda n: 0)):
+            cid = self.connect()
+            run = self.sync(cid, mode)
+            self.assertEqual((run["status"], run["fetched"], run["created"], run["failed"]),
+                             ("completed", want, want, 0), (mode, run))
+
+            def pages(run_id=run["run_id"]):
+                return [(e["resources"], e.get("trees_parsed")) for e in self.local.log_events()
+                        if e.get("event") == "ehr.sync.page" and e.get("run") == run_id]
+            self.assertTrue(wait_until(lambda: sum(n for n, _ in pages()) >= want), (mode, pages()))
+            self.assertEqual([t for _, t in pages()], [parsed(n) for n, _ in pages()], mode)
+        self.assertEqual(self.local.stop(), 0, self.local.stderr()[-3000:])
 
     def test_truncated_ndjson_fails_the_run_and_keeps_whole_lines(self):
         p = self.proxy()
@@ -962,6 +1005,77 @@ class StoredText(EhrCase):
         self.assertEqual((st, c["id"], c["maritalStatus"]["text"]), (200, copy, "ehr-change"), c)
 
 
+    @own_peer
+    def test_bulk_updates_and_keep_both_copies_are_written_from_the_prepared_text(self):
+        # A Bulk chunk's trees are parsed again from their prepared text in the store job
+        # (adapters/ehr/write.c text_only): a later version (an update), and keep-both's copy,
+        # are written from that tree. Each stored version must still name its own id,
+        # version and instant, and hold the EHR's change.
+        cid = self.connect(resource_types=["Patient", "Observation"])
+        run = self.sync(cid, "bulk")
+        self.assertEqual((run["status"], run["failed"]), ("completed", 0), run)
+        self.assertEqual(run["created"], self.peer_count(["Patient", "Observation"]), run)
+        pid = load(SYNTHEA[0])["entry"][0]["resource"]["id"]
+        lid = local_id(cid, "Patient", pid)
+        time.sleep(0.05)
+        self.put_on_peer("Patient", pid, lambda r: r.update(gender="unknown"))
+        run = self.sync(cid, "bulk")
+        self.assertEqual((run["status"], run["updated"], run["failed"]), ("completed", 1, 0), run)
+        self.assertEqual(self.read_peer_via_local(cid, "Patient", pid)["gender"], "unknown")
+        self.connect(id=cid, resource_types=["Patient", "Observation"], conflict_policy="keep-both")
+        local = self.read_peer_via_local(cid, "Patient", pid)
+        local["birthDate"] = "1900-01-01"
+        st, _, body = self.local.request("PUT", "/fhir/Patient/%s" % lid, body=json.dumps(local),
+                                         headers={"Content-Type": "application/fhir+json"})
+        self.assertEqual(st, 200, body)
+        time.sleep(0.05)
+        self.put_on_peer("Patient", pid, lambda r: r.update(maritalStatus={"text": "ehr-change"}))
+        run = self.sync(cid, "bulk")
+        self.assertEqual((run["status"], run["conflicts"]), ("completed", 1), run)
+        st, out = self.local.get_json("/ehr/conflicts?connection=%s" % cid)
+        copy = out["conflicts"][0]["copy_id"]
+        rows = self.assert_each_version_states_itself()
+        self.assertEqual(sorted(v for t, i, v, _, _ in rows if i == lid), [1, 2, 3])
+        self.assertEqual([v for t, i, v, _, _ in rows if i == copy], [1])
+        st, c = self.local.get_json("/fhir/Patient/%s" % copy)
+        self.assertEqual((st, c["id"], c["maritalStatus"]["text"], c["gender"]), (200, copy, "ehr-change", "unknown"), c)
+        self.assertEqual(c["meta"]["tag"][0]["code"], "needs-review")
+        self.assertEqual(self.read_peer_via_local(cid, "Patient", pid)["birthDate"], "1900-01-01")
+
+
+    @own_peer
+    def test_bulk_resync_writes_a_change_kept_as_text_in_a_lazy_chunk(self):
+        # A Bulk re-sync's chunks, once one was mostly unchanged, are prepared lazily (write.c
+        # rows_lazy) and keep each resource as compact text instead of its tree (text_only):
+        # the tree is parsed again after the look-up only for what is to be written. Chunks
+        # of 3 lines make the Observation file many chunks; the changed Observation is the
+        # last one the peer exports.
+        self.local = self.engine(config=dict(LOCAL, log={"level": "debug"}),
+                                 args=["--db", self.DB] if self.DB else [],
+                                 env={"HOLOVITALS_EHR_BULK_CHUNK": "3"})
+        cid = self.connect(resource_types=["Patient", "Observation"])
+        run = self.sync(cid, "bulk")
+        want = self.peer_count(["Patient", "Observation"])
+        self.assertEqual((run["status"], run["created"], run["failed"]), ("completed", want, 0), run)
+        oid = [e["resource"]["id"] for e in load(SYNTHEA[1])["entry"]
+               if e["resource"]["resourceType"] == "Observation"][-1]
+        time.sleep(0.05)
+        self.put_on_peer("Observation", oid, lambda r: r.update(status="amended"))
+        run = self.sync(cid, "bulk")
+        self.assertEqual((run["status"], run["updated"], run["unchanged"], run["failed"]),
+                         ("completed", 1, want - 1, 0), run)
+        self.assertEqual(self.read_peer_via_local(cid, "Observation", oid)["status"], "amended")
+
+        def written():
+            # Only a chunk with something to write reaches the store, and its debug line.
+            return [(e["resources"], e.get("lazy_texts")) for e in self.local.log_events()
+                    if e.get("event") == "ehr.sync.page" and e.get("run") == run["run_id"]]
+        self.assertTrue(wait_until(lambda: written()), "no ehr.sync.page for the re-sync")
+        self.assertEqual([k for _, k in written()], [n for n, _ in written()], written())
+        rows = self.assert_each_version_states_itself()
+        self.assertEqual(sorted(v for t, i, v, _, _ in rows if i == local_id(cid, "Observation", oid)), [1, 2])
+
+
 class Keys(EhrCase):
     def test_key_rotation_and_refused_key(self):
         cid = self.connect(resource_types=["Patient"])
@@ -1239,6 +1353,8 @@ if PG_URL:
         test_full_then_incremental_with_source_identity = Sync.test_full_then_incremental_with_source_identity
         test_kill9_mid_sync_resumes_from_checkpoint = Sync.test_kill9_mid_sync_resumes_from_checkpoint
         test_bulk_chunks_grow_with_what_the_run_has_fetched = Sync.test_bulk_chunks_grow_with_what_the_run_has_fetched
+        test_bulk_chunks_hold_text_and_the_store_parses_each_tree_again = \
+            Sync.test_bulk_chunks_hold_text_and_the_store_parses_each_tree_again
         test_kill9_mid_bulk_import_with_chunks_ahead_resumes_without_loss = \
             Sync.test_kill9_mid_bulk_import_with_chunks_ahead_resumes_without_loss
         test_every_page_after_the_first_is_fetched_while_the_page_before_is_written = \
@@ -1247,6 +1363,10 @@ if PG_URL:
         assert_each_version_states_itself = StoredText.assert_each_version_states_itself
         test_synced_versions_carry_their_own_id_version_and_instant = \
             StoredText.test_synced_versions_carry_their_own_id_version_and_instant
+        test_bulk_updates_and_keep_both_copies_are_written_from_the_prepared_text = \
+            StoredText.test_bulk_updates_and_keep_both_copies_are_written_from_the_prepared_text
+        test_bulk_resync_writes_a_change_kept_as_text_in_a_lazy_chunk = \
+            StoredText.test_bulk_resync_writes_a_change_kept_as_text_in_a_lazy_chunk
 
 
 if __name__ == "__main__":
