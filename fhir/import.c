@@ -720,15 +720,10 @@ static int rerun_guarded(imp_t *im)
  * resources). An import beyond it builds the deferred indexes then (ids_seen). */
 #define IMPORT_MAX_ID_SLOTS ((size_t)1 << 25)
 
-/* FNV-1a (64 bits) of "type/id"; never 0, the set's free slot. */
+/* hv__fhir_key_hash, never 0 (the set's free slot). */
 static uint64_t id_hash(const char *type, const char *id)
 {
-    uint64_t h = 14695981039346656037ull;
-    for (const char *p = type; *p != '\0'; p++)
-        h = (h ^ (unsigned char)*p) * 1099511628211ull;
-    h = (h ^ '/') * 1099511628211ull;
-    for (const char *p = id; *p != '\0'; p++)
-        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    uint64_t h = hv__fhir_key_hash(type, id);
     return h != 0 ? h : 1;
 }
 

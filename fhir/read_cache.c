@@ -82,16 +82,21 @@ struct hv__rcache {
     int lock_fd; /* <data>/fhir.read-cache.lock, held exclusively while serving; -1 if none */
 };
 
-/* FNV-1a over "type/id". */
+uint64_t hv__fhir_key_hash(const char *type, const char *id)
+{
+    uint64_t h = 14695981039346656037ull;
+    for (const char *p = type; *p != '\0'; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    h = (h ^ '/') * 1099511628211ull;
+    for (const char *p = id; *p != '\0'; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    return h;
+}
+
+/* The low half of hv__fhir_key_hash. */
 uint32_t hv__rcache_hash(const char *type, const char *id)
 {
-    uint32_t h = 2166136261u;
-    for (const char *p = type; *p != '\0'; p++)
-        h = (h ^ (unsigned char)*p) * 16777619u;
-    h = (h ^ '/') * 16777619u;
-    for (const char *p = id; *p != '\0'; p++)
-        h = (h ^ (unsigned char)*p) * 16777619u;
-    return h;
+    return (uint32_t)hv__fhir_key_hash(type, id);
 }
 
 void hv__rcache_invalidate(const char *type, const char *id)

@@ -37,6 +37,10 @@ struct hv__search_rows;
 #define HV__FHIR_TYPE_MAX 64  /* longest resource type name, with the NUL */
 #define HV__FHIR_ID_MAX 65    /* FHIR id: 64 characters and the NUL */
 
+/* FNV-1a (64 bits) over "type/id": the read cache's buckets (its low half) and the
+ * import's set of the ids it wrote (fhir/import.c). */
+uint64_t hv__fhir_key_hash(const char *type, const char *id);
+
 /* The read cache's write epochs (fhir/read_cache.c): hv__store_put raises the epoch of
  * the resource's bucket before it writes a version (any thread); a read job takes the
  * epoch before it reads. */
