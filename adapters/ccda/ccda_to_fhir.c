@@ -283,6 +283,9 @@ static int read_xml(const char *xml, size_t len, xmlDocPtr *out, hv_error_t *err
         rc = HV_EPROTO;
         hv_error_set(err, rc, NULL, "invalid XML: bytes that are not valid %.40s",
                      enc != NULL ? (const char *)enc : "in the document's encoding");
+        /* The converter does not say where; line 1 holds the declaration (or the byte
+         * order mark) that chose it. */
+        if (err != NULL) err->line = err->column = 1;
     } else if (!ctxt->wellFormed || doc == NULL) {
         const xmlError *e = &ctxt->lastError;
         char msg[300];

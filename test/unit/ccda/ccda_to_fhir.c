@@ -173,6 +173,7 @@ static void ccda_refuses_bytes_its_declared_encoding_cannot_convert(void **state
     int n = snprintf(text, sizeof(text), doc, "UTF08");
     assert_int_equal(hv_map_ccda_to_fhir(text, (size_t)n, NULL, &r, &err), HV_EPROTO);
     if (strstr(err.message, "not valid UTF08") == NULL) fail_msg("%s", err.message);
+    assert_int_equal(err.line, 1);
     assert_null(r.bundle);
     /* The same byte in a document that declares ISO-8859-1 is no conversion error. */
     hv_error_clear(&err);
