@@ -178,6 +178,16 @@ void hv_time_rfc3339(uint64_t ms, char *out, size_t outlen);
 void hv_random_fast(void *p, size_t n);
 int hv_random_secure(void *p, size_t n);
 void hv_hex(const void *p, size_t n, char *out); /* out holds 2n+1 bytes */
+/* Writes v's decimal digits backwards so that the last one is just before end; returns
+ * the first. Up to 20 digits: the caller leaves room for them before end. Without
+ * snprintf, for the counters a write path prints (ETag, meta.versionId, JSON integers). */
+static inline char *hv_u64_digits(uint64_t v, char *end) {
+    do {
+        *--end = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    return end;
+}
 /* Parses "16MiB", "64k", "1000" into bytes. */
 int hv_parse_size(const char *s, uint64_t *out);
 /* Parses "30s", "500ms", "5m", "2h", "1000" (ms) into milliseconds. */

@@ -385,16 +385,11 @@ static inline int put_byte(hv_buf_t *out, char c) {
 /* An integer as json-c writes it ("%" PRId64), without json-c's per-object print
  * buffer (two allocations per number otherwise). */
 static int put_int64(hv_buf_t *out, int64_t x) {
-    char digits[24];
-    size_t nd = 0;
-    uint64_t u = x < 0 ? (uint64_t)0 - (uint64_t)x : (uint64_t)x;
-    do {
-        digits[sizeof(digits) - 1 - nd++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u > 0);
+    char digits[24], *end = digits + sizeof(digits);
+    char *p = hv_u64_digits(x < 0 ? (uint64_t)0 - (uint64_t)x : (uint64_t)x, end);
     if (x < 0)
-        digits[sizeof(digits) - 1 - nd++] = '-';
-    return hv_buf_append(out, digits + sizeof(digits) - nd, nd);
+        *--p = '-';
+    return hv_buf_append(out, p, (size_t)(end - p));
 }
 
 static int indent(hv_buf_t *out, unsigned flags, int depth) {

@@ -431,10 +431,7 @@ void hv__rest_version_headers(hv__rreq_t *r, int64_t version, uint64_t ms)
     time_t t = (time_t)(ms / 1000);
     *--p = '\0';
     *--p = '"';
-    do {
-        *--p = (char)('0' + v % 10);
-        v /= 10;
-    } while (v > 0);
+    p = hv_u64_digits(v, p);
     *--p = '"';
     *--p = '/';
     *--p = 'W';

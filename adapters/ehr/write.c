@@ -821,8 +821,7 @@ void hv__ehr_batch_add(const hv__ehr_prep_t *p, hv__ehr_batch_t *w, json_object 
                 const char *t = json_object_to_json_string_ext(it->res, JSON_C_TO_STRING_PLAIN |
                                                                             JSON_C_TO_STRING_NOSLASHESCAPE);
                 size_t tlen = t != NULL ? strlen(t) : 0;
-                if (t != NULL && (it->lazy_text = hv_malloc(tlen + 1)) != NULL) {
-                    memcpy(it->lazy_text, t, tlen + 1);
+                if (t != NULL && (it->lazy_text = hv_strndup(t, tlen)) != NULL) {
                     it->lazy_len = tlen;
                     w->lazy_texts++;
                     json_object_put(it->res);
