@@ -32,6 +32,7 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -909,20 +910,25 @@ static int run_bundle(imp_t *im, unit_t *u)
     return rc;
 }
 
-static int read_all(const char *path, char **out, size_t *len)
+static int read_all(const char *path, char **out, size_t *len, int *os_error)
 {
     FILE *f = fopen(path, "rb");
     hv_buf_t b;
     char chunk[65536];
     size_t n;
     int rc = HV_OK;
-    if (f == NULL)
+    *os_error = 0;
+    if (f == NULL) {
+        *os_error = errno;
         return HV_EIO;
+    }
     hv_buf_init(&b, IMPORT_MAX_FILE);
     while (rc == HV_OK && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
         rc = hv_buf_append(&b, chunk, n);
-    if (rc == HV_OK && ferror(f))
+    if (rc == HV_OK && ferror(f)) {
+        *os_error = errno;
         rc = HV_EIO;
+    }
     fclose(f);
     if (rc == HV_OK && b.data == NULL)
         rc = hv_buf_reserve(&b, 1);
@@ -969,9 +975,16 @@ static void import_file(imp_t *im, const char *path, size_t batch)
 {
     char *text = NULL;
     size_t len = 0, i = 0;
-    int rc = read_all(path, &text, &len);
+    int os_error = 0;
+    int rc = read_all(path, &text, &len, &os_error);
     if (rc != HV_OK) {
-        fprintf(stderr, "\nholovitals import: %s: cannot read: %s\n", path, hv_strerror(rc));
+        /* The system's reason when it gave one (no such file, a directory, permission). */
+        if (rc == HV_ETOOBIG)
+            fprintf(stderr, "\nholovitals import: %s: cannot read: larger than %zu bytes\n", path,
+                    IMPORT_MAX_FILE);
+        else
+            fprintf(stderr, "\nholovitals import: %s: cannot read: %s\n", path,
+                    os_error != 0 ? strerror(os_error) : hv_strerror(rc));
         reader_failed(im);
         return;
     }

@@ -223,6 +223,21 @@ class ImportPoolTests(unittest.TestCase):
         self.assertIn("cannot open the FHIR store", err)
         self.assertEqual(out, "")
 
+    def test_a_file_that_cannot_be_read_is_named_with_the_systems_reason(self):
+        good = synthea_files()[0]
+        missing = os.path.join(self.tmp, "no-such-file.ndjson")
+        folder = os.path.join(self.tmp, "a-folder")
+        os.mkdir(folder)
+        data, code, out, err = self.imp("unreadable", [missing, folder, good])
+        self.assertEqual(code, 1, err)
+        self.assertIn("%s: cannot read: No such file or directory" % missing, err)
+        self.assertIn("%s: cannot read: Is a directory" % folder, err)
+        self.assertIn(", 2 failed", out)
+        # The readable file is imported whole all the same.
+        with open(good, encoding="utf-8") as f:
+            n = len(json.load(f)["entry"])
+        self.assertTrue(out.startswith("imported %d resources from 3 files" % n), out)
+
     def test_invalid_line_in_the_middle_named_and_nothing_half_written(self):
         lines = synthea_resources()[:300]
         bad_no = 157
