@@ -26,10 +26,11 @@
  * written) would select, without the statements' joins and seeks on the writer thread.
  * Migration 5 fills them in SQL for the rows that exist; the per-resource fills remain
  * the reference the unit tests compare the computed rows with (a write never runs them:
- * the writer computes every product, whatever its factors' sizes). The planner (hv__search_combo_rewrite) folds a plain token criterion
- * and a date / quantity criterion of a pair into one criterion over the combined
- * table; fhir/search_run.c counts it from the index (index_countable) and pages it by
- * row id (hv__search_combo_page).
+ * the writer computes every product, whatever its factors' sizes). The planner
+ * (hv__search_combo_rewrite) folds a plain token criterion and a date / quantity
+ * criterion of a pair into one criterion over the combined table; fhir/search_run.c
+ * counts it from the index (index_countable) and pages it by row id
+ * (hv__search_combo_page).
  */
 #include "config.h"
 
@@ -233,16 +234,13 @@ int hv__search_combo_put(hv_db_t *db, const char *type, const char *id, int live
 
 /* ---- the combined rows from the rows in hand ---- */
 
-/* The rows of a factor picked into the caller's array; more go to the heap (pick_all). */
-#define PICK_STACK 64
-
 size_t hv__search_pick_all(hv__search_rows_pick_fn pick, void *ud, const char *table, const char *code, int grp0,
                            const hv__search_val_t **stack, const hv__search_val_t ***out)
 {
-    size_t n = pick(ud, table, code, grp0, stack, PICK_STACK);
+    size_t n = pick(ud, table, code, grp0, stack, HV__SEARCH_PICK_STACK);
     const hv__search_val_t **heap;
     *out = stack;
-    if (n <= PICK_STACK || n == (size_t)-1)
+    if (n <= HV__SEARCH_PICK_STACK || n == (size_t)-1)
         return n;
     heap = hv_malloc(n * sizeof(*heap));
     if (heap == NULL)
@@ -364,7 +362,7 @@ int hv__search_combo_put_rows(hv_db_t *db, const char *type, const char *id, int
 {
     int rc = HV_OK, dead = 0;
     for (size_t k = 0; k < HV_ARRAY_LEN(pairs) && rc == HV_OK; k++) {
-        const hv__search_val_t *ts[PICK_STACK], *os[PICK_STACK], **t = ts, **o = os;
+        const hv__search_val_t *ts[HV__SEARCH_PICK_STACK], *os[HV__SEARCH_PICK_STACK], **t = ts, **o = os;
         int date = strcmp(pairs[k].table, "sp_tokdate") == 0;
         size_t nt, no;
         if (strcmp(pairs[k].type, type) != 0)
@@ -377,7 +375,7 @@ int hv__search_combo_put_rows(hv_db_t *db, const char *type, const char *id, int
         if (nt == (size_t)-2 || no == (size_t)-2)
             rc = HV_ENOMEM;
         else if (nt == 0 || no == 0 || nt == (size_t)-1 || no == (size_t)-1)
-            ;
+            rc = HV_OK; /* nothing to join */
         else if (nt > HV__SEARCH_CROSS_MAX / no)
             rc = hv__search_refuse("the search parameters '%s' and '%s' of %s would write %zu x %zu combined index "
                                    "rows, more than %d: the resource is refused", pairs[k].tcode, pairs[k].vcode,

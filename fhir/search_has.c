@@ -125,7 +125,8 @@ int hv__search_has_put(hv_db_t *db, const char *type, const char *id, int live, 
 
 int hv__search_has_put_rows(hv_db_t *db, const char *type, const char *id, hv__search_rows_pick_fn pick, void *ud)
 {
-    const hv__search_val_t *rs[HV_ARRAY_LEN(pairs)][64], *ts[HV_ARRAY_LEN(pairs)][64];
+    const hv__search_val_t *rs[HV_ARRAY_LEN(pairs)][HV__SEARCH_PICK_STACK];
+    const hv__search_val_t *ts[HV_ARRAY_LEN(pairs)][HV__SEARCH_PICK_STACK];
     const hv__search_val_t **r[HV_ARRAY_LEN(pairs)], **t[HV_ARRAY_LEN(pairs)];
     hv__search_cross_t x[HV_ARRAY_LEN(pairs)];
     size_t nx = 0;

@@ -461,8 +461,10 @@ int hv__search_combo_put_rows(hv_db_t *db, const char *type, const char *id, int
 /* The rows one combined product (a pair of fhir/search_combo.c or fhir/search_has.c) may
  * write for one resource; a resource with more is refused (hv__search_refusal). */
 #define HV__SEARCH_CROSS_MAX 100000
+#define HV__SEARCH_PICK_STACK 64
 /*
- * Every row pick selects (table, code, grp0): into stack (room for 64) when they fit, else
+ * Every row pick selects (table, code, grp0): into stack (room for HV__SEARCH_PICK_STACK:
+ * a usual resource's factor, without an allocation) when they fit, else
  * into an array allocated here; *out is the one used (the caller frees it when it is not
  * stack). Returns the count, (size_t)-1 when the writer does not hold the table, (size_t)-2
  * when the array could not be allocated.
