@@ -47,9 +47,11 @@
  */
 static const struct {
     const char *type, *tcode, *vcode, *table;
+    const char *vtable; /* the plain table of vcode's rows */
+    int cross;          /* the table as hv__search_cross_insert names it */
 } pairs[] = {
-    {"Observation", "code", "date", "sp_tokdate"},
-    {"Observation", "code", "value-quantity", "sp_tokqty"},
+    {"Observation", "code", "date", "sp_tokdate", "sp_date", HV__CROSS_TOKDATE},
+    {"Observation", "code", "value-quantity", "sp_tokqty", "sp_num", HV__CROSS_TOKQTY},
 };
 
 #define TOKDATE_FILL(where)                                                                                     \
@@ -225,7 +227,7 @@ int hv__search_combo_put(hv_db_t *db, const char *type, const char *id, int live
          * of seeks per statement on SQLite). */
         if (rc == HV_OK && live &&
             (has == NULL || (has(ud, "sp_tok", pairs[k].tcode) &&
-                             has(ud, strcmp(pairs[k].table, "sp_tokdate") == 0 ? "sp_date" : "sp_num", pairs[k].vcode))))
+                             has(ud, pairs[k].vtable, pairs[k].vcode))))
             rc = hv__search_exec_tid(db, fill_sql[k], type, id, pairs[k].tcode, pairs[k].vcode);
     }
     /* The reference x token rows of reverse chaining (fhir/search_has.c). */
@@ -363,7 +365,6 @@ int hv__search_combo_put_rows(hv_db_t *db, const char *type, const char *id, int
     int rc = HV_OK, dead = 0;
     for (size_t k = 0; k < HV_ARRAY_LEN(pairs) && rc == HV_OK; k++) {
         const hv__search_val_t *ts[HV__SEARCH_PICK_STACK], *os[HV__SEARCH_PICK_STACK], **t = ts, **o = os;
-        int date = strcmp(pairs[k].table, "sp_tokdate") == 0;
         size_t nt, no;
         if (strcmp(pairs[k].type, type) != 0)
             continue;
@@ -371,7 +372,7 @@ int hv__search_combo_put_rows(hv_db_t *db, const char *type, const char *id, int
          * either side empty nothing is written. Every row of the product is written (a
          * factor of any size), up to HV__SEARCH_CROSS_MAX rows: more refuse the resource. */
         nt = hv__search_pick_all(pick, ud, "sp_tok", pairs[k].tcode, 1, ts, &t);
-        no = hv__search_pick_all(pick, ud, date ? "sp_date" : "sp_num", pairs[k].vcode, 1, os, &o);
+        no = hv__search_pick_all(pick, ud, pairs[k].vtable, pairs[k].vcode, 1, os, &o);
         if (nt == (size_t)-2 || no == (size_t)-2)
             rc = HV_ENOMEM;
         else if (nt == 0 || no == 0 || nt == (size_t)-1 || no == (size_t)-1)
@@ -386,7 +387,7 @@ int hv__search_combo_put_rows(hv_db_t *db, const char *type, const char *id, int
             dead = 1; /* no stored version: the fills' LIVE rule */
         } else {
             hv__search_cross_t x = {pairs[k].tcode, pairs[k].vcode, t, o, nt, no};
-            rc = hv__search_cross_insert(db, date ? HV__CROSS_TOKDATE : HV__CROSS_TOKQTY, type, id, rid, &x, 1);
+            rc = hv__search_cross_insert(db, pairs[k].cross, type, id, rid, &x, 1);
         }
         if (t != ts)
             hv_free(t);

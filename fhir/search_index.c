@@ -1669,7 +1669,7 @@ static size_t rows_pick(void *ud, const char *table, const char *code, int grp0,
     const ix_t *x = ud;
     for (int t = 0; t < T_COUNT; t++) {
         size_t n = 0;
-        if (strcmp(tables[t].name, table) != 0)
+        if (tables[t].name != table && strcmp(tables[t].name, table) != 0) /* one literal, often the same */
             continue;
         for (const ixrow_t *r = x->head[t]; r != NULL; r = r->tnext)
             if ((!grp0 || r->grp == 0) && strcmp(r->code, code) == 0) {

@@ -524,7 +524,7 @@ static void group_of(hv_buf_t *b, const char *id, int n)
  * member; a composite's 30th element, past the 16 groups of earlier writers), up to the
  * hard limit of 10,000 values per parameter: one more and the resource is refused
  * (HV_ETOOBIG, with the refusal naming the parameter and the limit) and nothing of it is
- * indexed.
+ * indexed. A composite past 1,000 elements is refused the same way.
  */
 static void search_index_writes_every_value_and_refuses_past_the_limit(void **state)
 {
@@ -577,6 +577,21 @@ static void search_index_writes_every_value_and_refuses_past_the_limit(void **st
     assert_int_equal(hv__search_index_put(db, "Group", "g10001", o, 0), HV_ETOOBIG);
     assert_non_null(strstr(hv__search_refusal(), "'member'"));
     assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_ref WHERE id = 'g10001'"), 0);
+    json_object_put(o);
+    /* a composite past its 1,000 elements: refused, naming the composite */
+    b.len = 0;
+    hv_buf_puts(&b, "{\"resourceType\":\"Observation\",\"id\":\"c1001\",\"status\":\"final\",\"code\":{\"coding\":"
+                    "[{\"code\":\"panel\"}]},\"component\":[");
+    for (int i = 0; i < 1001; i++)
+        hv_buf_printf(&b, "%s{\"code\":{\"coding\":[{\"code\":\"k%d\"}]},\"valueQuantity\":{\"value\":%d}}",
+                      i ? "," : "", i, i);
+    hv_buf_puts(&b, "]}");
+    o = json_tokener_parse(b.data);
+    assert_non_null(o);
+    hv__search_refusal_clear();
+    assert_int_equal(hv__search_index_rows("Observation", o, &rows), HV_ETOOBIG);
+    assert_non_null(strstr(hv__search_refusal(), "composite search parameter '"));
+    assert_non_null(strstr(hv__search_refusal(), "more than 1000 elements"));
     json_object_put(o);
     hv_buf_release(&b);
     store_test_db_close(db);
