@@ -9,9 +9,10 @@
  * code-value-date: search.html#composite), but the rows are the cross product of the
  * parameters' plain index rows (sp_tok × sp_date, sp_tok × sp_num) of the current
  * version, so that "one of the codes matches and one of the dates matches" — the
- * meaning of two separate criteria — is "one combined row matches". Both factors are
- * capped at MAX_VALUES_PER_PARAM (64) values per resource (fhir/search_index.c), so a
- * resource writes at most 4,096 combined rows per pair.
+ * meaning of two separate criteria — is "one combined row matches". Every row of the
+ * product is written, up to HV__SEARCH_CROSS_MAX rows per pair (a resource with more is
+ * refused: hv__search_refusal); an Observation's date and value-quantity have one value
+ * each, so its product has one row per code row.
  *
  *   sp_tokdate  type, id, rid, tcode, tsys, tval, dcode, lo, hi
  *   sp_tokqty   type, id, rid, tcode, tsys, tval, qcode, value, system, unit, cvalue, cunit
@@ -24,11 +25,12 @@
  * fill statements (hv__search_combo_put: INSERT ... SELECT over the plain rows just
  * written) would select, without the statements' joins and seeks on the writer thread.
  * Migration 5 fills them in SQL for the rows that exist; the per-resource fills remain
- * the reference the unit tests compare the computed rows with, and the fallback for a
- * factor above the cap. The planner (hv__search_combo_rewrite) folds a plain token criterion
- * and a date / quantity criterion of a pair into one criterion over the combined
- * table; fhir/search_run.c counts it from the index (index_countable) and pages it by
- * row id (hv__search_combo_page).
+ * the reference the unit tests compare the computed rows with (a write never runs them:
+ * the writer computes every product, whatever its factors' sizes). The planner
+ * (hv__search_combo_rewrite) folds a plain token criterion and a date / quantity
+ * criterion of a pair into one criterion over the combined table; fhir/search_run.c
+ * counts it from the index (index_countable) and pages it by row id
+ * (hv__search_combo_page).
  */
 #include "config.h"
 
@@ -45,9 +47,11 @@
  */
 static const struct {
     const char *type, *tcode, *vcode, *table;
+    const char *vtable; /* the plain table of vcode's rows */
+    int cross;          /* the table as hv__search_cross_insert names it */
 } pairs[] = {
-    {"Observation", "code", "date", "sp_tokdate"},
-    {"Observation", "code", "value-quantity", "sp_tokqty"},
+    {"Observation", "code", "date", "sp_tokdate", "sp_date", HV__CROSS_TOKDATE},
+    {"Observation", "code", "value-quantity", "sp_tokqty", "sp_num", HV__CROSS_TOKQTY},
 };
 
 #define TOKDATE_FILL(where)                                                                                     \
@@ -223,7 +227,7 @@ int hv__search_combo_put(hv_db_t *db, const char *type, const char *id, int live
          * of seeks per statement on SQLite). */
         if (rc == HV_OK && live &&
             (has == NULL || (has(ud, "sp_tok", pairs[k].tcode) &&
-                             has(ud, strcmp(pairs[k].table, "sp_tokdate") == 0 ? "sp_date" : "sp_num", pairs[k].vcode))))
+                             has(ud, pairs[k].vtable, pairs[k].vcode))))
             rc = hv__search_exec_tid(db, fill_sql[k], type, id, pairs[k].tcode, pairs[k].vcode);
     }
     /* The reference x token rows of reverse chaining (fhir/search_has.c). */
@@ -232,12 +236,20 @@ int hv__search_combo_put(hv_db_t *db, const char *type, const char *id, int live
 
 /* ---- the combined rows from the rows in hand ---- */
 
-/*
- * The cap of each factor (MAX_VALUES_PER_PARAM of fhir/search_index.c: one parameter
- * indexes at most 64 values per resource). A side with more rows — which the writer's cap
- * does not let happen — is left to the fill statement, whose result is the definition.
- */
-#define CROSS_MAX 64
+size_t hv__search_pick_all(hv__search_rows_pick_fn pick, void *ud, const char *table, const char *code, int grp0,
+                           const hv__search_val_t **stack, const hv__search_val_t ***out)
+{
+    size_t n = pick(ud, table, code, grp0, stack, HV__SEARCH_PICK_STACK);
+    const hv__search_val_t **heap;
+    *out = stack;
+    if (n <= HV__SEARCH_PICK_STACK || n == (size_t)-1)
+        return n;
+    heap = hv_malloc(n * sizeof(*heap));
+    if (heap == NULL)
+        return (size_t)-2;
+    *out = heap;
+    return pick(ud, table, code, grp0, heap, n);
+}
 
 /* Per table: the INSERT's head, how many columns (type, id[, rid]) are bound once as
  * $1..$n, and each side's value columns. */
@@ -350,30 +362,39 @@ static int64_t current_rid(hv_db_t *db, const char *type, const char *id)
 int hv__search_combo_put_rows(hv_db_t *db, const char *type, const char *id, int64_t rid,
                               hv__search_rows_pick_fn pick, void *ud)
 {
-    int rc = HV_OK;
+    int rc = HV_OK, dead = 0;
     for (size_t k = 0; k < HV_ARRAY_LEN(pairs) && rc == HV_OK; k++) {
-        const hv__search_val_t *t[CROSS_MAX], *o[CROSS_MAX];
-        int date = strcmp(pairs[k].table, "sp_tokdate") == 0;
+        const hv__search_val_t *ts[HV__SEARCH_PICK_STACK], *os[HV__SEARCH_PICK_STACK], **t = ts, **o = os;
         size_t nt, no;
         if (strcmp(pairs[k].type, type) != 0)
             continue;
         /* The fills join the grp-0 token rows of tcode with the grp-0 rows of vcode: with
-         * either side empty nothing is written. */
-        nt = pick(ud, "sp_tok", pairs[k].tcode, 1, t, CROSS_MAX);
-        no = pick(ud, date ? "sp_date" : "sp_num", pairs[k].vcode, 1, o, CROSS_MAX);
-        if (nt == 0 || no == 0)
-            continue;
-        if (rid <= 0 && (rid = current_rid(db, type, id)) <= 0) {
+         * either side empty nothing is written. Every row of the product is written (a
+         * factor of any size), up to HV__SEARCH_CROSS_MAX rows: more refuse the resource. */
+        nt = hv__search_pick_all(pick, ud, "sp_tok", pairs[k].tcode, 1, ts, &t);
+        no = hv__search_pick_all(pick, ud, pairs[k].vtable, pairs[k].vcode, 1, os, &o);
+        if (nt == (size_t)-2 || no == (size_t)-2)
+            rc = HV_ENOMEM;
+        else if (nt == 0 || no == 0 || nt == (size_t)-1 || no == (size_t)-1)
+            rc = HV_OK; /* nothing to join */
+        else if (nt > HV__SEARCH_CROSS_MAX / no)
+            rc = hv__search_refuse("the search parameters '%s' and '%s' of %s would write %zu x %zu combined index "
+                                   "rows, more than %d: the resource is refused", pairs[k].tcode, pairs[k].vcode,
+                                   type, nt, no, HV__SEARCH_CROSS_MAX);
+        else if (rid <= 0 && (rid = current_rid(db, type, id)) <= 0) {
             if (rid < 0)
                 rc = (int)rid;
-            break; /* no stored version: the fills' LIVE rule */
-        }
-        if (nt > CROSS_MAX || no > CROSS_MAX) {
-            rc = hv__search_exec_tid(db, fill_sql[k], type, id, pairs[k].tcode, pairs[k].vcode);
+            dead = 1; /* no stored version: the fills' LIVE rule */
         } else {
             hv__search_cross_t x = {pairs[k].tcode, pairs[k].vcode, t, o, nt, no};
-            rc = hv__search_cross_insert(db, date ? HV__CROSS_TOKDATE : HV__CROSS_TOKQTY, type, id, rid, &x, 1);
+            rc = hv__search_cross_insert(db, pairs[k].cross, type, id, rid, &x, 1);
         }
+        if (t != ts)
+            hv_free(t);
+        if (o != os)
+            hv_free(o);
+        if (dead)
+            break;
     }
     /* The reference x token rows of reverse chaining (fhir/search_has.c). */
     return rc == HV_OK ? hv__search_has_put_rows(db, type, id, pick, ud) : rc;

@@ -10,14 +10,15 @@
  * A row says "type/id refers through rcode to rtype/rid and holds tcode = tsys|tval": the
  * cross product of the resource's sp_ref rows of rcode and its sp_tok rows of tcode (the
  * rows of the current version, so that "one reference matches and one code matches" —
- * the meaning of _has:Type:rcode:tcode=value — is "one combined row matches"). The
- * factors are capped at 64 values each (fhir/search_index.c), so a resource writes at
- * most 4,096 rows per pair. The writer computes them in C from the plain rows of the
+ * the meaning of _has:Type:rcode:tcode=value — is "one combined row matches"). Every row
+ * of the product is written, up to HV__SEARCH_CROSS_MAX rows per pair (more refuse the
+ * resource: fhir/search_int.h, hv__search_refusal). The writer computes them in C from the plain rows of the
  * version it holds, in the transaction of the version (hv__search_has_put_rows, called with
  * the other combined rows by hv__search_combo_put_rows: writes, imports, reindex); they are
  * the rows the fill statement (hv__search_has_put: INSERT ... SELECT over the plain rows
  * just written, every group) would select, and the migration fills them in SQL for the
- * rows that exist.
+ * rows that exist. A write never runs the fill (it names sp_tok_idc, which an import may
+ * have deferred): the unit tests compare the computed rows with it.
  *
  * The covering index sp_reftok_v (type, rcode, rtype, tcode, tval, rid, tsys) serves
  * both ways of reading a _has:
@@ -124,7 +125,9 @@ int hv__search_has_put(hv_db_t *db, const char *type, const char *id, int live, 
 
 int hv__search_has_put_rows(hv_db_t *db, const char *type, const char *id, hv__search_rows_pick_fn pick, void *ud)
 {
-    const hv__search_val_t *r[HV_ARRAY_LEN(pairs)][64], *t[HV_ARRAY_LEN(pairs)][64];
+    const hv__search_val_t *rs[HV_ARRAY_LEN(pairs)][HV__SEARCH_PICK_STACK];
+    const hv__search_val_t *ts[HV_ARRAY_LEN(pairs)][HV__SEARCH_PICK_STACK];
+    const hv__search_val_t **r[HV_ARRAY_LEN(pairs)], **t[HV_ARRAY_LEN(pairs)];
     hv__search_cross_t x[HV_ARRAY_LEN(pairs)];
     size_t nx = 0;
     int rc = HV_OK;
@@ -137,12 +140,19 @@ int hv__search_has_put_rows(hv_db_t *db, const char *type, const char *id, hv__s
         /* The fill joins the reference rows of rcode with the token rows of tcode, of every
          * group (no grp condition, unlike the combined rows of fhir/search_combo.c), and
          * has no LIVE rule: the caller writes a live version only. */
-        nr = pick(ud, "sp_ref", pairs[k].rcode, 0, r[nx], 64);
-        nt = pick(ud, "sp_tok", pairs[k].tcode, 0, t[nx], 64);
-        if (nr == 0 || nt == 0)
-            continue;
-        if (nr > 64 || nt > 64) { /* above the writer's cap: the fill decides */
-            rc = hv__search_exec_tid(db, hv__search_has_fill_sql(db), type, id, pairs[k].rcode, pairs[k].tcode);
+        nr = hv__search_pick_all(pick, ud, "sp_ref", pairs[k].rcode, 0, rs[nx], &r[nx]);
+        nt = hv__search_pick_all(pick, ud, "sp_tok", pairs[k].tcode, 0, ts[nx], &t[nx]);
+        if (nr == (size_t)-2 || nt == (size_t)-2)
+            rc = HV_ENOMEM;
+        else if (nr > 0 && nt > 0 && nr != (size_t)-1 && nt != (size_t)-1 && nt > HV__SEARCH_CROSS_MAX / nr)
+            rc = hv__search_refuse("the search parameters '%s' and '%s' of %s would write %zu x %zu combined index "
+                                   "rows, more than %d: the resource is refused", pairs[k].rcode, pairs[k].tcode,
+                                   type, nr, nt, HV__SEARCH_CROSS_MAX);
+        if (rc != HV_OK || nr == 0 || nt == 0 || nr == (size_t)-1 || nt == (size_t)-1) {
+            if (r[nx] != rs[nx])
+                hv_free(r[nx]);
+            if (t[nx] != ts[nx])
+                hv_free(t[nx]);
             continue;
         }
         x[nx].acode = pairs[k].rcode;
@@ -153,7 +163,15 @@ int hv__search_has_put_rows(hv_db_t *db, const char *type, const char *id, hv__s
         x[nx].nb = nt;
         nx++;
     }
-    return rc == HV_OK && nx > 0 ? hv__search_cross_insert(db, HV__CROSS_REFTOK, type, id, 0, x, nx) : rc;
+    if (rc == HV_OK && nx > 0)
+        rc = hv__search_cross_insert(db, HV__CROSS_REFTOK, type, id, 0, x, nx);
+    for (size_t i = 0; i < nx; i++) {
+        if (r[i] != rs[i])
+            hv_free(r[i]);
+        if (t[i] != ts[i])
+            hv_free(t[i]);
+    }
+    return rc;
 }
 
 /* ---- the planner's rule ---- */

@@ -20,6 +20,7 @@
 
 #include <json-c/json.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,13 +71,22 @@ const char hv__search_migration2[] =
     "ALTER TABLE sp_num ADD COLUMN cunit TEXT;"
     "CREATE INDEX sp_num_c ON sp_num (type, code, cunit, cvalue);";
 
-#define MAX_VALUES_PER_PARAM 64 /* values one parameter indexes for one resource */
+/*
+ * The hard limits of one resource version's index rows. Every value below them is
+ * indexed; a resource above one is refused (HV_ETOOBIG, hv__search_refusal says which
+ * parameter and limit) instead of being stored with some of its values missing from the
+ * index, where a search for them would silently not find it. Far above any real resource
+ * (a Synthea Observation writes about 20 rows, a Group with 10,000 members 10,000): they
+ * bound the memory of one version's rows (about 100 bytes a row and its strings, in the
+ * rows' arena) and the statements one write runs.
+ */
+#define MAX_VALUES_PER_PARAM 10000 /* rows one parameter writes for one resource (derived rows included) */
 #define MAX_STR HV__SEARCH_STR_MAX /* longest indexed string value (bytes), longer ones truncated */
 
 /* ---- the compiled expressions ---- */
 
 #define MAX_COMPONENTS 4 /* components of one composite parameter (R4 has two or three) */
-#define MAX_GROUPS 16    /* elements one composite parameter indexes per resource */
+#define MAX_GROUPS 1000  /* elements one composite parameter indexes per resource (more: refused) */
 
 typedef struct sp_entry {
     const hv_fhir_search_t *sp;
@@ -792,18 +802,20 @@ static const struct {
  */
 static const int chunk_rows[] = {1, 2, 3, 4, 5, 6, 7, 8, 16, MAX_CHUNK};
 #define NCHUNKS ((int)HV_ARRAY_LEN(chunk_rows))
-#define MAX_ROWS 4096 /* rows one resource version writes, all tables together */
+#define MAX_ROWS 100000 /* rows one resource version writes, all tables together (more: refused) */
 
 /* A value column (fhir/search_int.h: the combined rows' writers read them in place). */
 typedef hv__search_val_t ixval_t;
 
+/* One row; v holds the table's ncols values only (allocated to fit: a token row is 2 of
+ * MAX_VCOLS). */
 typedef struct ixrow {
     int table;
     int grp;
     const char *code;
-    ixval_t v[MAX_VCOLS];
     uint32_t hash;
     struct ixrow *tnext; /* the next row of the same table, in insertion order */
+    ixval_t v[];
 } ixrow_t;
 
 typedef struct ix {
@@ -813,6 +825,7 @@ typedef struct ix {
     int64_t rid;     /* the version's row id when the caller knows it; 0: looked up */
     int rc;
     size_t nvalues;
+    const char *param; /* the parameter being indexed (its code, as a refusal names it) */
     int grp;         /* composite: the element's number (1-based); 0 otherwise */
     int dry;         /* counting: add_row counts in dry_rows and adds nothing */
     size_t dry_rows;
@@ -931,42 +944,76 @@ static int set_grow(ix_t *x)
     return HV_OK;
 }
 
+/* The last refusal of this thread (hv__search_refusal). */
+static _Thread_local char refusal[320];
+
+const char *hv__search_refusal(void)
+{
+    return refusal;
+}
+
+void hv__search_refusal_clear(void)
+{
+    refusal[0] = '\0';
+}
+
+int hv__search_refuse(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(refusal, sizeof(refusal), fmt, ap);
+    va_end(ap);
+    return HV_ETOOBIG;
+}
+
 /*
  * Adds a row of table t under code with the ncols values of vals (strings are
  * copied). A duplicate of a row already collected for this version is dropped
- * and does not count against the parameter's cap.
+ * and does not count against the parameter's limit. A row past a limit
+ * (MAX_VALUES_PER_PARAM, MAX_ROWS) fails the whole computation with HV_ETOOBIG.
  */
 static void add_row(ix_t *x, int t, const char *code, const ixval_t *vals)
 {
-    ixrow_t key, *r;
+    union {
+        ixrow_t row;
+        char room[sizeof(ixrow_t) + MAX_VCOLS * sizeof(ixval_t)];
+    } keyroom;
+    ixrow_t *key = &keyroom.row, *r;
     int nc = tables[t].ncols;
-    size_t j;
+    size_t j, size = sizeof(ixrow_t) + (size_t)nc * sizeof(ixval_t);
     if (x->rc != HV_OK)
         return;
     if (x->dry) {
         x->dry_rows++;
         return;
     }
-    memset(&key, 0, sizeof(key));
-    key.table = t;
-    key.grp = x->grp;
-    key.code = code;
-    memcpy(key.v, vals, (size_t)nc * sizeof(*vals));
-    key.hash = row_hash(&key, nc);
+    key->table = t;
+    key->grp = x->grp;
+    key->code = code;
+    key->tnext = NULL;
+    memcpy(key->v, vals, (size_t)nc * sizeof(*vals));
+    key->hash = row_hash(key, nc);
     if ((x->rc = set_grow(x)) != HV_OK)
         return;
-    for (j = key.hash & (x->setcap - 1); x->set[j] != NULL; j = (j + 1) & (x->setcap - 1))
-        if (row_equal(x->set[j], &key, nc))
+    for (j = key->hash & (x->setcap - 1); x->set[j] != NULL; j = (j + 1) & (x->setcap - 1))
+        if (row_equal(x->set[j], key, nc))
             return;
-    if (x->nvalues >= MAX_VALUES_PER_PARAM || x->total >= MAX_ROWS)
+    if (x->nvalues >= MAX_VALUES_PER_PARAM || x->total >= MAX_ROWS) {
+        int per = x->nvalues >= MAX_VALUES_PER_PARAM;
+        x->rc = hv__search_refuse("the search parameter '%s' of %s would index more than %d %s: the resource is "
+                                  "refused rather than stored with values no search finds",
+                                  x->param != NULL ? x->param : code, x->type != NULL ? x->type : "the resource",
+                                  per ? MAX_VALUES_PER_PARAM : MAX_ROWS,
+                                  per ? "values of one resource" : "rows of one resource, all parameters together");
         return;
+    }
     x->nvalues++;
-    r = hv_arena_alloc(x->rows_arena, sizeof(*r));
+    r = hv_arena_alloc(x->rows_arena, size);
     if (r == NULL) {
         x->rc = HV_ENOMEM;
         return;
     }
-    *r = key;
+    memcpy(r, key, size);
     r->code = hv_arena_strdup(x->rows_arena, code);
     if (r->code == NULL)
         x->rc = HV_ENOMEM;
@@ -1445,8 +1492,12 @@ static void index_composite(ix_t *x, const sp_entry_t *e, struct json_object *re
     if (hv_fhirpath_eval(e->fp, resource, &x->env, arena, &res, &err) != HV_OK)
         return;
     n = hv_fhirpath_result_count(res);
-    if (n > MAX_GROUPS)
-        n = MAX_GROUPS;
+    if (n > MAX_GROUPS) {
+        x->rc = hv__search_refuse("the composite search parameter '%s' of %s would index more than %d elements "
+                                  "of one resource: the resource is refused rather than stored with elements no "
+                                  "search finds", x->param, x->type != NULL ? x->type : "the resource", MAX_GROUPS);
+        return;
+    }
     for (size_t k = 0; k < n && x->rc == HV_OK; k++) {
         x->grp = (int)k + 1;
         /* The group's rows are written only when every component has one: a composite
@@ -1518,6 +1569,7 @@ static int index_params(ix_t *x, const hv_fhir_type_t *t, struct json_object *re
         if (e->may_alias && hv__search_row_code(t, x->code) != x->code)
             continue; /* another parameter's rows serve it (row_alias) */
         x->nvalues = 0;
+        x->param = x->code;
         memset(&err, 0, sizeof(err));
         hv_arena_reset(arena);
         if (st == HV_FHIR_SP_COMPOSITE) {
@@ -1557,6 +1609,8 @@ static int compute_rows(ix_t *x, const char *type, struct json_object *resource)
     const hv_fhir_type_t *t = hv_fhir_resource_type(type);
     int rc = HV_OK;
     x->rtype = t;
+    if (x->type == NULL)
+        x->type = type; /* for a refusal's text (the rows computed ahead have no id yet) */
     x->nkeys = 0;
     memset(&x->env, 0, sizeof(x->env));
     if (json_object_is_type(resource, json_type_object)) {
@@ -1615,7 +1669,7 @@ static size_t rows_pick(void *ud, const char *table, const char *code, int grp0,
     const ix_t *x = ud;
     for (int t = 0; t < T_COUNT; t++) {
         size_t n = 0;
-        if (strcmp(tables[t].name, table) != 0)
+        if (tables[t].name != table && strcmp(tables[t].name, table) != 0) /* one literal, often the same */
             continue;
         for (const ixrow_t *r = x->head[t]; r != NULL; r = r->tnext)
             if ((!grp0 || r->grp == 0) && strcmp(r->code, code) == 0) {

@@ -147,6 +147,17 @@ int hv__search_index_put_strings(hv_db_t *db, const char *type, const char *id, 
  * looked up.
  */
 typedef struct hv__search_rows hv__search_rows_t;
+/*
+ * A resource whose index rows pass a hard limit (fhir/search_index.c: values of one
+ * parameter, rows of one version, elements of one composite; fhir/search_combo.c: rows of
+ * one combined product) is refused: the computation or write fails with HV_ETOOBIG and
+ * hv__search_refusal returns, on the thread that failed, a sentence naming the parameter
+ * and the limit, for the write's OperationOutcome (fhir/store_ops.c). hv__search_refuse
+ * sets it (printf-style) and returns HV_ETOOBIG; hv__search_refusal_clear empties it.
+ */
+const char *hv__search_refusal(void);
+void hv__search_refusal_clear(void);
+int hv__search_refuse(const char *fmt, ...) HV_PRINTF(1, 2);
 int hv__search_index_rows(const char *type, struct json_object *resource, hv__search_rows_t **out);
 void hv__search_rows_free(hv__search_rows_t *r);
 /* Whether a composite whose component cannot match the resource's top-level elements is
@@ -447,6 +458,19 @@ typedef size_t (*hv__search_rows_pick_fn)(void *ud, const char *table, const cha
  */
 int hv__search_combo_put_rows(hv_db_t *db, const char *type, const char *id, int64_t rid,
                               hv__search_rows_pick_fn pick, void *ud);
+/* The rows one combined product (a pair of fhir/search_combo.c or fhir/search_has.c) may
+ * write for one resource; a resource with more is refused (hv__search_refusal). */
+#define HV__SEARCH_CROSS_MAX 100000
+#define HV__SEARCH_PICK_STACK 64
+/*
+ * Every row pick selects (table, code, grp0): into stack (room for HV__SEARCH_PICK_STACK:
+ * a usual resource's factor, without an allocation) when they fit, else
+ * into an array allocated here; *out is the one used (the caller frees it when it is not
+ * stack). Returns the count, (size_t)-1 when the writer does not hold the table, (size_t)-2
+ * when the array could not be allocated.
+ */
+size_t hv__search_pick_all(hv__search_rows_pick_fn pick, void *ud, const char *table, const char *code, int grp0,
+                           const hv__search_val_t **stack, const hv__search_val_t ***out);
 /* The tables hv__search_cross_insert writes. */
 enum { HV__CROSS_TOKDATE, HV__CROSS_TOKQTY, HV__CROSS_REFTOK };
 /* One cross product: the na rows a (code acode) times the nb rows b (code bcode). */

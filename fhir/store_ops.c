@@ -191,8 +191,15 @@ static int write_version(hv_db_t *db, hv__fop_t *op, struct json_object *res, in
         rc = hv_fhir_json_write(res, 0, &b);
     if (rc != HV_OK)
         goto out;
+    hv__search_refusal_clear();
     rc = hv__store_put_pre(db, op->type, op->id, version, ms, b.data, b.len, res,
                            res == op->resource ? op->ix_pre : NULL, res == op->resource ? op->pre_pats : NULL);
+    if (rc == HV_ETOOBIG && hv__search_refusal()[0] != '\0') {
+        /* Its index rows pass a hard limit (fhir/search_int.h): refused, not stored with values
+         * a search would not find. The error stays: what the write did is rolled back. */
+        hv__fop_fail(op, 422, "too-costly", "%s", hv__search_refusal());
+        goto out;
+    }
     if (rc == HV_ECONFLICT) {
         hv__fop_fail(op, 409, "conflict", "%s/%s was changed by another request at the same time", op->type,
                      op->id);

@@ -860,7 +860,7 @@ static void put_synthea(struct json_object *res, size_t seq, void *ud)
  * period open at either end, an instant, quantities with a UCUM canonical value and without
  * one (no unit, a unit that is not UCUM, another system), components (composite rows of
  * group > 0 that the combined rows must not take), references to a Patient and a Group,
- * 70 codings (the writer's cap of 64), updates that change, drop and add either side, a
+ * 70 codings (more than a product's first 64 rows, written from the heap), updates that change, drop and add either side, a
  * deletion and a deletion followed by a new version — then checks that the combined and
  * _has rows the writer computed (sp_tokdate, sp_tokqty, sp_reftok) are, row by row, the rows
  * the fill statements write from the tables (hv__search_combo_put, per current resource).
@@ -930,7 +930,11 @@ static void combined_rows_equal_their_fills(hv_db_t *db)
     hv_buf_release(&many);
     assert_int_equal(hv_db_commit(db), HV_OK);
     /* the crafted cases wrote what they are for */
-    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_tokdate WHERE id = 'm7'"), 64);
+    /* every coding of the 70 (no cap of 64 any more), with the date, and with each reference */
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_tokdate WHERE id = 'm7'"), 70);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_tokqty WHERE id = 'm7'"), 70);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_reftok WHERE id = 'm7'"), 140);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_tok WHERE id = 'm7' AND code = 'code'"), 70);
     assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_tokdate WHERE id IN ('m3', 'm2')"), 0);
     assert_true(store_test_count(db, "SELECT COUNT(*) FROM sp_tokqty WHERE cvalue IS NOT NULL") > 0);
     assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_reftok WHERE id = 'm5' AND rid = 'p5'"), 2);

@@ -509,6 +509,94 @@ static void search_index_phonetic_rows_equal_name_rows(void **state)
     store_test_db_close(db);
 }
 
+/* A Group of n members (Patient/p0 ... p<n-1>) as JSON in b. */
+static void group_of(hv_buf_t *b, const char *id, int n)
+{
+    b->len = 0;
+    hv_buf_printf(b, "{\"resourceType\":\"Group\",\"id\":\"%s\",\"type\":\"person\",\"actual\":true,\"member\":[", id);
+    for (int i = 0; i < n; i++)
+        hv_buf_printf(b, "%s{\"entity\":{\"reference\":\"Patient/p%d\"}}", i ? "," : "", i);
+    hv_buf_puts(b, "]}");
+}
+
+/*
+ * Every value of a parameter is indexed, past the 64 of earlier writers (a Group's 100th
+ * member; a composite's 30th element, past the 16 groups of earlier writers), up to the
+ * hard limit of 10,000 values per parameter: one more and the resource is refused
+ * (HV_ETOOBIG, with the refusal naming the parameter and the limit) and nothing of it is
+ * indexed. A composite past 1,000 elements is refused the same way.
+ */
+static void search_index_writes_every_value_and_refuses_past_the_limit(void **state)
+{
+    hv_db_t *db = store_test_db();
+    hv__search_rows_t *rows = NULL;
+    hv_buf_t b;
+    struct json_object *o;
+    (void)state;
+    hv_buf_init(&b, 0);
+    group_of(&b, "g100", 100);
+    o = json_tokener_parse(b.data);
+    assert_non_null(o);
+    assert_int_equal(hv__search_index_put(db, "Group", "g100", o, 0), HV_OK);
+    json_object_put(o);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_ref WHERE id = 'g100' AND code = 'member'"), 100);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_ref WHERE id = 'g100' AND code = 'member' AND"
+                                          " rid = 'p99'"), 1);
+    /* 30 components, each its own group of component-code-value-quantity */
+    b.len = 0;
+    hv_buf_puts(&b, "{\"resourceType\":\"Observation\",\"id\":\"c30\",\"status\":\"final\",\"code\":{\"coding\":"
+                    "[{\"code\":\"panel\"}]},\"component\":[");
+    for (int i = 0; i < 30; i++)
+        hv_buf_printf(&b, "%s{\"code\":{\"coding\":[{\"code\":\"k%d\"}]},\"valueQuantity\":{\"value\":%d}}",
+                      i ? "," : "", i, i);
+    hv_buf_puts(&b, "]}");
+    o = json_tokener_parse(b.data);
+    assert_non_null(o);
+    assert_int_equal(hv__search_index_put(db, "Observation", "c30", o, 0), HV_OK);
+    json_object_put(o);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(DISTINCT grp) FROM sp_tok WHERE id = 'c30' AND"
+                                          " code = 'component-code-value-quantity$0'"), 30);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_tok WHERE id = 'c30' AND code = 'component-code'"),
+                     30);
+    /* the limit itself is indexed; one more is refused, with a word, and writes nothing */
+    group_of(&b, "g10000", 10000);
+    o = json_tokener_parse(b.data);
+    assert_non_null(o);
+    assert_int_equal(hv__search_index_put(db, "Group", "g10000", o, 0), HV_OK);
+    json_object_put(o);
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_ref WHERE id = 'g10000' AND code = 'member'"),
+                     10000);
+    group_of(&b, "g10001", 10001);
+    o = json_tokener_parse(b.data);
+    assert_non_null(o);
+    hv__search_refusal_clear();
+    assert_int_equal(hv__search_index_rows("Group", o, &rows), HV_ETOOBIG);
+    assert_null(rows);
+    assert_non_null(strstr(hv__search_refusal(), "'member' of Group would index more than 10000 values"));
+    hv__search_refusal_clear();
+    assert_int_equal(hv__search_index_put(db, "Group", "g10001", o, 0), HV_ETOOBIG);
+    assert_non_null(strstr(hv__search_refusal(), "'member'"));
+    assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_ref WHERE id = 'g10001'"), 0);
+    json_object_put(o);
+    /* a composite past its 1,000 elements: refused, naming the composite */
+    b.len = 0;
+    hv_buf_puts(&b, "{\"resourceType\":\"Observation\",\"id\":\"c1001\",\"status\":\"final\",\"code\":{\"coding\":"
+                    "[{\"code\":\"panel\"}]},\"component\":[");
+    for (int i = 0; i < 1001; i++)
+        hv_buf_printf(&b, "%s{\"code\":{\"coding\":[{\"code\":\"k%d\"}]},\"valueQuantity\":{\"value\":%d}}",
+                      i ? "," : "", i, i);
+    hv_buf_puts(&b, "]}");
+    o = json_tokener_parse(b.data);
+    assert_non_null(o);
+    hv__search_refusal_clear();
+    assert_int_equal(hv__search_index_rows("Observation", o, &rows), HV_ETOOBIG);
+    assert_non_null(strstr(hv__search_refusal(), "composite search parameter '"));
+    assert_non_null(strstr(hv__search_refusal(), "more than 1000 elements"));
+    json_object_put(o);
+    hv_buf_release(&b);
+    store_test_db_close(db);
+}
+
 int run_search_tests(void)
 {
     const struct CMUnitTest tests[] = {
@@ -517,6 +605,7 @@ int run_search_tests(void)
         cmocka_unit_test(search_normalize_folds_case_and_accents),
         cmocka_unit_test(search_index_rows_follow_the_current_version),
         cmocka_unit_test(search_index_writes_each_distinct_row_once),
+        cmocka_unit_test(search_index_writes_every_value_and_refuses_past_the_limit),
         cmocka_unit_test(search_index_specialized_expressions_index_the_same),
         cmocka_unit_test(search_index_writes_only_complete_composite_groups),
         cmocka_unit_test(search_index_composite_precheck_keeps_every_row),
