@@ -154,7 +154,8 @@ static void assert_same_store(hv_db_t *a, hv_db_t *b)
  * A text-only op (its tree dropped after hv__fop_ahead and hv__search_index_rows) writes a
  * first version on SQLite without parsing: the same text and rows as the op with its tree.
  * A later version, a Location (its sp_geo row) and conditional criteria need the tree: the
- * store parses the text and says so in op.parsed. Neither tree nor text is a 400.
+ * store parses the text and says so in op.parsed. A write that fails keeps the text for a
+ * run again. Neither tree nor text is a 400.
  */
 static void fop_text_only_first_version_is_written_without_a_tree(void **state)
 {
@@ -190,6 +191,23 @@ static void fop_text_only_first_version_is_written_without_a_tree(void **state)
     assert_same_store(db, ref);
     hv__fop_clear(&op);
     hv__fop_clear(&tree);
+
+    /* A text-only write that fails keeps its text, as an op keeps its tree: the same op run
+     * again (after a rollback; here on another store) is written from it, unparsed. */
+    ahead_op(&op, HV__FOP_CREATE, "Observation", "o1", OBS_TEXT, 1);
+    run(db, &op, 409);
+    assert_non_null(op.pre_text);
+    assert_null(op.resource);
+    assert_int_equal(op.parsed, 0);
+    {
+        hv_db_t *other = store_test_db();
+        run(other, &op, 201);
+        assert_int_equal(op.parsed, 0);
+        assert_null(op.pre_text);
+        assert_non_null(strstr(op.text, "\"versionId\":\"1\""));
+        store_test_db_close(other);
+    }
+    hv__fop_clear(&op);
 
     /* A Location: its position is indexed from the tree. */
     ahead_op(&op, HV__FOP_CREATE, "Location", "l1",
