@@ -385,7 +385,8 @@ static json_object *review_copy(json_object *res) {
 
 /* The tree of an item whose tree a text_only preparation dropped, from text, where the
  * store job needs it (keep-both's copy, a run after a rollback): its stored text as a
- * first version (pre_text), or the text a run of the store job before a rollback wrote. Either is hv_fhir_json_write of the tree the preparation made, meta.versionId and
+ * first version (pre_text), or the text a run of the store job before a rollback wrote.
+ * Either is hv_fhir_json_write of the tree the preparation made, meta.versionId and
  * meta.lastUpdated aside, which the store sets again for the version it writes; the index
  * rows and compartments made from that tree serve it unchanged. NULL when out of memory
  * (or, which cannot happen with the engine's own writer, when the text is not JSON). */
