@@ -1710,7 +1710,7 @@ int hv__search_index_put_pre(hv_db_t *db, const char *type, const char *id, stru
         if ((rc = hv__search_combo_put(db, type, id, 0, 1, NULL, NULL)) != HV_OK)
             return rc;
     }
-    if ((rc = hv__search_special_put(db, type, id, resource, replace)) != HV_OK || resource == NULL)
+    if ((rc = hv__search_special_put(db, type, id, resource, replace)) != HV_OK || (resource == NULL && pre == NULL))
         return rc;
     if (pre != NULL) {
         /* Rows computed ahead (on the import's reader thread): only written here. */

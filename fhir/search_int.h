@@ -142,9 +142,12 @@ int hv__search_index_put_strings(hv_db_t *db, const char *type, const char *id, 
  * the write equal those hv__search_index_put would compute from the stored tree.
  * hv__search_index_put_pre writes them instead of computing (pre NULL: computes,
  * as hv__search_index_put); the special rows (near, full text) are still written
- * from the tree. rid is the version's row id (resources.rid) when the caller has it
- * (the store's INSERT returns it), so that the rows carrying it need no look-up; 0:
- * looked up.
+ * from the tree. A first version (not replace) may come with pre and no tree on
+ * SQLite, for a type other than Location: there its special rows need none (the
+ * full-text row is written by the catch-up from the stored text, and only a Location
+ * has a near row). resource and pre both NULL: a deleted version, only rows dropped.
+ * rid is the version's row id (resources.rid) when the caller has it (the store's
+ * INSERT returns it), so that the rows carrying it need no look-up; 0: looked up.
  */
 typedef struct hv__search_rows hv__search_rows_t;
 /*

@@ -102,7 +102,14 @@ typedef struct hv__fop {
     size_t pre_ts;
     hv__store_pats_t *pre_pats;    /* CREATE/UPDATE: hv__store_patients of `resource` computed ahead
                                     * (hv__fop_ahead), or NULL (owned; hv__fop_clear frees it) */
+    /* A CREATE/UPDATE may come without its tree (`resource` NULL) when pre_text, ix_pre and
+     * pre_pats were all made ahead from it for op->id: a text-only op. On SQLite a first
+     * version of it is written from those alone (no Location: its sp_geo row reads the
+     * tree). Where the write needs the tree — PostgreSQL's full-text row, a Location, a
+     * later version, conditional criteria, a principal's scopes — the store parses pre_text
+     * into `resource` first and says so in `parsed`. */
     /* out */
+    int parsed;                    /* 1 when the store parsed a text-only op's pre_text into `resource` */
     int status;                    /* the HTTP status of the outcome */
     int64_t out_version;           /* the version read or written */
     uint64_t out_ms;               /* its lastUpdated */
@@ -219,7 +226,8 @@ int hv__store_put(hv_db_t *db, const char *type, const char *id, int64_t version
 void hv__store_patients(const char *type, const char *id, struct json_object *resource, hv__store_pats_t *out);
 /* hv__store_put with the search-index rows of resource computed ahead
  * (hv__search_index_rows; NULL computes them here) and its compartments (hv__store_patients
- * of the same tree; NULL walks resource here). */
+ * of the same tree; NULL walks resource here). With both given, a first version on SQLite
+ * of a type other than Location needs no tree (resource NULL; hv__search_index_put_pre). */
 int hv__store_put_pre(hv_db_t *db, const char *type, const char *id, int64_t version, uint64_t ms,
                       const char *text, size_t len, struct json_object *resource,
                       const struct hv__search_rows *ix_pre, const hv__store_pats_t *pats_pre);

@@ -100,22 +100,26 @@ int hv__fop_resolve(hv_db_t *db, hv__fop_t *op, char (*ids)[HV__FHIR_ID_MAX], si
  * The text serialized ahead (op->pre_text) as version's text in b, when it is that: it
  * was written from this same tree with meta.versionId "1", so it serves a first version
  * only, once its placeholder lastUpdated is overwritten with ms (hv__fhir_instant's
- * fixed 24 characters). Consumed either way; 0 (b untouched) when the caller must
- * serialize the tree itself.
+ * fixed 24 characters). Consumed either way but by a text-only op (res NULL), whose
+ * tree the caller parses from it then (tree_from_pre); 0 (b untouched) when the caller
+ * must serialize the tree itself.
  */
 static int take_pre_text(hv__fop_t *op, struct json_object *res, int64_t version, uint64_t ms, hv_buf_t *b)
 {
     char ts[40];
     char *text = op->pre_text;
     size_t len = op->pre_len, at = op->pre_ts;
-    op->pre_text = NULL;
     if (text == NULL)
         return 0;
     hv__fhir_instant(ms, ts, sizeof(ts));
     if (version != 1 || res != op->resource || strlen(ts) != 24 || at + 24 > len) {
-        hv_free(text);
+        if (res != NULL) {
+            hv_free(text);
+            op->pre_text = NULL;
+        }
         return 0;
     }
+    op->pre_text = NULL;
     memcpy(text + at, ts, 24);
     /* The buffer is empty (hv_buf_init) and takes the text's ownership: it is NUL-terminated,
      * len + 1 bytes. */
@@ -177,18 +181,60 @@ void hv__fop_ahead(hv__fop_t *op, int text)
     hv_buf_release(&b);
 }
 
-/* Serializes res with its new meta and appends it as version `version` of op->type/id. */
+/*
+ * A text-only op's tree (store_int.h), parsed from its pre_text, which stays: a first
+ * version is still written from it (take_pre_text), the tree only read. The text is the
+ * engine's own writer's output, so the tree serializes back to it (meta.versionId and
+ * meta.lastUpdated aside, which write_version sets for the version it writes), and the
+ * rows and compartments made ahead from the original tree serve it. A CREATE or UPDATE
+ * with neither tree nor text is refused (400).
+ */
+static int tree_from_pre(hv__fop_t *op)
+{
+    int rc;
+    if (op->resource != NULL)
+        return HV_OK;
+    if (op->pre_text == NULL)
+        return hv__fop_fail(op, 400, "invalid", "no %s resource to write", op->type);
+    rc = hv_json_parse(op->pre_text, op->pre_len, "prepared resource", &op->resource, NULL);
+    if (rc == HV_OK)
+        op->parsed = 1;
+    return rc;
+}
+
+/* Whether op is a CREATE or UPDATE without a tree that cannot be written without one
+ * (store_int.h, text-only op): what needs the tree here is known before the write; a
+ * later version is found in write_version. */
+static int needs_tree(hv_db_t *db, const hv__fop_t *op)
+{
+    return (op->kind == HV__FOP_CREATE || op->kind == HV__FOP_UPDATE) && op->resource == NULL &&
+           (op->pre_text == NULL || op->ix_pre == NULL || op->pre_pats == NULL || op->cond != NULL ||
+            op->principal != NULL || hv_db_kind(db) != HV_DB_SQLITE || strcmp(op->type, "Location") == 0);
+}
+
+/* Serializes res with its new meta and appends it as version `version` of op->type/id. res
+ * NULL: op is a text-only op (store_int.h) that hv__fop_run let through, written from its
+ * pre_text when this is a first version, else from a tree parsed from that text here. */
 static int write_version(hv_db_t *db, hv__fop_t *op, struct json_object *res, int64_t version)
 {
     uint64_t ms = op->now_ms != 0 ? op->now_ms : hv_now_ms();
     hv_buf_t b;
-    int rc;
+    int rc = HV_OK;
     hv_buf_init(&b, 0);
     /* A tree whose text was serialized ahead holds its id and versionId already:
      * hv__fhir_set_meta sets only what differs. */
-    rc = hv__fhir_set_meta(res, op->id, version, ms);
-    if (rc == HV_OK && !take_pre_text(op, res, version, ms, &b))
-        rc = hv_fhir_json_write(res, 0, &b);
+    if (res != NULL)
+        rc = hv__fhir_set_meta(res, op->id, version, ms);
+    if (rc == HV_OK && !take_pre_text(op, res, version, ms, &b)) {
+        if (res == NULL && (rc = tree_from_pre(op)) == HV_OK) {
+            res = op->resource;
+            hv_free(op->pre_text); /* of version 1 only */
+            op->pre_text = NULL;
+            rc = hv__fhir_set_meta(res, op->id, version, ms);
+        }
+        if (rc == HV_OK)
+            rc = hv_fhir_json_write(res, 0, &b);
+    }
     if (rc != HV_OK)
         goto out;
     hv__search_refusal_clear();
@@ -213,6 +259,11 @@ static int write_version(hv_db_t *db, hv__fop_t *op, struct json_object *res, in
     op->out_version = version;
     op->out_ms = ms;
 out:
+    if (rc != HV_OK && res == NULL && op->pre_text == NULL && b.data != NULL) {
+        /* A text-only op that failed keeps its text, as an op keeps its tree: a run after a
+         * rollback writes from it again (its instant is overwritten again). */
+        op->pre_text = hv_buf_take(&b);
+    }
     hv_buf_release(&b);
     return rc;
 }
@@ -501,6 +552,12 @@ int hv__fop_run(hv_db_t *db, hv__fop_t *op)
     int rc;
     op->status = 0;
     op->change = HV__CHANGE_NONE;
+    rc = needs_tree(db, op) ? tree_from_pre(op) : HV_OK;
+    if (rc != HV_OK) {
+        if (op->status >= 400)
+            return HV_OK; /* refused: no resource */
+        goto out;
+    }
     switch (op->kind) {
     case HV__FOP_READ:
     case HV__FOP_VREAD:
@@ -523,6 +580,7 @@ int hv__fop_run(hv_db_t *db, hv__fop_t *op)
     }
     if (rc == HV_OK && op->change != HV__CHANGE_NONE && op->status < 400)
         rc = hv__fhir_outbox_change(db, op); /* in the write's transaction (channel_store.c) */
+out:
     if (rc != HV_OK && op->status < 400) {
         op->status = 500;
         op->issue_code = "exception";

@@ -14,8 +14,10 @@
  *      be written, and the rows and the text are left to the store. A Bulk chunk
  *      (bulk.c, prepared one resource at a time in the thread pool, text_only)
  *      keeps no trees: once its text and rows are made a resource's tree is freed,
- *      and step 3 parses it again from that text; prepared lazily, it is kept as
- *      compact JSON and parsed again after step 2 only if it is to be written;
+ *      and step 3 writes a first version from that text and those rows on SQLite
+ *      (the store parses the text only where the write needs a tree: PostgreSQL, a
+ *      Location, a later version); prepared lazily, it is kept as compact JSON and
+ *      parsed again after step 2 only if it is to be written;
  *   2. ehr storage thread, one job: the resources table says, per (type, remote
  *      id), the hash last written and the local version that write produced:
  *      same hash → unchanged, not written;
@@ -109,7 +111,8 @@ struct hv__ehr_batch {
     uint64_t t0, t_prep, t_write, t_lookup, t_store; /* hv_now_ms at each step, for the debug log (t_write:
                                                       * the write began; a page prepared ahead waits before) */
     int64_t fetched, failed;        /* counted by the preparation, added to the run when written */
-    int64_t trees_parsed;           /* store job: trees parsed from text (text_only), for the debug log */
+    int64_t trees_parsed;           /* store job: trees parsed from text (text_only: by the store where a
+                                     * write needs one, keep-both, a rerun), for the debug log */
     int64_t lazy_texts;             /* preparation: resources kept as text, not trees (text_only, lazy) */
     json_object *errs;              /* the preparation's errors, recorded when written */
 };
@@ -380,9 +383,10 @@ static json_object *review_copy(json_object *res) {
     return copy;
 }
 
-/* The tree of an item whose tree a text_only preparation dropped, from text: its stored
- * text as a first version (pre_text), or the text a run of the store job before a rollback
- * wrote. Either is hv_fhir_json_write of the tree the preparation made, meta.versionId and
+/* The tree of an item whose tree a text_only preparation dropped, from text, where the
+ * store job needs it (keep-both's copy, a run after a rollback): its stored text as a
+ * first version (pre_text), or the text a run of the store job before a rollback wrote.
+ * Either is hv_fhir_json_write of the tree the preparation made, meta.versionId and
  * meta.lastUpdated aside, which the store sets again for the version it writes; the index
  * rows and compartments made from that tree serve it unchanged. NULL when out of memory
  * (or, which cannot happen with the engine's own writer, when the text is not JSON). */
@@ -409,14 +413,28 @@ static int store_job(hv_db_t *db, void *arg) {
         if (it->state != ITEM_NEW && it->state != ITEM_CHANGED) continue;
         if (it->has_op) {
             /* A run after a rollback. A dropped tree comes back from the op, which keeps it
-             * when its write failed, else from the text the write produced (below); when the
-             * op never took the item's text, that text is still the item's. */
+             * when its write failed (a text-only write keeps its text instead). A first
+             * version written gives back its text: the writer's output of the same tree as
+             * the item's text, hence the same bytes but for the instant at pre_ts, which the
+             * store overwrites again. Else the tree comes from the text the write produced.
+             * When the op never took the item's text, that text is still the item's. */
             if (it->res == NULL && it->op.resource != NULL) {
                 it->res = it->op.resource;
                 it->op.resource = NULL;
-            } else if (it->res == NULL && it->pre_text == NULL &&
-                       (it->res = item_tree(it->op.text, it->op.text_len)) == NULL) {
-                return HV_ENOMEM;
+            } else if (it->res == NULL && it->pre_text == NULL && it->op.pre_text != NULL) {
+                it->pre_text = it->op.pre_text;
+                it->op.pre_text = NULL;
+            } else if (it->res == NULL && it->pre_text == NULL && it->op.text != NULL && it->op.out_version == 1 &&
+                       it->op.text_len == it->pre_len) {
+                it->pre_text = it->op.text;
+                it->op.text = NULL;
+            } else if (it->res == NULL && it->pre_text == NULL) {
+                if ((it->res = item_tree(it->op.text, it->op.text_len)) == NULL) return HV_ENOMEM;
+                w->trees_parsed++;
+            }
+            if (it->pre_text != NULL && it->pre_pats == NULL) {
+                it->pre_pats = it->op.pre_pats;
+                it->op.pre_pats = NULL;
             }
             hv__fop_clear(&it->op);
             it->has_op = 0;
@@ -440,20 +458,19 @@ static int store_job(hv_db_t *db, void *arg) {
         }
         if (it->write == WRITE_NONE) continue;
         /* keep-both's copy is made from the tree, kept with the item (a conflict is rare). */
-        if (it->write == WRITE_COPY && it->res == NULL && (it->res = item_tree(it->pre_text, it->pre_len)) == NULL)
-            return HV_ENOMEM;
+        if (it->write == WRITE_COPY && it->res == NULL) {
+            if ((it->res = item_tree(it->pre_text, it->pre_len)) == NULL) return HV_ENOMEM;
+            w->trees_parsed++;
+        }
         hv__fop_init(&it->op, it->write == WRITE_PUT ? HV__FOP_UPDATE : HV__FOP_CREATE);
         it->has_op = 1;
         snprintf(it->op.type, sizeof(it->op.type), "%s", it->type);
         if (it->write == WRITE_PUT) {
             snprintf(it->op.id, sizeof(it->op.id), "%s", it->local_id);
-            if (it->res != NULL) {
-                it->op.resource = json_object_get(it->res);
-            } else if ((it->op.resource = item_tree(it->pre_text, it->pre_len)) == NULL) {
-                return HV_ENOMEM;
-            } else {
-                w->trees_parsed++;
-            }
+            /* A dropped tree stays dropped: the op is text-only (fhir/store_int.h), and the
+             * store parses the text only where the write needs the tree (PostgreSQL, a
+             * Location, a later version), saying so in op.parsed. */
+            if (it->res != NULL) it->op.resource = json_object_get(it->res);
             it->op.ix_pre = it->ix; /* borrowed: freed with the batch, after the job */
             /* Moved, not copied: a run after a rollback serializes in the store instead. The
              * text is of this id as version 1; the store discards it for any other version. */
@@ -469,6 +486,7 @@ static int store_job(hv_db_t *db, void *arg) {
             if (it->op.resource == NULL) return HV_ENOMEM;
         }
         rc = hv__fop_run(db, &it->op);
+        w->trees_parsed += it->op.parsed;
         if (rc != HV_OK) return rc; /* the database failed: the page rolls back */
         if (it->res == NULL && it->op.text != NULL) {
             /* Written: a tree parsed for this write goes at once, so that the page holds one

@@ -14,6 +14,7 @@ policy, key rotation and a refused key, Epic's and Oracle Health's quirks, the A
 import glob
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -544,15 +545,18 @@ class Sync(EhrCase):
         drops = [i for i in range(1, len(sizes)) if sizes[i] < max(sizes[:i])]
         self.assertLessEqual(len(drops), len(TYPES), sizes)
 
-    def test_bulk_chunks_hold_text_and_the_store_parses_each_tree_again(self):
+    def test_bulk_chunks_hold_text_and_sqlite_writes_first_versions_without_a_tree(self):
         # A Bulk chunk is prepared ahead of its write, and then holds each resource's stored
-        # text, index rows and compartments but not its json-c tree (~15x the text): the store
-        # job parses the tree again from the text for the write (adapters/ehr/write.c
-        # text_only). Every resource of every chunk is so; a search page keeps its trees.
+        # text, index rows and compartments but not its json-c tree (~15x the text)
+        # (adapters/ehr/write.c text_only). On SQLite the store writes a first version from
+        # those alone and parses nothing; on PostgreSQL it parses each tree again from the
+        # text (the full-text row is written from the tree in the same transaction). A search
+        # page keeps its trees and parses none.
         self.local = self.engine(config=dict(LOCAL, log={"level": "debug"}),
                                  args=["--db", self.DB] if self.DB else [])
         want = self.peer_count()
-        for mode, parsed in (("bulk", lambda n: n), ("full", lambda n: 0)):
+        bulk = (lambda n: n) if self.DB else (lambda n: 0)
+        for mode, parsed in (("bulk", bulk), ("full", lambda n: 0)):
             cid = self.connect()
             run = self.sync(cid, mode)
             self.assertEqual((run["status"], run["fetched"], run["created"], run["failed"]),
@@ -564,6 +568,37 @@ class Sync(EhrCase):
             self.assertTrue(wait_until(lambda: sum(n for n, _ in pages()) >= want), (mode, pages()))
             self.assertEqual([t for _, t in pages()], [parsed(n) for n, _ in pages()], mode)
         self.assertEqual(self.local.stop(), 0, self.local.stderr()[-3000:])
+
+    @own_peer
+    def test_a_bulk_location_is_written_from_its_tree_and_found_near_its_position(self):
+        # A Location's sp_geo row is computed from its tree when it is written
+        # (fhir/search_special.c put_geo): the store parses a Bulk chunk's Location from its
+        # text (fhir/store_ops.c needs_tree), and only it, so a near search finds it. The
+        # Patients of the same sync are written without a tree on SQLite.
+        self.writer = self.register(self.key, "system/*.cruds")
+        auth = {"Authorization": "Bearer " + self.peer_token(self.writer, "system/*.cruds"),
+                "Content-Type": "application/fhir+json"}
+        loc = {"resourceType": "Location", "id": "clinic-1", "name": "Clinic",
+               "position": {"latitude": 42.36, "longitude": -71.06}}
+        st, _, body = self.peer.request("PUT", "/fhir/Location/clinic-1", body=json.dumps(loc), headers=auth)
+        self.assertIn(st, (200, 201), body)
+        self.local = self.engine(config=dict(LOCAL, log={"level": "debug"}),
+                                 args=["--db", self.DB] if self.DB else [])
+        cid = self.connect(resource_types=["Location", "Patient"])
+        run = self.sync(cid, "bulk")
+        patients = self.peer_count(["Patient"])
+        self.assertEqual((run["status"], run["created"], run["failed"]), ("completed", patients + 1, 0), run)
+
+        def pages():
+            return [(e["resources"], e.get("trees_parsed")) for e in self.local.log_events()
+                    if e.get("event") == "ehr.sync.page" and e.get("run") == run["run_id"]]
+        self.assertTrue(wait_until(lambda: sum(n for n, _ in pages()) >= patients + 1), pages())
+        self.assertEqual(sum(t for _, t in pages()), patients + 1 if self.DB else 1, pages())
+        st, out = self.local.get_json("/fhir/Location?near=42.36|-71.06|1|km")
+        self.assertEqual(st, 200, out)
+        self.assertEqual([e["resource"]["id"] for e in out.get("entry", [])], [local_id(cid, "Location", "clinic-1")])
+        st, out = self.local.get_json("/fhir/Location?near=0|0|1|km")
+        self.assertEqual((st, out.get("entry", [])), (200, []), out)
 
     def test_truncated_ndjson_fails_the_run_and_keeps_whole_lines(self):
         p = self.proxy()
@@ -1043,6 +1078,61 @@ class StoredText(EhrCase):
         self.assertEqual(self.read_peer_via_local(cid, "Patient", pid)["birthDate"], "1900-01-01")
 
 
+    def dump_store(self, eng, names):
+        """eng's SQLite store as sorted lines: each version (type, id, version, deleted, its JSON
+        with meta.lastUpdated masked) and every row of the compartment and search-index tables
+        but the full-text one (indexed after the commit) — all columns but the version row id
+        `rid`, which numbers versions in write order — with each string of names replaced."""
+        db = sqlite3.connect(os.path.join(eng.data, "fhir.db"))
+        out = []
+        try:
+            for t, i, v, d, j in db.execute("SELECT type, id, version, deleted, json FROM resources"):
+                out.append(repr((t, i, v, d, re.sub(r'"lastUpdated":"[^"]*"', '"lastUpdated":"-"', j or "", 1))))
+            tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND "
+                                               "(name = 'refs' OR (name LIKE 'sp\\_%' ESCAPE '\\' AND "
+                                               "name NOT LIKE 'sp\\_text%' ESCAPE '\\' AND name != 'sp_fold'))")]
+            for t in tables:
+                cols = [r[1] for r in db.execute("SELECT * FROM pragma_table_info(?)", (t,))
+                        if not (r[1] == "rid" and r[2] == "BIGINT")]
+                out += [repr((t,) + r) for r in db.execute('SELECT %s FROM "%s"' % (", ".join('"%s"' % c for c in cols), t))]
+        finally:
+            db.close()
+        text = "\n".join(sorted(out))
+        for old, new in names.items():
+            text = text.replace(old, new)
+        return sorted(text.split("\n")), tables
+
+    def test_a_bulk_sync_writes_the_text_and_rows_a_search_sync_writes(self):
+        # On SQLite a Bulk chunk's first versions are written from their prepared text, index
+        # rows and compartments without a tree (fhir/store_ops.c, text-only op); a search page's
+        # from the tree it keeps. Both must store the same: every version's JSON, every index
+        # and compartment row. Two engines sync the same peer, one by Bulk and one by search;
+        # their connection ids (and so the local ids) differ and are mapped onto each other.
+        if self.DB:
+            self.skipTest("reads the SQLite store")
+        cid = self.connect()
+        run = self.sync(cid, "bulk")
+        want = self.peer_count()
+        self.assertEqual((run["status"], run["created"], run["failed"]), ("completed", want, 0), run)
+        bulk_engine = self.local
+        self.local = self.engine(config=self.CONFIG)
+        cid2 = self.connect()
+        run = self.sync(cid2, "full")
+        self.assertEqual((run["status"], run["created"], run["failed"]), ("completed", want, 0), run)
+        names = {cid2: cid}
+        for f in SYNTHEA[:2]:
+            for e in load(f)["entry"]:
+                r = e["resource"]
+                names[local_id(cid2, r["resourceType"], r["id"])] = local_id(cid, r["resourceType"], r["id"])
+        searched, tables = self.dump_store(self.local, names)
+        bulked, _ = self.dump_store(bulk_engine, {})
+        self.assertIn("sp_tok", tables)
+        self.assertIn("refs", tables)
+        self.assertGreater(len(bulked), want * 5)
+        self.assertEqual(len(bulked), len(searched))
+        diff = [(a, b) for a, b in zip(bulked, searched) if a != b]
+        self.assertEqual(diff[:3], [])
+
     @own_peer
     def test_bulk_resync_writes_a_change_kept_as_text_in_a_lazy_chunk(self):
         # A Bulk re-sync's chunks, once one was mostly unchanged, are prepared lazily (write.c
@@ -1353,8 +1443,10 @@ if PG_URL:
         test_full_then_incremental_with_source_identity = Sync.test_full_then_incremental_with_source_identity
         test_kill9_mid_sync_resumes_from_checkpoint = Sync.test_kill9_mid_sync_resumes_from_checkpoint
         test_bulk_chunks_grow_with_what_the_run_has_fetched = Sync.test_bulk_chunks_grow_with_what_the_run_has_fetched
-        test_bulk_chunks_hold_text_and_the_store_parses_each_tree_again = \
-            Sync.test_bulk_chunks_hold_text_and_the_store_parses_each_tree_again
+        test_bulk_chunks_hold_text_and_sqlite_writes_first_versions_without_a_tree = \
+            Sync.test_bulk_chunks_hold_text_and_sqlite_writes_first_versions_without_a_tree
+        test_a_bulk_location_is_written_from_its_tree_and_found_near_its_position = \
+            Sync.test_a_bulk_location_is_written_from_its_tree_and_found_near_its_position
         test_kill9_mid_bulk_import_with_chunks_ahead_resumes_without_loss = \
             Sync.test_kill9_mid_bulk_import_with_chunks_ahead_resumes_without_loss
         test_every_page_after_the_first_is_fetched_while_the_page_before_is_written = \

@@ -1,5 +1,6 @@
 /* store_ops.c — unit tests of fhir/store_ops.c: the interactions on the store, as REST and Bundles run them. */
 #include "tests.h"
+#include "fhir/search_int.h"
 
 #include <json-c/json.h>
 #include <stdio.h>
@@ -105,6 +106,134 @@ static void fop_create_ahead_tree_carries_the_written_instant(void **state)
     hv_buf_release(&b);
     hv__fop_clear(&op);
     store_test_db_close(db);
+}
+
+/* An op for `text` as `type`/`id`, its text, rows and compartments made ahead; with `drop`
+ * its tree is dropped after (a text-only op, fhir/store_int.h), as a Bulk sync's chunk does. */
+static void ahead_op(hv__fop_t *op, hv__fop_kind_t kind, const char *type, const char *id, const char *text, int drop)
+{
+    hv__fop_init(op, kind);
+    snprintf(op->type, sizeof(op->type), "%s", type);
+    snprintf(op->id, sizeof(op->id), "%s", id);
+    op->resource = json_tokener_parse(text);
+    assert_non_null(op->resource);
+    assert_int_equal(hv__search_index_rows(type, op->resource, &op->ix_own), HV_OK);
+    op->ix_pre = op->ix_own;
+    hv__fop_ahead(op, 1);
+    assert_non_null(op->pre_text);
+    assert_non_null(op->pre_pats);
+    op->now_ms = 1700000000123ull;
+    if (drop) {
+        json_object_put(op->resource);
+        op->resource = NULL;
+    }
+}
+
+#define OBS_TEXT                                                                                                  \
+    "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"coding\":[{\"system\":"                  \
+    "\"http://loinc.org\",\"code\":\"8867-4\"}]},\"subject\":{\"reference\":\"Patient/p1\"},"                       \
+    "\"effectiveDateTime\":\"2020-01-02\",\"valueQuantity\":{\"value\":72,\"unit\":\"/min\"}}"
+
+/* The rows of every index and compartment table, and the version's text, of one store. */
+static void assert_same_store(hv_db_t *a, hv_db_t *b)
+{
+    static const char *const counts[] = {
+        "SELECT count(*) FROM refs WHERE patient = 'p1'", "SELECT count(*) FROM sp_tok", "SELECT count(*) FROM sp_str",
+        "SELECT count(*) FROM sp_ref",   "SELECT count(*) FROM sp_date", "SELECT count(*) FROM sp_num",
+        "SELECT count(*) FROM sp_uri",   "SELECT count(*) FROM sp_tokdate", "SELECT count(*) FROM sp_tokqty"};
+    for (size_t i = 0; i < HV_ARRAY_LEN(counts); i++)
+        if (store_test_count(a, counts[i]) != store_test_count(b, counts[i]))
+            fail_msg("%s: %lld against %lld", counts[i], (long long)store_test_count(a, counts[i]),
+                     (long long)store_test_count(b, counts[i]));
+    assert_int_equal(store_test_count(a, "SELECT count(*) FROM refs WHERE patient = 'p1'"), 1);
+    assert_true(store_test_count(a, "SELECT count(*) FROM sp_tok") > 0);
+    assert_true(store_test_count(a, "SELECT count(*) FROM sp_tokqty") > 0);
+}
+
+/*
+ * A text-only op (its tree dropped after hv__fop_ahead and hv__search_index_rows) writes a
+ * first version on SQLite without parsing: the same text and rows as the op with its tree.
+ * A later version, a Location (its sp_geo row) and conditional criteria need the tree: the
+ * store parses the text and says so in op.parsed. A write that fails keeps the text for a
+ * run again. Neither tree nor text is a 400.
+ */
+static void fop_text_only_first_version_is_written_without_a_tree(void **state)
+{
+    hv_db_t *db = store_test_db(), *ref = store_test_db();
+    hv__fop_t op, tree;
+    hv__store_row_t row;
+    (void)state;
+    ahead_op(&tree, HV__FOP_UPDATE, "Observation", "o1", OBS_TEXT, 0);
+    run(ref, &tree, 201);
+    ahead_op(&op, HV__FOP_UPDATE, "Observation", "o1", OBS_TEXT, 1);
+    run(db, &op, 201);
+    assert_int_equal(op.parsed, 0);
+    assert_null(op.resource);
+    assert_int_equal(op.out_version, 1);
+    assert_int_equal(op.text_len, tree.text_len);
+    assert_memory_equal(op.text, tree.text, op.text_len);
+    assert_same_store(db, ref);
+    hv__fop_clear(&op);
+    hv__fop_clear(&tree);
+
+    /* A later version: parsed, and written as version 2 with its own versionId. */
+    ahead_op(&tree, HV__FOP_UPDATE, "Observation", "o1", OBS_TEXT, 0);
+    tree.now_ms++;
+    run(ref, &tree, 200);
+    ahead_op(&op, HV__FOP_UPDATE, "Observation", "o1", OBS_TEXT, 1);
+    op.now_ms++;
+    run(db, &op, 200);
+    assert_int_equal(op.parsed, 1);
+    assert_int_equal(op.out_version, 2);
+    assert_non_null(strstr(op.text, "\"versionId\":\"2\""));
+    assert_int_equal(op.text_len, tree.text_len);
+    assert_memory_equal(op.text, tree.text, op.text_len);
+    assert_same_store(db, ref);
+    hv__fop_clear(&op);
+    hv__fop_clear(&tree);
+
+    /* A text-only write that fails keeps its text, as an op keeps its tree: the same op run
+     * again (after a rollback; here on another store) is written from it, unparsed. */
+    ahead_op(&op, HV__FOP_CREATE, "Observation", "o1", OBS_TEXT, 1);
+    run(db, &op, 409);
+    assert_non_null(op.pre_text);
+    assert_null(op.resource);
+    assert_int_equal(op.parsed, 0);
+    {
+        hv_db_t *other = store_test_db();
+        run(other, &op, 201);
+        assert_int_equal(op.parsed, 0);
+        assert_null(op.pre_text);
+        assert_non_null(strstr(op.text, "\"versionId\":\"1\""));
+        store_test_db_close(other);
+    }
+    hv__fop_clear(&op);
+
+    /* A Location: its position is indexed from the tree. */
+    ahead_op(&op, HV__FOP_CREATE, "Location", "l1",
+             "{\"resourceType\":\"Location\",\"position\":{\"latitude\":42.36,\"longitude\":-71.06}}", 1);
+    run(db, &op, 201);
+    assert_int_equal(op.parsed, 1);
+    assert_int_equal(store_test_count(db, "SELECT count(*) FROM sp_geo WHERE id = 'l1'"), 1);
+    hv__fop_clear(&op);
+
+    /* Conditional criteria read the tree's id. */
+    ahead_op(&op, HV__FOP_UPDATE, "Observation", "o2", OBS_TEXT, 1);
+    op.cond = hv_strdup("code=http://loinc.org%7C0000-0");
+    run(db, &op, 201);
+    assert_int_equal(op.parsed, 1);
+    hv__fop_clear(&op);
+
+    hv__fop_init(&op, HV__FOP_CREATE);
+    snprintf(op.type, sizeof(op.type), "Observation");
+    run(db, &op, 400);
+    assert_int_equal(op.parsed, 0);
+    assert_int_equal(hv__store_get(db, "Observation", "o1", 0, &row), HV_OK);
+    assert_int_equal(row.version, 2);
+    hv__store_row_clear(&row);
+    hv__fop_clear(&op);
+    store_test_db_close(db);
+    store_test_db_close(ref);
 }
 
 static void fop_conditional_forms_use_identifier_and_id(void **state)
@@ -232,6 +361,7 @@ int run_store_ops_tests(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(fop_create_update_delete_with_versions),
         cmocka_unit_test(fop_create_ahead_tree_carries_the_written_instant),
+        cmocka_unit_test(fop_text_only_first_version_is_written_without_a_tree),
         cmocka_unit_test(fop_conditional_forms_use_identifier_and_id),
         cmocka_unit_test(fop_patch_writes_a_new_version_and_refuses_id_changes),
         cmocka_unit_test(bundle_transaction_rolls_back_on_a_failed_entry),
