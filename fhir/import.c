@@ -178,6 +178,29 @@ static int names_of(hv_db_t *db, const char *q, char (*names)[128], size_t cap, 
 
 #define DEFER_MAX 64 /* indexes; the schema has about twenty */
 
+/* The page cache while the deferred indexes are built, in KiB (SQLite's default). SQLite's
+ * sorter cuts its input into sorted runs of cache_size bytes, each sorted and written by a
+ * PRAGMA threads helper while the building thread reads on, and merges them; with the
+ * store's 64 MiB cache (fhir.cache_size) most of an index's keys made one run, sorted on
+ * the writer's thread alone while the workers' cores were idle. Runs of 2 MB halved the
+ * build at 100k (docs/performance.md, session 16), for the price of the runs' temporary
+ * files (temp_store=FILE). */
+#define BUILD_CACHE_KIB 2000
+
+/* The connection's PRAGMA cache_size (pages if positive, -KiB if negative) into *out. */
+static int cache_size_of(hv_db_t *db, int64_t *out)
+{
+    hv_db_stmt_t *st = NULL;
+    int rc = hv_db_prepare(db, "PRAGMA cache_size", &st);
+    if (rc != HV_OK)
+        return rc;
+    rc = hv_db_step(st);
+    if (rc == HV_DB_ROW)
+        *out = hv_db_column_int64(st, 0);
+    hv_db_done(st);
+    return rc == HV_DB_ROW ? HV_OK : rc < 0 ? rc : HV_EDB;
+}
+
 /* Builds the deferred indexes of import_deferred's rows matching where ("" for all)
  * and deletes those rows, in one transaction. */
 static int restore_indexes(hv_db_t *db, const char *where)
@@ -185,7 +208,8 @@ static int restore_indexes(hv_db_t *db, const char *where)
     char q[160];
     char(*names)[128] = NULL;
     size_t n = 0;
-    int rc, in_tx = 0;
+    int rc, in_tx = 0, cache_set = 0;
+    int64_t cache = 0;
     hv_db_stmt_t *st = NULL;
     if (hv_db_kind(db) != HV_DB_SQLITE)
         return HV_OK;
@@ -202,6 +226,11 @@ static int restore_indexes(hv_db_t *db, const char *where)
         char sql[48];
         snprintf(sql, sizeof(sql), "PRAGMA threads=%u", par > 4 ? 4 : par);
         (void)hv_db_exec(db, sql);
+        /* Sorted runs of BUILD_CACHE_KIB for the sorter's helpers; the cache is restored at out. */
+        if (cache_size_of(db, &cache) == HV_OK) {
+            snprintf(sql, sizeof(sql), "PRAGMA cache_size=-%d", BUILD_CACHE_KIB);
+            cache_set = hv_db_exec(db, sql) == HV_OK;
+        }
     }
     rc = hv_db_begin(db);
     in_tx = rc == HV_OK;
@@ -243,6 +272,11 @@ static int restore_indexes(hv_db_t *db, const char *where)
 out:
     if (in_tx)
         hv_db_rollback(db);
+    if (cache_set) {
+        char sql[48];
+        snprintf(sql, sizeof(sql), "PRAGMA cache_size=%lld", (long long)cache);
+        (void)hv_db_exec(db, sql);
+    }
     hv_free(names);
     return rc;
 }
