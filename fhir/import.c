@@ -179,6 +179,29 @@ static int names_of(hv_db_t *db, const char *q, char (*names)[128], size_t cap, 
 
 #define DEFER_MAX 64 /* indexes; the schema has about twenty */
 
+/* The page cache while the deferred indexes are built, in KiB (SQLite's default). SQLite's
+ * sorter cuts its input into sorted runs of cache_size bytes, each sorted and written by a
+ * PRAGMA threads helper while the building thread reads on, and merges them; with the
+ * store's 64 MiB cache (fhir.cache_size) most of an index's keys made one run, sorted on
+ * the writer's thread alone while the workers' cores were idle. Runs of 2 MB halved the
+ * build at 100k (docs/performance.md, session 16), for the price of the runs' temporary
+ * files (temp_store=FILE). */
+#define BUILD_CACHE_KIB 2000
+
+/* The connection's PRAGMA cache_size (pages if positive, -KiB if negative) into *out. */
+static int cache_size_of(hv_db_t *db, int64_t *out)
+{
+    hv_db_stmt_t *st = NULL;
+    int rc = hv_db_prepare(db, "PRAGMA cache_size", &st);
+    if (rc != HV_OK)
+        return rc;
+    rc = hv_db_step(st);
+    if (rc == HV_DB_ROW)
+        *out = hv_db_column_int64(st, 0);
+    hv_db_done(st);
+    return rc == HV_DB_ROW ? HV_OK : rc < 0 ? rc : HV_EDB;
+}
+
 /* Builds the deferred indexes of import_deferred's rows matching where ("" for all)
  * and deletes those rows, in one transaction. */
 static int restore_indexes(hv_db_t *db, const char *where)
@@ -186,7 +209,8 @@ static int restore_indexes(hv_db_t *db, const char *where)
     char q[160];
     char(*names)[128] = NULL;
     size_t n = 0;
-    int rc, in_tx = 0;
+    int rc, in_tx = 0, cache_set = 0;
+    int64_t cache = 0;
     hv_db_stmt_t *st = NULL;
     if (hv_db_kind(db) != HV_DB_SQLITE)
         return HV_OK;
@@ -203,6 +227,11 @@ static int restore_indexes(hv_db_t *db, const char *where)
         char sql[48];
         snprintf(sql, sizeof(sql), "PRAGMA threads=%u", par > 4 ? 4 : par);
         (void)hv_db_exec(db, sql);
+        /* Sorted runs of BUILD_CACHE_KIB for the sorter's helpers; the cache is restored at out. */
+        if (cache_size_of(db, &cache) == HV_OK) {
+            snprintf(sql, sizeof(sql), "PRAGMA cache_size=-%d", BUILD_CACHE_KIB);
+            cache_set = hv_db_exec(db, sql) == HV_OK;
+        }
     }
     rc = hv_db_begin(db);
     in_tx = rc == HV_OK;
@@ -244,6 +273,11 @@ static int restore_indexes(hv_db_t *db, const char *where)
 out:
     if (in_tx)
         hv_db_rollback(db);
+    if (cache_set) {
+        char sql[48];
+        snprintf(sql, sizeof(sql), "PRAGMA cache_size=%lld", (long long)cache);
+        (void)hv_db_exec(db, sql);
+    }
     hv_free(names);
     return rc;
 }
@@ -251,6 +285,62 @@ out:
 int hv__import_restore_indexes(hv_db_t *db)
 {
     return restore_indexes(db, "");
+}
+
+/* ---- The end's index build outside the WAL ----
+ *
+ * In WAL mode every page the deferred CREATE INDEXes write goes to the WAL, and the
+ * checkpoint when the store is closed copies it again into the database file: at 100,000
+ * resources 550 MB of the 737 MB store twice, on the writer alone (docs/performance.md,
+ * session 16). Rollback-journal mode journals only the pages that existed before the
+ * transaction (the schema's, import_deferred's, a few of the freelist and pointer map);
+ * the new pages an index gets past the file's end are written once, into the database
+ * file, and a rollback truncates the file back to its size. So the import builds them in
+ * journal_mode=DELETE and returns to WAL afterwards.
+ *
+ * Leaving WAL needs the database alone: SQLite checkpoints the whole WAL, deletes it and
+ * switches only under an exclusive lock, taken without waiting; with any other connection
+ * open (an engine serving the store without its read cache, a reader) the pragma fails and
+ * the build stays in WAL mode, as before. Crash safety: a kill during the build leaves a
+ * hot journal, which the next connection rolls back (the indexes and the deletion of
+ * import_deferred's rows with it); hv_db_open switches the store back to WAL and
+ * hv__store_tune builds the indexes again, as after a kill in WAL mode. */
+
+/* The journal mode a PRAGMA journal_mode statement answers, into mode (cap bytes). */
+static int journal_mode(hv_db_t *db, const char *sql, char *mode, size_t cap)
+{
+    hv_db_stmt_t *st = NULL;
+    int rc = hv_db_prepare(db, sql, &st);
+    mode[0] = '\0';
+    if (rc != HV_OK)
+        return rc;
+    if ((rc = hv_db_step(st)) == HV_DB_ROW) {
+        size_t len = 0;
+        const char *v = hv_db_column_text(st, 0, &len);
+        snprintf(mode, cap, "%.*s", v != NULL ? (int)len : 0, v != NULL ? v : "");
+    }
+    hv_db_done(st);
+    return rc < 0 ? rc : HV_OK;
+}
+
+/* Leaves WAL mode for the rollback journal (see above); returns 1 when it did, 0 when the
+ * store stays in WAL mode (another connection is open, or not SQLite). */
+static int leave_wal(hv_db_t *db)
+{
+    char mode[16];
+    if (hv_db_kind(db) != HV_DB_SQLITE)
+        return 0;
+    return journal_mode(db, "PRAGMA journal_mode=DELETE", mode, sizeof(mode)) == HV_OK && strcmp(mode, "delete") == 0;
+}
+
+/* Returns to WAL mode after leave_wal. A failure leaves the store in rollback mode until
+ * its next opening (hv_db_open sets WAL): it answers the same. */
+static void back_to_wal(hv_db_t *db)
+{
+    char mode[16];
+    if (journal_mode(db, "PRAGMA journal_mode=WAL", mode, sizeof(mode)) != HV_OK || strcmp(mode, "wal") != 0)
+        fprintf(stderr, "holovitals import: returning the store to WAL mode failed: %s\n",
+                hv_db_errmsg(db) ? hv_db_errmsg(db) : mode);
 }
 
 /* Drops the search indexes if the store is empty and none are deferred already; sets
@@ -1061,7 +1151,7 @@ int hv__fhir_cmd_import(hv_engine_t *e, int argc, char **argv)
     int batch_given = 0;
     long workers = 0;
     uv_thread_t threads[IMPORT_MAX_WORKERS];
-    int nthreads = 0, final_rc = HV_OK;
+    int nthreads = 0, final_rc = HV_OK, solo = 0;
     double secs;
     memset(&im, 0, sizeof(im));
     hv_error_clear(&err);
@@ -1210,6 +1300,9 @@ int hv__fhir_cmd_import(hv_engine_t *e, int argc, char **argv)
     im.failed += im.q.failed;
     if (final_rc != HV_OK || im.failed > 0)
         status = HV_EXIT_FAILURE;
+    /* The deferred indexes and the statistics outside the WAL, when the import holds the
+     * store alone (leave_wal). */
+    solo = im.deferred && leave_wal(im.db);
     if (im.deferred && hv__import_restore_indexes(im.db) != HV_OK) {
         /* Left in import_deferred: the next opening of the store builds them. */
         fprintf(stderr, "holovitals import: building the search indexes failed: %s\n",
@@ -1219,6 +1312,8 @@ int hv__fhir_cmd_import(hv_engine_t *e, int argc, char **argv)
     /* The planner's statistics of the indexes the import filled (fhir/search_combo.c). */
     if (im.resources > 0 && hv__search_analyze(im.db, 0) != HV_OK)
         fprintf(stderr, "holovitals import: ANALYZE failed: %s\n", hv_db_errmsg(im.db) ? hv_db_errmsg(im.db) : "");
+    if (solo)
+        back_to_wal(im.db);
     hv_free(im.bare);
     ids_free(&im);
     /* Closing the store checkpoints its WAL into the database file. The import's user
@@ -1239,6 +1334,7 @@ int hv__fhir_cmd_import(hv_engine_t *e, int argc, char **argv)
         fprintf(stderr, "holovitals import: %llu commits\n", (unsigned long long)im.commits);
         fprintf(stderr, "holovitals import: search indexes built before the end: %s\n",
                 im.built_early == 2 ? "all" : im.built_early == 1 ? "the writer's" : "none");
+        fprintf(stderr, "holovitals import: search indexes built outside the WAL: %s\n", solo ? "yes" : "no");
     }
     if (lock_fd >= 0)
         close(lock_fd);

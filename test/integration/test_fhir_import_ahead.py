@@ -35,6 +35,7 @@ UCUM = re.compile(r"holovitals import: UCUM table loaded by the reader: (yes|no)
 # The count of commits reported with it (test_fhir_import_pool.py checks it).
 COMMITS = re.compile(r"holovitals import: \d+ commits\n")
 EARLY = re.compile(r"holovitals import: search indexes built before the end: ([^\n]*)\n")
+OUTSIDE = re.compile(r"holovitals import: search indexes built outside the WAL: (yes|no)\n")
 LAST_UPDATED = re.compile(r'"lastUpdated"\s*:\s*"[^"]*"')
 
 
@@ -93,7 +94,7 @@ class ImportAheadTests(unittest.TestCase):
             self.ucum.append(u.group(1) if u else None)
             e = EARLY.search(err)
             self.early.append(e.group(1) if e else None)
-            err = EARLY.sub("", COMMITS.sub("", err))
+            err = OUTSIDE.sub("", EARLY.sub("", COMMITS.sub("", err)))
             errs.append((code, out.split(" in ")[0], UCUM.sub("", WARM.sub("", AHEAD.sub("", err)))))
         return self.dump(data), counts, errs
 

@@ -24,6 +24,11 @@ them at its end, keeping their definitions in table import_deferred until then (
 - kill -9 in the middle of an import into an empty store leaves only whole resources (each
   stored resource has exactly its index rows), the next opening of the store builds the
   deferred indexes, and importing again gives the clean import's index rows and contents.
+- At its end the import builds the deferred indexes outside the WAL (journal_mode=DELETE,
+  then back to WAL) when it holds the store alone, and in the WAL when another connection
+  has it open; either way the store equals the one an import with every index kept leaves.
+- A kill during a build in rollback-journal mode leaves a hot journal; the next opening of
+  the store rolls it back, returns to WAL and builds the indexes again.
 """
 import glob
 import json
@@ -328,6 +333,109 @@ class ImportPoolTests(unittest.TestCase):
             self.assertEqual(got[t], want[t], t)
         self.assertEqual(current(data), current(clean))
         self.assertEqual(indexes(data), indexes(clean))
+
+
+    def test_indexes_built_outside_the_wal_when_the_import_is_alone(self):
+        # Alone with the store, the import leaves WAL for the rollback journal to build the
+        # deferred indexes (their pages written once, not into the WAL and again by the
+        # checkpoint), then returns to WAL; with another connection open it cannot leave
+        # WAL and builds them there. The stores equal the one with every index kept.
+        files = synthea_files()[:5]
+        self.assertEqual(len(files), 5, "no Synthea bundles under " + REFERENCE)
+        kept, code, _, err = self.imp("kept", files, "--workers", "1", env={"HOLOVITALS_IMPORT_DEFER_INDEXES": "0"})
+        self.assertEqual(code, 0, err)
+        want = full_dump(kept)
+        empty = os.path.join(self.tmp, "empty.ndjson")
+        with open(empty, "w", encoding="utf-8") as f:
+            f.write("\n")
+        for name, other, outside in (("alone", False, "yes"), ("shared", True, "no")):
+            data = os.path.join(self.tmp, name)
+            con = None
+            if other:
+                # The store exists (empty), and a connection that read it keeps it open.
+                self.imp(name, [empty])
+                con = sqlite3.connect(os.path.join(data, "fhir.db"))
+                self.assertEqual(con.execute("SELECT count(*) FROM resources").fetchall(), [(0,)])
+            try:
+                _, code, _, err = self.imp(name, files, env={"HOLOVITALS_IMPORT_PRECOMPUTE": "1"})
+            finally:
+                if con is not None:
+                    con.close()
+            self.assertEqual(code, 0, err)
+            self.assertIn("holovitals import: search indexes built outside the WAL: %s\n" % outside, err)
+            self.assertFalse(os.path.exists(os.path.join(data, "fhir.db-journal")))
+            con = sqlite3.connect(os.path.join(data, "fhir.db"))
+            try:
+                self.assertEqual(con.execute("PRAGMA journal_mode").fetchone()[0], "wal")
+                self.assertEqual(con.execute("PRAGMA integrity_check").fetchall(), [("ok",)])
+            finally:
+                con.close()
+            got = full_dump(data)
+            for t in want:
+                self.assertEqual(got[t], want[t], t)
+            self.assertEqual(indexes(data), indexes(kept))
+
+    def test_kill_during_the_build_outside_the_wal_then_reopen(self):
+        # The state a kill -9 leaves during the import's index build in rollback-journal
+        # mode, made deterministic: a child process defers the indexes of an imported store
+        # as the import does (definitions in import_deferred, indexes dropped, the file
+        # shrunk), then builds them in journal_mode=DELETE with a tiny page cache (so the new
+        # index pages reach the database file past its old end), deletes import_deferred's
+        # rows and is killed before COMMIT. The next opening rolls the hot journal back,
+        # returns to WAL and builds the indexes again: the clean store's rows and indexes.
+        files = synthea_files()[:5]
+        self.assertEqual(len(files), 5, "no Synthea bundles under " + REFERENCE)
+        clean, code, _, err = self.imp("clean", files)
+        self.assertEqual(code, 0, err)
+        data = os.path.join(self.tmp, "killed")
+        shutil.copytree(clean, data)
+        db = os.path.join(data, "fhir.db")
+        con = sqlite3.connect(db, isolation_level=None)
+        try:
+            con.execute("BEGIN")
+            con.execute("INSERT INTO import_deferred (name, sql) SELECT name, sql FROM sqlite_master"
+                        " WHERE type = 'index' AND sql IS NOT NULL AND tbl_name LIKE 'sp\\_%' ESCAPE '\\'")
+            names = [r[0] for r in con.execute("SELECT name FROM import_deferred")]
+            self.assertGreater(len(names), 10)
+            for n in names:
+                con.execute('DROP INDEX "%s"' % n)
+            con.execute("COMMIT")
+            con.execute("VACUUM")
+            self.assertEqual(con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0], 0)
+            self.assertEqual(con.execute("PRAGMA freelist_count").fetchone()[0], 0)
+        finally:
+            con.close()
+        before = os.path.getsize(db)
+        child = (
+            "import os, signal, sqlite3, sys\n"
+            "con = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+            "assert con.execute('PRAGMA journal_mode=DELETE').fetchone()[0] == 'delete'\n"
+            "con.execute('PRAGMA cache_size=8')\n"
+            "con.execute('BEGIN')\n"
+            "for (ddl,) in con.execute('SELECT sql FROM import_deferred').fetchall():\n"
+            "    con.execute(ddl)\n"
+            "con.execute('DELETE FROM import_deferred')\n"
+            "os.kill(os.getpid(), signal.SIGKILL)\n")
+        p = subprocess.run(["python3", "-c", child, db], capture_output=True, text=True, timeout=120)
+        self.assertEqual(p.returncode, -signal.SIGKILL, p.stderr)
+        self.assertTrue(os.path.exists(db + "-journal"))
+        self.assertGreater(os.path.getsize(db), before)
+        # The next opening of the store (an import of nothing).
+        empty = os.path.join(self.tmp, "empty.ndjson")
+        with open(empty, "w", encoding="utf-8") as f:
+            f.write("\n")
+        self.imp("killed", [empty])
+        self.assertFalse(os.path.exists(db + "-journal"))
+        self.assertEqual(indexes(data), (indexes(clean)[0], 0))
+        con = sqlite3.connect(db)
+        try:
+            self.assertEqual(con.execute("PRAGMA journal_mode").fetchone()[0], "wal")
+            self.assertEqual(con.execute("PRAGMA integrity_check").fetchall(), [("ok",)])
+        finally:
+            con.close()
+        got, want = full_dump(data), full_dump(clean)
+        for t in want:
+            self.assertEqual(got[t], want[t], t)
 
 
 def dump_current_rid(data):

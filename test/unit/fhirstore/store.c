@@ -227,6 +227,53 @@ static void fhir_instant_equals_rfc3339(void **state)
     }
 }
 
+/* hv__import_restore_indexes builds the indexes an import deferred (their definitions in
+ * import_deferred) and empties import_deferred; it builds them with a page cache of its own
+ * (the sorter's run size, fhir/import.c) and gives the connection its cache back. */
+static void import_restore_indexes_builds_them_and_keeps_the_page_cache(void **state)
+{
+    static const char *const defer_where =
+        " FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL AND tbl_name LIKE 'sp\\_%' ESCAPE '\\'";
+    char q[256];
+    int64_t nidx, rows;
+    hv_db_t *db = store_test_db();
+    (void)state;
+    for (int i = 0; i < 40; i++)
+        store_test_put_has_population(db, "p", i);
+    snprintf(q, sizeof(q), "SELECT count(*)%s", defer_where);
+    nidx = store_test_count(db, q);
+    assert_true(nidx > 10);
+    rows = store_test_count(db, "SELECT count(*) FROM sp_tok");
+    assert_true(rows > 0);
+    /* The state an import leaves while it defers them. */
+    snprintf(q, sizeof(q), "INSERT INTO import_deferred (name, sql) SELECT name, sql%s", defer_where);
+    assert_int_equal(hv_db_exec(db, q), HV_OK);
+    {
+        hv_db_stmt_t *st = NULL;
+        char drop[64][160];
+        size_t n = 0;
+        assert_int_equal(hv_db_prepare(db, "SELECT name FROM import_deferred", &st), HV_OK);
+        while (hv_db_step(st) == HV_DB_ROW && n < 64) {
+            size_t len = 0;
+            const char *v = hv_db_column_text(st, 0, &len);
+            snprintf(drop[n++], sizeof(drop[0]), "DROP INDEX \"%.*s\"", (int)len, v);
+        }
+        hv_db_done(st);
+        assert_int_equal((int64_t)n, nidx);
+        for (size_t i = 0; i < n; i++)
+            assert_int_equal(hv_db_exec(db, drop[i]), HV_OK);
+    }
+    snprintf(q, sizeof(q), "SELECT count(*)%s", defer_where);
+    assert_int_equal(store_test_count(db, q), 0);
+    assert_int_equal(hv_db_exec(db, "PRAGMA cache_size=-65536"), HV_OK);
+    assert_int_equal(hv__import_restore_indexes(db), HV_OK);
+    assert_int_equal(store_test_count(db, q), nidx);
+    assert_int_equal(store_test_count(db, "SELECT count(*) FROM import_deferred"), 0);
+    assert_int_equal(store_test_count(db, "PRAGMA cache_size"), -65536);
+    assert_int_equal(store_test_count(db, "SELECT count(*) FROM sp_tok INDEXED BY sp_tok_idc"), rows);
+    store_test_db_close(db);
+}
+
 int run_store_tests(void)
 {
     const struct CMUnitTest tests[] = {
@@ -238,6 +285,7 @@ int run_store_tests(void)
         cmocka_unit_test(fhir_parse_time_reads_the_other_forms_as_before),
         cmocka_unit_test(fhir_instant_equals_rfc3339),
         cmocka_unit_test(store_keeps_every_version_and_finds_the_current_one),
+        cmocka_unit_test(import_restore_indexes_builds_them_and_keeps_the_page_cache),
     };
     return cmocka_run_group_tests_name("fhir store", tests, NULL, NULL);
 }
