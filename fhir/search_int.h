@@ -393,12 +393,21 @@ int hv__search_include_sql(const hv__sp_include_t *in, size_t nids, int sqlite, 
 int hv__search_include_run(hv_db_t *db, const hv__search_plan_t *p, const char (*types)[HV__FHIR_TYPE_MAX],
                            const char (*ids)[HV__FHIR_ID_MAX], size_t n, hv__store_row_cb cb, void *ud);
 
+/* The resources a reindex left with their old index rows because their new rows pass a
+ * limit of the index (hv__search_refusal): how many, and "Type/id: the refusal" of the first. */
+typedef struct hv__search_refused {
+    size_t n;
+    char first[640];
+} hv__search_refused_t;
 /*
  * Reindexes up to batch current live resources (of type, or all when NULL) whose row
  * id is above *after, in row-id order, inside the caller's transaction
- * (fhir/search_reindex.c). Sets *done, advances *after, and sets *more when rows remain.
+ * (fhir/search_reindex.c). Sets *done (the resources reindexed), advances *after, and
+ * sets *more when rows remain. A resource whose new rows pass a limit of the index keeps
+ * its old rows (a savepoint each) and is counted in *refused instead of failing the batch.
  */
-int hv__search_reindex_batch(hv_db_t *db, const char *type, int64_t *after, size_t batch, size_t *done, int *more);
+int hv__search_reindex_batch(hv_db_t *db, const char *type, int64_t *after, size_t batch, size_t *done, int *more,
+                             hv__search_refused_t *refused);
 /*
  * The fold upgrade (fhir/search_reindex.c): the migration creating its mark, the
  * pass that reindexes the resources whose strings fold differently since the

@@ -38,8 +38,9 @@ typedef struct rx_row {
  * the row id of the last row read, *done how many were reindexed.
  */
 static int reindex_rows(hv_db_t *db, hv_db_stmt_t *st, size_t batch, int strings, int64_t *last, size_t *done,
-                        int *more)
+                        int *more, hv__search_refused_t *refused)
 {
+    size_t kept = 0;
     rx_row_t *rows = hv_calloc(batch ? batch : 1, sizeof(*rows));
     size_t n = 0;
     int rc;
@@ -74,14 +75,32 @@ static int reindex_rows(hv_db_t *db, hv_db_stmt_t *st, size_t batch, int strings
     rc = HV_OK;
     for (size_t i = 0; i < n && rc == HV_OK; i++) {
         struct json_object *tree = json_tokener_parse(rows[i].json);
-        if (tree == NULL)
-            continue; /* stored text is always JSON; a damaged row keeps its old index rows */
-        rc = strings ? hv__search_index_put_strings(db, rows[i].type, rows[i].id, tree)
-                     : hv__search_index_put(db, rows[i].type, rows[i].id, tree, 1);
+        if (tree == NULL) {
+            kept++; /* stored text is always JSON; a damaged row keeps its old index rows */
+            continue;
+        }
+        /* A resource stored before the index's limits (or under other parameter
+         * definitions) may now pass one: its savepoint undoes what its put deleted, it
+         * keeps its old rows and the rest of the batch is reindexed. */
+        rc = hv_db_exec(db, "SAVEPOINT hv_reindex");
+        if (rc == HV_OK) {
+            hv__search_refusal_clear();
+            rc = strings ? hv__search_index_put_strings(db, rows[i].type, rows[i].id, tree)
+                         : hv__search_index_put(db, rows[i].type, rows[i].id, tree, 1);
+            if (rc == HV_ETOOBIG && hv__search_refusal()[0] != '\0') {
+                if (refused != NULL && refused->n++ == 0)
+                    snprintf(refused->first, sizeof(refused->first), "%s/%s: %s", rows[i].type, rows[i].id,
+                             hv__search_refusal());
+                kept++;
+                rc = hv_db_exec(db, "ROLLBACK TO SAVEPOINT hv_reindex");
+            }
+            if (rc == HV_OK)
+                rc = hv_db_exec(db, "RELEASE SAVEPOINT hv_reindex");
+        }
         json_object_put(tree);
     }
     if (rc == HV_OK)
-        *done = n;
+        *done = n - kept;
 out:
     for (size_t i = 0; i < n; i++)
         hv_free(rows[i].json);
@@ -89,7 +108,8 @@ out:
     return rc;
 }
 
-int hv__search_reindex_batch(hv_db_t *db, const char *type, int64_t *after, size_t batch, size_t *done, int *more)
+int hv__search_reindex_batch(hv_db_t *db, const char *type, int64_t *after, size_t batch, size_t *done, int *more,
+                             hv__search_refused_t *refused)
 {
     hv_db_stmt_t *st = NULL;
     int64_t last = *after;
@@ -111,7 +131,7 @@ int hv__search_reindex_batch(hv_db_t *db, const char *type, int64_t *after, size
     hv_db_bind_int64(st, 2, (int64_t)batch + 1);
     if (type != NULL)
         hv_db_bind_text(st, 3, type, strlen(type));
-    rc = reindex_rows(db, st, batch, 0, &last, done, more);
+    rc = reindex_rows(db, st, batch, 0, &last, done, more, refused);
     if (rc == HV_OK)
         *after = last;
     return rc;
@@ -173,7 +193,7 @@ int hv__search_fold_done(hv_db_t *db)
 }
 
 /* Reindexes the current versions in (lo, hi] whose JSON may fold differently. */
-static int fold_span(hv_db_t *db, int64_t lo, int64_t hi, size_t *done)
+static int fold_span(hv_db_t *db, int64_t lo, int64_t hi, size_t *done, hv__search_refused_t *refused)
 {
     hv_db_stmt_t *st = NULL;
     int64_t last = lo;
@@ -196,7 +216,7 @@ static int fold_span(hv_db_t *db, int64_t lo, int64_t hi, size_t *done)
     hv_db_bind_int64(st, 1, lo);
     hv_db_bind_int64(st, 2, hi);
     /* A span holds at most FOLD_SPAN rows: all of them fit one batch. */
-    return reindex_rows(db, st, FOLD_SPAN, 1, &last, done, &more);
+    return reindex_rows(db, st, FOLD_SPAN, 1, &last, done, &more, refused);
 }
 
 int hv__search_fold_upgrade(hv_db_t *db, size_t *reindexed)
@@ -205,6 +225,7 @@ int hv__search_fold_upgrade(hv_db_t *db, size_t *reindexed)
     int64_t after = -1, max = 0;
     size_t total = 0;
     uint64_t t0 = hv_mono_ns();
+    hv__search_refused_t refused = {0};
     int rc = fold_mark(db, &after);
     if (reindexed != NULL)
         *reindexed = 0;
@@ -228,7 +249,7 @@ int hv__search_fold_upgrade(hv_db_t *db, size_t *reindexed)
         rc = hv_db_begin(db);
         if (rc != HV_OK)
             break;
-        rc = fold_span(db, after, hi, &done);
+        rc = fold_span(db, after, hi, &done, &refused);
         if (rc == HV_OK)
             rc = fold_set_mark(db, last ? -1 : hi);
         if (rc == HV_OK)
@@ -248,6 +269,11 @@ int hv__search_fold_upgrade(hv_db_t *db, size_t *reindexed)
     if (rc == HV_OK && max > 0)
         hv_log(HV_LOG_INFO, "fhir.fold_upgrade", "string index re-folded: %zu resources reindexed in %.2f s", total,
                (double)(hv_mono_ns() - t0) / 1e9);
+    if (refused.n > 0)
+        hv_log(HV_LOG_WARN, "fhir.fold_upgrade",
+               "%zu resources keep their string rows of the old fold: their new rows pass a limit of the search "
+               "index; the first is %s",
+               refused.n, refused.first);
     if (rc == HV_OK && reindexed != NULL)
         *reindexed = total;
     return rc;
@@ -261,19 +287,22 @@ typedef struct rx {
     int64_t after;
     size_t total, batches, done;
     int more;
+    hv__search_refused_t refused; /* written by the jobs, read by done_reindex after each */
 } rx_t;
 
 static int job_reindex(hv_db_t *db, void *arg)
 {
     rx_t *x = arg;
-    return hv__search_reindex_batch(db, x->type[0] ? x->type : NULL, &x->after, REINDEX_BATCH, &x->done, &x->more);
+    return hv__search_reindex_batch(db, x->type[0] ? x->type : NULL, &x->after, REINDEX_BATCH, &x->done, &x->more,
+                                    &x->refused);
 }
 
 static void done_reindex(int status, void *arg)
 {
     rx_t *x = arg;
     hv__rreq_t *r = x->r;
-    char body[512];
+    hv_buf_t body;
+    int rc;
     if (status != HV_OK) {
         hv__rest_outcome(r, 500, "error", "exception", "reindexing failed after %zu resources: %s", x->total,
                          hv_strerror(status));
@@ -289,11 +318,27 @@ static void done_reindex(int status, void *arg)
                          x->total);
         goto out;
     }
-    snprintf(body, sizeof(body),
-             "{\"resourceType\":\"Parameters\",\"parameter\":[{\"name\":\"reindexed\",\"valueInteger\":%zu},"
-             "{\"name\":\"batches\",\"valueInteger\":%zu}]}",
-             x->total, x->batches);
-    hv__rest_send_text(r, 200, body, strlen(body));
+    /* Resources past a limit of the index kept their old rows: how many, and the first
+     * ("Type/id: why"), so that the reply says what a search may still not find. */
+    hv_buf_init(&body, 0);
+    rc = hv_buf_printf(&body,
+                       "{\"resourceType\":\"Parameters\",\"parameter\":[{\"name\":\"reindexed\",\"valueInteger\":%zu},"
+                       "{\"name\":\"batches\",\"valueInteger\":%zu},{\"name\":\"refused\",\"valueInteger\":%zu}",
+                       x->total, x->batches, x->refused.n);
+    if (rc == HV_OK && x->refused.n > 0) {
+        rc = hv_buf_puts(&body, ",{\"name\":\"refusal\",\"valueString\":");
+        if (rc == HV_OK)
+            rc = hv_buf_json_str(&body, x->refused.first, strlen(x->refused.first));
+        if (rc == HV_OK)
+            rc = hv_buf_putc(&body, '}');
+    }
+    if (rc == HV_OK)
+        rc = hv_buf_puts(&body, "]}");
+    if (rc == HV_OK)
+        hv__rest_send_text(r, 200, body.data, body.len);
+    else
+        hv__rest_outcome(r, 503, "error", "transient", "out of memory");
+    hv_buf_release(&body);
 out:
     hv__rreq_free(r);
     hv_free(x);
@@ -340,6 +385,7 @@ int hv__fhir_cmd_reindex(hv_engine_t *e, int argc, char **argv)
     hv_error_t err;
     const char *type = NULL;
     size_t batch = REINDEX_BATCH * 5, done = 0, total = 0;
+    hv__search_refused_t refused = {0};
     int64_t after = 0;
     int more = 1, rc, tty = isatty(2);
     uint64_t t0 = hv_mono_ns();
@@ -372,7 +418,7 @@ int hv__fhir_cmd_reindex(hv_engine_t *e, int argc, char **argv)
     while (more && rc == HV_OK) {
         rc = hv_db_begin(db);
         if (rc == HV_OK)
-            rc = hv__search_reindex_batch(db, type, &after, batch, &done, &more);
+            rc = hv__search_reindex_batch(db, type, &after, batch, &done, &more, &refused);
         if (rc == HV_OK)
             rc = hv_db_commit(db);
         else
@@ -402,5 +448,13 @@ int hv__fhir_cmd_reindex(hv_engine_t *e, int argc, char **argv)
     printf("reindexed %zu resources in %.2f s (%.0f resources/s)\n", total, secs,
            secs > 0 ? (double)total / secs : 0.0);
     hv_db_close(db);
+    if (refused.n > 0) {
+        /* Their old rows stay: a search may not find them by every value (docs/fhir-search.md). */
+        fprintf(stderr,
+                "holovitals reindex: %zu resources kept their old index rows, their new rows passing a limit "
+                "of the search index; the first: %s\n",
+                refused.n, refused.first);
+        return HV_EXIT_FAILURE;
+    }
     return HV_EXIT_OK;
 }

@@ -7,13 +7,17 @@ Earlier writers indexed at most 64 values of one parameter per resource and wrot
 Observation were stored but never found. Every value is indexed now, up to hard limits
 (10,000 values per parameter, 100,000 rows per version, 100,000 combined rows per pair), and
 a resource past one is refused — 422 with an OperationOutcome naming the parameter and the
-limit, a failed transaction, a failed Bundle of an import — never stored half-indexed.
+limit, a failed transaction, a failed Bundle of an import — never stored half-indexed. A
+reindex of a resource stored before the limits and past them keeps its old rows and names it
+(`holovitals reindex` exits 1, `$reindex` answers `refused`), reindexing the rest.
 Checked through the REST API and through `holovitals import`, on SQLite and (when
 HV_TEST_PG_URL is set) on PostgreSQL.
 """
 
 import json
 import os
+import sqlite3
+import subprocess
 
 from harness import main
 import test_fhir_store as store_tests
@@ -122,6 +126,48 @@ class FhirSearchCapsTests(SearchCase):
         st, _, _ = self.jreq("GET", "/fhir/Patient/q1")  # the failed Bundle's other resource
         self.assertEqual(st, 404)
         self.assertEqual(self.ids("Group?member=Patient/p10000"), [])
+
+    def set_stored_json(self, eng, res):
+        """Rewrites the stored JSON of res's current version behind the engine's back: a
+        resource stored before the limits, when the writer dropped values silently."""
+        text = json.dumps(res)
+        if self.DB:
+            sql = "UPDATE fhir.resources SET json = $j$%s$j$ WHERE type = '%s' AND id = '%s';" % (
+                text, res["resourceType"], res["id"])
+            subprocess.run(["psql", "-q", "-X", "-v", "ON_ERROR_STOP=1", self.DB], input=sql, text=True,
+                           check=True, capture_output=True, timeout=60)
+        else:
+            con = sqlite3.connect(os.path.join(eng.data, "fhir.db"))
+            with con:
+                n = con.execute("UPDATE resources SET json = ? WHERE type = ? AND id = ?",
+                                (text, res["resourceType"], res["id"])).rowcount
+            con.close()
+            self.assertEqual(n, 1)
+
+    def test_reindex_keeps_a_resource_past_the_limit_with_its_old_rows_and_names_it(self):
+        eng = self.start()
+        self.put({"resourceType": "Patient", "id": "p7"})
+        self.put(group("old", 10))
+        eng.stop()
+        self.set_stored_json(eng, group("old", LIMIT + 1))
+        code, out, err = eng.cli("reindex", *(["--db", self.DB] if self.DB else []))
+        self.assertEqual(code, 1, (out, err))
+        self.assertIn("reindexed 1 resources", out)  # the Patient
+        self.assertIn("1 resources kept their old index rows", err)
+        self.assertIn("the first: Group/old: ", err)
+        self.assertIn("'member' of Group would index more than %d values" % LIMIT, err)
+        eng.start()
+        # Its old rows stayed (the savepoint undid their deletion); the new values are not indexed.
+        self.assertEqual(self.ids("Group?member=Patient/p9"), ["old"])
+        self.assertEqual(self.ids("Group?member=Patient/p10"), [])
+        self.assertEqual(self.ids("Patient?_id=p7"), ["p7"])
+        st, _, b = self.jreq("POST", "/fhir/$reindex")
+        self.assertEqual(st, 200, b)
+        params = {p["name"]: p for p in b["parameter"]}
+        self.assertEqual(params["reindexed"]["valueInteger"], 1)
+        self.assertEqual(params["refused"]["valueInteger"], 1)
+        self.assertTrue(params["refusal"]["valueString"].startswith("Group/old: "), params["refusal"])
+        self.assertEqual(self.ids("Group?member=Patient/p9"), ["old"])
 
 
 if store_tests.PG_URL:
