@@ -519,6 +519,20 @@ static void group_of(hv_buf_t *b, const char *id, int n)
     hv_buf_puts(b, "]}");
 }
 
+/* An Observation "id" with n components k0..k(n-1), each with a quantity: n groups of
+ * component-code-value-quantity. */
+static void components_of(hv_buf_t *b, const char *id, int n)
+{
+    b->len = 0;
+    hv_buf_printf(b, "{\"resourceType\":\"Observation\",\"id\":\"%s\",\"status\":\"final\",\"code\":{\"coding\":"
+                     "[{\"code\":\"panel\"}]},\"component\":[",
+                  id);
+    for (int i = 0; i < n; i++)
+        hv_buf_printf(b, "%s{\"code\":{\"coding\":[{\"code\":\"k%d\"}]},\"valueQuantity\":{\"value\":%d}}",
+                      i ? "," : "", i, i);
+    hv_buf_puts(b, "]}");
+}
+
 /*
  * Every value of a parameter is indexed, past the 64 of earlier writers (a Group's 100th
  * member; a composite's 30th element, past the 16 groups of earlier writers), up to the
@@ -543,13 +557,7 @@ static void search_index_writes_every_value_and_refuses_past_the_limit(void **st
     assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_ref WHERE id = 'g100' AND code = 'member' AND"
                                           " rid = 'p99'"), 1);
     /* 30 components, each its own group of component-code-value-quantity */
-    b.len = 0;
-    hv_buf_puts(&b, "{\"resourceType\":\"Observation\",\"id\":\"c30\",\"status\":\"final\",\"code\":{\"coding\":"
-                    "[{\"code\":\"panel\"}]},\"component\":[");
-    for (int i = 0; i < 30; i++)
-        hv_buf_printf(&b, "%s{\"code\":{\"coding\":[{\"code\":\"k%d\"}]},\"valueQuantity\":{\"value\":%d}}",
-                      i ? "," : "", i, i);
-    hv_buf_puts(&b, "]}");
+    components_of(&b, "c30", 30);
     o = json_tokener_parse(b.data);
     assert_non_null(o);
     assert_int_equal(hv__search_index_put(db, "Observation", "c30", o, 0), HV_OK);
@@ -579,13 +587,7 @@ static void search_index_writes_every_value_and_refuses_past_the_limit(void **st
     assert_int_equal(store_test_count(db, "SELECT COUNT(*) FROM sp_ref WHERE id = 'g10001'"), 0);
     json_object_put(o);
     /* a composite past its 1,000 elements: refused, naming the composite */
-    b.len = 0;
-    hv_buf_puts(&b, "{\"resourceType\":\"Observation\",\"id\":\"c1001\",\"status\":\"final\",\"code\":{\"coding\":"
-                    "[{\"code\":\"panel\"}]},\"component\":[");
-    for (int i = 0; i < 1001; i++)
-        hv_buf_printf(&b, "%s{\"code\":{\"coding\":[{\"code\":\"k%d\"}]},\"valueQuantity\":{\"value\":%d}}",
-                      i ? "," : "", i, i);
-    hv_buf_puts(&b, "]}");
+    components_of(&b, "c1001", 1001);
     o = json_tokener_parse(b.data);
     assert_non_null(o);
     hv__search_refusal_clear();
