@@ -236,8 +236,12 @@ int hv__search_combo_put(hv_db_t *db, const char *type, const char *id, int live
 
 /* ---- the combined rows from the rows in hand ---- */
 
-size_t hv__search_pick_all(hv__search_rows_pick_fn pick, void *ud, const char *table, const char *code, int grp0,
-                           const hv__search_val_t **stack, const hv__search_val_t ***out)
+/* Every row pick selects (table, code, grp0): into stack (room for HV__SEARCH_PICK_STACK)
+ * when they fit, else into an array allocated here; *out is the one used. Returns the
+ * count, (size_t)-1 when the writer does not hold the table, (size_t)-2 when the array
+ * could not be allocated. */
+static size_t pick_all(hv__search_rows_pick_fn pick, void *ud, const char *table, const char *code, int grp0,
+                       const hv__search_val_t **stack, const hv__search_val_t ***out)
 {
     size_t n = pick(ud, table, code, grp0, stack, HV__SEARCH_PICK_STACK);
     const hv__search_val_t **heap;
@@ -249,6 +253,36 @@ size_t hv__search_pick_all(hv__search_rows_pick_fn pick, void *ud, const char *t
         return (size_t)-2;
     *out = heap;
     return pick(ud, table, code, grp0, heap, n);
+}
+
+int hv__search_cross_pick(hv__search_rows_pick_fn pick, void *ud, const char *type, const char *atable,
+                          const char *acode, const char *btable, const char *bcode, int grp0,
+                          const hv__search_val_t **sa, const hv__search_val_t **sb, hv__search_cross_t *x)
+{
+    const hv__search_val_t **a, **b;
+    size_t na = pick_all(pick, ud, atable, acode, grp0, sa, &a);
+    size_t nb = pick_all(pick, ud, btable, bcode, grp0, sb, &b);
+    *x = (hv__search_cross_t){acode, bcode, a, b, 0, 0};
+    if (na == (size_t)-2 || nb == (size_t)-2)
+        return HV_ENOMEM;
+    /* A table the writer does not hold has nothing to join. */
+    x->na = na == (size_t)-1 ? 0 : na;
+    x->nb = nb == (size_t)-1 ? 0 : nb;
+    if (x->na > 0 && x->nb > HV__SEARCH_CROSS_MAX / x->na)
+        return hv__search_refuse("the search parameters '%s' and '%s' of %s would write %zu x %zu combined index "
+                                 "rows, more than %d: the resource is refused",
+                                 acode, bcode, type, x->na, x->nb, HV__SEARCH_CROSS_MAX);
+    return HV_OK;
+}
+
+void hv__search_cross_release(hv__search_cross_t *x, const hv__search_val_t **sa, const hv__search_val_t **sb)
+{
+    if (x->a != sa)
+        hv_free((void *)x->a);
+    if (x->b != sb)
+        hv_free((void *)x->b);
+    x->a = sa;
+    x->b = sb;
 }
 
 /* Per table: the INSERT's head, how many columns (type, id[, rid]) are bound once as
@@ -363,38 +397,26 @@ int hv__search_combo_put_rows(hv_db_t *db, const char *type, const char *id, int
                               hv__search_rows_pick_fn pick, void *ud)
 {
     int rc = HV_OK, dead = 0;
-    for (size_t k = 0; k < HV_ARRAY_LEN(pairs) && rc == HV_OK; k++) {
-        const hv__search_val_t *ts[HV__SEARCH_PICK_STACK], *os[HV__SEARCH_PICK_STACK], **t = ts, **o = os;
-        size_t nt, no;
+    for (size_t k = 0; k < HV_ARRAY_LEN(pairs) && rc == HV_OK && !dead; k++) {
+        const hv__search_val_t *ts[HV__SEARCH_PICK_STACK], *os[HV__SEARCH_PICK_STACK];
+        hv__search_cross_t x;
         if (strcmp(pairs[k].type, type) != 0)
             continue;
         /* The fills join the grp-0 token rows of tcode with the grp-0 rows of vcode: with
          * either side empty nothing is written. Every row of the product is written (a
          * factor of any size), up to HV__SEARCH_CROSS_MAX rows: more refuse the resource. */
-        nt = hv__search_pick_all(pick, ud, "sp_tok", pairs[k].tcode, 1, ts, &t);
-        no = hv__search_pick_all(pick, ud, pairs[k].vtable, pairs[k].vcode, 1, os, &o);
-        if (nt == (size_t)-2 || no == (size_t)-2)
-            rc = HV_ENOMEM;
-        else if (nt == 0 || no == 0 || nt == (size_t)-1 || no == (size_t)-1)
-            rc = HV_OK; /* nothing to join */
-        else if (nt > HV__SEARCH_CROSS_MAX / no)
-            rc = hv__search_refuse("the search parameters '%s' and '%s' of %s would write %zu x %zu combined index "
-                                   "rows, more than %d: the resource is refused", pairs[k].tcode, pairs[k].vcode,
-                                   type, nt, no, HV__SEARCH_CROSS_MAX);
-        else if (rid <= 0 && (rid = current_rid(db, type, id)) <= 0) {
-            if (rid < 0)
-                rc = (int)rid;
-            dead = 1; /* no stored version: the fills' LIVE rule */
-        } else {
-            hv__search_cross_t x = {pairs[k].tcode, pairs[k].vcode, t, o, nt, no};
-            rc = hv__search_cross_insert(db, pairs[k].cross, type, id, rid, &x, 1);
+        rc = hv__search_cross_pick(pick, ud, type, "sp_tok", pairs[k].tcode, pairs[k].vtable, pairs[k].vcode, 1, ts,
+                                   os, &x);
+        if (rc == HV_OK && x.na > 0 && x.nb > 0) {
+            if (rid <= 0 && (rid = current_rid(db, type, id)) <= 0) {
+                if (rid < 0)
+                    rc = (int)rid;
+                dead = 1; /* no stored version: the fills' LIVE rule */
+            } else {
+                rc = hv__search_cross_insert(db, pairs[k].cross, type, id, rid, &x, 1);
+            }
         }
-        if (t != ts)
-            hv_free(t);
-        if (o != os)
-            hv_free(o);
-        if (dead)
-            break;
+        hv__search_cross_release(&x, ts, os);
     }
     /* The reference x token rows of reverse chaining (fhir/search_has.c). */
     return rc == HV_OK ? hv__search_has_put_rows(db, type, id, pick, ud) : rc;

@@ -127,50 +127,28 @@ int hv__search_has_put_rows(hv_db_t *db, const char *type, const char *id, hv__s
 {
     const hv__search_val_t *rs[HV_ARRAY_LEN(pairs)][HV__SEARCH_PICK_STACK];
     const hv__search_val_t *ts[HV_ARRAY_LEN(pairs)][HV__SEARCH_PICK_STACK];
-    const hv__search_val_t **r[HV_ARRAY_LEN(pairs)], **t[HV_ARRAY_LEN(pairs)];
     hv__search_cross_t x[HV_ARRAY_LEN(pairs)];
     size_t nx = 0;
     int rc = HV_OK;
     /* The pairs' rows go into one INSERT (the same table: an Observation's patient and
      * subject rows are one statement, not two). */
     for (size_t k = 0; k < HV_ARRAY_LEN(pairs) && rc == HV_OK; k++) {
-        size_t nr, nt;
         if (strcmp(pairs[k].type, type) != 0)
             continue;
         /* The fill joins the reference rows of rcode with the token rows of tcode, of every
          * group (no grp condition, unlike the combined rows of fhir/search_combo.c), and
          * has no LIVE rule: the caller writes a live version only. */
-        nr = hv__search_pick_all(pick, ud, "sp_ref", pairs[k].rcode, 0, rs[nx], &r[nx]);
-        nt = hv__search_pick_all(pick, ud, "sp_tok", pairs[k].tcode, 0, ts[nx], &t[nx]);
-        if (nr == (size_t)-2 || nt == (size_t)-2)
-            rc = HV_ENOMEM;
-        else if (nr > 0 && nt > 0 && nr != (size_t)-1 && nt != (size_t)-1 && nt > HV__SEARCH_CROSS_MAX / nr)
-            rc = hv__search_refuse("the search parameters '%s' and '%s' of %s would write %zu x %zu combined index "
-                                   "rows, more than %d: the resource is refused", pairs[k].rcode, pairs[k].tcode,
-                                   type, nr, nt, HV__SEARCH_CROSS_MAX);
-        if (rc != HV_OK || nr == 0 || nt == 0 || nr == (size_t)-1 || nt == (size_t)-1) {
-            if (r[nx] != rs[nx])
-                hv_free(r[nx]);
-            if (t[nx] != ts[nx])
-                hv_free(t[nx]);
-            continue;
-        }
-        x[nx].acode = pairs[k].rcode;
-        x[nx].bcode = pairs[k].tcode;
-        x[nx].a = r[nx];
-        x[nx].b = t[nx];
-        x[nx].na = nr;
-        x[nx].nb = nt;
-        nx++;
+        rc = hv__search_cross_pick(pick, ud, type, "sp_ref", pairs[k].rcode, "sp_tok", pairs[k].tcode, 0, rs[nx],
+                                   ts[nx], &x[nx]);
+        if (rc == HV_OK && x[nx].na > 0 && x[nx].nb > 0)
+            nx++;
+        else
+            hv__search_cross_release(&x[nx], rs[nx], ts[nx]);
     }
     if (rc == HV_OK && nx > 0)
         rc = hv__search_cross_insert(db, HV__CROSS_REFTOK, type, id, 0, x, nx);
-    for (size_t i = 0; i < nx; i++) {
-        if (r[i] != rs[i])
-            hv_free(r[i]);
-        if (t[i] != ts[i])
-            hv_free(t[i]);
-    }
+    for (size_t i = 0; i < nx; i++)
+        hv__search_cross_release(&x[i], rs[i], ts[i]);
     return rc;
 }
 

@@ -473,16 +473,7 @@ int hv__search_combo_put_rows(hv_db_t *db, const char *type, const char *id, int
 /* The rows one combined product (a pair of fhir/search_combo.c or fhir/search_has.c) may
  * write for one resource; a resource with more is refused (hv__search_refusal). */
 #define HV__SEARCH_CROSS_MAX 100000
-#define HV__SEARCH_PICK_STACK 64
-/*
- * Every row pick selects (table, code, grp0): into stack (room for HV__SEARCH_PICK_STACK:
- * a usual resource's factor, without an allocation) when they fit, else
- * into an array allocated here; *out is the one used (the caller frees it when it is not
- * stack). Returns the count, (size_t)-1 when the writer does not hold the table, (size_t)-2
- * when the array could not be allocated.
- */
-size_t hv__search_pick_all(hv__search_rows_pick_fn pick, void *ud, const char *table, const char *code, int grp0,
-                           const hv__search_val_t **stack, const hv__search_val_t ***out);
+#define HV__SEARCH_PICK_STACK 64 /* a factor's rows picked without an allocation */
 /* The tables hv__search_cross_insert writes. */
 enum { HV__CROSS_TOKDATE, HV__CROSS_TOKQTY, HV__CROSS_REFTOK };
 /* One cross product: the na rows a (code acode) times the nb rows b (code bcode). */
@@ -491,6 +482,19 @@ typedef struct hv__search_cross {
     const hv__search_val_t *const *a, *const *b;
     size_t na, nb;
 } hv__search_cross_t;
+/*
+ * The two factors of one cross product for type: the rows pick selects of (atable, acode)
+ * and of (btable, bcode) (grp0: group-0 rows only), into x with x->a and x->b in the
+ * caller's rooms sa and sb (HV__SEARCH_PICK_STACK each) when they fit, else allocated.
+ * Returns HV_OK (x->na or x->nb 0: nothing to join, a table the writer does not hold
+ * included), HV_ENOMEM, or HV_ETOOBIG with a refusal (hv__search_refuse) when the product
+ * passes HV__SEARCH_CROSS_MAX rows. hv__search_cross_release frees what was allocated,
+ * whatever was returned.
+ */
+int hv__search_cross_pick(hv__search_rows_pick_fn pick, void *ud, const char *type, const char *atable,
+                          const char *acode, const char *btable, const char *bcode, int grp0,
+                          const hv__search_val_t **sa, const hv__search_val_t **sb, hv__search_cross_t *x);
+void hv__search_cross_release(hv__search_cross_t *x, const hv__search_val_t **sa, const hv__search_val_t **sb);
 /*
  * Inserts the rows of the nx cross products x into table tab for type/id (rid: the
  * version's row id, for the tables that hold one), in as few multi-row INSERTs as their

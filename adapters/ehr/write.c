@@ -421,16 +421,17 @@ static int store_job(hv_db_t *db, void *arg) {
             if (it->res == NULL && it->op.resource != NULL) {
                 it->res = it->op.resource;
                 it->op.resource = NULL;
-            } else if (it->res == NULL && it->pre_text == NULL && it->op.pre_text != NULL) {
-                it->pre_text = it->op.pre_text;
-                it->op.pre_text = NULL;
-            } else if (it->res == NULL && it->pre_text == NULL && it->op.text != NULL && it->op.out_version == 1 &&
-                       it->op.text_len == it->pre_len) {
-                it->pre_text = it->op.text;
-                it->op.text = NULL;
             } else if (it->res == NULL && it->pre_text == NULL) {
-                if ((it->res = item_tree(it->op.text, it->op.text_len)) == NULL) return HV_ENOMEM;
-                w->trees_parsed++;
+                if (it->op.pre_text != NULL) {
+                    it->pre_text = it->op.pre_text;
+                    it->op.pre_text = NULL;
+                } else if (it->op.text != NULL && it->op.out_version == 1 && it->op.text_len == it->pre_len) {
+                    it->pre_text = it->op.text;
+                    it->op.text = NULL;
+                } else {
+                    if ((it->res = item_tree(it->op.text, it->op.text_len)) == NULL) return HV_ENOMEM;
+                    w->trees_parsed++;
+                }
             }
             if (it->pre_text != NULL && it->pre_pats == NULL) {
                 it->pre_pats = it->op.pre_pats;
