@@ -122,6 +122,7 @@ typedef struct imp {
     uint64_t *ids;
     size_t nids, ids_cap;
     int built_early;          /* deferred indexes built before the import's end: 1 the writer's, 2 all (reported) */
+    int outside;              /* the Bundles are written in rollback-journal mode (leave_wal at the start) */
 } imp_t;
 
 /* ---- Search indexes deferred while importing into an empty store (SQLite) ----
@@ -287,24 +288,40 @@ int hv__import_restore_indexes(hv_db_t *db)
     return restore_indexes(db, "");
 }
 
-/* ---- The end's index build outside the WAL ----
+/* ---- The import outside the WAL ----
  *
- * In WAL mode every page the deferred CREATE INDEXes write goes to the WAL, and the
- * checkpoint when the store is closed copies it again into the database file: at 100,000
- * resources 550 MB of the 737 MB store twice, on the writer alone (docs/performance.md,
- * session 16). Rollback-journal mode journals only the pages that existed before the
- * transaction (the schema's, import_deferred's, a few of the freelist and pointer map);
- * the new pages an index gets past the file's end are written once, into the database
- * file, and a rollback truncates the file back to its size. So the import builds them in
- * journal_mode=DELETE and returns to WAL afterwards.
+ * In WAL mode every page a commit changes goes to the WAL, and a checkpoint copies it again
+ * into the database file: at 100,000 resources the Bundles' tables (~190 MB of the 737 MB
+ * store) when the import's end leaves WAL, and before session 16 the deferred indexes' ~550 MB
+ * too (docs/performance.md, sessions 16 and 17). Rollback-journal mode journals only the
+ * pages that existed before the transaction, and writes every page once into the database
+ * file; the pages appended past the file's end — most of an import into an empty store: the
+ * tables' rows arrive in rowid order, the deferred indexes are built by appending — are not
+ * journaled at all, and a rollback truncates the file back to its size. So an import that
+ * holds the store alone leaves WAL at its start (journal_mode=DELETE), writes its Bundles,
+ * builds the deferred indexes and runs ANALYZE in that mode, and returns to WAL at its end.
+ *
+ * The price is the commit: with synchronous=FULL a rollback commit syncs the journal twice,
+ * the database file once, and deletes the journal (four syncs and an unlink against the WAL's
+ * one sync), which the import's large commits (due_commit) amortize: at 100k, 26 commits,
+ * ~1 s more syncing against the ~1.5 s checkpoint and 15% of the bytes written saved. The
+ * commit interval stays as in WAL mode: commits of 10,000 wrote 8% less for more CPU and
+ * memory (docs/performance.md, session 17).
  *
  * Leaving WAL needs the database alone: SQLite checkpoints the whole WAL, deletes it and
  * switches only under an exclusive lock, taken without waiting; with any other connection
  * open (an engine serving the store without its read cache, a reader) the pragma fails and
- * the build stays in WAL mode, as before. Crash safety: a kill during the build leaves a
- * hot journal, which the next connection rolls back (the indexes and the deletion of
- * import_deferred's rows with it); hv_db_open switches the store back to WAL and
- * hv__store_tune builds the indexes again, as after a kill in WAL mode. */
+ * the import stays in WAL mode, as before, and tries again before the build at its end. A
+ * connection opened during the import (hv_db_open sets WAL between two of its commits) moves
+ * the store back to WAL; the import's connection follows (SQLite reads the mode from the
+ * file's header) and the end reports it.
+ *
+ * Crash safety: a commit is durable when COMMIT returns, as in WAL mode (the journal is
+ * deleted only once the database file is synced). A kill during a transaction — a commit of
+ * Bundles or the build — leaves a hot journal, which the next connection rolls back (the
+ * transaction's Bundles, or the indexes and the deletion of import_deferred's rows);
+ * hv_db_open switches the store back to WAL and hv__store_tune builds the deferred indexes,
+ * as after a kill in WAL mode. */
 
 /* The journal mode a PRAGMA journal_mode statement answers, into mode (cap bytes). */
 static int journal_mode(hv_db_t *db, const char *sql, char *mode, size_t cap)
@@ -323,8 +340,9 @@ static int journal_mode(hv_db_t *db, const char *sql, char *mode, size_t cap)
     return rc < 0 ? rc : HV_OK;
 }
 
-/* Leaves WAL mode for the rollback journal (see above); returns 1 when it did, 0 when the
- * store stays in WAL mode (another connection is open, or not SQLite). */
+/* Leaves WAL mode for the rollback journal (see above); returns 1 when it did or the store
+ * is in that mode already, 0 when it stays in WAL mode (another connection is open, or not
+ * SQLite). */
 static int leave_wal(hv_db_t *db)
 {
     char mode[16];
@@ -1252,6 +1270,8 @@ int hv__fhir_cmd_import(hv_engine_t *e, int argc, char **argv)
             opened = rc == HV_OK;
         }
         if (opened) {
+            /* Alone with the store, the whole import runs outside the WAL (see above). */
+            im.outside = leave_wal(im.db);
             if (defer_indexes(&im) != HV_OK)
                 fprintf(stderr, "holovitals import: could not defer the search indexes (%s); importing with them\n",
                         hv_db_errmsg(im.db) ? hv_db_errmsg(im.db) : "");
@@ -1260,7 +1280,8 @@ int hv__fhir_cmd_import(hv_engine_t *e, int argc, char **argv)
                  * past 1,000 pages (4 MiB), on the committing thread, i.e. the writer: with an
                  * import's commits that was after every commit, each copying the pages the
                  * commit rewrote (the search tables' index pages, every time) and
-                 * syncing the database file. An import lets the WAL grow to 1 GiB instead; the
+                 * syncing the database file. An import in WAL mode (not alone with the store, or
+                 * moved back to WAL by a connection opened meanwhile) lets the WAL grow to 1 GiB instead; the
                  * pages a later commit rewrites are copied once, and closing the store (the
                  * last connection) checkpoints the rest. Crash safety is the WAL's either way. */
                 if (hv_db_exec(im.db, "PRAGMA wal_autocheckpoint=" IMPORT_WAL_PAGES) != HV_OK)
@@ -1300,8 +1321,14 @@ int hv__fhir_cmd_import(hv_engine_t *e, int argc, char **argv)
     im.failed += im.q.failed;
     if (final_rc != HV_OK || im.failed > 0)
         status = HV_EXIT_FAILURE;
+    /* Still in rollback-journal mode, unless a connection opened meanwhile set WAL. */
+    if (im.outside) {
+        char mode[16];
+        im.outside = journal_mode(im.db, "PRAGMA journal_mode", mode, sizeof(mode)) == HV_OK &&
+                     strcmp(mode, "delete") == 0;
+    }
     /* The deferred indexes and the statistics outside the WAL, when the import holds the
-     * store alone (leave_wal). */
+     * store alone (leave_wal: at once when it is outside already). */
     solo = im.deferred && leave_wal(im.db);
     if (im.deferred && hv__import_restore_indexes(im.db) != HV_OK) {
         /* Left in import_deferred: the next opening of the store builds them. */
@@ -1312,7 +1339,7 @@ int hv__fhir_cmd_import(hv_engine_t *e, int argc, char **argv)
     /* The planner's statistics of the indexes the import filled (fhir/search_combo.c). */
     if (im.resources > 0 && hv__search_analyze(im.db, 0) != HV_OK)
         fprintf(stderr, "holovitals import: ANALYZE failed: %s\n", hv_db_errmsg(im.db) ? hv_db_errmsg(im.db) : "");
-    if (solo)
+    if (solo || im.outside)
         back_to_wal(im.db);
     hv_free(im.bare);
     ids_free(&im);
@@ -1335,6 +1362,7 @@ int hv__fhir_cmd_import(hv_engine_t *e, int argc, char **argv)
         fprintf(stderr, "holovitals import: search indexes built before the end: %s\n",
                 im.built_early == 2 ? "all" : im.built_early == 1 ? "the writer's" : "none");
         fprintf(stderr, "holovitals import: search indexes built outside the WAL: %s\n", solo ? "yes" : "no");
+        fprintf(stderr, "holovitals import: Bundles written outside the WAL: %s\n", im.outside ? "yes" : "no");
     }
     if (lock_fd >= 0)
         close(lock_fd);

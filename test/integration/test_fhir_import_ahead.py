@@ -35,7 +35,7 @@ UCUM = re.compile(r"holovitals import: UCUM table loaded by the reader: (yes|no)
 # The count of commits reported with it (test_fhir_import_pool.py checks it).
 COMMITS = re.compile(r"holovitals import: \d+ commits\n")
 EARLY = re.compile(r"holovitals import: search indexes built before the end: ([^\n]*)\n")
-OUTSIDE = re.compile(r"holovitals import: search indexes built outside the WAL: (yes|no)\n")
+OUTSIDE = re.compile(r"holovitals import: (search indexes built|Bundles written) outside the WAL: (yes|no)\n")
 LAST_UPDATED = re.compile(r'"lastUpdated"\s*:\s*"[^"]*"')
 
 

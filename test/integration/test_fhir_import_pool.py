@@ -29,6 +29,11 @@ them at its end, keeping their definitions in table import_deferred until then (
   has it open; either way the store equals the one an import with every index kept leaves.
 - A kill during a build in rollback-journal mode leaves a hot journal; the next opening of
   the store rolls it back, returns to WAL and builds the indexes again.
+- Alone with the store, the import writes its Bundles in rollback-journal mode too (from its
+  start); with another connection open it writes them into the WAL. A kill -9 while it writes
+  them leaves a hot journal; the next opening rolls the open transaction back, returns to WAL
+  and builds the deferred indexes: the Bundles committed before the kill are whole, the one
+  being written is gone, and the store passes integrity_check.
 """
 import glob
 import json
@@ -363,6 +368,7 @@ class ImportPoolTests(unittest.TestCase):
                     con.close()
             self.assertEqual(code, 0, err)
             self.assertIn("holovitals import: search indexes built outside the WAL: %s\n" % outside, err)
+            self.assertIn("holovitals import: Bundles written outside the WAL: %s\n" % outside, err)
             self.assertFalse(os.path.exists(os.path.join(data, "fhir.db-journal")))
             con = sqlite3.connect(os.path.join(data, "fhir.db"))
             try:
@@ -374,6 +380,69 @@ class ImportPoolTests(unittest.TestCase):
             for t in want:
                 self.assertEqual(got[t], want[t], t)
             self.assertEqual(indexes(data), indexes(kept))
+
+    def test_kill_while_writing_bundles_outside_the_wal_then_reopen(self):
+        # Units of 200 NDJSON lines, one Bundle and one commit each (--batch 200). Killed once
+        # the store is in rollback-journal mode (the file's header, read without a connection,
+        # which would keep the import in WAL), something is committed, and a transaction has a
+        # journal; a kill that happens to fall between two transactions leaves no hot journal,
+        # and the run is tried again.
+        lines = synthea_resources()[:1600]
+        path = os.path.join(self.tmp, "all.ndjson")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+        clean, code, _, err = self.imp("clean", [path], "--batch", "200")
+        self.assertEqual(code, 0, err)
+        want = dump_store(None, clean)
+        empty = os.path.join(self.tmp, "empty.ndjson")
+        with open(empty, "w", encoding="utf-8") as f:
+            f.write("\n")
+        for attempt in range(5):
+            data = os.path.join(self.tmp, "killed%d" % attempt)
+            db = os.path.join(data, "fhir.db")
+            p = subprocess.Popen([BIN, "import", "--data", data, "--batch", "200", "--workers", "2", path],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            deadline = time.time() + 120
+            while p.poll() is None and time.time() < deadline:
+                if rollback_mode(db) and os.path.exists(db + "-journal"):
+                    try:
+                        con = sqlite3.connect(db, timeout=0.2)
+                        try:
+                            seen = con.execute("SELECT count(*) FROM resources").fetchone()[0]
+                        finally:
+                            con.close()
+                    except sqlite3.Error:
+                        seen = 0
+                    if seen > 0 and os.path.exists(db + "-journal"):
+                        break
+                time.sleep(0.005)
+            self.assertIsNone(p.poll(), "the import ended before it could be killed")
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+            if os.path.exists(db + "-journal"):
+                break
+        self.assertTrue(os.path.exists(db + "-journal"), "no kill left a hot journal")
+        self.assertTrue(rollback_mode(db))
+        # The next opening of the store (an import of nothing) rolls the journal back.
+        self.imp(os.path.basename(data), [empty])
+        self.assertFalse(os.path.exists(db + "-journal"))
+        self.assertEqual(indexes(data), (indexes(clean)[0], 0))
+        con = sqlite3.connect(db)
+        try:
+            self.assertEqual(con.execute("PRAGMA journal_mode").fetchone()[0], "wal")
+            self.assertEqual(con.execute("PRAGMA integrity_check").fetchall(), [("ok",)])
+            stored = {(t, i) for t, i in con.execute("SELECT type, id FROM resources")}
+        finally:
+            con.close()
+        # Whole Bundles only: the first k units' resources, each with exactly its clean rows.
+        self.assertTrue(0 < len(stored) < len(lines), len(stored))
+        self.assertEqual(len(stored) % 200, 0, len(stored))
+        first = {(r["resourceType"], r["id"]) for r in map(json.loads, lines[:len(stored)])}
+        self.assertEqual(stored, first)
+        got = dump_store(None, data)
+        for t in TABLES:
+            mine = [r for r in want[t] if tuple(r.split("\x1f")[:2]) in stored]
+            self.assertEqual(got[t], mine, t)
 
     def test_kill_during_the_build_outside_the_wal_then_reopen(self):
         # The state a kill -9 leaves during the import's index build in rollback-journal
@@ -436,6 +505,18 @@ class ImportPoolTests(unittest.TestCase):
         got, want = full_dump(data), full_dump(clean)
         for t in want:
             self.assertEqual(got[t], want[t], t)
+
+
+def rollback_mode(db):
+    """Whether SQLite database file db is in rollback-journal mode, from its header (bytes 18
+    and 19 are 1 in rollback mode, 2 in WAL mode: sqlite.org/fileformat.html#file_format_version_numbers),
+    read without opening a connection."""
+    try:
+        with open(db, "rb") as f:
+            head = f.read(20)
+    except OSError:
+        return False
+    return len(head) == 20 and head[18] == 1 and head[19] == 1
 
 
 def dump_current_rid(data):
