@@ -312,9 +312,10 @@ int hv__import_restore_indexes(hv_db_t *db)
  * switches only under an exclusive lock, taken without waiting; with any other connection
  * open (an engine serving the store without its read cache, a reader) the pragma fails and
  * the import stays in WAL mode, as before, and tries again before the build at its end. A
- * connection opened during the import (hv_db_open sets WAL between two of its commits) moves
- * the store back to WAL; the import's connection follows (SQLite reads the mode from the
- * file's header) and the end reports it.
+ * connection that sets WAL during the import moves the store back to WAL (hv_db_open does,
+ * if it gets the lock between two of the import's transactions: a store being imported into
+ * refuses other writers in either mode, "database is locked"); the import's connection
+ * follows, SQLite reading the mode from the file's header, and the end reports it.
  *
  * Crash safety: a commit is durable when COMMIT returns, as in WAL mode (the journal is
  * deleted only once the database file is synced). A kill during a transaction — a commit of
