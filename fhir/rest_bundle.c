@@ -882,10 +882,13 @@ run:
          * its index rows join the batch. Any other entry may read the index (a search, a
          * condition, the version it replaces): the batch is written before it runs. */
         int joins = e->ix != NULL && e->op.kind == HV__FOP_CREATE && e->op.cond == NULL && e->plan == NULL;
-        if (!joins && (rc = flush_batch(db, bj, &batch, batched)) != HV_OK)
-            goto out;
-        if (joins)
+        if (joins) {
             batched = i;
+        } else {
+            rc = flush_batch(db, bj, &batch, batched);
+            if (rc != HV_OK)
+                goto out;
+        }
         hv__search_rows_join(e->ix, joins ? &batch : NULL);
         e->op.now_ms = now; /* one transaction, one lastUpdated */
         e->op.ix_pre = e->ix;
@@ -899,9 +902,8 @@ run:
             goto out;
         }
     }
-    if ((rc = flush_batch(db, bj, &batch, batched)) != HV_OK)
-        goto out;
-    if (bj->move_merged)
+    rc = flush_batch(db, bj, &batch, batched);
+    if (rc == HV_OK && bj->move_merged)
         rc = move_merged(db, bj, now);
 out:
     /* The batch is this run's: a rerun joins the rows again. */

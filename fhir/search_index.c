@@ -14,7 +14,8 @@
  *
  * The one entry point that writes a version's rows is hv__search_index_put: the
  * rows are collected, duplicates dropped, and written with multi-row INSERTs (see
- * "row writers" below).
+ * "row writers" below) — or, for a transaction's creates, recorded in a batch whose
+ * INSERTs carry the rows of all of them (hv__search_batch_flush).
  */
 #include "config.h"
 
@@ -1146,7 +1147,8 @@ static int flush_rows(ix_t *x, unsigned mask)
             continue;
         if (tables[t].rid && rid < 0)
             rid = x->rid > 0 ? x->rid : (x->rid = current_rid(x)); /* kept for the combined rows */
-        if ((rc = flush_table(x, be, t, rid)) != HV_OK)
+        rc = flush_table(x, be, t, rid);
+        if (rc != HV_OK)
             return rc;
     }
     return HV_OK;
