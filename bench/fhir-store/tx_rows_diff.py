@@ -19,20 +19,32 @@ files = sorted(glob.glob(os.path.join(REF, "fhir", "synthea", "*.json")))
 if len(files) != 13:
     sys.exit("the 13 Synthea Bundles are missing under %s" % REF)
 
+def start(binary, w):
+    """A server on free ports (another engine's may hold a random pick: tried again)."""
+    env = dict(os.environ, HOLOVITALS_FHIR_VALIDATION="reject")
+    for _ in range(5):
+        port = random.randint(43000, 45000)
+        p = subprocess.Popen([binary, "serve", "--data", w + "/data", "--http", "127.0.0.1:%d" % port, "--mllp",
+                              "127.0.0.1:%d" % (port + 300), "--channels", w + "/ch", "--auth", "off",
+                              "--log-level", "warn"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(300):
+            if p.poll() is not None:
+                break
+            try:
+                urllib.request.urlopen("http://127.0.0.1:%d/health" % port)
+                return p, port
+            except OSError:
+                time.sleep(0.1)
+        p.kill()
+        p.wait()
+        shutil.rmtree(w + "/data", ignore_errors=True)
+    sys.exit("%s serve did not start" % binary)
+
+
 def run(binary):
     w = tempfile.mkdtemp(prefix="hv-bench-txrows-")
     os.makedirs(w + "/ch")
-    port = random.randint(43000, 45000)
-    env = dict(os.environ, HOLOVITALS_FHIR_VALIDATION="reject")
-    p = subprocess.Popen([binary, "serve", "--data", w + "/data", "--http", "127.0.0.1:%d" % port, "--mllp",
-                          "127.0.0.1:%d" % (port + 300), "--channels", w + "/ch", "--auth", "off", "--log-level", "warn"],
-                         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(300):
-        try:
-            urllib.request.urlopen("http://127.0.0.1:%d/health" % port)
-            break
-        except Exception:
-            time.sleep(0.1)
+    p, port = start(binary, w)
     ids = {}
     for b, f in enumerate(files):
         req = urllib.request.Request("http://127.0.0.1:%d/fhir" % port, data=open(f, "rb").read(),

@@ -15,6 +15,7 @@ pre=(); [ "$mode" = cg ] && pre=(valgrind --tool=callgrind --callgrind-out-file=
 HOLOVITALS_FHIR_VALIDATION=reject "${pre[@]}" "$BIN" serve --data $w/data --http 127.0.0.1:$p --mllp 127.0.0.1:$((p+300)) --channels $w/ch --auth off --log-level warn >/dev/null 2>$w/err &
 pid=$!
 for _ in $(seq 600); do curl -sf http://127.0.0.1:$p/health >/dev/null && break; sleep 0.1; done
+kill -0 $pid 2>/dev/null || { echo "serve did not start: $(tail -1 $w/err)"; rm -rf $w; exit 1; }
 curl -s -o /dev/null -X POST -H 'Content-Type: application/fhir+json' http://127.0.0.1:$p/fhir/Patient -d '{"resourceType":"Patient"}'
 [ "$mode" = cg ] && callgrind_control -z $pid >/dev/null
 t0=$(awk '{print $14+$15}' /proc/$pid/stat); s0=$(date +%s.%N)
