@@ -38,6 +38,7 @@ def start(binary, w):
         p.kill()
         p.wait()
         shutil.rmtree(w + "/data", ignore_errors=True)
+    shutil.rmtree(w, ignore_errors=True)
     sys.exit("%s serve did not start" % binary)
 
 
