@@ -827,13 +827,28 @@ size_t hv__bundle_moved(const hv__bundle_job_t *bj)
     return bj->moved;
 }
 
+/* Writes the index rows waiting in a transaction's batch (fhir/search_int.h); a failure
+ * fails the transaction, named after the last entry whose rows joined it. */
+static int flush_batch(hv_db_t *db, hv__bundle_job_t *bj, hv__search_batch_t *batch, size_t last)
+{
+    int rc;
+    if (batch->n == 0)
+        return HV_OK;
+    rc = hv__search_batch_flush(db, batch);
+    if (rc != HV_OK)
+        tx_fail(bj, last, 500, "exception", "its search-index rows could not be written");
+    return rc;
+}
+
 static int run_transaction(hv_db_t *db, hv__bundle_job_t *bj)
 {
     urlmap_t m;
-    size_t dup;
+    hv__search_batch_t batch;
+    size_t dup, batched = 0;
     int rc;
     uint64_t now = hv_now_ms();
     memset(&m, 0, sizeof(m));
+    memset(&batch, 0, sizeof(batch));
     if (bj->refs_done) {
         /* hv__bundle_precompute did the ids and the references. This is all a run
          * changes in bj besides the entries' outcomes, which each run sets again: a
@@ -863,6 +878,18 @@ run:
     for (size_t k = 0; k < bj->n; k++) {
         size_t i = bj->order[k];
         bentry_t *e = &bj->e[i];
+        /* An unconditional create with rows computed ahead writes a new id's first version:
+         * its index rows join the batch. Any other entry may read the index (a search, a
+         * condition, the version it replaces): the batch is written before it runs. */
+        int joins = e->ix != NULL && e->op.kind == HV__FOP_CREATE && e->op.cond == NULL && e->plan == NULL;
+        if (joins) {
+            batched = i;
+        } else {
+            rc = flush_batch(db, bj, &batch, batched);
+            if (rc != HV_OK)
+                goto out;
+        }
+        hv__search_rows_join(e->ix, joins ? &batch : NULL);
         e->op.now_ms = now; /* one transaction, one lastUpdated */
         e->op.ix_pre = e->ix;
         rc = run_entry(db, bj, e);
@@ -875,9 +902,14 @@ run:
             goto out;
         }
     }
-    if (bj->move_merged)
+    rc = flush_batch(db, bj, &batch, batched);
+    if (rc == HV_OK && bj->move_merged)
         rc = move_merged(db, bj, now);
 out:
+    /* The batch is this run's: a rerun joins the rows again. */
+    for (size_t i = 0; i < bj->n; i++)
+        hv__search_rows_join(bj->e[i].ix, NULL);
+    hv__search_batch_clear(&batch);
     hv_free(m.from);
     hv_free(m.to);
     hv_free(m.idx);

@@ -14,7 +14,8 @@
  *
  * The one entry point that writes a version's rows is hv__search_index_put: the
  * rows are collected, duplicates dropped, and written with multi-row INSERTs (see
- * "row writers" below).
+ * "row writers" below) — or, for a transaction's creates, recorded in a batch whose
+ * INSERTs carry the rows of all of them (hv__search_batch_flush).
  */
 #include "config.h"
 
@@ -852,29 +853,42 @@ typedef struct ix {
  * nothing of a failed statement survives either way.
  */
 static char *insert_sql[2][T_COUNT][NCHUNKS];
+/* The same with every row's type, id (and rid) its own parameters: the rows of several
+ * resources in one statement (hv__search_batch_flush). */
+static char *insert_multi_sql[2][T_COUNT][NCHUNKS];
 static pthread_once_t sql_once = PTHREAD_ONCE_INIT;
+
+static char *insert_text(int be, int t, int n, int multi)
+{
+    hv_buf_t b;
+    char *sql;
+    int p = multi ? 1 : tables[t].rid ? 4 : 3;
+    hv_buf_init(&b, 64 * 1024);
+    hv_buf_printf(&b, "INSERT %sINTO %s (type, id, %scode, grp, %s) VALUES ", be == 0 ? "OR FAIL " : "",
+                  tables[t].name, tables[t].rid ? "rid, " : "", tables[t].cols);
+    for (int r = 0; r < n; r++) {
+        int own = 2 + tables[t].ncols; /* parameters each row has to itself */
+        if (multi)
+            own += tables[t].rid ? 3 : 2;
+        else
+            hv_buf_puts(&b, tables[t].rid ? "($1, $2, $3" : "($1, $2");
+        for (int k = 0; k < own; k++)
+            hv_buf_printf(&b, k == 0 && multi ? "($%d" : ", $%d", p++);
+        hv_buf_puts(&b, r + 1 < n ? "), " : ")");
+    }
+    sql = b.data != NULL ? hv_strndup(b.data, b.len) : NULL;
+    hv_buf_release(&b);
+    return sql;
+}
 
 static void build_sql(void)
 {
     for (int be = 0; be < 2; be++)
-    for (int t = 0; t < T_COUNT; t++)
-        for (int c = 0; c < NCHUNKS; c++) {
-            hv_buf_t b;
-            int p = tables[t].rid ? 4 : 3, n = chunk_rows[c];
-            hv_buf_init(&b, 64 * 1024);
-            hv_buf_printf(&b, "INSERT %sINTO %s (type, id, %scode, grp, %s) VALUES ", be == 0 ? "OR FAIL " : "",
-                          tables[t].name, tables[t].rid ? "rid, " : "", tables[t].cols);
-            for (int r = 0; r < n; r++) {
-                hv_buf_puts(&b, r > 0 ? ", ($1, $2" : "($1, $2");
-                if (tables[t].rid)
-                    hv_buf_puts(&b, ", $3");
-                for (int k = 0; k < 2 + tables[t].ncols; k++)
-                    hv_buf_printf(&b, ", $%d", p++);
-                hv_buf_putc(&b, ')');
+        for (int t = 0; t < T_COUNT; t++)
+            for (int c = 0; c < NCHUNKS; c++) {
+                insert_sql[be][t][c] = insert_text(be, t, chunk_rows[c], 0);
+                insert_multi_sql[be][t][c] = insert_text(be, t, chunk_rows[c], 1);
             }
-            insert_sql[be][t][c] = b.data != NULL ? hv_strndup(b.data, b.len) : NULL;
-            hv_buf_release(&b);
-        }
 }
 
 static uint32_t fnv(uint32_t h, const void *p, size_t n)
@@ -1070,6 +1084,57 @@ static int64_t current_rid(ix_t *x)
     return rid;
 }
 
+/* The largest chunk size that left rows fill. */
+static int chunk_for(size_t left)
+{
+    int c = NCHUNKS - 1;
+    while ((size_t)chunk_rows[c] > left)
+        c--;
+    return c;
+}
+
+/* Binds one row's own values from parameter p on; returns the next parameter. */
+static int bind_row(hv_db_stmt_t *st, int t, int p, const ixrow_t *r)
+{
+    hv_db_bind_text_static(st, p++, r->code, strlen(r->code));
+    hv_db_bind_int64(st, p++, r->grp);
+    for (int k = 0; k < tables[t].ncols; k++)
+        hv__search_bind_val(st, p++, &r->v[k]);
+    return p;
+}
+
+/* Writes x's rows of table t (rid: the version's row id, for the tables that carry it; 0
+ * writes NULL): INSERTs of the largest chunk sizes that fit, type and id bound once each. */
+static int flush_table(ix_t *x, int be, int t, int64_t rid)
+{
+    ixrow_t *r = x->head[t];
+    size_t left = x->nrows[t];
+    while (left > 0) {
+        int c = chunk_for(left), p = tables[t].rid ? 4 : 3, rc;
+        hv_db_stmt_t *st = NULL;
+        size_t n = (size_t)chunk_rows[c];
+        if (insert_sql[be][t][c] == NULL)
+            return HV_ENOMEM;
+        rc = hv_db_prepare(x->db, insert_sql[be][t][c], &st);
+        if (rc != HV_OK)
+            return rc;
+        hv_db_bind_text_static(st, 1, x->type, strlen(x->type));
+        hv_db_bind_text_static(st, 2, x->id, strlen(x->id));
+        if (tables[t].rid && rid > 0)
+            hv_db_bind_int64(st, 3, rid);
+        else if (tables[t].rid)
+            hv_db_bind_null(st, 3);
+        for (size_t i = 0; i < n; i++, r = r->tnext)
+            p = bind_row(st, t, p, r);
+        rc = hv_db_step(st);
+        hv_db_done(st);
+        if (rc < 0)
+            return rc;
+        left -= n;
+    }
+    return HV_OK;
+}
+
 /* Writes the collected rows: per table, INSERTs of the largest chunk sizes that fit. */
 static int flush_rows(ix_t *x, unsigned mask)
 {
@@ -1077,40 +1142,14 @@ static int flush_rows(ix_t *x, unsigned mask)
     int64_t rid = -1;
     pthread_once(&sql_once, build_sql);
     for (int t = 0; t < T_COUNT; t++) {
-        ixrow_t *r = x->head[t];
-        size_t left = (mask & (1u << t)) ? x->nrows[t] : 0;
-        if (tables[t].rid && left > 0 && rid < 0)
+        int rc;
+        if (!(mask & (1u << t)) || x->nrows[t] == 0)
+            continue;
+        if (tables[t].rid && rid < 0)
             rid = x->rid > 0 ? x->rid : (x->rid = current_rid(x)); /* kept for the combined rows */
-        while (left > 0) {
-            int c = NCHUNKS - 1, p = tables[t].rid ? 4 : 3, rc;
-            hv_db_stmt_t *st = NULL;
-            size_t n;
-            while ((size_t)chunk_rows[c] > left)
-                c--;
-            n = (size_t)chunk_rows[c];
-            if (insert_sql[be][t][c] == NULL)
-                return HV_ENOMEM;
-            rc = hv_db_prepare(x->db, insert_sql[be][t][c], &st);
-            if (rc != HV_OK)
-                return rc;
-            hv_db_bind_text_static(st, 1, x->type, strlen(x->type));
-            hv_db_bind_text_static(st, 2, x->id, strlen(x->id));
-            if (tables[t].rid && rid > 0)
-                hv_db_bind_int64(st, 3, rid);
-            else if (tables[t].rid)
-                hv_db_bind_null(st, 3);
-            for (size_t i = 0; i < n; i++, r = r->tnext) {
-                hv_db_bind_text_static(st, p++, r->code, strlen(r->code));
-                hv_db_bind_int64(st, p++, r->grp);
-                for (int k = 0; k < tables[t].ncols; k++)
-                    hv__search_bind_val(st, p++, &r->v[k]);
-            }
-            rc = hv_db_step(st);
-            hv_db_done(st);
-            if (rc < 0)
-                return rc;
-            left -= n;
-        }
+        rc = flush_table(x, be, t, rid);
+        if (rc != HV_OK)
+            return rc;
     }
     return HV_OK;
 }
@@ -1590,7 +1629,105 @@ static int index_params(ix_t *x, const hv_fhir_type_t *t, struct json_object *re
 /* The rows of one resource tree, computed without a database (hv__search_index_rows). */
 struct hv__search_rows {
     ix_t x;
+    hv__search_batch_t *batch; /* hv__search_rows_join: a first version's rows wait there */
 };
+
+/* A first version whose rows wait in a batch. The type and id are the writer's, which
+ * outlive the flush (search_int.h). */
+struct hv__search_batch_item {
+    const ix_t *x;
+    const char *type, *id;
+    int64_t rid;
+};
+
+void hv__search_rows_join(hv__search_rows_t *r, hv__search_batch_t *b)
+{
+    if (r != NULL)
+        r->batch = b;
+}
+
+static int batch_add(hv__search_batch_t *b, const ix_t *x, const char *type, const char *id, int64_t rid)
+{
+    if (b->n == b->cap) {
+        size_t cap = b->cap > 0 ? b->cap * 2 : 8;
+        struct hv__search_batch_item *items = hv_realloc(b->items, cap * sizeof(*items));
+        if (items == NULL)
+            return HV_ENOMEM;
+        b->items = items;
+        b->cap = cap;
+    }
+    b->items[b->n++] = (struct hv__search_batch_item){x, type, id, rid};
+    return HV_OK;
+}
+
+/* Writes table t's rows of the batch's versions (left of them in all) in statements of
+ * the largest chunk sizes that fit, each row binding its own type, id and rid. */
+static int flush_table_multi(hv_db_t *db, int be, int t, const hv__search_batch_t *b, size_t left)
+{
+    size_t item = 0;
+    const ixrow_t *r = NULL;
+    while (left > 0) {
+        int c = chunk_for(left), p = 1, rc;
+        hv_db_stmt_t *st = NULL;
+        size_t n = (size_t)chunk_rows[c];
+        if (insert_multi_sql[be][t][c] == NULL)
+            return HV_ENOMEM;
+        rc = hv_db_prepare(db, insert_multi_sql[be][t][c], &st);
+        if (rc != HV_OK)
+            return rc;
+        for (size_t i = 0; i < n; i++) {
+            const struct hv__search_batch_item *it;
+            while (r == NULL) /* the next version's rows of the table; left says there is one */
+                r = b->items[item++].x->head[t];
+            it = &b->items[item - 1];
+            hv_db_bind_text_static(st, p++, it->type, strlen(it->type));
+            hv_db_bind_text_static(st, p++, it->id, strlen(it->id));
+            if (tables[t].rid)
+                hv_db_bind_int64(st, p++, it->rid);
+            p = bind_row(st, t, p, r);
+            r = r->tnext;
+        }
+        rc = hv_db_step(st);
+        hv_db_done(st);
+        if (rc < 0)
+            return rc;
+        left -= n;
+    }
+    return HV_OK;
+}
+
+int hv__search_batch_flush(hv_db_t *db, hv__search_batch_t *b)
+{
+    int be = hv_db_kind(db) == HV_DB_SQLITE ? 0 : 1, rc = HV_OK;
+    pthread_once(&sql_once, build_sql);
+    for (int t = 0; t < T_COUNT && rc == HV_OK; t++) {
+        size_t rows = 0, holders = 0, last = 0;
+        for (size_t i = 0; i < b->n; i++)
+            if (b->items[i].x->nrows[t] > 0) {
+                rows += b->items[i].x->nrows[t];
+                holders++;
+                last = i;
+            }
+        if (holders > 1) {
+            rc = flush_table_multi(db, be, t, b, rows);
+        } else if (holders == 1) {
+            /* One version's rows: its type and id are bound once per statement. */
+            ix_t x = *b->items[last].x;
+            x.db = db;
+            x.type = b->items[last].type;
+            x.id = b->items[last].id;
+            rc = flush_table(&x, be, t, b->items[last].rid);
+        }
+    }
+    b->n = 0;
+    return rc;
+}
+
+void hv__search_batch_clear(hv__search_batch_t *b)
+{
+    hv_free(b->items);
+    memset(b, 0, sizeof(*b));
+}
 
 void hv__search_rows_free(hv__search_rows_t *r)
 {
@@ -1719,7 +1856,10 @@ int hv__search_index_put_pre(hv_db_t *db, const char *type, const char *id, stru
         px.type = type;
         px.id = id;
         px.rid = rid;
-        rc = flush_rows(&px, ALL_TABLES);
+        if (pre->batch != NULL && !replace && rid > 0)
+            rc = batch_add(pre->batch, &pre->x, type, id, rid); /* written by hv__search_batch_flush */
+        else
+            rc = flush_rows(&px, ALL_TABLES);
         /* The combined rows are computed from the same rows (fhir/search_combo.c). */
         return rc == HV_OK ? hv__search_combo_put_rows(db, type, id, px.rid, rows_pick, &px) : rc;
     }

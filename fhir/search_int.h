@@ -173,6 +173,30 @@ int hv__search_index_put_pre(hv_db_t *db, const char *type, const char *id, stru
                              int replace, const hv__search_rows_t *pre, int64_t rid);
 
 /*
+ * A transaction's first versions write their index rows together, one INSERT per table
+ * for the rows of all of them, where one per table and version would each pay SQLite's
+ * opening and halting of a statement on the table and its indexes (~5.6 k instructions:
+ * docs/performance.md, session 15, s15-tx). Rows computed ahead that joined a batch
+ * (hv__search_rows_join; NULL leaves it) are not written by hv__search_index_put_pre when
+ * it writes them as a first version with its row id: it records the version in the batch
+ * (type and id borrowed: they must outlive the flush), and hv__search_batch_flush writes
+ * the rows of every version recorded since the last flush, the same rows the versions
+ * would have written one by one (only their order in the tables differs). The combined
+ * rows (fhir/search_combo.c) are written at once as before. The caller flushes in the
+ * same transaction, before anything that may read the index (a search, a conditional
+ * entry, another version of a resource) and before its commit; a failed flush fails the
+ * transaction. hv__search_batch_clear frees the batch's memory (the rows are the
+ * versions'). A zeroed hv__search_batch_t is an empty batch.
+ */
+typedef struct hv__search_batch {
+    struct hv__search_batch_item *items;
+    size_t n, cap;
+} hv__search_batch_t;
+void hv__search_rows_join(hv__search_rows_t *r, hv__search_batch_t *b);
+int hv__search_batch_flush(hv_db_t *db, hv__search_batch_t *b);
+void hv__search_batch_clear(hv__search_batch_t *b);
+
+/*
  * The range a FHIR date, dateTime or instant covers given its precision (FHIR R4
  * search.html#date): "2024" covers the year, "2024-03" the month, "2024-03-05" the
  * day, seconds the second, fractional seconds the millisecond. *lo and *hi are the

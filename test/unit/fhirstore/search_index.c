@@ -599,6 +599,111 @@ static void search_index_writes_every_value_and_refuses_past_the_limit(void **st
     store_test_db_close(db);
 }
 
+/* Every row of db's six search tables with every column, the version's row id too, as one
+ * string. */
+static void all_rows_with_rid(hv_db_t *db, hv_buf_t *out)
+{
+    static const char *const q[] = {
+        "SELECT type || '/' || id || ' ' || COALESCE(rid, '-') || ' ' || code || ' ' || grp || ' ' || value || ' ' || "
+        "COALESCE(raw, '') FROM sp_str ORDER BY 1",
+        "SELECT type || '/' || id || ' ' || COALESCE(rid, '-') || ' ' || code || ' ' || grp || ' ' || "
+        "COALESCE(system, '') || '|' || value FROM sp_tok ORDER BY 1",
+        "SELECT type || '/' || id || ' ' || code || ' ' || grp || ' ' || COALESCE(rtype, '') || '/' || "
+        "COALESCE(rid, '') FROM sp_ref ORDER BY 1",
+        "SELECT type || '/' || id || ' ' || code || ' ' || grp || ' ' || lo || ' ' || hi FROM sp_date ORDER BY 1",
+        "SELECT type || '/' || id || ' ' || code || ' ' || grp || ' ' || COALESCE(value, '') || ' ' || "
+        "COALESCE(system, '') || ' ' || COALESCE(unit, '') || ' ' || COALESCE(cvalue, '') || ' ' || "
+        "COALESCE(cunit, '') FROM sp_num ORDER BY 1",
+        "SELECT type || '/' || id || ' ' || code || ' ' || grp || ' ' || value FROM sp_uri ORDER BY 1",
+    };
+    query_lines(db, q, sizeof(q) / sizeof(q[0]), out);
+}
+
+#define BATCH_OF 7 /* versions per flush: most tables get rows of several of them */
+
+typedef struct batch_case {
+    hv_db_t *alone, *batched;
+    hv__search_batch_t batch;
+    hv__search_rows_t *rows[BATCH_OF]; /* the batch's rows, freed after its flush */
+    char type[BATCH_OF][64], id[BATCH_OF][32]; /* borrowed by the batch until its flush */
+    size_t n, flushes;
+} batch_case_t;
+
+static void flush_case(batch_case_t *c)
+{
+    assert_int_equal(hv__search_batch_flush(c->batched, &c->batch), HV_OK);
+    for (size_t i = 0; i < c->n; i++)
+        hv__search_rows_free(c->rows[i]);
+    c->n = 0;
+    c->flushes++;
+}
+
+/* Writes res's rows computed ahead as version row id seq + 1 into c->alone at once and
+ * into c->batched through the batch, flushed every BATCH_OF versions. */
+static void put_alone_and_batched(struct json_object *res, size_t seq, void *ud)
+{
+    batch_case_t *c = ud;
+    hv__search_rows_t *rows = NULL;
+    snprintf(c->type[c->n], sizeof(c->type[0]), "%s", hv_json_get_str(res, "resourceType"));
+    snprintf(c->id[c->n], sizeof(c->id[0]), "s%zu", seq);
+    assert_int_equal(hv__search_index_rows(c->type[c->n], res, &rows), HV_OK);
+    assert_int_equal(hv__search_index_put_pre(c->alone, c->type[c->n], c->id[c->n], res, 0, rows, (int64_t)seq + 1),
+                     HV_OK);
+    hv__search_rows_join(rows, &c->batch);
+    assert_int_equal(hv__search_index_put_pre(c->batched, c->type[c->n], c->id[c->n], res, 0, rows, (int64_t)seq + 1),
+                     HV_OK);
+    hv__search_rows_join(rows, NULL);
+    c->rows[c->n++] = rows;
+    if (c->n == BATCH_OF)
+        flush_case(c);
+}
+
+/*
+ * A transaction's first versions write their index rows together (hv__search_batch_flush:
+ * one INSERT per table for the rows of several versions, each row binding its own type, id
+ * and row id). Every Synthea resource written through batches of seven must leave exactly
+ * the rows, row ids included, that writing each alone leaves; a batch's rows are not in the
+ * tables before its flush, and an empty batch flushes as a no-op.
+ */
+static void search_batch_writes_the_rows_each_version_writes_alone(void **state)
+{
+    batch_case_t c;
+    hv_buf_t a, b;
+    char q[256];
+    (void)state;
+    memset(&c, 0, sizeof(c));
+    c.alone = store_test_db();
+    c.batched = store_test_db();
+    hv_buf_init(&a, 0);
+    hv_buf_init(&b, 0);
+    assert_int_equal(hv_db_begin(c.alone), HV_OK);
+    assert_int_equal(hv_db_begin(c.batched), HV_OK);
+    assert_int_equal(hv__search_batch_flush(c.batched, &c.batch), HV_OK);
+    assert_true(store_test_each_synthea_resource(put_alone_and_batched, &c) > 3000);
+    /* the last, partial batch's rows wait for its flush */
+    assert_true(c.n > 0 && c.flushes > 0);
+    snprintf(q, sizeof(q),
+             "SELECT (SELECT COUNT(*) FROM sp_str WHERE id = '%s') + (SELECT COUNT(*) FROM sp_tok WHERE id = '%s')",
+             c.id[0], c.id[0]);
+    assert_true(store_test_count(c.alone, q) > 0);
+    assert_int_equal(store_test_count(c.batched, q), 0);
+    flush_case(&c);
+    assert_true(store_test_count(c.batched, q) > 0);
+    all_rows_with_rid(c.alone, &a);
+    all_rows_with_rid(c.batched, &b);
+    assert_true(a.len > 100000);
+    assert_int_equal(hv_buf_putc(&a, '\0'), HV_OK);
+    assert_int_equal(hv_buf_putc(&b, '\0'), HV_OK);
+    assert_string_equal(a.data, b.data);
+    hv_buf_release(&a);
+    hv_buf_release(&b);
+    hv__search_batch_clear(&c.batch);
+    assert_int_equal(hv_db_commit(c.alone), HV_OK);
+    assert_int_equal(hv_db_commit(c.batched), HV_OK);
+    store_test_db_close(c.alone);
+    store_test_db_close(c.batched);
+}
+
 int run_search_tests(void)
 {
     const struct CMUnitTest tests[] = {
@@ -613,6 +718,7 @@ int run_search_tests(void)
         cmocka_unit_test(search_index_composite_precheck_keeps_every_row),
         cmocka_unit_test(search_index_spec_precheck_keeps_every_row),
         cmocka_unit_test(search_index_phonetic_rows_equal_name_rows),
+        cmocka_unit_test(search_batch_writes_the_rows_each_version_writes_alone),
     };
     return cmocka_run_group_tests_name("fhir_search", tests, NULL, NULL);
 }
