@@ -23,7 +23,8 @@ A/B and reuse (environment):
                         runnable but waiting for a core (/proc/PID/task/TID/schedstat), in seconds
                         and in percent of the sync's wall time: a thread whose CPU + wait is near
                         100% is the serial bound, however loaded the machine is (the busiest
-                        hv-storage is the fhir storage thread)
+                        hv-storage is the fhir storage thread); and how long the engine took to
+                        defer and to build the search indexes (ehr.defer_indexes, docs/ehr.md)
 The peer's export (the ceiling) is measured again before each sync, and each line prints the sync's
 rate beside it; medians per binary and mode at the end.
 """
@@ -211,6 +212,11 @@ def main():
                     cpu = cpu_seconds(local.proc.pid) - c0
                     if threads:
                         print("  threads: " + thread_line(t0, thread_cpu(local.proc.pid), secs), flush=True)
+                        time.sleep(0.3)  # the engine's log is flushed every 250 ms
+                        ixs = ["%s %d ms" % (e["event"], e.get("ms", 0)) for e in local.log_events()
+                               if e.get("event") in ("ehr.sync.indexes_deferred", "ehr.sync.indexes_built")]
+                        if ixs:
+                            print("  " + ", ".join(ixs), flush=True)
                     rss = peak_rss_mb(local.proc.pid)
                     rate, ceil = run["fetched"] / secs, en / et
                     print("%s %-4s sync: %s, fetched %d, created %d, failed %d in %.2f s = %.0f resources/s; peer "
