@@ -182,6 +182,35 @@ class EhrCase(EngineTestCase):
         self.assertEqual(st, 200, out)
         return out["total"]
 
+    # Searches of one type whose answers need only that type's resources, with index rows in
+    # each of the tables whose value indexes a first Bulk sync defers (bulk.c) or keeps.
+    SEARCHES = {
+        "Patient": ["gender=male", "birthdate=ge1900", "name=a", "_sort=birthdate"],
+        "Encounter": ["date=ge2000", "status=finished", "class=AMB", "_sort=date"],
+        "Condition": ["clinical-status=active", "onset-date=ge2000", "code=http://snomed.info/sct|"],
+        "Observation": ["category=vital-signs", "date=ge2010", "value-quantity=gt50", "code=8302-2",
+                        "_sort=-date"],
+        "Immunization": ["date=ge2010", "status=completed", "vaccine-code=140"],
+    }
+
+    def search_sources(self, eng, type_, query):
+        """The EHR's Type/id (from meta.source) of each match of Type?query on eng, ordered as
+        answered: the same whatever the connection's local ids and the EHR's address."""
+        st, out = eng.get_json("/fhir/%s?%s&_count=1000" % (type_, query))
+        self.assertEqual(st, 200, (type_, query, out))
+        return [e["resource"]["meta"]["source"].rsplit("/fhir/", 1)[1] for e in out.get("entry", [])]
+
+    def search_indexes(self, eng):
+        """The search tables' indexes of eng's SQLite store, and the names still deferred."""
+        db = sqlite3.connect(os.path.join(eng.data, "fhir.db"))
+        try:
+            have = sorted(r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND "
+                                                   "sql IS NOT NULL AND tbl_name LIKE 'sp\\_%' ESCAPE '\\'"))
+            deferred = sorted(r[0] for r in db.execute("SELECT name FROM import_deferred"))
+        finally:
+            db.close()
+        return have, deferred
+
     def change_on_peer(self, type_, id_, mutate):
         """Changes a resource on the EHR side: read with a backend token, mutated, imported (keeps ids)."""
         st, _, body = self.peer.get("/fhir/%s/%s" % (type_, id_),
@@ -885,35 +914,6 @@ class Sync(EhrCase):
                                    [e.get("event") for e in self.local.log_events()]))
         self.assertFalse(os.listdir(os.path.join(self.local.data, "ehr-bulk")), "bulk files left behind")
 
-
-    # Searches of one type whose answers need only that type's resources, with index rows in
-    # each of the tables whose value indexes a first Bulk sync defers (bulk.c) or keeps.
-    SEARCHES = {
-        "Patient": ["gender=male", "birthdate=ge1900", "name=a", "_sort=birthdate"],
-        "Encounter": ["date=ge2000", "status=finished", "class=AMB", "_sort=date"],
-        "Condition": ["clinical-status=active", "onset-date=ge2000", "code=http://snomed.info/sct|"],
-        "Observation": ["category=vital-signs", "date=ge2010", "value-quantity=gt50", "code=8302-2",
-                        "_sort=-date"],
-        "Immunization": ["date=ge2010", "status=completed", "vaccine-code=140"],
-    }
-
-    def search_sources(self, eng, type_, query):
-        """The EHR's Type/id (from meta.source) of each match of Type?query on eng, ordered as
-        answered: the same whatever the connection's local ids and the EHR's address."""
-        st, out = eng.get_json("/fhir/%s?%s&_count=1000" % (type_, query))
-        self.assertEqual(st, 200, (type_, query, out))
-        return [e["resource"]["meta"]["source"].rsplit("/fhir/", 1)[1] for e in out.get("entry", [])]
-
-    def search_indexes(self, eng):
-        """The search tables' indexes of eng's SQLite store, and the names still deferred."""
-        db = sqlite3.connect(os.path.join(eng.data, "fhir.db"))
-        try:
-            have = sorted(r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND "
-                                                   "sql IS NOT NULL AND tbl_name LIKE 'sp\\_%' ESCAPE '\\'"))
-            deferred = sorted(r[0] for r in db.execute("SELECT name FROM import_deferred"))
-        finally:
-            db.close()
-        return have, deferred
 
     def test_a_first_bulk_sync_defers_value_indexes_and_searches_as_one_without(self):
         # Into an empty SQLite store a Bulk sync drops the value indexes no statement names
