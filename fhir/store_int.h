@@ -188,9 +188,10 @@ int hv__store_tune(hv_db_t *db, hv_config_t *cfg);
 int hv__import_restore_indexes(hv_db_t *db);
 /* The same two steps inside a storage job's transaction, for a serving store
  * (adapters/ehr/bulk.c: a first Bulk sync into an empty one): the first drops, as an import
- * does, those search indexes that no statement names (INDEXED BY), when the store holds no
- * resource and none are deferred, and says in *deferred whether it did; the second builds
- * what import_deferred holds. Neither begins nor commits. */
+ * does, the search tables' value indexes (not the (type, id, code) ones), when the store
+ * holds no resource and none are deferred, and says in *deferred whether it did; the
+ * caller has made the searches leave their hints out first (hv__search_values_deferred).
+ * The second builds what import_deferred holds. Neither begins nor commits. */
 int hv__import_defer_indexes_job(hv_db_t *db, int *deferred);
 int hv__import_restore_indexes_job(hv_db_t *db);
 

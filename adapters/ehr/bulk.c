@@ -33,6 +33,7 @@
 #include "config.h"
 #include "adapters/ehr/ehr_int.h"
 #include "fhir/rest_int.h"
+#include "fhir/search_int.h"
 #include "fhir/store_int.h"
 
 #include <errno.h>
@@ -185,25 +186,36 @@ static void bulk_done(hv__ehr_run_t *r) {
  *
  * Into an empty SQLite store, a Bulk sync defers search indexes as `holovitals import` does
  * (fhir/import.c): before its first chunk is written, one job of the fhir storage thread
- * drops the value indexes that no statement names (hv__import_defer_indexes_job; their
- * definitions kept in import_deferred in the same transaction), so each index row the sync
- * writes is one B-tree insert fewer into an index that rows reach in random order; when the
- * run ends, however it ends (hv__ehr_run_finish), one job builds them again, sorted, by
- * CREATE INDEX. Meanwhile the store answers the same: a search or a REST write that would
- * have read a dropped index scans its table. A kill, or an engine stopped mid-run, leaves
- * them in import_deferred: the store's next opening builds them (hv__store_tune) before the
- * run resumes, and the resumed run finds the store not empty. ehr.defer_indexes=off keeps
- * them. PostgreSQL: not deferred. */
+ * drops the search tables' value indexes (hv__import_defer_indexes_job; their definitions
+ * kept in import_deferred in the same transaction), so each index row the sync writes is
+ * one B-tree insert fewer into an index that rows reach in random order; when the run ends,
+ * however it ends (hv__ehr_run_finish), one job builds them again, sorted, by CREATE INDEX.
+ * Meanwhile the store answers the same: a search that would have read a dropped index scans
+ * its table or reads another index, its INDEXED BY hints left out
+ * (hv__search_values_deferred: counted on the storage thread before the drop, so no later
+ * job names a dropped index; taken back on the loop thread once the build is committed,
+ * or the drop did not happen). The (type, id, code) indexes stay: REST updates and deletes
+ * replace rows through them. A kill, or an engine stopped mid-run, leaves the dropped ones
+ * in import_deferred: the store's next opening builds them (hv__store_tune) before the run
+ * resumes, and the resumed run finds the store not empty. ehr.defer_indexes=off keeps them.
+ * PostgreSQL: not deferred. At 100,000 resources the build takes ~5 s of the storage
+ * thread, during which the store's other jobs wait. */
 
 typedef struct defer_job {
     hv__ehr_run_t *r;
     void (*next)(hv__ehr_run_t *r);
     int deferred;  /* the job dropped them */
+    int counted;   /* the job counted a deferral (hv__search_values_deferred); storage thread */
     uint64_t t0;   /* hv_now_ms at submission, for the log */
 } defer_job_t;
 
 static int defer_run(hv_db_t *db, void *arg) {
     defer_job_t *j = arg;
+    /* Counted once even when the job runs again (its batch rolled back and rerun). */
+    if (!j->counted) {
+        hv__search_values_deferred(1);
+        j->counted = 1;
+    }
     return hv__import_defer_indexes_job(db, &j->deferred);
 }
 
@@ -213,6 +225,7 @@ static void defer_done(int status, void *arg) {
     defer_job_t *j = arg;
     hv__ehr_run_t *r = j->r;
     hv_logrec_t *lr;
+    if (j->counted && !(status == HV_OK && j->deferred)) hv__search_values_deferred(-1);
     if (r->m->stopping) { /* resumed at the next start; the store's opening builds what was dropped */
         hv_free(j);
         return;
@@ -261,6 +274,7 @@ static void restore_done(int status, void *arg) {
     uint64_t t0 = j->t0;
     hv_logrec_t *lr;
     hv_free(j);
+    if (status == HV_OK) hv__search_values_deferred(-1); /* committed: the hints name them again */
     if (r->m->stopping) return; /* resumed at the next start, after the store's opening built them */
     if (status == HV_OK) {
         lr = hv_log_begin(HV_LOG_INFO, "ehr.sync.indexes_built");
