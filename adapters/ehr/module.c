@@ -43,8 +43,8 @@ static const hv_setting_t settings[] = {
      "incremental syncs of vendors without type history (Epic, Oracle Health) list the EHR's ids"
      " (_elements=id) after the changes and delete what is gone, as a full sync does"},
     {"ehr.defer_indexes", NULL, HV_SET_BOOL, "on", NULL,
-     "a Bulk sync into an empty SQLite store drops the search indexes that no search names and builds them"
-     " when it ends, as holovitals import does (docs/ehr.md)"},
+     "a Bulk sync into an empty SQLite store drops the search tables' value indexes and builds them when it"
+     " ends, as holovitals import does: faster at scale; searches meanwhile answer the same, slower (docs/ehr.md)"},
     {"ehr.lease_ttl", NULL, HV_SET_DURATION, "10m", NULL,
      "a sync holds its connection's lease this long past its last checkpoint (engines sharing a database)"},
     {"ehr.schedule_check", NULL, HV_SET_DURATION, "30s", NULL, "how often scheduled syncs are looked for"},
