@@ -198,7 +198,7 @@ static void bulk_done(hv__ehr_run_t *r) {
  * replace rows through them. A kill, or an engine stopped mid-run, leaves the dropped ones
  * in import_deferred: the store's next opening builds them (hv__store_tune) before the run
  * resumes, and the resumed run finds the store not empty. ehr.defer_indexes=off keeps them.
- * PostgreSQL: not deferred. At 100,000 resources the build takes ~5 s of the storage
+ * PostgreSQL: not deferred. At 100,000 resources the build took 5–9 s of the storage
  * thread, during which the store's other jobs wait. */
 
 typedef struct defer_job {
