@@ -155,6 +155,13 @@ typedef struct imp {
 #define DEFER_WHERE "type = 'index' AND sql IS NOT NULL AND tbl_name LIKE 'sp\\_%' ESCAPE '\\'"
 /* Of them, the writer's own, led by (type, id): a filter of import_deferred's rows. */
 #define WRITER_INDEXES " WHERE sql LIKE '%(type, id%'"
+/* Of them, those a serving store may lose for a while (hv__import_defer_indexes_job): the
+ * value indexes. Not the (type, id, code) ones: statements name them with INDEXED BY
+ * (fhir/search_run.c, search_has.c, search_include.c), which SQLite refuses when the index
+ * is missing, and every REST update or delete replaces its rows through them. The value
+ * indexes that statements name leave their hints out while deferred
+ * (hv__search_values_hinted). */
+#define SERVING_WHERE DEFER_WHERE " AND name NOT LIKE '%\\_idc' ESCAPE '\\'"
 
 /* The names of the rows of query q (one text column), at most cap; sets *n. */
 static int names_of(hv_db_t *db, const char *q, char (*names)[128], size_t cap, size_t *n)
@@ -204,8 +211,9 @@ static int cache_size_of(hv_db_t *db, int64_t *out)
 }
 
 /* Builds the deferred indexes of import_deferred's rows matching where ("" for all)
- * and deletes those rows, in one transaction. */
-static int restore_indexes(hv_db_t *db, const char *where)
+ * and deletes those rows, in one transaction: its own, or the caller's (own_tx 0: a
+ * storage job's, which must not begin or commit). */
+static int restore_indexes(hv_db_t *db, const char *where, int own_tx)
 {
     char q[160];
     char(*names)[128] = NULL;
@@ -234,8 +242,8 @@ static int restore_indexes(hv_db_t *db, const char *where)
             cache_set = hv_db_exec(db, sql) == HV_OK;
         }
     }
-    rc = hv_db_begin(db);
-    in_tx = rc == HV_OK;
+    rc = own_tx ? hv_db_begin(db) : HV_OK;
+    in_tx = own_tx && rc == HV_OK;
     for (size_t i = 0; i < n && rc == HV_OK; i++) {
         /* The definition SQLite itself kept when the index was dropped; an index that
          * exists again (a restore that raced this one) is left alone. */
@@ -267,7 +275,7 @@ static int restore_indexes(hv_db_t *db, const char *where)
         snprintf(q, sizeof(q), "DELETE FROM import_deferred%s", where);
         rc = hv_db_exec(db, q);
     }
-    if (rc == HV_OK) {
+    if (rc == HV_OK && in_tx) {
         in_tx = 0;
         rc = hv_db_commit(db);
     }
@@ -285,7 +293,12 @@ out:
 
 int hv__import_restore_indexes(hv_db_t *db)
 {
-    return restore_indexes(db, "");
+    return restore_indexes(db, "", 1);
+}
+
+int hv__import_restore_indexes_job(hv_db_t *db)
+{
+    return restore_indexes(db, "", 0);
 }
 
 /* ---- The import outside the WAL ----
@@ -362,31 +375,30 @@ static void back_to_wal(hv_db_t *db)
                 hv_db_errmsg(db) ? hv_db_errmsg(db) : mode);
 }
 
-/* Drops the search indexes if the store is empty and none are deferred already; sets
- * im->deferred and im->deferred_ids. HOLOVITALS_IMPORT_DEFER_INDEXES=0 keeps them (tests
- * compare both). */
-static int defer_indexes(imp_t *im)
+/* In the caller's transaction: drops the search indexes of sqlite_master's rows matching
+ * which if the store is empty and none are deferred already, recording them in
+ * import_deferred; *deferred says whether it did. */
+static int drop_indexes(hv_db_t *db, const char *which, int *deferred)
 {
+    char q[320];
     char(*names)[128] = NULL;
     size_t n = 0, any = 0;
-    int rc, in_tx = 0;
-    const char *env = getenv("HOLOVITALS_IMPORT_DEFER_INDEXES");
-    if (hv_db_kind(im->db) != HV_DB_SQLITE || (env != NULL && strcmp(env, "0") == 0))
+    int rc;
+    *deferred = 0;
+    if (hv_db_kind(db) != HV_DB_SQLITE)
         return HV_OK;
     names = hv_malloc(DEFER_MAX * sizeof(*names));
     if (names == NULL)
         return HV_ENOMEM;
-    rc = hv_db_begin(im->db);
-    in_tx = rc == HV_OK;
-    if (rc == HV_OK)
-        rc = names_of(im->db, "SELECT 'x' FROM resources LIMIT 1", names, 1, &any);
+    rc = names_of(db, "SELECT 'x' FROM resources LIMIT 1", names, 1, &any);
     if (rc == HV_OK && any == 0)
-        rc = names_of(im->db, "SELECT name FROM import_deferred LIMIT 1", names, 1, &any);
+        rc = names_of(db, "SELECT name FROM import_deferred LIMIT 1", names, 1, &any);
     if (rc != HV_OK || any > 0)
         goto out;
-    rc = hv_db_exec(im->db, "INSERT INTO import_deferred (name, sql) SELECT name, sql FROM sqlite_master WHERE " DEFER_WHERE);
+    snprintf(q, sizeof(q), "INSERT INTO import_deferred (name, sql) SELECT name, sql FROM sqlite_master WHERE %s", which);
+    rc = hv_db_exec(db, q);
     if (rc == HV_OK)
-        rc = names_of(im->db, "SELECT name FROM import_deferred", names, DEFER_MAX, &n);
+        rc = names_of(db, "SELECT name FROM import_deferred", names, DEFER_MAX, &n);
     for (size_t i = 0; i < n && rc == HV_OK; i++) {
         char sql[160];
         /* Index names come from the schema: letters, digits and underscores only. */
@@ -395,21 +407,45 @@ static int defer_indexes(imp_t *im)
             break;
         }
         snprintf(sql, sizeof(sql), "DROP INDEX \"%s\"", names[i]);
-        rc = hv_db_exec(im->db, sql);
+        rc = hv_db_exec(db, sql);
     }
-    if (rc == HV_OK) {
-        in_tx = 0;
-        rc = hv_db_commit(im->db);
-        if (rc == HV_OK)
-            im->deferred = n > 0;
-        if (rc == HV_OK && names_of(im->db, "SELECT name FROM import_deferred" WRITER_INDEXES " LIMIT 1", names, 1,
-                                    &any) == HV_OK)
-            im->deferred_ids = any > 0;
-    }
+    if (rc == HV_OK)
+        *deferred = n > 0;
 out:
-    if (in_tx)
-        hv_db_rollback(im->db);
     hv_free(names);
+    return rc;
+}
+
+int hv__import_defer_indexes_job(hv_db_t *db, int *deferred)
+{
+    return drop_indexes(db, SERVING_WHERE, deferred);
+}
+
+/* Drops the search indexes if the store is empty and none are deferred already; sets
+ * im->deferred and im->deferred_ids. HOLOVITALS_IMPORT_DEFER_INDEXES=0 keeps them (tests
+ * compare both). */
+static int defer_indexes(imp_t *im)
+{
+    char names[1][128];
+    size_t any = 0;
+    int rc, deferred = 0;
+    const char *env = getenv("HOLOVITALS_IMPORT_DEFER_INDEXES");
+    if (hv_db_kind(im->db) != HV_DB_SQLITE || (env != NULL && strcmp(env, "0") == 0))
+        return HV_OK;
+    rc = hv_db_begin(im->db);
+    if (rc != HV_OK)
+        return rc;
+    rc = drop_indexes(im->db, DEFER_WHERE, &deferred);
+    if (rc != HV_OK) {
+        hv_db_rollback(im->db);
+        return rc;
+    }
+    rc = hv_db_commit(im->db);
+    if (rc == HV_OK)
+        im->deferred = deferred;
+    if (rc == HV_OK && names_of(im->db, "SELECT name FROM import_deferred" WRITER_INDEXES " LIMIT 1", names, 1,
+                                &any) == HV_OK)
+        im->deferred_ids = any > 0;
     return rc;
 }
 
@@ -937,7 +973,7 @@ static int run_bundle(imp_t *im, unit_t *u)
         im->built_early = 1;
         rc = import_commit(im);
         if (rc == HV_OK)
-            rc = restore_indexes(im->db, WRITER_INDEXES);
+            rc = restore_indexes(im->db, WRITER_INDEXES, 1);
         if (rc != HV_OK) {
             fprintf(stderr, "\nholovitals import: restoring the search indexes failed: %s\n", hv_db_errmsg(im->db));
             hv__bundle_job_free(bj);

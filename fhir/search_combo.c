@@ -751,7 +751,7 @@ static int tok_edge_system(hv_db_t *db, const hv__search_plan_t *p, long code_at
     hv_db_stmt_t *st = NULL;
     int rc;
     snprintf(q, sizeof(q), "SELECT system FROM sp_tok%s WHERE type = $1 AND code = $%ld AND value = $%ld"
-             " ORDER BY system%s LIMIT 1", hv_db_kind(db) == HV_DB_SQLITE ? " INDEXED BY sp_tok_sr" : "",
+             " ORDER BY system%s LIMIT 1", hv__search_values_hinted(db) ? " INDEXED BY sp_tok_sr" : "",
              code_at, value_at, desc ? " DESC" : "");
     if ((rc = hv__search_prepare_used(db, p, q, &st)) != HV_OK)
         return rc;
@@ -943,7 +943,7 @@ int hv__search_combo_sql(const hv__search_plan_t *p, hv_buf_t *q, int ids)
 
 int hv__search_page_sql(hv_db_t *db, const hv__search_plan_t *p, hv_buf_t *q)
 {
-    int rc, str = hv__search_str_only(p), lite = hv_db_kind(db) == HV_DB_SQLITE;
+    int rc, str = hv__search_str_only(p), lite = hv_db_kind(db) == HV_DB_SQLITE, hint = hv__search_values_hinted(db);
     /* The page's row ids from the combined index alone (each once: a resource may match
      * through several rows), then only those rows of resources. A single token criterion
      * (hv__search_tok_only) reads its range of sp_tok_sr, named on SQLite (whose planner
@@ -951,7 +951,7 @@ int hv__search_page_sql(hv_db_t *db, const hv__search_plan_t *p, hv_buf_t *q)
      * row id); a single string criterion (hv__search_str_only) its range of sp_str_rc,
      * likewise (sp_str_vc has no row id: a seek of resources per match). */
     hv_buf_puts(q, "WITH pg AS (SELECT DISTINCT c.rid FROM (");
-    rc = sub_sql(p, q, 0, lite && str ? "sp_str_rc" : lite && !hv__search_combo_only(p) ? "sp_tok_sr" : NULL,
+    rc = sub_sql(p, q, 0, hint && str ? "sp_str_rc" : hint && !hv__search_combo_only(p) ? "sp_tok_sr" : NULL,
                  str && !lite);
     if (rc != HV_OK)
         return rc;

@@ -612,6 +612,18 @@ extern const char hv__search_migration8_pg[];
 /* PostgreSQL: the partial index of token rows without a system ("|code"): fhir/search_combo.c. */
 extern const char hv__search_migration_nosys_pg[];
 /*
+ * While a serving SQLite store has its value indexes dropped (a first Bulk sync into an
+ * empty store: adapters/ehr/bulk.c, fhir/import.c hv__import_defer_indexes_job), the
+ * statements here that name sp_str_rc, sp_tok_sr or sp_tok_vc with INDEXED BY, which SQLite
+ * refuses when the index is missing, leave the name out: the planner takes another index or
+ * scans, and the answer is the same. hv__search_values_deferred counts, for the process, the
+ * deferrals under way (any thread): +1 on the storage thread before the drop, -1 once the
+ * indexes are built again and committed, or the drop did not happen.
+ * hv__search_values_hinted: the backend is SQLite and none is under way.
+ */
+void hv__search_values_deferred(int delta);
+int hv__search_values_hinted(hv_db_t *db);
+/*
  * True when the plan is one string criterion alone with one value (starts-with or
  * :exact; not :contains, :text or a list), in row-id order, of one type: its page is the
  * range of sp_str_rc, its row ids sorted and cut (hv__search_combo_page).

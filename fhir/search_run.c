@@ -20,12 +20,26 @@
 
 #include <json-c/json.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fhir/fhirpath.h"
 #include "fhir/search_int.h"
+
+/* Deferrals of value indexes under way in the process (hv__search_values_deferred). */
+static atomic_int values_deferred;
+
+void hv__search_values_deferred(int delta)
+{
+    atomic_fetch_add(&values_deferred, delta);
+}
+
+int hv__search_values_hinted(hv_db_t *db)
+{
+    return hv_db_kind(db) == HV_DB_SQLITE && atomic_load(&values_deferred) == 0;
+}
 
 /* The sortable type of parameter code of t (0 when t has none that can be sorted on). */
 static hv_fhir_search_type_t sortable(const hv_fhir_type_t *t, const char *code)
@@ -769,7 +783,7 @@ static int count_sql(hv_db_t *db, hv__search_plan_t *p, hv_buf_t *q)
          * sp_str_rc — integers, one per current resource, cheaper to tell apart than the
          * text ids (a prefix range spans many values: a sorter either way). */
         hv_buf_printf(q, "SELECT COUNT(DISTINCT rid) FROM sp_str%s WHERE ",
-                      hv_db_kind(db) == HV_DB_PG ? "" : " INDEXED BY sp_str_rc");
+                      hv__search_values_hinted(db) ? " INDEXED BY sp_str_rc" : "");
         rc = expand(db, p, text, 0, q, &none, &n);
         hv_free(text);
         extra_free(&none);
@@ -782,7 +796,7 @@ static int count_sql(hv_db_t *db, hv__search_plan_t *p, hv_buf_t *q)
          * (~30 % less CPU at 1M). Run with hv__search_prepare_used: the system's
          * placeholder is not used. */
         return hv_buf_printf(q, "SELECT COUNT(*) FROM sp_tok%s WHERE type = $1 AND code = $%d AND value = $%d",
-                             hv_db_kind(db) == HV_DB_PG ? "" : " INDEXED BY sp_tok_sr", p->tok_code, p->tok_one);
+                             hv__search_values_hinted(db) ? " INDEXED BY sp_tok_sr" : "", p->tok_code, p->tok_one);
     }
     if (tok || single_token(db, p)) {
         static const char head[] = " AND r.id IN (SELECT id FROM sp_tok@I0:sp_tok@ WHERE ";
@@ -802,9 +816,10 @@ static int count_sql(hv_db_t *db, hv__search_plan_t *p, hv_buf_t *q)
         if (tok)
             hv_buf_printf(q, "SELECT %s FROM sp_tok%s WHERE ",
                           hv__search_tok_counts_rows(p) ? "COUNT(*)" : "COUNT(DISTINCT rid)",
-                          hv_db_kind(db) == HV_DB_PG ? "" : " INDEXED BY sp_tok_sr");
+                          hv__search_values_hinted(db) ? " INDEXED BY sp_tok_sr" : "");
         else
-            hv_buf_puts(q, "SELECT COUNT(*) FROM (SELECT DISTINCT id FROM sp_tok INDEXED BY sp_tok_vc WHERE ");
+            hv_buf_printf(q, "SELECT COUNT(*) FROM (SELECT DISTINCT id FROM sp_tok%s WHERE ",
+                          hv__search_values_hinted(db) ? " INDEXED BY sp_tok_vc" : "");
         rc = expand(db, p, text, 0, q, &none, &n);
         hv_free(text);
         extra_free(&none);

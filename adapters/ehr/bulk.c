@@ -32,6 +32,9 @@
  */
 #include "config.h"
 #include "adapters/ehr/ehr_int.h"
+#include "fhir/rest_int.h"
+#include "fhir/search_int.h"
+#include "fhir/store_int.h"
 
 #include <errno.h>
 #include <json-c/json.h>
@@ -177,6 +180,132 @@ static void bulk_done(hv__ehr_run_t *r) {
         hv__ehr_reconcile_scoped(r); /* a Group or Patient-level export: its Patients' compartments */
     else
         hv__ehr_run_finish(r);
+}
+
+/* ---- search indexes deferred ----
+ *
+ * Into an empty SQLite store, a Bulk sync defers search indexes as `holovitals import` does
+ * (fhir/import.c): before its first chunk is written, one job of the fhir storage thread
+ * drops the search tables' value indexes (hv__import_defer_indexes_job; their definitions
+ * kept in import_deferred in the same transaction), so each index row the sync writes is
+ * one B-tree insert fewer into an index that rows reach in random order; when the run ends,
+ * however it ends (hv__ehr_run_finish), one job builds them again, sorted, by CREATE INDEX.
+ * Meanwhile the store answers the same: a search that would have read a dropped index scans
+ * its table or reads another index, its INDEXED BY hints left out
+ * (hv__search_values_deferred: counted on the storage thread before the drop, so no later
+ * job names a dropped index; taken back on the loop thread once the build is committed,
+ * or the drop did not happen). The (type, id, code) indexes stay: REST updates and deletes
+ * replace rows through them. A kill, or an engine stopped mid-run, leaves the dropped ones
+ * in import_deferred: the store's next opening builds them (hv__store_tune) before the run
+ * resumes, and the resumed run finds the store not empty. ehr.defer_indexes=off keeps them.
+ * PostgreSQL: not deferred. At 100,000 resources the build took 5–9 s of the storage
+ * thread, during which the store's other jobs wait. */
+
+typedef struct defer_job {
+    hv__ehr_run_t *r;
+    void (*next)(hv__ehr_run_t *r);
+    int deferred;  /* the job dropped them */
+    int counted;   /* the job counted a deferral (hv__search_values_deferred); storage thread */
+    uint64_t t0;   /* hv_now_ms at submission, for the log */
+} defer_job_t;
+
+static int defer_run(hv_db_t *db, void *arg) {
+    defer_job_t *j = arg;
+    /* Counted once even when the job runs again (its batch rolled back and rerun). */
+    if (!j->counted) {
+        hv__search_values_deferred(1);
+        j->counted = 1;
+    }
+    return hv__import_defer_indexes_job(db, &j->deferred);
+}
+
+static void import_chunk(hv__ehr_run_t *r);
+
+static void defer_done(int status, void *arg) {
+    defer_job_t *j = arg;
+    hv__ehr_run_t *r = j->r;
+    hv_logrec_t *lr;
+    if (j->counted && !(status == HV_OK && j->deferred)) hv__search_values_deferred(-1);
+    if (r->m->stopping) { /* resumed at the next start; the store's opening builds what was dropped */
+        hv_free(j);
+        return;
+    }
+    r->deferred = status == HV_OK && j->deferred;
+    lr = r->deferred ? hv_log_begin(HV_LOG_INFO, "ehr.sync.indexes_deferred") : NULL;
+    if (lr) {
+        hv_log_str(lr, "run", r->id);
+        hv_log_int(lr, "ms", (int64_t)(hv_now_ms() - j->t0));
+        hv_log_end(lr);
+    }
+    if (status != HV_OK) /* the sync goes on with the indexes */
+        hv_log(HV_LOG_WARN, "ehr.sync.indexes_deferred", "run %s: could not defer the search indexes: %s", r->id,
+               hv_strerror(status));
+    hv_free(j);
+    import_chunk(r);
+}
+
+/* Submits the job deciding the deferral, once per run, before its first chunk is written;
+ * returns 1 when it did (defer_done goes on), 0 when the run goes on at once. */
+static int defer_indexes(hv__ehr_run_t *r) {
+    hv__fhir_t *f = hv_engine_module_state(r->m->e, "fhir");
+    defer_job_t *j;
+    if (r->defer_tried) return 0;
+    r->defer_tried = 1;
+    if (!r->m->defer_indexes || r->fetched > 0 || f == NULL || f->storage == NULL) return 0;
+    if ((j = hv_calloc(1, sizeof(*j))) == NULL) return 0;
+    j->r = r;
+    j->t0 = hv_now_ms();
+    if (hv_storage_submit(f->storage, defer_run, defer_done, j) != HV_OK) {
+        hv_free(j);
+        return 0;
+    }
+    return 1;
+}
+
+static int restore_run(hv_db_t *db, void *arg) {
+    (void)arg;
+    return hv__import_restore_indexes_job(db);
+}
+
+static void restore_done(int status, void *arg) {
+    defer_job_t *j = arg;
+    hv__ehr_run_t *r = j->r;
+    void (*next)(hv__ehr_run_t *r) = j->next;
+    uint64_t t0 = j->t0;
+    hv_logrec_t *lr;
+    hv_free(j);
+    if (status == HV_OK) hv__search_values_deferred(-1); /* committed: the hints name them again */
+    if (r->m->stopping) return; /* resumed at the next start, after the store's opening built them */
+    if (status == HV_OK) {
+        lr = hv_log_begin(HV_LOG_INFO, "ehr.sync.indexes_built");
+        if (lr) {
+            hv_log_str(lr, "run", r->id);
+            hv_log_int(lr, "ms", (int64_t)(hv_now_ms() - t0));
+            hv_log_end(lr);
+        }
+    } else {
+        /* Left in import_deferred: the store answers the same, and its next opening builds them. */
+        hv__ehr_run_error(r, "store", "building the search indexes this sync deferred failed: %s (they are built "
+                          "when the engine starts again)", hv_strerror(status));
+    }
+    r->deferred = 0;
+    next(r);
+}
+
+void hv__ehr_bulk_restore(hv__ehr_run_t *r, void (*next)(hv__ehr_run_t *r)) {
+    hv__fhir_t *f = hv_engine_module_state(r->m->e, "fhir");
+    defer_job_t *j = hv_calloc(1, sizeof(*j));
+    if (j != NULL && f != NULL && f->storage != NULL) {
+        j->r = r;
+        j->next = next;
+        j->t0 = hv_now_ms();
+        if (hv_storage_submit(f->storage, restore_run, restore_done, j) == HV_OK) return;
+    }
+    hv_free(j);
+    hv__ehr_run_error(r, "store", "the search indexes this sync deferred could not be built now: they are built "
+                      "when the engine starts again");
+    r->deferred = 0;
+    next(r);
 }
 
 /* ---- import ---- */
@@ -337,7 +466,6 @@ static void feed_work(uv_work_t *req) {
     fd->made = chunk_read(fd);
 }
 
-static void import_chunk(hv__ehr_run_t *r);
 static void feed_more(hv__ehr_feed_t *fd);
 
 /* Loop thread: the work's chunk joins the ready list; the import goes on if it waited for it. */
@@ -447,6 +575,8 @@ static void import_chunk(hv__ehr_run_t *r) {
         r->bulk_waiting = 1; /* feed_done goes on */
         return;
     }
+    /* The first chunk waits for the deferral's decision; the feed reads on meanwhile. */
+    if (k->b != NULL && defer_indexes(r)) return;
     fd->head = k->next;
     if (fd->head == NULL) fd->tail = NULL;
     fd->nready--;

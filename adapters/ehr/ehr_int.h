@@ -138,6 +138,7 @@ struct hv__ehr {
     uint64_t overlap_ms;
     int verify_tls_default;
     int id_reconcile;                /* ehr.id_reconcile (sync.c) */
+    int defer_indexes;               /* ehr.defer_indexes (bulk.c, hv__ehr_bulk_defer) */
     double rate_default;
     uint64_t lease_ttl_ms;
     char holder[HV__EHR_HOLDER_MAX]; /* this engine's id for leases */
@@ -166,6 +167,8 @@ struct hv__ehr_run {
                                      * the libuv thread pool (bulk.c) */
     int bulk_writing;           /* bulk.c: where the chunk's write is */
     int bulk_waiting;           /* bulk.c: the import waits for the feed's next chunk */
+    int defer_tried;            /* bulk.c: whether to defer the store's search indexes was decided */
+    int deferred;               /* bulk.c: this run dropped them; built again when it ends */
     /* counts */
     int64_t fetched, created, updated, unchanged, failed, conflicts, deleted;
     int reconciled;
@@ -317,6 +320,8 @@ typedef struct hv__ehr_feed hv__ehr_feed_t;
 void hv__ehr_bulk_step(hv__ehr_run_t *r);
 /* Frees the run's chunk prepared ahead, if any. */
 void hv__ehr_bulk_release(hv__ehr_run_t *r);
+/* A run that deferred the store's search indexes (r->deferred): builds them, then next. */
+void hv__ehr_bulk_restore(hv__ehr_run_t *r, void (*next)(hv__ehr_run_t *r));
 
 /* api.c */
 int hv__ehr_api_register(hv__ehr_t *m);

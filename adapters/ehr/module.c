@@ -42,6 +42,9 @@ static const hv_setting_t settings[] = {
     {"ehr.id_reconcile", NULL, HV_SET_BOOL, "on", NULL,
      "incremental syncs of vendors without type history (Epic, Oracle Health) list the EHR's ids"
      " (_elements=id) after the changes and delete what is gone, as a full sync does"},
+    {"ehr.defer_indexes", NULL, HV_SET_BOOL, "on", NULL,
+     "a Bulk sync into an empty SQLite store drops the search tables' value indexes and builds them when it"
+     " ends, as holovitals import does: faster at scale; searches meanwhile answer the same, slower (docs/ehr.md)"},
     {"ehr.lease_ttl", NULL, HV_SET_DURATION, "10m", NULL,
      "a sync holds its connection's lease this long past its last checkpoint (engines sharing a database)"},
     {"ehr.schedule_check", NULL, HV_SET_DURATION, "30s", NULL, "how often scheduled syncs are looked for"},
@@ -252,6 +255,7 @@ static int module_init(hv_engine_t *e, void **state) {
     m->rate_default = (double)hv_config_int(cfg, "ehr.rate_limit");
     m->overlap_ms = hv_config_duration_ms(cfg, "ehr.incremental_overlap");
     m->id_reconcile = hv_config_bool(cfg, "ehr.id_reconcile");
+    m->defer_indexes = hv_config_bool(cfg, "ehr.defer_indexes");
     m->lease_ttl_ms = hv_config_duration_ms(cfg, "ehr.lease_ttl");
     if (m->lease_ttl_ms < 1000) m->lease_ttl_ms = 1000;
     if (m->max_attempts < 1) m->max_attempts = 1;

@@ -238,7 +238,14 @@ static void on_final_saved(int status, void *ud) {
 
 void hv__ehr_run_finish(hv__ehr_run_t *r) {
     const char *status = r->page_failed ? "failed" : "completed";
-    hv_logrec_t *lr = hv_log_begin(HV_LOG_INFO, "ehr.sync.finished");
+    hv_logrec_t *lr;
+    if (r->deferred) {
+        /* Every end of the run builds the search indexes it deferred (bulk.c), before the
+         * run is saved finished. */
+        hv__ehr_bulk_restore(r, hv__ehr_run_finish);
+        return;
+    }
+    lr = hv_log_begin(HV_LOG_INFO, "ehr.sync.finished");
     if (lr) {
         hv_log_str(lr, "run", r->id);
         hv_log_str(lr, "status", status);

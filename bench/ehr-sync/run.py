@@ -19,6 +19,12 @@ A/B and reuse (environment):
                         already made for the same RESOURCES (the import is the slow part)
   HV_BENCH_BINS=A,B     engines under test (binaries), alternated in each round (default: HOLOVITALS_BIN)
   HV_BENCH_ROUNDS=N     rounds (default 1); HV_BENCH_MODES=full,bulk (default both)
+  HV_BENCH_THREADS=1    also print, per thread of the engine over each sync, its CPU and its time
+                        runnable but waiting for a core (/proc/PID/task/TID/schedstat), in seconds
+                        and in percent of the sync's wall time: a thread whose CPU + wait is near
+                        100% is the serial bound, however loaded the machine is (the busiest
+                        hv-storage is the fhir storage thread); and how long the engine took to
+                        defer and to build the search indexes (ehr.defer_indexes, docs/ehr.md)
 The peer's export (the ceiling) is measured again before each sync, and each line prints the sync's
 rate beside it; medians per binary and mode at the end.
 """
@@ -100,6 +106,34 @@ def peak_rss_mb(pid):
     return 0.0
 
 
+def thread_cpu(pid):
+    """{"name/tid": (seconds on a CPU, seconds runnable waiting for one)} of each thread of a
+    process (Linux /proc/PID/task/TID/comm and schedstat)."""
+    out = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                name = f.read().strip()
+            with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+                run_ns, wait_ns = f.read().split()[:2]
+        except OSError:
+            continue
+        out["%s/%s" % (name, tid)] = (int(run_ns) / 1e9, int(wait_ns) / 1e9)
+    return out
+
+
+def thread_line(before, after, secs):
+    """The threads that used CPU between two thread_cpu snapshots, busiest first: CPU seconds,
+    then CPU and run-queue wait in percent of secs."""
+    used = []
+    for k, (run, wait) in after.items():
+        r0, w0 = before.get(k, (0.0, 0.0))
+        used.append((run - r0, wait - w0, k))
+    used.sort(reverse=True)
+    return " ".join("%s=%.1fs(cpu %.0f%% + wait %.0f%%)" % (k, c, 100.0 * c / secs, 100.0 * w / secs)
+                    for c, w, k in used if c >= 0.05)
+
+
 def sync(local, cid, mode):
     t0 = time.monotonic()
     _, _, body = http("POST", "%s/ehr/sync/%s" % (local.base, cid), {"mode": mode})
@@ -137,6 +171,7 @@ def main():
     bins = [b for b in os.environ.get("HV_BENCH_BINS", "").split(",") if b] or [None]
     rounds = int(os.environ.get("HV_BENCH_ROUNDS", "1"))
     modes = os.environ.get("HV_BENCH_MODES", "full,bulk").split(",")
+    threads = os.environ.get("HV_BENCH_THREADS") == "1"
     work = tempfile.mkdtemp(prefix="hv-bench-ehr.")
     peer = local = None
     results = {}
@@ -172,8 +207,16 @@ def main():
                         "schedule": "manual", "page_size": 1000})
                     cid = json.loads(body)["id"]
                     c0 = cpu_seconds(local.proc.pid)
+                    t0 = thread_cpu(local.proc.pid) if threads else None
                     run, secs = sync(local, cid, mode)
                     cpu = cpu_seconds(local.proc.pid) - c0
+                    if threads:
+                        print("  threads: " + thread_line(t0, thread_cpu(local.proc.pid), secs), flush=True)
+                        time.sleep(0.3)  # the engine's log is flushed every 250 ms
+                        ixs = ["%s %d ms" % (e["event"], e.get("ms", 0)) for e in local.log_events()
+                               if e.get("event") in ("ehr.sync.indexes_deferred", "ehr.sync.indexes_built")]
+                        if ixs:
+                            print("  " + ", ".join(ixs), flush=True)
                     rss = peak_rss_mb(local.proc.pid)
                     rate, ceil = run["fetched"] / secs, en / et
                     print("%s %-4s sync: %s, fetched %d, created %d, failed %d in %.2f s = %.0f resources/s; peer "

@@ -182,6 +182,42 @@ class EhrCase(EngineTestCase):
         self.assertEqual(st, 200, out)
         return out["total"]
 
+    # Searches of one type whose answers need only that type's resources, with index rows in
+    # each of the tables whose value indexes a first Bulk sync defers (bulk.c), pages and
+    # counts: among them those whose statements name a value index (INDEXED BY sp_tok_sr,
+    # sp_tok_vc, sp_str_rc: a single token or string criterion, a system alone).
+    SEARCHES = {
+        "Patient": ["gender=male", "gender=male&_summary=count", "birthdate=ge1900", "name=a",
+                    "name=a&_summary=count", "_sort=birthdate"],
+        "Encounter": ["date=ge2000", "status=finished", "class=AMB", "_sort=date"],
+        "Condition": ["clinical-status=active", "onset-date=ge2000", "code=http://snomed.info/sct|",
+                      "code=http://snomed.info/sct|&_summary=count"],
+        "Observation": ["category=vital-signs", "date=ge2010", "value-quantity=gt50", "code=8302-2",
+                        "code=http://loinc.org|8302-2&_summary=count", "code=8302-2&_summary=count",
+                        "_sort=-date"],
+        "Immunization": ["date=ge2010", "status=completed", "vaccine-code=140"],
+    }
+
+    def search_sources(self, eng, type_, query):
+        """The total of Type?query on eng, then the EHR's Type/id (from meta.source) of each
+        match, ordered as answered: the same whatever the connection's local ids and the
+        EHR's address."""
+        st, out = eng.get_json("/fhir/%s?%s&_count=1000" % (type_, query))
+        self.assertEqual(st, 200, (type_, query, out))
+        return [out.get("total")] + [e["resource"]["meta"]["source"].rsplit("/fhir/", 1)[1]
+                                     for e in out.get("entry", [])]
+
+    def search_indexes(self, eng):
+        """The search tables' indexes of eng's SQLite store, and the names still deferred."""
+        db = sqlite3.connect(os.path.join(eng.data, "fhir.db"))
+        try:
+            have = sorted(r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND "
+                                                   "sql IS NOT NULL AND tbl_name LIKE 'sp\\_%' ESCAPE '\\'"))
+            deferred = sorted(r[0] for r in db.execute("SELECT name FROM import_deferred"))
+        finally:
+            db.close()
+        return have, deferred
+
     def change_on_peer(self, type_, id_, mutate):
         """Changes a resource on the EHR side: read with a backend token, mutated, imported (keeps ids)."""
         st, _, body = self.peer.get("/fhir/%s/%s" % (type_, id_),
@@ -886,6 +922,104 @@ class Sync(EhrCase):
         self.assertFalse(os.listdir(os.path.join(self.local.data, "ehr-bulk")), "bulk files left behind")
 
 
+    def test_a_first_bulk_sync_defers_value_indexes_and_searches_as_one_without(self):
+        # Into an empty SQLite store a Bulk sync drops the value indexes no statement names
+        # and builds them when it ends (bulk.c, ehr.defer_indexes): meanwhile searches scan
+        # and answer the same; afterwards every index is back and no search differs from an
+        # engine that synced with the deferral off. PostgreSQL: nothing is deferred.
+        p = self.proxy()
+        p.delay = 0.4  # each request, the NDJSON files too: the run waits between files
+        cid = self.connect(base=p.base + "/fhir")
+        st, out = self.local.post_json("/ehr/sync/%s" % cid, {"mode": "bulk"})
+        self.assertEqual(st, 202, out)
+        run_id = out["run_id"]
+        during = {}
+        if not self.DB:
+            # While the indexes are deferred: every type already whole is searched.
+            self.assertTrue(wait_until(lambda: self.search_indexes(self.local)[1], timeout=30),
+                            "the sync deferred no index")
+            for t in TYPES:
+                if self.local_total(t) == self.peer_count([t]):
+                    for q in self.SEARCHES[t]:
+                        during[(t, q)] = self.search_sources(self.local, t, q)
+            self.assertTrue(self.search_indexes(self.local)[1], "the deferral ended before the searches")
+            self.assertTrue(during, "no type was whole while the indexes were deferred")
+        run = self.wait_run(cid, run_id)
+        want = self.peer_count()
+        self.assertEqual((run["status"], run["created"], run["failed"]), ("completed", want, 0), run)
+        self.assertTrue(wait_until(lambda: "ehr.sync.finished" in [e.get("event") for e in self.local.log_events()]))
+        events = [e.get("event") for e in self.local.log_events()]
+        self.assertEqual(("ehr.sync.indexes_deferred" in events, "ehr.sync.indexes_built" in events),
+                         (not self.DB, not self.DB), events)
+        kept_db = []
+        if self.DB:
+            # The other engine in a database of its own.
+            base, _, name = self.DB.rpartition("/")
+            for sql in ("DROP DATABASE IF EXISTS %s_kept" % name, "CREATE DATABASE %s_kept" % name):
+                subprocess.run(["psql", "-q", "-X", self.DB, "-c", sql], check=True, capture_output=True, timeout=60)
+            kept_db = ["--db", "%s/%s_kept" % (base, name)]
+        kept = self.engine(config={"ehr": dict(LOCAL["ehr"], defer_indexes=False)}, args=kept_db)
+        if not self.DB:
+            have, deferred = self.search_indexes(self.local)
+            self.assertEqual(deferred, [])
+            self.assertEqual(have, self.search_indexes(kept)[0])
+        deferring, self.local = self.local, kept
+        cid2 = self.connect()
+        run = self.sync(cid2, "bulk")
+        self.assertEqual((run["status"], run["created"], run["failed"]), ("completed", want, 0), run)
+        if not self.DB:
+            self.assertEqual(self.search_indexes(kept)[1], [])
+        for t in TYPES:
+            for q in self.SEARCHES[t]:
+                # Sources name the EHR's resources: the same for both connections.
+                expect = self.search_sources(kept, t, q)
+                self.assertEqual(self.search_sources(deferring, t, q), expect, (t, q))
+                if (t, q) in during:
+                    self.assertEqual(during[(t, q)], expect, ("during the sync", t, q))
+        self.assertGreater(sum(len(self.search_sources(kept, t, q)) - 1 for t in TYPES for q in self.SEARCHES[t]), want)
+        # A clean stop (under --enable-sanitizers a leak makes the exit status non-zero).
+        self.assertEqual(deferring.stop(), 0, deferring.stderr()[-3000:])
+        if self.DB:
+            kept.close()
+            subprocess.run(["psql", "-q", "-X", self.DB, "-c", "DROP DATABASE IF EXISTS %s_kept" % name],
+                           capture_output=True, timeout=60)
+
+    def test_kill9_while_indexes_are_deferred_builds_them_at_restart_and_resumes(self):
+        # Killed while a first Bulk sync has the value indexes dropped: they are still listed
+        # in import_deferred; the store's next opening builds them (fhir/store.c,
+        # hv__store_tune), the run resumes into a store that is not empty (no second
+        # deferral) and completes with nothing lost.
+        if self.DB:
+            self.skipTest("PostgreSQL defers nothing")
+        self.local.start(fixed_ports=True)
+        p = self.proxy()
+        p.delay = 0.4
+        cid = self.connect(base=p.base + "/fhir")
+        st, out = self.local.post_json("/ehr/sync/%s" % cid, {"mode": "bulk"})
+        self.assertEqual(st, 202, out)
+        run_id = out["run_id"]
+        self.assertTrue(wait_until(lambda: self.search_indexes(self.local)[1], timeout=30), "nothing deferred")
+        self.local.kill9()
+        have, deferred = self.search_indexes(self.local)
+        self.assertTrue(deferred)
+        self.assertFalse(set(deferred) & set(have), (deferred, have))
+        p.delay = 0
+        self.local.start(fixed_ports=True)
+        run = self.wait_run(cid, run_id)
+        want = self.peer_count()
+        self.assertEqual(run["status"], "completed", run)
+        self.assertEqual((run["fetched"], run["created"] + run["updated"] + run["unchanged"], run["failed"]),
+                         (want, want, 0), run)
+        for t in TYPES:
+            self.assertEqual(self.local_total(t), self.peer_count([t]), t)
+        have_after, deferred_after = self.search_indexes(self.local)
+        self.assertEqual(deferred_after, [])
+        self.assertEqual(have_after, sorted(set(have) | set(deferred)))
+        self.assertEqual(have_after, self.search_indexes(self.engine())[0])
+        events = [e.get("event") for e in self.local.log_events()]
+        self.assertNotIn("ehr.sync.indexes_deferred", events)
+
+
 class AuthOn(EhrCase):
     def test_sync_writes_with_authentication_on_and_no_store_token(self):
         # The engine under test with authentication on: the sync writes in-process, so no
@@ -1447,6 +1581,8 @@ if PG_URL:
             Sync.test_bulk_chunks_hold_text_and_sqlite_writes_first_versions_without_a_tree
         test_a_bulk_location_is_written_from_its_tree_and_found_near_its_position = \
             Sync.test_a_bulk_location_is_written_from_its_tree_and_found_near_its_position
+        test_a_first_bulk_sync_defers_value_indexes_and_searches_as_one_without = \
+            Sync.test_a_first_bulk_sync_defers_value_indexes_and_searches_as_one_without
         test_kill9_mid_bulk_import_with_chunks_ahead_resumes_without_loss = \
             Sync.test_kill9_mid_bulk_import_with_chunks_ahead_resumes_without_loss
         test_every_page_after_the_first_is_fetched_while_the_page_before_is_written = \
