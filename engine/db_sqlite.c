@@ -303,6 +303,16 @@ int hv__db_sqlite_open(const char *dir, const char *name, hv_db_t **out, hv_erro
     sqlite3_extended_result_codes(db->h, 1);
     sqlite3_busy_timeout(db->h, BUSY_TIMEOUT_MS);
     rc = sqlite_exec(&db->base, pragmas);
+    if (rc != HV_OK && (sqlite3_errcode(db->h) & 0xff) == SQLITE_BUSY) {
+        /* SQLite's own words ("database is locked") leave the user to guess who holds it:
+         * in practice a `holovitals import` into the same data directory, which writes
+         * almost without a pause. */
+        hv_error_set(err, rc, path,
+                     "cannot configure: %s; another process has held its lock for over %d s (a "
+                     "holovitals import into this data directory?): start again when it has finished",
+                     db->base.errmsg, BUSY_TIMEOUT_MS / 1000);
+        goto out;
+    }
     if (rc != HV_OK) {
         hv_error_set(err, rc, path, "cannot configure: %s", db->base.errmsg);
         goto out;

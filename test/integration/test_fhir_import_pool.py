@@ -231,6 +231,8 @@ class ImportPoolTests(unittest.TestCase):
             con.close()
         self.assertEqual(code, 1, err)
         self.assertIn("cannot open the FHIR store", err)
+        # Who may hold it, not SQLite's bare "database is locked".
+        self.assertIn("database is locked; another process has held its lock for over 5 s", err)
         self.assertEqual(out, "")
 
     def test_a_file_that_cannot_be_read_is_named_with_the_systems_reason(self):
