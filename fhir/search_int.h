@@ -88,12 +88,6 @@ int hv__search_text_catch_up(hv_db_t *db, int64_t limit, int64_t *indexed);
  * for the storage thread (waiting NULL or 0: none). *seen: versions read. */
 int hv__search_text_slices(hv_db_t *db, int64_t slice, int64_t limit, int64_t (*waiting)(void *), void *ud,
                            int64_t *seen, int *yielded);
-/* Loop thread: holds (delta 1) or releases (-1) the catch-up tick of f's store. A first
- * Bulk sync into an empty store holds it while it runs and indexes its versions in one
- * job at its end (adapters/ehr/bulk.c); a _text/_content search still catches up first.
- * Nothing on PostgreSQL (no tick). */
-struct hv__fhir;
-void hv__search_text_hold(struct hv__fhir *f, int delta);
 
 /* The unit vector of a WGS84 position given in degrees. */
 void hv__search_geo_vector(double lat, double lon, double *x, double *y, double *z);

@@ -15,10 +15,9 @@
  * so every version above the mark is unindexed and every current version at or
  * below it is indexed: a crash between a write's commit and its catch-up leaves
  * the mark behind, never ahead. The engine runs a catch-up on an idle 250 ms tick
- * (forced every 5 s; held while a first Bulk sync runs, which indexes its versions in
- * one job at its end: hv__search_text_hold) and every search using _text/_content runs
- * one to the end first, in its own storage job (fhir/search_run.c), so it sees every
- * committed version. A version superseded or deleted before its catch-up is skipped (it is
+ * (forced every 5 s) and every search using _text/_content runs one to the end
+ * first, in its own storage job (fhir/search_run.c), so it sees every committed
+ * version. A version superseded or deleted before its catch-up is skipped (it is
  * not current); one superseded after it loses its row in the superseding write.
  * PostgreSQL keeps the write-time tsvector: its identity rids are not committed
  * in order when several processes write, so a mark could pass a row committed
@@ -823,7 +822,6 @@ typedef struct text_tick {
     int64_t seen; /* storage thread: versions the last job looked at (read by its done callback) */
     int behind;  /* the last job stopped at TICK_LIMIT or yielded: more versions wait */
     int sliced;  /* storage thread: the last job yielded to waiting jobs */
-    int held;    /* first Bulk syncs under way that index their text at their end */
     int closing;
 } text_tick_t;
 
@@ -881,7 +879,7 @@ static void tick_done(int status, void *arg)
     t->busy = 0;
     /* Behind: the next slice goes to the back of the storage queue at once, after the writes
      * that wait, so that the catch-up keeps pace with sustained writes in short slices. */
-    if (t->behind && !t->closing && t->held == 0 &&
+    if (t->behind && !t->closing &&
         hv_storage_submit(t->f->storage, tick_job, tick_done, t) == HV_OK)
         t->busy = 1;
 }
@@ -894,7 +892,7 @@ static void tick_done(int status, void *arg)
 static void on_tick(uv_timer_t *timer)
 {
     text_tick_t *t = timer->data;
-    if (t->busy || t->closing || t->held > 0)
+    if (t->busy || t->closing)
         return;
     if (hv_storage_queued(t->f->storage) > 0 && !t->behind && ++t->skipped < TICK_FORCE)
         return;
@@ -928,14 +926,6 @@ void hv__search_text_stop(hv__fhir_t *f)
         return;
     t->closing = 1;
     uv_timer_stop(&t->timer);
-}
-
-/* See fhir/search_int.h. */
-void hv__search_text_hold(hv__fhir_t *f, int delta)
-{
-    text_tick_t *t = f != NULL ? f->text_state : NULL;
-    if (t != NULL)
-        t->held += delta;
 }
 
 static void on_tick_closed(uv_handle_t *h)

@@ -199,16 +199,7 @@ static void bulk_done(hv__ehr_run_t *r) {
  * in import_deferred: the store's next opening builds them (hv__store_tune) before the run
  * resumes, and the resumed run finds the store not empty. ehr.defer_indexes=off keeps them.
  * PostgreSQL: not deferred. At 100,000 resources the build took 5–9 s of the storage
- * thread, during which the store's other jobs wait.
- *
- * Full text held. While such a run goes, the store's full-text catch-up tick is held
- * (hv__search_text_hold, fhir/search_special.c), and when it ends one job indexes for
- * _text/_content every version written since, just before the build: FTS5 then writes its
- * index in large segments within one transaction, instead of a small segment at each of
- * the run's commits that its merges rewrite again and again (docs/performance.md, s17-fts).
- * A _text/_content search meanwhile catches up first, as it always does, so it answers as
- * without the hold. A kill leaves sp_text_mark behind the run's versions: after the restart
- * the store is not empty, nothing is held, and the tick indexes them from the mark. */
+ * thread, during which the store's other jobs wait. */
 
 typedef struct defer_job {
     hv__ehr_run_t *r;
@@ -240,7 +231,6 @@ static void defer_done(int status, void *arg) {
         return;
     }
     r->deferred = status == HV_OK && j->deferred;
-    if (r->deferred) hv__search_text_hold(hv_engine_module_state(r->m->e, "fhir"), 1);
     lr = r->deferred ? hv_log_begin(HV_LOG_INFO, "ehr.sync.indexes_deferred") : NULL;
     if (lr) {
         hv_log_str(lr, "run", r->id);
@@ -302,55 +292,9 @@ static void restore_done(int status, void *arg) {
     next(r);
 }
 
-/* The full-text rows of the run's versions, in one job (see "full text held" above). */
-typedef struct text_job {
-    hv__fhir_t *f;
-    char run[HV__EHR_ID_MAX];
-    int64_t versions; /* storage thread: how many it looked at */
-    uint64_t ms;      /* storage thread: how long it took */
-} text_job_t;
-
-static int text_run(hv_db_t *db, void *arg) {
-    text_job_t *j = arg;
-    uint64_t t0 = hv_now_ms();
-    int rc = hv__search_text_catch_up(db, 0, &j->versions);
-    j->ms = hv_now_ms() - t0;
-    return rc;
-}
-
-static void text_done(int status, void *arg) {
-    text_job_t *j = arg;
-    hv_logrec_t *lr;
-    hv__search_text_hold(j->f, -1); /* a failure is caught up by the tick, as any write's */
-    if (status == HV_OK && (lr = hv_log_begin(HV_LOG_INFO, "ehr.sync.text_indexed")) != NULL) {
-        hv_log_str(lr, "run", j->run);
-        hv_log_int(lr, "versions", j->versions);
-        hv_log_int(lr, "ms", (int64_t)j->ms);
-        hv_log_end(lr);
-    } else if (status != HV_OK) {
-        hv_log(HV_LOG_WARN, "ehr.sync.text_indexed", "run %s: indexing the full text at the run's end failed: %s "
-               "(the engine catches it up later)", j->run, hv_strerror(status));
-    }
-    hv_free(j);
-}
-
-/* Queues the run's full-text job ahead of the index build; without it the tick is released
- * and catches up as after any write. */
-static void index_text(hv__ehr_run_t *r, hv__fhir_t *f) {
-    text_job_t *j = hv_calloc(1, sizeof(*j));
-    if (j != NULL) {
-        j->f = f;
-        snprintf(j->run, sizeof(j->run), "%s", r->id);
-        if (hv_storage_submit(f->storage, text_run, text_done, j) == HV_OK) return;
-    }
-    hv_free(j);
-    hv__search_text_hold(f, -1);
-}
-
 void hv__ehr_bulk_restore(hv__ehr_run_t *r, void (*next)(hv__ehr_run_t *r)) {
     hv__fhir_t *f = hv_engine_module_state(r->m->e, "fhir");
     defer_job_t *j = hv_calloc(1, sizeof(*j));
-    if (f != NULL && f->storage != NULL) index_text(r, f);
     if (j != NULL && f != NULL && f->storage != NULL) {
         j->r = r;
         j->next = next;
