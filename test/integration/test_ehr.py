@@ -1066,10 +1066,10 @@ class Sync(EhrCase):
         _, _, _, rows, current = self.text_state(self.local)
         self.assertEqual(len(current), self.peer_count())
         self.assertEqual(rows, current)
+        auth = {"Authorization": "Bearer " + self.peer_token()}  # one token: the peer limits their rate
         for t in TYPES:
             for q in self.TEXT_SEARCHES[t]:
-                st, out = self.peer.get_json("/fhir/%s?%s&_count=1000" % (t, q),
-                                             headers={"Authorization": "Bearer " + self.peer_token()})
+                st, out = self.peer.get_json("/fhir/%s?%s&_count=1000" % (t, q), headers=auth)
                 self.assertEqual(st, 200, out)
                 expect = [out.get("total")] + sorted("%s/%s" % (t, e["resource"]["id"]) for e in out.get("entry", []))
                 have = self.search_sources(self.local, t, q)
