@@ -198,6 +198,31 @@ class EhrCase(EngineTestCase):
         "Immunization": ["date=ge2010", "status=completed", "vaccine-code=140"],
     }
 
+    # _text and _content searches (fhir/search_special.c): on SQLite their full-text rows come
+    # from the catch-up after the commit, which such a search runs to the end first.
+    TEXT_SEARCHES = {
+        "Patient": ["_text=synthea", "_content=synthea&_summary=count"],
+        "Encounter": ["_content=sinusitis", "_text=sinusitis"],
+        "Condition": ["_content=viral"],
+        "Observation": ["_content=pressure", "_content=vital&_summary=count"],
+        "Immunization": ["_content=influenza"],
+    }
+
+    def text_state(self, eng):
+        """eng's SQLite store: (versions, full-text rows, sp_text_mark, the rowids of the
+        full-text rows, the rids of the current versions)."""
+        db = sqlite3.connect(os.path.join(eng.data, "fhir.db"))
+        try:
+            (n,) = db.execute("SELECT count(*) FROM resources").fetchone()
+            rows = sorted(r[0] for r in db.execute("SELECT rowid FROM sp_text"))
+            (mark,) = db.execute("SELECT last_rid FROM sp_text_mark").fetchone()
+            current = sorted(r[0] for r in db.execute(
+                "SELECT r.rid FROM resources r WHERE r.deleted = 0 AND r.version = "
+                "(SELECT max(v.version) FROM resources v WHERE v.type = r.type AND v.id = r.id)"))
+            return n, len(rows), mark, rows, current
+        finally:
+            db.close()
+
     def search_sources(self, eng, type_, query):
         """The total of Type?query on eng, then the EHR's Type/id (from meta.source) of each
         match, ordered as answered: the same whatever the connection's local ids and the
@@ -926,7 +951,8 @@ class Sync(EhrCase):
         # Into an empty SQLite store a Bulk sync drops the value indexes no statement names
         # and builds them when it ends (bulk.c, ehr.defer_indexes): meanwhile searches scan
         # and answer the same; afterwards every index is back and no search differs from an
-        # engine that synced with the deferral off. PostgreSQL: nothing is deferred.
+        # engine that synced with the deferral off. PostgreSQL: nothing is deferred. _text
+        # and _content searches (the catch-up on SQLite) answer the same during and after.
         p = self.proxy()
         p.delay = 0.4  # each request, the NDJSON files too: the run waits between files
         cid = self.connect(base=p.base + "/fhir")
@@ -938,9 +964,11 @@ class Sync(EhrCase):
             # While the indexes are deferred: every type already whole is searched.
             self.assertTrue(wait_until(lambda: self.search_indexes(self.local)[1], timeout=30),
                             "the sync deferred no index")
+            self.assertTrue(wait_until(lambda: any(self.local_total(t) == self.peer_count([t]) for t in TYPES),
+                                       timeout=30), "no type was whole")
             for t in TYPES:
                 if self.local_total(t) == self.peer_count([t]):
-                    for q in self.SEARCHES[t]:
+                    for q in self.SEARCHES[t] + self.TEXT_SEARCHES[t]:
                         during[(t, q)] = self.search_sources(self.local, t, q)
             self.assertTrue(self.search_indexes(self.local)[1], "the deferral ended before the searches")
             self.assertTrue(during, "no type was whole while the indexes were deferred")
@@ -951,6 +979,13 @@ class Sync(EhrCase):
         events = [e.get("event") for e in self.local.log_events()]
         self.assertEqual(("ehr.sync.indexes_deferred" in events, "ehr.sync.indexes_built" in events),
                          (not self.DB, not self.DB), events)
+        if not self.DB:
+            # Once the catch-up reaches the last version, every current version has its
+            # full-text row and no other version has one.
+            self.assertTrue(wait_until(lambda: self.text_state(self.local)[2] == self.text_state(self.local)[4][-1],
+                                       timeout=30), self.text_state(self.local)[:3])
+            _, _, _, rows, current = self.text_state(self.local)
+            self.assertEqual(rows, current)
         kept_db = []
         if self.DB:
             # The other engine in a database of its own.
@@ -970,13 +1005,15 @@ class Sync(EhrCase):
         if not self.DB:
             self.assertEqual(self.search_indexes(kept)[1], [])
         for t in TYPES:
-            for q in self.SEARCHES[t]:
+            for q in self.SEARCHES[t] + self.TEXT_SEARCHES[t]:
                 # Sources name the EHR's resources: the same for both connections.
                 expect = self.search_sources(kept, t, q)
                 self.assertEqual(self.search_sources(deferring, t, q), expect, (t, q))
                 if (t, q) in during:
                     self.assertEqual(during[(t, q)], expect, ("during the sync", t, q))
         self.assertGreater(sum(len(self.search_sources(kept, t, q)) - 1 for t in TYPES for q in self.SEARCHES[t]), want)
+        self.assertGreater(sum(len(self.search_sources(kept, t, q)) - 1 for t in TYPES for q in self.TEXT_SEARCHES[t]
+                               if "_summary" not in q), 20)
         # A clean stop (under --enable-sanitizers a leak makes the exit status non-zero).
         self.assertEqual(deferring.stop(), 0, deferring.stderr()[-3000:])
         if self.DB:
@@ -988,7 +1025,9 @@ class Sync(EhrCase):
         # Killed while a first Bulk sync has the value indexes dropped: they are still listed
         # in import_deferred; the store's next opening builds them (fhir/store.c,
         # hv__store_tune), the run resumes into a store that is not empty (no second
-        # deferral) and completes with nothing lost.
+        # deferral) and completes with nothing lost. The full-text rows not yet indexed at
+        # the kill are indexed from sp_text_mark after the restart: every current version
+        # has one.
         if self.DB:
             self.skipTest("PostgreSQL defers nothing")
         self.local.start(fixed_ports=True)
@@ -999,13 +1038,16 @@ class Sync(EhrCase):
         self.assertEqual(st, 202, out)
         run_id = out["run_id"]
         self.assertTrue(wait_until(lambda: self.search_indexes(self.local)[1], timeout=30), "nothing deferred")
+        self.assertTrue(wait_until(lambda: any(self.local_total(t) == self.peer_count([t]) for t in TYPES),
+                                   timeout=30), "no type was whole")
         self.local.kill9()
+        # The first process's own log lines (its deferral was logged if a flush came before the kill).
+        before = len(self.local.log_events())
         have, deferred = self.search_indexes(self.local)
         self.assertTrue(deferred)
         self.assertFalse(set(deferred) & set(have), (deferred, have))
+        self.assertGreater(self.text_state(self.local)[0], 0, "nothing written before the kill")
         p.delay = 0
-        # The log holds both runs; the first may have logged its deferral before the kill.
-        logged_before = len(self.local.log_events())
         self.local.start(fixed_ports=True)
         run = self.wait_run(cid, run_id)
         want = self.peer_count()
@@ -1018,9 +1060,23 @@ class Sync(EhrCase):
         self.assertEqual(deferred_after, [])
         self.assertEqual(have_after, sorted(set(have) | set(deferred)))
         self.assertEqual(have_after, self.search_indexes(self.engine())[0])
-        events = [e.get("event") for e in self.local.log_events()[logged_before:]]
+        events = [e.get("event") for e in self.local.log_events()[before:]]
         self.assertIn("ehr.sync.resumed", events)
         self.assertNotIn("ehr.sync.indexes_deferred", events)
+        # The tick indexes the versions above the mark (a search would too: none ran yet).
+        self.assertTrue(wait_until(lambda: self.text_state(self.local)[2] == self.text_state(self.local)[4][-1],
+                                   timeout=30), self.text_state(self.local)[:3])
+        _, _, _, rows, current = self.text_state(self.local)
+        self.assertEqual(len(current), self.peer_count())
+        self.assertEqual(rows, current)
+        auth = {"Authorization": "Bearer " + self.peer_token()}  # one token: the peer limits their rate
+        for t in TYPES:
+            for q in self.TEXT_SEARCHES[t]:
+                st, out = self.peer.get_json("/fhir/%s?%s&_count=1000" % (t, q), headers=auth)
+                self.assertEqual(st, 200, out)
+                expect = [out.get("total")] + sorted("%s/%s" % (t, e["resource"]["id"]) for e in out.get("entry", []))
+                have = self.search_sources(self.local, t, q)
+                self.assertEqual(have[:1] + sorted(have[1:]), expect, (t, q))
 
 
 class AuthOn(EhrCase):
