@@ -64,11 +64,11 @@ static const hv_setting_t fhir_settings[] = {
     {"fhir.history_max", NULL, HV_SET_INT, "1000", NULL, "Largest _count of _history."},
     {"fhir.synchronous", NULL, HV_SET_ENUM, "FULL", "FULL|NORMAL|OFF",
      "Durability of the FHIR store's commits (see hv_db_set_synchronous)."},
-    {"fhir.commit_pipeline", NULL, HV_SET_BOOL, "true", NULL,
+    {"fhir.commit_pipeline", NULL, HV_SET_BOOL, "false", NULL,
      "SQLite with fhir.synchronous FULL: commit each batch without fsync and run the next batch while "
      "a thread fdatasyncs the WAL; answers still wait for their batch to be on disk (engine/storage.c). "
-     "On by default since session 17 (more requests per fdatasync, as fast or faster at 64 connections, "
-     "docs/performance.md); another connection may read a batch before its sync (docs/fhir-store.md)."},
+     "Off by default: its gain is not steady (faster in some sessions' pairs, slower in others', "
+     "docs/performance.md), and another connection may read a batch before its sync (docs/fhir-store.md)."},
     {"fhir.checkpoint_pages", NULL, HV_SET_INT, "1000", NULL,
      "With fhir.commit_pipeline: checkpoint the WAL (between batches, with full syncs) once it holds this "
      "many pages."},

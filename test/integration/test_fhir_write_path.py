@@ -243,13 +243,14 @@ class WritePathTests(EngineTestCase):
                 self.assertEqual(len(obs.get("entry", [])), 1, (tag, obs))
 
     def test_kill9_loses_no_answered_write(self):
-        """The default (on SQLite fhir.commit_pipeline on): answers wait for the sync
-        thread's fdatasync of the WAL; kill -9 under load loses none of them."""
+        """The default (fhir.commit_pipeline off): each batch's COMMIT syncs on the storage
+        thread; kill -9 under load loses no answered write."""
         self.kill9_under_load()
 
-    def test_kill9_without_pipelined_commits_loses_no_answered_write(self):
-        """fhir.commit_pipeline off: each batch's COMMIT syncs on the storage thread."""
-        self.kill9_under_load(env={"HOLOVITALS_FHIR_COMMIT_PIPELINE": "false"})
+    def test_kill9_with_pipelined_commits_loses_no_answered_write(self):
+        """fhir.commit_pipeline on: answers wait for the sync thread's fdatasync of the WAL;
+        kill -9 under load loses none of them."""
+        self.kill9_under_load(env={"HOLOVITALS_FHIR_COMMIT_PIPELINE": "true"})
 
     def test_kill9_with_checkpoints_during_load_loses_no_answered_write(self):
         """Checkpoints every 8 WAL pages while creates and transactions commit (on SQLite
