@@ -352,7 +352,7 @@ class FhirChannelTests(EngineTestCase):
         eng = self.start([evch])
         import threading
         want = set()
-        for rnd in range(3):
+        for rnd in range(5):
             acked = []
             lock = threading.Lock()
 
