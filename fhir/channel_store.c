@@ -624,7 +624,7 @@ typedef struct crit {
 static pthread_mutex_t crit_lock = PTHREAD_MUTEX_INITIALIZER;
 static crit_t crits[MAX_SOURCES];
 static size_t ncrits;
-static int patient_events; /* the bus runs in this process (hv__fhir_patient_events) */
+static int patient_events; /* the bus runs in this process (hv__fhir_channel_store_start) */
 
 static int crit_add(const src_t *s, const char *channel)
 {
@@ -697,7 +697,7 @@ static int outbox_patient(hv_db_t *db, const hv__fop_t *op, const char *ev)
     return hv_event_outbox_add(db, ev, payload, (size_t)n);
 }
 
-void hv__fhir_patient_events(int on)
+static void set_patient_events(int on)
 {
     pthread_mutex_lock(&crit_lock);
     patient_events = on;
@@ -1026,11 +1026,12 @@ int hv__fhir_channel_store_start(hv_engine_t *e, hv__fhir_sources_t *reg)
     if (reg == NULL || f == NULL || f->storage == NULL)
         return HV_OK;
     reg->storage = f->storage;
-    /* The drain's read is a storage job: it publishes once every module has started. */
-    if (hv_event_outbox_drain(e, reg->storage) != HV_OK)
-        return HV_OK; /* HV_ENOTSUP: no bus here */
+    /* The drain's read is a storage job: it publishes once every module has started. Any
+     * other failure leaves the rows to the next write's drain. */
+    if (hv_event_outbox_drain(e, reg->storage) == HV_ENOTSUP)
+        return HV_OK; /* no bus here */
     reg->patient_events = 1;
-    hv__fhir_patient_events(1);
+    set_patient_events(1);
     return HV_OK;
 }
 
@@ -1039,7 +1040,7 @@ void hv__fhir_channel_store_free(hv_engine_t *e, hv__fhir_sources_t *reg)
     hv__fhir_t *f;
     if (reg == NULL)
         return;
-    hv__fhir_patient_events(0);
+    set_patient_events(0);
     f = hv_engine_module_state(e, "fhir");
     if (f != NULL)
         hv__fhir_off_change(f, on_change, reg);
