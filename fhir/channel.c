@@ -18,7 +18,10 @@
  *
  * It also attaches the FHIR store's changes to the engine's event bus: a Patient
  * created or updated publishes patient.created / patient.updated (the seed's event
- * types) with {"resourceType", "id", "version"} — ids only, no PHI.
+ * types) with {"resourceType", "id", "version"} — ids only, no PHI. The event is
+ * written in the write's own transaction (the store's outbox, fhir/channel_store.c
+ * hv__fhir_channel_store_start) and drained onto the bus after the commit, so that
+ * an answered write's event survives a crash right after the answer.
  */
 #include "config.h"
 
@@ -160,33 +163,18 @@ static int v_run(void *state, hv_channel_msg_t *m, hv_error_t *err) {
 
 static const hv_channel_step_t validate_step = {"validate", v_check, v_init, v_run, v_free};
 
-static void on_store_change(void *ud, const char *type, const char *id, int64_t version,
-                            hv_fhir_change_t change) {
-    hv_engine_t *e = ud;
-    const char *ev = NULL;
-    char payload[256];
-    int n;
-    if (strcmp(type, "Patient") == 0 && change == HV_FHIR_CHANGE_CREATED) ev = HV_EVENT_PATIENT_CREATED;
-    else if (strcmp(type, "Patient") == 0 && change == HV_FHIR_CHANGE_UPDATED)
-        ev = HV_EVENT_PATIENT_UPDATED;
-    if (ev == NULL) return;
-    n = snprintf(payload, sizeof(payload), "{\"resourceType\":\"%s\",\"id\":\"%s\",\"version\":%lld}",
-                 type, id, (long long)version);
-    if (n < 0 || (size_t)n >= sizeof(payload)) return;
-    /* The bus stores it durably; HV_ENOTSUP when the channels module does not run here. */
-    (void)hv_event_publish(e, ev, payload, (size_t)n, NULL, NULL);
-}
-
 static int channels_init(hv_engine_t *e, void **state) {
     hv__fhir_sources_t *sources = NULL;
     int rc = hv_channel_register_paths(e, &fhirpath_paths);
     if (rc == HV_OK) rc = hv_channel_register_step(e, &validate_step);
-    /* Under serve only (the fhir module's init has run): HV_ENOTFOUND otherwise. */
-    if (rc == HV_OK) (void)hv_fhir_store_on_change(e, on_store_change, e);
     /* The fhir-store destination and the fhir source (fhir/channel_store.c). */
     if (rc == HV_OK) rc = hv__fhir_channel_store_init(e, &sources);
     *state = sources;
     return rc;
+}
+
+static int channels_start(hv_engine_t *e, void *state) {
+    return hv__fhir_channel_store_start(e, state);
 }
 
 static void channels_free(hv_engine_t *e, void *state) {
@@ -194,5 +182,5 @@ static void channels_free(hv_engine_t *e, void *state) {
 }
 
 const hv_module_t hv_fhir_channels_module = {
-    "fhir-channels", NULL, NULL, channels_init, NULL, NULL, channels_free,
+    "fhir-channels", NULL, NULL, channels_init, channels_start, NULL, channels_free,
 };

@@ -483,6 +483,8 @@ struct src {
 /* The sources running in this process; the fhir-channels module's state. */
 struct hv__fhir_sources {
     hv_engine_t *engine;
+    hv_storage_t *storage; /* the FHIR store's */
+    int patient_events;    /* Patient writes add outbox rows (hv__fhir_channel_store_start) */
     src_t *head;
 };
 
@@ -622,6 +624,7 @@ typedef struct crit {
 static pthread_mutex_t crit_lock = PTHREAD_MUTEX_INITIALIZER;
 static crit_t crits[MAX_SOURCES];
 static size_t ncrits;
+static int patient_events; /* the bus runs in this process (hv__fhir_channel_store_start) */
 
 static int crit_add(const src_t *s, const char *channel)
 {
@@ -683,18 +686,39 @@ static int crit_match(hv_db_t *db, const crit_t *c, const hv__fop_t *op, int *ma
     return rc;
 }
 
+/* The patient.created / patient.updated row of a Patient write: ids only, no PHI. */
+static int outbox_patient(hv_db_t *db, const hv__fop_t *op, const char *ev)
+{
+    char payload[256];
+    int n = snprintf(payload, sizeof(payload), "{\"resourceType\":\"Patient\",\"id\":\"%s\",\"version\":%lld}",
+                     op->id, (long long)op->out_version);
+    if (n < 0 || (size_t)n >= sizeof(payload))
+        return HV_EINVAL; /* not reached: ids are at most 64 characters */
+    return hv_event_outbox_add(db, ev, payload, (size_t)n);
+}
+
+static void set_patient_events(int on)
+{
+    pthread_mutex_lock(&crit_lock);
+    patient_events = on;
+    pthread_mutex_unlock(&crit_lock);
+}
+
 int hv__fhir_outbox_change(hv_db_t *db, const hv__fop_t *op)
 {
     unsigned bit = op->change == HV__CHANGE_CREATED   ? ON_CREATE
                    : op->change == HV__CHANGE_UPDATED ? ON_UPDATE
                                                       : ON_DELETE;
+    const char *ev = NULL;
     hv_buf_t b;
     size_t nmatch = 0;
     int rc = HV_OK;
     pthread_mutex_lock(&crit_lock);
+    if (patient_events && bit != ON_DELETE && strcmp(op->type, "Patient") == 0)
+        ev = bit == ON_CREATE ? HV_EVENT_PATIENT_CREATED : HV_EVENT_PATIENT_UPDATED;
     if (ncrits == 0) {
         pthread_mutex_unlock(&crit_lock);
-        return HV_OK;
+        return ev != NULL ? outbox_patient(db, op, ev) : HV_OK;
     }
     hv_buf_init(&b, 64 * 1024);
     rc = hv_buf_printf(&b, "{\"resourceType\":\"%s\",\"id\":\"%s\",\"version\":%lld,\"change\":\"%s\",\"sources\":[",
@@ -718,6 +742,8 @@ int hv__fhir_outbox_change(hv_db_t *db, const hv__fop_t *op)
     if (rc == HV_OK && nmatch > 0)
         rc = hv_event_outbox_add(db, "fhir.change", b.data, b.len);
     hv_buf_release(&b);
+    if (rc == HV_OK && ev != NULL)
+        rc = outbox_patient(db, op, ev);
     return rc;
 }
 
@@ -948,16 +974,15 @@ static void on_bus_change(void *ud, const hv_event_t *ev, hv_event_ack_cb ack, v
     }
 }
 
-/* A committed change of the store (loop thread): its outbox row goes to the bus. */
+/* A committed change of the store (loop thread): its outbox rows go to the bus. */
 static void on_change(void *ud, const char *type, const char *id, int64_t version, hv_fhir_change_t change)
 {
     hv__fhir_sources_t *reg = ud;
-    (void)type;
     (void)id;
     (void)version;
-    (void)change;
-    if (reg->head != NULL)
-        (void)hv_event_outbox_drain(reg->engine, reg->head->f->storage);
+    if (reg->head != NULL || (reg->patient_events && change != HV_FHIR_CHANGE_DELETED &&
+                              strcmp(type, "Patient") == 0))
+        (void)hv_event_outbox_drain(reg->engine, reg->storage);
 }
 
 static const hv_channel_source_t fhir_source = {"fhir", s_check, s_start, s_stop};
@@ -988,11 +1013,34 @@ int hv__fhir_channel_store_init(hv_engine_t *e, hv__fhir_sources_t **out)
     return HV_OK;
 }
 
+/*
+ * patient.created / patient.updated are written with the write (fhir/store_ops.c), in
+ * its transaction, only when the bus runs in this process: its start drains what the
+ * outbox holds (a crash between a commit and its drain), and each committed Patient
+ * write drains again. Without the bus (--services without channels) no row is written
+ * — nothing would ever drain it — and the store emits no patient events, as before.
+ */
+int hv__fhir_channel_store_start(hv_engine_t *e, hv__fhir_sources_t *reg)
+{
+    hv__fhir_t *f = hv_engine_module_state(e, "fhir");
+    if (reg == NULL || f == NULL || f->storage == NULL)
+        return HV_OK;
+    reg->storage = f->storage;
+    /* The drain's read is a storage job: it publishes once every module has started. Any
+     * other failure leaves the rows to the next write's drain. */
+    if (hv_event_outbox_drain(e, reg->storage) == HV_ENOTSUP)
+        return HV_OK; /* no bus here */
+    reg->patient_events = 1;
+    set_patient_events(1);
+    return HV_OK;
+}
+
 void hv__fhir_channel_store_free(hv_engine_t *e, hv__fhir_sources_t *reg)
 {
     hv__fhir_t *f;
     if (reg == NULL)
         return;
+    set_patient_events(0);
     f = hv_engine_module_state(e, "fhir");
     if (f != NULL)
         hv__fhir_off_change(f, on_change, reg);

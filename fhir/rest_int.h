@@ -139,6 +139,8 @@ void hv__fhir_off_change(hv__fhir_t *f, hv_fhir_change_cb cb, void *ud);
  * module does not run in this process. */
 typedef struct hv__fhir_sources hv__fhir_sources_t;
 int hv__fhir_channel_store_init(hv_engine_t *e, hv__fhir_sources_t **out);
+/* The module's start: Patient writes add patient.* outbox rows when the bus runs here. */
+int hv__fhir_channel_store_start(hv_engine_t *e, hv__fhir_sources_t *reg);
 void hv__fhir_channel_store_free(hv_engine_t *e, hv__fhir_sources_t *reg);
 
 /* An OperationOutcome tree with one issue. */

@@ -146,7 +146,9 @@ int hv__fop_run(hv_db_t *db, hv__fop_t *op);
  * fhir/channel_store.c: while a `fhir` channel source runs in this process, adds
  * the change op made (type, id, version, kind) to the store's hv_outbox in the
  * op's own transaction, so that the change reaches the source exactly once even
- * across a crash right after the commit. HV_OK and nothing written otherwise.
+ * across a crash right after the commit; and, while the event bus runs in this
+ * process (hv__fhir_channel_store_start), the patient.created / patient.updated
+ * event of a Patient write. HV_OK and nothing written otherwise.
  */
 int hv__fhir_outbox_change(hv_db_t *db, const hv__fop_t *op);
 
