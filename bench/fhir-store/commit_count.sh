@@ -13,17 +13,9 @@
 set -u
 bin=$1; mode=$2; shift 2
 dur=${DUR:-5}
-here=$(cd "$(dirname "$0")" && pwd)
-w=$(mktemp -d "${TMPDIR:-/tmp}/hv-bench-commits.XXXXXX"); mkdir -p "$w/ch"
-port=$((31000 + RANDOM % 3000))
-# The request body: threads_cpu.sh's.
-sed -n "/^if \[ \"\$mode\" = create \]/,/^fi/p" "$here/threads_cpu.sh" |
-  awk -v m="$mode" '/^if|^else/ { on = (m == "create") == /^if/; next } on && !/^ *path=|^ *cat |^LUA|^fi/' > "$w/w.lua"
-path=/fhir/Patient; [ "$mode" = tx ] && path=/fhir
-env HOLOVITALS_FHIR_VALIDATION=reject "$@" "$bin" serve --data "$w/data" --http "127.0.0.1:$port" \
-  --mllp "127.0.0.1:$((port + 300))" --channels "$w/ch" --auth off --log-level warn >/dev/null 2>"$w/err" &
-pid=$!
-for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
+w=$(mktemp -d "${TMPDIR:-/tmp}/hv-bench-commits.XXXXXX")
+. "$(dirname "$0")/serve_mode.sh"
+serve_mode "$mode" "$@"
 cpu0=$(awk '{print $14 + $15}' /proc/$pid/stat)
 perf stat -e syscalls:sys_enter_fdatasync,syscalls:sys_enter_pwrite64 --per-thread -x, -o "$w/stat" -p $pid &
 sp=$!

@@ -13,16 +13,9 @@
 #   bench/fhir-store/commit_trace.sh BIN create|tx [NAME=VALUE...]
 set -u
 bin=$1; mode=$2; shift 2
-here=$(cd "$(dirname "$0")" && pwd)
-w=$(mktemp -d "${TMPDIR:-/tmp}/hv-bench-trace.XXXXXX"); mkdir -p "$w/ch"
-port=$((31000 + RANDOM % 3000))
-sed -n "/^if \[ \"\$mode\" = create \]/,/^fi/p" "$here/threads_cpu.sh" |
-  awk -v m="$mode" '/^if|^else/ { on = (m == "create") == /^if/; next } on && !/^ *path=|^ *cat |^LUA|^fi/' > "$w/w.lua"
-path=/fhir/Patient; [ "$mode" = tx ] && path=/fhir
-env HOLOVITALS_FHIR_VALIDATION=reject "$@" "$bin" serve --data "$w/data" --http "127.0.0.1:$port" \
-  --mllp "127.0.0.1:$((port + 300))" --channels "$w/ch" --auth off --log-level warn >/dev/null 2>"$w/err" &
-pid=$!
-for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
+w=$(mktemp -d "${TMPDIR:-/tmp}/hv-bench-trace.XXXXXX")
+. "$(dirname "$0")/serve_mode.sh"
+serve_mode "$mode" "$@"
 for t in /proc/$pid/task/*; do echo "$(basename "$t") $(cat "$t/comm")"; done > "$w/threads"
 wrk -t1 -c64 -d1s -s "$w/w.lua" "http://127.0.0.1:$port$path" >/dev/null # warm-up
 e=syscalls:sys_enter_fdatasync,syscalls:sys_exit_fdatasync,syscalls:sys_enter_futex,syscalls:sys_exit_futex

@@ -14,29 +14,9 @@
 set -u
 bin=$1; mode=$2; shift 2
 dur=${DUR:-5}
-w=$(mktemp -d "${TMPDIR:-/tmp}/hv-bench-threads.XXXXXX"); mkdir -p "$w/ch"
-port=$((31000 + RANDOM % 3000))
-if [ "$mode" = create ]; then
-  path=/fhir/Patient
-  cat > "$w/w.lua" <<'LUA'
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/fhir+json"
-wrk.headers["Prefer"] = "return=minimal"
-wrk.body = '{"resourceType":"Patient","identifier":[{"system":"urn:bench","value":"1"}],"name":[{"family":"Bench","given":["Wrk"]}],"gender":"female","birthDate":"1970-01-01"}'
-LUA
-else
-  path=/fhir
-  cat > "$w/w.lua" <<'LUA'
-wrk.method = "POST"
-wrk.path = "/fhir"
-wrk.headers["Content-Type"] = "application/fhir+json"
-wrk.body = '{"resourceType":"Bundle","type":"transaction","entry":[{"fullUrl":"urn:uuid:0a0b0c0d-0000-4000-8000-000000000001","resource":{"resourceType":"Patient","name":[{"family":"Tx"}]},"request":{"method":"POST","url":"Patient"}},{"resource":{"resourceType":"Observation","status":"final","code":{"text":"hr"},"subject":{"reference":"urn:uuid:0a0b0c0d-0000-4000-8000-000000000001"}},"request":{"method":"POST","url":"Observation"}}]}'
-LUA
-fi
-env HOLOVITALS_FHIR_VALIDATION=reject "$@" "$bin" serve --data "$w/data" --http "127.0.0.1:$port" \
-  --mllp "127.0.0.1:$((port + 300))" --channels "$w/ch" --auth off --log-level warn >/dev/null 2>"$w/err" &
-pid=$!
-for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
+w=$(mktemp -d "${TMPDIR:-/tmp}/hv-bench-threads.XXXXXX")
+. "$(dirname "$0")/serve_mode.sh"
+serve_mode "$mode" "$@"
 # One line per thread: "name/tid ticks".
 snap() { for t in /proc/$pid/task/*; do echo "$(cat "$t/comm")/$(basename "$t") $(awk '{print $14 + $15}' "$t/stat")"; done; }
 snap > "$w/a"
