@@ -59,18 +59,9 @@ nres=$(wc -l < "$work/resources.ndjson")
 ceil=$("$ceiling" "$work/ceiling.db" < "$work/resources.ndjson")
 ceil_rate=$(echo "$ceil" | cut -d' ' -f3)
 
-cat > "$work/create.lua" <<'LUA'
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/fhir+json"
-wrk.headers["Prefer"] = "return=minimal"
-wrk.body = '{"resourceType":"Patient","identifier":[{"system":"urn:bench","value":"1"}],"name":[{"family":"Bench","given":["Wrk"]}],"gender":"female","birthDate":"1970-01-01"}'
-LUA
-cat > "$work/tx.lua" <<'LUA'
-wrk.method = "POST"
-wrk.path = "/fhir"
-wrk.headers["Content-Type"] = "application/fhir+json"
-wrk.body = '{"resourceType":"Bundle","type":"transaction","entry":[{"fullUrl":"urn:uuid:0a0b0c0d-0000-4000-8000-000000000001","resource":{"resourceType":"Patient","name":[{"family":"Tx"}]},"request":{"method":"POST","url":"Patient"}},{"resource":{"resourceType":"Observation","status":"final","code":{"text":"hr"},"subject":{"reference":"urn:uuid:0a0b0c0d-0000-4000-8000-000000000001"}},"request":{"method":"POST","url":"Observation"}}]}'
-LUA
+. "$(dirname "$0")/serve_mode.sh"
+bench_body create "$work/create.lua"
+bench_body tx "$work/tx.lua"
 
 bench_backend() { # name dbargs...
   local name=$1; shift
