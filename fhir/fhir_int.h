@@ -182,6 +182,20 @@ const hv_fhir_elem_t *hv__fhir_value_owner(const hv_fhir_elem_t *e, const hv_fhi
 /* The root element of the resource type that obj's resourceType names, or NULL. */
 const hv_fhir_elem_t *hv__fhir_resource_root(struct json_object *obj);
 
+/*
+ * The json-c tree of text, a JSON object, read without json-c's tokener (json_read.c), or
+ * NULL when the reader declines: on an error, on nesting deeper than max_depth allows, and on
+ * the rarities whose json-c tree it leaves to json-c. Owned by the caller.
+ */
+struct json_object *hv__fhir_json_read(const char *text, size_t len, int max_depth);
+
+/*
+ * The model's own copy of name[0..len) when some element of the model has that JSON property
+ * name (or it is "resourceType"), else NULL: static storage, for json-c keys added with
+ * JSON_C_OBJECT_KEY_IS_CONSTANT instead of a strdup per key.
+ */
+const char *hv__fhir_key_static(const char *name, size_t len);
+
 /* hv_fhir_xml_write with an error description (location = element path). */
 int hv__fhir_xml_write_err(struct json_object *resource, unsigned flags, hv_buf_t *out,
                            hv_error_t *err);

@@ -3,8 +3,10 @@
  * tree that is the in-memory form of a resource, and writing that tree back in
  * the specification's element order.
  *
- * Reading: our own UTF-8 check (RFC 3629), then json-c's tokener in strict mode with
- * a depth cap; syntax errors get a line and column (counted in characters, 1-based). Then,
+ * Reading: our own UTF-8 check (RFC 3629), then the fast reader of json_read.c, which
+ * builds the tree json-c's tokener would or declines; when it declines, json-c's tokener
+ * in strict mode with a depth cap; syntax errors get a line and column (counted in
+ * characters, 1-based). Then,
  * unless the caller asks for leniency, the structural check of validate.c runs
  * and the first content error is reported with its element path.
  *
@@ -240,29 +242,16 @@ static void tokener_keep(struct json_tokener *tok, int depth, size_t len) {
     c->depth = depth;
 }
 
-int hv_fhir_json_parse(const char *text, size_t len, const hv_fhir_parse_opts_t *opts,
-                       struct json_object **out, hv_error_t *err) {
+/*
+ * json-c's tokener (strict mode, depth max_depth) on text: *out is its tree, or err says where
+ * and why not. The slow path of hv_fhir_json_parse, and the one that words its errors.
+ */
+static int tokener_parse(const char *text, size_t len, int max_depth, struct json_object **out,
+                         hv_error_t *err) {
     struct json_tokener *tok = NULL;
     struct json_object *obj = NULL;
-    size_t max_bytes =
-        opts != NULL && opts->max_bytes > 0 ? opts->max_bytes : HV_FHIR_DEFAULT_MAX_BYTES;
-    int max_depth =
-        opts != NULL && opts->max_depth > 0 ? opts->max_depth : HV_FHIR_DEFAULT_MAX_DEPTH;
-    unsigned flags = opts != NULL ? opts->flags : 0;
     int rc = HV_EPROTO;
 
-    if (len > max_bytes || len > INT32_MAX) {
-        hv_error_set(err, HV_ETOOBIG, NULL, "document of %zu bytes exceeds the cap of %zu", len,
-                     max_bytes);
-        return HV_ETOOBIG;
-    }
-    size_t bad = utf8_invalid_at(text, len);
-    if (bad < len) {
-        hv_error_set(err, HV_EPROTO, NULL, "invalid JSON: the text is not valid UTF-8");
-        if (err != NULL)
-            offset_to_linecol(text, bad, &err->line, &err->column);
-        return HV_EPROTO;
-    }
     tok = tokener_take(max_depth);
     if (tok == NULL)
         return HV_ENOMEM;
@@ -317,6 +306,46 @@ int hv_fhir_json_parse(const char *text, size_t len, const hv_fhir_parse_opts_t 
             offset_to_linecol(text, end, &err->line, &err->column);
         goto out;
     }
+    *out = obj;
+    obj = NULL;
+    rc = HV_OK;
+out:
+    json_object_put(obj);
+    if (tok != NULL)
+        json_tokener_free(tok); /* json-c 0.16's free is not NULL-safe */
+    return rc;
+}
+
+int hv_fhir_json_parse(const char *text, size_t len, const hv_fhir_parse_opts_t *opts,
+                       struct json_object **out, hv_error_t *err) {
+    struct json_object *obj = NULL;
+    size_t max_bytes =
+        opts != NULL && opts->max_bytes > 0 ? opts->max_bytes : HV_FHIR_DEFAULT_MAX_BYTES;
+    int max_depth =
+        opts != NULL && opts->max_depth > 0 ? opts->max_depth : HV_FHIR_DEFAULT_MAX_DEPTH;
+    unsigned flags = opts != NULL ? opts->flags : 0;
+    int rc = HV_EPROTO;
+
+    if (len > max_bytes || len > INT32_MAX) {
+        hv_error_set(err, HV_ETOOBIG, NULL, "document of %zu bytes exceeds the cap of %zu", len,
+                     max_bytes);
+        return HV_ETOOBIG;
+    }
+    size_t bad = utf8_invalid_at(text, len);
+    if (bad < len) {
+        hv_error_set(err, HV_EPROTO, NULL, "invalid JSON: the text is not valid UTF-8");
+        if (err != NULL)
+            offset_to_linecol(text, bad, &err->line, &err->column);
+        return HV_EPROTO;
+    }
+    /* The fast reader (json_read.c) builds the tree json-c's tokener would, or declines;
+     * json-c's tokener then reads the text and words any error. */
+    obj = hv__fhir_json_read(text, len, max_depth);
+    if (obj == NULL) {
+        rc = tokener_parse(text, len, max_depth, &obj, err);
+        if (rc != HV_OK)
+            return rc;
+    }
     if (!json_object_is_type(obj, json_type_object)) {
         hv_error_set(err, HV_EINVAL, NULL, "a FHIR resource must be a JSON object");
         rc = HV_EINVAL;
@@ -344,8 +373,6 @@ int hv_fhir_json_parse(const char *text, size_t len, const hv_fhir_parse_opts_t 
     rc = HV_OK;
 out:
     json_object_put(obj);
-    if (tok != NULL)
-        json_tokener_free(tok); /* json-c 0.16's free is not NULL-safe */
     return rc;
 }
 

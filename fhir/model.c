@@ -61,13 +61,56 @@ static void build_index(void) {
     }
 }
 
+/* Compares the NUL-terminated s with name[0..len). */
+static int eqn(const char *s, const char *name, size_t len) {
+    return strncmp(s, name, len) == 0 && s[len] == '\0';
+}
+
 static inline void ensure_index(void) {
     pthread_once(&index_once, build_index);
 }
 
-/* Compares the NUL-terminated s with name[0..len). */
-static int eqn(const char *s, const char *name, size_t len) {
-    return strncmp(s, name, len) == 0 && s[len] == '\0';
+/*
+ * The distinct JSON property names of the model (the child keys, choice elements expanded,
+ * and "resourceType"), one slot each: pool offset + 1 (UINT32_MAX for "resourceType"), 0
+ * empty. 2,000-odd names in 8,192 slots; filling stops at half, so a probe always ends at
+ * an empty slot.
+ */
+#define KEY_SLOTS 8192
+static uint32_t key_slots[KEY_SLOTS];
+static const char key_resource_type[] = "resourceType";
+static pthread_once_t keys_once = PTHREAD_ONCE_INIT;
+
+static const char *key_at(uint32_t slot) {
+    return slot == UINT32_MAX ? key_resource_type : HV__S(slot - 1);
+}
+
+static void build_keys(void) {
+    uint32_t filled = 0;
+    for (uint32_t i = 0; i <= hv__fhir_childkeys_count && filled < KEY_SLOTS / 2; i++) {
+        /* The last round is "resourceType", which is no element's name. */
+        uint32_t v = i < hv__fhir_childkeys_count ? hv__fhir_childkeys[i].name + 1 : UINT32_MAX;
+        const char *n = key_at(v);
+        size_t len = strlen(n);
+        uint32_t j = hash_bytes(n, len, 0) & (KEY_SLOTS - 1);
+        while (key_slots[j] != 0 && strcmp(key_at(key_slots[j]), n) != 0)
+            j = (j + 1) & (KEY_SLOTS - 1);
+        if (key_slots[j] == 0) {
+            key_slots[j] = v;
+            filled++;
+        }
+    }
+}
+
+const char *hv__fhir_key_static(const char *name, size_t len) {
+    pthread_once(&keys_once, build_keys);
+    uint32_t j = hash_bytes(name, len, 0) & (KEY_SLOTS - 1);
+    for (; key_slots[j] != 0; j = (j + 1) & (KEY_SLOTS - 1)) {
+        const char *k = key_at(key_slots[j]);
+        if (eqn(k, name, len))
+            return k;
+    }
+    return NULL;
 }
 
 /* ---- types ---------------------------------------------------------------- */
