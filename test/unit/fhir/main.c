@@ -6,6 +6,7 @@ int main(void) {
     failed += run_model_tests();
     failed += run_json_tests();
     failed += run_json_write_tests();
+    failed += run_json_read_tests();
     failed += run_xml_tests();
     failed += run_validate_tests();
     failed += run_profile_tests();

@@ -13,6 +13,7 @@
 int run_model_tests(void);
 int run_json_tests(void);
 int run_json_write_tests(void);
+int run_json_read_tests(void);
 int run_examples_tests(void);
 int run_xml_tests(void);
 int run_validate_tests(void);

@@ -1,0 +1,200 @@
+/*
+ * json_read.c — tests of fhir/json_read.c: the fast reader builds the tree json-c's strict
+ * tokener builds, node for node, and leaves to the tokener what it declines.
+ */
+#include "tests.h"
+
+#include <json-c/json.h>
+#include <string.h>
+
+#include "fhir/fhir_int.h"
+
+/* Equal as json-c trees: types, key order, string bytes, integer values, number text. */
+static int same_tree(struct json_object *a, struct json_object *b) {
+    enum json_type t = json_object_get_type(a);
+    if (t != json_object_get_type(b))
+        return 0;
+    switch (t) {
+    case json_type_null:
+        return 1;
+    case json_type_boolean:
+        return json_object_get_boolean(a) == json_object_get_boolean(b);
+    case json_type_int:
+        return json_object_get_int64(a) == json_object_get_int64(b) &&
+               json_object_get_uint64(a) == json_object_get_uint64(b);
+    case json_type_double:
+        return json_object_get_double(a) == json_object_get_double(b) &&
+               strcmp(json_object_to_json_string_ext(a, JSON_C_TO_STRING_PLAIN),
+                      json_object_to_json_string_ext(b, JSON_C_TO_STRING_PLAIN)) == 0;
+    case json_type_string:
+        return json_object_get_string_len(a) == json_object_get_string_len(b) &&
+               memcmp(json_object_get_string(a), json_object_get_string(b),
+                      (size_t)json_object_get_string_len(a)) == 0;
+    case json_type_array: {
+        size_t n = json_object_array_length(a);
+        if (n != json_object_array_length(b))
+            return 0;
+        for (size_t i = 0; i < n; i++)
+            if (!same_tree(json_object_array_get_idx(a, i), json_object_array_get_idx(b, i)))
+                return 0;
+        return 1;
+    }
+    case json_type_object: {
+        struct json_object_iterator ia = json_object_iter_begin(a), ea = json_object_iter_end(a);
+        struct json_object_iterator ib = json_object_iter_begin(b);
+        if (json_object_object_length(a) != json_object_object_length(b))
+            return 0;
+        for (; !json_object_iter_equal(&ia, &ea); json_object_iter_next(&ia),
+                                                  json_object_iter_next(&ib)) {
+            if (strcmp(json_object_iter_peek_name(&ia), json_object_iter_peek_name(&ib)) != 0 ||
+                !same_tree(json_object_iter_peek_value(&ia), json_object_iter_peek_value(&ib)))
+                return 0;
+        }
+        return 1;
+    }
+    }
+    return 0;
+}
+
+static struct json_object *tokener_tree(const char *text, size_t len, int depth) {
+    struct json_tokener *tok = json_tokener_new_ex(depth);
+    assert_non_null(tok);
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+    struct json_object *o = json_tokener_parse_ex(tok, text, (int)len);
+    if (json_tokener_get_error(tok) != json_tokener_success) {
+        json_object_put(o);
+        o = NULL;
+    }
+    json_tokener_free(tok);
+    return o;
+}
+
+/* hv_fhir_json_parse (lenient) of text: the reader's tree when it reads it, the tokener's
+ * otherwise; either way the tokener's tree. reads says which path it was. */
+static void assert_parses_as_tokener(const char *text, size_t len, int reads) {
+    struct json_object *fast = hv__fhir_json_read(text, len, HV_FHIR_DEFAULT_MAX_DEPTH);
+    struct json_object *want = tokener_tree(text, len, HV_FHIR_DEFAULT_MAX_DEPTH), *got = NULL;
+    hv_fhir_parse_opts_t opts = {.flags = HV_FHIR_PARSE_LENIENT};
+    if ((fast != NULL) != reads)
+        print_error("%s: the reader %s\n", text, fast != NULL ? "read it" : "declined");
+    assert_int_equal(fast != NULL, reads);
+    assert_non_null(want);
+    assert_int_equal(hv_fhir_json_parse(text, len, &opts, &got, NULL), HV_OK);
+    assert_true(same_tree(got, want));
+    if (fast != NULL)
+        assert_true(same_tree(fast, want));
+    json_object_put(fast);
+    json_object_put(want);
+    json_object_put(got);
+}
+
+#define DOC(s) {"{\"resourceType\":\"Basic\"," s "}", sizeof("{\"resourceType\":\"Basic\"," s "}") - 1}
+
+static void fhir_json_read_builds_the_tokeners_tree(void **state) {
+    (void)state;
+    static const struct {
+        const char *text;
+        size_t len;
+    } cases[] = {
+        /* "-0" is json-c's integer 0; decimals keep their text; 18 digits stay int64. */
+        DOC("\"a\":[0,-0,1,-1,123456789012345678,-123456789012345678,1e5,1E+5,2e-0,-0.0,"
+            "0.5e-3,1.50,-1.25E-2,100]"),
+        DOC("\"s\":\"a\\u0000b\\n\\t\\\"\\\\\\/\\u00e9\\u20AC\\b\\f\\r\",\"t\":\"caf\xc3\xa9\""),
+        /* A duplicate replaces the value in the first one's place, model name or not. */
+        DOC("\"a\":1,\"code\":2,\"a\":3,\"code\":[4],\"id\":\"x\",\"id\":null"),
+        DOC("\"a\":[],\"b\":{},\"c\":[[],{}],\"d\":[true,false,null],\"\":\"\""),
+        {" \r\n\t{ \"resourceType\" : \"Basic\" ,\n    \"a\" : [ 1 , 2 ]\t}\n  ", 0},
+        /* More model names in one object than the reader tracks (16). */
+        DOC("\"id\":\"1\",\"meta\":{},\"text\":{},\"language\":\"en\",\"extension\":[],"
+            "\"modifierExtension\":[],\"identifier\":[],\"code\":{},\"subject\":{},"
+            "\"created\":\"2020\",\"author\":{},\"status\":\"x\",\"system\":\"s\","
+            "\"display\":\"d\",\"value\":1,\"url\":\"u\",\"reference\":\"r\",\"id\":\"2\","
+            "\"code\":{\"text\":\"t\"},\"_status\":{}"),
+    };
+    for (size_t i = 0; i < HV_ARRAY_LEN(cases); i++)
+        assert_parses_as_tokener(cases[i].text,
+                                 cases[i].len > 0 ? cases[i].len : strlen(cases[i].text), 1);
+}
+
+/* What the reader declines json-c reads in its own way: the tokener's tree, as before. */
+static void fhir_json_read_declines_what_json_c_reads_its_own_way(void **state) {
+    (void)state;
+    static const char *const cases[] = {
+        "{\"resourceType\":\"Basic\",\"a\":[-01]}",                /* json-c: -1 */
+        "{\"resourceType\":\"Basic\",\"a\":[1234567890123456789]}", /* 19 digits */
+        "{\"resourceType\":\"Basic\",\"a\":[18446744073709551615]}", /* uint64 */
+        "{\"resourceType\":\"Basic\",\"a\":[99999999999999999999]}", /* saturates */
+        "{\"resourceType\":\"Basic\",\"s\":\"\\ud83d\\ude00\"}",     /* a pair joined */
+        "{\"resourceType\":\"Basic\",\"s\":\"\\udc00x\"}",           /* U+FFFD */
+        "{\"resourceType\":\"Basic\",\"k\\u0000x\":1}",              /* key cut at the NUL */
+        "{\"resourceType\":\"Basic\",\"s\":\"a\x01z\"}",             /* raw control byte */
+        "{\"resourceType\":\"Basic\",\"a\":0.1234567890123456789012345678901234567890123456789"
+        "012345678901234567890}", /* a decimal over 63 bytes */
+    };
+    for (size_t i = 0; i < HV_ARRAY_LEN(cases); i++)
+        assert_parses_as_tokener(cases[i], strlen(cases[i]), 0);
+}
+
+/* At every depth cap around the nesting, the verdict is json-c's: the same tree, or its
+ * depth error. */
+static void fhir_json_read_nesting_at_the_depth_cap_is_json_cs(void **state) {
+    (void)state;
+    for (int nest = 1; nest <= 8; nest++) {
+        char text[128];
+        size_t n = (size_t)snprintf(text, sizeof(text), "{\"resourceType\":\"Basic\",\"a\":");
+        for (int i = 0; i < nest; i++) {
+            if (i % 2 == 0)
+                text[n++] = '[';
+            else
+                n += (size_t)snprintf(text + n, sizeof(text) - n, "{\"b\":");
+        }
+        text[n++] = '1';
+        for (int i = nest - 1; i >= 0; i--)
+            text[n++] = i % 2 == 0 ? ']' : '}';
+        text[n++] = '}';
+        for (int depth = 2; depth <= 12; depth++) {
+            hv_fhir_parse_opts_t opts = {.max_depth = depth, .flags = HV_FHIR_PARSE_LENIENT};
+            struct json_object *want = tokener_tree(text, n, depth), *got = NULL;
+            int rc = hv_fhir_json_parse(text, n, &opts, &got, NULL);
+            assert_int_equal(rc, want != NULL ? HV_OK : HV_ETOOBIG);
+            if (want != NULL)
+                assert_true(same_tree(got, want));
+            json_object_put(want);
+            json_object_put(got);
+        }
+    }
+}
+
+/* Keys that are the model's names are json-c's constant keys: they come off, go back,
+ * copy and compare as any key does. */
+static void fhir_json_read_model_keys_behave_as_keys(void **state) {
+    (void)state;
+    static const char text[] =
+        "{\"resourceType\":\"Patient\",\"id\":\"p\",\"birthDate\":\"2000-01-01\",\"x-own\":1}";
+    struct json_object *o = hv__fhir_json_read(text, sizeof(text) - 1, HV_FHIR_DEFAULT_MAX_DEPTH);
+    struct json_object *want = tokener_tree(text, sizeof(text) - 1, HV_FHIR_DEFAULT_MAX_DEPTH);
+    assert_non_null(o);
+    struct json_object *copy = NULL;
+    assert_int_equal(json_object_deep_copy(o, &copy, NULL), 0);
+    assert_true(same_tree(copy, want));
+    json_object_object_del(o, "birthDate");
+    json_object_object_del(o, "x-own");
+    assert_int_equal(json_object_object_length(o), 2);
+    json_object_object_add(o, "birthDate", json_object_new_string("2000-01-01"));
+    json_object_object_add(o, "x-own", json_object_new_int(1));
+    assert_true(same_tree(o, want));
+    assert_true(hv_fhir_json_equal(copy, o));
+    json_object_put(copy);
+    json_object_put(o);
+    json_object_put(want);
+}
+
+int run_json_read_tests(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(fhir_json_read_builds_the_tokeners_tree),
+        cmocka_unit_test(fhir_json_read_declines_what_json_c_reads_its_own_way),
+        cmocka_unit_test(fhir_json_read_nesting_at_the_depth_cap_is_json_cs),
+        cmocka_unit_test(fhir_json_read_model_keys_behave_as_keys),
+    };
+    return cmocka_run_group_tests_name("fhir_json_read", tests, NULL, NULL);
+}
