@@ -383,7 +383,7 @@ static void back_to_wal(hv_db_t *db)
  * system call during the deferred indexes' build (whose 2 MB page cache holds none of the
  * tables), each allocation an entry in the auto_vacuum pointer map, and each B-tree split a
  * balance. With 16 KiB pages the import makes a quarter of those calls: at 100k its system
- * time fell by ~40% and its CPU by ~3% (docs/performance.md, session 18). The price is paid
+ * time fell by ~40% and its CPU by 3-14% (docs/performance.md, session 18). The price is paid
  * later, by a server writing into the store: a create changes as many pages as before, each
  * four times larger in the WAL (bytes written per create 2.1x in that measurement).
  *
