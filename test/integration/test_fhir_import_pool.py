@@ -355,6 +355,8 @@ class ImportPoolTests(unittest.TestCase):
         empty = os.path.join(self.tmp, "empty.ndjson")
         with open(empty, "w", encoding="utf-8") as f:
             f.write("\n")
+        # Either store got its larger pages (fhir/import.c, larger_pages) from the import
+        # that created it, alone with it: the "shared" one from the import of nothing.
         for name, other, outside in (("alone", False, "yes"), ("shared", True, "no")):
             data = os.path.join(self.tmp, name)
             con = None
@@ -376,12 +378,49 @@ class ImportPoolTests(unittest.TestCase):
             try:
                 self.assertEqual(con.execute("PRAGMA journal_mode").fetchone()[0], "wal")
                 self.assertEqual(con.execute("PRAGMA integrity_check").fetchall(), [("ok",)])
+                self.assertEqual(con.execute("PRAGMA page_size").fetchone()[0], 16384)
+                self.assertEqual(con.execute("PRAGMA auto_vacuum").fetchone()[0], 2)
             finally:
                 con.close()
             got = full_dump(data)
             for t in want:
                 self.assertEqual(got[t], want[t], t)
             self.assertEqual(indexes(data), indexes(kept))
+
+    def test_only_an_empty_store_gets_larger_pages(self):
+        # The import changes the page size (VACUUM) only while the store holds no resource: a
+        # store with resources keeps its pages, and imports into both end with the same rows.
+        files = synthea_files()[:4]
+        self.assertEqual(len(files), 4, "no Synthea bundles under " + REFERENCE)
+        small = os.path.join(self.tmp, "small")
+        os.makedirs(small)
+        # A new store whose first import shares it with another connection stays in WAL,
+        # with SQLite's 4 KiB pages.
+        con = sqlite3.connect(os.path.join(small, "fhir.db"))
+        try:
+            con.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            self.assertEqual(con.execute("PRAGMA journal_mode=WAL").fetchone()[0], "wal")
+            self.assertEqual(con.execute("SELECT count(*) FROM sqlite_master").fetchall(), [(0,)])
+            _, code, _, err = self.imp("small", [files[0]], "--workers", "1")
+        finally:
+            con.close()
+        self.assertEqual(code, 0, err)
+        # Alone with it now, but it holds resources.
+        _, code, _, err = self.imp("small", files[1:], "--workers", "1", env={"HOLOVITALS_IMPORT_PRECOMPUTE": "1"})
+        self.assertEqual(code, 0, err)
+        self.assertIn("holovitals import: Bundles written outside the WAL: yes\n", err)
+        big, code, _, err = self.imp("big", files, "--workers", "1")
+        self.assertEqual(code, 0, err)
+        for data, page in ((small, 4096), (big, 16384)):
+            con = sqlite3.connect(os.path.join(data, "fhir.db"))
+            try:
+                self.assertEqual(con.execute("PRAGMA page_size").fetchone()[0], page, data)
+                self.assertEqual(con.execute("PRAGMA integrity_check").fetchall(), [("ok",)])
+            finally:
+                con.close()
+        want, got = full_dump(big), full_dump(small)
+        for t in want:
+            self.assertEqual(got[t], want[t], t)
 
     def test_kill_while_writing_bundles_outside_the_wal_then_reopen(self):
         # Units of 200 NDJSON lines, one Bundle and one commit each (--batch 200). Killed once
