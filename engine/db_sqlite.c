@@ -510,13 +510,13 @@ void hv__db_wal_stop(hv_db_t *db) {
  * runs beside a busy writer seldom sees that moment (the writer commits again before
  * the copy ends; db_sqlite.c's pipelined commits tried a second connection for this
  * reason and gave up), so the WAL would grow without end. The writer therefore waits,
- * in the hook after the commit that takes the WAL to `limit` frames, for one pass that
- * began after that commit: nothing is written meanwhile, so the pass copies everything
- * (unless a reader still reads an older snapshot, and then the writer goes on and asks
- * again at its next commit); the next transaction restarts the WAL, and
- * journal_size_limit truncates the file. Passes in between (one per `pages` frames)
- * keep what is left to copy then small, so the wait is short. The hook runs after the
- * commit has released the write lock: a REST write on another connection is not held.
+ * in the hook after the commit that takes the WAL to `limit` frames (the write lock
+ * already released), for one pass that began after that commit: the writer writes
+ * nothing meanwhile, so the pass copies everything (unless a reader still reads an older
+ * snapshot; then the writer goes on and waits again after its next commit, for a pass
+ * that finds nothing it may copy and returns at once); the next transaction restarts the
+ * WAL, and journal_size_limit truncates the file. Passes in between (one per `pages`
+ * frames) keep what is left to copy then small, so the wait is short.
  */
 struct hv__db_ckpt {
     sqlite3 *h;            /* the checkpointer's connection */
