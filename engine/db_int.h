@@ -125,6 +125,19 @@ int hv__db_wal_checkpoint(hv_db_t *db);
 int hv__db_wal_frames(hv__db_wal_t *w);
 void hv__db_wal_stop(hv_db_t *db);
 
+/*
+ * Checkpoints on another thread (db_sqlite.c): hv__db_ckpt_start (the connection's
+ * thread, outside a transaction; not with pipelined commits) opens a second connection
+ * to the file and a thread that checkpoints it PASSIVE once per `pages` frames the
+ * writer commits, instead of the writer's automatic checkpoint; the writer waits for a
+ * pass only when a commit leaves `limit` frames or more, so the WAL stays bounded.
+ * hv__db_ckpt_stop (nothing else running on the connection) restores the automatic
+ * checkpoint; closing the connection stops it too.
+ */
+typedef struct hv__db_ckpt hv__db_ckpt_t;
+int hv__db_ckpt_start(hv_db_t *db, int pages, int limit);
+void hv__db_ckpt_stop(hv_db_t *db);
+
 /* Formats db->errmsg. */
 void hv__db_set_error(hv_db_t *db, const char *fmt, ...) HV_PRINTF(2, 3);
 /* The mode last set by hv_db_set_synchronous, "" when never set (storage.c). */

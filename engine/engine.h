@@ -481,6 +481,14 @@ int hv_storage_submit_rerun(hv_storage_t *s, hv_storage_job_cb job, hv_storage_d
  * once, before the first submit (engine/storage.c).
  */
 int hv_storage_pipeline(hv_storage_t *s, int checkpoint_pages);
+/*
+ * SQLite without pipelined commits (else HV_ENOTSUP): the WAL is checkpointed by a
+ * thread with its own connection, once per checkpoint_pages frames committed, instead
+ * of inside the storage thread's COMMIT; the storage thread waits for a checkpoint only
+ * when a commit leaves 8 × checkpoint_pages frames, so the WAL stays bounded
+ * (engine/db_sqlite.c). Call once, before the first submit.
+ */
+int hv_storage_checkpoint_thread(hv_storage_t *s, int checkpoint_pages);
 size_t hv_storage_queued(hv_storage_t *s);
 /* Runs what is queued, stops the thread, closes the db, then frees. Call from the loop thread. */
 void hv_storage_free(hv_storage_t *s);

@@ -521,6 +521,18 @@ fail:
     return rc;
 }
 
+int hv_storage_checkpoint_thread(hv_storage_t *s, int checkpoint_pages) {
+    int rc;
+    if (s == NULL || checkpoint_pages <= 0) return HV_EINVAL;
+    if (hv_db_kind(s->db) != HV_DB_SQLITE || s->wal != NULL) return HV_ENOTSUP;
+    uv_mutex_lock(&s->lock);
+    rc = s->submitted != 0 ? HV_EINVAL : HV_OK;
+    uv_mutex_unlock(&s->lock);
+    /* The storage thread waits for a job and holds no statement: the connection is free.
+     * The bound: 8 × 1,000 pages is 32 MiB of WAL at 4 KiB pages, under journal_size_limit. */
+    return rc != HV_OK ? rc : hv__db_ckpt_start(s->db, checkpoint_pages, 8 * checkpoint_pages);
+}
+
 /* Loop thread: calls the done callbacks of every finished job, in order. The
  * counters are re-read each time, so a done callback may submit, or even free
  * the storage (which delivers the rest itself). */

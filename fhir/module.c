@@ -71,7 +71,11 @@ static const hv_setting_t fhir_settings[] = {
      "docs/performance.md), and another connection may read a batch before its sync (docs/fhir-store.md)."},
     {"fhir.checkpoint_pages", NULL, HV_SET_INT, "1000", NULL,
      "With fhir.commit_pipeline: checkpoint the WAL (between batches, with full syncs) once it holds this "
-     "many pages."},
+     "many pages. With fhir.checkpoint_thread: the checkpoint thread runs once per this many pages committed."},
+    {"fhir.checkpoint_thread", NULL, HV_SET_BOOL, "true", NULL,
+     "SQLite without fhir.commit_pipeline: checkpoint the WAL on a thread with its own connection instead of "
+     "inside the storage thread's commits; the storage thread waits for it only when the WAL reaches 8 x "
+     "fhir.checkpoint_pages pages (engine/db_sqlite.c)."},
     {"fhir.cache_size", NULL, HV_SET_SIZE, "64MiB", NULL,
      "Page cache of the FHIR store's SQLite writer connection (PRAGMA cache_size): the search index's "
      "B-trees are written at random places, and a cache that holds them saves a read per page."},

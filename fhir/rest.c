@@ -639,6 +639,13 @@ int hv__fhir_rest_init(hv_engine_t *e, void **state)
         rc = hv_storage_pipeline(f->storage, ckpt > 0 ? ckpt : 1000);
         if (rc != HV_OK)
             goto fail;
+    } else if (hv_config_bool(cfg, "fhir.checkpoint_thread") && hv_db_kind(db) == HV_DB_SQLITE) {
+        /* Otherwise SQLite checkpoints inside the storage thread's COMMIT, the serial
+         * bound of large writes (a Bulk EHR sync: docs/performance.md). */
+        int ckpt = (int)hv_config_int(cfg, "fhir.checkpoint_pages");
+        rc = hv_storage_checkpoint_thread(f->storage, ckpt > 0 ? ckpt : 1000);
+        if (rc != HV_OK)
+            goto fail;
     }
     f->m_reads = hv_metrics_counter(m, "hv_fhir_reads_total", "FHIR reads answered from the store.", NULL);
     f->m_writes = hv_metrics_counter(m, "hv_fhir_writes_total", "FHIR resource versions written.", NULL);
