@@ -486,6 +486,9 @@ typedef int (*hv_storage_flush_cb)(hv_db_t *db, int discard, void *ud);
 int hv_storage_submit_deferring(hv_storage_t *s, hv_storage_job_cb job, hv_storage_done_cb done, void *arg);
 void hv_storage_set_flush(hv_storage_t *s, hv_storage_flush_cb flush, void *ud);
 int hv_storage_deferring(void);
+/* Storage thread, in a deferring job that is about to read what deferred writes write (a
+ * search): writes them now, those of the job itself included. HV_OK outside such a job. */
+int hv_storage_flush_deferred(hv_db_t *db);
 /*
  * Pipelined commits (SQLite with synchronous FULL only, else HV_ENOTSUP): each batch
  * commits without fsync and the next batch runs while a sync thread fdatasyncs the

@@ -43,7 +43,8 @@
  *
  *   BEGIN; job 1; job 2 (both deferring); flush; job 3; job 4 (deferring); flush; COMMIT
  *
- * A failing flush counts as a failing bare job: the transaction is rolled back, what
+ * A deferring job that must read them itself (a search over the index) writes them first
+ * with hv_storage_flush_deferred. A failing flush counts as a failing bare job: the transaction is rolled back, what
  * was deferred is discarded (the callback with discard set), and the batch runs again in
  * the safe form, where nothing is deferred and each job writes everything itself, so a
  * job that fails is still undone alone.
@@ -169,10 +170,14 @@ struct hv_storage {
     void *flush_ud;
 };
 
-/* Storage thread: 1 while a job runs that may leave writes to the flush. */
-static _Thread_local int deferring;
+/* Storage thread: the storage whose job runs and may leave writes to its flush, else NULL. */
+static _Thread_local hv_storage_t *deferring;
 
-int hv_storage_deferring(void) { return deferring; }
+int hv_storage_deferring(void) { return deferring != NULL; }
+
+int hv_storage_flush_deferred(hv_db_t *db) {
+    return deferring != NULL ? deferring->flush(db, 0, deferring->flush_ud) : HV_OK;
+}
 
 /* Runs one transaction-control command. On SQLite the statement cache makes it a
  * step of an already prepared statement; on PostgreSQL it is one simple-query round trip. */
@@ -322,9 +327,9 @@ static void batch_run(hv_storage_t *s, batch_t *b) {
                 break;
             }
         }
-        deferring = defer;
+        deferring = defer ? s : NULL;
         sl->status = sl->job(db, sl->arg);
-        deferring = 0;
+        deferring = NULL;
         b->pending |= defer;
         if (sl->status > 0) sl->status = HV_OK;
         if (sl->status == HV_OK) continue;
