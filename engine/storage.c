@@ -44,10 +44,10 @@
  *   BEGIN; job 1; job 2 (both deferring); flush; job 3; job 4 (deferring); flush; COMMIT
  *
  * A deferring job that must read them itself (a search over the index) writes them first
- * with hv_storage_flush_deferred. A failing flush counts as a failing bare job: the transaction is rolled back, what
- * was deferred is discarded (the callback with discard set), and the batch runs again in
- * the safe form, where nothing is deferred and each job writes everything itself, so a
- * job that fails is still undone alone.
+ * with hv_storage_flush_deferred. A failing flush counts as a failing bare job: the
+ * transaction is rolled back, what was deferred is discarded (the callback with discard
+ * set), and the batch runs again in the safe form, where nothing is deferred and each job
+ * writes everything itself, so a job that fails is still undone alone.
  *
  * Results go back to the loop thread through one uv_async_t; its callback calls
  * each job's done callback in submission order. Jobs live in a queue of at most
