@@ -474,6 +474,22 @@ int hv_storage_submit_lazy(hv_storage_t *s, hv_storage_job_cb job, hv_storage_do
  */
 int hv_storage_submit_rerun(hv_storage_t *s, hv_storage_job_cb job, hv_storage_done_cb done, void *arg);
 /*
+ * Deferred writes: as hv_storage_submit_rerun, for a job that, when hv_storage_deferring()
+ * is 1 while it runs, may leave some of its writes to the callback set with
+ * hv_storage_set_flush (storage thread: flush(db, 0, ud) writes what the jobs left since the
+ * last call, flush(db, 1, ud) drops it after a rollback). The flush runs in the job's
+ * transaction before any job that is not deferring and before COMMIT; a failing flush
+ * makes the batch run again with nothing deferred (engine/storage.c). Set the callback
+ * before the first submit.
+ */
+typedef int (*hv_storage_flush_cb)(hv_db_t *db, int discard, void *ud);
+int hv_storage_submit_deferring(hv_storage_t *s, hv_storage_job_cb job, hv_storage_done_cb done, void *arg);
+void hv_storage_set_flush(hv_storage_t *s, hv_storage_flush_cb flush, void *ud);
+int hv_storage_deferring(void);
+/* Storage thread, in a deferring job that is about to read what deferred writes write (a
+ * search): writes them now, those of the job itself included. HV_OK outside such a job. */
+int hv_storage_flush_deferred(hv_db_t *db);
+/*
  * Pipelined commits (SQLite with synchronous FULL only, else HV_ENOTSUP): each batch
  * commits without fsync and the next batch runs while a sync thread fdatasyncs the
  * WAL; a batch's done callbacks still run only after its data is on disk. The storage

@@ -35,6 +35,20 @@
  * nothing outside the database that a second run would get wrong. No job's done
  * callback runs before the batch's final COMMIT.
  *
+ * Deferred writes (hv_storage_submit_deferring, hv_storage_set_flush): a re-runnable job
+ * that runs bare may leave part of its writes to the storage's flush callback, which
+ * writes what a run of such jobs left in one go (the FHIR store: their search-index
+ * rows, one INSERT per table for all of them). The flush runs before the first job of
+ * the batch that is not such a job — it may read what they write — and before COMMIT:
+ *
+ *   BEGIN; job 1; job 2 (both deferring); flush; job 3; job 4 (deferring); flush; COMMIT
+ *
+ * A deferring job that must read them itself (a search over the index) writes them first
+ * with hv_storage_flush_deferred. A failing flush counts as a failing bare job: the
+ * transaction is rolled back, what was deferred is discarded (the callback with discard
+ * set), and the batch runs again in the safe form, where nothing is deferred and each job
+ * writes everything itself, so a job that fails is still undone alone.
+ *
  * Results go back to the loop thread through one uv_async_t; its callback calls
  * each job's done callback in submission order. Jobs live in a queue of at most
  * max_queue slots, indexed by four running counters:
@@ -116,6 +130,7 @@ typedef struct slot {
     int status;
     int lazy; /* hv_storage_submit_lazy: need not be durable when done runs */
     int rerun; /* hv_storage_submit_rerun: may run twice, runs without a savepoint */
+    int defer; /* hv_storage_submit_deferring: also may leave writes to the flush */
 } slot_t;
 
 struct hv_storage {
@@ -151,7 +166,18 @@ struct hv_storage {
     int sync_stop;        /* under lock: the sync thread exits */
     int sync_failed;      /* under lock: an fdatasync failed; every job from then on fails */
     int ckpt_pages;       /* checkpoint once the WAL holds this many frames */
+    hv_storage_flush_cb flush; /* hv_storage_set_flush, or NULL */
+    void *flush_ud;
 };
+
+/* Storage thread: the storage whose job runs and may leave writes to its flush, else NULL. */
+static _Thread_local hv_storage_t *deferring;
+
+int hv_storage_deferring(void) { return deferring != NULL; }
+
+int hv_storage_flush_deferred(hv_db_t *db) {
+    return deferring != NULL ? deferring->flush(db, 0, deferring->flush_ud) : HV_OK;
+}
 
 /* Runs one transaction-control command. On SQLite the statement cache makes it a
  * step of an already prepared statement; on PostgreSQL it is one simple-query round trip. */
@@ -236,6 +262,7 @@ typedef struct batch {
     int first_savepoint;
     int broken;         /* BEGIN or a savepoint command failed: the transaction is lost */
     int rerun;          /* a bare job failed: rolled back, the caller runs it again safe */
+    int pending;        /* a deferring job ran since the last flush */
     int begun;          /* BEGIN succeeded */
     const char *what;   /* the step that broke it (log) */
 } batch_t;
@@ -256,6 +283,27 @@ static void batch_open(hv_storage_t *s, batch_t *b, uint64_t begin, uint64_t end
     else b->begun = 1;
 }
 
+/* After the rollback of a bare batch: the writes its jobs left to the flush are dropped. */
+static void discard(hv_storage_t *s, batch_t *b) {
+    if (b->pending) s->flush(s->db, 1, s->flush_ud);
+    b->pending = 0;
+}
+
+/* Writes what the bare jobs before b->next left to the flush. Its failure is theirs: as
+ * when a bare job fails, the transaction is rolled back and b->rerun set, so that each
+ * job runs again in its own savepoint and writes everything itself. */
+static int batch_flush(hv_storage_t *s, batch_t *b) {
+    int rc;
+    if (!b->pending) return HV_OK;
+    b->pending = 0;
+    rc = s->flush(s->db, 0, s->flush_ud);
+    if (rc == HV_OK) return HV_OK;
+    hv_db_rollback(s->db);
+    for (uint64_t j = b->begin; j < b->next; j++) slot_at(s, j)->status = HV_OK;
+    b->rerun = 1;
+    return rc;
+}
+
 /* Runs the batch's jobs that have not run yet, filling their status. When a bare
  * (re-runnable) job fails, rolls the transaction back and sets b->rerun: nothing else is
  * reported, the caller opens the batch again with safe set. */
@@ -264,6 +312,10 @@ static void batch_run(hv_storage_t *s, batch_t *b) {
     int rc;
     for (; b->next < b->end && b->broken == HV_OK && !b->rerun; b->next++) {
         slot_t *sl = slot_at(s, b->next);
+        int defer = !b->guarded && sl->defer && s->flush != NULL;
+        /* Only jobs that may defer run while deferred writes wait: any other job may read
+         * what they will write. */
+        if (!defer && batch_flush(s, b) != HV_OK) break;
         /* From the first job that may not run twice on, every job has its savepoint. */
         if (!b->guarded && !sl->rerun) b->guarded = 1;
         if (b->guarded) {
@@ -275,12 +327,16 @@ static void batch_run(hv_storage_t *s, batch_t *b) {
                 break;
             }
         }
+        deferring = defer ? s : NULL;
         sl->status = sl->job(db, sl->arg);
+        deferring = NULL;
+        b->pending |= defer;
         if (sl->status > 0) sl->status = HV_OK;
         if (sl->status == HV_OK) continue;
         if (!b->guarded) {
             /* A bare job failed: only the whole transaction can undo it. */
             hv_db_rollback(db);
+            discard(s, b);
             for (uint64_t j = b->begin; j <= b->next; j++) slot_at(s, j)->status = HV_OK;
             b->rerun = 1;
             break;
@@ -315,6 +371,7 @@ static size_t batch_close(hv_storage_t *s, batch_t *b, uint64_t *commit_ns, int 
     }
     log_batch_failure(s, b->what, b->broken, (size_t)(b->end - b->begin));
     if (b->begun) hv_db_rollback(s->db);
+    discard(s, b);
     *tx_failed = 1;
     for (i = b->begin; i < b->end; i++) {
         slot_t *sl = slot_at(s, i);
@@ -399,6 +456,7 @@ static void storage_thread(void *arg) {
             }
             uv_mutex_unlock(&s->lock);
             end = b.end;
+            if (b.broken == HV_OK && !b.rerun) batch_flush(s, &b);
             if (b.rerun) {
                 batch_open(s, &b, begin, end, 1);
                 batch_run(s, &b);
@@ -674,7 +732,7 @@ static void on_idle(uv_idle_t *h) { (void)h; }
 #define STREAM_WAKE 8
 
 static int submit(hv_storage_t *s, hv_storage_job_cb job, hv_storage_done_cb done, void *arg,
-                  int lazy, int rerun) {
+                  int lazy, int rerun, int defer) {
     slot_t *sl, **place;
     uint64_t n;
     int full;
@@ -705,6 +763,7 @@ static int submit(hv_storage_t *s, hv_storage_job_cb job, hv_storage_done_cb don
     sl->status = HV_OK;
     sl->lazy = lazy;
     sl->rerun = rerun;
+    sl->defer = defer;
     s->staged++;
     if (s->streaming || s->parked) {
         /* The storage thread is idle, or runs this turn's open batch: no reason to hold
@@ -740,16 +799,25 @@ static int submit(hv_storage_t *s, hv_storage_job_cb job, hv_storage_done_cb don
 }
 
 int hv_storage_submit(hv_storage_t *s, hv_storage_job_cb job, hv_storage_done_cb done, void *arg) {
-    return submit(s, job, done, arg, 0, 0);
+    return submit(s, job, done, arg, 0, 0, 0);
 }
 
 int hv_storage_submit_lazy(hv_storage_t *s, hv_storage_job_cb job, hv_storage_done_cb done,
                            void *arg) {
-    return submit(s, job, done, arg, 1, 0);
+    return submit(s, job, done, arg, 1, 0, 0);
 }
 
 int hv_storage_submit_rerun(hv_storage_t *s, hv_storage_job_cb job, hv_storage_done_cb done, void *arg) {
-    return submit(s, job, done, arg, 0, 1);
+    return submit(s, job, done, arg, 0, 1, 0);
+}
+
+int hv_storage_submit_deferring(hv_storage_t *s, hv_storage_job_cb job, hv_storage_done_cb done, void *arg) {
+    return submit(s, job, done, arg, 0, 1, 1);
+}
+
+void hv_storage_set_flush(hv_storage_t *s, hv_storage_flush_cb flush, void *ud) {
+    s->flush = flush;
+    s->flush_ud = ud;
 }
 
 int hv__storage_parked(hv_storage_t *s) {

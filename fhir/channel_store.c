@@ -672,6 +672,9 @@ static int crit_match(hv_db_t *db, const crit_t *c, const hv__fop_t *op, int *ma
         *match = 1;
         return HV_OK;
     }
+    /* The search reads the version's index rows: those a create deferred are written first. */
+    if ((rc = hv_storage_flush_deferred(db)) != HV_OK)
+        return rc;
     hv__fop_init(&q, HV__FOP_READ);
     snprintf(q.type, sizeof(q.type), "%s", c->type);
     q.cond = hv_malloc(strlen(c->query) + strlen(op->id) + 6);

@@ -126,7 +126,9 @@ void hv__rreq_submit_ex(hv__rreq_t *r, hv_storage_job_cb job, hv_storage_done_cb
 {
     int rc;
     r->op.principal = r->principal; /* the store checks the resources themselves (fhir/rest_authz.c) */
-    rc = rerun ? hv_storage_submit_rerun(r->f->storage, job, done, r) : hv_storage_submit(r->f->storage, job, done, r);
+    rc = rerun == HV__SUBMIT_DEFER ? hv_storage_submit_deferring(r->f->storage, job, done, r)
+         : rerun                   ? hv_storage_submit_rerun(r->f->storage, job, done, r)
+                                   : hv_storage_submit(r->f->storage, job, done, r);
     if (rc != HV_OK) {
         hv_http_header_add(r->req, "Retry-After", "1");
         hv__rest_outcome(r, 503, "error", "transient", "the store is busy (%s); retry later", hv_strerror(rc));
@@ -551,6 +553,22 @@ void hv__fhir_off_change(hv__fhir_t *f, hv_fhir_change_cb cb, void *ud)
 
 /* ---- the module ---- */
 
+/*
+ * The storage's flush (engine/storage.c, hv_storage_set_flush): the search-index rows of
+ * the REST creates that ran bare since the last flush, one INSERT per table for all of
+ * them (hv__search_batch_flush), where each create would pay a statement per table; the
+ * creates of a group commit share its transaction, so their rows go in together.
+ */
+static int flush_deferred(hv_db_t *db, int discard, void *ud)
+{
+    hv__fhir_t *f = ud;
+    if (discard) {
+        f->deferred.n = 0;
+        return HV_OK;
+    }
+    return hv__search_batch_flush(db, &f->deferred);
+}
+
 int hv__fhir_rest_init(hv_engine_t *e, void **state)
 {
     hv_config_t *cfg = hv_engine_config(e);
@@ -631,6 +649,7 @@ int hv__fhir_rest_init(hv_engine_t *e, void **state)
         hv_db_close(db);
         goto fail;
     }
+    hv_storage_set_flush(f->storage, flush_deferred, f);
     /* SQLite with fhir.synchronous FULL: the next batch runs during the WAL's fdatasync
      * (engine/storage.c); other modes and PostgreSQL keep their own commit. */
     if (hv_config_bool(cfg, "fhir.commit_pipeline") && hv_db_kind(db) == HV_DB_SQLITE &&
@@ -684,6 +703,7 @@ int hv__fhir_rest_init(hv_engine_t *e, void **state)
 fail:
     if (f->storage != NULL)
         hv_storage_free(f->storage);
+    hv__search_batch_clear(&f->deferred);
     hv__export_free(f);
     hv__rcache_free(f->rcache);
     hv_fhir_validator_free(f->validator);
@@ -713,6 +733,7 @@ void hv__fhir_rest_free(hv_engine_t *e, void *state)
         hv_storage_free(f->storage); /* runs the queued jobs and their done callbacks */
     hv__export_free(f);
     hv__search_text_free(f); /* after the storage thread: a tick's done callback uses it */
+    hv__search_batch_clear(&f->deferred);
     hv__rcache_free(f->rcache);
     hv_fhir_validator_free(f->validator);
     hv_free(f);

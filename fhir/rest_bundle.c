@@ -72,6 +72,10 @@ struct hv__bundle_job {
     int move_merged;   /* hv__bundle_set_move_merged: re-point references to replaced Patients */
     size_t moved;      /* resources re-pointed by the last run */
     int refs_done;     /* hv__bundle_precompute fixed the ids and rewrote the references */
+    hv__search_batch_t *deferred; /* set by job_bundle for a run that may defer (engine/storage.c):
+                                   * the store's rows of the batch's REST creates, which the
+                                   * transaction's joining rows join too, written by the storage's
+                                   * flush instead of the transaction's last flush */
 };
 
 static const char *status_text(int s)
@@ -843,7 +847,7 @@ static int flush_batch(hv_db_t *db, hv__bundle_job_t *bj, hv__search_batch_t *ba
 static int run_transaction(hv_db_t *db, hv__bundle_job_t *bj)
 {
     urlmap_t m;
-    hv__search_batch_t batch;
+    hv__search_batch_t batch, *into = bj->deferred != NULL ? bj->deferred : &batch;
     size_t dup, batched = 0;
     int rc;
     uint64_t now = hv_now_ms();
@@ -885,11 +889,11 @@ run:
         if (joins) {
             batched = i;
         } else {
-            rc = flush_batch(db, bj, &batch, batched);
+            rc = flush_batch(db, bj, into, batched);
             if (rc != HV_OK)
                 goto out;
         }
-        hv__search_rows_join(e->ix, joins ? &batch : NULL);
+        hv__search_rows_join(e->ix, joins ? into : NULL);
         e->op.now_ms = now; /* one transaction, one lastUpdated */
         e->op.ix_pre = e->ix;
         rc = run_entry(db, bj, e);
@@ -902,7 +906,9 @@ run:
             goto out;
         }
     }
-    rc = flush_batch(db, bj, &batch, batched);
+    /* Deferred, the rows wait for the storage's flush, before the next job that is not a
+     * create or a transaction like this one, or the commit. */
+    rc = into == &batch || bj->move_merged ? flush_batch(db, bj, into, batched) : HV_OK;
     if (rc == HV_OK && bj->move_merged)
         rc = move_merged(db, bj, now);
 out:
@@ -1313,6 +1319,7 @@ int hv__bundle_response_text(hv__bundle_job_t *bj, const char *base, hv_buf_t *o
 static int job_bundle(hv_db_t *db, void *arg)
 {
     hv__rreq_t *r = arg;
+    r->bj->deferred = hv_storage_deferring() ? &r->f->deferred : NULL;
     return hv__bundle_run(db, r->bj);
 }
 
@@ -1434,7 +1441,8 @@ static void h_bundle(hv_http_req_t *req, void *ud)
         hv__rest_outcome(r, 500, "error", "exception", "the transaction could not be prepared");
         goto fail;
     }
-    hv__rreq_submit_ex(r, job_bundle, done_bundle, bundle_rerunnable(r));
+    /* A re-runnable transaction may leave its creates' index rows to the storage's flush. */
+    hv__rreq_submit_ex(r, job_bundle, done_bundle, bundle_rerunnable(r) ? HV__SUBMIT_DEFER : 0);
     return;
 fail:
     hv__rreq_free(r);

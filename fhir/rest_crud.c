@@ -92,10 +92,22 @@ static int read_if_match(hv__rreq_t *r)
     return HV_OK;
 }
 
+#define DEFER_VERSIONS 8
+
 static int job_op(hv_db_t *db, void *arg)
 {
     hv__rreq_t *r = arg;
-    return hv__fop_run(db, &r->op);
+    int rc;
+    /* A create that runs bare in its batch leaves its index rows to the batch's flush
+     * (flush_deferred, fhir/rest.c); run again in its savepoint, it writes them itself. */
+    hv__search_rows_join(r->op.ix_own, hv_storage_deferring() ? &r->f->deferred : NULL);
+    rc = hv__fop_run(db, &r->op);
+    /* Every DEFER_VERSIONS versions the rows go in at once, not all at the batch's end:
+     * the thread writes them while the loop still parses the turn's requests, which wait
+     * for the commit after them (a Patient's string rows then fill one 32-row INSERT). */
+    if (rc == HV_OK && r->f->deferred.n >= DEFER_VERSIONS)
+        rc = hv_storage_flush_deferred(db);
+    return rc;
 }
 
 /* fhir/rest_int.h; read once. */
@@ -132,7 +144,10 @@ static void index_ahead(hv__rreq_t *r)
 static void done_op(int status, void *arg);
 static void submit_op(hv__rreq_t *r)
 {
-    hv__rreq_submit_ex(r, job_op, done_op, r->op.kind != HV__FOP_PATCH);
+    /* A plain create reads nothing of the index and writes a new id's first version: its
+     * rows may wait for the flush. A conditional one searches first. */
+    int defer = r->op.kind == HV__FOP_CREATE && r->op.cond == NULL;
+    hv__rreq_submit_ex(r, job_op, done_op, defer ? HV__SUBMIT_DEFER : r->op.kind != HV__FOP_PATCH);
 }
 
 /* True when the If-None-Match or If-Modified-Since of a read says the client's copy is current. */

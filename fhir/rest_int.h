@@ -5,6 +5,7 @@
 #ifndef HV_FHIR_REST_INT_H
 #define HV_FHIR_REST_INT_H
 
+#include "fhir/search_int.h"
 #include "fhir/store_int.h"
 
 enum { HV__VALIDATE_OFF = 0, HV__VALIDATE_WARN, HV__VALIDATE_REJECT };
@@ -35,6 +36,8 @@ typedef struct hv__fhir {
     void *text_state;               /* fhir/search_special.c: the deferred full-text tick */
     struct hv__rcache *rcache;      /* fhir/read_cache.c, loop thread only; NULL when off */
     hv_counter_t *m_cache_hits;     /* reads answered from rcache */
+    hv__search_batch_t deferred;    /* storage thread: the index rows a batch's REST creates left to
+                                     * its flush (flush_deferred, fhir/rest.c) */
 } hv__fhir_t;
 
 /* One REST request in flight: parsed on the loop thread, run as a storage job,
@@ -98,7 +101,9 @@ void hv__rreq_free(hv__rreq_t *r);
 void hv__rreq_submit(hv__rreq_t *r, hv_storage_job_cb job, hv_storage_done_cb done);
 /* As hv__rreq_submit; rerun set submits with hv_storage_submit_rerun (the job may run
  * twice, without a savepoint of its own: it must leave nothing outside the database
- * that a second run would get wrong). */
+ * that a second run would get wrong); HV__SUBMIT_DEFER with hv_storage_submit_deferring
+ * (a REST create: its index rows may go to f->deferred). */
+#define HV__SUBMIT_DEFER 2
 void hv__rreq_submit_ex(hv__rreq_t *r, hv_storage_job_cb job, hv_storage_done_cb done, int rerun);
 /* Whether create, update and self-contained transactions compute their search-index rows
  * (and a transaction's ids and references) on the loop thread before the storage job: on

@@ -865,6 +865,10 @@ int hv__search_text_slices(hv_db_t *db, int64_t slice, int64_t limit, int64_t (*
     return rc;
 }
 
+/* Re-runnable (hv_storage_submit_rerun): each run starts from the mark in the database and
+ * sets seen and sliced again, and a rolled-back run leaves nothing behind. Submitted plainly,
+ * it would put every later job of its batch — the creates behind it — in a savepoint of
+ * its own. */
 static int tick_job(hv_db_t *db, void *arg)
 {
     text_tick_t *t = arg;
@@ -880,7 +884,7 @@ static void tick_done(int status, void *arg)
     /* Behind: the next slice goes to the back of the storage queue at once, after the writes
      * that wait, so that the catch-up keeps pace with sustained writes in short slices. */
     if (t->behind && !t->closing &&
-        hv_storage_submit(t->f->storage, tick_job, tick_done, t) == HV_OK)
+        hv_storage_submit_rerun(t->f->storage, tick_job, tick_done, t) == HV_OK)
         t->busy = 1;
 }
 
@@ -896,7 +900,7 @@ static void on_tick(uv_timer_t *timer)
         return;
     if (hv_storage_queued(t->f->storage) > 0 && !t->behind && ++t->skipped < TICK_FORCE)
         return;
-    if (hv_storage_submit(t->f->storage, tick_job, tick_done, t) == HV_OK) {
+    if (hv_storage_submit_rerun(t->f->storage, tick_job, tick_done, t) == HV_OK) {
         t->busy = 1;
         t->skipped = 0;
     }

@@ -394,7 +394,10 @@ int hv__store_find_identifier(hv_db_t *db, const char *type, const char *system,
     const char *sql = system == NULL ? IDENT_SQL : system[0] == '\0' ? IDENT_SQL " AND system IS NULL"
                                                                      : IDENT_SQL " AND system = $3";
 #undef IDENT_SQL
-    int rc = hv_db_prepare(db, sql, &st);
+    /* Over the index rows the job's batch deferred too (engine/storage.c). */
+    int rc = hv_storage_flush_deferred(db);
+    if (rc == HV_OK)
+        rc = hv_db_prepare(db, sql, &st);
     if (rc != HV_OK)
         return rc;
     bind_str(st, 1, type);

@@ -92,8 +92,10 @@ static void take_row(hv__fop_t *op, hv__store_row_t *row)
 int hv__fop_resolve(hv_db_t *db, hv__fop_t *op, char (*ids)[HV__FHIR_ID_MAX], size_t *n)
 {
     /* Conditional criteria are search criteria (FHIR R4 http.html#cond-update): the
-     * search planner resolves them, every supported parameter included. */
-    return hv__search_resolve(db, op, ids, COND_MAX_MATCHES, n);
+     * search planner resolves them, every supported parameter included, over the index rows
+     * the job's batch deferred too (engine/storage.c). */
+    int rc = hv_storage_flush_deferred(db);
+    return rc != HV_OK ? rc : hv__search_resolve(db, op, ids, COND_MAX_MATCHES, n);
 }
 
 /*

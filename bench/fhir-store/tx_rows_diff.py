@@ -64,10 +64,11 @@ def run(binary):
     shutil.rmtree(w)
     return rows
 
-a, b = run(sys.argv[1]), run(sys.argv[2])
-same = True
-for t in TABLES:
-    print("%-11s %6d %6d %s" % (t, len(a[t]), len(b[t]), "identical" if a[t] == b[t] else "DIFFER"))
-    same &= a[t] == b[t]
-print("rows identical" if same else "rows differ")
-sys.exit(0 if same else 1)
+if __name__ == "__main__":  # create_rows_diff.py imports start, files and TABLES
+    a, b = run(sys.argv[1]), run(sys.argv[2])
+    same = True
+    for t in TABLES:
+        print("%-11s %6d %6d %s" % (t, len(a[t]), len(b[t]), "identical" if a[t] == b[t] else "DIFFER"))
+        same &= a[t] == b[t]
+    print("rows identical" if same else "rows differ")
+    sys.exit(0 if same else 1)

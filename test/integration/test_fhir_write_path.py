@@ -242,6 +242,55 @@ class WritePathTests(EngineTestCase):
                 st, obs = self.req("GET", "/fhir/Observation?identifier=urn:t|" + tag)
                 self.assertEqual(len(obs.get("entry", [])), 1, (tag, obs))
 
+    def test_creates_sharing_a_flush_with_a_failing_transaction_keep_their_rows(self):
+        """A group commit's plain creates and self-contained transactions leave their index
+        rows to one flush (engine/storage.c, deferred writes). A self-contained transaction
+        that fails in the store after its first create's rows were flushed with the others'
+        (its second create has more index values than a resource may have) rolls the batch
+        back and it runs again, each job in its savepoint, nothing deferred: the failed transaction's Patient has no rows, every
+        create answered 201 is found by its identifier, so by its index rows."""
+        self.start()
+        # More identifier values than a resource may index (MAX_VALUES_PER_PARAM,
+        # fhir/search_index.c): its rows cannot be computed ahead, and the store refuses it.
+        costly = {"resourceType": "Patient",
+                  "identifier": [{"system": "urn:c", "value": str(v)} for v in range(10001)]}
+        results, lock = [], threading.Lock()
+
+        def worker(k):
+            for i in range(15):
+                tag = "d%d-%d-%s" % (k, i, uuid.uuid4().hex[:8])
+                kind = 2 if i % 5 == 2 else (k + i) % 2
+                pat = {"resourceType": "Patient", "identifier": [{"system": "urn:t", "value": tag}]}
+                if kind == 0:
+                    st, body = self.req("POST", "/fhir/Patient", pat)
+                else:
+                    entries = [{"resource": pat, "request": {"method": "POST", "url": "Patient"}}]
+                    if kind == 2:
+                        entries.append({"resource": costly, "request": {"method": "POST", "url": "Patient"}})
+                    st, body = self.req("POST", "/fhir", {"resourceType": "Bundle", "type": "transaction",
+                                                          "entry": entries})
+                with lock:
+                    results.append((kind, tag, st, body))
+
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(len(results), 240)
+        stored = 0
+        for kind, tag, st, body in results:
+            if kind == 2:
+                self.assertEqual(st, 422, body)
+            else:
+                self.assertIn(st, (200, 201), body)
+                stored += 1
+            st, found = self.req("GET", "/fhir/Patient?identifier=urn:t|" + tag)
+            self.assertEqual(st, 200, found)
+            self.assertEqual(len(found.get("entry", [])), 0 if kind == 2 else 1, (kind, tag))
+        st, n = self.req("GET", "/fhir/Patient?_summary=count")
+        self.assertEqual(n["total"], stored)
+
     def test_kill9_loses_no_answered_write(self):
         """The default (fhir.commit_pipeline off): each batch's COMMIT syncs on the storage
         thread; kill -9 under load loses no answered write."""

@@ -42,6 +42,10 @@ struct ctx {
     int first_ran_mid_turn; /* stream_one_turn: the first job ran before the turn ended */
     int ran_mid_turn;       /* stream_one_turn: later jobs that ran before it ended */
     int batches_mid_turn;   /* stream_one_turn: batches committed before it ended */
+    int pending[NJOBS];     /* storage thread: the ids deferring jobs left to defer_flush */
+    int npending;
+    int flushes, discards;  /* defer_flush calls */
+    int64_t seen_deferred;  /* deferred_count_job: rows of table deferred it saw */
 };
 
 static int insert_job(hv_db_t *db, void *arg) {
@@ -455,6 +459,163 @@ static void storage_plain_job_guards_the_rest_of_its_batch(void **state) {
     count_rows(c, &r);
     assert_int_equal(r.count, n - 1);
     assert_int_equal(r.sum, 45 - 6);
+    ctx_finish(c);
+    test_free(c);
+}
+
+/* Inserts id into table deferred (the deferred write of defer_job). */
+static int insert_deferred(hv_db_t *db, int64_t id) {
+    hv_db_stmt_t *st = NULL;
+    int rc = hv_db_prepare(db, "INSERT INTO deferred(id) VALUES ($1)", &st);
+    if (rc == HV_OK) rc = hv_db_bind_int64(st, 1, id);
+    if (rc == HV_OK) rc = hv_db_step(st);
+    hv_db_done(st);
+    return rc < 0 ? rc : HV_OK;
+}
+
+/* A deferring job: its row of table deferred goes to defer_flush when the storage lets it
+ * (hv_storage_deferring), else it writes it itself; then it runs insert_job. */
+static int defer_job(hv_db_t *db, void *arg) {
+    job_t *j = arg;
+    if (hv_storage_deferring()) {
+        j->ctx->pending[j->ctx->npending++] = j->id;
+    } else {
+        int rc = insert_deferred(db, j->id);
+        if (rc != HV_OK) {
+            j->runs++;
+            return rc;
+        }
+    }
+    return insert_job(db, arg);
+}
+
+static int defer_flush(hv_db_t *db, int discard, void *ud) {
+    ctx_t *c = ud;
+    int rc = HV_OK;
+    if (discard) c->discards++;
+    else c->flushes++;
+    for (int i = 0; i < c->npending && !discard && rc == HV_OK; i++) rc = insert_deferred(db, c->pending[i]);
+    c->npending = 0;
+    return rc;
+}
+
+/* A plain job that counts the rows of table deferred it can see. */
+static int deferred_count_job(hv_db_t *db, void *arg) {
+    job_t *j = arg;
+    hv_db_stmt_t *st = NULL;
+    int rc = hv_db_prepare(db, "SELECT COUNT(*) FROM deferred", &st);
+    j->runs++;
+    if (rc == HV_OK) rc = hv_db_step(st);
+    if (rc == HV_DB_ROW) {
+        j->ctx->seen_deferred = hv_db_column_int64(st, 0);
+        rc = HV_OK;
+    }
+    hv_db_done(st);
+    return rc;
+}
+
+/* The ids in table deferred, as a bit set (ids < 63), read on the storage thread. */
+static int deferred_ids_job(hv_db_t *db, void *arg) {
+    int64_t *bits = arg;
+    hv_db_stmt_t *st = NULL;
+    int rc = hv_db_prepare(db, "SELECT id FROM deferred", &st);
+    *bits = 0;
+    while (rc == HV_OK && (rc = hv_db_step(st)) == HV_DB_ROW) {
+        *bits |= (int64_t)1 << hv_db_column_int64(st, 0);
+        rc = HV_OK;
+    }
+    hv_db_done(st);
+    return rc < 0 ? rc : HV_OK;
+}
+
+static int64_t deferred_ids(ctx_t *c) {
+    int64_t bits = -1;
+    assert_int_equal(hv_storage_submit(c->storage, deferred_ids_job, NULL, &bits), HV_OK);
+    uv_run(&c->loop, UV_RUN_DEFAULT);
+    return bits;
+}
+
+#define DEFER_DDL "CREATE TABLE deferred(id BIGINT PRIMARY KEY)"
+
+/*
+ * Deferring jobs of one batch leave their writes to the flush, which writes them before
+ * the first other job (it sees them) and before COMMIT. When one of them fails, the
+ * batch runs again in savepoints with nothing deferred: the failing job leaves no row
+ * of either kind, the others are stored once, and nothing of the first run's deferred
+ * writes is flushed later (the next batch's deferring jobs run once).
+ */
+static void storage_deferred_writes_of_a_failing_job_go_with_it(void **state) {
+    ctx_t *c = test_malloc(sizeof(*c));
+    count_req_t r;
+    int i, n = 10;
+    ctx_start(c, state, 64, 64, DEFER_DDL);
+    hv_storage_set_flush(c->storage, defer_flush, c);
+    c->jobs[7].fail = 1; /* writes both rows, then fails: both must go */
+    submit_blocker(c, &c->jobs[0]);
+    for (i = 1; i < n; i++)
+        assert_int_equal(i == 4 ? hv_storage_submit_rerun(c->storage, deferred_count_job, on_done, &c->jobs[i])
+                                : hv_storage_submit_deferring(c->storage, defer_job, on_done, &c->jobs[i]),
+                         HV_OK);
+    uv_sem_post(&c->gate);
+    uv_run(&c->loop, UV_RUN_DEFAULT);
+    for (i = 0; i < n; i++) {
+        int want = i == 7 ? HV_EINVAL : HV_OK;
+        int runs = i >= 1 && i <= 7 ? 2 : 1; /* jobs 1-7 ran bare until job 7 failed */
+        if (c->jobs[i].status != want) fail_msg("job %d: status %d, want %d", i, c->jobs[i].status, want);
+        if (c->jobs[i].runs != runs) fail_msg("job %d: ran %d times, want %d", i, c->jobs[i].runs, runs);
+    }
+    /* Job 4 saw jobs 1-3's deferred rows in both runs: flushed before it, written by them. */
+    assert_int_equal(c->seen_deferred, 3);
+    assert_int_equal(c->flushes, 1);
+    assert_int_equal(c->discards, 1);
+    assert_int_equal(deferred_ids(c), 0x37e & ~((int64_t)1 << 4)); /* 1-9 but 4 and 7 */
+    count_rows(c, &r);
+    assert_int_equal(r.count, n - 2); /* 0-9 but 4 (writes no jobs row) and 7 */
+    assert_int_equal(r.sum, 45 - 4 - 7);
+    /* A later batch of deferring jobs: flushed once, each job run once. */
+    submit_blocker(c, &c->jobs[10]);
+    for (i = 11; i < 14; i++)
+        assert_int_equal(hv_storage_submit_deferring(c->storage, defer_job, on_done, &c->jobs[i]), HV_OK);
+    uv_sem_post(&c->gate);
+    uv_run(&c->loop, UV_RUN_DEFAULT);
+    for (i = 11; i < 14; i++) {
+        assert_int_equal(c->jobs[i].status, HV_OK);
+        assert_int_equal(c->jobs[i].runs, 1);
+    }
+    assert_int_equal(c->flushes, 2);
+    assert_int_equal(deferred_ids(c), (0x37e & ~((int64_t)1 << 4)) | 0x3800);
+    ctx_finish(c);
+    test_free(c);
+}
+
+/*
+ * A flush that fails fails like a bare job: the batch runs again with nothing deferred,
+ * where the job whose deferred write the database refuses fails alone and leaves no row;
+ * the others are stored.
+ */
+static void storage_failing_flush_reruns_batch_with_nothing_deferred(void **state) {
+    ctx_t *c = test_malloc(sizeof(*c));
+    count_req_t r;
+    int i, n = 8;
+    ctx_start(c, state, 64, 64, DEFER_DDL "; INSERT INTO deferred(id) VALUES (5)");
+    hv_storage_set_flush(c->storage, defer_flush, c);
+    submit_blocker(c, &c->jobs[0]);
+    for (i = 1; i < n; i++)
+        assert_int_equal(hv_storage_submit_deferring(c->storage, defer_job, on_done, &c->jobs[i]), HV_OK);
+    uv_sem_post(&c->gate);
+    uv_run(&c->loop, UV_RUN_DEFAULT);
+    for (i = 0; i < n; i++) {
+        int want = i == 5 ? HV_ECONFLICT : HV_OK;
+        int runs = i == 0 ? 1 : 2;
+        if (c->jobs[i].status != want) fail_msg("job %d: status %d, want %d", i, c->jobs[i].status, want);
+        if (c->jobs[i].runs != runs) fail_msg("job %d: ran %d times, want %d", i, c->jobs[i].runs, runs);
+        assert_int_equal(c->jobs[i].done_calls, 1);
+    }
+    assert_int_equal(c->flushes, 1);
+    assert_int_equal(deferred_ids(c), 0xfe); /* 1-7: 5 was there before */
+    count_rows(c, &r);
+    assert_int_equal(r.count, n - 1);
+    assert_int_equal(r.sum, 28 - 5);
     ctx_finish(c);
     test_free(c);
 }
@@ -916,6 +1077,8 @@ int run_storage_tests(void) {
         cmocka_unit_test(storage_failing_job_rolls_back_alone),
         cmocka_unit_test(storage_rerun_job_failure_reruns_batch_with_savepoints),
         cmocka_unit_test(storage_plain_job_guards_the_rest_of_its_batch),
+        cmocka_unit_test(storage_deferred_writes_of_a_failing_job_go_with_it),
+        cmocka_unit_test(storage_failing_flush_reruns_batch_with_nothing_deferred),
         cmocka_unit_test(storage_done_runs_on_loop_thread_in_order),
         cmocka_unit_test(storage_submit_is_busy_when_full),
         cmocka_unit_test(storage_queue_limit_and_order_hold_across_chunks),
