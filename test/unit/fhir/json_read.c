@@ -128,8 +128,9 @@ static void fhir_json_read_declines_what_json_c_reads_its_own_way(void **state) 
         "{\"resourceType\":\"Basic\",\"s\":\"\\udc00x\"}",           /* U+FFFD */
         "{\"resourceType\":\"Basic\",\"k\\u0000x\":1}",              /* key cut at the NUL */
         "{\"resourceType\":\"Basic\",\"s\":\"a\x01z\"}",             /* raw control byte */
-        "{\"resourceType\":\"Basic\",\"a\":0.1234567890123456789012345678901234567890123456789"
-        "012345678901234567890}", /* a decimal over 63 bytes */
+        /* a decimal over 63 bytes (parenthesized: one literal, not a missing comma) */
+        ("{\"resourceType\":\"Basic\",\"a\":0.1234567890123456789012345678901234567890123456789"
+         "012345678901234567890}"),
     };
     for (size_t i = 0; i < HV_ARRAY_LEN(cases); i++)
         assert_parses_as_tokener(cases[i], strlen(cases[i]), 0);
