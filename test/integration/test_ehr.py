@@ -1077,13 +1077,14 @@ class Sync(EhrCase):
             self.assertTrue(wait_until(lambda: self.search_indexes(self.local)[1], timeout=30), "nothing deferred")
             self.assertTrue([n for n in self.search_indexes(self.local)[1] if n.endswith("_idc")],
                             self.search_indexes(self.local))
-        self.assertTrue(wait_until(lambda: self.local_total("Patient") == self.peer_count(["Patient"]), timeout=30))
-        hinted = ["gender=male&name=a", "gender=female&birthdate=ge1900&_summary=count"]
-        st, out = self.local.get_json("/fhir/Encounter?_include=Encounter:subject&_count=20")
-        self.assertEqual(st, 200, out)
+        self.assertTrue(wait_until(lambda: all(self.local_total(t) == self.peer_count([t]) for t in TYPES[:2]),
+                                   timeout=30))
+        hinted = ["gender=male&name=a", "name=a&birthdate=ge1900", "gender=female&birthdate=ge1900&_summary=count"]
+        during = {}
+        for q in ["_include=Encounter:subject", "status=finished&date=ge2000", "date=ge2000&class=AMB"]:
+            during[("Encounter", q)] = self.search_sources(self.local, "Encounter", q)
         for q in hinted:
-            st, out = self.local.get_json("/fhir/Patient?" + q)
-            self.assertEqual(st, 200, (q, out))
+            during[("Patient", q)] = self.search_sources(self.local, "Patient", q)
         ids = self.local_ids(self.local, "Patient")
         upd, dele = sorted(ids)[:2]
         self.rest_writes(self.local, ids, upd, dele)
@@ -1116,6 +1117,9 @@ class Sync(EhrCase):
         for q in self.SEARCHES["Patient"] + hinted + ["name=Deferredupdate", "gender=male&name=Deferredupdate"]:
             self.assertEqual(self.search_sources(deferring, "Patient", q), self.search_sources(kept, "Patient", q), q)
         self.assertEqual(self.search_sources(deferring, "Patient", "name=Deferredupdate"), [1, upd])
+        for (t, q), got in during.items():
+            if t == "Encounter" and "_include" not in q:  # the writes touched Patients only
+                self.assertEqual(got, self.search_sources(kept, t, q), ("during the sync", t, q))
         self.assertEqual(deferring.stop(), 0, deferring.stderr()[-3000:])
         if self.DB:
             kept.close()
@@ -1748,6 +1752,7 @@ if PG_URL:
             Sync.test_a_first_bulk_sync_defers_value_indexes_and_searches_as_one_without
         test_kill9_mid_bulk_import_with_chunks_ahead_resumes_without_loss = \
             Sync.test_kill9_mid_bulk_import_with_chunks_ahead_resumes_without_loss
+        local_ids, rest_writes = Sync.local_ids, Sync.rest_writes
         test_rest_writes_while_idc_indexes_are_deferred_replace_rows_as_without = \
             Sync.test_rest_writes_while_idc_indexes_are_deferred_replace_rows_as_without
         test_every_page_after_the_first_is_fetched_while_the_page_before_is_written = \
