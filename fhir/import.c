@@ -155,14 +155,6 @@ typedef struct imp {
 #define DEFER_WHERE "type = 'index' AND sql IS NOT NULL AND tbl_name LIKE 'sp\\_%' ESCAPE '\\'"
 /* Of them, the writer's own, led by (type, id): a filter of import_deferred's rows. */
 #define WRITER_INDEXES " WHERE sql LIKE '%(type, id%'"
-/* Of them, those a serving store may lose for a while (hv__import_defer_indexes_job): the
- * value indexes. Not the (type, id, code) ones: statements name them with INDEXED BY
- * (fhir/search_run.c, search_has.c, search_include.c), which SQLite refuses when the index
- * is missing, and every REST update or delete replaces its rows through them. The value
- * indexes that statements name leave their hints out while deferred
- * (hv__search_values_hinted). */
-#define SERVING_WHERE DEFER_WHERE " AND name NOT LIKE '%\\_idc' ESCAPE '\\'"
-
 /* The names of the rows of query q (one text column), at most cap; sets *n. */
 static int names_of(hv_db_t *db, const char *q, char (*names)[128], size_t cap, size_t *n)
 {
@@ -299,6 +291,11 @@ int hv__import_restore_indexes(hv_db_t *db)
 int hv__import_restore_indexes_job(hv_db_t *db)
 {
     return restore_indexes(db, "", 0);
+}
+
+int hv__import_restore_writer_indexes_job(hv_db_t *db)
+{
+    return restore_indexes(db, WRITER_INDEXES, 0);
 }
 
 /* ---- The import outside the WAL ----
@@ -473,7 +470,7 @@ out:
 
 int hv__import_defer_indexes_job(hv_db_t *db, int *deferred)
 {
-    return drop_indexes(db, SERVING_WHERE, deferred);
+    return drop_indexes(db, DEFER_WHERE, deferred);
 }
 
 /* Drops the search indexes if the store is empty and none are deferred already; sets

@@ -145,7 +145,7 @@ static size_t rev_codes(const char *src, const char **codes)
  * target type); emit() drops the duplicates instead. The unit test
  * search_include_statements_read_the_reference_index_by_key checks the plans.
  */
-int hv__search_include_sql(const hv__sp_include_t *in, size_t nids, int sqlite, hv_buf_t *q, const char **codes,
+int hv__search_include_sql(const hv__sp_include_t *in, size_t nids, int hint, hv_buf_t *q, const char **codes,
                            size_t *ncodes)
 {
     int k;
@@ -154,7 +154,7 @@ int hv__search_include_sql(const hv__sp_include_t *in, size_t nids, int sqlite, 
      * row of the code — to (type, id, code), the sources' own rows: it is told. */
     if (!in->rev)
         hv_buf_printf(q, "SELECT " ROW_COLS " FROM (SELECT rtype AS t, rid AS i FROM sp_ref%s WHERE type = $1"
-                         " AND id IN (", sqlite ? " INDEXED BY sp_ref_idc" : "");
+                         " AND id IN (", hint ? " INDEXED BY sp_ref_idc" : "");
     else
         hv_buf_puts(q, "SELECT " ROW_COLS " FROM (SELECT type AS t, id AS i FROM sp_ref WHERE type = $1"
                        " AND rtype = $2 AND rid IN (");
@@ -191,7 +191,7 @@ static int run_chunk(inc_run_t *x, const hv__sp_include_t *in, const char *type,
     const char *codes[HV__SEARCH_MAX_REV_CODES];
     size_t ncodes = 0;
     hv_buf_init(&q, 16384);
-    rc = hv__search_include_sql(in, to - from, hv_db_kind(x->db) != HV_DB_PG, &q, codes, &ncodes);
+    rc = hv__search_include_sql(in, to - from, hv__search_values_hinted(x->db), &q, codes, &ncodes);
     if (rc != HV_OK)
         goto out;
     rc = hv_db_prepare(x->db, q.data, &st);

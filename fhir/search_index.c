@@ -1841,6 +1841,12 @@ int hv__search_index_put_pre(hv_db_t *db, const char *type, const char *id, stru
     x.rid = rid;
     x.rc = HV_OK;
     if (replace) {
+        /* While a Bulk sync has the search indexes deferred (hv__search_values_hinted), the
+         * deletes below would scan each table without the writer's (type, id ...) indexes:
+         * the first replacement builds them (a no-op once built). */
+        if (hv_db_kind(db) == HV_DB_SQLITE && !hv__search_values_hinted(db) &&
+            (rc = hv__import_restore_writer_indexes_job(db)) != HV_OK)
+            return rc;
         for (size_t k = 0; k < HV_ARRAY_LEN(del); k++)
             if ((rc = hv__search_exec2(db, del[k], type, id)) != HV_OK)
                 return rc;

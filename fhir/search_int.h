@@ -406,13 +406,14 @@ int hv__search_plan_run(hv_db_t *db, hv__search_plan_t *p, hv__store_row_cb cb, 
  */
 /*
  * The statement one chunk of nids results runs for _include or _revinclude parameter
- * in (fhir/search_include.c; its placeholders are described there), for SQLite when
- * sqlite is set (else PostgreSQL), into q; for
+ * in (fhir/search_include.c; its placeholders are described there), naming SQLite's
+ * sp_ref_idc when hint is set (hv__search_values_hinted; else PostgreSQL, or the index is
+ * deferred), into q; for
  * _revinclude=src:* codes (HV__SEARCH_MAX_REV_CODES) receive the codes it binds and
  * *ncodes their number. Exposed so that a test can check its query plan.
  */
 #define HV__SEARCH_MAX_REV_CODES 64 /* reference parameters of one type (Resource's and its own) */
-int hv__search_include_sql(const hv__sp_include_t *in, size_t nids, int sqlite, hv_buf_t *q, const char **codes,
+int hv__search_include_sql(const hv__sp_include_t *in, size_t nids, int hint, hv_buf_t *q, const char **codes,
                            size_t *ncodes);
 int hv__search_include_run(hv_db_t *db, const hv__search_plan_t *p, const char (*types)[HV__FHIR_TYPE_MAX],
                            const char (*ids)[HV__FHIR_ID_MAX], size_t n, hv__store_row_cb cb, void *ud);
@@ -612,14 +613,16 @@ extern const char hv__search_migration8_pg[];
 /* PostgreSQL: the partial index of token rows without a system ("|code"): fhir/search_combo.c. */
 extern const char hv__search_migration_nosys_pg[];
 /*
- * While a serving SQLite store has its value indexes dropped (a first Bulk sync into an
+ * While a serving SQLite store has its search indexes dropped (a first Bulk sync into an
  * empty store: adapters/ehr/bulk.c, fhir/import.c hv__import_defer_indexes_job), the
- * statements here that name sp_str_rc, sp_tok_sr or sp_tok_vc with INDEXED BY, which SQLite
- * refuses when the index is missing, leave the name out: the planner takes another index or
- * scans, and the answer is the same. hv__search_values_deferred counts, for the process, the
- * deferrals under way (any thread): +1 on the storage thread before the drop, -1 once the
- * indexes are built again and committed, or the drop did not happen.
- * hv__search_values_hinted: the backend is SQLite and none is under way.
+ * statements here that name an index of the search tables with INDEXED BY (sp_str_rc,
+ * sp_tok_sr, sp_tok_vc, the (type, id, code) *_idc), which SQLite refuses when the index
+ * is missing, leave the name out: the planner takes another index or scans, and the answer
+ * is the same. hv__search_values_deferred counts, for the process, the deferrals under way
+ * (any thread): +1 on the storage thread before the drop, -1 once the indexes are built
+ * again and committed, or the drop did not happen. hv__search_values_hinted: the backend
+ * is SQLite and none is under way; while one is, a write that replaces a stored resource's
+ * rows builds the writer's indexes first (hv__search_index_put_pre).
  */
 void hv__search_values_deferred(int delta);
 int hv__search_values_hinted(hv_db_t *db);

@@ -28,7 +28,7 @@
 #include "fhir/fhirpath.h"
 #include "fhir/search_int.h"
 
-/* Deferrals of value indexes under way in the process (hv__search_values_deferred). */
+/* Deferrals of search indexes under way in the process (hv__search_values_deferred). */
 static atomic_int values_deferred;
 
 void hv__search_values_deferred(int delta)
@@ -414,7 +414,7 @@ static int expand(hv_db_t *db, hv__search_plan_t *p, const char *w, int driver, 
             k = atoi(mk + 2);
             if (e == NULL)
                 return HV_EINVAL;
-            if (k != driver && driver != -2 && hv_db_kind(db) != HV_DB_PG)
+            if (k != driver && driver != -2 && hv__search_values_hinted(db))
                 hv_buf_printf(q, " INDEXED BY %.*s_idc", (int)(e - colon - 1), colon + 1);
             mk = e + 1;
             continue;
@@ -460,7 +460,7 @@ static int expand(hv_db_t *db, hv__search_plan_t *p, const char *w, int driver, 
             /* A _has's sp_ref (fhir/search_plan.c, has): read from the referencing
              * resources' ids by (type, id, code) unless checked per candidate. */
             k = atoi(mk + 2);
-            if (hv_db_kind(db) != HV_DB_PG && (k < 0 || k == driver || driver == -2))
+            if (hv__search_values_hinted(db) && (k < 0 || k == driver || driver == -2))
                 hv_buf_puts(q, " INDEXED BY sp_ref_idc");
             mk = strchr(mk + 2, '@');
             if (mk == NULL)

@@ -190,12 +190,15 @@ int hv__store_tune(hv_db_t *db, hv_config_t *cfg);
 int hv__import_restore_indexes(hv_db_t *db);
 /* The same two steps inside a storage job's transaction, for a serving store
  * (adapters/ehr/bulk.c: a first Bulk sync into an empty one): the first drops, as an import
- * does, the search tables' value indexes (not the (type, id, code) ones), when the store
- * holds no resource and none are deferred, and says in *deferred whether it did; the
+ * does, every index of the search tables, the (type, id, code) ones included, when the
+ * store holds no resource and none are deferred, and says in *deferred whether it did; the
  * caller has made the searches leave their hints out first (hv__search_values_deferred).
- * The second builds what import_deferred holds. Neither begins nor commits. */
+ * The second builds what import_deferred holds; the third only the writer's (type, id ...)
+ * indexes of it, which replacing a stored resource's rows needs (hv__search_index_put_pre).
+ * None begins or commits. */
 int hv__import_defer_indexes_job(hv_db_t *db, int *deferred);
 int hv__import_restore_indexes_job(hv_db_t *db);
+int hv__import_restore_writer_indexes_job(hv_db_t *db);
 
 /* The migrations of the fhir module's tables for this backend. */
 const char *const *hv__store_migrations(hv_db_t *db);

@@ -186,20 +186,23 @@ static void bulk_done(hv__ehr_run_t *r) {
  *
  * Into an empty SQLite store, a Bulk sync defers search indexes as `holovitals import` does
  * (fhir/import.c): before its first chunk is written, one job of the fhir storage thread
- * drops the search tables' value indexes (hv__import_defer_indexes_job; their definitions
+ * drops every index of the search tables (hv__import_defer_indexes_job; their definitions
  * kept in import_deferred in the same transaction), so each index row the sync writes is
- * one B-tree insert fewer into an index that rows reach in random order; when the run ends,
+ * two B-tree inserts fewer into indexes that rows reach in random order (the value indexes
+ * and the (type, id, code) ones, the ids being random UUIDs); when the run ends,
  * however it ends (hv__ehr_run_finish), one job builds them again, sorted, by CREATE INDEX.
  * Meanwhile the store answers the same: a search that would have read a dropped index scans
  * its table or reads another index, its INDEXED BY hints left out
  * (hv__search_values_deferred: counted on the storage thread before the drop, so no later
  * job names a dropped index; taken back on the loop thread once the build is committed,
- * or the drop did not happen). The (type, id, code) indexes stay: REST updates and deletes
- * replace rows through them. A kill, or an engine stopped mid-run, leaves the dropped ones
+ * or the drop did not happen). A write that replaces a stored resource's rows (a REST
+ * update or delete, a second version of one id in the export) would scan each search table
+ * without the (type, id, code) indexes: the first such write builds those (fhir/search_index.c,
+ * hv__search_index_put_pre), the value indexes staying deferred. A kill, or an engine stopped mid-run, leaves the dropped ones
  * in import_deferred: the store's next opening builds them (hv__store_tune) before the run
  * resumes, and the resumed run finds the store not empty. ehr.defer_indexes=off keeps them.
  * PostgreSQL: not deferred. At 100,000 resources the build took 5–9 s of the storage
- * thread, during which the store's other jobs wait. */
+ * thread (value indexes only, session 17), during which the store's other jobs wait. */
 
 typedef struct defer_job {
     hv__ehr_run_t *r;

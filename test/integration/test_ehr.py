@@ -1021,6 +1021,111 @@ class Sync(EhrCase):
             subprocess.run(["psql", "-q", "-X", self.DB, "-c", "DROP DATABASE IF EXISTS %s_kept" % name],
                            capture_output=True, timeout=60)
 
+    def local_ids(self, eng, type_):
+        """{EHR Type/id (meta.source): local id} of eng's resources of type_."""
+        st, out = eng.get_json("/fhir/%s?_count=1000" % type_)
+        self.assertEqual(st, 200, out)
+        return {e["resource"]["meta"]["source"].rsplit("/fhir/", 1)[1]: e["resource"]["id"]
+                for e in out.get("entry", [])}
+
+    def search_rows(self, eng, cid, type_, id_):
+        """eng's SQLite search rows of type_/id_, table by table, without the columns naming
+        local resources (id, rid) and with the connection's id cid, id_ and the EHR's address
+        written as C, ID and EHR in the others: comparable across engines."""
+        db = sqlite3.connect(os.path.join(eng.data, "fhir.db"))
+        try:
+            out = {}
+            for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND "
+                                   "name LIKE 'sp\\_%' ESCAPE '\\' AND name NOT LIKE 'sp\\_text%' ESCAPE '\\' AND name != 'sp_fold'"):
+                cur = db.execute('SELECT * FROM "%s" WHERE type = ? AND id = ?' % t, (type_, id_))
+                keep = [i for i, d in enumerate(cur.description) if d[0] not in ("id", "rid")]
+                out[t] = sorted(re.sub(r"https?://[^/]+/fhir/", "EHR/", repr([r[i] for i in keep]))
+                                .replace(cid, "C").replace(id_, "ID") for r in cur.fetchall())
+            return out
+        finally:
+            db.close()
+
+    def rest_writes(self, eng, ids, upd, dele):
+        """On eng: Patient upd gets another gender and family name (a REST update), dele is
+        deleted (a REST delete); ids maps the EHR's Type/id to eng's local id."""
+        st, res = eng.get_json("/fhir/Patient/%s" % ids[upd])
+        self.assertEqual(st, 200, res)
+        res["gender"] = "female" if res.get("gender") == "male" else "male"
+        res["name"] = [{"family": "Deferredupdate", "given": ["Idc"]}]
+        st, _, body = eng.request("PUT", "/fhir/Patient/%s" % ids[upd], body=res,
+                                  headers={"Content-Type": "application/fhir+json"})
+        self.assertEqual(st, 200, body)
+        st, _, body = eng.request("DELETE", "/fhir/Patient/%s" % ids[dele])
+        self.assertIn(st, (200, 204), body)
+
+    def test_rest_writes_while_idc_indexes_are_deferred_replace_rows_as_without(self):
+        # A first Bulk sync into an empty SQLite store defers every search index, the
+        # (type, id, code) ones too (bulk.c). Meanwhile: a search whose statement names
+        # *_idc (a correlated sub-select, an _include) leaves the hint out and answers (else
+        # SQLite refuses it: "no such index"); a REST update and a REST delete replace the
+        # resources' rows, the first of them building the writer's (type, id ...) indexes
+        # (fhir/search_index.c) while the value indexes stay deferred. After the sync the two
+        # resources' search rows, and searches, are those of an engine that synced with the
+        # deferral off and took the same writes. PostgreSQL: nothing deferred, same writes.
+        p = self.proxy()
+        p.delay = 0.4
+        cid = self.connect(base=p.base + "/fhir")
+        st, out = self.local.post_json("/ehr/sync/%s" % cid, {"mode": "bulk"})
+        self.assertEqual(st, 202, out)
+        run_id = out["run_id"]
+        if not self.DB:
+            self.assertTrue(wait_until(lambda: self.search_indexes(self.local)[1], timeout=30), "nothing deferred")
+            self.assertTrue([n for n in self.search_indexes(self.local)[1] if n.endswith("_idc")],
+                            self.search_indexes(self.local))
+        self.assertTrue(wait_until(lambda: all(self.local_total(t) == self.peer_count([t]) for t in TYPES[:2]),
+                                   timeout=30))
+        hinted = ["gender=male&name=a", "name=a&birthdate=ge1900", "gender=female&birthdate=ge1900&_summary=count"]
+        during = {}
+        for q in ["_include=Encounter:subject", "status=finished&date=ge2000", "date=ge2000&class=AMB"]:
+            during[("Encounter", q)] = self.search_sources(self.local, "Encounter", q)
+        for q in hinted:
+            during[("Patient", q)] = self.search_sources(self.local, "Patient", q)
+        ids = self.local_ids(self.local, "Patient")
+        upd, dele = sorted(ids)[:2]
+        self.rest_writes(self.local, ids, upd, dele)
+        if not self.DB:
+            have, deferred = self.search_indexes(self.local)
+            self.assertTrue(deferred, "the deferral ended before the writes")
+            self.assertEqual([n for n in deferred if n.endswith("_idc")], [], deferred)
+            self.assertTrue({"sp_tok_idc", "sp_ref_idc", "sp_str_idc"} <= set(have), have)
+        run = self.wait_run(cid, run_id)
+        want = self.peer_count()
+        self.assertEqual((run["status"], run["created"], run["failed"]), ("completed", want, 0), run)
+        kept_db = []
+        if self.DB:
+            base, _, name = self.DB.rpartition("/")
+            for sql in ("DROP DATABASE IF EXISTS %s_kept" % name, "CREATE DATABASE %s_kept" % name):
+                subprocess.run(["psql", "-q", "-X", self.DB, "-c", sql], check=True, capture_output=True, timeout=60)
+            kept_db = ["--db", "%s/%s_kept" % (base, name)]
+        kept = self.engine(config={"ehr": dict(LOCAL["ehr"], defer_indexes=False)}, args=kept_db)
+        deferring, self.local = self.local, kept
+        cid2 = self.connect()
+        run = self.sync(cid2, "bulk")
+        self.assertEqual((run["status"], run["created"], run["failed"]), ("completed", want, 0), run)
+        kept_ids = self.local_ids(kept, "Patient")
+        self.rest_writes(kept, kept_ids, upd, dele)
+        if not self.DB:
+            self.assertEqual(self.search_indexes(deferring), self.search_indexes(kept))
+            for src in (upd, dele):
+                self.assertEqual(self.search_rows(deferring, cid, "Patient", ids[src]),
+                                 self.search_rows(kept, cid2, "Patient", kept_ids[src]), src)
+        for q in self.SEARCHES["Patient"] + hinted + ["name=Deferredupdate", "gender=male&name=Deferredupdate"]:
+            self.assertEqual(self.search_sources(deferring, "Patient", q), self.search_sources(kept, "Patient", q), q)
+        self.assertEqual(self.search_sources(deferring, "Patient", "name=Deferredupdate"), [1, upd])
+        for (t, q), got in during.items():
+            if t == "Encounter" and "_include" not in q:  # the writes touched Patients only
+                self.assertEqual(got, self.search_sources(kept, t, q), ("during the sync", t, q))
+        self.assertEqual(deferring.stop(), 0, deferring.stderr()[-3000:])
+        if self.DB:
+            kept.close()
+            subprocess.run(["psql", "-q", "-X", self.DB, "-c", "DROP DATABASE IF EXISTS %s_kept" % name],
+                           capture_output=True, timeout=60)
+
     def test_kill9_while_indexes_are_deferred_builds_them_at_restart_and_resumes(self):
         # Killed while a first Bulk sync has the value indexes dropped: they are still listed
         # in import_deferred; the store's next opening builds them (fhir/store.c,
@@ -1047,6 +1152,7 @@ class Sync(EhrCase):
         before = len(self.local.log_events())
         have, deferred = self.search_indexes(self.local)
         self.assertTrue(deferred)
+        self.assertTrue([n for n in deferred if n.endswith("_idc")], deferred)  # (type, id, code) too
         self.assertFalse(set(deferred) & set(have), (deferred, have))
         self.assertGreater(self.text_state(self.local)[0], 0, "nothing written before the kill")
         p.delay = 0
@@ -1646,6 +1752,9 @@ if PG_URL:
             Sync.test_a_first_bulk_sync_defers_value_indexes_and_searches_as_one_without
         test_kill9_mid_bulk_import_with_chunks_ahead_resumes_without_loss = \
             Sync.test_kill9_mid_bulk_import_with_chunks_ahead_resumes_without_loss
+        local_ids, rest_writes = Sync.local_ids, Sync.rest_writes
+        test_rest_writes_while_idc_indexes_are_deferred_replace_rows_as_without = \
+            Sync.test_rest_writes_while_idc_indexes_are_deferred_replace_rows_as_without
         test_every_page_after_the_first_is_fetched_while_the_page_before_is_written = \
             Sync.test_every_page_after_the_first_is_fetched_while_the_page_before_is_written
         test_each_policy_decides_and_records = Conflicts.test_each_policy_decides_and_records
