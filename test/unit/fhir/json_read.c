@@ -8,53 +8,7 @@
 #include <string.h>
 
 #include "fhir/fhir_int.h"
-
-/* Equal as json-c trees: types, key order, string bytes, integer values, number text. */
-static int same_tree(struct json_object *a, struct json_object *b) {
-    enum json_type t = json_object_get_type(a);
-    if (t != json_object_get_type(b))
-        return 0;
-    switch (t) {
-    case json_type_null:
-        return 1;
-    case json_type_boolean:
-        return json_object_get_boolean(a) == json_object_get_boolean(b);
-    case json_type_int:
-        return json_object_get_int64(a) == json_object_get_int64(b) &&
-               json_object_get_uint64(a) == json_object_get_uint64(b);
-    case json_type_double:
-        return json_object_get_double(a) == json_object_get_double(b) &&
-               strcmp(json_object_to_json_string_ext(a, JSON_C_TO_STRING_PLAIN),
-                      json_object_to_json_string_ext(b, JSON_C_TO_STRING_PLAIN)) == 0;
-    case json_type_string:
-        return json_object_get_string_len(a) == json_object_get_string_len(b) &&
-               memcmp(json_object_get_string(a), json_object_get_string(b),
-                      (size_t)json_object_get_string_len(a)) == 0;
-    case json_type_array: {
-        size_t n = json_object_array_length(a);
-        if (n != json_object_array_length(b))
-            return 0;
-        for (size_t i = 0; i < n; i++)
-            if (!same_tree(json_object_array_get_idx(a, i), json_object_array_get_idx(b, i)))
-                return 0;
-        return 1;
-    }
-    case json_type_object: {
-        struct json_object_iterator ia = json_object_iter_begin(a), ea = json_object_iter_end(a);
-        struct json_object_iterator ib = json_object_iter_begin(b);
-        if (json_object_object_length(a) != json_object_object_length(b))
-            return 0;
-        for (; !json_object_iter_equal(&ia, &ea); json_object_iter_next(&ia),
-                                                  json_object_iter_next(&ib)) {
-            if (strcmp(json_object_iter_peek_name(&ia), json_object_iter_peek_name(&ib)) != 0 ||
-                !same_tree(json_object_iter_peek_value(&ia), json_object_iter_peek_value(&ib)))
-                return 0;
-        }
-        return 1;
-    }
-    }
-    return 0;
-}
+#include "test/support/json_same_tree.h"
 
 static struct json_object *tokener_tree(const char *text, size_t len, int depth) {
     struct json_tokener *tok = json_tokener_new_ex(depth);
@@ -80,9 +34,9 @@ static void assert_parses_as_tokener(const char *text, size_t len, int reads) {
     assert_int_equal(fast != NULL, reads);
     assert_non_null(want);
     assert_int_equal(hv_fhir_json_parse(text, len, &opts, &got, NULL), HV_OK);
-    assert_true(same_tree(got, want));
+    assert_true(hv_test_json_same_tree(got, want));
     if (fast != NULL)
-        assert_true(same_tree(fast, want));
+        assert_true(hv_test_json_same_tree(fast, want));
     json_object_put(fast);
     json_object_put(want);
     json_object_put(got);
@@ -159,7 +113,7 @@ static void fhir_json_read_nesting_at_the_depth_cap_is_json_cs(void **state) {
             int rc = hv_fhir_json_parse(text, n, &opts, &got, NULL);
             assert_int_equal(rc, want != NULL ? HV_OK : HV_ETOOBIG);
             if (want != NULL)
-                assert_true(same_tree(got, want));
+                assert_true(hv_test_json_same_tree(got, want));
             json_object_put(want);
             json_object_put(got);
         }
@@ -177,13 +131,13 @@ static void fhir_json_read_model_keys_behave_as_keys(void **state) {
     assert_non_null(o);
     struct json_object *copy = NULL;
     assert_int_equal(json_object_deep_copy(o, &copy, NULL), 0);
-    assert_true(same_tree(copy, want));
+    assert_true(hv_test_json_same_tree(copy, want));
     json_object_object_del(o, "birthDate");
     json_object_object_del(o, "x-own");
     assert_int_equal(json_object_object_length(o), 2);
     json_object_object_add(o, "birthDate", json_object_new_string("2000-01-01"));
     json_object_object_add(o, "x-own", json_object_new_int(1));
-    assert_true(same_tree(o, want));
+    assert_true(hv_test_json_same_tree(o, want));
     assert_true(hv_fhir_json_equal(copy, o));
     json_object_put(copy);
     json_object_put(o);
