@@ -129,10 +129,13 @@ static const char *scan_plain(const char *s, const char *end) {
     return s;
 }
 
-static int hex4(const char *s, unsigned *cp) {
+/* The value of the four hex digits at p (p + 4 <= end): 1, or 0 when they are not. */
+int hv__fhir_hex4(const char *p, const char *end, unsigned *out) {
     unsigned v = 0;
+    if (end - p < 4)
+        return 0;
     for (int i = 0; i < 4; i++) {
-        char c = s[i];
+        char c = p[i];
         v <<= 4;
         if (c >= '0' && c <= '9')
             v |= (unsigned)(c - '0');
@@ -141,10 +144,10 @@ static int hex4(const char *s, unsigned *cp) {
         else if (c >= 'A' && c <= 'F')
             v |= (unsigned)(c - 'A' + 10);
         else
-            return -1;
+            return 0;
     }
-    *cp = v;
-    return 0;
+    *out = v;
+    return 1;
 }
 
 /*
@@ -209,7 +212,7 @@ static int read_string(reader_t *r, int escapes_ok, const char **out, size_t *ou
             break;
         case 'u': {
             unsigned cp;
-            if (end - s < 4 || hex4(s, &cp) != 0 || (cp >= 0xD800 && cp <= 0xDFFF))
+            if (!hv__fhir_hex4(s, end, &cp) || (cp >= 0xD800 && cp <= 0xDFFF))
                 return -1;
             s += 4;
             if (cp < 0x80) {

@@ -51,6 +51,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fhir/fhir_int.h"
 #include "fhir/rest_int.h"
 #include "fhir/search_int.h"
 
@@ -282,27 +283,6 @@ static void jskip_ws(jscan_t *j)
         j->p++;
 }
 
-static int jhex4(const char *p, const char *end, unsigned *out)
-{
-    unsigned v = 0;
-    if (end - p < 4)
-        return 0;
-    for (int i = 0; i < 4; i++) {
-        char c = p[i];
-        v <<= 4;
-        if (c >= '0' && c <= '9')
-            v |= (unsigned)(c - '0');
-        else if (c >= 'a' && c <= 'f')
-            v |= (unsigned)(c - 'a' + 10);
-        else if (c >= 'A' && c <= 'F')
-            v |= (unsigned)(c - 'A' + 10);
-        else
-            return 0;
-    }
-    *out = v;
-    return 1;
-}
-
 /* Appends code point cp as UTF-8 (lone surrogates as U+FFFD). */
 static int jput_utf8(hv_buf_t *b, unsigned cp)
 {
@@ -368,11 +348,11 @@ static int jstring(jscan_t *j)
         case 't': rc = hv_buf_putc(&j->str, '\t'); break;
         case 'u': {
             unsigned cp, lo;
-            if (!jhex4(j->p, j->end, &cp))
+            if (!hv__fhir_hex4(j->p, j->end, &cp))
                 return HV_EINVAL;
             j->p += 4;
             if (cp >= 0xD800 && cp <= 0xDBFF && j->end - j->p >= 6 && j->p[0] == '\\' && j->p[1] == 'u' &&
-                jhex4(j->p + 2, j->end, &lo) && lo >= 0xDC00 && lo <= 0xDFFF) {
+                hv__fhir_hex4(j->p + 2, j->end, &lo) && lo >= 0xDC00 && lo <= 0xDFFF) {
                 cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
                 j->p += 6;
             }
