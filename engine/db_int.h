@@ -129,14 +129,17 @@ void hv__db_wal_stop(hv_db_t *db);
  * Checkpoints on another thread (db_sqlite.c): hv__db_ckpt_start (the connection's
  * thread, outside a transaction; not with pipelined commits) opens a second connection
  * to the file and a thread that checkpoints it PASSIVE once per `pages` frames the
- * writer commits, instead of the writer's automatic checkpoint; the writer waits for a
- * pass only when a commit leaves `limit` frames or more, so the WAL stays bounded.
+ * writer commits, instead of the writer's automatic checkpoint; after a commit that leaves
+ * `limit` frames or more, the writer waits for a pass before it begins its next transaction
+ * (not inside the commit), so the WAL stays bounded.
  * hv__db_ckpt_stop (nothing else running on the connection) restores the automatic
  * checkpoint; closing the connection stops it too.
  */
 typedef struct hv__db_ckpt hv__db_ckpt_t;
 int hv__db_ckpt_start(hv_db_t *db, int pages, int limit);
 void hv__db_ckpt_stop(hv_db_t *db);
+/* Tests only (db_sqlite.c): when set, the checkpoint thread calls it before each pass. */
+extern void (*hv__db_ckpt_pass_hook)(void);
 
 /* Formats db->errmsg. */
 void hv__db_set_error(hv_db_t *db, const char *fmt, ...) HV_PRINTF(2, 3);

@@ -98,7 +98,12 @@ static int sqlite_exec(hv_db_t *db, const char *sql) {
     return HV_OK;
 }
 
-static int sqlite_begin(hv_db_t *db) { return sqlite_exec(db, "BEGIN IMMEDIATE"); }
+static void ckpt_settle(hv__db_ckpt_t *c);
+
+static int sqlite_begin(hv_db_t *db) {
+    if (SDB(db)->ckpt != NULL) ckpt_settle(SDB(db)->ckpt);
+    return sqlite_exec(db, "BEGIN IMMEDIATE");
+}
 
 static int sqlite_prepare(hv_db_t *db, const char *sql, int nparams, hv_db_stmt_t **out) {
     hv_buf_t tr;
@@ -510,13 +515,18 @@ void hv__db_wal_stop(hv_db_t *db) {
  * runs beside a busy writer seldom sees that moment (the writer commits again before
  * the copy ends; db_sqlite.c's pipelined commits tried a second connection for this
  * reason and gave up), so the WAL would grow without end. The writer therefore waits,
- * in the hook after the commit that takes the WAL to `limit` frames (the write lock
- * already released), for one pass that began after that commit: the writer writes
- * nothing meanwhile, so the pass copies everything (unless a reader still reads an older
- * snapshot; then the writer goes on and waits again after its next commit, for a pass
- * that finds nothing it may copy and returns at once); the next transaction restarts the
- * WAL, and journal_size_limit truncates the file. Passes in between (one per `pages`
- * frames) keep what is left to copy then small, so the wait is short.
+ * before the next transaction it begins (ckpt_settle, from sqlite_begin) after the commit
+ * that takes the WAL to `limit` frames, for one pass that began after that commit: the
+ * writer writes nothing meanwhile, so the pass copies everything (unless a reader still
+ * reads an older snapshot; then the writer goes on and waits again after its next commit,
+ * for a pass that finds nothing it may copy and returns at once); that transaction
+ * restarts the WAL, and journal_size_limit truncates the file. Passes in between (one per
+ * `pages` frames) keep what is left to copy then small, so the wait is short. It is not
+ * taken in the hook, inside the COMMIT: the commit is done there, and whoever waits for it
+ * (the storage thread's done callbacks) need not wait for the copy too — after the one
+ * large transaction that builds a Bulk sync's deferred indexes (~250 MB of WAL) that copy
+ * and its sync were seconds of the sync's wall time (docs/performance.md, "EHR sync,
+ * session 19").
  */
 struct hv__db_ckpt {
     sqlite3 *h;            /* the checkpointer's connection */
@@ -526,9 +536,12 @@ struct hv__db_ckpt {
     pthread_cond_t passed; /* broadcast when a pass ends */
     int pages, limit;      /* a pass per `pages` new frames; the writer waits at `limit` */
     int asked_at;          /* writer: the WAL's size in frames when it last asked */
+    uint64_t owed;         /* writer: the pass to see end before its next transaction; 0: none */
     uint64_t asked, done;  /* under lock: passes asked for, and the last one run */
     int stop;              /* under lock */
 };
+
+void (*hv__db_ckpt_pass_hook)(void);
 
 static void *ckpt_thread(void *arg) {
     hv__db_ckpt_t *c = arg;
@@ -543,6 +556,7 @@ static void *ckpt_thread(void *arg) {
         if (c->stop) break;
         want = c->asked;
         pthread_mutex_unlock(&c->lock);
+        if (hv__db_ckpt_pass_hook != NULL) hv__db_ckpt_pass_hook();
         /* SQLITE_BUSY: another connection checkpoints; the next pass catches up. Other
          * errors (I/O) leave the frames in the WAL, where they are safe; the writer's next
          * commit asks again. */
@@ -567,9 +581,18 @@ static int ckpt_hook(void *arg, sqlite3 *h, const char *dbname, int frames) {
     pthread_mutex_lock(&c->lock);
     mine = ++c->asked;
     pthread_cond_signal(&c->cond);
-    while (frames >= c->limit && c->done < mine && !c->stop) pthread_cond_wait(&c->passed, &c->lock);
     pthread_mutex_unlock(&c->lock);
+    if (frames >= c->limit) c->owed = mine;
     return SQLITE_OK;
+}
+
+/* The writer's thread, before it begins a transaction: waits for the pass owed (above). */
+static void ckpt_settle(hv__db_ckpt_t *c) {
+    if (c->owed == 0) return;
+    pthread_mutex_lock(&c->lock);
+    while (c->done < c->owed && !c->stop) pthread_cond_wait(&c->passed, &c->lock);
+    pthread_mutex_unlock(&c->lock);
+    c->owed = 0;
 }
 
 int hv__db_ckpt_start(hv_db_t *db, int pages, int limit) {
