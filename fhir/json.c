@@ -84,7 +84,7 @@ int hv__fhir_prop_resolve(const hv_fhir_elem_t *owner, const char *key, hv__fhir
 
 const hv_fhir_elem_t *hv__fhir_resource_root(struct json_object *obj) {
     struct json_object *rt = NULL;
-    if (!json_object_object_get_ex(obj, "resourceType", &rt) ||
+    if (!hv_json_get_ex(obj, "resourceType", &rt) ||
         !json_object_is_type(rt, json_type_string))
         return NULL;
     return hv_fhir_type_root(hv_fhir_resource_type(json_object_get_string(rt)));
@@ -352,7 +352,7 @@ int hv_fhir_json_parse(const char *text, size_t len, const hv_fhir_parse_opts_t 
         goto out;
     }
     struct json_object *rt = NULL;
-    if (!json_object_object_get_ex(obj, "resourceType", &rt) ||
+    if (!hv_json_get_ex(obj, "resourceType", &rt) ||
         !json_object_is_type(rt, json_type_string)) {
         hv_error_set(err, HV_EINVAL, NULL, "the resource has no resourceType");
         rc = HV_EINVAL;
@@ -599,7 +599,7 @@ static int equal_depth(struct json_object *a, struct json_object *b, int depth) 
             return 0;
         json_object_object_foreach(a, key, va) {
             struct json_object *vb = NULL;
-            if (!json_object_object_get_ex(b, key, &vb) || !equal_depth(va, vb, depth + 1))
+            if (!hv_json_get_ex(b, key, &vb) || !equal_depth(va, vb, depth + 1))
                 return 0;
         }
         return 1;

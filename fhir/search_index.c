@@ -891,31 +891,49 @@ static void build_sql(void)
             }
 }
 
-static uint32_t fnv(uint32_t h, const void *p, size_t n)
+/*
+ * The duplicate check's hash, 8 bytes a step: byte-wise FNV-1a over the code and the
+ * text values was two thirds of add_row (~700 instructions a row, 15 rows a resource).
+ * Only the duplicate check reads it: the rows keep their insertion order.
+ */
+static uint64_t mix(uint64_t h, uint64_t w)
+{
+    h = (h ^ w) * 0x9e3779b97f4a7c15ull;
+    return h ^ (h >> 29);
+}
+
+static uint64_t hash_mem(uint64_t h, const void *p, size_t n)
 {
     const unsigned char *s = p;
+    uint64_t w = 0;
+    for (; n >= 8; s += 8, n -= 8) {
+        memcpy(&w, s, 8);
+        h = mix(h, w);
+    }
+    w = (uint64_t)n << 56; /* the tail, with its length */
     for (size_t i = 0; i < n; i++)
-        h = (h ^ s[i]) * 16777619u;
-    return h;
+        w |= (uint64_t)s[i] << (8 * i);
+    return mix(h, w);
 }
 
 static uint32_t row_hash(const ixrow_t *r, int ncols)
 {
-    uint32_t h = 2166136261u;
-    h = fnv(h, &r->table, sizeof(r->table));
-    h = fnv(h, &r->grp, sizeof(r->grp));
-    h = fnv(h, r->code, strlen(r->code));
+    uint64_t h = mix(0x2545f4914f6cdd1dull, (uint64_t)(unsigned)r->table << 32 | (unsigned)r->grp);
+    h = hash_mem(h, r->code, strlen(r->code));
     for (int k = 0; k < ncols; k++) {
         const ixval_t *v = &r->v[k];
-        h = fnv(h, &v->kind, sizeof(v->kind));
+        h = mix(h, (uint64_t)v->kind);
         if (v->kind == V_TEXT)
-            h = fnv(h, v->s, strlen(v->s) + 1);
+            h = hash_mem(h, v->s, strlen(v->s));
         else if (v->kind == V_INT)
-            h = fnv(h, &v->i, sizeof(v->i));
-        else if (v->kind == V_DOUBLE)
-            h = fnv(h, &v->d, sizeof(v->d));
+            h = mix(h, (uint64_t)v->i);
+        else if (v->kind == V_DOUBLE) {
+            uint64_t d;
+            memcpy(&d, &v->d, sizeof(d));
+            h = mix(h, d);
+        }
     }
-    return h;
+    return (uint32_t)(h ^ (h >> 32));
 }
 
 static int row_equal(const ixrow_t *a, const ixrow_t *b, int ncols)
@@ -1319,7 +1337,7 @@ static void put_ref(ix_t *x, const char *ref)
 static const char *jstr(struct json_object *o, const char *k)
 {
     struct json_object *v = NULL;
-    if (o == NULL || !json_object_object_get_ex(o, k, &v) || !json_object_is_type(v, json_type_string))
+    if (o == NULL || !hv_json_get_ex(o, k, &v) || !json_object_is_type(v, json_type_string))
         return NULL;
     return json_object_get_string(v);
 }
@@ -1328,7 +1346,7 @@ static const char *jstr(struct json_object *o, const char *k)
 static void put_str_member(ix_t *x, struct json_object *o, const char *k)
 {
     struct json_object *v = NULL;
-    if (!json_object_object_get_ex(o, k, &v))
+    if (!hv_json_get_ex(o, k, &v))
         return;
     if (json_object_is_type(v, json_type_array)) {
         for (size_t i = 0; i < json_object_array_length(v); i++) {
@@ -1358,7 +1376,7 @@ static void put_identifier(ix_t *x, struct json_object *j)
     struct json_object *t = NULL, *cs = NULL;
     const char *value = jstr(j, "value");
     put_tok(x, jstr(j, "system"), value);
-    if (value == NULL || !json_object_object_get_ex(j, "type", &t) || !json_object_object_get_ex(t, "coding", &cs) ||
+    if (value == NULL || !hv_json_get_ex(j, "type", &t) || !hv_json_get_ex(t, "coding", &cs) ||
         !json_object_is_type(cs, json_type_array))
         return;
     put_str_code(x, sub(x, "text"), jstr(t, "text"));
@@ -1417,7 +1435,7 @@ static void index_item(ix_t *x, hv_fhir_search_type_t st, const hv_fhirpath_item
             put_coding(x, j);
         } else if (strcmp(ft, "CodeableConcept") == 0) {
             struct json_object *cs = NULL;
-            if (json_object_object_get_ex(j, "coding", &cs) && json_object_is_type(cs, json_type_array))
+            if (hv_json_get_ex(j, "coding", &cs) && json_object_is_type(cs, json_type_array))
                 for (size_t i = 0; i < json_object_array_length(cs); i++)
                     put_coding(x, json_object_array_get_idx(cs, i));
             put_str_code(x, sub(x, "text"), jstr(j, "text"));
@@ -1434,7 +1452,7 @@ static void index_item(ix_t *x, hv_fhir_search_type_t st, const hv_fhirpath_item
             struct json_object *ident = NULL;
             put_ref(x, jstr(j, "reference"));
             /* Reference.identifier, for :identifier (search.html#reference). */
-            if (json_object_object_get_ex(j, "identifier", &ident))
+            if (hv_json_get_ex(j, "identifier", &ident))
                 put_tok_code(x, sub(x, "identifier"), jstr(ident, "system"), jstr(ident, "value"));
         }
         break;
@@ -1451,7 +1469,7 @@ static void index_item(ix_t *x, hv_fhir_search_type_t st, const hv_fhirpath_item
         if (json_object_is_type(j, json_type_object)) {
             struct json_object *v = NULL;
             const char *unit = jstr(j, "code");
-            json_object_object_get_ex(j, "value", &v);
+            hv_json_get_ex(j, "value", &v);
             put_num(x, v, jstr(j, "system"), unit ? unit : jstr(j, "unit"));
         } else {
             put_num(x, j, NULL, NULL);
@@ -1753,7 +1771,7 @@ static int compute_rows(ix_t *x, const char *type, struct json_object *resource)
     if (json_object_is_type(resource, json_type_object)) {
         struct json_object *rt = NULL;
         /* Looked up as the evaluator would on each evaluation (hv_fhirpath_env_t.resource_type). */
-        if (json_object_object_get_ex(resource, "resourceType", &rt) && json_object_is_type(rt, json_type_string))
+        if (hv_json_get_ex(resource, "resourceType", &rt) && json_object_is_type(rt, json_type_string))
             x->env.resource_type = hv_fhir_resource_type(json_object_get_string(rt));
         json_object_object_foreach(resource, key, val)
         {
