@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "fhir/fhirpath.h"
+#include "fhir/fhirpath_int.h"
 #include "fhir/search_int.h"
 #include "terminology/ucum.h"
 
@@ -169,6 +170,13 @@ typedef struct sp_spec {
     size_t nkeys;
     char keys[MAX_KEYS][KEY_MAX];
     size_t keylen[MAX_KEYS]; /* strlen of each key */
+    /* A direct one: fp is "T.elem" alone, elem neither a choice nor a resource
+     * ("Observation.code", about half of the evaluations an import makes). index_direct reads
+     * the member (direct) and its primitive twin (direct + 1: "_code") and gives index_item
+     * what the evaluation would, typed direct_type (elem's type name); direct[1] == '\0':
+     * fp is evaluated. */
+    char direct[KEY_MAX + 1];
+    const char *direct_type;
 } sp_spec_t;
 
 static int is_ident(char c)
@@ -249,13 +257,14 @@ static int skip_group(const char **p, const char *end)
  * *probe_n are the text from the root to the end of that filter ("Observation.value as
  * Quantity"), else *probe_n is 0.
  */
-static void parse_alt(const char *s, size_t n, char *root, char *elem, int *plain, const char **probe,
+static void parse_alt(const char *s, size_t n, char *root, char *elem, int *plain, int *bare, const char **probe,
                       size_t *probe_n)
 {
     const char *p = s, *end = s + n, *start;
     int open = 0, first = 1;
     char id[KEY_MAX];
     *plain = 0;
+    *bare = 0;
     *probe = NULL;
     *probe_n = 0;
     root[0] = elem[0] = '\0';
@@ -275,6 +284,7 @@ static void parse_alt(const char *s, size_t n, char *root, char *elem, int *plai
     p++;
     if (!read_ident(&p, end, elem, KEY_MAX) || (p < end && *p == '('))
         return;
+    *bare = p == end;
     for (; p < end; first = 0) {
         if (*p == '.') {
             const char *arg;
@@ -323,6 +333,7 @@ typedef struct sp_alt {
     const char *s;
     size_t n;
     int plain;
+    int bare;          /* nothing after root.elem */
     const char *probe; /* root, elem and a type filter right after it (parse_alt) */
     size_t probe_n;
     char root[KEY_MAX], elem[KEY_MAX];
@@ -337,7 +348,8 @@ static size_t parse_alts(const char *expr, sp_alt_t *alts)
     for (size_t i = 0; i < n; i++) {
         alts[i].s = st[i];
         alts[i].n = ln[i];
-        parse_alt(st[i], ln[i], alts[i].root, alts[i].elem, &alts[i].plain, &alts[i].probe, &alts[i].probe_n);
+        parse_alt(st[i], ln[i], alts[i].root, alts[i].elem, &alts[i].plain, &alts[i].bare, &alts[i].probe,
+                  &alts[i].probe_n);
         alts[i].rtype = alts[i].root[0] != '\0' ? hv_fhir_resource_type(alts[i].root) : NULL;
     }
     return n;
@@ -437,11 +449,32 @@ out:
     return kept;
 }
 
+/*
+ * Makes out direct when "T.elem" navigates as hv__fp_children would without a detour: elem
+ * an element of t (hv__fp_model_child, FHIRPath's own resolution) that is not a choice, of
+ * one type that is not a resource (whose node would take its type from its resourceType).
+ */
+static void direct_of(const char *elem, const hv_fhir_type_t *t, sp_spec_t *out)
+{
+    const hv_fhir_elem_t *e = NULL;
+    const hv_fhir_type_t *chosen = NULL;
+    int choice = 0;
+    size_t n = strlen(elem);
+    if (n + 1 >= sizeof(out->direct) ||
+        hv__fp_model_child(hv_fhir_type_root(t), elem, n, &e, &choice, &chosen) != HV_OK || choice ||
+        chosen == NULL || hv_fhir_type_kind(chosen) == HV_FHIR_KIND_RESOURCE)
+        return;
+    out->direct[0] = '_';
+    memcpy(out->direct + 1, elem, n + 1);
+    out->direct_type = hv_fhir_type_name(chosen);
+}
+
 /* Builds the specialization for resource type t of an expression split into alts;
  * HV_EINVAL when it cannot be done (the general expression is then used). */
 static int specialize(const sp_alt_t *alts, size_t n, const hv_fhir_type_t *t, sp_spec_t *out)
 {
     size_t kept = 0;
+    const sp_alt_t *only = NULL;
     hv_buf_t b;
     int rc = HV_OK;
     const char *tname = hv_fhir_type_name(t);
@@ -462,7 +495,10 @@ static int specialize(const sp_alt_t *alts, size_t n, const hv_fhir_type_t *t, s
         if (kept++ > 0)
             hv_buf_puts(&b, " | ");
         hv_buf_append(&b, a->s, a->n);
+        only = a;
     }
+    if (kept == 1 && only->bare && strcmp(only->root, tname) == 0)
+        direct_of(only->elem, t, out);
     if (kept > 0) {
         hv_error_t err;
         char *rw = NULL;
@@ -836,8 +872,11 @@ typedef struct ix {
     ixrow_t **set;   /* open-addressed hash set of the rows (duplicate check) */
     size_t setcap;
     const hv_fhir_type_t *rtype;  /* the resource's type */
-    const char *keys[MAX_TOP_KEYS]; /* its top-level member names, without a leading '_' */
-    size_t klen[MAX_TOP_KEYS];      /* their lengths */
+    /* Its top-level member names, without a leading '_', and their lengths: compute_rows's
+     * arrays, set during the call only (kept out of ix_t, which hv__search_index_rows
+     * callocs per resource: 2 KiB less to clear). */
+    const char **keys;
+    size_t *klen;
     size_t nkeys;
     hv_fhirpath_env_t env;          /* the evaluations' environment: the resource's type */
     int strings_only; /* only the parameters that may write string rows: string, token (:text), composite */
@@ -1594,6 +1633,49 @@ static void index_composite(ix_t *x, const sp_entry_t *e, struct json_object *re
     x->grp = 0;
 }
 
+static int direct_enabled = 1; /* hv__search_direct_enable */
+void hv__search_direct_enable(int on)
+{
+    direct_enabled = on;
+}
+
+/*
+ * The items hv_fhirpath_eval gives for a direct specialization s (the resource's type is
+ * s's), indexed: the FHIRPath step T.elem (hv__fp_children, push_values) makes one node per
+ * value of the member, an array's elements one by one, each paired with the same element
+ * of the "_elem" twin; a node without a value (JSON null, or the twin alone) gives
+ * index_item nothing. More nodes than the expression's item cap fail the evaluation, and
+ * then the parameter indexes nothing, as here.
+ */
+static void index_direct(ix_t *x, hv_fhir_search_type_t st, const sp_spec_t *s, struct json_object *resource)
+{
+    struct json_object *v = NULL, *ext = NULL;
+    hv_fhirpath_item_t it;
+    memset(&it, 0, sizeof(it));
+    it.kind = HV_FHIRPATH_NODE;
+    it.type = s->direct_type;
+    if (!hv_json_get_ex(resource, s->direct + 1, &v))
+        return; /* the twin alone: nodes without values */
+    if (json_object_is_type(v, json_type_array)) {
+        size_t n = json_object_array_length(v), nodes = 0;
+        int xa = hv_json_get_ex(resource, s->direct, &ext) && json_object_is_type(ext, json_type_array);
+        for (size_t i = 0; i < n; i++)
+            if (json_object_array_get_idx(v, i) != NULL || (xa && json_object_array_get_idx(ext, i) != NULL))
+                nodes++;
+        if (nodes > s->fp->lim.max_items)
+            return;
+        for (size_t i = 0; i < n && x->rc == HV_OK; i++) {
+            it.json = json_object_array_get_idx(v, i);
+            if (it.json != NULL)
+                index_item(x, st, &it);
+        }
+        return;
+    }
+    it.json = v;
+    if (v != NULL)
+        index_item(x, st, &it);
+}
+
 static int index_params(ix_t *x, const hv_fhir_type_t *t, struct json_object *resource, hv_arena_t *arena)
 {
     size_t n = hv_fhir_search_own_count(t);
@@ -1601,6 +1683,7 @@ static int index_params(ix_t *x, const hv_fhir_type_t *t, struct json_object *re
         const hv_fhir_search_t *sp = hv_fhir_search_own_at(t, i);
         const sp_entry_t *e = entry_of(sp);
         const hv_fhirpath_t *fp = e ? e->fp : NULL;
+        const sp_spec_t *sc = NULL;
         hv_fhirpath_result_t *res = NULL;
         hv_error_t err;
         hv_fhir_search_type_t st = hv_fhir_search_type(sp);
@@ -1613,6 +1696,7 @@ static int index_params(ix_t *x, const hv_fhir_type_t *t, struct json_object *re
                         fp = NULL;
                     else
                         fp = e->spec[k].fp;
+                    sc = &e->spec[k];
                     break;
                 }
             if (fp == NULL)
@@ -1631,6 +1715,12 @@ static int index_params(ix_t *x, const hv_fhir_type_t *t, struct json_object *re
         hv_arena_reset(arena);
         if (st == HV_FHIR_SP_COMPOSITE) {
             index_composite(x, e, resource, arena);
+            continue;
+        }
+        /* The evaluation's root is the resource as x->env.resource_type: direct when that is
+         * the type the specialization is for. */
+        if (sc != NULL && sc->direct[1] != '\0' && direct_enabled && x->env.resource_type == x->rtype) {
+            index_direct(x, st, sc, resource);
             continue;
         }
         if (hv_fhirpath_eval(fp, resource, &x->env, arena, &res, &err) != HV_OK)
@@ -1762,7 +1852,11 @@ static int compute_rows(ix_t *x, const char *type, struct json_object *resource)
 {
     hv_arena_t *arena = NULL;
     const hv_fhir_type_t *t = hv_fhir_resource_type(type);
+    const char *keys[MAX_TOP_KEYS];
+    size_t klen[MAX_TOP_KEYS];
     int rc = HV_OK;
+    x->keys = keys;
+    x->klen = klen;
     x->rtype = t;
     if (x->type == NULL)
         x->type = type; /* for a refusal's text (the rows computed ahead have no id yet) */
@@ -1786,13 +1880,15 @@ static int compute_rows(ix_t *x, const char *type, struct json_object *resource)
         }
     }
     arena = hv_arena_new(0);
-    if (arena == NULL)
-        return HV_ENOMEM;
-    for (; t != NULL && rc == HV_OK; t = hv_fhir_type_base(t))
+    for (; arena != NULL && t != NULL && rc == HV_OK; t = hv_fhir_type_base(t))
         rc = index_params(x, t, resource, arena);
+    if (arena == NULL)
+        rc = HV_ENOMEM;
     hv_arena_free(arena);
-    /* The key pointers belong to the tree: they are not kept past this call. */
+    /* The key pointers belong to the tree, the arrays to this call: not kept past it. */
     x->nkeys = 0;
+    x->keys = NULL;
+    x->klen = NULL;
     return rc;
 }
 

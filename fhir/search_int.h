@@ -169,6 +169,8 @@ void hv__search_composite_precheck_enable(int on);
 /* Whether a parameter whose specialized expression needs top-level elements the resource
  * lacks is skipped unevaluated (default on; tests turn it off to compare the rows). */
 void hv__search_spec_precheck_enable(int on);
+/* Tests: reading "T.elem" parameters directly instead of evaluating them (on by default). */
+void hv__search_direct_enable(int on);
 int hv__search_index_put_pre(hv_db_t *db, const char *type, const char *id, struct json_object *resource,
                              int replace, const hv__search_rows_t *pre, int64_t rid);
 
