@@ -162,6 +162,7 @@ static char *rewrite_resolve(const char *expr)
 #define MAX_ALTS 64    /* alternatives of one expression considered for specialization */
 #define MAX_KEYS 8     /* top-level elements one specialized expression may need */
 #define KEY_MAX 48     /* longest element name */
+#define MAX_STEPS 4    /* element steps of a path read directly (direct_of) */
 
 typedef struct sp_spec {
     const hv_fhir_type_t *type;
@@ -170,13 +171,20 @@ typedef struct sp_spec {
     size_t nkeys;
     char keys[MAX_KEYS][KEY_MAX];
     size_t keylen[MAX_KEYS]; /* strlen of each key */
-    /* A direct one: fp is "T.elem" alone, elem neither a choice nor a resource
-     * ("Observation.code", about half of the evaluations an import makes). index_direct reads
-     * the member (direct) and its primitive twin (direct + 1: "_code") and gives index_item
-     * what the evaluation would, typed direct_type (elem's type name); direct[1] == '\0':
-     * fp is evaluated. */
-    char direct[KEY_MAX + 1];
+    /* A direct one (direct_of): fp is a path of element names alone, "T.a.b" with a and b
+     * neither choices nor resources and a not a primitive ("Observation.code",
+     * "Resource.meta.tag": three quarters of the evaluations an import made). index_direct
+     * follows the members and gives index_item what the evaluation would; step[i] is
+     * "_name", the twin's name, and step[i] + 1 the member's; the values are of type
+     * direct_type. nsteps 0: fp is evaluated. */
+    size_t nsteps;
+    char step[MAX_STEPS][KEY_MAX + 1];
     const char *direct_type;
+    /* 1: the first element is a non-backbone element that every subtype of type inherits
+     * as it is, so the path navigates alike from a subtype's root (a base type's own
+     * parameter, _tag on an Observation). */
+    int direct_any;
+    int all_kept; /* no alternative was dropped: fp is the expression itself */
 } sp_spec_t;
 
 static int is_ident(char c)
@@ -257,14 +265,13 @@ static int skip_group(const char **p, const char *end)
  * *probe_n are the text from the root to the end of that filter ("Observation.value as
  * Quantity"), else *probe_n is 0.
  */
-static void parse_alt(const char *s, size_t n, char *root, char *elem, int *plain, int *bare, const char **probe,
+static void parse_alt(const char *s, size_t n, char *root, char *elem, int *plain, const char **probe,
                       size_t *probe_n)
 {
     const char *p = s, *end = s + n, *start;
     int open = 0, first = 1;
     char id[KEY_MAX];
     *plain = 0;
-    *bare = 0;
     *probe = NULL;
     *probe_n = 0;
     root[0] = elem[0] = '\0';
@@ -284,7 +291,6 @@ static void parse_alt(const char *s, size_t n, char *root, char *elem, int *plai
     p++;
     if (!read_ident(&p, end, elem, KEY_MAX) || (p < end && *p == '('))
         return;
-    *bare = p == end;
     for (; p < end; first = 0) {
         if (*p == '.') {
             const char *arg;
@@ -333,7 +339,6 @@ typedef struct sp_alt {
     const char *s;
     size_t n;
     int plain;
-    int bare;          /* nothing after root.elem */
     const char *probe; /* root, elem and a type filter right after it (parse_alt) */
     size_t probe_n;
     char root[KEY_MAX], elem[KEY_MAX];
@@ -348,8 +353,7 @@ static size_t parse_alts(const char *expr, sp_alt_t *alts)
     for (size_t i = 0; i < n; i++) {
         alts[i].s = st[i];
         alts[i].n = ln[i];
-        parse_alt(st[i], ln[i], alts[i].root, alts[i].elem, &alts[i].plain, &alts[i].bare, &alts[i].probe,
-                  &alts[i].probe_n);
+        parse_alt(st[i], ln[i], alts[i].root, alts[i].elem, &alts[i].plain, &alts[i].probe, &alts[i].probe_n);
         alts[i].rtype = alts[i].root[0] != '\0' ? hv_fhir_resource_type(alts[i].root) : NULL;
     }
     return n;
@@ -450,22 +454,48 @@ out:
 }
 
 /*
- * Makes out direct when "T.elem" navigates as hv__fp_children would without a detour: elem
- * an element of t (hv__fp_model_child, FHIRPath's own resolution) that is not a choice, of
- * one type that is not a resource (whose node would take its type from its resourceType).
+ * Makes out direct when the alternative a (of t, kept alone) is "T.a.b..." — identifiers
+ * and dots only — and navigates as hv__fp_children would with no detour: each step an
+ * element of the step before (hv__fp_model_child, FHIRPath's own resolution, from the
+ * owner push_values gives the values: hv_fhir_elem_owner), not a choice, of one type that
+ * is not a resource (whose node would take its type from its resourceType), and every step
+ * but the last of a complex type (a primitive's children are its twin's).
  */
-static void direct_of(const char *elem, const hv_fhir_type_t *t, sp_spec_t *out)
+static void direct_of(const sp_alt_t *a, const hv_fhir_type_t *t, sp_spec_t *out)
 {
-    const hv_fhir_elem_t *e = NULL;
+    const char *p = a->s, *end = a->s + a->n;
+    const hv_fhir_elem_t *owner = hv_fhir_type_root(t);
     const hv_fhir_type_t *chosen = NULL;
-    int choice = 0;
-    size_t n = strlen(elem);
-    if (n + 1 >= sizeof(out->direct) ||
-        hv__fp_model_child(hv_fhir_type_root(t), elem, n, &e, &choice, &chosen) != HV_OK || choice ||
-        chosen == NULL || hv_fhir_type_kind(chosen) == HV_FHIR_KIND_RESOURCE)
+    char id[KEY_MAX];
+    size_t n = 0;
+    while (p < end && *p == ' ')
+        p++;
+    while (end > p && end[-1] == ' ')
+        end--;
+    if (!read_ident(&p, end, id, sizeof(id)) || strcmp(id, hv_fhir_type_name(t)) != 0)
         return;
-    out->direct[0] = '_';
-    memcpy(out->direct + 1, elem, n + 1);
+    while (p < end) {
+        const hv_fhir_elem_t *e = NULL;
+        int choice = 0;
+        size_t len;
+        if (*p++ != '.' || n == MAX_STEPS || (chosen != NULL && hv_fhir_type_kind(chosen) != HV_FHIR_KIND_COMPLEX) ||
+            !read_ident(&p, end, id, sizeof(id)))
+            return;
+        len = strlen(id);
+        chosen = NULL;
+        if (hv__fp_model_child(owner, id, len, &e, &choice, &chosen) != HV_OK || choice || chosen == NULL ||
+            hv_fhir_type_kind(chosen) == HV_FHIR_KIND_RESOURCE)
+            return;
+        if (n == 0)
+            out->direct_any = hv_fhir_elem_owner(e, chosen) == hv_fhir_type_root(chosen);
+        out->step[n][0] = '_';
+        memcpy(out->step[n] + 1, id, len + 1);
+        n++;
+        owner = hv_fhir_elem_owner(e, chosen);
+    }
+    if (n == 0)
+        return;
+    out->nsteps = n;
     out->direct_type = hv_fhir_type_name(chosen);
 }
 
@@ -497,8 +527,9 @@ static int specialize(const sp_alt_t *alts, size_t n, const hv_fhir_type_t *t, s
         hv_buf_append(&b, a->s, a->n);
         only = a;
     }
-    if (kept == 1 && only->bare && strcmp(only->root, tname) == 0)
-        direct_of(only->elem, t, out);
+    if (kept == 1 && only->plain && strcmp(only->root, tname) == 0)
+        direct_of(only, t, out);
+    out->all_kept = kept == n;
     if (kept > 0) {
         hv_error_t err;
         char *rw = NULL;
@@ -1633,6 +1664,65 @@ static void index_composite(ix_t *x, const sp_entry_t *e, struct json_object *re
     x->grp = 0;
 }
 
+/*
+ * Appends to *out (n values, cap room) the nodes FHIRPath's step to member step + 1 of obj
+ * makes (hv__fp_children, push_values): one per value, an array's elements one by one, each
+ * paired with the same element of the twin (step: "_name"); a node without a value (JSON
+ * null, or the twin alone) is only counted in *nodes, as nothing can come of it (a complex
+ * value's children are its own members; index_item needs a value). HV_ENOMEM when the
+ * arena fails.
+ */
+static int direct_step(struct json_object *obj, const char *step, hv_arena_t *arena, struct json_object ***out,
+                       size_t *n, size_t *cap, size_t *nodes)
+{
+    struct json_object *v = NULL, *ext = NULL;
+    size_t len;
+    int xa;
+    hv_json_get_ex(obj, step + 1, &v);
+    hv_json_get_ex(obj, step, &ext);
+    xa = json_object_is_type(ext, json_type_array);
+    if (!json_object_is_type(v, json_type_array)) {
+        if (v == NULL && xa) {
+            for (size_t i = 0; i < json_object_array_length(ext); i++)
+                *nodes += json_object_array_get_idx(ext, i) != NULL;
+            return HV_OK;
+        }
+        if (v == NULL && ext == NULL)
+            return HV_OK;
+        (*nodes)++;
+        if (v == NULL)
+            return HV_OK;
+        len = 1;
+    } else {
+        len = json_object_array_length(v);
+    }
+    if (*n + len > *cap) {
+        size_t ncap = *cap ? *cap * 2 : 16;
+        struct json_object **nv;
+        while (ncap < *n + len)
+            ncap *= 2;
+        nv = hv_arena_alloc(arena, ncap * sizeof(*nv));
+        if (nv == NULL)
+            return HV_ENOMEM;
+        if (*n > 0)
+            memcpy(nv, *out, *n * sizeof(*nv));
+        *out = nv;
+        *cap = ncap;
+    }
+    if (!json_object_is_type(v, json_type_array)) {
+        (*out)[(*n)++] = v;
+        return HV_OK;
+    }
+    for (size_t i = 0; i < len; i++) {
+        struct json_object *e = json_object_array_get_idx(v, i);
+        if (e != NULL || (xa && json_object_array_get_idx(ext, i) != NULL))
+            (*nodes)++;
+        if (e != NULL)
+            (*out)[(*n)++] = e;
+    }
+    return HV_OK;
+}
+
 static int direct_enabled = 1; /* hv__search_direct_enable */
 void hv__search_direct_enable(int on)
 {
@@ -1640,40 +1730,56 @@ void hv__search_direct_enable(int on)
 }
 
 /*
- * The items hv_fhirpath_eval gives for a direct specialization s (the resource's type is
- * s's), indexed: the FHIRPath step T.elem (hv__fp_children, push_values) makes one node per
- * value of the member, an array's elements one by one, each paired with the same element
- * of the "_elem" twin; a node without a value (JSON null, or the twin alone) gives
- * index_item nothing. More nodes than the expression's item cap fail the evaluation, and
- * then the parameter indexes nothing, as here.
+ * The rows hv_fhirpath_eval's items would give for a direct specialization s, whose root
+ * step the resource passes (its type is s's, or a subtype when s->direct_any), without
+ * evaluating: the members followed step by step (direct_step). A step making more nodes
+ * than the expression's item cap fails the evaluation, and then the parameter indexes
+ * nothing, as here.
  */
-static void index_direct(ix_t *x, hv_fhir_search_type_t st, const sp_spec_t *s, struct json_object *resource)
+static void index_direct(ix_t *x, hv_fhir_search_type_t st, const sp_spec_t *s, struct json_object *resource,
+                         hv_arena_t *arena)
 {
-    struct json_object *v = NULL, *ext = NULL;
+    struct json_object *one[1] = {resource}, **in = one, **out = NULL;
+    size_t nin = 1, nout = 0, cap = 0;
     hv_fhirpath_item_t it;
+    for (size_t k = 0; k < s->nsteps; k++) {
+        size_t nodes = 0;
+        out = NULL;
+        nout = cap = 0;
+        for (size_t i = 0; i < nin; i++)
+            if (json_object_is_type(in[i], json_type_object) &&
+                direct_step(in[i], s->step[k], arena, &out, &nout, &cap, &nodes) != HV_OK)
+                return;
+        if (nodes > s->fp->lim.max_items)
+            return;
+        in = out;
+        nin = nout;
+    }
     memset(&it, 0, sizeof(it));
     it.kind = HV_FHIRPATH_NODE;
     it.type = s->direct_type;
-    if (!hv_json_get_ex(resource, s->direct + 1, &v))
-        return; /* the twin alone: nodes without values */
-    if (json_object_is_type(v, json_type_array)) {
-        size_t n = json_object_array_length(v), nodes = 0;
-        int xa = hv_json_get_ex(resource, s->direct, &ext) && json_object_is_type(ext, json_type_array);
-        for (size_t i = 0; i < n; i++)
-            if (json_object_array_get_idx(v, i) != NULL || (xa && json_object_array_get_idx(ext, i) != NULL))
-                nodes++;
-        if (nodes > s->fp->lim.max_items)
-            return;
-        for (size_t i = 0; i < n && x->rc == HV_OK; i++) {
-            it.json = json_object_array_get_idx(v, i);
-            if (it.json != NULL)
-                index_item(x, st, &it);
-        }
-        return;
-    }
-    it.json = v;
-    if (v != NULL)
+    for (size_t i = 0; i < nin && x->rc == HV_OK; i++) {
+        it.json = in[i];
         index_item(x, st, &it);
+    }
+}
+
+/*
+ * The specialization of e for a resource of type rtype: rtype's own, else — for a parameter
+ * of t, a base type of rtype (_tag, _profile: Resource's) — t's when it dropped no
+ * alternative, so that its fp is the expression itself and its precheck holds on any
+ * subtype (the root step T passes every resource based on T). NULL: the expression.
+ */
+static const sp_spec_t *spec_for(const sp_entry_t *e, const hv_fhir_type_t *rtype, const hv_fhir_type_t *t)
+{
+    const sp_spec_t *base = NULL;
+    for (size_t k = 0; k < e->nspec; k++) {
+        if (e->spec[k].type == rtype)
+            return &e->spec[k];
+        if (e->spec[k].type == t && e->spec[k].all_kept && e->spec[k].fp != NULL)
+            base = &e->spec[k];
+    }
+    return base;
 }
 
 static int index_params(ix_t *x, const hv_fhir_type_t *t, struct json_object *resource, hv_arena_t *arena)
@@ -1690,15 +1796,9 @@ static int index_params(ix_t *x, const hv_fhir_type_t *t, struct json_object *re
         if (fp == NULL)
             continue;
         if (e->nspec > 0 && x->nkeys < MAX_TOP_KEYS) {
-            for (size_t k = 0; k < e->nspec; k++)
-                if (e->spec[k].type == x->rtype) {
-                    if (!spec_may_match(&e->spec[k], x->keys, x->klen, x->nkeys))
-                        fp = NULL;
-                    else
-                        fp = e->spec[k].fp;
-                    sc = &e->spec[k];
-                    break;
-                }
+            sc = spec_for(e, x->rtype, t);
+            if (sc != NULL)
+                fp = spec_may_match(sc, x->keys, x->klen, x->nkeys) ? sc->fp : NULL;
             if (fp == NULL)
                 continue;
         }
@@ -1719,8 +1819,9 @@ static int index_params(ix_t *x, const hv_fhir_type_t *t, struct json_object *re
         }
         /* The evaluation's root is the resource as x->env.resource_type: direct when that is
          * the type the specialization is for. */
-        if (sc != NULL && sc->direct[1] != '\0' && direct_enabled && x->env.resource_type == x->rtype) {
-            index_direct(x, st, sc, resource);
+        if (sc != NULL && sc->nsteps > 0 && direct_enabled && x->env.resource_type == x->rtype &&
+            (sc->type == x->rtype || sc->direct_any)) {
+            index_direct(x, st, sc, resource, arena);
             continue;
         }
         if (hv_fhirpath_eval(fp, resource, &x->env, arena, &res, &err) != HV_OK)

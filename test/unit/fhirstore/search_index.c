@@ -475,6 +475,15 @@ static void search_index_direct_keeps_every_row(void **state)
         "\"period\":{\"start\":\"2020-01-01\"},\"type\":[{\"text\":\"T\"}],\"_status\":{\"id\":\"s\"}}",
         "{\"resourceType\":\"Condition\",\"subject\":{\"reference\":\"Patient/p\"},\"code\":{},"
         "\"recordedDate\":\"2020-02\",\"category\":[]}",
+        "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"c\"},\"meta\":{\"tag\":"
+        "[{\"system\":\"t\",\"code\":\"x\"},null],\"profile\":[\"http://p/1\",null,\"http://p/2\"],\"_profile\":"
+        "[null,{\"id\":\"q\"}],\"security\":{\"code\":\"R\"},\"source\":\"http://src\"}}",
+        "{\"resourceType\":\"Patient\",\"meta\":[{\"tag\":[{\"code\":\"in an array\"}]}],\"link\":[{\"other\":"
+        "{\"reference\":\"Patient/x\"},\"type\":\"seealso\"},{\"type\":\"refer\"}]}",
+        "{\"resourceType\":\"Claim\",\"status\":\"active\",\"patient\":{\"reference\":\"Patient/p\"},\"item\":"
+        "[{\"sequence\":1,\"udi\":[{\"reference\":\"Device/d\"}],\"detail\":[{\"sequence\":1,\"udi\":"
+        "[{\"reference\":\"Device/e\"},null],\"subDetail\":[{\"sequence\":1,\"udi\":{\"reference\":"
+        "\"Device/f\"}}]}]},null,{\"sequence\":2,\"detail\":{\"udi\":[{\"reference\":\"Device/g\"}]}}]}",
     };
     (void)state;
     hv_buf_init(&a, 0);
@@ -502,6 +511,11 @@ static void search_index_direct_keeps_every_row(void **state)
                                           "code = 'identifier:of-type' AND value = 'MR|w'"),
                      1);
     assert_int_equal(store_test_count(on, "SELECT COUNT(*) FROM sp_tok WHERE id = 's100001' AND code = 'telecom'"), 2);
+    /* two steps from Resource on an Observation (_profile), three from Claim (detail-udi) */
+    assert_int_equal(store_test_count(on, "SELECT COUNT(*) FROM sp_uri WHERE id = 's100006' AND code = '_profile'"),
+                     2);
+    assert_int_equal(store_test_count(on, "SELECT COUNT(*) FROM sp_ref WHERE id = 's100008' AND code = 'detail-udi'"),
+                     2);
     hv_buf_release(&a);
     hv_buf_release(&b);
     assert_int_equal(hv_db_commit(on), HV_OK);
