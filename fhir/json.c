@@ -480,8 +480,19 @@ static int write_object(hv_buf_t *out, struct json_object *obj, const hv_fhir_el
             rc = put_byte(out, ',');
         if (rc == HV_OK)
             rc = indent(out, flags, depth + 1);
-        if (rc == HV_OK)
+        /* A member the model names (or resourceType) is letters, digits and '_': nothing to
+         * escape, so it is copied rather than scanned (half the strings written are keys). */
+        if (rc == HV_OK && (ents[i].known || ents[i].order < 0) && hv_buf_has_room(out, ents[i].keylen + 3)) {
+            char *w = out->data + out->len;
+            *w++ = '"';
+            memcpy(w, ents[i].key, ents[i].keylen);
+            w += ents[i].keylen;
+            *w++ = '"';
+            *w = '\0';
+            out->len += ents[i].keylen + 2;
+        } else if (rc == HV_OK) {
             rc = hv_buf_json_str(out, ents[i].key, ents[i].keylen);
+        }
         if (rc == HV_OK)
             rc = (flags & HV_FHIR_WRITE_PRETTY) ? hv_buf_puts(out, ": ") : put_byte(out, ':');
         if (rc == HV_OK)
