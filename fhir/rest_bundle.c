@@ -997,7 +997,7 @@ static int needs_store(const urlmap_t *m, struct json_object *o, int depth, refh
         return 0;
     json_object_object_foreach(o, key, val)
     {
-        if (strcmp(key, "reference") == 0 && json_object_is_type(val, json_type_string)) {
+        if (key[0] == 'r' && strcmp(key, "reference") == 0 && json_object_is_type(val, json_type_string)) {
             const char *ref = json_object_get_string(val);
             size_t i = map_find(m, ref);
             if (i < m->n) {
