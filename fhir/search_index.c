@@ -2014,6 +2014,29 @@ int hv__search_index_rows(const char *type, struct json_object *resource, hv__se
     return HV_OK;
 }
 
+int hv__search_rows_text(const hv__search_rows_t *r, hv_buf_t *out)
+{
+    int rc = HV_OK;
+    for (int t = 0; t < T_COUNT && rc == HV_OK; t++)
+        for (const ixrow_t *row = r->x.head[t]; row != NULL && rc == HV_OK; row = row->tnext) {
+            rc = hv_buf_printf(out, "%s %s %d", tables[t].name, row->code, row->grp);
+            for (int k = 0; k < tables[t].ncols && rc == HV_OK; k++) {
+                const ixval_t *v = &row->v[k];
+                if (v->kind == V_TEXT)
+                    rc = hv_buf_printf(out, " '%s'", v->s);
+                else if (v->kind == V_INT)
+                    rc = hv_buf_printf(out, " %lld", (long long)v->i);
+                else if (v->kind == V_DOUBLE)
+                    rc = hv_buf_printf(out, " %.17g", v->d);
+                else
+                    rc = hv_buf_puts(out, " NULL");
+            }
+            if (rc == HV_OK)
+                rc = hv_buf_putc(out, '\n');
+        }
+    return rc;
+}
+
 /* hv__search_rows_pick_fn over the rows of an ix_t (ud). */
 static size_t rows_pick(void *ud, const char *table, const char *code, int grp0, const hv__search_val_t **out,
                         size_t max)

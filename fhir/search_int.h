@@ -163,6 +163,9 @@ void hv__search_refusal_clear(void);
 int hv__search_refuse(const char *fmt, ...) HV_PRINTF(1, 2);
 int hv__search_index_rows(const char *type, struct json_object *resource, hv__search_rows_t **out);
 void hv__search_rows_free(hv__search_rows_t *r);
+/* Tests and fuzz targets: appends r's rows to out, one a line in the order they were
+ * collected (table, code, grp, values), to compare two computations. */
+int hv__search_rows_text(const hv__search_rows_t *r, hv_buf_t *out);
 /* Whether a composite whose component cannot match the resource's top-level elements is
  * skipped unevaluated (default on; tests turn it off to compare the rows). */
 void hv__search_composite_precheck_enable(int on);
