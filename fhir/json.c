@@ -78,8 +78,51 @@ static int prop_resolve_n(const hv_fhir_elem_t *owner, const char *key, size_t l
     return HV_OK;
 }
 
+/*
+ * Element look-ups remembered per thread by owner and key pointer, for the model's own
+ * names only: the reader adds every key that is a name of the model as the model's static
+ * string (hv__fhir_key_static), a pointer into hv__fhir_pool, whose bytes never change, so
+ * one pointer is always one name. Any other key (strdup'd: its pointer may be freed and
+ * reused for another name) is looked up in the model as before. The model's hash look-up
+ * (hv_fhir_elem_child, ~160 instructions) was a sixth of the stored-text writer and a
+ * third of the structural check.
+ */
+#define PROP_CACHE 1024 /* slots, a power of two */
+
+typedef struct prop_slot {
+    const hv_fhir_elem_t *owner;
+    const char *key;
+    int found;
+    hv__fhir_prop_t prop;
+} prop_slot_t;
+
+static _Thread_local prop_slot_t prop_cache[PROP_CACHE];
+
+static inline int key_is_static(const char *key) {
+    return (uintptr_t)key - (uintptr_t)hv__fhir_pool < hv__fhir_pool_size;
+}
+
+/* prop_resolve_n through the cache; len is key's length, or 0 when not measured. */
+static int prop_resolve_key(const hv_fhir_elem_t *owner, const char *key, size_t len, hv__fhir_prop_t *p) {
+    uintptr_t h;
+    prop_slot_t *sl;
+    if (!key_is_static(key))
+        return prop_resolve_n(owner, key, len > 0 ? len : strlen(key), p);
+    h = ((uintptr_t)owner >> 3) * 31u + ((uintptr_t)key >> 2);
+    sl = &prop_cache[(h ^ (h >> 10)) & (PROP_CACHE - 1)];
+    if (sl->owner != owner || sl->key != key) {
+        sl->found = prop_resolve_n(owner, key, len > 0 ? len : strlen(key), &sl->prop) == HV_OK;
+        sl->owner = owner;
+        sl->key = key;
+    }
+    if (!sl->found)
+        return HV_ENOTFOUND;
+    *p = sl->prop;
+    return HV_OK;
+}
+
 int hv__fhir_prop_resolve(const hv_fhir_elem_t *owner, const char *key, hv__fhir_prop_t *p) {
-    return prop_resolve_n(owner, key, strlen(key), p);
+    return prop_resolve_key(owner, key, 0, p);
 }
 
 const hv_fhir_elem_t *hv__fhir_resource_root(struct json_object *obj) {
@@ -429,39 +472,6 @@ static int indent(hv_buf_t *out, unsigned flags, int depth) {
     return rc;
 }
 
-/*
- * The writer's element look-ups, remembered per thread by owner and key pointer, for
- * constant keys only: those are the model's own names (the reader adds every name of the
- * model as the model's static string) or literals, which live as long as the process and
- * whose bytes never change, so one pointer is always one name. A strdup'd key's pointer
- * may be freed and reused for another name, so it is never cached. The model's hash look-up
- * (hv_fhir_elem_child, ~160 instructions) was a sixth of the writer.
- */
-#define PROP_CACHE 1024 /* slots, a power of two */
-
-typedef struct prop_slot {
-    const hv_fhir_elem_t *owner;
-    const char *key;
-    int found;
-    hv__fhir_prop_t prop;
-} prop_slot_t;
-
-static _Thread_local prop_slot_t prop_cache[PROP_CACHE];
-
-static int prop_resolve_const(const hv_fhir_elem_t *owner, const char *key, size_t len, hv__fhir_prop_t *p) {
-    uintptr_t h = ((uintptr_t)owner >> 3) * 31u + ((uintptr_t)key >> 2);
-    prop_slot_t *sl = &prop_cache[(h ^ (h >> 10)) & (PROP_CACHE - 1)];
-    if (sl->owner != owner || sl->key != key) {
-        sl->found = prop_resolve_n(owner, key, len, &sl->prop) == HV_OK;
-        sl->owner = owner;
-        sl->key = key;
-    }
-    if (!sl->found)
-        return HV_ENOTFOUND;
-    *p = sl->prop;
-    return HV_OK;
-}
-
 static int write_object(hv_buf_t *out, struct json_object *obj, const hv_fhir_elem_t *owner,
                         unsigned flags, int depth) {
     prop_ent_t stackents[32];
@@ -481,19 +491,16 @@ static int write_object(hv_buf_t *out, struct json_object *obj, const hv_fhir_el
         if (ents == NULL)
             return HV_ENOMEM;
     }
-    for (struct lh_entry *le = lh_table_head(json_object_get_object(obj)); le != NULL; le = lh_entry_next(le)) {
+    json_object_object_foreach(obj, key, val) {
         prop_ent_t *pe = &ents[i];
-        const char *key = lh_entry_k(le);
         pe->key = key;
         pe->keylen = strlen(key);
-        pe->val = (struct json_object *)lh_entry_v(le);
+        pe->val = val;
         pe->seq = i;
         pe->known = 0;
         if (is_resource && strcmp(key, "resourceType") == 0) {
             pe->order = -1 - (1L << 30);
-        } else if (owner != NULL && (lh_entry_k_is_constant(le) ? prop_resolve_const(owner, key, pe->keylen, &pe->prop)
-                                                                 : prop_resolve_n(owner, key, pe->keylen, &pe->prop)) ==
-                                        HV_OK) {
+        } else if (owner != NULL && prop_resolve_key(owner, key, pe->keylen, &pe->prop) == HV_OK) {
             pe->known = 1;
             /* XML attributes (Extension.url) come first, as the official serializers
              * write them in JSON too; then the specification order. */
