@@ -99,9 +99,6 @@ typedef struct sp_entry {
     size_t ncomp;
     struct sp_spec *spec; /* per resource type the parameter applies to (see specialize) */
     size_t nspec;
-    /* By type id (hv_fhir_type_id): 1 + the index in spec of that type's specialization, 0
-     * none; NULL when nspec is over 254 (spec_for then scans spec). */
-    uint8_t *spec_at;
     int own_table;  /* 0: _id and _lastUpdated, searched on the resources table itself */
     int may_alias;  /* 1: the code is in row_alias (its rows may be another parameter's) */
 } sp_entry_t;
@@ -646,18 +643,13 @@ static void compile_all(void)
             hv_free(rw);
             if (fp != NULL && nb > 0 && (na = parse_alts(expr, alts)) > 0 &&
                 (entries[nentries].spec = hv_malloc(nb * sizeof(sp_spec_t))) != NULL) {
-                sp_entry_t *en = &entries[nentries];
                 for (size_t k = 0; k < nb; k++) {
-                    sp_spec_t *sc = &en->spec[en->nspec];
+                    sp_spec_t *sc = &entries[nentries].spec[entries[nentries].nspec];
                     if (specialize(alts, na, hv_fhir_search_base_at(sp, k), sc) == HV_OK)
-                        en->nspec++;
+                        entries[nentries].nspec++;
                     else
                         hv_fhirpath_free(sc->fp);
                 }
-                if (en->nspec > 0 && en->nspec < UINT8_MAX &&
-                    (en->spec_at = hv_calloc(hv_fhir_type_count(), sizeof(*en->spec_at))) != NULL)
-                    for (size_t k = en->nspec; k-- > 0;)
-                        en->spec_at[hv_fhir_type_id(en->spec[k].type)] = (uint8_t)(k + 1);
             }
         }
         entries[nentries++].fp = fp;
@@ -1781,14 +1773,6 @@ static void index_direct(ix_t *x, hv_fhir_search_type_t st, const sp_spec_t *s, 
 static const sp_spec_t *spec_for(const sp_entry_t *e, const hv_fhir_type_t *rtype, const hv_fhir_type_t *t)
 {
     const sp_spec_t *base = NULL;
-    if (e->spec_at != NULL) {
-        unsigned k = e->spec_at[hv_fhir_type_id(rtype)];
-        if (k > 0)
-            return &e->spec[k - 1];
-        k = e->spec_at[hv_fhir_type_id(t)];
-        base = k > 0 ? &e->spec[k - 1] : NULL;
-        return base != NULL && base->all_kept && base->fp != NULL ? base : NULL;
-    }
     for (size_t k = 0; k < e->nspec; k++) {
         if (e->spec[k].type == rtype)
             return &e->spec[k];
@@ -1827,6 +1811,7 @@ static int index_params(ix_t *x, const hv_fhir_type_t *t, struct json_object *re
             continue; /* another parameter's rows serve it (row_alias) */
         x->nvalues = 0;
         x->param = x->code;
+        memset(&err, 0, sizeof(err));
         hv_arena_reset(arena);
         if (st == HV_FHIR_SP_COMPOSITE) {
             index_composite(x, e, resource, arena);
@@ -1839,7 +1824,6 @@ static int index_params(ix_t *x, const hv_fhir_type_t *t, struct json_object *re
             index_direct(x, st, sc, resource, arena);
             continue;
         }
-        memset(&err, 0, sizeof(err));
         if (hv_fhirpath_eval(fp, resource, &x->env, arena, &res, &err) != HV_OK)
             continue;
         for (size_t k = 0; k < hv_fhirpath_result_count(res) && x->rc == HV_OK; k++) {
