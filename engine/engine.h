@@ -228,6 +228,9 @@ int hv_json_set(struct json_object *obj, const char *key, struct json_object *va
 int hv_json_set_str(struct json_object *obj, const char *key, const char *val);
 int hv_json_set_int(struct json_object *obj, const char *key, int64_t val);
 const char *hv_json_get_str(struct json_object *obj, const char *key); /* NULL if absent or not a string */
+/* json_object_object_get_ex's contract (1 and *out = the value, JSON null too, when obj is
+ * an object holding key; else 0 and *out = NULL; out may be NULL), faster on small objects. */
+int hv_json_get_ex(struct json_object *obj, const char *key, struct json_object **out);
 
 /* ------------------------------------------------------------------------- */
 /* Logs                                                                      */

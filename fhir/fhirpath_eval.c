@@ -109,7 +109,7 @@ void hv__fp_make_node(hv__fp_item_t *it, struct json_object *j, struct json_obje
         json_object_is_type(j, json_type_object)) {
         /* A resource (the root, contained, Bundle.entry.resource): its own type. */
         struct json_object *rt = NULL;
-        if (json_object_object_get_ex(j, "resourceType", &rt) && json_object_is_type(rt, json_type_string)) {
+        if (hv_json_get_ex(j, "resourceType", &rt) && json_object_is_type(rt, json_type_string)) {
             const hv_fhir_type_t *r = hv_fhir_resource_type(json_object_get_string(rt));
             if (r != NULL) {
                 t = r;
@@ -155,7 +155,7 @@ static int push_values(hv__fp_ctx_t *c, struct json_object *v, struct json_objec
 
 static struct json_object *get_key(struct json_object *obj, const char *key) {
     struct json_object *v = NULL;
-    if (!json_object_object_get_ex(obj, key, &v)) return NULL;
+    if (!hv_json_get_ex(obj, key, &v)) return NULL;
     return v;
 }
 

@@ -85,7 +85,7 @@ int hv__fp_node_quantity(hv__fp_ctx_t *c, const hv__fp_item_t *it, hv__fp_item_t
     hv__fp_dec_t d;
     if (it->kind != HV__FP_NODE || j == NULL || !json_object_is_type(j, json_type_object)) return 0;
     if (!hv__fp_is_quantity_type(it->u.n.t)) return 0;
-    if (!json_object_object_get_ex(j, "value", &v)) return 0;
+    if (!hv_json_get_ex(j, "value", &v)) return 0;
     if (hv__fp_dec_parse(json_object_get_string(v), strlen(json_object_get_string(v)), &d) != HV_OK) return 0;
     unit = hv_json_get_str(j, "code");
     if (unit == NULL) unit = hv_json_get_str(j, "unit");
@@ -390,7 +390,7 @@ static int json_equiv(struct json_object *a, struct json_object *b) {
         json_object_object_foreach(a, k, v) {
             struct json_object *w = NULL;
             if (strcmp(k, "id") == 0) continue;
-            if (!json_object_object_get_ex(b, k, &w) || !json_equiv(v, w)) return 0;
+            if (!hv_json_get_ex(b, k, &w) || !json_equiv(v, w)) return 0;
         }
         return 1;
     }

@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "fhir/fhirpath.h"
+#include "fhir/fhirpath_int.h"
 #include "fhir/search_int.h"
 #include "terminology/ucum.h"
 
@@ -161,6 +162,7 @@ static char *rewrite_resolve(const char *expr)
 #define MAX_ALTS 64    /* alternatives of one expression considered for specialization */
 #define MAX_KEYS 8     /* top-level elements one specialized expression may need */
 #define KEY_MAX 48     /* longest element name */
+#define MAX_STEPS 4    /* element steps of a path read directly (direct_of) */
 
 typedef struct sp_spec {
     const hv_fhir_type_t *type;
@@ -169,6 +171,20 @@ typedef struct sp_spec {
     size_t nkeys;
     char keys[MAX_KEYS][KEY_MAX];
     size_t keylen[MAX_KEYS]; /* strlen of each key */
+    /* A direct one (direct_of): fp is a path of element names alone, "T.a.b" with a and b
+     * neither choices nor resources and a not a primitive ("Observation.code",
+     * "Resource.meta.tag": three quarters of the evaluations an import made). index_direct
+     * follows the members and gives index_item what the evaluation would; step[i] is
+     * "_name", the twin's name, and step[i] + 1 the member's; the values are of type
+     * direct_type. nsteps 0: fp is evaluated. */
+    size_t nsteps;
+    char step[MAX_STEPS][KEY_MAX + 1];
+    const char *direct_type;
+    /* 1: the first element is a non-backbone element that every subtype of type inherits
+     * as it is, so the path navigates alike from a subtype's root (a base type's own
+     * parameter, _tag on an Observation). */
+    int direct_any;
+    int all_kept; /* no alternative was dropped: fp is the expression itself */
 } sp_spec_t;
 
 static int is_ident(char c)
@@ -437,11 +453,58 @@ out:
     return kept;
 }
 
+/*
+ * Makes out direct when the alternative a (of t, kept alone) is "T.a.b..." — identifiers
+ * and dots only — and navigates as hv__fp_children would with no detour: each step an
+ * element of the step before (hv__fp_model_child, FHIRPath's own resolution, from the
+ * owner push_values gives the values: hv_fhir_elem_owner), not a choice, of one type that
+ * is not a resource (whose node would take its type from its resourceType), and every step
+ * but the last of a complex type (a primitive's children are its twin's).
+ */
+static void direct_of(const sp_alt_t *a, const hv_fhir_type_t *t, sp_spec_t *out)
+{
+    const char *p = a->s, *end = a->s + a->n;
+    const hv_fhir_elem_t *owner = hv_fhir_type_root(t);
+    const hv_fhir_type_t *chosen = NULL;
+    char id[KEY_MAX];
+    size_t n = 0;
+    while (p < end && *p == ' ')
+        p++;
+    while (end > p && end[-1] == ' ')
+        end--;
+    if (!read_ident(&p, end, id, sizeof(id)) || strcmp(id, hv_fhir_type_name(t)) != 0)
+        return;
+    while (p < end) {
+        const hv_fhir_elem_t *e = NULL;
+        int choice = 0;
+        size_t len;
+        if (*p++ != '.' || n == MAX_STEPS || (chosen != NULL && hv_fhir_type_kind(chosen) != HV_FHIR_KIND_COMPLEX) ||
+            !read_ident(&p, end, id, sizeof(id)))
+            return;
+        len = strlen(id);
+        chosen = NULL;
+        if (hv__fp_model_child(owner, id, len, &e, &choice, &chosen) != HV_OK || choice || chosen == NULL ||
+            hv_fhir_type_kind(chosen) == HV_FHIR_KIND_RESOURCE)
+            return;
+        if (n == 0)
+            out->direct_any = hv_fhir_elem_owner(e, chosen) == hv_fhir_type_root(chosen);
+        out->step[n][0] = '_';
+        memcpy(out->step[n] + 1, id, len + 1);
+        n++;
+        owner = hv_fhir_elem_owner(e, chosen);
+    }
+    if (n == 0)
+        return;
+    out->nsteps = n;
+    out->direct_type = hv_fhir_type_name(chosen);
+}
+
 /* Builds the specialization for resource type t of an expression split into alts;
  * HV_EINVAL when it cannot be done (the general expression is then used). */
 static int specialize(const sp_alt_t *alts, size_t n, const hv_fhir_type_t *t, sp_spec_t *out)
 {
     size_t kept = 0;
+    const sp_alt_t *only = NULL;
     hv_buf_t b;
     int rc = HV_OK;
     const char *tname = hv_fhir_type_name(t);
@@ -462,7 +525,11 @@ static int specialize(const sp_alt_t *alts, size_t n, const hv_fhir_type_t *t, s
         if (kept++ > 0)
             hv_buf_puts(&b, " | ");
         hv_buf_append(&b, a->s, a->n);
+        only = a;
     }
+    if (kept == 1 && only->plain && strcmp(only->root, tname) == 0)
+        direct_of(only, t, out);
+    out->all_kept = kept == n;
     if (kept > 0) {
         hv_error_t err;
         char *rw = NULL;
@@ -836,8 +903,11 @@ typedef struct ix {
     ixrow_t **set;   /* open-addressed hash set of the rows (duplicate check) */
     size_t setcap;
     const hv_fhir_type_t *rtype;  /* the resource's type */
-    const char *keys[MAX_TOP_KEYS]; /* its top-level member names, without a leading '_' */
-    size_t klen[MAX_TOP_KEYS];      /* their lengths */
+    /* Its top-level member names, without a leading '_', and their lengths: compute_rows's
+     * arrays, set during the call only (kept out of ix_t, which hv__search_index_rows
+     * callocs per resource: 2 KiB less to clear). */
+    const char **keys;
+    size_t *klen;
     size_t nkeys;
     hv_fhirpath_env_t env;          /* the evaluations' environment: the resource's type */
     int strings_only; /* only the parameters that may write string rows: string, token (:text), composite */
@@ -891,31 +961,49 @@ static void build_sql(void)
             }
 }
 
-static uint32_t fnv(uint32_t h, const void *p, size_t n)
+/*
+ * The duplicate check's hash, 8 bytes a step: byte-wise FNV-1a over the code and the
+ * text values was two thirds of add_row (~700 instructions a row, 15 rows a resource).
+ * Only the duplicate check reads it: the rows keep their insertion order.
+ */
+static uint64_t mix(uint64_t h, uint64_t w)
+{
+    h = (h ^ w) * 0x9e3779b97f4a7c15ull;
+    return h ^ (h >> 29);
+}
+
+static uint64_t hash_mem(uint64_t h, const void *p, size_t n)
 {
     const unsigned char *s = p;
+    uint64_t w = 0;
+    for (; n >= 8; s += 8, n -= 8) {
+        memcpy(&w, s, 8);
+        h = mix(h, w);
+    }
+    w = (uint64_t)n << 56; /* the tail, with its length */
     for (size_t i = 0; i < n; i++)
-        h = (h ^ s[i]) * 16777619u;
-    return h;
+        w |= (uint64_t)s[i] << (8 * i);
+    return mix(h, w);
 }
 
 static uint32_t row_hash(const ixrow_t *r, int ncols)
 {
-    uint32_t h = 2166136261u;
-    h = fnv(h, &r->table, sizeof(r->table));
-    h = fnv(h, &r->grp, sizeof(r->grp));
-    h = fnv(h, r->code, strlen(r->code));
+    uint64_t h = mix(0x2545f4914f6cdd1dull, (uint64_t)(unsigned)r->table << 32 | (unsigned)r->grp);
+    h = hash_mem(h, r->code, strlen(r->code));
     for (int k = 0; k < ncols; k++) {
         const ixval_t *v = &r->v[k];
-        h = fnv(h, &v->kind, sizeof(v->kind));
+        h = mix(h, (uint64_t)v->kind);
         if (v->kind == V_TEXT)
-            h = fnv(h, v->s, strlen(v->s) + 1);
+            h = hash_mem(h, v->s, strlen(v->s));
         else if (v->kind == V_INT)
-            h = fnv(h, &v->i, sizeof(v->i));
-        else if (v->kind == V_DOUBLE)
-            h = fnv(h, &v->d, sizeof(v->d));
+            h = mix(h, (uint64_t)v->i);
+        else if (v->kind == V_DOUBLE) {
+            uint64_t d;
+            memcpy(&d, &v->d, sizeof(d));
+            h = mix(h, d);
+        }
     }
-    return h;
+    return (uint32_t)(h ^ (h >> 32));
 }
 
 static int row_equal(const ixrow_t *a, const ixrow_t *b, int ncols)
@@ -1319,7 +1407,7 @@ static void put_ref(ix_t *x, const char *ref)
 static const char *jstr(struct json_object *o, const char *k)
 {
     struct json_object *v = NULL;
-    if (o == NULL || !json_object_object_get_ex(o, k, &v) || !json_object_is_type(v, json_type_string))
+    if (o == NULL || !hv_json_get_ex(o, k, &v) || !json_object_is_type(v, json_type_string))
         return NULL;
     return json_object_get_string(v);
 }
@@ -1328,7 +1416,7 @@ static const char *jstr(struct json_object *o, const char *k)
 static void put_str_member(ix_t *x, struct json_object *o, const char *k)
 {
     struct json_object *v = NULL;
-    if (!json_object_object_get_ex(o, k, &v))
+    if (!hv_json_get_ex(o, k, &v))
         return;
     if (json_object_is_type(v, json_type_array)) {
         for (size_t i = 0; i < json_object_array_length(v); i++) {
@@ -1358,7 +1446,7 @@ static void put_identifier(ix_t *x, struct json_object *j)
     struct json_object *t = NULL, *cs = NULL;
     const char *value = jstr(j, "value");
     put_tok(x, jstr(j, "system"), value);
-    if (value == NULL || !json_object_object_get_ex(j, "type", &t) || !json_object_object_get_ex(t, "coding", &cs) ||
+    if (value == NULL || !hv_json_get_ex(j, "type", &t) || !hv_json_get_ex(t, "coding", &cs) ||
         !json_object_is_type(cs, json_type_array))
         return;
     put_str_code(x, sub(x, "text"), jstr(t, "text"));
@@ -1417,7 +1505,7 @@ static void index_item(ix_t *x, hv_fhir_search_type_t st, const hv_fhirpath_item
             put_coding(x, j);
         } else if (strcmp(ft, "CodeableConcept") == 0) {
             struct json_object *cs = NULL;
-            if (json_object_object_get_ex(j, "coding", &cs) && json_object_is_type(cs, json_type_array))
+            if (hv_json_get_ex(j, "coding", &cs) && json_object_is_type(cs, json_type_array))
                 for (size_t i = 0; i < json_object_array_length(cs); i++)
                     put_coding(x, json_object_array_get_idx(cs, i));
             put_str_code(x, sub(x, "text"), jstr(j, "text"));
@@ -1434,7 +1522,7 @@ static void index_item(ix_t *x, hv_fhir_search_type_t st, const hv_fhirpath_item
             struct json_object *ident = NULL;
             put_ref(x, jstr(j, "reference"));
             /* Reference.identifier, for :identifier (search.html#reference). */
-            if (json_object_object_get_ex(j, "identifier", &ident))
+            if (hv_json_get_ex(j, "identifier", &ident))
                 put_tok_code(x, sub(x, "identifier"), jstr(ident, "system"), jstr(ident, "value"));
         }
         break;
@@ -1451,7 +1539,7 @@ static void index_item(ix_t *x, hv_fhir_search_type_t st, const hv_fhirpath_item
         if (json_object_is_type(j, json_type_object)) {
             struct json_object *v = NULL;
             const char *unit = jstr(j, "code");
-            json_object_object_get_ex(j, "value", &v);
+            hv_json_get_ex(j, "value", &v);
             put_num(x, v, jstr(j, "system"), unit ? unit : jstr(j, "unit"));
         } else {
             put_num(x, j, NULL, NULL);
@@ -1576,6 +1664,124 @@ static void index_composite(ix_t *x, const sp_entry_t *e, struct json_object *re
     x->grp = 0;
 }
 
+/*
+ * Appends to *out (n values, cap room) the nodes FHIRPath's step to member step + 1 of obj
+ * makes (hv__fp_children, push_values): one per value, an array's elements one by one, each
+ * paired with the same element of the twin (step: "_name"); a node without a value (JSON
+ * null, or the twin alone) is only counted in *nodes, as nothing can come of it (a complex
+ * value's children are its own members; index_item needs a value). HV_ENOMEM when the
+ * arena fails.
+ */
+static int direct_step(struct json_object *obj, const char *step, hv_arena_t *arena, struct json_object ***out,
+                       size_t *n, size_t *cap, size_t *nodes)
+{
+    struct json_object *v = NULL, *ext = NULL;
+    size_t len;
+    int xa;
+    hv_json_get_ex(obj, step + 1, &v);
+    hv_json_get_ex(obj, step, &ext);
+    xa = json_object_is_type(ext, json_type_array);
+    if (!json_object_is_type(v, json_type_array)) {
+        if (v == NULL && xa) {
+            for (size_t i = 0; i < json_object_array_length(ext); i++)
+                *nodes += json_object_array_get_idx(ext, i) != NULL;
+            return HV_OK;
+        }
+        if (v == NULL && ext == NULL)
+            return HV_OK;
+        (*nodes)++;
+        if (v == NULL)
+            return HV_OK;
+        len = 1;
+    } else {
+        len = json_object_array_length(v);
+    }
+    if (*n + len > *cap) {
+        size_t ncap = *cap ? *cap * 2 : 16;
+        struct json_object **nv;
+        while (ncap < *n + len)
+            ncap *= 2;
+        nv = hv_arena_alloc(arena, ncap * sizeof(*nv));
+        if (nv == NULL)
+            return HV_ENOMEM;
+        if (*n > 0)
+            memcpy(nv, *out, *n * sizeof(*nv));
+        *out = nv;
+        *cap = ncap;
+    }
+    if (!json_object_is_type(v, json_type_array)) {
+        (*out)[(*n)++] = v;
+        return HV_OK;
+    }
+    for (size_t i = 0; i < len; i++) {
+        struct json_object *e = json_object_array_get_idx(v, i);
+        if (e != NULL || (xa && json_object_array_get_idx(ext, i) != NULL))
+            (*nodes)++;
+        if (e != NULL)
+            (*out)[(*n)++] = e;
+    }
+    return HV_OK;
+}
+
+static int direct_enabled = 1; /* hv__search_direct_enable */
+void hv__search_direct_enable(int on)
+{
+    direct_enabled = on;
+}
+
+/*
+ * The rows hv_fhirpath_eval's items would give for a direct specialization s, whose root
+ * step the resource passes (its type is s's, or a subtype when s->direct_any), without
+ * evaluating: the members followed step by step (direct_step). A step making more nodes
+ * than the expression's item cap fails the evaluation, and then the parameter indexes
+ * nothing, as here.
+ */
+static void index_direct(ix_t *x, hv_fhir_search_type_t st, const sp_spec_t *s, struct json_object *resource,
+                         hv_arena_t *arena)
+{
+    struct json_object *one[1] = {resource}, **in = one, **out = NULL;
+    size_t nin = 1, nout = 0, cap = 0;
+    hv_fhirpath_item_t it;
+    for (size_t k = 0; k < s->nsteps; k++) {
+        size_t nodes = 0;
+        out = NULL;
+        nout = cap = 0;
+        for (size_t i = 0; i < nin; i++)
+            if (json_object_is_type(in[i], json_type_object) &&
+                direct_step(in[i], s->step[k], arena, &out, &nout, &cap, &nodes) != HV_OK)
+                return;
+        if (nodes > s->fp->lim.max_items)
+            return;
+        in = out;
+        nin = nout;
+    }
+    memset(&it, 0, sizeof(it));
+    it.kind = HV_FHIRPATH_NODE;
+    it.type = s->direct_type;
+    for (size_t i = 0; i < nin && x->rc == HV_OK; i++) {
+        it.json = in[i];
+        index_item(x, st, &it);
+    }
+}
+
+/*
+ * The specialization of e for a resource of type rtype: rtype's own, else — for a parameter
+ * of t, a base type of rtype (_tag, _profile: Resource's) — t's when it dropped no
+ * alternative, so that its fp is the expression itself and its precheck holds on any
+ * subtype (the root step T passes every resource based on T). NULL: the expression.
+ */
+static const sp_spec_t *spec_for(const sp_entry_t *e, const hv_fhir_type_t *rtype, const hv_fhir_type_t *t)
+{
+    const sp_spec_t *base = NULL;
+    for (size_t k = 0; k < e->nspec; k++) {
+        if (e->spec[k].type == rtype)
+            return &e->spec[k];
+        if (e->spec[k].type == t && e->spec[k].all_kept && e->spec[k].fp != NULL)
+            base = &e->spec[k];
+    }
+    return base;
+}
+
 static int index_params(ix_t *x, const hv_fhir_type_t *t, struct json_object *resource, hv_arena_t *arena)
 {
     size_t n = hv_fhir_search_own_count(t);
@@ -1583,20 +1789,16 @@ static int index_params(ix_t *x, const hv_fhir_type_t *t, struct json_object *re
         const hv_fhir_search_t *sp = hv_fhir_search_own_at(t, i);
         const sp_entry_t *e = entry_of(sp);
         const hv_fhirpath_t *fp = e ? e->fp : NULL;
+        const sp_spec_t *sc = NULL;
         hv_fhirpath_result_t *res = NULL;
         hv_error_t err;
         hv_fhir_search_type_t st = hv_fhir_search_type(sp);
         if (fp == NULL)
             continue;
         if (e->nspec > 0 && x->nkeys < MAX_TOP_KEYS) {
-            for (size_t k = 0; k < e->nspec; k++)
-                if (e->spec[k].type == x->rtype) {
-                    if (!spec_may_match(&e->spec[k], x->keys, x->klen, x->nkeys))
-                        fp = NULL;
-                    else
-                        fp = e->spec[k].fp;
-                    break;
-                }
+            sc = spec_for(e, x->rtype, t);
+            if (sc != NULL)
+                fp = spec_may_match(sc, x->keys, x->klen, x->nkeys) ? sc->fp : NULL;
             if (fp == NULL)
                 continue;
         }
@@ -1613,6 +1815,13 @@ static int index_params(ix_t *x, const hv_fhir_type_t *t, struct json_object *re
         hv_arena_reset(arena);
         if (st == HV_FHIR_SP_COMPOSITE) {
             index_composite(x, e, resource, arena);
+            continue;
+        }
+        /* The evaluation's root is the resource as x->env.resource_type: direct when that is
+         * the type the specialization is for. */
+        if (sc != NULL && sc->nsteps > 0 && direct_enabled && x->env.resource_type == x->rtype &&
+            (sc->type == x->rtype || sc->direct_any)) {
+            index_direct(x, st, sc, resource, arena);
             continue;
         }
         if (hv_fhirpath_eval(fp, resource, &x->env, arena, &res, &err) != HV_OK)
@@ -1744,7 +1953,11 @@ static int compute_rows(ix_t *x, const char *type, struct json_object *resource)
 {
     hv_arena_t *arena = NULL;
     const hv_fhir_type_t *t = hv_fhir_resource_type(type);
+    const char *keys[MAX_TOP_KEYS];
+    size_t klen[MAX_TOP_KEYS];
     int rc = HV_OK;
+    x->keys = keys;
+    x->klen = klen;
     x->rtype = t;
     if (x->type == NULL)
         x->type = type; /* for a refusal's text (the rows computed ahead have no id yet) */
@@ -1753,7 +1966,7 @@ static int compute_rows(ix_t *x, const char *type, struct json_object *resource)
     if (json_object_is_type(resource, json_type_object)) {
         struct json_object *rt = NULL;
         /* Looked up as the evaluator would on each evaluation (hv_fhirpath_env_t.resource_type). */
-        if (json_object_object_get_ex(resource, "resourceType", &rt) && json_object_is_type(rt, json_type_string))
+        if (hv_json_get_ex(resource, "resourceType", &rt) && json_object_is_type(rt, json_type_string))
             x->env.resource_type = hv_fhir_resource_type(json_object_get_string(rt));
         json_object_object_foreach(resource, key, val)
         {
@@ -1768,13 +1981,15 @@ static int compute_rows(ix_t *x, const char *type, struct json_object *resource)
         }
     }
     arena = hv_arena_new(0);
-    if (arena == NULL)
-        return HV_ENOMEM;
-    for (; t != NULL && rc == HV_OK; t = hv_fhir_type_base(t))
+    for (; arena != NULL && t != NULL && rc == HV_OK; t = hv_fhir_type_base(t))
         rc = index_params(x, t, resource, arena);
+    if (arena == NULL)
+        rc = HV_ENOMEM;
     hv_arena_free(arena);
-    /* The key pointers belong to the tree: they are not kept past this call. */
+    /* The key pointers belong to the tree, the arrays to this call: not kept past it. */
     x->nkeys = 0;
+    x->keys = NULL;
+    x->klen = NULL;
     return rc;
 }
 
@@ -1797,6 +2012,29 @@ int hv__search_index_rows(const char *type, struct json_object *resource, hv__se
     }
     *out = r;
     return HV_OK;
+}
+
+int hv__search_rows_text(const hv__search_rows_t *r, hv_buf_t *out)
+{
+    int rc = HV_OK;
+    for (int t = 0; t < T_COUNT && rc == HV_OK; t++)
+        for (const ixrow_t *row = r->x.head[t]; row != NULL && rc == HV_OK; row = row->tnext) {
+            rc = hv_buf_printf(out, "%s %s %d", tables[t].name, row->code, row->grp);
+            for (int k = 0; k < tables[t].ncols && rc == HV_OK; k++) {
+                const ixval_t *v = &row->v[k];
+                if (v->kind == V_TEXT)
+                    rc = hv_buf_printf(out, " '%s'", v->s);
+                else if (v->kind == V_INT)
+                    rc = hv_buf_printf(out, " %lld", (long long)v->i);
+                else if (v->kind == V_DOUBLE)
+                    rc = hv_buf_printf(out, " %.17g", v->d);
+                else
+                    rc = hv_buf_puts(out, " NULL");
+            }
+            if (rc == HV_OK)
+                rc = hv_buf_putc(out, '\n');
+        }
+    return rc;
 }
 
 /* hv__search_rows_pick_fn over the rows of an ix_t (ud). */

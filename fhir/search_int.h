@@ -163,12 +163,17 @@ void hv__search_refusal_clear(void);
 int hv__search_refuse(const char *fmt, ...) HV_PRINTF(1, 2);
 int hv__search_index_rows(const char *type, struct json_object *resource, hv__search_rows_t **out);
 void hv__search_rows_free(hv__search_rows_t *r);
+/* Tests and fuzz targets: appends r's rows to out, one a line in the order they were
+ * collected (table, code, grp, values), to compare two computations. */
+int hv__search_rows_text(const hv__search_rows_t *r, hv_buf_t *out);
 /* Whether a composite whose component cannot match the resource's top-level elements is
  * skipped unevaluated (default on; tests turn it off to compare the rows). */
 void hv__search_composite_precheck_enable(int on);
 /* Whether a parameter whose specialized expression needs top-level elements the resource
  * lacks is skipped unevaluated (default on; tests turn it off to compare the rows). */
 void hv__search_spec_precheck_enable(int on);
+/* Tests: reading "T.elem" parameters directly instead of evaluating them (on by default). */
+void hv__search_direct_enable(int on);
 int hv__search_index_put_pre(hv_db_t *db, const char *type, const char *id, struct json_object *resource,
                              int replace, const hv__search_rows_t *pre, int64_t rid);
 

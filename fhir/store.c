@@ -253,7 +253,8 @@ static void collect_patients(struct json_object *o, char (*out)[HV__FHIR_ID_MAX]
         return;
     json_object_object_foreach(o, key, val)
     {
-        if (strcmp(key, "reference") == 0 && json_object_is_type(val, json_type_string)) {
+        /* First bytes before strcmp: this walk visits every member of every resource stored. */
+        if (key[0] == 'r' && strcmp(key, "reference") == 0 && json_object_is_type(val, json_type_string)) {
             const char *ref = json_object_get_string(val);
             if (strncmp(ref, "Patient/", 8) == 0 && hv__fhir_id_valid(ref + 8)) {
                 size_t i;
@@ -263,7 +264,8 @@ static void collect_patients(struct json_object *o, char (*out)[HV__FHIR_ID_MAX]
                 if (i == *n && *n < max)
                     snprintf(out[(*n)++], HV__FHIR_ID_MAX, "%s", ref + 8);
             }
-        } else if (key[0] != '_' && strcmp(key, "contained") != 0) {
+        } else if (key[0] != '_' && (key[0] != 'c' || strcmp(key, "contained") != 0) &&
+                   (json_object_is_type(val, json_type_object) || json_object_is_type(val, json_type_array))) {
             collect_patients(val, out, max, n, depth + 1);
         }
     }

@@ -439,6 +439,91 @@ static void search_index_spec_precheck_keeps_every_row(void **state)
     store_test_db_close(off);
 }
 
+/* Indexes one resource (id "s<seq>") with "T.elem" parameters read directly into dbs[0]
+ * and evaluated as FHIRPath into dbs[1]. */
+static void put_both_direct(struct json_object *res, size_t seq, void *ud)
+{
+    put_on_and_off(res, seq, ud, hv__search_direct_enable);
+}
+
+/*
+ * A parameter whose expression for the resource's type is "T.elem" alone is read from the
+ * member instead of evaluated (search_index.c index_direct). Every row of every Synthea
+ * resource, and of crafted resources with arrays holding nulls, primitives with their
+ * "_elem" twin or with the twin alone, values of the wrong JSON type and empty members,
+ * must be the rows the evaluation writes.
+ */
+static void search_index_direct_keeps_every_row(void **state)
+{
+    hv_db_t *on = store_test_db(), *off = store_test_db();
+    hv_db_t *dbs[2] = {on, off};
+    hv_buf_t a, b;
+    static const char *const crafted[] = {
+        "{\"resourceType\":\"Patient\",\"identifier\":[null,{\"system\":\"s\",\"value\":\"v\"},{\"value\":\"w\","
+        "\"type\":{\"coding\":[{\"system\":\"t\",\"code\":\"MR\"}],\"text\":\"Medical record\"}}],"
+        "\"gender\":\"female\",\"_gender\":{\"extension\":[{\"url\":\"u\",\"valueString\":\"x\"}]},"
+        "\"_birthDate\":{\"extension\":[{\"url\":\"u\",\"valueCode\":\"masked\"}]},\"active\":true}",
+        "{\"resourceType\":\"Patient\",\"gender\":null,\"birthDate\":19700101,\"active\":\"yes\","
+        "\"telecom\":[{\"system\":\"phone\",\"value\":\"555\"},null,{\"value\":\"556\"}],\"identifier\":[]}",
+        "{\"resourceType\":\"Patient\",\"identifier\":{\"system\":\"s\",\"value\":\"single\"},"
+        "\"name\":[{\"family\":\"Ab\",\"given\":[\"C\",null,\"D\"]}],\"address\":[{\"city\":\"E\"}],"
+        "\"generalPractitioner\":[{\"reference\":\"Practitioner/1\"},{\"identifier\":{\"value\":\"n\"}}]}",
+        "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":\"not an object\","
+        "\"category\":[{\"coding\":[{\"system\":\"c\",\"code\":\"vital-signs\"}]},null],"
+        "\"subject\":{\"reference\":\"Patient/p\"},\"encounter\":\"Encounter/e\",\"issued\":\"2020-01-02T03:04:05Z\"}",
+        "{\"resourceType\":\"Encounter\",\"status\":\"finished\",\"class\":{\"code\":\"AMB\"},"
+        "\"period\":{\"start\":\"2020-01-01\"},\"type\":[{\"text\":\"T\"}],\"_status\":{\"id\":\"s\"}}",
+        "{\"resourceType\":\"Condition\",\"subject\":{\"reference\":\"Patient/p\"},\"code\":{},"
+        "\"recordedDate\":\"2020-02\",\"category\":[]}",
+        "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"c\"},\"meta\":{\"tag\":"
+        "[{\"system\":\"t\",\"code\":\"x\"},null],\"profile\":[\"http://p/1\",null,\"http://p/2\"],\"_profile\":"
+        "[null,{\"id\":\"q\"}],\"security\":{\"code\":\"R\"},\"source\":\"http://src\"}}",
+        "{\"resourceType\":\"Patient\",\"meta\":[{\"tag\":[{\"code\":\"in an array\"}]}],\"link\":[{\"other\":"
+        "{\"reference\":\"Patient/x\"},\"type\":\"seealso\"},{\"type\":\"refer\"}]}",
+        "{\"resourceType\":\"Claim\",\"status\":\"active\",\"patient\":{\"reference\":\"Patient/p\"},\"item\":"
+        "[{\"sequence\":1,\"udi\":[{\"reference\":\"Device/d\"}],\"detail\":[{\"sequence\":1,\"udi\":"
+        "[{\"reference\":\"Device/e\"},null],\"subDetail\":[{\"sequence\":1,\"udi\":{\"reference\":"
+        "\"Device/f\"}}]}]},null,{\"sequence\":2,\"detail\":{\"udi\":[{\"reference\":\"Device/g\"}]}}]}",
+    };
+    (void)state;
+    hv_buf_init(&a, 0);
+    hv_buf_init(&b, 0);
+    assert_int_equal(hv_db_begin(on), HV_OK);
+    assert_int_equal(hv_db_begin(off), HV_OK);
+    for (size_t i = 0; i < sizeof(crafted) / sizeof(crafted[0]); i++) {
+        struct json_object *o = json_tokener_parse(crafted[i]);
+        assert_non_null(o);
+        put_both_direct(o, 100000 + i, dbs);
+        json_object_put(o);
+    }
+    store_test_each_synthea_resource(put_both_direct, dbs);
+    all_rows(on, &a);
+    all_rows(off, &b);
+    assert_true(b.len > 100000);
+    assert_int_equal(hv_buf_putc(&a, '\0'), HV_OK);
+    assert_int_equal(hv_buf_putc(&b, '\0'), HV_OK);
+    assert_string_equal(a.data, b.data);
+    /* read directly: an identifier after a null, its :of-type, a telecom after a null */
+    assert_int_equal(store_test_count(on, "SELECT COUNT(*) FROM sp_tok WHERE id = 's100000' AND code = 'identifier' "
+                                          "AND value = 'v'"),
+                     1);
+    assert_int_equal(store_test_count(on, "SELECT COUNT(*) FROM sp_tok WHERE id = 's100000' AND "
+                                          "code = 'identifier:of-type' AND value = 'MR|w'"),
+                     1);
+    assert_int_equal(store_test_count(on, "SELECT COUNT(*) FROM sp_tok WHERE id = 's100001' AND code = 'telecom'"), 2);
+    /* two steps from Resource on an Observation (_profile), three from Claim (detail-udi) */
+    assert_int_equal(store_test_count(on, "SELECT COUNT(*) FROM sp_uri WHERE id = 's100006' AND code = '_profile'"),
+                     2);
+    assert_int_equal(store_test_count(on, "SELECT COUNT(*) FROM sp_ref WHERE id = 's100008' AND code = 'detail-udi'"),
+                     2);
+    hv_buf_release(&a);
+    hv_buf_release(&b);
+    assert_int_equal(hv_db_commit(on), HV_OK);
+    assert_int_equal(hv_db_commit(off), HV_OK);
+    store_test_db_close(on);
+    store_test_db_close(off);
+}
+
 /*
  * Patient's, Person's, Practitioner's and RelatedPerson's phonetic (individual-phonetic)
  * writes no rows: its rows would equal name's (fhir/search_index.c, row_alias). With the
@@ -717,6 +802,7 @@ int run_search_tests(void)
         cmocka_unit_test(search_index_writes_only_complete_composite_groups),
         cmocka_unit_test(search_index_composite_precheck_keeps_every_row),
         cmocka_unit_test(search_index_spec_precheck_keeps_every_row),
+        cmocka_unit_test(search_index_direct_keeps_every_row),
         cmocka_unit_test(search_index_phonetic_rows_equal_name_rows),
         cmocka_unit_test(search_batch_writes_the_rows_each_version_writes_alone),
     };
