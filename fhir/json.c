@@ -96,7 +96,31 @@ typedef struct prop_slot {
     hv__fhir_prop_t prop;
 } prop_slot_t;
 
-static _Thread_local prop_slot_t prop_cache[PROP_CACHE];
+/* Allocated by the first look-up on a thread (48 KB: a static thread-local array would be
+ * zeroed, so resident, in every thread of the engine), freed when the thread ends. */
+static _Thread_local prop_slot_t *prop_cache;
+static pthread_key_t prop_key;
+static pthread_once_t prop_once = PTHREAD_ONCE_INIT;
+static int prop_key_ok;
+
+static void prop_key_create(void) {
+    prop_key_ok = pthread_key_create(&prop_key, hv_free) == 0;
+}
+
+/* The thread's cache, or NULL (no memory: look-ups go uncached). */
+static prop_slot_t *prop_cache_get(void) {
+    prop_slot_t *c = prop_cache;
+    if (c != NULL)
+        return c;
+    pthread_once(&prop_once, prop_key_create);
+    if (!prop_key_ok || (c = hv_calloc(PROP_CACHE, sizeof(*c))) == NULL)
+        return NULL;
+    if (pthread_setspecific(prop_key, c) != 0) {
+        hv_free(c);
+        return NULL;
+    }
+    return prop_cache = c;
+}
 
 static inline int key_is_static(const char *key) {
     return (uintptr_t)key - (uintptr_t)hv__fhir_pool < hv__fhir_pool_size;
@@ -105,11 +129,11 @@ static inline int key_is_static(const char *key) {
 /* prop_resolve_n through the cache; len is key's length, or 0 when not measured. */
 static int prop_resolve_key(const hv_fhir_elem_t *owner, const char *key, size_t len, hv__fhir_prop_t *p) {
     uintptr_t h;
-    prop_slot_t *sl;
-    if (!key_is_static(key))
+    prop_slot_t *sl, *cache;
+    if (!key_is_static(key) || (cache = prop_cache_get()) == NULL)
         return prop_resolve_n(owner, key, len > 0 ? len : strlen(key), p);
     h = ((uintptr_t)owner >> 3) * 31u + ((uintptr_t)key >> 2);
-    sl = &prop_cache[(h ^ (h >> 10)) & (PROP_CACHE - 1)];
+    sl = &cache[(h ^ (h >> 10)) & (PROP_CACHE - 1)];
     if (sl->owner != owner || sl->key != key) {
         sl->found = prop_resolve_n(owner, key, len > 0 ? len : strlen(key), &sl->prop) == HV_OK;
         sl->owner = owner;
