@@ -149,10 +149,21 @@ typedef struct imp {
  * replacing a stored version's rows (DELETE ... WHERE type = $1 AND id = $2) seeks them.
  * Into a store that was empty, only a resource this import wrote can be stored, so the
  * writer keeps the hashes of the (type, id) pairs it ran (ids_seen) and restores the
- * indexes before the first Bundle that names one again. */
+ * indexes before the first Bundle that names one again.
+ *
+ * The import itself (not a Bulk sync, whose reconciliation reads refs by (type, id):
+ * adapters/ehr) defers also refs' two indexes and resources_trid and resources_dead: a
+ * first version's write reads none of them, and refs_id took a random leaf per resource
+ * too. Deferring them cut the writer's Bundle-phase instructions by 15% (docs/performance.md,
+ * session 19, s19-wr). refs_id and resources_dead, led by (type, id, are among the
+ * writer's own; resources_tiv stays, unique and read for each resource's current version. */
 
 /* The deferred indexes: every index of the search tables. */
 #define DEFER_WHERE "type = 'index' AND sql IS NOT NULL AND tbl_name LIKE 'sp\\_%' ESCAPE '\\'"
+/* The import's (defer_indexes): also refs' indexes, resources_trid and resources_dead. */
+#define IMPORT_DEFER_WHERE \
+    "type = 'index' AND sql IS NOT NULL AND (tbl_name LIKE 'sp\\_%' ESCAPE '\\'" \
+    " OR tbl_name = 'refs' OR name IN ('resources_trid', 'resources_dead'))"
 /* Of them, the writer's own, led by (type, id): a filter of import_deferred's rows. */
 #define WRITER_INDEXES " WHERE sql LIKE '%(type, id%'"
 /* The names of the rows of query q (one text column), at most cap; sets *n. */
@@ -487,7 +498,7 @@ static int defer_indexes(imp_t *im)
     rc = hv_db_begin(im->db);
     if (rc != HV_OK)
         return rc;
-    rc = drop_indexes(im->db, DEFER_WHERE, &deferred);
+    rc = drop_indexes(im->db, IMPORT_DEFER_WHERE, &deferred);
     if (rc != HV_OK) {
         hv_db_rollback(im->db);
         return rc;
