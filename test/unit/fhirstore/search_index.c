@@ -97,7 +97,6 @@ static void search_index_rows_follow_the_current_version(void **state)
     store_test_db_close(db);
 }
 
-
 /* Rows of one version are written in multi-row INSERTs of 32, 16 … 1 rows; exact
  * duplicates (a concept's text equal to its coding's display, a code twice) once. */
 static void search_index_writes_each_distinct_row_once(void **state)
@@ -262,6 +261,15 @@ static void composite_rows(hv_db_t *db, hv_buf_t *out)
     query_lines(db, q, sizeof(q) / sizeof(q[0]), out);
 }
 
+/* Commits and closes the two stores of an on/off comparison. */
+static void close_on_and_off(hv_db_t **dbs)
+{
+    assert_int_equal(hv_db_commit(dbs[0]), HV_OK);
+    assert_int_equal(hv_db_commit(dbs[1]), HV_OK);
+    store_test_db_close(dbs[0]);
+    store_test_db_close(dbs[1]);
+}
+
 /* Indexes one Synthea resource (id "s<seq>") with the composite precheck on into dbs[0] and
  * off into dbs[1]. */
 static void put_both(struct json_object *res, size_t seq, void *ud)
@@ -314,10 +322,7 @@ static void search_index_composite_precheck_keeps_every_row(void **state)
     assert_string_equal(a.data, b.data);
     hv_buf_release(&a);
     hv_buf_release(&b);
-    assert_int_equal(hv_db_commit(on), HV_OK);
-    assert_int_equal(hv_db_commit(off), HV_OK);
-    store_test_db_close(on);
-    store_test_db_close(off);
+    close_on_and_off(dbs);
 }
 
 /* Every row of db's six search tables (all columns but the version's row id), as one string. */
@@ -339,6 +344,34 @@ static void all_rows(hv_db_t *db, hv_buf_t *out)
     query_lines(db, q, sizeof(q) / sizeof(q[0]), out);
 }
 
+/* Indexes the crafted resources (ids s100000 on) and every Synthea resource with put into
+ * dbs[0] and dbs[1], each in a transaction left open for the caller's own checks, and
+ * asserts both hold the same rows. */
+static void put_each_on_and_off(hv_db_t **dbs, const char *const *crafted, size_t n,
+                                void (*put)(struct json_object *res, size_t seq, void *ud))
+{
+    hv_buf_t a, b;
+    hv_buf_init(&a, 0);
+    hv_buf_init(&b, 0);
+    assert_int_equal(hv_db_begin(dbs[0]), HV_OK);
+    assert_int_equal(hv_db_begin(dbs[1]), HV_OK);
+    for (size_t i = 0; i < n; i++) {
+        struct json_object *o = json_tokener_parse(crafted[i]);
+        assert_non_null(o);
+        put(o, 100000 + i, dbs);
+        json_object_put(o);
+    }
+    store_test_each_synthea_resource(put, dbs);
+    all_rows(dbs[0], &a);
+    all_rows(dbs[1], &b);
+    assert_true(b.len > 100000);
+    assert_int_equal(hv_buf_putc(&a, '\0'), HV_OK);
+    assert_int_equal(hv_buf_putc(&b, '\0'), HV_OK);
+    assert_string_equal(a.data, b.data);
+    hv_buf_release(&a);
+    hv_buf_release(&b);
+}
+
 /* Indexes one resource (id "s<seq>") with the specialization precheck on into dbs[0] and
  * off into dbs[1]. */
 static void put_both_spec(struct json_object *res, size_t seq, void *ud)
@@ -358,7 +391,6 @@ static void search_index_spec_precheck_keeps_every_row(void **state)
 {
     hv_db_t *on = store_test_db(), *off = store_test_db();
     hv_db_t *dbs[2] = {on, off};
-    hv_buf_t a, b;
     static const char *const crafted[] = {
         "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"coding\":[{\"code\":\"x\"}]},"
         "\"valueQuantity\":{\"value\":1,\"unit\":\"mg\",\"system\":\"http://unitsofmeasure.org\",\"code\":\"mg\"}}",
@@ -406,23 +438,7 @@ static void search_index_spec_precheck_keeps_every_row(void **state)
         "{\"reference\":\"Patient/p\"},\"occurrenceString\":\"last spring\"}",
     };
     (void)state;
-    hv_buf_init(&a, 0);
-    hv_buf_init(&b, 0);
-    assert_int_equal(hv_db_begin(on), HV_OK);
-    assert_int_equal(hv_db_begin(off), HV_OK);
-    for (size_t i = 0; i < sizeof(crafted) / sizeof(crafted[0]); i++) {
-        struct json_object *o = json_tokener_parse(crafted[i]);
-        assert_non_null(o);
-        put_both_spec(o, 100000 + i, dbs);
-        json_object_put(o);
-    }
-    store_test_each_synthea_resource(put_both_spec, dbs);
-    all_rows(on, &a);
-    all_rows(off, &b);
-    assert_true(b.len > 100000);
-    assert_int_equal(hv_buf_putc(&a, '\0'), HV_OK);
-    assert_int_equal(hv_buf_putc(&b, '\0'), HV_OK);
-    assert_string_equal(a.data, b.data);
+    put_each_on_and_off(dbs, crafted, sizeof(crafted) / sizeof(crafted[0]), put_both_spec);
     /* the crafted values are indexed (the check is not vacuous on them) */
     assert_int_equal(store_test_count(on, "SELECT COUNT(*) FROM sp_str WHERE id = 's100002' AND code = 'value-string'"),
                      1);
@@ -431,12 +447,7 @@ static void search_index_spec_precheck_keeps_every_row(void **state)
     assert_int_equal(store_test_count(on, "SELECT COUNT(*) FROM sp_tok WHERE id = 's100012' AND "
                                           "code = 'component-code-value-concept$1' AND value = 'z'"),
                      1);
-    hv_buf_release(&a);
-    hv_buf_release(&b);
-    assert_int_equal(hv_db_commit(on), HV_OK);
-    assert_int_equal(hv_db_commit(off), HV_OK);
-    store_test_db_close(on);
-    store_test_db_close(off);
+    close_on_and_off(dbs);
 }
 
 /* Indexes one resource (id "s<seq>") with "T.elem" parameters read directly into dbs[0]
@@ -457,7 +468,6 @@ static void search_index_direct_keeps_every_row(void **state)
 {
     hv_db_t *on = store_test_db(), *off = store_test_db();
     hv_db_t *dbs[2] = {on, off};
-    hv_buf_t a, b;
     static const char *const crafted[] = {
         "{\"resourceType\":\"Patient\",\"identifier\":[null,{\"system\":\"s\",\"value\":\"v\"},{\"value\":\"w\","
         "\"type\":{\"coding\":[{\"system\":\"t\",\"code\":\"MR\"}],\"text\":\"Medical record\"}}],"
@@ -486,23 +496,7 @@ static void search_index_direct_keeps_every_row(void **state)
         "\"Device/f\"}}]}]},null,{\"sequence\":2,\"detail\":{\"udi\":[{\"reference\":\"Device/g\"}]}}]}",
     };
     (void)state;
-    hv_buf_init(&a, 0);
-    hv_buf_init(&b, 0);
-    assert_int_equal(hv_db_begin(on), HV_OK);
-    assert_int_equal(hv_db_begin(off), HV_OK);
-    for (size_t i = 0; i < sizeof(crafted) / sizeof(crafted[0]); i++) {
-        struct json_object *o = json_tokener_parse(crafted[i]);
-        assert_non_null(o);
-        put_both_direct(o, 100000 + i, dbs);
-        json_object_put(o);
-    }
-    store_test_each_synthea_resource(put_both_direct, dbs);
-    all_rows(on, &a);
-    all_rows(off, &b);
-    assert_true(b.len > 100000);
-    assert_int_equal(hv_buf_putc(&a, '\0'), HV_OK);
-    assert_int_equal(hv_buf_putc(&b, '\0'), HV_OK);
-    assert_string_equal(a.data, b.data);
+    put_each_on_and_off(dbs, crafted, sizeof(crafted) / sizeof(crafted[0]), put_both_direct);
     /* read directly: an identifier after a null, its :of-type, a telecom after a null */
     assert_int_equal(store_test_count(on, "SELECT COUNT(*) FROM sp_tok WHERE id = 's100000' AND code = 'identifier' "
                                           "AND value = 'v'"),
@@ -516,12 +510,7 @@ static void search_index_direct_keeps_every_row(void **state)
                      2);
     assert_int_equal(store_test_count(on, "SELECT COUNT(*) FROM sp_ref WHERE id = 's100008' AND code = 'detail-udi'"),
                      2);
-    hv_buf_release(&a);
-    hv_buf_release(&b);
-    assert_int_equal(hv_db_commit(on), HV_OK);
-    assert_int_equal(hv_db_commit(off), HV_OK);
-    store_test_db_close(on);
-    store_test_db_close(off);
+    close_on_and_off(dbs);
 }
 
 /*
