@@ -236,8 +236,8 @@ class ImportAheadTests(unittest.TestCase):
 
     def test_an_id_named_twice_in_a_bundle_or_again_later_gets_its_versions(self):
         """Into an empty store the writer skips reading the current version of a resource this
-        import has not written (fhir/import.c, ids_seen): a transaction that names an id twice, and a
-        later one naming it again, must still read it and write versions 1, 2 and 3, as
+        import has not written (fhir/import.c, ids_seen): a transaction that names an id twice,
+        and a later one naming it again, must still read it and write versions 1, 2 and 3, as
         without precomputing; a Bundle after them of new ids writes first versions."""
         def put(pid, gender):
             return {"resource": {"resourceType": "Patient", "id": pid, "gender": gender},
