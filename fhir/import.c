@@ -982,7 +982,8 @@ static int ids_reserve(imp_t *im, size_t n)
  * deferred (type, id ...) indexes. Adds bj's resources to the set. A hash shared by two
  * resources, or a set that cannot grow, also answers 1: the indexes are then only built
  * earlier than needed. A Bundle that fails afterwards leaves its hashes in the set,
- * which errs the same way.
+ * which errs the same way. An answer 0 also lets bj's updates skip reading a current
+ * version (hv__bundle_mark_absent): none can exist.
  */
 static int ids_seen(imp_t *im, const hv__bundle_job_t *bj)
 {
@@ -1028,7 +1029,11 @@ static int run_bundle(imp_t *im, unit_t *u)
         im->failed++;
         return rc;
     }
-    if (im->deferred_ids && hv__bundle_is_precomputed(bj) && ids_seen(im, bj)) {
+    if (im->deferred_ids && hv__bundle_is_precomputed(bj) && !ids_seen(im, bj)) {
+        /* None of its resources is stored (the store was empty and this import has not
+         * written them): its updates need not read a current version. */
+        hv__bundle_mark_absent(bj);
+    } else if (im->deferred_ids && hv__bundle_is_precomputed(bj)) {
         /* It may replace a stored resource's rows: with the writer's indexes back (the
          * value indexes stay deferred). */
         ids_free(im);

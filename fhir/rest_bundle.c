@@ -113,6 +113,13 @@ const hv__fop_t *hv__bundle_op_at(const hv__bundle_job_t *bj, size_t i)
     return &bj->e[i].op;
 }
 
+void hv__bundle_mark_absent(hv__bundle_job_t *bj)
+{
+    for (size_t i = 0; i < bj->n; i++)
+        if (bj->e[i].op.kind == HV__FOP_UPDATE && bj->e[i].op.cond == NULL)
+            bj->e[i].op.absent = 1;
+}
+
 static int refuse(bentry_t *e, int status, const char *fmt, const char *arg)
 {
     e->prep_status = status;

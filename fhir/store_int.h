@@ -87,6 +87,9 @@ typedef struct hv__fop {
     struct json_object *patch;     /* PATCH: the patch document (owned) */
     int patch_fhirpath;            /* PATCH: 1 for FHIRPath Patch (Parameters), 0 for JSON Patch */
     uint64_t now_ms;               /* the lastUpdated to write; 0 takes the clock */
+    int absent;                    /* UPDATE: the caller knows the store holds no version of type/id
+                                    * (an import into an empty store that has not written it:
+                                    * fhir/import.c, ids_seen), so its current version is not read */
     const hv_auth_principal_t *principal; /* whose scopes limit the op (fhir/rest_authz.c); NULL: none
                                            * (import, channels, auth off). Borrowed from the request. */
     const struct hv__search_rows *ix_pre; /* CREATE/UPDATE: the search-index rows of `resource` computed
@@ -336,6 +339,8 @@ void hv__bundle_set_base(hv__bundle_job_t *bj, const char *base);
 /* How many entries the job wrote; the change events to emit. */
 size_t hv__bundle_op_count(const hv__bundle_job_t *bj);
 const hv__fop_t *hv__bundle_op_at(const hv__bundle_job_t *bj, size_t i);
+/* Marks bj's unconditional updates absent (hv__fop_t): the caller knows none is stored. */
+void hv__bundle_mark_absent(hv__bundle_job_t *bj);
 void hv__bundle_job_free(hv__bundle_job_t *bj);
 
 /*
