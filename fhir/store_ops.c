@@ -441,9 +441,7 @@ static int run_delete(hv_db_t *db, hv__fop_t *op)
     memset(&cur, 0, sizeof(cur));
     if (op->cond != NULL && !cond_one(db, op, 204, &rc))
         return rc;
-    /* An op known absent has no current version to read: the look-up would answer
-     * not-found (about 6 k instructions a resource of an import's writer). */
-    rc = op->absent && op->cond == NULL ? HV_OK : current(db, op, &cur, &exists);
+    rc = current(db, op, &cur, &exists);
     if (rc != HV_OK)
         return rc;
     if (op->if_match > 0 && (!exists || cur.version != op->if_match)) {
