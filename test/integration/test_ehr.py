@@ -243,6 +243,23 @@ class EhrCase(EngineTestCase):
             db.close()
         return have, deferred
 
+    def engine_keeping_indexes(self):
+        """A second local engine with ehr.defer_indexes off, to compare a deferring sync with;
+        on PostgreSQL in a database of its own (<name>_kept, made afresh)."""
+        kept_db = []
+        if self.DB:
+            base, _, name = self.DB.rpartition("/")
+            for sql in ("DROP DATABASE IF EXISTS %s_kept" % name, "CREATE DATABASE %s_kept" % name):
+                subprocess.run(["psql", "-q", "-X", self.DB, "-c", sql], check=True, capture_output=True, timeout=60)
+            kept_db = ["--db", "%s/%s_kept" % (base, name)]
+        return self.engine(config={"ehr": dict(LOCAL["ehr"], defer_indexes=False)}, args=kept_db)
+
+    def drop_kept_database(self):
+        """Drops engine_keeping_indexes's PostgreSQL database (its engine closed)."""
+        name = self.DB.rpartition("/")[2]
+        subprocess.run(["psql", "-q", "-X", self.DB, "-c", "DROP DATABASE IF EXISTS %s_kept" % name],
+                       capture_output=True, timeout=60)
+
     def change_on_peer(self, type_, id_, mutate):
         """Changes a resource on the EHR side: read with a backend token, mutated, imported (keeps ids)."""
         st, _, body = self.peer.get("/fhir/%s/%s" % (type_, id_),
@@ -986,14 +1003,7 @@ class Sync(EhrCase):
                                        timeout=30), self.text_state(self.local)[:3])
             _, _, _, rows, current = self.text_state(self.local)
             self.assertEqual(rows, current)
-        kept_db = []
-        if self.DB:
-            # The other engine in a database of its own.
-            base, _, name = self.DB.rpartition("/")
-            for sql in ("DROP DATABASE IF EXISTS %s_kept" % name, "CREATE DATABASE %s_kept" % name):
-                subprocess.run(["psql", "-q", "-X", self.DB, "-c", sql], check=True, capture_output=True, timeout=60)
-            kept_db = ["--db", "%s/%s_kept" % (base, name)]
-        kept = self.engine(config={"ehr": dict(LOCAL["ehr"], defer_indexes=False)}, args=kept_db)
+        kept = self.engine_keeping_indexes()
         if not self.DB:
             have, deferred = self.search_indexes(self.local)
             self.assertEqual(deferred, [])
@@ -1018,8 +1028,7 @@ class Sync(EhrCase):
         self.assertEqual(deferring.stop(), 0, deferring.stderr()[-3000:])
         if self.DB:
             kept.close()
-            subprocess.run(["psql", "-q", "-X", self.DB, "-c", "DROP DATABASE IF EXISTS %s_kept" % name],
-                           capture_output=True, timeout=60)
+            self.drop_kept_database()
 
     def local_ids(self, eng, type_):
         """{EHR Type/id (meta.source): local id} of eng's resources of type_."""
@@ -1096,13 +1105,7 @@ class Sync(EhrCase):
         run = self.wait_run(cid, run_id)
         want = self.peer_count()
         self.assertEqual((run["status"], run["created"], run["failed"]), ("completed", want, 0), run)
-        kept_db = []
-        if self.DB:
-            base, _, name = self.DB.rpartition("/")
-            for sql in ("DROP DATABASE IF EXISTS %s_kept" % name, "CREATE DATABASE %s_kept" % name):
-                subprocess.run(["psql", "-q", "-X", self.DB, "-c", sql], check=True, capture_output=True, timeout=60)
-            kept_db = ["--db", "%s/%s_kept" % (base, name)]
-        kept = self.engine(config={"ehr": dict(LOCAL["ehr"], defer_indexes=False)}, args=kept_db)
+        kept = self.engine_keeping_indexes()
         deferring, self.local = self.local, kept
         cid2 = self.connect()
         run = self.sync(cid2, "bulk")
@@ -1123,8 +1126,7 @@ class Sync(EhrCase):
         self.assertEqual(deferring.stop(), 0, deferring.stderr()[-3000:])
         if self.DB:
             kept.close()
-            subprocess.run(["psql", "-q", "-X", self.DB, "-c", "DROP DATABASE IF EXISTS %s_kept" % name],
-                           capture_output=True, timeout=60)
+            self.drop_kept_database()
 
     def test_kill9_while_indexes_are_deferred_builds_them_at_restart_and_resumes(self):
         # Killed while a first Bulk sync has the value indexes dropped: they are still listed
