@@ -307,14 +307,10 @@ int hv_ucum_canon_print(const hv_ucum_t *u, const hv_ucum_canon_t *c, char *out,
          * "%s%s%d" wrote, without its ~950 instructions a term: the search index
          * prints the canonical unit of every quantity it indexes. */
         {
-            char digits[16], *d = digits + sizeof(digits);
-            unsigned long long m = exp < 0 ? 0ull - (unsigned long long)exp : (unsigned long long)exp;
+            char digits[24], *d = digits + sizeof(digits);
             size_t cl = strlen(code), dl;
             if (exp != 1) {
-                do {
-                    *--d = (char)('0' + m % 10);
-                    m /= 10;
-                } while (m > 0);
+                d = hv_u64_digits(exp < 0 ? 0ull - (uint64_t)exp : (uint64_t)exp, d);
                 if (exp < 0) *--d = '-';
             }
             dl = (size_t)(digits + sizeof(digits) - d);
