@@ -958,8 +958,10 @@ static int run_batch(hv_db_t *db, hv__bundle_job_t *bj)
 /* The references needs_store found in the map: each string and what rewrite_refs would
  * set it to (the map's target). */
 typedef struct refhits {
-    struct json_object **str;
-    const char **to;
+    struct refhit {
+        struct json_object *str;
+        const char *to;
+    } *v;
     size_t n, cap;
 } refhits_t;
 
@@ -967,19 +969,14 @@ static int hits_add(refhits_t *h, struct json_object *str, const char *to)
 {
     if (h->n == h->cap) {
         size_t cap = h->cap ? h->cap * 2 : 64;
-        struct json_object **s = hv_realloc(h->str, cap * sizeof(*s));
-        const char **t;
-        if (s == NULL)
+        struct refhit *v = hv_realloc(h->v, cap * sizeof(*v));
+        if (v == NULL)
             return HV_ENOMEM;
-        h->str = s;
-        t = hv_realloc(h->to, cap * sizeof(*t));
-        if (t == NULL)
-            return HV_ENOMEM;
-        h->to = t;
+        h->v = v;
         h->cap = cap;
     }
-    h->str[h->n] = str;
-    h->to[h->n++] = to;
+    h->v[h->n].str = str;
+    h->v[h->n++].to = to;
     return HV_OK;
 }
 
@@ -1061,7 +1058,7 @@ int hv__bundle_precompute(hv__bundle_job_t *bj)
     /* What rewrite_refs would do on these trees: needs_store excluded everything but the
      * map's references. */
     for (size_t k = 0; k < hits.n; k++)
-        json_object_set_string(hits.str[k], hits.to[k]);
+        json_object_set_string(hits.v[k].str, hits.v[k].to);
     bj->refs_done = 1;
     for (size_t i = 0; i < bj->n; i++) {
         bentry_t *e = &bj->e[i];
@@ -1075,8 +1072,7 @@ int hv__bundle_precompute(hv__bundle_job_t *bj)
         hv__fop_ahead(&e->op, bj->import || e->op.kind == HV__FOP_CREATE);
     }
 out:
-    hv_free(hits.str);
-    hv_free(hits.to);
+    hv_free(hits.v);
     hv_free(m.from);
     hv_free(m.to);
     hv_free(m.idx);
