@@ -223,6 +223,7 @@ static int defer_run(hv_db_t *db, void *arg) {
 }
 
 static void import_chunk(hv__ehr_run_t *r);
+static void download_ahead(hv__ehr_run_t *r);
 
 static void defer_done(int status, void *arg) {
     defer_job_t *j = arg;
@@ -563,9 +564,12 @@ static void import_chunk(hv__ehr_run_t *r) {
     hv__ehr_chunk_t *k;
     hv__ehr_batch_t *b;
     if (r->m->stopping) return;
-    if (r->bulk_feed == NULL && (r->bulk_feed = feed_open(r)) == NULL) {
-        bulk_fail(r);
-        return;
+    if (r->bulk_feed == NULL) {
+        if ((r->bulk_feed = feed_open(r)) == NULL) {
+            bulk_fail(r);
+            return;
+        }
+        download_ahead(r);
     }
     fd = r->bulk_feed;
     if ((k = fd->head) == NULL) {
@@ -610,15 +614,8 @@ static void import_chunk(hv__ehr_run_t *r) {
 
 /* ---- download ---- */
 
-static void on_download(void *ud, hv__ehr_resp_t *resp) {
-    hv__ehr_run_t *r = ud;
-    if (resp->status == HV_ECLOSED) return;
-    if (resp->status != HV_OK || resp->code != 200) {
-        hv__ehr_run_error(r, "bulk", "output file %zu was not downloaded: %s", r->bulk_file,
-                          resp->status != HV_OK ? resp->error : "HTTP error");
-        bulk_fail(r);
-        return;
-    }
+/* The output file r->bulk_file is on disk: imported (or, a "deleted" file, left for the end). */
+static void downloaded(hv__ehr_run_t *r) {
     r->bulk_line = 0;
     if (is_deleted_file(r, r->bulk_file)) {
         /* Read at the end, once every output is in (bulk_done). */
@@ -629,37 +626,125 @@ static void on_download(void *ud, hv__ehr_resp_t *resp) {
     import_chunk(r);
 }
 
-static void download(hv__ehr_run_t *r, int status) {
-    json_object *o = json_object_array_get_idx(r->bulk_outputs, r->bulk_file);
-    const char *url = o ? hv_json_get_str(o, "url") : NULL;
-    char dir[4096], path[4200];
-    hv__ehr_req_t q;
-    if (status == HV_ECLOSED) return;
-    if (status != HV_OK) {
+static void on_download(void *ud, hv__ehr_resp_t *resp) {
+    hv__ehr_run_t *r = ud;
+    if (resp->status == HV_ECLOSED) return;
+    if (resp->status != HV_OK || resp->code != 200) {
+        hv__ehr_run_error(r, "bulk", "output file %zu was not downloaded: %s", r->bulk_file,
+                          resp->status != HV_OK ? resp->error : "HTTP error");
         bulk_fail(r);
         return;
     }
-    if (url == NULL) {
-        hv__ehr_run_error(r, "bulk", "output %zu of the manifest has no url", r->bulk_file);
-        r->bulk_file++;
-        hv__ehr_bulk_step(r);
-        return;
-    }
+    downloaded(r);
+}
+
+/* Asks for output file idx into its file under the run's directory (HV_ENOTFOUND: the
+ * manifest gives it no url). */
+static int call_download(hv__ehr_run_t *r, size_t idx, int retry, hv__ehr_call_cb cb, void *ud) {
+    json_object *o = json_object_array_get_idx(r->bulk_outputs, idx);
+    const char *url = o ? hv_json_get_str(o, "url") : NULL;
+    char dir[4096], path[4200];
+    hv__ehr_req_t q;
+    if (url == NULL) return HV_ENOTFOUND;
     snprintf(dir, sizeof(dir), "%s/ehr-bulk", hv_engine_data_dir(r->m->e));
     mkdir(dir, 0700);
     snprintf(dir, sizeof(dir), "%s/ehr-bulk/%s", hv_engine_data_dir(r->m->e), r->id);
     mkdir(dir, 0700);
-    file_path(r, r->bulk_file, path, sizeof(path));
+    file_path(r, idx, path, sizeof(path));
     memset(&q, 0, sizeof(q));
     q.url = url;
     q.accept = "application/fhir+ndjson";
     q.bearer = r->c->token;
     q.sink_path = path;
-    q.retry = 1;
+    q.retry = retry;
     q.no_verify_tls = !r->c->verify_tls;
     q.rate_slot = &r->c->rate_slot;
     q.rate_interval_ms = r->c->rate > 0 ? (uint64_t)(1000.0 / r->c->rate) : 0;
-    (void)hv__ehr_call(r->m->http, &q, on_download, r);
+    return hv__ehr_call(r->m->http, &q, cb, ud);
+}
+
+/* ---- the next output file, downloaded ahead ----
+ *
+ * While output file i is imported, file i + 1 is downloaded (one file ahead), so that the
+ * import goes on to the next file without waiting for its download, the stores idle
+ * meanwhile (docs/performance.md, "EHR sync, session 20"). Only the download is ahead: the
+ * run's checkpoint (bulk_file, bulk_line) still names the file being imported, so a run
+ * killed or stopped meanwhile downloads the file again when it gets there. A failed
+ * download ahead is no error: the file is downloaded again, the ordinary way (with its
+ * retry), when its turn comes. */
+
+enum { DL_FLIGHT = 0, DL_DONE, DL_FAILED };
+
+typedef struct hv__ehr_dl {
+    hv__ehr_run_t *r; /* NULL once the run let go of it: freed when its call ends */
+    size_t file;      /* the output file's index */
+    int state;        /* DL_* */
+    int waiting;      /* the run reached the file while it was in flight */
+} hv__ehr_dl_t;
+
+void hv__ehr_bulk_drop_ahead(hv__ehr_run_t *r) {
+    hv__ehr_dl_t *dl = r->bulk_dl;
+    if (dl == NULL) return;
+    r->bulk_dl = NULL;
+    if (dl->state == DL_FLIGHT) dl->r = NULL;
+    else hv_free(dl);
+}
+
+static void download(hv__ehr_run_t *r, int status);
+
+static void on_ahead(void *ud, hv__ehr_resp_t *resp) {
+    hv__ehr_dl_t *dl = ud;
+    hv__ehr_run_t *r = dl->r;
+    if (r == NULL) {
+        hv_free(dl);
+        return;
+    }
+    dl->state = resp->status == HV_OK && resp->code == 200 ? DL_DONE : DL_FAILED;
+    if (resp->status == HV_ECLOSED || !dl->waiting) return; /* stopping, or not its turn yet */
+    dl->waiting = 0;
+    download(r, HV_OK); /* finds it done, or asks for it again */
+}
+
+/* Starts downloading the output file after r->bulk_file, unless that is done already. */
+static void download_ahead(hv__ehr_run_t *r) {
+    size_t next = r->bulk_file + 1;
+    hv__ehr_dl_t *dl;
+    if (r->bulk_dl != NULL && r->bulk_dl->file == next) return;
+    hv__ehr_bulk_drop_ahead(r);
+    if (r->bulk_outputs == NULL || next >= json_object_array_length(r->bulk_outputs)) return;
+    if ((dl = hv_calloc(1, sizeof(*dl))) == NULL) return; /* downloaded when its turn comes */
+    dl->r = r;
+    dl->file = next;
+    dl->state = DL_FLIGHT;
+    if (call_download(r, next, 0, on_ahead, dl) != HV_OK) {
+        hv_free(dl);
+        return;
+    }
+    r->bulk_dl = dl;
+}
+
+static void download(hv__ehr_run_t *r, int status) {
+    hv__ehr_dl_t *dl = r->bulk_dl;
+    if (status == HV_ECLOSED) return;
+    if (status != HV_OK) {
+        bulk_fail(r);
+        return;
+    }
+    if (dl != NULL && dl->file == r->bulk_file && dl->state == DL_FLIGHT) {
+        dl->waiting = 1; /* on_ahead goes on */
+        return;
+    }
+    if (dl != NULL && dl->file == r->bulk_file && dl->state == DL_DONE) {
+        hv__ehr_bulk_drop_ahead(r);
+        downloaded(r);
+        return;
+    }
+    hv__ehr_bulk_drop_ahead(r);
+    if (call_download(r, r->bulk_file, 1, on_download, r) == HV_ENOTFOUND) {
+        hv__ehr_run_error(r, "bulk", "output %zu of the manifest has no url", r->bulk_file);
+        r->bulk_file++;
+        hv__ehr_bulk_step(r);
+    }
 }
 
 /* ---- kick-off and polling ---- */

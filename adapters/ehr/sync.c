@@ -72,6 +72,7 @@ void hv__ehr_run_free(hv__ehr_run_t *r) {
     json_object_put(r->errors);
     json_object_put(r->bulk_outputs);
     hv__ehr_bulk_release(r);
+    hv__ehr_bulk_drop_ahead(r);
     pf_drop(r);
     hv_free(r->next_url);
     hv_free(r->pending_next);
