@@ -166,6 +166,7 @@ struct hv__ehr_run {
     struct hv__ehr_feed *bulk_feed; /* bulk: the open file, its chunks read and prepared ahead in
                                      * the libuv thread pool (bulk.c) */
     struct hv__ehr_dl *bulk_dl; /* bulk: the next output file, downloaded ahead (bulk.c) */
+    struct hv__ehr_feed *bulk_next; /* bulk: the next output file's feed, opened ahead (bulk.c) */
     int bulk_writing;           /* bulk.c: where the chunk's write is */
     int bulk_waiting;           /* bulk.c: the import waits for the feed's next chunk */
     int defer_tried;            /* bulk.c: whether to defer the store's search indexes was decided */
@@ -321,7 +322,8 @@ typedef struct hv__ehr_feed hv__ehr_feed_t;
 void hv__ehr_bulk_step(hv__ehr_run_t *r);
 /* Frees the run's chunk prepared ahead, if any. */
 void hv__ehr_bulk_release(hv__ehr_run_t *r);
-/* Lets go of the next output file's download ahead, if any (freed when its call ends). */
+/* Lets go of the next output file's download and feed ahead, if any (freed when their call
+ * or work ends). */
 void hv__ehr_bulk_drop_ahead(hv__ehr_run_t *r);
 /* A run that deferred the store's search indexes (r->deferred): builds them, then next. */
 void hv__ehr_bulk_restore(hv__ehr_run_t *r, void (*next)(hv__ehr_run_t *r));
