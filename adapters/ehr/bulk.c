@@ -572,18 +572,30 @@ static void import_chunk(hv__ehr_run_t *r) {
     hv__ehr_chunk_t *k;
     hv__ehr_batch_t *b;
     if (r->m->stopping) return;
-    if (r->bulk_feed == NULL && r->bulk_next != NULL && r->bulk_next->file == r->bulk_file && r->bulk_line == 0) {
-        r->bulk_feed = r->bulk_next; /* opened ahead (feed_next) */
-        r->bulk_next = NULL;
-        download_ahead(r);
-    }
     if (r->bulk_feed == NULL) {
-        feed_release(r->bulk_next); /* one that is not this file's */
-        r->bulk_next = NULL;
-        if ((r->bulk_feed = feed_open(r, r->bulk_file, r->bulk_line)) == NULL) {
-            bulk_fail(r);
-            return;
+        /* A file's start: its feed opened ahead (feed_next), or now. */
+        hv_logrec_t *lr;
+        int opened_ahead = r->bulk_next != NULL && r->bulk_next->file == r->bulk_file && r->bulk_line == 0;
+        if (opened_ahead) {
+            r->bulk_feed = r->bulk_next;
+            r->bulk_next = NULL;
+        } else {
+            feed_release(r->bulk_next); /* one that is not this file's */
+            r->bulk_next = NULL;
+            if ((r->bulk_feed = feed_open(r, r->bulk_file, r->bulk_line)) == NULL) {
+                bulk_fail(r);
+                return;
+            }
         }
+        if ((lr = hv_log_begin(HV_LOG_DEBUG, "ehr.bulk.file")) != NULL) {
+            hv_log_str(lr, "run", r->id);
+            hv_log_int(lr, "file", (int64_t)r->bulk_file);
+            hv_log_int(lr, "downloaded_ahead", r->bulk_got_ahead);
+            hv_log_int(lr, "opened_ahead", opened_ahead);
+            hv_log_int(lr, "chunks_ready", (int64_t)r->bulk_feed->nready);
+            hv_log_end(lr);
+        }
+        r->bulk_got_ahead = 0;
         download_ahead(r);
     }
     fd = r->bulk_feed;
@@ -771,14 +783,17 @@ static void download(hv__ehr_run_t *r, int status) {
     }
     if (dl != NULL && dl->file == r->bulk_file && dl->state == DL_FLIGHT) {
         dl->waiting = 1; /* on_ahead goes on */
+        r->bulk_got_ahead = 1;
         return;
     }
     if (dl != NULL && dl->file == r->bulk_file && dl->state == DL_DONE) {
         dl_drop(r);
+        r->bulk_got_ahead = 1;
         downloaded(r);
         return;
     }
     dl_drop(r);
+    r->bulk_got_ahead = 0;
     if (call_download(r, r->bulk_file, 1, on_download, r) == HV_ENOTFOUND) {
         hv__ehr_run_error(r, "bulk", "output %zu of the manifest has no url", r->bulk_file);
         r->bulk_file++;

@@ -167,6 +167,7 @@ struct hv__ehr_run {
                                      * the libuv thread pool (bulk.c) */
     struct hv__ehr_dl *bulk_dl; /* bulk: the next output file, downloaded ahead (bulk.c) */
     struct hv__ehr_feed *bulk_next; /* bulk: the next output file's feed, opened ahead (bulk.c) */
+    int bulk_got_ahead;         /* bulk.c: the file being opened was asked for ahead (debug log) */
     int bulk_writing;           /* bulk.c: where the chunk's write is */
     int bulk_waiting;           /* bulk.c: the import waits for the feed's next chunk */
     int defer_tried;            /* bulk.c: whether to defer the store's search indexes was decided */

@@ -623,6 +623,36 @@ class Sync(EhrCase):
         drops = [i for i in range(1, len(sizes)) if sizes[i] < max(sizes[:i])]
         self.assertLessEqual(len(drops), len(TYPES), sizes)
 
+    def test_bulk_downloads_the_next_file_and_prepares_its_chunks_while_one_is_imported(self):
+        # bulk.c: while output file i is imported, file i + 1 is downloaded, and once file i
+        # is read to its end the next file's feed is opened, its first chunks prepared while
+        # file i's last are written. Each file's start is logged (ehr.bulk.file, debug): every
+        # file after the first was asked for ahead. With chunks of 2 lines each file's import
+        # is many store jobs, so some file has chunks ready when the run gets to it (which
+        # one depends on the download's and the pool's pace, not asserted).
+        self.local = self.engine(config=dict(LOCAL, log={"level": "debug"}),
+                                 args=["--db", self.DB] if self.DB else [],
+                                 env={"HOLOVITALS_EHR_BULK_CHUNK": "2"})
+        cid = self.connect()
+        run = self.sync(cid, "bulk")
+        want = self.peer_count()
+        self.assertEqual((run["status"], run["fetched"], run["created"], run["failed"]),
+                         ("completed", want, want, 0), run)
+        for t in TYPES:
+            self.assertEqual(self.local_total(t), self.peer_count([t]), t)
+
+        def starts():
+            return [e for e in self.local.log_events()
+                    if e.get("event") == "ehr.bulk.file" and e.get("run") == run["run_id"]]
+        self.assertTrue(wait_until(lambda: len(starts()) >= len(TYPES)))
+        files = starts()
+        self.assertEqual([e["file"] for e in files], list(range(len(files))), files)
+        self.assertEqual(files[0]["downloaded_ahead"], 0, files)
+        self.assertEqual([e["downloaded_ahead"] for e in files[1:]], [1] * (len(files) - 1), files)
+        self.assertEqual(files[0]["opened_ahead"], 0, files)
+        self.assertTrue(any(e["opened_ahead"] == 1 and e["chunks_ready"] > 0 for e in files[1:]), files)
+        self.assertFalse(os.listdir(os.path.join(self.local.data, "ehr-bulk")), "bulk files left behind")
+
     def test_bulk_chunks_hold_text_and_sqlite_writes_first_versions_without_a_tree(self):
         # A Bulk chunk is prepared ahead of its write, and then holds each resource's stored
         # text, index rows and compartments but not its json-c tree (~15x the text)
