@@ -694,11 +694,11 @@ static int call_download(hv__ehr_run_t *r, size_t idx, int retry, hv__ehr_call_c
  *
  * While output file i is imported, file i + 1 is downloaded (one file ahead), so that the
  * import goes on to the next file without waiting for its download, the stores idle
- * meanwhile (docs/performance.md, "EHR sync, session 20"). Only the download is ahead: the
- * run's checkpoint (bulk_file, bulk_line) still names the file being imported, so a run
- * killed or stopped meanwhile downloads the file again when it gets there. A failed
- * download ahead is no error: the file is downloaded again, the ordinary way (with its
- * retry), when its turn comes. */
+ * meanwhile (docs/performance.md, "EHR sync, session 20"; feed_next opens its feed ahead
+ * too). The run's checkpoint (bulk_file, bulk_line) still names the file being imported and
+ * counts its written chunks only, so a run killed or stopped meanwhile downloads and reads
+ * the next file again when it gets there. A failed download ahead is no error: the file is
+ * downloaded again, the ordinary way (with its retry), when its turn comes. */
 
 enum { DL_FLIGHT = 0, DL_DONE, DL_FAILED };
 
