@@ -1776,6 +1776,8 @@ if PG_URL:
         test_full_then_incremental_with_source_identity = Sync.test_full_then_incremental_with_source_identity
         test_kill9_mid_sync_resumes_from_checkpoint = Sync.test_kill9_mid_sync_resumes_from_checkpoint
         test_bulk_chunks_grow_with_what_the_run_has_fetched = Sync.test_bulk_chunks_grow_with_what_the_run_has_fetched
+        test_bulk_downloads_the_next_file_and_prepares_its_chunks_while_one_is_imported = \
+            Sync.test_bulk_downloads_the_next_file_and_prepares_its_chunks_while_one_is_imported
         test_bulk_chunks_hold_text_and_sqlite_writes_first_versions_without_a_tree = \
             Sync.test_bulk_chunks_hold_text_and_sqlite_writes_first_versions_without_a_tree
         test_a_bulk_location_is_written_from_its_tree_and_found_near_its_position = \
