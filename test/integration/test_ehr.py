@@ -90,8 +90,13 @@ class EhrCase(EngineTestCase):
     def make_peer(self, workdir):
         """The EHR: a peer engine (auth on) loaded with two Synthea bundles, and a backend client of it."""
         # The tests change the EHR's data with `holovitals import` while it runs: another
-        # process's writes, which a read cache would not see (it refuses the import).
-        peer = Engine(os.path.join(workdir, "peer"), auth=True, config={"fhir": {"read_cache": "off"}})
+        # process's writes, which a read cache would not see (it refuses the import). The
+        # class's tests share the peer, and each sync, restart and test asks it for tokens:
+        # its login throttle (10 at once, 20 a minute per IP by default; test_auth.py tests
+        # it) is raised so that a slow run does not meet 429 slow_down (it did once, session 20).
+        peer = Engine(os.path.join(workdir, "peer"), auth=True,
+                      config={"fhir": {"read_cache": "off"},
+                              "auth": {"rate": {"login_per_min": 6000, "login_burst": 1000}}})
         os.makedirs(peer.workdir, exist_ok=True)
         peer.start()
         rc, out, err = peer.cli("import", *SYNTHEA[:2])
