@@ -196,6 +196,12 @@ int hv_parse_duration_ms(const char *s, uint64_t *out);
 int hv_parse_hostport(const char *s, char *host, size_t hostlen, int *port);
 /* Decodes %XX and (if plus_is_space) '+' in place; returns the new length or -1 on a bad escape. */
 long hv_url_decode(char *s, size_t n, int plus_is_space);
+/* Whether regcomp would build an outsized automaton from POSIX extended expression pat
+ * (untrusted: FHIRPath matches(), ValueSet regex filters): a quantifier stacked on another
+ * ("a++", "a*{2}"), or repetitions whose product times the pattern's length exceeds a bound —
+ * glibc copies an atom's tree once per "+" and per count of "{m,n}", so "a" followed by 28
+ * "+" asked for gigabytes. Returns NULL when it may be compiled, else a static reason. */
+const char *hv_regex_too_costly(const char *pat, size_t n);
 
 /* ------------------------------------------------------------------------- */
 /* JSON helpers (json-c)                                                     */

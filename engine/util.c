@@ -198,3 +198,66 @@ long hv_url_decode(char *s, size_t n, int plus_is_space) {
     s[o] = '\0';
     return (long)o;
 }
+
+/* regcomp's trees, in nodes, that hv_regex_too_costly lets through: a pattern's length times
+ * the product of its repetitions (~70 bytes a node in glibc: ~18 MB at most). */
+#define REGEX_MAX_NODES (1u << 18)
+
+/* Reads "{m}", "{m,}" or "{m,n}" at p (up to end); *top the largest copy count it asks for.
+ * Returns the length read, 0 if it is not a count (regcomp then treats or refuses it). */
+static size_t regex_count(const char *p, const char *end, uint64_t *top) {
+    const char *q = p + 1;
+    uint64_t m = 0, k = 0;
+    int digits = 0, comma = 0;
+    for (; q < end && *q != '}'; q++) {
+        if (*q == ',' && !comma) {
+            comma = 1;
+            digits = 0;
+        } else if (*q >= '0' && *q <= '9' && (comma ? k : m) < 100000) {
+            if (comma) k = k * 10 + (uint64_t)(*q - '0');
+            else m = m * 10 + (uint64_t)(*q - '0');
+            digits++;
+        } else if (!(*q >= '0' && *q <= '9')) {
+            return 0;
+        }
+    }
+    if (q >= end || (q == p + 1)) return 0;
+    *top = comma ? (digits > 0 ? k : m + 1) : m;
+    if (*top < 1) *top = 1;
+    return (size_t)(q - p) + 1;
+}
+
+const char *hv_regex_too_costly(const char *pat, size_t n) {
+    const char *p = pat, *end = pat + n;
+    uint64_t product = 1, limit = REGEX_MAX_NODES / ((uint64_t)n + 1);
+    int after_quant = 0;
+    while (p < end) {
+        uint64_t f = 0;
+        size_t len = 1;
+        if (*p == '\\') {
+            len = p + 1 < end ? 2 : 1;
+        } else if (*p == '[') {
+            /* A bracket expression is one atom: "]" first (after "^") is a member. */
+            const char *q = p + 1;
+            if (q < end && *q == '^') q++;
+            if (q < end && *q == ']') q++;
+            while (q < end && *q != ']') q++;
+            len = (size_t)(q - p) + (q < end);
+        } else if (*p == '+') {
+            f = 2;
+        } else if (*p == '*' || *p == '?') {
+            f = 1;
+        } else if (*p == '{') {
+            len = regex_count(p, end, &f);
+            if (len == 0) len = 1;
+        }
+        if (f > 0) {
+            if (after_quant) return "a quantifier follows another";
+            product *= f;
+            if (product > limit) return "its repetitions are too many for its length";
+        }
+        after_quant = f > 0;
+        p += len;
+    }
+    return NULL;
+}

@@ -118,6 +118,7 @@ static int filter_read(hv_arena_t *a, struct json_object *f, filter_t *out) {
         char *anchored = hv_arena_alloc(a, n + 5);
         if (anchored == NULL) return HV_ENOMEM;
         snprintf(anchored, n + 5, "^(%s)$", value);
+        if (hv_regex_too_costly(anchored, n + 4) != NULL) return HV_EINVAL;
         if (regcomp(&out->re, anchored, REG_EXTENDED | REG_NOSUB) != 0) return HV_EINVAL;
         out->has_re = 1;
     }

@@ -60,6 +60,24 @@ static void parse_size_duration_hostport(void **state) {
     assert_int_equal(hv_parse_hostport("nohost", host, sizeof(host), &port), HV_EINVAL);
 }
 
+static void regex_too_costly_refuses_what_regcomp_would_blow_up(void **state) {
+    static const char *const ok[] = {
+        "[0-9]+", "-?(0|[1-9][0-9]*)(\\.[0-9]+)?([eE][+-]?[0-9]+)?", "[0-9]{4}-[0-9]{2}-[0-9]{2}",
+        "(a+)+", "[+*?{]+", "a[]+]b", "a\\+\\+\\+", "x{2,}", ".{0,1000}", "a{", "",
+    };
+    static const char *const bad[] = {
+        "a++", "a*+", "a?{2}", "a{2}{3}", "library++++++++++++++++++++++++++++",
+        "((a{200}){200}){200}", "a{30000}",
+    };
+    (void)state;
+    for (size_t i = 0; i < HV_ARRAY_LEN(ok); i++) {
+        const char *why = hv_regex_too_costly(ok[i], strlen(ok[i]));
+        if (why != NULL) fail_msg("%s refused: %s", ok[i], why);
+    }
+    for (size_t i = 0; i < HV_ARRAY_LEN(bad); i++)
+        if (hv_regex_too_costly(bad[i], strlen(bad[i])) == NULL) fail_msg("%s let through", bad[i]);
+}
+
 static void url_decode_handles_plus_and_rejects_bad_escapes(void **state) {
     char a[] = "a%20b+c", b[] = "bad%2", c[] = "%zz";
     assert_int_equal(hv_url_decode(a, strlen(a), 1), 5);
@@ -74,6 +92,7 @@ int run_buf_tests(void) {
         cmocka_unit_test(buf_printf_grows),
         cmocka_unit_test(buf_json_str_escapes_controls_quotes_and_backslashes),
         cmocka_unit_test(parse_size_duration_hostport),
+        cmocka_unit_test(regex_too_costly_refuses_what_regcomp_would_blow_up),
         cmocka_unit_test(url_decode_handles_plus_and_rejects_bad_escapes),
     };
     return cmocka_run_group_tests_name("engine/buf", tests, NULL, NULL);
