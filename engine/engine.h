@@ -200,7 +200,8 @@ long hv_url_decode(char *s, size_t n, int plus_is_space);
  * (untrusted: FHIRPath matches(), ValueSet regex filters): a quantifier stacked on another
  * ("a++", "a*{2}"), or repetitions whose product times the pattern's length exceeds a bound —
  * glibc copies an atom's tree once per "+" and per count of "{m,n}", so "a" followed by 28
- * "+" asked for gigabytes. Returns NULL when it may be compiled, else a static reason. */
+ * "+" asked for gigabytes; and back-references ("\1"), whose matching backtracks. Returns
+ * NULL when it may be compiled, else a static reason. */
 const char *hv_regex_too_costly(const char *pat, size_t n);
 
 /* ------------------------------------------------------------------------- */

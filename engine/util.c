@@ -235,6 +235,9 @@ const char *hv_regex_too_costly(const char *pat, size_t n) {
         uint64_t f = 0;
         size_t len = 1;
         if (*p == '\\') {
+            /* glibc takes "\1".."\9" as back-references, whose matching may backtrack
+             * exponentially; FHIRPath's regular expressions need none ($1 is replaceMatches'). */
+            if (p + 1 < end && p[1] >= '1' && p[1] <= '9') return "back-references are not supported";
             len = p + 1 < end ? 2 : 1;
         } else if (*p == '[') {
             /* A bracket expression is one atom: "]" first (after "^") is a member. */
