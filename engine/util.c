@@ -203,26 +203,27 @@ long hv_url_decode(char *s, size_t n, int plus_is_space) {
  * the product of its repetitions (~70 bytes a node in glibc: ~18 MB at most). */
 #define REGEX_MAX_NODES (1u << 18)
 
+/* Reads the decimal digits at *p (the value capped past 100,000); whether there was one. */
+static int regex_num(const char **p, const char *end, uint64_t *v) {
+    const char *start = *p;
+    *v = 0;
+    for (; *p < end && **p >= '0' && **p <= '9'; (*p)++)
+        if (*v < 100000) *v = *v * 10 + (uint64_t)(**p - '0');
+    return *p > start;
+}
+
 /* Reads "{m}", "{m,}" or "{m,n}" at p (up to end); *top the largest copy count it asks for.
  * Returns the length read, 0 if it is not a count (regcomp then treats or refuses it). */
 static size_t regex_count(const char *p, const char *end, uint64_t *top) {
     const char *q = p + 1;
-    uint64_t m = 0, k = 0;
-    int digits = 0, comma = 0;
-    for (; q < end && *q != '}'; q++) {
-        if (*q == ',' && !comma) {
-            comma = 1;
-            digits = 0;
-        } else if (*q >= '0' && *q <= '9' && (comma ? k : m) < 100000) {
-            if (comma) k = k * 10 + (uint64_t)(*q - '0');
-            else m = m * 10 + (uint64_t)(*q - '0');
-            digits++;
-        } else if (!(*q >= '0' && *q <= '9')) {
-            return 0;
-        }
+    uint64_t m, k = 0;
+    int has_m = regex_num(&q, end, &m), has_k = 0, comma = q < end && *q == ',';
+    if (comma) {
+        q++;
+        has_k = regex_num(&q, end, &k);
     }
-    if (q >= end || (q == p + 1)) return 0;
-    *top = comma ? (digits > 0 ? k : m + 1) : m;
+    if (q >= end || *q != '}' || (!has_m && !comma)) return 0;
+    *top = !comma ? m : has_k ? k : m + 1;
     if (*top < 1) *top = 1;
     return (size_t)(q - p) + 1;
 }

@@ -189,7 +189,7 @@ FN(replace) {
 /* Compiles a FHIRPath regular expression as POSIX ERE; anchored wraps it in ^(...)$. */
 static int re_compile(hv__fp_ctx_t *c, const hv__fp_node_t *n, const char *pat, size_t pl, int anchored, regex_t *re) {
     hv_buf_t b;
-    const char *why;
+    const char *why, *src;
     int rc = HV_OK, inbr = 0;
     hv_buf_init(&b, 65536);
     if (anchored) rc = hv_buf_puts(&b, "^(");
@@ -210,9 +210,10 @@ static int re_compile(hv__fp_ctx_t *c, const hv__fp_node_t *n, const char *pat, 
         rc = hv_buf_putc(&b, pat[i]);
     }
     if (rc == HV_OK && anchored) rc = hv_buf_puts(&b, ")$");
-    if (rc == HV_OK && (why = hv_regex_too_costly(b.data != NULL ? b.data : "", b.len)) != NULL)
+    src = b.data != NULL ? b.data : "";
+    if (rc == HV_OK && (why = hv_regex_too_costly(src, b.len)) != NULL)
         rc = hv__fp_fail(c, n, HV_EINVAL, "regular expression refused: %s", why);
-    if (rc == HV_OK && regcomp(re, b.data != NULL ? b.data : "", REG_EXTENDED) != 0)
+    if (rc == HV_OK && regcomp(re, src, REG_EXTENDED) != 0)
         rc = hv__fp_fail(c, n, HV_EINVAL, "invalid regular expression");
     hv_buf_release(&b);
     return rc;
