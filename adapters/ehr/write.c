@@ -230,7 +230,9 @@ static const char *refused_by(hv_fhir_validator_t *v, json_object *res, char why
     int errors = 0;
     const char *loc = "?";
     if (v == NULL) return NULL;
-    if (hv_fhir_validate(v, res, NULL, 0, &oo, &errors) != HV_OK || errors == 0) {
+    /* An accepted resource's outcome (its warnings) is not read: only a refused one's is made,
+     * by a second walk listing every issue as a walk without the flag does. */
+    if (hv_fhir_validate(v, res, NULL, HV_FHIR_VALIDATE_OUTCOME_ON_ERROR, &oo, &errors) != HV_OK || errors == 0) {
         json_object_put(oo);
         return NULL;
     }
