@@ -47,11 +47,6 @@
 #define LINE_MAX_BYTES ((size_t)16 << 20)
 #define HV__EHR_BULK_MAX_GONE 100000 /* deletions read from one export's "deleted" files */
 
-static void bulk_fail(hv__ehr_run_t *r) {
-    r->page_failed = 1;
-    hv__ehr_run_finish(r);
-}
-
 static void file_path(hv__ehr_run_t *r, size_t idx, char *out, size_t outlen) {
     snprintf(out, outlen, "%s/ehr-bulk/%s/%zu.ndjson", hv_engine_data_dir(r->m->e), r->id, idx);
 }
@@ -65,6 +60,18 @@ static void cleanup_files(hv__ehr_run_t *r) {
     }
     snprintf(dir, sizeof(dir), "%s/ehr-bulk/%s", hv_engine_data_dir(r->m->e), r->id);
     rmdir(dir);
+}
+
+static void dl_discard(hv__ehr_run_t *r);
+
+/* A failed run is not resumed: the files it downloaded, the one downloaded ahead too (removed
+ * when its download ends, dl_discard), go with it. */
+static void bulk_fail(hv__ehr_run_t *r) {
+    r->page_failed = 1;
+    hv__ehr_bulk_release(r);
+    dl_discard(r);
+    cleanup_files(r);
+    hv__ehr_run_finish(r);
 }
 
 static void on_deleted(void *ud, hv__ehr_resp_t *resp) {
@@ -707,6 +714,7 @@ typedef struct hv__ehr_dl {
     size_t file;      /* the output file's index */
     int state;        /* DL_* */
     int waiting;      /* the run reached the file while it was in flight */
+    char *discard;    /* the file to remove when its call ends (its run failed), or NULL */
 } hv__ehr_dl_t;
 
 static void dl_drop(hv__ehr_run_t *r) {
@@ -715,6 +723,18 @@ static void dl_drop(hv__ehr_run_t *r) {
     r->bulk_dl = NULL;
     if (dl->state == DL_FLIGHT) dl->r = NULL;
     else hv_free(dl);
+}
+
+/* Lets go of the download ahead, its file removed once its call ends (one in flight is
+ * still being written: cleanup_files removes the others). */
+static void dl_discard(hv__ehr_run_t *r) {
+    hv__ehr_dl_t *dl = r->bulk_dl;
+    char path[4200];
+    if (dl != NULL && dl->state == DL_FLIGHT) {
+        file_path(r, dl->file, path, sizeof(path));
+        dl->discard = hv_strdup(path); /* out of memory: left behind, as before */
+    }
+    dl_drop(r);
 }
 
 void hv__ehr_bulk_drop_ahead(hv__ehr_run_t *r) {
@@ -743,6 +763,13 @@ static void on_ahead(void *ud, hv__ehr_resp_t *resp) {
     hv__ehr_dl_t *dl = ud;
     hv__ehr_run_t *r = dl->r;
     if (r == NULL) {
+        if (dl->discard != NULL) {
+            char *slash = strrchr(dl->discard, '/');
+            unlink(dl->discard);
+            *slash = '\0';
+            rmdir(dl->discard); /* the run's directory, empty once its last file is gone */
+        }
+        hv_free(dl->discard);
         hv_free(dl);
         return;
     }

@@ -738,6 +738,26 @@ class Sync(EhrCase):
             db.close()
             self.assertIs(json.loads(cp).get("unreadable"), True, cp)
 
+    def test_a_failed_bulk_run_removes_the_files_it_downloaded(self):
+        # The export's Observation file answers 404 (its download ahead, then its own): the run
+        # fails (bulk.c bulk_fail) after the files before it were downloaded and imported. A
+        # failed run is not resumed: none of its files is left behind.
+        p = self.proxy()
+
+        def gone(proxy, method, path):
+            if re.search(r"/\$export-file/.*/Observation\.ndjson", path):
+                return 404, [("Content-Type", "application/fhir+json")], \
+                    b'{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"not-found"}]}'
+            return None
+        p.rules.append(gone)
+        cid = self.connect(base=p.base + "/fhir")
+        run = self.sync(cid, "bulk")
+        self.assertEqual(run["status"], "failed", run)
+        self.assertIn("output file 3 was not downloaded", json.dumps(run["errors"]))
+        self.assertGreaterEqual(p.count(r"/Observation\.ndjson"), 2, "not asked for ahead, then again")
+        self.assertEqual(run["created"], self.peer_count(["Patient", "Encounter", "Condition"]), run)
+        self.assertEqual(os.listdir(os.path.join(self.local.data, "ehr-bulk")), [], "bulk files left behind")
+
     def spoil_first_encounter(self, spoil):
         """A proxy to the peer that applies spoil to the first resource of every Encounter page."""
         p = self.proxy()
