@@ -1805,6 +1805,7 @@ if PG_URL:
             Sync.test_bulk_downloads_the_next_file_and_prepares_its_chunks_while_one_is_imported
         test_bulk_chunks_hold_text_and_sqlite_writes_first_versions_without_a_tree = \
             Sync.test_bulk_chunks_hold_text_and_sqlite_writes_first_versions_without_a_tree
+        test_a_failed_bulk_run_removes_the_files_it_downloaded = Sync.test_a_failed_bulk_run_removes_the_files_it_downloaded
         test_a_bulk_location_is_written_from_its_tree_and_found_near_its_position = \
             Sync.test_a_bulk_location_is_written_from_its_tree_and_found_near_its_position
         test_a_first_bulk_sync_defers_value_indexes_and_searches_as_one_without = \
