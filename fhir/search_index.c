@@ -890,6 +890,7 @@ typedef struct ix {
     hv_db_t *db;
     hv_arena_t *rows_arena; /* the rows and their strings, for one resource version */
     const char *type, *id, *code;
+    int code_static; /* 1: code is the model's (hv_fhir_search_code, lives as long as the process) */
     int64_t rid;     /* the version's row id when the caller knows it; 0: looked up */
     int rc;
     size_t nvalues;
@@ -1116,8 +1117,9 @@ static void add_row(ix_t *x, int t, const char *code, const ixval_t *vals)
         return;
     }
     memcpy(r, key, size);
-    r->code = hv_arena_strdup(x->rows_arena, code);
-    if (r->code == NULL)
+    /* The parameter's own code is the model's string: kept as it is, not copied per row.
+     * A derived code ("code:text", "code$1") is in a scratch buffer: copied. */
+    if (!(code == x->code && x->code_static) && (r->code = hv_arena_strdup(x->rows_arena, code)) == NULL)
         x->rc = HV_ENOMEM;
     for (int k = 0; k < nc; k++)
         if (r->v[k].kind == V_TEXT && (r->v[k].s = hv_arena_strdup(x->rows_arena, vals[k].s)) == NULL)
@@ -1615,7 +1617,6 @@ static void index_composite(ix_t *x, const sp_entry_t *e, struct json_object *re
     const char *pcode = x->code;
     if (composite_precheck && !components_may_match(x, e))
         return;
-    memset(&err, 0, sizeof(err));
     if (hv_fhirpath_eval(e->fp, resource, &x->env, arena, &res, &err) != HV_OK)
         return;
     n = hv_fhirpath_result_count(res);
@@ -1640,9 +1641,9 @@ static void index_composite(ix_t *x, const sp_entry_t *e, struct json_object *re
                 const hv_fhir_search_t *csp = hv_fhir_search_component_at(e->sp, c, NULL);
                 comp_code(code, sizeof(code), pcode, c);
                 x->code = code;
+                x->code_static = 0;
                 x->nvalues = 0;
                 x->dry_rows = 0;
-                memset(&err, 0, sizeof(err));
                 /* The component on element k: "(<expression>)[k].select(<component>)" without
                  * evaluating the expression again for each group and component. */
                 if (pass == 0 && hv_fhirpath_eval_item(e->comp[c], res, k, &x->env, arena, &cr[c], &err) != HV_OK)
@@ -1661,6 +1662,7 @@ static void index_composite(ix_t *x, const sp_entry_t *e, struct json_object *re
         }
     }
     x->code = pcode;
+    x->code_static = 1;
     x->grp = 0;
 }
 
@@ -1805,14 +1807,14 @@ static int index_params(ix_t *x, const hv_fhir_type_t *t, struct json_object *re
         if (x->strings_only && st != HV_FHIR_SP_STRING && st != HV_FHIR_SP_TOKEN && st != HV_FHIR_SP_COMPOSITE)
             continue;
         x->code = hv_fhir_search_code(sp);
+        x->code_static = 1;
         if (!e->own_table)
             continue; /* searched on the resources table itself */
         if (e->may_alias && hv__search_row_code(t, x->code) != x->code)
             continue; /* another parameter's rows serve it (row_alias) */
         x->nvalues = 0;
         x->param = x->code;
-        memset(&err, 0, sizeof(err));
-        hv_arena_reset(arena);
+        hv_arena_reset(arena); /* (err: hv_fhirpath_eval clears it itself) */
         if (st == HV_FHIR_SP_COMPOSITE) {
             index_composite(x, e, resource, arena);
             continue;
