@@ -588,6 +588,8 @@ static int is_resources_column(const char *code)
     return code != NULL && (strcmp(code, "_id") == 0 || strcmp(code, "_lastUpdated") == 0);
 }
 
+static int build_plans(void);
+
 static void compile_all(void)
 {
     static sp_alt_t alts[MAX_ALTS]; /* compile_all runs once (pthread_once) */
@@ -659,17 +661,21 @@ static void compile_all(void)
         model_first = (uintptr_t)hv_fhir_search_at(0);
         model_stride = (uintptr_t)hv_fhir_search_at(1) - model_first;
     }
+    if (build_plans() != HV_OK) { /* compute_rows then refuses with HV_ENOMEM */
+        hv_free(entries);
+        entries = NULL;
+        nentries = 0;
+    }
 }
 
 /* compile_all makes one entry per parameter in the model's order (hv_fhir_search_at), so
  * an entry is at its parameter's index; the bsearch (4k instructions a create) is a fallback.
- * The model's first parameter and element size are read once (compile_all): entry_of runs
+ * The model's first parameter and element size are read once (compile_all): entry_find runs
  * for every parameter of every resource indexed. */
-static const sp_entry_t *entry_of(const hv_fhir_search_t *sp)
+static const sp_entry_t *entry_find(const hv_fhir_search_t *sp)
 {
     sp_entry_t key;
     uintptr_t first, stride;
-    pthread_once(&compile_once, compile_all);
     if (entries == NULL)
         return NULL;
     first = model_first;
@@ -682,6 +688,13 @@ static const sp_entry_t *entry_of(const hv_fhir_search_t *sp)
     memset(&key, 0, sizeof(key));
     key.sp = sp;
     return bsearch(&key, entries, nentries, sizeof(*entries), cmp_entry);
+}
+
+/* entry_find once every expression is compiled. */
+static const sp_entry_t *entry_of(const hv_fhir_search_t *sp)
+{
+    pthread_once(&compile_once, compile_all);
+    return entry_find(sp);
 }
 
 int hv__search_indexed(const hv_fhir_search_t *sp)
@@ -910,6 +923,7 @@ typedef struct ix {
     const char **keys;
     size_t *klen;
     size_t nkeys;
+    uint64_t present; /* the plan's keys the resource has (plan_t.masked) */
     hv_fhirpath_env_t env;          /* the evaluations' environment: the resource's type */
     int strings_only; /* only the parameters that may write string rows: string, token (:text), composite */
 } ix_t;
@@ -1568,25 +1582,191 @@ void hv__search_composite_precheck_enable(int on)
     composite_precheck = on;
 }
 
+/*
+ * The specialization of e for a resource of type rtype: rtype's own, else — for a parameter
+ * of t, a base type of rtype (_tag, _profile: Resource's) — t's when it dropped no
+ * alternative, so that its fp is the expression itself and its precheck holds on any
+ * subtype (the root step T passes every resource based on T). NULL: the expression.
+ */
+static const sp_spec_t *spec_for(const sp_entry_t *e, const hv_fhir_type_t *rtype, const hv_fhir_type_t *t)
+{
+    const sp_spec_t *base = NULL;
+    for (size_t k = 0; k < e->nspec; k++) {
+        if (e->spec[k].type == rtype)
+            return &e->spec[k];
+        if (e->spec[k].type == t && e->spec[k].all_kept && e->spec[k].fp != NULL)
+            base = &e->spec[k];
+    }
+    return base;
+}
+
+/*
+ * The parameters indexed on a resource of one type, in the order compute_rows visits them
+ * (the type's own, then each base type's own), with what is the same for every resource of
+ * the type resolved once (compile_all, build_plans): the entry, the specialization
+ * (spec_for), a composite's components' specializations, and the top-level elements each
+ * precheck needs as bits of the type's key set. Looking these up per parameter of every
+ * resource (entry_of, spec_for, and spec_may_match comparing names: ~37 parameters a
+ * resource) cost about 8k instructions a resource; a resource's member names are now
+ * matched against its type's keys once (compute_rows: x->present).
+ */
+#define PLAN_KEYS 64 /* keys one type's prechecks may need for a mask (more: names compared) */
+
+typedef struct plan_item {
+    const hv_fhir_search_t *sp;
+    const sp_entry_t *e;                    /* its entry: fp not NULL, own_table */
+    const hv_fhir_type_t *t;                /* the type whose own parameter it is */
+    const sp_spec_t *sc;                    /* spec_for(e, the plan's type, t) when e->nspec > 0 */
+    const sp_spec_t *comp[MAX_COMPONENTS];  /* composite: component c's specialization for the type */
+    uint64_t need, comp_need[MAX_COMPONENTS]; /* sc's keys, comp[c]'s, as bits of the plan's keys */
+} plan_item_t;
+
+typedef struct plan {
+    plan_item_t *items;
+    size_t n;
+    int masked;                  /* 1: every precheck's keys are among keys (a mask each) */
+    size_t nkeys;
+    const char *keys[PLAN_KEYS]; /* the specializations' own strings */
+    size_t keylen[PLAN_KEYS];
+    uint64_t by_first[26];       /* the keys starting with 'a' + i (keys start lower-case) */
+} plan_t;
+
+static plan_t *plans; /* by type id (hv_fhir_type_id); n 0 for a type that is no resource type */
+static size_t nplans;
+
+/* The bits of s's precheck keys in p, adding keys to p as needed; p->masked 0 when full. */
+static uint64_t plan_need(plan_t *p, const sp_spec_t *s)
+{
+    uint64_t need = 0;
+    if (s == NULL || !s->precheck)
+        return 0;
+    for (size_t i = 0; i < s->nkeys; i++) {
+        size_t k;
+        for (k = 0; k < p->nkeys && strcmp(p->keys[k], s->keys[i]) != 0; k++)
+            ;
+        if (k == p->nkeys) {
+            unsigned char c = (unsigned char)s->keys[i][0];
+            if (k == PLAN_KEYS || c < 'a' || c > 'z') {
+                p->masked = 0;
+                return 0;
+            }
+            p->keys[k] = s->keys[i];
+            p->keylen[k] = s->keylen[i];
+            p->by_first[c - 'a'] |= (uint64_t)1 << k;
+            p->nkeys++;
+        }
+        need |= (uint64_t)1 << k;
+    }
+    return need;
+}
+
+/* The plan of concrete resource type rt (see plan_t). */
+static int plan_build(plan_t *p, const hv_fhir_type_t *rt)
+{
+    size_t cap = 0;
+    p->masked = 1;
+    for (const hv_fhir_type_t *t = rt; t != NULL; t = hv_fhir_type_base(t))
+        cap += hv_fhir_search_own_count(t);
+    p->items = hv_calloc(cap > 0 ? cap : 1, sizeof(*p->items));
+    if (p->items == NULL)
+        return HV_ENOMEM;
+    for (const hv_fhir_type_t *t = rt; t != NULL; t = hv_fhir_type_base(t))
+        for (size_t i = 0; i < hv_fhir_search_own_count(t); i++) {
+            const hv_fhir_search_t *sp = hv_fhir_search_own_at(t, i);
+            const sp_entry_t *e = entry_find(sp); /* (within compile_all) */
+            plan_item_t *pi = &p->items[p->n];
+            if (e == NULL || e->fp == NULL || !e->own_table)
+                continue; /* nothing to index, or searched on the resources table itself */
+            pi->sp = sp;
+            pi->e = e;
+            pi->t = t;
+            pi->sc = e->nspec > 0 ? spec_for(e, rt, t) : NULL;
+            pi->need = plan_need(p, pi->sc);
+            for (size_t c = 0; c < e->ncomp; c++) {
+                const sp_entry_t *ce = entry_find(hv_fhir_search_component_at(sp, c, NULL));
+                for (size_t k = 0; ce != NULL && k < ce->nspec; k++)
+                    if (ce->spec[k].type == rt) {
+                        pi->comp[c] = &ce->spec[k];
+                        break;
+                    }
+                pi->comp_need[c] = plan_need(p, pi->comp[c]);
+            }
+            p->n++;
+        }
+    return HV_OK;
+}
+
+/* Every concrete resource type's plan (compile_all). */
+static int build_plans(void)
+{
+    size_t n = hv_fhir_type_count();
+    plans = hv_calloc(n > 0 ? n : 1, sizeof(*plans));
+    if (plans == NULL)
+        return HV_ENOMEM;
+    nplans = n;
+    for (size_t id = 0; id < n; id++) {
+        const hv_fhir_type_t *t = hv_fhir_type_at(id);
+        if (hv_fhir_type_kind(t) == HV_FHIR_KIND_RESOURCE && !hv_fhir_type_is_abstract(t) &&
+            plan_build(&plans[id], t) != HV_OK)
+            return HV_ENOMEM;
+    }
+    return HV_OK;
+}
+
+/* The plan of resource type t (compute_rows); NULL when there is none. */
+static const plan_t *plan_of(const hv_fhir_type_t *t)
+{
+    size_t id;
+    pthread_once(&compile_once, compile_all);
+    if (entries == NULL || t == NULL || (id = hv_fhir_type_id(t)) >= nplans || plans[id].items == NULL)
+        return NULL;
+    return &plans[id];
+}
+
+/* Sets bit k of x->present for each key k of p that the resource's member names (x->keys)
+ * hold: the key itself or a choice variant keyX (FHIR R4 formats.html#choice), as
+ * spec_may_match compares them. */
+static void plan_present(ix_t *x, const plan_t *p)
+{
+    x->present = 0;
+    for (size_t m = 0; m < x->nkeys && m < MAX_TOP_KEYS; m++) {
+        const char *name = x->keys[m];
+        unsigned char c = (unsigned char)name[0];
+        uint64_t cand = c >= 'a' && c <= 'z' ? p->by_first[c - 'a'] & ~x->present : 0;
+        while (cand != 0) {
+            int k = __builtin_ctzll(cand);
+            size_t kl = p->keylen[k];
+            cand &= cand - 1;
+            if (x->klen[m] >= kl && memcmp(name, p->keys[k], kl) == 0 &&
+                (name[kl] == '\0' || (name[kl] >= 'A' && name[kl] <= 'Z')))
+                x->present |= (uint64_t)1 << k;
+        }
+    }
+}
+
+/* spec_may_match for a specialization of plan p whose keys are need. */
+static int item_may_match(const ix_t *x, const plan_t *p, const sp_spec_t *s, uint64_t need)
+{
+    if (s->fp == NULL)
+        return 0;
+    if (!s->precheck || !spec_precheck)
+        return 1;
+    if (p->masked)
+        return (need & x->present) != 0;
+    return spec_may_match(s, x->keys, x->klen, x->nkeys);
+}
+
 /* 0 when a component of composite e cannot match: the search parameter it names (FHIR R4
  * SearchParameter.component.definition, an expression over the same elements) starts only
  * at top-level elements the resource lacks (spec_may_match), so no group is complete and
  * nothing is evaluated (an Observation without value or component: ~20 evaluations). */
-static int components_may_match(const ix_t *x, const sp_entry_t *e)
+static int components_may_match(const ix_t *x, const plan_t *p, const plan_item_t *pi)
 {
     if (x->nkeys >= MAX_TOP_KEYS)
         return 1;
-    for (size_t c = 0; c < e->ncomp; c++) {
-        const sp_entry_t *ce = entry_of(hv_fhir_search_component_at(e->sp, c, NULL));
-        if (ce == NULL)
-            continue;
-        for (size_t k = 0; k < ce->nspec; k++)
-            if (ce->spec[k].type == x->rtype) {
-                if (!spec_may_match(&ce->spec[k], x->keys, x->klen, x->nkeys))
-                    return 0;
-                break;
-            }
-    }
+    for (size_t c = 0; c < pi->e->ncomp; c++)
+        if (pi->comp[c] != NULL && !item_may_match(x, p, pi->comp[c], pi->comp_need[c]))
+            return 0;
     return 1;
 }
 
@@ -1608,14 +1788,16 @@ static void comp_code(char *out, size_t cap, const char *code, size_t c)
     memcpy(out + n + 1, d, nd + 1);
 }
 
-static void index_composite(ix_t *x, const sp_entry_t *e, struct json_object *resource, hv_arena_t *arena)
+static void index_composite(ix_t *x, const plan_t *p, const plan_item_t *pi, struct json_object *resource,
+                            hv_arena_t *arena)
 {
+    const sp_entry_t *e = pi->e;
     hv_fhirpath_result_t *res = NULL, *cr[MAX_COMPONENTS];
     hv_error_t err;
     size_t n;
     char code[96];
     const char *pcode = x->code;
-    if (composite_precheck && !components_may_match(x, e))
+    if (composite_precheck && !components_may_match(x, p, pi))
         return;
     if (hv_fhirpath_eval(e->fp, resource, &x->env, arena, &res, &err) != HV_OK)
         return;
@@ -1766,57 +1948,34 @@ static void index_direct(ix_t *x, hv_fhir_search_type_t st, const sp_spec_t *s, 
     }
 }
 
-/*
- * The specialization of e for a resource of type rtype: rtype's own, else — for a parameter
- * of t, a base type of rtype (_tag, _profile: Resource's) — t's when it dropped no
- * alternative, so that its fp is the expression itself and its precheck holds on any
- * subtype (the root step T passes every resource based on T). NULL: the expression.
- */
-static const sp_spec_t *spec_for(const sp_entry_t *e, const hv_fhir_type_t *rtype, const hv_fhir_type_t *t)
+static int index_params(ix_t *x, const plan_t *p, struct json_object *resource, hv_arena_t *arena)
 {
-    const sp_spec_t *base = NULL;
-    for (size_t k = 0; k < e->nspec; k++) {
-        if (e->spec[k].type == rtype)
-            return &e->spec[k];
-        if (e->spec[k].type == t && e->spec[k].all_kept && e->spec[k].fp != NULL)
-            base = &e->spec[k];
-    }
-    return base;
-}
-
-static int index_params(ix_t *x, const hv_fhir_type_t *t, struct json_object *resource, hv_arena_t *arena)
-{
-    size_t n = hv_fhir_search_own_count(t);
-    for (size_t i = 0; i < n && x->rc == HV_OK; i++) {
-        const hv_fhir_search_t *sp = hv_fhir_search_own_at(t, i);
-        const sp_entry_t *e = entry_of(sp);
-        const hv_fhirpath_t *fp = e ? e->fp : NULL;
+    for (size_t i = 0; i < p->n && x->rc == HV_OK; i++) {
+        const plan_item_t *pi = &p->items[i];
+        const sp_entry_t *e = pi->e;
+        const hv_fhirpath_t *fp = e->fp;
         const sp_spec_t *sc = NULL;
         hv_fhirpath_result_t *res = NULL;
-        hv_error_t err;
-        hv_fhir_search_type_t st = hv_fhir_search_type(sp);
-        if (fp == NULL)
-            continue;
+        hv_error_t err; /* hv_fhirpath_eval clears it itself */
+        hv_fhir_search_type_t st = hv_fhir_search_type(pi->sp);
         if (e->nspec > 0 && x->nkeys < MAX_TOP_KEYS) {
-            sc = spec_for(e, x->rtype, t);
+            sc = pi->sc;
             if (sc != NULL)
-                fp = spec_may_match(sc, x->keys, x->klen, x->nkeys) ? sc->fp : NULL;
+                fp = item_may_match(x, p, sc, pi->need) ? sc->fp : NULL;
             if (fp == NULL)
                 continue;
         }
         if (x->strings_only && st != HV_FHIR_SP_STRING && st != HV_FHIR_SP_TOKEN && st != HV_FHIR_SP_COMPOSITE)
             continue;
-        x->code = hv_fhir_search_code(sp);
+        x->code = hv_fhir_search_code(pi->sp);
         x->code_static = 1;
-        if (!e->own_table)
-            continue; /* searched on the resources table itself */
-        if (e->may_alias && hv__search_row_code(t, x->code) != x->code)
+        if (e->may_alias && hv__search_row_code(pi->t, x->code) != x->code)
             continue; /* another parameter's rows serve it (row_alias) */
         x->nvalues = 0;
         x->param = x->code;
-        hv_arena_reset(arena); /* (err: hv_fhirpath_eval clears it itself) */
+        hv_arena_reset(arena);
         if (st == HV_FHIR_SP_COMPOSITE) {
-            index_composite(x, e, resource, arena);
+            index_composite(x, p, pi, resource, arena);
             continue;
         }
         /* The evaluation's root is the resource as x->env.resource_type: direct when that is
@@ -1955,9 +2114,12 @@ static int compute_rows(ix_t *x, const char *type, struct json_object *resource)
 {
     hv_arena_t *arena = NULL;
     const hv_fhir_type_t *t = hv_fhir_resource_type(type);
+    const plan_t *p = plan_of(t);
     const char *keys[MAX_TOP_KEYS];
     size_t klen[MAX_TOP_KEYS];
     int rc = HV_OK;
+    if (t != NULL && p == NULL)
+        return HV_ENOMEM; /* compile_all failed */
     x->keys = keys;
     x->klen = klen;
     x->rtype = t;
@@ -1983,10 +2145,13 @@ static int compute_rows(ix_t *x, const char *type, struct json_object *resource)
         }
     }
     arena = hv_arena_new(0);
-    for (; arena != NULL && t != NULL && rc == HV_OK; t = hv_fhir_type_base(t))
-        rc = index_params(x, t, resource, arena);
-    if (arena == NULL)
+    if (arena == NULL) {
         rc = HV_ENOMEM;
+    } else if (p != NULL) {
+        if (p->masked && x->nkeys < MAX_TOP_KEYS)
+            plan_present(x, p);
+        rc = index_params(x, p, resource, arena);
+    }
     hv_arena_free(arena);
     /* The key pointers belong to the tree, the arrays to this call: not kept past it. */
     x->nkeys = 0;
