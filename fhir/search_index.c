@@ -263,7 +263,8 @@ static int skip_group(const char **p, const char *end)
  * plain path from the root, elem (its first element) and *plain = 1. When the step
  * right after elem is a type filter (" as X", ".as(X)" or ".ofType(X)"), *probe and
  * *probe_n are the text from the root to the end of that filter ("Observation.value as
- * Quantity"), else *probe_n is 0.
+ * Quantity"), else *probe_n is 0. A path may go on after such a filter in parentheses:
+ * "(Observation.value as CodeableConcept).text" is plain, its probe the part inside.
  */
 static void parse_alt(const char *s, size_t n, char *root, char *elem, int *plain, const char **probe,
                       size_t *probe_n)
@@ -286,7 +287,7 @@ static void parse_alt(const char *s, size_t n, char *root, char *elem, int *plai
         end--;
     }
     start = p;
-    if (!read_ident(&p, end, root, KEY_MAX) || open != 0 || p >= end || *p != '.')
+    if (!read_ident(&p, end, root, KEY_MAX) || open > 1 || p >= end || *p != '.')
         return;
     p++;
     if (!read_ident(&p, end, elem, KEY_MAX) || (p < end && *p == '('))
@@ -318,10 +319,17 @@ static void parse_alt(const char *s, size_t n, char *root, char *elem, int *plai
                 *probe = start;
                 *probe_n = (size_t)(p - start);
             }
+        } else if (*p == ')' && open == 1 && *probe_n > 0 && p == *probe + *probe_n) {
+            /* "(T.elem as X).path" (Observation's value-string): the filter's parentheses
+             * close and the path goes on from the filtered element. */
+            open = 0;
+            p++;
         } else {
             return;
         }
     }
+    if (open != 0)
+        return;
     *plain = 1;
 }
 
@@ -904,6 +912,8 @@ typedef struct ix {
     hv_arena_t *rows_arena; /* the rows and their strings, for one resource version */
     const char *type, *id, *code;
     int code_static; /* 1: code is the model's (hv_fhir_search_code, lives as long as the process) */
+    const char *hashed_code; /* the model's code whose hash code_h is (add_row) */
+    uint64_t code_h;
     int64_t rid;     /* the version's row id when the caller knows it; 0: looked up */
     int rc;
     size_t nvalues;
@@ -1001,15 +1011,16 @@ static uint64_t hash_mem(uint64_t h, const void *p, size_t n)
     return mix(h, w);
 }
 
-static uint32_t row_hash(const ixrow_t *r, int ncols)
+/* The hash of row r whose code hashes to code_h (code_hash) and whose text values are len[k]
+ * bytes long. */
+static uint32_t row_hash(const ixrow_t *r, int ncols, uint64_t code_h, const size_t *len)
 {
-    uint64_t h = mix(0x2545f4914f6cdd1dull, (uint64_t)(unsigned)r->table << 32 | (unsigned)r->grp);
-    h = hash_mem(h, r->code, strlen(r->code));
+    uint64_t h = mix(code_h, (uint64_t)(unsigned)r->table << 32 | (unsigned)r->grp);
     for (int k = 0; k < ncols; k++) {
         const ixval_t *v = &r->v[k];
         h = mix(h, (uint64_t)v->kind);
         if (v->kind == V_TEXT)
-            h = hash_mem(h, v->s, strlen(v->s));
+            h = hash_mem(h, v->s, len[k]);
         else if (v->kind == V_INT)
             h = mix(h, (uint64_t)v->i);
         else if (v->kind == V_DOUBLE) {
@@ -1019,6 +1030,11 @@ static uint32_t row_hash(const ixrow_t *r, int ncols)
         }
     }
     return (uint32_t)(h ^ (h >> 32));
+}
+
+static uint64_t code_hash(const char *code, size_t n)
+{
+    return hash_mem(0x2545f4914f6cdd1dull, code, n);
 }
 
 static int row_equal(const ixrow_t *a, const ixrow_t *b, int ncols)
@@ -1097,7 +1113,10 @@ static void add_row(ix_t *x, int t, const char *code, const ixval_t *vals)
     } keyroom;
     ixrow_t *key = &keyroom.row, *r;
     int nc = tables[t].ncols;
-    size_t j, size = sizeof(ixrow_t) + (size_t)nc * sizeof(ixval_t);
+    int own_code = code == x->code && x->code_static;
+    size_t j, len[MAX_VCOLS], clen = 0, size = sizeof(ixrow_t) + (size_t)nc * sizeof(ixval_t), total;
+    uint64_t code_h;
+    char *str;
     if (x->rc != HV_OK)
         return;
     if (x->dry) {
@@ -1109,7 +1128,27 @@ static void add_row(ix_t *x, int t, const char *code, const ixval_t *vals)
     key->code = code;
     key->tnext = NULL;
     memcpy(key->v, vals, (size_t)nc * sizeof(*vals));
-    key->hash = row_hash(key, nc);
+    /* The parameter's own code is the model's string: kept as it is, not copied per row,
+     * and hashed once per parameter. A derived code ("code:text", "code$1") is in a scratch
+     * buffer: copied with the row. */
+    if (own_code) {
+        if (x->hashed_code != code) {
+            x->hashed_code = code;
+            x->code_h = code_hash(code, strlen(code));
+        }
+        code_h = x->code_h;
+        total = size;
+    } else {
+        clen = strlen(code);
+        code_h = code_hash(code, clen);
+        total = size + clen + 1;
+    }
+    for (int k = 0; k < nc; k++)
+        if (vals[k].kind == V_TEXT) {
+            len[k] = strlen(vals[k].s);
+            total += len[k] + 1;
+        }
+    key->hash = row_hash(key, nc, code_h, len);
     if ((x->rc = set_grow(x)) != HV_OK)
         return;
     for (j = key->hash & (x->setcap - 1); x->set[j] != NULL; j = (j + 1) & (x->setcap - 1))
@@ -1125,22 +1164,25 @@ static void add_row(ix_t *x, int t, const char *code, const ixval_t *vals)
         return;
     }
     x->nvalues++;
-    r = hv_arena_alloc(x->rows_arena, size);
+    /* The row and its strings in one allocation. */
+    r = hv_arena_alloc(x->rows_arena, total);
     if (r == NULL) {
         x->rc = HV_ENOMEM;
         return;
     }
     memcpy(r, key, size);
-    /* The parameter's own code is the model's string: kept as it is, not copied per row.
-     * A derived code ("code:text", "code$1") is in a scratch buffer: copied. */
-    if (!(code == x->code && x->code_static) && (r->code = hv_arena_strdup(x->rows_arena, code)) == NULL)
-        x->rc = HV_ENOMEM;
+    str = (char *)r + size;
+    if (!own_code) {
+        memcpy(str, code, clen + 1);
+        r->code = str;
+        str += clen + 1;
+    }
     for (int k = 0; k < nc; k++)
-        if (r->v[k].kind == V_TEXT && (r->v[k].s = hv_arena_strdup(x->rows_arena, vals[k].s)) == NULL)
-            x->rc = HV_ENOMEM;
-    if (x->rc != HV_OK)
-        return;
-    r->tnext = NULL;
+        if (r->v[k].kind == V_TEXT) {
+            memcpy(str, vals[k].s, len[k] + 1);
+            r->v[k].s = str;
+            str += len[k] + 1;
+        }
     if (x->tail[t] != NULL)
         x->tail[t]->tnext = r;
     else
