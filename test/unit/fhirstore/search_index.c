@@ -442,6 +442,10 @@ static void search_index_spec_precheck_keeps_every_row(void **state)
     /* the crafted values are indexed (the check is not vacuous on them) */
     assert_int_equal(store_test_count(on, "SELECT COUNT(*) FROM sp_str WHERE id = 's100002' AND code = 'value-string'"),
                      1);
+    /* "(Observation.value as CodeableConcept).text": a precheck on valueCodeableConcept */
+    assert_int_equal(store_test_count(on, "SELECT COUNT(*) FROM sp_str WHERE id = 's100001' AND code = 'value-string' "
+                                          "AND value = 'v'"),
+                     1);
     assert_int_equal(store_test_count(on, "SELECT COUNT(*) FROM sp_date WHERE id = 's100011' AND code = 'value-date'"),
                      1);
     assert_int_equal(store_test_count(on, "SELECT COUNT(*) FROM sp_tok WHERE id = 's100012' AND "
