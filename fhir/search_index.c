@@ -1487,11 +1487,26 @@ static void put_str_member(ix_t *x, struct json_object *o, const char *k)
     }
 }
 
-/* A Coding: its token, and its display for :text (search.html#modifiers). */
+/* A Coding: its token, and its display for :text (search.html#modifiers). Its members
+ * are read in one pass rather than looked up one by one (jstr): ~6 Codings a resource. */
 static void put_coding(ix_t *x, struct json_object *c)
 {
-    put_tok(x, jstr(c, "system"), jstr(c, "code"));
-    put_str_code(x, sub(x, "text"), jstr(c, "display"));
+    const char *system = NULL, *code = NULL, *display = NULL;
+    if (json_object_is_type(c, json_type_object)) {
+        json_object_object_foreach(c, k, v)
+        {
+            if (!json_object_is_type(v, json_type_string))
+                continue;
+            if (k[0] == 's' && strcmp(k, "system") == 0)
+                system = json_object_get_string(v);
+            else if (k[0] == 'c' && strcmp(k, "code") == 0)
+                code = json_object_get_string(v);
+            else if (k[0] == 'd' && strcmp(k, "display") == 0)
+                display = json_object_get_string(v);
+        }
+    }
+    put_tok(x, system, code);
+    put_str_code(x, sub(x, "text"), display);
 }
 
 /*
