@@ -180,6 +180,12 @@ typedef struct sp_spec {
     size_t nsteps;
     char step[MAX_STEPS][KEY_MAX + 1];
     const char *direct_type;
+    /* Not empty: the path ends in ".where(resolve() is X)" on a Reference, which the index
+     * evaluates as where(reference.startsWith('X/')) (rewrite_resolve); ref_prefix is "X/"
+     * and index_direct keeps the References whose reference starts with it ("patient":
+     * "Observation.subject.where(resolve() is Patient)", on three quarters of an import's
+     * resources). */
+    char ref_prefix[KEY_MAX + 1];
     /* 1: the first element is a non-backbone element that every subtype of type inherits
      * as it is, so the path navigates alike from a subtype's root (a base type's own
      * parameter, _tag on an Observation). */
@@ -461,6 +467,20 @@ out:
     return kept;
 }
 
+/* True, with out->ref_prefix set, when [p, end) is ".where(resolve() is X)" exactly and the
+ * path before it selects References (chosen). */
+static int ref_filter(const char *p, const char *end, const hv_fhir_type_t *chosen, sp_spec_t *out)
+{
+    static const char pre[] = ".where(resolve() is ";
+    const char *q = p + sizeof(pre) - 1;
+    char id[KEY_MAX];
+    if (chosen == NULL || strcmp(hv_fhir_type_name(chosen), "Reference") != 0 || (size_t)(end - p) < sizeof(pre) ||
+        memcmp(p, pre, sizeof(pre) - 1) != 0 || !read_ident(&q, end, id, sizeof(id)) || q + 1 != end || *q != ')')
+        return 0;
+    snprintf(out->ref_prefix, sizeof(out->ref_prefix), "%s/", id);
+    return 1;
+}
+
 /*
  * Makes out direct when the alternative a (of t, kept alone) is "T.a.b..." — identifiers
  * and dots only — and navigates as hv__fp_children would with no detour: each step an
@@ -486,6 +506,8 @@ static void direct_of(const sp_alt_t *a, const hv_fhir_type_t *t, sp_spec_t *out
         const hv_fhir_elem_t *e = NULL;
         int choice = 0;
         size_t len;
+        if (n > 0 && ref_filter(p, end, chosen, out))
+            break;
         if (*p++ != '.' || n == MAX_STEPS || (chosen != NULL && hv_fhir_type_kind(chosen) != HV_FHIR_KIND_COMPLEX) ||
             !read_ident(&p, end, id, sizeof(id)))
             return;
@@ -1975,10 +1997,13 @@ void hv__search_direct_enable(int on)
  * step the resource passes (its type is s's, or a subtype when s->direct_any), without
  * evaluating: the members followed step by step (direct_step). A step making more nodes
  * than the expression's item cap fails the evaluation, and then the parameter indexes
- * nothing, as here.
+ * nothing, as here. With s->ref_prefix, the References found are kept as
+ * where(reference.startsWith(ref_prefix)) keeps them when each is an object whose reference
+ * is absent or a string, without a "_reference" twin; 0 (nothing indexed: the caller
+ * evaluates) when one is not, whose evaluation is left to FHIRPath's own rules. 1 otherwise.
  */
-static void index_direct(ix_t *x, hv_fhir_search_type_t st, const sp_spec_t *s, struct json_object *resource,
-                         hv_arena_t *arena)
+static int index_direct(ix_t *x, hv_fhir_search_type_t st, const sp_spec_t *s, struct json_object *resource,
+                        hv_arena_t *arena)
 {
     struct json_object *one[1] = {resource}, **in = one, **out = NULL;
     size_t nin = 1, nout = 0, cap = 0;
@@ -1990,11 +2015,26 @@ static void index_direct(ix_t *x, hv_fhir_search_type_t st, const sp_spec_t *s, 
         for (size_t i = 0; i < nin; i++)
             if (json_object_is_type(in[i], json_type_object) &&
                 direct_step(in[i], s->step[k], arena, &out, &nout, &cap, &nodes) != HV_OK)
-                return;
+                return 1;
         if (nodes > s->fp->lim.max_items)
-            return;
+            return 1;
         in = out;
         nin = nout;
+    }
+    if (s->ref_prefix[0] != '\0') {
+        size_t kept = 0, pl = strlen(s->ref_prefix);
+        for (size_t i = 0; i < nin; i++) {
+            struct json_object *ref = NULL;
+            if (!json_object_is_type(in[i], json_type_object) || hv_json_get_ex(in[i], "_reference", NULL))
+                return 0;
+            if (!hv_json_get_ex(in[i], "reference", &ref))
+                continue;
+            if (!json_object_is_type(ref, json_type_string))
+                return 0;
+            if (strncmp(json_object_get_string(ref), s->ref_prefix, pl) == 0)
+                in[kept++] = in[i]; /* in is this call's (the last step's out) */
+        }
+        nin = kept;
     }
     memset(&it, 0, sizeof(it));
     it.kind = HV_FHIRPATH_NODE;
@@ -2003,6 +2043,7 @@ static void index_direct(ix_t *x, hv_fhir_search_type_t st, const sp_spec_t *s, 
         it.json = in[i];
         index_item(x, st, &it);
     }
+    return 1;
 }
 
 static int index_params(ix_t *x, const plan_t *p, struct json_object *resource, hv_arena_t *arena)
@@ -2038,10 +2079,8 @@ static int index_params(ix_t *x, const plan_t *p, struct json_object *resource, 
         /* The evaluation's root is the resource as x->env.resource_type: direct when that is
          * the type the specialization is for. */
         if (sc != NULL && sc->nsteps > 0 && direct_enabled && x->env.resource_type == x->rtype &&
-            (sc->type == x->rtype || sc->direct_any)) {
-            index_direct(x, st, sc, resource, arena);
+            (sc->type == x->rtype || sc->direct_any) && index_direct(x, st, sc, resource, arena))
             continue;
-        }
         if (hv_fhirpath_eval(fp, resource, &x->env, arena, &res, &err) != HV_OK)
             continue;
         for (size_t k = 0; k < hv_fhirpath_result_count(res) && x->rc == HV_OK; k++) {
