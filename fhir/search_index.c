@@ -1710,7 +1710,7 @@ typedef struct plan {
     uint64_t by_first[26];       /* the keys starting with 'a' + i (keys start lower-case) */
 } plan_t;
 
-static plan_t *plans; /* by type id (hv_fhir_type_id); items NULL for a type that is no concrete resource type */
+static plan_t **plans; /* by type id (hv_fhir_type_id); NULL for a type that is no concrete resource type */
 static size_t nplans;
 
 /* The bits of s's precheck keys in p, adding keys to p as needed; p->masked 0 when full. */
@@ -1785,8 +1785,9 @@ static int build_plans(void)
     nplans = n;
     for (size_t id = 0; id < n; id++) {
         const hv_fhir_type_t *t = hv_fhir_type_at(id);
-        if (hv_fhir_type_kind(t) == HV_FHIR_KIND_RESOURCE && !hv_fhir_type_is_abstract(t) &&
-            plan_build(&plans[id], t) != HV_OK)
+        if (hv_fhir_type_kind(t) != HV_FHIR_KIND_RESOURCE || hv_fhir_type_is_abstract(t))
+            continue;
+        if ((plans[id] = hv_calloc(1, sizeof(**plans))) == NULL || plan_build(plans[id], t) != HV_OK)
             return HV_ENOMEM;
     }
     return HV_OK;
@@ -1797,9 +1798,9 @@ static const plan_t *plan_of(const hv_fhir_type_t *t)
 {
     size_t id;
     pthread_once(&compile_once, compile_all);
-    if (entries == NULL || t == NULL || (id = hv_fhir_type_id(t)) >= nplans || plans[id].items == NULL)
+    if (entries == NULL || t == NULL || (id = hv_fhir_type_id(t)) >= nplans)
         return NULL;
-    return &plans[id];
+    return plans[id];
 }
 
 /* Sets bit k of x->present for each key k of p that the resource's member names (x->keys)
