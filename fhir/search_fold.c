@@ -303,6 +303,10 @@ size_t hv__search_raw(const char *s, char *out, size_t cap)
     size_t o = 0;
     if (cap == 0)
         return 0;
+    /* ASCII as it is, a byte at a time (most values are ASCII only), while a byte and the
+     * terminator fit: what the loop below does for it, without decoding. */
+    while (p < e && *p < 0x80 && o + 2 <= cap)
+        out[o++] = (char)*p++;
     while (p < e) {
         ucs4_t c;
         size_t m = next_cp(p, (size_t)(e - p), &c);

@@ -180,6 +180,12 @@ typedef struct sp_spec {
     size_t nsteps;
     char step[MAX_STEPS][KEY_MAX + 1];
     const char *direct_type;
+    /* Not empty: the path ends in ".where(resolve() is X)" on a Reference, which the index
+     * evaluates as where(reference.startsWith('X/')) (rewrite_resolve); ref_prefix is "X/"
+     * and index_direct keeps the References whose reference starts with it ("patient":
+     * "Observation.subject.where(resolve() is Patient)", on three quarters of an import's
+     * resources). */
+    char ref_prefix[KEY_MAX + 1];
     /* 1: the first element is a non-backbone element that every subtype of type inherits
      * as it is, so the path navigates alike from a subtype's root (a base type's own
      * parameter, _tag on an Observation). */
@@ -263,7 +269,8 @@ static int skip_group(const char **p, const char *end)
  * plain path from the root, elem (its first element) and *plain = 1. When the step
  * right after elem is a type filter (" as X", ".as(X)" or ".ofType(X)"), *probe and
  * *probe_n are the text from the root to the end of that filter ("Observation.value as
- * Quantity"), else *probe_n is 0.
+ * Quantity"), else *probe_n is 0. A path may go on after such a filter in parentheses:
+ * "(Observation.value as CodeableConcept).text" is plain, its probe the part inside.
  */
 static void parse_alt(const char *s, size_t n, char *root, char *elem, int *plain, const char **probe,
                       size_t *probe_n)
@@ -286,7 +293,7 @@ static void parse_alt(const char *s, size_t n, char *root, char *elem, int *plai
         end--;
     }
     start = p;
-    if (!read_ident(&p, end, root, KEY_MAX) || open != 0 || p >= end || *p != '.')
+    if (!read_ident(&p, end, root, KEY_MAX) || open > 1 || p >= end || *p != '.')
         return;
     p++;
     if (!read_ident(&p, end, elem, KEY_MAX) || (p < end && *p == '('))
@@ -318,10 +325,17 @@ static void parse_alt(const char *s, size_t n, char *root, char *elem, int *plai
                 *probe = start;
                 *probe_n = (size_t)(p - start);
             }
+        } else if (*p == ')' && open == 1 && *probe_n > 0 && p == *probe + *probe_n) {
+            /* "(T.elem as X).path" (Observation's value-string): the filter's parentheses
+             * close and the path goes on from the filtered element. */
+            open = 0;
+            p++;
         } else {
             return;
         }
     }
+    if (open != 0)
+        return;
     *plain = 1;
 }
 
@@ -453,6 +467,20 @@ out:
     return kept;
 }
 
+/* True, with out->ref_prefix set, when [p, end) is ".where(resolve() is X)" exactly and the
+ * path before it selects References (chosen). */
+static int ref_filter(const char *p, const char *end, const hv_fhir_type_t *chosen, sp_spec_t *out)
+{
+    static const char pre[] = ".where(resolve() is ";
+    const char *q = p + sizeof(pre) - 1;
+    char id[KEY_MAX];
+    if (chosen == NULL || strcmp(hv_fhir_type_name(chosen), "Reference") != 0 || (size_t)(end - p) < sizeof(pre) ||
+        memcmp(p, pre, sizeof(pre) - 1) != 0 || !read_ident(&q, end, id, sizeof(id)) || q + 1 != end || *q != ')')
+        return 0;
+    snprintf(out->ref_prefix, sizeof(out->ref_prefix), "%s/", id);
+    return 1;
+}
+
 /*
  * Makes out direct when the alternative a (of t, kept alone) is "T.a.b..." — identifiers
  * and dots only — and navigates as hv__fp_children would with no detour: each step an
@@ -478,6 +506,8 @@ static void direct_of(const sp_alt_t *a, const hv_fhir_type_t *t, sp_spec_t *out
         const hv_fhir_elem_t *e = NULL;
         int choice = 0;
         size_t len;
+        if (n > 0 && ref_filter(p, end, chosen, out))
+            break;
         if (*p++ != '.' || n == MAX_STEPS || (chosen != NULL && hv_fhir_type_kind(chosen) != HV_FHIR_KIND_COMPLEX) ||
             !read_ident(&p, end, id, sizeof(id)))
             return;
@@ -588,6 +618,8 @@ static int is_resources_column(const char *code)
     return code != NULL && (strcmp(code, "_id") == 0 || strcmp(code, "_lastUpdated") == 0);
 }
 
+static int build_plans(void);
+
 static void compile_all(void)
 {
     static sp_alt_t alts[MAX_ALTS]; /* compile_all runs once (pthread_once) */
@@ -659,17 +691,21 @@ static void compile_all(void)
         model_first = (uintptr_t)hv_fhir_search_at(0);
         model_stride = (uintptr_t)hv_fhir_search_at(1) - model_first;
     }
+    if (build_plans() != HV_OK) { /* compute_rows then refuses with HV_ENOMEM */
+        hv_free(entries);
+        entries = NULL;
+        nentries = 0;
+    }
 }
 
 /* compile_all makes one entry per parameter in the model's order (hv_fhir_search_at), so
  * an entry is at its parameter's index; the bsearch (4k instructions a create) is a fallback.
- * The model's first parameter and element size are read once (compile_all): entry_of runs
- * for every parameter of every resource indexed. */
-static const sp_entry_t *entry_of(const hv_fhir_search_t *sp)
+ * The model's first parameter and element size are read once (compile_all): entry_find runs
+ * for every parameter of every resource type's plan (build_plans) and of every query. */
+static const sp_entry_t *entry_find(const hv_fhir_search_t *sp)
 {
     sp_entry_t key;
     uintptr_t first, stride;
-    pthread_once(&compile_once, compile_all);
     if (entries == NULL)
         return NULL;
     first = model_first;
@@ -682,6 +718,13 @@ static const sp_entry_t *entry_of(const hv_fhir_search_t *sp)
     memset(&key, 0, sizeof(key));
     key.sp = sp;
     return bsearch(&key, entries, nentries, sizeof(*entries), cmp_entry);
+}
+
+/* entry_find once every expression is compiled. */
+static const sp_entry_t *entry_of(const hv_fhir_search_t *sp)
+{
+    pthread_once(&compile_once, compile_all);
+    return entry_find(sp);
 }
 
 int hv__search_indexed(const hv_fhir_search_t *sp)
@@ -890,6 +933,9 @@ typedef struct ix {
     hv_db_t *db;
     hv_arena_t *rows_arena; /* the rows and their strings, for one resource version */
     const char *type, *id, *code;
+    int code_static; /* 1: code is the model's (hv_fhir_search_code, lives as long as the process) */
+    const char *hashed_code; /* the model's code whose hash code_h is (add_row) */
+    uint64_t code_h;
     int64_t rid;     /* the version's row id when the caller knows it; 0: looked up */
     int rc;
     size_t nvalues;
@@ -909,6 +955,7 @@ typedef struct ix {
     const char **keys;
     size_t *klen;
     size_t nkeys;
+    uint64_t present; /* the plan's keys the resource has (plan_t.masked) */
     hv_fhirpath_env_t env;          /* the evaluations' environment: the resource's type */
     int strings_only; /* only the parameters that may write string rows: string, token (:text), composite */
 } ix_t;
@@ -986,15 +1033,16 @@ static uint64_t hash_mem(uint64_t h, const void *p, size_t n)
     return mix(h, w);
 }
 
-static uint32_t row_hash(const ixrow_t *r, int ncols)
+/* The hash of row r whose code hashes to code_h (code_hash) and whose text values are len[k]
+ * bytes long. */
+static uint32_t row_hash(const ixrow_t *r, int ncols, uint64_t code_h, const size_t *len)
 {
-    uint64_t h = mix(0x2545f4914f6cdd1dull, (uint64_t)(unsigned)r->table << 32 | (unsigned)r->grp);
-    h = hash_mem(h, r->code, strlen(r->code));
+    uint64_t h = mix(code_h, (uint64_t)(unsigned)r->table << 32 | (unsigned)r->grp);
     for (int k = 0; k < ncols; k++) {
         const ixval_t *v = &r->v[k];
         h = mix(h, (uint64_t)v->kind);
         if (v->kind == V_TEXT)
-            h = hash_mem(h, v->s, strlen(v->s));
+            h = hash_mem(h, v->s, len[k]);
         else if (v->kind == V_INT)
             h = mix(h, (uint64_t)v->i);
         else if (v->kind == V_DOUBLE) {
@@ -1004,6 +1052,11 @@ static uint32_t row_hash(const ixrow_t *r, int ncols)
         }
     }
     return (uint32_t)(h ^ (h >> 32));
+}
+
+static uint64_t code_hash(const char *code, size_t n)
+{
+    return hash_mem(0x2545f4914f6cdd1dull, code, n);
 }
 
 static int row_equal(const ixrow_t *a, const ixrow_t *b, int ncols)
@@ -1082,7 +1135,10 @@ static void add_row(ix_t *x, int t, const char *code, const ixval_t *vals)
     } keyroom;
     ixrow_t *key = &keyroom.row, *r;
     int nc = tables[t].ncols;
-    size_t j, size = sizeof(ixrow_t) + (size_t)nc * sizeof(ixval_t);
+    int own_code = code == x->code && x->code_static;
+    size_t j, len[MAX_VCOLS], clen = 0, size = sizeof(ixrow_t) + (size_t)nc * sizeof(ixval_t), total;
+    uint64_t code_h;
+    char *str;
     if (x->rc != HV_OK)
         return;
     if (x->dry) {
@@ -1094,7 +1150,27 @@ static void add_row(ix_t *x, int t, const char *code, const ixval_t *vals)
     key->code = code;
     key->tnext = NULL;
     memcpy(key->v, vals, (size_t)nc * sizeof(*vals));
-    key->hash = row_hash(key, nc);
+    /* The parameter's own code is the model's string: kept as it is, not copied per row,
+     * and hashed once per parameter. A derived code ("code:text", "code$1") is in a scratch
+     * buffer: copied with the row. */
+    if (own_code) {
+        if (x->hashed_code != code) {
+            x->hashed_code = code;
+            x->code_h = code_hash(code, strlen(code));
+        }
+        code_h = x->code_h;
+        total = size;
+    } else {
+        clen = strlen(code);
+        code_h = code_hash(code, clen);
+        total = size + clen + 1;
+    }
+    for (int k = 0; k < nc; k++)
+        if (vals[k].kind == V_TEXT) {
+            len[k] = strlen(vals[k].s);
+            total += len[k] + 1;
+        }
+    key->hash = row_hash(key, nc, code_h, len);
     if ((x->rc = set_grow(x)) != HV_OK)
         return;
     for (j = key->hash & (x->setcap - 1); x->set[j] != NULL; j = (j + 1) & (x->setcap - 1))
@@ -1110,21 +1186,25 @@ static void add_row(ix_t *x, int t, const char *code, const ixval_t *vals)
         return;
     }
     x->nvalues++;
-    r = hv_arena_alloc(x->rows_arena, size);
+    /* The row and its strings in one allocation. */
+    r = hv_arena_alloc(x->rows_arena, total);
     if (r == NULL) {
         x->rc = HV_ENOMEM;
         return;
     }
     memcpy(r, key, size);
-    r->code = hv_arena_strdup(x->rows_arena, code);
-    if (r->code == NULL)
-        x->rc = HV_ENOMEM;
+    str = (char *)r + size;
+    if (!own_code) {
+        memcpy(str, code, clen + 1);
+        r->code = str;
+        str += clen + 1;
+    }
     for (int k = 0; k < nc; k++)
-        if (r->v[k].kind == V_TEXT && (r->v[k].s = hv_arena_strdup(x->rows_arena, vals[k].s)) == NULL)
-            x->rc = HV_ENOMEM;
-    if (x->rc != HV_OK)
-        return;
-    r->tnext = NULL;
+        if (r->v[k].kind == V_TEXT) {
+            memcpy(str, vals[k].s, len[k] + 1);
+            r->v[k].s = str;
+            str += len[k] + 1;
+        }
     if (x->tail[t] != NULL)
         x->tail[t]->tnext = r;
     else
@@ -1429,11 +1509,26 @@ static void put_str_member(ix_t *x, struct json_object *o, const char *k)
     }
 }
 
-/* A Coding: its token, and its display for :text (search.html#modifiers). */
+/* A Coding: its token, and its display for :text (search.html#modifiers). Its members
+ * are read in one pass rather than looked up one by one (jstr): ~6 Codings a resource. */
 static void put_coding(ix_t *x, struct json_object *c)
 {
-    put_tok(x, jstr(c, "system"), jstr(c, "code"));
-    put_str_code(x, sub(x, "text"), jstr(c, "display"));
+    const char *system = NULL, *code = NULL, *display = NULL;
+    if (json_object_is_type(c, json_type_object)) {
+        json_object_object_foreach(c, k, v)
+        {
+            if (!json_object_is_type(v, json_type_string))
+                continue;
+            if (k[0] == 's' && strcmp(k, "system") == 0)
+                system = json_object_get_string(v);
+            else if (k[0] == 'c' && strcmp(k, "code") == 0)
+                code = json_object_get_string(v);
+            else if (k[0] == 'd' && strcmp(k, "display") == 0)
+                display = json_object_get_string(v);
+        }
+    }
+    put_tok(x, system, code);
+    put_str_code(x, sub(x, "text"), display);
 }
 
 /*
@@ -1566,25 +1661,192 @@ void hv__search_composite_precheck_enable(int on)
     composite_precheck = on;
 }
 
+/*
+ * The specialization of e for a resource of type rtype: rtype's own, else — for a parameter
+ * of t, a base type of rtype (_tag, _profile: Resource's) — t's when it dropped no
+ * alternative, so that its fp is the expression itself and its precheck holds on any
+ * subtype (the root step T passes every resource based on T). NULL: the expression.
+ */
+static const sp_spec_t *spec_for(const sp_entry_t *e, const hv_fhir_type_t *rtype, const hv_fhir_type_t *t)
+{
+    const sp_spec_t *base = NULL;
+    for (size_t k = 0; k < e->nspec; k++) {
+        if (e->spec[k].type == rtype)
+            return &e->spec[k];
+        if (e->spec[k].type == t && e->spec[k].all_kept && e->spec[k].fp != NULL)
+            base = &e->spec[k];
+    }
+    return base;
+}
+
+/*
+ * The parameters indexed on a resource of one type, in the order compute_rows visits them
+ * (the type's own, then each base type's own), with what is the same for every resource of
+ * the type resolved once (compile_all, build_plans): the entry, the specialization
+ * (spec_for), a composite's components' specializations, and the top-level elements each
+ * precheck needs as bits of the type's key set. Looking these up per parameter of every
+ * resource (entry_of, spec_for, and spec_may_match comparing names: ~37 parameters a
+ * resource) cost ~7.6k instructions a resource of the population import (callgrind); a
+ * resource's member names are now matched against its type's keys once (plan_present).
+ */
+#define PLAN_KEYS 64 /* keys one type's prechecks may need for a mask (more: names compared) */
+
+typedef struct plan_item {
+    const hv_fhir_search_t *sp;
+    const sp_entry_t *e;                    /* its entry: fp not NULL, own_table */
+    const hv_fhir_type_t *t;                /* the type whose own parameter it is */
+    const sp_spec_t *sc;                    /* spec_for(e, the plan's type, t) when e->nspec > 0 */
+    const sp_spec_t *comp[MAX_COMPONENTS];  /* composite: component c's specialization for the type */
+    uint64_t need, comp_need[MAX_COMPONENTS]; /* sc's keys, comp[c]'s, as bits of the plan's keys */
+} plan_item_t;
+
+typedef struct plan {
+    plan_item_t *items;
+    size_t n;
+    int masked;                  /* 1: every precheck's keys are among keys (a mask each) */
+    size_t nkeys;
+    const char *keys[PLAN_KEYS]; /* the specializations' own strings */
+    size_t keylen[PLAN_KEYS];
+    uint64_t by_first[26];       /* the keys starting with 'a' + i (keys start lower-case) */
+} plan_t;
+
+static plan_t **plans; /* by type id (hv_fhir_type_id); NULL for a type that is no concrete resource type */
+static size_t nplans;
+
+/* The bits of s's precheck keys in p, adding keys to p as needed; p->masked 0 when full. */
+static uint64_t plan_need(plan_t *p, const sp_spec_t *s)
+{
+    uint64_t need = 0;
+    if (s == NULL || !s->precheck)
+        return 0;
+    for (size_t i = 0; i < s->nkeys; i++) {
+        size_t k;
+        for (k = 0; k < p->nkeys && strcmp(p->keys[k], s->keys[i]) != 0; k++)
+            ;
+        if (k == p->nkeys) {
+            unsigned char c = (unsigned char)s->keys[i][0];
+            if (k == PLAN_KEYS || c < 'a' || c > 'z') {
+                p->masked = 0;
+                return 0;
+            }
+            p->keys[k] = s->keys[i];
+            p->keylen[k] = s->keylen[i];
+            p->by_first[c - 'a'] |= (uint64_t)1 << k;
+            p->nkeys++;
+        }
+        need |= (uint64_t)1 << k;
+    }
+    return need;
+}
+
+/* The plan of concrete resource type rt (see plan_t). */
+static int plan_build(plan_t *p, const hv_fhir_type_t *rt)
+{
+    size_t cap = 0;
+    p->masked = 1;
+    for (const hv_fhir_type_t *t = rt; t != NULL; t = hv_fhir_type_base(t))
+        cap += hv_fhir_search_own_count(t);
+    p->items = hv_calloc(cap > 0 ? cap : 1, sizeof(*p->items));
+    if (p->items == NULL)
+        return HV_ENOMEM;
+    for (const hv_fhir_type_t *t = rt; t != NULL; t = hv_fhir_type_base(t))
+        for (size_t i = 0; i < hv_fhir_search_own_count(t); i++) {
+            const hv_fhir_search_t *sp = hv_fhir_search_own_at(t, i);
+            const sp_entry_t *e = entry_find(sp); /* (within compile_all) */
+            plan_item_t *pi = &p->items[p->n];
+            if (e == NULL || e->fp == NULL || !e->own_table)
+                continue; /* nothing to index, or searched on the resources table itself */
+            pi->sp = sp;
+            pi->e = e;
+            pi->t = t;
+            pi->sc = e->nspec > 0 ? spec_for(e, rt, t) : NULL;
+            pi->need = plan_need(p, pi->sc);
+            for (size_t c = 0; c < e->ncomp; c++) {
+                const sp_entry_t *ce = entry_find(hv_fhir_search_component_at(sp, c, NULL));
+                for (size_t k = 0; ce != NULL && k < ce->nspec; k++)
+                    if (ce->spec[k].type == rt) {
+                        pi->comp[c] = &ce->spec[k];
+                        break;
+                    }
+                pi->comp_need[c] = plan_need(p, pi->comp[c]);
+            }
+            p->n++;
+        }
+    return HV_OK;
+}
+
+/* Every concrete resource type's plan (compile_all). */
+static int build_plans(void)
+{
+    size_t n = hv_fhir_type_count();
+    plans = hv_calloc(n > 0 ? n : 1, sizeof(*plans));
+    if (plans == NULL)
+        return HV_ENOMEM;
+    nplans = n;
+    for (size_t id = 0; id < n; id++) {
+        const hv_fhir_type_t *t = hv_fhir_type_at(id);
+        if (hv_fhir_type_kind(t) != HV_FHIR_KIND_RESOURCE || hv_fhir_type_is_abstract(t))
+            continue;
+        if ((plans[id] = hv_calloc(1, sizeof(**plans))) == NULL || plan_build(plans[id], t) != HV_OK)
+            return HV_ENOMEM;
+    }
+    return HV_OK;
+}
+
+/* The plan of resource type t (compute_rows); NULL when there is none. */
+static const plan_t *plan_of(const hv_fhir_type_t *t)
+{
+    size_t id;
+    pthread_once(&compile_once, compile_all);
+    if (entries == NULL || t == NULL || (id = hv_fhir_type_id(t)) >= nplans)
+        return NULL;
+    return plans[id];
+}
+
+/* Sets bit k of x->present for each key k of p that the resource's member names (x->keys)
+ * hold: the key itself or a choice variant keyX (FHIR R4 formats.html#choice), as
+ * spec_may_match compares them. */
+static void plan_present(ix_t *x, const plan_t *p)
+{
+    x->present = 0;
+    for (size_t m = 0; m < x->nkeys && m < MAX_TOP_KEYS; m++) {
+        const char *name = x->keys[m];
+        unsigned char c = (unsigned char)name[0];
+        uint64_t cand = c >= 'a' && c <= 'z' ? p->by_first[c - 'a'] & ~x->present : 0;
+        while (cand != 0) {
+            int k = __builtin_ctzll(cand);
+            size_t kl = p->keylen[k];
+            cand &= cand - 1;
+            if (x->klen[m] >= kl && memcmp(name, p->keys[k], kl) == 0 &&
+                (name[kl] == '\0' || (name[kl] >= 'A' && name[kl] <= 'Z')))
+                x->present |= (uint64_t)1 << k;
+        }
+    }
+}
+
+/* spec_may_match for a specialization of plan p whose keys are need. */
+static int item_may_match(const ix_t *x, const plan_t *p, const sp_spec_t *s, uint64_t need)
+{
+    if (s->fp == NULL)
+        return 0;
+    if (!s->precheck || !spec_precheck)
+        return 1;
+    if (p->masked)
+        return (need & x->present) != 0;
+    return spec_may_match(s, x->keys, x->klen, x->nkeys);
+}
+
 /* 0 when a component of composite e cannot match: the search parameter it names (FHIR R4
  * SearchParameter.component.definition, an expression over the same elements) starts only
  * at top-level elements the resource lacks (spec_may_match), so no group is complete and
  * nothing is evaluated (an Observation without value or component: ~20 evaluations). */
-static int components_may_match(const ix_t *x, const sp_entry_t *e)
+static int components_may_match(const ix_t *x, const plan_t *p, const plan_item_t *pi)
 {
     if (x->nkeys >= MAX_TOP_KEYS)
         return 1;
-    for (size_t c = 0; c < e->ncomp; c++) {
-        const sp_entry_t *ce = entry_of(hv_fhir_search_component_at(e->sp, c, NULL));
-        if (ce == NULL)
-            continue;
-        for (size_t k = 0; k < ce->nspec; k++)
-            if (ce->spec[k].type == x->rtype) {
-                if (!spec_may_match(&ce->spec[k], x->keys, x->klen, x->nkeys))
-                    return 0;
-                break;
-            }
-    }
+    for (size_t c = 0; c < pi->e->ncomp; c++)
+        if (pi->comp[c] != NULL && !item_may_match(x, p, pi->comp[c], pi->comp_need[c]))
+            return 0;
     return 1;
 }
 
@@ -1606,16 +1868,17 @@ static void comp_code(char *out, size_t cap, const char *code, size_t c)
     memcpy(out + n + 1, d, nd + 1);
 }
 
-static void index_composite(ix_t *x, const sp_entry_t *e, struct json_object *resource, hv_arena_t *arena)
+static void index_composite(ix_t *x, const plan_t *p, const plan_item_t *pi, struct json_object *resource,
+                            hv_arena_t *arena)
 {
+    const sp_entry_t *e = pi->e;
     hv_fhirpath_result_t *res = NULL, *cr[MAX_COMPONENTS];
     hv_error_t err;
     size_t n;
     char code[96];
     const char *pcode = x->code;
-    if (composite_precheck && !components_may_match(x, e))
+    if (composite_precheck && !components_may_match(x, p, pi))
         return;
-    memset(&err, 0, sizeof(err));
     if (hv_fhirpath_eval(e->fp, resource, &x->env, arena, &res, &err) != HV_OK)
         return;
     n = hv_fhirpath_result_count(res);
@@ -1640,9 +1903,9 @@ static void index_composite(ix_t *x, const sp_entry_t *e, struct json_object *re
                 const hv_fhir_search_t *csp = hv_fhir_search_component_at(e->sp, c, NULL);
                 comp_code(code, sizeof(code), pcode, c);
                 x->code = code;
+                x->code_static = 0;
                 x->nvalues = 0;
                 x->dry_rows = 0;
-                memset(&err, 0, sizeof(err));
                 /* The component on element k: "(<expression>)[k].select(<component>)" without
                  * evaluating the expression again for each group and component. */
                 if (pass == 0 && hv_fhirpath_eval_item(e->comp[c], res, k, &x->env, arena, &cr[c], &err) != HV_OK)
@@ -1661,6 +1924,7 @@ static void index_composite(ix_t *x, const sp_entry_t *e, struct json_object *re
         }
     }
     x->code = pcode;
+    x->code_static = 1;
     x->grp = 0;
 }
 
@@ -1734,10 +1998,13 @@ void hv__search_direct_enable(int on)
  * step the resource passes (its type is s's, or a subtype when s->direct_any), without
  * evaluating: the members followed step by step (direct_step). A step making more nodes
  * than the expression's item cap fails the evaluation, and then the parameter indexes
- * nothing, as here.
+ * nothing, as here. With s->ref_prefix, the References found are kept as
+ * where(reference.startsWith(ref_prefix)) keeps them when each is an object whose reference
+ * is absent or a string, without a "_reference" twin; 0 (nothing indexed: the caller
+ * evaluates) when one is not, whose evaluation is left to FHIRPath's own rules. 1 otherwise.
  */
-static void index_direct(ix_t *x, hv_fhir_search_type_t st, const sp_spec_t *s, struct json_object *resource,
-                         hv_arena_t *arena)
+static int index_direct(ix_t *x, hv_fhir_search_type_t st, const sp_spec_t *s, struct json_object *resource,
+                        hv_arena_t *arena)
 {
     struct json_object *one[1] = {resource}, **in = one, **out = NULL;
     size_t nin = 1, nout = 0, cap = 0;
@@ -1749,11 +2016,26 @@ static void index_direct(ix_t *x, hv_fhir_search_type_t st, const sp_spec_t *s, 
         for (size_t i = 0; i < nin; i++)
             if (json_object_is_type(in[i], json_type_object) &&
                 direct_step(in[i], s->step[k], arena, &out, &nout, &cap, &nodes) != HV_OK)
-                return;
+                return 1;
         if (nodes > s->fp->lim.max_items)
-            return;
+            return 1;
         in = out;
         nin = nout;
+    }
+    if (s->ref_prefix[0] != '\0') {
+        size_t kept = 0, pl = strlen(s->ref_prefix);
+        for (size_t i = 0; i < nin; i++) {
+            struct json_object *ref = NULL;
+            if (!json_object_is_type(in[i], json_type_object) || hv_json_get_ex(in[i], "_reference", NULL))
+                return 0;
+            if (!hv_json_get_ex(in[i], "reference", &ref))
+                continue;
+            if (!json_object_is_type(ref, json_type_string))
+                return 0;
+            if (strncmp(json_object_get_string(ref), s->ref_prefix, pl) == 0)
+                in[kept++] = in[i]; /* in is this call's (the last step's out) */
+        }
+        nin = kept;
     }
     memset(&it, 0, sizeof(it));
     it.kind = HV_FHIRPATH_NODE;
@@ -1762,68 +2044,44 @@ static void index_direct(ix_t *x, hv_fhir_search_type_t st, const sp_spec_t *s, 
         it.json = in[i];
         index_item(x, st, &it);
     }
+    return 1;
 }
 
-/*
- * The specialization of e for a resource of type rtype: rtype's own, else — for a parameter
- * of t, a base type of rtype (_tag, _profile: Resource's) — t's when it dropped no
- * alternative, so that its fp is the expression itself and its precheck holds on any
- * subtype (the root step T passes every resource based on T). NULL: the expression.
- */
-static const sp_spec_t *spec_for(const sp_entry_t *e, const hv_fhir_type_t *rtype, const hv_fhir_type_t *t)
+static int index_params(ix_t *x, const plan_t *p, struct json_object *resource, hv_arena_t *arena)
 {
-    const sp_spec_t *base = NULL;
-    for (size_t k = 0; k < e->nspec; k++) {
-        if (e->spec[k].type == rtype)
-            return &e->spec[k];
-        if (e->spec[k].type == t && e->spec[k].all_kept && e->spec[k].fp != NULL)
-            base = &e->spec[k];
-    }
-    return base;
-}
-
-static int index_params(ix_t *x, const hv_fhir_type_t *t, struct json_object *resource, hv_arena_t *arena)
-{
-    size_t n = hv_fhir_search_own_count(t);
-    for (size_t i = 0; i < n && x->rc == HV_OK; i++) {
-        const hv_fhir_search_t *sp = hv_fhir_search_own_at(t, i);
-        const sp_entry_t *e = entry_of(sp);
-        const hv_fhirpath_t *fp = e ? e->fp : NULL;
+    for (size_t i = 0; i < p->n && x->rc == HV_OK; i++) {
+        const plan_item_t *pi = &p->items[i];
+        const sp_entry_t *e = pi->e;
+        const hv_fhirpath_t *fp = e->fp;
         const sp_spec_t *sc = NULL;
         hv_fhirpath_result_t *res = NULL;
-        hv_error_t err;
-        hv_fhir_search_type_t st = hv_fhir_search_type(sp);
-        if (fp == NULL)
-            continue;
+        hv_error_t err; /* hv_fhirpath_eval clears it itself */
+        hv_fhir_search_type_t st = hv_fhir_search_type(pi->sp);
         if (e->nspec > 0 && x->nkeys < MAX_TOP_KEYS) {
-            sc = spec_for(e, x->rtype, t);
+            sc = pi->sc;
             if (sc != NULL)
-                fp = spec_may_match(sc, x->keys, x->klen, x->nkeys) ? sc->fp : NULL;
+                fp = item_may_match(x, p, sc, pi->need) ? sc->fp : NULL;
             if (fp == NULL)
                 continue;
         }
         if (x->strings_only && st != HV_FHIR_SP_STRING && st != HV_FHIR_SP_TOKEN && st != HV_FHIR_SP_COMPOSITE)
             continue;
-        x->code = hv_fhir_search_code(sp);
-        if (!e->own_table)
-            continue; /* searched on the resources table itself */
-        if (e->may_alias && hv__search_row_code(t, x->code) != x->code)
+        x->code = hv_fhir_search_code(pi->sp);
+        x->code_static = 1;
+        if (e->may_alias && hv__search_row_code(pi->t, x->code) != x->code)
             continue; /* another parameter's rows serve it (row_alias) */
         x->nvalues = 0;
         x->param = x->code;
-        memset(&err, 0, sizeof(err));
         hv_arena_reset(arena);
         if (st == HV_FHIR_SP_COMPOSITE) {
-            index_composite(x, e, resource, arena);
+            index_composite(x, p, pi, resource, arena);
             continue;
         }
         /* The evaluation's root is the resource as x->env.resource_type: direct when that is
          * the type the specialization is for. */
         if (sc != NULL && sc->nsteps > 0 && direct_enabled && x->env.resource_type == x->rtype &&
-            (sc->type == x->rtype || sc->direct_any)) {
-            index_direct(x, st, sc, resource, arena);
+            (sc->type == x->rtype || sc->direct_any) && index_direct(x, st, sc, resource, arena))
             continue;
-        }
         if (hv_fhirpath_eval(fp, resource, &x->env, arena, &res, &err) != HV_OK)
             continue;
         for (size_t k = 0; k < hv_fhirpath_result_count(res) && x->rc == HV_OK; k++) {
@@ -1953,9 +2211,12 @@ static int compute_rows(ix_t *x, const char *type, struct json_object *resource)
 {
     hv_arena_t *arena = NULL;
     const hv_fhir_type_t *t = hv_fhir_resource_type(type);
+    const plan_t *p = plan_of(t);
     const char *keys[MAX_TOP_KEYS];
     size_t klen[MAX_TOP_KEYS];
     int rc = HV_OK;
+    if (t != NULL && p == NULL)
+        return HV_ENOMEM; /* compile_all failed */
     x->keys = keys;
     x->klen = klen;
     x->rtype = t;
@@ -1981,10 +2242,13 @@ static int compute_rows(ix_t *x, const char *type, struct json_object *resource)
         }
     }
     arena = hv_arena_new(0);
-    for (; arena != NULL && t != NULL && rc == HV_OK; t = hv_fhir_type_base(t))
-        rc = index_params(x, t, resource, arena);
-    if (arena == NULL)
+    if (arena == NULL) {
         rc = HV_ENOMEM;
+    } else if (p != NULL) {
+        if (p->masked && x->nkeys < MAX_TOP_KEYS)
+            plan_present(x, p);
+        rc = index_params(x, p, resource, arena);
+    }
     hv_arena_free(arena);
     /* The key pointers belong to the tree, the arrays to this call: not kept past it. */
     x->nkeys = 0;

@@ -99,6 +99,15 @@ static void search_raw_keeps_case_and_marks_and_cuts_at_a_code_point(void **stat
         assert_null(u8_check((const uint8_t *)out, len));
         assert_memory_equal(out, in, len);
     }
+    /* An ASCII prefix (copied without decoding) cut by the cap, or cut before the code
+     * point after it: "abc" then "Ж" (2 bytes). */
+    for (size_t cap = 1; cap <= 7; cap++) {
+        static const size_t want[] = {0, 1, 2, 3, 3, 5, 5};
+        len = hv__search_raw("abc\xd0\x96", out, cap);
+        assert_int_equal(len, want[cap - 1]);
+        assert_int_equal(strlen(out), len);
+        assert_memory_equal(out, "abc\xd0\x96", len);
+    }
 }
 
 static void search_fold_truncates_at_a_code_point(void **state)

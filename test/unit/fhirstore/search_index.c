@@ -442,6 +442,10 @@ static void search_index_spec_precheck_keeps_every_row(void **state)
     /* the crafted values are indexed (the check is not vacuous on them) */
     assert_int_equal(store_test_count(on, "SELECT COUNT(*) FROM sp_str WHERE id = 's100002' AND code = 'value-string'"),
                      1);
+    /* "(Observation.value as CodeableConcept).text": a precheck on valueCodeableConcept */
+    assert_int_equal(store_test_count(on, "SELECT COUNT(*) FROM sp_str WHERE id = 's100001' AND code = 'value-string' "
+                                          "AND value = 'v'"),
+                     1);
     assert_int_equal(store_test_count(on, "SELECT COUNT(*) FROM sp_date WHERE id = 's100011' AND code = 'value-date'"),
                      1);
     assert_int_equal(store_test_count(on, "SELECT COUNT(*) FROM sp_tok WHERE id = 's100012' AND "
@@ -462,7 +466,7 @@ static void put_both_direct(struct json_object *res, size_t seq, void *ud)
  * member instead of evaluated (search_index.c index_direct). Every row of every Synthea
  * resource, and of crafted resources with arrays holding nulls, primitives with their
  * "_elem" twin or with the twin alone, values of the wrong JSON type and empty members,
- * must be the rows the evaluation writes.
+ * References filtered by "where(resolve() is X)", must be the rows the evaluation writes.
  */
 static void search_index_direct_keeps_every_row(void **state)
 {
@@ -494,6 +498,24 @@ static void search_index_direct_keeps_every_row(void **state)
         "[{\"sequence\":1,\"udi\":[{\"reference\":\"Device/d\"}],\"detail\":[{\"sequence\":1,\"udi\":"
         "[{\"reference\":\"Device/e\"},null],\"subDetail\":[{\"sequence\":1,\"udi\":{\"reference\":"
         "\"Device/f\"}}]}]},null,{\"sequence\":2,\"detail\":{\"udi\":[{\"reference\":\"Device/g\"}]}}]}",
+        /* "T.a.where(resolve() is X)": References of other types, absolute, without a reference
+         * (read directly); with a "_reference" twin, a reference that is no string or a
+         * Reference that is no object (evaluated) */
+        "{\"resourceType\":\"Encounter\",\"status\":\"finished\",\"class\":{\"code\":\"AMB\"},\"subject\":"
+        "{\"reference\":\"Patient/p\",\"identifier\":{\"value\":\"i\"}},\"participant\":[{\"individual\":"
+        "{\"reference\":\"Practitioner/1\"}},{\"individual\":{\"reference\":\"RelatedPerson/2\"}},{\"individual\":"
+        "{\"display\":\"no reference\"}},null,{\"individual\":{\"reference\":\"http://h/Practitioner/3\"}},"
+        "{\"individual\":{\"reference\":\"Practitioner/4\"}}]}",
+        "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"c\"},\"subject\":"
+        "{\"reference\":\"Group/g\"}}",
+        "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"c\"},\"subject\":"
+        "{\"reference\":\"Patient/p\",\"_reference\":{\"extension\":[{\"url\":\"u\",\"valueString\":\"x\"}]}}}",
+        "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"c\"},\"subject\":"
+        "{\"_reference\":{\"id\":\"r\"}}}",
+        "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"c\"},\"subject\":"
+        "{\"reference\":7}}",
+        "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"c\"},\"subject\":"
+        "\"Patient/p\"}",
     };
     (void)state;
     put_each_on_and_off(dbs, crafted, sizeof(crafted) / sizeof(crafted[0]), put_both_direct);
@@ -510,6 +532,14 @@ static void search_index_direct_keeps_every_row(void **state)
                      2);
     assert_int_equal(store_test_count(on, "SELECT COUNT(*) FROM sp_ref WHERE id = 's100008' AND code = 'detail-udi'"),
                      2);
+    /* where(resolve() is X) read directly: the Practitioners only, a Patient's :identifier */
+    assert_int_equal(store_test_count(on, "SELECT COUNT(*) FROM sp_ref WHERE id = 's100009' AND code = 'practitioner'"),
+                     2);
+    assert_int_equal(store_test_count(on, "SELECT COUNT(*) FROM sp_tok WHERE id = 's100009' AND "
+                                          "code = 'patient:identifier' AND value = 'i'"),
+                     1);
+    assert_int_equal(store_test_count(on, "SELECT COUNT(*) FROM sp_ref WHERE id = 's100010' AND code = 'patient'"), 0);
+    assert_int_equal(store_test_count(on, "SELECT COUNT(*) FROM sp_ref WHERE id = 's100011' AND code = 'patient'"), 1);
     close_on_and_off(dbs);
 }
 
