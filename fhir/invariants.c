@@ -41,6 +41,12 @@ struct hv__fhir_inv {
     unsigned char *reported; /* per resource: "could not evaluate" already said */
     hv_arena_t *arena;
     struct extra *extra; /* expressions of profiles, compiled on first use */
+    /* The FHIRPath nodes of %resource and %rootResource last made, and the objects they
+     * were made from: every evaluation of a resource's constraints asks for the same two,
+     * and making one looks its resourceType up in the model (~350 instructions). Valid
+     * for one validation (hv__fhir_inv_begin forgets them: the tree may be freed). */
+    struct json_object *node_json[2];
+    hv__fp_item_t node[2];
 };
 
 /* A compiled expression that is not in the model (a profile's constraint). */
@@ -103,6 +109,18 @@ void hv__fhir_inv_free(hv__fhir_inv_t *inv) {
 void hv__fhir_inv_begin(hv__fhir_inv_t *inv) {
     memset(inv->reported, 0, inv->n);
     inv->div = NULL;
+    inv->node_json[0] = inv->node_json[1] = NULL;
+}
+
+/* The node of resource j for %resource (slot 0) or %rootResource (slot 1), made once per
+ * resource and validation. */
+static void resource_node(hv__fhir_inv_t *inv, int slot, struct json_object *j,
+                          hv__fp_item_t *out) {
+    if (j == NULL || inv->node_json[slot] != j) {
+        hv__fp_make_node(&inv->node[slot], j, NULL, NULL, NULL);
+        inv->node_json[slot] = j;
+    }
+    *out = inv->node[slot];
 }
 
 /* Does some string value under v (the narrative excepted) equal s? Depth-capped. */
@@ -189,8 +207,8 @@ static int evaluate(hv__fhir_vctx_t *c, hv__fhir_inv_t *inv, const hv_fhirpath_t
     ctx.fp = fp;
     ctx.err = err;
     hv__fp_make_node(&ctx.context, f->json, f->ext, f->type, f->owner);
-    hv__fp_make_node(&ctx.resource, f->resource, NULL, NULL, NULL);
-    hv__fp_make_node(&ctx.root, f->root_resource, NULL, NULL, NULL);
+    resource_node(inv, 0, f->resource, &ctx.resource);
+    resource_node(inv, 1, f->root_resource, &ctx.root);
     rc = hv__fp_push(&ctx, &focus, &ctx.context);
     if (rc == HV_OK) {
         ctx.this_ = &focus;
