@@ -44,7 +44,11 @@ enum {
     FMT_DATE,
     FMT_DATETIME,
     FMT_INSTANT,
-    FMT_TIME
+    FMT_TIME,
+    FMT_DECIMAL,
+    FMT_INTEGER,
+    FMT_UNSIGNED,
+    FMT_POSITIVE
 };
 
 static const hv_fhir_type_t *format_type(const hv_fhir_type_t *t);
@@ -92,6 +96,14 @@ static void rx_compile(void) {
             fmt_kind[i] = FMT_INSTANT;
         else if (strcmp(fname, "time") == 0)
             fmt_kind[i] = FMT_TIME;
+        else if (strcmp(fname, "decimal") == 0)
+            fmt_kind[i] = FMT_DECIMAL;
+        else if (strcmp(fname, "integer") == 0)
+            fmt_kind[i] = FMT_INTEGER;
+        else if (strcmp(fname, "unsignedInt") == 0)
+            fmt_kind[i] = FMT_UNSIGNED;
+        else if (strcmp(fname, "positiveInt") == 0)
+            fmt_kind[i] = FMT_POSITIVE;
         else
             fmt_kind[i] = FMT_REGEX;
     }
@@ -198,6 +210,46 @@ static int datetime_ok(const char *s, size_t n, int mode) {
     return memcmp(s + i + 1, "14:00", 5) == 0;
 }
 
+/*
+ * The number regexes of datatypes.html, by hand (every quantity, count and sequence number
+ * is one): integer -?([0]|([1-9][0-9]*)), unsignedInt [0]|([1-9][0-9]*), positiveInt
+ * [1-9][0-9]*, decimal -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?, each matching all
+ * n bytes of s. kind is FMT_DECIMAL, FMT_INTEGER, FMT_UNSIGNED or FMT_POSITIVE.
+ */
+static int number_ok(const char *s, size_t n, int kind) {
+    size_t i = 0, d;
+    if (i < n && s[i] == '-' && (kind == FMT_DECIMAL || kind == FMT_INTEGER))
+        i++;
+    if (i < n && s[i] == '0' && kind != FMT_POSITIVE) {
+        i++;
+    } else {
+        if (i == n || s[i] < '1' || s[i] > '9')
+            return 0;
+        while (i < n && s[i] >= '0' && s[i] <= '9')
+            i++;
+    }
+    if (kind != FMT_DECIMAL)
+        return i == n;
+    if (i < n && s[i] == '.') {
+        d = ++i;
+        while (i < n && s[i] >= '0' && s[i] <= '9')
+            i++;
+        if (i == d)
+            return 0;
+    }
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        if (i < n && (s[i] == '+' || s[i] == '-'))
+            i++;
+        d = i;
+        while (i < n && s[i] >= '0' && s[i] <= '9')
+            i++;
+        if (i == d)
+            return 0;
+    }
+    return i == n;
+}
+
 /* Returns 1 when the string value s of primitive type t matches its format. */
 int hv__fhir_format_ok(const hv_fhir_type_t *t, const char *s, size_t n) {
     pthread_once(&rx_once, rx_compile);
@@ -237,6 +289,8 @@ int hv__fhir_format_ok(const hv_fhir_type_t *t, const char *s, size_t n) {
     }
     if (kind >= FMT_DATE && kind <= FMT_TIME)
         return strlen(s) == n && datetime_ok(s, n, kind - FMT_DATE);
+    if (kind >= FMT_DECIMAL && kind <= FMT_POSITIVE)
+        return number_ok(s, n, kind);
     if (kind == FMT_ID) {
         /* [A-Za-z0-9\-\.]{1,64} */
         if (n == 0 || n > 64)
