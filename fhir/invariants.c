@@ -22,6 +22,7 @@
 #include "config.h"
 
 #include <json-c/json.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "fhir/fhirpath_int.h"
@@ -29,7 +30,42 @@
 
 enum { CS_UNTRIED = 0, CS_OK, CS_FAILED };
 
-enum { K_PLAIN = 0, K_ELE1, K_DOM6, K_TXT1, K_TXT2, K_DOM3, K_CONTAINED };
+enum {
+    K_PLAIN = 0,
+    K_ELE1,
+    K_DOM6,
+    K_TXT1,
+    K_TXT2,
+    K_DOM3,
+    K_CONTAINED,
+    K_REF1,
+    K_QTY3,
+    K_PER1,
+    K_OBS6,
+    K_OBS7
+};
+
+/*
+ * Constraints of the data types and resources on nearly every write whose result the shape
+ * of the focus object often decides (shortcut()), recognised by key and exact expression so
+ * that a profile's constraint of the same key with another expression is evaluated.
+ */
+static const struct {
+    const char *key, *expr;
+    unsigned char kind;
+} decided[] = {
+    {"ref-1",
+     "reference.startsWith('#').not() or (reference.substring(1).trace('url') in "
+     "%rootResource.contained.id.trace('ids'))",
+     K_REF1},
+    {"qty-3", "code.empty() or system.exists()", K_QTY3},
+    {"per-1", "start.hasValue().not() or end.hasValue().not() or (start <= end)", K_PER1},
+    {"obs-6", "dataAbsentReason.empty() or value.empty()", K_OBS6},
+    {"obs-7",
+     "value.empty() or component.code.where(coding.intersect(%resource.code.coding).exists())."
+     "empty()",
+     K_OBS7},
+};
 
 struct hv__fhir_inv {
     size_t n;
@@ -77,6 +113,11 @@ hv__fhir_inv_t *hv__fhir_inv_new(void) {
                                   strcmp(key, "dom-5") == 0
                               ? K_CONTAINED
                               : K_PLAIN;
+        for (size_t j = 0; inv->special[i] == K_PLAIN && j < HV_ARRAY_LEN(decided); j++)
+            if (strcmp(key, decided[j].key) == 0 &&
+                strcmp(hv_fhir_constraint_expression(hv_fhir_constraint_at(i)), decided[j].expr) ==
+                    0)
+                inv->special[i] = decided[j].kind;
     }
     if (inv->fp == NULL || inv->state == NULL || inv->reported == NULL || inv->arena == NULL ||
         inv->special == NULL) {
@@ -222,29 +263,74 @@ static int evaluate(hv__fhir_vctx_t *c, hv__fhir_inv_t *inv, const hv_fhirpath_t
     return b != 0;
 }
 
+/* Whether obj has neither member name nor its `_name` twin: FHIRPath's name is then empty. */
+static int absent(struct json_object *obj, const char *name) {
+    char us[32];
+    if (json_object_object_get_ex(obj, name, NULL))
+        return 0;
+    us[0] = '_';
+    snprintf(us + 1, sizeof(us) - 1, "%s", name);
+    return !json_object_object_get_ex(obj, us, NULL);
+}
+
+/* Whether obj's member name is a JSON string (FHIRPath's name is then one value). */
+static int is_string(struct json_object *obj, const char *name) {
+    struct json_object *v = NULL;
+    return json_object_object_get_ex(obj, name, &v) && json_object_is_type(v, json_type_string);
+}
+
 /*
- * The result of the DomainResource constraints that every resource of a write is checked
- * against, decided from the JSON object alone where their FHIRPath is evaluated the same
- * way (fhirpath.html §Path selection: a path through an absent element is empty):
+ * The result of constraints that (nearly) every write is checked against, decided from
+ * the JSON object alone where their FHIRPath is evaluated the same way (fhirpath.html §Path
+ * selection: a path through an absent element is empty; §Boolean logic: `true or x` is true
+ * without x, which the engine does not evaluate either; a constraint whose result is empty
+ * holds):
  *   dom-2, dom-4, dom-5  "contained.….empty()" (and a conjunction of two): with no
  *                        `contained` member every path is empty, so they hold;
  *   dom-6                "text.`div`.exists()": no `text` member → false; `text` an
- *                        object whose `div` is a string → true.
+ *                        object whose `div` is a string → true;
+ *   ref-1                `reference` a string not starting with '#' → the left side is true;
+ *   qty-3                no `code` → code.empty() is true; `code` and `system` strings →
+ *                        false or true;
+ *   per-1                no `start` → the first operand is true; no `end` → the second is
+ *                        (hasValue() of an empty collection is false);
+ *   obs-6                no `dataAbsentReason` → the left side is true;
+ *   obs-7                no `component` → the right side is `{}.empty()`, true, whatever
+ *                        value.empty() gives.
  * Returns 1 or 0, or -1 when the shape is anything else (FHIRPath decides).
  */
 static int shortcut(int special, const hv__fhir_focus_t *f) {
-    struct json_object *text = NULL, *div = NULL;
-    if ((special != K_CONTAINED && special != K_DOM6) || f->json == NULL || f->ext != NULL ||
-        !json_object_is_type(f->json, json_type_object))
+    struct json_object *text = NULL, *div = NULL, *ref = NULL, *o = f->json;
+    if (o == NULL || f->ext != NULL || !json_object_is_type(o, json_type_object))
         return -1;
-    if (special == K_CONTAINED)
-        return json_object_object_get_ex(f->json, "contained", NULL) ? -1 : 1;
-    if (!json_object_object_get_ex(f->json, "text", &text))
-        return 0;
-    if (json_object_is_type(text, json_type_object) && json_object_object_get_ex(text, "div", &div) &&
-        json_object_is_type(div, json_type_string))
-        return 1;
-    return -1;
+    switch (special) {
+    case K_CONTAINED:
+        return json_object_object_get_ex(o, "contained", NULL) ? -1 : 1;
+    case K_DOM6:
+        if (!json_object_object_get_ex(o, "text", &text))
+            return 0;
+        if (json_object_is_type(text, json_type_object) &&
+            json_object_object_get_ex(text, "div", &div) &&
+            json_object_is_type(div, json_type_string))
+            return 1;
+        return -1;
+    case K_REF1:
+        if (json_object_object_get_ex(o, "reference", &ref) &&
+            json_object_is_type(ref, json_type_string) && json_object_get_string_len(ref) > 0 &&
+            json_object_get_string(ref)[0] != '#')
+            return 1;
+        return -1;
+    case K_QTY3:
+        return absent(o, "code") || (is_string(o, "code") && is_string(o, "system")) ? 1 : -1;
+    case K_PER1:
+        return absent(o, "start") || absent(o, "end") ? 1 : -1;
+    case K_OBS6:
+        return absent(o, "dataAbsentReason") ? 1 : -1;
+    case K_OBS7:
+        return absent(o, "component") ? 1 : -1;
+    default:
+        return -1;
+    }
 }
 
 static void check_one(hv__fhir_vctx_t *c, hv__fhir_inv_t *inv, const hv_fhir_constraint_t *k,
