@@ -53,8 +53,21 @@ enum {
 
 static const hv_fhir_type_t *format_type(const hv_fhir_type_t *t);
 
+/* Byte classes of the hand-written formats (set by rx_compile): B_SPACE is \s of the
+ * regexes (space, \t \n \v \f \r), B_NUL the byte 0, B_ID [A-Za-z0-9.-]. One load a byte
+ * instead of a chain of comparisons: every uri, code and id of every resource is scanned. */
+enum { B_SPACE = 1, B_NUL = 2, B_ID = 4 };
+static unsigned char byte_class[256];
+
 static void rx_compile(void) {
     size_t n = hv_fhir_type_count();
+    byte_class[0] = B_NUL;
+    for (const char *sp = " \t\n\v\f\r"; *sp != '\0'; sp++)
+        byte_class[(unsigned char)*sp] = B_SPACE;
+    for (int ch = 0; ch < 256; ch++)
+        if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+            ch == '-' || ch == '.')
+            byte_class[ch] = B_ID;
     rx_table = hv_calloc(n, sizeof(regex_t));
     rx_ok = hv_calloc(n, 1);
     if (rx_table == NULL || rx_ok == NULL) {
@@ -268,8 +281,7 @@ int hv__fhir_format_ok(const hv_fhir_type_t *t, const char *s, size_t n) {
     if (kind == FMT_URI) {
         /* \S* */
         for (size_t i = 0; i < n; i++)
-            if (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r' || s[i] == '\f' ||
-                s[i] == '\v' || s[i] == '\0')
+            if (byte_class[(unsigned char)s[i]] & (B_SPACE | B_NUL))
                 return 0;
         return 1;
     }
@@ -278,11 +290,9 @@ int hv__fhir_format_ok(const hv_fhir_type_t *t, const char *s, size_t n) {
         if (n == 0)
             return 0;
         for (size_t i = 0; i < n; i++) {
-            int sp = s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r' || s[i] == '\f' ||
-                     s[i] == '\v';
-            if (s[i] == '\0' || (sp && (i == 0 || i == n - 1 || s[i + 1] == ' ' ||
-                                        s[i + 1] == '\t' || s[i + 1] == '\n' || s[i + 1] == '\r' ||
-                                        s[i + 1] == '\f' || s[i + 1] == '\v')))
+            int b = byte_class[(unsigned char)s[i]];
+            if (b == B_NUL || (b == B_SPACE && (i == 0 || i == n - 1 ||
+                                                byte_class[(unsigned char)s[i + 1]] == B_SPACE)))
                 return 0;
         }
         return 1;
@@ -295,12 +305,9 @@ int hv__fhir_format_ok(const hv_fhir_type_t *t, const char *s, size_t n) {
         /* [A-Za-z0-9\-\.]{1,64} */
         if (n == 0 || n > 64)
             return 0;
-        for (size_t i = 0; i < n; i++) {
-            char ch = s[i];
-            if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
-                  (ch >= '0' && ch <= '9') || ch == '-' || ch == '.'))
+        for (size_t i = 0; i < n; i++)
+            if (byte_class[(unsigned char)s[i]] != B_ID)
                 return 0;
-        }
         return 1;
     }
     if (strlen(s) != n)
