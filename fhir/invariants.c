@@ -393,26 +393,30 @@ static void check_one(hv__fhir_vctx_t *c, hv__fhir_inv_t *inv, const hv_fhir_con
     }
 }
 
+/* The model's constraint ids are read straight from the element rows (fhir_int.h) and ele-1,
+ * which every element carries and the walk checks natively, is passed over here: this runs
+ * for every value of every resource, most of which have no other constraint. */
 void hv__fhir_invariants_check(hv__fhir_vctx_t *c, const hv_fhir_elem_t *e,
                                const hv__fhir_focus_t *f) {
     hv__fhir_inv_t *inv = c->inv;
     const hv_fhir_elem_t *root = hv_fhir_type_root(f->type);
-    size_t n = e != NULL ? hv_fhir_elem_constraint_count(e) : 0;
+    const uint16_t *ids = e != NULL ? &hv__fhir_cidx[e->cfirst] : NULL;
+    size_t n = e != NULL ? e->cn : 0;
     if (inv == NULL)
         return;
     for (size_t i = 0; i < n; i++)
-        check_one(c, inv, hv_fhir_elem_constraint_at(e, i), f);
+        if (inv->special[ids[i]] != K_ELE1)
+            check_one(c, inv, &hv__fhir_constraints[ids[i]], f);
     /* The constraints of the value's type (qty-3 for a Quantity, ext-1 for an Extension),
      * unless e is that type's root itself or a backbone element. */
     if (root != NULL && root != e && (e == NULL || !hv_fhir_elem_is_backbone(e))) {
-        size_t rn = hv_fhir_elem_constraint_count(root);
-        for (size_t i = 0; i < rn; i++) {
-            const hv_fhir_constraint_t *k = hv_fhir_elem_constraint_at(root, i);
-            int dup = 0;
+        const uint16_t *rids = &hv__fhir_cidx[root->cfirst];
+        for (size_t i = 0; i < root->cn; i++) {
+            int dup = inv->special[rids[i]] == K_ELE1;
             for (size_t j = 0; j < n && !dup; j++)
-                dup = hv_fhir_elem_constraint_at(e, j) == k;
+                dup = ids[j] == rids[i];
             if (!dup)
-                check_one(c, inv, k, f);
+                check_one(c, inv, &hv__fhir_constraints[rids[i]], f);
         }
     }
 }
