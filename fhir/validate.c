@@ -352,6 +352,20 @@ static inline void step_out(hv__fhir_vctx_t *c, const hv__fhir_step_t *s) {
     c->step = s->up;
 }
 
+/* Adds member key (a string literal, new to o) with value v, which o takes: json-c neither
+ * copies such a key nor looks for an earlier one (an issue has up to five members, and a
+ * resource of the population one issue or more). */
+static void put(struct json_object *o, const char *key, struct json_object *v) {
+    if (o == NULL || json_object_object_add_ex(o, key, v,
+                                               JSON_C_OBJECT_ADD_KEY_IS_NEW |
+                                                   JSON_C_OBJECT_KEY_IS_CONSTANT) != 0)
+        json_object_put(v);
+}
+
+static void put_str(struct json_object *o, const char *key, const char *s) {
+    put(o, key, json_object_new_string(s));
+}
+
 void hv__fhir_issue(hv__fhir_vctx_t *c, const char *severity, const char *code, const char *key,
                     const char *fmt, ...) {
     hv__fhir_path_t tmp;
@@ -384,23 +398,23 @@ void hv__fhir_issue(hv__fhir_vctx_t *c, const char *severity, const char *code, 
         c->oom = 1;
         return;
     }
-    hv_json_set_str(iss, "severity", severity);
-    hv_json_set_str(iss, "code", code);
+    put_str(iss, "severity", severity);
+    put_str(iss, "code", code);
     if (key != NULL) {
         struct json_object *details = json_object_new_object();
         struct json_object *codings = json_object_new_array();
         struct json_object *coding = json_object_new_object();
-        hv_json_set_str(coding, "system", "urn:holovitals:fhir:constraint-key");
-        hv_json_set_str(coding, "code", key);
+        put_str(coding, "system", "urn:holovitals:fhir:constraint-key");
+        put_str(coding, "code", key);
         json_object_array_add(codings, coding);
-        hv_json_set(details, "coding", codings);
-        hv_json_set(iss, "details", details);
+        put(details, "coding", codings);
+        put(iss, "details", details);
     }
-    hv_json_set_str(iss, "diagnostics", msg);
+    put_str(iss, "diagnostics", msg);
     struct json_object *expr = json_object_new_array();
     const hv__fhir_path_t *path = current_path(c, &tmp);
     json_object_array_add(expr, json_object_new_string(path->len > 0 ? path->buf : "?"));
-    hv_json_set(iss, "expression", expr);
+    put(iss, "expression", expr);
     json_object_array_add(c->issues, iss);
     c->nissues++;
 }
