@@ -14,7 +14,8 @@
  * on each of the tens of thousands of elements of a Bundle would dominate the cost.
  * Also native: the narrative rules txt-1/txt-2 (htmlChecks()) and dom-3 (contained
  * resources are referenced), whose expression needs as() over collections; and dom-2,
- * dom-4, dom-5 and dom-6 when the resource's shape decides them (shortcut()).
+ * dom-4, dom-5, dom-6, ref-1, qty-3, per-1, obs-6 and obs-7 when the focus object's shape
+ * decides them (shortcut()).
  * A constraint whose expression the engine cannot compile or evaluate is reported
  * once per resource as an "information" issue (code "not-supported") and does not
  * count as an error.
