@@ -14,7 +14,8 @@
  * on each of the tens of thousands of elements of a Bundle would dominate the cost.
  * Also native: the narrative rules txt-1/txt-2 (htmlChecks()) and dom-3 (contained
  * resources are referenced), whose expression needs as() over collections; and dom-2,
- * dom-4, dom-5 and dom-6 when the resource's shape decides them (shortcut()).
+ * dom-4, dom-5, dom-6, ref-1, qty-3, per-1, obs-6 and obs-7 when the focus object's shape
+ * decides them (shortcut()).
  * A constraint whose expression the engine cannot compile or evaluate is reported
  * once per resource as an "information" issue (code "not-supported") and does not
  * count as an error.
@@ -22,6 +23,7 @@
 #include "config.h"
 
 #include <json-c/json.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "fhir/fhirpath_int.h"
@@ -29,7 +31,42 @@
 
 enum { CS_UNTRIED = 0, CS_OK, CS_FAILED };
 
-enum { K_PLAIN = 0, K_ELE1, K_DOM6, K_TXT1, K_TXT2, K_DOM3, K_CONTAINED };
+enum {
+    K_PLAIN = 0,
+    K_ELE1,
+    K_DOM6,
+    K_TXT1,
+    K_TXT2,
+    K_DOM3,
+    K_CONTAINED,
+    K_REF1,
+    K_QTY3,
+    K_PER1,
+    K_OBS6,
+    K_OBS7
+};
+
+/*
+ * Constraints of the data types and resources on nearly every write whose result the shape
+ * of the focus object often decides (shortcut()), recognised by key and exact expression so
+ * that a profile's constraint of the same key with another expression is evaluated.
+ */
+static const struct {
+    const char *key, *expr;
+    unsigned char kind;
+} decided[] = {
+    {"ref-1",
+     "reference.startsWith('#').not() or (reference.substring(1).trace('url') in "
+     "%rootResource.contained.id.trace('ids'))",
+     K_REF1},
+    {"qty-3", "code.empty() or system.exists()", K_QTY3},
+    {"per-1", "start.hasValue().not() or end.hasValue().not() or (start <= end)", K_PER1},
+    {"obs-6", "dataAbsentReason.empty() or value.empty()", K_OBS6},
+    {"obs-7",
+     "value.empty() or component.code.where(coding.intersect(%resource.code.coding).exists())."
+     "empty()",
+     K_OBS7},
+};
 
 struct hv__fhir_inv {
     size_t n;
@@ -41,6 +78,12 @@ struct hv__fhir_inv {
     unsigned char *reported; /* per resource: "could not evaluate" already said */
     hv_arena_t *arena;
     struct extra *extra; /* expressions of profiles, compiled on first use */
+    /* The FHIRPath nodes of %resource and %rootResource last made, and the objects they
+     * were made from: every evaluation of a resource's constraints asks for the same two,
+     * and making one looks its resourceType up in the model (~350 instructions). Valid
+     * for one validation (hv__fhir_inv_begin forgets them: the tree may be freed). */
+    struct json_object *node_json[2];
+    hv__fp_item_t node[2];
 };
 
 /* A compiled expression that is not in the model (a profile's constraint). */
@@ -71,6 +114,11 @@ hv__fhir_inv_t *hv__fhir_inv_new(void) {
                                   strcmp(key, "dom-5") == 0
                               ? K_CONTAINED
                               : K_PLAIN;
+        for (size_t j = 0; inv->special[i] == K_PLAIN && j < HV_ARRAY_LEN(decided); j++)
+            if (strcmp(key, decided[j].key) == 0 &&
+                strcmp(hv_fhir_constraint_expression(hv_fhir_constraint_at(i)), decided[j].expr) ==
+                    0)
+                inv->special[i] = decided[j].kind;
     }
     if (inv->fp == NULL || inv->state == NULL || inv->reported == NULL || inv->arena == NULL ||
         inv->special == NULL) {
@@ -103,6 +151,18 @@ void hv__fhir_inv_free(hv__fhir_inv_t *inv) {
 void hv__fhir_inv_begin(hv__fhir_inv_t *inv) {
     memset(inv->reported, 0, inv->n);
     inv->div = NULL;
+    inv->node_json[0] = inv->node_json[1] = NULL;
+}
+
+/* The node of resource j for %resource (slot 0) or %rootResource (slot 1), made once per
+ * resource and validation. */
+static void resource_node(hv__fhir_inv_t *inv, int slot, struct json_object *j,
+                          hv__fp_item_t *out) {
+    if (j == NULL || inv->node_json[slot] != j) {
+        hv__fp_make_node(&inv->node[slot], j, NULL, NULL, NULL);
+        inv->node_json[slot] = j;
+    }
+    *out = inv->node[slot];
 }
 
 /* Does some string value under v (the narrative excepted) equal s? Depth-capped. */
@@ -189,8 +249,8 @@ static int evaluate(hv__fhir_vctx_t *c, hv__fhir_inv_t *inv, const hv_fhirpath_t
     ctx.fp = fp;
     ctx.err = err;
     hv__fp_make_node(&ctx.context, f->json, f->ext, f->type, f->owner);
-    hv__fp_make_node(&ctx.resource, f->resource, NULL, NULL, NULL);
-    hv__fp_make_node(&ctx.root, f->root_resource, NULL, NULL, NULL);
+    resource_node(inv, 0, f->resource, &ctx.resource);
+    resource_node(inv, 1, f->root_resource, &ctx.root);
     rc = hv__fp_push(&ctx, &focus, &ctx.context);
     if (rc == HV_OK) {
         ctx.this_ = &focus;
@@ -204,43 +264,87 @@ static int evaluate(hv__fhir_vctx_t *c, hv__fhir_inv_t *inv, const hv_fhirpath_t
     return b != 0;
 }
 
+/* Whether obj has neither member name nor its `_name` twin: FHIRPath's name is then empty. */
+static int absent(struct json_object *obj, const char *name) {
+    char us[32];
+    if (json_object_object_get_ex(obj, name, NULL))
+        return 0;
+    us[0] = '_';
+    snprintf(us + 1, sizeof(us) - 1, "%s", name);
+    return !json_object_object_get_ex(obj, us, NULL);
+}
+
+/* Whether obj's member name is a JSON string (FHIRPath's name is then one value). */
+static int is_string(struct json_object *obj, const char *name) {
+    struct json_object *v = NULL;
+    return json_object_object_get_ex(obj, name, &v) && json_object_is_type(v, json_type_string);
+}
+
 /*
- * The result of the DomainResource constraints that every resource of a write is checked
- * against, decided from the JSON object alone where their FHIRPath is evaluated the same
- * way (fhirpath.html §Path selection: a path through an absent element is empty):
+ * The result of constraints that (nearly) every write is checked against, decided from
+ * the JSON object alone where their FHIRPath is evaluated the same way (fhirpath.html §Path
+ * selection: a path through an absent element is empty; §Boolean logic: `true or x` is true
+ * without x, which the engine does not evaluate either; a constraint whose result is empty
+ * holds):
  *   dom-2, dom-4, dom-5  "contained.….empty()" (and a conjunction of two): with no
  *                        `contained` member every path is empty, so they hold;
  *   dom-6                "text.`div`.exists()": no `text` member → false; `text` an
- *                        object whose `div` is a string → true.
+ *                        object whose `div` is a string → true;
+ *   ref-1                `reference` a string not starting with '#' → the left side is true;
+ *   qty-3                no `code` → code.empty() is true; `code` and `system` strings →
+ *                        false or true;
+ *   per-1                no `start` → the first operand is true; no `end` → the second is
+ *                        (hasValue() of an empty collection is false);
+ *   obs-6                no `dataAbsentReason` → the left side is true;
+ *   obs-7                no `component` → the right side is `{}.empty()`, true, whatever
+ *                        value.empty() gives.
  * Returns 1 or 0, or -1 when the shape is anything else (FHIRPath decides).
  */
 static int shortcut(int special, const hv__fhir_focus_t *f) {
-    struct json_object *text = NULL, *div = NULL;
-    if ((special != K_CONTAINED && special != K_DOM6) || f->json == NULL || f->ext != NULL ||
-        !json_object_is_type(f->json, json_type_object))
+    struct json_object *text = NULL, *div = NULL, *ref = NULL, *o = f->json;
+    if (o == NULL || f->ext != NULL || !json_object_is_type(o, json_type_object))
         return -1;
-    if (special == K_CONTAINED)
-        return json_object_object_get_ex(f->json, "contained", NULL) ? -1 : 1;
-    if (!json_object_object_get_ex(f->json, "text", &text))
-        return 0;
-    if (json_object_is_type(text, json_type_object) && json_object_object_get_ex(text, "div", &div) &&
-        json_object_is_type(div, json_type_string))
-        return 1;
-    return -1;
+    switch (special) {
+    case K_CONTAINED:
+        return json_object_object_get_ex(o, "contained", NULL) ? -1 : 1;
+    case K_DOM6:
+        if (!json_object_object_get_ex(o, "text", &text))
+            return 0;
+        if (json_object_is_type(text, json_type_object) &&
+            json_object_object_get_ex(text, "div", &div) &&
+            json_object_is_type(div, json_type_string))
+            return 1;
+        return -1;
+    case K_REF1:
+        if (json_object_object_get_ex(o, "reference", &ref) &&
+            json_object_is_type(ref, json_type_string) && json_object_get_string_len(ref) > 0 &&
+            json_object_get_string(ref)[0] != '#')
+            return 1;
+        return -1;
+    case K_QTY3:
+        return absent(o, "code") || (is_string(o, "code") && is_string(o, "system")) ? 1 : -1;
+    case K_PER1:
+        return absent(o, "start") || absent(o, "end") ? 1 : -1;
+    case K_OBS6:
+        return absent(o, "dataAbsentReason") ? 1 : -1;
+    case K_OBS7:
+        return absent(o, "component") ? 1 : -1;
+    default:
+        return -1;
+    }
 }
 
 static void check_one(hv__fhir_vctx_t *c, hv__fhir_inv_t *inv, const hv_fhir_constraint_t *k,
                       const hv__fhir_focus_t *f) {
     size_t cid = hv_fhir_constraint_id(k);
     int special = inv->special[cid];
-    const char *key = hv_fhir_constraint_key(k);
-    hv_error_t err;
     if (special == K_ELE1)
         return; /* checked natively by the walk */
     /* dom-6 (narrative, a best practice) is not asked of contained resources. */
     if (special == K_DOM6 && f->resource != f->root_resource && f->contained)
         return;
-    hv_error_clear(&err);
+    const char *key = hv_fhir_constraint_key(k);
+    hv_error_t err; /* read only when r < 0, which only compiled() and evaluate() give */
     int r;
     if ((special == K_TXT1 || special == K_TXT2) && f->json != NULL &&
         json_object_is_type(f->json, json_type_string)) {
@@ -267,6 +371,7 @@ static void check_one(hv__fhir_vctx_t *c, hv__fhir_inv_t *inv, const hv_fhir_con
     } else {
         r = shortcut(special, f);
         if (r < 0) {
+            hv_error_clear(&err); /* ~800 bytes zeroed: not for the constraints decided above */
             const hv_fhirpath_t *fp = compiled(inv, k, &err);
             r = fp != NULL ? evaluate(c, inv, fp, f, &err) : HV_ENOTSUP;
         }
@@ -289,26 +394,30 @@ static void check_one(hv__fhir_vctx_t *c, hv__fhir_inv_t *inv, const hv_fhir_con
     }
 }
 
+/* The model's constraint ids are read straight from the element rows (fhir_int.h) and ele-1,
+ * which every element carries and the walk checks natively, is passed over here: this runs
+ * for every value of every resource, most of which have no other constraint. */
 void hv__fhir_invariants_check(hv__fhir_vctx_t *c, const hv_fhir_elem_t *e,
                                const hv__fhir_focus_t *f) {
     hv__fhir_inv_t *inv = c->inv;
     const hv_fhir_elem_t *root = hv_fhir_type_root(f->type);
-    size_t n = e != NULL ? hv_fhir_elem_constraint_count(e) : 0;
+    const uint16_t *ids = e != NULL ? &hv__fhir_cidx[e->cfirst] : NULL;
+    size_t n = e != NULL ? e->cn : 0;
     if (inv == NULL)
         return;
     for (size_t i = 0; i < n; i++)
-        check_one(c, inv, hv_fhir_elem_constraint_at(e, i), f);
+        if (inv->special[ids[i]] != K_ELE1)
+            check_one(c, inv, &hv__fhir_constraints[ids[i]], f);
     /* The constraints of the value's type (qty-3 for a Quantity, ext-1 for an Extension),
      * unless e is that type's root itself or a backbone element. */
     if (root != NULL && root != e && (e == NULL || !hv_fhir_elem_is_backbone(e))) {
-        size_t rn = hv_fhir_elem_constraint_count(root);
-        for (size_t i = 0; i < rn; i++) {
-            const hv_fhir_constraint_t *k = hv_fhir_elem_constraint_at(root, i);
-            int dup = 0;
+        const uint16_t *rids = &hv__fhir_cidx[root->cfirst];
+        for (size_t i = 0; i < root->cn; i++) {
+            int dup = inv->special[rids[i]] == K_ELE1;
             for (size_t j = 0; j < n && !dup; j++)
-                dup = hv_fhir_elem_constraint_at(e, j) == k;
+                dup = ids[j] == rids[i];
             if (!dup)
-                check_one(c, inv, k, f);
+                check_one(c, inv, &hv__fhir_constraints[rids[i]], f);
         }
     }
 }

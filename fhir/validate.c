@@ -44,13 +44,30 @@ enum {
     FMT_DATE,
     FMT_DATETIME,
     FMT_INSTANT,
-    FMT_TIME
+    FMT_TIME,
+    FMT_DECIMAL,
+    FMT_INTEGER,
+    FMT_UNSIGNED,
+    FMT_POSITIVE
 };
 
 static const hv_fhir_type_t *format_type(const hv_fhir_type_t *t);
 
+/* Byte classes of the hand-written formats (set by rx_compile): B_SPACE is \s of the
+ * regexes (space, \t \n \v \f \r), B_NUL the byte 0, B_ID [A-Za-z0-9.-]. One load a byte
+ * instead of a chain of comparisons: every uri, code and id of every resource is scanned. */
+enum { B_SPACE = 1, B_NUL = 2, B_ID = 4 };
+static unsigned char byte_class[256];
+
 static void rx_compile(void) {
     size_t n = hv_fhir_type_count();
+    byte_class[0] = B_NUL;
+    for (const char *sp = " \t\n\v\f\r"; *sp != '\0'; sp++)
+        byte_class[(unsigned char)*sp] = B_SPACE;
+    for (int ch = 0; ch < 256; ch++)
+        if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+            ch == '-' || ch == '.')
+            byte_class[ch] = B_ID;
     rx_table = hv_calloc(n, sizeof(regex_t));
     rx_ok = hv_calloc(n, 1);
     if (rx_table == NULL || rx_ok == NULL) {
@@ -92,6 +109,14 @@ static void rx_compile(void) {
             fmt_kind[i] = FMT_INSTANT;
         else if (strcmp(fname, "time") == 0)
             fmt_kind[i] = FMT_TIME;
+        else if (strcmp(fname, "decimal") == 0)
+            fmt_kind[i] = FMT_DECIMAL;
+        else if (strcmp(fname, "integer") == 0)
+            fmt_kind[i] = FMT_INTEGER;
+        else if (strcmp(fname, "unsignedInt") == 0)
+            fmt_kind[i] = FMT_UNSIGNED;
+        else if (strcmp(fname, "positiveInt") == 0)
+            fmt_kind[i] = FMT_POSITIVE;
         else
             fmt_kind[i] = FMT_REGEX;
     }
@@ -198,6 +223,46 @@ static int datetime_ok(const char *s, size_t n, int mode) {
     return memcmp(s + i + 1, "14:00", 5) == 0;
 }
 
+/*
+ * The number regexes of datatypes.html, by hand (every quantity, count and sequence number
+ * is one): integer -?([0]|([1-9][0-9]*)), unsignedInt [0]|([1-9][0-9]*), positiveInt
+ * [1-9][0-9]*, decimal -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?, each matching all
+ * n bytes of s. kind is FMT_DECIMAL, FMT_INTEGER, FMT_UNSIGNED or FMT_POSITIVE.
+ */
+static int number_ok(const char *s, size_t n, int kind) {
+    size_t i = 0, d;
+    if (i < n && s[i] == '-' && (kind == FMT_DECIMAL || kind == FMT_INTEGER))
+        i++;
+    if (i < n && s[i] == '0' && kind != FMT_POSITIVE) {
+        i++;
+    } else {
+        if (i == n || s[i] < '1' || s[i] > '9')
+            return 0;
+        while (i < n && s[i] >= '0' && s[i] <= '9')
+            i++;
+    }
+    if (kind != FMT_DECIMAL)
+        return i == n;
+    if (i < n && s[i] == '.') {
+        d = ++i;
+        while (i < n && s[i] >= '0' && s[i] <= '9')
+            i++;
+        if (i == d)
+            return 0;
+    }
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        if (i < n && (s[i] == '+' || s[i] == '-'))
+            i++;
+        d = i;
+        while (i < n && s[i] >= '0' && s[i] <= '9')
+            i++;
+        if (i == d)
+            return 0;
+    }
+    return i == n;
+}
+
 /* Returns 1 when the string value s of primitive type t matches its format. */
 int hv__fhir_format_ok(const hv_fhir_type_t *t, const char *s, size_t n) {
     pthread_once(&rx_once, rx_compile);
@@ -216,8 +281,7 @@ int hv__fhir_format_ok(const hv_fhir_type_t *t, const char *s, size_t n) {
     if (kind == FMT_URI) {
         /* \S* */
         for (size_t i = 0; i < n; i++)
-            if (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r' || s[i] == '\f' ||
-                s[i] == '\v' || s[i] == '\0')
+            if (byte_class[(unsigned char)s[i]] & (B_SPACE | B_NUL))
                 return 0;
         return 1;
     }
@@ -226,27 +290,24 @@ int hv__fhir_format_ok(const hv_fhir_type_t *t, const char *s, size_t n) {
         if (n == 0)
             return 0;
         for (size_t i = 0; i < n; i++) {
-            int sp = s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r' || s[i] == '\f' ||
-                     s[i] == '\v';
-            if (s[i] == '\0' || (sp && (i == 0 || i == n - 1 || s[i + 1] == ' ' ||
-                                        s[i + 1] == '\t' || s[i + 1] == '\n' || s[i + 1] == '\r' ||
-                                        s[i + 1] == '\f' || s[i + 1] == '\v')))
+            int b = byte_class[(unsigned char)s[i]];
+            if (b == B_NUL || (b == B_SPACE && (i == 0 || i == n - 1 ||
+                                                byte_class[(unsigned char)s[i + 1]] == B_SPACE)))
                 return 0;
         }
         return 1;
     }
     if (kind >= FMT_DATE && kind <= FMT_TIME)
         return strlen(s) == n && datetime_ok(s, n, kind - FMT_DATE);
+    if (kind >= FMT_DECIMAL && kind <= FMT_POSITIVE)
+        return number_ok(s, n, kind);
     if (kind == FMT_ID) {
         /* [A-Za-z0-9\-\.]{1,64} */
         if (n == 0 || n > 64)
             return 0;
-        for (size_t i = 0; i < n; i++) {
-            char ch = s[i];
-            if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
-                  (ch >= '0' && ch <= '9') || ch == '-' || ch == '.'))
+        for (size_t i = 0; i < n; i++)
+            if (byte_class[(unsigned char)s[i]] != B_ID)
                 return 0;
-        }
         return 1;
     }
     if (strlen(s) != n)
@@ -291,6 +352,20 @@ static inline void step_out(hv__fhir_vctx_t *c, const hv__fhir_step_t *s) {
     c->step = s->up;
 }
 
+/* Adds member key (a string literal, new to o) with value v, which o takes: json-c neither
+ * copies such a key nor looks for an earlier one (an issue has up to five members, and a
+ * resource of the population one issue or more). */
+static void put(struct json_object *o, const char *key, struct json_object *v) {
+    if (o == NULL || json_object_object_add_ex(o, key, v,
+                                               JSON_C_OBJECT_ADD_KEY_IS_NEW |
+                                                   JSON_C_OBJECT_KEY_IS_CONSTANT) != 0)
+        json_object_put(v);
+}
+
+static void put_str(struct json_object *o, const char *key, const char *s) {
+    put(o, key, json_object_new_string(s));
+}
+
 void hv__fhir_issue(hv__fhir_vctx_t *c, const char *severity, const char *code, const char *key,
                     const char *fmt, ...) {
     hv__fhir_path_t tmp;
@@ -323,23 +398,23 @@ void hv__fhir_issue(hv__fhir_vctx_t *c, const char *severity, const char *code, 
         c->oom = 1;
         return;
     }
-    hv_json_set_str(iss, "severity", severity);
-    hv_json_set_str(iss, "code", code);
+    put_str(iss, "severity", severity);
+    put_str(iss, "code", code);
     if (key != NULL) {
         struct json_object *details = json_object_new_object();
         struct json_object *codings = json_object_new_array();
         struct json_object *coding = json_object_new_object();
-        hv_json_set_str(coding, "system", "urn:holovitals:fhir:constraint-key");
-        hv_json_set_str(coding, "code", key);
+        put_str(coding, "system", "urn:holovitals:fhir:constraint-key");
+        put_str(coding, "code", key);
         json_object_array_add(codings, coding);
-        hv_json_set(details, "coding", codings);
-        hv_json_set(iss, "details", details);
+        put(details, "coding", codings);
+        put(iss, "details", details);
     }
-    hv_json_set_str(iss, "diagnostics", msg);
+    put_str(iss, "diagnostics", msg);
     struct json_object *expr = json_object_new_array();
     const hv__fhir_path_t *path = current_path(c, &tmp);
     json_object_array_add(expr, json_object_new_string(path->len > 0 ? path->buf : "?"));
-    hv_json_set(iss, "expression", expr);
+    put(iss, "expression", expr);
     json_object_array_add(c->issues, iss);
     c->nissues++;
 }

@@ -386,8 +386,10 @@ static void fhir_validate_primitive_formats_table(void **state) {
 static void fhir_validate_hand_formats_match_the_regexes(void **state) {
     (void)state;
     extern int hv__fhir_format_ok(const hv_fhir_type_t *t, const char *s, size_t n);
-    static const char *const types[] = {"date", "dateTime", "instant", "time",
-                                        "code", "id",       "uri",     "canonical"};
+    static const char *const types[] = {"date",        "dateTime",    "instant",  "time",
+                                        "code",        "id",          "uri",      "canonical",
+                                        "decimal",     "integer",     "unsignedInt",
+                                        "positiveInt"};
     static const char *const seeds[] = {"2020-01-02T10:11:12.345+14:00",
                                         "2020-01-02",
                                         "0001",
@@ -396,8 +398,11 @@ static void fhir_validate_hand_formats_match_the_regexes(void **state) {
                                         "2020-01-02T10:11:12-13:59",
                                         "a b c",
                                         "abc-1.2",
-                                        "urn:x:y"};
-    static const char alpha[] = "0123456789-:TZ+. \t\nx";
+                                        "urn:x:y",
+                                        "-10.05e+3",
+                                        "0.5E-7",
+                                        "1234"};
+    static const char alpha[] = "0123456789-:TZ+. \t\nxeE";
     unsigned seed = 12345;
     for (size_t ti = 0; ti < HV_ARRAY_LEN(types); ti++) {
         const hv_fhir_type_t *t = hv_fhir_type_find(types[ti], strlen(types[ti]));
@@ -555,6 +560,111 @@ static void fhir_validate_dom_shortcuts_agree_with_fhirpath(void **state) {
     hv_fhir_validator_free(v);
 }
 
+/* The data-type and Observation constraints the walk decides from the focus object's shape
+ * (invariants.c shortcut(): ref-1, qty-3, per-1, obs-6, obs-7) report an issue exactly when
+ * their FHIRPath expression, evaluated on the same focus, is false. */
+static void fhir_validate_shape_shortcuts_agree_with_fhirpath(void **state) {
+    (void)state;
+    static const struct {
+        const char *key, *focus, *expr, *text;
+    } cases[] = {
+#define OBS "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"coding\":[{\"system\":\"http://loinc.org\",\"code\":\"1\"}]}"
+#define REF1 "reference.startsWith('#').not() or (reference.substring(1).trace('url') in %rootResource.contained.id.trace('ids'))"
+        {"ref-1", "Patient.managingOrganization", REF1,
+         "{\"resourceType\":\"Patient\",\"managingOrganization\":{\"reference\":\"Organization/1\"}}"},
+        {"ref-1", "Patient.managingOrganization", REF1,
+         "{\"resourceType\":\"Patient\",\"managingOrganization\":{\"reference\":\"#o\"}}"},
+        {"ref-1", "Patient.managingOrganization", REF1,
+         "{\"resourceType\":\"Patient\",\"managingOrganization\":{\"display\":\"x\"}}"},
+        {"ref-1", "Patient.managingOrganization", REF1,
+         "{\"resourceType\":\"Patient\",\"managingOrganization\":{\"_reference\":{\"extension\":[{"
+         "\"url\":\"http://x\",\"valueString\":\"y\"}]}}}"},
+        {"qty-3", "Observation.value.ofType(Quantity)", "code.empty() or system.exists()",
+         OBS ",\"valueQuantity\":{\"value\":1,\"code\":\"mg\"}}"},
+        {"qty-3", "Observation.value.ofType(Quantity)", "code.empty() or system.exists()",
+         OBS ",\"valueQuantity\":{\"value\":1,\"code\":\"mg\",\"system\":\"http://unitsofmeasure.org\"}}"},
+        {"qty-3", "Observation.value.ofType(Quantity)", "code.empty() or system.exists()",
+         OBS ",\"valueQuantity\":{\"value\":1}}"},
+        {"qty-3", "Observation.value.ofType(Quantity)", "code.empty() or system.exists()",
+         OBS ",\"valueQuantity\":{\"value\":1,\"_code\":{\"extension\":[{\"url\":\"http://x\","
+         "\"valueString\":\"y\"}]}}}"},
+        {"per-1", "Observation.effective.ofType(Period)",
+         "start.hasValue().not() or end.hasValue().not() or (start <= end)",
+         OBS ",\"effectivePeriod\":{\"start\":\"2020-01-02\"}}"},
+        {"per-1", "Observation.effective.ofType(Period)",
+         "start.hasValue().not() or end.hasValue().not() or (start <= end)",
+         OBS ",\"effectivePeriod\":{\"end\":\"2020-01-02\"}}"},
+        {"per-1", "Observation.effective.ofType(Period)",
+         "start.hasValue().not() or end.hasValue().not() or (start <= end)",
+         OBS ",\"effectivePeriod\":{\"start\":\"2020-01-03\",\"end\":\"2020-01-02\"}}"},
+        {"per-1", "Observation.effective.ofType(Period)",
+         "start.hasValue().not() or end.hasValue().not() or (start <= end)",
+         OBS ",\"effectivePeriod\":{\"start\":\"2020-01-01\",\"end\":\"2020-01-02\"}}"},
+        {"obs-6", "Observation", "dataAbsentReason.empty() or value.empty()",
+         OBS ",\"valueString\":\"x\"}"},
+        {"obs-6", "Observation", "dataAbsentReason.empty() or value.empty()",
+         OBS ",\"valueString\":\"x\",\"dataAbsentReason\":{\"text\":\"gone\"}}"},
+        {"obs-7", "Observation",
+         "value.empty() or component.code.where(coding.intersect(%resource.code.coding).exists()).empty()",
+         OBS ",\"valueString\":\"x\"}"},
+        {"obs-7", "Observation",
+         "value.empty() or component.code.where(coding.intersect(%resource.code.coding).exists()).empty()",
+         OBS ",\"valueString\":\"x\",\"component\":[{\"code\":{\"coding\":[{\"system\":"
+         "\"http://loinc.org\",\"code\":\"1\"}]},\"valueString\":\"y\"}]}"},
+#undef OBS
+#undef REF1
+    };
+    hv_fhir_validator_t *v = hv_fhir_validator_new();
+    hv_arena_t *arena = hv_arena_new(0);
+    int failed = 0;
+    assert_non_null(v);
+    assert_non_null(arena);
+    for (size_t i = 0; i < HV_ARRAY_LEN(cases); i++) {
+        struct json_object *o = json_tokener_parse(cases[i].text), *oo = NULL;
+        char keys[1024], want[16], fails[512];
+        hv_fhirpath_t *fp = NULL;
+        hv_fhirpath_result_t *res = NULL;
+        hv_fhirpath_item_t it;
+        hv_error_t err;
+        int errors = 0;
+        assert_non_null(o);
+        assert_int_equal(hv_fhir_validate(v, o, NULL, 0, &oo, &errors), HV_OK);
+        /* An empty result holds: only a false one fails the constraint. */
+        snprintf(fails, sizeof(fails), "%s.where((%s) = false).exists()", cases[i].focus,
+                 cases[i].expr);
+        hv_error_clear(&err);
+        assert_int_equal(hv_fhirpath_compile(fails, 0, NULL, &fp, &err), HV_OK);
+        snprintf(want, sizeof(want), " %s ", cases[i].key);
+        if (hv_fhirpath_eval(fp, o, NULL, arena, &res, &err) != HV_OK) {
+            /* FHIRPath cannot evaluate it (startsWith() of a value-less `_reference`): the
+             * validator says so, as information. */
+            issue_keys(oo, "information", keys, sizeof(keys));
+            if (strstr(keys, want) == NULL) {
+                print_error("%s on %s: FHIRPath fails (%s), issues [%s]\n", cases[i].key,
+                            cases[i].text, err.message, keys);
+                failed++;
+            }
+            goto next;
+        }
+        assert_int_equal(hv_fhirpath_result_item(res, 0, &it), HV_OK);
+        issue_keys(oo, "error", keys, sizeof(keys));
+        if ((strstr(keys, want) != NULL) != (strcmp(it.text, "true") == 0)) {
+            print_error("%s on %s: FHIRPath fails %s, issues [%s]\n", cases[i].key,
+                        cases[i].text, it.text, keys);
+            failed++;
+        }
+        failed += strcmp(it.text, "true") != 0 && strcmp(it.text, "false") != 0;
+    next:
+        hv_fhirpath_free(fp);
+        hv_arena_reset(arena);
+        json_object_put(oo);
+        json_object_put(o);
+    }
+    assert_int_equal(failed, 0);
+    hv_arena_free(arena);
+    hv_fhir_validator_free(v);
+}
+
 int run_validate_tests(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(fhir_validate_reports_each_rule_at_its_path),
@@ -565,6 +675,7 @@ int run_validate_tests(void) {
         cmocka_unit_test(fhir_validate_hand_formats_match_the_regexes),
         cmocka_unit_test(fhir_validate_outcome_on_error_only_lists_a_failing_resource),
         cmocka_unit_test(fhir_validate_dom_shortcuts_agree_with_fhirpath),
+        cmocka_unit_test(fhir_validate_shape_shortcuts_agree_with_fhirpath),
     };
     return cmocka_run_group_tests_name("fhir_validate", tests, NULL, NULL);
 }
