@@ -59,6 +59,25 @@ static const hv_fhir_type_t *format_type(const hv_fhir_type_t *t);
 enum { B_SPACE = 1, B_NUL = 2, B_ID = 4 };
 static unsigned char byte_class[256];
 
+/* The formats checked by hand, by the name of the type that carries the format
+ * (format_type); any other type with a regex is checked by regexec (FMT_REGEX). */
+static const struct {
+    const char *name;
+    unsigned char kind;
+} hand_formats[] = {
+    {"uri", FMT_URI},         {"url", FMT_URI},          {"canonical", FMT_URI},     {"code", FMT_CODE},
+    {"id", FMT_ID},           {"date", FMT_DATE},        {"dateTime", FMT_DATETIME}, {"instant", FMT_INSTANT},
+    {"time", FMT_TIME},       {"decimal", FMT_DECIMAL},  {"integer", FMT_INTEGER},   {"unsignedInt", FMT_UNSIGNED},
+    {"positiveInt", FMT_POSITIVE},
+};
+
+static unsigned char format_kind(const char *fname) {
+    for (size_t k = 0; k < sizeof(hand_formats) / sizeof(hand_formats[0]); k++)
+        if (strcmp(fname, hand_formats[k].name) == 0)
+            return hand_formats[k].kind;
+    return FMT_REGEX;
+}
+
 static void rx_compile(void) {
     size_t n = hv_fhir_type_count();
     byte_class[0] = B_NUL;
@@ -94,31 +113,8 @@ static void rx_compile(void) {
             fmt_kind[i] = FMT_BASE64;
         else if (ft->posix == 0)
             fmt_kind[i] = FMT_TEXT;
-        else if (strcmp(fname, "uri") == 0 || strcmp(fname, "url") == 0 ||
-                 strcmp(fname, "canonical") == 0)
-            fmt_kind[i] = FMT_URI;
-        else if (strcmp(fname, "code") == 0)
-            fmt_kind[i] = FMT_CODE;
-        else if (strcmp(fname, "id") == 0)
-            fmt_kind[i] = FMT_ID;
-        else if (strcmp(fname, "date") == 0)
-            fmt_kind[i] = FMT_DATE;
-        else if (strcmp(fname, "dateTime") == 0)
-            fmt_kind[i] = FMT_DATETIME;
-        else if (strcmp(fname, "instant") == 0)
-            fmt_kind[i] = FMT_INSTANT;
-        else if (strcmp(fname, "time") == 0)
-            fmt_kind[i] = FMT_TIME;
-        else if (strcmp(fname, "decimal") == 0)
-            fmt_kind[i] = FMT_DECIMAL;
-        else if (strcmp(fname, "integer") == 0)
-            fmt_kind[i] = FMT_INTEGER;
-        else if (strcmp(fname, "unsignedInt") == 0)
-            fmt_kind[i] = FMT_UNSIGNED;
-        else if (strcmp(fname, "positiveInt") == 0)
-            fmt_kind[i] = FMT_POSITIVE;
         else
-            fmt_kind[i] = FMT_REGEX;
+            fmt_kind[i] = format_kind(fname);
     }
 }
 
