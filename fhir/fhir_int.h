@@ -188,6 +188,10 @@ const hv_fhir_elem_t *hv__fhir_resource_root(struct json_object *obj);
  * the rarities whose json-c tree it leaves to json-c. Owned by the caller.
  */
 struct json_object *hv__fhir_json_read(const char *text, size_t len, int max_depth);
+/* The length of the well-formed UTF-8 sequence (RFC 3629 §4: no overlong forms, no
+ * surrogates, nothing above U+10FFFF) that starts at p (p < end), or 0 when none does
+ * (fhir/json_read.c; the reader's strings and the UTF-8 check of hv_fhir_json_parse). */
+size_t hv__fhir_utf8_len(const char *p, const char *end);
 /* The value of the four hex digits at p (p + 4 <= end) in *out: 1, or 0 when they are not
  * (fhir/json_read.c; the \u escapes of the reader and of the full-text JSON walk). */
 int hv__fhir_hex4(const char *p, const char *end, unsigned *out);

@@ -206,38 +206,10 @@ static size_t utf8_invalid_at(const char *text, size_t len) {
         }
         if (i >= len)
             break;
-        unsigned char c = s[i];
-        size_t n;
-        unsigned char lo = 0x80, hi = 0xBF;
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        if (c >= 0xC2 && c <= 0xDF) {
-            n = 1;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            n = 2;
-            if (c == 0xE0)
-                lo = 0xA0;
-            else if (c == 0xED)
-                hi = 0x9F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            n = 3;
-            if (c == 0xF0)
-                lo = 0x90;
-            else if (c == 0xF4)
-                hi = 0x8F;
-        } else {
+        size_t n = hv__fhir_utf8_len(text + i, text + len);
+        if (n == 0)
             return i;
-        }
-        if (i + n >= len)
-            return i;
-        if (s[i + 1] < lo || s[i + 1] > hi)
-            return i;
-        for (size_t k = 2; k <= n; k++)
-            if (s[i + k] < 0x80 || s[i + k] > 0xBF)
-                return i;
-        i += n + 1;
+        i += n;
     }
     return len;
 }
@@ -398,17 +370,19 @@ int hv_fhir_json_parse(const char *text, size_t len, const hv_fhir_parse_opts_t 
                      max_bytes);
         return HV_ETOOBIG;
     }
-    size_t bad = utf8_invalid_at(text, len);
-    if (bad < len) {
-        hv_error_set(err, HV_EPROTO, NULL, "invalid JSON: the text is not valid UTF-8");
-        if (err != NULL)
-            offset_to_linecol(text, bad, &err->line, &err->column);
-        return HV_EPROTO;
-    }
     /* The fast reader (json_read.c) builds the tree json-c's tokener would, or declines;
-     * json-c's tokener then reads the text and words any error. */
+     * json-c's tokener then reads the text and words any error. A text the reader reads is
+     * valid UTF-8 (it checks the strings' bytes as it scans them), so only a declined one is
+     * checked here, before the tokener, with the same error as before. */
     obj = hv__fhir_json_read(text, len, max_depth);
     if (obj == NULL) {
+        size_t bad = utf8_invalid_at(text, len);
+        if (bad < len) {
+            hv_error_set(err, HV_EPROTO, NULL, "invalid JSON: the text is not valid UTF-8");
+            if (err != NULL)
+                offset_to_linecol(text, bad, &err->line, &err->column);
+            return HV_EPROTO;
+        }
         rc = tokener_parse(text, len, max_depth, &obj, err);
         if (rc != HV_OK)
             return rc;

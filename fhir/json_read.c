@@ -21,6 +21,8 @@
  * | escapes in keys                              | json-c cuts a key at a \u0000                |
  * | \u escapes of surrogates                     | json-c joins pairs and replaces lone ones    |
  * | raw bytes below 0x20 (NUL included)          | json-c accepts them in strings, ends at NUL  |
+ * | bytes that are not well-formed UTF-8         | hv_fhir_json_parse words the error (the      |
+ * |                                              | reader's strings are its only UTF-8 check)   |
  * | numbers with a leading zero ("-01")          | json-c reads "-01" as -1, "00" as 0          |
  * | integers of more than 18 digits              | json-c's strtoll saturates, then uint64      |
  * | decimals over 63 bytes; strtod stopping short | the reader's buffer; json-c's error or locale |
@@ -102,11 +104,12 @@ static int scratch_reserve(reader_t *r, size_t n) {
     return 0;
 }
 
-/* The first byte at or after s that is '"', '\\' or below 0x20, or end. Eight bytes at a
- * time: a word flags a byte b when b ^ '"' or b ^ '\\' is zero or b < 0x20 (for bytes under
- * 0x80 the subtraction's borrow marks exactly those; a byte at or above 0x80 has its own high
- * bit set and is masked out by ~w). A flag above a true one can be false, never one below it,
- * so the lowest flag is the byte sought. */
+/* The first byte at or after s that is '"', '\\', below 0x20 or at or above 0x80, or end.
+ * Eight bytes at a time: a word flags a byte b when b ^ '"' or b ^ '\\' is zero or b < 0x20
+ * (for bytes under 0x80 the subtraction's borrow marks exactly those; a byte at or above 0x80
+ * is masked out by ~w there) or when b has its high bit set (the "| w"). Borrows start only
+ * at a byte sought: a flag above a true one can be false, never one below it, so the lowest
+ * flag is the byte sought. */
 static const char *scan_plain(const char *s, const char *end) {
     const uint64_t ones = UINT64_C(0x0101010101010101), highs = UINT64_C(0x8080808080808080);
     while (end - s >= 8) {
@@ -114,7 +117,7 @@ static const char *scan_plain(const char *s, const char *end) {
         memcpy(&w, s, sizeof(w));
         q = w ^ (ones * '"');
         b = w ^ (ones * '\\');
-        flags = (((q - ones) & ~q) | ((b - ones) & ~b) | ((w - ones * 0x20) & ~w)) & highs;
+        flags = (((q - ones) & ~q) | ((b - ones) & ~b) | ((w - ones * 0x20) & ~w) | w) & highs;
         if (flags != 0) {
 #ifdef FIRST_FLAGGED
             return s + FIRST_FLAGGED(flags);
@@ -124,9 +127,57 @@ static const char *scan_plain(const char *s, const char *end) {
         }
         s += 8;
     }
-    while (s < end && *s != '"' && *s != '\\' && (unsigned char)*s >= 0x20)
+    while (s < end && *s != '"' && *s != '\\' && (unsigned char)*s >= 0x20 &&
+           (unsigned char)*s < 0x80)
         s++;
     return s;
+}
+
+size_t hv__fhir_utf8_len(const char *p, const char *end) {
+    const unsigned char *s = (const unsigned char *)p;
+    unsigned char c = s[0], lo = 0x80, hi = 0xBF;
+    size_t n;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF) {
+        n = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        if (c == 0xE0)
+            lo = 0xA0; /* overlong */
+        else if (c == 0xED)
+            hi = 0x9F; /* surrogates */
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        if (c == 0xF0)
+            lo = 0x90; /* overlong */
+        else if (c == 0xF4)
+            hi = 0x8F; /* above U+10FFFF */
+    } else {
+        return 0;
+    }
+    if ((size_t)(end - p) < n || s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t k = 2; k < n; k++)
+        if (s[k] < 0x80 || s[k] > 0xBF)
+            return 0;
+    return n;
+}
+
+/* scan_plain, going on past each well-formed UTF-8 sequence: the first byte at or after s
+ * that is '"', '\\', below 0x20 or a byte that starts no well-formed sequence, or end. The
+ * strings are the only place the reader takes a byte at or above 0x80, so a text it reads is
+ * valid UTF-8 and hv_fhir_json_parse need not check it first. */
+static const char *scan_run(const char *s, const char *end) {
+    for (;;) {
+        s = scan_plain(s, end);
+        if (s == end || (unsigned char)*s < 0x80)
+            return s;
+        size_t n = hv__fhir_utf8_len(s, end);
+        if (n == 0)
+            return s;
+        s += n;
+    }
 }
 
 /* The value of the four hex digits at p (p + 4 <= end): 1, or 0 when they are not. */
@@ -159,7 +210,7 @@ static int read_string(reader_t *r, int escapes_ok, const char **out, size_t *ou
     const char *s = r->s, *end = r->end, *run = s;
     size_t n = 0;
 
-    s = scan_plain(s, end);
+    s = scan_run(s, end);
     if (s < end && *s == '"') {
         *out = run;
         *outlen = (size_t)(s - run);
@@ -174,10 +225,12 @@ static int read_string(reader_t *r, int escapes_ok, const char **out, size_t *ou
             return -1;
         memcpy(r->scratch + n, run, plain);
         n += plain;
-        if (s == end || (unsigned char)*s < 0x20)
+        if (s == end)
             return -1;
         if (*s == '"')
             break;
+        if (*s != '\\')
+            return -1; /* a byte below 0x20, or not UTF-8 */
         /* A backslash: a one-character escape, or \uXXXX outside the surrogates, as UTF-8. */
         if (end - s < 2)
             return -1;
@@ -234,7 +287,7 @@ static int read_string(reader_t *r, int escapes_ok, const char **out, size_t *ou
             return -1;
         }
         run = s;
-        s = scan_plain(s, end);
+        s = scan_run(s, end);
     }
     *out = r->scratch;
     *outlen = n;

@@ -83,6 +83,33 @@ static uint8_t key_lens[KEY_SLOTS];
 static const char key_resource_type[] = "resourceType";
 static pthread_once_t keys_once = PTHREAD_ONCE_INIT;
 
+/* The key table's hash. Every key of every document read is looked up here, so it takes a
+ * word at a time where FNV-1a takes a byte: the 8-byte words, then the last 8 bytes (they may
+ * overlap the words), or for a shorter name its first and last 4 bytes, or 3 of its bytes. */
+static uint32_t key_hash(const char *s, size_t len) {
+    const uint64_t mul = UINT64_C(0x9E3779B97F4A7C15);
+    uint64_t h = (uint64_t)len * mul, w;
+    uint32_t a, b;
+    if (len >= 8) {
+        for (size_t i = 0; i + 8 < len; i += 8) {
+            memcpy(&w, s + i, sizeof(w));
+            h = (h ^ w) * mul;
+        }
+        memcpy(&w, s + len - 8, sizeof(w));
+    } else if (len >= 4) {
+        memcpy(&a, s, sizeof(a));
+        memcpy(&b, s + len - 4, sizeof(b));
+        w = (uint64_t)a << 32 | b;
+    } else if (len > 0) {
+        w = (uint64_t)(unsigned char)s[0] << 16 | (uint64_t)(unsigned char)s[len / 2] << 8 |
+            (unsigned char)s[len - 1];
+    } else {
+        w = 0;
+    }
+    h = (h ^ w) * mul;
+    return (uint32_t)(h >> 32);
+}
+
 static const char *key_at(uint32_t slot) {
     return slot == UINT32_MAX ? key_resource_type : HV__S(slot - 1);
 }
@@ -96,7 +123,7 @@ static void build_keys(void) {
         size_t len = strlen(n);
         if (len > UINT8_MAX)
             continue;
-        uint32_t j = hash_bytes(n, len, 0) & (KEY_SLOTS - 1);
+        uint32_t j = key_hash(n, len) & (KEY_SLOTS - 1);
         while (key_slots[j] != 0 && strcmp(key_at(key_slots[j]), n) != 0)
             j = (j + 1) & (KEY_SLOTS - 1);
         if (key_slots[j] == 0) {
@@ -109,7 +136,7 @@ static void build_keys(void) {
 
 const char *hv__fhir_key_static(const char *name, size_t len) {
     pthread_once(&keys_once, build_keys);
-    uint32_t j = hash_bytes(name, len, 0) & (KEY_SLOTS - 1);
+    uint32_t j = key_hash(name, len) & (KEY_SLOTS - 1);
     for (; key_slots[j] != 0; j = (j + 1) & (KEY_SLOTS - 1)) {
         if (key_lens[j] == len) {
             const char *k = key_at(key_slots[j]);

@@ -90,6 +90,48 @@ static void fhir_json_read_declines_what_json_c_reads_its_own_way(void **state) 
         assert_parses_as_tokener(cases[i], strlen(cases[i]), 0);
 }
 
+/*
+ * The reader is the only UTF-8 check of a text it reads (hv_fhir_json_parse checks only what
+ * it declines): well-formed sequences of every length, at the bounds of each, are read in
+ * values, keys and escaped strings wherever they fall in an 8-byte word; each ill-formed one
+ * there is declined, so that hv_fhir_json_parse words the error.
+ */
+static void fhir_json_read_checks_utf8_in_strings(void **state) {
+    (void)state;
+    static const char *const good[] = {
+        "\xc2\x80",     "\xdf\xbf",         "\xe0\xa0\x80",     "\xed\x9f\xbf", "\xee\x80\x80",
+        "\xef\xbf\xbf", "\xf0\x90\x80\x80", "\xf4\x8f\xbf\xbf", "caf\xc3\xa9",
+    };
+    static const char *const bad[] = {
+        "\xc1\xae",         "\xc0\x80",     "\xe0\x80\xaf",
+        "\xf0\x80\x80\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80",
+        "\xf5\x80\x80\x80", "\xff",         "\x80",
+        "\xe2\x82",         "\xc3",         "\xf0\x9f\x98",
+    };
+    /* %s: the sequence; after 0..8 bytes of padding, in a value, a key, an escaped value. */
+    static const char *const forms[] = {
+        "{\"resourceType\":\"Basic\",\"s\":\"%.*s%s\"}",
+        "{\"resourceType\":\"Basic\",\"%.*s%s\":1}",
+        "{\"resourceType\":\"Basic\",\"s\":\"%.*s\\n%s\\t\"}",
+    };
+    char text[128];
+    for (size_t f = 0; f < HV_ARRAY_LEN(forms); f++) {
+        for (int pad = 0; pad <= 8; pad++) {
+            for (size_t i = 0; i < HV_ARRAY_LEN(good); i++) {
+                int n = snprintf(text, sizeof(text), forms[f], pad, "abcdefgh", good[i]);
+                assert_parses_as_tokener(text, (size_t)n, 1);
+            }
+            for (size_t i = 0; i < HV_ARRAY_LEN(bad); i++) {
+                int n = snprintf(text, sizeof(text), forms[f], pad, "abcdefgh", bad[i]);
+                struct json_object *o = hv__fhir_json_read(text, (size_t)n, 16);
+                if (o != NULL)
+                    print_error("%s: the reader read it\n", text);
+                assert_null(o);
+            }
+        }
+    }
+}
+
 /* At every depth cap around the nesting, the verdict is json-c's: the same tree, or its
  * depth error. */
 static void fhir_json_read_nesting_at_the_depth_cap_is_json_cs(void **state) {
@@ -150,6 +192,7 @@ int run_json_read_tests(void) {
         cmocka_unit_test(fhir_json_read_declines_what_json_c_reads_its_own_way),
         cmocka_unit_test(fhir_json_read_nesting_at_the_depth_cap_is_json_cs),
         cmocka_unit_test(fhir_json_read_model_keys_behave_as_keys),
+        cmocka_unit_test(fhir_json_read_checks_utf8_in_strings),
     };
     return cmocka_run_group_tests_name("fhir_json_read", tests, NULL, NULL);
 }
