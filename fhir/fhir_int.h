@@ -192,6 +192,9 @@ struct json_object *hv__fhir_json_read(const char *text, size_t len, int max_dep
  * surrogates, nothing above U+10FFFF) that starts at p (p < end), or 0 when none does
  * (fhir/json_read.c; the reader's strings and the UTF-8 check of hv_fhir_json_parse). */
 size_t hv__fhir_utf8_len(const char *p, const char *end);
+/* True when the n bytes at s are a valid FHIR id, [A-Za-z0-9\-\.]{1,64} (FHIR R4
+ * datatypes.html#id; fhir/store.c, which also checks a NUL-terminated id: hv__fhir_id_valid). */
+int hv__fhir_id_valid_n(const char *s, size_t n);
 /* The value of the four hex digits at p (p + 4 <= end) in *out: 1, or 0 when they are not
  * (fhir/json_read.c; the \u escapes of the reader and of the full-text JSON walk). */
 int hv__fhir_hex4(const char *p, const char *end, unsigned *out);

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "fhir/fhir_int.h"
 #include "fhir/search_int.h"
 #include "fhir/store_int.h"
 
@@ -591,6 +592,16 @@ int hv__fhir_id_valid(const char *s)
     while (n <= 64 && id_byte[p[n]])
         n++;
     return n >= 1 && n <= 64 && p[n] == '\0';
+}
+
+int hv__fhir_id_valid_n(const char *s, size_t n)
+{
+    if (n == 0 || n > 64)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!id_byte[(unsigned char)s[i]])
+            return 0;
+    return 1;
 }
 
 /* hv_time_rfc3339's "YYYY-MM-DDThh:mm:ss.mmmZ" with the part up to the seconds kept per

@@ -53,10 +53,10 @@ enum {
 
 static const hv_fhir_type_t *format_type(const hv_fhir_type_t *t);
 
-/* Byte classes of the hand-written formats (set by rx_compile): B_SPACE is \s of the
- * regexes (space, \t \n \v \f \r), B_NUL the byte 0, B_ID [A-Za-z0-9.-]. One load a byte
- * instead of a chain of comparisons: every uri, code and id of every resource is scanned. */
-enum { B_SPACE = 1, B_NUL = 2, B_ID = 4 };
+/* Byte classes of the hand-written uri and code formats (set by rx_compile): B_SPACE is \s
+ * of the regexes (space, \t \n \v \f \r), B_NUL the byte 0. One load a byte instead of a
+ * chain of comparisons: every uri and code of every resource is scanned. */
+enum { B_SPACE = 1, B_NUL = 2 };
 static unsigned char byte_class[256];
 
 /* The formats checked by hand, by the name of the type that carries the format
@@ -72,7 +72,7 @@ static const struct {
 };
 
 static unsigned char format_kind(const char *fname) {
-    for (size_t k = 0; k < sizeof(hand_formats) / sizeof(hand_formats[0]); k++)
+    for (size_t k = 0; k < HV_ARRAY_LEN(hand_formats); k++)
         if (strcmp(fname, hand_formats[k].name) == 0)
             return hand_formats[k].kind;
     return FMT_REGEX;
@@ -83,10 +83,6 @@ static void rx_compile(void) {
     byte_class[0] = B_NUL;
     for (const char *sp = " \t\n\v\f\r"; *sp != '\0'; sp++)
         byte_class[(unsigned char)*sp] = B_SPACE;
-    for (int ch = 0; ch < 256; ch++)
-        if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-            ch == '-' || ch == '.')
-            byte_class[ch] = B_ID;
     rx_table = hv_calloc(n, sizeof(regex_t));
     rx_ok = hv_calloc(n, 1);
     if (rx_table == NULL || rx_ok == NULL) {
@@ -297,15 +293,8 @@ int hv__fhir_format_ok(const hv_fhir_type_t *t, const char *s, size_t n) {
         return strlen(s) == n && datetime_ok(s, n, kind - FMT_DATE);
     if (kind >= FMT_DECIMAL && kind <= FMT_POSITIVE)
         return number_ok(s, n, kind);
-    if (kind == FMT_ID) {
-        /* [A-Za-z0-9\-\.]{1,64} */
-        if (n == 0 || n > 64)
-            return 0;
-        for (size_t i = 0; i < n; i++)
-            if (byte_class[(unsigned char)s[i]] != B_ID)
-                return 0;
-        return 1;
-    }
+    if (kind == FMT_ID)
+        return hv__fhir_id_valid_n(s, n);
     if (strlen(s) != n)
         return 0; /* an embedded NUL */
     size_t id = hv_fhir_type_id(ft);
