@@ -631,6 +631,8 @@ extern const char hv__search_migration_nosys_pg[];
  */
 void hv__search_values_deferred(int delta);
 int hv__search_values_hinted(hv_db_t *db);
+/* True while a deferral is under way (any backend): the full-text tick waits for its end. */
+int hv__search_values_deferring(void);
 /*
  * True when the plan is one string criterion alone with one value (starts-with or
  * :exact; not :contains, :text or a list), in row-id order, of one type: its page is the

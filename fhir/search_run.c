@@ -36,6 +36,11 @@ void hv__search_values_deferred(int delta)
     atomic_fetch_add(&values_deferred, delta);
 }
 
+int hv__search_values_deferring(void)
+{
+    return atomic_load(&values_deferred) > 0;
+}
+
 int hv__search_values_hinted(hv_db_t *db)
 {
     return hv_db_kind(db) == HV_DB_SQLITE && atomic_load(&values_deferred) == 0;

@@ -872,11 +872,13 @@ static void tick_done(int status, void *arg)
  * ticks, or when the last job left versions waiting: bursts of writes are answered
  * at the store's own rate and indexed after them, while under sustained load the
  * catch-up keeps pace (up to TICK_LIMIT versions a tick), so that the backlog a
- * search must index first stays bounded. */
+ * search must index first stays bounded. Not while a first Bulk sync has the search
+ * indexes deferred (hv__search_values_deferring): the run has the storage thread, and the
+ * tick catches up after its end (adapters/ehr/bulk.c). */
 static void on_tick(uv_timer_t *timer)
 {
     text_tick_t *t = timer->data;
-    if (t->busy || t->closing)
+    if (t->busy || t->closing || hv__search_values_deferring())
         return;
     if (hv_storage_queued(t->f->storage) > 0 && !t->behind && ++t->skipped < TICK_FORCE)
         return;

@@ -209,7 +209,19 @@ static void bulk_done(hv__ehr_run_t *r) {
  * in import_deferred: the store's next opening builds them (hv__store_tune) before the run
  * resumes, and the resumed run finds the store not empty. ehr.defer_indexes=off keeps them.
  * PostgreSQL: not deferred. At 100,000 resources the build took 5–9 s of the storage
- * thread (value indexes only, session 17), during which the store's other jobs wait. */
+ * thread (value indexes only, session 17), during which the store's other jobs wait.
+ *
+ * The full-text catch-up (fhir/search_special.c) waits too: the engine's tick leaves the
+ * storage thread to the run while a deferral is under way, and catches up after its end, as
+ * it does after an import (which leaves it to the next `serve`). Interleaved with the
+ * chunks, it took about a fifth of the run's storage thread (255 k instructions a version
+ * against the store job's 143 k, docs/performance.md, session 21, s21b-sync), the thread
+ * that paces the run; run at the end inside the run, it cost as much and only moved the
+ * run's end (s21b-sync, not kept). The full text is no less complete for it at any moment:
+ * a _text or _content search catches up first, as always (fhir/search_run.c), hence during
+ * the deferral over every version the run wrote so far (unbounded, as the scans of the
+ * dropped indexes are). A kill leaves the mark behind, and a build that fails leaves the
+ * deferral counted (the tick waiting), until the next start. */
 
 typedef struct defer_job {
     hv__ehr_run_t *r;

@@ -25,6 +25,9 @@ A/B and reuse (environment):
                         100% is the serial bound, however loaded the machine is (the busiest
                         hv-storage is the fhir storage thread); and how long the engine took to
                         defer and to build the search indexes (ehr.defer_indexes, docs/ehr.md)
+  HV_BENCH_TEXT=1       after each sync, also wait until the full-text catch-up has indexed the last
+                        version (SQLite: sp_text_mark, fhir/search_special.c), which may go on after the
+                        run's end, and print the time and the engine's CPU from POST to that point
 The peer's export (the ceiling) is measured again before each sync, and each line prints the sync's
 rate beside it; medians per binary and mode at the end.
 """
@@ -34,6 +37,7 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -134,6 +138,17 @@ def thread_line(before, after, secs):
                     for c, w, k in used if c >= 0.05)
 
 
+def text_caught_up(eng):
+    """True when eng's SQLite store has the full text of its last version (fhir/search_special.c)."""
+    db = sqlite3.connect("file:%s?mode=ro" % os.path.join(eng.data, "fhir.db"), uri=True, timeout=30)
+    try:
+        (mark,) = db.execute("SELECT last_rid FROM sp_text_mark").fetchone()
+        (last,) = db.execute("SELECT COALESCE(MAX(rid), 0) FROM resources").fetchone()
+        return mark >= last
+    finally:
+        db.close()
+
+
 def sync(local, cid, mode):
     t0 = time.monotonic()
     _, _, body = http("POST", "%s/ehr/sync/%s" % (local.base, cid), {"mode": mode})
@@ -172,6 +187,7 @@ def main():
     rounds = int(os.environ.get("HV_BENCH_ROUNDS", "1"))
     modes = os.environ.get("HV_BENCH_MODES", "full,bulk").split(",")
     threads = os.environ.get("HV_BENCH_THREADS") == "1"
+    text = os.environ.get("HV_BENCH_TEXT") == "1"
     work = tempfile.mkdtemp(prefix="hv-bench-ehr.")
     peer = local = None
     results = {}
@@ -208,6 +224,7 @@ def main():
                     cid = json.loads(body)["id"]
                     c0 = cpu_seconds(local.proc.pid)
                     t0 = thread_cpu(local.proc.pid) if threads else None
+                    posted = time.monotonic()
                     run, secs = sync(local, cid, mode)
                     cpu = cpu_seconds(local.proc.pid) - c0
                     if threads:
@@ -217,6 +234,12 @@ def main():
                                if e.get("event") in ("ehr.sync.indexes_deferred", "ehr.sync.indexes_built")]
                         if ixs:
                             print("  " + ", ".join(ixs), flush=True)
+                    if text:
+                        while not text_caught_up(local):
+                            time.sleep(0.05)
+                        print("  full text caught up %.2f s after POST; engine CPU %.1f s = %.0f us/resource"
+                              % (time.monotonic() - posted, cpu_seconds(local.proc.pid) - c0,
+                                 1e6 * (cpu_seconds(local.proc.pid) - c0) / max(run["fetched"], 1)), flush=True)
                     rss = peak_rss_mb(local.proc.pid)
                     rate, ceil = run["fetched"] / secs, en / et
                     print("%s %-4s sync: %s, fetched %d, created %d, failed %d in %.2f s = %.0f resources/s; peer "
