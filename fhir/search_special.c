@@ -125,6 +125,23 @@ static void add_text(hv_buf_t *b, const char *s, size_t n)
     hv_buf_append(b, s, n);
 }
 
+/* add_text for one text given in pieces (*state 1 before the first, then 0; -1 once a
+ * piece did not fit): the separating space before the first piece only, so that a word
+ * across two pieces stays one word, and nothing after a piece the cap refused. */
+static void add_piece(hv_buf_t *b, const char *s, size_t n, int *state)
+{
+    if (n == 0 || *state < 0)
+        return;
+    if (b->len + n + 2 > HV__SEARCH_TEXT_MAX) {
+        *state = -1;
+        return;
+    }
+    if (*state == 1 && b->len > 0)
+        hv_buf_putc(b, ' ');
+    hv_buf_append(b, s, n);
+    *state = 0;
+}
+
 /*
  * The text of an XHTML fragment (the narrative div): tags dropped (each leaves a
  * space, so "<td>a</td><td>b</td>" is two words), the five predefined entities,
@@ -134,6 +151,7 @@ static void strip_xhtml(const char *s, hv_buf_t *b)
 {
     char tmp[512];
     size_t o = 0;
+    int state = 1;
     if (b->len > 0)
         add_text(b, " ", 1);
     for (; *s; s++) {
@@ -164,11 +182,11 @@ static void strip_xhtml(const char *s, hv_buf_t *b)
             continue;
         tmp[o++] = c;
         if (o == sizeof(tmp)) {
-            add_text(b, tmp, o);
+            add_piece(b, tmp, o, &state);
             o = 0;
         }
     }
-    add_text(b, tmp, o);
+    add_piece(b, tmp, o, &state);
 }
 
 /*

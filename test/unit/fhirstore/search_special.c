@@ -284,6 +284,35 @@ static void search_content_holds_string_and_markdown_values_only(void **state)
     }
 }
 
+/* A narrative longer than strip_xhtml's 512-byte piece keeps a word across two pieces
+ * whole ("se" + "verity" was indexed as two words), in the narrative and the content. */
+static void search_text_keeps_a_word_across_narrative_pieces(void **state)
+{
+    hv_buf_t b;
+    struct json_object *tree;
+    char *n1 = NULL, *c1 = NULL, *n2 = NULL, *c2 = NULL;
+    (void)state;
+    hv_buf_init(&b, 1 << 16);
+    hv_buf_puts(&b, "{\"resourceType\":\"Condition\",\"text\":{\"status\":\"generated\",\"div\":\"<div>");
+    for (int i = 0; i < 170; i++) /* 510 bytes of text before the word */
+        hv_buf_puts(&b, "ab ");
+    hv_buf_puts(&b, "severity</div>\"}}");
+    tree = json_tokener_parse(b.data);
+    assert_non_null(tree);
+    assert_int_equal(hv__search_text_of_tree(tree, &n1, &c1), HV_OK);
+    assert_int_equal(hv__search_text_of_json(b.data, b.len, &n2, &c2), HV_OK);
+    assert_non_null(strstr(n1, " severity"));
+    assert_non_null(strstr(c1, " severity"));
+    assert_string_equal(n1, n2);
+    assert_string_equal(c1, c2);
+    hv_free(n1);
+    hv_free(c1);
+    hv_free(n2);
+    hv_free(c2);
+    json_object_put(tree);
+    hv_buf_release(&b);
+}
+
 /* Asserts that the text read from json equals the text computed from its json-c tree. */
 static void expect_same_text(const char *json, size_t len)
 {
@@ -474,6 +503,7 @@ int run_search_special_tests(void)
         cmocka_unit_test(search_text_catch_up_parses_deeply_nested_versions),
         cmocka_unit_test(search_text_from_json_equals_text_from_tree),
         cmocka_unit_test(search_content_holds_string_and_markdown_values_only),
+        cmocka_unit_test(search_text_keeps_a_word_across_narrative_pieces),
         cmocka_unit_test(search_text_catch_up_inserts_each_version_once_with_its_own_rowid),
         cmocka_unit_test(search_text_rows_and_mark_survive_the_nosize_migration),
     };
