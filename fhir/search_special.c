@@ -196,7 +196,8 @@ static void strip_xhtml(const char *s, hv_buf_t *b)
  * and its contained resources, as HAPI FHIR JPA indexes it. Not code, uri, url,
  * canonical, id, oid, uuid, dates, times, numbers, booleans or base64Binary: machine
  * tokens that made `_content=org` match every resource naming http://loinc.org and
- * `_content=2020` every one dated 2020, and were about two thirds of the indexed text.
+ * `_content=2020` every one dated 2020, and were 60% of the indexed text of the Synthea
+ * population (docs/performance.md, s22-text).
  * The types come from the FHIR model (fhir/model.c) as the walk descends; a member the
  * model does not know contributes nothing, nor does an element's own id (string in R4's
  * definitions, but an identifier, written as an XML attribute).
@@ -272,11 +273,10 @@ static void walk_content(struct json_object *o, const hv_fhir_elem_t *e, const h
         break;
     case json_type_object: {
         struct json_object *rt = NULL;
-        const hv_fhir_elem_t *owner;
-        if (json_object_object_get_ex(o, "resourceType", &rt) && json_object_is_type(rt, json_type_string))
+        const hv_fhir_elem_t *owner = content_owner(e, t, NULL, 0);
+        if (hv_fhir_type_kind(t) == HV_FHIR_KIND_RESOURCE && json_object_object_get_ex(o, "resourceType", &rt) &&
+            json_object_is_type(rt, json_type_string))
             owner = content_owner(e, t, json_object_get_string(rt), (size_t)json_object_get_string_len(rt));
-        else
-            owner = content_owner(e, t, NULL, 0);
         if (owner == NULL)
             break;
         json_object_object_foreach(o, k, v)
