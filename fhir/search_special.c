@@ -414,11 +414,14 @@ static int jstring(jscan_t *j)
     j->str.len = 0;
     j->p++;
     while (j->p < j->end) {
-        const char *run = j->p;
+        const char *run = j->p, *q, *bs;
         char c;
         int rc;
-        while (j->p < j->end && *j->p != '"' && *j->p != '\\')
-            j->p++;
+        /* the run up to the next quote or backslash, found by memchr (vectorized) rather
+         * than a byte at a time: most of the scan's time is in strings */
+        q = memchr(run, '"', (size_t)(j->end - run));
+        bs = memchr(run, '\\', (size_t)((q != NULL ? q : j->end) - run));
+        j->p = bs != NULL ? bs : q != NULL ? q : j->end;
         if (j->p > run) {
             /* j->str has room for the whole text (hv__search_text_of_json reserves it), and a
              * decoded string is never longer than its JSON text: no growth check per run */
