@@ -62,7 +62,8 @@ int hv__search_exec2(hv_db_t *db, const char *sql, const char *type, const char 
 
 /*
  * The normalized full text of a resource (fhir/search_special.c): *nar its narrative
- * (text.div, tags stripped), *con every string value joined by spaces; both owned by the
+ * (text.div, tags stripped), *con the narrative's text and the values of the string and
+ * markdown elements (typed by the FHIR model) joined by spaces; both owned by the
  * caller. From its tree, or from its JSON text without building one (the deferred
  * catch-up reads stored versions so); the two give the same text for the same resource.
  * The text form returns HV_EINVAL for text that is not JSON.

@@ -34,8 +34,9 @@
  * backends compare words alike: FTS5's unicode61 tokenizer and PostgreSQL's
  * 'simple' configuration, neither of which stems.
  * `narrative` is Resource.text.div with its tags stripped and its character
- * references decoded; `content` is every string value of the resource (the
- * narrative as stripped text) joined by spaces. Both are capped at
+ * references decoded; `content` is the narrative as stripped text and the values
+ * of the string and markdown elements of the resource (walk_content below),
+ * joined by spaces. Both are capped at
  * HV__SEARCH_TEXT_MAX bytes (longer text is indexed up to the cap).
  *
  * sp_geo keeps the position's unit vector on the sphere so that the exact
@@ -47,6 +48,7 @@
 
 #include <json-c/json.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,6 +125,23 @@ static void add_text(hv_buf_t *b, const char *s, size_t n)
     hv_buf_append(b, s, n);
 }
 
+/* add_text for one text given in pieces (*state 1 before the first, then 0; -1 once a
+ * piece did not fit): the separating space before the first piece only, so that a word
+ * across two pieces stays one word, and nothing after a piece the cap refused. */
+static void add_piece(hv_buf_t *b, const char *s, size_t n, int *state)
+{
+    if (n == 0 || *state < 0)
+        return;
+    if (b->len + n + 2 > HV__SEARCH_TEXT_MAX) {
+        *state = -1;
+        return;
+    }
+    if (*state == 1 && b->len > 0)
+        hv_buf_putc(b, ' ');
+    hv_buf_append(b, s, n);
+    *state = 0;
+}
+
 /*
  * The text of an XHTML fragment (the narrative div): tags dropped (each leaves a
  * space, so "<td>a</td><td>b</td>" is two words), the five predefined entities,
@@ -132,6 +151,7 @@ static void strip_xhtml(const char *s, hv_buf_t *b)
 {
     char tmp[512];
     size_t o = 0;
+    int state = 1;
     if (b->len > 0)
         add_text(b, " ", 1);
     for (; *s; s++) {
@@ -162,33 +182,108 @@ static void strip_xhtml(const char *s, hv_buf_t *b)
             continue;
         tmp[o++] = c;
         if (o == sizeof(tmp)) {
-            add_text(b, tmp, o);
+            add_piece(b, tmp, o, &state);
             o = 0;
         }
     }
-    add_text(b, tmp, o);
+    add_piece(b, tmp, o, &state);
 }
 
-/* Every string value under o (the narrative's div as its text), depth-first. */
-static void walk_strings(struct json_object *o, hv_buf_t *b, int depth)
+/*
+ * What _content holds (FHIR R4 search.html#content leaves the choice to the server): the
+ * narrative as text and the values of the elements whose type is string or markdown —
+ * names, addresses, displays, identifiers' values, references, notes — in the resource
+ * and its contained resources, as HAPI FHIR JPA indexes it. Not code, uri, url,
+ * canonical, id, oid, uuid, dates, times, numbers, booleans or base64Binary: machine
+ * tokens that made `_content=org` match every resource naming http://loinc.org and
+ * `_content=2020` every one dated 2020, and were 60% of the indexed text of the Synthea
+ * population (docs/performance.md, s22-text).
+ * The types come from the FHIR model (fhir/model.c) as the walk descends; a member the
+ * model does not know contributes nothing, nor does an element's own id (string in R4's
+ * definitions, but an identifier, written as an XML attribute).
+ */
+static pthread_once_t content_once = PTHREAD_ONCE_INIT;
+static const hv_fhir_type_t *type_string, *type_markdown, *type_element, *type_resource;
+
+static void content_types(void)
 {
-    if (o == NULL || depth > MAX_DEPTH || b->len + 2 > HV__SEARCH_TEXT_MAX)
+    type_string = hv_fhir_type_find("string", 6);
+    type_markdown = hv_fhir_type_find("markdown", 8);
+    type_element = hv_fhir_type_find("Element", 7);
+    type_resource = hv_fhir_type_find("Resource", 8);
+}
+
+/* The element of the member key[0..len) of an object whose children owner describes, and
+ * its type (*t); NULL when the model does not know it. `_name`, a primitive's id and
+ * extensions, is an Element (no element of its own). */
+static const hv_fhir_elem_t *content_member(const hv_fhir_elem_t *owner, const char *key, size_t len,
+                                            const hv_fhir_type_t **t)
+{
+    *t = NULL;
+    if (owner == NULL)
+        return NULL;
+    if (len > 1 && key[0] == '_') {
+        if (hv_fhir_elem_child(owner, key + 1, len - 1, NULL) != NULL)
+            *t = type_element;
+        return NULL;
+    }
+    return hv_fhir_elem_child(owner, key, len, t);
+}
+
+/* The element whose children describe an object of element e with type t: for a resource
+ * (the root, contained, Bundle.entry.resource) the root of the type its resourceType
+ * member, rt[0..rt_len), names; NULL when that is no resource type. */
+static const hv_fhir_elem_t *content_owner(const hv_fhir_elem_t *e, const hv_fhir_type_t *t, const char *rt,
+                                           size_t rt_len)
+{
+    if (t == NULL || hv_fhir_type_kind(t) != HV_FHIR_KIND_RESOURCE)
+        return hv_fhir_elem_owner(e, t);
+    if (rt == NULL || strlen(rt) != rt_len)
+        return NULL;
+    return hv_fhir_type_root(hv_fhir_resource_type(rt));
+}
+
+/* Adds the string s[0..n) at depth, a value of element e with type t, to the content:
+ * text for string and markdown, the text of the XHTML for the narrative's div. */
+static void add_value(hv_buf_t *b, const char *s, size_t n, int depth, const hv_fhir_elem_t *e,
+                      const hv_fhir_type_t *t)
+{
+    if (e == NULL || depth > MAX_DEPTH || b->len + 2 > HV__SEARCH_TEXT_MAX)
+        return;
+    if ((t == type_string || t == type_markdown) && !hv_fhir_elem_is_xml_attr(e))
+        add_text(b, s, n);
+    else if (hv_fhir_elem_is_xhtml(e))
+        strip_xhtml(s, b);
+}
+
+/* The content under o, a value of element e with type t (e NULL: the resource, or a
+ * primitive's `_name`), depth-first. */
+static void walk_content(struct json_object *o, const hv_fhir_elem_t *e, const hv_fhir_type_t *t, hv_buf_t *b,
+                         int depth)
+{
+    if (o == NULL || t == NULL || depth > MAX_DEPTH || b->len + 2 > HV__SEARCH_TEXT_MAX)
         return;
     switch (json_object_get_type(o)) {
     case json_type_string:
-        add_text(b, json_object_get_string(o), (size_t)json_object_get_string_len(o));
+        add_value(b, json_object_get_string(o), (size_t)json_object_get_string_len(o), depth, e, t);
         break;
     case json_type_array:
         for (size_t i = 0; i < json_object_array_length(o); i++)
-            walk_strings(json_object_array_get_idx(o, i), b, depth + 1);
+            walk_content(json_object_array_get_idx(o, i), e, t, b, depth + 1);
         break;
     case json_type_object: {
+        struct json_object *rt = NULL;
+        const hv_fhir_elem_t *owner = content_owner(e, t, NULL, 0);
+        if (hv_fhir_type_kind(t) == HV_FHIR_KIND_RESOURCE && json_object_object_get_ex(o, "resourceType", &rt) &&
+            json_object_is_type(rt, json_type_string))
+            owner = content_owner(e, t, json_object_get_string(rt), (size_t)json_object_get_string_len(rt));
+        if (owner == NULL)
+            break;
         json_object_object_foreach(o, k, v)
         {
-            if (strcmp(k, "div") == 0 && json_object_is_type(v, json_type_string))
-                strip_xhtml(json_object_get_string(v), b);
-            else if (strcmp(k, "resourceType") != 0)
-                walk_strings(v, b, depth + 1);
+            const hv_fhir_type_t *kt;
+            const hv_fhir_elem_t *ke = content_member(owner, k, strlen(k), &kt);
+            walk_content(v, ke, kt, b, depth + 1);
         }
         break;
     }
@@ -237,7 +332,8 @@ static int text_of(struct json_object *resource, char **nar, char **con)
     if (json_object_object_get_ex(resource, "text", &text) && json_object_object_get_ex(text, "div", &div) &&
         json_object_is_type(div, json_type_string))
         strip_xhtml(json_object_get_string(div), &bn);
-    walk_strings(resource, &bc, 0);
+    pthread_once(&content_once, content_types);
+    walk_content(resource, NULL, type_resource, &bc, 0);
     n1 = normalized(&bn);
     n2 = normalized(&bc);
     if (n1 == NULL || n2 == NULL) {
@@ -263,11 +359,11 @@ int hv__search_text_of_tree(struct json_object *resource, char **nar, char **con
  * The same narrative and content read from a version's stored JSON text (RFC 8259)
  * directly, without a json-c tree: the catch-up's parse and free of each version cost
  * more than computing its text (issue 5). It visits the values in document order as
- * walk_strings visits the tree's (json-c keeps members in text order): every string
- * value, members named resourceType skipped, a string member named div stripped as
- * XHTML, nothing nested deeper than MAX_DEPTH; the narrative is the top-level
- * text.div. Text that is not JSON, or nests deeper than CATCH_UP_PARSE_DEPTH, is
- * HV_EINVAL: the catch-up leaves such a version out, as it does when json-c refuses it.
+ * walk_content visits the tree's (json-c keeps members in text order), typing them
+ * alike: a resource's members by the type its resourceType names (read ahead when it
+ * is not the first member), nothing nested deeper than MAX_DEPTH; the narrative is the
+ * top-level text.div. Text that is not JSON, or nests deeper than CATCH_UP_PARSE_DEPTH,
+ * is HV_EINVAL: the catch-up leaves such a version out, as it does when json-c refuses it.
  */
 typedef struct jscan {
     const char *p, *end;
@@ -318,11 +414,14 @@ static int jstring(jscan_t *j)
     j->str.len = 0;
     j->p++;
     while (j->p < j->end) {
-        const char *run = j->p;
+        const char *run = j->p, *q, *bs;
         char c;
         int rc;
-        while (j->p < j->end && *j->p != '"' && *j->p != '\\')
-            j->p++;
+        /* the run up to the next quote or backslash, found by memchr (vectorized) rather
+         * than a byte at a time: most of the scan's time is in strings */
+        q = memchr(run, '"', (size_t)(j->end - run));
+        bs = memchr(run, '\\', (size_t)((q != NULL ? q : j->end) - run));
+        j->p = bs != NULL ? bs : q != NULL ? q : j->end;
         if (j->p > run) {
             /* j->str has room for the whole text (hv__search_text_of_json reserves it), and a
              * decoded string is never longer than its JSON text: no growth check per run */
@@ -368,13 +467,86 @@ static int jstring(jscan_t *j)
     return HV_EINVAL;
 }
 
-static int jvalue(jscan_t *j, int depth, int where, int collect);
+static int jvalue(jscan_t *j, int depth, int where, const hv_fhir_elem_t *e, const hv_fhir_type_t *t);
 
-/* An object at depth (walk_strings' depth: the resource is 0); its strings go into the
- * content when collect is set (not under a resourceType member, nor below MAX_DEPTH). */
-static int jobject(jscan_t *j, int depth, int where, int collect)
+/* Reads the ':' after a member's name and the blanks around it. */
+static int jcolon(jscan_t *j)
 {
+    jskip_ws(j);
+    if (j->p >= j->end || *j->p != ':')
+        return HV_EINVAL;
+    j->p++;
+    jskip_ws(j);
+    return HV_OK;
+}
+
+/* After a member: 1 when another follows (its ',' read), 0 at the object's end ('}' read). */
+static int jnext_member(jscan_t *j)
+{
+    jskip_ws(j);
+    if (j->p < j->end && *j->p == ',') {
+        j->p++;
+        return 1;
+    }
+    if (j->p < j->end && *j->p == '}') {
+        j->p++;
+        return 0;
+    }
+    return HV_EINVAL;
+}
+
+/* *owner for the resource object at j->p (element e, type t): content_owner with the
+ * object's resourceType, read ahead; j->p is left where it was. Stored versions write
+ * resourceType first, so this usually reads one member. */
+static int jresource_owner(jscan_t *j, int depth, const hv_fhir_elem_t *e, const hv_fhir_type_t *t,
+                           const hv_fhir_elem_t **owner)
+{
+    const char *start = j->p;
+    int rc = HV_OK;
+    *owner = content_owner(e, t, NULL, 0);
+    j->p++;
+    jskip_ws(j);
+    if (j->p < j->end && *j->p == '}')
+        goto out;
+    for (;;) {
+        int rt;
+        jskip_ws(j);
+        if (j->p >= j->end || *j->p != '"') {
+            rc = HV_EINVAL;
+            break;
+        }
+        if ((rc = jstring(j)) != HV_OK)
+            break;
+        rt = strcmp(j->str.data, "resourceType") == 0;
+        if ((rc = jcolon(j)) != HV_OK)
+            break;
+        if (rt && j->p < j->end && *j->p == '"') {
+            if ((rc = jstring(j)) == HV_OK)
+                *owner = content_owner(e, t, j->str.data, j->str.len);
+            break;
+        }
+        if ((rc = jvalue(j, depth + 1, J_PLAIN, NULL, NULL)) != HV_OK)
+            break;
+        if ((rc = jnext_member(j)) <= 0)
+            break;
+    }
+out:
+    j->p = start;
+    return rc < 0 ? rc : HV_OK;
+}
+
+/* An object at depth (walk_content's depth: the resource is 0), a value of element e
+ * with type t (t NULL: nothing in it is content). */
+static int jobject(jscan_t *j, int depth, int where, const hv_fhir_elem_t *e, const hv_fhir_type_t *t)
+{
+    const hv_fhir_elem_t *owner = NULL;
     int rc;
+    if (t != NULL && depth <= MAX_DEPTH) {
+        if (hv_fhir_type_kind(t) != HV_FHIR_KIND_RESOURCE)
+            owner = content_owner(e, t, NULL, 0);
+        else if ((rc = jresource_owner(j, depth, e, t, &owner)) != HV_OK)
+            return rc;
+    }
     j->p++;
     jskip_ws(j);
     if (j->p < j->end && *j->p == '}') {
@@ -382,49 +554,36 @@ static int jobject(jscan_t *j, int depth, int where, int collect)
         return HV_OK;
     }
     for (;;) {
-        int skip = 0, div = 0, text = 0;
+        const hv_fhir_elem_t *ke;
+        const hv_fhir_type_t *kt;
+        int div = 0, text = 0;
         jskip_ws(j);
         if (j->p >= j->end || *j->p != '"')
             return HV_EINVAL;
         if ((rc = jstring(j)) != HV_OK)
             return rc;
-        if (strcmp(j->str.data, "resourceType") == 0)
-            skip = 1;
-        else if (strcmp(j->str.data, "div") == 0)
+        ke = content_member(owner, j->str.data, strlen(j->str.data), &kt); /* a key ends at a NUL, as in json-c */
+        if (where == J_TEXT && strcmp(j->str.data, "div") == 0)
             div = 1;
         else if (where == J_ROOT && strcmp(j->str.data, "text") == 0)
             text = 1;
-        jskip_ws(j);
-        if (j->p >= j->end || *j->p != ':')
-            return HV_EINVAL;
-        j->p++;
-        jskip_ws(j);
+        if ((rc = jcolon(j)) != HV_OK)
+            return rc;
         if (div && j->p < j->end && *j->p == '"') {
-            /* walk_strings strips a string div of an object it visits; text_of the top-level text.div */
+            /* the narrative (text_of's top-level text.div), and content as the model says */
             if ((rc = jstring(j)) != HV_OK)
                 return rc;
-            if (where == J_TEXT)
-                strip_xhtml(j->str.data, j->nar);
-            if (collect && depth <= MAX_DEPTH && j->con->len + 2 <= HV__SEARCH_TEXT_MAX)
-                strip_xhtml(j->str.data, j->con);
-        } else if ((rc = jvalue(j, depth + 1, text ? J_TEXT : J_PLAIN, collect && !skip && depth <= MAX_DEPTH)) !=
-                   HV_OK) {
+            strip_xhtml(j->str.data, j->nar);
+            add_value(j->con, j->str.data, j->str.len, depth + 1, ke, kt);
+        } else if ((rc = jvalue(j, depth + 1, text ? J_TEXT : J_PLAIN, ke, kt)) != HV_OK) {
             return rc;
         }
-        jskip_ws(j);
-        if (j->p < j->end && *j->p == ',') {
-            j->p++;
-            continue;
-        }
-        if (j->p < j->end && *j->p == '}') {
-            j->p++;
-            return HV_OK;
-        }
-        return HV_EINVAL;
+        if ((rc = jnext_member(j)) <= 0)
+            return rc;
     }
 }
 
-static int jvalue(jscan_t *j, int depth, int where, int collect)
+static int jvalue(jscan_t *j, int depth, int where, const hv_fhir_elem_t *e, const hv_fhir_type_t *t)
 {
     int rc;
     jskip_ws(j);
@@ -434,11 +593,10 @@ static int jvalue(jscan_t *j, int depth, int where, int collect)
     case '"':
         if ((rc = jstring(j)) != HV_OK)
             return rc;
-        if (collect && depth <= MAX_DEPTH)
-            add_text(j->con, j->str.data, j->str.len);
+        add_value(j->con, j->str.data, j->str.len, depth, e, t);
         return HV_OK;
     case '{':
-        return jobject(j, depth, where, collect);
+        return jobject(j, depth, where, e, t);
     case '[':
         j->p++;
         jskip_ws(j);
@@ -447,7 +605,7 @@ static int jvalue(jscan_t *j, int depth, int where, int collect)
             return HV_OK;
         }
         for (;;) {
-            if ((rc = jvalue(j, depth + 1, J_PLAIN, collect && depth <= MAX_DEPTH)) != HV_OK)
+            if ((rc = jvalue(j, depth + 1, J_PLAIN, e, t)) != HV_OK)
                 return rc;
             jskip_ws(j);
             if (j->p < j->end && *j->p == ',') {
@@ -488,8 +646,9 @@ int hv__search_text_of_json(const char *json, size_t len, char **nar, char **con
      * is room for any string of it (jstring relies on this). */
     hv_buf_init(&j.str, len + 1);
     rc = hv_buf_reserve(&j.str, len + 1);
+    pthread_once(&content_once, content_types);
     if (rc == HV_OK)
-        rc = jvalue(&j, 0, J_ROOT, 1);
+        rc = jvalue(&j, 0, J_ROOT, NULL, type_resource);
     if (rc == HV_OK) {
         n1 = normalized(&bn);
         n2 = normalized(&bc);

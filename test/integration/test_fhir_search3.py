@@ -2,11 +2,12 @@
 """test_fhir_search3.py — FHIR search, third slice (FHIR R4 search.html, issue 6).
 
 The special parameters `_text` and `_content` (search.html#text, #content: full text over
-the narrative and over every string value; SQLite FTS5, PostgreSQL tsvector) and Location
+the narrative, and over it and the values of the string and markdown elements, typed here
+by the official JSON schema; SQLite FTS5, PostgreSQL tsvector) and Location
 `near` (location.html#positional), and date ranges written as several criteria on one
 parameter (`date=ge…&date=lt…`, planned as one range scan). Each result set is compared
 with the same query evaluated independently in Python over the resources read back from
-the server: words of the stripped narrative / of the string values, the haversine
+the server: words of the stripped narrative / of the string and markdown values, the haversine
 distance, the date ranges of each value at its precision. `holovitals reindex` refills
 the full-text and position rows. Runs on SQLite and, when HV_TEST_PG_URL is set, on
 PostgreSQL too.
@@ -47,18 +48,47 @@ def strip_div(div):
     return html.unescape(re.sub(r"<[^>]*>", " ", div))
 
 
-def strings(o):
-    if isinstance(o, str):
-        yield o
-    elif isinstance(o, list):
+_SCHEMA = {}
+
+
+def schema():
+    """The type definitions of FHIR R4's JSON schema (fhir.schema.json), read once."""
+    if not _SCHEMA:
+        with open(os.path.join(REFERENCE, "fhir", "definitions", "fhir.schema.json"), encoding="utf-8") as fh:
+            _SCHEMA.update(json.load(fh)["definitions"])
+    return _SCHEMA
+
+
+def member_type(owner, key):
+    """The schema type of member key of an object of type owner; None for an unknown member
+    or one with no type of its own (the schema writes required codes as enums)."""
+    p = schema().get(owner, {}).get("properties", {}).get(key)
+    if p is None:
+        return None
+    ref = p.get("items", p).get("$ref")
+    return ref.rsplit("/", 1)[1] if ref else None
+
+
+def content_strings(o, t="ResourceList"):
+    """_content's values of o, of schema type t: the narrative's text and the string and
+    markdown values (not an element's id), contained resources typed by their resourceType."""
+    if isinstance(o, list):
         for v in o:
-            yield from strings(v)
-    elif isinstance(o, dict):
+            yield from content_strings(v, t)
+        return
+    if t == "ResourceList":
+        t = o.get("resourceType") if isinstance(o, dict) else None
+        if "resourceType" not in schema().get(t, {}).get("properties", {}):
+            return
+    if isinstance(o, str):
+        if t in ("string", "markdown"):
+            yield o
+        elif t == "xhtml":
+            yield strip_div(o)
+    elif isinstance(o, dict) and t in schema():
         for k, v in o.items():
-            if k == "div" and isinstance(v, str):
-                yield strip_div(v)
-            elif k != "resourceType":
-                yield from strings(v)
+            if k != "id":
+                yield from content_strings(v, member_type(t, k))
 
 
 def words_loose(text):
@@ -176,7 +206,7 @@ class FhirSearch3TextTests(SearchCase):
         back = self.load_examples()
         n = self.check_param("_text", lambda r: strip_div(r.get("text", {}).get("div", "")), back)
         self.assertGreater(n, 10)
-        n = self.check_param("_content", lambda r: " ".join(strings(r)), back)
+        n = self.check_param("_content", lambda r: " ".join(content_strings(r)), back)
         self.assertGreater(n, 10)
 
     def test_text_follows_updates_accents_and_errors(self):
@@ -206,6 +236,30 @@ class FhirSearch3TextTests(SearchCase):
         self.bad("Patient?_text=%21%21", "_text")
         self.bad("Patient?_text:exact=x", "_text")
         self.bad("Patient?_content=" + "%20".join("w%d" % i for i in range(17)), "_content")
+
+    def test_content_is_string_and_markdown_values(self):
+        """_content as HAPI FHIR JPA indexes it: a system URL's word, a date's year, a code
+        and an id are not content; a valueString (also an extension's), an Annotation's text
+        (markdown), an Identifier's value, a display and a contained resource's name are."""
+        self.start()
+        self.put({"resourceType": "Observation", "id": "o1", "status": "final",
+                  "code": {"coding": [{"system": "http://loinc.org", "code": "8310-5", "display": "Body temperature"}]},
+                  "effectiveDateTime": "2020-03-04T05:06:07Z", "valueString": "Crocodile tears",
+                  "note": [{"text": "Seen after *pepperoni* pizza"}],
+                  "extension": [{"url": "http://example.org/fhir/ext-unicorn", "valueString": "Narwhal"}]})
+        self.put({"resourceType": "Patient", "id": "p1", "identifier": [{"system": "urn:oid:1.2.36.146.595",
+                  "value": "MRN778899"}], "gender": "female", "birthDate": "1974-12-25",
+                  "contained": [{"resourceType": "Organization", "id": "org1", "name": "Gryphon Clinic"}],
+                  "managingOrganization": {"reference": "#org1"}})
+        for q in ("Observation?_content=loinc", "Observation?_content=org", "Observation?_content=2020",
+                  "Observation?_content=final", "Observation?_content=8310", "Observation?_content=unicorn",
+                  "Patient?_content=female", "Patient?_content=1974", "Patient?_content=p1",
+                  "Patient?_content=595"):
+            self.assertEqual(self.q(q), [], q)
+        for q, want in (("Observation?_content=crocodile", ["o1"]), ("Observation?_content=pepperoni", ["o1"]),
+                        ("Observation?_content=narwhal", ["o1"]), ("Observation?_content=temperature", ["o1"]),
+                        ("Patient?_content=mrn778899", ["p1"]), ("Patient?_content=gryphon", ["p1"])):
+            self.assertEqual(self.q(q), want, q)
 
 
 class FhirSearch3CapabilityTests(SearchCase):
@@ -594,6 +648,25 @@ class FhirSearch3ReindexTests(SearchCase):
         self.assertEqual(st, 200, b)
         m, _ = self.search("Patient?_content=quimby")
         self.assertEqual(m, ["Patient/r1"])
+        # A row indexed under the rule before session 22 (every string value: here the word
+        # of a code) keeps its words through a restart, until a reindex rewrites it.
+        if self.DB:
+            subprocess.run(["psql", "-q", "-X", self.DB, "-c", "UPDATE fhir.sp_text SET content = content ||"
+                            " to_tsvector('simple', 'oldrule') WHERE id = 'r1'"], check=True, capture_output=True,
+                           timeout=30)
+        else:
+            con = sqlite3.connect(os.path.join(eng.data, "fhir.db"), timeout=10)
+            with con:
+                con.execute("UPDATE sp_text SET content = content || ' oldrule' WHERE id = 'r1'")
+            con.close()
+        self.assertEqual(self.q("Patient?_content=oldrule"), ["r1"])
+        eng.stop()
+        eng.start()
+        self.assertEqual(self.q("Patient?_content=oldrule"), ["r1"])
+        st, _, b = self.jreq("POST", "/fhir/$reindex")
+        self.assertEqual(st, 200, b)
+        self.assertEqual(self.q("Patient?_content=oldrule"), [])
+        self.assertEqual(self.q("Patient?_content=quimby"), ["r1"])
 
 
 if store_tests.PG_URL:

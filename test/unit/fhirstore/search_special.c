@@ -214,6 +214,105 @@ static void search_text_catch_up_parses_deeply_nested_versions(void **state)
     store_test_db_close(db);
 }
 
+/* A Patient with a string, markdown or other-typed value in most places _content looks:
+ * only the values with "Yes" (and the narrative, "Narr Text") are content. ContactPoint.value
+ * and Reference.reference are string in R4, postalCode too. */
+#define CONTENT_PATIENT                                                                                            \
+    "{\"resourceType\":\"Patient\",\"id\":\"noid\",\"meta\":{\"versionId\":\"7\",\"lastUpdated\":\"2020-01-02T03:04:05Z\"," \
+    "\"source\":\"http://nosource.example/x\",\"profile\":[\"http://noprofile.example/p\"],\"tag\":[{\"system\":"    \
+    "\"http://notag.org\",\"code\":\"notagcode\",\"display\":\"Yestagdisplay\"}]},\"implicitRules\":\"http://norules\"," \
+    "\"language\":\"nolang\",\"text\":{\"status\":\"generated\",\"div\":\"<div xmlns=\\\"http://www.w3.org/1999/xhtml\\\">" \
+    "Narr <b>Text</b></div>\"},\"extension\":[{\"url\":\"http://noext.org/e\",\"valueString\":\"Yesextstring\"},"  \
+    "{\"url\":\"http://noext.org/d\",\"valueDateTime\":\"2021-03-04\"},{\"url\":\"http://noext.org/c\",\"valueCode\":" \
+    "\"noextcode\"},{\"url\":\"http://noext.org/m\",\"valueMarkdown\":\"Yes *extmarkdown*\"}],\"identifier\":[{\"id\":" \
+    "\"noelemid\",\"use\":\"official\",\"system\":\"http://noidsystem.org/mrn\",\"value\":\"YesMRN123\"}],"            \
+    "\"active\":true,\"name\":[{\"use\":\"official\",\"family\":\"Yesfamily\",\"given\":[\"Yesgiven\"],\"_given\":[{"   \
+    "\"id\":\"noid2\",\"extension\":[{\"url\":\"http://nogiven.org\",\"valueString\":\"Yesgivenext\"}]}],\"period\":" \
+    "{\"start\":\"1999-01-01\"}}],\"telecom\":[{\"system\":\"phone\",\"value\":\"Yes-555\"}],\"gender\":\"female\","  \
+    "\"birthDate\":\"1970-05-06\",\"_birthDate\":{\"extension\":[{\"url\":\"http://noborn.org\",\"valueString\":"     \
+    "\"Yesbornext\"}]},\"address\":[{\"line\":[\"1 Yesline St\"],\"city\":\"Yescity\",\"postalCode\":\"01234\"}],"    \
+    "\"maritalStatus\":{\"coding\":[{\"system\":\"http://nomarital.org\",\"code\":\"M\",\"display\":\"Yesmarried\"}]," \
+    "\"text\":\"Yeswed\"},\"multipleBirthInteger\":2,\"photo\":[{\"contentType\":\"image/png\",\"data\":\"bm9kYXRh\","  \
+    "\"title\":\"Yesphoto\"}],\"contact\":[{\"name\":{\"family\":\"Yescontact\"}}],\"generalPractitioner\":[{"      \
+    "\"reference\":\"Practitioner/Yesref\",\"display\":\"Yes Dr\"}],\"zzunknown\":\"Nounknown\",\"contained\":[{"  \
+    "\"id\":\"noc1\",\"name\":\"Yes Acme\",\"resourceType\":\"Organization\",\"telecom\":[{\"system\":\"url\","     \
+    "\"value\":\"http://yesorg.example\"}]}]}"
+
+#define CONTENT_OBSERVATION                                                                                        \
+    "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"coding\":[{\"system\":\"http://noloinc.org\","  \
+    "\"code\":\"8480-6\",\"display\":\"Yes systolic\"}],\"text\":\"Yes bp\"},\"subject\":{\"reference\":"              \
+    "\"urn:uuid:Yesuuid\"},\"effectiveDateTime\":\"2020-02-03T04:05:06Z\",\"issued\":\"2020-02-03T04:05:06.789Z\","    \
+    "\"valueQuantity\":{\"value\":120.5,\"unit\":\"Yes mm[Hg]\",\"system\":\"http://nounitsofmeasure.org\",\"code\":"  \
+    "\"mm[Hg]\"},\"note\":[{\"authorString\":\"Yesauthor\",\"time\":\"2020-02-03\",\"text\":\"Yes *annotation*\"}],"  \
+    "\"component\":[{\"code\":{\"text\":\"Yescomponent\"},\"valueString\":\"Yesvaluestring\"},{\"code\":{\"text\":"  \
+    "\"Yesboolean\"},\"valueBoolean\":true}]}"
+
+/* _content (FHIR R4 search.html#content, as HAPI FHIR JPA indexes it) is the narrative and
+ * the values of string and markdown elements, typed by the model down to extensions,
+ * primitives' `_name` extensions, backbone elements and contained resources (resourceType
+ * last); not ids, codes, URIs, dates, numbers, booleans, base64Binary, nor a member the model
+ * does not know. The narrative column is unchanged. Both readings give exactly this. */
+static void search_content_holds_string_and_markdown_values_only(void **state)
+{
+    static const struct {
+        const char *json, *narrative, *content;
+    } cases[] = {
+        {CONTENT_PATIENT, "narr text ",
+         "yestagdisplay   narr text  yesextstring yes *extmarkdown* yesmrn123 yesfamily yesgiven yesgivenext"
+         " yes-555 yesbornext 1 yesline st yescity 01234 yesmarried yeswed yesphoto yescontact practitioner/yesref"
+         " yes dr yes acme http://yesorg.example"},
+        {CONTENT_OBSERVATION, "",
+         "yes systolic yes bp urn:uuid:yesuuid yes mm[hg] yesauthor yes *annotation* yescomponent yesvaluestring"
+         " yesboolean"},
+    };
+    (void)state;
+    for (size_t i = 0; i < HV_ARRAY_LEN(cases); i++) {
+        struct json_object *tree = json_tokener_parse(cases[i].json);
+        char *n1 = NULL, *c1 = NULL, *n2 = NULL, *c2 = NULL;
+        assert_non_null(tree);
+        assert_int_equal(hv__search_text_of_tree(tree, &n1, &c1), HV_OK);
+        assert_int_equal(hv__search_text_of_json(cases[i].json, strlen(cases[i].json), &n2, &c2), HV_OK);
+        assert_string_equal(n1, cases[i].narrative);
+        assert_string_equal(c1, cases[i].content);
+        assert_string_equal(n2, cases[i].narrative);
+        assert_string_equal(c2, cases[i].content);
+        hv_free(n1);
+        hv_free(c1);
+        hv_free(n2);
+        hv_free(c2);
+        json_object_put(tree);
+    }
+}
+
+/* A narrative longer than strip_xhtml's 512-byte piece keeps a word across two pieces
+ * whole ("se" + "verity" was indexed as two words), in the narrative and the content. */
+static void search_text_keeps_a_word_across_narrative_pieces(void **state)
+{
+    hv_buf_t b;
+    struct json_object *tree;
+    char *n1 = NULL, *c1 = NULL, *n2 = NULL, *c2 = NULL;
+    (void)state;
+    hv_buf_init(&b, 1 << 16);
+    hv_buf_puts(&b, "{\"resourceType\":\"Condition\",\"text\":{\"status\":\"generated\",\"div\":\"<div>");
+    for (int i = 0; i < 170; i++) /* 510 bytes of text before the word */
+        hv_buf_puts(&b, "ab ");
+    hv_buf_puts(&b, "severity</div>\"}}");
+    tree = json_tokener_parse(b.data);
+    assert_non_null(tree);
+    assert_int_equal(hv__search_text_of_tree(tree, &n1, &c1), HV_OK);
+    assert_int_equal(hv__search_text_of_json(b.data, b.len, &n2, &c2), HV_OK);
+    assert_non_null(strstr(n1, " severity"));
+    assert_non_null(strstr(c1, " severity"));
+    assert_string_equal(n1, n2);
+    assert_string_equal(c1, c2);
+    hv_free(n1);
+    hv_free(c1);
+    hv_free(n2);
+    hv_free(c2);
+    json_object_put(tree);
+    hv_buf_release(&b);
+}
+
 /* Asserts that the text read from json equals the text computed from its json-c tree. */
 static void expect_same_text(const char *json, size_t len)
 {
@@ -248,11 +347,13 @@ static void expect_same_text_of_resource(struct json_object *res, size_t seq, vo
 }
 
 /* The catch-up reads a stored version's full text from its JSON text, without a tree: the
- * same narrative and content as from the tree — escapes and surrogate pairs decoded,
- * resourceType members left out also in contained resources, a div anywhere stripped
- * but only the top-level text.div as narrative, nothing below depth 64, the cap on the
- * content — for crafted versions and for every resource of the Synthea bundles, in
- * json-c's plain (slashes escaped) and pretty forms. Text that is not JSON is refused. */
+ * same narrative and content as from the tree — escapes and surrogate pairs decoded, the
+ * members typed by the model alike (contained and Bundle entry resources by their
+ * resourceType, first or last; primitives' `_name` extensions; choice elements; backbone
+ * elements and content references), a narrative div stripped but only the top-level
+ * text.div as narrative, nothing below depth 64, the cap on the content — for crafted
+ * versions and for every resource of the Synthea bundles, in json-c's plain (slashes
+ * escaped) and pretty forms. Text that is not JSON is refused. */
 static void search_text_from_json_equals_text_from_tree(void **state)
 {
     static const char *const cases[] = {
@@ -268,6 +369,18 @@ static void search_text_from_json_equals_text_from_tree(void **state)
         (" {\n  \"resourceType\" : \"Observation\" ,\n  \"code\" : { \"text\" : \"heart rate\" } ,\n"
         "  \"text\" : { \"div\" : \"<div>narr <i>ative</i></div>\" } ,\n  \"valueString\" : \"\\b\\f\\n\\r\" }\n"),
         "{\"text\":\"a string text\",\"div\":\"<b>top div</b>\",\"lone\":\"\\ud800x\",\"arr\":[[\"nested\",[]],{}]}",
+        CONTENT_PATIENT,
+        CONTENT_OBSERVATION,
+        ("{\"type\":\"collection\",\"entry\":[{\"fullUrl\":\"urn:uuid:1\",\"resource\":{\"name\":[{\"family\":"
+        "\"Last\"}],\"text\":{\"div\":\"<p>entry narrative</p>\"},\"resourceType\":\"Patient\"}},{\"resource\":"
+        "{\"resourceType\":\"Nonsense\",\"name\":\"unknown type\"}},{\"resource\":{\"name\":\"no type\"}}],"
+        "\"resourceType\":\"Bundle\",\"identifier\":{\"value\":\"bundle-id\"}}"),
+        ("{\"resourceType\":\"Questionnaire\",\"item\":[{\"linkId\":\"1\",\"text\":\"Outer\",\"type\":\"group\","
+        "\"item\":[{\"linkId\":\"1.1\",\"text\":\"Inner\",\"type\":\"string\",\"item\":[{\"text\":\"Innermost\"}]}]}]}"),
+        ("{\"resourceType\":\"Patient\",\"resourceType\":\"Patient\",\"name\":{\"family\":\"not an array\"},"
+        "\"gender\":[\"male\"],\"birthDate\":{\"x\":\"object for a primitive\"},\"_gender\":\"string for an"
+        " Element\",\"_nonsense\":{\"extension\":[{\"valueString\":\"under an unknown name\"}]},\"contact\":[["
+        "{\"name\":{\"text\":\"nested array\"}}]]}"),
     };
     static const char *const bad[] = {"", "{", "{\"a\":", "[1,2", "{\"a\" 1}", "{\"a\":\"x}", "{\"a\":\"\\q\"}",
                                       "{\"a\":\"\\u12\"}", "{\"a\":1,}"};
@@ -389,6 +502,8 @@ int run_search_special_tests(void)
         cmocka_unit_test(search_text_slices_yield_after_one_slice_while_others_wait),
         cmocka_unit_test(search_text_catch_up_parses_deeply_nested_versions),
         cmocka_unit_test(search_text_from_json_equals_text_from_tree),
+        cmocka_unit_test(search_content_holds_string_and_markdown_values_only),
+        cmocka_unit_test(search_text_keeps_a_word_across_narrative_pieces),
         cmocka_unit_test(search_text_catch_up_inserts_each_version_once_with_its_own_rowid),
         cmocka_unit_test(search_text_rows_and_mark_survive_the_nosize_migration),
     };
