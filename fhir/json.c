@@ -126,14 +126,17 @@ static inline int key_is_static(const char *key) {
     return (uintptr_t)key - (uintptr_t)hv__fhir_pool < hv__fhir_pool_size;
 }
 
+static inline size_t prop_slot(const hv_fhir_elem_t *owner, const char *key) {
+    uintptr_t h = ((uintptr_t)owner >> 3) * 31u + ((uintptr_t)key >> 2);
+    return (h ^ (h >> 10)) & (PROP_CACHE - 1);
+}
+
 /* prop_resolve_n through the cache; len is key's length, or 0 when not measured. */
 static int prop_resolve_key(const hv_fhir_elem_t *owner, const char *key, size_t len, hv__fhir_prop_t *p) {
-    uintptr_t h;
     prop_slot_t *sl, *cache;
     if (!key_is_static(key) || (cache = prop_cache_get()) == NULL)
         return prop_resolve_n(owner, key, len > 0 ? len : strlen(key), p);
-    h = ((uintptr_t)owner >> 3) * 31u + ((uintptr_t)key >> 2);
-    sl = &cache[(h ^ (h >> 10)) & (PROP_CACHE - 1)];
+    sl = &cache[prop_slot(owner, key)];
     if (sl->owner != owner || sl->key != key) {
         sl->found = prop_resolve_n(owner, key, len > 0 ? len : strlen(key), &sl->prop) == HV_OK;
         sl->owner = owner;
@@ -145,8 +148,25 @@ static int prop_resolve_key(const hv_fhir_elem_t *owner, const char *key, size_t
     return HV_OK;
 }
 
+/* prop_resolve_key with its hit inlined: every member of every object the writer and the
+ * structural check walk asks, and a hit is found in the thread's cache, so a call (~55
+ * instructions with its frame) costs more than the look-up itself. */
+static inline int prop_lookup(const hv_fhir_elem_t *owner, const char *key, size_t len, hv__fhir_prop_t *p) {
+    const prop_slot_t *c = prop_cache, *sl;
+    if (c != NULL && key_is_static(key)) {
+        sl = &c[prop_slot(owner, key)];
+        if (sl->owner == owner && sl->key == key) {
+            if (!sl->found)
+                return HV_ENOTFOUND;
+            *p = sl->prop;
+            return HV_OK;
+        }
+    }
+    return prop_resolve_key(owner, key, len, p);
+}
+
 int hv__fhir_prop_resolve(const hv_fhir_elem_t *owner, const char *key, hv__fhir_prop_t *p) {
-    return prop_resolve_key(owner, key, 0, p);
+    return prop_lookup(owner, key, 0, p);
 }
 
 const hv_fhir_elem_t *hv__fhir_resource_root(struct json_object *obj) {
@@ -436,6 +456,25 @@ static int cmp_prop(const void *a, const void *b) {
     return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
+/* cmp_prop's order for the few members of an object on the stack, which are nearly in
+ * order (a resource's meta, added last, moves up once): insertion passes an entry only
+ * over greater orders, so equal orders keep their sequence. glibc's qsort cost ~2,000
+ * instructions for a resource's dozen. */
+static void sort_props(prop_ent_t *ents, size_t n) {
+    for (size_t i = 1; i < n; i++) {
+        prop_ent_t t;
+        size_t j = i;
+        if (ents[i].order >= ents[i - 1].order)
+            continue;
+        t = ents[i];
+        while (j > 0 && ents[j - 1].order > t.order) {
+            ents[j] = ents[j - 1];
+            j--;
+        }
+        ents[j] = t;
+    }
+}
+
 static int write_value(hv_buf_t *out, struct json_object *v, const hv_fhir_elem_t *e,
                        const hv_fhir_type_t *t, int underscore, unsigned flags, int depth);
 
@@ -496,9 +535,9 @@ static int write_object(hv_buf_t *out, struct json_object *obj, const hv_fhir_el
         pe->val = val;
         pe->seq = i;
         pe->known = 0;
-        if (is_resource && strcmp(key, "resourceType") == 0) {
+        if (is_resource && key[0] == 'r' && strcmp(key, "resourceType") == 0) {
             pe->order = -1 - (1L << 30);
-        } else if (owner != NULL && prop_resolve_key(owner, key, pe->keylen, &pe->prop) == HV_OK) {
+        } else if (owner != NULL && prop_lookup(owner, key, pe->keylen, &pe->prop) == HV_OK) {
             pe->known = 1;
             /* XML attributes (Extension.url) come first, as the official serializers
              * write them in JSON too; then the specification order. */
@@ -513,8 +552,10 @@ static int write_object(hv_buf_t *out, struct json_object *obj, const hv_fhir_el
             sorted = 0;
         i++;
     }
-    if (!sorted)
-        qsort(ents, n, sizeof(*ents), cmp_prop);
+    if (!sorted && ents == stackents)
+        sort_props(ents, n);
+    else if (!sorted)
+        qsort(ents, n, sizeof(*ents), cmp_prop); /* bounded time for a large object */
     rc = put_byte(out, '{');
     for (i = 0; rc == HV_OK && i < n; i++) {
         if (i > 0)
@@ -565,7 +606,7 @@ static int write_value(hv_buf_t *out, struct json_object *v, const hv_fhir_elem_
             return put_int64(out, json_object_get_int64(v));
         return hv_buf_puts(out, json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
     case json_type_double:
-        return hv_buf_puts(out, json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
+        return hv_buf_puts(out, hv_fhir_json_number_text(v));
     case json_type_string:
         return hv_buf_json_str(out, json_object_get_string(v),
                                (size_t)json_object_get_string_len(v));
@@ -607,7 +648,18 @@ int hv_fhir_json_write(struct json_object *resource, unsigned flags, hv_buf_t *o
 
 /* ---- comparison --------------------------------------------------------------- */
 
+/*
+ * A double made from text (json_object_new_double_s: the readers, the mappings) keeps that
+ * text as its userdata, which json-c's serializer copies as it is (json_object.h: "the
+ * userdata field is used to store the string representation"; json_object_set_double drops
+ * both), into a print buffer it allocates on the object: ~600 instructions and two
+ * allocations a number, in the structural check and the stored-text writer. The engine
+ * gives a double userdata in no other way, so the text is returned without the copy.
+ */
 const char *hv_fhir_json_number_text(struct json_object *num) {
+    const char *text;
+    if (json_object_is_type(num, json_type_double) && (text = json_object_get_userdata(num)) != NULL)
+        return text;
     if (!json_object_is_type(num, json_type_int) && !json_object_is_type(num, json_type_double))
         return NULL;
     return json_object_to_json_string_ext(num, JSON_C_TO_STRING_PLAIN);
