@@ -205,6 +205,15 @@ int hv__fhir_hex4(const char *p, const char *end, unsigned *out);
  * JSON_C_OBJECT_KEY_IS_CONSTANT instead of a strdup per key.
  */
 const char *hv__fhir_key_static(const char *name, size_t len);
+/*
+ * hv__fhir_key_static, and the name's hash under *fn, the hash function of json-c's tables
+ * of string keys in this process (NULL when unknown): a table whose hash_fn is *fn files
+ * the name under *hash, so the reader adds it with lh_table_insert_w_hash and json-c does
+ * not hash it again (fhir/json_read.c add_member).
+ */
+typedef unsigned long hv__fhir_key_hash_fn(const void *key);
+const char *hv__fhir_key_static_hashed(const char *name, size_t len, hv__fhir_key_hash_fn **fn,
+                                       unsigned long *hash);
 
 /* hv_fhir_xml_write with an error description (location = element path). */
 int hv__fhir_xml_write_err(struct json_object *resource, unsigned flags, hv_buf_t *out,

@@ -9,6 +9,7 @@
  * storage of model_gen.c and are filled once, on first use, under pthread_once.
  * After that every lookup is a hash probe and a string compare; nothing allocates.
  */
+#include <json-c/json.h>
 #include <pthread.h>
 #include <string.h>
 
@@ -80,6 +81,10 @@ static int eqn(const char *s, const char *name, size_t len) {
 #define KEY_SLOTS 8192
 static uint32_t key_slots[KEY_SLOTS];
 static uint8_t key_lens[KEY_SLOTS];
+/* Each name's hash under json-c's string hash (key_jc_fn, the hash of json-c's tables of
+ * string keys; NULL when it could not be had): see hv__fhir_key_static_hashed. */
+static unsigned long key_jc_hash[KEY_SLOTS];
+static hv__fhir_key_hash_fn *key_jc_fn;
 static const char key_resource_type[] = "resourceType";
 static pthread_once_t keys_once = PTHREAD_ONCE_INIT;
 
@@ -116,6 +121,12 @@ static const char *key_at(uint32_t slot) {
 
 static void build_keys(void) {
     uint32_t filled = 0;
+    struct json_object *probe = json_object_new_object();
+    /* json-c's own function, as its tables of string keys call it (json-c seeds it per
+     * process, so the hashes below are only good in this one). */
+    if (probe != NULL)
+        key_jc_fn = json_object_get_object(probe)->hash_fn;
+    json_object_put(probe);
     for (uint32_t i = 0; i <= hv__fhir_childkeys_count && filled < KEY_SLOTS / 2; i++) {
         /* The last round is "resourceType", which is no element's name. */
         uint32_t v = i < hv__fhir_childkeys_count ? hv__fhir_childkeys[i].name + 1 : UINT32_MAX;
@@ -129,22 +140,36 @@ static void build_keys(void) {
         if (key_slots[j] == 0) {
             key_slots[j] = v;
             key_lens[j] = (uint8_t)len;
+            if (key_jc_fn != NULL)
+                key_jc_hash[j] = key_jc_fn(n);
             filled++;
         }
     }
 }
 
-const char *hv__fhir_key_static(const char *name, size_t len) {
+/* The slot of name[0..len), or KEY_SLOTS when the model has no such name. */
+static uint32_t key_find(const char *name, size_t len) {
     pthread_once(&keys_once, build_keys);
     uint32_t j = key_hash(name, len) & (KEY_SLOTS - 1);
-    for (; key_slots[j] != 0; j = (j + 1) & (KEY_SLOTS - 1)) {
-        if (key_lens[j] == len) {
-            const char *k = key_at(key_slots[j]);
-            if (memcmp(k, name, len) == 0)
-                return k;
-        }
-    }
-    return NULL;
+    for (; key_slots[j] != 0; j = (j + 1) & (KEY_SLOTS - 1))
+        if (key_lens[j] == len && memcmp(key_at(key_slots[j]), name, len) == 0)
+            return j;
+    return KEY_SLOTS;
+}
+
+const char *hv__fhir_key_static(const char *name, size_t len) {
+    uint32_t j = key_find(name, len);
+    return j < KEY_SLOTS ? key_at(key_slots[j]) : NULL;
+}
+
+const char *hv__fhir_key_static_hashed(const char *name, size_t len, hv__fhir_key_hash_fn **fn,
+                                       unsigned long *hash) {
+    uint32_t j = key_find(name, len);
+    if (j == KEY_SLOTS)
+        return NULL;
+    *fn = key_jc_fn;
+    *hash = key_jc_hash[j];
+    return key_at(key_slots[j]);
 }
 
 /* ---- types ---------------------------------------------------------------- */
