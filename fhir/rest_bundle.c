@@ -214,13 +214,13 @@ static int prepare_entry(hv__bundle_job_t *bj, bentry_t *e, struct json_object *
             return refuse(e, 400, "%s", "an entry has no request");
         rt = hv_json_get_str(res, "resourceType");
         const char *id = hv_json_get_str(res, "id");
-        snprintf(e->op.type, sizeof(e->op.type), "%s", rt ? rt : "");
+        hv__fhir_join(e->op.type, sizeof(e->op.type), rt ? rt : "", NULL, NULL);
         e->method = id != NULL ? M_PUT : M_POST;
         e->op.kind = id != NULL ? HV__FOP_UPDATE : HV__FOP_CREATE;
         if (id != NULL) {
             if (!hv__fhir_id_valid(id))
                 return refuse(e, 400, "%s", "a resource's id is not a valid FHIR id");
-            snprintf(e->op.id, sizeof(e->op.id), "%s", id);
+            hv__fhir_join(e->op.id, sizeof(e->op.id), id, NULL, NULL);
         }
         e->op.resource = json_object_get(res);
         e->rank = e->method == M_POST ? 1 : 2;
@@ -290,7 +290,7 @@ static int prepare_entry(hv__bundle_job_t *bj, bentry_t *e, struct json_object *
             hv__fhir_id_valid(hv_json_get_str(res, "id"))) {
             /* Import keeps the ids the source gave its resources. */
             e->op.kind = HV__FOP_UPDATE;
-            snprintf(e->op.id, sizeof(e->op.id), "%s", hv_json_get_str(res, "id"));
+            hv__fhir_join(e->op.id, sizeof(e->op.id), hv_json_get_str(res, "id"), NULL, NULL);
         } else {
             json_object_object_del(res, "id");
         }
@@ -450,7 +450,7 @@ static int urlmap_fill(urlmap_t *m, const hv__bundle_job_t *bj, size_t *dup)
         if (e->full_url == NULL || e->op.id[0] == '\0' || (e->method != M_POST && e->method != M_PUT))
             continue;
         m->from[m->n] = e->full_url;
-        snprintf(m->to[m->n], sizeof(m->to[m->n]), "%s/%s", e->op.type, e->op.id);
+        hv__fhir_join(m->to[m->n], sizeof(m->to[m->n]), e->op.type, "/", e->op.id);
         m->idx[m->n] = m->n;
         m->n++;
     }

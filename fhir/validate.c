@@ -801,7 +801,7 @@ static void walk_object(hv__fhir_vctx_t *c, struct json_object *obj, const hv_fh
     json_object_object_foreach(obj, key, val) {
         hv__fhir_prop_t p;
         hv__fhir_step_t s;
-        if (is_resource && strcmp(key, "resourceType") == 0)
+        if (is_resource && key[0] == 'r' && strcmp(key, "resourceType") == 0)
             continue;
         if (hv__fhir_prop_resolve(owner, key, &p) != HV_OK ||
             (underscore && strcmp(key, "value") == 0)) {
