@@ -985,23 +985,28 @@ static int hits_add(refhits_t *h, struct json_object *str, const char *to)
  * Bundle is left to run_transaction, which resolves or refuses it. The references
  * the map rewrites go to hits, so that hv__bundle_precompute rewrites them without a
  * second walk of every tree (rewrite_refs: ~7k instructions a resource); when hits
- * cannot grow, the Bundle is left to run_transaction too. */
-static int needs_store(const urlmap_t *m, struct json_object *o, int depth, refhits_t *hits)
+ * cannot grow, the Bundle is left to run_transaction too. t is o's type: each member's
+ * type is asked once (json-c's type test is a call, and this walk visits every member). */
+static int needs_store(const urlmap_t *m, struct json_object *o, enum json_type t, int depth, refhits_t *hits)
 {
     if (depth > 128)
         return 0;
-    if (json_object_is_type(o, json_type_array)) {
+    if (t == json_type_array) {
         size_t n = json_object_array_length(o);
-        for (size_t i = 0; i < n; i++)
-            if (needs_store(m, json_object_array_get_idx(o, i), depth + 1, hits))
+        for (size_t i = 0; i < n; i++) {
+            struct json_object *v = json_object_array_get_idx(o, i);
+            enum json_type vt = json_object_get_type(v);
+            if ((vt == json_type_object || vt == json_type_array) && needs_store(m, v, vt, depth + 1, hits))
                 return 1;
+        }
         return 0;
     }
-    if (!json_object_is_type(o, json_type_object))
+    if (t != json_type_object)
         return 0;
     json_object_object_foreach(o, key, val)
     {
-        if (key[0] == 'r' && strcmp(key, "reference") == 0 && json_object_is_type(val, json_type_string)) {
+        enum json_type vt = json_object_get_type(val);
+        if (key[0] == 'r' && strcmp(key, "reference") == 0 && vt == json_type_string) {
             const char *ref = json_object_get_string(val);
             size_t i = map_find(m, ref);
             if (i < m->n) {
@@ -1011,8 +1016,7 @@ static int needs_store(const urlmap_t *m, struct json_object *o, int depth, refh
             }
             if (strncmp(ref, "urn:uuid:", 9) == 0 || strncmp(ref, "urn:oid:", 8) == 0 || strchr(ref, '?') != NULL)
                 return 1;
-        } else if ((json_object_is_type(val, json_type_object) || json_object_is_type(val, json_type_array)) &&
-                   needs_store(m, val, depth + 1, hits)) {
+        } else if ((vt == json_type_object || vt == json_type_array) && needs_store(m, val, vt, depth + 1, hits)) {
             return 1;
         }
     }
@@ -1053,7 +1057,7 @@ int hv__bundle_precompute(hv__bundle_job_t *bj)
     if (urlmap_fill(&m, bj, &dup) != HV_OK || dup < bj->n)
         goto out;
     for (size_t i = 0; i < bj->n; i++)
-        if (needs_store(&m, bj->e[i].op.resource, 0, &hits))
+        if (needs_store(&m, bj->e[i].op.resource, json_object_get_type(bj->e[i].op.resource), 0, &hits))
             goto out;
     /* What rewrite_refs would do on these trees: needs_store excluded everything but the
      * map's references. */

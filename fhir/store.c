@@ -255,22 +255,32 @@ void hv__fhir_join(char *dst, size_t cap, const char *a, const char *sep, const 
     dst[len] = '\0';
 }
 
-/* Collects the distinct patient ids a resource refers to ("Patient/ID" references). */
-static void collect_patients(struct json_object *o, char (*out)[HV__FHIR_ID_MAX], size_t max, size_t *n, int depth)
+/* Collects the distinct patient ids a resource refers to ("Patient/ID" references) in o,
+ * a JSON object or array (t, its type). Each member's type is asked once, and a value is
+ * entered only when it is an object or an array: this walk visits every member of every
+ * resource stored, and json-c's type test is a call. */
+static void collect_patients(struct json_object *o, enum json_type t, char (*out)[HV__FHIR_ID_MAX], size_t max,
+                             size_t *n, int depth)
 {
     if (depth > 64 || *n >= max)
         return;
-    if (json_object_is_type(o, json_type_array)) {
-        for (size_t i = 0; i < json_object_array_length(o); i++)
-            collect_patients(json_object_array_get_idx(o, i), out, max, n, depth + 1);
+    if (t == json_type_array) {
+        size_t len = json_object_array_length(o);
+        for (size_t i = 0; i < len; i++) {
+            struct json_object *v = json_object_array_get_idx(o, i);
+            enum json_type vt = json_object_get_type(v);
+            if (vt == json_type_object || vt == json_type_array)
+                collect_patients(v, vt, out, max, n, depth + 1);
+        }
         return;
     }
-    if (!json_object_is_type(o, json_type_object))
+    if (t != json_type_object)
         return;
     json_object_object_foreach(o, key, val)
     {
-        /* First bytes before strcmp: this walk visits every member of every resource stored. */
-        if (key[0] == 'r' && strcmp(key, "reference") == 0 && json_object_is_type(val, json_type_string)) {
+        enum json_type vt = json_object_get_type(val);
+        /* First bytes before strcmp. */
+        if (key[0] == 'r' && strcmp(key, "reference") == 0 && vt == json_type_string) {
             const char *ref = json_object_get_string(val);
             if (strncmp(ref, "Patient/", 8) == 0 && hv__fhir_id_valid(ref + 8)) {
                 size_t i;
@@ -281,8 +291,8 @@ static void collect_patients(struct json_object *o, char (*out)[HV__FHIR_ID_MAX]
                     hv__fhir_join(out[(*n)++], HV__FHIR_ID_MAX, ref + 8, NULL, NULL);
             }
         } else if (key[0] != '_' && (key[0] != 'c' || strcmp(key, "contained") != 0) &&
-                   (json_object_is_type(val, json_type_object) || json_object_is_type(val, json_type_array))) {
-            collect_patients(val, out, max, n, depth + 1);
+                   (vt == json_type_object || vt == json_type_array)) {
+            collect_patients(val, vt, out, max, n, depth + 1);
         }
     }
 }
@@ -297,7 +307,7 @@ void hv__store_patients(const char *type, const char *id, struct json_object *re
         hv__fhir_join(pats[n++], HV__FHIR_ID_MAX, id, NULL, NULL);
     }
     if (resource != NULL)
-        collect_patients(resource, pats, HV__STORE_MAX_PATIENTS, &n, 0);
+        collect_patients(resource, json_object_get_type(resource), pats, HV__STORE_MAX_PATIENTS, &n, 0);
     for (size_t i = 0; i < n; i++) {
         if (strcmp(type, "Patient") == 0 && i > 0 && strcmp(pats[i], id) == 0)
             continue;
