@@ -11,6 +11,7 @@
  */
 #include <json-c/json.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "fhir/fhir_int.h"
@@ -87,6 +88,9 @@ static unsigned long key_jc_hash[KEY_SLOTS];
 static hv__fhir_key_hash_fn *key_jc_fn;
 static const char key_resource_type[] = "resourceType";
 static pthread_once_t keys_once = PTHREAD_ONCE_INIT;
+/* Set (release) at the end of build_keys: key_find reads it (acquire) rather than calling
+ * pthread_once for each of the ~70 keys of a resource read. */
+static atomic_int keys_built;
 
 /* The key table's hash. Every key of every document read is looked up here, so it takes a
  * word at a time where FNV-1a takes a byte: the 8-byte words, then the last 8 bytes (they may
@@ -145,14 +149,46 @@ static void build_keys(void) {
             filled++;
         }
     }
+    atomic_store_explicit(&keys_built, 1, memory_order_release);
+}
+
+/* Whether the len bytes at a equal those at b, for names (len <= UINT8_MAX): two
+ * overlapping words, or two overlapping halves of one, or the bytes, where a libc memcmp
+ * call cost as much as the rest of the look-up. */
+static inline int key_eq(const char *a, const char *b, size_t len) {
+    uint64_t x, y, u, v;
+    uint32_t p, q, r, t;
+    if (len >= 8) {
+        for (size_t i = 0; i + 8 < len; i += 8) {
+            memcpy(&x, a + i, sizeof(x));
+            memcpy(&y, b + i, sizeof(y));
+            if (x != y)
+                return 0;
+        }
+        memcpy(&u, a + len - 8, sizeof(u));
+        memcpy(&v, b + len - 8, sizeof(v));
+        return u == v;
+    }
+    if (len >= 4) {
+        memcpy(&p, a, sizeof(p));
+        memcpy(&q, b, sizeof(q));
+        memcpy(&r, a + len - 4, sizeof(r));
+        memcpy(&t, b + len - 4, sizeof(t));
+        return p == q && r == t;
+    }
+    for (size_t i = 0; i < len; i++)
+        if (a[i] != b[i])
+            return 0;
+    return 1;
 }
 
 /* The slot of name[0..len), or KEY_SLOTS when the model has no such name. */
 static uint32_t key_find(const char *name, size_t len) {
-    pthread_once(&keys_once, build_keys);
+    if (!atomic_load_explicit(&keys_built, memory_order_acquire))
+        pthread_once(&keys_once, build_keys);
     uint32_t j = key_hash(name, len) & (KEY_SLOTS - 1);
     for (; key_slots[j] != 0; j = (j + 1) & (KEY_SLOTS - 1))
-        if (key_lens[j] == len && memcmp(key_at(key_slots[j]), name, len) == 0)
+        if (key_lens[j] == len && key_eq(key_at(key_slots[j]), name, len))
             return j;
     return KEY_SLOTS;
 }
