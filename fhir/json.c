@@ -92,11 +92,13 @@ static int prop_resolve_n(const hv_fhir_elem_t *owner, const char *key, size_t l
 typedef struct prop_slot {
     const hv_fhir_elem_t *owner;
     const char *key;
-    int found;
     hv__fhir_prop_t prop;
+    long order;      /* when found: prop_order(&prop), the writer's sort key */
+    uint32_t keylen; /* when found: strlen(key) */
+    int found;
 } prop_slot_t;
 
-/* Allocated by the first look-up on a thread (48 KB: a static thread-local array would be
+/* Allocated by the first look-up on a thread (64 KB: a static thread-local array would be
  * zeroed, so resident, in every thread of the engine), freed when the thread ends. */
 static _Thread_local prop_slot_t *prop_cache;
 static pthread_key_t prop_key;
@@ -131,14 +133,27 @@ static inline size_t prop_slot(const hv_fhir_elem_t *owner, const char *key) {
     return (h ^ (h >> 10)) & (PROP_CACHE - 1);
 }
 
+/* A member's place in the order the writer puts them in: XML attributes (Extension.url)
+ * first, as the official serializers write them in JSON too; then the specification order,
+ * the `_x` twin after x. */
+static long prop_order(const hv__fhir_prop_t *p) {
+    return (long)hv_fhir_elem_index(p->elem) * 2 + p->underscore - (hv_fhir_elem_is_xml_attr(p->elem) ? 100000 : 0);
+}
+
 /* prop_resolve_n through the cache; len is key's length, or 0 when not measured. */
 static int prop_resolve_key(const hv_fhir_elem_t *owner, const char *key, size_t len, hv__fhir_prop_t *p) {
     prop_slot_t *sl, *cache;
+    if (len == 0)
+        len = strlen(key);
     if (!key_is_static(key) || (cache = prop_cache_get()) == NULL)
-        return prop_resolve_n(owner, key, len > 0 ? len : strlen(key), p);
+        return prop_resolve_n(owner, key, len, p);
     sl = &cache[prop_slot(owner, key)];
     if (sl->owner != owner || sl->key != key) {
-        sl->found = prop_resolve_n(owner, key, len > 0 ? len : strlen(key), &sl->prop) == HV_OK;
+        sl->found = prop_resolve_n(owner, key, len, &sl->prop) == HV_OK;
+        if (sl->found) {
+            sl->order = prop_order(&sl->prop);
+            sl->keylen = (uint32_t)len; /* a name of the model: short */
+        }
         sl->owner = owner;
         sl->key = key;
     }
@@ -478,6 +493,29 @@ static void sort_props(prop_ent_t *ents, size_t n) {
 static int write_value(hv_buf_t *out, struct json_object *v, const hv_fhir_elem_t *e,
                        const hv_fhir_type_t *t, int underscore, unsigned flags, int depth);
 
+/* prop_lookup for the writer, which also takes the member's order and its key's length from
+ * the cache (a model name's length and order are the same every time): pe's prop, order and
+ * keylen, or HV_ENOTFOUND with none of them set. */
+static inline int prop_lookup_ent(const hv_fhir_elem_t *owner, const char *key, prop_ent_t *pe) {
+    const prop_slot_t *c = prop_cache, *sl;
+    if (c != NULL && key_is_static(key)) {
+        sl = &c[prop_slot(owner, key)];
+        if (sl->owner == owner && sl->key == key) {
+            if (!sl->found)
+                return HV_ENOTFOUND;
+            pe->prop = sl->prop;
+            pe->order = sl->order;
+            pe->keylen = sl->keylen;
+            return HV_OK;
+        }
+    }
+    pe->keylen = strlen(key);
+    if (prop_resolve_key(owner, key, pe->keylen, &pe->prop) != HV_OK)
+        return HV_ENOTFOUND;
+    pe->order = prop_order(&pe->prop);
+    return HV_OK;
+}
+
 /* hv_buf_putc without the call when the byte fits: the writer puts a few bytes of
  * punctuation per element. */
 static inline int put_byte(hv_buf_t *out, char c) {
@@ -531,19 +569,16 @@ static int write_object(hv_buf_t *out, struct json_object *obj, const hv_fhir_el
     json_object_object_foreach(obj, key, val) {
         prop_ent_t *pe = &ents[i];
         pe->key = key;
-        pe->keylen = strlen(key);
         pe->val = val;
         pe->seq = i;
         pe->known = 0;
         if (is_resource && key[0] == 'r' && strcmp(key, "resourceType") == 0) {
+            pe->keylen = 12;
             pe->order = -1 - (1L << 30);
-        } else if (owner != NULL && prop_lookup(owner, key, pe->keylen, &pe->prop) == HV_OK) {
+        } else if (owner != NULL && prop_lookup_ent(owner, key, pe) == HV_OK) {
             pe->known = 1;
-            /* XML attributes (Extension.url) come first, as the official serializers
-             * write them in JSON too; then the specification order. */
-            pe->order = (long)hv_fhir_elem_index(pe->prop.elem) * 2 + pe->prop.underscore -
-                        (hv_fhir_elem_is_xml_attr(pe->prop.elem) ? 100000 : 0);
         } else {
+            pe->keylen = strlen(key);
             pe->order = 1L << 30;
         }
         /* Equal orders keep their sequence, so non-decreasing orders are the sorted
