@@ -158,6 +158,13 @@ extern const uint32_t hv__fhir_comps_count;
 extern const hv__fhir_search_idx_row_t hv__fhir_search_idx[];
 extern const uint32_t hv__fhir_search_idx_count;
 
+/* Whether e is the root element of a resource type, the owner of a resource's own object:
+ * the stored-text writer and the structural check ask it of every object they walk, here
+ * inline rather than through three accessor calls. */
+static inline int hv__fhir_elem_is_resource_root(const hv_fhir_elem_t *e) {
+    return e->parent < 0 && hv__fhir_types[e->owner].kind == HV_FHIR_KIND_RESOURCE;
+}
+
 #define HV__S(off) (hv__fhir_pool + (off))
 
 struct json_object;

@@ -556,9 +556,7 @@ static int write_object(hv_buf_t *out, struct json_object *obj, const hv_fhir_el
 
     /* resourceType comes first on a resource (an element may bear the same name:
      * ExampleScenario.instance.resourceType). */
-    int is_resource = owner == NULL ||
-                      (hv_fhir_elem_parent(owner) == NULL &&
-                       hv_fhir_type_kind(hv_fhir_elem_owner_type(owner)) == HV_FHIR_KIND_RESOURCE);
+    int is_resource = owner == NULL || hv__fhir_elem_is_resource_root(owner);
     if (n == 0)
         return hv_buf_puts(out, "{}");
     if (n > HV_ARRAY_LEN(stackents)) {

@@ -794,8 +794,7 @@ static void walk_object(hv__fhir_vctx_t *c, struct json_object *obj, const hv_fh
         c->too_deep = 1;
         return;
     }
-    int is_resource = hv_fhir_elem_parent(owner) == NULL &&
-                      hv_fhir_type_kind(hv_fhir_elem_owner_type(owner)) == HV_FHIR_KIND_RESOURCE;
+    int is_resource = hv__fhir_elem_is_resource_root(owner);
     /* A primitive's `_x` twin feeds its invariants only; the structural check never reads it. */
     int any_twin = !c->structure_only && has_underscore_key(obj);
     json_object_object_foreach(obj, key, val) {
