@@ -178,16 +178,28 @@ typedef struct hv__fhir_prop {
 
 /* Resolves key on owner; HV_ENOTFOUND if it names no element (resourceType included). */
 int hv__fhir_prop_resolve(const hv_fhir_elem_t *owner, const char *key, hv__fhir_prop_t *p);
+/* The root element of the resource type that obj's resourceType names, or NULL. */
+const hv_fhir_elem_t *hv__fhir_resource_root(struct json_object *obj);
 /*
  * The owner element describing the children of `value`, a JSON object that is a value
  * of element e with type t: for resource-typed elements (Bundle.entry.resource,
  * contained) the root of the type its resourceType names; for a `_x` twin the root of
- * the primitive type. NULL if that cannot be told (unknown resourceType).
+ * the primitive type; else hv_fhir_elem_owner(e, t). NULL if that cannot be told (unknown
+ * resourceType). Inline, on the rows: the writer and the structural check ask it of every
+ * object value they walk.
  */
-const hv_fhir_elem_t *hv__fhir_value_owner(const hv_fhir_elem_t *e, const hv_fhir_type_t *t,
-                                           int underscore, struct json_object *value);
-/* The root element of the resource type that obj's resourceType names, or NULL. */
-const hv_fhir_elem_t *hv__fhir_resource_root(struct json_object *obj);
+static inline const hv_fhir_elem_t *hv__fhir_value_owner(const hv_fhir_elem_t *e, const hv_fhir_type_t *t,
+                                                         int underscore, struct json_object *value) {
+    if (t == NULL)
+        return NULL;
+    if (!underscore && t->kind == HV_FHIR_KIND_RESOURCE)
+        return hv__fhir_resource_root(value);
+    if (!underscore && e != NULL && e->kn > 0)
+        return e;
+    if (!underscore && e != NULL && e->cref >= 0)
+        return &hv__fhir_elems[e->cref];
+    return t->root >= 0 ? &hv__fhir_elems[t->root] : NULL;
+}
 
 /*
  * The json-c tree of text, a JSON object, read without json-c's tokener (json_read.c), or

@@ -192,17 +192,6 @@ const hv_fhir_elem_t *hv__fhir_resource_root(struct json_object *obj) {
     return hv_fhir_type_root(hv_fhir_resource_type(json_object_get_string(rt)));
 }
 
-const hv_fhir_elem_t *hv__fhir_value_owner(const hv_fhir_elem_t *e, const hv_fhir_type_t *t,
-                                           int underscore, struct json_object *value) {
-    if (t == NULL)
-        return NULL;
-    if (underscore)
-        return hv_fhir_type_root(t);
-    if (hv_fhir_type_kind(t) == HV_FHIR_KIND_RESOURCE)
-        return hv__fhir_resource_root(value);
-    return hv_fhir_elem_owner(e, t);
-}
-
 /* ---- parsing ---------------------------------------------------------------- */
 
 static void offset_to_linecol(const char *text, size_t off, int *line, int *col) {

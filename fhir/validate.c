@@ -712,7 +712,7 @@ static void primitive_invariants(hv__fhir_vctx_t *c, const hv__fhir_prop_t *p,
 static void walk_value(hv__fhir_vctx_t *c, const hv__fhir_prop_t *p, struct json_object *v,
                        struct json_object *twin, int in_array, int depth) {
     const hv_fhir_type_t *t = p->type;
-    hv_fhir_kind_t k = hv_fhir_type_kind(t);
+    hv_fhir_kind_t k = (hv_fhir_kind_t)t->kind; /* the row: every value walked */
     if (v == NULL) {
         if (!in_array)
             hv__fhir_issue(c, "error", "structure", NULL, "null is not allowed here");
@@ -809,7 +809,7 @@ static void walk_object(hv__fhir_vctx_t *c, struct json_object *obj, const hv_fh
             step_out(c, &s);
             continue;
         }
-        if (p.underscore && hv_fhir_type_kind(p.type) != HV_FHIR_KIND_PRIMITIVE) {
+        if (p.underscore && p.type->kind != HV_FHIR_KIND_PRIMITIVE) {
             step_in(c, &s, key, -1);
             hv__fhir_issue(c, "error", "structure", NULL,
                            "'%s' is not a primitive element and has no '_' form", key + 1);
@@ -818,7 +818,7 @@ static void walk_object(hv__fhir_vctx_t *c, struct json_object *obj, const hv_fh
         }
         /* Paths use the element name, as FHIRPath navigates (valueQuantity → value). */
         const char *pname = p.underscore ? key + 1 : key;
-        if (hv_fhir_elem_is_array(p.elem)) {
+        if (p.elem->flags & HV__EF_ARRAY) {
             if (!json_object_is_type(val, json_type_array)) {
                 step_in(c, &s, pname, -1);
                 hv__fhir_issue(c, "error", "structure", NULL,
@@ -853,7 +853,7 @@ static void walk_object(hv__fhir_vctx_t *c, struct json_object *obj, const hv_fh
                 step_out(c, &s);
             }
             struct json_object *twins = NULL;
-            if (!p.underscore && hv_fhir_type_kind(p.type) == HV_FHIR_KIND_PRIMITIVE)
+            if (!p.underscore && p.type->kind == HV_FHIR_KIND_PRIMITIVE)
                 twins = twin_of(obj, any_twin, key);
             else if (p.underscore)
                 twins = json_object_object_get_ex(obj, key + 1, &twins) ? twins : NULL;
@@ -885,7 +885,7 @@ static void walk_object(hv__fhir_vctx_t *c, struct json_object *obj, const hv_fh
                            0, depth);
             else
                 walk_value(c, &p, val,
-                           hv_fhir_type_kind(p.type) == HV_FHIR_KIND_PRIMITIVE
+                           p.type->kind == HV_FHIR_KIND_PRIMITIVE
                                ? twin_of(obj, any_twin, key)
                                : NULL,
                            0, depth);
