@@ -158,6 +158,13 @@ extern const uint32_t hv__fhir_comps_count;
 extern const hv__fhir_search_idx_row_t hv__fhir_search_idx[];
 extern const uint32_t hv__fhir_search_idx_count;
 
+/* Whether e is the root element of a resource type, the owner of a resource's own object:
+ * the stored-text writer and the structural check ask it of every object they walk, here
+ * inline rather than through three accessor calls. */
+static inline int hv__fhir_elem_is_resource_root(const hv_fhir_elem_t *e) {
+    return e->parent < 0 && hv__fhir_types[e->owner].kind == HV_FHIR_KIND_RESOURCE;
+}
+
 #define HV__S(off) (hv__fhir_pool + (off))
 
 struct json_object;
@@ -171,16 +178,28 @@ typedef struct hv__fhir_prop {
 
 /* Resolves key on owner; HV_ENOTFOUND if it names no element (resourceType included). */
 int hv__fhir_prop_resolve(const hv_fhir_elem_t *owner, const char *key, hv__fhir_prop_t *p);
+/* The root element of the resource type that obj's resourceType names, or NULL. */
+const hv_fhir_elem_t *hv__fhir_resource_root(struct json_object *obj);
 /*
  * The owner element describing the children of `value`, a JSON object that is a value
  * of element e with type t: for resource-typed elements (Bundle.entry.resource,
  * contained) the root of the type its resourceType names; for a `_x` twin the root of
- * the primitive type. NULL if that cannot be told (unknown resourceType).
+ * the primitive type; else hv_fhir_elem_owner(e, t). NULL if that cannot be told (unknown
+ * resourceType). Inline, on the rows: the writer and the structural check ask it of every
+ * object value they walk.
  */
-const hv_fhir_elem_t *hv__fhir_value_owner(const hv_fhir_elem_t *e, const hv_fhir_type_t *t,
-                                           int underscore, struct json_object *value);
-/* The root element of the resource type that obj's resourceType names, or NULL. */
-const hv_fhir_elem_t *hv__fhir_resource_root(struct json_object *obj);
+static inline const hv_fhir_elem_t *hv__fhir_value_owner(const hv_fhir_elem_t *e, const hv_fhir_type_t *t,
+                                                         int underscore, struct json_object *value) {
+    if (t == NULL)
+        return NULL;
+    if (!underscore && t->kind == HV_FHIR_KIND_RESOURCE)
+        return hv__fhir_resource_root(value);
+    if (!underscore && e != NULL && e->kn > 0)
+        return e;
+    if (!underscore && e != NULL && e->cref >= 0)
+        return &hv__fhir_elems[e->cref];
+    return t->root >= 0 ? &hv__fhir_elems[t->root] : NULL;
+}
 
 /*
  * The json-c tree of text, a JSON object, read without json-c's tokener (json_read.c), or
@@ -205,6 +224,15 @@ int hv__fhir_hex4(const char *p, const char *end, unsigned *out);
  * JSON_C_OBJECT_KEY_IS_CONSTANT instead of a strdup per key.
  */
 const char *hv__fhir_key_static(const char *name, size_t len);
+/*
+ * hv__fhir_key_static, and the name's hash under *fn, the hash function of json-c's tables
+ * of string keys in this process (NULL when unknown): a table whose hash_fn is *fn files
+ * the name under *hash, so the reader adds it with lh_table_insert_w_hash and json-c does
+ * not hash it again (fhir/json_read.c add_member).
+ */
+typedef unsigned long hv__fhir_key_hash_fn(const void *key);
+const char *hv__fhir_key_static_hashed(const char *name, size_t len, hv__fhir_key_hash_fn **fn,
+                                       unsigned long *hash);
 
 /* hv_fhir_xml_write with an error description (location = element path). */
 int hv__fhir_xml_write_err(struct json_object *resource, unsigned flags, hv_buf_t *out,

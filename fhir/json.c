@@ -92,11 +92,13 @@ static int prop_resolve_n(const hv_fhir_elem_t *owner, const char *key, size_t l
 typedef struct prop_slot {
     const hv_fhir_elem_t *owner;
     const char *key;
-    int found;
     hv__fhir_prop_t prop;
+    long order;      /* when found: prop_order(&prop), the writer's sort key */
+    uint32_t keylen; /* when found: strlen(key) */
+    int found;
 } prop_slot_t;
 
-/* Allocated by the first look-up on a thread (48 KB: a static thread-local array would be
+/* Allocated by the first look-up on a thread (64 KB: a static thread-local array would be
  * zeroed, so resident, in every thread of the engine), freed when the thread ends. */
 static _Thread_local prop_slot_t *prop_cache;
 static pthread_key_t prop_key;
@@ -126,16 +128,32 @@ static inline int key_is_static(const char *key) {
     return (uintptr_t)key - (uintptr_t)hv__fhir_pool < hv__fhir_pool_size;
 }
 
+static inline size_t prop_slot(const hv_fhir_elem_t *owner, const char *key) {
+    uintptr_t h = ((uintptr_t)owner >> 3) * 31u + ((uintptr_t)key >> 2);
+    return (h ^ (h >> 10)) & (PROP_CACHE - 1);
+}
+
+/* A member's place in the order the writer puts them in: XML attributes (Extension.url)
+ * first, as the official serializers write them in JSON too; then the specification order,
+ * the `_x` twin after x. */
+static long prop_order(const hv__fhir_prop_t *p) {
+    return (long)hv_fhir_elem_index(p->elem) * 2 + p->underscore - (hv_fhir_elem_is_xml_attr(p->elem) ? 100000 : 0);
+}
+
 /* prop_resolve_n through the cache; len is key's length, or 0 when not measured. */
 static int prop_resolve_key(const hv_fhir_elem_t *owner, const char *key, size_t len, hv__fhir_prop_t *p) {
-    uintptr_t h;
     prop_slot_t *sl, *cache;
+    if (len == 0)
+        len = strlen(key);
     if (!key_is_static(key) || (cache = prop_cache_get()) == NULL)
-        return prop_resolve_n(owner, key, len > 0 ? len : strlen(key), p);
-    h = ((uintptr_t)owner >> 3) * 31u + ((uintptr_t)key >> 2);
-    sl = &cache[(h ^ (h >> 10)) & (PROP_CACHE - 1)];
+        return prop_resolve_n(owner, key, len, p);
+    sl = &cache[prop_slot(owner, key)];
     if (sl->owner != owner || sl->key != key) {
-        sl->found = prop_resolve_n(owner, key, len > 0 ? len : strlen(key), &sl->prop) == HV_OK;
+        sl->found = prop_resolve_n(owner, key, len, &sl->prop) == HV_OK;
+        if (sl->found) {
+            sl->order = prop_order(&sl->prop);
+            sl->keylen = (uint32_t)len; /* a name of the model: short */
+        }
         sl->owner = owner;
         sl->key = key;
     }
@@ -145,8 +163,25 @@ static int prop_resolve_key(const hv_fhir_elem_t *owner, const char *key, size_t
     return HV_OK;
 }
 
+/* prop_resolve_key with its hit inlined: every member of every object the writer and the
+ * structural check walk asks, and a hit is found in the thread's cache, so a call (~55
+ * instructions with its frame) costs more than the look-up itself. */
+static inline int prop_lookup(const hv_fhir_elem_t *owner, const char *key, size_t len, hv__fhir_prop_t *p) {
+    const prop_slot_t *c = prop_cache, *sl;
+    if (c != NULL && key_is_static(key)) {
+        sl = &c[prop_slot(owner, key)];
+        if (sl->owner == owner && sl->key == key) {
+            if (!sl->found)
+                return HV_ENOTFOUND;
+            *p = sl->prop;
+            return HV_OK;
+        }
+    }
+    return prop_resolve_key(owner, key, len, p);
+}
+
 int hv__fhir_prop_resolve(const hv_fhir_elem_t *owner, const char *key, hv__fhir_prop_t *p) {
-    return prop_resolve_key(owner, key, 0, p);
+    return prop_lookup(owner, key, 0, p);
 }
 
 const hv_fhir_elem_t *hv__fhir_resource_root(struct json_object *obj) {
@@ -155,17 +190,6 @@ const hv_fhir_elem_t *hv__fhir_resource_root(struct json_object *obj) {
         !json_object_is_type(rt, json_type_string))
         return NULL;
     return hv_fhir_type_root(hv_fhir_resource_type(json_object_get_string(rt)));
-}
-
-const hv_fhir_elem_t *hv__fhir_value_owner(const hv_fhir_elem_t *e, const hv_fhir_type_t *t,
-                                           int underscore, struct json_object *value) {
-    if (t == NULL)
-        return NULL;
-    if (underscore)
-        return hv_fhir_type_root(t);
-    if (hv_fhir_type_kind(t) == HV_FHIR_KIND_RESOURCE)
-        return hv__fhir_resource_root(value);
-    return hv_fhir_elem_owner(e, t);
 }
 
 /* ---- parsing ---------------------------------------------------------------- */
@@ -436,8 +460,50 @@ static int cmp_prop(const void *a, const void *b) {
     return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
+/* cmp_prop's order for the few members of an object on the stack, which are nearly in
+ * order (a resource's meta, added last, moves up once): insertion passes an entry only
+ * over greater orders, so equal orders keep their sequence. glibc's qsort cost ~2,000
+ * instructions for a resource's dozen. */
+static void sort_props(prop_ent_t *ents, size_t n) {
+    for (size_t i = 1; i < n; i++) {
+        prop_ent_t t;
+        size_t j = i;
+        if (ents[i].order >= ents[i - 1].order)
+            continue;
+        t = ents[i];
+        while (j > 0 && ents[j - 1].order > t.order) {
+            ents[j] = ents[j - 1];
+            j--;
+        }
+        ents[j] = t;
+    }
+}
+
 static int write_value(hv_buf_t *out, struct json_object *v, const hv_fhir_elem_t *e,
                        const hv_fhir_type_t *t, int underscore, unsigned flags, int depth);
+
+/* prop_lookup for the writer, which also takes the member's order and its key's length from
+ * the cache (a model name's length and order are the same every time): pe's prop, order and
+ * keylen, or HV_ENOTFOUND with none of them set. */
+static inline int prop_lookup_ent(const hv_fhir_elem_t *owner, const char *key, prop_ent_t *pe) {
+    const prop_slot_t *c = prop_cache, *sl;
+    if (c != NULL && key_is_static(key)) {
+        sl = &c[prop_slot(owner, key)];
+        if (sl->owner == owner && sl->key == key) {
+            if (!sl->found)
+                return HV_ENOTFOUND;
+            pe->prop = sl->prop;
+            pe->order = sl->order;
+            pe->keylen = sl->keylen;
+            return HV_OK;
+        }
+    }
+    pe->keylen = strlen(key);
+    if (prop_resolve_key(owner, key, pe->keylen, &pe->prop) != HV_OK)
+        return HV_ENOTFOUND;
+    pe->order = prop_order(&pe->prop);
+    return HV_OK;
+}
 
 /* hv_buf_putc without the call when the byte fits: the writer puts a few bytes of
  * punctuation per element. */
@@ -479,9 +545,7 @@ static int write_object(hv_buf_t *out, struct json_object *obj, const hv_fhir_el
 
     /* resourceType comes first on a resource (an element may bear the same name:
      * ExampleScenario.instance.resourceType). */
-    int is_resource = owner == NULL ||
-                      (hv_fhir_elem_parent(owner) == NULL &&
-                       hv_fhir_type_kind(hv_fhir_elem_owner_type(owner)) == HV_FHIR_KIND_RESOURCE);
+    int is_resource = owner == NULL || hv__fhir_elem_is_resource_root(owner);
     if (n == 0)
         return hv_buf_puts(out, "{}");
     if (n > HV_ARRAY_LEN(stackents)) {
@@ -492,19 +556,16 @@ static int write_object(hv_buf_t *out, struct json_object *obj, const hv_fhir_el
     json_object_object_foreach(obj, key, val) {
         prop_ent_t *pe = &ents[i];
         pe->key = key;
-        pe->keylen = strlen(key);
         pe->val = val;
         pe->seq = i;
         pe->known = 0;
-        if (is_resource && strcmp(key, "resourceType") == 0) {
+        if (is_resource && key[0] == 'r' && strcmp(key, "resourceType") == 0) {
+            pe->keylen = 12;
             pe->order = -1 - (1L << 30);
-        } else if (owner != NULL && prop_resolve_key(owner, key, pe->keylen, &pe->prop) == HV_OK) {
+        } else if (owner != NULL && prop_lookup_ent(owner, key, pe) == HV_OK) {
             pe->known = 1;
-            /* XML attributes (Extension.url) come first, as the official serializers
-             * write them in JSON too; then the specification order. */
-            pe->order = (long)hv_fhir_elem_index(pe->prop.elem) * 2 + pe->prop.underscore -
-                        (hv_fhir_elem_is_xml_attr(pe->prop.elem) ? 100000 : 0);
         } else {
+            pe->keylen = strlen(key);
             pe->order = 1L << 30;
         }
         /* Equal orders keep their sequence, so non-decreasing orders are the sorted
@@ -513,8 +574,10 @@ static int write_object(hv_buf_t *out, struct json_object *obj, const hv_fhir_el
             sorted = 0;
         i++;
     }
-    if (!sorted)
-        qsort(ents, n, sizeof(*ents), cmp_prop);
+    if (!sorted && ents == stackents)
+        sort_props(ents, n);
+    else if (!sorted)
+        qsort(ents, n, sizeof(*ents), cmp_prop); /* bounded time for a large object */
     rc = put_byte(out, '{');
     for (i = 0; rc == HV_OK && i < n; i++) {
         if (i > 0)
@@ -565,7 +628,7 @@ static int write_value(hv_buf_t *out, struct json_object *v, const hv_fhir_elem_
             return put_int64(out, json_object_get_int64(v));
         return hv_buf_puts(out, json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
     case json_type_double:
-        return hv_buf_puts(out, json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
+        return hv_buf_puts(out, hv_fhir_json_number_text(v));
     case json_type_string:
         return hv_buf_json_str(out, json_object_get_string(v),
                                (size_t)json_object_get_string_len(v));
@@ -607,7 +670,18 @@ int hv_fhir_json_write(struct json_object *resource, unsigned flags, hv_buf_t *o
 
 /* ---- comparison --------------------------------------------------------------- */
 
+/*
+ * A double made from text (json_object_new_double_s: the readers, the mappings) keeps that
+ * text as its userdata, which json-c's serializer copies as it is (json_object.h: "the
+ * userdata field is used to store the string representation"; json_object_set_double drops
+ * both), into a print buffer it allocates on the object: ~600 instructions and two
+ * allocations a number, in the structural check and the stored-text writer. The engine
+ * gives a double userdata in no other way, so the text is returned without the copy.
+ */
 const char *hv_fhir_json_number_text(struct json_object *num) {
+    const char *text;
+    if (json_object_is_type(num, json_type_double) && (text = json_object_get_userdata(num)) != NULL)
+        return text;
     if (!json_object_is_type(num, json_type_int) && !json_object_is_type(num, json_type_double))
         return NULL;
     return json_object_to_json_string_ext(num, JSON_C_TO_STRING_PLAIN);

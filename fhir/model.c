@@ -9,7 +9,9 @@
  * storage of model_gen.c and are filled once, on first use, under pthread_once.
  * After that every lookup is a hash probe and a string compare; nothing allocates.
  */
+#include <json-c/json.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "fhir/fhir_int.h"
@@ -80,8 +82,15 @@ static int eqn(const char *s, const char *name, size_t len) {
 #define KEY_SLOTS 8192
 static uint32_t key_slots[KEY_SLOTS];
 static uint8_t key_lens[KEY_SLOTS];
+/* Each name's hash under json-c's string hash (key_jc_fn, the hash of json-c's tables of
+ * string keys; NULL when it could not be had): see hv__fhir_key_static_hashed. */
+static unsigned long key_jc_hash[KEY_SLOTS];
+static hv__fhir_key_hash_fn *key_jc_fn;
 static const char key_resource_type[] = "resourceType";
 static pthread_once_t keys_once = PTHREAD_ONCE_INIT;
+/* Set (release) at the end of build_keys: key_find reads it (acquire) rather than calling
+ * pthread_once for each of the ~70 keys of a resource read. */
+static atomic_int keys_built;
 
 /* The key table's hash. Every key of every document read is looked up here, so it takes a
  * word at a time where FNV-1a takes a byte: the 8-byte words, then the last 8 bytes (they may
@@ -116,6 +125,12 @@ static const char *key_at(uint32_t slot) {
 
 static void build_keys(void) {
     uint32_t filled = 0;
+    struct json_object *probe = json_object_new_object();
+    /* json-c's own function, as its tables of string keys call it (json-c seeds it per
+     * process, so the hashes below are only good in this one). */
+    if (probe != NULL)
+        key_jc_fn = json_object_get_object(probe)->hash_fn;
+    json_object_put(probe);
     for (uint32_t i = 0; i <= hv__fhir_childkeys_count && filled < KEY_SLOTS / 2; i++) {
         /* The last round is "resourceType", which is no element's name. */
         uint32_t v = i < hv__fhir_childkeys_count ? hv__fhir_childkeys[i].name + 1 : UINT32_MAX;
@@ -129,22 +144,68 @@ static void build_keys(void) {
         if (key_slots[j] == 0) {
             key_slots[j] = v;
             key_lens[j] = (uint8_t)len;
+            if (key_jc_fn != NULL)
+                key_jc_hash[j] = key_jc_fn(n);
             filled++;
         }
     }
+    atomic_store_explicit(&keys_built, 1, memory_order_release);
+}
+
+/* Whether the len bytes at a equal those at b, for names (len <= UINT8_MAX): two
+ * overlapping words, or two overlapping halves of one, or the bytes, where a libc memcmp
+ * call cost as much as the rest of the look-up. */
+static inline int key_eq(const char *a, const char *b, size_t len) {
+    uint64_t x, y, u, v;
+    uint32_t p, q, r, t;
+    if (len >= 8) {
+        for (size_t i = 0; i + 8 < len; i += 8) {
+            memcpy(&x, a + i, sizeof(x));
+            memcpy(&y, b + i, sizeof(y));
+            if (x != y)
+                return 0;
+        }
+        memcpy(&u, a + len - 8, sizeof(u));
+        memcpy(&v, b + len - 8, sizeof(v));
+        return u == v;
+    }
+    if (len >= 4) {
+        memcpy(&p, a, sizeof(p));
+        memcpy(&q, b, sizeof(q));
+        memcpy(&r, a + len - 4, sizeof(r));
+        memcpy(&t, b + len - 4, sizeof(t));
+        return p == q && r == t;
+    }
+    for (size_t i = 0; i < len; i++)
+        if (a[i] != b[i])
+            return 0;
+    return 1;
+}
+
+/* The slot of name[0..len), or KEY_SLOTS when the model has no such name. */
+static uint32_t key_find(const char *name, size_t len) {
+    if (!atomic_load_explicit(&keys_built, memory_order_acquire))
+        pthread_once(&keys_once, build_keys);
+    uint32_t j = key_hash(name, len) & (KEY_SLOTS - 1);
+    for (; key_slots[j] != 0; j = (j + 1) & (KEY_SLOTS - 1))
+        if (key_lens[j] == len && key_eq(key_at(key_slots[j]), name, len))
+            return j;
+    return KEY_SLOTS;
 }
 
 const char *hv__fhir_key_static(const char *name, size_t len) {
-    pthread_once(&keys_once, build_keys);
-    uint32_t j = key_hash(name, len) & (KEY_SLOTS - 1);
-    for (; key_slots[j] != 0; j = (j + 1) & (KEY_SLOTS - 1)) {
-        if (key_lens[j] == len) {
-            const char *k = key_at(key_slots[j]);
-            if (memcmp(k, name, len) == 0)
-                return k;
-        }
-    }
-    return NULL;
+    uint32_t j = key_find(name, len);
+    return j < KEY_SLOTS ? key_at(key_slots[j]) : NULL;
+}
+
+const char *hv__fhir_key_static_hashed(const char *name, size_t len, hv__fhir_key_hash_fn **fn,
+                                       unsigned long *hash) {
+    uint32_t j = key_find(name, len);
+    if (j == KEY_SLOTS)
+        return NULL;
+    *fn = key_jc_fn;
+    *hash = key_jc_hash[j];
+    return key_at(key_slots[j]);
 }
 
 /* ---- types ---------------------------------------------------------------- */
@@ -204,14 +265,59 @@ const hv_fhir_type_t *hv_fhir_type_by_url(const char *url) {
     return v < hv__fhir_types_count ? &hv__fhir_types[v] : NULL;
 }
 
-const hv_fhir_type_t *hv_fhir_resource_type(const char *name) {
-    if (name == NULL)
-        return NULL;
+/* hv_fhir_resource_type by the model's own index (FNV-1a a byte at a time, ~330
+ * instructions a call). */
+static const hv_fhir_type_t *resource_type_slow(const char *name) {
     const hv_fhir_type_t *t = hv_fhir_type_find(name, strlen(name));
     if (t == NULL || t->kind != HV_FHIR_KIND_RESOURCE || t->abstract ||
         strcmp(HV__S(t->name), name) != 0)
         return NULL;
     return t;
+}
+
+/*
+ * The concrete resource types by name, hashed as the key table is (a word at a time): the
+ * writer, the structural check, the index rows and the Bundle's preparation each ask for a
+ * resource's type, ~8 times a resource an import reads. Filled with exactly the names
+ * resource_type_slow answers, with its answers, so both give the same type for any name.
+ */
+#define RTYPE_SLOTS 512
+static const hv_fhir_type_t *rtype_slots[RTYPE_SLOTS];
+static uint8_t rtype_lens[RTYPE_SLOTS];
+static pthread_once_t rtypes_once = PTHREAD_ONCE_INIT;
+static atomic_int rtypes_built;
+
+static void build_rtypes(void) {
+    size_t filled = 0;
+    for (size_t i = 0; i < hv__fhir_types_count && filled < RTYPE_SLOTS / 2; i++) {
+        const hv_fhir_type_t *t = &hv__fhir_types[i];
+        const char *n = HV__S(t->name);
+        size_t len = strlen(n);
+        if (t->kind != HV_FHIR_KIND_RESOURCE || t->abstract || len > UINT8_MAX || resource_type_slow(n) != t)
+            continue;
+        uint32_t j = key_hash(n, len) & (RTYPE_SLOTS - 1);
+        while (rtype_slots[j] != NULL && rtype_slots[j] != t)
+            j = (j + 1) & (RTYPE_SLOTS - 1);
+        if (rtype_slots[j] == NULL) {
+            rtype_slots[j] = t;
+            rtype_lens[j] = (uint8_t)len;
+            filled++;
+        }
+    }
+    atomic_store_explicit(&rtypes_built, 1, memory_order_release);
+}
+
+const hv_fhir_type_t *hv_fhir_resource_type(const char *name) {
+    if (name == NULL)
+        return NULL;
+    if (!atomic_load_explicit(&rtypes_built, memory_order_acquire))
+        pthread_once(&rtypes_once, build_rtypes);
+    size_t len = strlen(name);
+    uint32_t j = key_hash(name, len) & (RTYPE_SLOTS - 1);
+    for (const hv_fhir_type_t *t; (t = rtype_slots[j]) != NULL; j = (j + 1) & (RTYPE_SLOTS - 1))
+        if (rtype_lens[j] == len && key_eq(HV__S(t->name), name, len))
+            return t;
+    return NULL;
 }
 
 const char *hv_fhir_type_name(const hv_fhir_type_t *t) {

@@ -214,13 +214,13 @@ static int prepare_entry(hv__bundle_job_t *bj, bentry_t *e, struct json_object *
             return refuse(e, 400, "%s", "an entry has no request");
         rt = hv_json_get_str(res, "resourceType");
         const char *id = hv_json_get_str(res, "id");
-        snprintf(e->op.type, sizeof(e->op.type), "%s", rt ? rt : "");
+        hv__fhir_join(e->op.type, sizeof(e->op.type), rt ? rt : "", NULL, NULL);
         e->method = id != NULL ? M_PUT : M_POST;
         e->op.kind = id != NULL ? HV__FOP_UPDATE : HV__FOP_CREATE;
         if (id != NULL) {
             if (!hv__fhir_id_valid(id))
                 return refuse(e, 400, "%s", "a resource's id is not a valid FHIR id");
-            snprintf(e->op.id, sizeof(e->op.id), "%s", id);
+            hv__fhir_join(e->op.id, sizeof(e->op.id), id, NULL, NULL);
         }
         e->op.resource = json_object_get(res);
         e->rank = e->method == M_POST ? 1 : 2;
@@ -290,7 +290,7 @@ static int prepare_entry(hv__bundle_job_t *bj, bentry_t *e, struct json_object *
             hv__fhir_id_valid(hv_json_get_str(res, "id"))) {
             /* Import keeps the ids the source gave its resources. */
             e->op.kind = HV__FOP_UPDATE;
-            snprintf(e->op.id, sizeof(e->op.id), "%s", hv_json_get_str(res, "id"));
+            hv__fhir_join(e->op.id, sizeof(e->op.id), hv_json_get_str(res, "id"), NULL, NULL);
         } else {
             json_object_object_del(res, "id");
         }
@@ -421,7 +421,24 @@ typedef struct urlmap {
     char (*to)[HV__FHIR_TYPE_MAX + HV__FHIR_ID_MAX + 1];
     size_t *idx;
     size_t n;
+    size_t *slots; /* open-addressed by url_hash: a position in idx + 1, 0 empty; NULL: none */
+    size_t mask;   /* slots has mask + 1 entries, at least twice n */
 } urlmap_t;
+
+/* FNV-1a over 8-byte words (the tail's bytes one by one): the fullUrls of an import's
+ * Bundles are urn:uuid: URLs of 45 bytes, looked up once per reference. */
+static uint64_t url_hash(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325ull, w;
+    size_t n = strlen(s), i = 0;
+    for (; i + 8 <= n; i += 8) {
+        memcpy(&w, s + i, sizeof(w));
+        h = (h ^ w) * 0x100000001b3ull;
+    }
+    for (; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 0x100000001b3ull;
+    return h ^ (h >> 29);
+}
 
 /* qsort_r comparator (glibc; the build defines _GNU_SOURCE) over indexes into m->from. */
 static int cmp_idx(const void *a, const void *b, void *ud)
@@ -450,7 +467,7 @@ static int urlmap_fill(urlmap_t *m, const hv__bundle_job_t *bj, size_t *dup)
         if (e->full_url == NULL || e->op.id[0] == '\0' || (e->method != M_POST && e->method != M_PUT))
             continue;
         m->from[m->n] = e->full_url;
-        snprintf(m->to[m->n], sizeof(m->to[m->n]), "%s/%s", e->op.type, e->op.id);
+        hv__fhir_join(m->to[m->n], sizeof(m->to[m->n]), e->op.type, "/", e->op.id);
         m->idx[m->n] = m->n;
         m->n++;
     }
@@ -460,13 +477,34 @@ static int urlmap_fill(urlmap_t *m, const hv__bundle_job_t *bj, size_t *dup)
             *dup = m->idx[j];
             break;
         }
+    /* The hash index of the unique fullUrls (a map with a duplicate is only refused). A
+     * binary search compared ~9 fullUrls sharing their first 9 bytes per reference. */
+    if (*dup == bj->n && m->n > 0) {
+        size_t cap = 16;
+        while (cap < 2 * m->n)
+            cap *= 2;
+        m->slots = hv_calloc(cap, sizeof(*m->slots));
+        m->mask = cap - 1;
+        for (size_t j = 0; m->slots != NULL && j < m->n; j++) {
+            size_t k = (size_t)url_hash(m->from[m->idx[j]]) & m->mask;
+            while (m->slots[k] != 0)
+                k = (k + 1) & m->mask;
+            m->slots[k] = j + 1;
+        }
+    }
     return HV_OK;
 }
 
-/* The position in idx of ref, or m->n when absent (binary search). */
+/* The position in idx of ref, or m->n when absent (the hash index, else binary search). */
 static size_t map_find(const urlmap_t *m, const char *ref)
 {
     size_t lo = 0, hi = m->n;
+    if (m->slots != NULL) {
+        for (size_t k = (size_t)url_hash(ref) & m->mask; m->slots[k] != 0; k = (k + 1) & m->mask)
+            if (strcmp(m->from[m->idx[m->slots[k] - 1]], ref) == 0)
+                return m->slots[k] - 1;
+        return m->n;
+    }
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         int c = strcmp(m->from[m->idx[mid]], ref);
@@ -926,6 +964,7 @@ out:
     hv_free(m.from);
     hv_free(m.to);
     hv_free(m.idx);
+    hv_free(m.slots);
     return rc;
 }
 
@@ -985,23 +1024,28 @@ static int hits_add(refhits_t *h, struct json_object *str, const char *to)
  * Bundle is left to run_transaction, which resolves or refuses it. The references
  * the map rewrites go to hits, so that hv__bundle_precompute rewrites them without a
  * second walk of every tree (rewrite_refs: ~7k instructions a resource); when hits
- * cannot grow, the Bundle is left to run_transaction too. */
-static int needs_store(const urlmap_t *m, struct json_object *o, int depth, refhits_t *hits)
+ * cannot grow, the Bundle is left to run_transaction too. t is o's type: each member's
+ * type is asked once (json-c's type test is a call, and this walk visits every member). */
+static int needs_store(const urlmap_t *m, struct json_object *o, enum json_type t, int depth, refhits_t *hits)
 {
     if (depth > 128)
         return 0;
-    if (json_object_is_type(o, json_type_array)) {
+    if (t == json_type_array) {
         size_t n = json_object_array_length(o);
-        for (size_t i = 0; i < n; i++)
-            if (needs_store(m, json_object_array_get_idx(o, i), depth + 1, hits))
+        for (size_t i = 0; i < n; i++) {
+            struct json_object *v = json_object_array_get_idx(o, i);
+            enum json_type vt = json_object_get_type(v);
+            if ((vt == json_type_object || vt == json_type_array) && needs_store(m, v, vt, depth + 1, hits))
                 return 1;
+        }
         return 0;
     }
-    if (!json_object_is_type(o, json_type_object))
+    if (t != json_type_object)
         return 0;
     json_object_object_foreach(o, key, val)
     {
-        if (key[0] == 'r' && strcmp(key, "reference") == 0 && json_object_is_type(val, json_type_string)) {
+        enum json_type vt = json_object_get_type(val);
+        if (key[0] == 'r' && strcmp(key, "reference") == 0 && vt == json_type_string) {
             const char *ref = json_object_get_string(val);
             size_t i = map_find(m, ref);
             if (i < m->n) {
@@ -1011,8 +1055,7 @@ static int needs_store(const urlmap_t *m, struct json_object *o, int depth, refh
             }
             if (strncmp(ref, "urn:uuid:", 9) == 0 || strncmp(ref, "urn:oid:", 8) == 0 || strchr(ref, '?') != NULL)
                 return 1;
-        } else if ((json_object_is_type(val, json_type_object) || json_object_is_type(val, json_type_array)) &&
-                   needs_store(m, val, depth + 1, hits)) {
+        } else if ((vt == json_type_object || vt == json_type_array) && needs_store(m, val, vt, depth + 1, hits)) {
             return 1;
         }
     }
@@ -1053,7 +1096,7 @@ int hv__bundle_precompute(hv__bundle_job_t *bj)
     if (urlmap_fill(&m, bj, &dup) != HV_OK || dup < bj->n)
         goto out;
     for (size_t i = 0; i < bj->n; i++)
-        if (needs_store(&m, bj->e[i].op.resource, 0, &hits))
+        if (needs_store(&m, bj->e[i].op.resource, json_object_get_type(bj->e[i].op.resource), 0, &hits))
             goto out;
     /* What rewrite_refs would do on these trees: needs_store excluded everything but the
      * map's references. */
@@ -1076,6 +1119,7 @@ out:
     hv_free(m.from);
     hv_free(m.to);
     hv_free(m.idx);
+    hv_free(m.slots);
     return rc;
 }
 

@@ -240,22 +240,47 @@ int hv__store_get(hv_db_t *db, const char *type, const char *id, int64_t version
     return HV_OK;
 }
 
-/* Collects the distinct patient ids a resource refers to ("Patient/ID" references). */
-static void collect_patients(struct json_object *o, char (*out)[HV__FHIR_ID_MAX], size_t max, size_t *n, int depth)
+void hv__fhir_join(char *dst, size_t cap, const char *a, const char *sep, const char *b)
+{
+    const char *part[3] = {a, sep, b};
+    size_t len = 0;
+    for (int k = 0; k < 3; k++) {
+        size_t n;
+        if (part[k] == NULL)
+            continue;
+        n = strnlen(part[k], cap - 1 - len);
+        memcpy(dst + len, part[k], n);
+        len += n;
+    }
+    dst[len] = '\0';
+}
+
+/* Collects the distinct patient ids a resource refers to ("Patient/ID" references) in o,
+ * a JSON object or array (t, its type). Each member's type is asked once, and a value is
+ * entered only when it is an object or an array: this walk visits every member of every
+ * resource stored, and json-c's type test is a call. */
+static void collect_patients(struct json_object *o, enum json_type t, char (*out)[HV__FHIR_ID_MAX], size_t max,
+                             size_t *n, int depth)
 {
     if (depth > 64 || *n >= max)
         return;
-    if (json_object_is_type(o, json_type_array)) {
-        for (size_t i = 0; i < json_object_array_length(o); i++)
-            collect_patients(json_object_array_get_idx(o, i), out, max, n, depth + 1);
+    if (t == json_type_array) {
+        size_t len = json_object_array_length(o);
+        for (size_t i = 0; i < len; i++) {
+            struct json_object *v = json_object_array_get_idx(o, i);
+            enum json_type vt = json_object_get_type(v);
+            if (vt == json_type_object || vt == json_type_array)
+                collect_patients(v, vt, out, max, n, depth + 1);
+        }
         return;
     }
-    if (!json_object_is_type(o, json_type_object))
+    if (t != json_type_object)
         return;
     json_object_object_foreach(o, key, val)
     {
-        /* First bytes before strcmp: this walk visits every member of every resource stored. */
-        if (key[0] == 'r' && strcmp(key, "reference") == 0 && json_object_is_type(val, json_type_string)) {
+        enum json_type vt = json_object_get_type(val);
+        /* First bytes before strcmp. */
+        if (key[0] == 'r' && strcmp(key, "reference") == 0 && vt == json_type_string) {
             const char *ref = json_object_get_string(val);
             if (strncmp(ref, "Patient/", 8) == 0 && hv__fhir_id_valid(ref + 8)) {
                 size_t i;
@@ -263,11 +288,11 @@ static void collect_patients(struct json_object *o, char (*out)[HV__FHIR_ID_MAX]
                     if (strcmp(out[i], ref + 8) == 0)
                         break;
                 if (i == *n && *n < max)
-                    snprintf(out[(*n)++], HV__FHIR_ID_MAX, "%s", ref + 8);
+                    hv__fhir_join(out[(*n)++], HV__FHIR_ID_MAX, ref + 8, NULL, NULL);
             }
         } else if (key[0] != '_' && (key[0] != 'c' || strcmp(key, "contained") != 0) &&
-                   (json_object_is_type(val, json_type_object) || json_object_is_type(val, json_type_array))) {
-            collect_patients(val, out, max, n, depth + 1);
+                   (vt == json_type_object || vt == json_type_array)) {
+            collect_patients(val, vt, out, max, n, depth + 1);
         }
     }
 }
@@ -279,10 +304,10 @@ void hv__store_patients(const char *type, const char *id, struct json_object *re
     out->n = 0;
     if (strcmp(type, "Patient") == 0) {
         /* A Patient is in its own compartment. */
-        snprintf(pats[n++], HV__FHIR_ID_MAX, "%s", id);
+        hv__fhir_join(pats[n++], HV__FHIR_ID_MAX, id, NULL, NULL);
     }
     if (resource != NULL)
-        collect_patients(resource, pats, HV__STORE_MAX_PATIENTS, &n, 0);
+        collect_patients(resource, json_object_get_type(resource), pats, HV__STORE_MAX_PATIENTS, &n, 0);
     for (size_t i = 0; i < n; i++) {
         if (strcmp(type, "Patient") == 0 && i > 0 && strcmp(pats[i], id) == 0)
             continue;
@@ -642,15 +667,32 @@ void hv__fhir_instant(uint64_t ms, char *out, size_t outlen)
  * member. The contract this needs: no other tree holds the member's string object (a
  * shared leaf would change there too). The writers' trees are parsed, built or deep-copied
  * (fhir/rest_patch.c), and the id and meta leaves are never shared into them. */
-static int set_str_member(struct json_object *obj, const char *key, const char *val)
+/*
+ * Sets obj's member key (of keylen bytes, a name of the model) to the string val. A new
+ * member's key is the model's static copy (hv__fhir_key_static), as the reader adds the
+ * model's names: no strdup, and the writer finds its element in its cache (fhir/json.c)
+ * rather than in the model. This runs for every resource written (hv__fhir_set_meta).
+ */
+static int set_str_member(struct json_object *obj, const char *key, size_t keylen, const char *val)
 {
-    struct json_object *cur = NULL;
-    if (json_object_object_get_ex(obj, key, &cur) && json_object_is_type(cur, json_type_string)) {
+    struct json_object *cur = NULL, *s;
+    const char *name;
+    if (hv_json_get_ex(obj, key, &cur) && json_object_is_type(cur, json_type_string)) {
         if (strcmp(json_object_get_string(cur), val) == 0)
             return 0;
         return json_object_set_string(cur, val) == 1 ? 0 : -1;
     }
-    return hv_json_set_str(obj, key, val);
+    name = hv__fhir_key_static(key, keylen);
+    if (name == NULL)
+        return hv_json_set_str(obj, key, val);
+    s = json_object_new_string(val);
+    if (s == NULL)
+        return -1;
+    if (json_object_object_add_ex(obj, name, s, JSON_C_OBJECT_KEY_IS_CONSTANT) != 0) {
+        json_object_put(s);
+        return -1;
+    }
+    return 0;
 }
 
 int hv__fhir_set_meta(struct json_object *res, const char *id, int64_t version, uint64_t ms)
@@ -658,11 +700,18 @@ int hv__fhir_set_meta(struct json_object *res, const char *id, int64_t version, 
     struct json_object *meta = NULL;
     char vbuf[32], ts[40], *v = vbuf;
     int rc;
-    if (id != NULL && set_str_member(res, "id", id) != 0)
+    if (id != NULL && set_str_member(res, "id", 2, id) != 0)
         return HV_ENOMEM;
-    if (!json_object_object_get_ex(res, "meta", &meta) || !json_object_is_type(meta, json_type_object)) {
+    if (!hv_json_get_ex(res, "meta", &meta) || !json_object_is_type(meta, json_type_object)) {
+        const char *name = hv__fhir_key_static("meta", 4);
         meta = json_object_new_object();
-        if (meta == NULL || hv_json_set(res, "meta", meta) != 0)
+        if (meta == NULL)
+            return HV_ENOMEM;
+        if (name == NULL)
+            rc = hv_json_set(res, "meta", meta);
+        else if ((rc = json_object_object_add_ex(res, name, meta, JSON_C_OBJECT_KEY_IS_CONSTANT)) != 0)
+            json_object_put(meta);
+        if (rc != 0)
             return HV_ENOMEM;
     }
     /* The version's decimal digits without snprintf's ~600 instructions: this runs once
@@ -673,9 +722,9 @@ int hv__fhir_set_meta(struct json_object *res, const char *id, int64_t version, 
     else
         snprintf(vbuf, sizeof(vbuf), "%lld", (long long)version);
     hv__fhir_instant(ms, ts, sizeof(ts));
-    rc = set_str_member(meta, "versionId", v);
+    rc = set_str_member(meta, "versionId", 9, v);
     if (rc == 0)
-        rc = set_str_member(meta, "lastUpdated", ts);
+        rc = set_str_member(meta, "lastUpdated", 11, ts);
     return rc == 0 ? HV_OK : HV_ENOMEM;
 }
 

@@ -712,7 +712,7 @@ static void primitive_invariants(hv__fhir_vctx_t *c, const hv__fhir_prop_t *p,
 static void walk_value(hv__fhir_vctx_t *c, const hv__fhir_prop_t *p, struct json_object *v,
                        struct json_object *twin, int in_array, int depth) {
     const hv_fhir_type_t *t = p->type;
-    hv_fhir_kind_t k = hv_fhir_type_kind(t);
+    hv_fhir_kind_t k = (hv_fhir_kind_t)t->kind; /* the row: every value walked */
     if (v == NULL) {
         if (!in_array)
             hv__fhir_issue(c, "error", "structure", NULL, "null is not allowed here");
@@ -794,14 +794,13 @@ static void walk_object(hv__fhir_vctx_t *c, struct json_object *obj, const hv_fh
         c->too_deep = 1;
         return;
     }
-    int is_resource = hv_fhir_elem_parent(owner) == NULL &&
-                      hv_fhir_type_kind(hv_fhir_elem_owner_type(owner)) == HV_FHIR_KIND_RESOURCE;
+    int is_resource = hv__fhir_elem_is_resource_root(owner);
     /* A primitive's `_x` twin feeds its invariants only; the structural check never reads it. */
     int any_twin = !c->structure_only && has_underscore_key(obj);
     json_object_object_foreach(obj, key, val) {
         hv__fhir_prop_t p;
         hv__fhir_step_t s;
-        if (is_resource && strcmp(key, "resourceType") == 0)
+        if (is_resource && key[0] == 'r' && strcmp(key, "resourceType") == 0)
             continue;
         if (hv__fhir_prop_resolve(owner, key, &p) != HV_OK ||
             (underscore && strcmp(key, "value") == 0)) {
@@ -810,7 +809,7 @@ static void walk_object(hv__fhir_vctx_t *c, struct json_object *obj, const hv_fh
             step_out(c, &s);
             continue;
         }
-        if (p.underscore && hv_fhir_type_kind(p.type) != HV_FHIR_KIND_PRIMITIVE) {
+        if (p.underscore && p.type->kind != HV_FHIR_KIND_PRIMITIVE) {
             step_in(c, &s, key, -1);
             hv__fhir_issue(c, "error", "structure", NULL,
                            "'%s' is not a primitive element and has no '_' form", key + 1);
@@ -819,7 +818,7 @@ static void walk_object(hv__fhir_vctx_t *c, struct json_object *obj, const hv_fh
         }
         /* Paths use the element name, as FHIRPath navigates (valueQuantity → value). */
         const char *pname = p.underscore ? key + 1 : key;
-        if (hv_fhir_elem_is_array(p.elem)) {
+        if (p.elem->flags & HV__EF_ARRAY) {
             if (!json_object_is_type(val, json_type_array)) {
                 step_in(c, &s, pname, -1);
                 hv__fhir_issue(c, "error", "structure", NULL,
@@ -854,7 +853,7 @@ static void walk_object(hv__fhir_vctx_t *c, struct json_object *obj, const hv_fh
                 step_out(c, &s);
             }
             struct json_object *twins = NULL;
-            if (!p.underscore && hv_fhir_type_kind(p.type) == HV_FHIR_KIND_PRIMITIVE)
+            if (!p.underscore && p.type->kind == HV_FHIR_KIND_PRIMITIVE)
                 twins = twin_of(obj, any_twin, key);
             else if (p.underscore)
                 twins = json_object_object_get_ex(obj, key + 1, &twins) ? twins : NULL;
@@ -886,7 +885,7 @@ static void walk_object(hv__fhir_vctx_t *c, struct json_object *obj, const hv_fh
                            0, depth);
             else
                 walk_value(c, &p, val,
-                           hv_fhir_type_kind(p.type) == HV_FHIR_KIND_PRIMITIVE
+                           p.type->kind == HV_FHIR_KIND_PRIMITIVE
                                ? twin_of(obj, any_twin, key)
                                : NULL,
                            0, depth);

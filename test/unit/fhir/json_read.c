@@ -5,6 +5,8 @@
 #include "tests.h"
 
 #include <json-c/json.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "fhir/fhir_int.h"
@@ -186,6 +188,82 @@ static void fhir_json_read_model_keys_behave_as_keys(void **state) {
     json_object_put(want);
 }
 
+/* Every decimal without exponent reads as json-c's tokener reads it, to the bit: the reader
+ * divides the digits by a power of ten where that is exact (decimal_fast) and calls strtod
+ * otherwise. Decimals of 1 to 22 digits, at the bounds of the division's range (2^53, 19
+ * digits, 10^-22) and pseudo-random ones, negative ones among them. */
+static void fhir_json_read_decimals_are_the_tokeners(void **state) {
+    static const char *const edges[] = {
+        "9007199254740992.0", "9007199254740993.0", "900719925474099.3", "900719925474099.5",
+        "0.9007199254740993", "1234567890123456789.0", "0.1234567890123456789", "0.0000000000000000000001",
+        "0.00000000000000000000001", "-0.0", "0.0", "82.38483958302345", "98.6", "0.1", "0.3",
+        "1.7976931348623157", "4.9406564584124654", "2.2250738585072014", "123.456", "-1.5",
+        "0.000000000000000000000000000000000001", "10000000000000000000000.1"};
+    char text[40000];
+    uint64_t x = 88172645463325252u;
+    (void)state;
+    for (int round = 0; round < 40; round++) {
+        size_t n = (size_t)snprintf(text, sizeof(text), "{\"resourceType\":\"Basic\",\"a\":[");
+        for (int k = 0; k < 500; k++) {
+            char num[64];
+            size_t w = 0;
+            if (round == 0 && k < (int)HV_ARRAY_LEN(edges)) {
+                w = (size_t)snprintf(num, sizeof(num), "%s", edges[k]);
+            } else {
+                int nint, nfrac;
+                x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+                nint = (int)(x % 12);
+                nfrac = 1 + (int)((x >> 8) % 22);
+                if ((x >> 20) % 5 == 0)
+                    num[w++] = '-';
+                if (nint == 0)
+                    num[w++] = '0';
+                for (int d = 0; d < nint; d++) {
+                    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+                    num[w++] = (char)('0' + (d == 0 ? 1 + x % 9 : x % 10));
+                }
+                num[w++] = '.';
+                for (int d = 0; d < nfrac; d++) {
+                    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+                    num[w++] = (char)('0' + x % 10);
+                }
+                num[w] = '\0';
+            }
+            n += (size_t)snprintf(text + n, sizeof(text) - n, "%s%s", k > 0 ? "," : "", num);
+        }
+        n += (size_t)snprintf(text + n, sizeof(text) - n, "]}");
+        assert_true(n < sizeof(text));
+        assert_parses_as_tokener(text, n, 1);
+    }
+}
+
+/* The model's names the reader files under their hash computed once per process are found
+ * by json-c's own look-ups (hashing the name again), in small and in large objects. */
+static void fhir_json_read_model_keys_are_found_by_json_c(void **state) {
+    static const char text[] =
+        "{\"resourceType\":\"Observation\",\"id\":\"1\",\"meta\":{\"versionId\":\"1\"},"
+        "\"text\":{},\"language\":\"en\",\"extension\":[],\"modifierExtension\":[],"
+        "\"identifier\":[],\"code\":{},\"subject\":{},\"issued\":\"2020\",\"performer\":[],"
+        "\"status\":\"x\",\"category\":[],\"focus\":[],\"valueString\":\"v\",\"note\":[],"
+        "\"method\":{},\"device\":{},\"id\":\"2\",\"x-own\":3}";
+    static const char *const names[] = {"resourceType", "id", "meta", "text", "language", "extension",
+                                        "identifier", "code", "subject", "issued", "status", "focus",
+                                        "valueString", "note", "method", "device", "x-own"};
+    struct json_object *o = hv__fhir_json_read(text, sizeof(text) - 1, HV_FHIR_DEFAULT_MAX_DEPTH), *v = NULL;
+    (void)state;
+    assert_non_null(o);
+    for (size_t i = 0; i < HV_ARRAY_LEN(names); i++)
+        assert_true(json_object_object_get_ex(o, names[i], NULL));
+    assert_true(json_object_object_get_ex(o, "id", &v));
+    assert_string_equal(json_object_get_string(v), "2");
+    assert_true(json_object_object_get_ex(o, "meta", &v));
+    assert_true(json_object_object_get_ex(v, "versionId", NULL));
+    assert_false(json_object_object_get_ex(o, "effectiveDateTime", NULL));
+    json_object_object_del(o, "status");
+    assert_false(json_object_object_get_ex(o, "status", NULL));
+    json_object_put(o);
+}
+
 int run_json_read_tests(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(fhir_json_read_builds_the_tokeners_tree),
@@ -193,6 +271,8 @@ int run_json_read_tests(void) {
         cmocka_unit_test(fhir_json_read_nesting_at_the_depth_cap_is_json_cs),
         cmocka_unit_test(fhir_json_read_model_keys_behave_as_keys),
         cmocka_unit_test(fhir_json_read_checks_utf8_in_strings),
+        cmocka_unit_test(fhir_json_read_decimals_are_the_tokeners),
+        cmocka_unit_test(fhir_json_read_model_keys_are_found_by_json_c),
     };
     return cmocka_run_group_tests_name("fhir_json_read", tests, NULL, NULL);
 }

@@ -36,6 +36,34 @@ static void fhir_model_finds_types_by_name_and_kind(void **state) {
     assert_true(hv_fhir_type_count() > 200);
 }
 
+/* hv_fhir_resource_type (its own table, hashed a word at a time) names exactly the concrete
+ * resource types, each by its exact name, as the model's index does. */
+static void fhir_model_resource_type_is_the_indexs(void **state) {
+    static const char *const not_types[] = {"", "P", "Patien", "patient", "PatientX", "Patient ",
+                                            "FHIR.Patient", "Observatio", "ObservationDefinitionX",
+                                            "Resource", "DomainResource", "HumanName", "string",
+                                            "System.String", "MedicationKnowledgeAdministrationGuidelines"};
+    size_t concrete = 0;
+    (void)state;
+    for (size_t i = 0; i < hv_fhir_type_count(); i++) {
+        const hv_fhir_type_t *t = hv_fhir_type_at(i);
+        const char *n = hv_fhir_type_name(t);
+        const hv_fhir_type_t *want = hv_fhir_type_find(n, strlen(n));
+        int is = want == t && hv_fhir_type_kind(t) == HV_FHIR_KIND_RESOURCE && !hv_fhir_type_is_abstract(t);
+        if (is) {
+            assert_ptr_equal(hv_fhir_resource_type(n), t);
+            concrete++;
+        } else if (hv_fhir_resource_type(n) != NULL) {
+            /* Another type of the same name, found by the index first: the same answer. */
+            assert_ptr_equal(hv_fhir_resource_type(n), want);
+        }
+    }
+    assert_true(concrete >= 140);
+    for (size_t i = 0; i < HV_ARRAY_LEN(not_types); i++)
+        assert_null(hv_fhir_resource_type(not_types[i]));
+    assert_null(hv_fhir_resource_type(NULL));
+}
+
 static void fhir_model_walks_the_base_chain(void **state) {
     (void)state;
     const hv_fhir_type_t *p = T("Patient");
@@ -243,6 +271,7 @@ static void fhir_model_finds_search_parameters(void **state) {
 int run_model_tests(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(fhir_model_finds_types_by_name_and_kind),
+        cmocka_unit_test(fhir_model_resource_type_is_the_indexs),
         cmocka_unit_test(fhir_model_walks_the_base_chain),
         cmocka_unit_test(fhir_model_resolves_children_and_backbones),
         cmocka_unit_test(fhir_model_finds_every_indexed_key),
