@@ -310,6 +310,11 @@ class EhrCase(EngineTestCase):
             "Authorization": "Bearer " + self.peer_token(self.writer, "system/*.cruds")})
         self.assertIn(st, (200, 204), body)
 
+    def page_counts(self, eng, run_id, key):
+        """The sum of key over the ehr.sync.page lines (debug) of run run_id."""
+        return sum(e.get(key, -1) for e in eng.log_events()
+                   if e.get("event") == "ehr.sync.page" and e.get("run") == run_id)
+
     def read_peer_via_local(self, cid, type_, id_):
         """The resource as synced (the local copy minus what the sync added) stands for the peer's."""
         st, out = self.local.get_json("/fhir/%s/%s" % (type_, local_id(cid, type_, id_)))
@@ -1243,11 +1248,6 @@ class Sync(EhrCase):
                 have = self.search_sources(self.local, t, q)
                 self.assertEqual(have[:1] + sorted(have[1:]), expect, (t, q))
 
-
-    def page_counts(self, eng, run_id, key):
-        """The sum of key over the ehr.sync.page lines (debug) of run run_id."""
-        return sum(e.get(key, -1) for e in eng.log_events()
-                   if e.get("event") == "ehr.sync.page" and e.get("run") == run_id)
 
     def test_an_id_twice_in_one_bulk_file_is_two_versions_the_second_read_first(self):
         # In a first Bulk sync into an empty SQLite store (its indexes deferred) an update of an
