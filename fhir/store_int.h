@@ -107,8 +107,8 @@ typedef struct hv__fop {
     int patch_fhirpath;            /* PATCH: 1 for FHIRPath Patch (Parameters), 0 for JSON Patch */
     uint64_t now_ms;               /* the lastUpdated to write; 0 takes the clock */
     int absent;                    /* UPDATE: the caller knows the store holds no version of type/id
-                                    * (an import into an empty store that has not written it:
-                                    * fhir/import.c, ids_seen), so its current version is not read */
+                                    * (a writer into an empty store that has not written it:
+                                    * hv__idset_t), so its current version is not read */
     const hv_auth_principal_t *principal; /* whose scopes limit the op (fhir/rest_authz.c); NULL: none
                                            * (import, channels, auth off). Borrowed from the request. */
     const struct hv__search_rows *ix_pre; /* CREATE/UPDATE: the search-index rows of `resource` computed
