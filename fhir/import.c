@@ -155,8 +155,8 @@ typedef struct imp {
  * session 19, s19-wr). refs_id and resources_dead, led by (type, id, are among the
  * writer's own; resources_tiv stays, unique and read for each resource's current version.
  * A first Bulk sync (hv__import_defer_indexes_job), whose store answers requests
- * meanwhile, defers refs_id as well (its random leaf cost a synced resource ~7 k
- * instructions of the storage thread: docs/performance.md, session 22): the store's reads
+ * meanwhile, defers refs_id as well (its random leaf and that leaf's WAL page cost a
+ * synced resource ~14 k instructions: docs/performance.md, session 22): the store's reads
  * of refs go by patient (refs_patient, kept), and only a replacement of a version's refs
  * rows, which restores the writer's indexes first, and a scoped reconciliation's check of
  * a resource the run did not see (adapters/ehr/reconcile.c) read it by (type, id).
