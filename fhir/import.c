@@ -149,22 +149,15 @@ typedef struct imp {
  * writer keeps the hashes of the (type, id) pairs it ran (ids_seen) and restores the
  * indexes before the first Bundle that names one again.
  *
- * The import itself defers also refs' two indexes and resources_trid and resources_dead:
- * a first version's write reads none of them, and refs_id took a random leaf per resource
+ * The import itself (not a Bulk sync, whose reconciliation reads refs by (type, id):
+ * adapters/ehr) defers also refs' two indexes and resources_trid and resources_dead: a
+ * first version's write reads none of them, and refs_id took a random leaf per resource
  * too. Deferring them cut the writer's Bundle-phase instructions by 15% (docs/performance.md,
  * session 19, s19-wr). refs_id and resources_dead, led by (type, id, are among the
- * writer's own; resources_tiv stays, unique and read for each resource's current version.
- * A first Bulk sync (hv__import_defer_indexes_job), whose store answers requests
- * meanwhile, defers refs_id as well (its random leaf and that leaf's WAL page cost a
- * synced resource ~14 k instructions: docs/performance.md, session 22): the store's reads
- * of refs go by patient (refs_patient, kept), and only a replacement of a version's refs
- * rows, which restores the writer's indexes first, and a scoped reconciliation's check of
- * a resource the run did not see (adapters/ehr/reconcile.c) read it by (type, id).
- * resources_trid and resources_dead stay: searches name them (INDEXED BY). */
+ * writer's own; resources_tiv stays, unique and read for each resource's current version. */
 
-/* A first Bulk sync's deferred indexes: every index of the search tables, and refs_id. */
-#define DEFER_WHERE \
-    "type = 'index' AND sql IS NOT NULL AND (tbl_name LIKE 'sp\\_%' ESCAPE '\\' OR name = 'refs_id')"
+/* The deferred indexes: every index of the search tables. */
+#define DEFER_WHERE "type = 'index' AND sql IS NOT NULL AND tbl_name LIKE 'sp\\_%' ESCAPE '\\'"
 /* The import's (defer_indexes): also refs' indexes, resources_trid and resources_dead. */
 #define IMPORT_DEFER_WHERE \
     "type = 'index' AND sql IS NOT NULL AND (tbl_name LIKE 'sp\\_%' ESCAPE '\\'" \

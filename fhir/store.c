@@ -409,15 +409,7 @@ int hv__store_put_pre(hv_db_t *db, const char *type, const char *id, int64_t ver
     hv_db_done(st);
     if (rc < 0)
         return rc;
-    /* The search index, of the current version only (fhir/search_index.c). First: while a
-     * first Bulk sync defers refs_id with the search indexes (fhir/import.c), a replacement
-     * there builds the writer's (type, id ...) indexes, refs_id among them, before the
-     * DELETE below reads it. */
-    rc = hv__search_index_put_pre(db, type, id, text != NULL ? resource : NULL, version > 1,
-                                  text != NULL ? ix_pre : NULL, rid);
-    if (rc != HV_OK)
-        return rc;
-    /* The patient-compartment rows hold the current version only too: a first version has
+    /* The patient-compartment rows hold the current version only: a first version has
      * nothing to replace, later ones drop their predecessor's rows. */
     if (version > 1) {
         rc = hv_db_prepare(db, "DELETE FROM refs WHERE type = $1 AND id = $2", &st);
@@ -430,6 +422,11 @@ int hv__store_put_pre(hv_db_t *db, const char *type, const char *id, int64_t ver
         if (rc < 0)
             return rc;
     }
+    /* The search index, also of the current version only (fhir/search_index.c). */
+    rc = hv__search_index_put_pre(db, type, id, text != NULL ? resource : NULL, version > 1,
+                                  text != NULL ? ix_pre : NULL, rid);
+    if (rc != HV_OK)
+        return rc;
     if (text == NULL)
         return HV_OK;
     if (pats_pre != NULL)

@@ -238,13 +238,11 @@ class EhrCase(EngineTestCase):
                                      for e in out.get("entry", [])]
 
     def search_indexes(self, eng):
-        """The indexes a first Bulk sync defers (the search tables', refs_id) of eng's SQLite
-        store, and the names still deferred."""
+        """The search tables' indexes of eng's SQLite store, and the names still deferred."""
         db = sqlite3.connect(os.path.join(eng.data, "fhir.db"))
         try:
             have = sorted(r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND "
-                                                   "sql IS NOT NULL AND (tbl_name LIKE 'sp\\_%' ESCAPE '\\' OR "
-                                                   "name = 'refs_id')"))
+                                                   "sql IS NOT NULL AND tbl_name LIKE 'sp\\_%' ESCAPE '\\'"))
             deferred = sorted(r[0] for r in db.execute("SELECT name FROM import_deferred"))
         finally:
             db.close()
@@ -1163,7 +1161,7 @@ class Sync(EhrCase):
             have, deferred = self.search_indexes(self.local)
             self.assertTrue(deferred, "the deferral ended before the writes")
             self.assertEqual([n for n in deferred if n.endswith("_idc")], [], deferred)
-            self.assertTrue({"sp_tok_idc", "sp_ref_idc", "sp_str_idc", "refs_id"} <= set(have), have)
+            self.assertTrue({"sp_tok_idc", "sp_ref_idc", "sp_str_idc"} <= set(have), have)
         run = self.wait_run(cid, run_id)
         want = self.peer_count()
         self.assertEqual((run["status"], run["created"], run["failed"]), ("completed", want, 0), run)
