@@ -117,8 +117,10 @@ typedef struct imp {
     int guarded;              /* the open transaction runs every further Bundle in a savepoint */
     int deferred;             /* the store's search indexes are dropped until the end (defer_indexes) */
     int deferred_ids;         /* of them, the writer's (type, id ...) indexes (WRITER_INDEXES) */
-    hv__idset_t ids;          /* while deferred: the (type, id) pairs the writer ran (ids_seen); freed
-                               * once the indexes are back, when nothing reads it */
+    /* While deferred: an open-addressed set of the (type, id) hashes of the resources the
+     * writer ran, 0 marking a free slot (ids_seen). */
+    uint64_t *ids;
+    size_t nids, ids_cap;
     int built_early;          /* deferred indexes built before the import's end: 1 the writer's, 2 all (reported) */
     int outside;              /* the Bundles are written in rollback-journal mode (leave_wal at the start) */
 } imp_t;
@@ -923,6 +925,56 @@ static int rerun_guarded(imp_t *im)
     return rc;
 }
 
+/* The most slots of the set of ids written (8 bytes each: 256 MiB, half full at 16 M
+ * resources). An import beyond it builds the deferred indexes then (ids_seen). */
+#define IMPORT_MAX_ID_SLOTS ((size_t)1 << 25)
+
+/* hv__fhir_key_hash, never 0 (the set's free slot). */
+static uint64_t id_hash(const char *type, const char *id)
+{
+    uint64_t h = hv__fhir_key_hash(type, id);
+    return h != 0 ? h : 1;
+}
+
+/* Adds h to the set; 1 if it was there already. */
+static int ids_add(imp_t *im, uint64_t h)
+{
+    size_t i = (size_t)h & (im->ids_cap - 1);
+    while (im->ids[i] != 0) {
+        if (im->ids[i] == h)
+            return 1;
+        i = (i + 1) & (im->ids_cap - 1);
+    }
+    im->ids[i] = h;
+    im->nids++;
+    return 0;
+}
+
+/* Room for n more hashes at most half full, or HV_ENOMEM / HV_ETOOBIG. */
+static int ids_reserve(imp_t *im, size_t n)
+{
+    uint64_t *old = im->ids;
+    size_t cap = im->ids_cap ? im->ids_cap : 4096, old_cap = im->ids_cap;
+    while ((im->nids + n) * 2 > cap && cap <= IMPORT_MAX_ID_SLOTS)
+        cap *= 2;
+    if (cap > IMPORT_MAX_ID_SLOTS)
+        return HV_ETOOBIG;
+    if (cap == old_cap)
+        return HV_OK;
+    im->ids = hv_calloc(cap, sizeof(*im->ids));
+    if (im->ids == NULL) {
+        im->ids = old;
+        return HV_ENOMEM;
+    }
+    im->ids_cap = cap;
+    im->nids = 0;
+    for (size_t i = 0; i < old_cap; i++)
+        if (old[i] != 0)
+            (void)ids_add(im, old[i]);
+    hv_free(old);
+    return HV_OK;
+}
+
 /*
  * Whether precomputed Bundle bj may write a resource that is stored already, i.e. one
  * that this import ran before (the store was empty when the indexes were deferred) or
@@ -937,13 +989,21 @@ static int ids_seen(imp_t *im, const hv__bundle_job_t *bj)
 {
     size_t n = hv__bundle_op_count(bj);
     int seen = 0;
-    if (hv__idset_reserve(&im->ids, n) != HV_OK)
+    if (ids_reserve(im, n) != HV_OK)
         return 1;
     for (size_t i = 0; i < n; i++) {
         const hv__fop_t *op = hv__bundle_op_at(bj, i);
-        seen |= hv__idset_add(&im->ids, op->type, op->id);
+        seen |= ids_add(im, id_hash(op->type, op->id));
     }
     return seen;
+}
+
+/* Frees the set of ids written: once the indexes are back, nothing reads it. */
+static void ids_free(imp_t *im)
+{
+    hv_free(im->ids);
+    im->ids = NULL;
+    im->nids = im->ids_cap = 0;
 }
 
 /* Runs one unit's Bundle in its own transaction, preparing it first unless the
@@ -976,7 +1036,7 @@ static int run_bundle(imp_t *im, unit_t *u)
     } else if (im->deferred_ids && hv__bundle_is_precomputed(bj)) {
         /* It may replace a stored resource's rows: with the writer's indexes back (the
          * value indexes stay deferred). */
-        hv__idset_free(&im->ids);
+        ids_free(im);
         im->deferred_ids = 0;
         im->built_early = 1;
         rc = import_commit(im);
@@ -991,7 +1051,7 @@ static int run_bundle(imp_t *im, unit_t *u)
     }
     if (im->deferred && !hv__bundle_is_precomputed(bj)) {
         /* It searches the store (conditional entries): with its search indexes back. */
-        hv__idset_free(&im->ids);
+        ids_free(im);
         im->deferred_ids = 0;
         im->built_early = 2;
         rc = import_commit(im);
@@ -1389,7 +1449,7 @@ int hv__fhir_cmd_import(hv_engine_t *e, int argc, char **argv)
     if (solo || im.outside)
         back_to_wal(im.db);
     hv_free(im.bare);
-    hv__idset_free(&im.ids);
+    ids_free(&im);
     /* Closing the store checkpoints its WAL into the database file. The import's user
      * waits for it, so the summary's time includes it: with larger commits it is
      * seconds at 100,000 resources (docs/performance.md, session 14). */

@@ -308,60 +308,6 @@ static int refs_insert(hv_db_t *db, const char *type, const char *id, const hv__
     return rc;
 }
 
-#define IDSET_MAX_SLOTS ((size_t)1 << 25)
-
-/* Adds hash h (not 0) to s; 1 if it was there already. */
-static int idset_add_hash(hv__idset_t *s, uint64_t h)
-{
-    size_t i = (size_t)h & (s->cap - 1);
-    while (s->slots[i] != 0) {
-        if (s->slots[i] == h)
-            return 1;
-        i = (i + 1) & (s->cap - 1);
-    }
-    s->slots[i] = h;
-    s->n++;
-    return 0;
-}
-
-/* See fhir/store_int.h. */
-int hv__idset_reserve(hv__idset_t *s, size_t n)
-{
-    uint64_t *old = s->slots;
-    size_t cap = s->cap ? s->cap : 4096, old_cap = s->cap;
-    while ((s->n + n) * 2 > cap && cap <= IDSET_MAX_SLOTS)
-        cap *= 2;
-    if (cap > IDSET_MAX_SLOTS)
-        return HV_ETOOBIG;
-    if (cap == old_cap)
-        return HV_OK;
-    s->slots = hv_calloc(cap, sizeof(*s->slots));
-    if (s->slots == NULL) {
-        s->slots = old;
-        return HV_ENOMEM;
-    }
-    s->cap = cap;
-    s->n = 0;
-    for (size_t i = 0; i < old_cap; i++)
-        if (old[i] != 0)
-            (void)idset_add_hash(s, old[i]);
-    hv_free(old);
-    return HV_OK;
-}
-
-int hv__idset_add(hv__idset_t *s, const char *type, const char *id)
-{
-    uint64_t h = hv__fhir_key_hash(type, id);
-    return idset_add_hash(s, h != 0 ? h : 1);
-}
-
-void hv__idset_free(hv__idset_t *s)
-{
-    hv_free(s->slots);
-    s->slots = NULL;
-    s->n = s->cap = 0;
-}
-
 int hv__store_put(hv_db_t *db, const char *type, const char *id, int64_t version, uint64_t ms,
                   const char *text, size_t len, struct json_object *resource)
 {

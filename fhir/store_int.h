@@ -38,27 +38,8 @@ struct hv__search_rows;
 #define HV__FHIR_ID_MAX 65    /* FHIR id: 64 characters and the NUL */
 
 /* FNV-1a (64 bits) over "type/id": the read cache's buckets (its low half) and the
- * sets of the ids a writer wrote (hv__idset_t). */
+ * import's set of the ids it wrote (fhir/import.c). */
 uint64_t hv__fhir_key_hash(const char *type, const char *id);
-
-/*
- * The (type, id) pairs a writer into a store that was empty has written (fhir/store.c):
- * `holovitals import` with its indexes deferred (fhir/import.c, ids_seen) and a first Bulk
- * sync (adapters/ehr/write.c, store_job). A pair not in the set cannot be stored, so an
- * update of it need not read a current version (hv__fop_t absent). The set holds
- * hv__fhir_key_hash values, open-addressed, 0 marking a free slot: a hash shared by two
- * pairs answers "written", which only costs the look-up the set saves.
- */
-typedef struct hv__idset {
-    uint64_t *slots;
-    size_t n, cap;
-} hv__idset_t;
-/* Room for n more pairs at most half full: HV_OK, HV_ENOMEM, or HV_ETOOBIG past 2^25
- * slots (256 MiB, half full at 16 M pairs). */
-int hv__idset_reserve(hv__idset_t *s, size_t n);
-/* Adds type/id (room reserved); 1 if it was there already. */
-int hv__idset_add(hv__idset_t *s, const char *type, const char *id);
-void hv__idset_free(hv__idset_t *s);
 
 /* The read cache's write epochs (fhir/read_cache.c): hv__store_put raises the epoch of
  * the resource's bucket before it writes a version (any thread); a read job takes the
@@ -107,8 +88,8 @@ typedef struct hv__fop {
     int patch_fhirpath;            /* PATCH: 1 for FHIRPath Patch (Parameters), 0 for JSON Patch */
     uint64_t now_ms;               /* the lastUpdated to write; 0 takes the clock */
     int absent;                    /* UPDATE: the caller knows the store holds no version of type/id
-                                    * (a writer into an empty store that has not written it:
-                                    * hv__idset_t), so its current version is not read */
+                                    * (an import into an empty store that has not written it:
+                                    * fhir/import.c, ids_seen), so its current version is not read */
     const hv_auth_principal_t *principal; /* whose scopes limit the op (fhir/rest_authz.c); NULL: none
                                            * (import, channels, auth off). Borrowed from the request. */
     const struct hv__search_rows *ix_pre; /* CREATE/UPDATE: the search-index rows of `resource` computed

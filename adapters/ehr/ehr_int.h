@@ -15,7 +15,6 @@
 #define HV_EHR_INT_H
 
 #include "adapters/ehr/ehr.h"
-#include "fhir/store_int.h"
 
 #include <stdio.h>
 
@@ -173,8 +172,6 @@ struct hv__ehr_run {
     int bulk_waiting;           /* bulk.c: the import waits for the feed's next chunk */
     int defer_tried;            /* bulk.c: whether to defer the store's search indexes was decided */
     int deferred;               /* bulk.c: this run dropped them; built again when it ends */
-    hv__idset_t written;        /* write.c, while deferred: the local (type, id) pairs its store jobs
-                                 * wrote; read and changed by them only (fhir storage thread) */
     /* counts */
     int64_t fetched, created, updated, unchanged, failed, conflicts, deleted;
     int reconciled;

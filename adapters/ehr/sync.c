@@ -78,7 +78,6 @@ void hv__ehr_run_free(hv__ehr_run_t *r) {
     hv_free(r->pending_next);
     hv_free(r->bulk_status_url);
     hv_free(r->seen);
-    hv__idset_free(&r->written);
     for (i = 0; i < r->npatients; i++) hv_free(r->patients[i]);
     hv_free(r->patients);
     hv_free(r);

@@ -29,9 +29,7 @@
  *      the local version; keep-both: keep it and create the EHR's as a new
  *      resource tagged for review); then each write is an update (create-on-update,
  *      FHIR R4 http.html#update) of the local id through hv__fop_run, the same
- *      store call the `fhir-store` channel destination and the REST API make. In a
- *      first Bulk sync into an empty store an update of an id the run has not
- *      written yet skips the current-version look-up (store_job);
+ *      store call the `fhir-store` channel destination and the REST API make.
  *      A database failure rolls the page back and fails every write of it; an
  *      entry the store refuses (4xx) is a failed resource, the rest stand;
  *   4. loop thread: counts, conflict records, the store's change listeners (fhir
@@ -116,17 +114,9 @@ struct hv__ehr_batch {
     int64_t trees_parsed;           /* store job: trees parsed from text (text_only: by the store where a
                                      * write needs one, keep-both, a rerun), for the debug log */
     int64_t lazy_texts;             /* preparation: resources kept as text, not trees (text_only, lazy) */
-    int into_empty;                 /* the run deferred the search indexes of a store it found empty
-                                     * (bulk.c), so store_job may mark first writes absent */
-    int64_t unread, found;          /* store job: updates written without reading a current version;
-                                     * of them, found written by another client (debug log) */
     json_object *errs;              /* the preparation's errors, recorded when written */
 };
 typedef struct hv__ehr_batch wctx_t;
-
-/* store_job copies an item's type and local id into its op whole. */
-_Static_assert(sizeof(((item_t *)0)->type) == sizeof(((hv__fop_t *)0)->type), "type sizes");
-_Static_assert(sizeof(((item_t *)0)->local_id) == sizeof(((hv__fop_t *)0)->id), "id sizes");
 
 /* ---- pure helpers ---- */
 
@@ -361,8 +351,6 @@ static void rows_done(int status, void *arg) {
         hv_log_int(lr, "rows_ms", (int64_t)(now - w->t_store));
         hv_log_int(lr, "trees_parsed", w->trees_parsed);
         hv_log_int(lr, "lazy_texts", w->lazy_texts);
-        hv_log_int(lr, "unread", w->unread);
-        hv_log_int(lr, "found_written", w->found);
         hv_log_end(lr);
     }
     if (status != HV_OK) hv__ehr_run_error(w->r, "store", "recording the synced resources failed: %s", hv_strerror(status));
@@ -421,13 +409,7 @@ static int store_job(hv_db_t *db, void *arg) {
     wctx_t *w = arg;
     size_t i;
     int rc;
-    /* A run that deferred the indexes found the store empty (bulk.c, SQLite only): a local id
-     * none of its store jobs wrote has no version, as for `holovitals import` (fhir/import.c,
-     * ids_seen), unless another client wrote it since (below). A resumed run finds the store
-     * not empty and defers nothing. The set keeps the ids of a run rolled back, which then
-     * read. Without room for the page's ids, every update reads. */
-    int absent_ok = w->into_empty && hv__idset_reserve(&w->r->written, w->n) == HV_OK;
-    w->trees_parsed = w->unread = w->found = 0;
+    w->trees_parsed = 0;
     for (i = 0; i < w->n; i++) {
         item_t *it = &w->items[i];
         if (it->state != ITEM_NEW && it->state != ITEM_CHANGED) continue;
@@ -485,11 +467,9 @@ static int store_job(hv_db_t *db, void *arg) {
         }
         hv__fop_init(&it->op, it->write == WRITE_PUT ? HV__FOP_UPDATE : HV__FOP_CREATE);
         it->has_op = 1;
-        /* Arrays of the same sizes, NUL-terminated: copied whole (snprintf cost ~1,200
-         * instructions a resource). */
-        memcpy(it->op.type, it->type, sizeof(it->op.type));
+        snprintf(it->op.type, sizeof(it->op.type), "%s", it->type);
         if (it->write == WRITE_PUT) {
-            memcpy(it->op.id, it->local_id, sizeof(it->op.id));
+            snprintf(it->op.id, sizeof(it->op.id), "%s", it->local_id);
             /* A dropped tree stays dropped: the op is text-only (fhir/store_int.h), and the
              * store parses the text only where the write needs the tree (PostgreSQL, a
              * Location, a later version), saying so in op.parsed. */
@@ -508,21 +488,7 @@ static int store_job(hv_db_t *db, void *arg) {
             it->op.resource = review_copy(it->res);
             if (it->op.resource == NULL) return HV_ENOMEM;
         }
-        if (absent_ok) {
-            /* An id the EHR table knows was written by an earlier run: it reads. */
-            int seen = hv__idset_add(&w->r->written, it->op.type, it->op.id);
-            it->op.absent = it->write == WRITE_PUT && !it->known && !seen;
-        }
         rc = hv__fop_run(db, &it->op);
-        if (rc == HV_OK && it->op.absent && it->op.status == 409) {
-            /* Its first version exists: another client (a REST PUT of this id) wrote it after
-             * the store was found empty. The refused INSERT changed nothing (SQLite undoes the
-             * statement alone): an update of that version, then. */
-            it->op.absent = 0;
-            w->found++;
-            rc = hv__fop_run(db, &it->op);
-        }
-        w->unread += it->op.absent;
         w->trees_parsed += it->op.parsed;
         if (rc != HV_OK) return rc; /* the database failed: the page rolls back */
         if (it->res == NULL && it->op.text != NULL) {
@@ -678,7 +644,6 @@ static void lookup_done(int status, void *arg) {
         w_end(w, HV_OK);
         return;
     }
-    w->into_empty = r->deferred;
     if (hv_storage_submit_rerun(w->f->storage, store_job, store_done, w) != HV_OK) {
         hv__ehr_run_error(r, "store", "the FHIR store's queue is full");
         for (i = 0; i < w->n; i++)
