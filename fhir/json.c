@@ -166,16 +166,22 @@ static int prop_resolve_key(const hv_fhir_elem_t *owner, const char *key, size_t
 /* prop_resolve_key with its hit inlined: every member of every object the writer and the
  * structural check walk asks, and a hit is found in the thread's cache, so a call (~55
  * instructions with its frame) costs more than the look-up itself. */
-static inline int prop_lookup(const hv_fhir_elem_t *owner, const char *key, size_t len, hv__fhir_prop_t *p) {
+/* The thread's cache slot holding (owner, key) when key is a model name, else NULL. */
+static inline const prop_slot_t *cached_slot(const hv_fhir_elem_t *owner, const char *key) {
     const prop_slot_t *c = prop_cache, *sl;
-    if (c != NULL && key_is_static(key)) {
-        sl = &c[prop_slot(owner, key)];
-        if (sl->owner == owner && sl->key == key) {
-            if (!sl->found)
-                return HV_ENOTFOUND;
-            *p = sl->prop;
-            return HV_OK;
-        }
+    if (c == NULL || !key_is_static(key))
+        return NULL;
+    sl = &c[prop_slot(owner, key)];
+    return sl->owner == owner && sl->key == key ? sl : NULL;
+}
+
+static inline int prop_lookup(const hv_fhir_elem_t *owner, const char *key, size_t len, hv__fhir_prop_t *p) {
+    const prop_slot_t *sl = cached_slot(owner, key);
+    if (sl != NULL) {
+        if (!sl->found)
+            return HV_ENOTFOUND;
+        *p = sl->prop;
+        return HV_OK;
     }
     return prop_resolve_key(owner, key, len, p);
 }
@@ -486,17 +492,14 @@ static int write_value(hv_buf_t *out, struct json_object *v, const hv_fhir_elem_
  * the cache (a model name's length and order are the same every time): pe's prop, order and
  * keylen, or HV_ENOTFOUND with none of them set. */
 static inline int prop_lookup_ent(const hv_fhir_elem_t *owner, const char *key, prop_ent_t *pe) {
-    const prop_slot_t *c = prop_cache, *sl;
-    if (c != NULL && key_is_static(key)) {
-        sl = &c[prop_slot(owner, key)];
-        if (sl->owner == owner && sl->key == key) {
-            if (!sl->found)
-                return HV_ENOTFOUND;
-            pe->prop = sl->prop;
-            pe->order = sl->order;
-            pe->keylen = sl->keylen;
-            return HV_OK;
-        }
+    const prop_slot_t *sl = cached_slot(owner, key);
+    if (sl != NULL) {
+        if (!sl->found)
+            return HV_ENOTFOUND;
+        pe->prop = sl->prop;
+        pe->order = sl->order;
+        pe->keylen = sl->keylen;
+        return HV_OK;
     }
     pe->keylen = strlen(key);
     if (prop_resolve_key(owner, key, pe->keylen, &pe->prop) != HV_OK)
