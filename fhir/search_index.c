@@ -163,6 +163,7 @@ static char *rewrite_resolve(const char *expr)
 #define MAX_KEYS 8     /* top-level elements one specialized expression may need */
 #define KEY_MAX 48     /* longest element name */
 #define MAX_STEPS 4    /* element steps of a path read directly (direct_of) */
+#define MAX_VARIANTS 16 /* types of a choice element read directly (direct_of) */
 
 typedef struct sp_spec {
     const hv_fhir_type_t *type;
@@ -176,10 +177,19 @@ typedef struct sp_spec {
      * "Resource.meta.tag": three quarters of the evaluations an import made). index_direct
      * follows the members and gives index_item what the evaluation would; step[i] is
      * "_name", the twin's name, and step[i] + 1 the member's; the values are of type
-     * direct_type. nsteps 0: fp is evaluated. */
+     * direct_type. nsteps and nvariants 0: fp is evaluated. */
     size_t nsteps;
     char step[MAX_STEPS][KEY_MAX + 1];
     const char *direct_type;
+    /* nvariants > 0: the last step is a choice element ("Observation.effective"), read as
+     * hv__fp_children reads it: the first variant, in the model's type order, that the object
+     * holds (variant[i] "_effectiveDateTime", its twin's name; variant[i] + 1 the member's),
+     * its values of type variant_type[i]. variant_kept[i] 0: a type filter after the choice
+     * (" as Quantity", direct_of) drops that variant's values. */
+    size_t nvariants;
+    char variant[MAX_VARIANTS][KEY_MAX + 1];
+    const char *variant_type[MAX_VARIANTS];
+    unsigned char variant_kept[MAX_VARIANTS];
     /* Not empty: the path ends in ".where(resolve() is X)" on a Reference, which the index
      * evaluates as where(reference.startsWith('X/')) (rewrite_resolve); ref_prefix is "X/"
      * and index_direct keeps the References whose reference starts with it ("patient":
@@ -482,12 +492,92 @@ static int ref_filter(const char *p, const char *end, const hv_fhir_type_t *chos
 }
 
 /*
+ * True when the type filter ending alternative a keeps a value of choice variant vt: a
+ * evaluated (fp) on a resource of type t holding only that variant, as member key of the
+ * objects the n steps before it lead to (each one object) — the filter looks at the node's
+ * type, not its JSON value, so the evaluator's own type rules decide (choice_keys).
+ */
+static int filter_keeps(hv_fhirpath_t *fp, const hv_fhir_type_t *t, const sp_spec_t *out, size_t n, const char *key,
+                        const hv_fhir_type_t *vt, hv_arena_t *arena)
+{
+    struct json_object *probe = json_object_new_object(), *o = probe, *v;
+    hv_fhirpath_result_t *res = NULL;
+    hv_error_t err;
+    int keep;
+    if (probe == NULL)
+        return -1;
+    json_object_object_add(probe, "resourceType", json_object_new_string(hv_fhir_type_name(t)));
+    for (size_t k = 0; k < n; k++) {
+        struct json_object *c = json_object_new_object();
+        json_object_object_add(o, out->step[k] + 1, c);
+        o = c;
+    }
+    v = hv_fhir_type_kind(vt) == HV_FHIR_KIND_PRIMITIVE ? json_object_new_string("1") : json_object_new_object();
+    json_object_object_add(o, key, v);
+    memset(&err, 0, sizeof(err));
+    keep = hv_fhirpath_eval(fp, probe, NULL, arena, &res, &err) == HV_OK && hv_fhirpath_result_count(res) > 0;
+    json_object_put(probe);
+    hv_arena_reset(arena);
+    return keep;
+}
+
+/*
+ * The last step of a direct alternative a, a choice element e after the n steps in out:
+ * [p, end) is empty or " as X" (the operator, which filters a collection as ofType() does:
+ * "Observation.component.value as Quantity"). Sets out's variants; 0 when it cannot.
+ */
+static int direct_choice(const sp_alt_t *a, const hv_fhir_type_t *t, const hv_fhir_elem_t *e, const char *id,
+                         const char *p, const char *end, size_t n, sp_spec_t *out)
+{
+    size_t nt = hv_fhir_elem_type_count(e), il = strlen(id);
+    hv_fhirpath_t *fp = NULL;
+    hv_arena_t *arena = NULL;
+    hv_error_t err;
+    char ty[KEY_MAX];
+    int ok = 1;
+    if (nt == 0 || nt > MAX_VARIANTS)
+        return 0;
+    if (p < end) {
+        if (end - p < 5 || strncmp(p, " as ", 4) != 0)
+            return 0;
+        p += 4;
+        if (!read_ident(&p, end, ty, sizeof(ty)) || p != end)
+            return 0;
+        memset(&err, 0, sizeof(err));
+        if (hv_fhirpath_compile(a->s, a->n, NULL, &fp, &err) != HV_OK || (arena = hv_arena_new(0)) == NULL)
+            ok = 0;
+    }
+    for (size_t i = 0; i < nt && ok; i++) {
+        const hv_fhir_type_t *vt = hv_fhir_elem_type_at(e, i);
+        const char *vn = hv_fhir_type_name(vt);
+        int keep = 1;
+        if (il + strlen(vn) >= KEY_MAX) {
+            ok = 0;
+            break;
+        }
+        out->variant[i][0] = '_';
+        choice_key(out->variant[i] + 1, KEY_MAX, id, vn);
+        if (fp != NULL && (keep = filter_keeps(fp, t, out, n, out->variant[i] + 1, vt, arena)) < 0)
+            ok = 0;
+        out->variant_type[i] = vn;
+        out->variant_kept[i] = (unsigned char)(keep > 0);
+    }
+    hv_arena_free(arena);
+    hv_fhirpath_free(fp);
+    if (ok)
+        out->nvariants = nt;
+    return ok;
+}
+
+/*
  * Makes out direct when the alternative a (of t, kept alone) is "T.a.b..." — identifiers
  * and dots only — and navigates as hv__fp_children would with no detour: each step an
  * element of the step before (hv__fp_model_child, FHIRPath's own resolution, from the
- * owner push_values gives the values: hv_fhir_elem_owner), not a choice, of one type that
- * is not a resource (whose node would take its type from its resourceType), and every step
- * but the last of a complex type (a primitive's children are its twin's).
+ * owner push_values gives the values: hv_fhir_elem_owner), not a resource (whose node
+ * would take its type from its resourceType), and every step but the last of a complex
+ * type (a primitive's children are its twin's). The last step may be a choice element,
+ * with a type filter after it, in parentheses or not ("(Observation.value as Quantity)":
+ * direct_choice).
  */
 static void direct_of(const sp_alt_t *a, const hv_fhir_type_t *t, sp_spec_t *out)
 {
@@ -496,10 +586,16 @@ static void direct_of(const sp_alt_t *a, const hv_fhir_type_t *t, sp_spec_t *out
     const hv_fhir_type_t *chosen = NULL;
     char id[KEY_MAX];
     size_t n = 0;
-    while (p < end && *p == ' ')
-        p++;
-    while (end > p && end[-1] == ' ')
+    for (;;) {
+        while (p < end && *p == ' ')
+            p++;
+        while (end > p && end[-1] == ' ')
+            end--;
+        if (end - p < 2 || *p != '(' || end[-1] != ')')
+            break;
+        p++; /* "(T.x as X)": the path within (a closing ')' left inside stops the steps) */
         end--;
+    }
     if (!read_ident(&p, end, id, sizeof(id)) || strcmp(id, hv_fhir_type_name(t)) != 0)
         return;
     while (p < end) {
@@ -513,8 +609,15 @@ static void direct_of(const sp_alt_t *a, const hv_fhir_type_t *t, sp_spec_t *out
             return;
         len = strlen(id);
         chosen = NULL;
-        if (hv__fp_model_child(owner, id, len, &e, &choice, &chosen) != HV_OK || choice || chosen == NULL ||
-            hv_fhir_type_kind(chosen) == HV_FHIR_KIND_RESOURCE)
+        if (hv__fp_model_child(owner, id, len, &e, &choice, &chosen) != HV_OK)
+            return;
+        if (choice) {
+            if (!direct_choice(a, t, e, id, p, end, n, out))
+                return;
+            out->direct_any = 0; /* for t itself only */
+            break;
+        }
+        if (chosen == NULL || hv_fhir_type_kind(chosen) == HV_FHIR_KIND_RESOURCE)
             return;
         if (n == 0)
             out->direct_any = hv_fhir_elem_owner(e, chosen) == hv_fhir_type_root(chosen);
@@ -523,10 +626,10 @@ static void direct_of(const sp_alt_t *a, const hv_fhir_type_t *t, sp_spec_t *out
         n++;
         owner = hv_fhir_elem_owner(e, chosen);
     }
-    if (n == 0)
+    if (n == 0 && out->nvariants == 0)
         return;
     out->nsteps = n;
-    out->direct_type = hv_fhir_type_name(chosen);
+    out->direct_type = chosen != NULL ? hv_fhir_type_name(chosen) : NULL;
 }
 
 /* Builds the specialization for resource type t of an expression split into alts;
@@ -1936,7 +2039,7 @@ static void index_composite(ix_t *x, const plan_t *p, const plan_item_t *pi, str
  * value's children are its own members; index_item needs a value). HV_ENOMEM when the
  * arena fails.
  */
-static int direct_step(struct json_object *obj, const char *step, hv_arena_t *arena, struct json_object ***out,
+__attribute__((always_inline)) static inline int direct_step(struct json_object *obj, const char *step, hv_arena_t *arena, struct json_object ***out,
                        size_t *n, size_t *cap, size_t *nodes)
 {
     struct json_object *v = NULL, *ext = NULL;
@@ -1994,6 +2097,58 @@ void hv__search_direct_enable(int on)
 }
 
 /*
+ * index_direct's last step when it is a choice (s->nvariants): of each object, the first
+ * variant it holds, as a value or a twin (hv__fp_children), gives its nodes, indexed with
+ * the variant's type unless the type filter drops them. Nothing is indexed when the step
+ * makes more nodes than the evaluation's item cap (kept or not: the filter comes after).
+ */
+static int index_variants(ix_t *x, hv_fhir_search_type_t st, const sp_spec_t *s, struct json_object *const *in,
+                          size_t nin, hv_arena_t *arena)
+{
+    struct json_object **out = NULL;
+    const char **types;
+    size_t *starts, nout = 0, cap = 0, nodes = 0, ngroups = 0;
+    hv_fhirpath_item_t it;
+    if (nin == 0)
+        return 1;
+    types = hv_arena_alloc(arena, nin * sizeof(*types));
+    starts = hv_arena_alloc(arena, nin * sizeof(*starts));
+    if (types == NULL || starts == NULL)
+        return 1;
+    for (size_t i = 0; i < nin; i++) {
+        size_t v, before = nout;
+        if (!json_object_is_type(in[i], json_type_object))
+            continue;
+        for (v = 0; v < s->nvariants; v++)
+            if (hv_json_get_ex(in[i], s->variant[v] + 1, NULL) || hv_json_get_ex(in[i], s->variant[v], NULL))
+                break;
+        if (v == s->nvariants)
+            continue;
+        if (direct_step(in[i], s->variant[v], arena, &out, &nout, &cap, &nodes) != HV_OK)
+            return 1;
+        if (!s->variant_kept[v]) {
+            nout = before;
+        } else if (nout > before) { /* the object's values, consecutive in out, and their type */
+            starts[ngroups] = before;
+            types[ngroups++] = s->variant_type[v];
+        }
+    }
+    if (nodes > s->fp->lim.max_items)
+        return 1;
+    memset(&it, 0, sizeof(it));
+    it.kind = HV_FHIRPATH_NODE;
+    for (size_t g = 0; g < ngroups && x->rc == HV_OK; g++) {
+        size_t stop = g + 1 < ngroups ? starts[g + 1] : nout;
+        it.type = types[g];
+        for (size_t k = starts[g]; k < stop && x->rc == HV_OK; k++) {
+            it.json = out[k];
+            index_item(x, st, &it);
+        }
+    }
+    return 1;
+}
+
+/*
  * The rows hv_fhirpath_eval's items would give for a direct specialization s, whose root
  * step the resource passes (its type is s's, or a subtype when s->direct_any), without
  * evaluating: the members followed step by step (direct_step). A step making more nodes
@@ -2022,6 +2177,8 @@ static int index_direct(ix_t *x, hv_fhir_search_type_t st, const sp_spec_t *s, s
         in = out;
         nin = nout;
     }
+    if (s->nvariants > 0)
+        return index_variants(x, st, s, in, nin, arena);
     if (s->ref_prefix[0] != '\0') {
         size_t kept = 0, pl = strlen(s->ref_prefix);
         for (size_t i = 0; i < nin; i++) {
@@ -2079,7 +2236,7 @@ static int index_params(ix_t *x, const plan_t *p, struct json_object *resource, 
         }
         /* The evaluation's root is the resource as x->env.resource_type: direct when that is
          * the type the specialization is for. */
-        if (sc != NULL && sc->nsteps > 0 && direct_enabled && x->env.resource_type == x->rtype &&
+        if (sc != NULL && (sc->nsteps > 0 || sc->nvariants > 0) && direct_enabled && x->env.resource_type == x->rtype &&
             (sc->type == x->rtype || sc->direct_any) && index_direct(x, st, sc, resource, arena))
             continue;
         if (hv_fhirpath_eval(fp, resource, &x->env, arena, &res, &err) != HV_OK)

@@ -516,9 +516,54 @@ static void search_index_direct_keeps_every_row(void **state)
         "{\"reference\":7}}",
         "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"c\"},\"subject\":"
         "\"Patient/p\"}",
+        /* a choice element read directly ("Observation.effective", date): each effective[x]
+         * type, a twin alone, two variants (the model's first counts), a variant of the
+         * wrong JSON type; with a type filter ("Observation.component.value as Quantity"):
+         * components with a valueQuantity among others, null, a twin, an array */
+        "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"c\"},"
+        "\"effectiveDateTime\":\"2020-01-02T03:04:05+01:00\"}",
+        "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"c\"},"
+        "\"effectivePeriod\":{\"start\":\"2019-05\",\"end\":\"2019-06-01\"}}",
+        "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"c\"},"
+        "\"effectiveTiming\":{\"event\":[\"2018-01-01\",\"2018-02-01\"]}}",
+        "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"c\"},"
+        "\"effectiveInstant\":\"2017-03-04T05:06:07.891Z\"}",
+        "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"c\"},"
+        "\"_effectiveDateTime\":{\"extension\":[{\"url\":\"u\",\"valueCode\":\"masked\"}]}}",
+        "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"c\"},"
+        "\"effectivePeriod\":{\"start\":\"2016\"},\"effectiveDateTime\":\"2015-07\"}",
+        "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"c\"},"
+        "\"effectiveDateTime\":[\"2014\",null,\"2013\"],\"valueQuantity\":[{\"value\":1},{\"value\":2}]}",
+        "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"c\"},"
+        "\"effectiveDateTime\":20200101,\"valueQuantity\":\"5 mg\"}",
+        "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"coding\":[{\"code\":\"bp\"}]},"
+        "\"component\":[{\"code\":{\"text\":\"a\"},\"valueQuantity\":{\"value\":120,\"unit\":\"mmHg\","
+        "\"system\":\"http://unitsofmeasure.org\",\"code\":\"mm[Hg]\"}},null,{\"code\":{\"text\":\"b\"},"
+        "\"valueString\":\"s\",\"valueQuantity\":{\"value\":9}},{\"code\":{\"text\":\"c\"},\"_valueQuantity\":"
+        "{\"id\":\"q\"}},{\"code\":{\"text\":\"d\"},\"valueQuantity\":[{\"value\":80},{\"value\":81}]},"
+        "{\"code\":{\"text\":\"e\"},\"valueQuantity\":{\"value\":120,\"unit\":\"mmHg\"}}]}",
+        "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"c\"},"
+        "\"component\":{\"code\":{\"text\":\"a\"},\"valueQuantity\":{\"value\":3,\"unit\":\"g\"}}}",
+        /* "(MedicationRequest.medication as CodeableConcept)": kept, dropped (a Reference) */
+        "{\"resourceType\":\"MedicationRequest\",\"status\":\"active\",\"intent\":\"order\",\"subject\":"
+        "{\"reference\":\"Patient/p\"},\"medicationCodeableConcept\":{\"coding\":[{\"system\":\"r\",\"code\":\"m\"}]}}",
+        "{\"resourceType\":\"MedicationRequest\",\"status\":\"active\",\"intent\":\"order\",\"subject\":"
+        "{\"reference\":\"Patient/p\"},\"medicationReference\":{\"reference\":\"Medication/m\"}}",
     };
     (void)state;
     put_each_on_and_off(dbs, crafted, sizeof(crafted) / sizeof(crafted[0]), put_both_direct);
+    /* a choice read directly: an Observation's date from effectiveDateTime, effectivePeriod
+     * and effectiveInstant (a Timing gives no date row, read or evaluated), and the
+     * components' quantities */
+    assert_int_equal(store_test_count(on, "SELECT COUNT(*) FROM sp_date WHERE id IN ('s100015', 's100016', "
+                                          "'s100018') AND code = 'date'"),
+                     3);
+    assert_true(store_test_count(on, "SELECT COUNT(*) FROM sp_num WHERE id = 's100023' AND "
+                                     "code = 'component-value-quantity'") >= 4);
+    assert_int_equal(store_test_count(on, "SELECT COUNT(*) FROM sp_tok WHERE id = 's100025' AND code = 'code' AND "
+                                          "value = 'm'"),
+                     1);
+    assert_int_equal(store_test_count(on, "SELECT COUNT(*) FROM sp_tok WHERE id = 's100026' AND code = 'code'"), 0);
     /* read directly: an identifier after a null, its :of-type, a telecom after a null */
     assert_int_equal(store_test_count(on, "SELECT COUNT(*) FROM sp_tok WHERE id = 's100000' AND code = 'identifier' "
                                           "AND value = 'v'"),
