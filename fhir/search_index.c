@@ -173,7 +173,7 @@ typedef struct sp_spec {
     char keys[MAX_KEYS][KEY_MAX];
     size_t keylen[MAX_KEYS]; /* strlen of each key */
     /* A direct one (direct_of): fp is a path of element names alone, "T.a.b" with a and b
-     * neither choices nor resources and a not a primitive ("Observation.code",
+     * no resources, b alone a choice, and a not a primitive ("Observation.code",
      * "Resource.meta.tag": three quarters of the evaluations an import made). index_direct
      * follows the members and gives index_item what the evaluation would; step[i] is
      * "_name", the twin's name, and step[i] + 1 the member's; the values are of type
@@ -2039,8 +2039,12 @@ static void index_composite(ix_t *x, const plan_t *p, const plan_item_t *pi, str
  * value's children are its own members; index_item needs a value). HV_ENOMEM when the
  * arena fails.
  */
-__attribute__((always_inline)) static inline int direct_step(struct json_object *obj, const char *step, hv_arena_t *arena, struct json_object ***out,
-                       size_t *n, size_t *cap, size_t *nodes)
+/* Forced inline: index_direct's loop and index_variants both call it, and out of line it
+ * costs ~30 instructions more a call (callgrind, docs/performance.md "Index rows,
+ * session 22"). */
+__attribute__((always_inline)) static inline int direct_step(struct json_object *obj, const char *step,
+                                                              hv_arena_t *arena, struct json_object ***out,
+                                                              size_t *n, size_t *cap, size_t *nodes)
 {
     struct json_object *v = NULL, *ext = NULL;
     size_t len;
@@ -2119,9 +2123,13 @@ static int index_variants(ix_t *x, hv_fhir_search_type_t st, const sp_spec_t *s,
         size_t v, before = nout;
         if (!json_object_is_type(in[i], json_type_object))
             continue;
-        for (v = 0; v < s->nvariants; v++)
-            if (hv_json_get_ex(in[i], s->variant[v] + 1, NULL) || hv_json_get_ex(in[i], s->variant[v], NULL))
+        for (v = 0; v < s->nvariants; v++) {
+            struct json_object *val = NULL, *twin = NULL;
+            /* a member whose value is JSON null is no variant (get_key in fhirpath_eval.c) */
+            if ((hv_json_get_ex(in[i], s->variant[v] + 1, &val) && val != NULL) ||
+                (hv_json_get_ex(in[i], s->variant[v], &twin) && twin != NULL))
                 break;
+        }
         if (v == s->nvariants)
             continue;
         if (direct_step(in[i], s->variant[v], arena, &out, &nout, &cap, &nodes) != HV_OK)
@@ -2157,6 +2165,7 @@ static int index_variants(ix_t *x, hv_fhir_search_type_t st, const sp_spec_t *s,
  * where(reference.startsWith(ref_prefix)) keeps them when each is an object whose reference
  * is absent or a string, without a "_reference" twin; 0 (nothing indexed: the caller
  * evaluates) when one is not, whose evaluation is left to FHIRPath's own rules. 1 otherwise.
+ * A choice as the last step is read by index_variants.
  */
 static int index_direct(ix_t *x, hv_fhir_search_type_t st, const sp_spec_t *s, struct json_object *resource,
                         hv_arena_t *arena)

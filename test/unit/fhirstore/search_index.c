@@ -549,6 +549,22 @@ static void search_index_direct_keeps_every_row(void **state)
         "{\"reference\":\"Patient/p\"},\"medicationCodeableConcept\":{\"coding\":[{\"system\":\"r\",\"code\":\"m\"}]}}",
         "{\"resourceType\":\"MedicationRequest\",\"status\":\"active\",\"intent\":\"order\",\"subject\":"
         "{\"reference\":\"Patient/p\"},\"medicationReference\":{\"reference\":\"Medication/m\"}}",
+        /* "(RiskAssessment.occurrence as dateTime)": a Period would give a date row unfiltered */
+        "{\"resourceType\":\"RiskAssessment\",\"status\":\"final\",\"subject\":{\"reference\":\"Patient/p\"},"
+        "\"occurrenceDateTime\":\"2020-05\"}",
+        "{\"resourceType\":\"RiskAssessment\",\"status\":\"final\",\"subject\":{\"reference\":\"Patient/p\"},"
+        "\"occurrencePeriod\":{\"start\":\"2020\"}}",
+        /* "(Observation.value as CodeableConcept)" with two variants: the model's first,
+         * valueQuantity, is the value, and the filter drops it */
+        "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"c\"},\"valueQuantity\":"
+        "{\"value\":1,\"system\":\"http://unitsofmeasure.org\",\"code\":\"mg\"},\"valueCodeableConcept\":"
+        "{\"coding\":[{\"system\":\"s\",\"code\":\"z\"}]}}",
+        /* "(ConceptMap.source as canonical)": sourceUri, the model's first, is the value */
+        "{\"resourceType\":\"ConceptMap\",\"status\":\"draft\",\"sourceUri\":\"http://a/vs\","
+        "\"sourceCanonical\":\"http://b/vs\",\"targetCanonical\":\"http://c/vs\"}",
+        /* a variant that is JSON null is none: effectivePeriod is the value */
+        "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"c\"},"
+        "\"effectiveDateTime\":null,\"_effectiveDateTime\":null,\"effectivePeriod\":{\"start\":\"2012\"}}",
     };
     (void)state;
     put_each_on_and_off(dbs, crafted, sizeof(crafted) / sizeof(crafted[0]), put_both_direct);
@@ -564,6 +580,20 @@ static void search_index_direct_keeps_every_row(void **state)
                                           "value = 'm'"),
                      1);
     assert_int_equal(store_test_count(on, "SELECT COUNT(*) FROM sp_tok WHERE id = 's100026' AND code = 'code'"), 0);
+    assert_int_equal(store_test_count(on, "SELECT COUNT(*) FROM sp_date WHERE id = 's100027' AND code = 'date'"), 1);
+    assert_int_equal(store_test_count(on, "SELECT COUNT(*) FROM sp_date WHERE id = 's100028' AND code = 'date'"), 0);
+    assert_int_equal(store_test_count(on, "SELECT COUNT(*) FROM sp_tok WHERE id = 's100029' AND "
+                                          "code = 'value-concept'"),
+                     0);
+    assert_int_equal(store_test_count(on, "SELECT (SELECT COUNT(*) FROM sp_ref WHERE id = 's100030' AND "
+                                          "code = 'source') + (SELECT COUNT(*) FROM sp_uri WHERE "
+                                          "id = 's100030' AND code = 'source')"),
+                     0);
+    assert_int_equal(store_test_count(on, "SELECT (SELECT COUNT(*) FROM sp_ref WHERE id = 's100030' AND "
+                                          "code = 'target') + (SELECT COUNT(*) FROM sp_uri WHERE "
+                                          "id = 's100030' AND code = 'target')"),
+                     1);
+    assert_int_equal(store_test_count(on, "SELECT COUNT(*) FROM sp_date WHERE id = 's100031' AND code = 'date'"), 1);
     /* read directly: an identifier after a null, its :of-type, a telecom after a null */
     assert_int_equal(store_test_count(on, "SELECT COUNT(*) FROM sp_tok WHERE id = 's100000' AND code = 'identifier' "
                                           "AND value = 'v'"),
