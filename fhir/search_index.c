@@ -164,6 +164,7 @@ static char *rewrite_resolve(const char *expr)
 #define KEY_MAX 48     /* longest element name */
 #define MAX_STEPS 4    /* element steps of a path read directly (direct_of) */
 #define MAX_VARIANTS 16 /* types of a choice element read directly (direct_of) */
+#define MAX_UNION 4     /* alternatives of a union read directly (union_of) */
 
 typedef struct sp_spec {
     const hv_fhir_type_t *type;
@@ -190,6 +191,12 @@ typedef struct sp_spec {
     char variant[MAX_VARIANTS][KEY_MAX + 1];
     const char *variant_type[MAX_VARIANTS];
     unsigned char variant_kept[MAX_VARIANTS];
+    /* nunion > 0: fp is a union of nunion alternatives of t, each direct (union[i], whose fp
+     * is NULL). FHIRPath's '|' drops items equal by '=' (a Quantity's through UCUM), which a
+     * direct read cannot follow: index_union reads them only when they give one item at most
+     * together, and leaves more to the evaluation. */
+    struct sp_spec *unions;
+    size_t nunion;
     /* Not empty: the path ends in ".where(resolve() is X)" on a Reference, which the index
      * evaluates as where(reference.startsWith('X/')) (rewrite_resolve); ref_prefix is "X/"
      * and index_direct keeps the References whose reference starts with it ("patient":
@@ -632,6 +639,33 @@ static void direct_of(const sp_alt_t *a, const hv_fhir_type_t *t, sp_spec_t *out
     out->direct_type = chosen != NULL ? hv_fhir_type_name(chosen) : NULL;
 }
 
+/* Makes out a union of direct alternatives (sp_spec_t nunion) when every alternative of
+ * alts that t keeps (rooted at t) is direct, none a where(resolve() is X). */
+static void union_of(const sp_alt_t *alts, size_t n, const hv_fhir_type_t *t, sp_spec_t *out)
+{
+    sp_spec_t *u = hv_calloc(MAX_UNION, sizeof(*u));
+    size_t k = 0;
+    if (u == NULL)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        const sp_alt_t *a = &alts[i];
+        if (a->rtype != NULL && a->rtype != t && !type_or_base(t, a->root))
+            continue;
+        if (!a->plain || strcmp(a->root, hv_fhir_type_name(t)) != 0 || k == MAX_UNION)
+            goto fail;
+        u[k].type = t;
+        direct_of(a, t, &u[k]);
+        if ((u[k].nsteps == 0 && u[k].nvariants == 0) || u[k].ref_prefix[0] != '\0')
+            goto fail;
+        k++;
+    }
+    out->unions = u;
+    out->nunion = k;
+    return;
+fail:
+    hv_free(u);
+}
+
 /* Builds the specialization for resource type t of an expression split into alts;
  * HV_EINVAL when it cannot be done (the general expression is then used). */
 static int specialize(const sp_alt_t *alts, size_t n, const hv_fhir_type_t *t, sp_spec_t *out)
@@ -676,6 +710,8 @@ static int specialize(const sp_alt_t *alts, size_t n, const hv_fhir_type_t *t, s
         }
         hv_free(rw);
     }
+    if (rc == HV_OK && kept > 1 && kept <= MAX_UNION)
+        union_of(alts, n, t, out);
     hv_buf_release(&b);
     return rc;
 }
@@ -2100,6 +2136,106 @@ void hv__search_direct_enable(int on)
     direct_enabled = on;
 }
 
+/* The variant of s's choice that obj holds: the first, in the model's type order, present as
+ * a value or a twin (hv__fp_children); s->nvariants when none is. */
+static size_t variant_of(const sp_spec_t *s, struct json_object *obj)
+{
+    size_t v;
+    for (v = 0; v < s->nvariants; v++) {
+        struct json_object *val = NULL, *twin = NULL;
+        /* a member whose value is JSON null is no variant (get_key in fhirpath_eval.c) */
+        if ((hv_json_get_ex(obj, s->variant[v] + 1, &val) && val != NULL) ||
+            (hv_json_get_ex(obj, s->variant[v], &twin) && twin != NULL))
+            break;
+    }
+    return v;
+}
+
+/*
+ * The items of one direct alternative u of a union (index_union): *n of them, the first in
+ * *item with its type in *type. -1 when a step makes more nodes than max_items (the
+ * evaluation fails), 0 otherwise.
+ */
+static int union_read(const sp_spec_t *u, size_t max_items, struct json_object *resource, hv_arena_t *arena,
+                      struct json_object **item, const char **type, size_t *n)
+{
+    struct json_object *one[1] = {resource}, **in = one, **out = NULL;
+    size_t nin = 1, nout = 0, cap = 0, nodes = 0;
+    for (size_t k = 0; k < u->nsteps; k++) {
+        out = NULL;
+        nout = cap = nodes = 0;
+        for (size_t i = 0; i < nin; i++)
+            if (json_object_is_type(in[i], json_type_object) &&
+                direct_step(in[i], u->step[k], arena, &out, &nout, &cap, &nodes) != HV_OK)
+                return -1;
+        if (nodes > max_items)
+            return -1;
+        in = out;
+        nin = nout;
+    }
+    *n = 0;
+    if (u->nvariants == 0) {
+        *n = nin;
+        if (nin > 0) {
+            *item = in[0];
+            *type = u->direct_type;
+        }
+        return 0;
+    }
+    out = NULL;
+    nout = cap = nodes = 0;
+    for (size_t i = 0; i < nin; i++) {
+        size_t v, before = nout;
+        if (!json_object_is_type(in[i], json_type_object) || (v = variant_of(u, in[i])) == u->nvariants)
+            continue;
+        if (direct_step(in[i], u->variant[v], arena, &out, &nout, &cap, &nodes) != HV_OK)
+            return -1;
+        if (!u->variant_kept[v]) {
+            nout = before;
+        } else if (nout > before && *n == 0) {
+            *item = out[before];
+            *type = u->variant_type[v];
+        }
+        *n = nout;
+    }
+    return nodes > max_items ? -1 : 0;
+}
+
+/*
+ * A union of direct alternatives (sp_spec_t nunion): with one item from them all, that item's
+ * rows, as the union of one item is that item; nothing when a step exceeds the item cap (the
+ * evaluation fails); 0 (the caller evaluates) with two items or more, which '|' may merge.
+ */
+static int index_union(ix_t *x, hv_fhir_search_type_t st, const sp_spec_t *s, struct json_object *resource,
+                       hv_arena_t *arena)
+{
+    struct json_object *item = NULL;
+    const char *type = NULL;
+    size_t total = 0;
+    hv_fhirpath_item_t it;
+    for (size_t a = 0; a < s->nunion; a++) {
+        struct json_object *j = NULL;
+        const char *t = NULL;
+        size_t n = 0;
+        if (union_read(&s->unions[a], s->fp->lim.max_items, resource, arena, &j, &t, &n) < 0)
+            return 1;
+        if (n > 0) {
+            item = j;
+            type = t;
+        }
+        if ((total += n) > 1)
+            return 0;
+    }
+    if (total == 0)
+        return 1;
+    memset(&it, 0, sizeof(it));
+    it.kind = HV_FHIRPATH_NODE;
+    it.type = type;
+    it.json = item;
+    index_item(x, st, &it);
+    return 1;
+}
+
 /*
  * index_direct's last step when it is a choice (s->nvariants): of each object, the first
  * variant it holds, as a value or a twin (hv__fp_children), gives its nodes, indexed with
@@ -2123,14 +2259,7 @@ static int index_variants(ix_t *x, hv_fhir_search_type_t st, const sp_spec_t *s,
         size_t v, before = nout;
         if (!json_object_is_type(in[i], json_type_object))
             continue;
-        for (v = 0; v < s->nvariants; v++) {
-            struct json_object *val = NULL, *twin = NULL;
-            /* a member whose value is JSON null is no variant (get_key in fhirpath_eval.c) */
-            if ((hv_json_get_ex(in[i], s->variant[v] + 1, &val) && val != NULL) ||
-                (hv_json_get_ex(in[i], s->variant[v], &twin) && twin != NULL))
-                break;
-        }
-        if (v == s->nvariants)
+        if ((v = variant_of(s, in[i])) == s->nvariants)
             continue;
         if (direct_step(in[i], s->variant[v], arena, &out, &nout, &cap, &nodes) != HV_OK)
             return 1;
@@ -2247,6 +2376,9 @@ static int index_params(ix_t *x, const plan_t *p, struct json_object *resource, 
          * the type the specialization is for. */
         if (sc != NULL && (sc->nsteps > 0 || sc->nvariants > 0) && direct_enabled && x->env.resource_type == x->rtype &&
             (sc->type == x->rtype || sc->direct_any) && index_direct(x, st, sc, resource, arena))
+            continue;
+        if (sc != NULL && sc->nunion > 0 && direct_enabled && x->env.resource_type == x->rtype &&
+            sc->type == x->rtype && index_union(x, st, sc, resource, arena))
             continue;
         if (hv_fhirpath_eval(fp, resource, &x->env, arena, &res, &err) != HV_OK)
             continue;

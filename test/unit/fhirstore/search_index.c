@@ -565,6 +565,20 @@ static void search_index_direct_keeps_every_row(void **state)
         /* a variant that is JSON null is none: effectivePeriod is the value */
         "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"c\"},"
         "\"effectiveDateTime\":null,\"_effectiveDateTime\":null,\"effectivePeriod\":{\"start\":\"2012\"}}",
+        /* unions of direct alternatives ("(Observation.value as Quantity) | (Observation.value
+         * as SampledData)", combo-code, combo-value-quantity): one item in all read directly,
+         * more evaluated — 1 g and 1000 mg, equal through UCUM, which '|' merges */
+        "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"coding\":[{\"system\":\"l\",\"code\":"
+        "\"u1\"}]},\"valueQuantity\":{\"value\":4.5,\"unit\":\"mmol/L\",\"system\":\"http://unitsofmeasure.org\","
+        "\"code\":\"mmol/L\"}}",
+        "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"c\"},\"valueSampledData\":"
+        "{\"origin\":{\"value\":0},\"period\":1,\"dimensions\":1,\"data\":\"1\"}}",
+        "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"c\"},\"valueQuantity\":"
+        "{\"value\":1,\"system\":\"http://unitsofmeasure.org\",\"code\":\"g\"},\"component\":[{\"code\":"
+        "{\"text\":\"c\"},\"valueQuantity\":{\"value\":1000,\"system\":\"http://unitsofmeasure.org\","
+        "\"code\":\"mg\"}}]}",
+        "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"coding\":[{\"code\":\"x\"}]},"
+        "\"component\":[{\"code\":{\"coding\":[{\"code\":\"x\"}]}}]}",
     };
     (void)state;
     put_each_on_and_off(dbs, crafted, sizeof(crafted) / sizeof(crafted[0]), put_both_direct);
@@ -594,6 +608,14 @@ static void search_index_direct_keeps_every_row(void **state)
                                           "id = 's100030' AND code = 'target')"),
                      1);
     assert_int_equal(store_test_count(on, "SELECT COUNT(*) FROM sp_date WHERE id = 's100031' AND code = 'date'"), 1);
+    assert_int_equal(store_test_count(on, "SELECT COUNT(*) FROM sp_num WHERE id = 's100032' AND "
+                                          "code = 'value-quantity'"),
+                     1);
+    assert_int_equal(store_test_count(on, "SELECT COUNT(*) FROM sp_num WHERE id = 's100032' AND "
+                                          "code = 'combo-value-quantity'"),
+                     1);
+    assert_int_equal(store_test_count(on, "SELECT COUNT(*) FROM sp_tok WHERE id = 's100032' AND code = 'combo-code'"),
+                     1);
     /* read directly: an identifier after a null, its :of-type, a telecom after a null */
     assert_int_equal(store_test_count(on, "SELECT COUNT(*) FROM sp_tok WHERE id = 's100000' AND code = 'identifier' "
                                           "AND value = 'v'"),
