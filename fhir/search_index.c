@@ -191,7 +191,7 @@ typedef struct sp_spec {
     char variant[MAX_VARIANTS][KEY_MAX + 1];
     const char *variant_type[MAX_VARIANTS];
     unsigned char variant_kept[MAX_VARIANTS];
-    /* nunion > 0: fp is a union of nunion alternatives of t, each direct (union[i], whose fp
+    /* nunion > 0: fp is a union of nunion alternatives of t, each direct (unions[i], whose fp
      * is NULL). FHIRPath's '|' drops items equal by '=' (a Quantity's through UCUM), which a
      * direct read cannot follow: index_union reads them only when they give one item at most
      * together, and leaves more to the evaluation. */
