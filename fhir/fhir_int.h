@@ -230,6 +230,9 @@ const char *hv__fhir_key_static(const char *name, size_t len);
  * the name under *hash, so the reader adds it with lh_table_insert_w_hash and json-c does
  * not hash it again (fhir/json_read.c add_member).
  */
+/* The key table's hash of the len bytes at s, a word at a time (fhir/model.c): also the
+ * Bundle's fullUrl map (fhir/rest_bundle.c). */
+uint32_t hv__fhir_str_hash(const char *s, size_t len);
 typedef unsigned long hv__fhir_key_hash_fn(const void *key);
 const char *hv__fhir_key_static_hashed(const char *name, size_t len, hv__fhir_key_hash_fn **fn,
                                        unsigned long *hash);

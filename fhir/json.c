@@ -163,9 +163,6 @@ static int prop_resolve_key(const hv_fhir_elem_t *owner, const char *key, size_t
     return HV_OK;
 }
 
-/* prop_resolve_key with its hit inlined: every member of every object the writer and the
- * structural check walk asks, and a hit is found in the thread's cache, so a call (~55
- * instructions with its frame) costs more than the look-up itself. */
 /* The thread's cache slot holding (owner, key) when key is a model name, else NULL. */
 static inline const prop_slot_t *cached_slot(const hv_fhir_elem_t *owner, const char *key) {
     const prop_slot_t *c = prop_cache, *sl;
@@ -175,6 +172,9 @@ static inline const prop_slot_t *cached_slot(const hv_fhir_elem_t *owner, const 
     return sl->owner == owner && sl->key == key ? sl : NULL;
 }
 
+/* prop_resolve_key with its hit inlined: every member of every object the writer and the
+ * structural check walk asks, and a hit is found in the thread's cache, so a call (~55
+ * instructions with its frame) costs more than the look-up itself. */
 static inline int prop_lookup(const hv_fhir_elem_t *owner, const char *key, size_t len, hv__fhir_prop_t *p) {
     const prop_slot_t *sl = cached_slot(owner, key);
     if (sl != NULL) {

@@ -119,6 +119,10 @@ static uint32_t key_hash(const char *s, size_t len) {
     return (uint32_t)(h >> 32);
 }
 
+uint32_t hv__fhir_str_hash(const char *s, size_t len) {
+    return key_hash(s, len);
+}
+
 static const char *key_at(uint32_t slot) {
     return slot == UINT32_MAX ? key_resource_type : HV__S(slot - 1);
 }

@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fhir/fhir_int.h"
 #include "fhir/rest_int.h"
 #include "fhir/search_int.h"
 
@@ -421,23 +422,15 @@ typedef struct urlmap {
     char (*to)[HV__FHIR_TYPE_MAX + HV__FHIR_ID_MAX + 1];
     size_t *idx;
     size_t n;
-    size_t *slots; /* open-addressed by url_hash: a position in idx + 1, 0 empty; NULL: none */
+    size_t *slots; /* open-addressed by url_hash: a position in idx + 1, 0 empty */
     size_t mask;   /* slots has mask + 1 entries, at least twice n */
 } urlmap_t;
 
-/* FNV-1a over 8-byte words (the tail's bytes one by one): the fullUrls of an import's
- * Bundles are urn:uuid: URLs of 45 bytes, looked up once per reference. */
-static uint64_t url_hash(const char *s)
+/* A fullUrl's hash (the model's key hash): an import's are urn:uuid: URLs of 45 bytes,
+ * looked up once per reference. */
+static size_t url_hash(const char *s)
 {
-    uint64_t h = 0xcbf29ce484222325ull, w;
-    size_t n = strlen(s), i = 0;
-    for (; i + 8 <= n; i += 8) {
-        memcpy(&w, s + i, sizeof(w));
-        h = (h ^ w) * 0x100000001b3ull;
-    }
-    for (; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 0x100000001b3ull;
-    return h ^ (h >> 29);
+    return hv__fhir_str_hash(s, strlen(s));
 }
 
 /* qsort_r comparator (glibc; the build defines _GNU_SOURCE) over indexes into m->from. */
@@ -484,9 +477,11 @@ static int urlmap_fill(urlmap_t *m, const hv__bundle_job_t *bj, size_t *dup)
         while (cap < 2 * m->n)
             cap *= 2;
         m->slots = hv_calloc(cap, sizeof(*m->slots));
+        if (m->slots == NULL)
+            return HV_ENOMEM;
         m->mask = cap - 1;
-        for (size_t j = 0; m->slots != NULL && j < m->n; j++) {
-            size_t k = (size_t)url_hash(m->from[m->idx[j]]) & m->mask;
+        for (size_t j = 0; j < m->n; j++) {
+            size_t k = url_hash(m->from[m->idx[j]]) & m->mask;
             while (m->slots[k] != 0)
                 k = (k + 1) & m->mask;
             m->slots[k] = j + 1;
@@ -495,26 +490,15 @@ static int urlmap_fill(urlmap_t *m, const hv__bundle_job_t *bj, size_t *dup)
     return HV_OK;
 }
 
-/* The position in idx of ref, or m->n when absent (the hash index, else binary search). */
+/* The position in idx of ref, or m->n when absent (the hash index; a map without one has
+ * no entry, or a duplicate and is refused before any look-up). */
 static size_t map_find(const urlmap_t *m, const char *ref)
 {
-    size_t lo = 0, hi = m->n;
-    if (m->slots != NULL) {
-        for (size_t k = (size_t)url_hash(ref) & m->mask; m->slots[k] != 0; k = (k + 1) & m->mask)
-            if (strcmp(m->from[m->idx[m->slots[k] - 1]], ref) == 0)
-                return m->slots[k] - 1;
+    if (m->slots == NULL)
         return m->n;
-    }
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(m->from[m->idx[mid]], ref);
-        if (c == 0)
-            return mid;
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
+    for (size_t k = url_hash(ref) & m->mask; m->slots[k] != 0; k = (k + 1) & m->mask)
+        if (strcmp(m->from[m->idx[m->slots[k] - 1]], ref) == 0)
+            return m->slots[k] - 1;
     return m->n;
 }
 

@@ -2152,6 +2152,69 @@ static size_t variant_of(const sp_spec_t *s, struct json_object *obj)
 }
 
 /*
+ * s's element steps from the nodes *in (*nin of them), as direct_step takes them: the
+ * nodes they lead to in *in and *nin. HV_ETOOBIG when a step makes more nodes than
+ * max_items (the evaluation fails), the arena's error when it fails.
+ */
+static inline int direct_steps(const sp_spec_t *s, size_t max_items, hv_arena_t *arena, struct json_object ***in,
+                               size_t *nin)
+{
+    for (size_t k = 0; k < s->nsteps; k++) {
+        struct json_object **out = NULL;
+        size_t nout = 0, cap = 0, nodes = 0;
+        for (size_t i = 0; i < *nin; i++) {
+            int rc;
+            if (json_object_is_type((*in)[i], json_type_object) &&
+                (rc = direct_step((*in)[i], s->step[k], arena, &out, &nout, &cap, &nodes)) != HV_OK)
+                return rc;
+        }
+        if (nodes > max_items)
+            return HV_ETOOBIG;
+        *in = out;
+        *nin = nout;
+    }
+    return HV_OK;
+}
+
+/*
+ * s's last step, a choice, from the nin nodes at in: of each object the first variant it
+ * holds, as a value or a twin (hv__fp_children), gives its values, dropped when the type
+ * filter drops the variant. The values in *out (*nout), in *ngroups groups: group g starts
+ * at (*starts)[g] and has type (*types)[g]; *nodes as direct_step counts them.
+ */
+static int variants_step(const sp_spec_t *s, struct json_object *const *in, size_t nin, hv_arena_t *arena,
+                         struct json_object ***out, size_t *nout, size_t *nodes, size_t **starts,
+                         const char ***types, size_t *ngroups)
+{
+    size_t cap = 0;
+    *out = NULL;
+    *nout = *nodes = *ngroups = 0;
+    *starts = NULL;
+    *types = NULL;
+    if (nin == 0)
+        return HV_OK;
+    *types = hv_arena_alloc(arena, nin * sizeof(**types));
+    *starts = hv_arena_alloc(arena, nin * sizeof(**starts));
+    if (*types == NULL || *starts == NULL)
+        return HV_ENOMEM;
+    for (size_t i = 0; i < nin; i++) {
+        size_t v, before = *nout;
+        int rc;
+        if (!json_object_is_type(in[i], json_type_object) || (v = variant_of(s, in[i])) == s->nvariants)
+            continue;
+        if ((rc = direct_step(in[i], s->variant[v], arena, out, nout, &cap, nodes)) != HV_OK)
+            return rc;
+        if (!s->variant_kept[v]) {
+            *nout = before;
+        } else if (*nout > before) { /* the object's values, consecutive in out, and their type */
+            (*starts)[*ngroups] = before;
+            (*types)[(*ngroups)++] = s->variant_type[v];
+        }
+    }
+    return HV_OK;
+}
+
+/*
  * The items of one direct alternative u of a union (index_union): *n of them, the first in
  * *item with its type in *type. -1 when a step makes more nodes than max_items (the
  * evaluation fails), 0 otherwise.
@@ -2160,20 +2223,11 @@ static int union_read(const sp_spec_t *u, size_t max_items, struct json_object *
                       struct json_object **item, const char **type, size_t *n)
 {
     struct json_object *one[1] = {resource}, **in = one, **out = NULL;
-    size_t nin = 1, nout = 0, cap = 0, nodes = 0;
-    for (size_t k = 0; k < u->nsteps; k++) {
-        out = NULL;
-        nout = cap = nodes = 0;
-        for (size_t i = 0; i < nin; i++)
-            if (json_object_is_type(in[i], json_type_object) &&
-                direct_step(in[i], u->step[k], arena, &out, &nout, &cap, &nodes) != HV_OK)
-                return -1;
-        if (nodes > max_items)
-            return -1;
-        in = out;
-        nin = nout;
-    }
+    size_t nin = 1, nout = 0, nodes = 0, ngroups = 0, *starts;
+    const char **types;
     *n = 0;
+    if (direct_steps(u, max_items, arena, &in, &nin) != HV_OK)
+        return -1;
     if (u->nvariants == 0) {
         *n = nin;
         if (nin > 0) {
@@ -2182,21 +2236,12 @@ static int union_read(const sp_spec_t *u, size_t max_items, struct json_object *
         }
         return 0;
     }
-    out = NULL;
-    nout = cap = nodes = 0;
-    for (size_t i = 0; i < nin; i++) {
-        size_t v, before = nout;
-        if (!json_object_is_type(in[i], json_type_object) || (v = variant_of(u, in[i])) == u->nvariants)
-            continue;
-        if (direct_step(in[i], u->variant[v], arena, &out, &nout, &cap, &nodes) != HV_OK)
-            return -1;
-        if (!u->variant_kept[v]) {
-            nout = before;
-        } else if (nout > before && *n == 0) {
-            *item = out[before];
-            *type = u->variant_type[v];
-        }
-        *n = nout;
+    if (variants_step(u, in, nin, arena, &out, &nout, &nodes, &starts, &types, &ngroups) != HV_OK)
+        return -1;
+    *n = nout;
+    if (ngroups > 0) {
+        *item = out[starts[0]];
+        *type = types[0];
     }
     return nodes > max_items ? -1 : 0;
 }
@@ -2247,30 +2292,10 @@ static int index_variants(ix_t *x, hv_fhir_search_type_t st, const sp_spec_t *s,
 {
     struct json_object **out = NULL;
     const char **types;
-    size_t *starts, nout = 0, cap = 0, nodes = 0, ngroups = 0;
+    size_t *starts, nout = 0, nodes = 0, ngroups = 0;
     hv_fhirpath_item_t it;
-    if (nin == 0)
-        return 1;
-    types = hv_arena_alloc(arena, nin * sizeof(*types));
-    starts = hv_arena_alloc(arena, nin * sizeof(*starts));
-    if (types == NULL || starts == NULL)
-        return 1;
-    for (size_t i = 0; i < nin; i++) {
-        size_t v, before = nout;
-        if (!json_object_is_type(in[i], json_type_object))
-            continue;
-        if ((v = variant_of(s, in[i])) == s->nvariants)
-            continue;
-        if (direct_step(in[i], s->variant[v], arena, &out, &nout, &cap, &nodes) != HV_OK)
-            return 1;
-        if (!s->variant_kept[v]) {
-            nout = before;
-        } else if (nout > before) { /* the object's values, consecutive in out, and their type */
-            starts[ngroups] = before;
-            types[ngroups++] = s->variant_type[v];
-        }
-    }
-    if (nodes > s->fp->lim.max_items)
+    if (variants_step(s, in, nin, arena, &out, &nout, &nodes, &starts, &types, &ngroups) != HV_OK ||
+        nodes > s->fp->lim.max_items)
         return 1;
     memset(&it, 0, sizeof(it));
     it.kind = HV_FHIRPATH_NODE;
@@ -2299,22 +2324,11 @@ static int index_variants(ix_t *x, hv_fhir_search_type_t st, const sp_spec_t *s,
 static int index_direct(ix_t *x, hv_fhir_search_type_t st, const sp_spec_t *s, struct json_object *resource,
                         hv_arena_t *arena)
 {
-    struct json_object *one[1] = {resource}, **in = one, **out = NULL;
-    size_t nin = 1, nout = 0, cap = 0;
+    struct json_object *one[1] = {resource}, **in = one;
+    size_t nin = 1;
     hv_fhirpath_item_t it;
-    for (size_t k = 0; k < s->nsteps; k++) {
-        size_t nodes = 0;
-        out = NULL;
-        nout = cap = 0;
-        for (size_t i = 0; i < nin; i++)
-            if (json_object_is_type(in[i], json_type_object) &&
-                direct_step(in[i], s->step[k], arena, &out, &nout, &cap, &nodes) != HV_OK)
-                return 1;
-        if (nodes > s->fp->lim.max_items)
-            return 1;
-        in = out;
-        nin = nout;
-    }
+    if (direct_steps(s, s->fp->lim.max_items, arena, &in, &nin) != HV_OK)
+        return 1;
     if (s->nvariants > 0)
         return index_variants(x, st, s, in, nin, arena);
     if (s->ref_prefix[0] != '\0') {
