@@ -62,21 +62,39 @@ static void cleanup_files(hv__ehr_run_t *r) {
     rmdir(dir);
 }
 
+static void on_deleted(void *ud, hv__ehr_resp_t *resp) {
+    (void)ud;
+    (void)resp;
+}
+
+/* DELETE on the export's status URL, once the run is done with it (IG 2.0.0 export.html,
+ * "Bulk Data Delete Request"): a finished export's files may go, a running one is cancelled.
+ * Its answer changes nothing here: a server that refuses keeps its files until it expires
+ * them. */
+static void delete_export(hv__ehr_run_t *r) {
+    hv__ehr_req_t q;
+    if (r->bulk_status_url == NULL)
+        return;
+    memset(&q, 0, sizeof(q));
+    q.method = "DELETE";
+    q.url = r->bulk_status_url;
+    q.bearer = r->c->token;
+    q.no_verify_tls = !r->c->verify_tls;
+    (void)hv__ehr_call(r->m->http, &q, on_deleted, NULL);
+}
+
 static void dl_discard(hv__ehr_run_t *r);
 
 /* A failed run is not resumed: the files it downloaded, the one downloaded ahead too (removed
- * when its download ends, dl_discard), go with it. */
+ * when its download ends, dl_discard), go with it, and so does the export on the server —
+ * still running when its status failed, or with files no run will download. */
 static void bulk_fail(hv__ehr_run_t *r) {
     r->page_failed = 1;
     hv__ehr_bulk_release(r);
     dl_discard(r);
     cleanup_files(r);
+    delete_export(r);
     hv__ehr_run_finish(r);
-}
-
-static void on_deleted(void *ud, hv__ehr_resp_t *resp) {
-    (void)ud;
-    (void)resp;
 }
 
 static int is_deleted_file(hv__ehr_run_t *r, size_t idx) {
@@ -164,15 +182,7 @@ static void bulk_done(hv__ehr_run_t *r) {
     hv__ehr_bulk_release(r);
     read_deleted(r, &gone, &ngone, &had_deleted);
     cleanup_files(r);
-    if (r->bulk_status_url != NULL) {
-        hv__ehr_req_t q;
-        memset(&q, 0, sizeof(q));
-        q.method = "DELETE";
-        q.url = r->bulk_status_url;
-        q.bearer = r->c->token;
-        q.no_verify_tls = !r->c->verify_tls;
-        (void)hv__ehr_call(r->m->http, &q, on_deleted, NULL);
-    }
+    delete_export(r);
     if (had_deleted) {
         /* The EHR named what it deleted since the last run: those the connection synced are
          * deleted here (reconcile.c), even after a failed file — each deletion stands alone. */

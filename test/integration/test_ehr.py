@@ -741,7 +741,8 @@ class Sync(EhrCase):
     def test_a_failed_bulk_run_removes_the_files_it_downloaded(self):
         # The export's Observation file answers 404 (its download ahead, then its own): the run
         # fails (bulk.c bulk_fail) after the files before it were downloaded and imported. A
-        # failed run is not resumed: none of its files is left behind.
+        # failed run is not resumed: none of its files is left behind, and the export is
+        # deleted on the server (a DELETE on its status URL, as a completed run sends).
         p = self.proxy()
 
         def gone(proxy, method, path):
@@ -757,6 +758,10 @@ class Sync(EhrCase):
         self.assertGreaterEqual(p.count(r"/Observation\.ndjson"), 2, "not asked for ahead, then again")
         self.assertEqual(run["created"], self.peer_count(["Patient", "Encounter", "Condition"]), run)
         self.assertEqual(os.listdir(os.path.join(self.local.data, "ehr-bulk")), [], "bulk files left behind")
+        deadline = time.monotonic() + 15  # the DELETE is sent as the run ends, not awaited
+        while p.count(r"/\$export-poll-status/", method="DELETE") == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(p.count(r"/\$export-poll-status/", method="DELETE"), 1, "the export was not deleted")
 
     def spoil_first_encounter(self, spoil):
         """A proxy to the peer that applies spoil to the first resource of every Encounter page."""
