@@ -162,6 +162,23 @@ const char hv__search_migration10_sqlite[] =
     "DROP INDEX IF EXISTS sp_tok_rc;" TOK_SR;
 const char hv__search_migration10_pg[] = "DROP INDEX IF EXISTS sp_tok_rc;" TOK_SR;
 
+/*
+ * The eleventh migration of the index (per backend): one value index on sp_tok instead
+ * of two. sp_tok_sr gains the id as its last column, (type, code, value, system, rid,
+ * id), so it covers every reader of sp_tok_vc (type, code, value, id, system), which is
+ * dropped: a token row goes into three B-trees, not four, and an import or a first Bulk
+ * sync sorts and writes one index fewer at its end (fhir/import.c). The distinct count
+ * of a code (system| alone, OR) reads the distinct row ids of sp_tok_sr (fhir/search_run.c,
+ * count_sql): a resource's token rows all carry its current version's row id, so they
+ * name the same resources as the distinct ids. An import may have deferred either index
+ * (fhir/import.c): both are forgotten and sp_tok_sr built here, in its new definition.
+ */
+#define TOK_SRI "CREATE INDEX sp_tok_sr ON sp_tok (type, code, value, system, rid, id);"
+const char hv__search_migration11_sqlite[] =
+    "DELETE FROM import_deferred WHERE name IN ('sp_tok_vc', 'sp_tok_sr');"
+    "DROP INDEX IF EXISTS sp_tok_vc; DROP INDEX IF EXISTS sp_tok_sr;" TOK_SRI;
+const char hv__search_migration11_pg[] = "DROP INDEX IF EXISTS sp_tok_vc; DROP INDEX IF EXISTS sp_tok_sr;" TOK_SRI;
+
 const char hv__search_migration8_sqlite[] =
     "ALTER TABLE sp_str ADD COLUMN rid BIGINT;"
     "UPDATE sp_str SET rid = (SELECT MAX(x.rid) FROM resources x WHERE x.type = sp_str.type AND x.id = sp_str.id);"
