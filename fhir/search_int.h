@@ -629,7 +629,7 @@ extern const char hv__search_migration_nosys_pg[];
  * While a serving SQLite store has its search indexes dropped (a first Bulk sync into an
  * empty store: adapters/ehr/bulk.c, fhir/import.c hv__import_defer_indexes_job), the
  * statements here that name an index of the search tables with INDEXED BY (sp_str_rc,
- * sp_tok_sr, sp_tok_vc, the (type, id, code) *_idc), which SQLite refuses when the index
+ * sp_tok_sr, the (type, id, code) *_idc), which SQLite refuses when the index
  * is missing, leave the name out: the planner takes another index or scans, and the answer
  * is the same. hv__search_values_deferred counts, for the process, the deferrals under way
  * (any thread): +1 on the storage thread before the drop, -1 once the indexes are built
