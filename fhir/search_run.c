@@ -584,7 +584,10 @@ void hv__search_bind_plan(hv_db_stmt_t *st, const hv__search_plan_t *p)
 }
 
 #define HAS_DRIVE_MAX 2000 /* candidates up to which a plain criterion drives a _has search */
-#define INTERSECT_DRIVE_MAX 500 /* index rows up to which a criterion drives a count (index_ids) */
+/* Index rows up to which a criterion drives an intersection (index_ids): each of them is
+ * checked against every other criterion by a seek of its (type, id, code) index and a row
+ * of its table, a few times the cost of an entry of a list read whole. */
+#define INTERSECT_DRIVE_MAX 100
 
 /* (fhir/search_int.h) */
 int hv__search_prepare_used(hv_db_t *db, const hv__search_plan_t *p, const char *q, hv_db_stmt_t **st)
@@ -623,8 +626,8 @@ int hv__search_prepare_used(hv_db_t *db, const hv__search_plan_t *p, const char 
 
 /*
  * The plain index sub-select (" AND r.id IN (SELECT id FROM sp_...") of p selecting the
- * fewest index rows, fewer than cap — each counted, with that LIMIT, from its index —
- * or -1: none. Criteria ranked above 5 (:not) and those holding a _has, a value set or
+ * fewest index rows, fewer than cap — each counted from its index with the LIMIT of the
+ * fewest so far, so that no count reads more than the answer needs — or -1: none. Criteria ranked above 5 (:not) and those holding a _has, a value set or
  * a _text are not counted.
  */
 static int smallest_criterion(hv_db_t *db, hv__search_plan_t *p, int cap)
@@ -655,7 +658,7 @@ static int smallest_criterion(hv_db_t *db, hv__search_plan_t *p, int cap)
         hv_buf_puts(&q, "SELECT COUNT(*) FROM (");
         rc = expand(db, p, text, k, &q, &none, &n);
         if (rc == HV_OK)
-            hv_buf_printf(&q, " LIMIT %d) c", cap);
+            hv_buf_printf(&q, " LIMIT %lld) c", (long long)best_n);
         if (rc == HV_OK && hv_buf_puts(&q, "") == HV_OK && hv__search_prepare_used(db, p, q.data, &st) == HV_OK) {
             if (hv_db_step(st) == HV_DB_ROW && hv_db_column_int64(st, 0) < best_n) {
                 best_n = hv_db_column_int64(st, 0);
