@@ -627,8 +627,9 @@ int hv__search_prepare_used(hv_db_t *db, const hv__search_plan_t *p, const char 
 /*
  * The plain index sub-select (" AND r.id IN (SELECT id FROM sp_...") of p selecting the
  * fewest index rows, fewer than cap — each counted from its index with the LIMIT of the
- * fewest so far, so that no count reads more than the answer needs — or -1: none. Criteria ranked above 5 (:not) and those holding a _has, a value set or
- * a _text are not counted.
+ * fewest so far, so that no count reads more than the answer needs — or -1: none.
+ * Criteria ranked above 5 (:not) and those holding a _has, a value set or a _text are not
+ * counted.
  */
 static int smallest_criterion(hv_db_t *db, hv__search_plan_t *p, int cap)
 {
@@ -715,8 +716,10 @@ static int index_ids(hv_db_t *db, hv__search_plan_t *p, hv_buf_t *q)
         driver = 0;
     others = p->crank[driver] <= 1 ? driver : -2;
     if (others == -2 && p->few == 0 && hv__search_values_hinted(db) && p->ncrit >= 2 &&
-        p->ncrit <= HV__SEARCH_MAX_PARAMS)
-        p->few = (k0 = smallest_criterion(db, p, INTERSECT_DRIVE_MAX)) >= 0 ? k0 + 1 : -1;
+        p->ncrit <= HV__SEARCH_MAX_PARAMS) {
+        k0 = smallest_criterion(db, p, INTERSECT_DRIVE_MAX);
+        p->few = k0 >= 0 ? k0 + 1 : -1;
+    }
     if (others == -2 && p->few > 0) {
         /* A criterion of few rows (Patient?gender=female&identifier=x: the identifier's
          * one) drives and the others are checked per id through their (type, id, code)
@@ -842,13 +845,9 @@ static int count_sql(hv_db_t *db, hv__search_plan_t *p, hv_buf_t *q)
          * CPU; docs/performance.md, session 8). A value under several systems: the
          * distinct row ids of its (type, code, value) range, and so are those of the
          * other forms (system| alone, OR; single_token). */
-        if (tok)
-            hv_buf_printf(q, "SELECT %s FROM sp_tok%s WHERE ",
-                          hv__search_tok_counts_rows(p) ? "COUNT(*)" : "COUNT(DISTINCT rid)",
-                          hv__search_values_hinted(db) ? " INDEXED BY sp_tok_sr" : "");
-        else
-            hv_buf_printf(q, "SELECT COUNT(DISTINCT rid) FROM sp_tok%s WHERE ",
-                          hv__search_values_hinted(db) ? " INDEXED BY sp_tok_sr" : "");
+        hv_buf_printf(q, "SELECT %s FROM sp_tok%s WHERE ",
+                      tok && hv__search_tok_counts_rows(p) ? "COUNT(*)" : "COUNT(DISTINCT rid)",
+                      hv__search_values_hinted(db) ? " INDEXED BY sp_tok_sr" : "");
         rc = expand(db, p, text, 0, q, &none, &n);
         hv_free(text);
         extra_free(&none);
