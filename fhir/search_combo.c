@@ -112,8 +112,8 @@ static const char *const del_sql[] = {
  * of resources in row-id order checking each row (about 1,400 rows for 51 matches of a
  * code held by one resource in 28 at 1M). The rows of existing versions are filled in SQL
  * (SQLite: one seek of resources_tiv per row; PostgreSQL: one join); new rows get the row
- * id when written (fhir/search_index.c, flush_rows). sp_tok_vc stays: the distinct count
- * of a code reads it in id order (fhir/search_run.c, count_sql).
+ * id when written (fhir/search_index.c, flush_rows). sp_tok_vc stayed (the distinct count
+ * of a code read it in id order) until the eleventh migration, below.
  */
 #define TOK_RC "CREATE INDEX sp_tok_rc ON sp_tok (type, code, value, rid, system, id);"
 const char hv__search_migration7_sqlite[] =
@@ -161,6 +161,23 @@ const char hv__search_migration10_sqlite[] =
     "DELETE FROM import_deferred WHERE name = 'sp_tok_rc';"
     "DROP INDEX IF EXISTS sp_tok_rc;" TOK_SR;
 const char hv__search_migration10_pg[] = "DROP INDEX IF EXISTS sp_tok_rc;" TOK_SR;
+
+/*
+ * The eleventh migration of the index (per backend): one value index on sp_tok instead
+ * of two. sp_tok_sr gains the id as its last column, (type, code, value, system, rid,
+ * id), so it covers every reader of sp_tok_vc (type, code, value, id, system), which is
+ * dropped: a token row goes into three B-trees, not four, and an import or a first Bulk
+ * sync sorts and writes one index fewer at its end (fhir/import.c). The distinct count
+ * of a code (system| alone, OR) reads the distinct row ids of sp_tok_sr (fhir/search_run.c,
+ * count_sql): a resource's token rows all carry its current version's row id, so they
+ * name the same resources as the distinct ids. An import may have deferred either index
+ * (fhir/import.c): both are forgotten and sp_tok_sr built here, in its new definition.
+ */
+#define TOK_SRI "CREATE INDEX sp_tok_sr ON sp_tok (type, code, value, system, rid, id);"
+const char hv__search_migration11_sqlite[] =
+    "DELETE FROM import_deferred WHERE name IN ('sp_tok_vc', 'sp_tok_sr');"
+    "DROP INDEX IF EXISTS sp_tok_vc; DROP INDEX IF EXISTS sp_tok_sr;" TOK_SRI;
+const char hv__search_migration11_pg[] = "DROP INDEX IF EXISTS sp_tok_vc; DROP INDEX IF EXISTS sp_tok_sr;" TOK_SRI;
 
 const char hv__search_migration8_sqlite[] =
     "ALTER TABLE sp_str ADD COLUMN rid BIGINT;"
@@ -946,9 +963,9 @@ int hv__search_page_sql(hv_db_t *db, const hv__search_plan_t *p, hv_buf_t *q)
     int rc, str = hv__search_str_only(p), lite = hv_db_kind(db) == HV_DB_SQLITE, hint = hv__search_values_hinted(db);
     /* The page's row ids from the combined index alone (each once: a resource may match
      * through several rows), then only those rows of resources. A single token criterion
-     * (hv__search_tok_only) reads its range of sp_tok_sr, named on SQLite (whose planner
-     * could otherwise take the equally long prefix of sp_tok_vc and sort every match by
-     * row id); a single string criterion (hv__search_str_only) its range of sp_str_rc,
+     * (hv__search_tok_only) reads its range of sp_tok_sr, named on SQLite (whose planner,
+     * without statistics, could otherwise take another index and sort every match by row
+     * id); a single string criterion (hv__search_str_only) its range of sp_str_rc,
      * likewise (sp_str_vc has no row id: a seek of resources per match). */
     hv_buf_puts(q, "WITH pg AS (SELECT DISTINCT c.rid FROM (");
     rc = sub_sql(p, q, 0, hint && str ? "sp_str_rc" : hint && !hv__search_combo_only(p) ? "sp_tok_sr" : NULL,

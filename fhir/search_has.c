@@ -204,13 +204,14 @@ int hv__search_has_rewrite(hv__search_plan_t *p, size_t start, size_t inner, int
     /*
      * The condition on the referencing resource as fhir/search_plan.c's cond() writes a
      * token criterion (then the _has's closing parenthesis):
-     *   h.id IN (SELECT id FROM sp_tok WHERE type = $tb AND @H<k>@code = $tn AND (<values>)))
+     *   h.id IN (SELECT id FROM sp_tok@I<k>:sp_tok@ WHERE type = $tb AND @H<k>@code = $tn AND (<values>)))
      * ("id IN ..." and no marker below the top level).
      */
     s = p->where.data + inner;
     e = p->where.data + p->where.len;
     if (k >= 0)
-        snprintf(head, sizeof(head), "h.id IN (SELECT id FROM sp_tok WHERE type = $%d AND @H%d@code = ", tb, k);
+        snprintf(head, sizeof(head), "h.id IN (SELECT id FROM sp_tok@I%d:sp_tok@ WHERE type = $%d AND @H%d@code = ", k,
+                 tb, k);
     else
         snprintf(head, sizeof(head), "id IN (SELECT id FROM sp_tok WHERE type = $%d AND code = ", tb);
     if (!lit(&s, head) || !placeholder(&s, &tn) || !lit(&s, " AND (") || e - s < 3 || strcmp(e - 3, ")))") != 0)

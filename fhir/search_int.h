@@ -344,6 +344,9 @@ typedef struct hv__search_plan {
     /* Set by hv__search_tok_pin: every index row of the one token value has the system the
      * criterion names — the value's placeholder (0: not known) and the code's. */
     int tok_one, tok_code;
+    /* index_ids' criterion of few index rows that drives it (fhir/search_run.c), plus
+     * one: 0 not counted yet, -1 counted and none. */
+    int few;
     /*
      * Correlation of the top-level criteria (fhir/search_run.c): criterion k's
      * sub-selects carry markers "@C<k>@" (before "code = ...": becomes "id = r.id AND ")
@@ -586,6 +589,10 @@ void hv__search_tok_enable(int on);
  * (type, code, value, system, rid) (fhir/search_combo.c). */
 extern const char hv__search_migration10_sqlite[];
 extern const char hv__search_migration10_pg[];
+/* The eleventh (per backend): sp_tok_vc dropped, sp_tok_sr (type, code, value, system,
+ * rid, id) covers its readers (fhir/search_combo.c). */
+extern const char hv__search_migration11_sqlite[];
+extern const char hv__search_migration11_pg[];
 /*
  * A hv__search_tok_only plan whose value names no system (code=X, :of-type without a
  * system): when every index row of the value has one and the same system (or none),
@@ -622,7 +629,7 @@ extern const char hv__search_migration_nosys_pg[];
  * While a serving SQLite store has its search indexes dropped (a first Bulk sync into an
  * empty store: adapters/ehr/bulk.c, fhir/import.c hv__import_defer_indexes_job), the
  * statements here that name an index of the search tables with INDEXED BY (sp_str_rc,
- * sp_tok_sr, sp_tok_vc, the (type, id, code) *_idc), which SQLite refuses when the index
+ * sp_tok_sr, the (type, id, code) *_idc), which SQLite refuses when the index
  * is missing, leave the name out: the planner takes another index or scans, and the answer
  * is the same. hv__search_values_deferred counts, for the process, the deferrals under way
  * (any thread): +1 on the storage thread before the drop, -1 once the indexes are built

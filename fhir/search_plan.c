@@ -706,8 +706,16 @@ static const char *corr(hv__search_plan_t *p, const char *idcol, int depth, int 
 static const char *idx_mark(hv__search_plan_t *p, const char *idcol, int depth, const char *table, char *buf,
                             size_t cap)
 {
-    /* Not inside a _has ("h.id"): there the probe is (type, code, value, id) of the
-     * covering value index when the value is an equality, better than (type, id, code). */
+    /* Inside a top-level _has ("h.id"), only a token's: a string, date or number is
+     * probed by (type, code, value ... id) of its covering value index when the value is
+     * an equality, better than (type, id, code); sp_tok's value index holds the id after
+     * the system and the row id, so per referencing row it would read the value's whole
+     * range (fhir/search_combo.c, the eleventh migration). */
+    if (depth == 1 && p->crit >= 0 && p->crit <= HV__SEARCH_MAX_PARAMS && strcmp(idcol, "h.id") == 0 &&
+        strcmp(table, "sp_tok") == 0) {
+        snprintf(buf, cap, "@I%d:%s@", p->crit, table);
+        return buf;
+    }
     if (depth != 0 || p->crit < 0 || p->crit > HV__SEARCH_MAX_PARAMS || strcmp(idcol, "r.id") != 0)
         return "";
     snprintf(buf, cap, "@I%d:%s@", p->crit, table);
@@ -1330,9 +1338,16 @@ static int cond(hv__search_plan_t *p, const char *type, int tb, const char *idco
                    : st == HV_FHIR_SP_STRING                                  ? (strcmp(mod, "exact") == 0 ? 2 : 3)
                    : st == HV_FHIR_SP_DATE                                    ? 5
                                                                               : 4;
-        hv_buf_printf(&p->where, "%s %sIN (SELECT id FROM %s%s WHERE type = %s AND %scode = $%d AND (", idcol,
-                      strcmp(mod, "not") == 0 ? "NOT " : "", tab, IDX(idcol, depth, tab), TREF(tb),
-                      CORR(idcol, depth, rank, 'C'), nb);
+        /* A token's :not over the searched rows themselves: their row ids, not their ids.
+         * The list of one value's row ids is built in the order of sp_tok_sr (type, code,
+         * value, system, rid), by appending; its ids would arrive in that order, unsorted,
+         * each a random insert (~1.8x the CPU of the whole search at 100k; docs/performance.md,
+         * session 23). A resource's token rows carry its current version's row id, which is
+         * r's (a search reads current versions). */
+        int by_rid = rank == 9 && st == HV_FHIR_SP_TOKEN && depth == 0 && strcmp(idcol, "r.id") == 0;
+        hv_buf_printf(&p->where, "%s %sIN (SELECT %s FROM %s%s WHERE type = %s AND %scode = $%d AND (",
+                      by_rid ? "r.rid" : idcol, strcmp(mod, "not") == 0 ? "NOT " : "", by_rid ? "rid" : "id", tab,
+                      IDX(idcol, depth, tab), TREF(tb), CORR(idcol, depth, rank, 'C'), nb);
     }
     for (s = val;; s++) {
         s = piece(s, ',', one, sizeof(one));

@@ -584,6 +584,10 @@ void hv__search_bind_plan(hv_db_stmt_t *st, const hv__search_plan_t *p)
 }
 
 #define HAS_DRIVE_MAX 2000 /* candidates up to which a plain criterion drives a _has search */
+/* Index rows up to which a criterion drives an intersection (index_ids): each of them is
+ * checked against every other criterion by a seek of its (type, id, code) index and a row
+ * of its table, a few times the cost of an entry of a list read whole. */
+#define INTERSECT_DRIVE_MAX 100
 
 /* (fhir/search_int.h) */
 int hv__search_prepare_used(hv_db_t *db, const hv__search_plan_t *p, const char *q, hv_db_stmt_t **st)
@@ -621,33 +625,19 @@ int hv__search_prepare_used(hv_db_t *db, const hv__search_plan_t *p, const char 
 }
 
 /*
- * The criterion that drives a search holding a top-level _has (its "@R" marker),
- * SQLite (PostgreSQL only when pg_too is set, below): a _has read whole is a join over all its referencing resources, so
- * when another criterion is a plain index sub-select (" AND r.id IN (SELECT id FROM
- * sp_...") selecting fewer than HAS_DRIVE_MAX index rows — counted, with that LIMIT,
- * from its index — the smallest such drives and the _has is checked per candidate
- * (as the others). -1: none (the ranks decide, as without a _has). pg_too: has_page's
- * candidates, on either backend; PostgreSQL's general plan keeps its own choice.
+ * The plain index sub-select (" AND r.id IN (SELECT id FROM sp_...") of p selecting the
+ * fewest index rows, fewer than cap — each counted from its index with the LIMIT of the
+ * fewest so far, so that no count reads more than the answer needs — or -1: none.
+ * Criteria ranked above 5 (:not) and those holding a _has, a value set or a _text are not
+ * counted.
  */
-static int has_driver(hv_db_t *db, hv__search_plan_t *p, int pg_too)
+static int smallest_criterion(hv_db_t *db, hv__search_plan_t *p, int cap)
 {
     static const char head[] = " AND r.id IN (";
     static const char plain[] = " AND r.id IN (SELECT id FROM sp_";
     extra_t none = {NULL, 0, 0};
-    int any_has = 0, best = -1;
-    int64_t best_n = HAS_DRIVE_MAX;
-    if ((hv_db_kind(db) == HV_DB_PG && !pg_too) || p->system || p->nvs > 0 || p->ncrit < 2 ||
-        p->ncrit > HV__SEARCH_MAX_PARAMS || p->where.data == NULL)
-        return -1;
-    for (int k = 0; k < p->ncrit; k++) {
-        const char *s = p->where.data + p->cspan[k][0];
-        size_t len = p->cspan[k][1] - p->cspan[k][0];
-        for (const char *m = memchr(s, '@', len); m != NULL && m + 1 < s + len;
-             m = memchr(m + 1, '@', (size_t)(s + len - m - 1)))
-            any_has |= m[1] == 'R';
-    }
-    if (!any_has)
-        return -1;
+    int best = -1;
+    int64_t best_n = cap;
     for (int k = 0; k < p->ncrit; k++) {
         const char *s = p->where.data + p->cspan[k][0];
         size_t len = p->cspan[k][1] - p->cspan[k][0];
@@ -669,7 +659,7 @@ static int has_driver(hv_db_t *db, hv__search_plan_t *p, int pg_too)
         hv_buf_puts(&q, "SELECT COUNT(*) FROM (");
         rc = expand(db, p, text, k, &q, &none, &n);
         if (rc == HV_OK)
-            hv_buf_printf(&q, " LIMIT %d) c", HAS_DRIVE_MAX);
+            hv_buf_printf(&q, " LIMIT %lld) c", (long long)best_n);
         if (rc == HV_OK && hv_buf_puts(&q, "") == HV_OK && hv__search_prepare_used(db, p, q.data, &st) == HV_OK) {
             if (hv_db_step(st) == HV_DB_ROW && hv_db_column_int64(st, 0) < best_n) {
                 best_n = hv_db_column_int64(st, 0);
@@ -685,6 +675,30 @@ static int has_driver(hv_db_t *db, hv__search_plan_t *p, int pg_too)
 }
 
 /*
+ * The criterion that drives a search holding a top-level _has (its "@R" marker),
+ * SQLite (PostgreSQL only when pg_too is set, below): a _has read whole is a join over all its referencing resources, so
+ * when another criterion is a plain index sub-select selecting fewer than HAS_DRIVE_MAX
+ * index rows (smallest_criterion), the smallest such drives and the _has is checked per
+ * candidate (as the others). -1: none (the ranks decide, as without a _has). pg_too:
+ * has_page's candidates, on either backend; PostgreSQL's general plan keeps its own choice.
+ */
+static int has_driver(hv_db_t *db, hv__search_plan_t *p, int pg_too)
+{
+    int any_has = 0;
+    if ((hv_db_kind(db) == HV_DB_PG && !pg_too) || p->system || p->nvs > 0 || p->ncrit < 2 ||
+        p->ncrit > HV__SEARCH_MAX_PARAMS || p->where.data == NULL)
+        return -1;
+    for (int k = 0; k < p->ncrit; k++) {
+        const char *s = p->where.data + p->cspan[k][0];
+        size_t len = p->cspan[k][1] - p->cspan[k][0];
+        for (const char *m = memchr(s, '@', len); m != NULL && m + 1 < s + len;
+             m = memchr(m + 1, '@', (size_t)(s + len - m - 1)))
+            any_has |= m[1] == 'R';
+    }
+    return any_has ? smallest_criterion(db, p, HAS_DRIVE_MAX) : -1;
+}
+
+/*
  * The ids matching an index_countable plan, as a sub-select over the index tables
  * alone, written into q: the ids (not distinct) of the driving criterion's sub-select that
  * every other criterion also selects (checked per id through the (type, id, code)
@@ -697,10 +711,24 @@ static int index_ids(hv_db_t *db, hv__search_plan_t *p, hv_buf_t *q)
     static const char head[] = " AND r.id IN (";
     extra_t none = {NULL, 0, 0};
     char *text = NULL;
-    int rc, n = p->nbinds, driver = driver_of(p), others;
+    int rc, n = p->nbinds, driver = driver_of(p), others, k0;
     if (driver < 0)
         driver = 0;
     others = p->crank[driver] <= 1 ? driver : -2;
+    if (others == -2 && p->few == 0 && hv__search_values_hinted(db) && p->ncrit >= 2 &&
+        p->ncrit <= HV__SEARCH_MAX_PARAMS) {
+        k0 = smallest_criterion(db, p, INTERSECT_DRIVE_MAX);
+        p->few = k0 >= 0 ? k0 + 1 : -1;
+    }
+    if (others == -2 && p->few > 0) {
+        /* A criterion of few rows (Patient?gender=female&identifier=x: the identifier's
+         * one) drives and the others are checked per id through their (type, id, code)
+         * indexes: read whole, a token's list of ids would come from sp_tok_sr in row-id
+         * order, each a random insert (3x the CPU at 100k, docs/performance.md, session
+         * 23), and no value index of sp_tok holds the id right after the value to seek. */
+        driver = p->few - 1;
+        others = driver;
+    }
     /* The driver's sub-select: its criterion's text without " AND r.id IN (" and ")". */
     text = hv_strndup(p->where.data + p->cspan[driver][0] + sizeof(head) - 1,
                       p->cspan[driver][1] - p->cspan[driver][0] - sizeof(head));
@@ -735,12 +763,13 @@ out:
 }
 
 /*
- * True when p's one criterion is a token's sub-select over sp_tok without OR (one code,
- * system|code, |code): on SQLite its distinct ids are counted in the order of the
- * covering value index sp_tok_vc (type, code, value, id, system), where the rows of one
- * resource are adjacent, so DISTINCT needs no sorter and the count is a pure range scan
- * of the index. The index is named: without statistics SQLite may otherwise read the
- * (type, id, code) index in id order to satisfy DISTINCT (every row of the type).
+ * True when p's one criterion is a token's sub-select over sp_tok (one code or several,
+ * system|code, |code, system|): on SQLite it is counted as the distinct row ids of its
+ * ranges of the covering value index sp_tok_sr (type, code, value, system, rid, id),
+ * integers that arrive sorted within each (value, system) range — cheaper to tell apart
+ * than the text ids, which arrive unsorted (two codes at 100k: 1.7 ms against 3.9 ms;
+ * docs/performance.md, session 23). The index is named: without statistics SQLite may
+ * otherwise read the (type, id, code) index (every row of the type).
  */
 static int single_token(hv_db_t *db, const hv__search_plan_t *p)
 {
@@ -751,8 +780,6 @@ static int single_token(hv_db_t *db, const hv__search_plan_t *p)
         strncmp(s, head, sizeof(head) - 1) != 0)
         return 0;
     for (size_t i = sizeof(head) - 1; i < len; i++) {
-        if (i + 4 <= len && memcmp(s + i, " OR ", 4) == 0)
-            return 0;
         if (s[i] == '@') {
             /* only correlation and index markers ("@C<k>@", "@I<k>:table@"), skipped whole */
             const char *e = memchr(s + i + 1, '@', len - i - 1);
@@ -816,19 +843,15 @@ static int count_sql(hv_db_t *db, hv__search_plan_t *p, hv_buf_t *q)
          * counted without reading a column of each (measured at 1M, 35,760 matches:
          * COUNT(DISTINCT rid) of sp_tok_rc with each entry's system compared cost ~3x the
          * CPU; docs/performance.md, session 8). A value under several systems: the
-         * distinct row ids of its (type, code, value) range. Otherwise (system| alone,
-         * OR) the distinct ids of sp_tok_vc. */
-        if (tok)
-            hv_buf_printf(q, "SELECT %s FROM sp_tok%s WHERE ",
-                          hv__search_tok_counts_rows(p) ? "COUNT(*)" : "COUNT(DISTINCT rid)",
-                          hv__search_values_hinted(db) ? " INDEXED BY sp_tok_sr" : "");
-        else
-            hv_buf_printf(q, "SELECT COUNT(*) FROM (SELECT DISTINCT id FROM sp_tok%s WHERE ",
-                          hv__search_values_hinted(db) ? " INDEXED BY sp_tok_vc" : "");
+         * distinct row ids of its (type, code, value) range, and so are those of the
+         * other forms (system| alone, OR; single_token). */
+        hv_buf_printf(q, "SELECT %s FROM sp_tok%s WHERE ",
+                      tok && hv__search_tok_counts_rows(p) ? "COUNT(*)" : "COUNT(DISTINCT rid)",
+                      hv__search_values_hinted(db) ? " INDEXED BY sp_tok_sr" : "");
         rc = expand(db, p, text, 0, q, &none, &n);
         hv_free(text);
         extra_free(&none);
-        return rc == HV_OK ? hv_buf_puts(q, tok ? "" : ") c") : rc;
+        return rc;
     }
     /* The ids once each (a resource may match through several index rows). On SQLite
      * "LIMIT -1" keeps the sub-select from being flattened into the distinct count,

@@ -70,6 +70,7 @@ static const char *const migrations_sqlite[] = {
     hv__search_migration_row_alias,  /* phonetic reads name's rows: fhir/search_index.c, row_alias */
     hv__search_migration10_sqlite,   /* token rows by (value, system, row id): fhir/search_combo.c */
     hv__search_migration_text_nosize_sqlite, /* sp_text without per-row sizes: fhir/search_special.c */
+    hv__search_migration11_sqlite, /* one token value index, sp_tok_sr with the id: fhir/search_combo.c */
     NULL,
 };
 
@@ -112,6 +113,7 @@ static const char *const migrations_pg[] = {
      * rows in between: 24,389 rows for a first page of 1,001 Immunizations (4 % of a 100k
      * store). Not partial: PostgreSQL has the statistics SQLite lacked. */
     "CREATE INDEX IF NOT EXISTS resources_trid ON resources (type, rid) INCLUDE (id, version, deleted);",
+    hv__search_migration11_pg, /* one token value index, sp_tok_sr with the id: fhir/search_combo.c */
     NULL,
 };
 

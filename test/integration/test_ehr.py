@@ -190,7 +190,7 @@ class EhrCase(EngineTestCase):
     # Searches of one type whose answers need only that type's resources, with index rows in
     # each of the tables whose value indexes a first Bulk sync defers (bulk.c), pages and
     # counts: among them those whose statements name a value index (INDEXED BY sp_tok_sr,
-    # sp_tok_vc, sp_str_rc: a single token or string criterion, a system alone).
+    # sp_str_rc: a single token or string criterion, a system alone).
     SEARCHES = {
         "Patient": ["gender=male", "gender=male&_summary=count", "birthdate=ge1900", "name=a",
                     "name=a&_summary=count", "_sort=birthdate"],

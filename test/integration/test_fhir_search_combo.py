@@ -17,7 +17,10 @@ address; starts-with and :exact), paged from the string index's row ids (sp_str_
 an engine with fhir.search_string_rid false). Runs on PostgreSQL too when HV_TEST_PG_URL is set.
 """
 
+import os
 import random
+import sqlite3
+import subprocess
 
 from harness import main
 import test_fhir_store as store_tests
@@ -349,6 +352,80 @@ class FhirSearchComboTests(SearchCase):
 
     def q(self, query):
         return sorted(k.split("/", 1)[1] for k in self.search(query)[0])
+
+    # The token value indexes before the eleventh migration of the index (fhir/search_combo.c).
+    OLD_SR = "CREATE INDEX sp_tok_sr ON sp_tok (type, code, value, system, rid)"
+    OLD_VC = "CREATE INDEX sp_tok_vc ON sp_tok (type, code, value, id, system)"
+
+    def old_schema(self, eng, deferred):
+        """Turns eng's stopped store into what main before the eleventh migration left: two
+        token value indexes, the one named deferred dropped and kept in import_deferred as
+        an import killed before its end leaves it (SQLite; PostgreSQL defers nothing)."""
+        sqls = ["DROP INDEX sp_tok_sr", self.OLD_SR, self.OLD_VC,
+                "UPDATE hv_schema SET version = version - 1 WHERE module = 'fhir'"]
+        if self.DB:
+            subprocess.run(["psql", "-q", "-X", "-v", "ON_ERROR_STOP=1", self.DB, "-c",
+                            "SET search_path TO fhir; " + "; ".join(sqls)],
+                           check=True, capture_output=True, timeout=60)
+            return
+        db = sqlite3.connect(os.path.join(eng.data, "fhir.db"), timeout=10)
+        for sql in sqls:
+            db.execute(sql)
+        db.execute("DROP INDEX %s" % deferred)
+        db.execute("INSERT INTO import_deferred (name, sql) VALUES (?, ?)",
+                   (deferred, self.OLD_SR if deferred == "sp_tok_sr" else self.OLD_VC))
+        db.commit()
+        db.close()
+
+    def token_indexes(self, eng):
+        """{name: definition} of sp_tok's indexes, and import_deferred's names (SQLite)."""
+        if self.DB:
+            out = subprocess.run(["psql", "-q", "-X", "-A", "-t", self.DB, "-c",
+                                  "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'fhir'"
+                                  " AND tablename = 'sp_tok'"],
+                                 check=True, capture_output=True, text=True, timeout=60).stdout
+            return dict(l.split("|", 1) for l in out.splitlines() if l), []
+        db = sqlite3.connect(os.path.join(eng.data, "fhir.db"), timeout=10)
+        try:
+            idx = dict(db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index'"
+                                  " AND tbl_name = 'sp_tok' AND sql IS NOT NULL").fetchall())
+            deferred = [r[0] for r in db.execute("SELECT name FROM import_deferred")]
+        finally:
+            db.close()
+        return idx, deferred
+
+    def test_a_store_with_two_token_value_indexes_migrates_to_one(self):
+        """A store made before the eleventh migration (sp_tok_vc and sp_tok_sr without the id;
+        on SQLite one of them deferred by a killed import) opens with sp_tok_sr (type, code,
+        value, system, rid, id) alone, nothing left deferred, and answers token searches and
+        their counts (one code, system|code, two codes, system| alone, :not, two criteria, a
+        _has over a status) as before."""
+        queries = ["Observation?code=8867-4", "Observation?code=%s|2093-3" % LOINC,
+                   "Observation?code=8867-4,2339-0", "Observation?code=urn:local|",
+                   "Observation?code:not=2093-3", "Observation?code=2339-0&status=final",
+                   "Patient?_has:Observation:subject:status=amended"]
+        for deferred in (["sp_tok_vc", "sp_tok_sr"] if not self.DB else ["sp_tok_vc"]):
+            eng = self.start()
+            rnd = random.Random(23)
+            self.put({"resourceType": "Patient", "id": "mp"})
+            for i in range(30):
+                o, _ = make_obs(rnd, i)
+                if i % 3 == 0:
+                    o["subject"] = {"reference": "Patient/mp"}
+                    o["status"] = "amended"
+                self.put(o)
+            want = {q: (self.q(q), self.jreq("GET", "/fhir/%s&_summary=count" % q)[2]["total"]) for q in queries}
+            self.assertTrue(all(w[0] for w in want.values()), want)
+            eng.stop()
+            self.old_schema(eng, deferred)
+            eng.start()
+            got = {q: (self.q(q), self.jreq("GET", "/fhir/%s&_summary=count" % q)[2]["total"]) for q in queries}
+            self.assertEqual(got, want)
+            idx, left = self.token_indexes(eng)
+            self.assertNotIn("sp_tok_vc", idx)
+            self.assertRegex(idx.get("sp_tok_sr", ""), r"\(type, code, value, system, rid, id\)")
+            self.assertEqual(left, [])
+            eng.stop()
 
 
 if store_tests.PG_URL:

@@ -80,7 +80,7 @@ static int rewritten(const char *type, const char *query)
     hv__search_plan_init(&p);
     if (hv__search_plan_build(&p, type, query, 1, 20, 100) == HV_OK)
         r = strstr(p.where.data, "sp_reftok") != NULL;
-    if (r == 1 && strstr(p.where.data, "sp_tok ") != NULL)
+    if (r == 1 && (strstr(p.where.data, "sp_tok ") != NULL || strstr(p.where.data, "sp_tok@") != NULL))
         r = 2; /* both: a second _has or criterion kept its form */
     hv__search_plan_clear(&p);
     return r;

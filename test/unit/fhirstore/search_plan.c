@@ -424,7 +424,7 @@ static void search_has_page_plans_read_indexes_by_key(void **state)
     if (strstr(eqp.data, "sp_str_rc (type=? AND code=? AND value>? AND value<?)") == NULL ||
         strstr(eqp.data, "CORRELATED SCALAR SUBQUERY") == NULL ||
         strstr(eqp.data, "sp_ref_vc (type=? AND code=? AND rid=? AND rtype=?)") == NULL ||
-        strstr(eqp.data, "sp_tok_vc (type=? AND code=? AND value=? AND id=?)") == NULL ||
+        strstr(eqp.data, "sp_tok_idc (type=? AND id=? AND code=?)") == NULL ||
         strstr(eqp.data, "SCAN sp_") != NULL)
         fail_msg("_has beside a name:\n%s", eqp.data);
     eqp.len = 0;
