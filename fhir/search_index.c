@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fhir/fhir_int.h"
 #include "fhir/fhirpath.h"
 #include "fhir/fhirpath_int.h"
 #include "fhir/search_int.h"
@@ -166,6 +167,14 @@ static char *rewrite_resolve(const char *expr)
 #define MAX_VARIANTS 16 /* types of a choice element read directly (direct_of) */
 #define MAX_UNION 4     /* alternatives of a union read directly (union_of) */
 
+/* A member's name as its object's table files it (member_get): the model's own copy of the
+ * name (hv__fhir_key_static, which the reader's trees use as their keys; NULL when the name is
+ * none of the model's, as a twin's "_name") and its hash under json-c's string hash. */
+typedef struct sp_key {
+    const char *model_name;
+    unsigned long hash;
+} sp_key_t;
+
 typedef struct sp_spec {
     const hv_fhir_type_t *type;
     hv_fhirpath_t *fp;   /* NULL: nothing can match for this type */
@@ -208,6 +217,11 @@ typedef struct sp_spec {
      * parameter, _tag on an Observation). */
     int direct_any;
     int all_kept; /* no alternative was dropped: fp is the expression itself */
+    /* The names of step[i] + 1 and step[i] ([i][0] and [i][1]) and of the variants likewise,
+     * hashed under key_fn (keys_hashed): json-c's string hash of this process. */
+    sp_key_t step_key[MAX_STEPS][2];
+    sp_key_t variant_key[MAX_VARIANTS][2];
+    hv__fhir_key_hash_fn *key_fn;
 } sp_spec_t;
 
 static int is_ident(char c)
@@ -586,6 +600,26 @@ static int direct_choice(const sp_alt_t *a, const hv_fhir_type_t *t, const hv_fh
  * with a type filter after it, in parentheses or not ("(Observation.value as Quantity)":
  * direct_choice).
  */
+/* key's name as a member of an object the reader made, and its hash under json-c's string
+ * hash: out->key_fn, NULL when it is not known (hv_json_get_ex then looks the names up). */
+static void hash_key(sp_spec_t *out, const char *name, sp_key_t *key)
+{
+    key->model_name = hv__fhir_key_static(name, strlen(name));
+    out->key_fn = hv__fhir_json_key_hash(name, &key->hash);
+}
+
+static void hash_keys(sp_spec_t *out)
+{
+    for (size_t i = 0; i < out->nsteps; i++) {
+        hash_key(out, out->step[i] + 1, &out->step_key[i][0]);
+        hash_key(out, out->step[i], &out->step_key[i][1]);
+    }
+    for (size_t i = 0; i < out->nvariants; i++) {
+        hash_key(out, out->variant[i] + 1, &out->variant_key[i][0]);
+        hash_key(out, out->variant[i], &out->variant_key[i][1]);
+    }
+}
+
 static void direct_of(const sp_alt_t *a, const hv_fhir_type_t *t, sp_spec_t *out)
 {
     const char *p = a->s, *end = a->s + a->n;
@@ -637,6 +671,7 @@ static void direct_of(const sp_alt_t *a, const hv_fhir_type_t *t, sp_spec_t *out
         return;
     out->nsteps = n;
     out->direct_type = chosen != NULL ? hv_fhir_type_name(chosen) : NULL;
+    hash_keys(out);
 }
 
 /* Makes out a union of direct alternatives (sp_spec_t nunion) when every alternative of
@@ -2068,6 +2103,36 @@ static void index_composite(ix_t *x, const plan_t *p, const plan_item_t *pi, str
 }
 
 /*
+ * json_object_object_get_ex(obj, name, out) for an object obj, name hashed as key: json-c's
+ * own look-up (lh_table_lookup_entry_w_hash, json-c 0.16) without hashing name again, and with
+ * a pointer compare before strcmp, as the reader's keys are the model's own copies. A direct
+ * step looks up two names an object (the member and its twin, rarely there): ~120
+ * instructions each by hv_json_get_ex's scan of the members, ~20 here.
+ */
+static inline int member_get(const sp_spec_t *s, struct json_object *obj, const char *name, const sp_key_t *key,
+                             struct json_object **out)
+{
+    struct lh_table *t = json_object_get_object(obj);
+    if (s->key_fn == NULL || t == NULL || t->hash_fn != s->key_fn)
+        return hv_json_get_ex(obj, name, out);
+    unsigned long n = key->hash % (unsigned long)t->size;
+    for (int count = 0; count < t->size; count++) {
+        const struct lh_entry *e = &t->table[n];
+        const char *k = e->k;
+        if (e->k == LH_EMPTY)
+            break;
+        if (e->k != LH_FREED && (k == key->model_name || (k[0] == name[0] && strcmp(k, name) == 0))) {
+            *out = (struct json_object *)lh_entry_v(e);
+            return 1;
+        }
+        if (++n == (unsigned long)t->size)
+            n = 0;
+    }
+    *out = NULL;
+    return 0;
+}
+
+/*
  * Appends to *out (n values, cap room) the nodes FHIRPath's step to member step + 1 of obj
  * makes (hv__fp_children, push_values): one per value, an array's elements one by one, each
  * paired with the same element of the twin (step: "_name"); a node without a value (JSON
@@ -2078,15 +2143,16 @@ static void index_composite(ix_t *x, const plan_t *p, const plan_item_t *pi, str
 /* Forced inline: index_direct's loop and index_variants both call it, and out of line it
  * costs ~30 instructions more a call (callgrind, docs/performance.md "Index rows,
  * session 22"). */
-__attribute__((always_inline)) static inline int direct_step(struct json_object *obj, const char *step,
+__attribute__((always_inline)) static inline int direct_step(const sp_spec_t *s, struct json_object *obj,
+                                                              const char *step, const sp_key_t *key,
                                                               hv_arena_t *arena, struct json_object ***out,
                                                               size_t *n, size_t *cap, size_t *nodes)
 {
     struct json_object *v = NULL, *ext = NULL;
     size_t len;
     int xa;
-    hv_json_get_ex(obj, step + 1, &v);
-    hv_json_get_ex(obj, step, &ext);
+    member_get(s, obj, step + 1, &key[0], &v);
+    member_get(s, obj, step, &key[1], &ext);
     xa = json_object_is_type(ext, json_type_array);
     if (!json_object_is_type(v, json_type_array)) {
         if (v == NULL && xa) {
@@ -2144,8 +2210,8 @@ static size_t variant_of(const sp_spec_t *s, struct json_object *obj)
     for (v = 0; v < s->nvariants; v++) {
         struct json_object *val = NULL, *twin = NULL;
         /* a member whose value is JSON null is no variant (get_key in fhirpath_eval.c) */
-        if ((hv_json_get_ex(obj, s->variant[v] + 1, &val) && val != NULL) ||
-            (hv_json_get_ex(obj, s->variant[v], &twin) && twin != NULL))
+        if ((member_get(s, obj, s->variant[v] + 1, &s->variant_key[v][0], &val) && val != NULL) ||
+            (member_get(s, obj, s->variant[v], &s->variant_key[v][1], &twin) && twin != NULL))
             break;
     }
     return v;
@@ -2165,7 +2231,7 @@ static inline int direct_steps(const sp_spec_t *s, size_t max_items, hv_arena_t 
         for (size_t i = 0; i < *nin; i++) {
             int rc;
             if (json_object_is_type((*in)[i], json_type_object) &&
-                (rc = direct_step((*in)[i], s->step[k], arena, &out, &nout, &cap, &nodes)) != HV_OK)
+                (rc = direct_step(s, (*in)[i], s->step[k], s->step_key[k], arena, &out, &nout, &cap, &nodes)) != HV_OK)
                 return rc;
         }
         if (nodes > max_items)
@@ -2202,7 +2268,7 @@ static int variants_step(const sp_spec_t *s, struct json_object *const *in, size
         int rc;
         if (!json_object_is_type(in[i], json_type_object) || (v = variant_of(s, in[i])) == s->nvariants)
             continue;
-        if ((rc = direct_step(in[i], s->variant[v], arena, out, nout, &cap, nodes)) != HV_OK)
+        if ((rc = direct_step(s, in[i], s->variant[v], s->variant_key[v], arena, out, nout, &cap, nodes)) != HV_OK)
             return rc;
         if (!s->variant_kept[v]) {
             *nout = before;
