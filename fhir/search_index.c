@@ -794,10 +794,13 @@ static int is_resources_column(const char *code)
 
 static int build_plans(void);
 
+static void hash_members(void);
+
 static void compile_all(void)
 {
     static sp_alt_t alts[MAX_ALTS]; /* compile_all runs once (pthread_once) */
     size_t n = hv_fhir_search_count();
+    hash_members();
     entries = hv_calloc(n ? n : 1, sizeof(*entries));
     if (entries == NULL)
         return;
@@ -1658,10 +1661,68 @@ static void put_ref(ix_t *x, const char *ref)
     add_row(x, T_REF, x->code, vals);
 }
 
-static const char *jstr(struct json_object *o, const char *k)
+/*
+ * json_object_object_get_ex(obj, name, out) for an object obj, name hashed as key: json-c's
+ * own look-up (lh_table_lookup_entry_w_hash, json-c 0.16) without hashing name again, and with
+ * a pointer compare before strcmp, as the reader's keys are the model's own copies. A direct
+ * step looks up two names an object (the member and its twin, rarely there): ~120
+ * instructions each by hv_json_get_ex's scan of the members, ~20 here.
+ */
+static inline int member_get(hv__fhir_key_hash_fn *fn, struct json_object *obj, const char *name,
+                             const sp_key_t *key, struct json_object **out)
+{
+    struct lh_table *t = json_object_get_object(obj);
+    if (fn == NULL || t == NULL || t->hash_fn != fn)
+        return hv_json_get_ex(obj, name, out);
+    unsigned long n = key->hash % (unsigned long)t->size;
+    for (int count = 0; count < t->size; count++) {
+        const struct lh_entry *e = &t->table[n];
+        const char *k = e->k;
+        if (e->k == LH_EMPTY)
+            break;
+        if (e->k != LH_FREED && (k == key->model_name || (k[0] == name[0] && strcmp(k, name) == 0))) {
+            *out = (struct json_object *)lh_entry_v(e);
+            return 1;
+        }
+        if (++n == (unsigned long)t->size)
+            n = 0;
+    }
+    *out = NULL;
+    return 0;
+}
+
+/* The members index_item reads by name, hashed as a direct step's names are (member_get), in
+ * hash_members, which compile_all runs: member_fn NULL until then (hv_json_get_ex looks them
+ * up). */
+enum {
+    M_VALUE, M_SYSTEM, M_CODE, M_UNIT, M_TEXT, M_REFERENCE, M_REFERENCE_TWIN, M_IDENTIFIER, M_CODING, M_TYPE,
+    M_START, M_END, M_COUNT
+};
+static const char *const member_names[M_COUNT] = {"value", "system",     "code",       "unit",   "text",  "reference",
+                                                  "_reference", "identifier", "coding", "type", "start", "end"};
+static sp_key_t member_keys[M_COUNT];
+static hv__fhir_key_hash_fn *member_fn;
+
+static void hash_members(void)
+{
+    hv__fhir_key_hash_fn *fn = NULL;
+    for (size_t m = 0; m < M_COUNT; m++) {
+        member_keys[m].model_name = hv__fhir_key_static(member_names[m], strlen(member_names[m]));
+        fn = hv__fhir_json_key_hash(member_names[m], &member_keys[m].hash);
+    }
+    member_fn = fn;
+}
+
+/* Member m of o (json_object_object_get_ex). */
+static inline int member(struct json_object *o, int m, struct json_object **out)
+{
+    return member_get(member_fn, o, member_names[m], &member_keys[m], out);
+}
+
+static const char *jstr(struct json_object *o, int m)
 {
     struct json_object *v = NULL;
-    if (o == NULL || !hv_json_get_ex(o, k, &v) || !json_object_is_type(v, json_type_string))
+    if (o == NULL || !member(o, m, &v) || !json_object_is_type(v, json_type_string))
         return NULL;
     return json_object_get_string(v);
 }
@@ -1713,20 +1774,20 @@ static void put_coding(ix_t *x, struct json_object *c)
 static void put_identifier(ix_t *x, struct json_object *j)
 {
     struct json_object *t = NULL, *cs = NULL;
-    const char *value = jstr(j, "value");
-    put_tok(x, jstr(j, "system"), value);
-    if (value == NULL || !hv_json_get_ex(j, "type", &t) || !hv_json_get_ex(t, "coding", &cs) ||
+    const char *value = jstr(j, M_VALUE);
+    put_tok(x, jstr(j, M_SYSTEM), value);
+    if (value == NULL || !member(j, M_TYPE, &t) || !member(t, M_CODING, &cs) ||
         !json_object_is_type(cs, json_type_array))
         return;
-    put_str_code(x, sub(x, "text"), jstr(t, "text"));
+    put_str_code(x, sub(x, "text"), jstr(t, M_TEXT));
     for (size_t i = 0; i < json_object_array_length(cs); i++) {
         struct json_object *c = json_object_array_get_idx(cs, i);
-        const char *code = jstr(c, "code");
+        const char *code = jstr(c, M_CODE);
         char v[MAX_STR];
         if (code == NULL)
             continue;
         snprintf(v, sizeof(v), "%s|%s", code, value);
-        put_tok_code(x, sub(x, "of-type"), jstr(c, "system"), v);
+        put_tok_code(x, sub(x, "of-type"), jstr(c, M_SYSTEM), v);
     }
 }
 
@@ -1774,14 +1835,14 @@ static void index_item(ix_t *x, hv_fhir_search_type_t st, const hv_fhirpath_item
             put_coding(x, j);
         } else if (strcmp(ft, "CodeableConcept") == 0) {
             struct json_object *cs = NULL;
-            if (hv_json_get_ex(j, "coding", &cs) && json_object_is_type(cs, json_type_array))
+            if (member(j, M_CODING, &cs) && json_object_is_type(cs, json_type_array))
                 for (size_t i = 0; i < json_object_array_length(cs); i++)
                     put_coding(x, json_object_array_get_idx(cs, i));
-            put_str_code(x, sub(x, "text"), jstr(j, "text"));
+            put_str_code(x, sub(x, "text"), jstr(j, M_TEXT));
         } else if (strcmp(ft, "Identifier") == 0) {
             put_identifier(x, j);
         } else if (strcmp(ft, "ContactPoint") == 0) {
-            put_tok(x, jstr(j, "system"), jstr(j, "value"));
+            put_tok(x, jstr(j, M_SYSTEM), jstr(j, M_VALUE));
         }
         break;
     case HV_FHIR_SP_REFERENCE:
@@ -1789,17 +1850,17 @@ static void index_item(ix_t *x, hv_fhir_search_type_t st, const hv_fhirpath_item
             put_ref(x, json_object_get_string(j)); /* canonical, uri */
         } else {
             struct json_object *ident = NULL;
-            put_ref(x, jstr(j, "reference"));
+            put_ref(x, jstr(j, M_REFERENCE));
             /* Reference.identifier, for :identifier (search.html#reference). */
-            if (hv_json_get_ex(j, "identifier", &ident))
-                put_tok_code(x, sub(x, "identifier"), jstr(ident, "system"), jstr(ident, "value"));
+            if (member(j, M_IDENTIFIER, &ident))
+                put_tok_code(x, sub(x, "identifier"), jstr(ident, M_SYSTEM), jstr(ident, M_VALUE));
         }
         break;
     case HV_FHIR_SP_DATE:
         if (json_object_is_type(j, json_type_string))
             put_date(x, json_object_get_string(j), NULL, 0);
         else if (strcmp(ft, "Period") == 0)
-            put_date(x, jstr(j, "start"), jstr(j, "end"), 1);
+            put_date(x, jstr(j, M_START), jstr(j, M_END), 1);
         break;
     case HV_FHIR_SP_NUMBER:
         put_num(x, j, NULL, NULL);
@@ -1807,9 +1868,9 @@ static void index_item(ix_t *x, hv_fhir_search_type_t st, const hv_fhirpath_item
     case HV_FHIR_SP_QUANTITY:
         if (json_object_is_type(j, json_type_object)) {
             struct json_object *v = NULL;
-            const char *unit = jstr(j, "code");
-            hv_json_get_ex(j, "value", &v);
-            put_num(x, v, jstr(j, "system"), unit ? unit : jstr(j, "unit"));
+            const char *unit = jstr(j, M_CODE);
+            member(j, M_VALUE, &v);
+            put_num(x, v, jstr(j, M_SYSTEM), unit ? unit : jstr(j, M_UNIT));
         } else {
             put_num(x, j, NULL, NULL);
         }
@@ -2103,36 +2164,6 @@ static void index_composite(ix_t *x, const plan_t *p, const plan_item_t *pi, str
 }
 
 /*
- * json_object_object_get_ex(obj, name, out) for an object obj, name hashed as key: json-c's
- * own look-up (lh_table_lookup_entry_w_hash, json-c 0.16) without hashing name again, and with
- * a pointer compare before strcmp, as the reader's keys are the model's own copies. A direct
- * step looks up two names an object (the member and its twin, rarely there): ~120
- * instructions each by hv_json_get_ex's scan of the members, ~20 here.
- */
-static inline int member_get(const sp_spec_t *s, struct json_object *obj, const char *name, const sp_key_t *key,
-                             struct json_object **out)
-{
-    struct lh_table *t = json_object_get_object(obj);
-    if (s->key_fn == NULL || t == NULL || t->hash_fn != s->key_fn)
-        return hv_json_get_ex(obj, name, out);
-    unsigned long n = key->hash % (unsigned long)t->size;
-    for (int count = 0; count < t->size; count++) {
-        const struct lh_entry *e = &t->table[n];
-        const char *k = e->k;
-        if (e->k == LH_EMPTY)
-            break;
-        if (e->k != LH_FREED && (k == key->model_name || (k[0] == name[0] && strcmp(k, name) == 0))) {
-            *out = (struct json_object *)lh_entry_v(e);
-            return 1;
-        }
-        if (++n == (unsigned long)t->size)
-            n = 0;
-    }
-    *out = NULL;
-    return 0;
-}
-
-/*
  * Appends to *out (n values, cap room) the nodes FHIRPath's step to member step + 1 of obj
  * makes (hv__fp_children, push_values): one per value, an array's elements one by one, each
  * paired with the same element of the twin (step: "_name"); a node without a value (JSON
@@ -2151,8 +2182,8 @@ __attribute__((always_inline)) static inline int direct_step(const sp_spec_t *s,
     struct json_object *v = NULL, *ext = NULL;
     size_t len;
     int xa;
-    member_get(s, obj, step + 1, &key[0], &v);
-    member_get(s, obj, step, &key[1], &ext);
+    member_get(s->key_fn, obj, step + 1, &key[0], &v);
+    member_get(s->key_fn, obj, step, &key[1], &ext);
     xa = json_object_is_type(ext, json_type_array);
     if (!json_object_is_type(v, json_type_array)) {
         if (v == NULL && xa) {
@@ -2210,8 +2241,8 @@ static size_t variant_of(const sp_spec_t *s, struct json_object *obj)
     for (v = 0; v < s->nvariants; v++) {
         struct json_object *val = NULL, *twin = NULL;
         /* a member whose value is JSON null is no variant (get_key in fhirpath_eval.c) */
-        if ((member_get(s, obj, s->variant[v] + 1, &s->variant_key[v][0], &val) && val != NULL) ||
-            (member_get(s, obj, s->variant[v], &s->variant_key[v][1], &twin) && twin != NULL))
+        if ((member_get(s->key_fn, obj, s->variant[v] + 1, &s->variant_key[v][0], &val) && val != NULL) ||
+            (member_get(s->key_fn, obj, s->variant[v], &s->variant_key[v][1], &twin) && twin != NULL))
             break;
     }
     return v;
@@ -2400,10 +2431,10 @@ static int index_direct(ix_t *x, hv_fhir_search_type_t st, const sp_spec_t *s, s
     if (s->ref_prefix[0] != '\0') {
         size_t kept = 0, pl = strlen(s->ref_prefix);
         for (size_t i = 0; i < nin; i++) {
-            struct json_object *ref = NULL;
-            if (!json_object_is_type(in[i], json_type_object) || hv_json_get_ex(in[i], "_reference", NULL))
+            struct json_object *ref = NULL, *twin = NULL;
+            if (!json_object_is_type(in[i], json_type_object) || member(in[i], M_REFERENCE_TWIN, &twin))
                 return 0;
-            if (!hv_json_get_ex(in[i], "reference", &ref))
+            if (!member(in[i], M_REFERENCE, &ref))
                 continue;
             if (!json_object_is_type(ref, json_type_string))
                 return 0;
