@@ -2181,11 +2181,14 @@ __attribute__((always_inline)) static inline int direct_step(const sp_spec_t *s,
 {
     struct json_object *v = NULL, *ext = NULL;
     size_t len;
-    int xa;
+    int xa = -1; /* whether the twin is an array; -1: not looked up yet */
     member_get(s->key_fn, obj, step + 1, &key[0], &v);
-    member_get(s->key_fn, obj, step, &key[1], &ext);
-    xa = json_object_is_type(ext, json_type_array);
     if (!json_object_is_type(v, json_type_array)) {
+        /* The twin counts only where there is no value: looked up then alone. */
+        if (v == NULL) {
+            member_get(s->key_fn, obj, step, &key[1], &ext);
+            xa = json_object_is_type(ext, json_type_array);
+        }
         if (v == NULL && xa) {
             for (size_t i = 0; i < json_object_array_length(ext); i++)
                 *nodes += json_object_array_get_idx(ext, i) != NULL;
@@ -2219,10 +2222,17 @@ __attribute__((always_inline)) static inline int direct_step(const sp_spec_t *s,
     }
     for (size_t i = 0; i < len; i++) {
         struct json_object *e = json_object_array_get_idx(v, i);
-        if (e != NULL || (xa && json_object_array_get_idx(ext, i) != NULL))
+        if (e != NULL) {
             (*nodes)++;
-        if (e != NULL)
             (*out)[(*n)++] = e;
+            continue;
+        }
+        if (xa < 0) {
+            member_get(s->key_fn, obj, step, &key[1], &ext);
+            xa = json_object_is_type(ext, json_type_array);
+        }
+        if (xa && json_object_array_get_idx(ext, i) != NULL)
+            (*nodes)++;
     }
     return HV_OK;
 }
