@@ -217,8 +217,9 @@ typedef struct sp_spec {
      * parameter, _tag on an Observation). */
     int direct_any;
     int all_kept; /* no alternative was dropped: fp is the expression itself */
-    /* The names of step[i] + 1 and step[i] ([i][0] and [i][1]) and of the variants likewise,
-     * hashed under key_fn (keys_hashed): json-c's string hash of this process. */
+    /* The names step[i] + 1 and step[i] as member_get takes them ([i][0] and [i][1]), the
+     * variants' likewise, hashed under key_fn, json-c's string hash of this process (NULL:
+     * not hashed, hv_json_get_ex looks them up). */
     sp_key_t step_key[MAX_STEPS][2];
     sp_key_t variant_key[MAX_VARIANTS][2];
     hv__fhir_key_hash_fn *key_fn;
@@ -590,18 +591,8 @@ static int direct_choice(const sp_alt_t *a, const hv_fhir_type_t *t, const hv_fh
     return ok;
 }
 
-/*
- * Makes out direct when the alternative a (of t, kept alone) is "T.a.b..." — identifiers
- * and dots only — and navigates as hv__fp_children would with no detour: each step an
- * element of the step before (hv__fp_model_child, FHIRPath's own resolution, from the
- * owner push_values gives the values: hv_fhir_elem_owner), not a resource (whose node
- * would take its type from its resourceType), and every step but the last of a complex
- * type (a primitive's children are its twin's). The last step may be a choice element,
- * with a type filter after it, in parentheses or not ("(Observation.value as Quantity)":
- * direct_choice).
- */
-/* key's name as a member of an object the reader made, and its hash under json-c's string
- * hash: out->key_fn, NULL when it is not known (hv_json_get_ex then looks the names up). */
+/* key as member_get takes name: the model's copy of it, and its hash under json-c's string
+ * hash out->key_fn (NULL when unknown: hv_json_get_ex then looks the names up). */
 static void hash_key(sp_spec_t *out, const char *name, sp_key_t *key)
 {
     key->model_name = hv__fhir_key_static(name, strlen(name));
@@ -620,6 +611,16 @@ static void hash_keys(sp_spec_t *out)
     }
 }
 
+/*
+ * Makes out direct when the alternative a (of t, kept alone) is "T.a.b..." — identifiers
+ * and dots only — and navigates as hv__fp_children would with no detour: each step an
+ * element of the step before (hv__fp_model_child, FHIRPath's own resolution, from the
+ * owner push_values gives the values: hv_fhir_elem_owner), not a resource (whose node
+ * would take its type from its resourceType), and every step but the last of a complex
+ * type (a primitive's children are its twin's). The last step may be a choice element,
+ * with a type filter after it, in parentheses or not ("(Observation.value as Quantity)":
+ * direct_choice).
+ */
 static void direct_of(const sp_alt_t *a, const hv_fhir_type_t *t, sp_spec_t *out)
 {
     const char *p = a->s, *end = a->s + a->n;
@@ -1662,11 +1663,11 @@ static void put_ref(ix_t *x, const char *ref)
 }
 
 /*
- * json_object_object_get_ex(obj, name, out) for an object obj, name hashed as key: json-c's
- * own look-up (lh_table_lookup_entry_w_hash, json-c 0.16) without hashing name again, and with
- * a pointer compare before strcmp, as the reader's keys are the model's own copies. A direct
- * step looks up two names an object (the member and its twin, rarely there): ~120
- * instructions each by hv_json_get_ex's scan of the members, ~20 here.
+ * json_object_object_get_ex(obj, name, out), name hashed under fn as key says: json-c's own
+ * look-up (lh_table_lookup_entry_w_hash, json-c 0.16) without hashing name again, and with a
+ * pointer compare before strcmp, as the reader's keys are the model's own copies. ~70
+ * instructions a look-up where hv_json_get_ex's scan of the members took ~120 (callgrind,
+ * docs/performance.md "Import, session 23").
  */
 static inline int member_get(hv__fhir_key_hash_fn *fn, struct json_object *obj, const char *name,
                              const sp_key_t *key, struct json_object **out)
@@ -1678,9 +1679,9 @@ static inline int member_get(hv__fhir_key_hash_fn *fn, struct json_object *obj, 
     for (int count = 0; count < t->size; count++) {
         const struct lh_entry *e = &t->table[n];
         const char *k = e->k;
-        if (e->k == LH_EMPTY)
+        if (k == LH_EMPTY)
             break;
-        if (e->k != LH_FREED && (k == key->model_name || (k[0] == name[0] && strcmp(k, name) == 0))) {
+        if (k != LH_FREED && (k == key->model_name || (k[0] == name[0] && strcmp(k, name) == 0))) {
             *out = (struct json_object *)lh_entry_v(e);
             return 1;
         }
@@ -1695,10 +1696,21 @@ static inline int member_get(hv__fhir_key_hash_fn *fn, struct json_object *obj, 
  * hash_members, which compile_all runs: member_fn NULL until then (hv_json_get_ex looks them
  * up). */
 enum {
-    M_VALUE, M_SYSTEM, M_CODE, M_UNIT, M_TEXT, M_REFERENCE, M_REFERENCE_TWIN, M_IDENTIFIER, M_CODING, M_TYPE,
-    M_START, M_END, M_COUNT
+    M_VALUE,
+    M_SYSTEM,
+    M_CODE,
+    M_UNIT,
+    M_TEXT,
+    M_REFERENCE,
+    M_REFERENCE_TWIN,
+    M_IDENTIFIER,
+    M_CODING,
+    M_TYPE,
+    M_START,
+    M_END,
+    M_COUNT
 };
-static const char *const member_names[M_COUNT] = {"value", "system",     "code",       "unit",   "text",  "reference",
+static const char *const member_names[M_COUNT] = {"value",      "system",     "code",   "unit", "text",  "reference",
                                                   "_reference", "identifier", "coding", "type", "start", "end"};
 static sp_key_t member_keys[M_COUNT];
 static hv__fhir_key_hash_fn *member_fn;
