@@ -236,6 +236,9 @@ uint32_t hv__fhir_str_hash(const char *s, size_t len);
 typedef unsigned long hv__fhir_key_hash_fn(const void *key);
 const char *hv__fhir_key_static_hashed(const char *name, size_t len, hv__fhir_key_hash_fn **fn,
                                        unsigned long *hash);
+/* json-c's hash function of its tables of string keys in this process, and name's hash under
+ * it in *hash; NULL (and *hash untouched) when unknown. */
+hv__fhir_key_hash_fn *hv__fhir_json_key_hash(const char *name, unsigned long *hash);
 
 /* hv_fhir_xml_write with an error description (location = element path). */
 int hv__fhir_xml_write_err(struct json_object *resource, unsigned flags, hv_buf_t *out,

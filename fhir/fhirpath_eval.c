@@ -159,6 +159,27 @@ static struct json_object *get_key(struct json_object *obj, const char *key) {
     return v;
 }
 
+/* obj's members key + 1 and key, a name and its twin ("_name"), as get_key finds each: in one
+ * pass over the members of an object hv_json_get_ex would scan twice (every step of every
+ * evaluation asks for both). */
+static void get_pair(struct json_object *obj, const char *key, struct json_object **v, struct json_object **x) {
+    struct lh_table *t = json_object_get_object(obj);
+    const char *name = key + 1;
+    *v = *x = NULL;
+    if (t == NULL || lh_table_length(t) > 16) {
+        *v = get_key(obj, name);
+        *x = get_key(obj, key);
+        return;
+    }
+    for (struct lh_entry *e = lh_table_head(t); e != NULL; e = lh_entry_next(e)) {
+        const char *k = lh_entry_k(e);
+        if (k[0] == name[0] && strcmp(k, name) == 0)
+            *v = (struct json_object *)lh_entry_v(e);
+        else if (k[0] == '_' && strcmp(k + 1, name) == 0)
+            *x = (struct json_object *)lh_entry_v(e);
+    }
+}
+
 /* The type named by a choice key's suffix ("Quantity", "String" → string). */
 static const hv_fhir_type_t *suffix_type(const char *suf) {
     const hv_fhir_type_t *t = hv_fhir_type_find(suf, strlen(suf));
@@ -241,14 +262,14 @@ int hv__fp_children(hv__fp_ctx_t *c, const hv__fp_node_t *n, const hv__fp_item_t
             if (tl + nl + 2 >= sizeof(key)) continue;
             memcpy(key + 1 + nl, tn, tl + 1);
             key[1 + nl] = (char)toupper((unsigned char)key[1 + nl]);
-            v = get_key(obj, key + 1);
-            x = get_key(obj, key);
+            get_pair(obj, key, &v, &x);
             if (v != NULL || x != NULL) return push_values(c, v, x, t, hv_fhir_type_root(t), out);
         }
         return HV_OK;
     }
     {
-        struct json_object *v = get_key(obj, name), *x = get_key(obj, key);
+        struct json_object *v, *x;
+        get_pair(obj, key, &v, &x);
         if (v == NULL && x == NULL) return HV_OK;
         return push_values(c, v, x, chosen, hv_fhir_elem_owner(e, chosen), out);
     }

@@ -202,6 +202,14 @@ const char *hv__fhir_key_static(const char *name, size_t len) {
     return j < KEY_SLOTS ? key_at(key_slots[j]) : NULL;
 }
 
+hv__fhir_key_hash_fn *hv__fhir_json_key_hash(const char *name, unsigned long *hash) {
+    if (!atomic_load_explicit(&keys_built, memory_order_acquire))
+        pthread_once(&keys_once, build_keys);
+    if (key_jc_fn != NULL)
+        *hash = key_jc_fn(name);
+    return key_jc_fn;
+}
+
 const char *hv__fhir_key_static_hashed(const char *name, size_t len, hv__fhir_key_hash_fn **fn,
                                        unsigned long *hash) {
     uint32_t j = key_find(name, len);

@@ -281,17 +281,16 @@ static int prepare_entry(hv__bundle_job_t *bj, bentry_t *e, struct json_object *
             return refuse(e, 400, "%s", "POST needs request.url Type and a resource");
         hv_free(e->op.cond);
         e->op.cond = NULL;
-        if (hv_json_get_str(req, "ifNoneExist") != NULL) {
-            const char *ine = hv_json_get_str(req, "ifNoneExist");
+        const char *ine = hv_json_get_str(req, "ifNoneExist"), *rid = hv_json_get_str(res, "id");
+        if (ine != NULL) {
             const char *q = strchr(ine, '?');
             e->op.cond = hv_strdup(q != NULL ? q + 1 : ine);
         }
         e->op.kind = HV__FOP_CREATE;
-        if (bj->import && hv_json_get_str(res, "id") != NULL && e->op.cond == NULL &&
-            hv__fhir_id_valid(hv_json_get_str(res, "id"))) {
+        if (bj->import && rid != NULL && e->op.cond == NULL && hv__fhir_id_valid(rid)) {
             /* Import keeps the ids the source gave its resources. */
             e->op.kind = HV__FOP_UPDATE;
-            hv__fhir_join(e->op.id, sizeof(e->op.id), hv_json_get_str(res, "id"), NULL, NULL);
+            hv__fhir_join(e->op.id, sizeof(e->op.id), rid, NULL, NULL);
         } else {
             json_object_object_del(res, "id");
         }

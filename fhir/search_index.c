@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fhir/fhir_int.h"
 #include "fhir/fhirpath.h"
 #include "fhir/fhirpath_int.h"
 #include "fhir/search_int.h"
@@ -166,6 +167,14 @@ static char *rewrite_resolve(const char *expr)
 #define MAX_VARIANTS 16 /* types of a choice element read directly (direct_of) */
 #define MAX_UNION 4     /* alternatives of a union read directly (union_of) */
 
+/* A member's name as its object's table files it (member_get): the model's own copy of the
+ * name (hv__fhir_key_static, which the reader's trees use as their keys; NULL when the name is
+ * none of the model's, as a twin's "_name") and its hash under json-c's string hash. */
+typedef struct sp_key {
+    const char *model_name;
+    unsigned long hash;
+} sp_key_t;
+
 typedef struct sp_spec {
     const hv_fhir_type_t *type;
     hv_fhirpath_t *fp;   /* NULL: nothing can match for this type */
@@ -208,6 +217,12 @@ typedef struct sp_spec {
      * parameter, _tag on an Observation). */
     int direct_any;
     int all_kept; /* no alternative was dropped: fp is the expression itself */
+    /* The names step[i] + 1 and step[i] as member_get takes them ([i][0] and [i][1]), the
+     * variants' likewise, hashed under key_fn, json-c's string hash of this process (NULL:
+     * not hashed, hv_json_get_ex looks them up). */
+    sp_key_t step_key[MAX_STEPS][2];
+    sp_key_t variant_key[MAX_VARIANTS][2];
+    hv__fhir_key_hash_fn *key_fn;
 } sp_spec_t;
 
 static int is_ident(char c)
@@ -576,6 +591,26 @@ static int direct_choice(const sp_alt_t *a, const hv_fhir_type_t *t, const hv_fh
     return ok;
 }
 
+/* key as member_get takes name: the model's copy of it, and its hash under json-c's string
+ * hash out->key_fn (NULL when unknown: hv_json_get_ex then looks the names up). */
+static void hash_key(sp_spec_t *out, const char *name, sp_key_t *key)
+{
+    key->model_name = hv__fhir_key_static(name, strlen(name));
+    out->key_fn = hv__fhir_json_key_hash(name, &key->hash);
+}
+
+static void hash_keys(sp_spec_t *out)
+{
+    for (size_t i = 0; i < out->nsteps; i++) {
+        hash_key(out, out->step[i] + 1, &out->step_key[i][0]);
+        hash_key(out, out->step[i], &out->step_key[i][1]);
+    }
+    for (size_t i = 0; i < out->nvariants; i++) {
+        hash_key(out, out->variant[i] + 1, &out->variant_key[i][0]);
+        hash_key(out, out->variant[i], &out->variant_key[i][1]);
+    }
+}
+
 /*
  * Makes out direct when the alternative a (of t, kept alone) is "T.a.b..." — identifiers
  * and dots only — and navigates as hv__fp_children would with no detour: each step an
@@ -637,6 +672,7 @@ static void direct_of(const sp_alt_t *a, const hv_fhir_type_t *t, sp_spec_t *out
         return;
     out->nsteps = n;
     out->direct_type = chosen != NULL ? hv_fhir_type_name(chosen) : NULL;
+    hash_keys(out);
 }
 
 /* Makes out a union of direct alternatives (sp_spec_t nunion) when every alternative of
@@ -759,10 +795,13 @@ static int is_resources_column(const char *code)
 
 static int build_plans(void);
 
+static void hash_members(void);
+
 static void compile_all(void)
 {
     static sp_alt_t alts[MAX_ALTS]; /* compile_all runs once (pthread_once) */
     size_t n = hv_fhir_search_count();
+    hash_members();
     entries = hv_calloc(n ? n : 1, sizeof(*entries));
     if (entries == NULL)
         return;
@@ -1623,10 +1662,79 @@ static void put_ref(ix_t *x, const char *ref)
     add_row(x, T_REF, x->code, vals);
 }
 
-static const char *jstr(struct json_object *o, const char *k)
+/*
+ * json_object_object_get_ex(obj, name, out), name hashed under fn as key says: json-c's own
+ * look-up (lh_table_lookup_entry_w_hash, json-c 0.16) without hashing name again, and with a
+ * pointer compare before strcmp, as the reader's keys are the model's own copies. ~70
+ * instructions a look-up where hv_json_get_ex's scan of the members took ~120 (callgrind,
+ * docs/performance.md "Import, session 23").
+ */
+static inline int member_get(hv__fhir_key_hash_fn *fn, struct json_object *obj, const char *name,
+                             const sp_key_t *key, struct json_object **out)
+{
+    struct lh_table *t = json_object_get_object(obj);
+    if (fn == NULL || t == NULL || t->hash_fn != fn)
+        return hv_json_get_ex(obj, name, out);
+    unsigned long n = key->hash % (unsigned long)t->size;
+    for (int count = 0; count < t->size; count++) {
+        const struct lh_entry *e = &t->table[n];
+        const char *k = e->k;
+        if (k == LH_EMPTY)
+            break;
+        if (k != LH_FREED && (k == key->model_name || (k[0] == name[0] && strcmp(k, name) == 0))) {
+            *out = (struct json_object *)lh_entry_v(e);
+            return 1;
+        }
+        if (++n == (unsigned long)t->size)
+            n = 0;
+    }
+    *out = NULL;
+    return 0;
+}
+
+/* The members index_item reads by name, hashed as a direct step's names are (member_get), in
+ * hash_members, which compile_all runs: member_fn NULL until then (hv_json_get_ex looks them
+ * up). */
+enum {
+    M_VALUE,
+    M_SYSTEM,
+    M_CODE,
+    M_UNIT,
+    M_TEXT,
+    M_REFERENCE,
+    M_REFERENCE_TWIN,
+    M_IDENTIFIER,
+    M_CODING,
+    M_TYPE,
+    M_START,
+    M_END,
+    M_COUNT
+};
+static const char *const member_names[M_COUNT] = {"value",      "system",     "code",   "unit", "text",  "reference",
+                                                  "_reference", "identifier", "coding", "type", "start", "end"};
+static sp_key_t member_keys[M_COUNT];
+static hv__fhir_key_hash_fn *member_fn;
+
+static void hash_members(void)
+{
+    hv__fhir_key_hash_fn *fn = NULL;
+    for (size_t m = 0; m < M_COUNT; m++) {
+        member_keys[m].model_name = hv__fhir_key_static(member_names[m], strlen(member_names[m]));
+        fn = hv__fhir_json_key_hash(member_names[m], &member_keys[m].hash);
+    }
+    member_fn = fn;
+}
+
+/* Member m of o (json_object_object_get_ex). */
+static inline int member(struct json_object *o, int m, struct json_object **out)
+{
+    return member_get(member_fn, o, member_names[m], &member_keys[m], out);
+}
+
+static const char *jstr(struct json_object *o, int m)
 {
     struct json_object *v = NULL;
-    if (o == NULL || !hv_json_get_ex(o, k, &v) || !json_object_is_type(v, json_type_string))
+    if (o == NULL || !member(o, m, &v) || !json_object_is_type(v, json_type_string))
         return NULL;
     return json_object_get_string(v);
 }
@@ -1678,20 +1786,20 @@ static void put_coding(ix_t *x, struct json_object *c)
 static void put_identifier(ix_t *x, struct json_object *j)
 {
     struct json_object *t = NULL, *cs = NULL;
-    const char *value = jstr(j, "value");
-    put_tok(x, jstr(j, "system"), value);
-    if (value == NULL || !hv_json_get_ex(j, "type", &t) || !hv_json_get_ex(t, "coding", &cs) ||
+    const char *value = jstr(j, M_VALUE);
+    put_tok(x, jstr(j, M_SYSTEM), value);
+    if (value == NULL || !member(j, M_TYPE, &t) || !member(t, M_CODING, &cs) ||
         !json_object_is_type(cs, json_type_array))
         return;
-    put_str_code(x, sub(x, "text"), jstr(t, "text"));
+    put_str_code(x, sub(x, "text"), jstr(t, M_TEXT));
     for (size_t i = 0; i < json_object_array_length(cs); i++) {
         struct json_object *c = json_object_array_get_idx(cs, i);
-        const char *code = jstr(c, "code");
+        const char *code = jstr(c, M_CODE);
         char v[MAX_STR];
         if (code == NULL)
             continue;
         snprintf(v, sizeof(v), "%s|%s", code, value);
-        put_tok_code(x, sub(x, "of-type"), jstr(c, "system"), v);
+        put_tok_code(x, sub(x, "of-type"), jstr(c, M_SYSTEM), v);
     }
 }
 
@@ -1739,14 +1847,14 @@ static void index_item(ix_t *x, hv_fhir_search_type_t st, const hv_fhirpath_item
             put_coding(x, j);
         } else if (strcmp(ft, "CodeableConcept") == 0) {
             struct json_object *cs = NULL;
-            if (hv_json_get_ex(j, "coding", &cs) && json_object_is_type(cs, json_type_array))
+            if (member(j, M_CODING, &cs) && json_object_is_type(cs, json_type_array))
                 for (size_t i = 0; i < json_object_array_length(cs); i++)
                     put_coding(x, json_object_array_get_idx(cs, i));
-            put_str_code(x, sub(x, "text"), jstr(j, "text"));
+            put_str_code(x, sub(x, "text"), jstr(j, M_TEXT));
         } else if (strcmp(ft, "Identifier") == 0) {
             put_identifier(x, j);
         } else if (strcmp(ft, "ContactPoint") == 0) {
-            put_tok(x, jstr(j, "system"), jstr(j, "value"));
+            put_tok(x, jstr(j, M_SYSTEM), jstr(j, M_VALUE));
         }
         break;
     case HV_FHIR_SP_REFERENCE:
@@ -1754,17 +1862,17 @@ static void index_item(ix_t *x, hv_fhir_search_type_t st, const hv_fhirpath_item
             put_ref(x, json_object_get_string(j)); /* canonical, uri */
         } else {
             struct json_object *ident = NULL;
-            put_ref(x, jstr(j, "reference"));
+            put_ref(x, jstr(j, M_REFERENCE));
             /* Reference.identifier, for :identifier (search.html#reference). */
-            if (hv_json_get_ex(j, "identifier", &ident))
-                put_tok_code(x, sub(x, "identifier"), jstr(ident, "system"), jstr(ident, "value"));
+            if (member(j, M_IDENTIFIER, &ident))
+                put_tok_code(x, sub(x, "identifier"), jstr(ident, M_SYSTEM), jstr(ident, M_VALUE));
         }
         break;
     case HV_FHIR_SP_DATE:
         if (json_object_is_type(j, json_type_string))
             put_date(x, json_object_get_string(j), NULL, 0);
         else if (strcmp(ft, "Period") == 0)
-            put_date(x, jstr(j, "start"), jstr(j, "end"), 1);
+            put_date(x, jstr(j, M_START), jstr(j, M_END), 1);
         break;
     case HV_FHIR_SP_NUMBER:
         put_num(x, j, NULL, NULL);
@@ -1772,9 +1880,9 @@ static void index_item(ix_t *x, hv_fhir_search_type_t st, const hv_fhirpath_item
     case HV_FHIR_SP_QUANTITY:
         if (json_object_is_type(j, json_type_object)) {
             struct json_object *v = NULL;
-            const char *unit = jstr(j, "code");
-            hv_json_get_ex(j, "value", &v);
-            put_num(x, v, jstr(j, "system"), unit ? unit : jstr(j, "unit"));
+            const char *unit = jstr(j, M_CODE);
+            member(j, M_VALUE, &v);
+            put_num(x, v, jstr(j, M_SYSTEM), unit ? unit : jstr(j, M_UNIT));
         } else {
             put_num(x, j, NULL, NULL);
         }
@@ -2078,17 +2186,21 @@ static void index_composite(ix_t *x, const plan_t *p, const plan_item_t *pi, str
 /* Forced inline: index_direct's loop and index_variants both call it, and out of line it
  * costs ~30 instructions more a call (callgrind, docs/performance.md "Index rows,
  * session 22"). */
-__attribute__((always_inline)) static inline int direct_step(struct json_object *obj, const char *step,
+__attribute__((always_inline)) static inline int direct_step(const sp_spec_t *s, struct json_object *obj,
+                                                              const char *step, const sp_key_t *key,
                                                               hv_arena_t *arena, struct json_object ***out,
                                                               size_t *n, size_t *cap, size_t *nodes)
 {
     struct json_object *v = NULL, *ext = NULL;
     size_t len;
-    int xa;
-    hv_json_get_ex(obj, step + 1, &v);
-    hv_json_get_ex(obj, step, &ext);
-    xa = json_object_is_type(ext, json_type_array);
+    int xa = -1; /* whether the twin is an array; -1: not looked up yet */
+    member_get(s->key_fn, obj, step + 1, &key[0], &v);
     if (!json_object_is_type(v, json_type_array)) {
+        /* The twin counts only where there is no value: looked up then alone. */
+        if (v == NULL) {
+            member_get(s->key_fn, obj, step, &key[1], &ext);
+            xa = json_object_is_type(ext, json_type_array);
+        }
         if (v == NULL && xa) {
             for (size_t i = 0; i < json_object_array_length(ext); i++)
                 *nodes += json_object_array_get_idx(ext, i) != NULL;
@@ -2122,10 +2234,17 @@ __attribute__((always_inline)) static inline int direct_step(struct json_object 
     }
     for (size_t i = 0; i < len; i++) {
         struct json_object *e = json_object_array_get_idx(v, i);
-        if (e != NULL || (xa && json_object_array_get_idx(ext, i) != NULL))
+        if (e != NULL) {
             (*nodes)++;
-        if (e != NULL)
             (*out)[(*n)++] = e;
+            continue;
+        }
+        if (xa < 0) {
+            member_get(s->key_fn, obj, step, &key[1], &ext);
+            xa = json_object_is_type(ext, json_type_array);
+        }
+        if (xa && json_object_array_get_idx(ext, i) != NULL)
+            (*nodes)++;
     }
     return HV_OK;
 }
@@ -2144,8 +2263,8 @@ static size_t variant_of(const sp_spec_t *s, struct json_object *obj)
     for (v = 0; v < s->nvariants; v++) {
         struct json_object *val = NULL, *twin = NULL;
         /* a member whose value is JSON null is no variant (get_key in fhirpath_eval.c) */
-        if ((hv_json_get_ex(obj, s->variant[v] + 1, &val) && val != NULL) ||
-            (hv_json_get_ex(obj, s->variant[v], &twin) && twin != NULL))
+        if ((member_get(s->key_fn, obj, s->variant[v] + 1, &s->variant_key[v][0], &val) && val != NULL) ||
+            (member_get(s->key_fn, obj, s->variant[v], &s->variant_key[v][1], &twin) && twin != NULL))
             break;
     }
     return v;
@@ -2165,7 +2284,7 @@ static inline int direct_steps(const sp_spec_t *s, size_t max_items, hv_arena_t 
         for (size_t i = 0; i < *nin; i++) {
             int rc;
             if (json_object_is_type((*in)[i], json_type_object) &&
-                (rc = direct_step((*in)[i], s->step[k], arena, &out, &nout, &cap, &nodes)) != HV_OK)
+                (rc = direct_step(s, (*in)[i], s->step[k], s->step_key[k], arena, &out, &nout, &cap, &nodes)) != HV_OK)
                 return rc;
         }
         if (nodes > max_items)
@@ -2202,7 +2321,7 @@ static int variants_step(const sp_spec_t *s, struct json_object *const *in, size
         int rc;
         if (!json_object_is_type(in[i], json_type_object) || (v = variant_of(s, in[i])) == s->nvariants)
             continue;
-        if ((rc = direct_step(in[i], s->variant[v], arena, out, nout, &cap, nodes)) != HV_OK)
+        if ((rc = direct_step(s, in[i], s->variant[v], s->variant_key[v], arena, out, nout, &cap, nodes)) != HV_OK)
             return rc;
         if (!s->variant_kept[v]) {
             *nout = before;
@@ -2334,10 +2453,10 @@ static int index_direct(ix_t *x, hv_fhir_search_type_t st, const sp_spec_t *s, s
     if (s->ref_prefix[0] != '\0') {
         size_t kept = 0, pl = strlen(s->ref_prefix);
         for (size_t i = 0; i < nin; i++) {
-            struct json_object *ref = NULL;
-            if (!json_object_is_type(in[i], json_type_object) || hv_json_get_ex(in[i], "_reference", NULL))
+            struct json_object *ref = NULL, *twin = NULL;
+            if (!json_object_is_type(in[i], json_type_object) || member(in[i], M_REFERENCE_TWIN, &twin))
                 return 0;
-            if (!hv_json_get_ex(in[i], "reference", &ref))
+            if (!member(in[i], M_REFERENCE, &ref))
                 continue;
             if (!json_object_is_type(ref, json_type_string))
                 return 0;

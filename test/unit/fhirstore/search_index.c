@@ -640,6 +640,99 @@ static void search_index_direct_keeps_every_row(void **state)
     close_on_and_off(dbs);
 }
 
+/* Deletes the members named "drop..." of every object of o (the table keeps a freed slot in
+ * the place of each). */
+static void drop_members(struct json_object *o)
+{
+    if (json_object_is_type(o, json_type_array)) {
+        for (size_t i = 0; i < json_object_array_length(o); i++)
+            drop_members(json_object_array_get_idx(o, i));
+    } else if (json_object_is_type(o, json_type_object)) {
+        char drop[64][8];
+        size_t n = 0;
+        json_object_object_foreach(o, k, v)
+        {
+            if (strncmp(k, "drop", 4) == 0 && n < HV_ARRAY_LEN(drop) && strlen(k) < sizeof(drop[0]))
+                strcpy(drop[n++], k);
+            else
+                drop_members(v);
+        }
+        for (size_t i = 0; i < n; i++)
+            json_object_object_del(o, drop[i]);
+    }
+}
+
+/* Indexes one resource (id "s<seq>") as the FHIR reader makes it (keys the model's own
+ * strings) into dbs[0], and as json-c's tokener makes it (keys copied) into dbs[1]; the
+ * members "drop..." deleted from both first. */
+static void put_both_readers(struct json_object *res, size_t seq, void *ud)
+{
+    hv_db_t **dbs = ud;
+    hv_fhir_parse_opts_t opts = {0, 0, HV_FHIR_PARSE_LENIENT};
+    const char *text = json_object_to_json_string_ext(res, JSON_C_TO_STRING_PLAIN);
+    const char *type = hv_json_get_str(res, "resourceType");
+    struct json_object *read = NULL;
+    hv_error_t err;
+    char id[32];
+    memset(&err, 0, sizeof(err));
+    assert_int_equal(hv_fhir_json_parse(text, strlen(text), &opts, &read, &err), HV_OK);
+    drop_members(read);
+    drop_members(res);
+    snprintf(id, sizeof(id), "s%zu", seq);
+    assert_int_equal(hv__search_index_put(dbs[0], type, id, read, 0), HV_OK);
+    assert_int_equal(hv__search_index_put(dbs[1], type, id, res, 0), HV_OK);
+    json_object_put(read);
+}
+
+/*
+ * The index reads members by their hash under json-c's string hash (search_index.c
+ * member_get): the same rows whether the keys are the model's strings or copies, in objects
+ * past 16 members (a table grown to 32 slots and more) from which members were deleted (freed
+ * slots), for every Synthea resource and crafted ones.
+ */
+static void search_index_rows_same_from_either_reader(void **state)
+{
+    hv_db_t *a = store_test_db(), *b = store_test_db();
+    hv_db_t *dbs[2] = {a, b};
+    char big[4096], wide[4096];
+    size_t n = 0, m = 0;
+    /* A Coding and a Reference of 40 members, the indexed ones last, all others deleted. */
+    n += (size_t)snprintf(big + n, sizeof(big) - n, "{\"resourceType\":\"Observation\",\"status\":\"final\","
+                                                    "\"code\":{\"coding\":[{\"drop\":1");
+    m += (size_t)snprintf(wide + m, sizeof(wide) - m, "{\"resourceType\":\"Observation\",\"status\":\"final\","
+                                                      "\"code\":{\"text\":\"t\"},\"subject\":{\"drop\":1");
+    for (int i = 0; i < 37; i++) {
+        n += (size_t)snprintf(big + n, sizeof(big) - n, ",\"drop%02d\":%d", i, i);
+        m += (size_t)snprintf(wide + m, sizeof(wide) - m, ",\"drop%02d\":%d", i, i);
+    }
+    snprintf(big + n, sizeof(big) - n, ",\"system\":\"http://s\",\"code\":\"c40\"}]}}");
+    snprintf(wide + m, sizeof(wide) - m, ",\"reference\":\"Patient/p40\",\"identifier\":{\"system\":\"s\","
+                                         "\"value\":\"v\"}}}");
+    const char *const crafted[] = {
+        big,
+        wide,
+        "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"coding\":[{\"system\":\"s\",\"code\":"
+        "\"c\",\"drop\":1}]},\"subject\":{\"_reference\":{\"extension\":[{\"url\":\"u\",\"valueString\":\"x\"}]},"
+        "\"reference\":\"Patient/p\"},\"valueQuantity\":{\"drop\":1,\"value\":1.5,\"unit\":\"mg\",\"system\":"
+        "\"http://unitsofmeasure.org\",\"code\":\"mg\"},\"effectivePeriod\":{\"start\":\"2020\",\"end\":\"2021\"}}",
+        "{\"resourceType\":\"Patient\",\"drop\":1,\"identifier\":[{\"system\":\"s\",\"value\":\"v\",\"type\":{"
+        "\"coding\":[{\"system\":\"t\",\"code\":\"MR\"}],\"text\":\"mr\"}}],\"telecom\":[{\"system\":\"phone\","
+        "\"value\":\"1\"}],\"gender\":\"female\",\"_gender\":{\"extension\":[{\"url\":\"u\",\"valueCode\":\"x\"}]}}",
+    };
+    (void)state;
+    put_each_on_and_off(dbs, crafted, sizeof(crafted) / sizeof(crafted[0]), put_both_readers);
+    /* the members after the 16th are found, in both stores */
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(store_test_count(dbs[i], "SELECT COUNT(*) FROM sp_tok WHERE id = 's100000' AND "
+                                                  "code = 'code' AND value = 'c40'"),
+                         1);
+        assert_int_equal(store_test_count(dbs[i], "SELECT COUNT(*) FROM sp_ref WHERE id = 's100001' AND "
+                                                  "code = 'subject' AND rid = 'p40'"),
+                         1);
+    }
+    close_on_and_off(dbs);
+}
+
 /*
  * Patient's, Person's, Practitioner's and RelatedPerson's phonetic (individual-phonetic)
  * writes no rows: its rows would equal name's (fhir/search_index.c, row_alias). With the
@@ -919,6 +1012,7 @@ int run_search_tests(void)
         cmocka_unit_test(search_index_composite_precheck_keeps_every_row),
         cmocka_unit_test(search_index_spec_precheck_keeps_every_row),
         cmocka_unit_test(search_index_direct_keeps_every_row),
+        cmocka_unit_test(search_index_rows_same_from_either_reader),
         cmocka_unit_test(search_index_phonetic_rows_equal_name_rows),
         cmocka_unit_test(search_batch_writes_the_rows_each_version_writes_alone),
     };
