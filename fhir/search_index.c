@@ -591,12 +591,16 @@ static int direct_choice(const sp_alt_t *a, const hv_fhir_type_t *t, const hv_fh
     return ok;
 }
 
+/* 1 when member_get's probe finds what json-c's own look-up finds (probe_agrees, compile_all);
+ * 0: every look-up goes to hv_json_get_ex. */
+static int probe_ok;
+
 /* key as member_get takes name: the model's copy of it, and its hash under json-c's string
  * hash out->key_fn (NULL when unknown: hv_json_get_ex then looks the names up). */
 static void hash_key(sp_spec_t *out, const char *name, sp_key_t *key)
 {
     key->model_name = hv__fhir_key_static(name, strlen(name));
-    out->key_fn = hv__fhir_json_key_hash(name, &key->hash);
+    out->key_fn = probe_ok ? hv__fhir_json_key_hash(name, &key->hash) : NULL;
 }
 
 static void hash_keys(sp_spec_t *out)
@@ -796,11 +800,13 @@ static int is_resources_column(const char *code)
 static int build_plans(void);
 
 static void hash_members(void);
+static int probe_agrees(void);
 
 static void compile_all(void)
 {
     static sp_alt_t alts[MAX_ALTS]; /* compile_all runs once (pthread_once) */
     size_t n = hv_fhir_search_count();
+    probe_ok = probe_agrees();
     hash_members();
     entries = hv_calloc(n ? n : 1, sizeof(*entries));
     if (entries == NULL)
@@ -1667,7 +1673,9 @@ static void put_ref(ix_t *x, const char *ref)
  * look-up (lh_table_lookup_entry_w_hash, json-c 0.16) without hashing name again, and with a
  * pointer compare before strcmp, as the reader's keys are the model's own copies. ~70
  * instructions a look-up where hv_json_get_ex's scan of the members took ~120 (callgrind,
- * docs/performance.md "Import, session 23").
+ * docs/performance.md "Import, session 23"). Inline rather than json-c's exported function,
+ * whose calls through the PLT and equal_fn cost ~4 k a resource (+2% of the workers, measured
+ * at the merge): hence probe_agrees.
  */
 static inline int member_get(hv__fhir_key_hash_fn *fn, struct json_object *obj, const char *name,
                              const sp_key_t *key, struct json_object **out)
@@ -1690,6 +1698,37 @@ static inline int member_get(hv__fhir_key_hash_fn *fn, struct json_object *obj, 
     }
     *out = NULL;
     return 0;
+}
+
+/* Whether member_get finds in a json-c table what json_object_object_get_ex finds: its probe
+ * repeats json-c's (linkhash.c: linear from hash % size, LH_EMPTY ends it, LH_FREED is
+ * skipped), which the library does not promise to keep. Checked once, on a table grown past
+ * its first size with members deleted, for members present, deleted and never added; a
+ * json-c that probes otherwise gets hv_json_get_ex's scan, slower but not wrong. */
+static int probe_agrees(void)
+{
+    struct json_object *o = json_object_new_object(), *a, *b;
+    struct lh_table *t;
+    char k[8];
+    int ok = o != NULL;
+    for (int i = 0; ok && i < 40; i++) {
+        snprintf(k, sizeof(k), "k%d", i);
+        ok = json_object_object_add(o, k, json_object_new_int(i)) == 0;
+    }
+    for (int i = 0; ok && i < 40; i += 3) {
+        snprintf(k, sizeof(k), "k%d", i);
+        json_object_object_del(o, k);
+    }
+    t = ok ? json_object_get_object(o) : NULL;
+    for (int i = 0; t != NULL && ok && i < 48; i++) {
+        sp_key_t key = {NULL, 0};
+        snprintf(k, sizeof(k), "k%d", i);
+        key.hash = t->hash_fn(k);
+        (void)json_object_object_get_ex(o, k, &b);
+        ok = member_get(t->hash_fn, o, k, &key, &a) == (b != NULL) && a == b;
+    }
+    json_object_put(o);
+    return ok && t != NULL;
 }
 
 /* The members index_item reads by name, hashed as a direct step's names are (member_get), in
@@ -1722,7 +1761,7 @@ static void hash_members(void)
         member_keys[m].model_name = hv__fhir_key_static(member_names[m], strlen(member_names[m]));
         fn = hv__fhir_json_key_hash(member_names[m], &member_keys[m].hash);
     }
-    member_fn = fn;
+    member_fn = probe_ok ? fn : NULL;
 }
 
 /* Member m of o (json_object_object_get_ex). */
