@@ -512,6 +512,19 @@ static int expand(hv_db_t *db, hv__search_plan_t *p, const char *w, int driver, 
     return HV_OK;
 }
 
+/* Whether criterion k's text holds a marker "@X" with X one of kinds ('@' only ever starts
+ * a marker: values are bound, never in the text). */
+static int crit_marked(const hv__search_plan_t *p, int k, const char *kinds)
+{
+    const char *s = p->where.data + p->cspan[k][0];
+    size_t len = p->cspan[k][1] - p->cspan[k][0];
+    for (const char *m = memchr(s, '@', len); m != NULL && m + 1 < s + len;
+         m = memchr(m + 1, '@', (size_t)(s + len - m - 1)))
+        if (m[1] != '\0' && strchr(kinds, m[1]) != NULL)
+            return 1;
+    return 0;
+}
+
 /*
  * True when the plan's matches can be counted from the index tables alone: a search
  * of one type whose where clause is nothing but its criteria, each a plain sub-select
@@ -544,11 +557,8 @@ static int index_countable(const hv__search_plan_t *p)
         }
         if (!tab)
             return 0;
-        /* '@' only ever starts a marker (values are bound, never in the text). */
-        for (const char *m = memchr(s, '@', len); m != NULL && m + 1 < s + len;
-             m = memchr(m + 1, '@', (size_t)(s + len - m - 1)))
-            if (m[1] == 'R' || m[1] == 'T' || m[1] == 'V')
-                return 0;
+        if (crit_marked(p, k, "RTV"))
+            return 0;
         at = p->cspan[k][1];
     }
     return at == p->where.len;
@@ -644,13 +654,9 @@ static int smallest_criterion(hv_db_t *db, hv__search_plan_t *p, int cap)
         hv_buf_t q;
         hv_db_stmt_t *st = NULL;
         char *text;
-        int n = p->nbinds, rc, mark = 0;
-        if (len <= sizeof(plain) || strncmp(s, plain, sizeof(plain) - 1) != 0 || p->crank[k] > 5)
-            continue;
-        for (const char *m = memchr(s, '@', len); m != NULL && m + 1 < s + len;
-             m = memchr(m + 1, '@', (size_t)(s + len - m - 1)))
-            mark |= m[1] == 'R' || m[1] == 'T' || m[1] == 'V' || m[1] == 'H';
-        if (mark)
+        int n = p->nbinds, rc;
+        if (len <= sizeof(plain) || strncmp(s, plain, sizeof(plain) - 1) != 0 || p->crank[k] > 5 ||
+            crit_marked(p, k, "RTVH"))
             continue;
         text = hv_strndup(s + sizeof(head) - 1, len - sizeof(head));
         if (text == NULL)
@@ -684,18 +690,13 @@ static int smallest_criterion(hv_db_t *db, hv__search_plan_t *p, int cap)
  */
 static int has_driver(hv_db_t *db, hv__search_plan_t *p, int pg_too)
 {
-    int any_has = 0;
     if ((hv_db_kind(db) == HV_DB_PG && !pg_too) || p->system || p->nvs > 0 || p->ncrit < 2 ||
         p->ncrit > HV__SEARCH_MAX_PARAMS || p->where.data == NULL)
         return -1;
-    for (int k = 0; k < p->ncrit; k++) {
-        const char *s = p->where.data + p->cspan[k][0];
-        size_t len = p->cspan[k][1] - p->cspan[k][0];
-        for (const char *m = memchr(s, '@', len); m != NULL && m + 1 < s + len;
-             m = memchr(m + 1, '@', (size_t)(s + len - m - 1)))
-            any_has |= m[1] == 'R';
-    }
-    return any_has ? smallest_criterion(db, p, HAS_DRIVE_MAX) : -1;
+    for (int k = 0; k < p->ncrit; k++)
+        if (crit_marked(p, k, "R"))
+            return smallest_criterion(db, p, HAS_DRIVE_MAX);
+    return -1;
 }
 
 /*
