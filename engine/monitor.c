@@ -30,8 +30,6 @@
 #include <unistd.h>
 
 #define MAX_FIELD 4096
-#define DISK_WARN_BYTES (1024ull * 1024 * 1024)
-#define DISK_FAIL_BYTES (100ull * 1024 * 1024)
 
 static const char *const migrations[] = {
     "CREATE TABLE errors (id TEXT PRIMARY KEY, at TEXT NOT NULL, source TEXT NOT NULL,"
@@ -45,6 +43,7 @@ typedef struct monitor {
     hv_engine_t *e;
     hv_storage_t *storage;
     int64_t keep;
+    uint64_t disk_warn, disk_fail; /* health.disk_warn / health.disk_fail, bytes free */
     uint64_t last_check_ms;
     int db_probe_inflight;
     uint64_t db_probe_start;
@@ -614,9 +613,9 @@ static void apply_scan(monitor_t *m) {
     hv_engine_t *e = m->e;
     e->disk_free = m->scan.disk_free;
     e->disk_status = !m->scan.disk_ok                  ? HV_HEALTH_FAIL
-                     : e->disk_free < DISK_FAIL_BYTES ? HV_HEALTH_FAIL
-                     : e->disk_free < DISK_WARN_BYTES ? HV_HEALTH_WARN
-                                                      : HV_HEALTH_PASS;
+                     : e->disk_free < m->disk_fail ? HV_HEALTH_FAIL
+                     : e->disk_free < m->disk_warn ? HV_HEALTH_WARN
+                                                   : HV_HEALTH_PASS;
     e->channel_files = m->scan.channel_files;
     e->channels_status = m->scan.channels_ok ? HV_HEALTH_PASS : HV_HEALTH_WARN;
     snprintf(e->channels_output, sizeof(e->channels_output), "%s%s", m->channels_dir,
@@ -664,6 +663,8 @@ int hv__monitor_init(hv_engine_t *e) {
     if (m == NULL) return HV_ENOMEM;
     m->e = e;
     m->keep = hv_config_int(e->config, "errors.keep");
+    m->disk_warn = hv_config_size(e->config, "health.disk_warn");
+    m->disk_fail = hv_config_size(e->config, "health.disk_fail");
     m->data_dir = hv_strdup(e->data_dir);
     m->channels_dir = hv_strdup(hv_config_str(e->config, "channels"));
     if (m->data_dir == NULL || m->channels_dir == NULL) {

@@ -54,6 +54,10 @@ const hv_setting_t hv__engine_settings[] = {
     {"shutdown_timeout", NULL, HV_SET_DURATION, "5s", NULL,
      "how long shutdown waits for in-flight requests"},
     {"errors.keep", NULL, HV_SET_INT, "10000", NULL, "how many recent errors GET /errors keeps"},
+    {"health.disk_warn", NULL, HV_SET_SIZE, "1GiB", NULL,
+     "GET /health's disk:free check says warn when the data directory's file system has less free space than this"},
+    {"health.disk_fail", NULL, HV_SET_SIZE, "100MiB", NULL,
+     "GET /health's disk:free check says fail (503) when the data directory's file system has less free space than this"},
     {NULL, NULL, 0, NULL, NULL, NULL},
 };
 

@@ -636,10 +636,11 @@ int hv__search_combo_rewrite(hv__search_plan_t *p)
                              strcmp(pairs[pi].table, "sp_tokdate") == 0 ? "sp_date" : "sp_num", vk, vn);
                 ranks[n] = p->crank[tk];
             } else {
-                /* Renumber the criterion's markers from k to n. */
+                /* Renumber the criterion's markers from k to n: every marker that names
+                 * its criterion (fhir/search_run.c, expand), a _has's ("@E", "@H", "@J") too. */
                 const char *s = p->where.data + p->cspan[k][0], *e = p->where.data + p->cspan[k][1];
                 while (s < e) {
-                    if (*s == '@' && s + 1 < e && (s[1] == 'C' || s[1] == 'R' || s[1] == 'I') &&
+                    if (*s == '@' && s + 1 < e && strchr("CRIEHJ", s[1]) != NULL && s[1] != '\0' &&
                         strtol(s + 2, NULL, 10) == k) {
                         char *q = NULL;
                         strtol(s + 2, &q, 10);

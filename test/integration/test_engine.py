@@ -117,8 +117,12 @@ class Cli(EngineTestCase):
 
 
 class Monitoring(EngineTestCase):
+    # The disk:free thresholds at 0: "pass" must not depend on the free space of the
+    # machine running the tests (test_disk_thresholds_set_the_health_status tests them).
+    NO_DISK_THRESHOLDS = {"HOLOVITALS_HEALTH_DISK_WARN": "0", "HOLOVITALS_HEALTH_DISK_FAIL": "0"}
+
     def test_starts_fast_and_health_is_pass(self):
-        eng = self.engine(auth=True)  # with --auth off /health says "warn"
+        eng = self.engine(auth=True, env=self.NO_DISK_THRESHOLDS)  # with --auth off /health says "warn"
         # How fast it starts is a benchmark's figure (docs/performance.md, HTTP server), not a
         # test's: under a loaded CI machine's sanitizer build a bound only measures the load.
         status, headers, body = eng.get("/health")
@@ -133,6 +137,29 @@ class Monitoring(EngineTestCase):
         self.assertEqual(doc["checks"]["channels:files"][0]["status"], "pass")
         self.assertEqual(doc["checks"]["channels:files"][0]["observedValue"], 0)
         self.assertIn("FHIR base:  http://127.0.0.1:%d/fhir" % eng.http_port, eng.stdout())
+
+    def test_disk_thresholds_set_the_health_status(self):
+        # More free space asked for than any disk has: warn (still 200), then fail (503).
+        huge = "100000000GiB"
+        eng = self.engine(auth=True, env={"HOLOVITALS_HEALTH_DISK_WARN": huge, "HOLOVITALS_HEALTH_DISK_FAIL": "0"})
+        status, _, body = eng.get("/health")
+        doc = json.loads(body)
+        self.assertEqual(status, 200)
+        self.assertEqual(doc["status"], "warn")
+        self.assertEqual(doc["checks"]["disk:free"][0]["status"], "warn")
+        eng.close()
+        eng = self.engine(auth=True, env={"HOLOVITALS_HEALTH_DISK_WARN": huge, "HOLOVITALS_HEALTH_DISK_FAIL": huge})
+        status, _, body = eng.get("/health")
+        doc = json.loads(body)
+        self.assertEqual(status, 503)
+        self.assertEqual(doc["status"], "fail")
+        self.assertEqual(doc["checks"]["disk:free"][0]["status"], "fail")
+        # a threshold that is not a size is refused at start with where it came from
+        rc, _, err = run_cli("serve", "--data", os.path.join(self.workdir, "bad"), "--http",
+                             "127.0.0.1:%d" % free_port(), "--mllp", "127.0.0.1:%d" % free_port(),
+                             env={"HOLOVITALS_HEALTH_DISK_WARN": "lots"})
+        self.assertEqual(rc, 2)
+        self.assertIn("health.disk_warn", err)
 
     def test_missing_channel_directory_is_a_warning(self):
         eng = self.engine(args=["--channels", "/nonexistent/channels"])
@@ -355,7 +382,7 @@ class Http(EngineTestCase):
         subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
                         "-nodes", "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1"],
                        check=True, capture_output=True)
-        eng = self.engine(tls=(cert, key), auth=True)
+        eng = self.engine(tls=(cert, key), auth=True, env=Monitoring.NO_DISK_THRESHOLDS)
         st, h, body = eng.get("/health")
         self.assertEqual(st, 200)
         self.assertEqual(json.loads(body)["status"], "pass")

@@ -114,6 +114,27 @@ static void search_combo_planner_folds_only_plain_pairs(void **state)
     assert_int_equal(folded("code=a&date=ge2020", NULL), 1);
 }
 
+/* The criteria after the folded pair are renumbered, every marker of theirs with them: a
+ * _has's head, its referencing rows' and its sp_ref's markers ("@E", "@H", "@J") as the
+ * correlation and index markers, so the run still finds the _has (is_has) and correlates it. */
+static void search_combo_renumbers_every_marker_of_the_criteria_after_the_pair(void **state)
+{
+    hv__search_plan_t p;
+    (void)state;
+    hv__search_plan_init(&p);
+    assert_int_equal(hv__search_plan_build(&p, "Observation",
+                                           "code=a&date=ge2020&_has:DiagnosticReport:result:status=final", 1, 10, 100),
+                     HV_OK);
+    assert_int_equal(p.ncrit, 2);
+    assert_non_null(strstr(p.where.data, "sp_tokdate"));
+    if (strstr(p.where.data, "@E1@") == NULL)
+        fail_msg("the _has is not criterion 1: %s", p.where.data);
+    for (const char *m = strchr(p.where.data, '@'); m != NULL; m = strchr(m + 1, '@'))
+        if (strchr("CRIHEJ", m[1]) != NULL && m[1] != '\0' && m[2] == '2')
+            fail_msg("a marker of criterion 2 is left: %s", p.where.data);
+    hv__search_plan_clear(&p);
+}
+
 typedef struct ids {
     char s[4096];
     char id[8][HV__FHIR_ID_MAX];
@@ -1036,6 +1057,7 @@ int run_search_combo_tests(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(search_combo_rows_follow_the_current_version),
         cmocka_unit_test(search_combo_planner_folds_only_plain_pairs),
+        cmocka_unit_test(search_combo_renumbers_every_marker_of_the_criteria_after_the_pair),
         cmocka_unit_test(search_combo_answers_as_the_generic_plan),
         cmocka_unit_test(search_count_of_one_code_is_a_covering_index_range),
         cmocka_unit_test(search_tok_rows_carry_the_current_row_id),
