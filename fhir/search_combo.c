@@ -179,6 +179,26 @@ const char hv__search_migration11_sqlite[] =
     "DROP INDEX IF EXISTS sp_tok_vc; DROP INDEX IF EXISTS sp_tok_sr;" TOK_SRI;
 const char hv__search_migration11_pg[] = "DROP INDEX IF EXISTS sp_tok_vc; DROP INDEX IF EXISTS sp_tok_sr;" TOK_SRI;
 
+/*
+ * A PostgreSQL migration of the index: sp_tok_idc (type, id, code) gains the value,
+ * (type, id, code, value). A token criterion checked per candidate (the others of a
+ * search driven by a reference or an id: Observation?subject=X&status=final, fhir/
+ * search_run.c, index_ids) is "id = r.id AND code = $c AND value = $v". Until the
+ * eleventh migration sp_tok_vc (type, code, value, id, system) answered it with one
+ * seek; since, PostgreSQL's planner takes sp_tok_sr (type, code, value, system, rid, id),
+ * covering, with the id a condition on its last column: it reads the value's whole range
+ * per candidate — all 76,800 "final" rows for each of p7's Observations, 70 ms a page at
+ * 100k instead of 2 — and the generic plan of a prepared statement does so even for a
+ * value of a few thousand rows (Observation?subject=X&code=Y: 24 ms from the sixth
+ * request on). (type, id, code) with the value checked on the table row was not chosen.
+ * With the value in the key the check is one seek, index-only, and it is the index the
+ * planner takes; the index stays one of three on sp_tok, 30 MB instead of 27 at 100k
+ * (docs/performance.md, session 24). SQLite names sp_tok_idc for these checks
+ * (fhir/search_plan.c, idx_mark) and keeps (type, id, code).
+ */
+const char hv__search_migration_idcv_pg[] =
+    "DROP INDEX IF EXISTS sp_tok_idc; CREATE INDEX sp_tok_idc ON sp_tok (type, id, code, value);";
+
 const char hv__search_migration8_sqlite[] =
     "ALTER TABLE sp_str ADD COLUMN rid BIGINT;"
     "UPDATE sp_str SET rid = (SELECT MAX(x.rid) FROM resources x WHERE x.type = sp_str.type AND x.id = sp_str.id);"

@@ -593,6 +593,9 @@ extern const char hv__search_migration10_pg[];
  * rid, id) covers its readers (fhir/search_combo.c). */
 extern const char hv__search_migration11_sqlite[];
 extern const char hv__search_migration11_pg[];
+/* PostgreSQL's: sp_tok_idc (type, id, code, value), a token checked per candidate one
+ * seek (fhir/search_combo.c). */
+extern const char hv__search_migration_idcv_pg[];
 /*
  * A hv__search_tok_only plan whose value names no system (code=X, :of-type without a
  * system): when every index row of the value has one and the same system (or none),

@@ -114,6 +114,7 @@ static const char *const migrations_pg[] = {
      * store). Not partial: PostgreSQL has the statistics SQLite lacked. */
     "CREATE INDEX IF NOT EXISTS resources_trid ON resources (type, rid) INCLUDE (id, version, deleted);",
     hv__search_migration11_pg, /* one token value index, sp_tok_sr with the id: fhir/search_combo.c */
+    hv__search_migration_idcv_pg, /* a token checked per candidate, one seek: fhir/search_combo.c */
     NULL,
 };
 

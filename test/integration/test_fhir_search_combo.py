@@ -357,17 +357,24 @@ class FhirSearchComboTests(SearchCase):
     OLD_SR = "CREATE INDEX sp_tok_sr ON sp_tok (type, code, value, system, rid)"
     OLD_VC = "CREATE INDEX sp_tok_vc ON sp_tok (type, code, value, id, system)"
 
+    # PostgreSQL's sp_tok_idc before its migration to (type, id, code, value), the one after
+    # the eleventh (fhir/search_combo.c, hv__search_migration_idcv_pg).
+    OLD_IDC = "CREATE INDEX sp_tok_idc ON sp_tok (type, id, code)"
+
     def old_schema(self, eng, deferred):
         """Turns eng's stopped store into what main before the eleventh migration left: two
         token value indexes, the one named deferred dropped and kept in import_deferred as
-        an import killed before its end leaves it (SQLite; PostgreSQL defers nothing)."""
-        sqls = ["DROP INDEX sp_tok_sr", self.OLD_SR, self.OLD_VC,
-                "UPDATE hv_schema SET version = version - 1 WHERE module = 'fhir'"]
+        an import killed before its end leaves it (SQLite; PostgreSQL defers nothing), and
+        on PostgreSQL sp_tok_idc without the value."""
+        sqls = ["DROP INDEX sp_tok_sr", self.OLD_SR, self.OLD_VC]
         if self.DB:
+            sqls += ["DROP INDEX sp_tok_idc", self.OLD_IDC,
+                     "UPDATE hv_schema SET version = version - 2 WHERE module = 'fhir'"]
             subprocess.run(["psql", "-q", "-X", "-v", "ON_ERROR_STOP=1", self.DB, "-c",
                             "SET search_path TO fhir; " + "; ".join(sqls)],
                            check=True, capture_output=True, timeout=60)
             return
+        sqls.append("UPDATE hv_schema SET version = version - 1 WHERE module = 'fhir'")
         db = sqlite3.connect(os.path.join(eng.data, "fhir.db"), timeout=10)
         for sql in sqls:
             db.execute(sql)
@@ -397,13 +404,16 @@ class FhirSearchComboTests(SearchCase):
     def test_a_store_with_two_token_value_indexes_migrates_to_one(self):
         """A store made before the eleventh migration (sp_tok_vc and sp_tok_sr without the id;
         on SQLite one of them deferred by a killed import) opens with sp_tok_sr (type, code,
-        value, system, rid, id) alone, nothing left deferred, and answers token searches and
-        their counts (one code, system|code, two codes, system| alone, :not, two criteria, a
-        _has over a status) as before."""
+        value, system, rid, id) alone, nothing left deferred (on PostgreSQL sp_tok_idc with the
+        value), and answers token searches and their counts (one code, system|code, two codes,
+        system| alone, :not, two criteria, a _has over a status, a status and a code checked per
+        candidate of a subject) as before."""
         queries = ["Observation?code=8867-4", "Observation?code=%s|2093-3" % LOINC,
                    "Observation?code=8867-4,2339-0", "Observation?code=urn:local|",
                    "Observation?code:not=2093-3", "Observation?code=2339-0&status=final",
-                   "Patient?_has:Observation:subject:status=amended"]
+                   "Patient?_has:Observation:subject:status=amended",
+                   "Observation?subject=Patient/mp&status=amended",
+                   "Observation?subject=Patient/mp&code=%s|8867-4" % LOINC]
         for deferred in (["sp_tok_vc", "sp_tok_sr"] if not self.DB else ["sp_tok_vc"]):
             eng = self.start()
             rnd = random.Random(23)
@@ -424,6 +434,8 @@ class FhirSearchComboTests(SearchCase):
             idx, left = self.token_indexes(eng)
             self.assertNotIn("sp_tok_vc", idx)
             self.assertRegex(idx.get("sp_tok_sr", ""), r"\(type, code, value, system, rid, id\)")
+            self.assertRegex(idx.get("sp_tok_idc", ""),
+                             r"\(type, id, code, value\)" if self.DB else r"\(type, id, code\)")
             self.assertEqual(left, [])
             eng.stop()
 
