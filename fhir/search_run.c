@@ -716,7 +716,12 @@ static int index_ids(hv_db_t *db, hv__search_plan_t *p, hv_buf_t *q)
     if (driver < 0)
         driver = 0;
     others = p->crank[driver] <= 1 ? driver : -2;
-    if (others == -2 && p->few == 0 && hv__search_values_hinted(db) && p->ncrit >= 2 &&
+    /* PostgreSQL too: its per-id checks are one seek of the (type, id, code) indexes
+     * (sp_tok_idc with the value, migration idcv) where both criteria read whole were a hash
+     * of the larger one's range (a chain to a patient's name beside a date: 46,000 date rows
+     * for 94 ids, docs/performance.md, session 24). SQLite only while its value indexes are
+     * built (not deferred by a Bulk sync). */
+    if (others == -2 && p->few == 0 && (hv_db_kind(db) == HV_DB_PG || hv__search_values_hinted(db)) && p->ncrit >= 2 &&
         p->ncrit <= HV__SEARCH_MAX_PARAMS) {
         k0 = smallest_criterion(db, p, INTERSECT_DRIVE_MAX);
         p->few = k0 >= 0 ? k0 + 1 : -1;

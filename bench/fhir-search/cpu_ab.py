@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """bench/fhir-search/cpu_ab.py — server CPU per request of two servers on copies of one store.
 
-    cpu_ab.py OLD_PORT OLD_PID[+PG_PID] NEW_PORT NEW_PID[+PG_PID] N [tok]
+    cpu_ab.py OLD_PORT OLD_PID[+PG_PID] NEW_PORT NEW_PID[+PG_PID] N [tok|few]
 
 For each query, three rounds alternated old, new: 3 warm requests, then `perf stat -e task-clock
 -p PID` attached while N requests run on one keep-alive connection: the serving process's CPU
@@ -10,7 +10,8 @@ minimum of the three rounds per side and the ratio of the medians. With "tok", t
 the forms that read the token rows (sp_tok) other than through one value's page: two token
 criteria, an OR of codes, a system alone, :not, a chain ending on an identifier, a _has checked
 per referencing row in its sp_ref + sp_tok form, the mix's _has counts, and a token checked per
-candidate of a reference. A loaded machine stretches
+candidate of a reference. With "few", intersections where one criterion selects few index rows
+beside broad ones (and two without a small side, for what the counting costs). A loaded machine stretches
 wall times several-fold; CPU time far less (cpu.py and ab.py read /proc in 10 ms ticks instead).
 
 On PostgreSQL the statements run in the database's backend processes, not in the server's: give
@@ -49,6 +50,19 @@ if len(sys.argv) > 6 and sys.argv[6] == "tok":
         ("Encounter class, _summary=count", "Encounter?class=AMB&_summary=count"),
         ("reference + status (per candidate)", "Observation?subject=Patient/p7&status=final&_count=50"),
         ("reference + code (per candidate)", "Observation?subject=Patient/p7&code=8867-4&_count=50"),
+    ]
+if len(sys.argv) > 6 and sys.argv[6] == "few":
+    # Intersections where one criterion selects few index rows (fhir/search_run.c, index_ids:
+    # the smallest criterion under INTERSECT_DRIVE_MAX drives, the others checked per id).
+    QUERIES = [
+        ("chain to a name + date", "Observation?subject:Patient.name=Zyx97&date=ge2018&_count=50"),
+        ("chain to a name + date, _summary=count", "Observation?subject:Patient.name=Zyx97&date=ge2018&_summary=count"),
+        ("chain to a name + code", "Observation?subject:Patient.name=Zyx97&code=8867-4&_count=50"),
+        ("chain to an identifier + status", "Observation?subject:Patient.identifier=urn:bench:mrn|MRN0000042&status=final&_count=50"),
+        ("gender + identifier", "Patient?gender=female&identifier=urn:bench:mrn|MRN0000042"),
+        ("name + birthdate", "Patient?name=zyx97&birthdate=ge1950"),
+        ("code + date range (no small side)", "Observation?code=8867-4&date=ge2020-01-01&date=lt2020-03-01&_count=50"),
+        ("code + status (no small side)", "Observation?code=8867-4&status=final&_count=50"),
     ]
 def run(port, path, n):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
