@@ -224,6 +224,21 @@ class FhirSearchComboTests(SearchCase):
                       if p == 1 and token_holds(cod, "2339-0") and rng is not None
                       and prefix_holds("ge", rng[0], rng[1], "2019"))
         self.assertEqual(self.q("Observation?subject=Patient/p1&code=2339-0&date=ge2019&_count=3"), want)
+        # a _has after the folded pair: renumbered with its markers, it is still a _has (paged
+        # until its matches) and still checked per candidate, in either order of the criteria
+        reported = sorted(model)[::3]
+        self.put({"resourceType": "DiagnosticReport", "id": "dr1", "status": "final",
+                  "code": {"coding": [{"system": LOINC, "code": "24323-8"}]},
+                  "result": [{"reference": "Observation/" + k} for k in reported]})
+        want = sorted(k for k, ((cod, rng, _), _) in model.items()
+                      if k in reported and token_holds(cod, "2339-0") and rng is not None
+                      and prefix_holds("ge", rng[0], rng[1], "2019"))
+        self.assertGreater(len(want), 2)  # more than one page of 2
+        for q in ("Observation?code=2339-0&date=ge2019&_has:DiagnosticReport:result:status=final&_count=2",
+                  "Observation?_has:DiagnosticReport:result:status=final&code=2339-0&date=ge2019&_count=2",
+                  "Observation?code=2339-0&_has:DiagnosticReport:result:status=final&date=ge2019&_count=2"):
+            self.assertEqual(self.q(q), want, q)
+        self.assertEqual(self.q("Observation?code=2339-0&date=ge2019&_has:DiagnosticReport:result:status=amended"), [])
         want = [k for k, ((cod, _, qty), _) in model.items() if token_holds(cod, "8867-4") and qty_holds(qty, "gt100")]
         got = self.search("Observation?code=8867-4&value-quantity=gt100&_sort=-_id&_count=3&_total=none")[0]
         self.assertEqual(got, ["Observation/" + k for k in sorted(want, reverse=True)])
