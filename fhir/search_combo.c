@@ -660,7 +660,7 @@ int hv__search_combo_rewrite(hv__search_plan_t *p)
                  * its criterion (fhir/search_run.c, expand), a _has's ("@E", "@H", "@J") too. */
                 const char *s = p->where.data + p->cspan[k][0], *e = p->where.data + p->cspan[k][1];
                 while (s < e) {
-                    if (*s == '@' && s + 1 < e && strchr("CRIEHJ", s[1]) != NULL && s[1] != '\0' &&
+                    if (*s == '@' && s + 1 < e && s[1] != '\0' && strchr("CRIEHJ", s[1]) != NULL &&
                         strtol(s + 2, NULL, 10) == k) {
                         char *q = NULL;
                         strtol(s + 2, &q, 10);

@@ -976,18 +976,11 @@ static int64_t max_rid(hv_db_t *db)
     return v;
 }
 
-/* True when criterion k of p is a top-level _has (its "@E<k>@" head). */
+/* True when criterion k of p is a top-level _has (its "@E<k>@" head: a criterion's markers
+ * carry its own number, fhir/search_combo.c renumbering them with it). */
 static int is_has(const hv__search_plan_t *p, int k)
 {
-    const char *s = p->where.data + p->cspan[k][0];
-    size_t len = p->cspan[k][1] - p->cspan[k][0];
-    char mark[16];
-    int n = snprintf(mark, sizeof(mark), "@E%d@", k);
-    for (const char *m = memchr(s, '@', len); m != NULL && (size_t)(s + len - m) >= (size_t)n;
-         m = memchr(m + 1, '@', (size_t)(s + len - m - 1)))
-        if (memcmp(m, mark, (size_t)n) == 0)
-            return 1;
-    return 0;
+    return crit_marked(p, k, "E");
 }
 
 /*

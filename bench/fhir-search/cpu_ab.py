@@ -26,7 +26,8 @@ def side(name, port, pids):
     return (name, int(port), int(pid), int(pg) if pg else None)
 sides = [side("old", sys.argv[1], sys.argv[2]), side("new", sys.argv[3], sys.argv[4])]
 N = int(sys.argv[5])
-QUERIES = [
+SETS = {}
+SETS["mix"] = [
     ("Observation by code", "Observation?code=http://loinc.org|8867-4&_count=50"),
     ("Observation by code, _total=none", "Observation?code=http://loinc.org|8867-4&_count=50&_total=none"),
     ("_summary=count one code", "Observation?code=8867-4&_summary=count"),
@@ -36,34 +37,35 @@ QUERIES = [
     ("Patient by identifier", "Patient?identifier=urn:bench:mrn|MRN0000042"),
     ("status=final", "Observation?status=final&_count=50"),
 ]
-if len(sys.argv) > 6 and sys.argv[6] == "tok":
-    QUERIES = [
-        ("code + status (two tokens)", "Observation?code=8867-4&status=final&_count=50"),
-        ("two codes (OR), _summary=count", "Observation?code=8867-4,2093-3&_summary=count"),
-        ("two codes (OR), page", "Observation?code=8867-4,2093-3&_count=50"),
-        ("status:not=final", "Observation?status:not=final&_count=50"),
-        ("gender + identifier", "Patient?gender=female&identifier=urn:bench:mrn|MRN0000042"),
-        ("chain to an identifier", "Observation?subject:Patient.identifier=urn:bench:mrn|MRN0000042&_count=50"),
-        ("_has status (sp_ref + sp_tok) + name", "Patient?_has:Observation:patient:status=final&name=zyx&_count=50"),
-        ("_has + name, _summary=count", "Patient?_has:Observation:patient:code=4548-4&name=zyx&_summary=count"),
-        ("_has alone, _summary=count", "Patient?_has:Observation:patient:code=4548-4&_summary=count"),
-        ("Encounter class, _summary=count", "Encounter?class=AMB&_summary=count"),
-        ("reference + status (per candidate)", "Observation?subject=Patient/p7&status=final&_count=50"),
-        ("reference + code (per candidate)", "Observation?subject=Patient/p7&code=8867-4&_count=50"),
-    ]
-if len(sys.argv) > 6 and sys.argv[6] == "few":
-    # Intersections where one criterion selects few index rows (fhir/search_run.c, index_ids:
-    # the smallest criterion under INTERSECT_DRIVE_MAX drives, the others checked per id).
-    QUERIES = [
-        ("chain to a name + date", "Observation?subject:Patient.name=Zyx97&date=ge2018&_count=50"),
-        ("chain to a name + date, _summary=count", "Observation?subject:Patient.name=Zyx97&date=ge2018&_summary=count"),
-        ("chain to a name + code", "Observation?subject:Patient.name=Zyx97&code=8867-4&_count=50"),
-        ("chain to an identifier + status", "Observation?subject:Patient.identifier=urn:bench:mrn|MRN0000042&status=final&_count=50"),
-        ("gender + identifier", "Patient?gender=female&identifier=urn:bench:mrn|MRN0000042"),
-        ("name + birthdate", "Patient?name=zyx97&birthdate=ge1950"),
-        ("code + date range (no small side)", "Observation?code=8867-4&date=ge2020-01-01&date=lt2020-03-01&_count=50"),
-        ("code + status (no small side)", "Observation?code=8867-4&status=final&_count=50"),
-    ]
+SETS["tok"] = [
+    ("code + status (two tokens)", "Observation?code=8867-4&status=final&_count=50"),
+    ("two codes (OR), _summary=count", "Observation?code=8867-4,2093-3&_summary=count"),
+    ("two codes (OR), page", "Observation?code=8867-4,2093-3&_count=50"),
+    ("status:not=final", "Observation?status:not=final&_count=50"),
+    ("gender + identifier", "Patient?gender=female&identifier=urn:bench:mrn|MRN0000042"),
+    ("chain to an identifier", "Observation?subject:Patient.identifier=urn:bench:mrn|MRN0000042&_count=50"),
+    ("_has status (sp_ref + sp_tok) + name", "Patient?_has:Observation:patient:status=final&name=zyx&_count=50"),
+    ("_has + name, _summary=count", "Patient?_has:Observation:patient:code=4548-4&name=zyx&_summary=count"),
+    ("_has alone, _summary=count", "Patient?_has:Observation:patient:code=4548-4&_summary=count"),
+    ("Encounter class, _summary=count", "Encounter?class=AMB&_summary=count"),
+    ("reference + status (per candidate)", "Observation?subject=Patient/p7&status=final&_count=50"),
+    ("reference + code (per candidate)", "Observation?subject=Patient/p7&code=8867-4&_count=50"),
+]
+# Intersections where one criterion selects few index rows (fhir/search_run.c, index_ids:
+# the smallest criterion under INTERSECT_DRIVE_MAX drives, the others checked per id).
+SETS["few"] = [
+    ("chain to a name + date", "Observation?subject:Patient.name=Zyx97&date=ge2018&_count=50"),
+    ("chain to a name + date, _summary=count", "Observation?subject:Patient.name=Zyx97&date=ge2018&_summary=count"),
+    ("chain to a name + code", "Observation?subject:Patient.name=Zyx97&code=8867-4&_count=50"),
+    ("chain to an identifier + status", "Observation?subject:Patient.identifier=urn:bench:mrn|MRN0000042&status=final&_count=50"),
+    ("gender + identifier", "Patient?gender=female&identifier=urn:bench:mrn|MRN0000042"),
+    ("name + birthdate", "Patient?name=zyx97&birthdate=ge1950"),
+    ("code + date range (no small side)", "Observation?code=8867-4&date=ge2020-01-01&date=lt2020-03-01&_count=50"),
+    ("code + status (no small side)", "Observation?code=8867-4&status=final&_count=50"),
+]
+if len(sys.argv) > 6 and sys.argv[6] not in SETS:
+    sys.exit("cpu_ab.py: no query set %r (%s)" % (sys.argv[6], ", ".join(SETS)))
+QUERIES = SETS[sys.argv[6] if len(sys.argv) > 6 else "mix"]
 def run(port, path, n):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     for _ in range(n):

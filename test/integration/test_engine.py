@@ -116,13 +116,14 @@ class Cli(EngineTestCase):
         self.assertIn("data directory", err)
 
 
-class Monitoring(EngineTestCase):
-    # The disk:free thresholds at 0: "pass" must not depend on the free space of the
-    # machine running the tests (test_disk_thresholds_set_the_health_status tests them).
-    NO_DISK_THRESHOLDS = {"HOLOVITALS_HEALTH_DISK_WARN": "0", "HOLOVITALS_HEALTH_DISK_FAIL": "0"}
+# The disk:free thresholds at 0: "pass" must not depend on the free space of the machine
+# running the tests (test_disk_thresholds_set_the_health_status tests them).
+NO_DISK_THRESHOLDS = {"HOLOVITALS_HEALTH_DISK_WARN": "0", "HOLOVITALS_HEALTH_DISK_FAIL": "0"}
 
+
+class Monitoring(EngineTestCase):
     def test_starts_fast_and_health_is_pass(self):
-        eng = self.engine(auth=True, env=self.NO_DISK_THRESHOLDS)  # with --auth off /health says "warn"
+        eng = self.engine(auth=True, env=NO_DISK_THRESHOLDS)  # with --auth off /health says "warn"
         # How fast it starts is a benchmark's figure (docs/performance.md, HTTP server), not a
         # test's: under a loaded CI machine's sanitizer build a bound only measures the load.
         status, headers, body = eng.get("/health")
@@ -382,7 +383,7 @@ class Http(EngineTestCase):
         subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
                         "-nodes", "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1"],
                        check=True, capture_output=True)
-        eng = self.engine(tls=(cert, key), auth=True, env=Monitoring.NO_DISK_THRESHOLDS)
+        eng = self.engine(tls=(cert, key), auth=True, env=NO_DISK_THRESHOLDS)
         st, h, body = eng.get("/health")
         self.assertEqual(st, 200)
         self.assertEqual(json.loads(body)["status"], "pass")
