@@ -441,17 +441,33 @@ int hv_db_bind_null(hv_db_stmt_t *st, int idx) {
     return bound(st, idx, st->db->ops->bind_null(st, idx));
 }
 
-int hv_db_step(hv_db_stmt_t *st) {
-    /* A parameter not bound since the statement was last done is NULL (hv_db_done
-     * leaves the backend's values in place). After this, every parameter is marked,
-     * so the later steps of the same execution skip the loop. */
+/* A parameter not bound since the statement was last done is NULL (hv_db_done leaves the
+ * backend's values in place). After this, every parameter is marked, so the later steps of
+ * the same execution skip the loop. */
+static void bind_unbound(hv_db_stmt_t *st) {
     if (st->nbound < st->nparams) {
         for (int i = 1; i <= st->nparams; i++) {
             if ((st->bound[i >> 6] & ((uint64_t)1 << (i & 63))) == 0) (void)bound(st, i, st->db->ops->bind_null(st, i));
         }
     }
+}
+
+int hv_db_step(hv_db_stmt_t *st) {
+    bind_unbound(st);
     return st->db->ops->step(st);
 }
+
+int hv_db_step_later(hv_db_stmt_t *st) {
+    int rc;
+    if (st->db->ops->step_later == NULL) {
+        rc = hv_db_step(st);
+        return rc < 0 ? rc : HV_OK;
+    }
+    bind_unbound(st);
+    return st->db->ops->step_later(st);
+}
+
+int hv_db_flush(hv_db_t *db) { return db->ops->flush != NULL ? db->ops->flush(db) : HV_OK; }
 
 int hv_db_column_count(hv_db_stmt_t *st) { return st->db->ops->column_count(st); }
 

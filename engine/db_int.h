@@ -91,6 +91,10 @@ struct hv__db_ops {
     double (*column_double)(hv_db_stmt_t *st, int col);
     int64_t (*changes)(hv_db_t *db);
     int (*set_synchronous)(hv_db_t *db, const char *mode);
+    /* hv_db_step_later and hv_db_flush (engine.h); NULL: the statement is stepped at once
+     * and there is nothing to flush (SQLite). */
+    int (*step_later)(hv_db_stmt_t *st);
+    int (*flush)(hv_db_t *db);
 };
 
 /* Backend constructors. name is already validated ([a-z0-9_], 1-63 characters). */

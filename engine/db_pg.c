@@ -16,7 +16,13 @@
  *     default bytea_output since 9.0, which the connection sets explicitly) and
  *     are decoded once per row and column on demand;
  *   - hv_db_step executes on its first call and buffers the whole result, then
- *     iterates its rows, so statements can nest on one connection.
+ *     iterates its rows, so statements can nest on one connection;
+ *   - hv_db_step_later queues a statement in libpq's pipeline mode (libpq-pipeline-mode.html):
+ *     its Bind/Execute go out with the next ones, in as few writes as libpq's 64 KiB output
+ *     buffer allows, without a round trip each. Every other call first drains the pipeline
+ *     (a Sync, then one result per queued statement), and so does a queue of PIPE_MAX.
+ *     The results of INSERTs and DELETEs are a few bytes each, so the server never blocks
+ *     writing them while the client is still sending.
  *
  * Error messages carry the server's primary message and SQLSTATE, not its DETAIL
  * field, which may quote the values of a row. A unique violation (SQLSTATE 23505)
@@ -43,7 +49,11 @@ typedef struct pg_db {
     uint64_t next_id;   /* for statement names */
     int64_t changes;    /* rows changed by the last INSERT/UPDATE/DELETE/MERGE */
     hv_buf_t deferred;  /* "DEALLOCATE …;" commands to send when the connection is usable */
+    int queued;         /* statements sent in pipeline mode whose results are not yet read */
 } pg_db_t;
+
+/* Statements queued by hv_db_step_later before the pipeline is drained anyway. */
+#define PIPE_MAX 256
 
 typedef struct pg_stmt {
     hv_db_stmt_t base;
@@ -82,8 +92,53 @@ static int fail_res(hv_db_t *db, const PGresult *res) {
     return HV_EDB;
 }
 
+/*
+ * Ends pipeline mode: sends a Sync, reads the result of every queued statement and the
+ * Sync's. Returns HV_OK, or the first failure (a statement after a failed one is not run:
+ * PGRES_PIPELINE_ABORTED), whose message is the connection's error.
+ */
+static int drain(pg_db_t *pdb) {
+    PGconn *c = pdb->conn;
+    PGresult *r;
+    int rc = HV_OK;
+    if (PQpipelineStatus(c) == PQ_PIPELINE_OFF) return HV_OK;
+    if (PQpipelineSync(c) != 1) {
+        rc = fail_res(&pdb->base, NULL);
+        pdb->queued = 0;
+        return rc;
+    }
+    for (int i = 0; i < pdb->queued; i++) {
+        while ((r = PQgetResult(c)) != NULL) {
+            if (PQresultStatus(r) == PGRES_FATAL_ERROR && rc == HV_OK) rc = fail_res(&pdb->base, r);
+            PQclear(r);
+        }
+    }
+    pdb->queued = 0;
+    for (;;) {
+        ExecStatusType es;
+        r = PQgetResult(c);
+        if (r == NULL) {
+            if (rc == HV_OK) rc = fail_res(&pdb->base, NULL);
+            break;
+        }
+        es = PQresultStatus(r);
+        if (es == PGRES_FATAL_ERROR && rc == HV_OK) rc = fail_res(&pdb->base, r);
+        PQclear(r);
+        if (es == PGRES_PIPELINE_SYNC) break;
+    }
+    if (PQexitPipelineMode(c) != 1 && rc == HV_OK) rc = fail_res(&pdb->base, NULL);
+    return rc;
+}
+
+static int pg_flush(hv_db_t *db) { return drain(PDB(db)); }
+
 static int pg_exec(hv_db_t *db, const char *sql) {
-    PGresult *res = PQexec(PDB(db)->conn, sql);
+    int drained = drain(PDB(db));
+    PGresult *res;
+    /* A failed queued statement fails the transaction: whatever comes next but a
+     * rollback would be refused, or, for COMMIT, turned into a rollback. */
+    if (drained != HV_OK && strncmp(sql, "ROLLBACK", 8) != 0) return drained;
+    res = PQexec(PDB(db)->conn, sql);
     ExecStatusType s = PQresultStatus(res);
     int rc = HV_OK;
     if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK && s != PGRES_EMPTY_QUERY)
@@ -95,6 +150,7 @@ static int pg_exec(hv_db_t *db, const char *sql) {
 static int pg_begin(hv_db_t *db) { return pg_exec(db, "BEGIN"); }
 
 static void pg_close(hv_db_t *db) {
+    (void)drain(PDB(db));
     PQfinish(PDB(db)->conn);
     hv_buf_release(&PDB(db)->deferred);
     hv_free(db);
@@ -105,6 +161,7 @@ static void flush_deferred(pg_db_t *db) {
     PGTransactionStatusType ts;
     PGresult *res;
     if (db->deferred.len == 0) return;
+    if (drain(db) != HV_OK) return;
     ts = PQtransactionStatus(db->conn);
     if (ts != PQTRANS_IDLE && ts != PQTRANS_INTRANS) return;
     res = PQexec(db->conn, db->deferred.data);
@@ -132,7 +189,9 @@ static int pg_prepare(hv_db_t *db, const char *sql, int nparams, hv_db_stmt_t **
     pg_db_t *pdb = PDB(db);
     pg_stmt_t *s = NULL;
     PGresult *res = NULL;
-    int rc = HV_ENOMEM, i;
+    int rc = drain(pdb), i;
+    if (rc != HV_OK) return rc;
+    rc = HV_ENOMEM;
     flush_deferred(pdb);
     s = hv_calloc(1, sizeof(*s));
     if (s == NULL) goto out;
@@ -264,7 +323,11 @@ static int pg_step(hv_db_stmt_t *st) {
     pg_db_t *pdb = PDB(st->db);
     if (s->state == 0) {
         ExecStatusType es;
-        int rc;
+        int rc = drain(pdb);
+        if (rc != HV_OK) {
+            s->state = 2;
+            return rc;
+        }
         s->res = PQexecPrepared(pdb->conn, s->name, s->nparams, s->values, s->lengths, s->formats, 0);
         es = PQresultStatus(s->res);
         if (es != PGRES_TUPLES_OK && es != PGRES_COMMAND_OK && es != PGRES_EMPTY_QUERY) {
@@ -296,6 +359,23 @@ static int pg_step(hv_db_stmt_t *st) {
         if (s->row < s->nrows) return HV_DB_ROW;
         s->state = 2;
     }
+    return HV_OK;
+}
+
+static int pg_step_later(hv_db_stmt_t *st) {
+    pg_stmt_t *s = PST(st);
+    pg_db_t *pdb = PDB(st->db);
+    if (PQpipelineStatus(pdb->conn) == PQ_PIPELINE_OFF) {
+        flush_deferred(pdb);
+        if (PQenterPipelineMode(pdb->conn) != 1) return fail_res(st->db, NULL);
+    }
+    s->state = 2; /* no rows: a step now is done */
+    if (PQsendQueryPrepared(pdb->conn, s->name, s->nparams, s->values, s->lengths, s->formats, 0) != 1) {
+        int rc = fail_res(st->db, NULL);
+        (void)drain(pdb);
+        return rc;
+    }
+    if (++pdb->queued >= PIPE_MAX) return drain(pdb);
     return HV_OK;
 }
 
@@ -385,6 +465,7 @@ static const hv__db_ops_t pg_ops = {
     pg_reset,        pg_bind_text,     pg_bind_blob,      pg_bind_int64,     pg_bind_double,
     pg_bind_null,    pg_step,          pg_column_count,   pg_column_is_null, pg_column_text,
     pg_column_blob,  pg_column_int64,  pg_column_double,  pg_changes,        pg_set_synchronous,
+    pg_step_later,   pg_flush,
 };
 
 int hv__db_pg_open(const char *url, const char *name, hv_db_t **out, hv_error_t *err) {

@@ -238,6 +238,7 @@ static const hv__db_ops_t sqlite_ops = {
     sqlite_bind_int64,  sqlite_bind_double,   sqlite_bind_null,     sqlite_step,
     sqlite_column_count, sqlite_column_is_null, sqlite_column_text, sqlite_column_blob,
     sqlite_column_int64, sqlite_column_double, sqlite_changes,      sqlite_set_synchronous,
+    NULL,               NULL,
 };
 
 /* Creates dir and its missing parents with mode 0700 (it will hold PHI). */

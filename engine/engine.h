@@ -415,6 +415,18 @@ int hv_db_bind_double(hv_db_stmt_t *st, int idx, double v);
 int hv_db_bind_null(hv_db_stmt_t *st, int idx);
 /* HV_DB_ROW while rows come, HV_OK when done, a negative status on error. */
 int hv_db_step(hv_db_stmt_t *st);
+/*
+ * Runs a statement that returns no rows (an INSERT or DELETE without RETURNING) whose
+ * outcome the caller needs only by the end of its unit of work. SQLite steps it at once.
+ * PostgreSQL may queue it (libpq's pipeline mode) behind the ones queued before, sent
+ * together without waiting for each answer: a failure is then reported by the next call
+ * on the connection that waits for the server (a step, exec, prepare, COMMIT — never
+ * ROLLBACK, which runs regardless) or by hv_db_flush, and hv_db_changes does not count
+ * it. The storage thread flushes after every job, so a job's failure stays its own.
+ */
+int hv_db_step_later(hv_db_stmt_t *st);
+/* Waits for every statement hv_db_step_later queued on db: HV_OK, or the first failure. */
+int hv_db_flush(hv_db_t *db);
 int hv_db_column_count(hv_db_stmt_t *st);
 int hv_db_column_is_null(hv_db_stmt_t *st, int col); /* col is 0-based */
 const char *hv_db_column_text(hv_db_stmt_t *st, int col, size_t *len);

@@ -330,6 +330,11 @@ static void batch_run(hv_storage_t *s, batch_t *b) {
         deferring = defer ? s : NULL;
         sl->status = sl->job(db, sl->arg);
         deferring = NULL;
+        if (sl->status >= 0) {
+            /* What the job queued (hv_db_step_later) is its own: a failure fails it here. */
+            int flushed = hv_db_flush(db);
+            if (flushed != HV_OK) sl->status = flushed;
+        }
         b->pending |= defer;
         if (sl->status > 0) sl->status = HV_OK;
         if (sl->status == HV_OK) continue;

@@ -245,9 +245,9 @@ int hv__search_exec_tid(hv_db_t *db, const char *sql, const char *type, const ch
         hv_db_bind_text(st, 3, a, strlen(a));
         hv_db_bind_text(st, 4, b, strlen(b));
     }
-    rc = hv_db_step(st);
+    rc = hv_db_step_later(st);
     hv_db_done(st);
-    return rc < 0 ? rc : HV_OK;
+    return rc;
 }
 
 int hv__search_combo_put(hv_db_t *db, const char *type, const char *id, int live, int replace,
@@ -403,7 +403,7 @@ int hv__search_cross_insert(hv_db_t *db, int tab, const char *type, const char *
             for (int i = 0; i < cross_tabs[tab].nb; i++)
                 hv__search_bind_val(st, p++, &v[i]);
         }
-        rc = hv_db_step(st);
+        rc = hv_db_step_later(st);
         hv_db_done(st);
         if (rc < 0)
             return rc;

@@ -1478,7 +1478,7 @@ static int flush_table(ix_t *x, int be, int t, int64_t rid)
             hv_db_bind_null(st, 3);
         for (size_t i = 0; i < n; i++, r = r->tnext)
             p = bind_row(st, t, p, r);
-        rc = hv_db_step(st);
+        rc = hv_db_step_later(st);
         hv_db_done(st);
         if (rc < 0)
             return rc;
@@ -2624,7 +2624,7 @@ static int flush_table_multi(hv_db_t *db, int be, int t, const hv__search_batch_
             p = bind_row(st, t, p, r);
             r = r->tnext;
         }
-        rc = hv_db_step(st);
+        rc = hv_db_step_later(st);
         hv_db_done(st);
         if (rc < 0)
             return rc;

@@ -57,7 +57,8 @@ extern const char hv__search_migration3_pg[];
  * first when replace is set. resource NULL (a deletion) writes none.
  */
 int hv__search_special_put(hv_db_t *db, const char *type, const char *id, struct json_object *resource, int replace);
-/* Runs sql, a statement of two parameters ($1 type, $2 id) that returns no row (fhir/search_special.c). */
+/* Runs sql, a statement of two parameters ($1 type, $2 id) that returns no row, through
+ * hv_db_step_later (its failure may come from a later call: engine.h) (fhir/search_special.c). */
 int hv__search_exec2(hv_db_t *db, const char *sql, const char *type, const char *id);
 
 /*
@@ -658,8 +659,8 @@ void hv__search_str_enable(int on);
 int hv__search_token_cond_ok(const char *s, const char *e);
 void hv__search_token_cond(hv_buf_t *b, const char *s, const char *e);
 
-/* Runs one statement with $1 type, $2 id and, when a is given, $3 a and $4 b
- * (fhir/search_combo.c: the combined rows' fill and delete). */
+/* Runs one statement with $1 type, $2 id and, when a is given, $3 a and $4 b, through
+ * hv_db_step_later (fhir/search_combo.c: the combined rows' fill and delete). */
 int hv__search_exec_tid(hv_db_t *db, const char *sql, const char *type, const char *id, const char *a,
                         const char *b);
 /* Runs q, a statement of one row and column, with p's values bound: *count set from it

@@ -315,9 +315,9 @@ int hv__search_exec2(hv_db_t *db, const char *sql, const char *type, const char 
         return rc;
     hv_db_bind_text(st, 1, type, strlen(type));
     hv_db_bind_text(st, 2, id, strlen(id));
-    rc = hv_db_step(st);
+    rc = hv_db_step_later(st);
     hv_db_done(st);
-    return rc < 0 ? rc : HV_OK;
+    return rc;
 }
 
 /* The normalized narrative (*nar) and content (*con) of a resource (both owned). */
@@ -690,9 +690,8 @@ static int put_text(hv_db_t *db, const char *type, const char *id, struct json_o
     hv_db_bind_text(st, 2, id, strlen(id));
     hv_db_bind_text(st, 3, n1, strlen(n1));
     hv_db_bind_text(st, 4, n2, strlen(n2));
-    rc = hv_db_step(st);
+    rc = hv_db_step_later(st);
     hv_db_done(st);
-    rc = rc < 0 ? rc : HV_OK;
 out:
     hv_free(n1);
     hv_free(n2);

@@ -329,9 +329,8 @@ static int refs_insert(hv_db_t *db, const char *type, const char *id, const hv__
         bind_str_static(st, 1, type);
         bind_str_static(st, 2, id);
         bind_str_static(st, 3, pats->ids[i]);
-        rc = hv_db_step(st);
+        rc = hv_db_step_later(st);
         hv_db_done(st);
-        rc = rc < 0 ? rc : HV_OK;
     }
     return rc;
 }
@@ -391,7 +390,7 @@ int hv__store_put_pre(hv_db_t *db, const char *type, const char *id, int64_t ver
             return rc;
         bind_str(st, 1, type);
         bind_str(st, 2, id);
-        rc = hv_db_step(st);
+        rc = hv_db_step_later(st);
         hv_db_done(st);
         if (rc < 0)
             return rc;

@@ -539,6 +539,63 @@ static void db_unique_violation_is_conflict_without_values(void **state) {
     hv_db_close(db);
 }
 
+/* Inserts k into q through hv_db_step_later; returns what it returned. */
+static int insert_later(hv_db_t *db, int64_t k) {
+    hv_db_stmt_t *st = NULL;
+    int rc = hv_db_prepare(db, "INSERT INTO q(k, v) VALUES ($1, $2)", &st);
+    assert_int_equal(rc, HV_OK);
+    hv_db_bind_int64(st, 1, k);
+    hv_db_bind_text(st, 2, "SECRET-MRN-123", 14);
+    rc = hv_db_step_later(st);
+    hv_db_done(st);
+    return rc;
+}
+
+/*
+ * hv_db_step_later: statements queued (PostgreSQL's pipeline; SQLite runs them at once)
+ * are seen by the next statement, survive a queue longer than one drain, and a failure
+ * among them is reported once — by the call itself or by the next one that waits — with
+ * no bound value in the message; a COMMIT after a queued failure keeps nothing.
+ */
+static void db_statements_run_later_report_their_failure_once(void **state) {
+    hv_db_t *db = dbtest_open(BACKEND(state));
+    int rc1, rc2;
+    assert_int_equal(hv_db_exec(db, "CREATE TABLE q(k INTEGER PRIMARY KEY, v TEXT)"), HV_OK);
+    assert_int_equal(hv_db_begin(db), HV_OK);
+    for (int64_t k = 1; k <= 600; k++) assert_int_equal(insert_later(db, k), HV_OK);
+    assert_int_equal(dbtest_query_int(db, "SELECT COUNT(*) FROM q"), 600); /* waits: sees them */
+    assert_int_equal(insert_later(db, 601), HV_OK);
+    assert_int_equal(hv_db_flush(db), HV_OK);
+    assert_int_equal(hv_db_flush(db), HV_OK); /* nothing queued: nothing to report */
+    assert_int_equal(hv_db_commit(db), HV_OK);
+    assert_int_equal(dbtest_query_int(db, "SELECT SUM(k) FROM q"), 601 * 602 / 2);
+
+    /* A duplicate key: reported by the call or by the flush, not both. */
+    assert_int_equal(hv_db_begin(db), HV_OK);
+    rc1 = insert_later(db, 5);
+    rc2 = hv_db_flush(db);
+    assert_true((rc1 == HV_ECONFLICT && rc2 == HV_OK) || (rc1 == HV_OK && rc2 == HV_ECONFLICT));
+    assert_null(strstr(hv_db_errmsg(db), "SECRET-MRN"));
+    assert_int_equal(hv_db_rollback(db), HV_OK);
+
+    /* Queued behind a good row, a failure fails the COMMIT, which keeps neither. */
+    assert_int_equal(hv_db_begin(db), HV_OK);
+    assert_int_equal(insert_later(db, 700), HV_OK);
+    rc1 = insert_later(db, 6);
+    rc2 = hv_db_commit(db);
+    if (rc1 == HV_OK) {
+        assert_int_equal(rc2, HV_ECONFLICT);
+        assert_int_equal(hv_db_rollback(db), HV_OK);
+        assert_int_equal(dbtest_query_int(db, "SELECT COUNT(*) FROM q WHERE k = 700"), 0);
+    } else { /* SQLite: the statement failed alone, the transaction went on */
+        assert_int_equal(rc1, HV_ECONFLICT);
+        assert_int_equal(rc2, HV_OK);
+    }
+    /* The connection works as before. */
+    assert_int_equal(dbtest_query_int(db, "SELECT COUNT(*) FROM q WHERE k <= 601"), 601);
+    hv_db_close(db);
+}
+
 static void db_migrations_apply_once_and_in_order(void **state) {
     static const char *const v3[] = {
         "CREATE TABLE m(x INTEGER)",
@@ -821,6 +878,7 @@ int run_db_tests(void) {
         cmocka_unit_test(db_rollback_discards_and_commit_keeps),
         cmocka_unit_test(db_changes_counts_rows_of_last_write),
         cmocka_unit_test(db_unique_violation_is_conflict_without_values),
+        cmocka_unit_test(db_statements_run_later_report_their_failure_once),
         cmocka_unit_test(db_migrations_apply_once_and_in_order),
         cmocka_unit_test(db_migrations_of_an_existing_schema_are_logged_at_info),
         cmocka_unit_test(db_new_schema_migrations_run_in_one_transaction),

@@ -24,6 +24,7 @@ typedef struct job {
     int done_calls;
     int done_seq;   /* order in which done ran */
     int runs;       /* times the job ran (storage thread) */
+    int later;      /* the job inserts through hv_db_step_later */
 } job_t;
 
 struct ctx {
@@ -62,7 +63,7 @@ static int insert_job(hv_db_t *db, void *arg) {
     rc = hv_db_prepare(db, "INSERT INTO jobs(id, body) VALUES ($1, $2)", &st);
     if (rc == HV_OK) rc = hv_db_bind_int64(st, 1, j->id);
     if (rc == HV_OK) rc = hv_db_bind_text(st, 2, body, sizeof(body));
-    if (rc == HV_OK) rc = hv_db_step(st);
+    if (rc == HV_OK) rc = j->later ? hv_db_step_later(st) : hv_db_step(st);
     hv_db_done(st);
     if (rc == HV_OK && j->fail) rc = HV_EINVAL;
     return rc;
@@ -395,6 +396,31 @@ static void storage_failing_job_rolls_back_alone(void **state) {
     count_rows(c, &r);
     assert_int_equal(r.count, n - 2);
     assert_int_equal(r.sum, 45 - 4 - 7);
+    ctx_finish(c);
+    test_free(c);
+}
+
+/* Jobs whose inserts are queued (hv_db_step_later): a duplicate key queued by one job
+ * fails that job, not the next one, and the others' rows are stored. */
+static void storage_queued_failure_fails_its_own_job(void **state) {
+    ctx_t *c = test_malloc(sizeof(*c));
+    count_req_t r;
+    int i, n = 10;
+    ctx_start(c, state, 64, 64, NULL);
+    for (i = 0; i < n; i++) c->jobs[i].later = 1;
+    c->jobs[7].id = 5; /* a duplicate primary key */
+    submit_blocker(c, &c->jobs[0]);
+    for (i = 1; i < n; i++)
+        assert_int_equal(hv_storage_submit(c->storage, insert_job, on_done, &c->jobs[i]), HV_OK);
+    uv_sem_post(&c->gate);
+    uv_run(&c->loop, UV_RUN_DEFAULT);
+    for (i = 0; i < n; i++) {
+        int want = i == 7 ? HV_ECONFLICT : HV_OK;
+        if (c->jobs[i].status != want) fail_msg("job %d: status %d, want %d", i, c->jobs[i].status, want);
+    }
+    count_rows(c, &r);
+    assert_int_equal(r.count, n - 1);
+    assert_int_equal(r.sum, 45 - 7);
     ctx_finish(c);
     test_free(c);
 }
@@ -1164,6 +1190,7 @@ int run_storage_tests(void) {
         cmocka_unit_test(storage_idle_thread_runs_a_turns_jobs_before_it_ends_and_commits_them_once),
         cmocka_unit_test(storage_busy_thread_gets_a_turns_jobs_at_its_end),
         cmocka_unit_test(storage_failing_job_rolls_back_alone),
+        cmocka_unit_test(storage_queued_failure_fails_its_own_job),
         cmocka_unit_test(storage_rerun_job_failure_reruns_batch_with_savepoints),
         cmocka_unit_test(storage_plain_job_guards_the_rest_of_its_batch),
         cmocka_unit_test(storage_deferred_writes_of_a_failing_job_go_with_it),
