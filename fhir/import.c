@@ -164,6 +164,11 @@ typedef struct imp {
 #define IMPORT_DEFER_WHERE \
     "type = 'index' AND sql IS NOT NULL AND (tbl_name LIKE 'sp\\_%' ESCAPE '\\'" \
     " OR tbl_name = 'refs' OR name IN ('resources_trid', 'resources_dead'))"
+/* The same on PostgreSQL, over pg_indexes: the store's schema (the connection's search_path),
+ * and not an index behind a constraint (sp_text's primary key is unique; none of the others). */
+#define IMPORT_DEFER_WHERE_PG \
+    "schemaname = current_schema() AND indexdef NOT LIKE 'CREATE UNIQUE %' AND (tablename LIKE 'sp\\_%' ESCAPE '\\'" \
+    " OR tablename = 'refs' OR indexname IN ('resources_trid', 'resources_dead'))"
 /* Of them, the writer's own, led by (type, id): a filter of import_deferred's rows. */
 #define WRITER_INDEXES " WHERE sql LIKE '%(type, id%'"
 /* The names of the rows of query q (one text column), at most cap; sets *n. */
@@ -224,8 +229,7 @@ static int restore_indexes(hv_db_t *db, const char *where, int own_tx)
     int rc, in_tx = 0, cache_set = 0;
     int64_t cache = 0;
     hv_db_stmt_t *st = NULL;
-    if (hv_db_kind(db) != HV_DB_SQLITE)
-        return HV_OK;
+    int pg = hv_db_kind(db) == HV_DB_PG;
     names = hv_malloc(DEFER_MAX * sizeof(*names));
     if (names == NULL)
         return HV_ENOMEM;
@@ -233,7 +237,7 @@ static int restore_indexes(hv_db_t *db, const char *where, int own_tx)
     rc = names_of(db, q, names, DEFER_MAX, &n);
     if (rc != HV_OK || n == 0)
         goto out;
-    {
+    if (!pg) {
         /* CREATE INDEX sorts with helper threads when allowed (sqlite.org/pragma.html#pragma_threads). */
         unsigned par = uv_available_parallelism();
         char sql[48];
@@ -247,14 +251,20 @@ static int restore_indexes(hv_db_t *db, const char *where, int own_tx)
     }
     rc = own_tx ? hv_db_begin(db) : HV_OK;
     in_tx = own_tx && rc == HV_OK;
+    /* PostgreSQL sorts an index's keys in maintenance_work_mem (64 MB by default) and
+     * spills the rest to temporary files; for this transaction only. */
+    if (rc == HV_OK && pg)
+        rc = hv_db_exec(db, "SET LOCAL maintenance_work_mem = '256MB'");
     for (size_t i = 0; i < n && rc == HV_OK; i++) {
         /* The definition SQLite itself kept when the index was dropped; an index that
          * exists again (a restore that raced this one) is left alone. */
         int exists = 0;
         char *ddl = NULL;
         rc = hv_db_prepare(db,
-                           "SELECT d.sql, (SELECT count(*) FROM sqlite_master m WHERE m.type = 'index' AND m.name = d.name)"
-                           " FROM import_deferred d WHERE d.name = $1",
+                           pg ? "SELECT d.sql, (SELECT count(*) FROM pg_indexes m WHERE m.schemaname = current_schema()"
+                                " AND m.indexname = d.name) FROM import_deferred d WHERE d.name = $1"
+                              : "SELECT d.sql, (SELECT count(*) FROM sqlite_master m WHERE m.type = 'index' AND m.name = d.name)"
+                                " FROM import_deferred d WHERE d.name = $1",
                            &st);
         if (rc != HV_OK)
             break;
@@ -439,16 +449,17 @@ static void larger_pages(hv_db_t *db)
 }
 
 /* In the caller's transaction: drops the search indexes of sqlite_master's rows matching
- * which if the store is empty and none are deferred already, recording them in
- * import_deferred; *deferred says whether it did. */
-static int drop_indexes(hv_db_t *db, const char *which, int *deferred)
+ * which (PostgreSQL: of pg_indexes' rows matching which_pg; NULL: none) if the store is
+ * empty and none are deferred already, recording them in import_deferred; *deferred says
+ * whether it did. */
+static int drop_indexes(hv_db_t *db, const char *which, const char *which_pg, int *deferred)
 {
-    char q[320];
+    char q[512];
     char(*names)[128] = NULL;
     size_t n = 0, any = 0;
-    int rc;
+    int rc, pg = hv_db_kind(db) == HV_DB_PG;
     *deferred = 0;
-    if (hv_db_kind(db) != HV_DB_SQLITE)
+    if (pg && which_pg == NULL)
         return HV_OK;
     names = hv_malloc(DEFER_MAX * sizeof(*names));
     if (names == NULL)
@@ -458,7 +469,11 @@ static int drop_indexes(hv_db_t *db, const char *which, int *deferred)
         rc = names_of(db, "SELECT name FROM import_deferred LIMIT 1", names, 1, &any);
     if (rc != HV_OK || any > 0)
         goto out;
-    snprintf(q, sizeof(q), "INSERT INTO import_deferred (name, sql) SELECT name, sql FROM sqlite_master WHERE %s", which);
+    if (pg)
+        snprintf(q, sizeof(q), "INSERT INTO import_deferred (name, sql) SELECT indexname, indexdef FROM pg_indexes WHERE %s",
+                 which_pg);
+    else
+        snprintf(q, sizeof(q), "INSERT INTO import_deferred (name, sql) SELECT name, sql FROM sqlite_master WHERE %s", which);
     rc = hv_db_exec(db, q);
     if (rc == HV_OK)
         rc = names_of(db, "SELECT name FROM import_deferred", names, DEFER_MAX, &n);
@@ -481,7 +496,7 @@ out:
 
 int hv__import_defer_indexes_job(hv_db_t *db, int *deferred)
 {
-    return drop_indexes(db, DEFER_WHERE, deferred);
+    return drop_indexes(db, DEFER_WHERE, NULL, deferred); /* PostgreSQL: a sync defers nothing */
 }
 
 /* Drops the search indexes if the store is empty and none are deferred already; sets
@@ -493,12 +508,12 @@ static int defer_indexes(imp_t *im)
     size_t any = 0;
     int rc, deferred = 0;
     const char *env = getenv("HOLOVITALS_IMPORT_DEFER_INDEXES");
-    if (hv_db_kind(im->db) != HV_DB_SQLITE || (env != NULL && strcmp(env, "0") == 0))
+    if (env != NULL && strcmp(env, "0") == 0)
         return HV_OK;
     rc = hv_db_begin(im->db);
     if (rc != HV_OK)
         return rc;
-    rc = drop_indexes(im->db, IMPORT_DEFER_WHERE, &deferred);
+    rc = drop_indexes(im->db, IMPORT_DEFER_WHERE, IMPORT_DEFER_WHERE_PG, &deferred);
     if (rc != HV_OK) {
         hv_db_rollback(im->db);
         return rc;

@@ -115,26 +115,38 @@ static const char *const migrations_pg[] = {
     "CREATE INDEX IF NOT EXISTS resources_trid ON resources (type, rid) INCLUDE (id, version, deleted);",
     hv__search_migration11_pg, /* one token value index, sp_tok_sr with the id: fhir/search_combo.c */
     hv__search_migration_idcv_pg, /* a token checked per candidate, one seek: fhir/search_combo.c */
+    /* Search indexes an import into an empty store dropped until its end (fhir/import.c). */
+    "CREATE TABLE IF NOT EXISTS import_deferred (name TEXT PRIMARY KEY, sql TEXT NOT NULL);",
     NULL,
 };
+
+/* The search indexes an import that was killed had deferred (fhir/import.c). A store
+ * without them answers the same, only slower: a failure is logged, not fatal, and the
+ * next opening tries again. */
+static void restore_deferred(hv_db_t *db)
+{
+    if (hv__import_restore_indexes(db) != HV_OK)
+        hv_log(HV_LOG_WARN, "fhir.import_indexes", "building the search indexes an import deferred failed: %s",
+               hv_db_errmsg(db) ? hv_db_errmsg(db) : "");
+}
 
 int hv__store_tune(hv_db_t *db, hv_config_t *cfg)
 {
     char sql[64];
     int64_t kib;
     int rc = hv_db_set_synchronous(db, hv_config_str(cfg, "fhir.synchronous"));
-    if (rc != HV_OK || hv_db_kind(db) != HV_DB_SQLITE)
+    if (rc == HV_OK && hv_db_kind(db) != HV_DB_SQLITE) {
+        restore_deferred(db);
+        return rc;
+    }
+    if (rc != HV_OK)
         return rc;
     /* Imports, transactions, EHR pages and the full-text catch-up are large storage jobs:
      * sub-journals in a temporary file past 64 KiB, not the in-memory list whose truncation
      * is quadratic in the job's size (engine/db_sqlite.c). */
     rc = hv_db_exec(db, "PRAGMA temp_store=FILE");
-    /* The search indexes an import that was killed had deferred (fhir/import.c). A store
-     * without them answers the same, only slower: a failure is logged, not fatal, and the
-     * next opening tries again. */
-    if (rc == HV_OK && hv__import_restore_indexes(db) != HV_OK)
-        hv_log(HV_LOG_WARN, "fhir.import_indexes", "building the search indexes an import deferred failed: %s",
-               hv_db_errmsg(db) ? hv_db_errmsg(db) : "");
+    if (rc == HV_OK)
+        restore_deferred(db);
     if (rc != HV_OK || hv_config_find(cfg, "fhir.cache_size") == NULL)
         return rc;
     /* A negative cache_size is in KiB (sqlite.org/pragma.html#pragma_cache_size). */

@@ -18,13 +18,14 @@ import json
 import os
 import re
 import shutil
+import signal
 import sqlite3
 import subprocess
 import tempfile
 import time
 import unittest
 
-from harness import REFERENCE, main, run_cli, stored_versions
+from harness import BIN, REFERENCE, main, run_cli, stored_versions
 import test_fhir_store as store_tests
 
 REFERENCE = os.environ.get("HV_REFERENCE_DIR", REFERENCE)
@@ -129,9 +130,9 @@ class ImportAheadTests(unittest.TestCase):
         self.assertEqual(counts, [(len(files), len(files))])  # every Synthea Bundle went ahead
         self.assertEqual(self.codes, [0])
         # The bundles share Practitioners and Organizations: the sixth writes some a second
-        # time, so the writer's (type, id ...) indexes, deferred into the empty SQLite store,
-        # are built before it (fhir/import.c). PostgreSQL defers nothing.
-        self.assertEqual(self.early, ["none" if self.DB else "the writer's"])
+        # time, so the writer's (type, id ...) indexes, deferred into the empty store (SQLite
+        # and PostgreSQL), are built before it (fhir/import.c).
+        self.assertEqual(self.early, ["the writer's"])
         for t in ("sp_str", "sp_tok", "sp_ref", "sp_date", "sp_num", "refs"):
             self.assertGreater(len(new[t]), 100, t)
 
@@ -259,11 +260,88 @@ class ImportAheadTests(unittest.TestCase):
                                         ("one", 1, "male"), ("one", 2, "female"), ("three", 1, "male"),
                                         ("two", 1, "male")], mode)
 
+def pg_rows(db, sql):
+    p = subprocess.run(["psql", "-q", "-X", "-A", "-t", "-F", "\x1f", db, "-c", "SET search_path TO fhir; " + sql],
+                       check=True, capture_output=True, text=True, timeout=60)
+    return sorted(line for line in p.stdout.splitlines() if line)
+
+
 if store_tests.PG_URL:
     class ImportAheadTestsPg(ImportAheadTests):
+        """On PostgreSQL an import into an empty store defers the same indexes as on SQLite
+        (their definitions from pg_indexes in import_deferred) and builds them at its end."""
+        INDEXES = "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'fhir'"
+
         @classmethod
         def setUpClass(cls):
             cls.DB = store_tests.private_db(store_tests.PG_URL, "hv_test_fhir_import_ahead")
+
+        def import_into(self, name, files, env=None):
+            data = os.path.join(self.tmp, name)
+            store_tests.reset_pg(self.DB)
+            code, out, err = run_cli("import", "--data", data, "--db", self.DB, *files,
+                                     env=dict({"HOLOVITALS_IMPORT_PRECOMPUTE": "1"}, **(env or {})), timeout=600)
+            self.assertEqual(code, 0, err)
+            return data
+
+        def test_pg_deferred_indexes_are_built_at_the_end_as_if_kept(self):
+            files = sorted(glob.glob(os.path.join(REFERENCE, "fhir", "synthea", "*.json")))
+            kept = self.import_into("kept", files, {"HOLOVITALS_IMPORT_DEFER_INDEXES": "0"})
+            kept_idx, kept_rows = pg_rows(self.DB, self.INDEXES), self.dump(kept)
+            # The deferring import drops them while it writes: watched from outside.
+            data = os.path.join(self.tmp, "deferred")
+            store_tests.reset_pg(self.DB)
+            proc = subprocess.Popen([BIN, "import", "--data", data, "--db", self.DB] + files,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            seen = set()
+            while proc.poll() is None:
+                try:
+                    seen.update(r.split("\x1f")[0] for r in pg_rows(self.DB, "SELECT name FROM import_deferred"))
+                except subprocess.CalledProcessError:
+                    pass  # the schema is not created yet
+                time.sleep(0.02)
+            out, err = proc.communicate()
+            self.assertEqual(proc.returncode, 0, err)
+            self.assertIn("sp_tok_sr", seen)
+            self.assertIn("sp_text_c", seen)
+            self.assertNotIn("resources_tiv", seen)
+            self.assertEqual(pg_rows(self.DB, "SELECT count(*) FROM import_deferred"), ["0"])
+            self.assertEqual(pg_rows(self.DB, self.INDEXES), kept_idx)
+            self.assertEqual(self.dump(data), kept_rows)
+
+        def test_pg_kill_mid_import_then_the_next_opening_builds_the_indexes(self):
+            files = sorted(glob.glob(os.path.join(REFERENCE, "fhir", "synthea", "*.json")))
+            self.import_into("kept", files[:1], {"HOLOVITALS_IMPORT_DEFER_INDEXES": "0"})
+            kept_idx = pg_rows(self.DB, self.INDEXES)
+            data = os.path.join(self.tmp, "killed")
+            store_tests.reset_pg(self.DB)
+            proc = subprocess.Popen([BIN, "import", "--data", data, "--db", self.DB] + files * 4,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and proc.poll() is None:
+                try:
+                    if pg_rows(self.DB, "SELECT count(*) FROM resources") != ["0"] and \
+                            pg_rows(self.DB, "SELECT count(*) FROM import_deferred") != ["0"]:
+                        break
+                except subprocess.CalledProcessError:
+                    pass
+                time.sleep(0.02)
+            self.assertIsNone(proc.poll(), "the import ended before it could be killed")
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            self.assertNotEqual(pg_rows(self.DB, "SELECT count(*) FROM import_deferred"), ["0"])
+            self.assertNotEqual(pg_rows(self.DB, self.INDEXES), kept_idx)
+            # Any opening of the store builds them: here a second import (of nothing new).
+            code, out, err = run_cli("import", "--data", data, "--db", self.DB, files[0], timeout=600)
+            self.assertEqual(code, 0, err)
+            self.assertEqual(pg_rows(self.DB, "SELECT count(*) FROM import_deferred"), ["0"])
+            self.assertEqual(pg_rows(self.DB, self.INDEXES), kept_idx)
+            # The first file's Patient, committed before the kill, has its index rows.
+            with open(files[0], encoding="utf-8") as f:
+                first = json.load(f)
+            pid = next(e["resource"]["id"] for e in first["entry"] if e["resource"]["resourceType"] == "Patient")
+            self.assertNotEqual(pg_rows(self.DB, "SELECT count(*) FROM sp_tok WHERE type = 'Patient' AND id = '%s'"
+                                        " AND code = 'identifier'" % pid), ["0"])
 
 
 if __name__ == "__main__":
