@@ -297,6 +297,7 @@ static int batch_flush(hv_storage_t *s, batch_t *b) {
     if (!b->pending) return HV_OK;
     b->pending = 0;
     rc = s->flush(s->db, 0, s->flush_ud);
+    if (rc == HV_OK) rc = hv_db_flush(s->db); /* what it queued (hv_db_step_later) */
     if (rc == HV_OK) return HV_OK;
     hv_db_rollback(s->db);
     for (uint64_t j = b->begin; j < b->next; j++) slot_at(s, j)->status = HV_OK;
