@@ -1089,6 +1089,8 @@ static int run_bundle(imp_t *im, unit_t *u)
     }
     if (rc == HV_OK && !im->guarded && hv__bundle_is_precomputed(bj) && bare_reserve(im) == HV_OK) {
         rc = hv__bundle_run(im->db, bj);
+        if (rc == HV_OK)
+            rc = hv_db_flush(im->db); /* a write it queued (hv_db_step_later) that failed is its own */
         if (rc == HV_OK) {
             im->bare[im->nbare++] = bj; /* freed at the commit */
             for (size_t i = 0; i < hv__bundle_op_count(bj); i++)
