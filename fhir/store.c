@@ -350,15 +350,15 @@ static int refs_insert(hv_db_t *db, const char *type, const char *id, const hv__
 int hv__store_put(hv_db_t *db, const char *type, const char *id, int64_t version, uint64_t ms,
                   const char *text, size_t len, struct json_object *resource)
 {
-    return hv__store_put_pre(db, type, id, version, ms, text, len, resource, NULL, NULL);
+    return hv__store_put_pre(db, type, id, version, ms, text, len, resource, NULL, NULL, 0);
 }
 
 int hv__store_put_pre(hv_db_t *db, const char *type, const char *id, int64_t version, uint64_t ms,
                       const char *text, size_t len, struct json_object *resource,
-                      const struct hv__search_rows *ix_pre, const hv__store_pats_t *pats_pre)
+                      const struct hv__search_rows *ix_pre, const hv__store_pats_t *pats_pre, int64_t rid_pre)
 {
     hv_db_stmt_t *st = NULL;
-    int rc;
+    int rc, pre = rid_pre > 0 && hv_db_kind(db) == HV_DB_PG;
     int64_t rid = 0;
     /* Before the version exists, hence before its commit and its answer: a read
      * cached from an older version is never served again (fhir/read_cache.c). */
@@ -368,10 +368,12 @@ int hv__store_put_pre(hv_db_t *db, const char *type, const char *id, int64_t ver
      * SQLite RETURNING would cost an ephemeral table per INSERT: measured 31k against
      * 15k instructions). */
     rc = hv_db_prepare(db,
-                       hv_db_kind(db) == HV_DB_PG ? "INSERT INTO resources (type, id, version, last_ms, deleted, json)"
-                                                    " VALUES ($1, $2, $3, $4, $5, $6) RETURNING rid"
-                                                  : "INSERT INTO resources (type, id, version, last_ms, deleted, json)"
-                                                    " VALUES ($1, $2, $3, $4, $5, $6)",
+                       pre ? "INSERT INTO resources (rid, type, id, version, last_ms, deleted, json) OVERRIDING SYSTEM"
+                             " VALUE VALUES ($7, $1, $2, $3, $4, $5, $6)"
+                       : hv_db_kind(db) == HV_DB_PG ? "INSERT INTO resources (type, id, version, last_ms, deleted, json)"
+                                                      " VALUES ($1, $2, $3, $4, $5, $6) RETURNING rid"
+                                                    : "INSERT INTO resources (type, id, version, last_ms, deleted, json)"
+                                                      " VALUES ($1, $2, $3, $4, $5, $6)",
                        &st);
     if (rc != HV_OK)
         return rc;
@@ -384,8 +386,11 @@ int hv__store_put_pre(hv_db_t *db, const char *type, const char *id, int64_t ver
         hv_db_bind_text_static(st, 6, text, len); /* text outlives the step below */
     else
         hv_db_bind_null(st, 6);
-    rc = hv_db_step(st);
-    if (rc == HV_DB_ROW) {
+    if (pre) {
+        hv_db_bind_int64(st, 7, rid_pre);
+        rc = hv_db_step_later(st);
+        rid = rid_pre;
+    } else if ((rc = hv_db_step(st)) == HV_DB_ROW) {
         rid = hv_db_column_int64(st, 0);
         rc = HV_OK;
     } else if (rc >= 0) {

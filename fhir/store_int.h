@@ -92,6 +92,9 @@ typedef struct hv__fop {
     struct json_object *patch;     /* PATCH: the patch document (owned) */
     int patch_fhirpath;            /* PATCH: 1 for FHIRPath Patch (Parameters), 0 for JSON Patch */
     uint64_t now_ms;               /* the lastUpdated to write; 0 takes the clock */
+    int64_t rid_pre;               /* PostgreSQL, a write of a first version: its row id, taken ahead
+                                    * from resources' sequence (fhir/rest_bundle.c, take_rids), so
+                                    * that its INSERT need not wait for RETURNING; 0: it does */
     int absent;                    /* UPDATE: the caller knows the store holds no version of type/id
                                     * (an import into an empty store that has not written it:
                                     * fhir/import.c, ids_seen), so its current version is not read */
@@ -248,10 +251,12 @@ void hv__store_patients(const char *type, const char *id, struct json_object *re
 /* hv__store_put with the search-index rows of resource computed ahead
  * (hv__search_index_rows; NULL computes them here) and its compartments (hv__store_patients
  * of the same tree; NULL walks resource here). With both given, a first version on SQLite
- * of a type other than Location needs no tree (resource NULL; hv__search_index_put_pre). */
+ * of a type other than Location needs no tree (resource NULL; hv__search_index_put_pre).
+ * rid_pre > 0 (PostgreSQL): the version's row id, taken from the sequence ahead; its INSERT
+ * is then queued (hv_db_step_later) like its index rows. */
 int hv__store_put_pre(hv_db_t *db, const char *type, const char *id, int64_t version, uint64_t ms,
                       const char *text, size_t len, struct json_object *resource,
-                      const struct hv__search_rows *ix_pre, const hv__store_pats_t *pats_pre);
+                      const struct hv__search_rows *ix_pre, const hv__store_pats_t *pats_pre, int64_t rid_pre);
 /*
  * Calls cb for the live current resources in the compartment of Patient `patient`
  * (of `type` only, unless NULL), oldest first. Membership: the Patient itself and

@@ -241,7 +241,8 @@ static int write_version(hv_db_t *db, hv__fop_t *op, struct json_object *res, in
         goto out;
     hv__search_refusal_clear();
     rc = hv__store_put_pre(db, op->type, op->id, version, ms, b.data, b.len, res,
-                           res == op->resource ? op->ix_pre : NULL, res == op->resource ? op->pre_pats : NULL);
+                           res == op->resource ? op->ix_pre : NULL, res == op->resource ? op->pre_pats : NULL,
+                           version == 1 ? op->rid_pre : 0);
     if (rc == HV_ETOOBIG && hv__search_refusal()[0] != '\0') {
         /* Its index rows pass a hard limit (fhir/search_int.h): refused, not stored with values
          * a search would not find. The error stays: what the write did is rolled back. */

@@ -308,6 +308,14 @@ if store_tests.PG_URL:
             self.assertEqual(pg_rows(self.DB, "SELECT count(*) FROM import_deferred"), ["0"])
             self.assertEqual(pg_rows(self.DB, self.INDEXES), kept_idx)
             self.assertEqual(self.dump(data), kept_rows)
+            # Row ids taken from the sequence ahead (fhir/rest_bundle.c, take_rids): every index
+            # row names its version's row, and each Bundle's versions are in processing order.
+            for t in ("sp_tok", "sp_str"):
+                self.assertEqual(pg_rows(self.DB, "SELECT count(*) FROM %s s WHERE NOT EXISTS (SELECT 1 FROM"
+                                         " resources r WHERE r.rid = s.rid AND r.type = s.type AND r.id = s.id)"
+                                         % t), ["0"], t)
+            self.assertEqual(pg_rows(self.DB, "SELECT count(*) FROM resources"),
+                             pg_rows(self.DB, "SELECT count(DISTINCT rid) FROM resources"))
 
         def test_pg_kill_mid_import_then_the_next_opening_builds_the_indexes(self):
             files = sorted(glob.glob(os.path.join(REFERENCE, "fhir", "synthea", "*.json")))

@@ -861,7 +861,7 @@ static void put_version(hv_db_t *db, int64_t version, const char *json, int pre)
     if (pre)
         assert_int_equal(hv__search_index_rows(type, o, &rows), HV_OK);
     assert_int_equal(hv__store_put_pre(db, type, id, version, 1000 + (uint64_t)version, json, strlen(json), o, rows,
-                                       NULL),
+                                       NULL, 0),
                      HV_OK);
     hv__search_rows_free(rows);
     json_object_put(o);
