@@ -953,10 +953,12 @@ run:
     for (size_t k = 0; k < bj->n; k++) {
         size_t i = bj->order[k];
         bentry_t *e = &bj->e[i];
-        /* An unconditional create with rows computed ahead writes a new id's first version:
-         * its index rows join the batch. Any other entry may read the index (a search, a
-         * condition, the version it replaces): the batch is written before it runs. */
-        int joins = e->ix != NULL && e->op.kind == HV__FOP_CREATE && e->op.cond == NULL && e->plan == NULL;
+        /* An unconditional create with rows computed ahead writes a new id's first version,
+         * and so does an update of a resource known not to be stored (an import into an empty
+         * store: writes_first_version): its index rows join the batch. Any other entry may read
+         * the index (a search, a condition, the version it replaces): the batch is written
+         * before it runs. */
+        int joins = e->ix != NULL && writes_first_version(e) && e->plan == NULL;
         if (joins) {
             batched = i;
         } else {
