@@ -169,6 +169,8 @@ typedef struct imp {
 #define IMPORT_DEFER_WHERE_PG \
     "schemaname = current_schema() AND indexdef NOT LIKE 'CREATE UNIQUE %' AND (tablename LIKE 'sp\\_%' ESCAPE '\\'" \
     " OR tablename = 'refs' OR indexname IN ('resources_trid', 'resources_dead'))"
+/* The input an import into PostgreSQL defers its indexes for, at least (defer_indexes). */
+#define IMPORT_DEFER_MIN_BYTES_PG (1024 * 1024)
 /* Of them, the writer's own, led by (type, id): a filter of import_deferred's rows. */
 #define WRITER_INDEXES " WHERE sql LIKE '%(type, id%'"
 /* The names of the rows of query q (one text column), at most cap; sets *n. */
@@ -509,6 +511,11 @@ static int defer_indexes(imp_t *im)
     int rc, deferred = 0;
     const char *env = getenv("HOLOVITALS_IMPORT_DEFER_INDEXES");
     if (env != NULL && strcmp(env, "0") == 0)
+        return HV_OK;
+    /* PostgreSQL drops and builds its indexes in tens of milliseconds each whatever the rows:
+     * for a small import that is more than inserting into them (one Synthea Bundle, 341 KB:
+     * 0.53 s kept against 0.75 s deferred; three, 3.8 MB: 2.01 against 1.34 s). */
+    if (hv_db_kind(im->db) == HV_DB_PG && im->total_bytes < IMPORT_DEFER_MIN_BYTES_PG)
         return HV_OK;
     rc = hv_db_begin(im->db);
     if (rc != HV_OK)
