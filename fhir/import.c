@@ -471,11 +471,8 @@ static int drop_indexes(hv_db_t *db, const char *which, const char *which_pg, in
         rc = names_of(db, "SELECT name FROM import_deferred LIMIT 1", names, 1, &any);
     if (rc != HV_OK || any > 0)
         goto out;
-    if (pg)
-        snprintf(q, sizeof(q), "INSERT INTO import_deferred (name, sql) SELECT indexname, indexdef FROM pg_indexes WHERE %s",
-                 which_pg);
-    else
-        snprintf(q, sizeof(q), "INSERT INTO import_deferred (name, sql) SELECT name, sql FROM sqlite_master WHERE %s", which);
+    snprintf(q, sizeof(q), "INSERT INTO import_deferred (name, sql) SELECT %s WHERE %s",
+             pg ? "indexname, indexdef FROM pg_indexes" : "name, sql FROM sqlite_master", pg ? which_pg : which);
     rc = hv_db_exec(db, q);
     if (rc == HV_OK)
         rc = names_of(db, "SELECT name FROM import_deferred", names, DEFER_MAX, &n);

@@ -135,12 +135,12 @@ int hv__store_tune(hv_db_t *db, hv_config_t *cfg)
     char sql[64];
     int64_t kib;
     int rc = hv_db_set_synchronous(db, hv_config_str(cfg, "fhir.synchronous"));
-    if (rc == HV_OK && hv_db_kind(db) != HV_DB_SQLITE) {
-        restore_deferred(db);
-        return rc;
-    }
     if (rc != HV_OK)
         return rc;
+    if (hv_db_kind(db) != HV_DB_SQLITE) {
+        restore_deferred(db);
+        return HV_OK;
+    }
     /* Imports, transactions, EHR pages and the full-text catch-up are large storage jobs:
      * sub-journals in a temporary file past 64 KiB, not the in-memory list whose truncation
      * is quadratic in the job's size (engine/db_sqlite.c). */
