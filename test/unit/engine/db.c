@@ -591,6 +591,25 @@ static void db_statements_run_later_report_their_failure_once(void **state) {
         assert_int_equal(rc1, HV_ECONFLICT);
         assert_int_equal(rc2, HV_OK);
     }
+    /* A failure among many queued: before the drain of a full queue (PostgreSQL: reported
+     * by the call that fills it) or after it (by the flush), reported once; nothing of the
+     * transaction kept. */
+    for (int at = 40; at <= 280; at += 240) {
+        int failures = 0, rc = HV_OK;
+        assert_int_equal(hv_db_begin(db), HV_OK);
+        for (int64_t i = 1; i <= 300 && rc == HV_OK; i++) {
+            rc = insert_later(db, i == at ? 7 : 1000 + i);
+            failures += rc != HV_OK;
+            if (rc != HV_OK) assert_int_equal(rc, HV_ECONFLICT);
+        }
+        rc = hv_db_flush(db);
+        failures += rc != HV_OK;
+        if (rc != HV_OK) assert_int_equal(rc, HV_ECONFLICT);
+        assert_int_equal(failures, 1);
+        assert_null(strstr(hv_db_errmsg(db), "SECRET-MRN"));
+        assert_int_equal(hv_db_rollback(db), HV_OK);
+        assert_int_equal(dbtest_query_int(db, "SELECT COUNT(*) FROM q WHERE k > 1000"), 0);
+    }
     /* The connection works as before. */
     assert_int_equal(dbtest_query_int(db, "SELECT COUNT(*) FROM q WHERE k <= 601"), 601);
     hv_db_close(db);
