@@ -2825,7 +2825,7 @@ int hv__search_index_put_pre(hv_db_t *db, const char *type, const char *id, stru
         if ((rc = hv__search_combo_put(db, type, id, 0, 1, NULL, NULL)) != HV_OK)
             return rc;
     }
-    if ((rc = hv__search_special_put(db, type, id, resource, replace)) != HV_OK || (resource == NULL && pre == NULL))
+    if ((rc = hv__search_special_put(db, type, id, resource, replace, rid)) != HV_OK || (resource == NULL && pre == NULL))
         return rc;
     if (pre != NULL) {
         /* Rows computed ahead (on the import's reader thread): only written here. */
@@ -2863,7 +2863,7 @@ int hv__search_index_put_strings(hv_db_t *db, const char *type, const char *id, 
     int rc = hv__search_exec2(db, "DELETE FROM sp_str WHERE type = $1 AND id = $2", type, id);
     if (rc != HV_OK)
         return rc;
-    if ((rc = hv__search_special_put(db, type, id, resource, 1)) != HV_OK)
+    if ((rc = hv__search_special_put(db, type, id, resource, 1, 0)) != HV_OK)
         return rc;
     memset(&x, 0, sizeof(x));
     x.db = db;

@@ -56,7 +56,9 @@ extern const char hv__search_migration3_pg[];
  * its full-text row and, for a Location, its position; drops the previous version's
  * first when replace is set. resource NULL (a deletion) writes none.
  */
-int hv__search_special_put(hv_db_t *db, const char *type, const char *id, struct json_object *resource, int replace);
+/* rid: the row of the version written (its full-text row's), 0 when not known (looked up). */
+int hv__search_special_put(hv_db_t *db, const char *type, const char *id, struct json_object *resource, int replace,
+                           int64_t rid);
 /* Runs sql, a statement of two parameters ($1 type, $2 id) that returns no row, through
  * hv_db_step_later (its failure may come from a later call: engine.h) (fhir/search_special.c). */
 int hv__search_exec2(hv_db_t *db, const char *sql, const char *type, const char *id);

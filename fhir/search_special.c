@@ -668,8 +668,10 @@ int hv__search_text_of_json(const char *json, size_t len, char **nar, char **con
     return rc;
 }
 
-/* The full-text row of the current version (the newest row of type/id). */
-static int put_text(hv_db_t *db, const char *type, const char *id, struct json_object *resource)
+/* The full-text row of the current version: row rid when known (> 0), else the newest row of
+ * type/id, looked up (on PostgreSQL a seek of resources_tiv per version written, where the
+ * writer has the row id in hand). */
+static int put_text(hv_db_t *db, const char *type, const char *id, struct json_object *resource, int64_t rid)
 {
     int pg = hv_db_kind(db) == HV_DB_PG;
     hv_db_stmt_t *st = NULL;
@@ -678,11 +680,13 @@ static int put_text(hv_db_t *db, const char *type, const char *id, struct json_o
     if (rc != HV_OK)
         return rc;
     rc = hv_db_prepare(db,
-                       pg ? "INSERT INTO sp_text (rid, type, id, narrative, content) SELECT rid, $1, $2,"
-                            " to_tsvector('simple', $3), to_tsvector('simple', $4) FROM resources WHERE type = $1"
-                            " AND id = $2 ORDER BY version DESC LIMIT 1"
-                          : "INSERT INTO sp_text (rowid, type, id, narrative, content) SELECT rid, $1, $2, $3, $4"
-                            " FROM resources WHERE type = $1 AND id = $2 ORDER BY version DESC LIMIT 1",
+                       pg && rid > 0 ? "INSERT INTO sp_text (rid, type, id, narrative, content) VALUES ($5, $1, $2,"
+                                       " to_tsvector('simple', $3), to_tsvector('simple', $4))"
+                       : pg ? "INSERT INTO sp_text (rid, type, id, narrative, content) SELECT rid, $1, $2,"
+                              " to_tsvector('simple', $3), to_tsvector('simple', $4) FROM resources WHERE type = $1"
+                              " AND id = $2 ORDER BY version DESC LIMIT 1"
+                            : "INSERT INTO sp_text (rowid, type, id, narrative, content) SELECT rid, $1, $2, $3, $4"
+                              " FROM resources WHERE type = $1 AND id = $2 ORDER BY version DESC LIMIT 1",
                        &st);
     if (rc != HV_OK)
         goto out;
@@ -690,6 +694,8 @@ static int put_text(hv_db_t *db, const char *type, const char *id, struct json_o
     hv_db_bind_text(st, 2, id, strlen(id));
     hv_db_bind_text(st, 3, n1, strlen(n1));
     hv_db_bind_text(st, 4, n2, strlen(n2));
+    if (pg && rid > 0)
+        hv_db_bind_int64(st, 5, rid);
     rc = hv_db_step_later(st);
     hv_db_done(st);
 out:
@@ -917,7 +923,8 @@ void hv__search_geo_vector(double lat, double lon, double *x, double *y, double 
     *z = sin(f);
 }
 
-int hv__search_special_put(hv_db_t *db, const char *type, const char *id, struct json_object *resource, int replace)
+int hv__search_special_put(hv_db_t *db, const char *type, const char *id, struct json_object *resource, int replace,
+                           int64_t rid)
 {
     int rc = HV_OK, loc = strcmp(type, "Location") == 0;
     if (replace) {
@@ -934,9 +941,9 @@ int hv__search_special_put(hv_db_t *db, const char *type, const char *id, struct
     if (resource == NULL)
         return HV_OK;
     if (hv_db_kind(db) == HV_DB_PG)
-        rc = put_text(db, type, id, resource);
+        rc = put_text(db, type, id, resource, rid);
     else if (replace && (rc = text_behind_mark(db, type, id)) > 0)
-        rc = put_text(db, type, id, resource); /* a reindex of a version the catch-up has passed */
+        rc = put_text(db, type, id, resource, 0); /* a reindex of a version the catch-up has passed */
     /* else a new version: above the mark, hv__search_text_catch_up indexes it after the commit */
     if (rc < 0)
         return rc;
