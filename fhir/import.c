@@ -223,6 +223,37 @@ static int cache_size_of(hv_db_t *db, int64_t *out)
 /* Builds the deferred indexes of import_deferred's rows matching where ("" for all)
  * and deletes those rows, in one transaction: its own, or the caller's (own_tx 0: a
  * storage job's, which must not begin or commit). */
+/* Builds deferred index name from the definition kept in import_deferred (SQLite's own, or
+ * pg_indexes'), unless it exists again (a restore that raced this one). */
+static int build_deferred(hv_db_t *db, const char *name)
+{
+    int pg = hv_db_kind(db) == HV_DB_PG, exists = 0, rc;
+    char *ddl = NULL;
+    hv_db_stmt_t *st = NULL;
+    rc = hv_db_prepare(db,
+                       pg ? "SELECT d.sql, (SELECT count(*) FROM pg_indexes m WHERE m.schemaname = current_schema()"
+                            " AND m.indexname = d.name) FROM import_deferred d WHERE d.name = $1"
+                          : "SELECT d.sql, (SELECT count(*) FROM sqlite_master m WHERE m.type = 'index' AND m.name = d.name)"
+                            " FROM import_deferred d WHERE d.name = $1",
+                       &st);
+    if (rc != HV_OK)
+        return rc;
+    hv_db_bind_text(st, 1, name, strlen(name));
+    if ((rc = hv_db_step(st)) == HV_DB_ROW) {
+        size_t len = 0;
+        const char *v = hv_db_column_text(st, 0, &len);
+        exists = hv_db_column_int64(st, 1) > 0;
+        ddl = v != NULL ? hv_strndup(v, len) : NULL;
+        rc = v != NULL && ddl == NULL ? HV_ENOMEM : HV_OK;
+    }
+    hv_db_done(st);
+    if (rc < 0)
+        return rc;
+    rc = ddl != NULL && !exists ? hv_db_exec(db, ddl) : HV_OK;
+    hv_free(ddl);
+    return rc;
+}
+
 static int restore_indexes(hv_db_t *db, const char *where, int own_tx)
 {
     char q[160];
@@ -230,7 +261,6 @@ static int restore_indexes(hv_db_t *db, const char *where, int own_tx)
     size_t n = 0;
     int rc, in_tx = 0, cache_set = 0;
     int64_t cache = 0;
-    hv_db_stmt_t *st = NULL;
     int pg = hv_db_kind(db) == HV_DB_PG;
     names = hv_malloc(DEFER_MAX * sizeof(*names));
     if (names == NULL)
@@ -257,35 +287,8 @@ static int restore_indexes(hv_db_t *db, const char *where, int own_tx)
      * spills the rest to temporary files; for this transaction only. */
     if (rc == HV_OK && pg)
         rc = hv_db_exec(db, "SET LOCAL maintenance_work_mem = '256MB'");
-    for (size_t i = 0; i < n && rc == HV_OK; i++) {
-        /* The definition SQLite itself kept when the index was dropped; an index that
-         * exists again (a restore that raced this one) is left alone. */
-        int exists = 0;
-        char *ddl = NULL;
-        rc = hv_db_prepare(db,
-                           pg ? "SELECT d.sql, (SELECT count(*) FROM pg_indexes m WHERE m.schemaname = current_schema()"
-                                " AND m.indexname = d.name) FROM import_deferred d WHERE d.name = $1"
-                              : "SELECT d.sql, (SELECT count(*) FROM sqlite_master m WHERE m.type = 'index' AND m.name = d.name)"
-                                " FROM import_deferred d WHERE d.name = $1",
-                           &st);
-        if (rc != HV_OK)
-            break;
-        hv_db_bind_text(st, 1, names[i], strlen(names[i]));
-        if ((rc = hv_db_step(st)) == HV_DB_ROW) {
-            size_t len = 0;
-            const char *v = hv_db_column_text(st, 0, &len);
-            exists = hv_db_column_int64(st, 1) > 0;
-            ddl = v != NULL ? hv_strndup(v, len) : NULL;
-            rc = v != NULL && ddl == NULL ? HV_ENOMEM : HV_OK;
-        }
-        hv_db_done(st);
-        if (rc < 0)
-            break;
-        rc = HV_OK;
-        if (ddl != NULL && !exists)
-            rc = hv_db_exec(db, ddl);
-        hv_free(ddl);
-    }
+    for (size_t i = 0; i < n && rc == HV_OK; i++)
+        rc = build_deferred(db, names[i]);
     if (rc == HV_OK) {
         snprintf(q, sizeof(q), "DELETE FROM import_deferred%s", where);
         rc = hv_db_exec(db, q);
@@ -339,32 +342,12 @@ typedef struct pg_build {
 static int pg_build_one(hv_db_t *db, const char *name)
 {
     hv_db_stmt_t *st = NULL;
-    char *ddl = NULL;
-    int exists = 0, rc = hv_db_begin(db);
+    int rc = hv_db_begin(db);
     if (rc != HV_OK)
         return rc;
     rc = hv_db_exec(db, "SET LOCAL maintenance_work_mem = '256MB'");
     if (rc == HV_OK)
-        rc = hv_db_prepare(db,
-                           "SELECT d.sql, (SELECT count(*) FROM pg_indexes m WHERE m.schemaname = current_schema()"
-                           " AND m.indexname = d.name) FROM import_deferred d WHERE d.name = $1",
-                           &st);
-    if (rc == HV_OK) {
-        hv_db_bind_text(st, 1, name, strlen(name));
-        if ((rc = hv_db_step(st)) == HV_DB_ROW) {
-            size_t len = 0;
-            const char *v = hv_db_column_text(st, 0, &len);
-            exists = hv_db_column_int64(st, 1) > 0;
-            ddl = v != NULL ? hv_strndup(v, len) : NULL;
-            rc = v != NULL && ddl == NULL ? HV_ENOMEM : HV_OK;
-        }
-        hv_db_done(st);
-        st = NULL;
-    }
-    /* An index that exists already (a restore that raced this one) is left alone. */
-    if (rc == HV_OK && ddl != NULL && !exists)
-        rc = hv_db_exec(db, ddl);
-    hv_free(ddl);
+        rc = build_deferred(db, name);
     if (rc == HV_OK)
         rc = hv_db_prepare(db, "DELETE FROM import_deferred WHERE name = $1", &st);
     if (rc == HV_OK) {
