@@ -362,10 +362,26 @@ class EngineTestCase(unittest.TestCase):
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+class _TimedResult(unittest.TextTestResult):
+    """Keeps each test's wall time, for the slowest ones in the log (what the CI time is made of)."""
+
+    def startTest(self, test):
+        self._t0 = time.monotonic()
+        super().startTest(test)
+
+    def stopTest(self, test):
+        super().stopTest(test)
+        self.times = getattr(self, "times", [])
+        self.times.append((time.monotonic() - self._t0, test.id()))
+
+
 def main():
     """Runs the tests of the calling module; exit status 0 only if all passed."""
-    prog = unittest.main(exit=False, verbosity=2)
+    runner = unittest.TextTestRunner(verbosity=2, resultclass=_TimedResult)
+    prog = unittest.main(exit=False, testRunner=runner)
     r = prog.result
     failed = len(r.failures) + len(r.errors)
+    for t, name in sorted(getattr(r, "times", []), reverse=True)[:5]:
+        print("slowest: %6.1f s  %s" % (t, name))
     print("%d passed, %d failed" % (r.testsRun - failed - len(r.skipped), failed))
     sys.exit(1 if failed or r.testsRun == 0 else 0)
