@@ -220,9 +220,6 @@ static int cache_size_of(hv_db_t *db, int64_t *out)
     return rc == HV_DB_ROW ? HV_OK : rc < 0 ? rc : HV_EDB;
 }
 
-/* Builds the deferred indexes of import_deferred's rows matching where ("" for all)
- * and deletes those rows, in one transaction: its own, or the caller's (own_tx 0: a
- * storage job's, which must not begin or commit). */
 /* Builds deferred index name from the definition kept in import_deferred (SQLite's own, or
  * pg_indexes'), unless it exists again (a restore that raced this one). */
 static int build_deferred(hv_db_t *db, const char *name)
@@ -254,6 +251,9 @@ static int build_deferred(hv_db_t *db, const char *name)
     return rc;
 }
 
+/* Builds the deferred indexes of import_deferred's rows matching where ("" for all)
+ * and deletes those rows, in one transaction: its own, or the caller's (own_tx 0: a
+ * storage job's, which must not begin or commit). */
 static int restore_indexes(hv_db_t *db, const char *where, int own_tx)
 {
     char q[160];
@@ -323,7 +323,7 @@ int hv__import_restore_indexes(hv_db_t *db)
  * take the indexes largest table first (import_deferred keeps each index's definition,
  * which names its table), each in a transaction of its own with its import_deferred row:
  * a kill leaves the ones not yet committed to the store's next opening (hv__store_tune), as
- * before. Two CREATE INDEX on one table take compatible locks (SHARE). The import ran 0.88×
+ * before. Two CREATE INDEX on one table take compatible locks (SHARE). The import ran 0.89×
  * the time on two connections (docs/performance.md, session 26); three were no faster than
  * two on two cores. */
 
@@ -416,10 +416,15 @@ static int restore_indexes_pg(hv_db_t *db, const char *url, const char *data_dir
                   "SELECT name FROM import_deferred ORDER BY pg_relation_size(to_regclass(substring(sql FROM"
                   " ' ON ([^ ]+) USING '))) DESC NULLS LAST, name",
                   b.names, DEFER_MAX, &b.n);
-    if (rc != HV_OK || b.n == 0 || uv_mutex_init(&b.lock) != 0) {
+    if (rc != HV_OK)
         snprintf(why, whylen, "%s", hv_db_errmsg(db) ? hv_db_errmsg(db) : hv_strerror(rc));
+    if (rc != HV_OK || b.n == 0) {
         hv_free(b.names);
-        return rc != HV_OK ? rc : b.n == 0 ? HV_OK : HV_ENOMEM;
+        return rc;
+    }
+    if (uv_mutex_init(&b.lock) != 0) { /* one connection, one transaction, as elsewhere */
+        hv_free(b.names);
+        return hv__import_restore_indexes(db);
     }
     b.url = url;
     b.data_dir = data_dir;

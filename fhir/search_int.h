@@ -54,9 +54,9 @@ extern const char hv__search_migration3_pg[];
 /*
  * Writes the special index rows of the current version of type/id (fhir/search_special.c):
  * its full-text row and, for a Location, its position; drops the previous version's
- * first when replace is set. resource NULL (a deletion) writes none.
+ * first when replace is set. resource NULL (a deletion) writes none. rid: the row of the
+ * version written (its full-text row's), 0 when not known (then looked up).
  */
-/* rid: the row of the version written (its full-text row's), 0 when not known (looked up). */
 int hv__search_special_put(hv_db_t *db, const char *type, const char *id, struct json_object *resource, int replace,
                            int64_t rid);
 /* Runs sql, a statement of two parameters ($1 type, $2 id) that returns no row, through
