@@ -365,13 +365,16 @@ class EngineTestCase(unittest.TestCase):
 class _TimedResult(unittest.TextTestResult):
     """Keeps each test's wall time, for the slowest ones in the log (what the CI time is made of)."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.times = []
+
     def startTest(self, test):
         self._t0 = time.monotonic()
         super().startTest(test)
 
     def stopTest(self, test):
         super().stopTest(test)
-        self.times = getattr(self, "times", [])
         self.times.append((time.monotonic() - self._t0, test.id()))
 
 
@@ -381,7 +384,7 @@ def main():
     prog = unittest.main(exit=False, testRunner=runner)
     r = prog.result
     failed = len(r.failures) + len(r.errors)
-    for t, name in sorted(getattr(r, "times", []), reverse=True)[:5]:
+    for t, name in sorted(r.times, reverse=True)[:5]:
         print("slowest: %6.1f s  %s" % (t, name))
     print("%d passed, %d failed" % (r.testsRun - failed - len(r.skipped), failed))
     sys.exit(1 if failed or r.testsRun == 0 else 0)
