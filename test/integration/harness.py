@@ -21,6 +21,7 @@ Environment: HOLOVITALS_BIN (the binary), HV_SRCDIR, HV_BUILDDIR (set by make ch
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -104,6 +105,15 @@ def stored_versions(data, db_url=None):
         return list(con.execute(q))
     finally:
         con.close()
+
+
+JSON_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"')
+
+
+def replace_strings(text, new):
+    """JSON text with every string equal to a key of new (e.g. a Bundle entry's fullUrl) made
+    new's value instead (e.g. "Type/id"), in one pass over the text."""
+    return JSON_STRING.sub(lambda m: '"%s"' % new[m.group(1)] if m.group(1) in new else m.group(0), text)
 
 
 def run_cli(*args, env=None, input=None, timeout=60):

@@ -48,7 +48,7 @@ import tempfile
 import time
 import unittest
 
-from harness import BIN, REFERENCE, main, run_cli
+from harness import BIN, REFERENCE, main, replace_strings, run_cli
 from test_fhir_import_ahead import TABLES, dump_store
 
 REFERENCE = os.environ.get("HV_REFERENCE_DIR", REFERENCE)
@@ -59,18 +59,23 @@ def synthea_files():
     return sorted(glob.glob(os.path.join(REFERENCE, "fhir", "synthea", "*.json")))
 
 
+_SYNTHEA = []
+
+
 def synthea_resources():
     """The Synthea bundles' resources, urn:uuid references rewritten to Type/id (as the
-    import does), one JSON text per resource."""
-    out = []
+    import does), one JSON text per resource (a new list, read once per run)."""
+    if _SYNTHEA:
+        return list(_SYNTHEA)
+    out = _SYNTHEA
     for f in synthea_files():
         with open(f, encoding="utf-8") as fh:
             text = fh.read()
         b = json.loads(text)
-        for e in b["entry"]:
-            text = text.replace('"%s"' % e["fullUrl"], '"%s/%s"' % (e["resource"]["resourceType"], e["resource"]["id"]))
+        text = replace_strings(text, {e["fullUrl"]: "%s/%s" % (e["resource"]["resourceType"], e["resource"]["id"])
+                                      for e in b["entry"]})
         out.extend(json.dumps(e["resource"], separators=(",", ":"), ensure_ascii=False) for e in json.loads(text)["entry"])
-    return out
+    return list(out)
 
 
 def indexes(data):

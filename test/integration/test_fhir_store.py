@@ -18,7 +18,7 @@ import time
 import http.client
 import urllib.parse
 
-from harness import REFERENCE, EngineTestCase, main, run_cli
+from harness import REFERENCE, EngineTestCase, main, replace_strings, run_cli
 
 REFERENCE = os.environ.get("HV_REFERENCE_DIR", REFERENCE)
 PG_URL = os.environ.get("HV_TEST_PG_URL")
@@ -845,10 +845,9 @@ class FhirStoreTests(EngineTestCase):
             with open(f, encoding="utf-8") as fh:
                 bundle = json.load(fh, parse_float=str)
             entries += len(bundle["entry"])
-            text = json.dumps(bundle)
-            for e in bundle["entry"]:
-                text = text.replace('"%s"' % e["fullUrl"], '"%s/%s"' % (e["resource"]["resourceType"],
-                                                                      e["resource"]["id"]))
+            text = replace_strings(json.dumps(bundle), {e["fullUrl"]: "%s/%s" % (e["resource"]["resourceType"],
+                                                                                   e["resource"]["id"])
+                                                        for e in bundle["entry"]})
             for e in json.loads(text, parse_float=str)["entry"]:
                 want = e["resource"]
                 want.pop("meta", None)

@@ -24,7 +24,7 @@ import threading
 import time
 import uuid
 
-from harness import REFERENCE, EngineTestCase, main, stored_versions
+from harness import REFERENCE, EngineTestCase, main, replace_strings, stored_versions
 from test_fhir_store import PG_URL, private_db, reset_pg
 from test_fhir_import_ahead import TABLES, dump_store
 
@@ -57,10 +57,9 @@ def as_puts(bundle):
 
 def resolved(bundle):
     """The entries' resources with urn:uuid references rewritten to Type/id (for PUTs one by one)."""
-    text = json.dumps(as_puts(bundle))
-    for e in bundle["entry"]:
-        rid = e["fullUrl"].rsplit(":", 1)[-1]
-        text = text.replace('"%s"' % e["fullUrl"], '"%s/%s"' % (e["resource"]["resourceType"], rid))
+    text = replace_strings(json.dumps(as_puts(bundle)),
+                           {e["fullUrl"]: "%s/%s" % (e["resource"]["resourceType"], e["fullUrl"].rsplit(":", 1)[-1])
+                            for e in bundle["entry"]})
     return [e["resource"] for e in json.loads(text)["entry"]]
 
 
