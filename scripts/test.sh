@@ -6,7 +6,8 @@
 #   3. runs each fuzz target from its corpus for a bounded, reproducible run: FUZZ_RUNS inputs
 #      (default 20000) from the fixed seed FUZZ_SEED (default 1), at most FUZZ_SECONDS (60) each.
 #      A fixed seed makes CI explore what the developer's run explored; pick another seed to
-#      explore further (FUZZ_SEED=$RANDOM ./scripts/test.sh).
+#      explore further (FUZZ_SEED=$RANDOM ./scripts/test.sh). FUZZ_JOBS targets run at once
+#      (default: one a core).
 # Ends with one line "tests: N passed, M failed". Exit status 0 only if everything passed.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -14,6 +15,7 @@ cd "$top"
 fuzz_seconds=${FUZZ_SECONDS:-60}
 fuzz_runs=${FUZZ_RUNS:-20000}
 fuzz_seed=${FUZZ_SEED:-1}
+fuzz_jobs=${FUZZ_JOBS:-$(nproc)}
 passed=0
 failed=0
 failures=()
@@ -80,21 +82,40 @@ if scripts/build.sh sanitize CC=clang --enable-werror --enable-sanitizers --enab
   step "tests (sanitizer build)"
   (cd build/sanitize && make -j2 -k check 2>&1 | grep -E '^(PASS|FAIL|ERROR|SKIP|XFAIL|XPASS):|error:')
   tally build/sanitize/test-suite.log "sanitizer build"
-  step "fuzzing: $fuzz_runs inputs per target from seed $fuzz_seed (at most ${fuzz_seconds}s each)"
-  for t in build/sanitize/test/fuzz/fuzz_*; do
-    [ -x "$t" ] || continue
-    name=${t##*/fuzz_}
+  step "fuzzing: $fuzz_runs inputs per target from seed $fuzz_seed (at most ${fuzz_seconds}s each, $fuzz_jobs at a time)"
+  # Each target is one process on one core; the machine's cores run that many at once. Each
+  # writes its log and its exit status; the results are read back in the targets' order.
+  fuzz_one() {
+    local t=$1 name=${1##*/fuzz_} corpus rc
     corpus=$(mktemp -d)
-    if "$t" -seed="$fuzz_seed" -runs="$fuzz_runs" -max_total_time="$fuzz_seconds" -timeout=10 \
-         -rss_limit_mb=2048 -print_final_stats=0 "$corpus" "test/fuzz/corpus/$name" \
-         > "build/sanitize/fuzz_$name.log" 2>&1; then
+    "$t" -seed="$fuzz_seed" -runs="$fuzz_runs" -max_total_time="$fuzz_seconds" -timeout=10 \
+      -rss_limit_mb=2048 -print_final_stats=0 "$corpus" "test/fuzz/corpus/$name" \
+      > "build/sanitize/fuzz_$name.log" 2>&1
+    rc=$?
+    rm -rf "$corpus"
+    echo "$rc" > "build/sanitize/fuzz_$name.rc"
+  }
+  targets=()
+  for t in build/sanitize/test/fuzz/fuzz_*; do
+    [ -x "$t" ] && targets+=("$t")
+  done
+  running=0
+  for t in "${targets[@]}"; do
+    rm -f "build/sanitize/fuzz_${t##*/fuzz_}.rc"
+    if [ "$running" -ge "$fuzz_jobs" ]; then wait -n; running=$((running - 1)); fi
+    fuzz_one "$t" &
+    running=$((running + 1))
+  done
+  wait
+  for t in "${targets[@]}"; do
+    name=${t##*/fuzz_}
+    if [ "$(cat "build/sanitize/fuzz_$name.rc" 2>/dev/null)" = 0 ]; then
       echo "PASS: fuzz_$name ($(grep -o 'Done [0-9]* runs' "build/sanitize/fuzz_$name.log" | tail -1))"
       passed=$((passed + 1))
     else
       echo "FAIL: fuzz_$name"; tail -40 "build/sanitize/fuzz_$name.log"
       failed=$((failed + 1)); failures+=("fuzz_$name")
     fi
-    rm -rf "$corpus"
   done
 else
   failed=$((failed + 1)); failures+=("sanitizer build failed")
