@@ -1,14 +1,16 @@
 /*
  * module.c — the mapping module: the `map` commands and the channel steps.
  *
- *   holovitals map v2-to-fhir [--override FILE] [--explain] FILE
- *   holovitals map ccda-to-fhir [--explain] FILE
+ *   holovitals map v2-to-fhir [--override FILE] [--explain] [--lenient] FILE...
+ *   holovitals map ccda-to-fhir [--explain] FILE...
  *   holovitals map fhir-to-v2 --type ADT_A08|ORU_R01 [--explain] FILE
  *
  * print the transaction Bundle (or the HL7 v2 message) on standard output and the
  * OperationOutcome of what could not be mapped on standard error (with --explain,
  * {"bundle","outcome","explain"} on standard output, each element with the mapping
- * row that wrote it). A message that cannot be mapped exits 1 with the reason.
+ * row that wrote it). A message that cannot be mapped exits 1 with the reason. With several
+ * files, each result is one line (NDJSON, the files' order) and each outcome one line of
+ * standard error after the file's name; a file that fails prints no line, the rest go on.
  *
  * Steps (registered by hv_mappings_channels_module, engine.h "Channels"):
  *   hl7v2-to-fhir  content HL7 v2 → transaction Bundle (keys "override": a mapping file
@@ -51,74 +53,92 @@ static char *read_file(const char *path, size_t *len) {
     return hv_buf_take(&b);
 }
 
-static void print_json(FILE *f, json_object *o) {
-    fprintf(f, "%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+/* Pretty, or compact on one line (flat: one result a line when several files are mapped). */
+static void print_json(FILE *f, json_object *o, int flat) {
+    fprintf(f, "%s\n", json_object_to_json_string_ext(o, (flat ? JSON_C_TO_STRING_PLAIN : JSON_C_TO_STRING_PRETTY) |
                                                              JSON_C_TO_STRING_NOSLASHESCAPE));
 }
 
 enum { DIR_V2, DIR_CCDA, DIR_FHIR };
 
-static int run_map(int dir, int argc, char **argv) {
-    hv_map_opts_t opts;
+/* Maps one file and prints its result (flat: on one line, its OperationOutcome on standard
+ * error after the file's name). 0 when it was mapped, -1 when it could not be read or mapped
+ * (the reason is on standard error, after the file's name). */
+static int map_one(int dir, const char *file, const char *type, const hv_map_opts_t *opts, int flat) {
     hv_map_result_t res;
     hv_error_t err;
     hv_buf_t msg;
-    const char *file = NULL, *type = NULL;
     char *text = NULL;
     size_t len = 0;
-    int i, rc, code = HV_EXIT_FAILURE;
-    memset(&opts, 0, sizeof(opts));
+    int rc, ok = -1;
     memset(&res, 0, sizeof(res));
     hv_error_clear(&err);
     hv_buf_init(&msg, 0);
-    for (i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--explain") == 0) opts.explain = 1;
-        else if (strcmp(argv[i], "--lenient") == 0) opts.lenient_identity = 1;
-        else if (strcmp(argv[i], "--override") == 0 && i + 1 < argc) opts.override_file = argv[++i];
-        else if (strcmp(argv[i], "--type") == 0 && i + 1 < argc) type = argv[++i];
-        else if (argv[i][0] == '-' || file != NULL) file = NULL, i = argc + 1;
-        else file = argv[i];
-    }
-    if (file == NULL || i > argc || (dir == DIR_FHIR && type == NULL)) {
-        fprintf(stderr, "usage: holovitals map %s\n",
-                dir == DIR_V2     ? "v2-to-fhir [--override FILE] [--explain] [--lenient] FILE"
-                : dir == DIR_CCDA ? "ccda-to-fhir [--explain] FILE"
-                                  : "fhir-to-v2 --type ADT_A08|ORU_R01 [--explain] FILE");
-        return HV_EXIT_USAGE;
-    }
     text = read_file(file, &len);
     if (text == NULL) {
         fprintf(stderr, "%s: cannot read\n", file);
         goto out;
     }
-    if (dir == DIR_V2) rc = hv_map_v2_to_fhir(text, len, &opts, &res, &err);
-    else if (dir == DIR_CCDA) rc = hv_map_ccda_to_fhir(text, len, &opts, &res, &err);
-    else rc = hv_map_fhir_to_v2(text, len, type, &opts, &msg, &res, &err);
+    if (dir == DIR_V2) rc = hv_map_v2_to_fhir(text, len, opts, &res, &err);
+    else if (dir == DIR_CCDA) rc = hv_map_ccda_to_fhir(text, len, opts, &res, &err);
+    else rc = hv_map_fhir_to_v2(text, len, type, opts, &msg, &res, &err);
     if (rc != HV_OK) {
         char line[900];
         hv_error_format(&err, line, sizeof(line));
         fprintf(stderr, "%s: %s\n", file, line[0] ? line : hv_strerror(rc));
         goto out;
     }
-    if (opts.explain) {
+    if (opts->explain) {
         json_object *o = json_object_new_object();
         if (res.bundle) hv_json_set(o, "bundle", json_object_get(res.bundle));
         if (dir == DIR_FHIR) hv_json_set(o, "message", json_object_new_string_len(msg.data ? msg.data : "", (int)msg.len));
         if (res.outcome) hv_json_set(o, "outcome", json_object_get(res.outcome));
         if (res.explain) hv_json_set(o, "explain", json_object_get(res.explain));
-        print_json(stdout, o);
+        print_json(stdout, o, flat);
         json_object_put(o);
     } else {
         if (dir == DIR_FHIR) fwrite(msg.data ? msg.data : "", 1, msg.len, stdout), fputc('\n', stdout);
-        else print_json(stdout, res.bundle);
-        if (res.outcome != NULL) print_json(stderr, res.outcome);
+        else print_json(stdout, res.bundle, flat);
+        if (res.outcome != NULL) {
+            if (flat) fprintf(stderr, "%s: ", file);
+            print_json(stderr, res.outcome, flat);
+        }
     }
-    code = HV_EXIT_OK;
+    ok = 0;
 out:
     hv_map_result_free(&res);
     hv_buf_release(&msg);
     hv_free(text);
-    return code;
+    return ok;
+}
+
+static int run_map(int dir, int argc, char **argv) {
+    hv_map_opts_t opts;
+    const char *type = NULL;
+    int i, nfiles = 0, first = -1, bad = 0, failed = 0;
+    memset(&opts, 0, sizeof(opts));
+    for (i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--explain") == 0) opts.explain = 1;
+        else if (strcmp(argv[i], "--lenient") == 0) opts.lenient_identity = 1;
+        else if (strcmp(argv[i], "--override") == 0 && i + 1 < argc) opts.override_file = argv[++i];
+        else if (strcmp(argv[i], "--type") == 0 && i + 1 < argc) type = argv[++i];
+        else if (argv[i][0] == '-' || (first >= 0 && first + nfiles != i)) bad = 1;
+        else {
+            if (first < 0) first = i;
+            nfiles++;
+        }
+    }
+    /* The files are given together; fhir-to-v2 maps one (a v2 message has no one-line form). */
+    if (bad || nfiles == 0 || (dir == DIR_FHIR && (type == NULL || nfiles > 1))) {
+        fprintf(stderr, "usage: holovitals map %s\n",
+                dir == DIR_V2     ? "v2-to-fhir [--override FILE] [--explain] [--lenient] FILE..."
+                : dir == DIR_CCDA ? "ccda-to-fhir [--explain] FILE..."
+                                  : "fhir-to-v2 --type ADT_A08|ORU_R01 [--explain] FILE");
+        return HV_EXIT_USAGE;
+    }
+    for (i = first; i < first + nfiles; i++)
+        failed += map_one(dir, argv[i], type, &opts, nfiles > 1) != 0;
+    return failed ? HV_EXIT_FAILURE : HV_EXIT_OK;
 }
 
 static int cmd_v2(hv_engine_t *e, int argc, char **argv) {
@@ -135,19 +155,23 @@ static int cmd_fhir(hv_engine_t *e, int argc, char **argv) {
 }
 
 static const hv_command_t commands[] = {
-    {"map v2-to-fhir", "map v2-to-fhir [--override FILE] [--explain] [--lenient] FILE",
-     "map an HL7 v2 message to a FHIR transaction Bundle",
+    {"map v2-to-fhir", "map v2-to-fhir [--override FILE] [--explain] [--lenient] FILE...",
+     "map HL7 v2 messages to FHIR transaction Bundles",
      "Maps FHIR from the HL7 v2 message in FILE with the tables generated from the HL7\n"
      "v2-to-FHIR IG (docs/mappings.md) and prints the transaction Bundle; what could not be\n"
      "mapped is printed as an OperationOutcome on standard error. --override FILE adds or\n"
      "replaces mapping rows. --explain prints {bundle, outcome, explain}, where explain lists\n"
      "each element written with the mapping rows that wrote it. Exit code 1 when the\n"
      "message cannot be mapped (e.g. no patient identifier in PID-3); --lenient maps such a\n"
-     "message anyway, for testing single mapping rules.\n",
+     "message anyway, for testing single mapping rules. With several FILEs, each result is\n"
+     "printed on one line, in the files' order, and each OperationOutcome on one line of\n"
+     "standard error after its file's name; a file that cannot be read or mapped prints no\n"
+     "line, its reason goes to standard error, the others are mapped, and the exit code is 1.\n",
      cmd_v2},
-    {"map ccda-to-fhir", "map ccda-to-fhir [--explain] FILE",
-     "map a C-CDA R2.1 document to a FHIR transaction Bundle",
-     "Maps the C-CDA document in FILE and prints the transaction Bundle (adapters/ccda).\n", cmd_ccda},
+    {"map ccda-to-fhir", "map ccda-to-fhir [--explain] FILE...",
+     "map C-CDA R2.1 documents to FHIR transaction Bundles",
+     "Maps the C-CDA document in FILE and prints the transaction Bundle (adapters/ccda).\n"
+     "With several FILEs, one result a line, as map v2-to-fhir does.\n", cmd_ccda},
     {"map fhir-to-v2", "map fhir-to-v2 --type ADT_A08|ORU_R01 [--explain] FILE",
      "map a FHIR resource or Bundle to an HL7 v2 message",
      "Maps the FHIR JSON in FILE to one HL7 v2 message of the given structure and prints it.\n",

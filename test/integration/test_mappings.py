@@ -122,6 +122,33 @@ class Cli(EngineTestCase):
         self.assertIn("Patient.name[1].family", rows)
         self.assertIn("PID-5", rows["Patient.name[1].family"])
 
+    def test_several_files_give_one_line_each_and_a_failure_is_named(self):
+        # Each file's Bundle on its own line, in the files' order, equal to the file mapped
+        # alone; a file that cannot be mapped prints no line, is named with its reason on
+        # standard error, and exits 1 after the others are mapped.
+        paths = []
+        for name, text in (("a01", A01), ("nopid3", A01.replace("12345^^^HOSP^MR", "")), ("oru", ORU)):
+            paths.append(os.path.join(self.workdir, name + ".hl7"))
+            with open(paths[-1], "w") as f:
+                f.write(text)
+        code, out, err = run_cli("map", "v2-to-fhir", *paths)
+        self.assertEqual(code, 1, err)
+        lines = out.splitlines()
+        self.assertEqual(len(lines), 2, out)
+        self.assertEqual([json.loads(l) for l in lines], [map_file(self, paths[0]), map_file(self, paths[2])])
+        self.assertIn(paths[1] + ": ", err)
+        self.assertIn("PID-3", err)
+        self.assertNotIn(paths[0] + ": cannot", err)
+        # Options may follow the files; the files are given together.
+        code, out, err = run_cli("map", "v2-to-fhir", paths[0], paths[2], "--explain")
+        self.assertEqual(code, 0, err)
+        self.assertEqual([sorted(json.loads(l)) for l in out.splitlines()], [["bundle", "explain", "outcome"]] * 2)
+        code, _, err = run_cli("map", "v2-to-fhir", paths[0], "--explain", paths[2])
+        self.assertEqual(code, 2, err)
+        code, _, err = run_cli("map", "fhir-to-v2", "--type", "ORU_R01", paths[0], paths[2])
+        self.assertEqual(code, 2, err)
+        self.assertIn("usage:", err)
+
     def test_message_without_patient_identifier_exits_1(self):
         path = os.path.join(self.workdir, "nopid3.hl7")
         with open(path, "w") as f:
@@ -171,12 +198,17 @@ class ReportStream(EngineTestCase):
         for label, args in (("IG tables", ()), ("with " + os.path.relpath(REPORTSTREAM_OVERRIDE, SRCDIR),
                                                   ("--override", REPORTSTREAM_OVERRIDE))):
             passed, total, failures = 0, 0, []
-            for hl7 in sorted(glob.glob(os.path.join(INVENTORY, "**", "*.hl7"), recursive=True)):
-                fhir = hl7[:-4] + ".fhir"
-                if not os.path.exists(fhir):
-                    continue
+            pairs = [(hl7, hl7[:-4] + ".fhir")
+                     for hl7 in sorted(glob.glob(os.path.join(INVENTORY, "**", "*.hl7"), recursive=True))
+                     if os.path.exists(hl7[:-4] + ".fhir")]
+            # One process maps them all: one Bundle a line, in the files' order.
+            code, out, err = run_cli("map", "v2-to-fhir", *args, "--lenient", *[h for h, _ in pairs], timeout=300)
+            self.assertEqual(code, 0, err[-3000:])
+            lines = out.splitlines()
+            self.assertEqual(len(lines), len(pairs))
+            for (hl7, fhir), line in zip(pairs, lines):
                 total += 1
-                ours = map_file(self, hl7, *args, "--lenient")
+                ours = json.loads(line)
                 if args:
                     path = os.path.join(self.workdir, "override-%03d.json" % total)
                     with open(path, "w") as f:
