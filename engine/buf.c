@@ -6,6 +6,7 @@
 #include "config.h"
 #include "engine/engine.h"
 
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -198,4 +199,38 @@ char *hv_buf_take(hv_buf_t *b) {
     b->len = 0;
     b->cap = 0;
     return p;
+}
+
+int hv_file_read(const char *path, size_t max, char **out, size_t *len, hv_error_t *err) {
+    int is_stdin = strcmp(path, "-") == 0, rc = HV_OK, os_error = 0;
+    FILE *f = is_stdin ? stdin : fopen(path, "rb");
+    hv_buf_t b;
+    char chunk[65536];
+    size_t n;
+    if (f == NULL) {
+        hv_error_set(err, HV_EIO, path, "cannot read: %s", strerror(errno));
+        return HV_EIO;
+    }
+    hv_buf_init(&b, max);
+    while (rc == HV_OK && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        rc = hv_buf_append(&b, chunk, n);
+    if (rc == HV_OK && ferror(f)) {
+        os_error = errno;
+        rc = HV_EIO;
+    }
+    if (!is_stdin) fclose(f);
+    if (rc == HV_OK && b.data == NULL) { /* an empty file is "", not NULL */
+        rc = hv_buf_reserve(&b, 0);
+        if (rc == HV_OK) b.data[0] = '\0';
+    }
+    if (rc != HV_OK) {
+        if (rc == HV_ETOOBIG) hv_error_set(err, rc, path, "cannot read: larger than %zu bytes", max);
+        else if (rc == HV_EIO) hv_error_set(err, rc, path, "cannot read: %s", strerror(os_error ? os_error : EIO));
+        else hv_error_set(err, rc, path, "cannot read: %s", hv_strerror(rc));
+        hv_buf_release(&b);
+        return rc;
+    }
+    *len = b.len;
+    *out = hv_buf_take(&b);
+    return HV_OK;
 }

@@ -108,21 +108,6 @@ static int cmd_list(hv_engine_t *e, int argc, char **argv) {
     return bad ? HV_EXIT_USAGE : HV_EXIT_OK;
 }
 
-static char *read_all(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    hv_buf_t b;
-    char chunk[65536];
-    size_t n;
-    if (f == NULL) return NULL;
-    hv_buf_init(&b, 256u << 20);
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        if (hv_buf_append(&b, chunk, n) != HV_OK) break;
-    fclose(f);
-    *len = b.len;
-    if (b.data == NULL) return hv_strdup("");
-    return hv_buf_take(&b);
-}
-
 const char *hv__chan_guess_type(const char *p, size_t n) {
     while (n > 0 && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) {
         p++;
@@ -167,10 +152,14 @@ static int cmd_test(hv_engine_t *e, int argc, char **argv) {
         fprintf(stderr, "%s\n", msg);
         return HV_EXIT_USAGE;
     }
-    content = read_all(argv[1], &len);
+    if (hv_file_read(argv[1], 256u << 20, &content, &len, &err) != HV_OK) {
+        hv_error_format(&err, msg, sizeof(msg));
+        fprintf(stderr, "holovitals: %s\n", msg);
+        goto out;
+    }
     arena = hv_arena_new(0);
-    if (content == NULL || arena == NULL) {
-        fprintf(stderr, "holovitals: cannot read %s\n", argv[1]);
+    if (arena == NULL) {
+        fprintf(stderr, "holovitals: out of memory\n");
         goto out;
     }
     memset(&m, 0, sizeof(m));

@@ -1277,37 +1277,6 @@ static int run_bundle(imp_t *im, unit_t *u)
     return rc;
 }
 
-static int read_all(const char *path, char **out, size_t *len, int *os_error)
-{
-    FILE *f = fopen(path, "rb");
-    hv_buf_t b;
-    char chunk[65536];
-    size_t n;
-    int rc = HV_OK;
-    *os_error = 0;
-    if (f == NULL) {
-        *os_error = errno;
-        return HV_EIO;
-    }
-    hv_buf_init(&b, IMPORT_MAX_FILE);
-    while (rc == HV_OK && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        rc = hv_buf_append(&b, chunk, n);
-    if (rc == HV_OK && ferror(f)) {
-        *os_error = errno;
-        rc = HV_EIO;
-    }
-    fclose(f);
-    if (rc == HV_OK && b.data == NULL)
-        rc = hv_buf_reserve(&b, 1);
-    if (rc != HV_OK) {
-        hv_buf_release(&b);
-        return rc;
-    }
-    *len = b.len;
-    *out = hv_buf_take(&b);
-    return HV_OK;
-}
-
 /* Reader: cuts NDJSON text into units of batch non-empty lines (copies). */
 static void cut_ndjson(imp_t *im, const char *path, const char *text, size_t len, size_t batch)
 {
@@ -1342,16 +1311,11 @@ static void import_file(imp_t *im, const char *path, size_t batch)
 {
     char *text = NULL;
     size_t len = 0, i = 0;
-    int os_error = 0;
-    int rc = read_all(path, &text, &len, &os_error);
-    if (rc != HV_OK) {
-        /* The system's reason when it gave one (no such file, a directory, permission). */
-        if (rc == HV_ETOOBIG)
-            fprintf(stderr, "\nholovitals import: %s: cannot read: larger than %zu bytes\n", path,
-                    IMPORT_MAX_FILE);
-        else
-            fprintf(stderr, "\nholovitals import: %s: cannot read: %s\n", path,
-                    os_error != 0 ? strerror(os_error) : hv_strerror(rc));
+    hv_error_t err;
+    hv_error_clear(&err);
+    if (hv_file_read(path, IMPORT_MAX_FILE, &text, &len, &err) != HV_OK) {
+        /* The system's reason (no such file, a directory, permission), or the size. */
+        fprintf(stderr, "\nholovitals import: %s: %s\n", path, err.message);
         reader_failed(im);
         return;
     }
@@ -1366,7 +1330,6 @@ static void import_file(imp_t *im, const char *path, size_t batch)
          * is a whole resource is NDJSON. */
         const char *nl = memchr(text + i, '\n', len - i);
         struct json_object *res = NULL;
-        hv_error_t err;
         hv_error_clear(&err);
         if (nl != NULL && hv_fhir_json_parse(text + i, (size_t)(nl - text - (long)i), &im->parse, &res, &err) == HV_OK) {
             json_object_put(res);

@@ -117,35 +117,9 @@ static void limits(hv_engine_t *e, hv_fhir_parse_opts_t *o, size_t *max_issues) 
 
 /* Reads a whole file ("-": standard input), refusing more than max bytes. */
 static int read_file(const char *path, size_t max, char **out, size_t *len, hv_error_t *err) {
-    int is_stdin = strcmp(path, "-") == 0;
-    FILE *f = is_stdin ? stdin : fopen(path, "rb");
-    hv_buf_t b;
-    char chunk[65536];
-    size_t n;
-    int rc = HV_OK;
-    if (f == NULL) {
-        hv_error_set(err, HV_EIO, path, "cannot open the file");
-        return HV_EIO;
-    }
-    hv_buf_init(&b, max + 1);
-    while (rc == HV_OK && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        rc = hv_buf_append(&b, chunk, n);
-    if (rc == HV_OK && ferror(f))
-        rc = HV_EIO;
-    if (!is_stdin)
-        fclose(f);
-    if (rc != HV_OK) {
-        hv_error_set(err, rc, path,
-                     rc == HV_ETOOBIG ? "the file is larger than fhir.max_resource_bytes"
-                                      : "cannot read the file");
-        hv_buf_release(&b);
-        return rc;
-    }
-    if (b.data == NULL && hv_buf_reserve(&b, 1) != HV_OK)
-        return HV_ENOMEM;
-    *len = b.len;
-    *out = hv_buf_take(&b);
-    return HV_OK;
+    int rc = hv_file_read(path, max, out, len, err);
+    if (rc == HV_ETOOBIG) hv_error_set(err, rc, path, "the file is larger than fhir.max_resource_bytes");
+    return rc;
 }
 
 static int is_xml(const char *t, size_t n) {

@@ -33,26 +33,6 @@
 
 #define MAX_FILE (64u << 20)
 
-static char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    hv_buf_t b;
-    char chunk[65536];
-    size_t n;
-    if (f == NULL) return NULL;
-    hv_buf_init(&b, MAX_FILE);
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
-        if (hv_buf_append(&b, chunk, n) != HV_OK) {
-            hv_buf_release(&b);
-            fclose(f);
-            return NULL;
-        }
-    }
-    fclose(f);
-    *len = b.len;
-    if (b.data == NULL) return hv_strdup("");
-    return hv_buf_take(&b);
-}
-
 /* Pretty, or compact on one line (flat: one result a line when several files are mapped). */
 static void print_json(FILE *f, json_object *o, int flat) {
     fprintf(f, "%s\n", json_object_to_json_string_ext(o, (flat ? JSON_C_TO_STRING_PLAIN : JSON_C_TO_STRING_PRETTY) |
@@ -74,9 +54,10 @@ static int map_one(int dir, const char *file, const char *type, const hv_map_opt
     memset(&res, 0, sizeof(res));
     hv_error_clear(&err);
     hv_buf_init(&msg, 0);
-    text = read_file(file, &len);
-    if (text == NULL) {
-        fprintf(stderr, "%s: cannot read\n", file);
+    if (hv_file_read(file, MAX_FILE, &text, &len, &err) != HV_OK) {
+        char line[900];
+        hv_error_format(&err, line, sizeof(line));
+        fprintf(stderr, "%s\n", line);
         goto out;
     }
     if (dir == DIR_V2) rc = hv_map_v2_to_fhir(text, len, opts, &res, &err);

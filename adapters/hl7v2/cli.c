@@ -23,26 +23,6 @@
 
 #define MAX_FILE (256u << 20)
 
-static char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    hv_buf_t b;
-    char chunk[65536];
-    size_t n;
-    if (f == NULL) return NULL;
-    hv_buf_init(&b, MAX_FILE);
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
-        if (hv_buf_append(&b, chunk, n) != HV_OK) {
-            hv_buf_release(&b);
-            fclose(f);
-            return NULL;
-        }
-    }
-    fclose(f);
-    *len = b.len;
-    if (b.data == NULL) return hv_strdup("");
-    return hv_buf_take(&b);
-}
-
 static void print_error(const char *file, const hv_error_t *err) {
     fprintf(stderr, "%s:", file);
     if (err->line > 0) fprintf(stderr, " segment %d,", err->line);
@@ -66,9 +46,8 @@ static int cmd_parse(hv_engine_t *e, int argc, char **argv) {
     }
     hv_buf_init(&out, 0);
     hv_error_clear(&err);
-    text = read_file(argv[0], &len);
-    if (text == NULL) {
-        fprintf(stderr, "%s: cannot read\n", argv[0]);
+    if (hv_file_read(argv[0], MAX_FILE, &text, &len, &err) != HV_OK) {
+        fprintf(stderr, "%s: %s\n", argv[0], err.message);
         goto out;
     }
     a = hv_arena_new(0);
@@ -183,13 +162,14 @@ static int cmd_send(hv_engine_t *e, int argc, char **argv) {
     ctx.s = s;
     for (i = 0; i < nfiles; i++) {
         size_t len = 0, cnt = 0, k;
-        char *text = read_file(files[i], &len);
+        char *text = NULL;
         hv_arena_t *a = hv_arena_new(0);
         hv_hl7v2_span_t *spans = NULL;
         hv_error_t err;
         hv_error_clear(&err);
-        if (text == NULL || a == NULL) {
-            fprintf(stderr, "%s: cannot read\n", files[i]);
+        if (a == NULL) hv_error_set(&err, HV_ENOMEM, NULL, "out of memory");
+        if (a == NULL || hv_file_read(files[i], MAX_FILE, &text, &len, &err) != HV_OK) {
+            fprintf(stderr, "%s: %s\n", files[i], err.message);
             ctx.failed = 1;
         } else if (hv_hl7v2_batch_split(a, text, len, 1000000, &spans, &cnt, &err) != HV_OK) {
             print_error(files[i], &err);

@@ -302,26 +302,6 @@ static int cmd_user_passwd(hv_engine_t *e, int argc, char **argv) {
     return HV_EXIT_OK;
 }
 
-static char *read_file(const char *path, size_t max) {
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    size_t n;
-    if (f == NULL) return NULL;
-    buf = hv_malloc(max + 1);
-    if (buf == NULL) {
-        fclose(f);
-        return NULL;
-    }
-    n = fread(buf, 1, max + 1, f);
-    fclose(f);
-    if (n > max) {
-        hv_free(buf);
-        return NULL;
-    }
-    buf[n] = '\0';
-    return buf;
-}
-
 static int cmd_client_add(hv_engine_t *e, int argc, char **argv) {
     hv__client_t c;
     const char *name = NULL, *type = NULL, *jwks_file = NULL, *scope = NULL, *jwks_uri = NULL;
@@ -381,9 +361,11 @@ static int cmd_client_add(hv_engine_t *e, int argc, char **argv) {
         }
     }
     if (jwks_file) {
-        c.jwks = read_file(jwks_file, 256 * 1024);
-        if (c.jwks == NULL) {
-            fprintf(stderr, "holovitals: cannot read %s (or larger than 256 KiB)\n", jwks_file);
+        hv_error_t err;
+        size_t jlen;
+        hv_error_clear(&err);
+        if (hv_file_read(jwks_file, 256 * 1024, &c.jwks, &jlen, &err) != HV_OK) {
+            fprintf(stderr, "holovitals: %s: %s\n", jwks_file, err.message);
             return HV_EXIT_USAGE;
         }
         if (hv__jwks_check(c.jwks, why, sizeof(why)) != 0) {

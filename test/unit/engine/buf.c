@@ -1,7 +1,10 @@
 /* buf.c — tests of engine/buf.c and the parsers in engine/util.c. */
 #include "tests.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void buf_refuses_growth_past_its_cap(void **state) {
     hv_buf_t b;
@@ -86,6 +89,50 @@ static void url_decode_handles_plus_and_rejects_bad_escapes(void **state) {
     assert_int_equal(hv_url_decode(c, strlen(c), 0), -1);
 }
 
+/* A file of n bytes 'x' at path. */
+static void write_bytes(const char *path, size_t n) {
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    for (size_t i = 0; i < n; i++) fputc('x', f);
+    assert_int_equal(fclose(f), 0);
+}
+
+static void file_read_gives_the_bytes_or_the_systems_reason(void **state) {
+    char dir[] = "/tmp/hv-file-read-XXXXXX", path[64], *text = NULL;
+    size_t len = 99;
+    hv_error_t err;
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/f", dir);
+    /* exactly max bytes: read; one more: refused with the size */
+    write_bytes(path, 100);
+    hv_error_clear(&err);
+    assert_int_equal(hv_file_read(path, 100, &text, &len, &err), HV_OK);
+    assert_int_equal(len, 100);
+    assert_int_equal(strlen(text), 100);
+    hv_free(text);
+    text = NULL;
+    assert_int_equal(hv_file_read(path, 99, &text, &len, &err), HV_ETOOBIG);
+    assert_null(text);
+    assert_string_equal(err.location, path);
+    assert_string_equal(err.message, "cannot read: larger than 99 bytes");
+    /* an empty file: "", not NULL */
+    write_bytes(path, 0);
+    assert_int_equal(hv_file_read(path, 0, &text, &len, &err), HV_OK);
+    assert_int_equal(len, 0);
+    assert_string_equal(text, "");
+    hv_free(text);
+    text = NULL;
+    /* a directory and a missing file: the system's reason */
+    hv_error_clear(&err);
+    assert_int_equal(hv_file_read(dir, 0, &text, &len, &err), HV_EIO);
+    assert_string_equal(err.message, "cannot read: Is a directory");
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(hv_file_read(path, 0, &text, &len, &err), HV_EIO);
+    assert_string_equal(err.message, "cannot read: No such file or directory");
+    assert_null(text);
+    assert_int_equal(rmdir(dir), 0);
+}
+
 int run_buf_tests(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(buf_refuses_growth_past_its_cap),
@@ -94,6 +141,7 @@ int run_buf_tests(void) {
         cmocka_unit_test(parse_size_duration_hostport),
         cmocka_unit_test(regex_too_costly_refuses_what_regcomp_would_blow_up),
         cmocka_unit_test(url_decode_handles_plus_and_rejects_bad_escapes),
+        cmocka_unit_test(file_read_gives_the_bytes_or_the_systems_reason),
     };
     return cmocka_run_group_tests_name("engine/buf", tests, NULL, NULL);
 }
