@@ -165,9 +165,9 @@ void hv_buf_consume(hv_buf_t *b, size_t n);
 /* Returns the storage (NUL-terminated, owned by the caller) and empties the buffer. */
 char *hv_buf_take(hv_buf_t *b);
 /* Reads the whole file at path ("-": standard input) into *out, NUL-terminated and owned by
- * the caller, *len bytes; max bytes at most (0: no cap). On failure err says why, after the
- * path: "cannot read: " and the system's reason, or "larger than max bytes" (HV_ETOOBIG);
- * HV_EIO when the system refused. */
+ * the caller, *len bytes; max bytes at most (0: no cap). On failure err's location is the
+ * path and its message "cannot read: " with the system's reason (HV_EIO) or "larger than
+ * max bytes" (HV_ETOOBIG). */
 int hv_file_read(const char *path, size_t max, char **out, size_t *len, hv_error_t *err);
 
 /* ------------------------------------------------------------------------- */
