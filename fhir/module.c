@@ -433,6 +433,8 @@ static int cmd_convert(hv_engine_t *e, int argc, char **argv) {
         char msg[1200];
         if (err.message[0] == '\0')
             hv_error_set(&err, rc, NULL, "%s", hv_strerror(rc));
+        if (strcmp(err.location, file) == 0)
+            err.location[0] = '\0'; /* a file that cannot be read: named once */
         hv_error_format(&err, msg, sizeof(msg));
         fprintf(stderr, "holovitals fhir convert: %s: %s\n", file, msg);
     }

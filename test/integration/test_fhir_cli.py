@@ -110,6 +110,11 @@ class FhirCli(EngineTestCase):
         rc, _, err = run_cli("fhir", "convert", "--to", "json", bad)
         self.assertEqual(rc, 1)
         self.assertIn("Patient.foo", err)
+        # A file that cannot be read: named once, with the system's reason.
+        missing = os.path.join(os.path.dirname(bad), "no-such.json")
+        rc, _, err = run_cli("fhir", "convert", "--to", "json", missing)
+        self.assertEqual(rc, 1)
+        self.assertEqual(err, "holovitals fhir convert: %s: cannot read: No such file or directory\n" % missing)
 
 
 if __name__ == "__main__":
