@@ -163,13 +163,15 @@ static int cmd_send(hv_engine_t *e, int argc, char **argv) {
     for (i = 0; i < nfiles; i++) {
         size_t len = 0, cnt = 0, k;
         char *text = NULL;
-        hv_arena_t *a = hv_arena_new(0);
+        hv_arena_t *a = NULL;
         hv_hl7v2_span_t *spans = NULL;
         hv_error_t err;
         hv_error_clear(&err);
-        if (a == NULL) hv_error_set(&err, HV_ENOMEM, NULL, "out of memory");
-        if (a == NULL || hv_file_read(files[i], MAX_FILE, &text, &len, &err) != HV_OK) {
+        if (hv_file_read(files[i], MAX_FILE, &text, &len, &err) != HV_OK) {
             fprintf(stderr, "%s: %s\n", files[i], err.message);
+            ctx.failed = 1;
+        } else if ((a = hv_arena_new(0)) == NULL) {
+            fprintf(stderr, "%s: out of memory\n", files[i]);
             ctx.failed = 1;
         } else if (hv_hl7v2_batch_split(a, text, len, 1000000, &spans, &cnt, &err) != HV_OK) {
             print_error(files[i], &err);

@@ -36,6 +36,7 @@ resources_dead) for the import and builds them at its end, keeping their definit
   and builds the deferred indexes: the Bundles committed before the kill are whole, the one
   being written is gone, and the store passes integrity_check.
 """
+import functools
 import glob
 import json
 import os
@@ -59,15 +60,9 @@ def synthea_files():
     return sorted(glob.glob(os.path.join(REFERENCE, "fhir", "synthea", "*.json")))
 
 
-_SYNTHEA = []
-
-
-def synthea_resources():
-    """The Synthea bundles' resources, urn:uuid references rewritten to Type/id (as the
-    import does), one JSON text per resource (a new list, read once per run)."""
-    if _SYNTHEA:
-        return list(_SYNTHEA)
-    out = _SYNTHEA
+@functools.lru_cache(maxsize=None)
+def _synthea_texts():
+    out = []
     for f in synthea_files():
         with open(f, encoding="utf-8") as fh:
             text = fh.read()
@@ -75,7 +70,13 @@ def synthea_resources():
         text = replace_strings(text, {e["fullUrl"]: "%s/%s" % (e["resource"]["resourceType"], e["resource"]["id"])
                                       for e in b["entry"]})
         out.extend(json.dumps(e["resource"], separators=(",", ":"), ensure_ascii=False) for e in json.loads(text)["entry"])
-    return list(out)
+    return tuple(out)
+
+
+def synthea_resources():
+    """The Synthea bundles' resources, urn:uuid references rewritten to Type/id (as the
+    import does), one JSON text per resource (a new list; the bundles are read once a run)."""
+    return list(_synthea_texts())
 
 
 def indexes(data):
