@@ -474,7 +474,7 @@ int hv_fhirpath_compile(const char *expr, size_t len, const hv_fhirpath_limits_t
         rc = HV_ETOOBIG;
         goto out;
     }
-    fp->arena = hv_arena_new(len * 8 < 4096 ? 4096 : len * 8);
+    fp->arena = hv_arena_new(len * 8 < 1024 ? 1024 : len * 8);
     if (fp->arena == NULL) {
         rc = HV_ENOMEM;
         goto out;

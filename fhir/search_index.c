@@ -100,6 +100,10 @@ typedef struct sp_entry {
     size_t ncomp;
     struct sp_spec *spec; /* per resource type the parameter applies to (see specialize) */
     size_t nspec;
+    /* The types the parameter applies to where nothing can match (spec_none): kept as a
+     * list, not as specs (see specialize_bases). */
+    const hv_fhir_type_t **none;
+    size_t nnone;
     int own_table;  /* 0: _id and _lastUpdated, searched on the resources table itself */
     int may_alias;  /* 1: the code is in row_alias (its rows may be another parameter's) */
 } sp_entry_t;
@@ -756,6 +760,63 @@ static int specialize(const sp_alt_t *alts, size_t n, const hv_fhir_type_t *t, s
     return rc;
 }
 
+/* The specialization for a type none of an expression's alternatives selects anything on
+ * (specialize kept none): fp NULL, so nothing is evaluated. */
+static const sp_spec_t spec_none;
+
+/*
+ * e's specializations for the nb types sp applies to (specialize): those that can match in
+ * e->spec, the types where nothing can in e->none, each array at its final size. Most
+ * pairs are of the second kind (12,422 of the 14,168 of R4: "successor" or "depends-on"
+ * name 146 types and select on a few), and a spec is ~2.4 KB: allocating one per pair put
+ * 33 MB in every process that indexes or searches (docs/performance.md, session 28).
+ */
+static void specialize_bases(sp_entry_t *e, const hv_fhir_search_t *sp, const sp_alt_t *alts, size_t na, size_t nb)
+{
+    size_t cap = 0;
+    sp_spec_t sc;
+    e->none = hv_malloc(nb * sizeof(*e->none));
+    if (e->none == NULL)
+        return;
+    for (size_t k = 0; k < nb; k++) {
+        if (specialize(alts, na, hv_fhir_search_base_at(sp, k), &sc) != HV_OK) {
+            hv_fhirpath_free(sc.fp);
+            continue;
+        }
+        if (sc.fp == NULL) {
+            e->none[e->nnone++] = sc.type;
+            continue;
+        }
+        if (e->nspec == cap) {
+            size_t ncap = cap ? 2 * cap : 4;
+            sp_spec_t *grown = hv_realloc(e->spec, ncap * sizeof(*grown));
+            if (grown == NULL) { /* this type keeps the expression itself */
+                hv_fhirpath_free(sc.fp);
+                hv_free(sc.unions);
+                continue;
+            }
+            e->spec = grown;
+            cap = ncap;
+        }
+        e->spec[e->nspec++] = sc;
+    }
+    if (e->nspec > 0 && e->nspec < cap) {
+        sp_spec_t *fit = hv_realloc(e->spec, e->nspec * sizeof(*fit));
+        if (fit != NULL)
+            e->spec = fit;
+    }
+    if (e->nnone == 0) {
+        hv_free(e->none);
+        e->none = NULL;
+    }
+}
+
+/* 1 when e was specialized (spec_for answers for its types). */
+static int specialized(const sp_entry_t *e)
+{
+    return e->nspec + e->nnone > 0;
+}
+
 static int spec_precheck = 1; /* hv__search_spec_precheck_enable */
 void hv__search_spec_precheck_enable(int on)
 {
@@ -857,16 +918,8 @@ static void compile_all(void)
             if (hv_fhirpath_compile(rw != NULL ? rw : expr, 0, NULL, &fp, &err) != HV_OK)
                 fp = NULL;
             hv_free(rw);
-            if (fp != NULL && nb > 0 && (na = parse_alts(expr, alts)) > 0 &&
-                (entries[nentries].spec = hv_malloc(nb * sizeof(sp_spec_t))) != NULL) {
-                for (size_t k = 0; k < nb; k++) {
-                    sp_spec_t *sc = &entries[nentries].spec[entries[nentries].nspec];
-                    if (specialize(alts, na, hv_fhir_search_base_at(sp, k), sc) == HV_OK)
-                        entries[nentries].nspec++;
-                    else
-                        hv_fhirpath_free(sc->fp);
-                }
-            }
+            if (fp != NULL && nb > 0 && (na = parse_alts(expr, alts)) > 0)
+                specialize_bases(&entries[nentries], sp, alts, na, nb);
         }
         entries[nentries++].fp = fp;
     }
@@ -1962,7 +2015,22 @@ static const sp_spec_t *spec_for(const sp_entry_t *e, const hv_fhir_type_t *rtyp
         if (e->spec[k].type == t && e->spec[k].all_kept && e->spec[k].fp != NULL)
             base = &e->spec[k];
     }
+    for (size_t k = 0; k < e->nnone; k++)
+        if (e->none[k] == rtype)
+            return &spec_none;
     return base;
+}
+
+/* e's specialization for type rtype itself (a composite's component), or NULL. */
+static const sp_spec_t *spec_of_type(const sp_entry_t *e, const hv_fhir_type_t *rtype)
+{
+    for (size_t k = 0; k < e->nspec; k++)
+        if (e->spec[k].type == rtype)
+            return &e->spec[k];
+    for (size_t k = 0; k < e->nnone; k++)
+        if (e->none[k] == rtype)
+            return &spec_none;
+    return NULL;
 }
 
 /*
@@ -1981,7 +2049,7 @@ typedef struct plan_item {
     const hv_fhir_search_t *sp;
     const sp_entry_t *e;                    /* its entry: fp not NULL, own_table */
     const hv_fhir_type_t *t;                /* the type whose own parameter it is */
-    const sp_spec_t *sc;                    /* spec_for(e, the plan's type, t) when e->nspec > 0 */
+    const sp_spec_t *sc;                    /* spec_for(e, the plan's type, t) when specialized(e) */
     const sp_spec_t *comp[MAX_COMPONENTS];  /* composite: component c's specialization for the type */
     uint64_t need, comp_need[MAX_COMPONENTS]; /* sc's keys, comp[c]'s, as bits of the plan's keys */
 } plan_item_t;
@@ -2045,15 +2113,11 @@ static int plan_build(plan_t *p, const hv_fhir_type_t *rt)
             pi->sp = sp;
             pi->e = e;
             pi->t = t;
-            pi->sc = e->nspec > 0 ? spec_for(e, rt, t) : NULL;
+            pi->sc = specialized(e) ? spec_for(e, rt, t) : NULL;
             pi->need = plan_need(p, pi->sc);
             for (size_t c = 0; c < e->ncomp; c++) {
                 const sp_entry_t *ce = entry_find(hv_fhir_search_component_at(sp, c, NULL));
-                for (size_t k = 0; ce != NULL && k < ce->nspec; k++)
-                    if (ce->spec[k].type == rt) {
-                        pi->comp[c] = &ce->spec[k];
-                        break;
-                    }
+                pi->comp[c] = ce != NULL ? spec_of_type(ce, rt) : NULL;
                 pi->comp_need[c] = plan_need(p, pi->comp[c]);
             }
             p->n++;
@@ -2524,7 +2588,7 @@ static int index_params(ix_t *x, const plan_t *p, struct json_object *resource, 
         hv_fhirpath_result_t *res = NULL;
         hv_error_t err; /* hv_fhirpath_eval clears it itself */
         hv_fhir_search_type_t st = hv_fhir_search_type(pi->sp);
-        if (e->nspec > 0 && x->nkeys < MAX_TOP_KEYS) {
+        if (specialized(e) && x->nkeys < MAX_TOP_KEYS) {
             sc = pi->sc;
             if (sc != NULL)
                 fp = item_may_match(x, p, sc, pi->need) ? sc->fp : NULL;
