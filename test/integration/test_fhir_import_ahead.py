@@ -40,11 +40,25 @@ OUTSIDE = re.compile(r"holovitals import: (search indexes built|Bundles written)
 LAST_UPDATED = re.compile(r'"lastUpdated"\s*:\s*"[^"]*"')
 
 
+# The tables whose rows hold a version's row id (resources.rid): dumped with the version it
+# names instead. A row id is a surrogate key; on PostgreSQL it comes from a sequence, whose
+# values a rolled-back run skips (fhir/rest_bundle.c take_rids), so two equal stores may
+# number their versions differently.
+BY_VERSION = {
+    "sp_tok": "t.type, t.id, t.code, t.system, t.value, t.grp",
+    "sp_str": "t.type, t.id, t.code, t.value, t.grp, t.raw",
+}
+
+
 def dump_store(db, data):
     """Every row of the index tables and the resources of a store (db: a PostgreSQL URL, or
-    None for data/fhir.db), sorted, per table, lastUpdated left out."""
+    None for data/fhir.db), sorted, per table, lastUpdated left out, row ids as the versions
+    they name (BY_VERSION)."""
     out = {}
     queries = {t: "SELECT * FROM %s" % t for t in TABLES}
+    for t, cols in BY_VERSION.items():
+        queries[t] = ("SELECT %s, r.type, r.id, r.version FROM %s t LEFT JOIN resources r ON r.rid = t.rid"
+                      % (cols, t))
     queries["resources"] = "SELECT type, id, version, deleted, json FROM resources"
     if db:
         for t, q in queries.items():
