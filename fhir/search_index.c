@@ -811,8 +811,14 @@ static void specialize_bases(sp_entry_t *e, const hv_fhir_search_t *sp, const sp
     }
 }
 
+static int specialize_on = 1; /* hv__search_specialize_enable */
+void hv__search_specialize_enable(int on)
+{
+    specialize_on = on;
+}
+
 /* 1 when e was specialized (spec_for answers for its types). */
-static int specialized(const sp_entry_t *e)
+static int has_specs(const sp_entry_t *e)
 {
     return e->nspec + e->nnone > 0;
 }
@@ -2049,7 +2055,7 @@ typedef struct plan_item {
     const hv_fhir_search_t *sp;
     const sp_entry_t *e;                    /* its entry: fp not NULL, own_table */
     const hv_fhir_type_t *t;                /* the type whose own parameter it is */
-    const sp_spec_t *sc;                    /* spec_for(e, the plan's type, t) when specialized(e) */
+    const sp_spec_t *sc;                    /* spec_for(e, the plan's type, t) when has_specs(e) */
     const sp_spec_t *comp[MAX_COMPONENTS];  /* composite: component c's specialization for the type */
     uint64_t need, comp_need[MAX_COMPONENTS]; /* sc's keys, comp[c]'s, as bits of the plan's keys */
 } plan_item_t;
@@ -2113,7 +2119,7 @@ static int plan_build(plan_t *p, const hv_fhir_type_t *rt)
             pi->sp = sp;
             pi->e = e;
             pi->t = t;
-            pi->sc = specialized(e) ? spec_for(e, rt, t) : NULL;
+            pi->sc = has_specs(e) ? spec_for(e, rt, t) : NULL;
             pi->need = plan_need(p, pi->sc);
             for (size_t c = 0; c < e->ncomp; c++) {
                 const sp_entry_t *ce = entry_find(hv_fhir_search_component_at(sp, c, NULL));
@@ -2227,7 +2233,7 @@ static void index_composite(ix_t *x, const plan_t *p, const plan_item_t *pi, str
     size_t n;
     char code[96];
     const char *pcode = x->code;
-    if (composite_precheck && !components_may_match(x, p, pi))
+    if (composite_precheck && specialize_on && !components_may_match(x, p, pi))
         return;
     if (hv_fhirpath_eval(e->fp, resource, &x->env, arena, &res, &err) != HV_OK)
         return;
@@ -2588,7 +2594,7 @@ static int index_params(ix_t *x, const plan_t *p, struct json_object *resource, 
         hv_fhirpath_result_t *res = NULL;
         hv_error_t err; /* hv_fhirpath_eval clears it itself */
         hv_fhir_search_type_t st = hv_fhir_search_type(pi->sp);
-        if (specialized(e) && x->nkeys < MAX_TOP_KEYS) {
+        if (specialize_on && has_specs(e) && x->nkeys < MAX_TOP_KEYS) {
             sc = pi->sc;
             if (sc != NULL)
                 fp = item_may_match(x, p, sc, pi->need) ? sc->fp : NULL;

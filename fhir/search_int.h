@@ -178,6 +178,9 @@ void hv__search_composite_precheck_enable(int on);
 void hv__search_spec_precheck_enable(int on);
 /* Tests: reading "T.elem" parameters directly instead of evaluating them (on by default). */
 void hv__search_direct_enable(int on);
+/* Tests: each parameter's expression specialized per resource type (on by default); off, the
+ * whole expression is evaluated on every resource, no precheck, no direct read. */
+void hv__search_specialize_enable(int on);
 int hv__search_index_put_pre(hv_db_t *db, const char *type, const char *id, struct json_object *resource,
                              int replace, const hv__search_rows_t *pre, int64_t rid);
 
