@@ -898,6 +898,19 @@ class FhirStoreTests(EngineTestCase):
         code, out, err = run_cli("import", "--data", eng.data, *db, bad)
         self.assertEqual(code, 1)
         self.assertIn("bogus", err)
+        # A JSON syntax error is named at its line and column; a rule of FHIR's JSON found
+        # after the parse (json.html: no empty arrays) at its element, with no made-up position.
+        syntax = os.path.join(self.workdir, "syntax.json")
+        with open(syntax, "w") as f:
+            f.write('{"resourceType": "Bundle",\n "type": "batch", "entry": [}')
+        empty = os.path.join(self.workdir, "empty.json")
+        with open(empty, "w") as f:
+            f.write('{"resourceType": "Bundle", "type": "batch", "entry": []}')
+        code, out, err = run_cli("import", "--data", eng.data, *db, syntax, empty)
+        self.assertEqual(code, 1)
+        self.assertIn("holovitals import: %s:2:" % syntax, err)
+        self.assertIn("holovitals import: %s: Bundle.entry: Arrays must not be empty\n" % empty, err)
+        self.assertIn(", 2 failed", out)
         eng.start()
         st, _, p = self.jreq("GET", "/fhir/Patient/n24")
         self.assertEqual((st, p["identifier"][0]["value"]), (200, "N24"))
