@@ -794,15 +794,13 @@ static struct json_object *parse_document(imp_t *im, unit_t *u)
         rc = hv_fhir_xml_parse(u->text, u->len, &im->parse, &res, &err);
     else
         rc = hv_fhir_json_parse(u->text, u->len, &im->parse, &res, &err);
-    if (rc != HV_OK && err.line > 0) {
-        fprintf(stderr, "\nholovitals import: %s:%d:%d: %s%s%s\n", u->path, err.line, err.column, err.message,
-                err.location[0] ? " at " : "", err.location);
-        reader_failed(im);
-        return NULL;
-    }
-    if (rc != HV_OK) { /* a rule of FHIR's JSON or XML found after the parse: a place, not a position */
-        fprintf(stderr, "\nholovitals import: %s: %s%s%s\n", u->path, err.location[0] ? err.location : "",
-                err.location[0] ? ": " : "", err.message);
+    if (rc != HV_OK) {
+        if (err.line > 0)
+            fprintf(stderr, "\nholovitals import: %s:%d:%d: %s%s%s\n", u->path, err.line, err.column, err.message,
+                    err.location[0] ? " at " : "", err.location);
+        else /* a rule of FHIR's JSON or XML found after the parse: a place, not a position */
+            fprintf(stderr, "\nholovitals import: %s: %s%s%s\n", u->path, err.location, err.location[0] ? ": " : "",
+                    err.message);
         reader_failed(im);
         return NULL;
     }
