@@ -78,7 +78,7 @@ size_t store_test_each_synthea_resource(void (*fn)(struct json_object *res, size
     return nres;
 }
 
-static char dbdirs[64][64]; /* one per test that opens a database */
+static char dbdirs[256][64]; /* one per database a test opens (several tests open two) */
 static int ndb;
 
 hv_db_t *store_test_db(void)
