@@ -808,6 +808,10 @@ static void specialize_bases(sp_entry_t *e, const hv_fhir_search_t *sp, const sp
     if (e->nnone == 0) {
         hv_free(e->none);
         e->none = NULL;
+    } else if (e->nnone < nb) {
+        const hv_fhir_type_t **fit = hv_realloc(e->none, e->nnone * sizeof(*fit));
+        if (fit != NULL)
+            e->none = fit;
     }
 }
 
@@ -2006,28 +2010,7 @@ void hv__search_composite_precheck_enable(int on)
     composite_precheck = on;
 }
 
-/*
- * The specialization of e for a resource of type rtype: rtype's own, else — for a parameter
- * of t, a base type of rtype (_tag, _profile: Resource's) — t's when it dropped no
- * alternative, so that its fp is the expression itself and its precheck holds on any
- * subtype (the root step T passes every resource based on T). NULL: the expression.
- */
-static const sp_spec_t *spec_for(const sp_entry_t *e, const hv_fhir_type_t *rtype, const hv_fhir_type_t *t)
-{
-    const sp_spec_t *base = NULL;
-    for (size_t k = 0; k < e->nspec; k++) {
-        if (e->spec[k].type == rtype)
-            return &e->spec[k];
-        if (e->spec[k].type == t && e->spec[k].all_kept && e->spec[k].fp != NULL)
-            base = &e->spec[k];
-    }
-    for (size_t k = 0; k < e->nnone; k++)
-        if (e->none[k] == rtype)
-            return &spec_none;
-    return base;
-}
-
-/* e's specialization for type rtype itself (a composite's component), or NULL. */
+/* e's specialization for type rtype itself (spec_none when nothing can match), or NULL. */
 static const sp_spec_t *spec_of_type(const sp_entry_t *e, const hv_fhir_type_t *rtype)
 {
     for (size_t k = 0; k < e->nspec; k++)
@@ -2036,6 +2019,23 @@ static const sp_spec_t *spec_of_type(const sp_entry_t *e, const hv_fhir_type_t *
     for (size_t k = 0; k < e->nnone; k++)
         if (e->none[k] == rtype)
             return &spec_none;
+    return NULL;
+}
+
+/*
+ * The specialization of e for a resource of type rtype: rtype's own, else — for a parameter
+ * of t, a base type of rtype (_tag, _profile: Resource's) — t's when it dropped no
+ * alternative, so that its fp is the expression itself and its precheck holds on any
+ * subtype (the root step T passes every resource based on T). NULL: the expression.
+ */
+static const sp_spec_t *spec_for(const sp_entry_t *e, const hv_fhir_type_t *rtype, const hv_fhir_type_t *t)
+{
+    const sp_spec_t *own = spec_of_type(e, rtype);
+    if (own != NULL)
+        return own;
+    for (size_t k = 0; k < e->nspec; k++)
+        if (e->spec[k].type == t && e->spec[k].all_kept && e->spec[k].fp != NULL)
+            return &e->spec[k];
     return NULL;
 }
 
